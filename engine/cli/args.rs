@@ -1,0 +1,84 @@
+//! Command-line arguments. clap types stop here: commands receive plain values.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Run operational runbooks written in TOML: check them, plan them, run them.
+#[derive(Debug, Parser)]
+#[command(name = "runbook", version, about, max_term_width = 100)]
+pub struct Cli {
+    /// When to use colours in diagnostics.
+    #[arg(long, value_enum, default_value_t = Color::Auto, global = true)]
+    pub color: Color,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Color {
+    /// Colours on a terminal, unless NO_COLOR is set.
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate runbooks and report every problem at once (exit 0 valid, 3 invalid).
+    Check {
+        /// Runbook files.
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+        /// How to report problems.
+        #[arg(long, value_enum, default_value_t = CheckFormat::Human)]
+        format: CheckFormat,
+    },
+    /// Show what a run would do, without doing any of it (a dry run).
+    Plan {
+        /// Runbook file.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// A parameter value; repeatable. Wins over `--params-file`.
+        #[arg(short = 'p', long = "param", value_name = "NAME=VALUE", value_parser = parse_param)]
+        params: Vec<(String, String)>,
+        /// A TOML file of `name = value` lines (JSON when it ends in `.json`).
+        #[arg(long, value_name = "FILE")]
+        params_file: Option<PathBuf>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
+        format: PlanFormat,
+        /// Also write the pinned plan (JSON with file hashes and engine version) here.
+        #[arg(short = 'o', long = "out", value_name = "PLAN.json")]
+        out: Option<PathBuf>,
+    },
+    /// Print the JSON Schema of the runbook format.
+    Schema,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CheckFormat {
+    /// Source excerpts with carets, codes and hints.
+    Human,
+    /// One JSON array of diagnostics on standard output.
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PlanFormat {
+    /// For a terminal.
+    Text,
+    /// The stable plan document.
+    Json,
+    /// For a pull request: a summary table and a mermaid graph.
+    Markdown,
+    /// Graphviz.
+    Dot,
+}
+
+fn parse_param(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
+        _ => Err(format!("expected NAME=VALUE, found `{s}`")),
+    }
+}

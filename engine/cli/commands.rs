@@ -1,0 +1,160 @@
+//! The commands: each turns arguments into core calls, prints, and returns an exit code.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use runbook_core::diagnostic;
+use runbook_core::validate::{self, Checked};
+use runbook_core::{Diagnostic, Source, inputs, plan, render, schema};
+
+use crate::args::{CheckFormat, Cli, Command, PlanFormat};
+use crate::{exit, loader, report};
+
+/// Run one command line.
+pub fn run(cli: Cli) -> u8 {
+    let color = report::use_color(cli.color);
+    match cli.command {
+        Command::Check { files, format } => check(&files, format, color),
+        Command::Plan { file, params, params_file, format, out } => {
+            plan_cmd(&file, &params, params_file.as_deref(), format, out.as_deref(), color)
+        }
+        Command::Schema => {
+            print!("{}", schema::schema_text());
+            exit::SUCCESS
+        }
+    }
+}
+
+fn display(path: &Path) -> String {
+    path.to_string_lossy().into_owned()
+}
+
+/// Read, parse and validate one file (and its includes).
+fn load(path: &Path) -> Checked {
+    let shown = display(path);
+    match loader::read(&shown) {
+        Ok(text) => validate::check(Source::new(shown, text), &loader::FsLoader),
+        Err(e) => Checked {
+            runbook: None,
+            diagnostics: vec![
+                Diagnostic::error(
+                    runbook_core::Code::Io,
+                    &Source::new(shown.clone(), ""),
+                    Default::default(),
+                    format!("cannot read `{shown}`: {e}"),
+                )
+                .with_help("check the path; it is relative to the current directory"),
+            ],
+        },
+    }
+}
+
+fn print_diagnostics(diags: &[Diagnostic], color: bool) {
+    if diags.is_empty() {
+        return;
+    }
+    eprint!("{}", report::human(diags, color));
+    if let Some(s) = report::summary(diags) {
+        eprintln!("{s}");
+    }
+}
+
+fn check(files: &[std::path::PathBuf], format: CheckFormat, color: bool) -> u8 {
+    let mut all = Vec::new();
+    for f in files {
+        all.extend(load(f).diagnostics);
+    }
+    diagnostic::sort(&mut all);
+    let invalid = all.iter().any(|d| d.severity == runbook_core::Severity::Error);
+    match format {
+        CheckFormat::Json => println!("{}", report::json(&all)),
+        CheckFormat::Human => {
+            print_diagnostics(&all, color);
+            if !invalid {
+                let n = files.len();
+                eprintln!("ok: {n} runbook{} valid", if n == 1 { "" } else { "s" });
+            }
+        }
+    }
+    if invalid { exit::INVALID } else { exit::SUCCESS }
+}
+
+fn plan_cmd(
+    file: &Path,
+    args: &[(String, String)],
+    params_file: Option<&Path>,
+    format: PlanFormat,
+    out: Option<&Path>,
+    color: bool,
+) -> u8 {
+    let checked = load(file);
+    let Some(runbook) = checked
+        .runbook
+        .filter(|_| !checked.diagnostics.iter().any(|d| d.severity == runbook_core::Severity::Error))
+    else {
+        print_diagnostics(&checked.diagnostics, color);
+        return exit::INVALID;
+    };
+    print_diagnostics(&checked.diagnostics, color);
+
+    let mut given = BTreeMap::new();
+    let mut problems = Vec::new();
+    if let Some(pf) = params_file {
+        let shown = display(pf);
+        match loader::read(&shown) {
+            Ok(text) => {
+                let (values, diags) = inputs::from_file(&Source::new(shown, text), &runbook);
+                given.extend(values);
+                problems.extend(diags);
+            }
+            Err(e) => problems.push(Diagnostic::error(
+                runbook_core::Code::Io,
+                &Source::new(shown.clone(), ""),
+                Default::default(),
+                format!("cannot read params file `{shown}`: {e}"),
+            )),
+        }
+    }
+    let (values, diags) = inputs::from_args(args, &runbook);
+    given.extend(values);
+    problems.extend(diags);
+    let resolved = if problems.is_empty() {
+        match inputs::resolve(&runbook, &given) {
+            Ok(v) => Some(v),
+            Err(d) => {
+                problems.extend(d);
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let Some(values) = resolved else {
+        print_diagnostics(&problems, color);
+        return exit::INVALID;
+    };
+    let plan = match plan::plan(&runbook, &values) {
+        Ok(p) => p,
+        Err(d) => {
+            print_diagnostics(&d, color);
+            return exit::INVALID;
+        }
+    };
+    let json = serde_json::to_string_pretty(&plan).unwrap_or_default();
+    if let Some(out) = out
+        && let Err(e) = std::fs::write(out, format!("{json}\n"))
+    {
+        eprintln!("error: cannot write the plan to `{}`: {e}", display(out));
+        return exit::CANNOT_START;
+    }
+    match format {
+        PlanFormat::Text => print!("{}", render::text(&plan)),
+        PlanFormat::Json => println!("{json}"),
+        PlanFormat::Markdown => print!("{}", render::markdown(&plan)),
+        PlanFormat::Dot => print!("{}", render::dot(&plan)),
+    }
+    if let Some(out) = out {
+        eprintln!("pinned plan written to {}", display(out));
+    }
+    exit::SUCCESS
+}

@@ -1,0 +1,19 @@
+//! `runbook`: run operational runbooks written in TOML.
+//!
+//! This binary is the only place that prints and picks exit codes; everything it shows
+//! comes from `runbook-core`.
+
+mod args;
+mod commands;
+mod exit;
+mod loader;
+mod report;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = args::Cli::parse();
+    ExitCode::from(commands::run(cli))
+}

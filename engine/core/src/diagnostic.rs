@@ -1,0 +1,257 @@
+//! Diagnostics: every problem the core finds, with a stable code, a place in a file and a hint.
+//!
+//! The core only collects diagnostics; rendering them (carets, colours, JSON) is the CLI's
+//! job. Codes are stable: tests, scripts and the book refer to them. Wording may improve.
+
+use std::fmt;
+use std::sync::Arc;
+
+use crate::span::Span;
+
+/// One source file: its display path and its text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Source {
+    /// The path as the user gave it (or as resolved from an include), for messages.
+    pub path: String,
+    /// The whole text.
+    pub text: String,
+}
+
+impl Source {
+    /// A new shared source.
+    pub fn new(path: impl Into<String>, text: impl Into<String>) -> Arc<Source> {
+        Arc::new(Source { path: path.into(), text: text.into() })
+    }
+
+    /// 1-based line and column (in characters) of a byte offset.
+    pub fn line_col(&self, offset: usize) -> (usize, usize) {
+        let offset = floor_char_boundary(&self.text, offset.min(self.text.len()));
+        let before = &self.text[..offset];
+        let line = before.matches('\n').count() + 1;
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        let col = self.text[line_start..offset].chars().count() + 1;
+        (line, col)
+    }
+
+    /// The text under a span, if the span is inside the file.
+    pub fn slice(&self, span: Span) -> Option<&str> {
+        self.text.get(span.start..span.end)
+    }
+}
+
+fn floor_char_boundary(s: &str, mut i: usize) -> usize {
+    while i > 0 && !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+macro_rules! codes {
+    ($($variant:ident = $num:literal, $slug:literal, $summary:literal;)*) => {
+        /// The stable code of a diagnostic. The book has one section per code.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub enum Code {
+            $(#[doc = $summary] $variant,)*
+        }
+
+        impl Code {
+            /// Every code, in numeric order.
+            pub const ALL: &'static [Code] = &[$(Code::$variant,)*];
+
+            /// The code as written in messages, e.g. `RB022`.
+            pub fn as_str(self) -> &'static str {
+                match self { $(Code::$variant => concat!("RB", $num),)* }
+            }
+
+            /// A short kebab-case name, e.g. `cycle`.
+            pub fn slug(self) -> &'static str {
+                match self { $(Code::$variant => $slug,)* }
+            }
+
+            /// One sentence saying what the code is about.
+            pub fn summary(self) -> &'static str {
+                match self { $(Code::$variant => $summary,)* }
+            }
+        }
+    };
+}
+
+codes! {
+    Io = "000", "io-error", "A file cannot be read.";
+    TomlSyntax = "001", "toml-syntax", "The file is not valid TOML.";
+    UnknownKey = "002", "unknown-key", "A key that the format does not have.";
+    WrongType = "003", "wrong-type", "A value of the wrong type for its key.";
+    MissingKey = "004", "missing-key", "A required key is missing.";
+    StepKind = "010", "step-kind", "A step, precondition or compensation needs exactly one kind.";
+    ExactlyOneOf = "011", "exactly-one-of", "A table needs exactly one of some keys.";
+    InvalidId = "012", "invalid-id", "An id or name does not match its pattern.";
+    DuplicateId = "013", "duplicate-id", "The same id is used twice.";
+    MisplacedKey = "014", "misplaced-key", "A key that is not allowed where it is written.";
+    UnknownNeed = "020", "unknown-need", "`needs` names a step that does not exist.";
+    SelfNeed = "021", "self-need", "A step needs itself.";
+    Cycle = "022", "cycle", "The needs of some steps form a cycle.";
+    NeedsAcross = "023", "needs-across", "A need crosses between `steps` and `finally`.";
+    InvalidDuration = "030", "invalid-duration", "A duration that does not parse.";
+    InvalidRange = "031", "invalid-range", "An estimate range that does not parse or is reversed.";
+    InvalidRetry = "032", "invalid-retry", "A retry policy that cannot work.";
+    InvalidValue = "033", "invalid-value", "A value outside its allowed range.";
+    TemplateSyntax = "040", "template-syntax", "A template that does not parse.";
+    UndeclaredReference = "041", "undeclared-reference", "A template names something that is not declared.";
+    OutputNotAncestor = "042", "output-not-ancestor", "A step uses the output of a step that is not among its ancestors.";
+    InvalidExpression = "043", "invalid-expression", "A `when` or `assert` expression that does not compile.";
+    SecretExposed = "044", "secret-exposed", "A secret used where it would be shown or stored.";
+    InvalidDefault = "050", "invalid-default", "A parameter default that violates its own declaration.";
+    InvalidParam = "051", "invalid-param", "A parameter declaration that cannot work.";
+    IncludeMissing = "060", "include-missing", "An included runbook file cannot be read.";
+    IncludeInvalid = "061", "include-invalid", "An included runbook is not valid.";
+    IncludeCycle = "062", "include-cycle", "Runbooks include each other.";
+    IncludeParams = "063", "include-params", "An include passes an unknown parameter or misses a required one.";
+    MissingParam = "070", "missing-param", "A required parameter was not given.";
+    InvalidParamValue = "071", "invalid-param-value", "A parameter value does not fit its declaration.";
+    UnknownParam = "072", "unknown-param", "A parameter that the runbook does not declare.";
+}
+
+impl fmt::Display for Code {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How bad a diagnostic is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Severity {
+    /// The runbook cannot run.
+    Error,
+    /// Suspicious but allowed.
+    Warning,
+}
+
+/// A secondary place that explains the main one (e.g. where a duplicate was first defined).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Label {
+    /// Where.
+    pub span: Span,
+    /// What is there.
+    pub message: String,
+}
+
+/// One problem, pointing into one source file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    /// Stable code.
+    pub code: Code,
+    /// Error or warning.
+    pub severity: Severity,
+    /// What is wrong, lowercase, naming things in backticks.
+    pub message: String,
+    /// The file the spans point into.
+    pub source: Arc<Source>,
+    /// The main place.
+    pub span: Span,
+    /// Text shown under the caret of the main place.
+    pub label: Option<String>,
+    /// Other places that help explain.
+    pub related: Vec<Label>,
+    /// How to fix it.
+    pub help: Option<String>,
+}
+
+impl Diagnostic {
+    /// A new error at `span` in `source`.
+    pub fn error(code: Code, source: &Arc<Source>, span: Span, message: impl Into<String>) -> Self {
+        Diagnostic {
+            code,
+            severity: Severity::Error,
+            message: message.into(),
+            source: Arc::clone(source),
+            span,
+            label: None,
+            related: Vec::new(),
+            help: None,
+        }
+    }
+
+    /// Set the text under the caret.
+    pub fn with_label(mut self, label: impl Into<String>) -> Self {
+        self.label = Some(label.into());
+        self
+    }
+
+    /// Set the text under the caret, in place.
+    pub fn set_label(&mut self, label: impl Into<String>) -> &mut Self {
+        self.label = Some(label.into());
+        self
+    }
+
+    /// Add a hint.
+    pub fn with_help(mut self, help: impl Into<String>) -> Self {
+        self.help = Some(help.into());
+        self
+    }
+
+    /// Add a hint if there is one.
+    pub fn with_help_opt(mut self, help: Option<String>) -> Self {
+        if help.is_some() {
+            self.help = help;
+        }
+        self
+    }
+
+    /// Add a secondary place.
+    pub fn with_related(mut self, span: Span, message: impl Into<String>) -> Self {
+        self.related.push(Label { span, message: message.into() });
+        self
+    }
+
+    /// `path:line:col` of the main place.
+    pub fn location(&self) -> String {
+        let (line, col) = self.source.line_col(self.span.start);
+        format!("{}:{}:{}", self.source.path, line, col)
+    }
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: [{}] {}", self.location(), self.code, self.message)
+    }
+}
+
+/// Sort diagnostics by file (in first-seen order) then position, and drop exact duplicates.
+pub fn sort(diagnostics: &mut Vec<Diagnostic>) {
+    let mut order: Vec<String> = Vec::new();
+    for d in diagnostics.iter() {
+        if !order.contains(&d.source.path) {
+            order.push(d.source.path.clone());
+        }
+    }
+    let rank = |d: &Diagnostic| order.iter().position(|p| *p == d.source.path).unwrap_or(usize::MAX);
+    diagnostics.sort_by(|a, b| {
+        (rank(a), a.span.start, a.span.end, a.code).cmp(&(rank(b), b.span.start, b.span.end, b.code))
+    });
+    diagnostics.dedup_by(|a, b| {
+        a.source.path == b.source.path && a.span == b.span && a.code == b.code && a.message == b.message
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_col_counts_characters_not_bytes() {
+        let s = Source::new("f.toml", "a = 1\ntítulo = \"x\"\n");
+        assert_eq!(s.line_col(0), (1, 1));
+        assert_eq!(s.line_col(6), (2, 1));
+        let pos = s.text.find('=').map(|_| s.text.rfind('=').unwrap_or(0)).unwrap_or(0);
+        assert_eq!(s.line_col(pos), (2, 8));
+    }
+
+    #[test]
+    fn codes_are_unique_and_formatted() {
+        let mut seen = std::collections::HashSet::new();
+        for c in Code::ALL {
+            assert!(seen.insert(c.as_str()), "duplicate code {}", c.as_str());
+            assert!(c.as_str().starts_with("RB") && c.as_str().len() == 5);
+        }
+    }
+}

@@ -1,0 +1,509 @@
+//! The validated runbook: domain types built by [`crate::validate`] from the raw shapes.
+//!
+//! Architecture invariant: nothing here derives `Deserialize`. A value of these types has
+//! passed every check of the format, so the planner and the executor never re-check.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::diagnostic::Source;
+use crate::span::Span;
+
+/// A step id: `^[a-z][a-z0-9_]*$`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct StepId(pub String);
+
+impl StepId {
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for StepId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A template string with where it was written. Its references were checked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Template {
+    /// The text, as written.
+    pub text: String,
+    /// Where.
+    pub span: Span,
+}
+
+/// An expression (`when`, `assert`) with where it was written. It compiles.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Expr {
+    /// The text, as written.
+    pub text: String,
+    /// Where.
+    pub span: Span,
+    /// True when its value depends only on `params` and `runbook`, so a plan can show it.
+    pub static_only: bool,
+}
+
+/// The type of a parameter value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ParamType {
+    /// Text.
+    String,
+    /// A 64-bit whole number.
+    Integer,
+    /// A floating-point number.
+    Number,
+    /// `true` or `false`.
+    Boolean,
+}
+
+impl ParamType {
+    /// The name used in the format.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ParamType::String => "string",
+            ParamType::Integer => "integer",
+            ParamType::Number => "number",
+            ParamType::Boolean => "boolean",
+        }
+    }
+}
+
+/// A typed parameter value.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum ParamValue {
+    /// Text.
+    String(String),
+    /// Whole number.
+    Integer(i64),
+    /// Floating-point number.
+    Number(f64),
+    /// Boolean.
+    Boolean(bool),
+}
+
+impl fmt::Display for ParamValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ParamValue::String(s) => f.write_str(s),
+            ParamValue::Integer(i) => write!(f, "{i}"),
+            ParamValue::Number(n) => write!(f, "{n}"),
+            ParamValue::Boolean(b) => write!(f, "{b}"),
+        }
+    }
+}
+
+/// A declared parameter.
+#[derive(Debug, Clone)]
+pub struct Param {
+    /// Name.
+    pub name: String,
+    /// Where it was declared.
+    pub span: Span,
+    /// Its type.
+    pub ty: ParamType,
+    /// What it means.
+    pub description: Option<String>,
+    /// The value when none is given; `None` means required.
+    pub default: Option<ParamValue>,
+    /// Allowed values.
+    pub allowed: Option<Vec<ParamValue>>,
+    /// The regular expression a string must match (source text; it compiles).
+    pub pattern: Option<String>,
+}
+
+/// Where a secret's value comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SecretSource {
+    /// An environment variable.
+    Env(String),
+    /// A file, relative to the runbook's folder.
+    File(String),
+    /// A command's standard output.
+    Command(Vec<String>),
+}
+
+/// A declared secret. Its value is never part of any model, plan or record.
+#[derive(Debug, Clone)]
+pub struct Secret {
+    /// Name.
+    pub name: String,
+    /// Source.
+    pub source: SecretSource,
+    /// What it is for.
+    pub description: Option<String>,
+}
+
+/// A duration or a range of durations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Estimate {
+    /// Lower bound.
+    pub low: Duration,
+    /// Upper bound (equal to `low` for a single duration).
+    pub high: Duration,
+}
+
+impl fmt::Display for Estimate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.low == self.high {
+            write!(f, "{}", format_duration(self.low))
+        } else {
+            write!(f, "{}..{}", format_duration(self.low), format_duration(self.high))
+        }
+    }
+}
+
+/// A duration as a compact humantime string (`1m 30s`).
+pub fn format_duration(d: Duration) -> String {
+    if d.is_zero() {
+        return "0s".into();
+    }
+    humantime::format_duration(d).to_string()
+}
+
+/// What happens after a step fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnFailure {
+    /// Start nothing new; compensate the steps that succeeded.
+    Compensate,
+    /// Stop without compensating.
+    Stop,
+    /// Record and go on; dependents are skipped.
+    Continue,
+}
+
+/// A retry policy. `attempts` counts every try.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct RetryPolicy {
+    /// Tries in all (≥ 1).
+    pub attempts: u32,
+    /// Wait before the second try.
+    #[serde(serialize_with = "ser_duration")]
+    pub delay: Duration,
+    /// Multiplier per try (≥ 1.0).
+    pub backoff: f64,
+    /// Upper bound of the delay.
+    #[serde(serialize_with = "ser_opt_duration")]
+    pub max_delay: Option<Duration>,
+    /// Full jitter.
+    pub jitter: bool,
+    /// Retry only on these exit codes (empty: any failure).
+    pub on_exit_codes: Vec<i32>,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            attempts: 1,
+            delay: Duration::from_secs(1),
+            backoff: 1.0,
+            max_delay: None,
+            jitter: false,
+            on_exit_codes: Vec::new(),
+        }
+    }
+}
+
+/// Serialize a duration as a humantime string.
+pub fn ser_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&format_duration(*d))
+}
+
+/// Serialize an optional duration as a humantime string or null.
+pub fn ser_opt_duration<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => s.serialize_str(&format_duration(*d)),
+        None => s.serialize_none(),
+    }
+}
+
+/// An HTTP request.
+#[derive(Debug, Clone)]
+pub struct HttpSpec {
+    /// Upper-case method.
+    pub method: String,
+    /// URL template.
+    pub url: Template,
+    /// Header templates.
+    pub headers: Vec<(String, Template)>,
+    /// Query templates.
+    pub query: Vec<(String, Template)>,
+    /// Text body template.
+    pub body: Option<Template>,
+    /// JSON body (string leaves are templates).
+    pub json: Option<serde_json::Value>,
+    /// Accepted statuses (empty: any 2xx).
+    pub expect_status: Vec<u16>,
+    /// Latency limit.
+    pub max_latency: Option<Duration>,
+    /// Assertion.
+    pub assert: Option<Expr>,
+    /// Extra CA file.
+    pub ca_file: Option<String>,
+    /// Client-side limit.
+    pub request_timeout: Option<Duration>,
+}
+
+/// A SQL statement or script.
+#[derive(Debug, Clone)]
+pub struct SqlSpec {
+    /// Database URL template.
+    pub url: Template,
+    /// Query or file.
+    pub statement: SqlStatement,
+    /// Bound arguments (string leaves are templates).
+    pub args: Vec<serde_json::Value>,
+    /// Assertion.
+    pub assert: Option<Expr>,
+    /// Read-only transaction.
+    pub read_only: bool,
+}
+
+/// What a SQL step executes.
+#[derive(Debug, Clone)]
+pub enum SqlStatement {
+    /// One statement, text kept as written (never templated).
+    Query(String),
+    /// A script file run in one transaction.
+    File(String),
+}
+
+/// A human decision.
+#[derive(Debug, Clone)]
+pub struct ApprovalSpec {
+    /// Question.
+    pub prompt: Template,
+    /// Typed inputs.
+    pub inputs: Vec<Param>,
+    /// Allowed identities (empty: anyone).
+    pub approvers: Vec<String>,
+    /// Approvals needed.
+    pub min_approvals: u32,
+    /// Whether the run's operator may approve.
+    pub allow_self_approval: bool,
+    /// Wait limit.
+    pub timeout: Option<Duration>,
+}
+
+/// A webhook notification.
+#[derive(Debug, Clone)]
+pub struct NotifySpec {
+    /// Webhook URL template.
+    pub webhook: Template,
+    /// Body.
+    pub message: NotifyMessage,
+    /// A failed delivery fails the step.
+    pub required: bool,
+}
+
+/// A notification's body.
+#[derive(Debug, Clone)]
+pub enum NotifyMessage {
+    /// `{"text": ...}`.
+    Text(Template),
+    /// A custom JSON body.
+    Json(serde_json::Value),
+}
+
+/// A runbook run as one step.
+#[derive(Debug, Clone)]
+pub struct IncludeSpec {
+    /// File as written.
+    pub file: String,
+    /// Index of the validated child in [`Runbook::includes`].
+    pub child: usize,
+    /// Parameters (string leaves are templates).
+    pub params: Vec<(String, serde_json::Value)>,
+}
+
+/// What a step (or a check, or a compensation) does: exactly one kind.
+#[derive(Debug, Clone)]
+pub enum Action {
+    /// Shell script.
+    Run {
+        /// Script template (values are shell-quoted).
+        script: Template,
+        /// Shell argv the script is appended to.
+        shell: Vec<String>,
+    },
+    /// Argv.
+    Cmd(Vec<Template>),
+    /// HTTP request.
+    Http(HttpSpec),
+    /// SQL.
+    Sql(SqlSpec),
+    /// Human decision.
+    Approval(ApprovalSpec),
+    /// Notification.
+    Notify(NotifySpec),
+    /// Another runbook.
+    Runbook(IncludeSpec),
+}
+
+impl Action {
+    /// The kind's name as in the format.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Action::Run { .. } => "run",
+            Action::Cmd(_) => "cmd",
+            Action::Http(_) => "http",
+            Action::Sql(_) => "sql",
+            Action::Approval(_) => "approval",
+            Action::Notify(_) => "notify",
+            Action::Runbook(_) => "runbook",
+        }
+    }
+}
+
+/// A check before the run or before one step.
+#[derive(Debug, Clone)]
+pub struct Precondition {
+    /// Id.
+    pub id: String,
+    /// The check.
+    pub action: Action,
+    /// Message template shown when it fails.
+    pub message: Option<Template>,
+    /// Environment templates.
+    pub env: Vec<(String, Template)>,
+    /// Working directory.
+    pub dir: Option<String>,
+    /// Time limit.
+    pub timeout: Duration,
+}
+
+/// An undo action.
+#[derive(Debug, Clone)]
+pub struct Compensation {
+    /// What it does.
+    pub action: Action,
+    /// Environment templates.
+    pub env: Vec<(String, Template)>,
+    /// Working directory.
+    pub dir: Option<String>,
+    /// Time limit of one attempt.
+    pub timeout: Option<Duration>,
+    /// Its own retry policy.
+    pub retry: RetryPolicy,
+}
+
+/// A step of `[steps]` or `[finally]`.
+#[derive(Debug, Clone)]
+pub struct Step {
+    /// Id.
+    pub id: StepId,
+    /// Where the id was written.
+    pub span: Span,
+    /// Title.
+    pub title: Option<Template>,
+    /// Description.
+    pub description: Option<String>,
+    /// Direct needs, resolved (implicit sequencing already applied).
+    pub needs: Vec<StepId>,
+    /// Condition.
+    pub when: Option<Expr>,
+    /// Confirmation question.
+    pub confirm: Option<Template>,
+    /// What it does.
+    pub action: Action,
+    /// Environment templates.
+    pub env: Vec<(String, Template)>,
+    /// Working directory.
+    pub dir: Option<String>,
+    /// Declared outputs (for run/cmd/runbook) or the kind's fixed outputs.
+    pub outputs: Vec<String>,
+    /// Time limit of one attempt.
+    pub timeout: Option<Duration>,
+    /// Retry policy.
+    pub retry: RetryPolicy,
+    /// Safe to re-run when in doubt.
+    pub idempotent: bool,
+    /// Failure policy.
+    pub on_failure: OnFailure,
+    /// Undo action.
+    pub compensate: Option<Compensation>,
+    /// Checks right before the step.
+    pub preconditions: Vec<Precondition>,
+    /// Expected duration.
+    pub estimate: Option<Estimate>,
+}
+
+/// An escalation timer.
+#[derive(Debug, Clone)]
+pub struct Escalation {
+    /// Id.
+    pub id: String,
+    /// Time since the run started.
+    pub after: Duration,
+    /// The notification.
+    pub notify: NotifySpec,
+}
+
+/// A validated runbook.
+#[derive(Debug, Clone)]
+pub struct Runbook {
+    /// Its file.
+    pub source: Arc<Source>,
+    /// Machine name.
+    pub name: String,
+    /// Title.
+    pub title: Option<String>,
+    /// Description.
+    pub description: Option<String>,
+    /// Expected duration.
+    pub estimate: Option<Estimate>,
+    /// Parallelism cap (`None`: number of CPUs).
+    pub max_parallel: Option<u32>,
+    /// Lock name template.
+    pub lock: Option<Template>,
+    /// Parameters in declaration order.
+    pub params: Vec<Param>,
+    /// Secrets in declaration order.
+    pub secrets: Vec<Secret>,
+    /// Runbook-level checks.
+    pub preconditions: Vec<Precondition>,
+    /// Main steps in declaration order.
+    pub steps: Vec<Step>,
+    /// Finally steps in declaration order.
+    pub finally: Vec<Step>,
+    /// Escalations in declaration order.
+    pub escalations: Vec<Escalation>,
+    /// Included runbooks, validated, indexed by [`IncludeSpec::child`].
+    pub includes: Vec<Arc<Runbook>>,
+}
+
+impl Runbook {
+    /// A main or finally step by id.
+    pub fn step(&self, id: &str) -> Option<&Step> {
+        self.steps.iter().chain(self.finally.iter()).find(|s| s.id.as_str() == id)
+    }
+
+    /// A parameter by name.
+    pub fn param(&self, name: &str) -> Option<&Param> {
+        self.params.iter().find(|p| p.name == name)
+    }
+
+    /// Every source file involved: this one first, then each include's (once each).
+    pub fn sources(&self) -> Vec<Arc<Source>> {
+        let mut out: Vec<Arc<Source>> = vec![Arc::clone(&self.source)];
+        for child in &self.includes {
+            for s in child.sources() {
+                if !out.iter().any(|o| o.path == s.path) {
+                    out.push(s);
+                }
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,193 @@
+//! Parameter values: typing them from TOML or from `-p name=value` text, and checking them
+//! against their declaration (type, enum, pattern). One set of rules serves defaults at
+//! check time and given values at plan and run time.
+
+use std::collections::BTreeMap;
+
+use regex::Regex;
+
+use crate::model::{Param, ParamType, ParamValue};
+
+/// A TOML value as a typed parameter value, if it has the declared type.
+pub fn from_toml(ty: ParamType, value: &toml::Value) -> Result<ParamValue, String> {
+    match (ty, value) {
+        (ParamType::String, toml::Value::String(s)) => Ok(ParamValue::String(s.clone())),
+        (ParamType::Integer, toml::Value::Integer(i)) => Ok(ParamValue::Integer(*i)),
+        (ParamType::Number, toml::Value::Float(f)) => Ok(ParamValue::Number(*f)),
+        (ParamType::Number, toml::Value::Integer(i)) => Ok(ParamValue::Number(*i as f64)),
+        (ParamType::Boolean, toml::Value::Boolean(b)) => Ok(ParamValue::Boolean(*b)),
+        (ty, other) => Err(format!("expected {}, found {}", article(ty), toml_type(other))),
+    }
+}
+
+/// A JSON value (from a `.json` params file) as a typed parameter value.
+pub fn from_json(ty: ParamType, value: &serde_json::Value) -> Result<ParamValue, String> {
+    use serde_json::Value as J;
+    match (ty, value) {
+        (ParamType::String, J::String(s)) => Ok(ParamValue::String(s.clone())),
+        (ParamType::Integer, J::Number(n)) if n.is_i64() => Ok(ParamValue::Integer(n.as_i64().unwrap_or(0))),
+        (ParamType::Number, J::Number(n)) => Ok(ParamValue::Number(n.as_f64().unwrap_or(0.0))),
+        (ParamType::Boolean, J::Bool(b)) => Ok(ParamValue::Boolean(*b)),
+        (ty, other) => Err(format!("expected {}, found {}", article(ty), json_type(other))),
+    }
+}
+
+/// Text from the command line (`-p name=value`) as a typed parameter value.
+pub fn from_text(ty: ParamType, text: &str) -> Result<ParamValue, String> {
+    match ty {
+        ParamType::String => Ok(ParamValue::String(text.to_string())),
+        ParamType::Integer => text
+            .trim()
+            .parse::<i64>()
+            .map(ParamValue::Integer)
+            .map_err(|_| format!("expected an integer, found `{text}`")),
+        ParamType::Number => match text.trim().parse::<f64>() {
+            Ok(n) if n.is_finite() => Ok(ParamValue::Number(n)),
+            _ => Err(format!("expected a number, found `{text}`")),
+        },
+        ParamType::Boolean => match text.trim() {
+            "true" => Ok(ParamValue::Boolean(true)),
+            "false" => Ok(ParamValue::Boolean(false)),
+            _ => Err(format!("expected `true` or `false`, found `{text}`")),
+        },
+    }
+}
+
+/// Check a typed value against the declaration's enum and pattern.
+pub fn check(param: &Param, value: &ParamValue) -> Result<(), String> {
+    if let Some(allowed) = &param.allowed
+        && !allowed.iter().any(|a| a == value)
+    {
+        let list: Vec<String> = allowed.iter().map(|a| format!("`{a}`")).collect();
+        return Err(format!("`{value}` is not one of {}", list.join(", ")));
+    }
+    if let (Some(pattern), ParamValue::String(s)) = (&param.pattern, value) {
+        // The pattern compiled when the runbook was validated.
+        if let Ok(re) = Regex::new(pattern)
+            && !re.is_match(s)
+        {
+            return Err(format!("`{s}` does not match the pattern `{pattern}`"));
+        }
+    }
+    Ok(())
+}
+
+/// Resolve the values of every parameter: given ones, then defaults. Errors name the
+/// parameter; they are reported by the caller with a place (command line or params file).
+#[derive(Debug, Clone, PartialEq)]
+pub enum ParamProblem {
+    /// A required parameter has no value.
+    Missing(String),
+    /// A value was given for a parameter the runbook does not declare.
+    Unknown(String),
+    /// A value does not fit (`name`, reason).
+    Invalid(String, String),
+}
+
+/// Values for all declared parameters, from already-typed given values and defaults.
+pub fn resolve(
+    params: &[Param],
+    given: &BTreeMap<String, ParamValue>,
+) -> Result<BTreeMap<String, ParamValue>, Vec<ParamProblem>> {
+    let mut problems = Vec::new();
+    let mut out = BTreeMap::new();
+    for name in given.keys() {
+        if !params.iter().any(|p| &p.name == name) {
+            problems.push(ParamProblem::Unknown(name.clone()));
+        }
+    }
+    for p in params {
+        match given.get(&p.name).or(p.default.as_ref()) {
+            Some(v) => match check(p, v) {
+                Ok(()) => {
+                    out.insert(p.name.clone(), v.clone());
+                }
+                Err(e) => problems.push(ParamProblem::Invalid(p.name.clone(), e)),
+            },
+            None => problems.push(ParamProblem::Missing(p.name.clone())),
+        }
+    }
+    if problems.is_empty() { Ok(out) } else { Err(problems) }
+}
+
+fn article(ty: ParamType) -> &'static str {
+    match ty {
+        ParamType::String => "a string",
+        ParamType::Integer => "an integer",
+        ParamType::Number => "a number",
+        ParamType::Boolean => "a boolean",
+    }
+}
+
+fn toml_type(v: &toml::Value) -> &'static str {
+    match v {
+        toml::Value::String(_) => "a string",
+        toml::Value::Integer(_) => "an integer",
+        toml::Value::Float(_) => "a float",
+        toml::Value::Boolean(_) => "a boolean",
+        toml::Value::Datetime(_) => "a datetime",
+        toml::Value::Array(_) => "an array",
+        toml::Value::Table(_) => "a table",
+    }
+}
+
+fn json_type(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::span::Span;
+
+    fn param(ty: ParamType) -> Param {
+        Param {
+            name: "p".into(),
+            span: Span::default(),
+            ty,
+            description: None,
+            default: None,
+            allowed: None,
+            pattern: None,
+        }
+    }
+
+    #[test]
+    fn text_is_typed() {
+        assert_eq!(from_text(ParamType::Integer, "42"), Ok(ParamValue::Integer(42)));
+        assert!(from_text(ParamType::Integer, "4x").is_err());
+        assert!(from_text(ParamType::Number, "NaN").is_err());
+        assert_eq!(from_text(ParamType::Boolean, "true"), Ok(ParamValue::Boolean(true)));
+        assert!(from_text(ParamType::Boolean, "yes").is_err());
+    }
+
+    #[test]
+    fn enum_and_pattern_are_checked() {
+        let mut p = param(ParamType::String);
+        p.allowed = Some(vec![ParamValue::String("a".into())]);
+        assert!(check(&p, &ParamValue::String("b".into())).is_err());
+        p.allowed = None;
+        p.pattern = Some(r"^v\d+$".into());
+        assert!(check(&p, &ParamValue::String("v1".into())).is_ok());
+        assert!(check(&p, &ParamValue::String("x1".into())).is_err());
+    }
+
+    #[test]
+    fn resolve_reports_every_problem() {
+        let mut a = param(ParamType::String);
+        a.name = "a".into();
+        let mut b = param(ParamType::Integer);
+        b.name = "b".into();
+        b.default = Some(ParamValue::Integer(1));
+        let given = BTreeMap::from([("zz".to_string(), ParamValue::Integer(1))]);
+        let err = resolve(&[a, b], &given).err().unwrap_or_default();
+        assert_eq!(err, [ParamProblem::Unknown("zz".into()), ParamProblem::Missing("a".into())]);
+    }
+}

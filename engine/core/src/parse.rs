@@ -1,0 +1,476 @@
+//! Parse: TOML text to a [`Document`] of raw shapes, collecting every problem on the way.
+//!
+//! Three passes, each reporting all it finds:
+//! 1. TOML syntax, with recovery (`toml::de::DeTable::parse_recoverable`);
+//! 2. unknown keys at every depth, driven by the JSON Schema generated from [`crate::raw`],
+//!    so the list of known keys has one source; unknown keys are reported and pruned;
+//! 3. serde, one unit at a time (the `[runbook]` table, each param, each step...), so one
+//!    wrong type hides nothing outside its own unit.
+
+use std::sync::Arc;
+
+use serde::Deserialize;
+use serde::de::IntoDeserializer;
+use serde_json::Value as Json;
+use toml::de::{DeTable, DeValue};
+
+use crate::diagnostic::{Code, Diagnostic, Source};
+use crate::raw::{RawDefaults, RawEscalation, RawMeta, RawParam, RawPrecondition, RawSecret, RawStep};
+use crate::schema;
+use crate::span::{Span, Spanned};
+use crate::suggest::did_you_mean_suffix;
+
+type TomlSpanned<T> = toml::Spanned<T>;
+
+/// One named entry of a section: `[steps.backup]` is the unit `backup` of `steps`.
+#[derive(Debug)]
+pub struct Unit<T> {
+    /// The name, with the span of the key.
+    pub id: Spanned<String>,
+    /// The span of the whole value.
+    pub span: Span,
+    /// The shape, or `None` when it failed to deserialize (already reported).
+    pub raw: Option<T>,
+}
+
+/// A parsed runbook file: raw shapes in declaration order, nothing checked across fields.
+#[derive(Debug)]
+pub struct Document {
+    /// The file.
+    pub source: Arc<Source>,
+    /// The `[runbook]` table, if present and well-formed.
+    pub meta: Option<RawMeta>,
+    /// `[params.*]`.
+    pub params: Vec<Unit<RawParam>>,
+    /// `[secrets.*]`.
+    pub secrets: Vec<Unit<RawSecret>>,
+    /// `[defaults]`.
+    pub defaults: Option<RawDefaults>,
+    /// `[preconditions.*]`.
+    pub preconditions: Vec<Unit<RawPrecondition>>,
+    /// `[steps.*]`.
+    pub steps: Vec<Unit<RawStep>>,
+    /// `[finally.*]`.
+    pub finally: Vec<Unit<RawStep>>,
+    /// `[escalation.*]`.
+    pub escalations: Vec<Unit<RawEscalation>>,
+}
+
+/// Parse one runbook file. Diagnostics are returned, never thrown: the document holds
+/// whatever could be read.
+pub fn parse(source: &Arc<Source>) -> (Document, Vec<Diagnostic>) {
+    let mut diags = Vec::new();
+    let mut doc = Document {
+        source: Arc::clone(source),
+        meta: None,
+        params: Vec::new(),
+        secrets: Vec::new(),
+        defaults: None,
+        preconditions: Vec::new(),
+        steps: Vec::new(),
+        finally: Vec::new(),
+        escalations: Vec::new(),
+    };
+
+    let (root, errors) = DeTable::parse_recoverable(&source.text);
+    if !errors.is_empty() {
+        for e in errors {
+            diags.push(syntax_error(source, &e));
+        }
+        return (doc, diags);
+    }
+    let root_span = Span::from(root.span());
+    let mut root = TomlSpanned::new(root.span(), DeValue::Table(root.into_inner()));
+
+    let schema = schema::schema_json();
+    let defs = schema.get("definitions").cloned().unwrap_or(Json::Null);
+    prune_unknown_keys(&mut root, schema, &defs, "", source, &mut diags);
+
+    let DeValue::Table(table) = root.into_inner() else {
+        return (doc, diags);
+    };
+    let mut sections: Vec<(TomlSpanned<std::borrow::Cow<'_, str>>, TomlSpanned<DeValue<'_>>)> =
+        table.into_iter().collect();
+    sections.sort_by_key(|(k, _)| k.span().start);
+
+    let mut has_meta = false;
+    for (key, value) in sections {
+        let name = key.get_ref().to_string();
+        match name.as_str() {
+            "runbook" => {
+                has_meta = true;
+                doc.meta = deserialize_unit(value, "runbook", source, &mut diags);
+            }
+            "defaults" => doc.defaults = deserialize_unit(value, "defaults", source, &mut diags),
+            "params" => doc.params = section(value, &name, source, &mut diags),
+            "secrets" => doc.secrets = section(value, &name, source, &mut diags),
+            "preconditions" => doc.preconditions = section(value, &name, source, &mut diags),
+            "steps" => doc.steps = section(value, &name, source, &mut diags),
+            "finally" => doc.finally = section(value, &name, source, &mut diags),
+            "escalation" => doc.escalations = section(value, &name, source, &mut diags),
+            // Unknown sections were reported and pruned above.
+            _ => {}
+        }
+    }
+    if !has_meta {
+        diags.push(
+            Diagnostic::error(
+                Code::MissingKey,
+                source,
+                Span::new(root_span.start, root_span.start),
+                "missing `[runbook]` table",
+            )
+            .with_help(
+                "every runbook starts with `[runbook]` and a `name`, e.g. `[runbook]\\nname = \"deploy\"`",
+            ),
+        );
+    }
+    (doc, diags)
+}
+
+fn syntax_error(source: &Arc<Source>, e: &toml::de::Error) -> Diagnostic {
+    let span = e.span().map(Span::from).unwrap_or_default();
+    let mut message = e.message().trim().to_string();
+    if message == "duplicate key" {
+        if let Some(key) = source.slice(span).filter(|k| !k.is_empty()) {
+            message = format!("duplicate key `{key}`");
+        }
+        return Diagnostic::error(Code::TomlSyntax, source, span, message)
+            .with_label("defined again here")
+            .with_help("TOML allows each key and table once; merge the two definitions");
+    }
+    Diagnostic::error(Code::TomlSyntax, source, span, format!("invalid TOML: {message}"))
+        .with_help("see https://toml.io for the syntax")
+}
+
+/// Deserialize every entry of a section table (`[steps.*]`...) as its own unit.
+fn section<T>(
+    value: TomlSpanned<DeValue<'_>>,
+    section: &str,
+    source: &Arc<Source>,
+    diags: &mut Vec<Diagnostic>,
+) -> Vec<Unit<T>>
+where
+    T: for<'de> Deserialize<'de>,
+{
+    let span = Span::from(value.span());
+    let DeValue::Table(table) = value.into_inner() else {
+        diags.push(
+            Diagnostic::error(Code::WrongType, source, span, format!("`{section}` must be a table"))
+                .with_help(format!("write entries as `[{section}.NAME]` tables")),
+        );
+        return Vec::new();
+    };
+    let mut units: Vec<Unit<T>> = table
+        .into_iter()
+        .map(|(key, value)| {
+            let id = Spanned::new(key.get_ref().to_string(), Span::from(key.span()));
+            let span = Span::from(value.span());
+            let path = format!("{section}.{}", id.value);
+            let raw = deserialize_unit(value, &path, source, diags);
+            Unit { id, span, raw }
+        })
+        .collect();
+    units.sort_by_key(|u| u.id.span.start);
+    units
+}
+
+fn deserialize_unit<T>(
+    value: TomlSpanned<DeValue<'_>>,
+    path: &str,
+    source: &Arc<Source>,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<T>
+where
+    T: for<'de> Deserialize<'de>,
+{
+    let unit_span = Span::from(value.span());
+    let keys = key_spans(&value, path);
+    match T::deserialize(value.into_deserializer()) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            diags.push(serde_error(&e, unit_span, &keys, path, source));
+            None
+        }
+    }
+}
+
+/// Dotted key paths with the span of their value, to name the key a serde error is about.
+fn key_spans(value: &TomlSpanned<DeValue<'_>>, path: &str) -> Vec<(String, Span)> {
+    let mut out = Vec::new();
+    fn walk(value: &TomlSpanned<DeValue<'_>>, path: &str, out: &mut Vec<(String, Span)>) {
+        out.push((path.to_string(), Span::from(value.span())));
+        match value.get_ref() {
+            DeValue::Table(t) => {
+                for (k, v) in t.iter() {
+                    walk(v, &format!("{path}.{}", k.get_ref()), out);
+                }
+            }
+            DeValue::Array(a) => {
+                for (i, v) in a.iter().enumerate() {
+                    walk(v, &format!("{path}[{i}]"), out);
+                }
+            }
+            _ => {}
+        }
+    }
+    walk(value, path, &mut out);
+    out
+}
+
+fn serde_error(
+    e: &toml::de::Error,
+    unit_span: Span,
+    keys: &[(String, Span)],
+    path: &str,
+    source: &Arc<Source>,
+) -> Diagnostic {
+    let span = e.span().map(Span::from).unwrap_or(unit_span);
+    // The innermost key whose value contains the error.
+    let at = keys
+        .iter()
+        .filter(|(_, s)| s.start <= span.start && span.end <= s.end)
+        .min_by_key(|(_, s)| s.len())
+        .map(|(p, _)| p.as_str())
+        .unwrap_or(path);
+    let message = e.message().trim();
+    if let Some(field) = message.strip_prefix("missing field ") {
+        let field = field.trim_matches('`');
+        return Diagnostic::error(
+            Code::MissingKey,
+            source,
+            header_span(source, span),
+            format!("missing key `{field}` in `{at}`"),
+        )
+        .with_help(format!("add `{field} = ...` to `{at}`"));
+    }
+    if let Some(rest) = message.strip_prefix("unknown variant ") {
+        // "unknown variant `x`, expected one of `a`, `b`"
+        let (found, expected) = rest.split_once(", expected ").unwrap_or((rest, ""));
+        let found = found.trim_matches('`');
+        let options: Vec<&str> =
+            expected.trim_start_matches("one of ").split(", ").map(|s| s.trim_matches('`')).collect();
+        return Diagnostic::error(
+            Code::WrongType,
+            source,
+            span,
+            format!(
+                "invalid value `{found}` for `{at}`{}",
+                did_you_mean_suffix(found, options.iter().copied())
+            ),
+        )
+        .with_label("not allowed here")
+        .with_help(format!("expected {expected}"));
+    }
+    let (found, expected) = match message.strip_prefix("invalid type: ") {
+        Some(rest) => {
+            let (found, expected) = rest.split_once(", expected ").unwrap_or((rest, "another type"));
+            (describe_found(found), describe_expected(expected))
+        }
+        None => (String::new(), message.to_string()),
+    };
+    let text = if found.is_empty() {
+        format!("invalid value for `{at}`: {expected}")
+    } else {
+        format!("wrong type for `{at}`: expected {expected}, found {found}")
+    };
+    Diagnostic::error(Code::WrongType, source, span, text).with_label(format!("expected {expected}"))
+}
+
+/// For a table's span, the first line only (the `[steps.x]` header or the `{` of an inline table).
+fn header_span(source: &Source, span: Span) -> Span {
+    let text = source.slice(span).unwrap_or("");
+    match text.find('\n') {
+        Some(n) => Span::new(span.start, span.start + n),
+        None => span,
+    }
+}
+
+fn describe_expected(expected: &str) -> String {
+    let e = expected.trim();
+    if e.starts_with("struct ") || e == "a map" {
+        return "a table".into();
+    }
+    match e {
+        "i64" | "i32" | "u32" | "u64" | "an integer" => "an integer".into(),
+        "f64" | "f32" => "a number".into(),
+        "a sequence" => "an array".into(),
+        "a boolean" => "a boolean (`true` or `false`)".into(),
+        other => other.to_string(),
+    }
+}
+
+fn describe_found(found: &str) -> String {
+    let f = found.trim();
+    if let Some(rest) = f.strip_prefix("floating point ") {
+        return format!("the number {}", rest.trim_matches('`'));
+    }
+    if let Some(rest) = f.strip_prefix("integer ") {
+        return format!("the integer {}", rest.trim_matches('`'));
+    }
+    if let Some(rest) = f.strip_prefix("string ") {
+        return format!("the string {rest}");
+    }
+    if let Some(rest) = f.strip_prefix("boolean ") {
+        return format!("the boolean {}", rest.trim_matches('`'));
+    }
+    match f {
+        "sequence" => "an array".into(),
+        "map" => "a table".into(),
+        other => other.to_string(),
+    }
+}
+
+/// Report and remove, at every depth, keys the schema does not know.
+fn prune_unknown_keys(
+    value: &mut TomlSpanned<DeValue<'_>>,
+    schema: &Json,
+    defs: &Json,
+    path: &str,
+    source: &Arc<Source>,
+    diags: &mut Vec<Diagnostic>,
+) {
+    let schema = resolve(schema, defs);
+    match value.get_mut() {
+        DeValue::Table(table) => {
+            if let Some(props) = schema.get("properties").and_then(Json::as_object) {
+                let closed = schema.get("additionalProperties") == Some(&Json::Bool(false));
+                if closed {
+                    report_unknown(table, props, path, source, diags);
+                    let old = std::mem::take(table);
+                    *table =
+                        old.into_iter().filter(|(k, _)| props.contains_key(k.get_ref().as_ref())).collect();
+                }
+                for (k, v) in table.iter_mut() {
+                    if let Some(sub) = props.get(k.get_ref().as_ref()) {
+                        let p = join(path, k.get_ref());
+                        prune_unknown_keys(v, sub, defs, &p, source, diags);
+                    }
+                }
+            } else if let Some(sub) = schema.get("additionalProperties").filter(|s| s.is_object()) {
+                for (k, v) in table.iter_mut() {
+                    let p = join(path, k.get_ref());
+                    prune_unknown_keys(v, sub, defs, &p, source, diags);
+                }
+            }
+        }
+        DeValue::Array(items) => {
+            if let Some(sub) = schema.get("items") {
+                for (i, v) in items.iter_mut().enumerate() {
+                    let p = format!("{path}[{i}]");
+                    prune_unknown_keys(v, sub, defs, &p, source, diags);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+fn report_unknown(
+    table: &DeTable<'_>,
+    props: &serde_json::Map<String, Json>,
+    path: &str,
+    source: &Arc<Source>,
+    diags: &mut Vec<Diagnostic>,
+) {
+    for (k, _) in table.iter() {
+        let name = k.get_ref().as_ref();
+        if props.contains_key(name) {
+            continue;
+        }
+        let known: Vec<&str> = props.keys().map(String::as_str).collect();
+        let place = if path.is_empty() { "the top level".to_string() } else { format!("`{path}`") };
+        let hint = format!("keys allowed in {place}: {}", known.join(", "));
+        diags.push(
+            Diagnostic::error(
+                Code::UnknownKey,
+                source,
+                Span::from(k.span()),
+                format!(
+                    "unknown key `{name}` in {place}{}",
+                    did_you_mean_suffix(name, known.iter().copied())
+                ),
+            )
+            .with_label("unknown key")
+            .with_help(hint),
+        );
+    }
+}
+
+fn join(path: &str, key: &str) -> String {
+    if path.is_empty() { key.to_string() } else { format!("{path}.{key}") }
+}
+
+/// Follow `$ref`s (draft-07 wraps them in a one-element `allOf`), and pick the object branch
+/// of an `anyOf`/`oneOf` (an `Option<T>`).
+fn resolve<'a>(mut schema: &'a Json, defs: &'a Json) -> &'a Json {
+    for _ in 0..16 {
+        if let Some(r) = schema.get("$ref").and_then(Json::as_str) {
+            let name = r.rsplit('/').next().unwrap_or("");
+            match defs.get(name) {
+                Some(s) => {
+                    schema = s;
+                    continue;
+                }
+                None => return schema,
+            }
+        }
+        let branches = schema
+            .get("anyOf")
+            .or_else(|| schema.get("oneOf"))
+            .or_else(|| schema.get("allOf"))
+            .and_then(Json::as_array);
+        if let Some(branches) = branches {
+            let structured: Vec<&Json> =
+                branches.iter().filter(|b| b.get("type") != Some(&Json::String("null".into()))).collect();
+            if let [only] = structured.as_slice() {
+                schema = only;
+                continue;
+            }
+        }
+        return schema;
+    }
+    schema
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_str(text: &str) -> (Document, Vec<Diagnostic>) {
+        parse(&Source::new("t.toml", text))
+    }
+
+    #[test]
+    fn reads_units_in_declaration_order() {
+        let (doc, diags) = parse_str(
+            "[runbook]\nname = \"x\"\n[steps.zeta]\nrun = \"true\"\n[steps.alpha]\nrun = \"true\"\n",
+        );
+        assert!(diags.is_empty(), "{diags:?}");
+        let ids: Vec<&str> = doc.steps.iter().map(|u| u.id.value.as_str()).collect();
+        assert_eq!(ids, ["zeta", "alpha"]);
+    }
+
+    #[test]
+    fn reports_every_unknown_key_and_keeps_going() {
+        let (doc, diags) = parse_str(
+            "[runbook]\nname = \"x\"\nnmae = 1\n[steps.a]\nrun = \"true\"\nneeeds = []\nretry = { attempts = 2, dleay = \"1s\" }\n",
+        );
+        let codes: Vec<Code> = diags.iter().map(|d| d.code).collect();
+        assert_eq!(codes, [Code::UnknownKey, Code::UnknownKey, Code::UnknownKey], "{diags:#?}");
+        assert!(diags[1].message.contains("did you mean `needs`"), "{}", diags[1].message);
+        assert!(doc.meta.is_some());
+        assert!(doc.steps[0].raw.is_some(), "pruned unit still deserializes");
+    }
+
+    #[test]
+    fn one_wrong_type_per_unit() {
+        let (doc, diags) = parse_str(
+            "[runbook]\nname = \"x\"\n[steps.a]\nrun = \"true\"\ntimeout = 10\n[steps.b]\nrun = \"true\"\nidempotent = \"yes\"\n",
+        );
+        assert_eq!(diags.len(), 2, "{diags:#?}");
+        assert!(diags.iter().all(|d| d.code == Code::WrongType));
+        assert!(diags[0].message.contains("steps.a.timeout"), "{}", diags[0].message);
+        assert_eq!(doc.steps.len(), 2);
+    }
+}

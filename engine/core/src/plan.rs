@@ -1,0 +1,775 @@
+//! Plan: a validated runbook plus parameter values to the document a reviewer reads.
+//!
+//! The plan is the dry run. Building it executes nothing: templates are rendered with
+//! secrets shown as `<secret:NAME>`, outputs of earlier steps as `<output:step.name>` and run
+//! values as `<run.id>`. [`Plan`] is serialized as the stable JSON document of `plan --format
+//! json` and `-o plan.json`; the text, markdown and dot views in [`crate::render`] are built
+//! from the same value, so every view shows the same facts.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::diagnostic::{Code, Diagnostic, Source};
+use crate::model::*;
+use crate::params;
+use crate::template::{self, Mode, TemplateError};
+
+/// The version of the plan document. Fields are only added within a version.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// The plan document.
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    /// Version of this document's shape.
+    pub format_version: u32,
+    /// The engine that made the plan.
+    pub engine: EngineInfo,
+    /// The runbook.
+    pub runbook: PlanRunbook,
+    /// Parameter values (parameters are never secret).
+    pub params: BTreeMap<String, ParamValue>,
+    /// Declared secrets: names and sources, never values.
+    pub secrets: Vec<PlanSecret>,
+    /// Every runbook file involved, with its SHA-256.
+    pub files: Vec<FileHash>,
+    /// Checks run before any step.
+    pub preconditions: Vec<PlanCheck>,
+    /// Step ids by wave: the steps of a wave can run in parallel once the previous waves are done.
+    pub waves: Vec<Vec<String>>,
+    /// Main steps in execution order.
+    pub steps: Vec<PlanStep>,
+    /// Steps that always run last.
+    pub finally: Vec<PlanStep>,
+    /// Escalation timers.
+    pub escalations: Vec<PlanEscalation>,
+    /// The longest chain of needs, by estimate.
+    pub critical_path: CriticalPath,
+}
+
+/// Which engine made a plan.
+#[derive(Debug, Clone, Serialize)]
+pub struct EngineInfo {
+    /// Always `runbook`.
+    pub name: String,
+    /// Its version.
+    pub version: String,
+}
+
+/// The runbook's identity in a plan.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlanRunbook {
+    /// Machine name.
+    pub name: String,
+    /// Title.
+    pub title: Option<String>,
+    /// Description.
+    pub description: Option<String>,
+    /// Path as given.
+    pub file: String,
+    /// Expected duration.
+    pub estimate: Option<String>,
+    /// Parallelism cap (`null`: number of CPUs).
+    pub max_parallel: Option<u32>,
+    /// Rendered lock name.
+    pub lock: Option<String>,
+}
+
+/// A secret as shown in a plan.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlanSecret {
+    /// Name.
+    pub name: String,
+    /// Where the value will be read from.
+    pub source: SecretSource,
+}
+
+/// A file and its hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct FileHash {
+    /// Path as given or resolved.
+    pub path: String,
+    /// Hex SHA-256 of the bytes.
+    pub sha256: String,
+}
+
+/// A precondition as shown in a plan.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlanCheck {
+    /// Id.
+    pub id: String,
+    /// What it runs.
+    pub command: PlanCommand,
+    /// Rendered failure message.
+    pub message: Option<String>,
+    /// Rendered environment.
+    pub env: BTreeMap<String, String>,
+    /// Time limit.
+    pub timeout: String,
+}
+
+/// What a step does, rendered.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PlanCommand {
+    /// A shell script and the shell it goes to.
+    Run {
+        /// Rendered script (values shell-quoted).
+        script: String,
+        /// Shell argv.
+        shell: Vec<String>,
+    },
+    /// Rendered argv.
+    Cmd(Vec<String>),
+    /// An HTTP request.
+    Http {
+        /// Method.
+        method: String,
+        /// Rendered URL.
+        url: String,
+        /// Rendered headers.
+        headers: BTreeMap<String, String>,
+        /// Rendered query.
+        query: BTreeMap<String, String>,
+        /// Rendered body.
+        body: Option<Value>,
+        /// Accepted statuses (empty: any 2xx).
+        expect_status: Vec<u16>,
+        /// Latency limit.
+        max_latency: Option<String>,
+        /// Assertion, as written.
+        assert: Option<String>,
+    },
+    /// SQL.
+    Sql {
+        /// Rendered URL.
+        url: String,
+        /// The statement, as written, or the script file.
+        query: Option<String>,
+        /// Script file.
+        file: Option<String>,
+        /// Rendered bound arguments.
+        args: Vec<Value>,
+        /// Assertion, as written.
+        assert: Option<String>,
+        /// Read-only transaction.
+        read_only: bool,
+    },
+    /// A human decision.
+    Approval {
+        /// Rendered question.
+        prompt: String,
+        /// Input names and types.
+        inputs: BTreeMap<String, ParamType>,
+        /// Allowed identities.
+        approvers: Vec<String>,
+        /// Approvals needed.
+        min_approvals: u32,
+        /// Whether the run's operator may approve.
+        allow_self_approval: bool,
+        /// Wait limit.
+        timeout: Option<String>,
+    },
+    /// A notification.
+    Notify {
+        /// Rendered webhook (usually a secret placeholder).
+        webhook: String,
+        /// Rendered body.
+        body: Value,
+        /// Delivery failure fails the step.
+        required: bool,
+    },
+    /// Another runbook, planned.
+    Runbook {
+        /// File as written.
+        file: String,
+        /// Rendered parameters.
+        params: BTreeMap<String, Value>,
+        /// Its plan (files, engine and params are listed at the top level).
+        plan: Box<Plan>,
+    },
+}
+
+impl PlanCommand {
+    /// The kind's name.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            PlanCommand::Run { .. } => "run",
+            PlanCommand::Cmd(_) => "cmd",
+            PlanCommand::Http { .. } => "http",
+            PlanCommand::Sql { .. } => "sql",
+            PlanCommand::Approval { .. } => "approval",
+            PlanCommand::Notify { .. } => "notify",
+            PlanCommand::Runbook { .. } => "runbook",
+        }
+    }
+}
+
+/// A `when` condition and, where it depends only on params, its value.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlanWhen {
+    /// As written.
+    pub expr: String,
+    /// `true`/`false` when known now, `null` when decided at run time.
+    pub value: Option<bool>,
+}
+
+/// A compensation as shown in a plan.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlanCompensation {
+    /// What it runs.
+    pub command: PlanCommand,
+    /// Rendered environment.
+    pub env: BTreeMap<String, String>,
+    /// Time limit of one attempt.
+    pub timeout: Option<String>,
+    /// Its retry policy.
+    pub retry: RetryPolicy,
+}
+
+/// A step as shown in a plan.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlanStep {
+    /// Id.
+    pub id: String,
+    /// Kind.
+    pub kind: String,
+    /// Rendered title.
+    pub title: Option<String>,
+    /// Direct needs.
+    pub needs: Vec<String>,
+    /// Wave number, from 1 (0 for finally steps).
+    pub wave: usize,
+    /// Condition.
+    pub when: Option<PlanWhen>,
+    /// What it does.
+    pub command: PlanCommand,
+    /// Rendered environment (secrets as placeholders).
+    pub env: BTreeMap<String, String>,
+    /// Working directory.
+    pub dir: Option<String>,
+    /// Outputs it offers.
+    pub outputs: Vec<String>,
+    /// Checks right before it.
+    pub preconditions: Vec<PlanCheck>,
+    /// Time limit of one attempt.
+    pub timeout: Option<String>,
+    /// Retry policy.
+    pub retry: RetryPolicy,
+    /// Safe to re-run when in doubt.
+    pub idempotent: bool,
+    /// Rendered confirmation question.
+    pub confirm: Option<String>,
+    /// Failure policy.
+    pub on_failure: OnFailure,
+    /// Its undo action.
+    pub compensation: Option<PlanCompensation>,
+    /// Steps whose compensations would run if this step failed, in order. Steps running in
+    /// parallel that completed first would be compensated too.
+    pub compensation_chain: Vec<String>,
+    /// Expected duration.
+    pub estimate: Option<String>,
+}
+
+/// An escalation as shown in a plan.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlanEscalation {
+    /// Id.
+    pub id: String,
+    /// Time since the run started.
+    pub after: String,
+    /// Rendered webhook.
+    pub webhook: String,
+    /// Rendered body.
+    pub body: Value,
+}
+
+/// The longest chain of needs.
+#[derive(Debug, Clone, Serialize)]
+pub struct CriticalPath {
+    /// Step ids, first to last.
+    pub steps: Vec<String>,
+    /// Sum of the estimates on the path, when any step on it has one.
+    pub estimate: Option<String>,
+    /// Steps on the path without an estimate.
+    pub unestimated: Vec<String>,
+}
+
+/// Hex SHA-256 of a text.
+pub fn sha256_hex(text: &str) -> String {
+    let digest = Sha256::digest(text.as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Build the plan of a validated runbook with already typed parameter values (`resolve`d).
+pub fn plan(runbook: &Runbook, params: &BTreeMap<String, ParamValue>) -> Result<Plan, Vec<Diagnostic>> {
+    let mut p = Planner { runbook, diags: Vec::new(), ctx: context(runbook, params) };
+    let plan = p.plan(params);
+    if p.diags.is_empty() { Ok(plan) } else { Err(p.diags) }
+}
+
+/// Type the parameter values given as text (`-p name=value`), resolve defaults, and check
+/// them. Problems are returned for the caller to place (command line or params file).
+pub fn typed_params(
+    runbook: &Runbook,
+    given: &BTreeMap<String, ParamValue>,
+) -> Result<BTreeMap<String, ParamValue>, Vec<params::ParamProblem>> {
+    params::resolve(&runbook.params, given)
+}
+
+fn context(runbook: &Runbook, params: &BTreeMap<String, ParamValue>) -> Value {
+    let p: Map<String, Value> =
+        params.iter().map(|(k, v)| (k.clone(), serde_json::to_value(v).unwrap_or(Value::Null))).collect();
+    let s: Map<String, Value> =
+        runbook.secrets.iter().map(|s| (s.name.clone(), json!(format!("<secret:{}>", s.name)))).collect();
+    let mut steps = Map::new();
+    for step in runbook.steps.iter().chain(runbook.finally.iter()) {
+        let outs: Map<String, Value> =
+            step.outputs.iter().map(|o| (o.clone(), json!(format!("<output:{}.{o}>", step.id)))).collect();
+        steps.insert(step.id.to_string(), json!({ "outputs": outs }));
+    }
+    json!({
+        "params": p,
+        "secrets": s,
+        "steps": steps,
+        "run": { "id": "<run.id>", "started_at": "<run.started_at>", "status": "<run.status>" },
+        "runbook": { "name": runbook.name, "title": runbook.title.clone().unwrap_or_default() },
+    })
+}
+
+struct Planner<'r> {
+    runbook: &'r Runbook,
+    diags: Vec<Diagnostic>,
+    ctx: Value,
+}
+
+impl Planner<'_> {
+    fn source(&self) -> &Arc<Source> {
+        &self.runbook.source
+    }
+
+    fn render(&mut self, t: &Template, mode: Mode) -> String {
+        match template::render(&t.text, mode, &self.ctx) {
+            Ok(s) => s,
+            Err(e) => {
+                self.render_error(t, &e);
+                String::new()
+            }
+        }
+    }
+
+    fn render_error(&mut self, t: &Template, e: &TemplateError) {
+        let span = template::inner_span(self.source(), t.span, e.range.clone());
+        let d = Diagnostic::error(
+            Code::TemplateSyntax,
+            self.source(),
+            span,
+            format!("template cannot be rendered with these parameters: {}", e.message),
+        )
+        .with_help("check the parameter values this template uses, and the filters it applies to them");
+        self.diags.push(d);
+    }
+
+    fn render_json(&mut self, v: &Value, span: crate::span::Span) -> Value {
+        match v {
+            Value::String(s) => {
+                let t = Template { text: s.clone(), span };
+                Value::String(self.render(&t, Mode::Plain))
+            }
+            Value::Array(a) => Value::Array(a.iter().map(|x| self.render_json(x, span)).collect()),
+            Value::Object(o) => {
+                Value::Object(o.iter().map(|(k, x)| (k.clone(), self.render_json(x, span))).collect())
+            }
+            other => other.clone(),
+        }
+    }
+
+    fn render_map(&mut self, m: &[(String, Template)]) -> BTreeMap<String, String> {
+        m.iter().map(|(k, t)| (k.clone(), self.render(t, Mode::Plain))).collect()
+    }
+
+    fn plan(&mut self, params: &BTreeMap<String, ParamValue>) -> Plan {
+        let rb = self.runbook;
+        let lock = rb.lock.as_ref().map(|l| self.render(l, Mode::Plain));
+        let preconditions = rb.preconditions.iter().map(|c| self.check(c)).collect();
+
+        let index: HashMap<&str, usize> =
+            rb.steps.iter().enumerate().map(|(i, s)| (s.id.as_str(), i)).collect();
+        let waves_of = wave_numbers(&rb.steps, &index);
+        let mut order: Vec<usize> = (0..rb.steps.len()).collect();
+        order.sort_by_key(|&i| (waves_of[i], i));
+        let wave_count = waves_of.iter().copied().max().map_or(0, |m| m + 1);
+        let mut waves: Vec<Vec<String>> = vec![Vec::new(); wave_count];
+        for &i in &order {
+            waves[waves_of[i]].push(rb.steps[i].id.to_string());
+        }
+        let position: HashMap<&str, usize> =
+            order.iter().enumerate().map(|(pos, &i)| (rb.steps[i].id.as_str(), pos)).collect();
+
+        let steps = order
+            .iter()
+            .map(|&i| {
+                let s = &rb.steps[i];
+                let chain = compensation_chain(rb, s, &index, &position);
+                self.step(s, waves_of[i] + 1, chain)
+            })
+            .collect();
+        let f_index: HashMap<&str, usize> =
+            rb.finally.iter().enumerate().map(|(i, s)| (s.id.as_str(), i)).collect();
+        let f_waves = wave_numbers(&rb.finally, &f_index);
+        let mut f_order: Vec<usize> = (0..rb.finally.len()).collect();
+        f_order.sort_by_key(|&i| (f_waves[i], i));
+        let finally = f_order.iter().map(|&i| self.step(&rb.finally[i], 0, Vec::new())).collect();
+        let escalations = rb
+            .escalations
+            .iter()
+            .map(|e| {
+                let (webhook, body) = self.notify_parts(&e.notify);
+                PlanEscalation { id: e.id.clone(), after: format_duration(e.after), webhook, body }
+            })
+            .collect();
+
+        Plan {
+            format_version: FORMAT_VERSION,
+            engine: EngineInfo { name: "runbook".into(), version: crate::ENGINE_VERSION.into() },
+            runbook: PlanRunbook {
+                name: rb.name.clone(),
+                title: rb.title.clone(),
+                description: rb.description.clone(),
+                file: rb.source.path.clone(),
+                estimate: rb.estimate.map(|e| e.to_string()),
+                max_parallel: rb.max_parallel,
+                lock,
+            },
+            params: params.clone(),
+            secrets: rb
+                .secrets
+                .iter()
+                .map(|s| PlanSecret { name: s.name.clone(), source: s.source.clone() })
+                .collect(),
+            files: rb
+                .sources()
+                .iter()
+                .map(|s| FileHash { path: s.path.clone(), sha256: sha256_hex(&s.text) })
+                .collect(),
+            preconditions,
+            waves,
+            steps,
+            finally,
+            escalations,
+            critical_path: critical_path(&rb.steps, &index),
+        }
+    }
+
+    fn check(&mut self, c: &Precondition) -> PlanCheck {
+        PlanCheck {
+            id: c.id.clone(),
+            command: self.command(&c.action),
+            message: c.message.as_ref().map(|m| self.render(m, Mode::Plain)),
+            env: self.render_map(&c.env),
+            timeout: format_duration(c.timeout),
+        }
+    }
+
+    fn step(&mut self, s: &Step, wave: usize, compensation_chain: Vec<String>) -> PlanStep {
+        let when = s.when.as_ref().map(|w| PlanWhen {
+            expr: w.text.clone(),
+            value: if w.static_only {
+                match template::eval(&w.text, &self.ctx) {
+                    Ok(v) => Some(truthy(&v)),
+                    Err(e) => {
+                        self.render_error(&Template { text: w.text.clone(), span: w.span }, &e);
+                        None
+                    }
+                }
+            } else {
+                None
+            },
+        });
+        let compensation = s.compensate.as_ref().map(|c| PlanCompensation {
+            command: self.command(&c.action),
+            env: self.render_map(&c.env),
+            timeout: c.timeout.map(format_duration),
+            retry: c.retry.clone(),
+        });
+        PlanStep {
+            id: s.id.to_string(),
+            kind: s.action.kind().to_string(),
+            title: s.title.as_ref().map(|t| self.render(t, Mode::Plain)),
+            needs: s.needs.iter().map(|n| n.to_string()).collect(),
+            wave,
+            when,
+            command: self.command(&s.action),
+            env: self.render_map(&s.env),
+            dir: s.dir.clone(),
+            outputs: s.outputs.clone(),
+            preconditions: s.preconditions.iter().map(|c| self.check(c)).collect(),
+            timeout: s.timeout.map(format_duration),
+            retry: s.retry.clone(),
+            idempotent: s.idempotent,
+            confirm: s.confirm.as_ref().map(|t| self.render(t, Mode::Plain)),
+            on_failure: s.on_failure,
+            compensation,
+            compensation_chain,
+            estimate: s.estimate.map(|e| e.to_string()),
+        }
+    }
+
+    fn notify_parts(&mut self, n: &NotifySpec) -> (String, Value) {
+        let webhook = self.render(&n.webhook, Mode::Plain);
+        let body = match &n.message {
+            NotifyMessage::Text(t) => json!({ "text": self.render(t, Mode::Plain) }),
+            NotifyMessage::Json(j) => self.render_json(j, n.webhook.span),
+        };
+        (webhook, body)
+    }
+
+    fn command(&mut self, a: &Action) -> PlanCommand {
+        match a {
+            Action::Run { script, shell } => {
+                PlanCommand::Run { script: self.render(script, Mode::Shell), shell: shell.clone() }
+            }
+            Action::Cmd(argv) => PlanCommand::Cmd(argv.iter().map(|t| self.render(t, Mode::Plain)).collect()),
+            Action::Http(h) => {
+                let body = match (&h.body, &h.json) {
+                    (Some(b), _) => Some(Value::String(self.render(b, Mode::Plain))),
+                    (None, Some(j)) => Some(self.render_json(j, h.url.span)),
+                    (None, None) => None,
+                };
+                PlanCommand::Http {
+                    method: h.method.clone(),
+                    url: self.render(&h.url, Mode::Plain),
+                    headers: self.render_map(&h.headers),
+                    query: self.render_map(&h.query),
+                    body,
+                    expect_status: h.expect_status.clone(),
+                    max_latency: h.max_latency.map(format_duration),
+                    assert: h.assert.as_ref().map(|a| a.text.clone()),
+                }
+            }
+            Action::Sql(q) => {
+                let (query, file) = match &q.statement {
+                    SqlStatement::Query(t) => (Some(t.clone()), None),
+                    SqlStatement::File(f) => (None, Some(f.clone())),
+                };
+                PlanCommand::Sql {
+                    url: self.render(&q.url, Mode::Plain),
+                    query,
+                    file,
+                    args: q.args.iter().map(|a| self.render_json(a, q.url.span)).collect(),
+                    assert: q.assert.as_ref().map(|a| a.text.clone()),
+                    read_only: q.read_only,
+                }
+            }
+            Action::Approval(a) => PlanCommand::Approval {
+                prompt: self.render(&a.prompt, Mode::Plain),
+                inputs: a.inputs.iter().map(|p| (p.name.clone(), p.ty)).collect(),
+                approvers: a.approvers.clone(),
+                min_approvals: a.min_approvals,
+                allow_self_approval: a.allow_self_approval,
+                timeout: a.timeout.map(format_duration),
+            },
+            Action::Notify(n) => {
+                let (webhook, body) = self.notify_parts(n);
+                PlanCommand::Notify { webhook, body, required: n.required }
+            }
+            Action::Runbook(inc) => self.include(inc),
+        }
+    }
+
+    fn include(&mut self, inc: &IncludeSpec) -> PlanCommand {
+        let rb = self.runbook;
+        let child = &rb.includes[inc.child];
+        let span = rb
+            .source
+            .text
+            .find(&inc.file)
+            .map_or_else(Default::default, |p| crate::span::Span::new(p, p + inc.file.len()));
+        let rendered: BTreeMap<String, Value> =
+            inc.params.iter().map(|(k, v)| (k.clone(), self.render_json(v, span))).collect();
+        let mut given = BTreeMap::new();
+        for (k, v) in &rendered {
+            let Some(p) = child.param(k) else { continue };
+            let typed = match v {
+                Value::String(s) if p.ty != ParamType::String => {
+                    params::from_text(p.ty, s).unwrap_or_else(|_| ParamValue::String(s.clone()))
+                }
+                other => {
+                    params::from_json(p.ty, other).unwrap_or_else(|_| ParamValue::String(other.to_string()))
+                }
+            };
+            given.insert(k.clone(), typed);
+        }
+        let child_params = match params::resolve(&child.params, &given) {
+            Ok(p) => p,
+            Err(problems) => {
+                for problem in problems {
+                    let msg = match problem {
+                        params::ParamProblem::Missing(n) => {
+                            format!("runbook `{}` needs parameter `{n}`", inc.file)
+                        }
+                        params::ParamProblem::Unknown(n) => {
+                            format!("runbook `{}` has no parameter `{n}`", inc.file)
+                        }
+                        params::ParamProblem::Invalid(n, e) => {
+                            format!("parameter `{n}` of runbook `{}`: {e}", inc.file)
+                        }
+                    };
+                    self.diags.push(Diagnostic::error(Code::IncludeParams, self.source(), span, msg));
+                }
+                BTreeMap::new()
+            }
+        };
+        let child_plan = match plan(child, &child_params) {
+            Ok(p) => p,
+            Err(mut d) => {
+                self.diags.append(&mut d);
+                return PlanCommand::Runbook {
+                    file: inc.file.clone(),
+                    params: rendered,
+                    plan: Box::new(empty_plan(child)),
+                };
+            }
+        };
+        PlanCommand::Runbook { file: inc.file.clone(), params: rendered, plan: Box::new(child_plan) }
+    }
+}
+
+fn empty_plan(rb: &Runbook) -> Plan {
+    Plan {
+        format_version: FORMAT_VERSION,
+        engine: EngineInfo { name: "runbook".into(), version: crate::ENGINE_VERSION.into() },
+        runbook: PlanRunbook {
+            name: rb.name.clone(),
+            title: rb.title.clone(),
+            description: rb.description.clone(),
+            file: rb.source.path.clone(),
+            estimate: None,
+            max_parallel: rb.max_parallel,
+            lock: None,
+        },
+        params: BTreeMap::new(),
+        secrets: Vec::new(),
+        files: Vec::new(),
+        preconditions: Vec::new(),
+        waves: Vec::new(),
+        steps: Vec::new(),
+        finally: Vec::new(),
+        escalations: Vec::new(),
+        critical_path: CriticalPath { steps: Vec::new(), estimate: None, unestimated: Vec::new() },
+    }
+}
+
+fn truthy(v: &Value) -> bool {
+    match v {
+        Value::Null => false,
+        Value::Bool(b) => *b,
+        Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
+        Value::String(s) => !s.is_empty(),
+        Value::Array(a) => !a.is_empty(),
+        Value::Object(o) => !o.is_empty(),
+    }
+}
+
+/// Wave of each step (0-based): 0 without needs, else one more than its latest need.
+/// The graph is acyclic (validated), so a memoized walk terminates.
+fn wave_numbers(steps: &[Step], index: &HashMap<&str, usize>) -> Vec<usize> {
+    let mut wave: Vec<Option<usize>> = vec![None; steps.len()];
+    for start in 0..steps.len() {
+        // Iterative post-order to stay safe on long chains.
+        let mut stack = vec![(start, false)];
+        while let Some((i, expanded)) = stack.pop() {
+            if wave[i].is_some() {
+                continue;
+            }
+            let needs: Vec<usize> =
+                steps[i].needs.iter().filter_map(|n| index.get(n.as_str()).copied()).collect();
+            if expanded || needs.iter().all(|&n| wave[n].is_some()) {
+                let w = needs.iter().filter_map(|&n| wave[n]).map(|w| w + 1).max().unwrap_or(0);
+                wave[i] = Some(w);
+            } else {
+                stack.push((i, true));
+                stack.extend(needs.into_iter().filter(|&n| wave[n].is_none()).map(|n| (n, false)));
+            }
+        }
+    }
+    wave.into_iter().map(|w| w.unwrap_or(0)).collect()
+}
+
+/// The compensations that would run if `step` failed: its ancestors' (they have all
+/// completed), most recent first. Empty unless the step's policy is `compensate`.
+fn compensation_chain(
+    rb: &Runbook,
+    step: &Step,
+    index: &HashMap<&str, usize>,
+    position: &HashMap<&str, usize>,
+) -> Vec<String> {
+    if step.on_failure != OnFailure::Compensate {
+        return Vec::new();
+    }
+    let mut seen = std::collections::HashSet::new();
+    let mut stack: Vec<&str> = step.needs.iter().map(|n| n.as_str()).collect();
+    while let Some(n) = stack.pop() {
+        if seen.insert(n)
+            && let Some(&i) = index.get(n)
+        {
+            stack.extend(rb.steps[i].needs.iter().map(|m| m.as_str()));
+        }
+    }
+    let mut chain: Vec<&str> = seen
+        .into_iter()
+        .filter(|n| index.get(n).is_some_and(|&i| rb.steps[i].compensate.is_some()))
+        .collect();
+    chain.sort_by_key(|n| std::cmp::Reverse(position.get(n).copied().unwrap_or(0)));
+    chain.into_iter().map(str::to_string).collect()
+}
+
+fn critical_path(steps: &[Step], index: &HashMap<&str, usize>) -> CriticalPath {
+    let waves_of = wave_numbers(steps, index);
+    let mut order: Vec<usize> = (0..steps.len()).collect();
+    order.sort_by_key(|&i| (waves_of[i], i));
+    // best[i] = (sum of high estimates, number of steps) of the heaviest chain ending at i.
+    let mut best: Vec<(std::time::Duration, usize)> = vec![(Default::default(), 0); steps.len()];
+    let mut prev: Vec<Option<usize>> = vec![None; steps.len()];
+    for &i in &order {
+        let own = steps[i].estimate.map(|e| e.high).unwrap_or_default();
+        let mut pick: Option<usize> = None;
+        for n in &steps[i].needs {
+            if let Some(&j) = index.get(n.as_str())
+                && pick.is_none_or(|p| best[j] > best[p])
+            {
+                pick = Some(j);
+            }
+        }
+        let base = pick.map(|p| best[p]).unwrap_or_default();
+        best[i] = (base.0 + own, base.1 + 1);
+        prev[i] = pick;
+    }
+    let Some(mut end) = (0..steps.len()).max_by_key(|&i| (best[i], std::cmp::Reverse(i))) else {
+        return CriticalPath { steps: Vec::new(), estimate: None, unestimated: Vec::new() };
+    };
+    let mut path = vec![end];
+    while let Some(p) = prev[end] {
+        path.push(p);
+        end = p;
+    }
+    path.reverse();
+    let estimated: Vec<Estimate> = path.iter().filter_map(|&i| steps[i].estimate).collect();
+    let estimate = (!estimated.is_empty()).then(|| {
+        let low = estimated.iter().map(|e| e.low).sum();
+        let high = estimated.iter().map(|e| e.high).sum();
+        Estimate { low, high }.to_string()
+    });
+    CriticalPath {
+        steps: path.iter().map(|&i| steps[i].id.to_string()).collect(),
+        estimate,
+        unestimated: path
+            .iter()
+            .filter(|&&i| steps[i].estimate.is_none())
+            .map(|&i| steps[i].id.to_string())
+            .collect(),
+    }
+}

@@ -1,0 +1,388 @@
+//! Views of a [`Plan`]: text for a terminal, markdown for a pull request, dot for Graphviz.
+//!
+//! Each view reads only the plan document, so they cannot disagree with `--format json`.
+//! They return strings; printing is the CLI's job.
+
+use std::fmt::Write as _;
+
+use serde_json::Value;
+
+use crate::model::{OnFailure, RetryPolicy, format_duration};
+use crate::plan::{Plan, PlanCheck, PlanCommand, PlanStep};
+use crate::template::shell_quote;
+
+/// The plan for a terminal.
+pub fn text(plan: &Plan) -> String {
+    let mut out = String::new();
+    text_into(&mut out, plan, "");
+    let _ = writeln!(out, "\nThis is a dry run: nothing was executed.");
+    out
+}
+
+fn text_into(out: &mut String, plan: &Plan, indent: &str) {
+    let rb = &plan.runbook;
+    let title = rb.title.as_deref().map(|t| format!(": {t}")).unwrap_or_default();
+    let _ = writeln!(out, "{indent}Plan for {}{title}", rb.name);
+    let _ = writeln!(out, "{indent}  file       {}", rb.file);
+    if let Some(e) = &rb.estimate {
+        let _ = writeln!(out, "{indent}  estimate   {e}");
+    }
+    let cp = &plan.critical_path;
+    if !cp.steps.is_empty() {
+        let est = match &cp.estimate {
+            Some(e) if cp.unestimated.is_empty() => format!(" ({e})"),
+            Some(e) => format!(" ({e}, {} step(s) without estimate)", cp.unestimated.len()),
+            None => String::new(),
+        };
+        let _ = writeln!(out, "{indent}  critical   {}{est}", cp.steps.join(" -> "));
+    }
+    if let Some(l) = &rb.lock {
+        let _ = writeln!(out, "{indent}  lock       {l}");
+    }
+    let _ = writeln!(
+        out,
+        "{indent}  parallel   {}",
+        rb.max_parallel.map_or("number of CPUs".to_string(), |n| n.to_string())
+    );
+    if !plan.params.is_empty() {
+        let list: Vec<String> =
+            plan.params.iter().map(|(k, v)| format!("{k}={}", shell_quote(&v.to_string()))).collect();
+        let _ = writeln!(out, "{indent}  params     {}", list.join(" "));
+    }
+    if !plan.secrets.is_empty() {
+        let list: Vec<String> =
+            plan.secrets.iter().map(|s| format!("{} ({})", s.name, source_text(&s.source))).collect();
+        let _ = writeln!(out, "{indent}  secrets    {}", list.join(", "));
+    }
+    if !plan.preconditions.is_empty() {
+        let _ =
+            writeln!(out, "\n{indent}Preconditions (checked before any step; if one fails, nothing runs)");
+        for c in &plan.preconditions {
+            check_text(out, c, &format!("{indent}  "));
+        }
+    }
+    for (n, wave) in plan.waves.iter().enumerate() {
+        let parallel =
+            if wave.len() > 1 { format!(" ({} steps in parallel)", wave.len()) } else { String::new() };
+        let _ = writeln!(out, "\n{indent}Wave {}{parallel}", n + 1);
+        for id in wave {
+            if let Some(step) = plan.steps.iter().find(|s| &s.id == id) {
+                step_text(out, step, &format!("{indent}  "));
+            }
+        }
+    }
+    if !plan.finally.is_empty() {
+        let _ = writeln!(out, "\n{indent}Finally (always runs last, whatever the outcome)");
+        for step in &plan.finally {
+            step_text(out, step, &format!("{indent}  "));
+        }
+    }
+    if !plan.escalations.is_empty() {
+        let _ = writeln!(out, "\n{indent}Escalations (fire once if the run is still going)");
+        for e in &plan.escalations {
+            let _ = writeln!(
+                out,
+                "{indent}  after {:<6} {}  notify {} {}",
+                e.after,
+                e.id,
+                e.webhook,
+                body_text(&e.body)
+            );
+        }
+    }
+}
+
+fn source_text(s: &crate::model::SecretSource) -> String {
+    match s {
+        crate::model::SecretSource::Env(v) => format!("env {v}"),
+        crate::model::SecretSource::File(f) => format!("file {f}"),
+        crate::model::SecretSource::Command(c) => format!("command {}", argv_text(c)),
+    }
+}
+
+fn argv_text(argv: &[String]) -> String {
+    argv.iter().map(|a| shell_quote(a)).collect::<Vec<_>>().join(" ")
+}
+
+fn body_text(v: &Value) -> String {
+    match v.get("text").and_then(Value::as_str) {
+        Some(t) if v.as_object().is_some_and(|o| o.len() == 1) => format!("text: {t}"),
+        _ => format!("json: {v}"),
+    }
+}
+
+fn check_text(out: &mut String, c: &PlanCheck, indent: &str) {
+    let _ = writeln!(out, "{indent}{}  [{}] {}", c.id, c.command.kind(), command_line(&c.command));
+    for (k, v) in &c.env {
+        let _ = writeln!(out, "{indent}    env {k}={v}");
+    }
+    if let Some(m) = &c.message {
+        let _ = writeln!(out, "{indent}    if it fails: {m}");
+    }
+}
+
+/// One line saying what a command does.
+pub fn command_line(c: &PlanCommand) -> String {
+    match c {
+        PlanCommand::Run { script, .. } => script.trim().replace('\n', "\n        "),
+        PlanCommand::Cmd(argv) => argv_text(argv),
+        PlanCommand::Http { method, url, expect_status, max_latency, .. } => {
+            let mut s = format!("{method} {url}");
+            if !expect_status.is_empty() {
+                let list: Vec<String> = expect_status.iter().map(u16::to_string).collect();
+                let _ = write!(s, " expect {}", list.join("|"));
+            }
+            if let Some(l) = max_latency {
+                let _ = write!(s, " within {l}");
+            }
+            s
+        }
+        PlanCommand::Sql { url, query, file, .. } => match (query, file) {
+            (Some(q), _) => format!("{} on {url}", q.trim()),
+            (None, Some(f)) => format!("script {f} on {url} (one transaction)"),
+            _ => url.clone(),
+        },
+        PlanCommand::Approval { prompt, min_approvals, approvers, .. } => {
+            let who = if approvers.is_empty() { "any operator".to_string() } else { approvers.join(", ") };
+            format!("{prompt} ({min_approvals} approval(s) from {who})")
+        }
+        PlanCommand::Notify { webhook, body, .. } => format!("{webhook} {}", body_text(body)),
+        PlanCommand::Runbook { file, plan, .. } => format!("{file} ({} steps)", plan.steps.len()),
+    }
+}
+
+fn retry_text(r: &RetryPolicy) -> String {
+    if r.attempts <= 1 {
+        return "no retry".into();
+    }
+    let mut s = format!("{} attempts, delay {}", r.attempts, format_duration(r.delay));
+    if r.backoff > 1.0 {
+        let _ = write!(s, " x{}", r.backoff);
+    }
+    if let Some(m) = r.max_delay {
+        let _ = write!(s, " up to {}", format_duration(m));
+    }
+    if r.jitter {
+        s.push_str(", jitter");
+    }
+    if !r.on_exit_codes.is_empty() {
+        let codes: Vec<String> = r.on_exit_codes.iter().map(i32::to_string).collect();
+        let _ = write!(s, ", on exit codes {}", codes.join(", "));
+    }
+    s
+}
+
+fn step_text(out: &mut String, s: &PlanStep, indent: &str) {
+    let title = s.title.as_deref().map(|t| format!("  {t}")).unwrap_or_default();
+    let _ = writeln!(out, "{indent}{} [{}]{title}", s.id, s.kind);
+    let pad = format!("{indent}    ");
+    if !s.needs.is_empty() {
+        let _ = writeln!(out, "{pad}needs       {}", s.needs.join(", "));
+    }
+    if let Some(w) = &s.when {
+        let value = match w.value {
+            Some(true) => "true: runs",
+            Some(false) => "false: skipped",
+            None => "decided at run time",
+        };
+        let _ = writeln!(out, "{pad}when        {} ({value})", w.expr);
+    }
+    if let Some(c) = &s.confirm {
+        let _ = writeln!(out, "{pad}confirm     {c}");
+    }
+    for c in &s.preconditions {
+        let _ =
+            writeln!(out, "{pad}check       {} [{}] {}", c.id, c.command.kind(), command_line(&c.command));
+    }
+    match &s.command {
+        PlanCommand::Runbook { plan, params, .. } => {
+            let list: Vec<String> = params.iter().map(|(k, v)| format!("{k}={}", json_scalar(v))).collect();
+            let _ = writeln!(out, "{pad}runbook     {} {}", plan.runbook.file, list.join(" "));
+            let mut nested = String::new();
+            text_into(&mut nested, plan, &format!("{pad}  | "));
+            out.push_str(&nested);
+        }
+        other => {
+            let _ = writeln!(out, "{pad}{:<11} {}", s.kind, command_line(other));
+        }
+    }
+    for (k, v) in &s.env {
+        let _ = writeln!(out, "{pad}env         {k}={v}");
+    }
+    if let Some(d) = &s.dir {
+        let _ = writeln!(out, "{pad}dir         {d}");
+    }
+    if !s.outputs.is_empty() {
+        let _ = writeln!(out, "{pad}outputs     {}", s.outputs.join(", "));
+    }
+    let mut facts = Vec::new();
+    facts.push(format!("timeout {}", s.timeout.as_deref().unwrap_or("none")));
+    facts.push(retry_text(&s.retry));
+    facts.push(if s.idempotent { "idempotent".into() } else { "not idempotent".into() });
+    if let Some(e) = &s.estimate {
+        facts.push(format!("estimate {e}"));
+    }
+    let _ = writeln!(out, "{pad}{}", facts.join(" · "));
+    if let Some(c) = &s.compensation {
+        let _ = writeln!(out, "{pad}undo        [{}] {}", c.command.kind(), command_line(&c.command));
+    }
+    let on_fail = match s.on_failure {
+        OnFailure::Compensate if s.wave == 0 => None,
+        OnFailure::Compensate if s.compensation_chain.is_empty() => {
+            Some("compensate (nothing before it to undo)".to_string())
+        }
+        OnFailure::Compensate => Some(format!("compensate {}", s.compensation_chain.join(", then "))),
+        OnFailure::Stop => Some("stop, without compensating".into()),
+        OnFailure::Continue => Some("continue; its dependents are skipped".into()),
+    };
+    if let Some(f) = on_fail {
+        let _ = writeln!(out, "{pad}on failure  {f}");
+    }
+}
+
+fn json_scalar(v: &Value) -> String {
+    match v {
+        Value::String(s) => shell_quote(s),
+        other => other.to_string(),
+    }
+}
+
+/// The plan for a pull request: a summary table and a mermaid graph.
+pub fn markdown(plan: &Plan) -> String {
+    let mut out = String::new();
+    let rb = &plan.runbook;
+    let title = rb.title.as_deref().map(|t| format!(": {t}")).unwrap_or_default();
+    let _ = writeln!(out, "### Plan for `{}`{}\n", rb.name, md_escape(&title));
+    let _ = writeln!(out, "- **File:** `{}`", rb.file);
+    if let Some(e) = &rb.estimate {
+        let _ = writeln!(out, "- **Estimate:** {e}");
+    }
+    if !plan.critical_path.steps.is_empty() {
+        let est = plan.critical_path.estimate.as_deref().map(|e| format!(" ({e})")).unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "- **Critical path:** {}{est}",
+            plan.critical_path.steps.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(" → ")
+        );
+    }
+    if let Some(l) = &rb.lock {
+        let _ = writeln!(out, "- **Lock:** `{l}`");
+    }
+    if !plan.params.is_empty() {
+        let list: Vec<String> = plan.params.iter().map(|(k, v)| format!("`{k}={v}`")).collect();
+        let _ = writeln!(out, "- **Params:** {}", list.join(", "));
+    }
+    for f in &plan.files {
+        let _ = writeln!(out, "- **SHA-256** `{}`: `{}`", f.path, f.sha256);
+    }
+    if !plan.preconditions.is_empty() {
+        let _ = writeln!(out, "\n**Preconditions** (if one fails, nothing runs)\n");
+        for c in &plan.preconditions {
+            let _ = writeln!(out, "- `{}`: `{}`", c.id, md_code(&command_line(&c.command)));
+        }
+    }
+    let _ = writeln!(
+        out,
+        "\n| wave | step | kind | needs | command | timeout | retry | idempotent | on failure |"
+    );
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|");
+    for s in plan.steps.iter().chain(plan.finally.iter()) {
+        let wave = if s.wave == 0 { "finally".to_string() } else { s.wave.to_string() };
+        let mut cmd = format!("`{}`", md_code(&command_line(&s.command)));
+        if let Some(w) = &s.when {
+            cmd.push_str(&format!(" when `{}`", md_code(&w.expr)));
+        }
+        if s.confirm.is_some() {
+            cmd.push_str(" (asks first)");
+        }
+        let undo = match (&s.compensation, s.on_failure) {
+            (_, OnFailure::Stop) => "stop".to_string(),
+            (_, OnFailure::Continue) => "continue".to_string(),
+            _ if s.compensation_chain.is_empty() => "compensate".to_string(),
+            _ => format!("undo {}", s.compensation_chain.join(", ")),
+        };
+        let _ = writeln!(
+            out,
+            "| {wave} | `{}` | {} | {} | {} | {} | {} | {} | {undo} |",
+            s.id,
+            s.kind,
+            s.needs.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(" "),
+            cmd,
+            s.timeout.as_deref().unwrap_or("none"),
+            retry_text(&s.retry),
+            if s.idempotent { "yes" } else { "no" },
+        );
+    }
+    let _ = writeln!(out, "\n```mermaid\nflowchart TD");
+    for s in &plan.steps {
+        let _ = writeln!(out, "  {}[\"{} ({})\"]", s.id, s.id, s.kind);
+    }
+    for s in &plan.steps {
+        for n in &s.needs {
+            let _ = writeln!(out, "  {n} --> {}", s.id);
+        }
+    }
+    if !plan.finally.is_empty() {
+        let _ = writeln!(out, "  subgraph finally");
+        for s in &plan.finally {
+            let _ = writeln!(out, "    {}[\"{} ({})\"]", s.id, s.id, s.kind);
+        }
+        let _ = writeln!(out, "  end");
+        for s in &plan.finally {
+            for n in &s.needs {
+                let _ = writeln!(out, "  {n} --> {}", s.id);
+            }
+        }
+    }
+    let _ = writeln!(out, "```");
+    if !plan.escalations.is_empty() {
+        let _ = writeln!(out, "\n**Escalations**\n");
+        for e in &plan.escalations {
+            let _ = writeln!(out, "- after {}: `{}` {}", e.after, e.id, md_escape(&body_text(&e.body)));
+        }
+    }
+    let _ = writeln!(out, "\n_Dry run by runbook {}: nothing was executed._", plan.engine.version);
+    out
+}
+
+fn md_escape(s: &str) -> String {
+    s.replace('|', "\\|")
+}
+
+fn md_code(s: &str) -> String {
+    s.replace('`', "'").replace('|', "\\|").replace('\n', " ")
+}
+
+/// The DAG for Graphviz.
+pub fn dot(plan: &Plan) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "digraph {} {{", dot_id(&plan.runbook.name));
+    let _ = writeln!(out, "  rankdir=LR;\n  node [shape=box, fontname=\"monospace\"];");
+    for s in &plan.steps {
+        let _ = writeln!(out, "  {} [label={}];", dot_id(&s.id), dot_id(&format!("{}\n{}", s.id, s.kind)));
+    }
+    for s in &plan.steps {
+        for n in &s.needs {
+            let _ = writeln!(out, "  {} -> {};", dot_id(n), dot_id(&s.id));
+        }
+    }
+    if !plan.finally.is_empty() {
+        let _ = writeln!(out, "  subgraph cluster_finally {{\n    label=\"finally\";\n    style=dashed;");
+        for s in &plan.finally {
+            let _ =
+                writeln!(out, "    {} [label={}];", dot_id(&s.id), dot_id(&format!("{}\n{}", s.id, s.kind)));
+        }
+        let _ = writeln!(out, "  }}");
+        for s in &plan.finally {
+            for n in &s.needs {
+                let _ = writeln!(out, "  {} -> {};", dot_id(n), dot_id(&s.id));
+            }
+        }
+    }
+    let _ = writeln!(out, "}}");
+    out
+}
+
+fn dot_id(s: &str) -> String {
+    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n"))
+}

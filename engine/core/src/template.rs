@@ -1,0 +1,202 @@
+//! Templates and expressions: minijinja with undefined = error, and shell quoting for `run`.
+//!
+//! One environment serves validation, planning and (later) execution, so a plan renders a
+//! command exactly as the run will. In `run` text every interpolated value is shell-quoted:
+//! a value is always one word, whatever it contains.
+
+use std::collections::BTreeSet;
+use std::ops::Range;
+use std::sync::OnceLock;
+
+use minijinja::value::Serde;
+use minijinja::{AutoEscape, Environment, ErrorKind, UndefinedBehavior, Value};
+
+use crate::diagnostic::Source;
+use crate::span::Span;
+
+/// How interpolated values are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// As they are (argv elements, URLs, messages, env values).
+    Plain,
+    /// Shell-quoted (text of a `run` script).
+    Shell,
+}
+
+/// A template or expression that does not parse, or fails to render.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TemplateError {
+    /// What is wrong, without minijinja's location suffix.
+    pub message: String,
+    /// Byte range inside the template text, when known.
+    pub range: Option<Range<usize>>,
+    /// True for problems that only appear when rendering (unknown filter, wrong operand).
+    pub at_render: bool,
+    /// True when the error is an unknown filter, test or function.
+    pub unknown_callable: bool,
+}
+
+fn env() -> &'static Environment<'static> {
+    static ENV: OnceLock<Environment<'static>> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let mut env = Environment::new();
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        env.set_auto_escape_callback(|name| {
+            if name.ends_with(".sh") { AutoEscape::Custom("shell".into()) } else { AutoEscape::None }
+        });
+        env.set_formatter(|out, state, value| {
+            if matches!(state.auto_escape(), AutoEscape::Custom(name) if name == "shell") {
+                let text = value_text(value);
+                out.write_str(&shell_quote(&text)).map_err(minijinja::Error::from)
+            } else {
+                minijinja::escape_formatter(out, state, value)
+            }
+        });
+        env
+    })
+}
+
+fn value_text(value: &Value) -> String {
+    match value.as_str() {
+        Some(s) => s.to_string(),
+        None => value.to_string(),
+    }
+}
+
+/// Quote `s` for a POSIX shell so that it is exactly one word.
+pub fn shell_quote(s: &str) -> String {
+    let safe = !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "_@%+=:,./-".contains(c));
+    if safe {
+        return s.to_string();
+    }
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('\'');
+    for c in s.chars() {
+        if c == '\'' {
+            out.push_str("'\\''");
+        } else {
+            out.push(c);
+        }
+    }
+    out.push('\'');
+    out
+}
+
+fn convert(e: &minijinja::Error, at_render: bool) -> TemplateError {
+    let message = e.detail().map(str::to_string).unwrap_or_else(|| e.kind().to_string());
+    let unknown_callable =
+        matches!(e.kind(), ErrorKind::UnknownFilter | ErrorKind::UnknownTest | ErrorKind::UnknownFunction);
+    let message = match e.kind() {
+        ErrorKind::UnknownFilter if e.detail().is_none() => "unknown filter".to_string(),
+        ErrorKind::UnknownTest if e.detail().is_none() => "unknown test".to_string(),
+        ErrorKind::UnknownFunction if e.detail().is_none() => "unknown function".to_string(),
+        _ => message,
+    };
+    TemplateError { message, range: e.range(), at_render, unknown_callable }
+}
+
+/// The variables a template reads, as dotted paths (`params.x`, `steps.a.outputs.b`).
+pub fn template_vars(text: &str) -> Result<BTreeSet<String>, TemplateError> {
+    let tpl = env().template_from_str(text).map_err(|e| convert(&e, false))?;
+    Ok(tpl.undeclared_variables(true).into_iter().collect())
+}
+
+/// The variables an expression reads, as dotted paths.
+pub fn expr_vars(text: &str) -> Result<BTreeSet<String>, TemplateError> {
+    let expr = env().compile_expression(text).map_err(|e| convert(&e, false))?;
+    Ok(expr.undeclared_variables(true).into_iter().collect())
+}
+
+/// Render a template against a JSON context.
+pub fn render(text: &str, mode: Mode, ctx: &serde_json::Value) -> Result<String, TemplateError> {
+    let name = match mode {
+        Mode::Plain => "text",
+        Mode::Shell => "run.sh",
+    };
+    let env = env();
+    let tpl = env.template_from_named_str(name, text).map_err(|e| convert(&e, false))?;
+    tpl.render(Value::from(Serde(ctx))).map_err(|e| convert(&e, true))
+}
+
+/// Evaluate an expression against a JSON context.
+pub fn eval(text: &str, ctx: &serde_json::Value) -> Result<serde_json::Value, TemplateError> {
+    let expr = env().compile_expression(text).map_err(|e| convert(&e, false))?;
+    let value = expr.eval(Value::from(Serde(ctx))).map_err(|e| convert(&e, true))?;
+    serde_json::to_value(&value).map_err(|e| TemplateError {
+        message: e.to_string(),
+        range: None,
+        at_render: true,
+        unknown_callable: false,
+    })
+}
+
+/// True when a template has no `{{`/`{%` markup at all (renders to itself).
+pub fn is_literal(text: &str) -> bool {
+    !text.contains("{{") && !text.contains("{%") && !text.contains("{#")
+}
+
+/// Map a byte range inside a template's value to a span in the file, when the TOML literal
+/// holds the value verbatim (no escapes); otherwise the whole literal.
+pub fn inner_span(source: &Source, literal: Span, range: Option<Range<usize>>) -> Span {
+    let Some(range) = range else { return literal };
+    let Some(raw) = source.slice(literal) else { return literal };
+    let (open, basic) = if raw.starts_with("\"\"\"") {
+        (3, true)
+    } else if raw.starts_with("'''") {
+        (3, false)
+    } else if raw.starts_with('"') {
+        (1, true)
+    } else if raw.starts_with('\'') {
+        (1, false)
+    } else {
+        return literal;
+    };
+    let mut body_start = open;
+    if open == 3 && raw[open..].starts_with('\n') {
+        body_start += 1;
+    }
+    if basic && raw.contains('\\') {
+        return literal;
+    }
+    let start = literal.start + body_start + range.start;
+    let end = (literal.start + body_start + range.end).min(literal.end.saturating_sub(open)).max(start);
+    Span::new(start, end)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn shell_values_are_one_word() {
+        let ctx = json!({"params": {"x": "a b; rm -rf / $(touch x) 'q'", "tag": "v1.0.0"}});
+        let out = render("echo {{ params.x }} {{ params.tag }}", Mode::Shell, &ctx).unwrap_or_default();
+        assert_eq!(out, r#"echo 'a b; rm -rf / $(touch x) '\''q'\''' v1.0.0"#);
+    }
+
+    #[test]
+    fn plain_values_are_verbatim() {
+        let ctx = json!({"params": {"x": "a b"}});
+        assert_eq!(render("{{ params.x }}", Mode::Plain, &ctx).ok().as_deref(), Some("a b"));
+    }
+
+    #[test]
+    fn undefined_is_an_error() {
+        let err = render("{{ params.nope }}", Mode::Plain, &json!({"params": {}}));
+        assert!(err.is_err());
+    }
+
+    #[test]
+    fn quoting_handles_empty_and_quotes() {
+        assert_eq!(shell_quote(""), "''");
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+        assert_eq!(shell_quote("/backups/db"), "/backups/db");
+    }
+
+    #[test]
+    fn vars_are_dotted_paths() {
+        let vars = template_vars("{{ steps.b.outputs.file }} {{ params.x }}").unwrap_or_default();
+        assert!(vars.contains("steps.b.outputs.file") && vars.contains("params.x"));
+    }
+}
