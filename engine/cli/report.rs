@@ -72,7 +72,10 @@ pub fn use_color(choice: Color) -> bool {
 /// Render diagnostics for people: `path:line:col`, the source line, a caret, code and hint.
 pub fn human(diagnostics: &[Diagnostic], color: bool) -> String {
     let theme = if color { GraphicalTheme::unicode() } else { GraphicalTheme::unicode_nocolor() };
-    let handler = GraphicalReportHandler::new_themed(theme).with_width(100).with_context_lines(1);
+    let handler = GraphicalReportHandler::new_themed(theme)
+        .with_width(100)
+        .with_context_lines(1)
+        .with_break_words(false);
     let mut out = String::new();
     for d in diagnostics {
         let report = Report { d, source: NamedSource::new(d.source.path.clone(), d.source.text.clone()) };

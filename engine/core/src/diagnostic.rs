@@ -100,6 +100,7 @@ codes! {
     OutputNotAncestor = "042", "output-not-ancestor", "A step uses the output of a step that is not among its ancestors.";
     InvalidExpression = "043", "invalid-expression", "A `when` or `assert` expression that does not compile.";
     SecretExposed = "044", "secret-exposed", "A secret used where it would be shown or stored.";
+    TemplateInQuotes = "045", "template-in-quotes", "A template inside shell quotes in `run` text, where automatic quoting would add literal quote characters.";
     InvalidDefault = "050", "invalid-default", "A parameter default that violates its own declaration.";
     InvalidParam = "051", "invalid-param", "A parameter declaration that cannot work.";
     IncludeMissing = "060", "include-missing", "An included runbook file cannot be read.";

@@ -180,6 +180,7 @@ fn invalid(source: &Arc<Source>, span: Span, name: &str, reason: &str) -> Diagno
         format!("invalid value for parameter `{name}`: {reason}"),
     )
     .with_label("this value")
+    .with_help(format!("see `[params.{name}]` in the runbook for its type, `enum` and `pattern`"))
 }
 
 /// The value of every declared parameter: given (command line over file), else default.
@@ -202,11 +203,19 @@ pub fn resolve(
                 out.insert(p.name.clone(), d.clone());
             }
             (None, None) => {
-                let example = match p.ty {
-                    crate::model::ParamType::String => "VALUE",
-                    crate::model::ParamType::Integer => "42",
-                    crate::model::ParamType::Number => "1.5",
-                    crate::model::ParamType::Boolean => "true",
+                let example = match (&p.allowed, p.ty) {
+                    (Some(values), _) if !values.is_empty() => values[0].to_string(),
+                    (_, crate::model::ParamType::String) => "VALUE".into(),
+                    (_, crate::model::ParamType::Integer) => "42".into(),
+                    (_, crate::model::ParamType::Number) => "1.5".into(),
+                    (_, crate::model::ParamType::Boolean) => "true".into(),
+                };
+                let choices = match &p.allowed {
+                    Some(values) => format!(
+                        " (one of {})",
+                        values.iter().map(|v| format!("`{v}`")).collect::<Vec<_>>().join(", ")
+                    ),
+                    None => String::new(),
                 };
                 let what = p.description.as_deref().map(|d| format!(" ({d})")).unwrap_or_default();
                 let d = Diagnostic::error(
@@ -217,7 +226,7 @@ pub fn resolve(
                 )
                 .with_label("declared here without a default")
                 .with_help(format!(
-                    "`{}`{what}: give it with `-p {}={example}` or in a `--params-file`",
+                    "`{}`{what}: give it with `-p {}={example}`{choices} or in a `--params-file`",
                     p.name, p.name
                 ));
                 diags.push(d);

@@ -323,19 +323,25 @@ pub fn typed_params(
 fn context(runbook: &Runbook, params: &BTreeMap<String, ParamValue>) -> Value {
     let p: Map<String, Value> =
         params.iter().map(|(k, v)| (k.clone(), serde_json::to_value(v).unwrap_or(Value::Null))).collect();
-    let s: Map<String, Value> =
-        runbook.secrets.iter().map(|s| (s.name.clone(), json!(format!("<secret:{}>", s.name)))).collect();
+    let s: Map<String, Value> = runbook
+        .secrets
+        .iter()
+        .map(|s| (s.name.clone(), template::placeholder(&format!("secret:{}", s.name))))
+        .collect();
     let mut steps = Map::new();
     for step in runbook.steps.iter().chain(runbook.finally.iter()) {
-        let outs: Map<String, Value> =
-            step.outputs.iter().map(|o| (o.clone(), json!(format!("<output:{}.{o}>", step.id)))).collect();
+        let outs: Map<String, Value> = step
+            .outputs
+            .iter()
+            .map(|o| (o.clone(), template::placeholder(&format!("output:{}.{o}", step.id))))
+            .collect();
         steps.insert(step.id.to_string(), json!({ "outputs": outs }));
     }
     json!({
         "params": p,
         "secrets": s,
         "steps": steps,
-        "run": { "id": "<run.id>", "started_at": "<run.started_at>", "status": "<run.status>" },
+        "run": { "id": template::placeholder("run.id"), "started_at": template::placeholder("run.started_at"), "status": template::placeholder("run.status") },
         "runbook": { "name": runbook.name, "title": runbook.title.clone().unwrap_or_default() },
     })
 }
@@ -618,7 +624,10 @@ impl Planner<'_> {
                             format!("parameter `{n}` of runbook `{}`: {e}", inc.file)
                         }
                     };
-                    self.diags.push(Diagnostic::error(Code::IncludeParams, self.source(), span, msg));
+                    self.diags
+                        .push(Diagnostic::error(Code::IncludeParams, self.source(), span, msg).with_help(
+                        "the values passed in `runbook.params` must fit the included runbook's declarations",
+                    ));
                 }
                 BTreeMap::new()
             }

@@ -55,8 +55,11 @@ fn text_into(out: &mut String, plan: &Plan, indent: &str) {
         let _ = writeln!(out, "{indent}  secrets    {}", list.join(", "));
     }
     if !plan.preconditions.is_empty() {
-        let _ =
-            writeln!(out, "\n{indent}Preconditions (checked before any step; if one fails, nothing runs)");
+        let _ = writeln!(
+            out,
+            "{}\n{indent}Preconditions (checked before any step; if one fails, nothing runs)",
+            indent.trim_end()
+        );
         for c in &plan.preconditions {
             check_text(out, c, &format!("{indent}  "));
         }
@@ -64,7 +67,7 @@ fn text_into(out: &mut String, plan: &Plan, indent: &str) {
     for (n, wave) in plan.waves.iter().enumerate() {
         let parallel =
             if wave.len() > 1 { format!(" ({} steps in parallel)", wave.len()) } else { String::new() };
-        let _ = writeln!(out, "\n{indent}Wave {}{parallel}", n + 1);
+        let _ = writeln!(out, "{}\n{indent}Wave {}{parallel}", indent.trim_end(), n + 1);
         for id in wave {
             if let Some(step) = plan.steps.iter().find(|s| &s.id == id) {
                 step_text(out, step, &format!("{indent}  "));
@@ -72,13 +75,15 @@ fn text_into(out: &mut String, plan: &Plan, indent: &str) {
         }
     }
     if !plan.finally.is_empty() {
-        let _ = writeln!(out, "\n{indent}Finally (always runs last, whatever the outcome)");
+        let _ =
+            writeln!(out, "{}\n{indent}Finally (always runs last, whatever the outcome)", indent.trim_end());
         for step in &plan.finally {
             step_text(out, step, &format!("{indent}  "));
         }
     }
     if !plan.escalations.is_empty() {
-        let _ = writeln!(out, "\n{indent}Escalations (fire once if the run is still going)");
+        let _ =
+            writeln!(out, "{}\n{indent}Escalations (fire once if the run is still going)", indent.trim_end());
         for e in &plan.escalations {
             let _ = writeln!(
                 out,

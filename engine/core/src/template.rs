@@ -5,10 +5,11 @@
 //! a value is always one word, whatever it contains.
 
 use std::collections::BTreeSet;
+use std::fmt;
 use std::ops::Range;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
-use minijinja::value::Serde;
+use minijinja::value::{Object, ObjectRepr};
 use minijinja::{AutoEscape, Environment, ErrorKind, UndefinedBehavior, Value};
 
 use crate::diagnostic::Source;
@@ -54,6 +55,62 @@ fn env() -> &'static Environment<'static> {
         });
         env
     })
+}
+
+/// The key that marks a placeholder in a JSON context: `{"__runbook_placeholder__": "secret:X"}`.
+const PLACEHOLDER_KEY: &str = "__runbook_placeholder__";
+
+/// A JSON context value standing for something unknown at plan time (`secret:DB`,
+/// `output:backup.file`, `run.id`). It renders as `<secret:DB>` and answers any attribute
+/// with a longer placeholder, so `steps.h.outputs.json.version` renders too.
+pub fn placeholder(path: &str) -> serde_json::Value {
+    serde_json::json!({ PLACEHOLDER_KEY: path })
+}
+
+#[derive(Debug)]
+struct Placeholder(String);
+
+impl Object for Placeholder {
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        ObjectRepr::Plain
+    }
+
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        let key = key.as_str().map(str::to_string).unwrap_or_else(|| key.to_string());
+        Some(Value::from_object(Placeholder(format!("{}.{key}", self.0))))
+    }
+
+    fn render(self: &Arc<Self>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "<{}>", self.0)
+    }
+}
+
+/// A JSON context as minijinja values, with placeholders made live.
+fn to_value(json: &serde_json::Value) -> Value {
+    use serde_json::Value as J;
+    match json {
+        J::Object(map) => {
+            if map.len() == 1
+                && let Some(J::String(path)) = map.get(PLACEHOLDER_KEY)
+            {
+                return Value::from_object(Placeholder(path.clone()));
+            }
+            Value::from(
+                map.iter()
+                    .map(|(k, v)| (k.clone(), to_value(v)))
+                    .collect::<std::collections::BTreeMap<String, Value>>(),
+            )
+        }
+        J::Array(items) => Value::from_iter(items.iter().map(to_value)),
+        J::String(s) => Value::from(s.clone()),
+        J::Bool(b) => Value::from(*b),
+        J::Number(n) => match (n.as_i64(), n.as_f64()) {
+            (Some(i), _) => Value::from(i),
+            (None, Some(f)) => Value::from(f),
+            _ => Value::from(n.to_string()),
+        },
+        J::Null => Value::from(()),
+    }
 }
 
 fn value_text(value: &Value) -> String {
@@ -115,19 +172,70 @@ pub fn render(text: &str, mode: Mode, ctx: &serde_json::Value) -> Result<String,
     };
     let env = env();
     let tpl = env.template_from_named_str(name, text).map_err(|e| convert(&e, false))?;
-    tpl.render(Value::from(Serde(ctx))).map_err(|e| convert(&e, true))
+    tpl.render(to_value(ctx)).map_err(|e| convert(&e, true))
 }
 
 /// Evaluate an expression against a JSON context.
 pub fn eval(text: &str, ctx: &serde_json::Value) -> Result<serde_json::Value, TemplateError> {
     let expr = env().compile_expression(text).map_err(|e| convert(&e, false))?;
-    let value = expr.eval(Value::from(Serde(ctx))).map_err(|e| convert(&e, true))?;
+    let value = expr.eval(to_value(ctx)).map_err(|e| convert(&e, true))?;
     serde_json::to_value(&value).map_err(|e| TemplateError {
         message: e.to_string(),
         range: None,
         at_render: true,
         unknown_callable: false,
     })
+}
+
+/// Byte offsets of `{{` in a shell script that stand inside single or double quotes.
+///
+/// Interpolated values are quoted automatically, so `"{{ x }}"` would put literal quote
+/// characters around any value that needs quoting. A small lexer tracks quote state;
+/// template markup itself is skipped so its own quotes do not count.
+pub fn templates_in_quotes(script: &str) -> Vec<usize> {
+    #[derive(PartialEq)]
+    enum Q {
+        None,
+        Single,
+        Double,
+    }
+    let bytes = script.as_bytes();
+    let mut state = Q::None;
+    let mut found = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i..].starts_with(b"{{") || bytes[i..].starts_with(b"{%") || bytes[i..].starts_with(b"{#") {
+            if bytes[i + 1] == b'{' && state != Q::None {
+                found.push(i);
+            }
+            let close: &[u8] = match bytes[i + 1] {
+                b'{' => b"}}",
+                b'%' => b"%}",
+                _ => b"#}",
+            };
+            match script[i + 2..].find(std::str::from_utf8(close).unwrap_or("}}")) {
+                Some(end) => i += 2 + end + 2,
+                None => break,
+            }
+            continue;
+        }
+        match (&state, bytes[i]) {
+            (Q::None, b'\\') | (Q::Double, b'\\') => i += 1,
+            (Q::None, b'\'') => state = Q::Single,
+            (Q::None, b'"') => state = Q::Double,
+            (Q::Single, b'\'') => state = Q::None,
+            (Q::Double, b'"') => state = Q::None,
+            (Q::None, b'#') if i == 0 || bytes[i - 1].is_ascii_whitespace() => {
+                // A comment runs to the end of the line.
+                while i < bytes.len() && bytes[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    found
 }
 
 /// True when a template has no `{{`/`{%` markup at all (renders to itself).
@@ -182,6 +290,15 @@ mod tests {
     }
 
     #[test]
+    fn placeholders_answer_any_attribute() {
+        let ctx = json!({"steps": {"h": {"outputs": {"json": placeholder("output:h.json")}}}});
+        let out = render("{{ steps.h.outputs.json.version }}", Mode::Plain, &ctx);
+        assert_eq!(out.ok().as_deref(), Some("<output:h.json.version>"));
+        let quoted = render("echo {{ steps.h.outputs.json }}", Mode::Shell, &ctx);
+        assert_eq!(quoted.ok().as_deref(), Some("echo '<output:h.json>'"));
+    }
+
+    #[test]
     fn undefined_is_an_error() {
         let err = render("{{ params.nope }}", Mode::Plain, &json!({"params": {}}));
         assert!(err.is_err());
@@ -192,6 +309,16 @@ mod tests {
         assert_eq!(shell_quote(""), "''");
         assert_eq!(shell_quote("it's"), r"'it'\''s'");
         assert_eq!(shell_quote("/backups/db"), "/backups/db");
+    }
+
+    #[test]
+    fn finds_templates_inside_quotes() {
+        assert_eq!(templates_in_quotes(r#"echo "{{ x }}""#), vec![6]);
+        assert_eq!(templates_in_quotes("echo '{{ x }}'"), vec![6]);
+        assert!(templates_in_quotes("echo {{ x }} \"$HOME\" 'a'").is_empty());
+        assert!(templates_in_quotes(r#"echo {{ "a b" | upper }} "ok""#).is_empty());
+        assert!(templates_in_quotes("# it's fine\necho {{ x }}").is_empty());
+        assert!(templates_in_quotes(r#"echo \" {{ x }}"#).is_empty());
     }
 
     #[test]

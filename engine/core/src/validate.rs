@@ -426,6 +426,10 @@ impl<'a> Validator<'a> {
                         Code::InvalidValue,
                         c.span,
                         format!("the `command` of secret `{}` is empty", u.id.value),
+                    )
+                    .help = Some(
+                        "`command` is an argv array: the program first, e.g. `[\"pass\", \"show\", \"db\"]`"
+                            .into(),
                     );
                 }
                 sources.push(("command", c.span, SecretSource::Command(c.value.clone())));
@@ -491,7 +495,9 @@ impl<'a> Validator<'a> {
 
     fn shell(&mut self, s: &Spanned<Vec<String>>) -> Option<Vec<String>> {
         if s.value.is_empty() || s.value[0].trim().is_empty() {
-            self.err(Code::InvalidValue, s.span, "`shell` must name a program, e.g. `[\"bash\", \"-c\"]`");
+            self.err(Code::InvalidValue, s.span, "`shell` is empty").help = Some(
+                "`shell` is an argv array that the script is appended to, e.g. `[\"bash\", \"-c\"]`".into(),
+            );
             return None;
         }
         Some(s.value.clone())
@@ -935,6 +941,16 @@ impl<'a> Validator<'a> {
         if let Some(run) = a.run {
             let place = format!("the `run` text of {what}");
             let script = self.template(run, Mode::Shell, Scope { place: &place, ..base });
+            for pos in template::templates_in_quotes(&run.value) {
+                let end = run.value[pos..].find("}}").map_or(run.value.len(), |e| pos + e + 2);
+                let span = template::inner_span(&self.source, run.span, Some(pos..end));
+                self.err(Code::TemplateInQuotes, span, format!("template inside shell quotes in {place}"))
+                    .set_label("values are quoted automatically")
+                    .help = Some(format!(
+                    "every interpolated value is shell-quoted and always one word, so quotes around `{}` would become part of the value; remove the surrounding quotes",
+                    &run.value[pos..end]
+                ));
+            }
             let shell = match a.shell {
                 Some(s) => self.shell(s)?,
                 None => defaults
@@ -1148,7 +1164,8 @@ impl<'a> Validator<'a> {
                     Code::InvalidValue,
                     m.span,
                     format!("`min-approvals` of {what} must be between 1 and 100, found {}", m.value),
-                );
+                )
+                .help = Some("`min-approvals` counts the distinct approvers needed; 1 is the default".into());
                 ok = false;
                 1
             }
@@ -1283,7 +1300,8 @@ impl<'a> Validator<'a> {
                         Code::IncludeInvalid,
                         r.file.span,
                         format!("included runbook `{}` is not valid", r.file.value),
-                    );
+                    )
+                    .help = Some(format!("check it on its own: `runbook check {path}`"));
                 }
                 return None;
             }
@@ -1321,7 +1339,8 @@ impl<'a> Validator<'a> {
                                 Code::IncludeParams,
                                 v.span,
                                 format!("parameter `{k}` of runbook `{}`: {e}", r.file.value),
-                            );
+                            )
+                            .help = Some(format!("see `[params.{k}]` in `{path}`"));
                             ok = false;
                         }
                     }
@@ -1697,7 +1716,8 @@ impl<'a> Validator<'a> {
                     && e.unknown_callable
                 {
                     let span = template::inner_span(&self.source, s.span, e.range.clone());
-                    self.err(Code::InvalidExpression, span, format!("{}: {}", scope.place, e.message));
+                    self.err(Code::InvalidExpression, span, format!("{}: {}", scope.place, e.message)).help =
+                        Some("see the book's template reference for the filters, tests and functions available".into());
                 }
             }
         }
@@ -1919,7 +1939,8 @@ impl<'a> Validator<'a> {
                     scope.place,
                     did_you_mean_suffix(target, names.iter().copied())
                 ),
-            );
+            )
+            .help = Some("write `steps.ID.outputs.NAME` with the id of a step of this runbook".into());
             return;
         };
         let outputs = info.outputs.clone();
@@ -2001,7 +2022,7 @@ impl<'a> Validator<'a> {
             p.insert(name.clone(), v);
         }
         let s: Map<String, Value> =
-            self.secrets.iter().map(|n| (n.clone(), json!(format!("<secret:{n}>")))).collect();
+            self.secrets.iter().map(|n| (n.clone(), template::placeholder(&format!("secret:{n}")))).collect();
         let mut steps = Map::new();
         for (id, info) in &self.steps {
             let outs: Map<String, Value> = info
@@ -2010,7 +2031,7 @@ impl<'a> Validator<'a> {
                 .unwrap_or_default()
                 .into_iter()
                 .map(|o| {
-                    let v = json!(format!("<output:{id}.{o}>"));
+                    let v = template::placeholder(&format!("output:{id}.{o}"));
                     (o, v)
                 })
                 .collect();
@@ -2020,7 +2041,7 @@ impl<'a> Validator<'a> {
             "params": p,
             "secrets": s,
             "steps": steps,
-            "run": { "id": "<run.id>", "started_at": "<run.started_at>", "status": "<run.status>" },
+            "run": { "id": template::placeholder("run.id"), "started_at": template::placeholder("run.started_at"), "status": template::placeholder("run.status") },
             "runbook": { "name": "<runbook.name>", "title": "<runbook.title>" },
             "status": 200, "headers": {}, "body": "", "json": null, "latency_ms": 0,
             "rows": [], "rows_affected": 0,

@@ -1,0 +1,9 @@
+//! Integration tests: the real `runbook` binary on fixture folders, the schema, the book.
+//!
+//! One test binary (faster to link than one per file); modules by concern.
+
+mod book;
+mod fixtures;
+mod plan;
+mod schema;
+mod support;

@@ -1,0 +1,68 @@
+//! Helpers to run the binary and locate repository files.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The repository root (tests run with it as the working directory).
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `path` relative to the repository root, with `/` separators, for stable messages.
+pub fn relative(path: &Path) -> String {
+    path.strip_prefix(root()).unwrap_or(path).to_string_lossy().replace('\\', "/")
+}
+
+/// The output of one invocation.
+#[derive(Debug)]
+pub struct Output {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Run `runbook ARGS` from `dir` with colours off.
+pub fn run_in(dir: &Path, args: &[&str]) -> Output {
+    run_in_with_env(dir, args, &[])
+}
+
+/// Run `runbook ARGS` from the repository root.
+pub fn run(args: &[&str]) -> Output {
+    run_in(&root(), args)
+}
+
+/// Every file under `dir` (recursively) whose name ends with `ext`, sorted.
+pub fn files(dir: &Path, ext: &str) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.to_string_lossy().ends_with(ext) {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Run `runbook ARGS` from `dir` with extra environment variables.
+pub fn run_in_with_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let out = Command::new(env!("CARGO_BIN_EXE_runbook"))
+        .args(args)
+        .current_dir(dir)
+        .env("NO_COLOR", "1")
+        .env_remove("RUNBOOK_STATE")
+        .envs(env.iter().copied())
+        .output()
+        .expect("the runbook binary runs");
+    Output {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
