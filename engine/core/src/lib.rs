@@ -7,6 +7,7 @@
 //! [`validate::Loader`].
 
 pub mod diagnostic;
+pub mod graph;
 pub mod inputs;
 pub mod model;
 pub mod params;

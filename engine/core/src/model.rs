@@ -340,15 +340,15 @@ pub enum Action {
     /// Argv.
     Cmd(Vec<Template>),
     /// HTTP request.
-    Http(HttpSpec),
+    Http(Box<HttpSpec>),
     /// SQL.
-    Sql(SqlSpec),
+    Sql(Box<SqlSpec>),
     /// Human decision.
-    Approval(ApprovalSpec),
+    Approval(Box<ApprovalSpec>),
     /// Notification.
-    Notify(NotifySpec),
+    Notify(Box<NotifySpec>),
     /// Another runbook.
-    Runbook(IncludeSpec),
+    Runbook(Box<IncludeSpec>),
 }
 
 impl Action {
@@ -432,7 +432,7 @@ pub struct Step {
     /// Failure policy.
     pub on_failure: OnFailure,
     /// Undo action.
-    pub compensate: Option<Compensation>,
+    pub compensate: Option<Box<Compensation>>,
     /// Checks right before the step.
     pub preconditions: Vec<Precondition>,
     /// Expected duration.

@@ -11,12 +11,11 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 use serde::de::IntoDeserializer;
-use serde_json::Value as Json;
 use toml::de::{DeTable, DeValue};
 
 use crate::diagnostic::{Code, Diagnostic, Source};
 use crate::raw::{RawDefaults, RawEscalation, RawMeta, RawParam, RawPrecondition, RawSecret, RawStep};
-use crate::schema;
+use crate::schema::{self, Shape};
 use crate::span::{Span, Spanned};
 use crate::suggest::did_you_mean_suffix;
 
@@ -82,9 +81,7 @@ pub fn parse(source: &Arc<Source>) -> (Document, Vec<Diagnostic>) {
     let root_span = Span::from(root.span());
     let mut root = TomlSpanned::new(root.span(), DeValue::Table(root.into_inner()));
 
-    let schema = schema::schema_json();
-    let defs = schema.get("definitions").cloned().unwrap_or(Json::Null);
-    prune_unknown_keys(&mut root, schema, &defs, "", source, &mut diags);
+    prune_unknown_keys(&mut root, schema::shapes().root, &String::new, source, &mut diags);
 
     let DeValue::Table(table) = root.into_inner() else {
         return (doc, diags);
@@ -185,14 +182,35 @@ where
     T: for<'de> Deserialize<'de>,
 {
     let unit_span = Span::from(value.span());
-    let keys = key_spans(&value, path);
     match T::deserialize(value.into_deserializer()) {
         Ok(v) => Some(v),
         Err(e) => {
+            let keys = unit_key_spans(source, path);
             diags.push(serde_error(&e, unit_span, &keys, path, source));
             None
         }
     }
+}
+
+/// Key paths of one unit (`steps.sync`), read again from the text: only needed to word an
+/// error, so the common path never pays for it.
+fn unit_key_spans(source: &Source, path: &str) -> Vec<(String, Span)> {
+    let Ok(root) = DeTable::parse(&source.text) else { return Vec::new() };
+    let root = root.into_inner();
+    let (section, unit) = match path.split_once('.') {
+        Some((s, u)) => (s, Some(u)),
+        None => (path, None),
+    };
+    let Some(value) = root.get(section) else { return Vec::new() };
+    let value = match (unit, value.get_ref()) {
+        (Some(u), DeValue::Table(t)) => match t.get(u) {
+            Some(v) => v,
+            None => return Vec::new(),
+        },
+        (Some(_), _) => return Vec::new(),
+        (None, _) => value,
+    };
+    key_spans(value, path)
 }
 
 /// Dotted key paths with the span of their value, to name the key a serde error is about.
@@ -321,45 +339,40 @@ fn describe_found(found: &str) -> String {
     }
 }
 
-/// Report and remove, at every depth, keys the schema does not know.
+/// Report and remove, at every depth, keys the schema does not know. The dotted path of
+/// the current table is only built when a problem is reported.
 fn prune_unknown_keys(
     value: &mut TomlSpanned<DeValue<'_>>,
-    schema: &Json,
-    defs: &Json,
-    path: &str,
+    shape: usize,
+    path: &dyn Fn() -> String,
     source: &Arc<Source>,
     diags: &mut Vec<Diagnostic>,
 ) {
-    let schema = resolve(schema, defs);
-    match value.get_mut() {
-        DeValue::Table(table) => {
-            if let Some(props) = schema.get("properties").and_then(Json::as_object) {
-                let closed = schema.get("additionalProperties") == Some(&Json::Bool(false));
-                if closed {
-                    report_unknown(table, props, path, source, diags);
-                    let old = std::mem::take(table);
-                    *table =
-                        old.into_iter().filter(|(k, _)| props.contains_key(k.get_ref().as_ref())).collect();
-                }
-                for (k, v) in table.iter_mut() {
-                    if let Some(sub) = props.get(k.get_ref().as_ref()) {
-                        let p = join(path, k.get_ref());
-                        prune_unknown_keys(v, sub, defs, &p, source, diags);
-                    }
-                }
-            } else if let Some(sub) = schema.get("additionalProperties").filter(|s| s.is_object()) {
-                for (k, v) in table.iter_mut() {
-                    let p = join(path, k.get_ref());
-                    prune_unknown_keys(v, sub, defs, &p, source, diags);
+    let shapes = schema::shapes();
+    match (value.get_mut(), &shapes.nodes[shape]) {
+        (DeValue::Table(table), Shape::Table { keys, closed }) => {
+            if *closed && table.keys().any(|k| shapes.key(shape, k.get_ref()).is_none()) {
+                let known: Vec<&str> = keys.iter().map(|(k, _)| k.as_str()).collect();
+                report_unknown(table, &known, &path(), source, diags);
+                let old = std::mem::take(table);
+                *table = old.into_iter().filter(|(k, _)| shapes.key(shape, k.get_ref()).is_some()).collect();
+            }
+            for (k, v) in table.iter_mut() {
+                if let Some(sub) = shapes.key(shape, k.get_ref()) {
+                    let key: &str = k.get_ref();
+                    prune_unknown_keys(v, sub, &|| join(&path(), key), source, diags);
                 }
             }
         }
-        DeValue::Array(items) => {
-            if let Some(sub) = schema.get("items") {
-                for (i, v) in items.iter_mut().enumerate() {
-                    let p = format!("{path}[{i}]");
-                    prune_unknown_keys(v, sub, defs, &p, source, diags);
-                }
+        (DeValue::Table(table), Shape::Map(sub)) => {
+            for (k, v) in table.iter_mut() {
+                let key: &str = k.get_ref();
+                prune_unknown_keys(v, *sub, &|| join(&path(), key), source, diags);
+            }
+        }
+        (DeValue::Array(items), Shape::Array(sub)) => {
+            for (i, v) in items.iter_mut().enumerate() {
+                prune_unknown_keys(v, *sub, &|| format!("{}[{i}]", path()), source, diags);
             }
         }
         _ => {}
@@ -368,17 +381,16 @@ fn prune_unknown_keys(
 
 fn report_unknown(
     table: &DeTable<'_>,
-    props: &serde_json::Map<String, Json>,
+    known: &[&str],
     path: &str,
     source: &Arc<Source>,
     diags: &mut Vec<Diagnostic>,
 ) {
     for (k, _) in table.iter() {
         let name = k.get_ref().as_ref();
-        if props.contains_key(name) {
+        if known.contains(&name) {
             continue;
         }
-        let known: Vec<&str> = props.keys().map(String::as_str).collect();
         let place = if path.is_empty() { "the top level".to_string() } else { format!("`{path}`") };
         let hint = format!("keys allowed in {place}: {}", known.join(", "));
         diags.push(
@@ -399,38 +411,6 @@ fn report_unknown(
 
 fn join(path: &str, key: &str) -> String {
     if path.is_empty() { key.to_string() } else { format!("{path}.{key}") }
-}
-
-/// Follow `$ref`s (draft-07 wraps them in a one-element `allOf`), and pick the object branch
-/// of an `anyOf`/`oneOf` (an `Option<T>`).
-fn resolve<'a>(mut schema: &'a Json, defs: &'a Json) -> &'a Json {
-    for _ in 0..16 {
-        if let Some(r) = schema.get("$ref").and_then(Json::as_str) {
-            let name = r.rsplit('/').next().unwrap_or("");
-            match defs.get(name) {
-                Some(s) => {
-                    schema = s;
-                    continue;
-                }
-                None => return schema,
-            }
-        }
-        let branches = schema
-            .get("anyOf")
-            .or_else(|| schema.get("oneOf"))
-            .or_else(|| schema.get("allOf"))
-            .and_then(Json::as_array);
-        if let Some(branches) = branches {
-            let structured: Vec<&Json> =
-                branches.iter().filter(|b| b.get("type") != Some(&Json::String("null".into()))).collect();
-            if let [only] = structured.as_slice() {
-                schema = only;
-                continue;
-            }
-        }
-        return schema;
-    }
-    schema
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::diagnostic::{Code, Diagnostic, Source};
+use crate::graph::{BitSet, Graph};
 use crate::model::*;
 use crate::params;
 use crate::template::{self, Mode, TemplateError};
@@ -306,7 +307,8 @@ pub fn sha256_hex(text: &str) -> String {
 
 /// Build the plan of a validated runbook with already typed parameter values (`resolve`d).
 pub fn plan(runbook: &Runbook, params: &BTreeMap<String, ParamValue>) -> Result<Plan, Vec<Diagnostic>> {
-    let mut p = Planner { runbook, diags: Vec::new(), ctx: context(runbook, params) };
+    let mut p =
+        Planner { runbook, diags: Vec::new(), ctx: template::Context::new(&context(runbook, params)) };
     let plan = p.plan(params);
     if p.diags.is_empty() { Ok(plan) } else { Err(p.diags) }
 }
@@ -329,7 +331,8 @@ fn context(runbook: &Runbook, params: &BTreeMap<String, ParamValue>) -> Value {
         .map(|s| (s.name.clone(), template::placeholder(&format!("secret:{}", s.name))))
         .collect();
     let mut steps = Map::new();
-    for step in runbook.steps.iter().chain(runbook.finally.iter()) {
+    // Steps without outputs cannot be referenced (validation checked every reference).
+    for step in runbook.steps.iter().chain(runbook.finally.iter()).filter(|s| !s.outputs.is_empty()) {
         let outs: Map<String, Value> = step
             .outputs
             .iter()
@@ -349,7 +352,7 @@ fn context(runbook: &Runbook, params: &BTreeMap<String, ParamValue>) -> Value {
 struct Planner<'r> {
     runbook: &'r Runbook,
     diags: Vec<Diagnostic>,
-    ctx: Value,
+    ctx: template::Context,
 }
 
 impl Planner<'_> {
@@ -402,9 +405,8 @@ impl Planner<'_> {
         let lock = rb.lock.as_ref().map(|l| self.render(l, Mode::Plain));
         let preconditions = rb.preconditions.iter().map(|c| self.check(c)).collect();
 
-        let index: HashMap<&str, usize> =
-            rb.steps.iter().enumerate().map(|(i, s)| (s.id.as_str(), i)).collect();
-        let waves_of = wave_numbers(&rb.steps, &index);
+        let graph = needs_graph(&rb.steps);
+        let waves_of = graph.waves();
         let mut order: Vec<usize> = (0..rb.steps.len()).collect();
         order.sort_by_key(|&i| (waves_of[i], i));
         let wave_count = waves_of.iter().copied().max().map_or(0, |m| m + 1);
@@ -412,20 +414,25 @@ impl Planner<'_> {
         for &i in &order {
             waves[waves_of[i]].push(rb.steps[i].id.to_string());
         }
-        let position: HashMap<&str, usize> =
-            order.iter().enumerate().map(|(pos, &i)| (rb.steps[i].id.as_str(), pos)).collect();
-
+        let mut position = vec![0; rb.steps.len()];
+        for (pos, &i) in order.iter().enumerate() {
+            position[i] = pos;
+        }
+        let ancestors = graph.ancestors();
+        let mut compensable = BitSet::new(rb.steps.len());
+        for (i, s) in rb.steps.iter().enumerate() {
+            if s.compensate.is_some() {
+                compensable.insert(i);
+            }
+        }
         let steps = order
             .iter()
             .map(|&i| {
-                let s = &rb.steps[i];
-                let chain = compensation_chain(rb, s, &index, &position);
-                self.step(s, waves_of[i] + 1, chain)
+                let chain = compensation_chain(rb, i, ancestors[i].as_ref(), &compensable, &position);
+                self.step(&rb.steps[i], waves_of[i] + 1, chain)
             })
             .collect();
-        let f_index: HashMap<&str, usize> =
-            rb.finally.iter().enumerate().map(|(i, s)| (s.id.as_str(), i)).collect();
-        let f_waves = wave_numbers(&rb.finally, &f_index);
+        let f_waves = needs_graph(&rb.finally).waves();
         let mut f_order: Vec<usize> = (0..rb.finally.len()).collect();
         f_order.sort_by_key(|&i| (f_waves[i], i));
         let finally = f_order.iter().map(|&i| self.step(&rb.finally[i], 0, Vec::new())).collect();
@@ -466,7 +473,7 @@ impl Planner<'_> {
             steps,
             finally,
             escalations,
-            critical_path: critical_path(&rb.steps, &index),
+            critical_path: critical_path(&rb.steps, &graph),
         }
     }
 
@@ -683,67 +690,41 @@ fn truthy(v: &Value) -> bool {
     }
 }
 
-/// Wave of each step (0-based): 0 without needs, else one more than its latest need.
-/// The graph is acyclic (validated), so a memoized walk terminates.
-fn wave_numbers(steps: &[Step], index: &HashMap<&str, usize>) -> Vec<usize> {
-    let mut wave: Vec<Option<usize>> = vec![None; steps.len()];
-    for start in 0..steps.len() {
-        // Iterative post-order to stay safe on long chains.
-        let mut stack = vec![(start, false)];
-        while let Some((i, expanded)) = stack.pop() {
-            if wave[i].is_some() {
-                continue;
-            }
-            let needs: Vec<usize> =
-                steps[i].needs.iter().filter_map(|n| index.get(n.as_str()).copied()).collect();
-            if expanded || needs.iter().all(|&n| wave[n].is_some()) {
-                let w = needs.iter().filter_map(|&n| wave[n]).map(|w| w + 1).max().unwrap_or(0);
-                wave[i] = Some(w);
-            } else {
-                stack.push((i, true));
-                stack.extend(needs.into_iter().filter(|&n| wave[n].is_none()).map(|n| (n, false)));
-            }
-        }
-    }
-    wave.into_iter().map(|w| w.unwrap_or(0)).collect()
+/// The needs of a list of steps as a graph over their indices.
+fn needs_graph(steps: &[Step]) -> Graph {
+    let index: HashMap<&str, usize> = steps.iter().enumerate().map(|(i, s)| (s.id.as_str(), i)).collect();
+    Graph::new(
+        steps
+            .iter()
+            .map(|s| s.needs.iter().filter_map(|n| index.get(n.as_str()).copied()).collect())
+            .collect(),
+    )
 }
 
-/// The compensations that would run if `step` failed: its ancestors' (they have all
+/// The compensations that would run if step `i` failed: its ancestors' (they have all
 /// completed), most recent first. Empty unless the step's policy is `compensate`.
 fn compensation_chain(
     rb: &Runbook,
-    step: &Step,
-    index: &HashMap<&str, usize>,
-    position: &HashMap<&str, usize>,
+    i: usize,
+    ancestors: Option<&BitSet>,
+    compensable: &BitSet,
+    position: &[usize],
 ) -> Vec<String> {
-    if step.on_failure != OnFailure::Compensate {
+    let Some(ancestors) = ancestors else { return Vec::new() };
+    if rb.steps[i].on_failure != OnFailure::Compensate || compensable.is_empty() {
         return Vec::new();
     }
-    let mut seen = std::collections::HashSet::new();
-    let mut stack: Vec<&str> = step.needs.iter().map(|n| n.as_str()).collect();
-    while let Some(n) = stack.pop() {
-        if seen.insert(n)
-            && let Some(&i) = index.get(n)
-        {
-            stack.extend(rb.steps[i].needs.iter().map(|m| m.as_str()));
-        }
-    }
-    let mut chain: Vec<&str> = seen
-        .into_iter()
-        .filter(|n| index.get(n).is_some_and(|&i| rb.steps[i].compensate.is_some()))
-        .collect();
-    chain.sort_by_key(|n| std::cmp::Reverse(position.get(n).copied().unwrap_or(0)));
-    chain.into_iter().map(str::to_string).collect()
+    let mut chain: Vec<usize> = ancestors.iter_and(compensable).collect();
+    chain.sort_by_key(|&a| std::cmp::Reverse(position[a]));
+    chain.into_iter().map(|a| rb.steps[a].id.to_string()).collect()
 }
 
-fn critical_path(steps: &[Step], index: &HashMap<&str, usize>) -> CriticalPath {
-    let waves_of = wave_numbers(steps, index);
-    let mut order: Vec<usize> = (0..steps.len()).collect();
-    order.sort_by_key(|&i| (waves_of[i], i));
+fn critical_path(steps: &[Step], graph: &Graph) -> CriticalPath {
     // best[i] = (sum of high estimates, number of steps) of the heaviest chain ending at i.
     let mut best: Vec<(std::time::Duration, usize)> = vec![(Default::default(), 0); steps.len()];
     let mut prev: Vec<Option<usize>> = vec![None; steps.len()];
-    for &i in &order {
+    let index: HashMap<&str, usize> = steps.iter().enumerate().map(|(i, s)| (s.id.as_str(), i)).collect();
+    for i in graph.topo_order() {
         let own = steps[i].estimate.map(|e| e.high).unwrap_or_default();
         let mut pick: Option<usize> = None;
         for n in &steps[i].needs {

@@ -136,7 +136,7 @@ pub struct RawDefaults {
     pub timeout: Option<SpannedString>,
     /// Default retry policy.
     #[serde(default)]
-    pub retry: Option<Spanned<RawRetry>>,
+    pub retry: Option<Box<Spanned<RawRetry>>>,
     /// Default shell for `run` steps, as argv; the script is appended (default `["bash", "-c"]` with errexit and pipefail).
     #[serde(default)]
     pub shell: Option<Spanned<Vec<String>>>,
@@ -193,10 +193,10 @@ pub struct RawPrecondition {
     pub cmd: Option<Spanned<Vec<SpannedString>>>,
     /// An HTTP check.
     #[serde(default)]
-    pub http: Option<Spanned<RawHttp>>,
+    pub http: Option<Box<Spanned<RawHttp>>>,
     /// A SQL check.
     #[serde(default)]
-    pub sql: Option<Spanned<RawSql>>,
+    pub sql: Option<Box<Spanned<RawSql>>>,
     /// What to tell the operator when the check fails (a template).
     #[serde(default)]
     pub message: Option<SpannedString>,
@@ -239,19 +239,19 @@ pub struct RawStep {
     pub cmd: Option<Spanned<Vec<SpannedString>>>,
     /// Kind: an HTTP request.
     #[serde(default)]
-    pub http: Option<Spanned<RawHttp>>,
+    pub http: Option<Box<Spanned<RawHttp>>>,
     /// Kind: a SQL query or script.
     #[serde(default)]
-    pub sql: Option<Spanned<RawSql>>,
+    pub sql: Option<Box<Spanned<RawSql>>>,
     /// Kind: a human go/no-go.
     #[serde(default)]
-    pub approval: Option<Spanned<RawApproval>>,
+    pub approval: Option<Box<Spanned<RawApproval>>>,
     /// Kind: a webhook notification.
     #[serde(default)]
-    pub notify: Option<Spanned<RawNotify>>,
+    pub notify: Option<Box<Spanned<RawNotify>>>,
     /// Kind: another runbook, run as one step.
     #[serde(default)]
-    pub runbook: Option<Spanned<RawInclude>>,
+    pub runbook: Option<Box<Spanned<RawInclude>>>,
     /// Environment variables (values are templates; the way to pass secrets to `run`/`cmd`).
     #[serde(default)]
     pub env: Option<BTreeMap<String, SpannedString>>,
@@ -269,7 +269,7 @@ pub struct RawStep {
     pub timeout: Option<SpannedString>,
     /// Retry policy.
     #[serde(default)]
-    pub retry: Option<Spanned<RawRetry>>,
+    pub retry: Option<Box<Spanned<RawRetry>>>,
     /// Safe to run again if the engine died while it was running (default false; true for http GET/HEAD).
     #[serde(default)]
     pub idempotent: Option<bool>,
@@ -278,10 +278,10 @@ pub struct RawStep {
     pub on_failure: Option<Spanned<RawOnFailure>>,
     /// The undo action, run if a later step fails.
     #[serde(default)]
-    pub compensate: Option<Spanned<RawAction>>,
+    pub compensate: Option<Box<Spanned<RawAction>>>,
     /// Checks run right before this step; a failure fails the step without running it.
     #[serde(default)]
-    pub preconditions: Option<BTreeMap<String, RawPrecondition>>,
+    pub preconditions: Option<Box<BTreeMap<String, RawPrecondition>>>,
     /// Expected duration of the step: a duration or a range. Used for the critical path.
     #[serde(default)]
     pub estimate: Option<SpannedString>,
@@ -299,13 +299,13 @@ pub struct RawAction {
     pub cmd: Option<Spanned<Vec<SpannedString>>>,
     /// An HTTP request.
     #[serde(default)]
-    pub http: Option<Spanned<RawHttp>>,
+    pub http: Option<Box<Spanned<RawHttp>>>,
     /// A SQL query or script.
     #[serde(default)]
-    pub sql: Option<Spanned<RawSql>>,
+    pub sql: Option<Box<Spanned<RawSql>>>,
     /// A webhook notification.
     #[serde(default)]
-    pub notify: Option<Spanned<RawNotify>>,
+    pub notify: Option<Box<Spanned<RawNotify>>>,
     /// Environment variables (values are templates).
     #[serde(default)]
     pub env: Option<BTreeMap<String, SpannedString>>,
@@ -320,7 +320,7 @@ pub struct RawAction {
     pub timeout: Option<SpannedString>,
     /// Retry policy of the compensation.
     #[serde(default)]
-    pub retry: Option<Spanned<RawRetry>>,
+    pub retry: Option<Box<Spanned<RawRetry>>>,
 }
 
 /// An HTTP request and what its answer must look like.

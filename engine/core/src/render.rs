@@ -64,12 +64,14 @@ fn text_into(out: &mut String, plan: &Plan, indent: &str) {
             check_text(out, c, &format!("{indent}  "));
         }
     }
+    let by_id: std::collections::HashMap<&str, &PlanStep> =
+        plan.steps.iter().map(|s| (s.id.as_str(), s)).collect();
     for (n, wave) in plan.waves.iter().enumerate() {
         let parallel =
             if wave.len() > 1 { format!(" ({} steps in parallel)", wave.len()) } else { String::new() };
         let _ = writeln!(out, "{}\n{indent}Wave {}{parallel}", indent.trim_end(), n + 1);
         for id in wave {
-            if let Some(step) = plan.steps.iter().find(|s| &s.id == id) {
+            if let Some(step) = by_id.get(id.as_str()) {
                 step_text(out, step, &format!("{indent}  "));
             }
         }

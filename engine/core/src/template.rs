@@ -85,6 +85,18 @@ impl Object for Placeholder {
     }
 }
 
+/// A render context, converted once from JSON (placeholders made live) and shared by every
+/// template rendered against it.
+#[derive(Debug, Clone)]
+pub struct Context(Value);
+
+impl Context {
+    /// Convert a JSON context.
+    pub fn new(json: &serde_json::Value) -> Self {
+        Context(to_value(json))
+    }
+}
+
 /// A JSON context as minijinja values, with placeholders made live.
 fn to_value(json: &serde_json::Value) -> Value {
     use serde_json::Value as J;
@@ -152,6 +164,32 @@ fn convert(e: &minijinja::Error, at_render: bool) -> TemplateError {
     TemplateError { message, range: e.range(), at_render, unknown_callable }
 }
 
+/// A template compiled once, for analysis and rendering.
+#[derive(Debug)]
+pub struct Compiled<'s>(minijinja::Template<'s, 's>);
+
+impl<'s> Compiled<'s> {
+    /// Compile `text`; `mode` decides how it will quote values.
+    pub fn new(text: &'s str, mode: Mode) -> Result<Self, TemplateError> {
+        let name = match mode {
+            Mode::Plain => "text",
+            Mode::Shell => "run.sh",
+        };
+        let env: &'s Environment<'s> = env();
+        env.template_from_named_str(name, text).map(Compiled).map_err(|e| convert(&e, false))
+    }
+
+    /// The variables it reads, as dotted paths.
+    pub fn vars(&self) -> BTreeSet<String> {
+        self.0.undeclared_variables(true).into_iter().collect()
+    }
+
+    /// Render against a context.
+    pub fn render(&self, ctx: &Context) -> Result<String, TemplateError> {
+        self.0.render(ctx.0.clone()).map_err(|e| convert(&e, true))
+    }
+}
+
 /// The variables a template reads, as dotted paths (`params.x`, `steps.a.outputs.b`).
 pub fn template_vars(text: &str) -> Result<BTreeSet<String>, TemplateError> {
     let tpl = env().template_from_str(text).map_err(|e| convert(&e, false))?;
@@ -164,21 +202,15 @@ pub fn expr_vars(text: &str) -> Result<BTreeSet<String>, TemplateError> {
     Ok(expr.undeclared_variables(true).into_iter().collect())
 }
 
-/// Render a template against a JSON context.
-pub fn render(text: &str, mode: Mode, ctx: &serde_json::Value) -> Result<String, TemplateError> {
-    let name = match mode {
-        Mode::Plain => "text",
-        Mode::Shell => "run.sh",
-    };
-    let env = env();
-    let tpl = env.template_from_named_str(name, text).map_err(|e| convert(&e, false))?;
-    tpl.render(to_value(ctx)).map_err(|e| convert(&e, true))
+/// Render a template against a context.
+pub fn render(text: &str, mode: Mode, ctx: &Context) -> Result<String, TemplateError> {
+    Compiled::new(text, mode)?.render(ctx)
 }
 
-/// Evaluate an expression against a JSON context.
-pub fn eval(text: &str, ctx: &serde_json::Value) -> Result<serde_json::Value, TemplateError> {
+/// Evaluate an expression against a context.
+pub fn eval(text: &str, ctx: &Context) -> Result<serde_json::Value, TemplateError> {
     let expr = env().compile_expression(text).map_err(|e| convert(&e, false))?;
-    let value = expr.eval(to_value(ctx)).map_err(|e| convert(&e, true))?;
+    let value = expr.eval(ctx.0.clone()).map_err(|e| convert(&e, true))?;
     serde_json::to_value(&value).map_err(|e| TemplateError {
         message: e.to_string(),
         range: None,
@@ -238,6 +270,12 @@ pub fn templates_in_quotes(script: &str) -> Vec<usize> {
     found
 }
 
+/// True when a template or expression may call a filter, test or function (`|`, `is`,
+/// `(`): only those can fail on an unknown name, which a trial render detects.
+pub fn may_call(text: &str) -> bool {
+    text.contains('|') || text.contains('(') || text.contains(" is ")
+}
+
 /// True when a template has no `{{`/`{%` markup at all (renders to itself).
 pub fn is_literal(text: &str) -> bool {
     !text.contains("{{") && !text.contains("{%") && !text.contains("{#")
@@ -279,19 +317,20 @@ mod tests {
     #[test]
     fn shell_values_are_one_word() {
         let ctx = json!({"params": {"x": "a b; rm -rf / $(touch x) 'q'", "tag": "v1.0.0"}});
-        let out = render("echo {{ params.x }} {{ params.tag }}", Mode::Shell, &ctx).unwrap_or_default();
+        let out = render("echo {{ params.x }} {{ params.tag }}", Mode::Shell, &Context::new(&ctx))
+            .unwrap_or_default();
         assert_eq!(out, r#"echo 'a b; rm -rf / $(touch x) '\''q'\''' v1.0.0"#);
     }
 
     #[test]
     fn plain_values_are_verbatim() {
         let ctx = json!({"params": {"x": "a b"}});
-        assert_eq!(render("{{ params.x }}", Mode::Plain, &ctx).ok().as_deref(), Some("a b"));
+        assert_eq!(render("{{ params.x }}", Mode::Plain, &Context::new(&ctx)).ok().as_deref(), Some("a b"));
     }
 
     #[test]
     fn placeholders_answer_any_attribute() {
-        let ctx = json!({"steps": {"h": {"outputs": {"json": placeholder("output:h.json")}}}});
+        let ctx = Context::new(&json!({"steps": {"h": {"outputs": {"json": placeholder("output:h.json")}}}}));
         let out = render("{{ steps.h.outputs.json.version }}", Mode::Plain, &ctx);
         assert_eq!(out.ok().as_deref(), Some("<output:h.json.version>"));
         let quoted = render("echo {{ steps.h.outputs.json }}", Mode::Shell, &ctx);
@@ -300,7 +339,7 @@ mod tests {
 
     #[test]
     fn undefined_is_an_error() {
-        let err = render("{{ params.nope }}", Mode::Plain, &json!({"params": {}}));
+        let err = render("{{ params.nope }}", Mode::Plain, &Context::new(&json!({"params": {}})));
         assert!(err.is_err());
     }
 

@@ -15,6 +15,7 @@ use petgraph::graphmap::DiGraphMap;
 use regex::Regex;
 
 use crate::diagnostic::{self, Code, Diagnostic, Severity, Source};
+use crate::graph::{BitSet, Graph};
 use crate::model::*;
 use crate::params;
 use crate::parse::{self, Document, Unit};
@@ -138,6 +139,9 @@ impl Section {
     }
 }
 
+/// Direct needs of each step, with the span of each entry (`None`: implicit).
+type Needs = HashMap<String, Vec<(String, Option<Span>)>>;
+
 struct StepInfo {
     section: Section,
     span: Span,
@@ -145,11 +149,45 @@ struct StepInfo {
     outputs: Option<Vec<String>>,
 }
 
+/// Where a template is written, rendered into messages only when one is needed.
+#[derive(Clone, Copy)]
+enum Place<'s> {
+    /// Not yet known (a base scope that callers complete).
+    Unset,
+    /// `the lock name`, ...: a fixed description.
+    Text(&'s str),
+    /// "the `FIELD` of WHAT".
+    Field(&'s str, &'s str),
+    /// "the `PREFIX.KEY` of WHAT".
+    Keyed(&'s str, &'s str, &'s str),
+    /// "the `run` text of WHAT".
+    RunText(&'s str),
+}
+
+impl Place<'_> {
+    /// True for command text, where a secret would show in `ps`.
+    fn is_command(&self) -> bool {
+        matches!(self, Place::RunText(_) | Place::Field("cmd", _))
+    }
+}
+
+impl std::fmt::Display for Place<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Place::Unset => f.write_str("a template"),
+            Place::Text(t) => f.write_str(t),
+            Place::Field(field, of) => write!(f, "the `{field}` of {of}"),
+            Place::Keyed(prefix, key, of) => write!(f, "the `{prefix}.{key}` of {of}"),
+            Place::RunText(of) => write!(f, "the `run` text of {of}"),
+        }
+    }
+}
+
 /// What a template in one place may read.
 #[derive(Clone, Copy)]
 struct Scope<'s> {
     /// Where the template is, for messages: "the `run` text of step `backup`".
-    place: &'s str,
+    place: Place<'s>,
     /// Secrets may be interpolated here.
     secrets: bool,
     /// The step whose ancestors' outputs may be read (`None`: no step outputs).
@@ -165,7 +203,7 @@ struct Scope<'s> {
 }
 
 impl<'s> Scope<'s> {
-    fn new(place: &'s str) -> Self {
+    fn new(place: Place<'s>) -> Self {
         Scope {
             place,
             secrets: false,
@@ -194,10 +232,16 @@ struct Validator<'a> {
     params: BTreeMap<String, Option<ParamType>>,
     secrets: BTreeSet<String>,
     steps: BTreeMap<String, StepInfo>,
-    ancestors: HashMap<String, HashSet<String>>,
+    /// Index of every step: main steps first, then finally steps, in declaration order.
+    step_index: HashMap<String, usize>,
+    main_count: usize,
+    ancestors: Vec<Option<BitSet>>,
     includes: Vec<Arc<Runbook>>,
     include_index: HashMap<String, usize>,
-    placeholder: serde_json::Value,
+    /// Defaults of the parameters, for the placeholder context.
+    param_defaults: Vec<Param>,
+    /// Built on first use: only templates that call filters or functions need a trial render.
+    placeholder: Option<template::Context>,
 }
 
 impl<'a> Validator<'a> {
@@ -210,10 +254,13 @@ impl<'a> Validator<'a> {
             params: BTreeMap::new(),
             secrets: BTreeSet::new(),
             steps: BTreeMap::new(),
-            ancestors: HashMap::new(),
+            step_index: HashMap::new(),
+            main_count: 0,
+            ancestors: Vec::new(),
             includes: Vec::new(),
             include_index: HashMap::new(),
-            placeholder: serde_json::Value::Null,
+            param_defaults: Vec::new(),
+            placeholder: None,
         }
     }
 
@@ -238,8 +285,10 @@ impl<'a> Validator<'a> {
         let finally_needs = self.needs(&doc.finally, Section::Finally);
         self.cycles(&doc.steps, &main_needs);
         self.cycles(&doc.finally, &finally_needs);
-        self.compute_ancestors(&main_needs, &finally_needs);
-        self.placeholder = self.placeholder_context(&params);
+        let main_order: Vec<&str> = doc.steps.iter().map(|u| u.id.value.as_str()).collect();
+        let finally_order: Vec<&str> = doc.finally.iter().map(|u| u.id.value.as_str()).collect();
+        self.compute_ancestors(&main_needs, &finally_needs, &main_order, &finally_order);
+        self.param_defaults = params.clone();
 
         let preconditions = self.preconditions(&doc.preconditions, None, "runbook");
         let steps = self.steps(&doc.steps, Section::Main, &main_needs, &defaults);
@@ -291,7 +340,7 @@ impl<'a> Validator<'a> {
             Some(mp) => Some(mp.value as u32),
             None => None,
         };
-        let lock_scope = Scope { run_vars: false, ..Scope::new("the lock name") };
+        let lock_scope = Scope { run_vars: false, ..Scope::new(Place::Text("the lock name")) };
         let lock = m.lock.as_ref().map(|l| self.template(l, Mode::Plain, lock_scope));
         Some((m.name.value.clone(), m.title.clone(), m.description.clone(), estimate, max_parallel, lock))
     }
@@ -594,12 +643,8 @@ impl<'a> Validator<'a> {
     }
 
     /// Direct needs of each step of a section, with the span of each entry (`None`: implicit).
-    fn needs(
-        &mut self,
-        units: &[Unit<RawStep>],
-        section: Section,
-    ) -> BTreeMap<String, Vec<(String, Option<Span>)>> {
-        let mut out = BTreeMap::new();
+    fn needs(&mut self, units: &[Unit<RawStep>], section: Section) -> Needs {
+        let mut out = HashMap::with_capacity(units.len());
         let mut previous: Option<&str> = None;
         for u in units {
             let id = u.id.value.as_str();
@@ -693,9 +738,22 @@ impl<'a> Validator<'a> {
         out
     }
 
-    fn cycles(&mut self, units: &[Unit<RawStep>], needs: &BTreeMap<String, Vec<(String, Option<Span>)>>) {
+    fn cycles(&mut self, units: &[Unit<RawStep>], needs: &Needs) {
         let order: HashMap<&str, usize> =
             units.iter().enumerate().map(|(i, u)| (u.id.value.as_str(), i)).collect();
+        let edges: Vec<Vec<usize>> = units
+            .iter()
+            .map(|u| {
+                needs
+                    .get(&u.id.value)
+                    .map(|l| l.iter().filter_map(|(n, _)| order.get(n.as_str()).copied()).collect())
+                    .unwrap_or_default()
+            })
+            .collect();
+        // The common case: a topological order covers every step, so there is no cycle.
+        if Graph::new(edges).topo_order().len() == units.len() {
+            return;
+        }
         let mut graph: DiGraphMap<usize, ()> = DiGraphMap::new();
         for (id, list) in needs {
             let Some(&from) = order.get(id.as_str()) else { continue };
@@ -755,27 +813,40 @@ impl<'a> Validator<'a> {
 
     fn compute_ancestors(
         &mut self,
-        main: &BTreeMap<String, Vec<(String, Option<Span>)>>,
-        finally: &BTreeMap<String, Vec<(String, Option<Span>)>>,
+        main: &Needs,
+        finally: &Needs,
+        main_order: &[&str],
+        finally_order: &[&str],
     ) {
-        let all_main: HashSet<String> = main.keys().cloned().collect();
-        for (graph, is_finally) in [(main, false), (finally, true)] {
-            for id in graph.keys() {
-                let mut seen = HashSet::new();
-                let mut stack: Vec<&str> = graph[id].iter().map(|(n, _)| n.as_str()).collect();
-                while let Some(n) = stack.pop() {
-                    if seen.insert(n.to_string())
-                        && let Some(next) = graph.get(n)
-                    {
-                        stack.extend(next.iter().map(|(m, _)| m.as_str()));
-                    }
-                }
-                seen.remove(id);
-                if is_finally {
-                    seen.extend(all_main.iter().cloned());
-                }
-                self.ancestors.insert(id.clone(), seen);
-            }
+        self.main_count = main_order.len();
+        self.step_index =
+            main_order.iter().chain(finally_order).enumerate().map(|(i, id)| (id.to_string(), i)).collect();
+        let needs: Vec<Vec<usize>> = main_order
+            .iter()
+            .map(|id| (id, main))
+            .chain(finally_order.iter().map(|id| (id, finally)))
+            .map(|(id, graph)| {
+                graph
+                    .get(*id)
+                    .map(|l| l.iter().filter_map(|(n, _)| self.step_index.get(n).copied()).collect())
+                    .unwrap_or_default()
+            })
+            .collect();
+        self.ancestors = Graph::new(needs).ancestors();
+    }
+
+    /// True when `target`'s outputs exist before `current` runs: an ancestor through needs,
+    /// or any main step for a finally step. Unknown (a cycle, already reported) counts as true.
+    fn is_ancestor(&self, current: &str, target: &str) -> bool {
+        let (Some(&c), Some(&t)) = (self.step_index.get(current), self.step_index.get(target)) else {
+            return false;
+        };
+        if c >= self.main_count && t < self.main_count {
+            return true;
+        }
+        match self.ancestors.get(c) {
+            Some(Some(set)) => set.contains(t),
+            _ => true,
         }
     }
 
@@ -785,7 +856,7 @@ impl<'a> Validator<'a> {
         &mut self,
         units: &[Unit<RawStep>],
         section: Section,
-        needs: &BTreeMap<String, Vec<(String, Option<Span>)>>,
+        needs: &Needs,
         defaults: &Defaults,
     ) -> Vec<Step> {
         let mut out = Vec::new();
@@ -803,23 +874,24 @@ impl<'a> Validator<'a> {
         u: &Unit<RawStep>,
         raw: &RawStep,
         section: Section,
-        needs: &BTreeMap<String, Vec<(String, Option<Span>)>>,
+        needs: &Needs,
         defaults: &Defaults,
     ) -> Option<Step> {
         let id = u.id.value.as_str();
         let finally = section == Section::Finally;
         let what = if finally { format!("finally step `{id}`") } else { format!("step `{id}`") };
-        let place = |field: &str| format!("the `{field}` of {what}");
-        let base = Scope { step: Some(id), finally, ..Scope::new("") };
+        let base = Scope { step: Some(id), finally, ..Scope::new(Place::Unset) };
 
-        let p_title = place("title");
-        let title =
-            raw.title.as_ref().map(|t| self.template(t, Mode::Plain, Scope { place: &p_title, ..base }));
-        let p_confirm = place("confirm");
-        let confirm =
-            raw.confirm.as_ref().map(|t| self.template(t, Mode::Plain, Scope { place: &p_confirm, ..base }));
-        let p_when = place("when");
-        let when = raw.when.as_ref().map(|w| self.expr(w, Scope { place: &p_when, ..base }));
+        let title = raw
+            .title
+            .as_ref()
+            .map(|t| self.template(t, Mode::Plain, Scope { place: Place::Field("title", &what), ..base }));
+        let confirm = raw
+            .confirm
+            .as_ref()
+            .map(|t| self.template(t, Mode::Plain, Scope { place: Place::Field("confirm", &what), ..base }));
+        let when =
+            raw.when.as_ref().map(|w| self.expr(w, Scope { place: Place::Field("when", &what), ..base }));
 
         let kinds = step_kinds(raw);
         let action = self.kind_count(&kinds, &u.id, &what, KINDS).and_then(|_| {
@@ -827,11 +899,11 @@ impl<'a> Validator<'a> {
                 ActionRef {
                     run: raw.run.as_ref(),
                     cmd: raw.cmd.as_ref(),
-                    http: raw.http.as_ref(),
-                    sql: raw.sql.as_ref(),
-                    approval: raw.approval.as_ref(),
-                    notify: raw.notify.as_ref(),
-                    runbook: raw.runbook.as_ref(),
+                    http: raw.http.as_deref(),
+                    sql: raw.sql.as_deref(),
+                    approval: raw.approval.as_deref(),
+                    notify: raw.notify.as_deref(),
+                    runbook: raw.runbook.as_deref(),
                     shell: raw.shell.as_ref(),
                 },
                 &what,
@@ -856,7 +928,7 @@ impl<'a> Validator<'a> {
                     Some("`finally` steps are never compensated; remove `compensate`".into());
                 None
             }
-            Some(c) => self.compensation(c, id, &what, base, defaults),
+            Some(c) => self.compensation(c, id, &what, base, defaults).map(Box::new),
             None => None,
         };
         let preconditions = raw
@@ -939,8 +1011,8 @@ impl<'a> Validator<'a> {
         defaults: &Defaults,
     ) -> Option<Action> {
         if let Some(run) = a.run {
-            let place = format!("the `run` text of {what}");
-            let script = self.template(run, Mode::Shell, Scope { place: &place, ..base });
+            let place = Place::RunText(what);
+            let script = self.template(run, Mode::Shell, Scope { place, ..base });
             for pos in template::templates_in_quotes(&run.value) {
                 let end = run.value[pos..].find("}}").map_or(run.value.len(), |e| pos + e + 2);
                 let span = template::inner_span(&self.source, run.span, Some(pos..end));
@@ -966,28 +1038,25 @@ impl<'a> Validator<'a> {
                     Some("`cmd` is an argv array: the program first, e.g. `[\"git\", \"status\"]`".into());
                 return None;
             }
-            let place = format!("the `cmd` of {what}");
-            let argv = cmd
-                .value
-                .iter()
-                .map(|e| self.template(e, Mode::Plain, Scope { place: &place, ..base }))
-                .collect();
+            let place = Place::Field("cmd", what);
+            let argv =
+                cmd.value.iter().map(|e| self.template(e, Mode::Plain, Scope { place, ..base })).collect();
             return Some(Action::Cmd(argv));
         }
         if let Some(h) = a.http {
-            return self.http(h, what, base).map(Action::Http);
+            return self.http(h, what, base).map(|x| Action::Http(Box::new(x)));
         }
         if let Some(s) = a.sql {
-            return self.sql(s, what, base).map(Action::Sql);
+            return self.sql(s, what, base).map(|x| Action::Sql(Box::new(x)));
         }
         if let Some(ap) = a.approval {
-            return self.approval(ap, what, base).map(Action::Approval);
+            return self.approval(ap, what, base).map(|x| Action::Approval(Box::new(x)));
         }
         if let Some(n) = a.notify {
-            return self.notify(n, what, base).map(Action::Notify);
+            return self.notify(n, what, base).map(|x| Action::Notify(Box::new(x)));
         }
         if let Some(r) = a.runbook {
-            return self.include(r, what, base).map(Action::Runbook);
+            return self.include(r, what, base).map(|x| Action::Runbook(Box::new(x)));
         }
         None
     }
@@ -1012,8 +1081,11 @@ impl<'a> Validator<'a> {
                         .into(),
                 );
             }
-            let place = format!("the `env.{k}` of {what}");
-            let t = self.template(v, Mode::Plain, Scope { place: &place, ..base }.secrets(true));
+            let t = self.template(
+                v,
+                Mode::Plain,
+                Scope { place: Place::Keyed("env", k, what), ..base }.secrets(true),
+            );
             out.push((k.clone(), t));
         }
         out
@@ -1042,19 +1114,22 @@ impl<'a> Validator<'a> {
             }
             None => "GET".to_string(),
         };
-        let p_url = format!("the `http.url` of {what}");
-        let url = self.template(&r.url, Mode::Plain, Scope { place: &p_url, ..base }.secrets(true));
+        let url = self.template(
+            &r.url,
+            Mode::Plain,
+            Scope { place: Place::Field("http.url", what), ..base }.secrets(true),
+        );
         let headers = self.template_map(r.headers.as_ref(), "http.headers", what, base, true);
         let query = self.template_map(r.query.as_ref(), "http.query", what, base, true);
-        let p_body = format!("the `http.body` of {what}");
-        let body = r
-            .body
-            .as_ref()
-            .map(|b| self.template(b, Mode::Plain, Scope { place: &p_body, ..base }.secrets(true)));
-        let json = r
-            .json
-            .as_ref()
-            .map(|j| self.json_templates(j, &format!("the `http.json` of {what}"), base, true));
+        let body = r.body.as_ref().map(|b| {
+            self.template(
+                b,
+                Mode::Plain,
+                Scope { place: Place::Field("http.body", what), ..base }.secrets(true),
+            )
+        });
+        let json =
+            r.json.as_ref().map(|j| self.json_templates(j, Place::Field("http.json", what), base, true));
         if r.body.is_some() && r.json.is_some() {
             let span = r.json.as_ref().map(|j| j.span).unwrap_or(h.span);
             self.err(Code::ExactlyOneOf, span, format!("{what} has both `http.body` and `http.json`")).help =
@@ -1080,9 +1155,9 @@ impl<'a> Validator<'a> {
         let max_latency = r.max_latency.as_ref().and_then(|d| self.duration(d, "http.max-latency"));
         let request_timeout =
             r.request_timeout.as_ref().and_then(|d| self.duration(d, "http.request-timeout"));
-        let p_assert = format!("the `http.assert` of {what}");
-        let assert =
-            r.assert.as_ref().map(|a| self.expr(a, Scope { place: &p_assert, ..base }.locals(&HTTP_OUTPUTS)));
+        let assert = r.assert.as_ref().map(|a| {
+            self.expr(a, Scope { place: Place::Field("http.assert", what), ..base }.locals(&HTTP_OUTPUTS))
+        });
         ok.then_some(HttpSpec {
             method,
             url,
@@ -1100,8 +1175,11 @@ impl<'a> Validator<'a> {
 
     fn sql(&mut self, s: &Spanned<RawSql>, what: &str, base: Scope<'_>) -> Option<SqlSpec> {
         let r = &s.value;
-        let p_url = format!("the `sql.url` of {what}");
-        let url = self.template(&r.url, Mode::Plain, Scope { place: &p_url, ..base }.secrets(true));
+        let url = self.template(
+            &r.url,
+            Mode::Plain,
+            Scope { place: Place::Field("sql.url", what), ..base }.secrets(true),
+        );
         let statement = match (&r.query, &r.file) {
             (Some(q), None) => {
                 if !template::is_literal(&q.value) {
@@ -1128,24 +1206,27 @@ impl<'a> Validator<'a> {
         };
         let args = match &r.args {
             Some(a) => {
-                let place = format!("the `sql.args` of {what}");
+                let place = Place::Field("sql.args", what);
                 a.value
                     .iter()
-                    .map(|v| self.json_templates(&Spanned::new(v.clone(), a.span), &place, base, true))
+                    .map(|v| self.json_templates(&Spanned::new(v.clone(), a.span), place, base, true))
                     .collect()
             }
             None => Vec::new(),
         };
-        let p_assert = format!("the `sql.assert` of {what}");
-        let assert =
-            r.assert.as_ref().map(|a| self.expr(a, Scope { place: &p_assert, ..base }.locals(&SQL_OUTPUTS)));
+        let assert = r.assert.as_ref().map(|a| {
+            self.expr(a, Scope { place: Place::Field("sql.assert", what), ..base }.locals(&SQL_OUTPUTS))
+        });
         Some(SqlSpec { url, statement: statement?, args, assert, read_only: r.read_only.unwrap_or(false) })
     }
 
     fn approval(&mut self, a: &Spanned<RawApproval>, what: &str, base: Scope<'_>) -> Option<ApprovalSpec> {
         let r = &a.value;
-        let p_prompt = format!("the `approval.prompt` of {what}");
-        let prompt = self.template(&r.prompt, Mode::Plain, Scope { place: &p_prompt, ..base });
+        let prompt = self.template(
+            &r.prompt,
+            Mode::Plain,
+            Scope { place: Place::Field("approval.prompt", what), ..base },
+        );
         let mut inputs = Vec::new();
         let mut ok = true;
         if let Some(map) = &r.inputs {
@@ -1199,16 +1280,19 @@ impl<'a> Validator<'a> {
 
     fn notify(&mut self, n: &Spanned<RawNotify>, what: &str, base: Scope<'_>) -> Option<NotifySpec> {
         let r = &n.value;
-        let p_hook = format!("the `notify.webhook` of {what}");
-        let webhook = self.template(&r.webhook, Mode::Plain, Scope { place: &p_hook, ..base }.secrets(true));
+        let webhook = self.template(
+            &r.webhook,
+            Mode::Plain,
+            Scope { place: Place::Field("notify.webhook", what), ..base }.secrets(true),
+        );
         let message = match (&r.text, &r.json) {
             (Some(t), None) => {
-                let place = format!("the `notify.text` of {what}");
-                Some(NotifyMessage::Text(self.template(t, Mode::Plain, Scope { place: &place, ..base })))
+                let place = Place::Field("notify.text", what);
+                Some(NotifyMessage::Text(self.template(t, Mode::Plain, Scope { place, ..base })))
             }
             (None, Some(j)) => {
-                let place = format!("the `notify.json` of {what}");
-                Some(NotifyMessage::Json(self.json_templates(j, &place, base, false)))
+                let place = Place::Field("notify.json", what);
+                Some(NotifyMessage::Json(self.json_templates(j, place, base, false)))
             }
             (Some(_), Some(j)) => {
                 self.err(
@@ -1306,7 +1390,7 @@ impl<'a> Validator<'a> {
                 return None;
             }
         };
-        let place = format!("the `runbook.params` of {what}");
+        let place = Place::Field("runbook.params", what);
         let mut params = Vec::new();
         let mut ok = true;
         let given = r.params.clone().unwrap_or_default();
@@ -1344,7 +1428,7 @@ impl<'a> Validator<'a> {
                             ok = false;
                         }
                     }
-                    params.push((k.clone(), self.json_templates(v, &place, base, false)));
+                    params.push((k.clone(), self.json_templates(v, place, base, false)));
                 }
             }
         }
@@ -1409,10 +1493,10 @@ impl<'a> Validator<'a> {
             ActionRef {
                 run: r.run.as_ref(),
                 cmd: r.cmd.as_ref(),
-                http: r.http.as_ref(),
-                sql: r.sql.as_ref(),
+                http: r.http.as_deref(),
+                sql: r.sql.as_deref(),
                 approval: None,
-                notify: r.notify.as_ref(),
+                notify: r.notify.as_deref(),
                 runbook: None,
                 shell: r.shell.as_ref(),
             },
@@ -1462,7 +1546,7 @@ impl<'a> Validator<'a> {
                 self.check_id(id, "precondition");
             }
             let label = format!("precondition `{}` of {what}", id.value);
-            let base = Scope { step, finally, ..Scope::new("") };
+            let base = Scope { step, finally, ..Scope::new(Place::Unset) };
             let mut kinds = Vec::new();
             if let Some(x) = &r.run {
                 kinds.push(("run", x.span));
@@ -1482,8 +1566,8 @@ impl<'a> Validator<'a> {
                     ActionRef {
                         run: r.run.as_ref(),
                         cmd: r.cmd.as_ref(),
-                        http: r.http.as_ref(),
-                        sql: r.sql.as_ref(),
+                        http: r.http.as_deref(),
+                        sql: r.sql.as_deref(),
                         approval: None,
                         notify: None,
                         runbook: None,
@@ -1494,9 +1578,9 @@ impl<'a> Validator<'a> {
                     &Defaults::default(),
                 )
             });
-            let p_msg = format!("the `message` of {label}");
-            let message =
-                r.message.as_ref().map(|m| self.template(m, Mode::Plain, Scope { place: &p_msg, ..base }));
+            let message = r.message.as_ref().map(|m| {
+                self.template(m, Mode::Plain, Scope { place: Place::Field("message", &label), ..base })
+            });
             let env = self.env(r.env.as_ref(), &label, base);
             let timeout = r
                 .timeout
@@ -1524,7 +1608,7 @@ impl<'a> Validator<'a> {
             let Some(r) = &u.raw else { continue };
             let what = format!("escalation `{}`", u.id.value);
             let after = self.duration(&r.after, &format!("escalation.{}.after", u.id.value));
-            let notify = self.notify(&r.notify, &what, Scope::new(""));
+            let notify = self.notify(&r.notify, &what, Scope::new(Place::Unset));
             if let (Some(after), Some(notify)) = (after, notify) {
                 out.push(Escalation { id: u.id.value.clone(), after, notify });
             }
@@ -1658,7 +1742,7 @@ impl<'a> Validator<'a> {
         if template::is_literal(&s.value) {
             return t;
         }
-        match template::template_vars(&s.value) {
+        match template::Compiled::new(&s.value, mode) {
             Err(e) => {
                 let span = template::inner_span(&self.source, s.span, e.range.clone());
                 self.err(
@@ -1668,11 +1752,12 @@ impl<'a> Validator<'a> {
                 )
                 .help = Some("templates use minijinja syntax: `{{ params.name }}`".into());
             }
-            Ok(vars) => {
+            Ok(compiled) => {
                 let before = self.diags.len();
-                self.check_vars(&vars, s, scope);
+                self.check_vars(&compiled.vars(), s, scope);
                 if self.diags.len() == before
-                    && let Err(e) = template::render(&s.value, mode, &self.placeholder)
+                    && template::may_call(&s.value)
+                    && let Err(e) = compiled.render(self.placeholder())
                     && e.unknown_callable
                 {
                     let span = template::inner_span(&self.source, s.span, e.range.clone());
@@ -1712,7 +1797,8 @@ impl<'a> Validator<'a> {
                 let before = self.diags.len();
                 self.check_vars(&vars, s, scope);
                 if self.diags.len() == before
-                    && let Err(e) = template::eval(&s.value, &self.placeholder)
+                    && template::may_call(&s.value)
+                    && let Err(e) = template::eval(&s.value, self.placeholder())
                     && e.unknown_callable
                 {
                     let span = template::inner_span(&self.source, s.span, e.range.clone());
@@ -1735,8 +1821,8 @@ impl<'a> Validator<'a> {
         let Some(map) = map else { return Vec::new() };
         map.iter()
             .map(|(k, v)| {
-                let place = format!("the `{key}.{k}` of {what}");
-                (k.clone(), self.template(v, Mode::Plain, Scope { place: &place, ..base }.secrets(secrets)))
+                let place = Place::Keyed(key, k, what);
+                (k.clone(), self.template(v, Mode::Plain, Scope { place, ..base }.secrets(secrets)))
             })
             .collect()
     }
@@ -1745,7 +1831,7 @@ impl<'a> Validator<'a> {
     fn json_templates(
         &mut self,
         v: &Spanned<toml::Value>,
-        place: &str,
+        place: Place<'_>,
         base: Scope<'_>,
         secrets: bool,
     ) -> serde_json::Value {
@@ -1809,7 +1895,7 @@ impl<'a> Validator<'a> {
                         continue;
                     };
                     if !scope.secrets {
-                        let help = if scope.place.contains("`run` text") || scope.place.contains("`cmd`") {
+                        let help = if scope.place.is_command() {
                             format!(
                                 "pass it through `env`: `env = {{ {name} = \"{{{{ secrets.{name} }}}}\" }}`, then use \"${name}\" in the command"
                             )
@@ -1950,7 +2036,7 @@ impl<'a> Validator<'a> {
             return;
         };
         let is_self = target == current;
-        let is_ancestor = self.ancestors.get(current).is_some_and(|a| a.contains(target));
+        let is_ancestor = self.is_ancestor(current, target);
         if is_self && !scope.self_outputs {
             self.err(Code::OutputNotAncestor, span, format!("{} uses its own outputs", scope.place)).help =
                 Some("a step's outputs exist only after it finishes; its `compensate` may use them".into());
@@ -2005,6 +2091,14 @@ impl<'a> Validator<'a> {
 
     /// A context with a value of the right shape for every declared name, so that a trial
     /// render finds unknown filters and functions.
+    fn placeholder(&mut self) -> &template::Context {
+        if self.placeholder.is_none() {
+            let json = self.placeholder_context(&self.param_defaults);
+            self.placeholder = Some(template::Context::new(&json));
+        }
+        self.placeholder.get_or_insert_with(|| template::Context::new(&serde_json::Value::Null))
+    }
+
     fn placeholder_context(&self, params: &[Param]) -> serde_json::Value {
         use serde_json::{Map, Value, json};
         let mut p = Map::new();
