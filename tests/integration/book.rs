@@ -1,7 +1,5 @@
-//! The book: every complete TOML example is a valid runbook, fragments are valid TOML, and
+//! The book and the README: every complete TOML example is a valid runbook, fragments are valid TOML, and
 //! every diagnostic code and exit code has its documentation.
-
-use std::sync::Arc;
 
 use runbook_core::validate::{self, NoIncludes};
 use runbook_core::{Code, Source};
@@ -30,7 +28,9 @@ fn blocks(text: &str) -> Vec<(String, usize, String)> {
 #[test]
 fn toml_examples_in_the_book_are_valid() {
     let mut complete = 0;
-    for page in files(&root().join("book/src"), ".md") {
+    let mut pages = files(&root().join("book/src"), ".md");
+    pages.push(root().join("README.md"));
+    for page in pages {
         let text = std::fs::read_to_string(&page).expect("page");
         for (info, line, body) in blocks(&text) {
             let place = format!("{}:{line}", relative(&page));
@@ -77,6 +77,3 @@ fn exit_codes_are_documented() {
         );
     }
 }
-
-#[allow(dead_code)]
-fn _source_is_shared(_: Arc<Source>) {}

@@ -82,3 +82,81 @@ fn every_runbook_and_example_declares_the_schema() {
         }
     }
 }
+
+/// Walk `value` alongside `schema`, recording `Definition.property` for every key used.
+fn record_used(
+    value: &serde_json::Value,
+    schema: &serde_json::Value,
+    defs: &serde_json::Value,
+    at: &str,
+    used: &mut std::collections::BTreeSet<String>,
+) {
+    // Resolve `$ref` (possibly wrapped in a one-element allOf) and Option's anyOf-with-null.
+    let mut schema = schema;
+    let mut at = at.to_string();
+    for _ in 0..8 {
+        if let Some(r) = schema.get("$ref").and_then(|r| r.as_str()) {
+            let name = r.rsplit('/').next().unwrap_or_default();
+            at = name.to_string();
+            schema = &defs[name];
+            continue;
+        }
+        let branches = schema.get("anyOf").or_else(|| schema.get("allOf")).and_then(|b| b.as_array());
+        match branches.map(|b| b.iter().filter(|x| x["type"] != "null").collect::<Vec<_>>()) {
+            Some(real) if real.len() == 1 => schema = real[0],
+            _ => break,
+        }
+    }
+    match value {
+        serde_json::Value::Object(map) => {
+            if let Some(props) = schema.get("properties").and_then(|p| p.as_object()) {
+                for (k, v) in map {
+                    if let Some(sub) = props.get(k) {
+                        used.insert(format!("{at}.{k}"));
+                        record_used(v, sub, defs, &at, used);
+                    }
+                }
+            } else if let Some(sub) = schema.get("additionalProperties").filter(|s| s.is_object()) {
+                for v in map.values() {
+                    record_used(v, sub, defs, &at, used);
+                }
+            }
+        }
+        serde_json::Value::Array(items) => {
+            if let Some(sub) = schema.get("items") {
+                for v in items {
+                    record_used(v, sub, defs, &at, used);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+#[test]
+fn valid_fixtures_use_every_key_of_the_format() {
+    let schema = schema();
+    let defs = schema["definitions"].clone();
+    let mut all = std::collections::BTreeSet::new();
+    for (name, def) in defs.as_object().expect("definitions") {
+        for key in def
+            .get("properties")
+            .and_then(|p| p.as_object())
+            .map(|p| p.keys().collect())
+            .unwrap_or_else(Vec::new)
+        {
+            all.insert(format!("{name}.{key}"));
+        }
+    }
+    for key in schema["properties"].as_object().expect("top-level properties").keys() {
+        all.insert(format!("runbook.{key}"));
+    }
+    let mut used = std::collections::BTreeSet::new();
+    for path in files(&root().join("tests/fixtures/valid"), ".toml") {
+        let doc = as_json(&path).expect("valid fixture is TOML");
+        record_used(&doc, &schema, &defs, "runbook", &mut used);
+    }
+    assert!(all.len() > 80, "the schema walk found only {} keys", all.len());
+    let missing: Vec<&String> = all.difference(&used).collect();
+    assert!(missing.is_empty(), "no valid fixture uses these keys of the format: {missing:#?}");
+}
