@@ -321,6 +321,8 @@ pub enum NotifyMessage {
 pub struct IncludeSpec {
     /// File as written.
     pub file: String,
+    /// Where `file` was written.
+    pub span: Span,
     /// Index of the validated child in [`Runbook::includes`].
     pub child: usize,
     /// Parameters (string leaves are templates).

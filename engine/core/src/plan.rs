@@ -596,11 +596,7 @@ impl Planner<'_> {
     fn include(&mut self, inc: &IncludeSpec) -> PlanCommand {
         let rb = self.runbook;
         let child = &rb.includes[inc.child];
-        let span = rb
-            .source
-            .text
-            .find(&inc.file)
-            .map_or_else(Default::default, |p| crate::span::Span::new(p, p + inc.file.len()));
+        let span = inc.span;
         let rendered: BTreeMap<String, Value> =
             inc.params.iter().map(|(k, v)| (k.clone(), self.render_json(v, span))).collect();
         let mut given = BTreeMap::new();

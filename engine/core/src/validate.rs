@@ -1457,7 +1457,7 @@ impl<'a> Validator<'a> {
                 self.includes.len() - 1
             }
         };
-        Some(IncludeSpec { file: r.file.value.clone(), child: index, params })
+        Some(IncludeSpec { file: r.file.value.clone(), span: r.file.span, child: index, params })
     }
 
     fn compensation(
