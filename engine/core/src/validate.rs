@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Component, Path, PathBuf};
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use petgraph::algo::tarjan_scc;
@@ -112,11 +112,26 @@ pub fn resolve_include(including: &str, file: &str) -> String {
     normalize(&dir.join(file).to_string_lossy())
 }
 
-static STEP_ID: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[a-z][a-z0-9_]*$").expect("static regex"));
-static SECRET_NAME: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^[A-Za-z_][A-Za-z0-9_]*$").expect("static regex"));
-static RUNBOOK_NAME: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^[a-z][a-z0-9_-]*$").expect("static regex"));
+/// `^[a-z][a-z0-9_]*$`: step, param, output, precondition and escalation ids.
+fn is_id(s: &str) -> bool {
+    let mut bytes = s.bytes();
+    bytes.next().is_some_and(|b| b.is_ascii_lowercase())
+        && bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
+
+/// `^[A-Za-z_][A-Za-z0-9_]*$`: secret and environment variable names.
+fn is_env_name(s: &str) -> bool {
+    let mut bytes = s.bytes();
+    bytes.next().is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+/// `^[a-z][a-z0-9_-]*$`: runbook names.
+fn is_runbook_name(s: &str) -> bool {
+    let mut bytes = s.bytes();
+    bytes.next().is_some_and(|b| b.is_ascii_lowercase())
+        && bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}
 
 const DEFAULT_SHELL: [&str; 5] = ["bash", "-e", "-o", "pipefail", "-c"];
 const HTTP_METHODS: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
@@ -231,13 +246,15 @@ struct Validator<'a> {
     diags: Vec<Diagnostic>,
     params: BTreeMap<String, Option<ParamType>>,
     secrets: BTreeSet<String>,
-    steps: BTreeMap<String, StepInfo>,
+    steps: HashMap<String, StepInfo>,
     /// Index of every step: main steps first, then finally steps, in declaration order.
     step_index: HashMap<String, usize>,
     main_count: usize,
     ancestors: Vec<Option<BitSet>>,
     includes: Vec<Arc<Runbook>>,
     include_index: HashMap<String, usize>,
+    /// Variables read by each template text already analysed (runbooks repeat templates).
+    analysed: HashMap<String, Result<Arc<BTreeSet<String>>, template::TemplateError>>,
     /// Defaults of the parameters, for the placeholder context.
     param_defaults: Vec<Param>,
     /// Built on first use: only templates that call filters or functions need a trial render.
@@ -253,12 +270,13 @@ impl<'a> Validator<'a> {
             diags: Vec::new(),
             params: BTreeMap::new(),
             secrets: BTreeSet::new(),
-            steps: BTreeMap::new(),
+            steps: HashMap::new(),
             step_index: HashMap::new(),
             main_count: 0,
             ancestors: Vec::new(),
             includes: Vec::new(),
             include_index: HashMap::new(),
+            analysed: HashMap::new(),
             param_defaults: Vec::new(),
             placeholder: None,
         }
@@ -322,7 +340,7 @@ impl<'a> Validator<'a> {
         m: &RawMeta,
     ) -> Option<(String, Option<String>, Option<String>, Option<Estimate>, Option<u32>, Option<Template>)>
     {
-        if !RUNBOOK_NAME.is_match(&m.name.value) {
+        if !is_runbook_name(&m.name.value) {
             self.err(Code::InvalidId, m.name.span, format!("invalid runbook name `{}`", m.name.value))
                 .help = Some("a runbook name is lowercase letters, digits, `_` and `-`, starting with a letter (`^[a-z][a-z0-9_-]*$`)".into());
         }
@@ -456,7 +474,7 @@ impl<'a> Validator<'a> {
     fn secrets_section(&mut self, units: &[Unit<RawSecret>]) -> Vec<Secret> {
         let mut out = Vec::new();
         for u in units {
-            if !SECRET_NAME.is_match(&u.id.value) {
+            if !is_env_name(&u.id.value) {
                 self.err(Code::InvalidId, u.id.span, format!("invalid secret name `{}`", u.id.value)).help =
                     Some("secret names are environment-style: letters, digits and `_`, not starting with a digit (`^[A-Za-z_][A-Za-z0-9_]*$`)".into());
             }
@@ -555,7 +573,7 @@ impl<'a> Validator<'a> {
     // ----- steps: ids, needs, graph ------------------------------------------------------
 
     fn check_id(&mut self, id: &Spanned<String>, what: &str) -> bool {
-        if STEP_ID.is_match(&id.value) {
+        if is_id(&id.value) {
             return true;
         }
         let suggestion = suggest_id(&id.value);
@@ -690,12 +708,13 @@ impl<'a> Validator<'a> {
                                 self.err(Code::NeedsAcross, n.span, msg).help = Some(help.into());
                             }
                             None => {
-                                let candidates: Vec<&str> = self
+                                let mut candidates: Vec<&str> = self
                                     .steps
                                     .iter()
                                     .filter(|(k, s)| s.section == section && k.as_str() != id)
                                     .map(|(k, _)| k.as_str())
                                     .collect();
+                                candidates.sort_unstable();
                                 let suggestion =
                                     did_you_mean(&n.value, candidates.iter().copied()).map(str::to_string);
                                 let help = match &suggestion {
@@ -1070,7 +1089,7 @@ impl<'a> Validator<'a> {
         let Some(env) = env else { return Vec::new() };
         let mut out = Vec::new();
         for (k, v) in env {
-            if !SECRET_NAME.is_match(k) {
+            if !is_env_name(k) {
                 self.err(
                     Code::InvalidId,
                     v.span,
@@ -1742,7 +1761,15 @@ impl<'a> Validator<'a> {
         if template::is_literal(&s.value) {
             return t;
         }
-        match template::Compiled::new(&s.value, mode) {
+        let analysis = match self.analysed.get(&s.value) {
+            Some(a) => a.clone(),
+            None => {
+                let a = template::Compiled::new(&s.value, mode).map(|c| Arc::new(c.vars()));
+                self.analysed.insert(s.value.clone(), a.clone());
+                a
+            }
+        };
+        match analysis {
             Err(e) => {
                 let span = template::inner_span(&self.source, s.span, e.range.clone());
                 self.err(
@@ -1752,12 +1779,12 @@ impl<'a> Validator<'a> {
                 )
                 .help = Some("templates use minijinja syntax: `{{ params.name }}`".into());
             }
-            Ok(compiled) => {
+            Ok(vars) => {
                 let before = self.diags.len();
-                self.check_vars(&compiled.vars(), s, scope);
+                self.check_vars(&vars, s, scope);
                 if self.diags.len() == before
                     && template::may_call(&s.value)
-                    && let Err(e) = compiled.render(self.placeholder())
+                    && let Err(e) = template::render(&s.value, mode, self.placeholder())
                     && e.unknown_callable
                 {
                     let span = template::inner_span(&self.source, s.span, e.range.clone());
@@ -2016,7 +2043,8 @@ impl<'a> Validator<'a> {
             return;
         };
         let Some(info) = self.steps.get(target) else {
-            let names: Vec<&str> = self.steps.keys().map(String::as_str).collect();
+            let mut names: Vec<&str> = self.steps.keys().map(String::as_str).collect();
+            names.sort_unstable();
             self.err(
                 Code::UndeclaredReference,
                 span,
@@ -2224,7 +2252,7 @@ fn suggest_id(id: &str) -> Option<String> {
     if s.starts_with(|c: char| c.is_ascii_digit()) {
         s.insert_str(0, "step_");
     }
-    (STEP_ID.is_match(&s) && s != id).then_some(s)
+    (is_id(&s) && s != id).then_some(s)
 }
 
 /// A path `start -> ... -> start` through the strongly connected component `members`.
