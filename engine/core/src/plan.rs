@@ -307,8 +307,12 @@ pub fn sha256_hex(text: &str) -> String {
 
 /// Build the plan of a validated runbook with already typed parameter values (`resolve`d).
 pub fn plan(runbook: &Runbook, params: &BTreeMap<String, ParamValue>) -> Result<Plan, Vec<Diagnostic>> {
-    let mut p =
-        Planner { runbook, diags: Vec::new(), ctx: template::Context::new(&context(runbook, params)) };
+    let mut p = Planner {
+        runbook,
+        diags: Vec::new(),
+        ctx: template::Context::new(&context(runbook, params)),
+        rendered: HashMap::new(),
+    };
     let plan = p.plan(params);
     if p.diags.is_empty() { Ok(plan) } else { Err(p.diags) }
 }
@@ -353,6 +357,8 @@ struct Planner<'r> {
     runbook: &'r Runbook,
     diags: Vec<Diagnostic>,
     ctx: template::Context,
+    /// Renders already done, by (text, shell mode).
+    rendered: HashMap<(String, bool), Result<String, TemplateError>>,
 }
 
 impl Planner<'_> {
@@ -361,7 +367,17 @@ impl Planner<'_> {
     }
 
     fn render(&mut self, t: &Template, mode: Mode) -> String {
-        match template::render(&t.text, mode, &self.ctx) {
+        // The context is fixed for the whole plan, so equal texts render equally.
+        let key = (t.text.clone(), mode == Mode::Shell);
+        let result = match self.rendered.get(&key) {
+            Some(r) => r.clone(),
+            None => {
+                let r = template::render(&t.text, mode, &self.ctx);
+                self.rendered.insert(key, r.clone());
+                r
+            }
+        };
+        match result {
             Ok(s) => s,
             Err(e) => {
                 self.render_error(t, &e);
