@@ -15,6 +15,7 @@ pub mod parse;
 pub mod plan;
 pub mod raw;
 pub mod render;
+pub mod retry;
 pub mod schema;
 pub mod span;
 pub mod suggest;
