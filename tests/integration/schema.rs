@@ -4,6 +4,14 @@ use std::path::Path;
 
 use crate::support::{files, relative, root, run};
 
+/// Runbook files under a folder of runbooks (params files in `params/` are not runbooks).
+fn runbook_files(dir: &str) -> Vec<std::path::PathBuf> {
+    files(&root().join(dir), ".toml")
+        .into_iter()
+        .filter(|p| !p.components().any(|c| c.as_os_str() == "params"))
+        .collect()
+}
+
 fn schema() -> serde_json::Value {
     let text = std::fs::read_to_string(root().join("schemas/runbook.schema.json")).expect("committed schema");
     serde_json::from_str(&text).expect("schema is JSON")
@@ -33,7 +41,7 @@ fn every_valid_runbook_passes_the_schema() {
     let validator = jsonschema::validator_for(&schema()).expect("schema compiles");
     let mut checked = 0;
     for dir in ["tests/fixtures/valid", "runbooks", "examples"] {
-        for path in files(&root().join(dir), ".toml") {
+        for path in runbook_files(dir) {
             let doc = as_json(&path).unwrap_or_else(|| panic!("{} is TOML", path.display()));
             let errors: Vec<String> =
                 validator.iter_errors(&doc).map(|e| format!("{} at {}", e, e.instance_path())).collect();
@@ -69,7 +77,7 @@ fn structurally_invalid_fixtures_fail_the_schema() {
 #[test]
 fn every_runbook_and_example_declares_the_schema() {
     for dir in ["runbooks", "examples"] {
-        for path in files(&root().join(dir), ".toml") {
+        for path in runbook_files(dir) {
             let text = std::fs::read_to_string(&path).expect("readable");
             let first = text.lines().next().unwrap_or("");
             assert!(
@@ -159,4 +167,34 @@ fn valid_fixtures_use_every_key_of_the_format() {
     assert!(all.len() > 80, "the schema walk found only {} keys", all.len());
     let missing: Vec<&String> = all.difference(&used).collect();
     assert!(missing.is_empty(), "no valid fixture uses these keys of the format: {missing:#?}");
+}
+
+#[test]
+fn every_runbook_plans_with_its_sample_params() {
+    for path in runbook_files("runbooks") {
+        let file = relative(&path);
+        let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
+        let params = format!("runbooks/params/{stem}.staging.toml");
+        let mut args = vec!["plan", file.as_str(), "--format", "json"];
+        if root().join(&params).exists() {
+            args.extend(["--params-file", params.as_str()]);
+        }
+        let out = run(&args);
+        assert_eq!(out.code, 0, "{file} does not plan with {params}:\n{}", out.stderr);
+    }
+    let examples = runbook_files("examples");
+    let texts: Vec<String> =
+        examples.iter().map(|p| std::fs::read_to_string(p).unwrap_or_default()).collect();
+    for path in &examples {
+        let file = relative(path);
+        // A runbook that another example includes gets its parameters from there.
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        let included =
+            texts.iter().any(|t| t.contains(&format!("/{name}\"")) || t.contains(&format!("\"{name}\"")));
+        if included {
+            continue;
+        }
+        let out = run(&["plan", &file]);
+        assert_eq!(out.code, 0, "{file} must plan without parameters:\n{}", out.stderr);
+    }
 }

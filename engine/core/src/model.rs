@@ -184,7 +184,6 @@ pub enum OnFailure {
 
 /// A retry policy. `attempts` counts every try.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "kebab-case")]
 pub struct RetryPolicy {
     /// Tries in all (≥ 1).
     pub attempts: u32,

@@ -108,6 +108,8 @@ pub struct PlanCheck {
     pub message: Option<String>,
     /// Rendered environment.
     pub env: BTreeMap<String, String>,
+    /// Working directory (`null`: the runbook's folder).
+    pub dir: Option<String>,
     /// Time limit.
     pub timeout: String,
 }
@@ -143,6 +145,10 @@ pub enum PlanCommand {
         max_latency: Option<String>,
         /// Assertion, as written.
         assert: Option<String>,
+        /// Extra trusted CA certificates.
+        ca_file: Option<String>,
+        /// Client-side limit for the whole request.
+        request_timeout: Option<String>,
     },
     /// SQL.
     Sql {
@@ -225,6 +231,8 @@ pub struct PlanCompensation {
     pub command: PlanCommand,
     /// Rendered environment.
     pub env: BTreeMap<String, String>,
+    /// Working directory (`null`: the runbook's folder).
+    pub dir: Option<String>,
     /// Time limit of one attempt.
     pub timeout: Option<String>,
     /// Its retry policy.
@@ -240,6 +248,8 @@ pub struct PlanStep {
     pub kind: String,
     /// Rendered title.
     pub title: Option<String>,
+    /// Description, as written.
+    pub description: Option<String>,
     /// Direct needs.
     pub needs: Vec<String>,
     /// Wave number, from 1 (0 for finally steps).
@@ -499,6 +509,7 @@ impl Planner<'_> {
             command: self.command(&c.action),
             message: c.message.as_ref().map(|m| self.render(m, Mode::Plain)),
             env: self.render_map(&c.env),
+            dir: c.dir.clone(),
             timeout: format_duration(c.timeout),
         }
     }
@@ -521,6 +532,7 @@ impl Planner<'_> {
         let compensation = s.compensate.as_ref().map(|c| PlanCompensation {
             command: self.command(&c.action),
             env: self.render_map(&c.env),
+            dir: c.dir.clone(),
             timeout: c.timeout.map(format_duration),
             retry: c.retry.clone(),
         });
@@ -528,6 +540,7 @@ impl Planner<'_> {
             id: s.id.to_string(),
             kind: s.action.kind().to_string(),
             title: s.title.as_ref().map(|t| self.render(t, Mode::Plain)),
+            description: s.description.clone(),
             needs: s.needs.iter().map(|n| n.to_string()).collect(),
             wave,
             when,
@@ -577,6 +590,8 @@ impl Planner<'_> {
                     expect_status: h.expect_status.clone(),
                     max_latency: h.max_latency.map(format_duration),
                     assert: h.assert.as_ref().map(|a| a.text.clone()),
+                    ca_file: h.ca_file.clone(),
+                    request_timeout: h.request_timeout.map(format_duration),
                 }
             }
             Action::Sql(q) => {

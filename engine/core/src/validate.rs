@@ -137,6 +137,8 @@ const DEFAULT_SHELL: [&str; 5] = ["bash", "-e", "-o", "pipefail", "-c"];
 const HTTP_METHODS: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
 const HTTP_OUTPUTS: [&str; 5] = ["status", "headers", "body", "json", "latency_ms"];
 const SQL_OUTPUTS: [&str; 2] = ["rows", "rows_affected"];
+/// minijinja's global functions: names a template may call that are not variables.
+const TEMPLATE_FUNCTIONS: [&str; 3] = ["range", "dict", "namespace"];
 const KINDS: &str = "`run`, `cmd`, `http`, `sql`, `approval`, `notify` or `runbook`";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1884,7 +1886,7 @@ impl<'a> Validator<'a> {
             let parts: Vec<&str> = var.split('.').collect();
             let span = var_span(&self.source, s, var);
             let root = parts[0];
-            if scope.locals.contains(&root) {
+            if scope.locals.contains(&root) || TEMPLATE_FUNCTIONS.contains(&root) {
                 continue;
             }
             match root {
@@ -1893,6 +1895,13 @@ impl<'a> Validator<'a> {
                         && !self.params.contains_key(*name)
                     {
                         let names: Vec<&str> = self.params.keys().map(String::as_str).collect();
+                        let suggestion = did_you_mean(name, names.iter().copied());
+                        let help = match suggestion {
+                            Some(s) => {
+                                format!("use `params.{s}`, or declare `[params.{name}]` with a `type`")
+                            }
+                            None => format!("declare it: `[params.{name}]` with a `type`"),
+                        };
                         let d = Diagnostic::error(
                             Code::UndeclaredReference,
                             &self.source,
@@ -1900,11 +1909,11 @@ impl<'a> Validator<'a> {
                             format!(
                                 "{} uses undeclared parameter `{name}`{}",
                                 scope.place,
-                                did_you_mean_suffix(name, names.iter().copied())
+                                suggestion.map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default()
                             ),
                         )
                         .with_label("not declared")
-                        .with_help(format!("declare it: `[params.{name}]` with a `type`"));
+                        .with_help(help);
                         self.push(d);
                     }
                 }
