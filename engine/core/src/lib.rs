@@ -9,6 +9,7 @@
 pub mod diagnostic;
 pub mod graph;
 pub mod inputs;
+pub mod journal;
 pub mod model;
 pub mod params;
 pub mod parse;

@@ -1,0 +1,547 @@
+//! The journal: what happened in a run, as past-tense events chained by hashes.
+//!
+//! The journal is the state. A live run, `resume` and every report fold the same events
+//! with [`fold`], so they cannot disagree. Each [`Record`] carries the hash of the one before
+//! it; [`verify`] recomputes the chain and names the first record that does not fit, so an
+//! edited, deleted or reordered record is detected. (A cut tail is detected by comparing
+//! the last hash with the one the run printed at its end.)
+//!
+//! Pure: the caller supplies run ids, sequence numbers and timestamps.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::plan::FileHash;
+
+/// The version of the event format.
+pub const JOURNAL_VERSION: u32 = 1;
+
+/// The `prev_hash` of a run's first record.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// How a run ended (or where it stands).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    /// Started, not finished.
+    Running,
+    /// Every step succeeded or was skipped.
+    Succeeded,
+    /// A step failed; compensations ran or none were needed.
+    Failed,
+    /// Stopped by a signal; resumable.
+    Interrupted,
+    /// An operator must decide (a compensation failed, a step is in doubt, an approval waits).
+    NeedsOperator,
+}
+
+impl RunStatus {
+    /// The name used in templates (`run.status`) and reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Failed => "failed",
+            RunStatus::Interrupted => "interrupted",
+            RunStatus::NeedsOperator => "needs_operator",
+        }
+    }
+}
+
+/// What an operator decided about a step in doubt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Decision {
+    /// Run it again.
+    Rerun,
+    /// Treat it as done.
+    Skip,
+}
+
+/// A fact about a run. Stored with its `kind` as an explicit string.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum RunEvent {
+    /// The run began.
+    RunStarted {
+        /// Runbook name.
+        runbook: String,
+        /// Every runbook file involved, with its hash.
+        files: Vec<FileHash>,
+        /// Parameter values (never secret).
+        params: BTreeMap<String, serde_json::Value>,
+        /// Who started it (`user@host`).
+        operator: String,
+        /// Engine version.
+        engine_version: String,
+    },
+    /// A step's attempt is about to start (written before the process is spawned).
+    StepStarted {
+        /// Step id.
+        step: String,
+        /// Attempt number, from 1.
+        attempt: u32,
+    },
+    /// An attempt failed and will be retried.
+    AttemptFailed {
+        /// Step id.
+        step: String,
+        /// Attempt number.
+        attempt: u32,
+        /// Exit code, when the process exited.
+        exit_code: Option<i32>,
+        /// What went wrong.
+        reason: String,
+    },
+    /// A step succeeded.
+    StepSucceeded {
+        /// Step id.
+        step: String,
+        /// The attempt that succeeded.
+        attempt: u32,
+        /// Its outputs.
+        outputs: BTreeMap<String, String>,
+    },
+    /// A step failed after its retries.
+    StepFailed {
+        /// Step id.
+        step: String,
+        /// The last attempt.
+        attempt: u32,
+        /// What went wrong.
+        reason: String,
+    },
+    /// A step did not run (`when` false, or a dependency failed with `continue`).
+    StepSkipped {
+        /// Step id.
+        step: String,
+        /// Why.
+        reason: String,
+    },
+    /// A step's compensation began.
+    CompensationStarted {
+        /// Step id.
+        step: String,
+        /// Attempt number.
+        attempt: u32,
+    },
+    /// A step's compensation succeeded.
+    CompensationSucceeded {
+        /// Step id.
+        step: String,
+    },
+    /// A step's compensation failed after its retries.
+    CompensationFailed {
+        /// Step id.
+        step: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The run was stopped by a signal.
+    RunInterrupted {
+        /// Which signal or why.
+        reason: String,
+    },
+    /// An operator decided about a step.
+    OperatorDecision {
+        /// Step id.
+        step: String,
+        /// The decision.
+        decision: Decision,
+        /// Who decided.
+        operator: String,
+        /// Why.
+        reason: String,
+    },
+    /// The run ended.
+    RunFinished {
+        /// How.
+        status: RunStatus,
+    },
+}
+
+impl RunEvent {
+    /// The event's kind as stored (`step_started`...).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            RunEvent::RunStarted { .. } => "run_started",
+            RunEvent::StepStarted { .. } => "step_started",
+            RunEvent::AttemptFailed { .. } => "attempt_failed",
+            RunEvent::StepSucceeded { .. } => "step_succeeded",
+            RunEvent::StepFailed { .. } => "step_failed",
+            RunEvent::StepSkipped { .. } => "step_skipped",
+            RunEvent::CompensationStarted { .. } => "compensation_started",
+            RunEvent::CompensationSucceeded { .. } => "compensation_succeeded",
+            RunEvent::CompensationFailed { .. } => "compensation_failed",
+            RunEvent::RunInterrupted { .. } => "run_interrupted",
+            RunEvent::OperatorDecision { .. } => "operator_decision",
+            RunEvent::RunFinished { .. } => "run_finished",
+        }
+    }
+
+    /// The step the event is about, if any.
+    pub fn step(&self) -> Option<&str> {
+        match self {
+            RunEvent::StepStarted { step, .. }
+            | RunEvent::AttemptFailed { step, .. }
+            | RunEvent::StepSucceeded { step, .. }
+            | RunEvent::StepFailed { step, .. }
+            | RunEvent::StepSkipped { step, .. }
+            | RunEvent::CompensationStarted { step, .. }
+            | RunEvent::CompensationSucceeded { step }
+            | RunEvent::CompensationFailed { step, .. }
+            | RunEvent::OperatorDecision { step, .. } => Some(step),
+            _ => None,
+        }
+    }
+}
+
+/// One journal entry: an event with its place in the run and in the hash chain.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    /// The run.
+    pub run_id: String,
+    /// Position in the run, from 1, without gaps.
+    pub seq: u64,
+    /// When it was recorded (RFC 3339, UTC).
+    pub ts: String,
+    /// What happened.
+    pub event: RunEvent,
+    /// The previous record's hash ([`GENESIS`] for the first).
+    pub prev_hash: String,
+    /// SHA-256 over the previous hash and this record's canonical JSON.
+    pub hash: String,
+}
+
+impl Record {
+    /// A new record chained after `prev_hash`.
+    pub fn new(run_id: &str, seq: u64, ts: &str, event: RunEvent, prev_hash: &str) -> Record {
+        let hash = chain_hash(run_id, seq, ts, &event, prev_hash);
+        Record { run_id: run_id.into(), seq, ts: ts.into(), event, prev_hash: prev_hash.into(), hash }
+    }
+}
+
+/// The hash of a record: SHA-256 of `prev_hash`, a newline, and the canonical JSON of
+/// `{event, prev_hash, run_id, seq, ts}` (keys sorted, no whitespace).
+pub fn chain_hash(run_id: &str, seq: u64, ts: &str, event: &RunEvent, prev_hash: &str) -> String {
+    // serde_json's map keeps keys sorted, which makes this serialization canonical.
+    let body = serde_json::json!({
+        "event": event,
+        "prev_hash": prev_hash,
+        "run_id": run_id,
+        "seq": seq,
+        "ts": ts,
+    });
+    let mut hasher = Sha256::new();
+    hasher.update(prev_hash.as_bytes());
+    hasher.update(b"\n");
+    hasher.update(body.to_string().as_bytes());
+    hasher.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Where a journal's chain breaks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainError {
+    /// The sequence number expected at the break (the first bad record).
+    pub seq: u64,
+    /// What does not fit.
+    pub reason: String,
+}
+
+/// Recompute a run's chain. `records` must be one run's, in stored order. With
+/// `expected_last`, also check the final hash (detects a cut tail).
+pub fn verify(records: &[Record], expected_last: Option<&str>) -> Result<(), ChainError> {
+    let mut prev = GENESIS.to_string();
+    for (i, r) in records.iter().enumerate() {
+        let seq = i as u64 + 1;
+        if r.seq != seq {
+            return Err(ChainError {
+                seq,
+                reason: format!("record {seq} is missing or out of order (found seq {})", r.seq),
+            });
+        }
+        if r.prev_hash != prev {
+            return Err(ChainError {
+                seq,
+                reason: "it does not follow the record before it (prev_hash differs)".into(),
+            });
+        }
+        let hash = chain_hash(&r.run_id, r.seq, &r.ts, &r.event, &r.prev_hash);
+        if hash != r.hash {
+            return Err(ChainError { seq, reason: "its content does not match its hash (edited)".into() });
+        }
+        prev = r.hash.clone();
+    }
+    if let Some(last) = expected_last
+        && last != prev
+    {
+        let seq = records.len() as u64 + 1;
+        return Err(ChainError { seq, reason: "the last hash differs from the one recorded at the end of the run (records were cut or replaced)".into() });
+    }
+    Ok(())
+}
+
+/// Where one step stands.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepStatus {
+    /// Not started.
+    #[default]
+    Pending,
+    /// Started, no outcome recorded: running, or in doubt after a crash.
+    Started,
+    /// Waiting for its next attempt.
+    Retrying,
+    /// Succeeded.
+    Succeeded,
+    /// Failed after its retries.
+    Failed,
+    /// Did not run.
+    Skipped,
+}
+
+/// Where one step's compensation stands.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CompensationStatus {
+    /// Not started.
+    #[default]
+    None,
+    /// Started, no outcome recorded.
+    Started,
+    /// Done.
+    Succeeded,
+    /// Failed.
+    Failed,
+}
+
+/// One step's state, folded from its events.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct StepState {
+    /// Where it stands.
+    pub status: StepStatus,
+    /// Attempts started.
+    pub attempts: u32,
+    /// Outputs, once it succeeded.
+    pub outputs: BTreeMap<String, String>,
+    /// Its compensation.
+    pub compensation: CompensationStatus,
+    /// The last failure reason.
+    pub reason: Option<String>,
+}
+
+/// A run's state: the fold of its journal.
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct RunState {
+    /// The run's status (`None` before `run_started`).
+    pub status: Option<RunStatus>,
+    /// Each step that has any event, by id.
+    pub steps: BTreeMap<String, StepState>,
+    /// Steps in the order they succeeded (compensations run in reverse).
+    pub completed: Vec<String>,
+    /// The last sequence number folded.
+    pub last_seq: u64,
+    /// The last hash folded.
+    pub last_hash: Option<String>,
+}
+
+impl RunState {
+    /// Apply one event.
+    pub fn apply(&mut self, event: &RunEvent) {
+        let step = event.step().map(|s| self.steps.entry(s.to_string()).or_default());
+        match (event, step) {
+            (RunEvent::RunStarted { .. }, _) => self.status = Some(RunStatus::Running),
+            (RunEvent::StepStarted { attempt, .. }, Some(s)) => {
+                s.status = StepStatus::Started;
+                s.attempts = *attempt;
+            }
+            (RunEvent::AttemptFailed { reason, .. }, Some(s)) => {
+                s.status = StepStatus::Retrying;
+                s.reason = Some(reason.clone());
+            }
+            (RunEvent::StepSucceeded { step, outputs, .. }, Some(s)) => {
+                s.status = StepStatus::Succeeded;
+                s.outputs = outputs.clone();
+                if !self.completed.contains(step) {
+                    self.completed.push(step.clone());
+                }
+            }
+            (RunEvent::StepFailed { reason, .. }, Some(s)) => {
+                s.status = StepStatus::Failed;
+                s.reason = Some(reason.clone());
+            }
+            (RunEvent::StepSkipped { reason, .. }, Some(s)) => {
+                s.status = StepStatus::Skipped;
+                s.reason = Some(reason.clone());
+            }
+            (RunEvent::CompensationStarted { .. }, Some(s)) => s.compensation = CompensationStatus::Started,
+            (RunEvent::CompensationSucceeded { .. }, Some(s)) => {
+                s.compensation = CompensationStatus::Succeeded
+            }
+            (RunEvent::CompensationFailed { reason, .. }, Some(s)) => {
+                s.compensation = CompensationStatus::Failed;
+                s.reason = Some(reason.clone());
+            }
+            (RunEvent::OperatorDecision { decision, operator, reason, .. }, Some(s)) => match decision {
+                // The next `step_started` records the re-run itself.
+                Decision::Rerun => s.status = StepStatus::Pending,
+                Decision::Skip => {
+                    s.status = StepStatus::Skipped;
+                    s.reason = Some(format!("skipped by {operator}: {reason}"));
+                }
+            },
+            (RunEvent::RunInterrupted { .. }, _) => self.status = Some(RunStatus::Interrupted),
+            (RunEvent::RunFinished { status }, _) => self.status = Some(*status),
+            _ => {}
+        }
+    }
+
+    /// Steps that started and have no outcome: after a crash, they may or may not have run.
+    pub fn in_doubt(&self) -> Vec<&str> {
+        self.steps
+            .iter()
+            .filter(|(_, s)| s.status == StepStatus::Started)
+            .map(|(id, _)| id.as_str())
+            .collect()
+    }
+}
+
+/// Fold a run's records, in order, into its state.
+pub fn fold(records: &[Record]) -> RunState {
+    let mut state = RunState::default();
+    for r in records {
+        state.apply(&r.event);
+        state.last_seq = r.seq;
+        state.last_hash = Some(r.hash.clone());
+    }
+    state
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn journal(events: Vec<RunEvent>) -> Vec<Record> {
+        let mut prev = GENESIS.to_string();
+        events
+            .into_iter()
+            .enumerate()
+            .map(|(i, e)| {
+                let r = Record::new("r1", i as u64 + 1, &format!("2026-11-30T00:00:{i:02}Z"), e, &prev);
+                prev = r.hash.clone();
+                r
+            })
+            .collect()
+    }
+
+    fn started() -> RunEvent {
+        RunEvent::RunStarted {
+            runbook: "rb".into(),
+            files: vec![],
+            params: BTreeMap::new(),
+            operator: "ops@host".into(),
+            engine_version: "0.1.0".into(),
+        }
+    }
+
+    fn sample() -> Vec<Record> {
+        journal(vec![
+            started(),
+            RunEvent::StepStarted { step: "a".into(), attempt: 1 },
+            RunEvent::StepSucceeded {
+                step: "a".into(),
+                attempt: 1,
+                outputs: BTreeMap::from([("file".into(), "/tmp/x".into())]),
+            },
+            RunEvent::StepStarted { step: "b".into(), attempt: 1 },
+            RunEvent::AttemptFailed {
+                step: "b".into(),
+                attempt: 1,
+                exit_code: Some(1),
+                reason: "exit 1".into(),
+            },
+            RunEvent::StepStarted { step: "b".into(), attempt: 2 },
+        ])
+    }
+
+    #[test]
+    fn events_round_trip_with_explicit_kinds() {
+        for r in sample() {
+            let text = serde_json::to_string(&r).unwrap_or_default();
+            assert!(text.contains(&format!("\"kind\":\"{}\"", r.event.kind())), "{text}");
+            let back: Record = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+            assert_eq!(back, r);
+        }
+    }
+
+    #[test]
+    fn fold_tracks_steps_outputs_and_doubt() {
+        let state = fold(&sample());
+        assert_eq!(state.status, Some(RunStatus::Running));
+        assert_eq!(state.steps["a"].status, StepStatus::Succeeded);
+        assert_eq!(state.steps["a"].outputs["file"], "/tmp/x");
+        assert_eq!(state.steps["b"].attempts, 2);
+        assert_eq!(state.in_doubt(), vec!["b"]);
+        assert_eq!(state.completed, vec!["a"]);
+        assert_eq!(state.last_seq, 6);
+    }
+
+    #[test]
+    fn an_intact_chain_verifies() {
+        let records = sample();
+        let last = records.last().map(|r| r.hash.clone());
+        assert_eq!(verify(&records, last.as_deref()), Ok(()));
+    }
+
+    #[test]
+    fn editing_deleting_reordering_or_cutting_is_detected() {
+        let records = sample();
+        let last = records.last().map(|r| r.hash.clone()).unwrap_or_default();
+
+        let mut edited = records.clone();
+        edited[2].event = RunEvent::StepSucceeded { step: "a".into(), attempt: 1, outputs: BTreeMap::new() };
+        assert_eq!(verify(&edited, None).map_err(|e| e.seq), Err(3));
+
+        let mut deleted = records.clone();
+        deleted.remove(3);
+        assert_eq!(verify(&deleted, None).map_err(|e| e.seq), Err(4));
+
+        let mut swapped = records.clone();
+        swapped.swap(1, 2);
+        assert_eq!(verify(&swapped, None).map_err(|e| e.seq), Err(2));
+
+        let mut cut = records.clone();
+        cut.pop();
+        assert!(verify(&cut, None).is_ok(), "a cut tail alone is a valid shorter chain");
+        assert_eq!(verify(&cut, Some(&last)).map_err(|e| e.seq), Err(6));
+
+        // A forged record with a recomputed hash still breaks the next link.
+        let mut forged = records.clone();
+        forged[2] = Record::new(
+            "r1",
+            3,
+            "2026-11-30T00:00:02Z",
+            RunEvent::StepSkipped { step: "a".into(), reason: "x".into() },
+            &records[1].hash,
+        );
+        assert_eq!(verify(&forged, None).map_err(|e| e.seq), Err(4));
+    }
+
+    #[test]
+    fn operator_decisions_fold() {
+        let mut events = sample().into_iter().map(|r| r.event).collect::<Vec<_>>();
+        events.push(RunEvent::RunInterrupted { reason: "SIGKILL".into() });
+        events.push(RunEvent::OperatorDecision {
+            step: "b".into(),
+            decision: Decision::Skip,
+            operator: "ana@bastion".into(),
+            reason: "verified by hand".into(),
+        });
+        let state = fold(&journal(events));
+        assert_eq!(state.steps["b"].status, StepStatus::Skipped);
+        assert!(state.in_doubt().is_empty());
+        assert_eq!(state.status, Some(RunStatus::Interrupted));
+    }
+}
