@@ -119,7 +119,14 @@ fn body_text(v: &Value) -> String {
 }
 
 fn check_text(out: &mut String, c: &PlanCheck, indent: &str) {
-    let _ = writeln!(out, "{indent}{}  [{}] {}", c.id, c.command.kind(), command_line(&c.command));
+    let cont = format!("\n{indent}    ");
+    let _ = writeln!(
+        out,
+        "{indent}{}  [{}] {}",
+        c.id,
+        c.command.kind(),
+        command_line(&c.command).replace('\n', &cont)
+    );
     for (k, v) in &c.env {
         let _ = writeln!(out, "{indent}    env {k}={v}");
     }
@@ -128,10 +135,57 @@ fn check_text(out: &mut String, c: &PlanCheck, indent: &str) {
     }
 }
 
+/// The parts of a request a reviewer needs besides its first line.
+fn command_details(c: &PlanCommand) -> Vec<(&'static str, String)> {
+    let mut out = Vec::new();
+    match c {
+        PlanCommand::Http { headers, query, body, assert, .. } => {
+            for (k, v) in headers {
+                out.push(("header", format!("{k}: {v}")));
+            }
+            for (k, v) in query {
+                out.push(("query", format!("{k}={v}")));
+            }
+            if let Some(b) = body {
+                out.push(("body", b.as_str().map_or_else(|| b.to_string(), str::to_string)));
+            }
+            if let Some(a) = assert {
+                out.push(("assert", a.clone()));
+            }
+        }
+        PlanCommand::Sql { args, assert, read_only, .. } => {
+            if !args.is_empty() {
+                let list: Vec<String> =
+                    args.iter().enumerate().map(|(i, a)| format!("${}={a}", i + 1)).collect();
+                out.push(("args", list.join(" ")));
+            }
+            if let Some(a) = assert {
+                out.push(("assert", a.clone()));
+            }
+            if *read_only {
+                out.push(("read-only", "yes (read-only transaction)".into()));
+            }
+        }
+        PlanCommand::Approval { inputs, timeout, allow_self_approval, .. } => {
+            for (k, ty) in inputs {
+                out.push(("input", format!("{k} ({})", ty.as_str())));
+            }
+            if let Some(t) = timeout {
+                out.push(("waits", format!("up to {t}")));
+            }
+            if !allow_self_approval {
+                out.push(("approvers", "not the operator who started the run".into()));
+            }
+        }
+        _ => {}
+    }
+    out
+}
+
 /// One line saying what a command does.
 pub fn command_line(c: &PlanCommand) -> String {
     match c {
-        PlanCommand::Run { script, .. } => script.trim().replace('\n', "\n        "),
+        PlanCommand::Run { script, .. } => script.trim().to_string(),
         PlanCommand::Cmd(argv) => argv_text(argv),
         PlanCommand::Http { method, url, expect_status, max_latency, .. } => {
             let mut s = format!("{method} {url}");
@@ -210,7 +264,11 @@ fn step_text(out: &mut String, s: &PlanStep, indent: &str) {
             out.push_str(&nested);
         }
         other => {
-            let _ = writeln!(out, "{pad}{:<11} {}", s.kind, command_line(other));
+            let cont = format!("\n{pad}            ");
+            let _ = writeln!(out, "{pad}{:<11} {}", s.kind, command_line(other).replace('\n', &cont));
+            for (label, value) in command_details(other) {
+                let _ = writeln!(out, "{pad}{label:<11} {}", value.replace('\n', &cont));
+            }
         }
     }
     for (k, v) in &s.env {
@@ -357,7 +415,8 @@ fn md_escape(s: &str) -> String {
 }
 
 fn md_code(s: &str) -> String {
-    s.replace('`', "'").replace('|', "\\|").replace('\n', " ")
+    let one_line: Vec<&str> = s.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    one_line.join(" ⏎ ").replace('`', "'").replace('|', "\\|")
 }
 
 /// The DAG for Graphviz.

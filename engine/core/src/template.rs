@@ -9,7 +9,7 @@ use std::fmt;
 use std::ops::Range;
 use std::sync::{Arc, OnceLock};
 
-use minijinja::value::{Object, ObjectRepr};
+use minijinja::value::{Enumerator, Object, ObjectRepr};
 use minijinja::{AutoEscape, Environment, ErrorKind, UndefinedBehavior, Value};
 
 use crate::diagnostic::Source;
@@ -71,8 +71,14 @@ pub fn placeholder(path: &str) -> serde_json::Value {
 struct Placeholder(String);
 
 impl Object for Placeholder {
+    // Iterable (and empty), so filters such as `map` and `join` work on a placeholder for a
+    // list the run will produce; attribute access still yields nested placeholders.
     fn repr(self: &Arc<Self>) -> ObjectRepr {
-        ObjectRepr::Plain
+        ObjectRepr::Iterable
+    }
+
+    fn enumerate(self: &Arc<Self>) -> Enumerator {
+        Enumerator::Empty
     }
 
     fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
@@ -335,6 +341,9 @@ mod tests {
         assert_eq!(out.ok().as_deref(), Some("<output:h.json.version>"));
         let quoted = render("echo {{ steps.h.outputs.json }}", Mode::Shell, &ctx);
         assert_eq!(quoted.ok().as_deref(), Some("echo '<output:h.json>'"));
+        let mapped =
+            render("[{{ steps.h.outputs.json | map(attribute='name') | join(',') }}]", Mode::Plain, &ctx);
+        assert_eq!(mapped.ok().as_deref(), Some("[]"));
     }
 
     #[test]
