@@ -1,0 +1,209 @@
+//! One attempt of a `run` or `cmd` step as an operating-system process.
+//!
+//! Each attempt runs in its own process group. When it times out, is cancelled, or its main
+//! process exits, the whole group is ended (SIGTERM, a grace period, then SIGKILL), so a
+//! grandchild such as `sleep 1000 &` never outlives its step. Output is streamed line by
+//! line to the caller.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::process::Command;
+use tokio::sync::{mpsc, watch};
+
+/// What to start.
+#[derive(Debug, Clone)]
+pub struct Spawn {
+    /// Program and arguments.
+    pub argv: Vec<String>,
+    /// Environment variables added to the engine's (secret sources already removed).
+    pub env: Vec<(String, String)>,
+    /// Environment variables removed from the engine's before adding `env`.
+    pub env_remove: Vec<String>,
+    /// Working directory.
+    pub dir: PathBuf,
+    /// Time limit.
+    pub timeout: Option<Duration>,
+    /// Time between SIGTERM and SIGKILL.
+    pub grace: Duration,
+}
+
+/// Which stream a line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    /// Standard output.
+    Stdout,
+    /// Standard error.
+    Stderr,
+}
+
+/// One line of output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Line {
+    /// Its stream.
+    pub stream: Stream,
+    /// The text, without the newline.
+    pub text: String,
+}
+
+/// How an attempt ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Exit {
+    /// The main process exited with this code.
+    Code(i32),
+    /// The main process was killed by this signal.
+    Signal(i32),
+    /// The time limit was reached; the group was ended.
+    TimedOut,
+    /// Cancelled (Ctrl-C, SIGTERM to the engine); the group was ended.
+    Cancelled,
+    /// The program could not be started.
+    SpawnFailed(String),
+}
+
+impl Exit {
+    /// True for exit code 0.
+    pub fn success(&self) -> bool {
+        matches!(self, Exit::Code(0))
+    }
+
+    /// A short description for the journal and the terminal.
+    pub fn describe(&self) -> String {
+        match self {
+            Exit::Code(c) => format!("exited with code {c}"),
+            Exit::Signal(s) => format!("killed by signal {s}"),
+            Exit::TimedOut => "timed out".into(),
+            Exit::Cancelled => "cancelled".into(),
+            Exit::SpawnFailed(e) => format!("could not start: {e}"),
+        }
+    }
+}
+
+/// Run one attempt to its end, sending output lines to `lines`. `cancel` turning `true`
+/// ends the attempt.
+pub async fn run(
+    spawn: &Spawn,
+    lines: mpsc::UnboundedSender<Line>,
+    mut cancel: watch::Receiver<bool>,
+) -> Exit {
+    let Some((program, args)) = spawn.argv.split_first() else {
+        return Exit::SpawnFailed("empty command".into());
+    };
+    let mut cmd = Command::new(program);
+    cmd.args(args)
+        .current_dir(&spawn.dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    for k in &spawn.env_remove {
+        cmd.env_remove(k);
+    }
+    cmd.envs(spawn.env.iter().map(|(k, v)| (k, v)));
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => return Exit::SpawnFailed(e.to_string()),
+    };
+    let pgid = child.id().map(|id| Pid::from_raw(id as i32));
+    let readers = [
+        child.stdout.take().map(|s| tokio::spawn(forward(s, Stream::Stdout, lines.clone()))),
+        child.stderr.take().map(|s| tokio::spawn(forward(s, Stream::Stderr, lines.clone()))),
+    ];
+    let deadline = async {
+        match spawn.timeout {
+            Some(t) => tokio::time::sleep(t).await,
+            None => std::future::pending().await,
+        }
+    };
+    let exit = tokio::select! {
+        status = child.wait() => match status {
+            Ok(s) => match (s.code(), std::os::unix::process::ExitStatusExt::signal(&s)) {
+                (Some(c), _) => Exit::Code(c),
+                (None, Some(sig)) => Exit::Signal(sig),
+                (None, None) => Exit::Code(-1),
+            },
+            Err(e) => Exit::SpawnFailed(e.to_string()),
+        },
+        () = deadline => Exit::TimedOut,
+        _ = cancel.wait_for(|c| *c) => Exit::Cancelled,
+    };
+    // Whatever ended the attempt, nothing of its process group may live on.
+    if let Some(pgid) = pgid {
+        end_group(pgid, spawn.grace).await;
+    }
+    let _ = child.wait().await;
+    for reader in readers.into_iter().flatten() {
+        let _ = reader.await;
+    }
+    exit
+}
+
+/// SIGTERM to the group, then SIGKILL after `grace` if anything is left.
+async fn end_group(pgid: Pid, grace: Duration) {
+    if !group_alive(pgid) || killpg(pgid, Signal::SIGTERM).is_err() {
+        return;
+    }
+    let step = Duration::from_millis(20);
+    let mut waited = Duration::ZERO;
+    while waited < grace {
+        tokio::time::sleep(step).await;
+        waited += step;
+        if !group_alive(pgid) {
+            return;
+        }
+    }
+    let _ = killpg(pgid, Signal::SIGKILL);
+}
+
+/// Whether any process of the group is still running. Zombies do not count: where PID 1
+/// does not reap orphans (containers without an init), a dead grandchild stays a zombie,
+/// and waiting for it would only delay the step.
+pub fn group_alive(pgid: Pid) -> bool {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        // No /proc: fall back to the kernel's answer, zombies included.
+        return killpg(pgid, None).is_ok();
+    };
+    entries.flatten().any(|e| {
+        let name = e.file_name();
+        let Some(pid) = name.to_str().and_then(|n| n.parse::<i32>().ok()) else { return false };
+        process_state(pid).is_some_and(|(state, pgrp)| pgrp == pgid.as_raw() && state != 'Z' && state != 'X')
+    })
+}
+
+/// State letter and process group of a process, from `/proc/PID/stat`.
+pub fn process_state(pid: i32) -> Option<(char, i32)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // `pid (comm) state ppid pgrp ...`; comm may hold spaces and parentheses.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let _ppid = fields.next()?;
+    let pgrp = fields.next()?.parse().ok()?;
+    Some((state, pgrp))
+}
+
+/// Read lines (any bytes: invalid UTF-8 is replaced, never a reason to stop reading, which
+/// could leave the child blocked on a full pipe) and send them on.
+async fn forward<R: AsyncRead + Unpin>(reader: R, stream: Stream, lines: mpsc::UnboundedSender<Line>) {
+    let mut reader = BufReader::new(reader);
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        match reader.read_until(b'\n', &mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {
+                while buf.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+                    buf.pop();
+                }
+                let text = String::from_utf8_lossy(&buf).into_owned();
+                // A closed receiver only means nobody listens any more; keep draining.
+                let _ = lines.send(Line { stream, text });
+            }
+        }
+    }
+}
