@@ -52,8 +52,37 @@ pub enum Command {
         #[arg(short = 'o', long = "out", value_name = "PLAN.json")]
         out: Option<PathBuf>,
     },
+    /// Run a runbook: steps, retries, timeouts, compensations; every transition journaled.
+    Run {
+        /// Runbook file.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// A parameter value; repeatable. Wins over `--params-file`.
+        #[arg(short = 'p', long = "param", value_name = "NAME=VALUE", value_parser = parse_param)]
+        params: Vec<(String, String)>,
+        /// A TOML file of `name = value` lines (JSON when it ends in `.json`).
+        #[arg(long, value_name = "FILE")]
+        params_file: Option<PathBuf>,
+        /// Answer yes to every `confirm` (required when there is no terminal to ask on).
+        #[arg(long)]
+        yes: bool,
+        /// The state store: a SQLite file (default: $XDG_STATE_HOME/runbook/state.db).
+        #[arg(long, env = "RUNBOOK_STATE", value_name = "PATH")]
+        state: Option<PathBuf>,
+        /// Progress as plain lines, or JSON lines for CI.
+        #[arg(long, value_enum, default_value_t = RunOutput::Text)]
+        output: RunOutput,
+    },
     /// Print the JSON Schema of the runbook format.
     Schema,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RunOutput {
+    /// One line per event and per line of step output.
+    Text,
+    /// JSON lines: journal records and output lines.
+    Json,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

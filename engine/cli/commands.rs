@@ -2,8 +2,10 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 
 use runbook_core::diagnostic;
+use runbook_core::model::{ParamValue, Runbook};
 use runbook_core::validate::{self, Checked};
 use runbook_core::{Diagnostic, Source, inputs, plan, render, schema};
 
@@ -18,6 +20,10 @@ pub fn run(cli: Cli) -> u8 {
         Command::Plan { file, params, params_file, format, out } => {
             plan_cmd(&file, &params, params_file.as_deref(), format, out.as_deref(), color)
         }
+        Command::Run { file, params, params_file, yes, state, output } => {
+            let opts = crate::run::RunArgs { yes, state, output };
+            crate::run::run(&file, &params, params_file.as_deref(), opts, color)
+        }
         Command::Schema => {
             print!("{}", schema::schema_text());
             exit::SUCCESS
@@ -25,7 +31,7 @@ pub fn run(cli: Cli) -> u8 {
     }
 }
 
-fn display(path: &Path) -> String {
+pub fn display(path: &Path) -> String {
     path.to_string_lossy().into_owned()
 }
 
@@ -79,24 +85,20 @@ fn check(files: &[std::path::PathBuf], format: CheckFormat, color: bool) -> u8 {
     if invalid { exit::INVALID } else { exit::SUCCESS }
 }
 
-fn plan_cmd(
+/// Load and validate a runbook and resolve its parameters, printing every problem.
+/// `Err` is the exit code to return.
+pub fn load_with_params(
     file: &Path,
     args: &[(String, String)],
     params_file: Option<&Path>,
-    format: PlanFormat,
-    out: Option<&Path>,
     color: bool,
-) -> u8 {
+) -> Result<(Arc<Runbook>, BTreeMap<String, ParamValue>), u8> {
     let checked = load(file);
-    let Some(runbook) = checked
-        .runbook
-        .filter(|_| !checked.diagnostics.iter().any(|d| d.severity == runbook_core::Severity::Error))
-    else {
-        print_diagnostics(&checked.diagnostics, color);
-        return exit::INVALID;
-    };
+    let invalid = checked.diagnostics.iter().any(|d| d.severity == runbook_core::Severity::Error);
     print_diagnostics(&checked.diagnostics, color);
-
+    let Some(runbook) = checked.runbook.filter(|_| !invalid) else {
+        return Err(exit::INVALID);
+    };
     let mut given = BTreeMap::new();
     let mut problems = Vec::new();
     if let Some(pf) = params_file {
@@ -118,20 +120,27 @@ fn plan_cmd(
     let (values, diags) = inputs::from_args(args, &runbook);
     given.extend(values);
     problems.extend(diags);
-    let resolved = if problems.is_empty() {
+    if problems.is_empty() {
         match inputs::resolve(&runbook, &given) {
-            Ok(v) => Some(v),
-            Err(d) => {
-                problems.extend(d);
-                None
-            }
+            Ok(v) => return Ok((runbook, v)),
+            Err(d) => problems.extend(d),
         }
-    } else {
-        None
-    };
-    let Some(values) = resolved else {
-        print_diagnostics(&problems, color);
-        return exit::INVALID;
+    }
+    print_diagnostics(&problems, color);
+    Err(exit::INVALID)
+}
+
+fn plan_cmd(
+    file: &Path,
+    args: &[(String, String)],
+    params_file: Option<&Path>,
+    format: PlanFormat,
+    out: Option<&Path>,
+    color: bool,
+) -> u8 {
+    let (runbook, values) = match load_with_params(file, args, params_file, color) {
+        Ok(x) => x,
+        Err(code) => return code,
     };
     let plan = match plan::plan(&runbook, &values) {
         Ok(p) => p,

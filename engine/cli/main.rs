@@ -8,6 +8,7 @@ mod commands;
 mod exit;
 mod loader;
 mod report;
+mod run;
 
 use std::process::ExitCode;
 

@@ -5,5 +5,6 @@
 mod book;
 mod fixtures;
 mod plan;
+mod run;
 mod schema;
 mod support;

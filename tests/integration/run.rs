@@ -1,0 +1,369 @@
+//! `runbook run`: real processes, a real SQLite state store in a temp dir.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::support::Output;
+
+/// A temp folder with a runbook, and its own state store.
+struct Sandbox {
+    dir: tempfile::TempDir,
+}
+
+impl Sandbox {
+    fn new(runbook: &str) -> Sandbox {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("r.toml"), runbook).expect("write runbook");
+        Sandbox { dir }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn run(&self, extra: &[&str]) -> Output {
+        self.run_env(extra, &[])
+    }
+
+    fn run_env(&self, extra: &[&str], env: &[(&str, &str)]) -> Output {
+        let state = self.path().join("state/state.db");
+        let mut args = vec!["run", "r.toml", "--state", state.to_str().unwrap_or_default()];
+        args.extend_from_slice(extra);
+        crate::support::run_in_with_env(self.path(), &args, env)
+    }
+
+    fn read(&self, file: &str) -> String {
+        std::fs::read_to_string(self.path().join(file)).unwrap_or_default()
+    }
+}
+
+#[test]
+fn a_run_executes_the_dag_passes_outputs_and_runs_finally() {
+    let sb = Sandbox::new(
+        r#"
+[runbook]
+name = "basic"
+[params.who]
+type = "string"
+default = "it's me"
+[steps.a]
+run = "echo a >> trace; echo name={{ params.who }} >> \"$RUNBOOK_OUTPUT\""
+outputs = ["name"]
+[steps.b]
+needs = ["a"]
+cmd = ["sh", "-c", "echo \"b got $1\" >> trace", "sh", "{{ steps.a.outputs.name }}"]
+[steps.c]
+needs = []
+run = "echo c >> trace"
+[steps.skipped]
+needs = ["b"]
+when = "params.who == 'nobody'"
+run = "echo skipped >> trace"
+[steps.after_skip]
+needs = ["skipped"]
+run = "echo after_skip >> trace"
+[finally.report]
+run = "echo finally {{ run.status }} >> trace"
+"#,
+    );
+    let out = sb.run(&[]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let trace = sb.read("trace");
+    assert!(trace.contains("b got it's me\n"), "{trace}");
+    assert!(!trace.contains("skipped\n"), "a `when = false` step ran: {trace}");
+    assert!(trace.contains("after_skip\n"), "a skipped step must count as satisfied: {trace}");
+    assert!(trace.ends_with("finally succeeded\n"), "{trace}");
+    let a = trace.find("a\n").unwrap_or(usize::MAX);
+    let b = trace.find("b got").unwrap_or(0);
+    assert!(a < b, "b ran before the step it needs: {trace}");
+    assert!(out.stdout.contains("skip skipped: `when` is false"), "{}", out.stdout);
+    assert!(out.stdout.contains("journal hash "));
+}
+
+#[test]
+fn retries_count_every_attempt_and_honour_exit_codes() {
+    let sb = Sandbox::new(
+        r#"
+[runbook]
+name = "retries"
+[steps.flaky]
+run = "echo x >> attempts; test $(wc -l < attempts) -ge 3"
+retry = { attempts = 5, delay = "10ms" }
+[steps.wrong_code]
+needs = []
+run = "echo x >> wrong; exit 1"
+retry = { attempts = 5, delay = "10ms", on-exit-codes = [75] }
+on-failure = "continue"
+"#,
+    );
+    let out = sb.run(&[]);
+    assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
+    assert_eq!(sb.read("attempts").lines().count(), 3, "flaky needed exactly 3 attempts");
+    assert_eq!(sb.read("wrong").lines().count(), 1, "exit 1 is not in on-exit-codes: no retry");
+}
+
+#[test]
+fn a_failure_compensates_completed_steps_in_reverse_order() {
+    let sb = Sandbox::new(
+        r#"
+[runbook]
+name = "saga"
+[steps.one]
+run = "echo do one >> trace"
+compensate = { run = "echo undo one >> trace" }
+[steps.two]
+run = "echo do two >> trace"
+compensate = { run = "echo undo two >> trace" }
+[steps.three]
+run = "echo do three >> trace"
+[steps.boom]
+run = "echo boom >> trace; exit 7"
+[steps.never]
+run = "echo never >> trace"
+[finally.last]
+run = "echo finally {{ run.status }} >> trace"
+"#,
+    );
+    let out = sb.run(&[]);
+    assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
+    assert_eq!(
+        sb.read("trace"),
+        "do one\ndo two\ndo three\nboom\nundo two\nundo one\nfinally failed\n",
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn a_failed_compensation_needs_an_operator() {
+    let sb = Sandbox::new(
+        r#"
+[runbook]
+name = "saga"
+[steps.one]
+run = "true"
+compensate = { run = "exit 3" }
+[steps.boom]
+run = "exit 1"
+"#,
+    );
+    let out = sb.run(&[]);
+    assert_eq!(out.code, 4, "{}\n{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("UNDO FAILED one"), "{}", out.stdout);
+    assert!(out.stdout.contains("needs_operator"), "{}", out.stdout);
+}
+
+#[test]
+fn stop_ends_without_compensating() {
+    let sb = Sandbox::new(
+        r#"
+[runbook]
+name = "stop"
+[steps.one]
+run = "echo one >> trace"
+compensate = { run = "echo undo >> trace" }
+[steps.boom]
+run = "exit 1"
+on-failure = "stop"
+"#,
+    );
+    assert_eq!(sb.run(&[]).code, 1);
+    assert_eq!(sb.read("trace"), "one\n");
+}
+
+#[test]
+fn a_timeout_fails_the_step_and_kills_its_process_group() {
+    let sb = Sandbox::new(
+        r#"
+[runbook]
+name = "slow"
+[steps.slow]
+run = "sleep 1000 & echo $! > pid; wait"
+timeout = "300ms"
+"#,
+    );
+    let out = sb.run(&[]);
+    assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("FAILED slow: timed out"), "{}", out.stdout);
+    let pid: i32 = sb.read("pid").trim().parse().expect("pid");
+    std::thread::sleep(Duration::from_millis(300));
+    let state = runbook_exec::process::process_state(pid).map(|(s, _)| s);
+    assert!(matches!(state, None | Some('Z') | Some('X')), "grandchild {pid} survived: {state:?}");
+}
+
+#[test]
+fn a_missing_declared_output_fails_the_step() {
+    let sb = Sandbox::new("[runbook]\nname = \"o\"\n[steps.a]\nrun = \"true\"\noutputs = [\"file\"]\n");
+    let out = sb.run(&[]);
+    assert_eq!(out.code, 1);
+    assert!(out.stdout.contains("declared output(s) missing from $RUNBOOK_OUTPUT: file"), "{}", out.stdout);
+}
+
+#[test]
+fn failing_preconditions_run_nothing() {
+    let sb = Sandbox::new(
+        r#"
+[runbook]
+name = "pre"
+[preconditions.first]
+run = "exit 1"
+message = "first check failed"
+[preconditions.second]
+cmd = ["false"]
+message = "second check failed"
+[steps.a]
+run = "echo ran >> trace"
+"#,
+    );
+    let out = sb.run(&[]);
+    assert_eq!(out.code, 3, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.contains("first check failed") && out.stderr.contains("second check failed"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(sb.read("trace"), "");
+}
+
+#[test]
+fn secrets_reach_steps_through_env_and_are_redacted_everywhere() {
+    let sb = Sandbox::new(
+        r#"
+[runbook]
+name = "secret"
+[secrets.TOKEN]
+env = "SENTINEL_TOKEN"
+[steps.leaky]
+run = "echo token=$TOKEN; echo $TOKEN | base64; echo \"out=$TOKEN\" >> \"$RUNBOOK_OUTPUT\"; test -z \"${SENTINEL_TOKEN:-}\""
+env = { TOKEN = "{{ secrets.TOKEN }}" }
+outputs = ["out"]
+[steps.other]
+run = "test -z \"${SENTINEL_TOKEN:-}\" && test -z \"${TOKEN:-}\""
+"#,
+    );
+    let secret = "s3cr3t-Sentinel-9f8e7d";
+    let out = sb.run_env(&[], &[("SENTINEL_TOKEN", secret)]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("token=<secret:TOKEN>"), "{}", out.stdout);
+    let b64 = "czNjcjN0LVNlbnRpbmVsLTlmOGU3ZA";
+    for text in [&out.stdout, &out.stderr] {
+        assert!(!text.contains(secret) && !text.contains(b64), "secret leaked: {text}");
+    }
+    // Nothing under the state folder (database, WAL, logs, outputs) holds the value.
+    for path in crate::support::files(&sb.path().join("state"), "") {
+        let bytes = std::fs::read(&path).unwrap_or_default();
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(!text.contains(secret) && !text.contains(b64), "secret in {}", path.display());
+    }
+}
+
+#[test]
+fn a_missing_secret_stops_before_anything_runs() {
+    let sb = Sandbox::new(
+        "[runbook]\nname = \"s\"\n[secrets.DB]\nenv = \"NOT_SET_ANYWHERE_42\"\n[steps.a]\nrun = \"echo ran >> trace\"\nenv = { DB = \"{{ secrets.DB }}\" }\n",
+    );
+    let out = sb.run(&[]);
+    assert_eq!(out.code, 3);
+    assert!(
+        out.stderr.contains("secret `DB`: environment variable `NOT_SET_ANYWHERE_42` is not set"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(sb.read("trace"), "");
+}
+
+#[test]
+fn confirm_without_a_terminal_needs_yes() {
+    let sb = Sandbox::new(
+        "[runbook]\nname = \"c\"\n[steps.push]\nconfirm = \"Push?\"\nrun = \"echo pushed >> trace\"\n",
+    );
+    let out = sb.run(&[]);
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert!(out.stderr.contains("--yes"));
+    assert_eq!(sb.read("trace"), "");
+    assert_eq!(sb.run(&["--yes"]).code, 0);
+    assert_eq!(sb.read("trace"), "pushed\n");
+}
+
+#[test]
+fn steps_that_cannot_run_yet_are_refused_up_front() {
+    let sb = Sandbox::new(
+        "[runbook]\nname = \"h\"\n[steps.a]\nrun = \"echo ran >> trace\"\n[steps.health]\nhttp = { url = \"http://127.0.0.1:9/x\" }\n",
+    );
+    let out = sb.run(&[]);
+    assert_eq!(out.code, 3);
+    assert!(
+        out.stderr.contains("step `health` uses `http`, which this release cannot execute yet"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(sb.read("trace"), "");
+}
+
+#[test]
+fn a_second_run_on_the_same_lock_is_refused() {
+    let sb = Sandbox::new(
+        r#"
+[runbook]
+name = "locked"
+lock = "env-{{ params.env }}"
+[params.env]
+type = "string"
+default = "prod"
+[steps.hold]
+run = "touch holding; sleep 3"
+"#,
+    );
+    let state = sb.path().join("state/state.db");
+    let mut first = Command::new(env!("CARGO_BIN_EXE_runbook"))
+        .args(["run", "r.toml", "--state", state.to_str().unwrap_or_default()])
+        .current_dir(sb.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("first run");
+    for _ in 0..200 {
+        if sb.path().join("holding").exists() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let second = sb.run(&[]);
+    assert_eq!(second.code, 5, "{}\n{}", second.stdout, second.stderr);
+    assert!(second.stderr.contains("lock `env-prod` is held by run"), "{}", second.stderr);
+    assert_eq!(first.wait().expect("first").code(), Some(0));
+    // Released at the end: the next run gets it.
+    assert_eq!(sb.run(&[]).code, 0);
+}
+
+#[test]
+fn sigterm_interrupts_the_run_and_ends_its_steps() {
+    let sb = Sandbox::new(
+        "[runbook]\nname = \"long\"\n[steps.long]\nrun = \"echo $$ > pid; sleep 1000\"\n[steps.next]\nrun = \"echo next >> trace\"\n",
+    );
+    let state = sb.path().join("state/state.db");
+    let child = Command::new(env!("CARGO_BIN_EXE_runbook"))
+        .args(["run", "r.toml", "--state", state.to_str().unwrap_or_default()])
+        .current_dir(sb.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run");
+    for _ in 0..200 {
+        if !sb.read("pid").is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM)
+        .expect("signal");
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("interrupted"));
+    assert_eq!(sb.read("trace"), "", "no new step starts after an interruption");
+    let pid: i32 = sb.read("pid").trim().parse().expect("pid");
+    std::thread::sleep(Duration::from_millis(300));
+    let state = runbook_exec::process::process_state(pid).map(|(s, _)| s);
+    assert!(matches!(state, None | Some('Z') | Some('X')), "step process {pid} survived: {state:?}");
+}
