@@ -73,8 +73,83 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = RunOutput::Text)]
         output: RunOutput,
     },
+    /// List runs, newest first.
+    Runs {
+        /// The state store.
+        #[arg(long, env = "RUNBOOK_STATE", value_name = "PATH")]
+        state: Option<PathBuf>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = ListFormat::Text)]
+        format: ListFormat,
+    },
+    /// Show one run: each step's state, attempts and outputs.
+    Show {
+        /// The run.
+        run_id: String,
+        /// The state store.
+        #[arg(long, env = "RUNBOOK_STATE", value_name = "PATH")]
+        state: Option<PathBuf>,
+    },
+    /// Print the output a run's steps wrote (all steps, or one).
+    Logs {
+        /// The run.
+        run_id: String,
+        /// Only this step.
+        step: Option<String>,
+        /// The state store.
+        #[arg(long, env = "RUNBOOK_STATE", value_name = "PATH")]
+        state: Option<PathBuf>,
+    },
+    /// Print a run's journal, or verify journals' hash chains (`audit verify`).
+    Audit(AuditArgs),
     /// Print the JSON Schema of the runbook format.
     Schema,
+}
+
+#[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct AuditArgs {
+    #[command(subcommand)]
+    pub command: Option<AuditCommand>,
+    /// The run whose journal to print.
+    pub run_id: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = AuditFormat::Text)]
+    pub format: AuditFormat,
+    /// The state store.
+    #[arg(long, env = "RUNBOOK_STATE", value_name = "PATH")]
+    pub state: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Recompute hash chains; exit 0 when intact, 4 naming the first bad record.
+    Verify {
+        /// Only this run (default: every run).
+        run_id: Option<String>,
+        /// The last hash printed at the end of the run, kept elsewhere: detects a cut journal.
+        #[arg(long, value_name = "HASH", requires = "run_id")]
+        expect_hash: Option<String>,
+        /// The state store.
+        #[arg(long, env = "RUNBOOK_STATE", value_name = "PATH")]
+        state: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ListFormat {
+    /// A table.
+    Text,
+    /// A JSON array.
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AuditFormat {
+    /// One line per record.
+    Text,
+    /// One JSON object per line, with seq, ts, kind, step, attempt, prev_hash, hash.
+    Jsonl,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

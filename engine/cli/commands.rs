@@ -10,6 +10,7 @@ use runbook_core::validate::{self, Checked};
 use runbook_core::{Diagnostic, Source, inputs, plan, render, schema};
 
 use crate::args::{CheckFormat, Cli, Command, PlanFormat};
+use crate::output::{out, outln};
 use crate::{exit, loader, report};
 
 /// Run one command line.
@@ -24,8 +25,23 @@ pub fn run(cli: Cli) -> u8 {
             let opts = crate::run::RunArgs { yes, state, output };
             crate::run::run(&file, &params, params_file.as_deref(), opts, color)
         }
+        Command::Runs { state, format } => crate::history::runs(state, format),
+        Command::Show { run_id, state } => crate::history::show(&run_id, state),
+        Command::Logs { run_id, step, state } => crate::history::logs(&run_id, step.as_deref(), state),
+        Command::Audit(a) => match a.command {
+            Some(crate::args::AuditCommand::Verify { run_id, expect_hash, state }) => {
+                crate::history::verify(run_id.as_deref(), expect_hash.as_deref(), state)
+            }
+            None => match a.run_id {
+                Some(run_id) => crate::history::audit(&run_id, a.format, a.state),
+                None => {
+                    eprintln!("error: give a run id (`runbook audit RUN_ID`) or `runbook audit verify`");
+                    exit::USAGE
+                }
+            },
+        },
         Command::Schema => {
-            print!("{}", schema::schema_text());
+            out!("{}", schema::schema_text());
             exit::SUCCESS
         }
     }
@@ -73,7 +89,7 @@ fn check(files: &[std::path::PathBuf], format: CheckFormat, color: bool) -> u8 {
     diagnostic::sort(&mut all);
     let invalid = all.iter().any(|d| d.severity == runbook_core::Severity::Error);
     match format {
-        CheckFormat::Json => println!("{}", report::json(&all)),
+        CheckFormat::Json => outln!("{}", report::json(&all)),
         CheckFormat::Human => {
             print_diagnostics(&all, color);
             if !invalid {
@@ -157,10 +173,10 @@ fn plan_cmd(
         return exit::CANNOT_START;
     }
     match format {
-        PlanFormat::Text => print!("{}", render::text(&plan)),
-        PlanFormat::Json => println!("{json}"),
-        PlanFormat::Markdown => print!("{}", render::markdown(&plan)),
-        PlanFormat::Dot => print!("{}", render::dot(&plan)),
+        PlanFormat::Text => out!("{}", render::text(&plan)),
+        PlanFormat::Json => outln!("{json}"),
+        PlanFormat::Markdown => out!("{}", render::markdown(&plan)),
+        PlanFormat::Dot => out!("{}", render::dot(&plan)),
     }
     if let Some(out) = out {
         eprintln!("pinned plan written to {}", display(out));

@@ -5,7 +5,6 @@ pub const SUCCESS: u8 = 0;
 /// A run failed; its compensations ran, or none were needed.
 pub const FAILED: u8 = 1;
 /// The command line is wrong (clap exits with this code itself).
-#[allow(dead_code)]
 pub const USAGE: u8 = 2;
 /// A runbook, a parameter, a params file or a plan is invalid; nothing ran.
 pub const INVALID: u8 = 3;

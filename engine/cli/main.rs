@@ -6,7 +6,9 @@
 mod args;
 mod commands;
 mod exit;
+mod history;
 mod loader;
+mod output;
 mod report;
 mod run;
 

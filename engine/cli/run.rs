@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, watch};
 use crate::args::RunOutput;
 use crate::commands::{display, load_with_params};
 use crate::exit;
+use crate::output::outln;
 
 /// What `runbook run` was asked besides the runbook and its parameters.
 #[derive(Debug)]
@@ -148,12 +149,12 @@ pub fn run(
         };
         let json = opts.output == RunOutput::Json;
         if json {
-            println!(
+            outln!(
                 "{}",
                 serde_json::json!({ "run_id": run_id, "runbook": runbook.name, "state": state_path })
             );
         } else {
-            println!(
+            outln!(
                 "run {run_id} of {} (state {}, logs {})",
                 runbook.name,
                 state_path.display(),
@@ -191,13 +192,13 @@ fn finish(run_id: &str, result: Result<Outcome, ExecError>, elapsed: Duration, j
     match result {
         Ok(outcome) => {
             if json {
-                println!(
+                outln!(
                     "{}",
                     serde_json::json!({ "run_id": run_id, "status": outcome.status.as_str(), "last_hash": outcome.last_hash })
                 );
             } else {
-                println!("run {run_id} {} in {took}", outcome.status.as_str());
-                println!("journal hash {} (keep it to detect a cut journal)", outcome.last_hash);
+                outln!("run {run_id} {} in {took}", outcome.status.as_str());
+                outln!("journal hash {} (keep it to detect a cut journal)", outcome.last_hash);
             }
             match outcome.status {
                 RunStatus::Succeeded => exit::SUCCESS,
@@ -226,7 +227,6 @@ fn finish(run_id: &str, result: Result<Outcome, ExecError>, elapsed: Duration, j
 }
 
 async fn print_reports(mut rx: mpsc::UnboundedReceiver<Report>, json: bool) {
-    let mut out = std::io::stdout();
     let mut started: BTreeMap<String, Instant> = BTreeMap::new();
     while let Some(report) = rx.recv().await {
         if json {
@@ -239,7 +239,7 @@ async fn print_reports(mut rx: mpsc::UnboundedReceiver<Report>, json: bool) {
                     serde_json::json!({ "retry": { "step": step, "delay_ms": delay.as_millis() as u64 } })
                 }
             };
-            let _ = writeln!(out, "{value}");
+            outln!("{value}");
             continue;
         }
         let line = match report {
@@ -283,6 +283,6 @@ async fn print_reports(mut rx: mpsc::UnboundedReceiver<Report>, json: bool) {
                 }
             },
         };
-        let _ = writeln!(out, "{line}");
+        outln!("{line}");
     }
 }

@@ -4,6 +4,7 @@
 
 mod book;
 mod fixtures;
+mod history;
 mod plan;
 mod run;
 mod schema;

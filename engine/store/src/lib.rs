@@ -14,9 +14,10 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use runbook_core::journal::{Record, RunEvent, RunStatus};
+use sqlx::Row;
+pub use sqlx::SqlitePool;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, SqlitePool};
 
 /// Everything that can go wrong in the store.
 #[derive(Debug, thiserror::Error)]
@@ -322,6 +323,15 @@ impl Store {
             .collect()
     }
 
+    /// One run's summary.
+    pub async fn run(&self, run_id: &str) -> Result<RunSummary> {
+        self.runs()
+            .await?
+            .into_iter()
+            .find(|r| r.run_id == run_id)
+            .ok_or_else(|| StoreError::NoSuchRun(run_id.to_string()))
+    }
+
     /// Take lock `name` for `run_id` until `now_ms + ttl`. A live holder refuses it; an
     /// expired lease is taken over (reported in [`Lease::took_over`]). The fence grows by
     /// one at every acquisition, so writes of an older holder are refused.
@@ -428,4 +438,11 @@ impl Store {
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
     }
+}
+
+/// Run one SQL statement as is, for tests that play an attacker with the file in hand.
+#[doc(hidden)]
+pub async fn raw_execute(pool: &SqlitePool, statement: &str) -> Result<u64> {
+    let done = sqlx::query(sqlx::AssertSqlSafe(statement.to_string())).execute(pool).await?;
+    Ok(done.rows_affected())
 }

@@ -1,0 +1,258 @@
+//! Reading runs back: `runs`, `show`, `logs`, `audit`, `audit verify`.
+//!
+//! Every view folds the journal with `runbook_core::journal::fold`, the same function a run
+//! and `resume` use, so they cannot disagree.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use runbook_core::journal::{self, Record};
+use runbook_store::{RunSummary, Store, StoreError};
+
+use crate::args::{AuditFormat, ListFormat};
+use crate::exit;
+use crate::output::outln;
+use crate::run::default_state_path;
+
+/// Open the store and run `f` on it; `Err` is an exit code already explained on stderr.
+fn with_store<T>(
+    state: Option<PathBuf>,
+    f: impl AsyncFnOnce(Store) -> Result<T, StoreError>,
+) -> Result<T, u8> {
+    let path = state.unwrap_or_else(default_state_path);
+    if !path.exists() {
+        eprintln!("error: no state store at `{}`", path.display());
+        eprintln!("  help: runs are recorded where `runbook run` put them: `--state PATH` or $RUNBOOK_STATE");
+        return Err(exit::CANNOT_START);
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| {
+        eprintln!("error: cannot start the async runtime: {e}");
+        exit::CANNOT_START
+    })?;
+    runtime.block_on(async {
+        let store = Store::open(&path).await.map_err(|e| {
+            eprintln!("error: cannot open the state store `{}`: {e}", path.display());
+            exit::CANNOT_START
+        })?;
+        f(store).await.map_err(|e| {
+            eprintln!("error: {e}");
+            match e {
+                StoreError::NoSuchRun(_) => exit::INVALID,
+                _ => exit::CANNOT_START,
+            }
+        })
+    })
+}
+
+fn duration(run: &RunSummary) -> String {
+    let (Some(end), Ok(start)) = (run.finished_at.as_deref(), humantime::parse_rfc3339_weak(&run.started_at))
+    else {
+        return "-".into();
+    };
+    match humantime::parse_rfc3339_weak(end).ok().and_then(|e| e.duration_since(start).ok()) {
+        Some(d) if d < Duration::from_secs(1) => format!("{}ms", d.as_millis()),
+        Some(d) => humantime::format_duration(Duration::from_secs(d.as_secs())).to_string(),
+        None => "-".into(),
+    }
+}
+
+pub fn runs(state: Option<PathBuf>, format: ListFormat) -> u8 {
+    let runs = match with_store(state, async |s| s.runs().await) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    match format {
+        ListFormat::Json => {
+            let items: Vec<serde_json::Value> = runs
+                .iter()
+                .map(|r| {
+                    serde_json::json!({
+                        "run_id": r.run_id, "runbook": r.runbook, "status": r.status, "operator": r.operator,
+                        "started_at": r.started_at, "finished_at": r.finished_at, "events": r.last_seq,
+                        "last_hash": r.last_hash,
+                    })
+                })
+                .collect();
+            outln!("{}", serde_json::to_string_pretty(&items).unwrap_or_default());
+        }
+        ListFormat::Text => {
+            if runs.is_empty() {
+                eprintln!("no runs yet");
+            } else {
+                outln!(
+                    "{:<24} {:<20} {:<15} {:<22} {:<26} {}",
+                    "RUN",
+                    "RUNBOOK",
+                    "STATUS",
+                    "OPERATOR",
+                    "STARTED",
+                    "TOOK"
+                );
+                for r in &runs {
+                    outln!(
+                        "{:<24} {:<20} {:<15} {:<22} {:<26} {}",
+                        r.run_id,
+                        r.runbook,
+                        r.status,
+                        r.operator,
+                        r.started_at,
+                        duration(r)
+                    );
+                }
+            }
+        }
+    }
+    exit::SUCCESS
+}
+
+pub fn show(run_id: &str, state: Option<PathBuf>) -> u8 {
+    let (summary, records) =
+        match with_store(state, async |s| Ok((s.run(run_id).await?, s.records(run_id).await?))) {
+            Ok(x) => x,
+            Err(code) => return code,
+        };
+    let folded = journal::fold(&records);
+    outln!("run {} of {} by {}", summary.run_id, summary.runbook, summary.operator);
+    outln!("  status    {}", summary.status);
+    outln!("  started   {}", summary.started_at);
+    if let Some(f) = &summary.finished_at {
+        outln!("  finished  {f} (took {})", duration(&summary));
+    }
+    outln!(
+        "  journal   {} records, last hash {}",
+        folded.last_seq,
+        folded.last_hash.as_deref().unwrap_or("-")
+    );
+    let doubt = folded.in_doubt();
+    if !doubt.is_empty() && summary.status != "running" {
+        outln!("  in doubt  {} (started, no outcome recorded)", doubt.join(", "));
+    }
+    outln!();
+    for (step, s) in &folded.steps {
+        let status = serde_json::to_value(&s.status)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        let mut line = format!("  {step:<24} {status:<10} attempts {}", s.attempts);
+        if !s.outputs.is_empty() {
+            let outs: Vec<String> = s.outputs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            line.push_str(&format!("  outputs {}", outs.join(" ")));
+        }
+        if let Some(r) = &s.reason {
+            line.push_str(&format!("  ({r})"));
+        }
+        if s.compensation != journal::CompensationStatus::None {
+            line.push_str(&format!("  compensation {:?}", s.compensation).to_lowercase());
+        }
+        outln!("{line}");
+    }
+    exit::SUCCESS
+}
+
+pub fn logs(run_id: &str, step: Option<&str>, state: Option<PathBuf>) -> u8 {
+    let path = state.clone().unwrap_or_else(default_state_path);
+    if let Err(code) = with_store(state, async |s| s.run(run_id).await) {
+        return code;
+    }
+    let dir = path.parent().unwrap_or(Path::new(".")).join("runs").join(run_id);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .map(|d| {
+            d.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "log")).collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    let mut shown = 0;
+    for f in files {
+        let name = f.file_stem().and_then(|n| n.to_str()).unwrap_or_default().to_string();
+        let (file_step, attempt) = name.rsplit_once('.').unwrap_or((name.as_str(), "1"));
+        if step.is_some_and(|s| s != file_step) {
+            continue;
+        }
+        outln!("== {file_step} (attempt {attempt})");
+        for line in std::fs::read_to_string(&f).unwrap_or_default().lines() {
+            match line.split_once(' ') {
+                Some(("err", text)) => outln!("{file_step} ! {text}"),
+                Some((_, text)) => outln!("{file_step} | {text}"),
+                None => outln!("{file_step} | {line}"),
+            }
+        }
+        shown += 1;
+    }
+    if shown == 0 {
+        eprintln!("no output recorded{}", step.map(|s| format!(" for step `{s}`")).unwrap_or_default());
+    }
+    exit::SUCCESS
+}
+
+fn record_json(r: &Record) -> serde_json::Value {
+    let attempt = match &r.event {
+        journal::RunEvent::StepStarted { attempt, .. }
+        | journal::RunEvent::AttemptFailed { attempt, .. }
+        | journal::RunEvent::StepSucceeded { attempt, .. }
+        | journal::RunEvent::StepFailed { attempt, .. }
+        | journal::RunEvent::CompensationStarted { attempt, .. } => Some(*attempt),
+        _ => None,
+    };
+    serde_json::json!({
+        "run_id": r.run_id, "seq": r.seq, "ts": r.ts, "kind": r.event.kind(), "step": r.event.step(),
+        "attempt": attempt, "event": r.event, "prev_hash": r.prev_hash, "hash": r.hash,
+    })
+}
+
+pub fn audit(run_id: &str, format: AuditFormat, state: Option<PathBuf>) -> u8 {
+    let records = match with_store(state, async |s| {
+        s.run(run_id).await?;
+        s.records(run_id).await
+    }) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    for r in &records {
+        match format {
+            AuditFormat::Jsonl => outln!("{}", record_json(r)),
+            AuditFormat::Text => {
+                let step = r.event.step().map(|s| format!(" {s}")).unwrap_or_default();
+                outln!("{:>4} {} {}{step}  {}", r.seq, r.ts, r.event.kind(), &r.hash[..12.min(r.hash.len())]);
+            }
+        }
+    }
+    exit::SUCCESS
+}
+
+pub fn verify(run_id: Option<&str>, expect_hash: Option<&str>, state: Option<PathBuf>) -> u8 {
+    let checked = with_store(state, async |s| {
+        let ids: Vec<String> = match run_id {
+            Some(id) => vec![s.run(id).await?.run_id],
+            None => s.runs().await?.into_iter().map(|r| r.run_id).collect(),
+        };
+        let mut out = Vec::new();
+        for id in ids {
+            let records = s.records(&id).await?;
+            let summary = s.run(&id).await?;
+            out.push((id, records, summary));
+        }
+        Ok(out)
+    });
+    let runs = match checked {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    let mut broken = 0;
+    for (id, records, summary) in &runs {
+        // The store's own record of the last hash is one more anchor; a kept copy is better.
+        let anchor = expect_hash.or(summary.last_hash.as_deref());
+        match journal::verify(records, anchor) {
+            Ok(()) => outln!("ok {id}: {} records, last hash {}", records.len(), anchor.unwrap_or("-")),
+            Err(e) => {
+                broken += 1;
+                outln!("BROKEN {id}: record {}: {}", e.seq, e.reason);
+            }
+        }
+    }
+    if broken > 0 {
+        eprintln!("error: {broken} journal(s) fail verification");
+        exit::NEEDS_OPERATOR
+    } else {
+        exit::SUCCESS
+    }
+}
