@@ -73,6 +73,29 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = RunOutput::Text)]
         output: RunOutput,
     },
+    /// Continue a run that was interrupted or whose engine died. Succeeded steps never run again.
+    Resume {
+        /// The run.
+        run_id: String,
+        /// Re-run this step in doubt (started, no outcome); repeatable.
+        #[arg(long, value_name = "STEP")]
+        rerun: Vec<String>,
+        /// Treat this step in doubt as done; repeatable.
+        #[arg(long, value_name = "STEP")]
+        skip: Vec<String>,
+        /// Why (required with --rerun or --skip; journaled with your identity).
+        #[arg(long, value_name = "TEXT")]
+        reason: Option<String>,
+        /// Answer yes to every `confirm`.
+        #[arg(long)]
+        yes: bool,
+        /// The state store.
+        #[arg(long, env = "RUNBOOK_STATE", value_name = "PATH")]
+        state: Option<PathBuf>,
+        /// Progress as plain lines, or JSON lines for CI.
+        #[arg(long, value_enum, default_value_t = RunOutput::Text)]
+        output: RunOutput,
+    },
     /// List runs, newest first.
     Runs {
         /// The state store.
@@ -104,6 +127,9 @@ pub enum Command {
     Audit(AuditArgs),
     /// Print the JSON Schema of the runbook format.
     Schema,
+    /// Internal: ends a run's step processes if the engine dies.
+    #[command(name = "__reaper", hide = true)]
+    Reaper,
 }
 
 #[derive(Debug, clap::Args)]

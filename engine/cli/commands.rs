@@ -25,6 +25,10 @@ pub fn run(cli: Cli) -> u8 {
             let opts = crate::run::RunArgs { yes, state, output };
             crate::run::run(&file, &params, params_file.as_deref(), opts, color)
         }
+        Command::Resume { run_id, rerun, skip, reason, yes, state, output } => crate::run::resume(
+            crate::run::ResumeArgs { run_id, rerun, skip, reason, yes, state, output },
+            color,
+        ),
         Command::Runs { state, format } => crate::history::runs(state, format),
         Command::Show { run_id, state } => crate::history::show(&run_id, state),
         Command::Logs { run_id, step, state } => crate::history::logs(&run_id, step.as_deref(), state),
@@ -40,6 +44,10 @@ pub fn run(cli: Cli) -> u8 {
                 }
             },
         },
+        Command::Reaper => {
+            runbook_exec::process::reaper_main();
+            exit::SUCCESS
+        }
         Command::Schema => {
             out!("{}", schema::schema_text());
             exit::SUCCESS

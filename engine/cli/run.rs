@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use runbook_core::journal::{RunEvent, RunStatus};
+use runbook_core::model::{ParamValue, Runbook};
 use runbook_exec::dispatch::{self, Dispatcher, ExecError, Outcome, Report, RunOptions};
 use runbook_exec::process::Stream;
 use runbook_exec::secrets;
@@ -85,106 +86,329 @@ pub fn run(
         Ok(x) => x,
         Err(code) => return code,
     };
-    if let Err(e) = dispatch::check_supported(&runbook) {
-        eprintln!("error: {e}");
-        return exit::INVALID;
-    }
+    let prepared = match prepare(runbook, params, file, opts.yes) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let state_path = match state_path(opts.state) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    block_on(async move {
+        let store = match open_store(&state_path).await {
+            Ok(s) => s,
+            Err(code) => return code,
+        };
+        execute(&store, &state_path, prepared, new_run_id(), None, opts.output).await
+    })
+}
+
+/// Everything a run needs besides the store, checked before anything runs.
+struct Prepared {
+    runbook: Arc<Runbook>,
+    params: BTreeMap<String, ParamValue>,
+    secrets: secrets::Secrets,
+    confirm: Option<dispatch::Confirm>,
+    base_dir: PathBuf,
+    file: PathBuf,
+}
+
+/// How `confirm` questions are answered: `--yes`, the terminal, or (no terminal) refused.
+fn confirmation(runbook: &Runbook, yes: bool) -> Result<Option<dispatch::Confirm>, u8> {
     let needs_confirm = runbook.steps.iter().any(|s| s.confirm.is_some());
-    let confirm: Option<dispatch::Confirm> = if opts.yes {
-        None
+    if yes {
+        Ok(None)
     } else if needs_confirm && !std::io::stdin().is_terminal() {
         eprintln!(
             "error: this runbook asks for confirmation before some steps, and there is no terminal to ask on"
         );
         eprintln!("  help: review the plan (`runbook plan`), then run again with `--yes`");
-        return exit::INVALID;
+        Err(exit::INVALID)
     } else {
-        Some(Arc::new(ask_on_terminal))
-    };
+        Ok(Some(Arc::new(ask_on_terminal)))
+    }
+}
+
+fn resolve_secrets(runbook: &Runbook, base_dir: &Path) -> Result<secrets::Secrets, u8> {
+    secrets::resolve(runbook, base_dir).map_err(|problems| {
+        for p in problems {
+            eprintln!("error: {p}");
+        }
+        eprintln!("  help: secrets are read from their declared sources when a run starts; nothing ran");
+        exit::INVALID
+    })
+}
+
+fn prepare(
+    runbook: Arc<Runbook>,
+    params: BTreeMap<String, ParamValue>,
+    file: &Path,
+    yes: bool,
+) -> Result<Prepared, u8> {
+    if let Err(e) = dispatch::check_supported(&runbook) {
+        eprintln!("error: {e}");
+        return Err(exit::INVALID);
+    }
+    let confirm = confirmation(&runbook, yes)?;
     let base_dir =
         file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
-    let secrets = match secrets::resolve(&runbook, &base_dir) {
-        Ok(s) => s,
-        Err(problems) => {
-            for p in problems {
-                eprintln!("error: {p}");
-            }
-            eprintln!("  help: secrets are read from their declared sources when a run starts; nothing ran");
-            return exit::INVALID;
-        }
-    };
-    let state_path = opts.state.unwrap_or_else(default_state_path);
-    if let Some(dir) = state_path.parent().filter(|d| !d.as_os_str().is_empty())
+    let secrets = resolve_secrets(&runbook, &base_dir)?;
+    let file = std::fs::canonicalize(file).unwrap_or_else(|_| file.to_path_buf());
+    Ok(Prepared { runbook, params, secrets, confirm, base_dir, file })
+}
+
+fn state_path(state: Option<PathBuf>) -> Result<PathBuf, u8> {
+    let path = state.unwrap_or_else(default_state_path);
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
         && let Err(e) = std::fs::create_dir_all(dir)
     {
         eprintln!("error: cannot create the state store folder `{}`: {e}", dir.display());
-        return exit::CANNOT_START;
+        return Err(exit::CANNOT_START);
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
-        Ok(r) => r,
+    Ok(path)
+}
+
+fn block_on(f: impl std::future::Future<Output = u8>) -> u8 {
+    match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(r) => r.block_on(f),
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
-            return exit::CANNOT_START;
+            exit::CANNOT_START
+        }
+    }
+}
+
+async fn open_store(path: &Path) -> Result<Store, u8> {
+    Store::open(path).await.map_err(|e| {
+        eprintln!("error: cannot open the state store `{}`: {e}", path.display());
+        exit::CANNOT_START
+    })
+}
+
+async fn execute(
+    store: &Store,
+    state_path: &Path,
+    prepared: Prepared,
+    run_id: String,
+    resume: Option<dispatch::Resume>,
+    output: RunOutput,
+) -> u8 {
+    let run_dir = state_path.parent().unwrap_or(Path::new(".")).join("runs").join(&run_id);
+    let resuming = resume.is_some();
+    let options = RunOptions {
+        run_id: run_id.clone(),
+        operator: operator(),
+        max_parallel: std::thread::available_parallelism().map_or(2, |n| n.get()),
+        base_dir: prepared.base_dir,
+        run_dir: run_dir.clone(),
+        grace: Duration::from_secs(5),
+        lease_ttl: Duration::from_secs(60),
+        confirm: prepared.confirm,
+        runbook_file: prepared.file,
+        resume,
+        reaper: start_reaper(),
+    };
+    let json = output == RunOutput::Json;
+    let verb = if resuming { "resuming" } else { "run" };
+    if json {
+        outln!(
+            "{}",
+            serde_json::json!({ "run_id": run_id, "runbook": prepared.runbook.name, "state": state_path, "resume": resuming })
+        );
+    } else {
+        outln!(
+            "{verb} {run_id} of {} (state {}, logs {})",
+            prepared.runbook.name,
+            state_path.display(),
+            display(&run_dir)
+        );
+    }
+    let (tx, rx) = mpsc::unbounded_channel();
+    let printer = tokio::spawn(print_reports(rx, json));
+    let (cancel_tx, cancel) = watch::channel(false);
+    tokio::spawn(async move {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        let sigterm = async {
+            match term.as_mut() {
+                Some(t) => {
+                    t.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            () = sigterm => {}
+        }
+        let _ = cancel_tx.send(true);
+    });
+    let started = Instant::now();
+    let result = Dispatcher::new(&prepared.runbook, &prepared.params, &prepared.secrets, store, options, tx)
+        .run(cancel)
+        .await;
+    let _ = printer.await;
+    finish(&run_id, result, started.elapsed(), json)
+}
+
+/// The helper that ends step processes if this process dies; without it (it could not be
+/// started), steps still end with the engine in every case but SIGKILL.
+fn start_reaper() -> Option<Arc<runbook_exec::process::Reaper>> {
+    let exe = std::env::current_exe().ok()?;
+    match runbook_exec::process::Reaper::start(&exe, &["__reaper"]) {
+        Ok(r) => Some(Arc::new(r)),
+        Err(e) => {
+            eprintln!(
+                "warning: cannot start the process reaper ({e}); a killed engine could leave steps running"
+            );
+            None
+        }
+    }
+}
+
+/// What `runbook resume` was asked.
+#[derive(Debug)]
+pub struct ResumeArgs {
+    pub run_id: String,
+    pub rerun: Vec<String>,
+    pub skip: Vec<String>,
+    pub reason: Option<String>,
+    pub yes: bool,
+    pub state: Option<PathBuf>,
+    pub output: RunOutput,
+}
+
+pub fn resume(args: ResumeArgs, color: bool) -> u8 {
+    let path = args.state.clone().unwrap_or_else(default_state_path);
+    if !path.exists() {
+        eprintln!("error: no state store at `{}`", path.display());
+        return exit::CANNOT_START;
+    }
+    block_on(async move {
+        let store = match open_store(&path).await {
+            Ok(s) => s,
+            Err(code) => return code,
+        };
+        match prepare_resume(&store, &args, color).await {
+            Ok((prepared, resume)) => {
+                execute(&store, &path, prepared, args.run_id.clone(), Some(resume), args.output).await
+            }
+            Err(code) => code,
+        }
+    })
+}
+
+/// Read the run back, check it may be resumed, and settle the steps in doubt.
+async fn prepare_resume(
+    store: &Store,
+    args: &ResumeArgs,
+    color: bool,
+) -> Result<(Prepared, dispatch::Resume), u8> {
+    use runbook_core::journal::{Decision, StepStatus};
+    let id = &args.run_id;
+    let (summary, records) = match (store.run(id).await, store.records(id).await) {
+        (Ok(s), Ok(r)) => (s, r),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("error: {e}");
+            return Err(exit::INVALID);
         }
     };
-    runtime.block_on(async move {
-        let store = match Store::open(&state_path).await {
-            Ok(s) => s,
-            Err(e) => {
-                eprintln!("error: cannot open the state store `{}`: {e}", state_path.display());
-                return exit::CANNOT_START;
-            }
-        };
-        let run_id = new_run_id();
-        let run_dir = state_path.parent().unwrap_or(Path::new(".")).join("runs").join(&run_id);
-        let options = RunOptions {
-            run_id: run_id.clone(),
-            operator: operator(),
-            max_parallel: std::thread::available_parallelism().map_or(2, |n| n.get()),
-            base_dir,
-            run_dir: run_dir.clone(),
-            grace: Duration::from_secs(5),
-            lease_ttl: Duration::from_secs(60),
-            confirm,
-        };
-        let json = opts.output == RunOutput::Json;
-        if json {
-            outln!(
-                "{}",
-                serde_json::json!({ "run_id": run_id, "runbook": runbook.name, "state": state_path })
-            );
-        } else {
-            outln!(
-                "run {run_id} of {} (state {}, logs {})",
-                runbook.name,
-                state_path.display(),
-                display(&run_dir)
-            );
+    if let Err(e) = runbook_core::journal::verify(&records, summary.last_hash.as_deref()) {
+        eprintln!("error: the journal of run {id} fails verification at record {}: {}", e.seq, e.reason);
+        eprintln!("  help: `runbook audit verify {id}`; a tampered journal cannot be resumed");
+        return Err(exit::NEEDS_OPERATOR);
+    }
+    if matches!(summary.status.as_str(), "succeeded" | "failed" | "needs_operator") {
+        eprintln!("error: run {id} has finished ({}); there is nothing to resume", summary.status);
+        return Err(exit::INVALID);
+    }
+    let Some(RunEvent::RunStarted { file, files, params, .. }) = records.first().map(|r| r.event.clone())
+    else {
+        eprintln!("error: run {id} has no `run_started` record");
+        return Err(exit::INVALID);
+    };
+    let file = PathBuf::from(file);
+    let shown = display(&file);
+    let text = crate::loader::read(&shown).map_err(|e| {
+        eprintln!("error: cannot read the run's runbook `{shown}`: {e}");
+        exit::INVALID
+    })?;
+    let checked =
+        runbook_core::validate::check(runbook_core::Source::new(shown, text), &crate::loader::FsLoader);
+    let invalid = checked.has_errors();
+    let Some(runbook) = checked.runbook.filter(|_| !invalid) else {
+        eprint!("{}", crate::report::human(&checked.diagnostics, color));
+        return Err(exit::INVALID);
+    };
+    let now_hashes: Vec<String> =
+        runbook.sources().iter().map(|s| runbook_core::plan::sha256_hex(&s.text)).collect();
+    let then_hashes: Vec<String> = files.iter().map(|f| f.sha256.clone()).collect();
+    if now_hashes != then_hashes {
+        eprintln!(
+            "error: the runbook files changed since run {id} started; resuming would run different steps"
+        );
+        for f in &files {
+            eprintln!("  {} was {}", f.path, f.sha256);
         }
-        let (tx, rx) = mpsc::unbounded_channel();
-        let printer = tokio::spawn(print_reports(rx, json));
-        let (cancel_tx, cancel) = watch::channel(false);
-        tokio::spawn(async move {
-            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-            let sigterm = async {
-                match term.as_mut() {
-                    Some(t) => {
-                        t.recv().await;
-                    }
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                () = sigterm => {}
-            }
-            let _ = cancel_tx.send(true);
-        });
-        let started = Instant::now();
-        let result = Dispatcher::new(&runbook, &params, &secrets, &store, options, tx).run(cancel).await;
-        let _ = printer.await;
-        finish(&run_id, result, started.elapsed(), json)
-    })
+        eprintln!("  help: restore the files as they were (same SHA-256), or start a new run");
+        return Err(exit::INVALID);
+    }
+    if let Err(e) = dispatch::check_supported(&runbook) {
+        eprintln!("error: {e}");
+        return Err(exit::INVALID);
+    }
+    let mut values = BTreeMap::new();
+    for p in &runbook.params {
+        if let Some(v) = params.get(&p.name).and_then(|v| runbook_core::params::from_json(p.ty, v).ok()) {
+            values.insert(p.name.clone(), v);
+        }
+    }
+    let state = runbook_core::journal::fold(&records);
+    for s in args.rerun.iter().chain(args.skip.iter()) {
+        if !state.steps.get(s).is_some_and(|st| st.status == StepStatus::Started) {
+            eprintln!(
+                "error: step `{s}` is not in doubt in run {id}; only steps in doubt can be re-run or skipped"
+            );
+            return Err(exit::USAGE);
+        }
+    }
+    let reason = args.reason.clone().unwrap_or_default();
+    if (!args.rerun.is_empty() || !args.skip.is_empty()) && reason.trim().is_empty() {
+        eprintln!(
+            "error: `--rerun` and `--skip` need `--reason TEXT`: the decision is journaled with who made it and why"
+        );
+        return Err(exit::USAGE);
+    }
+    // Steps in doubt: started, no outcome. Idempotent ones run again; the others wait for
+    // the operator's decision, journaled with who made it.
+    let mut decisions = Vec::new();
+    let mut undecided = Vec::new();
+    for (step, s) in &state.steps {
+        if s.status != StepStatus::Started {
+            continue;
+        }
+        if args.rerun.contains(step) {
+            decisions.push((step.clone(), Decision::Rerun, reason.clone()));
+        } else if args.skip.contains(step) {
+            decisions.push((step.clone(), Decision::Skip, reason.clone()));
+        } else if !runbook.step(step).is_some_and(|st| st.idempotent) {
+            undecided.push(step.clone());
+        }
+    }
+    if !undecided.is_empty() {
+        eprintln!("error: run {id} has steps in doubt that are not idempotent: {}", undecided.join(", "));
+        eprintln!(
+            "  they started and the engine stopped before their outcome was recorded; they may or may not have run"
+        );
+        eprintln!(
+            "  help: check what they did, then `runbook resume {id} --rerun STEP` or `--skip STEP` (treat as done), with `--reason TEXT`"
+        );
+        return Err(exit::NEEDS_OPERATOR);
+    }
+    let base_dir = file.parent().unwrap_or(Path::new(".")).to_path_buf();
+    let secrets = resolve_secrets(&runbook, &base_dir)?;
+    let confirm = confirmation(&runbook, args.yes)?;
+    let prepared = Prepared { runbook, params: values, secrets, confirm, base_dir, file };
+    Ok((prepared, dispatch::Resume { state, started_at: summary.started_at.clone(), decisions }))
 }
 
 fn finish(run_id: &str, result: Result<Outcome, ExecError>, elapsed: Duration, json: bool) -> u8 {
@@ -238,6 +462,7 @@ async fn print_reports(mut rx: mpsc::UnboundedReceiver<Report>, json: bool) {
                 Report::RetryScheduled { step, delay } => {
                     serde_json::json!({ "retry": { "step": step, "delay_ms": delay.as_millis() as u64 } })
                 }
+                Report::Notice(text) => serde_json::json!({ "notice": text }),
             };
             outln!("{value}");
             continue;
@@ -247,6 +472,7 @@ async fn print_reports(mut rx: mpsc::UnboundedReceiver<Report>, json: bool) {
                 Stream::Stdout => format!("{step} | {text}"),
                 Stream::Stderr => format!("{step} ! {text}"),
             },
+            Report::Notice(text) => format!("note: {text}"),
             Report::RetryScheduled { step, delay } => {
                 format!(
                     "  {step}: retrying in {}",

@@ -3,6 +3,7 @@
 //! One test binary (faster to link than one per file); modules by concern.
 
 mod book;
+mod crash;
 mod fixtures;
 mod history;
 mod plan;

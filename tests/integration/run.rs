@@ -367,3 +367,75 @@ fn sigterm_interrupts_the_run_and_ends_its_steps() {
     let state = runbook_exec::process::process_state(pid).map(|(s, _)| s);
     assert!(matches!(state, None | Some('Z') | Some('X')), "step process {pid} survived: {state:?}");
 }
+
+/// Start `r.toml` in `sb`, SIGKILL the engine once `marker` exists; return the run id.
+fn kill_when(sb: &Sandbox, marker: &str) -> String {
+    let state = sb.path().join("state/state.db");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_runbook"))
+        .args(["run", "r.toml", "--state", state.to_str().unwrap_or_default()])
+        .current_dir(sb.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run");
+    for _ in 0..500 {
+        if sb.path().join(marker).exists() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let runs = crate::support::run_in(
+        sb.path(),
+        &["runs", "--format", "json", "--state", state.to_str().unwrap_or_default()],
+    );
+    let runs: serde_json::Value = serde_json::from_str(&runs.stdout).expect("runs");
+    runs[0]["run_id"].as_str().unwrap_or_default().to_string()
+}
+
+fn resume(sb: &Sandbox, args: &[&str]) -> Output {
+    let state = sb.path().join("state/state.db");
+    let mut all = vec!["resume"];
+    all.extend_from_slice(args);
+    all.extend(["--state", state.to_str().unwrap_or_default()]);
+    crate::support::run_in(sb.path(), &all)
+}
+
+const IN_DOUBT: &str = "[runbook]\nname = \"doubt\"\n[steps.one]\nrun = \"echo one >> trace\"\n[steps.two]\nrun = \"touch started; sleep 1000; echo two >> trace\"\n[steps.three]\nrun = \"echo three >> trace\"\n";
+
+#[test]
+fn resume_waits_for_a_decision_about_a_non_idempotent_step_in_doubt() {
+    let sb = Sandbox::new(IN_DOUBT);
+    let id = kill_when(&sb, "started");
+    let refused = resume(&sb, &[&id]);
+    assert_eq!(refused.code, 4, "{}", refused.stderr);
+    assert!(refused.stderr.contains("not idempotent: two"), "{}", refused.stderr);
+    assert_eq!(resume(&sb, &[&id, "--skip", "two"]).code, 2, "a decision needs a reason");
+    assert_eq!(resume(&sb, &[&id, "--skip", "one", "--reason", "x"]).code, 2, "only steps in doubt");
+    let done = resume(&sb, &[&id, "--skip", "two", "--reason", "done by hand"]);
+    assert_eq!(done.code, 0, "{}\n{}", done.stdout, done.stderr);
+    assert_eq!(sb.read("trace"), "one\nthree\n", "one ran once, two was skipped, three ran");
+    let state = sb.path().join("state/state.db");
+    let audit = crate::support::run_in(
+        sb.path(),
+        &["audit", &id, "--format", "jsonl", "--state", state.to_str().unwrap_or_default()],
+    );
+    let decision =
+        audit.stdout.lines().find(|l| l.contains("operator_decision")).unwrap_or_default().to_string();
+    assert!(decision.contains("\"decision\":\"skip\"") && decision.contains("done by hand"), "{decision}");
+    assert!(decision.contains("\"operator\":"), "{decision}");
+    let again = resume(&sb, &[&id]);
+    assert_eq!(again.code, 3, "a finished run cannot be resumed: {}", again.stderr);
+}
+
+#[test]
+fn resume_refuses_a_runbook_that_changed() {
+    let sb = Sandbox::new(IN_DOUBT);
+    let id = kill_when(&sb, "started");
+    std::fs::write(sb.path().join("r.toml"), IN_DOUBT.replace("echo three", "echo THREE")).expect("edit");
+    let out = resume(&sb, &[&id, "--rerun", "two", "--reason", "x"]);
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert!(out.stderr.contains("changed since run"), "{}", out.stderr);
+    assert_eq!(sb.read("trace"), "one\n");
+}

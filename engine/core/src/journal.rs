@@ -68,6 +68,9 @@ pub enum RunEvent {
     RunStarted {
         /// Runbook name.
         runbook: String,
+        /// The runbook file as an absolute path, for `resume`.
+        #[serde(default)]
+        file: String,
         /// Every runbook file involved, with its hash.
         files: Vec<FileHash>,
         /// Parameter values (never secret).
@@ -439,6 +442,7 @@ mod tests {
     fn started() -> RunEvent {
         RunEvent::RunStarted {
             runbook: "rb".into(),
+            file: "/srv/rb.toml".into(),
             files: vec![],
             params: BTreeMap::new(),
             operator: "ops@host".into(),

@@ -35,6 +35,8 @@ pub enum Report {
         /// The line.
         text: String,
     },
+    /// Something the operator should know (a lock taken over).
+    Notice(String),
     /// A retry will start after this wait.
     RetryScheduled {
         /// Step id.
@@ -63,6 +65,29 @@ pub struct RunOptions {
     pub lease_ttl: Duration,
     /// Asks the operator a `confirm` question; `None` answers yes (`--yes`).
     pub confirm: Option<Confirm>,
+    /// The runbook file (absolute), recorded for `resume`.
+    pub runbook_file: PathBuf,
+    /// Continue this run instead of starting one.
+    pub resume: Option<Resume>,
+    /// The helper that ends step processes if the engine dies (see [`process::Reaper`]).
+    pub reaper: Option<Arc<process::Reaper>>,
+}
+
+/// What `resume` continues from: the folded journal and the operator's decisions.
+#[derive(Debug, Clone)]
+pub struct Resume {
+    /// The run's journal, folded.
+    pub state: runbook_core::journal::RunState,
+    /// When the run started.
+    pub started_at: String,
+    /// Decisions about steps in doubt: (step, decision, reason).
+    pub decisions: Vec<(String, runbook_core::journal::Decision, String)>,
+}
+
+/// The lock a run holds: its runbook's `lock`, or a private one that tells `resume` whether
+/// the run is still alive.
+pub fn lock_name(runbook_lock: Option<String>, run_id: &str) -> String {
+    runbook_lock.unwrap_or_else(|| format!("run:{run_id}"))
 }
 
 /// A way to ask the operator a yes/no question (blocking; run off the async threads).
@@ -103,6 +128,22 @@ pub enum ExecError {
         /// What failed.
         error: String,
     },
+}
+
+/// This machine's name.
+pub fn hostname() -> String {
+    nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_else(|| "localhost".into())
+}
+
+/// True when a lock holder (`... (pid N on HOST)`) ran on this host and its process is gone.
+pub fn holder_is_dead(holder: &str) -> bool {
+    let Some(inner) = holder.rsplit_once("(pid ").map(|(_, rest)| rest.trim_end_matches(')')) else {
+        return false;
+    };
+    let Some((pid, host)) = inner.split_once(" on ") else { return false };
+    let Ok(pid) = pid.trim().parse::<i32>() else { return false };
+    host.trim() == hostname()
+        && !matches!(crate::process::process_state(pid), Some((s, _)) if s != 'Z' && s != 'X')
 }
 
 /// Now as RFC 3339 (UTC, milliseconds) and as milliseconds since the epoch.
@@ -217,63 +258,102 @@ impl<'a> Dispatcher<'a> {
             path: self.opts.run_dir.display().to_string(),
             error: e.to_string(),
         })?;
-        let (started_at, now_ms) = now();
-        self.started_at = started_at.clone();
-
-        // The lock first: a second run on the same environment must not even check.
-        let lock_name = match &self.runbook.lock {
+        let (now_ts, now_ms) = now();
+        // The lock first: a second run on the same environment must not even check. Every
+        // run holds one (a private `run:ID` lock without `lock`), so `resume` can tell a
+        // live run from a dead one.
+        let runbook_lock = match &self.runbook.lock {
             Some(t) => Some(self.render(t, Mode::Plain, None).map_err(ExecError::Unsupported)?),
             None => None,
         };
-        self.store
-            .create_run(&runbook_store::NewRun {
-                run_id: &self.opts.run_id,
-                runbook: &self.runbook.name,
-                operator: &self.opts.operator,
-                started_at: &started_at,
-                lock_name: lock_name.as_deref(),
-            })
-            .await?;
-        if let Some(name) = &lock_name {
-            let holder = format!("{} (pid {})", self.opts.operator, std::process::id());
-            let lease = self
-                .store
-                .acquire_lock(name, &self.opts.run_id, &holder, &started_at, now_ms, self.opts.lease_ttl)
-                .await?;
-            self.lease = Some(lease);
-        }
-
-        // Runbook preconditions: any failure and nothing runs.
-        let mut failures = Vec::new();
-        for p in &self.runbook.preconditions {
-            if let Err(message) = self.check(p, None, &cancel).await {
-                failures.push(message);
+        let lock = lock_name(runbook_lock.clone(), &self.opts.run_id);
+        let resume = self.opts.resume.take();
+        match &resume {
+            None => {
+                self.started_at = now_ts.clone();
+                self.store
+                    .create_run(&runbook_store::NewRun {
+                        run_id: &self.opts.run_id,
+                        runbook: &self.runbook.name,
+                        operator: &self.opts.operator,
+                        started_at: &now_ts,
+                        lock_name: Some(&lock),
+                    })
+                    .await?;
+            }
+            Some(r) => {
+                self.started_at = r.started_at.clone();
+                if let Some(h) = &r.state.last_hash {
+                    self.last_hash = h.clone();
+                }
             }
         }
-        if !failures.is_empty() {
-            self.release().await;
-            return Err(ExecError::Preconditions(failures));
+        let holder = format!("{} (pid {} on {})", self.opts.operator, std::process::id(), hostname());
+        let ttl = self.opts.lease_ttl;
+        let lease = match self
+            .store
+            .acquire_lock(&lock, &self.opts.run_id, &holder, &now_ts, now_ms, ttl, None)
+            .await
+        {
+            Err(StoreError::LockHeld(h)) if holder_is_dead(&h.holder) => {
+                // A process on this host that no longer exists cannot be running the step.
+                let _ = self.report.send(Report::Notice(format!(
+                    "taking over lock `{lock}` from run {} ({}): that process is gone",
+                    h.run_id, h.holder
+                )));
+                self.store
+                    .acquire_lock(&lock, &self.opts.run_id, &holder, &now_ts, now_ms, ttl, Some(&h.holder))
+                    .await?
+            }
+            other => other?,
+        };
+        if let Some(prev) = &lease.took_over
+            && prev.run_id != self.opts.run_id
+        {
+            let _ = self.report.send(Report::Notice(format!(
+                "took over the expired lock `{lock}` of run {} ({})",
+                prev.run_id, prev.holder
+            )));
         }
+        self.lease = Some(lease);
 
-        let files: Vec<runbook_core::plan::FileHash> = self
-            .runbook
-            .sources()
-            .iter()
-            .map(|s| runbook_core::plan::FileHash {
-                path: s.path.clone(),
-                sha256: runbook_core::plan::sha256_hex(&s.text),
-            })
-            .collect();
-        let params =
-            self.params.iter().map(|(k, v)| (k.clone(), serde_json::to_value(v).unwrap_or_default()));
-        self.record(RunEvent::RunStarted {
-            runbook: self.runbook.name.clone(),
-            files,
-            params: params.collect(),
-            operator: self.opts.operator.clone(),
-            engine_version: runbook_core::ENGINE_VERSION.to_string(),
-        })
-        .await?;
+        match resume {
+            None => {
+                let files: Vec<runbook_core::plan::FileHash> = self
+                    .runbook
+                    .sources()
+                    .iter()
+                    .map(|s| runbook_core::plan::FileHash {
+                        path: s.path.clone(),
+                        sha256: runbook_core::plan::sha256_hex(&s.text),
+                    })
+                    .collect();
+                let params =
+                    self.params.iter().map(|(k, v)| (k.clone(), serde_json::to_value(v).unwrap_or_default()));
+                self.record(RunEvent::RunStarted {
+                    runbook: self.runbook.name.clone(),
+                    file: self.opts.runbook_file.display().to_string(),
+                    files,
+                    params: params.collect(),
+                    operator: self.opts.operator.clone(),
+                    engine_version: runbook_core::ENGINE_VERSION.to_string(),
+                })
+                .await?;
+                // Runbook preconditions: any failure and no step runs.
+                let mut failures = Vec::new();
+                for p in &self.runbook.preconditions {
+                    if let Err(message) = self.check(p, None, &cancel).await {
+                        failures.push(message);
+                    }
+                }
+                if !failures.is_empty() {
+                    self.record(RunEvent::RunFinished { status: RunStatus::Failed }).await?;
+                    self.release().await;
+                    return Err(ExecError::Preconditions(failures));
+                }
+            }
+            Some(r) => self.restore(r).await?,
+        }
 
         let (tx, mut rx) = mpsc::unbounded_channel::<Msg>();
         let (cancel_tx, attempt_cancel) = watch::channel(false);
@@ -394,6 +474,44 @@ impl<'a> Dispatcher<'a> {
         self.record(RunEvent::RunFinished { status }).await?;
         self.release().await;
         Ok(Outcome { status, last_hash: self.last_hash.clone() })
+    }
+
+    /// Seed the run's state from its journal, and journal the operator's decisions.
+    /// Succeeded steps keep their outputs and never run again; idempotent steps in doubt
+    /// run again; the others were decided by the operator (checked by the caller).
+    async fn restore(&mut self, r: Resume) -> Result<(), ExecError> {
+        use runbook_core::journal::{Decision, StepStatus};
+        for (idx, step) in self.runbook.steps.iter().enumerate() {
+            let Some(s) = r.state.steps.get(step.id.as_str()) else { continue };
+            self.attempts[idx] = s.attempts;
+            self.state[idx] = match s.status {
+                StepStatus::Succeeded => State::Succeeded(s.outputs.clone()),
+                StepStatus::Skipped => State::Skipped,
+                StepStatus::Failed => State::Failed,
+                StepStatus::Pending | StepStatus::Started | StepStatus::Retrying => State::Waiting,
+            };
+        }
+        self.completed = r
+            .state
+            .completed
+            .iter()
+            .filter_map(|id| self.index(id))
+            .filter(|&i| matches!(self.state[i], State::Succeeded(_)))
+            .collect();
+        for (step, decision, reason) in r.decisions {
+            let Some(idx) = self.index(&step) else { continue };
+            self.record(RunEvent::OperatorDecision {
+                step: step.clone(),
+                decision,
+                operator: self.opts.operator.clone(),
+                reason: reason.clone(),
+            })
+            .await?;
+            if decision == Decision::Skip {
+                self.state[idx] = State::Skipped;
+            }
+        }
+        Ok(())
     }
 
     async fn release(&mut self) {
@@ -557,6 +675,7 @@ impl<'a> Dispatcher<'a> {
         let declared = step.outputs.clone();
         let tx = tx.clone();
         let cancel = attempt_cancel.clone();
+        let reaper = self.opts.reaper.clone();
         tokio::spawn(async move {
             let (exit, outputs) = match prepared {
                 Err(e) => (Exit::SpawnFailed(e), Err(String::new())),
@@ -568,7 +687,7 @@ impl<'a> Dispatcher<'a> {
                             let _ = forward_tx.send(Msg::Line { idx, line });
                         }
                     });
-                    let exit = process::run(&spawn, ltx, cancel).await;
+                    let exit = process::run_tied(&spawn, ltx, cancel, reaper.as_deref()).await;
                     let _ = forward.await;
                     (exit, read_outputs(&output_file, &declared))
                 }
@@ -692,7 +811,7 @@ impl<'a> Dispatcher<'a> {
             .spawn_spec(label, &p.action, &p.env, p.dir.as_deref(), Some(p.timeout), &scratch, None)
             .map_err(|e| format!("precondition `{}` of {owner}: {e}", p.id))?;
         let (tx, _rx) = mpsc::unbounded_channel();
-        let exit = process::run(&spawn, tx, cancel.clone()).await;
+        let exit = process::run_tied(&spawn, tx, cancel.clone(), self.opts.reaper.as_deref()).await;
         let _ = std::fs::remove_file(&scratch);
         if exit.success() {
             return Ok(());
@@ -728,7 +847,8 @@ impl<'a> Dispatcher<'a> {
                 let exit = match spawn {
                     Ok(spawn) => {
                         let (tx, mut rx) = mpsc::unbounded_channel();
-                        let exit = process::run(&spawn, tx, cancel.clone()).await;
+                        let exit =
+                            process::run_tied(&spawn, tx, cancel.clone(), self.opts.reaper.as_deref()).await;
                         let _ = std::fs::remove_file(&scratch);
                         while let Ok(line) = rx.try_recv() {
                             let text = self.redactor.redact(&line.text);
@@ -783,7 +903,8 @@ impl<'a> Dispatcher<'a> {
                 let exit = match spawn {
                     Ok(spawn) => {
                         let (tx, mut rx) = mpsc::unbounded_channel();
-                        let exit = process::run(&spawn, tx, cancel.clone()).await;
+                        let exit =
+                            process::run_tied(&spawn, tx, cancel.clone(), self.opts.reaper.as_deref()).await;
                         while let Ok(line) = rx.try_recv() {
                             let text = self.redactor.redact(&line.text);
                             let _ = self.report.send(Report::Output {

@@ -83,12 +83,80 @@ impl Exit {
     }
 }
 
+/// Ties step processes to the engine: a helper process, in its own process group, that the
+/// engine tells about every process group it starts. If the engine dies (even by SIGKILL),
+/// the pipe to the helper closes and the helper ends every group still registered, so no
+/// step runs on unobserved.
+#[derive(Debug)]
+pub struct Reaper {
+    pipe: std::sync::Mutex<std::process::ChildStdin>,
+    _child: std::process::Child,
+}
+
+impl Reaper {
+    /// Start the helper: `program args...` must run [`reaper_main`].
+    pub fn start(program: &std::path::Path, args: &[&str]) -> std::io::Result<Reaper> {
+        use std::os::unix::process::CommandExt as _;
+        let mut child = std::process::Command::new(program)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()?;
+        let pipe = child.stdin.take().ok_or_else(|| std::io::Error::other("no pipe to the reaper"))?;
+        Ok(Reaper { pipe: std::sync::Mutex::new(pipe), _child: child })
+    }
+
+    fn tell(&self, line: String) {
+        use std::io::Write as _;
+        if let Ok(mut pipe) = self.pipe.lock() {
+            let _ = pipe.write_all(line.as_bytes()).and_then(|()| pipe.flush());
+        }
+    }
+}
+
+/// The helper's loop: read `add PGID` / `del PGID` lines until the engine's end of the pipe
+/// closes, then end every group still registered. Returns when done.
+pub fn reaper_main() {
+    use std::io::BufRead as _;
+    let mut groups: Vec<i32> = Vec::new();
+    for line in std::io::stdin().lock().lines() {
+        let Ok(line) = line else { break };
+        match line.split_once(' ') {
+            Some(("add", pgid)) => groups.extend(pgid.trim().parse::<i32>().ok()),
+            Some(("del", pgid)) => {
+                if let Ok(pgid) = pgid.trim().parse::<i32>() {
+                    groups.retain(|g| *g != pgid);
+                }
+            }
+            _ => {}
+        }
+    }
+    for pgid in &groups {
+        let _ = killpg(Pid::from_raw(*pgid), Signal::SIGTERM);
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    while std::time::Instant::now() < deadline && groups.iter().any(|g| group_alive(Pid::from_raw(*g))) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for pgid in &groups {
+        let _ = killpg(Pid::from_raw(*pgid), Signal::SIGKILL);
+    }
+}
+
 /// Run one attempt to its end, sending output lines to `lines`. `cancel` turning `true`
 /// ends the attempt.
-pub async fn run(
+pub async fn run(spawn: &Spawn, lines: mpsc::UnboundedSender<Line>, cancel: watch::Receiver<bool>) -> Exit {
+    run_tied(spawn, lines, cancel, None).await
+}
+
+/// [`run`], with the attempt's process group registered with `reaper` while it lives.
+pub async fn run_tied(
     spawn: &Spawn,
     lines: mpsc::UnboundedSender<Line>,
     mut cancel: watch::Receiver<bool>,
+    reaper: Option<&Reaper>,
 ) -> Exit {
     let Some((program, args)) = spawn.argv.split_first() else {
         return Exit::SpawnFailed("empty command".into());
@@ -110,6 +178,9 @@ pub async fn run(
         Err(e) => return Exit::SpawnFailed(e.to_string()),
     };
     let pgid = child.id().map(|id| Pid::from_raw(id as i32));
+    if let (Some(r), Some(pgid)) = (reaper, pgid) {
+        r.tell(format!("add {pgid}\n"));
+    }
     let readers = [
         child.stdout.take().map(|s| tokio::spawn(forward(s, Stream::Stdout, lines.clone()))),
         child.stderr.take().map(|s| tokio::spawn(forward(s, Stream::Stderr, lines.clone()))),
@@ -135,6 +206,9 @@ pub async fn run(
     // Whatever ended the attempt, nothing of its process group may live on.
     if let Some(pgid) = pgid {
         end_group(pgid, spawn.grace).await;
+        if let Some(r) = reaper {
+            r.tell(format!("del {pgid}\n"));
+        }
     }
     let _ = child.wait().await;
     for reader in readers.into_iter().flatten() {

@@ -333,8 +333,10 @@ impl Store {
     }
 
     /// Take lock `name` for `run_id` until `now_ms + ttl`. A live holder refuses it; an
-    /// expired lease is taken over (reported in [`Lease::took_over`]). The fence grows by
-    /// one at every acquisition, so writes of an older holder are refused.
+    /// expired lease is taken over (reported in [`Lease::took_over`]), and so is a live lease
+    /// whose holder is exactly `steal_from` (a holder the caller proved dead). The fence grows
+    /// by one at every acquisition, so writes of an older holder are refused.
+    #[allow(clippy::too_many_arguments)]
     pub async fn acquire_lock(
         &self,
         name: &str,
@@ -343,6 +345,7 @@ impl Store {
         now: &str,
         now_ms: i64,
         ttl: Duration,
+        steal_from: Option<&str>,
     ) -> Result<Lease> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let row =
@@ -368,6 +371,7 @@ impl Store {
                 };
                 if let Some(p) = &previous
                     && lease_until > now_ms
+                    && steal_from != Some(p.holder.as_str())
                 {
                     return Err(StoreError::LockHeld(Box::new(p.clone())));
                 }

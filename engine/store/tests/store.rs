@@ -11,6 +11,7 @@ use sqlx::Row;
 fn started() -> RunEvent {
     RunEvent::RunStarted {
         runbook: "rollback-l3".into(),
+        file: "/srv/runbooks/rollback-l3.toml".into(),
         files: vec![],
         params: BTreeMap::new(),
         operator: "ana@bastion".into(),
@@ -133,13 +134,29 @@ async fn a_live_lock_is_refused_and_names_its_holder() {
     let store = store_with_run(&dir, "r1").await;
     let ttl = Duration::from_secs(30);
     let lease = store
-        .acquire_lock("inmova-production", "r1", "ana@bastion (pid 10)", "2026-11-30T10:00:00Z", 1_000, ttl)
+        .acquire_lock(
+            "inmova-production",
+            "r1",
+            "ana@bastion (pid 10)",
+            "2026-11-30T10:00:00Z",
+            1_000,
+            ttl,
+            None,
+        )
         .await
         .expect("first acquisition");
     assert_eq!(lease.fence, 1);
     assert!(lease.took_over.is_none());
     let second = store
-        .acquire_lock("inmova-production", "r2", "luis@laptop (pid 20)", "2026-11-30T10:00:05Z", 5_000, ttl)
+        .acquire_lock(
+            "inmova-production",
+            "r2",
+            "luis@laptop (pid 20)",
+            "2026-11-30T10:00:05Z",
+            5_000,
+            ttl,
+            None,
+        )
         .await;
     match second {
         Err(StoreError::LockHeld(h)) => {
@@ -152,7 +169,15 @@ async fn a_live_lock_is_refused_and_names_its_holder() {
     // Released: the next run takes it with a newer fence.
     store.release_lock(&lease).await.expect("release");
     let next = store
-        .acquire_lock("inmova-production", "r2", "luis@laptop (pid 20)", "2026-11-30T10:01:00Z", 60_000, ttl)
+        .acquire_lock(
+            "inmova-production",
+            "r2",
+            "luis@laptop (pid 20)",
+            "2026-11-30T10:01:00Z",
+            60_000,
+            ttl,
+            None,
+        )
         .await
         .expect("after release");
     assert_eq!(next.fence, 2);
@@ -174,13 +199,13 @@ async fn an_expired_holder_is_fenced_out_after_a_takeover() {
         .expect("second run");
     let ttl = Duration::from_secs(30);
     let old = store
-        .acquire_lock("inmova-production", "r1", "ana@bastion (pid 10)", "t0", 0, ttl)
+        .acquire_lock("inmova-production", "r1", "ana@bastion (pid 10)", "t0", 0, ttl, None)
         .await
         .expect("acquire");
     store.append("r1", "t0", &started(), Some(&old)).await.expect("holder writes");
     // r1 stalls past its lease; r2 takes the lock over.
     let new = store
-        .acquire_lock("inmova-production", "r2", "luis@laptop (pid 20)", "t1", 31_000, ttl)
+        .acquire_lock("inmova-production", "r2", "luis@laptop (pid 20)", "t1", 31_000, ttl, None)
         .await
         .expect("takeover of an expired lease");
     assert_eq!(new.fence, 2);
