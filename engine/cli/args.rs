@@ -55,14 +55,18 @@ pub enum Command {
     /// Run a runbook: steps, retries, timeouts, compensations; every transition journaled.
     Run {
         /// Runbook file.
-        #[arg(value_name = "FILE")]
-        file: PathBuf,
+        #[arg(value_name = "FILE", required_unless_present = "plan", conflicts_with = "plan")]
+        file: Option<PathBuf>,
         /// A parameter value; repeatable. Wins over `--params-file`.
         #[arg(short = 'p', long = "param", value_name = "NAME=VALUE", value_parser = parse_param)]
         params: Vec<(String, String)>,
         /// A TOML file of `name = value` lines (JSON when it ends in `.json`).
         #[arg(long, value_name = "FILE")]
         params_file: Option<PathBuf>,
+        /// Run a pinned plan (`runbook plan -o`): its runbook, with its parameters, refused if
+        /// the files or the engine changed since it was made.
+        #[arg(long, value_name = "PLAN.json", conflicts_with_all = ["params", "params_file"])]
+        plan: Option<PathBuf>,
         /// Answer yes to every `confirm` (required when there is no terminal to ask on).
         #[arg(long)]
         yes: bool,

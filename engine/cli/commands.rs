@@ -21,9 +21,13 @@ pub fn run(cli: Cli) -> u8 {
         Command::Plan { file, params, params_file, format, out } => {
             plan_cmd(&file, &params, params_file.as_deref(), format, out.as_deref(), color)
         }
-        Command::Run { file, params, params_file, yes, state, output } => {
+        Command::Run { file, params, params_file, plan, yes, state, output } => {
             let opts = crate::run::RunArgs { yes, state, output };
-            crate::run::run(&file, &params, params_file.as_deref(), opts, color)
+            match (plan, file) {
+                (Some(plan), _) => crate::run::run_pinned(&plan, opts, color),
+                (None, Some(file)) => crate::run::run(&file, &params, params_file.as_deref(), opts, color),
+                (None, None) => exit::USAGE,
+            }
         }
         Command::Resume { run_id, rerun, skip, reason, yes, state, output } => crate::run::resume(
             crate::run::ResumeArgs { run_id, rerun, skip, reason, yes, state, output },

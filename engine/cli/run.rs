@@ -103,6 +103,113 @@ pub fn run(
     })
 }
 
+/// `runbook run --plan plan.json`: run exactly what was reviewed, or nothing.
+pub fn run_pinned(plan_path: &Path, opts: RunArgs, color: bool) -> u8 {
+    let shown = display(plan_path);
+    let pinned: serde_json::Value = match crate::loader::read(&shown).map(|t| serde_json::from_str(&t)) {
+        Ok(Ok(v)) => v,
+        Ok(Err(e)) => {
+            eprintln!("error: `{shown}` is not a plan document: {e}");
+            return exit::INVALID;
+        }
+        Err(e) => {
+            eprintln!("error: cannot read the plan `{shown}`: {e}");
+            return exit::INVALID;
+        }
+    };
+    let mut changes = Vec::new();
+    let planned_version = pinned["engine"]["version"].as_str().unwrap_or("?");
+    if planned_version != runbook_core::ENGINE_VERSION {
+        changes.push(format!(
+            "the plan was made by runbook {planned_version}; this is runbook {}",
+            runbook_core::ENGINE_VERSION
+        ));
+    }
+    let Some(file) = pinned["runbook"]["file"].as_str().map(PathBuf::from) else {
+        eprintln!("error: `{shown}` does not name its runbook file (`runbook.file`)");
+        return exit::INVALID;
+    };
+    let planned_files: Vec<(String, String)> = pinned["files"]
+        .as_array()
+        .map(|files| {
+            files
+                .iter()
+                .map(|f| {
+                    (
+                        f["path"].as_str().unwrap_or("").to_string(),
+                        f["sha256"].as_str().unwrap_or("").to_string(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    for (path, sha) in &planned_files {
+        match crate::loader::read(path) {
+            Ok(text) if runbook_core::plan::sha256_hex(&text) == *sha => {}
+            Ok(text) => changes.push(format!(
+                "`{path}` changed since it was planned (SHA-256 {} then, {} now)",
+                short(sha),
+                short(&runbook_core::plan::sha256_hex(&text))
+            )),
+            Err(e) => changes.push(format!("`{path}` cannot be read: {e}")),
+        }
+    }
+    // The planned parameter values, as `name=value` for the usual checks.
+    let args: Vec<(String, String)> = pinned["params"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().map_or_else(|| v.to_string(), str::to_string)))
+                .collect()
+        })
+        .unwrap_or_default();
+    if !changes.is_empty() {
+        eprintln!("error: the plan `{shown}` no longer matches what would run; nothing ran:");
+        for c in &changes {
+            eprintln!("  - {c}");
+        }
+        eprintln!("  help: review a new plan (`runbook plan {} -o {shown}`)", file.display());
+        return exit::INVALID;
+    }
+    let (runbook, params) = match load_with_params(&file, &args, None, color) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    // Same files, same engine, same values: the plan must come out the same. Checked anyway,
+    // so that nothing unreviewed can run.
+    let now = runbook_core::plan::plan(&runbook, &params).ok().and_then(|p| serde_json::to_value(&p).ok());
+    if now.as_ref() != Some(&pinned) {
+        eprintln!("error: the plan made now differs from `{shown}`; nothing ran");
+        eprintln!("  help: review a new plan (`runbook plan {} -o {shown}`)", file.display());
+        return exit::INVALID;
+    }
+    let current_files: Vec<String> = runbook.sources().iter().map(|s| s.path.clone()).collect();
+    let planned_paths: Vec<String> = planned_files.iter().map(|(p, _)| p.clone()).collect();
+    if current_files != planned_paths {
+        eprintln!("error: the runbook now involves other files than were planned; nothing ran");
+        return exit::INVALID;
+    }
+    let prepared = match prepare(runbook, params, &file, opts.yes) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let state_path = match state_path(opts.state) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    block_on(async move {
+        let store = match open_store(&state_path).await {
+            Ok(s) => s,
+            Err(code) => return code,
+        };
+        execute(&store, &state_path, prepared, new_run_id(), None, opts.output).await
+    })
+}
+
+fn short(sha: &str) -> &str {
+    &sha[..12.min(sha.len())]
+}
+
 /// Everything a run needs besides the store, checked before anything runs.
 struct Prepared {
     runbook: Arc<Runbook>,

@@ -439,3 +439,51 @@ fn resume_refuses_a_runbook_that_changed() {
     assert!(out.stderr.contains("changed since run"), "{}", out.stderr);
     assert_eq!(sb.read("trace"), "one\n");
 }
+
+#[test]
+fn a_pinned_plan_runs_as_reviewed_or_not_at_all() {
+    let sb = Sandbox::new(
+        "[runbook]\nname = \"pinned\"\n[params.n]\ntype = \"integer\"\ndefault = 1\n[params.who]\ntype = \"string\"\n[steps.a]\nrun = \"echo {{ params.who }} {{ params.n }} >> trace\"\n",
+    );
+    let plan = crate::support::run_in(
+        sb.path(),
+        &["plan", "r.toml", "-p", "who=ana", "-p", "n=7", "-o", "plan.json"],
+    );
+    assert_eq!(plan.code, 0, "{}", plan.stderr);
+    let state = sb.path().join("state/state.db");
+    let state = state.to_str().unwrap_or_default();
+    let run = crate::support::run_in(sb.path(), &["run", "--plan", "plan.json", "--state", state]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(sb.read("trace"), "ana 7\n", "the planned parameter values were used");
+
+    // Parameters come from the plan only.
+    let mixed =
+        crate::support::run_in(sb.path(), &["run", "--plan", "plan.json", "-p", "who=x", "--state", state]);
+    assert_eq!(mixed.code, 2);
+
+    // A changed runbook: refused, saying what changed, and nothing runs.
+    let edited = std::fs::read_to_string(sb.path().join("r.toml"))
+        .unwrap_or_default()
+        .replace(">> trace", ">> trace; echo extra >> trace");
+    std::fs::write(sb.path().join("r.toml"), edited).expect("edit");
+    let stale = crate::support::run_in(sb.path(), &["run", "--plan", "plan.json", "--state", state]);
+    assert_eq!(stale.code, 3, "{}", stale.stderr);
+    assert!(stale.stderr.contains("`r.toml` changed since it was planned"), "{}", stale.stderr);
+    assert_eq!(sb.read("trace"), "ana 7\n");
+
+    // A plan edited by hand (a different value) does not match what would be planned.
+    std::fs::write(
+        sb.path().join("r.toml"),
+        "[runbook]\nname = \"pinned\"\n[params.n]\ntype = \"integer\"\ndefault = 1\n[params.who]\ntype = \"string\"\n[steps.a]\nrun = \"echo {{ params.who }} {{ params.n }} >> trace\"\n",
+    )
+    .expect("restore");
+    let text = std::fs::read_to_string(sb.path().join("plan.json")).unwrap_or_default();
+    std::fs::write(
+        sb.path().join("plan.json"),
+        text.replace("\"echo ana 7 >> trace\"", "\"rm -rf / >> trace\""),
+    )
+    .expect("forge");
+    let forged = crate::support::run_in(sb.path(), &["run", "--plan", "plan.json", "--state", state]);
+    assert_eq!(forged.code, 3, "{}", forged.stderr);
+    assert_eq!(sb.read("trace"), "ana 7\n");
+}
