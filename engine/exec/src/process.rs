@@ -238,6 +238,10 @@ async fn end_group(pgid: Pid, grace: Duration) {
 /// does not reap orphans (containers without an init), a dead grandchild stays a zombie,
 /// and waiting for it would only delay the step.
 pub fn group_alive(pgid: Pid) -> bool {
+    // The common case, cheaply: no member at all, zombies included.
+    if killpg(pgid, None).is_err() {
+        return false;
+    }
     let Ok(entries) = std::fs::read_dir("/proc") else {
         // No /proc: fall back to the kernel's answer, zombies included.
         return killpg(pgid, None).is_ok();
