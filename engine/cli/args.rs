@@ -100,6 +100,20 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = RunOutput::Text)]
         output: RunOutput,
     },
+    /// Run the compensations of a run's succeeded steps, most recent first (undo it by hand).
+    Compensate {
+        /// The run.
+        run_id: String,
+        /// Do not ask (required without a terminal).
+        #[arg(long)]
+        yes: bool,
+        /// The state store.
+        #[arg(long, env = "RUNBOOK_STATE", value_name = "PATH")]
+        state: Option<PathBuf>,
+        /// Progress as plain lines, or JSON lines for CI.
+        #[arg(long, value_enum, default_value_t = RunOutput::Text)]
+        output: RunOutput,
+    },
     /// List runs, newest first.
     Runs {
         /// The state store.

@@ -33,6 +33,10 @@ pub fn run(cli: Cli) -> u8 {
             crate::run::ResumeArgs { run_id, rerun, skip, reason, yes, state, output },
             color,
         ),
+        Command::Compensate { run_id, yes, state, output } => crate::run::compensate(
+            crate::run::ResumeArgs { run_id, rerun: vec![], skip: vec![], reason: None, yes, state, output },
+            color,
+        ),
         Command::Runs { state, format } => crate::history::runs(state, format),
         Command::Show { run_id, state } => crate::history::show(&run_id, state),
         Command::Logs { run_id, step, state } => crate::history::logs(&run_id, step.as_deref(), state),

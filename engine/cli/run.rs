@@ -300,6 +300,18 @@ async fn execute(
     resume: Option<dispatch::Resume>,
     output: RunOutput,
 ) -> u8 {
+    execute_mode(store, state_path, prepared, run_id, resume, output, false).await
+}
+
+async fn execute_mode(
+    store: &Store,
+    state_path: &Path,
+    prepared: Prepared,
+    run_id: String,
+    resume: Option<dispatch::Resume>,
+    output: RunOutput,
+    compensate_only: bool,
+) -> u8 {
     let run_dir = state_path.parent().unwrap_or(Path::new(".")).join("runs").join(&run_id);
     let resuming = resume.is_some();
     let options = RunOptions {
@@ -314,9 +326,14 @@ async fn execute(
         runbook_file: prepared.file,
         resume,
         reaper: start_reaper(),
+        compensate_only,
     };
     let json = output == RunOutput::Json;
-    let verb = if resuming { "resuming" } else { "run" };
+    let verb = match (compensate_only, resuming) {
+        (true, _) => "compensating",
+        (false, true) => "resuming",
+        (false, false) => "run",
+    };
     if json {
         outln!(
             "{}",
@@ -395,7 +412,7 @@ pub fn resume(args: ResumeArgs, color: bool) -> u8 {
             Ok(s) => s,
             Err(code) => return code,
         };
-        match prepare_resume(&store, &args, color).await {
+        match prepare_resume(&store, &args, color, false).await {
             Ok((prepared, resume)) => {
                 execute(&store, &path, prepared, args.run_id.clone(), Some(resume), args.output).await
             }
@@ -404,11 +421,59 @@ pub fn resume(args: ResumeArgs, color: bool) -> u8 {
     })
 }
 
+/// `runbook compensate RUN_ID`: undo what a run did, by hand.
+pub fn compensate(args: ResumeArgs, color: bool) -> u8 {
+    let path = args.state.clone().unwrap_or_else(default_state_path);
+    if !path.exists() {
+        eprintln!("error: no state store at `{}`", path.display());
+        return exit::CANNOT_START;
+    }
+    block_on(async move {
+        let store = match open_store(&path).await {
+            Ok(s) => s,
+            Err(code) => return code,
+        };
+        let (prepared, resume) = match prepare_resume(&store, &args, color, true).await {
+            Ok(x) => x,
+            Err(code) => return code,
+        };
+        let undo: Vec<&str> = resume
+            .state
+            .completed
+            .iter()
+            .rev()
+            .filter(|id| {
+                prepared.runbook.step(id).is_some_and(|s| s.compensate.is_some())
+                    && resume.state.steps.get(id.as_str()).is_none_or(|s| {
+                        s.compensation != runbook_core::journal::CompensationStatus::Succeeded
+                    })
+            })
+            .map(String::as_str)
+            .collect();
+        if undo.is_empty() {
+            eprintln!(
+                "nothing to compensate in run {}: no succeeded step with a `compensate` is left to undo",
+                args.run_id
+            );
+            return exit::SUCCESS;
+        }
+        let question = format!("Compensate run {} (undo, in this order: {})?", args.run_id, undo.join(", "));
+        let yes = args.yes || (std::io::stdin().is_terminal() && ask_on_terminal(&question));
+        if !yes {
+            eprintln!("error: not confirmed; nothing ran");
+            eprintln!("  help: {question} Run again with `--yes` to proceed without a terminal.");
+            return exit::INVALID;
+        }
+        execute_mode(&store, &path, prepared, args.run_id.clone(), Some(resume), args.output, true).await
+    })
+}
+
 /// Read the run back, check it may be resumed, and settle the steps in doubt.
 async fn prepare_resume(
     store: &Store,
     args: &ResumeArgs,
     color: bool,
+    compensating: bool,
 ) -> Result<(Prepared, dispatch::Resume), u8> {
     use runbook_core::journal::{Decision, StepStatus};
     let id = &args.run_id;
@@ -424,7 +489,7 @@ async fn prepare_resume(
         eprintln!("  help: `runbook audit verify {id}`; a tampered journal cannot be resumed");
         return Err(exit::NEEDS_OPERATOR);
     }
-    if matches!(summary.status.as_str(), "succeeded" | "failed" | "needs_operator") {
+    if !compensating && matches!(summary.status.as_str(), "succeeded" | "failed" | "needs_operator") {
         eprintln!("error: run {id} has finished ({}); there is nothing to resume", summary.status);
         return Err(exit::INVALID);
     }
@@ -500,6 +565,17 @@ async fn prepare_resume(
         } else if !runbook.step(step).is_some_and(|st| st.idempotent) {
             undecided.push(step.clone());
         }
+    }
+    if compensating {
+        let doubt = state.in_doubt();
+        if !doubt.is_empty() {
+            eprintln!(
+                "note: steps in doubt are not compensated (it is not known whether they ran): {}",
+                doubt.join(", ")
+            );
+        }
+        decisions.clear();
+        undecided.clear();
     }
     if !undecided.is_empty() {
         eprintln!("error: run {id} has steps in doubt that are not idempotent: {}", undecided.join(", "));

@@ -487,3 +487,42 @@ fn a_pinned_plan_runs_as_reviewed_or_not_at_all() {
     assert_eq!(forged.code, 3, "{}", forged.stderr);
     assert_eq!(sb.read("trace"), "ana 7\n");
 }
+
+#[test]
+fn compensate_undoes_a_stopped_run_by_hand_once() {
+    let sb = Sandbox::new(
+        r#"
+[runbook]
+name = "manual-undo"
+[steps.one]
+run = "echo do one >> trace"
+compensate = { run = "echo undo one >> trace" }
+[steps.two]
+run = "echo do two >> trace"
+compensate = { run = "echo undo two >> trace" }
+[steps.boom]
+run = "exit 1"
+on-failure = "stop"
+"#,
+    );
+    assert_eq!(sb.run(&[]).code, 1);
+    assert_eq!(sb.read("trace"), "do one\ndo two\n");
+    let state = sb.path().join("state/state.db");
+    let state = state.to_str().unwrap_or_default();
+    let runs = crate::support::run_in(sb.path(), &["runs", "--format", "json", "--state", state]);
+    let id = serde_json::from_str::<serde_json::Value>(&runs.stdout).expect("json")[0]["run_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let unasked = crate::support::run_in(sb.path(), &["compensate", &id, "--state", state]);
+    assert_eq!(unasked.code, 3, "no terminal and no --yes: {}", unasked.stderr);
+    let undo = crate::support::run_in(sb.path(), &["compensate", &id, "--yes", "--state", state]);
+    assert_eq!(undo.code, 1, "{}\n{}", undo.stdout, undo.stderr);
+    assert_eq!(sb.read("trace"), "do one\ndo two\nundo two\nundo one\n");
+    let again = crate::support::run_in(sb.path(), &["compensate", &id, "--yes", "--state", state]);
+    assert_eq!(again.code, 0);
+    assert!(again.stderr.contains("nothing to compensate"), "{}", again.stderr);
+    assert_eq!(sb.read("trace"), "do one\ndo two\nundo two\nundo one\n", "each compensation runs once");
+    let verify = crate::support::run_in(sb.path(), &["audit", "verify", &id, "--state", state]);
+    assert_eq!(verify.code, 0, "{}", verify.stdout);
+}

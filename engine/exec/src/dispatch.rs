@@ -71,6 +71,9 @@ pub struct RunOptions {
     pub resume: Option<Resume>,
     /// The helper that ends step processes if the engine dies (see [`process::Reaper`]).
     pub reaper: Option<Arc<process::Reaper>>,
+    /// With `resume`: run no step, only the compensations of the steps that succeeded
+    /// (`runbook compensate`).
+    pub compensate_only: bool,
 }
 
 /// What `resume` continues from: the folded journal and the operator's decisions.
@@ -214,6 +217,8 @@ pub struct Dispatcher<'a> {
     state: Vec<State>,
     attempts: Vec<u32>,
     completed: Vec<usize>,
+    /// Steps whose compensation already succeeded (from the journal, on resume).
+    compensated: Vec<bool>,
     last_hash: String,
     started_at: String,
 }
@@ -246,6 +251,7 @@ impl<'a> Dispatcher<'a> {
             state: vec![State::Waiting; runbook.steps.len()],
             attempts: vec![0; runbook.steps.len()],
             completed: Vec::new(),
+            compensated: vec![false; runbook.steps.len()],
             last_hash: runbook_core::journal::GENESIS.to_string(),
             started_at: String::new(),
         }
@@ -353,6 +359,14 @@ impl<'a> Dispatcher<'a> {
                 }
             }
             Some(r) => self.restore(r).await?,
+        }
+        if self.opts.compensate_only {
+            let status =
+                if self.compensate(&cancel).await? { RunStatus::Failed } else { RunStatus::NeedsOperator };
+            self.finally(status, &cancel).await?;
+            self.record(RunEvent::RunFinished { status }).await?;
+            self.release().await;
+            return Ok(Outcome { status, last_hash: self.last_hash.clone() });
         }
 
         let (tx, mut rx) = mpsc::unbounded_channel::<Msg>();
@@ -484,6 +498,7 @@ impl<'a> Dispatcher<'a> {
         for (idx, step) in self.runbook.steps.iter().enumerate() {
             let Some(s) = r.state.steps.get(step.id.as_str()) else { continue };
             self.attempts[idx] = s.attempts;
+            self.compensated[idx] = s.compensation == runbook_core::journal::CompensationStatus::Succeeded;
             self.state[idx] = match s.status {
                 StepStatus::Succeeded => State::Succeeded(s.outputs.clone()),
                 StepStatus::Skipped => State::Skipped,
@@ -825,7 +840,8 @@ impl<'a> Dispatcher<'a> {
 
     /// Compensate the steps that succeeded, most recent first. False when one failed.
     async fn compensate(&mut self, cancel: &watch::Receiver<bool>) -> Result<bool, ExecError> {
-        let order: Vec<usize> = self.completed.iter().rev().copied().collect();
+        let order: Vec<usize> =
+            self.completed.iter().rev().copied().filter(|&i| !self.compensated[i]).collect();
         for idx in order {
             let step = &self.runbook.steps[idx];
             let Some(comp) = &step.compensate else { continue };
