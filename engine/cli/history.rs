@@ -12,14 +12,13 @@ use runbook_store::{RunSummary, Store, StoreError};
 use crate::args::{AuditFormat, ListFormat};
 use crate::exit;
 use crate::output::outln;
-use crate::run::default_state_path;
 
 /// Open the store and run `f` on it; `Err` is an exit code already explained on stderr.
 fn with_store<T>(
     state: Option<PathBuf>,
     f: impl AsyncFnOnce(Store) -> Result<T, StoreError>,
 ) -> Result<T, u8> {
-    let path = state.unwrap_or_else(default_state_path);
+    let path = crate::run::state_location(state);
     if !path.exists() {
         eprintln!("error: no state store at `{}`", path.display());
         eprintln!("  help: runs are recorded where `runbook run` put them: `--state PATH` or $RUNBOOK_STATE");
@@ -150,7 +149,7 @@ pub fn show(run_id: &str, state: Option<PathBuf>) -> u8 {
 }
 
 pub fn logs(run_id: &str, step: Option<&str>, state: Option<PathBuf>) -> u8 {
-    let path = state.clone().unwrap_or_else(default_state_path);
+    let path = crate::run::state_location(state.clone());
     if let Err(code) = with_store(state, async |s| s.run(run_id).await) {
         return code;
     }

@@ -264,8 +264,22 @@ fn prepare(
     Ok(Prepared { runbook, params, secrets, confirm, base_dir, file })
 }
 
+/// `--state` takes a path or a `sqlite://` URL (`sqlite:///var/lib/runbook/state.db`).
+pub fn state_location(state: Option<PathBuf>) -> PathBuf {
+    match state {
+        Some(p) => {
+            let text = p.to_string_lossy();
+            match text.strip_prefix("sqlite://") {
+                Some(rest) => PathBuf::from(rest),
+                None => p,
+            }
+        }
+        None => default_state_path(),
+    }
+}
+
 fn state_path(state: Option<PathBuf>) -> Result<PathBuf, u8> {
-    let path = state.unwrap_or_else(default_state_path);
+    let path = state_location(state);
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
         && let Err(e) = std::fs::create_dir_all(dir)
     {
@@ -402,7 +416,7 @@ pub struct ResumeArgs {
 }
 
 pub fn resume(args: ResumeArgs, color: bool) -> u8 {
-    let path = args.state.clone().unwrap_or_else(default_state_path);
+    let path = state_location(args.state.clone());
     if !path.exists() {
         eprintln!("error: no state store at `{}`", path.display());
         return exit::CANNOT_START;
@@ -423,7 +437,7 @@ pub fn resume(args: ResumeArgs, color: bool) -> u8 {
 
 /// `runbook compensate RUN_ID`: undo what a run did, by hand.
 pub fn compensate(args: ResumeArgs, color: bool) -> u8 {
-    let path = args.state.clone().unwrap_or_else(default_state_path);
+    let path = state_location(args.state.clone());
     if !path.exists() {
         eprintln!("error: no state store at `{}`", path.display());
         return exit::CANNOT_START;

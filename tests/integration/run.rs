@@ -526,3 +526,25 @@ on-failure = "stop"
     let verify = crate::support::run_in(sb.path(), &["audit", "verify", &id, "--state", state]);
     assert_eq!(verify.code, 0, "{}", verify.stdout);
 }
+
+#[test]
+fn retry_delays_follow_the_backoff_exactly() {
+    let sb = Sandbox::new(
+        "[runbook]\nname = \"backoff\"\n[steps.flaky]\nrun = \"exit 1\"\nretry = { attempts = 4, delay = \"100ms\", backoff = 3.0, max-delay = \"500ms\" }\n",
+    );
+    // The URL form of --state works too.
+    let state = format!("sqlite://{}", sb.path().join("state/state.db").display());
+    let out = crate::support::run_in(sb.path(), &["run", "r.toml", "--output", "json", "--state", &state]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let delays: Vec<u64> = out
+        .stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v["retry"]["delay_ms"].as_u64())
+        .collect();
+    // 100 ms, then x3 = 300 ms, then x3 = 900 ms capped at 500 ms; the 4th attempt is the last.
+    assert_eq!(delays, [100, 300, 500]);
+    let attempts = out.stdout.lines().filter(|l| l.contains("\"kind\":\"step_started\"")).count();
+    assert_eq!(attempts, 4);
+    assert!(sb.path().join("state/state.db").exists());
+}
