@@ -362,7 +362,8 @@ async fn execute_mode(
         );
     }
     let (tx, rx) = mpsc::unbounded_channel();
-    let printer = tokio::spawn(print_reports(rx, json));
+    let live = !json && std::io::stdout().is_terminal();
+    let printer = tokio::spawn(print_reports(rx, json, live));
     let (cancel_tx, cancel) = watch::channel(false);
     tokio::spawn(async move {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
@@ -647,7 +648,47 @@ fn finish(run_id: &str, result: Result<Outcome, ExecError>, elapsed: Duration, j
     }
 }
 
-async fn print_reports(mut rx: mpsc::UnboundedReceiver<Report>, json: bool) {
+/// On a terminal: a live line per running step (attempt, elapsed), above which finished
+/// steps and output scroll. Elsewhere: plain lines.
+struct Live {
+    multi: indicatif::MultiProgress,
+    bars: BTreeMap<String, indicatif::ProgressBar>,
+}
+
+impl Live {
+    fn new() -> Live {
+        let multi = indicatif::MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::stdout());
+        Live { multi, bars: BTreeMap::new() }
+    }
+
+    fn start(&mut self, step: &str, attempt: u32) {
+        let style = indicatif::ProgressStyle::with_template("{spinner} {msg} {elapsed}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner());
+        let bar = self.multi.add(indicatif::ProgressBar::new_spinner().with_style(style));
+        let attempt = if attempt > 1 { format!(" (attempt {attempt})") } else { String::new() };
+        bar.set_message(format!("{step}{attempt}"));
+        bar.enable_steady_tick(Duration::from_millis(120));
+        if let Some(old) = self.bars.insert(step.to_string(), bar) {
+            old.finish_and_clear();
+        }
+    }
+
+    fn end(&mut self, step: &str) {
+        if let Some(bar) = self.bars.remove(step) {
+            bar.finish_and_clear();
+            self.multi.remove(&bar);
+        }
+    }
+
+    fn println(&self, line: &str) {
+        if self.multi.println(line).is_err() {
+            outln!("{line}");
+        }
+    }
+}
+
+async fn print_reports(mut rx: mpsc::UnboundedReceiver<Report>, json: bool, live: bool) {
+    let mut live = live.then(Live::new);
     let mut started: BTreeMap<String, Instant> = BTreeMap::new();
     while let Some(report) = rx.recv().await {
         if json {
@@ -680,6 +721,10 @@ async fn print_reports(mut rx: mpsc::UnboundedReceiver<Report>, json: bool) {
                 RunEvent::RunStarted { .. } | RunEvent::RunFinished { .. } => continue,
                 RunEvent::StepStarted { step, attempt } => {
                     started.insert(step.clone(), Instant::now());
+                    if let Some(l) = live.as_mut() {
+                        l.start(&step, attempt);
+                        continue;
+                    }
                     if attempt > 1 { format!("> {step} (attempt {attempt})") } else { format!("> {step}") }
                 }
                 RunEvent::StepSucceeded { step, outputs, .. } => {
@@ -706,6 +751,27 @@ async fn print_reports(mut rx: mpsc::UnboundedReceiver<Report>, json: bool) {
                 }
             },
         };
-        outln!("{line}");
+        match live.as_mut() {
+            Some(l) => {
+                // A step's line leaves the live view once the step has an outcome.
+                if let Some(step) = line
+                    .split_whitespace()
+                    .nth(1)
+                    .filter(|_| ["ok ", "FAILED ", "skip ", "x "].iter().any(|p| line.starts_with(p)))
+                {
+                    let step = step.trim_end_matches(':');
+                    if !line.starts_with("x ") {
+                        l.end(step);
+                    }
+                }
+                l.println(&line);
+            }
+            None => outln!("{line}"),
+        }
+    }
+    if let Some(l) = live {
+        for (_, bar) in l.bars {
+            bar.finish_and_clear();
+        }
     }
 }
