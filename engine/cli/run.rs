@@ -90,17 +90,7 @@ pub fn run(
         Ok(p) => p,
         Err(code) => return code,
     };
-    let state_path = match state_path(opts.state) {
-        Ok(p) => p,
-        Err(code) => return code,
-    };
-    block_on(async move {
-        let store = match open_store(&state_path).await {
-            Ok(s) => s,
-            Err(code) => return code,
-        };
-        execute(&store, &state_path, prepared, new_run_id(), None, opts.output).await
-    })
+    start_new(prepared, opts)
 }
 
 /// `runbook run --plan plan.json`: run exactly what was reviewed, or nothing.
@@ -193,6 +183,15 @@ pub fn run_pinned(plan_path: &Path, opts: RunArgs, color: bool) -> u8 {
         Ok(p) => p,
         Err(code) => return code,
     };
+    start_new(prepared, opts)
+}
+
+fn short(sha: &str) -> &str {
+    &sha[..12.min(sha.len())]
+}
+
+/// Open the state store and start a new run.
+fn start_new(prepared: Prepared, opts: RunArgs) -> u8 {
     let state_path = match state_path(opts.state) {
         Ok(p) => p,
         Err(code) => return code,
@@ -204,10 +203,6 @@ pub fn run_pinned(plan_path: &Path, opts: RunArgs, color: bool) -> u8 {
         };
         execute(&store, &state_path, prepared, new_run_id(), None, opts.output).await
     })
-}
-
-fn short(sha: &str) -> &str {
-    &sha[..12.min(sha.len())]
 }
 
 /// Everything a run needs besides the store, checked before anything runs.

@@ -1490,22 +1490,13 @@ impl<'a> Validator<'a> {
         defaults: &Defaults,
     ) -> Option<Compensation> {
         let r = &c.value;
-        let mut kinds = Vec::new();
-        if let Some(x) = &r.run {
-            kinds.push(("run", x.span));
-        }
-        if let Some(x) = &r.cmd {
-            kinds.push(("cmd", x.span));
-        }
-        if let Some(x) = &r.http {
-            kinds.push(("http", x.span));
-        }
-        if let Some(x) = &r.sql {
-            kinds.push(("sql", x.span));
-        }
-        if let Some(x) = &r.notify {
-            kinds.push(("notify", x.span));
-        }
+        let kinds = present(&[
+            ("run", r.run.as_ref().map(|x| x.span)),
+            ("cmd", r.cmd.as_ref().map(|x| x.span)),
+            ("http", r.http.as_ref().map(|x| x.span)),
+            ("sql", r.sql.as_ref().map(|x| x.span)),
+            ("notify", r.notify.as_ref().map(|x| x.span)),
+        ]);
         let label = format!("the compensation of {what}");
         let scope = Scope { self_outputs: true, ..base };
         let id = Spanned::new(step.to_string(), c.span);
@@ -1568,19 +1559,12 @@ impl<'a> Validator<'a> {
             }
             let label = format!("precondition `{}` of {what}", id.value);
             let base = Scope { step, finally, ..Scope::new(Place::Unset) };
-            let mut kinds = Vec::new();
-            if let Some(x) = &r.run {
-                kinds.push(("run", x.span));
-            }
-            if let Some(x) = &r.cmd {
-                kinds.push(("cmd", x.span));
-            }
-            if let Some(x) = &r.http {
-                kinds.push(("http", x.span));
-            }
-            if let Some(x) = &r.sql {
-                kinds.push(("sql", x.span));
-            }
+            let kinds = present(&[
+                ("run", r.run.as_ref().map(|x| x.span)),
+                ("cmd", r.cmd.as_ref().map(|x| x.span)),
+                ("http", r.http.as_ref().map(|x| x.span)),
+                ("sql", r.sql.as_ref().map(|x| x.span)),
+            ]);
             let counted = self.kind_count(&kinds, id, &label, "`run`, `cmd`, `http` or `sql`");
             let action = counted.and_then(|_| {
                 self.action(
@@ -2211,30 +2195,22 @@ struct ActionRef<'r> {
 }
 
 fn step_kinds(raw: &RawStep) -> Vec<(&'static str, Span)> {
-    let mut kinds = Vec::new();
-    if let Some(x) = &raw.run {
-        kinds.push(("run", x.span));
-    }
-    if let Some(x) = &raw.cmd {
-        kinds.push(("cmd", x.span));
-    }
-    if let Some(x) = &raw.http {
-        kinds.push(("http", x.span));
-    }
-    if let Some(x) = &raw.sql {
-        kinds.push(("sql", x.span));
-    }
-    if let Some(x) = &raw.approval {
-        kinds.push(("approval", x.span));
-    }
-    if let Some(x) = &raw.notify {
-        kinds.push(("notify", x.span));
-    }
-    if let Some(x) = &raw.runbook {
-        kinds.push(("runbook", x.span));
-    }
+    let mut kinds = present(&[
+        ("run", raw.run.as_ref().map(|x| x.span)),
+        ("cmd", raw.cmd.as_ref().map(|x| x.span)),
+        ("http", raw.http.as_ref().map(|x| x.span)),
+        ("sql", raw.sql.as_ref().map(|x| x.span)),
+        ("approval", raw.approval.as_ref().map(|x| x.span)),
+        ("notify", raw.notify.as_ref().map(|x| x.span)),
+        ("runbook", raw.runbook.as_ref().map(|x| x.span)),
+    ]);
     kinds.sort_by_key(|k| k.1.start);
     kinds
+}
+
+/// The kinds that are present, with where each was written.
+fn present(kinds: &[(&'static str, Option<Span>)]) -> Vec<(&'static str, Span)> {
+    kinds.iter().filter_map(|(name, span)| span.map(|s| (*name, s))).collect()
 }
 
 fn param_type(t: RawParamType) -> ParamType {

@@ -838,6 +838,33 @@ impl<'a> Dispatcher<'a> {
         Err(format!("precondition `{}` of {owner} failed: {}", p.id, self.redactor.redact(&message)))
     }
 
+    /// Run one action to its end outside the main loop (compensations, `finally`), streaming
+    /// its output, redacted, under `label`.
+    async fn run_action(
+        &self,
+        label: &str,
+        spawn: Result<Spawn, String>,
+        cancel: &watch::Receiver<bool>,
+    ) -> Exit {
+        let spawn = match spawn {
+            Ok(s) => s,
+            Err(e) => return Exit::SpawnFailed(e),
+        };
+        let (tx, mut rx) = mpsc::unbounded_channel::<Line>();
+        let redactor = self.redactor.clone();
+        let report = self.report.clone();
+        let step = label.to_string();
+        let forward = tokio::spawn(async move {
+            while let Some(line) = rx.recv().await {
+                let text = redactor.redact(&line.text);
+                let _ = report.send(Report::Output { step: step.clone(), stream: line.stream, text });
+            }
+        });
+        let exit = process::run_tied(&spawn, tx, cancel.clone(), self.opts.reaper.as_deref()).await;
+        let _ = forward.await;
+        exit
+    }
+
     /// Compensate the steps that succeeded, most recent first. False when one failed.
     async fn compensate(&mut self, cancel: &watch::Receiver<bool>) -> Result<bool, ExecError> {
         let order: Vec<usize> =
@@ -860,33 +887,13 @@ impl<'a> Dispatcher<'a> {
                     &scratch,
                     None,
                 );
-                let exit = match spawn {
-                    Ok(spawn) => {
-                        let (tx, mut rx) = mpsc::unbounded_channel();
-                        let exit =
-                            process::run_tied(&spawn, tx, cancel.clone(), self.opts.reaper.as_deref()).await;
-                        let _ = std::fs::remove_file(&scratch);
-                        while let Ok(line) = rx.try_recv() {
-                            let text = self.redactor.redact(&line.text);
-                            let _ = self.report.send(Report::Output {
-                                step: format!("{id} (undo)"),
-                                stream: line.stream,
-                                text,
-                            });
-                        }
-                        exit
-                    }
-                    Err(e) => Exit::SpawnFailed(e),
-                };
+                let exit = self.run_action(&format!("{id} (undo)"), spawn, cancel).await;
+                let _ = std::fs::remove_file(&scratch);
                 if exit.success() {
                     self.record(RunEvent::CompensationSucceeded { step: id.clone() }).await?;
                     break;
                 }
-                let end = match exit {
-                    Exit::Code(c) => AttemptEnd::Exit(c),
-                    Exit::TimedOut => AttemptEnd::TimedOut,
-                    _ => AttemptEnd::Other,
-                };
+                let end = attempt_end(&exit);
                 if !retry::should_retry(&comp.retry, attempt, end) {
                     self.record(RunEvent::CompensationFailed { step: id.clone(), reason: exit.describe() })
                         .await?;
@@ -916,33 +923,13 @@ impl<'a> Dispatcher<'a> {
                     Some(status),
                 );
                 self.record(RunEvent::StepStarted { step: id.clone(), attempt }).await?;
-                let exit = match spawn {
-                    Ok(spawn) => {
-                        let (tx, mut rx) = mpsc::unbounded_channel();
-                        let exit =
-                            process::run_tied(&spawn, tx, cancel.clone(), self.opts.reaper.as_deref()).await;
-                        while let Ok(line) = rx.try_recv() {
-                            let text = self.redactor.redact(&line.text);
-                            let _ = self.report.send(Report::Output {
-                                step: id.clone(),
-                                stream: line.stream,
-                                text,
-                            });
-                        }
-                        exit
-                    }
-                    Err(e) => Exit::SpawnFailed(e),
-                };
+                let exit = self.run_action(&id, spawn, cancel).await;
                 if exit.success() {
                     let outputs = read_outputs(&scratch, &step.outputs).unwrap_or_default();
                     self.record(RunEvent::StepSucceeded { step: id.clone(), attempt, outputs }).await?;
                     break;
                 }
-                let end = match exit {
-                    Exit::Code(c) => AttemptEnd::Exit(c),
-                    Exit::TimedOut => AttemptEnd::TimedOut,
-                    _ => AttemptEnd::Other,
-                };
+                let end = attempt_end(&exit);
                 if !retry::should_retry(&step.retry, attempt, end) {
                     self.record(RunEvent::StepFailed { step: id.clone(), attempt, reason: exit.describe() })
                         .await?;
@@ -979,6 +966,15 @@ enum AttemptResult {
     Retrying,
     Failed,
     Interrupted,
+}
+
+/// How an attempt ended, for the retry policy.
+fn attempt_end(exit: &Exit) -> AttemptEnd {
+    match exit {
+        Exit::Code(c) => AttemptEnd::Exit(*c),
+        Exit::TimedOut => AttemptEnd::TimedOut,
+        _ => AttemptEnd::Other,
+    }
 }
 
 fn truthy(v: &serde_json::Value) -> bool {
