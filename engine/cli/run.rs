@@ -412,20 +412,24 @@ pub struct ResumeArgs {
 }
 
 pub fn resume(args: ResumeArgs, color: bool) -> u8 {
+    with_existing_store(&args, async |store, path| match prepare_resume(store, &args, color, false).await {
+        Ok((prepared, resume)) => {
+            execute(store, path, prepared, args.run_id.clone(), Some(resume), args.output).await
+        }
+        Err(code) => code,
+    })
+}
+
+/// Open an existing state store (`resume` and `compensate` never create one) and run `f`.
+fn with_existing_store(args: &ResumeArgs, f: impl AsyncFnOnce(&Store, &Path) -> u8) -> u8 {
     let path = state_location(args.state.clone());
     if !path.exists() {
         eprintln!("error: no state store at `{}`", path.display());
         return exit::CANNOT_START;
     }
     block_on(async move {
-        let store = match open_store(&path).await {
-            Ok(s) => s,
-            Err(code) => return code,
-        };
-        match prepare_resume(&store, &args, color, false).await {
-            Ok((prepared, resume)) => {
-                execute(&store, &path, prepared, args.run_id.clone(), Some(resume), args.output).await
-            }
+        match open_store(&path).await {
+            Ok(store) => f(&store, &path).await,
             Err(code) => code,
         }
     })
@@ -433,17 +437,8 @@ pub fn resume(args: ResumeArgs, color: bool) -> u8 {
 
 /// `runbook compensate RUN_ID`: undo what a run did, by hand.
 pub fn compensate(args: ResumeArgs, color: bool) -> u8 {
-    let path = state_location(args.state.clone());
-    if !path.exists() {
-        eprintln!("error: no state store at `{}`", path.display());
-        return exit::CANNOT_START;
-    }
-    block_on(async move {
-        let store = match open_store(&path).await {
-            Ok(s) => s,
-            Err(code) => return code,
-        };
-        let (prepared, resume) = match prepare_resume(&store, &args, color, true).await {
+    with_existing_store(&args, async |store, path| {
+        let (prepared, resume) = match prepare_resume(store, &args, color, true).await {
             Ok(x) => x,
             Err(code) => return code,
         };
@@ -474,7 +469,7 @@ pub fn compensate(args: ResumeArgs, color: bool) -> u8 {
             eprintln!("  help: {question} Run again with `--yes` to proceed without a terminal.");
             return exit::INVALID;
         }
-        execute_mode(&store, &path, prepared, args.run_id.clone(), Some(resume), args.output, true).await
+        execute_mode(store, path, prepared, args.run_id.clone(), Some(resume), args.output, true).await
     })
 }
 

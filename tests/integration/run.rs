@@ -38,6 +38,25 @@ impl Sandbox {
     }
 }
 
+/// Start `runbook run r.toml` in the background and wait until `marker` exists.
+fn spawn_until(sb: &Sandbox, marker: &str, output: Stdio) -> std::process::Child {
+    let state = sb.path().join("state/state.db");
+    let child = Command::new(env!("CARGO_BIN_EXE_runbook"))
+        .args(["run", "r.toml", "--state", state.to_str().unwrap_or_default()])
+        .current_dir(sb.path())
+        .stdout(output)
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run");
+    for _ in 0..500 {
+        if sb.path().join(marker).exists() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child
+}
+
 #[test]
 fn a_run_executes_the_dag_passes_outputs_and_runs_finally() {
     let sb = Sandbox::new(
@@ -315,20 +334,7 @@ default = "prod"
 run = "touch holding; sleep 3"
 "#,
     );
-    let state = sb.path().join("state/state.db");
-    let mut first = Command::new(env!("CARGO_BIN_EXE_runbook"))
-        .args(["run", "r.toml", "--state", state.to_str().unwrap_or_default()])
-        .current_dir(sb.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("first run");
-    for _ in 0..200 {
-        if sb.path().join("holding").exists() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut first = spawn_until(&sb, "holding", Stdio::null());
     let second = sb.run(&[]);
     assert_eq!(second.code, 5, "{}\n{}", second.stdout, second.stderr);
     assert!(second.stderr.contains("lock `env-prod` is held by run"), "{}", second.stderr);
@@ -342,19 +348,13 @@ fn sigterm_interrupts_the_run_and_ends_its_steps() {
     let sb = Sandbox::new(
         "[runbook]\nname = \"long\"\n[steps.long]\nrun = \"echo $$ > pid; sleep 1000\"\n[steps.next]\nrun = \"echo next >> trace\"\n",
     );
-    let state = sb.path().join("state/state.db");
-    let child = Command::new(env!("CARGO_BIN_EXE_runbook"))
-        .args(["run", "r.toml", "--state", state.to_str().unwrap_or_default()])
-        .current_dir(sb.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run");
-    for _ in 0..200 {
+    let child = spawn_until(&sb, "pid", Stdio::piped());
+    // The pid file exists; wait until it has been written.
+    for _ in 0..100 {
         if !sb.read("pid").is_empty() {
             break;
         }
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(10));
     }
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM)
         .expect("signal");
@@ -371,19 +371,7 @@ fn sigterm_interrupts_the_run_and_ends_its_steps() {
 /// Start `r.toml` in `sb`, SIGKILL the engine once `marker` exists; return the run id.
 fn kill_when(sb: &Sandbox, marker: &str) -> String {
     let state = sb.path().join("state/state.db");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_runbook"))
-        .args(["run", "r.toml", "--state", state.to_str().unwrap_or_default()])
-        .current_dir(sb.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("run");
-    for _ in 0..500 {
-        if sb.path().join(marker).exists() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let mut child = spawn_until(sb, marker, Stdio::null());
     let _ = child.kill();
     let _ = child.wait();
     let runs = crate::support::run_in(
