@@ -211,7 +211,8 @@ pub fn audit(run_id: &str, format: AuditFormat, state: Option<PathBuf>) -> u8 {
             AuditFormat::Jsonl => outln!("{}", record_json(r)),
             AuditFormat::Text => {
                 let step = r.event.step().map(|s| format!(" {s}")).unwrap_or_default();
-                outln!("{:>4} {} {}{step}  {}", r.seq, r.ts, r.event.kind(), &r.hash[..12.min(r.hash.len())]);
+                let hash: String = r.hash.chars().take(12).collect();
+                outln!("{:>4} {} {}{step}  {hash}", r.seq, r.ts, r.event.kind());
             }
         }
     }

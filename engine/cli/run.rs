@@ -186,8 +186,9 @@ pub fn run_pinned(plan_path: &Path, opts: RunArgs, color: bool) -> u8 {
     start_new(prepared, opts)
 }
 
-fn short(sha: &str) -> &str {
-    &sha[..12.min(sha.len())]
+/// The first 12 characters (any input: a plan file is user input).
+fn short(sha: &str) -> String {
+    sha.chars().take(12).collect()
 }
 
 /// Open the state store and start a new run.
@@ -540,6 +541,22 @@ async fn prepare_resume(
         }
     }
     let state = runbook_core::journal::fold(&records);
+    // A run that was stopping after a failure (compensating, or `stop`) cannot simply go on:
+    // its compensations are finished with `runbook compensate`.
+    if !compensating {
+        let stopping = state.steps.iter().any(|(id, s)| {
+            s.compensation != runbook_core::journal::CompensationStatus::None
+                || (s.status == StepStatus::Failed
+                    && runbook
+                        .step(id)
+                        .is_some_and(|st| st.on_failure != runbook_core::model::OnFailure::Continue))
+        });
+        if stopping {
+            eprintln!("error: run {id} had failed and was stopping when the engine stopped; it cannot go on");
+            eprintln!("  help: `runbook compensate {id}` runs the compensations that are left");
+            return Err(exit::NEEDS_OPERATOR);
+        }
+    }
     for s in args.rerun.iter().chain(args.skip.iter()) {
         if !state.steps.get(s).is_some_and(|st| st.status == StepStatus::Started) {
             eprintln!(

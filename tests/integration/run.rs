@@ -536,3 +536,27 @@ fn retry_delays_follow_the_backoff_exactly() {
     assert_eq!(attempts, 4);
     assert!(sb.path().join("state/state.db").exists());
 }
+
+#[test]
+fn a_run_killed_while_compensating_is_finished_with_compensate() {
+    let sb = Sandbox::new(
+        r#"
+[runbook]
+name = "undo-crash"
+[steps.one]
+run = "echo do one >> trace"
+compensate = { run = "if [ ! -e compensating ]; then touch compensating; sleep 1000; fi; echo undo one >> trace" }
+[steps.boom]
+run = "exit 1"
+"#,
+    );
+    let id = kill_when(&sb, "compensating");
+    let state = sb.path().join("state/state.db");
+    let state = state.to_str().unwrap_or_default();
+    let refused = resume(&sb, &[&id]);
+    assert_eq!(refused.code, 4, "{}", refused.stderr);
+    assert!(refused.stderr.contains(&format!("runbook compensate {id}")), "{}", refused.stderr);
+    let undo = crate::support::run_in(sb.path(), &["compensate", &id, "--yes", "--state", state]);
+    assert_eq!(undo.code, 1, "{}\n{}", undo.stdout, undo.stderr);
+    assert_eq!(sb.read("trace"), "do one\nundo one\n");
+}
