@@ -181,7 +181,13 @@ fn plan_cmd(
             return exit::INVALID;
         }
     };
-    let json = serde_json::to_string_pretty(&plan).unwrap_or_default();
+    // Sized up front: a plan runs to about 750 bytes a step, and regrowing a buffer of
+    // megabytes costs more than writing it.
+    let mut buf = Vec::with_capacity(4096 + 1024 * (plan.steps.len() + plan.finally.len()));
+    let json = match serde_json::to_writer_pretty(&mut buf, &plan) {
+        Ok(()) => String::from_utf8(buf).unwrap_or_default(),
+        Err(_) => String::new(),
+    };
     if let Some(out) = out
         && let Err(e) = std::fs::write(out, format!("{json}\n"))
     {

@@ -58,6 +58,17 @@ pub struct Document {
 /// Parse one runbook file. Diagnostics are returned, never thrown: the document holds
 /// whatever could be read.
 pub fn parse(source: &Arc<Source>) -> (Document, Vec<Diagnostic>) {
+    // Optimistic first: most runbooks are valid, and serde refuses unknown keys by itself, so
+    // the unknown-key pass is only needed when something is wrong. Then the text is parsed
+    // again with it, so that every problem is reported, not one per unit.
+    let (doc, diags) = parse_with(source, false);
+    if diags.is_empty() { (doc, diags) } else { parse_with(source, true) }
+}
+
+const SECTIONS: [&str; 8] =
+    ["runbook", "params", "secrets", "defaults", "preconditions", "steps", "finally", "escalation"];
+
+fn parse_with(source: &Arc<Source>, report_unknown_keys: bool) -> (Document, Vec<Diagnostic>) {
     let mut diags = Vec::new();
     let mut doc = Document {
         source: Arc::clone(source),
@@ -81,7 +92,14 @@ pub fn parse(source: &Arc<Source>) -> (Document, Vec<Diagnostic>) {
     let root_span = Span::from(root.span());
     let mut root = TomlSpanned::new(root.span(), DeValue::Table(root.into_inner()));
 
-    prune_unknown_keys(&mut root, schema::shapes().root, &String::new, source, &mut diags);
+    if report_unknown_keys {
+        prune_unknown_keys(&mut root, schema::shapes().root, &String::new, source, &mut diags);
+    } else if let DeValue::Table(t) = root.get_ref()
+        && t.keys().any(|k| !SECTIONS.contains(&k.get_ref().as_ref()))
+    {
+        // An unknown section: the full pass reports it.
+        return (doc, vec![Diagnostic::error(Code::UnknownKey, source, root_span, "unknown section")]);
+    }
 
     let DeValue::Table(table) = root.into_inner() else {
         return (doc, diags);

@@ -377,6 +377,10 @@ impl Planner<'_> {
     }
 
     fn render(&mut self, t: &Template, mode: Mode) -> String {
+        // Text without markup renders to itself (most argv elements).
+        if template::is_literal(&t.text) {
+            return t.text.clone();
+        }
         // The context is fixed for the whole plan, so equal texts render equally.
         let key = (t.text.clone(), mode == Mode::Shell);
         let result = match self.rendered.get(&key) {
