@@ -193,7 +193,7 @@ enum State {
     Waiting,
     Running,
     RetryWait,
-    Succeeded(BTreeMap<String, String>),
+    Succeeded,
     Failed,
     Skipped,
 }
@@ -216,10 +216,9 @@ pub struct Dispatcher<'a> {
     lease: Option<Lease>,
     state: Vec<State>,
     attempts: Vec<u32>,
-    completed: Vec<usize>,
-    /// Steps whose compensation already succeeded (from the journal, on resume).
-    compensated: Vec<bool>,
-    last_hash: String,
+    /// The run's journal, folded as it is written: the same fold `resume` and every report
+    /// use. Outputs, the order of completion and compensations are read from it.
+    journal: runbook_core::journal::RunState,
     started_at: String,
 }
 
@@ -250,9 +249,7 @@ impl<'a> Dispatcher<'a> {
             lease: None,
             state: vec![State::Waiting; runbook.steps.len()],
             attempts: vec![0; runbook.steps.len()],
-            completed: Vec::new(),
-            compensated: vec![false; runbook.steps.len()],
-            last_hash: runbook_core::journal::GENESIS.to_string(),
+            journal: runbook_core::journal::RunState::default(),
             started_at: String::new(),
         }
     }
@@ -289,9 +286,6 @@ impl<'a> Dispatcher<'a> {
             }
             Some(r) => {
                 self.started_at = r.started_at.clone();
-                if let Some(h) = &r.state.last_hash {
-                    self.last_hash = h.clone();
-                }
             }
         }
         let holder = format!("{} (pid {} on {})", self.opts.operator, std::process::id(), hostname());
@@ -366,7 +360,7 @@ impl<'a> Dispatcher<'a> {
             self.finally(status, &cancel).await?;
             self.record(RunEvent::RunFinished { status }).await?;
             self.release().await;
-            return Ok(Outcome { status, last_hash: self.last_hash.clone() });
+            return Ok(Outcome { status, last_hash: self.last_hash() });
         }
 
         let (tx, mut rx) = mpsc::unbounded_channel::<Msg>();
@@ -478,7 +472,7 @@ impl<'a> Dispatcher<'a> {
             })
             .await?;
             self.release().await;
-            return Ok(Outcome { status: RunStatus::Interrupted, last_hash: self.last_hash.clone() });
+            return Ok(Outcome { status: RunStatus::Interrupted, last_hash: self.last_hash() });
         }
         let mut status = if any_failed { RunStatus::Failed } else { RunStatus::Succeeded };
         if failed_compensate && !self.compensate(&cancel).await? {
@@ -487,7 +481,7 @@ impl<'a> Dispatcher<'a> {
         self.finally(status, &cancel).await?;
         self.record(RunEvent::RunFinished { status }).await?;
         self.release().await;
-        Ok(Outcome { status, last_hash: self.last_hash.clone() })
+        Ok(Outcome { status, last_hash: self.last_hash() })
     }
 
     /// Seed the run's state from its journal, and journal the operator's decisions.
@@ -498,21 +492,14 @@ impl<'a> Dispatcher<'a> {
         for (idx, step) in self.runbook.steps.iter().enumerate() {
             let Some(s) = r.state.steps.get(step.id.as_str()) else { continue };
             self.attempts[idx] = s.attempts;
-            self.compensated[idx] = s.compensation == runbook_core::journal::CompensationStatus::Succeeded;
             self.state[idx] = match s.status {
-                StepStatus::Succeeded => State::Succeeded(s.outputs.clone()),
+                StepStatus::Succeeded => State::Succeeded,
                 StepStatus::Skipped => State::Skipped,
                 StepStatus::Failed => State::Failed,
                 StepStatus::Pending | StepStatus::Started | StepStatus::Retrying => State::Waiting,
             };
         }
-        self.completed = r
-            .state
-            .completed
-            .iter()
-            .filter_map(|id| self.index(id))
-            .filter(|&i| matches!(self.state[i], State::Succeeded(_)))
-            .collect();
+        self.journal = r.state.clone();
         for (step, decision, reason) in r.decisions {
             let Some(idx) = self.index(&step) else { continue };
             self.record(RunEvent::OperatorDecision {
@@ -529,6 +516,10 @@ impl<'a> Dispatcher<'a> {
         Ok(())
     }
 
+    fn last_hash(&self) -> String {
+        self.journal.last_hash.clone().unwrap_or_else(|| runbook_core::journal::GENESIS.to_string())
+    }
+
     async fn release(&mut self) {
         if let Some(lease) = self.lease.take() {
             let _ = self.store.release_lock(&lease).await;
@@ -538,7 +529,9 @@ impl<'a> Dispatcher<'a> {
     async fn record(&mut self, event: RunEvent) -> Result<(), ExecError> {
         let (ts, _) = now();
         let record = self.store.append(&self.opts.run_id, &ts, &event, self.lease.as_ref()).await?;
-        self.last_hash = record.hash.clone();
+        self.journal.apply(&record.event);
+        self.journal.last_seq = record.seq;
+        self.journal.last_hash = Some(record.hash.clone());
         let _ = self.report.send(Report::Recorded(Box::new(record)));
         Ok(())
     }
@@ -570,12 +563,9 @@ impl<'a> Dispatcher<'a> {
             .map(|(k, v)| (k.to_string(), serde_json::Value::String(v.to_string())))
             .collect();
         let mut steps = serde_json::Map::new();
-        for (idx, s) in self.state.iter().enumerate() {
-            if let State::Succeeded(outputs) = s {
-                steps.insert(
-                    self.runbook.steps[idx].id.to_string(),
-                    serde_json::json!({ "outputs": outputs }),
-                );
+        for (id, s) in &self.journal.steps {
+            if s.status == runbook_core::journal::StepStatus::Succeeded {
+                steps.insert(id.clone(), serde_json::json!({ "outputs": s.outputs }));
             }
         }
         template::Context::new(&serde_json::json!({
@@ -600,7 +590,7 @@ impl<'a> Dispatcher<'a> {
         for need in &step.needs {
             let Some(n) = self.index(need.as_str()) else { continue };
             match &self.state[n] {
-                State::Succeeded(_) | State::Skipped => {}
+                State::Succeeded | State::Skipped => {}
                 State::Failed => return Readiness::Blocked(format!("`{need}` failed")),
                 _ => return Readiness::NotYet,
             }
@@ -784,8 +774,7 @@ impl<'a> Dispatcher<'a> {
                     .into_iter()
                     .map(|(k, v)| (k, self.redactor.redact(&v)))
                     .collect::<BTreeMap<_, _>>();
-                self.state[idx] = State::Succeeded(outputs.clone());
-                self.completed.push(idx);
+                self.state[idx] = State::Succeeded;
                 self.record(RunEvent::StepSucceeded { step: id, attempt, outputs }).await?;
                 return Ok(AttemptResult::Succeeded);
             }
@@ -867,8 +856,15 @@ impl<'a> Dispatcher<'a> {
 
     /// Compensate the steps that succeeded, most recent first. False when one failed.
     async fn compensate(&mut self, cancel: &watch::Receiver<bool>) -> Result<bool, ExecError> {
-        let order: Vec<usize> =
-            self.completed.iter().rev().copied().filter(|&i| !self.compensated[i]).collect();
+        let done = runbook_core::journal::CompensationStatus::Succeeded;
+        let order: Vec<usize> = self
+            .journal
+            .completed
+            .iter()
+            .rev()
+            .filter(|id| self.journal.steps.get(*id).is_none_or(|s| s.compensation != done))
+            .filter_map(|id| self.index(id))
+            .collect();
         for idx in order {
             let step = &self.runbook.steps[idx];
             let Some(comp) = &step.compensate else { continue };
