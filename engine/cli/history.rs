@@ -123,8 +123,13 @@ pub fn show(run_id: &str, state: Option<PathBuf>) -> u8 {
         folded.last_hash.as_deref().unwrap_or("-")
     );
     let doubt = folded.in_doubt();
-    if !doubt.is_empty() && summary.status != "running" {
-        outln!("  in doubt  {} (started, no outcome recorded)", doubt.join(", "));
+    if !doubt.is_empty() {
+        let what = if summary.status == "running" {
+            "started, no outcome yet: running, or in doubt if the engine died"
+        } else {
+            "started, no outcome recorded"
+        };
+        outln!("  in doubt  {} ({what})", doubt.join(", "));
     }
     outln!();
     for (step, s) in &folded.steps {
@@ -227,8 +232,14 @@ pub fn verify(run_id: Option<&str>, expect_hash: Option<&str>, state: Option<Pat
         };
         let mut out = Vec::new();
         for id in ids {
-            let records = s.records(&id).await?;
             let summary = s.run(&id).await?;
+            // A record that no longer parses was tampered with: that run is broken, the
+            // others are still checked.
+            let records = match s.records(&id).await {
+                Ok(r) => Ok(r),
+                Err(StoreError::Corrupt(e)) => Err(e),
+                Err(e) => return Err(e),
+            };
             out.push((id, records, summary));
         }
         Ok(out)
@@ -239,6 +250,14 @@ pub fn verify(run_id: Option<&str>, expect_hash: Option<&str>, state: Option<Pat
     };
     let mut broken = 0;
     for (id, records, summary) in &runs {
+        let records = match records {
+            Ok(r) => r,
+            Err(e) => {
+                broken += 1;
+                outln!("BROKEN {id}: a record does not parse ({e})");
+                continue;
+            }
+        };
         // The store's own record of the last hash is one more anchor; a kept copy is better.
         let anchor = expect_hash.or(summary.last_hash.as_deref());
         match journal::verify(records, anchor) {

@@ -3,11 +3,24 @@
 
 use std::fmt;
 use std::io::{ErrorKind, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// While a run is in progress, losing standard output must not stop the engine mid-step:
+/// output is then dropped, and the run goes on (it is all in the journal and the logs).
+static KEEP_RUNNING: AtomicBool = AtomicBool::new(false);
+
+/// From now on, ignore a closed or failing standard output instead of exiting.
+pub fn keep_running_without_stdout() {
+    KEEP_RUNNING.store(true, Ordering::SeqCst);
+}
 
 /// Write formatted text to standard output.
 pub fn write(args: fmt::Arguments<'_>) {
     let mut out = std::io::stdout().lock();
     if let Err(e) = out.write_fmt(args).and_then(|()| out.flush()) {
+        if KEEP_RUNNING.load(Ordering::SeqCst) {
+            return;
+        }
         if e.kind() == ErrorKind::BrokenPipe {
             std::process::exit(0);
         }

@@ -61,7 +61,7 @@ fn new_run_id() -> String {
     let stamp = humantime::format_rfc3339_seconds(now).to_string().replace(['-', ':'], "");
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u32(std::process::id());
-    format!("{stamp}-{:04x}", h.finish() & 0xffff)
+    format!("{stamp}-{:08x}", h.finish() & 0xffff_ffff)
 }
 
 fn ask_on_terminal(question: &str) -> bool {
@@ -322,6 +322,7 @@ async fn execute_mode(
     output: RunOutput,
     compensate_only: bool,
 ) -> u8 {
+    crate::output::keep_running_without_stdout();
     let run_dir = state_path.parent().unwrap_or(Path::new(".")).join("runs").join(&run_id);
     let resuming = resume.is_some();
     let options = RunOptions {
@@ -540,6 +541,17 @@ async fn prepare_resume(
             values.insert(p.name.clone(), v);
         }
     }
+    // A run whose lease is alive is running somewhere: never resume it twice.
+    if let Ok(Some(holder)) = store.lock_of_run(id).await {
+        let (_, now_ms) = dispatch::now();
+        if holder.lease_until > now_ms && !dispatch::holder_is_dead(&holder.holder) {
+            eprintln!(
+                "error: run {id} is still running ({}, lock `{}` held until its lease runs out); nothing was done",
+                holder.holder, holder.name
+            );
+            return Err(exit::CANNOT_START);
+        }
+    }
     let state = runbook_core::journal::fold(&records);
     // A run that was stopping after a failure (compensating, or `stop`) cannot simply go on:
     // its compensations are finished with `runbook compensate`.
@@ -754,7 +766,11 @@ async fn print_reports(mut rx: mpsc::UnboundedReceiver<Report>, json: bool, live
                 RunEvent::CompensationFailed { step, reason } => format!("UNDO FAILED {step}: {reason}"),
                 RunEvent::RunInterrupted { reason } => format!("interrupted: {reason}"),
                 RunEvent::OperatorDecision { step, decision, operator, reason } => {
-                    format!("{operator} decided {decision:?} for {step}: {reason}")
+                    let decision = match decision {
+                        runbook_core::journal::Decision::Rerun => "re-run",
+                        runbook_core::journal::Decision::Skip => "skip",
+                    };
+                    format!("{operator} decided to {decision} {step}: {reason}")
                 }
             },
         };

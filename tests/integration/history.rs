@@ -15,6 +15,8 @@ run = "echo hello from the step; echo \"greeting=hi\" >> \"$RUNBOOK_OUTPUT\""
 outputs = ["greeting"]
 [steps.bye]
 run = "echo bye >&2"
+[finally.wave]
+run = "echo finally waves"
 "#,
     )
     .expect("write");
@@ -62,7 +64,9 @@ fn runs_show_logs_and_audit_read_the_journal_back() {
     let logs = rb(dir.path(), &["logs", &id, "hello"]);
     assert!(logs.stdout.contains("hello | hello from the step"), "{}", logs.stdout);
     assert!(!logs.stdout.contains("bye"), "only the step asked for: {}", logs.stdout);
-    assert!(rb(dir.path(), &["logs", &id]).stdout.contains("bye ! bye"));
+    let all = rb(dir.path(), &["logs", &id]).stdout;
+    assert!(all.contains("bye ! bye"), "{all}");
+    assert!(all.contains("wave | finally waves"), "finally steps are logged too: {all}");
 
     let audit = rb(dir.path(), &["audit", &id, "--format", "jsonl"]);
     let lines: Vec<serde_json::Value> =
@@ -101,6 +105,22 @@ fn audit_verify_catches_edits_deletions_and_cut_tails() {
     let edited = rb(dir.path(), &["audit", "verify", &id]);
     assert_eq!(edited.code, 4, "{}", edited.stdout);
     assert!(edited.stdout.contains("record 3"), "{}", edited.stdout);
+
+    // A record edited into something that does not even parse is broken too (not an error
+    // of the store), and verification of the other runs goes on.
+    assert_eq!(rb(dir.path(), &["run", "r.toml"]).code, 0);
+    sql(
+        dir.path(),
+        "UPDATE events SET body = '{not json' WHERE seq = 2 AND run_id = (SELECT run_id FROM runs ORDER BY started_at LIMIT 1)",
+    );
+    let unparsable = rb(dir.path(), &["audit", "verify"]);
+    assert_eq!(unparsable.code, 4, "{}\n{}", unparsable.stdout, unparsable.stderr);
+    assert!(unparsable.stdout.contains("does not parse"), "{}", unparsable.stdout);
+    assert!(
+        unparsable.stdout.lines().any(|l| l.starts_with("ok ")),
+        "the other run is still checked: {}",
+        unparsable.stdout
+    );
 }
 
 #[test]

@@ -338,6 +338,14 @@ run = "touch holding; sleep 3"
     let second = sb.run(&[]);
     assert_eq!(second.code, 5, "{}\n{}", second.stdout, second.stderr);
     assert!(second.stderr.contains("lock `env-prod` is held by run"), "{}", second.stderr);
+    // The refused run left no trace in the store.
+    let state = sb.path().join("state/state.db");
+    let runs = crate::support::run_in(
+        sb.path(),
+        &["runs", "--format", "json", "--state", state.to_str().unwrap_or_default()],
+    );
+    let runs: serde_json::Value = serde_json::from_str(&runs.stdout).expect("runs");
+    assert_eq!(runs.as_array().map(Vec::len), Some(1), "{runs}");
     assert_eq!(first.wait().expect("first").code(), Some(0));
     // Released at the end: the next run gets it.
     assert_eq!(sb.run(&[]).code, 0);
@@ -559,4 +567,43 @@ run = "exit 1"
     let undo = crate::support::run_in(sb.path(), &["compensate", &id, "--yes", "--state", state]);
     assert_eq!(undo.code, 1, "{}\n{}", undo.stdout, undo.stderr);
     assert_eq!(sb.read("trace"), "do one\nundo one\n");
+}
+
+#[test]
+fn a_closed_stdout_does_not_stop_a_run() {
+    let sb = Sandbox::new(
+        "[runbook]\nname = \"pipe\"\n[steps.a]\nrun = \"for i in $(seq 200); do echo line $i; done\"\n[steps.b]\nrun = \"sleep 0.3; echo b >> trace\"\n",
+    );
+    let state = sb.path().join("state/state.db");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_runbook"))
+        .args(["run", "r.toml", "--state", state.to_str().unwrap_or_default()])
+        .current_dir(sb.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run");
+    drop(child.stdout.take());
+    let status = child.wait().expect("wait");
+    assert_eq!(status.code(), Some(0));
+    assert_eq!(sb.read("trace"), "b\n", "the run went on to the end");
+}
+
+#[test]
+fn resume_refuses_a_run_that_is_still_alive() {
+    let sb = Sandbox::new(IN_DOUBT);
+    let mut child = spawn_until(&sb, "started", Stdio::null());
+    let state = sb.path().join("state/state.db");
+    let runs = crate::support::run_in(
+        sb.path(),
+        &["runs", "--format", "json", "--state", state.to_str().unwrap_or_default()],
+    );
+    let id = serde_json::from_str::<serde_json::Value>(&runs.stdout).expect("json")[0]["run_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let out = resume(&sb, &[&id, "--rerun", "two", "--reason", "x"]);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(out.code, 5, "{}", out.stderr);
+    assert!(out.stderr.contains("is still running"), "{}", out.stderr);
 }

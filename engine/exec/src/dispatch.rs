@@ -272,30 +272,19 @@ impl<'a> Dispatcher<'a> {
         let lock = lock_name(runbook_lock.clone(), &self.opts.run_id);
         let resume = self.opts.resume.take();
         match &resume {
-            None => {
-                self.started_at = now_ts.clone();
-                self.store
-                    .create_run(&runbook_store::NewRun {
-                        run_id: &self.opts.run_id,
-                        runbook: &self.runbook.name,
-                        operator: &self.opts.operator,
-                        started_at: &now_ts,
-                        lock_name: Some(&lock),
-                    })
-                    .await?;
-            }
-            Some(r) => {
-                self.started_at = r.started_at.clone();
-            }
+            None => self.started_at = now_ts.clone(),
+            Some(r) => self.started_at = r.started_at.clone(),
         }
         let holder = format!("{} (pid {} on {})", self.opts.operator, std::process::id(), hostname());
         let ttl = self.opts.lease_ttl;
+        let mut stolen = false;
         let lease = match self
             .store
             .acquire_lock(&lock, &self.opts.run_id, &holder, &now_ts, now_ms, ttl, None)
             .await
         {
             Err(StoreError::LockHeld(h)) if holder_is_dead(&h.holder) => {
+                stolen = true;
                 // A process on this host that no longer exists cannot be running the step.
                 let _ = self.report.send(Report::Notice(format!(
                     "taking over lock `{lock}` from run {} ({}): that process is gone",
@@ -309,6 +298,7 @@ impl<'a> Dispatcher<'a> {
         };
         if let Some(prev) = &lease.took_over
             && prev.run_id != self.opts.run_id
+            && !stolen
         {
             let _ = self.report.send(Report::Notice(format!(
                 "took over the expired lock `{lock}` of run {} ({})",
@@ -316,6 +306,23 @@ impl<'a> Dispatcher<'a> {
             )));
         }
         self.lease = Some(lease);
+        // Only now, with the lock held, does a new run exist: a refused run leaves no trace.
+        if resume.is_none() {
+            let created = self
+                .store
+                .create_run(&runbook_store::NewRun {
+                    run_id: &self.opts.run_id,
+                    runbook: &self.runbook.name,
+                    operator: &self.opts.operator,
+                    started_at: &now_ts,
+                    lock_name: Some(&lock),
+                })
+                .await;
+            if let Err(e) = created {
+                self.release().await;
+                return Err(e.into());
+            }
+        }
 
         match resume {
             None => {
@@ -537,16 +544,8 @@ impl<'a> Dispatcher<'a> {
     }
 
     fn log(&self, idx: usize, stream: Stream, text: &str) {
-        use std::io::Write as _;
         let step = &self.runbook.steps[idx];
-        let path = self.opts.run_dir.join(format!("{}.{}.log", step.id, self.attempts[idx]));
-        if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
-            let tag = match stream {
-                Stream::Stdout => "out",
-                Stream::Stderr => "err",
-            };
-            let _ = writeln!(f, "{tag} {text}");
-        }
+        append_log(&self.opts.run_dir.join(format!("{}.{}.log", step.id, self.attempts[idx])), stream, text);
     }
 
     /// The template context with real values (secret values included: they only reach
@@ -832,6 +831,7 @@ impl<'a> Dispatcher<'a> {
     async fn run_action(
         &self,
         label: &str,
+        attempt: u32,
         spawn: Result<Spawn, String>,
         cancel: &watch::Receiver<bool>,
     ) -> Exit {
@@ -843,9 +843,11 @@ impl<'a> Dispatcher<'a> {
         let redactor = self.redactor.clone();
         let report = self.report.clone();
         let step = label.to_string();
+        let log = self.opts.run_dir.join(format!("{}.{attempt}.log", label.replace(' ', "-")));
         let forward = tokio::spawn(async move {
             while let Some(line) = rx.recv().await {
                 let text = redactor.redact(&line.text);
+                append_log(&log, line.stream, &text);
                 let _ = report.send(Report::Output { step: step.clone(), stream: line.stream, text });
             }
         });
@@ -883,7 +885,7 @@ impl<'a> Dispatcher<'a> {
                     &scratch,
                     None,
                 );
-                let exit = self.run_action(&format!("{id} (undo)"), spawn, cancel).await;
+                let exit = self.run_action(&format!("{id} (undo)"), attempt, spawn, cancel).await;
                 let _ = std::fs::remove_file(&scratch);
                 if exit.success() {
                     self.record(RunEvent::CompensationSucceeded { step: id.clone() }).await?;
@@ -919,7 +921,7 @@ impl<'a> Dispatcher<'a> {
                     Some(status),
                 );
                 self.record(RunEvent::StepStarted { step: id.clone(), attempt }).await?;
-                let exit = self.run_action(&id, spawn, cancel).await;
+                let exit = self.run_action(&id, attempt, spawn, cancel).await;
                 if exit.success() {
                     let outputs = read_outputs(&scratch, &step.outputs).unwrap_or_default();
                     self.record(RunEvent::StepSucceeded { step: id.clone(), attempt, outputs }).await?;
@@ -962,6 +964,18 @@ enum AttemptResult {
     Retrying,
     Failed,
     Interrupted,
+}
+
+/// Append one (already redacted) line to a step's log: `out TEXT` or `err TEXT`.
+fn append_log(path: &std::path::Path, stream: Stream, text: &str) {
+    use std::io::Write as _;
+    if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+        let tag = match stream {
+            Stream::Stdout => "out",
+            Stream::Stderr => "err",
+        };
+        let _ = writeln!(f, "{tag} {text}");
+    }
 }
 
 /// How an attempt ended, for the retry policy.

@@ -116,9 +116,10 @@ impl Redactor {
     }
 }
 
+/// The value as it stands inside a JSON string (without the surrounding quotes).
 fn json_escaped(s: &str) -> String {
     let quoted = serde_json::to_string(s).unwrap_or_default();
-    quoted.trim_matches('"').to_string()
+    quoted.strip_prefix('"').and_then(|q| q.strip_suffix('"')).unwrap_or(&quoted).to_string()
 }
 
 fn percent_encoded(s: &str) -> String {
@@ -199,6 +200,14 @@ mod tests {
             assert!(!out.contains("tok_3f9a8b7c6d") && !out.contains("p@ss"), "{out}");
             assert!(out.contains("<secret:"), "{out}");
         }
+    }
+
+    #[test]
+    fn a_value_ending_in_a_quote_is_redacted_whole_in_json() {
+        let secrets = Secrets::from_map(BTreeMap::from([("T".to_string(), "abc\"def\"".to_string())]));
+        let r = Redactor::new(&secrets);
+        let json = serde_json::json!({ "token": "abc\"def\"" }).to_string();
+        assert_eq!(r.redact(&json), r#"{"token":"<secret:T>"}"#);
     }
 
     #[test]

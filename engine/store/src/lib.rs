@@ -332,6 +332,24 @@ impl Store {
             .ok_or_else(|| StoreError::NoSuchRun(run_id.to_string()))
     }
 
+    /// The lock a run holds (or held last), if any.
+    pub async fn lock_of_run(&self, run_id: &str) -> Result<Option<LockHolder>> {
+        let row = sqlx::query("SELECT name, holder, acquired_at, lease_until FROM locks WHERE run_id = ?")
+            .bind(run_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| {
+            Ok(LockHolder {
+                name: r.try_get(0)?,
+                run_id: run_id.to_string(),
+                holder: r.try_get::<Option<String>, _>(1)?.unwrap_or_default(),
+                acquired_at: r.try_get::<Option<String>, _>(2)?.unwrap_or_default(),
+                lease_until: r.try_get(3)?,
+            })
+        })
+        .transpose()
+    }
+
     /// Take lock `name` for `run_id` until `now_ms + ttl`. A live holder refuses it; an
     /// expired lease is taken over (reported in [`Lease::took_over`]), and so is a live lease
     /// whose holder is exactly `steal_from` (a holder the caller proved dead). The fence grows
