@@ -132,7 +132,8 @@ pub fn show(run_id: &str, state: Option<PathBuf>) -> u8 {
         outln!("  in doubt  {} ({what})", doubt.join(", "));
     }
     outln!();
-    for (step, s) in &folded.steps {
+    for step in &folded.order {
+        let Some(s) = folded.steps.get(step) else { continue };
         let status = serde_json::to_value(&s.status)
             .ok()
             .and_then(|v| v.as_str().map(str::to_string))

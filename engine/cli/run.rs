@@ -765,6 +765,16 @@ async fn print_reports(mut rx: mpsc::UnboundedReceiver<Report>, json: bool, live
                 RunEvent::CompensationSucceeded { step } => format!("undone {step}"),
                 RunEvent::CompensationFailed { step, reason } => format!("UNDO FAILED {step}: {reason}"),
                 RunEvent::RunInterrupted { reason } => format!("interrupted: {reason}"),
+                RunEvent::RunResumed { operator, rerun_idempotent } => {
+                    if rerun_idempotent.is_empty() {
+                        format!("resumed by {operator}")
+                    } else {
+                        format!(
+                            "resumed by {operator}; running again (idempotent): {}",
+                            rerun_idempotent.join(", ")
+                        )
+                    }
+                }
                 RunEvent::OperatorDecision { step, decision, operator, reason } => {
                     let decision = match decision {
                         runbook_core::journal::Decision::Rerun => "re-run",

@@ -147,6 +147,13 @@ pub enum RunEvent {
         /// Which signal or why.
         reason: String,
     },
+    /// An operator resumed the run (after an interruption or a crash).
+    RunResumed {
+        /// Who resumed it.
+        operator: String,
+        /// Steps in doubt that will run again because they are idempotent.
+        rerun_idempotent: Vec<String>,
+    },
     /// An operator decided about a step.
     OperatorDecision {
         /// Step id.
@@ -179,6 +186,7 @@ impl RunEvent {
             RunEvent::CompensationSucceeded { .. } => "compensation_succeeded",
             RunEvent::CompensationFailed { .. } => "compensation_failed",
             RunEvent::RunInterrupted { .. } => "run_interrupted",
+            RunEvent::RunResumed { .. } => "run_resumed",
             RunEvent::OperatorDecision { .. } => "operator_decision",
             RunEvent::RunFinished { .. } => "run_finished",
         }
@@ -344,6 +352,8 @@ pub struct RunState {
     pub steps: BTreeMap<String, StepState>,
     /// Steps in the order they succeeded (compensations run in reverse).
     pub completed: Vec<String>,
+    /// Steps in the order they first appear in the journal.
+    pub order: Vec<String>,
     /// The last sequence number folded.
     pub last_seq: u64,
     /// The last hash folded.
@@ -353,6 +363,11 @@ pub struct RunState {
 impl RunState {
     /// Apply one event.
     pub fn apply(&mut self, event: &RunEvent) {
+        if let Some(s) = event.step()
+            && !self.steps.contains_key(s)
+        {
+            self.order.push(s.to_string());
+        }
         let step = event.step().map(|s| self.steps.entry(s.to_string()).or_default());
         match (event, step) {
             (RunEvent::RunStarted { .. }, _) => self.status = Some(RunStatus::Running),
@@ -396,6 +411,7 @@ impl RunState {
                 }
             },
             (RunEvent::RunInterrupted { .. }, _) => self.status = Some(RunStatus::Interrupted),
+            (RunEvent::RunResumed { .. }, _) => self.status = Some(RunStatus::Running),
             (RunEvent::RunFinished { status }, _) => self.status = Some(*status),
             _ => {}
         }

@@ -507,6 +507,17 @@ impl<'a> Dispatcher<'a> {
             };
         }
         self.journal = r.state.clone();
+        let rerun_idempotent: Vec<String> = if self.opts.compensate_only {
+            Vec::new()
+        } else {
+            self.journal
+                .in_doubt()
+                .into_iter()
+                .filter(|id| !r.decisions.iter().any(|(d, _, _)| d == id))
+                .map(str::to_string)
+                .collect()
+        };
+        self.record(RunEvent::RunResumed { operator: self.opts.operator.clone(), rerun_idempotent }).await?;
         for (step, decision, reason) in r.decisions {
             let Some(idx) = self.index(&step) else { continue };
             self.record(RunEvent::OperatorDecision {
