@@ -607,3 +607,15 @@ fn resume_refuses_a_run_that_is_still_alive() {
     assert_eq!(out.code, 5, "{}", out.stderr);
     assert!(out.stderr.contains("is still running"), "{}", out.stderr);
 }
+
+#[test]
+fn a_secret_too_short_to_redact_is_refused() {
+    let sb = Sandbox::new(
+        "[runbook]\nname = \"s\"\n[secrets.PIN]\nenv = \"SHORT_PIN\"\n[steps.a]\nrun = \"echo ran >> trace\"\nenv = { PIN = \"{{ secrets.PIN }}\" }\n",
+    );
+    let out = sb.run_env(&[], &[("SHORT_PIN", "42")]);
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert!(out.stderr.contains("secret `PIN` is shorter than 4 characters"), "{}", out.stderr);
+    assert!(!out.stderr.contains("42"), "{}", out.stderr);
+    assert_eq!(sb.read("trace"), "");
+}

@@ -545,6 +545,9 @@ impl<'a> Dispatcher<'a> {
     }
 
     async fn record(&mut self, event: RunEvent) -> Result<(), ExecError> {
+        // Every string of every event passes the redactor here, once, whatever produced it
+        // (a failure reason quoting a rendered template, an output, a message).
+        let event = self.redactor.redact_event(event);
         let (ts, _) = now();
         let record = self.store.append(&self.opts.run_id, &ts, &event, self.lease.as_ref()).await?;
         self.journal.apply(&record.event);

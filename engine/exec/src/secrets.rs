@@ -7,6 +7,9 @@ use std::process::Command;
 
 use runbook_core::model::{Runbook, SecretSource};
 
+/// The shortest secret value the engine accepts (and the shortest form it redacts).
+pub const MIN_SECRET_LEN: usize = 4;
+
 /// Secret values by name. Never serialized, never journaled; resolved anew by every run.
 #[derive(Clone, Default)]
 pub struct Secrets {
@@ -65,6 +68,12 @@ pub fn resolve(runbook: &Runbook, base_dir: &Path) -> Result<Secrets, Vec<String
         };
         match value {
             Ok(v) if v.is_empty() => problems.push(format!("secret `{}` is empty", secret.name)),
+            // Shorter values cannot be told apart from ordinary text, so they could not be kept
+            // out of output and logs: refuse them rather than leak them.
+            Ok(v) if v.chars().count() < MIN_SECRET_LEN => problems.push(format!(
+                "secret `{}` is shorter than {MIN_SECRET_LEN} characters; it could not be redacted reliably",
+                secret.name
+            )),
             Ok(v) => {
                 values.insert(secret.name.clone(), v);
             }
@@ -94,7 +103,7 @@ impl Redactor {
             forms.extend(value.lines().map(str::trim).filter(|l| l.len() >= 8).map(str::to_string));
             for form in forms {
                 // Very short values would redact ordinary text; they are not secrets worth the name.
-                if form.len() >= 4 {
+                if form.len() >= MIN_SECRET_LEN {
                     needles.push((form, mark.clone()));
                 }
             }
@@ -102,6 +111,21 @@ impl Redactor {
         needles.sort_by_key(|n| std::cmp::Reverse(n.0.len()));
         needles.dedup_by(|a, b| a.0 == b.0);
         Redactor { needles }
+    }
+
+    /// An event with every string in it redacted (through its JSON form, whose escaped
+    /// secret forms are needles too). An event that would not come back unchanged in shape
+    /// is returned as it was, which cannot happen for events the engine builds.
+    pub fn redact_event(&self, event: runbook_core::journal::RunEvent) -> runbook_core::journal::RunEvent {
+        if self.needles.is_empty() {
+            return event;
+        }
+        let Ok(text) = serde_json::to_string(&event) else { return event };
+        let redacted = self.redact(&text);
+        if redacted == text {
+            return event;
+        }
+        serde_json::from_str(&redacted).unwrap_or(event)
     }
 
     /// `text` with every known secret form replaced.
@@ -200,6 +224,20 @@ mod tests {
             assert!(!out.contains("tok_3f9a8b7c6d") && !out.contains("p@ss"), "{out}");
             assert!(out.contains("<secret:"), "{out}");
         }
+    }
+
+    #[test]
+    fn events_are_redacted_in_every_string() {
+        let r = Redactor::new(&secrets());
+        let event = runbook_core::journal::RunEvent::StepFailed {
+            step: "s".into(),
+            attempt: 1,
+            reason: "could not start: bad value \"tok_3f9a8b7c6d\" in postgres://app:p@ss w/rd@db:5432/app"
+                .into(),
+        };
+        let text = serde_json::to_string(&r.redact_event(event)).unwrap_or_default();
+        assert!(!text.contains("tok_3f9a8b7c6d") && !text.contains("p@ss"), "{text}");
+        assert!(text.contains("<secret:TOKEN>") && text.contains("<secret:DATABASE_URL>"), "{text}");
     }
 
     #[test]
