@@ -202,7 +202,7 @@ fn start_new(prepared: Prepared, opts: RunArgs) -> u8 {
             Ok(s) => s,
             Err(code) => return code,
         };
-        execute(&store, &state_path, prepared, new_run_id(), None, opts.output).await
+        execute(&store, &state_path, prepared, new_run_id(), None, opts.output, false).await
     })
 }
 
@@ -302,18 +302,8 @@ async fn open_store(path: &Path) -> Result<Store, u8> {
     })
 }
 
+/// Run the dispatcher for a new run, a resumed one, or (`compensate_only`) a compensation.
 async fn execute(
-    store: &Store,
-    state_path: &Path,
-    prepared: Prepared,
-    run_id: String,
-    resume: Option<dispatch::Resume>,
-    output: RunOutput,
-) -> u8 {
-    execute_mode(store, state_path, prepared, run_id, resume, output, false).await
-}
-
-async fn execute_mode(
     store: &Store,
     state_path: &Path,
     prepared: Prepared,
@@ -416,7 +406,7 @@ pub struct ResumeArgs {
 pub fn resume(args: ResumeArgs, color: bool) -> u8 {
     with_existing_store(&args, async |store, path| match prepare_resume(store, &args, color, false).await {
         Ok((prepared, resume)) => {
-            execute(store, path, prepared, args.run_id.clone(), Some(resume), args.output).await
+            execute(store, path, prepared, args.run_id.clone(), Some(resume), args.output, false).await
         }
         Err(code) => code,
     })
@@ -471,7 +461,7 @@ pub fn compensate(args: ResumeArgs, color: bool) -> u8 {
             eprintln!("  help: {question} Run again with `--yes` to proceed without a terminal.");
             return exit::INVALID;
         }
-        execute_mode(store, path, prepared, args.run_id.clone(), Some(resume), args.output, true).await
+        execute(store, path, prepared, args.run_id.clone(), Some(resume), args.output, true).await
     })
 }
 

@@ -88,9 +88,7 @@ fn trace(dir: &Path) -> Vec<String> {
 }
 
 fn run_id(dir: &Path) -> Option<String> {
-    let out = runbook_cmd(dir, &["runs", "--format", "json"]).output().ok()?;
-    let runs: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
-    runs.get(0)?.get("run_id")?.as_str().map(str::to_string)
+    crate::support::latest_run_id(dir, &dir.join("state.db"))
 }
 
 /// Resume until the run ends, deciding steps in doubt from ground truth: a step whose

@@ -30,9 +30,7 @@ fn rb(dir: &Path, args: &[&str]) -> Output {
 }
 
 fn only_run_id(dir: &Path) -> String {
-    let out = rb(dir, &["runs", "--format", "json"]);
-    let runs: serde_json::Value = serde_json::from_str(&out.stdout).expect("runs json");
-    runs[0]["run_id"].as_str().unwrap_or_default().to_string()
+    crate::support::latest_run_id(dir, &dir.join("state.db")).expect("a run")
 }
 
 fn sql(dir: &Path, statement: &str) {
@@ -87,13 +85,7 @@ fn audit_verify_catches_edits_deletions_and_cut_tails() {
     let dir = tempfile::tempdir().expect("tempdir");
     runbook_in(dir.path());
     let run = rb(dir.path(), &["run", "r.toml"]);
-    let last_hash = run
-        .stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("journal hash "))
-        .and_then(|l| l.split_whitespace().next())
-        .expect("the run prints its last hash")
-        .to_string();
+    let last_hash = crate::support::printed_hash(&run.stdout).expect("the run prints its last hash");
     let id = only_run_id(dir.path());
     let ok = rb(dir.path(), &["audit", "verify"]);
     assert_eq!(ok.code, 0, "{}", ok.stdout);
@@ -128,13 +120,7 @@ fn a_cut_journal_is_caught_with_the_kept_hash() {
     let dir = tempfile::tempdir().expect("tempdir");
     runbook_in(dir.path());
     let run = rb(dir.path(), &["run", "r.toml"]);
-    let last_hash = run
-        .stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("journal hash "))
-        .and_then(|l| l.split_whitespace().next())
-        .expect("last hash")
-        .to_string();
+    let last_hash = crate::support::printed_hash(&run.stdout).expect("last hash");
     let id = only_run_id(dir.path());
     // Cut the tail and make the run's own summary agree, as a careful forger would.
     sql(dir.path(), "DROP TRIGGER events_no_delete");

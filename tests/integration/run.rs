@@ -33,6 +33,11 @@ impl Sandbox {
         crate::support::run_in_with_env(self.path(), &args, env)
     }
 
+    /// The newest run's id in this sandbox's state store.
+    fn latest_run(&self) -> String {
+        crate::support::latest_run_id(self.path(), &self.path().join("state/state.db")).expect("a run")
+    }
+
     fn read(&self, file: &str) -> String {
         std::fs::read_to_string(self.path().join(file)).unwrap_or_default()
     }
@@ -378,16 +383,10 @@ fn sigterm_interrupts_the_run_and_ends_its_steps() {
 
 /// Start `r.toml` in `sb`, SIGKILL the engine once `marker` exists; return the run id.
 fn kill_when(sb: &Sandbox, marker: &str) -> String {
-    let state = sb.path().join("state/state.db");
     let mut child = spawn_until(sb, marker, Stdio::null());
     let _ = child.kill();
     let _ = child.wait();
-    let runs = crate::support::run_in(
-        sb.path(),
-        &["runs", "--format", "json", "--state", state.to_str().unwrap_or_default()],
-    );
-    let runs: serde_json::Value = serde_json::from_str(&runs.stdout).expect("runs");
-    runs[0]["run_id"].as_str().unwrap_or_default().to_string()
+    sb.latest_run()
 }
 
 fn resume(sb: &Sandbox, args: &[&str]) -> Output {
@@ -505,11 +504,7 @@ on-failure = "stop"
     assert_eq!(sb.read("trace"), "do one\ndo two\n");
     let state = sb.path().join("state/state.db");
     let state = state.to_str().unwrap_or_default();
-    let runs = crate::support::run_in(sb.path(), &["runs", "--format", "json", "--state", state]);
-    let id = serde_json::from_str::<serde_json::Value>(&runs.stdout).expect("json")[0]["run_id"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    let id = sb.latest_run();
     let unasked = crate::support::run_in(sb.path(), &["compensate", &id, "--state", state]);
     assert_eq!(unasked.code, 3, "no terminal and no --yes: {}", unasked.stderr);
     let undo = crate::support::run_in(sb.path(), &["compensate", &id, "--yes", "--state", state]);
@@ -592,15 +587,7 @@ fn a_closed_stdout_does_not_stop_a_run() {
 fn resume_refuses_a_run_that_is_still_alive() {
     let sb = Sandbox::new(IN_DOUBT);
     let mut child = spawn_until(&sb, "started", Stdio::null());
-    let state = sb.path().join("state/state.db");
-    let runs = crate::support::run_in(
-        sb.path(),
-        &["runs", "--format", "json", "--state", state.to_str().unwrap_or_default()],
-    );
-    let id = serde_json::from_str::<serde_json::Value>(&runs.stdout).expect("json")[0]["run_id"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    let id = sb.latest_run();
     let out = resume(&sb, &[&id, "--rerun", "two", "--reason", "x"]);
     let _ = child.kill();
     let _ = child.wait();

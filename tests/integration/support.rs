@@ -66,3 +66,20 @@ pub fn run_in_with_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Outpu
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
 }
+
+/// The id of the newest run in the state store at `state`, if there is one.
+pub fn latest_run_id(dir: &Path, state: &Path) -> Option<String> {
+    let out = run_in(dir, &["runs", "--format", "json", "--state", state.to_str().unwrap_or_default()]);
+    let runs: serde_json::Value = serde_json::from_str(&out.stdout).ok()?;
+    runs.get(0)?.get("run_id")?.as_str().map(str::to_string)
+}
+
+/// The journal's last hash, as `runbook run` prints it at its end.
+pub fn printed_hash(stdout: &str) -> Option<String> {
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("journal hash "))?
+        .split_whitespace()
+        .next()
+        .map(str::to_string)
+}
