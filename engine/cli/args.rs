@@ -11,6 +11,10 @@ pub struct Cli {
     /// When to use colours in diagnostics.
     #[arg(long, value_enum, default_value_t = Color::Auto, global = true)]
     pub color: Color,
+    /// Who you are in the journal (default: $USER@host). Teams bind this to their SSO in a
+    /// wrapper; every decision and run records it.
+    #[arg(long = "as", env = "RUNBOOK_OPERATOR", global = true, value_name = "IDENTITY")]
+    pub operator: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -70,6 +74,10 @@ pub enum Command {
         /// Answer yes to every `confirm` (required when there is no terminal to ask on).
         #[arg(long)]
         yes: bool,
+        /// Stay attached while approvals are pending (the default on a terminal); without it
+        /// and without a terminal, a run waiting for approval is suspended (exit 4).
+        #[arg(long)]
+        wait: bool,
         /// The state store: a SQLite file (default: $XDG_STATE_HOME/runbook/state.db).
         #[arg(long, env = "RUNBOOK_STATE", value_name = "PATH")]
         state: Option<PathBuf>,
@@ -93,6 +101,10 @@ pub enum Command {
         /// Answer yes to every `confirm`.
         #[arg(long)]
         yes: bool,
+        /// Stay attached while approvals are pending (the default on a terminal); without it
+        /// and without a terminal, a run waiting for approval is suspended (exit 4).
+        #[arg(long)]
+        wait: bool,
         /// The state store.
         #[arg(long, env = "RUNBOOK_STATE", value_name = "PATH")]
         state: Option<PathBuf>,
@@ -113,6 +125,35 @@ pub enum Command {
         /// Progress as plain lines, or JSON lines for CI.
         #[arg(long, value_enum, default_value_t = RunOutput::Text)]
         output: RunOutput,
+    },
+    /// Approve a step that waits for approval (from any terminal on the same state store).
+    Approve {
+        /// The run.
+        run_id: String,
+        /// The approval step.
+        step: String,
+        /// A value for one of the approval's inputs; repeatable.
+        #[arg(long = "input", value_name = "NAME=VALUE", value_parser = parse_param)]
+        inputs: Vec<(String, String)>,
+        /// Why (journaled with your identity).
+        #[arg(long, value_name = "TEXT")]
+        reason: Option<String>,
+        /// The state store.
+        #[arg(long, env = "RUNBOOK_STATE", value_name = "PATH")]
+        state: Option<PathBuf>,
+    },
+    /// Reject a step that waits for approval: the step fails, and its `on-failure` applies.
+    Reject {
+        /// The run.
+        run_id: String,
+        /// The approval step.
+        step: String,
+        /// Why (required; journaled with your identity).
+        #[arg(long, value_name = "TEXT", required = true)]
+        reason: String,
+        /// The state store.
+        #[arg(long, env = "RUNBOOK_STATE", value_name = "PATH")]
+        state: Option<PathBuf>,
     },
     /// List runs, newest first.
     Runs {

@@ -16,27 +16,45 @@ use crate::{exit, loader, report};
 /// Run one command line.
 pub fn run(cli: Cli) -> u8 {
     let color = report::use_color(cli.color);
+    if let Some(op) = cli.operator.filter(|o| !o.trim().is_empty()) {
+        crate::run::set_operator(op);
+    }
     match cli.command {
         Command::Check { files, format } => check(&files, format, color),
         Command::Plan { file, params, params_file, format, out } => {
             plan_cmd(&file, &params, params_file.as_deref(), format, out.as_deref(), color)
         }
-        Command::Run { file, params, params_file, plan, yes, state, output } => {
-            let opts = crate::run::RunArgs { yes, state, output };
+        Command::Run { file, params, params_file, plan, yes, wait, state, output } => {
+            let opts = crate::run::RunArgs { yes, wait, state, output };
             match (plan, file) {
                 (Some(plan), _) => crate::run::run_pinned(&plan, opts, color),
                 (None, Some(file)) => crate::run::run(&file, &params, params_file.as_deref(), opts, color),
                 (None, None) => exit::USAGE,
             }
         }
-        Command::Resume { run_id, rerun, skip, reason, yes, state, output } => crate::run::resume(
-            crate::run::ResumeArgs { run_id, rerun, skip, reason, yes, state, output },
+        Command::Resume { run_id, rerun, skip, reason, yes, wait, state, output } => crate::run::resume(
+            crate::run::ResumeArgs { run_id, rerun, skip, reason, yes, wait, state, output },
             color,
         ),
         Command::Compensate { run_id, yes, state, output } => crate::run::compensate(
-            crate::run::ResumeArgs { run_id, rerun: vec![], skip: vec![], reason: None, yes, state, output },
+            crate::run::ResumeArgs {
+                run_id,
+                rerun: vec![],
+                skip: vec![],
+                reason: None,
+                yes,
+                wait: false,
+                state,
+                output,
+            },
             color,
         ),
+        Command::Approve { run_id, step, inputs, reason, state } => {
+            crate::approve::decide(&run_id, &step, true, &inputs, reason.as_deref().unwrap_or(""), state)
+        }
+        Command::Reject { run_id, step, reason, state } => {
+            crate::approve::decide(&run_id, &step, false, &[], &reason, state)
+        }
         Command::Runs { state, format } => crate::history::runs(state, format),
         Command::Show { run_id, state } => crate::history::show(&run_id, state),
         Command::Logs { run_id, step, state } => crate::history::logs(&run_id, step.as_deref(), state),

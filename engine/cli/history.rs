@@ -140,7 +140,7 @@ pub fn show(run_id: &str, state: Option<PathBuf>) -> u8 {
             .unwrap_or_default();
         let mut line = format!("  {step:<24} {status:<10} attempts {}", s.attempts);
         if !s.outputs.is_empty() {
-            let outs: Vec<String> = s.outputs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let outs: Vec<String> = s.outputs.iter().map(|(k, v)| format!("{k}={}", brief(v))).collect();
             line.push_str(&format!("  outputs {}", outs.join(" ")));
         }
         if let Some(r) = &s.reason {
@@ -274,5 +274,20 @@ pub fn verify(run_id: Option<&str>, expect_hash: Option<&str>, state: Option<Pat
         exit::NEEDS_OPERATOR
     } else {
         exit::SUCCESS
+    }
+}
+
+/// An output value on one line: text as it is, other values as compact JSON, cut at 80
+/// characters (an HTTP body or SQL rows can be long; `runbook audit` has them whole).
+pub fn brief(v: &serde_json::Value) -> String {
+    let text = match v {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let one_line = text.replace('\n', "\\n");
+    if one_line.chars().count() > 80 {
+        format!("{}…", one_line.chars().take(79).collect::<String>())
+    } else {
+        one_line
     }
 }

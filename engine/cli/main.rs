@@ -3,6 +3,7 @@
 //! This binary is the only place that prints and picks exit codes; everything it shows
 //! comes from `runbook-core`.
 
+mod approve;
 mod args;
 mod commands;
 mod exit;

@@ -23,6 +23,7 @@ use crate::output::outln;
 #[derive(Debug)]
 pub struct RunArgs {
     pub yes: bool,
+    pub wait: bool,
     pub state: Option<PathBuf>,
     pub output: RunOutput,
 }
@@ -41,9 +42,17 @@ pub fn default_state_path() -> PathBuf {
 }
 
 /// `user@host`, or `RUNBOOK_OPERATOR` when set.
-fn operator() -> String {
-    if let Some(op) = std::env::var("RUNBOOK_OPERATOR").ok().filter(|o| !o.trim().is_empty()) {
-        return op;
+static OPERATOR: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Who runs this command (`--as` or $RUNBOOK_OPERATOR), set once at start.
+pub fn set_operator(op: String) {
+    let _ = OPERATOR.set(op);
+}
+
+/// Who runs this command: `--as`/$RUNBOOK_OPERATOR, else `$USER@host`.
+pub fn operator() -> String {
+    if let Some(op) = OPERATOR.get() {
+        return op.clone();
     }
     let user =
         std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into());
@@ -75,6 +84,26 @@ fn ask_on_terminal(question: &str) -> bool {
     matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes")
 }
 
+/// Ask for an approval decision on the terminal: `y` approves, `n` rejects (with a reason),
+/// anything else leaves the decision to `runbook approve`.
+fn answer_on_terminal(prompt: &str) -> Option<dispatch::InlineAnswer> {
+    let mut err = std::io::stderr();
+    let _ = write!(err, "? {prompt} [y = approve / n = reject / Enter = decide elsewhere] ");
+    let _ = err.flush();
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer).ok()?;
+    let approve = match answer.trim().to_ascii_lowercase().as_str() {
+        "y" | "yes" => true,
+        "n" | "no" => false,
+        _ => return None,
+    };
+    let _ = write!(err, "  reason: ");
+    let _ = err.flush();
+    let mut reason = String::new();
+    let _ = std::io::stdin().lock().read_line(&mut reason);
+    Some(dispatch::InlineAnswer { approve, reason: reason.trim().to_string() })
+}
+
 pub fn run(
     file: &Path,
     args: &[(String, String)],
@@ -87,7 +116,7 @@ pub fn run(
         Err(code) => return code,
     };
     let prepared = match prepare(runbook, params, file, opts.yes) {
-        Ok(p) => p,
+        Ok(p) => Prepared { wait: opts.wait, ..p },
         Err(code) => return code,
     };
     start_new(prepared, opts)
@@ -180,7 +209,7 @@ pub fn run_pinned(plan_path: &Path, opts: RunArgs, color: bool) -> u8 {
         return exit::INVALID;
     }
     let prepared = match prepare(runbook, params, &file, opts.yes) {
-        Ok(p) => p,
+        Ok(p) => Prepared { wait: opts.wait, ..p },
         Err(code) => return code,
     };
     start_new(prepared, opts)
@@ -214,6 +243,8 @@ struct Prepared {
     confirm: Option<dispatch::Confirm>,
     base_dir: PathBuf,
     file: PathBuf,
+    /// Stay attached while approvals are pending.
+    wait: bool,
 }
 
 /// How `confirm` questions are answered: `--yes`, the terminal, or (no terminal) refused.
@@ -257,7 +288,7 @@ fn prepare(
         file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
     let secrets = resolve_secrets(&runbook, &base_dir)?;
     let file = std::fs::canonicalize(file).unwrap_or_else(|_| file.to_path_buf());
-    Ok(Prepared { runbook, params, secrets, confirm, base_dir, file })
+    Ok(Prepared { runbook, params, secrets, confirm, base_dir, file, wait: false })
 }
 
 /// `--state` takes a path or a `sqlite://` URL (`sqlite:///var/lib/runbook/state.db`).
@@ -324,6 +355,11 @@ async fn execute(
         grace: Duration::from_secs(5),
         lease_ttl: Duration::from_secs(60),
         confirm: prepared.confirm,
+        wait_for_approvals: prepared.wait || std::io::stdin().is_terminal(),
+        approve_inline: std::io::stdin()
+            .is_terminal()
+            .then(|| Arc::new(answer_on_terminal) as dispatch::ApproveInline),
+        poll: Duration::from_millis(250),
         runbook_file: prepared.file,
         resume,
         reaper: start_reaper(),
@@ -399,6 +435,7 @@ pub struct ResumeArgs {
     pub skip: Vec<String>,
     pub reason: Option<String>,
     pub yes: bool,
+    pub wait: bool,
     pub state: Option<PathBuf>,
     pub output: RunOutput,
 }
@@ -486,7 +523,8 @@ async fn prepare_resume(
         eprintln!("  help: `runbook audit verify {id}`; a tampered journal cannot be resumed");
         return Err(exit::NEEDS_OPERATOR);
     }
-    if !compensating && matches!(summary.status.as_str(), "succeeded" | "failed" | "needs_operator") {
+    let finished = records.iter().any(|r| matches!(r.event, RunEvent::RunFinished { .. }));
+    if !compensating && finished {
         eprintln!("error: run {id} has finished ({}); there is nothing to resume", summary.status);
         return Err(exit::INVALID);
     }
@@ -614,7 +652,7 @@ async fn prepare_resume(
     let base_dir = file.parent().unwrap_or(Path::new(".")).to_path_buf();
     let secrets = resolve_secrets(&runbook, &base_dir)?;
     let confirm = confirmation(&runbook, args.yes)?;
-    let prepared = Prepared { runbook, params: values, secrets, confirm, base_dir, file };
+    let prepared = Prepared { runbook, params: values, secrets, confirm, base_dir, file, wait: args.wait };
     Ok((prepared, dispatch::Resume { state, started_at: summary.started_at.clone(), decisions }))
 }
 
@@ -741,7 +779,13 @@ async fn print_reports(mut rx: mpsc::UnboundedReceiver<Report>, json: bool, live
                         .get(&step)
                         .map(|t| format!(" in {:.1}s", t.elapsed().as_secs_f64()))
                         .unwrap_or_default();
-                    let outs: Vec<String> = outputs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                    // The bulky outputs of http and sql steps (their line already summed them up)
+                    // stay in `runbook show` and the journal.
+                    let outs: Vec<String> = outputs
+                        .iter()
+                        .filter(|(k, _)| !matches!(k.as_str(), "headers" | "body" | "json" | "rows"))
+                        .map(|(k, v)| format!("{k}={}", crate::history::brief(v)))
+                        .collect();
                     let outs =
                         if outs.is_empty() { String::new() } else { format!(" ({})", outs.join(", ")) };
                     format!("ok {step}{took}{outs}")
@@ -765,6 +809,32 @@ async fn print_reports(mut rx: mpsc::UnboundedReceiver<Report>, json: bool, live
                         )
                     }
                 }
+                RunEvent::ApprovalRequested { step, prompt, min_approvals, approvers, .. } => {
+                    let who = if approvers.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" from {}", approvers.join(", "))
+                    };
+                    format!("wait {step}: {prompt} ({min_approvals} approval(s) needed{who})")
+                }
+                RunEvent::ApprovalGranted { step, operator, reason, .. } => {
+                    format!(
+                        "approved {step} by {operator}{}",
+                        if reason.is_empty() { String::new() } else { format!(": {reason}") }
+                    )
+                }
+                RunEvent::ApprovalRejected { step, operator, reason } => {
+                    format!("rejected {step} by {operator}: {reason}")
+                }
+                RunEvent::RunSuspended { waiting } => {
+                    format!("suspended: waiting for approval of {}", waiting.join(", "))
+                }
+                RunEvent::EscalationFired { escalation, delivered, error } => match (delivered, error) {
+                    (true, _) => format!("escalation {escalation}: notified"),
+                    (false, e) => {
+                        format!("escalation {escalation}: notification failed: {}", e.unwrap_or_default())
+                    }
+                },
                 RunEvent::OperatorDecision { step, decision, operator, reason } => {
                     let decision = match decision {
                         runbook_core::journal::Decision::Rerun => "re-run",

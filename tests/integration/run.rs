@@ -313,15 +313,11 @@ fn confirm_without_a_terminal_needs_yes() {
 #[test]
 fn steps_that_cannot_run_yet_are_refused_up_front() {
     let sb = Sandbox::new(
-        "[runbook]\nname = \"h\"\n[steps.a]\nrun = \"echo ran >> trace\"\n[steps.health]\nhttp = { url = \"http://127.0.0.1:9/x\" }\n",
+        "[runbook]\nname = \"h\"\n[steps.a]\nrun = \"echo ran >> trace\"\n[finally.ok]\napproval = { prompt = \"Done?\" }\n",
     );
     let out = sb.run(&[]);
     assert_eq!(out.code, 3);
-    assert!(
-        out.stderr.contains("step `health` uses `http`, which this release cannot execute yet"),
-        "{}",
-        out.stderr
-    );
+    assert!(out.stderr.contains("`finally` step `ok` is a `approval` step"), "{}", out.stderr);
     assert_eq!(sb.read("trace"), "");
 }
 

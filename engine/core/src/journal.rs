@@ -104,8 +104,8 @@ pub enum RunEvent {
         step: String,
         /// The attempt that succeeded.
         attempt: u32,
-        /// Its outputs.
-        outputs: BTreeMap<String, String>,
+        /// Its outputs: text for `run`/`cmd`, structured values for `http`, `sql`, `approval`.
+        outputs: BTreeMap<String, serde_json::Value>,
     },
     /// A step failed after its retries.
     StepFailed {
@@ -165,6 +165,65 @@ pub enum RunEvent {
         /// Why.
         reason: String,
     },
+    /// An approval step is waiting for decisions. The rules travel with the request, so
+    /// `runbook approve` judges a decision from the journal alone.
+    ApprovalRequested {
+        /// Step id.
+        step: String,
+        /// The question, rendered.
+        prompt: String,
+        /// Who may approve (empty: anyone).
+        approvers: Vec<String>,
+        /// Distinct approvals needed.
+        min_approvals: u32,
+        /// Whether the run's operator may approve.
+        allow_self_approval: bool,
+        /// The run's operator (self-approval is judged against this).
+        requested_by: String,
+        /// Typed inputs an approver supplies: name → type (`string`, `integer`...).
+        #[serde(default)]
+        inputs: BTreeMap<String, String>,
+        /// Deadline in ms since the epoch, if the step has a `timeout`.
+        #[serde(default)]
+        deadline_ms: Option<i64>,
+    },
+    /// Someone approved a waiting step.
+    ApprovalGranted {
+        /// Step id.
+        step: String,
+        /// Who.
+        operator: String,
+        /// Why (may be empty).
+        reason: String,
+        /// Input values given with the approval.
+        #[serde(default)]
+        inputs: BTreeMap<String, serde_json::Value>,
+    },
+    /// Someone rejected a waiting step: it fails.
+    ApprovalRejected {
+        /// Step id.
+        step: String,
+        /// Who.
+        operator: String,
+        /// Why.
+        reason: String,
+    },
+    /// The run stopped to wait for an operator (approvals); `resume` continues it.
+    RunSuspended {
+        /// The steps it waits on.
+        waiting: Vec<String>,
+    },
+    /// An escalation's time came while the run was still going; its notification was sent
+    /// (or attempted: escalations never fail a run).
+    EscalationFired {
+        /// Escalation id.
+        escalation: String,
+        /// Whether the webhook accepted it.
+        delivered: bool,
+        /// Why not, when it was not.
+        #[serde(default)]
+        error: Option<String>,
+    },
     /// The run ended.
     RunFinished {
         /// How.
@@ -188,6 +247,11 @@ impl RunEvent {
             RunEvent::RunInterrupted { .. } => "run_interrupted",
             RunEvent::RunResumed { .. } => "run_resumed",
             RunEvent::OperatorDecision { .. } => "operator_decision",
+            RunEvent::ApprovalRequested { .. } => "approval_requested",
+            RunEvent::ApprovalGranted { .. } => "approval_granted",
+            RunEvent::ApprovalRejected { .. } => "approval_rejected",
+            RunEvent::RunSuspended { .. } => "run_suspended",
+            RunEvent::EscalationFired { .. } => "escalation_fired",
             RunEvent::RunFinished { .. } => "run_finished",
         }
     }
@@ -203,7 +267,10 @@ impl RunEvent {
             | RunEvent::CompensationStarted { step, .. }
             | RunEvent::CompensationSucceeded { step }
             | RunEvent::CompensationFailed { step, .. }
-            | RunEvent::OperatorDecision { step, .. } => Some(step),
+            | RunEvent::OperatorDecision { step, .. }
+            | RunEvent::ApprovalRequested { step, .. }
+            | RunEvent::ApprovalGranted { step, .. }
+            | RunEvent::ApprovalRejected { step, .. } => Some(step),
             _ => None,
         }
     }
@@ -311,6 +378,8 @@ pub enum StepStatus {
     Failed,
     /// Did not run.
     Skipped,
+    /// An approval step waiting for decisions.
+    AwaitingApproval,
 }
 
 /// Where one step's compensation stands.
@@ -336,11 +405,63 @@ pub struct StepState {
     /// Attempts started.
     pub attempts: u32,
     /// Outputs, once it succeeded.
-    pub outputs: BTreeMap<String, String>,
+    pub outputs: BTreeMap<String, serde_json::Value>,
     /// Its compensation.
     pub compensation: CompensationStatus,
     /// The last failure reason.
     pub reason: Option<String>,
+    /// For an approval step: its request and the decisions so far.
+    pub approval: Option<Approval>,
+}
+
+/// An approval step's request and the decisions recorded so far.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct Approval {
+    /// Who may approve (empty: anyone).
+    pub approvers: Vec<String>,
+    /// Distinct approvals needed.
+    pub min_approvals: u32,
+    /// Whether the run's operator may approve.
+    pub allow_self_approval: bool,
+    /// The run's operator.
+    pub requested_by: String,
+    /// Input names and types.
+    pub inputs: BTreeMap<String, String>,
+    /// Deadline (ms since the epoch).
+    pub deadline_ms: Option<i64>,
+    /// Who approved, in order (distinct).
+    pub granted_by: Vec<String>,
+    /// Who rejected, if anyone did.
+    pub rejected_by: Option<String>,
+}
+
+impl Approval {
+    /// Whether `operator` may decide, and why not.
+    pub fn may_decide(&self, operator: &str) -> Result<(), String> {
+        if !self.approvers.is_empty() && !self.approvers.iter().any(|a| a == operator) {
+            return Err(format!("`{operator}` is not among the approvers ({})", self.approvers.join(", ")));
+        }
+        if !self.allow_self_approval && operator == self.requested_by {
+            return Err(format!(
+                "`{operator}` started this run and may not approve its own steps (`allow-self-approval` is false)"
+            ));
+        }
+        if self.granted_by.iter().any(|g| g == operator) {
+            return Err(format!("`{operator}` has already approved this step"));
+        }
+        if let Some(by) = &self.rejected_by {
+            return Err(format!("the step was already rejected by `{by}`"));
+        }
+        if self.is_granted() {
+            return Err(format!("the step was already approved (by {})", self.granted_by.join(", ")));
+        }
+        Ok(())
+    }
+
+    /// True once enough distinct approvers said yes.
+    pub fn is_granted(&self) -> bool {
+        self.rejected_by.is_none() && self.granted_by.len() >= self.min_approvals.max(1) as usize
+    }
 }
 
 /// A run's state: the fold of its journal.
@@ -358,6 +479,10 @@ pub struct RunState {
     pub last_seq: u64,
     /// The last hash folded.
     pub last_hash: Option<String>,
+    /// Escalations that fired.
+    pub escalations_fired: Vec<String>,
+    /// Approval inputs given so far, by step.
+    pub approval_inputs: BTreeMap<String, BTreeMap<String, serde_json::Value>>,
 }
 
 impl RunState {
@@ -410,6 +535,52 @@ impl RunState {
                     s.reason = Some(format!("skipped by {operator}: {reason}"));
                 }
             },
+            (
+                RunEvent::ApprovalRequested {
+                    approvers,
+                    min_approvals,
+                    allow_self_approval,
+                    requested_by,
+                    inputs,
+                    deadline_ms,
+                    ..
+                },
+                Some(s),
+            ) => {
+                s.status = StepStatus::AwaitingApproval;
+                // A repeated request (after resume) keeps the decisions already made.
+                let granted_by = s.approval.take().map(|a| a.granted_by).unwrap_or_default();
+                s.approval = Some(Approval {
+                    approvers: approvers.clone(),
+                    min_approvals: *min_approvals,
+                    allow_self_approval: *allow_self_approval,
+                    requested_by: requested_by.clone(),
+                    inputs: inputs.clone(),
+                    deadline_ms: *deadline_ms,
+                    granted_by,
+                    rejected_by: None,
+                });
+            }
+            (RunEvent::ApprovalGranted { step, operator, inputs, .. }, Some(s)) => {
+                if let Some(a) = &mut s.approval
+                    && !a.granted_by.contains(operator)
+                {
+                    a.granted_by.push(operator.clone());
+                }
+                self.approval_inputs.entry(step.clone()).or_default().extend(inputs.clone());
+            }
+            (RunEvent::ApprovalRejected { operator, reason, .. }, Some(s)) => {
+                if let Some(a) = &mut s.approval {
+                    a.rejected_by = Some(operator.clone());
+                }
+                s.reason = Some(format!("rejected by {operator}: {reason}"));
+            }
+            (RunEvent::RunSuspended { .. }, _) => self.status = Some(RunStatus::NeedsOperator),
+            (RunEvent::EscalationFired { escalation, .. }, _)
+                if !self.escalations_fired.contains(escalation) =>
+            {
+                self.escalations_fired.push(escalation.clone());
+            }
             (RunEvent::RunInterrupted { .. }, _) => self.status = Some(RunStatus::Interrupted),
             (RunEvent::RunResumed { .. }, _) => self.status = Some(RunStatus::Running),
             (RunEvent::RunFinished { status }, _) => self.status = Some(*status),
@@ -473,7 +644,7 @@ mod tests {
             RunEvent::StepSucceeded {
                 step: "a".into(),
                 attempt: 1,
-                outputs: BTreeMap::from([("file".into(), "/tmp/x".into())]),
+                outputs: BTreeMap::from([("file".into(), serde_json::json!("/tmp/x"))]),
             },
             RunEvent::StepStarted { step: "b".into(), attempt: 1 },
             RunEvent::AttemptFailed {

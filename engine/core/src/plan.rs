@@ -523,7 +523,7 @@ impl Planner<'_> {
             expr: w.text.clone(),
             value: if w.static_only {
                 match template::eval(&w.text, &self.ctx) {
-                    Ok(v) => Some(truthy(&v)),
+                    Ok(v) => Some(crate::template::truthy(&v)),
                     Err(e) => {
                         self.render_error(&Template { text: w.text.clone(), span: w.span }, &e);
                         None
@@ -707,17 +707,6 @@ fn empty_plan(rb: &Runbook) -> Plan {
         finally: Vec::new(),
         escalations: Vec::new(),
         critical_path: CriticalPath { steps: Vec::new(), estimate: None, unestimated: Vec::new() },
-    }
-}
-
-fn truthy(v: &Value) -> bool {
-    match v {
-        Value::Null => false,
-        Value::Bool(b) => *b,
-        Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
-        Value::String(s) => !s.is_empty(),
-        Value::Array(a) => !a.is_empty(),
-        Value::Object(o) => !o.is_empty(),
     }
 }
 

@@ -213,6 +213,19 @@ pub fn render(text: &str, mode: Mode, ctx: &Context) -> Result<String, TemplateE
     Compiled::new(text, mode)?.render(ctx)
 }
 
+/// Jinja truthiness of a JSON value (what `when` and `assert` test).
+pub fn truthy(v: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match v {
+        Value::Null => false,
+        Value::Bool(b) => *b,
+        Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
+        Value::String(s) => !s.is_empty(),
+        Value::Array(a) => !a.is_empty(),
+        Value::Object(o) => !o.is_empty(),
+    }
+}
+
 /// Evaluate an expression against a context.
 pub fn eval(text: &str, ctx: &Context) -> Result<serde_json::Value, TemplateError> {
     let expr = env().compile_expression(text).map_err(|e| convert(&e, false))?;

@@ -24,7 +24,7 @@ fn journal_of(n: usize) -> Vec<Record> {
             i => RunEvent::StepSucceeded {
                 step: format!("s{}", i - 1),
                 attempt: 1,
-                outputs: BTreeMap::from([("file".into(), format!("/backups/{i}.dump"))]),
+                outputs: BTreeMap::from([("file".into(), serde_json::json!(format!("/backups/{i}.dump")))]),
             },
         };
         let r = Record::new("r1", i as u64 + 1, &format!("2026-11-30T10:00:{:02}Z", i % 60), event, &prev);

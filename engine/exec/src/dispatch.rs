@@ -18,8 +18,10 @@ use runbook_core::template::{self, Mode};
 use runbook_store::{Lease, Store, StoreError};
 use tokio::sync::{mpsc, watch};
 
+use crate::action::{self, Done, Outputs, Work};
 use crate::process::{self, Exit, Line, Spawn, Stream};
 use crate::secrets::{Redactor, Secrets};
+use crate::{http, sql};
 
 /// What the CLI hears about, to show progress. Secret values never reach it.
 #[derive(Debug, Clone, PartialEq)]
@@ -74,7 +76,27 @@ pub struct RunOptions {
     /// With `resume`: run no step, only the compensations of the steps that succeeded
     /// (`runbook compensate`).
     pub compensate_only: bool,
+    /// Stay attached while approvals are pending (a terminal, or `--wait`) instead of
+    /// suspending the run.
+    pub wait_for_approvals: bool,
+    /// Asks the operator to decide an approval inline, when the rules allow it.
+    pub approve_inline: Option<ApproveInline>,
+    /// How often an attached run looks for decisions made elsewhere.
+    pub poll: Duration,
 }
+
+/// An inline answer to an approval: approve or reject, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InlineAnswer {
+    /// True to approve.
+    pub approve: bool,
+    /// Why.
+    pub reason: String,
+}
+
+/// A way to ask the operator an approval question inline (blocking). `None`: no answer
+/// here (the decision will come from `runbook approve`).
+pub type ApproveInline = Arc<dyn Fn(&str) -> Option<InlineAnswer> + Send + Sync>;
 
 /// What `resume` continues from: the folded journal and the operator's decisions.
 #[derive(Debug, Clone)]
@@ -159,31 +181,29 @@ pub fn now() -> (String, i64) {
 /// Refuse runbooks this release cannot execute, before anything runs.
 pub fn check_supported(runbook: &Runbook) -> Result<(), ExecError> {
     let mut problems = Vec::new();
-    let steps = runbook.steps.iter().chain(runbook.finally.iter());
-    for step in steps {
-        let mut kinds = vec![step.action.kind()];
-        kinds.extend(step.compensate.iter().map(|c| c.action.kind()));
-        kinds.extend(step.preconditions.iter().map(|p| p.action.kind()));
-        for kind in kinds {
-            if !matches!(kind, "run" | "cmd") {
-                problems
-                    .push(format!("step `{}` uses `{kind}`, which this release cannot execute yet", step.id));
-            }
+    for step in &runbook.steps {
+        if let Action::Runbook(_) = step.action {
+            problems.push(format!(
+                "step `{}` runs another runbook, which this release cannot execute yet",
+                step.id
+            ));
         }
     }
-    for p in &runbook.preconditions {
-        if !matches!(p.action, Action::Run { .. } | Action::Cmd(_)) {
+    for step in &runbook.finally {
+        if matches!(step.action, Action::Approval(_) | Action::Runbook(_)) {
             problems.push(format!(
-                "precondition `{}` uses `{}`, which this release cannot execute yet",
-                p.id,
-                p.action.kind()
+                "`finally` step `{}` is a `{}` step; `finally` steps must run without waiting (run, cmd, http, sql, notify)",
+                step.id,
+                step.action.kind()
             ));
         }
     }
     if problems.is_empty() {
         Ok(())
     } else {
-        problems.push("`run` and `cmd` run today; http, sql, approval, notify and runbook steps come in the next release (`runbook plan` shows them already)".into());
+        problems.push(
+            "`runbook plan` shows such runbooks already; `runbook` steps come in the next release".into(),
+        );
         Err(ExecError::Unsupported(problems.join("\n")))
     }
 }
@@ -196,12 +216,34 @@ enum State {
     Succeeded,
     Failed,
     Skipped,
+    /// An approval waiting for decisions.
+    Awaiting,
 }
 
 enum Msg {
-    Done { idx: usize, attempt: u32, exit: Exit, outputs: Result<BTreeMap<String, String>, String> },
-    RetryDue { idx: usize },
-    Line { idx: usize, line: Line },
+    Done {
+        idx: usize,
+        attempt: u32,
+        done: Done,
+    },
+    RetryDue {
+        idx: usize,
+    },
+    Line {
+        idx: usize,
+        line: Line,
+    },
+    /// The operator answered an approval on the terminal.
+    Inline {
+        idx: usize,
+        answer: InlineAnswer,
+    },
+    /// An escalation's notification was attempted.
+    Escalated {
+        id: String,
+        delivered: bool,
+        error: Option<String>,
+    },
 }
 
 /// One run of a validated runbook.
@@ -378,9 +420,16 @@ impl<'a> Dispatcher<'a> {
         let mut interrupted = false;
         let mut failed_compensate = false;
         let mut any_failed = false;
+        let mut suspended = false;
         let max_parallel = self.runbook.max_parallel.map_or(self.opts.max_parallel, |m| m as usize).max(1);
         let mut renew = tokio::time::interval(self.opts.lease_ttl / 3);
         renew.tick().await;
+        let mut poll = tokio::time::interval(self.opts.poll);
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Decisions already in the journal (made while the run was suspended) are folded.
+        let mut decisions_seen = self.journal.last_seq;
+        let started = humantime::parse_rfc3339(&self.started_at).unwrap_or_else(|_| SystemTime::now());
+        let mut escalating: Vec<String> = Vec::new();
 
         loop {
             if !stopping {
@@ -392,37 +441,63 @@ impl<'a> Dispatcher<'a> {
                         if running >= max_parallel || self.state[idx] != State::Waiting {
                             continue;
                         }
-                        match self.readiness(idx) {
-                            Readiness::NotYet => {}
+                        let outcome = match self.readiness(idx) {
+                            Readiness::NotYet => continue,
                             Readiness::Blocked(reason) => {
                                 self.skip(idx, reason).await?;
                                 progressed = true;
+                                continue;
                             }
                             Readiness::Ready => {
                                 progressed = true;
-                                match self.begin(idx, &attempt_cancel, &tx, &cancel).await? {
-                                    Begun::Spawned => running += 1,
-                                    Begun::Skipped => {}
-                                    Begun::Failed => {
-                                        any_failed = true;
-                                        match self.runbook.steps[idx].on_failure {
-                                            OnFailure::Continue => {}
-                                            OnFailure::Stop => stopping = true,
-                                            OnFailure::Compensate => {
-                                                stopping = true;
-                                                failed_compensate = true;
-                                            }
-                                        }
-                                    }
-                                }
+                                self.begin(idx, &attempt_cancel, &tx, &cancel).await?
+                            }
+                        };
+                        match outcome {
+                            Begun::Spawned => running += 1,
+                            Begun::Skipped | Begun::Awaiting => {}
+                            Begun::Failed => {
+                                any_failed = true;
+                                self.on_failure(idx, &mut stopping, &mut failed_compensate);
                             }
                         }
                     }
                 }
             }
-            if running == 0 && (waiting_retry == 0 || stopping) {
-                break;
+            // Approvals: fold decisions made anywhere, then settle what they decide.
+            if !stopping && self.state.contains(&State::Awaiting) {
+                decisions_seen = self.fold_decisions(decisions_seen).await?;
+                let mut settled = false;
+                for idx in 0..self.state.len() {
+                    if self.state[idx] != State::Awaiting {
+                        continue;
+                    }
+                    match self.settle_approval(idx).await? {
+                        None => {}
+                        Some(true) => settled = true,
+                        Some(false) => {
+                            settled = true;
+                            any_failed = true;
+                            self.on_failure(idx, &mut stopping, &mut failed_compensate);
+                        }
+                    }
+                }
+                if settled {
+                    // Steps may have become ready.
+                    continue;
+                }
             }
+            let awaiting = self.state.contains(&State::Awaiting);
+            if running == 0 && (waiting_retry == 0 || stopping) {
+                if !awaiting || stopping {
+                    break;
+                }
+                if !self.opts.wait_for_approvals {
+                    suspended = true;
+                    break;
+                }
+            }
+            let next_escalation = self.next_escalation(started, &escalating);
             tokio::select! {
                 Some(msg) = rx.recv() => match msg {
                     Msg::Line { idx, line } => {
@@ -437,22 +512,38 @@ impl<'a> Dispatcher<'a> {
                             running += 1;
                         }
                     }
-                    Msg::Done { idx, attempt, exit, outputs } => {
+                    Msg::Done { idx, attempt, done } => {
                         running -= 1;
-                        match self.finish_attempt(idx, attempt, exit, outputs, interrupted, &tx).await? {
+                        match self.finish_attempt(idx, attempt, done, interrupted, &tx).await? {
                             AttemptResult::Succeeded | AttemptResult::Interrupted => {}
                             AttemptResult::Retrying => waiting_retry += 1,
                             AttemptResult::Failed => {
                                 any_failed = true;
-                                match self.runbook.steps[idx].on_failure {
-                                    OnFailure::Continue => {}
-                                    OnFailure::Stop => stopping = true,
-                                    OnFailure::Compensate => { stopping = true; failed_compensate = true; }
-                                }
+                                self.on_failure(idx, &mut stopping, &mut failed_compensate);
                             }
                         }
                     }
+                    Msg::Inline { idx, answer } => {
+                        if self.state[idx] == State::Awaiting {
+                            let step = self.runbook.steps[idx].id.to_string();
+                            let operator = self.opts.operator.clone();
+                            if let Err(e) = self.decide(&step, &operator, answer.approve, &answer.reason, BTreeMap::new()).await {
+                                let _ = self.report.send(Report::Notice(format!("your answer to `{step}` was not recorded: {e}")));
+                            }
+                            poll.reset_immediately();
+                        }
+                    }
+                    Msg::Escalated { id, delivered, error } => {
+                        self.record(RunEvent::EscalationFired { escalation: id, delivered, error }).await?;
+                    }
                 },
+                _ = poll.tick(), if awaiting => {}
+                _ = sleep_until(next_escalation), if next_escalation.is_some() => {
+                    if let Some(id) = self.due_escalation(started, &escalating) {
+                        escalating.push(id.clone());
+                        self.escalate(&id, &tx);
+                    }
+                }
                 changed = cancel.changed(), if !interrupted => {
                     if changed.is_err() || *cancel.borrow() {
                         interrupted = true;
@@ -472,6 +563,16 @@ impl<'a> Dispatcher<'a> {
                 }
             }
         }
+        // Escalations already on their way are journaled before the run ends.
+        while escalating.len() > self.journal.escalations_fired.len() {
+            match tokio::time::timeout(Duration::from_secs(30), rx.recv()).await {
+                Ok(Some(Msg::Escalated { id, delivered, error })) => {
+                    self.record(RunEvent::EscalationFired { escalation: id, delivered, error }).await?;
+                }
+                Ok(Some(_)) => {}
+                _ => break,
+            }
+        }
 
         if interrupted {
             self.record(RunEvent::RunInterrupted {
@@ -481,6 +582,24 @@ impl<'a> Dispatcher<'a> {
             self.release().await;
             return Ok(Outcome { status: RunStatus::Interrupted, last_hash: self.last_hash() });
         }
+        if suspended {
+            let waiting = self
+                .state
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| **s == State::Awaiting)
+                .map(|(i, _)| self.runbook.steps[i].id.to_string())
+                .collect();
+            self.record(RunEvent::RunSuspended { waiting }).await?;
+            self.release().await;
+            return Ok(Outcome { status: RunStatus::NeedsOperator, last_hash: self.last_hash() });
+        }
+        // Approvals still open when the run stops after a failure will never be needed.
+        for idx in 0..self.state.len() {
+            if self.state[idx] == State::Awaiting {
+                self.skip(idx, "the run stopped before a decision was needed".into()).await?;
+            }
+        }
         let mut status = if any_failed { RunStatus::Failed } else { RunStatus::Succeeded };
         if failed_compensate && !self.compensate(&cancel).await? {
             status = RunStatus::NeedsOperator;
@@ -489,6 +608,18 @@ impl<'a> Dispatcher<'a> {
         self.record(RunEvent::RunFinished { status }).await?;
         self.release().await;
         Ok(Outcome { status, last_hash: self.last_hash() })
+    }
+
+    /// What a failed step's `on-failure` means for the run.
+    fn on_failure(&self, idx: usize, stopping: &mut bool, failed_compensate: &mut bool) {
+        match self.runbook.steps[idx].on_failure {
+            OnFailure::Continue => {}
+            OnFailure::Stop => *stopping = true,
+            OnFailure::Compensate => {
+                *stopping = true;
+                *failed_compensate = true;
+            }
+        }
     }
 
     /// Seed the run's state from its journal, and journal the operator's decisions.
@@ -503,7 +634,11 @@ impl<'a> Dispatcher<'a> {
                 StepStatus::Succeeded => State::Succeeded,
                 StepStatus::Skipped => State::Skipped,
                 StepStatus::Failed => State::Failed,
-                StepStatus::Pending | StepStatus::Started | StepStatus::Retrying => State::Waiting,
+                // An approval still waiting is asked again (not twice journaled) by `begin`.
+                StepStatus::Pending
+                | StepStatus::Started
+                | StepStatus::Retrying
+                | StepStatus::AwaitingApproval => State::Waiting,
             };
         }
         self.journal = r.state.clone();
@@ -563,25 +698,34 @@ impl<'a> Dispatcher<'a> {
     }
 
     /// The template context with real values (secret values included: they only reach
-    /// `env`, where validation allowed them).
+    /// `env` and the request fields where validation allowed them).
     fn context(&self, status: Option<RunStatus>) -> template::Context {
+        template::Context::new(&self.context_json(status, true))
+    }
+
+    /// The template context as JSON; without secrets for expressions (`assert`), which the
+    /// validator keeps secrets out of anyway.
+    fn context_json(&self, status: Option<RunStatus>, with_secrets: bool) -> serde_json::Value {
         let params: serde_json::Map<String, serde_json::Value> = self
             .params
             .iter()
             .map(|(k, v)| (k.clone(), serde_json::to_value(v).unwrap_or_default()))
             .collect();
-        let secrets: serde_json::Map<String, serde_json::Value> = self
-            .secrets
-            .iter()
-            .map(|(k, v)| (k.to_string(), serde_json::Value::String(v.to_string())))
-            .collect();
+        let secrets: serde_json::Map<String, serde_json::Value> = if with_secrets {
+            self.secrets
+                .iter()
+                .map(|(k, v)| (k.to_string(), serde_json::Value::String(v.to_string())))
+                .collect()
+        } else {
+            serde_json::Map::new()
+        };
         let mut steps = serde_json::Map::new();
         for (id, s) in &self.journal.steps {
             if s.status == runbook_core::journal::StepStatus::Succeeded {
                 steps.insert(id.clone(), serde_json::json!({ "outputs": s.outputs }));
             }
         }
-        template::Context::new(&serde_json::json!({
+        serde_json::json!({
             "params": params,
             "secrets": secrets,
             "steps": steps,
@@ -591,7 +735,7 @@ impl<'a> Dispatcher<'a> {
                 "status": status.map(RunStatus::as_str).unwrap_or("running"),
             },
             "runbook": { "name": self.runbook.name, "title": self.runbook.title.clone().unwrap_or_default() },
-        }))
+        })
     }
 
     fn render(&self, t: &Template, mode: Mode, status: Option<RunStatus>) -> Result<String, String> {
@@ -621,7 +765,8 @@ impl<'a> Dispatcher<'a> {
         self.record(RunEvent::StepSkipped { step, reason }).await
     }
 
-    /// Evaluate `when` and the step's preconditions, then start its first attempt.
+    /// Evaluate `when` and the step's preconditions, then start its first attempt (or, for
+    /// an approval, ask for decisions).
     async fn begin(
         &mut self,
         idx: usize,
@@ -632,7 +777,7 @@ impl<'a> Dispatcher<'a> {
         let step = &self.runbook.steps[idx];
         if let Some(when) = &step.when {
             match template::eval(&when.text, &self.context(None)) {
-                Ok(v) if !truthy(&v) => {
+                Ok(v) if !template::truthy(&v) => {
                     self.skip(idx, format!("`when` is false: {}", when.text)).await?;
                     return Ok(Begun::Skipped);
                 }
@@ -657,6 +802,10 @@ impl<'a> Dispatcher<'a> {
                 return self.fail_before_start(idx, "the operator did not confirm it".into()).await;
             }
         }
+        if let Action::Approval(_) = &step.action {
+            self.request_approval(idx, tx).await?;
+            return Ok(Begun::Awaiting);
+        }
         self.attempt(idx, attempt_cancel, tx).await?;
         Ok(Begun::Spawned)
     }
@@ -668,7 +817,187 @@ impl<'a> Dispatcher<'a> {
         Ok(Begun::Failed)
     }
 
-    /// Journal `step_started`, then spawn the attempt.
+    /// Journal an approval request (once: a resumed run keeps waiting on the same one), and
+    /// offer the operator an inline answer when the rules let them decide.
+    async fn request_approval(
+        &mut self,
+        idx: usize,
+        tx: &mpsc::UnboundedSender<Msg>,
+    ) -> Result<(), ExecError> {
+        let step = &self.runbook.steps[idx];
+        let Action::Approval(spec) = &step.action else { return Ok(()) };
+        let id = step.id.to_string();
+        self.state[idx] = State::Awaiting;
+        let prompt =
+            self.render(&spec.prompt, Mode::Plain, None).unwrap_or_else(|_| spec.prompt.text.clone());
+        let pending = self.journal.steps.get(&id).and_then(|s| s.approval.as_ref());
+        if pending.is_none() {
+            let (_, now_ms) = now();
+            self.record(RunEvent::ApprovalRequested {
+                step: id.clone(),
+                prompt: prompt.clone(),
+                approvers: spec.approvers.clone(),
+                min_approvals: spec.min_approvals,
+                allow_self_approval: spec.allow_self_approval,
+                requested_by: self.opts.operator.clone(),
+                inputs: spec.inputs.iter().map(|p| (p.name.clone(), p.ty.as_str().to_string())).collect(),
+                deadline_ms: spec.timeout.map(|t| now_ms.saturating_add(t.as_millis() as i64)),
+            })
+            .await?;
+        }
+        let may_answer = self
+            .journal
+            .steps
+            .get(&id)
+            .and_then(|s| s.approval.as_ref())
+            .is_some_and(|a| a.may_decide(&self.opts.operator).is_ok());
+        // Inline answers carry no inputs: an approval with inputs is given with `runbook approve`.
+        if let (Some(ask), true, true) = (&self.opts.approve_inline, may_answer, spec.inputs.is_empty()) {
+            let ask = Arc::clone(ask);
+            let tx = tx.clone();
+            tokio::task::spawn_blocking(move || {
+                if let Some(answer) = ask(&prompt) {
+                    let _ = tx.send(Msg::Inline { idx, answer });
+                }
+            });
+        } else {
+            let _ = self.report.send(Report::Notice(format!(
+                "step `{id}` waits for approval: `runbook approve {} {id}` (or `runbook reject {} {id} --reason ...`)",
+                self.opts.run_id, self.opts.run_id
+            )));
+        }
+        Ok(())
+    }
+
+    /// Fold approval decisions journaled since `seen` (by `runbook approve` in any terminal,
+    /// or inline). Returns the new high-water mark.
+    async fn fold_decisions(&mut self, seen: u64) -> Result<u64, ExecError> {
+        let records = self.store.records(&self.opts.run_id).await?;
+        let mut high = seen;
+        for r in records.iter().filter(|r| r.seq > seen) {
+            high = high.max(r.seq);
+            if matches!(r.event, RunEvent::ApprovalGranted { .. } | RunEvent::ApprovalRejected { .. }) {
+                self.journal.apply(&r.event);
+                let _ = self.report.send(Report::Recorded(Box::new(r.clone())));
+            }
+        }
+        Ok(high)
+    }
+
+    /// Settle an approval from the folded decisions: `Some(true)` granted, `Some(false)`
+    /// rejected or timed out (the step failed), `None` still waiting.
+    async fn settle_approval(&mut self, idx: usize) -> Result<Option<bool>, ExecError> {
+        let step = &self.runbook.steps[idx];
+        let Action::Approval(spec) = &step.action else { return Ok(None) };
+        let id = step.id.to_string();
+        let Some(approval) = self.journal.steps.get(&id).and_then(|s| s.approval.clone()) else {
+            return Ok(None);
+        };
+        let attempt = self.attempts[idx].max(1);
+        if let Some(by) = &approval.rejected_by {
+            let reason = self.journal.steps.get(&id).and_then(|s| s.reason.clone());
+            self.state[idx] = State::Failed;
+            let reason = reason.unwrap_or_else(|| format!("rejected by {by}"));
+            self.record(RunEvent::StepFailed { step: id, attempt, reason }).await?;
+            return Ok(Some(false));
+        }
+        if approval.is_granted() {
+            let given = self.journal.approval_inputs.get(&id).cloned().unwrap_or_default();
+            let mut outputs = Outputs::new();
+            for input in &spec.inputs {
+                let value = given
+                    .get(&input.name)
+                    .cloned()
+                    .or_else(|| input.default.as_ref().and_then(|d| serde_json::to_value(d).ok()))
+                    .unwrap_or(serde_json::Value::Null);
+                outputs.insert(input.name.clone(), value);
+            }
+            self.state[idx] = State::Succeeded;
+            self.record(RunEvent::StepSucceeded { step: id, attempt, outputs }).await?;
+            return Ok(Some(true));
+        }
+        let (_, now_ms) = now();
+        if approval.deadline_ms.is_some_and(|d| now_ms >= d) {
+            self.state[idx] = State::Failed;
+            let reason = format!(
+                "no decision within the approval timeout ({} of {} approvals)",
+                approval.granted_by.len(),
+                approval.min_approvals
+            );
+            self.record(RunEvent::StepFailed { step: id, attempt, reason }).await?;
+            return Ok(Some(false));
+        }
+        Ok(None)
+    }
+
+    /// Record a decision through the store's checked append, as `runbook approve` does.
+    async fn decide(
+        &mut self,
+        step: &str,
+        operator: &str,
+        approve: bool,
+        reason: &str,
+        inputs: BTreeMap<String, serde_json::Value>,
+    ) -> Result<(), ExecError> {
+        let event = decision_event(step, operator, approve, reason, inputs);
+        let event = self.redactor.redact_event(event);
+        let (ts, _) = now();
+        self.store
+            .append_checked(&self.opts.run_id, &ts, &event, |state| check_decision(state, step, operator))
+            .await?;
+        Ok(())
+    }
+
+    /// When the next unfired escalation is due.
+    fn next_escalation(&self, started: SystemTime, escalating: &[String]) -> Option<tokio::time::Instant> {
+        let elapsed = SystemTime::now().duration_since(started).unwrap_or_default();
+        self.runbook
+            .escalations
+            .iter()
+            .filter(|e| !escalating.contains(&e.id) && !self.journal.escalations_fired.contains(&e.id))
+            .map(|e| tokio::time::Instant::now() + e.after.saturating_sub(elapsed))
+            .min()
+    }
+
+    /// The escalation whose time has come, if any.
+    fn due_escalation(&self, started: SystemTime, escalating: &[String]) -> Option<String> {
+        let elapsed = SystemTime::now().duration_since(started).unwrap_or_default();
+        self.runbook
+            .escalations
+            .iter()
+            .filter(|e| !escalating.contains(&e.id) && !self.journal.escalations_fired.contains(&e.id))
+            .find(|e| e.after <= elapsed)
+            .map(|e| e.id.clone())
+    }
+
+    /// Send an escalation's notification in the background; the loop journals the result.
+    fn escalate(&self, id: &str, tx: &mpsc::UnboundedSender<Msg>) {
+        let Some(escalation) = self.runbook.escalations.iter().find(|e| e.id == id) else { return };
+        let _ = self.report.send(Report::Notice(format!(
+            "escalation `{id}`: the run is still going after {}",
+            runbook_core::model::format_duration(escalation.after)
+        )));
+        let request = self.notify_request(&escalation.notify, None);
+        let redactor = self.redactor.clone();
+        let tx = tx.clone();
+        let id = id.to_string();
+        tokio::spawn(async move {
+            let (delivered, error) = match request {
+                Err(e) => (false, Some(e)),
+                Ok(request) => match http::send(&request).await {
+                    Err(e) => (false, Some(e)),
+                    Ok(outputs) => match http::judge(&request, &outputs) {
+                        action::Check::Passed(_) => (true, None),
+                        action::Check::Failed(e) => (false, Some(e)),
+                    },
+                },
+            };
+            let error = error.map(|e| redactor.redact(&e));
+            let _ = tx.send(Msg::Escalated { id, delivered, error });
+        });
+    }
+
+    /// Journal `step_started`, then start the attempt.
     async fn attempt(
         &mut self,
         idx: usize,
@@ -679,25 +1008,26 @@ impl<'a> Dispatcher<'a> {
         let attempt = self.attempts[idx];
         let step = &self.runbook.steps[idx];
         let output_file = self.opts.run_dir.join(format!("{}.{attempt}.outputs", step.id));
-        let prepared = self.spawn_spec(
+        let prepared = self.work(
             step.id.as_str(),
             &step.action,
             &step.env,
             step.dir.as_deref(),
             step.timeout,
             &output_file,
+            &step.outputs,
             None,
         );
+        let timeout = step.timeout;
         self.record(RunEvent::StepStarted { step: step.id.to_string(), attempt }).await?;
         self.state[idx] = State::Running;
-        let declared = step.outputs.clone();
         let tx = tx.clone();
         let cancel = attempt_cancel.clone();
         let reaper = self.opts.reaper.clone();
         tokio::spawn(async move {
-            let (exit, outputs) = match prepared {
-                Err(e) => (Exit::SpawnFailed(e), Err(String::new())),
-                Ok(spawn) => {
+            let done = match prepared {
+                Err(e) => Done { exit: Exit::SpawnFailed(e), outputs: Err(String::new()) },
+                Ok(work) => {
                     let (ltx, mut lrx) = mpsc::unbounded_channel();
                     let forward_tx = tx.clone();
                     let forward = tokio::spawn(async move {
@@ -705,18 +1035,19 @@ impl<'a> Dispatcher<'a> {
                             let _ = forward_tx.send(Msg::Line { idx, line });
                         }
                     });
-                    let exit = process::run_tied(&spawn, ltx, cancel, reaper.as_deref()).await;
+                    let done = action::perform(work, timeout, ltx, cancel, reaper.as_deref()).await;
                     let _ = forward.await;
-                    (exit, read_outputs(&output_file, &declared))
+                    done
                 }
             };
-            let _ = tx.send(Msg::Done { idx, attempt, exit, outputs });
+            let _ = tx.send(Msg::Done { idx, attempt, done });
         });
         Ok(())
     }
 
+    /// Render an action into the work of one attempt.
     #[allow(clippy::too_many_arguments)]
-    fn spawn_spec(
+    fn work(
         &self,
         label: &str,
         action: &Action,
@@ -724,18 +1055,58 @@ impl<'a> Dispatcher<'a> {
         dir: Option<&str>,
         timeout: Option<Duration>,
         output_file: &std::path::Path,
+        declared: &[String],
         status: Option<RunStatus>,
-    ) -> Result<Spawn, String> {
+    ) -> Result<Work, String> {
         let ctx = self.context(status);
-        let render = |t: &Template, mode| template::render(&t.text, mode, &ctx).map_err(|e| e.message);
+        let render = |t: &Template| template::render(&t.text, Mode::Plain, &ctx).map_err(|e| e.message);
+        let assert = |expr: &Option<runbook_core::model::Expr>| {
+            expr.as_ref()
+                .map(|e| action::Assert { expr: e.text.clone(), ctx: self.context_json(status, false) })
+        };
         let argv = match action {
             Action::Run { script, shell } => {
                 let mut argv = shell.clone();
-                argv.push(render(script, Mode::Shell)?);
+                argv.push(template::render(&script.text, Mode::Shell, &ctx).map_err(|e| e.message)?);
                 argv
             }
-            Action::Cmd(args) => args.iter().map(|a| render(a, Mode::Plain)).collect::<Result<_, _>>()?,
-            other => return Err(format!("`{}` steps cannot run in this release", other.kind())),
+            Action::Cmd(args) => args.iter().map(render).collect::<Result<_, _>>()?,
+            Action::Http(spec) => {
+                let request = http::Request {
+                    method: spec.method.clone(),
+                    url: render(&spec.url)?,
+                    headers: render_pairs(&spec.headers, &render)?,
+                    query: render_pairs(&spec.query, &render)?,
+                    body: match (&spec.body, &spec.json) {
+                        (Some(b), _) => http::Body::Text(render(b)?),
+                        (None, Some(j)) => http::Body::Json(render_json(j, &ctx)?),
+                        (None, None) => http::Body::None,
+                    },
+                    expect_status: spec.expect_status.clone(),
+                    max_latency: spec.max_latency,
+                    ca_file: spec.ca_file.as_ref().map(|c| self.opts.base_dir.join(c)),
+                    request_timeout: spec.request_timeout,
+                };
+                return Ok(Work::Http { request, assert: assert(&spec.assert) });
+            }
+            Action::Sql(spec) => {
+                let request = sql::Request {
+                    url: render(&spec.url)?,
+                    statement: match &spec.statement {
+                        runbook_core::model::SqlStatement::Query(q) => sql::Statement::Query(q.clone()),
+                        runbook_core::model::SqlStatement::File(f) => sql::Statement::File(f.clone()),
+                    },
+                    args: spec.args.iter().map(|a| render_json(a, &ctx)).collect::<Result<_, _>>()?,
+                    read_only: spec.read_only,
+                    base_dir: dir.map_or_else(|| self.opts.base_dir.clone(), |d| self.opts.base_dir.join(d)),
+                };
+                return Ok(Work::Sql { request, assert: assert(&spec.assert) });
+            }
+            Action::Notify(spec) => {
+                let request = self.notify_request(spec, status)?;
+                return Ok(Work::Notify { request, required: spec.required });
+            }
+            other => return Err(format!("`{}` steps are not run as an action", other.kind())),
         };
         let mut vars = vec![
             ("RUNBOOK_OUTPUT".to_string(), output_file.display().to_string()),
@@ -743,7 +1114,7 @@ impl<'a> Dispatcher<'a> {
             ("RUNBOOK_STEP".to_string(), label.to_string()),
         ];
         for (k, v) in env {
-            vars.push((k.clone(), render(v, Mode::Plain)?));
+            vars.push((k.clone(), render(v)?));
         }
         // A secret's source variable reaches a step only when the step passes it in `env`.
         let env_remove = self
@@ -755,13 +1126,43 @@ impl<'a> Dispatcher<'a> {
                 _ => None,
             })
             .collect();
-        Ok(Spawn {
-            argv,
-            env: vars,
-            env_remove,
-            dir: dir.map_or_else(|| self.opts.base_dir.clone(), |d| self.opts.base_dir.join(d)),
-            timeout,
-            grace: self.opts.grace,
+        Ok(Work::Process {
+            spawn: Spawn {
+                argv,
+                env: vars,
+                env_remove,
+                dir: dir.map_or_else(|| self.opts.base_dir.clone(), |d| self.opts.base_dir.join(d)),
+                timeout,
+                grace: self.opts.grace,
+            },
+            output_file: output_file.to_path_buf(),
+            declared: declared.to_vec(),
+        })
+    }
+
+    /// A notification as a JSON POST: `{"text": ...}` or the custom body.
+    fn notify_request(
+        &self,
+        spec: &runbook_core::model::NotifySpec,
+        status: Option<RunStatus>,
+    ) -> Result<http::Request, String> {
+        let ctx = self.context(status);
+        let body = match &spec.message {
+            runbook_core::model::NotifyMessage::Text(t) => {
+                serde_json::json!({ "text": template::render(&t.text, Mode::Plain, &ctx).map_err(|e| e.message)? })
+            }
+            runbook_core::model::NotifyMessage::Json(j) => render_json(j, &ctx)?,
+        };
+        Ok(http::Request {
+            method: "POST".into(),
+            url: template::render(&spec.webhook.text, Mode::Plain, &ctx).map_err(|e| e.message)?,
+            headers: Vec::new(),
+            query: Vec::new(),
+            body: http::Body::Json(body),
+            expect_status: Vec::new(),
+            max_latency: None,
+            ca_file: None,
+            request_timeout: Some(Duration::from_secs(10)),
         })
     }
 
@@ -769,32 +1170,32 @@ impl<'a> Dispatcher<'a> {
         &mut self,
         idx: usize,
         attempt: u32,
-        exit: Exit,
-        outputs: Result<BTreeMap<String, String>, String>,
+        done: Done,
         interrupted: bool,
         tx: &mpsc::UnboundedSender<Msg>,
     ) -> Result<AttemptResult, ExecError> {
         let step = &self.runbook.steps[idx];
         let id = step.id.to_string();
+        let Done { exit, outputs } = done;
         if interrupted && exit == Exit::Cancelled {
             // No outcome is journaled: the step stays in doubt for `resume` to decide.
             self.state[idx] = State::Waiting;
             return Ok(AttemptResult::Interrupted);
         }
-        let failure = match (&exit, outputs) {
-            (Exit::Code(0), Ok(outputs)) => {
-                let outputs = outputs
-                    .into_iter()
-                    .map(|(k, v)| (k, self.redactor.redact(&v)))
-                    .collect::<BTreeMap<_, _>>();
+        let failure = match (exit.success(), outputs) {
+            (true, Ok(outputs)) => {
                 self.state[idx] = State::Succeeded;
                 self.record(RunEvent::StepSucceeded { step: id, attempt, outputs }).await?;
                 return Ok(AttemptResult::Succeeded);
             }
-            (Exit::Code(0), Err(missing)) => (AttemptEnd::Other, None, missing),
-            (Exit::Code(c), _) => (AttemptEnd::Exit(*c), Some(*c), exit.describe()),
-            (Exit::TimedOut, _) => (AttemptEnd::TimedOut, None, exit.describe()),
-            (_, _) => (AttemptEnd::Other, None, exit.describe()),
+            (true, Err(missing)) => (AttemptEnd::Other, None, missing),
+            (false, _) => {
+                let code = match exit {
+                    Exit::Code(c) => Some(c),
+                    _ => None,
+                };
+                (attempt_end(&exit), code, exit.describe())
+            }
         };
         let (end, exit_code, reason) = failure;
         if retry::should_retry(&step.retry, attempt, end) {
@@ -824,18 +1225,19 @@ impl<'a> Dispatcher<'a> {
         let owner = step.map_or_else(|| "runbook".to_string(), |s| format!("step `{}`", s.id));
         let scratch = self.opts.run_dir.join(format!("precondition-{}.outputs", p.id));
         let label = step.map_or(p.id.as_str(), |s| s.id.as_str());
-        let spawn = self
-            .spawn_spec(label, &p.action, &p.env, p.dir.as_deref(), Some(p.timeout), &scratch, None)
+        let work = self
+            .work(label, &p.action, &p.env, p.dir.as_deref(), Some(p.timeout), &scratch, &[], None)
             .map_err(|e| format!("precondition `{}` of {owner}: {e}", p.id))?;
         let (tx, _rx) = mpsc::unbounded_channel();
-        let exit = process::run_tied(&spawn, tx, cancel.clone(), self.opts.reaper.as_deref()).await;
+        let done =
+            action::perform(work, Some(p.timeout), tx, cancel.clone(), self.opts.reaper.as_deref()).await;
         let _ = std::fs::remove_file(&scratch);
-        if exit.success() {
+        if done.exit.success() {
             return Ok(());
         }
         let message = match &p.message {
             Some(m) => self.render(m, Mode::Plain, None).unwrap_or_else(|_| m.text.clone()),
-            None => format!("check {}", exit.describe()),
+            None => format!("check {}", done.exit.describe()),
         };
         Err(format!("precondition `{}` of {owner} failed: {}", p.id, self.redactor.redact(&message)))
     }
@@ -846,12 +1248,13 @@ impl<'a> Dispatcher<'a> {
         &self,
         label: &str,
         attempt: u32,
-        spawn: Result<Spawn, String>,
+        work: Result<Work, String>,
+        timeout: Option<Duration>,
         cancel: &watch::Receiver<bool>,
-    ) -> Exit {
-        let spawn = match spawn {
-            Ok(s) => s,
-            Err(e) => return Exit::SpawnFailed(e),
+    ) -> Done {
+        let work = match work {
+            Ok(w) => w,
+            Err(e) => return Done { exit: Exit::SpawnFailed(e), outputs: Err(String::new()) },
         };
         let (tx, mut rx) = mpsc::unbounded_channel::<Line>();
         let redactor = self.redactor.clone();
@@ -865,9 +1268,9 @@ impl<'a> Dispatcher<'a> {
                 let _ = report.send(Report::Output { step: step.clone(), stream: line.stream, text });
             }
         });
-        let exit = process::run_tied(&spawn, tx, cancel.clone(), self.opts.reaper.as_deref()).await;
+        let done = action::perform(work, timeout, tx, cancel.clone(), self.opts.reaper.as_deref()).await;
         let _ = forward.await;
-        exit
+        done
     }
 
     /// Compensate the steps that succeeded, most recent first. False when one failed.
@@ -890,25 +1293,30 @@ impl<'a> Dispatcher<'a> {
                 attempt += 1;
                 self.record(RunEvent::CompensationStarted { step: id.clone(), attempt }).await?;
                 let scratch = self.opts.run_dir.join(format!("{id}.compensation.{attempt}.outputs"));
-                let spawn = self.spawn_spec(
+                let work = self.work(
                     &id,
                     &comp.action,
                     &comp.env,
                     comp.dir.as_deref(),
                     comp.timeout,
                     &scratch,
+                    &[],
                     None,
                 );
-                let exit = self.run_action(&format!("{id} (undo)"), attempt, spawn, cancel).await;
+                let result =
+                    self.run_action(&format!("{id} (undo)"), attempt, work, comp.timeout, cancel).await;
                 let _ = std::fs::remove_file(&scratch);
-                if exit.success() {
+                if result.exit.success() {
                     self.record(RunEvent::CompensationSucceeded { step: id.clone() }).await?;
                     break;
                 }
-                let end = attempt_end(&exit);
+                let end = attempt_end(&result.exit);
                 if !retry::should_retry(&comp.retry, attempt, end) {
-                    self.record(RunEvent::CompensationFailed { step: id.clone(), reason: exit.describe() })
-                        .await?;
+                    self.record(RunEvent::CompensationFailed {
+                        step: id.clone(),
+                        reason: result.exit.describe(),
+                    })
+                    .await?;
                     return Ok(false);
                 }
                 tokio::time::sleep(retry::delay(&comp.retry, attempt, unit_random())).await;
@@ -925,39 +1333,120 @@ impl<'a> Dispatcher<'a> {
             loop {
                 attempt += 1;
                 let scratch = self.opts.run_dir.join(format!("{id}.{attempt}.outputs"));
-                let spawn = self.spawn_spec(
+                let work = self.work(
                     &id,
                     &step.action,
                     &step.env,
                     step.dir.as_deref(),
                     step.timeout,
                     &scratch,
+                    &step.outputs,
                     Some(status),
                 );
                 self.record(RunEvent::StepStarted { step: id.clone(), attempt }).await?;
-                let exit = self.run_action(&id, attempt, spawn, cancel).await;
-                if exit.success() {
-                    let outputs = read_outputs(&scratch, &step.outputs).unwrap_or_default();
+                let result = self.run_action(&id, attempt, work, step.timeout, cancel).await;
+                if result.exit.success() {
+                    let outputs = result.outputs.unwrap_or_default();
                     self.record(RunEvent::StepSucceeded { step: id.clone(), attempt, outputs }).await?;
                     break;
                 }
-                let end = attempt_end(&exit);
+                let end = attempt_end(&result.exit);
                 if !retry::should_retry(&step.retry, attempt, end) {
-                    self.record(RunEvent::StepFailed { step: id.clone(), attempt, reason: exit.describe() })
-                        .await?;
+                    self.record(RunEvent::StepFailed {
+                        step: id.clone(),
+                        attempt,
+                        reason: result.exit.describe(),
+                    })
+                    .await?;
                     break;
                 }
                 self.record(RunEvent::AttemptFailed {
                     step: id.clone(),
                     attempt,
                     exit_code: None,
-                    reason: exit.describe(),
+                    reason: result.exit.describe(),
                 })
                 .await?;
                 tokio::time::sleep(retry::delay(&step.retry, attempt, unit_random())).await;
             }
         }
         Ok(())
+    }
+}
+
+/// The event for an approval decision.
+pub fn decision_event(
+    step: &str,
+    operator: &str,
+    approve: bool,
+    reason: &str,
+    inputs: BTreeMap<String, serde_json::Value>,
+) -> RunEvent {
+    if approve {
+        RunEvent::ApprovalGranted {
+            step: step.into(),
+            operator: operator.into(),
+            reason: reason.into(),
+            inputs,
+        }
+    } else {
+        RunEvent::ApprovalRejected { step: step.into(), operator: operator.into(), reason: reason.into() }
+    }
+}
+
+/// Whether `operator` may decide `step` now, judged on the run's folded journal.
+pub fn check_decision(
+    state: &runbook_core::journal::RunState,
+    step: &str,
+    operator: &str,
+) -> Result<(), String> {
+    use runbook_core::journal::StepStatus;
+    let Some(s) = state.steps.get(step) else {
+        return Err(format!("the run has no step `{step}` waiting for approval"));
+    };
+    let Some(approval) = &s.approval else {
+        return Err(format!("step `{step}` is not an approval step"));
+    };
+    if s.status != StepStatus::AwaitingApproval {
+        return Err(format!(
+            "step `{step}` is not waiting for approval (it is {})",
+            serde_json::to_value(&s.status)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default()
+        ));
+    }
+    approval.may_decide(operator)
+}
+
+/// Render `(name, template)` pairs.
+fn render_pairs(
+    pairs: &[(String, Template)],
+    render: &dyn Fn(&Template) -> Result<String, String>,
+) -> Result<Vec<(String, String)>, String> {
+    pairs.iter().map(|(k, v)| Ok((k.clone(), render(v)?))).collect()
+}
+
+/// Render the string leaves of a JSON value as templates; other values are kept.
+fn render_json(value: &serde_json::Value, ctx: &template::Context) -> Result<serde_json::Value, String> {
+    use serde_json::Value;
+    Ok(match value {
+        Value::String(s) => Value::String(template::render(s, Mode::Plain, ctx).map_err(|e| e.message)?),
+        Value::Array(items) => {
+            Value::Array(items.iter().map(|v| render_json(v, ctx)).collect::<Result<_, _>>()?)
+        }
+        Value::Object(map) => Value::Object(
+            map.iter().map(|(k, v)| Ok((k.clone(), render_json(v, ctx)?))).collect::<Result<_, String>>()?,
+        ),
+        other => other.clone(),
+    })
+}
+
+/// Sleep until `at`, or forever.
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -970,6 +1459,7 @@ enum Readiness {
 enum Begun {
     Spawned,
     Skipped,
+    Awaiting,
     Failed,
 }
 
@@ -998,39 +1488,6 @@ fn attempt_end(exit: &Exit) -> AttemptEnd {
         Exit::Code(c) => AttemptEnd::Exit(*c),
         Exit::TimedOut => AttemptEnd::TimedOut,
         _ => AttemptEnd::Other,
-    }
-}
-
-fn truthy(v: &serde_json::Value) -> bool {
-    match v {
-        serde_json::Value::Null => false,
-        serde_json::Value::Bool(b) => *b,
-        serde_json::Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
-        serde_json::Value::String(s) => !s.is_empty(),
-        serde_json::Value::Array(a) => !a.is_empty(),
-        serde_json::Value::Object(o) => !o.is_empty(),
-    }
-}
-
-/// `key=value` lines a step wrote to `$RUNBOOK_OUTPUT`; every declared output must be there.
-/// The file is removed: a step may have written a secret into it, and what matters goes,
-/// redacted, into the journal.
-fn read_outputs(path: &std::path::Path, declared: &[String]) -> Result<BTreeMap<String, String>, String> {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let _ = std::fs::remove_file(path);
-    let mut outputs = BTreeMap::new();
-    for line in text.lines() {
-        if let Some((k, v)) = line.split_once('=') {
-            outputs.insert(k.trim().to_string(), v.to_string());
-        }
-    }
-    let missing: Vec<&str> =
-        declared.iter().filter(|d| !outputs.contains_key(*d)).map(String::as_str).collect();
-    if missing.is_empty() {
-        outputs.retain(|k, _| declared.contains(k));
-        Ok(outputs)
-    } else {
-        Err(format!("declared output(s) missing from $RUNBOOK_OUTPUT: {}", missing.join(", ")))
     }
 }
 

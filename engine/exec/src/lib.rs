@@ -1,8 +1,11 @@
-//! The executor: runs a validated runbook's `run` and `cmd` steps on tokio.
+//! The executor: runs a validated runbook's steps on tokio.
 //!
-//! The only code that spawns processes and sleeps. Every transition is appended to the
+//! The only code that spawns processes, sends requests, queries databases and sleeps. Every transition is appended to the
 //! journal (through `runbook-store`) before the engine acts on it.
 
+pub mod action;
 pub mod dispatch;
+pub mod http;
 pub mod process;
 pub mod secrets;
+pub mod sql;

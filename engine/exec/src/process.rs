@@ -63,12 +63,16 @@ pub enum Exit {
     Cancelled,
     /// The program could not be started.
     SpawnFailed(String),
+    /// A request, query or check (not a process) succeeded.
+    Ok,
+    /// A request, query or check (not a process) failed, and why.
+    Failed(String),
 }
 
 impl Exit {
     /// True for exit code 0.
     pub fn success(&self) -> bool {
-        matches!(self, Exit::Code(0))
+        matches!(self, Exit::Code(0) | Exit::Ok)
     }
 
     /// A short description for the journal and the terminal.
@@ -78,6 +82,8 @@ impl Exit {
             Exit::Signal(s) => format!("killed by signal {s}"),
             Exit::TimedOut => "timed out".into(),
             Exit::Cancelled => "cancelled".into(),
+            Exit::Ok => "succeeded".into(),
+            Exit::Failed(reason) => reason.clone(),
             Exit::SpawnFailed(e) => format!("could not start: {e}"),
         }
     }

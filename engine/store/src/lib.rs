@@ -61,6 +61,9 @@ pub enum StoreError {
     /// No run with this id.
     #[error("no run `{0}` in the state store")]
     NoSuchRun(String),
+    /// A decision that the run's state does not allow.
+    #[error("{0}")]
+    Refused(String),
 }
 
 /// Shorthand.
@@ -232,9 +235,44 @@ impl Store {
                 });
             }
         }
+        let record = Self::insert(&mut tx, run_id, ts, event).await?;
+        tx.commit().await?;
+        Ok(record)
+    }
+
+    /// Append a decision (an approval, a rejection) only if `check` accepts the run's state
+    /// as folded inside the same transaction: two conflicting decisions made at once cannot
+    /// both pass, because the second one sees the first.
+    pub async fn append_checked<F>(
+        &self,
+        run_id: &str,
+        ts: &str,
+        event: &RunEvent,
+        check: F,
+    ) -> Result<Record>
+    where
+        F: FnOnce(&runbook_core::journal::RunState) -> std::result::Result<(), String>,
+    {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let records = Self::read_records(&mut *tx, run_id).await?;
+        if records.is_empty() {
+            return Err(StoreError::NoSuchRun(run_id.to_string()));
+        }
+        check(&runbook_core::journal::fold(&records)).map_err(StoreError::Refused)?;
+        let record = Self::insert(&mut tx, run_id, ts, event).await?;
+        tx.commit().await?;
+        Ok(record)
+    }
+
+    async fn insert(
+        tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+        run_id: &str,
+        ts: &str,
+        event: &RunEvent,
+    ) -> Result<Record> {
         let last = sqlx::query("SELECT last_seq, last_hash FROM runs WHERE run_id = ?")
             .bind(run_id)
-            .fetch_optional(&mut *tx)
+            .fetch_optional(&mut **tx)
             .await?
             .ok_or_else(|| StoreError::NoSuchRun(run_id.to_string()))?;
         let last_seq: i64 = last.try_get(0)?;
@@ -253,11 +291,13 @@ impl Store {
         .bind(&body)
         .bind(&record.prev_hash)
         .bind(&record.hash)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?;
         let (status, finished) = match &record.event {
             RunEvent::RunFinished { status } => (Some(status.as_str()), Some(ts)),
             RunEvent::RunInterrupted { .. } => (Some(RunStatus::Interrupted.as_str()), None),
+            RunEvent::RunSuspended { .. } => (Some(RunStatus::NeedsOperator.as_str()), None),
+            RunEvent::RunResumed { .. } => (Some(RunStatus::Running.as_str()), None),
             _ => (None, None),
         };
         sqlx::query(
@@ -269,18 +309,24 @@ impl Store {
         .bind(status)
         .bind(finished)
         .bind(run_id)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?;
-        tx.commit().await?;
         Ok(record)
     }
 
     /// A run's journal, in order.
     pub async fn records(&self, run_id: &str) -> Result<Vec<Record>> {
+        Self::read_records(&self.pool, run_id).await
+    }
+
+    async fn read_records<'e, E>(executor: E, run_id: &str) -> Result<Vec<Record>>
+    where
+        E: sqlx::Executor<'e, Database = sqlx::Sqlite>,
+    {
         let rows =
             sqlx::query("SELECT seq, ts, body, prev_hash, hash FROM events WHERE run_id = ? ORDER BY seq")
                 .bind(run_id)
-                .fetch_all(&self.pool)
+                .fetch_all(executor)
                 .await?;
         rows.iter()
             .map(|row| {

@@ -1,0 +1,255 @@
+//! One attempt of an action, whatever its kind: a process (`run`, `cmd`), an HTTP request,
+//! a SQL statement or a webhook delivery. The dispatcher renders a [`Work`], hands it to
+//! [`perform`], and journals the [`Done`] it gets back. Approvals and sub-runbooks are not
+//! here: they are decided by the dispatcher itself.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::{mpsc, watch};
+
+use crate::process::{self, Exit, Line, Reaper, Spawn, Stream};
+use crate::{http, sql};
+
+/// A step's outputs: text from `$RUNBOOK_OUTPUT`, structured values from the other kinds.
+pub type Outputs = BTreeMap<String, Value>;
+
+/// The verdict of a check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Check {
+    /// It passed; a line that says so.
+    Passed(String),
+    /// It failed, and why.
+    Failed(String),
+}
+
+/// An `assert` expression with the context it is evaluated in (the step's outputs are
+/// added to it as top-level names).
+#[derive(Debug, Clone)]
+pub struct Assert {
+    /// The expression as written.
+    pub expr: String,
+    /// The run's template context as JSON (no secret values: the validator keeps them out
+    /// of expressions).
+    pub ctx: Value,
+}
+
+/// An attempt, rendered and ready.
+#[derive(Debug, Clone)]
+pub enum Work {
+    /// A process.
+    Process {
+        /// What to start.
+        spawn: Spawn,
+        /// The `$RUNBOOK_OUTPUT` file.
+        output_file: PathBuf,
+        /// Outputs the step declares.
+        declared: Vec<String>,
+    },
+    /// An HTTP request.
+    Http {
+        /// The request.
+        request: http::Request,
+        /// Its assertion.
+        assert: Option<Assert>,
+    },
+    /// A SQL statement or script.
+    Sql {
+        /// The statement.
+        request: sql::Request,
+        /// Its assertion.
+        assert: Option<Assert>,
+    },
+    /// A webhook notification.
+    Notify {
+        /// The POST.
+        request: http::Request,
+        /// A failed delivery fails the step.
+        required: bool,
+    },
+}
+
+/// How an attempt ended, with its outputs when it succeeded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Done {
+    /// The end.
+    pub exit: Exit,
+    /// Outputs, or why the declared ones are missing.
+    pub outputs: Result<Outputs, String>,
+}
+
+impl Done {
+    fn failed(reason: String) -> Done {
+        Done { exit: Exit::Failed(reason), outputs: Err(String::new()) }
+    }
+}
+
+/// Perform one attempt. `timeout` bounds kinds other than processes (a process carries its
+/// own); cancellation ends the attempt as [`Exit::Cancelled`].
+pub async fn perform(
+    work: Work,
+    timeout: Option<Duration>,
+    lines: mpsc::UnboundedSender<Line>,
+    mut cancel: watch::Receiver<bool>,
+    reaper: Option<&Reaper>,
+) -> Done {
+    if let Work::Process { spawn, output_file, declared } = work {
+        let exit = process::run_tied(&spawn, lines, cancel, reaper).await;
+        let outputs = read_outputs(&output_file, &declared);
+        return Done { exit, outputs };
+    }
+    let attempt = remote(work, &lines);
+    let limited = async {
+        match timeout {
+            Some(t) => tokio::time::timeout(t, attempt)
+                .await
+                .unwrap_or(Done { exit: Exit::TimedOut, outputs: Err(String::new()) }),
+            None => attempt.await,
+        }
+    };
+    if *cancel.borrow() {
+        return Done { exit: Exit::Cancelled, outputs: Err(String::new()) };
+    }
+    tokio::select! {
+        done = limited => done,
+        _ = cancel.wait_for(|c| *c) => Done { exit: Exit::Cancelled, outputs: Err(String::new()) },
+    }
+}
+
+async fn remote(work: Work, lines: &mpsc::UnboundedSender<Line>) -> Done {
+    let say = |stream, text: String| {
+        let _ = lines.send(Line { stream, text });
+    };
+    match work {
+        Work::Process { .. } => Done::failed("internal: a process reached the remote path".into()),
+        Work::Http { request, assert } => {
+            let outputs = match http::send(&request).await {
+                Ok(o) => o,
+                Err(e) => return Done::failed(format!("{} {}: {e}", request.method, request.url)),
+            };
+            match http::judge(&request, &outputs) {
+                Check::Failed(reason) => {
+                    say(Stream::Stderr, reason.clone());
+                    Done::failed(reason)
+                }
+                Check::Passed(line) => {
+                    say(Stream::Stdout, line);
+                    finish(outputs, assert.as_ref(), &say)
+                }
+            }
+        }
+        Work::Sql { request, assert } => match sql::execute(&request).await {
+            Err(e) => Done::failed(e),
+            Ok(outputs) => {
+                let rows = outputs.get("rows").and_then(Value::as_array).map_or(0, Vec::len);
+                let affected = outputs.get("rows_affected").and_then(Value::as_u64).unwrap_or(0);
+                say(Stream::Stdout, format!("sql: {rows} row(s) returned, {affected} affected"));
+                finish(outputs, assert.as_ref(), &say)
+            }
+        },
+        Work::Notify { request, required } => {
+            let verdict = match http::send(&request).await {
+                Err(e) => Check::Failed(e),
+                Ok(outputs) => http::judge(&request, &outputs),
+            };
+            match verdict {
+                Check::Passed(_) => {
+                    say(Stream::Stdout, "notification delivered".into());
+                    Done {
+                        exit: Exit::Ok,
+                        outputs: Ok(BTreeMap::from([("delivered".to_string(), Value::Bool(true))])),
+                    }
+                }
+                Check::Failed(reason) if required => {
+                    Done::failed(format!("notification not delivered: {reason}"))
+                }
+                Check::Failed(reason) => {
+                    // A notification is a courtesy unless `required`: say it, go on.
+                    say(Stream::Stderr, format!("warning: notification not delivered: {reason}"));
+                    Done {
+                        exit: Exit::Ok,
+                        outputs: Ok(BTreeMap::from([
+                            ("delivered".to_string(), Value::Bool(false)),
+                            ("error".to_string(), Value::String(reason)),
+                        ])),
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Evaluate the step's `assert` over its outputs.
+fn finish(outputs: Outputs, assert: Option<&Assert>, say: &dyn Fn(Stream, String)) -> Done {
+    let Some(assert) = assert else {
+        return Done { exit: Exit::Ok, outputs: Ok(outputs) };
+    };
+    match check_assert(assert, &outputs) {
+        Check::Passed(line) => {
+            say(Stream::Stdout, line);
+            Done { exit: Exit::Ok, outputs: Ok(outputs) }
+        }
+        Check::Failed(reason) => {
+            say(Stream::Stderr, reason.clone());
+            Done::failed(reason)
+        }
+    }
+}
+
+/// Whether `assert` holds over `outputs` (each a top-level name beside `params`, `steps`...).
+pub fn check_assert(assert: &Assert, outputs: &Outputs) -> Check {
+    let mut ctx = match &assert.ctx {
+        Value::Object(m) => m.clone(),
+        _ => serde_json::Map::new(),
+    };
+    for (k, v) in outputs {
+        ctx.insert(k.clone(), v.clone());
+    }
+    match runbook_core::template::eval(
+        &assert.expr,
+        &runbook_core::template::Context::new(&Value::Object(ctx)),
+    ) {
+        Ok(v) if runbook_core::template::truthy(&v) => {
+            Check::Passed(format!("assert holds: {}", assert.expr))
+        }
+        Ok(v) => Check::Failed(format!("assert failed: `{}` is {}", assert.expr, short(&v))),
+        Err(e) => Check::Failed(format!("assert `{}` cannot be evaluated: {}", assert.expr, e.message)),
+    }
+}
+
+fn short(v: &Value) -> String {
+    let mut s = v.to_string();
+    if s.len() > 200 {
+        let mut cut = 200;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+        s.push('…');
+    }
+    s
+}
+
+/// `key=value` lines a step wrote to `$RUNBOOK_OUTPUT`; every declared output must be there.
+/// The file is removed: a step may have written a secret into it, and what matters goes,
+/// redacted, into the journal.
+pub fn read_outputs(path: &std::path::Path, declared: &[String]) -> Result<Outputs, String> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let _ = std::fs::remove_file(path);
+    let mut outputs = BTreeMap::new();
+    for line in text.lines() {
+        if let Some((k, v)) = line.split_once('=') {
+            outputs.insert(k.trim().to_string(), Value::String(v.to_string()));
+        }
+    }
+    let missing: Vec<&str> =
+        declared.iter().filter(|d| !outputs.contains_key(*d)).map(String::as_str).collect();
+    if missing.is_empty() {
+        outputs.retain(|k, _| declared.contains(k));
+        Ok(outputs)
+    } else {
+        Err(format!("declared output(s) missing from $RUNBOOK_OUTPUT: {}", missing.join(", ")))
+    }
+}

@@ -1,0 +1,187 @@
+//! `http` steps and webhook deliveries (`notify`, escalations), over reqwest with rustls.
+//!
+//! A request arrives here fully rendered. The response becomes the step's outputs
+//! (`status`, `headers`, `body`, `json`, `latency_ms`); the step succeeds when the status is
+//! expected, the latency is under `max-latency`, and the `assert` expression holds.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Once;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::action::{Check, Outputs};
+
+/// The most of a response body kept in the `body` output (the `json` output is parsed
+/// from up to [`MAX_BODY`]).
+pub const BODY_OUTPUT_LIMIT: usize = 64 * 1024;
+/// The most of a response body read at all.
+pub const MAX_BODY: usize = 8 * 1024 * 1024;
+
+/// A request with every template rendered.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// Upper-case method.
+    pub method: String,
+    /// URL.
+    pub url: String,
+    /// Headers.
+    pub headers: Vec<(String, String)>,
+    /// Query pairs (percent-encoded by the client).
+    pub query: Vec<(String, String)>,
+    /// Body.
+    pub body: Body,
+    /// Accepted statuses (empty: any 2xx).
+    pub expect_status: Vec<u16>,
+    /// Latency limit.
+    pub max_latency: Option<Duration>,
+    /// Extra trusted CA certificates (PEM).
+    pub ca_file: Option<PathBuf>,
+    /// Client-side limit for the whole exchange.
+    pub request_timeout: Option<Duration>,
+}
+
+/// What a request sends.
+#[derive(Debug, Clone)]
+pub enum Body {
+    /// Nothing.
+    None,
+    /// Text.
+    Text(String),
+    /// JSON (`Content-Type: application/json`).
+    Json(Value),
+}
+
+fn install_crypto() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        // Fails only when a provider is already installed, which is as good.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
+fn client(req: &Request) -> Result<reqwest::Client, String> {
+    install_crypto();
+    let mut builder = reqwest::Client::builder().user_agent(concat!("runbook/", env!("CARGO_PKG_VERSION")));
+    if let Some(t) = req.request_timeout {
+        builder = builder.timeout(t);
+    }
+    if let Some(path) = &req.ca_file {
+        let pem =
+            std::fs::read(path).map_err(|e| format!("cannot read CA file `{}`: {e}", path.display()))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem)
+            .map_err(|e| format!("CA file `{}` holds no PEM certificate: {e}", path.display()))?;
+        builder = builder.tls_certs_merge(certs);
+    }
+    builder.build().map_err(|e| format!("cannot set up the HTTP client: {}", error_chain(&e)))
+}
+
+/// The error and its causes on one line (reqwest's own message is often just "error
+/// sending request").
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let more = s.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = s.source();
+    }
+    text
+}
+
+/// Send the request; the response as outputs, or why there is none.
+pub async fn send(req: &Request) -> Result<Outputs, String> {
+    let client = client(req)?;
+    let method = reqwest::Method::from_bytes(req.method.as_bytes())
+        .map_err(|_| format!("`{}` is not an HTTP method", req.method))?;
+    let mut builder = client.request(method, &req.url);
+    if !req.query.is_empty() {
+        builder = builder.query(&req.query);
+    }
+    for (k, v) in &req.headers {
+        builder = builder.header(k, v);
+    }
+    builder = match &req.body {
+        Body::None => builder,
+        Body::Text(t) => builder.body(t.clone()),
+        Body::Json(j) => builder.json(j),
+    };
+    let start = Instant::now();
+    let mut response = builder.send().await.map_err(|e| format!("request failed: {}", error_chain(&e)))?;
+    let mut bytes = Vec::new();
+    while let Some(chunk) =
+        response.chunk().await.map_err(|e| format!("reading the response failed: {}", error_chain(&e)))?
+    {
+        let room = MAX_BODY.saturating_sub(bytes.len());
+        bytes.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if room <= chunk.len() {
+            break;
+        }
+    }
+    let latency_ms = start.elapsed().as_millis() as u64;
+    let status = response.status().as_u16();
+    let mut headers = serde_json::Map::new();
+    for (k, v) in response.headers() {
+        let v = String::from_utf8_lossy(v.as_bytes()).into_owned();
+        // Repeated headers are joined as HTTP allows.
+        match headers.get_mut(k.as_str()) {
+            Some(Value::String(prev)) => {
+                prev.push_str(", ");
+                prev.push_str(&v);
+            }
+            _ => {
+                headers.insert(k.as_str().to_string(), Value::String(v));
+            }
+        }
+    }
+    let json = serde_json::from_slice::<Value>(&bytes).unwrap_or(Value::Null);
+    let mut body = String::from_utf8_lossy(&bytes).into_owned();
+    if body.len() > BODY_OUTPUT_LIMIT {
+        let mut cut = BODY_OUTPUT_LIMIT;
+        while !body.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        body.truncate(cut);
+    }
+    Ok(BTreeMap::from([
+        ("status".to_string(), Value::from(status)),
+        ("headers".to_string(), Value::Object(headers)),
+        ("body".to_string(), Value::String(body)),
+        ("json".to_string(), json),
+        ("latency_ms".to_string(), Value::from(latency_ms)),
+    ]))
+}
+
+/// Whether a response passes the step's checks (status, latency), before `assert`.
+pub fn judge(req: &Request, outputs: &Outputs) -> Check {
+    let status = outputs.get("status").and_then(Value::as_u64).unwrap_or(0) as u16;
+    let ok_status = if req.expect_status.is_empty() {
+        (200..300).contains(&status)
+    } else {
+        req.expect_status.contains(&status)
+    };
+    if !ok_status {
+        let wanted = if req.expect_status.is_empty() {
+            "a 2xx status".to_string()
+        } else {
+            req.expect_status.iter().map(u16::to_string).collect::<Vec<_>>().join(" or ")
+        };
+        return Check::Failed(format!("{} {} answered {status}, expected {wanted}", req.method, req.url));
+    }
+    let latency = outputs.get("latency_ms").and_then(Value::as_u64).unwrap_or(0);
+    if let Some(max) = req.max_latency
+        && u128::from(latency) > max.as_millis()
+    {
+        return Check::Failed(format!(
+            "{} {} took {latency} ms, over the {} ms limit (`max-latency`)",
+            req.method,
+            req.url,
+            max.as_millis()
+        ));
+    }
+    Check::Passed(format!("{} {} → {status} in {latency} ms", req.method, req.url))
+}
