@@ -105,7 +105,7 @@ fn load(path: &Path) -> Checked {
     }
 }
 
-fn print_diagnostics(diags: &[Diagnostic], color: bool) {
+pub fn print_diagnostics(diags: &[Diagnostic], color: bool) {
     if diags.is_empty() {
         return;
     }

@@ -115,6 +115,12 @@ pub fn run(
         Ok(x) => x,
         Err(code) => return code,
     };
+    // The plan first: whatever cannot render with these parameters (a value an `operand`
+    // refuses, a filter that fails) stops the run before anything runs.
+    if let Err(diags) = runbook_core::plan::plan(&runbook, &params) {
+        crate::commands::print_diagnostics(&diags, color);
+        return exit::INVALID;
+    }
     let prepared = match prepare(runbook, params, file, opts.yes) {
         Ok(p) => Prepared { wait: opts.wait, ..p },
         Err(code) => return code,

@@ -52,10 +52,27 @@ fn there_are_enough_invalid_fixtures_and_every_code_is_covered() {
     assert!(fixtures.len() >= 40, "only {} invalid fixtures", fixtures.len());
     let covered: std::collections::BTreeSet<String> = fixtures.iter().map(|p| expected_code(p)).collect();
     // Parameter and IO errors are covered by the plan tests instead.
-    let elsewhere = ["RB000", "RB070", "RB071", "RB072"];
+    // RB046 is a warning: its fixture is in `warnings/`.
+    let elsewhere = ["RB000", "RB046", "RB070", "RB071", "RB072"];
     for code in runbook_core::Code::ALL {
         let c = code.as_str();
         assert!(covered.contains(c) || elsewhere.contains(&c), "no invalid fixture expects {c}");
+    }
+}
+
+#[test]
+fn warnings_are_shown_and_do_not_block() {
+    let dir = root().join("tests/fixtures/warnings");
+    for path in crate::support::files(&dir, ".toml") {
+        let file = crate::support::relative(&path);
+        let expected = expected_code(&path);
+        let out = run(&["check", &file]);
+        assert_eq!(out.code, 0, "{file}: a warning does not make a runbook invalid");
+        assert!(out.stderr.contains(&format!("warning[{expected}]")), "{file}: {}", out.stderr);
+        insta::assert_snapshot!(
+            format!("warning-{}", expected),
+            format!("exit: {}\n{}", out.code, out.stderr)
+        );
     }
 }
 

@@ -6,6 +6,7 @@ mod book;
 mod crash;
 mod fixtures;
 mod history;
+mod injection;
 mod peers;
 mod plan;
 mod run;

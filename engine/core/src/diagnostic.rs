@@ -101,6 +101,7 @@ codes! {
     InvalidExpression = "043", "invalid-expression", "A `when` or `assert` expression that does not compile.";
     SecretExposed = "044", "secret-exposed", "A secret used where it would be shown or stored.";
     TemplateInQuotes = "045", "template-in-quotes", "A template inside shell quotes in `run` text, where automatic quoting would add literal quote characters.";
+    UnsafeRaw = "046", "unsafe-raw", "A warning: `unsafe_raw` turns off shell quoting for a value in `run` text.";
     InvalidDefault = "050", "invalid-default", "A parameter default that violates its own declaration.";
     InvalidParam = "051", "invalid-param", "A parameter declaration that cannot work.";
     IncludeMissing = "060", "include-missing", "An included runbook file cannot be read.";
@@ -170,6 +171,11 @@ impl Diagnostic {
             related: Vec::new(),
             help: None,
         }
+    }
+
+    /// A new warning: shown, never blocking.
+    pub fn warning(code: Code, source: &Arc<Source>, span: Span, message: impl Into<String>) -> Self {
+        Diagnostic { severity: Severity::Warning, ..Diagnostic::error(code, source, span, message) }
     }
 
     /// Set the text under the caret.

@@ -55,21 +55,46 @@ pub fn from_text(ty: ParamType, text: &str) -> Result<ParamValue, String> {
 
 /// Check a typed value against the declaration's enum and pattern.
 pub fn check(param: &Param, value: &ParamValue) -> Result<(), String> {
+    if let ParamValue::String(s) = value
+        && s.contains('\0')
+    {
+        return Err(format!(
+            "`{}` contains a NUL byte, which no command argument, environment value or header can carry",
+            shown(s)
+        ));
+    }
     if let Some(allowed) = &param.allowed
         && !allowed.iter().any(|a| a == value)
     {
         let list: Vec<String> = allowed.iter().map(|a| format!("`{a}`")).collect();
-        return Err(format!("`{value}` is not one of {}", list.join(", ")));
+        return Err(format!("`{}` is not one of {}", shown(&value.to_string()), list.join(", ")));
     }
     if let (Some(pattern), ParamValue::String(s)) = (&param.pattern, value) {
         // The pattern compiled when the runbook was validated.
         if let Ok(re) = Regex::new(pattern)
             && !re.is_match(s)
         {
-            return Err(format!("`{s}` does not match the pattern `{pattern}`"));
+            return Err(format!("`{}` does not match the pattern `{pattern}`", shown(s)));
         }
     }
     Ok(())
+}
+
+/// A value as shown in a message: control characters escaped, cut after 80 characters.
+fn shown(s: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i == 80 {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Resolve the values of every parameter: given ones, then defaults. Errors name the

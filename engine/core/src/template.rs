@@ -48,13 +48,50 @@ fn env() -> &'static Environment<'static> {
         env.set_formatter(|out, state, value| {
             if matches!(state.auto_escape(), AutoEscape::Custom(name) if name == "shell") {
                 let text = value_text(value);
+                if value.downcast_object_ref::<UnsafeRaw>().is_some() {
+                    return out.write_str(&text).map_err(minijinja::Error::from);
+                }
                 out.write_str(&shell_quote(&text)).map_err(minijinja::Error::from)
             } else {
                 minijinja::escape_formatter(out, state, value)
             }
         });
+        env.add_filter("operand", operand);
+        env.add_filter("unsafe_raw", |value: Value| Value::from_object(UnsafeRaw(value_text(&value))));
         env
     })
+}
+
+/// `{{ x | operand }}`: the value as it is, refused when it starts with `-`, so that in an
+/// operand position (`git checkout {{ params.tag | operand }}`) it can never be read as an
+/// option such as `--upload-pack=...` or `-oProxyCommand=...`.
+fn operand(value: Value) -> Result<Value, minijinja::Error> {
+    let text = value_text(&value);
+    if text.starts_with('-') {
+        return Err(minijinja::Error::new(
+            ErrorKind::InvalidOperation,
+            format!(
+                "`{}` starts with `-`, so as an operand it would be read as an option; it was refused",
+                text.chars().take(60).collect::<String>()
+            ),
+        ));
+    }
+    Ok(value)
+}
+
+/// The loud opt-out of shell quoting: `{{ x | unsafe_raw }}` writes the value into a `run`
+/// script as shell code. Plans flag every use.
+#[derive(Debug)]
+struct UnsafeRaw(String);
+
+impl Object for UnsafeRaw {
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        ObjectRepr::Plain
+    }
+
+    fn render(self: &Arc<Self>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
 /// The key that marks a placeholder in a JSON context: `{"__runbook_placeholder__": "secret:X"}`.

@@ -1044,6 +1044,20 @@ impl<'a> Validator<'a> {
                     &run.value[pos..end]
                 ));
             }
+            let mut from = 0;
+            while let Some(at) = run.value[from..].find("unsafe_raw").map(|i| from + i) {
+                from = at + "unsafe_raw".len();
+                let span = template::inner_span(&self.source, run.span, Some(at..from));
+                let d = Diagnostic::warning(
+                    Code::UnsafeRaw,
+                    &self.source,
+                    span,
+                    format!("`unsafe_raw` in {place} writes a value as shell code, unquoted"),
+                )
+                .with_label("shell quoting is off here")
+                .with_help("a value with `;`, `$(...)` or a space changes the command; prefer plain `{{ x }}`, which is always one word, unless the value is trusted shell code");
+                self.push(d);
+            }
             let shell = match a.shell {
                 Some(s) => self.shell(s)?,
                 None => defaults
