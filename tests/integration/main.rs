@@ -11,5 +11,6 @@ mod peers;
 mod plan;
 mod run;
 mod schema;
+mod secrets;
 mod support;
 mod world;

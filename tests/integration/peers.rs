@@ -149,6 +149,11 @@ fn serve(stream: TcpStream, shared: &Mutex<Shared>) -> std::io::Result<()> {
                 }
                 None => (404, String::new(), Duration::ZERO),
             }
+        } else if path == "/echo" {
+            // What the server saw, as JSON: a service that reflects a request (or an error
+            // page that quotes it) is how secrets end up in response bodies.
+            let echo = serde_json::json!({ "target": target, "headers": headers, "body": String::from_utf8_lossy(&body) });
+            (200, echo.to_string(), Duration::ZERO)
         } else if path == "/hook" {
             (200, "ok".to_string(), Duration::ZERO)
         } else if let Some(code) = path.strip_prefix("/status/").and_then(|c| c.parse::<u16>().ok()) {

@@ -141,6 +141,8 @@ pub struct Secret {
     pub source: SecretSource,
     /// What it is for.
     pub description: Option<String>,
+    /// With a `file` source: only the first line is the value.
+    pub first_line: bool,
 }
 
 /// A duration or a range of durations.

@@ -116,9 +116,13 @@ pub struct RawSecret {
     /// Read the value from this environment variable.
     #[serde(default)]
     pub env: Option<SpannedString>,
-    /// Read the value from this file (relative to the runbook's folder).
+    /// Read the value from this file (relative to the runbook's folder): the whole file
+    /// without its final newline, or only its first line with `first-line = true`.
     #[serde(default)]
     pub file: Option<SpannedString>,
+    /// With `file`: take only the first line.
+    #[serde(default)]
+    pub first_line: Option<Spanned<bool>>,
     /// Run this command (argv, no shell) and take its standard output.
     #[serde(default)]
     pub command: Option<Spanned<Vec<String>>>,

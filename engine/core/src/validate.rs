@@ -503,6 +503,16 @@ impl<'a> Validator<'a> {
                 }
                 sources.push(("command", c.span, SecretSource::Command(c.value.clone())));
             }
+            if let (Some(f), None) = (&raw.first_line, &raw.file) {
+                self.err(
+                    Code::MisplacedKey,
+                    f.span,
+                    format!("`first-line` of secret `{}` needs a `file` source", u.id.value),
+                )
+                .help = Some(
+                    "`first-line = true` reads only the first line of the secret's `file`; remove it".into(),
+                );
+            }
             match sources.len() {
                 1 => {
                     if let Some((_, _, source)) = sources.pop() {
@@ -510,6 +520,7 @@ impl<'a> Validator<'a> {
                             name: u.id.value.clone(),
                             source,
                             description: raw.description.clone(),
+                            first_line: raw.first_line.as_ref().is_some_and(|f| f.value),
                         });
                     }
                 }

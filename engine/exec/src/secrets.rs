@@ -49,7 +49,10 @@ pub fn resolve(runbook: &Runbook, base_dir: &Path) -> Result<Secrets, Vec<String
             SecretSource::Env(var) => std::env::var(var)
                 .map_err(|_| format!("secret `{}`: environment variable `{var}` is not set", secret.name)),
             SecretSource::File(file) => std::fs::read_to_string(base_dir.join(file))
-                .map(|text| text.trim_end_matches(['\n', '\r']).to_string())
+                .map(|text| match secret.first_line {
+                    true => text.lines().next().unwrap_or_default().trim_end_matches('\r').to_string(),
+                    false => text.trim_end_matches(['\n', '\r']).to_string(),
+                })
                 .map_err(|e| format!("secret `{}`: cannot read `{file}`: {e}", secret.name)),
             SecretSource::Command(argv) => match argv.split_first() {
                 None => Err(format!("secret `{}`: empty command", secret.name)),
