@@ -170,6 +170,9 @@ pub fn logs(run_id: &str, step: Option<&str>, state: Option<PathBuf>) -> u8 {
     for f in files {
         let name = f.file_stem().and_then(|n| n.to_str()).unwrap_or_default().to_string();
         let (file_step, attempt) = name.rsplit_once('.').unwrap_or((name.as_str(), "1"));
+        // Steps of included runbooks are `include+step` in file names, `include/step` in the journal.
+        let file_step = file_step.replace('+', "/");
+        let file_step = file_step.as_str();
         if step.is_some_and(|s| s != file_step) {
             continue;
         }

@@ -351,6 +351,8 @@ async fn execute(
 ) -> u8 {
     crate::output::keep_running_without_stdout();
     let run_dir = state_path.parent().unwrap_or(Path::new(".")).join("runs").join(&run_id);
+    // Absolute: steps run in other folders (`dir`, included runbooks) and get paths in it.
+    let run_dir = std::path::absolute(&run_dir).unwrap_or(run_dir);
     let resuming = resume.is_some();
     let options = RunOptions {
         run_id: run_id.clone(),
@@ -366,6 +368,8 @@ async fn execute(
             .is_terminal()
             .then(|| Arc::new(answer_on_terminal) as dispatch::ApproveInline),
         poll: Duration::from_millis(250),
+        prefix: String::new(),
+        parent_lease: None,
         runbook_file: prepared.file,
         resume,
         reaper: start_reaper(),
@@ -594,7 +598,7 @@ async fn prepare_resume(
             s.compensation != runbook_core::journal::CompensationStatus::None
                 || (s.status == StepStatus::Failed
                     && runbook
-                        .step(id)
+                        .find_step(id)
                         .is_some_and(|st| st.on_failure != runbook_core::model::OnFailure::Continue))
         });
         if stopping {
@@ -630,7 +634,11 @@ async fn prepare_resume(
             decisions.push((step.clone(), Decision::Rerun, reason.clone()));
         } else if args.skip.contains(step) {
             decisions.push((step.clone(), Decision::Skip, reason.clone()));
-        } else if !runbook.step(step).is_some_and(|st| st.idempotent) {
+        } else if !runbook
+            .find_step(step)
+            .is_some_and(|st| st.idempotent || matches!(st.action, runbook_core::model::Action::Runbook(_)))
+        {
+            // An included runbook resumes step by step, under its own rules.
             undecided.push(step.clone());
         }
     }

@@ -6,6 +6,7 @@ mod book;
 mod crash;
 mod fixtures;
 mod history;
+mod include;
 mod injection;
 mod peers;
 mod plan;

@@ -60,6 +60,28 @@ pub enum Decision {
     Skip,
 }
 
+/// Match the events that are about a step, binding its id to `$step` (by reference or by
+/// mutable reference, as `$event` is): one list of such events for every use.
+macro_rules! step_field {
+    ($event:expr, $step:ident => $then:expr, $otherwise:expr) => {
+        match $event {
+            RunEvent::StepStarted { step: $step, .. }
+            | RunEvent::AttemptFailed { step: $step, .. }
+            | RunEvent::StepSucceeded { step: $step, .. }
+            | RunEvent::StepFailed { step: $step, .. }
+            | RunEvent::StepSkipped { step: $step, .. }
+            | RunEvent::CompensationStarted { step: $step, .. }
+            | RunEvent::CompensationSucceeded { step: $step }
+            | RunEvent::CompensationFailed { step: $step, .. }
+            | RunEvent::OperatorDecision { step: $step, .. }
+            | RunEvent::ApprovalRequested { step: $step, .. }
+            | RunEvent::ApprovalGranted { step: $step, .. }
+            | RunEvent::ApprovalRejected { step: $step, .. } => $then,
+            _ => $otherwise,
+        }
+    };
+}
+
 /// A fact about a run. Stored with its `kind` as an explicit string.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -258,21 +280,16 @@ impl RunEvent {
 
     /// The step the event is about, if any.
     pub fn step(&self) -> Option<&str> {
-        match self {
-            RunEvent::StepStarted { step, .. }
-            | RunEvent::AttemptFailed { step, .. }
-            | RunEvent::StepSucceeded { step, .. }
-            | RunEvent::StepFailed { step, .. }
-            | RunEvent::StepSkipped { step, .. }
-            | RunEvent::CompensationStarted { step, .. }
-            | RunEvent::CompensationSucceeded { step }
-            | RunEvent::CompensationFailed { step, .. }
-            | RunEvent::OperatorDecision { step, .. }
-            | RunEvent::ApprovalRequested { step, .. }
-            | RunEvent::ApprovalGranted { step, .. }
-            | RunEvent::ApprovalRejected { step, .. } => Some(step),
-            _ => None,
+        step_field!(self, step => Some(step.as_str()), None)
+    }
+
+    /// The event with its step id put under `prefix` (`rotate_api/` + `prune`): how the
+    /// events of an included runbook are journaled in the run that includes it.
+    pub fn with_step_prefix(mut self, prefix: &str) -> RunEvent {
+        if !prefix.is_empty() {
+            step_field!(&mut self, step => *step = format!("{prefix}{step}"), ());
         }
+        self
     }
 }
 
@@ -585,6 +602,23 @@ impl RunState {
             (RunEvent::RunResumed { .. }, _) => self.status = Some(RunStatus::Running),
             (RunEvent::RunFinished { status }, _) => self.status = Some(*status),
             _ => {}
+        }
+    }
+
+    /// The part of the state under `prefix` (an included runbook's steps), with the prefix
+    /// taken off: what the included runbook resumes or compensates from.
+    pub fn scoped(&self, prefix: &str) -> RunState {
+        let strip =
+            |id: &String| id.strip_prefix(prefix).filter(|rest| !rest.contains('/')).map(str::to_string);
+        RunState {
+            status: self.status,
+            steps: self.steps.iter().filter_map(|(id, s)| Some((strip(id)?, s.clone()))).collect(),
+            completed: self.completed.iter().filter_map(strip).collect(),
+            order: self.order.iter().filter_map(strip).collect(),
+            last_seq: self.last_seq,
+            last_hash: self.last_hash.clone(),
+            escalations_fired: Vec::new(),
+            approval_inputs: BTreeMap::new(),
         }
     }
 

@@ -492,6 +492,18 @@ impl Runbook {
         self.steps.iter().chain(self.finally.iter()).find(|s| s.id.as_str() == id)
     }
 
+    /// A step by its path in the journal: `id` for a step of this runbook, `include/id` for
+    /// a step of the runbook that the `runbook` step `include` runs (and so on down).
+    pub fn find_step(&self, path: &str) -> Option<&Step> {
+        match path.split_once('/') {
+            None => self.step(path),
+            Some((outer, rest)) => match &self.step(outer)?.action {
+                Action::Runbook(inc) => self.includes.get(inc.child)?.find_step(rest),
+                _ => None,
+            },
+        }
+    }
+
     /// A parameter by name.
     pub fn param(&self, name: &str) -> Option<&Param> {
         self.params.iter().find(|p| p.name == name)

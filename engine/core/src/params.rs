@@ -167,6 +167,37 @@ fn json_type(v: &serde_json::Value) -> &'static str {
     }
 }
 
+/// The parameters of an included runbook from the values its `runbook` step passes
+/// (already rendered): typed by the child's declarations (text is parsed for typed
+/// parameters), defaults filled in. Problems are messages naming the child's file.
+pub fn for_include(
+    child: &crate::model::Runbook,
+    rendered: &BTreeMap<String, serde_json::Value>,
+) -> Result<BTreeMap<String, ParamValue>, Vec<String>> {
+    let mut given = BTreeMap::new();
+    for (k, v) in rendered {
+        let Some(p) = child.param(k) else { continue };
+        let typed = match v {
+            serde_json::Value::String(s) if p.ty != ParamType::String => {
+                from_text(p.ty, s).unwrap_or_else(|_| ParamValue::String(s.clone()))
+            }
+            other => from_json(p.ty, other).unwrap_or_else(|_| ParamValue::String(other.to_string())),
+        };
+        given.insert(k.clone(), typed);
+    }
+    let file = &child.source.path;
+    resolve(&child.params, &given).map_err(|problems| {
+        problems
+            .into_iter()
+            .map(|problem| match problem {
+                ParamProblem::Missing(n) => format!("runbook `{file}` needs parameter `{n}`"),
+                ParamProblem::Unknown(n) => format!("runbook `{file}` has no parameter `{n}`"),
+                ParamProblem::Invalid(n, e) => format!("parameter `{n}` of runbook `{file}`: {e}"),
+            })
+            .collect()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -634,34 +634,10 @@ impl Planner<'_> {
         let span = inc.span;
         let rendered: BTreeMap<String, Value> =
             inc.params.iter().map(|(k, v)| (k.clone(), self.render_json(v, span))).collect();
-        let mut given = BTreeMap::new();
-        for (k, v) in &rendered {
-            let Some(p) = child.param(k) else { continue };
-            let typed = match v {
-                Value::String(s) if p.ty != ParamType::String => {
-                    params::from_text(p.ty, s).unwrap_or_else(|_| ParamValue::String(s.clone()))
-                }
-                other => {
-                    params::from_json(p.ty, other).unwrap_or_else(|_| ParamValue::String(other.to_string()))
-                }
-            };
-            given.insert(k.clone(), typed);
-        }
-        let child_params = match params::resolve(&child.params, &given) {
+        let child_params = match params::for_include(child, &rendered) {
             Ok(p) => p,
             Err(problems) => {
-                for problem in problems {
-                    let msg = match problem {
-                        params::ParamProblem::Missing(n) => {
-                            format!("runbook `{}` needs parameter `{n}`", inc.file)
-                        }
-                        params::ParamProblem::Unknown(n) => {
-                            format!("runbook `{}` has no parameter `{n}`", inc.file)
-                        }
-                        params::ParamProblem::Invalid(n, e) => {
-                            format!("parameter `{n}` of runbook `{}`: {e}", inc.file)
-                        }
-                    };
+                for msg in problems {
                     self.diags
                         .push(Diagnostic::error(Code::IncludeParams, self.source(), span, msg).with_help(
                         "the values passed in `runbook.params` must fit the included runbook's declarations",

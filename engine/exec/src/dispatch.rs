@@ -83,6 +83,11 @@ pub struct RunOptions {
     pub approve_inline: Option<ApproveInline>,
     /// How often an attached run looks for decisions made elsewhere.
     pub poll: Duration,
+    /// For an included runbook: the prefix of its step ids in the journal (`rotate_api/`).
+    pub prefix: String,
+    /// For an included runbook: the lease of the run that includes it. Its events go into
+    /// that run's journal, under `prefix`; it takes no lock and starts no run of its own.
+    pub parent_lease: Option<Lease>,
 }
 
 /// An inline answer to an approval: approve or reject, and why.
@@ -131,6 +136,8 @@ pub struct Outcome {
     pub status: RunStatus,
     /// Hash of the journal's last record: keep it elsewhere to detect a cut journal.
     pub last_hash: String,
+    /// The outputs of its steps, later steps winning (what an including step may offer).
+    pub outputs: Outputs,
 }
 
 /// Why a run could not be carried out.
@@ -181,32 +188,38 @@ pub fn now() -> (String, i64) {
 /// Refuse runbooks this release cannot execute, before anything runs.
 pub fn check_supported(runbook: &Runbook) -> Result<(), ExecError> {
     let mut problems = Vec::new();
-    for step in &runbook.steps {
-        if let Action::Runbook(_) = step.action {
-            problems.push(format!(
-                "step `{}` runs another runbook, which this release cannot execute yet",
-                step.id
-            ));
-        }
-    }
+    unsupported(runbook, "", &mut problems);
+    if problems.is_empty() { Ok(()) } else { Err(ExecError::Unsupported(problems.join("\n"))) }
+}
+
+fn unsupported(runbook: &Runbook, prefix: &str, problems: &mut Vec<String>) {
     for step in &runbook.finally {
         if matches!(step.action, Action::Approval(_) | Action::Runbook(_)) {
             problems.push(format!(
-                "`finally` step `{}` is a `{}` step; `finally` steps must run without waiting (run, cmd, http, sql, notify)",
+                "`finally` step `{prefix}{}` is a `{}` step; `finally` steps must run without waiting (run, cmd, http, sql, notify)",
                 step.id,
                 step.action.kind()
             ));
         }
     }
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        problems.push(
-            "`runbook plan` shows such runbooks already; `runbook` steps come in the next release".into(),
-        );
-        Err(ExecError::Unsupported(problems.join("\n")))
+    for step in &runbook.steps {
+        if !prefix.is_empty() && matches!(step.action, Action::Approval(_)) {
+            problems.push(format!(
+                "step `{prefix}{}` of an included runbook waits for approval; put the approval in the including runbook, before the `runbook` step",
+                step.id
+            ));
+        }
+        if let Action::Runbook(inc) = &step.action
+            && let Some(child) = runbook.includes.get(inc.child)
+        {
+            unsupported(child, &format!("{prefix}{}/", step.id), problems);
+        }
     }
 }
+
+/// An included runbook running as one step: its step index, attempt, and how it ended.
+type Child<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = (usize, u32, Result<Outcome, ExecError>)> + 'a>>;
 
 #[derive(Debug, Clone, PartialEq)]
 enum State {
@@ -303,6 +316,251 @@ impl<'a> Dispatcher<'a> {
             path: self.opts.run_dir.display().to_string(),
             error: e.to_string(),
         })?;
+        let nested = self.opts.parent_lease.is_some();
+        if nested {
+            self.start_nested(&cancel).await?;
+        } else {
+            self.start_top(&cancel).await?;
+        }
+        if self.opts.compensate_only {
+            let status =
+                if self.compensate(&cancel).await? { RunStatus::Failed } else { RunStatus::NeedsOperator };
+            if !nested {
+                self.finally(status, &cancel).await?;
+                self.record(RunEvent::RunFinished { status }).await?;
+                self.release().await;
+            }
+            return Ok(self.outcome(status));
+        }
+
+        let (tx, mut rx) = mpsc::unbounded_channel::<Msg>();
+        let (cancel_tx, attempt_cancel) = watch::channel(false);
+        let mut running = 0usize;
+        let mut waiting_retry = 0usize;
+        let mut stopping = false;
+        let mut interrupted = false;
+        let mut failed_compensate = false;
+        let mut any_failed = false;
+        let mut suspended = false;
+        let max_parallel = self.runbook.max_parallel.map_or(self.opts.max_parallel, |m| m as usize).max(1);
+        let mut renew = tokio::time::interval(self.opts.lease_ttl / 3);
+        renew.tick().await;
+        let mut poll = tokio::time::interval(self.opts.poll);
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Decisions already in the journal (made while the run was suspended) are folded.
+        let mut decisions_seen = self.journal.last_seq;
+        let started = humantime::parse_rfc3339(&self.started_at).unwrap_or_else(|_| SystemTime::now());
+        let mut escalating: Vec<String> = Vec::new();
+        let mut children: futures_util::stream::FuturesUnordered<Child<'a>> = Default::default();
+
+        loop {
+            if !stopping {
+                // Start what is ready, in declaration order, up to the parallel limit.
+                let mut progressed = true;
+                while progressed && running < max_parallel {
+                    progressed = false;
+                    for idx in 0..self.runbook.steps.len() {
+                        if running >= max_parallel || self.state[idx] != State::Waiting {
+                            continue;
+                        }
+                        let outcome = match self.readiness(idx) {
+                            Readiness::NotYet => continue,
+                            Readiness::Blocked(reason) => {
+                                self.skip(idx, reason).await?;
+                                progressed = true;
+                                continue;
+                            }
+                            Readiness::Ready => {
+                                progressed = true;
+                                self.begin(idx, &attempt_cancel, &tx, &cancel).await?
+                            }
+                        };
+                        match outcome {
+                            Begun::Spawned => running += 1,
+                            Begun::Include(child) => {
+                                children.push(child);
+                                running += 1;
+                            }
+                            Begun::Skipped | Begun::Awaiting => {}
+                            Begun::Failed => {
+                                any_failed = true;
+                                self.on_failure(idx, &mut stopping, &mut failed_compensate);
+                            }
+                        }
+                    }
+                }
+            }
+            // Approvals: fold decisions made anywhere, then settle what they decide.
+            if !stopping && self.state.contains(&State::Awaiting) {
+                decisions_seen = self.fold_decisions(decisions_seen).await?;
+                let mut settled = false;
+                for idx in 0..self.state.len() {
+                    if self.state[idx] != State::Awaiting {
+                        continue;
+                    }
+                    match self.settle_approval(idx).await? {
+                        None => {}
+                        Some(true) => settled = true,
+                        Some(false) => {
+                            settled = true;
+                            any_failed = true;
+                            self.on_failure(idx, &mut stopping, &mut failed_compensate);
+                        }
+                    }
+                }
+                if settled {
+                    // Steps may have become ready.
+                    continue;
+                }
+            }
+            let awaiting = self.state.contains(&State::Awaiting);
+            if running == 0 && (waiting_retry == 0 || stopping) {
+                if !awaiting || stopping {
+                    break;
+                }
+                if !self.opts.wait_for_approvals {
+                    suspended = true;
+                    break;
+                }
+            }
+            let next_escalation = self.next_escalation(started, &escalating);
+            tokio::select! {
+                Some(msg) = rx.recv() => match msg {
+                    Msg::Line { idx, line } => {
+                        let text = self.redactor.redact(&line.text);
+                        self.log(idx, line.stream, &text);
+                        let step = format!("{}{}", self.opts.prefix, self.runbook.steps[idx].id);
+                        let _ = self.report.send(Report::Output { step, stream: line.stream, text });
+                    }
+                    Msg::RetryDue { idx } => {
+                        waiting_retry -= 1;
+                        if !stopping && self.state[idx] == State::RetryWait {
+                            self.attempt(idx, &attempt_cancel, &tx).await?;
+                            running += 1;
+                        }
+                    }
+                    Msg::Done { idx, attempt, done } => {
+                        running -= 1;
+                        match self.finish_attempt(idx, attempt, done, interrupted, &tx).await? {
+                            AttemptResult::Succeeded | AttemptResult::Interrupted => {}
+                            AttemptResult::Retrying => waiting_retry += 1,
+                            AttemptResult::Failed => {
+                                any_failed = true;
+                                self.on_failure(idx, &mut stopping, &mut failed_compensate);
+                            }
+                        }
+                    }
+                    Msg::Inline { idx, answer } => {
+                        if self.state[idx] == State::Awaiting {
+                            let step = self.runbook.steps[idx].id.to_string();
+                            let operator = self.opts.operator.clone();
+                            if let Err(e) = self.decide(&step, &operator, answer.approve, &answer.reason, BTreeMap::new()).await {
+                                let _ = self.report.send(Report::Notice(format!("your answer to `{step}` was not recorded: {e}")));
+                            }
+                            poll.reset_immediately();
+                        }
+                    }
+                    Msg::Escalated { id, delivered, error } => {
+                        self.record(RunEvent::EscalationFired { escalation: id, delivered, error }).await?;
+                    }
+                },
+                Some((idx, attempt, result)) = futures_util::StreamExt::next(&mut children), if !children.is_empty() => {
+                    running -= 1;
+                    if self.finish_include(idx, attempt, result, interrupted).await? == AttemptResult::Failed {
+                        any_failed = true;
+                        self.on_failure(idx, &mut stopping, &mut failed_compensate);
+                    }
+                }
+                _ = poll.tick(), if awaiting => {}
+                _ = sleep_until(next_escalation), if next_escalation.is_some() => {
+                    if let Some(id) = self.due_escalation(started, &escalating) {
+                        escalating.push(id.clone());
+                        self.escalate(&id, &tx);
+                    }
+                }
+                changed = cancel.changed(), if !interrupted => {
+                    if changed.is_err() || *cancel.borrow() {
+                        interrupted = true;
+                        stopping = true;
+                        let _ = cancel_tx.send(true);
+                    }
+                }
+                _ = renew.tick(), if self.lease.is_some() => {
+                    if let Some(lease) = &self.lease {
+                        let (_, ms) = now();
+                        if let Err(e) = self.store.renew_lock(lease, ms, self.opts.lease_ttl).await {
+                            // Another run took the lock: end every attempt; our writes are refused anyway.
+                            let _ = cancel_tx.send(true);
+                            return Err(e.into());
+                        }
+                    }
+                }
+            }
+        }
+        // Escalations already on their way are journaled before the run ends.
+        while escalating.len() > self.journal.escalations_fired.len() {
+            match tokio::time::timeout(Duration::from_secs(30), rx.recv()).await {
+                Ok(Some(Msg::Escalated { id, delivered, error })) => {
+                    self.record(RunEvent::EscalationFired { escalation: id, delivered, error }).await?;
+                }
+                Ok(Some(_)) => {}
+                _ => break,
+            }
+        }
+
+        if interrupted {
+            if !nested {
+                self.record(RunEvent::RunInterrupted {
+                    reason: "interrupted by a signal (Ctrl-C or SIGTERM)".into(),
+                })
+                .await?;
+                self.release().await;
+            }
+            return Ok(self.outcome(RunStatus::Interrupted));
+        }
+        if suspended {
+            let waiting = self
+                .state
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| **s == State::Awaiting)
+                .map(|(i, _)| self.runbook.steps[i].id.to_string())
+                .collect();
+            self.record(RunEvent::RunSuspended { waiting }).await?;
+            self.release().await;
+            return Ok(self.outcome(RunStatus::NeedsOperator));
+        }
+        // Approvals still open when the run stops after a failure will never be needed.
+        for idx in 0..self.state.len() {
+            if self.state[idx] == State::Awaiting {
+                self.skip(idx, "the run stopped before a decision was needed".into()).await?;
+            }
+        }
+        let mut status = if any_failed { RunStatus::Failed } else { RunStatus::Succeeded };
+        if failed_compensate && !self.compensate(&cancel).await? {
+            status = RunStatus::NeedsOperator;
+        }
+        self.finally(status, &cancel).await?;
+        if !nested {
+            self.record(RunEvent::RunFinished { status }).await?;
+            self.release().await;
+        }
+        Ok(self.outcome(status))
+    }
+
+    fn outcome(&self, status: RunStatus) -> Outcome {
+        let mut outputs = Outputs::new();
+        for id in &self.journal.completed {
+            if let Some(s) = self.journal.steps.get(id) {
+                outputs.extend(s.outputs.clone());
+            }
+        }
+        Outcome { status, last_hash: self.last_hash(), outputs }
+    }
+
+    /// A run of its own: take the lock, create the run (or resume it), check the runbook's
+    /// preconditions.
+    async fn start_top(&mut self, cancel: &watch::Receiver<bool>) -> Result<(), ExecError> {
         let (now_ts, now_ms) = now();
         // The lock first: a second run on the same environment must not even check. Every
         // run holds one (a private `run:ID` lock without `lock`), so `resume` can tell a
@@ -391,7 +649,7 @@ impl<'a> Dispatcher<'a> {
                 // Runbook preconditions: any failure and no step runs.
                 let mut failures = Vec::new();
                 for p in &self.runbook.preconditions {
-                    if let Err(message) = self.check(p, None, &cancel).await {
+                    if let Err(message) = self.check(p, None, cancel).await {
                         failures.push(message);
                     }
                 }
@@ -403,211 +661,31 @@ impl<'a> Dispatcher<'a> {
             }
             Some(r) => self.restore(r).await?,
         }
-        if self.opts.compensate_only {
-            let status =
-                if self.compensate(&cancel).await? { RunStatus::Failed } else { RunStatus::NeedsOperator };
-            self.finally(status, &cancel).await?;
-            self.record(RunEvent::RunFinished { status }).await?;
-            self.release().await;
-            return Ok(Outcome { status, last_hash: self.last_hash() });
-        }
+        Ok(())
+    }
 
-        let (tx, mut rx) = mpsc::unbounded_channel::<Msg>();
-        let (cancel_tx, attempt_cancel) = watch::channel(false);
-        let mut running = 0usize;
-        let mut waiting_retry = 0usize;
-        let mut stopping = false;
-        let mut interrupted = false;
-        let mut failed_compensate = false;
-        let mut any_failed = false;
-        let mut suspended = false;
-        let max_parallel = self.runbook.max_parallel.map_or(self.opts.max_parallel, |m| m as usize).max(1);
-        let mut renew = tokio::time::interval(self.opts.lease_ttl / 3);
-        renew.tick().await;
-        let mut poll = tokio::time::interval(self.opts.poll);
-        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        // Decisions already in the journal (made while the run was suspended) are folded.
-        let mut decisions_seen = self.journal.last_seq;
-        let started = humantime::parse_rfc3339(&self.started_at).unwrap_or_else(|_| SystemTime::now());
-        let mut escalating: Vec<String> = Vec::new();
-
-        loop {
-            if !stopping {
-                // Start what is ready, in declaration order, up to the parallel limit.
-                let mut progressed = true;
-                while progressed && running < max_parallel {
-                    progressed = false;
-                    for idx in 0..self.runbook.steps.len() {
-                        if running >= max_parallel || self.state[idx] != State::Waiting {
-                            continue;
-                        }
-                        let outcome = match self.readiness(idx) {
-                            Readiness::NotYet => continue,
-                            Readiness::Blocked(reason) => {
-                                self.skip(idx, reason).await?;
-                                progressed = true;
-                                continue;
-                            }
-                            Readiness::Ready => {
-                                progressed = true;
-                                self.begin(idx, &attempt_cancel, &tx, &cancel).await?
-                            }
-                        };
-                        match outcome {
-                            Begun::Spawned => running += 1,
-                            Begun::Skipped | Begun::Awaiting => {}
-                            Begun::Failed => {
-                                any_failed = true;
-                                self.on_failure(idx, &mut stopping, &mut failed_compensate);
-                            }
-                        }
-                    }
-                }
+    /// An included runbook: it writes into the including run's journal with that run's lease.
+    async fn start_nested(&mut self, cancel: &watch::Receiver<bool>) -> Result<(), ExecError> {
+        self.lease = self.opts.parent_lease.clone();
+        match self.opts.resume.take() {
+            Some(r) => {
+                self.started_at = r.started_at.clone();
+                self.restore(r).await?;
             }
-            // Approvals: fold decisions made anywhere, then settle what they decide.
-            if !stopping && self.state.contains(&State::Awaiting) {
-                decisions_seen = self.fold_decisions(decisions_seen).await?;
-                let mut settled = false;
-                for idx in 0..self.state.len() {
-                    if self.state[idx] != State::Awaiting {
-                        continue;
-                    }
-                    match self.settle_approval(idx).await? {
-                        None => {}
-                        Some(true) => settled = true,
-                        Some(false) => {
-                            settled = true;
-                            any_failed = true;
-                            self.on_failure(idx, &mut stopping, &mut failed_compensate);
-                        }
+            None => {
+                self.started_at = now().0;
+                let mut failures = Vec::new();
+                for p in &self.runbook.preconditions {
+                    if let Err(message) = self.check(p, None, cancel).await {
+                        failures.push(message);
                     }
                 }
-                if settled {
-                    // Steps may have become ready.
-                    continue;
-                }
-            }
-            let awaiting = self.state.contains(&State::Awaiting);
-            if running == 0 && (waiting_retry == 0 || stopping) {
-                if !awaiting || stopping {
-                    break;
-                }
-                if !self.opts.wait_for_approvals {
-                    suspended = true;
-                    break;
-                }
-            }
-            let next_escalation = self.next_escalation(started, &escalating);
-            tokio::select! {
-                Some(msg) = rx.recv() => match msg {
-                    Msg::Line { idx, line } => {
-                        let text = self.redactor.redact(&line.text);
-                        self.log(idx, line.stream, &text);
-                        let _ = self.report.send(Report::Output { step: self.runbook.steps[idx].id.to_string(), stream: line.stream, text });
-                    }
-                    Msg::RetryDue { idx } => {
-                        waiting_retry -= 1;
-                        if !stopping && self.state[idx] == State::RetryWait {
-                            self.attempt(idx, &attempt_cancel, &tx).await?;
-                            running += 1;
-                        }
-                    }
-                    Msg::Done { idx, attempt, done } => {
-                        running -= 1;
-                        match self.finish_attempt(idx, attempt, done, interrupted, &tx).await? {
-                            AttemptResult::Succeeded | AttemptResult::Interrupted => {}
-                            AttemptResult::Retrying => waiting_retry += 1,
-                            AttemptResult::Failed => {
-                                any_failed = true;
-                                self.on_failure(idx, &mut stopping, &mut failed_compensate);
-                            }
-                        }
-                    }
-                    Msg::Inline { idx, answer } => {
-                        if self.state[idx] == State::Awaiting {
-                            let step = self.runbook.steps[idx].id.to_string();
-                            let operator = self.opts.operator.clone();
-                            if let Err(e) = self.decide(&step, &operator, answer.approve, &answer.reason, BTreeMap::new()).await {
-                                let _ = self.report.send(Report::Notice(format!("your answer to `{step}` was not recorded: {e}")));
-                            }
-                            poll.reset_immediately();
-                        }
-                    }
-                    Msg::Escalated { id, delivered, error } => {
-                        self.record(RunEvent::EscalationFired { escalation: id, delivered, error }).await?;
-                    }
-                },
-                _ = poll.tick(), if awaiting => {}
-                _ = sleep_until(next_escalation), if next_escalation.is_some() => {
-                    if let Some(id) = self.due_escalation(started, &escalating) {
-                        escalating.push(id.clone());
-                        self.escalate(&id, &tx);
-                    }
-                }
-                changed = cancel.changed(), if !interrupted => {
-                    if changed.is_err() || *cancel.borrow() {
-                        interrupted = true;
-                        stopping = true;
-                        let _ = cancel_tx.send(true);
-                    }
-                }
-                _ = renew.tick(), if self.lease.is_some() => {
-                    if let Some(lease) = &self.lease {
-                        let (_, ms) = now();
-                        if let Err(e) = self.store.renew_lock(lease, ms, self.opts.lease_ttl).await {
-                            // Another run took the lock: end every attempt; our writes are refused anyway.
-                            let _ = cancel_tx.send(true);
-                            return Err(e.into());
-                        }
-                    }
+                if !failures.is_empty() {
+                    return Err(ExecError::Preconditions(failures));
                 }
             }
         }
-        // Escalations already on their way are journaled before the run ends.
-        while escalating.len() > self.journal.escalations_fired.len() {
-            match tokio::time::timeout(Duration::from_secs(30), rx.recv()).await {
-                Ok(Some(Msg::Escalated { id, delivered, error })) => {
-                    self.record(RunEvent::EscalationFired { escalation: id, delivered, error }).await?;
-                }
-                Ok(Some(_)) => {}
-                _ => break,
-            }
-        }
-
-        if interrupted {
-            self.record(RunEvent::RunInterrupted {
-                reason: "interrupted by a signal (Ctrl-C or SIGTERM)".into(),
-            })
-            .await?;
-            self.release().await;
-            return Ok(Outcome { status: RunStatus::Interrupted, last_hash: self.last_hash() });
-        }
-        if suspended {
-            let waiting = self
-                .state
-                .iter()
-                .enumerate()
-                .filter(|(_, s)| **s == State::Awaiting)
-                .map(|(i, _)| self.runbook.steps[i].id.to_string())
-                .collect();
-            self.record(RunEvent::RunSuspended { waiting }).await?;
-            self.release().await;
-            return Ok(Outcome { status: RunStatus::NeedsOperator, last_hash: self.last_hash() });
-        }
-        // Approvals still open when the run stops after a failure will never be needed.
-        for idx in 0..self.state.len() {
-            if self.state[idx] == State::Awaiting {
-                self.skip(idx, "the run stopped before a decision was needed".into()).await?;
-            }
-        }
-        let mut status = if any_failed { RunStatus::Failed } else { RunStatus::Succeeded };
-        if failed_compensate && !self.compensate(&cancel).await? {
-            status = RunStatus::NeedsOperator;
-        }
-        self.finally(status, &cancel).await?;
-        self.record(RunEvent::RunFinished { status }).await?;
-        self.release().await;
-        Ok(Outcome { status, last_hash: self.last_hash() })
+        Ok(())
     }
 
     /// What a failed step's `on-failure` means for the run.
@@ -642,6 +720,11 @@ impl<'a> Dispatcher<'a> {
             };
         }
         self.journal = r.state.clone();
+        if self.opts.parent_lease.is_some() {
+            // An included runbook: the including run journaled the resumption and the
+            // decisions (under this runbook's prefix), and they are already in `state`.
+            return Ok(());
+        }
         let rerun_idempotent: Vec<String> = if self.opts.compensate_only {
             Vec::new()
         } else {
@@ -654,7 +737,11 @@ impl<'a> Dispatcher<'a> {
         };
         self.record(RunEvent::RunResumed { operator: self.opts.operator.clone(), rerun_idempotent }).await?;
         for (step, decision, reason) in r.decisions {
-            let Some(idx) = self.index(&step) else { continue };
+            // A decision about a step of an included runbook (`include/step`) is journaled
+            // here; the included runbook reads it back when it resumes.
+            if self.runbook.find_step(&step).is_none() {
+                continue;
+            }
             self.record(RunEvent::OperatorDecision {
                 step: step.clone(),
                 decision,
@@ -662,7 +749,7 @@ impl<'a> Dispatcher<'a> {
                 reason: reason.clone(),
             })
             .await?;
-            if decision == Decision::Skip {
+            if let (Decision::Skip, Some(idx)) = (decision, self.index(&step)) {
                 self.state[idx] = State::Skipped;
             }
         }
@@ -674,6 +761,10 @@ impl<'a> Dispatcher<'a> {
     }
 
     async fn release(&mut self) {
+        if self.opts.parent_lease.is_some() {
+            // The lock is the including run's.
+            return;
+        }
         if let Some(lease) = self.lease.take() {
             let _ = self.store.release_lock(&lease).await;
         }
@@ -684,17 +775,28 @@ impl<'a> Dispatcher<'a> {
         // (a failure reason quoting a rendered template, an output, a message).
         let event = self.redactor.redact_event(event);
         let (ts, _) = now();
-        let record = self.store.append(&self.opts.run_id, &ts, &event, self.lease.as_ref()).await?;
-        self.journal.apply(&record.event);
+        let stored = event.clone().with_step_prefix(&self.opts.prefix);
+        let record = self.store.append(&self.opts.run_id, &ts, &stored, self.lease.as_ref()).await?;
+        self.journal.apply(&event);
         self.journal.last_seq = record.seq;
         self.journal.last_hash = Some(record.hash.clone());
         let _ = self.report.send(Report::Recorded(Box::new(record)));
         Ok(())
     }
 
+    /// A step's name in the run folder's file names: its journal path with `/` as `+`
+    /// (`rotate_api+prune.1.log`), so the steps of two includes of one runbook stay apart.
+    fn stem(&self, id: &str) -> String {
+        format!("{}{id}", self.opts.prefix).replace('/', "+")
+    }
+
     fn log(&self, idx: usize, stream: Stream, text: &str) {
         let step = &self.runbook.steps[idx];
-        append_log(&self.opts.run_dir.join(format!("{}.{}.log", step.id, self.attempts[idx])), stream, text);
+        append_log(
+            &self.opts.run_dir.join(format!("{}.{}.log", self.stem(step.id.as_str()), self.attempts[idx])),
+            stream,
+            text,
+        );
     }
 
     /// The template context with real values (secret values included: they only reach
@@ -773,7 +875,7 @@ impl<'a> Dispatcher<'a> {
         attempt_cancel: &watch::Receiver<bool>,
         tx: &mpsc::UnboundedSender<Msg>,
         cancel: &watch::Receiver<bool>,
-    ) -> Result<Begun, ExecError> {
+    ) -> Result<Begun<'a>, ExecError> {
         let step = &self.runbook.steps[idx];
         if let Some(when) = &step.when {
             match template::eval(&when.text, &self.context(None)) {
@@ -806,15 +908,177 @@ impl<'a> Dispatcher<'a> {
             self.request_approval(idx, tx).await?;
             return Ok(Begun::Awaiting);
         }
+        if let Action::Runbook(_) = &step.action {
+            return Ok(match self.start_include(idx, attempt_cancel).await? {
+                Some(child) => Begun::Include(child),
+                None => Begun::Failed,
+            });
+        }
         self.attempt(idx, attempt_cancel, tx).await?;
         Ok(Begun::Spawned)
     }
 
-    async fn fail_before_start(&mut self, idx: usize, reason: String) -> Result<Begun, ExecError> {
+    async fn fail_before_start(&mut self, idx: usize, reason: String) -> Result<Begun<'a>, ExecError> {
         self.state[idx] = State::Failed;
         let step = self.runbook.steps[idx].id.to_string();
         self.record(RunEvent::StepFailed { step, attempt: 0, reason }).await?;
         Ok(Begun::Failed)
+    }
+
+    /// Start an included runbook as this step: its params rendered and typed, its events
+    /// journaled under `STEP/`, with this run's lease. What it already did in this run (after
+    /// a resume) is read back from the journal, so its succeeded steps never run again.
+    async fn start_include(
+        &mut self,
+        idx: usize,
+        cancel: &watch::Receiver<bool>,
+    ) -> Result<Option<Child<'a>>, ExecError> {
+        let runbook: &'a Runbook = self.runbook;
+        let step = &runbook.steps[idx];
+        let Action::Runbook(inc) = &step.action else { return Ok(None) };
+        let id = step.id.to_string();
+        let Some(child) = runbook.includes.get(inc.child) else { return Ok(None) };
+        let params = self.include_params(inc, child);
+        self.attempts[idx] += 1;
+        let attempt = self.attempts[idx];
+        self.record(RunEvent::StepStarted { step: id.clone(), attempt }).await?;
+        let secrets: Option<&'a Secrets> = self.secrets.include(inc.child);
+        let (params, secrets) = match (params, secrets) {
+            (Ok(p), Some(s)) => (p, s),
+            (Err(problems), _) => {
+                self.fail_before_start(idx, problems.join("; ")).await?;
+                return Ok(None);
+            }
+            (_, None) => {
+                self.fail_before_start(idx, "the included runbook's secrets were not read".into()).await?;
+                return Ok(None);
+            }
+        };
+        self.state[idx] = State::Running;
+        let prefix = format!("{}{id}/", self.opts.prefix);
+        let opts = self.child_options(child, &prefix, false).await?;
+        let store = self.store;
+        let report = self.report.clone();
+        let cancel = cancel.clone();
+        Ok(Some(Box::pin(async move {
+            let dispatcher = Dispatcher::new(child, &params, secrets, store, opts, report);
+            (idx, attempt, Box::pin(dispatcher.run(cancel)).await)
+        })))
+    }
+
+    /// The parameters an include passes, rendered against this run's context and typed by
+    /// the included runbook's declarations.
+    fn include_params(
+        &self,
+        inc: &runbook_core::model::IncludeSpec,
+        child: &Runbook,
+    ) -> Result<BTreeMap<String, ParamValue>, Vec<String>> {
+        let ctx = self.context(None);
+        let rendered: BTreeMap<String, serde_json::Value> = inc
+            .params
+            .iter()
+            .map(|(k, v)| Ok((k.clone(), render_json(v, &ctx)?)))
+            .collect::<Result<_, String>>()
+            .map_err(|e| vec![e])?;
+        runbook_core::params::for_include(child, &rendered)
+    }
+
+    /// The options of an included runbook at `prefix`, resuming what the journal already
+    /// holds of it.
+    async fn child_options(
+        &self,
+        child: &Runbook,
+        prefix: &str,
+        compensate_only: bool,
+    ) -> Result<RunOptions, ExecError> {
+        let records = self.store.records(&self.opts.run_id).await?;
+        let scoped = runbook_core::journal::fold(&records).scoped(prefix);
+        let resume = (!scoped.steps.is_empty()).then(|| Resume {
+            state: scoped,
+            started_at: self.started_at.clone(),
+            decisions: Vec::new(),
+        });
+        let file = PathBuf::from(&child.source.path);
+        Ok(RunOptions {
+            prefix: prefix.to_string(),
+            parent_lease: self.lease.clone(),
+            resume,
+            base_dir: file.parent().map(std::path::Path::to_path_buf).unwrap_or_else(|| PathBuf::from(".")),
+            runbook_file: file,
+            compensate_only,
+            ..self.opts.clone()
+        })
+    }
+
+    /// Journal how an included runbook ended, as the outcome of its step.
+    async fn finish_include(
+        &mut self,
+        idx: usize,
+        attempt: u32,
+        result: Result<Outcome, ExecError>,
+        interrupted: bool,
+    ) -> Result<AttemptResult, ExecError> {
+        let step = &self.runbook.steps[idx];
+        let id = step.id.to_string();
+        let reason = match result {
+            Ok(o) if o.status == RunStatus::Interrupted && interrupted => {
+                // In doubt, like a process cut off by the signal: `resume` continues it.
+                self.state[idx] = State::Waiting;
+                return Ok(AttemptResult::Interrupted);
+            }
+            Ok(o) if o.status == RunStatus::Succeeded => {
+                let missing: Vec<&str> =
+                    step.outputs.iter().filter(|k| !o.outputs.contains_key(*k)).map(String::as_str).collect();
+                if missing.is_empty() {
+                    let outputs =
+                        o.outputs.into_iter().filter(|(k, _)| step.outputs.contains(k)).collect::<Outputs>();
+                    self.state[idx] = State::Succeeded;
+                    self.record(RunEvent::StepSucceeded { step: id, attempt, outputs }).await?;
+                    return Ok(AttemptResult::Succeeded);
+                }
+                format!("the included runbook produced no output {}", missing.join(", "))
+            }
+            Ok(o) if o.status == RunStatus::NeedsOperator => {
+                "the included runbook failed and one of its compensations failed too".to_string()
+            }
+            Ok(_) => "the included runbook failed".to_string(),
+            Err(ExecError::Preconditions(messages)) => messages.join("; "),
+            Err(ExecError::Unsupported(m)) => m,
+            Err(e) => return Err(e),
+        };
+        self.state[idx] = State::Failed;
+        self.record(RunEvent::StepFailed { step: id, attempt, reason }).await?;
+        Ok(AttemptResult::Failed)
+    }
+
+    /// Undo an included runbook that completed: its own compensations, most recent first.
+    async fn compensate_include(
+        &mut self,
+        idx: usize,
+        cancel: &watch::Receiver<bool>,
+    ) -> Result<bool, ExecError> {
+        let runbook: &'a Runbook = self.runbook;
+        let step = &runbook.steps[idx];
+        let Action::Runbook(inc) = &step.action else { return Ok(true) };
+        let (Some(child), Some(secrets)) = (runbook.includes.get(inc.child), self.secrets.include(inc.child))
+        else {
+            return Ok(true);
+        };
+        let prefix = format!("{}{}/", self.opts.prefix, step.id);
+        let opts = self.child_options(child, &prefix, true).await?;
+        // The same values as when it ran: they render from this run's params and the outputs
+        // of steps that completed before it, all in the journal.
+        let params = match self.include_params(inc, child) {
+            Ok(p) => p,
+            Err(problems) => {
+                let id = step.id.to_string();
+                self.record(RunEvent::CompensationFailed { step: id, reason: problems.join("; ") }).await?;
+                return Ok(false);
+            }
+        };
+        let dispatcher = Dispatcher::new(child, &params, secrets, self.store, opts, self.report.clone());
+        let outcome = Box::pin(dispatcher.run(cancel.clone())).await?;
+        Ok(outcome.status != RunStatus::NeedsOperator)
     }
 
     /// Journal an approval request (once: a resumed run keeps waiting on the same one), and
@@ -950,6 +1214,10 @@ impl<'a> Dispatcher<'a> {
 
     /// When the next unfired escalation is due.
     fn next_escalation(&self, started: SystemTime, escalating: &[String]) -> Option<tokio::time::Instant> {
+        if self.opts.parent_lease.is_some() {
+            // An included runbook's escalations are the including run's to make.
+            return None;
+        }
         let elapsed = SystemTime::now().duration_since(started).unwrap_or_default();
         self.runbook
             .escalations
@@ -1007,7 +1275,8 @@ impl<'a> Dispatcher<'a> {
         self.attempts[idx] += 1;
         let attempt = self.attempts[idx];
         let step = &self.runbook.steps[idx];
-        let output_file = self.opts.run_dir.join(format!("{}.{attempt}.outputs", step.id));
+        let output_file =
+            self.opts.run_dir.join(format!("{}.{attempt}.outputs", self.stem(step.id.as_str())));
         let prepared = self.work(
             step.id.as_str(),
             &step.action,
@@ -1223,7 +1492,7 @@ impl<'a> Dispatcher<'a> {
         cancel: &watch::Receiver<bool>,
     ) -> Result<(), String> {
         let owner = step.map_or_else(|| "runbook".to_string(), |s| format!("step `{}`", s.id));
-        let scratch = self.opts.run_dir.join(format!("precondition-{}.outputs", p.id));
+        let scratch = self.opts.run_dir.join(format!("precondition-{}.outputs", self.stem(&p.id)));
         let label = step.map_or(p.id.as_str(), |s| s.id.as_str());
         let work = self
             .work(label, &p.action, &p.env, p.dir.as_deref(), Some(p.timeout), &scratch, &[], None)
@@ -1259,8 +1528,8 @@ impl<'a> Dispatcher<'a> {
         let (tx, mut rx) = mpsc::unbounded_channel::<Line>();
         let redactor = self.redactor.clone();
         let report = self.report.clone();
-        let step = label.to_string();
-        let log = self.opts.run_dir.join(format!("{}.{attempt}.log", label.replace(' ', "-")));
+        let step = format!("{}{label}", self.opts.prefix);
+        let log = self.opts.run_dir.join(format!("{}.{attempt}.log", self.stem(&label.replace(' ', "-"))));
         let forward = tokio::spawn(async move {
             while let Some(line) = rx.recv().await {
                 let text = redactor.redact(&line.text);
@@ -1286,13 +1555,20 @@ impl<'a> Dispatcher<'a> {
             .collect();
         for idx in order {
             let step = &self.runbook.steps[idx];
+            if let (Action::Runbook(_), None) = (&step.action, &step.compensate) {
+                if !self.compensate_include(idx, cancel).await? {
+                    return Ok(false);
+                }
+                continue;
+            }
             let Some(comp) = &step.compensate else { continue };
             let id = step.id.to_string();
             let mut attempt = 0;
             loop {
                 attempt += 1;
                 self.record(RunEvent::CompensationStarted { step: id.clone(), attempt }).await?;
-                let scratch = self.opts.run_dir.join(format!("{id}.compensation.{attempt}.outputs"));
+                let scratch =
+                    self.opts.run_dir.join(format!("{}.compensation.{attempt}.outputs", self.stem(&id)));
                 let work = self.work(
                     &id,
                     &comp.action,
@@ -1332,7 +1608,7 @@ impl<'a> Dispatcher<'a> {
             let mut attempt = 0;
             loop {
                 attempt += 1;
-                let scratch = self.opts.run_dir.join(format!("{id}.{attempt}.outputs"));
+                let scratch = self.opts.run_dir.join(format!("{}.{attempt}.outputs", self.stem(&id)));
                 let work = self.work(
                     &id,
                     &step.action,
@@ -1456,13 +1732,15 @@ enum Readiness {
     Blocked(String),
 }
 
-enum Begun {
+enum Begun<'a> {
     Spawned,
+    Include(Child<'a>),
     Skipped,
     Awaiting,
     Failed,
 }
 
+#[derive(PartialEq, Eq)]
 enum AttemptResult {
     Succeeded,
     Retrying,

@@ -14,6 +14,8 @@ pub const MIN_SECRET_LEN: usize = 4;
 #[derive(Clone, Default)]
 pub struct Secrets {
     values: BTreeMap<String, String>,
+    /// The secrets of each included runbook, indexed like `Runbook::includes`.
+    includes: Vec<Secrets>,
 }
 
 impl std::fmt::Debug for Secrets {
@@ -25,7 +27,21 @@ impl std::fmt::Debug for Secrets {
 impl Secrets {
     /// Values from a map (tests, resume).
     pub fn from_map(values: BTreeMap<String, String>) -> Self {
-        Secrets { values }
+        Secrets { values, includes: Vec::new() }
+    }
+
+    /// The secrets of included runbook `index`.
+    pub fn include(&self, index: usize) -> Option<&Secrets> {
+        self.includes.get(index)
+    }
+
+    /// Every value, this runbook's and its includes' (for redaction).
+    fn all(&self) -> Vec<(&str, &str)> {
+        let mut out: Vec<(&str, &str)> = self.iter().collect();
+        for inc in &self.includes {
+            out.extend(inc.all());
+        }
+        out
     }
 
     /// The value of a secret.
@@ -44,6 +60,19 @@ impl Secrets {
 pub fn resolve(runbook: &Runbook, base_dir: &Path) -> Result<Secrets, Vec<String>> {
     let mut values = BTreeMap::new();
     let mut problems = Vec::new();
+    let mut includes = Vec::new();
+    for child in &runbook.includes {
+        let dir = Path::new(&child.source.path).parent().unwrap_or(Path::new(".")).to_path_buf();
+        match resolve(child, &dir) {
+            Ok(s) => includes.push(s),
+            Err(p) => {
+                problems.extend(
+                    p.into_iter().map(|p| format!("{p} (in included runbook `{}`)", child.source.path)),
+                );
+                includes.push(Secrets::default());
+            }
+        }
+    }
     for secret in &runbook.secrets {
         let value = match &secret.source {
             SecretSource::Env(var) => std::env::var(var)
@@ -83,7 +112,7 @@ pub fn resolve(runbook: &Runbook, base_dir: &Path) -> Result<Secrets, Vec<String
             Err(e) => problems.push(e),
         }
     }
-    if problems.is_empty() { Ok(Secrets { values }) } else { Err(problems) }
+    if problems.is_empty() { Ok(Secrets { values, includes }) } else { Err(problems) }
 }
 
 /// Replaces secret values, in the forms a program is likely to print them, by `<secret:NAME>`.
@@ -98,7 +127,7 @@ impl Redactor {
     /// base64, and each line of a multi-line value.
     pub fn new(secrets: &Secrets) -> Self {
         let mut needles = Vec::new();
-        for (name, value) in secrets.iter() {
+        for (name, value) in secrets.all() {
             let mark = format!("<secret:{name}>");
             let mut forms =
                 vec![value.to_string(), json_escaped(value), percent_encoded(value), base64(value)];

@@ -1,0 +1,171 @@
+//! `runbook` steps: another runbook run as one step, journaled under the including run,
+//! its compensations joining the including run's, resumable step by step.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::support::{Output, run_in};
+
+const CHILD: &str = r#"[runbook]
+name = "child"
+[params.name]
+type = "string"
+[steps.one]
+run = "echo {{ params.name }} one >> trace; echo stamp={{ params.name }}-1 >> \"$RUNBOOK_OUTPUT\""
+outputs = ["stamp"]
+compensate = { run = "echo undo {{ params.name }} one '('{{ steps.one.outputs.stamp }}')' >> trace" }
+[steps.two]
+run = "echo {{ params.name }} two >> trace; test ! -e fail-{{ params.name }}"
+compensate = { run = "echo undo {{ params.name }} two >> trace" }
+"#;
+
+fn sandbox(parent: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(dir.path().join("lib")).expect("lib");
+    std::fs::write(dir.path().join("lib/child.toml"), CHILD).expect("child");
+    std::fs::write(dir.path().join("parent.toml"), parent).expect("parent");
+    dir
+}
+
+fn run(dir: &Path, args: &[&str]) -> Output {
+    let mut all = args.to_vec();
+    all.extend(["--state", "state.db"]);
+    run_in(dir, &all)
+}
+
+fn trace(dir: &Path) -> String {
+    // Steps run in the folder of their runbook: the child's trace is in lib/.
+    std::fs::read_to_string(dir.join("lib/trace")).unwrap_or_default()
+        + &std::fs::read_to_string(dir.join("trace")).unwrap_or_default()
+}
+
+/// Start `runbook run parent.toml` and wait until `marker` exists.
+fn start_until(dir: &Path, marker: &str) -> std::process::Child {
+    let child = Command::new(env!("CARGO_BIN_EXE_runbook"))
+        .args(["run", "parent.toml", "--state", "state.db"])
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run");
+    for _ in 0..500 {
+        if dir.join(marker).exists() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(dir.join(marker).exists(), "{marker} appeared");
+    child
+}
+
+const PARENT: &str = r#"[runbook]
+name = "parent"
+[steps.first]
+run = "echo first >> lib/trace"
+compensate = { run = "echo 'undo first' >> lib/trace" }
+[steps.inner]
+runbook = { file = "lib/child.toml", params = { name = "api" } }
+outputs = ["stamp"]
+[steps.last]
+run = "echo last {{ steps.inner.outputs.stamp }} >> lib/trace; test ! -e lib/fail-last"
+"#;
+
+#[test]
+fn an_included_runbook_runs_as_one_step_journaled_under_it() {
+    let dir = sandbox(PARENT);
+    let out = run(dir.path(), &["run", "parent.toml"]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert_eq!(trace(dir.path()), "first\napi one\napi two\nlast api-1\n");
+    assert!(out.stdout.contains("ok inner/one"), "{}", out.stdout);
+    let id = crate::support::latest_run_id(dir.path(), &dir.path().join("state.db")).expect("run");
+    let audit = run(dir.path(), &["audit", &id, "--format", "jsonl"]).stdout;
+    let steps: Vec<String> = audit
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["kind"] == "step_succeeded")
+        .filter_map(|v| v["step"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(steps, ["first", "inner/one", "inner/two", "inner", "last"]);
+    assert_eq!(run(dir.path(), &["audit", "verify", &id]).code, 0);
+}
+
+#[test]
+fn a_later_failure_compensates_the_included_steps_in_reverse() {
+    let dir = sandbox(PARENT);
+    std::fs::write(dir.path().join("lib/fail-last"), "").expect("marker");
+    let out = run(dir.path(), &["run", "parent.toml"]);
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    assert_eq!(
+        trace(dir.path()),
+        "first\napi one\napi two\nlast api-1\nundo api two\nundo api one (api-1)\nundo first\n"
+    );
+}
+
+#[test]
+fn a_failure_inside_compensates_inside_then_outside() {
+    let dir = sandbox(PARENT);
+    std::fs::write(dir.path().join("lib/fail-api"), "").expect("marker");
+    let out = run(dir.path(), &["run", "parent.toml"]);
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("FAILED inner: the included runbook failed"), "{}", out.stdout);
+    // The child undid its own completed step; the parent then undid its own.
+    assert_eq!(trace(dir.path()), "first\napi one\napi two\nundo api one (api-1)\nundo first\n");
+}
+
+#[test]
+fn an_included_runbook_resumes_after_the_engine_is_killed() {
+    let parent = r#"[runbook]
+name = "parent"
+[steps.inner]
+runbook = { file = "lib/slow.toml" }
+[steps.after]
+run = "echo after >> lib/trace"
+"#;
+    let dir = sandbox(parent);
+    std::fs::write(
+        dir.path().join("lib/slow.toml"),
+        r#"[runbook]
+name = "slow"
+[steps.a]
+run = "echo a >> trace"
+[steps.b]
+run = "touch started-b; while [ ! -e release ]; do sleep 0.05; done; echo b >> trace"
+idempotent = true
+[steps.c]
+run = "echo c >> trace"
+"#,
+    )
+    .expect("slow");
+    let mut child = start_until(dir.path(), "lib/started-b");
+    child.kill().expect("kill");
+    let _ = child.wait();
+    std::fs::write(dir.path().join("lib/release"), "").expect("release");
+    let id = crate::support::latest_run_id(dir.path(), &dir.path().join("state.db")).expect("run");
+    let out = run(dir.path(), &["resume", &id]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    // `a` succeeded before the kill and never runs again; `b` was idempotent and in doubt.
+    assert_eq!(trace(dir.path()), "a\nb\nc\nafter\n");
+    assert!(out.stdout.contains("inner/b"), "{}", out.stdout);
+}
+
+#[test]
+fn a_non_idempotent_included_step_in_doubt_waits_for_a_decision() {
+    let parent = "[runbook]\nname = \"parent\"\n[steps.inner]\nrunbook = { file = \"lib/slow.toml\" }\n";
+    let dir = sandbox(parent);
+    std::fs::write(
+        dir.path().join("lib/slow.toml"),
+        "[runbook]\nname = \"slow\"\n[steps.b]\nrun = \"touch started-b; while [ ! -e release ]; do sleep 0.05; done; echo b >> trace\"\n",
+    )
+    .expect("slow");
+    let mut child = start_until(dir.path(), "lib/started-b");
+    child.kill().expect("kill");
+    let _ = child.wait();
+    let id = crate::support::latest_run_id(dir.path(), &dir.path().join("state.db")).expect("run");
+    let out = run(dir.path(), &["resume", &id]);
+    assert_eq!(out.code, 4, "{}{}", out.stdout, out.stderr);
+    assert!(out.stderr.contains("inner/b"), "{}", out.stderr);
+    let out = run(dir.path(), &["resume", &id, "--skip", "inner/b", "--reason", "ran it by hand"]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert_eq!(trace(dir.path()), "", "the skipped step did not run again");
+}
