@@ -457,3 +457,117 @@ notify = {{ webhook = "{hook}", text = "never" }}
     assert_eq!(audit.lines().filter(|l| l.contains("escalation_fired")).count(), 1, "{audit}");
     assert!(audit.contains("\"delivered\":true"));
 }
+
+/// `openssl s_server -www` on 127.0.0.1 with a certificate from a private CA: a real TLS
+/// server that no system trust store knows.
+struct TlsPeer {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Drop for TlsPeer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn tls_peer(dir: &Path) -> TlsPeer {
+    // A private CA, and a server certificate for 127.0.0.1 that it signed.
+    std::fs::write(dir.join("ext.cnf"), "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n")
+        .expect("ext");
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
+    for args in [
+        vec![
+            "req",
+            "-x509",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=runbook test CA",
+        ],
+        vec!["req", "-keyout", "key.pem", "-out", "server.csr", "-subj", "/CN=127.0.0.1"],
+    ] {
+        let ok = Command::new("openssl")
+            .args(&args[..1])
+            .args(ec)
+            .args(&args[1..])
+            .current_dir(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("openssl");
+        assert!(ok.success(), "openssl {args:?}");
+    }
+    let ok = Command::new("openssl")
+        .args(["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial"])
+        .args(["-out", "cert.pem", "-days", "1", "-extfile", "ext.cnf"])
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("openssl");
+    assert!(ok.success(), "openssl signed the server certificate");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("port").port();
+    let child = Command::new("openssl")
+        .args(["s_server", "-accept", &format!("127.0.0.1:{port}"), "-cert", "cert.pem", "-key", "key.pem"])
+        .args(["-www", "-quiet"])
+        .current_dir(dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("s_server");
+    for _ in 0..200 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    TlsPeer { child, port }
+}
+
+#[test]
+fn a_custom_ca_file_makes_a_private_certificate_trusted() {
+    let sb = Sandbox::new("");
+    let peer = tls_peer(sb.path());
+    std::fs::write(
+        sb.path().join("r.toml"),
+        format!(
+            r#"[runbook]
+name = "tls"
+[steps.trusted]
+http = {{ url = "https://127.0.0.1:{port}/", ca-file = "ca.pem", request-timeout = "5s" }}
+[steps.untrusted]
+http = {{ url = "https://127.0.0.1:{port}/", request-timeout = "5s" }}
+needs = []
+"#,
+            port = peer.port
+        ),
+    )
+    .expect("runbook");
+    let out = sb.run(&[], &[]);
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("ok trusted"), "{}", out.stdout);
+    assert!(out.stdout.contains("FAILED untrusted"), "{}", out.stdout);
+    assert!(out.stdout.to_lowercase().contains("certificate"), "{}", out.stdout);
+}
+
+#[test]
+fn an_approval_that_nobody_answers_times_out() {
+    let sb = Sandbox::new(
+        "[runbook]\nname = \"late\"\n[steps.go]\napproval = { prompt = \"Go?\", timeout = \"300ms\" }\n[steps.after]\nrun = \"echo after > trace\"\n",
+    );
+    let out = sb.run(&["--wait"], &[]);
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains("no decision within the approval timeout (0 of 1 approvals)"),
+        "{}",
+        out.stdout
+    );
+    assert!(!sb.path().join("trace").exists());
+}
