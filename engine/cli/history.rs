@@ -149,6 +149,19 @@ pub fn show(run_id: &str, state: Option<PathBuf>) -> u8 {
         if s.compensation != journal::CompensationStatus::None {
             line.push_str(&format!("  compensation {:?}", s.compensation).to_lowercase());
         }
+        if let (journal::StepStatus::AwaitingApproval, Some(a)) = (&s.status, &s.approval) {
+            let from = if a.approvers.is_empty() { "anyone".to_string() } else { a.approvers.join(", ") };
+            let by = if a.granted_by.is_empty() {
+                String::new()
+            } else {
+                format!(" by {}", a.granted_by.join(", "))
+            };
+            line.push_str(&format!(
+                "  {} of {} approval(s){by}; from {from}: `runbook approve {run_id} {step}`",
+                a.granted_by.len(),
+                a.min_approvals
+            ));
+        }
         outln!("{line}");
     }
     exit::SUCCESS
