@@ -4,6 +4,7 @@
 
 mod book;
 mod crash;
+mod e2e;
 mod fixtures;
 mod history;
 mod include;

@@ -54,13 +54,7 @@ impl Sandbox {
 fn a_health_check_polls_with_a_bearer_token_until_healthy() {
     let peer = HttpPeer::start();
     let token = "tok-3f9a1c77e2b84d0d";
-    peer.set_health(Health {
-        token: Some(token.into()),
-        status: 200,
-        delay: Duration::ZERO,
-        version: "v1.2.0".into(),
-        healthy_after: 2,
-    });
+    peer.set_health(Health { token: Some(token.into()), healthy_after: 2, ..Health::ok("v1.2.0") });
     let sb = Sandbox::new(&format!(
         r#"[runbook]
 name = "health"
@@ -95,13 +89,7 @@ cmd = ["sh", "-c", "echo \"$1 $2\" > seen", "sh", "{{{{ steps.health.outputs.sta
 #[test]
 fn status_latency_and_unreachable_servers_fail_the_step() {
     let peer = HttpPeer::start();
-    peer.set_health(Health {
-        token: None,
-        status: 200,
-        delay: Duration::from_millis(300),
-        version: "v1".into(),
-        healthy_after: 0,
-    });
+    peer.set_health(Health { delay: Duration::from_millis(300), ..Health::ok("v1") });
     let sb = Sandbox::new(&format!(
         r#"[runbook]
 name = "limits"

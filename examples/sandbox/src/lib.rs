@@ -1,0 +1,13 @@
+//! A throwaway environment for `runbook`'s end-to-end tests, and for anyone who wants to try
+//! the team's runbooks without touching a real system.
+//!
+//! Everything is real and local: a PostgreSQL cluster on a Unix socket in the sandbox
+//! folder, a bare git repository as `origin` with a history and tags, an HTTP app on
+//! 127.0.0.1 that serves `/api/health` behind a Bearer token and reports the version
+//! deployed on `origin/main`, a webhook receiver, and a stand-in for `yarn prisma` that
+//! works against that database (Prisma's engines cannot be downloaded here).
+
+pub mod peers;
+pub mod sandbox;
+
+pub use sandbox::Sandbox;
