@@ -44,6 +44,41 @@ impl E2e {
     }
 }
 
+/// Who approves what, and with which inputs, when a run waits.
+type Approvals<'a> = &'a [(&'a str, &'a str, &'a [&'a str])];
+
+impl E2e {
+    /// Run `runbook` to its end as an on-call engineer would: start it, and each time it
+    /// waits for approvals, have the listed people approve, then resume. The last output.
+    fn drive(&self, runbook: &str, extra: &[(&str, &str)], approvals: Approvals<'_>) -> Output {
+        let params = self.params_file(runbook, extra);
+        let file = format!("runbooks/{runbook}.toml");
+        let mut out = self.runbook(&["run", &file, "--params-file", &params, "--yes"], "oncall");
+        for _ in 0..10 {
+            if out.code != 4 {
+                return out;
+            }
+            let Some(waiting) =
+                out.stdout.lines().find_map(|l| l.strip_prefix("suspended: waiting for approval of "))
+            else {
+                return out;
+            };
+            let run = self.latest_run();
+            for step in waiting.split(", ") {
+                for (s, who, inputs) in approvals.iter().filter(|(s, _, _)| *s == step) {
+                    let mut args = vec!["approve", run.as_str(), s];
+                    for i in inputs.iter() {
+                        args.extend(["--input", i]);
+                    }
+                    ok(&self.runbook(&args, who), 0);
+                }
+            }
+            out = self.runbook(&["resume", &run, "--yes"], "oncall");
+        }
+        out
+    }
+}
+
 fn ok(out: &Output, code: i32) {
     assert_eq!(out.code, code, "stdout:\n{}\nstderr:\n{}", out.stdout, out.stderr);
 }
@@ -96,4 +131,202 @@ fn rollback_l3_restores_the_database_and_the_stable_code() {
     assert!(hooks.contains("resultado exito"), "{hooks}");
     assert!(hooks.contains("terminó: succeeded"), "{hooks}");
     ok(&e.runbook(&["audit", "verify", &run], "oncall"), 0);
+}
+
+const BEFORE: &[&str] = &["incident=INC-7", "root_cause=the release broke the listing"];
+const BEFORE_L2: &[&str] = &[
+    "incident=INC-8",
+    "root_cause=archived_at broke queries",
+    "migration_review=https://git.inmova.test/pr/9",
+];
+const AFTER: &[&str] = &["result=exito", "incident_report=https://wiki.inmova.test/INC"];
+
+#[test]
+fn deploy_publishes_the_release_and_migrates_the_database() {
+    let e = E2e::new();
+    let out = e.drive("deploy", &[], &[("checklist_after", "tech-lead", &[])]);
+    ok(&out, 0);
+    assert_eq!(e.sb.deployed_version(), "v1.0.2");
+    assert_eq!(
+        e.sb.psql("SELECT string_agg(migration_name, ',' ORDER BY 1) FROM _prisma_migrations"),
+        "20250101000000_init,20250301000000_property_archived_at"
+    );
+    assert_eq!(
+        e.sb.psql("SELECT count(*) FROM information_schema.columns WHERE column_name = 'archived_at'"),
+        "1"
+    );
+    assert!(
+        std::fs::read_dir(&e.sb.backups)
+            .expect("backups")
+            .flatten()
+            .any(|f| f.file_name().to_string_lossy().starts_with("sandbox-pre-v1.0.2-"))
+    );
+    assert!(e.sb.app.hooks().join("\n").contains("v1.0.2 desplegada en sandbox"));
+}
+
+#[test]
+fn a_failing_test_suite_stops_a_deploy_before_anything_changes() {
+    let e = E2e::new();
+    let flag = e.sb.dir.join("tests-fail");
+    std::fs::write(&flag, "").expect("flag");
+    let before = e.sb.dump();
+    let params = e.params_file("deploy", &[]);
+    let state = e.state();
+    let env: Vec<(String, String)> =
+        e.sb.env()
+            .into_iter()
+            .chain([("SANDBOX_FAIL_TESTS".to_string(), flag.display().to_string())])
+            .collect();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let out = crate::support::run_in_with_env(
+        &root(),
+        &["run", "runbooks/deploy.toml", "--params-file", &params, "--yes", "--state", &state],
+        &env,
+    );
+    ok(&out, 1);
+    assert!(out.stdout.contains("FAILED tests"), "{}", out.stdout);
+    assert_eq!(e.sb.dump(), before, "no migration ran");
+    assert!(e.sb.deployed_version().starts_with("v1.0.1"), "no tag was pushed");
+}
+
+#[test]
+fn rollback_l1_reverts_a_commit() {
+    let e = E2e::new();
+    let out = e.drive(
+        "rollback-l1",
+        &[],
+        &[("checklist_before", "devops-lead", BEFORE), ("checklist_after", "devops-lead", AFTER)],
+    );
+    ok(&out, 0);
+    let page = std::process::Command::new("git")
+        .args(["--git-dir", &e.sb.origin.display().to_string(), "show", "main:nextjs_space/app/page.tsx"])
+        .output()
+        .expect("git show");
+    assert!(
+        String::from_utf8_lossy(&page.stdout).contains("<h1>Inmova</h1>"),
+        "the landing page is v1.0.0's again"
+    );
+    assert!(
+        std::process::Command::new("git")
+            .args(["--git-dir", &e.sb.origin.display().to_string(), "log", "-1", "--format=%s", "main"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).starts_with("Revert \"feat: new landing page\""))
+            .unwrap_or(false)
+    );
+}
+
+#[test]
+fn rollback_l1_redeploys_the_previous_tag() {
+    let e = E2e::new();
+    let out = e.drive(
+        "rollback-l1",
+        &[("mode", "tag"), ("previous_tag", "v1.0.0"), ("commit", "")],
+        &[("checklist_before", "devops-lead", BEFORE), ("checklist_after", "devops-lead", AFTER)],
+    );
+    ok(&out, 0);
+    assert_eq!(e.sb.origin_commit("main"), e.sb.origin_commit("v1.0.0^{commit}"));
+}
+
+#[test]
+fn rollback_l2_reverts_the_code_and_applies_the_reversal_migration_forward() {
+    let e = E2e::new();
+    ok(&e.drive("deploy", &[], &[("checklist_after", "tech-lead", &[])]), 0);
+    assert_eq!(
+        e.sb.psql("SELECT count(*) FROM information_schema.columns WHERE column_name = 'archived_at'"),
+        "1"
+    );
+    let out = e.drive(
+        "rollback-l2",
+        &[],
+        &[("checklist_before", "dba", BEFORE_L2), ("checklist_after", "backend-lead", AFTER)],
+    );
+    ok(&out, 0);
+    assert_eq!(
+        e.sb.psql("SELECT count(*) FROM information_schema.columns WHERE column_name = 'archived_at'"),
+        "0"
+    );
+    // Forward only: the history keeps the migration and adds its reversal.
+    assert_eq!(
+        e.sb.psql("SELECT string_agg(migration_name, ',' ORDER BY 1) FROM _prisma_migrations"),
+        format!(
+            "20250101000000_init,20250301000000_property_archived_at,{}",
+            runbook_sandbox::sandbox::REVERSAL
+        )
+    );
+}
+
+#[test]
+fn a_refused_push_compensates_rollback_l3_and_leaves_everything_as_it_was() {
+    let e = E2e::new();
+    e.sb.set_origin_refusing(true);
+    let db = e.sb.dump();
+    let main = e.sb.origin_commit("main");
+    let out = e.drive(
+        "rollback-l3",
+        &[],
+        &[("checklist_before", "devops-lead", BEFORE), ("checklist_before", "dba", &[])],
+    );
+    ok(&out, 1);
+    assert!(out.stdout.contains("FAILED push_stable"), "{}", out.stdout);
+    assert!(out.stdout.contains("undone checkout_stable"), "{}", out.stdout);
+    assert_eq!(e.sb.dump(), db, "the database was not touched");
+    assert_eq!(e.sb.origin_commit("main"), main, "origin was not touched");
+    let head = std::process::Command::new("git")
+        .args(["-C", &e.sb.repo.display().to_string(), "symbolic-ref", "--short", "HEAD"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    assert_eq!(head, "main", "the clone is back on its branch");
+    assert!(e.sb.app.hooks().join("\n").contains("abortado antes de publicar nada"));
+    let run = e.latest_run();
+    let audit = e.runbook(&["audit", &run, "--format", "jsonl"], "oncall").stdout;
+    for kind in ["step_failed", "compensation_started", "compensation_succeeded", "run_finished"] {
+        assert!(audit.contains(&format!("\"kind\":\"{kind}\"")), "{kind} in the audit trail");
+    }
+    ok(&e.runbook(&["audit", "verify", &run], "oncall"), 0);
+}
+
+#[test]
+fn a_second_rollback_on_the_same_environment_is_refused_while_one_runs() {
+    let e = E2e::new();
+    let params = e.params_file("rollback-l3", &[]);
+    // The first one waits for its approvals, attached: it holds the environment's lock.
+    let state = e.state();
+    let mut first = std::process::Command::new(env!("CARGO_BIN_EXE_runbook"))
+        .args([
+            "run",
+            "runbooks/rollback-l3.toml",
+            "--params-file",
+            &params,
+            "--yes",
+            "--wait",
+            "--state",
+            &state,
+        ])
+        .current_dir(root())
+        .envs(e.sb.env())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("first run");
+    let mut waiting = false;
+    for _ in 0..500 {
+        if let Some(run) = crate::support::latest_run_id(&root(), Path::new(&state))
+            && e.runbook(&["audit", &run], "oncall").stdout.contains("approval_requested")
+        {
+            waiting = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(waiting, "the first rollback waits for approval");
+    let second = e.runbook(
+        &["run", "runbooks/rollback-l1.toml", "--params-file", &e.params_file("rollback-l1", &[]), "--yes"],
+        "other",
+    );
+    ok(&second, 5);
+    assert!(second.stderr.contains("lock `inmova-sandbox` is held by run"), "{}", second.stderr);
+    let _ = first.kill();
+    let _ = first.wait();
 }

@@ -27,6 +27,10 @@ CREATE TABLE "Property" (
 /// The migration of the release after v1.0.1, not deployed yet: what `deploy` publishes.
 const ARCHIVED_AT: &str = "ALTER TABLE \"Property\" ADD COLUMN archived_at TIMESTAMPTZ;\n";
 
+/// The reviewed reversal migration of `ARCHIVED_AT`, on a branch for rollback-l2.
+pub const REVERSAL: &str = "20250315000000_rollback_archived_at";
+const REVERSAL_SQL: &str = "ALTER TABLE \"Property\" DROP COLUMN archived_at;\n";
+
 /// Prisma's own table, as `prisma migrate` creates it.
 const PRISMA_MIGRATIONS: &str = r#"CREATE TABLE _prisma_migrations (
     id VARCHAR(36) PRIMARY KEY,
@@ -183,6 +187,38 @@ impl Sandbox {
         sh(repo, "git", &["add", "-A"]);
         sh(repo, "git", &["commit", "--quiet", "-m", "feat: archive properties"]);
         sh(repo, "git", &["push", "--quiet", "origin", "main"]);
+        // The reviewed reversal of that migration, as `prisma migrate dev` made it on a
+        // developer machine, waiting on a branch for a level-2 rollback.
+        sh(repo, "git", &["checkout", "--quiet", "-b", "fix/rollback-archive"]);
+        write(&app.join(format!("prisma/migrations/{REVERSAL}/migration.sql")), REVERSAL_SQL);
+        sh(repo, "git", &["add", "-A"]);
+        sh(repo, "git", &["commit", "--quiet", "-m", "fix: reversal migration for archive properties"]);
+        sh(repo, "git", &["push", "--quiet", "origin", "fix/rollback-archive"]);
+        sh(repo, "git", &["checkout", "--quiet", "main"]);
+    }
+
+    /// The commit `subject` (a commit message's first line) in the clone.
+    pub fn commit(&self, subject: &str) -> String {
+        sh(
+            &self.repo,
+            "git",
+            &["log", "--all", "--format=%h", "--fixed-strings", &format!("--grep={subject}")],
+        )
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_string()
+    }
+
+    /// Make `origin` refuse (or accept again) every push, with a real `pre-receive` hook.
+    pub fn set_origin_refusing(&self, refusing: bool) {
+        let hook = self.origin.join("hooks/pre-receive");
+        if refusing {
+            write(&hook, "#!/bin/sh\necho 'sandbox: pushes are refused' >&2\nexit 1\n");
+            sh(&self.dir, "chmod", &["+x", &hook.display().to_string()]);
+        } else {
+            let _ = std::fs::remove_file(hook);
+        }
     }
 
     /// The database `inmova` as deployed: the schema of v1.0.0 with its data, recorded in
@@ -250,6 +286,14 @@ impl Sandbox {
                 p.insert("version".into(), "v1.0.2".into());
                 p.insert("release_notes".into(), "Archivar inmuebles".into());
                 p.insert("latency_samples".into(), "5".into());
+            }
+            "rollback-l2" => {
+                p.insert("commit".into(), self.commit("feat: archive properties"));
+                p.insert("reversal_commit".into(), self.commit("fix: reversal migration"));
+                p.insert("reversal_migration".into(), REVERSAL.into());
+            }
+            "rollback-l1" => {
+                p.insert("commit".into(), self.commit("feat: new landing page"));
             }
             "rollback-l3" => {
                 p.insert("stable_tag".into(), "v1.0.0-stable".into());
