@@ -330,3 +330,69 @@ fn a_second_rollback_on_the_same_environment_is_refused_while_one_runs() {
     let _ = first.kill();
     let _ = first.wait();
 }
+
+#[test]
+fn rollback_l3_killed_mid_way_resumes_without_running_a_non_idempotent_step_twice() {
+    let e = E2e::new();
+    let before = e.sb.dump();
+    e.sb.psql(r#"DELETE FROM "Property""#);
+    let params = e.params_file("rollback-l3", &[]);
+    ok(&e.runbook(&["run", "runbooks/rollback-l3.toml", "--params-file", &params, "--yes"], "oncall"), 4);
+    let run = e.latest_run();
+    ok(&e.runbook(&["approve", &run, "checklist_before", "--input", "incident=INC-9"], "devops-lead"), 0);
+    ok(&e.runbook(&["approve", &run, "checklist_before"], "dba"), 0);
+    // Resume, and kill the engine with SIGKILL while `yarn install` runs (after the push).
+    let hold = e.sb.dir.join("hold");
+    std::fs::write(&hold, "").expect("hold");
+    let state = e.state();
+    let mut engine = std::process::Command::new(env!("CARGO_BIN_EXE_runbook"))
+        .args(["resume", &run, "--yes", "--state", &state, "--as", "oncall"])
+        .current_dir(root())
+        .envs(e.sb.env())
+        .env("SANDBOX_HOLD", &hold)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("resume");
+    let reached = e.sb.dir.join("hold.reached");
+    for _ in 0..1000 {
+        if reached.exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(reached.exists(), "the run reached `yarn install`");
+    engine.kill().expect("SIGKILL");
+    let _ = engine.wait();
+    std::fs::remove_file(&hold).expect("release");
+
+    let out = e.runbook(&["resume", &run, "--yes"], "oncall");
+    ok(&out, 4);
+    assert!(out.stdout.contains("running again (idempotent): install"), "{}", out.stdout);
+    ok(&e.runbook(&["approve", &run, "checklist_after", "--input", "result=exito"], "backend-lead"), 0);
+    ok(&e.runbook(&["resume", &run, "--yes"], "oncall"), 0);
+    assert_eq!(e.sb.dump(), before);
+
+    // Every step that is not idempotent started at most once in the whole journal.
+    let text = std::fs::read_to_string(root().join("runbooks/rollback-l3.toml")).expect("runbook");
+    let checked = runbook_core::validate::check(
+        runbook_core::Source::new("runbooks/rollback-l3.toml", text),
+        &runbook_core::validate::NoIncludes,
+    );
+    let runbook = checked.runbook.expect("valid");
+    let audit = e.runbook(&["audit", &run, "--format", "jsonl"], "oncall").stdout;
+    let records: Vec<serde_json::Value> =
+        audit.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let mut checked_steps = 0;
+    for step in runbook.steps.iter().filter(|s| !s.idempotent) {
+        let starts =
+            records.iter().filter(|r| r["kind"] == "step_started" && r["step"] == step.id.as_str()).count();
+        assert!(starts <= 1, "non-idempotent step `{}` started {starts} times", step.id);
+        checked_steps += 1;
+    }
+    assert!(checked_steps >= 3);
+    let install_starts =
+        records.iter().filter(|r| r["kind"] == "step_started" && r["step"] == "install").count();
+    assert_eq!(install_starts, 2, "the idempotent step in doubt ran again");
+}
