@@ -182,6 +182,21 @@ pub enum Command {
         #[arg(long, env = "RUNBOOK_STATE", value_name = "PATH")]
         state: Option<PathBuf>,
     },
+    /// The incident report of a run (the guide's template), filled from its journal; a drill
+    /// run's review (times against estimates, problems met).
+    Report {
+        /// The run.
+        run_id: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = ReportFormat::Markdown)]
+        format: ReportFormat,
+        /// Add the drill review (automatic for a runbook named `drill`).
+        #[arg(long)]
+        drill: bool,
+        /// The state store.
+        #[arg(long, env = "RUNBOOK_STATE", value_name = "PATH")]
+        state: Option<PathBuf>,
+    },
     /// Print a run's journal, or verify journals' hash chains (`audit verify`).
     Audit(AuditArgs),
     /// Print the JSON Schema of the runbook format.
@@ -219,6 +234,14 @@ pub enum AuditCommand {
         #[arg(long, env = "RUNBOOK_STATE", value_name = "PATH")]
         state: Option<PathBuf>,
     },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormat {
+    /// Markdown, for a wiki or a pull request.
+    Markdown,
+    /// A standalone HTML page.
+    Html,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -56,6 +56,9 @@ pub fn run(cli: Cli) -> u8 {
             crate::approve::decide(&run_id, &step, false, &[], &reason, state)
         }
         Command::Runs { state, format } => crate::history::runs(state, format),
+        Command::Report { run_id, format, drill, state } => {
+            crate::history::report(&run_id, format, drill, state)
+        }
         Command::Show { run_id, state } => crate::history::show(&run_id, state),
         Command::Logs { run_id, step, state } => crate::history::logs(&run_id, step.as_deref(), state),
         Command::Audit(a) => match a.command {

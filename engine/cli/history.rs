@@ -9,7 +9,7 @@ use std::time::Duration;
 use runbook_core::journal::{self, Record};
 use runbook_store::{RunSummary, Store, StoreError};
 
-use crate::args::{AuditFormat, ListFormat};
+use crate::args::{AuditFormat, ListFormat, ReportFormat};
 use crate::exit;
 use crate::output::outln;
 
@@ -306,4 +306,34 @@ pub fn brief(v: &serde_json::Value) -> String {
     } else {
         one_line
     }
+}
+
+pub fn report(run_id: &str, format: ReportFormat, drill: bool, state: Option<PathBuf>) -> u8 {
+    let records = match with_store(state, async |s| {
+        s.run(run_id).await?;
+        s.records(run_id).await
+    }) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    // Step titles and estimates come from the runbook, when its file is still as it ran.
+    let runbook = records.first().and_then(|r| match &r.event {
+        journal::RunEvent::RunStarted { file, files, .. } => {
+            let text = crate::loader::read(file).ok()?;
+            let same = files.first().is_some_and(|f| f.sha256 == runbook_core::plan::sha256_hex(&text));
+            let checked = runbook_core::validate::check(
+                runbook_core::Source::new(file.clone(), text),
+                &crate::loader::FsLoader,
+            );
+            let valid = same && !checked.has_errors();
+            checked.runbook.filter(|_| valid)
+        }
+        _ => None,
+    });
+    let report = runbook_core::report::build(&records, runbook.as_deref(), drill);
+    match format {
+        ReportFormat::Markdown => outln!("{}", report.markdown().trim_end()),
+        ReportFormat::Html => outln!("{}", report.html().trim_end()),
+    }
+    exit::SUCCESS
 }

@@ -169,3 +169,23 @@ fn a_non_idempotent_included_step_in_doubt_waits_for_a_decision() {
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
     assert_eq!(trace(dir.path()), "", "the skipped step did not run again");
 }
+
+#[test]
+fn an_approval_inside_an_included_runbook_suspends_the_whole_run() {
+    let parent = "[runbook]\nname = \"parent\"\n[steps.inner]\nrunbook = { file = \"lib/gated.toml\" }\n[steps.after]\nrun = \"echo after >> lib/trace\"\n";
+    let dir = sandbox(parent);
+    std::fs::write(
+        dir.path().join("lib/gated.toml"),
+        "[runbook]\nname = \"gated\"\n[steps.before]\nrun = \"echo before >> trace\"\n[steps.go]\napproval = { prompt = \"Go on?\", approvers = [\"ben\"] }\n[steps.done]\nrun = \"echo done >> trace\"\n",
+    )
+    .expect("gated");
+    let out = run(dir.path(), &["run", "parent.toml", "--as", "ana"]);
+    assert_eq!(out.code, 4, "{}{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("suspended: waiting for approval of inner/go"), "{}", out.stdout);
+    let id = crate::support::latest_run_id(dir.path(), &dir.path().join("state.db")).expect("run");
+    assert_eq!(run(dir.path(), &["approve", &id, "inner/go", "--as", "ana"]).code, 3, "not an approver");
+    assert_eq!(run(dir.path(), &["approve", &id, "inner/go", "--as", "ben"]).code, 0);
+    let out = run(dir.path(), &["resume", &id]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert_eq!(trace(dir.path()), "before\ndone\nafter\n");
+}

@@ -16,6 +16,7 @@ pub mod parse;
 pub mod plan;
 pub mod raw;
 pub mod render;
+pub mod report;
 pub mod retry;
 pub mod schema;
 pub mod span;

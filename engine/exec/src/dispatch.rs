@@ -138,6 +138,8 @@ pub struct Outcome {
     pub last_hash: String,
     /// The outputs of its steps, later steps winning (what an including step may offer).
     pub outputs: Outputs,
+    /// When it stopped to wait for approvals: the steps it waits on (journal paths).
+    pub waiting: Vec<String>,
 }
 
 /// Why a run could not be carried out.
@@ -203,12 +205,6 @@ fn unsupported(runbook: &Runbook, prefix: &str, problems: &mut Vec<String>) {
         }
     }
     for step in &runbook.steps {
-        if !prefix.is_empty() && matches!(step.action, Action::Approval(_)) {
-            problems.push(format!(
-                "step `{prefix}{}` of an included runbook waits for approval; put the approval in the including runbook, before the `runbook` step",
-                step.id
-            ));
-        }
         if let Action::Runbook(inc) = &step.action
             && let Some(child) = runbook.includes.get(inc.child)
         {
@@ -275,6 +271,8 @@ pub struct Dispatcher<'a> {
     /// use. Outputs, the order of completion and compensations are read from it.
     journal: runbook_core::journal::RunState,
     started_at: String,
+    /// Included runbooks that stopped to wait for approvals, by step index: what they wait on.
+    child_waiting: BTreeMap<usize, Vec<String>>,
 }
 
 impl std::fmt::Debug for Dispatcher<'_> {
@@ -306,6 +304,7 @@ impl<'a> Dispatcher<'a> {
             attempts: vec![0; runbook.steps.len()],
             journal: runbook_core::journal::RunState::default(),
             started_at: String::new(),
+            child_waiting: BTreeMap::new(),
         }
     }
 
@@ -519,16 +518,12 @@ impl<'a> Dispatcher<'a> {
             return Ok(self.outcome(RunStatus::Interrupted));
         }
         if suspended {
-            let waiting = self
-                .state
-                .iter()
-                .enumerate()
-                .filter(|(_, s)| **s == State::Awaiting)
-                .map(|(i, _)| self.runbook.steps[i].id.to_string())
-                .collect();
-            self.record(RunEvent::RunSuspended { waiting }).await?;
-            self.release().await;
-            return Ok(self.outcome(RunStatus::NeedsOperator));
+            let waiting = self.waiting();
+            if !nested {
+                self.record(RunEvent::RunSuspended { waiting: waiting.clone() }).await?;
+                self.release().await;
+            }
+            return Ok(Outcome { waiting, ..self.outcome(RunStatus::NeedsOperator) });
         }
         // Approvals still open when the run stops after a failure will never be needed.
         for idx in 0..self.state.len() {
@@ -555,7 +550,22 @@ impl<'a> Dispatcher<'a> {
                 outputs.extend(s.outputs.clone());
             }
         }
-        Outcome { status, last_hash: self.last_hash(), outputs }
+        Outcome { status, last_hash: self.last_hash(), outputs, waiting: Vec::new() }
+    }
+
+    /// Steps waiting for approval, as journal paths (an included runbook's under its step).
+    fn waiting(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for (i, s) in self.state.iter().enumerate() {
+            if *s == State::Awaiting {
+                let id = &self.runbook.steps[i].id;
+                match self.child_waiting.get(&i) {
+                    Some(inner) => out.extend(inner.iter().cloned()),
+                    None => out.push(format!("{}{id}", self.opts.prefix)),
+                }
+            }
+        }
+        out
     }
 
     /// A run of its own: take the lock, create the run (or resume it), check the runbook's
@@ -1021,6 +1031,13 @@ impl<'a> Dispatcher<'a> {
         let step = &self.runbook.steps[idx];
         let id = step.id.to_string();
         let reason = match result {
+            Ok(o) if !o.waiting.is_empty() => {
+                // It waits for approvals and nobody is attached: this run waits with it, and
+                // `resume` starts the included runbook again, where it stopped.
+                self.state[idx] = State::Awaiting;
+                self.child_waiting.insert(idx, o.waiting);
+                return Ok(AttemptResult::Interrupted);
+            }
             Ok(o) if o.status == RunStatus::Interrupted && interrupted => {
                 // In doubt, like a process cut off by the signal: `resume` continues it.
                 self.state[idx] = State::Waiting;
