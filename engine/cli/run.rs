@@ -370,6 +370,7 @@ async fn execute(
         poll: Duration::from_millis(250),
         prefix: String::new(),
         parent_lease: None,
+        inherited: None,
         runbook_file: prepared.file,
         resume,
         reaper: start_reaper(),

@@ -189,3 +189,35 @@ fn an_approval_inside_an_included_runbook_suspends_the_whole_run() {
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
     assert_eq!(trace(dir.path()), "before\ndone\nafter\n");
 }
+
+#[test]
+fn secrets_stay_in_their_runbook_and_a_child_beside_its_parent_runs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // The child sits beside the parent, and the parent is named without a folder.
+    std::fs::write(
+        dir.path().join("parent.toml"),
+        "[runbook]\nname = \"parent\"\n[secrets.PARENT_TOK]\nenv = \"PARENT_TOK\"\n[steps.own]\nrun = \"echo own=${CHILD_KEY:-unset} >> trace\"\n[steps.inner]\nrunbook = { file = \"child.toml\" }\n",
+    )
+    .expect("parent");
+    std::fs::write(
+        dir.path().join("child.toml"),
+        "[runbook]\nname = \"child\"\n[secrets.API_KEY]\nenv = \"CHILD_KEY\"\n[steps.peek]\nrun = \"echo peek=${PARENT_TOK:-unset} key=$KEY >> trace; echo key=$KEY\"\nenv = { KEY = \"{{ secrets.API_KEY }}\" }\n",
+    )
+    .expect("child");
+    let out = crate::support::run_in_with_env(
+        dir.path(),
+        &["run", "parent.toml", "--state", "state.db"],
+        &[("PARENT_TOK", "parent-secret-value-123"), ("CHILD_KEY", "child-secret-value-456")],
+    );
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    // A secret's variable reaches no step that does not pass it in `env`, at any level.
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("trace")).unwrap_or_default(),
+        "own=unset\npeek=unset key=child-secret-value-456\n"
+    );
+    assert!(out.stdout.contains("inner/peek | key=<secret:API_KEY>"), "{}", out.stdout);
+    for file in crate::support::files(&dir.path().join("runs"), "") {
+        let text = std::fs::read_to_string(&file).unwrap_or_default();
+        assert!(!text.contains("child-secret-value-456"), "{} holds the child's secret", file.display());
+    }
+}

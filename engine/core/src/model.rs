@@ -504,6 +504,25 @@ impl Runbook {
         }
     }
 
+    /// The environment variables that secrets of this runbook and of every runbook it
+    /// includes are read from: removed from every step's environment.
+    pub fn secret_env_vars(&self) -> Vec<String> {
+        let mut vars: Vec<String> = self
+            .secrets
+            .iter()
+            .filter_map(|s| match &s.source {
+                SecretSource::Env(var) => Some(var.clone()),
+                _ => None,
+            })
+            .collect();
+        for child in &self.includes {
+            vars.extend(child.secret_env_vars());
+        }
+        vars.sort();
+        vars.dedup();
+        vars
+    }
+
     /// A parameter by name.
     pub fn param(&self, name: &str) -> Option<&Param> {
         self.params.iter().find(|p| p.name == name)

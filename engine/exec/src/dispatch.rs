@@ -88,6 +88,9 @@ pub struct RunOptions {
     /// For an included runbook: the lease of the run that includes it. Its events go into
     /// that run's journal, under `prefix`; it takes no lock and starts no run of its own.
     pub parent_lease: Option<Lease>,
+    /// For an included runbook: the including run's redactor (it knows every secret of the
+    /// run, the including runbook's too) and the secret variables to keep from its steps.
+    pub inherited: Option<(Redactor, Vec<String>)>,
 }
 
 /// An inline answer to an approval: approve or reject, and why.
@@ -213,10 +216,6 @@ fn unsupported(runbook: &Runbook, prefix: &str, problems: &mut Vec<String>) {
     }
 }
 
-/// An included runbook running as one step: its step index, attempt, and how it ended.
-type Child<'a> =
-    std::pin::Pin<Box<dyn std::future::Future<Output = (usize, u32, Result<Outcome, ExecError>)> + 'a>>;
-
 #[derive(Debug, Clone, PartialEq)]
 enum State {
     Waiting,
@@ -252,6 +251,12 @@ enum Msg {
         id: String,
         delivered: bool,
         error: Option<String>,
+    },
+    /// An included runbook (run as its own task) ended.
+    Included {
+        idx: usize,
+        attempt: u32,
+        result: Box<Result<Outcome, ExecError>>,
     },
 }
 
@@ -295,7 +300,7 @@ impl<'a> Dispatcher<'a> {
             runbook,
             params,
             secrets,
-            redactor: Redactor::new(secrets),
+            redactor: opts.inherited.as_ref().map_or_else(|| Redactor::new(secrets), |(r, _)| r.clone()),
             store,
             opts,
             report,
@@ -350,7 +355,6 @@ impl<'a> Dispatcher<'a> {
         let mut decisions_seen = self.journal.last_seq;
         let started = humantime::parse_rfc3339(&self.started_at).unwrap_or_else(|_| SystemTime::now());
         let mut escalating: Vec<String> = Vec::new();
-        let mut children: futures_util::stream::FuturesUnordered<Child<'a>> = Default::default();
 
         loop {
             if !stopping {
@@ -376,10 +380,7 @@ impl<'a> Dispatcher<'a> {
                         };
                         match outcome {
                             Begun::Spawned => running += 1,
-                            Begun::Include(child) => {
-                                children.push(child);
-                                running += 1;
-                            }
+                            Begun::Include => running += 1,
                             Begun::Skipped | Begun::Awaiting => {}
                             Begun::Failed => {
                                 any_failed = true;
@@ -462,14 +463,14 @@ impl<'a> Dispatcher<'a> {
                     Msg::Escalated { id, delivered, error } => {
                         self.record(RunEvent::EscalationFired { escalation: id, delivered, error }).await?;
                     }
-                },
-                Some((idx, attempt, result)) = futures_util::StreamExt::next(&mut children), if !children.is_empty() => {
-                    running -= 1;
-                    if self.finish_include(idx, attempt, result, interrupted).await? == AttemptResult::Failed {
-                        any_failed = true;
-                        self.on_failure(idx, &mut stopping, &mut failed_compensate);
+                    Msg::Included { idx, attempt, result } => {
+                        running -= 1;
+                        if self.finish_include(idx, attempt, *result, interrupted).await? == AttemptResult::Failed {
+                            any_failed = true;
+                            self.on_failure(idx, &mut stopping, &mut failed_compensate);
+                        }
                     }
-                }
+                },
                 _ = poll.tick(), if awaiting => {}
                 _ = sleep_until(next_escalation), if next_escalation.is_some() => {
                     if let Some(id) = self.due_escalation(started, &escalating) {
@@ -794,6 +795,15 @@ impl<'a> Dispatcher<'a> {
         Ok(())
     }
 
+    /// The environment variables every step of this run loses (secret sources).
+    fn secret_env(&self) -> Vec<String> {
+        let mut vars = self.runbook.secret_env_vars();
+        if let Some((_, inherited)) = &self.opts.inherited {
+            vars.extend(inherited.iter().cloned());
+        }
+        vars
+    }
+
     /// A step's name in the run folder's file names: its journal path with `/` as `+`
     /// (`rotate_api+prune.1.log`), so the steps of two includes of one runbook stay apart.
     fn stem(&self, id: &str) -> String {
@@ -885,7 +895,7 @@ impl<'a> Dispatcher<'a> {
         attempt_cancel: &watch::Receiver<bool>,
         tx: &mpsc::UnboundedSender<Msg>,
         cancel: &watch::Receiver<bool>,
-    ) -> Result<Begun<'a>, ExecError> {
+    ) -> Result<Begun, ExecError> {
         let step = &self.runbook.steps[idx];
         if let Some(when) = &step.when {
             match template::eval(&when.text, &self.context(None)) {
@@ -919,16 +929,17 @@ impl<'a> Dispatcher<'a> {
             return Ok(Begun::Awaiting);
         }
         if let Action::Runbook(_) = &step.action {
-            return Ok(match self.start_include(idx, attempt_cancel).await? {
-                Some(child) => Begun::Include(child),
-                None => Begun::Failed,
+            return Ok(if self.start_include(idx, attempt_cancel, tx).await? {
+                Begun::Include
+            } else {
+                Begun::Failed
             });
         }
         self.attempt(idx, attempt_cancel, tx).await?;
         Ok(Begun::Spawned)
     }
 
-    async fn fail_before_start(&mut self, idx: usize, reason: String) -> Result<Begun<'a>, ExecError> {
+    async fn fail_before_start(&mut self, idx: usize, reason: String) -> Result<Begun, ExecError> {
         self.state[idx] = State::Failed;
         let step = self.runbook.steps[idx].id.to_string();
         self.record(RunEvent::StepFailed { step, attempt: 0, reason }).await?;
@@ -942,38 +953,48 @@ impl<'a> Dispatcher<'a> {
         &mut self,
         idx: usize,
         cancel: &watch::Receiver<bool>,
-    ) -> Result<Option<Child<'a>>, ExecError> {
+        tx: &mpsc::UnboundedSender<Msg>,
+    ) -> Result<bool, ExecError> {
         let runbook: &'a Runbook = self.runbook;
         let step = &runbook.steps[idx];
-        let Action::Runbook(inc) = &step.action else { return Ok(None) };
+        let Action::Runbook(inc) = &step.action else { return Ok(false) };
         let id = step.id.to_string();
-        let Some(child) = runbook.includes.get(inc.child) else { return Ok(None) };
+        let Some(child) = runbook.includes.get(inc.child) else { return Ok(false) };
         let params = self.include_params(inc, child);
         self.attempts[idx] += 1;
         let attempt = self.attempts[idx];
         self.record(RunEvent::StepStarted { step: id.clone(), attempt }).await?;
         let secrets: Option<&'a Secrets> = self.secrets.include(inc.child);
         let (params, secrets) = match (params, secrets) {
-            (Ok(p), Some(s)) => (p, s),
+            (Ok(p), Some(s)) => (p, s.clone()),
             (Err(problems), _) => {
                 self.fail_before_start(idx, problems.join("; ")).await?;
-                return Ok(None);
+                return Ok(false);
             }
             (_, None) => {
                 self.fail_before_start(idx, "the included runbook's secrets were not read".into()).await?;
-                return Ok(None);
+                return Ok(false);
             }
         };
         self.state[idx] = State::Running;
         let prefix = format!("{}{id}/", self.opts.prefix);
         let opts = self.child_options(child, &prefix, false).await?;
-        let store = self.store;
-        let report = self.report.clone();
-        let cancel = cancel.clone();
-        Ok(Some(Box::pin(async move {
-            let dispatcher = Dispatcher::new(child, &params, secrets, store, opts, report);
-            (idx, attempt, Box::pin(dispatcher.run(cancel)).await)
-        })))
+        // Its own task: it writes to the store on its own schedule, never waiting for this
+        // loop to poll it (a transaction it holds must not wait on one this loop opens).
+        spawn_child(
+            ChildRun {
+                runbook: Arc::clone(child),
+                params,
+                secrets,
+                store: self.store.clone(),
+                opts,
+                report: self.report.clone(),
+            },
+            cancel.clone(),
+            tx.clone(),
+            (idx, attempt),
+        );
+        Ok(true)
     }
 
     /// The parameters an include passes, rendered against this run's context and typed by
@@ -1008,7 +1029,8 @@ impl<'a> Dispatcher<'a> {
             started_at: self.started_at.clone(),
             decisions: Vec::new(),
         });
-        let file = PathBuf::from(&child.source.path);
+        let file =
+            std::path::absolute(&child.source.path).unwrap_or_else(|_| PathBuf::from(&child.source.path));
         Ok(RunOptions {
             prefix: prefix.to_string(),
             parent_lease: self.lease.clone(),
@@ -1016,6 +1038,7 @@ impl<'a> Dispatcher<'a> {
             base_dir: file.parent().map(std::path::Path::to_path_buf).unwrap_or_else(|| PathBuf::from(".")),
             runbook_file: file,
             compensate_only,
+            inherited: Some((self.redactor.clone(), self.secret_env())),
             ..self.opts.clone()
         })
     }
@@ -1402,16 +1425,9 @@ impl<'a> Dispatcher<'a> {
         for (k, v) in env {
             vars.push((k.clone(), render(v)?));
         }
-        // A secret's source variable reaches a step only when the step passes it in `env`.
-        let env_remove = self
-            .runbook
-            .secrets
-            .iter()
-            .filter_map(|s| match &s.source {
-                runbook_core::model::SecretSource::Env(var) => Some(var.clone()),
-                _ => None,
-            })
-            .collect();
+        // A secret's source variable reaches a step only when the step passes it in `env`:
+        // the variables of every secret of the run, including runbooks' and included ones'.
+        let env_remove = self.secret_env();
         Ok(Work::Process {
             spawn: Spawn {
                 argv,
@@ -1735,6 +1751,28 @@ fn render_json(value: &serde_json::Value, ctx: &template::Context) -> Result<ser
     })
 }
 
+/// What an included runbook's task owns.
+struct ChildRun {
+    runbook: Arc<Runbook>,
+    params: BTreeMap<String, ParamValue>,
+    secrets: Secrets,
+    store: Store,
+    opts: RunOptions,
+    report: mpsc::UnboundedSender<Report>,
+}
+
+/// Run an included runbook as a task of its own, reporting its end over `tx`. A plain
+/// function (not an `async` one), so that the task's type does not sit inside the
+/// dispatcher's own future.
+fn spawn_child(c: ChildRun, cancel: watch::Receiver<bool>, tx: mpsc::UnboundedSender<Msg>, at: (usize, u32)) {
+    let task: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> = Box::pin(async move {
+        let dispatcher = Dispatcher::new(&c.runbook, &c.params, &c.secrets, &c.store, c.opts, c.report);
+        let result = dispatcher.run(cancel).await;
+        let _ = tx.send(Msg::Included { idx: at.0, attempt: at.1, result: Box::new(result) });
+    });
+    tokio::spawn(task);
+}
+
 /// Sleep until `at`, or forever.
 async fn sleep_until(at: Option<tokio::time::Instant>) {
     match at {
@@ -1749,9 +1787,9 @@ enum Readiness {
     Blocked(String),
 }
 
-enum Begun<'a> {
+enum Begun {
     Spawned,
-    Include(Child<'a>),
+    Include,
     Skipped,
     Awaiting,
     Failed,

@@ -62,7 +62,11 @@ pub fn resolve(runbook: &Runbook, base_dir: &Path) -> Result<Secrets, Vec<String
     let mut problems = Vec::new();
     let mut includes = Vec::new();
     for child in &runbook.includes {
-        let dir = Path::new(&child.source.path).parent().unwrap_or(Path::new(".")).to_path_buf();
+        let dir = Path::new(&child.source.path)
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .to_path_buf();
         match resolve(child, &dir) {
             Ok(s) => includes.push(s),
             Err(p) => {
@@ -129,8 +133,14 @@ impl Redactor {
         let mut needles = Vec::new();
         for (name, value) in secrets.all() {
             let mark = format!("<secret:{name}>");
-            let mut forms =
-                vec![value.to_string(), json_escaped(value), percent_encoded(value), base64(value)];
+            let mut forms = vec![
+                value.to_string(),
+                json_escaped(value),
+                percent_encoded(value),
+                // application/x-www-form-urlencoded (query strings, form bodies): space is `+`.
+                percent_encoded(value).replace("%20", "+"),
+                base64(value),
+            ];
             forms.extend(base64_cores(value));
             forms.extend(value.lines().map(str::trim).filter(|l| l.len() >= 8).map(str::to_string));
             for form in forms {

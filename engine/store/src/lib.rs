@@ -143,6 +143,37 @@ fn migrations() -> Vec<Migration> {
     )]
 }
 
+/// Run `op` again while SQLite answers "database is locked" at once. The busy timeout makes
+/// a writer wait for another's transaction, but SQLite returns `SQLITE_BUSY` without waiting
+/// in a few cases (a connection whose read snapshot went stale, WAL recovery); with several
+/// writers in one run (included runbooks in parallel), those happen. Every write is one
+/// transaction, so trying it again is safe.
+async fn retry_busy<T, F, Fut>(mut op: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let mut wait = 2u64;
+    for _ in 0..60 {
+        match op().await {
+            Err(StoreError::Db(e)) if is_busy(&e) => {
+                tokio::time::sleep(Duration::from_millis(wait)).await;
+                wait = (wait * 2).min(100);
+            }
+            other => return other,
+        }
+    }
+    op().await
+}
+
+fn is_busy(e: &sqlx::Error) -> bool {
+    e.as_database_error().is_some_and(|d| {
+        // SQLITE_BUSY (5) and its extended codes, SQLITE_LOCKED (6).
+        d.code().and_then(|c| c.parse::<i32>().ok()).is_some_and(|c| matches!(c & 0xff, 5 | 6))
+            || d.message().contains("database is locked")
+    })
+}
+
 /// The SQLite state store.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -205,6 +236,16 @@ impl Store {
     /// Append one event to a run's journal, chained to the previous record, in one
     /// transaction. With a lease, the write is refused unless the lease is still current.
     pub async fn append(
+        &self,
+        run_id: &str,
+        ts: &str,
+        event: &RunEvent,
+        lease: Option<&Lease>,
+    ) -> Result<Record> {
+        retry_busy(|| self.append_once(run_id, ts, event, lease)).await
+    }
+
+    async fn append_once(
         &self,
         run_id: &str,
         ts: &str,
