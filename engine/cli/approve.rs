@@ -7,7 +7,8 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use runbook_core::model::ParamType;
+use runbook_core::journal::RunEvent;
+use runbook_core::model::{Action, ApprovalSpec, Param};
 use runbook_exec::dispatch;
 use runbook_store::{Store, StoreError};
 
@@ -69,12 +70,22 @@ async fn record(
     };
     let folded = runbook_core::journal::fold(&records);
     // Judge early for a clear message; the store judges again inside its transaction.
-    if let Err(why) = dispatch::check_decision(&folded, step, &operator) {
+    if let Err(why) = dispatch::check_decision(&folded, step, &operator, dispatch::now().1) {
         eprintln!("error: {why}; nothing was recorded");
         return exit::INVALID;
     }
-    let declared = folded.steps.get(step).and_then(|s| s.approval.as_ref()).map(|a| a.inputs.clone());
-    let values = match typed_inputs(inputs, &declared.unwrap_or_default()) {
+    // The inputs' rules (type, enum, pattern, required) are the runbook's, as it ran.
+    let Some(spec) = approval_spec(&records, step) else {
+        eprintln!(
+            "error: the runbook of run {run_id} cannot be read as it was when the run started; nothing was recorded"
+        );
+        eprintln!("  help: restore the runbook files (same SHA-256): `runbook resume` needs them too");
+        return exit::INVALID;
+    };
+    // Inputs another approver already gave count.
+    let given_before: Vec<String> =
+        folded.approval_inputs.get(step).map(|m| m.keys().cloned().collect()).unwrap_or_default();
+    let values = match typed_inputs(inputs, approve, &spec.inputs, &given_before) {
         Ok(v) => v,
         Err(problems) => {
             for p in problems {
@@ -87,7 +98,9 @@ async fn record(
     let event = dispatch::decision_event(step, &operator, approve, reason, values);
     let (ts, _) = dispatch::now();
     match store
-        .append_checked(run_id, &ts, &event, |state| dispatch::check_decision(state, step, &operator))
+        .append_checked(run_id, &ts, &event, |state| {
+            dispatch::check_decision(state, step, &operator, dispatch::now().1)
+        })
         .await
     {
         Ok(_) => {}
@@ -125,34 +138,71 @@ async fn record(
     exit::SUCCESS
 }
 
-/// `--input NAME=VALUE` values typed as the approval declared them.
+/// The approval step's declaration, from the runbook file the run started with (refused if
+/// it changed since).
+fn approval_spec(records: &[runbook_core::journal::Record], step: &str) -> Option<ApprovalSpec> {
+    let RunEvent::RunStarted { file, files, .. } = &records.first()?.event else { return None };
+    let text = crate::loader::read(file).ok()?;
+    let checked = runbook_core::validate::check(
+        runbook_core::Source::new(file.clone(), text),
+        &crate::loader::FsLoader,
+    );
+    let runbook = checked
+        .runbook
+        .filter(|_| !checked.diagnostics.iter().any(|d| d.severity == runbook_core::Severity::Error))?;
+    let now: Vec<String> =
+        runbook.sources().iter().map(|s| runbook_core::plan::sha256_hex(&s.text)).collect();
+    let then: Vec<String> = files.iter().map(|f| f.sha256.clone()).collect();
+    if now != then {
+        return None;
+    }
+    match &runbook.find_step(step)?.action {
+        Action::Approval(spec) => Some((**spec).clone()),
+        _ => None,
+    }
+}
+
+/// `--input NAME=VALUE` values, typed and checked as the approval declares them; an
+/// approval must give every input that has no default.
 fn typed_inputs(
     given: &[(String, String)],
-    declared: &BTreeMap<String, String>,
+    approve: bool,
+    declared: &[Param],
+    given_before: &[String],
 ) -> Result<BTreeMap<String, serde_json::Value>, Vec<String>> {
     let mut values = BTreeMap::new();
     let mut problems = Vec::new();
     for (name, text) in given {
-        let Some(ty) = declared.get(name) else {
+        let Some(param) = declared.iter().find(|p| &p.name == name) else {
             let known = if declared.is_empty() {
                 "it has none".to_string()
             } else {
-                format!("it has {}", declared.keys().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", "))
+                format!(
+                    "it has {}",
+                    declared.iter().map(|p| format!("`{}`", p.name)).collect::<Vec<_>>().join(", ")
+                )
             };
             problems.push(format!("the approval has no input `{name}` ({known})"));
             continue;
         };
-        let ty = match ty.as_str() {
-            "integer" => ParamType::Integer,
-            "number" => ParamType::Number,
-            "boolean" => ParamType::Boolean,
-            _ => ParamType::String,
-        };
-        match runbook_core::params::from_text(ty, text) {
+        match runbook_core::params::from_text(param.ty, text)
+            .and_then(|v| runbook_core::params::check(param, &v).map(|()| v))
+        {
             Ok(v) => {
                 values.insert(name.clone(), serde_json::to_value(v).unwrap_or_default());
             }
             Err(e) => problems.push(format!("input `{name}`: {e}")),
+        }
+    }
+    if approve {
+        for p in declared.iter().filter(|p| {
+            p.default.is_none() && !values.contains_key(&p.name) && !given_before.contains(&p.name)
+        }) {
+            problems.push(format!(
+                "input `{}` is required{}",
+                p.name,
+                p.description.as_ref().map(|d| format!(" ({d})")).unwrap_or_default()
+            ));
         }
     }
     if problems.is_empty() { Ok(values) } else { Err(problems) }

@@ -583,7 +583,10 @@ async fn prepare_resume(
     // A run whose lease is alive is running somewhere: never resume it twice.
     if let Ok(Some(holder)) = store.lock_of_run(id).await {
         let (_, now_ms) = dispatch::now();
-        if holder.lease_until > now_ms && !dispatch::holder_is_dead(&holder.holder) {
+        if holder.lease_until > now_ms
+            && !dispatch::holder_is_dead(&holder.holder)
+            && !dispatch::holder_is_suspended(&holder.holder)
+        {
             eprintln!(
                 "error: run {id} is still running ({}, lock `{}` held until its lease runs out); nothing was done",
                 holder.holder, holder.name

@@ -339,7 +339,21 @@ fn rollback_l3_killed_mid_way_resumes_without_running_a_non_idempotent_step_twic
     let params = e.params_file("rollback-l3", &[]);
     ok(&e.runbook(&["run", "runbooks/rollback-l3.toml", "--params-file", &params, "--yes"], "oncall"), 4);
     let run = e.latest_run();
-    ok(&e.runbook(&["approve", &run, "checklist_before", "--input", "incident=INC-9"], "devops-lead"), 0);
+    ok(
+        &e.runbook(
+            &[
+                "approve",
+                &run,
+                "checklist_before",
+                "--input",
+                "incident=INC-9",
+                "--input",
+                "root_cause=bad data",
+            ],
+            "devops-lead",
+        ),
+        0,
+    );
     ok(&e.runbook(&["approve", &run, "checklist_before"], "dba"), 0);
     // Resume, and kill the engine with SIGKILL while `yarn install` runs (after the push).
     let hold = e.sb.dir.join("hold");
@@ -370,7 +384,21 @@ fn rollback_l3_killed_mid_way_resumes_without_running_a_non_idempotent_step_twic
     let out = e.runbook(&["resume", &run, "--yes"], "oncall");
     ok(&out, 4);
     assert!(out.stdout.contains("running again (idempotent): install"), "{}", out.stdout);
-    ok(&e.runbook(&["approve", &run, "checklist_after", "--input", "result=exito"], "backend-lead"), 0);
+    ok(
+        &e.runbook(
+            &[
+                "approve",
+                &run,
+                "checklist_after",
+                "--input",
+                "result=exito",
+                "--input",
+                "incident_report=INC-9",
+            ],
+            "backend-lead",
+        ),
+        0,
+    );
     ok(&e.runbook(&["resume", &run, "--yes"], "oncall"), 0);
     assert_eq!(e.sb.dump(), before);
 

@@ -559,3 +559,50 @@ fn an_approval_that_nobody_answers_times_out() {
     );
     assert!(!sb.path().join("trace").exists());
 }
+
+#[test]
+fn approval_inputs_follow_their_declarations_and_a_late_approval_is_refused() {
+    let sb = Sandbox::new(
+        r#"[runbook]
+name = "rules"
+lock = "queue-prod"
+[steps.sign_off]
+approval = { prompt = "Purge?", approvers = ["ben"], inputs = { ticket = { type = "string", pattern = '^CHG-\d+$' }, batch = { type = "integer", enum = [10, 100], default = 10 } } }
+[steps.late]
+approval = { prompt = "Late?", timeout = "1s" }
+needs = []
+"#,
+    );
+    assert_eq!(sb.run(&[], &[("RUNBOOK_OPERATOR", "ana")]).code, 4);
+    let run = sb.latest_run();
+    let approve = |args: &[&str]| {
+        let mut all = vec!["approve", run.as_str()];
+        all.extend_from_slice(args);
+        sb.cmd(&all, &[])
+    };
+    let missing = approve(&["sign_off", "--as", "ben"]);
+    assert!(missing.stderr.contains("input `ticket` is required"), "{}", missing.stderr);
+    let pattern = approve(&["sign_off", "--as", "ben", "--input", "ticket=not-a-ticket"]);
+    assert!(pattern.stderr.contains("does not match the pattern"), "{}", pattern.stderr);
+    let not_allowed = approve(&["sign_off", "--as", "ben", "--input", "ticket=CHG-1", "--input", "batch=50"]);
+    assert!(not_allowed.stderr.contains("is not one of"), "{}", not_allowed.stderr);
+    assert_eq!(approve(&["sign_off", "--as", "ben", "--input", "ticket=CHG-1"]).code, 0);
+
+    // A suspended run keeps its lock: nothing else runs on `queue-prod` meanwhile.
+    let other =
+        Sandbox::new("[runbook]\nname = \"other\"\nlock = \"queue-prod\"\n[steps.a]\nrun = \"true\"\n");
+    let out = run_in_with_env(other.path(), &["run", "r.toml", "--state", &sb.state()], &[]);
+    assert_eq!(out.code, 5, "{}", out.stderr);
+    assert!(out.stderr.contains("suspended: run"), "{}", out.stderr);
+
+    std::thread::sleep(Duration::from_millis(1100));
+    let late = approve(&["late", "--as", "ben"]);
+    assert_eq!(late.code, 3, "{}", late.stderr);
+    assert!(late.stderr.contains("timed out"), "{}", late.stderr);
+    let out = sb.cmd(&["resume", &sb.latest_run()], &[]);
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("ok sign_off (batch=10, ticket=CHG-1)"), "{}", out.stdout);
+    assert!(out.stdout.contains("FAILED late: no decision within the approval timeout"), "{}", out.stdout);
+    // Finished: the lock is free again.
+    assert_eq!(run_in_with_env(other.path(), &["run", "r.toml", "--state", &sb.state()], &[]).code, 0);
+}

@@ -172,6 +172,14 @@ pub fn hostname() -> String {
     nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_else(|| "localhost".into())
 }
 
+/// How the holder of a suspended run's lock begins.
+pub const SUSPENDED: &str = "suspended: ";
+
+/// True when a lock is held by a run that stopped to wait for approvals.
+pub fn holder_is_suspended(holder: &str) -> bool {
+    holder.starts_with(SUSPENDED)
+}
+
 /// True when a lock holder (`... (pid N on HOST)`) ran on this host and its process is gone.
 pub fn holder_is_dead(holder: &str) -> bool {
     let Some(inner) = holder.rsplit_once("(pid ").map(|(_, rest)| rest.trim_end_matches(')')) else {
@@ -522,7 +530,17 @@ impl<'a> Dispatcher<'a> {
             let waiting = self.waiting();
             if !nested {
                 self.record(RunEvent::RunSuspended { waiting: waiting.clone() }).await?;
-                self.release().await;
+                // The environment stays taken while people decide: a suspended run is not over.
+                if let Some(lease) = self.lease.take() {
+                    let holder = format!(
+                        "{SUSPENDED}run {} waits for approval of {} (`runbook resume {}` continues it, `runbook compensate {}` ends it)",
+                        self.opts.run_id,
+                        waiting.join(", "),
+                        self.opts.run_id,
+                        self.opts.run_id
+                    );
+                    self.store.suspend_lock(&lease, &holder).await?;
+                }
             }
             return Ok(Outcome { waiting, ..self.outcome(RunStatus::NeedsOperator) });
         }
@@ -1247,7 +1265,9 @@ impl<'a> Dispatcher<'a> {
         let event = self.redactor.redact_event(event);
         let (ts, _) = now();
         self.store
-            .append_checked(&self.opts.run_id, &ts, &event, |state| check_decision(state, step, operator))
+            .append_checked(&self.opts.run_id, &ts, &event, |state| {
+                check_decision(state, step, operator, now().1)
+            })
             .await?;
         Ok(())
     }
@@ -1703,11 +1723,12 @@ pub fn decision_event(
     }
 }
 
-/// Whether `operator` may decide `step` now, judged on the run's folded journal.
+/// Whether `operator` may decide `step` at `now_ms`, judged on the run's folded journal.
 pub fn check_decision(
     state: &runbook_core::journal::RunState,
     step: &str,
     operator: &str,
+    now_ms: i64,
 ) -> Result<(), String> {
     use runbook_core::journal::StepStatus;
     let Some(s) = state.steps.get(step) else {
@@ -1723,6 +1744,16 @@ pub fn check_decision(
                 .ok()
                 .and_then(|v| v.as_str().map(str::to_string))
                 .unwrap_or_default()
+        ));
+    }
+    if let Some(deadline) = approval.deadline_ms
+        && now_ms >= deadline
+    {
+        return Err(format!(
+            "the approval of `{step}` timed out at {}; the step fails when the run continues",
+            humantime::format_rfc3339_seconds(
+                std::time::UNIX_EPOCH + Duration::from_millis(u64::try_from(deadline).unwrap_or(0))
+            )
         ));
     }
     approval.may_decide(operator)

@@ -474,8 +474,11 @@ impl Store {
                     }),
                     None => None,
                 };
+                // A live lease blocks everyone but the run itself (a suspended run resuming)
+                // and a caller that proved the holder dead.
                 if let Some(p) = &previous
                     && lease_until > now_ms
+                    && p.run_id != run_id
                     && steal_from != Some(p.holder.as_str())
                 {
                     return Err(StoreError::LockHeld(Box::new(p.clone())));
@@ -499,6 +502,28 @@ impl Store {
         .await?;
         tx.commit().await?;
         Ok(Lease { name: name.to_string(), fence, run_id: run_id.to_string(), took_over: previous })
+    }
+
+    /// Keep a lock for a run that stopped to wait for people (approvals): the lease no longer
+    /// expires, and the holder says so. Only the run itself takes it back (`resume`), or
+    /// its end releases it (`compensate`).
+    pub async fn suspend_lock(&self, lease: &Lease, holder: &str) -> Result<()> {
+        retry_busy(|| async {
+            let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+            sqlx::query(
+                "UPDATE locks SET holder = ?, lease_until = ? WHERE name = ? AND fence = ? AND run_id = ?",
+            )
+            .bind(holder)
+            .bind(i64::MAX)
+            .bind(&lease.name)
+            .bind(lease.fence)
+            .bind(&lease.run_id)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok(())
+        })
+        .await
     }
 
     /// Extend a lease while its run is alive. Refused if another run has taken the lock.
