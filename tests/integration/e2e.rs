@@ -424,3 +424,103 @@ fn rollback_l3_killed_mid_way_resumes_without_running_a_non_idempotent_step_twic
         records.iter().filter(|r| r["kind"] == "step_started" && r["step"] == "install").count();
     assert_eq!(install_starts, 2, "the idempotent step in doubt ran again");
 }
+
+fn files_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|d| d.flatten().map(|f| f.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+#[test]
+fn backup_verifies_each_dump_and_prunes_by_retention() {
+    let e = E2e::new();
+    let daily = e.sb.backups.join("daily");
+    std::fs::create_dir_all(&daily).expect("daily");
+    // Old and recent backups of this kind, and a file that is not one.
+    for (name, age) in [
+        ("sandbox-daily-20250101T020000Z.dump", "10 days ago"),
+        ("sandbox-daily-20250105T020000Z.dump", "3 days ago"),
+        ("notes.txt", "30 days ago"),
+    ] {
+        std::fs::write(daily.join(name), "x").expect("old backup");
+        let ok = std::process::Command::new("touch").args(["-d", age]).arg(daily.join(name)).status();
+        assert!(ok.is_ok_and(|s| s.success()));
+    }
+    let out = e.drive("backup", &[("kind", "daily")], &[]);
+    ok(&out, 0);
+    assert!(out.stdout.contains("removed 1, kept 2"), "{}", out.stdout);
+    let names = files_in(&daily);
+    assert_eq!(names.len(), 3, "{names:?}");
+    assert!(!names.contains(&"sandbox-daily-20250101T020000Z.dump".to_string()));
+    assert!(names.contains(&"notes.txt".to_string()));
+    let new = names
+        .iter()
+        .find(|n| n.starts_with("sandbox-daily-2026") || (n.ends_with(".dump") && !n.contains("20250105")))
+        .expect("today's backup");
+    let list = std::process::Command::new(e.sb.pg.bin().join("pg_restore"))
+        .arg("--list")
+        .arg(daily.join(new))
+        .output()
+        .expect("pg_restore");
+    assert!(list.status.success(), "the kept dump is a readable custom-format archive");
+
+    // A dump that does not verify (a database without the app's tables) is removed, and
+    // nothing is pruned.
+    let before = files_in(&daily);
+    let params = e.params_file("backup", &[("kind", "daily")]);
+    let env: Vec<(String, String)> =
+        e.sb.env()
+            .into_iter()
+            .map(|(k, v)| if k == "DATABASE_URL" { (k, v.replace("/inmova?", "/postgres?")) } else { (k, v) })
+            .collect();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let state = e.state();
+    let out = crate::support::run_in_with_env(
+        &root(),
+        &["run", "runbooks/backup.toml", "--params-file", &params, "--state", &state],
+        &env,
+    );
+    ok(&out, 1);
+    assert!(out.stdout.contains("no _prisma_migrations data in the dump"), "{}", out.stdout);
+    assert!(out.stdout.contains("undone dump"), "{}", out.stdout);
+    assert_eq!(files_in(&daily), before, "nothing new, nothing pruned, no .partial left");
+    assert!(e.sb.app.hooks().join("\n").contains("Backup daily de sandbox: failed"));
+}
+
+#[test]
+fn the_quarterly_drill_runs_rollback_l3_on_a_copy_and_reviews_it() {
+    let e = E2e::new();
+    let out = e.drive(
+        "drill",
+        &[],
+        &[
+            ("rollback/checklist_before", "devops-lead", BEFORE),
+            ("rollback/checklist_before", "dba", &[]),
+            ("rollback/checklist_after", "backend-lead", AFTER),
+            (
+                "review",
+                "tech-lead",
+                &["problems=ninguno", "procedure_updates=ninguno", "next_drill=2027-03-01"],
+            ),
+        ],
+    );
+    ok(&out, 0);
+    let run = e.latest_run();
+    let show = e.runbook(&["show", &run], "oncall").stdout;
+    assert!(show.contains("data_restored            succeeded"), "{show}");
+    assert!(show.contains("rollback/restore         succeeded"), "{show}");
+    let report = e.runbook(&["report", &run], "oncall");
+    ok(&report, 0);
+    for part in [
+        "# Drill Review:",
+        "## Tiempos frente a estimaciones",
+        "| rollback/restore |",
+        "Aprobado por dba: rollback/checklist_before",
+    ] {
+        assert!(report.stdout.contains(part), "{part} in:\n{}", report.stdout);
+    }
+    let html = e.runbook(&["report", &run, "--format", "html"], "oncall");
+    assert!(html.stdout.starts_with("<!DOCTYPE html>"));
+}

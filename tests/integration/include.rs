@@ -221,3 +221,30 @@ fn secrets_stay_in_their_runbook_and_a_child_beside_its_parent_runs() {
         assert!(!text.contains("child-secret-value-456"), "{} holds the child's secret", file.display());
     }
 }
+
+#[test]
+fn a_value_of_the_wrong_type_for_an_included_runbook_is_one_clear_error() {
+    let parent = "[runbook]\nname = \"parent\"\n[params.count]\ntype = \"string\"\ndefault = \"three\"\n[steps.inner]\nrunbook = { file = \"lib/count.toml\", params = { count = \"{{ params.count }}\" } }\n";
+    let dir = sandbox(parent);
+    std::fs::write(
+        dir.path().join("lib/count.toml"),
+        "[runbook]\nname = \"count\"\n[params.count]\ntype = \"integer\"\n[steps.show]\ncmd = [\"echo\", \"count {{ params.count }}\"]\n",
+    )
+    .expect("child");
+    for cmd in ["plan", "run"] {
+        let mut args = vec![cmd, "parent.toml"];
+        if cmd == "run" {
+            args.extend(["--state", "state.db"]);
+        }
+        let out = run_in(dir.path(), &args);
+        assert_eq!(out.code, 3, "{cmd}: {}{}", out.stdout, out.stderr);
+        assert!(
+            out.stderr.contains(
+                "parameter `count` of runbook `lib/count.toml`: expected an integer, found `three`"
+            ),
+            "{}",
+            out.stderr
+        );
+        assert_eq!(out.stderr.matches("error[RB").count(), 1, "one error, no noise: {}", out.stderr);
+    }
+}

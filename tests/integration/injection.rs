@@ -112,10 +112,8 @@ pub fn corpus(canaries: &Path) -> Vec<String> {
 }
 
 fn runbook_files() -> Vec<PathBuf> {
-    let root = crate::support::root();
-    let mut files = crate::support::files(&root.join("runbooks"), ".toml");
-    files.extend(crate::support::files(&root.join("examples"), ".toml"));
-    files.retain(|f| !f.components().any(|c| c.as_os_str() == "params"));
+    let mut files = crate::schema::runbook_files("runbooks");
+    files.extend(crate::schema::runbook_files("examples"));
     files
 }
 

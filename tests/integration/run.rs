@@ -317,7 +317,11 @@ fn steps_that_cannot_run_yet_are_refused_up_front() {
     );
     let out = sb.run(&[]);
     assert_eq!(out.code, 3);
-    assert!(out.stderr.contains("`finally` step `ok` is a `approval` step"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("error[RB014]: `approval` is not allowed on finally step `ok`"),
+        "{}",
+        out.stderr
+    );
     assert_eq!(sb.read("trace"), "");
 }
 

@@ -5,10 +5,11 @@ use std::path::Path;
 use crate::support::{files, relative, root, run};
 
 /// Runbook files under a folder of runbooks (params files in `params/` are not runbooks).
-fn runbook_files(dir: &str) -> Vec<std::path::PathBuf> {
+/// Runbook files under `dir`: not params files, not the sandbox crate's `Cargo.toml`.
+pub fn runbook_files(dir: &str) -> Vec<std::path::PathBuf> {
     files(&root().join(dir), ".toml")
         .into_iter()
-        .filter(|p| !p.components().any(|c| c.as_os_str() == "params"))
+        .filter(|p| !p.components().any(|c| c.as_os_str() == "params" || c.as_os_str() == "sandbox"))
         .collect()
 }
 

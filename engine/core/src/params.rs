@@ -174,18 +174,25 @@ pub fn for_include(
     child: &crate::model::Runbook,
     rendered: &BTreeMap<String, serde_json::Value>,
 ) -> Result<BTreeMap<String, ParamValue>, Vec<String>> {
+    let file = &child.source.path;
     let mut given = BTreeMap::new();
+    let mut wrong = Vec::new();
     for (k, v) in rendered {
         let Some(p) = child.param(k) else { continue };
         let typed = match v {
-            serde_json::Value::String(s) if p.ty != ParamType::String => {
-                from_text(p.ty, s).unwrap_or_else(|_| ParamValue::String(s.clone()))
-            }
-            other => from_json(p.ty, other).unwrap_or_else(|_| ParamValue::String(other.to_string())),
+            serde_json::Value::String(s) if p.ty != ParamType::String => from_text(p.ty, s),
+            other => from_json(p.ty, other),
         };
-        given.insert(k.clone(), typed);
+        match typed {
+            Ok(t) => {
+                given.insert(k.clone(), t);
+            }
+            Err(e) => wrong.push(format!("parameter `{k}` of runbook `{file}`: {e}")),
+        }
     }
-    let file = &child.source.path;
+    if !wrong.is_empty() {
+        return Err(wrong);
+    }
     resolve(&child.params, &given).map_err(|problems| {
         problems
             .into_iter()

@@ -643,7 +643,12 @@ impl Planner<'_> {
                         "the values passed in `runbook.params` must fit the included runbook's declarations",
                     ));
                 }
-                BTreeMap::new()
+                // Planning the child without its parameters would only add noise.
+                return PlanCommand::Runbook {
+                    file: inc.file.clone(),
+                    params: rendered,
+                    plan: Box::new(empty_plan(child)),
+                };
             }
         };
         let child_plan = match plan(child, &child_params) {

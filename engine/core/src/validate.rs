@@ -944,6 +944,44 @@ impl<'a> Validator<'a> {
             )
         });
 
+        // `finally` steps run while the run ends: nothing there may wait for people or run a
+        // whole other runbook.
+        if finally {
+            for (kind, span) in [
+                ("approval", raw.approval.as_ref().map(|a| a.span)),
+                ("runbook", raw.runbook.as_ref().map(|r| r.span)),
+            ] {
+                if let Some(span) = span {
+                    self.err(Code::MisplacedKey, span, format!("`{kind}` is not allowed on {what}")).help = Some(
+                        "`finally` steps must finish on their own (run, cmd, http, sql, notify); put the step in `[steps]`".into(),
+                    );
+                }
+            }
+        }
+        // An included runbook's outputs are its steps' outputs: name only those.
+        if let (Some(Action::Runbook(inc)), Some(declared)) = (&action, &raw.outputs)
+            && let Some(child) = self.includes.get(inc.child).cloned()
+        {
+            let offered: BTreeSet<&str> =
+                child.steps.iter().flat_map(|s| s.outputs.iter().map(String::as_str)).collect();
+            for name in declared.iter().filter(|n| !offered.contains(n.value.as_str())) {
+                let list = offered.iter().map(|o| format!("`{o}`")).collect::<Vec<_>>().join(", ");
+                self.err(
+                    Code::UndeclaredReference,
+                    name.span,
+                    format!(
+                        "{what} declares output `{}`, which no step of `{}` produces",
+                        name.value, inc.file
+                    ),
+                )
+                .help = Some(if list.is_empty() {
+                    format!("`{}` produces no outputs; remove it from `outputs`", name.value)
+                } else {
+                    format!("the included runbook's steps produce {list}")
+                });
+            }
+        }
+
         let env = self.env(raw.env.as_ref(), &what, base);
         let timeout = match &raw.timeout {
             Some(t) => self.duration(t, &format!("{}.{id}.timeout", section.table())),

@@ -26,7 +26,7 @@ fn main() {
     }
     let env_file = sb.dir.join("sandbox.env");
     let _ = std::fs::write(&env_file, env);
-    for runbook in ["deploy", "rollback-l1", "rollback-l2", "rollback-l3"] {
+    for runbook in ["deploy", "rollback-l1", "rollback-l2", "rollback-l3", "backup", "drill"] {
         let _ = std::fs::write(sb.dir.join(format!("{runbook}.params.toml")), sb.params_toml(runbook, &[]));
     }
     let mut out = std::io::stdout();

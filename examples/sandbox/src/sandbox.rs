@@ -301,8 +301,18 @@ impl Sandbox {
             }
             _ => {}
         }
-        if runbook == "rollback-l1" {
-            p.remove("app_dir");
+        match runbook {
+            "rollback-l1" => {
+                p.remove("app_dir");
+            }
+            "backup" => {
+                p.retain(|k, _| k == "environment" || k == "backup_dir");
+            }
+            "drill" => {
+                p.insert("production_backup".into(), self.stable_dump.display().to_string());
+                p.insert("stable_tag".into(), "v1.0.0-stable".into());
+            }
+            _ => {}
         }
         for (k, v) in extra {
             p.insert((*k).to_string(), (*v).to_string());
