@@ -277,7 +277,7 @@ fn a_refused_push_compensates_rollback_l3_and_leaves_everything_as_it_was() {
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .unwrap_or_default();
     assert_eq!(head, "main", "the clone is back on its branch");
-    assert!(e.sb.app.hooks().join("\n").contains("abortado antes de publicar nada"));
+    assert!(e.sb.app.hooks().join("\n").contains("abortado y deshecho"));
     let run = e.latest_run();
     let audit = e.runbook(&["audit", &run, "--format", "jsonl"], "oncall").stdout;
     for kind in ["step_failed", "compensation_started", "compensation_succeeded", "run_finished"] {
@@ -355,7 +355,7 @@ fn rollback_l3_killed_mid_way_resumes_without_running_a_non_idempotent_step_twic
         0,
     );
     ok(&e.runbook(&["approve", &run, "checklist_before"], "dba"), 0);
-    // Resume, and kill the engine with SIGKILL while `yarn install` runs (after the push).
+    // Resume, and kill the engine with SIGKILL while `yarn install` runs.
     let hold = e.sb.dir.join("hold");
     std::fs::write(&hold, "").expect("hold");
     let state = e.state();
@@ -523,4 +523,71 @@ fn the_quarterly_drill_runs_rollback_l3_on_a_copy_and_reviews_it() {
     }
     let html = e.runbook(&["report", &run, "--format", "html"], "oncall");
     assert!(html.stdout.starts_with("<!DOCTYPE html>"));
+}
+
+#[test]
+fn a_failed_restore_compensates_rollback_l3_and_puts_the_previous_code_back() {
+    let e = E2e::new();
+    // A backup that reads fine (`pg_restore --list`) but cannot be restored here: its objects
+    // belong to a role this cluster does not have.
+    e.sb.pg.psql("postgres", "CREATE ROLE ghost");
+    e.sb.pg.psql("postgres", "CREATE DATABASE ghostdb OWNER ghost");
+    e.sb.pg.psql("ghostdb", "SET ROLE ghost; CREATE TABLE haunted (id int)");
+    let dump = e.sb.backups.join("ghost.dump");
+    let ok_dump = std::process::Command::new(e.sb.pg.bin().join("pg_dump"))
+        .args(["--format=custom", "--file"])
+        .arg(&dump)
+        .arg(e.sb.pg.url("ghostdb"))
+        .status()
+        .expect("pg_dump");
+    assert!(ok_dump.success());
+    e.sb.pg.psql("postgres", "DROP DATABASE ghostdb");
+    e.sb.pg.psql("postgres", "DROP ROLE ghost");
+    e.sb.psql(r#"DELETE FROM "Property" WHERE id = 1"#);
+    let db = e.sb.dump();
+    let main = e.sb.origin_commit("main");
+    let clone_head = std::process::Command::new("git")
+        .args(["-C", &e.sb.repo.display().to_string(), "rev-parse", "HEAD"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+
+    let dump = dump.display().to_string();
+    let out = e.drive(
+        "rollback-l3",
+        &[("restore_file", &dump)],
+        &[("checklist_before", "devops-lead", BEFORE), ("checklist_before", "dba", &[])],
+    );
+    ok(&out, 1);
+    assert!(out.stdout.contains("FAILED restore"), "{}", out.stdout);
+    for undone in ["undone align_branch", "undone push_stable", "undone checkout_stable", "undone announce"] {
+        assert!(out.stdout.contains(undone), "{undone}: {}", out.stdout);
+    }
+    assert_eq!(e.sb.dump(), db, "the failed restore changed nothing (one transaction)");
+    assert_eq!(e.sb.origin_commit("main"), main, "origin's main holds the previous code again");
+    let head = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(["-C", &e.sb.repo.display().to_string()])
+            .args(args)
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .unwrap_or_default()
+    };
+    assert_eq!(head(&["rev-parse", "HEAD"]), clone_head);
+    assert_eq!(head(&["symbolic-ref", "--short", "HEAD"]), "main");
+    assert!(e.sb.app.hooks().join("\n").contains("abortado y deshecho"));
+    let run = e.latest_run();
+    let audit = e.runbook(&["audit", &run, "--format", "jsonl"], "oncall").stdout;
+    let compensated: Vec<String> = audit
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|r| r["kind"] == "compensation_succeeded")
+        .filter_map(|r| r["step"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(
+        compensated,
+        ["align_branch", "push_stable", "checkout_stable", "announce"],
+        "reverse order of completion"
+    );
+    ok(&e.runbook(&["audit", "verify", &run], "oncall"), 0);
 }

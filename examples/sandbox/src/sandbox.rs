@@ -323,8 +323,10 @@ impl Sandbox {
     /// The same, as a params file (TOML) for `--params-file`.
     pub fn params_toml(&self, runbook: &str, extra: &[(&str, &str)]) -> String {
         let mut out = String::new();
+        // The runbooks' typed (non-string) parameters; a commit hash of digits stays a string.
+        const TYPED: [&str; 3] = ["latency_samples", "max_latency_ms", "backup_database"];
         for (k, v) in self.params(runbook, extra) {
-            if v.parse::<i64>().is_ok() || v == "true" || v == "false" {
+            if TYPED.contains(&k.as_str()) {
                 out.push_str(&format!("{k} = {v}\n"));
             } else {
                 out.push_str(&format!("{k} = {}\n", serde_json::Value::String(v)));
