@@ -79,7 +79,7 @@ pub fn runs(state: Option<PathBuf>, format: ListFormat) -> u8 {
                 eprintln!("no runs yet");
             } else {
                 outln!(
-                    "{:<24} {:<20} {:<15} {:<22} {:<26} {}",
+                    "{:<26} {:<20} {:<15} {:<22} {:<26} {}",
                     "RUN",
                     "RUNBOOK",
                     "STATUS",
@@ -89,7 +89,7 @@ pub fn runs(state: Option<PathBuf>, format: ListFormat) -> u8 {
                 );
                 for r in &runs {
                     outln!(
-                        "{:<24} {:<20} {:<15} {:<22} {:<26} {}",
+                        "{:<26} {:<20} {:<15} {:<22} {:<26} {}",
                         r.run_id,
                         r.runbook,
                         r.status,

@@ -524,6 +524,8 @@ impl RunState {
             (RunEvent::StepSucceeded { step, outputs, .. }, Some(s)) => {
                 s.status = StepStatus::Succeeded;
                 s.outputs = outputs.clone();
+                // An earlier attempt's failure is history, not the step's state.
+                s.reason = None;
                 if !self.completed.contains(step) {
                     self.completed.push(step.clone());
                 }
@@ -711,6 +713,15 @@ mod tests {
         assert_eq!(state.in_doubt(), vec!["b"]);
         assert_eq!(state.completed, vec!["a"]);
         assert_eq!(state.last_seq, 6);
+    }
+
+    #[test]
+    fn a_success_clears_the_failure_of_an_earlier_attempt() {
+        let mut events = sample().into_iter().map(|r| r.event).collect::<Vec<_>>();
+        events.push(RunEvent::StepSucceeded { step: "b".into(), attempt: 2, outputs: BTreeMap::new() });
+        let state = fold(&journal(events));
+        assert_eq!(state.steps["b"].status, StepStatus::Succeeded);
+        assert_eq!(state.steps["b"].reason, None);
     }
 
     #[test]

@@ -46,6 +46,10 @@ fn env() -> &'static Environment<'static> {
             if name.ends_with(".sh") { AutoEscape::Custom("shell".into()) } else { AutoEscape::None }
         });
         env.set_formatter(|out, state, value| {
+            if value.kind() == minijinja::value::ValueKind::Bool {
+                let text = value.is_true().to_string();
+                return out.write_str(&text).map_err(minijinja::Error::from);
+            }
             if matches!(state.auto_escape(), AutoEscape::Custom(name) if name == "shell") {
                 let text = value_text(value);
                 if value.downcast_object_ref::<UnsafeRaw>().is_some() {
@@ -171,6 +175,8 @@ fn to_value(json: &serde_json::Value) -> Value {
 fn value_text(value: &Value) -> String {
     match value.as_str() {
         Some(s) => s.to_string(),
+        // TOML and JSON spell booleans `true` and `false`; so do shells' `test` and most CLIs.
+        None if value.kind() == minijinja::value::ValueKind::Bool => value.is_true().to_string(),
         None => value.to_string(),
     }
 }
@@ -369,6 +375,19 @@ pub fn inner_span(source: &Source, literal: Span, range: Option<Range<usize>>) -
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn booleans_render_as_toml_spells_them() {
+        let ctx = Context::new(&serde_json::json!({ "yes": true, "no": false }));
+        assert_eq!(
+            render("{{ yes }} {{ no }}", Mode::Plain, &ctx).map_err(|e| e.message),
+            Ok("true false".into())
+        );
+        assert_eq!(
+            render("test {{ no }}", Mode::Shell, &ctx).map_err(|e| e.message),
+            Ok("test false".into())
+        );
+    }
 
     #[test]
     fn shell_values_are_one_word() {

@@ -1167,6 +1167,16 @@ impl<'a> Dispatcher<'a> {
             })
             .await?;
         }
+        let decided = self
+            .journal
+            .steps
+            .get(&id)
+            .and_then(|s| s.approval.as_ref())
+            .is_some_and(|a| a.is_granted() || a.rejected_by.is_some());
+        if decided {
+            // Decided while the run was suspended: the loop settles it at once.
+            return Ok(());
+        }
         let may_answer = self
             .journal
             .steps

@@ -72,6 +72,9 @@ fn client(req: &Request) -> Result<reqwest::Client, String> {
             std::fs::read(path).map_err(|e| format!("cannot read CA file `{}`: {e}", path.display()))?;
         let certs = reqwest::Certificate::from_pem_bundle(&pem)
             .map_err(|e| format!("CA file `{}` holds no PEM certificate: {e}", path.display()))?;
+        if certs.is_empty() {
+            return Err(format!("CA file `{}` holds no PEM certificate", path.display()));
+        }
         builder = builder.tls_certs_merge(certs);
     }
     builder.build().map_err(|e| format!("cannot set up the HTTP client: {}", error_chain(&e)))

@@ -81,7 +81,15 @@ fn script(req: &Request, file: &str) -> Result<String, String> {
 }
 
 fn db_error(what: &str, e: &sqlx::Error) -> String {
-    format!("{what}: {}", crate::http::error_chain(e))
+    // The database's own words (PostgreSQL's error display adds the line of its C source
+    // that raised it, which reads like a line of the script).
+    match e.as_database_error() {
+        Some(db) => match db.code() {
+            Some(code) => format!("{what}: {} (SQLSTATE {code})", db.message()),
+            None => format!("{what}: {}", db.message()),
+        },
+        None => format!("{what}: {}", crate::http::error_chain(e)),
+    }
 }
 
 type RowsAndCount = (Vec<Map<String, Value>>, u64);
