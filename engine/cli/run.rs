@@ -74,6 +74,10 @@ fn new_run_id() -> String {
 }
 
 fn ask_on_terminal(question: &str) -> bool {
+    with_live_paused(|| ask_on_terminal_now(question))
+}
+
+fn ask_on_terminal_now(question: &str) -> bool {
     let mut err = std::io::stderr();
     let _ = write!(err, "? {question} [y/N] ");
     let _ = err.flush();
@@ -87,6 +91,10 @@ fn ask_on_terminal(question: &str) -> bool {
 /// Ask for an approval decision on the terminal: `y` approves, `n` rejects (with a reason),
 /// anything else leaves the decision to `runbook approve`.
 fn answer_on_terminal(prompt: &str) -> Option<dispatch::InlineAnswer> {
+    with_live_paused(|| answer_on_terminal_now(prompt))
+}
+
+fn answer_on_terminal_now(prompt: &str) -> Option<dispatch::InlineAnswer> {
     let mut err = std::io::stderr();
     let _ = write!(err, "? {prompt} [y = approve / n = reject / Enter = decide elsewhere] ");
     let _ = err.flush();
@@ -720,9 +728,24 @@ struct Live {
     bars: BTreeMap<String, indicatif::ProgressBar>,
 }
 
+/// The live view while one is drawn, so that a question on the terminal can pause it.
+static LIVE: std::sync::Mutex<Option<indicatif::MultiProgress>> = std::sync::Mutex::new(None);
+
+/// Run `f` (a question on the terminal) with the live view paused, so the two do not mix.
+fn with_live_paused<T>(f: impl FnOnce() -> T) -> T {
+    let live = LIVE.lock().ok().and_then(|l| l.clone());
+    match live {
+        Some(multi) => multi.suspend(f),
+        None => f(),
+    }
+}
+
 impl Live {
     fn new() -> Live {
         let multi = indicatif::MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::stdout());
+        if let Ok(mut l) = LIVE.lock() {
+            *l = Some(multi.clone());
+        }
         Live { multi, bars: BTreeMap::new() }
     }
 
