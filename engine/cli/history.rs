@@ -132,13 +132,14 @@ pub fn show(run_id: &str, state: Option<PathBuf>) -> u8 {
         outln!("  in doubt  {} ({what})", doubt.join(", "));
     }
     outln!();
+    let width = folded.order.iter().map(|s| s.chars().count()).max().unwrap_or(0).max(24);
     for step in &folded.order {
         let Some(s) = folded.steps.get(step) else { continue };
         let status = serde_json::to_value(&s.status)
             .ok()
             .and_then(|v| v.as_str().map(str::to_string))
             .unwrap_or_default();
-        let mut line = format!("  {step:<24} {status:<10} attempts {}", s.attempts);
+        let mut line = format!("  {step:<width$} {status:<10} attempts {}", s.attempts);
         if !s.outputs.is_empty() {
             let outs: Vec<String> = s.outputs.iter().map(|(k, v)| format!("{k}={}", brief(v))).collect();
             line.push_str(&format!("  outputs {}", outs.join(" ")));

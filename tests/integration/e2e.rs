@@ -509,8 +509,12 @@ fn the_quarterly_drill_runs_rollback_l3_on_a_copy_and_reviews_it() {
     ok(&out, 0);
     let run = e.latest_run();
     let show = e.runbook(&["show", &run], "oncall").stdout;
-    assert!(show.contains("data_restored            succeeded"), "{show}");
-    assert!(show.contains("rollback/restore         succeeded"), "{show}");
+    let succeeded = |step: &str| {
+        show.lines().any(|l| l.split_whitespace().take(2).collect::<Vec<_>>() == [step, "succeeded"])
+    };
+    assert!(succeeded("data_restored") && succeeded("rollback/restore"), "{show}");
+    // The approvals' inputs reached the included runbook's later steps.
+    assert!(e.sb.app.hooks().join("\n").contains("Incidente: INC-7"), "{:?}", e.sb.app.hooks());
     let report = e.runbook(&["report", &run], "oncall");
     ok(&report, 0);
     for part in [
@@ -518,6 +522,8 @@ fn the_quarterly_drill_runs_rollback_l3_on_a_copy_and_reviews_it() {
         "## Tiempos frente a estimaciones",
         "| rollback/restore |",
         "Aprobado por dba: rollback/checklist_before",
+        "- **Próximo simulacro:** 2027-03-01",
+        "prepare_copy: Crear la copia de producción en staging",
     ] {
         assert!(report.stdout.contains(part), "{part} in:\n{}", report.stdout);
     }

@@ -176,7 +176,7 @@ fn an_approval_inside_an_included_runbook_suspends_the_whole_run() {
     let dir = sandbox(parent);
     std::fs::write(
         dir.path().join("lib/gated.toml"),
-        "[runbook]\nname = \"gated\"\n[steps.before]\nrun = \"echo before >> trace\"\n[steps.go]\napproval = { prompt = \"Go on?\", approvers = [\"ben\"] }\n[steps.done]\nrun = \"echo done >> trace\"\n",
+        "[runbook]\nname = \"gated\"\n[steps.before]\nrun = \"echo before >> trace\"\n[steps.go]\napproval = { prompt = \"Go on?\", approvers = [\"ben\"], inputs = { ticket = { type = \"string\" } } }\n[steps.done]\nrun = \"echo done {{ steps.go.outputs.ticket }} >> trace\"\n",
     )
     .expect("gated");
     let out = run(dir.path(), &["run", "parent.toml", "--as", "ana"]);
@@ -184,10 +184,49 @@ fn an_approval_inside_an_included_runbook_suspends_the_whole_run() {
     assert!(out.stdout.contains("suspended: waiting for approval of inner/go"), "{}", out.stdout);
     let id = crate::support::latest_run_id(dir.path(), &dir.path().join("state.db")).expect("run");
     assert_eq!(run(dir.path(), &["approve", &id, "inner/go", "--as", "ana"]).code, 3, "not an approver");
-    assert_eq!(run(dir.path(), &["approve", &id, "inner/go", "--as", "ben"]).code, 0);
+    assert!(out.stdout.contains("`runbook approve"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains(&format!("runbook approve {id} inner/go`")),
+        "the note names the path: {}",
+        out.stdout
+    );
+    assert_eq!(
+        run(dir.path(), &["approve", &id, "inner/go", "--as", "ben", "--input", "ticket=CHG-1"]).code,
+        0
+    );
     let out = run(dir.path(), &["resume", &id]);
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
-    assert_eq!(trace(dir.path()), "before\ndone\nafter\n");
+    assert_eq!(trace(dir.path()), "before\ndone CHG-1\nafter\n");
+
+    // Attached: the run continues by itself when the approval arrives from elsewhere.
+    std::fs::remove_file(dir.path().join("lib/trace")).expect("reset");
+    let first = id.clone();
+    let mut attached = Command::new(env!("CARGO_BIN_EXE_runbook"))
+        .args(["run", "parent.toml", "--wait", "--state", "state.db", "--as", "ana"])
+        .current_dir(dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run");
+    let mut id = String::new();
+    for _ in 0..500 {
+        if let Some(latest) = crate::support::latest_run_id(dir.path(), &dir.path().join("state.db"))
+            && latest != first
+            && run(dir.path(), &["audit", &latest]).stdout.contains("approval_requested")
+        {
+            id = latest;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        run(dir.path(), &["approve", &id, "inner/go", "--as", "ben", "--input", "ticket=CHG-2"]).code,
+        0
+    );
+    let status = attached.wait().expect("wait");
+    assert_eq!(status.code(), Some(0));
+    assert_eq!(trace(dir.path()), "before\ndone CHG-2\nafter\n");
 }
 
 #[test]

@@ -283,6 +283,19 @@ impl RunEvent {
         step_field!(self, step => Some(step.as_str()), None)
     }
 
+    /// The event of an included runbook's own step under `prefix`, with the prefix taken off;
+    /// `None` for any other event (a step of another level, or no step at all).
+    pub fn without_step_prefix(mut self, prefix: &str) -> Option<RunEvent> {
+        let mut own = false;
+        step_field!(&mut self, step => {
+            if let Some(rest) = step.strip_prefix(prefix).filter(|r| !r.contains('/')) {
+                *step = rest.to_string();
+                own = true;
+            }
+        }, ());
+        own.then_some(self)
+    }
+
     /// The event with its step id put under `prefix` (`rotate_api/` + `prune`): how the
     /// events of an included runbook are journaled in the run that includes it.
     pub fn with_step_prefix(mut self, prefix: &str) -> RunEvent {
@@ -620,7 +633,11 @@ impl RunState {
             last_seq: self.last_seq,
             last_hash: self.last_hash.clone(),
             escalations_fired: Vec::new(),
-            approval_inputs: BTreeMap::new(),
+            approval_inputs: self
+                .approval_inputs
+                .iter()
+                .filter_map(|(id, inputs)| Some((strip(id)?, inputs.clone())))
+                .collect(),
         }
     }
 

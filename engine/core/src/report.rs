@@ -68,6 +68,9 @@ pub struct Report {
     pub problems: Vec<String>,
     /// Whether this is a drill review.
     pub drill: bool,
+    /// What the team recorded in the drill's review (`problems`, `procedure_updates`,
+    /// `next_drill`), when it did.
+    pub review: Vec<(String, String)>,
     /// The journal's last hash.
     pub last_hash: Option<String>,
 }
@@ -120,11 +123,29 @@ pub fn build(records: &[Record], runbook: Option<&Runbook>, drill: bool) -> Repo
         facts.extend(inputs.clone());
     }
     let fact = |k: &str| facts.get(k).map(text).filter(|s| !s.is_empty());
+    // Titles render against the run's parameters and outputs, as the run showed them; a step
+    // of an included runbook (its parameters are not journaled) or a title that cannot render
+    // is named by its id alone.
+    let mut step_outputs = serde_json::Map::new();
+    for (id, s) in &state.steps {
+        step_outputs.insert(id.clone(), serde_json::json!({ "outputs": s.outputs }));
+    }
+    let ctx = crate::template::Context::new(&serde_json::json!({
+        "params": params,
+        "steps": step_outputs,
+        "secrets": {},
+        "run": { "id": records.first().map(|r| r.run_id.clone()).unwrap_or_default(), "status": "", "started_at": "" },
+        "runbook": { "name": name, "title": runbook.and_then(|rb| rb.title.clone()).unwrap_or_default() },
+    }));
     let title_of = |id: &str| -> String {
+        if id.contains('/') {
+            return id.to_string();
+        }
         runbook
-            .and_then(|rb| rb.find_step(id))
+            .and_then(|rb| rb.step(id))
             .and_then(|s| s.title.as_ref())
-            .map(|t| format!("{id}: {}", t.text))
+            .and_then(|t| crate::template::render(&t.text, crate::template::Mode::Plain, &ctx).ok())
+            .map(|t| format!("{id}: {t}"))
             .unwrap_or_else(|| id.to_string())
     };
     let started_at = records.first().map(|r| r.ts.clone()).unwrap_or_default();
@@ -141,9 +162,10 @@ pub fn build(records: &[Record], runbook: Option<&Runbook>, drill: bool) -> Repo
             }
         }
     }
-    let version_before = ["previous_ref", "remote_head", "previous_head", "commit"]
-        .iter()
-        .find_map(|k| outputs.get(*k).map(text));
+    // What was deployed before: the remote branch's commit the run found (a branch name such
+    // as `previous_ref` says nothing).
+    let version_before =
+        ["remote_head", "previous_head", "commit"].iter().find_map(|k| outputs.get(*k).map(text));
     let version_after = ["stable_tag", "previous_tag", "version"]
         .iter()
         .find_map(|k| params.get(*k).map(text))
@@ -259,6 +281,14 @@ pub fn build(records: &[Record], runbook: Option<&Runbook>, drill: bool) -> Repo
         step_times,
         problems,
         drill: drill || name == "drill",
+        review: [
+            ("Problemas registrados", "problems"),
+            ("Cambios acordados", "procedure_updates"),
+            ("Próximo simulacro", "next_drill"),
+        ]
+        .iter()
+        .filter_map(|(label, k)| fact(k).map(|v| (label.to_string(), v)))
+        .collect(),
         last_hash: state.last_hash,
     }
 }
@@ -350,10 +380,16 @@ impl Report {
             }
             let _ = writeln!(o, "\n## Problemas encontrados");
             if self.problems.is_empty() {
-                let _ = writeln!(o, "Ninguno registrado en el journal.");
+                let _ = writeln!(o, "Ningún fallo ni escalación en el journal.");
             }
             for p in &self.problems {
                 let _ = writeln!(o, "- {p}");
+            }
+            if !self.review.is_empty() {
+                let _ = writeln!(o, "\n## Revisión del equipo");
+                for (label, value) in &self.review {
+                    let _ = writeln!(o, "- **{label}:** {value}");
+                }
             }
             let _ = writeln!(o);
         }
@@ -376,8 +412,12 @@ impl Report {
     /// The report as a standalone HTML page (the markdown's structure, escaped).
     pub fn html(&self) -> String {
         let md = self.markdown();
-        let mut o = String::from(
-            "<!DOCTYPE html>\n<html lang=\"es\">\n<head><meta charset=\"utf-8\"><title>Incident Report</title>\n<style>body{font-family:sans-serif;max-width:60rem;margin:2rem auto}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.2rem .5rem}</style></head>\n<body>\n",
+        let title = if self.drill { "Drill Review" } else { "Incident Report" };
+        let mut o =
+            String::from("<!DOCTYPE html>\n<html lang=\"es\">\n<head><meta charset=\"utf-8\"><title>");
+        o.push_str(title);
+        o.push_str(
+            "</title>\n<style>body{font-family:sans-serif;max-width:60rem;margin:2rem auto}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.2rem .5rem}</style></head>\n<body>\n",
         );
         let mut in_list = false;
         let mut in_table = false;

@@ -460,7 +460,7 @@ impl<'a> Dispatcher<'a> {
                     }
                     Msg::Inline { idx, answer } => {
                         if self.state[idx] == State::Awaiting {
-                            let step = self.runbook.steps[idx].id.to_string();
+                            let step = format!("{}{}", self.opts.prefix, self.runbook.steps[idx].id);
                             let operator = self.opts.operator.clone();
                             if let Err(e) = self.decide(&step, &operator, answer.approve, &answer.reason, BTreeMap::new()).await {
                                 let _ = self.report.send(Report::Notice(format!("your answer to `{step}` was not recorded: {e}")));
@@ -1193,8 +1193,9 @@ impl<'a> Dispatcher<'a> {
                 }
             });
         } else {
+            let path = format!("{}{id}", self.opts.prefix);
             let _ = self.report.send(Report::Notice(format!(
-                "step `{id}` waits for approval: `runbook approve {} {id}` (or `runbook reject {} {id} --reason ...`)",
+                "step `{path}` waits for approval: `runbook approve {} {path}` (or `runbook reject {} {path} --reason ...`)",
                 self.opts.run_id, self.opts.run_id
             )));
         }
@@ -1208,10 +1209,13 @@ impl<'a> Dispatcher<'a> {
         let mut high = seen;
         for r in records.iter().filter(|r| r.seq > seen) {
             high = high.max(r.seq);
-            if matches!(r.event, RunEvent::ApprovalGranted { .. } | RunEvent::ApprovalRejected { .. }) {
-                self.journal.apply(&r.event);
-                let _ = self.report.send(Report::Recorded(Box::new(r.clone())));
+            if !matches!(r.event, RunEvent::ApprovalGranted { .. } | RunEvent::ApprovalRejected { .. }) {
+                continue;
             }
+            // Decisions name steps by their journal path; this runbook's own are under its prefix.
+            let Some(own) = r.event.clone().without_step_prefix(&self.opts.prefix) else { continue };
+            self.journal.apply(&own);
+            let _ = self.report.send(Report::Recorded(Box::new(r.clone())));
         }
         Ok(high)
     }

@@ -7,10 +7,20 @@ use std::io::Write as _;
 use std::path::PathBuf;
 
 fn main() {
+    let usage =
+        "usage: runbook-sandbox DIR   (DIR: a new or empty folder; Enter, Ctrl-C or SIGTERM stops it)";
     let Some(dir) = std::env::args_os().nth(1).map(PathBuf::from) else {
-        eprintln!("usage: runbook-sandbox DIR   (DIR: an empty or missing folder)");
+        eprintln!("{usage}");
         std::process::exit(2);
     };
+    if dir.to_string_lossy().starts_with('-') {
+        eprintln!("{usage}");
+        std::process::exit(if dir.to_string_lossy() == "--help" || dir.to_string_lossy() == "-h" {
+            0
+        } else {
+            2
+        });
+    }
     if dir.exists() && std::fs::read_dir(&dir).map(|mut d| d.next().is_some()).unwrap_or(true) {
         eprintln!("error: `{}` is not empty; give a new folder", dir.display());
         std::process::exit(2);
@@ -34,7 +44,7 @@ fn main() {
         out,
         "sandbox ready in {dir}\n  database   {db}\n  app        {app} (Bearer token in CRON_SECRET)\n  origin     {origin} (deployed: {version})\n  clone      {repo}\n\n\
          In another terminal:\n  source {dir}/sandbox.env\n  runbook plan runbooks/rollback-l3.toml --params-file {dir}/rollback-l3.params.toml\n\n\
-         Press Enter here to stop it (the database stops with it).",
+         Press Enter here (or Ctrl-C) to stop it; the database stops with it.",
         dir = sb.dir.display(),
         db = sb.database_url(),
         app = sb.app.url("/api/health"),
@@ -43,16 +53,36 @@ fn main() {
         repo = sb.repo.display(),
     );
     let _ = out.flush();
-    // Serve until interrupted; dropping the sandbox on the way out stops the database.
-    let (tx, rx) = std::sync::mpsc::channel::<()>();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        // End on EOF of stdin too, so a script can stop it by closing the pipe.
-        while std::io::stdin().read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
-            line.clear();
+    // Serve until Enter, end of input, Ctrl-C or SIGTERM; dropping the sandbox on the way out
+    // stops the database.
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
+    match runtime {
+        Ok(rt) => {
+            rt.block_on(async {
+                let stdin = tokio::task::spawn_blocking(|| {
+                    let mut line = String::new();
+                    let _ = std::io::stdin().read_line(&mut line);
+                });
+                let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+                let sigterm = async {
+                    match term.as_mut() {
+                        Some(t) => {
+                            t.recv().await;
+                        }
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    _ = stdin => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = sigterm => {}
+                }
+            });
+            // The stdin reader may still be blocked: do not wait for it.
+            rt.shutdown_background();
         }
-        let _ = tx.send(());
-    });
-    let _ = rx.recv();
+        Err(e) => eprintln!("error: {e}; stopping"),
+    }
+    eprintln!("stopping the sandbox");
     drop(sb);
 }
