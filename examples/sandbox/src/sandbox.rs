@@ -286,6 +286,7 @@ impl Sandbox {
                 p.insert("version".into(), "v1.0.2".into());
                 p.insert("release_notes".into(), "Archivar inmuebles".into());
                 p.insert("latency_samples".into(), "5".into());
+                p.insert("health_reports_version".into(), "true".into());
             }
             "rollback-l2" => {
                 p.insert("commit".into(), self.commit("feat: archive properties"));
@@ -324,7 +325,8 @@ impl Sandbox {
     pub fn params_toml(&self, runbook: &str, extra: &[(&str, &str)]) -> String {
         let mut out = String::new();
         // The runbooks' typed (non-string) parameters; a commit hash of digits stays a string.
-        const TYPED: [&str; 3] = ["latency_samples", "max_latency_ms", "backup_database"];
+        const TYPED: [&str; 4] =
+            ["latency_samples", "max_latency_ms", "backup_database", "health_reports_version"];
         for (k, v) in self.params(runbook, extra) {
             if TYPED.contains(&k.as_str()) {
                 out.push_str(&format!("{k} = {v}\n"));
