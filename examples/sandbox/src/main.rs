@@ -13,13 +13,14 @@ fn main() {
         eprintln!("{usage}");
         std::process::exit(2);
     };
-    if dir.to_string_lossy().starts_with('-') {
+    let arg = dir.to_string_lossy().into_owned();
+    if arg == "--help" || arg == "-h" {
+        println!("{usage}");
+        return;
+    }
+    if arg.starts_with('-') {
         eprintln!("{usage}");
-        std::process::exit(if dir.to_string_lossy() == "--help" || dir.to_string_lossy() == "-h" {
-            0
-        } else {
-            2
-        });
+        std::process::exit(2);
     }
     if dir.exists() && std::fs::read_dir(&dir).map(|mut d| d.next().is_some()).unwrap_or(true) {
         eprintln!("error: `{}` is not empty; give a new folder", dir.display());
