@@ -1,47 +1,11 @@
 //! `runbook run`: real processes, a real SQLite state store in a temp dir.
 
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::support::Output;
 
-/// A temp folder with a runbook, and its own state store.
-struct Sandbox {
-    dir: tempfile::TempDir,
-}
-
-impl Sandbox {
-    fn new(runbook: &str) -> Sandbox {
-        let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::write(dir.path().join("r.toml"), runbook).expect("write runbook");
-        Sandbox { dir }
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn run(&self, extra: &[&str]) -> Output {
-        self.run_env(extra, &[])
-    }
-
-    fn run_env(&self, extra: &[&str], env: &[(&str, &str)]) -> Output {
-        let state = self.path().join("state/state.db");
-        let mut args = vec!["run", "r.toml", "--state", state.to_str().unwrap_or_default()];
-        args.extend_from_slice(extra);
-        crate::support::run_in_with_env(self.path(), &args, env)
-    }
-
-    /// The newest run's id in this sandbox's state store.
-    fn latest_run(&self) -> String {
-        crate::support::latest_run_id(self.path(), &self.path().join("state/state.db")).expect("a run")
-    }
-
-    fn read(&self, file: &str) -> String {
-        std::fs::read_to_string(self.path().join(file)).unwrap_or_default()
-    }
-}
+use crate::support::Scratch as Sandbox;
 
 /// Start `runbook run r.toml` in the background and wait until `marker` exists.
 fn spawn_until(sb: &Sandbox, marker: &str, output: Stdio) -> std::process::Child {
@@ -91,7 +55,7 @@ run = "echo after_skip >> trace"
 run = "echo finally {{ run.status }} >> trace"
 "#,
     );
-    let out = sb.run(&[]);
+    let out = sb.run(&[], &[]);
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
     let trace = sb.read("trace");
     assert!(trace.contains("b got it's me\n"), "{trace}");
@@ -121,7 +85,7 @@ retry = { attempts = 5, delay = "10ms", on-exit-codes = [75] }
 on-failure = "continue"
 "#,
     );
-    let out = sb.run(&[]);
+    let out = sb.run(&[], &[]);
     assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
     assert_eq!(sb.read("attempts").lines().count(), 3, "flaky needed exactly 3 attempts");
     assert_eq!(sb.read("wrong").lines().count(), 1, "exit 1 is not in on-exit-codes: no retry");
@@ -149,7 +113,7 @@ run = "echo never >> trace"
 run = "echo finally {{ run.status }} >> trace"
 "#,
     );
-    let out = sb.run(&[]);
+    let out = sb.run(&[], &[]);
     assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
     assert_eq!(
         sb.read("trace"),
@@ -172,7 +136,7 @@ compensate = { run = "exit 3" }
 run = "exit 1"
 "#,
     );
-    let out = sb.run(&[]);
+    let out = sb.run(&[], &[]);
     assert_eq!(out.code, 4, "{}\n{}", out.stdout, out.stderr);
     assert!(out.stdout.contains("UNDO FAILED one"), "{}", out.stdout);
     assert!(out.stdout.contains("needs_operator"), "{}", out.stdout);
@@ -192,7 +156,7 @@ run = "exit 1"
 on-failure = "stop"
 "#,
     );
-    assert_eq!(sb.run(&[]).code, 1);
+    assert_eq!(sb.run(&[], &[]).code, 1);
     assert_eq!(sb.read("trace"), "one\n");
 }
 
@@ -207,7 +171,7 @@ run = "sleep 1000 & echo $! > pid; wait"
 timeout = "300ms"
 "#,
     );
-    let out = sb.run(&[]);
+    let out = sb.run(&[], &[]);
     assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
     assert!(out.stdout.contains("FAILED slow: timed out"), "{}", out.stdout);
     let pid: i32 = sb.read("pid").trim().parse().expect("pid");
@@ -219,7 +183,7 @@ timeout = "300ms"
 #[test]
 fn a_missing_declared_output_fails_the_step() {
     let sb = Sandbox::new("[runbook]\nname = \"o\"\n[steps.a]\nrun = \"true\"\noutputs = [\"file\"]\n");
-    let out = sb.run(&[]);
+    let out = sb.run(&[], &[]);
     assert_eq!(out.code, 1);
     assert!(out.stdout.contains("declared output(s) missing from $RUNBOOK_OUTPUT: file"), "{}", out.stdout);
 }
@@ -240,7 +204,7 @@ message = "second check failed"
 run = "echo ran >> trace"
 "#,
     );
-    let out = sb.run(&[]);
+    let out = sb.run(&[], &[]);
     assert_eq!(out.code, 3, "{}\n{}", out.stdout, out.stderr);
     assert!(
         out.stderr.contains("first check failed") && out.stderr.contains("second check failed"),
@@ -267,7 +231,7 @@ run = "test -z \"${SENTINEL_TOKEN:-}\" && test -z \"${TOKEN:-}\""
 "#,
     );
     let secret = "s3cr3t-Sentinel-9f8e7d";
-    let out = sb.run_env(&[], &[("SENTINEL_TOKEN", secret)]);
+    let out = sb.run(&[], &[("SENTINEL_TOKEN", secret)]);
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
     assert!(out.stdout.contains("token=<secret:TOKEN>"), "{}", out.stdout);
     let b64 = "czNjcjN0LVNlbnRpbmVsLTlmOGU3ZA";
@@ -287,7 +251,7 @@ fn a_missing_secret_stops_before_anything_runs() {
     let sb = Sandbox::new(
         "[runbook]\nname = \"s\"\n[secrets.DB]\nenv = \"NOT_SET_ANYWHERE_42\"\n[steps.a]\nrun = \"echo ran >> trace\"\nenv = { DB = \"{{ secrets.DB }}\" }\n",
     );
-    let out = sb.run(&[]);
+    let out = sb.run(&[], &[]);
     assert_eq!(out.code, 3);
     assert!(
         out.stderr.contains("secret `DB`: environment variable `NOT_SET_ANYWHERE_42` is not set"),
@@ -302,11 +266,11 @@ fn confirm_without_a_terminal_needs_yes() {
     let sb = Sandbox::new(
         "[runbook]\nname = \"c\"\n[steps.push]\nconfirm = \"Push?\"\nrun = \"echo pushed >> trace\"\n",
     );
-    let out = sb.run(&[]);
+    let out = sb.run(&[], &[]);
     assert_eq!(out.code, 3, "{}", out.stderr);
     assert!(out.stderr.contains("--yes"));
     assert_eq!(sb.read("trace"), "");
-    assert_eq!(sb.run(&["--yes"]).code, 0);
+    assert_eq!(sb.run(&["--yes"], &[]).code, 0);
     assert_eq!(sb.read("trace"), "pushed\n");
 }
 
@@ -315,7 +279,7 @@ fn steps_that_cannot_run_yet_are_refused_up_front() {
     let sb = Sandbox::new(
         "[runbook]\nname = \"h\"\n[steps.a]\nrun = \"echo ran >> trace\"\n[finally.ok]\napproval = { prompt = \"Done?\" }\n",
     );
-    let out = sb.run(&[]);
+    let out = sb.run(&[], &[]);
     assert_eq!(out.code, 3);
     assert!(
         out.stderr.contains("error[RB014]: `approval` is not allowed on finally step `ok`"),
@@ -340,7 +304,7 @@ run = "touch holding; sleep 3"
 "#,
     );
     let mut first = spawn_until(&sb, "holding", Stdio::null());
-    let second = sb.run(&[]);
+    let second = sb.run(&[], &[]);
     assert_eq!(second.code, 5, "{}\n{}", second.stdout, second.stderr);
     assert!(second.stderr.contains("lock `env-prod` is held by run"), "{}", second.stderr);
     // The refused run left no trace in the store.
@@ -353,7 +317,7 @@ run = "touch holding; sleep 3"
     assert_eq!(runs.as_array().map(Vec::len), Some(1), "{runs}");
     assert_eq!(first.wait().expect("first").code(), Some(0));
     // Released at the end: the next run gets it.
-    assert_eq!(sb.run(&[]).code, 0);
+    assert_eq!(sb.run(&[], &[]).code, 0);
 }
 
 #[test]
@@ -500,7 +464,7 @@ run = "exit 1"
 on-failure = "stop"
 "#,
     );
-    assert_eq!(sb.run(&[]).code, 1);
+    assert_eq!(sb.run(&[], &[]).code, 1);
     assert_eq!(sb.read("trace"), "do one\ndo two\n");
     let state = sb.path().join("state/state.db");
     let state = state.to_str().unwrap_or_default();
@@ -600,7 +564,7 @@ fn a_secret_too_short_to_redact_is_refused() {
     let sb = Sandbox::new(
         "[runbook]\nname = \"s\"\n[secrets.PIN]\nenv = \"SHORT_PIN\"\n[steps.a]\nrun = \"echo ran >> trace\"\nenv = { PIN = \"{{ secrets.PIN }}\" }\n",
     );
-    let out = sb.run_env(&[], &[("SHORT_PIN", "42")]);
+    let out = sb.run(&[], &[("SHORT_PIN", "42")]);
     assert_eq!(out.code, 3, "{}", out.stderr);
     assert!(out.stderr.contains("secret `PIN` is shorter than 4 characters"), "{}", out.stderr);
     assert!(!out.stderr.contains("42"), "{}", out.stderr);

@@ -83,3 +83,54 @@ pub fn printed_hash(stdout: &str) -> Option<String> {
         .next()
         .map(str::to_string)
 }
+
+/// A temp folder with a runbook `r.toml` and its own state store (`state/state.db`).
+pub struct Scratch {
+    dir: tempfile::TempDir,
+}
+
+impl Scratch {
+    pub fn new(runbook: &str) -> Scratch {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("r.toml"), runbook).expect("write runbook");
+        Scratch { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn state(&self) -> String {
+        self.path().join("state/state.db").display().to_string()
+    }
+
+    /// `runbook ARGS --state S` in the folder, with extra environment variables.
+    pub fn cmd(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let state = self.state();
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(["--state", &state]);
+        run_in_with_env(self.path(), &all, env)
+    }
+
+    /// `runbook run r.toml EXTRA --state S`.
+    pub fn run(&self, extra: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut args = vec!["run", "r.toml"];
+        args.extend_from_slice(extra);
+        self.cmd(&args, env)
+    }
+
+    /// The newest run's id in this folder's store.
+    pub fn latest_run(&self) -> String {
+        latest_run_id(self.path(), Path::new(&self.state())).expect("a run")
+    }
+
+    /// A run's journal as JSON lines.
+    pub fn audit(&self, run: &str) -> String {
+        self.cmd(&["audit", run, "--format", "jsonl"], &[]).stdout
+    }
+
+    /// A file of the folder ("" when missing).
+    pub fn read(&self, file: &str) -> String {
+        std::fs::read_to_string(self.path().join(file)).unwrap_or_default()
+    }
+}

@@ -7,48 +7,9 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::peers::{Health, HttpPeer, Postgres};
-use crate::support::{Output, run_in_with_env};
+use crate::support::run_in_with_env;
 
-struct Sandbox {
-    dir: tempfile::TempDir,
-}
-
-impl Sandbox {
-    fn new(runbook: &str) -> Sandbox {
-        let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::write(dir.path().join("r.toml"), runbook).expect("write runbook");
-        Sandbox { dir }
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn state(&self) -> String {
-        self.path().join("state/state.db").display().to_string()
-    }
-
-    fn cmd(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
-        let state = self.state();
-        let mut all: Vec<&str> = args.to_vec();
-        all.extend(["--state", &state]);
-        run_in_with_env(self.path(), &all, env)
-    }
-
-    fn run(&self, extra: &[&str], env: &[(&str, &str)]) -> Output {
-        let mut args = vec!["run", "r.toml"];
-        args.extend_from_slice(extra);
-        self.cmd(&args, env)
-    }
-
-    fn latest_run(&self) -> String {
-        crate::support::latest_run_id(self.path(), Path::new(&self.state())).expect("a run")
-    }
-
-    fn audit(&self, run: &str) -> String {
-        self.cmd(&["audit", run, "--format", "jsonl"], &[]).stdout
-    }
-}
+use crate::support::Scratch as Sandbox;
 
 #[test]
 fn a_health_check_polls_with_a_bearer_token_until_healthy() {
