@@ -293,10 +293,6 @@ fn prepare(
     file: &Path,
     yes: bool,
 ) -> Result<Prepared, u8> {
-    if let Err(e) = dispatch::check_supported(&runbook) {
-        eprintln!("error: {e}");
-        return Err(exit::INVALID);
-    }
     let confirm = confirmation(&runbook, yes)?;
     let base_dir =
         file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
@@ -578,10 +574,6 @@ async fn prepare_resume(
         eprintln!("  help: restore the files as they were (same SHA-256), or start a new run");
         return Err(exit::INVALID);
     }
-    if let Err(e) = dispatch::check_supported(&runbook) {
-        eprintln!("error: {e}");
-        return Err(exit::INVALID);
-    }
     let mut values = BTreeMap::new();
     for p in &runbook.params {
         if let Some(v) = params.get(&p.name).and_then(|v| runbook_core::params::from_json(p.ty, v).ok()) {
@@ -710,7 +702,7 @@ fn finish(run_id: &str, result: Result<Outcome, ExecError>, elapsed: Duration, j
             );
             exit::CANNOT_START
         }
-        Err(e @ ExecError::Preconditions(_)) | Err(e @ ExecError::Unsupported(_)) => {
+        Err(e @ ExecError::Preconditions(_)) | Err(e @ ExecError::LockName(_)) => {
             eprintln!("error: {e}");
             exit::INVALID
         }

@@ -154,9 +154,9 @@ pub enum ExecError {
     /// A runbook-level precondition failed; nothing ran.
     #[error("preconditions failed; nothing ran:\n{}", .0.join("\n"))]
     Preconditions(Vec<String>),
-    /// The runbook uses something this release cannot execute.
-    #[error("{0}")]
-    Unsupported(String),
+    /// The runbook's `lock` name does not render with these values.
+    #[error("cannot render the lock name: {0}")]
+    LockName(String),
     /// A file the run needs could not be written.
     #[error("cannot prepare the run folder `{path}`: {error}")]
     RunDir {
@@ -196,32 +196,6 @@ pub fn now() -> (String, i64) {
     let t = SystemTime::now();
     let ms = t.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
     (humantime::format_rfc3339_millis(t).to_string(), ms)
-}
-
-/// Refuse runbooks this release cannot execute, before anything runs.
-pub fn check_supported(runbook: &Runbook) -> Result<(), ExecError> {
-    let mut problems = Vec::new();
-    unsupported(runbook, "", &mut problems);
-    if problems.is_empty() { Ok(()) } else { Err(ExecError::Unsupported(problems.join("\n"))) }
-}
-
-fn unsupported(runbook: &Runbook, prefix: &str, problems: &mut Vec<String>) {
-    for step in &runbook.finally {
-        if matches!(step.action, Action::Approval(_) | Action::Runbook(_)) {
-            problems.push(format!(
-                "`finally` step `{prefix}{}` is a `{}` step; `finally` steps must run without waiting (run, cmd, http, sql, notify)",
-                step.id,
-                step.action.kind()
-            ));
-        }
-    }
-    for step in &runbook.steps {
-        if let Action::Runbook(inc) = &step.action
-            && let Some(child) = runbook.includes.get(inc.child)
-        {
-            unsupported(child, &format!("{prefix}{}/", step.id), problems);
-        }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -323,7 +297,6 @@ impl<'a> Dispatcher<'a> {
 
     /// Carry out the run. `cancel` turning `true` interrupts it (Ctrl-C, SIGTERM).
     pub async fn run(mut self, mut cancel: watch::Receiver<bool>) -> Result<Outcome, ExecError> {
-        check_supported(self.runbook)?;
         std::fs::create_dir_all(&self.opts.run_dir).map_err(|e| ExecError::RunDir {
             path: self.opts.run_dir.display().to_string(),
             error: e.to_string(),
@@ -595,7 +568,7 @@ impl<'a> Dispatcher<'a> {
         // run holds one (a private `run:ID` lock without `lock`), so `resume` can tell a
         // live run from a dead one.
         let runbook_lock = match &self.runbook.lock {
-            Some(t) => Some(self.render(t, Mode::Plain, None).map_err(ExecError::Unsupported)?),
+            Some(t) => Some(self.render(t, Mode::Plain, None).map_err(ExecError::LockName)?),
             None => None,
         };
         let lock = lock_name(runbook_lock.clone(), &self.opts.run_id);
@@ -1101,7 +1074,7 @@ impl<'a> Dispatcher<'a> {
             }
             Ok(_) => "the included runbook failed".to_string(),
             Err(ExecError::Preconditions(messages)) => messages.join("; "),
-            Err(ExecError::Unsupported(m)) => m,
+            Err(ExecError::LockName(m)) => m,
             Err(e) => return Err(e),
         };
         self.state[idx] = State::Failed;
@@ -1205,9 +1178,10 @@ impl<'a> Dispatcher<'a> {
     /// Fold approval decisions journaled since `seen` (by `runbook approve` in any terminal,
     /// or inline). Returns the new high-water mark.
     async fn fold_decisions(&mut self, seen: u64) -> Result<u64, ExecError> {
-        let records = self.store.records(&self.opts.run_id).await?;
+        // Only what was written since the last look: a run may wait for hours.
+        let records = self.store.records_after(&self.opts.run_id, seen).await?;
         let mut high = seen;
-        for r in records.iter().filter(|r| r.seq > seen) {
+        for r in &records {
             high = high.max(r.seq);
             if !matches!(r.event, RunEvent::ApprovalGranted { .. } | RunEvent::ApprovalRejected { .. }) {
                 continue;

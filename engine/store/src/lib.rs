@@ -295,7 +295,7 @@ impl Store {
         F: FnOnce(&runbook_core::journal::RunState) -> std::result::Result<(), String>,
     {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let records = Self::read_records(&mut *tx, run_id).await?;
+        let records = Self::read_records(&mut *tx, run_id, 0).await?;
         if records.is_empty() {
             return Err(StoreError::NoSuchRun(run_id.to_string()));
         }
@@ -357,18 +357,25 @@ impl Store {
 
     /// A run's journal, in order.
     pub async fn records(&self, run_id: &str) -> Result<Vec<Record>> {
-        Self::read_records(&self.pool, run_id).await
+        Self::read_records(&self.pool, run_id, 0).await
     }
 
-    async fn read_records<'e, E>(executor: E, run_id: &str) -> Result<Vec<Record>>
+    /// A run's records after `seq`, in order (what a waiting run has not seen yet).
+    pub async fn records_after(&self, run_id: &str, seq: u64) -> Result<Vec<Record>> {
+        Self::read_records(&self.pool, run_id, seq).await
+    }
+
+    async fn read_records<'e, E>(executor: E, run_id: &str, after: u64) -> Result<Vec<Record>>
     where
         E: sqlx::Executor<'e, Database = sqlx::Sqlite>,
     {
-        let rows =
-            sqlx::query("SELECT seq, ts, body, prev_hash, hash FROM events WHERE run_id = ? ORDER BY seq")
-                .bind(run_id)
-                .fetch_all(executor)
-                .await?;
+        let rows = sqlx::query(
+            "SELECT seq, ts, body, prev_hash, hash FROM events WHERE run_id = ? AND seq > ? ORDER BY seq",
+        )
+        .bind(run_id)
+        .bind(after as i64)
+        .fetch_all(executor)
+        .await?;
         rows.iter()
             .map(|row| {
                 let body: String = row.try_get(2)?;
