@@ -79,10 +79,23 @@ impl Graph {
     pub fn topo_order(&self) -> Vec<usize> {
         let n = self.needs.len();
         let mut waiting: Vec<usize> = self.needs.iter().map(Vec::len).collect();
-        let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); n];
+        // Dependents in one flat array (compressed rows): `dependents[start[j]..start[j + 1]]`
+        // are the nodes that need `j`. One allocation instead of one per node.
+        let mut start = vec![0usize; n + 1];
+        for needs in &self.needs {
+            for &j in needs {
+                start[j + 1] += 1;
+            }
+        }
+        for j in 0..n {
+            start[j + 1] += start[j];
+        }
+        let mut fill = start.clone();
+        let mut dependents = vec![0usize; start[n]];
         for (i, needs) in self.needs.iter().enumerate() {
             for &j in needs {
-                dependents[j].push(i);
+                dependents[fill[j]] = i;
+                fill[j] += 1;
             }
         }
         let mut ready: std::collections::BinaryHeap<std::cmp::Reverse<usize>> =
@@ -90,7 +103,7 @@ impl Graph {
         let mut order = Vec::with_capacity(n);
         while let Some(std::cmp::Reverse(i)) = ready.pop() {
             order.push(i);
-            for &d in &dependents[i] {
+            for &d in &dependents[start[i]..start[i + 1]] {
                 waiting[d] -= 1;
                 if waiting[d] == 0 {
                     ready.push(std::cmp::Reverse(d));
@@ -102,9 +115,14 @@ impl Graph {
 
     /// Every node's ancestors (transitive needs); `None` for nodes on or behind a cycle.
     pub fn ancestors(&self) -> Vec<Option<BitSet>> {
+        self.ancestors_in(&self.topo_order())
+    }
+
+    /// [`Graph::ancestors`] with the graph's [`Graph::topo_order`] already at hand.
+    pub fn ancestors_in(&self, topo_order: &[usize]) -> Vec<Option<BitSet>> {
         let n = self.needs.len();
         let mut out: Vec<Option<BitSet>> = vec![None; n];
-        for i in self.topo_order() {
+        for &i in topo_order {
             let mut set = BitSet::new(n);
             for &j in &self.needs[i] {
                 set.insert(j);
@@ -120,8 +138,13 @@ impl Graph {
     /// Wave of each node (0-based): 0 without needs, else one more than its latest need.
     /// Nodes on or behind a cycle get 0.
     pub fn waves(&self) -> Vec<usize> {
+        self.waves_in(&self.topo_order())
+    }
+
+    /// [`Graph::waves`] with the graph's [`Graph::topo_order`] already at hand.
+    pub fn waves_in(&self, topo_order: &[usize]) -> Vec<usize> {
         let mut wave = vec![0; self.needs.len()];
-        for i in self.topo_order() {
+        for &i in topo_order {
             wave[i] = self.needs[i].iter().map(|&j| wave[j] + 1).max().unwrap_or(0);
         }
         wave

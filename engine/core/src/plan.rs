@@ -436,7 +436,8 @@ impl Planner<'_> {
         let preconditions = rb.preconditions.iter().map(|c| self.check(c)).collect();
 
         let graph = needs_graph(&rb.steps);
-        let waves_of = graph.waves();
+        let topo = graph.topo_order();
+        let waves_of = graph.waves_in(&topo);
         let mut order: Vec<usize> = (0..rb.steps.len()).collect();
         order.sort_by_key(|&i| (waves_of[i], i));
         let wave_count = waves_of.iter().copied().max().map_or(0, |m| m + 1);
@@ -448,17 +449,24 @@ impl Planner<'_> {
         for (pos, &i) in order.iter().enumerate() {
             position[i] = pos;
         }
-        let ancestors = graph.ancestors();
         let mut compensable = BitSet::new(rb.steps.len());
         for (i, s) in rb.steps.iter().enumerate() {
             if s.compensate.is_some() {
                 compensable.insert(i);
             }
         }
+        // Ancestor sets cost n²/64 words: only worth it when something can be compensated.
+        let ancestors = if compensable.is_empty() { Vec::new() } else { graph.ancestors_in(&topo) };
         let steps = order
             .iter()
             .map(|&i| {
-                let chain = compensation_chain(rb, i, ancestors[i].as_ref(), &compensable, &position);
+                let chain = compensation_chain(
+                    rb,
+                    i,
+                    ancestors.get(i).and_then(Option::as_ref),
+                    &compensable,
+                    &position,
+                );
                 self.step(&rb.steps[i], waves_of[i] + 1, chain)
             })
             .collect();
@@ -503,7 +511,7 @@ impl Planner<'_> {
             steps,
             finally,
             escalations,
-            critical_path: critical_path(&rb.steps, &graph),
+            critical_path: critical_path(&rb.steps, &topo),
         }
     }
 
@@ -720,12 +728,12 @@ fn compensation_chain(
     chain.into_iter().map(|a| rb.steps[a].id.to_string()).collect()
 }
 
-fn critical_path(steps: &[Step], graph: &Graph) -> CriticalPath {
+fn critical_path(steps: &[Step], topo_order: &[usize]) -> CriticalPath {
     // best[i] = (sum of high estimates, number of steps) of the heaviest chain ending at i.
     let mut best: Vec<(std::time::Duration, usize)> = vec![(Default::default(), 0); steps.len()];
     let mut prev: Vec<Option<usize>> = vec![None; steps.len()];
     let index: HashMap<&str, usize> = steps.iter().enumerate().map(|(i, s)| (s.id.as_str(), i)).collect();
-    for i in graph.topo_order() {
+    for &i in topo_order {
         let own = steps[i].estimate.map(|e| e.high).unwrap_or_default();
         let mut pick: Option<usize> = None;
         for n in &steps[i].needs {

@@ -252,7 +252,10 @@ struct Validator<'a> {
     /// Index of every step: main steps first, then finally steps, in declaration order.
     step_index: HashMap<String, usize>,
     main_count: usize,
-    ancestors: Vec<Option<BitSet>>,
+    /// Needs over `step_index`; their ancestor sets are computed on the first question (most
+    /// runbooks never read an output, and the sets cost n²/64 words).
+    index_needs: Graph,
+    ancestors: std::cell::OnceCell<Vec<Option<BitSet>>>,
     includes: Vec<Arc<Runbook>>,
     include_index: HashMap<String, usize>,
     /// Variables read by each template text already analysed (runbooks repeat templates).
@@ -275,7 +278,8 @@ impl<'a> Validator<'a> {
             steps: HashMap::new(),
             step_index: HashMap::new(),
             main_count: 0,
-            ancestors: Vec::new(),
+            index_needs: Graph::new(Vec::new()),
+            ancestors: std::cell::OnceCell::new(),
             includes: Vec::new(),
             include_index: HashMap::new(),
             analysed: HashMap::new(),
@@ -864,7 +868,7 @@ impl<'a> Validator<'a> {
                     .unwrap_or_default()
             })
             .collect();
-        self.ancestors = Graph::new(needs).ancestors();
+        self.index_needs = Graph::new(needs);
     }
 
     /// True when `target`'s outputs exist before `current` runs: an ancestor through needs,
@@ -876,7 +880,7 @@ impl<'a> Validator<'a> {
         if c >= self.main_count && t < self.main_count {
             return true;
         }
-        match self.ancestors.get(c) {
+        match self.ancestors.get_or_init(|| self.index_needs.ancestors()).get(c) {
             Some(Some(set)) => set.contains(t),
             _ => true,
         }
