@@ -5,7 +5,6 @@
 //! person, nothing after a rejection. Two conflicting decisions at once cannot both pass.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 use runbook_core::journal::RunEvent;
 use runbook_core::model::{Action, ApprovalSpec, Param};
@@ -21,31 +20,14 @@ pub fn decide(
     approve: bool,
     inputs: &[(String, String)],
     reason: &str,
-    state: Option<PathBuf>,
+    state: Option<String>,
 ) -> u8 {
-    let path = crate::run::state_location(state);
-    if !path.exists() {
-        eprintln!("error: no state store at `{}`", path.display());
-        eprintln!("  help: use the run's store: `--state PATH` or $RUNBOOK_STATE");
-        return exit::CANNOT_START;
-    }
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return exit::CANNOT_START;
-        }
-    };
-    runtime.block_on(async {
-        let store = match Store::open(&path).await {
-            Ok(s) => s,
-            Err(e) => {
-                eprintln!("error: cannot open the state store `{}`: {e}", path.display());
-                return exit::CANNOT_START;
-            }
-        };
-        record(&store, run_id, step, approve, inputs, reason).await
-    })
+    let location = crate::state::location(state.as_deref());
+    let decided = crate::state::block_on(async {
+        let store = crate::state::open(&location, false).await?;
+        Ok(record(&store, run_id, step, approve, inputs, reason).await)
+    });
+    decided.unwrap_or_else(|code| code)
 }
 
 async fn record(

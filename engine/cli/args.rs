@@ -78,9 +78,10 @@ pub enum Command {
         /// and without a terminal, a run waiting for approval is suspended (exit 4).
         #[arg(long)]
         wait: bool,
-        /// The state store: a SQLite file (default: $XDG_STATE_HOME/runbook/state.db).
-        #[arg(long, env = "RUNBOOK_STATE", value_name = "PATH")]
-        state: Option<PathBuf>,
+        /// The state store: a SQLite file (default: $XDG_STATE_HOME/runbook/state.db) or a
+        /// shared PostgreSQL database (`postgres://user@host/db`).
+        #[arg(long, env = "RUNBOOK_STATE", value_name = "PATH|URL")]
+        state: Option<String>,
         /// Progress as plain lines, or JSON lines for CI.
         #[arg(long, value_enum, default_value_t = RunOutput::Text)]
         output: RunOutput,
@@ -106,8 +107,8 @@ pub enum Command {
         #[arg(long)]
         wait: bool,
         /// The state store.
-        #[arg(long, env = "RUNBOOK_STATE", value_name = "PATH")]
-        state: Option<PathBuf>,
+        #[arg(long, env = "RUNBOOK_STATE", value_name = "PATH|URL")]
+        state: Option<String>,
         /// Progress as plain lines, or JSON lines for CI.
         #[arg(long, value_enum, default_value_t = RunOutput::Text)]
         output: RunOutput,
@@ -120,8 +121,8 @@ pub enum Command {
         #[arg(long)]
         yes: bool,
         /// The state store.
-        #[arg(long, env = "RUNBOOK_STATE", value_name = "PATH")]
-        state: Option<PathBuf>,
+        #[arg(long, env = "RUNBOOK_STATE", value_name = "PATH|URL")]
+        state: Option<String>,
         /// Progress as plain lines, or JSON lines for CI.
         #[arg(long, value_enum, default_value_t = RunOutput::Text)]
         output: RunOutput,
@@ -139,8 +140,8 @@ pub enum Command {
         #[arg(long, value_name = "TEXT")]
         reason: Option<String>,
         /// The state store.
-        #[arg(long, env = "RUNBOOK_STATE", value_name = "PATH")]
-        state: Option<PathBuf>,
+        #[arg(long, env = "RUNBOOK_STATE", value_name = "PATH|URL")]
+        state: Option<String>,
     },
     /// Reject a step that waits for approval: the step fails, and its `on-failure` applies.
     Reject {
@@ -152,14 +153,14 @@ pub enum Command {
         #[arg(long, value_name = "TEXT", required = true)]
         reason: String,
         /// The state store.
-        #[arg(long, env = "RUNBOOK_STATE", value_name = "PATH")]
-        state: Option<PathBuf>,
+        #[arg(long, env = "RUNBOOK_STATE", value_name = "PATH|URL")]
+        state: Option<String>,
     },
     /// List runs, newest first.
     Runs {
         /// The state store.
-        #[arg(long, env = "RUNBOOK_STATE", value_name = "PATH")]
-        state: Option<PathBuf>,
+        #[arg(long, env = "RUNBOOK_STATE", value_name = "PATH|URL")]
+        state: Option<String>,
         /// Output format.
         #[arg(long, value_enum, default_value_t = ListFormat::Text)]
         format: ListFormat,
@@ -169,8 +170,8 @@ pub enum Command {
         /// The run.
         run_id: String,
         /// The state store.
-        #[arg(long, env = "RUNBOOK_STATE", value_name = "PATH")]
-        state: Option<PathBuf>,
+        #[arg(long, env = "RUNBOOK_STATE", value_name = "PATH|URL")]
+        state: Option<String>,
     },
     /// Print the output a run's steps wrote (all steps, or one).
     Logs {
@@ -179,8 +180,8 @@ pub enum Command {
         /// Only this step.
         step: Option<String>,
         /// The state store.
-        #[arg(long, env = "RUNBOOK_STATE", value_name = "PATH")]
-        state: Option<PathBuf>,
+        #[arg(long, env = "RUNBOOK_STATE", value_name = "PATH|URL")]
+        state: Option<String>,
     },
     /// The incident report of a run (the guide's template), filled from its journal; a drill
     /// run's review (times against estimates, problems met).
@@ -194,13 +195,16 @@ pub enum Command {
         #[arg(long)]
         drill: bool,
         /// The state store.
-        #[arg(long, env = "RUNBOOK_STATE", value_name = "PATH")]
-        state: Option<PathBuf>,
+        #[arg(long, env = "RUNBOOK_STATE", value_name = "PATH|URL")]
+        state: Option<String>,
     },
     /// Print a run's journal, or verify journals' hash chains (`audit verify`).
     Audit(AuditArgs),
     /// Print the JSON Schema of the runbook format.
     Schema,
+    /// Administer the state store: `migrate` its schema, `check` its health.
+    #[command(subcommand)]
+    State(StateCommand),
     /// Internal: ends a run's step processes if the engine dies.
     #[command(name = "__reaper", hide = true)]
     Reaper,
@@ -217,8 +221,26 @@ pub struct AuditArgs {
     #[arg(long, value_enum, default_value_t = AuditFormat::Text)]
     pub format: AuditFormat,
     /// The state store.
-    #[arg(long, env = "RUNBOOK_STATE", value_name = "PATH")]
-    pub state: Option<PathBuf>,
+    #[arg(long, env = "RUNBOOK_STATE", value_name = "PATH|URL")]
+    pub state: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StateCommand {
+    /// Bring the store's schema up to date (a shared PostgreSQL store is never migrated
+    /// implicitly). Safe to run from several hosts at once.
+    Migrate {
+        /// The state store.
+        #[arg(long, env = "RUNBOOK_STATE", value_name = "PATH|URL")]
+        state: Option<String>,
+    },
+    /// Check that this host can use the store: connection, schema version, a write (rolled
+    /// back), and this host's clock against the database's (leases depend on it).
+    Check {
+        /// The state store.
+        #[arg(long, env = "RUNBOOK_STATE", value_name = "PATH|URL")]
+        state: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -231,8 +253,8 @@ pub enum AuditCommand {
         #[arg(long, value_name = "HASH", requires = "run_id")]
         expect_hash: Option<String>,
         /// The state store.
-        #[arg(long, env = "RUNBOOK_STATE", value_name = "PATH")]
-        state: Option<PathBuf>,
+        #[arg(long, env = "RUNBOOK_STATE", value_name = "PATH|URL")]
+        state: Option<String>,
     },
 }
 

@@ -3,7 +3,6 @@
 //! Every view folds the journal with `runbook_core::journal::fold`, the same function a run
 //! and `resume` use, so they cannot disagree.
 
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use runbook_core::journal::{self, Record};
@@ -15,24 +14,12 @@ use crate::output::outln;
 
 /// Open the store and run `f` on it; `Err` is an exit code already explained on stderr.
 fn with_store<T>(
-    state: Option<PathBuf>,
+    state: Option<String>,
     f: impl AsyncFnOnce(Store) -> Result<T, StoreError>,
 ) -> Result<T, u8> {
-    let path = crate::run::state_location(state);
-    if !path.exists() {
-        eprintln!("error: no state store at `{}`", path.display());
-        eprintln!("  help: runs are recorded where `runbook run` put them: `--state PATH` or $RUNBOOK_STATE");
-        return Err(exit::CANNOT_START);
-    }
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| {
-        eprintln!("error: cannot start the async runtime: {e}");
-        exit::CANNOT_START
-    })?;
-    runtime.block_on(async {
-        let store = Store::open(&path).await.map_err(|e| {
-            eprintln!("error: cannot open the state store `{}`: {e}", path.display());
-            exit::CANNOT_START
-        })?;
+    let location = crate::state::location(state.as_deref());
+    crate::state::block_on(async {
+        let store = crate::state::open(&location, false).await?;
         f(store).await.map_err(|e| {
             eprintln!("error: {e}");
             match e {
@@ -55,7 +42,7 @@ fn duration(run: &RunSummary) -> String {
     }
 }
 
-pub fn runs(state: Option<PathBuf>, format: ListFormat) -> u8 {
+pub fn runs(state: Option<String>, format: ListFormat) -> u8 {
     let runs = match with_store(state, async |s| s.runs().await) {
         Ok(r) => r,
         Err(code) => return code,
@@ -104,7 +91,7 @@ pub fn runs(state: Option<PathBuf>, format: ListFormat) -> u8 {
     exit::SUCCESS
 }
 
-pub fn show(run_id: &str, state: Option<PathBuf>) -> u8 {
+pub fn show(run_id: &str, state: Option<String>) -> u8 {
     let (summary, records) =
         match with_store(state, async |s| Ok((s.run(run_id).await?, s.records(run_id).await?))) {
             Ok(x) => x,
@@ -168,34 +155,37 @@ pub fn show(run_id: &str, state: Option<PathBuf>) -> u8 {
     exit::SUCCESS
 }
 
-pub fn logs(run_id: &str, step: Option<&str>, state: Option<PathBuf>) -> u8 {
-    let path = crate::run::state_location(state.clone());
-    if let Err(code) = with_store(state, async |s| s.run(run_id).await) {
-        return code;
+/// Step output: what the store kept (copied there when the run stopped), and what this
+/// host's run folder holds beyond it (a run still going, or an engine that died).
+pub fn logs(run_id: &str, step: Option<&str>, state: Option<String>) -> u8 {
+    let location = crate::state::location(state.as_deref());
+    let kept = match with_store(state, async |s| {
+        s.run(run_id).await?;
+        s.logs(run_id).await
+    }) {
+        Ok(k) => k,
+        Err(code) => return code,
+    };
+    let mut logs: std::collections::BTreeMap<(String, i64), String> =
+        kept.into_iter().map(|l| ((l.step, l.attempt), l.body)).collect();
+    if let Ok(entries) = std::fs::read_dir(crate::state::run_dir(&location, run_id)) {
+        for path in entries.flatten().map(|e| e.path()) {
+            if let (Some(key), Ok(body)) = (crate::state::log_name(&path), std::fs::read_to_string(&path)) {
+                logs.insert(key, body);
+            }
+        }
     }
-    let dir = path.parent().unwrap_or(Path::new(".")).join("runs").join(run_id);
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .map(|d| {
-            d.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "log")).collect()
-        })
-        .unwrap_or_default();
-    files.sort();
     let mut shown = 0;
-    for f in files {
-        let name = f.file_stem().and_then(|n| n.to_str()).unwrap_or_default().to_string();
-        let (file_step, attempt) = name.rsplit_once('.').unwrap_or((name.as_str(), "1"));
-        // Steps of included runbooks are `include+step` in file names, `include/step` in the journal.
-        let file_step = file_step.replace('+', "/");
-        let file_step = file_step.as_str();
-        if step.is_some_and(|s| s != file_step) {
+    for ((log_step, attempt), body) in &logs {
+        if step.is_some_and(|s| s != log_step) {
             continue;
         }
-        outln!("== {file_step} (attempt {attempt})");
-        for line in std::fs::read_to_string(&f).unwrap_or_default().lines() {
+        outln!("== {log_step} (attempt {attempt})");
+        for line in body.lines() {
             match line.split_once(' ') {
-                Some(("err", text)) => outln!("{file_step} ! {text}"),
-                Some((_, text)) => outln!("{file_step} | {text}"),
-                None => outln!("{file_step} | {line}"),
+                Some(("err", text)) => outln!("{log_step} ! {text}"),
+                Some((_, text)) => outln!("{log_step} | {text}"),
+                None => outln!("{log_step} | {line}"),
             }
         }
         shown += 1;
@@ -221,7 +211,7 @@ fn record_json(r: &Record) -> serde_json::Value {
     })
 }
 
-pub fn audit(run_id: &str, format: AuditFormat, state: Option<PathBuf>) -> u8 {
+pub fn audit(run_id: &str, format: AuditFormat, state: Option<String>) -> u8 {
     let records = match with_store(state, async |s| {
         s.run(run_id).await?;
         s.records(run_id).await
@@ -242,7 +232,7 @@ pub fn audit(run_id: &str, format: AuditFormat, state: Option<PathBuf>) -> u8 {
     exit::SUCCESS
 }
 
-pub fn verify(run_id: Option<&str>, expect_hash: Option<&str>, state: Option<PathBuf>) -> u8 {
+pub fn verify(run_id: Option<&str>, expect_hash: Option<&str>, state: Option<String>) -> u8 {
     let checked = with_store(state, async |s| {
         let ids: Vec<String> = match run_id {
             Some(id) => vec![s.run(id).await?.run_id],
@@ -309,7 +299,7 @@ pub fn brief(v: &serde_json::Value) -> String {
     }
 }
 
-pub fn report(run_id: &str, format: ReportFormat, drill: bool, state: Option<PathBuf>) -> u8 {
+pub fn report(run_id: &str, format: ReportFormat, drill: bool, state: Option<String>) -> u8 {
     let records = match with_store(state, async |s| {
         s.run(run_id).await?;
         s.records(run_id).await

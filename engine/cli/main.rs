@@ -12,6 +12,7 @@ mod loader;
 mod output;
 mod report;
 mod run;
+mod state;
 
 use std::process::ExitCode;
 

@@ -11,7 +11,7 @@ use runbook_core::model::{ParamValue, Runbook};
 use runbook_exec::dispatch::{self, Dispatcher, ExecError, Outcome, Report, RunOptions};
 use runbook_exec::process::Stream;
 use runbook_exec::secrets;
-use runbook_store::{Store, StoreError};
+use runbook_store::{Location, Store, StoreError};
 use tokio::sync::{mpsc, watch};
 
 use crate::args::RunOutput;
@@ -24,21 +24,8 @@ use crate::output::outln;
 pub struct RunArgs {
     pub yes: bool,
     pub wait: bool,
-    pub state: Option<PathBuf>,
+    pub state: Option<String>,
     pub output: RunOutput,
-}
-
-/// The default state store: `$XDG_STATE_HOME/runbook/state.db`, else
-/// `~/.local/state/runbook/state.db`, else `.runbook/state.db`.
-pub fn default_state_path() -> PathBuf {
-    let base = std::env::var_os("XDG_STATE_HOME")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")));
-    match base {
-        Some(b) => b.join("runbook").join("state.db"),
-        None => PathBuf::from(".runbook/state.db"),
-    }
 }
 
 /// `user@host`, or `RUNBOOK_OPERATOR` when set.
@@ -236,16 +223,13 @@ fn short(sha: &str) -> String {
 
 /// Open the state store and start a new run.
 fn start_new(prepared: Prepared, opts: RunArgs) -> u8 {
-    let state_path = match state_path(opts.state) {
-        Ok(p) => p,
-        Err(code) => return code,
-    };
+    let location = crate::state::location(opts.state.as_deref());
     block_on(async move {
-        let store = match open_store(&state_path).await {
+        let store = match crate::state::open(&location, true).await {
             Ok(s) => s,
             Err(code) => return code,
         };
-        execute(&store, &state_path, prepared, new_run_id(), None, opts.output, false).await
+        execute(&store, &location, prepared, new_run_id(), None, opts.output, false).await
     })
 }
 
@@ -301,31 +285,6 @@ fn prepare(
     Ok(Prepared { runbook, params, secrets, confirm, base_dir, file, wait: false })
 }
 
-/// `--state` takes a path or a `sqlite://` URL (`sqlite:///var/lib/runbook/state.db`).
-pub fn state_location(state: Option<PathBuf>) -> PathBuf {
-    match state {
-        Some(p) => {
-            let text = p.to_string_lossy();
-            match text.strip_prefix("sqlite://") {
-                Some(rest) => PathBuf::from(rest),
-                None => p,
-            }
-        }
-        None => default_state_path(),
-    }
-}
-
-fn state_path(state: Option<PathBuf>) -> Result<PathBuf, u8> {
-    let path = state_location(state);
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
-        && let Err(e) = std::fs::create_dir_all(dir)
-    {
-        eprintln!("error: cannot create the state store folder `{}`: {e}", dir.display());
-        return Err(exit::CANNOT_START);
-    }
-    Ok(path)
-}
-
 fn block_on(f: impl std::future::Future<Output = u8>) -> u8 {
     match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(r) => r.block_on(f),
@@ -336,17 +295,10 @@ fn block_on(f: impl std::future::Future<Output = u8>) -> u8 {
     }
 }
 
-async fn open_store(path: &Path) -> Result<Store, u8> {
-    Store::open(path).await.map_err(|e| {
-        eprintln!("error: cannot open the state store `{}`: {e}", path.display());
-        exit::CANNOT_START
-    })
-}
-
 /// Run the dispatcher for a new run, a resumed one, or (`compensate_only`) a compensation.
 async fn execute(
     store: &Store,
-    state_path: &Path,
+    location: &Location,
     prepared: Prepared,
     run_id: String,
     resume: Option<dispatch::Resume>,
@@ -354,9 +306,7 @@ async fn execute(
     compensate_only: bool,
 ) -> u8 {
     crate::output::keep_running_without_stdout();
-    let run_dir = state_path.parent().unwrap_or(Path::new(".")).join("runs").join(&run_id);
-    // Absolute: steps run in other folders (`dir`, included runbooks) and get paths in it.
-    let run_dir = std::path::absolute(&run_dir).unwrap_or(run_dir);
+    let run_dir = crate::state::run_dir(location, &run_id);
     let resuming = resume.is_some();
     let options = RunOptions {
         run_id: run_id.clone(),
@@ -365,7 +315,7 @@ async fn execute(
         base_dir: prepared.base_dir,
         run_dir: run_dir.clone(),
         grace: Duration::from_secs(5),
-        lease_ttl: Duration::from_secs(60),
+        lease_ttl: lease_ttl(),
         confirm: prepared.confirm,
         wait_for_approvals: prepared.wait || std::io::stdin().is_terminal(),
         approve_inline: std::io::stdin()
@@ -389,13 +339,13 @@ async fn execute(
     if json {
         outln!(
             "{}",
-            serde_json::json!({ "run_id": run_id, "runbook": prepared.runbook.name, "state": state_path, "resume": resuming })
+            serde_json::json!({ "run_id": run_id, "runbook": prepared.runbook.name, "state": location.shown(), "resume": resuming })
         );
     } else {
         outln!(
             "{verb} {run_id} of {} (state {}, logs {})",
             prepared.runbook.name,
-            state_path.display(),
+            location.shown(),
             display(&run_dir)
         );
     }
@@ -424,7 +374,26 @@ async fn execute(
         .run(cancel)
         .await;
     let _ = printer.await;
+    crate::state::keep_logs(store, &run_id, &run_dir).await;
     finish(&run_id, result, started.elapsed(), json)
+}
+
+/// How long a run's lock lease lasts without renewal (renewed every third of it):
+/// `$RUNBOOK_LEASE_TTL` (a duration, at least 1s), else 60s. A shorter lease lets another
+/// host take over sooner from an engine that stopped answering; a longer one tolerates
+/// longer stalls of a live engine.
+fn lease_ttl() -> Duration {
+    let default = Duration::from_secs(60);
+    match std::env::var("RUNBOOK_LEASE_TTL") {
+        Ok(text) => match humantime::parse_duration(text.trim()) {
+            Ok(d) if d >= Duration::from_secs(1) => d,
+            _ => {
+                eprintln!("warning: RUNBOOK_LEASE_TTL=`{text}` is not a duration of at least 1s; using 60s");
+                default
+            }
+        },
+        Err(_) => default,
+    }
 }
 
 /// The helper that ends step processes if this process dies; without it (it could not be
@@ -451,29 +420,28 @@ pub struct ResumeArgs {
     pub reason: Option<String>,
     pub yes: bool,
     pub wait: bool,
-    pub state: Option<PathBuf>,
+    pub state: Option<String>,
     pub output: RunOutput,
 }
 
 pub fn resume(args: ResumeArgs, color: bool) -> u8 {
-    with_existing_store(&args, async |store, path| match prepare_resume(store, &args, color, false).await {
-        Ok((prepared, resume)) => {
-            execute(store, path, prepared, args.run_id.clone(), Some(resume), args.output, false).await
+    with_existing_store(&args, async |store, location| {
+        match prepare_resume(store, &args, color, false).await {
+            Ok((prepared, resume)) => {
+                execute(store, location, prepared, args.run_id.clone(), Some(resume), args.output, false)
+                    .await
+            }
+            Err(code) => code,
         }
-        Err(code) => code,
     })
 }
 
 /// Open an existing state store (`resume` and `compensate` never create one) and run `f`.
-fn with_existing_store(args: &ResumeArgs, f: impl AsyncFnOnce(&Store, &Path) -> u8) -> u8 {
-    let path = state_location(args.state.clone());
-    if !path.exists() {
-        eprintln!("error: no state store at `{}`", path.display());
-        return exit::CANNOT_START;
-    }
+fn with_existing_store(args: &ResumeArgs, f: impl AsyncFnOnce(&Store, &Location) -> u8) -> u8 {
+    let location = crate::state::location(args.state.as_deref());
     block_on(async move {
-        match open_store(&path).await {
-            Ok(store) => f(&store, &path).await,
+        match crate::state::open(&location, false).await {
+            Ok(store) => f(&store, &location).await,
             Err(code) => code,
         }
     })
@@ -481,7 +449,7 @@ fn with_existing_store(args: &ResumeArgs, f: impl AsyncFnOnce(&Store, &Path) -> 
 
 /// `runbook compensate RUN_ID`: undo what a run did, by hand.
 pub fn compensate(args: ResumeArgs, color: bool) -> u8 {
-    with_existing_store(&args, async |store, path| {
+    with_existing_store(&args, async |store, location| {
         let (prepared, resume) = match prepare_resume(store, &args, color, true).await {
             Ok(x) => x,
             Err(code) => return code,
@@ -513,7 +481,7 @@ pub fn compensate(args: ResumeArgs, color: bool) -> u8 {
             eprintln!("  help: {question} Run again with `--yes` to proceed without a terminal.");
             return exit::INVALID;
         }
-        execute(store, path, prepared, args.run_id.clone(), Some(resume), args.output, true).await
+        execute(store, location, prepared, args.run_id.clone(), Some(resume), args.output, true).await
     })
 }
 

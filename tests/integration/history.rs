@@ -36,12 +36,12 @@ fn only_run_id(dir: &Path) -> String {
 fn sql(dir: &Path, statement: &str) {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     rt.block_on(async {
-        let store = runbook_store::Store::open(&dir.join("state.db")).await.expect("open");
+        let store = runbook_store::Store::open_sqlite(&dir.join("state.db")).await.expect("open");
         sqlx_exec(store.pool(), statement).await;
     });
 }
 
-async fn sqlx_exec(pool: &runbook_store::SqlitePool, statement: &str) {
+async fn sqlx_exec(pool: &runbook_store::AnyPool, statement: &str) {
     runbook_store::raw_execute(pool, statement).await.expect("statement");
 }
 

@@ -15,4 +15,5 @@ mod run;
 mod schema;
 mod secrets;
 mod support;
+mod team;
 mod world;

@@ -1,23 +1,31 @@
-//! The state store: the journal of runs and the run locks. The only code that speaks SQL.
+//! The state store: the journal of runs, the run locks and the step logs. The only code
+//! that speaks SQL.
 //!
-//! SQLite by default (one file, WAL, `synchronous=FULL`); PostgreSQL comes with team mode.
-//! Every journal write is one `BEGIN IMMEDIATE` transaction that checks the writer's fence,
-//! reads the run's last record, chains the new one to it and inserts it, so concurrent
-//! writers can neither leave a gap nor duplicate a sequence number. Triggers make journal
-//! rows append-only inside the database; [`runbook_core::journal::verify`] catches what
-//! someone with the file in hand could still change.
+//! Two backends behind one API, [`Store`]: SQLite by default (one file, WAL,
+//! `synchronous=FULL`), and PostgreSQL for a team that shares its history, locks and
+//! approvals (`--state postgres://...`). Both run the same statements through sqlx's `Any`
+//! driver (`$1` placeholders, which SQLite reads too); where the dialects differ (how a
+//! write transaction takes its locks, where the schema version lives) [`Backend`] says so.
+//!
+//! Every journal write is one transaction that checks the writer's fence, locks and reads
+//! the run's last record, chains the new one to it and inserts it, so concurrent writers can
+//! neither leave a gap nor duplicate a sequence number. SQLite gets that from
+//! `BEGIN IMMEDIATE` (one writer at a time); PostgreSQL from row locks (`FOR UPDATE` on the
+//! run, `FOR SHARE` on the lock, so a takeover waits for a write in flight and every later
+//! write sees the new fence). Triggers make journal rows append-only inside the database;
+//! [`runbook_core::journal::verify`] catches what someone with the database in hand could
+//! still change.
 //!
 //! The store reads no clock: callers pass timestamps, so tests control time.
 
-use std::path::Path;
-use std::str::FromStr;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use runbook_core::journal::{Record, RunEvent, RunStatus};
-use sqlx::Row;
-pub use sqlx::SqlitePool;
+pub use sqlx::AnyPool;
+use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{ConnectOptions, Executor, Row};
 
 /// Everything that can go wrong in the store.
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +36,16 @@ pub enum StoreError {
     /// The schema could not be brought up to date.
     #[error("state store schema: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A shared store whose schema is older than this binary: `runbook state migrate`.
+    #[error(
+        "the state store's schema (version {applied}) is older than this runbook needs (version {known}); run `runbook state migrate` against it"
+    )]
+    NeedsMigration {
+        /// Highest version applied to the store (0: an empty database).
+        applied: i64,
+        /// Highest version this binary has.
+        known: i64,
+    },
     /// The store was written by a newer `runbook`.
     #[error(
         "the state store's schema (version {found}) is newer than this runbook knows (version {known}); upgrade runbook"
@@ -133,14 +151,194 @@ pub struct NewRun<'a> {
     pub lock_name: Option<&'a str>,
 }
 
-fn migrations() -> Vec<Migration> {
-    vec![Migration::new(
-        1,
-        "journal".into(),
-        MigrationType::Simple,
-        sqlx::SqlStr::from_static(include_str!("../migrations/sqlite/0001_journal.sql")),
-        false,
-    )]
+/// Where the state lives: a SQLite file, or a PostgreSQL database shared by a team.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    /// A SQLite file (created when missing).
+    Sqlite(PathBuf),
+    /// A `postgres://` or `postgresql://` URL.
+    Postgres(String),
+}
+
+impl Location {
+    /// Read `--state`/`$RUNBOOK_STATE`: a `postgres://` or `postgresql://` URL, a
+    /// `sqlite://` URL, or a path to a SQLite file.
+    pub fn parse(text: &str) -> Location {
+        if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+            return Location::Postgres(text.to_string());
+        }
+        match text.strip_prefix("sqlite://") {
+            Some(rest) => Location::Sqlite(PathBuf::from(rest)),
+            None => Location::Sqlite(PathBuf::from(text)),
+        }
+    }
+
+    /// Which backend serves it.
+    pub fn backend(&self) -> Backend {
+        match self {
+            Location::Sqlite(_) => Backend::Sqlite,
+            Location::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// The location as it may be shown: a URL's password and query are left out, since a
+    /// connection URL may carry credentials (`postgres://runbook:SECRET@db/ops`).
+    pub fn shown(&self) -> String {
+        match self {
+            Location::Sqlite(path) => path.display().to_string(),
+            Location::Postgres(url) => redact_url(url),
+        }
+    }
+}
+
+/// `scheme://user@host/db`, without the password and the query string.
+fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return "<unreadable URL>".into() };
+    let rest = rest.split(['?', '#']).next().unwrap_or_default();
+    let (auth, host) = match rest.rsplit_once('@') {
+        Some((auth, host)) => (Some(auth), host),
+        None => (None, rest),
+    };
+    match auth.map(|a| a.split(':').next().unwrap_or_default()) {
+        Some(user) if auth.is_some_and(|a| a.contains(':')) => format!("{scheme}://{user}:***@{host}"),
+        Some(user) => format!("{scheme}://{user}@{host}"),
+        None => format!("{scheme}://{host}"),
+    }
+}
+
+/// The two databases a store can live in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// The embedded default.
+    Sqlite,
+    /// Team mode.
+    Postgres,
+}
+
+impl Backend {
+    /// Lower-case name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+
+    fn migrations(self) -> Vec<Migration> {
+        let files: [(i64, &str, &'static str); 2] = match self {
+            Backend::Sqlite => [
+                (1, "journal", include_str!("../migrations/sqlite/0001_journal.sql")),
+                (2, "step logs", include_str!("../migrations/sqlite/0002_step_logs.sql")),
+            ],
+            Backend::Postgres => [
+                (1, "journal", include_str!("../migrations/postgres/0001_journal.sql")),
+                (2, "step logs", include_str!("../migrations/postgres/0002_step_logs.sql")),
+            ],
+        };
+        files
+            .into_iter()
+            .map(|(version, name, sql)| {
+                Migration::new(
+                    version,
+                    name.into(),
+                    MigrationType::Simple,
+                    sqlx::SqlStr::from_static(sql),
+                    false,
+                )
+            })
+            .collect()
+    }
+
+    /// The statement that opens a write transaction. SQLite takes its one write lock at
+    /// once (no upgrade from a read lock, which could fail half-way); PostgreSQL locks rows.
+    fn begin(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "BEGIN IMMEDIATE",
+            Backend::Postgres => "BEGIN",
+        }
+    }
+
+    /// Read a run's head, locked for the rest of the transaction.
+    fn run_head(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "SELECT last_seq, last_hash FROM runs WHERE run_id = $1",
+            Backend::Postgres => "SELECT last_seq, last_hash FROM runs WHERE run_id = $1 FOR UPDATE",
+        }
+    }
+
+    /// A run's fence on a lock, held until commit so a takeover waits for the write.
+    fn fence_of(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "SELECT fence FROM locks WHERE name = $1 AND run_id = $2",
+            Backend::Postgres => "SELECT fence FROM locks WHERE name = $1 AND run_id = $2 FOR SHARE",
+        }
+    }
+
+    /// A lock's row, locked for an acquisition.
+    fn lock_row(self) -> &'static str {
+        match self {
+            Backend::Sqlite => {
+                "SELECT fence, run_id, holder, acquired_at, lease_until FROM locks WHERE name = $1"
+            }
+            Backend::Postgres => {
+                "SELECT fence, run_id, holder, acquired_at, lease_until FROM locks WHERE name = $1 FOR UPDATE"
+            }
+        }
+    }
+
+    /// 1 when the migrations table exists (the store was migrated at least once), else 0.
+    fn has_migrations_table(self) -> &'static str {
+        match self {
+            Backend::Sqlite => {
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'"
+            }
+            Backend::Postgres => {
+                "SELECT COUNT(*) FROM (SELECT to_regclass('_sqlx_migrations') AS t) AS found WHERE t IS NOT NULL"
+            }
+        }
+    }
+
+    /// A failure that the same transaction, tried again, may not meet: SQLite's "database
+    /// is locked", PostgreSQL's serialization failures and deadlocks.
+    fn is_transient(self, e: &sqlx::Error) -> bool {
+        let Some(d) = e.as_database_error() else { return false };
+        match self {
+            // SQLITE_BUSY (5) and its extended codes, SQLITE_LOCKED (6).
+            Backend::Sqlite => {
+                d.code().and_then(|c| c.parse::<i32>().ok()).is_some_and(|c| matches!(c & 0xff, 5 | 6))
+                    || d.message().contains("database is locked")
+            }
+            Backend::Postgres => d.code().is_some_and(|c| c == "40001" || c == "40P01"),
+        }
+    }
+}
+
+/// What `runbook state check` reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Health {
+    /// Which database.
+    pub backend: Backend,
+    /// Highest migration applied.
+    pub applied: i64,
+    /// Highest migration this binary has.
+    pub known: i64,
+    /// Runs recorded.
+    pub runs: i64,
+    /// Locks held now (by `now_ms`).
+    pub live_locks: i64,
+    /// The database's clock, ms since the epoch (leases compare hosts' clocks through it).
+    pub db_now_ms: i64,
+}
+
+/// One step attempt's recorded output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepLog {
+    /// The step's journal path (`include/step` inside included runbooks).
+    pub step: String,
+    /// Attempt number, from 1.
+    pub attempt: i64,
+    /// Lines `out TEXT` / `err TEXT`.
+    pub body: String,
 }
 
 /// Run `op` again while SQLite answers "database is locked" at once. The busy timeout makes
@@ -148,7 +346,7 @@ fn migrations() -> Vec<Migration> {
 /// in a few cases (a connection whose read snapshot went stale, WAL recovery); with several
 /// writers in one run (included runbooks in parallel), those happen. Every write is one
 /// transaction, so trying it again is safe.
-async fn retry_busy<T, F, Fut>(mut op: F) -> Result<T>
+async fn retry_busy<T, F, Fut>(backend: Backend, mut op: F) -> Result<T>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T>>,
@@ -156,7 +354,7 @@ where
     let mut wait = 2u64;
     for _ in 0..60 {
         match op().await {
-            Err(StoreError::Db(e)) if is_busy(&e) => {
+            Err(StoreError::Db(e)) if backend.is_transient(&e) => {
                 tokio::time::sleep(Duration::from_millis(wait)).await;
                 wait = (wait * 2).min(100);
             }
@@ -166,61 +364,151 @@ where
     op().await
 }
 
-fn is_busy(e: &sqlx::Error) -> bool {
-    e.as_database_error().is_some_and(|d| {
-        // SQLITE_BUSY (5) and its extended codes, SQLITE_LOCKED (6).
-        d.code().and_then(|c| c.parse::<i32>().ok()).is_some_and(|c| matches!(c & 0xff, 5 | 6))
-            || d.message().contains("database is locked")
-    })
-}
-
-/// The SQLite state store.
+/// The state store.
 #[derive(Debug, Clone)]
 pub struct Store {
-    pool: SqlitePool,
+    pool: AnyPool,
+    backend: Backend,
 }
 
 impl Store {
-    /// Open (creating if needed) the store at `path` and bring its schema up to date.
-    pub async fn open(path: &Path) -> Result<Store> {
-        let options = SqliteConnectOptions::from_str("sqlite://")?
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            // Every committed event survives a power loss.
-            .synchronous(SqliteSynchronous::Full)
-            .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(30));
-        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
-        let store = Store { pool };
-        store.migrate().await?;
+    /// Open the store. A SQLite file is created when missing and its schema brought up to
+    /// date (it belongs to one user). A PostgreSQL store is shared: its schema changes only
+    /// through [`Store::migrate`] (`runbook state migrate`), so opening one whose schema is
+    /// older is refused with [`StoreError::NeedsMigration`].
+    pub async fn open(location: &Location) -> Result<Store> {
+        let store = Store::connect(location).await?;
+        match store.backend {
+            Backend::Sqlite => {
+                store.migrate().await?;
+            }
+            Backend::Postgres => {
+                let (applied, known) = store.versions().await?;
+                if applied < known {
+                    return Err(StoreError::NeedsMigration { applied, known });
+                }
+            }
+        }
         Ok(store)
     }
 
-    async fn migrate(&self) -> Result<()> {
-        let known = migrations().iter().map(|m| m.version).max().unwrap_or(0);
-        let applied: Option<i64> = sqlx::query(
-            "SELECT MAX(version) FROM _sqlx_migrations WHERE EXISTS \
-             (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations')",
-        )
-        .fetch_optional(&self.pool)
-        .await
-        .ok()
-        .flatten()
-        .and_then(|row| row.try_get::<Option<i64>, _>(0).ok().flatten());
-        if let Some(found) = applied
-            && found > known
-        {
-            return Err(StoreError::NewerSchema { found, known });
+    /// Open a SQLite store at `path`.
+    pub async fn open_sqlite(path: &Path) -> Result<Store> {
+        Store::open(&Location::Sqlite(path.to_path_buf())).await
+    }
+
+    /// Connect without looking at the schema (for `state migrate` and `state check`).
+    pub async fn connect(location: &Location) -> Result<Store> {
+        install_default_drivers();
+        let backend = location.backend();
+        let pool = match location {
+            Location::Sqlite(path) => {
+                let url = sqlx::sqlite::SqliteConnectOptions::new()
+                    .filename(path)
+                    .create_if_missing(true)
+                    .to_url_lossy()
+                    .to_string();
+                AnyPoolOptions::new()
+                    .max_connections(4)
+                    .after_connect(|conn, _| {
+                        Box::pin(async move {
+                            // Every committed event survives a power loss; writers wait for
+                            // each other instead of failing at once.
+                            conn.execute(
+                                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+                                 PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 30000;",
+                            )
+                            .await?;
+                            Ok(())
+                        })
+                    })
+                    .connect(&url)
+                    .await?
+            }
+            Location::Postgres(url) => {
+                AnyPoolOptions::new()
+                    .max_connections(4)
+                    .acquire_timeout(Duration::from_secs(30))
+                    .connect(url)
+                    .await?
+            }
+        };
+        Ok(Store { pool, backend })
+    }
+
+    /// Which database this store lives in.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Bring the schema up to date; the versions before and after. Refuses a store whose
+    /// schema is newer than this binary. Safe to run from several hosts at once (the
+    /// migrator takes a database lock).
+    pub async fn migrate(&self) -> Result<(i64, i64)> {
+        let (applied, known) = self.versions().await?;
+        if applied > known {
+            return Err(StoreError::NewerSchema { found: applied, known });
         }
-        Migrator::with_migrations(migrations()).run(&self.pool).await?;
-        Ok(())
+        Migrator::with_migrations(self.backend.migrations()).run(&self.pool).await?;
+        Ok((applied, known))
+    }
+
+    /// (applied, known) schema versions; applied is 0 for an empty database.
+    async fn versions(&self) -> Result<(i64, i64)> {
+        let known = self.backend.migrations().iter().map(|m| m.version).max().unwrap_or(0);
+        let migrated: i64 =
+            sqlx::query(self.backend.has_migrations_table()).fetch_one(&self.pool).await?.try_get(0)?;
+        let applied = if migrated == 0 {
+            0
+        } else {
+            sqlx::query("SELECT MAX(version) FROM _sqlx_migrations")
+                .fetch_one(&self.pool)
+                .await?
+                .try_get::<Option<i64>, _>(0)?
+                .unwrap_or(0)
+        };
+        if applied > known {
+            return Err(StoreError::NewerSchema { found: applied, known });
+        }
+        Ok((applied, known))
+    }
+
+    /// Health of the store: schema versions, what it holds, the database clock; and a write
+    /// that is rolled back, to prove this user may write.
+    pub async fn check(&self, now_ms: i64) -> Result<Health> {
+        let (applied, known) = self.versions().await?;
+        let (runs, live_locks) = if applied > 0 {
+            let runs = sqlx::query("SELECT COUNT(*) FROM runs").fetch_one(&self.pool).await?.try_get(0)?;
+            let live =
+                sqlx::query("SELECT COUNT(*) FROM locks WHERE run_id IS NOT NULL AND lease_until > $1")
+                    .bind(now_ms)
+                    .fetch_one(&self.pool)
+                    .await?
+                    .try_get(0)?;
+            (runs, live)
+        } else {
+            (0, 0)
+        };
+        let clock = match self.backend {
+            Backend::Sqlite => "SELECT CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)",
+            Backend::Postgres => "SELECT CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)",
+        };
+        let db_now_ms: i64 = sqlx::query(clock).fetch_one(&self.pool).await?.try_get(0)?;
+        if applied > 0 {
+            let mut tx = self.pool.begin_with(self.backend.begin()).await?;
+            sqlx::query("UPDATE runs SET status = status WHERE run_id = $1")
+                .bind("state-check")
+                .execute(&mut *tx)
+                .await?;
+            tx.rollback().await?;
+        }
+        Ok(Health { backend: self.backend, applied, known, runs, live_locks, db_now_ms })
     }
 
     /// Record a new run (before its `run_started` event).
     pub async fn create_run(&self, run: &NewRun<'_>) -> Result<()> {
         sqlx::query(
-            "INSERT INTO runs (run_id, runbook, operator, started_at, status, lock_name) VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO runs (run_id, runbook, operator, started_at, status, lock_name) VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(run.run_id)
         .bind(run.runbook)
@@ -242,7 +530,7 @@ impl Store {
         event: &RunEvent,
         lease: Option<&Lease>,
     ) -> Result<Record> {
-        retry_busy(|| self.append_once(run_id, ts, event, lease)).await
+        retry_busy(self.backend, || self.append_once(run_id, ts, event, lease)).await
     }
 
     async fn append_once(
@@ -252,9 +540,9 @@ impl Store {
         event: &RunEvent,
         lease: Option<&Lease>,
     ) -> Result<Record> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.pool.begin_with(self.backend.begin()).await?;
         if let Some(lease) = lease {
-            let current: Option<i64> = sqlx::query("SELECT fence FROM locks WHERE name = ? AND run_id = ?")
+            let current: Option<i64> = sqlx::query(self.backend.fence_of())
                 .bind(&lease.name)
                 .bind(run_id)
                 .fetch_optional(&mut *tx)
@@ -262,7 +550,7 @@ impl Store {
                 .map(|r| r.try_get(0))
                 .transpose()?;
             if current != Some(lease.fence) {
-                let newest: Option<i64> = sqlx::query("SELECT fence FROM locks WHERE name = ?")
+                let newest: Option<i64> = sqlx::query("SELECT fence FROM locks WHERE name = $1")
                     .bind(&lease.name)
                     .fetch_optional(&mut *tx)
                     .await?
@@ -276,7 +564,7 @@ impl Store {
                 });
             }
         }
-        let record = Self::insert(&mut tx, run_id, ts, event).await?;
+        let record = self.insert(&mut tx, run_id, ts, event).await?;
         tx.commit().await?;
         Ok(record)
     }
@@ -294,24 +582,26 @@ impl Store {
     where
         F: FnOnce(&runbook_core::journal::RunState) -> std::result::Result<(), String>,
     {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let records = Self::read_records(&mut *tx, run_id, 0).await?;
-        if records.is_empty() {
+        let mut tx = self.pool.begin_with(self.backend.begin()).await?;
+        // Lock the run first: a second decision waits here, then folds the first one in.
+        if sqlx::query(self.backend.run_head()).bind(run_id).fetch_optional(&mut *tx).await?.is_none() {
             return Err(StoreError::NoSuchRun(run_id.to_string()));
         }
+        let records = Self::read_records(&mut *tx, run_id, 0).await?;
         check(&runbook_core::journal::fold(&records)).map_err(StoreError::Refused)?;
-        let record = Self::insert(&mut tx, run_id, ts, event).await?;
+        let record = self.insert(&mut tx, run_id, ts, event).await?;
         tx.commit().await?;
         Ok(record)
     }
 
     async fn insert(
-        tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
         run_id: &str,
         ts: &str,
         event: &RunEvent,
     ) -> Result<Record> {
-        let last = sqlx::query("SELECT last_seq, last_hash FROM runs WHERE run_id = ?")
+        let last = sqlx::query(self.backend.run_head())
             .bind(run_id)
             .fetch_optional(&mut **tx)
             .await?
@@ -322,7 +612,7 @@ impl Store {
         let record = Record::new(run_id, last_seq as u64 + 1, ts, event.clone(), &prev);
         let body = serde_json::to_string(&record.event).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         sqlx::query(
-            "INSERT INTO events (run_id, seq, ts, kind, step, body, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO events (run_id, seq, ts, kind, step, body, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(run_id)
         .bind(record.seq as i64)
@@ -342,8 +632,8 @@ impl Store {
             _ => (None, None),
         };
         sqlx::query(
-            "UPDATE runs SET last_seq = ?, last_hash = ?, status = COALESCE(?, status), \
-             finished_at = COALESCE(?, finished_at) WHERE run_id = ?",
+            "UPDATE runs SET last_seq = $1, last_hash = $2, status = COALESCE($3, status), \
+             finished_at = COALESCE($4, finished_at) WHERE run_id = $5",
         )
         .bind(record.seq as i64)
         .bind(&record.hash)
@@ -367,10 +657,10 @@ impl Store {
 
     async fn read_records<'e, E>(executor: E, run_id: &str, after: u64) -> Result<Vec<Record>>
     where
-        E: sqlx::Executor<'e, Database = sqlx::Sqlite>,
+        E: sqlx::Executor<'e, Database = sqlx::Any>,
     {
         let rows = sqlx::query(
-            "SELECT seq, ts, body, prev_hash, hash FROM events WHERE run_id = ? AND seq > ? ORDER BY seq",
+            "SELECT seq, ts, body, prev_hash, hash FROM events WHERE run_id = $1 AND seq > $2 ORDER BY seq",
         )
         .bind(run_id)
         .bind(after as i64)
@@ -428,7 +718,7 @@ impl Store {
 
     /// The lock a run holds (or held last), if any.
     pub async fn lock_of_run(&self, run_id: &str) -> Result<Option<LockHolder>> {
-        let row = sqlx::query("SELECT name, holder, acquired_at, lease_until FROM locks WHERE run_id = ?")
+        let row = sqlx::query("SELECT name, holder, acquired_at, lease_until FROM locks WHERE run_id = $1")
             .bind(run_id)
             .fetch_optional(&self.pool)
             .await?;
@@ -459,12 +749,15 @@ impl Store {
         ttl: Duration,
         steal_from: Option<&str>,
     ) -> Result<Lease> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let row =
-            sqlx::query("SELECT fence, run_id, holder, acquired_at, lease_until FROM locks WHERE name = ?")
-                .bind(name)
-                .fetch_optional(&mut *tx)
-                .await?;
+        let mut tx = self.pool.begin_with(self.backend.begin()).await?;
+        // The row exists before it is locked, so two first acquisitions queue on it.
+        sqlx::query(
+            "INSERT INTO locks (name, fence, lease_until) VALUES ($1, 0, 0) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .execute(&mut *tx)
+        .await?;
+        let row = sqlx::query(self.backend.lock_row()).bind(name).fetch_optional(&mut *tx).await?;
         let (fence, previous) = match row {
             None => (1, None),
             Some(r) => {
@@ -495,7 +788,7 @@ impl Store {
         };
         let lease_until = now_ms.saturating_add(ttl.as_millis() as i64);
         sqlx::query(
-            "INSERT INTO locks (name, fence, run_id, holder, acquired_at, lease_until) VALUES (?, ?, ?, ?, ?, ?) \
+            "INSERT INTO locks (name, fence, run_id, holder, acquired_at, lease_until) VALUES ($1, $2, $3, $4, $5, $6) \
              ON CONFLICT (name) DO UPDATE SET fence = excluded.fence, run_id = excluded.run_id, \
              holder = excluded.holder, acquired_at = excluded.acquired_at, lease_until = excluded.lease_until",
         )
@@ -515,10 +808,10 @@ impl Store {
     /// expires, and the holder says so. Only the run itself takes it back (`resume`), or
     /// its end releases it (`compensate`).
     pub async fn suspend_lock(&self, lease: &Lease, holder: &str) -> Result<()> {
-        retry_busy(|| async {
-            let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        retry_busy(self.backend, || async {
+            let mut tx = self.pool.begin_with(self.backend.begin()).await?;
             sqlx::query(
-                "UPDATE locks SET holder = ?, lease_until = ? WHERE name = ? AND fence = ? AND run_id = ?",
+                "UPDATE locks SET holder = $1, lease_until = $2 WHERE name = $3 AND fence = $4 AND run_id = $5",
             )
             .bind(holder)
             .bind(i64::MAX)
@@ -537,7 +830,7 @@ impl Store {
     pub async fn renew_lock(&self, lease: &Lease, now_ms: i64, ttl: Duration) -> Result<()> {
         let lease_until = now_ms.saturating_add(ttl.as_millis() as i64);
         let done =
-            sqlx::query("UPDATE locks SET lease_until = ? WHERE name = ? AND fence = ? AND run_id = ?")
+            sqlx::query("UPDATE locks SET lease_until = $1 WHERE name = $2 AND fence = $3 AND run_id = $4")
                 .bind(lease_until)
                 .bind(&lease.name)
                 .bind(lease.fence)
@@ -547,7 +840,7 @@ impl Store {
         if done.rows_affected() == 1 {
             return Ok(());
         }
-        let current: Option<i64> = sqlx::query("SELECT fence FROM locks WHERE name = ?")
+        let current: Option<i64> = sqlx::query("SELECT fence FROM locks WHERE name = $1")
             .bind(&lease.name)
             .fetch_optional(&self.pool)
             .await?
@@ -565,7 +858,7 @@ impl Store {
     pub async fn release_lock(&self, lease: &Lease) -> Result<()> {
         sqlx::query(
             "UPDATE locks SET run_id = NULL, holder = NULL, acquired_at = NULL, lease_until = 0 \
-             WHERE name = ? AND fence = ?",
+             WHERE name = $1 AND fence = $2",
         )
         .bind(&lease.name)
         .bind(lease.fence)
@@ -574,16 +867,46 @@ impl Store {
         Ok(())
     }
 
+    /// Keep an attempt's output (replacing what an earlier copy of the same attempt kept).
+    pub async fn put_log(&self, run_id: &str, step: &str, attempt: i64, body: &str) -> Result<()> {
+        retry_busy(self.backend, || async {
+            sqlx::query(
+                "INSERT INTO step_logs (run_id, step, attempt, body) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (run_id, step, attempt) DO UPDATE SET body = excluded.body",
+            )
+            .bind(run_id)
+            .bind(step)
+            .bind(attempt)
+            .bind(body)
+            .execute(&self.pool)
+            .await?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// A run's kept output, by step then attempt.
+    pub async fn logs(&self, run_id: &str) -> Result<Vec<StepLog>> {
+        let rows =
+            sqlx::query("SELECT step, attempt, body FROM step_logs WHERE run_id = $1 ORDER BY step, attempt")
+                .bind(run_id)
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter()
+            .map(|r| Ok(StepLog { step: r.try_get(0)?, attempt: r.try_get(1)?, body: r.try_get(2)? }))
+            .collect()
+    }
+
     /// The pool, for tests that must reach past the API (tampering, pragmas).
     #[doc(hidden)]
-    pub fn pool(&self) -> &SqlitePool {
+    pub fn pool(&self) -> &AnyPool {
         &self.pool
     }
 }
 
 /// Run one SQL statement as is, for tests that play an attacker with the file in hand.
 #[doc(hidden)]
-pub async fn raw_execute(pool: &SqlitePool, statement: &str) -> Result<u64> {
+pub async fn raw_execute(pool: &AnyPool, statement: &str) -> Result<u64> {
     let done = sqlx::query(sqlx::AssertSqlSafe(statement.to_string())).execute(pool).await?;
     Ok(done.rows_affected())
 }

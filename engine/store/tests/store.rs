@@ -1,12 +1,92 @@
-//! The SQLite store on real files: ordering, durability settings, append-only rows,
-//! tamper detection, and locks with fencing.
+//! The store's conformance suite: every case runs, unchanged, against SQLite (a real file)
+//! and PostgreSQL (a real throwaway cluster, started per case): ordering, append-only rows,
+//! tamper detection, locks with fencing, schema versions, step logs.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use runbook_core::journal::{self, RunEvent, RunStatus};
-use runbook_store::{NewRun, Store, StoreError};
+use runbook_store::{Backend, Location, NewRun, Store, StoreError};
 use sqlx::Row;
+
+/// A fresh, migrated, empty store and what keeps it alive.
+struct Fixture {
+    location: Location,
+    _dir: tempfile::TempDir,
+    _pg: Option<runbook_sandbox::peers::Postgres>,
+}
+
+impl Fixture {
+    async fn new(backend: Backend) -> Fixture {
+        let dir = tempfile::tempdir().expect("tempdir");
+        match backend {
+            Backend::Sqlite => {
+                Fixture { location: Location::Sqlite(dir.path().join("state.db")), _dir: dir, _pg: None }
+            }
+            Backend::Postgres => {
+                let pg = tokio::task::spawn_blocking(runbook_sandbox::peers::Postgres::start)
+                    .await
+                    .expect("start PostgreSQL");
+                let location = Location::Postgres(pg.url("postgres"));
+                Store::connect(&location).await.expect("connect").migrate().await.expect("state migrate");
+                Fixture { location, _dir: dir, _pg: Some(pg) }
+            }
+        }
+    }
+
+    fn backend(&self) -> Backend {
+        self.location.backend()
+    }
+
+    async fn open(&self) -> Store {
+        Store::open(&self.location).await.expect("open")
+    }
+
+    async fn with_run(&self, run_id: &str) -> Store {
+        let store = self.open().await;
+        store
+            .create_run(&NewRun {
+                run_id,
+                runbook: "rollback-l3",
+                operator: "ana@bastion",
+                started_at: "2026-11-30T10:00:00Z",
+                lock_name: None,
+            })
+            .await
+            .expect("create run");
+        store
+    }
+}
+
+/// One test per backend for each case: `mod case { sqlite, postgres }`.
+macro_rules! conformance {
+    ($($case:ident),* $(,)?) => {$(
+        mod $case {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn sqlite() {
+                super::$case(super::Fixture::new(runbook_store::Backend::Sqlite).await).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn postgres() {
+                super::$case(super::Fixture::new(runbook_store::Backend::Postgres).await).await;
+            }
+        }
+    )*};
+}
+
+conformance!(
+    appends_are_chained_and_read_back_in_order,
+    concurrent_writers_leave_no_gap_and_no_duplicate,
+    journal_rows_cannot_be_changed_or_removed,
+    tampering_past_the_triggers_is_detected,
+    a_live_lock_is_refused_and_names_its_holder,
+    an_expired_holder_is_fenced_out_after_a_takeover,
+    concurrent_acquisitions_give_the_lock_to_exactly_one,
+    a_newer_schema_is_refused,
+    decisions_are_checked_against_the_journal_in_the_same_transaction,
+    step_logs_are_kept_per_attempt,
+    the_health_check_reports_versions_and_contents,
+);
 
 fn started() -> RunEvent {
     RunEvent::RunStarted {
@@ -23,25 +103,10 @@ fn step(i: usize) -> RunEvent {
     RunEvent::StepStarted { step: format!("s{i}"), attempt: 1 }
 }
 
-async fn store_with_run(dir: &tempfile::TempDir, run_id: &str) -> Store {
-    let store = Store::open(&dir.path().join("state.db")).await.expect("open");
-    store
-        .create_run(&NewRun {
-            run_id,
-            runbook: "rollback-l3",
-            operator: "ana@bastion",
-            started_at: "2026-11-30T10:00:00Z",
-            lock_name: None,
-        })
-        .await
-        .expect("create run");
-    store
-}
-
 #[tokio::test]
-async fn opens_with_durable_settings() {
+async fn sqlite_opens_with_durable_settings() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::open(&dir.path().join("state.db")).await.expect("open");
+    let store = Store::open_sqlite(&dir.path().join("state.db")).await.expect("open");
     let mode: String =
         sqlx::query("PRAGMA journal_mode").fetch_one(store.pool()).await.expect("pragma").get(0);
     let sync: i64 = sqlx::query("PRAGMA synchronous").fetch_one(store.pool()).await.expect("pragma").get(0);
@@ -49,13 +114,42 @@ async fn opens_with_durable_settings() {
     assert_eq!(sync, 2, "synchronous=FULL");
     // Reopening is a no-op migration.
     drop(store);
-    Store::open(&dir.path().join("state.db")).await.expect("reopen");
+    Store::open_sqlite(&dir.path().join("state.db")).await.expect("reopen");
 }
 
 #[tokio::test]
-async fn appends_are_chained_and_read_back_in_order() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = store_with_run(&dir, "r1").await;
+async fn a_shared_store_is_not_migrated_behind_the_team_s_back() {
+    let pg = tokio::task::spawn_blocking(runbook_sandbox::peers::Postgres::start).await.expect("start");
+    let location = Location::Postgres(pg.url("postgres"));
+    match Store::open(&location).await {
+        Err(e @ StoreError::NeedsMigration { applied: 0, known: 2 }) => {
+            assert!(e.to_string().contains("runbook state migrate"), "{e}");
+        }
+        other => panic!("expected NeedsMigration, got {other:?}"),
+    }
+    let store = Store::connect(&location).await.expect("connect");
+    assert_eq!(store.migrate().await.expect("migrate"), (0, 2));
+    assert_eq!(store.migrate().await.expect("migrate again"), (2, 2));
+    Store::open(&location).await.expect("open after migrate");
+}
+
+#[test]
+fn locations_are_read_and_shown_without_credentials() {
+    assert_eq!(
+        Location::parse("/var/lib/runbook/state.db"),
+        Location::Sqlite("/var/lib/runbook/state.db".into())
+    );
+    assert_eq!(Location::parse("sqlite:///srv/state.db"), Location::Sqlite("/srv/state.db".into()));
+    let pg =
+        Location::parse("postgres://runbook:s3cr3t-pass@db.internal:5432/ops?sslmode=require&password=x");
+    assert_eq!(pg.backend(), Backend::Postgres);
+    assert_eq!(pg.shown(), "postgres://runbook:***@db.internal:5432/ops");
+    assert_eq!(Location::parse("postgresql://db/ops").shown(), "postgresql://db/ops");
+    assert_eq!(Location::parse("postgres://ops@db/ops?host=/tmp").shown(), "postgres://ops@db/ops");
+}
+
+async fn appends_are_chained_and_read_back_in_order(f: Fixture) {
+    let store = f.with_run("r1").await;
     store.append("r1", "2026-11-30T10:00:00Z", &started(), None).await.expect("append");
     for i in 0..20 {
         store.append("r1", "2026-11-30T10:00:01Z", &step(i), None).await.expect("append");
@@ -71,12 +165,10 @@ async fn appends_are_chained_and_read_back_in_order() {
     assert_eq!(runs[0].last_hash.as_deref(), Some(last.hash.as_str()));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_writers_leave_no_gap_and_no_duplicate() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let first = store_with_run(&dir, "r1").await;
-    // A second pool on the same file behaves like a second process.
-    let second = Store::open(&dir.path().join("state.db")).await.expect("open again");
+async fn concurrent_writers_leave_no_gap_and_no_duplicate(f: Fixture) {
+    let first = f.with_run("r1").await;
+    // A second pool on the same database behaves like a second process.
+    let second = f.open().await;
     let mut tasks = Vec::new();
     for w in 0..8 {
         let store = if w % 2 == 0 { first.clone() } else { second.clone() };
@@ -95,30 +187,35 @@ async fn concurrent_writers_leave_no_gap_and_no_duplicate() {
     assert_eq!(journal::verify(&records, None), Ok(()));
 }
 
-#[tokio::test]
-async fn journal_rows_cannot_be_changed_or_removed() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = store_with_run(&dir, "r1").await;
+async fn journal_rows_cannot_be_changed_or_removed(f: Fixture) {
+    let store = f.with_run("r1").await;
     store.append("r1", "2026-11-30T10:00:00Z", &started(), None).await.expect("append");
     let update = sqlx::query("UPDATE events SET ts = 'x' WHERE run_id = 'r1'").execute(store.pool()).await;
     assert!(update.is_err_and(|e| e.to_string().contains("append-only")));
     let delete = sqlx::query("DELETE FROM events").execute(store.pool()).await;
     assert!(delete.is_err_and(|e| e.to_string().contains("append-only")));
+    if f.backend() == Backend::Postgres {
+        let truncate = sqlx::query("TRUNCATE events CASCADE").execute(store.pool()).await;
+        assert!(truncate.is_err_and(|e| e.to_string().contains("append-only")));
+    }
+    assert_eq!(store.records("r1").await.expect("records").len(), 1);
 }
 
-#[tokio::test]
-async fn tampering_past_the_triggers_is_detected() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = store_with_run(&dir, "r1").await;
+async fn tampering_past_the_triggers_is_detected(f: Fixture) {
+    let store = f.with_run("r1").await;
     store.append("r1", "2026-11-30T10:00:00Z", &started(), None).await.expect("append");
     for i in 0..5 {
         store.append("r1", "2026-11-30T10:00:01Z", &step(i), None).await.expect("append");
     }
     // Someone with the file drops the triggers and edits a row.
-    sqlx::query("DROP TRIGGER events_no_update").execute(store.pool()).await.expect("drop trigger");
+    let drop_trigger = match f.backend() {
+        Backend::Sqlite => "DROP TRIGGER events_no_update",
+        Backend::Postgres => "DROP TRIGGER events_no_update ON events",
+    };
+    sqlx::query(drop_trigger).execute(store.pool()).await.expect("drop trigger");
     let forged = serde_json::to_string(&RunEvent::StepSkipped { step: "s2".into(), reason: "x".into() })
         .expect("json");
-    sqlx::query("UPDATE events SET body = ? WHERE run_id = 'r1' AND seq = 4")
+    sqlx::query("UPDATE events SET body = $1 WHERE run_id = 'r1' AND seq = 4")
         .bind(forged)
         .execute(store.pool())
         .await
@@ -128,10 +225,8 @@ async fn tampering_past_the_triggers_is_detected() {
     assert_eq!(err.seq, 4);
 }
 
-#[tokio::test]
-async fn a_live_lock_is_refused_and_names_its_holder() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = store_with_run(&dir, "r1").await;
+async fn a_live_lock_is_refused_and_names_its_holder(f: Fixture) {
+    let store = f.with_run("r1").await;
     let ttl = Duration::from_secs(30);
     let lease = store
         .acquire_lock(
@@ -183,10 +278,8 @@ async fn a_live_lock_is_refused_and_names_its_holder() {
     assert_eq!(next.fence, 2);
 }
 
-#[tokio::test]
-async fn an_expired_holder_is_fenced_out_after_a_takeover() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = store_with_run(&dir, "r1").await;
+async fn an_expired_holder_is_fenced_out_after_a_takeover(f: Fixture) {
+    let store = f.with_run("r1").await;
     store
         .create_run(&NewRun {
             run_id: "r2",
@@ -218,23 +311,131 @@ async fn an_expired_holder_is_fenced_out_after_a_takeover() {
     store.renew_lock(&new, 32_000, ttl).await.expect("the new holder renews");
 }
 
-#[tokio::test]
-async fn a_newer_schema_is_refused() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("state.db");
-    let store = Store::open(&path).await.expect("open");
-    sqlx::query(
-        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
-         VALUES (99, 'from the future', 1, x'00', 0)",
-    )
-    .execute(store.pool())
-    .await
-    .expect("fake a newer migration");
+async fn a_newer_schema_is_refused(f: Fixture) {
+    let store = f.open().await;
+    let future = match f.backend() {
+        Backend::Sqlite => {
+            "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+             VALUES (99, 'from the future', 1, x'00', 0)"
+        }
+        Backend::Postgres => {
+            "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+             VALUES (99, 'from the future', TRUE, '\\x00'::bytea, 0)"
+        }
+    };
+    sqlx::query(future).execute(store.pool()).await.expect("fake a newer migration");
     drop(store);
-    match Store::open(&path).await {
-        Err(e @ StoreError::NewerSchema { found: 99, known: 1 }) => {
+    assert!(matches!(
+        Store::connect(&f.location).await.expect("connect").migrate().await,
+        Err(StoreError::NewerSchema { .. })
+    ));
+    match Store::open(&f.location).await {
+        Err(e @ StoreError::NewerSchema { found: 99, known: 2 }) => {
             assert!(e.to_string().contains("newer than this runbook knows"));
         }
         other => panic!("expected NewerSchema, got {other:?}"),
     }
+}
+
+async fn concurrent_acquisitions_give_the_lock_to_exactly_one(f: Fixture) {
+    let first = f.open().await;
+    for trial in 0..10 {
+        let name = format!("inmova-{trial}");
+        let mut tasks = Vec::new();
+        for w in 0..8 {
+            // Half the contenders on a second pool: another process.
+            let store = if w % 2 == 0 { first.clone() } else { f.open().await };
+            let name = name.clone();
+            tasks.push(tokio::spawn(async move {
+                store
+                    .acquire_lock(
+                        &name,
+                        &format!("r{w}"),
+                        &format!("op{w}"),
+                        "t0",
+                        0,
+                        Duration::from_secs(60),
+                        None,
+                    )
+                    .await
+            }));
+        }
+        let mut won = 0;
+        for t in tasks {
+            match t.await.expect("task") {
+                Ok(lease) => {
+                    assert_eq!(lease.fence, 1);
+                    won += 1;
+                }
+                Err(StoreError::LockHeld(h)) => assert!(h.run_id.starts_with('r')),
+                Err(e) => panic!("unexpected {e}"),
+            }
+        }
+        assert_eq!(won, 1, "exactly one contender holds `{name}`");
+    }
+}
+
+async fn decisions_are_checked_against_the_journal_in_the_same_transaction(f: Fixture) {
+    let store = f.with_run("r1").await;
+    store.append("r1", "t0", &started(), None).await.expect("append");
+    // Eight deciders at once, each allowed only while no step was skipped yet: the checks
+    // run inside the write transaction, so exactly one passes.
+    let mut tasks = Vec::new();
+    for w in 0..8 {
+        let store = if w % 2 == 0 { store.clone() } else { f.open().await };
+        tasks.push(tokio::spawn(async move {
+            let event = RunEvent::StepSkipped { step: format!("s{w}"), reason: "decided".into() };
+            store
+                .append_checked("r1", "t1", &event, |state| {
+                    if state.steps.values().any(|s| s.status == runbook_core::journal::StepStatus::Skipped) {
+                        Err("already decided".into())
+                    } else {
+                        Ok(())
+                    }
+                })
+                .await
+        }));
+    }
+    let mut passed = 0;
+    for t in tasks {
+        match t.await.expect("task") {
+            Ok(_) => passed += 1,
+            Err(StoreError::Refused(m)) => assert_eq!(m, "already decided"),
+            Err(e) => panic!("unexpected {e}"),
+        }
+    }
+    assert_eq!(passed, 1);
+    assert!(matches!(
+        store.append_checked("nope", "t2", &started(), |_| Ok(())).await,
+        Err(StoreError::NoSuchRun(_))
+    ));
+}
+
+async fn step_logs_are_kept_per_attempt(f: Fixture) {
+    let store = f.with_run("r1").await;
+    store.put_log("r1", "backup", 1, "out dumping\nerr warning: x\n").await.expect("log");
+    store.put_log("r1", "backup", 2, "out dumped\n").await.expect("log");
+    store.put_log("r1", "inc/step", 1, "out partial").await.expect("log");
+    // A second copy of the same attempt (the run folder synced again) replaces the first.
+    store.put_log("r1", "inc/step", 1, "out whole\n").await.expect("log");
+    let logs = store.logs("r1").await.expect("logs");
+    let keys: Vec<(&str, i64)> = logs.iter().map(|l| (l.step.as_str(), l.attempt)).collect();
+    assert_eq!(keys, [("backup", 1), ("backup", 2), ("inc/step", 1)]);
+    assert_eq!(logs[2].body, "out whole\n");
+    assert!(store.put_log("no-such-run", "s", 1, "x").await.is_err(), "logs belong to a run");
+}
+
+async fn the_health_check_reports_versions_and_contents(f: Fixture) {
+    let store = f.with_run("r1").await;
+    store
+        .acquire_lock("inmova", "r1", "ana", "t0", 1_000, Duration::from_secs(60), None)
+        .await
+        .expect("lock");
+    let health = store.check(2_000).await.expect("check");
+    assert_eq!((health.backend, health.applied, health.known), (f.backend(), 2, 2));
+    assert_eq!((health.runs, health.live_locks), (1, 1));
+    assert_eq!(store.check(100_000).await.expect("check").live_locks, 0, "the lease ran out");
+    let now =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as i64;
+    assert!((health.db_now_ms - now).abs() < 60_000, "the database clock is read: {}", health.db_now_ms);
 }

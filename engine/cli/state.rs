@@ -1,0 +1,190 @@
+//! Where the state lives, opening it, and `runbook state migrate|check`.
+//!
+//! `--state`/`$RUNBOOK_STATE` names a SQLite file (the default, created on first use) or a
+//! PostgreSQL URL (a store shared by a team; its schema changes only through
+//! `runbook state migrate`). A URL is never printed whole: it may carry a password.
+
+use std::path::{Path, PathBuf};
+
+use runbook_store::{Backend, Location, Store, StoreError};
+
+use crate::exit;
+use crate::output::outln;
+
+/// The default state store: `$XDG_STATE_HOME/runbook/state.db`, else
+/// `~/.local/state/runbook/state.db`, else `.runbook/state.db`.
+pub fn default_path() -> PathBuf {
+    let base = std::env::var_os("XDG_STATE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")));
+    match base {
+        Some(b) => b.join("runbook").join("state.db"),
+        None => PathBuf::from(".runbook/state.db"),
+    }
+}
+
+/// `--state` as given, or the default SQLite file.
+pub fn location(state: Option<&str>) -> Location {
+    match state {
+        Some(text) => Location::parse(text),
+        None => Location::Sqlite(default_path()),
+    }
+}
+
+/// The folder of a run's local files (live step logs, step output files): beside a SQLite
+/// store; under the default state folder on this host for a shared store.
+pub fn run_dir(location: &Location, run_id: &str) -> PathBuf {
+    let base = match location {
+        Location::Sqlite(path) => path.parent().unwrap_or(Path::new(".")).to_path_buf(),
+        Location::Postgres(_) => default_path().parent().unwrap_or(Path::new(".")).to_path_buf(),
+    };
+    let dir = base.join("runs").join(run_id);
+    // Absolute: steps run in other folders (`dir`, included runbooks) and get paths in it.
+    std::path::absolute(&dir).unwrap_or(dir)
+}
+
+/// Open the store, explaining any failure on stderr (`Err` is the exit code). `create`: a
+/// missing SQLite file is created (a new run); otherwise it is an error (reading history,
+/// resuming, approving).
+pub async fn open(location: &Location, create: bool) -> Result<Store, u8> {
+    if let Location::Sqlite(path) = location {
+        if !create && !path.exists() {
+            eprintln!("error: no state store at `{}`", path.display());
+            eprintln!(
+                "  help: runs are recorded where `runbook run` put them: `--state PATH|URL` or $RUNBOOK_STATE"
+            );
+            return Err(exit::CANNOT_START);
+        }
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
+            && let Err(e) = std::fs::create_dir_all(dir)
+        {
+            eprintln!("error: cannot create the state store folder `{}`: {e}", dir.display());
+            return Err(exit::CANNOT_START);
+        }
+    }
+    Store::open(location).await.map_err(|e| {
+        eprintln!("error: cannot open the state store `{}`: {e}", location.shown());
+        if matches!(e, StoreError::NeedsMigration { .. }) {
+            eprintln!("  help: `runbook state migrate --state URL` (once per upgrade, by whoever administers the store)");
+        }
+        exit::CANNOT_START
+    })
+}
+
+/// A runtime for commands that only talk to the store.
+pub fn block_on<T>(f: impl std::future::Future<Output = Result<T, u8>>) -> Result<T, u8> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| {
+        eprintln!("error: cannot start the async runtime: {e}");
+        exit::CANNOT_START
+    })?;
+    runtime.block_on(f)
+}
+
+/// Copy a run's local step logs into the store, so that every operator of a shared store
+/// reads them with `runbook logs`. Called when the run stops, whatever its outcome; a log
+/// that cannot be copied stays in the run folder, with a warning.
+pub async fn keep_logs(store: &Store, run_id: &str, run_dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(run_dir) else { return };
+    for path in entries.flatten().map(|e| e.path()) {
+        let Some((step, attempt)) = log_name(&path) else { continue };
+        let Ok(body) = std::fs::read_to_string(&path) else { continue };
+        if let Err(e) = store.put_log(run_id, &step, attempt, &body).await {
+            eprintln!("warning: the log of {step} (attempt {attempt}) stays in {}: {e}", path.display());
+        }
+    }
+}
+
+/// A log file's step path and attempt: `inc+step.2.log` is attempt 2 of `inc/step`.
+pub fn log_name(path: &Path) -> Option<(String, i64)> {
+    if path.extension().is_none_or(|e| e != "log") {
+        return None;
+    }
+    let stem = path.file_stem()?.to_str()?;
+    let (step, attempt) = stem.rsplit_once('.').unwrap_or((stem, "1"));
+    // Steps of included runbooks are `include+step` in file names, `include/step` in the journal.
+    Some((step.replace('+', "/"), attempt.parse().unwrap_or(1)))
+}
+
+/// `runbook state migrate`: bring a store's schema up to date.
+pub fn migrate(state: Option<&str>) -> u8 {
+    let location = location(state);
+    let result = block_on(async {
+        let store = connect(&location).await?;
+        store.migrate().await.map_err(|e| {
+            eprintln!("error: cannot migrate the state store `{}`: {e}", location.shown());
+            exit::CANNOT_START
+        })
+    });
+    match result {
+        Ok((before, after)) if before == after => {
+            outln!("state store {} is up to date (schema version {after})", location.shown());
+            exit::SUCCESS
+        }
+        Ok((before, after)) => {
+            outln!("state store {} migrated from schema version {before} to {after}", location.shown());
+            exit::SUCCESS
+        }
+        Err(code) => code,
+    }
+}
+
+/// `runbook state check`: can this host use the store, and is it healthy?
+pub fn check(state: Option<&str>) -> u8 {
+    let location = location(state);
+    if let Location::Sqlite(path) = &location
+        && !path.exists()
+    {
+        eprintln!("error: no state store at `{}`", path.display());
+        return exit::CANNOT_START;
+    }
+    let now_ms = now_ms();
+    let result = block_on(async {
+        let store = connect(&location).await?;
+        store.check(now_ms).await.map_err(|e| {
+            eprintln!("error: the state store `{}` fails its check: {e}", location.shown());
+            exit::CANNOT_START
+        })
+    });
+    let health = match result {
+        Ok(h) => h,
+        Err(code) => return code,
+    };
+    let skew_ms = health.db_now_ms - now_ms;
+    outln!("store:    {} ({})", location.shown(), health.backend.name());
+    outln!("schema:   version {} (this runbook knows {})", health.applied, health.known);
+    outln!("contents: {} run(s), {} lock(s) held", health.runs, health.live_locks);
+    outln!(
+        "clock:    this host is {} ms {} the database",
+        skew_ms.abs(),
+        if skew_ms > 0 { "behind" } else { "ahead of" }
+    );
+    if health.applied < health.known {
+        eprintln!("error: the schema is older than this runbook needs: run `runbook state migrate`");
+        return exit::CANNOT_START;
+    }
+    // Leases are compared across hosts: a clock far off would take over a live lease early.
+    if health.backend == Backend::Postgres && skew_ms.abs() > 5_000 {
+        eprintln!(
+            "error: this host's clock is {} s off the database's; sync it (NTP) before running here: lock leases depend on it",
+            skew_ms.abs() / 1000
+        );
+        return exit::CANNOT_START;
+    }
+    outln!("ok: the store is usable from this host");
+    exit::SUCCESS
+}
+
+async fn connect(location: &Location) -> Result<Store, u8> {
+    Store::connect(location).await.map_err(|e| {
+        eprintln!("error: cannot connect to the state store `{}`: {e}", location.shown());
+        exit::CANNOT_START
+    })
+}
+
+/// Milliseconds since the epoch on this host.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}

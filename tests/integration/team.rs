@@ -1,0 +1,294 @@
+//! Team mode: the same commands on a shared PostgreSQL store (a real throwaway cluster per
+//! test), several processes and operators at once.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use runbook_sandbox::peers::Postgres;
+
+use crate::support::{Output, run_in_with_env};
+
+/// The password in the store URL: it must never be printed (the cluster trusts local
+/// connections, so it is never checked either).
+const PASSWORD: &str = "pw-9f3kq2-never-shown";
+
+/// A folder with runbooks and a migrated PostgreSQL store.
+struct Team {
+    dir: tempfile::TempDir,
+    url: String,
+    _pg: Postgres,
+}
+
+impl Team {
+    fn new(runbook: &str) -> Team {
+        let team = Team::unmigrated(runbook);
+        let out = team.cmd(&["state", "migrate"], "admin");
+        assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+        team
+    }
+
+    fn unmigrated(runbook: &str) -> Team {
+        let pg = Postgres::start();
+        let url = pg.url("postgres").replacen("postgres@", &format!("postgres:{PASSWORD}@"), 1);
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("r.toml"), runbook).expect("runbook");
+        Team { dir, url, _pg: pg }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// `runbook ARGS --state URL` as operator `who`; output checked for the password.
+    fn cmd(&self, args: &[&str], who: &str) -> Output {
+        let mut all = args.to_vec();
+        all.extend(["--state", &self.url, "--as", who]);
+        let out = run_in_with_env(self.path(), &all, &[("XDG_STATE_HOME", &self.local())]);
+        assert!(
+            !out.stdout.contains(PASSWORD) && !out.stderr.contains(PASSWORD),
+            "the store's password leaked: {}{}",
+            out.stdout,
+            out.stderr
+        );
+        out
+    }
+
+    /// This "host's" local folder (run folders of a shared store live under it).
+    fn local(&self) -> String {
+        self.path().join("host").display().to_string()
+    }
+
+    fn spawn(&self, args: &[&str], who: &str, env: &[(&str, &str)]) -> std::process::Child {
+        Command::new(env!("CARGO_BIN_EXE_runbook"))
+            .args(args)
+            .args(["--state", &self.url, "--as", who])
+            .current_dir(self.path())
+            .env("NO_COLOR", "1")
+            .env("XDG_STATE_HOME", self.local())
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn runbook")
+    }
+
+    fn runs(&self) -> Vec<serde_json::Value> {
+        let out = self.cmd(&["runs", "--format", "json"], "ana");
+        serde_json::from_str(&out.stdout).unwrap_or_default()
+    }
+
+    fn latest_run(&self) -> String {
+        self.runs().first().and_then(|r| r["run_id"].as_str()).map(str::to_string).expect("a run")
+    }
+
+    fn journal(&self, run: &str) -> Vec<serde_json::Value> {
+        self.cmd(&["audit", run, "--format", "jsonl"], "ana")
+            .stdout
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+}
+
+fn ok(out: &Output, code: i32) {
+    assert_eq!(out.code, code, "stdout:\n{}\nstderr:\n{}", out.stdout, out.stderr);
+}
+
+fn wait(child: std::process::Child) -> Output {
+    let out = child.wait_with_output().expect("wait");
+    Output {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+const APPROVAL: &str = r#"[runbook]
+name = "team"
+lock = "inmova-production"
+
+[steps.prepare]
+run = "echo preparing; echo 'warning: slow disk' >&2; echo ready=yes >> $RUNBOOK_OUTPUT"
+outputs = ["ready"]
+
+[steps.go]
+needs = ["prepare"]
+approval = { prompt = "Restore production?", approvers = ["ben", "eve"] }
+
+[steps.restore]
+needs = ["go"]
+cmd = ["echo", "restored"]
+"#;
+
+#[test]
+fn a_shared_store_is_migrated_explicitly_and_checked() {
+    let team = Team::unmigrated(APPROVAL);
+    let refused = team.cmd(&["run", "r.toml", "--yes"], "ana");
+    ok(&refused, 5);
+    assert!(refused.stderr.contains("runbook state migrate"), "{}", refused.stderr);
+    assert!(refused.stderr.contains("postgres://postgres:***@localhost/postgres"), "{}", refused.stderr);
+    ok(&team.cmd(&["state", "check"], "ana"), 5);
+
+    let migrated = team.cmd(&["state", "migrate"], "admin");
+    ok(&migrated, 0);
+    assert!(migrated.stdout.contains("migrated from schema version 0 to 2"), "{}", migrated.stdout);
+    let again = team.cmd(&["state", "migrate"], "admin");
+    assert!(again.stdout.contains("up to date (schema version 2)"), "{}", again.stdout);
+
+    let check = team.cmd(&["state", "check"], "ana");
+    ok(&check, 0);
+    assert!(check.stdout.contains("(postgres)") && check.stdout.contains("version 2"), "{}", check.stdout);
+    assert!(check.stdout.contains("0 run(s), 0 lock(s) held"), "{}", check.stdout);
+}
+
+#[test]
+fn runs_approvals_history_logs_and_reports_work_across_operators() {
+    let team = Team::new(APPROVAL);
+    // Ana's run stays attached, waiting for an approval from someone else.
+    let waiting = team.spawn(&["run", "r.toml", "--yes", "--wait"], "ana", &[]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let run = loop {
+        let waits = team.runs().first().is_some_and(|r| {
+            let id = r["run_id"].as_str().unwrap_or_default();
+            team.journal(id).iter().any(|e| e["kind"] == "approval_requested")
+        });
+        if waits {
+            break team.latest_run();
+        }
+        assert!(Instant::now() < deadline, "the run never asked for approval");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    // Ana cannot approve her own run; Ben, from another process, can.
+    let own = team.cmd(&["approve", &run, "go"], "ana");
+    ok(&own, 3);
+    ok(&team.cmd(&["approve", &run, "go", "--reason", "checked the backup"], "ben"), 0);
+    let done = wait(waiting);
+    ok(&done, 0);
+    assert!(done.stdout.contains("restore | restored"), "{}", done.stdout);
+
+    let journal = team.journal(&run);
+    let granted = journal.iter().find(|e| e["kind"] == "approval_granted").expect("granted");
+    assert_eq!(granted["event"]["operator"], "ben", "{granted}");
+    ok(&team.cmd(&["audit", "verify", &run], "eve"), 0);
+
+    // Any operator reads the history; the logs come from the store, not this host's folder.
+    std::fs::remove_dir_all(Path::new(&team.local()).join("runbook/runs")).expect("remove local logs");
+    let logs = team.cmd(&["logs", &run], "eve");
+    ok(&logs, 0);
+    assert!(logs.stdout.contains("prepare | preparing"), "{}", logs.stdout);
+    assert!(logs.stdout.contains("prepare ! warning: slow disk"), "{}", logs.stdout);
+    let show = team.cmd(&["show", &run], "eve");
+    ok(&show, 0);
+    assert!(show.stdout.contains("restore") && show.stdout.contains("succeeded"), "{}", show.stdout);
+    let report = team.cmd(&["report", &run], "eve");
+    ok(&report, 0);
+    assert!(report.stdout.contains("ben"), "{}", report.stdout);
+}
+
+#[test]
+fn of_two_conflicting_decisions_from_two_hosts_exactly_one_wins() {
+    let team = Team::new(APPROVAL);
+    for _ in 0..5 {
+        ok(&team.cmd(&["run", "r.toml", "--yes"], "ana"), 4);
+        let run = team.latest_run();
+        let a = team.spawn(&["approve", &run, "go"], "ben", &[]);
+        let b = team.spawn(&["reject", &run, "go", "--reason", "not now"], "eve", &[]);
+        let wins = [wait(a), wait(b)].iter().filter(|o| o.code == 0).count();
+        assert_eq!(wins, 1, "exactly one decision is recorded");
+        let decisions = team
+            .journal(&run)
+            .iter()
+            .filter(|e| e["kind"] == "approval_granted" || e["kind"] == "approval_rejected")
+            .count();
+        assert_eq!(decisions, 1);
+        // Finish the run so that the next one can take the lock.
+        let end = team.cmd(&["resume", &run, "--yes"], "ana");
+        assert!(end.code == 0 || end.code == 1, "{}{}", end.stdout, end.stderr);
+    }
+}
+
+const HOLD: &str = r#"[runbook]
+name = "hold"
+lock = "inmova-production"
+
+[steps.hold]
+run = "while [ ! -f release ]; do sleep 0.02; done"
+"#;
+
+/// 2 to 8 engines on one lock, again and again: exactly one runs, the others exit 5
+/// naming the holder. `RUNBOOK_LOCK_TRIALS` (default 200) sets the number of trials.
+#[test]
+fn of_concurrent_runs_on_one_lock_exactly_one_runs() {
+    let team = Team::new(HOLD);
+    let trials: usize = std::env::var("RUNBOOK_LOCK_TRIALS").ok().and_then(|t| t.parse().ok()).unwrap_or(200);
+    for trial in 0..trials {
+        let contenders = 2 + trial % 7;
+        let _ = std::fs::remove_file(team.path().join("release"));
+        let mut children: Vec<_> = (0..contenders)
+            .map(|i| Some(team.spawn(&["run", "r.toml", "--yes"], &format!("op{i}"), &[])))
+            .collect();
+        // The holder waits for `release`, so the others all meet a held lock however slow the
+        // machine. Release it once every contender but one has given up.
+        let mut outs: Vec<Output> = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while outs.len() < contenders - 1 {
+            for child in children.iter_mut() {
+                if child.as_mut().is_some_and(|c| c.try_wait().ok().flatten().is_some())
+                    && let Some(c) = child.take()
+                {
+                    outs.push(wait(c));
+                }
+            }
+            assert!(Instant::now() < deadline, "trial {trial}: more than one run holds the lock: {outs:#?}");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        std::fs::write(team.path().join("release"), "").expect("release");
+        outs.extend(children.into_iter().flatten().map(wait));
+        let ran = outs.iter().filter(|o| o.code == 0).count();
+        assert_eq!(ran, 1, "trial {trial}: {outs:#?}");
+        for o in outs.iter().filter(|o| o.code != 0) {
+            assert_eq!(o.code, 5, "trial {trial}: {o:#?}");
+            assert!(o.stderr.contains("lock `inmova-production` is held by run"), "{}", o.stderr);
+        }
+    }
+    assert_eq!(team.runs().iter().filter(|r| r["status"] == "succeeded").count(), trials);
+}
+
+#[cfg(unix)]
+#[test]
+fn a_stopped_holder_gets_no_write_through_after_its_lease_is_taken_over() {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    let team = Team::new(
+        "[runbook]\nname = \"stall\"\nlock = \"inmova-production\"\n\
+         [steps.first]\nrun = \"touch first.started; sleep 1\"\n\
+         [steps.second]\nneeds = [\"first\"]\nrun = \"touch second.ran\"\n",
+    );
+    let ttl = [("RUNBOOK_LEASE_TTL", "2s")];
+    let holder = team.spawn(&["run", "r.toml", "--yes"], "ana", &ttl);
+    let started = team.path().join("first.started");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !started.exists() {
+        assert!(Instant::now() < deadline, "the first run never started its step");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let pid = Pid::from_raw(holder.id() as i32);
+    kill(pid, Signal::SIGSTOP).expect("SIGSTOP");
+    // A write already on the wire when the engine stopped may still land: let it.
+    std::thread::sleep(Duration::from_millis(300));
+    let stalled = team.latest_run();
+    let seen = team.journal(&stalled).len();
+    std::thread::sleep(Duration::from_secs(3));
+    // The lease ran out: another engine takes the lock over and runs.
+    let second = team.cmd(&["run", "r.toml", "--yes"], "ben");
+    ok(&second, 0);
+    kill(pid, Signal::SIGCONT).expect("SIGCONT");
+    let woken = wait(holder);
+    assert_ne!(woken.code, 0, "{}{}", woken.stdout, woken.stderr);
+    assert!(woken.stderr.contains("lost lock"), "{}", woken.stderr);
+    // Not one record of the stalled run got through after the takeover.
+    assert_eq!(team.journal(&stalled).len(), seen, "{:#?}", team.journal(&stalled));
+    ok(&team.cmd(&["audit", "verify"], "eve"), 0);
+}
