@@ -164,11 +164,18 @@ pub enum Command {
         /// Output format.
         #[arg(long, value_enum, default_value_t = ListFormat::Text)]
         format: ListFormat,
+        /// Keep watching: print the list again whenever it changes (Ctrl-C to stop).
+        #[arg(long)]
+        watch: bool,
     },
     /// Show one run: each step's state, attempts and outputs.
     Show {
         /// The run.
         run_id: String,
+        /// Print the run's events as they are journaled (from any machine on the store),
+        /// then its summary once it finishes.
+        #[arg(long)]
+        follow: bool,
         /// The state store.
         #[arg(long, env = "RUNBOOK_STATE", value_name = "PATH|URL")]
         state: Option<String>,

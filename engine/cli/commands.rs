@@ -55,11 +55,11 @@ pub fn run(cli: Cli) -> u8 {
         Command::Reject { run_id, step, reason, state } => {
             crate::approve::decide(&run_id, &step, false, &[], &reason, state)
         }
-        Command::Runs { state, format } => crate::history::runs(state, format),
+        Command::Runs { state, format, watch } => crate::history::runs(state, format, watch),
         Command::Report { run_id, format, drill, state } => {
             crate::history::report(&run_id, format, drill, state)
         }
-        Command::Show { run_id, state } => crate::history::show(&run_id, state),
+        Command::Show { run_id, follow, state } => crate::history::show(&run_id, follow, state),
         Command::Logs { run_id, step, state } => crate::history::logs(&run_id, step.as_deref(), state),
         Command::Audit(a) => match a.command {
             Some(crate::args::AuditCommand::Verify { run_id, expect_hash, state }) => {

@@ -42,11 +42,43 @@ fn duration(run: &RunSummary) -> String {
     }
 }
 
-pub fn runs(state: Option<String>, format: ListFormat) -> u8 {
-    let runs = match with_store(state, async |s| s.runs().await) {
-        Ok(r) => r,
-        Err(code) => return code,
-    };
+/// How often `--watch` and `--follow` look at the store again.
+const POLL: Duration = Duration::from_millis(500);
+
+pub fn runs(state: Option<String>, format: ListFormat, watch: bool) -> u8 {
+    let tty = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let listed = with_store(state, async |s| {
+        let mut last = None;
+        loop {
+            let runs = s.runs().await?;
+            if runs.is_empty() && format == ListFormat::Text && !watch {
+                eprintln!("no runs yet");
+                return Ok(());
+            }
+            let text = render_runs(&runs, format);
+            if last.as_ref() != Some(&text) {
+                if watch && tty {
+                    // Clear the screen and go home, as `watch` does.
+                    crate::output::out!("\x1b[H\x1b[2J");
+                }
+                crate::output::out!("{text}");
+                last = Some(text);
+            }
+            if !watch {
+                return Ok(());
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    });
+    match listed {
+        Ok(()) => exit::SUCCESS,
+        Err(code) => code,
+    }
+}
+
+fn render_runs(runs: &[RunSummary], format: ListFormat) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
     match format {
         ListFormat::Json => {
             let items: Vec<serde_json::Value> = runs
@@ -59,44 +91,64 @@ pub fn runs(state: Option<String>, format: ListFormat) -> u8 {
                     })
                 })
                 .collect();
-            outln!("{}", serde_json::to_string_pretty(&items).unwrap_or_default());
+            let _ = writeln!(out, "{}", serde_json::to_string_pretty(&items).unwrap_or_default());
         }
+        ListFormat::Text if runs.is_empty() => out.push_str("no runs yet\n"),
         ListFormat::Text => {
-            if runs.is_empty() {
-                eprintln!("no runs yet");
-            } else {
-                outln!(
+            let _ = writeln!(
+                out,
+                "{:<26} {:<20} {:<15} {:<22} {:<26} TOOK",
+                "RUN", "RUNBOOK", "STATUS", "OPERATOR", "STARTED"
+            );
+            for r in runs {
+                let _ = writeln!(
+                    out,
                     "{:<26} {:<20} {:<15} {:<22} {:<26} {}",
-                    "RUN",
-                    "RUNBOOK",
-                    "STATUS",
-                    "OPERATOR",
-                    "STARTED",
-                    "TOOK"
+                    r.run_id,
+                    r.runbook,
+                    r.status,
+                    r.operator,
+                    r.started_at,
+                    duration(r)
                 );
-                for r in &runs {
-                    outln!(
-                        "{:<26} {:<20} {:<15} {:<22} {:<26} {}",
-                        r.run_id,
-                        r.runbook,
-                        r.status,
-                        r.operator,
-                        r.started_at,
-                        duration(r)
-                    );
-                }
             }
         }
     }
-    exit::SUCCESS
+    out
 }
 
-pub fn show(run_id: &str, state: Option<String>) -> u8 {
-    let (summary, records) =
-        match with_store(state, async |s| Ok((s.run(run_id).await?, s.records(run_id).await?))) {
-            Ok(x) => x,
-            Err(code) => return code,
-        };
+/// One journal record as a line of `audit` and `show --follow`.
+fn record_line(r: &Record) -> String {
+    let step = r.event.step().map(|s| format!(" {s}")).unwrap_or_default();
+    let hash: String = r.hash.chars().take(12).collect();
+    format!("{:>4} {} {}{step}  {hash}", r.seq, r.ts, r.event.kind())
+}
+
+pub fn show(run_id: &str, follow: bool, state: Option<String>) -> u8 {
+    let (summary, records) = match with_store(state, async |s| {
+        let mut records = s.records(run_id).await?;
+        if follow {
+            s.run(run_id).await?;
+            let mut shown = 0;
+            loop {
+                for r in &records[shown..] {
+                    outln!("{}", record_line(r));
+                }
+                shown = records.len();
+                if records.iter().any(|r| matches!(r.event, journal::RunEvent::RunFinished { .. })) {
+                    break;
+                }
+                tokio::time::sleep(POLL).await;
+                let seen = records.last().map_or(0, |r| r.seq);
+                records.extend(s.records_after(run_id, seen).await?);
+            }
+            outln!();
+        }
+        Ok((s.run(run_id).await?, records))
+    }) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
     let folded = journal::fold(&records);
     outln!("run {} of {} by {}", summary.run_id, summary.runbook, summary.operator);
     outln!("  status    {}", summary.status);
@@ -222,11 +274,7 @@ pub fn audit(run_id: &str, format: AuditFormat, state: Option<String>) -> u8 {
     for r in &records {
         match format {
             AuditFormat::Jsonl => outln!("{}", record_json(r)),
-            AuditFormat::Text => {
-                let step = r.event.step().map(|s| format!(" {s}")).unwrap_or_default();
-                let hash: String = r.hash.chars().take(12).collect();
-                outln!("{:>4} {} {}{step}  {hash}", r.seq, r.ts, r.event.kind());
-            }
+            AuditFormat::Text => outln!("{}", record_line(r)),
         }
     }
     exit::SUCCESS

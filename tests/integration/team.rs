@@ -160,6 +160,8 @@ fn runs_approvals_history_logs_and_reports_work_across_operators() {
         assert!(Instant::now() < deadline, "the run never asked for approval");
         std::thread::sleep(Duration::from_millis(100));
     };
+    // Eve follows the run from her machine while it waits.
+    let follower = team.spawn(&["show", &run, "--follow"], "eve", &[]);
     // Ana cannot approve her own run; Ben, from another process, can.
     let own = team.cmd(&["approve", &run, "go"], "ana");
     ok(&own, 3);
@@ -167,6 +169,13 @@ fn runs_approvals_history_logs_and_reports_work_across_operators() {
     let done = wait(waiting);
     ok(&done, 0);
     assert!(done.stdout.contains("restore | restored"), "{}", done.stdout);
+    let followed = wait(follower);
+    ok(&followed, 0);
+    let kinds: Vec<&str> = followed.stdout.lines().filter_map(|l| l.split_whitespace().nth(2)).collect();
+    for kind in ["run_started", "approval_requested", "approval_granted", "step_succeeded", "run_finished"] {
+        assert!(kinds.contains(&kind), "{kind} not followed: {}", followed.stdout);
+    }
+    assert!(followed.stdout.contains("status    succeeded"), "{}", followed.stdout);
 
     let journal = team.journal(&run);
     let granted = journal.iter().find(|e| e["kind"] == "approval_granted").expect("granted");
@@ -291,4 +300,31 @@ fn a_stopped_holder_gets_no_write_through_after_its_lease_is_taken_over() {
     // Not one record of the stalled run got through after the takeover.
     assert_eq!(team.journal(&stalled).len(), seen, "{:#?}", team.journal(&stalled));
     ok(&team.cmd(&["audit", "verify"], "eve"), 0);
+}
+
+#[test]
+fn runs_watch_shows_runs_of_other_hosts_as_they_change() {
+    use std::io::BufRead;
+    let team = Team::new("[runbook]\nname = \"quick\"\n[steps.a]\ncmd = [\"true\"]\n");
+    let mut watcher = team.spawn(&["runs", "--watch"], "eve", &[]);
+    let stdout = watcher.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    assert_eq!(rx.recv_timeout(Duration::from_secs(30)).as_deref(), Ok("no runs yet"));
+    ok(&team.cmd(&["run", "r.toml"], "ana"), 0);
+    let run = team.latest_run();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let line =
+            rx.recv_timeout(deadline.saturating_duration_since(Instant::now())).expect("the new run shows");
+        if line.starts_with(&run) && line.contains("succeeded") && line.contains("ana") {
+            break;
+        }
+    }
+    let _ = watcher.kill();
+    let _ = watcher.wait();
 }
