@@ -58,19 +58,8 @@ pub enum Command {
     },
     /// Run a runbook: steps, retries, timeouts, compensations; every transition journaled.
     Run {
-        /// Runbook file.
-        #[arg(value_name = "FILE", required_unless_present = "plan", conflicts_with = "plan")]
-        file: Option<PathBuf>,
-        /// A parameter value; repeatable. Wins over `--params-file`.
-        #[arg(short = 'p', long = "param", value_name = "NAME=VALUE", value_parser = parse_param)]
-        params: Vec<(String, String)>,
-        /// A TOML file of `name = value` lines (JSON when it ends in `.json`).
-        #[arg(long, value_name = "FILE")]
-        params_file: Option<PathBuf>,
-        /// Run a pinned plan (`runbook plan -o`): its runbook, with its parameters, refused if
-        /// the files or the engine changed since it was made.
-        #[arg(long, value_name = "PLAN.json", conflicts_with_all = ["params", "params_file"])]
-        plan: Option<PathBuf>,
+        #[command(flatten)]
+        target: Target,
         /// Answer yes to every `confirm` (required when there is no terminal to ask on).
         #[arg(long)]
         yes: bool,
@@ -85,6 +74,43 @@ pub enum Command {
         /// Progress as plain lines, or JSON lines for CI.
         #[arg(long, value_enum, default_value_t = RunOutput::Text)]
         output: RunOutput,
+        /// Internal (workers): the id a submitted run was given.
+        #[arg(long, hide = true, value_name = "RUN_ID")]
+        run_id: Option<String>,
+    },
+    /// Queue a run for a worker (`runbook worker`) and print its id. The run is pinned: the
+    /// worker runs exactly this plan, or refuses if the files changed.
+    Submit {
+        #[command(flatten)]
+        target: Target,
+        /// Labels a worker must have to take the run (`--labels prod,eu`).
+        #[arg(long, value_delimiter = ',')]
+        labels: Vec<String>,
+        /// Answer yes to every `confirm` now: a queued run has no terminal to ask on.
+        #[arg(long)]
+        yes: bool,
+        /// The state store (a worker must use the same one).
+        #[arg(long, env = "RUNBOOK_STATE", value_name = "PATH|URL")]
+        state: Option<String>,
+    },
+    /// Execute queued runs (`runbook submit`) from the state store until SIGTERM or Ctrl-C.
+    Worker {
+        /// Runs executed at once.
+        #[arg(long, default_value_t = 1)]
+        concurrency: usize,
+        /// This worker's labels: it takes only runs whose labels it all has.
+        #[arg(long, value_delimiter = ',')]
+        labels: Vec<String>,
+        /// How often to look for queued runs.
+        #[arg(long, default_value = "100ms", value_parser = humantime::parse_duration)]
+        poll: std::time::Duration,
+        /// On SIGTERM, how long running runs may take to finish before they are interrupted
+        /// and handed back to the queue.
+        #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+        grace: std::time::Duration,
+        /// The state store.
+        #[arg(long, env = "RUNBOOK_STATE", value_name = "PATH|URL")]
+        state: Option<String>,
     },
     /// Continue a run that was interrupted or whose engine died. Succeeded steps never run again.
     Resume {
@@ -230,6 +256,24 @@ pub struct AuditArgs {
     /// The state store.
     #[arg(long, env = "RUNBOOK_STATE", value_name = "PATH|URL")]
     pub state: Option<String>,
+}
+
+/// What to run (or queue): a runbook with parameter values, or a pinned plan.
+#[derive(Debug, clap::Args)]
+pub struct Target {
+    /// Runbook file.
+    #[arg(value_name = "FILE", required_unless_present = "plan", conflicts_with = "plan")]
+    pub file: Option<PathBuf>,
+    /// A parameter value; repeatable. Wins over `--params-file`.
+    #[arg(short = 'p', long = "param", value_name = "NAME=VALUE", value_parser = parse_param)]
+    pub params: Vec<(String, String)>,
+    /// A TOML file of `name = value` lines (JSON when it ends in `.json`).
+    #[arg(long, value_name = "FILE")]
+    pub params_file: Option<PathBuf>,
+    /// A pinned plan (`runbook plan -o`) instead: its runbook, with its parameters, refused
+    /// if the files or the engine changed since it was made.
+    #[arg(long, value_name = "PLAN.json", conflicts_with_all = ["params", "params_file"])]
+    pub plan: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

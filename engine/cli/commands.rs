@@ -24,18 +24,36 @@ pub fn run(cli: Cli) -> u8 {
         Command::Plan { file, params, params_file, format, out } => {
             plan_cmd(&file, &params, params_file.as_deref(), format, out.as_deref(), color)
         }
-        Command::Run { file, params, params_file, plan, yes, wait, state, output } => {
-            let opts = crate::run::RunArgs { yes, wait, state, output };
+        Command::Submit { target, labels, yes, state } => crate::queue::submit(
+            crate::queue::SubmitArgs { target: &target, labels: &labels, yes, state: state.as_deref() },
+            color,
+        ),
+        Command::Worker { concurrency, labels, poll, grace, state } => {
+            crate::queue::worker(concurrency.max(1), &labels, poll, grace, state.as_deref())
+        }
+        Command::Run {
+            target: crate::args::Target { file, params, params_file, plan },
+            yes,
+            wait,
+            state,
+            output,
+            run_id,
+        } => {
+            crate::queue::die_with_worker();
+            let opts = crate::run::RunArgs { yes, wait, state, output, run_id };
             match (plan, file) {
                 (Some(plan), _) => crate::run::run_pinned(&plan, opts, color),
                 (None, Some(file)) => crate::run::run(&file, &params, params_file.as_deref(), opts, color),
                 (None, None) => exit::USAGE,
             }
         }
-        Command::Resume { run_id, rerun, skip, reason, yes, wait, state, output } => crate::run::resume(
-            crate::run::ResumeArgs { run_id, rerun, skip, reason, yes, wait, state, output },
-            color,
-        ),
+        Command::Resume { run_id, rerun, skip, reason, yes, wait, state, output } => {
+            crate::queue::die_with_worker();
+            crate::run::resume(
+                crate::run::ResumeArgs { run_id, rerun, skip, reason, yes, wait, state, output },
+                color,
+            )
+        }
         Command::Compensate { run_id, yes, state, output } => crate::run::compensate(
             crate::run::ResumeArgs {
                 run_id,

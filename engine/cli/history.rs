@@ -50,7 +50,23 @@ pub fn runs(state: Option<String>, format: ListFormat, watch: bool) -> u8 {
     let listed = with_store(state, async |s| {
         let mut last = None;
         loop {
-            let runs = s.runs().await?;
+            let mut runs = s.runs().await?;
+            // Submitted runs that no worker has started yet.
+            for q in s.queue().await? {
+                if q.state != "done" && !runs.iter().any(|r| r.run_id == q.run_id) {
+                    runs.push(RunSummary {
+                        run_id: q.run_id,
+                        runbook: q.runbook,
+                        operator: q.submitted_by,
+                        started_at: q.submitted_at,
+                        status: q.state,
+                        finished_at: None,
+                        last_seq: 0,
+                        last_hash: None,
+                    });
+                }
+            }
+            runs.sort_by(|a, b| (&b.started_at, &b.run_id).cmp(&(&a.started_at, &a.run_id)));
             if runs.is_empty() && format == ListFormat::Text && !watch {
                 eprintln!("no runs yet");
                 return Ok(());

@@ -10,6 +10,7 @@ mod exit;
 mod history;
 mod loader;
 mod output;
+mod queue;
 mod report;
 mod run;
 mod state;

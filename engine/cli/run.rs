@@ -26,6 +26,8 @@ pub struct RunArgs {
     pub wait: bool,
     pub state: Option<String>,
     pub output: RunOutput,
+    /// The id a worker's submitted run was given (else a new one).
+    pub run_id: Option<String>,
 }
 
 /// `user@host`, or `RUNBOOK_OPERATOR` when set.
@@ -51,7 +53,7 @@ pub fn operator() -> String {
 }
 
 /// `20261130T101500Z-3f9a`: sortable, readable, unique enough for one store.
-fn new_run_id() -> String {
+pub fn new_run_id() -> String {
     use std::hash::{BuildHasher, Hasher};
     let now = std::time::SystemTime::now();
     let stamp = humantime::format_rfc3339_seconds(now).to_string().replace(['-', ':'], "");
@@ -126,17 +128,38 @@ pub fn run(
 /// `runbook run --plan plan.json`: run exactly what was reviewed, or nothing.
 pub fn run_pinned(plan_path: &Path, opts: RunArgs, color: bool) -> u8 {
     let shown = display(plan_path);
-    let pinned: serde_json::Value = match crate::loader::read(&shown).map(|t| serde_json::from_str(&t)) {
-        Ok(Ok(v)) => v,
-        Ok(Err(e)) => {
-            eprintln!("error: `{shown}` is not a plan document: {e}");
-            return exit::INVALID;
-        }
+    let text = match crate::loader::read(&shown) {
+        Ok(t) => t,
         Err(e) => {
             eprintln!("error: cannot read the plan `{shown}`: {e}");
             return exit::INVALID;
         }
     };
+    let Pinned { runbook, params, file } = match load_pinned(&shown, &text, color) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    let prepared = match prepare(runbook, params, &file, opts.yes) {
+        Ok(p) => Prepared { wait: opts.wait, ..p },
+        Err(code) => return code,
+    };
+    start_new(prepared, opts)
+}
+
+/// What a pinned plan runs.
+pub struct Pinned {
+    pub runbook: Arc<Runbook>,
+    pub params: BTreeMap<String, ParamValue>,
+    pub file: PathBuf,
+}
+
+/// A pinned plan's runbook and parameters, if the plan still matches the files and the
+/// engine exactly (`Err` is the exit code, the reasons printed).
+pub fn load_pinned(shown: &str, text: &str, color: bool) -> Result<Pinned, u8> {
+    let pinned: serde_json::Value = serde_json::from_str(text).map_err(|e| {
+        eprintln!("error: `{shown}` is not a plan document: {e}");
+        exit::INVALID
+    })?;
     let mut changes = Vec::new();
     let planned_version = pinned["engine"]["version"].as_str().unwrap_or("?");
     if planned_version != runbook_core::ENGINE_VERSION {
@@ -147,7 +170,7 @@ pub fn run_pinned(plan_path: &Path, opts: RunArgs, color: bool) -> u8 {
     }
     let Some(file) = pinned["runbook"]["file"].as_str().map(PathBuf::from) else {
         eprintln!("error: `{shown}` does not name its runbook file (`runbook.file`)");
-        return exit::INVALID;
+        return Err(exit::INVALID);
     };
     let planned_files: Vec<(String, String)> = pinned["files"]
         .as_array()
@@ -189,31 +212,24 @@ pub fn run_pinned(plan_path: &Path, opts: RunArgs, color: bool) -> u8 {
             eprintln!("  - {c}");
         }
         eprintln!("  help: review a new plan (`runbook plan {} -o {shown}`)", file.display());
-        return exit::INVALID;
+        return Err(exit::INVALID);
     }
-    let (runbook, params) = match load_with_params(&file, &args, None, color) {
-        Ok(x) => x,
-        Err(code) => return code,
-    };
+    let (runbook, params) = load_with_params(&file, &args, None, color)?;
     // Same files, same engine, same values: the plan must come out the same. Checked anyway,
     // so that nothing unreviewed can run.
     let now = runbook_core::plan::plan(&runbook, &params).ok().and_then(|p| serde_json::to_value(&p).ok());
     if now.as_ref() != Some(&pinned) {
         eprintln!("error: the plan made now differs from `{shown}`; nothing ran");
         eprintln!("  help: review a new plan (`runbook plan {} -o {shown}`)", file.display());
-        return exit::INVALID;
+        return Err(exit::INVALID);
     }
     let current_files: Vec<String> = runbook.sources().iter().map(|s| s.path.clone()).collect();
     let planned_paths: Vec<String> = planned_files.iter().map(|(p, _)| p.clone()).collect();
     if current_files != planned_paths {
         eprintln!("error: the runbook now involves other files than were planned; nothing ran");
-        return exit::INVALID;
+        return Err(exit::INVALID);
     }
-    let prepared = match prepare(runbook, params, &file, opts.yes) {
-        Ok(p) => Prepared { wait: opts.wait, ..p },
-        Err(code) => return code,
-    };
-    start_new(prepared, opts)
+    Ok(Pinned { runbook, params, file })
 }
 
 /// The first 12 characters (any input: a plan file is user input).
@@ -229,7 +245,8 @@ fn start_new(prepared: Prepared, opts: RunArgs) -> u8 {
             Ok(s) => s,
             Err(code) => return code,
         };
-        execute(&store, &location, prepared, new_run_id(), None, opts.output, false).await
+        let run_id = opts.run_id.unwrap_or_else(new_run_id);
+        execute(&store, &location, prepared, run_id, None, opts.output, false).await
     })
 }
 

@@ -1,6 +1,7 @@
 //! Team mode: the same commands on a shared PostgreSQL store (a real throwaway cluster per
 //! test), several processes and operators at once.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -17,7 +18,7 @@ const PASSWORD: &str = "pw-9f3kq2-never-shown";
 struct Team {
     dir: tempfile::TempDir,
     url: String,
-    _pg: Postgres,
+    pg: Postgres,
 }
 
 impl Team {
@@ -33,7 +34,7 @@ impl Team {
         let url = pg.url("postgres").replacen("postgres@", &format!("postgres:{PASSWORD}@"), 1);
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("r.toml"), runbook).expect("runbook");
-        Team { dir, url, _pg: pg }
+        Team { dir, url, pg }
     }
 
     fn path(&self) -> &Path {
@@ -133,13 +134,13 @@ fn a_shared_store_is_migrated_explicitly_and_checked() {
 
     let migrated = team.cmd(&["state", "migrate"], "admin");
     ok(&migrated, 0);
-    assert!(migrated.stdout.contains("migrated from schema version 0 to 2"), "{}", migrated.stdout);
+    assert!(migrated.stdout.contains("migrated from schema version 0 to 3"), "{}", migrated.stdout);
     let again = team.cmd(&["state", "migrate"], "admin");
-    assert!(again.stdout.contains("up to date (schema version 2)"), "{}", again.stdout);
+    assert!(again.stdout.contains("up to date (schema version 3)"), "{}", again.stdout);
 
     let check = team.cmd(&["state", "check"], "ana");
     ok(&check, 0);
-    assert!(check.stdout.contains("(postgres)") && check.stdout.contains("version 2"), "{}", check.stdout);
+    assert!(check.stdout.contains("(postgres)") && check.stdout.contains("version 3"), "{}", check.stdout);
     assert!(check.stdout.contains("0 run(s), 0 lock(s) held"), "{}", check.stdout);
 }
 
@@ -327,4 +328,153 @@ fn runs_watch_shows_runs_of_other_hosts_as_they_change() {
     }
     let _ = watcher.kill();
     let _ = watcher.wait();
+}
+
+/// 3 workers, 50 queued runs, one worker killed with SIGKILL mid-way: every run ends
+/// succeeded or names what an operator must decide, and no run is executed by two engines
+/// at once.
+#[cfg(unix)]
+#[test]
+fn workers_run_queued_runs_and_survive_one_of_them_dying() {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let trace = dir.path().join("trace");
+    let t = trace.display();
+    let team = Team::new(&format!(
+        r#"[runbook]
+name = "job"
+[steps.a]
+run = "echo \"$RUNBOOK_RUN_ID a $PPID\" >> {t}; sleep 0.1"
+idempotent = true
+[steps.b]
+needs = ["a"]
+run = "echo \"$RUNBOOK_RUN_ID b $PPID\" >> {t}; sleep 0.3"
+[steps.c]
+needs = ["b"]
+run = "echo \"$RUNBOOK_RUN_ID c $PPID\" >> {t}"
+idempotent = true
+"#
+    ));
+    let runs = 50;
+    for _ in 0..runs {
+        ok(&team.cmd(&["submit", "r.toml"], "ana"), 0);
+    }
+    let queued = team.cmd(&["runs"], "ana");
+    assert_eq!(queued.stdout.lines().filter(|l| l.contains(" queued ")).count(), runs, "{}", queued.stdout);
+    let lease = [("RUNBOOK_LEASE_TTL", "2s")];
+    let mut workers: Vec<_> =
+        (0..3).map(|_| team.spawn(&["worker", "--concurrency", "4"], "runner", &lease)).collect();
+    // Mid-way: kill the first worker, engines and all.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::fs::read_to_string(&trace).map_or(0, |t| t.lines().count()) < 30 {
+        assert!(Instant::now() < deadline, "the workers never got going");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    kill(Pid::from_raw(workers[0].id() as i32), Signal::SIGKILL).expect("SIGKILL");
+    let _ = workers[0].wait();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while team.pg.psql("postgres", "SELECT COUNT(*) FROM queue WHERE state = 'done'") != runs.to_string() {
+        assert!(
+            Instant::now() < deadline,
+            "{}",
+            team.pg.psql("postgres", "SELECT run_id, state, worker, note FROM queue WHERE state <> 'done'")
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The others stop cleanly on SIGTERM.
+    for w in workers.drain(1..) {
+        kill(Pid::from_raw(w.id() as i32), Signal::SIGTERM).expect("SIGTERM");
+        let out = wait(w);
+        ok(&out, 0);
+        assert!(out.stdout.contains("stopped"), "{}", out.stdout);
+    }
+    let resumed = team.pg.psql("postgres", "SELECT COUNT(*) FROM queue WHERE claims > 1");
+    assert_ne!(resumed, "0", "the killed worker's runs were claimed again");
+
+    // Each run: succeeded, or waits for an operator about the one step in doubt.
+    let mut succeeded = 0;
+    for line in team.pg.psql("postgres", "SELECT run_id, exit_code FROM queue").lines() {
+        let (run, code) = line.split_once('|').expect("row");
+        match code {
+            "0" => succeeded += 1,
+            "4" => {
+                let show = team.cmd(&["show", run], "eve");
+                assert!(show.stdout.contains("in doubt  b"), "{}", show.stdout);
+            }
+            other => panic!("run {run} ended with exit {other}"),
+        }
+    }
+    assert!(succeeded >= runs - 12, "{succeeded} of {runs} succeeded");
+    ok(&team.cmd(&["audit", "verify"], "eve"), 0);
+
+    // No run was executed by two engines at once: a run's engines appear one after the other
+    // in the trace, and `b`, not idempotent, ran at most once.
+    let text = std::fs::read_to_string(&trace).expect("trace");
+    let mut engines: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    let mut b_runs: BTreeMap<&str, usize> = BTreeMap::new();
+    for line in text.lines() {
+        let mut words = line.split_whitespace();
+        let (Some(run), Some(step), Some(engine)) = (words.next(), words.next(), words.next()) else {
+            continue;
+        };
+        let seen = engines.entry(run).or_default();
+        if seen.last() != Some(&engine) {
+            assert!(!seen.contains(&engine), "run {run}: engines interleave: {seen:?} then {engine}");
+            seen.push(engine);
+        }
+        if step == "b" {
+            *b_runs.entry(run).or_default() += 1;
+        }
+    }
+    assert_eq!(engines.len(), runs);
+    assert!(b_runs.values().all(|&n| n == 1), "{b_runs:?}");
+}
+
+/// SIGTERM: a worker lets its runs finish for `--grace`, then interrupts them and hands them
+/// back; the next worker resumes them.
+#[cfg(unix)]
+#[test]
+fn a_stopping_worker_hands_its_runs_back_and_the_next_one_resumes_them() {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    let team = Team::new(
+        "[runbook]\nname = \"long\"\n\
+         [steps.wait]\nrun = \"touch waiting; while [ ! -f release ]; do sleep 0.02; done\"\nidempotent = true\n\
+         [steps.after]\nneeds = [\"wait\"]\ncmd = [\"touch\", \"after.ran\"]\n",
+    );
+    let submitted = team.cmd(&["submit", "r.toml"], "ana");
+    ok(&submitted, 0);
+    let run = submitted.stdout.trim().to_string();
+    let first = team.spawn(&["worker", "--grace", "300ms"], "runner", &[]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !team.path().join("waiting").exists() {
+        assert!(Instant::now() < deadline, "the worker never started the run");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    kill(Pid::from_raw(first.id() as i32), Signal::SIGTERM).expect("SIGTERM");
+    let stopped = wait(first);
+    ok(&stopped, 0);
+    assert!(stopped.stdout.contains(&format!("{run}: interrupted, handed back")), "{}", stopped.stdout);
+    assert_eq!(team.pg.psql("postgres", "SELECT state || ' ' || claims FROM queue"), "queued 1");
+    assert!(!team.path().join("after.ran").exists());
+
+    std::fs::write(team.path().join("release"), "").expect("release");
+    let second = team.spawn(&["worker"], "runner", &[]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while team.pg.psql("postgres", "SELECT state FROM queue") != "done" {
+        assert!(Instant::now() < deadline, "the run was never resumed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    kill(Pid::from_raw(second.id() as i32), Signal::SIGTERM).expect("SIGTERM");
+    let out = wait(second);
+    assert!(out.stdout.contains(&format!("{run}: resuming")), "{}", out.stdout);
+    assert!(out.stdout.contains(&format!("{run}: succeeded (exit 0)")), "{}", out.stdout);
+    assert!(team.path().join("after.ran").exists());
+    let kinds: Vec<String> =
+        team.journal(&run).iter().map(|e| e["kind"].as_str().unwrap_or_default().to_string()).collect();
+    assert!(
+        kinds.contains(&"run_interrupted".to_string()) && kinds.contains(&"run_resumed".to_string()),
+        "{kinds:?}"
+    );
 }

@@ -225,14 +225,16 @@ impl Backend {
     }
 
     fn migrations(self) -> Vec<Migration> {
-        let files: [(i64, &str, &'static str); 2] = match self {
+        let files: [(i64, &str, &'static str); 3] = match self {
             Backend::Sqlite => [
                 (1, "journal", include_str!("../migrations/sqlite/0001_journal.sql")),
                 (2, "step logs", include_str!("../migrations/sqlite/0002_step_logs.sql")),
+                (3, "queue", include_str!("../migrations/sqlite/0003_queue.sql")),
             ],
             Backend::Postgres => [
                 (1, "journal", include_str!("../migrations/postgres/0001_journal.sql")),
                 (2, "step logs", include_str!("../migrations/postgres/0002_step_logs.sql")),
+                (3, "queue", include_str!("../migrations/postgres/0003_queue.sql")),
             ],
         };
         files
@@ -286,6 +288,27 @@ impl Backend {
         }
     }
 
+    /// Claimable queue entries, oldest first; on PostgreSQL locked for this transaction and
+    /// skipped by other workers' claims (`SKIP LOCKED`), so workers never wait on each other.
+    fn claimable(self) -> &'static str {
+        match self {
+            Backend::Sqlite => {
+                "SELECT q.run_id, q.plan, q.labels, q.submitted_by, q.claims, \
+                 (SELECT COUNT(*) FROM runs r WHERE r.run_id = q.run_id) \
+                 FROM queue q WHERE ((q.state = 'queued' AND q.not_before_ms <= $1) \
+                 OR (q.state = 'claimed' AND q.heartbeat_ms < $2)) \
+                 ORDER BY q.submitted_at, q.run_id LIMIT 32"
+            }
+            Backend::Postgres => {
+                "SELECT q.run_id, q.plan, q.labels, q.submitted_by, q.claims, \
+                 (SELECT COUNT(*) FROM runs r WHERE r.run_id = q.run_id) \
+                 FROM queue q WHERE ((q.state = 'queued' AND q.not_before_ms <= $1) \
+                 OR (q.state = 'claimed' AND q.heartbeat_ms < $2)) \
+                 ORDER BY q.submitted_at, q.run_id LIMIT 32 FOR UPDATE OF q SKIP LOCKED"
+            }
+        }
+    }
+
     /// 1 when the migrations table exists (the store was migrated at least once), else 0.
     fn has_migrations_table(self) -> &'static str {
         match self {
@@ -328,6 +351,60 @@ pub struct Health {
     pub live_locks: i64,
     /// The database's clock, ms since the epoch (leases compare hosts' clocks through it).
     pub db_now_ms: i64,
+}
+
+/// A run submitted for a worker.
+#[derive(Debug, Clone)]
+pub struct Submission<'a> {
+    /// The id the run will have.
+    pub run_id: &'a str,
+    /// Runbook name.
+    pub runbook: &'a str,
+    /// The pinned plan document (JSON).
+    pub plan: &'a str,
+    /// Labels a worker must have.
+    pub labels: &'a [String],
+    /// Who submitted it (the run's operator).
+    pub submitted_by: &'a str,
+    /// When (RFC 3339).
+    pub submitted_at: &'a str,
+}
+
+/// A queue entry a worker claimed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    /// The run.
+    pub run_id: String,
+    /// The pinned plan document.
+    pub plan: String,
+    /// Who submitted it.
+    pub submitted_by: String,
+    /// True when the run already exists in the journal (an earlier claim started it): it is
+    /// resumed, never started again.
+    pub started: bool,
+    /// How many times it was claimed before this one.
+    pub earlier_claims: i64,
+}
+
+/// A queue entry as `runbook runs` lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueEntry {
+    /// The run.
+    pub run_id: String,
+    /// Runbook name.
+    pub runbook: String,
+    /// queued, claimed or done.
+    pub state: String,
+    /// Who submitted it.
+    pub submitted_by: String,
+    /// When.
+    pub submitted_at: String,
+    /// The worker that claimed it last.
+    pub worker: Option<String>,
+    /// The engine's exit code, once done.
+    pub exit_code: Option<i64>,
+    /// What the worker last saw.
+    pub note: Option<String>,
 }
 
 /// One step attempt's recorded output.
@@ -894,6 +971,138 @@ impl Store {
                 .await?;
         rows.iter()
             .map(|r| Ok(StepLog { step: r.try_get(0)?, attempt: r.try_get(1)?, body: r.try_get(2)? }))
+            .collect()
+    }
+
+    /// Queue a run for the workers.
+    pub async fn submit(&self, job: &Submission<'_>) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO queue (run_id, runbook, plan, labels, submitted_by, submitted_at, state) \
+             VALUES ($1, $2, $3, $4, $5, $6, 'queued')",
+        )
+        .bind(job.run_id)
+        .bind(job.runbook)
+        .bind(job.plan)
+        .bind(job.labels.join(","))
+        .bind(job.submitted_by)
+        .bind(job.submitted_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Claim the oldest run this worker may take: a queued one whose labels the worker has,
+    /// or one whose claiming worker stopped heartbeating before `stale_before_ms` (it died:
+    /// the run is resumed under the usual rules). One transaction: two workers never claim
+    /// the same entry.
+    pub async fn claim(
+        &self,
+        worker: &str,
+        labels: &[String],
+        now_ms: i64,
+        stale_before_ms: i64,
+    ) -> Result<Option<Claim>> {
+        retry_busy(self.backend, || async {
+            let mut tx = self.pool.begin_with(self.backend.begin()).await?;
+            let rows = sqlx::query(self.backend.claimable())
+                .bind(now_ms)
+                .bind(stale_before_ms)
+                .fetch_all(&mut *tx)
+                .await?;
+            let mut chosen = None;
+            for row in &rows {
+                let wanted: String = row.try_get(2)?;
+                if wanted.split(',').filter(|l| !l.is_empty()).all(|l| labels.iter().any(|have| have == l)) {
+                    chosen = Some(Claim {
+                        run_id: row.try_get(0)?,
+                        plan: row.try_get(1)?,
+                        submitted_by: row.try_get(3)?,
+                        earlier_claims: row.try_get(4)?,
+                        started: row.try_get::<i64, _>(5)? > 0,
+                    });
+                    break;
+                }
+            }
+            if let Some(c) = &chosen {
+                sqlx::query(
+                    "UPDATE queue SET state = 'claimed', worker = $1, claims = claims + 1, heartbeat_ms = $2 \
+                     WHERE run_id = $3",
+                )
+                .bind(worker)
+                .bind(now_ms)
+                .bind(&c.run_id)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+            Ok(chosen)
+        })
+        .await
+    }
+
+    /// A worker is alive and still executing these runs.
+    pub async fn heartbeat(&self, worker: &str, now_ms: i64) -> Result<()> {
+        retry_busy(self.backend, || async {
+            sqlx::query("UPDATE queue SET heartbeat_ms = $1 WHERE worker = $2 AND state = 'claimed'")
+                .bind(now_ms)
+                .bind(worker)
+                .execute(&self.pool)
+                .await?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// The engine of a claimed run ended: `Some(code)` marks it done; `None` hands it back
+    /// to the queue (not before `not_before_ms`), to be resumed by whichever worker claims
+    /// it. Only the worker holding the claim may do either.
+    pub async fn release_claim(
+        &self,
+        run_id: &str,
+        worker: &str,
+        exit_code: Option<i64>,
+        not_before_ms: i64,
+        note: &str,
+    ) -> Result<()> {
+        retry_busy(self.backend, || async {
+            sqlx::query(
+                "UPDATE queue SET state = $1, exit_code = $2, not_before_ms = $3, note = $4 \
+                 WHERE run_id = $5 AND worker = $6 AND state = 'claimed'",
+            )
+            .bind(if exit_code.is_some() { "done" } else { "queued" })
+            .bind(exit_code)
+            .bind(not_before_ms)
+            .bind(note)
+            .bind(run_id)
+            .bind(worker)
+            .execute(&self.pool)
+            .await?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// The queue, oldest first.
+    pub async fn queue(&self) -> Result<Vec<QueueEntry>> {
+        let rows = sqlx::query(
+            "SELECT run_id, runbook, state, submitted_by, submitted_at, worker, exit_code, note \
+             FROM queue ORDER BY submitted_at, run_id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(QueueEntry {
+                    run_id: r.try_get(0)?,
+                    runbook: r.try_get(1)?,
+                    state: r.try_get(2)?,
+                    submitted_by: r.try_get(3)?,
+                    submitted_at: r.try_get(4)?,
+                    worker: r.try_get(5)?,
+                    exit_code: r.try_get(6)?,
+                    note: r.try_get(7)?,
+                })
+            })
             .collect()
     }
 

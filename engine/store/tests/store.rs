@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use runbook_core::journal::{self, RunEvent, RunStatus};
-use runbook_store::{Backend, Location, NewRun, Store, StoreError};
+use runbook_store::{Backend, Location, NewRun, Store, StoreError, Submission};
 use sqlx::Row;
 
 /// A fresh, migrated, empty store and what keeps it alive.
@@ -86,6 +86,7 @@ conformance!(
     decisions_are_checked_against_the_journal_in_the_same_transaction,
     step_logs_are_kept_per_attempt,
     the_health_check_reports_versions_and_contents,
+    queued_runs_are_claimed_once_by_workers_with_the_labels,
 );
 
 fn started() -> RunEvent {
@@ -122,14 +123,14 @@ async fn a_shared_store_is_not_migrated_behind_the_team_s_back() {
     let pg = tokio::task::spawn_blocking(runbook_sandbox::peers::Postgres::start).await.expect("start");
     let location = Location::Postgres(pg.url("postgres"));
     match Store::open(&location).await {
-        Err(e @ StoreError::NeedsMigration { applied: 0, known: 2 }) => {
+        Err(e @ StoreError::NeedsMigration { applied: 0, known: 3 }) => {
             assert!(e.to_string().contains("runbook state migrate"), "{e}");
         }
         other => panic!("expected NeedsMigration, got {other:?}"),
     }
     let store = Store::connect(&location).await.expect("connect");
-    assert_eq!(store.migrate().await.expect("migrate"), (0, 2));
-    assert_eq!(store.migrate().await.expect("migrate again"), (2, 2));
+    assert_eq!(store.migrate().await.expect("migrate"), (0, 3));
+    assert_eq!(store.migrate().await.expect("migrate again"), (3, 3));
     Store::open(&location).await.expect("open after migrate");
 }
 
@@ -330,7 +331,7 @@ async fn a_newer_schema_is_refused(f: Fixture) {
         Err(StoreError::NewerSchema { .. })
     ));
     match Store::open(&f.location).await {
-        Err(e @ StoreError::NewerSchema { found: 99, known: 2 }) => {
+        Err(e @ StoreError::NewerSchema { found: 99, known: 3 }) => {
             assert!(e.to_string().contains("newer than this runbook knows"));
         }
         other => panic!("expected NewerSchema, got {other:?}"),
@@ -432,10 +433,72 @@ async fn the_health_check_reports_versions_and_contents(f: Fixture) {
         .await
         .expect("lock");
     let health = store.check(2_000).await.expect("check");
-    assert_eq!((health.backend, health.applied, health.known), (f.backend(), 2, 2));
+    assert_eq!((health.backend, health.applied, health.known), (f.backend(), 3, 3));
     assert_eq!((health.runs, health.live_locks), (1, 1));
     assert_eq!(store.check(100_000).await.expect("check").live_locks, 0, "the lease ran out");
     let now =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as i64;
     assert!((health.db_now_ms - now).abs() < 60_000, "the database clock is read: {}", health.db_now_ms);
+}
+
+async fn queued_runs_are_claimed_once_by_workers_with_the_labels(f: Fixture) {
+    let store = f.open().await;
+    let gpu = vec!["prod".to_string()];
+    for i in 0..20 {
+        let labels = if i % 5 == 0 { gpu.clone() } else { Vec::new() };
+        store
+            .submit(&Submission {
+                run_id: &format!("q{i:02}"),
+                runbook: "deploy",
+                plan: "{}",
+                labels: &labels,
+                submitted_by: "ana",
+                submitted_at: &format!("2026-11-30T10:00:{i:02}Z"),
+            })
+            .await
+            .expect("submit");
+    }
+    // Four workers without labels claim at once, on two pools: each entry once, oldest
+    // first, and never one that needs `prod`.
+    let mut tasks = Vec::new();
+    for w in 0..4 {
+        let store = if w % 2 == 0 { store.clone() } else { f.open().await };
+        tasks.push(tokio::spawn(async move {
+            let mut got = Vec::new();
+            while let Some(c) = store.claim(&format!("w{w}"), &[], 1_000, 0).await.expect("claim") {
+                assert!(!c.started && c.earlier_claims == 0);
+                got.push(c.run_id);
+            }
+            got
+        }));
+    }
+    let mut claimed = Vec::new();
+    for t in tasks {
+        claimed.extend(t.await.expect("task"));
+    }
+    claimed.sort();
+    let expected: Vec<String> = (0..20).filter(|i| i % 5 != 0).map(|i| format!("q{i:02}")).collect();
+    assert_eq!(claimed, expected);
+    // A worker with the label takes the rest.
+    let first = store.claim("w9", &gpu, 1_000, 0).await.expect("claim").expect("a prod run");
+    assert_eq!(first.run_id, "q00");
+    // Only the claiming worker releases; a hand-back is claimable again after its delay.
+    store.release_claim("q00", "w0", Some(0), 0, "not mine").await.expect("release");
+    store.release_claim("q00", "w9", None, 5_000, "lock held").await.expect("hand back");
+    assert_eq!(
+        store.claim("w9", &gpu, 2_000, 0).await.expect("claim").map(|c| c.run_id).as_deref(),
+        Some("q05")
+    );
+    let again = store.claim("w9", &gpu, 6_000, 0).await.expect("claim").expect("handed back");
+    assert_eq!((again.run_id.as_str(), again.earlier_claims), ("q00", 1));
+    // A worker that stops heartbeating loses its claims to the next worker.
+    store.heartbeat("w9", 7_000).await.expect("heartbeat");
+    assert!(store.claim("w1", &gpu, 8_000, 500).await.expect("claim").is_some_and(|c| c.run_id == "q10"));
+    let stolen = store.claim("w1", &gpu, 20_000, 10_000).await.expect("claim").expect("stale claim");
+    assert_eq!(stolen.run_id, "q00");
+    store.release_claim("q00", "w1", Some(0), 0, "succeeded").await.expect("done");
+    let queue = store.queue().await.expect("queue");
+    let q00 = queue.iter().find(|e| e.run_id == "q00").expect("q00");
+    assert_eq!((q00.state.as_str(), q00.exit_code, q00.worker.as_deref()), ("done", Some(0), Some("w1")));
+    assert!(store.claim("w1", &gpu, 99_000, 99_000).await.expect("claim").is_some_and(|c| c.run_id != "q00"));
 }

@@ -225,8 +225,19 @@ pub struct Postgres {
 }
 
 impl Postgres {
-    /// Start one. PostgreSQL must be installed (`.ci/run` installs it).
+    /// Start one. PostgreSQL must be installed (`.ci/run` installs it). Durability is off
+    /// (no fsync): tests want speed, not crash safety of the test cluster.
     pub fn start() -> Postgres {
+        Postgres::start_with(false)
+    }
+
+    /// Start one with PostgreSQL's default durability (fsync, synchronous commit), for
+    /// benchmarks that must measure what a real server costs.
+    pub fn start_durable() -> Postgres {
+        Postgres::start_with(true)
+    }
+
+    fn start_with(durable: bool) -> Postgres {
         let bin = pg_bin()
             .expect("PostgreSQL binaries under /usr/lib/postgresql/*/bin: apt-get install postgresql");
         let dir = tempfile::tempdir().expect("tempdir");
@@ -252,10 +263,9 @@ impl Postgres {
                 "--no-sync",
             ],
         );
-        let opts = format!(
-            "-k {} -c listen_addresses='' -c fsync=off -c synchronous_commit=off -c full_page_writes=off",
-            pg.dir.path().display()
-        );
+        let speed =
+            if durable { "" } else { " -c fsync=off -c synchronous_commit=off -c full_page_writes=off" };
+        let opts = format!("-k {} -c listen_addresses=''{speed}", pg.dir.path().display());
         let log = pg.dir.path().join("log");
         pg.tool(
             "pg_ctl",

@@ -1,0 +1,376 @@
+//! Runs executed by workers: `runbook submit` queues a pinned plan in the state store;
+//! `runbook worker` claims queued runs and runs each in an engine process of its own.
+//!
+//! A worker is a supervisor: the engine it starts is the ordinary `runbook run --plan` (or
+//! `runbook resume` for a run an earlier claim started), so every promise of a run holds
+//! unchanged: the lock and its fencing, the journal, resume rules. The worker only decides
+//! what to run next, heartbeats its claims, and records how each engine ended. Engines die
+//! with their worker (a parent-death signal), so a worker that dies leaves runs whose leases
+//! expire: another worker's claim then resumes them under the usual rules (idempotent steps
+//! in doubt run again; any other step in doubt waits for an operator's decision).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use runbook_store::{Claim, Store, Submission};
+
+use crate::exit;
+use crate::output::outln;
+
+/// Set in an engine started by a worker: the worker's pid.
+const WORKER_PID: &str = "RUNBOOK_WORKER_PID";
+
+/// What `runbook submit` was asked.
+#[derive(Debug)]
+pub struct SubmitArgs<'a> {
+    pub target: &'a crate::args::Target,
+    pub labels: &'a [String],
+    pub yes: bool,
+    pub state: Option<&'a str>,
+}
+
+/// `runbook submit`: plan now (or check a given plan), queue it, print the run id.
+pub fn submit(args: SubmitArgs<'_>, color: bool) -> u8 {
+    let target = args.target;
+    let (runbook, plan) = match (target.plan.as_deref(), target.file.as_deref()) {
+        (Some(path), _) => {
+            let shown = crate::commands::display(path);
+            let text = match crate::loader::read(&shown) {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("error: cannot read the plan `{shown}`: {e}");
+                    return exit::INVALID;
+                }
+            };
+            match crate::run::load_pinned(&shown, &text, color) {
+                Ok(pinned) => (pinned.runbook, text),
+                Err(code) => return code,
+            }
+        }
+        (None, Some(file)) => {
+            let (runbook, values) = match crate::commands::load_with_params(
+                file,
+                &target.params,
+                target.params_file.as_deref(),
+                color,
+            ) {
+                Ok(x) => x,
+                Err(code) => return code,
+            };
+            let plan = match runbook_core::plan::plan(&runbook, &values) {
+                Ok(p) => p,
+                Err(d) => {
+                    crate::commands::print_diagnostics(&d, color);
+                    return exit::INVALID;
+                }
+            };
+            match serde_json::to_string_pretty(&plan) {
+                Ok(text) => (runbook, text),
+                Err(e) => {
+                    eprintln!("error: cannot write the plan: {e}");
+                    return exit::INVALID;
+                }
+            }
+        }
+        (None, None) => return exit::USAGE,
+    };
+    if !args.yes && runbook.steps.iter().any(|s| s.confirm.is_some()) {
+        eprintln!(
+            "error: this runbook asks for confirmation before some steps, and a queued run has no terminal"
+        );
+        eprintln!("  help: review the plan (`runbook plan`), then submit again with `--yes`");
+        return exit::INVALID;
+    }
+    let location = crate::state::location(args.state);
+    let run_id = crate::run::new_run_id();
+    let submitted_at = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
+    let queued = crate::state::block_on(async {
+        let store = crate::state::open(&location, true).await?;
+        let job = Submission {
+            run_id: &run_id,
+            runbook: &runbook.name,
+            plan: &plan,
+            labels: args.labels,
+            submitted_by: &crate::run::operator(),
+            submitted_at: &submitted_at,
+        };
+        store.submit(&job).await.map_err(|e| {
+            eprintln!("error: cannot queue the run in `{}`: {e}", location.shown());
+            exit::CANNOT_START
+        })
+    });
+    match queued {
+        Ok(()) => {
+            outln!("{run_id}");
+            eprintln!(
+                "queued run {run_id} of {}; follow it with `runbook show {run_id} --follow`",
+                runbook.name
+            );
+            exit::SUCCESS
+        }
+        Err(code) => code,
+    }
+}
+
+/// In an engine a worker started: die with the worker, so that a dead worker leaves no
+/// engine running unobserved (its runs are resumed by another worker once their leases
+/// expire). Does nothing outside a worker.
+pub fn die_with_worker() {
+    let Some(worker) = std::env::var(WORKER_PID).ok().and_then(|p| p.parse::<i32>().ok()) else { return };
+    let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
+    // The worker may have died before the line above: then nothing would ever signal us.
+    if nix::unistd::getppid().as_raw() != worker {
+        eprintln!("error: the worker that started this run is gone; the run is left for another worker");
+        std::process::exit(i32::from(exit::INTERRUPTED));
+    }
+}
+
+/// One engine the worker runs.
+struct Engine {
+    child: tokio::process::Child,
+    claim: Claim,
+}
+
+/// `runbook worker`: claim, run, record, until SIGTERM or Ctrl-C; then let running runs
+/// finish for `grace`, interrupt the rest and hand them back to the queue.
+pub fn worker(
+    concurrency: usize,
+    labels: &[String],
+    poll: Duration,
+    grace: Duration,
+    state: Option<&str>,
+) -> u8 {
+    let location = crate::state::location(state);
+    let name = format!(
+        "worker {} (pid {} on {})",
+        crate::run::operator(),
+        std::process::id(),
+        nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default()
+    );
+    let dir = crate::state::default_path().parent().unwrap_or(Path::new(".")).join("worker");
+    if let Err(e) = std::fs::create_dir_all(&dir) {
+        eprintln!("error: cannot create the worker folder `{}`: {e}", dir.display());
+        return exit::CANNOT_START;
+    }
+    let Ok(exe) = std::env::current_exe() else {
+        eprintln!("error: cannot find this program to start engines with");
+        return exit::CANNOT_START;
+    };
+    // One thread: a parent-death signal follows the thread that spawned the child, and this
+    // thread lives as long as the worker.
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return exit::CANNOT_START;
+        }
+    };
+    runtime.block_on(async {
+        let store = match crate::state::open(&location, true).await {
+            Ok(s) => s,
+            Err(code) => return code,
+        };
+        let w = Worker { store, name, labels: labels.to_vec(), exe, dir, state: state.map(str::to_string) };
+        w.serve(concurrency, poll, grace).await
+    })
+}
+
+struct Worker {
+    store: Store,
+    name: String,
+    labels: Vec<String>,
+    exe: PathBuf,
+    dir: PathBuf,
+    state: Option<String>,
+}
+
+/// A claim whose worker has not heartbeaten for this long is taken to be dead.
+const STALE_AFTER: Duration = Duration::from_secs(5);
+const HEARTBEAT: Duration = Duration::from_secs(1);
+
+impl Worker {
+    async fn serve(&self, concurrency: usize, poll: Duration, grace: Duration) -> u8 {
+        outln!("{} serving {} run(s) at once", self.name, concurrency);
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        let mut engines: BTreeMap<String, Engine> = BTreeMap::new();
+        let mut draining: Option<tokio::time::Instant> = None;
+        let mut interrupted = false;
+        let mut last_beat = tokio::time::Instant::now();
+        loop {
+            self.reap(&mut engines).await;
+            if let Some(since) = draining {
+                if engines.is_empty() {
+                    outln!("{} stopped", self.name);
+                    return exit::SUCCESS;
+                }
+                if !interrupted && since.elapsed() >= grace {
+                    interrupted = true;
+                    for (id, e) in &engines {
+                        outln!("{id}: interrupted, handed back to the queue");
+                        if let Some(pid) = e.child.id() {
+                            let _ = nix::sys::signal::kill(
+                                nix::unistd::Pid::from_raw(pid as i32),
+                                nix::sys::signal::Signal::SIGTERM,
+                            );
+                        }
+                    }
+                }
+            } else {
+                while engines.len() < concurrency {
+                    match self.claim_next().await {
+                        Some(engine) => {
+                            engines.insert(engine.claim.run_id.clone(), engine);
+                        }
+                        None => break,
+                    }
+                }
+            }
+            if last_beat.elapsed() >= HEARTBEAT {
+                last_beat = tokio::time::Instant::now();
+                if let Err(e) = self.store.heartbeat(&self.name, crate::state::now_ms()).await {
+                    eprintln!("warning: heartbeat failed: {e}");
+                }
+            }
+            let stop = async {
+                match term.as_mut() {
+                    Some(t) => {
+                        t.recv().await;
+                    }
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                () = tokio::time::sleep(poll) => {}
+                () = stop, if draining.is_none() => {
+                    outln!("{} finishing its runs (up to {}), then stopping", self.name, humantime::format_duration(grace));
+                    draining = Some(tokio::time::Instant::now());
+                }
+                _ = tokio::signal::ctrl_c(), if draining.is_none() => {
+                    draining = Some(tokio::time::Instant::now());
+                }
+            }
+        }
+    }
+
+    /// Claim the next run and start its engine; `None` when there is nothing to do now.
+    async fn claim_next(&self) -> Option<Engine> {
+        loop {
+            let now = crate::state::now_ms();
+            let stale = now - i64::try_from(STALE_AFTER.as_millis()).unwrap_or(i64::MAX);
+            let claim = match self.store.claim(&self.name, &self.labels, now, stale).await {
+                Ok(c) => c?,
+                Err(e) => {
+                    eprintln!("warning: cannot claim from the queue: {e}");
+                    return None;
+                }
+            };
+            // Started by an earlier claim and already finished (that worker died before it
+            // could say so): record it, run nothing.
+            if claim.started
+                && let Ok(run) = self.store.run(&claim.run_id).await
+                && let Some(code) = finished_code(&run.status)
+            {
+                self.release(&claim.run_id, Some(code), &format!("{} (found finished)", run.status)).await;
+                continue;
+            }
+            match self.start(&claim) {
+                Ok(child) => {
+                    let verb = if claim.started { "resuming" } else { "running" };
+                    outln!("{}: {verb} (submitted by {})", claim.run_id, claim.submitted_by);
+                    return Some(Engine { child, claim });
+                }
+                Err(e) => {
+                    eprintln!("error: cannot start an engine for {}: {e}", claim.run_id);
+                    self.hand_back(&claim.run_id, Duration::from_secs(5), &format!("no engine: {e}")).await;
+                    return None;
+                }
+            }
+        }
+    }
+
+    /// The engine for a claim: `run --plan` for a new run, `resume` for one that started.
+    fn start(&self, claim: &Claim) -> std::io::Result<tokio::process::Child> {
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join(format!("{}.out", claim.run_id)))?;
+        let mut cmd = tokio::process::Command::new(&self.exe);
+        if claim.started {
+            cmd.args(["resume", &claim.run_id]);
+        } else {
+            let plan = self.dir.join(format!("{}.plan.json", claim.run_id));
+            std::fs::write(&plan, &claim.plan)?;
+            cmd.arg("run").arg("--plan").arg(&plan).args(["--run-id", &claim.run_id]);
+        }
+        cmd.args(["--yes", "--wait", "--as", &claim.submitted_by]);
+        if let Some(state) = &self.state {
+            cmd.args(["--state", state]);
+        }
+        cmd.env(WORKER_PID, std::process::id().to_string())
+            .stdin(std::process::Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .kill_on_drop(false)
+            .spawn()
+    }
+
+    /// Record the engines that ended.
+    async fn reap(&self, engines: &mut BTreeMap<String, Engine>) {
+        let ended: Vec<(String, Option<i32>)> = engines
+            .iter_mut()
+            .filter_map(|(id, e)| match e.child.try_wait() {
+                Ok(Some(status)) => Some((id.clone(), status.code())),
+                _ => None,
+            })
+            .collect();
+        for (id, code) in ended {
+            engines.remove(&id);
+            match code.map(|c| u8::try_from(c).unwrap_or(u8::MAX)) {
+                Some(exit::CANNOT_START) => {
+                    outln!(
+                        "{id}: could not start (its lock is held, or it is still running elsewhere); retrying later"
+                    );
+                    self.hand_back(&id, Duration::from_secs(1), "could not start: lock held").await;
+                }
+                Some(exit::INTERRUPTED) | None => {
+                    outln!("{id}: interrupted; handed back to the queue, to be resumed");
+                    self.hand_back(&id, Duration::ZERO, "interrupted").await;
+                }
+                Some(c) => {
+                    let what = match c {
+                        exit::SUCCESS => "succeeded",
+                        exit::FAILED => "failed",
+                        exit::NEEDS_OPERATOR => "needs an operator",
+                        exit::INVALID => "refused: nothing ran",
+                        _ => "ended",
+                    };
+                    outln!("{id}: {what} (exit {c}); `runbook show {id}`");
+                    self.release(&id, Some(i64::from(c)), what).await;
+                }
+            }
+        }
+    }
+
+    async fn release(&self, run_id: &str, code: Option<i64>, note: &str) {
+        if let Err(e) = self.store.release_claim(run_id, &self.name, code, 0, note).await {
+            eprintln!("warning: cannot record the end of {run_id}: {e}");
+        }
+    }
+
+    async fn hand_back(&self, run_id: &str, after: Duration, note: &str) {
+        let not_before = crate::state::now_ms() + i64::try_from(after.as_millis()).unwrap_or(0);
+        if let Err(e) = self.store.release_claim(run_id, &self.name, None, not_before, note).await {
+            eprintln!("warning: cannot hand {run_id} back: {e}");
+        }
+    }
+}
+
+/// The exit code of a run that already ended, from its status.
+fn finished_code(status: &str) -> Option<i64> {
+    match status {
+        "succeeded" => Some(i64::from(exit::SUCCESS)),
+        "failed" => Some(i64::from(exit::FAILED)),
+        _ => None,
+    }
+}
