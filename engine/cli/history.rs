@@ -151,7 +151,8 @@ pub fn show(run_id: &str, follow: bool, state: Option<String>) -> u8 {
                     outln!("{}", record_line(r));
                 }
                 shown = records.len();
-                if records.iter().any(|r| matches!(r.event, journal::RunEvent::RunFinished { .. })) {
+                // Finished, unless resumed since (a failed run may be).
+                if records.last().is_some_and(|r| matches!(r.event, journal::RunEvent::RunFinished { .. })) {
                     break;
                 }
                 tokio::time::sleep(POLL).await;

@@ -523,10 +523,21 @@ async fn prepare_resume(
         eprintln!("  help: `runbook audit verify {id}`; a tampered journal cannot be resumed");
         return Err(exit::NEEDS_OPERATOR);
     }
-    let finished = records.iter().any(|r| matches!(r.event, RunEvent::RunFinished { .. }));
-    if !compensating && finished {
-        eprintln!("error: run {id} has finished ({}); there is nothing to resume", summary.status);
-        return Err(exit::INVALID);
+    // How the run last ended, unless it was resumed since.
+    let ended = records.iter().rev().find_map(|r| match r.event {
+        RunEvent::RunFinished { status } => Some(Some(status)),
+        RunEvent::RunResumed { .. } => Some(None),
+        _ => None,
+    });
+    match ended.flatten() {
+        // A failed run goes on: its failed steps get new attempts (checked below: only if
+        // nothing was compensated).
+        Some(RunStatus::Failed) | None => {}
+        Some(_) if compensating => {}
+        Some(_) => {
+            eprintln!("error: run {id} has finished ({}); there is nothing to resume", summary.status);
+            return Err(exit::INVALID);
+        }
     }
     let Some(RunEvent::RunStarted { file, files, params, .. }) = records.first().map(|r| r.event.clone())
     else {
@@ -580,20 +591,41 @@ async fn prepare_resume(
         }
     }
     let state = runbook_core::journal::fold(&records);
-    // A run that was stopping after a failure (compensating, or `stop`) cannot simply go on:
-    // its compensations are finished with `runbook compensate`.
+    // A run whose failure was (or was being) compensated cannot go on: its completed steps
+    // are undone. One that stopped (`stop`, `continue`) can: its failed steps run again.
     if !compensating {
-        let stopping = state.steps.iter().any(|(id, s)| {
+        let compensated = state.steps.iter().any(|(id, s)| {
             s.compensation != runbook_core::journal::CompensationStatus::None
                 || (s.status == StepStatus::Failed
                     && runbook
                         .find_step(id)
-                        .is_some_and(|st| st.on_failure != runbook_core::model::OnFailure::Continue))
+                        .is_some_and(|st| st.on_failure == runbook_core::model::OnFailure::Compensate))
         });
-        if stopping {
-            eprintln!("error: run {id} had failed and was stopping when the engine stopped; it cannot go on");
+        if compensated && ended.flatten().is_some() {
+            eprintln!(
+                "error: run {id} failed under `on-failure = \"compensate\"`: what it did was undone, so it cannot go on"
+            );
+            eprintln!("  help: start a new run");
+            return Err(exit::INVALID);
+        }
+        if compensated {
+            eprintln!(
+                "error: run {id} had failed and was compensating when the engine stopped; it cannot go on"
+            );
             eprintln!("  help: `runbook compensate {id}` runs the compensations that are left");
             return Err(exit::NEEDS_OPERATOR);
+        }
+        let failed: Vec<&str> = state
+            .steps
+            .iter()
+            .filter(|(_, s)| s.status == StepStatus::Failed)
+            .map(|(id, _)| id.as_str())
+            .collect();
+        if !failed.is_empty() {
+            eprintln!(
+                "note: run {id} failed; these steps run again, with a new set of attempts: {}",
+                failed.join(", ")
+            );
         }
     }
     for s in args.rerun.iter().chain(args.skip.iter()) {

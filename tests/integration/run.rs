@@ -570,3 +570,65 @@ fn a_secret_too_short_to_redact_is_refused() {
     assert!(!out.stderr.contains("42"), "{}", out.stderr);
     assert_eq!(sb.read("trace"), "");
 }
+
+#[test]
+fn a_failed_run_resumes_its_failed_steps_with_new_attempts_and_never_repeats_the_rest() {
+    let sb = Sandbox::new(
+        r#"
+[runbook]
+name = "fix-and-go-on"
+[steps.one]
+run = "echo one >> trace"
+[steps.flaky]
+needs = ["one"]
+run = "echo flaky >> trace; test -f fixed"
+retry = { attempts = 2, delay = "10ms" }
+on-failure = "stop"
+[steps.after]
+needs = ["flaky"]
+run = "echo after >> trace"
+[steps.never]
+needs = ["one"]
+when = "false"
+run = "echo never >> trace"
+[finally.report]
+run = "echo finally {{ run.status }} >> trace"
+"#,
+    );
+    assert_eq!(sb.run(&[], &[]).code, 1);
+    assert_eq!(sb.read("trace"), "one\nflaky\nflaky\nfinally failed\n");
+    let id = sb.latest_run();
+    std::fs::write(sb.path().join("fixed"), "").expect("fix");
+    let out = resume(&sb, &[&id]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.contains("these steps run again, with a new set of attempts: flaky"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(sb.read("trace"), "one\nflaky\nflaky\nfinally failed\nflaky\nafter\nfinally succeeded\n");
+    let audit = sb.audit(&id);
+    let started = |step: &str| {
+        audit
+            .lines()
+            .filter(|l| l.contains("\"step_started\"") && l.contains(&format!("\"step\":\"{step}\"")))
+            .count()
+    };
+    assert_eq!((started("one"), started("flaky"), started("after"), started("never")), (1, 3, 1, 0));
+    assert!(audit.contains("\"attempt\":3"), "the new attempt is numbered after the old ones");
+    let verify = resume(&sb, &[&id]);
+    assert_eq!(verify.code, 3, "a succeeded run has nothing to resume: {}", verify.stderr);
+}
+
+#[test]
+fn a_failed_run_that_was_compensated_cannot_go_on() {
+    let sb = Sandbox::new(
+        "[runbook]\nname = \"undone\"\n[steps.one]\nrun = \"echo one >> trace\"\ncompensate = { run = \"echo undo >> trace\" }\n[steps.boom]\nneeds = [\"one\"]\nrun = \"exit 1\"\n",
+    );
+    assert_eq!(sb.run(&[], &[]).code, 1);
+    let id = sb.latest_run();
+    let out = resume(&sb, &[&id]);
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert!(out.stderr.contains("what it did was undone, so it cannot go on"), "{}", out.stderr);
+    assert_eq!(sb.read("trace"), "one\nundo\n");
+}

@@ -444,6 +444,17 @@ pub struct StepState {
     pub approval: Option<Approval>,
 }
 
+impl StepState {
+    /// Skipped by an operator's decision (`resume --skip`): treated as done for good.
+    pub fn skipped_by_operator(&self) -> bool {
+        self.status == StepStatus::Skipped
+            && self.reason.as_deref().is_some_and(|r| r.starts_with(OPERATOR_SKIP))
+    }
+}
+
+/// How the fold words an operator's skip (see [`StepState::skipped_by_operator`]).
+const OPERATOR_SKIP: &str = "skipped by ";
+
 /// An approval step's request and the decisions recorded so far.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
 pub struct Approval {
@@ -564,7 +575,7 @@ impl RunState {
                 Decision::Rerun => s.status = StepStatus::Pending,
                 Decision::Skip => {
                     s.status = StepStatus::Skipped;
-                    s.reason = Some(format!("skipped by {operator}: {reason}"));
+                    s.reason = Some(format!("{OPERATOR_SKIP}{operator}: {reason}"));
                 }
             },
             (

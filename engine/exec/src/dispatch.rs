@@ -254,6 +254,9 @@ pub struct Dispatcher<'a> {
     lease: Option<Lease>,
     state: Vec<State>,
     attempts: Vec<u32>,
+    /// Attempts a step had used before this resume gave it a new set (a failed step of a
+    /// failed run): its retry policy counts from there.
+    attempt_base: Vec<u32>,
     /// The run's journal, folded as it is written: the same fold `resume` and every report
     /// use. Outputs, the order of completion and compensations are read from it.
     journal: runbook_core::journal::RunState,
@@ -289,6 +292,7 @@ impl<'a> Dispatcher<'a> {
             lease: None,
             state: vec![State::Waiting; runbook.steps.len()],
             attempts: vec![0; runbook.steps.len()],
+            attempt_base: vec![0; runbook.steps.len()],
             journal: runbook_core::journal::RunState::default(),
             started_at: String::new(),
             child_waiting: BTreeMap::new(),
@@ -707,12 +711,21 @@ impl<'a> Dispatcher<'a> {
     /// run again; the others were decided by the operator (checked by the caller).
     async fn restore(&mut self, r: Resume) -> Result<(), ExecError> {
         use runbook_core::journal::{Decision, StepStatus};
+        // Resuming a run that failed (and was not compensated) gives its failed steps a new
+        // set of attempts, and the steps they held back (skipped) another chance; steps an
+        // operator skipped stay skipped, and `when` is evaluated again.
+        let retry_failed = !self.opts.compensate_only;
         for (idx, step) in self.runbook.steps.iter().enumerate() {
             let Some(s) = r.state.steps.get(step.id.as_str()) else { continue };
             self.attempts[idx] = s.attempts;
             self.state[idx] = match s.status {
                 StepStatus::Succeeded => State::Succeeded,
+                StepStatus::Skipped if retry_failed && !s.skipped_by_operator() => State::Waiting,
                 StepStatus::Skipped => State::Skipped,
+                StepStatus::Failed if retry_failed => {
+                    self.attempt_base[idx] = s.attempts;
+                    State::Waiting
+                }
                 StepStatus::Failed => State::Failed,
                 // An approval still waiting is asked again (not twice journaled) by `begin`.
                 StepStatus::Pending
@@ -1508,8 +1521,9 @@ impl<'a> Dispatcher<'a> {
             }
         };
         let (end, exit_code, reason) = failure;
-        if retry::should_retry(&step.retry, attempt, end) {
-            let delay = retry::delay(&step.retry, attempt, unit_random());
+        let counted = attempt.saturating_sub(self.attempt_base[idx]);
+        if retry::should_retry(&step.retry, counted, end) {
+            let delay = retry::delay(&step.retry, counted, unit_random());
             self.state[idx] = State::RetryWait;
             self.record(RunEvent::AttemptFailed { step: id.clone(), attempt, exit_code, reason }).await?;
             let _ = self.report.send(Report::RetryScheduled { step: id, delay });
