@@ -302,8 +302,12 @@ fn prepare(
     Ok(Prepared { runbook, params, secrets, confirm, base_dir, file, wait: false })
 }
 
+/// The engine's runtime: one thread. Steps are processes, so the dispatcher only waits;
+/// one thread saves the cross-thread wake-ups that a journaled step would otherwise pay
+/// (measured with bench/exec). Blocking work (questions on the terminal, printing) runs on
+/// the blocking pool.
 fn block_on(f: impl std::future::Future<Output = u8>) -> u8 {
-    match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+    match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(r) => r.block_on(f),
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -368,7 +372,9 @@ async fn execute(
     }
     let (tx, rx) = mpsc::unbounded_channel();
     let live = !json && std::io::stdout().is_terminal();
-    let printer = tokio::spawn(print_reports(rx, json, live));
+    // On a thread of its own: a terminal or pipe that stops reading must not stall the
+    // engine (its lease renewals, its steps), which runs on one thread.
+    let printer = tokio::task::spawn_blocking(move || print_reports(rx, json, live));
     let (cancel_tx, cancel) = watch::channel(false);
     tokio::spawn(async move {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
@@ -784,10 +790,10 @@ impl Live {
     }
 }
 
-async fn print_reports(mut rx: mpsc::UnboundedReceiver<Report>, json: bool, live: bool) {
+fn print_reports(mut rx: mpsc::UnboundedReceiver<Report>, json: bool, live: bool) {
     let mut live = live.then(Live::new);
     let mut started: BTreeMap<String, Instant> = BTreeMap::new();
-    while let Some(report) = rx.recv().await {
+    while let Some(report) = rx.blocking_recv() {
         if json {
             let value = match &report {
                 Report::Recorded(r) => serde_json::to_value(r.as_ref()).unwrap_or_default(),

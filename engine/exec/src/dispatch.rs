@@ -260,6 +260,10 @@ pub struct Dispatcher<'a> {
     /// The run's journal, folded as it is written: the same fold `resume` and every report
     /// use. Outputs, the order of completion and compensations are read from it.
     journal: runbook_core::journal::RunState,
+    /// Events folded into `journal` but not yet in the store: a step's success waits here
+    /// for the next write (the start of the steps it freed), so that both take one
+    /// transaction. Written before the dispatcher waits for anything.
+    deferred: Vec<RunEvent>,
     started_at: String,
     /// Included runbooks that stopped to wait for approvals, by step index: what they wait on.
     child_waiting: BTreeMap<usize, Vec<String>>,
@@ -294,6 +298,7 @@ impl<'a> Dispatcher<'a> {
             attempts: vec![0; runbook.steps.len()],
             attempt_base: vec![0; runbook.steps.len()],
             journal: runbook_core::journal::RunState::default(),
+            deferred: Vec::new(),
             started_at: String::new(),
             child_waiting: BTreeMap::new(),
         }
@@ -408,6 +413,8 @@ impl<'a> Dispatcher<'a> {
                     break;
                 }
             }
+            // Nothing waits in memory while the dispatcher waits.
+            self.flush().await?;
             let next_escalation = self.next_escalation(started, &escalating);
             tokio::select! {
                 Some(msg) = rx.recv() => match msg {
@@ -482,6 +489,9 @@ impl<'a> Dispatcher<'a> {
                 }
             }
         }
+        // What the loop deferred (the success of the last steps) is written before anything
+        // else happens: an included runbook ends here without a record of its own.
+        self.flush().await?;
         // Escalations already on their way are journaled before the run ends.
         while escalating.len() > self.journal.escalations_fired.len() {
             match tokio::time::timeout(Duration::from_secs(30), rx.recv()).await {
@@ -786,16 +796,32 @@ impl<'a> Dispatcher<'a> {
     }
 
     async fn record(&mut self, event: RunEvent) -> Result<(), ExecError> {
-        // Every string of every event passes the redactor here, once, whatever produced it
-        // (a failure reason quoting a rendered template, an output, a message).
+        self.defer(event);
+        self.flush().await
+    }
+
+    /// Fold an event now and write it with the next record (or [`Dispatcher::flush`]).
+    /// Every string of every event passes the redactor here, once, whatever produced it
+    /// (a failure reason quoting a rendered template, an output, a message).
+    fn defer(&mut self, event: RunEvent) {
         let event = self.redactor.redact_event(event);
-        let (ts, _) = now();
-        let stored = event.clone().with_step_prefix(&self.opts.prefix);
-        let record = self.store.append(&self.opts.run_id, &ts, &stored, self.lease.as_ref()).await?;
         self.journal.apply(&event);
-        self.journal.last_seq = record.seq;
-        self.journal.last_hash = Some(record.hash.clone());
-        let _ = self.report.send(Report::Recorded(Box::new(record)));
+        self.deferred.push(event.with_step_prefix(&self.opts.prefix));
+    }
+
+    /// Write the deferred events, in one transaction.
+    async fn flush(&mut self) -> Result<(), ExecError> {
+        if self.deferred.is_empty() {
+            return Ok(());
+        }
+        let (ts, _) = now();
+        let events = std::mem::take(&mut self.deferred);
+        let records = self.store.append_all(&self.opts.run_id, &ts, &events, self.lease.as_ref()).await?;
+        for record in records {
+            self.journal.last_seq = record.seq;
+            self.journal.last_hash = Some(record.hash.clone());
+            let _ = self.report.send(Report::Recorded(Box::new(record)));
+        }
         Ok(())
     }
 
@@ -1508,7 +1534,9 @@ impl<'a> Dispatcher<'a> {
         let failure = match (exit.success(), outputs) {
             (true, Ok(outputs)) => {
                 self.state[idx] = State::Succeeded;
-                self.record(RunEvent::StepSucceeded { step: id, attempt, outputs }).await?;
+                // Written with the start of the steps it frees (or before the dispatcher
+                // waits): one transaction instead of two. Nothing acts on it unwritten.
+                self.defer(RunEvent::StepSucceeded { step: id, attempt, outputs });
                 return Ok(AttemptResult::Succeeded);
             }
             (true, Err(missing)) => (AttemptEnd::Other, None, missing),

@@ -607,43 +607,87 @@ impl Store {
         event: &RunEvent,
         lease: Option<&Lease>,
     ) -> Result<Record> {
-        retry_busy(self.backend, || self.append_once(run_id, ts, event, lease)).await
+        let mut records = self.append_all(run_id, ts, std::slice::from_ref(event), lease).await?;
+        records.pop().ok_or_else(|| StoreError::Corrupt("an append wrote nothing".into()))
+    }
+
+    /// Append events to a run's journal, in order, all or none, in one transaction (one
+    /// sync to disk): what an engine records together, such as a step's success and the
+    /// start of the steps that waited for it.
+    pub async fn append_all(
+        &self,
+        run_id: &str,
+        ts: &str,
+        events: &[RunEvent],
+        lease: Option<&Lease>,
+    ) -> Result<Vec<Record>> {
+        retry_busy(self.backend, || self.append_once(run_id, ts, events, lease)).await
     }
 
     async fn append_once(
         &self,
         run_id: &str,
         ts: &str,
-        event: &RunEvent,
+        events: &[RunEvent],
         lease: Option<&Lease>,
-    ) -> Result<Record> {
+    ) -> Result<Vec<Record>> {
         let mut tx = self.pool.begin_with(self.backend.begin()).await?;
-        if let Some(lease) = lease {
-            let current: Option<i64> = sqlx::query(self.backend.fence_of())
+        let head = match (lease, self.backend) {
+            // SQLite holds the database's one write lock already: the fence and the head
+            // come in one statement.
+            (Some(lease), Backend::Sqlite) => {
+                let row = sqlx::query(
+                    "SELECT last_seq, last_hash, (SELECT fence FROM locks WHERE name = $1 AND run_id = $2) \
+                     FROM runs WHERE run_id = $2",
+                )
                 .bind(&lease.name)
                 .bind(run_id)
                 .fetch_optional(&mut *tx)
                 .await?
-                .map(|r| r.try_get(0))
-                .transpose()?;
-            if current != Some(lease.fence) {
-                let newest: Option<i64> = sqlx::query("SELECT fence FROM locks WHERE name = $1")
+                .ok_or_else(|| StoreError::NoSuchRun(run_id.to_string()))?;
+                self.check_fence(&mut tx, lease, row.try_get(2)?).await?;
+                Some(row)
+            }
+            (Some(lease), Backend::Postgres) => {
+                let current: Option<i64> = sqlx::query(self.backend.fence_of())
                     .bind(&lease.name)
+                    .bind(run_id)
                     .fetch_optional(&mut *tx)
                     .await?
                     .map(|r| r.try_get(0))
                     .transpose()?;
-                return Err(StoreError::Fenced {
-                    run_id: run_id.to_string(),
-                    lock: lease.name.clone(),
-                    fence: lease.fence,
-                    current: newest.unwrap_or(lease.fence),
-                });
+                self.check_fence(&mut tx, lease, current).await?;
+                None
             }
-        }
-        let record = self.insert(&mut tx, run_id, ts, event).await?;
+            (None, _) => None,
+        };
+        let records = self.insert(&mut tx, run_id, ts, events, head).await?;
         tx.commit().await?;
-        Ok(record)
+        Ok(records)
+    }
+
+    /// Refuse a write whose lease is no longer the lock's current one.
+    async fn check_fence(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        lease: &Lease,
+        current: Option<i64>,
+    ) -> Result<()> {
+        if current == Some(lease.fence) {
+            return Ok(());
+        }
+        let newest: Option<i64> = sqlx::query("SELECT fence FROM locks WHERE name = $1")
+            .bind(&lease.name)
+            .fetch_optional(&mut **tx)
+            .await?
+            .map(|r| r.try_get(0))
+            .transpose()?;
+        Err(StoreError::Fenced {
+            run_id: lease.run_id.clone(),
+            lock: lease.name.clone(),
+            fence: lease.fence,
+            current: newest.unwrap_or(lease.fence),
+        })
     }
 
     /// Append a decision (an approval, a rejection) only if `check` accepts the run's state
@@ -666,9 +710,9 @@ impl Store {
         }
         let records = Self::read_records(&mut *tx, run_id, 0).await?;
         check(&runbook_core::journal::fold(&records)).map_err(StoreError::Refused)?;
-        let record = self.insert(&mut tx, run_id, ts, event).await?;
+        let mut records = self.insert(&mut tx, run_id, ts, std::slice::from_ref(event), None).await?;
         tx.commit().await?;
-        Ok(record)
+        records.pop().ok_or_else(|| StoreError::Corrupt("an append wrote nothing".into()))
     }
 
     async fn insert(
@@ -676,50 +720,70 @@ impl Store {
         tx: &mut sqlx::Transaction<'_, sqlx::Any>,
         run_id: &str,
         ts: &str,
-        event: &RunEvent,
-    ) -> Result<Record> {
-        let last = sqlx::query(self.backend.run_head())
-            .bind(run_id)
-            .fetch_optional(&mut **tx)
-            .await?
-            .ok_or_else(|| StoreError::NoSuchRun(run_id.to_string()))?;
-        let last_seq: i64 = last.try_get(0)?;
-        let last_hash: Option<String> = last.try_get(1)?;
-        let prev = last_hash.unwrap_or_else(|| runbook_core::journal::GENESIS.to_string());
-        let record = Record::new(run_id, last_seq as u64 + 1, ts, event.clone(), &prev);
-        let body = serde_json::to_string(&record.event).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        sqlx::query(
-            "INSERT INTO events (run_id, seq, ts, kind, step, body, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(run_id)
-        .bind(record.seq as i64)
-        .bind(ts)
-        .bind(record.event.kind())
-        .bind(record.event.step())
-        .bind(&body)
-        .bind(&record.prev_hash)
-        .bind(&record.hash)
-        .execute(&mut **tx)
-        .await?;
-        let (status, finished) = match &record.event {
-            RunEvent::RunFinished { status } => (Some(status.as_str()), Some(ts)),
-            RunEvent::RunInterrupted { .. } => (Some(RunStatus::Interrupted.as_str()), None),
-            RunEvent::RunSuspended { .. } => (Some(RunStatus::NeedsOperator.as_str()), None),
-            RunEvent::RunResumed { .. } => (Some(RunStatus::Running.as_str()), None),
-            _ => (None, None),
+        events: &[RunEvent],
+        head: Option<sqlx::any::AnyRow>,
+    ) -> Result<Vec<Record>> {
+        // The run's head, locked (`head`: already read with it).
+        let last = match head {
+            Some(row) => row,
+            None => sqlx::query(self.backend.run_head())
+                .bind(run_id)
+                .fetch_optional(&mut **tx)
+                .await?
+                .ok_or_else(|| StoreError::NoSuchRun(run_id.to_string()))?,
         };
+        let mut seq = u64::try_from(last.try_get::<i64, _>(0)?).unwrap_or(0);
+        let mut prev: String = last
+            .try_get::<Option<String>, _>(1)?
+            .unwrap_or_else(|| runbook_core::journal::GENESIS.to_string());
+        let (mut status, mut finished, mut reopened) = (None, None, 0i64);
+        let mut records = Vec::with_capacity(events.len());
+        for event in events {
+            seq += 1;
+            let record = Record::new(run_id, seq, ts, event.clone(), &prev);
+            let body =
+                serde_json::to_string(&record.event).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            sqlx::query(
+                "INSERT INTO events (run_id, seq, ts, kind, step, body, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            )
+            .bind(run_id)
+            .bind(record.seq as i64)
+            .bind(ts)
+            .bind(record.event.kind())
+            .bind(record.event.step())
+            .bind(&body)
+            .bind(&record.prev_hash)
+            .bind(&record.hash)
+            .execute(&mut **tx)
+            .await?;
+            match &record.event {
+                RunEvent::RunFinished { status: s } => {
+                    (status, finished, reopened) = (Some(s.as_str()), Some(ts), 0)
+                }
+                RunEvent::RunInterrupted { .. } => status = Some(RunStatus::Interrupted.as_str()),
+                RunEvent::RunSuspended { .. } => status = Some(RunStatus::NeedsOperator.as_str()),
+                // A failed run may be resumed: it is not finished any more.
+                RunEvent::RunResumed { .. } => {
+                    (status, finished, reopened) = (Some(RunStatus::Running.as_str()), None, 1)
+                }
+                _ => {}
+            }
+            prev = record.hash.clone();
+            records.push(record);
+        }
         sqlx::query(
             "UPDATE runs SET last_seq = $1, last_hash = $2, status = COALESCE($3, status), \
-             finished_at = COALESCE($4, finished_at) WHERE run_id = $5",
+             finished_at = CASE WHEN $6 = 1 THEN NULL ELSE COALESCE($4, finished_at) END WHERE run_id = $5",
         )
-        .bind(record.seq as i64)
-        .bind(&record.hash)
+        .bind(seq as i64)
+        .bind(&prev)
         .bind(status)
         .bind(finished)
         .bind(run_id)
+        .bind(reopened)
         .execute(&mut **tx)
         .await?;
-        Ok(record)
+        Ok(records)
     }
 
     /// A run's journal, in order.
