@@ -676,17 +676,25 @@ impl Store {
         if current == Some(lease.fence) {
             return Ok(());
         }
-        let newest: Option<i64> = sqlx::query("SELECT fence FROM locks WHERE name = $1")
+        Err(Self::fenced(&mut **tx, lease).await?)
+    }
+
+    /// The refusal of a write by a lease that is no longer the lock's current one.
+    async fn fenced<'e, E>(executor: E, lease: &Lease) -> Result<StoreError>
+    where
+        E: sqlx::Executor<'e, Database = sqlx::Any>,
+    {
+        let current: Option<i64> = sqlx::query("SELECT fence FROM locks WHERE name = $1")
             .bind(&lease.name)
-            .fetch_optional(&mut **tx)
+            .fetch_optional(executor)
             .await?
             .map(|r| r.try_get(0))
             .transpose()?;
-        Err(StoreError::Fenced {
+        Ok(StoreError::Fenced {
             run_id: lease.run_id.clone(),
             lock: lease.name.clone(),
             fence: lease.fence,
-            current: newest.unwrap_or(lease.fence),
+            current: current.unwrap_or(lease.fence),
         })
     }
 
@@ -981,18 +989,7 @@ impl Store {
         if done.rows_affected() == 1 {
             return Ok(());
         }
-        let current: Option<i64> = sqlx::query("SELECT fence FROM locks WHERE name = $1")
-            .bind(&lease.name)
-            .fetch_optional(&self.pool)
-            .await?
-            .map(|r| r.try_get(0))
-            .transpose()?;
-        Err(StoreError::Fenced {
-            run_id: lease.run_id.clone(),
-            lock: lease.name.clone(),
-            fence: lease.fence,
-            current: current.unwrap_or(lease.fence),
-        })
+        Err(Self::fenced(&self.pool, lease).await?)
     }
 
     /// Let the lock go (the fence is kept, so it keeps growing).
