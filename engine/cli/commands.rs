@@ -143,7 +143,9 @@ pub fn print_diagnostics(diags: &[Diagnostic], color: bool) {
 fn check(files: &[std::path::PathBuf], format: CheckFormat, color: bool) -> u8 {
     let mut all = Vec::new();
     for f in files {
-        all.extend(load(f).diagnostics);
+        let checked = load(f);
+        all.extend(checked.diagnostics);
+        leave_to_exit(checked.runbook);
     }
     diagnostic::sort(&mut all);
     let invalid = all.iter().any(|d| d.severity == runbook_core::Severity::Error);
@@ -224,12 +226,16 @@ fn plan_cmd(
             return exit::INVALID;
         }
     };
-    // Sized up front: a plan runs to about 750 bytes a step, and regrowing a buffer of
-    // megabytes costs more than writing it.
-    let mut buf = Vec::with_capacity(4096 + 1024 * (plan.steps.len() + plan.finally.len()));
-    let json = match serde_json::to_writer_pretty(&mut buf, &plan) {
-        Ok(()) => String::from_utf8(buf).unwrap_or_default(),
-        Err(_) => String::new(),
+    // The JSON document only when it is asked for. Sized up front: a plan runs to about
+    // 750 bytes a step, and regrowing a buffer of megabytes costs more than writing it.
+    let json = if format == PlanFormat::Json || out.is_some() {
+        let mut buf = Vec::with_capacity(4096 + 1024 * (plan.steps.len() + plan.finally.len()));
+        match serde_json::to_writer_pretty(&mut buf, &plan) {
+            Ok(()) => String::from_utf8(buf).unwrap_or_default(),
+            Err(_) => String::new(),
+        }
+    } else {
+        String::new()
     };
     if let Some(out) = out
         && let Err(e) = std::fs::write(out, format!("{json}\n"))
@@ -246,5 +252,13 @@ fn plan_cmd(
     if let Some(out) = out {
         eprintln!("pinned plan written to {}", display(out));
     }
+    leave_to_exit((runbook, plan, json));
     exit::SUCCESS
+}
+
+/// The command is done and the process ends right after: freeing a big runbook and its plan
+/// value by value (thousands of small allocations) would only delay the exit. The operating
+/// system takes the memory back at once.
+fn leave_to_exit<T>(value: T) {
+    std::mem::forget(value);
 }
