@@ -304,8 +304,10 @@ impl Worker {
             cmd.arg("run").arg("--plan").arg(&plan).args(["--run-id", &claim.run_id]);
         }
         cmd.args(["--yes", "--wait", "--as", &claim.submitted_by]);
+        // Through the environment, not the command line: a store URL may carry a password,
+        // and any user of the host can read a process's arguments (`ps`).
         if let Some(state) = &self.state {
-            cmd.args(["--state", state]);
+            cmd.env("RUNBOOK_STATE", state);
         }
         cmd.env(WORKER_PID, std::process::id().to_string())
             .stdin(std::process::Stdio::null())

@@ -61,9 +61,17 @@ impl Team {
     }
 
     fn spawn(&self, args: &[&str], who: &str, env: &[(&str, &str)]) -> std::process::Child {
+        let mut all = args.to_vec();
+        all.extend(["--state", &self.url]);
+        self.spawn_with_state_in_env(&all, who, env)
+    }
+
+    /// As [`Team::spawn`], with the store URL in `RUNBOOK_STATE` only (not on the command line).
+    fn spawn_with_state_in_env(&self, args: &[&str], who: &str, env: &[(&str, &str)]) -> std::process::Child {
         Command::new(env!("CARGO_BIN_EXE_runbook"))
             .args(args)
-            .args(["--state", &self.url, "--as", who])
+            .args(["--as", who])
+            .env("RUNBOOK_STATE", &self.url)
             .current_dir(self.path())
             .env("NO_COLOR", "1")
             .env("XDG_STATE_HOME", self.local())
@@ -363,14 +371,41 @@ idempotent = true
     let queued = team.cmd(&["runs"], "ana");
     assert_eq!(queued.stdout.lines().filter(|l| l.contains(" queued ")).count(), runs, "{}", queued.stdout);
     let lease = [("RUNBOOK_LEASE_TTL", "2s")];
-    let mut workers: Vec<_> =
-        (0..3).map(|_| team.spawn(&["worker", "--concurrency", "4"], "runner", &lease)).collect();
+    let mut workers: Vec<_> = (0..3)
+        .map(|_| team.spawn_with_state_in_env(&["worker", "--concurrency", "4"], "runner", &lease))
+        .collect();
     // Mid-way: kill the first worker, engines and all.
     let deadline = Instant::now() + Duration::from_secs(60);
     while std::fs::read_to_string(&trace).map_or(0, |t| t.lines().count()) < 30 {
         assert!(Instant::now() < deadline, "the workers never got going");
         std::thread::sleep(Duration::from_millis(10));
     }
+    // The engines the workers started do not show the store's password to `ps`.
+    let worker_pids: Vec<String> = workers.iter().map(|w| w.id().to_string()).collect();
+    let mut engines_seen = 0;
+    for _ in 0..100 {
+        for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+            let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+            // `pid (comm) state ppid ...`: the parent is the second field after the comm.
+            let ppid = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+                .unwrap_or_default();
+            if !worker_pids.iter().any(|w| w == ppid) {
+                continue;
+            }
+            let cmdline =
+                String::from_utf8_lossy(&std::fs::read(entry.path().join("cmdline")).unwrap_or_default())
+                    .replace('\0', " ");
+            assert!(!cmdline.contains(PASSWORD), "{cmdline}");
+            engines_seen += usize::from(cmdline.contains(" run ") || cmdline.contains(" resume "));
+        }
+        if engines_seen > 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(engines_seen > 0, "no engine of a worker was running to look at");
     kill(Pid::from_raw(workers[0].id() as i32), Signal::SIGKILL).expect("SIGKILL");
     let _ = workers[0].wait();
     let deadline = Instant::now() + Duration::from_secs(120);
