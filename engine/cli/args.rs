@@ -93,6 +93,17 @@ pub enum Command {
         #[arg(long, env = "RUNBOOK_STATE", value_name = "PATH|URL")]
         state: Option<String>,
     },
+    /// Take a submitted run off the queue before a worker starts it.
+    Cancel {
+        /// The run `runbook submit` printed.
+        run_id: String,
+        /// Why (kept in the queue with who cancelled it).
+        #[arg(long, default_value = "")]
+        reason: String,
+        /// The state store.
+        #[arg(long, env = "RUNBOOK_STATE", value_name = "PATH|URL")]
+        state: Option<String>,
+    },
     /// Execute queued runs (`runbook submit`) from the state store until SIGTERM or Ctrl-C.
     Worker {
         /// Runs executed at once.

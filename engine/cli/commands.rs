@@ -28,6 +28,7 @@ pub fn run(cli: Cli) -> u8 {
             crate::queue::SubmitArgs { target: &target, labels: &labels, yes, state: state.as_deref() },
             color,
         ),
+        Command::Cancel { run_id, reason, state } => crate::queue::cancel(&run_id, &reason, state.as_deref()),
         Command::Worker { concurrency, labels, poll, grace, state } => {
             crate::queue::worker(concurrency.max(1), &labels, poll, grace, state.as_deref())
         }

@@ -51,15 +51,23 @@ pub fn runs(state: Option<String>, format: ListFormat, watch: bool) -> u8 {
         let mut last = None;
         loop {
             let mut runs = s.runs().await?;
-            // Submitted runs that no worker has started yet.
+            // Submitted runs that never started (yet): queued or claimed, or cancelled, or
+            // refused by their worker (the plan no longer matched).
             for q in s.queue().await? {
-                if q.state != "done" && !runs.iter().any(|r| r.run_id == q.run_id) {
+                if !runs.iter().any(|r| r.run_id == q.run_id) {
+                    let status = match q.state.as_str() {
+                        "done" if q.note.as_deref().is_some_and(|n| n.starts_with("cancelled")) => {
+                            "cancelled".into()
+                        }
+                        "done" => "refused".into(),
+                        _ => q.state,
+                    };
                     runs.push(RunSummary {
                         run_id: q.run_id,
                         runbook: q.runbook,
                         operator: q.submitted_by,
                         started_at: q.submitted_at,
-                        status: q.state,
+                        status,
                         finished_at: None,
                         last_seq: 0,
                         last_hash: None,

@@ -113,6 +113,39 @@ pub fn submit(args: SubmitArgs<'_>, color: bool) -> u8 {
     }
 }
 
+/// `runbook cancel`: take a queued run off the queue (recorded with who and why).
+pub fn cancel(run_id: &str, reason: &str, state: Option<&str>) -> u8 {
+    let location = crate::state::location(state);
+    let note = match reason.trim() {
+        "" => format!("cancelled by {}", crate::run::operator()),
+        why => format!("cancelled by {}: {why}", crate::run::operator()),
+    };
+    let cancelled = crate::state::block_on(async {
+        let store = crate::state::open(&location, false).await?;
+        store.cancel_queued(run_id, &note).await.map_err(|e| {
+            eprintln!("error: {e}");
+            match e {
+                runbook_store::StoreError::NoSuchRun(_) => exit::INVALID,
+                _ => exit::CANNOT_START,
+            }
+        })
+    });
+    match cancelled {
+        Ok(None) => {
+            eprintln!("run {run_id} taken off the queue; no worker will run it");
+            exit::SUCCESS
+        }
+        Ok(Some(state)) => {
+            eprintln!("error: run {run_id} is not queued any more ({state}); nothing was changed");
+            eprintln!(
+                "  help: a run a worker started is stopped like any run: on its worker (SIGTERM hands it back), or with `runbook compensate` once it stops"
+            );
+            exit::INVALID
+        }
+        Err(code) => code,
+    }
+}
+
 /// In an engine a worker started: die with the worker, so that a dead worker leaves no
 /// engine running unobserved (its runs are resumed by another worker once their leases
 /// expire). Does nothing outside a worker.

@@ -513,3 +513,28 @@ fn a_stopping_worker_hands_its_runs_back_and_the_next_one_resumes_them() {
         "{kinds:?}"
     );
 }
+
+#[test]
+fn a_queued_run_can_be_cancelled_before_a_worker_takes_it() {
+    let team = Team::new("[runbook]\nname = \"quick\"\n[steps.a]\ncmd = [\"touch\", \"ran\"]\n");
+    let submitted = team.cmd(&["submit", "r.toml"], "ana");
+    ok(&submitted, 0);
+    let run = submitted.stdout.trim().to_string();
+    let cancelled = team.cmd(&["cancel", &run, "--reason", "wrong environment"], "ana");
+    ok(&cancelled, 0);
+    assert!(cancelled.stderr.contains("taken off the queue"), "{}", cancelled.stderr);
+    ok(&team.cmd(&["cancel", &run], "ana"), 3);
+    ok(&team.cmd(&["cancel", "20261130T000000Z-00000000"], "ana"), 3);
+    let runs = team.cmd(&["runs"], "ana");
+    assert!(runs.stdout.lines().any(|l| l.starts_with(&run) && l.contains("cancelled")), "{}", runs.stdout);
+    assert_eq!(team.pg.psql("postgres", "SELECT note FROM queue"), "cancelled by ana: wrong environment");
+    // A worker finds nothing to do.
+    let worker = team.spawn(&["worker", "--poll", "20ms"], "runner", &[]);
+    std::thread::sleep(Duration::from_millis(500));
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(worker.id() as i32), nix::sys::signal::Signal::SIGTERM)
+        .expect("SIGTERM");
+    let out = wait(worker);
+    ok(&out, 0);
+    assert!(!out.stdout.contains(&run), "{}", out.stdout);
+    assert!(!team.path().join("ran").exists());
+}

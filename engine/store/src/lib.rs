@@ -1143,6 +1143,34 @@ impl Store {
         .await
     }
 
+    /// Take a queued run off the queue before any worker claims it. `Ok(None)`: done;
+    /// `Ok(Some(state))`: not queued any more (`claimed` or `done`), nothing changed.
+    pub async fn cancel_queued(&self, run_id: &str, note: &str) -> Result<Option<String>> {
+        retry_busy(self.backend, || async {
+            let mut tx = self.pool.begin_with(self.backend.begin()).await?;
+            let done = sqlx::query(
+                "UPDATE queue SET state = 'done', note = $1 WHERE run_id = $2 AND state = 'queued'",
+            )
+            .bind(note)
+            .bind(run_id)
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() == 1 {
+                tx.commit().await?;
+                return Ok(None);
+            }
+            let state: Option<String> = sqlx::query("SELECT state FROM queue WHERE run_id = $1")
+                .bind(run_id)
+                .fetch_optional(&mut *tx)
+                .await?
+                .map(|r| r.try_get(0))
+                .transpose()?;
+            tx.rollback().await?;
+            state.map(Some).ok_or_else(|| StoreError::NoSuchRun(run_id.to_string()))
+        })
+        .await
+    }
+
     /// The queue, oldest first.
     pub async fn queue(&self) -> Result<Vec<QueueEntry>> {
         let rows = sqlx::query(

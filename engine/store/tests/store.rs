@@ -501,4 +501,21 @@ async fn queued_runs_are_claimed_once_by_workers_with_the_labels(f: Fixture) {
     let q00 = queue.iter().find(|e| e.run_id == "q00").expect("q00");
     assert_eq!((q00.state.as_str(), q00.exit_code, q00.worker.as_deref()), ("done", Some(0), Some("w1")));
     assert!(store.claim("w1", &gpu, 99_000, 99_000).await.expect("claim").is_some_and(|c| c.run_id != "q00"));
+    // A queued run can be taken off the queue; a claimed or finished one cannot.
+    store
+        .submit(&Submission {
+            run_id: "q99",
+            runbook: "deploy",
+            plan: "{}",
+            labels: &[],
+            submitted_by: "ana",
+            submitted_at: "2026-11-30T11:00:00Z",
+        })
+        .await
+        .expect("submit");
+    assert_eq!(store.cancel_queued("q99", "cancelled by ana").await.expect("cancel"), None);
+    assert_eq!(store.cancel_queued("q99", "again").await.expect("cancel").as_deref(), Some("done"));
+    assert_eq!(store.cancel_queued("q01", "late").await.expect("cancel").as_deref(), Some("claimed"));
+    assert!(matches!(store.cancel_queued("nope", "x").await, Err(StoreError::NoSuchRun(_))));
+    assert!(store.claim("w1", &[], 999_000, 0).await.expect("claim").is_none_or(|c| c.run_id != "q99"));
 }
