@@ -241,8 +241,7 @@ impl<'s> Compiled<'s> {
 
 /// The variables a template reads, as dotted paths (`params.x`, `steps.a.outputs.b`).
 pub fn template_vars(text: &str) -> Result<BTreeSet<String>, TemplateError> {
-    let tpl = env().template_from_str(text).map_err(|e| convert(&e, false))?;
-    Ok(tpl.undeclared_variables(true).into_iter().collect())
+    analyse(text, Mode::Plain)
 }
 
 /// The variables an expression reads, as dotted paths.
@@ -253,7 +252,123 @@ pub fn expr_vars(text: &str) -> Result<BTreeSet<String>, TemplateError> {
 
 /// Render a template against a context.
 pub fn render(text: &str, mode: Mode, ctx: &Context) -> Result<String, TemplateError> {
+    if let Some(out) = simple(text).and_then(|pieces| render_simple(&pieces, mode, ctx)) {
+        return Ok(out);
+    }
     Compiled::new(text, mode)?.render(ctx)
+}
+
+/// The variables a template reads, as dotted paths; its syntax error otherwise.
+pub fn analyse(text: &str, mode: Mode) -> Result<BTreeSet<String>, TemplateError> {
+    match simple(text) {
+        Some(pieces) => Ok(pieces
+            .iter()
+            .filter_map(|p| match p {
+                Piece::Var(path) => Some((*path).to_string()),
+                Piece::Text(_) => None,
+            })
+            .collect()),
+        None => Ok(Compiled::new(text, mode)?.vars()),
+    }
+}
+
+/// A piece of a [`simple`] template.
+#[derive(Debug, PartialEq, Eq)]
+enum Piece<'a> {
+    Text(&'a str),
+    /// `{{ params.x }}`: a dotted path.
+    Var(&'a str),
+}
+
+/// Most runbook templates are literal text and `{{ params.x }}` substitutions. Those are
+/// analysed and rendered here without compiling a minijinja template (the bulk of the time
+/// `check` and `plan` spend on templates); anything else (filters, tests, blocks, comments,
+/// whitespace control, expressions) is `None` and goes to minijinja. A property test checks
+/// that both give the same text and the same variables.
+fn simple(text: &str) -> Option<Vec<Piece<'_>>> {
+    // minijinja drops one trailing newline (`keep_trailing_newline` is off).
+    let body = text.strip_suffix('\n').unwrap_or(text);
+    if body.ends_with('\r') {
+        return None;
+    }
+    let literal = |t: &str| !t.contains("{%") && !t.contains("{#");
+    let mut pieces = Vec::new();
+    let mut rest = body;
+    while let Some(open) = rest.find("{{") {
+        let (text, after) = rest.split_at(open);
+        if !literal(text) {
+            return None;
+        }
+        if !text.is_empty() {
+            pieces.push(Piece::Text(text));
+        }
+        let after = &after[2..];
+        let close = after.find("}}")?;
+        let inner = &after[..close];
+        let path = inner.trim();
+        if inner.starts_with(['-', '+']) || inner.ends_with(['-', '+']) || !is_path(path) {
+            return None;
+        }
+        pieces.push(Piece::Var(path));
+        rest = &after[close + 2..];
+    }
+    if !literal(rest) {
+        return None;
+    }
+    if !rest.is_empty() {
+        pieces.push(Piece::Text(rest));
+    }
+    Some(pieces)
+}
+
+/// `name(.name)*`, where the first name is not a keyword or constant of the language.
+fn is_path(path: &str) -> bool {
+    const RESERVED: [&str; 13] =
+        ["true", "false", "none", "True", "False", "None", "and", "or", "not", "in", "is", "if", "else"];
+    let ident = |s: &str| {
+        let mut bytes = s.bytes();
+        bytes.next().is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+            && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    };
+    let mut names = path.split('.');
+    names.next().is_some_and(|first| ident(first) && !RESERVED.contains(&first)) && names.all(ident)
+}
+
+/// Render a [`simple`] template; `None` when a value is anything but a string, an integer
+/// or a boolean (minijinja then renders it, or reports what is missing).
+fn render_simple(pieces: &[Piece<'_>], mode: Mode, ctx: &Context) -> Option<String> {
+    let mut out = String::new();
+    for piece in pieces {
+        match piece {
+            Piece::Text(t) => out.push_str(t),
+            Piece::Var(path) => {
+                let mut value = ctx.0.clone();
+                for name in path.split('.') {
+                    value = value.get_attr(name).ok()?;
+                    if value.is_undefined() {
+                        return None;
+                    }
+                }
+                // As the formatter of `env()` writes them.
+                match value.kind() {
+                    minijinja::value::ValueKind::Bool => {
+                        out.push_str(if value.is_true() { "true" } else { "false" })
+                    }
+                    minijinja::value::ValueKind::String | minijinja::value::ValueKind::Number
+                        if value.as_str().is_some() || value.is_integer() =>
+                    {
+                        let text = value_text(&value);
+                        match mode {
+                            Mode::Shell => out.push_str(&shell_quote(&text)),
+                            Mode::Plain => out.push_str(&text),
+                        }
+                    }
+                    _ => return None,
+                }
+            }
+        }
+    }
+    Some(out)
 }
 
 /// Jinja truthiness of a JSON value (what `when` and `assert` test).
@@ -374,6 +489,112 @@ pub fn inner_span(source: &Source, literal: Span, range: Option<Range<usize>>) -
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    mod simple_templates {
+        use proptest::prelude::*;
+
+        use super::super::*;
+
+        /// Text pieces with what could confuse a scanner: braces, markers, quotes, newlines.
+        fn text() -> impl Strategy<Value = String> {
+            proptest::collection::vec(
+                prop_oneof![
+                    Just("a"),
+                    Just(" "),
+                    Just("{"),
+                    Just("}"),
+                    Just("%"),
+                    Just("#"),
+                    Just("-"),
+                    Just("\n"),
+                    Just("\r"),
+                    Just("'"),
+                    Just("\""),
+                    Just("$x"),
+                    Just("{%"),
+                    Just("{#"),
+                ],
+                0..6,
+            )
+            .prop_map(|parts| parts.concat())
+        }
+
+        fn var() -> impl Strategy<Value = String> {
+            let path = prop_oneof![
+                Just("params.s"),
+                Just("params.i"),
+                Just("params.b"),
+                Just("params.f"),
+                Just("params.n"),
+                Just("params.missing"),
+                Just("steps.a.outputs.o"),
+                Just("secrets.TOKEN"),
+                Just("params"),
+                Just("true"),
+                Just("none"),
+                Just("params.s|upper"),
+                Just("params.i + 1"),
+            ];
+            let open = prop_oneof![Just("{{ "), Just("{{"), Just("{{- "), Just("{{\n")];
+            let close = prop_oneof![Just(" }}"), Just("}}"), Just(" -}}"), Just("\n}}")];
+            (open, path, close).prop_map(|(o, p, c)| format!("{o}{p}{c}"))
+        }
+
+        fn template() -> impl Strategy<Value = String> {
+            proptest::collection::vec(prop_oneof![text(), var()], 0..6).prop_map(|parts| parts.concat())
+        }
+
+        fn context(s: &str, i: i64, b: bool) -> Context {
+            Context::new(&serde_json::json!({
+                "params": { "s": s, "i": i, "b": b, "f": 1.5, "n": null },
+                "steps": { "a": { "outputs": placeholder("output:a.o") } },
+                "secrets": { "TOKEN": placeholder("secret:TOKEN") },
+            }))
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(3000))]
+
+            /// Whatever the fast path answers, minijinja answers the same.
+            #[test]
+            fn the_fast_path_agrees_with_minijinja(
+                text in template(),
+                s in "[ -~\n]{0,12}",
+                i in -1000i64..1000,
+                b in any::<bool>(),
+            ) {
+                let Some(pieces) = simple(&text) else { return Ok(()) };
+                let compiled = Compiled::new(&text, Mode::Plain);
+                prop_assert!(compiled.is_ok(), "a simple template compiles: {text:?}");
+                let vars: BTreeSet<String> = pieces
+                    .iter()
+                    .filter_map(|p| match p { Piece::Var(v) => Some((*v).to_string()), Piece::Text(_) => None })
+                    .collect();
+                prop_assert_eq!(&vars, &compiled.map(|c| c.vars()).unwrap_or_default(), "{:?}", text);
+                let ctx = context(&s, i, b);
+                for mode in [Mode::Plain, Mode::Shell] {
+                    let slow = Compiled::new(&text, mode).and_then(|c| c.render(&ctx));
+                    // `None`: declined; minijinja renders it (or reports what is missing).
+                    if let Some(fast) = render_simple(&pieces, mode, &ctx) {
+                        prop_assert_eq!(Ok(fast), slow, "{:?} {:?}", text, mode);
+                    }
+                }
+            }
+        }
+
+        #[test]
+        fn common_templates_take_the_fast_path() {
+            for text in ["echo {{ params.x }} > /dev/null", "{{params.a}}-{{ steps.b.outputs.c }}\n", "plain"]
+            {
+                assert!(simple(text).is_some(), "{text}");
+            }
+            for text in
+                ["{{ x | upper }}", "{% if a %}b{% endif %}", "{{- x }}", "{# c #}{{ x }}", "{{ true }}"]
+            {
+                assert!(simple(text).is_none(), "{text}");
+            }
+        }
+    }
     use serde_json::json;
 
     #[test]

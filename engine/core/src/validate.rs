@@ -1817,7 +1817,7 @@ impl<'a> Validator<'a> {
         let analysis = match self.analysed.get(&s.value) {
             Some(a) => a.clone(),
             None => {
-                let a = template::Compiled::new(&s.value, mode).map(|c| Arc::new(c.vars()));
+                let a = template::analyse(&s.value, mode).map(Arc::new);
                 self.analysed.insert(s.value.clone(), a.clone());
                 a
             }
