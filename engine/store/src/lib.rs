@@ -268,14 +268,6 @@ impl Backend {
         }
     }
 
-    /// A run's fence on a lock, held until commit so a takeover waits for the write.
-    fn fence_of(self) -> &'static str {
-        match self {
-            Backend::Sqlite => "SELECT fence FROM locks WHERE name = $1 AND run_id = $2",
-            Backend::Postgres => "SELECT fence FROM locks WHERE name = $1 AND run_id = $2 FOR SHARE",
-        }
-    }
-
     /// A lock's row, locked for an acquisition.
     fn lock_row(self) -> &'static str {
         match self {
@@ -648,14 +640,17 @@ impl Store {
                 self.check_fence(&mut tx, lease, row.try_get(2)?).await?;
                 Some(row)
             }
+            // The run's fence, its lock row held until commit so a takeover waits for the
+            // write; the head is locked by `insert`.
             (Some(lease), Backend::Postgres) => {
-                let current: Option<i64> = sqlx::query(self.backend.fence_of())
-                    .bind(&lease.name)
-                    .bind(run_id)
-                    .fetch_optional(&mut *tx)
-                    .await?
-                    .map(|r| r.try_get(0))
-                    .transpose()?;
+                let current: Option<i64> =
+                    sqlx::query("SELECT fence FROM locks WHERE name = $1 AND run_id = $2 FOR SHARE")
+                        .bind(&lease.name)
+                        .bind(run_id)
+                        .fetch_optional(&mut *tx)
+                        .await?
+                        .map(|r| r.try_get(0))
+                        .transpose()?;
                 self.check_fence(&mut tx, lease, current).await?;
                 None
             }
@@ -840,29 +835,20 @@ impl Store {
         )
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(RunSummary {
-                    run_id: r.try_get(0)?,
-                    runbook: r.try_get(1)?,
-                    operator: r.try_get(2)?,
-                    started_at: r.try_get(3)?,
-                    status: r.try_get(4)?,
-                    finished_at: r.try_get(5)?,
-                    last_seq: r.try_get(6)?,
-                    last_hash: r.try_get(7)?,
-                })
-            })
-            .collect()
+        rows.iter().map(summary).collect()
     }
 
     /// One run's summary.
     pub async fn run(&self, run_id: &str) -> Result<RunSummary> {
-        self.runs()
-            .await?
-            .into_iter()
-            .find(|r| r.run_id == run_id)
-            .ok_or_else(|| StoreError::NoSuchRun(run_id.to_string()))
+        let row = sqlx::query(
+            "SELECT run_id, runbook, operator, started_at, status, finished_at, last_seq, last_hash \
+             FROM runs WHERE run_id = $1",
+        )
+        .bind(run_id)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| StoreError::NoSuchRun(run_id.to_string()))?;
+        summary(&row)
     }
 
     /// The lock a run holds (or held last), if any.
@@ -1200,6 +1186,20 @@ impl Store {
     pub fn pool(&self) -> &AnyPool {
         &self.pool
     }
+}
+
+/// A `runs` row, selected as `runs()` and `run()` do.
+fn summary(r: &sqlx::any::AnyRow) -> Result<RunSummary> {
+    Ok(RunSummary {
+        run_id: r.try_get(0)?,
+        runbook: r.try_get(1)?,
+        operator: r.try_get(2)?,
+        started_at: r.try_get(3)?,
+        status: r.try_get(4)?,
+        finished_at: r.try_get(5)?,
+        last_seq: r.try_get(6)?,
+        last_hash: r.try_get(7)?,
+    })
 }
 
 /// Run one SQL statement as is, for tests that play an attacker with the file in hand.
