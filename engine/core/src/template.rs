@@ -239,11 +239,6 @@ impl<'s> Compiled<'s> {
     }
 }
 
-/// The variables a template reads, as dotted paths (`params.x`, `steps.a.outputs.b`).
-pub fn template_vars(text: &str) -> Result<BTreeSet<String>, TemplateError> {
-    analyse(text, Mode::Plain)
-}
-
 /// The variables an expression reads, as dotted paths.
 pub fn expr_vars(text: &str) -> Result<BTreeSet<String>, TemplateError> {
     let expr = env().compile_expression(text).map_err(|e| convert(&e, false))?;
@@ -258,7 +253,8 @@ pub fn render(text: &str, mode: Mode, ctx: &Context) -> Result<String, TemplateE
     Compiled::new(text, mode)?.render(ctx)
 }
 
-/// The variables a template reads, as dotted paths; its syntax error otherwise.
+/// The variables a template reads, as dotted paths (`params.x`, `steps.a.outputs.b`); its
+/// syntax error otherwise.
 pub fn analyse(text: &str, mode: Mode) -> Result<BTreeSet<String>, TemplateError> {
     match simple(text) {
         Some(pieces) => Ok(pieces
@@ -661,7 +657,7 @@ mod tests {
 
     #[test]
     fn vars_are_dotted_paths() {
-        let vars = template_vars("{{ steps.b.outputs.file }} {{ params.x }}").unwrap_or_default();
+        let vars = analyse("{{ steps.b.outputs.file }} {{ params.x }}", Mode::Plain).unwrap_or_default();
         assert!(vars.contains("steps.b.outputs.file") && vars.contains("params.x"));
     }
 }
