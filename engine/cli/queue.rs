@@ -225,7 +225,7 @@ const HEARTBEAT: Duration = Duration::from_secs(1);
 impl Worker {
     async fn serve(&self, concurrency: usize, poll: Duration, grace: Duration) -> u8 {
         outln!("{} serving {} run(s) at once", self.name, concurrency);
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        let mut term = crate::run::sigterm_handler();
         let mut engines: BTreeMap<String, Engine> = BTreeMap::new();
         let mut draining: Option<tokio::time::Instant> = None;
         let mut interrupted = false;
@@ -265,17 +265,9 @@ impl Worker {
                     eprintln!("warning: heartbeat failed: {e}");
                 }
             }
-            let stop = async {
-                match term.as_mut() {
-                    Some(t) => {
-                        t.recv().await;
-                    }
-                    None => std::future::pending().await,
-                }
-            };
             tokio::select! {
                 () = tokio::time::sleep(poll) => {}
-                () = stop, if draining.is_none() => {
+                () = crate::run::sigterm(&mut term), if draining.is_none() => {
                     outln!("{} finishing its runs (up to {}), then stopping", self.name, humantime::format_duration(grace));
                     draining = Some(tokio::time::Instant::now());
                 }
@@ -368,9 +360,15 @@ impl Worker {
                     );
                     self.hand_back(&id, Duration::from_secs(1), "could not start: lock held").await;
                 }
-                Some(exit::INTERRUPTED) | None => {
+                Some(exit::INTERRUPTED) => {
                     outln!("{id}: interrupted; handed back to the queue, to be resumed");
                     self.hand_back(&id, Duration::ZERO, "interrupted").await;
+                }
+                // Killed by a signal (out of memory, an operator): handed back, but not at
+                // once, so an engine that keeps dying does not spin.
+                None => {
+                    outln!("{id}: its engine was killed; handed back to the queue, to be resumed");
+                    self.hand_back(&id, Duration::from_secs(1), "engine killed").await;
                 }
                 Some(c) => {
                     let what = match c {

@@ -377,18 +377,10 @@ async fn execute(
     let printer = tokio::task::spawn_blocking(move || print_reports(rx, json, live));
     let (cancel_tx, cancel) = watch::channel(false);
     tokio::spawn(async move {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-        let sigterm = async {
-            match term.as_mut() {
-                Some(t) => {
-                    t.recv().await;
-                }
-                None => std::future::pending().await,
-            }
-        };
+        let mut term = sigterm_handler();
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
-            () = sigterm => {}
+            () = sigterm(&mut term) => {}
         }
         let _ = cancel_tx.send(true);
     });
@@ -416,6 +408,21 @@ fn lease_ttl() -> Duration {
             }
         },
         Err(_) => default,
+    }
+}
+
+/// Listen for SIGTERM (`None` if the handler cannot be installed: then it never comes).
+pub fn sigterm_handler() -> Option<tokio::signal::unix::Signal> {
+    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok()
+}
+
+/// The next SIGTERM.
+pub async fn sigterm(handler: &mut Option<tokio::signal::unix::Signal>) {
+    match handler.as_mut() {
+        Some(h) => {
+            h.recv().await;
+        }
+        None => std::future::pending().await,
     }
 }
 
