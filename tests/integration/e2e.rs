@@ -39,6 +39,17 @@ impl E2e {
         path.display().to_string()
     }
 
+    /// The steps of the journal's `kind` records, in journal order.
+    fn steps_with(&self, run: &str, kind: &str) -> Vec<String> {
+        let audit = self.runbook(&["audit", run, "--format", "jsonl"], "oncall").stdout;
+        audit
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|r| r["kind"] == kind)
+            .filter_map(|r| r["step"].as_str().map(str::to_string))
+            .collect()
+    }
+
     fn latest_run(&self) -> String {
         crate::support::latest_run_id(&root(), Path::new(&self.state())).expect("a run")
     }
@@ -51,8 +62,19 @@ impl E2e {
     /// Run `runbook` to its end as an on-call engineer would: start it, and each time it
     /// waits for approvals, have the listed people approve, then resume. The last output.
     fn drive(&self, runbook: &str, extra: &[(&str, &str)], approvals: Approvals<'_>) -> Output {
+        self.drive_file(&format!("runbooks/{runbook}.toml"), runbook, extra, approvals)
+    }
+
+    /// [`E2e::drive`] on the runbook at `file`, with the sandbox's params for `runbook`.
+    fn drive_file(
+        &self,
+        file: &str,
+        runbook: &str,
+        extra: &[(&str, &str)],
+        approvals: Approvals<'_>,
+    ) -> Output {
         let params = self.params_file(runbook, extra);
-        let file = format!("runbooks/{runbook}.toml");
+        let file = file.to_string();
         let mut out = self.runbook(&["run", &file, "--params-file", &params, "--yes"], "oncall");
         for _ in 0..10 {
             if out.code != 4 {
@@ -558,11 +580,7 @@ fn a_failed_restore_compensates_rollback_l3_and_puts_the_previous_code_back() {
     e.sb.psql(r#"DELETE FROM "Property" WHERE id = 1"#);
     let db = e.sb.dump();
     let main = e.sb.origin_commit("main");
-    let clone_head = std::process::Command::new("git")
-        .args(["-C", &e.sb.repo.display().to_string(), "rev-parse", "HEAD"])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_default();
+    let clone = clone_state(&e.sb.repo);
 
     let dump = dump.display().to_string();
     let out = e.drive(
@@ -577,29 +595,80 @@ fn a_failed_restore_compensates_rollback_l3_and_puts_the_previous_code_back() {
     }
     assert_eq!(e.sb.dump(), db, "the failed restore changed nothing (one transaction)");
     assert_eq!(e.sb.origin_commit("main"), main, "origin's main holds the previous code again");
-    let head = |args: &[&str]| {
+    assert_eq!(clone_state(&e.sb.repo), clone, "the clone is back on its branch and commit");
+    assert!(e.sb.app.hooks().join("\n").contains("abortado y deshecho"));
+    let run = e.latest_run();
+    assert_eq!(
+        e.steps_with(&run, "compensation_succeeded"),
+        ["align_branch", "push_stable", "checkout_stable", "announce"],
+        "reverse order of completion"
+    );
+    ok(&e.runbook(&["audit", "verify", &run], "oncall"), 0);
+}
+
+/// The state of the clone: its HEAD commit and the branch it is on.
+fn clone_state(repo: &Path) -> (String, String) {
+    let git = |args: &[&str]| {
         std::process::Command::new("git")
-            .args(["-C", &e.sb.repo.display().to_string()])
+            .arg("-C")
+            .arg(repo)
             .args(args)
             .output()
             .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
             .unwrap_or_default()
     };
-    assert_eq!(head(&["rev-parse", "HEAD"]), clone_head);
-    assert_eq!(head(&["symbolic-ref", "--short", "HEAD"]), "main");
-    assert!(e.sb.app.hooks().join("\n").contains("abortado y deshecho"));
-    let run = e.latest_run();
-    let audit = e.runbook(&["audit", &run, "--format", "jsonl"], "oncall").stdout;
-    let compensated: Vec<String> = audit
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|r| r["kind"] == "compensation_succeeded")
-        .filter_map(|r| r["step"].as_str().map(str::to_string))
-        .collect();
-    assert_eq!(
-        compensated,
-        ["align_branch", "push_stable", "checkout_stable", "announce"],
-        "reverse order of completion"
+    (git(&["rev-parse", "HEAD"]), git(&["symbolic-ref", "--short", "HEAD"]))
+}
+
+#[test]
+fn a_failing_health_check_after_the_restore_puts_the_database_and_the_code_back() {
+    let e = E2e::new();
+    // The shipped runbook, with one change: the health check polls twice, 100 ms apart,
+    // instead of 40 times 15 s apart (10 minutes), so that its failure comes quickly.
+    let shipped = std::fs::read_to_string(root().join("runbooks/rollback-l3.toml")).expect("runbook");
+    let poll = r#"retry = { attempts = 40, delay = "15s" }"#;
+    let health = shipped.find("[steps.health]").expect("a health step");
+    let at = health + shipped[health..].find(poll).expect("the health poll");
+    let fast = format!(
+        "{}{}{}",
+        &shipped[..at],
+        r#"retry = { attempts = 2, delay = "100ms" }"#,
+        &shipped[at + poll.len()..]
     );
+    let file = e.sb.dir.join("rollback-l3.toml");
+    std::fs::write(&file, fast).expect("write runbook");
+
+    // The state the rollback starts from: a damaged table, the code of v1.0.1 and later.
+    e.sb.psql(r#"DELETE FROM "Property" WHERE id = 1"#);
+    let db = e.sb.dump();
+    let main = e.sb.origin_commit("main");
+    let clone = clone_state(&e.sb.repo);
+    // The app stays unhealthy whatever is deployed.
+    e.sb.set_failing(true);
+
+    let out = e.drive_file(
+        &file.display().to_string(),
+        "rollback-l3",
+        &[],
+        &[("checklist_before", "devops-lead", BEFORE), ("checklist_before", "dba", &[])],
+    );
+    ok(&out, 1);
+    assert!(out.stdout.contains("FAILED health"), "{}", out.stdout);
+    assert_eq!(e.sb.dump(), db, "the database is back to what it held before the rollback");
+    assert_eq!(e.sb.origin_commit("main"), main, "origin's main holds the previous code again");
+    assert_eq!(clone_state(&e.sb.repo), clone, "the clone is back on its branch and commit");
+    assert!(e.sb.app.hooks().join("\n").contains("abortado y deshecho"));
+
+    let run = e.latest_run();
+    let of = |kind: &str| e.steps_with(&run, kind);
+    assert_eq!(of("step_failed"), ["health"]);
+    assert_eq!(
+        of("compensation_succeeded"),
+        ["restore", "align_branch", "push_stable", "checkout_stable", "announce"],
+        "reverse order of completion: the database first, then the code, then the team"
+    );
+    assert!(of("step_succeeded").contains(&"restore".to_string()), "the restore had happened");
     ok(&e.runbook(&["audit", "verify", &run], "oncall"), 0);
+    let report = e.runbook(&["report", &run], "oncall").stdout;
+    assert!(report.contains("health"), "{report}");
 }

@@ -237,6 +237,8 @@ fn step_text(out: &mut String, s: &PlanStep, indent: &str) {
     let title = s.title.as_deref().map(|t| format!("  {t}")).unwrap_or_default();
     let _ = writeln!(out, "{indent}{} [{}]{title}", s.id, s.kind);
     let pad = format!("{indent}    ");
+    // Continuation lines of a multi-line value line up under its first line.
+    let cont = format!("\n{pad}            ");
     if !s.needs.is_empty() {
         let _ = writeln!(out, "{pad}needs       {}", s.needs.join(", "));
     }
@@ -252,8 +254,8 @@ fn step_text(out: &mut String, s: &PlanStep, indent: &str) {
         let _ = writeln!(out, "{pad}confirm     {c}");
     }
     for c in &s.preconditions {
-        let _ =
-            writeln!(out, "{pad}check       {} [{}] {}", c.id, c.command.kind(), command_line(&c.command));
+        let line = command_line(&c.command).replace('\n', &cont);
+        let _ = writeln!(out, "{pad}check       {} [{}] {line}", c.id, c.command.kind());
     }
     match &s.command {
         PlanCommand::Runbook { plan, params, .. } => {
@@ -264,7 +266,6 @@ fn step_text(out: &mut String, s: &PlanStep, indent: &str) {
             out.push_str(&nested);
         }
         other => {
-            let cont = format!("\n{pad}            ");
             let _ = writeln!(out, "{pad}{:<11} {}", s.kind, command_line(other).replace('\n', &cont));
             for (label, value) in command_details(other) {
                 let _ = writeln!(out, "{pad}{label:<11} {}", value.replace('\n', &cont));
@@ -289,7 +290,8 @@ fn step_text(out: &mut String, s: &PlanStep, indent: &str) {
     }
     let _ = writeln!(out, "{pad}{}", facts.join(" · "));
     if let Some(c) = &s.compensation {
-        let _ = writeln!(out, "{pad}undo        [{}] {}", c.command.kind(), command_line(&c.command));
+        let line = command_line(&c.command).replace('\n', &cont);
+        let _ = writeln!(out, "{pad}undo        [{}] {line}", c.command.kind());
     }
     let on_fail = match s.on_failure {
         OnFailure::Compensate if s.wave == 0 => None,
