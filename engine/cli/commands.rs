@@ -227,6 +227,19 @@ fn plan_cmd(
             return exit::INVALID;
         }
     };
+    // Only to the terminal or a pipe: streamed as it is made, through a buffer of its own
+    // (standard output's line buffering would write it a line at a time).
+    if format == PlanFormat::Json && out.is_none() {
+        crate::output::write_with(|w| {
+            use std::io::Write as _;
+            let mut w = std::io::BufWriter::with_capacity(64 * 1024, w);
+            serde_json::to_writer_pretty(&mut w, &plan)?;
+            w.write_all(b"\n")?;
+            w.flush()
+        });
+        leave_to_exit((runbook, plan));
+        return exit::SUCCESS;
+    }
     // The JSON document only when it is asked for. Sized up front: a plan runs to about
     // 750 bytes a step, and regrowing a buffer of megabytes costs more than writing it.
     let json = if format == PlanFormat::Json || out.is_some() {

@@ -16,8 +16,14 @@ pub fn keep_running_without_stdout() {
 
 /// Write formatted text to standard output.
 pub fn write(args: fmt::Arguments<'_>) {
+    write_with(|out| out.write_fmt(args));
+}
+
+/// Write to standard output with `f`, which gets it locked, and flush it; a big document
+/// (a plan's JSON) goes out as it is made instead of through a copy in memory.
+pub fn write_with(f: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) {
     let mut out = std::io::stdout().lock();
-    if let Err(e) = out.write_fmt(args).and_then(|()| out.flush()) {
+    if let Err(e) = f(&mut out).and_then(|()| out.flush()) {
         if KEEP_RUNNING.load(Ordering::SeqCst) {
             return;
         }

@@ -61,14 +61,122 @@ pub fn parse(source: &Arc<Source>) -> (Document, Vec<Diagnostic>) {
     // Optimistic first: most runbooks are valid, and serde refuses unknown keys by itself, so
     // the unknown-key pass is only needed when something is wrong. Then the text is parsed
     // again with it, so that every problem is reported, not one per unit.
-    let (doc, diags) = parse_with(source, false);
-    if diags.is_empty() { (doc, diags) } else { parse_with(source, true) }
+    if source.text.len() >= SPLIT_MIN
+        && let Some(doc) = split_point(&source.text).and_then(|at| parse_split(source, at))
+    {
+        return (doc, Vec::new());
+    }
+    let (doc, diags) = parse_whole(source, false);
+    if diags.is_empty() { (doc, diags) } else { parse_whole(source, true) }
+}
+
+/// Below this size a runbook parses in well under a millisecond: a second thread would cost
+/// more than it saves.
+const SPLIT_MIN: usize = 64 * 1024;
+
+/// Where to cut a big runbook in two for [`parse_split`]: the start of the first table header
+/// line (`[` in column 0) after the middle of the text.
+fn split_point(text: &str) -> Option<usize> {
+    let middle = text.len() / 2;
+    let from = text.get(middle..)?;
+    from.find("\n[").map(|i| middle + i + 1)
+}
+
+/// Parse the two halves of a valid runbook, cut at `at`, on two threads, and join them.
+/// `None` whenever that might not give exactly what parsing the whole text gives; the caller
+/// then parses the whole text. That holds when:
+/// - the first half parses without a single problem: TOML has no construct that can be cut at
+///   the start of a line and still be complete (strings, arrays and inline tables all close),
+///   so the cut is at the top level, where a table header starts afresh;
+/// - the second half parses without a problem too (a missing `[runbook]` aside);
+/// - no unit (a step, a param...) and no single-table section (`[runbook]`, `[defaults]`) is
+///   in both halves, and no section is opened by a bare header (`[steps]`), which TOML allows
+///   once: a table defined in both halves is a duplicate the whole parse would report.
+///
+/// The second half is parsed with the first replaced by spaces, so that its spans are
+/// offsets into the whole text.
+fn parse_split(source: &Arc<Source>, at: usize) -> Option<Document> {
+    let text = &source.text;
+    let (head, tail) = (text.get(..at)?, text.get(at..)?);
+    if has_bare_section_header(text) {
+        return None;
+    }
+    let mut padded = " ".repeat(at);
+    padded.push_str(tail);
+    let (first, second) = std::thread::scope(|scope| {
+        let second = scope.spawn(|| parse_with(source, &padded, false, false));
+        let first = parse_with(source, head, false, false);
+        (first, second.join().ok())
+    });
+    let (mut doc, diags, first_meta) = first;
+    let (rest, rest_diags, second_meta) = second?;
+    if !diags.is_empty() || !rest_diags.is_empty() {
+        return None;
+    }
+    if !first_meta && !second_meta || first_meta && second_meta {
+        return None;
+    }
+    if rest.meta.is_some() {
+        doc.meta = rest.meta;
+    }
+    if rest.defaults.is_some() {
+        if doc.defaults.is_some() {
+            return None;
+        }
+        doc.defaults = rest.defaults;
+    }
+    join_units(&mut doc.params, rest.params)?;
+    join_units(&mut doc.secrets, rest.secrets)?;
+    join_units(&mut doc.preconditions, rest.preconditions)?;
+    join_units(&mut doc.steps, rest.steps)?;
+    join_units(&mut doc.finally, rest.finally)?;
+    join_units(&mut doc.escalations, rest.escalations)?;
+    Some(doc)
+}
+
+/// Append the second half's units; `None` when a unit is in both halves.
+fn join_units<T>(units: &mut Vec<Unit<T>>, rest: Vec<Unit<T>>) -> Option<()> {
+    if !units.is_empty() && !rest.is_empty() {
+        let ids: std::collections::HashSet<&str> = units.iter().map(|u| u.id.value.as_str()).collect();
+        if rest.iter().any(|u| ids.contains(u.id.value.as_str())) {
+            return None;
+        }
+    }
+    units.extend(rest);
+    Some(())
+}
+
+/// Whether a line opens a section of units with a bare header such as `[steps]` (TOML
+/// allows each table to be defined once, so two halves could not both have it). `[runbook]`
+/// and `[defaults]` are single tables: [`parse_split`] sees when both halves have one.
+fn has_bare_section_header(text: &str) -> bool {
+    text.lines().any(|line| {
+        let line = line.trim_start();
+        line.starts_with('[')
+            && line.trim_start_matches('[').split(']').next().is_some_and(|name| {
+                let name = name.trim().trim_matches('"').trim_matches('\'');
+                name != "runbook" && name != "defaults" && SECTIONS.contains(&name)
+            })
+    })
+}
+
+/// Parse the whole text.
+fn parse_whole(source: &Arc<Source>, report_unknown_keys: bool) -> (Document, Vec<Diagnostic>) {
+    let (doc, diags, _) = parse_with(source, &source.text, report_unknown_keys, true);
+    (doc, diags)
 }
 
 const SECTIONS: [&str; 8] =
     ["runbook", "params", "secrets", "defaults", "preconditions", "steps", "finally", "escalation"];
 
-fn parse_with(source: &Arc<Source>, report_unknown_keys: bool) -> (Document, Vec<Diagnostic>) {
+/// Parse `text`: the source's text, or a part of it at the same offsets. Also says whether
+/// it has a `[runbook]` table, and reports it missing if `require_meta`.
+fn parse_with(
+    source: &Arc<Source>,
+    text: &str,
+    report_unknown_keys: bool,
+    require_meta: bool,
+) -> (Document, Vec<Diagnostic>, bool) {
     let mut diags = Vec::new();
     let mut doc = Document {
         source: Arc::clone(source),
@@ -82,12 +190,12 @@ fn parse_with(source: &Arc<Source>, report_unknown_keys: bool) -> (Document, Vec
         escalations: Vec::new(),
     };
 
-    let (root, errors) = DeTable::parse_recoverable(&source.text);
+    let (root, errors) = DeTable::parse_recoverable(text);
     if !errors.is_empty() {
         for e in errors {
             diags.push(syntax_error(source, &e));
         }
-        return (doc, diags);
+        return (doc, diags, false);
     }
     let root_span = Span::from(root.span());
     let mut root = TomlSpanned::new(root.span(), DeValue::Table(root.into_inner()));
@@ -98,11 +206,11 @@ fn parse_with(source: &Arc<Source>, report_unknown_keys: bool) -> (Document, Vec
         && t.keys().any(|k| !SECTIONS.contains(&k.get_ref().as_ref()))
     {
         // An unknown section: the full pass reports it.
-        return (doc, vec![Diagnostic::error(Code::UnknownKey, source, root_span, "unknown section")]);
+        return (doc, vec![Diagnostic::error(Code::UnknownKey, source, root_span, "unknown section")], false);
     }
 
     let DeValue::Table(table) = root.into_inner() else {
-        return (doc, diags);
+        return (doc, diags, false);
     };
     let mut sections: Vec<(TomlSpanned<std::borrow::Cow<'_, str>>, TomlSpanned<DeValue<'_>>)> =
         table.into_iter().collect();
@@ -127,7 +235,7 @@ fn parse_with(source: &Arc<Source>, report_unknown_keys: bool) -> (Document, Vec
             _ => {}
         }
     }
-    if !has_meta {
+    if !has_meta && require_meta {
         diags.push(
             Diagnostic::error(
                 Code::MissingKey,
@@ -140,7 +248,7 @@ fn parse_with(source: &Arc<Source>, report_unknown_keys: bool) -> (Document, Vec
             ),
         );
     }
-    (doc, diags)
+    (doc, diags, has_meta)
 }
 
 fn syntax_error(source: &Arc<Source>, e: &toml::de::Error) -> Diagnostic {
@@ -437,6 +545,86 @@ mod tests {
 
     fn parse_str(text: &str) -> (Document, Vec<Diagnostic>) {
         parse(&Source::new("t.toml", text))
+    }
+
+    /// Every `.toml` file under the repository's folders of runbooks and fixtures.
+    fn corpus() -> Vec<(String, String)> {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let mut files = Vec::new();
+        let mut dirs: Vec<std::path::PathBuf> =
+            ["runbooks", "examples", "tests/fixtures"].iter().map(|d| root.join(d)).collect();
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else if path.extension().is_some_and(|e| e == "toml")
+                    && let Ok(text) = std::fs::read_to_string(&path)
+                {
+                    files.push((path.display().to_string(), text));
+                }
+            }
+        }
+        assert!(files.len() > 100, "the corpus was not found: {}", files.len());
+        files
+    }
+
+    /// The start of every line that begins with `[`: every place [`split_point`] could pick.
+    fn header_starts(text: &str) -> impl Iterator<Item = usize> + '_ {
+        text.match_indices("\n[").map(|(i, _)| i + 1)
+    }
+
+    /// The split parse either declines or gives exactly what the whole parse gives, at every
+    /// place it could cut, for every runbook and fixture of the repository, valid or not. And
+    /// it never accepts a text the whole parse finds a problem in.
+    #[test]
+    fn a_split_parse_gives_what_the_whole_parse_gives_or_declines() {
+        let mut joined = 0;
+        for (path, text) in corpus() {
+            let source = Source::new(path.clone(), text.clone());
+            let (whole, diags) = parse_whole(&source, false);
+            let whole = format!("{whole:?}");
+            for at in header_starts(&text) {
+                let Some(split) = parse_split(&source, at) else { continue };
+                assert!(diags.is_empty(), "{path} cut at {at}: accepted, but the whole parse says {diags:?}");
+                assert_eq!(format!("{split:?}"), whole, "{path} cut at {at}");
+                joined += 1;
+            }
+        }
+        assert!(joined > 100, "the split parse declined almost everything: {joined}");
+    }
+
+    #[test]
+    fn a_split_parse_declines_what_only_the_whole_text_shows() {
+        let head = "[runbook]\nname = \"x\"\n[steps.a]\nrun = \"true\"\n";
+        let cases = [
+            // A step in both halves: a duplicate table.
+            format!("{head}[steps.a]\nrun = \"true\"\n"),
+            // The cut inside a multi-line string, an array and a multi-line literal.
+            "[runbook]\nname = \"x\"\n[steps.a]\nrun = \"\"\"\n[steps.b]\nrun = 1\n\"\"\"\n".to_string(),
+            "[runbook]\nname = \"x\"\n[steps.a]\ncmd = [\n\"true\",\n[steps.b]\n]\n".to_string(),
+            "[runbook]\nname = \"x\"\n[steps.a]\nrun = \'\'\'\n[steps.b]\nrun = 1\n\'\'\'\n".to_string(),
+            // `[runbook]` or `[defaults]` in both halves, a bare `[steps]` header.
+            format!("{head}[runbook]\nname = \"y\"\n"),
+            format!("[defaults]\ntimeout = \"1s\"\n{head}[defaults]\ntimeout = \"2s\"\n"),
+            format!("{head}[steps]\n[steps.c]\nrun = \"true\"\n"),
+            // No `[runbook]` at all.
+            "[steps.a]\nrun = \"true\"\n[steps.b]\nrun = \"true\"\n".to_string(),
+        ];
+        for text in cases {
+            let source = Source::new("t.toml", text.clone());
+            let cut = text.rfind("\n[steps.b]").or_else(|| text.rfind("\n[")).map(|i| i + 1);
+            let cut = cut.expect("a header to cut at");
+            assert!(parse_split(&source, cut).is_none(), "accepted:\n{text}");
+        }
+        // And it does join two clean halves.
+        let text = "[runbook]\nname = \"x\"\n[steps.a]\nrun = \"true\"\n[steps.b]\nrun = \"true\"\n";
+        let source = Source::new("t.toml", text);
+        let at = text.find("[steps.b]").expect("b");
+        let doc = parse_split(&source, at).expect("joined");
+        let ids: Vec<&str> = doc.steps.iter().map(|u| u.id.value.as_str()).collect();
+        assert_eq!(ids, ["a", "b"]);
+        assert_eq!(doc.steps[1].id.span.start, at + "[steps.".len(), "spans are offsets in the whole text");
     }
 
     #[test]
