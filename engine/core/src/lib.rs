@@ -14,6 +14,7 @@ pub mod model;
 pub mod params;
 pub mod parse;
 pub mod plan;
+mod quick;
 pub mod raw;
 pub mod render;
 pub mod report;

@@ -14,6 +14,7 @@ use serde::de::IntoDeserializer;
 use toml::de::{DeTable, DeValue};
 
 use crate::diagnostic::{Code, Diagnostic, Source};
+use crate::quick::{self, NodeDeserializer};
 use crate::raw::{RawDefaults, RawEscalation, RawMeta, RawParam, RawPrecondition, RawSecret, RawStep};
 use crate::schema::{self, Shape};
 use crate::span::{Span, Spanned};
@@ -55,147 +56,90 @@ pub struct Document {
     pub escalations: Vec<Unit<RawEscalation>>,
 }
 
+impl Document {
+    /// A document of `source` with nothing read yet.
+    fn empty(source: &Arc<Source>) -> Document {
+        Document {
+            source: Arc::clone(source),
+            meta: None,
+            params: Vec::new(),
+            secrets: Vec::new(),
+            defaults: None,
+            preconditions: Vec::new(),
+            steps: Vec::new(),
+            finally: Vec::new(),
+            escalations: Vec::new(),
+        }
+    }
+}
+
 /// Parse one runbook file. Diagnostics are returned, never thrown: the document holds
 /// whatever could be read.
 pub fn parse(source: &Arc<Source>) -> (Document, Vec<Diagnostic>) {
-    // Optimistic first: most runbooks are valid, and serde refuses unknown keys by itself, so
-    // the unknown-key pass is only needed when something is wrong. Then the text is parsed
-    // again with it, so that every problem is reported, not one per unit.
-    if source.text.len() >= SPLIT_MIN
-        && let Some(doc) = split_point(&source.text).and_then(|at| parse_split(source, at))
-    {
+    // Optimistic first: most runbooks are valid. The fast path reads a valid one in one pass;
+    // failing that, `toml` parses it, and serde refuses unknown keys by itself, so the
+    // unknown-key pass is only needed when something is wrong. Then the text is parsed again
+    // with it, so that every problem is reported, not one per unit.
+    if let Some(doc) = parse_quick(source) {
         return (doc, Vec::new());
     }
-    let (doc, diags) = parse_whole(source, false);
-    if diags.is_empty() { (doc, diags) } else { parse_whole(source, true) }
+    let (doc, diags) = parse_with(source, false);
+    if diags.is_empty() { (doc, diags) } else { parse_with(source, true) }
 }
 
-/// Below this size a runbook parses in well under a millisecond: a second thread would cost
-/// more than it saves.
-const SPLIT_MIN: usize = 64 * 1024;
-
-/// Where to cut a big runbook in two for [`parse_split`]: the start of the first table header
-/// line (`[` in column 0) after the middle of the text.
-fn split_point(text: &str) -> Option<usize> {
-    let middle = text.len() / 2;
-    let from = text.get(middle..)?;
-    from.find("\n[").map(|i| middle + i + 1)
-}
-
-/// Parse the two halves of a valid runbook, cut at `at`, on two threads, and join them.
-/// `None` whenever that might not give exactly what parsing the whole text gives; the caller
-/// then parses the whole text. That holds when:
-/// - the first half parses without a single problem: TOML has no construct that can be cut at
-///   the start of a line and still be complete (strings, arrays and inline tables all close),
-///   so the cut is at the top level, where a table header starts afresh;
-/// - the second half parses without a problem too (a missing `[runbook]` aside);
-/// - no unit (a step, a param...) and no single-table section (`[runbook]`, `[defaults]`) is
-///   in both halves, and no section is opened by a bare header (`[steps]`), which TOML allows
-///   once: a table defined in both halves is a duplicate the whole parse would report.
-///
-/// The second half is parsed with the first replaced by spaces, so that its spans are
-/// offsets into the whole text.
-fn parse_split(source: &Arc<Source>, at: usize) -> Option<Document> {
-    let text = &source.text;
-    let (head, tail) = (text.get(..at)?, text.get(at..)?);
-    if has_bare_section_header(text) {
-        return None;
-    }
-    let mut padded = " ".repeat(at);
-    padded.push_str(tail);
-    let (first, second) = std::thread::scope(|scope| {
-        let second = scope.spawn(|| parse_with(source, &padded, false, false));
-        let first = parse_with(source, head, false, false);
-        (first, second.join().ok())
-    });
-    let (mut doc, diags, first_meta) = first;
-    let (rest, rest_diags, second_meta) = second?;
-    if !diags.is_empty() || !rest_diags.is_empty() {
-        return None;
-    }
-    if !first_meta && !second_meta || first_meta && second_meta {
-        return None;
-    }
-    if rest.meta.is_some() {
-        doc.meta = rest.meta;
-    }
-    if rest.defaults.is_some() {
-        if doc.defaults.is_some() {
-            return None;
-        }
-        doc.defaults = rest.defaults;
-    }
-    join_units(&mut doc.params, rest.params)?;
-    join_units(&mut doc.secrets, rest.secrets)?;
-    join_units(&mut doc.preconditions, rest.preconditions)?;
-    join_units(&mut doc.steps, rest.steps)?;
-    join_units(&mut doc.finally, rest.finally)?;
-    join_units(&mut doc.escalations, rest.escalations)?;
-    Some(doc)
-}
-
-/// Append the second half's units; `None` when a unit is in both halves.
-fn join_units<T>(units: &mut Vec<Unit<T>>, rest: Vec<Unit<T>>) -> Option<()> {
-    if !units.is_empty() && !rest.is_empty() {
-        let ids: std::collections::HashSet<&str> = units.iter().map(|u| u.id.value.as_str()).collect();
-        if rest.iter().any(|u| ids.contains(u.id.value.as_str())) {
-            return None;
+/// The fast path ([`crate::quick`]): a valid runbook in one pass, or `None` and the whole
+/// parse with `toml` decides.
+fn parse_quick(source: &Arc<Source>) -> Option<Document> {
+    let root = quick::document(&source.text)?;
+    let mut doc = Document::empty(source);
+    for (key, node) in root.entries {
+        match key.name.as_ref() {
+            "runbook" => doc.meta = Some(RawMeta::deserialize(NodeDeserializer(node)).ok()?),
+            "defaults" => doc.defaults = Some(RawDefaults::deserialize(NodeDeserializer(node)).ok()?),
+            "params" => doc.params = quick_section(node)?,
+            "secrets" => doc.secrets = quick_section(node)?,
+            "preconditions" => doc.preconditions = quick_section(node)?,
+            "steps" => doc.steps = quick_section(node)?,
+            "finally" => doc.finally = quick_section(node)?,
+            "escalation" => doc.escalations = quick_section(node)?,
+            _ => return None,
         }
     }
-    units.extend(rest);
-    Some(())
+    doc.meta.is_some().then_some(doc)
 }
 
-/// Whether a line opens a section of units with a bare header such as `[steps]` (TOML
-/// allows each table to be defined once, so two halves could not both have it). `[runbook]`
-/// and `[defaults]` are single tables: [`parse_split`] sees when both halves have one.
-fn has_bare_section_header(text: &str) -> bool {
-    text.lines().any(|line| {
-        let line = line.trim_start();
-        line.starts_with('[')
-            && line.trim_start_matches('[').split(']').next().is_some_and(|name| {
-                let name = name.trim().trim_matches('"').trim_matches('\'');
-                name != "runbook" && name != "defaults" && SECTIONS.contains(&name)
-            })
-    })
-}
-
-/// Parse the whole text.
-fn parse_whole(source: &Arc<Source>, report_unknown_keys: bool) -> (Document, Vec<Diagnostic>) {
-    let (doc, diags, _) = parse_with(source, &source.text, report_unknown_keys, true);
-    (doc, diags)
+fn quick_section<T>(node: quick::Node<'_>) -> Option<Vec<Unit<T>>>
+where
+    T: for<'de> Deserialize<'de>,
+{
+    let quick::Value::Table(table) = node.value else { return None };
+    let mut units = Vec::with_capacity(table.entries.len());
+    for (key, node) in table.entries {
+        let span = Span::from(node.span.clone());
+        let raw = T::deserialize(NodeDeserializer(node)).ok()?;
+        units.push(Unit {
+            id: Spanned::new(key.name.into_owned(), Span::from(key.span)),
+            span,
+            raw: Some(raw),
+        });
+    }
+    units.sort_by_key(|u| u.id.span.start);
+    Some(units)
 }
 
 const SECTIONS: [&str; 8] =
     ["runbook", "params", "secrets", "defaults", "preconditions", "steps", "finally", "escalation"];
 
-/// Parse `text`: the source's text, or a part of it at the same offsets. Also says whether
-/// it has a `[runbook]` table, and reports it missing if `require_meta`.
-fn parse_with(
-    source: &Arc<Source>,
-    text: &str,
-    report_unknown_keys: bool,
-    require_meta: bool,
-) -> (Document, Vec<Diagnostic>, bool) {
+fn parse_with(source: &Arc<Source>, report_unknown_keys: bool) -> (Document, Vec<Diagnostic>) {
     let mut diags = Vec::new();
-    let mut doc = Document {
-        source: Arc::clone(source),
-        meta: None,
-        params: Vec::new(),
-        secrets: Vec::new(),
-        defaults: None,
-        preconditions: Vec::new(),
-        steps: Vec::new(),
-        finally: Vec::new(),
-        escalations: Vec::new(),
-    };
+    let mut doc = Document::empty(source);
 
-    let (root, errors) = DeTable::parse_recoverable(text);
+    let (root, errors) = DeTable::parse_recoverable(&source.text);
     if !errors.is_empty() {
         for e in errors {
             diags.push(syntax_error(source, &e));
         }
-        return (doc, diags, false);
+        return (doc, diags);
     }
     let root_span = Span::from(root.span());
     let mut root = TomlSpanned::new(root.span(), DeValue::Table(root.into_inner()));
@@ -206,11 +150,11 @@ fn parse_with(
         && t.keys().any(|k| !SECTIONS.contains(&k.get_ref().as_ref()))
     {
         // An unknown section: the full pass reports it.
-        return (doc, vec![Diagnostic::error(Code::UnknownKey, source, root_span, "unknown section")], false);
+        return (doc, vec![Diagnostic::error(Code::UnknownKey, source, root_span, "unknown section")]);
     }
 
     let DeValue::Table(table) = root.into_inner() else {
-        return (doc, diags, false);
+        return (doc, diags);
     };
     let mut sections: Vec<(TomlSpanned<std::borrow::Cow<'_, str>>, TomlSpanned<DeValue<'_>>)> =
         table.into_iter().collect();
@@ -235,7 +179,7 @@ fn parse_with(
             _ => {}
         }
     }
-    if !has_meta && require_meta {
+    if !has_meta {
         diags.push(
             Diagnostic::error(
                 Code::MissingKey,
@@ -248,7 +192,7 @@ fn parse_with(
             ),
         );
     }
-    (doc, diags, has_meta)
+    (doc, diags)
 }
 
 fn syntax_error(source: &Arc<Source>, e: &toml::de::Error) -> Diagnostic {
@@ -569,62 +513,92 @@ mod tests {
         files
     }
 
-    /// The start of every line that begins with `[`: every place [`split_point`] could pick.
-    fn header_starts(text: &str) -> impl Iterator<Item = usize> + '_ {
-        text.match_indices("\n[").map(|(i, _)| i + 1)
-    }
-
-    /// The split parse either declines or gives exactly what the whole parse gives, at every
-    /// place it could cut, for every runbook and fixture of the repository, valid or not. And
-    /// it never accepts a text the whole parse finds a problem in.
+    /// The fast path either declines or gives exactly what `toml` gives, for every runbook
+    /// and fixture of the repository; it takes every valid one; and it never accepts a text
+    /// the whole parse finds a problem in.
     #[test]
-    fn a_split_parse_gives_what_the_whole_parse_gives_or_declines() {
-        let mut joined = 0;
+    fn the_fast_path_gives_what_toml_gives_or_declines() {
+        let (mut taken, mut valid) = (0, 0);
+        let mut missed = Vec::new();
         for (path, text) in corpus() {
-            let source = Source::new(path.clone(), text.clone());
-            let (whole, diags) = parse_whole(&source, false);
-            let whole = format!("{whole:?}");
-            for at in header_starts(&text) {
-                let Some(split) = parse_split(&source, at) else { continue };
-                assert!(diags.is_empty(), "{path} cut at {at}: accepted, but the whole parse says {diags:?}");
-                assert_eq!(format!("{split:?}"), whole, "{path} cut at {at}");
-                joined += 1;
+            let source = Source::new(path.clone(), text);
+            let (whole, diags) = parse_with(&source, false);
+            valid += usize::from(diags.is_empty());
+            match parse_quick(&source) {
+                Some(quick) => {
+                    assert!(diags.is_empty(), "{path}: accepted, but the whole parse says {diags:?}");
+                    assert_eq!(format!("{quick:?}"), format!("{whole:?}"), "{path}");
+                    taken += 1;
+                }
+                None if diags.is_empty() => missed.push(path),
+                None => {}
             }
         }
-        assert!(joined > 100, "the split parse declined almost everything: {joined}");
+        assert!(missed.is_empty(), "valid, yet left to toml: {missed:#?}");
+        assert_eq!(taken, valid);
     }
 
+    /// TOML that the fast path must read as `toml` does, or leave to it.
+    const TOML_SNIPPETS: &[&str] = &[
+        "\n[steps.q]\nrun = \"a\\tb\\u00e9\\\"c\\\\\"\n",
+        "\n[steps.\"quoted key\"]\ncmd = ['lit', \"\"\"multi\\\n  line\"\"\", '''raw\nlines''']\n",
+        "\n[steps.n]\ncmd = [\"true\",]\nretry.attempts = 0x10\nretry.delay = \"1s\"\n",
+        "\n[steps.n.retry]\nattempts = 1_000\nbackoff = 1e3\n",
+        "\n[[steps]]\nrun = \"x\"\n",
+        "\nwhen = 1979-05-27T07:32:00Z\n",
+        "\nenv = { A = \"1\", B.C = \"2\" }\n",
+        "\nenv = { A = \"1\", A = \"2\" }\n",
+        "\nenv = { }\n",
+        "\nretry = { attempts = +3, backoff = inf }\n",
+        "\nretry = { attempts = 9223372036854775808 }\n",
+        "\nidempotent = true # a comment\n",
+        "\r\n",
+        "\n[steps]\n",
+        "\n[runbook]\nname = \"again\"\n",
+        "\n[steps.a.b.c]\nx = 1\n",
+        "\n'lit key' = 1\n",
+        "\nneeds = [ # c\n  \"backup\", # d\n]\n",
+        "\ntimeout = '''5s'''\n",
+        "\n[defaults]\ntimeout = \"1m\"\n",
+        "\n[params.z]\ntype = \"number\"\ndefault = -0.5e-3\n",
+        "\u{00e9}",
+        "\\",
+        "\"",
+        "=",
+        ".",
+    ];
+
+    /// The fast path agrees with `toml` on thousands of edits of the repository's runbooks:
+    /// snippets of TOML spliced in at random places, and random cuts.
     #[test]
-    fn a_split_parse_declines_what_only_the_whole_text_shows() {
-        let head = "[runbook]\nname = \"x\"\n[steps.a]\nrun = \"true\"\n";
-        let cases = [
-            // A step in both halves: a duplicate table.
-            format!("{head}[steps.a]\nrun = \"true\"\n"),
-            // The cut inside a multi-line string, an array and a multi-line literal.
-            "[runbook]\nname = \"x\"\n[steps.a]\nrun = \"\"\"\n[steps.b]\nrun = 1\n\"\"\"\n".to_string(),
-            "[runbook]\nname = \"x\"\n[steps.a]\ncmd = [\n\"true\",\n[steps.b]\n]\n".to_string(),
-            "[runbook]\nname = \"x\"\n[steps.a]\nrun = \'\'\'\n[steps.b]\nrun = 1\n\'\'\'\n".to_string(),
-            // `[runbook]` or `[defaults]` in both halves, a bare `[steps]` header.
-            format!("{head}[runbook]\nname = \"y\"\n"),
-            format!("[defaults]\ntimeout = \"1s\"\n{head}[defaults]\ntimeout = \"2s\"\n"),
-            format!("{head}[steps]\n[steps.c]\nrun = \"true\"\n"),
-            // No `[runbook]` at all.
-            "[steps.a]\nrun = \"true\"\n[steps.b]\nrun = \"true\"\n".to_string(),
-        ];
-        for text in cases {
-            let source = Source::new("t.toml", text.clone());
-            let cut = text.rfind("\n[steps.b]").or_else(|| text.rfind("\n[")).map(|i| i + 1);
-            let cut = cut.expect("a header to cut at");
-            assert!(parse_split(&source, cut).is_none(), "accepted:\n{text}");
-        }
-        // And it does join two clean halves.
-        let text = "[runbook]\nname = \"x\"\n[steps.a]\nrun = \"true\"\n[steps.b]\nrun = \"true\"\n";
-        let source = Source::new("t.toml", text);
-        let at = text.find("[steps.b]").expect("b");
-        let doc = parse_split(&source, at).expect("joined");
-        let ids: Vec<&str> = doc.steps.iter().map(|u| u.id.value.as_str()).collect();
-        assert_eq!(ids, ["a", "b"]);
-        assert_eq!(doc.steps[1].id.span.start, at + "[steps.".len(), "spans are offsets in the whole text");
+    fn the_fast_path_agrees_with_toml_on_edited_runbooks() {
+        use proptest::prelude::*;
+        let corpus = corpus();
+        let files = corpus.len();
+        let config = ProptestConfig { cases: 4000, ..ProptestConfig::default() };
+        proptest!(config, |(file in 0..files, at in any::<prop::sample::Index>(), cut in 0usize..40,
+                            snippet in 0..TOML_SNIPPETS.len(), splice in any::<bool>())| {
+            let text = &corpus[file].1;
+            let mut at = at.index(text.len() + 1);
+            while !text.is_char_boundary(at) {
+                at -= 1;
+            }
+            let edited = if splice {
+                format!("{}{}{}", &text[..at], TOML_SNIPPETS[snippet], &text[at..])
+            } else {
+                let mut end = (at + cut).min(text.len());
+                while !text.is_char_boundary(end) {
+                    end -= 1;
+                }
+                format!("{}{}", &text[..at], &text[end..])
+            };
+            let source = Source::new("edited.toml", edited);
+            if let Some(quick) = parse_quick(&source) {
+                let (whole, diags) = parse_with(&source, false);
+                prop_assert!(diags.is_empty(), "accepted, but the whole parse says {diags:?}\n{}", source.text);
+                prop_assert_eq!(format!("{quick:?}"), format!("{whole:?}"), "{}", source.text);
+            }
+        });
     }
 
     #[test]

@@ -6,7 +6,9 @@
 //! json` and `-o plan.json`; the text, markdown and dot views in [`crate::render`] are built
 //! from the same value, so every view shows the same facts.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use crate::span::FastMap;
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -321,7 +323,7 @@ pub fn plan(runbook: &Runbook, params: &BTreeMap<String, ParamValue>) -> Result<
         runbook,
         diags: Vec::new(),
         ctx: template::Context::new(&context(runbook, params)),
-        rendered: HashMap::new(),
+        rendered: FastMap::default(),
     };
     let plan = p.plan(params);
     if p.diags.is_empty() { Ok(plan) } else { Err(p.diags) }
@@ -368,7 +370,7 @@ struct Planner<'r> {
     diags: Vec<Diagnostic>,
     ctx: template::Context,
     /// Renders already done, by (text, shell mode).
-    rendered: HashMap<(String, bool), Result<String, TemplateError>>,
+    rendered: FastMap<(String, bool), Result<String, TemplateError>>,
 }
 
 impl Planner<'_> {
@@ -701,7 +703,7 @@ fn empty_plan(rb: &Runbook) -> Plan {
 
 /// The needs of a list of steps as a graph over their indices.
 fn needs_graph(steps: &[Step]) -> Graph {
-    let index: HashMap<&str, usize> = steps.iter().enumerate().map(|(i, s)| (s.id.as_str(), i)).collect();
+    let index: FastMap<&str, usize> = steps.iter().enumerate().map(|(i, s)| (s.id.as_str(), i)).collect();
     Graph::new(
         steps
             .iter()
@@ -732,7 +734,7 @@ fn critical_path(steps: &[Step], topo_order: &[usize]) -> CriticalPath {
     // best[i] = (sum of high estimates, number of steps) of the heaviest chain ending at i.
     let mut best: Vec<(std::time::Duration, usize)> = vec![(Default::default(), 0); steps.len()];
     let mut prev: Vec<Option<usize>> = vec![None; steps.len()];
-    let index: HashMap<&str, usize> = steps.iter().enumerate().map(|(i, s)| (s.id.as_str(), i)).collect();
+    let index: FastMap<&str, usize> = steps.iter().enumerate().map(|(i, s)| (s.id.as_str(), i)).collect();
     for &i in topo_order {
         let own = steps[i].estimate.map(|e| e.high).unwrap_or_default();
         let mut pick: Option<usize> = None;

@@ -6,6 +6,8 @@
 //! [`Loader`] supplied by the caller, so this module does no IO.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+use crate::span::{FastMap, FastSet};
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -157,7 +159,7 @@ impl Section {
 }
 
 /// Direct needs of each step, with the span of each entry (`None`: implicit).
-type Needs = HashMap<String, Vec<(String, Option<Span>)>>;
+type Needs = FastMap<String, Vec<(String, Option<Span>)>>;
 
 struct StepInfo {
     section: Section,
@@ -248,18 +250,18 @@ struct Validator<'a> {
     diags: Vec<Diagnostic>,
     params: BTreeMap<String, Option<ParamType>>,
     secrets: BTreeSet<String>,
-    steps: HashMap<String, StepInfo>,
+    steps: FastMap<String, StepInfo>,
     /// Index of every step: main steps first, then finally steps, in declaration order.
-    step_index: HashMap<String, usize>,
+    step_index: FastMap<String, usize>,
     main_count: usize,
     /// Needs over `step_index`; their ancestor sets are computed on the first question (most
     /// runbooks never read an output, and the sets cost n²/64 words).
     index_needs: Graph,
     ancestors: std::cell::OnceCell<Vec<Option<BitSet>>>,
     includes: Vec<Arc<Runbook>>,
-    include_index: HashMap<String, usize>,
+    include_index: FastMap<String, usize>,
     /// Variables read by each template text already analysed (runbooks repeat templates).
-    analysed: HashMap<String, Result<Arc<BTreeSet<String>>, template::TemplateError>>,
+    analysed: FastMap<String, Result<Arc<BTreeSet<String>>, template::TemplateError>>,
     /// Defaults of the parameters, for the placeholder context.
     param_defaults: Vec<Param>,
     /// Built on first use: only templates that call filters or functions need a trial render.
@@ -275,14 +277,14 @@ impl<'a> Validator<'a> {
             diags: Vec::new(),
             params: BTreeMap::new(),
             secrets: BTreeSet::new(),
-            steps: HashMap::new(),
-            step_index: HashMap::new(),
+            steps: FastMap::default(),
+            step_index: FastMap::default(),
             main_count: 0,
             index_needs: Graph::new(Vec::new()),
             ancestors: std::cell::OnceCell::new(),
             includes: Vec::new(),
-            include_index: HashMap::new(),
-            analysed: HashMap::new(),
+            include_index: FastMap::default(),
+            analysed: FastMap::default(),
             param_defaults: Vec::new(),
             placeholder: None,
         }
@@ -654,7 +656,7 @@ impl<'a> Validator<'a> {
         if let Some((_, fixed)) = fixed {
             return fixed;
         }
-        let mut seen: HashMap<&str, Span> = HashMap::new();
+        let mut seen: FastMap<&str, Span> = FastMap::default();
         let mut out = Vec::new();
         for o in declared {
             self.check_id(o, "output");
@@ -679,14 +681,14 @@ impl<'a> Validator<'a> {
 
     /// Direct needs of each step of a section, with the span of each entry (`None`: implicit).
     fn needs(&mut self, units: &[Unit<RawStep>], section: Section) -> Needs {
-        let mut out = HashMap::with_capacity(units.len());
+        let mut out = FastMap::with_capacity_and_hasher(units.len(), Default::default());
         let mut previous: Option<&str> = None;
         for u in units {
             let id = u.id.value.as_str();
             let mut list = Vec::new();
             match u.raw.as_ref().and_then(|r| r.needs.as_ref()) {
                 Some(needs) => {
-                    let mut seen = HashSet::new();
+                    let mut seen = FastSet::default();
                     for n in &needs.value {
                         if !seen.insert(n.value.as_str()) {
                             self.err(
@@ -775,7 +777,7 @@ impl<'a> Validator<'a> {
     }
 
     fn cycles(&mut self, units: &[Unit<RawStep>], needs: &Needs) {
-        let order: HashMap<&str, usize> =
+        let order: FastMap<&str, usize> =
             units.iter().enumerate().map(|(i, u)| (u.id.value.as_str(), i)).collect();
         let edges: Vec<Vec<usize>> = units
             .iter()
