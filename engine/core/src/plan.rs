@@ -279,7 +279,7 @@ pub struct PlanStep {
     /// Failure policy.
     pub on_failure: OnFailure,
     /// Its undo action.
-    pub compensation: Option<PlanCompensation>,
+    pub compensation: Option<Box<PlanCompensation>>,
     /// Steps whose compensations would run if this step failed, in order. Steps running in
     /// parallel that completed first would be compensated too.
     pub compensation_chain: Vec<String>,
@@ -543,12 +543,14 @@ impl Planner<'_> {
                 None
             },
         });
-        let compensation = s.compensate.as_ref().map(|c| PlanCompensation {
-            command: self.command(&c.action),
-            env: self.render_map(&c.env),
-            dir: c.dir.clone(),
-            timeout: c.timeout.map(format_duration),
-            retry: c.retry.clone(),
+        let compensation = s.compensate.as_ref().map(|c| {
+            Box::new(PlanCompensation {
+                command: self.command(&c.action),
+                env: self.render_map(&c.env),
+                dir: c.dir.clone(),
+                timeout: c.timeout.map(format_duration),
+                retry: c.retry.clone(),
+            })
         });
         PlanStep {
             id: s.id.to_string(),
