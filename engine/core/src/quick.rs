@@ -18,9 +18,10 @@ use std::fmt;
 use std::ops::Range;
 
 use serde::de::{self, DeserializeSeed, IntoDeserializer, MapAccess, SeqAccess, Visitor};
+use toml_parser::decoder::Encoding;
 use toml_parser::decoder::ScalarKind;
-use toml_parser::parser::{Event, EventKind, RecursionGuard, ValidateWhitespace};
-use toml_parser::{ErrorSink, ParseError, Source};
+use toml_parser::parser::{Event, EventKind, EventReceiver, RecursionGuard, ValidateWhitespace};
+use toml_parser::{ErrorSink, ParseError, Source, Span};
 
 use crate::span::FastMap;
 
@@ -102,7 +103,8 @@ pub(crate) fn document(text: &str) -> Option<Table<'_>> {
     let mut events = Vec::with_capacity(tokens.len());
     let mut flag = Flag::default();
     {
-        let mut receiver = ValidateWhitespace::new(&mut events, source);
+        let mut significant = Significant(&mut events);
+        let mut receiver = ValidateWhitespace::new(&mut significant, source);
         let mut receiver = RecursionGuard::new(&mut receiver, DEPTH);
         toml_parser::parser::parse_document(&tokens, &mut receiver, &mut flag);
     }
@@ -115,6 +117,55 @@ pub(crate) fn document(text: &str) -> Option<Table<'_>> {
     let mut walk = Walk { events: &events, at: 0, source, flag };
     let root = walk.document()?;
     (!walk.flag.0).then_some(root)
+}
+
+/// The events that carry meaning: whitespace, comments and newlines are checked (by
+/// `ValidateWhitespace`) and then dropped, which halves what is kept and walked.
+struct Significant<'a>(&'a mut Vec<Event>);
+
+impl EventReceiver for Significant<'_> {
+    fn std_table_open(&mut self, span: Span, error: &mut dyn ErrorSink) {
+        self.0.std_table_open(span, error);
+    }
+    fn std_table_close(&mut self, span: Span, error: &mut dyn ErrorSink) {
+        self.0.std_table_close(span, error);
+    }
+    fn array_table_open(&mut self, span: Span, error: &mut dyn ErrorSink) {
+        self.0.array_table_open(span, error);
+    }
+    fn array_table_close(&mut self, span: Span, error: &mut dyn ErrorSink) {
+        self.0.array_table_close(span, error);
+    }
+    fn inline_table_open(&mut self, span: Span, error: &mut dyn ErrorSink) -> bool {
+        self.0.inline_table_open(span, error)
+    }
+    fn inline_table_close(&mut self, span: Span, error: &mut dyn ErrorSink) {
+        self.0.inline_table_close(span, error);
+    }
+    fn array_open(&mut self, span: Span, error: &mut dyn ErrorSink) -> bool {
+        self.0.array_open(span, error)
+    }
+    fn array_close(&mut self, span: Span, error: &mut dyn ErrorSink) {
+        self.0.array_close(span, error);
+    }
+    fn simple_key(&mut self, span: Span, kind: Option<Encoding>, error: &mut dyn ErrorSink) {
+        self.0.simple_key(span, kind, error);
+    }
+    fn key_sep(&mut self, span: Span, error: &mut dyn ErrorSink) {
+        self.0.key_sep(span, error);
+    }
+    fn key_val_sep(&mut self, span: Span, error: &mut dyn ErrorSink) {
+        self.0.key_val_sep(span, error);
+    }
+    fn scalar(&mut self, span: Span, kind: Option<Encoding>, error: &mut dyn ErrorSink) {
+        self.0.scalar(span, kind, error);
+    }
+    fn value_sep(&mut self, span: Span, error: &mut dyn ErrorSink) {
+        self.0.value_sep(span, error);
+    }
+    fn error(&mut self, span: Span, error: &mut dyn ErrorSink) {
+        self.0.error(span, error);
+    }
 }
 
 struct Header<'i> {
@@ -137,8 +188,8 @@ impl<'i> Walk<'_, 'i> {
         event
     }
 
-    fn peek(&self, ahead: usize) -> Option<EventKind> {
-        self.events.get(self.at + ahead).map(Event::kind)
+    fn peek(&self) -> Option<EventKind> {
+        self.events.get(self.at).map(Event::kind)
     }
 
     fn document(&mut self) -> Option<Table<'i>> {
@@ -162,14 +213,8 @@ impl<'i> Walk<'_, 'i> {
                 }
                 EventKind::SimpleKey => {
                     let (path, key) = self.key(event)?;
-                    if self.peek(0) == Some(EventKind::Whitespace) {
-                        self.at += 1;
-                    }
                     if self.next()?.kind() != EventKind::KeyValSep {
                         return None;
-                    }
-                    if self.peek(0) == Some(EventKind::Whitespace) {
-                        self.at += 1;
                     }
                     let value = self.value()?;
                     let table = match &mut current {
@@ -213,16 +258,8 @@ impl<'i> Walk<'_, 'i> {
     fn key(&mut self, first: Event) -> Option<(Vec<Key<'i>>, Key<'i>)> {
         let mut path = Vec::new();
         let mut last = self.decode_key(first)?;
-        loop {
-            let more = match (self.peek(0), self.peek(1)) {
-                (Some(EventKind::KeySep), _) => 1,
-                (Some(EventKind::Whitespace), Some(EventKind::KeySep)) => 2,
-                _ => break,
-            };
-            self.at += more;
-            if self.peek(0) == Some(EventKind::Whitespace) {
-                self.at += 1;
-            }
+        while self.peek() == Some(EventKind::KeySep) {
+            self.at += 1;
             let event = self.next()?;
             if event.kind() != EventKind::SimpleKey {
                 return None;
