@@ -575,7 +575,11 @@ mod tests {
         use proptest::prelude::*;
         let corpus = corpus();
         let files = corpus.len();
-        let config = ProptestConfig { cases: 4000, ..ProptestConfig::default() };
+        // 4,000 cases unless `PROPTEST_CASES` asks for another number (60,000 pass).
+        let config = match std::env::var_os("PROPTEST_CASES") {
+            Some(_) => ProptestConfig::default(),
+            None => ProptestConfig::with_cases(4000),
+        };
         proptest!(config, |(file in 0..files, at in any::<prop::sample::Index>(), cut in 0usize..40,
                             snippet in 0..TOML_SNIPPETS.len(), splice in any::<bool>())| {
             let text = &corpus[file].1;
