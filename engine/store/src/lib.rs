@@ -18,6 +18,7 @@
 //!
 //! The store reads no clock: callers pass timestamps, so tests control time.
 
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -26,6 +27,10 @@ pub use sqlx::AnyPool;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{ConnectOptions, Executor, Row};
+
+/// Events written by one `INSERT` statement at most: 8 bound values each, far below
+/// SQLite's and PostgreSQL's limits on a statement's bound values.
+const INSERT_BATCH: usize = 256;
 
 /// Everything that can go wrong in the store.
 #[derive(Debug, thiserror::Error)]
@@ -741,24 +746,12 @@ impl Store {
             .unwrap_or_else(|| runbook_core::journal::GENESIS.to_string());
         let (mut status, mut finished, mut reopened) = (None, None, 0i64);
         let mut records = Vec::with_capacity(events.len());
+        let mut bodies = Vec::with_capacity(events.len());
         for event in events {
             seq += 1;
             let record = Record::new(run_id, seq, ts, event.clone(), &prev);
-            let body =
-                serde_json::to_string(&record.event).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            sqlx::query(
-                "INSERT INTO events (run_id, seq, ts, kind, step, body, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            )
-            .bind(run_id)
-            .bind(record.seq as i64)
-            .bind(ts)
-            .bind(record.event.kind())
-            .bind(record.event.step())
-            .bind(&body)
-            .bind(&record.prev_hash)
-            .bind(&record.hash)
-            .execute(&mut **tx)
-            .await?;
+            bodies
+                .push(serde_json::to_string(&record.event).map_err(|e| StoreError::Corrupt(e.to_string()))?);
             match &record.event {
                 RunEvent::RunFinished { status: s } => {
                     (status, finished, reopened) = (Some(s.as_str()), Some(ts), 0)
@@ -773,6 +766,43 @@ impl Store {
             }
             prev = record.hash.clone();
             records.push(record);
+        }
+        // The events in one statement (a few hundred at most, well under both databases'
+        // limits on bound values): one round trip to the database, and for SQLite to its
+        // worker thread, instead of one per event. The text holds only placeholders.
+        for (records, bodies) in records.chunks(INSERT_BATCH).zip(bodies.chunks(INSERT_BATCH)) {
+            let mut sql = String::from(
+                "INSERT INTO events (run_id, seq, ts, kind, step, body, prev_hash, hash) VALUES ",
+            );
+            for i in 0..records.len() {
+                let b = i * 8;
+                let sep = if i == 0 { "" } else { ", " };
+                let _ = write!(
+                    sql,
+                    "{sep}(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                    b + 1,
+                    b + 2,
+                    b + 3,
+                    b + 4,
+                    b + 5,
+                    b + 6,
+                    b + 7,
+                    b + 8
+                );
+            }
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for (record, body) in records.iter().zip(bodies) {
+                query = query
+                    .bind(run_id)
+                    .bind(record.seq as i64)
+                    .bind(ts)
+                    .bind(record.event.kind())
+                    .bind(record.event.step())
+                    .bind(body)
+                    .bind(&record.prev_hash)
+                    .bind(&record.hash);
+            }
+            query.execute(&mut **tx).await?;
         }
         sqlx::query(
             "UPDATE runs SET last_seq = $1, last_hash = $2, status = COALESCE($3, status), \
