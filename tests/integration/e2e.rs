@@ -5,7 +5,7 @@ use std::path::Path;
 
 use runbook_sandbox::Sandbox;
 
-use crate::support::{Output, root};
+use crate::support::{Output, ok, root};
 
 struct E2e {
     sb: Sandbox,
@@ -99,10 +99,6 @@ impl E2e {
         }
         out
     }
-}
-
-fn ok(out: &Output, code: i32) {
-    assert_eq!(out.code, code, "stdout:\n{}\nstderr:\n{}", out.stdout, out.stderr);
 }
 
 #[test]

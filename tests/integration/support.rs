@@ -21,6 +21,21 @@ pub struct Output {
     pub stderr: String,
 }
 
+impl From<std::process::Output> for Output {
+    fn from(out: std::process::Output) -> Output {
+        Output {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
+/// Assert that a command exited with `code`, showing its output if not.
+pub fn ok(out: &Output, code: i32) {
+    assert_eq!(out.code, code, "stdout:\n{}\nstderr:\n{}", out.stdout, out.stderr);
+}
+
 /// Run `runbook ARGS` from `dir` with colours off.
 pub fn run_in(dir: &Path, args: &[&str]) -> Output {
     run_in_with_env(dir, args, &[])
@@ -60,11 +75,7 @@ pub fn run_in_with_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Outpu
         .envs(env.iter().copied())
         .output()
         .expect("the runbook binary runs");
-    Output {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    Output::from(out)
 }
 
 /// The id of the newest run in the state store at `state`, if there is one.

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use runbook_sandbox::peers::Postgres;
 
-use crate::support::{Output, run_in_with_env};
+use crate::support::{Output, ok, run_in_with_env};
 
 /// The password in the store URL: it must never be printed (the cluster trusts local
 /// connections, so it is never checked either).
@@ -101,17 +101,8 @@ impl Team {
     }
 }
 
-fn ok(out: &Output, code: i32) {
-    assert_eq!(out.code, code, "stdout:\n{}\nstderr:\n{}", out.stdout, out.stderr);
-}
-
 fn wait(child: std::process::Child) -> Output {
-    let out = child.wait_with_output().expect("wait");
-    Output {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    Output::from(child.wait_with_output().expect("wait"))
 }
 
 const APPROVAL: &str = r#"[runbook]

@@ -28,5 +28,13 @@ pub mod validate;
 pub use diagnostic::{Code, Diagnostic, Severity, Source};
 pub use span::{Span, Spanned};
 
+/// A hash map with a fast hasher, for the validator's and planner's maps keyed by ids: they
+/// are hashed thousands of times on a big runbook, and SipHash's protection against chosen
+/// keys buys nothing against a file its own author wrote.
+pub(crate) type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+
+/// The set of [`FastMap`].
+pub(crate) type FastSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
+
 /// The engine's version, recorded in pinned plans.
 pub const ENGINE_VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::span::FastMap;
+use crate::FastMap;
 use std::sync::Arc;
 
 use serde::Serialize;

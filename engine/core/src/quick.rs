@@ -23,7 +23,7 @@ use toml_parser::decoder::ScalarKind;
 use toml_parser::parser::{Event, EventKind, EventReceiver, RecursionGuard, ValidateWhitespace};
 use toml_parser::{ErrorSink, ParseError, Source, Span};
 
-use crate::span::FastMap;
+use crate::FastMap;
 
 /// `toml`'s nesting limit.
 const DEPTH: u32 = 80;

@@ -99,11 +99,3 @@ impl<T: JsonSchema> JsonSchema for Spanned<T> {
         T::json_schema(generator)
     }
 }
-
-/// A hash map with a fast hasher, for the validator's and planner's maps keyed by ids: they
-/// are hashed thousands of times on a big runbook, and SipHash's protection against chosen
-/// keys buys nothing against a file its own author wrote.
-pub(crate) type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
-
-/// The set of [`FastMap`].
-pub(crate) type FastSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
