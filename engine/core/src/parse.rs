@@ -1,6 +1,7 @@
 //! Parse: TOML text to a [`Document`] of raw shapes, collecting every problem on the way.
 //!
-//! Three passes, each reporting all it finds:
+//! A valid runbook is read by the fast path ([`crate::quick`]) in one pass. Anything it
+//! leaves goes through three passes, each reporting all it finds:
 //! 1. TOML syntax, with recovery (`toml::de::DeTable::parse_recoverable`);
 //! 2. unknown keys at every depth, driven by the JSON Schema generated from [`crate::raw`],
 //!    so the list of known keys has one source; unknown keys are reported and pruned;
