@@ -1,6 +1,6 @@
 //! Parse: TOML text to a [`Document`] of raw shapes, collecting every problem on the way.
 //!
-//! A valid runbook is read by the fast path ([`crate::quick`]) in one pass. Anything it
+//! A valid runbook is read by the fast path (`quick.rs`) in one pass. Anything it
 //! leaves goes through three passes, each reporting all it finds:
 //! 1. TOML syntax, with recovery (`toml::de::DeTable::parse_recoverable`);
 //! 2. unknown keys at every depth, driven by the JSON Schema generated from [`crate::raw`],
@@ -88,7 +88,7 @@ pub fn parse(source: &Arc<Source>) -> (Document, Vec<Diagnostic>) {
     parse_with(source, true)
 }
 
-/// The fast path ([`crate::quick`]): a valid runbook in one pass, or `None` and the whole
+/// The fast path (`quick.rs`): a valid runbook in one pass, or `None` and the whole
 /// parse with `toml` decides.
 fn parse_quick(source: &Arc<Source>) -> Option<Document> {
     let root = quick::document(&source.text)?;
