@@ -524,13 +524,17 @@ async fn prepare_resume(
 ) -> Result<(Prepared, dispatch::Resume), u8> {
     use runbook_core::journal::{Decision, StepStatus};
     let id = &args.run_id;
-    let (summary, records) = match (store.run(id).await, store.records(id).await) {
+    let (summary, mut records) = match (store.run(id).await, store.records(id).await) {
         (Ok(s), Ok(r)) => (s, r),
         (Err(e), _) | (_, Err(e)) => {
             eprintln!("error: {e}");
             return Err(exit::INVALID);
         }
     };
+    // Read one after the other, the summary and the records may straddle another engine's
+    // write: the records the summary describes are the first `last_seq` (a journal only
+    // grows). Taking the run later checks that its journal still ends there.
+    records.truncate(usize::try_from(summary.last_seq).unwrap_or(usize::MAX));
     if let Err(e) = runbook_core::journal::verify(&records, summary.last_hash.as_deref()) {
         eprintln!("error: the journal of run {id} fails verification at record {}: {}", e.seq, e.reason);
         eprintln!("  help: `runbook audit verify {id}`; a tampered journal cannot be resumed");
@@ -589,7 +593,9 @@ async fn prepare_resume(
             values.insert(p.name.clone(), v);
         }
     }
-    // A run whose lease is alive is running somewhere: never resume it twice.
+    // A run whose lease is alive is running somewhere: said early, before any question.
+    // (Only an early word: the store decides who holds the run when the engine takes its
+    // lock, in one transaction.)
     if let Ok(Some(holder)) = store.lock_of_run(id).await {
         let (_, now_ms) = dispatch::now();
         if holder.lease_until > now_ms
@@ -597,8 +603,8 @@ async fn prepare_resume(
             && !dispatch::holder_is_suspended(&holder.holder)
         {
             eprintln!(
-                "error: run {id} is still running ({}, lock `{}` held until its lease runs out); nothing was done",
-                holder.holder, holder.name
+                "error: lock `{}` is held by run {id} ({}, since {}): the run is still running; nothing was done",
+                holder.name, holder.holder, holder.acquired_at
             );
             return Err(exit::CANNOT_START);
         }

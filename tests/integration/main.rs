@@ -11,6 +11,7 @@ mod include;
 mod injection;
 mod peers;
 mod plan;
+mod resume;
 mod run;
 mod schema;
 mod secrets;

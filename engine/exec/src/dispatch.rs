@@ -592,13 +592,25 @@ impl<'a> Dispatcher<'a> {
             Some(r) => self.started_at = r.started_at.clone(),
         }
         let holder = format!("{} (pid {} on {})", self.opts.operator, std::process::id(), hostname());
-        let ttl = self.opts.lease_ttl;
+        // One engine per run, decided by the store in the acquiring transaction: a live
+        // holder refuses this engine even if it carries out the same run, and the journal
+        // must still end where this engine read it (a resume) or not exist (a new run).
+        let head = match &resume {
+            Some(r) => runbook_store::Head::At(r.state.last_seq),
+            None => runbook_store::Head::New,
+        };
+        let mut acquire = runbook_store::Acquire {
+            name: &lock,
+            run_id: &self.opts.run_id,
+            holder: &holder,
+            now: &now_ts,
+            now_ms,
+            ttl: self.opts.lease_ttl,
+            steal_from: None,
+            head,
+        };
         let mut stolen = false;
-        let lease = match self
-            .store
-            .acquire_lock(&lock, &self.opts.run_id, &holder, &now_ts, now_ms, ttl, None)
-            .await
-        {
+        let lease = match self.store.acquire(&acquire).await {
             Err(StoreError::LockHeld(h)) if holder_is_dead(&h.holder) => {
                 stolen = true;
                 // A process on this host that no longer exists cannot be running the step.
@@ -606,9 +618,8 @@ impl<'a> Dispatcher<'a> {
                     "taking over lock `{lock}` from run {} ({}): that process is gone",
                     h.run_id, h.holder
                 )));
-                self.store
-                    .acquire_lock(&lock, &self.opts.run_id, &holder, &now_ts, now_ms, ttl, Some(&h.holder))
-                    .await?
+                acquire.steal_from = Some(&h.holder);
+                self.store.acquire(&acquire).await?
             }
             other => other?,
         };

@@ -78,6 +78,17 @@ pub enum StoreError {
     /// The lock is held by a live run.
     #[error("lock `{}` is held by run {} ({}, since {})", .0.name, .0.run_id, .0.holder, .0.acquired_at)]
     LockHeld(Box<LockHolder>),
+    /// An engine was about to take a run whose journal is not where it read it: another
+    /// engine got there first (or, for a new run, the id is taken).
+    #[error("{}", run_changed(run_id, *read, *found))]
+    RunChanged {
+        /// The run.
+        run_id: String,
+        /// The last record the engine read (`None`: it expected no run).
+        read: Option<u64>,
+        /// The last record in the store (`None`: no such run).
+        found: Option<u64>,
+    },
     /// A stored value does not parse.
     #[error("the state store holds an unreadable record: {0}")]
     Corrupt(String),
@@ -91,6 +102,52 @@ pub enum StoreError {
 
 /// Shorthand.
 pub type Result<T> = std::result::Result<T, StoreError>;
+
+fn run_changed(run_id: &str, read: Option<u64>, found: Option<u64>) -> String {
+    match (read, found) {
+        (None, _) => format!("run `{run_id}` already exists; a run id names one run"),
+        (Some(_), None) => format!("no run `{run_id}` in the state store"),
+        (Some(read), Some(found)) => format!(
+            "run `{run_id}` changed since this engine read it (its journal ended at record {read}, it now ends at {found}): another engine took it in between"
+        ),
+    }
+}
+
+/// The lease of a run that stopped to wait for people ([`Store::suspend_lock`]): held by no
+/// engine, it never runs out, and only its own run takes it back.
+pub const SUSPENDED_LEASE: i64 = i64::MAX;
+
+/// What an engine expects of its run's journal when it takes the run's lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Head {
+    /// No expectation (a lock that is not an engine's hold on a run).
+    Any,
+    /// A new run: no run has this id yet.
+    New,
+    /// A resumed run: its journal still ends at this record.
+    At(u64),
+}
+
+/// An engine's request for a lock ([`Store::acquire`]).
+#[derive(Debug, Clone)]
+pub struct Acquire<'a> {
+    /// Lock name.
+    pub name: &'a str,
+    /// The run the engine carries out.
+    pub run_id: &'a str,
+    /// `operator (pid N on HOST)`.
+    pub holder: &'a str,
+    /// Now (RFC 3339).
+    pub now: &'a str,
+    /// Now (ms since the epoch).
+    pub now_ms: i64,
+    /// How long the lease lasts without renewal.
+    pub ttl: Duration,
+    /// A live holder the caller proved dead, replaced if it is still the holder.
+    pub steal_from: Option<&'a str>,
+    /// What the run's journal must look like.
+    pub head: Head,
+}
 
 /// Who holds a lock.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -899,10 +956,8 @@ impl Store {
         .transpose()
     }
 
-    /// Take lock `name` for `run_id` until `now_ms + ttl`. A live holder refuses it; an
-    /// expired lease is taken over (reported in [`Lease::took_over`]), and so is a live lease
-    /// whose holder is exactly `steal_from` (a holder the caller proved dead). The fence grows
-    /// by one at every acquisition, so writes of an older holder are refused.
+    /// Take lock `name` for `run_id` until `now_ms + ttl`, with no expectation about the
+    /// run's journal ([`Head::Any`]); see [`Store::acquire`] for the rule.
     #[allow(clippy::too_many_arguments)]
     pub async fn acquire_lock(
         &self,
@@ -914,15 +969,38 @@ impl Store {
         ttl: Duration,
         steal_from: Option<&str>,
     ) -> Result<Lease> {
+        self.acquire(&Acquire { name, run_id, holder, now, now_ms, ttl, steal_from, head: Head::Any }).await
+    }
+
+    /// Take a lock for an engine. Exactly one engine holds a run at a time, and which one is
+    /// decided here, in one transaction (the lock row locked: `BEGIN IMMEDIATE` on SQLite,
+    /// `FOR UPDATE` on PostgreSQL) that reads the holder, judges its lease and the run's
+    /// journal head, and writes the new holder:
+    ///
+    /// - a live lease refuses everyone, the run's own engines too ([`StoreError::LockHeld`],
+    ///   naming the holder), except: a suspended lease ([`SUSPENDED_LEASE`], held by no
+    ///   engine) is taken back by its own run, and a holder the caller proved dead
+    ///   (`steal_from`, compared with the stored holder in this transaction) is replaced;
+    /// - an expired lease is taken over (reported in [`Lease::took_over`]);
+    /// - [`Head`]: a new run's id must be unused, and a resumed run's journal must still end
+    ///   where the caller read it ([`StoreError::RunChanged`]): an engine never acts on a
+    ///   journal that another engine extended in between.
+    ///
+    /// The fence grows by one at every acquisition, so writes of an older holder are refused.
+    pub async fn acquire(&self, a: &Acquire<'_>) -> Result<Lease> {
+        retry_busy(self.backend, || self.try_acquire(a)).await
+    }
+
+    async fn try_acquire(&self, a: &Acquire<'_>) -> Result<Lease> {
         let mut tx = self.pool.begin_with(self.backend.begin()).await?;
         // The row exists before it is locked, so two first acquisitions queue on it.
         sqlx::query(
             "INSERT INTO locks (name, fence, lease_until) VALUES ($1, 0, 0) ON CONFLICT (name) DO NOTHING",
         )
-        .bind(name)
+        .bind(a.name)
         .execute(&mut *tx)
         .await?;
-        let row = sqlx::query(self.backend.lock_row()).bind(name).fetch_optional(&mut *tx).await?;
+        let row = sqlx::query(self.backend.lock_row()).bind(a.name).fetch_optional(&mut *tx).await?;
         let (fence, previous) = match row {
             None => (1, None),
             Some(r) => {
@@ -931,7 +1009,7 @@ impl Store {
                 let lease_until: i64 = r.try_get(4)?;
                 let previous = match current_run {
                     Some(run) => Some(LockHolder {
-                        name: name.to_string(),
+                        name: a.name.to_string(),
                         run_id: run,
                         holder: r.try_get::<Option<String>, _>(2)?.unwrap_or_default(),
                         acquired_at: r.try_get::<Option<String>, _>(3)?.unwrap_or_default(),
@@ -939,34 +1017,52 @@ impl Store {
                     }),
                     None => None,
                 };
-                // A live lease blocks everyone but the run itself (a suspended run resuming)
-                // and a caller that proved the holder dead.
                 if let Some(p) = &previous
-                    && lease_until > now_ms
-                    && p.run_id != run_id
-                    && steal_from != Some(p.holder.as_str())
+                    && lease_until > a.now_ms
                 {
-                    return Err(StoreError::LockHeld(Box::new(p.clone())));
+                    let resumes_suspended = lease_until == SUSPENDED_LEASE && p.run_id == a.run_id;
+                    let replaces_dead = a.steal_from == Some(p.holder.as_str());
+                    if !resumes_suspended && !replaces_dead {
+                        return Err(StoreError::LockHeld(Box::new(p.clone())));
+                    }
                 }
                 (fence + 1, previous)
             }
         };
-        let lease_until = now_ms.saturating_add(ttl.as_millis() as i64);
+        let head: Option<i64> = sqlx::query("SELECT last_seq FROM runs WHERE run_id = $1")
+            .bind(a.run_id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .map(|r| r.try_get(0))
+            .transpose()?;
+        let expected = match a.head {
+            Head::Any => head,
+            Head::New => None,
+            Head::At(seq) => Some(seq as i64),
+        };
+        if head != expected {
+            return Err(StoreError::RunChanged {
+                run_id: a.run_id.to_string(),
+                read: expected.map(|s| s as u64),
+                found: head.map(|s| s as u64),
+            });
+        }
+        let lease_until = a.now_ms.saturating_add(a.ttl.as_millis() as i64).min(SUSPENDED_LEASE - 1);
         sqlx::query(
             "INSERT INTO locks (name, fence, run_id, holder, acquired_at, lease_until) VALUES ($1, $2, $3, $4, $5, $6) \
              ON CONFLICT (name) DO UPDATE SET fence = excluded.fence, run_id = excluded.run_id, \
              holder = excluded.holder, acquired_at = excluded.acquired_at, lease_until = excluded.lease_until",
         )
-        .bind(name)
+        .bind(a.name)
         .bind(fence)
-        .bind(run_id)
-        .bind(holder)
-        .bind(now)
+        .bind(a.run_id)
+        .bind(a.holder)
+        .bind(a.now)
         .bind(lease_until)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(Lease { name: name.to_string(), fence, run_id: run_id.to_string(), took_over: previous })
+        Ok(Lease { name: a.name.to_string(), fence, run_id: a.run_id.to_string(), took_over: previous })
     }
 
     /// Keep a lock for a run that stopped to wait for people (approvals): the lease no longer
@@ -979,7 +1075,7 @@ impl Store {
                 "UPDATE locks SET holder = $1, lease_until = $2 WHERE name = $3 AND fence = $4 AND run_id = $5",
             )
             .bind(holder)
-            .bind(i64::MAX)
+            .bind(SUSPENDED_LEASE)
             .bind(&lease.name)
             .bind(lease.fence)
             .bind(&lease.run_id)

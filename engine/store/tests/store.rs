@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use runbook_core::journal::{self, RunEvent, RunStatus};
-use runbook_store::{Backend, Location, NewRun, Store, StoreError, Submission};
+use runbook_store::{Acquire, Backend, Head, Location, NewRun, Store, StoreError, Submission};
 use sqlx::Row;
 
 /// A fresh, migrated, empty store and what keeps it alive.
@@ -82,6 +82,7 @@ conformance!(
     a_live_lock_is_refused_and_names_its_holder,
     an_expired_holder_is_fenced_out_after_a_takeover,
     concurrent_acquisitions_give_the_lock_to_exactly_one,
+    one_engine_holds_a_run_decided_in_one_transaction,
     a_newer_schema_is_refused,
     decisions_are_checked_against_the_journal_in_the_same_transaction,
     step_logs_are_kept_per_attempt,
@@ -518,4 +519,137 @@ async fn queued_runs_are_claimed_once_by_workers_with_the_labels(f: Fixture) {
     assert_eq!(store.cancel_queued("q01", "late").await.expect("cancel").as_deref(), Some("claimed"));
     assert!(matches!(store.cancel_queued("nope", "x").await, Err(StoreError::NoSuchRun(_))));
     assert!(store.claim("w1", &[], 999_000, 0).await.expect("claim").is_none_or(|c| c.run_id != "q99"));
+}
+
+/// Issue 11: exactly one engine holds a run at a time, decided in the acquiring
+/// transaction. Many engines of the same run race for its suspended lock (as `resume`s after
+/// an approval do); a live lease refuses the run's own engines; an engine that read the
+/// journal before another engine extended it is refused even once the lock is free; a new
+/// run cannot take an existing run's id.
+async fn one_engine_holds_a_run_decided_in_one_transaction(f: Fixture) {
+    let first = f.open().await;
+    let second = f.open().await;
+    let ttl = Duration::from_secs(60);
+    let trials: usize = std::env::var("RUNBOOK_STORE_TRIALS").ok().and_then(|t| t.parse().ok()).unwrap_or(12);
+    for trial in 0..trials {
+        let run = format!("run-{trial}");
+        let lock = format!("run:{run}");
+        first
+            .create_run(&NewRun {
+                run_id: &run,
+                runbook: "rollback-l3",
+                operator: "ana",
+                started_at: "t0",
+                lock_name: Some(&lock),
+            })
+            .await
+            .expect("create run");
+        let engine =
+            first.acquire_lock(&lock, &run, "ana (pid 1 on a)", "t0", 1_000, ttl, None).await.expect("lock");
+        first.append(&run, "t0", &started(), Some(&engine)).await.expect("started");
+        first.suspend_lock(&engine, "suspended: waits for approval").await.expect("suspend");
+        let head = first.records(&run).await.expect("records").len() as u64;
+
+        // A suspended run resumed by many engines at once: one wins.
+        let contenders = 4 + trial % 9;
+        let mut tasks = Vec::new();
+        for w in 0..contenders {
+            let store = if w % 2 == 0 { first.clone() } else { second.clone() };
+            let (run, lock) = (run.clone(), lock.clone());
+            tasks.push(tokio::spawn(async move {
+                let holder = format!("op{w} (pid {w} on b)");
+                let a = Acquire {
+                    name: &lock,
+                    run_id: &run,
+                    holder: &holder,
+                    now: "t1",
+                    now_ms: 2_000,
+                    ttl,
+                    steal_from: None,
+                    head: Head::At(head),
+                };
+                (holder.clone(), store.acquire(&a).await)
+            }));
+        }
+        let mut winners = Vec::new();
+        let mut refused = Vec::new();
+        for t in tasks {
+            match t.await.expect("task") {
+                (holder, Ok(lease)) => winners.push((holder, lease)),
+                (_, Err(StoreError::LockHeld(h))) => refused.push(h),
+                (_, Err(e)) => panic!("trial {trial}: unexpected {e}"),
+            }
+        }
+        assert_eq!(winners.len(), 1, "trial {trial}: exactly one engine holds run {run}");
+        let (holder, lease) = winners.pop().expect("a winner");
+        assert_eq!(lease.fence, 2);
+        for h in &refused {
+            assert_eq!(
+                (h.run_id.as_str(), h.holder.as_str()),
+                (run.as_str(), holder.as_str()),
+                "names the holder"
+            );
+        }
+
+        // The same run's live lease refuses its own engines, and a wrong "dead" holder.
+        for steal in [None, Some("ana (pid 1 on a)")] {
+            let late = second
+                .acquire(&Acquire {
+                    name: &lock,
+                    run_id: &run,
+                    holder: "late (pid 99 on c)",
+                    now: "t2",
+                    now_ms: 3_000,
+                    ttl,
+                    steal_from: steal,
+                    head: Head::At(head),
+                })
+                .await;
+            assert!(matches!(&late, Err(StoreError::LockHeld(h)) if h.holder == holder), "{late:?}");
+        }
+        // A new run with this id is refused too.
+        let new = second.acquire(&Acquire { head: Head::New, ..acquire(&lock, &run, 3_000, ttl) }).await;
+        assert!(matches!(new, Err(StoreError::LockHeld(_))), "{new:?}");
+
+        // The winner writes and stops; an engine that read the journal before is refused
+        // even though the lock is free, and one that read it after takes it.
+        first.append(&run, "t3", &step(1), Some(&lease)).await.expect("winner writes");
+        first.release_lock(&lease).await.expect("release");
+        let stale =
+            second.acquire(&Acquire { head: Head::At(head), ..acquire(&lock, &run, 4_000, ttl) }).await;
+        assert!(
+            matches!(&stale, Err(StoreError::RunChanged { read: Some(r), found: Some(n), .. }) if *r == head && *n == head + 1),
+            "{stale:?}"
+        );
+        let new = second.acquire(&Acquire { head: Head::New, ..acquire(&lock, &run, 4_000, ttl) }).await;
+        assert!(matches!(&new, Err(StoreError::RunChanged { read: None, .. })), "{new:?}");
+        let fresh =
+            second.acquire(&Acquire { head: Head::At(head + 1), ..acquire(&lock, &run, 4_000, ttl) }).await;
+        let fresh = fresh.expect("an engine that read the latest journal");
+        assert_eq!(fresh.fence, 3, "refusals do not move the fence");
+        // Its holder proved dead on its host is replaced, by exactly that holder's name.
+        let after = second
+            .acquire(&Acquire {
+                steal_from: Some("next (pid 5 on b)"),
+                head: Head::At(head + 1),
+                ..acquire(&lock, &run, 5_000, ttl)
+            })
+            .await
+            .expect("replaces a dead holder");
+        assert_eq!(after.fence, 4);
+        assert!(matches!(first.renew_lock(&fresh, 5_000, ttl).await, Err(StoreError::Fenced { .. })));
+    }
+}
+
+fn acquire<'a>(lock: &'a str, run: &'a str, now_ms: i64, ttl: Duration) -> Acquire<'a> {
+    Acquire {
+        name: lock,
+        run_id: run,
+        holder: "next (pid 5 on b)",
+        now: "t",
+        now_ms,
+        ttl,
+        steal_from: None,
+        head: Head::Any,
+    }
 }
