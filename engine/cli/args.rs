@@ -127,15 +127,8 @@ pub enum Command {
     Resume {
         /// The run.
         run_id: String,
-        /// Re-run this step in doubt (started, no outcome); repeatable.
-        #[arg(long, value_name = "STEP")]
-        rerun: Vec<String>,
-        /// Treat this step in doubt as done; repeatable.
-        #[arg(long, value_name = "STEP")]
-        skip: Vec<String>,
-        /// Why (required with --rerun or --skip; journaled with your identity).
-        #[arg(long, value_name = "TEXT")]
-        reason: Option<String>,
+        #[command(flatten)]
+        decisions: Decisions,
         /// Answer yes to every `confirm`.
         #[arg(long)]
         yes: bool,
@@ -154,6 +147,8 @@ pub enum Command {
     Compensate {
         /// The run.
         run_id: String,
+        #[command(flatten)]
+        decisions: Decisions,
         /// Do not ask (required without a terminal).
         #[arg(long)]
         yes: bool,
@@ -377,4 +372,19 @@ fn parse_param(s: &str) -> Result<(String, String), String> {
         Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
         _ => Err(format!("expected NAME=VALUE, found `{s}`")),
     }
+}
+
+/// An operator's decisions about units in doubt (started, no end record): steps for
+/// `resume`; compensations and `finally` steps for `compensate`.
+#[derive(Debug, clap::Args)]
+pub struct Decisions {
+    /// Re-run this unit in doubt (by its step id); repeatable.
+    #[arg(long, value_name = "STEP")]
+    pub rerun: Vec<String>,
+    /// Treat this unit in doubt as done; repeatable.
+    #[arg(long, value_name = "STEP")]
+    pub skip: Vec<String>,
+    /// Why (required with --rerun or --skip; journaled with your identity).
+    #[arg(long, value_name = "TEXT")]
+    pub reason: Option<String>,
 }

@@ -9,7 +9,7 @@ use runbook_core::model::{ParamValue, Runbook};
 use runbook_core::validate::{self, Checked};
 use runbook_core::{Diagnostic, Source, inputs, plan, render, schema};
 
-use crate::args::{CheckFormat, Cli, Command, PlanFormat};
+use crate::args::{CheckFormat, Cli, Command, Decisions, PlanFormat};
 use crate::output::{out, outln};
 use crate::{exit, loader, report};
 
@@ -48,26 +48,26 @@ pub fn run(cli: Cli) -> u8 {
                 (None, None) => exit::USAGE,
             }
         }
-        Command::Resume { run_id, rerun, skip, reason, yes, wait, state, output } => {
+        Command::Resume {
+            run_id,
+            decisions: Decisions { rerun, skip, reason },
+            yes,
+            wait,
+            state,
+            output,
+        } => {
             crate::queue::die_with_worker();
             crate::run::resume(
                 crate::run::ResumeArgs { run_id, rerun, skip, reason, yes, wait, state, output },
                 color,
             )
         }
-        Command::Compensate { run_id, yes, state, output } => crate::run::compensate(
-            crate::run::ResumeArgs {
-                run_id,
-                rerun: vec![],
-                skip: vec![],
-                reason: None,
-                yes,
-                wait: false,
-                state,
-                output,
-            },
-            color,
-        ),
+        Command::Compensate { run_id, decisions: Decisions { rerun, skip, reason }, yes, state, output } => {
+            crate::run::compensate(
+                crate::run::ResumeArgs { run_id, rerun, skip, reason, yes, wait: false, state, output },
+                color,
+            )
+        }
         Command::Approve { run_id, step, inputs, reason, state } => {
             crate::approve::decide(&run_id, &step, true, &inputs, reason.as_deref().unwrap_or(""), state)
         }

@@ -491,9 +491,7 @@ pub fn compensate(args: ResumeArgs, color: bool) -> u8 {
             .rev()
             .filter(|id| {
                 prepared.runbook.step(id).is_some_and(|s| s.compensate.is_some())
-                    && resume.state.steps.get(id.as_str()).is_none_or(|s| {
-                        s.compensation != runbook_core::journal::CompensationStatus::Succeeded
-                    })
+                    && resume.state.steps.get(id.as_str()).is_none_or(|s| !s.compensation.is_done())
             })
             .map(String::as_str)
             .collect();
@@ -647,10 +645,20 @@ async fn prepare_resume(
             );
         }
     }
+    // Units in doubt: started, no end record. Idempotent ones run again; the others wait
+    // for the operator's decision, journaled with who made it. `resume` runs steps (main
+    // and `finally`); `compensate` runs compensations and `finally` steps, and leaves the
+    // main steps in doubt alone (they are not compensated: it is not known whether they ran).
+    let is_finally = |step: &str| runbook.finally.iter().any(|f| f.id.as_str() == step);
+    let steps_in_doubt: Vec<&str> =
+        state.in_doubt().into_iter().filter(|s| !compensating || is_finally(s)).collect();
+    let compensations_in_doubt: Vec<&str> =
+        if compensating { state.compensations_in_doubt() } else { Vec::new() };
     for s in args.rerun.iter().chain(args.skip.iter()) {
-        if !state.steps.get(s).is_some_and(|st| st.status == StepStatus::Started) {
+        if !steps_in_doubt.contains(&s.as_str()) && !compensations_in_doubt.contains(&s.as_str()) {
+            let what = if compensating { "compensations and `finally` steps" } else { "steps" };
             eprintln!(
-                "error: step `{s}` is not in doubt in run {id}; only steps in doubt can be re-run or skipped"
+                "error: `{s}` is not in doubt in run {id}; only {what} in doubt can be re-run or skipped"
             );
             return Err(exit::USAGE);
         }
@@ -662,44 +670,64 @@ async fn prepare_resume(
         );
         return Err(exit::USAGE);
     }
-    // Steps in doubt: started, no outcome. Idempotent ones run again; the others wait for
-    // the operator's decision, journaled with who made it.
+    let decide = |unit: &str| {
+        if args.rerun.iter().any(|r| r == unit) {
+            Some((unit.to_string(), Decision::Rerun, reason.clone()))
+        } else if args.skip.iter().any(|r| r == unit) {
+            Some((unit.to_string(), Decision::Skip, reason.clone()))
+        } else {
+            None
+        }
+    };
     let mut decisions = Vec::new();
     let mut undecided = Vec::new();
-    for (step, s) in &state.steps {
-        if s.status != StepStatus::Started {
-            continue;
-        }
-        if args.rerun.contains(step) {
-            decisions.push((step.clone(), Decision::Rerun, reason.clone()));
-        } else if args.skip.contains(step) {
-            decisions.push((step.clone(), Decision::Skip, reason.clone()));
-        } else if !runbook
-            .find_step(step)
-            .is_some_and(|st| st.idempotent || matches!(st.action, runbook_core::model::Action::Runbook(_)))
-        {
+    for step in &steps_in_doubt {
+        match decide(step) {
+            Some(d) => decisions.push(d),
             // An included runbook resumes step by step, under its own rules.
-            undecided.push(step.clone());
+            None if runbook.find_step(step).is_some_and(|st| {
+                st.idempotent || matches!(st.action, runbook_core::model::Action::Runbook(_))
+            }) => {}
+            None => undecided.push(step.to_string()),
+        }
+    }
+    let mut compensation_decisions = Vec::new();
+    let mut undecided_compensations = Vec::new();
+    for step in &compensations_in_doubt {
+        match decide(step) {
+            Some(d) => compensation_decisions.push(d),
+            None if runbook
+                .find_step(step)
+                .and_then(|st| st.compensate.as_ref())
+                .is_some_and(|c| c.idempotent) => {}
+            None => undecided_compensations.push(step.to_string()),
         }
     }
     if compensating {
-        let doubt = state.in_doubt();
+        let doubt: Vec<&str> = state.in_doubt().into_iter().filter(|s| !is_finally(s)).collect();
         if !doubt.is_empty() {
             eprintln!(
                 "note: steps in doubt are not compensated (it is not known whether they ran): {}",
                 doubt.join(", ")
             );
         }
-        decisions.clear();
-        undecided.clear();
     }
-    if !undecided.is_empty() {
-        eprintln!("error: run {id} has steps in doubt that are not idempotent: {}", undecided.join(", "));
+    if !undecided.is_empty() || !undecided_compensations.is_empty() {
+        let command = if compensating { "compensate" } else { "resume" };
+        if !undecided.is_empty() {
+            eprintln!("error: run {id} has steps in doubt that are not idempotent: {}", undecided.join(", "));
+        }
+        if !undecided_compensations.is_empty() {
+            eprintln!(
+                "error: run {id} has compensations in doubt that are not idempotent: {}",
+                undecided_compensations.join(", ")
+            );
+        }
         eprintln!(
             "  they started and the engine stopped before their outcome was recorded; they may or may not have run"
         );
         eprintln!(
-            "  help: check what they did, then `runbook resume {id} --rerun STEP` or `--skip STEP` (treat as done), with `--reason TEXT`"
+            "  help: check what they did, then `runbook {command} {id} --rerun STEP` or `--skip STEP` (treat as done), with `--reason TEXT`"
         );
         return Err(exit::NEEDS_OPERATOR);
     }
@@ -707,7 +735,10 @@ async fn prepare_resume(
     let secrets = resolve_secrets(&runbook, &base_dir)?;
     let confirm = confirmation(&runbook, args.yes)?;
     let prepared = Prepared { runbook, params: values, secrets, confirm, base_dir, file, wait: args.wait };
-    Ok((prepared, dispatch::Resume { state, started_at: summary.started_at.clone(), decisions }))
+    Ok((
+        prepared,
+        dispatch::Resume { state, started_at: summary.started_at.clone(), decisions, compensation_decisions },
+    ))
 }
 
 fn finish(run_id: &str, result: Result<Outcome, ExecError>, elapsed: Duration, json: bool) -> u8 {
@@ -910,6 +941,13 @@ fn print_reports(mut rx: mpsc::UnboundedReceiver<Report>, json: bool, live: bool
                         runbook_core::journal::Decision::Skip => "skip",
                     };
                     format!("{operator} decided to {decision} {step}: {reason}")
+                }
+                RunEvent::CompensationDecision { step, decision, operator, reason } => {
+                    let decision = match decision {
+                        runbook_core::journal::Decision::Rerun => "re-run",
+                        runbook_core::journal::Decision::Skip => "skip",
+                    };
+                    format!("{operator} decided to {decision} the compensation of {step}: {reason}")
                 }
             },
         };

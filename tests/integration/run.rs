@@ -523,7 +523,14 @@ run = "exit 1"
     let refused = resume(&sb, &[&id]);
     assert_eq!(refused.code, 4, "{}", refused.stderr);
     assert!(refused.stderr.contains(&format!("runbook compensate {id}")), "{}", refused.stderr);
+    // The compensation was cut off: in doubt, and not idempotent, so an operator decides.
     let undo = crate::support::run_in(sb.path(), &["compensate", &id, "--yes", "--state", state]);
+    assert_eq!(undo.code, 4, "{}\n{}", undo.stdout, undo.stderr);
+    assert!(undo.stderr.contains("compensations in doubt that are not idempotent: one"), "{}", undo.stderr);
+    let undo = crate::support::run_in(
+        sb.path(),
+        &["compensate", &id, "--yes", "--rerun", "one", "--reason", "it was cut off", "--state", state],
+    );
     assert_eq!(undo.code, 1, "{}\n{}", undo.stdout, undo.stderr);
     assert_eq!(sb.read("trace"), "do one\nundo one\n");
 }
@@ -606,7 +613,8 @@ run = "echo finally {{ run.status }} >> trace"
         "{}",
         out.stderr
     );
-    assert_eq!(sb.read("trace"), "one\nflaky\nflaky\nfinally failed\nflaky\nafter\nfinally succeeded\n");
+    // The `finally` step completed in the first run: it does not run again (issue 11).
+    assert_eq!(sb.read("trace"), "one\nflaky\nflaky\nfinally failed\nflaky\nafter\n");
     let audit = sb.audit(&id);
     let started = |step: &str| {
         audit

@@ -74,6 +74,7 @@ macro_rules! step_field {
             | RunEvent::CompensationSucceeded { step: $step }
             | RunEvent::CompensationFailed { step: $step, .. }
             | RunEvent::OperatorDecision { step: $step, .. }
+            | RunEvent::CompensationDecision { step: $step, .. }
             | RunEvent::ApprovalRequested { step: $step, .. }
             | RunEvent::ApprovalGranted { step: $step, .. }
             | RunEvent::ApprovalRejected { step: $step, .. } => $then,
@@ -187,6 +188,18 @@ pub enum RunEvent {
         /// Why.
         reason: String,
     },
+    /// An operator decided about a compensation in doubt (started, no end record):
+    /// run it again, or treat it as done.
+    CompensationDecision {
+        /// The step whose compensation it is.
+        step: String,
+        /// The decision.
+        decision: Decision,
+        /// Who decided.
+        operator: String,
+        /// Why.
+        reason: String,
+    },
     /// An approval step is waiting for decisions. The rules travel with the request, so
     /// `runbook approve` judges a decision from the journal alone.
     ApprovalRequested {
@@ -269,6 +282,7 @@ impl RunEvent {
             RunEvent::RunInterrupted { .. } => "run_interrupted",
             RunEvent::RunResumed { .. } => "run_resumed",
             RunEvent::OperatorDecision { .. } => "operator_decision",
+            RunEvent::CompensationDecision { .. } => "compensation_decision",
             RunEvent::ApprovalRequested { .. } => "approval_requested",
             RunEvent::ApprovalGranted { .. } => "approval_granted",
             RunEvent::ApprovalRejected { .. } => "approval_rejected",
@@ -425,6 +439,15 @@ pub enum CompensationStatus {
     Succeeded,
     /// Failed.
     Failed,
+    /// In doubt, then treated as done by an operator's decision: never runs again.
+    Skipped,
+}
+
+impl CompensationStatus {
+    /// Done for good: it succeeded, or an operator said it was done.
+    pub fn is_done(&self) -> bool {
+        matches!(self, CompensationStatus::Succeeded | CompensationStatus::Skipped)
+    }
 }
 
 /// One step's state, folded from its events.
@@ -438,6 +461,8 @@ pub struct StepState {
     pub outputs: BTreeMap<String, serde_json::Value>,
     /// Its compensation.
     pub compensation: CompensationStatus,
+    /// Attempts of its compensation started.
+    pub compensation_attempts: u32,
     /// The last failure reason.
     pub reason: Option<String>,
     /// For an approval step: its request and the decisions so far.
@@ -562,7 +587,10 @@ impl RunState {
                 s.status = StepStatus::Skipped;
                 s.reason = Some(reason.clone());
             }
-            (RunEvent::CompensationStarted { .. }, Some(s)) => s.compensation = CompensationStatus::Started,
+            (RunEvent::CompensationStarted { attempt, .. }, Some(s)) => {
+                s.compensation = CompensationStatus::Started;
+                s.compensation_attempts = *attempt;
+            }
             (RunEvent::CompensationSucceeded { .. }, Some(s)) => {
                 s.compensation = CompensationStatus::Succeeded
             }
@@ -576,6 +604,14 @@ impl RunState {
                 Decision::Skip => {
                     s.status = StepStatus::Skipped;
                     s.reason = Some(format!("{OPERATOR_SKIP}{operator}: {reason}"));
+                }
+            },
+            (RunEvent::CompensationDecision { decision, operator, reason, .. }, Some(s)) => match decision {
+                // The next `compensation_started` records the re-run itself.
+                Decision::Rerun => s.compensation = CompensationStatus::None,
+                Decision::Skip => {
+                    s.compensation = CompensationStatus::Skipped;
+                    s.reason = Some(format!("compensation {OPERATOR_SKIP}{operator}: {reason}"));
                 }
             },
             (
@@ -654,11 +690,16 @@ impl RunState {
 
     /// Steps that started and have no outcome: after a crash, they may or may not have run.
     pub fn in_doubt(&self) -> Vec<&str> {
-        self.steps
-            .iter()
-            .filter(|(_, s)| s.status == StepStatus::Started)
-            .map(|(id, _)| id.as_str())
-            .collect()
+        self.steps_where(|s| s.status == StepStatus::Started)
+    }
+
+    /// Steps whose compensation started and has no outcome (the same rule as for steps).
+    pub fn compensations_in_doubt(&self) -> Vec<&str> {
+        self.steps_where(|s| s.compensation == CompensationStatus::Started)
+    }
+
+    fn steps_where(&self, keep: impl Fn(&StepState) -> bool) -> Vec<&str> {
+        self.steps.iter().filter(|(_, s)| keep(s)).map(|(id, _)| id.as_str()).collect()
     }
 }
 

@@ -399,6 +399,8 @@ pub struct Compensation {
     pub timeout: Option<Duration>,
     /// Its own retry policy.
     pub retry: RetryPolicy,
+    /// Safe to re-run when in doubt (started, no end record).
+    pub idempotent: bool,
 }
 
 /// A step of `[steps]` or `[finally]`.

@@ -325,6 +325,9 @@ pub struct RawAction {
     /// Retry policy of the compensation.
     #[serde(default)]
     pub retry: Option<Box<Spanned<RawRetry>>>,
+    /// Safe to run again if the engine died while it was running (default false; true for http GET/HEAD). Otherwise a compensation in doubt waits for an operator's decision.
+    #[serde(default)]
+    pub idempotent: Option<bool>,
 }
 
 /// An HTTP request and what its answer must look like.

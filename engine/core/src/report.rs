@@ -244,6 +244,13 @@ pub fn build(records: &[Record], runbook: Option<&Runbook>, drill: bool) -> Repo
                 };
                 Some(format!("{operator} decide {what} `{step}`: {reason}"))
             }
+            RunEvent::CompensationDecision { step, decision, operator, reason } => {
+                let what = match decision {
+                    Decision::Rerun => "repetir",
+                    Decision::Skip => "dar por hecha",
+                };
+                Some(format!("{operator} decide {what} la compensación de `{step}`: {reason}"))
+            }
             RunEvent::EscalationFired { escalation, delivered, .. } => {
                 problems.push(format!("escalación `{escalation}` disparada"));
                 Some(format!(

@@ -1591,12 +1591,18 @@ impl<'a> Validator<'a> {
             Some(rt) => self.retry(rt, "compensate.retry"),
             None => RetryPolicy::default(),
         };
+        let action = action?;
+        let idempotent = r.idempotent.unwrap_or(match &action {
+            Action::Http(h) => h.method == "GET" || h.method == "HEAD",
+            _ => false,
+        });
         Some(Compensation {
-            action: action?,
+            action,
             env,
             dir: r.dir.as_ref().map(|d| d.value.clone()),
             timeout: timeout.or(defaults.timeout),
             retry,
+            idempotent,
         })
     }
 

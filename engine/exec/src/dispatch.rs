@@ -115,6 +115,8 @@ pub struct Resume {
     pub started_at: String,
     /// Decisions about steps in doubt: (step, decision, reason).
     pub decisions: Vec<(String, runbook_core::journal::Decision, String)>,
+    /// Decisions about compensations in doubt: (step, decision, reason).
+    pub compensation_decisions: Vec<(String, runbook_core::journal::Decision, String)>,
 }
 
 /// The lock a run holds: its runbook's `lock`, or a private one that tells `resume` whether
@@ -317,10 +319,12 @@ impl<'a> Dispatcher<'a> {
             self.start_top(&cancel).await?;
         }
         if self.opts.compensate_only {
-            let status =
+            let mut status =
                 if self.compensate(&cancel).await? { RunStatus::Failed } else { RunStatus::NeedsOperator };
             if !nested {
-                self.finally(status, &cancel).await?;
+                if !self.finally(status, &cancel).await? {
+                    status = RunStatus::NeedsOperator;
+                }
                 self.record(RunEvent::RunFinished { status }).await?;
                 self.release().await;
             }
@@ -541,7 +545,9 @@ impl<'a> Dispatcher<'a> {
         if failed_compensate && !self.compensate(&cancel).await? {
             status = RunStatus::NeedsOperator;
         }
-        self.finally(status, &cancel).await?;
+        if !self.finally(status, &cancel).await? {
+            status = RunStatus::NeedsOperator;
+        }
         if !nested {
             self.record(RunEvent::RunFinished { status }).await?;
             self.release().await;
@@ -761,16 +767,16 @@ impl<'a> Dispatcher<'a> {
             // decisions (under this runbook's prefix), and they are already in `state`.
             return Ok(());
         }
-        let rerun_idempotent: Vec<String> = if self.opts.compensate_only {
-            Vec::new()
-        } else {
-            self.journal
-                .in_doubt()
-                .into_iter()
-                .filter(|id| !r.decisions.iter().any(|(d, _, _)| d == id))
-                .map(str::to_string)
-                .collect()
-        };
+        // Compensating runs no main step again; its `finally` steps follow the usual rules.
+        let runs_again =
+            |id: &str| !self.opts.compensate_only || self.runbook.finally.iter().any(|f| f.id.as_str() == id);
+        let rerun_idempotent: Vec<String> = self
+            .journal
+            .in_doubt()
+            .into_iter()
+            .filter(|id| runs_again(id) && !r.decisions.iter().any(|(d, _, _)| d == id))
+            .map(str::to_string)
+            .collect();
         self.record(RunEvent::RunResumed { operator: self.opts.operator.clone(), rerun_idempotent }).await?;
         for (step, decision, reason) in r.decisions {
             // A decision about a step of an included runbook (`include/step`) is journaled
@@ -788,6 +794,18 @@ impl<'a> Dispatcher<'a> {
             if let (Decision::Skip, Some(idx)) = (decision, self.index(&step)) {
                 self.state[idx] = State::Skipped;
             }
+        }
+        for (step, decision, reason) in r.compensation_decisions {
+            if self.runbook.find_step(&step).is_none() {
+                continue;
+            }
+            self.record(RunEvent::CompensationDecision {
+                step,
+                decision,
+                operator: self.opts.operator.clone(),
+                reason,
+            })
+            .await?;
         }
         Ok(())
     }
@@ -1069,6 +1087,7 @@ impl<'a> Dispatcher<'a> {
             state: scoped,
             started_at: self.started_at.clone(),
             decisions: Vec::new(),
+            compensation_decisions: Vec::new(),
         });
         let file =
             std::path::absolute(&child.source.path).unwrap_or_else(|_| PathBuf::from(&child.source.path));
@@ -1638,13 +1657,12 @@ impl<'a> Dispatcher<'a> {
 
     /// Compensate the steps that succeeded, most recent first. False when one failed.
     async fn compensate(&mut self, cancel: &watch::Receiver<bool>) -> Result<bool, ExecError> {
-        let done = runbook_core::journal::CompensationStatus::Succeeded;
         let order: Vec<usize> = self
             .journal
             .completed
             .iter()
             .rev()
-            .filter(|id| self.journal.steps.get(*id).is_none_or(|s| s.compensation != done))
+            .filter(|id| self.journal.steps.get(*id).is_none_or(|s| !s.compensation.is_done()))
             .filter_map(|id| self.index(id))
             .collect();
         for idx in order {
@@ -1657,7 +1675,21 @@ impl<'a> Dispatcher<'a> {
             }
             let Some(comp) = &step.compensate else { continue };
             let id = step.id.to_string();
-            let mut attempt = 0;
+            // Folded from the journal like a step: a compensation that started and has no
+            // end record is in doubt, and runs again only if idempotent (an operator's
+            // decision folds it out of doubt first).
+            let past = self.journal.steps.get(&id);
+            let base = past.map_or(0, |s| s.compensation_attempts);
+            if past.is_some_and(|s| s.compensation == runbook_core::journal::CompensationStatus::Started)
+                && !comp.idempotent
+            {
+                let _ = self.report.send(Report::Notice(format!(
+                    "the compensation of `{}{id}` is in doubt and not idempotent: it does not run again without an operator's decision",
+                    self.opts.prefix
+                )));
+                return Ok(false);
+            }
+            let mut attempt = base;
             loop {
                 attempt += 1;
                 self.record(RunEvent::CompensationStarted { step: id.clone(), attempt }).await?;
@@ -1681,7 +1713,7 @@ impl<'a> Dispatcher<'a> {
                     break;
                 }
                 let end = attempt_end(&result.exit);
-                if !retry::should_retry(&comp.retry, attempt, end) {
+                if !retry::should_retry(&comp.retry, attempt - base, end) {
                     self.record(RunEvent::CompensationFailed {
                         step: id.clone(),
                         reason: result.exit.describe(),
@@ -1689,17 +1721,48 @@ impl<'a> Dispatcher<'a> {
                     .await?;
                     return Ok(false);
                 }
-                tokio::time::sleep(retry::delay(&comp.retry, attempt, unit_random())).await;
+                tokio::time::sleep(retry::delay(&comp.retry, attempt - base, unit_random())).await;
             }
         }
         Ok(true)
     }
 
-    /// Run the `finally` steps in declaration order (their needs only order them).
-    async fn finally(&mut self, status: RunStatus, cancel: &watch::Receiver<bool>) -> Result<(), ExecError> {
+    /// Run the `finally` steps in declaration order (their needs only order them). Folded
+    /// from the journal like any step: one that succeeded or was skipped never runs again;
+    /// one that failed gets a new set of attempts; one in doubt runs again only if
+    /// idempotent (or by an operator's decision, folded before). False when one is left in
+    /// doubt for an operator.
+    async fn finally(
+        &mut self,
+        status: RunStatus,
+        cancel: &watch::Receiver<bool>,
+    ) -> Result<bool, ExecError> {
+        use runbook_core::journal::StepStatus;
+        let mut settled = true;
         for step in &self.runbook.finally {
             let id = step.id.to_string();
-            let mut attempt = 0;
+            let past = self.journal.steps.get(&id);
+            let base = past.map_or(0, |s| s.attempts);
+            match past.map(|s| &s.status) {
+                Some(StepStatus::Succeeded | StepStatus::Skipped) => continue,
+                Some(StepStatus::Started) if !step.idempotent => {
+                    let _ = self.report.send(Report::Notice(format!(
+                        "`finally` step `{}{id}` is in doubt and not idempotent: it does not run again without an operator's decision",
+                        self.opts.prefix
+                    )));
+                    settled = false;
+                    continue;
+                }
+                Some(
+                    StepStatus::Started
+                    | StepStatus::Pending
+                    | StepStatus::Retrying
+                    | StepStatus::Failed
+                    | StepStatus::AwaitingApproval,
+                )
+                | None => {}
+            }
+            let mut attempt = base;
             loop {
                 attempt += 1;
                 let scratch = self.opts.run_dir.join(format!("{}.{attempt}.outputs", self.stem(&id)));
@@ -1721,7 +1784,7 @@ impl<'a> Dispatcher<'a> {
                     break;
                 }
                 let end = attempt_end(&result.exit);
-                if !retry::should_retry(&step.retry, attempt, end) {
+                if !retry::should_retry(&step.retry, attempt - base, end) {
                     self.record(RunEvent::StepFailed {
                         step: id.clone(),
                         attempt,
@@ -1737,10 +1800,10 @@ impl<'a> Dispatcher<'a> {
                     reason: result.exit.describe(),
                 })
                 .await?;
-                tokio::time::sleep(retry::delay(&step.retry, attempt, unit_random())).await;
+                tokio::time::sleep(retry::delay(&step.retry, attempt - base, unit_random())).await;
             }
         }
-        Ok(())
+        Ok(settled)
     }
 }
 
