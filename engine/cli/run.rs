@@ -495,14 +495,26 @@ pub fn compensate(args: ResumeArgs, color: bool) -> u8 {
             })
             .map(String::as_str)
             .collect();
-        if undo.is_empty() {
+        // An engine that died while compensating may have undone everything and still
+        // owe the run its `finally` steps and its end: this command finishes it.
+        let unfinished = resume.state.status == Some(RunStatus::Running)
+            && resume
+                .state
+                .steps
+                .values()
+                .any(|s| s.compensation != runbook_core::journal::CompensationStatus::None);
+        if undo.is_empty() && !unfinished {
             eprintln!(
                 "nothing to compensate in run {}: no succeeded step with a `compensate` is left to undo",
                 args.run_id
             );
             return exit::SUCCESS;
         }
-        let question = format!("Compensate run {} (undo, in this order: {})?", args.run_id, undo.join(", "));
+        let question = if undo.is_empty() {
+            format!("Finish run {} (nothing is left to undo; its `finally` steps run)?", args.run_id)
+        } else {
+            format!("Compensate run {} (undo, in this order: {})?", args.run_id, undo.join(", "))
+        };
         let yes = args.yes || (std::io::stdin().is_terminal() && ask_on_terminal(&question));
         if !yes {
             eprintln!("error: not confirmed; nothing ran");
