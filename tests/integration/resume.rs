@@ -325,6 +325,10 @@ fn a_compensation_in_doubt_is_rerun_on_the_operator_s_decision() {
 #[test]
 fn an_idempotent_compensation_in_doubt_runs_again() {
     let place = Place::sqlite(&compensating(true));
+    // The reviewer sees it in the plan.
+    let plan = run_in_with_env(place.path(), &["plan", "r.toml"], &[]);
+    ok(&plan, 0);
+    assert!(plan.stdout.contains("idempotent: runs again by itself if the engine dies"), "{}", plan.stdout);
     assert_ne!(place.cmd(&["run", "r.toml", "--yes"]).code, 0);
     let run = place.latest_run();
     let out = place.cmd(&["compensate", &run, "--yes"]);

@@ -239,6 +239,8 @@ pub struct PlanCompensation {
     pub timeout: Option<String>,
     /// Its retry policy.
     pub retry: RetryPolicy,
+    /// Runs again by itself if the engine died while it ran (otherwise an operator decides).
+    pub idempotent: bool,
 }
 
 /// A step as shown in a plan.
@@ -550,6 +552,7 @@ impl Planner<'_> {
                 dir: c.dir.clone(),
                 timeout: c.timeout.map(format_duration),
                 retry: c.retry.clone(),
+                idempotent: c.idempotent,
             })
         });
         PlanStep {

@@ -292,6 +292,12 @@ fn step_text(out: &mut String, s: &PlanStep, indent: &str) {
     if let Some(c) = &s.compensation {
         let line = command_line(&c.command).replace('\n', &cont);
         let _ = writeln!(out, "{pad}undo        [{}] {line}", c.command.kind());
+        if c.idempotent {
+            let _ = writeln!(
+                out,
+                "{pad}            idempotent: runs again by itself if the engine dies while it runs"
+            );
+        }
     }
     let on_fail = match s.on_failure {
         OnFailure::Compensate if s.wave == 0 => None,
