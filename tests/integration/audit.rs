@@ -1,0 +1,455 @@
+//! Promise 6 (issue 11): the audit trail means what it says. `audit verify` reads one
+//! snapshot (no false alarm on a live run), everything `runs`, `show`, `logs` present is in
+//! the hash chain or checked against it, logs kept in the store are capped with a visible
+//! marker, and approvers' identities are normalised (and, on PostgreSQL, may be bound to the
+//! database role that authenticated the session).
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use runbook_sandbox::peers::Postgres;
+
+use crate::support::{Output, Scratch, ok, run_in_with_env};
+
+/// Many short steps, one after the other: a run that appends records for a while.
+fn long_runbook(steps: usize) -> String {
+    let mut text = String::from("[runbook]\nname = \"long\"\n");
+    for i in 0..steps {
+        text.push_str(&format!("\n[steps.s{i:03}]\nrun = \"echo step {i}\"\n"));
+        if i > 0 {
+            text.push_str(&format!("needs = [\"s{:03}\"]\n", i - 1));
+        }
+    }
+    text
+}
+
+fn spawn(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_runbook"))
+        .args(args)
+        .current_dir(dir)
+        .env("NO_COLOR", "1")
+        .env_remove("RUNBOOK_STATE")
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn runbook")
+}
+
+fn journal_kinds(out: &str) -> Vec<String> {
+    out.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .map(|e| e["kind"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+/// `audit verify` over and over while an engine appends to the same run: every check passes.
+/// `checks` verifications are made while the run is alive.
+fn verify_while_running(dir: &Path, state: &str, env: &[(&str, &str)], who: &str, checks: usize) {
+    let mut child = spawn(dir, &["run", "r.toml", "--yes", "--state", state, "--as", who], env);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut done = 0;
+    let mut alarms = Vec::new();
+    while done < checks {
+        assert!(Instant::now() < deadline, "the run never became visible");
+        if child.try_wait().expect("try_wait").is_some() {
+            break;
+        }
+        let out = run_in_with_env(dir, &["audit", "verify", "--state", state, "--as", who], env);
+        // Before the run's first record there is nothing to verify yet.
+        if out.stdout.trim().is_empty() {
+            continue;
+        }
+        if out.code != 0 {
+            alarms.push(format!("{}{}", out.stdout, out.stderr));
+        }
+        done += 1;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(done >= checks, "the run ended after {done} checks; make it longer");
+    assert!(alarms.is_empty(), "{} false alarm(s) in {done} checks:\n{}", alarms.len(), alarms.join("\n"));
+}
+
+#[test]
+fn audit_verify_during_a_live_run_raises_no_false_alarm_on_sqlite() {
+    let scratch = Scratch::new(&long_runbook(400));
+    verify_while_running(scratch.path(), &scratch.state(), &[], "ana", 40);
+}
+
+#[test]
+fn audit_verify_during_a_live_run_raises_no_false_alarm_on_postgres() {
+    let pg = Postgres::start();
+    let url = pg.url("postgres");
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("r.toml"), long_runbook(400)).expect("runbook");
+    let host = dir.path().join("host").display().to_string();
+    let env = [("XDG_STATE_HOME", host.as_str())];
+    ok(&run_in_with_env(dir.path(), &["state", "migrate", "--state", &url], &env), 0);
+    verify_while_running(dir.path(), &url, &env, "ana", 40);
+}
+
+const TWO_STEPS: &str = r#"[runbook]
+name = "audited"
+
+[steps.deploy]
+run = "echo deployed version 42; echo 'careful' >&2"
+
+[steps.check]
+needs = ["deploy"]
+run = "echo all good"
+"#;
+
+fn sqlite(state: &str, sql: &str) {
+    let out = Command::new("sqlite3").arg(state).arg(sql).output().expect("sqlite3");
+    assert!(out.status.success(), "sqlite3 {sql}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn a_tampered_runs_row_and_forged_step_logs_are_detected() {
+    let scratch = Scratch::new(TWO_STEPS);
+    let run = scratch.run(&["--yes"], &[("RUNBOOK_OPERATOR", "ana")]);
+    ok(&run, 0);
+    let hash = crate::support::printed_hash(&run.stdout).expect("the run prints its last hash");
+    let id = scratch.latest_run();
+    let state = scratch.state();
+    ok(&scratch.cmd(&["audit", "verify", &id, "--expect-hash", &hash], &[]), 0);
+    // The local copies are gone (another host reads the shared history): only the store speaks.
+    std::fs::remove_dir_all(scratch.path().join("state/runs")).expect("remove local logs");
+    let logs = scratch.cmd(&["logs", &id], &[]);
+    ok(&logs, 0);
+    assert!(logs.stdout.contains("deploy | deployed version 42"), "{}", logs.stdout);
+
+    // Mallory edits the summary and forges the log, without touching the journal's rows.
+    // Past the triggers that now protect a run's identity, as the file's owner can.
+    sqlite(&state, "DROP TRIGGER runs_identity_fixed");
+    sqlite(&state, &format!("UPDATE runs SET operator = 'mallory' WHERE run_id = '{id}'"));
+    sqlite(
+        &state,
+        &format!(
+            "UPDATE step_logs SET body = 'out deployed version 41' WHERE run_id = '{id}' AND step = 'deploy'"
+        ),
+    );
+    let verify = scratch.cmd(&["audit", "verify", &id, "--expect-hash", &hash], &[]);
+    assert_eq!(verify.code, 4, "{}{}", verify.stdout, verify.stderr);
+    assert!(verify.stdout.contains("runs.operator"), "{}", verify.stdout);
+    assert!(verify.stdout.contains("step_logs"), "{}", verify.stdout);
+
+    let show = scratch.cmd(&["show", &id], &[]);
+    assert_eq!(show.code, 4, "{}{}", show.stdout, show.stderr);
+    assert!(!show.stdout.contains("mallory"), "show presents the journal's operator: {}", show.stdout);
+    assert!(show.stderr.contains("runs.operator"), "{}", show.stderr);
+
+    let runs = scratch.cmd(&["runs"], &[]);
+    assert!(!runs.stdout.contains("mallory"), "{}", runs.stdout);
+    assert!(runs.stderr.contains(&id), "runs flags the row: {}", runs.stderr);
+
+    let forged = scratch.cmd(&["logs", &id], &[]);
+    assert_eq!(forged.code, 4, "{}{}", forged.stdout, forged.stderr);
+    assert!(!forged.stdout.contains("version 41"), "a forged log is not presented: {}", forged.stdout);
+    assert!(forged.stderr.contains("deploy"), "{}", forged.stderr);
+}
+
+#[test]
+fn logs_bigger_than_the_store_accepts_are_cut_with_a_marker_and_a_chained_digest() {
+    let scratch = Scratch::new(
+        r#"[runbook]
+name = "chatty"
+
+[steps.chatty]
+run = "for i in $(seq 1 5000); do echo line $i of a long output; done"
+"#,
+    );
+    let env = [("RUNBOOK_STORE_LOG_CAP", "4096")];
+    let run = scratch.run(&["--yes"], &env);
+    ok(&run, 0);
+    let id = scratch.latest_run();
+    let journal = scratch.audit(&id);
+    let kept: Vec<serde_json::Value> = journal
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| e["kind"] == "log_kept")
+        .collect();
+    assert_eq!(kept.len(), 1, "{journal}");
+    let event = &kept[0]["event"];
+    assert_eq!(event["step"], "chatty");
+    assert!(event["bytes"].as_u64().unwrap_or(0) > 100_000, "{event}");
+    assert!(event["kept_bytes"].as_u64().unwrap_or(u64::MAX) <= 4096, "{event}");
+    let logs = scratch.cmd(&["logs", &id], &[]);
+    ok(&logs, 0);
+    let local = scratch.path().join("state/runs").join(&id).join("chatty.1.log");
+    assert!(logs.stdout.contains("line 1 of a long output"), "{}", logs.stdout);
+    // The store's copy is cut; the marker says how much and where the whole file is.
+    std::fs::remove_file(&local).expect("the local log exists");
+    let stored = scratch.cmd(&["logs", &id], &[]);
+    ok(&stored, 0);
+    assert!(!stored.stdout.contains("line 5000 of"), "{}", stored.stdout);
+    assert!(stored.stdout.contains("bytes of"), "{}", stored.stdout);
+    assert!(stored.stdout.contains(&local.display().to_string()), "{}", stored.stdout);
+    let digest = event["sha256"].as_str().unwrap_or_default();
+    assert!(stored.stdout.contains(digest), "logs shows the chained digest: {}", stored.stdout);
+    ok(&scratch.cmd(&["audit", "verify", &id], &[]), 0);
+}
+
+const APPROVAL: &str = r#"[runbook]
+name = "needs-two"
+
+[steps.go]
+approval = { prompt = "Go?", min-approvals = 2 }
+
+[steps.after]
+needs = ["go"]
+run = "echo approved"
+"#;
+
+fn wait_for_kind(dir: &Path, state: &str, env: &[(&str, &str)], kind: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        assert!(Instant::now() < deadline, "no `{kind}` record appeared");
+        if let Some(id) =
+            crate::support::latest_run_id(dir, Path::new(state)).filter(|_| !state.contains("://"))
+        {
+            let out = run_in_with_env(dir, &["audit", &id, "--format", "jsonl", "--state", state], env);
+            if journal_kinds(&out.stdout).iter().any(|k| k == kind) {
+                return id;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn approve_does_not_say_a_dead_engine_continues_the_run() {
+    let scratch = Scratch::new(
+        r#"[runbook]
+name = "attached"
+
+[steps.go]
+approval = { prompt = "Go?" }
+
+[steps.after]
+needs = ["go"]
+run = "echo approved"
+"#,
+    );
+    let state = scratch.state();
+    let mut engine =
+        spawn(scratch.path(), &["run", "r.toml", "--yes", "--wait", "--state", &state, "--as", "ana"], &[]);
+    let id = wait_for_kind(scratch.path(), &state, &[], "approval_requested");
+    engine.kill().expect("kill the engine");
+    let _ = engine.wait();
+    let approved = scratch.cmd(&["approve", &id, "go", "--as", "ben"], &[]);
+    ok(&approved, 0);
+    assert!(!approved.stdout.contains("continues by itself"), "{}", approved.stdout);
+    assert!(approved.stdout.contains(&format!("runbook resume {id}")), "{}", approved.stdout);
+}
+
+#[test]
+fn identities_that_differ_only_in_case_or_spaces_are_one_approver() {
+    let scratch = Scratch::new(APPROVAL);
+    ok(&scratch.run(&["--yes"], &[("RUNBOOK_OPERATOR", "ops")]), 4);
+    let id = scratch.latest_run();
+    ok(&scratch.cmd(&["approve", &id, "go", "--as", "ana"], &[]), 0);
+    for same in ["Ana", " ana ", "ANA", "\tana\n", "AnA"] {
+        let again = scratch.cmd(&["approve", &id, "go", "--as", same], &[]);
+        assert_eq!(again.code, 3, "`{same}` counted as a second approver: {}{}", again.stdout, again.stderr);
+        assert!(again.stderr.contains("already approved"), "{}", again.stderr);
+    }
+    let kinds = journal_kinds(&scratch.audit(&id));
+    assert_eq!(kinds.iter().filter(|k| *k == "approval_granted").count(), 1, "{kinds:?}");
+    // A different name (an accent) is a different person: nothing else is folded away.
+    ok(&scratch.cmd(&["approve", &id, "go", "--as", "a\u{0301}na"], &[]), 0);
+    // Self-approval is judged on the normalised name too.
+    let scratch = Scratch::new(
+        &APPROVAL.replace("min-approvals = 2", "approvers = [\"Ana\", \"ben\"], min-approvals = 1"),
+    );
+    ok(&scratch.run(&["--yes"], &[("RUNBOOK_OPERATOR", " ANA")]), 4);
+    let id = scratch.latest_run();
+    let own = scratch.cmd(&["approve", &id, "go", "--as", "ana"], &[]);
+    assert_eq!(own.code, 3, "{}{}", own.stdout, own.stderr);
+    ok(&scratch.cmd(&["approve", &id, "go", "--as", "BEN "], &[]), 0);
+}
+
+/// A PostgreSQL store in db-role identity mode: each operator connects as their own role.
+struct Roles {
+    pg: Postgres,
+    dir: tempfile::TempDir,
+}
+
+impl Roles {
+    fn url(&self, role: &str) -> String {
+        self.pg.url("postgres").replacen("postgres@", &format!("{role}@"), 1)
+    }
+
+    fn cmd(&self, role: &str, args: &[&str], who: Option<&str>) -> Output {
+        let url = self.url(role);
+        let mut all = args.to_vec();
+        all.extend(["--state", &url]);
+        if let Some(who) = who {
+            all.extend(["--as", who]);
+        }
+        let host = self.dir.path().join(role).display().to_string();
+        run_in_with_env(self.dir.path(), &all, &[("XDG_STATE_HOME", &host)])
+    }
+}
+
+#[test]
+fn in_db_role_identity_mode_a_role_cannot_approve_as_another() {
+    let pg = Postgres::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("r.toml"),
+        APPROVAL.replace("min-approvals = 2", "approvers = [\"ben\", \"chen\"], min-approvals = 2"),
+    )
+    .expect("runbook");
+    let roles = Roles { pg, dir };
+    // The administrator: the schema, the mode, a mapping; then the roles and their grants.
+    let migrated =
+        roles.cmd("postgres", &["state", "migrate", "--identity", "db-role", "--map", "c_lee=chen"], None);
+    ok(&migrated, 0);
+    for role in ["ana", "ben", "c_lee"] {
+        roles.pg.psql("postgres", &format!("CREATE ROLE {role} LOGIN"));
+        roles.pg.psql(
+            "postgres",
+            &format!(
+                "GRANT SELECT, INSERT, UPDATE ON runs, events, step_logs, locks, queue TO {role}; \
+                 GRANT SELECT ON runbook_settings, runbook_identities, _sqlx_migrations TO {role}"
+            ),
+        );
+    }
+    let check = roles.cmd("ana", &["state", "check"], None);
+    ok(&check, 0);
+    assert!(check.stdout.contains("identity: db-role"), "{}", check.stdout);
+
+    // Ana's run: without `--as` she is her role; claiming to be someone else is refused.
+    let forged = roles.cmd("ana", &["run", "r.toml", "--yes"], Some("ben"));
+    assert_ne!(forged.code, 0, "{}{}", forged.stdout, forged.stderr);
+    assert!(forged.stderr.contains("identity"), "{}", forged.stderr);
+    ok(&roles.cmd("ana", &["run", "r.toml", "--yes"], None), 4);
+    let runs: serde_json::Value =
+        serde_json::from_str(&roles.cmd("ana", &["runs", "--format", "json"], None).stdout).expect("runs");
+    let id = runs
+        .as_array()
+        .and_then(|r| r.iter().find(|r| r["status"] == "needs_operator"))
+        .and_then(|r| r["run_id"].as_str())
+        .expect("ana's run")
+        .to_string();
+
+    // Ben, connected as ben, cannot approve as chen (one shell, one role, two names).
+    let as_chen = roles.cmd("ben", &["approve", &id, "go"], Some("chen"));
+    assert_ne!(as_chen.code, 0, "{}{}", as_chen.stdout, as_chen.stderr);
+    assert!(as_chen.stderr.contains("identity"), "{}", as_chen.stderr);
+    ok(&roles.cmd("ben", &["approve", &id, "go"], Some("ben")), 0);
+    // The role mapped to chen can.
+    ok(&roles.cmd("c_lee", &["approve", &id, "go"], None), 0);
+
+    let journal = roles.cmd("ana", &["audit", &id, "--format", "jsonl"], None).stdout;
+    let records: Vec<serde_json::Value> =
+        journal.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    assert!(records.iter().all(|r| r["db_role"].is_string()), "every record names its role: {journal}");
+    let granted: Vec<(String, String)> = records
+        .iter()
+        .filter(|r| r["kind"] == "approval_granted")
+        .map(|r| {
+            (
+                r["event"]["operator"].as_str().unwrap_or_default().to_string(),
+                r["db_role"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(granted, [("ben".to_string(), "ben".to_string()), ("chen".to_string(), "c_lee".to_string())]);
+    ok(&roles.cmd("ben", &["audit", "verify", &id], None), 0);
+}
+
+fn sqlite_rows(state: &str, sql: &str) -> Vec<String> {
+    let out = Command::new("sqlite3").arg(state).arg(sql).output().expect("sqlite3");
+    assert!(out.status.success(), "sqlite3 {sql}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect()
+}
+
+/// The class rule: whatever the store keeps about a run's history is in the chain or checked
+/// against it. For every column of every history table (read from the schema, so a new column
+/// is covered), several edits made past the triggers as the database's owner: each one is
+/// named by `audit verify` (`table.column`), and `show` and `logs` refuse to present it as
+/// the record.
+#[test]
+fn every_edit_of_every_column_of_every_history_table_is_named_by_audit_verify() {
+    let scratch =
+        Scratch::new(&TWO_STEPS.replacen("name = \"audited\"\n", "name = \"audited\"\nlock = \"prod\"\n", 1));
+    ok(&scratch.run(&["--yes"], &[("RUNBOOK_OPERATOR", "ana")]), 0);
+    let id = scratch.latest_run();
+    let state = scratch.state();
+    let tables = ["runs", "events", "step_logs"];
+    let mut cases = 0;
+    let mut missed = Vec::new();
+    for table in tables {
+        let columns = sqlite_rows(&state, &format!("SELECT name, type FROM pragma_table_info('{table}')"));
+        assert!(!columns.is_empty(), "{table} has columns");
+        for column in columns {
+            let (name, ty) = column.split_once('|').expect("name|type");
+            let edits: Vec<String> = if ty.eq_ignore_ascii_case("INTEGER") {
+                vec![format!("{name} + 1"), format!("{name} - 1"), format!("{name} * 7 + 3")]
+            } else {
+                vec![
+                    format!("CASE WHEN {name} IS NULL THEN 'x' ELSE 'x' || {name} END"),
+                    format!("CASE WHEN {name} IS NULL THEN 'ana' ELSE replace({name}, '1', '2') END"),
+                    format!("CASE WHEN {name} IS NULL THEN '' ELSE replace({name}, 'e', 'a') END"),
+                    format!("NULL"),
+                ]
+            };
+            for (n, edit) in edits.iter().enumerate() {
+                // One row: for events, one about a step (its `step` column is not empty).
+                let row = match table {
+                    "events" => format!(
+                        "rowid = (SELECT rowid FROM events WHERE run_id = '{id}' AND step IS NOT NULL ORDER BY seq LIMIT 1 OFFSET 1)"
+                    ),
+                    _ => format!(
+                        "run_id = '{id}' AND rowid = (SELECT MIN(rowid) FROM {table} WHERE run_id = '{id}')"
+                    ),
+                };
+                let copy = scratch.path().join(format!("tampered-{table}-{name}-{n}.db"));
+                let copy = copy.display().to_string();
+                sqlite(&state, &format!("VACUUM INTO '{copy}'"));
+                let before = sqlite_rows(&copy, &format!("SELECT quote({name}) FROM {table} WHERE {row}"));
+                // Past the triggers and the constraints, as the file's owner can.
+                let out = Command::new("sqlite3")
+                    .arg(&copy)
+                    .arg(format!(
+                        "PRAGMA foreign_keys = OFF; PRAGMA ignore_check_constraints = ON; \
+                         DROP TRIGGER IF EXISTS events_no_update; \
+                         UPDATE OR IGNORE {table} SET {name} = {edit} WHERE {row};"
+                    ))
+                    .output()
+                    .expect("sqlite3");
+                let after = sqlite_rows(&copy, &format!("SELECT quote({name}) FROM {table} WHERE {row}"));
+                if !out.status.success() || before == after {
+                    // The edit changed nothing (NULL into a NOT NULL column, a value equal to
+                    // the old one): nothing to detect.
+                    continue;
+                }
+                cases += 1;
+                let verify = run_in_with_env(scratch.path(), &["audit", "verify", "--state", &copy], &[]);
+                let named = format!("{table}.{name}");
+                if verify.code != 4 || !verify.stdout.contains(&named) {
+                    missed.push(format!(
+                        "{table}.{name} = {edit}: exit {}\n{}{}",
+                        verify.code, verify.stdout, verify.stderr
+                    ));
+                }
+                let show = run_in_with_env(scratch.path(), &["show", &id, "--state", &copy], &[]);
+                let logs = run_in_with_env(scratch.path(), &["logs", &id, "--state", &copy], &[]);
+                let presented = if table == "step_logs" { logs.code == 0 } else { show.code == 0 };
+                if presented {
+                    missed.push(format!(
+                        "{table}.{name} = {edit}: show {} and logs {} present it",
+                        show.code, logs.code
+                    ));
+                }
+            }
+        }
+    }
+    assert!(cases >= 40, "only {cases} edits made");
+    assert!(missed.is_empty(), "{} of {cases} edits not named:\n{}", missed.len(), missed.join("\n---\n"));
+}
