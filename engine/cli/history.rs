@@ -70,16 +70,7 @@ pub fn runs(state: Option<String>, format: ListFormat, watch: bool) -> u8 {
                     for f in runbook_core::audit::check_summary(&stored_run(&row), &d) {
                         flagged.push(format!("{}: {f}", row.run_id));
                     }
-                    RunSummary {
-                        run_id: row.run_id,
-                        runbook: d.runbook,
-                        operator: d.operator,
-                        started_at: d.started_at,
-                        status: d.status.as_str().to_string(),
-                        finished_at: d.finished_at,
-                        last_seq: i64::try_from(d.last_seq).unwrap_or(i64::MAX),
-                        last_hash: d.last_hash,
-                    }
+                    from_journal(row.run_id, d)
                 })
                 .collect();
             // Submitted runs that never started (yet): queued or claimed, or cancelled, or
@@ -138,6 +129,20 @@ pub fn runs(state: Option<String>, format: ListFormat, watch: bool) -> u8 {
         Ok(()) if mismatched => exit::NEEDS_OPERATOR,
         Ok(()) => exit::SUCCESS,
         Err(code) => code,
+    }
+}
+
+/// A run's summary as its journal tells it.
+fn from_journal(run_id: String, d: runbook_core::audit::Summary) -> RunSummary {
+    RunSummary {
+        run_id,
+        runbook: d.runbook,
+        operator: d.operator,
+        started_at: d.started_at,
+        status: d.status.as_str().to_string(),
+        finished_at: d.finished_at,
+        last_seq: i64::try_from(d.last_seq).unwrap_or(i64::MAX),
+        last_hash: d.last_hash,
     }
 }
 
@@ -248,16 +253,7 @@ pub fn show(run_id: &str, follow: bool, state: Option<String>) -> u8 {
     let records = history.records.clone().unwrap_or_default();
     // The journal's summary; the row only for a run whose journal has not begun.
     let summary = match runbook_core::audit::summary(&records) {
-        Some(d) => RunSummary {
-            run_id: history.row.run_id.clone(),
-            runbook: d.runbook,
-            operator: d.operator,
-            started_at: d.started_at,
-            status: d.status.as_str().to_string(),
-            finished_at: d.finished_at,
-            last_seq: i64::try_from(d.last_seq).unwrap_or(i64::MAX),
-            last_hash: d.last_hash,
-        },
+        Some(d) => from_journal(history.row.run_id.clone(), d),
         None => RunSummary {
             run_id: history.row.run_id.clone(),
             runbook: history.row.runbook.clone(),

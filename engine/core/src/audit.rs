@@ -99,6 +99,42 @@ pub struct Summary {
     pub last_hash: Option<String>,
 }
 
+/// How an event changes a run's summary (the store's `runs` row follows the same rule).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusChange {
+    /// The run ended (`finished_at` is the event's time).
+    Finished(RunStatus),
+    /// The run stopped without ending (interrupted, suspended).
+    Stopped(RunStatus),
+    /// A resumed run: running again, not finished any more.
+    Reopened,
+}
+
+/// The change an event makes to a run's status, if any.
+pub fn status_change(event: &RunEvent) -> Option<StatusChange> {
+    match event {
+        RunEvent::RunFinished { status } => Some(StatusChange::Finished(*status)),
+        RunEvent::RunInterrupted { .. } => Some(StatusChange::Stopped(RunStatus::Interrupted)),
+        RunEvent::RunSuspended { .. } => Some(StatusChange::Stopped(RunStatus::NeedsOperator)),
+        RunEvent::RunResumed { .. } => Some(StatusChange::Reopened),
+        RunEvent::RunStarted { .. }
+        | RunEvent::StepStarted { .. }
+        | RunEvent::AttemptFailed { .. }
+        | RunEvent::StepSucceeded { .. }
+        | RunEvent::StepFailed { .. }
+        | RunEvent::StepSkipped { .. }
+        | RunEvent::CompensationStarted { .. }
+        | RunEvent::CompensationSucceeded { .. }
+        | RunEvent::CompensationFailed { .. }
+        | RunEvent::OperatorDecision { .. }
+        | RunEvent::ApprovalRequested { .. }
+        | RunEvent::ApprovalGranted { .. }
+        | RunEvent::ApprovalRejected { .. }
+        | RunEvent::EscalationFired { .. }
+        | RunEvent::LogKept { .. } => None,
+    }
+}
+
 /// The summary a journal implies; `None` for a journal without its `run_started` record.
 pub fn summary(records: &[Record]) -> Option<Summary> {
     let first = records.first()?;
@@ -106,26 +142,11 @@ pub fn summary(records: &[Record]) -> Option<Summary> {
     let mut status = RunStatus::Running;
     let mut finished_at = None;
     for r in records {
-        match &r.event {
-            RunEvent::RunFinished { status: s } => (status, finished_at) = (*s, Some(r.ts.clone())),
-            RunEvent::RunInterrupted { .. } => status = RunStatus::Interrupted,
-            RunEvent::RunSuspended { .. } => status = RunStatus::NeedsOperator,
-            RunEvent::RunResumed { .. } => (status, finished_at) = (RunStatus::Running, None),
-            RunEvent::RunStarted { .. }
-            | RunEvent::StepStarted { .. }
-            | RunEvent::AttemptFailed { .. }
-            | RunEvent::StepSucceeded { .. }
-            | RunEvent::StepFailed { .. }
-            | RunEvent::StepSkipped { .. }
-            | RunEvent::CompensationStarted { .. }
-            | RunEvent::CompensationSucceeded { .. }
-            | RunEvent::CompensationFailed { .. }
-            | RunEvent::OperatorDecision { .. }
-            | RunEvent::ApprovalRequested { .. }
-            | RunEvent::ApprovalGranted { .. }
-            | RunEvent::ApprovalRejected { .. }
-            | RunEvent::EscalationFired { .. }
-            | RunEvent::LogKept { .. } => {}
+        match status_change(&r.event) {
+            Some(StatusChange::Finished(s)) => (status, finished_at) = (s, Some(r.ts.clone())),
+            Some(StatusChange::Stopped(s)) => status = s,
+            Some(StatusChange::Reopened) => (status, finished_at) = (RunStatus::Running, None),
+            None => {}
         }
     }
     Some(Summary {

@@ -22,6 +22,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use runbook_core::audit::StatusChange;
 use runbook_core::journal::{Record, RunEvent, RunStatus};
 pub use sqlx::AnyPool;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
@@ -974,31 +975,17 @@ impl Store {
             let record = Record::new_by(run_id, seq, ts, event.clone(), &prev, self.role.as_deref());
             bodies
                 .push(serde_json::to_string(&record.event).map_err(|e| StoreError::Corrupt(e.to_string()))?);
-            match &record.event {
-                RunEvent::RunFinished { status: s } => {
+            // The same rule as the summary `audit verify` derives from the journal.
+            match runbook_core::audit::status_change(&record.event) {
+                Some(StatusChange::Finished(s)) => {
                     (status, finished, reopened) = (Some(s.as_str()), Some(ts), 0)
                 }
-                RunEvent::RunInterrupted { .. } => status = Some(RunStatus::Interrupted.as_str()),
-                RunEvent::RunSuspended { .. } => status = Some(RunStatus::NeedsOperator.as_str()),
+                Some(StatusChange::Stopped(s)) => status = Some(s.as_str()),
                 // A failed run may be resumed: it is not finished any more.
-                RunEvent::RunResumed { .. } => {
+                Some(StatusChange::Reopened) => {
                     (status, finished, reopened) = (Some(RunStatus::Running.as_str()), None, 1)
                 }
-                RunEvent::RunStarted { .. }
-                | RunEvent::StepStarted { .. }
-                | RunEvent::AttemptFailed { .. }
-                | RunEvent::StepSucceeded { .. }
-                | RunEvent::StepFailed { .. }
-                | RunEvent::StepSkipped { .. }
-                | RunEvent::CompensationStarted { .. }
-                | RunEvent::CompensationSucceeded { .. }
-                | RunEvent::CompensationFailed { .. }
-                | RunEvent::OperatorDecision { .. }
-                | RunEvent::ApprovalRequested { .. }
-                | RunEvent::ApprovalGranted { .. }
-                | RunEvent::ApprovalRejected { .. }
-                | RunEvent::EscalationFired { .. }
-                | RunEvent::LogKept { .. } => {}
+                None => {}
             }
             prev = record.hash.clone();
             records.push(record);
@@ -1301,14 +1288,11 @@ impl Store {
 
     /// A run's kept output, by step then attempt.
     pub async fn logs(&self, run_id: &str) -> Result<Vec<StepLog>> {
-        let rows =
-            sqlx::query("SELECT step, attempt, body FROM step_logs WHERE run_id = $1 ORDER BY step, attempt")
-                .bind(run_id)
-                .fetch_all(&self.pool)
-                .await?;
-        rows.iter()
-            .map(|r| Ok(StepLog { step: r.try_get(0)?, attempt: r.try_get(1)?, body: r.try_get(2)? }))
-            .collect()
+        Ok(Self::read_logs(&self.pool, run_id)
+            .await?
+            .into_iter()
+            .map(|l| StepLog { step: l.step, attempt: l.attempt, body: l.body })
+            .collect())
     }
 
     /// Queue a run for the workers.

@@ -331,7 +331,7 @@ async fn a_newer_schema_is_refused(f: Fixture) {
         Err(StoreError::NewerSchema { .. })
     ));
     match Store::open(&f.location).await {
-        Err(e @ StoreError::NewerSchema { found: 99, known: 3 }) => {
+        Err(e @ StoreError::NewerSchema { found: 99, known: 4 }) => {
             assert!(e.to_string().contains("newer than this runbook knows"));
         }
         other => panic!("expected NewerSchema, got {other:?}"),
