@@ -474,13 +474,16 @@ pub fn brief(v: &serde_json::Value) -> String {
 }
 
 pub fn report(run_id: &str, format: ReportFormat, drill: bool, state: Option<String>) -> u8 {
-    let records = match with_store(state, async |s| {
-        s.run(run_id).await?;
-        s.records(run_id).await
+    // The report is built from records read in one snapshot and checked against the chain.
+    let history = match with_store(state, async |s| {
+        let (mut histories, _) = s.histories(Some(run_id)).await?;
+        histories.pop().ok_or_else(|| StoreError::NoSuchRun(run_id.to_string()))
     }) {
-        Ok(r) => r,
+        Ok(h) => h,
         Err(code) => return code,
     };
+    let findings = history.findings(None);
+    let records = history.records.unwrap_or_default();
     // Step titles and estimates come from the runbook, when its file is still as it ran.
     let runbook = records.first().and_then(|r| match &r.event {
         journal::RunEvent::RunStarted { file, files, .. } => {
@@ -500,5 +503,10 @@ pub fn report(run_id: &str, format: ReportFormat, drill: bool, state: Option<Str
         ReportFormat::Markdown => outln!("{}", report.markdown().trim_end()),
         ReportFormat::Html => outln!("{}", report.html().trim_end()),
     }
-    exit::SUCCESS
+    if findings.is_empty() {
+        exit::SUCCESS
+    } else {
+        flag(run_id, &findings);
+        exit::NEEDS_OPERATOR
+    }
 }

@@ -440,7 +440,9 @@ fn every_edit_of_every_column_of_every_history_table_is_named_by_audit_verify() 
                 }
                 let show = run_in_with_env(scratch.path(), &["show", &id, "--state", &copy], &[]);
                 let logs = run_in_with_env(scratch.path(), &["logs", &id, "--state", &copy], &[]);
-                let presented = if table == "step_logs" { logs.code == 0 } else { show.code == 0 };
+                let report = run_in_with_env(scratch.path(), &["report", &id, "--state", &copy], &[]);
+                let presented =
+                    if table == "step_logs" { logs.code == 0 } else { show.code == 0 || report.code == 0 };
                 if presented {
                     missed.push(format!(
                         "{table}.{name} = {edit}: show {} and logs {} present it",
