@@ -369,6 +369,20 @@ fn sqlite_rows(state: &str, sql: &str) -> Vec<String> {
     String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect()
 }
 
+/// The edits the class tests make to a column: arithmetic on integers; on text, a prefix,
+/// two substitutions (digits, letters) and NULL (a NULL column gets a value).
+fn edits_of(name: &str, integer: bool) -> Vec<String> {
+    if integer {
+        return vec![format!("{name} + 1"), format!("{name} - 1"), format!("{name} * 7 + 3")];
+    }
+    vec![
+        format!("CASE WHEN {name} IS NULL THEN 'x' ELSE 'x' || {name} END"),
+        format!("CASE WHEN {name} IS NULL THEN 'ana' ELSE replace({name}, '1', '2') END"),
+        format!("CASE WHEN {name} IS NULL THEN '' ELSE replace({name}, 'e', 'a') END"),
+        "NULL".to_string(),
+    ]
+}
+
 /// The class rule: whatever the store keeps about a run's history is in the chain or checked
 /// against it. For every column of every history table (read from the schema, so a new column
 /// is covered), several edits made past the triggers as the database's owner: each one is
@@ -389,16 +403,7 @@ fn every_edit_of_every_column_of_every_history_table_is_named_by_audit_verify() 
         assert!(!columns.is_empty(), "{table} has columns");
         for column in columns {
             let (name, ty) = column.split_once('|').expect("name|type");
-            let edits: Vec<String> = if ty.eq_ignore_ascii_case("INTEGER") {
-                vec![format!("{name} + 1"), format!("{name} - 1"), format!("{name} * 7 + 3")]
-            } else {
-                vec![
-                    format!("CASE WHEN {name} IS NULL THEN 'x' ELSE 'x' || {name} END"),
-                    format!("CASE WHEN {name} IS NULL THEN 'ana' ELSE replace({name}, '1', '2') END"),
-                    format!("CASE WHEN {name} IS NULL THEN '' ELSE replace({name}, 'e', 'a') END"),
-                    format!("NULL"),
-                ]
-            };
+            let edits = edits_of(name, ty.eq_ignore_ascii_case("INTEGER"));
             for (n, edit) in edits.iter().enumerate() {
                 // One row: for events, one about a step (its `step` column is not empty).
                 let row = match table {
@@ -454,4 +459,189 @@ fn every_edit_of_every_column_of_every_history_table_is_named_by_audit_verify() 
     }
     assert!(cases >= 40, "only {cases} edits made");
     assert!(missed.is_empty(), "{} of {cases} edits not named:\n{}", missed.len(), missed.join("\n---\n"));
+}
+
+/// psql on the cluster as its owner: (success, output).
+fn psql_try(pg: &Postgres, sql: &str) -> (bool, String) {
+    let out = Command::new(pg.bin().join("psql"))
+        .args([&pg.url("postgres"), "-v", "ON_ERROR_STOP=1", "-Atc", sql])
+        .output()
+        .expect("psql");
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// The class rule on PostgreSQL: every column of every history table, edited past the
+/// triggers by the database's owner (`session_replication_role = replica` turns triggers and
+/// foreign keys off), is named by `audit verify`; `show`, `report` and `logs` refuse it.
+#[test]
+fn every_edit_of_every_column_of_every_history_table_is_named_on_postgres_too() {
+    let pg = Postgres::start();
+    let url = pg.url("postgres");
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("r.toml"),
+        TWO_STEPS.replacen("name = \"audited\"\n", "name = \"audited\"\nlock = \"prod\"\n", 1),
+    )
+    .expect("runbook");
+    let host = dir.path().join("host").display().to_string();
+    let env = [("XDG_STATE_HOME", host.as_str())];
+    let rb = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["--state", &url]);
+        run_in_with_env(dir.path(), &all, &env)
+    };
+    ok(&rb(&["state", "migrate"]), 0);
+    ok(&rb(&["run", "r.toml", "--yes", "--as", "ana"]), 0);
+    let id: String = {
+        let runs: serde_json::Value =
+            serde_json::from_str(&rb(&["runs", "--format", "json"]).stdout).expect("runs");
+        runs[0]["run_id"].as_str().expect("a run").to_string()
+    };
+    ok(&rb(&["audit", "verify"]), 0);
+    let mut cases = 0;
+    let mut missed = Vec::new();
+    for table in ["runs", "events", "step_logs"] {
+        let (_, columns) = psql_try(
+            &pg,
+            &format!(
+                "SELECT column_name || '|' || data_type FROM information_schema.columns \
+                 WHERE table_name = '{table}' ORDER BY ordinal_position"
+            ),
+        );
+        assert!(!columns.is_empty(), "{table} has columns");
+        pg.psql("postgres", &format!("CREATE TABLE backup_{table} AS SELECT * FROM {table}"));
+        let row = match table {
+            "events" => format!(
+                "(run_id, seq) = (SELECT run_id, seq FROM events WHERE run_id = '{id}' AND step IS NOT NULL ORDER BY seq LIMIT 1 OFFSET 1)"
+            ),
+            "step_logs" => format!(
+                "(run_id, step, attempt) = (SELECT run_id, step, attempt FROM step_logs WHERE run_id = '{id}' ORDER BY step LIMIT 1)"
+            ),
+            _ => format!("run_id = '{id}'"),
+        };
+        for column in columns.lines() {
+            let (name, ty) = column.split_once('|').expect("name|type");
+            let edits = edits_of(name, ty == "bigint" || ty == "integer");
+            for edit in &edits {
+                let value = format!("SELECT {name}::text FROM {table} WHERE {row}");
+                let (_, before) = psql_try(&pg, &value);
+                let (done, _) = psql_try(
+                    &pg,
+                    &format!(
+                        "SET session_replication_role = replica; UPDATE {table} SET {name} = {edit} WHERE {row}"
+                    ),
+                );
+                let (_, after) = psql_try(&pg, &value);
+                if done && before != after {
+                    cases += 1;
+                    let verify = rb(&["audit", "verify"]);
+                    let named = format!("{table}.{name}");
+                    if verify.code != 4 || !verify.stdout.contains(&named) {
+                        missed.push(format!(
+                            "{named} = {edit}: exit {}\n{}{}",
+                            verify.code, verify.stdout, verify.stderr
+                        ));
+                    }
+                    let presented = if table == "step_logs" {
+                        rb(&["logs", &id]).code == 0
+                    } else {
+                        rb(&["show", &id]).code == 0 || rb(&["report", &id]).code == 0
+                    };
+                    if presented {
+                        missed.push(format!("{named} = {edit}: presented as the record"));
+                    }
+                }
+                pg.psql(
+                    "postgres",
+                    &format!(
+                        "SET session_replication_role = replica; DELETE FROM {table}; \
+                         INSERT INTO {table} SELECT * FROM backup_{table}"
+                    ),
+                );
+            }
+        }
+    }
+    ok(&rb(&["audit", "verify"]), 0);
+    assert!(cases >= 40, "only {cases} edits made");
+    assert!(missed.is_empty(), "{} of {cases} edits not named:\n{}", missed.len(), missed.join("\n---\n"));
+}
+
+/// Rust's `identity_key` and the store's `runbook_identity_key` (which the db-role trigger
+/// uses) agree on generated names: case, spaces, tabs and newlines in every position.
+#[test]
+fn the_store_and_the_engine_normalise_identities_alike() {
+    let pg = Postgres::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    ok(&run_in_with_env(dir.path(), &["state", "migrate", "--state", &pg.url("postgres")], &[]), 0);
+    let parts = ["ana", "Ben", "CHEN", "d.o'neil", "eve-2", "x_y", "Zoë"];
+    let spaces = ["", " ", "  ", "\t", "\n", " \t "];
+    let mut names = Vec::new();
+    let mut seed = 7u64;
+    for _ in 0..500 {
+        let mut name = String::new();
+        for _ in 0..3 {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            name.push_str(spaces[(seed >> 33) as usize % spaces.len()]);
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let part = parts[(seed >> 33) as usize % parts.len()];
+            // Random case, letter by letter.
+            name.extend(part.chars().enumerate().map(|(i, c)| {
+                if (seed >> (i % 30)) & 1 == 1 { c.to_ascii_uppercase() } else { c.to_ascii_lowercase() }
+            }));
+        }
+        names.push(name);
+    }
+    let values: Vec<String> = names
+        .iter()
+        .map(|n| {
+            format!(
+                "(E'{}')",
+                n.replace('\\', "\\\\").replace('\'', "\\'").replace('\t', "\\t").replace('\n', "\\n")
+            )
+        })
+        .collect();
+    let (done, keys) = psql_try(
+        &pg,
+        &format!(
+            "SELECT encode(convert_to(runbook_identity_key(n), 'UTF8'), 'hex') FROM (VALUES {}) AS v(n)",
+            values.join(", ")
+        ),
+    );
+    assert!(done, "{keys}");
+    let keys: Vec<&str> = keys.lines().collect();
+    assert_eq!(keys.len(), names.len());
+    for (name, key) in names.iter().zip(keys) {
+        let ours: String =
+            runbook_core::journal::identity_key(name).bytes().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(ours, key, "`{name:?}`");
+    }
+}
+
+/// `resume` of a live run reads the run's row and records in one snapshot: while another
+/// engine writes, it is refused because the run is running, never because the journal
+/// "fails verification".
+#[test]
+fn resume_during_a_live_run_never_calls_its_journal_tampered() {
+    let scratch = Scratch::new(&long_runbook(400));
+    let state = scratch.state();
+    let mut child = spawn(scratch.path(), &["run", "r.toml", "--yes", "--state", &state, "--as", "ana"], &[]);
+    let id = wait_for_kind(scratch.path(), &state, &[], "step_started");
+    let mut tries = 0;
+    let mut wrong = Vec::new();
+    while tries < 30 && child.try_wait().expect("try_wait").is_none() {
+        let out = scratch.cmd(&["resume", &id, "--yes", "--as", "ben"], &[]);
+        if out.stderr.contains("fails verification") || out.code == 0 {
+            wrong.push(format!("exit {}: {}", out.code, out.stderr));
+        }
+        tries += 1;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(tries >= 30, "the run ended after {tries} tries; make it longer");
+    assert!(
+        wrong.is_empty(),
+        "{} of {tries} resumes misjudged the live run:\n{}",
+        wrong.len(),
+        wrong.join("\n")
+    );
 }
