@@ -123,11 +123,11 @@ async fn record(
                     && !dispatch::holder_is_dead(&h.holder)
                     && !dispatch::holder_is_suspended(&h.holder) =>
             {
-                outln!("the run is attached ({}) and continues by itself", h.holder);
+                outln!("the run is attached to {} and continues by itself", h.holder);
             }
             Some(h) if running => {
                 outln!(
-                    "the engine attached to the run is gone ({}); continue the run with `runbook resume {run_id}`",
+                    "the engine attached to the run is gone: {}; continue the run with `runbook resume {run_id}`",
                     h.holder
                 );
             }

@@ -136,11 +136,13 @@ fn a_tampered_runs_row_and_forged_step_logs_are_detected() {
     assert_eq!(verify.code, 4, "{}{}", verify.stdout, verify.stderr);
     assert!(verify.stdout.contains("runs.operator"), "{}", verify.stdout);
     assert!(verify.stdout.contains("step_logs"), "{}", verify.stdout);
+    insta::assert_snapshot!("tampered_verify", verify.stdout.replace(&id, "[run]"));
 
     let show = scratch.cmd(&["show", &id], &[]);
     assert_eq!(show.code, 4, "{}{}", show.stdout, show.stderr);
     assert!(!show.stdout.contains("mallory"), "show presents the journal's operator: {}", show.stdout);
     assert!(show.stderr.contains("runs.operator"), "{}", show.stderr);
+    insta::assert_snapshot!("tampered_show_stderr", show.stderr.replace(&id, "[run]"));
 
     let runs = scratch.cmd(&["runs"], &[]);
     assert!(!runs.stdout.contains("mallory"), "{}", runs.stdout);
@@ -244,6 +246,9 @@ run = "echo approved"
     ok(&approved, 0);
     assert!(!approved.stdout.contains("continues by itself"), "{}", approved.stdout);
     assert!(approved.stdout.contains(&format!("runbook resume {id}")), "{}", approved.stdout);
+    insta::with_settings!({ filters => vec![(r"\(pid \d+ on [^)]+\)", "(pid [pid] on [host])")] }, {
+        insta::assert_snapshot!("approve_dead_engine", approved.stdout.replace(&id, "[run]"));
+    });
 }
 
 #[test]
@@ -326,7 +331,9 @@ fn in_db_role_identity_mode_a_role_cannot_approve_as_another() {
     // Ana's run: without `--as` she is her role; claiming to be someone else is refused.
     let forged = roles.cmd("ana", &["run", "r.toml", "--yes"], Some("ben"));
     assert_ne!(forged.code, 0, "{}{}", forged.stdout, forged.stderr);
-    assert!(forged.stderr.contains("identity"), "{}", forged.stderr);
+    assert!(forged.stderr.contains("database role ana acts as `ana`, not as `ben`"), "{}", forged.stderr);
+    let none = roles.cmd("ana", &["runs"], None);
+    assert!(!none.stdout.contains("ben"), "a refused run leaves no trace: {}", none.stdout);
     ok(&roles.cmd("ana", &["run", "r.toml", "--yes"], None), 4);
     let runs: serde_json::Value =
         serde_json::from_str(&roles.cmd("ana", &["runs", "--format", "json"], None).stdout).expect("runs");
@@ -339,8 +346,8 @@ fn in_db_role_identity_mode_a_role_cannot_approve_as_another() {
 
     // Ben, connected as ben, cannot approve as chen (one shell, one role, two names).
     let as_chen = roles.cmd("ben", &["approve", &id, "go"], Some("chen"));
-    assert_ne!(as_chen.code, 0, "{}{}", as_chen.stdout, as_chen.stderr);
-    assert!(as_chen.stderr.contains("identity"), "{}", as_chen.stderr);
+    assert_eq!(as_chen.code, 3, "{}{}", as_chen.stdout, as_chen.stderr);
+    assert!(as_chen.stderr.contains("database role ben acts as `ben`, not as `chen`"), "{}", as_chen.stderr);
     ok(&roles.cmd("ben", &["approve", &id, "go"], Some("ben")), 0);
     // The role mapped to chen can.
     ok(&roles.cmd("c_lee", &["approve", &id, "go"], None), 0);

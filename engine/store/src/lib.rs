@@ -93,6 +93,19 @@ pub enum StoreError {
 /// Shorthand.
 pub type Result<T> = std::result::Result<T, StoreError>;
 
+/// A write the database refused because of the identity mode (`runbook identity: ...`,
+/// raised by the `db-role` triggers) becomes a [`StoreError::Refused`] with that reason;
+/// any other error stays what it is.
+fn identity_refusal(e: sqlx::Error) -> StoreError {
+    match e.as_database_error().map(|d| d.message().to_string()) {
+        Some(m) if m.starts_with("runbook identity: ") => StoreError::Refused(format!(
+            "{} (connect to the store as your own database role; without `--as`, runbook acts as your role's identity)",
+            m.replacen("runbook identity: ", "the store's identity mode is db-role: ", 1)
+        )),
+        _ => StoreError::Db(e),
+    }
+}
+
 /// Who holds a lock.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LockHolder {
@@ -812,7 +825,8 @@ impl Store {
         .bind(RunStatus::Running.as_str())
         .bind(run.lock_name)
         .execute(&self.pool)
-        .await?;
+        .await
+        .map_err(identity_refusal)?;
         Ok(())
     }
 
@@ -1027,7 +1041,7 @@ impl Store {
                     .bind(&record.hash)
                     .bind(record.db_role.as_deref());
             }
-            query.execute(&mut **tx).await?;
+            query.execute(&mut **tx).await.map_err(identity_refusal)?;
         }
         sqlx::query(
             "UPDATE runs SET last_seq = $1, last_hash = $2, status = COALESCE($3, status), \

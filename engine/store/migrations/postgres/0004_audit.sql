@@ -27,27 +27,14 @@ $$;
 -- In `db-role` mode, a record must name the session's role, and an identity it claims (the
 -- operator of a run, a resume, a decision, an approval) must be that role's identity: the
 -- mapped one, else the role's own name. PostgreSQL's authentication stands behind the role.
-CREATE FUNCTION runbook_events_identity() RETURNS trigger LANGUAGE plpgsql
+-- In `db-role` mode: may this session claim to be `claimed`? Refuses otherwise.
+CREATE FUNCTION runbook_check_identity(claimed TEXT) RETURNS void LANGUAGE plpgsql
 SECURITY DEFINER SET search_path FROM CURRENT AS $$
 DECLARE
-    mode    TEXT;
-    body    JSONB;
-    claimed TEXT;
     allowed TEXT;
 BEGIN
-    SELECT value INTO mode FROM runbook_settings WHERE key = 'identity';
-    IF mode IS DISTINCT FROM 'db-role' THEN
-        RETURN NEW;
-    END IF;
-    IF NEW.db_role IS DISTINCT FROM session_user THEN
-        RAISE EXCEPTION 'runbook identity: the record names database role %, but the session''s role is %',
-            coalesce(NEW.db_role, 'none'), session_user USING ERRCODE = '42501';
-    END IF;
-    body := NEW.body::jsonb;
-    claimed := CASE body ->> 'kind' WHEN 'approval_requested' THEN body ->> 'requested_by'
-                                    ELSE body ->> 'operator' END;
     IF claimed IS NULL THEN
-        RETURN NEW;
+        RETURN;
     END IF;
     SELECT identity INTO allowed FROM runbook_identities WHERE db_role = session_user;
     allowed := coalesce(allowed, session_user);
@@ -55,12 +42,49 @@ BEGIN
         RAISE EXCEPTION 'runbook identity: database role % acts as `%`, not as `%`',
             session_user, allowed, claimed USING ERRCODE = '42501';
     END IF;
+END
+$$;
+
+CREATE FUNCTION runbook_db_role_mode() RETURNS boolean LANGUAGE sql STABLE
+SECURITY DEFINER SET search_path FROM CURRENT AS $$
+    SELECT EXISTS (SELECT 1 FROM runbook_settings WHERE key = 'identity' AND value = 'db-role')
+$$;
+
+CREATE FUNCTION runbook_events_identity() RETURNS trigger LANGUAGE plpgsql
+SECURITY DEFINER SET search_path FROM CURRENT AS $$
+DECLARE
+    body JSONB;
+BEGIN
+    IF NOT runbook_db_role_mode() THEN
+        RETURN NEW;
+    END IF;
+    IF NEW.db_role IS DISTINCT FROM session_user THEN
+        RAISE EXCEPTION 'runbook identity: the record names database role %, but the session''s role is %',
+            coalesce(NEW.db_role, 'none'), session_user USING ERRCODE = '42501';
+    END IF;
+    body := NEW.body::jsonb;
+    PERFORM runbook_check_identity(CASE body ->> 'kind' WHEN 'approval_requested' THEN body ->> 'requested_by'
+                                                        ELSE body ->> 'operator' END);
     RETURN NEW;
 END
 $$;
 
 CREATE TRIGGER events_identity BEFORE INSERT ON events
     FOR EACH ROW EXECUTE FUNCTION runbook_events_identity();
+
+-- A run's operator, too, is the session's identity in `db-role` mode.
+CREATE FUNCTION runbook_runs_identity() RETURNS trigger LANGUAGE plpgsql
+SECURITY DEFINER SET search_path FROM CURRENT AS $$
+BEGIN
+    IF runbook_db_role_mode() THEN
+        PERFORM runbook_check_identity(NEW.operator);
+    END IF;
+    RETURN NEW;
+END
+$$;
+
+CREATE TRIGGER runs_identity BEFORE INSERT ON runs
+    FOR EACH ROW EXECUTE FUNCTION runbook_runs_identity();
 
 CREATE FUNCTION runbook_runs_guard() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
