@@ -345,11 +345,17 @@ pub fn logs(run_id: &str, step: Option<&str>, state: Option<String>) -> u8 {
     let chain_intact = !findings.iter().any(|f| f.place.starts_with("events"));
     let records = history.records.clone().unwrap_or_default();
     let vouched = runbook_core::audit::kept_logs(&records);
+    let legacy = runbook_core::audit::logs_predate_digests(&records);
     let mut logs: std::collections::BTreeMap<(String, i64), (String, String)> = history
         .logs
         .into_iter()
         .filter_map(|l| {
             let key = (l.step.clone(), l.attempt);
+            if legacy {
+                let label =
+                    "kept in the store before log digests: not vouched for by the journal".to_string();
+                return Some((key, (label, l.body)));
+            }
             let (seq, digest) = vouched.get(&key)?;
             (chain_intact && *digest == runbook_core::audit::log_digest(&l.body)).then(|| {
                 (key, (format!("kept in the store, sha256 {digest} (journal record {seq})"), l.body))
@@ -439,6 +445,12 @@ pub fn verify(run_id: Option<&str>, expect_hash: Option<&str>, state: Option<Str
             let records = h.records.as_deref().unwrap_or_default();
             let last = records.last().map_or("-", |r| r.hash.as_str());
             outln!("ok {id}: {} records, last hash {last}", records.len());
+            if !h.logs.is_empty() && runbook_core::audit::logs_predate_digests(records) {
+                outln!(
+                    "note {id}: its {} kept log(s) have no `log_kept` record (kept before the journal recorded log digests): the chain does not vouch for them",
+                    h.logs.len()
+                );
+            }
         } else {
             broken += 1;
             for f in findings {

@@ -105,9 +105,10 @@ pub fn store_log_cap() -> usize {
 /// first lines (cut at a line and character boundary) and a marker line that says how much
 /// was cut and where the whole log is. Invalid UTF-8 is shown as U+FFFD.
 pub fn capped_log(bytes: &[u8], total: u64, cap: usize, local: &Path) -> String {
-    let text = String::from_utf8_lossy(bytes);
+    // PostgreSQL's text holds no NUL: a NUL byte is kept as U+FFFD, like invalid UTF-8.
+    let text = String::from_utf8_lossy(bytes).replace('\0', "\u{FFFD}");
     if total as usize <= cap && bytes.len() as u64 == total {
-        return text.into_owned();
+        return text;
     }
     let host = nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_default();
     let marker = format!(

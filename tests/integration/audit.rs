@@ -652,3 +652,59 @@ fn resume_during_a_live_run_never_calls_its_journal_tampered() {
         wrong.join("\n")
     );
 }
+
+/// Logs kept before the journal recorded their digests (a store upgraded to schema 4) are
+/// shown and noted as not vouched for, never called tampered: an upgrade raises no alarm.
+#[test]
+fn logs_kept_before_digests_are_noted_not_called_tampered() {
+    let scratch = Scratch::new(TWO_STEPS);
+    ok(&scratch.run(&["--yes"], &[]), 0);
+    let id = scratch.latest_run();
+    let state = scratch.state();
+    // As an older runbook left it: the logs, and no `log_kept` records.
+    sqlite(&state, "DROP TRIGGER events_no_delete");
+    sqlite(&state, "DELETE FROM events WHERE kind = 'log_kept'");
+    sqlite(
+        &state,
+        "UPDATE runs SET last_seq = (SELECT MAX(seq) FROM events e WHERE e.run_id = runs.run_id), \
+         last_hash = (SELECT hash FROM events e WHERE e.run_id = runs.run_id ORDER BY seq DESC LIMIT 1)",
+    );
+    std::fs::remove_dir_all(scratch.path().join("state/runs")).expect("remove local logs");
+    let verify = scratch.cmd(&["audit", "verify", &id], &[]);
+    ok(&verify, 0);
+    assert!(verify.stdout.contains("the chain does not vouch for them"), "{}", verify.stdout);
+    let logs = scratch.cmd(&["logs", &id], &[]);
+    ok(&logs, 0);
+    assert!(logs.stdout.contains("deploy | deployed version 42"), "{}", logs.stdout);
+    assert!(logs.stdout.contains("not vouched for by the journal"), "{}", logs.stdout);
+}
+
+/// Output with NUL bytes and invalid UTF-8 is kept in a PostgreSQL store (whose text holds
+/// neither) as U+FFFD, not left behind on the host.
+#[test]
+fn odd_bytes_in_a_log_are_kept_in_a_postgres_store() {
+    let pg = Postgres::start();
+    let url = pg.url("postgres");
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("r.toml"),
+        "[runbook]\nname = \"odd\"\n\n[steps.odd]\nrun = \"printf 'a\\\\000b \\\\377 end\\\\n'\"\n",
+    )
+    .expect("runbook");
+    let host = dir.path().join("host").display().to_string();
+    let env = [("XDG_STATE_HOME", host.as_str())];
+    ok(&run_in_with_env(dir.path(), &["state", "migrate", "--state", &url], &env), 0);
+    let run = run_in_with_env(dir.path(), &["run", "r.toml", "--yes", "--state", &url], &env);
+    ok(&run, 0);
+    assert!(!run.stderr.contains("warning"), "{}", run.stderr);
+    let runs: serde_json::Value = serde_json::from_str(
+        &run_in_with_env(dir.path(), &["runs", "--format", "json", "--state", &url], &env).stdout,
+    )
+    .expect("runs");
+    let id = runs[0]["run_id"].as_str().expect("a run").to_string();
+    std::fs::remove_dir_all(dir.path().join("host")).expect("remove local logs");
+    let logs = run_in_with_env(dir.path(), &["logs", &id, "--state", &url], &env);
+    ok(&logs, 0);
+    assert!(logs.stdout.contains("odd | a\u{FFFD}b \u{FFFD} end"), "{}", logs.stdout);
+    ok(&run_in_with_env(dir.path(), &["audit", "verify", "--state", &url], &env), 0);
+}

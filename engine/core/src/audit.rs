@@ -281,10 +281,22 @@ pub fn kept_logs(records: &[Record]) -> BTreeMap<(String, i64), (u64, String)> {
     kept
 }
 
+/// Whether a run's kept logs predate log digests: the journal has no `log_kept` record at
+/// all (runs recorded before schema version 4, or a run that kept no log). Such logs are not
+/// vouched for by the chain; `logs` says so and `audit verify` notes them, without calling
+/// the run broken (an upgrade must not make every older run look tampered).
+pub fn logs_predate_digests(records: &[Record]) -> bool {
+    !records.iter().any(|r| matches!(r.event, RunEvent::LogKept { .. }))
+}
+
 /// Check the `step_logs` rows of a run against its `log_kept` records: each row has one, with
-/// its digest, and each record has its row.
+/// its digest, and each record has its row. Nothing to check for a run whose logs predate
+/// digests ([`logs_predate_digests`]).
 pub fn check_logs(records: &[Record], logs: &[StoredLog]) -> Vec<Finding> {
     let mut out = Vec::new();
+    if logs_predate_digests(records) {
+        return out;
+    }
     let kept = kept_logs(records);
     for l in logs {
         match kept.get(&(l.step.clone(), l.attempt)) {

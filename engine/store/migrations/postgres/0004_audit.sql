@@ -8,6 +8,11 @@
 
 ALTER TABLE events ADD COLUMN db_role TEXT;
 
+-- A run's `started_at` is now its first record's time (so that it can be checked against the
+-- journal); runs recorded before take it too.
+UPDATE runs SET started_at = (SELECT e.ts FROM events e WHERE e.run_id = runs.run_id AND e.seq = 1)
+WHERE EXISTS (SELECT 1 FROM events e WHERE e.run_id = runs.run_id AND e.seq = 1);
+
 CREATE TABLE runbook_settings (
     key   TEXT PRIMARY KEY NOT NULL,
     value TEXT NOT NULL
