@@ -708,3 +708,33 @@ fn odd_bytes_in_a_log_are_kept_in_a_postgres_store() {
     assert!(logs.stdout.contains("odd | a\u{FFFD}b \u{FFFD} end"), "{}", logs.stdout);
     ok(&run_in_with_env(dir.path(), &["audit", "verify", "--state", &url], &env), 0);
 }
+
+/// A store written by the previous schema (3) verifies clean once upgraded: its runs'
+/// `started_at` (then the time before the first record) is taken from the journal by the
+/// migration, and its logs (without digests) are noted, not called tampered.
+#[test]
+fn a_store_of_the_previous_schema_verifies_clean_after_the_upgrade() {
+    let scratch = Scratch::new(TWO_STEPS);
+    ok(&scratch.run(&["--yes"], &[]), 0);
+    let id = scratch.latest_run();
+    let state = scratch.state();
+    // Back to what schema 3 held: no log digests, a start time written before the first
+    // record, and none of the objects of migration 4.
+    sqlite(
+        &state,
+        "DROP TRIGGER events_no_delete; DROP TRIGGER runs_identity_fixed; DROP TRIGGER runs_no_delete; \
+         DROP TRIGGER step_logs_no_delete; DELETE FROM events WHERE kind = 'log_kept'; \
+         UPDATE runs SET started_at = '2020-01-01T00:00:00.000Z', \
+         last_seq = (SELECT MAX(seq) FROM events e WHERE e.run_id = runs.run_id), \
+         last_hash = (SELECT hash FROM events e WHERE e.run_id = runs.run_id ORDER BY seq DESC LIMIT 1); \
+         DROP TABLE runbook_settings; DROP TABLE runbook_identities; ALTER TABLE events DROP COLUMN db_role; \
+         DELETE FROM _sqlx_migrations WHERE version = 4; \
+         CREATE TRIGGER events_no_delete BEFORE DELETE ON events BEGIN SELECT RAISE(ABORT, 'journal rows are append-only'); END;",
+    );
+    let verify = scratch.cmd(&["audit", "verify"], &[]);
+    ok(&verify, 0);
+    assert!(verify.stdout.contains(&format!("ok {id}")), "{}", verify.stdout);
+    assert!(verify.stdout.contains("the chain does not vouch for them"), "{}", verify.stdout);
+    ok(&scratch.cmd(&["show", &id], &[]), 0);
+    assert_eq!(sqlite_rows(&state, "SELECT MAX(version) FROM _sqlx_migrations"), ["4"]);
+}
