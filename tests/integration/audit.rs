@@ -368,6 +368,28 @@ fn in_db_role_identity_mode_a_role_cannot_approve_as_another() {
         .collect();
     assert_eq!(granted, [("ben".to_string(), "ben".to_string()), ("chen".to_string(), "c_lee".to_string())]);
     ok(&roles.cmd("ben", &["audit", "verify", &id], None), 0);
+
+    // A client of its own cannot get past the store either: not by writing the record
+    // directly, nor by shadowing the mapping with a temporary table of its session.
+    for shadow in [
+        "",
+        "CREATE TEMP TABLE runbook_identities (db_role TEXT, identity TEXT); \
+                       INSERT INTO runbook_identities VALUES ('ben', 'chen'); \
+                       CREATE TEMP TABLE runbook_settings (key TEXT, value TEXT); ",
+    ] {
+        let out = Command::new(roles.pg.bin().join("psql"))
+            .args([&roles.url("ben"), "-v", "ON_ERROR_STOP=1", "-Atc"])
+            .arg(format!(
+                "{shadow}INSERT INTO events (run_id, seq, ts, kind, step, body, prev_hash, hash, db_role) \
+                 VALUES ('{id}', 99, 'now', 'approval_granted', 'go', \
+                 '{{\"kind\":\"approval_granted\",\"step\":\"go\",\"operator\":\"chen\",\"reason\":\"\"}}', 'x', 'y', 'ben')"
+            ))
+            .output()
+            .expect("psql");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "ben wrote a record as chen (shadow: {shadow:?})");
+        assert!(stderr.contains("acts as `ben`, not as `chen`"), "{stderr}");
+    }
 }
 
 fn sqlite_rows(state: &str, sql: &str) -> Vec<String> {

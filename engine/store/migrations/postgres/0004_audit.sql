@@ -34,7 +34,7 @@ $$;
 -- mapped one, else the role's own name. PostgreSQL's authentication stands behind the role.
 -- In `db-role` mode: may this session claim to be `claimed`? Refuses otherwise.
 CREATE FUNCTION runbook_check_identity(claimed TEXT) RETURNS void LANGUAGE plpgsql
-SECURITY DEFINER SET search_path FROM CURRENT AS $$
+SECURITY DEFINER AS $$
 DECLARE
     allowed TEXT;
 BEGIN
@@ -51,12 +51,12 @@ END
 $$;
 
 CREATE FUNCTION runbook_db_role_mode() RETURNS boolean LANGUAGE sql STABLE
-SECURITY DEFINER SET search_path FROM CURRENT AS $$
+SECURITY DEFINER AS $$
     SELECT EXISTS (SELECT 1 FROM runbook_settings WHERE key = 'identity' AND value = 'db-role')
 $$;
 
 CREATE FUNCTION runbook_events_identity() RETURNS trigger LANGUAGE plpgsql
-SECURITY DEFINER SET search_path FROM CURRENT AS $$
+SECURITY DEFINER AS $$
 DECLARE
     body JSONB;
 BEGIN
@@ -79,7 +79,7 @@ CREATE TRIGGER events_identity BEFORE INSERT ON events
 
 -- A run's operator, too, is the session's identity in `db-role` mode.
 CREATE FUNCTION runbook_runs_identity() RETURNS trigger LANGUAGE plpgsql
-SECURITY DEFINER SET search_path FROM CURRENT AS $$
+SECURITY DEFINER AS $$
 BEGIN
     IF runbook_db_role_mode() THEN
         PERFORM runbook_check_identity(NEW.operator);
@@ -110,3 +110,16 @@ CREATE TRIGGER step_logs_no_delete BEFORE DELETE ON step_logs
     FOR EACH ROW EXECUTE FUNCTION runbook_runs_guard();
 CREATE TRIGGER step_logs_no_truncate BEFORE TRUNCATE ON step_logs
     FOR EACH STATEMENT EXECUTE FUNCTION runbook_runs_guard();
+
+-- A SECURITY DEFINER function must not find a session's own objects first: without this, a
+-- temporary table `runbook_identities` (or `runbook_settings`) of the session would shadow
+-- the real one (`pg_temp` is searched first unless it is named). The store's schema, then
+-- `pg_temp` last.
+DO $pin$
+BEGIN
+    EXECUTE format('ALTER FUNCTION runbook_check_identity(TEXT) SET search_path = %I, pg_temp', current_schema());
+    EXECUTE format('ALTER FUNCTION runbook_db_role_mode() SET search_path = %I, pg_temp', current_schema());
+    EXECUTE format('ALTER FUNCTION runbook_events_identity() SET search_path = %I, pg_temp', current_schema());
+    EXECUTE format('ALTER FUNCTION runbook_runs_identity() SET search_path = %I, pg_temp', current_schema());
+END
+$pin$;
