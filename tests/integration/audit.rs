@@ -760,3 +760,59 @@ fn a_store_of_the_previous_schema_verifies_clean_after_the_upgrade() {
     ok(&scratch.cmd(&["show", &id], &[]), 0);
     assert_eq!(sqlite_rows(&state, "SELECT MAX(version) FROM _sqlx_migrations"), ["4"]);
 }
+
+/// In db-role mode a worker's engines act as the worker's role (the store would refuse the
+/// submitter's name from it): the queued run executes, and its journal names the worker.
+#[test]
+fn in_db_role_identity_mode_a_worker_runs_queued_runs_as_itself() {
+    let pg = Postgres::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("r.toml"),
+        "[runbook]\nname = \"quick\"\n[steps.a]\ncmd = [\"touch\", \"ran\"]\n",
+    )
+    .expect("runbook");
+    let roles = Roles { pg, dir };
+    ok(&roles.cmd("postgres", &["state", "migrate", "--identity", "db-role"], None), 0);
+    for role in ["ana", "runner"] {
+        roles.pg.psql("postgres", &format!("CREATE ROLE {role} LOGIN"));
+        roles.pg.psql(
+            "postgres",
+            &format!(
+                "GRANT SELECT, INSERT, UPDATE ON runs, events, step_logs, locks, queue TO {role}; \
+                 GRANT SELECT ON runbook_settings, runbook_identities, _sqlx_migrations TO {role}"
+            ),
+        );
+    }
+    ok(&roles.cmd("ana", &["submit", "r.toml"], None), 0);
+    let host = roles.dir.path().join("runner").display().to_string();
+    let mut worker = Command::new(env!("CARGO_BIN_EXE_runbook"))
+        .args(["worker", "--poll", "20ms"])
+        .current_dir(roles.dir.path())
+        .env("NO_COLOR", "1")
+        .env("RUNBOOK_STATE", roles.url("runner"))
+        .env("RUNBOOK_OPERATOR", "ana")
+        .env("XDG_STATE_HOME", &host)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("worker");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let run = loop {
+        let runs: serde_json::Value =
+            serde_json::from_str(&roles.cmd("ana", &["runs", "--format", "json"], None).stdout)
+                .unwrap_or_default();
+        if let Some(r) = runs.as_array().and_then(|r| r.iter().find(|r| r["status"] == "succeeded")) {
+            break r.clone();
+        }
+        assert!(Instant::now() < deadline, "the queued run never succeeded: {runs}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(worker.id() as i32), nix::sys::signal::Signal::SIGTERM)
+        .expect("SIGTERM");
+    let _ = worker.wait();
+    assert_eq!(run["operator"], "runner", "{run}");
+    assert!(roles.dir.path().join("ran").exists());
+    ok(&roles.cmd("ana", &["audit", "verify"], None), 0);
+}
