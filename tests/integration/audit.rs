@@ -288,6 +288,20 @@ impl Roles {
         self.pg.url("postgres").replacen("postgres@", &format!("{role}@"), 1)
     }
 
+    /// Login roles for operators, with the grants the book gives them (and no ownership).
+    fn operators(&self, names: &[&str]) {
+        for role in names {
+            self.pg.psql("postgres", &format!("CREATE ROLE {role} LOGIN"));
+            self.pg.psql(
+                "postgres",
+                &format!(
+                    "GRANT SELECT, INSERT, UPDATE ON runs, events, step_logs, locks, queue TO {role}; \
+                     GRANT SELECT ON runbook_settings, runbook_identities, _sqlx_migrations TO {role}"
+                ),
+            );
+        }
+    }
+
     fn cmd(&self, role: &str, args: &[&str], who: Option<&str>) -> Output {
         let url = self.url(role);
         let mut all = args.to_vec();
@@ -314,16 +328,7 @@ fn in_db_role_identity_mode_a_role_cannot_approve_as_another() {
     let migrated =
         roles.cmd("postgres", &["state", "migrate", "--identity", "db-role", "--map", "c_lee=chen"], None);
     ok(&migrated, 0);
-    for role in ["ana", "ben", "c_lee"] {
-        roles.pg.psql("postgres", &format!("CREATE ROLE {role} LOGIN"));
-        roles.pg.psql(
-            "postgres",
-            &format!(
-                "GRANT SELECT, INSERT, UPDATE ON runs, events, step_logs, locks, queue TO {role}; \
-                 GRANT SELECT ON runbook_settings, runbook_identities, _sqlx_migrations TO {role}"
-            ),
-        );
-    }
+    roles.operators(&["ana", "ben", "c_lee"]);
     let check = roles.cmd("ana", &["state", "check"], None);
     ok(&check, 0);
     assert!(check.stdout.contains("identity: db-role"), "{}", check.stdout);
@@ -774,16 +779,7 @@ fn in_db_role_identity_mode_a_worker_runs_queued_runs_as_itself() {
     .expect("runbook");
     let roles = Roles { pg, dir };
     ok(&roles.cmd("postgres", &["state", "migrate", "--identity", "db-role"], None), 0);
-    for role in ["ana", "runner"] {
-        roles.pg.psql("postgres", &format!("CREATE ROLE {role} LOGIN"));
-        roles.pg.psql(
-            "postgres",
-            &format!(
-                "GRANT SELECT, INSERT, UPDATE ON runs, events, step_logs, locks, queue TO {role}; \
-                 GRANT SELECT ON runbook_settings, runbook_identities, _sqlx_migrations TO {role}"
-            ),
-        );
-    }
+    roles.operators(&["ana", "runner"]);
     ok(&roles.cmd("ana", &["submit", "r.toml"], None), 0);
     let host = roles.dir.path().join("runner").display().to_string();
     let mut worker = Command::new(env!("CARGO_BIN_EXE_runbook"))
