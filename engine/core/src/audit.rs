@@ -331,6 +331,71 @@ pub fn check_logs(records: &[Record], logs: &[StoredLog]) -> Vec<Finding> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::journal::{GENESIS, identity_key};
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Case and whitespace never make two people of one name; the normal form is stable;
+        /// and names that differ in anything else stay apart.
+        #[test]
+        fn identity_keys_fold_case_and_spaces_only(
+            name in "[a-zA-Z0-9._@-]{1,12}( [a-zA-Z0-9._@-]{1,12}){0,2}",
+            pad in "[ \t\n]{0,3}",
+            other in "[a-z0-9._@-]{1,12}",
+        ) {
+            let key = identity_key(&name);
+            prop_assert_eq!(identity_key(&key), key.clone());
+            prop_assert_eq!(identity_key(&format!("{pad}{}{pad}", name.to_uppercase())), key.clone());
+            prop_assert_eq!(identity_key(&name.replace(' ', &format!(" {pad}"))), key.clone());
+            if other != key {
+                prop_assert_ne!(identity_key(&other), key);
+            }
+        }
+    }
+
+    fn chain(events: Vec<RunEvent>) -> Vec<Record> {
+        let mut prev = GENESIS.to_string();
+        events
+            .into_iter()
+            .enumerate()
+            .map(|(i, e)| {
+                let r = Record::new("r1", i as u64 + 1, &format!("2026-12-06T00:00:{i:02}Z"), e, &prev);
+                prev = r.hash.clone();
+                r
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_log_is_vouched_for_by_its_last_digest_only() {
+        let kept = |body: &str| RunEvent::LogKept {
+            step: "a".into(),
+            attempt: 1,
+            bytes: 3,
+            kept_bytes: 3,
+            sha256: log_digest(body),
+        };
+        let records = chain(vec![
+            RunEvent::RunStarted {
+                runbook: "rb".into(),
+                file: String::new(),
+                files: vec![],
+                params: BTreeMap::new(),
+                operator: "ana".into(),
+                engine_version: "0".into(),
+            },
+            RunEvent::RunFinished { status: RunStatus::Succeeded },
+            kept("old"),
+            kept("new"),
+        ]);
+        let log = |body: &str| StoredLog { step: "a".into(), attempt: 1, body: body.into() };
+        assert!(check_logs(&records, &[log("new")]).is_empty());
+        assert_eq!(check_logs(&records, &[log("old")])[0].place, "step_logs.body");
+        assert_eq!(check_logs(&records, &[]).len(), 1, "a vouched-for log that is gone");
+        let s = summary(&records).expect("a summary");
+        assert_eq!((s.status, s.last_seq), (RunStatus::Succeeded, 4));
+        assert_eq!(s.finished_at.as_deref(), Some("2026-12-06T00:00:01Z"));
+    }
 
     #[test]
     fn a_body_with_an_extra_key_is_not_the_event() {
