@@ -1282,7 +1282,9 @@ impl Store {
         Ok(())
     }
 
-    /// Keep an attempt's output (replacing what an earlier copy of the same attempt kept).
+    /// Keep an attempt's output (replacing what an earlier copy of the same attempt kept),
+    /// without a `log_kept` record: `audit verify` then finds a log the journal does not
+    /// vouch for. The engine uses [`Store::keep_logs`]; this stays for tools and tests.
     pub async fn put_log(&self, run_id: &str, step: &str, attempt: i64, body: &str) -> Result<()> {
         retry_busy(self.backend, || async {
             sqlx::query(
