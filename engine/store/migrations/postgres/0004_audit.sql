@@ -102,6 +102,21 @@ $$;
 
 CREATE TRIGGER runs_identity_fixed BEFORE UPDATE ON runs
     FOR EACH ROW EXECUTE FUNCTION runbook_runs_guard();
+
+-- A run's head is its journal's: `last_seq` and `last_hash` name its last record.
+CREATE FUNCTION runbook_runs_head() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.last_seq IS DISTINCT FROM (SELECT max(e.seq) FROM events e WHERE e.run_id = NEW.run_id)
+       OR NEW.last_hash IS DISTINCT FROM
+          (SELECT e.hash FROM events e WHERE e.run_id = NEW.run_id AND e.seq = NEW.last_seq) THEN
+        RAISE EXCEPTION 'a run''s last_seq and last_hash are those of its last journal record';
+    END IF;
+    RETURN NEW;
+END
+$$;
+
+CREATE TRIGGER runs_head_is_the_journals BEFORE UPDATE OF last_seq, last_hash ON runs
+    FOR EACH ROW EXECUTE FUNCTION runbook_runs_head();
 CREATE TRIGGER runs_no_delete BEFORE DELETE ON runs
     FOR EACH ROW EXECUTE FUNCTION runbook_runs_guard();
 CREATE TRIGGER runs_no_truncate BEFORE TRUNCATE ON runs

@@ -28,6 +28,14 @@ BEGIN
     SELECT RAISE(ABORT, 'a run''s id, runbook and operator never change');
 END;
 
+-- A run's head is its journal's: `last_seq` and `last_hash` name its last record.
+CREATE TRIGGER runs_head_is_the_journals BEFORE UPDATE OF last_seq, last_hash ON runs
+WHEN NEW.last_seq IS NOT (SELECT MAX(e.seq) FROM events e WHERE e.run_id = NEW.run_id)
+  OR NEW.last_hash IS NOT (SELECT e.hash FROM events e WHERE e.run_id = NEW.run_id AND e.seq = NEW.last_seq)
+BEGIN
+    SELECT RAISE(ABORT, 'a run''s last_seq and last_hash are those of its last journal record');
+END;
+
 CREATE TRIGGER runs_no_delete BEFORE DELETE ON runs
 BEGIN
     SELECT RAISE(ABORT, 'runs are never deleted');
