@@ -352,6 +352,9 @@ fn in_db_role_identity_mode_a_role_cannot_approve_as_another() {
     let as_chen = roles.cmd("ben", &["approve", &id, "go"], Some("chen"));
     assert_eq!(as_chen.code, 3, "{}{}", as_chen.stdout, as_chen.stderr);
     assert!(as_chen.stderr.contains("database role ben acts as `ben`, not as `chen`"), "{}", as_chen.stderr);
+    insta::assert_snapshot!("db_role_refusal", as_chen.stderr);
+    let identity_line = check.stdout.lines().find(|l| l.starts_with("identity:")).unwrap_or_default();
+    insta::assert_snapshot!("db_role_state_check", identity_line);
     ok(&roles.cmd("ben", &["approve", &id, "go"], Some("ben")), 0);
     // The role mapped to chen can.
     ok(&roles.cmd("c_lee", &["approve", &id, "go"], None), 0);
