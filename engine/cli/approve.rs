@@ -110,11 +110,28 @@ async fn record(
         outln!("rejected `{step}` of run {run_id} as {operator}: the step fails");
     }
     if !approve || approval.is_granted() {
-        let attached = matches!(after.status, Some(runbook_core::journal::RunStatus::Running));
-        if attached {
-            outln!("the run is attached and continues by itself");
-        } else {
-            outln!("continue the run with `runbook resume {run_id}`");
+        // "Running" in the journal only says no end was recorded: an engine is attached only
+        // if it holds the run's lease and, on this host, its process is alive.
+        let running = matches!(after.status, Some(runbook_core::journal::RunStatus::Running));
+        let engine = match store.lock_of_run(run_id).await {
+            Ok(Some(h)) if running => Some(h),
+            _ => None,
+        };
+        match engine {
+            Some(h)
+                if h.lease_until > dispatch::now().1
+                    && !dispatch::holder_is_dead(&h.holder)
+                    && !dispatch::holder_is_suspended(&h.holder) =>
+            {
+                outln!("the run is attached to {} and continues by itself", h.holder);
+            }
+            Some(h) if running => {
+                outln!(
+                    "the engine attached to the run is gone: {}; continue the run with `runbook resume {run_id}`",
+                    h.holder
+                );
+            }
+            _ => outln!("continue the run with `runbook resume {run_id}`"),
         }
     }
     exit::SUCCESS

@@ -290,6 +290,14 @@ pub enum StateCommand {
         /// The state store.
         #[arg(long, env = "RUNBOOK_STATE", value_name = "PATH|URL")]
         state: Option<String>,
+        /// How operators' identities are established: `declared` (what `--as` says) or, on
+        /// PostgreSQL, `db-role` (the database role of each session, checked by the store).
+        #[arg(long, value_name = "MODE", value_parser = ["declared", "db-role"])]
+        identity: Option<String>,
+        /// Map a database role to the identity it acts as (`--map c_lee=chen`; repeatable;
+        /// `ROLE=` removes a mapping). Used in `db-role` mode.
+        #[arg(long = "map", value_name = "ROLE=IDENTITY", value_parser = role_mapping)]
+        map: Vec<(String, String)>,
     },
     /// Check that this host can use the store: connection, schema version, a write (rolled
     /// back), and this host's clock against the database's (leases depend on it).
@@ -387,4 +395,14 @@ pub struct Decisions {
     /// Why (required with --rerun or --skip; journaled with your identity).
     #[arg(long, value_name = "TEXT")]
     pub reason: Option<String>,
+}
+
+/// `ROLE=IDENTITY`.
+fn role_mapping(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((role, identity)) if !role.trim().is_empty() => {
+            Ok((role.trim().to_string(), identity.trim().to_string()))
+        }
+        _ => Err(format!("`{text}` is not ROLE=IDENTITY")),
+    }
 }

@@ -96,8 +96,8 @@ pub fn run(cli: Cli) -> u8 {
             runbook_exec::process::reaper_main();
             exit::SUCCESS
         }
-        Command::State(crate::args::StateCommand::Migrate { state }) => {
-            crate::state::migrate(state.as_deref())
+        Command::State(crate::args::StateCommand::Migrate { state, identity, map }) => {
+            crate::state::migrate(state.as_deref(), identity.as_deref(), &map)
         }
         Command::State(crate::args::StateCommand::Check { state }) => crate::state::check(state.as_deref()),
         Command::Schema => {

@@ -47,10 +47,32 @@ const POLL: Duration = Duration::from_millis(500);
 
 pub fn runs(state: Option<String>, format: ListFormat, watch: bool) -> u8 {
     let tty = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let mut mismatched = false;
     let listed = with_store(state, async |s| {
         let mut last = None;
         loop {
-            let mut runs = s.runs().await?;
+            // Each run as its journal tells it; a row that says otherwise is flagged.
+            let mut flagged = Vec::new();
+            let mut runs: Vec<RunSummary> = s
+                .runs_with_journal()
+                .await?
+                .into_iter()
+                .map(|(row, derived)| {
+                    let Some(d) = derived else {
+                        if row.last_seq > 0 {
+                            flagged.push(format!(
+                                "{}: runs.last_seq: the row claims {} record(s), the journal has none that parse",
+                                row.run_id, row.last_seq
+                            ));
+                        }
+                        return row;
+                    };
+                    for f in runbook_core::audit::check_summary(&stored_run(&row), &d) {
+                        flagged.push(format!("{}: {f}", row.run_id));
+                    }
+                    from_journal(row.run_id, d)
+                })
+                .collect();
             // Submitted runs that never started (yet): queued or claimed, or cancelled, or
             // refused by their worker (the plan no longer matched).
             for q in s.queue().await? {
@@ -81,6 +103,15 @@ pub fn runs(state: Option<String>, format: ListFormat, watch: bool) -> u8 {
             }
             let text = render_runs(&runs, format);
             if last.as_ref() != Some(&text) {
+                for f in &flagged {
+                    eprintln!("warning: run {f}");
+                }
+                if !flagged.is_empty() {
+                    eprintln!(
+                        "  help: the rows above disagree with their journals; `runbook audit verify` names what was changed"
+                    );
+                    mismatched = true;
+                }
                 if watch && tty {
                     // Clear the screen and go home, as `watch` does.
                     crate::output::out!("\x1b[H\x1b[2J");
@@ -95,9 +126,50 @@ pub fn runs(state: Option<String>, format: ListFormat, watch: bool) -> u8 {
         }
     });
     match listed {
+        Ok(()) if mismatched => exit::NEEDS_OPERATOR,
         Ok(()) => exit::SUCCESS,
         Err(code) => code,
     }
+}
+
+/// A run's summary as its journal tells it.
+fn from_journal(run_id: String, d: runbook_core::audit::Summary) -> RunSummary {
+    RunSummary {
+        run_id,
+        runbook: d.runbook,
+        operator: d.operator,
+        started_at: d.started_at,
+        status: d.status.as_str().to_string(),
+        finished_at: d.finished_at,
+        last_seq: i64::try_from(d.last_seq).unwrap_or(i64::MAX),
+        last_hash: d.last_hash,
+    }
+}
+
+/// A summary as the audit module compares it.
+fn stored_run(r: &RunSummary) -> runbook_core::audit::StoredRun {
+    runbook_core::audit::StoredRun {
+        run_id: r.run_id.clone(),
+        runbook: r.runbook.clone(),
+        operator: r.operator.clone(),
+        started_at: r.started_at.clone(),
+        status: r.status.clone(),
+        finished_at: r.finished_at.clone(),
+        lock_name: None,
+        last_seq: r.last_seq,
+        last_hash: r.last_hash.clone(),
+    }
+}
+
+/// Tell the operator what in the store does not fit the chain (on stderr).
+fn flag(run_id: &str, findings: &[runbook_core::audit::Finding]) {
+    eprintln!("error: the store's record of run {run_id} does not fit its hash chain:");
+    for f in findings {
+        eprintln!("  {f}");
+    }
+    eprintln!(
+        "  help: `runbook audit verify {run_id}`; what is shown comes from the journal, not from the changed rows"
+    );
 }
 
 fn render_runs(runs: &[RunSummary], format: ListFormat) -> String {
@@ -149,10 +221,10 @@ fn record_line(r: &Record) -> String {
 }
 
 pub fn show(run_id: &str, follow: bool, state: Option<String>) -> u8 {
-    let (summary, records) = match with_store(state, async |s| {
-        let mut records = s.records(run_id).await?;
+    let history = match with_store(state, async |s| {
         if follow {
             s.run(run_id).await?;
+            let mut records = s.records(run_id).await?;
             let mut shown = 0;
             loop {
                 for r in &records[shown..] {
@@ -160,7 +232,8 @@ pub fn show(run_id: &str, follow: bool, state: Option<String>) -> u8 {
                 }
                 shown = records.len();
                 // Finished, unless resumed since (a failed run may be).
-                if records.last().is_some_and(|r| matches!(r.event, journal::RunEvent::RunFinished { .. })) {
+                let ended = runbook_core::audit::summary(&records).is_some_and(|s| s.finished_at.is_some());
+                if ended {
                     break;
                 }
                 tokio::time::sleep(POLL).await;
@@ -169,10 +242,28 @@ pub fn show(run_id: &str, follow: bool, state: Option<String>) -> u8 {
             }
             outln!();
         }
-        Ok((s.run(run_id).await?, records))
+        // What is presented is read in one snapshot and checked against the chain.
+        let (mut histories, _) = s.histories(Some(run_id)).await?;
+        histories.pop().ok_or_else(|| StoreError::NoSuchRun(run_id.to_string()))
     }) {
         Ok(x) => x,
         Err(code) => return code,
+    };
+    let findings = history.findings(None);
+    let records = history.records.clone().unwrap_or_default();
+    // The journal's summary; the row only for a run whose journal has not begun.
+    let summary = match runbook_core::audit::summary(&records) {
+        Some(d) => from_journal(history.row.run_id.clone(), d),
+        None => RunSummary {
+            run_id: history.row.run_id.clone(),
+            runbook: history.row.runbook.clone(),
+            operator: history.row.operator.clone(),
+            started_at: history.row.started_at.clone(),
+            status: history.row.status.clone(),
+            finished_at: history.row.finished_at.clone(),
+            last_seq: history.row.last_seq,
+            last_hash: history.row.last_hash.clone(),
+        },
     };
     let folded = journal::fold(&records);
     outln!("run {} of {} by {}", summary.run_id, summary.runbook, summary.operator);
@@ -229,35 +320,62 @@ pub fn show(run_id: &str, follow: bool, state: Option<String>) -> u8 {
         }
         outln!("{line}");
     }
-    exit::SUCCESS
+    if findings.is_empty() {
+        exit::SUCCESS
+    } else {
+        flag(run_id, &findings);
+        exit::NEEDS_OPERATOR
+    }
 }
 
-/// Step output: what the store kept (copied there when the run stopped), and what this
-/// host's run folder holds beyond it (a run still going, or an engine that died).
+/// Step output: what the store kept (copied there when the run stopped, each log vouched for
+/// by the digest in a `log_kept` record), and what this host's run folder holds beyond it (a
+/// run still going, an engine that died, or the whole of a log the store keeps cut). A kept
+/// log that does not match its digest is not shown.
 pub fn logs(run_id: &str, step: Option<&str>, state: Option<String>) -> u8 {
     let location = crate::state::location(state.as_deref());
-    let kept = match with_store(state, async |s| {
-        s.run(run_id).await?;
-        s.logs(run_id).await
+    let history = match with_store(state, async |s| {
+        let (mut histories, _) = s.histories(Some(run_id)).await?;
+        histories.pop().ok_or_else(|| StoreError::NoSuchRun(run_id.to_string()))
     }) {
-        Ok(k) => k,
+        Ok(h) => h,
         Err(code) => return code,
     };
-    let mut logs: std::collections::BTreeMap<(String, i64), String> =
-        kept.into_iter().map(|l| ((l.step, l.attempt), l.body)).collect();
+    let findings = history.findings(None);
+    let chain_intact = !findings.iter().any(|f| f.place.starts_with("events"));
+    let records = history.records.clone().unwrap_or_default();
+    let vouched = runbook_core::audit::kept_logs(&records);
+    let legacy = runbook_core::audit::logs_predate_digests(&records);
+    let mut logs: std::collections::BTreeMap<(String, i64), (String, String)> = history
+        .logs
+        .into_iter()
+        .filter_map(|l| {
+            let key = (l.step.clone(), l.attempt);
+            if legacy {
+                let label =
+                    "kept in the store before log digests: not vouched for by the journal".to_string();
+                return Some((key, (label, l.body)));
+            }
+            let (seq, digest) = vouched.get(&key)?;
+            (chain_intact && *digest == runbook_core::audit::log_digest(&l.body)).then(|| {
+                (key, (format!("kept in the store, sha256 {digest} (journal record {seq})"), l.body))
+            })
+        })
+        .collect();
     if let Ok(entries) = std::fs::read_dir(crate::state::run_dir(&location, run_id)) {
         for path in entries.flatten().map(|e| e.path()) {
-            if let (Some(key), Ok(body)) = (crate::state::log_name(&path), std::fs::read_to_string(&path)) {
-                logs.insert(key, body);
+            if let (Some(key), Ok(bytes)) = (crate::state::log_name(&path), std::fs::read(&path)) {
+                let label = format!("local file {}, not in the journal", path.display());
+                logs.insert(key, (label, String::from_utf8_lossy(&bytes).into_owned()));
             }
         }
     }
     let mut shown = 0;
-    for ((log_step, attempt), body) in &logs {
+    for ((log_step, attempt), (label, body)) in &logs {
         if step.is_some_and(|s| s != log_step) {
             continue;
         }
-        outln!("== {log_step} (attempt {attempt})");
+        outln!("== {log_step} (attempt {attempt}) {label}");
         for line in body.lines() {
             match line.split_once(' ') {
                 Some(("err", text)) => outln!("{log_step} ! {text}"),
@@ -270,7 +388,12 @@ pub fn logs(run_id: &str, step: Option<&str>, state: Option<String>) -> u8 {
     if shown == 0 {
         eprintln!("no output recorded{}", step.map(|s| format!(" for step `{s}`")).unwrap_or_default());
     }
-    exit::SUCCESS
+    if findings.is_empty() {
+        exit::SUCCESS
+    } else {
+        flag(run_id, &findings);
+        exit::NEEDS_OPERATOR
+    }
 }
 
 fn record_json(r: &Record) -> serde_json::Value {
@@ -279,12 +402,13 @@ fn record_json(r: &Record) -> serde_json::Value {
         | journal::RunEvent::AttemptFailed { attempt, .. }
         | journal::RunEvent::StepSucceeded { attempt, .. }
         | journal::RunEvent::StepFailed { attempt, .. }
-        | journal::RunEvent::CompensationStarted { attempt, .. } => Some(*attempt),
+        | journal::RunEvent::CompensationStarted { attempt, .. }
+        | journal::RunEvent::LogKept { attempt, .. } => Some(*attempt),
         _ => None,
     };
     serde_json::json!({
         "run_id": r.run_id, "seq": r.seq, "ts": r.ts, "kind": r.event.kind(), "step": r.event.step(),
-        "attempt": attempt, "event": r.event, "prev_hash": r.prev_hash, "hash": r.hash,
+        "attempt": attempt, "event": r.event, "prev_hash": r.prev_hash, "hash": r.hash, "db_role": r.db_role,
     })
 }
 
@@ -306,48 +430,37 @@ pub fn audit(run_id: &str, format: AuditFormat, state: Option<String>) -> u8 {
 }
 
 pub fn verify(run_id: Option<&str>, expect_hash: Option<&str>, state: Option<String>) -> u8 {
-    let checked = with_store(state, async |s| {
-        let ids: Vec<String> = match run_id {
-            Some(id) => vec![s.run(id).await?.run_id],
-            None => s.runs().await?.into_iter().map(|r| r.run_id).collect(),
-        };
-        let mut out = Vec::new();
-        for id in ids {
-            let summary = s.run(&id).await?;
-            // A record that no longer parses was tampered with: that run is broken, the
-            // others are still checked.
-            let records = match s.records(&id).await {
-                Ok(r) => Ok(r),
-                Err(StoreError::Corrupt(e)) => Err(e),
-                Err(e) => return Err(e),
-            };
-            out.push((id, records, summary));
-        }
-        Ok(out)
-    });
-    let runs = match checked {
+    // One snapshot: a run being written meanwhile is seen as of one moment, so its row, its
+    // records and its logs agree (no false alarm on a live run).
+    let checked = with_store(state, async |s| s.histories(run_id).await);
+    let (histories, orphans) = match checked {
         Ok(r) => r,
         Err(code) => return code,
     };
     let mut broken = 0;
-    for (id, records, summary) in &runs {
-        let records = match records {
-            Ok(r) => r,
-            Err(e) => {
-                broken += 1;
-                outln!("BROKEN {id}: a record does not parse ({e})");
-                continue;
+    for h in &histories {
+        let id = &h.row.run_id;
+        let findings = h.findings(expect_hash);
+        if findings.is_empty() {
+            let records = h.records.as_deref().unwrap_or_default();
+            let last = records.last().map_or("-", |r| r.hash.as_str());
+            outln!("ok {id}: {} records, last hash {last}", records.len());
+            if !h.logs.is_empty() && runbook_core::audit::logs_predate_digests(records) {
+                outln!(
+                    "note {id}: its {} kept log(s) have no `log_kept` record (kept before the journal recorded log digests): the chain does not vouch for them",
+                    h.logs.len()
+                );
             }
-        };
-        // The store's own record of the last hash is one more anchor; a kept copy is better.
-        let anchor = expect_hash.or(summary.last_hash.as_deref());
-        match journal::verify(records, anchor) {
-            Ok(()) => outln!("ok {id}: {} records, last hash {}", records.len(), anchor.unwrap_or("-")),
-            Err(e) => {
-                broken += 1;
-                outln!("BROKEN {id}: record {}: {}", e.seq, e.reason);
+        } else {
+            broken += 1;
+            for f in findings {
+                outln!("BROKEN {id}: {f}");
             }
         }
+    }
+    for o in &orphans {
+        broken += 1;
+        outln!("BROKEN {o}");
     }
     if broken > 0 {
         eprintln!("error: {broken} journal(s) fail verification");
@@ -373,13 +486,16 @@ pub fn brief(v: &serde_json::Value) -> String {
 }
 
 pub fn report(run_id: &str, format: ReportFormat, drill: bool, state: Option<String>) -> u8 {
-    let records = match with_store(state, async |s| {
-        s.run(run_id).await?;
-        s.records(run_id).await
+    // The report is built from records read in one snapshot and checked against the chain.
+    let history = match with_store(state, async |s| {
+        let (mut histories, _) = s.histories(Some(run_id)).await?;
+        histories.pop().ok_or_else(|| StoreError::NoSuchRun(run_id.to_string()))
     }) {
-        Ok(r) => r,
+        Ok(h) => h,
         Err(code) => return code,
     };
+    let findings = history.findings(None);
+    let records = history.records.unwrap_or_default();
     // Step titles and estimates come from the runbook, when its file is still as it ran.
     let runbook = records.first().and_then(|r| match &r.event {
         journal::RunEvent::RunStarted { file, files, .. } => {
@@ -399,5 +515,10 @@ pub fn report(run_id: &str, format: ReportFormat, drill: bool, state: Option<Str
         ReportFormat::Markdown => outln!("{}", report.markdown().trim_end()),
         ReportFormat::Html => outln!("{}", report.html().trim_end()),
     }
-    exit::SUCCESS
+    if findings.is_empty() {
+        exit::SUCCESS
+    } else {
+        flag(run_id, &findings);
+        exit::NEEDS_OPERATOR
+    }
 }

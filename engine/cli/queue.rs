@@ -204,7 +204,18 @@ pub fn worker(
             Ok(s) => s,
             Err(code) => return code,
         };
-        let w = Worker { store, name, labels: labels.to_vec(), exe, dir, state: state.map(str::to_string) };
+        // In `db-role` mode the store accepts only this worker's own identity: its engines
+        // act as it, not as the submitter (who stays recorded in the queue).
+        let as_submitter = !matches!(store.identity().await, Ok((runbook_store::IdentityMode::DbRole, _)));
+        let w = Worker {
+            store,
+            name,
+            labels: labels.to_vec(),
+            exe,
+            dir,
+            state: state.map(str::to_string),
+            as_submitter,
+        };
         w.serve(concurrency, poll, grace).await
     })
 }
@@ -216,6 +227,8 @@ struct Worker {
     exe: PathBuf,
     dir: PathBuf,
     state: Option<String>,
+    /// Engines act as the run's submitter (`--as`); false in `db-role` identity mode.
+    as_submitter: bool,
 }
 
 /// A claim whose worker has not heartbeaten for this long is taken to be dead.
@@ -328,7 +341,12 @@ impl Worker {
             std::fs::write(&plan, &claim.plan)?;
             cmd.arg("run").arg("--plan").arg(&plan).args(["--run-id", &claim.run_id]);
         }
-        cmd.args(["--yes", "--wait", "--as", &claim.submitted_by]);
+        cmd.args(["--yes", "--wait"]);
+        if self.as_submitter {
+            cmd.args(["--as", &claim.submitted_by]);
+        } else {
+            cmd.env_remove("RUNBOOK_OPERATOR");
+        }
         // Through the environment, not the command line: a store URL may carry a password,
         // and any user of the host can read a process's arguments (`ps`).
         if let Some(state) = &self.state {

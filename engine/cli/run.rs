@@ -389,7 +389,14 @@ async fn execute(
         .run(cancel)
         .await;
     let _ = printer.await;
-    crate::state::keep_logs(store, &run_id, &run_dir).await;
+    // The logs' `log_kept` records follow the run's end: the hash to keep is the one after them.
+    let kept = crate::state::keep_logs(store, &run_id, &run_dir).await;
+    let result = result.map(|mut outcome| {
+        if let Some(hash) = kept {
+            outcome.last_hash = hash;
+        }
+        outcome
+    });
     finish(&run_id, result, started.elapsed(), json)
 }
 
@@ -534,9 +541,10 @@ async fn prepare_resume(
 ) -> Result<(Prepared, dispatch::Resume), u8> {
     use runbook_core::journal::{Decision, StepStatus};
     let id = &args.run_id;
-    let (summary, mut records) = match (store.run(id).await, store.records(id).await) {
-        (Ok(s), Ok(r)) => (s, r),
-        (Err(e), _) | (_, Err(e)) => {
+    // One snapshot: a row and records read apart disagree while another engine writes.
+    let (summary, mut records) = match store.run_and_records(id).await {
+        Ok(x) => x,
+        Err(e) => {
             eprintln!("error: {e}");
             return Err(exit::INVALID);
         }
@@ -877,7 +885,9 @@ fn print_reports(mut rx: mpsc::UnboundedReceiver<Report>, json: bool, live: bool
                 )
             }
             Report::Recorded(record) => match record.event {
-                RunEvent::RunStarted { .. } | RunEvent::RunFinished { .. } => continue,
+                RunEvent::RunStarted { .. } | RunEvent::RunFinished { .. } | RunEvent::LogKept { .. } => {
+                    continue;
+                }
                 RunEvent::StepStarted { step, attempt } => {
                     started.insert(step.clone(), Instant::now());
                     if let Some(l) = live.as_mut() {

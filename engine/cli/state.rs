@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use runbook_store::{Backend, Location, Store, StoreError};
+use runbook_store::{Backend, IdentityMode, KeptLog, Location, Store, StoreError};
 
 use crate::exit;
 use crate::output::outln;
@@ -63,13 +63,24 @@ pub async fn open(location: &Location, create: bool) -> Result<Store, u8> {
             return Err(exit::CANNOT_START);
         }
     }
-    Store::open(location).await.map_err(|e| {
+    let store = Store::open(location).await.map_err(|e| {
         eprintln!("error: cannot open the state store `{}`: {e}", location.shown());
         if matches!(e, StoreError::NeedsMigration { .. }) {
             eprintln!("  help: `runbook state migrate --state URL` (once per upgrade, by whoever administers the store)");
         }
         exit::CANNOT_START
-    })
+    })?;
+    // In `db-role` mode the session's role says who this is: it is the operator unless
+    // `--as` claimed a name (which the store then accepts only if it is the same identity).
+    match store.identity().await {
+        Ok((IdentityMode::DbRole, Some(identity))) => crate::run::set_operator(identity),
+        Ok(_) => {}
+        Err(e) => {
+            eprintln!("error: cannot read the identity mode of `{}`: {e}", location.shown());
+            return Err(exit::CANNOT_START);
+        }
+    }
+    Ok(store)
 }
 
 /// A runtime for commands that only talk to the store.
@@ -81,16 +92,83 @@ pub fn block_on<T>(f: impl std::future::Future<Output = Result<T, u8>>) -> Resul
     runtime.block_on(f)
 }
 
+/// How much of one attempt's log the store keeps: `$RUNBOOK_STORE_LOG_CAP` bytes (at least
+/// 1 KiB), else 1 MiB. The rest stays in the local file, which the kept text names.
+pub fn store_log_cap() -> usize {
+    std::env::var("RUNBOOK_STORE_LOG_CAP")
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .map_or(1 << 20, |cap| cap.max(1024))
+}
+
+/// The text the store keeps of a log: the whole of it when it fits in `cap` bytes, else its
+/// first lines (cut at a line and character boundary) and a marker line that says how much
+/// was cut and where the whole log is. Invalid UTF-8 is shown as U+FFFD.
+pub fn capped_log(bytes: &[u8], total: u64, cap: usize, local: &Path) -> String {
+    // PostgreSQL's text holds no NUL: a NUL byte is kept as U+FFFD, like invalid UTF-8.
+    let text = String::from_utf8_lossy(bytes).replace('\0', "\u{FFFD}");
+    if total as usize <= cap && bytes.len() as u64 == total {
+        return text;
+    }
+    let host = nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_default();
+    let marker = format!(
+        "err [runbook] log cut: the store keeps the first {{KEPT}} bytes of {total}; the whole log is {} on {host}\n",
+        local.display()
+    );
+    let budget = cap.saturating_sub(marker.len() + 20);
+    let mut end = budget.min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let head = &text[..end];
+    let head = match head.rfind('\n') {
+        Some(i) => &head[..=i],
+        None => head,
+    };
+    let mut kept = head.to_string();
+    if !kept.is_empty() && !kept.ends_with('\n') {
+        kept.push('\n');
+    }
+    kept.push_str(&marker.replace("{KEPT}", &head.len().to_string()));
+    kept
+}
+
 /// Copy a run's local step logs into the store, so that every operator of a shared store
-/// reads them with `runbook logs`. Called when the run stops, whatever its outcome; a log
-/// that cannot be copied stays in the run folder, with a warning.
-pub async fn keep_logs(store: &Store, run_id: &str, run_dir: &Path) {
-    let Ok(entries) = std::fs::read_dir(run_dir) else { return };
+/// reads them with `runbook logs`: each capped ([`store_log_cap`]), and each with a
+/// `log_kept` record holding the digest of what was kept, in one transaction. Called when
+/// the run stops, whatever its outcome; logs that cannot be copied stay in the run folder,
+/// with a warning. Returns the run's new last hash when records were written.
+pub async fn keep_logs(store: &Store, run_id: &str, run_dir: &Path) -> Option<String> {
+    use std::io::Read as _;
+    let entries = std::fs::read_dir(run_dir).ok()?;
+    let cap = store_log_cap();
+    let mut found = Vec::new();
     for path in entries.flatten().map(|e| e.path()) {
         let Some((step, attempt)) = log_name(&path) else { continue };
-        let Ok(body) = std::fs::read_to_string(&path) else { continue };
-        if let Err(e) = store.put_log(run_id, &step, attempt, &body).await {
-            eprintln!("warning: the log of {step} (attempt {attempt}) stays in {}: {e}", path.display());
+        let Ok(file) = std::fs::File::open(&path) else { continue };
+        let total = file.metadata().map_or(0, |m| m.len());
+        // Never more than the cap (and a little) in memory, whatever the log's size.
+        let mut head = Vec::new();
+        if file.take(cap as u64 + 1).read_to_end(&mut head).is_err() {
+            continue;
+        }
+        let body = capped_log(&head, total.max(head.len() as u64), cap, &path);
+        found.push((step, u32::try_from(attempt).unwrap_or(1), total, body, path));
+    }
+    if found.is_empty() {
+        return None;
+    }
+    found.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+    let logs: Vec<KeptLog<'_>> = found
+        .iter()
+        .map(|(step, attempt, bytes, body, _)| KeptLog { step, attempt: *attempt, bytes: *bytes, body })
+        .collect();
+    let (ts, _) = runbook_exec::dispatch::now();
+    match store.keep_logs(run_id, &ts, &logs).await {
+        Ok(record) => record.map(|r| r.hash),
+        Err(e) => {
+            eprintln!("warning: the step logs stay in {} (not kept in the store): {e}", run_dir.display());
+            None
         }
     }
 }
@@ -106,15 +184,35 @@ pub fn log_name(path: &Path) -> Option<(String, i64)> {
     Some((step.replace('+', "/"), attempt.parse().unwrap_or(1)))
 }
 
-/// `runbook state migrate`: bring a store's schema up to date.
-pub fn migrate(state: Option<&str>) -> u8 {
+/// `runbook state migrate`: bring a store's schema up to date, and (`--identity`,
+/// `--map`) set how identities are established.
+pub fn migrate(state: Option<&str>, identity: Option<&str>, map: &[(String, String)]) -> u8 {
     let location = location(state);
     let result = block_on(async {
         let store = connect(&location).await?;
-        store.migrate().await.map_err(|e| {
+        let versions = store.migrate().await.map_err(|e| {
             eprintln!("error: cannot migrate the state store `{}`: {e}", location.shown());
             exit::CANNOT_START
-        })
+        })?;
+        if identity.is_some() || !map.is_empty() {
+            let mode = match identity.and_then(IdentityMode::parse) {
+                Some(m) => m,
+                None => store.identity().await.map(|(m, _)| m).unwrap_or(IdentityMode::Declared),
+            };
+            store.set_identity(mode, map).await.map_err(|e| {
+                eprintln!("error: cannot set the identity mode of `{}`: {e}", location.shown());
+                exit::INVALID
+            })?;
+            outln!("identity mode: {}", mode.as_str());
+            for (role, who) in map {
+                if who.is_empty() {
+                    outln!("  database role {role}: mapping removed");
+                } else {
+                    outln!("  database role {role} acts as {who}");
+                }
+            }
+        }
+        Ok(versions)
     });
     match result {
         Ok((before, after)) if before == after => {
@@ -154,6 +252,16 @@ pub fn check(state: Option<&str>) -> u8 {
     outln!("store:    {} ({})", location.shown(), health.backend.name());
     outln!("schema:   version {} (this runbook knows {})", health.applied, health.known);
     outln!("contents: {} run(s), {} lock(s) held", health.runs, health.live_locks);
+    match (health.identity, &health.session_identity) {
+        (IdentityMode::DbRole, Some(who)) => outln!(
+            "identity: db-role (this session is database role {}, acting as {who}; the store refuses other names)",
+            health.db_role.as_deref().unwrap_or("?")
+        ),
+        (IdentityMode::DbRole, None) => outln!("identity: db-role"),
+        (IdentityMode::Declared, _) => {
+            outln!("identity: declared (`--as` names the operator; nothing checks it)")
+        }
+    }
     outln!(
         "clock:    this host is {} ms {} the database",
         skew_ms.abs(),

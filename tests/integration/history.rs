@@ -70,7 +70,10 @@ fn runs_show_logs_and_audit_read_the_journal_back() {
     let lines: Vec<serde_json::Value> =
         audit.stdout.lines().map(|l| serde_json::from_str(l).expect("json line")).collect();
     assert_eq!(lines.first().map(|l| l["kind"].clone()), Some("run_started".into()));
-    assert_eq!(lines.last().map(|l| l["kind"].clone()), Some("run_finished".into()));
+    // The run's end, then the records that vouch for the logs kept in the store.
+    let end = lines.iter().rposition(|l| l["kind"] != "log_kept");
+    assert_eq!(end.map(|i| lines[i]["kind"].clone()), Some("run_finished".into()));
+    assert!(lines[end.unwrap_or_default() + 1..].iter().all(|l| l["kind"] == "log_kept"));
     for (i, l) in lines.iter().enumerate() {
         assert_eq!(l["seq"], i as u64 + 1);
         for key in ["ts", "kind", "step", "attempt", "prev_hash", "hash"] {
@@ -123,11 +126,15 @@ fn a_cut_journal_is_caught_with_the_kept_hash() {
     let last_hash = crate::support::printed_hash(&run.stdout).expect("last hash");
     let id = only_run_id(dir.path());
     // Cut the tail and make the run's own summary agree, as a careful forger would.
+    // The tail is the `log_kept` records: the kept logs they vouch for must go too.
     sql(dir.path(), "DROP TRIGGER events_no_delete");
-    sql(dir.path(), "DELETE FROM events WHERE seq = (SELECT MAX(seq) FROM events)");
+    sql(dir.path(), "DROP TRIGGER step_logs_no_delete");
+    sql(dir.path(), "DELETE FROM events WHERE kind = 'log_kept'");
+    sql(dir.path(), "DELETE FROM step_logs");
     sql(
         dir.path(),
-        "UPDATE runs SET last_seq = last_seq - 1, last_hash = (SELECT hash FROM events e WHERE e.run_id = runs.run_id ORDER BY seq DESC LIMIT 1)",
+        "UPDATE runs SET last_seq = (SELECT MAX(seq) FROM events e WHERE e.run_id = runs.run_id), \
+         last_hash = (SELECT hash FROM events e WHERE e.run_id = runs.run_id ORDER BY seq DESC LIMIT 1)",
     );
     assert_eq!(
         rb(dir.path(), &["audit", "verify", &id]).code,

@@ -2,6 +2,7 @@
 //!
 //! One test binary (faster to link than one per file); modules by concern.
 
+mod audit;
 mod book;
 mod crash;
 mod e2e;

@@ -77,7 +77,8 @@ macro_rules! step_field {
             | RunEvent::CompensationDecision { step: $step, .. }
             | RunEvent::ApprovalRequested { step: $step, .. }
             | RunEvent::ApprovalGranted { step: $step, .. }
-            | RunEvent::ApprovalRejected { step: $step, .. } => $then,
+            | RunEvent::ApprovalRejected { step: $step, .. }
+            | RunEvent::LogKept { step: $step, .. } => $then,
             _ => $otherwise,
         }
     };
@@ -264,6 +265,22 @@ pub enum RunEvent {
         /// How.
         status: RunStatus,
     },
+    /// An attempt's output was kept in the store (`step_logs`), as exactly the text whose
+    /// digest this is: `runbook logs` and `audit verify` check the stored text against it.
+    /// Written after the run stops (with the copy, in one transaction), so it follows
+    /// `run_finished`.
+    LogKept {
+        /// The step's journal path.
+        step: String,
+        /// Attempt number, from 1.
+        attempt: u32,
+        /// Size of the whole local log, in bytes.
+        bytes: u64,
+        /// Size of the text kept in the store (the head of the log and, when cut, a marker).
+        kept_bytes: u64,
+        /// SHA-256 (hex) of the text kept in the store.
+        sha256: String,
+    },
 }
 
 impl RunEvent {
@@ -289,6 +306,7 @@ impl RunEvent {
             RunEvent::RunSuspended { .. } => "run_suspended",
             RunEvent::EscalationFired { .. } => "escalation_fired",
             RunEvent::RunFinished { .. } => "run_finished",
+            RunEvent::LogKept { .. } => "log_kept",
         }
     }
 
@@ -335,27 +353,66 @@ pub struct Record {
     pub prev_hash: String,
     /// SHA-256 over the previous hash and this record's canonical JSON.
     pub hash: String,
+    /// The database role of the session that wrote it (PostgreSQL stores), in the chain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub db_role: Option<String>,
 }
 
 impl Record {
     /// A new record chained after `prev_hash`.
     pub fn new(run_id: &str, seq: u64, ts: &str, event: RunEvent, prev_hash: &str) -> Record {
-        let hash = chain_hash(run_id, seq, ts, &event, prev_hash);
-        Record { run_id: run_id.into(), seq, ts: ts.into(), event, prev_hash: prev_hash.into(), hash }
+        Record::new_by(run_id, seq, ts, event, prev_hash, None)
+    }
+
+    /// A new record chained after `prev_hash`, written by database role `db_role`.
+    pub fn new_by(
+        run_id: &str,
+        seq: u64,
+        ts: &str,
+        event: RunEvent,
+        prev_hash: &str,
+        db_role: Option<&str>,
+    ) -> Record {
+        let hash = chain_hash_by(run_id, seq, ts, &event, prev_hash, db_role);
+        Record {
+            run_id: run_id.into(),
+            seq,
+            ts: ts.into(),
+            event,
+            prev_hash: prev_hash.into(),
+            hash,
+            db_role: db_role.map(str::to_string),
+        }
     }
 }
 
 /// The hash of a record: SHA-256 of `prev_hash`, a newline, and the canonical JSON of
 /// `{event, prev_hash, run_id, seq, ts}` (keys sorted, no whitespace).
 pub fn chain_hash(run_id: &str, seq: u64, ts: &str, event: &RunEvent, prev_hash: &str) -> String {
+    chain_hash_by(run_id, seq, ts, event, prev_hash, None)
+}
+
+/// [`chain_hash`] with the writer's database role, which joins the hashed object as
+/// `db_role` when there is one (records without one hash as before).
+pub fn chain_hash_by(
+    run_id: &str,
+    seq: u64,
+    ts: &str,
+    event: &RunEvent,
+    prev_hash: &str,
+    db_role: Option<&str>,
+) -> String {
     // serde_json's map keeps keys sorted, which makes this serialization canonical.
-    let body = serde_json::json!({
+    let mut body = serde_json::json!({
         "event": event,
         "prev_hash": prev_hash,
         "run_id": run_id,
         "seq": seq,
         "ts": ts,
     });
+    if let (Some(role), Some(map)) = (db_role, body.as_object_mut()) {
+        map.insert("db_role".into(), serde_json::Value::String(role.to_string()));
+    }
     let mut hasher = Sha256::new();
     hasher.update(prev_hash.as_bytes());
     hasher.update(b"\n");
@@ -390,7 +447,7 @@ pub fn verify(records: &[Record], expected_last: Option<&str>) -> Result<(), Cha
                 reason: "it does not follow the record before it (prev_hash differs)".into(),
             });
         }
-        let hash = chain_hash(&r.run_id, r.seq, &r.ts, &r.event, &r.prev_hash);
+        let hash = chain_hash_by(&r.run_id, r.seq, &r.ts, &r.event, &r.prev_hash, r.db_role.as_deref());
         if hash != r.hash {
             return Err(ChainError { seq, reason: "its content does not match its hash (edited)".into() });
         }
@@ -403,6 +460,13 @@ pub fn verify(records: &[Record], expected_last: Option<&str>) -> Result<(), Cha
         return Err(ChainError { seq, reason: "the last hash differs from the one recorded at the end of the run (records were cut or replaced)".into() });
     }
     Ok(())
+}
+
+/// The normal form of an identity (an operator, an approver), the form in which identities
+/// are compared: surrounding whitespace removed, inner runs of whitespace made one space,
+/// letters lower-cased. Nothing else is folded: "ana" and "aná" are two people.
+pub fn identity_key(name: &str) -> String {
+    name.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase()
 }
 
 /// Where one step stands.
@@ -504,15 +568,17 @@ pub struct Approval {
 impl Approval {
     /// Whether `operator` may decide, and why not.
     pub fn may_decide(&self, operator: &str) -> Result<(), String> {
-        if !self.approvers.is_empty() && !self.approvers.iter().any(|a| a == operator) {
+        // Identities compare by their normal form: "Ana", " ana " and "ana" are one person.
+        let who = identity_key(operator);
+        if !self.approvers.is_empty() && !self.approvers.iter().any(|a| identity_key(a) == who) {
             return Err(format!("`{operator}` is not among the approvers ({})", self.approvers.join(", ")));
         }
-        if !self.allow_self_approval && operator == self.requested_by {
+        if !self.allow_self_approval && who == identity_key(&self.requested_by) {
             return Err(format!(
                 "`{operator}` started this run and may not approve its own steps (`allow-self-approval` is false)"
             ));
         }
-        if self.granted_by.iter().any(|g| g == operator) {
+        if self.granted_by.iter().any(|g| identity_key(g) == who) {
             return Err(format!("`{operator}` has already approved this step"));
         }
         if let Some(by) = &self.rejected_by {
@@ -524,7 +590,6 @@ impl Approval {
         Ok(())
     }
 
-    /// True once enough distinct approvers said yes.
     pub fn is_granted(&self) -> bool {
         self.rejected_by.is_none() && self.granted_by.len() >= self.min_approvals.max(1) as usize
     }
@@ -554,6 +619,11 @@ pub struct RunState {
 impl RunState {
     /// Apply one event.
     pub fn apply(&mut self, event: &RunEvent) {
+        // Where an attempt's output is kept says nothing about where the run stands (and its
+        // "step" may be a log's name, such as a compensation's).
+        if let RunEvent::LogKept { .. } = event {
+            return;
+        }
         if let Some(s) = event.step()
             && !self.steps.contains_key(s)
         {
@@ -642,7 +712,7 @@ impl RunState {
             }
             (RunEvent::ApprovalGranted { step, operator, inputs, .. }, Some(s)) => {
                 if let Some(a) = &mut s.approval
-                    && !a.granted_by.contains(operator)
+                    && !a.granted_by.iter().any(|g| identity_key(g) == identity_key(operator))
                 {
                     a.granted_by.push(operator.clone());
                 }

@@ -6,6 +6,7 @@
 //! the CLI hands in file contents, including those of included runbooks, through
 //! [`validate::Loader`].
 
+pub mod audit;
 pub mod diagnostic;
 pub mod graph;
 pub mod inputs;

@@ -259,6 +259,8 @@ pub fn build(records: &[Record], runbook: Option<&Runbook>, drill: bool) -> Repo
                 ))
             }
             RunEvent::RunFinished { status } => Some(format!("Fin del run: {}", status.as_str())),
+            // Where the step's output is kept: not an event of the run's story.
+            RunEvent::LogKept { .. } => None,
         };
         if let Some(row) = row {
             timeline.push((t, row));

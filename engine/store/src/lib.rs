@@ -22,13 +22,14 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use runbook_core::audit::StatusChange;
 use runbook_core::journal::{Record, RunEvent, RunStatus};
 pub use sqlx::AnyPool;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{ConnectOptions, Executor, Row};
 
-/// Events written by one `INSERT` statement at most: 8 bound values each, far below
+/// Events written by one `INSERT` statement at most: 9 bound values each, far below
 /// SQLite's and PostgreSQL's limits on a statement's bound values.
 const INSERT_BATCH: usize = 256;
 
@@ -147,6 +148,19 @@ pub struct Acquire<'a> {
     pub steal_from: Option<&'a str>,
     /// What the run's journal must look like.
     pub head: Head,
+}
+
+/// A write the database refused because of the identity mode (`runbook identity: ...`,
+/// raised by the `db-role` triggers) becomes a [`StoreError::Refused`] with that reason;
+/// any other error stays what it is.
+fn identity_refusal(e: sqlx::Error) -> StoreError {
+    match e.as_database_error().map(|d| d.message().to_string()) {
+        Some(m) if m.starts_with("runbook identity: ") => StoreError::Refused(format!(
+            "{} (connect to the store as your own database role; without `--as`, runbook acts as your role's identity)",
+            m.replacen("runbook identity: ", "the store's identity mode is db-role: ", 1)
+        )),
+        _ => StoreError::Db(e),
+    }
 }
 
 /// Who holds a lock.
@@ -287,16 +301,18 @@ impl Backend {
     }
 
     fn migrations(self) -> Vec<Migration> {
-        let files: [(i64, &str, &'static str); 3] = match self {
+        let files: [(i64, &str, &'static str); 4] = match self {
             Backend::Sqlite => [
                 (1, "journal", include_str!("../migrations/sqlite/0001_journal.sql")),
                 (2, "step logs", include_str!("../migrations/sqlite/0002_step_logs.sql")),
                 (3, "queue", include_str!("../migrations/sqlite/0003_queue.sql")),
+                (4, "audit", include_str!("../migrations/sqlite/0004_audit.sql")),
             ],
             Backend::Postgres => [
                 (1, "journal", include_str!("../migrations/postgres/0001_journal.sql")),
                 (2, "step logs", include_str!("../migrations/postgres/0002_step_logs.sql")),
                 (3, "queue", include_str!("../migrations/postgres/0003_queue.sql")),
+                (4, "audit", include_str!("../migrations/postgres/0004_audit.sql")),
             ],
         };
         files
@@ -319,6 +335,16 @@ impl Backend {
         match self {
             Backend::Sqlite => "BEGIN IMMEDIATE",
             Backend::Postgres => "BEGIN",
+        }
+    }
+
+    /// The statement that opens a read transaction whose reads all see one snapshot: what
+    /// must agree (a run's row, its records, its logs) is read in one.
+    fn begin_snapshot(self) -> &'static str {
+        match self {
+            // A deferred transaction: its first read fixes the snapshot (WAL) until the end.
+            Backend::Sqlite => "BEGIN",
+            Backend::Postgres => "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY",
         }
     }
 
@@ -405,6 +431,127 @@ pub struct Health {
     pub live_locks: i64,
     /// The database's clock, ms since the epoch (leases compare hosts' clocks through it).
     pub db_now_ms: i64,
+    /// How operators' identities are established.
+    pub identity: IdentityMode,
+    /// The database role of this session (PostgreSQL).
+    pub db_role: Option<String>,
+    /// The identity this session may act as, in `db-role` mode.
+    pub session_identity: Option<String>,
+}
+
+/// How the store establishes who an operator is (set by the administrator with
+/// `runbook state migrate --identity MODE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdentityMode {
+    /// Whatever `--as` (or `$USER@host`) says. Names are compared in their normal form, but
+    /// nothing stands behind them.
+    Declared,
+    /// PostgreSQL only: every record names the database role of the session that wrote it,
+    /// and the store refuses a record whose claimed operator is not that role's identity
+    /// (the role's name, or the identity the administrator mapped it to).
+    DbRole,
+}
+
+impl IdentityMode {
+    /// The name used by `--identity` and stored in `runbook_settings`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IdentityMode::Declared => "declared",
+            IdentityMode::DbRole => "db-role",
+        }
+    }
+
+    /// Read a mode's name.
+    pub fn parse(text: &str) -> Option<IdentityMode> {
+        match text {
+            "declared" => Some(IdentityMode::Declared),
+            "db-role" => Some(IdentityMode::DbRole),
+            _ => None,
+        }
+    }
+}
+
+/// One run's history as the store holds it, read in one snapshot: its `runs` row, its
+/// records (or why they do not parse), the columns beside each record's body, its kept logs,
+/// and whether its lock is one the store knows.
+#[derive(Debug, Clone)]
+pub struct History {
+    /// The `runs` row.
+    pub row: runbook_core::audit::StoredRun,
+    /// The records, in order; `Err` names a record that does not parse.
+    pub records: std::result::Result<Vec<Record>, String>,
+    /// `kind`, `step` and `body` of each record.
+    pub columns: Vec<runbook_core::audit::StoredColumns>,
+    /// The `step_logs` rows.
+    pub logs: Vec<runbook_core::audit::StoredLog>,
+    /// Whether `runs.lock_name` names a lock the store has (every run takes one).
+    pub lock_known: bool,
+}
+
+impl History {
+    /// Everything that does not fit the chain: the chain itself (against `expect_hash`, else
+    /// the row's own `last_hash`), the row, the columns, the logs, the lock.
+    pub fn findings(&self, expect_hash: Option<&str>) -> Vec<runbook_core::audit::Finding> {
+        use runbook_core::audit::{self, Finding};
+        let records = match &self.records {
+            Ok(r) => r,
+            Err(e) => {
+                return vec![Finding {
+                    place: "events.body".into(),
+                    message: format!("a record does not parse ({e})"),
+                }];
+            }
+        };
+        let mut out = Vec::new();
+        if let Err(e) = runbook_core::journal::verify(records, None) {
+            let place = if e.reason.contains("missing or out of order") {
+                "events.seq or events.run_id"
+            } else if e.reason.contains("prev_hash") {
+                "events.prev_hash (or events.hash of the record before)"
+            } else {
+                "events.ts, events.body, events.db_role or events.hash"
+            };
+            out.push(Finding { place: place.into(), message: format!("record {}: {}", e.seq, e.reason) });
+            return out;
+        }
+        if let Some(expected) = expect_hash
+            && records.last().map(|r| r.hash.as_str()) != Some(expected)
+        {
+            out.push(Finding {
+                place: "events".into(),
+                message: format!(
+                    "record {}: the last hash differs from the one you kept (records were cut or replaced)",
+                    records.len() + 1
+                ),
+            });
+        }
+        out.extend(audit::check_columns(records, &self.columns));
+        out.extend(audit::check_run(&self.row, records));
+        out.extend(audit::check_logs(records, &self.logs));
+        if !self.lock_known {
+            out.push(Finding {
+                place: "runs.lock_name".into(),
+                message: format!(
+                    "`{}` is not a lock of this store",
+                    self.row.lock_name.as_deref().unwrap_or("NULL")
+                ),
+            });
+        }
+        out
+    }
+}
+
+/// An attempt's output to keep in the store.
+#[derive(Debug, Clone)]
+pub struct KeptLog<'a> {
+    /// The step's journal path.
+    pub step: &'a str,
+    /// Attempt number.
+    pub attempt: u32,
+    /// Size of the whole local log.
+    pub bytes: u64,
+    /// The text to keep (already capped, with its marker).
+    pub body: &'a str,
 }
 
 /// A run submitted for a worker.
@@ -500,6 +647,8 @@ where
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// The session's database role (PostgreSQL), written into every record.
+    role: Option<String>,
 }
 
 impl Store {
@@ -564,7 +713,13 @@ impl Store {
                     .await?
             }
         };
-        Ok(Store { pool, backend })
+        let role = match backend {
+            Backend::Sqlite => None,
+            Backend::Postgres => {
+                Some(sqlx::query("SELECT CAST(session_user AS TEXT)").fetch_one(&pool).await?.try_get(0)?)
+            }
+        };
+        Ok(Store { pool, backend, role })
     }
 
     /// Which database this store lives in.
@@ -582,6 +737,73 @@ impl Store {
         }
         Migrator::with_migrations(self.backend.migrations()).run(&self.pool).await?;
         Ok((applied, known))
+    }
+
+    /// Set how identities are established, and map database roles to identities
+    /// (`(role, identity)`; mapping a role to an empty identity removes its mapping). Only
+    /// PostgreSQL has roles: `db-role` on SQLite is refused.
+    pub async fn set_identity(&self, mode: IdentityMode, map: &[(String, String)]) -> Result<()> {
+        if mode == IdentityMode::DbRole && self.backend == Backend::Sqlite {
+            return Err(StoreError::Refused(
+                "a SQLite store has no database roles: the `db-role` identity mode needs PostgreSQL".into(),
+            ));
+        }
+        let mut tx = self.pool.begin_with(self.backend.begin()).await?;
+        sqlx::query(
+            "INSERT INTO runbook_settings (key, value) VALUES ('identity', $1) \
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        )
+        .bind(mode.as_str())
+        .execute(&mut *tx)
+        .await?;
+        for (role, identity) in map {
+            if identity.trim().is_empty() {
+                sqlx::query("DELETE FROM runbook_identities WHERE db_role = $1")
+                    .bind(role)
+                    .execute(&mut *tx)
+                    .await?;
+            } else {
+                sqlx::query(
+                    "INSERT INTO runbook_identities (db_role, identity) VALUES ($1, $2) \
+                     ON CONFLICT (db_role) DO UPDATE SET identity = excluded.identity",
+                )
+                .bind(role)
+                .bind(identity)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The identity mode, and the identity this session acts as in `db-role` mode (its
+    /// role's mapped identity, else the role's name).
+    pub async fn identity(&self) -> Result<(IdentityMode, Option<String>)> {
+        let mode: Option<String> = sqlx::query("SELECT value FROM runbook_settings WHERE key = 'identity'")
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|r| r.try_get(0))
+            .transpose()?;
+        let mode = match mode.as_deref() {
+            None => IdentityMode::Declared,
+            Some(m) => IdentityMode::parse(m)
+                .ok_or_else(|| StoreError::Corrupt(format!("unknown identity mode `{m}`")))?,
+        };
+        let (IdentityMode::DbRole, Some(role)) = (mode, &self.role) else { return Ok((mode, None)) };
+        let mapped: Option<String> =
+            sqlx::query("SELECT identity FROM runbook_identities WHERE db_role = $1")
+                .bind(role)
+                .fetch_optional(&self.pool)
+                .await?
+                .map(|r| r.try_get(0))
+                .transpose()?;
+        Ok((mode, Some(mapped.unwrap_or_else(|| role.clone()))))
+    }
+
+    /// The database role of this session (PostgreSQL).
+    pub fn db_role(&self) -> Option<&str> {
+        self.role.as_deref()
     }
 
     /// (applied, known) schema versions; applied is 0 for an empty database.
@@ -633,7 +855,19 @@ impl Store {
                 .await?;
             tx.rollback().await?;
         }
-        Ok(Health { backend: self.backend, applied, known, runs, live_locks, db_now_ms })
+        let (identity, session_identity) =
+            if applied >= 4 { self.identity().await? } else { (IdentityMode::Declared, None) };
+        Ok(Health {
+            backend: self.backend,
+            applied,
+            known,
+            runs,
+            live_locks,
+            db_now_ms,
+            identity,
+            db_role: self.role.clone(),
+            session_identity,
+        })
     }
 
     /// Record a new run (before its `run_started` event).
@@ -648,7 +882,8 @@ impl Store {
         .bind(RunStatus::Running.as_str())
         .bind(run.lock_name)
         .execute(&self.pool)
-        .await?;
+        .await
+        .map_err(identity_refusal)?;
         Ok(())
     }
 
@@ -798,6 +1033,8 @@ impl Store {
                 .ok_or_else(|| StoreError::NoSuchRun(run_id.to_string()))?,
         };
         let mut seq = u64::try_from(last.try_get::<i64, _>(0)?).unwrap_or(0);
+        // The run's summary starts when its journal does (`started_at` is the first record's time).
+        let first = i64::from(seq == 0);
         let mut prev: String = last
             .try_get::<Option<String>, _>(1)?
             .unwrap_or_else(|| runbook_core::journal::GENESIS.to_string());
@@ -806,20 +1043,20 @@ impl Store {
         let mut bodies = Vec::with_capacity(events.len());
         for event in events {
             seq += 1;
-            let record = Record::new(run_id, seq, ts, event.clone(), &prev);
+            let record = Record::new_by(run_id, seq, ts, event.clone(), &prev, self.role.as_deref());
             bodies
                 .push(serde_json::to_string(&record.event).map_err(|e| StoreError::Corrupt(e.to_string()))?);
-            match &record.event {
-                RunEvent::RunFinished { status: s } => {
+            // The same rule as the summary `audit verify` derives from the journal.
+            match runbook_core::audit::status_change(&record.event) {
+                Some(StatusChange::Finished(s)) => {
                     (status, finished, reopened) = (Some(s.as_str()), Some(ts), 0)
                 }
-                RunEvent::RunInterrupted { .. } => status = Some(RunStatus::Interrupted.as_str()),
-                RunEvent::RunSuspended { .. } => status = Some(RunStatus::NeedsOperator.as_str()),
+                Some(StatusChange::Stopped(s)) => status = Some(s.as_str()),
                 // A failed run may be resumed: it is not finished any more.
-                RunEvent::RunResumed { .. } => {
+                Some(StatusChange::Reopened) => {
                     (status, finished, reopened) = (Some(RunStatus::Running.as_str()), None, 1)
                 }
-                _ => {}
+                None => {}
             }
             prev = record.hash.clone();
             records.push(record);
@@ -829,14 +1066,14 @@ impl Store {
         // worker thread, instead of one per event. The text holds only placeholders.
         for (records, bodies) in records.chunks(INSERT_BATCH).zip(bodies.chunks(INSERT_BATCH)) {
             let mut sql = String::from(
-                "INSERT INTO events (run_id, seq, ts, kind, step, body, prev_hash, hash) VALUES ",
+                "INSERT INTO events (run_id, seq, ts, kind, step, body, prev_hash, hash, db_role) VALUES ",
             );
             for i in 0..records.len() {
-                let b = i * 8;
+                let b = i * 9;
                 let sep = if i == 0 { "" } else { ", " };
                 let _ = write!(
                     sql,
-                    "{sep}(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                    "{sep}(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
                     b + 1,
                     b + 2,
                     b + 3,
@@ -844,7 +1081,8 @@ impl Store {
                     b + 5,
                     b + 6,
                     b + 7,
-                    b + 8
+                    b + 8,
+                    b + 9
                 );
             }
             let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
@@ -857,13 +1095,15 @@ impl Store {
                     .bind(record.event.step())
                     .bind(body)
                     .bind(&record.prev_hash)
-                    .bind(&record.hash);
+                    .bind(&record.hash)
+                    .bind(record.db_role.as_deref());
             }
-            query.execute(&mut **tx).await?;
+            query.execute(&mut **tx).await.map_err(identity_refusal)?;
         }
         sqlx::query(
             "UPDATE runs SET last_seq = $1, last_hash = $2, status = COALESCE($3, status), \
-             finished_at = CASE WHEN $6 = 1 THEN NULL ELSE COALESCE($4, finished_at) END WHERE run_id = $5",
+             finished_at = CASE WHEN $6 = 1 THEN NULL ELSE COALESCE($4, finished_at) END, \
+             started_at = CASE WHEN $7 = 1 THEN $8 ELSE started_at END WHERE run_id = $5",
         )
         .bind(seq as i64)
         .bind(&prev)
@@ -871,6 +1111,8 @@ impl Store {
         .bind(finished)
         .bind(run_id)
         .bind(reopened)
+        .bind(first)
+        .bind(ts)
         .execute(&mut **tx)
         .await?;
         Ok(records)
@@ -891,7 +1133,7 @@ impl Store {
         E: sqlx::Executor<'e, Database = sqlx::Any>,
     {
         let rows = sqlx::query(
-            "SELECT seq, ts, body, prev_hash, hash FROM events WHERE run_id = $1 AND seq > $2 ORDER BY seq",
+            "SELECT seq, ts, body, prev_hash, hash, db_role FROM events WHERE run_id = $1 AND seq > $2 ORDER BY seq",
         )
         .bind(run_id)
         .bind(after as i64)
@@ -909,9 +1151,28 @@ impl Store {
                     event,
                     prev_hash: row.try_get(3)?,
                     hash: row.try_get(4)?,
+                    db_role: row.try_get(5)?,
                 })
             })
             .collect()
+    }
+
+    /// A run's summary and its journal, read in one snapshot (so they agree even while the
+    /// run is being written).
+    pub async fn run_and_records(&self, run_id: &str) -> Result<(RunSummary, Vec<Record>)> {
+        let mut tx = self.pool.begin_with(self.backend.begin_snapshot()).await?;
+        let row = sqlx::query(
+            "SELECT run_id, runbook, operator, started_at, status, finished_at, last_seq, last_hash \
+             FROM runs WHERE run_id = $1",
+        )
+        .bind(run_id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| StoreError::NoSuchRun(run_id.to_string()))?;
+        let run = summary(&row)?;
+        let records = Self::read_records(&mut *tx, run_id, 0).await?;
+        tx.rollback().await?;
+        Ok((run, records))
     }
 
     /// Every run, newest first.
@@ -1117,7 +1378,9 @@ impl Store {
         Ok(())
     }
 
-    /// Keep an attempt's output (replacing what an earlier copy of the same attempt kept).
+    /// Keep an attempt's output (replacing what an earlier copy of the same attempt kept),
+    /// without a `log_kept` record: `audit verify` then finds a log the journal does not
+    /// vouch for. The engine uses [`Store::keep_logs`]; this stays for tools and tests.
     pub async fn put_log(&self, run_id: &str, step: &str, attempt: i64, body: &str) -> Result<()> {
         retry_busy(self.backend, || async {
             sqlx::query(
@@ -1137,14 +1400,11 @@ impl Store {
 
     /// A run's kept output, by step then attempt.
     pub async fn logs(&self, run_id: &str) -> Result<Vec<StepLog>> {
-        let rows =
-            sqlx::query("SELECT step, attempt, body FROM step_logs WHERE run_id = $1 ORDER BY step, attempt")
-                .bind(run_id)
-                .fetch_all(&self.pool)
-                .await?;
-        rows.iter()
-            .map(|r| Ok(StepLog { step: r.try_get(0)?, attempt: r.try_get(1)?, body: r.try_get(2)? }))
-            .collect()
+        Ok(Self::read_logs(&self.pool, run_id)
+            .await?
+            .into_iter()
+            .map(|l| StepLog { step: l.step, attempt: l.attempt, body: l.body })
+            .collect())
     }
 
     /// Queue a run for the workers.
@@ -1302,6 +1562,218 @@ impl Store {
                     worker: r.try_get(5)?,
                     exit_code: r.try_get(6)?,
                     note: r.try_get(7)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Runs' histories read in one snapshot (one run, or all), and the records and logs that
+    /// belong to no run (their `run_id` was changed, or their run's row removed), as findings.
+    /// Everything is read in one read transaction, so a run being written meanwhile is seen
+    /// as of one moment: its row, records and logs agree.
+    pub async fn histories(
+        &self,
+        run_id: Option<&str>,
+    ) -> Result<(Vec<History>, Vec<runbook_core::audit::Finding>)> {
+        let mut tx = self.pool.begin_with(self.backend.begin_snapshot()).await?;
+        let rows = match run_id {
+            Some(id) => {
+                sqlx::query(
+                    "SELECT run_id, runbook, operator, started_at, status, finished_at, lock_name, last_seq, last_hash, \
+                     (SELECT COUNT(*) FROM locks l WHERE l.name = runs.lock_name) FROM runs WHERE run_id = $1",
+                )
+                .bind(id)
+                .fetch_all(&mut *tx)
+                .await?
+            }
+            None => {
+                sqlx::query(
+                    "SELECT run_id, runbook, operator, started_at, status, finished_at, lock_name, last_seq, last_hash, \
+                     (SELECT COUNT(*) FROM locks l WHERE l.name = runs.lock_name) FROM runs \
+                     ORDER BY started_at DESC, run_id DESC",
+                )
+                .fetch_all(&mut *tx)
+                .await?
+            }
+        };
+        if let (Some(id), true) = (run_id, rows.is_empty()) {
+            return Err(StoreError::NoSuchRun(id.to_string()));
+        }
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let row = runbook_core::audit::StoredRun {
+                run_id: r.try_get(0)?,
+                runbook: r.try_get(1)?,
+                operator: r.try_get(2)?,
+                started_at: r.try_get(3)?,
+                status: r.try_get(4)?,
+                finished_at: r.try_get(5)?,
+                lock_name: r.try_get(6)?,
+                last_seq: r.try_get(7)?,
+                last_hash: r.try_get(8)?,
+            };
+            let lock_known = r.try_get::<i64, _>(9)? > 0;
+            let records = match Self::read_records(&mut *tx, &row.run_id, 0).await {
+                Ok(records) => Ok(records),
+                Err(StoreError::Corrupt(e)) => Err(e),
+                Err(e) => return Err(e),
+            };
+            let columns =
+                sqlx::query("SELECT seq, kind, step, body FROM events WHERE run_id = $1 ORDER BY seq")
+                    .bind(&row.run_id)
+                    .fetch_all(&mut *tx)
+                    .await?
+                    .iter()
+                    .map(|c| {
+                        Ok(runbook_core::audit::StoredColumns {
+                            seq: u64::try_from(c.try_get::<i64, _>(0)?).unwrap_or(0),
+                            kind: c.try_get(1)?,
+                            step: c.try_get(2)?,
+                            body: c.try_get(3)?,
+                        })
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+            let logs = Self::read_logs(&mut *tx, &row.run_id).await?;
+            out.push(History { row, records, columns, logs, lock_known });
+        }
+        let mut orphans = Vec::new();
+        if run_id.is_none() {
+            for (table, column) in [("events", "events.run_id"), ("step_logs", "step_logs.run_id")] {
+                let sql = format!(
+                    "SELECT DISTINCT t.run_id FROM {table} t WHERE NOT EXISTS (SELECT 1 FROM runs r WHERE r.run_id = t.run_id)"
+                );
+                for r in sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(&mut *tx).await? {
+                    let id: String = r.try_get(0)?;
+                    orphans.push(runbook_core::audit::Finding {
+                        place: format!("{column} or runs.run_id"),
+                        message: format!("rows of run `{id}`, which the store has no run for"),
+                    });
+                }
+            }
+        }
+        tx.rollback().await?;
+        Ok((out, orphans))
+    }
+
+    /// What `runbook runs` lists: each run's row, and the summary its journal implies (from
+    /// its first record, the records that change its status, and its last record), read in
+    /// one snapshot. The summary is `None` for a run without records.
+    pub async fn runs_with_journal(&self) -> Result<Vec<(RunSummary, Option<runbook_core::audit::Summary>)>> {
+        let mut tx = self.pool.begin_with(self.backend.begin_snapshot()).await?;
+        let runs = sqlx::query(
+            "SELECT run_id, runbook, operator, started_at, status, finished_at, last_seq, last_hash \
+             FROM runs ORDER BY started_at DESC, run_id DESC",
+        )
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(summary)
+        .collect::<Result<Vec<_>>>()?;
+        let rows = sqlx::query(
+            "SELECT e.run_id, e.seq, e.ts, e.body, e.prev_hash, e.hash, e.db_role FROM events e \
+             JOIN (SELECT run_id, MAX(seq) AS last FROM events GROUP BY run_id) h ON h.run_id = e.run_id \
+             WHERE e.seq = 1 OR e.seq = h.last \
+             OR e.kind IN ('run_finished', 'run_interrupted', 'run_suspended', 'run_resumed') \
+             ORDER BY e.run_id, e.seq",
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.rollback().await?;
+        let mut parts: std::collections::BTreeMap<String, Vec<Record>> = std::collections::BTreeMap::new();
+        for row in &rows {
+            let run_id: String = row.try_get(0)?;
+            let body: String = row.try_get(3)?;
+            // A record that does not parse leaves its run without a summary: `runs` flags it.
+            let Ok(event) = serde_json::from_str::<RunEvent>(&body) else {
+                parts.entry(run_id).or_default().clear();
+                continue;
+            };
+            let record = Record {
+                run_id: run_id.clone(),
+                seq: u64::try_from(row.try_get::<i64, _>(1)?).unwrap_or(0),
+                ts: row.try_get(2)?,
+                event,
+                prev_hash: row.try_get(4)?,
+                hash: row.try_get(5)?,
+                db_role: row.try_get(6)?,
+            };
+            parts.entry(run_id).or_default().push(record);
+        }
+        Ok(runs
+            .into_iter()
+            .map(|r| {
+                let derived = parts.get(&r.run_id).and_then(|p| runbook_core::audit::summary(p));
+                (r, derived)
+            })
+            .collect())
+    }
+
+    /// Keep attempts' output in the store, each with a `log_kept` record holding the digest of
+    /// the kept text, all in one transaction (the rows and the records that vouch for them
+    /// land together or not at all). A log the store already keeps with the same text is left
+    /// alone. Returns the run's new last record, if anything was written.
+    pub async fn keep_logs(&self, run_id: &str, ts: &str, logs: &[KeptLog<'_>]) -> Result<Option<Record>> {
+        retry_busy(self.backend, || async {
+            let mut tx = self.pool.begin_with(self.backend.begin()).await?;
+            let head = sqlx::query(self.backend.run_head())
+                .bind(run_id)
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or_else(|| StoreError::NoSuchRun(run_id.to_string()))?;
+            let records = Self::read_records(&mut *tx, run_id, 0).await?;
+            let kept = runbook_core::audit::kept_logs(&records);
+            let mut events = Vec::new();
+            for log in logs {
+                let sha256 = runbook_core::audit::log_digest(log.body);
+                if kept
+                    .get(&(log.step.to_string(), i64::from(log.attempt)))
+                    .is_some_and(|(_, d)| *d == sha256)
+                {
+                    continue;
+                }
+                sqlx::query(
+                    "INSERT INTO step_logs (run_id, step, attempt, body) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (run_id, step, attempt) DO UPDATE SET body = excluded.body",
+                )
+                .bind(run_id)
+                .bind(log.step)
+                .bind(i64::from(log.attempt))
+                .bind(log.body)
+                .execute(&mut *tx)
+                .await?;
+                events.push(RunEvent::LogKept {
+                    step: log.step.to_string(),
+                    attempt: log.attempt,
+                    bytes: log.bytes,
+                    kept_bytes: log.body.len() as u64,
+                    sha256,
+                });
+            }
+            if events.is_empty() {
+                tx.rollback().await?;
+                return Ok(None);
+            }
+            let mut written = self.insert(&mut tx, run_id, ts, &events, Some(head)).await?;
+            tx.commit().await?;
+            Ok(written.pop())
+        })
+        .await
+    }
+
+    async fn read_logs<'e, E>(executor: E, run_id: &str) -> Result<Vec<runbook_core::audit::StoredLog>>
+    where
+        E: sqlx::Executor<'e, Database = sqlx::Any>,
+    {
+        sqlx::query("SELECT step, attempt, body FROM step_logs WHERE run_id = $1 ORDER BY step, attempt")
+            .bind(run_id)
+            .fetch_all(executor)
+            .await?
+            .iter()
+            .map(|r| {
+                Ok(runbook_core::audit::StoredLog {
+                    step: r.try_get(0)?,
+                    attempt: r.try_get(1)?,
+                    body: r.try_get(2)?,
                 })
             })
             .collect()

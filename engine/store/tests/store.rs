@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use runbook_core::journal::{self, RunEvent, RunStatus};
-use runbook_store::{Acquire, Backend, Head, Location, NewRun, Store, StoreError, Submission};
+use runbook_store::{Acquire, Backend, Head, KeptLog, Location, NewRun, Store, StoreError, Submission};
 use sqlx::Row;
 
 /// A fresh, migrated, empty store and what keeps it alive.
@@ -86,6 +86,7 @@ conformance!(
     a_newer_schema_is_refused,
     decisions_are_checked_against_the_journal_in_the_same_transaction,
     step_logs_are_kept_per_attempt,
+    kept_logs_are_vouched_for_by_log_kept_records,
     the_health_check_reports_versions_and_contents,
     queued_runs_are_claimed_once_by_workers_with_the_labels,
 );
@@ -124,14 +125,14 @@ async fn a_shared_store_is_not_migrated_behind_the_team_s_back() {
     let pg = tokio::task::spawn_blocking(runbook_sandbox::peers::Postgres::start).await.expect("start");
     let location = Location::Postgres(pg.url("postgres"));
     match Store::open(&location).await {
-        Err(e @ StoreError::NeedsMigration { applied: 0, known: 3 }) => {
+        Err(e @ StoreError::NeedsMigration { applied: 0, known: 4 }) => {
             assert!(e.to_string().contains("runbook state migrate"), "{e}");
         }
         other => panic!("expected NeedsMigration, got {other:?}"),
     }
     let store = Store::connect(&location).await.expect("connect");
-    assert_eq!(store.migrate().await.expect("migrate"), (0, 3));
-    assert_eq!(store.migrate().await.expect("migrate again"), (3, 3));
+    assert_eq!(store.migrate().await.expect("migrate"), (0, 4));
+    assert_eq!(store.migrate().await.expect("migrate again"), (4, 4));
     Store::open(&location).await.expect("open after migrate");
 }
 
@@ -332,7 +333,7 @@ async fn a_newer_schema_is_refused(f: Fixture) {
         Err(StoreError::NewerSchema { .. })
     ));
     match Store::open(&f.location).await {
-        Err(e @ StoreError::NewerSchema { found: 99, known: 3 }) => {
+        Err(e @ StoreError::NewerSchema { found: 99, known: 4 }) => {
             assert!(e.to_string().contains("newer than this runbook knows"));
         }
         other => panic!("expected NewerSchema, got {other:?}"),
@@ -427,6 +428,52 @@ async fn step_logs_are_kept_per_attempt(f: Fixture) {
     assert!(store.put_log("no-such-run", "s", 1, "x").await.is_err(), "logs belong to a run");
 }
 
+async fn kept_logs_are_vouched_for_by_log_kept_records(f: Fixture) {
+    let store = f.open().await;
+    // As the engine does it: every run holds a lock, named in its row.
+    store
+        .acquire_lock("run:r1", "r1", "ana", "t0", 1_000, Duration::from_secs(60), None)
+        .await
+        .expect("lock");
+    store
+        .create_run(&NewRun {
+            run_id: "r1",
+            runbook: "rollback-l3",
+            operator: "ana@bastion",
+            started_at: "t0",
+            lock_name: Some("run:r1"),
+        })
+        .await
+        .expect("create run");
+    store.append("r1", "t1", &started(), None).await.expect("append");
+    let log = |step, attempt, body| KeptLog { step, attempt, bytes: 100, body };
+    let head = store
+        .keep_logs("r1", "t2", &[log("backup", 1, "out dumping\n"), log("inc/step", 1, "out partial")])
+        .await
+        .expect("keep")
+        .expect("records written");
+    assert_eq!(head.seq, 3);
+    // The same text again: nothing to write. A new copy of one log: one new record.
+    assert!(store.keep_logs("r1", "t3", &[log("backup", 1, "out dumping\n")]).await.expect("keep").is_none());
+    let head = store.keep_logs("r1", "t4", &[log("inc/step", 1, "out whole\n")]).await.expect("keep");
+    assert_eq!(head.map(|r| r.seq), Some(4));
+    let (histories, orphans) = store.histories(Some("r1")).await.expect("histories");
+    assert!(orphans.is_empty());
+    let findings: Vec<String> = histories[0].findings(None).iter().map(ToString::to_string).collect();
+    assert!(findings.is_empty(), "{findings:?}");
+    assert_eq!(
+        histories[0].logs.iter().map(|l| l.body.as_str()).collect::<Vec<_>>(),
+        ["out dumping\n", "out whole\n"]
+    );
+    let kinds: Vec<&str> =
+        store.records("r1").await.expect("records").iter().map(|r| r.event.kind()).collect();
+    assert_eq!(kinds, ["run_started", "log_kept", "log_kept", "log_kept"]);
+    // The row and its record go together: a run that does not exist keeps nothing.
+    assert!(store.keep_logs("no-such-run", "t5", &[log("s", 1, "x")]).await.is_err());
+    // The store's own summary follows the journal (started_at is the first record's time).
+    assert_eq!(store.run("r1").await.expect("run").started_at, "t1");
+}
+
 async fn the_health_check_reports_versions_and_contents(f: Fixture) {
     let store = f.with_run("r1").await;
     store
@@ -434,7 +481,7 @@ async fn the_health_check_reports_versions_and_contents(f: Fixture) {
         .await
         .expect("lock");
     let health = store.check(2_000).await.expect("check");
-    assert_eq!((health.backend, health.applied, health.known), (f.backend(), 3, 3));
+    assert_eq!((health.backend, health.applied, health.known), (f.backend(), 4, 4));
     assert_eq!((health.runs, health.live_locks), (1, 1));
     assert_eq!(store.check(100_000).await.expect("check").live_locks, 0, "the lease ran out");
     let now =
