@@ -332,7 +332,7 @@ fn an_attached_run_continues_when_another_terminal_approves() {
         .expect("run");
     // Wait for the request to be journaled.
     let mut run = None;
-    for _ in 0..500 {
+    for _ in 0..3000 {
         if let Some(id) = crate::support::latest_run_id(sb.path(), Path::new(&state))
             && sb.audit(&id).contains("approval_requested")
         {

@@ -265,6 +265,9 @@ pub struct Dispatcher<'a> {
     /// Events folded into `journal` but not yet in the store: a step's success waits here
     /// for the next write (the start of the steps it freed), so that both take one
     /// transaction. Written before the dispatcher waits for anything.
+    /// A new run not yet in the store: its row is written with its first records, at this
+    /// start time.
+    creating: Option<String>,
     deferred: Vec<RunEvent>,
     started_at: String,
     /// Included runbooks that stopped to wait for approvals, by step index: what they wait on.
@@ -301,6 +304,7 @@ impl<'a> Dispatcher<'a> {
             attempt_base: vec![0; runbook.steps.len()],
             journal: runbook_core::journal::RunState::default(),
             deferred: Vec::new(),
+            creating: None,
             started_at: String::new(),
             child_waiting: BTreeMap::new(),
         }
@@ -639,22 +643,11 @@ impl<'a> Dispatcher<'a> {
             )));
         }
         self.lease = Some(lease);
-        // Only now, with the lock held, does a new run exist: a refused run leaves no trace.
+        // Only now, with the lock held, does a new run exist, and only with its first
+        // record (`Store::start_run`, one transaction): a refused run, or an engine that dies
+        // while starting, leaves no trace.
         if resume.is_none() {
-            let created = self
-                .store
-                .create_run(&runbook_store::NewRun {
-                    run_id: &self.opts.run_id,
-                    runbook: &self.runbook.name,
-                    operator: &self.opts.operator,
-                    started_at: &now_ts,
-                    lock_name: Some(&lock),
-                })
-                .await;
-            if let Err(e) = created {
-                self.release().await;
-                return Err(e.into());
-            }
+            self.creating = Some(now_ts.clone());
         }
 
         match resume {
@@ -845,7 +838,24 @@ impl<'a> Dispatcher<'a> {
         }
         let (ts, _) = now();
         let events = std::mem::take(&mut self.deferred);
-        let records = self.store.append_all(&self.opts.run_id, &ts, &events, self.lease.as_ref()).await?;
+        let records = match self.creating.take() {
+            Some(started_at) => {
+                let lock_name = self.lease.as_ref().map(|l| l.name.clone());
+                let run = runbook_store::NewRun {
+                    run_id: &self.opts.run_id,
+                    runbook: &self.runbook.name,
+                    operator: &self.opts.operator,
+                    started_at: &started_at,
+                    lock_name: lock_name.as_deref(),
+                };
+                let started = self.store.start_run(&run, &events, self.lease.as_ref()).await;
+                if started.is_err() {
+                    self.release().await;
+                }
+                started?
+            }
+            None => self.store.append_all(&self.opts.run_id, &ts, &events, self.lease.as_ref()).await?,
+        };
         for record in records {
             self.journal.last_seq = record.seq;
             self.journal.last_hash = Some(record.hash.clone());

@@ -870,8 +870,14 @@ impl Store {
         })
     }
 
-    /// Record a new run (before its `run_started` event).
+    /// Record a new run (before its `run_started` event). Engines use [`Store::start_run`],
+    /// which writes the row and the first records in one transaction.
     pub async fn create_run(&self, run: &NewRun<'_>) -> Result<()> {
+        let mut conn = self.pool.acquire().await?;
+        Self::insert_run(&mut conn, run).await
+    }
+
+    async fn insert_run(conn: &mut sqlx::AnyConnection, run: &NewRun<'_>) -> Result<()> {
         sqlx::query(
             "INSERT INTO runs (run_id, runbook, operator, started_at, status, lock_name) VALUES ($1, $2, $3, $4, $5, $6)",
         )
@@ -881,10 +887,23 @@ impl Store {
         .bind(run.started_at)
         .bind(RunStatus::Running.as_str())
         .bind(run.lock_name)
-        .execute(&self.pool)
+        .execute(conn)
         .await
         .map_err(identity_refusal)?;
         Ok(())
+    }
+
+    /// Create a run and write its first records (`run_started`...) in one transaction: a
+    /// run exists exactly when its first record does, so an engine that dies while starting
+    /// leaves either a run with its `run_started` record or nothing at all.
+    pub async fn start_run(
+        &self,
+        run: &NewRun<'_>,
+        events: &[RunEvent],
+        lease: Option<&Lease>,
+    ) -> Result<Vec<Record>> {
+        retry_busy(self.backend, || self.append_once(run.run_id, run.started_at, events, lease, Some(run)))
+            .await
     }
 
     /// Append one event to a run's journal, chained to the previous record, in one
@@ -910,7 +929,7 @@ impl Store {
         events: &[RunEvent],
         lease: Option<&Lease>,
     ) -> Result<Vec<Record>> {
-        retry_busy(self.backend, || self.append_once(run_id, ts, events, lease)).await
+        retry_busy(self.backend, || self.append_once(run_id, ts, events, lease, None)).await
     }
 
     async fn append_once(
@@ -919,8 +938,12 @@ impl Store {
         ts: &str,
         events: &[RunEvent],
         lease: Option<&Lease>,
+        new: Option<&NewRun<'_>>,
     ) -> Result<Vec<Record>> {
         let mut tx = self.pool.begin_with(self.backend.begin()).await?;
+        if let Some(run) = new {
+            Self::insert_run(&mut tx, run).await?;
+        }
         let head = match (lease, self.backend) {
             // SQLite holds the database's one write lock already: the fence and the head
             // come in one statement.
