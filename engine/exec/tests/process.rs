@@ -18,7 +18,7 @@ fn bash(script: &str, dir: &std::path::Path, timeout: Option<Duration>) -> Spawn
 }
 
 async fn run_collect(spawn: &Spawn) -> (Exit, Vec<Line>) {
-    let (tx, mut rx) = mpsc::unbounded_channel();
+    let (tx, mut rx) = mpsc::channel(4096);
     let (_cancel_tx, cancel) = watch::channel(false);
     let exit = run(spawn, tx, cancel).await;
     let mut lines = Vec::new();
@@ -102,7 +102,7 @@ async fn a_term_ignoring_process_is_killed_after_the_grace_period() {
 async fn cancellation_ends_the_attempt() {
     let dir = tempfile::tempdir().expect("tempdir");
     let spawn = bash("echo $$ > pid; sleep 1000", dir.path(), None);
-    let (tx, _rx) = mpsc::unbounded_channel();
+    let (tx, _rx) = mpsc::channel(4096);
     let (cancel_tx, cancel) = watch::channel(false);
     let handle = tokio::spawn(async move { run(&spawn, tx, cancel).await });
     tokio::time::sleep(Duration::from_millis(200)).await;
