@@ -50,6 +50,19 @@ async fn exit_codes_and_lines_come_back() {
 }
 
 #[tokio::test]
+async fn a_line_longer_than_the_limit_comes_in_pieces_cut_between_characters() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // 150,001 bytes without a newline: `a`, then two-byte characters across the 64 KiB cuts.
+    let script = "printf a; for i in $(seq 75000); do printf '\\303\\251'; done";
+    let (exit, lines) = run_collect(&bash(script, dir.path(), None)).await;
+    assert_eq!(exit, Exit::Code(0));
+    assert!(lines.len() >= 3, "{}", lines.len());
+    assert!(lines.iter().all(|l| l.text.len() <= runbook_exec::process::MAX_LINE));
+    let whole: String = lines.iter().map(|l| l.text.as_str()).collect();
+    assert_eq!(whole, format!("a{}", "\u{e9}".repeat(75000)), "no character was cut or replaced");
+}
+
+#[tokio::test]
 async fn a_timeout_kills_grandchildren_too() {
     let dir = tempfile::tempdir().expect("tempdir");
     let spawn = bash("sleep 1000 & echo $! > pid; wait", dir.path(), Some(Duration::from_millis(300)));
