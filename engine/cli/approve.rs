@@ -86,12 +86,15 @@ async fn record(
         .to_path_buf();
     let secrets = match runbook_exec::secrets::resolve(&runbook, &base_dir) {
         Ok(s) => s,
+        // Nothing typed, nothing to redact: an approver without the sources may still
+        // approve or reject without words.
+        Err(_) if inputs.is_empty() && reason.is_empty() => runbook_exec::secrets::Secrets::default(),
         Err(problems) => {
             for p in problems {
                 eprintln!("error: {p}");
             }
             eprintln!(
-                "  help: `approve` reads the run's secrets as the run does, to keep them out of the journal; give it the same sources; nothing was recorded"
+                "  help: `approve` reads the run's secrets as the run does, to keep them out of what you type (inputs, reason); give it the same sources, or decide without inputs and reason; nothing was recorded"
             );
             return exit::INVALID;
         }

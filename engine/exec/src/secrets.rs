@@ -147,6 +147,33 @@ struct Patterns {
     marks: Vec<Arc<[u8]>>,
     /// The longest pattern, in bytes of normalised text (line breaks removed).
     longest: usize,
+    /// The patterns (normalised), by pattern index, and their indices by first byte: what
+    /// the end of a stream may be the beginning of.
+    patterns: Vec<Vec<u8>>,
+    by_first: Vec<Vec<usize>>,
+}
+
+impl Patterns {
+    fn new(matcher: AhoCorasick, marks: Vec<Arc<[u8]>>, patterns: Vec<Vec<u8>>) -> Patterns {
+        let longest = patterns.iter().map(Vec::len).max().unwrap_or(1);
+        let mut by_first = vec![Vec::new(); 256];
+        for (i, p) in patterns.iter().enumerate() {
+            if let Some(b) = p.first() {
+                by_first[usize::from(*b)].push(i);
+            }
+        }
+        Patterns { matcher, marks, longest, patterns, by_first }
+    }
+
+    /// Whether `tail` is the beginning of a pattern and more bytes could complete it (or a
+    /// longer one).
+    fn may_grow(&self, tail: &[u8]) -> bool {
+        let Some(first) = tail.first() else { return false };
+        self.by_first[usize::from(*first)].iter().any(|&i| {
+            let p = &self.patterns[i];
+            p.len() > tail.len() && p.starts_with(tail)
+        })
+    }
 }
 
 impl std::fmt::Debug for Redactor {
@@ -180,7 +207,6 @@ impl Redactor {
         if patterns.is_empty() {
             return Redactor { patterns: None };
         }
-        let longest = patterns.iter().map(Vec::len).max().unwrap_or(1);
         let matcher = AhoCorasick::builder().match_kind(MatchKind::LeftmostLongest).build(&patterns);
         let matcher = match matcher {
             Ok(m) => m,
@@ -189,14 +215,13 @@ impl Redactor {
             Err(_) => match AhoCorasick::builder().build((0..=255u8).map(|b| [b])) {
                 Ok(m) => {
                     let mark: Arc<[u8]> = Arc::from(&b"<redacted>"[..]);
-                    return Redactor {
-                        patterns: Some(Arc::new(Patterns { matcher: m, marks: vec![mark; 256], longest: 1 })),
-                    };
+                    let every: Vec<Vec<u8>> = (0..=255u8).map(|b| vec![b]).collect();
+                    return Redactor { patterns: Some(Arc::new(Patterns::new(m, vec![mark; 256], every))) };
                 }
                 Err(_) => return Redactor { patterns: None },
             },
         };
-        Redactor { patterns: Some(Arc::new(Patterns { matcher, marks, longest })) }
+        Redactor { patterns: Some(Arc::new(Patterns::new(matcher, marks, patterns))) }
     }
 
     /// Whether there is anything to redact.
@@ -205,8 +230,9 @@ impl Redactor {
     }
 
     /// A streaming redactor over one byte stream (a step's stdout, say): feed it chunks cut
-    /// anywhere; it holds back at most the longest pattern (in bytes without line breaks),
-    /// so memory stays bounded whatever the stream.
+    /// anywhere; it holds back only the end that could begin a form (at most the longest
+    /// pattern minus one byte, without line breaks), so memory stays bounded whatever the
+    /// stream.
     pub fn stream(&self) -> StreamRedactor {
         StreamRedactor { patterns: self.patterns.clone(), pending: Vec::new() }
     }
@@ -396,15 +422,27 @@ impl StreamRedactor {
             return;
         };
         let (norm, map) = normalise(&self.pending, last);
-        // A match that begins before `boundary` lies wholly in what was seen: its length is
-        // at most `longest`. Matches that begin later wait for more bytes.
-        let boundary = if last { norm.len() } else { norm.len().saturating_sub(p.longest - 1) };
+        // Held back: from the first position whose rest is the beginning of a pattern, which
+        // more bytes could complete (at most the longest pattern minus one byte). A match
+        // that begins before `boundary` is final: no byte to come can make it longer or move
+        // it. The rest goes out now, so a step that prints a line and waits is shown at once
+        // unless its last bytes could begin a secret.
+        let boundary = if last {
+            norm.len()
+        } else {
+            let window = norm.len().saturating_sub(p.longest - 1);
+            (window..norm.len()).find(|&i| p.may_grow(&norm[i..])).unwrap_or(norm.len())
+        };
         let byte_boundary = if last {
             self.pending.len()
         } else if boundary < norm.len() {
             map[boundary]
+        } else if p.may_grow(b"\n") || p.may_grow(b"\r") {
+            // One or two line breaks at the end, not yet known to be a single break: they
+            // wait only if a pattern could begin with them.
+            norm.len().checked_sub(1).map_or(0, |last| map[last] + 1)
         } else {
-            0
+            self.pending.len()
         };
         let mut cursor = 0;
         for m in p.matcher.find_iter(&norm) {
@@ -428,7 +466,7 @@ impl StreamRedactor {
 
 /// `bytes` without its single line breaks (`\n` and `\r\n` between two other bytes; longer
 /// runs of breaks, a blank line, stay), and for each byte kept its index in `bytes`. When
-/// `last` is false, a break at the very end is kept out (the next bytes decide).
+/// `last` is false, one or two breaks at the very end are kept out (the next bytes decide).
 fn normalise(bytes: &[u8], last: bool) -> (Vec<u8>, Vec<usize>) {
     let mut norm = Vec::with_capacity(bytes.len());
     let mut map = Vec::with_capacity(bytes.len());
@@ -440,8 +478,10 @@ fn normalise(bytes: &[u8], last: bool) -> (Vec<u8>, Vec<usize>) {
                 bytes[i..].iter().position(|c| *c != b'\n' && *c != b'\r').map_or(bytes.len(), |n| i + n);
             let run = &bytes[i..run_end];
             let single = run == b"\n" || run == b"\r\n";
-            if run_end == bytes.len() && !last {
-                // Undecided: the stream may go on with more breaks.
+            if run_end == bytes.len() && !last && run.len() <= 2 {
+                // Undecided: the next bytes tell whether it is a single break. A longer run
+                // is decided already (it can only grow), so a stream of blank lines is not
+                // held back.
                 break;
             }
             if !single {
@@ -781,6 +821,37 @@ mod tests {
         for cut in 0..text.len() {
             assert_eq!(stream(&r, text, &[cut]), "half=<secret:TOKEN>\n end", "cut at {cut}");
         }
+    }
+
+    #[test]
+    fn blank_lines_and_long_lines_are_not_held_back() {
+        let r = Redactor::new(&secrets());
+        for unit in [&b"\n"[..], b"\r\n", b"\r", b"x"] {
+            let mut s = r.stream();
+            let mut out = Vec::new();
+            let bound = r.patterns.as_ref().map_or(0, |p| p.longest);
+            for _ in 0..10_000 {
+                s.push(&unit.repeat(100), &mut out);
+                assert!(s.held() < bound, "{unit:?}: {} bytes held", s.held());
+            }
+            s.finish(&mut out);
+            assert_eq!(out, unit.repeat(1_000_000));
+        }
+    }
+
+    #[test]
+    fn a_line_is_given_at_once_unless_its_end_could_begin_a_secret() {
+        let r = Redactor::new(&secrets());
+        let mut s = r.stream();
+        let mut out = Vec::new();
+        s.push(b"waiting for the replica...\n", &mut out);
+        assert_eq!(out, b"waiting for the replica...\n", "shown before the step prints more");
+        out.clear();
+        s.push(b"token tok_3f9", &mut out);
+        assert_eq!(out, b"token ", "the beginning of a secret waits");
+        s.push(b"a8b7c6d\n", &mut out);
+        s.finish(&mut out);
+        assert_eq!(out, b"token <secret:TOKEN>\n");
     }
 
     #[test]
