@@ -467,6 +467,16 @@ approval = { prompt = "Go?", inputs = { note = { type = "string" } } }
     assert!(out.stderr.contains("APPROVAL_TOKEN"), "{}", out.stderr);
 }
 
+/// `runbook run r.toml` in the scratch folder, started by `bash -c SCRIPT` (which ends with
+/// `exec "$@"`), for what the support helpers cannot do: limits, unread pipes.
+fn engine_run(s: &crate::support::Scratch, script: &str) -> std::process::Command {
+    let mut cmd = std::process::Command::new("bash");
+    cmd.args(["-c", script, "bash", env!("CARGO_BIN_EXE_runbook"), "run", "r.toml", "--state", &s.state()])
+        .current_dir(s.path())
+        .env("NO_COLOR", "1");
+    cmd
+}
+
 #[test]
 fn a_log_cut_by_a_write_error_says_so() {
     let s = crate::support::Scratch::new(
@@ -479,23 +489,7 @@ run = "head -c 3000000 /dev/zero | tr '\\0' a | fold -w 100; echo; echo done"
     );
     // Files may not grow past 1 MiB (`ulimit -f`), as on a full disk; SIGXFSZ ignored, so
     // writes fail with an error instead of killing the engine.
-    let bin = env!("CARGO_BIN_EXE_runbook");
-    let state = s.state();
-    let out = std::process::Command::new("bash")
-        .args([
-            "-c",
-            "ulimit -f 1024; trap '' XFSZ; exec \"$@\"",
-            "bash",
-            bin,
-            "run",
-            "r.toml",
-            "--state",
-            &state,
-        ])
-        .current_dir(s.path())
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("bash runs");
+    let out = engine_run(&s, "ulimit -f 1024; trap '' XFSZ; exec \"$@\"").output().expect("bash runs");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stdout.contains("print | done"), "the step ran to its end: {stderr}");
@@ -512,4 +506,46 @@ run = "head -c 3000000 /dev/zero | tr '\\0' a | fold -w 100; echo; echo done"
         "{}",
         &log[log.len().saturating_sub(300)..]
     );
+}
+
+#[test]
+fn a_terminal_that_falls_behind_loses_lines_not_the_log_and_is_told() {
+    let s = crate::support::Scratch::new(
+        r#"[runbook]
+name = "flood"
+
+[steps.print]
+run = "head -c 12000000 /dev/zero | tr '\\0' a | fold -w 99; echo; echo done"
+"#,
+    );
+    // Nobody reads the engine's output until the run has finished: the printer is stuck
+    // on a full pipe, and the engine must neither wait for it nor hold the output.
+    let state = s.state();
+    let mut child = engine_run(&s, "exec \"$@\"")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("runbook starts");
+    let finished = (0..3000).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        crate::support::latest_run_id(s.path(), Path::new(&state))
+            .is_some_and(|id| s.audit(&id).contains("run_finished"))
+    });
+    let mut stdout = String::new();
+    if let Some(mut out) = child.stdout.take() {
+        use std::io::Read as _;
+        let _ = out.read_to_string(&mut stdout);
+    }
+    let _ = child.wait();
+    assert!(finished, "the run finished while its output waited");
+    assert!(
+        stdout.contains("were not shown: the terminal fell behind"),
+        "{}",
+        &stdout[stdout.len().saturating_sub(2000)..]
+    );
+    let id = s.latest_run();
+    let log =
+        std::fs::read_to_string(s.path().join("state/runs").join(&id).join("print.1.log")).expect("log");
+    assert_eq!(log.lines().count(), 12_000_000 / 99 + 2, "the log has every line");
+    assert!(log.ends_with("out done\n"));
 }
