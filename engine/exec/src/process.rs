@@ -341,18 +341,34 @@ impl LineSplitter {
     pub fn push(&mut self, mut bytes: &[u8]) -> Vec<String> {
         let mut out = Vec::new();
         while !bytes.is_empty() {
+            // A full line that ends with `\r` waits for one more byte: `\n` ends it there.
+            if self.partial.len() > MAX_LINE {
+                if bytes[0] == b'\n' {
+                    bytes = &bytes[1..];
+                    self.partial.pop();
+                    out.push(self.take(self.partial.len()));
+                } else {
+                    out.push(self.take(MAX_LINE));
+                }
+                continue;
+            }
             let room = MAX_LINE - self.partial.len();
-            match bytes.iter().take(room).position(|b| *b == b'\n') {
+            // The line ends within the room, or just past it with `\r\n`.
+            let newline = bytes
+                .iter()
+                .take(room + 2)
+                .position(|b| *b == b'\n')
+                .filter(|&i| i <= room || bytes[i - 1] == b'\r');
+            match newline {
                 Some(i) => {
                     self.partial.extend_from_slice(&bytes[..i]);
                     bytes = &bytes[i + 1..];
                     if self.partial.last() == Some(&b'\r') {
                         self.partial.pop();
                     }
-                    out.push(String::from_utf8_lossy(&self.partial).into_owned());
-                    self.partial.clear();
+                    out.push(self.take(self.partial.len()));
                 }
-                None if bytes.len() < room => {
+                None if bytes.len() <= room || (bytes.len() == room + 1 && bytes[room] == b'\r') => {
                     self.partial.extend_from_slice(bytes);
                     bytes = &[];
                 }
@@ -361,13 +377,19 @@ impl LineSplitter {
                     bytes = &bytes[room..];
                     // Cut before an incomplete character at the end, if any.
                     let keep = utf8_complete_prefix(&self.partial);
-                    let carry = self.partial.split_off(keep);
-                    out.push(String::from_utf8_lossy(&self.partial).into_owned());
-                    self.partial = carry;
+                    out.push(self.take(keep));
                 }
             }
         }
         out
+    }
+
+    /// The first `n` bytes of the partial line, as a line; the rest stays.
+    fn take(&mut self, n: usize) -> String {
+        let rest = self.partial.split_off(n);
+        let line = String::from_utf8_lossy(&self.partial).into_owned();
+        self.partial = rest;
+        line
     }
 
     /// The last line, if the stream did not end with a newline.

@@ -139,3 +139,21 @@ async fn invalid_utf8_output_does_not_stop_the_reader() {
     assert_eq!(exit, Exit::Code(0));
     assert!(lines.iter().any(|l| l.text == "20000"), "{:?}", lines.last());
 }
+
+#[test]
+fn a_line_of_exactly_the_limit_is_one_line() {
+    use runbook_exec::process::{LineSplitter, MAX_LINE};
+    let mut s = LineSplitter::default();
+    let mut text = vec![b'x'; MAX_LINE];
+    text.extend_from_slice(b"\r\nnext\n");
+    for cut in [0, 1, MAX_LINE - 1, MAX_LINE, MAX_LINE + 1, MAX_LINE + 2] {
+        let mut s2 = LineSplitter::default();
+        let mut lines = s2.push(&text[..cut]);
+        lines.extend(s2.push(&text[cut..]));
+        lines.extend(s2.finish());
+        assert_eq!(lines.len(), 2, "cut at {cut}");
+        assert_eq!(lines[0].len(), MAX_LINE);
+        assert_eq!(lines[1], "next");
+    }
+    assert!(s.push(b"").is_empty() && s.finish().is_none());
+}
