@@ -273,11 +273,13 @@ fn sinks(s: &crate::support::Scratch, run: &Output, env: &[(&str, &str)]) -> Vec
         vec!["audit", id.as_str(), "--format", "jsonl"],
         vec!["audit", id.as_str()],
         vec!["show", id.as_str()],
-        vec!["show", id.as_str(), "--format", "json"],
         vec!["logs", id.as_str()],
         vec!["runs"],
+        vec!["report", id.as_str()],
+        vec!["report", id.as_str(), "--format", "html", "--drill"],
     ] {
         let out = s.cmd(&args, env);
+        assert_eq!(out.code, 0, "{args:?}: {}", out.stderr);
         places.push((args.join(" "), out.stdout + &out.stderr));
     }
     for file in files(&s.path().join("state"), "") {
@@ -338,7 +340,9 @@ needs = []
     let env = [("LEAK_T", secret.as_str()), ("LEAK_HOOK", hook.as_str())];
     let run = s.run(&[], &env);
     assert!(run.stdout.contains("<secret:T>"), "{}{}", run.stdout, run.stderr);
-    let places = sinks(&s, &run, &env);
+    let mut places = sinks(&s, &run, &env);
+    let json = s.run(&["--output", "json"], &env);
+    places.push(("--output json".into(), json.stdout + &json.stderr));
     assert!(places.len() > 8);
     for (what, text) in &places {
         assert_no_window(what, text, &secret, 12);

@@ -1088,6 +1088,28 @@ mod tests {
             }
         }
 
+        /// A URL secret is caught as an HTTP client writes it back in its errors (host in
+        /// lower case, path and query re-encoded), cut anywhere.
+        #[test]
+        fn a_url_secret_is_caught_as_http_clients_rewrite_it(
+            path in secret_strategy(),
+            cuts in proptest::collection::vec(0usize..300, 0..6),
+        ) {
+            let value = format!("https://Hooks.Example.COM/t/{path}");
+            let normalised = reqwest::Url::parse(&value).map(|u| u.to_string());
+            prop_assume!(normalised.is_ok());
+            let normalised = normalised.unwrap_or_default();
+            let r = Redactor::from_values([("HOOK", value.as_str())]);
+            let text = format!("error sending request for url ({normalised}): connection refused\n");
+            let out = stream(&r, text.as_bytes(), &cuts);
+            prop_assert!(out.contains("(<secret:HOOK>"), "{text:?} -> {out:?}");
+            let tail: Vec<char> = normalised["https://hooks.example.com/t/".len()..].chars().collect();
+            for w in tail.windows(8.min(tail.len())) {
+                let w: String = w.iter().collect();
+                prop_assert!(!out.contains(&w), "{w:?} survives: {out:?}");
+            }
+        }
+
         /// Ordinary text (no secret in it) comes out byte for byte, however it is cut.
         #[test]
         fn ordinary_text_is_unchanged(
