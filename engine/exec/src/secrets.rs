@@ -521,7 +521,7 @@ pub fn forms(value: &str) -> Vec<Vec<u8>> {
             out.push(pct.into_bytes());
         }
     }
-    for (alphabet, _) in [(B64_STD, "std"), (B64_URL, "url")] {
+    for alphabet in [B64_STD, B64_URL] {
         for offset in 0..3 {
             out.extend(base64_forms(bytes, offset, alphabet));
         }
