@@ -553,3 +553,32 @@ run = "head -c 12000000 /dev/zero | tr '\\0' a | fold -w 99; echo; echo done"
     assert_eq!(log.lines().count(), 12_000_000 / 99 + 2, "the log has every line");
     assert!(log.ends_with("out done\n"));
 }
+
+#[test]
+fn the_log_of_a_quiet_step_is_current_while_it_waits() {
+    let s = crate::support::Scratch::new(
+        r#"[runbook]
+name = "quiet"
+
+[steps.wait]
+run = "echo first; while [ ! -f go ]; do sleep 0.05; done; echo second"
+"#,
+    );
+    let mut child = engine_run(&s, "exec \"$@\"")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("runbook starts");
+    let state = s.state();
+    // While the step waits, what it printed is in its log (and would survive the engine).
+    let seen = (0..1000).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        crate::support::latest_run_id(s.path(), Path::new(&state))
+            .is_some_and(|id| s.read(&format!("state/runs/{id}/wait.1.log")) == "out first\n")
+    });
+    std::fs::write(s.path().join("go"), "").expect("go");
+    let status = child.wait().expect("the run ends");
+    assert!(seen, "the log held nothing while the step waited");
+    assert!(status.success());
+    assert_eq!(s.read(&format!("state/runs/{}/wait.1.log", s.latest_run())), "out first\nout second\n");
+}

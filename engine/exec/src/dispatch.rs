@@ -1375,14 +1375,8 @@ impl<'a> Dispatcher<'a> {
                 Ok(work) => {
                     // Output goes from the attempt to its log and the terminal here, off the
                     // dispatcher's loop, over a bounded channel.
-                    let (ltx, mut lrx) = mpsc::channel(LINES_IN_FLIGHT);
-                    let forward = tokio::spawn(async move {
-                        let mut sink = sink;
-                        while let Some(line) = lrx.recv().await {
-                            sink.line(line);
-                        }
-                        sink.finish();
-                    });
+                    let (ltx, lrx) = mpsc::channel(LINES_IN_FLIGHT);
+                    let forward = tokio::spawn(sink.drain(lrx));
                     let done =
                         action::perform(work, timeout, &redactor, ltx, cancel, reaper.as_deref()).await;
                     let _ = forward.await;
@@ -1608,16 +1602,11 @@ impl<'a> Dispatcher<'a> {
             Ok(w) => w,
             Err(e) => return Done { exit: Exit::SpawnFailed(e), outputs: Err(String::new()) },
         };
-        let (tx, mut rx) = mpsc::channel::<Line>(LINES_IN_FLIGHT);
+        let (tx, rx) = mpsc::channel::<Line>(LINES_IN_FLIGHT);
         let step = format!("{}{label}", self.opts.prefix);
         let log = self.opts.run_dir.join(format!("{}.{attempt}.log", self.stem(&label.replace(' ', "-"))));
-        let mut sink = Sink::new(log, step, attempt, self.report.clone());
-        let forward = tokio::spawn(async move {
-            while let Some(line) = rx.recv().await {
-                sink.line(line);
-            }
-            sink.finish();
-        });
+        let sink = Sink::new(log, step, attempt, self.report.clone());
+        let forward = tokio::spawn(sink.drain(rx));
         let done =
             action::perform(work, timeout, &self.redactor, tx, cancel.clone(), self.opts.reaper.as_deref())
                 .await;

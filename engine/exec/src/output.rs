@@ -124,13 +124,30 @@ impl Sink {
         }
     }
 
-    /// The end of the attempt's output: flush the log, and say what was left out.
-    pub fn finish(mut self) {
+    /// Write what the buffer holds to the log. The caller does so whenever no line waits,
+    /// so that the log is current when the step is quiet (and when the engine is killed).
+    pub fn flush(&mut self) {
         if let Some(file) = self.file.as_mut()
             && let Err(e) = file.flush()
         {
             self.cut_log(e);
         }
+    }
+
+    /// Take the lines of an attempt until its end; then say what was left out.
+    pub async fn drain(mut self, mut lines: mpsc::Receiver<Line>) {
+        while let Some(line) = lines.recv().await {
+            self.line(line);
+            if lines.is_empty() {
+                self.flush();
+            }
+        }
+        self.finish();
+    }
+
+    /// The end of the attempt's output: flush the log, and say what was left out.
+    pub fn finish(mut self) {
+        self.flush();
         if let Some(error) = &self.cut {
             let _ = self.report.send(Report::Notice(format!(
                 "the log of {} is cut: {error}; the rest of its output is not in the log ({})",
