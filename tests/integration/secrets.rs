@@ -410,6 +410,7 @@ fn a_parameter_that_contains_a_secret_is_refused_before_anything_runs() {
     assert_eq!(out.code, 3, "{}{}", out.stdout, out.stderr);
     assert!(out.stderr.contains("`DB_PASSWORD`") && out.stderr.contains("`branch`"), "{}", out.stderr);
     assert!(!out.stderr.contains("release-2024"), "the error names, never shows: {}", out.stderr);
+    insta::assert_snapshot!("param_holds_secret", out.stderr);
     assert!(crate::support::latest_run_id(s.path(), Path::new(&s.state())).is_none(), "a run was created");
 }
 
@@ -469,6 +470,7 @@ approval = { prompt = "Go?", inputs = { note = { type = "string" } } }
     let out = s2.cmd(&["approve", &id2, "gate", "--input", "note=x"], &[]);
     assert_eq!(out.code, 3, "{}{}", out.stdout, out.stderr);
     assert!(out.stderr.contains("APPROVAL_TOKEN"), "{}", out.stderr);
+    insta::assert_snapshot!("approve_without_the_secrets", out.stderr);
 }
 
 /// `runbook run r.toml` in the scratch folder, started by `bash -c SCRIPT` (which ends with
