@@ -584,3 +584,33 @@ run = "echo first; while [ ! -f go ]; do sleep 0.05; done; echo second"
     assert!(status.success());
     assert_eq!(s.read(&format!("state/runs/{}/wait.1.log", s.latest_run())), "out first\nout second\n");
 }
+
+#[test]
+fn a_precondition_that_prints_a_lot_does_not_stall_the_run() {
+    let s = crate::support::Scratch::new(
+        r#"[runbook]
+name = "chatty"
+
+[preconditions.chatty]
+run = "seq 1 200000"
+
+[steps.a]
+run = "echo ran > trace"
+"#,
+    );
+    let mut child = engine_run(&s, "exec \"$@\"")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("runbook starts");
+    // A hang guard, not a speed check: the run takes well under a second.
+    let ended = (0..3000).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        child.try_wait().ok().flatten().is_some()
+    });
+    if !ended {
+        let _ = child.kill();
+    }
+    assert!(ended, "the run hung on its precondition's output");
+    assert_eq!(s.read("trace"), "ran\n");
+}

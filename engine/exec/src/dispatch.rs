@@ -1567,7 +1567,10 @@ impl<'a> Dispatcher<'a> {
         let work = self
             .work(label, &p.action, &p.env, p.dir.as_deref(), Some(p.timeout), &scratch, &[], None)
             .map_err(|e| format!("precondition `{}` of {owner}: {e}", p.id))?;
-        let (tx, _rx) = mpsc::channel(1);
+        // Nobody reads a precondition's output: with the receiver gone, the pipe readers
+        // keep draining without waiting for anyone.
+        let (tx, rx) = mpsc::channel(1);
+        drop(rx);
         let done = action::perform(
             work,
             Some(p.timeout),
