@@ -57,7 +57,7 @@ async fn record(
         return exit::INVALID;
     }
     // The inputs' rules (type, enum, pattern, required) are the runbook's, as it ran.
-    let Some(spec) = approval_spec(&records, step) else {
+    let Some((runbook, spec)) = approval_spec(&records, step) else {
         eprintln!(
             "error: the runbook of run {run_id} cannot be read as it was when the run started; nothing was recorded"
         );
@@ -77,7 +77,30 @@ async fn record(
             return exit::INVALID;
         }
     };
-    let event = dispatch::decision_event(step, &operator, approve, reason, values);
+    // The run's secrets, read from their sources as the run reads them: an input or a
+    // reason may hold one (pasted by mistake), and the journal must not.
+    let base_dir = std::path::Path::new(&runbook.source.path)
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."))
+        .to_path_buf();
+    let secrets = match runbook_exec::secrets::resolve(&runbook, &base_dir) {
+        Ok(s) => s,
+        // Nothing typed, nothing to redact: an approver without the sources may still
+        // approve or reject without words.
+        Err(_) if inputs.is_empty() && reason.is_empty() => runbook_exec::secrets::Secrets::default(),
+        Err(problems) => {
+            for p in problems {
+                eprintln!("error: {p}");
+            }
+            eprintln!(
+                "  help: `approve` reads the run's secrets as the run does, to keep them out of what you type (inputs, reason); give it the same sources, or decide without inputs and reason; nothing was recorded"
+            );
+            return exit::INVALID;
+        }
+    };
+    let redactor = runbook_exec::secrets::Redactor::new(&secrets);
+    let event = redactor.redact_event(dispatch::decision_event(step, &operator, approve, reason, values));
     let (ts, _) = dispatch::now();
     match store
         .append_checked(run_id, &ts, &event, |state| {
@@ -137,9 +160,12 @@ async fn record(
     exit::SUCCESS
 }
 
-/// The approval step's declaration, from the runbook file the run started with (refused if
-/// it changed since).
-fn approval_spec(records: &[runbook_core::journal::Record], step: &str) -> Option<ApprovalSpec> {
+/// The runbook the run started with (refused if its files changed since) and the approval
+/// step's declaration in it.
+fn approval_spec(
+    records: &[runbook_core::journal::Record],
+    step: &str,
+) -> Option<(std::sync::Arc<runbook_core::model::Runbook>, ApprovalSpec)> {
     let RunEvent::RunStarted { file, files, .. } = &records.first()?.event else { return None };
     let text = crate::loader::read(file).ok()?;
     let checked = runbook_core::validate::check(
@@ -155,10 +181,11 @@ fn approval_spec(records: &[runbook_core::journal::Record], step: &str) -> Optio
     if now != then {
         return None;
     }
-    match &runbook.find_step(step)?.action {
-        Action::Approval(spec) => Some((**spec).clone()),
-        _ => None,
-    }
+    let spec = match &runbook.find_step(step)?.action {
+        Action::Approval(spec) => (**spec).clone(),
+        _ => return None,
+    };
+    Some((runbook, spec))
 }
 
 /// `--input NAME=VALUE` values, typed and checked as the approval declares them; an

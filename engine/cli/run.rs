@@ -288,6 +288,26 @@ fn resolve_secrets(runbook: &Runbook, base_dir: &Path) -> Result<secrets::Secret
     })
 }
 
+/// Parameters are journaled as given and are not secrets: a value that holds a secret is
+/// refused (it would be written to the journal in clear, or, redacted, be another value on
+/// resume).
+fn check_params_hold_no_secret(
+    secrets: &secrets::Secrets,
+    params: &BTreeMap<String, ParamValue>,
+) -> Result<(), u8> {
+    let problems = secrets::params_holding_secrets(secrets, params);
+    if problems.is_empty() {
+        return Ok(());
+    }
+    for p in problems {
+        eprintln!("error: {p}");
+    }
+    eprintln!(
+        "  help: parameters are journaled and shown as given; pass secret values as `[secrets]`, and keep them out of parameter values; nothing ran"
+    );
+    Err(exit::INVALID)
+}
+
 fn prepare(
     runbook: Arc<Runbook>,
     params: BTreeMap<String, ParamValue>,
@@ -298,6 +318,7 @@ fn prepare(
     let base_dir =
         file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
     let secrets = resolve_secrets(&runbook, &base_dir)?;
+    check_params_hold_no_secret(&secrets, &params)?;
     let file = std::fs::canonicalize(file).unwrap_or_else(|_| file.to_path_buf());
     Ok(Prepared { runbook, params, secrets, confirm, base_dir, file, wait: false })
 }
@@ -605,10 +626,24 @@ async fn prepare_resume(
         eprintln!("  help: restore the files as they were (same SHA-256), or start a new run");
         return Err(exit::INVALID);
     }
+    // Every journaled value is checked again, as a new run would check it: a value that
+    // no longer fits its declaration (its type, enum or pattern) is refused, never run.
     let mut values = BTreeMap::new();
     for p in &runbook.params {
-        if let Some(v) = params.get(&p.name).and_then(|v| runbook_core::params::from_json(p.ty, v).ok()) {
-            values.insert(p.name.clone(), v);
+        let Some(json) = params.get(&p.name) else { continue };
+        match runbook_core::params::from_json(p.ty, json)
+            .and_then(|v| runbook_core::params::check(p, &v).map(|()| v))
+        {
+            Ok(v) => {
+                values.insert(p.name.clone(), v);
+            }
+            Err(e) => {
+                eprintln!("error: parameter `{}` of run {id}, as journaled: {e}", p.name);
+                eprintln!(
+                    "  help: a run resumes with the values it started with; start a new run; nothing ran"
+                );
+                return Err(exit::INVALID);
+            }
         }
     }
     // A run whose lease is alive is running somewhere: said early, before any question.
@@ -753,6 +788,7 @@ async fn prepare_resume(
     }
     let base_dir = file.parent().unwrap_or(Path::new(".")).to_path_buf();
     let secrets = resolve_secrets(&runbook, &base_dir)?;
+    check_params_hold_no_secret(&secrets, &values)?;
     let confirm = confirmation(&runbook, args.yes)?;
     let prepared = Prepared { runbook, params: values, secrets, confirm, base_dir, file, wait: args.wait };
     Ok((
@@ -858,6 +894,8 @@ fn print_reports(mut rx: mpsc::UnboundedReceiver<Report>, json: bool, live: bool
     let mut live = live.then(Live::new);
     let mut started: BTreeMap<String, Instant> = BTreeMap::new();
     while let Some(report) = rx.blocking_recv() {
+        // However it is shown below, it no longer waits: more output may come.
+        runbook_exec::output::shown(&report);
         if json {
             let value = match &report {
                 Report::Recorded(r) => serde_json::to_value(r.as_ref()).unwrap_or_default(),

@@ -11,6 +11,7 @@ use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 
 use crate::process::{self, Exit, Line, Reaper, Spawn, Stream};
+use crate::secrets::Redactor;
 use crate::{http, sql};
 
 /// A step's outputs: text from `$RUNBOOK_OUTPUT`, structured values from the other kinds.
@@ -87,20 +88,22 @@ impl Done {
 }
 
 /// Perform one attempt. `timeout` bounds kinds other than processes (a process carries its
-/// own); cancellation ends the attempt as [`Exit::Cancelled`].
+/// own); cancellation ends the attempt as [`Exit::Cancelled`]. Every line sent on `lines`
+/// has passed `redactor`.
 pub async fn perform(
     work: Work,
     timeout: Option<Duration>,
-    lines: mpsc::UnboundedSender<Line>,
+    redactor: &Redactor,
+    lines: mpsc::Sender<Line>,
     mut cancel: watch::Receiver<bool>,
     reaper: Option<&Reaper>,
 ) -> Done {
     if let Work::Process { spawn, output_file, declared } = work {
-        let exit = process::run_tied(&spawn, lines, cancel, reaper).await;
+        let exit = process::run_tied(&spawn, redactor, lines, cancel, reaper).await;
         let outputs = read_outputs(&output_file, &declared);
         return Done { exit, outputs };
     }
-    let attempt = remote(work, &lines);
+    let attempt = remote(work, redactor, &lines);
     let limited = async {
         match timeout {
             Some(t) => tokio::time::timeout(t, attempt)
@@ -118,9 +121,10 @@ pub async fn perform(
     }
 }
 
-async fn remote(work: Work, lines: &mpsc::UnboundedSender<Line>) -> Done {
+async fn remote(work: Work, redactor: &Redactor, lines: &mpsc::Sender<Line>) -> Done {
+    // A few lines per attempt, on a channel made for many: `try_send` does not wait.
     let say = |stream, text: String| {
-        let _ = lines.send(Line { stream, text });
+        let _ = lines.try_send(Line { stream, text: redactor.redact(&text) });
     };
     match work {
         Work::Process { .. } => Done::failed("internal: a process reached the remote path".into()),

@@ -19,9 +19,14 @@ use runbook_store::{Lease, Store, StoreError};
 use tokio::sync::{mpsc, watch};
 
 use crate::action::{self, Done, Outputs, Work};
+use crate::output::Sink;
 use crate::process::{self, Exit, Line, Spawn, Stream};
 use crate::secrets::{Redactor, Secrets};
 use crate::{http, sql};
+
+/// Lines of output in flight between an attempt and its sink: the pipe readers wait (and
+/// the step with them) when the sink falls behind, so memory stays bounded.
+const LINES_IN_FLIGHT: usize = 64;
 
 /// What the CLI hears about, to show progress. Secret values never reach it.
 #[derive(Debug, Clone, PartialEq)]
@@ -220,10 +225,6 @@ enum Msg {
     },
     RetryDue {
         idx: usize,
-    },
-    Line {
-        idx: usize,
-        line: Line,
     },
     /// The operator answered an approval on the terminal.
     Inline {
@@ -426,12 +427,6 @@ impl<'a> Dispatcher<'a> {
             let next_escalation = self.next_escalation(started, &escalating);
             tokio::select! {
                 Some(msg) = rx.recv() => match msg {
-                    Msg::Line { idx, line } => {
-                        let text = self.redactor.redact(&line.text);
-                        self.log(idx, line.stream, &text);
-                        let step = format!("{}{}", self.opts.prefix, self.runbook.steps[idx].id);
-                        let _ = self.report.send(Report::Output { step, stream: line.stream, text });
-                    }
                     Msg::RetryDue { idx } => {
                         waiting_retry -= 1;
                         if !stopping && self.state[idx] == State::RetryWait {
@@ -877,15 +872,6 @@ impl<'a> Dispatcher<'a> {
     /// (`rotate_api+prune.1.log`), so the steps of two includes of one runbook stay apart.
     fn stem(&self, id: &str) -> String {
         format!("{}{id}", self.opts.prefix).replace('/', "+")
-    }
-
-    fn log(&self, idx: usize, stream: Stream, text: &str) {
-        let step = &self.runbook.steps[idx];
-        append_log(
-            &self.opts.run_dir.join(format!("{}.{}.log", self.stem(step.id.as_str()), self.attempts[idx])),
-            stream,
-            text,
-        );
     }
 
     /// The template context with real values (secret values included: they only reach
@@ -1415,23 +1401,24 @@ impl<'a> Dispatcher<'a> {
             None,
         );
         let timeout = step.timeout;
+        let log = self.opts.run_dir.join(format!("{}.{attempt}.log", self.stem(step.id.as_str())));
+        let sink = Sink::new(log, format!("{}{}", self.opts.prefix, step.id), attempt, self.report.clone());
         self.record(RunEvent::StepStarted { step: step.id.to_string(), attempt }).await?;
         self.state[idx] = State::Running;
         let tx = tx.clone();
         let cancel = attempt_cancel.clone();
         let reaper = self.opts.reaper.clone();
+        let redactor = self.redactor.clone();
         tokio::spawn(async move {
             let done = match prepared {
                 Err(e) => Done { exit: Exit::SpawnFailed(e), outputs: Err(String::new()) },
                 Ok(work) => {
-                    let (ltx, mut lrx) = mpsc::unbounded_channel();
-                    let forward_tx = tx.clone();
-                    let forward = tokio::spawn(async move {
-                        while let Some(line) = lrx.recv().await {
-                            let _ = forward_tx.send(Msg::Line { idx, line });
-                        }
-                    });
-                    let done = action::perform(work, timeout, ltx, cancel, reaper.as_deref()).await;
+                    // Output goes from the attempt to its log and the terminal here, off the
+                    // dispatcher's loop, over a bounded channel.
+                    let (ltx, lrx) = mpsc::channel(LINES_IN_FLIGHT);
+                    let forward = tokio::spawn(sink.drain(lrx));
+                    let done =
+                        action::perform(work, timeout, &redactor, ltx, cancel, reaper.as_deref()).await;
                     let _ = forward.await;
                     done
                 }
@@ -1620,9 +1607,19 @@ impl<'a> Dispatcher<'a> {
         let work = self
             .work(label, &p.action, &p.env, p.dir.as_deref(), Some(p.timeout), &scratch, &[], None)
             .map_err(|e| format!("precondition `{}` of {owner}: {e}", p.id))?;
-        let (tx, _rx) = mpsc::unbounded_channel();
-        let done =
-            action::perform(work, Some(p.timeout), tx, cancel.clone(), self.opts.reaper.as_deref()).await;
+        // Nobody reads a precondition's output: with the receiver gone, the pipe readers
+        // keep draining without waiting for anyone.
+        let (tx, rx) = mpsc::channel(1);
+        drop(rx);
+        let done = action::perform(
+            work,
+            Some(p.timeout),
+            &self.redactor,
+            tx,
+            cancel.clone(),
+            self.opts.reaper.as_deref(),
+        )
+        .await;
         let _ = std::fs::remove_file(&scratch);
         if done.exit.success() {
             return Ok(());
@@ -1648,19 +1645,14 @@ impl<'a> Dispatcher<'a> {
             Ok(w) => w,
             Err(e) => return Done { exit: Exit::SpawnFailed(e), outputs: Err(String::new()) },
         };
-        let (tx, mut rx) = mpsc::unbounded_channel::<Line>();
-        let redactor = self.redactor.clone();
-        let report = self.report.clone();
+        let (tx, rx) = mpsc::channel::<Line>(LINES_IN_FLIGHT);
         let step = format!("{}{label}", self.opts.prefix);
         let log = self.opts.run_dir.join(format!("{}.{attempt}.log", self.stem(&label.replace(' ', "-"))));
-        let forward = tokio::spawn(async move {
-            while let Some(line) = rx.recv().await {
-                let text = redactor.redact(&line.text);
-                append_log(&log, line.stream, &text);
-                let _ = report.send(Report::Output { step: step.clone(), stream: line.stream, text });
-            }
-        });
-        let done = action::perform(work, timeout, tx, cancel.clone(), self.opts.reaper.as_deref()).await;
+        let sink = Sink::new(log, step, attempt, self.report.clone());
+        let forward = tokio::spawn(sink.drain(rx));
+        let done =
+            action::perform(work, timeout, &self.redactor, tx, cancel.clone(), self.opts.reaper.as_deref())
+                .await;
         let _ = forward.await;
         done
     }
@@ -1946,18 +1938,6 @@ enum AttemptResult {
     Retrying,
     Failed,
     Interrupted,
-}
-
-/// Append one (already redacted) line to a step's log: `out TEXT` or `err TEXT`.
-fn append_log(path: &std::path::Path, stream: Stream, text: &str) {
-    use std::io::Write as _;
-    if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
-        let tag = match stream {
-            Stream::Stdout => "out",
-            Stream::Stderr => "err",
-        };
-        let _ = writeln!(f, "{tag} {text}");
-    }
 }
 
 /// How an attempt ended, for the retry policy.

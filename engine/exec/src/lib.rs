@@ -6,6 +6,7 @@
 pub mod action;
 pub mod dispatch;
 pub mod http;
+pub mod output;
 pub mod process;
 pub mod secrets;
 pub mod sql;

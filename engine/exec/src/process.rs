@@ -2,8 +2,11 @@
 //!
 //! Each attempt runs in its own process group. When it times out, is cancelled, or its main
 //! process exits, the whole group is ended (SIGTERM, a grace period, then SIGKILL), so a
-//! grandchild such as `sleep 1000 &` never outlives its step. Output is streamed line by
-//! line to the caller.
+//! grandchild such as `sleep 1000 &` never outlives its step. Output is read in chunks,
+//! redacted as a byte stream (a secret split across chunks or lines is still found) and
+//! handed to the caller line by line, a line never longer than [`MAX_LINE`], over a bounded
+//! channel: memory stays bounded whatever the step prints, and a caller that falls behind
+//! slows the step down (its pipe fills) rather than the engine's memory growing.
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -11,9 +14,11 @@ use std::time::Duration;
 
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::Command;
 use tokio::sync::{mpsc, watch};
+
+use crate::secrets::{Redactor, StreamRedactor};
 
 /// What to start.
 #[derive(Debug, Clone)]
@@ -151,16 +156,25 @@ pub fn reaper_main() {
     }
 }
 
+/// The longest line handed on: a longer one (300 MB without a newline) is cut in pieces
+/// of this size, after redaction.
+pub const MAX_LINE: usize = 64 * 1024;
+
+/// How many bytes are read from a pipe at once.
+const CHUNK: usize = 64 * 1024;
+
 /// Run one attempt to its end, sending output lines to `lines`. `cancel` turning `true`
 /// ends the attempt.
-pub async fn run(spawn: &Spawn, lines: mpsc::UnboundedSender<Line>, cancel: watch::Receiver<bool>) -> Exit {
-    run_tied(spawn, lines, cancel, None).await
+pub async fn run(spawn: &Spawn, lines: mpsc::Sender<Line>, cancel: watch::Receiver<bool>) -> Exit {
+    run_tied(spawn, &Redactor::default(), lines, cancel, None).await
 }
 
-/// [`run`], with the attempt's process group registered with `reaper` while it lives.
+/// [`run`], with output redacted by `redactor` and the attempt's process group registered
+/// with `reaper` while it lives.
 pub async fn run_tied(
     spawn: &Spawn,
-    lines: mpsc::UnboundedSender<Line>,
+    redactor: &Redactor,
+    lines: mpsc::Sender<Line>,
     mut cancel: watch::Receiver<bool>,
     reaper: Option<&Reaper>,
 ) -> Exit {
@@ -188,8 +202,14 @@ pub async fn run_tied(
         r.tell(format!("add {pgid}\n"));
     }
     let readers = [
-        child.stdout.take().map(|s| tokio::spawn(forward(s, Stream::Stdout, lines.clone()))),
-        child.stderr.take().map(|s| tokio::spawn(forward(s, Stream::Stderr, lines.clone()))),
+        child
+            .stdout
+            .take()
+            .map(|s| tokio::spawn(forward(s, Stream::Stdout, redactor.stream(), lines.clone()))),
+        child
+            .stderr
+            .take()
+            .map(|s| tokio::spawn(forward(s, Stream::Stderr, redactor.stream(), lines.clone()))),
     ];
     let deadline = async {
         match spawn.timeout {
@@ -271,23 +291,136 @@ pub fn process_state(pid: i32) -> Option<(char, i32)> {
     Some((state, pgrp))
 }
 
-/// Read lines (any bytes: invalid UTF-8 is replaced, never a reason to stop reading, which
-/// could leave the child blocked on a full pipe) and send them on.
-async fn forward<R: AsyncRead + Unpin>(reader: R, stream: Stream, lines: mpsc::UnboundedSender<Line>) {
-    let mut reader = BufReader::new(reader);
-    let mut buf = Vec::new();
+/// Read a pipe to its end in chunks (any bytes: invalid UTF-8 is replaced in the lines
+/// handed on, never a reason to stop reading, which could leave the child blocked on a full
+/// pipe), redact the byte stream, and send it on line by line. A receiver that is gone
+/// only means nobody listens any more: keep draining.
+async fn forward<R: AsyncRead + Unpin>(
+    mut reader: R,
+    stream: Stream,
+    mut redactor: StreamRedactor,
+    lines: mpsc::Sender<Line>,
+) {
+    let mut chunk = vec![0u8; CHUNK];
+    let mut redacted = Vec::with_capacity(CHUNK);
+    let mut splitter = LineSplitter::default();
+    let mut listening = true;
     loop {
-        buf.clear();
-        match reader.read_until(b'\n', &mut buf).await {
+        let n = match reader.read(&mut chunk).await {
             Ok(0) | Err(_) => break,
-            Ok(_) => {
-                while buf.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
-                    buf.pop();
-                }
-                let text = String::from_utf8_lossy(&buf).into_owned();
-                // A closed receiver only means nobody listens any more; keep draining.
-                let _ = lines.send(Line { stream, text });
+            Ok(n) => n,
+        };
+        redacted.clear();
+        redactor.push(&chunk[..n], &mut redacted);
+        for text in splitter.push(&redacted) {
+            if listening {
+                listening = lines.send(Line { stream, text }).await.is_ok();
             }
         }
     }
+    redacted.clear();
+    redactor.finish(&mut redacted);
+    let mut rest = splitter.push(&redacted);
+    rest.extend(splitter.finish());
+    for text in rest {
+        if listening {
+            listening = lines.send(Line { stream, text }).await.is_ok();
+        }
+    }
+}
+
+/// Cuts a byte stream into lines (without their `\n` or `\r\n`), none longer than
+/// [`MAX_LINE`] bytes (cut at a character boundary where there is one).
+#[derive(Debug, Default)]
+pub struct LineSplitter {
+    partial: Vec<u8>,
+}
+
+impl LineSplitter {
+    /// The lines that `bytes` completes.
+    pub fn push(&mut self, mut bytes: &[u8]) -> Vec<String> {
+        let mut out = Vec::new();
+        while !bytes.is_empty() {
+            // A full line that ends with `\r` waits for one more byte: `\n` ends it there.
+            if self.partial.len() > MAX_LINE {
+                if bytes[0] == b'\n' {
+                    bytes = &bytes[1..];
+                    self.partial.pop();
+                    out.push(self.take(self.partial.len()));
+                } else {
+                    out.push(self.take(MAX_LINE));
+                }
+                continue;
+            }
+            let room = MAX_LINE - self.partial.len();
+            // The line ends within the room, or just past it with `\r\n`.
+            let newline = bytes
+                .iter()
+                .take(room + 2)
+                .position(|b| *b == b'\n')
+                .filter(|&i| i <= room || bytes[i - 1] == b'\r');
+            match newline {
+                Some(i) => {
+                    self.partial.extend_from_slice(&bytes[..i]);
+                    bytes = &bytes[i + 1..];
+                    if self.partial.last() == Some(&b'\r') {
+                        self.partial.pop();
+                    }
+                    out.push(self.take(self.partial.len()));
+                }
+                None if bytes.len() <= room || (bytes.len() == room + 1 && bytes[room] == b'\r') => {
+                    self.partial.extend_from_slice(bytes);
+                    bytes = &[];
+                }
+                None => {
+                    self.partial.extend_from_slice(&bytes[..room]);
+                    bytes = &bytes[room..];
+                    // Cut before an incomplete character at the end, if any.
+                    let keep = utf8_complete_prefix(&self.partial);
+                    out.push(self.take(keep));
+                }
+            }
+        }
+        out
+    }
+
+    /// The first `n` bytes of the partial line, as a line; the rest stays.
+    fn take(&mut self, n: usize) -> String {
+        let rest = self.partial.split_off(n);
+        let line = String::from_utf8_lossy(&self.partial).into_owned();
+        self.partial = rest;
+        line
+    }
+
+    /// The last line, if the stream did not end with a newline.
+    pub fn finish(&mut self) -> Option<String> {
+        if self.partial.is_empty() {
+            return None;
+        }
+        let line = String::from_utf8_lossy(&self.partial).into_owned();
+        self.partial.clear();
+        Some(line)
+    }
+}
+
+/// The length of `bytes` without a UTF-8 character cut at its end (at most 3 bytes less).
+fn utf8_complete_prefix(bytes: &[u8]) -> usize {
+    let n = bytes.len();
+    for back in 1..=3.min(n) {
+        let b = bytes[n - back];
+        if b & 0xC0 == 0x80 {
+            continue;
+        }
+        let width = if b >= 0xF0 {
+            4
+        } else if b >= 0xE0 {
+            3
+        } else if b >= 0xC0 {
+            2
+        } else {
+            1
+        };
+        return if width > back { n - back } else { n };
+    }
+    n
 }

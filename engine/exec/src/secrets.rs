@@ -5,7 +5,10 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 
+use aho_corasick::{AhoCorasick, MatchKind};
 use runbook_core::model::{Runbook, SecretSource};
+use serde_json::Value;
+use std::sync::Arc;
 
 /// The shortest secret value the engine accepts (and the shortest form it redacts).
 pub const MIN_SECRET_LEN: usize = 4;
@@ -119,130 +122,597 @@ pub fn resolve(runbook: &Runbook, base_dir: &Path) -> Result<Secrets, Vec<String
     if problems.is_empty() { Ok(Secrets { values, includes }) } else { Err(problems) }
 }
 
-/// Replaces secret values, in the forms a program is likely to print them, by `<secret:NAME>`.
-#[derive(Debug, Clone, Default)]
+/// Replaces secret values, in every form a program is likely to print them, by
+/// `<secret:NAME>`: over whole texts ([`Redactor::redact`]), over byte streams cut anywhere
+/// ([`Redactor::stream`]) and over structured values, value by value
+/// ([`Redactor::redact_event`], [`Redactor::redact_value`]).
+///
+/// The forms of each value are generated once ([`forms`]): raw; JSON string escapes
+/// (`\uXXXX` in either case, `\/`, HTML-safe); percent-encoding in either case, with and
+/// without `/` and the characters JavaScript's encoders keep, `+` for spaces; base64 and
+/// base64url, padded or not, at each of the three alignments the value can take in the
+/// encoded bytes; hex in either case, bare or with spaces; a URL as an HTTP client writes
+/// it back (lower-case host, re-encoded path) and its password; each long line of a
+/// multi-line value. Matching ignores single line breaks (`\n`, `\r\n`) in the text and in
+/// the forms, so a form wrapped at any width (base64 at 64 or 76 columns) or a value split
+/// over two lines is found too.
+#[derive(Clone, Default)]
 pub struct Redactor {
-    /// (needle, replacement), longest needles first.
-    needles: Vec<(String, String)>,
+    patterns: Option<Arc<Patterns>>,
+}
+
+struct Patterns {
+    matcher: AhoCorasick,
+    /// The mark of each pattern, by pattern index.
+    marks: Vec<Arc<[u8]>>,
+    /// The longest pattern, in bytes of normalised text (line breaks removed).
+    longest: usize,
+    /// The patterns (normalised), by pattern index, and their indices by first byte: what
+    /// the end of a stream may be the beginning of.
+    patterns: Vec<Vec<u8>>,
+    by_first: Vec<Vec<usize>>,
+}
+
+impl Patterns {
+    fn new(matcher: AhoCorasick, marks: Vec<Arc<[u8]>>, patterns: Vec<Vec<u8>>) -> Patterns {
+        let longest = patterns.iter().map(Vec::len).max().unwrap_or(1);
+        let mut by_first = vec![Vec::new(); 256];
+        for (i, p) in patterns.iter().enumerate() {
+            if let Some(b) = p.first() {
+                by_first[usize::from(*b)].push(i);
+            }
+        }
+        Patterns { matcher, marks, longest, patterns, by_first }
+    }
+
+    /// Whether `tail` is the beginning of a pattern and more bytes could complete it (or a
+    /// longer one).
+    fn may_grow(&self, tail: &[u8]) -> bool {
+        let Some(first) = tail.first() else { return false };
+        self.by_first[usize::from(*first)].iter().any(|&i| {
+            let p = &self.patterns[i];
+            p.len() > tail.len() && p.starts_with(tail)
+        })
+    }
+}
+
+impl std::fmt::Debug for Redactor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.patterns.as_ref().map_or(0, |p| p.marks.len());
+        write!(f, "Redactor({n} patterns)")
+    }
 }
 
 impl Redactor {
-    /// A redactor for these secrets: each value raw, JSON-escaped, percent-encoded and in
-    /// base64, and each line of a multi-line value.
+    /// A redactor for these secrets (this runbook's and its includes').
     pub fn new(secrets: &Secrets) -> Self {
-        let mut needles = Vec::new();
-        for (name, value) in secrets.all() {
-            let mark = format!("<secret:{name}>");
-            let mut forms = vec![
-                value.to_string(),
-                json_escaped(value),
-                percent_encoded(value),
-                // application/x-www-form-urlencoded (query strings, form bodies): space is `+`.
-                percent_encoded(value).replace("%20", "+"),
-                base64(value),
-            ];
-            forms.extend(base64_cores(value));
-            forms.extend(value.lines().map(str::trim).filter(|l| l.len() >= 8).map(str::to_string));
-            for form in forms {
-                // Very short values would redact ordinary text; they are not secrets worth the name.
-                if form.len() >= MIN_SECRET_LEN {
-                    needles.push((form, mark.clone()));
+        Redactor::from_values(secrets.all())
+    }
+
+    /// A redactor for `(name, value)` pairs.
+    pub fn from_values<'v>(values: impl IntoIterator<Item = (&'v str, &'v str)>) -> Self {
+        let mut patterns: Vec<Vec<u8>> = Vec::new();
+        let mut marks: Vec<Arc<[u8]>> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for (name, value) in values {
+            let mark: Arc<[u8]> = Arc::from(format!("<secret:{name}>").into_bytes());
+            for form in forms(value) {
+                let (norm, _) = normalise(&form, true);
+                if norm.len() >= MIN_SECRET_LEN && seen.insert(norm.clone()) {
+                    patterns.push(norm);
+                    marks.push(mark.clone());
                 }
             }
         }
-        needles.sort_by_key(|n| std::cmp::Reverse(n.0.len()));
-        needles.dedup_by(|a, b| a.0 == b.0);
-        Redactor { needles }
+        if patterns.is_empty() {
+            return Redactor { patterns: None };
+        }
+        let matcher = AhoCorasick::builder().match_kind(MatchKind::LeftmostLongest).build(&patterns);
+        let matcher = match matcher {
+            Ok(m) => m,
+            // Fail closed: a matcher that cannot be built matches every byte, so nothing
+            // is shown rather than something leaking.
+            Err(_) => match AhoCorasick::builder().build((0..=255u8).map(|b| [b])) {
+                Ok(m) => {
+                    let mark: Arc<[u8]> = Arc::from(&b"<redacted>"[..]);
+                    let every: Vec<Vec<u8>> = (0..=255u8).map(|b| vec![b]).collect();
+                    return Redactor { patterns: Some(Arc::new(Patterns::new(m, vec![mark; 256], every))) };
+                }
+                Err(_) => return Redactor { patterns: None },
+            },
+        };
+        Redactor { patterns: Some(Arc::new(Patterns::new(matcher, marks, patterns))) }
     }
 
-    /// An event with every string in it redacted (through its JSON form, whose escaped
-    /// secret forms are needles too). An event that would not come back unchanged in shape
-    /// is returned as it was, which cannot happen for events the engine builds.
-    pub fn redact_event(&self, event: runbook_core::journal::RunEvent) -> runbook_core::journal::RunEvent {
-        if self.needles.is_empty() {
-            return event;
-        }
-        let Ok(text) = serde_json::to_string(&event) else { return event };
-        let redacted = self.redact(&text);
-        if redacted == text {
-            return event;
-        }
-        serde_json::from_str(&redacted).unwrap_or(event)
+    /// Whether there is anything to redact.
+    pub fn is_empty(&self) -> bool {
+        self.patterns.is_none()
+    }
+
+    /// A streaming redactor over one byte stream (a step's stdout, say): feed it chunks cut
+    /// anywhere; it holds back only the end that could begin a form (at most the longest
+    /// pattern minus one byte, without line breaks), so memory stays bounded whatever the
+    /// stream.
+    pub fn stream(&self) -> StreamRedactor {
+        StreamRedactor { patterns: self.patterns.clone(), pending: Vec::new() }
     }
 
     /// `text` with every known secret form replaced.
     pub fn redact(&self, text: &str) -> String {
-        let mut out = text.to_string();
-        for (needle, mark) in &self.needles {
-            if out.contains(needle.as_str()) {
-                out = out.replace(needle.as_str(), mark);
+        if self.patterns.is_none() {
+            return text.to_string();
+        }
+        String::from_utf8_lossy(&self.redact_bytes(text.as_bytes())).into_owned()
+    }
+
+    /// `bytes` with every known secret form replaced.
+    pub fn redact_bytes(&self, bytes: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(bytes.len());
+        let mut stream = self.stream();
+        stream.push(bytes, &mut out);
+        stream.finish(&mut out);
+        out
+    }
+
+    /// A JSON value redacted value by value: every string, every number whose digits hold
+    /// a secret (it becomes a string), every object key. Never by text replacement over
+    /// serialised JSON, which a number or an escape could defeat.
+    pub fn redact_value(&self, value: &mut Value) {
+        if self.patterns.is_none() {
+            return;
+        }
+        let mut changes = Vec::new();
+        self.changes(value, &mut Vec::new(), &mut changes);
+        for change in &changes {
+            change.apply(value);
+        }
+    }
+
+    /// An event with every value in it redacted ([`Redactor::redact_value`] over its JSON
+    /// form). Should a redacted value not fit its field (a secret equal to a word of the
+    /// engine's vocabulary, such as a status), the other values are still redacted one by
+    /// one.
+    pub fn redact_event(&self, event: runbook_core::journal::RunEvent) -> runbook_core::journal::RunEvent {
+        use runbook_core::journal::RunEvent;
+        if self.patterns.is_none() {
+            return event;
+        }
+        let Ok(original) = serde_json::to_value(&event) else { return event };
+        let mut changes = Vec::new();
+        self.changes(&original, &mut Vec::new(), &mut changes);
+        if changes.is_empty() {
+            return event;
+        }
+        let mut all = original.clone();
+        for change in &changes {
+            change.apply(&mut all);
+        }
+        if let Ok(e) = serde_json::from_value::<RunEvent>(all) {
+            return e;
+        }
+        let mut current = original;
+        for change in &changes {
+            let mut next = current.clone();
+            change.apply(&mut next);
+            if serde_json::from_value::<RunEvent>(next.clone()).is_ok() {
+                current = next;
             }
         }
-        out
+        serde_json::from_value(current).unwrap_or(event)
+    }
+
+    /// The changes redaction makes to `value`, children before the key that holds them.
+    fn changes(&self, value: &Value, path: &mut Vec<PathPart>, out: &mut Vec<Change>) {
+        match value {
+            Value::String(s) => {
+                let r = self.redact(s);
+                if &r != s {
+                    out.push(Change::Value(path.clone(), Value::String(r)));
+                }
+            }
+            Value::Number(n) => {
+                let text = n.to_string();
+                let r = self.redact(&text);
+                if r != text {
+                    out.push(Change::Value(path.clone(), Value::String(r)));
+                }
+            }
+            Value::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    path.push(PathPart::Index(i));
+                    self.changes(item, path, out);
+                    path.pop();
+                }
+            }
+            Value::Object(map) => {
+                for (key, item) in map {
+                    path.push(PathPart::Key(key.clone()));
+                    self.changes(item, path, out);
+                    path.pop();
+                    let r = self.redact(key);
+                    if &r != key {
+                        out.push(Change::Key(path.clone(), key.clone(), r));
+                    }
+                }
+            }
+            Value::Null | Value::Bool(_) => {}
+        }
     }
 }
 
-/// The value as it stands inside a JSON string (without the surrounding quotes).
-fn json_escaped(s: &str) -> String {
-    let quoted = serde_json::to_string(s).unwrap_or_default();
-    quoted.strip_prefix('"').and_then(|q| q.strip_suffix('"')).unwrap_or(&quoted).to_string()
+#[derive(Debug, Clone)]
+enum PathPart {
+    Key(String),
+    Index(usize),
 }
 
-fn percent_encoded(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
+/// One redaction in a JSON value: a value replaced, or an object key renamed.
+#[derive(Debug, Clone)]
+enum Change {
+    Value(Vec<PathPart>, Value),
+    Key(Vec<PathPart>, String, String),
+}
+
+impl Change {
+    fn apply(&self, root: &mut Value) {
+        fn walk<'v>(mut v: &'v mut Value, path: &[PathPart]) -> Option<&'v mut Value> {
+            for part in path {
+                v = match (part, v) {
+                    (PathPart::Key(k), Value::Object(m)) => m.get_mut(k)?,
+                    (PathPart::Index(i), Value::Array(a)) => a.get_mut(*i)?,
+                    _ => return None,
+                };
+            }
+            Some(v)
+        }
+        match self {
+            Change::Value(path, new) => {
+                if let Some(v) = walk(root, path) {
+                    *v = new.clone();
+                }
+            }
+            Change::Key(path, old, new) => {
+                if let Some(Value::Object(map)) = walk(root, path)
+                    && let Some(v) = map.remove(old)
+                {
+                    map.insert(new.clone(), v);
+                }
+            }
+        }
+    }
+}
+
+/// The redactor of one byte stream. See [`Redactor::stream`].
+pub struct StreamRedactor {
+    patterns: Option<Arc<Patterns>>,
+    /// Bytes seen but not yet written out: a match may still begin in them.
+    pending: Vec<u8>,
+}
+
+impl std::fmt::Debug for StreamRedactor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "StreamRedactor({} bytes held)", self.pending.len())
+    }
+}
+
+impl StreamRedactor {
+    /// Redact `chunk`, appending to `out` what can no longer be part of a secret.
+    pub fn push(&mut self, chunk: &[u8], out: &mut Vec<u8>) {
+        if self.patterns.is_none() {
+            out.extend_from_slice(chunk);
+            return;
+        }
+        self.pending.extend_from_slice(chunk);
+        self.drain(false, out);
+    }
+
+    /// The end of the stream: write out everything held back, redacted.
+    pub fn finish(&mut self, out: &mut Vec<u8>) {
+        self.drain(true, out);
+    }
+
+    /// How many bytes are held back (bounded by three times the longest pattern).
+    pub fn held(&self) -> usize {
+        self.pending.len()
+    }
+
+    fn drain(&mut self, last: bool, out: &mut Vec<u8>) {
+        let Some(p) = self.patterns.clone() else {
+            out.append(&mut self.pending);
+            return;
+        };
+        let (norm, map) = normalise(&self.pending, last);
+        // Held back: from the first position whose rest is the beginning of a pattern, which
+        // more bytes could complete (at most the longest pattern minus one byte). A match
+        // that begins before `boundary` is final: no byte to come can make it longer or move
+        // it. The rest goes out now, so a step that prints a line and waits is shown at once
+        // unless its last bytes could begin a secret.
+        let boundary = if last {
+            norm.len()
         } else {
-            out.push_str(&format!("%{b:02X}"));
+            let window = norm.len().saturating_sub(p.longest - 1);
+            (window..norm.len()).find(|&i| p.may_grow(&norm[i..])).unwrap_or(norm.len())
+        };
+        let byte_boundary = if last {
+            self.pending.len()
+        } else if boundary < norm.len() {
+            map[boundary]
+        } else if p.may_grow(b"\n") || p.may_grow(b"\r") {
+            // One or two line breaks at the end, not yet known to be a single break: they
+            // wait only if a pattern could begin with them.
+            norm.len().checked_sub(1).map_or(0, |last| map[last] + 1)
+        } else {
+            self.pending.len()
+        };
+        let mut cursor = 0;
+        for m in p.matcher.find_iter(&norm) {
+            if m.start() >= boundary {
+                break;
+            }
+            let start = map[m.start()];
+            let end = map[m.end() - 1] + 1;
+            out.extend_from_slice(&self.pending[cursor..start]);
+            out.extend_from_slice(&p.marks[m.pattern().as_usize()]);
+            // Line breaks inside the match are kept: the text keeps its lines.
+            let breaks = self.pending[start..end].iter().filter(|b| **b == b'\n').count();
+            out.extend(std::iter::repeat_n(b'\n', breaks));
+            cursor = end;
+        }
+        let stop = byte_boundary.max(cursor);
+        out.extend_from_slice(&self.pending[cursor..stop]);
+        self.pending.drain(..stop);
+    }
+}
+
+/// `bytes` without its single line breaks (`\n` and `\r\n` between two other bytes; longer
+/// runs of breaks, a blank line, stay), and for each byte kept its index in `bytes`. When
+/// `last` is false, one or two breaks at the very end are kept out (the next bytes decide).
+fn normalise(bytes: &[u8], last: bool) -> (Vec<u8>, Vec<usize>) {
+    let mut norm = Vec::with_capacity(bytes.len());
+    let mut map = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b == b'\n' || b == b'\r' {
+            let run_end =
+                bytes[i..].iter().position(|c| *c != b'\n' && *c != b'\r').map_or(bytes.len(), |n| i + n);
+            let run = &bytes[i..run_end];
+            let single = run == b"\n" || run == b"\r\n";
+            if run_end == bytes.len() && !last && run.len() <= 2 {
+                // Undecided: the next bytes tell whether it is a single break. A longer run
+                // is decided already (it can only grow), so a stream of blank lines is not
+                // held back.
+                break;
+            }
+            if !single {
+                for (k, c) in run.iter().enumerate() {
+                    norm.push(*c);
+                    map.push(i + k);
+                }
+            }
+            i = run_end;
+            continue;
+        }
+        norm.push(b);
+        map.push(i);
+        i += 1;
+    }
+    (norm, map)
+}
+
+/// Every form of `value` that the redactor looks for (before normalisation).
+pub fn forms(value: &str) -> Vec<Vec<u8>> {
+    let bytes = value.as_bytes();
+    let mut out: Vec<Vec<u8>> = vec![bytes.to_vec()];
+    // Each long line of a multi-line value (a PEM key printed line by line, indented).
+    out.extend(value.lines().map(str::trim).filter(|l| l.len() >= 8).map(|l| l.as_bytes().to_vec()));
+    for ascii in [None, Some(false), Some(true)] {
+        for html in [false, true] {
+            for slash in [false, true] {
+                out.push(json_escaped(value, ascii, html, slash).into_bytes());
+            }
+        }
+    }
+    for keep in [PCT_UNRESERVED, PCT_PATH, PCT_COMPONENT, PCT_URI] {
+        for upper in [true, false] {
+            let pct = percent_encoded(bytes, keep, upper);
+            // application/x-www-form-urlencoded (query strings, form bodies): space is `+`.
+            out.push(pct.replace("%20", "+").into_bytes());
+            out.push(pct.into_bytes());
+        }
+    }
+    for alphabet in [B64_STD, B64_URL] {
+        for offset in 0..3 {
+            out.extend(base64_forms(bytes, offset, alphabet));
+        }
+    }
+    out.push(hex(bytes, false, "").into_bytes());
+    out.push(hex(bytes, true, "").into_bytes());
+    out.push(hex(bytes, false, " ").into_bytes());
+    out.push(hex(bytes, true, " ").into_bytes());
+    out.push(hex(bytes, false, ":").into_bytes());
+    out.push(hex(bytes, true, ":").into_bytes());
+    out.extend(url_forms(value));
+    out.retain(|f| !f.is_empty());
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// The value inside a JSON string: `ascii` escapes non-ASCII as `\u` (upper-case hex when
+/// true), `html` escapes `<`, `>`, `&`, `'` (as Go does), `slash` escapes `/` (as PHP does).
+fn json_escaped(s: &str, ascii: Option<bool>, html: bool, slash: bool) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(s.len() + 8);
+    let u = |out: &mut String, unit: u16, upper: bool| {
+        let _ = if upper { write!(out, "\\u{unit:04X}") } else { write!(out, "\\u{unit:04x}") };
+    };
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            '/' if slash => out.push_str("\\/"),
+            '<' | '>' | '&' | '\'' if html => u(&mut out, c as u16, ascii == Some(true)),
+            c if (c as u32) < 0x20 => u(&mut out, c as u16, ascii == Some(true)),
+            c if !c.is_ascii() && ascii.is_some() => {
+                let mut units = [0u16; 2];
+                for unit in c.encode_utf16(&mut units) {
+                    u(&mut out, *unit, ascii == Some(true));
+                }
+            }
+            c => out.push(c),
         }
     }
     out
 }
 
-/// The part of a value's base64 that is the same wherever the value stands in the encoded
-/// text (after 0, 1 or 2 other bytes, followed by anything, a newline from `echo` included):
-/// the characters that encode only bytes of the value.
-fn base64_cores(s: &str) -> Vec<String> {
-    let bytes = s.as_bytes();
-    let mut cores = Vec::new();
-    for offset in 0..3usize {
-        // Skip the value bytes that share a group with what precedes them.
-        let skip = (3 - offset) % 3;
-        if bytes.len() <= skip {
-            continue;
-        }
-        let whole = (bytes.len() - skip) / 3 * 3;
-        if whole >= 6 {
-            let core = &bytes[skip..skip + whole];
-            cores.push(base64(&String::from_utf8_lossy(core)));
+/// Bytes each percent-encoding keeps as they are (besides ASCII letters and digits).
+const PCT_UNRESERVED: &[u8] = b"-._~";
+/// Python's `urllib.parse.quote`: `/` too.
+const PCT_PATH: &[u8] = b"-._~/";
+/// JavaScript's `encodeURIComponent`.
+const PCT_COMPONENT: &[u8] = b"-._~!'()*";
+/// JavaScript's `encodeURI`.
+const PCT_URI: &[u8] = b"-._~!'()*;,/?:@&=+$#";
+
+fn percent_encoded(bytes: &[u8], keep: &[u8], upper: bool) -> String {
+    let mut out = String::with_capacity(bytes.len() * 3);
+    for &b in bytes {
+        if b.is_ascii_alphanumeric() || keep.contains(&b) {
+            out.push(b as char);
+        } else if upper {
+            out.push_str(&format!("%{b:02X}"));
+        } else {
+            out.push_str(&format!("%{b:02x}"));
         }
     }
-    cores
+    out
 }
 
-fn base64(s: &str) -> String {
-    const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let bytes = s.as_bytes();
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+const B64_STD: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+const B64_URL: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+/// The base64 forms of `bytes` placed `offset` bytes after a group boundary: the
+/// characters whose six bits all come from the value (the same whatever surrounds it), and,
+/// for a value that ends the encoded data, those followed by the last character and its
+/// padding (with and without `=`).
+fn base64_forms(bytes: &[u8], offset: usize, alphabet: &[u8; 64]) -> Vec<Vec<u8>> {
+    let mut data = vec![0u8; offset];
+    data.extend_from_slice(bytes);
+    let encoded = base64_with(&data, alphabet);
+    let first = (offset * 8).div_ceil(6);
+    let pure_end = (data.len() * 8) / 6;
+    let mut out = Vec::new();
+    if pure_end > first {
+        out.push(encoded[first..pure_end].to_vec());
+    }
+    // The value ends the data: its last character (zero bits after it) and the padding.
+    let chars = (data.len() * 8).div_ceil(6);
+    if chars > pure_end && chars > first {
+        out.push(encoded[first..chars].to_vec());
+        out.push(encoded[first..].to_vec());
+    }
+    out
+}
+
+fn base64_with(bytes: &[u8], alphabet: &[u8; 64]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
         let n = (u32::from(chunk[0]) << 16)
             | (u32::from(*chunk.get(1).unwrap_or(&0)) << 8)
             | u32::from(*chunk.get(2).unwrap_or(&0));
         for i in 0..4 {
             if i <= chunk.len() {
-                out.push(TABLE[((n >> (18 - 6 * i)) & 63) as usize] as char);
+                out.push(alphabet[((n >> (18 - 6 * i)) & 63) as usize]);
             } else {
-                out.push('=');
+                out.push(b'=');
             }
         }
     }
     out
 }
 
+fn hex(bytes: &[u8], upper: bool, separator: &str) -> String {
+    let parts: Vec<String> =
+        bytes.iter().map(|b| if upper { format!("{b:02X}") } else { format!("{b:02x}") }).collect();
+    parts.join(separator)
+}
+
+/// A URL as HTTP clients write it back in their messages (scheme and host lower-cased,
+/// path and query re-encoded, a `/` added to an empty path), with and without that `/`,
+/// and its password, as written and decoded.
+fn url_forms(value: &str) -> Vec<Vec<u8>> {
+    let Ok(url) = reqwest::Url::parse(value.trim()) else { return Vec::new() };
+    if !url.has_host() {
+        return Vec::new();
+    }
+    let mut out = vec![url.as_str().as_bytes().to_vec()];
+    if let Some(bare) = url.as_str().strip_suffix('/') {
+        out.push(bare.as_bytes().to_vec());
+    }
+    if let Some(password) = url.password() {
+        out.push(password.as_bytes().to_vec());
+        if let Ok(decoded) = percent_decoded(password) {
+            out.push(decoded.into_bytes());
+        }
+    }
+    out
+}
+
+fn percent_decoded(s: &str) -> Result<String, std::string::FromUtf8Error> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hexval = |c: u8| (c as char).to_digit(16);
+        if b[i] == b'%'
+            && let (Some(h), Some(l)) =
+                (b.get(i + 1).and_then(|c| hexval(*c)), b.get(i + 2).and_then(|c| hexval(*c)))
+        {
+            out.push((h * 16 + l) as u8);
+            i += 3;
+            continue;
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8(out)
+}
+
+/// Parameters that hold a secret (in any form the redactor knows): a value journaled as
+/// given would then hold the secret, and a value redacted in the journal would be another
+/// value on resume. One line each, naming the parameter and the secret, never a value.
+pub fn params_holding_secrets(
+    secrets: &Secrets,
+    params: &BTreeMap<String, runbook_core::model::ParamValue>,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (secret, value) in secrets.all() {
+        let redactor = Redactor::from_values([(secret, value)]);
+        for (name, v) in params {
+            let text = match serde_json::to_value(v) {
+                Ok(Value::String(s)) => s,
+                Ok(other) => other.to_string(),
+                Err(_) => continue,
+            };
+            if redactor.redact(&text) != text {
+                problems
+                    .push(format!("the value of parameter `{name}` contains the value of secret `{secret}`"));
+            }
+        }
+    }
+    problems
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     fn secrets() -> Secrets {
         Secrets::from_map(BTreeMap::from([
@@ -251,66 +721,415 @@ mod tests {
         ]))
     }
 
+    /// Base64 written independently of the engine's: a bit buffer, not groups of three.
+    fn b64(bytes: &[u8], url: bool, pad: bool) -> String {
+        let table: Vec<char> = if url {
+            "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_".chars().collect()
+        } else {
+            "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".chars().collect()
+        };
+        let (mut acc, mut bits, mut out) = (0u32, 0, String::new());
+        for b in bytes {
+            acc = (acc << 8) | u32::from(*b);
+            bits += 8;
+            while bits >= 6 {
+                bits -= 6;
+                out.push(table[((acc >> bits) & 63) as usize]);
+            }
+        }
+        if bits > 0 {
+            out.push(table[((acc << (6 - bits)) & 63) as usize]);
+        }
+        while pad && out.len() % 4 != 0 {
+            out.push('=');
+        }
+        out
+    }
+
+    fn wrap(text: &str, width: usize, crlf: bool) -> String {
+        let chars: Vec<char> = text.chars().collect();
+        let lines: Vec<String> = chars.chunks(width).map(|c| c.iter().collect()).collect();
+        lines.join(if crlf { "\r\n" } else { "\n" })
+    }
+
+    /// Feed `text` in pieces cut at `cuts`, as a pipe would deliver it.
+    fn stream(r: &Redactor, text: &[u8], cuts: &[usize]) -> String {
+        String::from_utf8_lossy(&stream_bytes(r, text, cuts)).into_owned()
+    }
+
+    fn stream_bytes(r: &Redactor, text: &[u8], cuts: &[usize]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut s = r.stream();
+        let mut at = 0;
+        let mut cuts: Vec<usize> = cuts.iter().map(|c| c % (text.len() + 1)).collect();
+        cuts.sort_unstable();
+        for c in cuts {
+            s.push(&text[at..c.max(at)], &mut out);
+            at = c.max(at);
+            assert!(s.held() <= 3 * r.patterns.as_ref().map_or(0, |p| p.longest) + 2, "held {}", s.held());
+        }
+        s.push(&text[at..], &mut out);
+        s.finish(&mut out);
+        out
+    }
+
+    fn joined(text: &str) -> String {
+        text.chars().filter(|c| *c != '\n' && *c != '\r').collect()
+    }
+
     #[test]
     fn every_form_is_redacted() {
         let r = Redactor::new(&secrets());
         let url = "postgres://app:p@ss w/rd@db:5432/app";
         for shown in [
             url.to_string(),
-            percent_encoded(url),
-            json_escaped("tok_3f9a8b7c6d"),
-            base64("tok_3f9a8b7c6d"),
+            percent_encoded(url.as_bytes(), PCT_UNRESERVED, true),
+            percent_encoded(url.as_bytes(), PCT_PATH, false),
+            serde_json::to_string("tok_3f9a8b7c6d").unwrap_or_default(),
+            b64(b"tok_3f9a8b7c6d", false, true),
+            b64(b"tok_3f9a8b7c6d", true, false),
+            "746f6b5f3366396138623763366".to_string() + "4",
+            "746F6B5F3366396138623763366".to_string() + "4",
             format!("Authorization: Bearer tok_3f9a8b7c6d and {url}"),
         ] {
             let out = r.redact(&shown);
             assert!(!out.contains("tok_3f9a8b7c6d") && !out.contains("p@ss"), "{out}");
-            assert!(out.contains("<secret:"), "{out}");
+            assert!(out.contains("<secret:"), "{shown} -> {out}");
         }
     }
 
     #[test]
-    fn events_are_redacted_in_every_string() {
-        let r = Redactor::new(&secrets());
-        let event = runbook_core::journal::RunEvent::StepFailed {
-            step: "s".into(),
-            attempt: 1,
-            reason: "could not start: bad value \"tok_3f9a8b7c6d\" in postgres://app:p@ss w/rd@db:5432/app"
-                .into(),
-        };
-        let text = serde_json::to_string(&r.redact_event(event)).unwrap_or_default();
-        assert!(!text.contains("tok_3f9a8b7c6d") && !text.contains("p@ss"), "{text}");
-        assert!(text.contains("<secret:TOKEN>") && text.contains("<secret:DATABASE_URL>"), "{text}");
-    }
-
-    #[test]
-    fn a_value_ending_in_a_quote_is_redacted_whole_in_json() {
-        let secrets = Secrets::from_map(BTreeMap::from([("T".to_string(), "abc\"def\"".to_string())]));
-        let r = Redactor::new(&secrets);
-        let json = serde_json::json!({ "token": "abc\"def\"" }).to_string();
-        assert_eq!(r.redact(&json), r#"{"token":"<secret:T>"}"#);
-    }
-
-    #[test]
-    fn base64_is_caught_at_any_alignment() {
-        let r = Redactor::new(&secrets());
-        for prefix in ["", "x", "xy", "token: "] {
-            for suffix in ["", "\n", " trailing"] {
-                let encoded = base64(&format!("{prefix}tok_3f9a8b7c6d{suffix}"));
-                let out = r.redact(&encoded);
-                assert!(out.contains("<secret:TOKEN>"), "{prefix:?}+{suffix:?}: {encoded} -> {out}");
+    fn base64_wrapped_at_76_columns_is_caught_whole() {
+        // Over 57 bytes: `base64` prints it on two lines.
+        let value = "postgres://release:Xk29fjQ0pLmZ88s@db.internal.example:5432/app?sslmode=require";
+        let r = Redactor::from_values([("DB", value)]);
+        for crlf in [false, true] {
+            for width in [64, 76] {
+                let text = format!("{}\n", wrap(&b64(value.as_bytes(), false, true), width, crlf));
+                let out = r.redact(&text);
+                assert!(out.starts_with("<secret:DB>"), "{width} {crlf}: {out:?}");
+                assert_eq!(out.lines().count(), text.lines().count(), "lines are kept: {out:?}");
             }
         }
     }
 
     #[test]
-    fn base64_matches_the_standard_alphabet() {
-        assert_eq!(base64("hola"), "aG9sYQ==");
-        assert_eq!(base64("abc"), "YWJj");
-        assert_eq!(base64("ab"), "YWI=");
+    fn a_value_split_over_two_lines_or_two_chunks_is_caught() {
+        let r = Redactor::new(&secrets());
+        assert_eq!(r.redact("half=tok_3f9a\n8b7c6d"), "half=<secret:TOKEN>\n");
+        let text = b"half=tok_3f9a\r\n8b7c6d end";
+        for cut in 0..text.len() {
+            assert_eq!(stream(&r, text, &[cut]), "half=<secret:TOKEN>\n end", "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn blank_lines_and_long_lines_are_not_held_back() {
+        let r = Redactor::new(&secrets());
+        for unit in [&b"\n"[..], b"\r\n", b"\r", b"x"] {
+            let mut s = r.stream();
+            let mut out = Vec::new();
+            let bound = r.patterns.as_ref().map_or(0, |p| p.longest);
+            for _ in 0..10_000 {
+                s.push(&unit.repeat(100), &mut out);
+                assert!(s.held() < bound, "{unit:?}: {} bytes held", s.held());
+            }
+            s.finish(&mut out);
+            assert_eq!(out, unit.repeat(1_000_000));
+        }
+    }
+
+    #[test]
+    fn a_line_is_given_at_once_unless_its_end_could_begin_a_secret() {
+        let r = Redactor::new(&secrets());
+        let mut s = r.stream();
+        let mut out = Vec::new();
+        s.push(b"waiting for the replica...\n", &mut out);
+        assert_eq!(out, b"waiting for the replica...\n", "shown before the step prints more");
+        out.clear();
+        s.push(b"token tok_3f9", &mut out);
+        assert_eq!(out, b"token ", "the beginning of a secret waits");
+        s.push(b"a8b7c6d\n", &mut out);
+        s.finish(&mut out);
+        assert_eq!(out, b"token <secret:TOKEN>\n");
+    }
+
+    #[test]
+    fn a_blank_line_is_not_a_wrap() {
+        let r = Redactor::new(&secrets());
+        assert_eq!(r.redact("tok_3f9a\n\n8b7c6d"), "tok_3f9a\n\n8b7c6d");
+    }
+
+    #[test]
+    fn a_url_is_caught_as_the_http_client_rewrites_it() {
+        let hook = "https://Hooks.EXAMPLE.com/services/T0 1/B2?x=a b";
+        let r = Redactor::from_values([("HOOK", hook)]);
+        let normalised = reqwest::Url::parse(hook).map(|u| u.to_string()).unwrap_or_default();
+        assert_eq!(normalised, "https://hooks.example.com/services/T0%201/B2?x=a%20b");
+        let message = format!("error sending request for url ({normalised})");
+        assert_eq!(r.redact(&message), "error sending request for url (<secret:HOOK>)");
+        let db = "postgres://app:s3cr%2Ft-pw@db/app";
+        let r = Redactor::from_values([("DB", db)]);
+        assert_eq!(r.redact("password s3cr/t-pw rejected"), "password <secret:DB> rejected");
+    }
+
+    #[test]
+    fn json_escapes_of_every_kind_are_caught() {
+        let value = "pässword/<&>\"x";
+        let r = Redactor::from_values([("P", value)]);
+        for shown in [
+            serde_json::to_string(value).unwrap_or_default(),
+            r#""p\u00e4ssword/\u003c\u0026\u003e\"x""#.to_string(),
+            r#""p\u00E4ssword\/<&>\"x""#.to_string(),
+        ] {
+            assert_eq!(r.redact(&shown), "\"<secret:P>\"", "{shown}");
+        }
+    }
+
+    #[test]
+    fn events_are_redacted_value_by_value_numbers_included() {
+        let r = Redactor::from_values([("PIN", "731942"), ("TOKEN", "tok_3f9a8b7c6d")]);
+        let event = runbook_core::journal::RunEvent::StepSucceeded {
+            step: "s".into(),
+            attempt: 1,
+            outputs: BTreeMap::from([
+                (
+                    "rows".to_string(),
+                    serde_json::json!([{ "n": 731942, "s": "code 731942", "k": 3, "tok_3f9a8b7c6d": true }]),
+                ),
+                ("big".to_string(), serde_json::json!(17319420)),
+            ]),
+        };
+        let text = serde_json::to_string(&r.redact_event(event)).unwrap_or_default();
+        assert!(!text.contains("731942") && !text.contains("tok_3f9a8b7c6d"), "{text}");
+        assert!(text.contains(r#""n":"<secret:PIN>""#) && text.contains(r#""k":3"#), "{text}");
+        assert!(text.contains(r#""big":"1<secret:PIN>0""#), "{text}");
+        assert!(text.contains(r#""<secret:TOKEN>":true"#), "{text}");
+    }
+
+    #[test]
+    fn a_secret_equal_to_a_word_of_the_engine_still_leaves_other_values_redacted() {
+        // `succeeded` is a status the journal writes itself: that field cannot change, the
+        // others still are redacted.
+        let r = Redactor::from_values([("S", "succeeded"), ("T", "tok_3f9a8b7c6d")]);
+        let event = runbook_core::journal::RunEvent::RunFinished {
+            status: runbook_core::journal::RunStatus::Succeeded,
+        };
+        let back = r.redact_event(event.clone());
+        assert_eq!(back, event);
+        let failed = runbook_core::journal::RunEvent::StepFailed {
+            step: "s".into(),
+            attempt: 1,
+            reason: "tok_3f9a8b7c6d succeeded".into(),
+        };
+        let text = serde_json::to_string(&r.redact_event(failed)).unwrap_or_default();
+        assert!(text.contains("<secret:T> <secret:S>"), "{text}");
+    }
+
+    #[test]
+    fn parameters_that_hold_a_secret_are_named() {
+        let s = Secrets::from_map(BTreeMap::from([("DB_PASSWORD".to_string(), "release".to_string())]));
+        let params = BTreeMap::from([
+            ("branch".to_string(), runbook_core::model::ParamValue::String("release-2024".into())),
+            ("other".to_string(), runbook_core::model::ParamValue::String("main".into())),
+        ]);
+        assert_eq!(
+            params_holding_secrets(&s, &params),
+            vec!["the value of parameter `branch` contains the value of secret `DB_PASSWORD`".to_string()]
+        );
+    }
+
+    #[test]
+    fn a_multi_line_value_is_caught_whole_and_line_by_line() {
+        let pem = "-----BEGIN KEY-----\nMIIBVQIBADANBgkqhkiG9w0BAQEFAASCAT8w\nc2VudGluZWwga2V5IGxpbmUgdGhyZWUgZm9y\n-----END KEY-----";
+        let r = Redactor::from_values([("PEM", pem)]);
+        assert_eq!(r.redact(&format!("{pem}\n")), "<secret:PEM>\n\n\n\n");
+        assert_eq!(r.redact("  MIIBVQIBADANBgkqhkiG9w0BAQEFAASCAT8w\n"), "  <secret:PEM>\n");
     }
 
     #[test]
     fn debug_shows_names_only() {
         assert_eq!(format!("{:?}", secrets()), r#"["DATABASE_URL", "TOKEN"]"#);
+        assert!(!format!("{:?}", Redactor::new(&secrets())).contains("tok_"));
+    }
+
+    /// A secret: upper-case letters, digits, punctuation, spaces and non-ASCII letters;
+    /// never the lower-case letters that the ordinary text around it is made of.
+    fn secret_strategy() -> impl Strategy<Value = String> {
+        proptest::collection::vec(
+            prop_oneof![
+                8 => proptest::char::range('A', 'Z'),
+                4 => proptest::char::range('0', '9'),
+                2 => proptest::sample::select(vec!['/', '+', '=', '@', ':', '%', '&', '"', '\\', ' ', '?', '#', '_', '-', '.']),
+                1 => proptest::sample::select(vec!['é', 'ü', 'ß', '日', '本', '🙂']),
+            ],
+            8..90,
+        )
+        .prop_map(|c| c.into_iter().collect())
+    }
+
+    fn text_strategy() -> impl Strategy<Value = String> {
+        proptest::string::string_regex("[a-z ,.;!?\\n-]{0,200}").unwrap_or_else(|_| unreachable!())
+    }
+
+    /// The ways a program prints a value: (the text it prints, the part of it that depends
+    /// on the value alone and must not survive).
+    fn encodings(
+        secret: &str,
+        prefix: &str,
+        suffix: &str,
+        which: usize,
+        wrap_at: usize,
+        crlf: bool,
+    ) -> (String, String) {
+        let bytes = secret.as_bytes();
+        match which % 10 {
+            0 => (format!("{prefix}{secret}{suffix}"), secret.to_string()),
+            1 => {
+                // Split over two lines at some point.
+                let cut = (wrap_at % secret.len()).max(1);
+                let cut = (cut..=secret.len()).find(|c| secret.is_char_boundary(*c)).unwrap_or(secret.len());
+                let nl = if crlf { "\r\n" } else { "\n" };
+                (format!("{prefix}{}{nl}{}{suffix}", &secret[..cut], &secret[cut..]), secret.to_string())
+            }
+            2 | 3 => {
+                // base64 (std or url) of prefix+secret+suffix, wrapped like `base64` does.
+                let url = which % 10 == 3;
+                let data = format!("{prefix}{secret}{suffix}");
+                let enc = b64(data.as_bytes(), url, !url);
+                let all = b64(format!("{prefix}{secret}").as_bytes(), url, false);
+                let first = (prefix.len() * 8).div_ceil(6);
+                let last = ((prefix.len() + bytes.len()) * 8) / 6;
+                let pure = all.get(first..last.min(all.len())).unwrap_or_default().to_string();
+                let width = [64, 76, 0][wrap_at % 3];
+                let shown = if width == 0 { enc } else { wrap(&enc, width, crlf) };
+                (format!("{shown}\n"), pure)
+            }
+            4 | 5 => {
+                let upper = which % 10 == 5;
+                let hex: String = bytes
+                    .iter()
+                    .map(|b| if upper { format!("{b:02X}") } else { format!("{b:02x}") })
+                    .collect();
+                let shown = if wrap_at.is_multiple_of(2) { wrap(&hex, 60, crlf) } else { hex.clone() };
+                (format!("{prefix}{shown}{suffix}"), hex)
+            }
+            6 | 7 => {
+                // Percent-encoding, `/` kept or not, either case.
+                let keep_slash = which % 10 == 6;
+                let pct: String = bytes
+                    .iter()
+                    .map(|&b| {
+                        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) || (keep_slash && b == b'/') {
+                            (b as char).to_string()
+                        } else if crlf {
+                            format!("%{b:02x}")
+                        } else {
+                            format!("%{b:02X}")
+                        }
+                    })
+                    .collect();
+                (format!("{prefix}{pct}{suffix}"), pct)
+            }
+            8 => {
+                let json = serde_json::to_string(secret).unwrap_or_default();
+                let inner = json[1..json.len() - 1].to_string();
+                (format!("{prefix}{json}{suffix}"), inner)
+            }
+            _ => {
+                // JSON with every non-ASCII character as `\u` (Python's json.dumps).
+                let mut inner = String::new();
+                for c in secret.chars() {
+                    match c {
+                        '"' => inner.push_str("\\\""),
+                        '\\' => inner.push_str("\\\\"),
+                        c if c.is_ascii() => inner.push(c),
+                        c => {
+                            let mut units = [0u16; 2];
+                            for u in c.encode_utf16(&mut units) {
+                                inner.push_str(&format!("\\u{:04x}", u));
+                            }
+                        }
+                    }
+                }
+                (format!("{prefix}{{\"t\": \"{inner}\"}}{suffix}"), inner)
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 600, ..ProptestConfig::default() })]
+
+        /// No form of a secret survives, whatever the encoding, the wrapping and the chunks
+        /// the stream arrives in.
+        #[test]
+        fn no_secret_form_survives_any_encoding_or_split(
+            secret in secret_strategy(),
+            other in secret_strategy(),
+            prefix in "[a-z ]{0,5}",
+            suffix in "[a-z .]{0,5}",
+            which in 0usize..10,
+            wrap_at in 0usize..1000,
+            crlf in any::<bool>(),
+            cuts in proptest::collection::vec(0usize..10_000, 0..8),
+        ) {
+            let r = Redactor::from_values([("S", secret.as_str()), ("O", other.as_str())]);
+            let (shown, form) = encodings(&secret, &prefix, &suffix, which, wrap_at, crlf);
+            let out = stream(&r, shown.as_bytes(), &cuts);
+            let flat = joined(&out);
+            prop_assert!(out.contains("<secret:S>"), "{shown:?} -> {out:?}");
+            // No piece of the form longer than what a boundary may leave (3 characters of
+            // base64 or an escape's worth of the neighbours) remains.
+            let chars: Vec<char> = form.chars().collect();
+            let width = 8.min(chars.len());
+            for w in chars.windows(width) {
+                let w: String = w.iter().collect();
+                prop_assert!(!flat.contains(&w), "{w:?} of {form:?} survives: {shown:?} -> {out:?}");
+            }
+        }
+
+        /// A URL secret is caught as an HTTP client writes it back in its errors (host in
+        /// lower case, path and query re-encoded), cut anywhere.
+        #[test]
+        fn a_url_secret_is_caught_as_http_clients_rewrite_it(
+            path in secret_strategy(),
+            cuts in proptest::collection::vec(0usize..300, 0..6),
+        ) {
+            let value = format!("https://Hooks.Example.COM/t/{path}");
+            let normalised = reqwest::Url::parse(&value).map(|u| u.to_string());
+            prop_assume!(normalised.is_ok());
+            let normalised = normalised.unwrap_or_default();
+            let r = Redactor::from_values([("HOOK", value.as_str())]);
+            let text = format!("error sending request for url ({normalised}): connection refused\n");
+            let out = stream(&r, text.as_bytes(), &cuts);
+            prop_assert!(out.contains("(<secret:HOOK>"), "{text:?} -> {out:?}");
+            let tail: Vec<char> = normalised["https://hooks.example.com/t/".len()..].chars().collect();
+            for w in tail.windows(8.min(tail.len())) {
+                let w: String = w.iter().collect();
+                prop_assert!(!out.contains(&w), "{w:?} survives: {out:?}");
+            }
+        }
+
+        /// Ordinary text (no secret in it) comes out byte for byte, however it is cut.
+        #[test]
+        fn ordinary_text_is_unchanged(
+            secrets in proptest::collection::vec(secret_strategy(), 0..4),
+            text in text_strategy(),
+            cuts in proptest::collection::vec(0usize..300, 0..8),
+        ) {
+            let named: Vec<(String, String)> =
+                secrets.iter().enumerate().map(|(i, s)| (format!("S{i}"), s.clone())).collect();
+            let r = Redactor::from_values(named.iter().map(|(n, v)| (n.as_str(), v.as_str())));
+            prop_assert_eq!(stream(&r, text.as_bytes(), &cuts), text.clone());
+            prop_assert_eq!(r.redact(&text), text);
+        }
+
+        /// Any bytes at all (invalid UTF-8 included) pass through a redactor without secrets
+        /// unchanged, and the stream never holds more than its bound.
+        #[test]
+        fn any_bytes_pass_a_stream(bytes in proptest::collection::vec(any::<u8>(), 0..2000), cuts in proptest::collection::vec(0usize..3000, 0..8)) {
+            let r = Redactor::from_values([("S", "ZZZZ-never-there-ZZZZ")]);
+            prop_assert_eq!(stream_bytes(&r, &bytes, &cuts), bytes);
+        }
     }
 }

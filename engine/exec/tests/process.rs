@@ -18,7 +18,7 @@ fn bash(script: &str, dir: &std::path::Path, timeout: Option<Duration>) -> Spawn
 }
 
 async fn run_collect(spawn: &Spawn) -> (Exit, Vec<Line>) {
-    let (tx, mut rx) = mpsc::unbounded_channel();
+    let (tx, mut rx) = mpsc::channel(4096);
     let (_cancel_tx, cancel) = watch::channel(false);
     let exit = run(spawn, tx, cancel).await;
     let mut lines = Vec::new();
@@ -47,6 +47,19 @@ async fn exit_codes_and_lines_come_back() {
     assert!(lines.contains(&Line { stream: Stream::Stderr, text: "oops".into() }));
     let cwd = std::fs::canonicalize(dir.path()).expect("canonical");
     assert!(lines.iter().any(|l| l.text == cwd.to_string_lossy()), "{lines:?}");
+}
+
+#[tokio::test]
+async fn a_line_longer_than_the_limit_comes_in_pieces_cut_between_characters() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // 150,001 bytes without a newline: `a`, then two-byte characters across the 64 KiB cuts.
+    let script = "printf a; for i in $(seq 75000); do printf '\\303\\251'; done";
+    let (exit, lines) = run_collect(&bash(script, dir.path(), None)).await;
+    assert_eq!(exit, Exit::Code(0));
+    assert!(lines.len() >= 3, "{}", lines.len());
+    assert!(lines.iter().all(|l| l.text.len() <= runbook_exec::process::MAX_LINE));
+    let whole: String = lines.iter().map(|l| l.text.as_str()).collect();
+    assert_eq!(whole, format!("a{}", "\u{e9}".repeat(75000)), "no character was cut or replaced");
 }
 
 #[tokio::test]
@@ -102,7 +115,7 @@ async fn a_term_ignoring_process_is_killed_after_the_grace_period() {
 async fn cancellation_ends_the_attempt() {
     let dir = tempfile::tempdir().expect("tempdir");
     let spawn = bash("echo $$ > pid; sleep 1000", dir.path(), None);
-    let (tx, _rx) = mpsc::unbounded_channel();
+    let (tx, _rx) = mpsc::channel(4096);
     let (cancel_tx, cancel) = watch::channel(false);
     let handle = tokio::spawn(async move { run(&spawn, tx, cancel).await });
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -125,4 +138,22 @@ async fn invalid_utf8_output_does_not_stop_the_reader() {
         run_collect(&bash("printf 'a\\377b\\n'; seq 1 20000 | tail -n 1", dir.path(), None)).await;
     assert_eq!(exit, Exit::Code(0));
     assert!(lines.iter().any(|l| l.text == "20000"), "{:?}", lines.last());
+}
+
+#[test]
+fn a_line_of_exactly_the_limit_is_one_line() {
+    use runbook_exec::process::{LineSplitter, MAX_LINE};
+    let mut s = LineSplitter::default();
+    let mut text = vec![b'x'; MAX_LINE];
+    text.extend_from_slice(b"\r\nnext\n");
+    for cut in [0, 1, MAX_LINE - 1, MAX_LINE, MAX_LINE + 1, MAX_LINE + 2] {
+        let mut s2 = LineSplitter::default();
+        let mut lines = s2.push(&text[..cut]);
+        lines.extend(s2.push(&text[cut..]));
+        lines.extend(s2.finish());
+        assert_eq!(lines.len(), 2, "cut at {cut}");
+        assert_eq!(lines[0].len(), MAX_LINE);
+        assert_eq!(lines[1], "next");
+    }
+    assert!(s.push(b"").is_empty() && s.finish().is_none());
 }

@@ -1,0 +1,165 @@
+//! Where a step's output goes once redacted: its log file in the run folder, and the
+//! terminal (through [`Report::Output`]).
+//!
+//! Memory stays bounded whatever a step prints: lines reach the sink over a bounded channel
+//! (see [`crate::process`]), the log is written through a small buffer, and the terminal
+//! gets a line only while less than [`TERMINAL_BUDGET`] bytes wait to be printed; beyond
+//! that, lines are left out of the terminal (never out of the log) and a notice says so. A
+//! log that cannot be written to the end (a full disk) ends with [`CUT_MARKER`], and a
+//! notice says so too.
+//!
+//! The log file is a plain stream of redacted lines, `out TEXT` or `err TEXT`.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use tokio::sync::mpsc;
+
+use crate::dispatch::Report;
+use crate::process::{Line, Stream};
+
+/// The last line of a log that could not be written to the end.
+pub const CUT_MARKER: &str = "[runbook: the log is cut here]";
+
+/// Bytes of output that may wait for the terminal at once.
+pub const TERMINAL_BUDGET: usize = 8 << 20;
+
+/// Bytes of output sent to the terminal and not yet printed, in this process.
+static TERMINAL_BACKLOG: AtomicUsize = AtomicUsize::new(0);
+
+/// The printer calls this once it has shown (or dropped) a report, so that more output
+/// may follow.
+pub fn shown(report: &Report) {
+    if let Report::Output { text, .. } = report {
+        let _ = TERMINAL_BACKLOG
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| Some(n.saturating_sub(text.len())));
+    }
+}
+
+/// The output of one attempt of one step (or compensation, or `finally` step).
+#[derive(Debug)]
+pub struct Sink {
+    path: PathBuf,
+    file: Option<std::io::BufWriter<std::fs::File>>,
+    /// Why the log was cut, once it was.
+    cut: Option<String>,
+    /// The step as the terminal shows it.
+    step: String,
+    /// `step (attempt N)`, for notices.
+    label: String,
+    report: mpsc::UnboundedSender<Report>,
+    /// Lines left out of the terminal.
+    elided: u64,
+}
+
+impl Sink {
+    /// A sink writing to the log at `path` (created at the first line) and showing lines
+    /// under `step`.
+    pub fn new(path: PathBuf, step: String, attempt: u32, report: mpsc::UnboundedSender<Report>) -> Sink {
+        let label = format!("`{step}` (attempt {attempt})");
+        Sink { path, file: None, cut: None, step, label, report, elided: 0 }
+    }
+
+    /// One redacted line.
+    pub fn line(&mut self, line: Line) {
+        self.write_log(&line);
+        let len = line.text.len();
+        if TERMINAL_BACKLOG.load(Ordering::Acquire) > TERMINAL_BUDGET {
+            self.elided += 1;
+            return;
+        }
+        TERMINAL_BACKLOG.fetch_add(len, Ordering::AcqRel);
+        let _ = self.report.send(Report::Output {
+            step: self.step.clone(),
+            stream: line.stream,
+            text: line.text,
+        });
+    }
+
+    fn write_log(&mut self, line: &Line) {
+        if self.cut.is_some() {
+            return;
+        }
+        if self.file.is_none() {
+            match std::fs::OpenOptions::new().create(true).append(true).open(&self.path) {
+                Ok(f) => self.file = Some(std::io::BufWriter::with_capacity(64 * 1024, f)),
+                Err(e) => return self.cut_log(e),
+            }
+        }
+        let tag: &[u8] = match line.stream {
+            Stream::Stdout => b"out ",
+            Stream::Stderr => b"err ",
+        };
+        let Some(file) = self.file.as_mut() else { return };
+        let written = file
+            .write_all(tag)
+            .and_then(|()| file.write_all(line.text.as_bytes()))
+            .and_then(|()| file.write_all(b"\n"));
+        if let Err(e) = written {
+            self.cut_log(e);
+        }
+    }
+
+    /// The log cannot be written further: end it with the marker, making room for it if
+    /// the file cannot grow (the end of the log gives way to the marker).
+    fn cut_log(&mut self, error: std::io::Error) {
+        self.cut = Some(error.to_string());
+        if let Some(file) = self.file.take() {
+            // What the buffer still holds may not fit either; the marker says so.
+            let _ = file.into_parts();
+        }
+        let marker = format!("\nerr {CUT_MARKER}\n");
+        let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(&self.path) else {
+            return;
+        };
+        if f.write_all(marker.as_bytes()).and_then(|()| f.flush()).is_ok() {
+            return;
+        }
+        let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+        // A whole block freed, on a full disk.
+        let room = (marker.len() as u64 + 4096).min(len);
+        if f.set_len(len - room).is_ok() {
+            let _ = f.write_all(marker.as_bytes()).and_then(|()| f.flush());
+        }
+    }
+
+    /// Write what the buffer holds to the log. The caller does so whenever no line waits,
+    /// so that the log is current when the step is quiet (and when the engine is killed).
+    pub fn flush(&mut self) {
+        if let Some(file) = self.file.as_mut()
+            && let Err(e) = file.flush()
+        {
+            self.cut_log(e);
+        }
+    }
+
+    /// Take the lines of an attempt until its end; then say what was left out.
+    pub async fn drain(mut self, mut lines: mpsc::Receiver<Line>) {
+        while let Some(line) = lines.recv().await {
+            self.line(line);
+            if lines.is_empty() {
+                self.flush();
+            }
+        }
+        self.finish();
+    }
+
+    /// The end of the attempt's output: flush the log, and say what was left out.
+    pub fn finish(mut self) {
+        self.flush();
+        if let Some(error) = &self.cut {
+            let _ = self.report.send(Report::Notice(format!(
+                "the log of {} is cut: {error}; the rest of its output is not in the log ({})",
+                self.label,
+                self.path.display()
+            )));
+        }
+        if self.elided > 0 {
+            let _ = self.report.send(Report::Notice(format!(
+                "{} line(s) of the output of {} were not shown: the terminal fell behind; `runbook logs` has them",
+                self.elided, self.label
+            )));
+        }
+    }
+}
