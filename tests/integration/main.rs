@@ -3,6 +3,7 @@
 //! One test binary (faster to link than one per file); modules by concern.
 
 mod book;
+mod contexts;
 mod crash;
 mod e2e;
 mod fixtures;

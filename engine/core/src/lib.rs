@@ -20,6 +20,7 @@ pub mod render;
 pub mod report;
 pub mod retry;
 pub mod schema;
+pub mod shell;
 pub mod span;
 pub mod suggest;
 pub mod template;
