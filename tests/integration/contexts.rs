@@ -79,3 +79,250 @@ fn autoescape_false_in_run_text_is_refused() {
     assert_eq!(out.code, 3, "{}{}", out.stdout, out.stderr);
     assert!(!dir.path().join("pwned").exists(), "the value ran as code");
 }
+
+/// A place in `run` text where a value may land: the text around it (`@` stands for the
+/// template, `%OUT%` for the file the snippet writes), and what that file must then hold.
+type Expect = fn(&str) -> String;
+
+/// Every shell context that runs: the value must arrive byte for byte (or as the context
+/// transforms it: a heredoc adds a newline, `$(...)` drops trailing newlines).
+const RUNS: &[(&str, &str, Expect)] = &[
+    ("word", "printf '%s' @ > %OUT%", |v| v.to_string()),
+    ("double-quotes", "printf '%s' \"<@>\" > %OUT%", |v| format!("<{v}>")),
+    ("joined", "printf '%s' \"@\"@ > %OUT%", |v| format!("{v}{v}")),
+    ("twice", "printf '%s' @@ > %OUT%", |v| format!("{v}{v}")),
+    ("heredoc", "cat > %OUT% <<EOF\n[@]\nEOF", |v| format!("[{v}]\n")),
+    ("heredoc-quotes", "cat > %OUT% <<EOF\n\"@\" '@'\nEOF", |v| format!("\"{v}\" '{v}'\n")),
+    ("heredoc-tabs", "cat > %OUT% <<-EOF\n\t@\n\tEOF", |v| format!("{v}\n")),
+    ("comment", "# deploying @ now\nprintf ok > %OUT%", |_| "ok".into()),
+    ("trailing-comment", "printf ok > %OUT% # @", |_| "ok".into()),
+    ("here-string", "cat <<< @ > %OUT%", |v| format!("{v}\n")),
+    ("assignment", "x=@; printf '%s' \"$x\" > %OUT%", |v| v.to_string()),
+    ("env-prefix", "X=@ bash -c 'printf \"%s\" \"$X\"' > %OUT%", |v| v.to_string()),
+    ("export", "export X=@; printf '%s' \"$X\" > %OUT%", |v| v.to_string()),
+    ("local", "h() { local y=@; printf '%s' \"$y\" > %OUT%; }; h", |v| v.to_string()),
+    ("array", "a=(first @ last); printf '%s' \"${a[1]}\" > %OUT%", |v| v.to_string()),
+    ("case-word", "case @ in *) printf matched > %OUT%;; esac", |_| "matched".into()),
+    ("case-pattern", "case none in @) printf hit > %OUT%;; *) printf miss > %OUT%;; esac", |_| "miss".into()),
+    ("dbracket-eq", "[[ @ == @ ]] && printf eq > %OUT%", |_| "eq".into()),
+    ("dbracket-pattern", "[[ xyz == @ ]] || printf ne > %OUT%", |_| "ne".into()),
+    ("test", "test -n @ && printf set > %OUT%", |_| "set".into()),
+    ("bracket", "[ @ = @ ] && printf eq > %OUT%", |_| "eq".into()),
+    ("function-arg", "f() { printf '%s' \"$1\" > %OUT%; }; f @", |v| v.to_string()),
+    ("function-body", "g() { printf '%s' @ > %OUT%; }; g", |v| v.to_string()),
+    ("subshell", "( printf '%s' @ > %OUT% )", |v| v.to_string()),
+    ("group", "{ printf '%s' @; } > %OUT%", |v| v.to_string()),
+    ("command-substitution", "x=$(printf '%s.' @); printf '%s' \"${x%.}\" > %OUT%", |v| v.to_string()),
+    ("substitution-in-quotes", "printf '%s' \"$(printf '%s' \"@\")\". > %OUT%", |v| {
+        format!("{}.", v.trim_end_matches('\n'))
+    }),
+    ("process-substitution", "cat <(printf '%s' @) > %OUT%", |v| v.to_string()),
+    ("pipeline", "printf '%s' @ | cat > %OUT%", |v| v.to_string()),
+    ("printf-argument", "printf '%s|%s' x @ > %OUT%", |v| format!("x|{v}")),
+    ("bash-c-argument", "bash -c 'printf \"%s\" \"$1\"' _ @ > %OUT%", |v| v.to_string()),
+    ("for", "for i in @; do printf '%s' \"$i\" > %OUT%; done", |v| v.to_string()),
+    ("if", "if [[ -n @ ]]; then printf '%s' @ > %OUT%; fi", |v| v.to_string()),
+    ("or", "false || printf '%s' @ > %OUT%", |v| v.to_string()),
+    ("fd", "exec 3> %OUT%; printf '%s' @ >&3; exec 3>&-", |v| v.to_string()),
+];
+
+/// Every context where the shell (or a program) reads even a quoted value as code, or
+/// where a reference cannot expand: `check` refuses a string there, with this code.
+const REFUSED: &[(&str, &str)] = &[
+    ("echo '@'", "RB045"),
+    ("echo $'@'", "RB045"),
+    ("cat <<'EOF'\n@\nEOF", "RB045"),
+    ("cat <<\"EOF\"\n@\nEOF", "RB045"),
+    ("(( x = @ ))", "RB047"),
+    ("echo $(( @ + 1 ))", "RB047"),
+    ("for (( i = 0; i < @; i++ )); do :; done", "RB047"),
+    ("[[ 3 -lt @ ]]", "RB047"),
+    ("[[ @ -eq 3 ]]", "RB047"),
+    ("[[ -v @ ]]", "RB047"),
+    ("test -v @", "RB047"),
+    ("let x=@", "RB047"),
+    ("a[@]=1", "RB047"),
+    ("echo ${x:-@}", "RB047"),
+    ("eval @", "RB047"),
+    ("eval \"echo @\"", "RB047"),
+    ("eval \"$(echo @)\"", "RB047"),
+    ("bash -c @", "RB047"),
+    ("sh -c \"echo @\"", "RB047"),
+    ("sudo -u root bash -c @", "RB047"),
+    ("timeout 5 bash -ec @", "RB047"),
+    ("env X=1 sh -c @", "RB047"),
+    ("trap @ EXIT", "RB047"),
+    ("printf @", "RB047"),
+    ("printf -v @ x", "RB047"),
+    ("read @ <<< x", "RB047"),
+    ("unset @", "RB047"),
+    ("mapfile @ < /dev/null", "RB047"),
+    ("declare @=1", "RB047"),
+    ("f() { local -i x=@; }", "RB047"),
+    ("echo `echo @`", "RB047"),
+    ("ssh host @", "RB047"),
+    ("su -c @ root", "RB047"),
+    ("xargs sh -c @", "RB047"),
+    ("find . -exec sh -c @ \\;", "RB047"),
+    ("python3 -c @", "RB047"),
+    ("perl -e @", "RB047"),
+    ("node -e @", "RB047"),
+    ("awk @ /dev/null", "RB047"),
+    ("sed -e @ /dev/null", "RB047"),
+    ("psql -c @", "RB047"),
+    ("sqlite3 app.db @", "RB047"),
+    ("source @", "RB047"),
+    (". @", "RB047"),
+    ("@ --version", "RB047"),
+    ("cat <<EOF\n$(echo @)\nEOF", "RB047"),
+    ("watch @", "RB047"),
+];
+
+/// The hostile corpus (tests/integration/injection.rs), with values for `-`, unicode and
+/// long values already in it.
+fn hostile(canaries: &Path) -> Vec<String> {
+    crate::injection::corpus(canaries)
+}
+
+#[test]
+fn hostile_values_are_inert_in_every_shell_context_that_runs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let canaries = dir.path().join("canaries");
+    let out = dir.path().join("out");
+    std::fs::create_dir_all(&canaries).expect("canaries");
+    std::fs::create_dir_all(&out).expect("out");
+    let values = hostile(&canaries);
+    assert!(values.len() >= 200, "{} values", values.len());
+    // Batches of values small enough for one argv element (the script, with its values).
+    let mut batches: Vec<Vec<usize>> = vec![Vec::new()];
+    let mut size = 0;
+    for (i, v) in values.iter().enumerate() {
+        if size + v.len() > 40_000 && !batches.last().is_some_and(Vec::is_empty) {
+            batches.push(Vec::new());
+            size = 0;
+        }
+        size += v.len();
+        batches.last_mut().expect("a batch").push(i);
+    }
+    let mut runbook = String::from("[runbook]\nname = \"contexts\"\n");
+    let mut params = String::new();
+    for (i, v) in values.iter().enumerate() {
+        runbook.push_str(&format!("[params.v{i}]\ntype = \"string\"\n"));
+        params.push_str(&format!("v{i} = {}\n", crate::injection::toml_string(v)));
+    }
+    for (c, (name, text, _)) in RUNS.iter().enumerate() {
+        for (b, batch) in batches.iter().enumerate() {
+            let script: Vec<String> = batch
+                .iter()
+                .map(|&i| {
+                    text.replace('@', &format!("{{{{ params.v{i} }}}}"))
+                        .replace("%OUT%", &out.join(format!("{name}-{i}")).display().to_string())
+                })
+                .collect();
+            runbook.push_str(&format!(
+                "[steps.c{c}_{b}]\nneeds = []\nrun = {}\n",
+                crate::injection::toml_string(&script.join("\n"))
+            ));
+        }
+    }
+    write(dir.path(), &runbook, &params);
+    let check = run_in(dir.path(), &["check", "r.toml"]);
+    ok(&check, 0);
+    let run = run(dir.path());
+    ok(&run, 0);
+    let injected: Vec<String> = std::fs::read_dir(&canaries)
+        .expect("canaries")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(injected.is_empty(), "values ran as shell code: {injected:?}");
+    let mut cases = 0;
+    for (name, _, expect) in RUNS {
+        for (i, v) in values.iter().enumerate() {
+            let file = out.join(format!("{name}-{i}"));
+            let got = std::fs::read(&file).unwrap_or_else(|e| panic!("{name}: value {i} wrote nothing: {e}"));
+            assert!(
+                got == expect(v).as_bytes(),
+                "{name}: value {i} {v:?} arrived as {:?}",
+                String::from_utf8_lossy(&got)
+            );
+            cases += 1;
+        }
+    }
+    assert!(cases >= 5_000, "{cases} cases");
+}
+
+#[test]
+fn check_refuses_strings_in_every_code_context() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let canaries = dir.path().join("canaries");
+    std::fs::create_dir_all(&canaries).expect("canaries");
+    let mut runbook = String::from("[runbook]\nname = \"code\"\n[params.v]\ntype = \"string\"\n");
+    let mut lines = Vec::new();
+    for (k, (text, _)) in REFUSED.iter().enumerate() {
+        lines.push(runbook.lines().count() + 3);
+        let text = text.replace('@', "{{ params.v }}");
+        runbook
+            .push_str(&format!("[steps.s{k}]\nneeds = []\nrun = {}\n", crate::injection::toml_string(&text)));
+    }
+    std::fs::write(dir.path().join("r.toml"), &runbook).expect("runbook");
+    let check = run_in(dir.path(), &["check", "--format", "json", "r.toml"]);
+    assert_eq!(check.code, 3, "{}", check.stderr);
+    let diags: Vec<serde_json::Value> = serde_json::from_str(&check.stdout).expect("json diagnostics");
+    for (k, (text, code)) in REFUSED.iter().enumerate() {
+        let found: Vec<&serde_json::Value> = diags.iter().filter(|d| d["line"] == lines[k]).collect();
+        assert!(
+            found.len() == 1 && found[0]["code"] == *code,
+            "{text:?} (line {}): expected {code}, got {found:?}",
+            lines[k]
+        );
+        assert!(found[0]["help"].is_string(), "{text:?}: a hint");
+    }
+    assert_eq!(diags.len(), REFUSED.len(), "{diags:#?}");
+    // Nothing runs, whatever the value.
+    for v in hostile(&canaries).iter().step_by(5) {
+        std::fs::write(dir.path().join("p.toml"), format!("v = {}\n", crate::injection::toml_string(v)))
+            .expect("params");
+        let out = run(dir.path());
+        assert_eq!(out.code, 3, "{}", out.stderr);
+    }
+    assert!(std::fs::read_dir(&canaries).expect("canaries").next().is_none(), "a value ran");
+}
+
+/// A value whose type makes it inert may stand where the shell reads code.
+#[test]
+fn typed_values_run_in_code_contexts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cases: &[(&str, &str)] = &[
+        ("(( x = {{ params.n }} )); printf '%s' \"$x\"", "7"),
+        ("printf '%s' $(( {{ params.n }} + 1 ))", "8"),
+        ("[[ 3 -lt {{ params.n }} ]] && printf lt", "lt"),
+        ("let x={{ params.n }}*2; printf '%s' \"$x\"", "14"),
+        ("a[{{ params.n }}]=1; printf '%s' \"${!a[@]}\"", "7"),
+        ("[[ -v {{ params.colour }} ]] || printf unset", "unset"),
+        ("bash -c 'printf \"%s\" {{ params.colour }}'", "blue"),
+        ("[[ {{ params.on }} == true ]] && printf on", "on"),
+    ];
+    let mut runbook = String::from(
+        "[runbook]\nname = \"typed\"\n[params.n]\ntype = \"integer\"\n[params.on]\ntype = \"boolean\"\n[params.colour]\ntype = \"string\"\nenum = [\"blue\", \"green\"]\n",
+    );
+    for (k, (text, _)) in cases.iter().enumerate() {
+        let out = dir.path().join(format!("out-{k}"));
+        runbook.push_str(&format!(
+            "[steps.s{k}]\nneeds = []\nrun = {}\n",
+            crate::injection::toml_string(&format!("{{ {text}; }} > {}", out.display()))
+        ));
+    }
+    write(dir.path(), &runbook, "n = 7\non = true\ncolour = \"blue\"\n");
+    ok(&run(dir.path()), 0);
+    for (k, (text, want)) in cases.iter().enumerate() {
+        let got = std::fs::read_to_string(dir.path().join(format!("out-{k}"))).unwrap_or_default();
+        assert_eq!(&got, want, "{text}");
+    }
+    // An enum with a word that could be code is no protection.
+    let risky = runbook.replace("enum = [\"blue\", \"green\"]", "enum = [\"blue\", \"a[$(touch pwned)]\"]");
+    write(dir.path(), &risky, "n = 7\non = true\ncolour = \"blue\"\n");
+    let check = run_in(dir.path(), &["check", "r.toml"]);
+    assert_eq!(check.code, 3, "{}", check.stderr);
+    assert!(check.stderr.contains("error[RB047]"), "{}", check.stderr);
+}

@@ -26,7 +26,8 @@ pub enum Where {
     Word,
     /// Inside double quotes or an unquoted heredoc body: `${RB_1}`.
     Expanded,
-    /// Where a reference would not expand (single quotes, `$'..'`, a quoted heredoc).
+    /// Where a reference would not expand (single quotes, `$'..'`, a quoted heredoc): only
+    /// an inert literal may stand there.
     Quoted(&'static str),
     /// Where bash reads the value as code even when quoted; the reason.
     Code(String),
@@ -751,9 +752,22 @@ fn code_words(words: &[Word]) -> Vec<Option<String>> {
         }
     };
     builtin_rules(base(t(first)), &args[a + 1..], words, &mut out);
-    // Programs that read a word as code, wherever they stand (`sudo -u x bash -c`,
-    // `xargs sh -c`, `find -exec sh -c`, `timeout 5 ssh`...).
-    for (j, &at) in args.iter().enumerate().skip(a) {
+    // Programs that read a word as code: the command (after prefixes such as `sudo -u x`,
+    // `xargs -0`, `timeout 5`) and the command of `find -exec`. Words after it are its
+    // arguments (`sh -c '...' sh ARG`), whatever they say.
+    let mut commands = vec![a];
+    if let Some(e) =
+        args.iter().position(|&n| matches!(t(n), "-exec" | "-execdir" | "-ok" | "-okdir")).filter(|&e| e > a)
+    {
+        commands.push(e + 1);
+        if let Some(&p) = args.get(e + 1)
+            && t(p).contains(MARK)
+        {
+            mark(&mut out, p, "the command name".into());
+        }
+    }
+    for j in commands {
+        let Some(&at) = args.get(j) else { continue };
         let name = base(t(at));
         let rest = &args[j + 1..];
         if SHELLS.contains(&name) || INTERPRETERS.contains(&name) || name == "su" || name == "runuser" {
@@ -836,14 +850,6 @@ fn code_words(words: &[Word]) -> Vec<Option<String>> {
             let from = if name == "ssh" { r + 1 } else { r };
             for &n in rest.iter().skip(from) {
                 mark(&mut out, n, format!("a command line that `{name}` runs through a shell"));
-            }
-        } else if matches!(t(at), "-exec" | "-execdir" | "-ok" | "-okdir") {
-            // `find ... -exec CMD ...`: CMD's words follow the builtin-free rules above,
-            // through this same loop; its name is a command name.
-            if let Some(&p) = rest.first()
-                && t(p).contains(MARK)
-            {
-                mark(&mut out, p, "the command name".into());
             }
         }
     }
@@ -993,9 +999,13 @@ pub fn bind(text: &str, values: &[String]) -> Result<String, String> {
             Where::Word => out.push_str(&format!("\"${}\"", name())),
             Where::Expanded => out.push_str(&format!("${{{}}}", name())),
             Where::Quoted(what) => {
-                return Err(format!(
-                    "a value inside {what} cannot be bound: remove the quotes around the template"
-                ));
+                // Nothing expands there: only an inert literal may be written as it is.
+                if !inert(value) {
+                    return Err(format!(
+                        "a value inside {what} cannot be bound: remove the quotes around the template"
+                    ));
+                }
+                out.push_str(value);
             }
             Where::Code(why) => {
                 if !inert(value) {

@@ -1852,6 +1852,7 @@ impl<'a> Validator<'a> {
             let shown = &run.value[range];
             match site.context {
                 crate::shell::Where::Word | crate::shell::Where::Expanded => {}
+                crate::shell::Where::Quoted(_) if self.inert_expr(&expr) => {}
                 crate::shell::Where::Quoted(what) => {
                     self.err(Code::TemplateInQuotes, span, format!("template inside {what} in {place}"))
                         .set_label("a value cannot expand here")
