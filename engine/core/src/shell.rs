@@ -979,6 +979,11 @@ pub fn bind(text: &str, values: &[String]) -> Result<String, String> {
     }
     let mut sites = contexts(text)?;
     sites.sort_by_key(|s| s.at);
+    // Values are written in order, each once: anything else means that text holding
+    // markers was transformed (a `{% filter %}` block), and no marker can be trusted.
+    if !sites.iter().map(|s| s.index).eq(0..values.len()) {
+        return Err("a value in `run` text was transformed as text (by a `{% filter %}` block?); apply filters to the value instead: `{{ x | upper }}`".into());
+    }
     // (value, variable) in order of first use; equal values share one variable.
     let mut names: Vec<(&str, String)> = Vec::new();
     let mut out = String::with_capacity(text.len());
@@ -1134,10 +1139,13 @@ mod tests {
 
     #[test]
     fn bind_assigns_and_references() {
-        let text = format!("echo {} \"x {}\" {}", marker(0), marker(1), marker(0));
-        let out = bind(&text, &["it's".into(), "b c".into()]);
+        let text = format!("echo {} \"x {}\" {}", marker(0), marker(1), marker(2));
+        let out = bind(&text, &["it's".into(), "b c".into(), "it's".into()]);
         assert_eq!(out.as_deref(), Ok("RB_1='it'\\''s'\nRB_2='b c'\necho \"$RB_1\" \"x ${RB_2}\" \"$RB_1\""));
         assert!(bind(&format!("(( {} ))", marker(0)), &["a[$(id)]".into()]).is_err());
         assert_eq!(bind(&format!("(( {} ))", marker(0)), &["42".into()]).as_deref(), Ok("(( 42 ))"));
+        // Markers out of order or repeated: text holding them was transformed.
+        assert!(bind(&format!("echo {} {}", marker(1), marker(0)), &["a".into(), "b".into()]).is_err());
+        assert!(bind(&format!("echo {} {}", marker(0), marker(0)), &["a".into(), "b".into()]).is_err());
     }
 }

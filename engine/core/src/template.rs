@@ -20,12 +20,14 @@ use crate::diagnostic::Source;
 use crate::span::Span;
 
 /// How interpolated values are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Mode {
     /// As they are (argv elements, URLs, messages, env values).
     Plain,
     /// Bound to shell variables (text of a `run` script).
     Shell,
+    /// Percent-encoded for the part of the URL they land in (an `http` step's `url`).
+    Url,
 }
 
 /// A template or expression that does not parse, or fails to render.
@@ -56,6 +58,14 @@ fn env() -> &'static Environment<'static> {
             }
             // By the template's name, not the auto-escape state: `{% autoescape false %}`
             // cannot turn the binding off.
+            if state.name() == URL_NAME {
+                if let Some(p) = value.downcast_object_ref::<Placeholder>() {
+                    return write!(out, "<{}>", p.0).map_err(minijinja::Error::from);
+                }
+                let marker = bind_value(value_text(value))
+                    .map_err(|m| minijinja::Error::new(ErrorKind::InvalidOperation, m))?;
+                return out.write_str(&marker).map_err(minijinja::Error::from);
+            }
             if state.name() == SHELL_NAME {
                 let text = value_text(value);
                 if value.downcast_object_ref::<UnsafeRaw>().is_some() {
@@ -76,6 +86,8 @@ fn env() -> &'static Environment<'static> {
 
 /// The name of `run` templates.
 const SHELL_NAME: &str = "run.sh";
+/// The name of URL templates.
+const URL_NAME: &str = "url";
 
 thread_local! {
     /// The values of the `run` template being rendered on this thread, by marker number.
@@ -96,17 +108,91 @@ fn bind_value(text: String) -> Result<String, String> {
     })
 }
 
-/// Render `f` with values bound: the script that runs, with its assignments.
-fn with_bindings(f: impl FnOnce() -> Result<String, TemplateError>) -> Result<String, TemplateError> {
+/// Render `f` with values bound: the script that runs, with its assignments, or the URL
+/// with each value encoded for its part.
+fn with_bindings(
+    mode: Mode,
+    f: impl FnOnce() -> Result<String, TemplateError>,
+) -> Result<String, TemplateError> {
     let previous = BINDINGS.with(|b| b.borrow_mut().replace(Vec::new()));
     let text = f();
     let values = BINDINGS.with(|b| std::mem::replace(&mut *b.borrow_mut(), previous)).unwrap_or_default();
-    crate::shell::bind(&text?, &values).map_err(|message| TemplateError {
-        message,
-        range: None,
-        at_render: true,
-        unknown_callable: false,
-    })
+    let text = text?;
+    let bound = match mode {
+        Mode::Url => bind_url(&text, &values),
+        Mode::Shell | Mode::Plain => crate::shell::bind(&text, &values),
+    };
+    bound.map_err(|message| TemplateError { message, range: None, at_render: true, unknown_callable: false })
+}
+
+/// Write each value of a URL for the part it lands in. A value that starts the URL is its
+/// base (scheme, host...) and is written as it is; in the host part a value may hold only a
+/// host name or a port; in the path every byte but unreserved ones, `/` and `%XX` escapes
+/// is percent-encoded (`?` and `#` cannot end the path); in the query and the fragment `&`,
+/// `=`, `+`, `#` are encoded too, so a value cannot add a query key or change the host.
+fn bind_url(text: &str, values: &[String]) -> Result<String, String> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    let mut next = 0;
+    while let Some(open) = rest.find(crate::shell::MARK) {
+        out.push_str(&rest[..open]);
+        let after = &rest[open + 1..];
+        let close = after.find(crate::shell::MARK).ok_or("a broken value marker in a URL")?;
+        let index: usize = after[..close].parse().map_err(|_| "a broken value marker in a URL")?;
+        if index != next {
+            return Err("a value in a URL was transformed as text (by a `{% filter %}` block?)".into());
+        }
+        next += 1;
+        let value = values.get(index).ok_or("a marker without a value")?;
+        rest = &after[close + 1..];
+        let scheme_end = out.find("://");
+        let Some(scheme_end) = scheme_end else {
+            if out.is_empty() {
+                out.push_str(value);
+                continue;
+            }
+            return Err(format!(
+                "a value before the `://` of a URL: `{}`",
+                value.chars().take(60).collect::<String>()
+            ));
+        };
+        let tail = &out[scheme_end + 3..];
+        if !tail.contains(['/', '?', '#']) {
+            // The host part: a host name, an address or a port, nothing that ends it.
+            if !value.chars().all(|c| c.is_ascii_alphanumeric() || ".-_:[]%".contains(c)) {
+                return Err(format!(
+                    "`{}` cannot stand in the host part of a URL: only a host name, an address or a port can",
+                    value.chars().take(60).collect::<String>()
+                ));
+            }
+            out.push_str(value);
+        } else {
+            let in_path = !tail.contains(['?', '#']);
+            out.push_str(&percent_encode(value, in_path));
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// Percent-encode `value` for a URL's path (`/` kept) or query and fragment; unreserved
+/// characters and existing `%XX` escapes are kept, so `urlencode`'s output is unchanged.
+fn percent_encode(value: &str, path: bool) -> String {
+    let bytes = value.as_bytes();
+    let mut out = String::with_capacity(value.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        let escape =
+            b == b'%' && bytes.get(i + 1..i + 3).is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit));
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) || (path && b == b'/') || escape {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+        i += 1;
+    }
+    out
 }
 
 /// `{{ x | operand }}`: the value as it is, refused when it starts with `-`, so that in an
@@ -267,6 +353,7 @@ impl<'s> Compiled<'s> {
         let name = match mode {
             Mode::Plain => "text",
             Mode::Shell => SHELL_NAME,
+            Mode::Url => URL_NAME,
         };
         let env: &'s Environment<'s> = env();
         env.template_from_named_str(name, text).map(|t| Compiled(t, mode)).map_err(|e| convert(&e, false))
@@ -282,7 +369,7 @@ impl<'s> Compiled<'s> {
         let render = || self.0.render(ctx.0.clone()).map_err(|e| convert(&e, true));
         match self.1 {
             Mode::Plain => render(),
-            Mode::Shell => with_bindings(render),
+            Mode::Shell | Mode::Url => with_bindings(self.1, render),
         }
     }
 }
@@ -305,9 +392,9 @@ pub fn render(text: &str, mode: Mode, ctx: &Context) -> Result<String, TemplateE
 fn render_fast(pieces: &[Piece<'_>], mode: Mode, ctx: &Context) -> Option<Result<String, TemplateError>> {
     match mode {
         Mode::Plain => render_simple(pieces, mode, ctx).map(Ok),
-        Mode::Shell => {
+        Mode::Shell | Mode::Url => {
             let mut declined = false;
-            let out = with_bindings(|| {
+            let out = with_bindings(mode, || {
                 render_simple(pieces, mode, ctx).ok_or_else(|| {
                     declined = true;
                     TemplateError {
@@ -425,7 +512,7 @@ fn render_simple(pieces: &[Piece<'_>], mode: Mode, ctx: &Context) -> Option<Stri
                     {
                         let text = value_text(&value);
                         match mode {
-                            Mode::Shell => out.push_str(&bind_value(text).ok()?),
+                            Mode::Shell | Mode::Url => out.push_str(&bind_value(text).ok()?),
                             Mode::Plain => out.push_str(&text),
                         }
                     }
@@ -727,6 +814,72 @@ mod tests {
         assert_eq!(shell_quote(""), "''");
         assert_eq!(shell_quote("it's"), r"'it'\''s'");
         assert_eq!(shell_quote("/backups/db"), "/backups/db");
+    }
+
+    #[test]
+    fn no_filter_or_tag_turns_binding_off() {
+        let ctx = Context::new(&json!({"params": {"x": "$(touch pwned)"}}));
+        for text in [
+            "echo {{ params.x | safe }}",
+            "echo {{ params.x | e }}",
+            "echo {{ params.x | escape }}",
+            "echo {{ params.x | string }}",
+            "echo {{ params.x ~ '' }}",
+            "echo {{ params.x | trim }}",
+            "{% autoescape false %}echo {{ params.x }}{% endautoescape %}",
+            "{% autoescape 'html' %}echo {{ params.x }}{% endautoescape %}",
+            "{% autoescape true %}echo {{ params.x | safe }}{% endautoescape %}",
+        ] {
+            // Refused, or bound: the payload is never in the script's text.
+            if let Ok(out) = render(text, Mode::Shell, &ctx) {
+                let (binding, body) = out.split_once('\n').unwrap_or_default();
+                assert!(binding.starts_with("RB_1=") && !body.contains("$(touch"), "{text}: {out}");
+            }
+        }
+        // Captured values cannot be smuggled as text either.
+        for text in [
+            "{% set y %}{{ params.x }}{% endset %}echo {{ y }}",
+            "{% filter upper %}{{ params.x }}{% endfilter %}",
+        ] {
+            let out = render(text, Mode::Shell, &ctx);
+            assert!(
+                out.as_ref().map_or(true, |o| !o.contains("$(touch") || o.starts_with("RB_1=")),
+                "{text}: {out:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn url_values_cannot_change_the_host_or_add_query_keys() {
+        let ctx = Context::new(&json!({"params": {
+            "base": "https://api.example.test/v1",
+            "host": "evil.test/x?",
+            "key": "a b/../c?admin=1#x",
+            "q": "1&admin=true#f",
+            "port": 8443,
+            "enc": "reports/2026%20Q4.pdf",
+        }}));
+        let url = |t: &str| render(t, Mode::Url, &ctx).map_err(|e| e.message);
+        assert_eq!(url("{{ params.base }}/health").as_deref(), Ok("https://api.example.test/v1/health"));
+        assert_eq!(url("https://h:{{ params.port }}/x").as_deref(), Ok("https://h:8443/x"));
+        assert!(url("https://{{ params.host }}/x").is_err());
+        assert_eq!(
+            url("https://h/files/{{ params.key }}").as_deref(),
+            Ok("https://h/files/a%20b/../c%3Fadmin%3D1%23x")
+        );
+        assert_eq!(
+            url("https://h/s?q={{ params.q }}&n=1").as_deref(),
+            Ok("https://h/s?q=1%26admin%3Dtrue%23f&n=1")
+        );
+        assert_eq!(url("https://h/o/{{ params.enc }}").as_deref(), Ok("https://h/o/reports/2026%20Q4.pdf"));
+        assert!(url("{{ params.port }}://h").is_err() || url("x{{ params.port }}://h").is_err());
+        let placeholder = Context::new(&json!({"steps": {"a": {"outputs": placeholder("output:a")}}}));
+        assert_eq!(
+            render("https://h/{{ steps.a.outputs.id }}", Mode::Url, &placeholder)
+                .map_err(|e| e.message)
+                .as_deref(),
+            Ok("https://h/<output:a.id>")
+        );
     }
 
     #[test]
