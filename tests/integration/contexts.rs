@@ -326,3 +326,45 @@ fn typed_values_run_in_code_contexts() {
     assert_eq!(check.code, 3, "{}", check.stderr);
     assert!(check.stderr.contains("error[RB047]"), "{}", check.stderr);
 }
+
+/// A value in a URL cannot add a query key or leave the path; in the host part it can only
+/// be a host; a header value cannot add a header.
+#[test]
+fn http_values_stay_in_their_part_of_the_url_and_headers() {
+    let peer = crate::peers::HttpPeer::start();
+    let sb = crate::support::Scratch::new(&format!(
+        r#"[runbook]
+name = "url"
+[params.key]
+type = "string"
+[params.tag]
+type = "string"
+[steps.get]
+http = {{ url = "{}/files/{{{{ params.key }}}}?tag={{{{ params.tag }}}}", headers = {{ X-Tag = "{{{{ params.tag }}}}" }}, expect-status = [200, 404] }}
+"#,
+        peer.url("/hook")
+    ));
+    let out = sb.run(&["-p", "key=x?admin=1#frag", "-p", "tag=v1&admin=true"], &[]);
+    ok(&out, 0);
+    let got = peer.received().pop().expect("a request");
+    let (path, query) = got.path.split_once('?').unwrap_or((&got.path, ""));
+    assert_eq!(path, "/hook/files/x%3Fadmin%3D1%23frag");
+    assert_eq!(query, "tag=v1%26admin%3Dtrue", "one query key, the value encoded");
+    assert_eq!(got.headers.get("x-tag").map(String::as_str), Some("v1&admin=true"));
+    // A header value with a line break is refused; it never becomes a second header.
+    let out = sb.run(&["-p", "key=k", "-p", "tag=v1\r\nX-Injected: yes"], &[]);
+    assert_ne!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert!(peer.received().iter().all(|r| !r.headers.contains_key("x-injected")));
+    // In the host part, a value can only be a host or a port.
+    std::fs::write(
+        sb.path().join("r.toml"),
+        "[runbook]\nname = \"host\"\n[params.host]\ntype = \"string\"\n[steps.get]\nhttp = { url = \"http://{{ params.host }}/hook\" }\n",
+    )
+    .expect("runbook");
+    let out = sb.run(
+        &["-p", &format!("host=127.0.0.1:{}/hook?x=", peer.url("").rsplit(':').next().unwrap_or("1"))],
+        &[],
+    );
+    assert_eq!(out.code, 3, "{}{}", out.stdout, out.stderr);
+    assert!(out.stderr.contains("host part of a URL"), "{}", out.stderr);
+}
