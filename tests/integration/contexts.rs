@@ -368,3 +368,133 @@ http = {{ url = "{}/files/{{{{ params.key }}}}?tag={{{{ params.tag }}}}", header
     assert_eq!(out.code, 3, "{}{}", out.stdout, out.stderr);
     assert!(out.stderr.contains("host part of a URL"), "{}", out.stderr);
 }
+
+/// Compound commands that nest a snippet: a value keeps its context inside them.
+const WRAPS: &[(&str, &str)] = &[
+    ("(\n", "\n)"),
+    ("{\n", "\n}"),
+    ("if true; then\n", "\nfi"),
+    ("if ! false; then :\n", "\nelse :; fi"),
+    ("w() {\n", "\n}\nw"),
+    ("w2() (\n", "\n)\nw2"),
+    ("for _ in 1; do\n", "\ndone"),
+    ("while true; do\n", "\nbreak; done"),
+    ("case k in k)\n", "\n;; esac"),
+    ("x=$(\n", "\n)"),
+    ("true &&\n", ""),
+];
+
+/// Every runnable context inside every compound command, each with a rotating share of the
+/// hostile corpus (every value goes through every context, in some compound command): inert,
+/// intact.
+#[test]
+fn nested_contexts_keep_values_inert() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let canaries = dir.path().join("canaries");
+    let out = dir.path().join("out");
+    std::fs::create_dir_all(&canaries).expect("canaries");
+    std::fs::create_dir_all(&out).expect("out");
+    // Long values are covered by the flat corpus; here they would only make scripts long.
+    let values: Vec<String> = hostile(&canaries).into_iter().filter(|v| v.len() < 1_000).collect();
+    let mut runbook = String::from("[runbook]\nname = \"nested\"\n");
+    let mut params = String::new();
+    for (i, v) in values.iter().enumerate() {
+        runbook.push_str(&format!("[params.v{i}]\ntype = \"string\"\n"));
+        params.push_str(&format!("v{i} = {}\n", crate::injection::toml_string(v)));
+    }
+    let mut expected = Vec::new();
+    for (c, (name, text, expect)) in RUNS.iter().enumerate() {
+        for (w, (pre, post)) in WRAPS.iter().enumerate() {
+            let mut script = Vec::new();
+            for (i, v) in values.iter().enumerate().filter(|(i, _)| (i + c + w) % 8 == 0) {
+                let file = out.join(format!("{name}-{w}-{i}"));
+                let snippet = text
+                    .replace('@', &format!("{{{{ params.v{i} }}}}"))
+                    .replace("%OUT%", &file.display().to_string());
+                script.push(format!("{pre}{snippet}{post}"));
+                expected.push((file, expect(v), format!("{name} in {pre:?}..{post:?}, value {i} {v:?}")));
+            }
+            runbook.push_str(&format!(
+                "[steps.c{c}_{w}]\nneeds = []\nrun = {}\n",
+                crate::injection::toml_string(&script.join("\n"))
+            ));
+        }
+    }
+    write(dir.path(), &runbook, &params);
+    ok(&run_in(dir.path(), &["check", "r.toml"]), 0);
+    ok(&run(dir.path()), 0);
+    let injected: Vec<_> =
+        std::fs::read_dir(&canaries).expect("canaries").flatten().map(|e| e.file_name()).collect();
+    assert!(injected.is_empty(), "values ran as shell code: {injected:?}");
+    for (file, want, what) in &expected {
+        let got = std::fs::read(file).unwrap_or_else(|e| panic!("{what}: wrote nothing: {e}"));
+        assert!(got == want.as_bytes(), "{what}: arrived as {:?}", String::from_utf8_lossy(&got));
+    }
+    assert!(expected.len() >= 5_000, "{} cases", expected.len());
+}
+
+/// Every code context inside every compound command is still refused, with its code.
+#[test]
+fn nested_code_contexts_are_still_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut runbook = String::from("[runbook]\nname = \"code\"\n[params.v]\ntype = \"string\"\n");
+    let mut cases = Vec::new();
+    for (text, code) in REFUSED {
+        for (pre, post) in WRAPS {
+            let line = runbook.lines().count() + 3;
+            let k = cases.len();
+            let script = format!("{pre}{}{post}", text.replace('@', "{{ params.v }}"));
+            runbook.push_str(&format!(
+                "[steps.s{k}]\nneeds = []\nrun = {}\n",
+                crate::injection::toml_string(&script)
+            ));
+            cases.push((line, *code, script));
+        }
+    }
+    // The same code contexts in `cmd` arrays that start a shell or an interpreter.
+    let argv: &[(&str, &str)] = &[
+        (r#"["bash", "-c", "echo @"]"#, "RB047"),
+        (r#"["sh", "-ec", "@"]"#, "RB047"),
+        (r#"["sudo", "-u", "app", "bash", "-c", "@"]"#, "RB047"),
+        (r#"["env", "A=1", "python3", "-c", "print('@')"]"#, "RB047"),
+        (r#"["ssh", "-p", "22", "host", "ls", "@"]"#, "RB047"),
+        (r#"["su", "-c", "@", "app"]"#, "RB047"),
+        (r#"["find", ".", "-exec", "sh", "-c", "@", ";"]"#, "RB047"),
+        (r#"["xargs", "-n", "1", "sh", "-c", "@"]"#, "RB047"),
+        (r#"["psql", "-c", "SELECT '@'"]"#, "RB047"),
+        (r#"["awk", "{ print \"@\" }"]"#, "RB047"),
+        (r#"["@", "--version"]"#, "RB047"),
+    ];
+    for (cmd, code) in argv {
+        let line = runbook.lines().count() + 3;
+        let k = cases.len();
+        let cmd = cmd.replace('@', "{{ params.v }}");
+        runbook.push_str(&format!("[steps.s{k}]\nneeds = []\ncmd = {cmd}\n"));
+        cases.push((line, *code, cmd));
+    }
+    std::fs::write(dir.path().join("r.toml"), &runbook).expect("runbook");
+    let check = run_in(dir.path(), &["check", "--format", "json", "r.toml"]);
+    assert_eq!(check.code, 3, "{}", check.stderr);
+    let diags: Vec<serde_json::Value> = serde_json::from_str(&check.stdout).expect("json diagnostics");
+    for (line, code, script) in &cases {
+        let found: Vec<&serde_json::Value> = diags.iter().filter(|d| d["line"] == *line).collect();
+        assert!(
+            !found.is_empty() && found.iter().all(|d| d["code"] == *code),
+            "{script:?}: expected {code}, got {found:?}"
+        );
+    }
+    // Arguments of those commands, and the same words where they are data, are allowed.
+    let allowed = [
+        r#"["bash", "-c", "echo \"$1\"", "_", "@"]"#,
+        r#"["ssh", "@", "uptime"]"#,
+        r#"["git", "commit", "-m", "bash -c @"]"#,
+        r#"["printf", "%s", "@"]"#,
+    ];
+    let mut ok_runbook = String::from("[runbook]\nname = \"data\"\n[params.v]\ntype = \"string\"\n");
+    for (k, cmd) in allowed.iter().enumerate() {
+        ok_runbook
+            .push_str(&format!("[steps.a{k}]\nneeds = []\ncmd = {}\n", cmd.replace('@', "{{ params.v }}")));
+    }
+    std::fs::write(dir.path().join("ok.toml"), &ok_runbook).expect("runbook");
+    ok(&run_in(dir.path(), &["check", "ok.toml"]), 0);
+}

@@ -105,7 +105,7 @@ enum Frame {
 }
 
 /// The state of one `Cmd` frame: the simple command being read.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Command {
     words: Vec<Word>,
     current: Option<Word>,
@@ -123,6 +123,26 @@ struct Command {
     array: bool,
     /// The first site found in this frame.
     start: usize,
+    /// Every word so far is a redirection or a keyword (`if`, `!`...): the next one is the
+    /// command word.
+    leading: bool,
+}
+
+impl Default for Command {
+    fn default() -> Self {
+        Command {
+            words: Vec::new(),
+            current: None,
+            redirect_next: false,
+            heredoc_next: None,
+            test: false,
+            case_pattern: false,
+            case_depth: 0,
+            array: false,
+            start: 0,
+            leading: true,
+        }
+    }
 }
 
 struct Lexer<'a> {
@@ -186,10 +206,7 @@ impl Lexer<'_> {
                 return;
             }
             let cmd = self.cmd();
-            if cmd.words.iter().all(|w| w.redirect || KEYWORDS.contains(&w.text.as_str()))
-                && !cmd.test
-                && !cmd.case_pattern
-            {
+            if cmd.leading && !cmd.test && !cmd.case_pattern {
                 match w.text.as_str() {
                     "[[" => cmd.test = true,
                     "case" => cmd.case_depth += 1,
@@ -210,6 +227,7 @@ impl Lexer<'_> {
                 cmd.case_depth = cmd.case_depth.saturating_sub(1);
                 cmd.case_pattern = false;
             }
+            cmd.leading &= w.redirect || KEYWORDS.contains(&w.text.as_str());
             cmd.words.push(w);
             if cmd.test && self.cmd().words.last().is_some_and(|w| w.text == "]]") {
                 self.classify();
@@ -234,6 +252,7 @@ impl Lexer<'_> {
         let words = std::mem::take(&mut cmd.words);
         cmd.test = false;
         cmd.array = false;
+        cmd.leading = true;
         let codes = code_words(&words);
         for (w, reason) in words.iter().zip(codes) {
             if let Some(reason) = reason {
@@ -986,16 +1005,18 @@ pub fn bind(text: &str, values: &[String]) -> Result<String, String> {
     }
     // (value, variable) in order of first use; equal values share one variable.
     let mut names: Vec<(&str, String)> = Vec::new();
+    let mut by_value: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
     let mut out = String::with_capacity(text.len());
     let mut last = 0;
     for s in &sites {
         let Some(value) = values.get(s.index) else { return Err("a marker without a value".into()) };
         out.push_str(&text[last..s.at]);
         last = s.at + marker(s.index).len();
-        let mut name = || match names.iter().find(|(v, _)| *v == value.as_str()) {
-            Some((_, n)) => n.clone(),
+        let mut name = || match by_value.get(value.as_str()) {
+            Some(&k) => names[k].1.clone(),
             None => {
                 let n = var(names.len() + 1);
+                by_value.insert(value.as_str(), names.len());
                 names.push((value.as_str(), n.clone()));
                 n
             }
@@ -1037,7 +1058,32 @@ pub fn bind(text: &str, values: &[String]) -> Result<String, String> {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1500))]
+
+        /// Any text, markers or not, is lexed and bound without a panic or a hang.
+        #[test]
+        fn any_text_is_lexed_without_panic(
+            parts in proptest::collection::vec(prop_oneof![
+                Just("'".to_string()), Just("\"".to_string()), Just("\\".to_string()), Just("$(".to_string()),
+                Just("$((".to_string()), Just("${".to_string()), Just("`".to_string()), Just("(".to_string()),
+                Just(")".to_string()), Just("}".to_string()), Just("<<EOF\n".to_string()), Just("<<'E'\n".to_string()),
+                Just("\nEOF\n".to_string()), Just("#".to_string()), Just("\n".to_string()), Just(" ".to_string()),
+                Just(";;".to_string()), Just("case x in".to_string()), Just("esac".to_string()), Just("[[".to_string()),
+                Just("]]".to_string()), Just("-lt".to_string()), Just("eval".to_string()), Just("bash -c".to_string()),
+                Just("a=(".to_string()), Just("$'".to_string()), Just("é".to_string()), Just("\0".to_string()),
+                Just(marker(0)), Just(marker(1)), Just("\u{0}9".to_string()), "[ -~]{0,4}",
+            ], 0..40),
+        ) {
+            let text = parts.concat();
+            let _ = contexts(&text);
+            let _ = bind(&text, &["a'b".to_string(), "$(x)".to_string()]);
+        }
+    }
 
     fn ctx(text: &str) -> Vec<Where> {
         let t = text.replace("@", &marker(0));
@@ -1147,5 +1193,25 @@ mod tests {
         // Markers out of order or repeated: text holding them was transformed.
         assert!(bind(&format!("echo {} {}", marker(1), marker(0)), &["a".into(), "b".into()]).is_err());
         assert!(bind(&format!("echo {} {}", marker(0), marker(0)), &["a".into(), "b".into()]).is_err());
+    }
+}
+
+#[cfg(test)]
+mod scale {
+    use super::*;
+
+    /// Large and deeply nested scripts are lexed (linearly: no blow-up on any input) and
+    /// still place their values right.
+    #[test]
+    fn large_scripts_are_lexed() {
+        let word = |text: &str| contexts(text).map(|s| s.into_iter().map(|s| s.context).collect::<Vec<_>>());
+        let words = format!("echo {}{}\n", "a ".repeat(200_000), marker(0));
+        assert_eq!(word(&words), Ok(vec![Where::Word]));
+        let many = format!("{}eval {}", "x=1; ".repeat(50_000), marker(0));
+        assert!(matches!(word(&many).as_deref(), Ok([Where::Code(_)])));
+        let nested = format!("echo {}{}{}", "$(echo ".repeat(20_000), marker(0), ")".repeat(20_000));
+        assert_eq!(word(&nested), Ok(vec![Where::Word]));
+        let quotes = format!("{}'{}'", "'a' \"b\" ".repeat(50_000), marker(0));
+        assert!(matches!(word(&quotes).as_deref(), Ok([Where::Quoted(_)])));
     }
 }
