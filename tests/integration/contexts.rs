@@ -319,6 +319,15 @@ fn typed_values_run_in_code_contexts() {
         let got = std::fs::read_to_string(dir.path().join(format!("out-{k}"))).unwrap_or_default();
         assert_eq!(&got, want, "{text}");
     }
+    // A typed approval input may stand there too; the plan shows its placeholder.
+    std::fs::write(
+        dir.path().join("ap.toml"),
+        "[runbook]\nname = \"ap\"\n[steps.ok]\napproval = { prompt = \"go?\", approvers = [\"ben\"], inputs = { n = { type = \"integer\" } } }\n[steps.use]\nrun = \"(( x = {{ steps.ok.outputs.n }} )); echo $x\"\n",
+    )
+    .expect("runbook");
+    let plan = run_in(dir.path(), &["plan", "ap.toml"]);
+    ok(&plan, 0);
+    assert!(plan.stdout.contains("(( x = <output:ok.n> ))"), "{}", plan.stdout);
     // An enum with a word that could be code is no protection.
     let risky = runbook.replace("enum = [\"blue\", \"green\"]", "enum = [\"blue\", \"a[$(touch pwned)]\"]");
     write(dir.path(), &risky, "n = 7\non = true\ncolour = \"blue\"\n");

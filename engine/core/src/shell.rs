@@ -992,7 +992,11 @@ pub fn var(n: usize) -> String {
 
 /// Write the script that runs: assignments of the values at the top, references where the
 /// markers were. An error names the first value that may not stand where it is.
-pub fn bind(text: &str, values: &[String]) -> Result<String, String> {
+///
+/// `placeholders[n]` is true when value `n` is a plan's placeholder (`<output:a.n>`), not a
+/// value: where only an inert literal may stand, it is shown as it is (a plan runs nothing;
+/// the run binds the real value, which must then be inert).
+pub fn bind(text: &str, values: &[String], placeholders: &[bool]) -> Result<String, String> {
     if !text.contains(MARK) {
         return Ok(text.to_string());
     }
@@ -1024,6 +1028,9 @@ pub fn bind(text: &str, values: &[String]) -> Result<String, String> {
         match &s.context {
             Where::Word => out.push_str(&format!("\"${}\"", name())),
             Where::Expanded => out.push_str(&format!("${{{}}}", name())),
+            Where::Quoted(_) | Where::Code(_) if placeholders.get(s.index).copied().unwrap_or(false) => {
+                out.push_str(value);
+            }
             Where::Quoted(what) => {
                 // Nothing expands there: only an inert literal may be written as it is.
                 if !inert(value) {
@@ -1081,7 +1088,7 @@ mod tests {
         ) {
             let text = parts.concat();
             let _ = contexts(&text);
-            let _ = bind(&text, &["a'b".to_string(), "$(x)".to_string()]);
+            let _ = bind(&text, &["a'b".to_string(), "$(x)".to_string()], &[false, true]);
         }
     }
 
@@ -1186,13 +1193,18 @@ mod tests {
     #[test]
     fn bind_assigns_and_references() {
         let text = format!("echo {} \"x {}\" {}", marker(0), marker(1), marker(2));
-        let out = bind(&text, &["it's".into(), "b c".into(), "it's".into()]);
+        let out = bind(&text, &["it's".into(), "b c".into(), "it's".into()], &[]);
         assert_eq!(out.as_deref(), Ok("RB_1='it'\\''s'\nRB_2='b c'\necho \"$RB_1\" \"x ${RB_2}\" \"$RB_1\""));
-        assert!(bind(&format!("(( {} ))", marker(0)), &["a[$(id)]".into()]).is_err());
-        assert_eq!(bind(&format!("(( {} ))", marker(0)), &["42".into()]).as_deref(), Ok("(( 42 ))"));
+        assert!(bind(&format!("(( {} ))", marker(0)), &["a[$(id)]".into()], &[]).is_err());
+        assert_eq!(bind(&format!("(( {} ))", marker(0)), &["42".into()], &[]).as_deref(), Ok("(( 42 ))"));
+        // A plan's placeholder is shown where a value would have to be inert.
+        assert_eq!(
+            bind(&format!("(( {} ))", marker(0)), &["<output:a.n>".into()], &[true]).as_deref(),
+            Ok("(( <output:a.n> ))")
+        );
         // Markers out of order or repeated: text holding them was transformed.
-        assert!(bind(&format!("echo {} {}", marker(1), marker(0)), &["a".into(), "b".into()]).is_err());
-        assert!(bind(&format!("echo {} {}", marker(0), marker(0)), &["a".into(), "b".into()]).is_err());
+        assert!(bind(&format!("echo {} {}", marker(1), marker(0)), &["a".into(), "b".into()], &[]).is_err());
+        assert!(bind(&format!("echo {} {}", marker(0), marker(0)), &["a".into(), "b".into()], &[]).is_err());
     }
 }
 

@@ -71,8 +71,9 @@ fn env() -> &'static Environment<'static> {
                 if value.downcast_object_ref::<UnsafeRaw>().is_some() {
                     return out.write_str(&text).map_err(minijinja::Error::from);
                 }
-                let marker =
-                    bind_value(text).map_err(|m| minijinja::Error::new(ErrorKind::InvalidOperation, m))?;
+                let placeholder = value.downcast_object_ref::<Placeholder>().is_some();
+                let marker = bind(text, placeholder)
+                    .map_err(|m| minijinja::Error::new(ErrorKind::InvalidOperation, m))?;
                 out.write_str(&marker).map_err(minijinja::Error::from)
             } else {
                 minijinja::escape_formatter(out, state, value)
@@ -91,17 +92,23 @@ const URL_NAME: &str = "url";
 
 thread_local! {
     /// The values of the `run` template being rendered on this thread, by marker number.
-    static BINDINGS: RefCell<Option<Vec<String>>> = const { RefCell::new(None) };
+    static BINDINGS: RefCell<Option<(Vec<String>, Vec<bool>)>> = const { RefCell::new(None) };
 }
 
 /// Record a value of a `run` template; its marker.
 fn bind_value(text: String) -> Result<String, String> {
+    bind(text, false)
+}
+
+/// Record a value, or a placeholder that stands for one in a plan; its marker.
+fn bind(text: String, placeholder: bool) -> Result<String, String> {
     if text.contains(crate::shell::MARK) {
         return Err("a value in `run` text contains a NUL character (or text captured from other values, by `{% set %}`, `{% filter %}` or a macro)".into());
     }
     BINDINGS.with(|b| match b.borrow_mut().as_mut() {
-        Some(values) => {
+        Some((values, placeholders)) => {
             values.push(text);
+            placeholders.push(placeholder);
             Ok(crate::shell::marker(values.len() - 1))
         }
         None => Err("a `run` template rendered outside a binding".into()),
@@ -114,13 +121,14 @@ fn with_bindings(
     mode: Mode,
     f: impl FnOnce() -> Result<String, TemplateError>,
 ) -> Result<String, TemplateError> {
-    let previous = BINDINGS.with(|b| b.borrow_mut().replace(Vec::new()));
+    let previous = BINDINGS.with(|b| b.borrow_mut().replace((Vec::new(), Vec::new())));
     let text = f();
-    let values = BINDINGS.with(|b| std::mem::replace(&mut *b.borrow_mut(), previous)).unwrap_or_default();
+    let (values, placeholders) =
+        BINDINGS.with(|b| std::mem::replace(&mut *b.borrow_mut(), previous)).unwrap_or_default();
     let text = text?;
     let bound = match mode {
         Mode::Url => bind_url(&text, &values),
-        Mode::Shell | Mode::Plain => crate::shell::bind(&text, &values),
+        Mode::Shell | Mode::Plain => crate::shell::bind(&text, &values, &placeholders),
     };
     bound.map_err(|message| TemplateError { message, range: None, at_render: true, unknown_callable: false })
 }
