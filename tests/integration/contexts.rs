@@ -176,6 +176,11 @@ const REFUSED: &[(&str, &str)] = &[
     ("@ --version", "RB047"),
     ("cat <<EOF\n$(echo @)\nEOF", "RB047"),
     ("watch @", "RB047"),
+    ("PATH=@ make", "RB047"),
+    ("export LD_PRELOAD=@", "RB047"),
+    ("env GIT_SSH_COMMAND=@ git fetch", "RB047"),
+    ("PS4=@; set -x", "RB047"),
+    ("fc -e @", "RB047"),
 ];
 
 /// The hostile corpus (tests/integration/injection.rs), with values for `-`, unicode and
@@ -506,4 +511,20 @@ fn nested_code_contexts_are_still_refused() {
     }
     std::fs::write(dir.path().join("ok.toml"), &ok_runbook).expect("runbook");
     ok(&run_in(dir.path(), &["check", "ok.toml"]), 0);
+}
+
+/// Variables whose value programs run as code (`PATH`, `LD_PRELOAD`, `GIT_SSH_COMMAND`...)
+/// take no value from a template, in `env` as in `run` text.
+#[test]
+fn variables_that_run_code_take_no_values() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let runbook = "[runbook]\nname = \"vars\"\n[params.v]\ntype = \"string\"\n[params.dir]\ntype = \"string\"\nenum = [\"/usr/local/bin\", \"/opt/bin\"]\n[steps.a]\nrun = \"git fetch\"\nenv = { GIT_SSH_COMMAND = \"ssh -i {{ params.v }}\", PATH = \"{{ params.dir }}:/usr/bin\", TAG = \"{{ params.v }}\" }\n";
+    std::fs::write(dir.path().join("r.toml"), runbook).expect("runbook");
+    let check = run_in(dir.path(), &["check", "--format", "json", "r.toml"]);
+    assert_eq!(check.code, 3, "{}", check.stderr);
+    let diags: Vec<serde_json::Value> = serde_json::from_str(&check.stdout).expect("json diagnostics");
+    // Only `GIT_SSH_COMMAND`: `PATH` takes an enum of plain words, `TAG` is data.
+    assert_eq!(diags.len(), 1, "{diags:#?}");
+    assert_eq!(diags[0]["code"], "RB047");
+    assert!(diags[0]["message"].as_str().is_some_and(|m| m.contains("GIT_SSH_COMMAND")), "{diags:#?}");
 }

@@ -59,7 +59,57 @@ const PROGRAM_FIRST: [&str; 6] = ["awk", "gawk", "mawk", "nawk", "sed", "gsed"];
 /// SQL clients: `-c`/`-e`/`--command` or the statement operand is SQL text.
 const SQL_CLIENTS: [&str; 6] = ["psql", "mysql", "mariadb", "sqlite3", "duckdb", "clickhouse-client"];
 /// Builtins that read every argument as code.
-const CODE_BUILTINS: [&str; 8] = ["eval", "trap", "source", ".", "let", "alias", "bind", "complete"];
+const CODE_BUILTINS: [&str; 12] =
+    ["eval", "trap", "source", ".", "let", "alias", "bind", "complete", "compgen", "fc", "enable", "hash"];
+/// Variables whose value the shell or programs run (or load) as code.
+const CODE_VARIABLES: [&str; 31] = [
+    "PS1",
+    "PS2",
+    "PS3",
+    "PS4",
+    "PROMPT_COMMAND",
+    "BASH_ENV",
+    "ENV",
+    "PATH",
+    "IFS",
+    "SHELLOPTS",
+    "BASHOPTS",
+    "CDPATH",
+    "LD_PRELOAD",
+    "LD_LIBRARY_PATH",
+    "LD_AUDIT",
+    "GIT_SSH_COMMAND",
+    "GIT_SSH",
+    "GIT_EXEC_PATH",
+    "GIT_PROXY_COMMAND",
+    "GIT_ASKPASS",
+    "SSH_ASKPASS",
+    "SUDO_ASKPASS",
+    "EDITOR",
+    "VISUAL",
+    "PAGER",
+    "GIT_PAGER",
+    "PYTHONPATH",
+    "PYTHONSTARTUP",
+    "NODE_OPTIONS",
+    "PERL5OPT",
+    "RUBYOPT",
+];
+
+/// Whether programs run (or load) the value of variable `name` as code (`PATH`,
+/// `LD_PRELOAD`, `PS4`, `GIT_SSH_COMMAND`, `BASH_FUNC_...`).
+pub fn code_variable(name: &str) -> bool {
+    CODE_VARIABLES.contains(&name) || name.starts_with("BASH_FUNC_")
+}
+
+/// The reason an assignment word (`NAME=...`) is code, if its value holds a marker and its
+/// name is a [`code_variable`].
+fn code_assignment(word: &str) -> Option<String> {
+    let eq = word.find('=')?;
+    let name = word[..eq].trim_end_matches('+');
+    (word[eq..].contains(MARK) && code_variable(name))
+        .then(|| format!("the value of `{name}`, which programs run as code"))
+}
 /// Builtins whose arguments name variables (a subscript in a name is arithmetic).
 const NAME_BUILTINS: [&str; 7] = ["read", "unset", "mapfile", "readarray", "getopts", "wait", "coproc"];
 /// Declarations: `NAME=value` words (the name part is code; with `-i` or `-n` the value too).
@@ -736,6 +786,8 @@ fn code_words(words: &[Word]) -> Vec<Option<String>> {
             && words[k].text[..eq].contains(MARK)
         {
             out[k] = Some("a variable name".into());
+        } else if !words[k].redirect {
+            out[k] = code_assignment(&words[k].text);
         }
         k += 1;
     }
@@ -749,8 +801,10 @@ fn code_words(words: &[Word]) -> Vec<Option<String>> {
             let w = words[args[a]].text.as_str();
             if w.starts_with('-') && w.len() == 2 && prefix_option_arg(prefix).contains(&w[1..]) {
                 a += 2;
+            } else if is_assignment(w) {
+                out[args[a]] = code_assignment(w);
+                a += 1;
             } else if w.starts_with('-')
-                || is_assignment(w)
                 || (prefix == "timeout" || prefix == "nice")
                     && w.bytes().all(|b| b.is_ascii_digit() || b"._smhd".contains(&b))
             {
@@ -895,7 +949,7 @@ fn builtin_rules(name: &str, rest: &[usize], words: &[Word], out: &mut [Option<S
         let typed = rest.iter().any(|&n| t(n).starts_with('-') && (t(n).contains('i') || t(n).contains('n')));
         for &n in rest {
             match t(n).find('=') {
-                Some(eq) if !t(n)[..eq].contains(MARK) && !typed => {}
+                Some(eq) if !t(n)[..eq].contains(MARK) && !typed && code_assignment(t(n)).is_none() => {}
                 _ if t(n).starts_with('-') && !t(n).contains(MARK) => {}
                 _ => mark(n, format!("a declaration by `{name}`")),
             }
@@ -1182,6 +1236,11 @@ mod tests {
             "cat <<EOF\n$(echo @)\nEOF\n",
             "eval \"$(echo @)\"",
             "watch @",
+            "PATH=@ make",
+            "export LD_PRELOAD=@",
+            "env GIT_SSH_COMMAND=@ git fetch",
+            "PS4=@",
+            "fc -e @",
             "source @",
             ". @",
             "@ arg",

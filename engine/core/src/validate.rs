@@ -1188,6 +1188,21 @@ impl<'a> Validator<'a> {
                 Mode::Plain,
                 Scope { place: Place::Keyed("env", k, what), ..base }.secrets(true),
             );
+            if crate::shell::code_variable(k) {
+                for (range, expr) in template::mask_shell(&v.value).sites {
+                    if self.inert_expr(&expr) || expr.starts_with("secrets.") {
+                        continue;
+                    }
+                    let span = template::inner_span(&self.source, v.span, Some(range));
+                    self.err(
+                        Code::ShellCodeContext,
+                        span,
+                        format!("template in the value of `{k}` in the `env` of {what}, which programs run as code"),
+                    )
+                    .set_label("a value here would run")
+                    .help = Some(format!("`{k}` decides what programs run; write its value in the runbook, or give the parameter an `enum` of plain words"));
+                }
+            }
             out.push((k.clone(), t));
         }
         out
