@@ -181,6 +181,8 @@ const REFUSED: &[(&str, &str)] = &[
     ("env GIT_SSH_COMMAND=@ git fetch", "RB047"),
     ("PS4=@; set -x", "RB047"),
     ("fc -e @", "RB047"),
+    ("declare -i n; n=@", "RB047"),
+    ("time (( @ ))", "RB047"),
 ];
 
 /// The hostile corpus (tests/integration/injection.rs), with values for `-`, unicode and

@@ -122,8 +122,8 @@ const PREFIXES: [&str; 13] = [
     "setsid", "xargs",
 ];
 /// Reserved words that may stand before a command.
-const KEYWORDS: [&str; 11] =
-    ["{", "!", "if", "then", "elif", "else", "while", "until", "do", "}", "function"];
+const KEYWORDS: [&str; 12] =
+    ["{", "!", "if", "then", "elif", "else", "while", "until", "do", "}", "function", "time"];
 
 /// A word of a simple command: its text (quotes removed, markers kept), the markers in it
 /// with their base context, and whether it is a redirection target.
@@ -203,6 +203,10 @@ struct Lexer<'a> {
     /// Heredocs announced on the current line: (delimiter, quoted, strip tabs).
     heredocs: Vec<(String, bool, bool)>,
     error: Option<String>,
+    /// Names declared integers (`declare -i`, `local -i`...) anywhere in the script.
+    integers: std::collections::HashSet<String>,
+    /// Assignments that hold markers: the variable's name and the sites.
+    assignments: Vec<(String, Vec<usize>)>,
 }
 
 /// The context of every marker in `text`, or why the text cannot be followed.
@@ -213,6 +217,8 @@ pub fn contexts(text: &str) -> Result<Vec<Site>, String> {
         frames: vec![Frame::Cmd { paren: false }],
         cmds: vec![Command::default()],
         heredocs: Vec::new(),
+        integers: std::collections::HashSet::new(),
+        assignments: Vec::new(),
         error: None,
     };
     lx.run();
@@ -303,6 +309,7 @@ impl Lexer<'_> {
         cmd.test = false;
         cmd.array = false;
         cmd.leading = true;
+        self.note_assignments(&words);
         let codes = code_words(&words);
         for (w, reason) in words.iter().zip(codes) {
             if let Some(reason) = reason {
@@ -442,6 +449,46 @@ impl Lexer<'_> {
         while !self.cmds.is_empty() {
             self.classify();
             self.cmds.pop();
+        }
+        // bash evaluates an assignment to an integer variable arithmetically.
+        for (name, ids) in std::mem::take(&mut self.assignments) {
+            if self.integers.contains(&name) {
+                for id in ids {
+                    if matches!(self.sites[id].context, Where::Word | Where::Expanded) {
+                        self.sites[id].context =
+                            Where::Code(format!("an assignment to `{name}`, declared an integer (`-i`)"));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Record integer declarations and assignments that hold markers.
+    fn note_assignments(&mut self, words: &[Word]) {
+        let lead = words.iter().take_while(|w| KEYWORDS.contains(&w.text.as_str())).count();
+        let mut declare = false;
+        let mut integer = false;
+        for w in words.iter().skip(lead).filter(|w| !w.redirect) {
+            let t = w.text.as_str();
+            if declare && t.starts_with('-') && !t.contains(MARK) {
+                integer |= t.contains('i');
+                continue;
+            }
+            if !declare && !is_assignment(t) {
+                // The command word: a declaration reads the words after it.
+                declare = DECLARE.contains(&base(t));
+                if declare {
+                    continue;
+                }
+                break;
+            }
+            let name = t.split(['=', '[', '+']).next().unwrap_or("").to_string();
+            if integer {
+                self.integers.insert(name.clone());
+            }
+            if !w.sites.is_empty() && t.contains('=') {
+                self.assignments.push((name, w.sites.clone()));
+            }
         }
     }
 
@@ -1241,6 +1288,9 @@ mod tests {
             "env GIT_SSH_COMMAND=@ git fetch",
             "PS4=@",
             "fc -e @",
+            "declare -i n; n=@",
+            "f() { local -i n; n+=@; }",
+            "time (( @ ))",
             "source @",
             ". @",
             "@ arg",
