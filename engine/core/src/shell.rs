@@ -441,11 +441,19 @@ impl Lexer<'_> {
                 }
             }
         }
-        // The end of the text ends every open command.
-        if !matches!(self.top(), Frame::Cmd { .. }) || self.frames.len() > 1 {
-            // Unclosed quotes or substitutions: bash refuses the script; markers keep the
-            // context they were found in, which is never less strict.
+        // Unclosed quotes or substitutions: bash would refuse the script; say so now.
+        if self.frames.len() > 1 {
+            let what = match self.top() {
+                Frame::Cmd { .. } => "a `$(`, `<(` or `(` that is not closed",
+                Frame::Double => "an unclosed `\"`",
+                Frame::Arith { .. } => "an arithmetic `((` that is not closed",
+                Frame::Param { .. } => "a `${` that is not closed",
+                Frame::Backtick => "an unclosed backquote",
+            };
+            self.error = Some(format!("the script ends inside {what}"));
+            return;
         }
+        // The end of the text ends every open command.
         while !self.cmds.is_empty() {
             self.classify();
             self.cmds.pop();
@@ -1296,6 +1304,14 @@ mod tests {
             "@ arg",
         ] {
             assert!(is_code(t), "{t}: {:?}", ctx(t));
+        }
+    }
+
+    #[test]
+    fn unclosed_scripts_are_refused() {
+        for t in ["echo \"@", "echo $(echo @", "echo $(( @", "echo ${x:-@", "echo `@", "( echo @"] {
+            let t = t.replace('@', &marker(0));
+            assert!(contexts(&t).is_err(), "{t:?}");
         }
     }
 
