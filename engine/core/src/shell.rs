@@ -345,6 +345,12 @@ impl Lexer<'_> {
             }
             let c = bytes[i];
             let rest = &self.text[i..];
+            // `\{{ x }}` would escape the reference's first character, not the value.
+            if c == b'\\' && bytes.get(i + 1) == Some(&0) && !matches!(self.top(), Frame::Backtick) {
+                self.error =
+                    Some("a backslash right before a value, which would escape the value's reference".into());
+                return;
+            }
             if c == 0 {
                 let Some((index, next)) = self.read_marker(i) else {
                     self.error = Some("a NUL character in shell text".into());
@@ -802,6 +808,13 @@ impl Lexer<'_> {
             }
             if !quoted {
                 match b {
+                    b'\\' if bytes.get(j + 1) == Some(&0) => {
+                        self.error = Some(
+                            "a backslash right before a value, which would escape the value's reference"
+                                .into(),
+                        );
+                        return;
+                    }
                     b'\\' => j += 1,
                     b'$' if bytes.get(j + 1).is_some_and(|n| *n == b'(' || *n == b'{') => depth += 1,
                     b')' | b'}' if depth > 0 => depth -= 1,
@@ -1309,7 +1322,17 @@ mod tests {
 
     #[test]
     fn unclosed_scripts_are_refused() {
-        for t in ["echo \"@", "echo $(echo @", "echo $(( @", "echo ${x:-@", "echo `@", "( echo @"] {
+        for t in [
+            "echo \"@",
+            "echo $(echo @",
+            "echo $(( @",
+            "echo ${x:-@",
+            "echo `@",
+            "( echo @",
+            "echo \\@",
+            "echo \"\\@\"",
+            "cat <<EOF\n\\@\nEOF\n",
+        ] {
             let t = t.replace('@', &marker(0));
             assert!(contexts(&t).is_err(), "{t:?}");
         }
