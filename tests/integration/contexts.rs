@@ -530,3 +530,18 @@ fn variables_that_run_code_take_no_values() {
     assert_eq!(diags[0]["code"], "RB047");
     assert!(diags[0]["message"].as_str().is_some_and(|m| m.contains("GIT_SSH_COMMAND")), "{diags:#?}");
 }
+
+/// A `run` script given to another interpreter cannot take values: it would not read the
+/// shell variables they are bound to, and would read the text as its own code.
+#[test]
+fn values_are_refused_in_scripts_for_other_interpreters() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let runbook = "[runbook]\nname = \"py\"\n[params.v]\ntype = \"string\"\n[steps.py]\nshell = [\"python3\", \"-c\"]\nrun = \"print({{ params.v }})\"\n[steps.sh]\nshell = [\"/bin/sh\", \"-c\"]\nrun = \"echo {{ params.v }}\"\n";
+    std::fs::write(dir.path().join("r.toml"), runbook).expect("runbook");
+    let check = run_in(dir.path(), &["check", "--format", "json", "r.toml"]);
+    assert_eq!(check.code, 3, "{}", check.stderr);
+    let diags: Vec<serde_json::Value> = serde_json::from_str(&check.stdout).expect("json diagnostics");
+    assert_eq!(diags.len(), 1, "only the python script: {diags:#?}");
+    assert_eq!(diags[0]["code"], "RB047");
+    assert_eq!(diags[0]["line"], 7);
+}

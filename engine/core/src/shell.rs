@@ -51,6 +51,10 @@ pub fn marker(index: usize) -> String {
 
 /// Commands that hand a word to a shell when given `-c` (or `-ec`, `-lc`...).
 const SHELLS: [&str; 9] = ["sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "busybox", "fish"];
+/// Shells that read the assignments and references [`bind`] writes (`env` and `busybox`
+/// lead to one).
+pub const POSIX_SHELLS: [&str; 10] =
+    ["bash", "sh", "dash", "zsh", "ksh", "mksh", "ash", "busybox", "env", "yash"];
 /// Interpreters whose `-c`/`-e` word is a program.
 const INTERPRETERS: [&str; 11] =
     ["python", "python2", "python3", "perl", "ruby", "node", "nodejs", "php", "lua", "Rscript", "osascript"];

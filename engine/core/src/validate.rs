@@ -1109,7 +1109,6 @@ impl<'a> Validator<'a> {
         if let Some(run) = a.run {
             let place = Place::RunText(what);
             let script = self.template(run, Mode::Shell, Scope { place, ..base });
-            self.shell_contexts(run, place);
             let mut from = 0;
             while let Some(at) = run.value[from..].find("unsafe_raw").map(|i| from + i) {
                 from = at + "unsafe_raw".len();
@@ -1131,6 +1130,23 @@ impl<'a> Validator<'a> {
                     .clone()
                     .unwrap_or_else(|| DEFAULT_SHELL.iter().map(|s| s.to_string()).collect()),
             };
+            // Values are bound with POSIX assignments and references: another interpreter
+            // would read them as its own code.
+            let program = shell.first().map(|p| p.rsplit('/').next().unwrap_or(p)).unwrap_or_default();
+            if crate::shell::POSIX_SHELLS.contains(&program) {
+                self.shell_contexts(run, place);
+            } else if let Some((range, _)) = template::mask_shell(&run.value).sites.into_iter().next() {
+                let span = template::inner_span(&self.source, run.span, Some(range));
+                self.err(
+                    Code::ShellCodeContext,
+                    span,
+                    format!("template in {place}, which runs with `{program}`, not a POSIX shell"),
+                )
+                .set_label("a value here would be code")
+                .help = Some(format!(
+                    "values reach `run` text through shell variables, which `{program}` does not read; use a POSIX `shell` (bash, sh), or a `cmd` with the value as an argument of its own"
+                ));
+            }
             return Some(Action::Run { script, shell });
         }
         if let Some(cmd) = a.cmd {
