@@ -95,6 +95,15 @@ pub fn corpus(canaries: &Path) -> Vec<String> {
         "../../../../etc/passwd".to_string(),
         "http://evil.example/?a=1&b=2#frag".to_string(),
         "line1\nline2\nline3".to_string(),
+        // Contexts where a quoted word was still code (issue 11).
+        format!("a[$(echo pwned > {c})]"),
+        format!("x[`echo pwned > {c}`]+1"),
+        format!("x\nEOF\necho pwned > {c}\ncat <<EOF"),
+        format!("v1\necho pwned > {c}\n#"),
+        format!("\\$(echo pwned > {c})"),
+        format!("${{x:-$(echo pwned > {c})}}"),
+        format!("-c\necho pwned > {c}"),
+        format!("%s$(echo pwned > {c})%b"),
     ];
     // Prefixes and suffixes multiply the payloads into a corpus of several hundred values.
     let wraps: [(&str, &str); 4] = [("", ""), ("ok ", " ok"), ("'", "'"), ("\"", "\"")];
@@ -437,7 +446,7 @@ fn hostile_values_are_bound_in_sql_never_executed() {
     }
 }
 
-fn toml_string(s: &str) -> String {
+pub fn toml_string(s: &str) -> String {
     let mut out = String::from("\"");
     for c in s.chars() {
         match c {

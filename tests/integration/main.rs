@@ -4,6 +4,7 @@
 
 mod audit;
 mod book;
+mod contexts;
 mod crash;
 mod e2e;
 mod fixtures;

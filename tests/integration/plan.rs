@@ -221,7 +221,7 @@ fn params_file_errors_point_into_the_file_and_args_win_over_it() {
 }
 
 #[test]
-fn values_in_run_text_are_shell_quoted_in_the_plan() {
+fn values_in_run_text_are_bound_in_the_plan() {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(
         dir.path().join("q.toml"),
@@ -231,6 +231,9 @@ fn values_in_run_text_are_shell_quoted_in_the_plan() {
     let out = run_in(dir.path(), &["plan", "q.toml", "-p", "msg=$(touch pwned); it's", "--format", "json"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     let doc: serde_json::Value = serde_json::from_str(&out.stdout).expect("json");
-    assert_eq!(doc["steps"][0]["command"]["run"]["script"], r"echo '$(touch pwned); it'\''s'");
+    assert_eq!(
+        doc["steps"][0]["command"]["run"]["script"],
+        "RB_1='$(touch pwned); it'\\''s'\necho \"$RB_1\""
+    );
     assert!(!Path::new(&dir.path().join("pwned")).exists());
 }

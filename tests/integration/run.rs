@@ -437,11 +437,9 @@ fn a_pinned_plan_runs_as_reviewed_or_not_at_all() {
     )
     .expect("restore");
     let text = std::fs::read_to_string(sb.path().join("plan.json")).unwrap_or_default();
-    std::fs::write(
-        sb.path().join("plan.json"),
-        text.replace("\"echo ana 7 >> trace\"", "\"rm -rf / >> trace\""),
-    )
-    .expect("forge");
+    // The value bound to the script's variable (values are bound, never spliced).
+    assert!(text.contains("RB_1=ana"), "{text}");
+    std::fs::write(sb.path().join("plan.json"), text.replace("RB_1=ana", "RB_1=bob")).expect("forge");
     let forged = crate::support::run_in(sb.path(), &["run", "--plan", "plan.json", "--state", state]);
     assert_eq!(forged.code, 3, "{}", forged.stderr);
     assert_eq!(sb.read("trace"), "ana 7\n");

@@ -100,8 +100,10 @@ codes! {
     OutputNotAncestor = "042", "output-not-ancestor", "A step uses the output of a step that is not among its ancestors.";
     InvalidExpression = "043", "invalid-expression", "A `when` or `assert` expression that does not compile.";
     SecretExposed = "044", "secret-exposed", "A secret used where it would be shown or stored.";
-    TemplateInQuotes = "045", "template-in-quotes", "A template inside shell quotes in `run` text, where automatic quoting would add literal quote characters.";
-    UnsafeRaw = "046", "unsafe-raw", "A warning: `unsafe_raw` turns off shell quoting for a value in `run` text.";
+    TemplateInQuotes = "045", "template-in-quotes", "A template inside single quotes or a quoted heredoc in `run` text, where a value cannot expand.";
+    UnsafeRaw = "046", "unsafe-raw", "A warning: `unsafe_raw` writes a value into `run` text as shell code.";
+    ShellCodeContext = "047", "shell-code-context", "A template where the shell or a program reads the value as code (arithmetic, `eval`, `bash -c`...), for a value whose type does not make it inert.";
+    QuotingOff = "048", "quoting-off", "`{% autoescape %}` in `run` text, which would turn the binding of values off.";
     InvalidDefault = "050", "invalid-default", "A parameter default that violates its own declaration.";
     InvalidParam = "051", "invalid-param", "A parameter declaration that cannot work.";
     IncludeMissing = "060", "include-missing", "An included runbook file cannot be read.";

@@ -21,6 +21,7 @@ pub mod render;
 pub mod report;
 pub mod retry;
 pub mod schema;
+pub mod shell;
 pub mod span;
 pub mod suggest;
 pub mod template;

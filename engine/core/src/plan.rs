@@ -372,7 +372,7 @@ struct Planner<'r> {
     diags: Vec<Diagnostic>,
     ctx: template::Context,
     /// Renders already done, by (text, shell mode).
-    rendered: FastMap<(String, bool), Result<String, TemplateError>>,
+    rendered: FastMap<(String, Mode), Result<String, TemplateError>>,
 }
 
 impl Planner<'_> {
@@ -386,7 +386,7 @@ impl Planner<'_> {
             return t.text.clone();
         }
         // The context is fixed for the whole plan, so equal texts render equally.
-        let key = (t.text.clone(), mode == Mode::Shell);
+        let key = (t.text.clone(), mode);
         let result = match self.rendered.get(&key) {
             Some(r) => r.clone(),
             None => {
@@ -602,7 +602,7 @@ impl Planner<'_> {
                 };
                 PlanCommand::Http {
                     method: h.method.clone(),
-                    url: self.render(&h.url, Mode::Plain),
+                    url: self.render(&h.url, Mode::Url),
                     headers: self.render_map(&h.headers),
                     query: self.render_map(&h.query),
                     body,

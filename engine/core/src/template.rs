@@ -1,9 +1,13 @@
-//! Templates and expressions: minijinja with undefined = error, and shell quoting for `run`.
+//! Templates and expressions: minijinja with undefined = error, and values bound, never
+//! spliced, in `run` text.
 //!
-//! One environment serves validation, planning and (later) execution, so a plan renders a
-//! command exactly as the run will. In `run` text every interpolated value is shell-quoted:
-//! a value is always one word, whatever it contains.
+//! One environment serves validation, planning and execution, so a plan renders a command
+//! exactly as the run will. In `run` text a value never becomes shell text: the template
+//! writes a marker, and [`crate::shell::bind`] assigns the value to a variable at the top of
+//! the script and writes a quoted reference to it where the value was (or the value itself,
+//! in a context that reads it as code, only when it is an inert literal).
 
+use std::cell::RefCell;
 use std::collections::BTreeSet;
 use std::fmt;
 use std::ops::Range;
@@ -16,12 +20,14 @@ use crate::diagnostic::Source;
 use crate::span::Span;
 
 /// How interpolated values are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Mode {
     /// As they are (argv elements, URLs, messages, env values).
     Plain,
-    /// Shell-quoted (text of a `run` script).
+    /// Bound to shell variables (text of a `run` script).
     Shell,
+    /// Percent-encoded for the part of the URL they land in (an `http` step's `url`).
+    Url,
 }
 
 /// A template or expression that does not parse, or fails to render.
@@ -50,12 +56,25 @@ fn env() -> &'static Environment<'static> {
                 let text = value.is_true().to_string();
                 return out.write_str(&text).map_err(minijinja::Error::from);
             }
-            if matches!(state.auto_escape(), AutoEscape::Custom(name) if name == "shell") {
+            // By the template's name, not the auto-escape state: `{% autoescape false %}`
+            // cannot turn the binding off.
+            if state.name() == URL_NAME {
+                if let Some(p) = value.downcast_object_ref::<Placeholder>() {
+                    return write!(out, "<{}>", p.0).map_err(minijinja::Error::from);
+                }
+                let marker = bind_value(value_text(value))
+                    .map_err(|m| minijinja::Error::new(ErrorKind::InvalidOperation, m))?;
+                return out.write_str(&marker).map_err(minijinja::Error::from);
+            }
+            if state.name() == SHELL_NAME {
                 let text = value_text(value);
                 if value.downcast_object_ref::<UnsafeRaw>().is_some() {
                     return out.write_str(&text).map_err(minijinja::Error::from);
                 }
-                out.write_str(&shell_quote(&text)).map_err(minijinja::Error::from)
+                let placeholder = value.downcast_object_ref::<Placeholder>().is_some();
+                let marker = bind(text, placeholder)
+                    .map_err(|m| minijinja::Error::new(ErrorKind::InvalidOperation, m))?;
+                out.write_str(&marker).map_err(minijinja::Error::from)
             } else {
                 minijinja::escape_formatter(out, state, value)
             }
@@ -64,6 +83,124 @@ fn env() -> &'static Environment<'static> {
         env.add_filter("unsafe_raw", |value: Value| Value::from_object(UnsafeRaw(value_text(&value))));
         env
     })
+}
+
+/// The name of `run` templates.
+const SHELL_NAME: &str = "run.sh";
+/// The name of URL templates.
+const URL_NAME: &str = "url";
+
+thread_local! {
+    /// The values of the `run` template being rendered on this thread, by marker number.
+    static BINDINGS: RefCell<Option<(Vec<String>, Vec<bool>)>> = const { RefCell::new(None) };
+}
+
+/// Record a value of a `run` template; its marker.
+fn bind_value(text: String) -> Result<String, String> {
+    bind(text, false)
+}
+
+/// Record a value, or a placeholder that stands for one in a plan; its marker.
+fn bind(text: String, placeholder: bool) -> Result<String, String> {
+    if text.contains(crate::shell::MARK) {
+        return Err("a value in `run` text contains a NUL character (or text captured from other values, by `{% set %}`, `{% filter %}` or a macro)".into());
+    }
+    BINDINGS.with(|b| match b.borrow_mut().as_mut() {
+        Some((values, placeholders)) => {
+            values.push(text);
+            placeholders.push(placeholder);
+            Ok(crate::shell::marker(values.len() - 1))
+        }
+        None => Err("a `run` template rendered outside a binding".into()),
+    })
+}
+
+/// Render `f` with values bound: the script that runs, with its assignments, or the URL
+/// with each value encoded for its part.
+fn with_bindings(
+    mode: Mode,
+    f: impl FnOnce() -> Result<String, TemplateError>,
+) -> Result<String, TemplateError> {
+    let previous = BINDINGS.with(|b| b.borrow_mut().replace((Vec::new(), Vec::new())));
+    let text = f();
+    let (values, placeholders) =
+        BINDINGS.with(|b| std::mem::replace(&mut *b.borrow_mut(), previous)).unwrap_or_default();
+    let text = text?;
+    let bound = match mode {
+        Mode::Url => bind_url(&text, &values),
+        Mode::Shell | Mode::Plain => crate::shell::bind(&text, &values, &placeholders),
+    };
+    bound.map_err(|message| TemplateError { message, range: None, at_render: true, unknown_callable: false })
+}
+
+/// Write each value of a URL for the part it lands in. A value that starts the URL is its
+/// base (scheme, host...) and is written as it is; in the host part a value may hold only a
+/// host name or a port; in the path every byte but unreserved ones, `/` and `%XX` escapes
+/// is percent-encoded (`?` and `#` cannot end the path); in the query and the fragment `&`,
+/// `=`, `+`, `#` are encoded too, so a value cannot add a query key or change the host.
+fn bind_url(text: &str, values: &[String]) -> Result<String, String> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    let mut next = 0;
+    while let Some(open) = rest.find(crate::shell::MARK) {
+        out.push_str(&rest[..open]);
+        let after = &rest[open + 1..];
+        let close = after.find(crate::shell::MARK).ok_or("a broken value marker in a URL")?;
+        let index: usize = after[..close].parse().map_err(|_| "a broken value marker in a URL")?;
+        if index != next {
+            return Err("a value in a URL was transformed as text (by a `{% filter %}` block?)".into());
+        }
+        next += 1;
+        let value = values.get(index).ok_or("a marker without a value")?;
+        rest = &after[close + 1..];
+        let scheme_end = out.find("://");
+        let Some(scheme_end) = scheme_end else {
+            if out.is_empty() {
+                out.push_str(value);
+                continue;
+            }
+            return Err(format!(
+                "a value before the `://` of a URL: `{}`",
+                value.chars().take(60).collect::<String>()
+            ));
+        };
+        let tail = &out[scheme_end + 3..];
+        if !tail.contains(['/', '?', '#']) {
+            // The host part: a host name, an address or a port, nothing that ends it.
+            if !value.chars().all(|c| c.is_ascii_alphanumeric() || ".-_:[]%".contains(c)) {
+                return Err(format!(
+                    "`{}` cannot stand in the host part of a URL: only a host name, an address or a port can",
+                    value.chars().take(60).collect::<String>()
+                ));
+            }
+            out.push_str(value);
+        } else {
+            let in_path = !tail.contains(['?', '#']);
+            out.push_str(&percent_encode(value, in_path));
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// Percent-encode `value` for a URL's path (`/` kept) or query and fragment; unreserved
+/// characters and existing `%XX` escapes are kept, so `urlencode`'s output is unchanged.
+fn percent_encode(value: &str, path: bool) -> String {
+    let bytes = value.as_bytes();
+    let mut out = String::with_capacity(value.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        let escape =
+            b == b'%' && bytes.get(i + 1..i + 3).is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit));
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) || (path && b == b'/') || escape {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+        i += 1;
+    }
+    out
 }
 
 /// `{{ x | operand }}`: the value as it is, refused when it starts with `-`, so that in an
@@ -181,7 +318,8 @@ fn value_text(value: &Value) -> String {
     }
 }
 
-/// Quote `s` for a POSIX shell so that it is exactly one word.
+/// Quote `s` for a POSIX shell so that it is exactly one word (the values assigned at the top
+/// of a `run` script).
 pub fn shell_quote(s: &str) -> String {
     let safe = !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "_@%+=:,./-".contains(c));
     if safe {
@@ -215,17 +353,18 @@ fn convert(e: &minijinja::Error, at_render: bool) -> TemplateError {
 
 /// A template compiled once, for analysis and rendering.
 #[derive(Debug)]
-pub struct Compiled<'s>(minijinja::Template<'s, 's>);
+pub struct Compiled<'s>(minijinja::Template<'s, 's>, Mode);
 
 impl<'s> Compiled<'s> {
     /// Compile `text`; `mode` decides how it will quote values.
     pub fn new(text: &'s str, mode: Mode) -> Result<Self, TemplateError> {
         let name = match mode {
             Mode::Plain => "text",
-            Mode::Shell => "run.sh",
+            Mode::Shell => SHELL_NAME,
+            Mode::Url => URL_NAME,
         };
         let env: &'s Environment<'s> = env();
-        env.template_from_named_str(name, text).map(Compiled).map_err(|e| convert(&e, false))
+        env.template_from_named_str(name, text).map(|t| Compiled(t, mode)).map_err(|e| convert(&e, false))
     }
 
     /// The variables it reads, as dotted paths.
@@ -235,7 +374,11 @@ impl<'s> Compiled<'s> {
 
     /// Render against a context.
     pub fn render(&self, ctx: &Context) -> Result<String, TemplateError> {
-        self.0.render(ctx.0.clone()).map_err(|e| convert(&e, true))
+        let render = || self.0.render(ctx.0.clone()).map_err(|e| convert(&e, true));
+        match self.1 {
+            Mode::Plain => render(),
+            Mode::Shell | Mode::Url => with_bindings(self.1, render),
+        }
     }
 }
 
@@ -247,10 +390,32 @@ pub fn expr_vars(text: &str) -> Result<BTreeSet<String>, TemplateError> {
 
 /// Render a template against a context.
 pub fn render(text: &str, mode: Mode, ctx: &Context) -> Result<String, TemplateError> {
-    if let Some(out) = simple(text).and_then(|pieces| render_simple(&pieces, mode, ctx)) {
-        return Ok(out);
+    if let Some(out) = simple(text).and_then(|pieces| render_fast(&pieces, mode, ctx)) {
+        return out;
     }
     Compiled::new(text, mode)?.render(ctx)
+}
+
+/// Render a [`simple`] template, values bound in `run` text; `None` when declined.
+fn render_fast(pieces: &[Piece<'_>], mode: Mode, ctx: &Context) -> Option<Result<String, TemplateError>> {
+    match mode {
+        Mode::Plain => render_simple(pieces, mode, ctx).map(Ok),
+        Mode::Shell | Mode::Url => {
+            let mut declined = false;
+            let out = with_bindings(mode, || {
+                render_simple(pieces, mode, ctx).ok_or_else(|| {
+                    declined = true;
+                    TemplateError {
+                        message: String::new(),
+                        range: None,
+                        at_render: true,
+                        unknown_callable: false,
+                    }
+                })
+            });
+            (!declined).then_some(out)
+        }
+    }
 }
 
 /// The variables a template reads, as dotted paths (`params.x`, `steps.a.outputs.b`); its
@@ -355,7 +520,7 @@ fn render_simple(pieces: &[Piece<'_>], mode: Mode, ctx: &Context) -> Option<Stri
                     {
                         let text = value_text(&value);
                         match mode {
-                            Mode::Shell => out.push_str(&shell_quote(&text)),
+                            Mode::Shell | Mode::Url => out.push_str(&bind_value(text).ok()?),
                             Mode::Plain => out.push_str(&text),
                         }
                     }
@@ -392,55 +557,69 @@ pub fn eval(text: &str, ctx: &Context) -> Result<serde_json::Value, TemplateErro
     })
 }
 
-/// Byte offsets of `{{` in a shell script that stand inside single or double quotes.
-///
-/// Interpolated values are quoted automatically, so `"{{ x }}"` would put literal quote
-/// characters around any value that needs quoting. A small lexer tracks quote state;
-/// template markup itself is skipped so its own quotes do not count.
-pub fn templates_in_quotes(script: &str) -> Vec<usize> {
-    #[derive(PartialEq)]
-    enum Q {
-        None,
-        Single,
-        Double,
-    }
-    let bytes = script.as_bytes();
-    let mut state = Q::None;
-    let mut found = Vec::new();
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i..].starts_with(b"{{") || bytes[i..].starts_with(b"{%") || bytes[i..].starts_with(b"{#") {
-            if bytes[i + 1] == b'{' && state != Q::None {
-                found.push(i);
+/// A `run` template with its markup replaced, for the shell lexer ([`crate::shell`]).
+#[derive(Debug, Default)]
+pub struct Masked {
+    /// The text with each `{{ ... }}` as a marker (`unsafe_raw` ones as a plain word),
+    /// statements and comments removed, `{% raw %}` bodies kept.
+    pub text: String,
+    /// For each marker: its range in the template and its expression.
+    pub sites: Vec<(Range<usize>, String)>,
+    /// Ranges of `{% autoescape ... %}` tags.
+    pub autoescape: Vec<Range<usize>>,
+}
+
+/// Replace the markup of a `run` template (see [`Masked`]). Every branch of an `if` is
+/// kept, so the lexer sees each value in every place it may render.
+pub fn mask_shell(text: &str) -> Masked {
+    let mut m = Masked::default();
+    let mut rest = 0;
+    while let Some(open) = text[rest..].find('{').map(|i| rest + i) {
+        let tail = &text[open..];
+        let close = match tail.as_bytes().get(1) {
+            Some(b'{') => "}}",
+            Some(b'%') => "%}",
+            Some(b'#') => "#}",
+            _ => {
+                m.text.push_str(&text[rest..open + 1]);
+                rest = open + 1;
+                continue;
             }
-            let close: &[u8] = match bytes[i + 1] {
-                b'{' => b"}}",
-                b'%' => b"%}",
-                _ => b"#}",
-            };
-            match script[i + 2..].find(std::str::from_utf8(close).unwrap_or("}}")) {
-                Some(end) => i += 2 + end + 2,
-                None => break,
+        };
+        m.text.push_str(&text[rest..open]);
+        let Some(end) = tail[2..].find(close).map(|e| open + 2 + e + 2) else {
+            rest = text.len();
+            break;
+        };
+        let inner = text[open + 2..end - 2].trim_matches(|c: char| c == '-' || c == '+' || c.is_whitespace());
+        rest = end;
+        match close {
+            "}}" if inner.contains("unsafe_raw") => m.text.push_str("RAW"),
+            "}}" => {
+                m.text.push_str(&crate::shell::marker(m.sites.len()));
+                m.sites.push((open..end, inner.to_string()));
             }
-            continue;
-        }
-        match (&state, bytes[i]) {
-            (Q::None, b'\\') | (Q::Double, b'\\') => i += 1,
-            (Q::None, b'\'') => state = Q::Single,
-            (Q::None, b'"') => state = Q::Double,
-            (Q::Single, b'\'') => state = Q::None,
-            (Q::Double, b'"') => state = Q::None,
-            (Q::None, b'#') if i == 0 || bytes[i - 1].is_ascii_whitespace() => {
-                // A comment runs to the end of the line.
-                while i < bytes.len() && bytes[i] != b'\n' {
-                    i += 1;
+            "%}" if inner == "raw" => {
+                // The body up to `{% endraw %}` is text.
+                let mut search = end;
+                while let Some(tag) = text[search..].find("{%").map(|i| search + i) {
+                    let Some(tag_end) = text[tag..].find("%}").map(|e| tag + e + 2) else { break };
+                    let word = text[tag + 2..tag_end - 2]
+                        .trim_matches(|c: char| c == '-' || c == '+' || c.is_whitespace());
+                    if word == "endraw" {
+                        m.text.push_str(&text[end..tag]);
+                        rest = tag_end;
+                        break;
+                    }
+                    search = tag_end;
                 }
             }
+            "%}" if inner.starts_with("autoescape") => m.autoescape.push(open..end),
             _ => {}
         }
-        i += 1;
     }
-    found
+    m.text.push_str(&text[rest.min(text.len())..]);
+    m
 }
 
 /// True when a template or expression may call a filter, test or function (`|`, `is`,
@@ -571,8 +750,8 @@ mod tests {
                 for mode in [Mode::Plain, Mode::Shell] {
                     let slow = Compiled::new(&text, mode).and_then(|c| c.render(&ctx));
                     // `None`: declined; minijinja renders it (or reports what is missing).
-                    if let Some(fast) = render_simple(&pieces, mode, &ctx) {
-                        prop_assert_eq!(Ok(fast), slow, "{:?} {:?}", text, mode);
+                    if let Some(fast) = render_fast(&pieces, mode, &ctx) {
+                        prop_assert_eq!(fast, slow, "{:?} {:?}", text, mode);
                     }
                 }
             }
@@ -611,7 +790,7 @@ mod tests {
         let ctx = json!({"params": {"x": "a b; rm -rf / $(touch x) 'q'", "tag": "v1.0.0"}});
         let out = render("echo {{ params.x }} {{ params.tag }}", Mode::Shell, &Context::new(&ctx))
             .unwrap_or_default();
-        assert_eq!(out, r#"echo 'a b; rm -rf / $(touch x) '\''q'\''' v1.0.0"#);
+        assert_eq!(out, "RB_1='a b; rm -rf / $(touch x) '\\''q'\\'''\nRB_2=v1.0.0\necho \"$RB_1\" \"$RB_2\"");
     }
 
     #[test]
@@ -626,7 +805,7 @@ mod tests {
         let out = render("{{ steps.h.outputs.json.version }}", Mode::Plain, &ctx);
         assert_eq!(out.ok().as_deref(), Some("<output:h.json.version>"));
         let quoted = render("echo {{ steps.h.outputs.json }}", Mode::Shell, &ctx);
-        assert_eq!(quoted.ok().as_deref(), Some("echo '<output:h.json>'"));
+        assert_eq!(quoted.ok().as_deref(), Some("RB_1='<output:h.json>'\necho \"$RB_1\""));
         let mapped =
             render("[{{ steps.h.outputs.json | map(attribute='name') | join(',') }}]", Mode::Plain, &ctx);
         assert_eq!(mapped.ok().as_deref(), Some("[]"));
@@ -646,13 +825,82 @@ mod tests {
     }
 
     #[test]
-    fn finds_templates_inside_quotes() {
-        assert_eq!(templates_in_quotes(r#"echo "{{ x }}""#), vec![6]);
-        assert_eq!(templates_in_quotes("echo '{{ x }}'"), vec![6]);
-        assert!(templates_in_quotes("echo {{ x }} \"$HOME\" 'a'").is_empty());
-        assert!(templates_in_quotes(r#"echo {{ "a b" | upper }} "ok""#).is_empty());
-        assert!(templates_in_quotes("# it's fine\necho {{ x }}").is_empty());
-        assert!(templates_in_quotes(r#"echo \" {{ x }}"#).is_empty());
+    fn no_filter_or_tag_turns_binding_off() {
+        let ctx = Context::new(&json!({"params": {"x": "$(touch pwned)"}}));
+        for text in [
+            "echo {{ params.x | safe }}",
+            "echo {{ params.x | e }}",
+            "echo {{ params.x | escape }}",
+            "echo {{ params.x | string }}",
+            "echo {{ params.x ~ '' }}",
+            "echo {{ params.x | trim }}",
+            "{% autoescape false %}echo {{ params.x }}{% endautoescape %}",
+            "{% autoescape 'html' %}echo {{ params.x }}{% endautoescape %}",
+            "{% autoescape true %}echo {{ params.x | safe }}{% endautoescape %}",
+        ] {
+            // Refused, or bound: the payload is never in the script's text.
+            if let Ok(out) = render(text, Mode::Shell, &ctx) {
+                let (binding, body) = out.split_once('\n').unwrap_or_default();
+                assert!(binding.starts_with("RB_1=") && !body.contains("$(touch"), "{text}: {out}");
+            }
+        }
+        // Captured values cannot be smuggled as text either.
+        for text in [
+            "{% set y %}{{ params.x }}{% endset %}echo {{ y }}",
+            "{% filter upper %}{{ params.x }}{% endfilter %}",
+        ] {
+            let out = render(text, Mode::Shell, &ctx);
+            assert!(
+                out.as_ref().map_or(true, |o| !o.contains("$(touch") || o.starts_with("RB_1=")),
+                "{text}: {out:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn url_values_cannot_change_the_host_or_add_query_keys() {
+        let ctx = Context::new(&json!({"params": {
+            "base": "https://api.example.test/v1",
+            "host": "evil.test/x?",
+            "key": "a b/../c?admin=1#x",
+            "q": "1&admin=true#f",
+            "port": 8443,
+            "enc": "reports/2026%20Q4.pdf",
+        }}));
+        let url = |t: &str| render(t, Mode::Url, &ctx).map_err(|e| e.message);
+        assert_eq!(url("{{ params.base }}/health").as_deref(), Ok("https://api.example.test/v1/health"));
+        assert_eq!(url("https://h:{{ params.port }}/x").as_deref(), Ok("https://h:8443/x"));
+        assert!(url("https://{{ params.host }}/x").is_err());
+        assert_eq!(
+            url("https://h/files/{{ params.key }}").as_deref(),
+            Ok("https://h/files/a%20b/../c%3Fadmin%3D1%23x")
+        );
+        assert_eq!(
+            url("https://h/s?q={{ params.q }}&n=1").as_deref(),
+            Ok("https://h/s?q=1%26admin%3Dtrue%23f&n=1")
+        );
+        assert_eq!(url("https://h/o/{{ params.enc }}").as_deref(), Ok("https://h/o/reports/2026%20Q4.pdf"));
+        assert!(url("{{ params.port }}://h").is_err() || url("x{{ params.port }}://h").is_err());
+        let placeholder = Context::new(&json!({"steps": {"a": {"outputs": placeholder("output:a")}}}));
+        assert_eq!(
+            render("https://h/{{ steps.a.outputs.id }}", Mode::Url, &placeholder)
+                .map_err(|e| e.message)
+                .as_deref(),
+            Ok("https://h/<output:a.id>")
+        );
+    }
+
+    #[test]
+    fn masks_markup_for_the_lexer() {
+        let m = mask_shell(
+            "echo {{ a }} {% if b %}{{ c | upper }}{% endif %}{# x #} {% raw %}{{ d }}{% endraw %} {{ e | unsafe_raw }}",
+        );
+        assert_eq!(
+            m.text,
+            format!("echo {} {} {{{{ d }}}} RAW", crate::shell::marker(0), crate::shell::marker(1))
+        );
+        assert_eq!(m.sites.iter().map(|s| s.1.as_str()).collect::<Vec<_>>(), ["a", "c | upper"]);
+        assert_eq!(mask_shell("{% autoescape false %}x{% endautoescape %}").autoescape, vec![0..22]);
     }
 
     #[test]

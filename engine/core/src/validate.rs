@@ -166,6 +166,8 @@ struct StepInfo {
     span: Span,
     /// Outputs other steps may read; `None` when the step did not parse (unknown).
     outputs: Option<Vec<String>>,
+    /// Outputs whose type makes them inert in shell code (typed approval inputs).
+    inert: Vec<String>,
 }
 
 /// Where a template is written, rendered into messages only when one is needed.
@@ -622,7 +624,25 @@ impl<'a> Validator<'a> {
                 continue;
             }
             let outputs = u.raw.as_ref().map(|r| self.step_outputs(&u.id.value, r));
-            self.steps.insert(u.id.value.clone(), StepInfo { section, span: u.id.span, outputs });
+            let inert = u
+                .raw
+                .as_ref()
+                .and_then(|r| r.approval.as_ref())
+                .and_then(|a| a.value.inputs.as_ref())
+                .map(|inputs| {
+                    inputs
+                        .iter()
+                        .filter(|(_, p)| match p.ty.value {
+                            RawParamType::String => p.allowed.as_ref().is_some_and(|a| {
+                                a.value.iter().all(|v| v.as_str().is_some_and(crate::shell::inert))
+                            }),
+                            _ => true,
+                        })
+                        .map(|(k, _)| k.clone())
+                        .collect()
+                })
+                .unwrap_or_default();
+            self.steps.insert(u.id.value.clone(), StepInfo { section, span: u.id.span, outputs, inert });
         }
     }
 
@@ -1089,16 +1109,6 @@ impl<'a> Validator<'a> {
         if let Some(run) = a.run {
             let place = Place::RunText(what);
             let script = self.template(run, Mode::Shell, Scope { place, ..base });
-            for pos in template::templates_in_quotes(&run.value) {
-                let end = run.value[pos..].find("}}").map_or(run.value.len(), |e| pos + e + 2);
-                let span = template::inner_span(&self.source, run.span, Some(pos..end));
-                self.err(Code::TemplateInQuotes, span, format!("template inside shell quotes in {place}"))
-                    .set_label("values are quoted automatically")
-                    .help = Some(format!(
-                    "every interpolated value is shell-quoted and always one word, so quotes around `{}` would become part of the value; remove the surrounding quotes",
-                    &run.value[pos..end]
-                ));
-            }
             let mut from = 0;
             while let Some(at) = run.value[from..].find("unsafe_raw").map(|i| from + i) {
                 from = at + "unsafe_raw".len();
@@ -1120,6 +1130,23 @@ impl<'a> Validator<'a> {
                     .clone()
                     .unwrap_or_else(|| DEFAULT_SHELL.iter().map(|s| s.to_string()).collect()),
             };
+            // Values are bound with POSIX assignments and references: another interpreter
+            // would read them as its own code.
+            let program = shell.first().map(|p| p.rsplit('/').next().unwrap_or(p)).unwrap_or_default();
+            if crate::shell::POSIX_SHELLS.contains(&program) {
+                self.shell_contexts(run, place);
+            } else if let Some((range, _)) = template::mask_shell(&run.value).sites.into_iter().next() {
+                let span = template::inner_span(&self.source, run.span, Some(range));
+                self.err(
+                    Code::ShellCodeContext,
+                    span,
+                    format!("template in {place}, which runs with `{program}`, not a POSIX shell"),
+                )
+                .set_label("a value here would be code")
+                .help = Some(format!(
+                    "values reach `run` text through shell variables, which `{program}` does not read; use a POSIX `shell` (bash, sh), or a `cmd` with the value as an argument of its own"
+                ));
+            }
             return Some(Action::Run { script, shell });
         }
         if let Some(cmd) = a.cmd {
@@ -1131,6 +1158,7 @@ impl<'a> Validator<'a> {
             let place = Place::Field("cmd", what);
             let argv =
                 cmd.value.iter().map(|e| self.template(e, Mode::Plain, Scope { place, ..base })).collect();
+            self.argv_contexts(&cmd.value, place);
             return Some(Action::Cmd(argv));
         }
         if let Some(h) = a.http {
@@ -1176,6 +1204,21 @@ impl<'a> Validator<'a> {
                 Mode::Plain,
                 Scope { place: Place::Keyed("env", k, what), ..base }.secrets(true),
             );
+            if crate::shell::code_variable(k) {
+                for (range, expr) in template::mask_shell(&v.value).sites {
+                    if self.inert_expr(&expr) || expr.starts_with("secrets.") {
+                        continue;
+                    }
+                    let span = template::inner_span(&self.source, v.span, Some(range));
+                    self.err(
+                        Code::ShellCodeContext,
+                        span,
+                        format!("template in the value of `{k}` in the `env` of {what}, which programs run as code"),
+                    )
+                    .set_label("a value here would run")
+                    .help = Some(format!("`{k}` decides what programs run; write its value in the runbook, or give the parameter an `enum` of plain words"));
+                }
+            }
             out.push((k.clone(), t));
         }
         out
@@ -1816,6 +1859,111 @@ impl<'a> Validator<'a> {
     }
 
     // ----- templates ---------------------------------------------------------------------
+
+    /// Where each value of a `run` text lands (see `shell`): refused inside single quotes
+    /// or a quoted heredoc (RB045), and where the shell reads it as code unless its type
+    /// makes it inert (RB047); `{% autoescape %}` is refused (RB048).
+    fn shell_contexts(&mut self, run: &SpannedString, place: Place<'_>) {
+        let masked = template::mask_shell(&run.value);
+        for range in &masked.autoescape {
+            let span = template::inner_span(&self.source, run.span, Some(range.clone()));
+            self.err(Code::QuotingOff, span, format!("`{{% autoescape %}}` in {place}"))
+                .set_label("values in `run` text are always bound")
+                .help = Some("remove the tag: values in `run` text reach the shell through variables whatever it says; for trusted shell code, `{{ x | unsafe_raw }}` writes one value as code, with the warning RB046".into());
+        }
+        if masked.sites.is_empty() {
+            return;
+        }
+        let sites = match crate::shell::contexts(&masked.text) {
+            Ok(sites) => sites,
+            Err(e) => {
+                self.err(Code::ShellCodeContext, run.span, format!("the shell syntax of {place} cannot be followed: {e}"))
+                    .set_label("values cannot be placed safely")
+                    .help = Some("check the quotes and parentheses of the script; runbook must know where each value stands".into());
+                return;
+            }
+        };
+        for site in sites {
+            let Some((range, expr)) = masked.sites.get(site.index).cloned() else { continue };
+            let span = template::inner_span(&self.source, run.span, Some(range.clone()));
+            let shown = &run.value[range];
+            match site.context {
+                crate::shell::Where::Word | crate::shell::Where::Expanded => {}
+                crate::shell::Where::Quoted(_) if self.inert_expr(&expr) => {}
+                crate::shell::Where::Quoted(what) => {
+                    self.err(Code::TemplateInQuotes, span, format!("template inside {what} in {place}"))
+                        .set_label("a value cannot expand here")
+                        .help = Some(format!(
+                        "a value reaches the shell through a variable, which does not expand inside {what}; write `{shown}` outside them, or inside double quotes (`\"...{shown}...\"`), or use an unquoted heredoc (`<<EOF`)"
+                    ));
+                }
+                crate::shell::Where::Code(why) => {
+                    if self.inert_expr(&expr) {
+                        continue;
+                    }
+                    self.err(
+                        Code::ShellCodeContext,
+                        span,
+                        format!("template in {why} in {place}, where the shell reads a value as code"),
+                    )
+                    .set_label("a value here would run")
+                    .help = Some(format!(
+                        "only a value whose type makes it inert may stand here: an `integer`, `number` or `boolean` parameter or approval input, or one whose `enum` lists only plain words; for a command that runs a script, pass the value as an argument of its own (`bash -c '... \"$1\"' _ {shown}`); trusted shell code may use `{{{{ x | unsafe_raw }}}}` (warning RB046)"
+                    ));
+                }
+            }
+        }
+    }
+
+    /// `cmd` elements that a program reads as code (`bash -c`, `ssh`, `python -c`...).
+    fn argv_contexts(&mut self, argv: &[SpannedString], place: Place<'_>) {
+        let words: Vec<String> = argv
+            .iter()
+            .map(|e| {
+                let m = template::mask_shell(&e.value);
+                if m.sites.is_empty() { m.text } else { format!("{}{}", m.text, crate::shell::MARK) }
+            })
+            .collect();
+        for (k, why) in crate::shell::argv_code(&words).into_iter().enumerate() {
+            let Some(why) = why else { continue };
+            let e = &argv[k];
+            let masked = template::mask_shell(&e.value);
+            for (range, expr) in masked.sites {
+                if self.inert_expr(&expr) {
+                    continue;
+                }
+                let span = template::inner_span(&self.source, e.span, Some(range.clone()));
+                let shown = &e.value[range];
+                self.err(
+                    Code::ShellCodeContext,
+                    span,
+                    format!("template in {why} in {place}, where a program reads a value as code"),
+                )
+                .set_label("a value here would run")
+                .help = Some(format!(
+                    "only an `integer`, `number` or `boolean` parameter, or a `string` parameter whose `enum` lists only plain words, may stand here; pass the value as an argument of its own instead: `[\"bash\", \"-c\", \"... \\\"$1\\\"\", \"_\", \"{shown}\"]`"
+                ));
+            }
+        }
+    }
+
+    /// A template expression whose value cannot be code: a typed parameter.
+    fn inert_expr(&self, expr: &str) -> bool {
+        let expr = expr.trim();
+        if let Some(path) = expr.strip_prefix("steps.")
+            && let Some((step, output)) = path.split_once(".outputs.")
+        {
+            return self.steps.get(step).is_some_and(|s| s.inert.iter().any(|o| o == output));
+        }
+        let Some(name) = expr.strip_prefix("params.") else { return false };
+        let Some(p) = self.param_defaults.iter().find(|p| p.name == name) else { return false };
+        match p.ty {
+            ParamType::Integer | ParamType::Number | ParamType::Boolean => true,
+            ParamType::String => p.allowed.as_ref().is_some_and(|allowed| {
+                allowed.iter().all(|v| matches!(v, ParamValue::String(s) if crate::shell::inert(s)))
+            }),
+        }
+    }
 
     fn template(&mut self, s: &SpannedString, mode: Mode, scope: Scope<'_>) -> Template {
         let t = Template { text: s.value.clone(), span: s.span };

@@ -1457,7 +1457,7 @@ impl<'a> Dispatcher<'a> {
             Action::Http(spec) => {
                 let request = http::Request {
                     method: spec.method.clone(),
-                    url: render(&spec.url)?,
+                    url: template::render(&spec.url.text, Mode::Url, &ctx).map_err(|e| e.message)?,
                     headers: render_pairs(&spec.headers, &render)?,
                     query: render_pairs(&spec.query, &render)?,
                     body: match (&spec.body, &spec.json) {

@@ -1,0 +1,547 @@
+//! Values cannot inject in any shell context (issue 11, promise 4).
+//!
+//! Regression tests, through the real binary, for the contexts where a shell-quoted word
+//! was still code: an unquoted heredoc, a comment, `[[ -lt ]]`, and `{% autoescape false %}`.
+
+use std::path::Path;
+
+use crate::support::{ok, run_in};
+
+/// Write `r.toml` and `p.toml` (params, TOML) into `dir`.
+fn write(dir: &Path, runbook: &str, params: &str) {
+    std::fs::write(dir.join("r.toml"), runbook).expect("runbook");
+    std::fs::write(dir.join("p.toml"), params).expect("params");
+}
+
+fn run(dir: &Path) -> crate::support::Output {
+    run_in(dir, &["run", "r.toml", "--params-file", "p.toml", "--state", "s.db", "--yes"])
+}
+
+#[test]
+fn a_value_in_an_unquoted_heredoc_is_text_not_code() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(
+        dir.path(),
+        "[runbook]\nname = \"heredoc\"\n[params.msg]\ntype = \"string\"\n[steps.a]\nrun = '''\ncat <<EOF > out.txt\nmessage: {{ params.msg }}\nEOF\n'''\n",
+        "msg = \"$(touch pwned) `touch pwned2` ${HOME}\"\n",
+    );
+    let out = run(dir.path());
+    ok(&out, 0);
+    assert!(!dir.path().join("pwned").exists(), "the value ran as code");
+    assert!(!dir.path().join("pwned2").exists(), "the value ran as code");
+    let text = std::fs::read_to_string(dir.path().join("out.txt")).expect("out.txt");
+    assert_eq!(text, "message: $(touch pwned) `touch pwned2` ${HOME}\n");
+}
+
+#[test]
+fn a_value_with_a_newline_in_a_comment_stays_in_the_comment() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(
+        dir.path(),
+        "[runbook]\nname = \"comment\"\n[params.msg]\ntype = \"string\"\n[steps.a]\nrun = '''\n# deploying {{ params.msg }}\necho done > out.txt\n'''\n",
+        "msg = \"v1\\ntouch pwned\\n#\"\n",
+    );
+    let out = run(dir.path());
+    ok(&out, 0);
+    assert!(!dir.path().join("pwned").exists(), "the value ran as code");
+    assert_eq!(std::fs::read_to_string(dir.path().join("out.txt")).ok().as_deref(), Some("done\n"));
+}
+
+#[test]
+fn a_string_in_an_arithmetic_test_is_refused_by_check() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let runbook = "[runbook]\nname = \"arith\"\n[params.x]\ntype = \"string\"\n[steps.a]\nrun = '[[ 3 -lt {{ params.x }} ]] && echo big > out.txt'\n";
+    write(dir.path(), runbook, "x = \"a[$(touch pwned)]\"\n");
+    let check = run_in(dir.path(), &["check", "r.toml"]);
+    assert_eq!(check.code, 3, "{}", check.stderr);
+    assert!(check.stderr.contains("r.toml:6:17: error[RB047]"), "{}", check.stderr);
+    let out = run(dir.path());
+    assert_eq!(out.code, 3, "{}{}", out.stdout, out.stderr);
+    assert!(!dir.path().join("pwned").exists(), "the value ran as code");
+    // An integer cannot be code: the same test with a typed parameter runs.
+    write(dir.path(), &runbook.replace("\"string\"", "\"integer\""), "x = 5\n");
+    ok(&run(dir.path()), 0);
+    assert_eq!(std::fs::read_to_string(dir.path().join("out.txt")).ok().as_deref(), Some("big\n"));
+}
+
+#[test]
+fn autoescape_false_in_run_text_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(
+        dir.path(),
+        "[runbook]\nname = \"autoescape\"\n[params.msg]\ntype = \"string\"\n[steps.a]\nrun = '{% autoescape false %}echo {{ params.msg }}{% endautoescape %}'\n",
+        "msg = \"x; touch pwned\"\n",
+    );
+    let check = run_in(dir.path(), &["check", "r.toml"]);
+    assert_eq!(check.code, 3, "{}", check.stderr);
+    assert!(check.stderr.contains("error[RB048]"), "{}", check.stderr);
+    let out = run(dir.path());
+    assert_eq!(out.code, 3, "{}{}", out.stdout, out.stderr);
+    assert!(!dir.path().join("pwned").exists(), "the value ran as code");
+}
+
+/// A place in `run` text where a value may land: the text around it (`@` stands for the
+/// template, `%OUT%` for the file the snippet writes), and what that file must then hold.
+type Expect = fn(&str) -> String;
+
+/// Every shell context that runs: the value must arrive byte for byte (or as the context
+/// transforms it: a heredoc adds a newline, `$(...)` drops trailing newlines).
+const RUNS: &[(&str, &str, Expect)] = &[
+    ("word", "printf '%s' @ > %OUT%", |v| v.to_string()),
+    ("double-quotes", "printf '%s' \"<@>\" > %OUT%", |v| format!("<{v}>")),
+    ("joined", "printf '%s' \"@\"@ > %OUT%", |v| format!("{v}{v}")),
+    ("twice", "printf '%s' @@ > %OUT%", |v| format!("{v}{v}")),
+    ("heredoc", "cat > %OUT% <<EOF\n[@]\nEOF", |v| format!("[{v}]\n")),
+    ("heredoc-quotes", "cat > %OUT% <<EOF\n\"@\" '@'\nEOF", |v| format!("\"{v}\" '{v}'\n")),
+    ("heredoc-tabs", "cat > %OUT% <<-EOF\n\t@\n\tEOF", |v| format!("{v}\n")),
+    ("comment", "# deploying @ now\nprintf ok > %OUT%", |_| "ok".into()),
+    ("trailing-comment", "printf ok > %OUT% # @", |_| "ok".into()),
+    ("here-string", "cat <<< @ > %OUT%", |v| format!("{v}\n")),
+    ("assignment", "x=@; printf '%s' \"$x\" > %OUT%", |v| v.to_string()),
+    ("env-prefix", "X=@ bash -c 'printf \"%s\" \"$X\"' > %OUT%", |v| v.to_string()),
+    ("export", "export X=@; printf '%s' \"$X\" > %OUT%", |v| v.to_string()),
+    ("local", "h() { local y=@; printf '%s' \"$y\" > %OUT%; }; h", |v| v.to_string()),
+    ("array", "a=(first @ last); printf '%s' \"${a[1]}\" > %OUT%", |v| v.to_string()),
+    ("case-word", "case @ in *) printf matched > %OUT%;; esac", |_| "matched".into()),
+    ("case-pattern", "case none in @) printf hit > %OUT%;; *) printf miss > %OUT%;; esac", |_| "miss".into()),
+    ("dbracket-eq", "[[ @ == @ ]] && printf eq > %OUT%", |_| "eq".into()),
+    ("dbracket-pattern", "[[ xyz == @ ]] || printf ne > %OUT%", |_| "ne".into()),
+    ("test", "test -n @ && printf set > %OUT%", |_| "set".into()),
+    ("bracket", "[ @ = @ ] && printf eq > %OUT%", |_| "eq".into()),
+    ("function-arg", "f() { printf '%s' \"$1\" > %OUT%; }; f @", |v| v.to_string()),
+    ("function-body", "g() { printf '%s' @ > %OUT%; }; g", |v| v.to_string()),
+    ("subshell", "( printf '%s' @ > %OUT% )", |v| v.to_string()),
+    ("group", "{ printf '%s' @; } > %OUT%", |v| v.to_string()),
+    ("command-substitution", "x=$(printf '%s.' @); printf '%s' \"${x%.}\" > %OUT%", |v| v.to_string()),
+    ("substitution-in-quotes", "printf '%s' \"$(printf '%s' \"@\")\". > %OUT%", |v| {
+        format!("{}.", v.trim_end_matches('\n'))
+    }),
+    ("process-substitution", "cat <(printf '%s' @) > %OUT%", |v| v.to_string()),
+    ("pipeline", "printf '%s' @ | cat > %OUT%", |v| v.to_string()),
+    ("printf-argument", "printf '%s|%s' x @ > %OUT%", |v| format!("x|{v}")),
+    ("bash-c-argument", "bash -c 'printf \"%s\" \"$1\"' _ @ > %OUT%", |v| v.to_string()),
+    ("for", "for i in @; do printf '%s' \"$i\" > %OUT%; done", |v| v.to_string()),
+    ("if", "if [[ -n @ ]]; then printf '%s' @ > %OUT%; fi", |v| v.to_string()),
+    ("or", "false || printf '%s' @ > %OUT%", |v| v.to_string()),
+    ("fd", "exec 3> %OUT%; printf '%s' @ >&3; exec 3>&-", |v| v.to_string()),
+];
+
+/// Every context where the shell (or a program) reads even a quoted value as code, or
+/// where a reference cannot expand: `check` refuses a string there, with this code.
+const REFUSED: &[(&str, &str)] = &[
+    ("echo '@'", "RB045"),
+    ("echo $'@'", "RB045"),
+    ("cat <<'EOF'\n@\nEOF", "RB045"),
+    ("cat <<\"EOF\"\n@\nEOF", "RB045"),
+    ("(( x = @ ))", "RB047"),
+    ("echo $(( @ + 1 ))", "RB047"),
+    ("for (( i = 0; i < @; i++ )); do :; done", "RB047"),
+    ("[[ 3 -lt @ ]]", "RB047"),
+    ("[[ @ -eq 3 ]]", "RB047"),
+    ("[[ -v @ ]]", "RB047"),
+    ("test -v @", "RB047"),
+    ("let x=@", "RB047"),
+    ("a[@]=1", "RB047"),
+    ("echo ${x:-@}", "RB047"),
+    ("eval @", "RB047"),
+    ("eval \"echo @\"", "RB047"),
+    ("eval \"$(echo @)\"", "RB047"),
+    ("bash -c @", "RB047"),
+    ("sh -c \"echo @\"", "RB047"),
+    ("sudo -u root bash -c @", "RB047"),
+    ("timeout 5 bash -ec @", "RB047"),
+    ("env X=1 sh -c @", "RB047"),
+    ("trap @ EXIT", "RB047"),
+    ("printf @", "RB047"),
+    ("printf -v @ x", "RB047"),
+    ("read @ <<< x", "RB047"),
+    ("unset @", "RB047"),
+    ("mapfile @ < /dev/null", "RB047"),
+    ("declare @=1", "RB047"),
+    ("f() { local -i x=@; }", "RB047"),
+    ("echo `echo @`", "RB047"),
+    ("ssh host @", "RB047"),
+    ("su -c @ root", "RB047"),
+    ("xargs sh -c @", "RB047"),
+    ("find . -exec sh -c @ \\;", "RB047"),
+    ("python3 -c @", "RB047"),
+    ("perl -e @", "RB047"),
+    ("node -e @", "RB047"),
+    ("awk @ /dev/null", "RB047"),
+    ("sed -e @ /dev/null", "RB047"),
+    ("psql -c @", "RB047"),
+    ("sqlite3 app.db @", "RB047"),
+    ("source @", "RB047"),
+    (". @", "RB047"),
+    ("@ --version", "RB047"),
+    ("cat <<EOF\n$(echo @)\nEOF", "RB047"),
+    ("watch @", "RB047"),
+    ("PATH=@ make", "RB047"),
+    ("export LD_PRELOAD=@", "RB047"),
+    ("env GIT_SSH_COMMAND=@ git fetch", "RB047"),
+    ("PS4=@; set -x", "RB047"),
+    ("fc -e @", "RB047"),
+    ("declare -i n; n=@", "RB047"),
+    ("time (( @ ))", "RB047"),
+];
+
+/// The hostile corpus (tests/integration/injection.rs), with values for `-`, unicode and
+/// long values already in it.
+fn hostile(canaries: &Path) -> Vec<String> {
+    crate::injection::corpus(canaries)
+}
+
+#[test]
+fn hostile_values_are_inert_in_every_shell_context_that_runs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let canaries = dir.path().join("canaries");
+    let out = dir.path().join("out");
+    std::fs::create_dir_all(&canaries).expect("canaries");
+    std::fs::create_dir_all(&out).expect("out");
+    let values = hostile(&canaries);
+    assert!(values.len() >= 200, "{} values", values.len());
+    // Batches of values small enough for one argv element (the script, with its values).
+    let mut batches: Vec<Vec<usize>> = vec![Vec::new()];
+    let mut size = 0;
+    for (i, v) in values.iter().enumerate() {
+        if size + v.len() > 40_000 && !batches.last().is_some_and(Vec::is_empty) {
+            batches.push(Vec::new());
+            size = 0;
+        }
+        size += v.len();
+        batches.last_mut().expect("a batch").push(i);
+    }
+    let mut runbook = String::from("[runbook]\nname = \"contexts\"\n");
+    let mut params = String::new();
+    for (i, v) in values.iter().enumerate() {
+        runbook.push_str(&format!("[params.v{i}]\ntype = \"string\"\n"));
+        params.push_str(&format!("v{i} = {}\n", crate::injection::toml_string(v)));
+    }
+    for (c, (name, text, _)) in RUNS.iter().enumerate() {
+        for (b, batch) in batches.iter().enumerate() {
+            let script: Vec<String> = batch
+                .iter()
+                .map(|&i| {
+                    text.replace('@', &format!("{{{{ params.v{i} }}}}"))
+                        .replace("%OUT%", &out.join(format!("{name}-{i}")).display().to_string())
+                })
+                .collect();
+            runbook.push_str(&format!(
+                "[steps.c{c}_{b}]\nneeds = []\nrun = {}\n",
+                crate::injection::toml_string(&script.join("\n"))
+            ));
+        }
+    }
+    write(dir.path(), &runbook, &params);
+    let check = run_in(dir.path(), &["check", "r.toml"]);
+    ok(&check, 0);
+    let run = run(dir.path());
+    ok(&run, 0);
+    let injected: Vec<String> = std::fs::read_dir(&canaries)
+        .expect("canaries")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(injected.is_empty(), "values ran as shell code: {injected:?}");
+    let mut cases = 0;
+    for (name, _, expect) in RUNS {
+        for (i, v) in values.iter().enumerate() {
+            let file = out.join(format!("{name}-{i}"));
+            let got = std::fs::read(&file).unwrap_or_else(|e| panic!("{name}: value {i} wrote nothing: {e}"));
+            assert!(
+                got == expect(v).as_bytes(),
+                "{name}: value {i} {v:?} arrived as {:?}",
+                String::from_utf8_lossy(&got)
+            );
+            cases += 1;
+        }
+    }
+    assert!(cases >= 5_000, "{cases} cases");
+}
+
+#[test]
+fn check_refuses_strings_in_every_code_context() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let canaries = dir.path().join("canaries");
+    std::fs::create_dir_all(&canaries).expect("canaries");
+    let mut runbook = String::from("[runbook]\nname = \"code\"\n[params.v]\ntype = \"string\"\n");
+    let mut lines = Vec::new();
+    for (k, (text, _)) in REFUSED.iter().enumerate() {
+        lines.push(runbook.lines().count() + 3);
+        let text = text.replace('@', "{{ params.v }}");
+        runbook
+            .push_str(&format!("[steps.s{k}]\nneeds = []\nrun = {}\n", crate::injection::toml_string(&text)));
+    }
+    std::fs::write(dir.path().join("r.toml"), &runbook).expect("runbook");
+    let check = run_in(dir.path(), &["check", "--format", "json", "r.toml"]);
+    assert_eq!(check.code, 3, "{}", check.stderr);
+    let diags: Vec<serde_json::Value> = serde_json::from_str(&check.stdout).expect("json diagnostics");
+    for (k, (text, code)) in REFUSED.iter().enumerate() {
+        let found: Vec<&serde_json::Value> = diags.iter().filter(|d| d["line"] == lines[k]).collect();
+        assert!(
+            found.len() == 1 && found[0]["code"] == *code,
+            "{text:?} (line {}): expected {code}, got {found:?}",
+            lines[k]
+        );
+        assert!(found[0]["help"].is_string(), "{text:?}: a hint");
+    }
+    assert_eq!(diags.len(), REFUSED.len(), "{diags:#?}");
+    // Nothing runs, whatever the value.
+    for v in hostile(&canaries).iter().step_by(5) {
+        std::fs::write(dir.path().join("p.toml"), format!("v = {}\n", crate::injection::toml_string(v)))
+            .expect("params");
+        let out = run(dir.path());
+        assert_eq!(out.code, 3, "{}", out.stderr);
+    }
+    assert!(std::fs::read_dir(&canaries).expect("canaries").next().is_none(), "a value ran");
+}
+
+/// A value whose type makes it inert may stand where the shell reads code.
+#[test]
+fn typed_values_run_in_code_contexts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cases: &[(&str, &str)] = &[
+        ("(( x = {{ params.n }} )); printf '%s' \"$x\"", "7"),
+        ("printf '%s' $(( {{ params.n }} + 1 ))", "8"),
+        ("[[ 3 -lt {{ params.n }} ]] && printf lt", "lt"),
+        ("let x={{ params.n }}*2; printf '%s' \"$x\"", "14"),
+        ("a[{{ params.n }}]=1; printf '%s' \"${!a[@]}\"", "7"),
+        ("[[ -v {{ params.colour }} ]] || printf unset", "unset"),
+        ("bash -c 'printf \"%s\" {{ params.colour }}'", "blue"),
+        ("[[ {{ params.on }} == true ]] && printf on", "on"),
+    ];
+    let mut runbook = String::from(
+        "[runbook]\nname = \"typed\"\n[params.n]\ntype = \"integer\"\n[params.on]\ntype = \"boolean\"\n[params.colour]\ntype = \"string\"\nenum = [\"blue\", \"green\"]\n",
+    );
+    for (k, (text, _)) in cases.iter().enumerate() {
+        let out = dir.path().join(format!("out-{k}"));
+        runbook.push_str(&format!(
+            "[steps.s{k}]\nneeds = []\nrun = {}\n",
+            crate::injection::toml_string(&format!("{{ {text}; }} > {}", out.display()))
+        ));
+    }
+    write(dir.path(), &runbook, "n = 7\non = true\ncolour = \"blue\"\n");
+    ok(&run(dir.path()), 0);
+    for (k, (text, want)) in cases.iter().enumerate() {
+        let got = std::fs::read_to_string(dir.path().join(format!("out-{k}"))).unwrap_or_default();
+        assert_eq!(&got, want, "{text}");
+    }
+    // A typed approval input may stand there too; the plan shows its placeholder.
+    std::fs::write(
+        dir.path().join("ap.toml"),
+        "[runbook]\nname = \"ap\"\n[steps.ok]\napproval = { prompt = \"go?\", approvers = [\"ben\"], inputs = { n = { type = \"integer\" } } }\n[steps.use]\nrun = \"(( x = {{ steps.ok.outputs.n }} )); echo $x\"\n",
+    )
+    .expect("runbook");
+    let plan = run_in(dir.path(), &["plan", "ap.toml"]);
+    ok(&plan, 0);
+    assert!(plan.stdout.contains("(( x = <output:ok.n> ))"), "{}", plan.stdout);
+    // An enum with a word that could be code is no protection.
+    let risky = runbook.replace("enum = [\"blue\", \"green\"]", "enum = [\"blue\", \"a[$(touch pwned)]\"]");
+    write(dir.path(), &risky, "n = 7\non = true\ncolour = \"blue\"\n");
+    let check = run_in(dir.path(), &["check", "r.toml"]);
+    assert_eq!(check.code, 3, "{}", check.stderr);
+    assert!(check.stderr.contains("error[RB047]"), "{}", check.stderr);
+}
+
+/// A value in a URL cannot add a query key or leave the path; in the host part it can only
+/// be a host; a header value cannot add a header.
+#[test]
+fn http_values_stay_in_their_part_of_the_url_and_headers() {
+    let peer = crate::peers::HttpPeer::start();
+    let sb = crate::support::Scratch::new(&format!(
+        r#"[runbook]
+name = "url"
+[params.key]
+type = "string"
+[params.tag]
+type = "string"
+[steps.get]
+http = {{ url = "{}/files/{{{{ params.key }}}}?tag={{{{ params.tag }}}}", headers = {{ X-Tag = "{{{{ params.tag }}}}" }}, expect-status = [200, 404] }}
+"#,
+        peer.url("/hook")
+    ));
+    let out = sb.run(&["-p", "key=x?admin=1#frag", "-p", "tag=v1&admin=true"], &[]);
+    ok(&out, 0);
+    let got = peer.received().pop().expect("a request");
+    let (path, query) = got.path.split_once('?').unwrap_or((&got.path, ""));
+    assert_eq!(path, "/hook/files/x%3Fadmin%3D1%23frag");
+    assert_eq!(query, "tag=v1%26admin%3Dtrue", "one query key, the value encoded");
+    assert_eq!(got.headers.get("x-tag").map(String::as_str), Some("v1&admin=true"));
+    // A header value with a line break is refused; it never becomes a second header.
+    let out = sb.run(&["-p", "key=k", "-p", "tag=v1\r\nX-Injected: yes"], &[]);
+    assert_ne!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert!(peer.received().iter().all(|r| !r.headers.contains_key("x-injected")));
+    // In the host part, a value can only be a host or a port.
+    std::fs::write(
+        sb.path().join("r.toml"),
+        "[runbook]\nname = \"host\"\n[params.host]\ntype = \"string\"\n[steps.get]\nhttp = { url = \"http://{{ params.host }}/hook\" }\n",
+    )
+    .expect("runbook");
+    let out = sb.run(
+        &["-p", &format!("host=127.0.0.1:{}/hook?x=", peer.url("").rsplit(':').next().unwrap_or("1"))],
+        &[],
+    );
+    assert_eq!(out.code, 3, "{}{}", out.stdout, out.stderr);
+    assert!(out.stderr.contains("host part of a URL"), "{}", out.stderr);
+}
+
+/// Compound commands that nest a snippet: a value keeps its context inside them.
+const WRAPS: &[(&str, &str)] = &[
+    ("(\n", "\n)"),
+    ("{\n", "\n}"),
+    ("if true; then\n", "\nfi"),
+    ("if ! false; then :\n", "\nelse :; fi"),
+    ("w() {\n", "\n}\nw"),
+    ("w2() (\n", "\n)\nw2"),
+    ("for _ in 1; do\n", "\ndone"),
+    ("while true; do\n", "\nbreak; done"),
+    ("case k in k)\n", "\n;; esac"),
+    ("x=$(\n", "\n)"),
+    ("true &&\n", ""),
+];
+
+/// Every runnable context inside every compound command, each with a rotating share of the
+/// hostile corpus (every value goes through every context, in some compound command): inert,
+/// intact.
+#[test]
+fn nested_contexts_keep_values_inert() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let canaries = dir.path().join("canaries");
+    let out = dir.path().join("out");
+    std::fs::create_dir_all(&canaries).expect("canaries");
+    std::fs::create_dir_all(&out).expect("out");
+    // Long values are covered by the flat corpus; here they would only make scripts long.
+    let values: Vec<String> = hostile(&canaries).into_iter().filter(|v| v.len() < 1_000).collect();
+    let mut runbook = String::from("[runbook]\nname = \"nested\"\n");
+    let mut params = String::new();
+    for (i, v) in values.iter().enumerate() {
+        runbook.push_str(&format!("[params.v{i}]\ntype = \"string\"\n"));
+        params.push_str(&format!("v{i} = {}\n", crate::injection::toml_string(v)));
+    }
+    let mut expected = Vec::new();
+    for (c, (name, text, expect)) in RUNS.iter().enumerate() {
+        for (w, (pre, post)) in WRAPS.iter().enumerate() {
+            let mut script = Vec::new();
+            for (i, v) in values.iter().enumerate().filter(|(i, _)| (i + c + w) % 8 == 0) {
+                let file = out.join(format!("{name}-{w}-{i}"));
+                let snippet = text
+                    .replace('@', &format!("{{{{ params.v{i} }}}}"))
+                    .replace("%OUT%", &file.display().to_string());
+                script.push(format!("{pre}{snippet}{post}"));
+                expected.push((file, expect(v), format!("{name} in {pre:?}..{post:?}, value {i} {v:?}")));
+            }
+            runbook.push_str(&format!(
+                "[steps.c{c}_{w}]\nneeds = []\nrun = {}\n",
+                crate::injection::toml_string(&script.join("\n"))
+            ));
+        }
+    }
+    write(dir.path(), &runbook, &params);
+    ok(&run_in(dir.path(), &["check", "r.toml"]), 0);
+    ok(&run(dir.path()), 0);
+    let injected: Vec<_> =
+        std::fs::read_dir(&canaries).expect("canaries").flatten().map(|e| e.file_name()).collect();
+    assert!(injected.is_empty(), "values ran as shell code: {injected:?}");
+    for (file, want, what) in &expected {
+        let got = std::fs::read(file).unwrap_or_else(|e| panic!("{what}: wrote nothing: {e}"));
+        assert!(got == want.as_bytes(), "{what}: arrived as {:?}", String::from_utf8_lossy(&got));
+    }
+    assert!(expected.len() >= 5_000, "{} cases", expected.len());
+}
+
+/// Every code context inside every compound command is still refused, with its code.
+#[test]
+fn nested_code_contexts_are_still_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut runbook = String::from("[runbook]\nname = \"code\"\n[params.v]\ntype = \"string\"\n");
+    let mut cases = Vec::new();
+    for (text, code) in REFUSED {
+        for (pre, post) in WRAPS {
+            let line = runbook.lines().count() + 3;
+            let k = cases.len();
+            let script = format!("{pre}{}{post}", text.replace('@', "{{ params.v }}"));
+            runbook.push_str(&format!(
+                "[steps.s{k}]\nneeds = []\nrun = {}\n",
+                crate::injection::toml_string(&script)
+            ));
+            cases.push((line, *code, script));
+        }
+    }
+    // The same code contexts in `cmd` arrays that start a shell or an interpreter.
+    let argv: &[(&str, &str)] = &[
+        (r#"["bash", "-c", "echo @"]"#, "RB047"),
+        (r#"["sh", "-ec", "@"]"#, "RB047"),
+        (r#"["sudo", "-u", "app", "bash", "-c", "@"]"#, "RB047"),
+        (r#"["env", "A=1", "python3", "-c", "print('@')"]"#, "RB047"),
+        (r#"["ssh", "-p", "22", "host", "ls", "@"]"#, "RB047"),
+        (r#"["su", "-c", "@", "app"]"#, "RB047"),
+        (r#"["find", ".", "-exec", "sh", "-c", "@", ";"]"#, "RB047"),
+        (r#"["xargs", "-n", "1", "sh", "-c", "@"]"#, "RB047"),
+        (r#"["psql", "-c", "SELECT '@'"]"#, "RB047"),
+        (r#"["awk", "{ print \"@\" }"]"#, "RB047"),
+        (r#"["@", "--version"]"#, "RB047"),
+    ];
+    for (cmd, code) in argv {
+        let line = runbook.lines().count() + 3;
+        let k = cases.len();
+        let cmd = cmd.replace('@', "{{ params.v }}");
+        runbook.push_str(&format!("[steps.s{k}]\nneeds = []\ncmd = {cmd}\n"));
+        cases.push((line, *code, cmd));
+    }
+    std::fs::write(dir.path().join("r.toml"), &runbook).expect("runbook");
+    let check = run_in(dir.path(), &["check", "--format", "json", "r.toml"]);
+    assert_eq!(check.code, 3, "{}", check.stderr);
+    let diags: Vec<serde_json::Value> = serde_json::from_str(&check.stdout).expect("json diagnostics");
+    for (line, code, script) in &cases {
+        let found: Vec<&serde_json::Value> = diags.iter().filter(|d| d["line"] == *line).collect();
+        assert!(
+            !found.is_empty() && found.iter().all(|d| d["code"] == *code),
+            "{script:?}: expected {code}, got {found:?}"
+        );
+    }
+    // Arguments of those commands, and the same words where they are data, are allowed.
+    let allowed = [
+        r#"["bash", "-c", "echo \"$1\"", "_", "@"]"#,
+        r#"["ssh", "@", "uptime"]"#,
+        r#"["git", "commit", "-m", "bash -c @"]"#,
+        r#"["printf", "%s", "@"]"#,
+    ];
+    let mut ok_runbook = String::from("[runbook]\nname = \"data\"\n[params.v]\ntype = \"string\"\n");
+    for (k, cmd) in allowed.iter().enumerate() {
+        ok_runbook
+            .push_str(&format!("[steps.a{k}]\nneeds = []\ncmd = {}\n", cmd.replace('@', "{{ params.v }}")));
+    }
+    std::fs::write(dir.path().join("ok.toml"), &ok_runbook).expect("runbook");
+    ok(&run_in(dir.path(), &["check", "ok.toml"]), 0);
+}
+
+/// Variables whose value programs run as code (`PATH`, `LD_PRELOAD`, `GIT_SSH_COMMAND`...)
+/// take no value from a template, in `env` as in `run` text.
+#[test]
+fn variables_that_run_code_take_no_values() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let runbook = "[runbook]\nname = \"vars\"\n[params.v]\ntype = \"string\"\n[params.dir]\ntype = \"string\"\nenum = [\"/usr/local/bin\", \"/opt/bin\"]\n[steps.a]\nrun = \"git fetch\"\nenv = { GIT_SSH_COMMAND = \"ssh -i {{ params.v }}\", PATH = \"{{ params.dir }}:/usr/bin\", TAG = \"{{ params.v }}\" }\n";
+    std::fs::write(dir.path().join("r.toml"), runbook).expect("runbook");
+    let check = run_in(dir.path(), &["check", "--format", "json", "r.toml"]);
+    assert_eq!(check.code, 3, "{}", check.stderr);
+    let diags: Vec<serde_json::Value> = serde_json::from_str(&check.stdout).expect("json diagnostics");
+    // Only `GIT_SSH_COMMAND`: `PATH` takes an enum of plain words, `TAG` is data.
+    assert_eq!(diags.len(), 1, "{diags:#?}");
+    assert_eq!(diags[0]["code"], "RB047");
+    assert!(diags[0]["message"].as_str().is_some_and(|m| m.contains("GIT_SSH_COMMAND")), "{diags:#?}");
+}
+
+/// A `run` script given to another interpreter cannot take values: it would not read the
+/// shell variables they are bound to, and would read the text as its own code.
+#[test]
+fn values_are_refused_in_scripts_for_other_interpreters() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let runbook = "[runbook]\nname = \"py\"\n[params.v]\ntype = \"string\"\n[steps.py]\nshell = [\"python3\", \"-c\"]\nrun = \"print({{ params.v }})\"\n[steps.sh]\nshell = [\"/bin/sh\", \"-c\"]\nrun = \"echo {{ params.v }}\"\n";
+    std::fs::write(dir.path().join("r.toml"), runbook).expect("runbook");
+    let check = run_in(dir.path(), &["check", "--format", "json", "r.toml"]);
+    assert_eq!(check.code, 3, "{}", check.stderr);
+    let diags: Vec<serde_json::Value> = serde_json::from_str(&check.stdout).expect("json diagnostics");
+    assert_eq!(diags.len(), 1, "only the python script: {diags:#?}");
+    assert_eq!(diags[0]["code"], "RB047");
+    assert_eq!(diags[0]["line"], 7);
+}
