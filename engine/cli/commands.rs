@@ -115,7 +115,10 @@ pub fn display(path: &Path) -> String {
 fn load(path: &Path) -> Checked {
     let shown = display(path);
     match loader::read(&shown) {
-        Ok(text) => validate::check(Source::new(shown, text), &loader::FsLoader),
+        Ok(text) => {
+            let includes = loader::FsLoader::for_runbook(&shown);
+            validate::check(Source::new(shown, text), &includes)
+        }
         Err(e) => Checked {
             runbook: None,
             diagnostics: vec![
@@ -220,10 +223,42 @@ fn plan_cmd(
         Ok(x) => x,
         Err(code) => return code,
     };
-    let plan = match plan::plan(&runbook, &values) {
+    let mut plan = match plan::plan(&runbook, &values) {
         Ok(p) => p,
         Err(d) => {
             print_diagnostics(&d, color);
+            return exit::INVALID;
+        }
+    };
+    // Every other file the run will read, digested (and a SQL script shown): the reviewer
+    // sees what runs, and `run --plan` refuses if any of them changed.
+    let params_read = params_file.map(|pf| {
+        let read = runbook_core::model::FileRead {
+            kind: runbook_core::model::ReadKind::ParamsFile,
+            path: display(pf),
+        };
+        loader::read_bytes(&read.path).map(|bytes| plan::reads_entry(&read, &bytes))
+    });
+    plan.reads = match loader::reads(&runbook) {
+        Ok(mut r) => {
+            match params_read {
+                Some(Ok(p)) => r.push(p),
+                Some(Err(e)) => {
+                    eprintln!(
+                        "error: cannot read params file `{}`: {e}",
+                        params_file.map(display).unwrap_or_default()
+                    );
+                    return exit::INVALID;
+                }
+                None => {}
+            }
+            r
+        }
+        Err(problems) => {
+            for p in problems {
+                eprintln!("error: {p}");
+            }
+            eprintln!("  help: paths are relative to the folder of the runbook that names them");
             return exit::INVALID;
         }
     };

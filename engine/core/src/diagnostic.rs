@@ -4,33 +4,56 @@
 //! job. Codes are stable: tests, scripts and the book refer to them. Wording may improve.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use crate::span::Span;
 
 /// One source file: its display path and its text.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Source {
     /// The path as the user gave it (or as resolved from an include), for messages.
     pub path: String,
     /// The whole text.
     pub text: String,
+    /// Byte offsets where lines start, computed on first use: thousands of diagnostics in a
+    /// big file each find their line in O(log n), not by a scan from the start.
+    lines: OnceLock<Vec<usize>>,
 }
+
+impl PartialEq for Source {
+    fn eq(&self, other: &Source) -> bool {
+        self.path == other.path && self.text == other.text
+    }
+}
+
+impl Eq for Source {}
 
 impl Source {
     /// A new shared source.
     pub fn new(path: impl Into<String>, text: impl Into<String>) -> Arc<Source> {
-        Arc::new(Source { path: path.into(), text: text.into() })
+        Arc::new(Source { path: path.into(), text: text.into(), lines: OnceLock::new() })
     }
 
     /// 1-based line and column (in characters) of a byte offset.
     pub fn line_col(&self, offset: usize) -> (usize, usize) {
         let offset = floor_char_boundary(&self.text, offset.min(self.text.len()));
-        let before = &self.text[..offset];
-        let line = before.matches('\n').count() + 1;
-        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        let starts = self.lines.get_or_init(|| {
+            std::iter::once(0).chain(self.text.match_indices('\n').map(|(i, _)| i + 1)).collect()
+        });
+        // The last line start at or before the offset.
+        let line = starts.partition_point(|&s| s <= offset);
+        let line_start = starts[line.saturating_sub(1)];
         let col = self.text[line_start..offset].chars().count() + 1;
-        (line, col)
+        (line.max(1), col)
+    }
+
+    /// The text of a 1-based line (without its newline), if the file has that line.
+    pub fn line_text(&self, line: usize) -> Option<&str> {
+        let _ = self.line_col(0);
+        let starts = self.lines.get()?;
+        let start = *starts.get(line.checked_sub(1)?)?;
+        let end = starts.get(line).map_or(self.text.len(), |&next| next - 1);
+        self.text.get(start..end)
     }
 
     /// The text under a span, if the span is inside the file.
@@ -102,12 +125,14 @@ codes! {
     SecretExposed = "044", "secret-exposed", "A secret used where it would be shown or stored.";
     TemplateInQuotes = "045", "template-in-quotes", "A template inside shell quotes in `run` text, where automatic quoting would add literal quote characters.";
     UnsafeRaw = "046", "unsafe-raw", "A warning: `unsafe_raw` turns off shell quoting for a value in `run` text.";
+    TemplateLimit = "049", "template-limit", "A template or expression nested too deeply or too long to compile safely.";
     InvalidDefault = "050", "invalid-default", "A parameter default that violates its own declaration.";
     InvalidParam = "051", "invalid-param", "A parameter declaration that cannot work.";
     IncludeMissing = "060", "include-missing", "An included runbook file cannot be read.";
     IncludeInvalid = "061", "include-invalid", "An included runbook is not valid.";
     IncludeCycle = "062", "include-cycle", "Runbooks include each other.";
     IncludeParams = "063", "include-params", "An include passes an unknown parameter or misses a required one.";
+    IncludeRefused = "064", "include-refused", "An included file is not a runbook, or lives where includes may not.";
     MissingParam = "070", "missing-param", "A required parameter was not given.";
     InvalidParamValue = "071", "invalid-param-value", "A parameter value does not fit its declaration.";
     UnknownParam = "072", "unknown-param", "A parameter that the runbook does not declare.";

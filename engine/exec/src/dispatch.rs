@@ -91,6 +91,10 @@ pub struct RunOptions {
     /// For an included runbook: the including run's redactor (it knows every secret of the
     /// run, the including runbook's too) and the secret variables to keep from its steps.
     pub inherited: Option<(Redactor, Vec<String>)>,
+    /// The files besides runbooks that the run reads (SQL scripts, CA files) and their
+    /// digests when the run was prepared: journaled with `run_started` after the runbook
+    /// files, so that `resume` can refuse when one changed.
+    pub reads: Vec<runbook_core::plan::FileHash>,
 }
 
 /// An inline answer to an approval: approve or reject, and why.
@@ -650,6 +654,7 @@ impl<'a> Dispatcher<'a> {
                         path: s.path.clone(),
                         sha256: runbook_core::plan::sha256_hex(&s.text),
                     })
+                    .chain(self.opts.reads.iter().cloned())
                     .collect();
                 let params =
                     self.params.iter().map(|(k, v)| (k.clone(), serde_json::to_value(v).unwrap_or_default()));
