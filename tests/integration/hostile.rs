@@ -8,8 +8,12 @@ use std::time::Duration;
 
 use crate::support::{HUNG, Output, run_limited};
 
-/// Only to catch hangs; never a speed assertion.
+/// Only to catch hangs; never a speed assertion. (A corrupt state file must be answered
+/// before the 30 s after which the pool used to give up.)
 const LIMIT: Duration = Duration::from_secs(20);
+
+/// The same for the big generated files of the class test, on a loaded machine.
+const LIMIT_BIG: Duration = Duration::from_secs(60);
 
 fn write(dir: &Path, file: &str, text: &str) {
     if let Some(parent) = dir.join(file).parent() {
@@ -19,7 +23,7 @@ fn write(dir: &Path, file: &str, text: &str) {
 }
 
 fn check(dir: &Path, args: &[&str]) -> Output {
-    run_limited(dir, args, &[], LIMIT)
+    run_limited(dir, args, &[], LIMIT_BIG)
 }
 
 /// Invalid input: exit 3, a diagnostic with a code, no crash and no hang.
@@ -257,4 +261,184 @@ fn regression_a_corrupt_state_file_is_reported_at_once() {
     std::fs::write(d.join("empty.db"), b"").expect("write");
     let out = run_limited(d, &["run", "r.toml", "--yes", "--state", "empty.db"], &[], LIMIT);
     assert_eq!(out.code, 0, "{}", out.stderr);
+}
+
+/// A small deterministic generator (xorshift), so a failing case can be replayed by seed.
+struct Gen(u64);
+
+impl Gen {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+        items[self.below(items.len() as u64) as usize]
+    }
+}
+
+/// A deep template of one of the constructs that nest in minijinja.
+fn deep_template(g: &mut Gen, depth: usize) -> String {
+    match g.below(6) {
+        0 => format!("{}params.x", "not ".repeat(depth)),
+        1 => vec!["params.x"; depth].join(g.pick(&[" + ", " ~ ", " and ", " * ", " == "])),
+        2 => format!("params.x{}", g.pick(&["|lower", "|upper", "|trim", "|length"]).repeat(depth)),
+        3 => format!("{}params.x{}", "(".repeat(depth), ")".repeat(depth)),
+        4 => format!("{}params.x{}", "[".repeat(depth), "]".repeat(depth)),
+        _ => format!("{}params.x{}", "-".repeat(depth), ""),
+    }
+}
+
+/// One generated hostile runbook: its text and what it is.
+fn hostile_runbook(g: &mut Gen) -> (String, String) {
+    let head = "[runbook]\nname = \"gen\"\n[params.x]\ntype = \"string\"\ndefault = \"a\"\n";
+    match g.below(9) {
+        0 => {
+            let depth = [250, 2_000, 30_000, 100_000][g.below(4) as usize];
+            let t = deep_template(g, depth);
+            let place = g.pick(&["run", "when", "title", "env"]);
+            let body = match place {
+                "when" => format!("when = \"{t}\"\nrun = \"true\"\n"),
+                "title" => format!("title = \"{{{{ {t} }}}}\"\nrun = \"true\"\n"),
+                "env" => format!("env = {{ X = \"{{{{ {t} }}}}\" }}\nrun = \"true\"\n"),
+                _ => format!("run = \"echo {{{{ {t} }}}}\"\n"),
+            };
+            (format!("{head}[steps.a]\n{body}"), format!("template depth {depth} in {place}"))
+        }
+        1 => {
+            let blocks = [60, 1_000, 20_000][g.below(3) as usize];
+            let t = format!("{}x{}", "{% if params.x %}".repeat(blocks), "{% endif %}".repeat(blocks));
+            (format!("{head}[steps.a]\nrun = \"{t}\"\n"), format!("{blocks} nested blocks"))
+        }
+        2 => {
+            let depth = [1_000, 10_000, 100_000][g.below(3) as usize];
+            let (open, close) = match g.below(3) {
+                0 => ("[".repeat(depth), "]".repeat(depth)),
+                1 => ("{ a = ".repeat(depth), " }".repeat(depth)),
+                _ => (String::new(), String::new()),
+            };
+            let value = if open.is_empty() {
+                format!("[steps.{}]\nrun = \"true\"\n", vec!["a"; depth].join("."))
+            } else {
+                format!("[steps.a]\nrun = \"true\"\nx = {open}1{close}\n")
+            };
+            (format!("{head}{value}"), format!("TOML nesting {depth}"))
+        }
+        3 => {
+            let width = [70_000, 200_000, 1_000_000][g.below(3) as usize];
+            let pad = "y".repeat(width);
+            let text = match g.below(4) {
+                0 => format!("{head}[steps.a]\nrun = \"echo {pad} {{{{ params.nope }}}}\"\n"),
+                1 => format!("{head}[steps.a]\nrun = \"echo {pad}\" junk\n"),
+                2 => format!("{head}[steps.a]\nrun = \"true\"\n{pad} = 1\n"),
+                _ => format!("{head}[steps.a]\nrun = \"true\"\nneeds = [\"{pad}\"]\n"),
+            };
+            (text, format!("line of {width} columns"))
+        }
+        4 => {
+            let n = [2_000, 8_000, 16_000][g.below(3) as usize];
+            let mut text = head.to_string();
+            for i in 0..n {
+                let line = match g.below(4) {
+                    0 => format!("[steps.s{i}]\nrun = \"true\"\nneeds = [\"t{i}\"]\n"),
+                    1 => format!("[steps.s{i}]\nrun = \"echo {{{{ steps.u{i}.outputs.o }}}}\"\n"),
+                    2 => format!("[steps.s{i}]\nrunn = \"true\"\n"),
+                    _ => {
+                        format!("[steps.s{i}]\nrun = \"echo {{{{ params.p{i} }}}} {{{{ secrets.S{i} }}}}\"\n")
+                    }
+                };
+                text.push_str(&line);
+            }
+            (text, format!("{n} steps with unknown references"))
+        }
+        5 => {
+            let n = [5_000, 20_000][g.below(2) as usize];
+            let mut text = head.to_string();
+            for i in 0..n {
+                text.push_str(&format!("[steps.s{i}]\nrun = \"true\"\nneeds = [\"s{}\"]\n", (i + 1) % n));
+            }
+            (text, format!("a cycle of {n} steps"))
+        }
+        6 => {
+            let bytes: Vec<u8> = (0..g.below(100_000) + 1).map(|_| g.next() as u8).collect();
+            (String::from_utf8_lossy(&bytes).into_owned(), "random bytes".into())
+        }
+        7 => {
+            let n = [1_000, 20_000][g.below(2) as usize];
+            let mut text = head.to_string();
+            text.push_str("[steps.a]\nrun = \"true\"\n");
+            for i in 0..n {
+                text.push_str(&format!("[params.p{i}]\ntype = \"strin\"\n"));
+            }
+            (text, format!("{n} bad params"))
+        }
+        _ => {
+            let s = "\"".repeat(g.below(50_000) as usize + 1);
+            (format!("{head}[steps.a]\nrun = {s}\n"), "unbalanced quotes".into())
+        }
+    }
+}
+
+/// Class test: generated hostile runbooks and special files, through `check` and `plan`.
+/// Every one must be refused with exit 3 and a diagnostic: no panic (101), abort (134),
+/// signal or hang. The limit per process only turns a hang into a failure.
+#[test]
+fn class_hostile_corpus_is_refused_without_crash_or_hang() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let seed =
+        std::env::var("HOSTILE_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x9e37_79b9_7f4a_7c15);
+    let mut g = Gen(seed);
+    let trials = 60;
+    for trial in 0..trials {
+        let (text, what) = hostile_runbook(&mut g);
+        write(d, "gen.toml", &text);
+        for cmd in ["check", "plan"] {
+            let out = check(d, &[cmd, "gen.toml"]);
+            refused(&out, &format!("seed {seed:#x} trial {trial} ({what}) through {cmd}"));
+            assert!(out.stderr.contains("error["), "trial {trial} ({what}): no coded diagnostic");
+        }
+    }
+    // Special files in every place that names a file.
+    nix_mkfifo(&d.join("fifo"));
+    std::fs::create_dir_all(d.join("adir")).expect("dir");
+    std::fs::write(d.join("big"), vec![b'#'; 9 * 1024 * 1024]).expect("big");
+    for (i, target) in
+        ["fifo", "/dev/zero", "/dev/urandom", "adir", "/proc/self/environ", "/proc/self/mem", "big"]
+            .iter()
+            .enumerate()
+    {
+        let link = format!("special{i}");
+        let _ = std::fs::remove_file(d.join(&link));
+        std::os::unix::fs::symlink(
+            if target.starts_with('/') { target.to_string() } else { d.join(target).display().to_string() },
+            d.join(&link),
+        )
+        .expect("symlink");
+        let places = [
+            including(&link),
+            format!(
+                "[runbook]\nname = \"s\"\n[steps.a]\nsql = {{ url = \"sqlite:x.db\", file = \"{link}\" }}\n"
+            ),
+            format!(
+                "[runbook]\nname = \"h\"\n[steps.a]\nhttp = {{ url = \"https://127.0.0.1:9/\", ca-file = \"{link}\" }}\n"
+            ),
+        ];
+        for (p, text) in places.iter().enumerate() {
+            write(d, "gen.toml", text);
+            // An include is read by `check`; scripts and CA files by `plan` (they are digested).
+            let cmd = if p == 0 { "check" } else { "plan" };
+            refused(&check(d, &[cmd, "gen.toml"]), &format!("{target} as place {p}"));
+        }
+        write(d, "ok.toml", "[runbook]\nname = \"ok\"\n[steps.a]\nrun = \"true\"\n");
+        refused(&check(d, &["plan", "ok.toml", "--params-file", &link]), &format!("{target} as params file"));
+        refused(&check(d, &["check", &link]), &format!("{target} as the runbook"));
+        refused(&check(d, &["run", "--plan", &link, "--state", "s.db"]), &format!("{target} as a plan"));
+    }
 }
