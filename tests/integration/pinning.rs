@@ -221,3 +221,44 @@ fn regression_pinned_plan_refuses_an_edited_params_file() {
     assert!(out.stderr.contains("`p.toml` changed since it was planned"), "{}", out.stderr);
     assert!(!d.join("out").exists());
 }
+
+/// The digest is checked again when the step reads the file: a script edited while the run
+/// is under way (here by an earlier step; in life by anyone, while the run waits for an
+/// approval) is refused, and the database never sees it.
+#[test]
+fn regression_a_script_edited_during_the_run_is_refused_when_read() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    write(
+        d,
+        "r.toml",
+        r#"[runbook]
+name = "migrate"
+
+[steps.meddle]
+run = "echo 'CREATE TABLE attacker (id INTEGER);' > db/migrate.sql"
+
+[steps.migrate]
+needs = ["meddle"]
+dir = "db"
+sql = { url = "sqlite:app.db?mode=rwc", file = "migrate.sql" }
+"#,
+    );
+    write(d, "db/migrate.sql", "CREATE TABLE reviewed (id INTEGER);\n");
+    // The script is resolved from the step's `dir`, as the executor reads it.
+    let out = run_in(d, &["plan", "r.toml", "-o", "plan.json"]);
+    ok(&out, 0);
+    assert!(
+        out.stdout.contains("db/migrate.sql") && out.stdout.contains("CREATE TABLE reviewed"),
+        "{}",
+        out.stdout
+    );
+    for args in [&["run", "--plan", "plan.json", "--yes"][..], &["run", "r.toml", "--yes"]] {
+        write(d, "db/migrate.sql", "CREATE TABLE reviewed (id INTEGER);\n");
+        let out = cmd(d, args);
+        assert_ne!(out.code, 0, "{args:?}: the edited script ran\n{}", out.stdout);
+        let logs = format!("{}{}", out.stdout, out.stderr);
+        assert!(logs.contains("changed since the run started"), "{args:?}: {logs}");
+        assert!(!d.join("db/app.db").exists(), "{args:?}: the database was opened");
+    }
+}

@@ -541,9 +541,13 @@ impl Runbook {
                 out.push(FileRead { kind, path });
             }
         };
-        let mut action = |a: &Action| match a {
+        // A SQL script is read from the step's `dir` when it has one (as the executor does).
+        let mut action = |a: &Action, dir: Option<&str>| match a {
             Action::Sql(s) => match &s.statement {
-                SqlStatement::File(f) => push(ReadKind::SqlScript, f),
+                SqlStatement::File(f) => match dir {
+                    Some(d) => push(ReadKind::SqlScript, &std::path::Path::new(d).join(f).to_string_lossy()),
+                    None => push(ReadKind::SqlScript, f),
+                },
                 SqlStatement::Query(_) => {}
             },
             Action::Http(h) => {
@@ -558,15 +562,15 @@ impl Runbook {
             | Action::Runbook(_) => {}
         };
         for c in &self.preconditions {
-            action(&c.action);
+            action(&c.action, c.dir.as_deref());
         }
         for step in self.steps.iter().chain(self.finally.iter()) {
             for c in &step.preconditions {
-                action(&c.action);
+                action(&c.action, c.dir.as_deref());
             }
-            action(&step.action);
+            action(&step.action, step.dir.as_deref());
             if let Some(comp) = &step.compensate {
-                action(&comp.action);
+                action(&comp.action, comp.dir.as_deref());
             }
         }
         for child in &self.includes {

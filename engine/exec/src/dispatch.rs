@@ -1406,6 +1406,17 @@ impl<'a> Dispatcher<'a> {
         Ok(())
     }
 
+    /// The digest a file had when the run started, from [`RunOptions::reads`] (paths there
+    /// are as the CLI resolved them, relative to its folder or absolute).
+    fn pinned_digest(&self, path: &std::path::Path) -> Option<String> {
+        let key = |p: &std::path::Path| {
+            let abs = std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+            runbook_core::validate::normalize(&abs.to_string_lossy())
+        };
+        let want = key(path);
+        self.opts.reads.iter().find(|r| key(std::path::Path::new(&r.path)) == want).map(|r| r.sha256.clone())
+    }
+
     /// Render an action into the work of one attempt.
     #[allow(clippy::too_many_arguments)]
     fn work(
@@ -1446,11 +1457,20 @@ impl<'a> Dispatcher<'a> {
                     expect_status: spec.expect_status.clone(),
                     max_latency: spec.max_latency,
                     ca_file: spec.ca_file.as_ref().map(|c| self.opts.base_dir.join(c)),
+                    ca_sha256: spec
+                        .ca_file
+                        .as_ref()
+                        .and_then(|c| self.pinned_digest(&self.opts.base_dir.join(c))),
                     request_timeout: spec.request_timeout,
                 };
                 return Ok(Work::Http { request, assert: assert(&spec.assert) });
             }
             Action::Sql(spec) => {
+                let base_dir = dir.map_or_else(|| self.opts.base_dir.clone(), |d| self.opts.base_dir.join(d));
+                let script_sha256 = match &spec.statement {
+                    runbook_core::model::SqlStatement::File(f) => self.pinned_digest(&base_dir.join(f)),
+                    runbook_core::model::SqlStatement::Query(_) => None,
+                };
                 let request = sql::Request {
                     url: render(&spec.url)?,
                     statement: match &spec.statement {
@@ -1459,7 +1479,8 @@ impl<'a> Dispatcher<'a> {
                     },
                     args: spec.args.iter().map(|a| render_json(a, &ctx)).collect::<Result<_, _>>()?,
                     read_only: spec.read_only,
-                    base_dir: dir.map_or_else(|| self.opts.base_dir.clone(), |d| self.opts.base_dir.join(d)),
+                    base_dir,
+                    script_sha256,
                 };
                 return Ok(Work::Sql { request, assert: assert(&spec.assert) });
             }
@@ -1516,6 +1537,7 @@ impl<'a> Dispatcher<'a> {
             expect_status: Vec::new(),
             max_latency: None,
             ca_file: None,
+            ca_sha256: None,
             request_timeout: Some(Duration::from_secs(10)),
         })
     }
