@@ -232,35 +232,9 @@ fn plan_cmd(
     };
     // Every other file the run will read, digested (and a SQL script shown): the reviewer
     // sees what runs, and `run --plan` refuses if any of them changed.
-    let params_read = params_file.map(|pf| {
-        let read = runbook_core::model::FileRead {
-            kind: runbook_core::model::ReadKind::ParamsFile,
-            path: display(pf),
-        };
-        loader::read_bytes(&read.path).map(|bytes| plan::reads_entry(&read, &bytes))
-    });
-    plan.reads = match loader::reads(&runbook) {
-        Ok(mut r) => {
-            match params_read {
-                Some(Ok(p)) => r.push(p),
-                Some(Err(e)) => {
-                    eprintln!(
-                        "error: cannot read params file `{}`: {e}",
-                        params_file.map(display).unwrap_or_default()
-                    );
-                    return exit::INVALID;
-                }
-                None => {}
-            }
-            r
-        }
-        Err(problems) => {
-            for p in problems {
-                eprintln!("error: {p}");
-            }
-            eprintln!("  help: paths are relative to the folder of the runbook that names them");
-            return exit::INVALID;
-        }
+    plan.reads = match pinned_reads(&runbook, params_file) {
+        Ok(r) => r,
+        Err(code) => return code,
     };
     // Only to the terminal or a pipe: streamed as it is made, through a buffer of its own
     // (standard output's line buffering would write it a line at a time).
@@ -303,6 +277,33 @@ fn plan_cmd(
     }
     leave_to_exit((runbook, plan, json));
     exit::SUCCESS
+}
+
+/// The `reads` of a plan: every other file a run of `runbook` reads, and the params file the
+/// values came from, each with its digest (a SQL script with its text). `Err` is the exit
+/// code, the reasons printed.
+pub fn pinned_reads(runbook: &Runbook, params_file: Option<&Path>) -> Result<Vec<plan::PlanRead>, u8> {
+    let mut reads = loader::reads(runbook).map_err(|problems| {
+        for p in problems {
+            eprintln!("error: {p}");
+        }
+        eprintln!("  help: paths are relative to the folder of the runbook that names them");
+        exit::INVALID
+    })?;
+    if let Some(pf) = params_file {
+        let read = runbook_core::model::FileRead {
+            kind: runbook_core::model::ReadKind::ParamsFile,
+            path: display(pf),
+        };
+        match loader::read_bytes(&read.path) {
+            Ok(bytes) => reads.push(plan::reads_entry(&read, &bytes)),
+            Err(e) => {
+                eprintln!("error: cannot read params file `{}`: {e}", read.path);
+                return Err(exit::INVALID);
+            }
+        }
+    }
+    Ok(reads)
 }
 
 /// The command is done and the process ends right after: freeing a big runbook and its plan
