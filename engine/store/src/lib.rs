@@ -510,7 +510,12 @@ async fn probe_sqlite(path: &Path) -> Result<()> {
             return Err(bad("it is truncated (shorter than SQLite's 100-byte header)".into()));
         }
     }
-    let options = sqlx::sqlite::SqliteConnectOptions::new().filename(path).create_if_missing(false);
+    // Writers wait for each other as the pool's connections do (a store in use is not a
+    // damaged one).
+    let options = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(false)
+        .busy_timeout(Duration::from_secs(30));
     let mut conn = sqlx::SqliteConnection::connect_with(&options)
         .await
         .map_err(|e| bad(format!("it cannot be opened: {}", db_message(&e))))?;
@@ -519,8 +524,20 @@ async fn probe_sqlite(path: &Path) -> Result<()> {
     // the rows themselves.
     let probe = sqlx::query("SELECT count(*) FROM sqlite_master").execute(&mut conn).await;
     let _ = conn.close().await;
-    probe.map_err(|e| bad(format!("the database is damaged: {}", db_message(&e))))?;
-    Ok(())
+    match probe {
+        Ok(_) => Ok(()),
+        // Busy or locked: in use, not damaged; the pool waits for it as usual.
+        Err(e) if is_busy(&e) => Ok(()),
+        Err(e) => Err(bad(format!("the database is damaged: {}", db_message(&e)))),
+    }
+}
+
+/// SQLite's "database is locked" or "busy" (codes 5 and 6, extended or not).
+fn is_busy(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .and_then(|db| db.code())
+        .and_then(|c| c.parse::<u32>().ok())
+        .is_some_and(|c| matches!(c & 0xff, 5 | 6))
 }
 
 fn db_message(e: &sqlx::Error) -> String {
