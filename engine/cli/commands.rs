@@ -114,7 +114,22 @@ pub fn display(path: &Path) -> String {
 /// Read, parse and validate one file (and its includes).
 fn load(path: &Path) -> Checked {
     let shown = display(path);
-    match loader::read(&shown) {
+    // A file named on the command line is quoted in diagnostics when it is a runbook, or a
+    // `.toml` file named directly (a runbook being written has syntax errors). Anything else
+    // (`check evil.toml` where `evil.toml` links to `../../app.env`, `check .env`) gets one
+    // line without its content: a CI job may check file names an attacker chose.
+    let quotable = |text: &str| {
+        validate::is_runbook_text(text)
+            || (path.extension().is_some_and(|e| e == "toml")
+                && std::fs::symlink_metadata(path).is_ok_and(|m| !m.file_type().is_symlink()))
+    };
+    match loader::read(&shown).and_then(|t| {
+        if quotable(&t) {
+            Ok(t)
+        } else {
+            Err("it is not a runbook (a TOML file with a `[runbook]` table); its content is not shown".into())
+        }
+    }) {
         Ok(text) => {
             let includes = loader::FsLoader::for_runbook(&shown);
             validate::check(Source::new(shown, text), &includes)
@@ -186,9 +201,25 @@ pub fn load_with_params(
         let shown = display(pf);
         match loader::read(&shown) {
             Ok(text) => {
-                let (values, diags) = inputs::from_file(&Source::new(shown, text), &runbook);
+                let (values, diags) = inputs::from_file(&Source::new(shown.clone(), text), &runbook);
                 given.extend(values);
-                problems.extend(diags);
+                // Its lines are quoted only when it is a `.toml` file named directly: a link
+                // or another kind of file could be anything (an `.env` file of passwords).
+                let direct = pf.extension().is_some_and(|e| e == "toml")
+                    && std::fs::symlink_metadata(pf).is_ok_and(|m| !m.file_type().is_symlink());
+                if direct || diags.is_empty() {
+                    problems.extend(diags);
+                } else {
+                    problems.push(
+                        Diagnostic::error(
+                            runbook_core::Code::InvalidParamValue,
+                            &Source::new(shown.clone(), ""),
+                            Default::default(),
+                            format!("params file `{shown}` is not valid ({} problems); its content is not shown", diags.len()),
+                        )
+                        .with_help("name a `.toml` params file directly (not through a symbolic link) to see the problems"),
+                    );
+                }
             }
             Err(e) => problems.push(Diagnostic::error(
                 runbook_core::Code::Io,

@@ -442,3 +442,32 @@ fn class_hostile_corpus_is_refused_without_crash_or_hang() {
         refused(&check(d, &["run", "--plan", &link, "--state", "s.db"]), &format!("{target} as a plan"));
     }
 }
+
+/// A CI job may run `check` on file names an attacker chose: a link named like a runbook
+/// to a file outside, or a file that is not a runbook, is refused in one line.
+#[test]
+fn regression_check_does_not_quote_a_named_file_that_is_not_a_runbook() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    write(d, "app.env", &format!("DATABASE_PASSWORD={SENTINEL}\n"));
+    write(d, "repo/notes.txt", &format!("token = {SENTINEL}\n"));
+    std::os::unix::fs::symlink(d.join("app.env"), d.join("repo/evil.toml")).expect("symlink");
+    for name in ["evil.toml", "notes.txt", "../app.env"] {
+        let out = check(&d.join("repo"), &["check", name]);
+        refused(&out, name);
+        assert!(!out.stderr.contains(SENTINEL), "{name} was quoted:\n{}", out.stderr);
+        assert!(out.stderr.contains("not a runbook"), "{name}: {}", out.stderr);
+    }
+    // The same for a params file.
+    write(d, "repo/ok.toml", "[runbook]\nname = \"ok\"\n[steps.a]\nrun = \"true\"\n");
+    for name in ["evil.toml", "notes.txt", "../app.env"] {
+        let out = check(&d.join("repo"), &["plan", "ok.toml", "--params-file", name]);
+        refused(&out, name);
+        assert!(!out.stderr.contains(SENTINEL), "params file {name} was quoted:\n{}", out.stderr);
+    }
+    // A runbook being written, with a syntax error, is still quoted: that is how it is fixed.
+    write(d, "repo/wip.toml", "[runbook]\nname = \"wip\"\n[steps.a]\nrun = \"true\" oops\n");
+    let out = check(&d.join("repo"), &["check", "wip.toml"]);
+    refused(&out, "wip.toml");
+    assert!(out.stderr.contains("oops"), "{}", out.stderr);
+}

@@ -127,7 +127,7 @@ fn few<'a>(names: impl ExactSizeIterator<Item = &'a str>) -> Vec<&'a str> {
 
 /// Whether a text parses as TOML with a `[runbook]` table: only then may diagnostics quote
 /// an included file.
-fn is_runbook_text(text: &str) -> bool {
+pub fn is_runbook_text(text: &str) -> bool {
     text.parse::<toml::Table>().is_ok_and(|t| t.get("runbook").is_some_and(toml::Value::is_table))
 }
 
