@@ -471,3 +471,25 @@ fn regression_check_does_not_quote_a_named_file_that_is_not_a_runbook() {
     refused(&out, "wip.toml");
     assert!(out.stderr.contains("oops"), "{}", out.stderr);
 }
+
+/// A secret file that is a FIFO or a device is refused when the run starts: no hang, no
+/// read until memory runs out, nothing run.
+#[test]
+fn regression_special_secret_files_do_not_hang_a_run() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    nix_mkfifo(&d.join("token.fifo"));
+    for source in ["token.fifo", "/dev/zero"] {
+        write(
+            d,
+            "r.toml",
+            &format!(
+                "[runbook]\nname = \"s\"\n[secrets.TOKEN]\nfile = \"{source}\"\n[steps.a]\nrun = \"touch ran\"\nenv = {{ T = \"{{{{ secrets.TOKEN }}}}\" }}\n"
+            ),
+        );
+        let out = run_limited(d, &["run", "r.toml", "--yes", "--state", "s.db"], &[], LIMIT);
+        refused(&out, source);
+        assert!(out.stderr.contains("TOKEN"), "{source}: {}", out.stderr);
+        assert!(!d.join("ran").exists(), "{source}: a step ran");
+    }
+}
