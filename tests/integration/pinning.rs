@@ -262,3 +262,19 @@ sql = { url = "sqlite:app.db?mode=rwc", file = "migrate.sql" }
         assert!(!d.join("db/app.db").exists(), "{args:?}: the database was opened");
     }
 }
+
+/// The script a reviewer reads cannot hide lines from the terminal: control characters are
+/// shown as escapes (the plan JSON keeps the exact text, and the digest covers it).
+#[test]
+fn a_script_shown_in_a_plan_cannot_hide_lines_with_escape_sequences() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    write(d, "r.toml", SQL_RUNBOOK);
+    write(d, "migrate.sql", "SELECT 1;\nDROP TABLE users; -- \u{1b}[2K\u{1b}[1A\rSELECT 2;\n");
+    for format in ["text", "markdown"] {
+        let out = run_in(d, &["plan", "r.toml", "--format", format]);
+        ok(&out, 0);
+        assert!(!out.stdout.contains('\u{1b}') && !out.stdout.contains('\r'), "{format}: {:?}", out.stdout);
+        assert!(out.stdout.contains("DROP TABLE users; -- \\u{1b}[2K"), "{format}: {}", out.stdout);
+    }
+}

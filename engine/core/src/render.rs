@@ -19,7 +19,7 @@ pub fn text(plan: &Plan) -> String {
         if let Some(t) = &r.text {
             let _ = writeln!(out, "\nSQL script {} (sha256 {}), as it will run:", r.path, r.sha256);
             for line in t.lines() {
-                let _ = writeln!(out, "  | {line}");
+                let _ = writeln!(out, "  | {}", visible(line));
             }
         }
     }
@@ -318,6 +318,20 @@ fn step_text(out: &mut String, s: &PlanStep, indent: &str) {
     }
 }
 
+/// A file's text as a reviewer may see it: control characters (a terminal escape sequence
+/// could hide or rewrite lines) are shown as `\u{..}` escapes; tabs and newlines stay.
+fn visible(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() && c != '\t' && c != '\n' {
+                c.escape_unicode().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 fn read_kind(kind: ReadKind) -> &'static str {
     match kind {
         ReadKind::SqlScript => "sql-script",
@@ -369,8 +383,12 @@ pub fn markdown(plan: &Plan) -> String {
             // A fence longer than any run of backticks in the script, so it cannot end early.
             let longest = t.split(|c| c != '`').map(str::len).max().unwrap_or(0);
             let fence = "`".repeat(longest.max(2) + 1);
-            let _ =
-                writeln!(out, "\n**SQL script** `{}`, as it will run:\n\n{fence}sql\n{t}\n{fence}", r.path);
+            let _ = writeln!(
+                out,
+                "\n**SQL script** `{}`, as it will run:\n\n{fence}sql\n{}\n{fence}",
+                r.path,
+                visible(t.trim_end_matches('\n'))
+            );
         }
     }
     if !plan.preconditions.is_empty() {
