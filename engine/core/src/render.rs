@@ -62,6 +62,12 @@ fn text_into(out: &mut String, plan: &Plan, indent: &str) {
             plan.secrets.iter().map(|s| format!("{} ({})", s.name, source_text(&s.source))).collect();
         let _ = writeln!(out, "{indent}  secrets    {}", list.join(", "));
     }
+    // What a pinned plan checks, at the top only (an included plan's files are listed here).
+    if indent.is_empty() {
+        for f in &plan.files {
+            let _ = writeln!(out, "  runbook    {} (sha256 {})", f.path, f.sha256);
+        }
+    }
     for r in &plan.reads {
         let _ = writeln!(out, "{indent}  reads      {} {} (sha256 {})", read_kind(r.kind), r.path, r.sha256);
     }
