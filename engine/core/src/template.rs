@@ -267,7 +267,7 @@ pub fn limits(text: &str, expression: bool) -> Result<(), TemplateError> {
             }
         };
         let body_start = open + 2;
-        let end = text[body_start..].find(close).map_or(text.len(), |i| body_start + i);
+        let end = tag_end(text, body_start, close);
         let body = &text[body_start..end];
         if close != "#}" {
             let n = nesting(body);
@@ -295,6 +295,32 @@ pub fn limits(text: &str, expression: bool) -> Result<(), TemplateError> {
         at = (end + close.len()).min(text.len());
     }
     Ok(())
+}
+
+/// Where the tag whose body starts at `from` ends: the first `close` outside brackets and
+/// string literals (a dict literal's `}}` does not end a `{{ }}` tag), or the end of the
+/// text. Conservative: the body measured is never shorter than the one minijinja parses.
+fn tag_end(text: &str, from: usize, close: &str) -> usize {
+    let bytes = text.as_bytes();
+    let mut depth = 0usize;
+    let mut i = from;
+    while i < bytes.len() {
+        match bytes[i] {
+            q @ (b'\'' | b'"') if close != "#}" => {
+                i += 1;
+                while i < bytes.len() && bytes[i] != q {
+                    i += if bytes[i] == b'\\' { 2 } else { 1 };
+                }
+            }
+            b'(' | b'[' | b'{' if close != "#}" => depth += 1,
+            b')' | b']' if close != "#}" => depth = depth.saturating_sub(1),
+            b'}' | b'%' | b'#' if depth == 0 && text[i..].starts_with(close) => return i,
+            b'}' if close != "#}" => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        i += 1;
+    }
+    text.len()
 }
 
 /// Tags that open a block closed by an `end...` tag.
