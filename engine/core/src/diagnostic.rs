@@ -286,4 +286,35 @@ mod tests {
             assert!(c.as_str().starts_with("RB") && c.as_str().len() == 5);
         }
     }
+
+    /// The line index gives what a scan from the start gives, at every offset of texts with
+    /// multi-byte characters, empty lines and no final newline.
+    #[test]
+    fn line_col_matches_a_scan_from_the_start() {
+        fn scan(text: &str, offset: usize) -> (usize, usize) {
+            let offset = floor_char_boundary(text, offset.min(text.len()));
+            let before = &text[..offset];
+            let line = before.matches('\n').count() + 1;
+            let start = before.rfind('\n').map_or(0, |i| i + 1);
+            (line, text[start..offset].chars().count() + 1)
+        }
+        let pieces = ["a", "é", "\n", "", "日本", "\n\n", "x = 1", "\r\n", "🦀"];
+        let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+        for _ in 0..300 {
+            let mut text = String::new();
+            for _ in 0..(seed % 40) {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                text.push_str(pieces[(seed % pieces.len() as u64) as usize]);
+            }
+            let source = Source::new("f", text.clone());
+            for offset in 0..=text.len() + 2 {
+                assert_eq!(source.line_col(offset), scan(&text, offset), "{text:?} at {offset}");
+            }
+            for (n, line) in text.split('\n').enumerate() {
+                assert_eq!(source.line_text(n + 1), Some(line), "{text:?} line {}", n + 1);
+            }
+        }
+    }
 }
