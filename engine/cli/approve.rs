@@ -170,14 +170,15 @@ fn approval_spec(
     let text = crate::loader::read(file).ok()?;
     let checked = runbook_core::validate::check(
         runbook_core::Source::new(file.clone(), text),
-        &crate::loader::FsLoader,
+        &crate::loader::FsLoader::for_runbook(file),
     );
     let runbook = checked
         .runbook
         .filter(|_| !checked.diagnostics.iter().any(|d| d.severity == runbook_core::Severity::Error))?;
     let now: Vec<String> =
         runbook.sources().iter().map(|s| runbook_core::plan::sha256_hex(&s.text)).collect();
-    let then: Vec<String> = files.iter().map(|f| f.sha256.clone()).collect();
+    // The runbook files come first; the files the run reads (SQL scripts...) follow them.
+    let then: Vec<String> = files.iter().take(now.len()).map(|f| f.sha256.clone()).collect();
     if now != then {
         return None;
     }

@@ -114,8 +114,26 @@ pub fn display(path: &Path) -> String {
 /// Read, parse and validate one file (and its includes).
 fn load(path: &Path) -> Checked {
     let shown = display(path);
-    match loader::read(&shown) {
-        Ok(text) => validate::check(Source::new(shown, text), &loader::FsLoader),
+    // A file named on the command line is quoted in diagnostics when it is a runbook, or a
+    // `.toml` file named directly (a runbook being written has syntax errors). Anything else
+    // (`check evil.toml` where `evil.toml` links to `../../app.env`, `check .env`) gets one
+    // line without its content: a CI job may check file names an attacker chose.
+    let quotable = |text: &str| {
+        validate::is_runbook_text(text)
+            || (path.extension().is_some_and(|e| e == "toml")
+                && std::fs::symlink_metadata(path).is_ok_and(|m| !m.file_type().is_symlink()))
+    };
+    match loader::read(&shown).and_then(|t| {
+        if quotable(&t) {
+            Ok(t)
+        } else {
+            Err("it is not a runbook (a TOML file with a `[runbook]` table); its content is not shown".into())
+        }
+    }) {
+        Ok(text) => {
+            let includes = loader::FsLoader::for_runbook(&shown);
+            validate::check(Source::new(shown, text), &includes)
+        }
         Err(e) => Checked {
             runbook: None,
             diagnostics: vec![
@@ -183,9 +201,25 @@ pub fn load_with_params(
         let shown = display(pf);
         match loader::read(&shown) {
             Ok(text) => {
-                let (values, diags) = inputs::from_file(&Source::new(shown, text), &runbook);
+                let (values, diags) = inputs::from_file(&Source::new(shown.clone(), text), &runbook);
                 given.extend(values);
-                problems.extend(diags);
+                // Its lines are quoted only when it is a `.toml` file named directly: a link
+                // or another kind of file could be anything (an `.env` file of passwords).
+                let direct = pf.extension().is_some_and(|e| e == "toml")
+                    && std::fs::symlink_metadata(pf).is_ok_and(|m| !m.file_type().is_symlink());
+                if direct || diags.is_empty() {
+                    problems.extend(diags);
+                } else {
+                    problems.push(
+                        Diagnostic::error(
+                            runbook_core::Code::InvalidParamValue,
+                            &Source::new(shown.clone(), ""),
+                            Default::default(),
+                            format!("params file `{shown}` is not valid ({} problems); its content is not shown", diags.len()),
+                        )
+                        .with_help("name a `.toml` params file directly (not through a symbolic link) to see the problems"),
+                    );
+                }
             }
             Err(e) => problems.push(Diagnostic::error(
                 runbook_core::Code::Io,
@@ -220,12 +254,18 @@ fn plan_cmd(
         Ok(x) => x,
         Err(code) => return code,
     };
-    let plan = match plan::plan(&runbook, &values) {
+    let mut plan = match plan::plan(&runbook, &values) {
         Ok(p) => p,
         Err(d) => {
             print_diagnostics(&d, color);
             return exit::INVALID;
         }
+    };
+    // Every other file the run will read, digested (and a SQL script shown): the reviewer
+    // sees what runs, and `run --plan` refuses if any of them changed.
+    plan.reads = match pinned_reads(&runbook, params_file) {
+        Ok(r) => r,
+        Err(code) => return code,
     };
     // Only to the terminal or a pipe: streamed as it is made, through a buffer of its own
     // (standard output's line buffering would write it a line at a time).
@@ -268,6 +308,33 @@ fn plan_cmd(
     }
     leave_to_exit((runbook, plan, json));
     exit::SUCCESS
+}
+
+/// The `reads` of a plan: every other file a run of `runbook` reads, and the params file the
+/// values came from, each with its digest (a SQL script with its text). `Err` is the exit
+/// code, the reasons printed.
+pub fn pinned_reads(runbook: &Runbook, params_file: Option<&Path>) -> Result<Vec<plan::PlanRead>, u8> {
+    let mut reads = loader::reads(runbook).map_err(|problems| {
+        for p in problems {
+            eprintln!("error: {p}");
+        }
+        eprintln!("  help: paths are relative to the folder of the runbook that names them");
+        exit::INVALID
+    })?;
+    if let Some(pf) = params_file {
+        let read = runbook_core::model::FileRead {
+            kind: runbook_core::model::ReadKind::ParamsFile,
+            path: display(pf),
+        };
+        match loader::read_bytes(&read.path) {
+            Ok(bytes) => reads.push(plan::reads_entry(&read, &bytes)),
+            Err(e) => {
+                eprintln!("error: cannot read params file `{}`: {e}", read.path);
+                return Err(exit::INVALID);
+            }
+        }
+    }
+    Ok(reads)
 }
 
 /// The command is done and the process ends right after: freeing a big runbook and its plan

@@ -503,7 +503,7 @@ pub fn report(run_id: &str, format: ReportFormat, drill: bool, state: Option<Str
             let same = files.first().is_some_and(|f| f.sha256 == runbook_core::plan::sha256_hex(&text));
             let checked = runbook_core::validate::check(
                 runbook_core::Source::new(file.clone(), text),
-                &crate::loader::FsLoader,
+                &crate::loader::FsLoader::for_runbook(file),
             );
             let valid = same && !checked.has_errors();
             checked.runbook.filter(|_| valid)

@@ -1,26 +1,130 @@
-//! Reading runbook files from disk for the core's validator.
+//! Reading the files a command is given or a runbook names: runbooks, included runbooks,
+//! params files, plans, SQL scripts and CA files.
+//!
+//! Every such read goes through [`read_bytes`]: only a regular file, never one under
+//! `/proc`, `/sys` or `/dev`, opened without blocking (a FIFO swapped in after the check
+//! cannot hang the command) and read up to [`MAX_FILE_BYTES`]. Included runbooks must also
+//! live in the including tree: under the folder of the runbook named on the command line
+//! (symbolic links resolved), see [`FsLoader`].
 
-use std::io::ErrorKind;
+use std::io::{ErrorKind, Read as _};
+use std::os::unix::fs::OpenOptionsExt as _;
+use std::path::{Path, PathBuf};
 
 use runbook_core::validate::Loader;
 
-/// Reads files relative to the current directory.
-#[derive(Debug, Default)]
-pub struct FsLoader;
+/// The largest file read: 8 MiB. A runbook of 5,000 steps is about 1 MiB; a bigger file
+/// is a mistake or an attack (`/dev/zero` would otherwise read until memory runs out).
+pub const MAX_FILE_BYTES: u64 = 8 * 1024 * 1024;
+
+/// Folders whose files are the kernel's or devices, never runbook material.
+const SPECIAL_ROOTS: [&str; 3] = ["/proc", "/sys", "/dev"];
+
+/// Reads included runbooks: only files inside `root` (the folder of the runbook named on the
+/// command line), after symbolic links are resolved.
+#[derive(Debug)]
+pub struct FsLoader {
+    root: Option<PathBuf>,
+}
+
+impl FsLoader {
+    /// A loader for the runbook at `top`: includes may live in its folder and below.
+    pub fn for_runbook(top: &str) -> FsLoader {
+        let dir = Path::new(top).parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        FsLoader { root: std::fs::canonicalize(dir).ok() }
+    }
+}
 
 impl Loader for FsLoader {
     fn load(&self, path: &str) -> Result<String, String> {
+        let Some(root) = &self.root else {
+            return Err("the folder of the including runbook cannot be resolved".into());
+        };
+        let real = std::fs::canonicalize(path).map_err(|e| reason(&e))?;
+        if !real.starts_with(root) {
+            return Err(format!(
+                "it is outside the folder of the runbook being checked (`{}`); included runbooks must live in that folder or below it",
+                root.display()
+            ));
+        }
         read(path)
     }
 }
 
 /// A file's text, or a short lowercase reason.
 pub fn read(path: &str) -> Result<String, String> {
-    std::fs::read_to_string(path).map_err(|e| match e.kind() {
+    String::from_utf8(read_bytes(path)?).map_err(|_| "the file is not UTF-8 text".to_string())
+}
+
+/// A file's bytes, if it is a regular file of at most [`MAX_FILE_BYTES`] outside the
+/// special folders; otherwise a short lowercase reason (never the content).
+pub fn read_bytes(path: &str) -> Result<Vec<u8>, String> {
+    // Resolved first: a symbolic link to /proc/self/environ is as special as the file.
+    let real = std::fs::canonicalize(path).map_err(|e| reason(&e))?;
+    if let Some(root) = SPECIAL_ROOTS.iter().find(|r| real.starts_with(r)) {
+        return Err(format!("it is a special file under {root} (resolved to `{}`)", real.display()));
+    }
+    let meta = std::fs::metadata(&real).map_err(|e| reason(&e))?;
+    kind_ok(&meta)?;
+    // Non-blocking: if a FIFO took the file's place since the check, opening it returns at
+    // once instead of waiting for a writer.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
+        .open(&real)
+        .map_err(|e| reason(&e))?;
+    let meta = file.metadata().map_err(|e| reason(&e))?;
+    kind_ok(&meta)?;
+    let mut bytes = Vec::with_capacity(usize::try_from(meta.len().min(MAX_FILE_BYTES)).unwrap_or(0));
+    file.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes).map_err(|e| reason(&e))?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(format!("it is larger than {} MiB", MAX_FILE_BYTES / (1024 * 1024)));
+    }
+    Ok(bytes)
+}
+
+fn kind_ok(meta: &std::fs::Metadata) -> Result<(), String> {
+    use std::os::unix::fs::FileTypeExt as _;
+    let t = meta.file_type();
+    if t.is_file() {
+        return Ok(());
+    }
+    Err(if t.is_dir() {
+        "it is a directory".into()
+    } else if t.is_fifo() {
+        "it is a FIFO (named pipe), not a regular file".into()
+    } else if t.is_socket() {
+        "it is a socket, not a regular file".into()
+    } else if t.is_char_device() || t.is_block_device() {
+        "it is a device, not a regular file".into()
+    } else {
+        "it is not a regular file".into()
+    })
+}
+
+fn reason(e: &std::io::Error) -> String {
+    match e.kind() {
         ErrorKind::NotFound => "file not found".to_string(),
         ErrorKind::PermissionDenied => "permission denied".to_string(),
         ErrorKind::InvalidData => "the file is not UTF-8 text".to_string(),
         ErrorKind::IsADirectory => "it is a directory".to_string(),
         _ => e.to_string().to_lowercase(),
-    })
+    }
+}
+
+/// The plan entries of every file besides runbooks that a run of `runbook` reads (SQL
+/// scripts, CA files: [`runbook_core::model::Runbook::reads`]), each read once with its
+/// digest. `Err`: one line per file that cannot be read.
+pub fn reads(
+    runbook: &runbook_core::model::Runbook,
+) -> Result<Vec<runbook_core::plan::PlanRead>, Vec<String>> {
+    let mut out = Vec::new();
+    let mut problems = Vec::new();
+    for r in runbook.reads() {
+        match read_bytes(&r.path) {
+            Ok(bytes) => out.push(runbook_core::plan::reads_entry(&r, &bytes)),
+            Err(e) => problems.push(format!("cannot read `{}`: {e}", r.path)),
+        }
+    }
+    if problems.is_empty() { Ok(out) } else { Err(problems) }
 }

@@ -58,12 +58,17 @@ pub fn submit(args: SubmitArgs<'_>, color: bool) -> u8 {
                 Ok(x) => x,
                 Err(code) => return code,
             };
-            let plan = match runbook_core::plan::plan(&runbook, &values) {
+            let mut plan = match runbook_core::plan::plan(&runbook, &values) {
                 Ok(p) => p,
                 Err(d) => {
                     crate::commands::print_diagnostics(&d, color);
                     return exit::INVALID;
                 }
+            };
+            // Digested as `runbook plan -o` does: the worker runs it with `run --plan`.
+            plan.reads = match crate::commands::pinned_reads(&runbook, target.params_file.as_deref()) {
+                Ok(r) => r,
+                Err(code) => return code,
             };
             match serde_json::to_string_pretty(&plan) {
                 Ok(text) => (runbook, text),

@@ -16,7 +16,19 @@ use crate::args::Color;
 struct Report<'d> {
     d: &'d Diagnostic,
     source: NamedSource<String>,
+    /// False when a line to show is too long: no snippet, no labels (see [`MAX_SHOWN_LINE`]).
+    snippet: bool,
 }
+
+/// The longest line shown under a diagnostic, in bytes. miette panics on a column past
+/// 65,535, and a line of megabytes helps nobody: such a diagnostic is shown without its
+/// snippet, with `path:line:col` and a note saying why.
+const MAX_SHOWN_LINE: usize = 1_000;
+
+/// Diagnostics past this many are shown without a snippet: finding a span's lines costs
+/// miette a scan of the file, and thousands of snippets of one generated file would make
+/// printing quadratic. Their first line still says `path:line:col`.
+const MAX_SNIPPETS: usize = 200;
 
 impl fmt::Debug for Report<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -45,10 +57,13 @@ impl MietteDiagnostic for Report<'_> {
     }
 
     fn source_code(&self) -> Option<&dyn SourceCode> {
-        Some(&self.source)
+        self.snippet.then_some(&self.source as &dyn SourceCode)
     }
 
     fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
+        if !self.snippet {
+            return None;
+        }
         let main =
             LabeledSpan::new_primary_with_span(self.d.label.clone(), (self.d.span.start, self.d.span.len()));
         let related = self
@@ -77,8 +92,19 @@ pub fn human(diagnostics: &[Diagnostic], color: bool) -> String {
         .with_context_lines(1)
         .with_break_words(false);
     let mut out = String::new();
-    for d in diagnostics {
-        let report = Report { d, source: NamedSource::new(d.source.path.clone(), d.source.text.clone()) };
+    for (i, d) in diagnostics.iter().enumerate() {
+        if i == MAX_SNIPPETS {
+            out.push_str(&format!(
+                "(the first {MAX_SNIPPETS} problems are shown with their source; the other {} only by their first line)\n\n",
+                diagnostics.len() - MAX_SNIPPETS
+            ));
+        }
+        let long = long_line(d);
+        let report = Report {
+            d,
+            source: NamedSource::new(d.source.path.clone(), d.source.text.clone()),
+            snippet: long.is_none() && i < MAX_SNIPPETS,
+        };
         // The first line is greppable on its own: `path:line:col: error[RB022]: message`.
         let kind = match d.severity {
             Severity::Error => "error",
@@ -88,9 +114,32 @@ pub fn human(diagnostics: &[Diagnostic], color: bool) -> String {
         if handler.render_report(&mut out, &report).is_err() {
             out.push_str(&format!("  {}\n", d.message));
         }
+        if let Some((line, len)) = long {
+            out.push_str(&format!(
+                "  (line {line} is {len} bytes long: too long to show; the column above is exact)\n"
+            ));
+        }
         out.push('\n');
     }
     out
+}
+
+/// The first line longer than [`MAX_SHOWN_LINE`] among those a diagnostic's snippet would
+/// show (each label's lines and one line of context around them): its number and length.
+fn long_line(d: &Diagnostic) -> Option<(usize, usize)> {
+    let spans = std::iter::once(d.span).chain(d.related.iter().map(|l| l.span));
+    for span in spans {
+        let (first, _) = d.source.line_col(span.start);
+        let (last, _) = d.source.line_col(span.end);
+        for line in first.saturating_sub(1).max(1)..=last + 1 {
+            if let Some(text) = d.source.line_text(line)
+                && text.len() > MAX_SHOWN_LINE
+            {
+                return Some((line, text.len()));
+            }
+        }
+    }
+    None
 }
 
 /// Render diagnostics for tools: a JSON array.

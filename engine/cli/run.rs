@@ -172,27 +172,16 @@ pub fn load_pinned(shown: &str, text: &str, color: bool) -> Result<Pinned, u8> {
         eprintln!("error: `{shown}` does not name its runbook file (`runbook.file`)");
         return Err(exit::INVALID);
     };
-    let planned_files: Vec<(String, String)> = pinned["files"]
-        .as_array()
-        .map(|files| {
-            files
-                .iter()
-                .map(|f| {
-                    (
-                        f["path"].as_str().unwrap_or("").to_string(),
-                        f["sha256"].as_str().unwrap_or("").to_string(),
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    for (path, sha) in &planned_files {
-        match crate::loader::read(path) {
-            Ok(text) if runbook_core::plan::sha256_hex(&text) == *sha => {}
-            Ok(text) => changes.push(format!(
+    let planned_files = path_digests(&pinned["files"]);
+    // Every file the plan digested: the runbooks, then the files the run reads.
+    let planned_reads = path_digests(&pinned["reads"]);
+    for (path, sha) in planned_files.iter().chain(planned_reads.iter()) {
+        match crate::loader::read_bytes(path) {
+            Ok(bytes) if runbook_core::plan::sha256_hex_bytes(&bytes) == *sha => {}
+            Ok(bytes) => changes.push(format!(
                 "`{path}` changed since it was planned (SHA-256 {} then, {} now)",
                 short(sha),
-                short(&runbook_core::plan::sha256_hex(&text))
+                short(&runbook_core::plan::sha256_hex_bytes(&bytes))
             )),
             Err(e) => changes.push(format!("`{path}` cannot be read: {e}")),
         }
@@ -217,7 +206,16 @@ pub fn load_pinned(shown: &str, text: &str, color: bool) -> Result<Pinned, u8> {
     let (runbook, params) = load_with_params(&file, &args, None, color)?;
     // Same files, same engine, same values: the plan must come out the same. Checked anyway,
     // so that nothing unreviewed can run.
-    let now = runbook_core::plan::plan(&runbook, &params).ok().and_then(|p| serde_json::to_value(&p).ok());
+    // The params file's entry was checked with the others above; its values are in `params`.
+    let params_files = planned_params_files(&pinned);
+    let reads = crate::loader::reads(&runbook).ok().map(|mut r| {
+        r.extend(params_files);
+        r
+    });
+    let now = runbook_core::plan::plan(&runbook, &params)
+        .ok()
+        .zip(reads)
+        .and_then(|(p, reads)| serde_json::to_value(runbook_core::plan::Plan { reads, ..p }).ok());
     if now.as_ref() != Some(&pinned) {
         eprintln!("error: the plan made now differs from `{shown}`; nothing ran");
         eprintln!("  help: review a new plan (`runbook plan {} -o {shown}`)", file.display());
@@ -230,6 +228,42 @@ pub fn load_pinned(shown: &str, text: &str, color: bool) -> Result<Pinned, u8> {
         return Err(exit::INVALID);
     }
     Ok(Pinned { runbook, params, file })
+}
+
+/// The `(path, sha256)` pairs of a plan's list of files (`files` or `reads`).
+fn path_digests(list: &serde_json::Value) -> Vec<(String, String)> {
+    list.as_array()
+        .map(|items| {
+            items
+                .iter()
+                .map(|f| {
+                    (
+                        f["path"].as_str().unwrap_or("").to_string(),
+                        f["sha256"].as_str().unwrap_or("").to_string(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The params-file entries of a plan's `reads`, as written in the plan.
+fn planned_params_files(pinned: &serde_json::Value) -> Vec<runbook_core::plan::PlanRead> {
+    pinned["reads"]
+        .as_array()
+        .map(|reads| {
+            reads
+                .iter()
+                .filter(|r| r["kind"] == "params-file")
+                .map(|r| runbook_core::plan::PlanRead {
+                    kind: runbook_core::model::ReadKind::ParamsFile,
+                    path: r["path"].as_str().unwrap_or("").to_string(),
+                    sha256: r["sha256"].as_str().unwrap_or("").to_string(),
+                    text: None,
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// The first 12 characters (any input: a plan file is user input).
@@ -258,6 +292,8 @@ struct Prepared {
     confirm: Option<dispatch::Confirm>,
     base_dir: PathBuf,
     file: PathBuf,
+    /// Every other file the run reads, with its digest now (journaled for `resume`).
+    reads: Vec<runbook_core::plan::FileHash>,
     /// Stay attached while approvals are pending.
     wait: bool,
 }
@@ -317,10 +353,29 @@ fn prepare(
     let confirm = confirmation(&runbook, yes)?;
     let base_dir =
         file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
+    let reads = read_digests(&runbook)?;
     let secrets = resolve_secrets(&runbook, &base_dir)?;
     check_params_hold_no_secret(&secrets, &params)?;
     let file = std::fs::canonicalize(file).unwrap_or_else(|_| file.to_path_buf());
-    Ok(Prepared { runbook, params, secrets, confirm, base_dir, file, wait: false })
+    Ok(Prepared { runbook, params, secrets, confirm, base_dir, file, reads, wait: false })
+}
+
+/// The digests of every file besides runbooks that a run of `runbook` reads; `Err` (the
+/// exit code) when one cannot be read, the reasons printed.
+fn read_digests(runbook: &Runbook) -> Result<Vec<runbook_core::plan::FileHash>, u8> {
+    match crate::loader::reads(runbook) {
+        Ok(reads) => Ok(reads
+            .into_iter()
+            .map(|r| runbook_core::plan::FileHash { path: r.path, sha256: r.sha256 })
+            .collect()),
+        Err(problems) => {
+            for p in problems {
+                eprintln!("error: {p}");
+            }
+            eprintln!("  help: paths are relative to the folder of the runbook that names them; nothing ran");
+            Err(exit::INVALID)
+        }
+    }
 }
 
 /// The engine's runtime: one thread. Steps are processes, so the dispatcher only waits;
@@ -367,6 +422,7 @@ async fn execute(
         prefix: String::new(),
         parent_lease: None,
         inherited: None,
+        reads: prepared.reads,
         runbook_file: prepared.file,
         resume,
         reaper: start_reaper(),
@@ -606,22 +662,41 @@ async fn prepare_resume(
         eprintln!("error: cannot read the run's runbook `{shown}`: {e}");
         exit::INVALID
     })?;
-    let checked =
-        runbook_core::validate::check(runbook_core::Source::new(shown, text), &crate::loader::FsLoader);
+    let includes = crate::loader::FsLoader::for_runbook(&shown);
+    let checked = runbook_core::validate::check(runbook_core::Source::new(shown, text), &includes);
     let invalid = checked.has_errors();
     let Some(runbook) = checked.runbook.filter(|_| !invalid) else {
         eprint!("{}", crate::report::human(&checked.diagnostics, color));
         return Err(exit::INVALID);
     };
-    let now_hashes: Vec<String> =
-        runbook.sources().iter().map(|s| runbook_core::plan::sha256_hex(&s.text)).collect();
-    let then_hashes: Vec<String> = files.iter().map(|f| f.sha256.clone()).collect();
+    // The runbook files, then every other file the run reads (SQL scripts, CA files).
+    let reads = read_digests(&runbook)?;
+    let now: Vec<runbook_core::plan::FileHash> = runbook
+        .sources()
+        .iter()
+        .map(|s| runbook_core::plan::FileHash {
+            path: s.path.clone(),
+            sha256: runbook_core::plan::sha256_hex(&s.text),
+        })
+        .chain(reads.iter().cloned())
+        .collect();
+    let now_hashes: Vec<&str> = now.iter().map(|f| f.sha256.as_str()).collect();
+    let then_hashes: Vec<&str> = files.iter().map(|f| f.sha256.as_str()).collect();
     if now_hashes != then_hashes {
         eprintln!(
-            "error: the runbook files changed since run {id} started; resuming would run different steps"
+            "error: the files of the run changed since run {id} started; resuming would run different steps"
         );
-        for f in &files {
-            eprintln!("  {} was {}", f.path, f.sha256);
+        // In the same order (paths may read differently: the run may have been started
+        // from another folder).
+        for (i, f) in files.iter().enumerate() {
+            match now.get(i) {
+                Some(n) if n.sha256 == f.sha256 => {}
+                Some(n) => eprintln!("  `{}` changed: SHA-256 {} then, {} now", f.path, f.sha256, n.sha256),
+                None => eprintln!("  `{}` (SHA-256 {}) is no longer read by the run", f.path, f.sha256),
+            }
+        }
+        for n in now.iter().skip(files.len()) {
+            eprintln!("  `{}` (SHA-256 {}) is read now but was not when the run started", n.path, n.sha256);
         }
         eprintln!("  help: restore the files as they were (same SHA-256), or start a new run");
         return Err(exit::INVALID);
@@ -790,7 +865,8 @@ async fn prepare_resume(
     let secrets = resolve_secrets(&runbook, &base_dir)?;
     check_params_hold_no_secret(&secrets, &values)?;
     let confirm = confirmation(&runbook, args.yes)?;
-    let prepared = Prepared { runbook, params: values, secrets, confirm, base_dir, file, wait: args.wait };
+    let prepared =
+        Prepared { runbook, params: values, secrets, confirm, base_dir, file, reads, wait: args.wait };
     Ok((
         prepared,
         dispatch::Resume { state, started_at: summary.started_at.clone(), decisions, compensation_decisions },

@@ -68,6 +68,7 @@ pub async fn open(location: &Location, create: bool) -> Result<Store, u8> {
         if matches!(e, StoreError::NeedsMigration { .. }) {
             eprintln!("  help: `runbook state migrate --state URL` (once per upgrade, by whoever administers the store)");
         }
+        bad_file_help(&e);
         exit::CANNOT_START
     })?;
     // In `db-role` mode the session's role says who this is: it is the operator unless
@@ -81,6 +82,15 @@ pub async fn open(location: &Location, create: bool) -> Result<Store, u8> {
         }
     }
     Ok(store)
+}
+
+/// What to do about a state file that is not a usable database.
+fn bad_file_help(e: &StoreError) {
+    if let StoreError::BadFile { path, .. } = e {
+        eprintln!(
+            "  help: restore it from a backup, or move it aside (`mv {path} {path}.broken`) and run again to start an empty store; `--state PATH` names another"
+        );
+    }
 }
 
 /// A runtime for commands that only talk to the store.
@@ -286,6 +296,7 @@ pub fn check(state: Option<&str>) -> u8 {
 async fn connect(location: &Location) -> Result<Store, u8> {
     Store::connect(location).await.map_err(|e| {
         eprintln!("error: cannot connect to the state store `{}`: {e}", location.shown());
+        bad_file_help(&e);
         exit::CANNOT_START
     })
 }

@@ -67,7 +67,7 @@ pub fn files(dir: &Path, ext: &str) -> Vec<PathBuf> {
 
 /// Run `runbook ARGS` from `dir` with extra environment variables.
 pub fn run_in_with_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_runbook"))
+    let out = Command::new(bin())
         .args(args)
         .current_dir(dir)
         .env("NO_COLOR", "1")
@@ -144,4 +144,63 @@ impl Scratch {
     pub fn read(&self, file: &str) -> String {
         std::fs::read_to_string(self.path().join(file)).unwrap_or_default()
     }
+}
+
+/// What `run_limited` returns as the exit code of a process it had to kill: a hang.
+pub const HUNG: i32 = -99;
+
+/// Run `runbook ARGS` from `dir`, killing it after `limit` (a generous bound, only to turn
+/// a hang into a failure: never a speed assertion). A killed process gets code [`HUNG`]; one
+/// killed by a signal of its own (a crash: SIGABRT, SIGSEGV) gets `-signal`.
+pub fn run_limited(dir: &Path, args: &[&str], env: &[(&str, &str)], limit: std::time::Duration) -> Output {
+    use std::io::Read as _;
+    use std::os::unix::process::ExitStatusExt as _;
+    use std::process::Stdio;
+    let mut child = Command::new(bin())
+        .args(args)
+        .current_dir(dir)
+        .env("NO_COLOR", "1")
+        .env_remove("RUNBOOK_STATE")
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the runbook binary runs");
+    // Drained on threads: a process that writes much must not block on a full pipe.
+    let mut out = child.stdout.take().expect("stdout");
+    let mut err = child.stderr.take().expect("stderr");
+    let out_reader = std::thread::spawn(move || {
+        let mut b = Vec::new();
+        let _ = out.read_to_end(&mut b);
+        b
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut b = Vec::new();
+        let _ = err.read_to_end(&mut b);
+        b
+    });
+    let start = std::time::Instant::now();
+    let code = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status.code().unwrap_or_else(|| -status.signal().unwrap_or(0));
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            break HUNG;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    Output {
+        code,
+        stdout: String::from_utf8_lossy(&out_reader.join().unwrap_or_default()).into_owned(),
+        stderr: String::from_utf8_lossy(&err_reader.join().unwrap_or_default()).into_owned(),
+    }
+}
+
+/// The binary under test: this build's, or `$RUNBOOK_TEST_BIN` (to show that a regression
+/// test fails on an older build).
+pub fn bin() -> String {
+    std::env::var("RUNBOOK_TEST_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_runbook").to_string())
 }

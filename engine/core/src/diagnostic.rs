@@ -4,33 +4,56 @@
 //! job. Codes are stable: tests, scripts and the book refer to them. Wording may improve.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use crate::span::Span;
 
 /// One source file: its display path and its text.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Source {
     /// The path as the user gave it (or as resolved from an include), for messages.
     pub path: String,
     /// The whole text.
     pub text: String,
+    /// Byte offsets where lines start, computed on first use: thousands of diagnostics in a
+    /// big file each find their line in O(log n), not by a scan from the start.
+    lines: OnceLock<Vec<usize>>,
 }
+
+impl PartialEq for Source {
+    fn eq(&self, other: &Source) -> bool {
+        self.path == other.path && self.text == other.text
+    }
+}
+
+impl Eq for Source {}
 
 impl Source {
     /// A new shared source.
     pub fn new(path: impl Into<String>, text: impl Into<String>) -> Arc<Source> {
-        Arc::new(Source { path: path.into(), text: text.into() })
+        Arc::new(Source { path: path.into(), text: text.into(), lines: OnceLock::new() })
     }
 
     /// 1-based line and column (in characters) of a byte offset.
     pub fn line_col(&self, offset: usize) -> (usize, usize) {
         let offset = floor_char_boundary(&self.text, offset.min(self.text.len()));
-        let before = &self.text[..offset];
-        let line = before.matches('\n').count() + 1;
-        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        let starts = self.lines.get_or_init(|| {
+            std::iter::once(0).chain(self.text.match_indices('\n').map(|(i, _)| i + 1)).collect()
+        });
+        // The last line start at or before the offset.
+        let line = starts.partition_point(|&s| s <= offset);
+        let line_start = starts[line.saturating_sub(1)];
         let col = self.text[line_start..offset].chars().count() + 1;
-        (line, col)
+        (line.max(1), col)
+    }
+
+    /// The text of a 1-based line (without its newline), if the file has that line.
+    pub fn line_text(&self, line: usize) -> Option<&str> {
+        let _ = self.line_col(0);
+        let starts = self.lines.get()?;
+        let start = *starts.get(line.checked_sub(1)?)?;
+        let end = starts.get(line).map_or(self.text.len(), |&next| next - 1);
+        self.text.get(start..end)
     }
 
     /// The text under a span, if the span is inside the file.
@@ -104,12 +127,14 @@ codes! {
     UnsafeRaw = "046", "unsafe-raw", "A warning: `unsafe_raw` writes a value into `run` text as shell code.";
     ShellCodeContext = "047", "shell-code-context", "A template where the shell or a program reads the value as code (arithmetic, `eval`, `bash -c`...), for a value whose type does not make it inert.";
     QuotingOff = "048", "quoting-off", "`{% autoescape %}` in `run` text, which would turn the binding of values off.";
+    TemplateLimit = "049", "template-limit", "A template or expression nested too deeply or too long to compile safely.";
     InvalidDefault = "050", "invalid-default", "A parameter default that violates its own declaration.";
     InvalidParam = "051", "invalid-param", "A parameter declaration that cannot work.";
     IncludeMissing = "060", "include-missing", "An included runbook file cannot be read.";
     IncludeInvalid = "061", "include-invalid", "An included runbook is not valid.";
     IncludeCycle = "062", "include-cycle", "Runbooks include each other.";
     IncludeParams = "063", "include-params", "An include passes an unknown parameter or misses a required one.";
+    IncludeRefused = "064", "include-refused", "An included file is not a runbook, or lives where includes may not.";
     MissingParam = "070", "missing-param", "A required parameter was not given.";
     InvalidParamValue = "071", "invalid-param-value", "A parameter value does not fit its declaration.";
     UnknownParam = "072", "unknown-param", "A parameter that the runbook does not declare.";
@@ -261,6 +286,37 @@ mod tests {
         for c in Code::ALL {
             assert!(seen.insert(c.as_str()), "duplicate code {}", c.as_str());
             assert!(c.as_str().starts_with("RB") && c.as_str().len() == 5);
+        }
+    }
+
+    /// The line index gives what a scan from the start gives, at every offset of texts with
+    /// multi-byte characters, empty lines and no final newline.
+    #[test]
+    fn line_col_matches_a_scan_from_the_start() {
+        fn scan(text: &str, offset: usize) -> (usize, usize) {
+            let offset = floor_char_boundary(text, offset.min(text.len()));
+            let before = &text[..offset];
+            let line = before.matches('\n').count() + 1;
+            let start = before.rfind('\n').map_or(0, |i| i + 1);
+            (line, text[start..offset].chars().count() + 1)
+        }
+        let pieces = ["a", "é", "\n", "", "日本", "\n\n", "x = 1", "\r\n", "🦀"];
+        let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+        for _ in 0..300 {
+            let mut text = String::new();
+            for _ in 0..(seed % 40) {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                text.push_str(pieces[(seed % pieces.len() as u64) as usize]);
+            }
+            let source = Source::new("f", text.clone());
+            for offset in 0..=text.len() + 2 {
+                assert_eq!(source.line_col(offset), scan(&text, offset), "{text:?} at {offset}");
+            }
+            for (n, line) in text.split('\n').enumerate() {
+                assert_eq!(source.line_text(n + 1), Some(line), "{text:?} line {}", n + 1);
+            }
         }
     }
 }

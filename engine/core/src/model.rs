@@ -530,6 +530,61 @@ impl Runbook {
         self.params.iter().find(|p| p.name == name)
     }
 
+    /// Every file besides runbooks that a run of this runbook reads from disk (SQL script
+    /// files, CA files), in this one and in every runbook it includes, once each, in a stable
+    /// order. Paths are resolved from the folder of the runbook that names them, as includes
+    /// are. Secret files are not among them: a secret is read at run start and its content
+    /// (or any digest of it) must never reach a plan.
+    pub fn reads(&self) -> Vec<FileRead> {
+        let mut out: Vec<FileRead> = Vec::new();
+        let mut push = |kind: ReadKind, file: &str| {
+            let path = crate::validate::resolve_include(&self.source.path, file);
+            if !out.iter().any(|r| r.path == path) {
+                out.push(FileRead { kind, path });
+            }
+        };
+        // A SQL script is read from the step's `dir` when it has one (as the executor does).
+        let mut action = |a: &Action, dir: Option<&str>| match a {
+            Action::Sql(s) => match &s.statement {
+                SqlStatement::File(f) => match dir {
+                    Some(d) => push(ReadKind::SqlScript, &std::path::Path::new(d).join(f).to_string_lossy()),
+                    None => push(ReadKind::SqlScript, f),
+                },
+                SqlStatement::Query(_) => {}
+            },
+            Action::Http(h) => {
+                if let Some(ca) = &h.ca_file {
+                    push(ReadKind::CaFile, ca);
+                }
+            }
+            Action::Run { .. }
+            | Action::Cmd(_)
+            | Action::Approval(_)
+            | Action::Notify(_)
+            | Action::Runbook(_) => {}
+        };
+        for c in &self.preconditions {
+            action(&c.action, c.dir.as_deref());
+        }
+        for step in self.steps.iter().chain(self.finally.iter()) {
+            for c in &step.preconditions {
+                action(&c.action, c.dir.as_deref());
+            }
+            action(&step.action, step.dir.as_deref());
+            if let Some(comp) = &step.compensate {
+                action(&comp.action, comp.dir.as_deref());
+            }
+        }
+        for child in &self.includes {
+            for r in child.reads() {
+                if !out.iter().any(|o| o.path == r.path) {
+                    out.push(r);
+                }
+            }
+        }
+        out
+    }
+
     /// Every source file involved: this one first, then each include's (once each).
     pub fn sources(&self) -> Vec<Arc<Source>> {
         let mut out: Vec<Arc<Source>> = vec![Arc::clone(&self.source)];
@@ -542,4 +597,25 @@ impl Runbook {
         }
         out
     }
+}
+
+/// What a file read by a run is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReadKind {
+    /// A `sql.file` script.
+    SqlScript,
+    /// An `http.ca-file` certificate bundle.
+    CaFile,
+    /// The `--params-file` of `runbook plan` (its values are pinned too).
+    ParamsFile,
+}
+
+/// A file a run reads besides runbooks (see [`Runbook::reads`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileRead {
+    /// What it is.
+    pub kind: ReadKind,
+    /// Its path, resolved from the folder of the runbook that names it.
+    pub path: String,
 }

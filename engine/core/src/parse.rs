@@ -253,35 +253,17 @@ where
     T: for<'de> Deserialize<'de>,
 {
     let unit_span = Span::from(value.span());
+    // Kept to word an error: a copy of this unit is linear in its size, where parsing the
+    // whole file again per failing unit made thousands of bad units quadratic (issue 11).
+    let copy = value.clone();
     match T::deserialize(value.into_deserializer()) {
         Ok(v) => Some(v),
         Err(e) => {
-            let keys = unit_key_spans(source, path);
+            let keys = key_spans(&copy, path);
             diags.push(serde_error(&e, unit_span, &keys, path, source));
             None
         }
     }
-}
-
-/// Key paths of one unit (`steps.sync`), read again from the text: only needed to word an
-/// error, so the common path never pays for it.
-fn unit_key_spans(source: &Source, path: &str) -> Vec<(String, Span)> {
-    let Ok(root) = DeTable::parse(&source.text) else { return Vec::new() };
-    let root = root.into_inner();
-    let (section, unit) = match path.split_once('.') {
-        Some((s, u)) => (s, Some(u)),
-        None => (path, None),
-    };
-    let Some(value) = root.get(section) else { return Vec::new() };
-    let value = match (unit, value.get_ref()) {
-        (Some(u), DeValue::Table(t)) => match t.get(u) {
-            Some(v) => v,
-            None => return Vec::new(),
-        },
-        (Some(_), _) => return Vec::new(),
-        (None, _) => value,
-    };
-    key_spans(value, path)
 }
 
 /// Dotted key paths with the span of their value, to name the key a serde error is about.

@@ -39,6 +39,10 @@ pub struct Plan {
     pub secrets: Vec<PlanSecret>,
     /// Every runbook file involved, with its SHA-256.
     pub files: Vec<FileHash>,
+    /// Every other file the run will read (SQL scripts, CA files), with its SHA-256 and, for
+    /// a SQL script, its text: what runs is what was reviewed. The core reads no file: the
+    /// caller fills this in ([`reads_entry`]) before the plan is shown or written.
+    pub reads: Vec<PlanRead>,
     /// Checks run before any step.
     pub preconditions: Vec<PlanCheck>,
     /// Step ids by wave: the steps of a wave can run in parallel once the previous waves are done.
@@ -97,6 +101,29 @@ pub struct FileHash {
     pub path: String,
     /// Hex SHA-256 of the bytes.
     pub sha256: String,
+}
+
+/// A file a run reads besides runbooks, as pinned in a plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PlanRead {
+    /// What it is.
+    pub kind: ReadKind,
+    /// Path, resolved from the folder of the runbook that names it.
+    pub path: String,
+    /// Hex SHA-256 of its bytes.
+    pub sha256: String,
+    /// A SQL script's text (lossy UTF-8), for the reviewer; nothing for other kinds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+}
+
+/// The plan entry of a file a run reads, from its bytes.
+pub fn reads_entry(read: &FileRead, bytes: &[u8]) -> PlanRead {
+    let text = match read.kind {
+        ReadKind::SqlScript => Some(String::from_utf8_lossy(bytes).into_owned()),
+        ReadKind::CaFile | ReadKind::ParamsFile => None,
+    };
+    PlanRead { kind: read.kind, path: read.path.clone(), sha256: sha256_hex_bytes(bytes), text }
 }
 
 /// A precondition as shown in a plan.
@@ -315,7 +342,12 @@ pub struct CriticalPath {
 
 /// Hex SHA-256 of a text.
 pub fn sha256_hex(text: &str) -> String {
-    let digest = Sha256::digest(text.as_bytes());
+    sha256_hex_bytes(text.as_bytes())
+}
+
+/// Hex SHA-256 of bytes.
+pub fn sha256_hex_bytes(bytes: &[u8]) -> String {
+    let digest = Sha256::digest(bytes);
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -510,6 +542,7 @@ impl Planner<'_> {
                 .iter()
                 .map(|s| FileHash { path: s.path.clone(), sha256: sha256_hex(&s.text) })
                 .collect(),
+            reads: Vec::new(),
             preconditions,
             waves,
             steps,
@@ -697,6 +730,7 @@ fn empty_plan(rb: &Runbook) -> Plan {
         params: BTreeMap::new(),
         secrets: Vec::new(),
         files: Vec::new(),
+        reads: Vec::new(),
         preconditions: Vec::new(),
         waves: Vec::new(),
         steps: Vec::new(),

@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 
 use serde_json::Value;
 
-use crate::model::{OnFailure, RetryPolicy, format_duration};
+use crate::model::{OnFailure, ReadKind, RetryPolicy, format_duration};
 use crate::plan::{Plan, PlanCheck, PlanCommand, PlanStep};
 use crate::template::shell_quote;
 
@@ -15,6 +15,14 @@ use crate::template::shell_quote;
 pub fn text(plan: &Plan) -> String {
     let mut out = String::new();
     text_into(&mut out, plan, "");
+    for r in &plan.reads {
+        if let Some(t) = &r.text {
+            let _ = writeln!(out, "\nSQL script {} (sha256 {}), as it will run:", r.path, r.sha256);
+            for line in t.lines() {
+                let _ = writeln!(out, "  | {}", visible(line));
+            }
+        }
+    }
     let _ = writeln!(out, "\nThis is a dry run: nothing was executed.");
     out
 }
@@ -53,6 +61,15 @@ fn text_into(out: &mut String, plan: &Plan, indent: &str) {
         let list: Vec<String> =
             plan.secrets.iter().map(|s| format!("{} ({})", s.name, source_text(&s.source))).collect();
         let _ = writeln!(out, "{indent}  secrets    {}", list.join(", "));
+    }
+    // What a pinned plan checks, at the top only (an included plan's files are listed here).
+    if indent.is_empty() {
+        for f in &plan.files {
+            let _ = writeln!(out, "  runbook    {} (sha256 {})", f.path, f.sha256);
+        }
+    }
+    for r in &plan.reads {
+        let _ = writeln!(out, "{indent}  reads      {} {} (sha256 {})", read_kind(r.kind), r.path, r.sha256);
     }
     if !plan.preconditions.is_empty() {
         let _ = writeln!(
@@ -313,6 +330,28 @@ fn step_text(out: &mut String, s: &PlanStep, indent: &str) {
     }
 }
 
+/// A file's text as a reviewer may see it: control characters (a terminal escape sequence
+/// could hide or rewrite lines) are shown as `\u{..}` escapes; tabs and newlines stay.
+fn visible(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() && c != '\t' && c != '\n' {
+                c.escape_unicode().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+fn read_kind(kind: ReadKind) -> &'static str {
+    match kind {
+        ReadKind::SqlScript => "sql-script",
+        ReadKind::CaFile => "ca-file",
+        ReadKind::ParamsFile => "params-file",
+    }
+}
+
 fn json_scalar(v: &Value) -> String {
     match v {
         Value::String(s) => shell_quote(s),
@@ -347,6 +386,22 @@ pub fn markdown(plan: &Plan) -> String {
     }
     for f in &plan.files {
         let _ = writeln!(out, "- **SHA-256** `{}`: `{}`", f.path, f.sha256);
+    }
+    for r in &plan.reads {
+        let _ = writeln!(out, "- **Reads** ({}) `{}`: `{}`", read_kind(r.kind), r.path, r.sha256);
+    }
+    for r in &plan.reads {
+        if let Some(t) = &r.text {
+            // A fence longer than any run of backticks in the script, so it cannot end early.
+            let longest = t.split(|c| c != '`').map(str::len).max().unwrap_or(0);
+            let fence = "`".repeat(longest.max(2) + 1);
+            let _ = writeln!(
+                out,
+                "\n**SQL script** `{}`, as it will run:\n\n{fence}sql\n{}\n{fence}",
+                r.path,
+                visible(t.trim_end_matches('\n'))
+            );
+        }
     }
     if !plan.preconditions.is_empty() {
         let _ = writeln!(out, "\n**Preconditions** (if one fails, nothing runs)\n");

@@ -351,6 +351,163 @@ fn convert(e: &minijinja::Error, at_render: bool) -> TemplateError {
     TemplateError { message, range: e.range(), at_render, unknown_callable }
 }
 
+/// The most bytes a template or expression may have. A `run` script of a few thousand
+/// lines fits; anything bigger is a mistake or an attack.
+pub const MAX_TEMPLATE_BYTES: usize = 256 * 1024;
+
+/// The most nesting one tag (`{{ }}`, `{% %}`) or expression may have, counted by
+/// [`nesting`]: open brackets plus operators, filters, tests and `not`, each of which can add
+/// a level to minijinja's parser, compiler or evaluator (all recursive). Measured with
+/// minijinja 3.1 in a debug build (compile, list variables, render), the worst constructs
+/// being a chain of `+` and nested `not` or filters: about 1,190 levels survive on a 2 MiB
+/// thread (the smallest stack a template meets: tokio's blocking threads) and about 4,890 on
+/// the 8 MiB main thread. The bound is six times under the first; real templates use a
+/// handful. Brackets and blocks have limits of their own in minijinja (an error, not a
+/// crash), which [`MAX_BLOCK_DEPTH`] keeps well under.
+pub const MAX_NESTING: usize = 200;
+
+/// The most block tags (`{% if %}`, `{% for %}`...) open at once in one template.
+pub const MAX_BLOCK_DEPTH: usize = 50;
+
+/// Refuse a template (or, with `expression`, an expression) too long or nested too deeply
+/// to compile safely, before minijinja sees it: its parser recurses, and a stack overflow
+/// aborts the process. The message names the bound; `range` points at the offending tag.
+pub fn limits(text: &str, expression: bool) -> Result<(), TemplateError> {
+    let refuse = |message: String, range: Option<Range<usize>>| {
+        Err(TemplateError { message, range, at_render: false, unknown_callable: false })
+    };
+    if text.len() > MAX_TEMPLATE_BYTES {
+        return refuse(
+            format!("it is {} bytes long; templates are limited to {MAX_TEMPLATE_BYTES} bytes", text.len()),
+            None,
+        );
+    }
+    if expression {
+        let n = nesting(text);
+        if n > MAX_NESTING {
+            return refuse(
+                format!("it nests {n} operators, filters or brackets; the limit is {MAX_NESTING}"),
+                None,
+            );
+        }
+        return Ok(());
+    }
+    let mut blocks = 0usize;
+    let mut at = 0;
+    while let Some(open) = text[at..].find('{').map(|i| at + i) {
+        let close = match text.as_bytes().get(open + 1) {
+            Some(b'{') => "}}",
+            Some(b'%') => "%}",
+            Some(b'#') => "#}",
+            _ => {
+                at = open + 1;
+                continue;
+            }
+        };
+        let body_start = open + 2;
+        let end = tag_end(text, body_start, close);
+        let body = &text[body_start..end];
+        if close != "#}" {
+            let n = nesting(body);
+            if n > MAX_NESTING {
+                return refuse(
+                    format!("one tag nests {n} operators, filters or brackets; the limit is {MAX_NESTING}"),
+                    Some(open..end.min(text.len())),
+                );
+            }
+        }
+        if close == "%}" {
+            let word = body.trim_start_matches(['-', '+']).split_whitespace().next().unwrap_or("");
+            if BLOCK_TAGS.contains(&word) {
+                blocks += 1;
+                if blocks > MAX_BLOCK_DEPTH {
+                    return refuse(
+                        format!("more than {MAX_BLOCK_DEPTH} blocks are open at once"),
+                        Some(open..end.min(text.len())),
+                    );
+                }
+            } else if word.starts_with("end") {
+                blocks = blocks.saturating_sub(1);
+            }
+        }
+        at = (end + close.len()).min(text.len());
+    }
+    Ok(())
+}
+
+/// Where the tag whose body starts at `from` ends: the first `close` outside brackets and
+/// string literals (a dict literal's `}}` does not end a `{{ }}` tag), or the end of the
+/// text. Conservative: the body measured is never shorter than the one minijinja parses.
+fn tag_end(text: &str, from: usize, close: &str) -> usize {
+    let bytes = text.as_bytes();
+    let mut depth = 0usize;
+    let mut i = from;
+    while i < bytes.len() {
+        match bytes[i] {
+            q @ (b'\'' | b'"') if close != "#}" => {
+                i += 1;
+                while i < bytes.len() && bytes[i] != q {
+                    i += if bytes[i] == b'\\' { 2 } else { 1 };
+                }
+            }
+            b'(' | b'[' | b'{' if close != "#}" => depth += 1,
+            b')' | b']' if close != "#}" => depth = depth.saturating_sub(1),
+            b'}' | b'%' | b'#' if depth == 0 && text[i..].starts_with(close) => return i,
+            b'}' if close != "#}" => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        i += 1;
+    }
+    text.len()
+}
+
+/// Tags that open a block closed by an `end...` tag.
+const BLOCK_TAGS: [&str; 8] = ["if", "for", "with", "macro", "call", "filter", "block", "autoescape"];
+
+/// An upper bound on how deeply the text of one tag or expression can nest in minijinja's
+/// syntax tree: the deepest bracket nesting plus every operator, filter, test, `not` and
+/// attribute access (each can add a level). String literals are skipped. Linear.
+pub fn nesting(text: &str) -> usize {
+    let bytes = text.as_bytes();
+    let mut depth = 0usize;
+    let mut max_depth = 0usize;
+    let mut ops = 0usize;
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        match b {
+            b'\'' | b'"' => {
+                // Skip the literal (with its escapes).
+                i += 1;
+                while i < bytes.len() && bytes[i] != b {
+                    i += if bytes[i] == b'\\' { 2 } else { 1 };
+                }
+            }
+            b'(' | b'[' | b'{' => {
+                depth += 1;
+                max_depth = max_depth.max(depth);
+            }
+            b')' | b']' | b'}' => depth = depth.saturating_sub(1),
+            b'+' | b'-' | b'*' | b'/' | b'%' | b'~' | b'|' | b'<' | b'>' | b'=' | b'!' | b'.' | b',' => {
+                ops += 1;
+            }
+            b if b.is_ascii_alphabetic() || b == b'_' => {
+                let start = i;
+                while i < bytes.len() && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'_') {
+                    i += 1;
+                }
+                if matches!(&text[start..i], "not" | "and" | "or" | "in" | "is" | "if" | "else") {
+                    ops += 1;
+                }
+                continue;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    max_depth + ops
+}
+
 /// A template compiled once, for analysis and rendering.
 #[derive(Debug)]
 pub struct Compiled<'s>(minijinja::Template<'s, 's>, Mode);
@@ -363,6 +520,7 @@ impl<'s> Compiled<'s> {
             Mode::Shell => SHELL_NAME,
             Mode::Url => URL_NAME,
         };
+        limits(text, false)?;
         let env: &'s Environment<'s> = env();
         env.template_from_named_str(name, text).map(|t| Compiled(t, mode)).map_err(|e| convert(&e, false))
     }
@@ -384,6 +542,7 @@ impl<'s> Compiled<'s> {
 
 /// The variables an expression reads, as dotted paths.
 pub fn expr_vars(text: &str) -> Result<BTreeSet<String>, TemplateError> {
+    limits(text, true)?;
     let expr = env().compile_expression(text).map_err(|e| convert(&e, false))?;
     Ok(expr.undeclared_variables(true).into_iter().collect())
 }
@@ -547,6 +706,7 @@ pub fn truthy(v: &serde_json::Value) -> bool {
 
 /// Evaluate an expression against a context.
 pub fn eval(text: &str, ctx: &Context) -> Result<serde_json::Value, TemplateError> {
+    limits(text, true)?;
     let expr = env().compile_expression(text).map_err(|e| convert(&e, false))?;
     let value = expr.eval(ctx.0.clone()).map_err(|e| convert(&e, true))?;
     serde_json::to_value(&value).map_err(|e| TemplateError {
@@ -664,6 +824,48 @@ pub fn inner_span(source: &Source, literal: Span, range: Option<Range<usize>>) -
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The bounds hold with margin: at the bound, the worst constructs compile, list their
+    /// variables and render on a 2 MiB thread; far past it, they are refused before
+    /// minijinja sees them.
+    #[test]
+    fn nesting_bound_is_safe_and_enforced() {
+        let worst = |n: usize| {
+            vec![
+                format!("{{{{ {}x }}}}", "not ".repeat(n)),
+                format!("{{{{ {} }}}}", vec!["x"; n + 1].join(" + ")),
+                format!("{{{{ x{} }}}}", "|lower".repeat(n)),
+                format!("{}x{}", "{% if x %}".repeat(n), "{% endif %}".repeat(n)),
+            ]
+        };
+        let at_bound: Vec<String> =
+            worst(MAX_BLOCK_DEPTH).into_iter().chain(worst(MAX_NESTING).into_iter().take(3)).collect();
+        let ok = std::thread::Builder::new()
+            .stack_size(2 * 1024 * 1024)
+            .spawn(move || {
+                let ctx = Context::new(&serde_json::json!({ "x": "a" }));
+                at_bound.iter().all(|t| {
+                    limits(t, false).is_ok()
+                        && Compiled::new(t, Mode::Plain).is_ok_and(|c| {
+                            let _ = c.vars();
+                            let _ = c.render(&ctx);
+                            true
+                        })
+                })
+            })
+            .expect("thread")
+            .join()
+            .expect("no crash");
+        assert!(ok, "templates at the bound compile");
+        for n in [MAX_NESTING + 1, 30_000, 100_000] {
+            for t in worst(n) {
+                assert!(limits(&t, false).is_err(), "refused at {n}: {}", &t[..40.min(t.len())]);
+                assert!(Compiled::new(&t, Mode::Plain).is_err());
+            }
+            let expr = format!("{}x", "not ".repeat(n));
+            assert!(limits(&expr, true).is_err() && expr_vars(&expr).is_err());
+        }
+    }
 
     mod simple_templates {
         use proptest::prelude::*;

@@ -61,6 +61,7 @@ impl Checked {
 
 /// Parse and validate one runbook file and its includes.
 pub fn check(source: Arc<Source>, loader: &dyn Loader) -> Checked {
+    crate::suggest::reset();
     let mut cx = IncludeCx { stack: vec![normalize(&source.path)], cache: HashMap::new() };
     let (runbook, mut diagnostics) = check_in(source, loader, &mut cx);
     diagnostic::sort(&mut diagnostics);
@@ -98,7 +99,10 @@ pub fn normalize(path: &str) -> String {
         match c {
             Component::CurDir => {}
             Component::ParentDir => {
-                if !out.pop() {
+                // Fold `a/..`, never `../..`: a leading `..` stays (popping it would turn
+                // `../../x` into `x`).
+                let last_is_normal = matches!(out.components().next_back(), Some(Component::Normal(_)));
+                if !(last_is_normal && out.pop()) {
                     out.push("..");
                 }
             }
@@ -112,6 +116,19 @@ pub fn normalize(path: &str) -> String {
 pub fn resolve_include(including: &str, file: &str) -> String {
     let dir = Path::new(including).parent().unwrap_or_else(|| Path::new(""));
     normalize(&dir.join(file).to_string_lossy())
+}
+
+/// The candidates of a "did you mean" search, or none when there are too many to search
+/// (see [`crate::suggest::MAX_CANDIDATES`]): collecting them per lookup would already be
+/// quadratic.
+fn few<'a>(names: impl ExactSizeIterator<Item = &'a str>) -> Vec<&'a str> {
+    if names.len() > crate::suggest::MAX_CANDIDATES { Vec::new() } else { names.collect() }
+}
+
+/// Whether a text parses as TOML with a `[runbook]` table: only then may diagnostics quote
+/// an included file.
+pub fn is_runbook_text(text: &str) -> bool {
+    text.parse::<toml::Table>().is_ok_and(|t| t.get("runbook").is_some_and(toml::Value::is_table))
 }
 
 /// `^[a-z][a-z0-9_]*$`: step, param, output, precondition and escalation ids.
@@ -747,17 +764,28 @@ impl<'a> Validator<'a> {
                                 self.err(Code::NeedsAcross, n.span, msg).help = Some(help.into());
                             }
                             None => {
-                                let mut candidates: Vec<&str> = self
-                                    .steps
-                                    .iter()
-                                    .filter(|(k, s)| s.section == section && k.as_str() != id)
-                                    .map(|(k, _)| k.as_str())
-                                    .collect();
+                                // Too many ids to search or list: a generated file, and a
+                                // search per unknown reference would be quadratic.
+                                let many = self.steps.len() > crate::suggest::MAX_CANDIDATES;
+                                let mut candidates: Vec<&str> = if many {
+                                    Vec::new()
+                                } else {
+                                    self.steps
+                                        .iter()
+                                        .filter(|(k, s)| s.section == section && k.as_str() != id)
+                                        .map(|(k, _)| k.as_str())
+                                        .collect()
+                                };
                                 candidates.sort_unstable();
                                 let suggestion =
                                     did_you_mean(&n.value, candidates.iter().copied()).map(str::to_string);
                                 let help = match &suggestion {
                                     Some(s) => format!("did you mean `{s}`?"),
+                                    None if many => format!(
+                                        "the runbook has {} steps; check the id against `[{}]`",
+                                        self.steps.len(),
+                                        section.table()
+                                    ),
                                     None if candidates.is_empty() => {
                                         format!("there are no other steps in `[{}]`", section.table())
                                     }
@@ -1484,6 +1512,21 @@ impl<'a> Validator<'a> {
                     self.cx.cache.insert(path.clone(), None);
                     return None;
                 }
+                Ok(text) if !is_runbook_text(&text) => {
+                    // Not a runbook: say so in one line and never quote it. The file named
+                    // could be anything readable (`/proc/self/environ`, an `.env` file), and
+                    // a diagnostic would show its lines.
+                    self.err(
+                        Code::IncludeRefused,
+                        r.file.span,
+                        format!("included file `{}` is not a runbook", r.file.value),
+                    )
+                    .help = Some(format!(
+                        "an included runbook is a TOML file with a `[runbook]` table; `{path}` is not one (its content is not shown)"
+                    ));
+                    self.cx.cache.insert(path.clone(), None);
+                    return None;
+                }
                 Ok(text) => {
                     self.cx.stack.push(path.clone());
                     let (child, mut diags) = check_in(Source::new(path.clone(), text), self.loader, self.cx);
@@ -1970,6 +2013,21 @@ impl<'a> Validator<'a> {
         if template::is_literal(&s.value) {
             return t;
         }
+        if let Err(e) = template::limits(&s.value, false) {
+            let span = template::inner_span(&self.source, s.span, e.range.clone());
+            self.err(
+                Code::TemplateLimit,
+                span,
+                format!("template in {} is too big to check: {}", scope.place, e.message),
+            )
+            .help = Some(format!(
+                "split it: a template may nest at most {} operators, filters or brackets in one tag, open {} blocks at once, and be {} KiB long",
+                template::MAX_NESTING,
+                template::MAX_BLOCK_DEPTH,
+                template::MAX_TEMPLATE_BYTES / 1024
+            ));
+            return t;
+        }
         let analysis = match self.analysed.get(&s.value) {
             Some(a) => a.clone(),
             None => {
@@ -2013,6 +2071,18 @@ impl<'a> Validator<'a> {
 
     fn expr(&mut self, s: &SpannedString, scope: Scope<'_>) -> Expr {
         let mut static_only = true;
+        if let Err(e) = template::limits(&s.value, true) {
+            self.err(
+                Code::TemplateLimit,
+                s.span,
+                format!("{} is too big to check: {}", scope.place, e.message),
+            )
+            .help = Some(format!(
+                "split the expression: it may nest at most {} operators, filters or brackets",
+                template::MAX_NESTING
+            ));
+            return Expr { text: s.value.clone(), span: s.span, static_only };
+        }
         match template::expr_vars(&s.value) {
             Err(e) => {
                 let span = template::inner_span(&self.source, s.span, e.range.clone());
@@ -2101,7 +2171,7 @@ impl<'a> Validator<'a> {
                     if let Some(name) = parts.get(1)
                         && !self.params.contains_key(*name)
                     {
-                        let names: Vec<&str> = self.params.keys().map(String::as_str).collect();
+                        let names: Vec<&str> = few(self.params.keys().map(String::as_str));
                         let suggestion = did_you_mean(name, names.iter().copied());
                         let help = match suggestion {
                             Some(s) => {
@@ -2155,7 +2225,7 @@ impl<'a> Validator<'a> {
                         continue;
                     }
                     if !self.secrets.contains(*name) {
-                        let names: Vec<&str> = self.secrets.iter().map(String::as_str).collect();
+                        let names: Vec<&str> = few(self.secrets.iter().map(String::as_str));
                         let d = Diagnostic::error(
                             Code::UndeclaredReference,
                             &self.source,
@@ -2259,7 +2329,7 @@ impl<'a> Validator<'a> {
             return;
         };
         let Some(info) = self.steps.get(target) else {
-            let mut names: Vec<&str> = self.steps.keys().map(String::as_str).collect();
+            let mut names: Vec<&str> = few(self.steps.keys().map(String::as_str));
             names.sort_unstable();
             self.err(
                 Code::UndeclaredReference,

@@ -96,6 +96,10 @@ pub struct RunOptions {
     /// For an included runbook: the including run's redactor (it knows every secret of the
     /// run, the including runbook's too) and the secret variables to keep from its steps.
     pub inherited: Option<(Redactor, Vec<String>)>,
+    /// The files besides runbooks that the run reads (SQL scripts, CA files) and their
+    /// digests when the run was prepared: journaled with `run_started` after the runbook
+    /// files, so that `resume` can refuse when one changed.
+    pub reads: Vec<runbook_core::plan::FileHash>,
 }
 
 /// An inline answer to an approval: approve or reject, and why.
@@ -655,6 +659,7 @@ impl<'a> Dispatcher<'a> {
                         path: s.path.clone(),
                         sha256: runbook_core::plan::sha256_hex(&s.text),
                     })
+                    .chain(self.opts.reads.iter().cloned())
                     .collect();
                 let params =
                     self.params.iter().map(|(k, v)| (k.clone(), serde_json::to_value(v).unwrap_or_default()));
@@ -1428,6 +1433,17 @@ impl<'a> Dispatcher<'a> {
         Ok(())
     }
 
+    /// The digest a file had when the run started, from [`RunOptions::reads`] (paths there
+    /// are as the CLI resolved them, relative to its folder or absolute).
+    fn pinned_digest(&self, path: &std::path::Path) -> Option<String> {
+        let key = |p: &std::path::Path| {
+            let abs = std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+            runbook_core::validate::normalize(&abs.to_string_lossy())
+        };
+        let want = key(path);
+        self.opts.reads.iter().find(|r| key(std::path::Path::new(&r.path)) == want).map(|r| r.sha256.clone())
+    }
+
     /// Render an action into the work of one attempt.
     #[allow(clippy::too_many_arguments)]
     fn work(
@@ -1468,11 +1484,20 @@ impl<'a> Dispatcher<'a> {
                     expect_status: spec.expect_status.clone(),
                     max_latency: spec.max_latency,
                     ca_file: spec.ca_file.as_ref().map(|c| self.opts.base_dir.join(c)),
+                    ca_sha256: spec
+                        .ca_file
+                        .as_ref()
+                        .and_then(|c| self.pinned_digest(&self.opts.base_dir.join(c))),
                     request_timeout: spec.request_timeout,
                 };
                 return Ok(Work::Http { request, assert: assert(&spec.assert) });
             }
             Action::Sql(spec) => {
+                let base_dir = dir.map_or_else(|| self.opts.base_dir.clone(), |d| self.opts.base_dir.join(d));
+                let script_sha256 = match &spec.statement {
+                    runbook_core::model::SqlStatement::File(f) => self.pinned_digest(&base_dir.join(f)),
+                    runbook_core::model::SqlStatement::Query(_) => None,
+                };
                 let request = sql::Request {
                     url: render(&spec.url)?,
                     statement: match &spec.statement {
@@ -1481,7 +1506,8 @@ impl<'a> Dispatcher<'a> {
                     },
                     args: spec.args.iter().map(|a| render_json(a, &ctx)).collect::<Result<_, _>>()?,
                     read_only: spec.read_only,
-                    base_dir: dir.map_or_else(|| self.opts.base_dir.clone(), |d| self.opts.base_dir.join(d)),
+                    base_dir,
+                    script_sha256,
                 };
                 return Ok(Work::Sql { request, assert: assert(&spec.assert) });
             }
@@ -1538,6 +1564,7 @@ impl<'a> Dispatcher<'a> {
             expect_status: Vec::new(),
             max_latency: None,
             ca_file: None,
+            ca_sha256: None,
             request_timeout: Some(Duration::from_secs(10)),
         })
     }

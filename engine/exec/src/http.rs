@@ -38,6 +38,8 @@ pub struct Request {
     pub max_latency: Option<Duration>,
     /// Extra trusted CA certificates (PEM).
     pub ca_file: Option<PathBuf>,
+    /// The SHA-256 the CA file had when the run started; `None`: not checked.
+    pub ca_sha256: Option<String>,
     /// Client-side limit for the whole exchange.
     pub request_timeout: Option<Duration>,
 }
@@ -68,8 +70,8 @@ fn client(req: &Request) -> Result<reqwest::Client, String> {
         builder = builder.timeout(t);
     }
     if let Some(path) = &req.ca_file {
-        let pem =
-            std::fs::read(path).map_err(|e| format!("cannot read CA file `{}`: {e}", path.display()))?;
+        let pem = crate::action::read_pinned(path, req.ca_sha256.as_deref())
+            .map_err(|e| format!("CA file: {e}"))?;
         let certs = reqwest::Certificate::from_pem_bundle(&pem)
             .map_err(|e| format!("CA file `{}` holds no PEM certificate: {e}", path.display()))?;
         if certs.is_empty() {

@@ -32,6 +32,9 @@ pub struct Request {
     pub read_only: bool,
     /// The folder relative SQLite paths and script files are resolved from.
     pub base_dir: PathBuf,
+    /// The SHA-256 the script file had when the run started (see
+    /// [`crate::action::read_pinned`]); `None`: not checked.
+    pub script_sha256: Option<String>,
 }
 
 /// What a SQL step executes.
@@ -59,6 +62,11 @@ pub fn display_url(url: &str) -> String {
 
 /// Execute the request; its outputs, or why it failed.
 pub async fn execute(req: &Request) -> Result<Outputs, String> {
+    // A script that cannot be read, or changed since the run started, stops the step
+    // before any connection is made (it is read, and checked, again in the transaction).
+    if let Statement::File(file) = &req.statement {
+        script(req, file)?;
+    }
     let (rows, affected) = if req.url.starts_with("postgres://") || req.url.starts_with("postgresql://") {
         postgres(req).await?
     } else if req.url.starts_with("sqlite:") {
@@ -77,7 +85,9 @@ pub async fn execute(req: &Request) -> Result<Outputs, String> {
 
 fn script(req: &Request, file: &str) -> Result<String, String> {
     let path = req.base_dir.join(file);
-    std::fs::read_to_string(&path).map_err(|e| format!("cannot read SQL file `{}`: {e}", path.display()))
+    let bytes = crate::action::read_pinned(&path, req.script_sha256.as_deref())
+        .map_err(|e| format!("SQL file: {e}"))?;
+    String::from_utf8(bytes).map_err(|_| format!("SQL file `{}` is not UTF-8 text", path.display()))
 }
 
 fn db_error(what: &str, e: &sqlx::Error) -> String {

@@ -42,6 +42,15 @@ pub enum StoreError {
     /// The schema could not be brought up to date.
     #[error("state store schema: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The SQLite file is not a usable database (another kind of file, a directory, a
+    /// truncated or damaged database). Said at once, not after the pool's retries.
+    #[error("`{path}` is not a usable SQLite state store: {reason}")]
+    BadFile {
+        /// The file.
+        path: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A shared store whose schema is older than this binary: `runbook state migrate`.
     #[error(
         "the state store's schema (version {applied}) is older than this runbook needs (version {known}); run `runbook state migrate` against it"
@@ -651,6 +660,99 @@ pub struct Store {
     role: Option<String>,
 }
 
+/// The header every SQLite database file starts with.
+const SQLITE_MAGIC: &[u8; 16] = b"SQLite format 3\0";
+
+/// Look at a SQLite state file before the pool does: the pool retries a connection that
+/// fails (a file that is not a database fails every time) until its timeout, 30 s later,
+/// with "pool timed out". One connection here says what is wrong at once.
+async fn probe_sqlite(path: &Path) -> Result<()> {
+    use sqlx::Connection as _;
+    let bad = |reason: String| StoreError::BadFile { path: path.display().to_string(), reason };
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        // Missing: created by the pool (the caller decides whether that is wanted).
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(bad(format!("cannot look at it: {e}"))),
+    };
+    if meta.is_dir() {
+        return Err(bad("it is a directory".into()));
+    }
+    if !meta.is_file() {
+        return Err(bad("it is not a regular file (a FIFO, a device or a socket)".into()));
+    }
+    if meta.len() == 0 {
+        // SQLite treats an empty file as an empty database: the schema is created in it.
+        return Ok(());
+    }
+    let mut head = [0u8; 16];
+    {
+        use std::io::Read as _;
+        let read = std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut head));
+        if read.is_err() || &head != SQLITE_MAGIC {
+            return Err(bad("it is not a SQLite database (its first bytes are not SQLite's header)".into()));
+        }
+    }
+    // The header says how big the database is (page size at 16, page count at 28, valid
+    // when the change counter at 24 equals the one at 92): a shorter file was cut.
+    let mut header = [0u8; 100];
+    if let Ok(mut f) = std::fs::File::open(path) {
+        use std::io::Read as _;
+        if f.read_exact(&mut header).is_ok() {
+            let page_size = match u16::from_be_bytes([header[16], header[17]]) {
+                1 => 65_536,
+                n => u64::from(n),
+            };
+            let pages = u64::from(u32::from_be_bytes([header[28], header[29], header[30], header[31]]));
+            let valid = header[24..28] == header[92..96];
+            if valid && page_size > 0 && meta.len() < pages * page_size {
+                return Err(bad(format!(
+                    "it is truncated ({} bytes, where its header says {} pages of {page_size} bytes)",
+                    meta.len(),
+                    pages
+                )));
+            }
+        } else {
+            return Err(bad("it is truncated (shorter than SQLite's 100-byte header)".into()));
+        }
+    }
+    // Writers wait for each other as the pool's connections do (a store in use is not a
+    // damaged one).
+    let options = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(false)
+        .busy_timeout(Duration::from_secs(30));
+    let mut conn = sqlx::SqliteConnection::connect_with(&options)
+        .await
+        .map_err(|e| bad(format!("it cannot be opened: {}", db_message(&e))))?;
+    // Reads the schema (the first page and the catalogue): a truncated or damaged file
+    // fails here. `quick_check` would read every page; the journal's hash chain covers
+    // the rows themselves.
+    let probe = sqlx::query("SELECT count(*) FROM sqlite_master").execute(&mut conn).await;
+    let _ = conn.close().await;
+    match probe {
+        Ok(_) => Ok(()),
+        // Busy or locked: in use, not damaged; the pool waits for it as usual.
+        Err(e) if is_busy(&e) => Ok(()),
+        Err(e) => Err(bad(format!("the database is damaged: {}", db_message(&e)))),
+    }
+}
+
+/// SQLite's "database is locked" or "busy" (codes 5 and 6, extended or not).
+fn is_busy(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .and_then(|db| db.code())
+        .and_then(|c| c.parse::<u32>().ok())
+        .is_some_and(|c| matches!(c & 0xff, 5 | 6))
+}
+
+fn db_message(e: &sqlx::Error) -> String {
+    match e.as_database_error() {
+        Some(db) => db.message().to_string(),
+        None => e.to_string(),
+    }
+}
+
 impl Store {
     /// Open the store. A SQLite file is created when missing and its schema brought up to
     /// date (it belongs to one user). A PostgreSQL store is shared: its schema changes only
@@ -683,6 +785,7 @@ impl Store {
         let backend = location.backend();
         let pool = match location {
             Location::Sqlite(path) => {
+                probe_sqlite(path).await?;
                 let url = sqlx::sqlite::SqliteConnectOptions::new()
                     .filename(path)
                     .create_if_missing(true)
