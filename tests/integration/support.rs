@@ -81,6 +81,8 @@ pub fn run_in_with_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Outpu
 /// The id of the newest run in the state store at `state`, if there is one.
 pub fn latest_run_id(dir: &Path, state: &Path) -> Option<String> {
     let out = run_in(dir, &["runs", "--format", "json", "--state", state.to_str().unwrap_or_default()]);
+    // A store that does not fit its chain is never what a test expects: say why at once.
+    assert_ne!(out.code, 4, "`runs` found the store inconsistent: {}{}", out.stdout, out.stderr);
     let runs: serde_json::Value = serde_json::from_str(&out.stdout).ok()?;
     runs.get(0)?.get("run_id")?.as_str().map(str::to_string)
 }
