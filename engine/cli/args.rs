@@ -247,6 +247,15 @@ pub enum Command {
     /// Internal: ends a run's step processes if the engine dies.
     #[command(name = "__reaper", hide = true)]
     Reaper,
+    /// Internal: runs a step's program so that it dies with the engine (parent-death signal).
+    #[command(name = "__tie", hide = true)]
+    Tie {
+        /// The engine's process id.
+        parent: i32,
+        /// The program and its arguments.
+        #[arg(last = true, required = true)]
+        argv: Vec<std::ffi::OsString>,
+    },
 }
 
 #[derive(Debug, clap::Args)]

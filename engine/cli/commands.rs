@@ -96,6 +96,11 @@ pub fn run(cli: Cli) -> u8 {
             runbook_exec::process::reaper_main();
             exit::SUCCESS
         }
+        Command::Tie { parent, argv } => {
+            let error = runbook_exec::process::tie_main(parent, &argv);
+            eprintln!("runbook: cannot start the step's program: {error}");
+            exit::STEP_NOT_STARTED
+        }
         Command::State(crate::args::StateCommand::Migrate { state, identity, map }) => {
             crate::state::migrate(state.as_deref(), identity.as_deref(), &map)
         }

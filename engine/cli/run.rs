@@ -615,7 +615,8 @@ async fn prepare_resume(
     // (Only an early word: the store decides who holds the run when the engine takes its
     // lock, in one transaction.)
     if let Ok(Some(holder)) = store.lock_of_run(id).await {
-        let (_, now_ms) = dispatch::now();
+        // The store's clock judges leases, as in `Store::acquire`; never this host's.
+        let now_ms = store.clock_ms().await.unwrap_or(i64::MIN);
         if holder.lease_until > now_ms
             && !dispatch::holder_is_dead(&holder.holder)
             && !dispatch::holder_is_suspended(&holder.holder)
@@ -670,8 +671,21 @@ async fn prepare_resume(
     // and `finally`); `compensate` runs compensations and `finally` steps, and leaves the
     // main steps in doubt alone (they are not compensated: it is not known whether they ran).
     let is_finally = |step: &str| runbook.finally.iter().any(|f| f.id.as_str() == step);
-    let steps_in_doubt: Vec<&str> =
+    let mut steps_in_doubt: Vec<&str> =
         state.in_doubt().into_iter().filter(|s| !compensating || is_finally(s)).collect();
+    // A step ended by its timeout, a cancellation or a signal may have done part of its
+    // work: a failed run that goes on treats it as in doubt too.
+    let ended_mid_work: Vec<&str> = if compensating { Vec::new() } else { state.failed_mid_work() };
+    steps_in_doubt.extend(ended_mid_work.iter().copied());
+    if let Some(both) = args.rerun.iter().find(|r| args.skip.contains(r)) {
+        eprintln!(
+            "error: `{both}` is named in both `--rerun` and `--skip`; a unit gets one decision; nothing was done"
+        );
+        eprintln!(
+            "  help: name it once: `--rerun {both}` (run it again) or `--skip {both}` (treat it as done)"
+        );
+        return Err(exit::USAGE);
+    }
     let compensations_in_doubt: Vec<&str> =
         if compensating { state.compensations_in_doubt() } else { Vec::new() };
     for s in args.rerun.iter().chain(args.skip.iter()) {
@@ -746,6 +760,14 @@ async fn prepare_resume(
         eprintln!(
             "  they started and the engine stopped before their outcome was recorded; they may or may not have run"
         );
+        let ended: Vec<&str> =
+            undecided.iter().map(String::as_str).filter(|s| ended_mid_work.contains(s)).collect();
+        if !ended.is_empty() {
+            eprintln!(
+                "  ended by their timeout, a cancellation or a signal, they may have done part of their work: {}",
+                ended.join(", ")
+            );
+        }
         eprintln!(
             "  help: check what they did, then `runbook {command} {id} --rerun STEP` or `--skip STEP` (treat as done), with `--reason TEXT`"
         );

@@ -8,6 +8,7 @@ mod crash;
 mod e2e;
 mod fixtures;
 mod history;
+mod holder;
 mod include;
 mod injection;
 mod peers;

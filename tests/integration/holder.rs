@@ -1,0 +1,326 @@
+//! Promise 1, second round (issue 11, red-team findings F1-F8): a unit's processes are never
+//! still running (or running again) when another engine, or an operator, decides about it.
+//! Engines are frozen, killed with their reaper, slowed by long `finally` steps and
+//! preconditions, and judged by other engines; through the real binary.
+
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+use crate::resume::{KILL_ENGINE_ONCE, Place, compensating, count, wait};
+use crate::support::ok;
+
+/// Waits (up to a minute: the machine may be busy) until `file` has `line`.
+fn wait_for_line(place: &Place, file: &str, line: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !place.lines(file).iter().any(|l| l == line) {
+        assert!(Instant::now() < deadline, "`{line}` never appeared in {file}: {:?}", place.lines(file));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The processes whose parent is `pid`, from `/proc`.
+fn children(pid: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/stat")).ok().and_then(|stat| {
+                let rest = stat[stat.rfind(')')? + 1..].to_string();
+                rest.split_whitespace().nth(1)?.parse::<u32>().ok()
+            }) == Some(pid)
+        })
+        .collect()
+}
+
+fn cmdline(pid: u32) -> String {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
+        .unwrap_or_default()
+}
+
+/// The engine's `__reaper` helper.
+fn reaper_of(engine: u32) -> u32 {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(r) = children(engine).into_iter().find(|c| cmdline(*c).contains("__reaper")) {
+            return r;
+        }
+        assert!(Instant::now() < deadline, "engine {engine} has no reaper");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s[s.rfind(')')? + 1..].split_whitespace().next().map(|st| st != "Z" && st != "X"))
+        .unwrap_or(false)
+}
+
+fn signal(pid: u32, sig: &str) {
+    let st = std::process::Command::new("kill").args([sig, &pid.to_string()]).status().expect("kill");
+    assert!(st.success(), "kill {sig} {pid}");
+}
+
+/// A non-idempotent step that charges once it is released, and a step after it.
+const CHARGE: &str = r#"[runbook]
+name = "charge"
+
+[steps.a]
+run = "echo start-a >> effects; while [ ! -e release ]; do sleep 0.02; done; echo CHARGED >> effects"
+
+[steps.b]
+needs = ["a"]
+run = "echo b >> effects"
+"#;
+
+const SHORT_LEASE: &[(&str, &str)] = &[("RUNBOOK_LEASE_TTL", "1s")];
+
+/// An engine in step `a` of [`CHARGE`] (started, not released).
+fn charging(env: &[(&str, &str)]) -> (Place, Child) {
+    let place = Place::sqlite(CHARGE);
+    let engine = place.spawn_env(&["run", "r.toml", "--yes"], env);
+    wait_for_line(&place, "effects", "start-a");
+    (place, engine)
+}
+
+fn charged(place: &Place) -> usize {
+    place.lines("effects").iter().filter(|l| *l == "CHARGED").count()
+}
+
+/// Waits for `engine`, killing it if it is still there after a minute (its result is then
+/// not what the test expects, and the assertions say so).
+fn finish(mut engine: Child) -> crate::support::Output {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while engine.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = engine.kill();
+    wait(engine)
+}
+
+/// Lets `engine` run until it exits or `line` appears twice in `effects` (a second engine
+/// in the unit, which waits for the release), at most a minute.
+fn until_exit_or_twice(place: &Place, mut engine: Child, line: &str) -> Child {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while engine.try_wait().ok().flatten().is_none()
+        && place.lines("effects").iter().filter(|l| *l == line).count() < 2
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    engine
+}
+
+// F6: one unit, two contradictory decisions.
+#[test]
+fn a_unit_named_in_both_rerun_and_skip_is_refused_by_resume_and_compensate() {
+    let place = Place::sqlite(&format!(
+        "[runbook]\nname = \"both\"\n\n[steps.a]\nrun = \"echo a >> effects; {KILL_ENGINE_ONCE}\"\n"
+    ));
+    assert_ne!(place.cmd(&["run", "r.toml", "--yes"]).code, 0);
+    let run = place.latest_run();
+    for args in [["--skip", "a", "--rerun", "a"], ["--rerun", "a", "--skip", "a"]] {
+        let mut all = vec!["resume", &run, "--yes", "--reason", "both"];
+        all.extend(args);
+        let out = place.cmd(&all);
+        ok(&out, 2);
+        assert!(out.stderr.contains("both `--rerun` and `--skip`"), "{}", out.stderr);
+    }
+    assert_eq!(place.lines("effects"), ["a"], "a contradictory decision ran the step");
+    assert_eq!(count(&place.journal(&run), "operator_decision", None), 0);
+
+    let place = Place::sqlite(&compensating(false));
+    assert_ne!(place.cmd(&["run", "r.toml", "--yes"]).code, 0);
+    let run = place.latest_run();
+    let out =
+        place.cmd(&["compensate", &run, "--yes", "--reason", "x", "--rerun", "change", "--skip", "change"]);
+    ok(&out, 2);
+    assert_eq!(place.lines("effects"), ["change", "undo"], "a contradictory decision ran the compensation");
+    assert_eq!(count(&place.journal(&run), "compensation_decision", None), 0);
+}
+
+/// Starts `runbook run` with a 1 s lease, waits for `started` in `effects`, lets several
+/// leases go by, then asks another engine to re-run `unit`: refused while the first engine
+/// lives, whatever it is doing.
+fn a_live_engine_keeps_its_run(runbook: &str, started: &str, unit: &str, command: &str) {
+    let place = Place::sqlite(runbook);
+    let engine = place.spawn_env(&["run", "r.toml", "--yes"], SHORT_LEASE);
+    wait_for_line(&place, "effects", started);
+    let run = place.latest_run();
+    std::thread::sleep(Duration::from_secs(3));
+    let second =
+        place.spawn_env(&[command, &run, "--yes", "--rerun", unit, "--reason", "looks dead"], SHORT_LEASE);
+    let second = until_exit_or_twice(&place, second, started);
+    std::fs::write(place.path().join("release"), "").expect("release");
+    let out = finish(second);
+    let first = finish(engine);
+    ok(&out, 5);
+    assert!(out.stderr.contains("held"), "{}", out.stderr);
+    assert_eq!(place.lines("effects").iter().filter(|l| *l == started).count(), 1, "{unit} ran twice");
+    assert!(first.code == 0 || first.code == 1, "{first:?}");
+    place.verify(&run);
+}
+
+// F1: a long `finally` step.
+#[test]
+fn an_engine_in_a_long_finally_step_keeps_its_lease() {
+    a_live_engine_keeps_its_run(
+        r#"[runbook]
+name = "fin"
+
+[steps.work]
+run = "true"
+
+[finally.f]
+run = "echo start-f >> effects; while [ ! -e release ]; do sleep 0.02; done"
+"#,
+        "start-f",
+        "f",
+        "resume",
+    );
+}
+
+// F1: a long compensation.
+#[test]
+fn an_engine_in_a_long_compensation_keeps_its_lease() {
+    a_live_engine_keeps_its_run(
+        r#"[runbook]
+name = "undo"
+
+[steps.change]
+run = "true"
+compensate = { run = "echo start-undo >> effects; while [ ! -e release ]; do sleep 0.02; done" }
+
+[steps.boom]
+needs = ["change"]
+run = "exit 1"
+"#,
+        "start-undo",
+        "change",
+        "compensate",
+    );
+}
+
+// F1: a slow precondition of one step while another step runs.
+#[test]
+fn an_engine_checking_a_slow_precondition_keeps_its_lease() {
+    a_live_engine_keeps_its_run(
+        r#"[runbook]
+name = "pre"
+max-parallel = 2
+
+[steps.p]
+run = "echo start-p >> effects; while [ ! -e release ]; do sleep 0.02; done"
+
+[steps.q]
+run = "true"
+
+[steps.q.preconditions.slow]
+run = "while [ ! -e release ]; do sleep 0.02; done"
+timeout = "5m"
+"#,
+        "start-p",
+        "p",
+        "resume",
+    );
+}
+
+// F7: a timeout kill is the "may or may not have done its work" case.
+#[test]
+fn a_step_killed_by_its_timeout_waits_for_a_decision_unless_idempotent() {
+    for idempotent in [false, true] {
+        let place = Place::sqlite(&format!(
+            r#"[runbook]
+name = "slow"
+
+[steps.a]
+run = "echo CHARGED >> effects; sleep 30"
+timeout = "1s"
+on-failure = "stop"
+{}
+[steps.b]
+needs = ["a"]
+run = "echo b >> effects"
+"#,
+            if idempotent { "idempotent = true\n" } else { "" }
+        ));
+        ok(&place.cmd(&["run", "r.toml", "--yes"]), 1);
+        let run = place.latest_run();
+        let out = place.cmd(&["resume", &run, "--yes"]);
+        if idempotent {
+            // Runs again (and times out again): the author said it may.
+            ok(&out, 1);
+            assert_eq!(place.lines("effects"), ["CHARGED", "CHARGED"]);
+            continue;
+        }
+        ok(&out, 4);
+        assert!(out.stderr.contains("a"), "{}", out.stderr);
+        assert_eq!(place.lines("effects"), ["CHARGED"], "a step killed by its timeout ran again");
+        ok(&place.cmd(&["resume", &run, "--yes", "--skip", "a", "--reason", "the charge went through"]), 0);
+        assert_eq!(place.lines("effects"), ["CHARGED", "b"]);
+        place.verify(&run);
+    }
+}
+
+// F5: the reaper dies while a step runs: the engine ends the step and starts nothing more.
+#[test]
+fn an_engine_whose_reaper_died_ends_its_steps_and_starts_nothing_more() {
+    let (place, engine) = charging(&[]);
+    signal(reaper_of(engine.id()), "-KILL");
+    let out = finish(engine);
+    std::fs::write(place.path().join("release"), "").expect("release");
+    assert_eq!(out.code, 130, "{out:?}");
+    let run = place.latest_run();
+    // Nothing of `a` lives on: releasing it writes nothing.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(place.lines("effects"), ["start-a"]);
+    let journal = place.journal(&run);
+    assert_eq!(count(&journal, "run_interrupted", None), 1, "{journal:#?}");
+    ok(&place.cmd(&["resume", &run, "--yes"]), 4);
+    place.verify(&run);
+}
+
+// F5: the engine and its reaper are killed together: the step's shell dies with its engine.
+#[test]
+fn a_step_dies_with_its_engine_even_when_the_reaper_dies_too() {
+    let (place, engine) = charging(&[]);
+    let reaper = reaper_of(engine.id());
+    let steps: Vec<u32> = children(engine.id()).into_iter().filter(|c| *c != reaper).collect();
+    assert!(!steps.is_empty(), "no step process under the engine");
+    signal(engine.id(), "-KILL");
+    signal(reaper, "-KILL");
+    let _ = wait(engine);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while steps.iter().any(|p| alive(*p)) {
+        assert!(Instant::now() < deadline, "the step outlived its engine and reaper");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::fs::write(place.path().join("release"), "").expect("release");
+    let run = place.latest_run();
+    ok(&place.cmd(&["resume", &run, "--yes", "--rerun", "a", "--reason", "no CHARGED"]), 0);
+    assert_eq!(charged(&place), 1, "{:?}", place.lines("effects"));
+    place.verify(&run);
+}
+
+// F3: a frozen engine's step is ended before its lease can be taken over.
+#[test]
+fn a_frozen_engine_s_step_is_ended_before_another_engine_takes_the_run() {
+    let (place, engine) = charging(SHORT_LEASE);
+    let run = place.latest_run();
+    signal(engine.id(), "-STOP");
+    std::thread::sleep(Duration::from_secs(3));
+    let second =
+        place.spawn_env(&["resume", &run, "--yes", "--rerun", "a", "--reason", "engine frozen"], SHORT_LEASE);
+    // The re-run `a` waits for the release; so would the frozen engine's, if it lived.
+    let second = until_exit_or_twice(&place, second, "start-a");
+    std::fs::write(place.path().join("release"), "").expect("release");
+    let out = finish(second);
+    signal(engine.id(), "-CONT");
+    let first = finish(engine);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_ne!(first.code, 0, "{first:?}");
+    assert_eq!(charged(&place), 1, "a ran twice: {:?}", place.lines("effects"));
+    place.verify(&run);
+}
