@@ -324,3 +324,83 @@ fn a_frozen_engine_s_step_is_ended_before_another_engine_takes_the_run() {
     assert_eq!(charged(&place), 1, "a ran twice: {:?}", place.lines("effects"));
     place.verify(&run);
 }
+
+// F2: leases are judged by the store's clock. An engine whose host clock runs two minutes
+// ahead (`faketime`) finds a healthy engine's lease alive, on PostgreSQL, where the clock is
+// the database server's.
+#[test]
+fn a_resume_with_a_clock_two_minutes_ahead_does_not_take_a_live_run_on_postgres() {
+    let place = Place::postgres(CHARGE);
+    let engine = place.spawn(&["run", "r.toml", "--yes"]);
+    wait_for_line(&place, "effects", "start-a");
+    let run = place.latest_run();
+    let mut args = vec!["-f", "+120s", env!("CARGO_BIN_EXE_runbook")];
+    args.extend([
+        "resume",
+        &run,
+        "--yes",
+        "--rerun",
+        "a",
+        "--reason",
+        "looks dead",
+        "--state",
+        place.state(),
+    ]);
+    let skewed = std::process::Command::new("faketime")
+        .args(&args)
+        .current_dir(place.path())
+        .env("NO_COLOR", "1")
+        .env("XDG_STATE_HOME", place.path().join("host"))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("faketime (apt package faketime)");
+    let skewed = until_exit_or_twice(&place, skewed, "start-a");
+    std::fs::write(place.path().join("release"), "").expect("release");
+    let out = finish(skewed);
+    let first = finish(engine);
+    ok(&out, 5);
+    ok(&first, 0);
+    assert_eq!(charged(&place), 1, "{:?}", place.lines("effects"));
+    place.verify(&run);
+}
+
+// F4: an engine in another PID namespace (a container sharing the host's name) is never
+// judged dead from this one, even when its pid is free here.
+#[test]
+fn an_engine_in_another_pid_namespace_is_not_judged_dead() {
+    let place = Place::sqlite(CHARGE);
+    // A pid that is free in this namespace: the engine inside gets it.
+    let free = (20..400).find(|p| !std::path::Path::new(&format!("/proc/{p}")).exists()).expect("a free pid");
+    let script = format!(
+        "while :; do /bin/true & p=$!; wait $p; [ $p -ge {} ] && break; done; {} run r.toml --yes --state {} & wait",
+        free - 1,
+        env!("CARGO_BIN_EXE_runbook"),
+        place.state()
+    );
+    let engine = std::process::Command::new("unshare")
+        .args(["-pf", "--mount-proc", "sh", "-c", &script])
+        .current_dir(place.path())
+        .env("XDG_STATE_HOME", place.path().join("host"))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("unshare (util-linux; needs root)");
+    wait_for_line(&place, "effects", "start-a");
+    let run = place.latest_run();
+    let second = place.spawn(&["resume", &run, "--yes", "--rerun", "a", "--reason", "engine gone"]);
+    let second = until_exit_or_twice(&place, second, "start-a");
+    std::fs::write(place.path().join("release"), "").expect("release");
+    let out = finish(second);
+    let first = finish(engine);
+    ok(&out, 5);
+    // The holder's pid is free here: a pid and a host name alone would have called it dead.
+    let pid =
+        out.stderr.split("(pid ").nth(1).and_then(|r| r.split(' ').next()).unwrap_or_default().to_string();
+    assert!(!pid.is_empty() && !std::path::Path::new(&format!("/proc/{pid}")).exists(), "{}", out.stderr);
+    ok(&first, 0);
+    assert_eq!(charged(&place), 1, "{:?}", place.lines("effects"));
+    place.verify(&run);
+}

@@ -34,6 +34,11 @@ impl Place {
         place
     }
 
+    /// The state store (a path or a URL), for `--state`.
+    pub(crate) fn state(&self) -> &str {
+        &self.state
+    }
+
     pub(crate) fn path(&self) -> &Path {
         self.dir.path()
     }

@@ -182,15 +182,28 @@ pub fn holder_is_suspended(holder: &str) -> bool {
     holder.starts_with(SUSPENDED)
 }
 
-/// True when a lock holder (`... (pid N on HOST)`) ran on this host and its process is gone.
+/// How this engine names itself as a lock holder: `OPERATOR (pid N on HOST; process ID)`,
+/// with the identity of [`process::process_identity`] (left out when `/proc` cannot say).
+pub fn holder_name(operator: &str) -> String {
+    let pid = std::process::id();
+    match process::process_identity(pid as i32) {
+        Some(id) => format!("{operator} (pid {pid} on {}; process {id})", hostname()),
+        None => format!("{operator} (pid {pid} on {})", hostname()),
+    }
+}
+
+/// True when a lock holder provably no longer runs: it names its process identity (see
+/// [`holder_name`]) and that process is gone from this kernel boot and PID namespace. A
+/// name, a pid and a host alone prove nothing (another PID namespace may reuse both): such a
+/// holder's lease must expire.
 pub fn holder_is_dead(holder: &str) -> bool {
     let Some(inner) = holder.rsplit_once("(pid ").map(|(_, rest)| rest.trim_end_matches(')')) else {
         return false;
     };
-    let Some((pid, host)) = inner.split_once(" on ") else { return false };
+    let Some((pid, rest)) = inner.split_once(" on ") else { return false };
     let Ok(pid) = pid.trim().parse::<i32>() else { return false };
-    host.trim() == hostname()
-        && !matches!(crate::process::process_state(pid), Some((s, _)) if s != 'Z' && s != 'X')
+    let Some((host, identity)) = rest.split_once("; process ") else { return false };
+    host.trim() == hostname() && process::identity_is_gone(pid, identity.trim())
 }
 
 /// Now as RFC 3339 (UTC, milliseconds) and as milliseconds since the epoch.
@@ -692,7 +705,7 @@ impl<'a> Dispatcher<'a> {
             None => self.started_at = now_ts.clone(),
             Some(r) => self.started_at = r.started_at.clone(),
         }
-        let holder = format!("{} (pid {} on {})", self.opts.operator, std::process::id(), hostname());
+        let holder = holder_name(&self.opts.operator);
         // One engine per run, decided by the store in the acquiring transaction: a live
         // holder refuses this engine even if it carries out the same run, and the journal
         // must still end where this engine read it (a resume) or not exist (a new run).

@@ -377,6 +377,45 @@ pub fn process_state(pid: i32) -> Option<(char, i32)> {
     Some((state, pgrp))
 }
 
+/// An identity of a process that no other process can share, on any host or in any
+/// container: `BOOT/PIDNS/START` (the kernel's boot id, the inode of the PID namespace the
+/// pid is counted in, the process's start time in clock ticks since boot). `None` without
+/// `/proc`.
+pub fn process_identity(pid: i32) -> Option<String> {
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+    let ns = std::fs::read_link("/proc/self/ns/pid").ok()?;
+    let ns = ns.to_str()?.trim_start_matches("pid:[").trim_end_matches(']').to_string();
+    Some(format!("{}/{ns}/{}", boot.trim(), start_time(pid)?))
+}
+
+/// A process's start time (clock ticks since boot), from `/proc/PID/stat`.
+fn start_time(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Field 22; fields after `comm` start at field 3.
+    stat[stat.rfind(')')? + 1..].split_whitespace().nth(19)?.parse().ok()
+}
+
+/// True only when `identity` (from [`process_identity`], recorded by `pid`) names a process
+/// that provably no longer runs: this kernel boot, this PID namespace, and the pid is free,
+/// a zombie, or taken by a process started at another time. Anything else (another host,
+/// container or boot, an unreadable `/proc`) proves nothing.
+pub fn identity_is_gone(pid: i32, identity: &str) -> bool {
+    let mut parts = identity.splitn(3, '/');
+    let (Some(boot), Some(ns), Some(start)) = (parts.next(), parts.next(), parts.next()) else {
+        return false;
+    };
+    let Some(mine) = process_identity(std::process::id() as i32) else { return false };
+    let mut here = mine.splitn(3, '/');
+    if here.next() != Some(boot) || here.next() != Some(ns) {
+        return false;
+    }
+    match process_state(pid) {
+        None => true,
+        Some((state, _)) if state == 'Z' || state == 'X' => true,
+        Some(_) => start_time(pid).is_some_and(|t| t.to_string() != start),
+    }
+}
+
 /// Read lines (any bytes: invalid UTF-8 is replaced, never a reason to stop reading, which
 /// could leave the child blocked on a full pipe) and send them on.
 async fn forward<R: AsyncRead + Unpin>(reader: R, stream: Stream, lines: mpsc::UnboundedSender<Line>) {
