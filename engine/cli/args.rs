@@ -404,6 +404,12 @@ pub struct Decisions {
     /// Why (required with --rerun or --skip; journaled with your identity).
     #[arg(long, value_name = "TEXT")]
     pub reason: Option<String>,
+    /// A journal hash you kept (printed by `run`, `resume` and `compensate` as they end):
+    /// refuse unless the journal still holds that record. A journal cut at its end (with
+    /// the store's triggers dropped) verifies on its own; only a hash kept elsewhere
+    /// reveals the cut.
+    #[arg(long, value_name = "HASH")]
+    pub expect_hash: Option<String>,
 }
 
 /// `ROLE=IDENTITY`.

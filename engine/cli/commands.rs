@@ -50,7 +50,7 @@ pub fn run(cli: Cli) -> u8 {
         }
         Command::Resume {
             run_id,
-            decisions: Decisions { rerun, skip, reason },
+            decisions: Decisions { rerun, skip, reason, expect_hash },
             yes,
             wait,
             state,
@@ -58,16 +58,30 @@ pub fn run(cli: Cli) -> u8 {
         } => {
             crate::queue::die_with_worker();
             crate::run::resume(
-                crate::run::ResumeArgs { run_id, rerun, skip, reason, yes, wait, state, output },
+                crate::run::ResumeArgs { run_id, rerun, skip, reason, expect_hash, yes, wait, state, output },
                 color,
             )
         }
-        Command::Compensate { run_id, decisions: Decisions { rerun, skip, reason }, yes, state, output } => {
-            crate::run::compensate(
-                crate::run::ResumeArgs { run_id, rerun, skip, reason, yes, wait: false, state, output },
-                color,
-            )
-        }
+        Command::Compensate {
+            run_id,
+            decisions: Decisions { rerun, skip, reason, expect_hash },
+            yes,
+            state,
+            output,
+        } => crate::run::compensate(
+            crate::run::ResumeArgs {
+                run_id,
+                rerun,
+                skip,
+                reason,
+                expect_hash,
+                yes,
+                wait: false,
+                state,
+                output,
+            },
+            color,
+        ),
         Command::Approve { run_id, step, inputs, reason, state } => {
             crate::approve::decide(&run_id, &step, true, &inputs, reason.as_deref().unwrap_or(""), state)
         }

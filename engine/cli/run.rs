@@ -455,6 +455,7 @@ pub struct ResumeArgs {
     pub rerun: Vec<String>,
     pub skip: Vec<String>,
     pub reason: Option<String>,
+    pub expect_hash: Option<String>,
     pub yes: bool,
     pub wait: bool,
     pub state: Option<String>,
@@ -555,7 +556,19 @@ async fn prepare_resume(
     records.truncate(usize::try_from(summary.last_seq).unwrap_or(usize::MAX));
     if let Err(e) = runbook_core::journal::verify(&records, summary.last_hash.as_deref()) {
         eprintln!("error: the journal of run {id} fails verification at record {}: {}", e.seq, e.reason);
-        eprintln!("  help: `runbook audit verify {id}`; a tampered journal cannot be resumed");
+        eprintln!("  help: `runbook audit verify {id}`; a journal that fails verification cannot be resumed");
+        return Err(exit::NEEDS_OPERATOR);
+    }
+    // A journal cut at its end verifies on its own: a hash kept outside the store shows it.
+    if let Some(kept) = args.expect_hash.as_deref().map(str::trim)
+        && !records.iter().any(|r| r.hash == kept)
+    {
+        eprintln!(
+            "error: the journal of run {id} does not hold the record with hash {kept}: it was cut or rewritten; nothing was done"
+        );
+        eprintln!(
+            "  help: `runbook audit verify {id} --expect-hash {kept}`; restore the store from a backup"
+        );
         return Err(exit::NEEDS_OPERATOR);
     }
     // How the run last ended, unless it was resumed since.

@@ -404,3 +404,42 @@ fn an_engine_in_another_pid_namespace_is_not_judged_dead() {
     assert_eq!(charged(&place), 1, "{:?}", place.lines("effects"));
     place.verify(&run);
 }
+
+// F8: a journal cut at its end (every trigger dropped, the tail deleted, `runs` rewound)
+// verifies on its own; the hash the operator kept makes `resume` and `compensate` refuse.
+#[test]
+fn a_cut_journal_is_not_resumed_when_the_kept_hash_is_given() {
+    let place = Place::sqlite(
+        "[runbook]\nname = \"cut\"\n\n[steps.a]\nrun = \"echo a >> effects\"\ncompensate = { run = \"echo undo >> effects\" }\n\n[steps.b]\nneeds = [\"a\"]\nrun = \"echo b >> effects\"\n",
+    );
+    let out = place.cmd(&["run", "r.toml", "--yes"]);
+    ok(&out, 0);
+    let kept = crate::support::printed_hash(&out.stdout).expect("the run prints its journal hash");
+    let run = place.latest_run();
+    let sql = |q: &str| {
+        let out = std::process::Command::new("sqlite3").arg(place.state()).arg(q).output().expect("sqlite3");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    for trigger in sql("SELECT name FROM sqlite_master WHERE type = 'trigger'").lines() {
+        sql(&format!("DROP TRIGGER \"{trigger}\""));
+    }
+    let first =
+        sql(&format!("SELECT hash FROM events WHERE run_id = '{run}' AND seq = 3")).trim().to_string();
+    sql(&format!(
+        "DELETE FROM events WHERE run_id = '{run}' AND seq > 3; \
+         UPDATE runs SET last_seq = 3, last_hash = '{first}', status = 'running', finished_at = NULL WHERE run_id = '{run}'"
+    ));
+    ok(&place.cmd(&["audit", "verify", &run]), 0);
+    for command in ["resume", "compensate"] {
+        let out = place.cmd(&[command, &run, "--yes", "--expect-hash", &kept]);
+        ok(&out, 4);
+        assert!(out.stderr.contains("cut or rewritten"), "{}", out.stderr);
+    }
+    assert_eq!(place.lines("effects"), ["a", "b"], "a cut journal was acted on");
+    // The hash of a record still there is accepted (the journal grew past it).
+    let journal = place.journal(&run);
+    let early = journal[0]["hash"].as_str().expect("hash").to_string();
+    let out = place.cmd(&["resume", &run, "--yes", "--expect-hash", &early]);
+    assert_ne!(out.code, 4, "{out:?}");
+}
