@@ -443,3 +443,182 @@ fn a_cut_journal_is_not_resumed_when_the_kept_hash_is_given() {
     let out = place.cmd(&["resume", &run, "--yes", "--expect-hash", &early]);
     assert_ne!(out.code, 4, "{out:?}");
 }
+
+/// The class test: runs with every kind of unit (steps, a precondition, compensations,
+/// `finally` steps; idempotent or not), each unit long enough to be caught in flight, on a
+/// 1 s lease. At a random moment the engine is frozen (SIGSTOP), loses its reaper, or is
+/// killed with or without its reaper; then 1-3 competing engines drive the run to its end,
+/// deciding units in doubt from ground truth. Checked: before any decision about a unit, no
+/// process of that unit lives; no unit that is not idempotent completes twice or starts more
+/// often than operators said `--rerun`; the journal verifies. `RUNBOOK_HOLDER_TORTURE_TRIALS`
+/// (default 4), `RUNBOOK_TORTURE_SEED` to replay.
+#[test]
+fn no_unit_is_decided_about_or_run_again_while_a_stalled_or_killed_engine_s_process_lives() {
+    use crate::crash::{Lcg, run_id, runbook_cmd, trace, trials_and_seed};
+    let (trials, seed) = trials_and_seed("RUNBOOK_HOLDER_TORTURE_TRIALS", 4);
+    let mut rng = Lcg(seed);
+    let unit = |u: &str| format!("echo start {u} >> trace; sleep 0.3; echo done {u} >> trace");
+    let text = format!(
+        r#"[runbook]
+name = "stall"
+max-parallel = 2
+
+[steps.a]
+needs = []
+run = "{a}"
+compensate = {{ run = "{undo_a}" }}
+
+[steps.a.preconditions.slow]
+run = "sleep 0.2"
+
+[steps.b]
+needs = []
+run = "{b}"
+idempotent = true
+
+[steps.c]
+needs = ["a", "b"]
+run = "{c}; test ! -e fail-c"
+
+[finally.f]
+run = "{f}"
+"#,
+        a = unit("a"),
+        undo_a = unit("undo-a"),
+        b = unit("b"),
+        c = unit("c"),
+        f = unit("f"),
+    );
+    let not_idempotent = ["a", "c", "f", "undo-a"];
+    let lease = [("RUNBOOK_LEASE_TTL", "1s")];
+    let mut attacks = [0usize; 4];
+    for trial in 0..trials {
+        let context = format!("trial {trial} (RUNBOOK_TORTURE_SEED={seed})");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let dir = dir.path();
+        std::fs::write(dir.join("r.toml"), &text).expect("runbook");
+        if rng.below(2) == 0 {
+            std::fs::write(dir.join("fail-c"), "").expect("fail-c");
+        }
+        let mut engine = runbook_cmd(dir, &["run", "r.toml", "--yes"]).envs(lease).spawn().expect("engine");
+        std::thread::sleep(Duration::from_millis(rng.below(1500)));
+        let attack = rng.below(4) as usize;
+        attacks[attack] += 1;
+        let reaper = children(engine.id()).into_iter().find(|c| cmdline(*c).contains("__reaper"));
+        let frozen = engine.try_wait().ok().flatten().is_none() && attack == 0;
+        match attack {
+            0 if frozen => signal(engine.id(), "-STOP"),
+            1 => reaper.iter().for_each(|r| signal(*r, "-KILL")),
+            2 => {
+                let _ = engine.kill();
+                reaper.iter().for_each(|r| signal(*r, "-KILL"));
+            }
+            _ => {
+                let _ = engine.kill();
+            }
+        }
+        let Some(id) = run_id(dir) else {
+            if frozen {
+                signal(engine.id(), "-CONT");
+            }
+            let _ = engine.wait();
+            continue;
+        };
+        let mut stopped = frozen;
+        let mut command = "resume";
+        let mut decisions: Vec<String> = Vec::new();
+        let mut reruns: Vec<String> = Vec::new();
+        let mut finished = false;
+        for _ in 0..60 {
+            let journal = runbook_cmd(dir, &["audit", &id, "--format", "jsonl"]).output().expect("audit");
+            let journal = String::from_utf8_lossy(&journal.stdout).into_owned();
+            finished = journal.lines().last().is_some_and(|l| l.contains("\"kind\":\"run_finished\""))
+                && engine.try_wait().ok().flatten().is_some();
+            if finished {
+                break;
+            }
+            let mut args = vec![command.to_string(), id.clone(), "--yes".into()];
+            args.append(&mut decisions);
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let drivers: Vec<_> = (0..1 + rng.below(3))
+                .map(|_| runbook_cmd(dir, &args).envs(lease).spawn().expect("driver"))
+                .collect();
+            let outs: Vec<_> = drivers.into_iter().map(wait).collect();
+            for out in &outs {
+                let text = format!("{}{}", out.stdout, out.stderr);
+                match out.code {
+                    0 | 1 | 5 => {}
+                    3 if text.contains("has finished") || text.contains("undone, so it cannot go on") => {}
+                    4 if text.contains("compensating when the engine stopped") => command = "compensate",
+                    4 if text.contains("in doubt that are not idempotent: ") => {
+                        decisions.clear();
+                        for line in text.lines().filter(|l| l.contains("in doubt that are not idempotent: "))
+                        {
+                            let compensation = line.contains("compensations in doubt");
+                            for step in line.split("not idempotent: ").nth(1).unwrap_or("").split(", ") {
+                                let step = step.trim();
+                                let unit =
+                                    if compensation { format!("undo-{step}") } else { step.to_string() };
+                                // The rule under test: nothing of a unit in doubt still runs.
+                                let needle = format!("start {unit} >> trace");
+                                let live: Vec<u32> = unit_processes(dir, &needle);
+                                assert!(
+                                    live.is_empty(),
+                                    "{context}: `{unit}` is in doubt while {live:?} run it"
+                                );
+                                let ran = trace(dir).contains(&format!("done {unit}"));
+                                decisions.extend([
+                                    if ran { "--skip" } else { "--rerun" }.to_string(),
+                                    step.to_string(),
+                                ]);
+                                if !ran {
+                                    reruns.push(unit);
+                                }
+                            }
+                        }
+                        decisions.extend(["--reason".into(), "checked the trace".into()]);
+                    }
+                    c => panic!("{context}: `{}` exited {c}: {text}", args.join(" ")),
+                }
+            }
+            if outs.iter().all(|o| o.code == 5) {
+                // A live lease (the frozen engine's, until it expires): wait for it.
+                std::thread::sleep(Duration::from_millis(300));
+            }
+            if stopped && rng.below(4) == 0 {
+                signal(engine.id(), "-CONT");
+                stopped = false;
+            }
+        }
+        if stopped {
+            signal(engine.id(), "-CONT");
+        }
+        let _ = finish(engine);
+        assert!(finished || run_finished(dir, &id), "{context}: the run did not finish");
+        crate::crash::ran_at_most_as_decided(dir, &id, &not_idempotent, &reruns, &context);
+    }
+    eprintln!(
+        "holder torture: {trials} trials, attacks (freeze, reaper, both, engine) {attacks:?}; seed {seed}"
+    );
+}
+
+fn run_finished(dir: &std::path::Path, id: &str) -> bool {
+    let journal =
+        crate::crash::runbook_cmd(dir, &["audit", id, "--format", "jsonl"]).output().expect("audit");
+    String::from_utf8_lossy(&journal.stdout)
+        .lines()
+        .last()
+        .is_some_and(|l| l.contains("\"kind\":\"run_finished\""))
+}
+
+/// Live processes (not zombies) working in `dir` whose command line holds `needle`.
+fn unit_processes(dir: &std::path::Path, needle: &str) -> Vec<u32> {
+    let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|p| std::fs::read_link(format!("/proc/{p}/cwd")).is_ok_and(|cwd| cwd == dir))
+        .filter(|p| alive(*p) && cmdline(*p).contains(needle))
+        .collect()
+}
