@@ -348,7 +348,7 @@ async fn execute(
         inherited: None,
         runbook_file: prepared.file,
         resume,
-        reaper: start_reaper(),
+        reaper: start_reaper(&run_dir),
         compensate_only,
     };
     let json = output == RunOutput::Json;
@@ -435,10 +435,10 @@ pub async fn sigterm(handler: &mut Option<tokio::signal::unix::Signal>) {
 
 /// The helper that ends step processes if this process dies; without it (it could not be
 /// started), steps still end with the engine in every case but SIGKILL.
-fn start_reaper() -> Option<Arc<runbook_exec::process::Reaper>> {
+fn start_reaper(run_dir: &Path) -> Option<Arc<runbook_exec::process::Reaper>> {
     let exe = std::env::current_exe().ok()?;
     match runbook_exec::process::Reaper::start(&exe, &["__reaper"]) {
-        Ok(r) => Some(Arc::new(r)),
+        Ok(r) => Some(Arc::new(r.with_ledger(run_dir.join(PROCESS_GROUPS)))),
         Err(e) => {
             eprintln!(
                 "warning: cannot start the process reaper ({e}); a killed engine could leave steps running"
@@ -464,7 +464,7 @@ pub struct ResumeArgs {
 
 pub fn resume(args: ResumeArgs, color: bool) -> u8 {
     with_existing_store(&args, async |store, location| {
-        match prepare_resume(store, &args, color, false).await {
+        match prepare_resume(store, location, &args, color, false).await {
             Ok((prepared, resume)) => {
                 execute(store, location, prepared, args.run_id.clone(), Some(resume), args.output, false)
                     .await
@@ -488,7 +488,7 @@ fn with_existing_store(args: &ResumeArgs, f: impl AsyncFnOnce(&Store, &Location)
 /// `runbook compensate RUN_ID`: undo what a run did, by hand.
 pub fn compensate(args: ResumeArgs, color: bool) -> u8 {
     with_existing_store(&args, async |store, location| {
-        let (prepared, resume) = match prepare_resume(store, &args, color, true).await {
+        let (prepared, resume) = match prepare_resume(store, location, &args, color, true).await {
             Ok(x) => x,
             Err(code) => return code,
         };
@@ -533,9 +533,13 @@ pub fn compensate(args: ResumeArgs, color: bool) -> u8 {
     })
 }
 
+/// The file in a run's folder where its engines write down their step process groups.
+const PROCESS_GROUPS: &str = "process-groups";
+
 /// Read the run back, check it may be resumed, and settle the steps in doubt.
 async fn prepare_resume(
     store: &Store,
+    location: &Location,
     args: &ResumeArgs,
     color: bool,
     compensating: bool,
@@ -641,6 +645,17 @@ async fn prepare_resume(
             return Err(exit::CANNOT_START);
         }
     }
+    // On this host, what a dead engine of this run left running is ended before anything
+    // is reported in doubt or run again (elsewhere, that engine's reaper answers for it).
+    let ledger = crate::state::run_dir(location, id).join(PROCESS_GROUPS);
+    let leftovers = runbook_exec::process::end_leftover_groups(&ledger);
+    if !leftovers.is_empty() {
+        let groups: Vec<String> = leftovers.iter().map(i32::to_string).collect();
+        eprintln!(
+            "note: ended process groups that a dead engine of run {id} left running: {}",
+            groups.join(", ")
+        );
+    }
     let state = runbook_core::journal::fold(&records);
     // A run whose failure was (or was being) compensated cannot go on: its completed steps
     // are undone. One that stopped (`stop`, `continue`) can: its failed steps run again.
@@ -670,6 +685,11 @@ async fn prepare_resume(
             .steps
             .iter()
             .filter(|(_, s)| s.status == StepStatus::Failed)
+            // Those ended from outside are named below, with the steps in doubt.
+            .filter(|(id, s)| {
+                !s.reason.as_deref().is_some_and(runbook_core::journal::ended_mid_work)
+                    || runbook.find_step(id).is_some_and(|st| st.idempotent)
+            })
             .map(|(id, _)| id.as_str())
             .collect();
         if !failed.is_empty() {

@@ -622,3 +622,34 @@ fn unit_processes(dir: &std::path::Path, needle: &str) -> Vec<u32> {
         .filter(|p| alive(*p) && cmdline(*p).contains(needle))
         .collect()
 }
+
+// F5, what the parent-death signal does not reach: a background process of the step, left
+// by an engine killed together with its reaper, is ended by the next `resume` on this host
+// before it reports the step in doubt.
+#[test]
+fn resume_ends_what_a_dead_engine_and_reaper_left_running_before_reporting_in_doubt() {
+    let place = Place::sqlite(
+        r#"[runbook]
+name = "left"
+
+[steps.a]
+run = "echo start-a >> effects; (echo bg >> effects; while [ ! -e release ]; do sleep 0.02; done; echo LATE >> effects) & wait"
+"#,
+    );
+    let engine = place.spawn(&["run", "r.toml", "--yes"]);
+    wait_for_line(&place, "effects", "bg");
+    let reaper = reaper_of(engine.id());
+    signal(engine.id(), "-KILL");
+    signal(reaper, "-KILL");
+    let _ = wait(engine);
+    assert!(!unit_processes(place.path(), "LATE").is_empty(), "the background part should be left running");
+    let run = place.latest_run();
+    let out = place.cmd(&["resume", &run, "--yes"]);
+    ok(&out, 4);
+    assert!(out.stderr.contains("ended process groups"), "{}", out.stderr);
+    assert!(unit_processes(place.path(), "LATE").is_empty(), "a step in doubt still runs while reported");
+    std::fs::write(place.path().join("release"), "").expect("release");
+    ok(&place.cmd(&["resume", &run, "--yes", "--skip", "a", "--reason", "it charged"]), 0);
+    assert_eq!(place.lines("effects"), ["start-a", "bg"]);
+    place.verify(&run);
+}

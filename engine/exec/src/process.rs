@@ -104,6 +104,8 @@ pub struct Reaper {
     gone: watch::Receiver<bool>,
     /// The `runbook` binary, which also runs [`tie_main`] (`__tie`).
     program: PathBuf,
+    /// Where every group is also written down on this host (see [`end_leftover_groups`]).
+    ledger: Option<PathBuf>,
     _child: std::process::Child,
 }
 
@@ -128,7 +130,31 @@ impl Reaper {
             while matches!(out.read(&mut buf), Ok(n) if n > 0) {}
             let _ = tx.send(true);
         });
-        Ok(Reaper { pipe: std::sync::Mutex::new(pipe), gone, program: program.to_path_buf(), _child: child })
+        Ok(Reaper {
+            pipe: std::sync::Mutex::new(pipe),
+            gone,
+            program: program.to_path_buf(),
+            ledger: None,
+            _child: child,
+        })
+    }
+
+    /// Also write every group started and ended down in `ledger` (the run's folder on this
+    /// host), so that a later engine can end what a dead one left behind.
+    pub fn with_ledger(mut self, ledger: PathBuf) -> Reaper {
+        self.ledger = Some(ledger);
+        self
+    }
+
+    fn write_down(&self, line: &str) {
+        use std::io::Write as _;
+        let Some(path) = &self.ledger else { return };
+        if let Some(dir) = path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+            let _ = f.write_all(line.as_bytes());
+        }
     }
 
     /// Turns `true` when the helper is gone: steps started from then on would not be tied to
@@ -288,7 +314,15 @@ pub async fn run_tied(
     };
     let pgid = child.id().map(|id| Pid::from_raw(id as i32));
     let untied = match (reaper, pgid) {
-        (Some(r), Some(pgid)) => r.tell(format!("add {pgid}\n")).is_err(),
+        (Some(r), Some(pgid)) => {
+            // `add PGID GROUP_START ENGINE_IDENTITY`, before the reaper hears of it.
+            if let (Some(start), Some(engine)) =
+                (start_time(pgid.as_raw()), process_identity(std::process::id() as i32))
+            {
+                r.write_down(&format!("add {pgid} {start} {} {engine}\n", std::process::id()));
+            }
+            r.tell(format!("add {pgid}\n")).is_err()
+        }
         _ => false,
     };
     let readers = [
@@ -320,6 +354,7 @@ pub async fn run_tied(
         end_group(pgid, spawn.grace).await;
         if let Some(r) = reaper {
             let _ = r.tell(format!("del {pgid}\n"));
+            r.write_down(&format!("del {pgid}\n"));
         }
     }
     let _ = child.wait().await;
@@ -414,6 +449,49 @@ pub fn identity_is_gone(pid: i32, identity: &str) -> bool {
         Some((state, _)) if state == 'Z' || state == 'X' => true,
         Some(_) => start_time(pid).is_some_and(|t| t.to_string() != start),
     }
+}
+
+/// End the process groups that engines now dead left behind, as written down in `ledger`
+/// by [`Reaper::with_ledger`] on this host: each group still registered whose engine is
+/// provably gone ([`identity_is_gone`]) and that is still the same group (its leader, if
+/// alive, started when recorded; Linux keeps a pid allocated while its group has members)
+/// gets SIGKILL, and this waits (a few seconds at most) until it is gone. Groups of a live
+/// engine are left alone (its reaper's watchdog answers for them). Returns the groups
+/// ended.
+pub fn end_leftover_groups(ledger: &std::path::Path) -> Vec<i32> {
+    let Ok(text) = std::fs::read_to_string(ledger) else { return Vec::new() };
+    let mut live: Vec<(i32, u64, i32, String)> = Vec::new();
+    for line in text.lines() {
+        let mut f = line.split_whitespace();
+        match (f.next(), f.next().and_then(|p| p.parse::<i32>().ok())) {
+            (Some("add"), Some(pgid)) => {
+                let start = f.next().and_then(|s| s.parse::<u64>().ok());
+                let engine = f.next().and_then(|s| s.parse::<i32>().ok());
+                if let (Some(start), Some(engine), Some(id)) = (start, engine, f.next()) {
+                    live.push((pgid, start, engine, id.to_string()));
+                }
+            }
+            (Some("del"), Some(pgid)) => live.retain(|(g, ..)| *g != pgid),
+            _ => {}
+        }
+    }
+    let mut ended = Vec::new();
+    for (pgid, start, engine, identity) in live {
+        let same_group = match process_state(pgid) {
+            Some((s, _)) if s != 'Z' && s != 'X' => start_time(pgid) == Some(start),
+            _ => true,
+        };
+        let group = Pid::from_raw(pgid);
+        if identity_is_gone(engine, &identity) && same_group && group_alive(group) {
+            let _ = killpg(group, Signal::SIGKILL);
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            while group_alive(group) && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            ended.push(pgid);
+        }
+    }
+    ended
 }
 
 /// Read lines (any bytes: invalid UTF-8 is replaced, never a reason to stop reading, which
