@@ -79,7 +79,11 @@ const SHORT_LEASE: &[(&str, &str)] = &[("RUNBOOK_LEASE_TTL", "1s")];
 
 /// An engine in step `a` of [`CHARGE`] (started, not released).
 fn charging(env: &[(&str, &str)]) -> (Place, Child) {
-    let place = Place::sqlite(CHARGE);
+    charging_in(Place::sqlite(CHARGE), env)
+}
+
+/// [`charging`] in `place` (a store of either backend holding [`CHARGE`]).
+fn charging_in(place: Place, env: &[(&str, &str)]) -> (Place, Child) {
     let engine = place.spawn_env(&["run", "r.toml", "--yes"], env);
     wait_for_line(&place, "effects", "start-a");
     (place, engine)
@@ -307,7 +311,16 @@ fn a_step_dies_with_its_engine_even_when_the_reaper_dies_too() {
 // F3: a frozen engine's step is ended before its lease can be taken over.
 #[test]
 fn a_frozen_engine_s_step_is_ended_before_another_engine_takes_the_run() {
-    let (place, engine) = charging(SHORT_LEASE);
+    frozen_engine(charging(SHORT_LEASE));
+}
+
+// F3 in team mode: the same on PostgreSQL, leases judged by the server's clock.
+#[test]
+fn a_frozen_engine_s_step_is_ended_before_another_engine_takes_the_run_on_postgres() {
+    frozen_engine(charging_in(Place::postgres(CHARGE), SHORT_LEASE));
+}
+
+fn frozen_engine((place, engine): (Place, Child)) {
     let run = place.latest_run();
     signal(engine.id(), "-STOP");
     std::thread::sleep(Duration::from_secs(3));
