@@ -247,6 +247,15 @@ pub enum Command {
     /// Internal: ends a run's step processes if the engine dies.
     #[command(name = "__reaper", hide = true)]
     Reaper,
+    /// Internal: runs a step's program so that it dies with the engine (parent-death signal).
+    #[command(name = "__tie", hide = true)]
+    Tie {
+        /// The engine's process id.
+        parent: i32,
+        /// The program and its arguments.
+        #[arg(last = true, required = true)]
+        argv: Vec<std::ffi::OsString>,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -395,6 +404,12 @@ pub struct Decisions {
     /// Why (required with --rerun or --skip; journaled with your identity).
     #[arg(long, value_name = "TEXT")]
     pub reason: Option<String>,
+    /// A journal hash you kept (printed by `run`, `resume` and `compensate` as they end):
+    /// refuse unless the journal still holds that record. A journal cut at its end (with
+    /// the store's triggers dropped) verifies on its own; only a hash kept elsewhere
+    /// reveals the cut.
+    #[arg(long, value_name = "HASH")]
+    pub expect_hash: Option<String>,
 }
 
 /// `ROLE=IDENTITY`.

@@ -50,7 +50,7 @@ pub fn run(cli: Cli) -> u8 {
         }
         Command::Resume {
             run_id,
-            decisions: Decisions { rerun, skip, reason },
+            decisions: Decisions { rerun, skip, reason, expect_hash },
             yes,
             wait,
             state,
@@ -58,16 +58,30 @@ pub fn run(cli: Cli) -> u8 {
         } => {
             crate::queue::die_with_worker();
             crate::run::resume(
-                crate::run::ResumeArgs { run_id, rerun, skip, reason, yes, wait, state, output },
+                crate::run::ResumeArgs { run_id, rerun, skip, reason, expect_hash, yes, wait, state, output },
                 color,
             )
         }
-        Command::Compensate { run_id, decisions: Decisions { rerun, skip, reason }, yes, state, output } => {
-            crate::run::compensate(
-                crate::run::ResumeArgs { run_id, rerun, skip, reason, yes, wait: false, state, output },
-                color,
-            )
-        }
+        Command::Compensate {
+            run_id,
+            decisions: Decisions { rerun, skip, reason, expect_hash },
+            yes,
+            state,
+            output,
+        } => crate::run::compensate(
+            crate::run::ResumeArgs {
+                run_id,
+                rerun,
+                skip,
+                reason,
+                expect_hash,
+                yes,
+                wait: false,
+                state,
+                output,
+            },
+            color,
+        ),
         Command::Approve { run_id, step, inputs, reason, state } => {
             crate::approve::decide(&run_id, &step, true, &inputs, reason.as_deref().unwrap_or(""), state)
         }
@@ -95,6 +109,11 @@ pub fn run(cli: Cli) -> u8 {
         Command::Reaper => {
             runbook_exec::process::reaper_main();
             exit::SUCCESS
+        }
+        Command::Tie { parent, argv } => {
+            let error = runbook_exec::process::tie_main(parent, &argv);
+            eprintln!("runbook: cannot start the step's program: {error}");
+            exit::STEP_NOT_STARTED
         }
         Command::State(crate::args::StateCommand::Migrate { state, identity, map }) => {
             crate::state::migrate(state.as_deref(), identity.as_deref(), &map)

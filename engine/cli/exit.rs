@@ -14,3 +14,6 @@ pub const NEEDS_OPERATOR: u8 = 4;
 pub const CANNOT_START: u8 = 5;
 /// Interrupted by Ctrl-C or SIGTERM.
 pub const INTERRUPTED: u8 = 130;
+/// Internal (`__tie`, the wrapper a step's program starts through): the program could not be
+/// started. The step sees it as its exit code, as from a shell.
+pub const STEP_NOT_STARTED: u8 = 127;

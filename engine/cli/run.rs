@@ -425,7 +425,7 @@ async fn execute(
         reads: prepared.reads,
         runbook_file: prepared.file,
         resume,
-        reaper: start_reaper(),
+        reaper: start_reaper(&run_dir),
         compensate_only,
     };
     let json = output == RunOutput::Json;
@@ -512,10 +512,10 @@ pub async fn sigterm(handler: &mut Option<tokio::signal::unix::Signal>) {
 
 /// The helper that ends step processes if this process dies; without it (it could not be
 /// started), steps still end with the engine in every case but SIGKILL.
-fn start_reaper() -> Option<Arc<runbook_exec::process::Reaper>> {
+fn start_reaper(run_dir: &Path) -> Option<Arc<runbook_exec::process::Reaper>> {
     let exe = std::env::current_exe().ok()?;
     match runbook_exec::process::Reaper::start(&exe, &["__reaper"]) {
-        Ok(r) => Some(Arc::new(r)),
+        Ok(r) => Some(Arc::new(r.with_ledger(run_dir.join(PROCESS_GROUPS)))),
         Err(e) => {
             eprintln!(
                 "warning: cannot start the process reaper ({e}); a killed engine could leave steps running"
@@ -532,6 +532,7 @@ pub struct ResumeArgs {
     pub rerun: Vec<String>,
     pub skip: Vec<String>,
     pub reason: Option<String>,
+    pub expect_hash: Option<String>,
     pub yes: bool,
     pub wait: bool,
     pub state: Option<String>,
@@ -540,7 +541,7 @@ pub struct ResumeArgs {
 
 pub fn resume(args: ResumeArgs, color: bool) -> u8 {
     with_existing_store(&args, async |store, location| {
-        match prepare_resume(store, &args, color, false).await {
+        match prepare_resume(store, location, &args, color, false).await {
             Ok((prepared, resume)) => {
                 execute(store, location, prepared, args.run_id.clone(), Some(resume), args.output, false)
                     .await
@@ -564,7 +565,7 @@ fn with_existing_store(args: &ResumeArgs, f: impl AsyncFnOnce(&Store, &Location)
 /// `runbook compensate RUN_ID`: undo what a run did, by hand.
 pub fn compensate(args: ResumeArgs, color: bool) -> u8 {
     with_existing_store(&args, async |store, location| {
-        let (prepared, resume) = match prepare_resume(store, &args, color, true).await {
+        let (prepared, resume) = match prepare_resume(store, location, &args, color, true).await {
             Ok(x) => x,
             Err(code) => return code,
         };
@@ -609,9 +610,13 @@ pub fn compensate(args: ResumeArgs, color: bool) -> u8 {
     })
 }
 
+/// The file in a run's folder where its engines write down their step process groups.
+const PROCESS_GROUPS: &str = "process-groups";
+
 /// Read the run back, check it may be resumed, and settle the steps in doubt.
 async fn prepare_resume(
     store: &Store,
+    location: &Location,
     args: &ResumeArgs,
     color: bool,
     compensating: bool,
@@ -632,7 +637,19 @@ async fn prepare_resume(
     records.truncate(usize::try_from(summary.last_seq).unwrap_or(usize::MAX));
     if let Err(e) = runbook_core::journal::verify(&records, summary.last_hash.as_deref()) {
         eprintln!("error: the journal of run {id} fails verification at record {}: {}", e.seq, e.reason);
-        eprintln!("  help: `runbook audit verify {id}`; a tampered journal cannot be resumed");
+        eprintln!("  help: `runbook audit verify {id}`; a journal that fails verification cannot be resumed");
+        return Err(exit::NEEDS_OPERATOR);
+    }
+    // A journal cut at its end verifies on its own: a hash kept outside the store shows it.
+    if let Some(kept) = args.expect_hash.as_deref().map(str::trim)
+        && !records.iter().any(|r| r.hash == kept)
+    {
+        eprintln!(
+            "error: the journal of run {id} does not hold the record with hash {kept}: it was cut or rewritten; nothing was done"
+        );
+        eprintln!(
+            "  help: `runbook audit verify {id} --expect-hash {kept}`; restore the store from a backup"
+        );
         return Err(exit::NEEDS_OPERATOR);
     }
     // How the run last ended, unless it was resumed since.
@@ -725,7 +742,8 @@ async fn prepare_resume(
     // (Only an early word: the store decides who holds the run when the engine takes its
     // lock, in one transaction.)
     if let Ok(Some(holder)) = store.lock_of_run(id).await {
-        let (_, now_ms) = dispatch::now();
+        // The store's clock judges leases, as in `Store::acquire`; never this host's.
+        let now_ms = store.clock_ms().await.unwrap_or(i64::MIN);
         if holder.lease_until > now_ms
             && !dispatch::holder_is_dead(&holder.holder)
             && !dispatch::holder_is_suspended(&holder.holder)
@@ -736,6 +754,17 @@ async fn prepare_resume(
             );
             return Err(exit::CANNOT_START);
         }
+    }
+    // On this host, what a dead engine of this run left running is ended before anything
+    // is reported in doubt or run again (elsewhere, that engine's reaper answers for it).
+    let ledger = crate::state::run_dir(location, id).join(PROCESS_GROUPS);
+    let leftovers = runbook_exec::process::end_leftover_groups(&ledger);
+    if !leftovers.is_empty() {
+        let groups: Vec<String> = leftovers.iter().map(i32::to_string).collect();
+        eprintln!(
+            "note: ended process groups that a dead engine of run {id} left running: {}",
+            groups.join(", ")
+        );
     }
     let state = runbook_core::journal::fold(&records);
     // A run whose failure was (or was being) compensated cannot go on: its completed steps
@@ -766,6 +795,11 @@ async fn prepare_resume(
             .steps
             .iter()
             .filter(|(_, s)| s.status == StepStatus::Failed)
+            // Those ended from outside are named below, with the steps in doubt.
+            .filter(|(id, s)| {
+                !s.reason.as_deref().is_some_and(runbook_core::journal::ended_mid_work)
+                    || runbook.find_step(id).is_some_and(|st| st.idempotent)
+            })
             .map(|(id, _)| id.as_str())
             .collect();
         if !failed.is_empty() {
@@ -780,8 +814,21 @@ async fn prepare_resume(
     // and `finally`); `compensate` runs compensations and `finally` steps, and leaves the
     // main steps in doubt alone (they are not compensated: it is not known whether they ran).
     let is_finally = |step: &str| runbook.finally.iter().any(|f| f.id.as_str() == step);
-    let steps_in_doubt: Vec<&str> =
+    let mut steps_in_doubt: Vec<&str> =
         state.in_doubt().into_iter().filter(|s| !compensating || is_finally(s)).collect();
+    // A step ended by its timeout, a cancellation or a signal may have done part of its
+    // work: a failed run that goes on treats it as in doubt too.
+    let ended_mid_work: Vec<&str> = if compensating { Vec::new() } else { state.failed_mid_work() };
+    steps_in_doubt.extend(ended_mid_work.iter().copied());
+    if let Some(both) = args.rerun.iter().find(|r| args.skip.contains(r)) {
+        eprintln!(
+            "error: `{both}` is named in both `--rerun` and `--skip`; a unit gets one decision; nothing was done"
+        );
+        eprintln!(
+            "  help: name it once: `--rerun {both}` (run it again) or `--skip {both}` (treat it as done)"
+        );
+        return Err(exit::USAGE);
+    }
     let compensations_in_doubt: Vec<&str> =
         if compensating { state.compensations_in_doubt() } else { Vec::new() };
     for s in args.rerun.iter().chain(args.skip.iter()) {
@@ -856,6 +903,14 @@ async fn prepare_resume(
         eprintln!(
             "  they started and the engine stopped before their outcome was recorded; they may or may not have run"
         );
+        let ended: Vec<&str> =
+            undecided.iter().map(String::as_str).filter(|s| ended_mid_work.contains(s)).collect();
+        if !ended.is_empty() {
+            eprintln!(
+                "  ended by their timeout, a cancellation or a signal, they may have done part of their work: {}",
+                ended.join(", ")
+            );
+        }
         eprintln!(
             "  help: check what they did, then `runbook {command} {id} --rerun STEP` or `--skip STEP` (treat as done), with `--reason TEXT`"
         );

@@ -11,14 +11,14 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// A small deterministic generator, so a failing trial can be replayed from its seed.
-struct Lcg(u64);
+pub(crate) struct Lcg(pub(crate) u64);
 
 impl Lcg {
     fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         self.0 >> 33
     }
-    fn below(&mut self, n: u64) -> u64 {
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
         self.next() % n.max(1)
     }
 }
@@ -48,7 +48,7 @@ fn runbook() -> String {
     s
 }
 
-fn runbook_cmd(dir: &Path, args: &[&str]) -> Command {
+pub(crate) fn runbook_cmd(dir: &Path, args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_runbook"));
     cmd.args(args)
         .arg("--state")
@@ -85,7 +85,7 @@ fn run_and_maybe_kill(dir: &Path, args: &[&str], after: Option<Duration>) -> (Op
 
 /// The number of trials (from `var`, else `default`) and the seed (`RUNBOOK_TORTURE_SEED`,
 /// else the clock), so a failing trial can be replayed.
-fn trials_and_seed(var: &str, default: u64) -> (u64, u64) {
+pub(crate) fn trials_and_seed(var: &str, default: u64) -> (u64, u64) {
     let trials = std::env::var(var).ok().and_then(|t| t.parse().ok()).unwrap_or(default);
     let seed = std::env::var("RUNBOOK_TORTURE_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(7, |d| d.as_nanos() as u64)
@@ -93,11 +93,11 @@ fn trials_and_seed(var: &str, default: u64) -> (u64, u64) {
     (trials, seed)
 }
 
-fn trace(dir: &Path) -> Vec<String> {
+pub(crate) fn trace(dir: &Path) -> Vec<String> {
     std::fs::read_to_string(dir.join("trace")).unwrap_or_default().lines().map(str::to_string).collect()
 }
 
-fn run_id(dir: &Path) -> Option<String> {
+pub(crate) fn run_id(dir: &Path) -> Option<String> {
     crate::support::latest_run_id(dir, &dir.join("state.db"))
 }
 
@@ -295,6 +295,24 @@ idempotent = true
 /// Units that are not idempotent: none may start twice unless an operator said `--rerun`.
 const NOT_IDEMPOTENT: [&str; 7] = ["a", "c", "f1", "inc/x", "inc/y", "undo-a", "undo-inc/x"];
 
+/// Ground truth, from the trace: no unit of `units` (not idempotent) started more often than
+/// once plus the operators' `--rerun`s of it, none completed twice; and the journal verifies.
+pub(crate) fn ran_at_most_as_decided(dir: &Path, id: &str, units: &[&str], reruns: &[String], context: &str) {
+    let lines = trace(dir);
+    for unit in units {
+        let started = lines.iter().filter(|l| **l == format!("start {unit}")).count();
+        let done = lines.iter().filter(|l| **l == format!("done {unit}")).count();
+        let allowed = 1 + reruns.iter().filter(|r| r == unit).count();
+        assert!(done <= 1, "{context}: `{unit}` completed {done} times\n{lines:#?}");
+        assert!(
+            started <= allowed,
+            "{context}: `{unit}` started {started} times (allowed {allowed})\n{lines:#?}"
+        );
+    }
+    let verify = runbook_cmd(dir, &["audit", "verify", id]).output().expect("verify");
+    assert_eq!(verify.status.code(), Some(0), "{context}: {}", String::from_utf8_lossy(&verify.stdout));
+}
+
 /// Start `drivers` engines of the same command at once; kill one of them after `kill`.
 fn race_drivers(
     dir: &Path,
@@ -409,21 +427,7 @@ fn every_kind_of_unit_in_doubt_waits_for_a_decision_or_is_idempotent() {
                 .is_some_and(|l| l.contains("\"kind\":\"run_finished\""));
         }
         assert!(finished, "{context}: the run did not finish");
-        // Ground truth: no unit that is not idempotent started twice without a re-run
-        // decision, and none completed twice.
-        let lines = trace(dir);
-        for unit in NOT_IDEMPOTENT {
-            let started = lines.iter().filter(|l| **l == format!("start {unit}")).count();
-            let done = lines.iter().filter(|l| **l == format!("done {unit}")).count();
-            let allowed = 1 + reruns.iter().filter(|r| *r == unit).count();
-            assert!(done <= 1, "{context}: `{unit}` completed {done} times\n{lines:#?}");
-            assert!(
-                started <= allowed,
-                "{context}: `{unit}` started {started} times (allowed {allowed})\n{lines:#?}"
-            );
-        }
-        let verify = runbook_cmd(dir, &["audit", "verify", &id]).output().expect("verify");
-        assert_eq!(verify.status.code(), Some(0), "{context}: {}", String::from_utf8_lossy(&verify.stdout));
+        ran_at_most_as_decided(dir, &id, &NOT_IDEMPOTENT, &reruns, &context);
         std::thread::sleep(Duration::from_millis(50));
         assert!(processes_in(dir).is_empty(), "{context}: processes left behind");
     }

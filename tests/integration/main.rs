@@ -9,6 +9,7 @@ mod crash;
 mod e2e;
 mod fixtures;
 mod history;
+mod holder;
 mod hostile;
 mod include;
 mod injection;

@@ -11,21 +11,21 @@ use runbook_sandbox::peers::Postgres;
 use crate::support::{Output, ok, run_in_with_env};
 
 /// A folder with `r.toml` and a state store: a SQLite file, or a throwaway PostgreSQL cluster.
-struct Place {
+pub(crate) struct Place {
     dir: tempfile::TempDir,
     state: String,
     _pg: Option<Postgres>,
 }
 
 impl Place {
-    fn sqlite(runbook: &str) -> Place {
+    pub(crate) fn sqlite(runbook: &str) -> Place {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("r.toml"), runbook).expect("runbook");
         let state = dir.path().join("state.db").display().to_string();
         Place { dir, state, _pg: None }
     }
 
-    fn postgres(runbook: &str) -> Place {
+    pub(crate) fn postgres(runbook: &str) -> Place {
         let pg = Postgres::start();
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("r.toml"), runbook).expect("runbook");
@@ -34,19 +34,37 @@ impl Place {
         place
     }
 
-    fn path(&self) -> &Path {
+    /// The state store (a path or a URL), for `--state`.
+    pub(crate) fn state(&self) -> &str {
+        &self.state
+    }
+
+    pub(crate) fn path(&self) -> &Path {
         self.dir.path()
     }
 
-    fn cmd(&self, args: &[&str]) -> Output {
+    pub(crate) fn cmd(&self, args: &[&str]) -> Output {
+        self.cmd_env(args, &[])
+    }
+
+    /// [`Place::cmd`] with extra environment variables.
+    pub(crate) fn cmd_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         let mut all = args.to_vec();
         all.extend(["--state", &self.state]);
         let local = self.path().join("host").display().to_string();
-        run_in_with_env(self.path(), &all, &[("XDG_STATE_HOME", &local)])
+        let mut vars = vec![("XDG_STATE_HOME", local.as_str())];
+        vars.extend_from_slice(env);
+        run_in_with_env(self.path(), &all, &vars)
     }
 
-    fn spawn(&self, args: &[&str]) -> Child {
+    pub(crate) fn spawn(&self, args: &[&str]) -> Child {
+        self.spawn_env(args, &[])
+    }
+
+    /// [`Place::spawn`] with extra environment variables.
+    pub(crate) fn spawn_env(&self, args: &[&str], env: &[(&str, &str)]) -> Child {
         Command::new(env!("CARGO_BIN_EXE_runbook"))
+            .envs(env.iter().copied())
             .args(args)
             .args(["--state", &self.state])
             .current_dir(self.path())
@@ -60,13 +78,13 @@ impl Place {
             .expect("spawn runbook")
     }
 
-    fn latest_run(&self) -> String {
+    pub(crate) fn latest_run(&self) -> String {
         let out = self.cmd(&["runs", "--format", "json"]);
         let runs: serde_json::Value = serde_json::from_str(&out.stdout).unwrap_or_default();
         runs[0]["run_id"].as_str().map(str::to_string).expect("a run")
     }
 
-    fn journal(&self, run: &str) -> Vec<serde_json::Value> {
+    pub(crate) fn journal(&self, run: &str) -> Vec<serde_json::Value> {
         self.cmd(&["audit", run, "--format", "jsonl"])
             .stdout
             .lines()
@@ -74,7 +92,7 @@ impl Place {
             .collect()
     }
 
-    fn lines(&self, file: &str) -> Vec<String> {
+    pub(crate) fn lines(&self, file: &str) -> Vec<String> {
         std::fs::read_to_string(self.path().join(file))
             .unwrap_or_default()
             .lines()
@@ -82,17 +100,17 @@ impl Place {
             .collect()
     }
 
-    fn verify(&self, run: &str) {
+    pub(crate) fn verify(&self, run: &str) {
         ok(&self.cmd(&["audit", "verify", run]), 0);
     }
 }
 
-fn wait(child: Child) -> Output {
+pub(crate) fn wait(child: Child) -> Output {
     Output::from(child.wait_with_output().expect("wait"))
 }
 
 /// How many records of `kind` (about `step`, if given) a journal holds.
-fn count(journal: &[serde_json::Value], kind: &str, step: Option<&str>) -> usize {
+pub(crate) fn count(journal: &[serde_json::Value], kind: &str, step: Option<&str>) -> usize {
     journal
         .iter()
         .filter(|r| r["event"]["kind"] == kind && step.is_none_or(|s| r["event"]["step"] == s))
@@ -240,7 +258,7 @@ run = "echo cleanup >> effects"
 }
 
 /// Kills its engine (the parent of the shell) the first time, after its side effect.
-const KILL_ENGINE_ONCE: &str = "if [ ! -e killed ]; then touch killed; kill -9 $PPID; sleep 5; fi";
+pub(crate) const KILL_ENGINE_ONCE: &str = "if [ ! -e killed ]; then touch killed; kill -9 $PPID; sleep 5; fi";
 
 #[test]
 fn a_finally_step_in_doubt_that_the_operator_skips_does_not_run() {
@@ -270,7 +288,7 @@ run = "echo cleanup >> effects; {KILL_ENGINE_ONCE}"
     place.verify(&run);
 }
 
-fn compensating(idempotent: bool) -> String {
+pub(crate) fn compensating(idempotent: bool) -> String {
     format!(
         r#"[runbook]
 name = "undo"

@@ -763,6 +763,14 @@ impl RunState {
         self.steps_where(|s| s.status == StepStatus::Started)
     }
 
+    /// Steps that failed because their process was ended from outside (their timeout, a
+    /// cancellation, a signal): like a step in doubt, they may have done part of their work.
+    pub fn failed_mid_work(&self) -> Vec<&str> {
+        self.steps_where(|s| {
+            s.status == StepStatus::Failed && s.reason.as_deref().is_some_and(ended_mid_work)
+        })
+    }
+
     /// Steps whose compensation started and has no outcome (the same rule as for steps).
     pub fn compensations_in_doubt(&self) -> Vec<&str> {
         self.steps_where(|s| s.compensation == CompensationStatus::Started)
@@ -771,6 +779,20 @@ impl RunState {
     fn steps_where(&self, keep: impl Fn(&StepState) -> bool) -> Vec<&str> {
         self.steps.iter().filter(|(_, s)| keep(s)).map(|(id, _)| id.as_str()).collect()
     }
+}
+
+/// How a failure reads when a step's attempt reached its time limit and was ended.
+pub const TIMED_OUT: &str = "timed out";
+/// How a failure reads when a step's attempt was cancelled and ended.
+pub const CANCELLED: &str = "cancelled";
+/// How a failure begins when a step's process was killed by a signal.
+pub const KILLED_BY_SIGNAL: &str = "killed by signal";
+
+/// True for a failure reason that says the attempt was ended from outside before it could
+/// say how it went ([`TIMED_OUT`], [`CANCELLED`], [`KILLED_BY_SIGNAL`]): it may or may not
+/// have done its work, so `resume` treats the step like one in doubt.
+pub fn ended_mid_work(reason: &str) -> bool {
+    reason == TIMED_OUT || reason == CANCELLED || reason.starts_with(KILLED_BY_SIGNAL)
 }
 
 /// Fold a run's records, in order, into its state.

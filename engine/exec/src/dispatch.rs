@@ -191,15 +191,28 @@ pub fn holder_is_suspended(holder: &str) -> bool {
     holder.starts_with(SUSPENDED)
 }
 
-/// True when a lock holder (`... (pid N on HOST)`) ran on this host and its process is gone.
+/// How this engine names itself as a lock holder: `OPERATOR (pid N on HOST; process ID)`,
+/// with the identity of [`process::process_identity`] (left out when `/proc` cannot say).
+pub fn holder_name(operator: &str) -> String {
+    let pid = std::process::id();
+    match process::process_identity(pid as i32) {
+        Some(id) => format!("{operator} (pid {pid} on {}; process {id})", hostname()),
+        None => format!("{operator} (pid {pid} on {})", hostname()),
+    }
+}
+
+/// True when a lock holder provably no longer runs: it names its process identity (see
+/// [`holder_name`]) and that process is gone from this kernel boot and PID namespace. A
+/// name, a pid and a host alone prove nothing (another PID namespace may reuse both): such a
+/// holder's lease must expire.
 pub fn holder_is_dead(holder: &str) -> bool {
     let Some(inner) = holder.rsplit_once("(pid ").map(|(_, rest)| rest.trim_end_matches(')')) else {
         return false;
     };
-    let Some((pid, host)) = inner.split_once(" on ") else { return false };
+    let Some((pid, rest)) = inner.split_once(" on ") else { return false };
     let Ok(pid) = pid.trim().parse::<i32>() else { return false };
-    host.trim() == hostname()
-        && !matches!(crate::process::process_state(pid), Some((s, _)) if s != 'Z' && s != 'X')
+    let Some((host, identity)) = rest.split_once("; process ") else { return false };
+    host.trim() == hostname() && process::identity_is_gone(pid, identity.trim())
 }
 
 /// Now as RFC 3339 (UTC, milliseconds) and as milliseconds since the epoch.
@@ -277,6 +290,46 @@ pub struct Dispatcher<'a> {
     started_at: String,
     /// Included runbooks that stopped to wait for approvals, by step index: what they wait on.
     child_waiting: BTreeMap<usize, Vec<String>>,
+    /// The task that renews the lease while this engine holds it (a run of its own only).
+    renewal: Option<Renewal>,
+}
+
+/// The lease's renewal: a task of its own, so nothing the dispatcher awaits (a `finally`
+/// step, a compensation, a precondition, a slow store) can delay it. Each round it first
+/// arms the reaper's watchdog, then renews the lease; a refused renewal (the lock was taken)
+/// kills every step process group at once and says so on `lost`. Dropped (aborted) when the
+/// engine lets the lock go or suspends it.
+struct Renewal {
+    task: tokio::task::JoinHandle<()>,
+    lost: watch::Receiver<bool>,
+    error: Arc<std::sync::Mutex<Option<StoreError>>>,
+}
+
+impl Drop for Renewal {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// How often the lease is renewed, and how long the reaper lets step processes live without
+/// news from the engine: a quarter and three quarters of the lease. The watchdog's clock
+/// starts after the renewal was sent and the store's lease after it arrived, so the step
+/// processes of a stalled engine are killed a quarter of a lease before anyone else may take
+/// the lease.
+pub fn renewal_times(ttl: Duration) -> (Duration, Duration) {
+    (ttl / 4, ttl * 3 / 4)
+}
+
+/// Waits until `flag` turns `true`; never, without one.
+async fn until_true(flag: &mut Option<watch::Receiver<bool>>) {
+    match flag {
+        Some(f) => {
+            if f.wait_for(|v| *v).await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+        None => std::future::pending().await,
+    }
 }
 
 impl std::fmt::Debug for Dispatcher<'_> {
@@ -312,6 +365,58 @@ impl<'a> Dispatcher<'a> {
             creating: None,
             started_at: String::new(),
             child_waiting: BTreeMap::new(),
+            renewal: None,
+        }
+    }
+
+    /// Start renewing the lease just taken (see [`Renewal`]).
+    fn start_renewal(&mut self) {
+        let Some(lease) = self.lease.clone() else { return };
+        let (tx, lost) = watch::channel(false);
+        let error = Arc::new(std::sync::Mutex::new(None));
+        let store = self.store.clone();
+        let reaper = self.opts.reaper.clone();
+        let ttl = self.opts.lease_ttl;
+        let kept = error.clone();
+        let task = tokio::spawn(async move {
+            let (period, watchdog) = renewal_times(ttl);
+            loop {
+                tokio::time::sleep(period).await;
+                if let Some(r) = &reaper {
+                    // A dead reaper is seen by the dispatcher through `Reaper::gone`.
+                    let _ = r.watch(watchdog);
+                }
+                // The store's clock, not this host's: every engine judges leases by it.
+                let renewed = match store.clock_ms().await {
+                    Ok(ms) => store.renew_lock(&lease, ms, ttl).await,
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = renewed {
+                    if let Some(r) = &reaper {
+                        let _ = r.kill_all();
+                    }
+                    if let Ok(mut slot) = kept.lock() {
+                        *slot = Some(e);
+                    }
+                    let _ = tx.send(true);
+                    return;
+                }
+            }
+        });
+        self.renewal = Some(Renewal { task, lost, error });
+    }
+
+    /// Why the renewal stopped.
+    fn lost_lease(&mut self) -> ExecError {
+        let kept = self.renewal.take().and_then(|r| r.error.lock().ok().and_then(|mut e| e.take()));
+        match kept {
+            Some(e) => e.into(),
+            None => ExecError::Store(StoreError::Fenced {
+                run_id: self.opts.run_id.clone(),
+                lock: self.lease.as_ref().map(|l| l.name.clone()).unwrap_or_default(),
+                fence: self.lease.as_ref().map_or(0, |l| l.fence),
+                current: 0,
+            }),
         }
     }
 
@@ -350,8 +455,9 @@ impl<'a> Dispatcher<'a> {
         let mut any_failed = false;
         let mut suspended = false;
         let max_parallel = self.runbook.max_parallel.map_or(self.opts.max_parallel, |m| m as usize).max(1);
-        let mut renew = tokio::time::interval(self.opts.lease_ttl / 3);
-        renew.tick().await;
+        let mut lost = self.renewal.as_ref().map(|r| r.lost.clone());
+        let mut reaper_gone = self.opts.reaper.as_ref().map(|r| r.gone());
+        let mut interrupt_reason = "interrupted by a signal (Ctrl-C or SIGTERM)";
         let mut poll = tokio::time::interval(self.opts.poll);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // Decisions already in the journal (made while the run was suspended) are folded.
@@ -484,15 +590,19 @@ impl<'a> Dispatcher<'a> {
                         let _ = cancel_tx.send(true);
                     }
                 }
-                _ = renew.tick(), if self.lease.is_some() => {
-                    if let Some(lease) = &self.lease {
-                        let (_, ms) = now();
-                        if let Err(e) = self.store.renew_lock(lease, ms, self.opts.lease_ttl).await {
-                            // Another run took the lock: end every attempt; our writes are refused anyway.
-                            let _ = cancel_tx.send(true);
-                            return Err(e.into());
-                        }
-                    }
+                () = until_true(&mut lost) => {
+                    // Another engine took the lock: the reaper killed every step process
+                    // group; end every attempt. Our writes are refused anyway.
+                    let _ = cancel_tx.send(true);
+                    return Err(self.lost_lease());
+                }
+                () = until_true(&mut reaper_gone), if !interrupted => {
+                    // Steps started from now on would not be tied to the engine: end the
+                    // running ones and start nothing more; the run is interrupted (journaled).
+                    interrupted = true;
+                    stopping = true;
+                    interrupt_reason = "the process reaper died: steps would no longer be tied to the engine";
+                    let _ = cancel_tx.send(true);
                 }
             }
         }
@@ -512,10 +622,7 @@ impl<'a> Dispatcher<'a> {
 
         if interrupted {
             if !nested {
-                self.record(RunEvent::RunInterrupted {
-                    reason: "interrupted by a signal (Ctrl-C or SIGTERM)".into(),
-                })
-                .await?;
+                self.record(RunEvent::RunInterrupted { reason: interrupt_reason.into() }).await?;
                 self.release().await;
             }
             return Ok(self.outcome(RunStatus::Interrupted));
@@ -525,6 +632,7 @@ impl<'a> Dispatcher<'a> {
             if !nested {
                 self.record(RunEvent::RunSuspended { waiting: waiting.clone() }).await?;
                 // The environment stays taken while people decide: a suspended run is not over.
+                self.renewal = None;
                 if let Some(lease) = self.lease.take() {
                     let holder = format!(
                         "{SUSPENDED}run {} waits for approval of {} (`runbook resume {}` continues it, `runbook compensate {}` ends it)",
@@ -586,7 +694,7 @@ impl<'a> Dispatcher<'a> {
     /// A run of its own: take the lock, create the run (or resume it), check the runbook's
     /// preconditions.
     async fn start_top(&mut self, cancel: &watch::Receiver<bool>) -> Result<(), ExecError> {
-        let (now_ts, now_ms) = now();
+        let (now_ts, _) = now();
         // The lock first: a second run on the same environment must not even check. Every
         // run holds one (a private `run:ID` lock without `lock`), so `resume` can tell a
         // live run from a dead one.
@@ -600,7 +708,7 @@ impl<'a> Dispatcher<'a> {
             None => self.started_at = now_ts.clone(),
             Some(r) => self.started_at = r.started_at.clone(),
         }
-        let holder = format!("{} (pid {} on {})", self.opts.operator, std::process::id(), hostname());
+        let holder = holder_name(&self.opts.operator);
         // One engine per run, decided by the store in the acquiring transaction: a live
         // holder refuses this engine even if it carries out the same run, and the journal
         // must still end where this engine read it (a resume) or not exist (a new run).
@@ -608,6 +716,8 @@ impl<'a> Dispatcher<'a> {
             Some(r) => runbook_store::Head::At(r.state.last_seq),
             None => runbook_store::Head::New,
         };
+        // Leases are judged by the store's clock (one clock for every engine), not this host's.
+        let now_ms = self.store.clock_ms().await?;
         let mut acquire = runbook_store::Acquire {
             name: &lock,
             run_id: &self.opts.run_id,
@@ -619,6 +729,10 @@ impl<'a> Dispatcher<'a> {
             head,
         };
         let mut stolen = false;
+        // The watchdog is armed before the lease exists (see `renewal_times`).
+        if let Some(r) = &self.opts.reaper {
+            let _ = r.watch(renewal_times(self.opts.lease_ttl).1);
+        }
         let lease = match self.store.acquire(&acquire).await {
             Err(StoreError::LockHeld(h)) if holder_is_dead(&h.holder) => {
                 stolen = true;
@@ -642,6 +756,7 @@ impl<'a> Dispatcher<'a> {
             )));
         }
         self.lease = Some(lease);
+        self.start_renewal();
         // Only now, with the lock held, does a new run exist, and only with its first
         // record (`Store::start_run`, one transaction): a refused run, or an engine that dies
         // while starting, leaves no trace.
@@ -742,7 +857,14 @@ impl<'a> Dispatcher<'a> {
                 StepStatus::Succeeded => State::Succeeded,
                 StepStatus::Skipped if retry_failed && !s.skipped_by_operator() => State::Waiting,
                 StepStatus::Skipped => State::Skipped,
-                StepStatus::Failed if retry_failed => {
+                // One ended by its timeout, a cancellation or a signal may have done part of
+                // its work: again only if idempotent or by an operator's decision.
+                StepStatus::Failed
+                    if retry_failed
+                        && (step.idempotent
+                            || !s.reason.as_deref().is_some_and(runbook_core::journal::ended_mid_work)
+                            || r.decisions.iter().any(|(d, _, _)| d == step.id.as_str())) =>
+                {
                     self.attempt_base[idx] = s.attempts;
                     State::Waiting
                 }
@@ -812,6 +934,7 @@ impl<'a> Dispatcher<'a> {
             // The lock is the including run's.
             return;
         }
+        self.renewal = None;
         if let Some(lease) = self.lease.take() {
             let _ = self.store.release_lock(&lease).await;
         }

@@ -84,9 +84,10 @@ impl Exit {
     pub fn describe(&self) -> String {
         match self {
             Exit::Code(c) => format!("exited with code {c}"),
-            Exit::Signal(s) => format!("killed by signal {s}"),
-            Exit::TimedOut => "timed out".into(),
-            Exit::Cancelled => "cancelled".into(),
+            // `resume` reads these three as "ended mid-work" (`journal::ended_mid_work`).
+            Exit::Signal(s) => format!("{} {s}", runbook_core::journal::KILLED_BY_SIGNAL),
+            Exit::TimedOut => runbook_core::journal::TIMED_OUT.into(),
+            Exit::Cancelled => runbook_core::journal::CANCELLED.into(),
             Exit::Ok => "succeeded".into(),
             Exit::Failed(reason) => reason.clone(),
             Exit::SpawnFailed(e) => format!("could not start: {e}"),
@@ -97,10 +98,19 @@ impl Exit {
 /// Ties step processes to the engine: a helper process, in its own process group, that the
 /// engine tells about every process group it starts. If the engine dies (even by SIGKILL),
 /// the pipe to the helper closes and the helper ends every group still registered, so no
-/// step runs on unobserved.
+/// step runs on unobserved. It is also the engine's watchdog: the engine gives it a deadline
+/// with every lease renewal ([`Reaper::watch`]); if the deadline passes without a new one (a
+/// frozen or stalled engine), it kills every registered group at once, before the lease can
+/// expire for anyone else. If the helper dies, [`Reaper::gone`] turns `true` and the engine
+/// starts nothing more.
 #[derive(Debug)]
 pub struct Reaper {
     pipe: std::sync::Mutex<std::process::ChildStdin>,
+    gone: watch::Receiver<bool>,
+    /// The `runbook` binary, which also runs [`tie_main`] (`__tie`).
+    program: PathBuf,
+    /// Where every group is also written down on this host (see [`end_leftover_groups`]).
+    ledger: Option<PathBuf>,
     _child: std::process::Child,
 }
 
@@ -111,36 +121,128 @@ impl Reaper {
         let mut child = std::process::Command::new(program)
             .args(args)
             .stdin(Stdio::piped())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .process_group(0)
             .spawn()?;
         let pipe = child.stdin.take().ok_or_else(|| std::io::Error::other("no pipe to the reaper"))?;
-        Ok(Reaper { pipe: std::sync::Mutex::new(pipe), _child: child })
+        let mut out = child.stdout.take().ok_or_else(|| std::io::Error::other("no pipe from the reaper"))?;
+        // The helper never writes: its end of this pipe closes when (and only when) it dies.
+        let (tx, gone) = watch::channel(false);
+        std::thread::spawn(move || {
+            use std::io::Read as _;
+            let mut buf = [0u8; 64];
+            while matches!(out.read(&mut buf), Ok(n) if n > 0) {}
+            let _ = tx.send(true);
+        });
+        Ok(Reaper {
+            pipe: std::sync::Mutex::new(pipe),
+            gone,
+            program: program.to_path_buf(),
+            ledger: None,
+            _child: child,
+        })
     }
 
-    fn tell(&self, line: String) {
+    /// Also write every group started and ended down in `ledger` (the run's folder on this
+    /// host), so that a later engine can end what a dead one left behind.
+    pub fn with_ledger(mut self, ledger: PathBuf) -> Reaper {
+        self.ledger = Some(ledger);
+        self
+    }
+
+    fn write_down(&self, line: &str) {
         use std::io::Write as _;
-        if let Ok(mut pipe) = self.pipe.lock() {
-            let _ = pipe.write_all(line.as_bytes()).and_then(|()| pipe.flush());
+        let Some(path) = &self.ledger else { return };
+        if let Some(dir) = path.parent() {
+            let _ = std::fs::create_dir_all(dir);
         }
+        if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+            let _ = f.write_all(line.as_bytes());
+        }
+    }
+
+    /// Turns `true` when the helper is gone: steps started from then on would not be tied to
+    /// the engine, so the engine must start none.
+    pub fn gone(&self) -> watch::Receiver<bool> {
+        self.gone.clone()
+    }
+
+    /// Arm the watchdog: unless told again within `within` (measured by the helper from when
+    /// it reads this, which is after the engine sent it), kill every registered group.
+    pub fn watch(&self, within: Duration) -> std::io::Result<()> {
+        self.tell(format!("deadline {}\n", within.as_millis()))
+    }
+
+    /// Kill every registered group now (the engine lost its lock).
+    pub fn kill_all(&self) -> std::io::Result<()> {
+        self.tell("kill\n".into())
+    }
+
+    fn tell(&self, line: String) -> std::io::Result<()> {
+        use std::io::Write as _;
+        if *self.gone.borrow() {
+            return Err(std::io::Error::other("the process reaper is gone"));
+        }
+        let mut pipe =
+            self.pipe.lock().map_err(|_| std::io::Error::other("the reaper's pipe is poisoned"))?;
+        pipe.write_all(line.as_bytes()).and_then(|()| pipe.flush())
     }
 }
 
-/// The helper's loop: read `add PGID` / `del PGID` lines until the engine's end of the pipe
-/// closes, then end every group still registered. Returns when done.
+/// The helper's loop: read `add PGID`, `del PGID`, `deadline MS` and `kill` lines until the
+/// engine's end of the pipe closes, then end every group still registered. A deadline that
+/// passes without a new one kills every registered group at once. Returns when done.
 pub fn reaper_main() {
     use std::io::BufRead as _;
+    use std::sync::mpsc::RecvTimeoutError;
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lock().lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let kill_now = |groups: &[i32]| {
+        for pgid in groups {
+            let _ = killpg(Pid::from_raw(*pgid), Signal::SIGKILL);
+        }
+    };
     let mut groups: Vec<i32> = Vec::new();
-    for line in std::io::stdin().lock().lines() {
-        let Ok(line) = line else { break };
-        match line.split_once(' ') {
-            Some(("add", pgid)) => groups.extend(pgid.trim().parse::<i32>().ok()),
-            Some(("del", pgid)) => {
+    let mut deadline: Option<std::time::Instant> = None;
+    loop {
+        let line = match deadline {
+            Some(d) => rx.recv_timeout(d.saturating_duration_since(std::time::Instant::now())),
+            None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+        };
+        let line = match line {
+            Ok(line) => line,
+            Err(RecvTimeoutError::Timeout) => {
+                // The engine stopped renewing: its lease may soon be taken. Nothing of its
+                // steps may still run then.
+                kill_now(&groups);
+                deadline = None;
+                continue;
+            }
+            Err(RecvTimeoutError::Disconnected) => break,
+        };
+        match line.split_once(' ').unwrap_or((line.as_str(), "")) {
+            ("add", pgid) => groups.extend(pgid.trim().parse::<i32>().ok()),
+            ("del", pgid) => {
                 if let Ok(pgid) = pgid.trim().parse::<i32>() {
                     groups.retain(|g| *g != pgid);
                 }
             }
+            ("deadline", ms) => {
+                deadline = ms
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+                    .map(|ms| std::time::Instant::now() + Duration::from_millis(ms));
+            }
+            ("kill", _) => kill_now(&groups),
             _ => {}
         }
     }
@@ -151,9 +253,25 @@ pub fn reaper_main() {
     while std::time::Instant::now() < deadline && groups.iter().any(|g| group_alive(Pid::from_raw(*g))) {
         std::thread::sleep(Duration::from_millis(20));
     }
-    for pgid in &groups {
-        let _ = killpg(Pid::from_raw(*pgid), Signal::SIGKILL);
+    kill_now(&groups);
+}
+
+/// The wrapper every step program starts through when the engine has a reaper
+/// (`runbook __tie ENGINE_PID -- PROGRAM ARGS...`): it asks the kernel to kill it when its
+/// parent (the engine's thread) dies, then becomes the program (same process, same group),
+/// which keeps that signal. So the step's main process dies with the engine even when the
+/// reaper is killed too. Returns only on failure.
+pub fn tie_main(parent: i32, argv: &[std::ffi::OsString]) -> std::io::Error {
+    use std::os::unix::process::CommandExt as _;
+    if let Err(e) = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL) {
+        return std::io::Error::from(e);
     }
+    // The engine may have died before the signal was asked for.
+    if nix::unistd::getppid().as_raw() != parent {
+        return std::io::Error::other("the engine is gone");
+    }
+    let Some((program, args)) = argv.split_first() else { return std::io::Error::other("no program") };
+    std::process::Command::new(program).args(args).exec()
 }
 
 /// The longest line handed on: a longer one (300 MB without a newline) is cut in pieces
@@ -181,7 +299,15 @@ pub async fn run_tied(
     let Some((program, args)) = spawn.argv.split_first() else {
         return Exit::SpawnFailed("empty command".into());
     };
-    let mut cmd = Command::new(program);
+    // Through `__tie` when there is a reaper: the program then dies with the engine.
+    let mut cmd = match reaper {
+        Some(r) => {
+            let mut c = Command::new(&r.program);
+            c.arg("__tie").arg(std::process::id().to_string()).arg("--").arg(program);
+            c
+        }
+        None => Command::new(program),
+    };
     cmd.args(args)
         .current_dir(&spawn.dir)
         .stdin(Stdio::null())
@@ -193,14 +319,26 @@ pub async fn run_tied(
         cmd.env_remove(k);
     }
     cmd.envs(spawn.env.iter().map(|(k, v)| (k, v)));
+    if reaper.is_some_and(|r| *r.gone.borrow()) {
+        return Exit::Cancelled;
+    }
     let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => return Exit::SpawnFailed(e.to_string()),
     };
     let pgid = child.id().map(|id| Pid::from_raw(id as i32));
-    if let (Some(r), Some(pgid)) = (reaper, pgid) {
-        r.tell(format!("add {pgid}\n"));
-    }
+    let untied = match (reaper, pgid) {
+        (Some(r), Some(pgid)) => {
+            // `add PGID GROUP_START ENGINE_IDENTITY`, before the reaper hears of it.
+            if let (Some(start), Some(engine)) =
+                (start_time(pgid.as_raw()), process_identity(std::process::id() as i32))
+            {
+                r.write_down(&format!("add {pgid} {start} {} {engine}\n", std::process::id()));
+            }
+            r.tell(format!("add {pgid}\n")).is_err()
+        }
+        _ => false,
+    };
     let readers = [
         child
             .stdout
@@ -218,6 +356,8 @@ pub async fn run_tied(
         }
     };
     let exit = tokio::select! {
+        // No reaper: a step untied to the engine must not go on (the dispatcher stops too).
+        () = std::future::ready(()), if untied => Exit::Cancelled,
         status = child.wait() => match status {
             Ok(s) => match (s.code(), std::os::unix::process::ExitStatusExt::signal(&s)) {
                 (Some(c), _) => Exit::Code(c),
@@ -233,7 +373,8 @@ pub async fn run_tied(
     if let Some(pgid) = pgid {
         end_group(pgid, spawn.grace).await;
         if let Some(r) = reaper {
-            r.tell(format!("del {pgid}\n"));
+            let _ = r.tell(format!("del {pgid}\n"));
+            r.write_down(&format!("del {pgid}\n"));
         }
     }
     let _ = child.wait().await;
@@ -289,6 +430,88 @@ pub fn process_state(pid: i32) -> Option<(char, i32)> {
     let _ppid = fields.next()?;
     let pgrp = fields.next()?.parse().ok()?;
     Some((state, pgrp))
+}
+
+/// An identity of a process that no other process can share, on any host or in any
+/// container: `BOOT/PIDNS/START` (the kernel's boot id, the inode of the PID namespace the
+/// pid is counted in, the process's start time in clock ticks since boot). `None` without
+/// `/proc`.
+pub fn process_identity(pid: i32) -> Option<String> {
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+    let ns = std::fs::read_link("/proc/self/ns/pid").ok()?;
+    let ns = ns.to_str()?.trim_start_matches("pid:[").trim_end_matches(']').to_string();
+    Some(format!("{}/{ns}/{}", boot.trim(), start_time(pid)?))
+}
+
+/// A process's start time (clock ticks since boot), from `/proc/PID/stat`.
+fn start_time(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Field 22; fields after `comm` start at field 3.
+    stat[stat.rfind(')')? + 1..].split_whitespace().nth(19)?.parse().ok()
+}
+
+/// True only when `identity` (from [`process_identity`], recorded by `pid`) names a process
+/// that provably no longer runs: this kernel boot, this PID namespace, and the pid is free,
+/// a zombie, or taken by a process started at another time. Anything else (another host,
+/// container or boot, an unreadable `/proc`) proves nothing.
+pub fn identity_is_gone(pid: i32, identity: &str) -> bool {
+    let mut parts = identity.splitn(3, '/');
+    let (Some(boot), Some(ns), Some(start)) = (parts.next(), parts.next(), parts.next()) else {
+        return false;
+    };
+    let Some(mine) = process_identity(std::process::id() as i32) else { return false };
+    let mut here = mine.splitn(3, '/');
+    if here.next() != Some(boot) || here.next() != Some(ns) {
+        return false;
+    }
+    match process_state(pid) {
+        None => true,
+        Some((state, _)) if state == 'Z' || state == 'X' => true,
+        Some(_) => start_time(pid).is_some_and(|t| t.to_string() != start),
+    }
+}
+
+/// End the process groups that engines now dead left behind, as written down in `ledger`
+/// by [`Reaper::with_ledger`] on this host: each group still registered whose engine is
+/// provably gone ([`identity_is_gone`]) and that is still the same group (its leader, if
+/// alive, started when recorded; Linux keeps a pid allocated while its group has members)
+/// gets SIGKILL, and this waits (a few seconds at most) until it is gone. Groups of a live
+/// engine are left alone (its reaper's watchdog answers for them). Returns the groups
+/// ended.
+pub fn end_leftover_groups(ledger: &std::path::Path) -> Vec<i32> {
+    let Ok(text) = std::fs::read_to_string(ledger) else { return Vec::new() };
+    let mut live: Vec<(i32, u64, i32, String)> = Vec::new();
+    for line in text.lines() {
+        let mut f = line.split_whitespace();
+        match (f.next(), f.next().and_then(|p| p.parse::<i32>().ok())) {
+            (Some("add"), Some(pgid)) => {
+                let start = f.next().and_then(|s| s.parse::<u64>().ok());
+                let engine = f.next().and_then(|s| s.parse::<i32>().ok());
+                if let (Some(start), Some(engine), Some(id)) = (start, engine, f.next()) {
+                    live.push((pgid, start, engine, id.to_string()));
+                }
+            }
+            (Some("del"), Some(pgid)) => live.retain(|(g, ..)| *g != pgid),
+            _ => {}
+        }
+    }
+    let mut ended = Vec::new();
+    for (pgid, start, engine, identity) in live {
+        let same_group = match process_state(pgid) {
+            Some((s, _)) if s != 'Z' && s != 'X' => start_time(pgid) == Some(start),
+            _ => true,
+        };
+        let group = Pid::from_raw(pgid);
+        if identity_is_gone(engine, &identity) && same_group && group_alive(group) {
+            let _ = killpg(group, Signal::SIGKILL);
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            while group_alive(group) && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            ended.push(pgid);
+        }
+    }
+    ended
 }
 
 /// Read a pipe to its end in chunks (any bytes: invalid UTF-8 is replaced in the lines

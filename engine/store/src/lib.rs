@@ -16,7 +16,8 @@
 //! [`runbook_core::journal::verify`] catches what someone with the database in hand could
 //! still change.
 //!
-//! The store reads no clock: callers pass timestamps, so tests control time.
+//! The store reads no host clock: callers pass timestamps, so tests control time. Lease
+//! times come from the database's clock ([`Store::clock_ms`]), which engines pass in.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -945,11 +946,7 @@ impl Store {
         } else {
             (0, 0)
         };
-        let clock = match self.backend {
-            Backend::Sqlite => "SELECT CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)",
-            Backend::Postgres => "SELECT CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)",
-        };
-        let db_now_ms: i64 = sqlx::query(clock).fetch_one(&self.pool).await?.try_get(0)?;
+        let db_now_ms = self.clock_ms().await?;
         if applied > 0 {
             let mut tx = self.pool.begin_with(self.backend.begin()).await?;
             sqlx::query("UPDATE runs SET status = status WHERE run_id = $1")
@@ -1489,6 +1486,18 @@ impl Store {
             return Ok(());
         }
         Err(Self::fenced(&self.pool, lease).await?)
+    }
+
+    /// The database's clock, in ms since the epoch: the one clock lock leases are judged by
+    /// (PostgreSQL's `clock_timestamp()`, shared by every host of a team; SQLite's `now`,
+    /// the clock of the one host that holds the file). Engines pass it as `now_ms` to
+    /// [`Store::acquire`] and [`Store::renew_lock`], never their own clock.
+    pub async fn clock_ms(&self) -> Result<i64> {
+        let clock = match self.backend {
+            Backend::Sqlite => "SELECT CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)",
+            Backend::Postgres => "SELECT CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)",
+        };
+        Ok(sqlx::query(clock).fetch_one(&self.pool).await?.try_get(0)?)
     }
 
     /// Let the lock go (the fence is kept, so it keeps growing).
