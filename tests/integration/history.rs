@@ -166,3 +166,35 @@ fn reading_commands_survive_a_closed_pipe() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Processes that open a new SQLite store at the same moment (a `run` and a `runs` polling
+/// for it, two terminals) bring its schema up to date once, together: none fails on a
+/// migration the other applied ("duplicate column name", "table runs already exists").
+#[test]
+fn processes_opening_a_new_store_at_once_migrate_it_once() {
+    let trials: usize =
+        std::env::var("RUNBOOK_MIGRATE_TRIALS").ok().and_then(|s| s.parse().ok()).unwrap_or(8);
+    for trial in 0..trials {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("r.toml"), "[runbook]\nname = \"m\"\n[steps.a]\ncmd = [\"true\"]\n")
+            .expect("runbook");
+        let state = dir.path().join("state.db");
+        let state = state.to_str().expect("utf-8 path");
+        let children: Vec<_> = (0..6)
+            .map(|_| {
+                std::process::Command::new(crate::support::bin())
+                    .args(["run", "r.toml", "--state", state])
+                    .current_dir(dir.path())
+                    .env("NO_COLOR", "1")
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .expect("runbook starts")
+            })
+            .collect();
+        for child in children {
+            let out = Output::from(child.wait_with_output().expect("wait"));
+            assert_eq!(out.code, 0, "trial {trial}: {}{}", out.stdout, out.stderr);
+        }
+    }
+}

@@ -652,6 +652,26 @@ where
     op().await
 }
 
+/// An exclusive lock on `PATH.migrating` (beside a SQLite store), held while its schema is
+/// brought up to date; released when the file handle is dropped.
+async fn migration_lock(path: &Path) -> Result<std::fs::File> {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".migrating");
+    let lock_path = PathBuf::from(name);
+    let shown = path.display().to_string();
+    tokio::task::spawn_blocking(move || {
+        let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path)?;
+        file.lock()?;
+        Ok::<_, std::io::Error>(file)
+    })
+    .await
+    .map_err(|e| StoreError::Corrupt(format!("the schema upgrade's lock task failed: {e}")))?
+    .map_err(|e| StoreError::BadFile {
+        path: shown,
+        reason: format!("cannot take the lock for its schema upgrade: {e}"),
+    })
+}
+
 /// The state store.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -763,7 +783,18 @@ impl Store {
         let store = Store::connect(location).await?;
         match store.backend {
             Backend::Sqlite => {
-                store.migrate().await?;
+                // Processes that open a new file at once (a run and a `runs` polling for
+                // it) would each apply the migrations they read as missing: sqlx locks
+                // nothing on SQLite. Whoever finds the schema behind takes a lock file, looks
+                // again, and only then migrates.
+                let (applied, known) = store.versions().await?;
+                if applied < known {
+                    let Location::Sqlite(path) = location else {
+                        return Err(StoreError::Corrupt("a SQLite store without a path".into()));
+                    };
+                    let _lock = migration_lock(path).await?;
+                    store.migrate().await?;
+                }
             }
             Backend::Postgres => {
                 let (applied, known) = store.versions().await?;
