@@ -456,7 +456,12 @@ async fn execute(
     tokio::spawn(async move {
         let mut term = sigterm_handler();
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
+            // A handler that cannot be installed never fires: it is not a Ctrl-C.
+            interrupted = tokio::signal::ctrl_c() => {
+                if interrupted.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            }
             () = sigterm(&mut term) => {}
         }
         let _ = cancel_tx.send(true);
