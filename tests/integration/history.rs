@@ -198,3 +198,34 @@ fn processes_opening_a_new_store_at_once_migrate_it_once() {
         }
     }
 }
+
+/// A store being written is not a damaged one: commands that open it while a run writes
+/// (its pages in the write-ahead log, a checkpoint half done) read it as usual.
+#[test]
+fn a_store_read_while_a_run_writes_it_is_not_called_damaged() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut text = String::from("[runbook]\nname = \"busy\"\n");
+    for i in 0..120 {
+        text.push_str(&format!("[steps.s{i}]\ncmd = [\"true\"]\n"));
+    }
+    std::fs::write(dir.path().join("r.toml"), text).expect("runbook");
+    let state = dir.path().join("state.db");
+    let state = state.to_str().expect("utf-8 path");
+    // The store exists before the race starts (a new one is another test's subject).
+    let first = rb(dir.path(), &["run", "r.toml"]);
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    let mut writer = std::process::Command::new(crate::support::bin())
+        .args(["run", "r.toml", "--state", state])
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("run");
+    let mut reads = 0;
+    while writer.try_wait().expect("wait").is_none() && reads < 400 {
+        let out = rb(dir.path(), &["runs"]);
+        assert_eq!(out.code, 0, "read {reads} while the run wrote: {}", out.stderr);
+        reads += 1;
+    }
+    assert_eq!(writer.wait().expect("wait").code(), Some(0));
+}

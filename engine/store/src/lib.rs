@@ -726,7 +726,17 @@ async fn probe_sqlite(path: &Path) -> Result<()> {
             };
             let pages = u64::from(u32::from_be_bytes([header[28], header[29], header[30], header[31]]));
             let valid = header[24..28] == header[92..96];
-            if valid && page_size > 0 && meta.len() < pages * page_size {
+            // While another process writes, the file is legitimately shorter than its header
+            // says: pages live in the write-ahead log until a checkpoint copies them (and a
+            // checkpoint writes page 1 before the pages that extend the file). Only a file
+            // with no log or journal beside it is judged by its size.
+            let sidecar = |suffix: &str| {
+                let mut name = path.as_os_str().to_owned();
+                name.push(suffix);
+                std::fs::metadata(PathBuf::from(name)).is_ok()
+            };
+            let in_use = sidecar("-wal") || sidecar("-journal");
+            if valid && !in_use && page_size > 0 && meta.len() < pages * page_size {
                 return Err(bad(format!(
                     "it is truncated ({} bytes, where its header says {} pages of {page_size} bytes)",
                     meta.len(),
