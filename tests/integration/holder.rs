@@ -652,6 +652,10 @@ run = "echo start-a >> effects; (echo bg >> effects; while [ ! -e release ]; do 
     let engine = place.spawn(&["run", "r.toml", "--yes"]);
     wait_for_line(&place, "effects", "bg");
     let reaper = reaper_of(engine.id());
+    // Both stopped first: killed one after the other, the reaper could see the engine die
+    // and end the groups before its own SIGKILL lands (its job, but not this test's case).
+    signal(engine.id(), "-STOP");
+    signal(reaper, "-STOP");
     signal(engine.id(), "-KILL");
     signal(reaper, "-KILL");
     let _ = wait(engine);
