@@ -545,3 +545,132 @@ fn values_are_refused_in_scripts_for_other_interpreters() {
     assert_eq!(diags[0]["code"], "RB047");
     assert_eq!(diags[0]["line"], 7);
 }
+
+/// Every URL field renders its values for their part of the URL (red team, issue 11 round
+/// 2): `sql.url` and `notify.webhook` were rendered as plain text, so a parameter could move
+/// the host (`x@127.0.0.1:PORT/?`) or add query keys (`appdb?host=...&port=...`) and send a
+/// secret elsewhere; a path value with `..` climbed out of its segment.
+#[test]
+fn url_fields_keep_values_in_their_part() {
+    let peer = crate::peers::HttpPeer::start();
+    let port = peer.url("").rsplit(':').next().unwrap_or("1").trim_end_matches('/').to_string();
+    let trap = std::net::TcpListener::bind("127.0.0.1:0").expect("listener");
+    trap.set_nonblocking(true).expect("nonblocking");
+    let trap_port = trap.local_addr().expect("addr").port();
+    let sb = crate::support::Scratch::new(&format!(
+        r#"[runbook]
+name = "urls"
+[params.svc]
+type = "string"
+[params.region]
+type = "string"
+default = "eu"
+[params.database]
+type = "string"
+default = "appdb"
+[secrets.HOOK]
+env = "RB_TEST_HOOK"
+[secrets.DBPASS]
+env = "RB_TEST_DBPASS"
+[steps.hook]
+notify = {{ webhook = "{}/services/{{{{ params.svc }}}}", text = "x", required = true }}
+"#,
+        peer.url("/hook")
+    ));
+    let env = [("RB_TEST_HOOK", "hook-secret-1"), ("RB_TEST_DBPASS", "pa:ss@w/rd")];
+    let out = sb.run(&["-p", "svc=a?leak=1#x"], &env);
+    ok(&out, 0);
+    let got = peer.received().pop().expect("a request");
+    assert_eq!(got.path, "/hook/services/a%3Fleak%3D1%23x", "one path segment, no query");
+    // A value in the host part of a webhook can only be a host: `x@HOST:PORT/?` is refused.
+    std::fs::write(
+        sb.path().join("r.toml"),
+        "[runbook]\nname = \"h\"\n[params.region]\ntype = \"string\"\n[secrets.HOOK]\nenv = \"RB_TEST_HOOK\"\n[steps.hook]\nnotify = { webhook = \"http://{{ params.region }}.hooks.example.invalid/services/{{ secrets.HOOK }}\", text = \"x\", required = true }\n",
+    )
+    .expect("runbook");
+    let before = peer.received().len();
+    let out = sb.run(&["-p", &format!("region=x@127.0.0.1:{port}/?")], &env);
+    assert_eq!(out.code, 3, "{}{}", out.stdout, out.stderr);
+    assert!(out.stderr.contains("host part of a URL"), "{}", out.stderr);
+    assert_eq!(peer.received().len(), before, "no request left");
+    // `sql.url`: a database name cannot add `host=`/`port=` query keys; the secret in the
+    // userinfo is encoded there and never reaches the trap.
+    std::fs::write(
+        sb.path().join("r.toml"),
+        "[runbook]\nname = \"s\"\n[params.database]\ntype = \"string\"\n[secrets.DBPASS]\nenv = \"RB_TEST_DBPASS\"\n[steps.q]\nsql = { url = \"postgres://app:{{ secrets.DBPASS }}@127.0.0.1:1/{{ params.database }}\", query = \"SELECT 1\" }\n",
+    )
+    .expect("runbook");
+    let out = sb.run(&["-p", &format!("database=appdb?host=127.0.0.1&port={trap_port}")], &env);
+    assert_ne!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert!(
+        matches!(trap.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "the database name moved the connection to the trap: {}{}",
+        out.stdout,
+        out.stderr
+    );
+    let plan = crate::support::run_in_with_env(
+        sb.path(),
+        &["plan", "r.toml", "-p", "database=appdb?host=127.0.0.1&port=5997"],
+        &env,
+    );
+    ok(&plan, 0);
+    assert!(plan.stdout.contains("appdb%3Fhost%3D127.0.0.1%26port%3D5997"), "{}", plan.stdout);
+    // A path value cannot climb out of its segment with `..` (plain or encoded).
+    std::fs::write(
+        sb.path().join("r.toml"),
+        format!(
+            "[runbook]\nname = \"p\"\n[params.v]\ntype = \"string\"\n[steps.get]\nhttp = {{ url = \"{}/users/{{{{ params.v }}}}/profile\", expect-status = [200, 404] }}\n",
+            peer.url("/api")
+        ),
+    )
+    .expect("runbook");
+    for v in ["../../admin/drop-all", "%2e%2e/%2E%2e/admin", "x/../../admin", ".."] {
+        let before = peer.received().len();
+        let out = sb.run(&["-p", &format!("v={v}")], &env);
+        assert_eq!(out.code, 3, "{v}: {}{}", out.stdout, out.stderr);
+        assert!(out.stderr.contains("`..`"), "{v}: {}", out.stderr);
+        assert_eq!(peer.received().len(), before, "{v}: a request left");
+    }
+}
+
+/// Class rule: every field that is a URL renders its values in URL mode. The URL fields are
+/// found in the JSON schema (a property named `*url*` or `webhook`, or described as a URL);
+/// each must have a row here, whose plan shows a value with `?`, `=` and `&` encoded. A new
+/// URL field fails this test until it is rendered in URL mode and listed.
+#[test]
+fn every_url_field_in_the_schema_is_rendered_in_url_mode() {
+    let schema: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(crate::support::root().join("schemas/runbook.schema.json")).expect("schema"),
+    )
+    .expect("json");
+    let mut found = Vec::new();
+    for (def, body) in schema["definitions"].as_object().expect("definitions") {
+        for (name, prop) in body["properties"].as_object().into_iter().flatten() {
+            let described = prop["description"].as_str().unwrap_or("").contains("URL");
+            if name.to_lowercase().contains("url") || name.contains("webhook") || described {
+                found.push(format!("{def}.{name}"));
+            }
+        }
+    }
+    let rows: &[(&str, &str)] = &[
+        ("RawHttp.url", "http = { url = \"http://127.0.0.1:1/x/{{ params.v }}\" }"),
+        ("RawNotify.webhook", "notify = { webhook = \"http://127.0.0.1:1/x/{{ params.v }}\", text = \"t\" }"),
+        ("RawSql.url", "sql = { url = \"postgres://u@127.0.0.1:1/{{ params.v }}\", query = \"SELECT 1\" }"),
+    ];
+    found.sort();
+    let mut listed: Vec<String> = rows.iter().map(|(f, _)| f.to_string()).collect();
+    listed.sort();
+    assert_eq!(found, listed, "a URL field is not rendered in URL mode (or not listed here)");
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (field, step) in rows {
+        std::fs::write(
+            dir.path().join("r.toml"),
+            format!("[runbook]\nname = \"u\"\n[params.v]\ntype = \"string\"\n[steps.s]\n{step}\n"),
+        )
+        .expect("runbook");
+        let plan = run_in(dir.path(), &["plan", "r.toml", "-p", "v=a?b=c&d#e"]);
+        ok(&plan, 0);
+        assert!(plan.stdout.contains("/a%3Fb%3Dc%26d%23e"), "{field}: {}", plan.stdout);
+        assert!(!plan.stdout.contains("/a?b=c"), "{field}: {}", plan.stdout);
+    }
+}
