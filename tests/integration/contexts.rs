@@ -674,3 +674,84 @@ fn every_url_field_in_the_schema_is_rendered_in_url_mode() {
         assert!(!plan.stdout.contains("/a?b=c"), "{field}: {}", plan.stdout);
     }
 }
+
+/// Promise 2 (red team case 36): `run` text that branches or computes on a step output was
+/// planned with the placeholder (`echo safe`, `RB_1=0`) and ran the other branch. Such text
+/// is refused by `check` (RB058) and nothing runs; a bare output stays allowed.
+#[test]
+fn run_text_never_branches_on_a_value_the_plan_cannot_know() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let canary = dir.path().join("CANARY");
+    let step = |body: &str| {
+        format!(
+            "[runbook]\nname = \"b\"\n[secrets.S]\nenv = \"RB_TEST_S\"\n[steps.p]\nrun = 'echo o=yes >> \"$RUNBOOK_OUTPUT\"'\noutputs = [\"o\"]\n[steps.ask]\napproval = {{ prompt = \"go?\", inputs = {{ why = {{ type = \"string\" }} }} }}\n[steps.q]\nneeds = [\"p\", \"ask\"]\nrun = '''\n{body}\n'''\n"
+        )
+    };
+    let case36 = format!(
+        "{{% if steps.p.outputs.o == \"yes\" %}}touch {}{{% else %}}echo safe{{% endif %}}",
+        canary.display()
+    );
+    write(dir.path(), &step(&case36), "");
+    let check = run_in(dir.path(), &["check", "r.toml"]);
+    assert_eq!(check.code, 3, "{}{}", check.stdout, check.stderr);
+    assert!(check.stderr.contains("error[RB058]"), "{}", check.stderr);
+    let out = run(dir.path());
+    assert_ne!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert!(!canary.exists(), "the branch the plan did not show ran");
+    // The class: every value the plan cannot know, under every construct that branches or
+    // computes, is refused; the same constructs over parameters, and bare values, pass.
+    let unknown = ["steps.p.outputs.o", "steps.ask.outputs.why", "secrets.S", "run.id"];
+    let shapes = [
+        "{% if X == \"yes\" %}a{% else %}b{% endif %}",
+        "{% if X %}a{% endif %}",
+        "{% if not X %}a{% endif %}",
+        "{% for c in X %}{{ c }}{% endfor %}",
+        "{% set v = X %}{{ v }}",
+        "{% set v %}{{ X }}{% endset %}{{ v }}",
+        "{% with v = X %}{{ v }}{% endwith %}",
+        "{% macro m(a) %}{% if a %}x{% endif %}{% endmacro %}{{ m(X) }}",
+        "{% filter upper %}{{ X }}{% endfilter %}",
+        "{{ X | length }}",
+        "{{ X[0:2] }}",
+        "{{ X | default(\"n\") }}",
+        "{{ X ~ \"x\" }}",
+        "{{ \"a\" if X else \"b\" }}",
+        "{{ X is defined }}",
+        "{{ X == \"yes\" }}",
+        "{{ X | upper | operand }}",
+        "{{- X | trim -}}",
+        "{{ (X) }}",
+        "{{ X[\"k\" ~ \"\"] }}",
+        "{{ X[-1] }}",
+    ];
+    let mut n = 0;
+    for x in unknown {
+        for shape in shapes {
+            let body = format!("echo {}", shape.replace('X', x));
+            write(dir.path(), &step(&body), "");
+            let check = run_in(dir.path(), &["check", "r.toml"]);
+            assert_eq!(check.code, 3, "{body}: {}{}", check.stdout, check.stderr);
+            // A secret in `run` text is refused on its own (RB044).
+            let secret = x.starts_with("secrets.") && check.stderr.contains("error[RB044]");
+            assert!(secret || check.stderr.contains("error[RB058]"), "{body}: {}", check.stderr);
+            n += 1;
+        }
+    }
+    assert_eq!(n, unknown.len() * shapes.len());
+    for body in [
+        "echo {{ steps.p.outputs.o }} {{ steps.ask.outputs.why }}",
+        "echo {{ steps.p.outputs.o | operand }} {{ steps.p.outputs.o[0] }} {{ steps.p.outputs.o[\"k\"].v }}",
+        "{% if params.x == \"a\" %}echo {{ steps.p.outputs.o }}{% endif %}",
+        "{% for c in params.list %}echo {{ c }} {{ run.id }}{% endfor %}",
+        "echo '{% raw %}{% if steps %}{% endraw %}'",
+        "echo {{ params.x | upper }} \"steps\"",
+    ] {
+        let runbook = step(body).replace(
+            "[steps.p]",
+            "[params.x]\ntype = \"string\"\ndefault = \"a\"\n[params.list]\ntype = \"list\"\ndefault = [\"a\"]\n[steps.p]",
+        );
+        write(dir.path(), &runbook, "");
+        let check = run_in(dir.path(), &["check", "r.toml"]);
+        assert!(!check.stderr.contains("RB058"), "{body}: {}", check.stderr);
+    }
+}

@@ -470,6 +470,119 @@ pub fn limits(text: &str, expression: bool) -> Result<(), TemplateError> {
     Ok(())
 }
 
+/// Roots of the values that a plan does not know (it shows a placeholder for them): step
+/// outputs and approval inputs (`steps`), secrets and the run's own fields.
+const UNKNOWN_ROOTS: [&str; 3] = ["steps", "secrets", "run"];
+
+/// The tags of `text` that branch or compute on a value unknown when a plan is made: a
+/// `{% %}` tag (`if`, `for`, `set`, `with`, `macro`, `call`, `filter`...) that names a root
+/// of [`UNKNOWN_ROOTS`], or a `{{ }}` tag naming one that is not a bare path (a filter, a
+/// test, an operator, a call, a subscript). The plan cannot show such text as it will
+/// run (it would pick a branch or a length from the placeholder), so `check` refuses it.
+/// Names are found as words outside string literals, so the rule is conservative: a local
+/// named `steps` is refused too. `{% raw %}` bodies are text.
+pub fn unknown_logic(text: &str) -> Vec<Range<usize>> {
+    let mut found = Vec::new();
+    // Blocks whose body is captured as text and transformed (`{% set x %}`, `filter`,
+    // `macro`, `call`): inside them even a bare value is computed on.
+    let mut blocks: Vec<bool> = Vec::new();
+    let mut at = 0;
+    while let Some(open) = text[at..].find('{').map(|i| at + i) {
+        let close = match text.as_bytes().get(open + 1) {
+            Some(b'{') => "}}",
+            Some(b'%') => "%}",
+            Some(b'#') => "#}",
+            _ => {
+                at = open + 1;
+                continue;
+            }
+        };
+        let end = tag_end(text, open + 2, close);
+        let body = &text[open + 2..end];
+        let inner = body.trim_start_matches(['-', '+']).trim_end_matches(['-', '+']).trim();
+        let next = (end + close.len()).min(text.len());
+        if close == "%}" && inner.split_whitespace().next() == Some("raw") {
+            at = text[next..].find("endraw").map_or(text.len(), |i| next + i);
+            continue;
+        }
+        if close == "%}" {
+            let mut words = inner.split_whitespace();
+            let word = words.next().unwrap_or("");
+            if BLOCK_TAGS.contains(&word) || (word == "set" && !inner.contains('=')) {
+                blocks.push(matches!(word, "set" | "filter" | "macro" | "call"));
+            } else if word.starts_with("end") {
+                blocks.pop();
+            }
+        }
+        let captured = blocks.iter().any(|&c| c);
+        let names_unknown = close != "#}" && words_outside_strings(inner).any(|w| UNKNOWN_ROOTS.contains(&w));
+        // `{{ x | operand }}` passes the value or fails the step: it computes nothing.
+        let bare = close == "}}"
+            && match inner.split_once('|') {
+                Some((path, filter)) => is_selection(path.trim()) && filter.trim() == "operand",
+                None => is_selection(inner),
+            };
+        if names_unknown && (!bare || captured) {
+            found.push(open..next);
+        }
+        at = next;
+    }
+    found
+}
+
+/// A path with literal subscripts (`rows[0].name`, `json["k"]`): it selects, computes nothing.
+fn is_selection(text: &str) -> bool {
+    let mut flat = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(open) = rest.find('[') {
+        flat.push_str(&rest[..open]);
+        let Some(close) = rest[open..].find(']').map(|c| open + c) else { return false };
+        let index = &rest[open + 1..close];
+        let quoted = index.len() >= 2
+            && (index.starts_with('"') && index.ends_with('"')
+                || index.starts_with('\'') && index.ends_with('\''))
+            && !index[1..index.len() - 1].contains(['"', '\'', '\\']);
+        if !(quoted || (!index.is_empty() && index.bytes().all(|b| b.is_ascii_digit()))) {
+            return false;
+        }
+        flat.push_str(".x");
+        rest = &rest[close + 1..];
+    }
+    flat.push_str(rest);
+    is_path(&flat)
+}
+
+/// The identifiers of an expression that are not attributes (`.name`) and not inside string
+/// literals.
+fn words_outside_strings(text: &str) -> impl Iterator<Item = &str> {
+    let bytes = text.as_bytes();
+    let mut words = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            q @ (b'\'' | b'"') => {
+                i += 1;
+                while i < bytes.len() && bytes[i] != q {
+                    i += if bytes[i] == b'\\' { 2 } else { 1 };
+                }
+                i += 1;
+            }
+            c if c.is_ascii_alphabetic() || c == b'_' => {
+                let start = i;
+                while i < bytes.len() && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'_') {
+                    i += 1;
+                }
+                let attribute = text[..start].trim_end().ends_with('.');
+                if !attribute {
+                    words.push(&text[start..i]);
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    words.into_iter()
+}
+
 /// Where the tag whose body starts at `from` ends: the first `close` outside brackets and
 /// string literals (a dict literal's `}}` does not end a `{{ }}` tag), or the end of the
 /// text. Conservative: the body measured is never shorter than the one minijinja parses.
@@ -1110,7 +1223,7 @@ mod tests {
                     let mut out = Vec::new();
                     let mut i = 0;
                     while i < b.len() {
-                        match (b[i], b.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok()).and_then(|h| u8::from_str_radix(h, 16).ok())) {
+                        match (b[i], b.get(i + 1..i + 3).filter(|h| h.iter().all(u8::is_ascii_hexdigit)).and_then(|h| std::str::from_utf8(h).ok()).and_then(|h| u8::from_str_radix(h, 16).ok())) {
                             (b'%', Some(x)) => { out.push(x); i += 3; }
                             (c, _) => { out.push(c); i += 1; }
                         }
