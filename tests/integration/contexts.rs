@@ -187,8 +187,14 @@ const REFUSED: &[(&str, &str)] = &[
 
 /// The hostile corpus (tests/integration/injection.rs), with values for `-`, unicode and
 /// long values already in it.
+/// The hostile corpus without the values that bind refuses whatever their context (a
+/// subscript with an expansion, `runbook_core::shell::evaluable`): those are tested by
+/// `values_bash_could_evaluate_are_refused_whatever_the_lexer_sees`.
 fn hostile(canaries: &Path) -> Vec<String> {
     crate::injection::corpus(canaries)
+        .into_iter()
+        .filter(|v| runbook_core::shell::evaluable(v).is_none())
+        .collect()
 }
 
 #[test]
@@ -754,4 +760,215 @@ fn run_text_never_branches_on_a_value_the_plan_cannot_know() {
         let check = run_in(dir.path(), &["check", "r.toml"]);
         assert!(!check.stderr.contains("RB058"), "{body}: {}", check.stderr);
     }
+}
+
+/// Red team case 34: `GIT_EXTERNAL_DIFF` from a parameter ran as a command (`git diff`), and
+/// the deny-list missed dozens of such names. The rule is by shape (names ending in
+/// `EDITOR`, `PAGER`, `_COMMAND`, `_SSH`, `_RSH`, `_OPTIONS`, `PATH`, prefixes `LD_`,
+/// `DYLD_`, `GIT_CONFIG`...): every name of the table is refused with a string value, in a
+/// step's `env` and as an assignment in `run` text; data names pass.
+#[test]
+fn variables_that_programs_run_take_no_values_by_shape() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let repo = dir.path().join("repo");
+    let canary = dir.path().join("CANARY");
+    let git = |args: &[&str]| {
+        std::process::Command::new("git").arg("-C").arg(&repo).args(args).output().expect("git")
+    };
+    std::fs::create_dir_all(&repo).expect("repo");
+    git(&["init", "-q"]);
+    std::fs::write(repo.join("f"), "a\n").expect("f");
+    git(&["add", "f"]);
+    git(&["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "a"]);
+    std::fs::write(repo.join("f"), "b\n").expect("f");
+    let runbook = format!(
+        "[runbook]\nname = \"d\"\n[params.v]\ntype = \"string\"\n[steps.diff]\ncmd = [\"git\", \"-C\", \"{}\", \"diff\"]\nenv = {{ GIT_EXTERNAL_DIFF = \"{{{{ params.v }}}}\" }}\n",
+        repo.display()
+    );
+    write(dir.path(), &runbook, &format!("v = \"touch {};\"\n", canary.display()));
+    let check = run_in(dir.path(), &["check", "r.toml"]);
+    assert_eq!(check.code, 3, "{}{}", check.stdout, check.stderr);
+    assert!(check.stderr.contains("error[RB047]"), "{}", check.stderr);
+    let out = run(dir.path());
+    assert_ne!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert!(!canary.exists(), "GIT_EXTERNAL_DIFF ran the value");
+    let code = [
+        "GIT_EXTERNAL_DIFF",
+        "GIT_EDITOR",
+        "GIT_SEQUENCE_EDITOR",
+        "GIT_PAGER",
+        "GIT_CONFIG_PARAMETERS",
+        "GIT_CONFIG_VALUE_0",
+        "GIT_CONFIG_GLOBAL",
+        "GIT_SSH",
+        "GIT_DIR",
+        "GIT_TEMPLATE_DIR",
+        "RSYNC_RSH",
+        "CVS_RSH",
+        "PSQL_PAGER",
+        "PAGER",
+        "MANPAGER",
+        "SYSTEMD_PAGER",
+        "LESSOPEN",
+        "LESSCLOSE",
+        "EDITOR",
+        "VISUAL",
+        "SUDO_EDITOR",
+        "BROWSER",
+        "JAVA_TOOL_OPTIONS",
+        "_JAVA_OPTIONS",
+        "JDK_JAVA_OPTIONS",
+        "MAVEN_OPTS",
+        "PERL5LIB",
+        "PERL5OPT",
+        "PERLLIB",
+        "PYTHONSTARTUP",
+        "PYTHONPATH",
+        "PYTHONHOME",
+        "NODE_OPTIONS",
+        "NODE_PATH",
+        "RUBYOPT",
+        "RUBYLIB",
+        "GCONV_PATH",
+        "LD_PRELOAD",
+        "LD_AUDIT",
+        "LD_LIBRARY_PATH",
+        "DYLD_INSERT_LIBRARIES",
+        "BASH_ENV",
+        "ENV",
+        "PROMPT_COMMAND",
+        "SHELLOPTS",
+        "BASHOPTS",
+        "IFS",
+        "PATH",
+        "CLASSPATH",
+        "FZF_DEFAULT_COMMAND",
+        "KUBECTL_EXTERNAL_DIFF",
+        "SHELL",
+        "TERMINAL",
+        "SSH_ASKPASS",
+        "GIT_ASKPASS",
+        "MY_TOOL_CMD",
+        "HOOK_PROGRAM",
+        "DOCKER_HOST_SSH",
+        "PGSSLKEY_COMMAND",
+        "OPENSSL_CONF",
+        "PSQLRC",
+        "INPUTRC",
+        "CURL_HOME",
+        "WGETRC",
+        "NPM_CONFIG_SCRIPT_SHELL",
+        "GIT_PROXY_COMMAND",
+        "HGEDITOR",
+        "LESSKEY",
+    ];
+    let data = [
+        "TAG",
+        "VERSION",
+        "GIT_AUTHOR_NAME",
+        "GIT_COMMITTER_EMAIL",
+        "REGION",
+        "DB_NAME",
+        "MESSAGE",
+        "HOME_DIR_NAME",
+    ];
+    let mut steps = String::new();
+    for (i, name) in code.iter().chain(data.iter()).enumerate() {
+        steps.push_str(&format!(
+            "[steps.e{i}]\nrun = \"true\"\nenv = {{ \"{name}\" = \"{{{{ params.v }}}}\" }}\n[steps.r{i}]\nrun = \"{name}={{{{ params.v }}}} true\"\n"
+        ));
+    }
+    write(dir.path(), &format!("[runbook]\nname = \"t\"\n[params.v]\ntype = \"string\"\n{steps}"), "");
+    let check = run_in(dir.path(), &["check", "--format", "json", "r.toml"]);
+    assert_eq!(check.code, 3, "{}", check.stderr);
+    let diags: Vec<serde_json::Value> = serde_json::from_str(&check.stdout).expect("json diagnostics");
+    for (i, name) in code.iter().chain(data.iter()).enumerate() {
+        let hits = diags
+            .iter()
+            .filter(|d| {
+                d["code"] == "RB047"
+                    && d["message"].as_str().is_some_and(|m| {
+                        m.contains(&format!("step `e{i}`")) || m.contains(&format!("step `r{i}`"))
+                    })
+            })
+            .count();
+        let expected = if i < code.len() { 2 } else { 0 };
+        assert_eq!(hits, expected, "{name}: {diags:#?}");
+    }
+    assert!(code.len() > 60);
+}
+
+/// The red team's cases 1-13 (and 35): with the value `a[$(touch CANARY)]`, every place
+/// where bash evaluates a word arithmetically or as a name and the lexer missed it (`[[ ]]`
+/// with `&&`/`(`, `$[ ]`, `$( )` nested in arithmetic or a subscript, `if((`, `for((`,
+/// `declare -i`/`-n` followed by `read`, `printf -v`, a nameref). Whatever the lexer sees,
+/// such a value is refused when the script is bound: the run fails, no canary. Also every
+/// value of the hostile corpus with that shape, in a plain `echo`.
+#[test]
+fn values_bash_could_evaluate_are_refused_whatever_the_lexer_sees() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let canary = dir.path().join("CANARY");
+    let scripts = [
+        "[[ -n x && 1 -eq {{ params.v }} ]]",
+        "[[ -n x && -v {{ params.v }} ]]",
+        "[[ ( 1 -eq {{ params.v }} ) ]]",
+        "echo $[ 1 + {{ params.v }} ]",
+        "cat <<EOF\n$[ {{ params.v }} ]\nEOF",
+        "echo $(( $(printf %s {{ params.v }}) ))",
+        "a[$(printf %s {{ params.v }})]=1",
+        "echo ${a[$(printf %s {{ params.v }})]}",
+        "if((1<{{ params.v }})); then :; fi",
+        "for((i=0;i<{{ params.v }};i++)); do break; done",
+        "declare -i n; read -r n <<< {{ params.v }}",
+        "declare -i n; printf -v n %s {{ params.v }}",
+        "declare -n r; r={{ params.v }}; echo \"$r\"",
+        "echo {{ params.v }}",
+    ];
+    let payloads = [
+        format!("a[$(touch {})]", canary.display()),
+        format!("a[`touch {}`]", canary.display()),
+        format!("x[${{y:-$(touch {})}}]", canary.display()),
+    ];
+    let mut cases = 0;
+    for script in scripts {
+        for v in &payloads {
+            write(
+                dir.path(),
+                &format!(
+                    "[runbook]\nname = \"e\"\n[params.v]\ntype = \"string\"\n[steps.s]\nrun = {}\n",
+                    crate::injection::toml_string(script)
+                ),
+                &format!("v = {}\n", crate::injection::toml_string(v)),
+            );
+            let out = run(dir.path());
+            assert_ne!(out.code, 0, "{script} with {v}: {}{}", out.stdout, out.stderr);
+            assert!(!canary.exists(), "{script} with {v}: the value ran");
+            assert!(
+                out.stderr.contains("subscript with an expansion") || out.stderr.contains("RB047"),
+                "{script}: {}",
+                out.stderr
+            );
+            cases += 1;
+        }
+    }
+    let canaries = dir.path().join("canaries");
+    std::fs::create_dir_all(&canaries).expect("canaries");
+    let evaluable: Vec<String> = crate::injection::corpus(&canaries)
+        .into_iter()
+        .filter(|v| runbook_core::shell::evaluable(v).is_some())
+        .collect();
+    assert!(evaluable.len() >= 8, "{}", evaluable.len());
+    for v in &evaluable {
+        write(
+            dir.path(),
+            "[runbook]\nname = \"e\"\n[params.v]\ntype = \"string\"\n[steps.s]\nrun = \"echo {{ params.v }}\"\n",
+            &format!("v = {}\n", crate::injection::toml_string(v)),
+        );
+        let out = run(dir.path());
+        assert_eq!(out.code, 3, "{v}: {}{}", out.stdout, out.stderr);
+        assert!(out.stderr.contains("subscript with an expansion"), "{v}: {}", out.stderr);
+        cases += 1;
+    }
+    assert!(std::fs::read_dir(&canaries).expect("canaries").next().is_none());
+    assert!(cases >= 50, "{cases}");
 }

@@ -100,10 +100,26 @@ const CODE_VARIABLES: [&str; 31] = [
     "RUBYOPT",
 ];
 
-/// Whether programs run (or load) the value of variable `name` as code (`PATH`,
-/// `LD_PRELOAD`, `PS4`, `GIT_SSH_COMMAND`, `BASH_FUNC_...`).
+/// Name shapes that programs read as a command, options, a search path or a file of
+/// their own settings (`GIT_EXTERNAL_DIFF`, `SUDO_EDITOR`, `MANPAGER`, `RSYNC_RSH`,
+/// `JAVA_TOOL_OPTIONS`, `MAVEN_OPTS`, `PERL5OPT`, `NODE_PATH`, `RUBYLIB`, `PSQLRC`...).
+const CODE_SUFFIXES: [&str; 26] = [
+    "EDITOR", "VISUAL", "PAGER", "BROWSER", "SHELL", "TERMINAL", "_COMMAND", "_CMD", "_SSH", "_RSH",
+    "ASKPASS", "OPTIONS", "OPTS", "OPT", "PATH", "LIB", "HOME", "STARTUP", "_DIFF", "_PROGRAM", "_CONF",
+    "PSQLRC", "INPUTRC", "WGETRC", "NPMRC", "CURLRC",
+];
+/// Prefixes of such names: the dynamic loader, git's configuration and repository, less's
+/// preprocessors, glibc's converters, exported functions, npm's configuration.
+const CODE_PREFIXES: [&str; 9] =
+    ["LD_", "DYLD_", "BASH_FUNC_", "GIT_CONFIG", "GIT_DIR", "GIT_TEMPLATE", "LESS", "GCONV", "NPM_CONFIG_"];
+
+/// Whether programs run (or load) the value of variable `name` as code: the names of
+/// [`CODE_VARIABLES`] and every name of a shape in [`CODE_SUFFIXES`] or [`CODE_PREFIXES`]
+/// (an inverted rule: a new `FOO_EDITOR` is refused without being listed).
 pub fn code_variable(name: &str) -> bool {
-    CODE_VARIABLES.contains(&name) || name.starts_with("BASH_FUNC_")
+    CODE_VARIABLES.contains(&name)
+        || CODE_SUFFIXES.iter().any(|s| name.ends_with(s))
+        || CODE_PREFIXES.iter().any(|p| name.starts_with(p))
 }
 
 /// The reason an assignment word (`NAME=...`) is code, if its value holds a marker and its
@@ -1116,12 +1132,32 @@ pub fn var(n: usize) -> String {
     format!("RB_{n}")
 }
 
+/// Defence in depth, independent of the lexer: a value that bash would run if it ever
+/// evaluated it as an arithmetic expression or a variable name (a subscript holding an
+/// expansion: `a[$(cmd)]`, `` x[`cmd`] ``, `a[${x@P}]`, `a[$[..]]`, `a[$v]`), whatever
+/// the context the lexer found. Bash runs an expansion in a value only inside a subscript
+/// (`[` ... `$`/backquote), so text without that shape is inert there. Returns the reason.
+pub fn evaluable(value: &str) -> Option<&'static str> {
+    let open = value.find('[')?;
+    let after = &value[open..];
+    let b = after.as_bytes();
+    let expansion = b.iter().enumerate().any(|(i, &c)| {
+        c == b'`'
+            || (c == b'$'
+                && b.get(i + 1).is_some_and(|&n| {
+                    n == b'(' || n == b'{' || n == b'[' || n.is_ascii_alphabetic() || n == b'_'
+                }))
+    });
+    expansion.then_some("a subscript with an expansion (`[` then `$(`, `${`, `$[`, `$name` or a backquote)")
+}
+
 /// Write the script that runs: assignments of the values at the top, references where the
 /// markers were. An error names the first value that may not stand where it is.
 ///
 /// `placeholders[n]` is true when value `n` is a plan's placeholder (`<output:a.n>`), not a
 /// value: where only an inert literal may stand, it is shown as it is (a plan runs nothing;
 /// the run binds the real value, which must then be inert).
+/// Every value is refused if [`evaluable`].
 pub fn bind(text: &str, values: &[String], placeholders: &[bool]) -> Result<String, String> {
     if !text.contains(MARK) {
         return Ok(text.to_string());
@@ -1151,6 +1187,14 @@ pub fn bind(text: &str, values: &[String], placeholders: &[bool]) -> Result<Stri
                 n
             }
         };
+        if !placeholders.get(s.index).copied().unwrap_or(false)
+            && let Some(why) = evaluable(value)
+        {
+            return Err(format!(
+                "`{}` holds {why}: bash would run it wherever it evaluates the value (arithmetic, a `-v` test, a nameref), and the script cannot be proven free of such places; give the parameter a `pattern` or an `enum` that excludes it",
+                value.chars().take(60).collect::<String>()
+            ));
+        }
         match &s.context {
             Where::Word => out.push_str(&format!("\"${}\"", name())),
             Where::Expanded => out.push_str(&format!("${{{}}}", name())),
