@@ -972,3 +972,135 @@ fn values_bash_could_evaluate_are_refused_whatever_the_lexer_sees() {
     assert!(std::fs::read_dir(&canaries).expect("canaries").next().is_none());
     assert!(cases >= 50, "{cases}");
 }
+
+/// Red team cases 14-33: programs that run an argument, an option value or their standard
+/// input as code, reached through prefixes, launchers, options and redirections the first
+/// lexer did not follow; each rule has rows beyond the red team's. Every row is refused by
+/// `check` (RB047) at its step; the runnable ones, run anyway with the value
+/// `touch CANARY`, create nothing.
+#[test]
+fn programs_that_run_arguments_or_input_as_code_take_no_values() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let canary = dir.path().join("CANARY");
+    let run_rows: &[&str] = &[
+        // prefixes and keywords (F)
+        "exec -a x bash -c @",
+        "time -p bash -c @",
+        "env -S @",
+        "env --split-string=@",
+        "nohup bash -c @",
+        "nice -n 5 bash -c @",
+        "ionice -c 3 sh -c @",
+        "setsid sh -c @",
+        "stdbuf -oL sh -c @",
+        "sudo -u x bash -c @",
+        "command bash -c @",
+        "builtin eval @",
+        "xargs -I{} sh -c @",
+        "nsenter -t 1 -m @",
+        "unshare -r @",
+        // options whose value is code
+        "ssh -o ProxyCommand=@ nohost.invalid true",
+        "ssh -oProxyCommand=@ nohost.invalid true",
+        "ssh -o LocalCommand=@ -o PermitLocalCommand=yes nohost.invalid true",
+        "ssh -F @ nohost.invalid true",
+        "perl -M@ -e 1",
+        "perl -I @ -e 1",
+        "python3 -m @",
+        "node -r @ x.js",
+        "node --require=@ x.js",
+        "ruby -I@ -e 1",
+        "flock /tmp/l -c @",
+        "flock /tmp/l --command @",
+        "script -q -c @ /dev/null",
+        // every -exec of find
+        "find /tmp -maxdepth 0 -exec true {} \\; -exec sh -c @ \\;",
+        "find /tmp -maxdepth 0 -execdir true {} + -ok @ \\;",
+        // launchers (G)
+        "chroot / bash -c @",
+        "chroot / @",
+        "kubectl exec -n prod deploy/api -- sh -c @",
+        "kubectl exec -n prod deploy/api -- @",
+        "docker exec c sh -c @",
+        "docker exec c @",
+        "docker run --rm img @",
+        "podman exec c @",
+        "flock /tmp/l @",
+        // standard input read as code (H)
+        "bash <<EOF\necho @\nEOF",
+        "sh <<'EOF'\necho @\nEOF",
+        "bash <<< \"echo @\"",
+        "source /dev/stdin <<< @",
+        "sqlite3 x.db <<EOF\nselect '@';\nEOF",
+        "psql -X <<EOF\nselect '@';\nEOF",
+        "python3 - <<EOF\nprint('@')\nEOF",
+        "ssh nohost.invalid <<EOF\necho @\nEOF",
+        "mysql < @",
+    ];
+    let cmd_rows: &[&str] = &[
+        r#"["env", "-S", "@"]"#,
+        r#"["flock", "/tmp/l", "-c", "@"]"#,
+        r#"["perl", "-M@", "-e", "1"]"#,
+        r#"["ssh", "-o", "ProxyCommand=@", "-o", "BatchMode=yes", "nohost.invalid", "true"]"#,
+        r#"["find", "/tmp", "-maxdepth", "0", "-exec", "true", ";", "-exec", "sh", "-c", "@", ";"]"#,
+        r#"["chroot", "/", "bash", "-c", "@"]"#,
+        r#"["kubectl", "exec", "p", "--", "sh", "-c", "@"]"#,
+        r#"["nice", "-n", "5", "bash", "-c", "@"]"#,
+        r#"["python3", "-m", "@"]"#,
+    ];
+    let mut runbook = String::from("[runbook]\nname = \"progs\"\n[params.v]\ntype = \"string\"\n");
+    for (i, row) in run_rows.iter().enumerate() {
+        let text = row.replace('@', "{{ params.v }}");
+        runbook.push_str(&format!("[steps.r{i}]\nrun = {}\n", crate::injection::toml_string(&text)));
+    }
+    for (i, row) in cmd_rows.iter().enumerate() {
+        runbook.push_str(&format!("[steps.c{i}]\ncmd = {}\n", row.replace('@', "{{ params.v }}")));
+    }
+    write(dir.path(), &runbook, &format!("v = \"touch {}\"\n", canary.display()));
+    let check = run_in(dir.path(), &["check", "--format", "json", "r.toml"]);
+    assert_eq!(check.code, 3, "{}", check.stderr);
+    let diags: Vec<serde_json::Value> = serde_json::from_str(&check.stdout).expect("json diagnostics");
+    let refused = |step: &str| {
+        diags.iter().any(|d| {
+            d["code"] == "RB047"
+                && d["message"].as_str().is_some_and(|m| m.contains(&format!("step `{step}`")))
+        })
+    };
+    let missed: Vec<String> = run_rows
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !refused(&format!("r{i}")))
+        .map(|(_, r)| r.to_string())
+        .chain(
+            cmd_rows
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| !refused(&format!("c{i}")))
+                .map(|(_, r)| r.to_string()),
+        )
+        .collect();
+    assert!(missed.is_empty(), "not refused: {missed:#?}");
+    // The ones that run here, run anyway (check refuses the whole runbook, so each alone).
+    for row in [
+        "exec -a x bash -c @",
+        "time -p bash -c @",
+        "env -S @",
+        "chroot / bash -c @",
+        "bash <<EOF\n@\nEOF",
+        "source /dev/stdin <<< @",
+        "bash <<< @",
+    ] {
+        let text = row.replace('@', "{{ params.v }}");
+        write(
+            dir.path(),
+            &format!(
+                "[runbook]\nname = \"one\"\n[params.v]\ntype = \"string\"\n[steps.s]\nrun = {}\n",
+                crate::injection::toml_string(&text)
+            ),
+            &format!("v = \"touch {}\"\n", canary.display()),
+        );
+        let out = run(dir.path());
+        assert_eq!(out.code, 3, "{row}: {}{}", out.stdout, out.stderr);
+        assert!(!canary.exists(), "{row}: the value ran");
+    }
+}
