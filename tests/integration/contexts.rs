@@ -1036,6 +1036,11 @@ fn programs_that_run_arguments_or_input_as_code_take_no_values() {
         "python3 - <<EOF\nprint('@')\nEOF",
         "ssh nohost.invalid <<EOF\necho @\nEOF",
         "mysql < @",
+        "echo @ | bash",
+        "printf '%s\\n' @ | tr a b | sh -s",
+        "echo @ |& python3",
+        "cat <<EOF | psql -X\nselect '@';\nEOF",
+        "echo @ | sudo -u x bash",
     ];
     let cmd_rows: &[&str] = &[
         r#"["env", "-S", "@"]"#,
@@ -1089,6 +1094,7 @@ fn programs_that_run_arguments_or_input_as_code_take_no_values() {
         "bash <<EOF\n@\nEOF",
         "source /dev/stdin <<< @",
         "bash <<< @",
+        "echo @ | bash",
     ] {
         let text = row.replace('@', "{{ params.v }}");
         write(
@@ -1102,5 +1108,59 @@ fn programs_that_run_arguments_or_input_as_code_take_no_values() {
         let out = run(dir.path());
         assert_eq!(out.code, 3, "{row}: {}{}", out.stdout, out.stderr);
         assert!(!canary.exists(), "{row}: the value ran");
+    }
+}
+
+/// Red team, smaller finding: `shell = ["env", "node", "-e"]` passed as a POSIX shell (only
+/// `env` was looked at). The interpreter after `env` (and `busybox`) is judged.
+#[test]
+fn the_interpreter_after_env_is_judged() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (shell, refused) in [
+        (r#"["env", "node", "-e"]"#, true),
+        (r#"["env", "-i", "A=1", "python3", "-c"]"#, true),
+        (r#"["/usr/bin/env", "perl", "-e"]"#, true),
+        (r#"["busybox", "awk"]"#, true),
+        (r#"["env"]"#, true),
+        (r#"["env", "bash", "-c"]"#, false),
+        (r#"["busybox", "sh", "-c"]"#, false),
+        (r#"["bash", "-c"]"#, false),
+    ] {
+        write(
+            dir.path(),
+            &format!(
+                "[runbook]\nname = \"s\"\n[params.v]\ntype = \"string\"\n[steps.s]\nshell = {shell}\nrun = \"echo {{{{ params.v }}}}\"\n"
+            ),
+            "",
+        );
+        let check = run_in(dir.path(), &["check", "r.toml"]);
+        assert_eq!(check.code, if refused { 3 } else { 0 }, "{shell}: {}", check.stderr);
+        assert_eq!(check.stderr.contains("not a POSIX shell"), refused, "{shell}: {}", check.stderr);
+    }
+}
+
+/// Red team, smaller finding: `{{ v | e }}` in `run` text passed check, then plan and run
+/// failed with a misleading "NUL character" message. It is bound like any other value.
+#[test]
+fn an_escaped_value_is_bound_like_any_other() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("out");
+    for filter in ["e", "escape"] {
+        write(
+            dir.path(),
+            &format!(
+                "[runbook]\nname = \"e\"\n[params.v]\ntype = \"string\"\n[steps.s]\nrun = \"printf %s {{{{ params.v | {filter} }}}} > {}\"\n",
+                out.display()
+            ),
+            "v = \"a b'c$(x)\"\n",
+        );
+        let plan = run_in(dir.path(), &["plan", "r.toml", "--params-file", "p.toml"]);
+        ok(&plan, 0);
+        assert!(plan.stdout.contains("RB_1="), "{}", plan.stdout);
+        let run = run(dir.path());
+        ok(&run, 0);
+        let got = std::fs::read_to_string(&out).expect("out");
+        assert!(!got.contains('\0') && got.contains("a b") && !got.is_empty(), "{filter}: {got:?}");
+        std::fs::remove_file(&out).expect("rm");
     }
 }

@@ -253,6 +253,10 @@ struct Command {
     /// Every word so far is a redirection or a keyword (`if`, `!`...): the next one is the
     /// command word.
     leading: bool,
+    /// The first site of the current simple command.
+    cmd_from: usize,
+    /// In a pipeline (`a | b`): the first site of its first command.
+    pipe_from: Option<usize>,
 }
 
 impl Default for Command {
@@ -268,6 +272,8 @@ impl Default for Command {
             array: false,
             start: 0,
             leading: true,
+            cmd_from: 0,
+            pipe_from: None,
         }
     }
 }
@@ -390,7 +396,25 @@ impl Lexer<'_> {
         cmd.test = false;
         cmd.array = false;
         cmd.leading = true;
+        let (cmd_from, pipe_from) = (cmd.cmd_from, cmd.pipe_from.take());
+        let now = self.sites.len();
+        self.cmd().cmd_from = now;
         self.note_assignments(&words);
+        // `echo {{ x }} | bash`: what a pipeline writes into a program that reads its input
+        // as code is code.
+        if let Some(from) = pipe_from
+            && let Some(reader) = stdin_reader(words.iter().filter(|w| !w.redirect).map(|w| w.text.as_str()))
+        {
+            for site in &mut self.sites[from..cmd_from] {
+                if matches!(site.context, Where::Word | Where::Expanded) {
+                    site.context = Where::Code(format!("text piped into `{reader}`, which reads it as code"));
+                }
+            }
+            // A heredoc announced on this line (`cat <<EOF | psql`) is read after it.
+            for doc in &mut self.heredocs {
+                doc.3.get_or_insert_with(|| reader.to_string());
+            }
+        }
         let codes = code_words(&words);
         for (w, reason) in words.iter().zip(codes) {
             if let Some(reason) = reason {
@@ -636,7 +660,7 @@ impl Lexer<'_> {
     fn open_cmd(&mut self) {
         self.frames.push(Frame::Cmd { paren: true });
         let start = self.sites.len();
-        self.cmds.push(Command { start, ..Command::default() });
+        self.cmds.push(Command { start, cmd_from: start, ..Command::default() });
     }
 
     /// The length of a backslash escape at `i` (a marker after it is not escaped).
@@ -812,6 +836,18 @@ impl Lexer<'_> {
                     self.end_word_plain();
                     self.cmd().redirect_next = true;
                     return i + if rest.starts_with("&>>") { 3 } else { 2 };
+                }
+                if rest.starts_with("||") || rest.starts_with("&&") {
+                    self.classify();
+                    return i + 2;
+                }
+                if c == b'|' {
+                    // A pipe: the pipeline goes on into the next command.
+                    let cmd = self.cmd();
+                    let from = cmd.pipe_from.unwrap_or(cmd.cmd_from);
+                    self.classify();
+                    self.cmd().pipe_from = Some(from);
+                    return i + if rest.starts_with("|&") { 2 } else { 1 };
                 }
                 self.classify();
                 i + 1

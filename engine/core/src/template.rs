@@ -102,6 +102,16 @@ fn bind_value(text: String) -> Result<String, String> {
 
 /// Record a value, or a placeholder that stands for one in a plan; its marker.
 fn bind(text: String, placeholder: bool) -> Result<String, String> {
+    // `{{ x | e }}`: `escape` formats the value through this formatter, so its result is
+    // the marker of a value already bound; it stands for that value, once.
+    let bound = BINDINGS.with(|b| {
+        b.borrow().as_ref().is_some_and(|(values, _)| {
+            values.len().checked_sub(1).is_some_and(|n| text == crate::shell::marker(n))
+        })
+    });
+    if bound {
+        return Ok(text);
+    }
     if text.contains(crate::shell::MARK) {
         return Err("a value in `run` text contains a NUL character (or text captured from other values, by `{% set %}`, `{% filter %}` or a macro)".into());
     }

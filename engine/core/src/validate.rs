@@ -1168,7 +1168,13 @@ impl<'a> Validator<'a> {
             };
             // Values are bound with POSIX assignments and references: another interpreter
             // would read them as its own code.
-            let program = shell.first().map(|p| p.rsplit('/').next().unwrap_or(p)).unwrap_or_default();
+            // The interpreter that reads the text: after `env` (its options and assignments)
+            // and `busybox`, the program they start (`["env", "node", "-e"]` is node).
+            let mut words = shell.iter().map(|p| p.rsplit('/').next().unwrap_or(p));
+            let mut program = words.next().unwrap_or_default();
+            while program == "env" || program == "busybox" {
+                program = words.find(|w| !w.starts_with('-') && !w.contains('=')).unwrap_or_default();
+            }
             if crate::shell::POSIX_SHELLS.contains(&program) {
                 self.shell_contexts(run, place);
             } else if let Some((range, _)) = template::mask_shell(&run.value).sites.into_iter().next() {
