@@ -136,6 +136,11 @@ const REFUSED: &[(&str, &str)] = &[
     ("(( x = @ ))", "RB047"),
     ("echo $(( @ + 1 ))", "RB047"),
     ("for (( i = 0; i < @; i++ )); do :; done", "RB047"),
+    // `((` glued to a keyword (red team cases 9, 10).
+    ("if((1<@)); then :; fi", "RB047"),
+    ("for((i=0;i<@;i++)); do break; done", "RB047"),
+    ("while((@)); do break; done", "RB047"),
+    ("until((@)); do :; done", "RB047"),
     ("[[ 3 -lt @ ]]", "RB047"),
     ("[[ @ -eq 3 ]]", "RB047"),
     ("[[ -v @ ]]", "RB047"),

@@ -737,6 +737,26 @@ impl Lexer<'_> {
                 i + 1
             }
             b'(' if rest.starts_with("((")
+                && !at_word_start
+                && self.cmd().current.as_ref().is_some_and(|w| {
+                    matches!(
+                        w.text.as_str(),
+                        "if" | "elif" | "while" | "until" | "for" | "do" | "then" | "else" | "!"
+                    )
+                })
+                && self
+                    .cmd()
+                    .words
+                    .iter()
+                    .all(|w| w.text == "for" || KEYWORDS.contains(&w.text.as_str())) =>
+            {
+                // `if((`, `while((`, `for((`: bash reads the keyword, then an arithmetic command.
+                self.end_word_plain();
+                self.frames.push(Frame::Arith { depth: 0, dollar: false });
+                self.push_text("((");
+                i + 2
+            }
+            b'(' if rest.starts_with("((")
                 && at_word_start
                 && self
                     .cmd()
