@@ -141,6 +141,9 @@ const REFUSED: &[(&str, &str)] = &[
     ("for((i=0;i<@;i++)); do break; done", "RB047"),
     ("while((@)); do break; done", "RB047"),
     ("until((@)); do :; done", "RB047"),
+    // `$[ ]`, also in an unquoted heredoc (red team cases 4, 5).
+    ("echo $[ 1 + @ ]", "RB047"),
+    ("cat <<EOF\n$[ @ ]\nEOF", "RB047"),
     ("[[ 3 -lt @ ]]", "RB047"),
     ("[[ @ -eq 3 ]]", "RB047"),
     ("[[ -v @ ]]", "RB047"),

@@ -229,6 +229,10 @@ enum Frame {
         depth: usize,
     },
     Backtick,
+    /// `$[`: the old arithmetic expansion, closed by `]`; `depth` counts inner brackets.
+    Bracket {
+        depth: usize,
+    },
 }
 
 /// The state of one `Cmd` frame: the simple command being read.
@@ -476,6 +480,7 @@ impl Lexer<'_> {
                     Frame::Arith { .. } => Where::Code("arithmetic".into()),
                     Frame::Param { .. } => Where::Code("a parameter expansion `${...}`".into()),
                     Frame::Backtick => Where::Code("backquotes".into()),
+                    Frame::Bracket { .. } => Where::Code("arithmetic `$[ ]`".into()),
                 };
                 self.add_site(index, i, context);
                 i = next;
@@ -521,6 +526,26 @@ impl Lexer<'_> {
                         _ => self.dollar_or_text(i),
                     };
                 }
+                Frame::Bracket { depth } => {
+                    i = match c {
+                        b'[' => {
+                            self.set_top(Frame::Bracket { depth: depth + 1 });
+                            self.push_text("[");
+                            i + 1
+                        }
+                        b']' if depth > 0 => {
+                            self.set_top(Frame::Bracket { depth: depth - 1 });
+                            self.push_text("]");
+                            i + 1
+                        }
+                        b']' => {
+                            self.frames.pop();
+                            self.push_text("]");
+                            i + 1
+                        }
+                        _ => self.dollar_or_text(i),
+                    };
+                }
                 Frame::Param { depth } => {
                     i = match c {
                         b'{' => {
@@ -560,6 +585,7 @@ impl Lexer<'_> {
                 Frame::Arith { .. } => "an arithmetic `((` that is not closed",
                 Frame::Param { .. } => "a `${` that is not closed",
                 Frame::Backtick => "an unclosed backquote",
+                Frame::Bracket { .. } => "an arithmetic `$[` that is not closed",
             };
             self.error = Some(format!("the script ends inside {what}"));
             return;
@@ -627,6 +653,11 @@ impl Lexer<'_> {
         }
         if rest.starts_with("$(") {
             self.open_cmd();
+            return i + 2;
+        }
+        if rest.starts_with("$[") {
+            self.frames.push(Frame::Bracket { depth: 0 });
+            self.push_text("$[");
             return i + 2;
         }
         if rest.starts_with("${") {
@@ -955,7 +986,10 @@ impl Lexer<'_> {
                         return;
                     }
                     b'\\' => j += 1,
-                    b'$' if bytes.get(j + 1).is_some_and(|n| *n == b'(' || *n == b'{') => depth += 1,
+                    b'$' if bytes.get(j + 1).is_some_and(|n| *n == b'(' || *n == b'{' || *n == b'[') => {
+                        depth += 1
+                    }
+                    // `$[` is never closed here: the rest of the line counts as inside it.
                     b')' | b'}' if depth > 0 => depth -= 1,
                     b'`' => tick = !tick,
                     _ => {}
