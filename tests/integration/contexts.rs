@@ -136,6 +136,14 @@ const REFUSED: &[(&str, &str)] = &[
     ("(( x = @ ))", "RB047"),
     ("echo $(( @ + 1 ))", "RB047"),
     ("for (( i = 0; i < @; i++ )); do :; done", "RB047"),
+    // `((` glued to a keyword (red team cases 9, 10).
+    ("if((1<@)); then :; fi", "RB047"),
+    ("for((i=0;i<@;i++)); do break; done", "RB047"),
+    ("while((@)); do break; done", "RB047"),
+    ("until((@)); do :; done", "RB047"),
+    // `$[ ]`, also in an unquoted heredoc (red team cases 4, 5).
+    ("echo $[ 1 + @ ]", "RB047"),
+    ("cat <<EOF\n$[ @ ]\nEOF", "RB047"),
     ("[[ 3 -lt @ ]]", "RB047"),
     ("[[ @ -eq 3 ]]", "RB047"),
     ("[[ -v @ ]]", "RB047"),
@@ -187,8 +195,14 @@ const REFUSED: &[(&str, &str)] = &[
 
 /// The hostile corpus (tests/integration/injection.rs), with values for `-`, unicode and
 /// long values already in it.
+/// The hostile corpus without the values that bind refuses whatever their context (a
+/// subscript with an expansion, `runbook_core::shell::evaluable`): those are tested by
+/// `values_bash_could_evaluate_are_refused_whatever_the_lexer_sees`.
 fn hostile(canaries: &Path) -> Vec<String> {
     crate::injection::corpus(canaries)
+        .into_iter()
+        .filter(|v| runbook_core::shell::evaluable(v).is_none())
+        .collect()
 }
 
 #[test]
@@ -544,4 +558,617 @@ fn values_are_refused_in_scripts_for_other_interpreters() {
     assert_eq!(diags.len(), 1, "only the python script: {diags:#?}");
     assert_eq!(diags[0]["code"], "RB047");
     assert_eq!(diags[0]["line"], 7);
+}
+
+/// Every URL field renders its values for their part of the URL (red team, issue 11 round
+/// 2): `sql.url` and `notify.webhook` were rendered as plain text, so a parameter could move
+/// the host (`x@127.0.0.1:PORT/?`) or add query keys (`appdb?host=...&port=...`) and send a
+/// secret elsewhere; a path value with `..` climbed out of its segment.
+#[test]
+fn url_fields_keep_values_in_their_part() {
+    let peer = crate::peers::HttpPeer::start();
+    let port = peer.url("").rsplit(':').next().unwrap_or("1").trim_end_matches('/').to_string();
+    let trap = std::net::TcpListener::bind("127.0.0.1:0").expect("listener");
+    trap.set_nonblocking(true).expect("nonblocking");
+    let trap_port = trap.local_addr().expect("addr").port();
+    let sb = crate::support::Scratch::new(&format!(
+        r#"[runbook]
+name = "urls"
+[params.svc]
+type = "string"
+[params.region]
+type = "string"
+default = "eu"
+[params.database]
+type = "string"
+default = "appdb"
+[secrets.HOOK]
+env = "RB_TEST_HOOK"
+[secrets.DBPASS]
+env = "RB_TEST_DBPASS"
+[steps.hook]
+notify = {{ webhook = "{}/services/{{{{ params.svc }}}}", text = "x", required = true }}
+"#,
+        peer.url("/hook")
+    ));
+    let env = [("RB_TEST_HOOK", "hook-secret-1"), ("RB_TEST_DBPASS", "pa:ss@w/rd")];
+    let out = sb.run(&["-p", "svc=a?leak=1#x"], &env);
+    ok(&out, 0);
+    let got = peer.received().pop().expect("a request");
+    assert_eq!(got.path, "/hook/services/a%3Fleak%3D1%23x", "one path segment, no query");
+    // A value in the host part of a webhook can only be a host: `x@HOST:PORT/?` is refused.
+    std::fs::write(
+        sb.path().join("r.toml"),
+        "[runbook]\nname = \"h\"\n[params.region]\ntype = \"string\"\n[secrets.HOOK]\nenv = \"RB_TEST_HOOK\"\n[steps.hook]\nnotify = { webhook = \"http://{{ params.region }}.hooks.example.invalid/services/{{ secrets.HOOK }}\", text = \"x\", required = true }\n",
+    )
+    .expect("runbook");
+    let before = peer.received().len();
+    let out = sb.run(&["-p", &format!("region=x@127.0.0.1:{port}/?")], &env);
+    assert_eq!(out.code, 3, "{}{}", out.stdout, out.stderr);
+    assert!(out.stderr.contains("host part of a URL"), "{}", out.stderr);
+    assert_eq!(peer.received().len(), before, "no request left");
+    // `sql.url`: a database name cannot add `host=`/`port=` query keys; the secret in the
+    // userinfo is encoded there and never reaches the trap.
+    std::fs::write(
+        sb.path().join("r.toml"),
+        "[runbook]\nname = \"s\"\n[params.database]\ntype = \"string\"\n[secrets.DBPASS]\nenv = \"RB_TEST_DBPASS\"\n[steps.q]\nsql = { url = \"postgres://app:{{ secrets.DBPASS }}@127.0.0.1:1/{{ params.database }}\", query = \"SELECT 1\" }\n",
+    )
+    .expect("runbook");
+    let out = sb.run(&["-p", &format!("database=appdb?host=127.0.0.1&port={trap_port}")], &env);
+    assert_ne!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert!(
+        matches!(trap.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "the database name moved the connection to the trap: {}{}",
+        out.stdout,
+        out.stderr
+    );
+    let plan = crate::support::run_in_with_env(
+        sb.path(),
+        &["plan", "r.toml", "-p", "database=appdb?host=127.0.0.1&port=5997"],
+        &env,
+    );
+    ok(&plan, 0);
+    assert!(plan.stdout.contains("appdb%3Fhost%3D127.0.0.1%26port%3D5997"), "{}", plan.stdout);
+    // A path value cannot climb out of its segment with `..` (plain or encoded).
+    std::fs::write(
+        sb.path().join("r.toml"),
+        format!(
+            "[runbook]\nname = \"p\"\n[params.v]\ntype = \"string\"\n[steps.get]\nhttp = {{ url = \"{}/users/{{{{ params.v }}}}/profile\", expect-status = [200, 404] }}\n",
+            peer.url("/api")
+        ),
+    )
+    .expect("runbook");
+    for v in ["../../admin/drop-all", "%2e%2e/%2E%2e/admin", "x/../../admin", ".."] {
+        let before = peer.received().len();
+        let out = sb.run(&["-p", &format!("v={v}")], &env);
+        assert_eq!(out.code, 3, "{v}: {}{}", out.stdout, out.stderr);
+        assert!(out.stderr.contains("`..`"), "{v}: {}", out.stderr);
+        assert_eq!(peer.received().len(), before, "{v}: a request left");
+    }
+}
+
+/// Class rule: every field that is a URL renders its values in URL mode. The URL fields are
+/// found in the JSON schema (a property named `*url*` or `webhook`, or described as a URL);
+/// each must have a row here, whose plan shows a value with `?`, `=` and `&` encoded. A new
+/// URL field fails this test until it is rendered in URL mode and listed.
+#[test]
+fn every_url_field_in_the_schema_is_rendered_in_url_mode() {
+    let schema: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(crate::support::root().join("schemas/runbook.schema.json")).expect("schema"),
+    )
+    .expect("json");
+    let mut found = Vec::new();
+    for (def, body) in schema["definitions"].as_object().expect("definitions") {
+        for (name, prop) in body["properties"].as_object().into_iter().flatten() {
+            let described = prop["description"].as_str().unwrap_or("").contains("URL");
+            if name.to_lowercase().contains("url") || name.contains("webhook") || described {
+                found.push(format!("{def}.{name}"));
+            }
+        }
+    }
+    let rows: &[(&str, &str)] = &[
+        ("RawHttp.url", "http = { url = \"http://127.0.0.1:1/x/{{ params.v }}\" }"),
+        ("RawNotify.webhook", "notify = { webhook = \"http://127.0.0.1:1/x/{{ params.v }}\", text = \"t\" }"),
+        ("RawSql.url", "sql = { url = \"postgres://u@127.0.0.1:1/{{ params.v }}\", query = \"SELECT 1\" }"),
+    ];
+    found.sort();
+    let mut listed: Vec<String> = rows.iter().map(|(f, _)| f.to_string()).collect();
+    listed.sort();
+    assert_eq!(found, listed, "a URL field is not rendered in URL mode (or not listed here)");
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (field, step) in rows {
+        std::fs::write(
+            dir.path().join("r.toml"),
+            format!("[runbook]\nname = \"u\"\n[params.v]\ntype = \"string\"\n[steps.s]\n{step}\n"),
+        )
+        .expect("runbook");
+        let plan = run_in(dir.path(), &["plan", "r.toml", "-p", "v=a?b=c&d#e"]);
+        ok(&plan, 0);
+        assert!(plan.stdout.contains("/a%3Fb%3Dc%26d%23e"), "{field}: {}", plan.stdout);
+        assert!(!plan.stdout.contains("/a?b=c"), "{field}: {}", plan.stdout);
+    }
+}
+
+/// Promise 2 (red team case 36): `run` text that branches or computes on a step output was
+/// planned with the placeholder (`echo safe`, `RB_1=0`) and ran the other branch. Such text
+/// is refused by `check` (RB058) and nothing runs; a bare output stays allowed.
+#[test]
+fn run_text_never_branches_on_a_value_the_plan_cannot_know() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let canary = dir.path().join("CANARY");
+    let step = |body: &str| {
+        format!(
+            "[runbook]\nname = \"b\"\n[secrets.S]\nenv = \"RB_TEST_S\"\n[steps.p]\nrun = 'echo o=yes >> \"$RUNBOOK_OUTPUT\"'\noutputs = [\"o\"]\n[steps.ask]\napproval = {{ prompt = \"go?\", inputs = {{ why = {{ type = \"string\" }} }} }}\n[steps.q]\nneeds = [\"p\", \"ask\"]\nrun = '''\n{body}\n'''\n"
+        )
+    };
+    let case36 = format!(
+        "{{% if steps.p.outputs.o == \"yes\" %}}touch {}{{% else %}}echo safe{{% endif %}}",
+        canary.display()
+    );
+    write(dir.path(), &step(&case36), "");
+    let check = run_in(dir.path(), &["check", "r.toml"]);
+    assert_eq!(check.code, 3, "{}{}", check.stdout, check.stderr);
+    assert!(check.stderr.contains("error[RB058]"), "{}", check.stderr);
+    let out = run(dir.path());
+    assert_ne!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert!(!canary.exists(), "the branch the plan did not show ran");
+    // The class: every value the plan cannot know, under every construct that branches or
+    // computes, is refused; the same constructs over parameters, and bare values, pass.
+    let unknown = ["steps.p.outputs.o", "steps.ask.outputs.why", "secrets.S", "run.id"];
+    let shapes = [
+        "{% if X == \"yes\" %}a{% else %}b{% endif %}",
+        "{% if X %}a{% endif %}",
+        "{% if not X %}a{% endif %}",
+        "{% for c in X %}{{ c }}{% endfor %}",
+        "{% set v = X %}{{ v }}",
+        "{% set v %}{{ X }}{% endset %}{{ v }}",
+        "{% with v = X %}{{ v }}{% endwith %}",
+        "{% macro m(a) %}{% if a %}x{% endif %}{% endmacro %}{{ m(X) }}",
+        "{% filter upper %}{{ X }}{% endfilter %}",
+        "{{ X | length }}",
+        "{{ X[0:2] }}",
+        "{{ X | default(\"n\") }}",
+        "{{ X ~ \"x\" }}",
+        "{{ \"a\" if X else \"b\" }}",
+        "{{ X is defined }}",
+        "{{ X == \"yes\" }}",
+        "{{ X | upper | operand }}",
+        "{{- X | trim -}}",
+        "{{ (X) }}",
+        "{{ X[\"k\" ~ \"\"] }}",
+        "{{ X[-1] }}",
+    ];
+    let mut n = 0;
+    for x in unknown {
+        for shape in shapes {
+            let body = format!("echo {}", shape.replace('X', x));
+            write(dir.path(), &step(&body), "");
+            let check = run_in(dir.path(), &["check", "r.toml"]);
+            assert_eq!(check.code, 3, "{body}: {}{}", check.stdout, check.stderr);
+            // A secret in `run` text is refused on its own (RB044).
+            let secret = x.starts_with("secrets.") && check.stderr.contains("error[RB044]");
+            assert!(secret || check.stderr.contains("error[RB058]"), "{body}: {}", check.stderr);
+            n += 1;
+        }
+    }
+    assert_eq!(n, unknown.len() * shapes.len());
+    for body in [
+        "echo {{ steps.p.outputs.o }} {{ steps.ask.outputs.why }}",
+        "echo {{ steps.p.outputs.o | operand }} {{ steps.p.outputs.o[0] }} {{ steps.p.outputs.o[\"k\"].v }}",
+        "{% if params.x == \"a\" %}echo {{ steps.p.outputs.o }}{% endif %}",
+        "{% for c in params.list %}echo {{ c }} {{ run.id }}{% endfor %}",
+        "echo '{% raw %}{% if steps %}{% endraw %}'",
+        "echo {{ params.x | upper }} \"steps\"",
+    ] {
+        let runbook = step(body).replace(
+            "[steps.p]",
+            "[params.x]\ntype = \"string\"\ndefault = \"a\"\n[params.list]\ntype = \"list\"\ndefault = [\"a\"]\n[steps.p]",
+        );
+        write(dir.path(), &runbook, "");
+        let check = run_in(dir.path(), &["check", "r.toml"]);
+        assert!(!check.stderr.contains("RB058"), "{body}: {}", check.stderr);
+    }
+}
+
+/// Red team case 34: `GIT_EXTERNAL_DIFF` from a parameter ran as a command (`git diff`), and
+/// the deny-list missed dozens of such names. The rule is by shape (names ending in
+/// `EDITOR`, `PAGER`, `_COMMAND`, `_SSH`, `_RSH`, `_OPTIONS`, `PATH`, prefixes `LD_`,
+/// `DYLD_`, `GIT_CONFIG`...): every name of the table is refused with a string value, in a
+/// step's `env` and as an assignment in `run` text; data names pass.
+#[test]
+fn variables_that_programs_run_take_no_values_by_shape() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let repo = dir.path().join("repo");
+    let canary = dir.path().join("CANARY");
+    let git = |args: &[&str]| {
+        std::process::Command::new("git").arg("-C").arg(&repo).args(args).output().expect("git")
+    };
+    std::fs::create_dir_all(&repo).expect("repo");
+    git(&["init", "-q"]);
+    std::fs::write(repo.join("f"), "a\n").expect("f");
+    git(&["add", "f"]);
+    git(&["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "a"]);
+    std::fs::write(repo.join("f"), "b\n").expect("f");
+    let runbook = format!(
+        "[runbook]\nname = \"d\"\n[params.v]\ntype = \"string\"\n[steps.diff]\ncmd = [\"git\", \"-C\", \"{}\", \"diff\"]\nenv = {{ GIT_EXTERNAL_DIFF = \"{{{{ params.v }}}}\" }}\n",
+        repo.display()
+    );
+    write(dir.path(), &runbook, &format!("v = \"touch {};\"\n", canary.display()));
+    let check = run_in(dir.path(), &["check", "r.toml"]);
+    assert_eq!(check.code, 3, "{}{}", check.stdout, check.stderr);
+    assert!(check.stderr.contains("error[RB047]"), "{}", check.stderr);
+    let out = run(dir.path());
+    assert_ne!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert!(!canary.exists(), "GIT_EXTERNAL_DIFF ran the value");
+    let code = [
+        "GIT_EXTERNAL_DIFF",
+        "GIT_EDITOR",
+        "GIT_SEQUENCE_EDITOR",
+        "GIT_PAGER",
+        "GIT_CONFIG_PARAMETERS",
+        "GIT_CONFIG_VALUE_0",
+        "GIT_CONFIG_GLOBAL",
+        "GIT_SSH",
+        "GIT_DIR",
+        "GIT_TEMPLATE_DIR",
+        "RSYNC_RSH",
+        "CVS_RSH",
+        "PSQL_PAGER",
+        "PAGER",
+        "MANPAGER",
+        "SYSTEMD_PAGER",
+        "LESSOPEN",
+        "LESSCLOSE",
+        "EDITOR",
+        "VISUAL",
+        "SUDO_EDITOR",
+        "BROWSER",
+        "JAVA_TOOL_OPTIONS",
+        "_JAVA_OPTIONS",
+        "JDK_JAVA_OPTIONS",
+        "MAVEN_OPTS",
+        "PERL5LIB",
+        "PERL5OPT",
+        "PERLLIB",
+        "PYTHONSTARTUP",
+        "PYTHONPATH",
+        "PYTHONHOME",
+        "NODE_OPTIONS",
+        "NODE_PATH",
+        "RUBYOPT",
+        "RUBYLIB",
+        "GCONV_PATH",
+        "LD_PRELOAD",
+        "LD_AUDIT",
+        "LD_LIBRARY_PATH",
+        "DYLD_INSERT_LIBRARIES",
+        "BASH_ENV",
+        "ENV",
+        "PROMPT_COMMAND",
+        "SHELLOPTS",
+        "BASHOPTS",
+        "IFS",
+        "PATH",
+        "CLASSPATH",
+        "FZF_DEFAULT_COMMAND",
+        "KUBECTL_EXTERNAL_DIFF",
+        "SHELL",
+        "TERMINAL",
+        "SSH_ASKPASS",
+        "GIT_ASKPASS",
+        "MY_TOOL_CMD",
+        "HOOK_PROGRAM",
+        "DOCKER_HOST_SSH",
+        "PGSSLKEY_COMMAND",
+        "OPENSSL_CONF",
+        "PSQLRC",
+        "INPUTRC",
+        "CURL_HOME",
+        "WGETRC",
+        "NPM_CONFIG_SCRIPT_SHELL",
+        "GIT_PROXY_COMMAND",
+        "HGEDITOR",
+        "LESSKEY",
+    ];
+    let data = [
+        "TAG",
+        "VERSION",
+        "GIT_AUTHOR_NAME",
+        "GIT_COMMITTER_EMAIL",
+        "REGION",
+        "DB_NAME",
+        "MESSAGE",
+        "HOME_DIR_NAME",
+    ];
+    let mut steps = String::new();
+    for (i, name) in code.iter().chain(data.iter()).enumerate() {
+        steps.push_str(&format!(
+            "[steps.e{i}]\nrun = \"true\"\nenv = {{ \"{name}\" = \"{{{{ params.v }}}}\" }}\n[steps.r{i}]\nrun = \"{name}={{{{ params.v }}}} true\"\n"
+        ));
+    }
+    write(dir.path(), &format!("[runbook]\nname = \"t\"\n[params.v]\ntype = \"string\"\n{steps}"), "");
+    let check = run_in(dir.path(), &["check", "--format", "json", "r.toml"]);
+    assert_eq!(check.code, 3, "{}", check.stderr);
+    let diags: Vec<serde_json::Value> = serde_json::from_str(&check.stdout).expect("json diagnostics");
+    for (i, name) in code.iter().chain(data.iter()).enumerate() {
+        let hits = diags
+            .iter()
+            .filter(|d| {
+                d["code"] == "RB047"
+                    && d["message"].as_str().is_some_and(|m| {
+                        m.contains(&format!("step `e{i}`")) || m.contains(&format!("step `r{i}`"))
+                    })
+            })
+            .count();
+        let expected = if i < code.len() { 2 } else { 0 };
+        assert_eq!(hits, expected, "{name}: {diags:#?}");
+    }
+    assert!(code.len() > 60);
+}
+
+/// The red team's cases 1-13 (and 35): with the value `a[$(touch CANARY)]`, every place
+/// where bash evaluates a word arithmetically or as a name and the lexer missed it (`[[ ]]`
+/// with `&&`/`(`, `$[ ]`, `$( )` nested in arithmetic or a subscript, `if((`, `for((`,
+/// `declare -i`/`-n` followed by `read`, `printf -v`, a nameref). Whatever the lexer sees,
+/// such a value is refused when the script is bound: the run fails, no canary. Also every
+/// value of the hostile corpus with that shape, in a plain `echo`.
+#[test]
+fn values_bash_could_evaluate_are_refused_whatever_the_lexer_sees() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let canary = dir.path().join("CANARY");
+    let scripts = [
+        "[[ -n x && 1 -eq {{ params.v }} ]]",
+        "[[ -n x && -v {{ params.v }} ]]",
+        "[[ ( 1 -eq {{ params.v }} ) ]]",
+        "echo $[ 1 + {{ params.v }} ]",
+        "cat <<EOF\n$[ {{ params.v }} ]\nEOF",
+        "echo $(( $(printf %s {{ params.v }}) ))",
+        "a[$(printf %s {{ params.v }})]=1",
+        "echo ${a[$(printf %s {{ params.v }})]}",
+        "if((1<{{ params.v }})); then :; fi",
+        "for((i=0;i<{{ params.v }};i++)); do break; done",
+        "declare -i n; read -r n <<< {{ params.v }}",
+        "declare -i n; printf -v n %s {{ params.v }}",
+        "declare -n r; r={{ params.v }}; echo \"$r\"",
+        "echo {{ params.v }}",
+    ];
+    let payloads = [
+        format!("a[$(touch {})]", canary.display()),
+        format!("a[`touch {}`]", canary.display()),
+        format!("x[${{y:-$(touch {})}}]", canary.display()),
+    ];
+    let mut cases = 0;
+    for script in scripts {
+        for v in &payloads {
+            write(
+                dir.path(),
+                &format!(
+                    "[runbook]\nname = \"e\"\n[params.v]\ntype = \"string\"\n[steps.s]\nrun = {}\n",
+                    crate::injection::toml_string(script)
+                ),
+                &format!("v = {}\n", crate::injection::toml_string(v)),
+            );
+            let out = run(dir.path());
+            assert_ne!(out.code, 0, "{script} with {v}: {}{}", out.stdout, out.stderr);
+            assert!(!canary.exists(), "{script} with {v}: the value ran");
+            assert!(
+                out.stderr.contains("subscript with an expansion") || out.stderr.contains("RB047"),
+                "{script}: {}",
+                out.stderr
+            );
+            cases += 1;
+        }
+    }
+    let canaries = dir.path().join("canaries");
+    std::fs::create_dir_all(&canaries).expect("canaries");
+    let evaluable: Vec<String> = crate::injection::corpus(&canaries)
+        .into_iter()
+        .filter(|v| runbook_core::shell::evaluable(v).is_some())
+        .collect();
+    assert!(evaluable.len() >= 8, "{}", evaluable.len());
+    for v in &evaluable {
+        write(
+            dir.path(),
+            "[runbook]\nname = \"e\"\n[params.v]\ntype = \"string\"\n[steps.s]\nrun = \"echo {{ params.v }}\"\n",
+            &format!("v = {}\n", crate::injection::toml_string(v)),
+        );
+        let out = run(dir.path());
+        assert_eq!(out.code, 3, "{v}: {}{}", out.stdout, out.stderr);
+        assert!(out.stderr.contains("subscript with an expansion"), "{v}: {}", out.stderr);
+        cases += 1;
+    }
+    assert!(std::fs::read_dir(&canaries).expect("canaries").next().is_none());
+    assert!(cases >= 50, "{cases}");
+}
+
+/// Red team cases 14-33: programs that run an argument, an option value or their standard
+/// input as code, reached through prefixes, launchers, options and redirections the first
+/// lexer did not follow; each rule has rows beyond the red team's. Every row is refused by
+/// `check` (RB047) at its step; the runnable ones, run anyway with the value
+/// `touch CANARY`, create nothing.
+#[test]
+fn programs_that_run_arguments_or_input_as_code_take_no_values() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let canary = dir.path().join("CANARY");
+    let run_rows: &[&str] = &[
+        // prefixes and keywords (F)
+        "exec -a x bash -c @",
+        "time -p bash -c @",
+        "env -S @",
+        "env --split-string=@",
+        "nohup bash -c @",
+        "nice -n 5 bash -c @",
+        "ionice -c 3 sh -c @",
+        "setsid sh -c @",
+        "stdbuf -oL sh -c @",
+        "sudo -u x bash -c @",
+        "command bash -c @",
+        "builtin eval @",
+        "xargs -I{} sh -c @",
+        "nsenter -t 1 -m @",
+        "unshare -r @",
+        // options whose value is code
+        "ssh -o ProxyCommand=@ nohost.invalid true",
+        "ssh -oProxyCommand=@ nohost.invalid true",
+        "ssh -o LocalCommand=@ -o PermitLocalCommand=yes nohost.invalid true",
+        "ssh -F @ nohost.invalid true",
+        "perl -M@ -e 1",
+        "perl -I @ -e 1",
+        "python3 -m @",
+        "node -r @ x.js",
+        "node --require=@ x.js",
+        "ruby -I@ -e 1",
+        "flock /tmp/l -c @",
+        "flock /tmp/l --command @",
+        "script -q -c @ /dev/null",
+        // every -exec of find
+        "find /tmp -maxdepth 0 -exec true {} \\; -exec sh -c @ \\;",
+        "find /tmp -maxdepth 0 -execdir true {} + -ok @ \\;",
+        // launchers (G)
+        "chroot / bash -c @",
+        "chroot / @",
+        "kubectl exec -n prod deploy/api -- sh -c @",
+        "kubectl exec -n prod deploy/api -- @",
+        "docker exec c sh -c @",
+        "docker exec c @",
+        "docker run --rm img @",
+        "podman exec c @",
+        "flock /tmp/l @",
+        // standard input read as code (H)
+        "bash <<EOF\necho @\nEOF",
+        "sh <<'EOF'\necho @\nEOF",
+        "bash <<< \"echo @\"",
+        "source /dev/stdin <<< @",
+        "sqlite3 x.db <<EOF\nselect '@';\nEOF",
+        "psql -X <<EOF\nselect '@';\nEOF",
+        "python3 - <<EOF\nprint('@')\nEOF",
+        "ssh nohost.invalid <<EOF\necho @\nEOF",
+        "mysql < @",
+        "echo @ | bash",
+        "printf '%s\\n' @ | tr a b | sh -s",
+        "echo @ |& python3",
+        "cat <<EOF | psql -X\nselect '@';\nEOF",
+        "echo @ | sudo -u x bash",
+    ];
+    let cmd_rows: &[&str] = &[
+        r#"["env", "-S", "@"]"#,
+        r#"["flock", "/tmp/l", "-c", "@"]"#,
+        r#"["perl", "-M@", "-e", "1"]"#,
+        r#"["ssh", "-o", "ProxyCommand=@", "-o", "BatchMode=yes", "nohost.invalid", "true"]"#,
+        r#"["find", "/tmp", "-maxdepth", "0", "-exec", "true", ";", "-exec", "sh", "-c", "@", ";"]"#,
+        r#"["chroot", "/", "bash", "-c", "@"]"#,
+        r#"["kubectl", "exec", "p", "--", "sh", "-c", "@"]"#,
+        r#"["nice", "-n", "5", "bash", "-c", "@"]"#,
+        r#"["python3", "-m", "@"]"#,
+    ];
+    let mut runbook = String::from("[runbook]\nname = \"progs\"\n[params.v]\ntype = \"string\"\n");
+    for (i, row) in run_rows.iter().enumerate() {
+        let text = row.replace('@', "{{ params.v }}");
+        runbook.push_str(&format!("[steps.r{i}]\nrun = {}\n", crate::injection::toml_string(&text)));
+    }
+    for (i, row) in cmd_rows.iter().enumerate() {
+        runbook.push_str(&format!("[steps.c{i}]\ncmd = {}\n", row.replace('@', "{{ params.v }}")));
+    }
+    write(dir.path(), &runbook, &format!("v = \"touch {}\"\n", canary.display()));
+    let check = run_in(dir.path(), &["check", "--format", "json", "r.toml"]);
+    assert_eq!(check.code, 3, "{}", check.stderr);
+    let diags: Vec<serde_json::Value> = serde_json::from_str(&check.stdout).expect("json diagnostics");
+    let refused = |step: &str| {
+        diags.iter().any(|d| {
+            d["code"] == "RB047"
+                && d["message"].as_str().is_some_and(|m| m.contains(&format!("step `{step}`")))
+        })
+    };
+    let missed: Vec<String> = run_rows
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !refused(&format!("r{i}")))
+        .map(|(_, r)| r.to_string())
+        .chain(
+            cmd_rows
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| !refused(&format!("c{i}")))
+                .map(|(_, r)| r.to_string()),
+        )
+        .collect();
+    assert!(missed.is_empty(), "not refused: {missed:#?}");
+    // The ones that run here, run anyway (check refuses the whole runbook, so each alone).
+    for row in [
+        "exec -a x bash -c @",
+        "time -p bash -c @",
+        "env -S @",
+        "chroot / bash -c @",
+        "bash <<EOF\n@\nEOF",
+        "source /dev/stdin <<< @",
+        "bash <<< @",
+        "echo @ | bash",
+    ] {
+        let text = row.replace('@', "{{ params.v }}");
+        write(
+            dir.path(),
+            &format!(
+                "[runbook]\nname = \"one\"\n[params.v]\ntype = \"string\"\n[steps.s]\nrun = {}\n",
+                crate::injection::toml_string(&text)
+            ),
+            &format!("v = \"touch {}\"\n", canary.display()),
+        );
+        let out = run(dir.path());
+        assert_eq!(out.code, 3, "{row}: {}{}", out.stdout, out.stderr);
+        assert!(!canary.exists(), "{row}: the value ran");
+    }
+}
+
+/// Red team, smaller finding: `shell = ["env", "node", "-e"]` passed as a POSIX shell (only
+/// `env` was looked at). The interpreter after `env` (and `busybox`) is judged.
+#[test]
+fn the_interpreter_after_env_is_judged() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (shell, refused) in [
+        (r#"["env", "node", "-e"]"#, true),
+        (r#"["env", "-i", "A=1", "python3", "-c"]"#, true),
+        (r#"["/usr/bin/env", "perl", "-e"]"#, true),
+        (r#"["busybox", "awk"]"#, true),
+        (r#"["env"]"#, true),
+        (r#"["env", "bash", "-c"]"#, false),
+        (r#"["busybox", "sh", "-c"]"#, false),
+        (r#"["bash", "-c"]"#, false),
+    ] {
+        write(
+            dir.path(),
+            &format!(
+                "[runbook]\nname = \"s\"\n[params.v]\ntype = \"string\"\n[steps.s]\nshell = {shell}\nrun = \"echo {{{{ params.v }}}}\"\n"
+            ),
+            "",
+        );
+        let check = run_in(dir.path(), &["check", "r.toml"]);
+        assert_eq!(check.code, if refused { 3 } else { 0 }, "{shell}: {}", check.stderr);
+        assert_eq!(check.stderr.contains("not a POSIX shell"), refused, "{shell}: {}", check.stderr);
+    }
+}
+
+/// Red team, smaller finding: `{{ v | e }}` in `run` text passed check, then plan and run
+/// failed with a misleading "NUL character" message. It is bound like any other value.
+#[test]
+fn an_escaped_value_is_bound_like_any_other() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("out");
+    for filter in ["e", "escape"] {
+        write(
+            dir.path(),
+            &format!(
+                "[runbook]\nname = \"e\"\n[params.v]\ntype = \"string\"\n[steps.s]\nrun = \"printf %s {{{{ params.v | {filter} }}}} > {}\"\n",
+                out.display()
+            ),
+            "v = \"a b'c$(x)\"\n",
+        );
+        let plan = run_in(dir.path(), &["plan", "r.toml", "--params-file", "p.toml"]);
+        ok(&plan, 0);
+        assert!(plan.stdout.contains("RB_1="), "{}", plan.stdout);
+        let run = run(dir.path());
+        ok(&run, 0);
+        let got = std::fs::read_to_string(&out).expect("out");
+        assert!(!got.contains('\0') && got.contains("a b") && !got.is_empty(), "{filter}: {got:?}");
+        std::fs::remove_file(&out).expect("rm");
+    }
 }

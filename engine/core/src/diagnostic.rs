@@ -128,6 +128,7 @@ codes! {
     ShellCodeContext = "047", "shell-code-context", "A template where the shell or a program reads the value as code (arithmetic, `eval`, `bash -c`...), for a value whose type does not make it inert.";
     QuotingOff = "048", "quoting-off", "`{% autoescape %}` in `run` text, which would turn the binding of values off.";
     TemplateLimit = "049", "template-limit", "A template or expression nested too deeply or too long to compile safely.";
+    UnknownLogic = "058", "unknown-logic", "`run` text that branches or computes (`{% if %}`, a filter...) on a value the plan cannot know: a step output, an approval input, a secret.";
     InvalidDefault = "050", "invalid-default", "A parameter default that violates its own declaration.";
     InvalidParam = "051", "invalid-param", "A parameter declaration that cannot work.";
     IncludeMissing = "060", "include-missing", "An included runbook file cannot be read.";

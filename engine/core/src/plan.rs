@@ -613,7 +613,7 @@ impl Planner<'_> {
     }
 
     fn notify_parts(&mut self, n: &NotifySpec) -> (String, Value) {
-        let webhook = self.render(&n.webhook, Mode::Plain);
+        let webhook = self.render(&n.webhook, Mode::Url);
         let body = match &n.message {
             NotifyMessage::Text(t) => json!({ "text": self.render(t, Mode::Plain) }),
             NotifyMessage::Json(j) => self.render_json(j, n.webhook.span),
@@ -652,7 +652,7 @@ impl Planner<'_> {
                     SqlStatement::File(f) => (None, Some(f.clone())),
                 };
                 PlanCommand::Sql {
-                    url: self.render(&q.url, Mode::Plain),
+                    url: self.render(&q.url, Mode::Url),
                     query,
                     file,
                     args: q.args.iter().map(|a| self.render_json(a, q.url.span)).collect(),

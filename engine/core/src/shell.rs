@@ -100,10 +100,26 @@ const CODE_VARIABLES: [&str; 31] = [
     "RUBYOPT",
 ];
 
-/// Whether programs run (or load) the value of variable `name` as code (`PATH`,
-/// `LD_PRELOAD`, `PS4`, `GIT_SSH_COMMAND`, `BASH_FUNC_...`).
+/// Name shapes that programs read as a command, options, a search path or a file of
+/// their own settings (`GIT_EXTERNAL_DIFF`, `SUDO_EDITOR`, `MANPAGER`, `RSYNC_RSH`,
+/// `JAVA_TOOL_OPTIONS`, `MAVEN_OPTS`, `PERL5OPT`, `NODE_PATH`, `RUBYLIB`, `PSQLRC`...).
+const CODE_SUFFIXES: [&str; 26] = [
+    "EDITOR", "VISUAL", "PAGER", "BROWSER", "SHELL", "TERMINAL", "_COMMAND", "_CMD", "_SSH", "_RSH",
+    "ASKPASS", "OPTIONS", "OPTS", "OPT", "PATH", "LIB", "HOME", "STARTUP", "_DIFF", "_PROGRAM", "_CONF",
+    "PSQLRC", "INPUTRC", "WGETRC", "NPMRC", "CURLRC",
+];
+/// Prefixes of such names: the dynamic loader, git's configuration and repository, less's
+/// preprocessors, glibc's converters, exported functions, npm's configuration.
+const CODE_PREFIXES: [&str; 9] =
+    ["LD_", "DYLD_", "BASH_FUNC_", "GIT_CONFIG", "GIT_DIR", "GIT_TEMPLATE", "LESS", "GCONV", "NPM_CONFIG_"];
+
+/// Whether programs run (or load) the value of variable `name` as code: the names of
+/// [`CODE_VARIABLES`] and every name of a shape in [`CODE_SUFFIXES`] or [`CODE_PREFIXES`]
+/// (an inverted rule: a new `FOO_EDITOR` is refused without being listed).
 pub fn code_variable(name: &str) -> bool {
-    CODE_VARIABLES.contains(&name) || name.starts_with("BASH_FUNC_")
+    CODE_VARIABLES.contains(&name)
+        || CODE_SUFFIXES.iter().any(|s| name.ends_with(s))
+        || CODE_PREFIXES.iter().any(|p| name.starts_with(p))
 }
 
 /// The reason an assignment word (`NAME=...`) is code, if its value holds a marker and its
@@ -121,10 +137,67 @@ const DECLARE: [&str; 5] = ["declare", "typeset", "local", "export", "readonly"]
 /// Commands that run the rest of their words as a command line through a shell.
 const REMOTE: [&str; 3] = ["ssh", "watch", "parallel"];
 /// Prefixes that run the following words as a command.
-const PREFIXES: [&str; 13] = [
+const PREFIXES: [&str; 21] = [
     "command", "builtin", "exec", "env", "sudo", "doas", "nohup", "time", "nice", "timeout", "stdbuf",
-    "setsid", "xargs",
+    "setsid", "xargs", "ionice", "chrt", "taskset", "nsenter", "unshare", "runcon", "fakeroot", "firejail",
 ];
+/// Programs that run a command given after their own operands: everything after `--`
+/// (`kubectl exec POD -- CMD`), or after the first `n` operands (`chroot DIR CMD`,
+/// `flock FILE CMD`, `docker exec CONTAINER CMD`), is a command line. (program, n)
+const LAUNCHERS: [(&str, usize); 9] = [
+    ("kubectl", usize::MAX),
+    ("oc", usize::MAX),
+    ("chroot", 1),
+    ("flock", 1),
+    ("docker", 2),
+    ("podman", 2),
+    ("nerdctl", 2),
+    ("systemd-run", 0),
+    ("script", usize::MAX),
+];
+/// Options whose value is a shell command line, by program (`flock -c`, `script -c`,
+/// `env -S`, `find -exec` is its own rule).
+const COMMAND_OPTIONS: [(&str, &[&str]); 5] = [
+    ("flock", &["-c", "--command"]),
+    ("script", &["-c", "--command"]),
+    ("env", &["-S", "--split-string"]),
+    ("xterm", &["-e"]),
+    ("systemd-run", &["--setenv", "-E"]),
+];
+/// Options of interpreters whose value is code or chooses code (`perl -M`, `python -m`,
+/// `node -r`, `ruby -I`...): a single letter among these, or one of the long options.
+const INTERPRETER_CODE_LETTERS: &str = "ceEpMmIrWXxlC";
+const INTERPRETER_CODE_LONG: [&str; 8] = [
+    "--eval",
+    "--print",
+    "--require",
+    "--import",
+    "--loader",
+    "--experimental-loader",
+    "--command",
+    "--module",
+];
+/// The program of a simple command (its words, redirections left out) that reads its
+/// standard input as code: the command itself (`bash`, `source`, `psql`, `ssh`...), or a
+/// shell, interpreter or SQL client named further on (`sudo -u x bash`, `kubectl exec -i p
+/// -- sh`).
+fn stdin_reader<'w>(mut names: impl Iterator<Item = &'w str>) -> Option<&'w str> {
+    let mut names = names.by_ref().map(base).skip_while(|n| KEYWORDS.contains(n) || is_assignment(n));
+    let first = names.next()?;
+    if reads_stdin_as_code(first) {
+        return Some(first);
+    }
+    names.find(|n| SHELLS.contains(n) || INTERPRETERS.contains(n) || SQL_CLIENTS.contains(n))
+}
+
+/// Programs that read their standard input as code: a heredoc, a here-string or a
+/// redirection of theirs carries code.
+fn reads_stdin_as_code(name: &str) -> bool {
+    SHELLS.contains(&name)
+        || INTERPRETERS.contains(&name)
+        || SQL_CLIENTS.contains(&name)
+        || matches!(name, "source" | "." | "ssh" | "su" | "runuser" | "sudo" | "at" | "batch" | "crontab")
+}
 /// Reserved words that may stand before a command.
 const KEYWORDS: [&str; 12] =
     ["{", "!", "if", "then", "elif", "else", "while", "until", "do", "}", "function", "time"];
@@ -156,6 +229,10 @@ enum Frame {
         depth: usize,
     },
     Backtick,
+    /// `$[`: the old arithmetic expansion, closed by `]`; `depth` counts inner brackets.
+    Bracket {
+        depth: usize,
+    },
 }
 
 /// The state of one `Cmd` frame: the simple command being read.
@@ -180,6 +257,10 @@ struct Command {
     /// Every word so far is a redirection or a keyword (`if`, `!`...): the next one is the
     /// command word.
     leading: bool,
+    /// The first site of the current simple command.
+    cmd_from: usize,
+    /// In a pipeline (`a | b`): the first site of its first command.
+    pipe_from: Option<usize>,
 }
 
 impl Default for Command {
@@ -195,6 +276,8 @@ impl Default for Command {
             array: false,
             start: 0,
             leading: true,
+            cmd_from: 0,
+            pipe_from: None,
         }
     }
 }
@@ -204,8 +287,9 @@ struct Lexer<'a> {
     sites: Vec<Site>,
     frames: Vec<Frame>,
     cmds: Vec<Command>,
-    /// Heredocs announced on the current line: (delimiter, quoted, strip tabs).
-    heredocs: Vec<(String, bool, bool)>,
+    /// Heredocs announced on the current line: (delimiter, quoted, strip tabs, the program
+    /// that reads it as code, if any).
+    heredocs: Vec<(String, bool, bool, Option<String>)>,
     error: Option<String>,
     /// Names declared integers (`declare -i`, `local -i`...) anywhere in the script.
     integers: std::collections::HashSet<String>,
@@ -261,7 +345,10 @@ impl Lexer<'_> {
                 for &s in &w.sites {
                     self.sites[s].context = Where::Code("a heredoc delimiter".into());
                 }
-                self.heredocs.push((delim, quoted, strip));
+                let reader =
+                    stdin_reader(self.cmd().words.iter().filter(|w| !w.redirect).map(|w| w.text.as_str()))
+                        .map(str::to_string);
+                self.heredocs.push((delim, quoted, strip, reader));
                 self.cmd().words.push(w);
                 return;
             }
@@ -313,7 +400,25 @@ impl Lexer<'_> {
         cmd.test = false;
         cmd.array = false;
         cmd.leading = true;
+        let (cmd_from, pipe_from) = (cmd.cmd_from, cmd.pipe_from.take());
+        let now = self.sites.len();
+        self.cmd().cmd_from = now;
         self.note_assignments(&words);
+        // `echo {{ x }} | bash`: what a pipeline writes into a program that reads its input
+        // as code is code.
+        if let Some(from) = pipe_from
+            && let Some(reader) = stdin_reader(words.iter().filter(|w| !w.redirect).map(|w| w.text.as_str()))
+        {
+            for site in &mut self.sites[from..cmd_from] {
+                if matches!(site.context, Where::Word | Where::Expanded) {
+                    site.context = Where::Code(format!("text piped into `{reader}`, which reads it as code"));
+                }
+            }
+            // A heredoc announced on this line (`cat <<EOF | psql`) is read after it.
+            for doc in &mut self.heredocs {
+                doc.3.get_or_insert_with(|| reader.to_string());
+            }
+        }
         let codes = code_words(&words);
         for (w, reason) in words.iter().zip(codes) {
             if let Some(reason) = reason {
@@ -375,6 +480,7 @@ impl Lexer<'_> {
                     Frame::Arith { .. } => Where::Code("arithmetic".into()),
                     Frame::Param { .. } => Where::Code("a parameter expansion `${...}`".into()),
                     Frame::Backtick => Where::Code("backquotes".into()),
+                    Frame::Bracket { .. } => Where::Code("arithmetic `$[ ]`".into()),
                 };
                 self.add_site(index, i, context);
                 i = next;
@@ -420,6 +526,26 @@ impl Lexer<'_> {
                         _ => self.dollar_or_text(i),
                     };
                 }
+                Frame::Bracket { depth } => {
+                    i = match c {
+                        b'[' => {
+                            self.set_top(Frame::Bracket { depth: depth + 1 });
+                            self.push_text("[");
+                            i + 1
+                        }
+                        b']' if depth > 0 => {
+                            self.set_top(Frame::Bracket { depth: depth - 1 });
+                            self.push_text("]");
+                            i + 1
+                        }
+                        b']' => {
+                            self.frames.pop();
+                            self.push_text("]");
+                            i + 1
+                        }
+                        _ => self.dollar_or_text(i),
+                    };
+                }
                 Frame::Param { depth } => {
                     i = match c {
                         b'{' => {
@@ -459,6 +585,7 @@ impl Lexer<'_> {
                 Frame::Arith { .. } => "an arithmetic `((` that is not closed",
                 Frame::Param { .. } => "a `${` that is not closed",
                 Frame::Backtick => "an unclosed backquote",
+                Frame::Bracket { .. } => "an arithmetic `$[` that is not closed",
             };
             self.error = Some(format!("the script ends inside {what}"));
             return;
@@ -528,6 +655,11 @@ impl Lexer<'_> {
             self.open_cmd();
             return i + 2;
         }
+        if rest.starts_with("$[") {
+            self.frames.push(Frame::Bracket { depth: 0 });
+            self.push_text("$[");
+            return i + 2;
+        }
         if rest.starts_with("${") {
             self.frames.push(Frame::Param { depth: 0 });
             self.push_text("${");
@@ -559,7 +691,7 @@ impl Lexer<'_> {
     fn open_cmd(&mut self) {
         self.frames.push(Frame::Cmd { paren: true });
         let start = self.sites.len();
-        self.cmds.push(Command { start, ..Command::default() });
+        self.cmds.push(Command { start, cmd_from: start, ..Command::default() });
     }
 
     /// The length of a backslash escape at `i` (a marker after it is not escaped).
@@ -634,6 +766,26 @@ impl Lexer<'_> {
                 self.push_text("");
                 self.frames.push(Frame::Double);
                 i + 1
+            }
+            b'(' if rest.starts_with("((")
+                && !at_word_start
+                && self.cmd().current.as_ref().is_some_and(|w| {
+                    matches!(
+                        w.text.as_str(),
+                        "if" | "elif" | "while" | "until" | "for" | "do" | "then" | "else" | "!"
+                    )
+                })
+                && self
+                    .cmd()
+                    .words
+                    .iter()
+                    .all(|w| w.text == "for" || KEYWORDS.contains(&w.text.as_str())) =>
+            {
+                // `if((`, `while((`, `for((`: bash reads the keyword, then an arithmetic command.
+                self.end_word_plain();
+                self.frames.push(Frame::Arith { depth: 0, dollar: false });
+                self.push_text("((");
+                i + 2
             }
             b'(' if rest.starts_with("((")
                 && at_word_start
@@ -736,6 +888,18 @@ impl Lexer<'_> {
                     self.cmd().redirect_next = true;
                     return i + if rest.starts_with("&>>") { 3 } else { 2 };
                 }
+                if rest.starts_with("||") || rest.starts_with("&&") {
+                    self.classify();
+                    return i + 2;
+                }
+                if c == b'|' {
+                    // A pipe: the pipeline goes on into the next command.
+                    let cmd = self.cmd();
+                    let from = cmd.pipe_from.unwrap_or(cmd.cmd_from);
+                    self.classify();
+                    self.cmd().pipe_from = Some(from);
+                    return i + if rest.starts_with("|&") { 2 } else { 1 };
+                }
                 self.classify();
                 i + 1
             }
@@ -768,7 +932,7 @@ impl Lexer<'_> {
     /// offset after them.
     fn heredoc_bodies(&mut self, mut i: usize) -> usize {
         let docs = std::mem::take(&mut self.heredocs);
-        for (delim, quoted, strip) in docs {
+        for (delim, quoted, strip, reader) in docs {
             loop {
                 if i >= self.text.len() {
                     return i;
@@ -780,7 +944,7 @@ impl Lexer<'_> {
                     i = (end + 1).min(self.text.len());
                     break;
                 }
-                self.heredoc_line(i, end, quoted);
+                self.heredoc_line(i, end, quoted, reader.as_deref());
                 i = (end + 1).min(self.text.len());
             }
         }
@@ -789,7 +953,7 @@ impl Lexer<'_> {
 
     /// One line of a heredoc body. In an unquoted body, `$(`, `${`, `$((` and backquotes
     /// expand: a marker inside one of them is refused (it would be code or a pattern).
-    fn heredoc_line(&mut self, start: usize, end: usize, quoted: bool) {
+    fn heredoc_line(&mut self, start: usize, end: usize, quoted: bool, reader: Option<&str>) {
         let bytes = self.text.as_bytes();
         let mut depth = 0usize;
         let mut tick = false;
@@ -799,7 +963,9 @@ impl Lexer<'_> {
             if b == 0
                 && let Some((index, next)) = self.read_marker(j)
             {
-                let context = if quoted {
+                let context = if let Some(reader) = reader {
+                    Where::Code(format!("a heredoc that `{reader}` reads as code"))
+                } else if quoted {
                     Where::Quoted("a quoted heredoc")
                 } else if depth > 0 || tick {
                     Where::Code("a substitution inside a heredoc".into())
@@ -820,7 +986,10 @@ impl Lexer<'_> {
                         return;
                     }
                     b'\\' => j += 1,
-                    b'$' if bytes.get(j + 1).is_some_and(|n| *n == b'(' || *n == b'{') => depth += 1,
+                    b'$' if bytes.get(j + 1).is_some_and(|n| *n == b'(' || *n == b'{' || *n == b'[') => {
+                        depth += 1
+                    }
+                    // `$[` is never closed here: the rest of the line counts as inside it.
                     b')' | b'}' if depth > 0 => depth -= 1,
                     b'`' => tick = !tick,
                     _ => {}
@@ -834,7 +1003,11 @@ impl Lexer<'_> {
 /// For each word of a simple command, the reason it is code, if it is.
 fn code_words(words: &[Word]) -> Vec<Option<String>> {
     let mut out = vec![None; words.len()];
-    let lead = words.iter().take_while(|w| !w.redirect && KEYWORDS.contains(&w.text.as_str())).count();
+    let mut lead = words.iter().take_while(|w| !w.redirect && KEYWORDS.contains(&w.text.as_str())).count();
+    // `time -p CMD`: `-p` is the keyword's option.
+    if lead > 0 && words[lead - 1].text == "time" && words.get(lead).is_some_and(|w| w.text == "-p") {
+        lead += 1;
+    }
     // `[[ ... ]]`: the operands of arithmetic comparisons, and of `-v`.
     if words.get(lead).is_some_and(|w| w.text == "[[") {
         let arith = ["-eq", "-ne", "-lt", "-le", "-gt", "-ge"];
@@ -871,7 +1044,12 @@ fn code_words(words: &[Word]) -> Vec<Option<String>> {
         a += 1;
         while a < args.len() {
             let w = words[args[a]].text.as_str();
-            if w.starts_with('-') && w.len() == 2 && prefix_option_arg(prefix).contains(&w[1..]) {
+            if prefix == "env" && w.contains(MARK) && (w.starts_with("-S") || w.starts_with("--split-string"))
+            {
+                // `env -S{{ x }}`, `env --split-string={{ x }}`: a command line.
+                out[args[a]] = Some("the command line of `env --split-string`".into());
+                a += 1;
+            } else if w.starts_with('-') && w.len() == 2 && prefix_option_arg(prefix).contains(&w[1..]) {
                 a += 2;
             } else if is_assignment(w) {
                 out[args[a]] = code_assignment(w);
@@ -887,6 +1065,15 @@ fn code_words(words: &[Word]) -> Vec<Option<String>> {
         }
     }
     let Some(&first) = args.get(a) else { return out };
+    // A program that reads its standard input as code (`bash <<< x`, `sqlite3 db < f`,
+    // `source /dev/stdin <<< x`): a value in any of its redirections is code.
+    if let Some(reader) = stdin_reader(args[a..].iter().map(|&n| words[n].text.as_str())) {
+        for (n, w) in words.iter().enumerate() {
+            if w.redirect && w.text.contains(MARK) && out[n].is_none() {
+                out[n] = Some(format!("the input of `{reader}`, which reads it as code"));
+            }
+        }
+    }
     if words[first].text.contains(MARK) {
         out[first] = Some("the command name".into());
     }
@@ -901,35 +1088,90 @@ fn code_words(words: &[Word]) -> Vec<Option<String>> {
     // `xargs -0`, `timeout 5`) and the command of `find -exec`. Words after it are its
     // arguments (`sh -c '...' sh ARG`), whatever they say.
     let mut commands = vec![a];
-    if let Some(e) =
-        args.iter().position(|&n| matches!(t(n), "-exec" | "-execdir" | "-ok" | "-okdir")).filter(|&e| e > a)
-    {
-        commands.push(e + 1);
-        if let Some(&p) = args.get(e + 1)
-            && t(p).contains(MARK)
-        {
-            mark(&mut out, p, "the command name".into());
+    for (e, &n) in args.iter().enumerate().filter(|&(e, _)| e > a) {
+        if matches!(t(n), "-exec" | "-execdir" | "-ok" | "-okdir") {
+            commands.push(e + 1);
+            if let Some(&p) = args.get(e + 1)
+                && t(p).contains(MARK)
+            {
+                mark(&mut out, p, "the command name".into());
+            }
         }
     }
-    for j in commands {
+    let program = base(t(first));
+    // Launchers: after `--`, or after their first operands, a command line.
+    if let Some(&(_, n)) = LAUNCHERS.iter().find(|(p, _)| *p == program) {
+        let rest = &args[a + 1..];
+        let from = match rest.iter().position(|&w| t(w) == "--") {
+            Some(dash) => Some(dash + 1),
+            None if n == usize::MAX => None,
+            None => rest.iter().enumerate().filter(|&(_, &w)| !t(w).starts_with('-')).nth(n).map(|(r, _)| r),
+        };
+        if let Some(from) = from {
+            for &w in &rest[from..] {
+                mark(&mut out, w, format!("a command line that `{program}` runs"));
+            }
+        }
+    }
+    // Options whose value is a command line.
+    if let Some((_, options)) = COMMAND_OPTIONS.iter().find(|(p, _)| *p == program) {
+        let rest = &args[a + 1..];
+        for (r, &w) in rest.iter().enumerate() {
+            if options.contains(&t(w)) {
+                if let Some(&p) = rest.get(r + 1) {
+                    mark(&mut out, p, format!("the command of `{program} {}`", t(w)));
+                }
+            } else if t(w).contains(MARK) && options.iter().any(|o| t(w).starts_with(o)) {
+                mark(&mut out, w, format!("the command of `{program}`"));
+            }
+        }
+    }
+    // A shell or an interpreter named further on (`chroot / bash -c`, `exec -a x bash -c`,
+    // `time -p bash -c`, `kubectl exec p -- sh -c`): its options are read as its own.
+    let nested: Vec<usize> = (a + 1..args.len())
+        .filter(|&j| {
+            let n = base(t(args[j]));
+            SHELLS.contains(&n) || INTERPRETERS.contains(&n)
+        })
+        .collect();
+    let direct = commands.len();
+    commands.extend(nested);
+    for (c, j) in commands.into_iter().enumerate() {
         let Some(&at) = args.get(j) else { continue };
         let name = base(t(at));
         let rest = &args[j + 1..];
         if SHELLS.contains(&name) || INTERPRETERS.contains(&name) || name == "su" || name == "runuser" {
-            let flags: &[char] =
-                if INTERPRETERS.contains(&name) { &['c', 'e', 'E', 'r', 'p'] } else { &['c'] };
-            let is_flag = |w: &str| w.starts_with('-') && !w.starts_with("--") && w[1..].contains(flags);
+            let interpreter = INTERPRETERS.contains(&name);
+            let is_flag = |w: &str| {
+                w.starts_with('-')
+                    && !w.starts_with("--")
+                    && if interpreter {
+                        w[1..].contains(|c| INTERPRETER_CODE_LETTERS.contains(c))
+                    } else {
+                        w[1..].contains('c')
+                    }
+            };
             let mut flagged = false;
             for (r, &n) in rest.iter().enumerate() {
-                if (is_flag(t(n)) || t(n) == "--command")
+                let long = t(n) == "--command" || (interpreter && INTERPRETER_CODE_LONG.contains(&t(n)));
+                if (is_flag(t(n)) || long)
                     && let Some(&p) = rest.get(r + 1)
                 {
                     flagged = true;
                     mark(&mut out, p, format!("the program of `{name} {}`", t(n)));
                 }
+                // An option written with a value (`-M{{ x }}`, `--require={{ x }}`).
+                if interpreter && t(n).starts_with('-') && t(n).contains(MARK) {
+                    flagged = true;
+                    mark(&mut out, n, format!("an option of `{name}`, read as code"));
+                }
+                if !t(n).starts_with('-') && !interpreter {
+                    break;
+                }
             }
             // `bash SCRIPT`: a script chosen by a value is code too.
-            if !flagged
+            if c < direct
+                && !flagged
                 && name != "su"
                 && name != "runuser"
                 && let Some(&p) = rest.iter().find(|&&n| !t(n).starts_with('-'))
@@ -987,9 +1229,17 @@ fn code_words(words: &[Word]) -> Vec<Option<String>> {
         } else if REMOTE.contains(&name) {
             // Everything after the destination (ssh) or the options (watch, parallel).
             let mut r = 0;
-            while r < rest.len() && t(rest[r]).starts_with('-') && !t(rest[r]).contains(MARK) {
+            while r < rest.len() && t(rest[r]).starts_with('-') {
                 let w = t(rest[r]);
+                if w.contains(MARK) {
+                    // `-oProxyCommand={{ x }}`: an option chosen by a value.
+                    mark(&mut out, rest[r], format!("an option of `{name}`"));
+                }
                 let with_arg = name == "ssh" && w.len() == 2 && "bcDEeFIiJLlmOopQRSWw".contains(&w[1..]);
+                if with_arg && let Some(&p) = rest.get(r + 1) {
+                    // `-o ProxyCommand=...`, `-F config`, `-i key`: never from a value.
+                    mark(&mut out, p, format!("the value of `{name} {w}`"));
+                }
                 r += if with_arg { 2 } else { 1 };
             }
             let from = if name == "ssh" { r + 1 } else { r };
@@ -1082,7 +1332,13 @@ fn prefix_option_arg(prefix: &str) -> &'static str {
         "xargs" => "nLPsdEIal",
         "timeout" => "sk",
         "nice" => "n",
-        "env" => "uCS",
+        "env" => "uC",
+        "exec" => "a",
+        "ionice" => "cnp",
+        "chrt" => "p",
+        "taskset" => "pc",
+        "nsenter" => "tSG",
+        "unshare" => "",
         "stdbuf" => "ioe",
         _ => "",
     }
@@ -1116,12 +1372,32 @@ pub fn var(n: usize) -> String {
     format!("RB_{n}")
 }
 
+/// Defence in depth, independent of the lexer: a value that bash would run if it ever
+/// evaluated it as an arithmetic expression or a variable name (a subscript holding an
+/// expansion: `a[$(cmd)]`, `` x[`cmd`] ``, `a[${x@P}]`, `a[$[..]]`, `a[$v]`), whatever
+/// the context the lexer found. Bash runs an expansion in a value only inside a subscript
+/// (`[` ... `$`/backquote), so text without that shape is inert there. Returns the reason.
+pub fn evaluable(value: &str) -> Option<&'static str> {
+    let open = value.find('[')?;
+    let after = &value[open..];
+    let b = after.as_bytes();
+    let expansion = b.iter().enumerate().any(|(i, &c)| {
+        c == b'`'
+            || (c == b'$'
+                && b.get(i + 1).is_some_and(|&n| {
+                    n == b'(' || n == b'{' || n == b'[' || n.is_ascii_alphabetic() || n == b'_'
+                }))
+    });
+    expansion.then_some("a subscript with an expansion (`[` then `$(`, `${`, `$[`, `$name` or a backquote)")
+}
+
 /// Write the script that runs: assignments of the values at the top, references where the
 /// markers were. An error names the first value that may not stand where it is.
 ///
 /// `placeholders[n]` is true when value `n` is a plan's placeholder (`<output:a.n>`), not a
 /// value: where only an inert literal may stand, it is shown as it is (a plan runs nothing;
 /// the run binds the real value, which must then be inert).
+/// Every value is refused if [`evaluable`].
 pub fn bind(text: &str, values: &[String], placeholders: &[bool]) -> Result<String, String> {
     if !text.contains(MARK) {
         return Ok(text.to_string());
@@ -1151,6 +1427,14 @@ pub fn bind(text: &str, values: &[String], placeholders: &[bool]) -> Result<Stri
                 n
             }
         };
+        if !placeholders.get(s.index).copied().unwrap_or(false)
+            && let Some(why) = evaluable(value)
+        {
+            return Err(format!(
+                "`{}` holds {why}: bash would run it wherever it evaluates the value (arithmetic, a `-v` test, a nameref), and the script cannot be proven free of such places; give the parameter a `pattern` or an `enum` that excludes it",
+                value.chars().take(60).collect::<String>()
+            ));
+        }
         match &s.context {
             Where::Word => out.push_str(&format!("\"${}\"", name())),
             Where::Expanded => out.push_str(&format!("${{{}}}", name())),

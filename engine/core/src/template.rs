@@ -102,6 +102,16 @@ fn bind_value(text: String) -> Result<String, String> {
 
 /// Record a value, or a placeholder that stands for one in a plan; its marker.
 fn bind(text: String, placeholder: bool) -> Result<String, String> {
+    // `{{ x | e }}`: `escape` formats the value through this formatter, so its result is
+    // the marker of a value already bound; it stands for that value, once.
+    let bound = BINDINGS.with(|b| {
+        b.borrow().as_ref().is_some_and(|(values, _)| {
+            values.len().checked_sub(1).is_some_and(|n| text == crate::shell::marker(n))
+        })
+    });
+    if bound {
+        return Ok(text);
+    }
     if text.contains(crate::shell::MARK) {
         return Err("a value in `run` text contains a NUL character (or text captured from other values, by `{% set %}`, `{% filter %}` or a macro)".into());
     }
@@ -159,14 +169,34 @@ fn bind_url(text: &str, values: &[String]) -> Result<String, String> {
                 out.push_str(value);
                 continue;
             }
-            return Err(format!(
-                "a value before the `://` of a URL: `{}`",
-                value.chars().take(60).collect::<String>()
-            ));
+            if !out.contains(':') {
+                return Err(format!(
+                    "a value before the `:` of a URL's scheme: `{}`",
+                    value.chars().take(60).collect::<String>()
+                ));
+            }
+            // A URL without an authority (`sqlite:{{ file }}`): the value is part of its
+            // path, and cannot start a query or a fragment.
+            if !out.contains(['?', '#']) && value.contains(['?', '#']) {
+                return Err(format!(
+                    "`{}` cannot stand in the path of a URL: it holds `?` or `#`",
+                    value.chars().take(60).collect::<String>()
+                ));
+            }
+            let in_path = !out.contains(['?', '#']);
+            out.push_str(&if in_path { value.clone() } else { percent_encode(value, false) });
+            continue;
         };
         let tail = &out[scheme_end + 3..];
         if !tail.contains(['/', '?', '#']) {
-            // The host part: a host name, an address or a port, nothing that ends it.
+            // The authority. Before an `@` that the template writes later, the value is in
+            // the userinfo (a user name or a password) and every reserved byte is encoded;
+            // otherwise it is the host part: a host name, an address or a port only.
+            let authority_rest = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+            if authority_rest.contains('@') {
+                out.push_str(&percent_encode(value, false));
+                continue;
+            }
             if !value.chars().all(|c| c.is_ascii_alphanumeric() || ".-_:[]%".contains(c)) {
                 return Err(format!(
                     "`{}` cannot stand in the host part of a URL: only a host name, an address or a port can",
@@ -176,11 +206,26 @@ fn bind_url(text: &str, values: &[String]) -> Result<String, String> {
             out.push_str(value);
         } else {
             let in_path = !tail.contains(['?', '#']);
+            if in_path && has_dot_segment(value) {
+                return Err(format!(
+                    "`{}` holds a `..` or `.` path segment (maybe percent-encoded): in the path of a URL a value stays in its own segments",
+                    value.chars().take(60).collect::<String>()
+                ));
+            }
             out.push_str(&percent_encode(value, in_path));
         }
     }
     out.push_str(rest);
     Ok(out)
+}
+
+/// Whether `value`, split on `/` with `%2e`/`%2E` read as `.`, has a `.` or `..` segment
+/// (which a server or a client would resolve, climbing out of the value's place).
+fn has_dot_segment(value: &str) -> bool {
+    value.split('/').any(|segment| {
+        let s = segment.replace("%2e", ".").replace("%2E", ".");
+        s == "." || s == ".."
+    })
 }
 
 /// Percent-encode `value` for a URL's path (`/` kept) or query and fragment; unreserved
@@ -433,6 +478,119 @@ pub fn limits(text: &str, expression: bool) -> Result<(), TemplateError> {
         at = (end + close.len()).min(text.len());
     }
     Ok(())
+}
+
+/// Roots of the values that a plan does not know (it shows a placeholder for them): step
+/// outputs and approval inputs (`steps`), secrets and the run's own fields.
+const UNKNOWN_ROOTS: [&str; 3] = ["steps", "secrets", "run"];
+
+/// The tags of `text` that branch or compute on a value unknown when a plan is made: a
+/// `{% %}` tag (`if`, `for`, `set`, `with`, `macro`, `call`, `filter`...) that names a root
+/// of [`UNKNOWN_ROOTS`], or a `{{ }}` tag naming one that is not a bare path (a filter, a
+/// test, an operator, a call, a subscript). The plan cannot show such text as it will
+/// run (it would pick a branch or a length from the placeholder), so `check` refuses it.
+/// Names are found as words outside string literals, so the rule is conservative: a local
+/// named `steps` is refused too. `{% raw %}` bodies are text.
+pub fn unknown_logic(text: &str) -> Vec<Range<usize>> {
+    let mut found = Vec::new();
+    // Blocks whose body is captured as text and transformed (`{% set x %}`, `filter`,
+    // `macro`, `call`): inside them even a bare value is computed on.
+    let mut blocks: Vec<bool> = Vec::new();
+    let mut at = 0;
+    while let Some(open) = text[at..].find('{').map(|i| at + i) {
+        let close = match text.as_bytes().get(open + 1) {
+            Some(b'{') => "}}",
+            Some(b'%') => "%}",
+            Some(b'#') => "#}",
+            _ => {
+                at = open + 1;
+                continue;
+            }
+        };
+        let end = tag_end(text, open + 2, close);
+        let body = &text[open + 2..end];
+        let inner = body.trim_start_matches(['-', '+']).trim_end_matches(['-', '+']).trim();
+        let next = (end + close.len()).min(text.len());
+        if close == "%}" && inner.split_whitespace().next() == Some("raw") {
+            at = text[next..].find("endraw").map_or(text.len(), |i| next + i);
+            continue;
+        }
+        if close == "%}" {
+            let mut words = inner.split_whitespace();
+            let word = words.next().unwrap_or("");
+            if BLOCK_TAGS.contains(&word) || (word == "set" && !inner.contains('=')) {
+                blocks.push(matches!(word, "set" | "filter" | "macro" | "call"));
+            } else if word.starts_with("end") {
+                blocks.pop();
+            }
+        }
+        let captured = blocks.iter().any(|&c| c);
+        let names_unknown = close != "#}" && words_outside_strings(inner).any(|w| UNKNOWN_ROOTS.contains(&w));
+        // `{{ x | operand }}` passes the value or fails the step: it computes nothing.
+        let bare = close == "}}"
+            && match inner.split_once('|') {
+                Some((path, filter)) => is_selection(path.trim()) && filter.trim() == "operand",
+                None => is_selection(inner),
+            };
+        if names_unknown && (!bare || captured) {
+            found.push(open..next);
+        }
+        at = next;
+    }
+    found
+}
+
+/// A path with literal subscripts (`rows[0].name`, `json["k"]`): it selects, computes nothing.
+fn is_selection(text: &str) -> bool {
+    let mut flat = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(open) = rest.find('[') {
+        flat.push_str(&rest[..open]);
+        let Some(close) = rest[open..].find(']').map(|c| open + c) else { return false };
+        let index = &rest[open + 1..close];
+        let quoted = index.len() >= 2
+            && (index.starts_with('"') && index.ends_with('"')
+                || index.starts_with('\'') && index.ends_with('\''))
+            && !index[1..index.len() - 1].contains(['"', '\'', '\\']);
+        if !(quoted || (!index.is_empty() && index.bytes().all(|b| b.is_ascii_digit()))) {
+            return false;
+        }
+        flat.push_str(".x");
+        rest = &rest[close + 1..];
+    }
+    flat.push_str(rest);
+    is_path(&flat)
+}
+
+/// The identifiers of an expression that are not attributes (`.name`) and not inside string
+/// literals.
+fn words_outside_strings(text: &str) -> impl Iterator<Item = &str> {
+    let bytes = text.as_bytes();
+    let mut words = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            q @ (b'\'' | b'"') => {
+                i += 1;
+                while i < bytes.len() && bytes[i] != q {
+                    i += if bytes[i] == b'\\' { 2 } else { 1 };
+                }
+                i += 1;
+            }
+            c if c.is_ascii_alphabetic() || c == b'_' => {
+                let start = i;
+                while i < bytes.len() && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'_') {
+                    i += 1;
+                }
+                let attribute = text[..start].trim_end().ends_with('.');
+                if !attribute {
+                    words.push(&text[start..i]);
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    words.into_iter()
 }
 
 /// Where the tag whose body starts at `from` ends: the first `close` outside brackets and
@@ -1059,6 +1217,65 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(4096))]
+        /// Any value, in the userinfo, the path, the query and the fragment of a URL: the
+        /// URL either is refused or parses with the template's scheme, host, port, user and
+        /// query keys, and each part decodes back to the value.
+        #[test]
+        fn url_values_stay_in_their_part(v in "[a-z0-9:/?#\\[\\]@!$&'()*+,;=%. ~\n-]{0,12}") {
+            let ctx = Context::new(&json!({"params": {"v": v}}));
+            let text = "https://u:{{ params.v }}@h.test:8443/p/{{ params.v }}/x?q={{ params.v }}&n=1#{{ params.v }}";
+            if let Ok(out) = render(text, Mode::Url, &ctx) {
+                let parsed = url::Url::parse(&out).map_err(|e| proptest::test_runner::TestCaseError::fail(format!("{out}: {e}")))?;
+                let decode = |s: &str| {
+                    let b = s.as_bytes();
+                    let mut out = Vec::new();
+                    let mut i = 0;
+                    while i < b.len() {
+                        match (b[i], b.get(i + 1..i + 3).filter(|h| h.iter().all(u8::is_ascii_hexdigit)).and_then(|h| std::str::from_utf8(h).ok()).and_then(|h| u8::from_str_radix(h, 16).ok())) {
+                            (b'%', Some(x)) => { out.push(x); i += 3; }
+                            (c, _) => { out.push(c); i += 1; }
+                        }
+                    }
+                    String::from_utf8_lossy(&out).into_owned()
+                };
+                proptest::prop_assert_eq!(parsed.scheme(), "https");
+                proptest::prop_assert_eq!(parsed.host_str(), Some("h.test"));
+                proptest::prop_assert_eq!(parsed.port(), Some(8443));
+                proptest::prop_assert_eq!(parsed.username(), "u");
+                // Existing `%XX` escapes are kept (so `urlencode` output is unchanged): each part
+                // decodes to the value read the same way.
+                let v = decode(&v);
+                proptest::prop_assert_eq!(decode(parsed.password().unwrap_or_default()), v.clone());
+                let keys: Vec<String> = parsed.query_pairs().map(|(k, _)| k.into_owned()).collect();
+                proptest::prop_assert_eq!(keys, vec!["q".to_string(), "n".to_string()]);
+                let q = parsed.query().unwrap_or_default().split('&').next().unwrap_or_default();
+                proptest::prop_assert_eq!(decode(q.trim_start_matches("q=")), v.clone());
+                let path = parsed.path();
+                proptest::prop_assert!(path.starts_with("/p/") && path.ends_with("/x"), "{}", path);
+                proptest::prop_assert_eq!(decode(&path[3..path.len() - 2]), v.clone());
+                proptest::prop_assert_eq!(decode(parsed.fragment().unwrap_or_default()), v.clone());
+            } else {
+                proptest::prop_assert!(has_dot_segment(&v) || v.contains('\n') || v.contains('%'), "refused: {:?}", v);
+            }
+        }
+    }
+
+    #[test]
+    fn userinfo_values_are_encoded_and_opaque_paths_keep_their_query() {
+        let ctx =
+            Context::new(&json!({"params": {"pw": "pa:ss@w/rd?#", "f": "x.db?mode=ro", "g": "app.db"}}));
+        let url = |t: &str| render(t, Mode::Url, &ctx).map_err(|e| e.message);
+        assert_eq!(
+            url("postgres://app:{{ params.pw }}@db:5432/app").as_deref(),
+            Ok("postgres://app:pa%3Ass%40w%2Frd%3F%23@db:5432/app")
+        );
+        assert!(url("sqlite:{{ params.f }}").is_err());
+        assert_eq!(url("sqlite:{{ params.g }}?mode=rwc").as_deref(), Ok("sqlite:app.db?mode=rwc"));
+        assert_eq!(url("sqlite:x.db?vfs={{ params.f }}").as_deref(), Ok("sqlite:x.db?vfs=x.db%3Fmode%3Dro"));
+    }
+
     #[test]
     fn url_values_cannot_change_the_host_or_add_query_keys() {
         let ctx = Context::new(&json!({"params": {
@@ -1073,10 +1290,7 @@ mod tests {
         assert_eq!(url("{{ params.base }}/health").as_deref(), Ok("https://api.example.test/v1/health"));
         assert_eq!(url("https://h:{{ params.port }}/x").as_deref(), Ok("https://h:8443/x"));
         assert!(url("https://{{ params.host }}/x").is_err());
-        assert_eq!(
-            url("https://h/files/{{ params.key }}").as_deref(),
-            Ok("https://h/files/a%20b/../c%3Fadmin%3D1%23x")
-        );
+        assert!(url("https://h/files/{{ params.key }}").is_err(), "a `..` segment is refused");
         assert_eq!(
             url("https://h/s?q={{ params.q }}&n=1").as_deref(),
             Ok("https://h/s?q=1%26admin%3Dtrue%23f&n=1")

@@ -1136,7 +1136,15 @@ impl<'a> Validator<'a> {
     ) -> Option<Action> {
         if let Some(run) = a.run {
             let place = Place::RunText(what);
+            let before = self.diags.len();
             let script = self.template(run, Mode::Shell, Scope { place, ..base });
+            let parsed = self.diags.len() == before;
+            for range in template::unknown_logic(&run.value).into_iter().filter(|_| parsed) {
+                let span = template::inner_span(&self.source, run.span, Some(range));
+                self.err(Code::UnknownLogic, span, format!("{place} branches or computes on a value the plan cannot know"))
+                    .set_label("the plan would show one branch and the run take another")
+                    .help = Some("compute in the step instead: pass the value bare (`{{ steps.x.outputs.y }}` binds it to a variable) and branch in the shell (`if [ \"$v\" = yes ]; then ...`)".into());
+            }
             let mut from = 0;
             while let Some(at) = run.value[from..].find("unsafe_raw").map(|i| from + i) {
                 from = at + "unsafe_raw".len();
@@ -1160,7 +1168,13 @@ impl<'a> Validator<'a> {
             };
             // Values are bound with POSIX assignments and references: another interpreter
             // would read them as its own code.
-            let program = shell.first().map(|p| p.rsplit('/').next().unwrap_or(p)).unwrap_or_default();
+            // The interpreter that reads the text: after `env` (its options and assignments)
+            // and `busybox`, the program they start (`["env", "node", "-e"]` is node).
+            let mut words = shell.iter().map(|p| p.rsplit('/').next().unwrap_or(p));
+            let mut program = words.next().unwrap_or_default();
+            while program == "env" || program == "busybox" {
+                program = words.find(|w| !w.starts_with('-') && !w.contains('=')).unwrap_or_default();
+            }
             if crate::shell::POSIX_SHELLS.contains(&program) {
                 self.shell_contexts(run, place);
             } else if let Some((range, _)) = template::mask_shell(&run.value).sites.into_iter().next() {

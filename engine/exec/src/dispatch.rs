@@ -1622,7 +1622,7 @@ impl<'a> Dispatcher<'a> {
                     runbook_core::model::SqlStatement::Query(_) => None,
                 };
                 let request = sql::Request {
-                    url: render(&spec.url)?,
+                    url: template::render(&spec.url.text, Mode::Url, &ctx).map_err(|e| e.message)?,
                     statement: match &spec.statement {
                         runbook_core::model::SqlStatement::Query(q) => sql::Statement::Query(q.clone()),
                         runbook_core::model::SqlStatement::File(f) => sql::Statement::File(f.clone()),
@@ -1680,7 +1680,7 @@ impl<'a> Dispatcher<'a> {
         };
         Ok(http::Request {
             method: "POST".into(),
-            url: template::render(&spec.webhook.text, Mode::Plain, &ctx).map_err(|e| e.message)?,
+            url: template::render(&spec.webhook.text, Mode::Url, &ctx).map_err(|e| e.message)?,
             headers: Vec::new(),
             query: Vec::new(),
             body: http::Body::Json(body),
