@@ -2,6 +2,7 @@
 //!
 //! One test binary (faster to link than one per file); modules by concern.
 
+mod approval_rules;
 mod audit;
 mod book;
 mod contexts;

@@ -181,6 +181,34 @@ pub fn check_run(row: &StoredRun, records: &[Record]) -> Vec<Finding> {
     out
 }
 
+/// The records the fold does not count because they break the approval rules journaled with
+/// their request (a decision by someone not allowed to decide, a self-approval where it is
+/// forbidden, the same person twice, an approval step's success without the decisions, a
+/// request that changes the rules): judged by [`crate::journal::RunState::apply`], the same
+/// function the live fold, `resume`, `show` and `report` use, so what verify names is what
+/// no command counted.
+pub fn check_decisions(records: &[Record]) -> Vec<Finding> {
+    let mut state = crate::journal::RunState::default();
+    let mut out = Vec::new();
+    for r in records {
+        let before = state.refused.len();
+        state.apply(&r.event);
+        for refused in &state.refused[before..] {
+            out.push(finding(
+                "events.body",
+                format!(
+                    "record {} ({} of `{}`) does not count: {}",
+                    r.seq,
+                    r.event.kind(),
+                    refused.step,
+                    refused.why
+                ),
+            ));
+        }
+    }
+    out
+}
+
 /// Compare a `runs` row with the summary its journal implies, column by column.
 pub fn check_summary(row: &StoredRun, s: &Summary) -> Vec<Finding> {
     let mut out = Vec::new();
@@ -384,6 +412,7 @@ mod tests {
                 params: BTreeMap::new(),
                 operator: "ana".into(),
                 engine_version: "0".into(),
+                submitted_by: None,
             },
             RunEvent::RunFinished { status: RunStatus::Succeeded },
             kept("old"),

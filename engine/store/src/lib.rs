@@ -536,6 +536,7 @@ impl History {
         }
         out.extend(audit::check_columns(records, &self.columns));
         out.extend(audit::check_run(&self.row, records));
+        out.extend(audit::check_decisions(records));
         out.extend(audit::check_logs(records, &self.logs));
         if !self.lock_known {
             out.push(Finding {

@@ -99,6 +99,7 @@ fn started() -> RunEvent {
         params: BTreeMap::new(),
         operator: "ana@bastion".into(),
         engine_version: "0.1.0".into(),
+        submitted_by: None,
     }
 }
 
