@@ -97,8 +97,10 @@ impl Gen {
         format!("x{name}")
     }
     fn spelling(&mut self, name: &str) -> String {
-        let mut out: String =
-            name.chars().map(|c| if self.next().is_multiple_of(2) { c.to_ascii_uppercase() } else { c }).collect();
+        let mut out: String = name
+            .chars()
+            .map(|c| if self.next().is_multiple_of(2) { c.to_ascii_uppercase() } else { c })
+            .collect();
         if self.next().is_multiple_of(2) {
             out = format!("  {out}\t");
         }

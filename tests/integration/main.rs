@@ -20,6 +20,7 @@ mod resume;
 mod run;
 mod schema;
 mod secrets;
+mod store_guards;
 mod support;
 mod team;
 mod world;

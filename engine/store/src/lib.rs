@@ -310,18 +310,20 @@ impl Backend {
     }
 
     fn migrations(self) -> Vec<Migration> {
-        let files: [(i64, &str, &'static str); 4] = match self {
+        let files: [(i64, &str, &'static str); 5] = match self {
             Backend::Sqlite => [
                 (1, "journal", include_str!("../migrations/sqlite/0001_journal.sql")),
                 (2, "step logs", include_str!("../migrations/sqlite/0002_step_logs.sql")),
                 (3, "queue", include_str!("../migrations/sqlite/0003_queue.sql")),
                 (4, "audit", include_str!("../migrations/sqlite/0004_audit.sql")),
+                (5, "guards", include_str!("../migrations/sqlite/0005_guards.sql")),
             ],
             Backend::Postgres => [
                 (1, "journal", include_str!("../migrations/postgres/0001_journal.sql")),
                 (2, "step logs", include_str!("../migrations/postgres/0002_step_logs.sql")),
                 (3, "queue", include_str!("../migrations/postgres/0003_queue.sql")),
                 (4, "audit", include_str!("../migrations/postgres/0004_audit.sql")),
+                (5, "guards", include_str!("../migrations/postgres/0005_guards.sql")),
             ],
         };
         files
@@ -1160,6 +1162,23 @@ impl Store {
                 .ok_or_else(|| StoreError::NoSuchRun(run_id.to_string()))?,
         };
         let mut seq = u64::try_from(last.try_get::<i64, _>(0)?).unwrap_or(0);
+        // The head must name the last record, read in this transaction: a record is chained
+        // to the journal, never to what the `runs` row says (a row moved past its triggers
+        // would otherwise make every later record chain to a forged hash).
+        let tail = sqlx::query("SELECT seq, hash FROM events WHERE run_id = $1 ORDER BY seq DESC LIMIT 1")
+            .bind(run_id)
+            .fetch_optional(&mut **tx)
+            .await?;
+        let tail: (i64, Option<String>) = match tail {
+            Some(row) => (row.try_get(0)?, Some(row.try_get(1)?)),
+            None => (0, None),
+        };
+        if tail != (i64::try_from(seq).unwrap_or(-1), last.try_get::<Option<String>, _>(1)?) {
+            return Err(StoreError::Corrupt(format!(
+                "run {run_id}: its row's head (record {seq}) is not its journal's last record (record {}): `runbook audit verify {run_id}`",
+                tail.0
+            )));
+        }
         // The run's summary starts when its journal does (`started_at` is the first record's time).
         let first = i64::from(seq == 0);
         let mut prev: String = last

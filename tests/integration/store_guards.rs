@@ -1,0 +1,145 @@
+//! Issue 11, second round (red team F2): no trigger of the store can be fooled by a session's
+//! own objects. Generated from the database itself: every function a trigger runs, and every
+//! `runbook_*` function, must pin its search path with `pg_temp` last (and run as its owner
+//! when it reads tables); a role with the book's grants that shadows every table of the store
+//! with a temporary copy of its own making gets past none of the guards; and an append chains
+//! to the journal's last record, never to a `runs` row moved past its triggers.
+
+use std::process::Command;
+
+use runbook_sandbox::peers::Postgres;
+
+use crate::audit::Roles;
+use crate::support::ok;
+
+const GATE: &str = r#"[runbook]
+name = "gate"
+
+[steps.go]
+approval = { prompt = "Go?" }
+
+[steps.after]
+needs = ["go"]
+run = "echo approved"
+"#;
+
+/// psql as `role`: (success, stdout + stderr).
+fn psql_as(roles: &Roles, role: &str, sql: &str) -> (bool, String) {
+    let out = Command::new(roles.pg.bin().join("psql"))
+        .args([&roles.url(role), "-v", "ON_ERROR_STOP=1", "-Atc", sql])
+        .output()
+        .expect("psql");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+#[test]
+fn no_trigger_of_the_store_reads_a_sessions_temporary_tables() {
+    let pg = Postgres::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("r.toml"), GATE).expect("runbook");
+    let roles = Roles { pg, dir };
+    ok(&roles.cmd("postgres", &["state", "migrate", "--identity", "db-role"], None), 0);
+    roles.operators(&["ana", "mallory"]);
+    ok(&roles.cmd("ana", &["run", "r.toml", "--yes"], None), 4);
+    let id = roles.pg.psql("postgres", "SELECT run_id FROM runs");
+    let last_seq = roles.pg.psql("postgres", &format!("SELECT last_seq FROM runs WHERE run_id = '{id}'"));
+
+    // From the catalogue: every trigger function and every function of the store.
+    let functions = roles.pg.psql(
+        "postgres",
+        "SELECT DISTINCT p.proname || '|' || p.prosecdef || '|' || coalesce(array_to_string(p.proconfig, ';'), '') \
+         || '|' || replace(p.prosrc, E'\\n', ' ') \
+         FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace \
+         WHERE n.nspname = current_schema() AND (p.proname LIKE 'runbook%' \
+            OR p.oid IN (SELECT tgfoid FROM pg_trigger WHERE NOT tgisinternal))",
+    );
+    let tables: Vec<String> = roles
+        .pg
+        .psql("postgres", "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert!(tables.len() >= 7, "{tables:?}");
+    let mut unpinned = Vec::new();
+    for f in functions.lines() {
+        let parts: Vec<&str> = f.splitn(4, '|').collect();
+        let [name, definer, config, source] = parts[..] else { panic!("{f}") };
+        if !config.split(';').any(|c| c.starts_with("search_path=") && c.ends_with("pg_temp")) {
+            unpinned.push(format!("{name}: search_path not pinned with pg_temp last ({config:?})"));
+        }
+        let reads =
+            tables.iter().any(|t| source.contains(&format!(" {t} ")) || source.contains(&format!(" {t}\n")));
+        if reads && definer != "true" {
+            unpinned.push(format!("{name}: reads tables but is not SECURITY DEFINER"));
+        }
+    }
+    assert!(functions.lines().count() >= 8, "{functions}");
+    assert!(unpinned.is_empty(), "{}", unpinned.join("\n"));
+
+    // Mallory shadows every table of the store with a copy of her own, forged where a guard
+    // would look: the journal's last hash, the identity mapping, the mode.
+    let mut shadow = String::new();
+    for t in &tables {
+        shadow.push_str(&format!("CREATE TEMP TABLE {t} (LIKE public.{t}); "));
+        if t != "_sqlx_migrations" {
+            shadow.push_str(&format!("INSERT INTO pg_temp.{t} SELECT * FROM public.{t}; "));
+        }
+    }
+    shadow.push_str(
+        "UPDATE pg_temp.events SET hash = 'forged'; DELETE FROM pg_temp.runbook_settings; \
+         DELETE FROM pg_temp.runbook_identities; INSERT INTO pg_temp.runbook_identities VALUES ('mallory', 'ana'); ",
+    );
+    let attacks = [
+        format!("UPDATE public.runs SET last_hash = 'forged' WHERE run_id = '{id}'"),
+        format!("UPDATE public.runs SET last_seq = last_seq + 1 WHERE run_id = '{id}'"),
+        format!("UPDATE public.runs SET operator = 'mallory' WHERE run_id = '{id}'"),
+        format!("DELETE FROM public.runs WHERE run_id = '{id}'"),
+        format!("DELETE FROM public.step_logs WHERE run_id = '{id}'"),
+        format!("UPDATE public.events SET body = body WHERE run_id = '{id}'"),
+        format!("DELETE FROM public.events WHERE run_id = '{id}'"),
+        format!(
+            "INSERT INTO public.events (run_id, seq, ts, kind, step, body, prev_hash, hash, db_role) \
+             VALUES ('{id}', {last_seq} + 1, 'now', 'approval_granted', 'go', \
+             '{{\"kind\":\"approval_granted\",\"step\":\"go\",\"operator\":\"ana\",\"reason\":\"\"}}', 'x', 'y', 'mallory')"
+        ),
+    ];
+    for attack in &attacks {
+        for search_path in ["", "SET search_path = pg_temp, public; "] {
+            let (passed, text) = psql_as(&roles, "mallory", &format!("{shadow}{search_path}{attack}"));
+            assert!(!passed, "mallory got past the guards with {search_path}{attack}: {text}");
+        }
+    }
+    // Nothing changed: the journal verifies and the run goes on.
+    ok(&roles.cmd("ana", &["audit", "verify", &id], None), 0);
+    ok(&roles.cmd("mallory", &["approve", &id, "go"], None), 0);
+    ok(&roles.cmd("ana", &["resume", &id, "--yes"], None), 0);
+}
+
+#[test]
+fn an_append_chains_to_the_journal_not_to_a_moved_runs_row() {
+    let pg = Postgres::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("r.toml"), GATE).expect("runbook");
+    let roles = Roles { pg, dir };
+    ok(&roles.cmd("postgres", &["state", "migrate"], None), 0);
+    ok(&roles.cmd("postgres", &["run", "r.toml", "--yes"], Some("ana")), 4);
+    let id = roles.pg.psql("postgres", "SELECT run_id FROM runs");
+    // The owner (or anyone past the triggers) moves the head.
+    roles.pg.psql(
+        "postgres",
+        &format!("SET session_replication_role = replica; UPDATE runs SET last_hash = 'forged' WHERE run_id = '{id}'"),
+    );
+    let approve = roles.cmd("postgres", &["approve", &id, "go"], Some("ben"));
+    assert_ne!(
+        approve.code, 0,
+        "a record was chained to a forged head: {}{}",
+        approve.stdout, approve.stderr
+    );
+    let chained = roles.pg.psql("postgres", "SELECT count(*) FROM events WHERE prev_hash = 'forged'");
+    assert_eq!(chained, "0");
+    // The journal itself is intact; only the row is named.
+    let verify = roles.cmd("postgres", &["audit", "verify", &id], None);
+    assert_eq!(verify.code, 4, "{}{}", verify.stdout, verify.stderr);
+    assert!(verify.stdout.contains("runs.last_hash"), "{}", verify.stdout);
+}
