@@ -13,6 +13,7 @@ mod history;
 mod hostile;
 mod include;
 mod injection;
+mod kept_logs;
 mod peers;
 mod pinning;
 mod plan;

@@ -454,21 +454,22 @@ async fn kept_logs_are_vouched_for_by_log_kept_records(f: Fixture) {
         .expect("keep")
         .expect("records written");
     assert_eq!(head.seq, 3);
-    // The same text again: nothing to write. A new copy of one log: one new record.
+    // The same text again: nothing to write. Another text for a log already vouched for:
+    // never replaced (issue 11, red team F8), nothing written.
     assert!(store.keep_logs("r1", "t3", &[log("backup", 1, "out dumping\n")]).await.expect("keep").is_none());
     let head = store.keep_logs("r1", "t4", &[log("inc/step", 1, "out whole\n")]).await.expect("keep");
-    assert_eq!(head.map(|r| r.seq), Some(4));
+    assert_eq!(head.map(|r| r.seq), None);
     let (histories, orphans) = store.histories(Some("r1")).await.expect("histories");
     assert!(orphans.is_empty());
     let findings: Vec<String> = histories[0].findings(None).iter().map(ToString::to_string).collect();
     assert!(findings.is_empty(), "{findings:?}");
     assert_eq!(
         histories[0].logs.iter().map(|l| l.body.as_str()).collect::<Vec<_>>(),
-        ["out dumping\n", "out whole\n"]
+        ["out dumping\n", "out partial"]
     );
     let kinds: Vec<&str> =
         store.records("r1").await.expect("records").iter().map(|r| r.event.kind()).collect();
-    assert_eq!(kinds, ["run_started", "log_kept", "log_kept", "log_kept"]);
+    assert_eq!(kinds, ["run_started", "log_kept", "log_kept"]);
     // The row and its record go together: a run that does not exist keeps nothing.
     assert!(store.keep_logs("no-such-run", "t5", &[log("s", 1, "x")]).await.is_err());
     // The store's own summary follows the journal (started_at is the first record's time).
