@@ -232,3 +232,66 @@ run = "echo deployed"
     assert_eq!(own.code, 3, "alice approved her own run: {}{}", own.stdout, own.stderr);
     ok(&scratch.cmd(&["approve", &run, "sign_off", "--as", "bob"], &[]), 0);
 }
+
+/// F3 and the `bob\u{200b}` finding: a name holding a character nobody sees (controls,
+/// zero-width and bidirectional formatting, combining marks, other spaces than ASCII's) is
+/// not an identity: no approval by it counts, through the CLI or a forged record. Generated
+/// names: every such character at every position of an approver's name.
+#[test]
+fn names_with_invisible_characters_never_approve() {
+    let hidden = [
+        '\u{200b}',
+        '\u{200c}',
+        '\u{200d}',
+        '\u{2060}',
+        '\u{feff}',
+        '\u{202e}',
+        '\u{202a}',
+        '\u{2066}',
+        '\u{061c}',
+        '\u{00ad}',
+        '\u{034f}',
+        '\u{fe0f}',
+        '\u{0301}',
+        '\u{0308}',
+        '\u{20dd}',
+        '\u{00a0}',
+        '\u{2003}',
+        '\u{3000}',
+        '\u{0007}',
+        '\u{001b}',
+        '\u{007f}',
+        '\u{0085}',
+        '\u{e0041}',
+    ];
+    let scratch = Scratch::new(&GATE.replace("min-approvals = 2", "min-approvals = 3"));
+    ok(&scratch.run(&["--yes"], &[("RUNBOOK_OPERATOR", "dave")]), 4);
+    let run = scratch.latest_run();
+    ok(&scratch.cmd(&["approve", &run, "sign_off", "--as", "bob"], &[]), 0);
+    let mut tried = 0;
+    for c in hidden {
+        for at in 0..=3 {
+            let mut name: Vec<char> = "bob".chars().collect();
+            name.insert(at, c);
+            let name: String = name.into_iter().collect();
+            if name.trim() == "bob" {
+                continue; // NEL and the like at the ends are trimmed by no one: still refused below
+            }
+            tried += 1;
+            let out = scratch.cmd(&["approve", &run, "sign_off", "--as", &name], &[]);
+            assert_eq!(out.code, 3, "{name:?} approved: {}{}", out.stdout, out.stderr);
+            assert!(out.stderr.contains("not a valid identity"), "{name:?}: {}", out.stderr);
+            forge(&scratch, &run, granted("sign_off", &name));
+        }
+    }
+    assert!(tried >= 80, "{tried}");
+    // Three approvals needed, one counted: the forged ones are named, none counts.
+    let verify = scratch.cmd(&["audit", "verify", &run], &[]);
+    assert_eq!(verify.code, 4, "{}", verify.stdout);
+    assert!(verify.stdout.matches("not a valid identity").count() >= tried, "{}", verify.stdout);
+    let show = scratch.cmd(&["show", &run], &[]);
+    assert!(show.stdout.contains("1 of 3"), "{}", show.stdout);
+    // Names a reader can tell apart remain people of their own.
+    ok(&scratch.cmd(&["approve", &run, "sign_off", "--as", "carol"], &[]), 0);
+    ok(&scratch.cmd(&["approve", &run, "sign_off", "--as", " ALICE "], &[]), 0);
+}

@@ -263,8 +263,12 @@ fn identities_that_differ_only_in_case_or_spaces_are_one_approver() {
     }
     let kinds = journal_kinds(&scratch.audit(&id));
     assert_eq!(kinds.iter().filter(|k| *k == "approval_granted").count(), 1, "{kinds:?}");
+    // A combining mark is refused (issue 11, second round): it makes a look-alike.
+    let marked = scratch.cmd(&["approve", &id, "go", "--as", "a\u{0301}na"], &[]);
+    assert_eq!(marked.code, 3, "{}{}", marked.stdout, marked.stderr);
+    assert!(marked.stderr.contains("not a valid identity"), "{}", marked.stderr);
     // A different name (an accent) is a different person: nothing else is folded away.
-    ok(&scratch.cmd(&["approve", &id, "go", "--as", "a\u{0301}na"], &[]), 0);
+    ok(&scratch.cmd(&["approve", &id, "go", "--as", "\u{e1}na"], &[]), 0);
     // Self-approval is judged on the normalised name too.
     let scratch = Scratch::new(
         &APPROVAL.replace("min-approvals = 2", "approvers = [\"Ana\", \"ben\"], min-approvals = 1"),
@@ -375,6 +379,23 @@ fn in_db_role_identity_mode_a_role_cannot_approve_as_another() {
         .collect();
     assert_eq!(granted, [("ben".to_string(), "ben".to_string()), ("chen".to_string(), "c_lee".to_string())]);
     ok(&roles.cmd("ben", &["audit", "verify", &id], None), 0);
+
+    // F3: a role mapped to `ΣΟΦΟΣ` is not `σοφοσ` (Rust and PostgreSQL fold only ASCII case,
+    // so the trigger and the rules agree on who is who).
+    roles.pg.psql("postgres", "INSERT INTO runbook_identities VALUES ('sofos', 'ΣΟΦΟΣ')");
+    roles.operators(&["sofos"]);
+    let sigma = Command::new(roles.pg.bin().join("psql"))
+        .args([&roles.url("sofos"), "-v", "ON_ERROR_STOP=1", "-Atc"])
+        .arg(format!(
+            "INSERT INTO events (run_id, seq, ts, kind, step, body, prev_hash, hash, db_role) \
+             VALUES ('{id}', 98, 'now', 'approval_granted', 'go', \
+             '{{\"kind\":\"approval_granted\",\"step\":\"go\",\"operator\":\"σοφοσ\",\"reason\":\"\"}}', 'x', 'y', 'sofos')"
+        ))
+        .output()
+        .expect("psql");
+    let stderr = String::from_utf8_lossy(&sigma.stderr);
+    assert!(!sigma.status.success(), "sofos wrote a record as σοφοσ");
+    assert!(stderr.contains("acts as `ΣΟΦΟΣ`, not as `σοφοσ`"), "{stderr}");
 
     // A client of its own cannot get past the store either: not by writing the record
     // directly, nor by shadowing the mapping with a temporary table of its session.
@@ -613,21 +634,48 @@ fn the_store_and_the_engine_normalise_identities_alike() {
     let pg = Postgres::start();
     let dir = tempfile::tempdir().expect("tempdir");
     ok(&run_in_with_env(dir.path(), &["state", "migrate", "--state", &pg.url("postgres")], &[]), 0);
-    let parts = ["ana", "Ben", "CHEN", "d.o'neil", "eve-2", "x_y", "Zoë"];
+    // With letters whose case mappings differ between Rust, PostgreSQL and its locales
+    // (final sigma, dotted and dotless i, sharp s, titlecase digraphs, ligatures), and a
+    // trailing `v` (PostgreSQL has no E'\v').
+    let parts = [
+        "ana",
+        "Ben",
+        "CHEN",
+        "d.o'neil",
+        "eve-2",
+        "x_y",
+        "Zoë",
+        "ΣΟΦΟΣ",
+        "σοφος",
+        "İi",
+        "ıI",
+        "straße",
+        "STRASSE",
+        "ǅ",
+        "ﬀ",
+        "dev",
+        "v",
+        "ΌΣ",
+    ];
     let spaces = ["", " ", "  ", "\t", "\n", " \t "];
     let mut names = Vec::new();
     let mut seed = 7u64;
-    for _ in 0..500 {
+    for _ in 0..2000 {
         let mut name = String::new();
         for _ in 0..3 {
             seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
             name.push_str(spaces[(seed >> 33) as usize % spaces.len()]);
             seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
             let part = parts[(seed >> 33) as usize % parts.len()];
-            // Random case, letter by letter.
-            name.extend(part.chars().enumerate().map(|(i, c)| {
-                if (seed >> (i % 30)) & 1 == 1 { c.to_ascii_uppercase() } else { c.to_ascii_lowercase() }
-            }));
+            // Random case, letter by letter, with Unicode's full mappings.
+            for (i, c) in part.chars().enumerate() {
+                match (seed >> (i % 30)) & 3 {
+                    0 => name.extend(c.to_uppercase()),
+                    1 => name.extend(c.to_lowercase()),
+                    2 => name.push(c.to_ascii_uppercase()),
+                    _ => name.push(c),
+                }
+            }
         }
         names.push(name);
     }

@@ -467,10 +467,44 @@ pub fn verify(records: &[Record], expected_last: Option<&str>) -> Result<(), Cha
 }
 
 /// The normal form of an identity (an operator, an approver), the form in which identities
-/// are compared: surrounding whitespace removed, inner runs of whitespace made one space,
-/// letters lower-cased. Nothing else is folded: "ana" and "aná" are two people.
+/// are compared: surrounding ASCII whitespace removed, inner runs of it made one space, ASCII
+/// letters lower-cased. Nothing else is folded ("ana" and "aná", "σοφοσ" and "ΣΟΦΟΣ" are two
+/// people): this is exactly what PostgreSQL's `runbook_identity_key` computes, for every
+/// string and in every locale (full Unicode case mapping differs between the two, and
+/// between PostgreSQL's locales). Names with characters a reader cannot see are refused
+/// before they are compared ([`identity_problem`]).
 pub fn identity_key(name: &str) -> String {
-    name.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase()
+    name.split(is_identity_space).filter(|p| !p.is_empty()).collect::<Vec<_>>().join(" ").to_ascii_lowercase()
+}
+
+fn is_identity_space(c: char) -> bool {
+    matches!(c, ' ' | '\t' | '\n' | '\r' | '\x0b' | '\x0c')
+}
+
+/// Why `name` cannot be an identity: empty, or holding a character that shows as nothing
+/// or changes how its neighbours show (controls, other whitespace than ASCII's, zero-width
+/// and bidirectional formatting characters, variation selectors, combining marks), so that
+/// two names that look alike are two people. `None` when it can be one.
+pub fn identity_problem(name: &str) -> Option<String> {
+    if identity_key(name).is_empty() {
+        return Some("an identity cannot be empty".into());
+    }
+    let bad = name.chars().find(|&c| {
+        !is_identity_space(c)
+            && (c.is_control()
+                || c.is_whitespace()
+                || matches!(u32::from(c),
+                    0x00AD | 0x034F | 0x061C | 0x115F..=0x1160 | 0x17B4..=0x17B5 | 0x180B..=0x180F
+                    | 0x200B..=0x200F | 0x202A..=0x202E | 0x2060..=0x206F | 0x3164 | 0xFE00..=0xFE0F
+                    | 0xFEFF | 0xFFA0 | 0xFFF0..=0xFFFB | 0x1D173..=0x1D17A | 0xE0000..=0xE0FFF
+                    | 0x0300..=0x036F | 0x0483..=0x0489 | 0x0591..=0x05BD | 0x1AB0..=0x1AFF
+                    | 0x1DC0..=0x1DFF | 0x20D0..=0x20FF | 0xFE20..=0xFE2F))
+    })?;
+    Some(format!(
+        "`{}` is not a valid identity: it holds U+{:04X}, a character that is invisible, a control or a combining mark",
+        name.escape_default(),
+        u32::from(bad)
+    ))
 }
 
 /// Where one step stands.
@@ -575,6 +609,9 @@ pub struct Approval {
 impl Approval {
     /// Whether `operator` may decide, and why not.
     pub fn may_decide(&self, operator: &str) -> Result<(), String> {
+        if let Some(problem) = identity_problem(operator) {
+            return Err(problem);
+        }
         // Identities compare by their normal form: "Ana", " ana " and "ana" are one person.
         let who = identity_key(operator);
         if !self.approvers.is_empty() && !self.approvers.iter().any(|a| identity_key(a) == who) {
