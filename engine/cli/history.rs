@@ -57,20 +57,20 @@ pub fn runs(state: Option<String>, format: ListFormat, watch: bool) -> u8 {
                 .runs_with_journal()
                 .await?
                 .into_iter()
-                .map(|(row, derived)| {
+                .filter_map(|(row, derived)| {
+                    // A row without a journal that begins with `run_started` is not a run:
+                    // not listed, flagged.
                     let Some(d) = derived else {
-                        if row.last_seq > 0 {
-                            flagged.push(format!(
-                                "{}: runs.last_seq: the row claims {} record(s), the journal has none that parse",
-                                row.run_id, row.last_seq
-                            ));
-                        }
-                        return row;
+                        flagged.push(format!(
+                            "{}: runs.run_id: the row is not a run: it has no journal (it claims {} record(s))",
+                            row.run_id, row.last_seq
+                        ));
+                        return None;
                     };
                     for f in runbook_core::audit::check_summary(&stored_run(&row), &d) {
                         flagged.push(format!("{}: {f}", row.run_id));
                     }
-                    from_journal(row.run_id, d)
+                    Some(from_journal(row.run_id, d))
                 })
                 .collect();
             // Submitted runs that never started (yet): queued or claimed, or cancelled, or
@@ -168,7 +168,7 @@ fn flag(run_id: &str, findings: &[runbook_core::audit::Finding]) {
         eprintln!("  {f}");
     }
     eprintln!(
-        "  help: `runbook audit verify {run_id}`; what is shown comes from the journal, not from the changed rows"
+        "  help: `runbook audit verify {run_id}` names them; `runbook audit {run_id}` prints the records as stored"
     );
 }
 
@@ -251,19 +251,14 @@ pub fn show(run_id: &str, follow: bool, state: Option<String>) -> u8 {
     };
     let findings = history.findings(None);
     let records = history.records.clone().unwrap_or_default();
-    // The journal's summary; the row only for a run whose journal has not begun.
+    // What does not fit the chain is not presented: nothing on stdout, the findings on
+    // stderr (`runbook audit` prints the records themselves).
     let summary = match runbook_core::audit::summary(&records) {
-        Some(d) => from_journal(history.row.run_id.clone(), d),
-        None => RunSummary {
-            run_id: history.row.run_id.clone(),
-            runbook: history.row.runbook.clone(),
-            operator: history.row.operator.clone(),
-            started_at: history.row.started_at.clone(),
-            status: history.row.status.clone(),
-            finished_at: history.row.finished_at.clone(),
-            last_seq: history.row.last_seq,
-            last_hash: history.row.last_hash.clone(),
-        },
+        Some(d) if findings.is_empty() => from_journal(history.row.run_id.clone(), d),
+        _ => {
+            flag(run_id, &findings);
+            return exit::NEEDS_OPERATOR;
+        }
     };
     let folded = journal::fold(&records);
     outln!("run {} of {} by {}", summary.run_id, summary.runbook, summary.operator);
@@ -495,6 +490,11 @@ pub fn report(run_id: &str, format: ReportFormat, drill: bool, state: Option<Str
         Err(code) => return code,
     };
     let findings = history.findings(None);
+    if !findings.is_empty() {
+        // A report of what does not fit the chain is not written at all.
+        flag(run_id, &findings);
+        return exit::NEEDS_OPERATOR;
+    }
     let records = history.records.unwrap_or_default();
     // Step titles and estimates come from the runbook, when its file is still as it ran.
     let runbook = records.first().and_then(|r| match &r.event {

@@ -143,3 +143,51 @@ fn an_append_chains_to_the_journal_not_to_a_moved_runs_row() {
     assert_eq!(verify.code, 4, "{}{}", verify.stdout, verify.stderr);
     assert!(verify.stdout.contains("runs.last_hash"), "{}", verify.stdout);
 }
+
+/// F6: a `runs` row with no records is not a run: `runs` does not list it, `show` and
+/// `report` present nothing of it, `audit verify` names it (SQLite and PostgreSQL).
+#[test]
+fn a_made_up_runs_row_is_not_presented_as_a_run_and_verify_names_it() {
+    let phantom = "20261206T000000Z-deadbeef";
+    let insert = |who: &str| {
+        format!(
+            "INSERT INTO locks VALUES ('prod', 1, NULL, NULL, NULL, 0); \
+             INSERT INTO runs (run_id, runbook, operator, started_at, status, finished_at, lock_name, last_seq, last_hash) \
+             VALUES ('{phantom}', 'deploy-prod', '{who}', '2026-12-06T00:00:00.000Z', 'succeeded', \
+             '2026-12-06T00:01:00.000Z', 'prod', 0, NULL)"
+        )
+    };
+    let check = |out: &dyn Fn(&[&str]) -> crate::support::Output| {
+        let runs = out(&["runs"]);
+        assert!(!runs.stdout.contains(phantom), "{}", runs.stdout);
+        assert!(runs.stderr.contains(phantom), "runs flags it: {}", runs.stderr);
+        for cmd in ["show", "report"] {
+            let shown = out(&[cmd, phantom]);
+            assert_eq!(shown.code, 4, "{cmd}: {}{}", shown.stdout, shown.stderr);
+            assert!(!shown.stdout.contains("deploy-prod"), "{cmd} presents it: {}", shown.stdout);
+        }
+        let verify = out(&["audit", "verify"]);
+        assert_eq!(verify.code, 4, "{}{}", verify.stdout, verify.stderr);
+        assert!(verify.stdout.contains(&format!("BROKEN {phantom}")), "{}", verify.stdout);
+        assert!(verify.stdout.contains("not a run"), "{}", verify.stdout);
+    };
+
+    // SQLite: the file's owner writes the row.
+    let scratch = crate::support::Scratch::new(GATE);
+    ok(&scratch.run(&["--yes"], &[("RUNBOOK_OPERATOR", "ana")]), 4);
+    let sql = Command::new("sqlite3").arg(scratch.state()).arg(insert("ceo")).output().expect("sqlite3");
+    assert!(sql.status.success(), "{}", String::from_utf8_lossy(&sql.stderr));
+    check(&|args| scratch.cmd(args, &[]));
+
+    // PostgreSQL in db-role mode: an operator's role with the book's grants writes it.
+    let pg = Postgres::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("r.toml"), GATE).expect("runbook");
+    let roles = Roles { pg, dir };
+    ok(&roles.cmd("postgres", &["state", "migrate", "--identity", "db-role"], None), 0);
+    roles.operators(&["ana", "mallory"]);
+    ok(&roles.cmd("ana", &["run", "r.toml", "--yes"], None), 4);
+    let (done, text) = psql_as(&roles, "mallory", &insert("mallory"));
+    assert!(done, "{text}");
+    check(&|args| roles.cmd("ana", args, None));
+}

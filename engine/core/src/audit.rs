@@ -169,10 +169,15 @@ pub fn check_run(row: &StoredRun, records: &[Record]) -> Vec<Finding> {
     let Some(s) = summary(records) else {
         if !records.is_empty() {
             out.push(finding("events.body", "the first record is not `run_started`".into()));
-        } else if row.last_seq != 0 || row.last_hash.is_some() {
+        } else {
+            // A run is created with its `run_started` record, in one transaction: a row
+            // without records is not a run, whatever it claims.
             out.push(finding(
-                "runs.run_id or runs.last_seq",
-                format!("the row claims {} record(s) but the run has none", row.last_seq),
+                "runs.run_id",
+                format!(
+                    "the row is not a run: it has no journal (it claims {} record(s), by `{}`)",
+                    row.last_seq, row.operator
+                ),
             ));
         }
         return out;
