@@ -750,20 +750,66 @@ fn resume_during_a_live_run_never_calls_its_journal_tampered() {
 
 /// Logs kept before the journal recorded their digests (a store upgraded to schema 4) are
 /// shown and noted as not vouched for, never called tampered: an upgrade raises no alarm.
+/// Make a run's journal what an engine before log digests wrote: no `log_kept` records and a
+/// `run_started` without `log_digests`, chained anew (as the file's owner, past the triggers).
+fn as_before_log_digests(scratch: &Scratch, id: &str) {
+    use runbook_core::journal::{GENESIS, Record, RunEvent};
+    let state = scratch.state();
+    let old: Vec<Record> = scratch.audit(id).lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let mut prev = GENESIS.to_string();
+    let mut sql =
+        String::from("DROP TRIGGER IF EXISTS events_no_delete; DELETE FROM events WHERE run_id = '{id}'; ")
+            .replace("{id}", id);
+    let mut seq = 0;
+    for r in old {
+        let event = match r.event {
+            RunEvent::LogKept { .. } => continue,
+            RunEvent::RunStarted {
+                runbook,
+                file,
+                files,
+                params,
+                operator,
+                engine_version,
+                submitted_by,
+                ..
+            } => RunEvent::RunStarted {
+                runbook,
+                file,
+                files,
+                params,
+                operator,
+                engine_version,
+                submitted_by,
+                log_digests: false,
+            },
+            other => other,
+        };
+        seq += 1;
+        let n = Record::new(id, seq, &r.ts, event, &prev);
+        let body = serde_json::to_string(&n.event).expect("json").replace('\'', "''");
+        let step = n.event.step().map_or("NULL".to_string(), |s| format!("'{s}'"));
+        sql.push_str(&format!(
+            "INSERT INTO events (run_id, seq, ts, kind, step, body, prev_hash, hash) VALUES \
+             ('{id}', {seq}, '{}', '{}', {step}, '{body}', '{}', '{}'); ",
+            n.ts,
+            n.event.kind(),
+            n.prev_hash,
+            n.hash
+        ));
+        prev = n.hash;
+    }
+    sql.push_str(&format!("UPDATE runs SET last_seq = {seq}, last_hash = '{prev}' WHERE run_id = '{id}';"));
+    sqlite(&state, &sql);
+}
+
 #[test]
 fn logs_kept_before_digests_are_noted_not_called_tampered() {
     let scratch = Scratch::new(TWO_STEPS);
     ok(&scratch.run(&["--yes"], &[]), 0);
     let id = scratch.latest_run();
-    let state = scratch.state();
     // As an older runbook left it: the logs, and no `log_kept` records.
-    sqlite(&state, "DROP TRIGGER events_no_delete");
-    sqlite(&state, "DELETE FROM events WHERE kind = 'log_kept'");
-    sqlite(
-        &state,
-        "UPDATE runs SET last_seq = (SELECT MAX(seq) FROM events e WHERE e.run_id = runs.run_id), \
-         last_hash = (SELECT hash FROM events e WHERE e.run_id = runs.run_id ORDER BY seq DESC LIMIT 1)",
-    );
+    as_before_log_digests(&scratch, &id);
     std::fs::remove_dir_all(scratch.path().join("state/runs")).expect("remove local logs");
     let verify = scratch.cmd(&["audit", "verify", &id], &[]);
     ok(&verify, 0);
@@ -815,11 +861,12 @@ fn a_store_of_the_previous_schema_verifies_clean_after_the_upgrade() {
     let state = scratch.state();
     // Back to what schema 3 held: no log digests, a start time written before the first
     // record, and none of the objects of migration 4.
+    as_before_log_digests(&scratch, &id);
     sqlite(
         &state,
-        "DROP TRIGGER events_no_delete; DROP TRIGGER runs_identity_fixed; DROP TRIGGER runs_no_delete; \
+        "DROP TRIGGER runs_identity_fixed; DROP TRIGGER runs_no_delete; \
          DROP TRIGGER runs_head_is_the_journals; \
-         DROP TRIGGER step_logs_no_delete; DELETE FROM events WHERE kind = 'log_kept'; \
+         DROP TRIGGER step_logs_no_delete; \
          UPDATE runs SET started_at = '2020-01-01T00:00:00.000Z', \
          last_seq = (SELECT MAX(seq) FROM events e WHERE e.run_id = runs.run_id), \
          last_hash = (SELECT hash FROM events e WHERE e.run_id = runs.run_id ORDER BY seq DESC LIMIT 1); \

@@ -91,3 +91,38 @@ on-failure = "stop"
     assert!(logs.stdout.contains("CHARGED customer 42"), "{}", logs.stdout);
     ok(&scratch.cmd(&["audit", "verify", &id], &[]), 0);
 }
+
+/// F4: the "kept before log digests" exception is decided from the journal (`run_started`
+/// says whether its engine vouches for every log it keeps), never from the absence of a
+/// `log_kept` record: a log planted for a current run that kept none yet is forged.
+#[test]
+fn a_log_planted_for_a_current_run_without_log_kept_records_is_called_forged() {
+    let scratch = Scratch::new(
+        r#"[runbook]
+name = "waits"
+
+[steps.sign_off]
+approval = { prompt = "Go?" }
+
+[steps.a]
+needs = ["sign_off"]
+run = "echo transfer"
+"#,
+    );
+    ok(&scratch.run(&["--yes"], &[("RUNBOOK_OPERATOR", "ana")]), 4);
+    let id = scratch.latest_run();
+    let sql = Command::new("sqlite3")
+        .arg(scratch.state())
+        .arg(format!(
+            "INSERT INTO step_logs (run_id, step, attempt, body) VALUES ('{id}', 'a', 1, 'out transfer completed OK, nothing charged')"
+        ))
+        .output()
+        .expect("sqlite3");
+    assert!(sql.status.success(), "{}", String::from_utf8_lossy(&sql.stderr));
+    let verify = scratch.cmd(&["audit", "verify", &id], &[]);
+    assert_eq!(verify.code, 4, "{}{}", verify.stdout, verify.stderr);
+    assert!(verify.stdout.contains("step_logs"), "{}", verify.stdout);
+    let logs = scratch.cmd(&["logs", &id], &[]);
+    assert_eq!(logs.code, 4, "{}{}", logs.stdout, logs.stderr);
+    assert!(!logs.stdout.contains("nothing charged"), "{}", logs.stdout);
+}

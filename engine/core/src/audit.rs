@@ -316,11 +316,15 @@ pub fn kept_logs(records: &[Record]) -> BTreeMap<(String, i64), (u64, String)> {
 }
 
 /// Whether a run's kept logs predate log digests: the journal has no `log_kept` record at
-/// all (runs recorded before schema version 4, or a run that kept no log). Such logs are not
-/// vouched for by the chain; `logs` says so and `audit verify` notes them, without calling
+/// all, and its `run_started` does not say `log_digests` (runs recorded by engines before
+/// issue 11's second round). Such logs are not vouched for by the chain; `logs` says so and `audit verify` notes them, without calling
 /// the run broken (an upgrade must not make every older run look tampered).
 pub fn logs_predate_digests(records: &[Record]) -> bool {
-    !records.iter().any(|r| matches!(r.event, RunEvent::LogKept { .. }))
+    // Decided from the journal: a run whose `run_started` says its engine vouches for every
+    // log it keeps never predates digests, whether or not it kept a log yet.
+    let current =
+        records.first().is_some_and(|r| matches!(r.event, RunEvent::RunStarted { log_digests: true, .. }));
+    !current && !records.iter().any(|r| matches!(r.event, RunEvent::LogKept { .. }))
 }
 
 /// Check the `step_logs` rows of a run against its `log_kept` records: each row has one, with
@@ -418,6 +422,7 @@ mod tests {
                 operator: "ana".into(),
                 engine_version: "0".into(),
                 submitted_by: None,
+                log_digests: false,
             },
             RunEvent::RunFinished { status: RunStatus::Succeeded },
             kept("old"),

@@ -107,6 +107,10 @@ pub enum RunEvent {
         /// submitter may not approve the run's steps unless self-approval is allowed.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         submitted_by: Option<String>,
+        /// Set by engines that vouch for every log they keep with a `log_kept` record: for
+        /// such a run, a kept log without one is forged, never "kept before log digests".
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        log_digests: bool,
     },
     /// A step's attempt is about to start (written before the process is spawned).
     StepStarted {
@@ -930,6 +934,7 @@ mod tests {
             operator: "ops@host".into(),
             engine_version: "0.1.0".into(),
             submitted_by: None,
+            log_digests: false,
         }
     }
 

@@ -674,6 +674,7 @@ impl<'a> Dispatcher<'a> {
                     operator: self.opts.operator.clone(),
                     engine_version: runbook_core::ENGINE_VERSION.to_string(),
                     submitted_by: self.opts.submitted_by.clone(),
+                    log_digests: true,
                 })
                 .await?;
                 // Runbook preconditions: any failure and no step runs.

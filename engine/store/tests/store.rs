@@ -100,6 +100,7 @@ fn started() -> RunEvent {
         operator: "ana@bastion".into(),
         engine_version: "0.1.0".into(),
         submitted_by: None,
+        log_digests: false,
     }
 }
 
