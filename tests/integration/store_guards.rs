@@ -191,3 +191,34 @@ fn a_made_up_runs_row_is_not_presented_as_a_run_and_verify_names_it() {
     assert!(done, "{text}");
     check(&|args| roles.cmd("ana", args, None));
 }
+
+/// F5: a submitted run is bound: an operator's role cannot change its plan or its submitter,
+/// nor delete it, and in db-role mode cannot submit as someone else.
+#[test]
+fn a_queued_plan_and_its_submitter_cannot_be_changed_by_an_operators_role() {
+    let pg = Postgres::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("p.toml"),
+        "[runbook]\nname = \"p\"\n\n[steps.deploy]\nrun = \"echo deployed-to-staging\"\n",
+    )
+    .expect("runbook");
+    let roles = Roles { pg, dir };
+    ok(&roles.cmd("postgres", &["state", "migrate", "--identity", "db-role"], None), 0);
+    roles.operators(&["alice", "mallory"]);
+    let forged = roles.cmd("mallory", &["submit", "p.toml", "--yes"], Some("alice"));
+    assert_ne!(forged.code, 0, "mallory submitted as alice: {}{}", forged.stdout, forged.stderr);
+    ok(&roles.cmd("alice", &["submit", "p.toml", "--yes"], None), 0);
+    let id = roles.pg.psql("postgres", "SELECT run_id FROM queue");
+    for attack in [
+        format!("UPDATE queue SET plan = replace(plan, 'staging', 'production') WHERE run_id = '{id}'"),
+        format!("UPDATE queue SET submitted_by = 'mallory' WHERE run_id = '{id}'"),
+        format!("UPDATE queue SET labels = 'anywhere' WHERE run_id = '{id}'"),
+        format!("DELETE FROM queue WHERE run_id = '{id}'"),
+    ] {
+        let (passed, text) = psql_as(&roles, "mallory", &attack);
+        assert!(!passed, "mallory changed the queue: {attack}: {text}");
+    }
+    let plan = roles.pg.psql("postgres", &format!("SELECT plan FROM queue WHERE run_id = '{id}'"));
+    assert!(plan.contains("staging") && !plan.contains("production"), "{plan}");
+}

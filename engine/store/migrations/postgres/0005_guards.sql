@@ -20,8 +20,38 @@ CREATE OR REPLACE FUNCTION runbook_identity_key(name TEXT) RETURNS TEXT LANGUAGE
     SELECT translate(regexp_replace(btrim(name, E' \t\n\r\f\x0b'), E'[ \t\n\r\f\x0b]+', ' ', 'g'),
                      'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz')
 $$;
+
+-- A queued run is bound once submitted (red team F5): its plan, labels and submitter never
+-- change and no entry is deleted; in `db-role` mode its submitter is the session's identity,
+-- as a run's operator is. Workers change only the claim columns (state, worker, claims,
+-- heartbeat_ms, not_before_ms, exit_code, note).
+CREATE FUNCTION runbook_queue_guard() RETURNS trigger LANGUAGE plpgsql
+SECURITY DEFINER AS $$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        IF runbook_db_role_mode() THEN
+            PERFORM runbook_check_identity(NEW.submitted_by);
+        END IF;
+        RETURN NEW;
+    END IF;
+    IF TG_OP = 'UPDATE' THEN
+        IF (NEW.run_id, NEW.runbook, NEW.plan, NEW.labels, NEW.submitted_by, NEW.submitted_at)
+           IS NOT DISTINCT FROM (OLD.run_id, OLD.runbook, OLD.plan, OLD.labels, OLD.submitted_by, OLD.submitted_at) THEN
+            RETURN NEW;
+        END IF;
+    END IF;
+    RAISE EXCEPTION 'a queued run''s plan, labels and submitter never change, and no queued run is deleted';
+END
+$$;
+
+CREATE TRIGGER queue_guard BEFORE INSERT OR UPDATE OR DELETE ON queue
+    FOR EACH ROW EXECUTE FUNCTION runbook_queue_guard();
+CREATE TRIGGER queue_no_truncate BEFORE TRUNCATE ON queue
+    FOR EACH STATEMENT EXECUTE FUNCTION runbook_queue_guard();
+
 DO $pin$
 BEGIN
     EXECUTE format('ALTER FUNCTION runbook_identity_key(TEXT) SET search_path = %I, pg_temp', current_schema());
+    EXECUTE format('ALTER FUNCTION runbook_queue_guard() SET search_path = %I, pg_temp', current_schema());
 END
 $pin$;
