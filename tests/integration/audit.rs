@@ -928,3 +928,58 @@ fn in_db_role_identity_mode_a_worker_runs_queued_runs_as_itself() {
     assert!(roles.dir.path().join("ran").exists());
     ok(&roles.cmd("ana", &["audit", "verify"], None), 0);
 }
+
+/// F12: the submitter of a queued run may not approve it (self-approval is judged against
+/// the run's starter and its submitter, journaled in `run_started`), even though a worker's
+/// role executes it.
+#[test]
+fn in_db_role_identity_mode_the_submitter_cannot_approve_a_queued_run() {
+    let pg = Postgres::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("r.toml"),
+        "[runbook]\nname = \"gated\"\n\n[steps.go]\napproval = { prompt = \"Go?\", approvers = [\"ana\", \"ben\"] }\n\n\
+         [steps.a]\nneeds = [\"go\"]\ncmd = [\"touch\", \"ran\"]\n",
+    )
+    .expect("runbook");
+    let roles = Roles { pg, dir };
+    ok(&roles.cmd("postgres", &["state", "migrate", "--identity", "db-role"], None), 0);
+    roles.operators(&["ana", "ben", "runner"]);
+    ok(&roles.cmd("ana", &["submit", "r.toml", "--yes"], None), 0);
+    let host = roles.dir.path().join("runner").display().to_string();
+    let mut worker = Command::new(env!("CARGO_BIN_EXE_runbook"))
+        .args(["worker", "--poll", "20ms"])
+        .current_dir(roles.dir.path())
+        .env("NO_COLOR", "1")
+        .env("RUNBOOK_STATE", roles.url("runner"))
+        .env("XDG_STATE_HOME", &host)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("worker");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let id = loop {
+        let id = roles.pg.psql("postgres", "SELECT run_id FROM events WHERE kind = 'approval_requested'");
+        if !id.is_empty() {
+            break id;
+        }
+        assert!(Instant::now() < deadline, "the queued run never asked for approval");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let own = roles.cmd("ana", &["approve", &id, "go"], None);
+    let ben = roles.cmd("ben", &["approve", &id, "go"], None);
+    let done = loop {
+        if roles.dir.path().join("ran").exists() || Instant::now() > deadline {
+            break roles.dir.path().join("ran").exists();
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(worker.id() as i32), nix::sys::signal::Signal::SIGTERM)
+        .expect("SIGTERM");
+    let _ = worker.wait();
+    assert_eq!(own.code, 3, "the submitter approved: {}{}", own.stdout, own.stderr);
+    assert!(own.stderr.contains("submitted"), "{}", own.stderr);
+    ok(&ben, 0);
+    assert!(done, "ben's approval did not settle it");
+}
