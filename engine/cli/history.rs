@@ -161,6 +161,14 @@ fn stored_run(r: &RunSummary) -> runbook_core::audit::StoredRun {
     }
 }
 
+/// A name or text from the store as a terminal may show it: control characters (escape
+/// sequences, carriage returns) escaped, so that a name cannot rewrite what is on screen.
+fn visible(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() })
+        .collect()
+}
+
 /// Tell the operator what in the store does not fit the chain (on stderr).
 fn flag(run_id: &str, findings: &[runbook_core::audit::Finding]) {
     eprintln!("error: the store's record of run {run_id} does not fit its hash chain:");
@@ -201,9 +209,9 @@ fn render_runs(runs: &[RunSummary], format: ListFormat) -> String {
                     out,
                     "{:<26} {:<20} {:<15} {:<22} {:<26} {}",
                     r.run_id,
-                    r.runbook,
+                    visible(&r.runbook),
                     r.status,
-                    r.operator,
+                    visible(&r.operator),
                     r.started_at,
                     duration(r)
                 );
@@ -261,7 +269,7 @@ pub fn show(run_id: &str, follow: bool, state: Option<String>) -> u8 {
         }
     };
     let folded = journal::fold(&records);
-    outln!("run {} of {} by {}", summary.run_id, summary.runbook, summary.operator);
+    outln!("run {} of {} by {}", summary.run_id, visible(&summary.runbook), visible(&summary.operator));
     outln!("  status    {}", summary.status);
     outln!("  started   {}", summary.started_at);
     if let Some(f) = &summary.finished_at {
@@ -295,17 +303,18 @@ pub fn show(run_id: &str, follow: bool, state: Option<String>) -> u8 {
             line.push_str(&format!("  outputs {}", outs.join(" ")));
         }
         if let Some(r) = &s.reason {
-            line.push_str(&format!("  ({r})"));
+            line.push_str(&format!("  ({})", visible(r)));
         }
         if s.compensation != journal::CompensationStatus::None {
             line.push_str(&format!("  compensation {:?}", s.compensation).to_lowercase());
         }
         if let (journal::StepStatus::AwaitingApproval, Some(a)) = (&s.status, &s.approval) {
-            let from = if a.approvers.is_empty() { "anyone".to_string() } else { a.approvers.join(", ") };
+            let from =
+                if a.approvers.is_empty() { "anyone".to_string() } else { visible(&a.approvers.join(", ")) };
             let by = if a.granted_by.is_empty() {
                 String::new()
             } else {
-                format!(" by {}", a.granted_by.join(", "))
+                format!(" by {}", visible(&a.granted_by.join(", ")))
             };
             line.push_str(&format!(
                 "  {} of {} approval(s){by}; from {from}: `runbook approve {run_id} {step}`",
