@@ -366,11 +366,26 @@ pub fn logs(run_id: &str, step: Option<&str>, state: Option<String>) -> u8 {
             })
         })
         .collect();
+    // A copy the journal vouches for wins over a local file (a plain file of this host, which
+    // a step or anyone with access to the folder can change); a local file is shown only
+    // for attempts the store has no vouched copy of (a run still going, an engine that
+    // died), labelled as such.
     if let Ok(entries) = std::fs::read_dir(crate::state::run_dir(&location, run_id)) {
         for path in entries.flatten().map(|e| e.path()) {
-            if let (Some(key), Ok(bytes)) = (crate::state::log_name(&path), std::fs::read(&path)) {
-                let label = format!("local file {}, not in the journal", path.display());
-                logs.insert(key, (label, String::from_utf8_lossy(&bytes).into_owned()));
+            let (Some(key), Ok(bytes)) = (crate::state::log_name(&path), std::fs::read(&path)) else {
+                continue;
+            };
+            let text = String::from_utf8_lossy(&bytes).into_owned();
+            match logs.get(&key) {
+                Some((_, kept)) if *kept != text => eprintln!(
+                    "note: the local file {} differs from the copy the journal vouches for (shown); it is not vouched for",
+                    path.display()
+                ),
+                Some(_) => {}
+                None => {
+                    let label = format!("local file {}, not vouched for by the journal", path.display());
+                    logs.insert(key, (label, text));
+                }
             }
         }
     }

@@ -126,3 +126,20 @@ run = "echo transfer"
     assert_eq!(logs.code, 4, "{}{}", logs.stdout, logs.stderr);
     assert!(!logs.stdout.contains("nothing charged"), "{}", logs.stdout);
 }
+
+/// Minor finding: `logs` prefers the copy the journal vouches for over a local file someone
+/// edited, and says that the local file differs.
+#[test]
+fn logs_prefer_the_vouched_copy_over_an_edited_local_file() {
+    let scratch =
+        Scratch::new("[runbook]\nname = \"one\"\n\n[steps.charge]\nrun = \"echo CHARGED customer 42\"\n");
+    ok(&scratch.run(&["--yes"], &[]), 0);
+    let id = scratch.latest_run();
+    let file = scratch.path().join("state/runs").join(&id).join("charge.1.log");
+    std::fs::write(&file, "out nothing charged\n").expect("edit");
+    let logs = scratch.cmd(&["logs", &id], &[]);
+    ok(&logs, 0);
+    assert!(logs.stdout.contains("CHARGED customer 42"), "{}", logs.stdout);
+    assert!(!logs.stdout.contains("nothing charged"), "{}", logs.stdout);
+    assert!(logs.stderr.contains("differs from the copy the journal vouches for"), "{}", logs.stderr);
+}
