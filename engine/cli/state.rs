@@ -270,7 +270,15 @@ pub fn check(state: Option<&str>) -> u8 {
     outln!("store:    {} ({})", location.shown(), health.backend.name());
     outln!("schema:   version {} (this runbook knows {})", health.applied, health.known);
     outln!("contents: {} run(s), {} lock(s) held", health.runs, health.live_locks);
+    let mut unheld = Vec::new();
     match (health.identity, &health.session_identity) {
+        // A SQLite file cannot know who writes it: the setting is not enforced.
+        (IdentityMode::DbRole, _) if health.backend == Backend::Sqlite => {
+            outln!(
+                "identity: declared (the file's settings ask for db-role, which a SQLite file cannot enforce)"
+            );
+            unheld.push("db-role identity mode on a SQLite file".to_string());
+        }
         (IdentityMode::DbRole, Some(who)) => outln!(
             "identity: db-role (this session is database role {}, acting as {who}; the store refuses other names)",
             health.db_role.as_deref().unwrap_or("?")
@@ -280,6 +288,12 @@ pub fn check(state: Option<&str>) -> u8 {
             outln!("identity: declared (`--as` names the operator; nothing checks it)")
         }
     }
+    if health.missing_guards.is_empty() {
+        outln!("guards:   every trigger of the schema is present and enabled");
+    } else {
+        outln!("guards:   missing or disabled: {}", health.missing_guards.join(", "));
+        unheld.push(format!("the triggers {}", health.missing_guards.join(", ")));
+    }
     outln!(
         "clock:    this host is {} ms {} the database",
         skew_ms.abs(),
@@ -287,6 +301,13 @@ pub fn check(state: Option<&str>) -> u8 {
     );
     if health.applied < health.known {
         eprintln!("error: the schema is older than this runbook needs: run `runbook state migrate`");
+        return exit::CANNOT_START;
+    }
+    if !unheld.is_empty() {
+        eprintln!("error: the store does not hold what it promises: {}", unheld.join("; "));
+        eprintln!(
+            "  help: someone who owns the tables changed them; `runbook audit verify` checks the journals, and `runbook state migrate` cannot restore dropped triggers: ask the administrator"
+        );
         return exit::CANNOT_START;
     }
     // Leases are compared across hosts: a clock far off would take over a live lease early.

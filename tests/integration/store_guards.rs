@@ -222,3 +222,38 @@ fn a_queued_plan_and_its_submitter_cannot_be_changed_by_an_operators_role() {
     let plan = roles.pg.psql("postgres", &format!("SELECT plan FROM queue WHERE run_id = '{id}'"));
     assert!(plan.contains("staging") && !plan.contains("production"), "{plan}");
 }
+
+/// Minor finding: `state check` verifies what it reports: a trigger dropped or disabled, or a
+/// db-role setting a SQLite file cannot enforce, is named and the check fails (exit 5).
+#[test]
+fn state_check_names_guards_that_do_not_hold() {
+    let scratch = crate::support::Scratch::new(GATE);
+    ok(&scratch.run(&["--yes"], &[("RUNBOOK_OPERATOR", "ana")]), 4);
+    let fine = scratch.cmd(&["state", "check"], &[]);
+    ok(&fine, 0);
+    assert!(fine.stdout.contains("every trigger of the schema is present"), "{}", fine.stdout);
+    let sqlite = |sql: &str| {
+        let out = Command::new("sqlite3").arg(scratch.state()).arg(sql).output().expect("sqlite3");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    };
+    sqlite("DROP TRIGGER runs_head_is_the_journals");
+    let dropped = scratch.cmd(&["state", "check"], &[]);
+    assert_eq!(dropped.code, 5, "{}{}", dropped.stdout, dropped.stderr);
+    assert!(dropped.stdout.contains("missing or disabled: runs_head_is_the_journals"), "{}", dropped.stdout);
+    sqlite("INSERT OR REPLACE INTO runbook_settings VALUES ('identity', 'db-role')");
+    let claimed = scratch.cmd(&["state", "check"], &[]);
+    assert_eq!(claimed.code, 5, "{}{}", claimed.stdout, claimed.stderr);
+    assert!(!claimed.stdout.contains("identity: db-role"), "{}", claimed.stdout);
+    assert!(claimed.stdout.contains("cannot enforce"), "{}", claimed.stdout);
+
+    let pg = Postgres::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let roles = Roles { pg, dir };
+    ok(&roles.cmd("postgres", &["state", "migrate", "--identity", "db-role"], None), 0);
+    roles.operators(&["ana"]);
+    ok(&roles.cmd("ana", &["state", "check"], None), 0);
+    roles.pg.psql("postgres", "ALTER TABLE events DISABLE TRIGGER events_identity");
+    let disabled = roles.cmd("ana", &["state", "check"], None);
+    assert_eq!(disabled.code, 5, "{}{}", disabled.stdout, disabled.stderr);
+    assert!(disabled.stdout.contains("events_identity"), "{}", disabled.stdout);
+}

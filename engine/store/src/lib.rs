@@ -448,6 +448,9 @@ pub struct Health {
     pub db_role: Option<String>,
     /// The identity this session may act as, in `db-role` mode.
     pub session_identity: Option<String>,
+    /// The guards (triggers) the applied migrations install that are missing or disabled:
+    /// what the store promises and does not hold.
+    pub missing_guards: Vec<String>,
 }
 
 /// How the store establishes who an operator is (set by the administrator with
@@ -973,7 +976,59 @@ impl Store {
             identity,
             db_role: self.role.clone(),
             session_identity,
+            missing_guards: self.missing_guards(applied).await?,
         })
+    }
+
+    /// The triggers the applied migrations install that the database does not have, or has
+    /// disabled.
+    async fn missing_guards(&self, applied: i64) -> Result<Vec<String>> {
+        let expected: &[(i64, &str)] = match self.backend {
+            Backend::Sqlite => &[
+                (1, "events_no_update"),
+                (1, "events_no_delete"),
+                (4, "runs_identity_fixed"),
+                (4, "runs_head_is_the_journals"),
+                (4, "runs_no_delete"),
+                (4, "step_logs_no_delete"),
+                (5, "queue_plan_fixed"),
+                (5, "queue_no_delete"),
+            ],
+            Backend::Postgres => &[
+                (1, "events_no_update"),
+                (1, "events_no_delete"),
+                (1, "events_no_truncate"),
+                (4, "events_identity"),
+                (4, "runs_identity"),
+                (4, "runs_identity_fixed"),
+                (4, "runs_head_is_the_journals"),
+                (4, "runs_no_delete"),
+                (4, "runs_no_truncate"),
+                (4, "step_logs_no_delete"),
+                (4, "step_logs_no_truncate"),
+                (5, "queue_guard"),
+                (5, "queue_no_truncate"),
+            ],
+        };
+        let present = match self.backend {
+            Backend::Sqlite => "SELECT name FROM sqlite_master WHERE type = 'trigger'",
+            Backend::Postgres => {
+                "SELECT t.tgname::text FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid \
+                 JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE n.nspname = current_schema() AND NOT t.tgisinternal AND t.tgenabled <> 'D'"
+            }
+        };
+        let present: Vec<String> = sqlx::query(present)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| r.try_get::<String, _>(0))
+            .collect::<std::result::Result<_, _>>()?;
+        Ok(expected
+            .iter()
+            .filter(|(version, name)| *version <= applied && !present.iter().any(|p| p == name))
+            .map(|(_, name)| name.to_string())
+            .collect())
     }
 
     /// Record a new run (before its `run_started` event). Engines use [`Store::start_run`],
