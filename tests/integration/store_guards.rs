@@ -257,3 +257,29 @@ fn state_check_names_guards_that_do_not_hold() {
     assert_eq!(disabled.code, 5, "{}{}", disabled.stdout, disabled.stderr);
     assert!(disabled.stdout.contains("events_identity"), "{}", disabled.stdout);
 }
+
+/// Minor finding: in `declared` mode too, a record's `db_role` is the writer's session role
+/// (any role could write `db_role: bob` before).
+#[test]
+fn in_declared_mode_a_record_names_its_writers_role_too() {
+    let pg = Postgres::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("r.toml"), GATE).expect("runbook");
+    let roles = Roles { pg, dir };
+    ok(&roles.cmd("postgres", &["state", "migrate"], None), 0);
+    roles.operators(&["ana", "mallory"]);
+    ok(&roles.cmd("ana", &["run", "r.toml", "--yes"], None), 4);
+    let id = roles.pg.psql("postgres", "SELECT run_id FROM runs");
+    let (passed, text) = psql_as(
+        &roles,
+        "mallory",
+        &format!(
+            "INSERT INTO events (run_id, seq, ts, kind, step, body, prev_hash, hash, db_role) \
+             VALUES ('{id}', 97, 'now', 'approval_granted', 'go', \
+             '{{\"kind\":\"approval_granted\",\"step\":\"go\",\"operator\":\"bob\",\"reason\":\"\"}}', 'x', 'y', 'bob')"
+        ),
+    );
+    assert!(!passed, "mallory wrote a record naming role bob: {text}");
+    // The engine's own records still pass, in this mode as in the other.
+    ok(&roles.cmd("mallory", &["approve", &id, "go"], Some("bob")), 0);
+}

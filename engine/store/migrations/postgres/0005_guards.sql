@@ -21,6 +21,28 @@ CREATE OR REPLACE FUNCTION runbook_identity_key(name TEXT) RETURNS TEXT LANGUAGE
                      'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz')
 $$;
 
+-- A record's `db_role` is the role of the session that wrote it in both identity modes (in
+-- `declared` mode any role could write any `db_role` before). In `db-role` mode the operator
+-- it claims must also be that role's identity.
+CREATE OR REPLACE FUNCTION runbook_events_identity() RETURNS trigger LANGUAGE plpgsql
+SECURITY DEFINER AS $$
+DECLARE
+    body JSONB;
+BEGIN
+    IF NEW.db_role IS DISTINCT FROM session_user THEN
+        RAISE EXCEPTION 'runbook identity: the record names database role %, but the session''s role is %',
+            coalesce(NEW.db_role, 'none'), session_user USING ERRCODE = '42501';
+    END IF;
+    IF NOT runbook_db_role_mode() THEN
+        RETURN NEW;
+    END IF;
+    body := NEW.body::jsonb;
+    PERFORM runbook_check_identity(CASE body ->> 'kind' WHEN 'approval_requested' THEN body ->> 'requested_by'
+                                                        ELSE body ->> 'operator' END);
+    RETURN NEW;
+END
+$$;
+
 -- A queued run is bound once submitted (red team F5): its plan, labels and submitter never
 -- change and no entry is deleted; in `db-role` mode its submitter is the session's identity,
 -- as a run's operator is. Workers change only the claim columns (state, worker, claims,
@@ -53,5 +75,6 @@ DO $pin$
 BEGIN
     EXECUTE format('ALTER FUNCTION runbook_identity_key(TEXT) SET search_path = %I, pg_temp', current_schema());
     EXECUTE format('ALTER FUNCTION runbook_queue_guard() SET search_path = %I, pg_temp', current_schema());
+    EXECUTE format('ALTER FUNCTION runbook_events_identity() SET search_path = %I, pg_temp', current_schema());
 END
 $pin$;
