@@ -866,7 +866,7 @@ fn a_store_of_the_previous_schema_verifies_clean_after_the_upgrade() {
         &state,
         "DROP TRIGGER runs_identity_fixed; DROP TRIGGER runs_no_delete; \
          DROP TRIGGER runs_head_is_the_journals; \
-         DROP TRIGGER step_logs_no_delete; \
+         DROP TRIGGER step_logs_no_delete; DROP TRIGGER queue_plan_fixed; DROP TRIGGER queue_no_delete; \
          UPDATE runs SET started_at = '2020-01-01T00:00:00.000Z', \
          last_seq = (SELECT MAX(seq) FROM events e WHERE e.run_id = runs.run_id), \
          last_hash = (SELECT hash FROM events e WHERE e.run_id = runs.run_id ORDER BY seq DESC LIMIT 1); \

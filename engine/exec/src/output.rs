@@ -36,12 +36,13 @@ static TERMINAL_BACKLOG: AtomicUsize = AtomicUsize::new(0);
 /// `None` for a log that was cut (its end is not what was written). Only these may be kept
 /// in the store, and only while their files still hold exactly those bytes: a step can write
 /// in the run folder, and another host's engine wrote its own copies.
-static WRITTEN: Mutex<BTreeMap<PathBuf, Option<(String, u64)>>> = Mutex::new(BTreeMap::new());
+static WRITTEN: Mutex<BTreeMap<PathBuf, Option<(Sha256, u64)>>> = Mutex::new(BTreeMap::new());
 
 /// What this process wrote to the log at `path`: `Some(Some((sha256, bytes)))`,
 /// `Some(None)` for a cut log, `None` for a log it never wrote.
 pub fn written_log(path: &Path) -> Option<Option<(String, u64)>> {
-    WRITTEN.lock().ok()?.get(path).cloned()
+    let entry = WRITTEN.lock().ok()?.get(path).cloned()?;
+    Some(entry.map(|(digest, bytes)| (digest.finalize().iter().map(|b| format!("{b:02x}")).collect(), bytes)))
 }
 
 /// A log's first `cap` bytes (and one more), its length and its SHA-256, read in one pass
@@ -149,11 +150,15 @@ impl Sink {
         if self.file.is_none() && self.cut.is_none() {
             return;
         }
-        let entry = self.cut.is_none().then(|| {
-            (self.digest.clone().finalize().iter().map(|b| format!("{b:02x}")).collect(), self.bytes)
-        });
+        // Cheap on every flush: the hash state is copied, finalised only when asked for.
+        let entry = self.cut.is_none().then(|| (self.digest.clone(), self.bytes));
         if let Ok(mut written) = WRITTEN.lock() {
-            written.insert(self.path.clone(), entry);
+            match written.get_mut(&self.path) {
+                Some(e) => *e = entry,
+                None => {
+                    written.insert(self.path.clone(), entry);
+                }
+            }
         }
     }
 
