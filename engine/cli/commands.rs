@@ -17,6 +17,15 @@ use crate::{exit, loader, report};
 pub fn run(cli: Cli) -> u8 {
     let color = report::use_color(cli.color);
     if let Some(op) = cli.operator.filter(|o| !o.trim().is_empty()) {
+        // A name nobody can read as typed (controls, escapes, invisible characters) is not
+        // an identity: refused before anything is written.
+        if let Some(problem) = runbook_core::journal::identity_problem(&op) {
+            eprintln!("error: --as / RUNBOOK_OPERATOR: {problem}");
+            eprintln!(
+                "  help: use a name made of visible characters (letters, digits, `.`, `-`, `@`, spaces)"
+            );
+            return exit::USAGE;
+        }
         crate::run::set_operator(op);
     }
     match cli.command {

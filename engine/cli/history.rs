@@ -57,20 +57,20 @@ pub fn runs(state: Option<String>, format: ListFormat, watch: bool) -> u8 {
                 .runs_with_journal()
                 .await?
                 .into_iter()
-                .map(|(row, derived)| {
+                .filter_map(|(row, derived)| {
+                    // A row without a journal that begins with `run_started` is not a run:
+                    // not listed, flagged.
                     let Some(d) = derived else {
-                        if row.last_seq > 0 {
-                            flagged.push(format!(
-                                "{}: runs.last_seq: the row claims {} record(s), the journal has none that parse",
-                                row.run_id, row.last_seq
-                            ));
-                        }
-                        return row;
+                        flagged.push(format!(
+                            "{}: runs.run_id: the row is not a run: it has no journal (it claims {} record(s))",
+                            row.run_id, row.last_seq
+                        ));
+                        return None;
                     };
                     for f in runbook_core::audit::check_summary(&stored_run(&row), &d) {
                         flagged.push(format!("{}: {f}", row.run_id));
                     }
-                    from_journal(row.run_id, d)
+                    Some(from_journal(row.run_id, d))
                 })
                 .collect();
             // Submitted runs that never started (yet): queued or claimed, or cancelled, or
@@ -161,6 +161,14 @@ fn stored_run(r: &RunSummary) -> runbook_core::audit::StoredRun {
     }
 }
 
+/// A name or text from the store as a terminal may show it: control characters (escape
+/// sequences, carriage returns) escaped, so that a name cannot rewrite what is on screen.
+fn visible(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() })
+        .collect()
+}
+
 /// Tell the operator what in the store does not fit the chain (on stderr).
 fn flag(run_id: &str, findings: &[runbook_core::audit::Finding]) {
     eprintln!("error: the store's record of run {run_id} does not fit its hash chain:");
@@ -168,7 +176,7 @@ fn flag(run_id: &str, findings: &[runbook_core::audit::Finding]) {
         eprintln!("  {f}");
     }
     eprintln!(
-        "  help: `runbook audit verify {run_id}`; what is shown comes from the journal, not from the changed rows"
+        "  help: `runbook audit verify {run_id}` names them; `runbook audit {run_id}` prints the records as stored"
     );
 }
 
@@ -201,9 +209,9 @@ fn render_runs(runs: &[RunSummary], format: ListFormat) -> String {
                     out,
                     "{:<26} {:<20} {:<15} {:<22} {:<26} {}",
                     r.run_id,
-                    r.runbook,
+                    visible(&r.runbook),
                     r.status,
-                    r.operator,
+                    visible(&r.operator),
                     r.started_at,
                     duration(r)
                 );
@@ -251,22 +259,17 @@ pub fn show(run_id: &str, follow: bool, state: Option<String>) -> u8 {
     };
     let findings = history.findings(None);
     let records = history.records.clone().unwrap_or_default();
-    // The journal's summary; the row only for a run whose journal has not begun.
+    // What does not fit the chain is not presented: nothing on stdout, the findings on
+    // stderr (`runbook audit` prints the records themselves).
     let summary = match runbook_core::audit::summary(&records) {
-        Some(d) => from_journal(history.row.run_id.clone(), d),
-        None => RunSummary {
-            run_id: history.row.run_id.clone(),
-            runbook: history.row.runbook.clone(),
-            operator: history.row.operator.clone(),
-            started_at: history.row.started_at.clone(),
-            status: history.row.status.clone(),
-            finished_at: history.row.finished_at.clone(),
-            last_seq: history.row.last_seq,
-            last_hash: history.row.last_hash.clone(),
-        },
+        Some(d) if findings.is_empty() => from_journal(history.row.run_id.clone(), d),
+        _ => {
+            flag(run_id, &findings);
+            return exit::NEEDS_OPERATOR;
+        }
     };
     let folded = journal::fold(&records);
-    outln!("run {} of {} by {}", summary.run_id, summary.runbook, summary.operator);
+    outln!("run {} of {} by {}", summary.run_id, visible(&summary.runbook), visible(&summary.operator));
     outln!("  status    {}", summary.status);
     outln!("  started   {}", summary.started_at);
     if let Some(f) = &summary.finished_at {
@@ -300,17 +303,18 @@ pub fn show(run_id: &str, follow: bool, state: Option<String>) -> u8 {
             line.push_str(&format!("  outputs {}", outs.join(" ")));
         }
         if let Some(r) = &s.reason {
-            line.push_str(&format!("  ({r})"));
+            line.push_str(&format!("  ({})", visible(r)));
         }
         if s.compensation != journal::CompensationStatus::None {
             line.push_str(&format!("  compensation {:?}", s.compensation).to_lowercase());
         }
         if let (journal::StepStatus::AwaitingApproval, Some(a)) = (&s.status, &s.approval) {
-            let from = if a.approvers.is_empty() { "anyone".to_string() } else { a.approvers.join(", ") };
+            let from =
+                if a.approvers.is_empty() { "anyone".to_string() } else { visible(&a.approvers.join(", ")) };
             let by = if a.granted_by.is_empty() {
                 String::new()
             } else {
-                format!(" by {}", a.granted_by.join(", "))
+                format!(" by {}", visible(&a.granted_by.join(", ")))
             };
             line.push_str(&format!(
                 "  {} of {} approval(s){by}; from {from}: `runbook approve {run_id} {step}`",
@@ -362,11 +366,26 @@ pub fn logs(run_id: &str, step: Option<&str>, state: Option<String>) -> u8 {
             })
         })
         .collect();
+    // A copy the journal vouches for wins over a local file (a plain file of this host, which
+    // a step or anyone with access to the folder can change); a local file is shown only
+    // for attempts the store has no vouched copy of (a run still going, an engine that
+    // died), labelled as such.
     if let Ok(entries) = std::fs::read_dir(crate::state::run_dir(&location, run_id)) {
         for path in entries.flatten().map(|e| e.path()) {
-            if let (Some(key), Ok(bytes)) = (crate::state::log_name(&path), std::fs::read(&path)) {
-                let label = format!("local file {}, not in the journal", path.display());
-                logs.insert(key, (label, String::from_utf8_lossy(&bytes).into_owned()));
+            let (Some(key), Ok(bytes)) = (crate::state::log_name(&path), std::fs::read(&path)) else {
+                continue;
+            };
+            let text = String::from_utf8_lossy(&bytes).into_owned();
+            match logs.get(&key) {
+                Some((_, kept)) if *kept != text => eprintln!(
+                    "note: the local file {} differs from the copy the journal vouches for (shown); it is not vouched for",
+                    path.display()
+                ),
+                Some(_) => {}
+                None => {
+                    let label = format!("local file {}, not vouched for by the journal", path.display());
+                    logs.insert(key, (label, text));
+                }
             }
         }
     }
@@ -495,6 +514,11 @@ pub fn report(run_id: &str, format: ReportFormat, drill: bool, state: Option<Str
         Err(code) => return code,
     };
     let findings = history.findings(None);
+    if !findings.is_empty() {
+        // A report of what does not fit the chain is not written at all.
+        flag(run_id, &findings);
+        return exit::NEEDS_OPERATOR;
+    }
     let records = history.records.unwrap_or_default();
     // Step titles and estimates come from the runbook, when its file is still as it ran.
     let runbook = records.first().and_then(|r| match &r.event {

@@ -347,6 +347,8 @@ impl Worker {
             cmd.arg("run").arg("--plan").arg(&plan).args(["--run-id", &claim.run_id]);
         }
         cmd.args(["--yes", "--wait"]);
+        // Journaled with `run_started`: the submitter may not approve their own run.
+        cmd.env("RUNBOOK_SUBMITTED_BY", &claim.submitted_by);
         if self.as_submitter {
             cmd.args(["--as", &claim.submitted_by]);
         } else {

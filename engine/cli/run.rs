@@ -427,6 +427,9 @@ async fn execute(
         resume,
         reaper: start_reaper(&run_dir),
         compensate_only,
+        // Set by a worker for the queued run it executes (see queue.rs): it only ever adds
+        // a person who may not approve, so a forged value takes no right away.
+        submitted_by: std::env::var("RUNBOOK_SUBMITTED_BY").ok().filter(|s| !s.trim().is_empty()),
     };
     let json = output == RunOutput::Json;
     let verb = match (compensate_only, resuming) {

@@ -149,21 +149,29 @@ pub fn capped_log(bytes: &[u8], total: u64, cap: usize, local: &Path) -> String 
 /// the run stops, whatever its outcome; logs that cannot be copied stay in the run folder,
 /// with a warning. Returns the run's new last hash when records were written.
 pub async fn keep_logs(store: &Store, run_id: &str, run_dir: &Path) -> Option<String> {
-    use std::io::Read as _;
     let entries = std::fs::read_dir(run_dir).ok()?;
     let cap = store_log_cap();
     let mut found = Vec::new();
     for path in entries.flatten().map(|e| e.path()) {
         let Some((step, attempt)) = log_name(&path) else { continue };
-        let Ok(file) = std::fs::File::open(&path) else { continue };
-        let total = file.metadata().map_or(0, |m| m.len());
-        // Never more than the cap (and a little) in memory, whatever the log's size.
-        let mut head = Vec::new();
-        if file.take(cap as u64 + 1).read_to_end(&mut head).is_err() {
-            continue;
+        // Only what this engine captured and redacted, for the attempts it ran: a step can
+        // write in the run folder, and another host's engine wrote its own copies.
+        let why = match runbook_exec::output::written_log(&path) {
+            None => Some("this engine did not write it (another process did)"),
+            Some(None) => Some("it was cut while being written"),
+            Some(Some((sha256, bytes))) => match runbook_exec::output::read_log(&path, cap) {
+                Some((head, total, digest)) if digest == sha256 && total == bytes => {
+                    let body = capped_log(&head, total.max(head.len() as u64), cap, &path);
+                    found.push((step, u32::try_from(attempt).unwrap_or(1), total, body, path.clone()));
+                    None
+                }
+                Some(_) => Some("it changed after this engine wrote it"),
+                None => Some("it cannot be read"),
+            },
+        };
+        if let Some(why) = why {
+            eprintln!("warning: {} is not kept in the store: {why}", path.display());
         }
-        let body = capped_log(&head, total.max(head.len() as u64), cap, &path);
-        found.push((step, u32::try_from(attempt).unwrap_or(1), total, body, path));
     }
     if found.is_empty() {
         return None;
@@ -262,7 +270,15 @@ pub fn check(state: Option<&str>) -> u8 {
     outln!("store:    {} ({})", location.shown(), health.backend.name());
     outln!("schema:   version {} (this runbook knows {})", health.applied, health.known);
     outln!("contents: {} run(s), {} lock(s) held", health.runs, health.live_locks);
+    let mut unheld = Vec::new();
     match (health.identity, &health.session_identity) {
+        // A SQLite file cannot know who writes it: the setting is not enforced.
+        (IdentityMode::DbRole, _) if health.backend == Backend::Sqlite => {
+            outln!(
+                "identity: declared (the file's settings ask for db-role, which a SQLite file cannot enforce)"
+            );
+            unheld.push("db-role identity mode on a SQLite file".to_string());
+        }
         (IdentityMode::DbRole, Some(who)) => outln!(
             "identity: db-role (this session is database role {}, acting as {who}; the store refuses other names)",
             health.db_role.as_deref().unwrap_or("?")
@@ -272,6 +288,12 @@ pub fn check(state: Option<&str>) -> u8 {
             outln!("identity: declared (`--as` names the operator; nothing checks it)")
         }
     }
+    if health.missing_guards.is_empty() {
+        outln!("guards:   every trigger of the schema is present and enabled");
+    } else {
+        outln!("guards:   missing or disabled: {}", health.missing_guards.join(", "));
+        unheld.push(format!("the triggers {}", health.missing_guards.join(", ")));
+    }
     outln!(
         "clock:    this host is {} ms {} the database",
         skew_ms.abs(),
@@ -279,6 +301,13 @@ pub fn check(state: Option<&str>) -> u8 {
     );
     if health.applied < health.known {
         eprintln!("error: the schema is older than this runbook needs: run `runbook state migrate`");
+        return exit::CANNOT_START;
+    }
+    if !unheld.is_empty() {
+        eprintln!("error: the store does not hold what it promises: {}", unheld.join("; "));
+        eprintln!(
+            "  help: someone who owns the tables changed them; `runbook audit verify` checks the journals, and `runbook state migrate` cannot restore dropped triggers: ask the administrator"
+        );
         return exit::CANNOT_START;
     }
     // Leases are compared across hosts: a clock far off would take over a live lease early.

@@ -263,8 +263,12 @@ fn identities_that_differ_only_in_case_or_spaces_are_one_approver() {
     }
     let kinds = journal_kinds(&scratch.audit(&id));
     assert_eq!(kinds.iter().filter(|k| *k == "approval_granted").count(), 1, "{kinds:?}");
+    // A combining mark is refused (issue 11, second round): it makes a look-alike.
+    let marked = scratch.cmd(&["approve", &id, "go", "--as", "a\u{0301}na"], &[]);
+    assert_eq!(marked.code, 2, "{}{}", marked.stdout, marked.stderr);
+    assert!(marked.stderr.contains("not a valid identity"), "{}", marked.stderr);
     // A different name (an accent) is a different person: nothing else is folded away.
-    ok(&scratch.cmd(&["approve", &id, "go", "--as", "a\u{0301}na"], &[]), 0);
+    ok(&scratch.cmd(&["approve", &id, "go", "--as", "\u{e1}na"], &[]), 0);
     // Self-approval is judged on the normalised name too.
     let scratch = Scratch::new(
         &APPROVAL.replace("min-approvals = 2", "approvers = [\"Ana\", \"ben\"], min-approvals = 1"),
@@ -277,18 +281,18 @@ fn identities_that_differ_only_in_case_or_spaces_are_one_approver() {
 }
 
 /// A PostgreSQL store in db-role identity mode: each operator connects as their own role.
-struct Roles {
-    pg: Postgres,
-    dir: tempfile::TempDir,
+pub(crate) struct Roles {
+    pub(crate) pg: Postgres,
+    pub(crate) dir: tempfile::TempDir,
 }
 
 impl Roles {
-    fn url(&self, role: &str) -> String {
+    pub(crate) fn url(&self, role: &str) -> String {
         self.pg.url("postgres").replacen("postgres@", &format!("{role}@"), 1)
     }
 
     /// Login roles for operators, with the grants the book gives them (and no ownership).
-    fn operators(&self, names: &[&str]) {
+    pub(crate) fn operators(&self, names: &[&str]) {
         for role in names {
             self.pg.psql("postgres", &format!("CREATE ROLE {role} LOGIN"));
             self.pg.psql(
@@ -301,7 +305,7 @@ impl Roles {
         }
     }
 
-    fn cmd(&self, role: &str, args: &[&str], who: Option<&str>) -> Output {
+    pub(crate) fn cmd(&self, role: &str, args: &[&str], who: Option<&str>) -> Output {
         let url = self.url(role);
         let mut all = args.to_vec();
         all.extend(["--state", &url]);
@@ -375,6 +379,23 @@ fn in_db_role_identity_mode_a_role_cannot_approve_as_another() {
         .collect();
     assert_eq!(granted, [("ben".to_string(), "ben".to_string()), ("chen".to_string(), "c_lee".to_string())]);
     ok(&roles.cmd("ben", &["audit", "verify", &id], None), 0);
+
+    // F3: a role mapped to `ΣΟΦΟΣ` is not `σοφοσ` (Rust and PostgreSQL fold only ASCII case,
+    // so the trigger and the rules agree on who is who).
+    roles.pg.psql("postgres", "INSERT INTO runbook_identities VALUES ('sofos', 'ΣΟΦΟΣ')");
+    roles.operators(&["sofos"]);
+    let sigma = Command::new(roles.pg.bin().join("psql"))
+        .args([&roles.url("sofos"), "-v", "ON_ERROR_STOP=1", "-Atc"])
+        .arg(format!(
+            "INSERT INTO events (run_id, seq, ts, kind, step, body, prev_hash, hash, db_role) \
+             VALUES ('{id}', 98, 'now', 'approval_granted', 'go', \
+             '{{\"kind\":\"approval_granted\",\"step\":\"go\",\"operator\":\"σοφοσ\",\"reason\":\"\"}}', 'x', 'y', 'sofos')"
+        ))
+        .output()
+        .expect("psql");
+    let stderr = String::from_utf8_lossy(&sigma.stderr);
+    assert!(!sigma.status.success(), "sofos wrote a record as σοφοσ");
+    assert!(stderr.contains("acts as `ΣΟΦΟΣ`, not as `σοφοσ`"), "{stderr}");
 
     // A client of its own cannot get past the store either: not by writing the record
     // directly, nor by shadowing the mapping with a temporary table of its session.
@@ -613,21 +634,48 @@ fn the_store_and_the_engine_normalise_identities_alike() {
     let pg = Postgres::start();
     let dir = tempfile::tempdir().expect("tempdir");
     ok(&run_in_with_env(dir.path(), &["state", "migrate", "--state", &pg.url("postgres")], &[]), 0);
-    let parts = ["ana", "Ben", "CHEN", "d.o'neil", "eve-2", "x_y", "Zoë"];
+    // With letters whose case mappings differ between Rust, PostgreSQL and its locales
+    // (final sigma, dotted and dotless i, sharp s, titlecase digraphs, ligatures), and a
+    // trailing `v` (PostgreSQL has no E'\v').
+    let parts = [
+        "ana",
+        "Ben",
+        "CHEN",
+        "d.o'neil",
+        "eve-2",
+        "x_y",
+        "Zoë",
+        "ΣΟΦΟΣ",
+        "σοφος",
+        "İi",
+        "ıI",
+        "straße",
+        "STRASSE",
+        "ǅ",
+        "ﬀ",
+        "dev",
+        "v",
+        "ΌΣ",
+    ];
     let spaces = ["", " ", "  ", "\t", "\n", " \t "];
     let mut names = Vec::new();
     let mut seed = 7u64;
-    for _ in 0..500 {
+    for _ in 0..2000 {
         let mut name = String::new();
         for _ in 0..3 {
             seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
             name.push_str(spaces[(seed >> 33) as usize % spaces.len()]);
             seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
             let part = parts[(seed >> 33) as usize % parts.len()];
-            // Random case, letter by letter.
-            name.extend(part.chars().enumerate().map(|(i, c)| {
-                if (seed >> (i % 30)) & 1 == 1 { c.to_ascii_uppercase() } else { c.to_ascii_lowercase() }
-            }));
+            // Random case, letter by letter, with Unicode's full mappings.
+            for (i, c) in part.chars().enumerate() {
+                match (seed >> (i % 30)) & 3 {
+                    0 => name.extend(c.to_uppercase()),
+                    1 => name.extend(c.to_lowercase()),
+                    2 => name.push(c.to_ascii_uppercase()),
+                    _ => name.push(c),
+                }
+            }
         }
         names.push(name);
     }
@@ -702,20 +750,66 @@ fn resume_during_a_live_run_never_calls_its_journal_tampered() {
 
 /// Logs kept before the journal recorded their digests (a store upgraded to schema 4) are
 /// shown and noted as not vouched for, never called tampered: an upgrade raises no alarm.
+/// Make a run's journal what an engine before log digests wrote: no `log_kept` records and a
+/// `run_started` without `log_digests`, chained anew (as the file's owner, past the triggers).
+fn as_before_log_digests(scratch: &Scratch, id: &str) {
+    use runbook_core::journal::{GENESIS, Record, RunEvent};
+    let state = scratch.state();
+    let old: Vec<Record> = scratch.audit(id).lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let mut prev = GENESIS.to_string();
+    let mut sql =
+        String::from("DROP TRIGGER IF EXISTS events_no_delete; DELETE FROM events WHERE run_id = '{id}'; ")
+            .replace("{id}", id);
+    let mut seq = 0;
+    for r in old {
+        let event = match r.event {
+            RunEvent::LogKept { .. } => continue,
+            RunEvent::RunStarted {
+                runbook,
+                file,
+                files,
+                params,
+                operator,
+                engine_version,
+                submitted_by,
+                ..
+            } => RunEvent::RunStarted {
+                runbook,
+                file,
+                files,
+                params,
+                operator,
+                engine_version,
+                submitted_by,
+                log_digests: false,
+            },
+            other => other,
+        };
+        seq += 1;
+        let n = Record::new(id, seq, &r.ts, event, &prev);
+        let body = serde_json::to_string(&n.event).expect("json").replace('\'', "''");
+        let step = n.event.step().map_or("NULL".to_string(), |s| format!("'{s}'"));
+        sql.push_str(&format!(
+            "INSERT INTO events (run_id, seq, ts, kind, step, body, prev_hash, hash) VALUES \
+             ('{id}', {seq}, '{}', '{}', {step}, '{body}', '{}', '{}'); ",
+            n.ts,
+            n.event.kind(),
+            n.prev_hash,
+            n.hash
+        ));
+        prev = n.hash;
+    }
+    sql.push_str(&format!("UPDATE runs SET last_seq = {seq}, last_hash = '{prev}' WHERE run_id = '{id}';"));
+    sqlite(&state, &sql);
+}
+
 #[test]
 fn logs_kept_before_digests_are_noted_not_called_tampered() {
     let scratch = Scratch::new(TWO_STEPS);
     ok(&scratch.run(&["--yes"], &[]), 0);
     let id = scratch.latest_run();
-    let state = scratch.state();
     // As an older runbook left it: the logs, and no `log_kept` records.
-    sqlite(&state, "DROP TRIGGER events_no_delete");
-    sqlite(&state, "DELETE FROM events WHERE kind = 'log_kept'");
-    sqlite(
-        &state,
-        "UPDATE runs SET last_seq = (SELECT MAX(seq) FROM events e WHERE e.run_id = runs.run_id), \
-         last_hash = (SELECT hash FROM events e WHERE e.run_id = runs.run_id ORDER BY seq DESC LIMIT 1)",
-    );
+    as_before_log_digests(&scratch, &id);
     std::fs::remove_dir_all(scratch.path().join("state/runs")).expect("remove local logs");
     let verify = scratch.cmd(&["audit", "verify", &id], &[]);
     ok(&verify, 0);
@@ -767,16 +861,17 @@ fn a_store_of_the_previous_schema_verifies_clean_after_the_upgrade() {
     let state = scratch.state();
     // Back to what schema 3 held: no log digests, a start time written before the first
     // record, and none of the objects of migration 4.
+    as_before_log_digests(&scratch, &id);
     sqlite(
         &state,
-        "DROP TRIGGER events_no_delete; DROP TRIGGER runs_identity_fixed; DROP TRIGGER runs_no_delete; \
+        "DROP TRIGGER runs_identity_fixed; DROP TRIGGER runs_no_delete; \
          DROP TRIGGER runs_head_is_the_journals; \
-         DROP TRIGGER step_logs_no_delete; DELETE FROM events WHERE kind = 'log_kept'; \
+         DROP TRIGGER step_logs_no_delete; DROP TRIGGER queue_plan_fixed; DROP TRIGGER queue_no_delete; \
          UPDATE runs SET started_at = '2020-01-01T00:00:00.000Z', \
          last_seq = (SELECT MAX(seq) FROM events e WHERE e.run_id = runs.run_id), \
          last_hash = (SELECT hash FROM events e WHERE e.run_id = runs.run_id ORDER BY seq DESC LIMIT 1); \
          DROP TABLE runbook_settings; DROP TABLE runbook_identities; ALTER TABLE events DROP COLUMN db_role; \
-         DELETE FROM _sqlx_migrations WHERE version = 4; \
+         DELETE FROM _sqlx_migrations WHERE version >= 4; \
          CREATE TRIGGER events_no_delete BEFORE DELETE ON events BEGIN SELECT RAISE(ABORT, 'journal rows are append-only'); END;",
     );
     let verify = scratch.cmd(&["audit", "verify"], &[]);
@@ -784,7 +879,7 @@ fn a_store_of_the_previous_schema_verifies_clean_after_the_upgrade() {
     assert!(verify.stdout.contains(&format!("ok {id}")), "{}", verify.stdout);
     assert!(verify.stdout.contains("the chain does not vouch for them"), "{}", verify.stdout);
     ok(&scratch.cmd(&["show", &id], &[]), 0);
-    assert_eq!(sqlite_rows(&state, "SELECT MAX(version) FROM _sqlx_migrations"), ["4"]);
+    assert_eq!(sqlite_rows(&state, "SELECT MAX(version) FROM _sqlx_migrations"), ["5"]);
 }
 
 /// In db-role mode a worker's engines act as the worker's role (the store would refuse the
@@ -832,4 +927,59 @@ fn in_db_role_identity_mode_a_worker_runs_queued_runs_as_itself() {
     assert_eq!(run["operator"], "runner", "{run}");
     assert!(roles.dir.path().join("ran").exists());
     ok(&roles.cmd("ana", &["audit", "verify"], None), 0);
+}
+
+/// F12: the submitter of a queued run may not approve it (self-approval is judged against
+/// the run's starter and its submitter, journaled in `run_started`), even though a worker's
+/// role executes it.
+#[test]
+fn in_db_role_identity_mode_the_submitter_cannot_approve_a_queued_run() {
+    let pg = Postgres::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("r.toml"),
+        "[runbook]\nname = \"gated\"\n\n[steps.go]\napproval = { prompt = \"Go?\", approvers = [\"ana\", \"ben\"] }\n\n\
+         [steps.a]\nneeds = [\"go\"]\ncmd = [\"touch\", \"ran\"]\n",
+    )
+    .expect("runbook");
+    let roles = Roles { pg, dir };
+    ok(&roles.cmd("postgres", &["state", "migrate", "--identity", "db-role"], None), 0);
+    roles.operators(&["ana", "ben", "runner"]);
+    ok(&roles.cmd("ana", &["submit", "r.toml", "--yes"], None), 0);
+    let host = roles.dir.path().join("runner").display().to_string();
+    let mut worker = Command::new(env!("CARGO_BIN_EXE_runbook"))
+        .args(["worker", "--poll", "20ms"])
+        .current_dir(roles.dir.path())
+        .env("NO_COLOR", "1")
+        .env("RUNBOOK_STATE", roles.url("runner"))
+        .env("XDG_STATE_HOME", &host)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("worker");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let id = loop {
+        let id = roles.pg.psql("postgres", "SELECT run_id FROM events WHERE kind = 'approval_requested'");
+        if !id.is_empty() {
+            break id;
+        }
+        assert!(Instant::now() < deadline, "the queued run never asked for approval");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let own = roles.cmd("ana", &["approve", &id, "go"], None);
+    let ben = roles.cmd("ben", &["approve", &id, "go"], None);
+    let done = loop {
+        if roles.dir.path().join("ran").exists() || Instant::now() > deadline {
+            break roles.dir.path().join("ran").exists();
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(worker.id() as i32), nix::sys::signal::Signal::SIGTERM)
+        .expect("SIGTERM");
+    let _ = worker.wait();
+    assert_eq!(own.code, 3, "the submitter approved: {}{}", own.stdout, own.stderr);
+    assert!(own.stderr.contains("submitted"), "{}", own.stderr);
+    ok(&ben, 0);
+    assert!(done, "ben's approval did not settle it");
 }

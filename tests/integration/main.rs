@@ -2,6 +2,7 @@
 //!
 //! One test binary (faster to link than one per file); modules by concern.
 
+mod approval_rules;
 mod audit;
 mod book;
 mod contexts;
@@ -13,6 +14,7 @@ mod holder;
 mod hostile;
 mod include;
 mod injection;
+mod kept_logs;
 mod peers;
 mod pinning;
 mod plan;
@@ -20,6 +22,7 @@ mod resume;
 mod run;
 mod schema;
 mod secrets;
+mod store_guards;
 mod support;
 mod team;
 mod world;

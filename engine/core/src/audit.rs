@@ -169,15 +169,48 @@ pub fn check_run(row: &StoredRun, records: &[Record]) -> Vec<Finding> {
     let Some(s) = summary(records) else {
         if !records.is_empty() {
             out.push(finding("events.body", "the first record is not `run_started`".into()));
-        } else if row.last_seq != 0 || row.last_hash.is_some() {
+        } else {
+            // A run is created with its `run_started` record, in one transaction: a row
+            // without records is not a run, whatever it claims.
             out.push(finding(
-                "runs.run_id or runs.last_seq",
-                format!("the row claims {} record(s) but the run has none", row.last_seq),
+                "runs.run_id",
+                format!(
+                    "the row is not a run: it has no journal (it claims {} record(s), by `{}`)",
+                    row.last_seq, row.operator
+                ),
             ));
         }
         return out;
     };
     out.extend(check_summary(row, &s));
+    out
+}
+
+/// The records the fold does not count because they break the approval rules journaled with
+/// their request (a decision by someone not allowed to decide, a self-approval where it is
+/// forbidden, the same person twice, an approval step's success without the decisions, a
+/// request that changes the rules): judged by [`crate::journal::RunState::apply`], the same
+/// function the live fold, `resume`, `show` and `report` use, so what verify names is what
+/// no command counted.
+pub fn check_decisions(records: &[Record]) -> Vec<Finding> {
+    let mut state = crate::journal::RunState::default();
+    let mut out = Vec::new();
+    for r in records {
+        let before = state.refused.len();
+        state.apply(&r.event);
+        for refused in &state.refused[before..] {
+            out.push(finding(
+                "events.body",
+                format!(
+                    "record {} ({} of `{}`) does not count: {}",
+                    r.seq,
+                    r.event.kind(),
+                    refused.step,
+                    refused.why
+                ),
+            ));
+        }
+    }
     out
 }
 
@@ -283,11 +316,15 @@ pub fn kept_logs(records: &[Record]) -> BTreeMap<(String, i64), (u64, String)> {
 }
 
 /// Whether a run's kept logs predate log digests: the journal has no `log_kept` record at
-/// all (runs recorded before schema version 4, or a run that kept no log). Such logs are not
-/// vouched for by the chain; `logs` says so and `audit verify` notes them, without calling
+/// all, and its `run_started` does not say `log_digests` (runs recorded by engines before
+/// issue 11's second round). Such logs are not vouched for by the chain; `logs` says so and `audit verify` notes them, without calling
 /// the run broken (an upgrade must not make every older run look tampered).
 pub fn logs_predate_digests(records: &[Record]) -> bool {
-    !records.iter().any(|r| matches!(r.event, RunEvent::LogKept { .. }))
+    // Decided from the journal: a run whose `run_started` says its engine vouches for every
+    // log it keeps never predates digests, whether or not it kept a log yet.
+    let current =
+        records.first().is_some_and(|r| matches!(r.event, RunEvent::RunStarted { log_digests: true, .. }));
+    !current && !records.iter().any(|r| matches!(r.event, RunEvent::LogKept { .. }))
 }
 
 /// Check the `step_logs` rows of a run against its `log_kept` records: each row has one, with
@@ -384,6 +421,8 @@ mod tests {
                 params: BTreeMap::new(),
                 operator: "ana".into(),
                 engine_version: "0".into(),
+                submitted_by: None,
+                log_digests: false,
             },
             RunEvent::RunFinished { status: RunStatus::Succeeded },
             kept("old"),

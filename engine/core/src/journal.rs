@@ -103,6 +103,14 @@ pub enum RunEvent {
         operator: String,
         /// Engine version.
         engine_version: String,
+        /// Who submitted it, for a queued run executed by a worker: like the operator, the
+        /// submitter may not approve the run's steps unless self-approval is allowed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        submitted_by: Option<String>,
+        /// Set by engines that vouch for every log they keep with a `log_kept` record: for
+        /// such a run, a kept log without one is forged, never "kept before log digests".
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        log_digests: bool,
     },
     /// A step's attempt is about to start (written before the process is spawned).
     StepStarted {
@@ -463,10 +471,44 @@ pub fn verify(records: &[Record], expected_last: Option<&str>) -> Result<(), Cha
 }
 
 /// The normal form of an identity (an operator, an approver), the form in which identities
-/// are compared: surrounding whitespace removed, inner runs of whitespace made one space,
-/// letters lower-cased. Nothing else is folded: "ana" and "aná" are two people.
+/// are compared: surrounding ASCII whitespace removed, inner runs of it made one space, ASCII
+/// letters lower-cased. Nothing else is folded ("ana" and "aná", "σοφοσ" and "ΣΟΦΟΣ" are two
+/// people): this is exactly what PostgreSQL's `runbook_identity_key` computes, for every
+/// string and in every locale (full Unicode case mapping differs between the two, and
+/// between PostgreSQL's locales). Names with characters a reader cannot see are refused
+/// before they are compared ([`identity_problem`]).
 pub fn identity_key(name: &str) -> String {
-    name.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase()
+    name.split(is_identity_space).filter(|p| !p.is_empty()).collect::<Vec<_>>().join(" ").to_ascii_lowercase()
+}
+
+fn is_identity_space(c: char) -> bool {
+    matches!(c, ' ' | '\t' | '\n' | '\r' | '\x0b' | '\x0c')
+}
+
+/// Why `name` cannot be an identity: empty, or holding a character that shows as nothing
+/// or changes how its neighbours show (controls, other whitespace than ASCII's, zero-width
+/// and bidirectional formatting characters, variation selectors, combining marks), so that
+/// two names that look alike are two people. `None` when it can be one.
+pub fn identity_problem(name: &str) -> Option<String> {
+    if identity_key(name).is_empty() {
+        return Some("an identity cannot be empty".into());
+    }
+    let bad = name.chars().find(|&c| {
+        !is_identity_space(c)
+            && (c.is_control()
+                || c.is_whitespace()
+                || matches!(u32::from(c),
+                    0x00AD | 0x034F | 0x061C | 0x115F..=0x1160 | 0x17B4..=0x17B5 | 0x180B..=0x180F
+                    | 0x200B..=0x200F | 0x202A..=0x202E | 0x2060..=0x206F | 0x3164 | 0xFE00..=0xFE0F
+                    | 0xFEFF | 0xFFA0 | 0xFFF0..=0xFFFB | 0x1D173..=0x1D17A | 0xE0000..=0xE0FFF
+                    | 0x0300..=0x036F | 0x0483..=0x0489 | 0x0591..=0x05BD | 0x1AB0..=0x1AFF
+                    | 0x1DC0..=0x1DFF | 0x20D0..=0x20FF | 0xFE20..=0xFE2F))
+    })?;
+    Some(format!(
+        "`{}` is not a valid identity: it holds U+{:04X}, a character that is invisible, a control or a combining mark",
+        name.escape_default(),
+        u32::from(bad)
+    ))
 }
 
 /// Where one step stands.
@@ -563,19 +605,27 @@ pub struct Approval {
     pub granted_by: Vec<String>,
     /// Who rejected, if anyone did.
     pub rejected_by: Option<String>,
+    /// Whom self-approval is judged against: the run's starter (`run_started`), its
+    /// submitter (a queued run) and the request's `requested_by`.
+    pub owners: Vec<String>,
 }
 
 impl Approval {
     /// Whether `operator` may decide, and why not.
     pub fn may_decide(&self, operator: &str) -> Result<(), String> {
+        if let Some(problem) = identity_problem(operator) {
+            return Err(problem);
+        }
         // Identities compare by their normal form: "Ana", " ana " and "ana" are one person.
         let who = identity_key(operator);
         if !self.approvers.is_empty() && !self.approvers.iter().any(|a| identity_key(a) == who) {
             return Err(format!("`{operator}` is not among the approvers ({})", self.approvers.join(", ")));
         }
-        if !self.allow_self_approval && who == identity_key(&self.requested_by) {
+        if !self.allow_self_approval
+            && std::iter::once(&self.requested_by).chain(&self.owners).any(|o| identity_key(o) == who)
+        {
             return Err(format!(
-                "`{operator}` started this run and may not approve its own steps (`allow-self-approval` is false)"
+                "`{operator}` started or submitted this run and may not approve its own steps (`allow-self-approval` is false)"
             ));
         }
         if self.granted_by.iter().any(|g| identity_key(g) == who) {
@@ -614,6 +664,23 @@ pub struct RunState {
     pub escalations_fired: Vec<String>,
     /// Approval inputs given so far, by step.
     pub approval_inputs: BTreeMap<String, BTreeMap<String, serde_json::Value>>,
+    /// Who started the run (`run_started`).
+    pub started_by: Option<String>,
+    /// Who submitted it (a queued run).
+    pub submitted_by: Option<String>,
+    /// Records the fold did not count because they break the approval rules journaled with
+    /// the request ([`Refused`]); `audit verify` names them.
+    pub refused: Vec<Refused>,
+}
+
+/// A record the fold did not count: a decision or an outcome that breaks the approval rules
+/// journaled with the step's request (see [`RunState::apply`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Refused {
+    /// The step.
+    pub step: String,
+    /// Why it does not count.
+    pub why: String,
 }
 
 impl RunState {
@@ -631,7 +698,11 @@ impl RunState {
         }
         let step = event.step().map(|s| self.steps.entry(s.to_string()).or_default());
         match (event, step) {
-            (RunEvent::RunStarted { .. }, _) => self.status = Some(RunStatus::Running),
+            (RunEvent::RunStarted { operator, submitted_by, .. }, _) => {
+                self.status = Some(RunStatus::Running);
+                self.started_by = Some(operator.clone());
+                self.submitted_by = submitted_by.clone();
+            }
             (RunEvent::StepStarted { attempt, .. }, Some(s)) => {
                 s.status = StepStatus::Started;
                 s.attempts = *attempt;
@@ -639,6 +710,13 @@ impl RunState {
             (RunEvent::AttemptFailed { reason, .. }, Some(s)) => {
                 s.status = StepStatus::Retrying;
                 s.reason = Some(reason.clone());
+            }
+            // An approval step succeeds only on the decisions its request's rules count.
+            (RunEvent::StepSucceeded { step, .. }, Some(s))
+                if s.approval.as_ref().is_some_and(|a| !a.is_granted()) =>
+            {
+                let why = "`step_succeeded` for an approval step without the decisions its rules require";
+                self.refused.push(Refused { step: step.clone(), why: why.into() });
             }
             (RunEvent::StepSucceeded { step, outputs, .. }, Some(s)) => {
                 s.status = StepStatus::Succeeded;
@@ -651,6 +729,13 @@ impl RunState {
             }
             (RunEvent::StepFailed { reason, .. }, Some(s)) => {
                 s.status = StepStatus::Failed;
+                s.reason = Some(reason.clone());
+            }
+            // A skip does not settle a pending approval: the engine skips one when the run
+            // stops after a failure, and asks again on resume; decisions stay possible.
+            (RunEvent::StepSkipped { reason, .. }, Some(s))
+                if s.approval.as_ref().is_some_and(|a| !a.is_granted() && a.rejected_by.is_none()) =>
+            {
                 s.reason = Some(reason.clone());
             }
             (RunEvent::StepSkipped { reason, .. }, Some(s)) => {
@@ -684,6 +769,29 @@ impl RunState {
                     s.reason = Some(format!("compensation {OPERATOR_SKIP}{operator}: {reason}"));
                 }
             },
+            // The first request's rules hold: a later request that changes them does not
+            // count (the engine never journals a second request for a step).
+            (
+                RunEvent::ApprovalRequested {
+                    step,
+                    approvers,
+                    min_approvals,
+                    allow_self_approval,
+                    inputs,
+                    ..
+                },
+                Some(s),
+            ) if s.approval.is_some() => {
+                if let Some(a) = &s.approval
+                    && (a.approvers != *approvers
+                        || a.min_approvals != *min_approvals
+                        || a.allow_self_approval != *allow_self_approval
+                        || a.inputs != *inputs)
+                {
+                    let why = "a second `approval_requested` changes the rules of the request";
+                    self.refused.push(Refused { step: step.clone(), why: why.into() });
+                }
+            }
             (
                 RunEvent::ApprovalRequested {
                     approvers,
@@ -697,8 +805,7 @@ impl RunState {
                 Some(s),
             ) => {
                 s.status = StepStatus::AwaitingApproval;
-                // A repeated request (after resume) keeps the decisions already made.
-                let granted_by = s.approval.take().map(|a| a.granted_by).unwrap_or_default();
+                let owners = self.started_by.iter().chain(&self.submitted_by).cloned().collect();
                 s.approval = Some(Approval {
                     approvers: approvers.clone(),
                     min_approvals: *min_approvals,
@@ -706,23 +813,37 @@ impl RunState {
                     requested_by: requested_by.clone(),
                     inputs: inputs.clone(),
                     deadline_ms: *deadline_ms,
-                    granted_by,
+                    granted_by: Vec::new(),
                     rejected_by: None,
+                    owners,
                 });
             }
+            // A decision counts only if its request's rules allow it ([`Approval::may_decide`]).
             (RunEvent::ApprovalGranted { step, operator, inputs, .. }, Some(s)) => {
-                if let Some(a) = &mut s.approval
-                    && !a.granted_by.iter().any(|g| identity_key(g) == identity_key(operator))
-                {
-                    a.granted_by.push(operator.clone());
+                match s.approval.as_mut().map(|a| (a.may_decide(operator), a)) {
+                    Some((Ok(()), a)) => {
+                        a.granted_by.push(operator.clone());
+                        self.approval_inputs.entry(step.clone()).or_default().extend(inputs.clone());
+                    }
+                    Some((Err(why), _)) => self.refused.push(Refused { step: step.clone(), why }),
+                    None => self.refused.push(Refused {
+                        step: step.clone(),
+                        why: "`approval_granted` for a step with no approval request".into(),
+                    }),
                 }
-                self.approval_inputs.entry(step.clone()).or_default().extend(inputs.clone());
             }
-            (RunEvent::ApprovalRejected { operator, reason, .. }, Some(s)) => {
-                if let Some(a) = &mut s.approval {
-                    a.rejected_by = Some(operator.clone());
+            (RunEvent::ApprovalRejected { step, operator, reason }, Some(s)) => {
+                match s.approval.as_mut().map(|a| (a.may_decide(operator), a)) {
+                    Some((Ok(()), a)) => {
+                        a.rejected_by = Some(operator.clone());
+                        s.reason = Some(format!("rejected by {operator}: {reason}"));
+                    }
+                    Some((Err(why), _)) => self.refused.push(Refused { step: step.clone(), why }),
+                    None => self.refused.push(Refused {
+                        step: step.clone(),
+                        why: "`approval_rejected` for a step with no approval request".into(),
+                    }),
                 }
-                s.reason = Some(format!("rejected by {operator}: {reason}"));
             }
             (RunEvent::RunSuspended { .. }, _) => self.status = Some(RunStatus::NeedsOperator),
             (RunEvent::EscalationFired { escalation, .. }, _)
@@ -750,6 +871,9 @@ impl RunState {
             last_seq: self.last_seq,
             last_hash: self.last_hash.clone(),
             escalations_fired: Vec::new(),
+            started_by: self.started_by.clone(),
+            submitted_by: self.submitted_by.clone(),
+            refused: Vec::new(),
             approval_inputs: self
                 .approval_inputs
                 .iter()
@@ -831,6 +955,8 @@ mod tests {
             params: BTreeMap::new(),
             operator: "ops@host".into(),
             engine_version: "0.1.0".into(),
+            submitted_by: None,
+            log_digests: false,
         }
     }
 

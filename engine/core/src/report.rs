@@ -544,6 +544,8 @@ mod tests {
                     params: BTreeMap::from([("stable_tag".into(), Value::from("v1.0.0-stable"))]),
                     operator: "oncall".into(),
                     engine_version: "0.1.0".into(),
+                    submitted_by: None,
+                    log_digests: false,
                 },
             ),
             ("2026-11-30T14:01:00.000Z", RunEvent::StepStarted { step: "sync".into(), attempt: 1 }),

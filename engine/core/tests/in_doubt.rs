@@ -127,6 +127,8 @@ proptest! {
             params: BTreeMap::new(),
             operator: "ana".into(),
             engine_version: "0.1.0".into(),
+            submitted_by: None,
+            log_digests: false,
         }];
         let mut model = Model::default();
         for (kind, unit, attempt) in script {

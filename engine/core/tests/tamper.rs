@@ -18,6 +18,8 @@ fn journal_of(n: usize) -> Vec<Record> {
                 params: BTreeMap::new(),
                 operator: "ana@bastion".into(),
                 engine_version: "0.1.0".into(),
+                submitted_by: None,
+                log_digests: false,
             },
             i if i == n - 1 => RunEvent::RunFinished { status: RunStatus::Succeeded },
             i if i % 2 == 1 => RunEvent::StepStarted { step: format!("s{i}"), attempt: 1 },

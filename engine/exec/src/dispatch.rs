@@ -100,6 +100,9 @@ pub struct RunOptions {
     /// digests when the run was prepared: journaled with `run_started` after the runbook
     /// files, so that `resume` can refuse when one changed.
     pub reads: Vec<runbook_core::plan::FileHash>,
+    /// Who submitted the run, for a queued run a worker executes: journaled with
+    /// `run_started`, so that the submitter cannot approve the run's steps either.
+    pub submitted_by: Option<String>,
 }
 
 /// An inline answer to an approval: approve or reject, and why.
@@ -785,6 +788,8 @@ impl<'a> Dispatcher<'a> {
                     params: params.collect(),
                     operator: self.opts.operator.clone(),
                     engine_version: runbook_core::ENGINE_VERSION.to_string(),
+                    submitted_by: self.opts.submitted_by.clone(),
+                    log_digests: true,
                 })
                 .await?;
                 // Runbook preconditions: any failure and no step runs.
@@ -853,7 +858,14 @@ impl<'a> Dispatcher<'a> {
         for (idx, step) in self.runbook.steps.iter().enumerate() {
             let Some(s) = r.state.steps.get(step.id.as_str()) else { continue };
             self.attempts[idx] = s.attempts;
+            // An approval step is done only on decisions its request's rules count: a success
+            // or a skip journaled without them (a forged record) asks again.
+            let unapproved = matches!(step.action, Action::Approval(_))
+                && matches!(s.status, StepStatus::Succeeded | StepStatus::Skipped)
+                && !s.skipped_by_operator()
+                && !s.approval.as_ref().is_some_and(|a| a.is_granted());
             self.state[idx] = match s.status {
+                _ if unapproved => State::Waiting,
                 StepStatus::Succeeded => State::Succeeded,
                 StepStatus::Skipped if retry_failed && !s.skipped_by_operator() => State::Waiting,
                 StepStatus::Skipped => State::Skipped,
@@ -1327,7 +1339,8 @@ impl<'a> Dispatcher<'a> {
                 approvers: spec.approvers.clone(),
                 min_approvals: spec.min_approvals,
                 allow_self_approval: spec.allow_self_approval,
-                requested_by: self.opts.operator.clone(),
+                // Self-approval is judged against who started the run, not who resumed it.
+                requested_by: self.journal.started_by.clone().unwrap_or_else(|| self.opts.operator.clone()),
                 inputs: spec.inputs.iter().map(|p| (p.name.clone(), p.ty.as_str().to_string())).collect(),
                 deadline_ms: spec.timeout.map(|t| now_ms.saturating_add(t.as_millis() as i64)),
             })
@@ -1396,6 +1409,18 @@ impl<'a> Dispatcher<'a> {
         let Some(approval) = self.journal.steps.get(&id).and_then(|s| s.approval.clone()) else {
             return Ok(None);
         };
+        // The journaled request must carry the runbook's rules (a request journaled by
+        // someone else before the engine reached the step is not this step's): else no
+        // decision settles it.
+        let inputs: BTreeMap<String, String> =
+            spec.inputs.iter().map(|p| (p.name.clone(), p.ty.as_str().to_string())).collect();
+        if approval.approvers != spec.approvers
+            || approval.min_approvals != spec.min_approvals
+            || approval.allow_self_approval != spec.allow_self_approval
+            || approval.inputs != inputs
+        {
+            return Ok(None);
+        }
         let attempt = self.attempts[idx].max(1);
         if let Some(by) = &approval.rejected_by {
             let reason = self.journal.steps.get(&id).and_then(|s| s.reason.clone());

@@ -10,9 +10,13 @@
 //!
 //! The log file is a plain stream of redacted lines, `out TEXT` or `err TEXT`.
 
+use std::collections::BTreeMap;
 use std::io::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
+
+use sha2::{Digest as _, Sha256};
 
 use tokio::sync::mpsc;
 
@@ -27,6 +31,39 @@ pub const TERMINAL_BUDGET: usize = 8 << 20;
 
 /// Bytes of output sent to the terminal and not yet printed, in this process.
 static TERMINAL_BACKLOG: AtomicUsize = AtomicUsize::new(0);
+
+/// The logs this process wrote, by path: the SHA-256 and length of the bytes written, or
+/// `None` for a log that was cut (its end is not what was written). Only these may be kept
+/// in the store, and only while their files still hold exactly those bytes: a step can write
+/// in the run folder, and another host's engine wrote its own copies.
+static WRITTEN: Mutex<BTreeMap<PathBuf, Option<(Sha256, u64)>>> = Mutex::new(BTreeMap::new());
+
+/// What this process wrote to the log at `path`: `Some(Some((sha256, bytes)))`,
+/// `Some(None)` for a cut log, `None` for a log it never wrote.
+pub fn written_log(path: &Path) -> Option<Option<(String, u64)>> {
+    let entry = WRITTEN.lock().ok()?.get(path).cloned()?;
+    Some(entry.map(|(digest, bytes)| (digest.finalize().iter().map(|b| format!("{b:02x}")).collect(), bytes)))
+}
+
+/// A log's first `cap` bytes (and one more), its length and its SHA-256, read in one pass
+/// with bounded memory.
+pub fn read_log(path: &Path, cap: usize) -> Option<(Vec<u8>, u64, String)> {
+    use std::io::Read as _;
+    let mut file = std::fs::File::open(path).ok()?;
+    let (mut head, mut total, mut digest) = (Vec::new(), 0u64, Sha256::new());
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = file.read(&mut buf).ok()?;
+        if n == 0 {
+            break;
+        }
+        digest.update(&buf[..n]);
+        total += n as u64;
+        let room = (cap + 1).saturating_sub(head.len()).min(n);
+        head.extend_from_slice(&buf[..room]);
+    }
+    Some((head, total, digest.finalize().iter().map(|b| format!("{b:02x}")).collect()))
+}
 
 /// The printer calls this once it has shown (or dropped) a report, so that more output
 /// may follow.
@@ -51,6 +88,9 @@ pub struct Sink {
     report: mpsc::UnboundedSender<Report>,
     /// Lines left out of the terminal.
     elided: u64,
+    /// The digest and length of what was written to the log.
+    digest: Sha256,
+    bytes: u64,
 }
 
 impl Sink {
@@ -58,7 +98,7 @@ impl Sink {
     /// under `step`.
     pub fn new(path: PathBuf, step: String, attempt: u32, report: mpsc::UnboundedSender<Report>) -> Sink {
         let label = format!("`{step}` (attempt {attempt})");
-        Sink { path, file: None, cut: None, step, label, report, elided: 0 }
+        Sink { path, file: None, cut: None, step, label, report, elided: 0, digest: Sha256::new(), bytes: 0 }
     }
 
     /// One redacted line.
@@ -97,7 +137,28 @@ impl Sink {
             .and_then(|()| file.write_all(line.text.as_bytes()))
             .and_then(|()| file.write_all(b"\n"));
         if let Err(e) = written {
-            self.cut_log(e);
+            return self.cut_log(e);
+        }
+        for part in [tag, line.text.as_bytes(), b"\n"] {
+            self.digest.update(part);
+            self.bytes += part.len() as u64;
+        }
+    }
+
+    /// Note what the log holds now, for [`written_log`].
+    fn register(&self) {
+        if self.file.is_none() && self.cut.is_none() {
+            return;
+        }
+        // Cheap on every flush: the hash state is copied, finalised only when asked for.
+        let entry = self.cut.is_none().then(|| (self.digest.clone(), self.bytes));
+        if let Ok(mut written) = WRITTEN.lock() {
+            match written.get_mut(&self.path) {
+                Some(e) => *e = entry,
+                None => {
+                    written.insert(self.path.clone(), entry);
+                }
+            }
         }
     }
 
@@ -132,6 +193,7 @@ impl Sink {
         {
             self.cut_log(e);
         }
+        self.register();
     }
 
     /// Take the lines of an attempt until its end; then say what was left out.

@@ -311,18 +311,20 @@ impl Backend {
     }
 
     fn migrations(self) -> Vec<Migration> {
-        let files: [(i64, &str, &'static str); 4] = match self {
+        let files: [(i64, &str, &'static str); 5] = match self {
             Backend::Sqlite => [
                 (1, "journal", include_str!("../migrations/sqlite/0001_journal.sql")),
                 (2, "step logs", include_str!("../migrations/sqlite/0002_step_logs.sql")),
                 (3, "queue", include_str!("../migrations/sqlite/0003_queue.sql")),
                 (4, "audit", include_str!("../migrations/sqlite/0004_audit.sql")),
+                (5, "guards", include_str!("../migrations/sqlite/0005_guards.sql")),
             ],
             Backend::Postgres => [
                 (1, "journal", include_str!("../migrations/postgres/0001_journal.sql")),
                 (2, "step logs", include_str!("../migrations/postgres/0002_step_logs.sql")),
                 (3, "queue", include_str!("../migrations/postgres/0003_queue.sql")),
                 (4, "audit", include_str!("../migrations/postgres/0004_audit.sql")),
+                (5, "guards", include_str!("../migrations/postgres/0005_guards.sql")),
             ],
         };
         files
@@ -447,6 +449,9 @@ pub struct Health {
     pub db_role: Option<String>,
     /// The identity this session may act as, in `db-role` mode.
     pub session_identity: Option<String>,
+    /// The guards (triggers) the applied migrations install that are missing or disabled:
+    /// what the store promises and does not hold.
+    pub missing_guards: Vec<String>,
 }
 
 /// How the store establishes who an operator is (set by the administrator with
@@ -537,6 +542,7 @@ impl History {
         }
         out.extend(audit::check_columns(records, &self.columns));
         out.extend(audit::check_run(&self.row, records));
+        out.extend(audit::check_decisions(records));
         out.extend(audit::check_logs(records, &self.logs));
         if !self.lock_known {
             out.push(Finding {
@@ -1008,7 +1014,59 @@ impl Store {
             identity,
             db_role: self.role.clone(),
             session_identity,
+            missing_guards: self.missing_guards(applied).await?,
         })
+    }
+
+    /// The triggers the applied migrations install that the database does not have, or has
+    /// disabled.
+    async fn missing_guards(&self, applied: i64) -> Result<Vec<String>> {
+        let expected: &[(i64, &str)] = match self.backend {
+            Backend::Sqlite => &[
+                (1, "events_no_update"),
+                (1, "events_no_delete"),
+                (4, "runs_identity_fixed"),
+                (4, "runs_head_is_the_journals"),
+                (4, "runs_no_delete"),
+                (4, "step_logs_no_delete"),
+                (5, "queue_plan_fixed"),
+                (5, "queue_no_delete"),
+            ],
+            Backend::Postgres => &[
+                (1, "events_no_update"),
+                (1, "events_no_delete"),
+                (1, "events_no_truncate"),
+                (4, "events_identity"),
+                (4, "runs_identity"),
+                (4, "runs_identity_fixed"),
+                (4, "runs_head_is_the_journals"),
+                (4, "runs_no_delete"),
+                (4, "runs_no_truncate"),
+                (4, "step_logs_no_delete"),
+                (4, "step_logs_no_truncate"),
+                (5, "queue_guard"),
+                (5, "queue_no_truncate"),
+            ],
+        };
+        let present = match self.backend {
+            Backend::Sqlite => "SELECT name FROM sqlite_master WHERE type = 'trigger'",
+            Backend::Postgres => {
+                "SELECT t.tgname::text FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid \
+                 JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE n.nspname = current_schema() AND NOT t.tgisinternal AND t.tgenabled <> 'D'"
+            }
+        };
+        let present: Vec<String> = sqlx::query(present)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| r.try_get::<String, _>(0))
+            .collect::<std::result::Result<_, _>>()?;
+        Ok(expected
+            .iter()
+            .filter(|(version, name)| *version <= applied && !present.iter().any(|p| p == name))
+            .map(|(_, name)| name.to_string())
+            .collect())
     }
 
     /// Record a new run (before its `run_started` event). Engines use [`Store::start_run`],
@@ -1197,6 +1255,23 @@ impl Store {
                 .ok_or_else(|| StoreError::NoSuchRun(run_id.to_string()))?,
         };
         let mut seq = u64::try_from(last.try_get::<i64, _>(0)?).unwrap_or(0);
+        // The head must name the last record, read in this transaction: a record is chained
+        // to the journal, never to what the `runs` row says (a row moved past its triggers
+        // would otherwise make every later record chain to a forged hash).
+        let tail = sqlx::query("SELECT seq, hash FROM events WHERE run_id = $1 ORDER BY seq DESC LIMIT 1")
+            .bind(run_id)
+            .fetch_optional(&mut **tx)
+            .await?;
+        let tail: (i64, Option<String>) = match tail {
+            Some(row) => (row.try_get(0)?, Some(row.try_get(1)?)),
+            None => (0, None),
+        };
+        if tail != (i64::try_from(seq).unwrap_or(-1), last.try_get::<Option<String>, _>(1)?) {
+            return Err(StoreError::Corrupt(format!(
+                "run {run_id}: its row's head (record {seq}) is not its journal's last record (record {}): `runbook audit verify {run_id}`",
+                tail.0
+            )));
+        }
         // The run's summary starts when its journal does (`started_at` is the first record's time).
         let first = i64::from(seq == 0);
         let mut prev: String = last
@@ -1901,10 +1976,8 @@ impl Store {
             let mut events = Vec::new();
             for log in logs {
                 let sha256 = runbook_core::audit::log_digest(log.body);
-                if kept
-                    .get(&(log.step.to_string(), i64::from(log.attempt)))
-                    .is_some_and(|(_, d)| *d == sha256)
-                {
+                // A log the journal vouches for is never replaced (whatever the new text).
+                if kept.contains_key(&(log.step.to_string(), i64::from(log.attempt))) {
                     continue;
                 }
                 sqlx::query(

@@ -99,6 +99,8 @@ fn started() -> RunEvent {
         params: BTreeMap::new(),
         operator: "ana@bastion".into(),
         engine_version: "0.1.0".into(),
+        submitted_by: None,
+        log_digests: false,
     }
 }
 
@@ -125,14 +127,14 @@ async fn a_shared_store_is_not_migrated_behind_the_team_s_back() {
     let pg = tokio::task::spawn_blocking(runbook_sandbox::peers::Postgres::start).await.expect("start");
     let location = Location::Postgres(pg.url("postgres"));
     match Store::open(&location).await {
-        Err(e @ StoreError::NeedsMigration { applied: 0, known: 4 }) => {
+        Err(e @ StoreError::NeedsMigration { applied: 0, known: 5 }) => {
             assert!(e.to_string().contains("runbook state migrate"), "{e}");
         }
         other => panic!("expected NeedsMigration, got {other:?}"),
     }
     let store = Store::connect(&location).await.expect("connect");
-    assert_eq!(store.migrate().await.expect("migrate"), (0, 4));
-    assert_eq!(store.migrate().await.expect("migrate again"), (4, 4));
+    assert_eq!(store.migrate().await.expect("migrate"), (0, 5));
+    assert_eq!(store.migrate().await.expect("migrate again"), (5, 5));
     Store::open(&location).await.expect("open after migrate");
 }
 
@@ -333,7 +335,7 @@ async fn a_newer_schema_is_refused(f: Fixture) {
         Err(StoreError::NewerSchema { .. })
     ));
     match Store::open(&f.location).await {
-        Err(e @ StoreError::NewerSchema { found: 99, known: 4 }) => {
+        Err(e @ StoreError::NewerSchema { found: 99, known: 5 }) => {
             assert!(e.to_string().contains("newer than this runbook knows"));
         }
         other => panic!("expected NewerSchema, got {other:?}"),
@@ -453,21 +455,22 @@ async fn kept_logs_are_vouched_for_by_log_kept_records(f: Fixture) {
         .expect("keep")
         .expect("records written");
     assert_eq!(head.seq, 3);
-    // The same text again: nothing to write. A new copy of one log: one new record.
+    // The same text again: nothing to write. Another text for a log already vouched for:
+    // never replaced (issue 11, red team F8), nothing written.
     assert!(store.keep_logs("r1", "t3", &[log("backup", 1, "out dumping\n")]).await.expect("keep").is_none());
     let head = store.keep_logs("r1", "t4", &[log("inc/step", 1, "out whole\n")]).await.expect("keep");
-    assert_eq!(head.map(|r| r.seq), Some(4));
+    assert_eq!(head.map(|r| r.seq), None);
     let (histories, orphans) = store.histories(Some("r1")).await.expect("histories");
     assert!(orphans.is_empty());
     let findings: Vec<String> = histories[0].findings(None).iter().map(ToString::to_string).collect();
     assert!(findings.is_empty(), "{findings:?}");
     assert_eq!(
         histories[0].logs.iter().map(|l| l.body.as_str()).collect::<Vec<_>>(),
-        ["out dumping\n", "out whole\n"]
+        ["out dumping\n", "out partial"]
     );
     let kinds: Vec<&str> =
         store.records("r1").await.expect("records").iter().map(|r| r.event.kind()).collect();
-    assert_eq!(kinds, ["run_started", "log_kept", "log_kept", "log_kept"]);
+    assert_eq!(kinds, ["run_started", "log_kept", "log_kept"]);
     // The row and its record go together: a run that does not exist keeps nothing.
     assert!(store.keep_logs("no-such-run", "t5", &[log("s", 1, "x")]).await.is_err());
     // The store's own summary follows the journal (started_at is the first record's time).
@@ -481,7 +484,7 @@ async fn the_health_check_reports_versions_and_contents(f: Fixture) {
         .await
         .expect("lock");
     let health = store.check(2_000).await.expect("check");
-    assert_eq!((health.backend, health.applied, health.known), (f.backend(), 4, 4));
+    assert_eq!((health.backend, health.applied, health.known), (f.backend(), 5, 5));
     assert_eq!((health.runs, health.live_locks), (1, 1));
     assert_eq!(store.check(100_000).await.expect("check").live_locks, 0, "the lease ran out");
     let now =
