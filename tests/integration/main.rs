@@ -19,6 +19,7 @@ mod resume;
 mod run;
 mod schema;
 mod secrets;
+mod side_columns;
 mod support;
 mod team;
 mod world;

@@ -711,6 +711,28 @@ pub fn params_holding_secrets(
     problems
 }
 
+/// Free texts an operator typed (an operator name, a label, a reason), as `(what, text)`,
+/// that hold a secret in any form the redactor knows: one line each, naming the text and
+/// the secret, never showing either. The CLI refuses them before a command writes anything
+/// to a column of the store beside the journal (`runs.operator`, `locks.holder`, `queue.*`),
+/// where redaction would leave a false identity or a false reason (issue 11, promise 3).
+pub fn texts_holding_secrets<'t>(
+    secrets: &Secrets,
+    texts: impl IntoIterator<Item = (&'t str, &'t str)>,
+) -> Vec<String> {
+    let texts: Vec<(&str, &str)> = texts.into_iter().collect();
+    let mut problems = Vec::new();
+    for (secret, value) in secrets.all() {
+        let redactor = Redactor::from_values([(secret, value)]);
+        for (what, text) in &texts {
+            if redactor.redact(text) != *text {
+                problems.push(format!("{what} contains the value of secret `{secret}`"));
+            }
+        }
+    }
+    problems
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
