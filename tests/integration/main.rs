@@ -17,6 +17,7 @@ mod pinning;
 mod plan;
 mod resume;
 mod run;
+mod run_folder;
 mod schema;
 mod secrets;
 mod side_columns;

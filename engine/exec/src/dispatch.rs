@@ -317,7 +317,7 @@ impl<'a> Dispatcher<'a> {
 
     /// Carry out the run. `cancel` turning `true` interrupts it (Ctrl-C, SIGTERM).
     pub async fn run(mut self, mut cancel: watch::Receiver<bool>) -> Result<Outcome, ExecError> {
-        std::fs::create_dir_all(&self.opts.run_dir).map_err(|e| ExecError::RunDir {
+        crate::output::private_dir(&self.opts.run_dir).map_err(|e| ExecError::RunDir {
             path: self.opts.run_dir.display().to_string(),
             error: e.to_string(),
         })?;
@@ -326,6 +326,9 @@ impl<'a> Dispatcher<'a> {
             self.start_nested(&cancel).await?;
         } else {
             self.start_top(&cancel).await?;
+            // This engine holds the run now: values a dead engine's steps left in their
+            // `$RUNBOOK_OUTPUT` files are removed (issue 11, promise 3).
+            crate::output::remove_outputs_files(&self.opts.run_dir);
         }
         if self.opts.compensate_only {
             let mut status =

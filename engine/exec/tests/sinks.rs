@@ -90,9 +90,12 @@ fn every_sink_gets_bytes_only_through_the_redactor() {
     let writers = places(&engine, "OpenOptions::new()");
     assert_eq!(
         names(&writers),
-        ["engine/cli/queue.rs:1", "engine/exec/src/output.rs:2"],
+        ["engine/cli/loader.rs:1", "engine/cli/queue.rs:1", "engine/exec/src/action.rs:2"],
         "a new file writer: route it through output::Sink, or list it here with why it \
-         carries no secret (queue.rs: a worker's file of an engine's own, already redacted, output)"
+         carries no secret (queue.rs: a worker's file of an engine's own, already redacted, output; \
+         loader.rs and action.rs's read_pinned: read-only opens; action.rs's private_file: the \
+         0600 files of the run folder, the sink's logs and the `$RUNBOOK_OUTPUT` files the engine \
+         creates empty, reads back and removes)"
     );
     // Terminal output of steps: only the sink sends it.
     assert_eq!(names(&places(&engine, "send(Report::Output")), ["engine/exec/src/output.rs:1"]);

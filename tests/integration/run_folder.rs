@@ -1,0 +1,63 @@
+//! Issue 11, promise 3 (second round, F6): the run folder is the engine's alone. The
+//! folder is 0700, logs and `$RUNBOOK_OUTPUT` files are 0600 whatever the umask, and an
+//! outputs file a dead engine left behind is removed when the run is taken up again.
+
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::Path;
+
+use crate::support::{Scratch, files};
+
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path).map(|m| m.permissions().mode() & 0o777).unwrap_or(0)
+}
+
+#[test]
+fn the_run_folder_its_logs_and_outputs_files_are_private() {
+    let s = Scratch::new(
+        r#"[runbook]
+name = "private"
+
+[steps.emit]
+run = 'printf "tok=value\n" >> "$RUNBOOK_OUTPUT"; stat -c %a "$RUNBOOK_OUTPUT" > outputs-mode; echo done'
+outputs = ["tok"]
+
+[steps.after]
+run = 'echo "${T}"'
+env = { T = "{{ steps.emit.outputs.tok }}" }
+needs = ["emit"]
+"#,
+    );
+    let out = s.run(&[], &[]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert_eq!(s.read("outputs-mode").trim(), "600", "the outputs file while the step writes it");
+    let id = s.latest_run();
+    let dir = s.path().join("state/runs").join(&id);
+    assert_eq!(mode(&dir), 0o700, "{}", dir.display());
+    let logs = files(&dir, "log");
+    assert!(!logs.is_empty(), "no logs in {}", dir.display());
+    for log in logs {
+        assert_eq!(mode(&log), 0o600, "{}", log.display());
+    }
+}
+
+#[test]
+fn an_outputs_file_left_by_a_dead_engine_is_removed_when_the_run_is_resumed() {
+    let s = Scratch::new(
+        r#"[runbook]
+name = "left"
+
+[steps.emit]
+run = 'printf "tok=Zq7vB2Xq4wP9kLm2\n" >> "$RUNBOOK_OUTPUT"; if [ ! -e killed ]; then touch killed; kill -9 $PPID; sleep 5; fi'
+outputs = ["tok"]
+idempotent = true
+"#,
+    );
+    let out = s.run(&[], &[]);
+    assert_ne!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    let id = s.latest_run();
+    let dir = s.path().join("state/runs").join(&id);
+    let out = s.cmd(&["resume", &id], &[]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    let left = files(&dir, "outputs");
+    assert!(left.is_empty(), "outputs files left after resume: {left:?}");
+}
