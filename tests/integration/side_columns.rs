@@ -143,3 +143,68 @@ fn a_generated_secret_typed_into_every_operator_input_never_reaches_the_store() 
         assert_store_clean(&s, &secret);
     }
 }
+
+/// A real HTTP server on 127.0.0.1 that answers every request with `body` (until the test
+/// ends); its URL.
+fn serve(body: String, content_type: &'static str) -> String {
+    use std::io::{Read as _, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}/", listener.local_addr().expect("addr"));
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut buf = [0u8; 4096];
+            let _ = stream.read(&mut buf);
+            let head = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = stream.write_all(head.as_bytes()).and_then(|()| stream.write_all(body.as_bytes()));
+        }
+    });
+    url
+}
+
+/// F7: an HTTP response is redacted before it is cut (64 KiB of `body`) or parsed (`json`
+/// numbers beyond what a u64 or an f64 holds): no piece of the secret reaches the journal.
+#[test]
+fn an_http_response_is_redacted_before_it_is_cut_or_parsed() {
+    let tok = "tok_Zq7vB2Xq4wP9kLm2Zq7vB2Xq4wP9kLm2Zq7vB2Xq4wP9kLm2";
+    let num = "98765432109876543210123";
+    // The secret straddles the 64 KiB cut of `body`.
+    let cut_body = format!("{}{tok} and more", "A".repeat(64 * 1024 - 30));
+    let cut_url = serve(cut_body, "text/plain");
+    let num_url = serve(format!("{{\"account\": {num}, \"ok\": true}}"), "application/json");
+    let s = Scratch::new(&format!(
+        r#"[runbook]
+name = "http-outputs"
+
+[secrets.TOK]
+env = "TOK_SRC"
+[secrets.ACCT]
+env = "NUM_SRC"
+
+[steps.cut]
+http = {{ url = "{cut_url}", headers = {{ Authorization = "Bearer {{{{ secrets.TOK }}}}" }} }}
+
+[steps.num]
+http = {{ url = "{num_url}", headers = {{ X-Acct = "{{{{ secrets.ACCT }}}}" }} }}
+"#
+    ));
+    let env = [("TOK_SRC", tok), ("NUM_SRC", num)];
+    let out = s.run(&[], &env);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    let audit = s.audit(&s.latest_run());
+    for (secret, piece) in [(tok, &tok[..20]), (num, &num[..12])] {
+        assert!(!audit.contains(piece), "a piece of {secret:?} is journaled");
+    }
+    // A big number that is no secret stays in the body as it came.
+    assert!(
+        audit.contains("<secret:TOK>") && audit.contains("<secret:ACCT>"),
+        "{}",
+        &audit[..audit.len().min(2000)]
+    );
+    let float = "9.87654321098765";
+    assert!(!audit.contains(float), "the number was re-encoded before redaction");
+    assert_store_clean(&s, &tok[..20]);
+}

@@ -172,7 +172,7 @@ async fn remote(work: Work, redactor: &Redactor, lines: &mpsc::Sender<Line>) -> 
     match work {
         Work::Process { .. } => Done::failed("internal: a process reached the remote path".into()),
         Work::Http { request, assert } => {
-            let outputs = match http::send(&request).await {
+            let outputs = match http::send(&request, redactor).await {
                 Ok(o) => o,
                 Err(e) => return Done::failed(format!("{} {}: {e}", request.method, request.url)),
             };
@@ -197,7 +197,7 @@ async fn remote(work: Work, redactor: &Redactor, lines: &mpsc::Sender<Line>) -> 
             }
         },
         Work::Notify { request, required } => {
-            let verdict = match http::send(&request).await {
+            let verdict = match http::send(&request, redactor).await {
                 Err(e) => Check::Failed(e),
                 Ok(outputs) => http::judge(&request, &outputs),
             };

@@ -1373,7 +1373,7 @@ impl<'a> Dispatcher<'a> {
         tokio::spawn(async move {
             let (delivered, error) = match request {
                 Err(e) => (false, Some(e)),
-                Ok(request) => match http::send(&request).await {
+                Ok(request) => match http::send(&request, &redactor).await {
                     Err(e) => (false, Some(e)),
                     Ok(outputs) => match http::judge(&request, &outputs) {
                         action::Check::Passed(_) => (true, None),
