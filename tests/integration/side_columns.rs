@@ -129,7 +129,7 @@ fn a_generated_secret_typed_into_every_operator_input_never_reaches_the_store() 
         // A run waiting for approval, then every typed text on it.
         let out = s.run(&[], &env);
         assert_eq!(out.code, 4, "{}{}", out.stdout, out.stderr);
-        let id = s.latest_run();
+        let id = out.stdout.split_whitespace().nth(1).expect("the run's id").to_string();
         let input = format!("ticket={secret}");
         let out = s.cmd(&["approve", &id, "gate", "--reason", &reason, "--input", &input], &env);
         assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
@@ -207,4 +207,125 @@ http = {{ url = "{num_url}", headers = {{ X-Acct = "{{{{ secrets.ACCT }}}}" }} }
     let float = "9.87654321098765";
     assert!(!audit.contains(float), "the number was re-encoded before redaction");
     assert_store_clean(&s, &tok[..20]);
+}
+
+/// What a terminal shows of `text`: escape sequences play no part, a backspace erases the
+/// character before it, NUL and a lone carriage return show nothing.
+fn as_shown(text: &str) -> String {
+    let mut out: Vec<char> = Vec::new();
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\u{1b}' => {
+                if chars.peek() == Some(&'[') {
+                    chars.next();
+                    for n in chars.by_ref() {
+                        if ('@'..='~').contains(&n) {
+                            break;
+                        }
+                    }
+                } else {
+                    chars.next();
+                }
+            }
+            '\u{8}' => {
+                out.pop();
+            }
+            '\0' | '\r' => {}
+            c => out.push(c),
+        }
+    }
+    out.into_iter().collect()
+}
+
+/// F1: ordinary tools print a secret with control bytes inside it (grep's colours, a
+/// backspace, UTF-16) or in escaped forms (shell quoting, HTML entities, quoted-printable,
+/// Java's URLEncoder, SQL literals): none reaches the terminal, the logs, `show`, the journal
+/// or the store.
+#[test]
+fn secrets_printed_with_control_bytes_or_escapes_by_ordinary_tools_are_redacted() {
+    let token = "Zq7vB2Xq4wP9kLm2";
+    let pw = "it's~a*p@ss&w<rd>!";
+    let qp = "Zq7=vB2Xq4wP9kLm2";
+    let s = Scratch::new(
+        r#"[runbook]
+name = "forms"
+
+[secrets.TOKEN]
+env = "TOKEN_SRC"
+[secrets.PW]
+env = "PW_SRC"
+[secrets.QP]
+env = "QP_SRC"
+
+[defaults]
+on-failure = "continue"
+
+[steps.tools]
+run = '''
+echo "token: $T" | grep --color=always "Zq7"
+printf "%s_\b%s\n" "${T:0:6}" "${T:6}"
+printf "%s\n" "$T" | iconv -t UTF-16LE; echo
+( set -x; true -u "admin:$P" ) 2>&1
+printf "%q\n" "$P"
+jq -rn "env.P | @sh"
+jq -rn "env.P | @html"
+perl -MData::Dumper -e 'print Dumper($ENV{P})'
+python3 -c 'import html,os; print(html.escape(os.environ["P"]))'
+python3 -c 'import os; print("".join(c if c.isalnum() else "&#%d;" % ord(c) for c in os.environ["P"]))'
+python3 -c 'import os; print("".join(c if c.isalnum() else "&#x%x;" % ord(c) for c in os.environ["P"]))'
+python3 -c 'import os,urllib.parse as u; print(u.quote_plus(os.environ["P"], safe="*").replace("~", "%7E"))'
+python3 -c 'import quopri,os,sys; sys.stdout.write(quopri.encodestring(os.environ["Q"].encode()).decode())'; echo
+printf "'%s'\n" "${P//\'/\'\'}"
+echo "colored=$(echo "$T" | grep --color=always Zq7)" >> "$RUNBOOK_OUTPUT"
+printf 'bs=%s_\b%s\n' "${T:0:6}" "${T:6}" >> "$RUNBOOK_OUTPUT"
+'''
+env = { T = "{{ secrets.TOKEN }}", P = "{{ secrets.PW }}", Q = "{{ secrets.QP }}" }
+outputs = ["colored", "bs"]
+"#,
+    );
+    let env = [("TOKEN_SRC", token), ("PW_SRC", pw), ("QP_SRC", qp)];
+    let out = s.run(&[], &env);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    let id = s.latest_run();
+    let mut places = vec![("run".to_string(), out.stdout.clone() + &out.stderr)];
+    for args in [
+        vec!["show", id.as_str()],
+        vec!["logs", id.as_str()],
+        vec!["audit", id.as_str(), "--format", "jsonl"],
+    ] {
+        let o = s.cmd(&args, &env);
+        places.push((args.join(" "), o.stdout + &o.stderr));
+    }
+    for f in files(&s.path().join("state"), "") {
+        let bytes = std::fs::read(&f).unwrap_or_default();
+        let text: String = String::from_utf8_lossy(&bytes).chars().filter(|c| *c != '\0').collect();
+        places.push((f.display().to_string(), text));
+    }
+    // Pieces that each form leaves of the secrets, whatever escapes surround them.
+    let pieces = [
+        "Zq7vB2Xq4",
+        "Xq4wP9kLm2",
+        "vB2Xq4wP9",
+        "p@ss",
+        "s~a",
+        "a*p",
+        "ss&w",
+        "%7Ea*p",
+        "&lt;rd&gt;",
+        "&#60;rd&#62;",
+        "&#x3c;rd&#x3e;",
+        "it'\\''s",
+        "it\\'s",
+        "it''s",
+        "Zq7=3DvB2",
+        "w\\<rd",
+    ];
+    for (what, text) in &places {
+        let shown = as_shown(text);
+        for piece in pieces {
+            assert!(!shown.contains(piece), "{what} shows {piece:?}:\n{shown}");
+        }
+        assert!(!text.contains("\\u001b[01;31m\\u001b[KZq7"), "{what} journals the coloured secret");
+    }
 }

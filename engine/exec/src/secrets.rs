@@ -432,8 +432,13 @@ impl StreamRedactor {
         let boundary = if last {
             norm.len()
         } else {
-            let window = norm.len().saturating_sub(p.longest - 1);
-            (window..norm.len()).find(|&i| p.may_grow(&norm[i..])).unwrap_or(norm.len())
+            // The last byte may yet be erased by a backspace to come (an overstrike cut
+            // between two reads): what comes before it counts as a beginning too.
+            let n = norm.len();
+            let window = n.saturating_sub(p.longest);
+            (window..n)
+                .find(|&i| p.may_grow(&norm[i..]) || (i + 1 < n && p.may_grow(&norm[i..n - 1])))
+                .unwrap_or(n)
         };
         let byte_boundary = if last {
             self.pending.len()
@@ -475,11 +480,38 @@ fn normalise(bytes: &[u8], last: bool) -> (Vec<u8>, Vec<usize>) {
     let mut i = 0;
     while i < bytes.len() {
         let b = bytes[i];
+        // What a terminal does not show as characters is no part of a match: NUL (UTF-16
+        // text), escape sequences (colours), and a backspace with the byte it erases (an
+        // overstrike); the match still covers the original bytes (issue 11, promise 3).
+        match b {
+            0 => {
+                i += 1;
+                continue;
+            }
+            0x08 => {
+                norm.pop();
+                map.pop();
+                i += 1;
+                continue;
+            }
+            0x1b => match escape_len(&bytes[i..]) {
+                Some(n) => {
+                    i += n;
+                    continue;
+                }
+                // Not complete yet: the next bytes tell.
+                None if !last => break,
+                None => {}
+            },
+            _ => {}
+        }
         if b == b'\n' || b == b'\r' {
             let run_end =
                 bytes[i..].iter().position(|c| *c != b'\n' && *c != b'\r').map_or(bytes.len(), |n| i + n);
             let run = &bytes[i..run_end];
-            let single = run == b"\n" || run == b"\r\n";
+            // A lone carriage return between two characters too: a terminal writes what
+            // follows over the line, and can show a value put together from both parts.
+            let single = run == b"\n" || run == b"\r\n" || run == b"\r";
             if run_end == bytes.len() && !last && run.len() <= 2 {
                 // Undecided: the next bytes tell whether it is a single break. A longer run
                 // is decided already (it can only grow), so a stream of blank lines is not
@@ -500,6 +532,25 @@ fn normalise(bytes: &[u8], last: bool) -> (Vec<u8>, Vec<usize>) {
         i += 1;
     }
     (norm, map)
+}
+
+/// The length of the escape sequence at the start of `bytes` (which begins with ESC):
+/// a CSI (`ESC [` parameters, a final byte in `@`..=`~`), or ESC and one more byte. `None`
+/// when it is not complete yet; a CSI longer than 32 bytes is no escape (ESC alone is
+/// skipped), so nothing unbounded is held back.
+fn escape_len(bytes: &[u8]) -> Option<usize> {
+    match bytes.get(1) {
+        None => None,
+        Some(b'[') => {
+            for (k, c) in bytes.iter().enumerate().skip(2).take(32) {
+                if (0x40..=0x7e).contains(c) {
+                    return Some(k + 1);
+                }
+            }
+            if bytes.len() < 34 { None } else { Some(1) }
+        }
+        Some(_) => Some(2),
+    }
 }
 
 /// Every form of `value` that the redactor looks for (before normalisation).
@@ -535,6 +586,7 @@ pub fn forms(value: &str) -> Vec<Vec<u8>> {
     out.push(hex(bytes, false, ":").into_bytes());
     out.push(hex(bytes, true, ":").into_bytes());
     out.extend(url_forms(value));
+    out.extend(escaped_forms(value));
     out.retain(|f| !f.is_empty());
     out.sort();
     out.dedup();
@@ -573,6 +625,65 @@ fn json_escaped(s: &str, ascii: Option<bool>, html: bool, slash: bool) -> String
     out
 }
 
+/// The forms quoting and escaping give a value: shell quoting (bash's xtrace and jq's
+/// `@sh`: `'\''`; Perl and `\'`; `printf %q`: a backslash before each special character),
+/// SQL string literals (`''`), HTML and XML entities (named, decimal, hex, as Python, jq and
+/// PHP write them), quoted-printable (`=XX`), and Java's `URLEncoder` (form encoding that
+/// keeps `*` and encodes `~`). Each is a rule for every character of the value, so the
+/// number of forms does not grow with the value.
+fn escaped_forms(value: &str) -> Vec<Vec<u8>> {
+    let map = |f: &dyn Fn(char) -> Option<String>| -> Vec<u8> {
+        let mut out = String::with_capacity(value.len() * 2);
+        for c in value.chars() {
+            match f(c) {
+                Some(r) => out.push_str(&r),
+                None => out.push(c),
+            }
+        }
+        out.into_bytes()
+    };
+    let mut out = Vec::new();
+    if value.contains('\'') {
+        out.push(map(&|c| (c == '\'').then(|| "'\\''".to_string())));
+        out.push(map(&|c| (c == '\'').then(|| "''".to_string())));
+        out.push(map(&|c| matches!(c, '\'' | '\\').then(|| format!("\\{c}"))));
+    }
+    // bash's `printf %q` (and `${var@Q}`-less quoting of `ls`, `declare -p`).
+    const SH_SPECIAL: &str = " \t'\"\\|&;()<>!{}*[?]^$`,#~=%";
+    out.push(map(&|c| SH_SPECIAL.contains(c).then(|| format!("\\{c}"))));
+    out.push(map(&|c| (SH_SPECIAL.contains(c) && !"~=%#,".contains(c)).then(|| format!("\\{c}"))));
+    for apos in ["&apos;", "&#39;", "&#x27;"] {
+        out.push(map(&|c| match c {
+            '&' => Some("&amp;".to_string()),
+            '<' => Some("&lt;".to_string()),
+            '>' => Some("&gt;".to_string()),
+            '"' => Some("&quot;".to_string()),
+            '\'' => Some(apos.to_string()),
+            _ => None,
+        }));
+    }
+    out.push(map(&|c| (!c.is_alphanumeric()).then(|| format!("&#{};", c as u32))));
+    out.push(map(&|c| (!c.is_alphanumeric()).then(|| format!("&#x{:x};", c as u32))));
+    out.push(map(&|c| (!c.is_alphanumeric()).then(|| format!("&#x{:X};", c as u32))));
+    let qp: String = value
+        .bytes()
+        .map(|b| {
+            if b == b'=' || !(0x20..0x7f).contains(&b) {
+                format!("={b:02X}")
+            } else {
+                (b as char).to_string()
+            }
+        })
+        .collect();
+    out.push(qp.into_bytes());
+    for upper in [true, false] {
+        out.push(percent_encoded(value.as_bytes(), PCT_JAVA, upper).replace("%20", "+").into_bytes());
+    }
+    out
+}
+
+/// Java's `URLEncoder` (and HTML form encoding): `*` kept, `~` encoded.
+const PCT_JAVA: &[u8] = b"-._*";
 /// Bytes each percent-encoding keeps as they are (besides ASCII letters and digits).
 const PCT_UNRESERVED: &[u8] = b"-._~";
 /// Python's `urllib.parse.quote`: `/` too.
@@ -992,6 +1103,44 @@ mod tests {
         .prop_map(|c| c.into_iter().collect())
     }
 
+    /// A secret with the characters shells, SQL and HTML escape.
+    fn quoted_secret_strategy() -> impl Strategy<Value = String> {
+        proptest::collection::vec(
+            prop_oneof![
+                6 => proptest::char::range('A', 'Z'),
+                3 => proptest::char::range('0', '9'),
+                4 => proptest::sample::select(vec!['\'', '~', '*', '@', '&', '<', '>', '!', '"', '$', ' ', '\\', '=']),
+                1 => proptest::sample::select(vec!['é', '日']),
+            ],
+            8..40,
+        )
+        .prop_map(|c| c.into_iter().collect())
+    }
+
+    /// What a terminal shows of `bytes`: escape sequences, NULs and lone carriage returns
+    /// show nothing, a backspace erases the character before it.
+    fn terminal_view(bytes: &[u8]) -> String {
+        let mut out: Vec<u8> = Vec::new();
+        let mut i = 0;
+        while i < bytes.len() {
+            match bytes[i] {
+                0x1b if bytes.get(i + 1) == Some(&b'[') => {
+                    i += 2;
+                    while i < bytes.len() && !(0x40..=0x7e).contains(&bytes[i]) {
+                        i += 1;
+                    }
+                }
+                0x08 => {
+                    out.pop();
+                }
+                0 | b'\r' => {}
+                b => out.push(b),
+            }
+            i += 1;
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
     fn text_strategy() -> impl Strategy<Value = String> {
         proptest::string::string_regex("[a-z ,.;!?\\n-]{0,200}").unwrap_or_else(|_| unreachable!())
     }
@@ -1131,6 +1280,58 @@ mod tests {
             for w in tail.windows(8.min(tail.len())) {
                 let w: String = w.iter().collect();
                 prop_assert!(!out.contains(&w), "{w:?} survives: {out:?}");
+            }
+        }
+
+        /// The red team's cases as a class (issue 11, F1): control bytes a terminal does not
+        /// show, put anywhere between the characters of a secret (colours, overstrikes, UTF-16
+        /// NULs, a lone carriage return), and the escapes of shells, SQL and HTML, cut
+        /// anywhere: no 8-character piece of the secret (as a terminal shows the text) or
+        /// of its escaped form survives.
+        #[test]
+        fn control_bytes_and_escapes_do_not_hide_a_secret(
+            secret in quoted_secret_strategy(),
+            prefix in "[a-z ]{0,5}",
+            which in 0usize..8,
+            at in proptest::collection::vec(0usize..100, 1..4),
+            cuts in proptest::collection::vec(0usize..1000, 0..6),
+        ) {
+            prop_assume!(which != 2 || secret.is_ascii());
+            let r = Redactor::from_values([("S", secret.as_str())]);
+            let chars: Vec<char> = secret.chars().collect();
+            let between = |insert: &str| -> String {
+                let mut out = String::new();
+                for (i, c) in chars.iter().enumerate() {
+                    if i > 0 && at.iter().any(|a| a % chars.len() == i) {
+                        out.push_str(insert);
+                    }
+                    out.push(*c);
+                }
+                out
+            };
+            let each = |f: &dyn Fn(char) -> Option<String>| -> String {
+                chars.iter().map(|c| f(*c).unwrap_or_else(|| c.to_string())).collect()
+            };
+            let (shown, form): (Vec<u8>, String) = match which {
+                0 => (between("\u{1b}[01;31m\u{1b}[K").into_bytes(), secret.clone()),
+                1 => (between("_\u{8}").into_bytes(), secret.clone()),
+                2 => (secret.bytes().flat_map(|b| [b, 0]).collect(), secret.clone()),
+                3 => (between("\r").into_bytes(), secret.clone()),
+                4 => { let f = each(&|c| (c == '\'').then(|| "'\\''".into())); (f.clone().into_bytes(), f) }
+                5 => { let f = each(&|c| "'\"\\*&<>!$ ;|()`?[]{}^".contains(c).then(|| format!("\\{c}"))); (f.clone().into_bytes(), f) }
+                6 => { let f = each(&|c| (!c.is_alphanumeric()).then(|| format!("&#{};", c as u32))); (f.clone().into_bytes(), f) }
+                _ => { let f = each(&|c| (c == '\'').then(|| "''".into())); (f.clone().into_bytes(), f) }
+            };
+            let mut text = prefix.clone().into_bytes();
+            text.extend_from_slice(&shown);
+            text.extend_from_slice(b" end\n");
+            let out = stream_bytes(&r, &text, &cuts);
+            let view = terminal_view(&out);
+            prop_assert!(view.contains("<secret:S>"), "{text:?} -> {view:?}");
+            let form_chars: Vec<char> = form.chars().collect();
+            for w in form_chars.windows(8.min(form_chars.len())) {
+                let w: String = w.iter().collect();
+                prop_assert!(!view.contains(&w), "{w:?} survives: {text:?} -> {view:?}");
             }
         }
 
