@@ -5,6 +5,7 @@
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 
+use crate::side_columns::run_id;
 use crate::support::{Scratch, files};
 
 fn mode(path: &Path) -> u32 {
@@ -30,7 +31,7 @@ needs = ["emit"]
     let out = s.run(&[], &[]);
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
     assert_eq!(s.read("outputs-mode").trim(), "600", "the outputs file while the step writes it");
-    let id = s.latest_run();
+    let id = run_id(&out);
     let dir = s.path().join("state/runs").join(&id);
     assert_eq!(mode(&dir), 0o700, "{}", dir.display());
     let logs = files(&dir, "log");
@@ -54,7 +55,7 @@ idempotent = true
     );
     let out = s.run(&[], &[]);
     assert_ne!(out.code, 0, "{}{}", out.stdout, out.stderr);
-    let id = s.latest_run();
+    let id = run_id(&out);
     let dir = s.path().join("state/runs").join(&id);
     let out = s.cmd(&["resume", &id], &[]);
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);

@@ -20,6 +20,11 @@ run = 'printf "%s\n" "$NOTE"'
 env = { NOTE = "{{ params.note }}" }
 "#;
 
+/// The id of the run `runbook run` printed first (`run ID of NAME ...`).
+pub(crate) fn run_id(out: &crate::support::Output) -> String {
+    out.stdout.split_whitespace().nth(1).expect("the run's id").to_string()
+}
+
 /// Every file of the state folder (database, WAL, journal copies, logs), as text.
 fn state_bytes(s: &Scratch) -> Vec<(String, String)> {
     files(&s.path().join("state"), "")
@@ -129,7 +134,7 @@ fn a_generated_secret_typed_into_every_operator_input_never_reaches_the_store() 
         // A run waiting for approval, then every typed text on it.
         let out = s.run(&[], &env);
         assert_eq!(out.code, 4, "{}{}", out.stdout, out.stderr);
-        let id = out.stdout.split_whitespace().nth(1).expect("the run's id").to_string();
+        let id = run_id(&out);
         let input = format!("ticket={secret}");
         let out = s.cmd(&["approve", &id, "gate", "--reason", &reason, "--input", &input], &env);
         assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
@@ -194,7 +199,7 @@ http = {{ url = "{num_url}", headers = {{ X-Acct = "{{{{ secrets.ACCT }}}}" }} }
     let env = [("TOK_SRC", tok), ("NUM_SRC", num)];
     let out = s.run(&[], &env);
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
-    let audit = s.audit(&s.latest_run());
+    let audit = s.audit(&run_id(&out));
     for (secret, piece) in [(tok, &tok[..20]), (num, &num[..12])] {
         assert!(!audit.contains(piece), "a piece of {secret:?} is journaled");
     }
@@ -287,7 +292,7 @@ outputs = ["colored", "bs"]
     let env = [("TOKEN_SRC", token), ("PW_SRC", pw), ("QP_SRC", qp)];
     let out = s.run(&[], &env);
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
-    let id = s.latest_run();
+    let id = run_id(&out);
     let mut places = vec![("run".to_string(), out.stdout.clone() + &out.stderr)];
     for args in [
         vec!["show", id.as_str()],
@@ -328,4 +333,98 @@ outputs = ["colored", "bs"]
         }
         assert!(!text.contains("\\u001b[01;31m\\u001b[KZq7"), "{what} journals the coloured secret");
     }
+}
+
+/// F2/F8: the engine's own HTTP errors carry a secret as the client rewrote it (a host in
+/// lower case, a query value form-encoded), and a webhook secret's path is printed without
+/// its host (`curl -v`): each is redacted.
+#[test]
+fn secrets_in_url_parts_are_redacted_as_http_clients_and_tools_rewrite_them() {
+    let token = "Zq7vB2Xq4wP9kLm2";
+    let tilde = "Zq7~vB2Xq4wP9kLm2";
+    let hook = "https://hooks.example.test/services/T0AB12CD3/B0XY98ZW7/k3yS3cr3tW3bh00kT0k3n";
+    let s = Scratch::new(
+        r#"[runbook]
+name = "url-parts"
+
+[secrets.TOKEN]
+env = "TOKEN_SRC"
+[secrets.TILDE]
+env = "TILDE_SRC"
+[secrets.HOOK]
+env = "HOOK_SRC"
+
+[defaults]
+on-failure = "continue"
+
+[steps.host]
+http = { url = "http://{{ secrets.TOKEN }}.localhost:1/x" }
+
+[steps.query]
+http = { url = "http://127.0.0.1:1/api", query = { token = "{{ secrets.TILDE }}" } }
+
+[steps.verbose]
+run = 'printf "> GET /%s HTTP/1.1\n" "${H#https://*/}"'
+env = { H = "{{ secrets.HOOK }}" }
+"#,
+    );
+    let env = [("TOKEN_SRC", token), ("TILDE_SRC", tilde), ("HOOK_SRC", hook)];
+    let out = s.run(&[], &env);
+    let id = run_id(&out);
+    let mut places = vec![("run".to_string(), out.stdout.clone() + &out.stderr)];
+    for args in [vec!["show", id.as_str()], vec!["audit", id.as_str(), "--format", "jsonl"]] {
+        let o = s.cmd(&args, &env);
+        places.push((args.join(" "), o.stdout + &o.stderr));
+    }
+    for (what, text) in &places {
+        for piece in ["zq7vb2xq4wp9klm2", "Zq7%7EvB2", "Zq7~vB2", "k3yS3cr3tW3bh00kT0k3n", "B0XY98ZW7/k3y"] {
+            assert!(!text.contains(piece), "{what} holds {piece:?}:\n{text}");
+        }
+    }
+}
+
+/// F9: a `command` secret source runs without the variables other secrets are read from.
+#[test]
+fn a_command_secret_source_does_not_see_the_other_secrets_source_variables() {
+    let s = Scratch::new(
+        r#"[runbook]
+name = "helper-env"
+
+[secrets.TOP]
+env = "TOP_SECRET_SRC"
+[secrets.VIA]
+command = ["sh", "-c", "printf 'value-%s-end' \"${TOP_SECRET_SRC:-unset}\" > seen.txt; echo helper-value-1234"]
+
+[steps.s]
+run = "true"
+"#,
+    );
+    let out = s.run(&[], &[("TOP_SECRET_SRC", "Zq7vB2Xq4wP9kLm2")]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert_eq!(s.read("seen.txt"), "value-unset-end");
+}
+
+/// F10 (promise 5): a secret larger than the redactor can hold in bounded memory is refused
+/// before anything runs, with a clear message (its matcher grows with every byte).
+#[test]
+fn a_secret_larger_than_the_limit_is_refused_before_anything_runs() {
+    let s = Scratch::new(
+        r#"[runbook]
+name = "big-secret"
+
+[secrets.BIG]
+env = "BIG_SRC"
+
+[steps.s]
+run = "touch ran"
+"#,
+    );
+    let big = "Zq7vB2Xq4wP9kLm2".repeat(40 * 1024 / 16);
+    let out = s.run(&[], &[("BIG_SRC", big.as_str())]);
+    assert_eq!(out.code, 3, "{}{}", out.stdout, out.stderr);
+    assert!(!std::path::Path::new(&s.path().join("ran")).exists());
+    insta::assert_snapshot!("secret_too_large", out.stderr);
+    let fits = "Zq7vB2Xq4wP9kLm2".repeat(16 * 1024 / 16);
+    let out = s.run(&[], &[("BIG_SRC", fits.as_str())]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
 }

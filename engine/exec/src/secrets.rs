@@ -13,6 +13,11 @@ use std::sync::Arc;
 /// The shortest secret value the engine accepts (and the shortest form it redacts).
 pub const MIN_SECRET_LEN: usize = 4;
 
+/// The largest secret value the engine accepts: its redactor grows with every byte of it
+/// (tens of forms, each a few times as long), so a larger value is refused rather than let
+/// memory grow without bound (issue 11, promise 5).
+pub const MAX_SECRET_BYTES: usize = 32 * 1024;
+
 /// Secret values by name. Never serialized, never journaled; resolved anew by every run.
 #[derive(Clone, Default)]
 pub struct Secrets {
@@ -61,6 +66,11 @@ impl Secrets {
 /// Read every secret of a runbook (and of the runbooks it includes) from its source.
 /// Problems are returned together, one line each, naming the secret but never a value.
 pub fn resolve(runbook: &Runbook, base_dir: &Path) -> Result<Secrets, Vec<String>> {
+    resolve_hiding(runbook, base_dir, &source_variables(runbook))
+}
+
+/// [`resolve`], `command` sources run without the variables in `hidden`.
+fn resolve_hiding(runbook: &Runbook, base_dir: &Path, hidden: &[&str]) -> Result<Secrets, Vec<String>> {
     let mut values = BTreeMap::new();
     let mut problems = Vec::new();
     let mut includes = Vec::new();
@@ -70,7 +80,7 @@ pub fn resolve(runbook: &Runbook, base_dir: &Path) -> Result<Secrets, Vec<String
             .filter(|d| !d.as_os_str().is_empty())
             .unwrap_or(Path::new("."))
             .to_path_buf();
-        match resolve(child, &dir) {
+        match resolve_hiding(child, &dir, hidden) {
             Ok(s) => includes.push(s),
             Err(p) => {
                 problems.extend(
@@ -95,7 +105,14 @@ pub fn resolve(runbook: &Runbook, base_dir: &Path) -> Result<Secrets, Vec<String
             SecretSource::Command(argv) => match argv.split_first() {
                 None => Err(format!("secret `{}`: empty command", secret.name)),
                 Some((program, args)) => {
-                    match Command::new(program).args(args).current_dir(base_dir).output() {
+                    // The helper (vault, pass) does not see the variables other secrets are
+                    // read from (issue 11, promise 3).
+                    let mut command = Command::new(program);
+                    command.args(args).current_dir(base_dir);
+                    for var in hidden {
+                        command.env_remove(var);
+                    }
+                    match command.output() {
                         Ok(out) if out.status.success() => Ok(String::from_utf8_lossy(&out.stdout)
                             .trim_end_matches(['\n', '\r'])
                             .to_string()),
@@ -115,6 +132,11 @@ pub fn resolve(runbook: &Runbook, base_dir: &Path) -> Result<Secrets, Vec<String
                 "secret `{}` is shorter than {MIN_SECRET_LEN} characters; it could not be redacted reliably",
                 secret.name
             )),
+            Ok(v) if v.len() > MAX_SECRET_BYTES => problems.push(format!(
+                "secret `{}` is larger than {} KiB; it could not be redacted with bounded memory",
+                secret.name,
+                MAX_SECRET_BYTES / 1024
+            )),
             Ok(v) => {
                 values.insert(secret.name.clone(), v);
             }
@@ -122,6 +144,22 @@ pub fn resolve(runbook: &Runbook, base_dir: &Path) -> Result<Secrets, Vec<String
         }
     }
     if problems.is_empty() { Ok(Secrets { values, includes }) } else { Err(problems) }
+}
+
+/// The environment variables the secrets of `runbook` and of its includes are read from.
+pub fn source_variables(runbook: &Runbook) -> Vec<&str> {
+    let mut out: Vec<&str> = runbook
+        .secrets
+        .iter()
+        .filter_map(|s| match &s.source {
+            SecretSource::Env(var) => Some(var.as_str()),
+            SecretSource::File(_) | SecretSource::Command(_) => None,
+        })
+        .collect();
+    for child in &runbook.includes {
+        out.extend(source_variables(child));
+    }
+    out
 }
 
 /// Replaces secret values, in every form a program is likely to print them, by
@@ -209,7 +247,12 @@ impl Redactor {
         if patterns.is_empty() {
             return Redactor { patterns: None };
         }
-        let matcher = AhoCorasick::builder().match_kind(MatchKind::LeftmostLongest).build(&patterns);
+        let matcher = AhoCorasick::builder()
+            .match_kind(MatchKind::LeftmostLongest)
+            // An NFA: memory in proportion to the patterns' bytes (a DFA costs 256 transitions per
+            // state, about 1 KB per byte of a secret; issue 11, promise 5).
+            .kind(Some(aho_corasick::AhoCorasickKind::ContiguousNFA))
+            .build(&patterns);
         let matcher = match matcher {
             Ok(m) => m,
             // Fail closed: a matcher that cannot be built matches every byte, so nothing
@@ -587,6 +630,8 @@ pub fn forms(value: &str) -> Vec<Vec<u8>> {
     out.push(hex(bytes, true, ":").into_bytes());
     out.extend(url_forms(value));
     out.extend(escaped_forms(value));
+    // A host name as an HTTP client writes it back (`http://{{ secrets.T }}.example/`).
+    out.push(value.to_ascii_lowercase().into_bytes());
     out.retain(|f| !f.is_empty());
     out.sort();
     out.dedup();
@@ -767,6 +812,28 @@ fn url_forms(value: &str) -> Vec<Vec<u8>> {
     let mut out = vec![url.as_str().as_bytes().to_vec()];
     if let Some(bare) = url.as_str().strip_suffix('/') {
         out.push(bare.as_bytes().to_vec());
+    }
+    // A webhook's secret is its path or query (`curl -v` prints `GET /services/...`
+    // without the host): each long path segment and query value is a form of its own, and
+    // the path with its query.
+    // Only parts that look like keys (16 characters, or 8 with letters and digits), so that
+    // `/app` or `services` are not redacted everywhere.
+    let key_like = |p: &str| {
+        p.len() >= 16
+            || (p.len() >= 8
+                && p.bytes().any(|b| b.is_ascii_digit())
+                && p.bytes().any(|b| b.is_ascii_alphabetic()))
+    };
+    let query = url.query().map(|q| format!("?{q}")).unwrap_or_default();
+    let tail = format!("{}{query}", url.path());
+    if key_like(&tail) {
+        out.push(tail.into_bytes());
+    }
+    for segment in url.path_segments().into_iter().flatten().filter(|p| key_like(p)) {
+        out.push(segment.as_bytes().to_vec());
+    }
+    for (_, v) in url.query_pairs().filter(|(_, v)| key_like(v)) {
+        out.push(v.as_bytes().to_vec());
     }
     if let Some(password) = url.password() {
         out.push(password.as_bytes().to_vec());
