@@ -62,3 +62,48 @@ idempotent = true
     let left = files(&dir, "outputs");
     assert!(left.is_empty(), "outputs files left after resume: {left:?}");
 }
+
+/// F3: the team's backup runbook gives libpq the database password in its environment,
+/// never on a command line: while pg_dump connects (to a listener that never answers), no
+/// process's /proc/PID/cmdline holds the password.
+#[test]
+fn the_backup_runbook_never_puts_the_database_password_on_a_command_line() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in listener.incoming() {
+            held.push(s);
+        }
+    });
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(dir.path().join("bk")).expect("bk");
+    let password = "S3cr3tPa55w0rdXq7";
+    let url = format!("postgres://app:{password}@127.0.0.1:{port}/app?connect_timeout=2");
+    let runbook = crate::support::root().join("runbooks/backup.toml");
+    let backup_dir = format!("backup_dir={}", dir.path().join("bk").display());
+    let state = dir.path().join("s.db").display().to_string();
+    let mut child = std::process::Command::new(crate::support::bin())
+        .args(["run", &runbook.display().to_string(), "-p", "environment=staging", "-p", &backup_dir])
+        .args(["--state", &state, "--yes"])
+        .env("DATABASE_URL", &url)
+        .env("SLACK_WEBHOOK", "http://127.0.0.1:1/hook")
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("runbook");
+    let (mut saw_pg_dump, mut leaks) = (false, Vec::new());
+    while child.try_wait().ok().flatten().is_none() {
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else { continue };
+            let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            saw_pg_dump |= text.starts_with("pg_dump") || text.contains("/pg_dump ");
+            if text.contains(password) && leaks.is_empty() {
+                leaks.push(text);
+            }
+        }
+    }
+    assert!(saw_pg_dump, "pg_dump was never seen running: the test saw nothing");
+    assert!(leaks.is_empty(), "the password is on a command line: {leaks:?}");
+}
