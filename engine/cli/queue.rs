@@ -33,7 +33,7 @@ pub struct SubmitArgs<'a> {
 /// `runbook submit`: plan now (or check a given plan), queue it, print the run id.
 pub fn submit(args: SubmitArgs<'_>, color: bool) -> u8 {
     let target = args.target;
-    let (runbook, plan) = match (target.plan.as_deref(), target.file.as_deref()) {
+    let (runbook, params, file, plan) = match (target.plan.as_deref(), target.file.as_deref()) {
         (Some(path), _) => {
             let shown = crate::commands::display(path);
             let text = match crate::loader::read(&shown) {
@@ -44,7 +44,7 @@ pub fn submit(args: SubmitArgs<'_>, color: bool) -> u8 {
                 }
             };
             match crate::run::load_pinned(&shown, &text, color) {
-                Ok(pinned) => (pinned.runbook, text),
+                Ok(pinned) => (pinned.runbook, pinned.params, pinned.file, text),
                 Err(code) => return code,
             }
         }
@@ -71,7 +71,7 @@ pub fn submit(args: SubmitArgs<'_>, color: bool) -> u8 {
                 Err(code) => return code,
             };
             match serde_json::to_string_pretty(&plan) {
-                Ok(text) => (runbook, text),
+                Ok(text) => (runbook, values, std::path::PathBuf::from(file), text),
                 Err(e) => {
                     eprintln!("error: cannot write the plan: {e}");
                     return exit::INVALID;
@@ -87,6 +87,23 @@ pub fn submit(args: SubmitArgs<'_>, color: bool) -> u8 {
         eprintln!("  help: review the plan (`runbook plan`), then submit again with `--yes`");
         return exit::INVALID;
     }
+    // The store keeps the plan (with its parameters), the labels and who submitted it: the
+    // secrets are read as the run will read them, and a value holding one is refused here,
+    // before anything is queued (issue 11, promise 3).
+    let base_dir = file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+    let secrets = match crate::run::resolve_secrets(&runbook, base_dir) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    if let Err(code) = crate::run::check_params_hold_no_secret(&secrets, &params) {
+        return code;
+    }
+    let operator = crate::run::operator();
+    let labels = args.labels.join(",");
+    let texts = [("the operator's name", operator.as_str()), ("the labels", labels.as_str())];
+    if let Err(code) = crate::run::check_texts_hold_no_secret(&secrets, &texts) {
+        return code;
+    }
     let location = crate::state::location(args.state);
     let run_id = crate::run::new_run_id();
     let submitted_at = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
@@ -97,7 +114,7 @@ pub fn submit(args: SubmitArgs<'_>, color: bool) -> u8 {
             runbook: &runbook.name,
             plan: &plan,
             labels: args.labels,
-            submitted_by: &crate::run::operator(),
+            submitted_by: &operator,
             submitted_at: &submitted_at,
         };
         store.submit(&job).await.map_err(|e| {
@@ -127,6 +144,15 @@ pub fn cancel(run_id: &str, reason: &str, state: Option<&str>) -> u8 {
     };
     let cancelled = crate::state::block_on(async {
         let store = crate::state::open(&location, false).await?;
+        // The note is kept in the queue as typed: the run's secrets are read (from the plan it
+        // was submitted with) and a reason or name holding one is refused (issue 11, promise 3).
+        let plan = store.queued_plan(run_id).await.map_err(|e| {
+            eprintln!("error: {e}");
+            exit::CANNOT_START
+        })?;
+        if let Some(plan) = plan {
+            check_cancel_texts(&plan, reason.trim())?;
+        }
         store.cancel_queued(run_id, &note).await.map_err(|e| {
             eprintln!("error: {e}");
             match e {
@@ -149,6 +175,34 @@ pub fn cancel(run_id: &str, reason: &str, state: Option<&str>) -> u8 {
         }
         Err(code) => code,
     }
+}
+
+/// Refuse a cancel whose reason or operator name holds one of the queued run's secrets. A
+/// reason that cannot be checked (the plan's files or the secrets' sources are not here) is
+/// refused too; without a reason, only the name is checked, when it can be.
+fn check_cancel_texts(plan: &str, reason: &str) -> Result<(), u8> {
+    let operator = crate::run::operator();
+    let texts = [("the operator's name", operator.as_str()), ("the reason", reason)];
+    let cannot_check = || {
+        eprintln!("error: the reason cannot be checked for the run's secrets here; nothing was changed");
+        eprintln!(
+            "  help: cancel where the run's runbook and secrets' sources are, or cancel without `--reason`"
+        );
+        exit::INVALID
+    };
+    let pinned = match crate::run::load_pinned("the queued plan", plan, false) {
+        Ok(p) => p,
+        Err(_) if reason.is_empty() => return Ok(()),
+        Err(_) => return Err(cannot_check()),
+    };
+    let base_dir =
+        pinned.file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+    let secrets = match runbook_exec::secrets::resolve(&pinned.runbook, base_dir) {
+        Ok(s) => s,
+        Err(_) if reason.is_empty() => return Ok(()),
+        Err(_) => return Err(cannot_check()),
+    };
+    crate::run::check_texts_hold_no_secret(&secrets, &texts)
 }
 
 /// In an engine a worker started: die with the worker, so that a dead worker leaves no

@@ -314,7 +314,7 @@ fn confirmation(runbook: &Runbook, yes: bool) -> Result<Option<dispatch::Confirm
     }
 }
 
-fn resolve_secrets(runbook: &Runbook, base_dir: &Path) -> Result<secrets::Secrets, u8> {
+pub(crate) fn resolve_secrets(runbook: &Runbook, base_dir: &Path) -> Result<secrets::Secrets, u8> {
     secrets::resolve(runbook, base_dir).map_err(|problems| {
         for p in problems {
             eprintln!("error: {p}");
@@ -324,23 +324,41 @@ fn resolve_secrets(runbook: &Runbook, base_dir: &Path) -> Result<secrets::Secret
     })
 }
 
+/// Texts an operator typed that the store keeps beside the journal (the operator's name in
+/// `runs.operator` and `locks.holder`, a queued run's labels and cancel reason): a text that
+/// holds a secret is refused, never redacted (a redacted name would be another identity).
+pub(crate) fn check_texts_hold_no_secret(
+    secrets: &secrets::Secrets,
+    texts: &[(&str, &str)],
+) -> Result<(), u8> {
+    refuse_if_any(
+        secrets::texts_holding_secrets(secrets, texts.iter().copied()),
+        "the store keeps operator names, labels and reasons as typed; keep secret values out of them (`--as`, `$RUNBOOK_OPERATOR`, `--labels`, `--reason`); nothing was recorded",
+    )
+}
+
 /// Parameters are journaled as given and are not secrets: a value that holds a secret is
 /// refused (it would be written to the journal in clear, or, redacted, be another value on
 /// resume).
-fn check_params_hold_no_secret(
+pub(crate) fn check_params_hold_no_secret(
     secrets: &secrets::Secrets,
     params: &BTreeMap<String, ParamValue>,
 ) -> Result<(), u8> {
-    let problems = secrets::params_holding_secrets(secrets, params);
+    refuse_if_any(
+        secrets::params_holding_secrets(secrets, params),
+        "parameters are journaled and shown as given; pass secret values as `[secrets]`, and keep them out of parameter values; nothing ran",
+    )
+}
+
+/// `Err` (and the problems printed, then the hint) when there are problems.
+fn refuse_if_any(problems: Vec<String>, help: &str) -> Result<(), u8> {
     if problems.is_empty() {
         return Ok(());
     }
     for p in problems {
         eprintln!("error: {p}");
     }
-    eprintln!(
-        "  help: parameters are journaled and shown as given; pass secret values as `[secrets]`, and keep them out of parameter values; nothing ran"
-    );
+    eprintln!("  help: {help}");
     Err(exit::INVALID)
 }
 
@@ -356,6 +374,7 @@ fn prepare(
     let reads = read_digests(&runbook)?;
     let secrets = resolve_secrets(&runbook, &base_dir)?;
     check_params_hold_no_secret(&secrets, &params)?;
+    check_texts_hold_no_secret(&secrets, &[("the operator's name", &operator())])?;
     let file = std::fs::canonicalize(file).unwrap_or_else(|_| file.to_path_buf());
     Ok(Prepared { runbook, params, secrets, confirm, base_dir, file, reads, wait: false })
 }
@@ -927,6 +946,7 @@ async fn prepare_resume(
     let base_dir = file.parent().unwrap_or(Path::new(".")).to_path_buf();
     let secrets = resolve_secrets(&runbook, &base_dir)?;
     check_params_hold_no_secret(&secrets, &values)?;
+    check_texts_hold_no_secret(&secrets, &[("the operator's name", &operator())])?;
     let confirm = confirmation(&runbook, args.yes)?;
     let prepared =
         Prepared { runbook, params: values, secrets, confirm, base_dir, file, reads, wait: args.wait };

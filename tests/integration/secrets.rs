@@ -186,7 +186,7 @@ needs = []
 // parameters and in approval inputs.
 
 /// Random alphanumerics from a per-test seed (xorshift; no dependency).
-fn random_alnum(seed: &mut u64, n: usize) -> String {
+pub(crate) fn random_alnum(seed: &mut u64, n: usize) -> String {
     const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
     (0..n)
         .map(|_| {
@@ -198,13 +198,13 @@ fn random_alnum(seed: &mut u64, n: usize) -> String {
         .collect()
 }
 
-fn seed() -> u64 {
+pub(crate) fn seed() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(7, |d| d.as_nanos() as u64) | 1
 }
 
 /// Test-side encoders, written independently of the engine's: every text a leak of
 /// `secret` could leave behind, as the characters that depend on the secret alone.
-fn encoded_forms(secret: &str) -> Vec<String> {
+pub(crate) fn encoded_forms(secret: &str) -> Vec<String> {
     let bytes = secret.as_bytes();
     let mut forms = vec![secret.to_string()];
     for prefix in [&b""[..], b"x", b"xy"] {

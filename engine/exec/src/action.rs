@@ -136,6 +136,12 @@ pub async fn perform(
     reaper: Option<&Reaper>,
 ) -> Done {
     if let Work::Process { spawn, output_file, declared } = work {
+        // Created by the engine, empty and readable by its user alone, before the step
+        // writes values to it (a shell's `>>` keeps the mode; issue 11, promise 3).
+        if let Err(e) = private_file(&output_file, true) {
+            let reason = format!("cannot create `{}`: {e}", output_file.display());
+            return Done { exit: Exit::SpawnFailed(reason), outputs: Err(String::new()) };
+        }
         let exit = process::run_tied(&spawn, redactor, lines, cancel, reaper).await;
         let outputs = read_outputs(&output_file, &declared);
         return Done { exit, outputs };
@@ -166,7 +172,7 @@ async fn remote(work: Work, redactor: &Redactor, lines: &mpsc::Sender<Line>) -> 
     match work {
         Work::Process { .. } => Done::failed("internal: a process reached the remote path".into()),
         Work::Http { request, assert } => {
-            let outputs = match http::send(&request).await {
+            let outputs = match http::send(&request, redactor).await {
                 Ok(o) => o,
                 Err(e) => return Done::failed(format!("{} {}: {e}", request.method, request.url)),
             };
@@ -191,7 +197,7 @@ async fn remote(work: Work, redactor: &Redactor, lines: &mpsc::Sender<Line>) -> 
             }
         },
         Work::Notify { request, required } => {
-            let verdict = match http::send(&request).await {
+            let verdict = match http::send(&request, redactor).await {
                 Err(e) => Check::Failed(e),
                 Ok(outputs) => http::judge(&request, &outputs),
             };
@@ -271,6 +277,22 @@ fn short(v: &Value) -> String {
         s.push('…');
     }
     s
+}
+
+/// Open (creating) a file of the run folder readable and writable by the engine's user
+/// alone (0600, whatever the umask; an existing file is set to 0600 too), emptied when
+/// `truncate`, for appending otherwise.
+pub fn private_file(path: &std::path::Path, truncate: bool) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .append(!truncate)
+        .truncate(truncate)
+        .mode(0o600)
+        .open(path)?;
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    Ok(file)
 }
 
 /// `key=value` lines a step wrote to `$RUNBOOK_OUTPUT`; every declared output must be there.

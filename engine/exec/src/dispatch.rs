@@ -425,7 +425,7 @@ impl<'a> Dispatcher<'a> {
 
     /// Carry out the run. `cancel` turning `true` interrupts it (Ctrl-C, SIGTERM).
     pub async fn run(mut self, mut cancel: watch::Receiver<bool>) -> Result<Outcome, ExecError> {
-        std::fs::create_dir_all(&self.opts.run_dir).map_err(|e| ExecError::RunDir {
+        crate::output::private_dir(&self.opts.run_dir).map_err(|e| ExecError::RunDir {
             path: self.opts.run_dir.display().to_string(),
             error: e.to_string(),
         })?;
@@ -434,6 +434,9 @@ impl<'a> Dispatcher<'a> {
             self.start_nested(&cancel).await?;
         } else {
             self.start_top(&cancel).await?;
+            // This engine holds the run now: values a dead engine's steps left in their
+            // `$RUNBOOK_OUTPUT` files are removed (issue 11, promise 3).
+            crate::output::remove_outputs_files(&self.opts.run_dir);
         }
         if self.opts.compensate_only {
             let mut status =
@@ -1518,7 +1521,7 @@ impl<'a> Dispatcher<'a> {
         tokio::spawn(async move {
             let (delivered, error) = match request {
                 Err(e) => (false, Some(e)),
-                Ok(request) => match http::send(&request).await {
+                Ok(request) => match http::send(&request, &redactor).await {
                     Err(e) => (false, Some(e)),
                     Ok(outputs) => match http::judge(&request, &outputs) {
                         action::Check::Passed(_) => (true, None),

@@ -98,8 +98,12 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
     text
 }
 
-/// Send the request; the response as outputs, or why there is none.
-pub async fn send(req: &Request) -> Result<Outputs, String> {
+/// Send the request; the response as outputs, or why there is none. The body is redacted
+/// as bytes before anything cuts it (`body` keeps [`BODY_OUTPUT_LIMIT`]) or parses it
+/// (`json`, whose numbers beyond a u64 or an f64 would otherwise be re-encoded before the
+/// journal's value-by-value redaction sees them): no piece of a secret survives either
+/// (issue 11, promise 3).
+pub async fn send(req: &Request, redactor: &crate::secrets::Redactor) -> Result<Outputs, String> {
     let client = client(req)?;
     let method = reqwest::Method::from_bytes(req.method.as_bytes())
         .map_err(|_| format!("`{}` is not an HTTP method", req.method))?;
@@ -143,6 +147,9 @@ pub async fn send(req: &Request) -> Result<Outputs, String> {
             }
         }
     }
+    let bytes = redactor.redact_bytes(&bytes);
+    // A secret that was a JSON number is now a mark outside a string: not JSON any more,
+    // and `json` is null rather than the number's rounded digits.
     let json = serde_json::from_slice::<Value>(&bytes).unwrap_or(Value::Null);
     let mut body = String::from_utf8_lossy(&bytes).into_owned();
     if body.len() > BODY_OUTPUT_LIMIT {

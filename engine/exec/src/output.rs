@@ -122,7 +122,7 @@ impl Sink {
             return;
         }
         if self.file.is_none() {
-            match std::fs::OpenOptions::new().create(true).append(true).open(&self.path) {
+            match crate::action::private_file(&self.path, false) {
                 Ok(f) => self.file = Some(std::io::BufWriter::with_capacity(64 * 1024, f)),
                 Err(e) => return self.cut_log(e),
             }
@@ -171,7 +171,7 @@ impl Sink {
             let _ = file.into_parts();
         }
         let marker = format!("\nerr {CUT_MARKER}\n");
-        let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(&self.path) else {
+        let Ok(mut f) = crate::action::private_file(&self.path, false) else {
             return;
         };
         if f.write_all(marker.as_bytes()).and_then(|()| f.flush()).is_ok() {
@@ -222,6 +222,26 @@ impl Sink {
                 "{} line(s) of the output of {} were not shown: the terminal fell behind; `runbook logs` has them",
                 self.elided, self.label
             )));
+        }
+    }
+}
+
+/// Create a run folder (and its missing parents) readable by the engine's user alone
+/// (0700); an existing one is set to 0700.
+pub fn private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+}
+
+/// Remove every `$RUNBOOK_OUTPUT` file (`*.outputs`) of a run folder: what steps of an
+/// engine that died wrote there, unredacted.
+pub fn remove_outputs_files(dir: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.extension().is_some_and(|e| e == "outputs") && entry.file_type().is_ok_and(|t| t.is_file()) {
+            let _ = std::fs::remove_file(&path);
         }
     }
 }

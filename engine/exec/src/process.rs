@@ -118,8 +118,11 @@ impl Reaper {
     /// Start the helper: `program args...` must run [`reaper_main`].
     pub fn start(program: &std::path::Path, args: &[&str]) -> std::io::Result<Reaper> {
         use std::os::unix::process::CommandExt as _;
+        // It needs no environment: it gets none, so none of the variables secrets are read
+        // from (issue 11, promise 3).
         let mut child = std::process::Command::new(program)
             .args(args)
+            .env_clear()
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

@@ -13,6 +13,11 @@ use std::sync::Arc;
 /// The shortest secret value the engine accepts (and the shortest form it redacts).
 pub const MIN_SECRET_LEN: usize = 4;
 
+/// The largest secret value the engine accepts: its redactor grows with every byte of it
+/// (tens of forms, each a few times as long), so a larger value is refused rather than let
+/// memory grow without bound (issue 11, promise 5).
+pub const MAX_SECRET_BYTES: usize = 32 * 1024;
+
 /// Secret values by name. Never serialized, never journaled; resolved anew by every run.
 #[derive(Clone, Default)]
 pub struct Secrets {
@@ -61,6 +66,11 @@ impl Secrets {
 /// Read every secret of a runbook (and of the runbooks it includes) from its source.
 /// Problems are returned together, one line each, naming the secret but never a value.
 pub fn resolve(runbook: &Runbook, base_dir: &Path) -> Result<Secrets, Vec<String>> {
+    resolve_hiding(runbook, base_dir, &source_variables(runbook))
+}
+
+/// [`resolve`], `command` sources run without the variables in `hidden`.
+fn resolve_hiding(runbook: &Runbook, base_dir: &Path, hidden: &[&str]) -> Result<Secrets, Vec<String>> {
     let mut values = BTreeMap::new();
     let mut problems = Vec::new();
     let mut includes = Vec::new();
@@ -70,7 +80,7 @@ pub fn resolve(runbook: &Runbook, base_dir: &Path) -> Result<Secrets, Vec<String
             .filter(|d| !d.as_os_str().is_empty())
             .unwrap_or(Path::new("."))
             .to_path_buf();
-        match resolve(child, &dir) {
+        match resolve_hiding(child, &dir, hidden) {
             Ok(s) => includes.push(s),
             Err(p) => {
                 problems.extend(
@@ -95,7 +105,14 @@ pub fn resolve(runbook: &Runbook, base_dir: &Path) -> Result<Secrets, Vec<String
             SecretSource::Command(argv) => match argv.split_first() {
                 None => Err(format!("secret `{}`: empty command", secret.name)),
                 Some((program, args)) => {
-                    match Command::new(program).args(args).current_dir(base_dir).output() {
+                    // The helper (vault, pass) does not see the variables other secrets are
+                    // read from (issue 11, promise 3).
+                    let mut command = Command::new(program);
+                    command.args(args).current_dir(base_dir);
+                    for var in hidden {
+                        command.env_remove(var);
+                    }
+                    match command.output() {
                         Ok(out) if out.status.success() => Ok(String::from_utf8_lossy(&out.stdout)
                             .trim_end_matches(['\n', '\r'])
                             .to_string()),
@@ -115,6 +132,11 @@ pub fn resolve(runbook: &Runbook, base_dir: &Path) -> Result<Secrets, Vec<String
                 "secret `{}` is shorter than {MIN_SECRET_LEN} characters; it could not be redacted reliably",
                 secret.name
             )),
+            Ok(v) if v.len() > MAX_SECRET_BYTES => problems.push(format!(
+                "secret `{}` is larger than {} KiB; it could not be redacted with bounded memory",
+                secret.name,
+                MAX_SECRET_BYTES / 1024
+            )),
             Ok(v) => {
                 values.insert(secret.name.clone(), v);
             }
@@ -122,6 +144,22 @@ pub fn resolve(runbook: &Runbook, base_dir: &Path) -> Result<Secrets, Vec<String
         }
     }
     if problems.is_empty() { Ok(Secrets { values, includes }) } else { Err(problems) }
+}
+
+/// The environment variables the secrets of `runbook` and of its includes are read from.
+pub fn source_variables(runbook: &Runbook) -> Vec<&str> {
+    let mut out: Vec<&str> = runbook
+        .secrets
+        .iter()
+        .filter_map(|s| match &s.source {
+            SecretSource::Env(var) => Some(var.as_str()),
+            SecretSource::File(_) | SecretSource::Command(_) => None,
+        })
+        .collect();
+    for child in &runbook.includes {
+        out.extend(source_variables(child));
+    }
+    out
 }
 
 /// Replaces secret values, in every form a program is likely to print them, by
@@ -209,7 +247,12 @@ impl Redactor {
         if patterns.is_empty() {
             return Redactor { patterns: None };
         }
-        let matcher = AhoCorasick::builder().match_kind(MatchKind::LeftmostLongest).build(&patterns);
+        let matcher = AhoCorasick::builder()
+            .match_kind(MatchKind::LeftmostLongest)
+            // An NFA: memory in proportion to the patterns' bytes (a DFA costs 256 transitions per
+            // state, about 1 KB per byte of a secret; issue 11, promise 5).
+            .kind(Some(aho_corasick::AhoCorasickKind::ContiguousNFA))
+            .build(&patterns);
         let matcher = match matcher {
             Ok(m) => m,
             // Fail closed: a matcher that cannot be built matches every byte, so nothing
@@ -432,8 +475,13 @@ impl StreamRedactor {
         let boundary = if last {
             norm.len()
         } else {
-            let window = norm.len().saturating_sub(p.longest - 1);
-            (window..norm.len()).find(|&i| p.may_grow(&norm[i..])).unwrap_or(norm.len())
+            // The last byte may yet be erased by a backspace to come (an overstrike cut
+            // between two reads): what comes before it counts as a beginning too.
+            let n = norm.len();
+            let window = n.saturating_sub(p.longest);
+            (window..n)
+                .find(|&i| p.may_grow(&norm[i..]) || (i + 1 < n && p.may_grow(&norm[i..n - 1])))
+                .unwrap_or(n)
         };
         let byte_boundary = if last {
             self.pending.len()
@@ -475,11 +523,38 @@ fn normalise(bytes: &[u8], last: bool) -> (Vec<u8>, Vec<usize>) {
     let mut i = 0;
     while i < bytes.len() {
         let b = bytes[i];
+        // What a terminal does not show as characters is no part of a match: NUL (UTF-16
+        // text), escape sequences (colours), and a backspace with the byte it erases (an
+        // overstrike); the match still covers the original bytes (issue 11, promise 3).
+        match b {
+            0 => {
+                i += 1;
+                continue;
+            }
+            0x08 => {
+                norm.pop();
+                map.pop();
+                i += 1;
+                continue;
+            }
+            0x1b => match escape_len(&bytes[i..]) {
+                Some(n) => {
+                    i += n;
+                    continue;
+                }
+                // Not complete yet: the next bytes tell.
+                None if !last => break,
+                None => {}
+            },
+            _ => {}
+        }
         if b == b'\n' || b == b'\r' {
             let run_end =
                 bytes[i..].iter().position(|c| *c != b'\n' && *c != b'\r').map_or(bytes.len(), |n| i + n);
             let run = &bytes[i..run_end];
-            let single = run == b"\n" || run == b"\r\n";
+            // A lone carriage return between two characters too: a terminal writes what
+            // follows over the line, and can show a value put together from both parts.
+            let single = run == b"\n" || run == b"\r\n" || run == b"\r";
             if run_end == bytes.len() && !last && run.len() <= 2 {
                 // Undecided: the next bytes tell whether it is a single break. A longer run
                 // is decided already (it can only grow), so a stream of blank lines is not
@@ -500,6 +575,25 @@ fn normalise(bytes: &[u8], last: bool) -> (Vec<u8>, Vec<usize>) {
         i += 1;
     }
     (norm, map)
+}
+
+/// The length of the escape sequence at the start of `bytes` (which begins with ESC):
+/// a CSI (`ESC [` parameters, a final byte in `@`..=`~`), or ESC and one more byte. `None`
+/// when it is not complete yet; a CSI longer than 32 bytes is no escape (ESC alone is
+/// skipped), so nothing unbounded is held back.
+fn escape_len(bytes: &[u8]) -> Option<usize> {
+    match bytes.get(1) {
+        None => None,
+        Some(b'[') => {
+            for (k, c) in bytes.iter().enumerate().skip(2).take(32) {
+                if (0x40..=0x7e).contains(c) {
+                    return Some(k + 1);
+                }
+            }
+            if bytes.len() < 34 { None } else { Some(1) }
+        }
+        Some(_) => Some(2),
+    }
 }
 
 /// Every form of `value` that the redactor looks for (before normalisation).
@@ -535,6 +629,9 @@ pub fn forms(value: &str) -> Vec<Vec<u8>> {
     out.push(hex(bytes, false, ":").into_bytes());
     out.push(hex(bytes, true, ":").into_bytes());
     out.extend(url_forms(value));
+    out.extend(escaped_forms(value));
+    // A host name as an HTTP client writes it back (`http://{{ secrets.T }}.example/`).
+    out.push(value.to_ascii_lowercase().into_bytes());
     out.retain(|f| !f.is_empty());
     out.sort();
     out.dedup();
@@ -573,6 +670,65 @@ fn json_escaped(s: &str, ascii: Option<bool>, html: bool, slash: bool) -> String
     out
 }
 
+/// The forms quoting and escaping give a value: shell quoting (bash's xtrace and jq's
+/// `@sh`: `'\''`; Perl and `\'`; `printf %q`: a backslash before each special character),
+/// SQL string literals (`''`), HTML and XML entities (named, decimal, hex, as Python, jq and
+/// PHP write them), quoted-printable (`=XX`), and Java's `URLEncoder` (form encoding that
+/// keeps `*` and encodes `~`). Each is a rule for every character of the value, so the
+/// number of forms does not grow with the value.
+fn escaped_forms(value: &str) -> Vec<Vec<u8>> {
+    let map = |f: &dyn Fn(char) -> Option<String>| -> Vec<u8> {
+        let mut out = String::with_capacity(value.len() * 2);
+        for c in value.chars() {
+            match f(c) {
+                Some(r) => out.push_str(&r),
+                None => out.push(c),
+            }
+        }
+        out.into_bytes()
+    };
+    let mut out = Vec::new();
+    if value.contains('\'') {
+        out.push(map(&|c| (c == '\'').then(|| "'\\''".to_string())));
+        out.push(map(&|c| (c == '\'').then(|| "''".to_string())));
+        out.push(map(&|c| matches!(c, '\'' | '\\').then(|| format!("\\{c}"))));
+    }
+    // bash's `printf %q` (and `${var@Q}`-less quoting of `ls`, `declare -p`).
+    const SH_SPECIAL: &str = " \t'\"\\|&;()<>!{}*[?]^$`,#~=%";
+    out.push(map(&|c| SH_SPECIAL.contains(c).then(|| format!("\\{c}"))));
+    out.push(map(&|c| (SH_SPECIAL.contains(c) && !"~=%#,".contains(c)).then(|| format!("\\{c}"))));
+    for apos in ["&apos;", "&#39;", "&#x27;"] {
+        out.push(map(&|c| match c {
+            '&' => Some("&amp;".to_string()),
+            '<' => Some("&lt;".to_string()),
+            '>' => Some("&gt;".to_string()),
+            '"' => Some("&quot;".to_string()),
+            '\'' => Some(apos.to_string()),
+            _ => None,
+        }));
+    }
+    out.push(map(&|c| (!c.is_alphanumeric()).then(|| format!("&#{};", c as u32))));
+    out.push(map(&|c| (!c.is_alphanumeric()).then(|| format!("&#x{:x};", c as u32))));
+    out.push(map(&|c| (!c.is_alphanumeric()).then(|| format!("&#x{:X};", c as u32))));
+    let qp: String = value
+        .bytes()
+        .map(|b| {
+            if b == b'=' || !(0x20..0x7f).contains(&b) {
+                format!("={b:02X}")
+            } else {
+                (b as char).to_string()
+            }
+        })
+        .collect();
+    out.push(qp.into_bytes());
+    for upper in [true, false] {
+        out.push(percent_encoded(value.as_bytes(), PCT_JAVA, upper).replace("%20", "+").into_bytes());
+    }
+    out
+}
+
+/// Java's `URLEncoder` (and HTML form encoding): `*` kept, `~` encoded.
+const PCT_JAVA: &[u8] = b"-._*";
 /// Bytes each percent-encoding keeps as they are (besides ASCII letters and digits).
 const PCT_UNRESERVED: &[u8] = b"-._~";
 /// Python's `urllib.parse.quote`: `/` too.
@@ -657,6 +813,28 @@ fn url_forms(value: &str) -> Vec<Vec<u8>> {
     if let Some(bare) = url.as_str().strip_suffix('/') {
         out.push(bare.as_bytes().to_vec());
     }
+    // A webhook's secret is its path or query (`curl -v` prints `GET /services/...`
+    // without the host): each long path segment and query value is a form of its own, and
+    // the path with its query.
+    // Only parts that look like keys (16 characters, or 8 with letters and digits), so that
+    // `/app` or `services` are not redacted everywhere.
+    let key_like = |p: &str| {
+        p.len() >= 16
+            || (p.len() >= 8
+                && p.bytes().any(|b| b.is_ascii_digit())
+                && p.bytes().any(|b| b.is_ascii_alphabetic()))
+    };
+    let query = url.query().map(|q| format!("?{q}")).unwrap_or_default();
+    let tail = format!("{}{query}", url.path());
+    if key_like(&tail) {
+        out.push(tail.into_bytes());
+    }
+    for segment in url.path_segments().into_iter().flatten().filter(|p| key_like(p)) {
+        out.push(segment.as_bytes().to_vec());
+    }
+    for (_, v) in url.query_pairs().filter(|(_, v)| key_like(v)) {
+        out.push(v.as_bytes().to_vec());
+    }
     if let Some(password) = url.password() {
         out.push(password.as_bytes().to_vec());
         if let Ok(decoded) = percent_decoded(password) {
@@ -705,6 +883,28 @@ pub fn params_holding_secrets(
             if redactor.redact(&text) != text {
                 problems
                     .push(format!("the value of parameter `{name}` contains the value of secret `{secret}`"));
+            }
+        }
+    }
+    problems
+}
+
+/// Free texts an operator typed (an operator name, a label, a reason), as `(what, text)`,
+/// that hold a secret in any form the redactor knows: one line each, naming the text and
+/// the secret, never showing either. The CLI refuses them before a command writes anything
+/// to a column of the store beside the journal (`runs.operator`, `locks.holder`, `queue.*`),
+/// where redaction would leave a false identity or a false reason (issue 11, promise 3).
+pub fn texts_holding_secrets<'t>(
+    secrets: &Secrets,
+    texts: impl IntoIterator<Item = (&'t str, &'t str)>,
+) -> Vec<String> {
+    let texts: Vec<(&str, &str)> = texts.into_iter().collect();
+    let mut problems = Vec::new();
+    for (secret, value) in secrets.all() {
+        let redactor = Redactor::from_values([(secret, value)]);
+        for (what, text) in &texts {
+            if redactor.redact(text) != *text {
+                problems.push(format!("{what} contains the value of secret `{secret}`"));
             }
         }
     }
@@ -970,6 +1170,44 @@ mod tests {
         .prop_map(|c| c.into_iter().collect())
     }
 
+    /// A secret with the characters shells, SQL and HTML escape.
+    fn quoted_secret_strategy() -> impl Strategy<Value = String> {
+        proptest::collection::vec(
+            prop_oneof![
+                6 => proptest::char::range('A', 'Z'),
+                3 => proptest::char::range('0', '9'),
+                4 => proptest::sample::select(vec!['\'', '~', '*', '@', '&', '<', '>', '!', '"', '$', ' ', '\\', '=']),
+                1 => proptest::sample::select(vec!['é', '日']),
+            ],
+            8..40,
+        )
+        .prop_map(|c| c.into_iter().collect())
+    }
+
+    /// What a terminal shows of `bytes`: escape sequences, NULs and lone carriage returns
+    /// show nothing, a backspace erases the character before it.
+    fn terminal_view(bytes: &[u8]) -> String {
+        let mut out: Vec<u8> = Vec::new();
+        let mut i = 0;
+        while i < bytes.len() {
+            match bytes[i] {
+                0x1b if bytes.get(i + 1) == Some(&b'[') => {
+                    i += 2;
+                    while i < bytes.len() && !(0x40..=0x7e).contains(&bytes[i]) {
+                        i += 1;
+                    }
+                }
+                0x08 => {
+                    out.pop();
+                }
+                0 | b'\r' => {}
+                b => out.push(b),
+            }
+            i += 1;
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
     fn text_strategy() -> impl Strategy<Value = String> {
         proptest::string::string_regex("[a-z ,.;!?\\n-]{0,200}").unwrap_or_else(|_| unreachable!())
     }
@@ -1109,6 +1347,58 @@ mod tests {
             for w in tail.windows(8.min(tail.len())) {
                 let w: String = w.iter().collect();
                 prop_assert!(!out.contains(&w), "{w:?} survives: {out:?}");
+            }
+        }
+
+        /// The red team's cases as a class (issue 11, F1): control bytes a terminal does not
+        /// show, put anywhere between the characters of a secret (colours, overstrikes, UTF-16
+        /// NULs, a lone carriage return), and the escapes of shells, SQL and HTML, cut
+        /// anywhere: no 8-character piece of the secret (as a terminal shows the text) or
+        /// of its escaped form survives.
+        #[test]
+        fn control_bytes_and_escapes_do_not_hide_a_secret(
+            secret in quoted_secret_strategy(),
+            prefix in "[a-z ]{0,5}",
+            which in 0usize..8,
+            at in proptest::collection::vec(0usize..100, 1..4),
+            cuts in proptest::collection::vec(0usize..1000, 0..6),
+        ) {
+            prop_assume!(which != 2 || secret.is_ascii());
+            let r = Redactor::from_values([("S", secret.as_str())]);
+            let chars: Vec<char> = secret.chars().collect();
+            let between = |insert: &str| -> String {
+                let mut out = String::new();
+                for (i, c) in chars.iter().enumerate() {
+                    if i > 0 && at.iter().any(|a| a % chars.len() == i) {
+                        out.push_str(insert);
+                    }
+                    out.push(*c);
+                }
+                out
+            };
+            let each = |f: &dyn Fn(char) -> Option<String>| -> String {
+                chars.iter().map(|c| f(*c).unwrap_or_else(|| c.to_string())).collect()
+            };
+            let (shown, form): (Vec<u8>, String) = match which {
+                0 => (between("\u{1b}[01;31m\u{1b}[K").into_bytes(), secret.clone()),
+                1 => (between("_\u{8}").into_bytes(), secret.clone()),
+                2 => (secret.bytes().flat_map(|b| [b, 0]).collect(), secret.clone()),
+                3 => (between("\r").into_bytes(), secret.clone()),
+                4 => { let f = each(&|c| (c == '\'').then(|| "'\\''".into())); (f.clone().into_bytes(), f) }
+                5 => { let f = each(&|c| "'\"\\*&<>!$ ;|()`?[]{}^".contains(c).then(|| format!("\\{c}"))); (f.clone().into_bytes(), f) }
+                6 => { let f = each(&|c| (!c.is_alphanumeric()).then(|| format!("&#{};", c as u32))); (f.clone().into_bytes(), f) }
+                _ => { let f = each(&|c| (c == '\'').then(|| "''".into())); (f.clone().into_bytes(), f) }
+            };
+            let mut text = prefix.clone().into_bytes();
+            text.extend_from_slice(&shown);
+            text.extend_from_slice(b" end\n");
+            let out = stream_bytes(&r, &text, &cuts);
+            let view = terminal_view(&out);
+            prop_assert!(view.contains("<secret:S>"), "{text:?} -> {view:?}");
+            let form_chars: Vec<char> = form.chars().collect();
+            for w in form_chars.windows(8.min(form_chars.len())) {
+                let w: String = w.iter().collect();
+                prop_assert!(!view.contains(&w), "{w:?} survives: {text:?} -> {view:?}");
             }
         }
 

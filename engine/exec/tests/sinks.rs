@@ -116,10 +116,12 @@ fn every_sink_gets_bytes_only_through_the_redactor() {
     let writers = writers(&engine);
     assert_eq!(
         names(&writers),
-        ["engine/cli/queue.rs:1", "engine/exec/src/output.rs:2", "engine/exec/src/process.rs:1"],
+        ["engine/cli/queue.rs:1", "engine/exec/src/action.rs:1", "engine/exec/src/process.rs:1"],
         "a new file writer: route it through output::Sink, or list it here with why it \
          carries no secret (queue.rs: a worker's file of an engine's own, already redacted, \
-         output; process.rs: the ledger of process group ids and engine identities)"
+         output; action.rs's private_file: the 0600 files of the run folder, the sink's logs and \
+         the `$RUNBOOK_OUTPUT` files the engine creates empty, reads back and removes; \
+         process.rs: the ledger of process group ids and engine identities)"
     );
     // Terminal output of steps: only the sink sends it.
     assert_eq!(names(&places(&engine, "send(Report::Output")), ["engine/exec/src/output.rs:1"]);

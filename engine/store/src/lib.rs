@@ -1794,6 +1794,16 @@ impl Store {
         .await
     }
 
+    /// The plan a queued run was submitted with (`None` when no such run is queued): what
+    /// `cancel` reads the run's secrets from, to keep them out of `queue.note`.
+    pub async fn queued_plan(&self, run_id: &str) -> Result<Option<String>> {
+        let row = sqlx::query("SELECT plan FROM queue WHERE run_id = $1")
+            .bind(run_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.try_get(0)).transpose()?)
+    }
+
     /// The queue, oldest first.
     pub async fn queue(&self) -> Result<Vec<QueueEntry>> {
         let rows = sqlx::query(
