@@ -98,17 +98,17 @@ pub fn submit(args: SubmitArgs<'_>, color: bool) -> u8 {
     if let Err(code) = crate::run::check_params_hold_no_secret(&secrets, &params) {
         return code;
     }
-    let operator = crate::run::operator();
-    let labels = args.labels.join(",");
-    let texts = [("the operator's name", operator.as_str()), ("the labels", labels.as_str())];
-    if let Err(code) = crate::run::check_texts_hold_no_secret(&secrets, &texts) {
-        return code;
-    }
     let location = crate::state::location(args.state);
     let run_id = crate::run::new_run_id();
     let submitted_at = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
     let queued = crate::state::block_on(async {
         let store = crate::state::open(&location, true).await?;
+        // Only now is the operator known: in `db-role` mode, without `--as`, it is the
+        // identity of the store's session role.
+        let operator = crate::run::operator();
+        let labels = args.labels.join(",");
+        let texts = [("the operator's name", operator.as_str()), ("the labels", labels.as_str())];
+        crate::run::check_texts_hold_no_secret(&secrets, &texts)?;
         let job = Submission {
             run_id: &run_id,
             runbook: &runbook.name,
