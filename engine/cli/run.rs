@@ -135,12 +135,14 @@ pub fn run_pinned(plan_path: &Path, opts: RunArgs, color: bool) -> u8 {
             return exit::INVALID;
         }
     };
-    let Pinned { runbook, params, file } = match load_pinned(&shown, &text, color) {
+    let Pinned { runbook, params, file, reads } = match load_pinned(&shown, &text, color) {
         Ok(x) => x,
         Err(code) => return code,
     };
     let prepared = match prepare(runbook, params, &file, opts.yes) {
-        Ok(p) => Prepared { wait: opts.wait, ..p },
+        // The steps check what they read against the plan's digests, not against the ones
+        // `prepare` takes a moment later (a file swapped in between would be pinned).
+        Ok(p) => Prepared { wait: opts.wait, reads, ..p },
         Err(code) => return code,
     };
     start_new(prepared, opts)
@@ -151,6 +153,9 @@ pub struct Pinned {
     pub runbook: Arc<Runbook>,
     pub params: BTreeMap<String, ParamValue>,
     pub file: PathBuf,
+    /// The files besides runbooks that the run reads, with the digests the plan reviewed:
+    /// each step compares what it reads with these, never with a digest taken later.
+    pub reads: Vec<runbook_core::plan::FileHash>,
 }
 
 /// A pinned plan's runbook and parameters, if the plan still matches the files and the
@@ -208,7 +213,8 @@ pub fn load_pinned(shown: &str, text: &str, color: bool) -> Result<Pinned, u8> {
     // so that nothing unreviewed can run.
     // The params file's entry was checked with the others above; its values are in `params`.
     let params_files = planned_params_files(&pinned);
-    let reads = crate::loader::reads(&runbook).ok().map(|mut r| {
+    let run_reads = crate::loader::reads(&runbook).ok();
+    let reads = run_reads.clone().map(|mut r| {
         r.extend(params_files);
         r
     });
@@ -227,7 +233,13 @@ pub fn load_pinned(shown: &str, text: &str, color: bool) -> Result<Pinned, u8> {
         eprintln!("error: the runbook now involves other files than were planned; nothing ran");
         return Err(exit::INVALID);
     }
-    Ok(Pinned { runbook, params, file })
+    // Equal to the plan's (the plans compared equal), so these are the reviewed digests.
+    let reads = run_reads
+        .unwrap_or_default()
+        .into_iter()
+        .map(|r| runbook_core::plan::FileHash { path: r.path, sha256: r.sha256 })
+        .collect();
+    Ok(Pinned { runbook, params, file, reads })
 }
 
 /// The `(path, sha256)` pairs of a plan's list of files (`files` or `reads`).

@@ -278,3 +278,50 @@ fn a_script_shown_in_a_plan_cannot_hide_lines_with_escape_sequences() {
         assert!(out.stdout.contains("DROP TABLE users; -- \\u{1b}[2K"), "{format}: {}", out.stdout);
     }
 }
+
+/// A script swapped back and forth while `run --plan` starts: what runs is the reviewed
+/// script or nothing. (The step once compared the script with a digest taken a moment
+/// after the plan was checked, not with the plan's own: a swap in between pinned the
+/// unreviewed script.)
+#[test]
+fn regression_a_script_swapped_while_a_pinned_run_starts_never_runs_unreviewed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let db = d.join("x.db");
+    write(
+        d,
+        "r.toml",
+        &format!(
+            "[runbook]\nname = \"swap\"\n[steps.s]\nsql = {{ url = \"sqlite:{}?mode=rwc\", file = \"x.sql\" }}\n",
+            db.display()
+        ),
+    );
+    write(d, "good.sql", "CREATE TABLE IF NOT EXISTS good(a int);\n");
+    write(d, "evil.sql", "CREATE TABLE IF NOT EXISTS evil(a int);\n");
+    std::fs::copy(d.join("good.sql"), d.join("x.sql")).expect("script");
+    ok(&run_in(d, &["plan", "r.toml", "-o", "plan.json"]), 0);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let swapper = {
+        let (stop, d) = (stop.clone(), d.to_path_buf());
+        std::thread::spawn(move || {
+            let mut evil = false;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                evil = !evil;
+                let from = if evil { "evil.sql" } else { "good.sql" };
+                let _ = std::fs::copy(d.join(from), d.join("x.sql.new"));
+                let _ = std::fs::rename(d.join("x.sql.new"), d.join("x.sql"));
+            }
+        })
+    };
+    let trials: usize = std::env::var("RUNBOOK_SWAP_TRIALS").ok().and_then(|s| s.parse().ok()).unwrap_or(150);
+    for _ in 0..trials {
+        let _ = cmd(d, &["run", "--plan", "plan.json", "--yes"]);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    swapper.join().expect("swapper");
+    let tables = std::fs::read(&db).unwrap_or_default();
+    assert!(
+        !tables.windows(b"CREATE TABLE evil".len()).any(|w| w == b"CREATE TABLE evil"),
+        "an unreviewed script ran"
+    );
+}
