@@ -331,21 +331,8 @@ impl Sandbox {
     /// now), and one commit on `main` with a migration, not released yet.
     fn git(&self) {
         let repo = &self.repo;
-        sh(&self.dir, "git", &["init", "--quiet", "--bare", "--initial-branch=main", "origin.git"]);
-        sh(&self.dir, "git", &["init", "--quiet", "--initial-branch=main", "repo"]);
-        sh(repo, "git", &["config", "user.name", "Inmova Dev"]);
-        sh(repo, "git", &["config", "user.email", "dev@inmova.test"]);
-        sh(repo, "git", &["remote", "add", "origin", &self.origin.display().to_string()]);
+        self.init_repos("Inmova Dev", "dev@inmova.test", "inmova", "1.0.0");
         let app = &self.app_dir;
-        write(
-            &app.join("package.json"),
-            "{\n  \"name\": \"inmova\",\n  \"private\": true,\n  \"version\": \"1.0.0\"\n}\n",
-        );
-        write(&app.join("yarn.lock"), "# yarn lockfile v1\n");
-        write(
-            &app.join("prisma/schema.prisma"),
-            "datasource db {\n  provider = \"postgresql\"\n  url      = env(\"DATABASE_URL\")\n}\n",
-        );
         write(&app.join("prisma/migrations/20250101000000_init/migration.sql"), INIT);
         write(&app.join("app/page.tsx"), "export default function Home() { return <h1>Inmova</h1>; }\n");
         sh(repo, "git", &["add", "-A"]);
@@ -374,6 +361,29 @@ impl Sandbox {
         sh(repo, "git", &["checkout", "--quiet", "main"]);
     }
 
+    /// The bare `origin`, a clone wired to it, and the app's skeleton (package.json,
+    /// yarn.lock, schema.prisma) in the app folder.
+    fn init_repos(&self, name: &str, email: &str, package: &str, version: &str) {
+        let repo = &self.repo;
+        sh(&self.dir, "git", &["init", "--quiet", "--bare", "--initial-branch=main", "origin.git"]);
+        sh(&self.dir, "git", &["init", "--quiet", "--initial-branch=main", "repo"]);
+        sh(repo, "git", &["config", "user.name", name]);
+        sh(repo, "git", &["config", "user.email", email]);
+        sh(repo, "git", &["remote", "add", "origin", &self.origin.display().to_string()]);
+        let app = &self.app_dir;
+        write(
+            &app.join("package.json"),
+            &format!(
+                "{{\n  \"name\": \"{package}\",\n  \"private\": true,\n  \"version\": \"{version}\"\n}}\n"
+            ),
+        );
+        write(&app.join("yarn.lock"), "# yarn lockfile v1\n");
+        write(
+            &app.join("prisma/schema.prisma"),
+            "datasource db {\n  provider = \"postgresql\"\n  url      = env(\"DATABASE_URL\")\n}\n",
+        );
+    }
+
     /// The second environment's history: v2.3.0 (= v2.3.0-stable: customers and orders),
     /// v2.4.0 (payments and a view), v2.4.1 (frontend only, deployed now), and one commit on
     /// `main` with a migration, not released yet; the reviewed reversal of that migration on
@@ -384,22 +394,9 @@ impl Sandbox {
         let app = &self.app_dir;
         let migration =
             |name: &str, sql: &str| write(&app.join(format!("prisma/migrations/{name}/migration.sql")), sql);
-        sh(&self.dir, "git", &["init", "--quiet", "--bare", "--initial-branch=main", "origin.git"]);
-        sh(&self.dir, "git", &["init", "--quiet", "--initial-branch=main", "repo"]);
-        sh(repo, "git", &["config", "user.name", "Shop Dev"]);
-        sh(repo, "git", &["config", "user.email", "dev@shop.test"]);
-        sh(repo, "git", &["remote", "add", "origin", &self.origin.display().to_string()]);
+        self.init_repos("Shop Dev", "dev@shop.test", "shop-web", "2.3.0");
         write(&repo.join("README.md"), "# Shop monorepo\n\nThe web app lives in services/web.\n");
         write(&repo.join("services/worker/main.py"), "print('worker')\n");
-        write(
-            &app.join("package.json"),
-            "{\n  \"name\": \"shop-web\",\n  \"private\": true,\n  \"version\": \"2.3.0\"\n}\n",
-        );
-        write(&app.join("yarn.lock"), "# yarn lockfile v1\n");
-        write(
-            &app.join("prisma/schema.prisma"),
-            "datasource db {\n  provider = \"postgresql\"\n  url      = env(\"DATABASE_URL\")\n}\n",
-        );
         migration("20241101_init", SHOP_INIT);
         write(
             &app.join("app/checkout.tsx"),
