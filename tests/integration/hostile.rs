@@ -493,3 +493,63 @@ fn regression_special_secret_files_do_not_hang_a_run() {
         assert!(!d.join("ran").exists(), "{source}: a step ran");
     }
 }
+
+/// Templates whose evaluation costs without bound: loops nested over big ranges hung
+/// `check` and `plan`, nested joins exhausted memory (the process aborted), and a repeated
+/// string printed 100 MB. Each is refused with RB049, quickly, by `check`, `plan` and `run`,
+/// and nothing runs.
+#[test]
+fn regression_templates_that_cost_without_bound_are_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let r = "range(100000)";
+    let cases = [
+        ("nested loops", format!("{{% for a in {r} %}}{{% for b in {r} %}}{{% endfor %}}{{% endfor %}}")),
+        (
+            "nested loops that print",
+            format!("{{% for a in {r} %}}{{% for b in {r} %}}x{{% endfor %}}{{% endfor %}}"),
+        ),
+        ("nested joins", format!("{{{{ {r} | map('string') | join(({r} | map('string') | join(','))) }}}}")),
+        ("a 100 MB string", "{{ 'x' * 100000000 }}".to_string()),
+        (
+            "doubling",
+            "{% set s = 'x' * 10000000 %}{% set s = s ~ s %}{% set s = s ~ s %}{% set s = s ~ s %}{{ s }}"
+                .to_string(),
+        ),
+        ("nested joins in an expression", String::new()),
+    ];
+    for (what, template) in cases {
+        let step = if template.is_empty() {
+            format!(
+                "when = \"{r} | map('string') | join({r} | map('string') | join(',')) | length > 0\"\nrun = \"true\""
+            )
+        } else {
+            format!("run = \"echo {template} > {}\"", d.join("ran").display())
+        };
+        write(d, "r.toml", &format!("[runbook]\nname = \"t\"\n[steps.a]\n{step}\n"));
+        for args in
+            [&["check", "r.toml"][..], &["plan", "r.toml"], &["run", "r.toml", "--yes", "--state", "s.db"]]
+        {
+            let out = check(d, args);
+            assert_ne!(out.code, HUNG, "{what} {args:?}: hung");
+            assert!(
+                out.code == 3 || out.code == 1,
+                "{what} {args:?}: exit {}\n{}",
+                out.code,
+                &out.stderr[..out.stderr.len().min(2000)]
+            );
+            assert!(
+                out.stderr.contains("RB049") || out.stdout.contains("RB049"),
+                "{what} {args:?}: {}{}",
+                &out.stdout[..out.stdout.len().min(2000)],
+                &out.stderr[..out.stderr.len().min(2000)]
+            );
+            assert!(
+                out.stdout.len() + out.stderr.len() < 1 << 20,
+                "{what} {args:?}: printed {} bytes",
+                out.stdout.len() + out.stderr.len()
+            );
+            assert!(!d.join("ran").exists(), "{what} {args:?}: the step ran");
+        }
+    }
+}

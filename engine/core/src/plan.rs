@@ -438,6 +438,17 @@ impl Planner<'_> {
 
     fn render_error(&mut self, t: &Template, e: &TemplateError) {
         let span = template::inner_span(self.source(), t.span, e.range.clone());
+        if e.too_costly {
+            let d = Diagnostic::error(
+                Code::TemplateLimit,
+                self.source(),
+                span,
+                format!("template costs too much with these parameters: {}", e.message),
+            )
+            .with_help("loop over less, or do the work in the step's script");
+            self.diags.push(d);
+            return;
+        }
         let d = Diagnostic::error(
             Code::TemplateSyntax,
             self.source(),

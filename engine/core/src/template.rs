@@ -41,6 +41,9 @@ pub struct TemplateError {
     pub at_render: bool,
     /// True when the error is an unknown filter, test or function.
     pub unknown_callable: bool,
+    /// True when evaluating it costs more than the bounds allow ([`MAX_FUEL`] operations,
+    /// [`MAX_RENDERED_BYTES`] of output): a template-limit problem, not a syntax one.
+    pub too_costly: bool,
 }
 
 fn env() -> &'static Environment<'static> {
@@ -48,6 +51,9 @@ fn env() -> &'static Environment<'static> {
     ENV.get_or_init(|| {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
+        // Every evaluation is bounded in work: loops nested over big ranges end with an
+        // error instead of hanging `check`, `plan` or a run.
+        env.set_fuel(Some(MAX_FUEL));
         env.set_auto_escape_callback(|name| {
             if name.ends_with(".sh") { AutoEscape::Custom("shell".into()) } else { AutoEscape::None }
         });
@@ -93,6 +99,8 @@ const URL_NAME: &str = "url";
 thread_local! {
     /// The values of the `run` template being rendered on this thread, by marker number.
     static BINDINGS: RefCell<Option<(Vec<String>, Vec<bool>)>> = const { RefCell::new(None) };
+    /// The bytes of those values, against [`MAX_RENDERED_BYTES`].
+    static BOUND_BYTES: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
 /// Record a value of a `run` template; its marker.
@@ -116,7 +124,11 @@ fn bind(text: String, placeholder: bool) -> Result<String, String> {
         return Err("a value in `run` text contains a NUL character (or text captured from other values, by `{% set %}`, `{% filter %}` or a macro)".into());
     }
     BINDINGS.with(|b| match b.borrow_mut().as_mut() {
+        Some(_) if BOUND_BYTES.with(|n| n.get()) + text.len() > MAX_RENDERED_BYTES => {
+            Err(format!("the values it binds are {TOO_LARGE}: more than {} MiB", MAX_RENDERED_BYTES >> 20))
+        }
         Some((values, placeholders)) => {
+            BOUND_BYTES.with(|n| n.set(n.get() + text.len()));
             values.push(text);
             placeholders.push(placeholder);
             Ok(crate::shell::marker(values.len() - 1))
@@ -132,15 +144,23 @@ fn with_bindings(
     f: impl FnOnce() -> Result<String, TemplateError>,
 ) -> Result<String, TemplateError> {
     let previous = BINDINGS.with(|b| b.borrow_mut().replace((Vec::new(), Vec::new())));
+    let previous_bytes = BOUND_BYTES.with(|n| n.replace(0));
     let text = f();
     let (values, placeholders) =
         BINDINGS.with(|b| std::mem::replace(&mut *b.borrow_mut(), previous)).unwrap_or_default();
+    BOUND_BYTES.with(|n| n.set(previous_bytes));
     let text = text?;
     let bound = match mode {
         Mode::Url => bind_url(&text, &values),
         Mode::Shell | Mode::Plain => crate::shell::bind(&text, &values, &placeholders),
     };
-    bound.map_err(|message| TemplateError { message, range: None, at_render: true, unknown_callable: false })
+    bound.map_err(|message| TemplateError {
+        too_costly: message.contains(TOO_LARGE),
+        message,
+        range: None,
+        at_render: true,
+        unknown_callable: false,
+    })
 }
 
 /// Write each value of a URL for the part it lands in. A value that starts the URL is its
@@ -149,6 +169,14 @@ fn with_bindings(
 /// is percent-encoded (`?` and `#` cannot end the path); in the query and the fragment `&`,
 /// `=`, `+`, `#` are encoded too, so a value cannot add a query key or change the host.
 fn bind_url(text: &str, values: &[String]) -> Result<String, String> {
+    // Each value is placed by looking at what precedes it: linear per value, so a URL of
+    // thousands of values (a loop) would be quadratic. A real URL has a handful.
+    if values.len() > MAX_URL_VALUES {
+        return Err(format!(
+            "a URL of {} values is {TOO_LARGE}: at most {MAX_URL_VALUES} values may stand in one URL",
+            values.len()
+        ));
+    }
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     let mut next = 0;
@@ -393,7 +421,62 @@ fn convert(e: &minijinja::Error, at_render: bool) -> TemplateError {
         ErrorKind::UnknownFunction if e.detail().is_none() => "unknown function".to_string(),
         _ => message,
     };
-    TemplateError { message, range: e.range(), at_render, unknown_callable }
+    // minijinja's own bound on repetition says "too large" too.
+    let too_costly = matches!(e.kind(), ErrorKind::OutOfFuel)
+        || (e.kind() == ErrorKind::InvalidOperation && message.contains(TOO_LARGE));
+    let message = match e.kind() {
+        ErrorKind::OutOfFuel => format!(
+            "evaluating it does more work than the bound ({MAX_FUEL} operations, or about {} MiB of data): a loop over a big range, loops nested, or a value grown too large?",
+            (MAX_FUEL * 64) >> 20
+        ),
+        _ => message,
+    };
+    TemplateError { message, range: e.range(), at_render, unknown_callable, too_costly }
+}
+
+/// The most work (minijinja's "fuel") one evaluation may do: one per operation, and one per
+/// 64 bytes of data it creates or reads, so it bounds both time and memory (about 64 MiB).
+/// A template of a runbook spends tens; a loop over a few thousand rows of a step's output,
+/// some ten thousand. Loops nested over big ranges would otherwise run for hours, and
+/// nested joins or doubled strings exhaust memory (the process aborts).
+pub const MAX_FUEL: u64 = 1_000_000;
+
+/// The most values one URL may hold (see [`bind_url`]).
+pub const MAX_URL_VALUES: usize = 256;
+
+/// How a value over the bounds is described (minijinja's repetition bound says the same).
+const TOO_LARGE: &str = "too large";
+
+/// The most bytes one template may render to. A script or a message is kilobytes; a value
+/// of megabytes in a command line or a notification is a mistake or an attack.
+pub const MAX_RENDERED_BYTES: usize = 4 << 20;
+
+/// An output that refuses to grow past [`MAX_RENDERED_BYTES`]: a loop that prints ends
+/// with an error at the bound instead of filling memory.
+struct Capped(Vec<u8>);
+
+impl std::io::Write for Capped {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.0.len() + buf.len() > MAX_RENDERED_BYTES {
+            return Err(std::io::Error::other("rendered text too large"));
+        }
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn too_large() -> TemplateError {
+    TemplateError {
+        message: format!("it renders to more than {} MiB", MAX_RENDERED_BYTES >> 20),
+        range: None,
+        at_render: true,
+        unknown_callable: false,
+        too_costly: true,
+    }
 }
 
 /// The most bytes a template or expression may have. A `run` script of a few thousand
@@ -419,7 +502,7 @@ pub const MAX_BLOCK_DEPTH: usize = 50;
 /// aborts the process. The message names the bound; `range` points at the offending tag.
 pub fn limits(text: &str, expression: bool) -> Result<(), TemplateError> {
     let refuse = |message: String, range: Option<Range<usize>>| {
-        Err(TemplateError { message, range, at_render: false, unknown_callable: false })
+        Err(TemplateError { message, range, at_render: false, unknown_callable: false, too_costly: false })
     };
     if text.len() > MAX_TEMPLATE_BYTES {
         return refuse(
@@ -690,7 +773,16 @@ impl<'s> Compiled<'s> {
 
     /// Render against a context.
     pub fn render(&self, ctx: &Context) -> Result<String, TemplateError> {
-        let render = || self.0.render(ctx.0.clone()).map_err(|e| convert(&e, true));
+        let render = || {
+            let mut out = Capped(Vec::new());
+            let result = self.0.render_captured_to(ctx.0.clone(), &mut out).map(|_| ());
+            match result {
+                Ok(()) => String::from_utf8(out.0).map_err(|_| too_large()),
+                // The only write that fails is one past the bound.
+                Err(e) if e.kind() == ErrorKind::WriteFailure => Err(too_large()),
+                Err(e) => Err(convert(&e, true)),
+            }
+        };
         match self.1 {
             Mode::Plain => render(),
             Mode::Shell | Mode::Url => with_bindings(self.1, render),
@@ -727,6 +819,7 @@ fn render_fast(pieces: &[Piece<'_>], mode: Mode, ctx: &Context) -> Option<Result
                         range: None,
                         at_render: true,
                         unknown_callable: false,
+                        too_costly: false,
                     }
                 })
             });
@@ -872,6 +965,7 @@ pub fn eval(text: &str, ctx: &Context) -> Result<serde_json::Value, TemplateErro
         range: None,
         at_render: true,
         unknown_callable: false,
+        too_costly: false,
     })
 }
 
@@ -946,6 +1040,13 @@ pub fn may_call(text: &str) -> bool {
     text.contains('|') || text.contains('(') || text.contains(" is ")
 }
 
+/// True when evaluating a template may cost more than reading its values: repetition
+/// (`*`), concatenation (`~`), blocks (`{% for %}`) and calls. A trial render at check time
+/// then finds a template that costs too much ([`MAX_FUEL`], [`MAX_RENDERED_BYTES`]).
+pub fn may_cost(text: &str) -> bool {
+    text.contains('*') || text.contains('~') || text.contains("{%") || may_call(text)
+}
+
 /// True when a template has no `{{`/`{%` markup at all (renders to itself).
 pub fn is_literal(text: &str) -> bool {
     !text.contains("{{") && !text.contains("{%") && !text.contains("{#")
@@ -981,6 +1082,72 @@ pub fn inner_span(source: &Source, literal: Span, range: Option<Range<usize>>) -
 
 #[cfg(test)]
 mod tests {
+
+    /// Every template built from costly pieces (loops nested over big ranges, joins with
+    /// big separators, repetition, doubling by concatenation, recursive macros, filters
+    /// over big sequences), in each mode, ends quickly with a bounded result or an error
+    /// marked `too_costly`; never a hang or an allocation abort. Cheap templates over the
+    /// same sizes still render.
+    #[test]
+    fn costly_templates_end_with_a_bounded_result_or_a_limit_error() {
+        let big = ["range(100000)", "range(99999)", "params.rows"];
+        let mut cases: Vec<String> = Vec::new();
+        for r in big {
+            cases.push(format!("{{% for a in {r} %}}{{% for b in {r} %}}{{% endfor %}}{{% endfor %}}"));
+            cases.push(format!("{{% for a in {r} %}}{{% for b in {r} %}}x{{% endfor %}}{{% endfor %}}"));
+            cases.push(format!("{{% for a in {r} %}}{{% for b in {r} %}}{{% for c in {r} %}}{{% endfor %}}{{% endfor %}}{{% endfor %}}"));
+            cases.push(format!("{{{{ {r} | map('string') | join(({r} | map('string') | join(','))) }}}}"));
+            cases.push(format!("{{{{ {r} | join({r} | join('-')) | length }}}}"));
+            cases.push(format!("{{{{ ({r} | list) * 1000 | length }}}}"));
+            cases.push(format!("{{{{ {r} | map('string') | map('upper') | map('lower') | join }}}}"));
+            cases.push(format!("{{% for a in {r} %}}{{{{ a }}}}{{% endfor %}}"));
+            cases.push(format!("{{{{ {r} | select('odd') | map('string') | join('x' * 1000) }}}}"));
+        }
+        for n in [1_000_000usize, 10_000_000, 100_000_000, 1_000_000_000] {
+            cases.push(format!("{{{{ 'x' * {n} }}}}"));
+            cases.push(format!("{{{{ ('x' * {n}) ~ ('y' * {n}) }}}}"));
+            cases.push(format!(
+                "{{% set s = 'ab' * {n} %}}{{% set s = s ~ s %}}{{% set s = s ~ s %}}{{{{ s | length }}}}"
+            ));
+            cases.push(format!("{{{{ ['a'] * {n} | join }}}}"));
+        }
+        for depth in [10, 20, 40] {
+            cases.push(format!(
+                "{{% macro f(n) %}}{{% if n > 0 %}}{{{{ f(n - 1) }}}}{{{{ f(n - 1) }}}}{{% else %}}x{{% endif %}}{{% endmacro %}}{{{{ f({depth}) }}}}"
+            ));
+        }
+        cases.push("{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}".into());
+        let rows: Vec<u32> = (0..100_000).collect();
+        let ctx = Context::new(&serde_json::json!({ "params": { "rows": rows } }));
+        let mut limited = 0;
+        for text in &cases {
+            for mode in [Mode::Plain, Mode::Shell, Mode::Url] {
+                let text = if mode == Mode::Url { format!("https://h.test/{text}") } else { text.clone() };
+                match render(&text, mode, &ctx) {
+                    Ok(out) => assert!(out.len() <= MAX_RENDERED_BYTES + 1024, "{text}: {} bytes", out.len()),
+                    Err(e) => limited += usize::from(e.too_costly),
+                }
+            }
+        }
+        assert!(limited >= cases.len(), "{limited} of {} cases hit a limit", cases.len() * 3);
+        // Cheap templates over the same sizes are fine.
+        for text in [
+            "{% for r in params.rows[:5000] %}{{ r }},{% endfor %}",
+            "{{ params.rows | length }}",
+            "{{ 'x' * 1000 }}",
+        ] {
+            assert!(render(text, Mode::Plain, &ctx).is_ok(), "{text}");
+        }
+        for expr in ["params.rows | length > 5", "range(1000) | map('string') | join(',') | length > 0"] {
+            assert!(eval(expr, &ctx).is_ok(), "{expr}");
+        }
+        for expr in [
+            "range(100000) | map('string') | join(range(100000) | map('string') | join(',')) | length > 0",
+            "('x' * 100000000) ~ ('x' * 100000000) ~ ('x' * 100000000) != ''",
+        ] {
+            assert!(eval(expr, &ctx).is_err_and(|e| e.too_costly), "{expr}");
+        }
+    }
     use super::*;
 
     /// The bounds hold with margin: at the bound, the worst constructs compile, list their

@@ -2063,20 +2063,32 @@ impl<'a> Validator<'a> {
             Ok(vars) => {
                 let before = self.diags.len();
                 self.check_vars(&vars, s, scope);
-                if self.diags.len() == before
-                    && template::may_call(&s.value)
-                    && let Err(e) = template::render(&s.value, mode, self.placeholder())
-                    && e.unknown_callable
-                {
+                let trial = self.diags.len() == before
+                    && (template::may_call(&s.value) || template::may_cost(&s.value));
+                if let Some(Err(e)) = trial.then(|| template::render(&s.value, mode, self.placeholder())) {
                     let span = template::inner_span(&self.source, s.span, e.range.clone());
-                    self.err(
-                        Code::TemplateSyntax,
-                        span,
-                        format!("template error in {}: {}", scope.place, e.message),
-                    )
-                    .help = Some(
-                        "see the book's template reference for the filters and functions available".into(),
-                    );
+                    if e.too_costly {
+                        self.err(
+                            Code::TemplateLimit,
+                            span,
+                            format!("template in {} costs too much: {}", scope.place, e.message),
+                        )
+                        .help = Some(format!(
+                            "a template may take at most {} operations and render at most {} MiB: loop over less, or do the work in the step's script",
+                            template::MAX_FUEL,
+                            template::MAX_RENDERED_BYTES >> 20
+                        ));
+                    } else if e.unknown_callable {
+                        self.err(
+                            Code::TemplateSyntax,
+                            span,
+                            format!("template error in {}: {}", scope.place, e.message),
+                        )
+                        .help = Some(
+                            "see the book's template reference for the filters and functions available"
+                                .into(),
+                        );
+                    }
                 }
             }
         }
@@ -2116,14 +2128,24 @@ impl<'a> Validator<'a> {
                     .all(|v| v == "params" || v.starts_with("params.") || v.starts_with("runbook"));
                 let before = self.diags.len();
                 self.check_vars(&vars, s, scope);
-                if self.diags.len() == before
-                    && template::may_call(&s.value)
-                    && let Err(e) = template::eval(&s.value, self.placeholder())
-                    && e.unknown_callable
-                {
+                let trial = self.diags.len() == before
+                    && (template::may_call(&s.value) || template::may_cost(&s.value));
+                if let Some(Err(e)) = trial.then(|| template::eval(&s.value, self.placeholder())) {
                     let span = template::inner_span(&self.source, s.span, e.range.clone());
-                    self.err(Code::InvalidExpression, span, format!("{}: {}", scope.place, e.message)).help =
-                        Some("see the book's template reference for the filters, tests and functions available".into());
+                    if e.too_costly {
+                        self.err(
+                            Code::TemplateLimit,
+                            span,
+                            format!("{} costs too much: {}", scope.place, e.message),
+                        )
+                        .help = Some(format!(
+                            "an expression may take at most {} operations: test less, or do the work in a step",
+                            template::MAX_FUEL
+                        ));
+                    } else if e.unknown_callable {
+                        self.err(Code::InvalidExpression, span, format!("{}: {}", scope.place, e.message)).help =
+                            Some("see the book's template reference for the filters, tests and functions available".into());
+                    }
                 }
             }
         }
