@@ -18,6 +18,8 @@ mod kept_logs;
 mod peers;
 mod pinning;
 mod plan;
+mod read_only_preconditions;
+mod report_facts;
 mod resume;
 mod run;
 mod run_folder;
