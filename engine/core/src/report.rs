@@ -283,8 +283,18 @@ pub fn build(records: &[Record], runbook: Option<&Runbook>, drill: bool) -> Repo
     let mut interruptions = Vec::new();
     let mut first_start: BTreeMap<String, String> = BTreeMap::new();
     let mut step_times = Vec::new();
+    // Whether the engine that wrote the last records recorded its own stop.
+    let mut stopped = false;
     for (i, r) in records.iter().enumerate() {
         let t = hms(&r.ts);
+        let last_stopped = stopped;
+        stopped = match &r.event {
+            RunEvent::RunSuspended { .. }
+            | RunEvent::RunInterrupted { .. }
+            | RunEvent::RunFinished { .. } => true,
+            RunEvent::RunStarted { .. } | RunEvent::RunResumed { .. } => false,
+            _ => stopped,
+        };
         let row = match &r.event {
             RunEvent::RunStarted { operator, .. } => Some(format!("Inicio de `{name}` por {operator}")),
             RunEvent::StepStarted { step, attempt } => {
@@ -358,16 +368,11 @@ pub fn build(records: &[Record], runbook: Option<&Runbook>, drill: bool) -> Repo
                 Some(format!("En espera de aprobación: {}", waiting.join(", ")))
             }
             RunEvent::RunResumed { operator, rerun_idempotent } => {
-                // A resume that follows no record of a stop: the engine before it died (a
-                // crash, a kill, a lost host) without recording anything.
-                let crashed = i > 0
-                    && !matches!(
-                        records[i - 1].event,
-                        RunEvent::RunInterrupted { .. }
-                            | RunEvent::RunSuspended { .. }
-                            | RunEvent::RunFinished { .. }
-                            | RunEvent::LogKept { .. }
-                    );
+                // A resume with no record of a stop since the engine before it started (a
+                // suspension, an interruption, an end): that engine died (a crash, a kill, a
+                // lost host) without recording anything. Decisions others recorded meanwhile
+                // (approvals) say nothing about it.
+                let crashed = i > 0 && !last_stopped;
                 if crashed {
                     let before = &records[i - 1];
                     let folded = fold(&records[..i]);
