@@ -315,3 +315,34 @@ pub fn remove_outputs_files(dir: &std::path::Path) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(stream: Stream, text: &str) -> Line {
+        Line { stream, text: text.to_string() }
+    }
+
+    #[test]
+    fn the_tail_keeps_the_last_lines_within_its_bounds() {
+        let mut tail = Tail::default();
+        assert_eq!(tail.text(), None);
+        for i in 0..100 {
+            tail.push(&line(Stream::Stdout, &format!("line {i}")));
+        }
+        tail.push(&line(Stream::Stderr, "error: the end"));
+        let text = tail.text().unwrap_or_default();
+        assert_eq!(text.lines().count(), OUTPUT_TAIL_LINES);
+        assert!(text.ends_with("line 99\n! error: the end"), "{text}");
+        // Long lines: the bytes bound holds, and one huge line keeps its end.
+        let mut tail = Tail::default();
+        for _ in 0..5 {
+            tail.push(&line(Stream::Stdout, &"x".repeat(1000)));
+        }
+        tail.push(&line(Stream::Stderr, &format!("{}é the cause", "y".repeat(10_000))));
+        let text = tail.text().unwrap_or_default();
+        assert!(text.len() <= OUTPUT_TAIL_BYTES, "{}", text.len());
+        assert!(text.ends_with("é the cause"), "{text}");
+    }
+}
