@@ -320,8 +320,10 @@ pub fn remove_outputs_files(dir: &std::path::Path) {
 mod tests {
     use super::*;
 
+    // A test's line, as the pipe readers would send it after the redactor (only they and the
+    // remote actions make lines in the engine: `engine/exec/tests/sinks.rs`).
     fn line(stream: Stream, text: &str) -> Line {
-        Line { stream, text: text.to_string() }
+        Line { text: text.to_string(), stream }
     }
 
     #[test]
