@@ -78,3 +78,30 @@ fn a_compensated_l3_reports_the_version_origin_holds_in_the_first_environment() 
 fn a_compensated_l3_reports_the_version_origin_holds_in_the_second_environment() {
     a_compensated_l3_reports_the_version_origin_holds(Shape::Shop);
 }
+
+/// A deploy that succeeds: the report's versions are what origin's branch was named before
+/// (the unreleased commit after the last release) and after (the tag the deploy published).
+fn a_deploy_reports_the_versions_origin_held(shape: Shape) {
+    let e = E2e::with(shape);
+    let before = e.sb.deployed_version();
+    let out = e.drive("deploy", &[], &[("checklist_after", "tech-lead", &[])]);
+    ok(&out, 0);
+    let after = e.sb.deployed_version();
+    assert_ne!(after, before, "the deploy published a release");
+    let run = e.latest_run();
+    let md = e.runbook(&["report", &run], "oncall").stdout;
+    assert!(md.contains(&format!("- **Versión anterior:** {before} (observada por")), "{md}");
+    assert!(md.contains(&format!("- **Versión resultante:** {after} (observada por")), "{md}");
+    assert!(md.contains("- **Resultado:** Éxito (el run terminó bien)"), "{md}");
+    assert!(md.contains("- **Evidencia:** ") && md.contains("(observada por `backup.file`"), "{md}");
+}
+
+#[test]
+fn a_deploy_reports_the_versions_origin_held_in_the_first_environment() {
+    a_deploy_reports_the_versions_origin_held(Shape::Inmova);
+}
+
+#[test]
+fn a_deploy_reports_the_versions_origin_held_in_the_second_environment() {
+    a_deploy_reports_the_versions_origin_held(Shape::Shop);
+}
