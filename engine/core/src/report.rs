@@ -701,6 +701,10 @@ impl Report {
         let mut in_pre = false;
         for line in md.lines() {
             if line.starts_with("```") {
+                if in_list {
+                    o.push_str("</ul>\n");
+                    in_list = false;
+                }
                 o.push_str(if in_pre { "</pre>\n" } else { "<pre>" });
                 in_pre = !in_pre;
                 continue;
@@ -867,5 +871,75 @@ mod tests {
         let html = build(&records, None, true).html();
         assert!(html.contains("<h1>Drill Review: 2026-11-30</h1>"), "{html}");
         assert!(html.contains("<td>14:03:00</td><td>Aprobado por dba: checklist_after</td>"), "{html}");
+    }
+
+    #[test]
+    fn a_failed_compensation_is_counted_and_error_text_is_escaped_in_html() {
+        let started = RunEvent::RunStarted {
+            runbook: "rollback-l3".into(),
+            file: String::new(),
+            files: vec![],
+            params: BTreeMap::new(),
+            operator: "oncall".into(),
+            engine_version: "0.1.0".into(),
+            submitted_by: None,
+            log_digests: false,
+            report: ReportFacts {
+                version_after: Some("observe.version".into()),
+                evidence: vec!["restore.compensate.evidence".into()],
+                ..ReportFacts::default()
+            },
+        };
+        let records = journal(vec![
+            ("2026-11-30T14:00:00.000Z", started),
+            ("2026-11-30T14:00:01.000Z", RunEvent::StepStarted { step: "restore".into(), attempt: 1 }),
+            (
+                "2026-11-30T14:00:02.000Z",
+                RunEvent::StepSucceeded { step: "restore".into(), attempt: 1, outputs: BTreeMap::new() },
+            ),
+            ("2026-11-30T14:00:03.000Z", RunEvent::StepStarted { step: "health".into(), attempt: 1 }),
+            (
+                "2026-11-30T14:00:04.000Z",
+                RunEvent::StepFailed {
+                    step: "health".into(),
+                    attempt: 1,
+                    reason: "exited with code 1".into(),
+                    output: Some("! <secret:TOKEN> refused & gone".into()),
+                },
+            ),
+            (
+                "2026-11-30T14:00:05.000Z",
+                RunEvent::CompensationStarted { step: "restore".into(), attempt: 1 },
+            ),
+            (
+                "2026-11-30T14:00:06.000Z",
+                RunEvent::CompensationFailed {
+                    step: "restore".into(),
+                    reason: "exited with code 2".into(),
+                    output: Some("! pg_restore: error".into()),
+                },
+            ),
+            (
+                "2026-11-30T14:00:07.000Z",
+                RunEvent::RunFinished { status: RunStatus::NeedsOperator, preconditions: vec![] },
+            ),
+        ]);
+        let report = build(&records, None, false);
+        let md = report.markdown();
+        assert!(md.contains("la compensación de restore FALLÓ: exited with code 2"), "{md}");
+        assert!(
+            md.contains(
+                "- **Versión resultante:** desconocida: `observe.version` no la observó (no se completó)"
+            ),
+            "{md}"
+        );
+        assert!(
+            md.contains("- **Evidencia:** desconocida: `restore.compensate.evidence` no la observó"),
+            "{md}"
+        );
+        assert!(md.contains("- **Resultado:** Sin terminar: espera la decisión de un operador"), "{md}");
+        let html = report.html();
+        assert!(html.contains("<pre>! &lt;secret:TOKEN&gt; refused &amp; gone\n</pre>"), "{html}");
+        assert!(!html.contains("<secret:"), "{html}");
     }
 }
