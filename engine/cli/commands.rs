@@ -121,7 +121,8 @@ pub fn run(cli: Cli) -> u8 {
         }
         Command::Tie { parent, argv } => {
             let error = runbook_exec::process::tie_main(parent, &argv);
-            eprintln!("runbook: cannot start the step's program: {error}");
+            let program = argv.first().map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
+            eprintln!("runbook: cannot start the step's program `{program}`: {error}");
             exit::STEP_NOT_STARTED
         }
         Command::State(crate::args::StateCommand::Migrate { state, identity, map }) => {

@@ -280,6 +280,18 @@ pub fn show(run_id: &str, follow: bool, state: Option<String>) -> u8 {
         folded.last_seq,
         folded.last_hash.as_deref().unwrap_or("-")
     );
+    // What stopped a run before any step: its preconditions, with what they printed.
+    for r in &records {
+        if let journal::RunEvent::RunFinished { preconditions, .. } = &r.event {
+            for p in preconditions {
+                let mut lines = p.lines();
+                outln!("  failed    {}", visible(lines.next().unwrap_or_default()));
+                for l in lines {
+                    outln!("      {}", visible(l));
+                }
+            }
+        }
+    }
     let doubt = folded.in_doubt();
     if !doubt.is_empty() {
         let what = if summary.status == "running" {
@@ -323,6 +335,12 @@ pub fn show(run_id: &str, follow: bool, state: Option<String>) -> u8 {
             ));
         }
         outln!("{line}");
+        // The error text the journal keeps for its last failure.
+        if let Some(out) = &s.output {
+            for l in out.lines() {
+                outln!("      {}", visible(l));
+            }
+        }
     }
     if findings.is_empty() {
         exit::SUCCESS

@@ -693,7 +693,7 @@ async fn prepare_resume(
     }
     // How the run last ended, unless it was resumed since.
     let ended = records.iter().rev().find_map(|r| match r.event {
-        RunEvent::RunFinished { status } => Some(Some(status)),
+        RunEvent::RunFinished { status, .. } => Some(Some(status)),
         RunEvent::RunResumed { .. } => Some(None),
         _ => None,
     });
@@ -1121,14 +1121,26 @@ fn print_reports(mut rx: mpsc::UnboundedReceiver<Report>, json: bool, live: bool
                         if outs.is_empty() { String::new() } else { format!(" ({})", outs.join(", ")) };
                     format!("ok {step}{took}{outs}")
                 }
-                RunEvent::AttemptFailed { step, attempt, reason, .. } => {
-                    format!("x {step} attempt {attempt} {reason}")
+                RunEvent::AttemptFailed { step, attempt, reason, output, .. } => {
+                    format!("x {step} attempt {attempt} {reason}{}", output_tail(output.as_deref()))
                 }
-                RunEvent::StepFailed { step, reason, .. } => format!("FAILED {step}: {reason}"),
+                RunEvent::StepFailed { step, reason, output, .. } => {
+                    format!("FAILED {step}: {reason}{}", output_tail(output.as_deref()))
+                }
                 RunEvent::StepSkipped { step, reason } => format!("skip {step}: {reason}"),
                 RunEvent::CompensationStarted { step, .. } => format!("undo {step}"),
-                RunEvent::CompensationSucceeded { step } => format!("undone {step}"),
-                RunEvent::CompensationFailed { step, reason } => format!("UNDO FAILED {step}: {reason}"),
+                RunEvent::CompensationSucceeded { step, outputs } => {
+                    let outs: Vec<String> =
+                        outputs.iter().map(|(k, v)| format!("{k}={}", crate::history::brief(v))).collect();
+                    if outs.is_empty() {
+                        format!("undone {step}")
+                    } else {
+                        format!("undone {step} ({})", outs.join(", "))
+                    }
+                }
+                RunEvent::CompensationFailed { step, reason, output } => {
+                    format!("UNDO FAILED {step}: {reason}{}", output_tail(output.as_deref()))
+                }
                 RunEvent::RunInterrupted { reason } => format!("interrupted: {reason}"),
                 RunEvent::RunResumed { operator, rerun_idempotent } => {
                     if rerun_idempotent.is_empty() {
@@ -1204,5 +1216,13 @@ fn print_reports(mut rx: mpsc::UnboundedReceiver<Report>, json: bool, live: bool
         for (_, bar) in l.bars {
             bar.finish_and_clear();
         }
+    }
+}
+
+/// The end of a failed attempt's output (as journaled), indented under its line.
+pub(crate) fn output_tail(output: Option<&str>) -> String {
+    match output {
+        Some(out) => out.lines().map(|l| format!("\n    {l}")).collect(),
+        None => String::new(),
     }
 }

@@ -772,6 +772,7 @@ fn as_before_log_digests(scratch: &Scratch, id: &str) {
                 operator,
                 engine_version,
                 submitted_by,
+                report,
                 ..
             } => RunEvent::RunStarted {
                 runbook,
@@ -782,6 +783,7 @@ fn as_before_log_digests(scratch: &Scratch, id: &str) {
                 engine_version,
                 submitted_by,
                 log_digests: false,
+                report,
             },
             other => other,
         };

@@ -158,7 +158,7 @@ fn rollback_l3_restores_the_database_and_the_stable_code() {
     ok(&e.runbook(&["audit", "verify", &run], "oncall"), 0);
 }
 
-const BEFORE: &[&str] = &["incident=INC-7", "root_cause=the release broke the listing"];
+pub(crate) const BEFORE: &[&str] = &["incident=INC-7", "root_cause=the release broke the listing"];
 const BEFORE_L2: &[&str] = &[
     "incident=INC-8",
     "root_cause=archived_at broke queries",

@@ -113,7 +113,7 @@ pub enum StatusChange {
 /// The change an event makes to a run's status, if any.
 pub fn status_change(event: &RunEvent) -> Option<StatusChange> {
     match event {
-        RunEvent::RunFinished { status } => Some(StatusChange::Finished(*status)),
+        RunEvent::RunFinished { status, .. } => Some(StatusChange::Finished(*status)),
         RunEvent::RunInterrupted { .. } => Some(StatusChange::Stopped(RunStatus::Interrupted)),
         RunEvent::RunSuspended { .. } => Some(StatusChange::Stopped(RunStatus::NeedsOperator)),
         RunEvent::RunResumed { .. } => Some(StatusChange::Reopened),
@@ -423,8 +423,9 @@ mod tests {
                 engine_version: "0".into(),
                 submitted_by: None,
                 log_digests: false,
+                report: Default::default(),
             },
-            RunEvent::RunFinished { status: RunStatus::Succeeded },
+            RunEvent::RunFinished { status: RunStatus::Succeeded, preconditions: vec![] },
             kept("old"),
             kept("new"),
         ]);

@@ -139,6 +139,9 @@ codes! {
     MissingParam = "070", "missing-param", "A required parameter was not given.";
     InvalidParamValue = "071", "invalid-param-value", "A parameter value does not fit its declaration.";
     UnknownParam = "072", "unknown-param", "A parameter that the runbook does not declare.";
+    ReportReference = "080", "report-reference", "A `[report]` entry names a step or an output that does not exist.";
+    PreconditionWrites = "081", "precondition-writes", "A warning: a `run`/`cmd` precondition that visibly changes something (preconditions only read).";
+    PreconditionMethod = "082", "precondition-method", "An `http` precondition with a method other than GET or HEAD (preconditions only read).";
 }
 
 impl fmt::Display for Code {

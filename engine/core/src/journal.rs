@@ -21,6 +21,48 @@ pub const JOURNAL_VERSION: u32 = 1;
 /// The `prev_hash` of a run's first record.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
+/// Lines of a failed attempt's output kept in its failure record.
+pub const OUTPUT_TAIL_LINES: usize = 20;
+
+/// Bytes of a failed attempt's output kept in its failure record.
+pub const OUTPUT_TAIL_BYTES: usize = 2048;
+
+/// A reference to a value the report states as a fact: a step's output
+/// (`STEP.OUTPUT`) or a compensation's (`STEP.compensate.OUTPUT`).
+pub fn parse_fact_ref(text: &str) -> Option<(&str, bool, &str)> {
+    let parts: Vec<&str> = text.split('.').collect();
+    match parts.as_slice() {
+        [step, output] => Some((step, false, output)),
+        [step, "compensate", output] => Some((step, true, output)),
+        _ => None,
+    }
+}
+
+/// What a runbook declares its report may state as observed facts (its `[report]` table):
+/// each a reference for [`parse_fact_ref`].
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ReportFacts {
+    /// The output that observed the version deployed before the run changed anything.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version_before: Option<String>,
+    /// The output that observed the version deployed at the end (after any compensation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version_after: Option<String>,
+    /// The output that says when the restored data was taken.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore_point: Option<String>,
+    /// Outputs that name evidence files (dumps taken before anything destructive).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub evidence: Vec<String>,
+}
+
+impl ReportFacts {
+    /// True when nothing is declared.
+    pub fn is_empty(&self) -> bool {
+        self == &ReportFacts::default()
+    }
+}
+
 /// How a run ended (or where it stands).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -71,7 +113,7 @@ macro_rules! step_field {
             | RunEvent::StepFailed { step: $step, .. }
             | RunEvent::StepSkipped { step: $step, .. }
             | RunEvent::CompensationStarted { step: $step, .. }
-            | RunEvent::CompensationSucceeded { step: $step }
+            | RunEvent::CompensationSucceeded { step: $step, .. }
             | RunEvent::CompensationFailed { step: $step, .. }
             | RunEvent::OperatorDecision { step: $step, .. }
             | RunEvent::CompensationDecision { step: $step, .. }
@@ -111,6 +153,10 @@ pub enum RunEvent {
         /// such a run, a kept log without one is forged, never "kept before log digests".
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         log_digests: bool,
+        /// Which step outputs the report states as facts (the runbook's `[report]` table),
+        /// journaled so that the report needs nothing but the journal. Absent when none.
+        #[serde(default, skip_serializing_if = "ReportFacts::is_empty")]
+        report: ReportFacts,
     },
     /// A step's attempt is about to start (written before the process is spawned).
     StepStarted {
@@ -129,6 +175,10 @@ pub enum RunEvent {
         exit_code: Option<i32>,
         /// What went wrong.
         reason: String,
+        /// The last lines of the attempt's output (redacted, at most [`OUTPUT_TAIL_LINES`]
+        /// lines and [`OUTPUT_TAIL_BYTES`] bytes): the error text. Absent in older journals.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        output: Option<String>,
     },
     /// A step succeeded.
     StepSucceeded {
@@ -147,6 +197,10 @@ pub enum RunEvent {
         attempt: u32,
         /// What went wrong.
         reason: String,
+        /// The last lines of the attempt's output (redacted, at most [`OUTPUT_TAIL_LINES`]
+        /// lines and [`OUTPUT_TAIL_BYTES`] bytes): the error text. Absent in older journals.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        output: Option<String>,
     },
     /// A step did not run (`when` false, or a dependency failed with `continue`).
     StepSkipped {
@@ -166,6 +220,10 @@ pub enum RunEvent {
     CompensationSucceeded {
         /// Step id.
         step: String,
+        /// The outputs the compensation declared (`outputs = [...]`), written to
+        /// `$RUNBOOK_OUTPUT` like a step's. Absent when it declares none.
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        outputs: BTreeMap<String, serde_json::Value>,
     },
     /// A step's compensation failed after its retries.
     CompensationFailed {
@@ -173,6 +231,10 @@ pub enum RunEvent {
         step: String,
         /// What went wrong.
         reason: String,
+        /// The last lines of the attempt's output (redacted, at most [`OUTPUT_TAIL_LINES`]
+        /// lines and [`OUTPUT_TAIL_BYTES`] bytes): the error text. Absent in older journals.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        output: Option<String>,
     },
     /// The run was stopped by a signal.
     RunInterrupted {
@@ -272,6 +334,10 @@ pub enum RunEvent {
     RunFinished {
         /// How.
         status: RunStatus,
+        /// The runbook's preconditions that failed, each with its message and the end of its
+        /// output (a run that ends this way ran no step). Absent otherwise.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        preconditions: Vec<String>,
     },
     /// An attempt's output was kept in the store (`step_logs`), as exactly the text whose
     /// digest this is: `runbook logs` and `audit verify` check the stored text against it.
@@ -571,6 +637,9 @@ pub struct StepState {
     pub compensation_attempts: u32,
     /// The last failure reason.
     pub reason: Option<String>,
+    /// The end of the output of its last failed attempt or compensation (redacted).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output: Option<String>,
     /// For an approval step: its request and the decisions so far.
     pub approval: Option<Approval>,
 }
@@ -707,9 +776,10 @@ impl RunState {
                 s.status = StepStatus::Started;
                 s.attempts = *attempt;
             }
-            (RunEvent::AttemptFailed { reason, .. }, Some(s)) => {
+            (RunEvent::AttemptFailed { reason, output, .. }, Some(s)) => {
                 s.status = StepStatus::Retrying;
                 s.reason = Some(reason.clone());
+                s.output = output.clone();
             }
             // An approval step succeeds only on the decisions its request's rules count.
             (RunEvent::StepSucceeded { step, .. }, Some(s))
@@ -723,13 +793,15 @@ impl RunState {
                 s.outputs = outputs.clone();
                 // An earlier attempt's failure is history, not the step's state.
                 s.reason = None;
+                s.output = None;
                 if !self.completed.contains(step) {
                     self.completed.push(step.clone());
                 }
             }
-            (RunEvent::StepFailed { reason, .. }, Some(s)) => {
+            (RunEvent::StepFailed { reason, output, .. }, Some(s)) => {
                 s.status = StepStatus::Failed;
                 s.reason = Some(reason.clone());
+                s.output = output.clone();
             }
             // A skip does not settle a pending approval: the engine skips one when the run
             // stops after a failure, and asks again on resume; decisions stay possible.
@@ -749,9 +821,10 @@ impl RunState {
             (RunEvent::CompensationSucceeded { .. }, Some(s)) => {
                 s.compensation = CompensationStatus::Succeeded
             }
-            (RunEvent::CompensationFailed { reason, .. }, Some(s)) => {
+            (RunEvent::CompensationFailed { reason, output, .. }, Some(s)) => {
                 s.compensation = CompensationStatus::Failed;
                 s.reason = Some(reason.clone());
+                s.output = output.clone();
             }
             (RunEvent::OperatorDecision { decision, operator, reason, .. }, Some(s)) => match decision {
                 // The next `step_started` records the re-run itself.
@@ -853,7 +926,7 @@ impl RunState {
             }
             (RunEvent::RunInterrupted { .. }, _) => self.status = Some(RunStatus::Interrupted),
             (RunEvent::RunResumed { .. }, _) => self.status = Some(RunStatus::Running),
-            (RunEvent::RunFinished { status }, _) => self.status = Some(*status),
+            (RunEvent::RunFinished { status, .. }, _) => self.status = Some(*status),
             _ => {}
         }
     }
@@ -957,6 +1030,7 @@ mod tests {
             engine_version: "0.1.0".into(),
             submitted_by: None,
             log_digests: false,
+            report: Default::default(),
         }
     }
 
@@ -975,6 +1049,7 @@ mod tests {
                 attempt: 1,
                 exit_code: Some(1),
                 reason: "exit 1".into(),
+                output: None,
             },
             RunEvent::StepStarted { step: "b".into(), attempt: 2 },
         ])

@@ -26,6 +26,7 @@ pub mod span;
 pub mod suggest;
 pub mod template;
 pub mod validate;
+pub mod writes;
 
 pub use diagnostic::{Code, Diagnostic, Severity, Source};
 pub use span::{Span, Spanned};

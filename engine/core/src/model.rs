@@ -401,6 +401,8 @@ pub struct Compensation {
     pub retry: RetryPolicy,
     /// Safe to re-run when in doubt (started, no end record).
     pub idempotent: bool,
+    /// Declared outputs (`run`/`cmd`), journaled with its success.
+    pub outputs: Vec<String>,
 }
 
 /// A step of `[steps]` or `[finally]`.
@@ -486,6 +488,8 @@ pub struct Runbook {
     pub escalations: Vec<Escalation>,
     /// Included runbooks, validated, indexed by [`IncludeSpec::child`].
     pub includes: Vec<Arc<Runbook>>,
+    /// What the report states as observed facts (`[report]`), references checked.
+    pub report: crate::journal::ReportFacts,
 }
 
 impl Runbook {

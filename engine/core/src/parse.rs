@@ -16,7 +16,9 @@ use toml::de::{DeTable, DeValue};
 
 use crate::diagnostic::{Code, Diagnostic, Source};
 use crate::quick::{self, NodeDeserializer};
-use crate::raw::{RawDefaults, RawEscalation, RawMeta, RawParam, RawPrecondition, RawSecret, RawStep};
+use crate::raw::{
+    RawDefaults, RawEscalation, RawMeta, RawParam, RawPrecondition, RawReport, RawSecret, RawStep,
+};
 use crate::schema::{self, Shape};
 use crate::span::{Span, Spanned};
 use crate::suggest::did_you_mean_suffix;
@@ -55,6 +57,8 @@ pub struct Document {
     pub finally: Vec<Unit<RawStep>>,
     /// `[escalation.*]`.
     pub escalations: Vec<Unit<RawEscalation>>,
+    /// `[report]`.
+    pub report: Option<RawReport>,
 }
 
 impl Document {
@@ -70,6 +74,7 @@ impl Document {
             steps: Vec::new(),
             finally: Vec::new(),
             escalations: Vec::new(),
+            report: None,
         }
     }
 }
@@ -103,6 +108,7 @@ fn parse_quick(source: &Arc<Source>) -> Option<Document> {
             "steps" => doc.steps = quick_section(node)?,
             "finally" => doc.finally = quick_section(node)?,
             "escalation" => doc.escalations = quick_section(node)?,
+            "report" => doc.report = Some(RawReport::deserialize(NodeDeserializer(node)).ok()?),
             _ => return None,
         }
     }
@@ -128,8 +134,8 @@ where
     Some(units)
 }
 
-const SECTIONS: [&str; 8] =
-    ["runbook", "params", "secrets", "defaults", "preconditions", "steps", "finally", "escalation"];
+const SECTIONS: [&str; 9] =
+    ["runbook", "params", "secrets", "defaults", "preconditions", "steps", "finally", "escalation", "report"];
 
 fn parse_with(source: &Arc<Source>, report_unknown_keys: bool) -> (Document, Vec<Diagnostic>) {
     let mut diags = Vec::new();
@@ -176,6 +182,7 @@ fn parse_with(source: &Arc<Source>, report_unknown_keys: bool) -> (Document, Vec
             "steps" => doc.steps = section(value, &name, source, &mut diags),
             "finally" => doc.finally = section(value, &name, source, &mut diags),
             "escalation" => doc.escalations = section(value, &name, source, &mut diags),
+            "report" => doc.report = deserialize_unit(value, "report", source, &mut diags),
             // Unknown sections were reported and pruned above.
             _ => {}
         }

@@ -47,6 +47,29 @@ pub struct RawDocument {
     /// Notifications that fire once if the run is still going after `after`.
     #[serde(default)]
     pub escalation: BTreeMap<String, RawEscalation>,
+    /// Which step outputs the run's report states as observed facts.
+    #[serde(default)]
+    pub report: Option<RawReport>,
+}
+
+/// The `[report]` table: the step outputs (`STEP.OUTPUT`, or `STEP.compensate.OUTPUT` for a
+/// compensation's) that the incident report states as observed facts. The report states
+/// nothing else as observed: a fact no output observed is reported as unknown.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct RawReport {
+    /// The output that observes the version deployed before the run changes anything.
+    #[serde(default)]
+    pub version_before: Option<SpannedString>,
+    /// The output that observes the version deployed at the end; it counts only if observed after the last compensation (usually a `finally` step).
+    #[serde(default)]
+    pub version_after: Option<SpannedString>,
+    /// The output that says when the restored data was taken (the window of data lost begins there).
+    #[serde(default)]
+    pub restore_point: Option<SpannedString>,
+    /// Outputs that name evidence files: dumps taken before anything destructive.
+    #[serde(default)]
+    pub evidence: Option<Vec<SpannedString>>,
 }
 
 /// The `[runbook]` table.
@@ -328,6 +351,9 @@ pub struct RawAction {
     /// Safe to run again if the engine died while it was running (default false; true for http GET/HEAD). Otherwise a compensation in doubt waits for an operator's decision.
     #[serde(default)]
     pub idempotent: Option<bool>,
+    /// Output names the compensation writes to `$RUNBOOK_OUTPUT` (`run`/`cmd` only); journaled with its success.
+    #[serde(default)]
+    pub outputs: Option<Vec<SpannedString>>,
 }
 
 /// An HTTP request and what its answer must look like.

@@ -2,10 +2,17 @@
 //!
 //! The structure is the team guide's "Plantilla de Incident Report": summary, description,
 //! root cause, action taken, the rollback executed, prevention, action items and a timeline.
-//! What the journal knows is filled in (times, who decided what, versions, the result);
-//! what only people know stays as a placeholder for them to write. A drill run (a runbook
-//! named `drill`, or any run with `--drill`) adds the review the guide asks for: each
-//! step's time against its estimate, and the problems met.
+//! Every statement of fact is derived from a journal record: what ran, what failed and its
+//! error text, what was compensated and whether each compensation succeeded, interruptions,
+//! crashes and resumes (who, when), operators' decisions. Versions, the restore point and
+//! evidence files are stated only as the step outputs the runbook declares in `[report]`
+//! (journaled with `run_started`) observed them, with the step that observed them; a
+//! version observed before the last compensation is not the resulting version (the report
+//! says it is unknown). A parameter is never presented as an observation, and the result
+//! follows the run's status whatever an approval input says (both are shown when they
+//! disagree). What only people know stays as a placeholder for them to write. A drill run
+//! (a runbook named `drill`, or any run with `--drill`) adds the review the guide asks for:
+//! each step's time against its estimate, and the problems met.
 //!
 //! Pure: it reads records and, when the caller has it, the validated runbook.
 
@@ -15,7 +22,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::journal::{Decision, Record, RunEvent, RunStatus, fold};
+use crate::journal::{Decision, Record, ReportFacts, RunEvent, RunStatus, fold, parse_fact_ref};
 use crate::model::{Runbook, format_duration};
 
 /// Text that people must write.
@@ -48,18 +55,28 @@ pub struct Report {
     pub incident: Option<String>,
     /// `root_cause`, likewise.
     pub root_cause: Option<String>,
-    /// `result`, likewise (`exito`, `parcial`, `fallo`).
-    pub result: Option<String>,
+    /// `result` as people gave it (`exito`, `parcial`, `fallo`), and where.
+    pub result: Option<(String, String)>,
     /// Rollback level (1 to 3) from the runbook's name, if it is a rollback.
     pub level: Option<u8>,
-    /// The version before: what the run found deployed.
-    pub version_before: Option<String>,
-    /// The version after: what the run deployed.
-    pub version_after: Option<String>,
+    /// The version found deployed before, as observed.
+    pub version_before: Fact,
+    /// The version deployed at the end, as observed after the last compensation.
+    pub version_after: Fact,
+    /// When the restored data was taken, as observed.
+    pub restore_point: Fact,
+    /// Evidence files, as observed.
+    pub evidence: Vec<Fact>,
     /// Steps that succeeded, by title, in order of completion.
     pub actions: Vec<String>,
-    /// Compensations that ran.
-    pub compensated: Vec<String>,
+    /// What failed: (what, reason, the end of its output).
+    pub failures: Vec<Failure>,
+    /// Compensations: each with its outcome.
+    pub compensations: Vec<String>,
+    /// How many compensations succeeded and failed.
+    pub compensation_counts: (usize, usize),
+    /// Interruptions, crashes, resumes and operators' decisions, with their times.
+    pub interruptions: Vec<String>,
     /// (time, event) rows.
     pub timeline: Vec<(String, String)>,
     /// For drills: (step, took, estimate, over the estimate).
@@ -73,6 +90,59 @@ pub struct Report {
     pub review: Vec<(String, String)>,
     /// The journal's last hash.
     pub last_hash: Option<String>,
+}
+
+/// A fact the runbook declares in `[report]`, as the journal holds it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Fact {
+    /// The runbook declares no output for it.
+    Undeclared,
+    /// Observed by `by` (a reference) at `at` (HH:MM:SS).
+    Observed {
+        /// The value observed.
+        value: String,
+        /// The output that observed it.
+        by: String,
+        /// When.
+        at: String,
+    },
+    /// Declared, never observed (the step did not complete, or not after the last
+    /// compensation): `earlier` is what it observed before being undone, if anything.
+    Unknown {
+        /// The output that should have observed it.
+        by: String,
+        /// Why it did not.
+        why: String,
+        /// What it observed before the last compensation.
+        earlier: Option<String>,
+    },
+}
+
+impl Fact {
+    fn text(&self, undeclared: &str) -> String {
+        match self {
+            Fact::Undeclared => format!("no declarada ({undeclared})"),
+            Fact::Observed { value, by, at } => format!("{value} (observada por `{by}` a las {at})"),
+            Fact::Unknown { by, why, earlier } => format!(
+                "desconocida: `{by}` no la observó {why}{}",
+                earlier
+                    .as_ref()
+                    .map(|e| format!("; antes de deshacer observó {e}, que ya no vale"))
+                    .unwrap_or_default()
+            ),
+        }
+    }
+}
+
+/// A failure the journal records.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Failure {
+    /// What failed (a step, a compensation, a precondition), and when.
+    pub what: String,
+    /// The recorded reason.
+    pub reason: String,
+    /// The end of its output, redacted, as journaled.
+    pub output: Option<String>,
 }
 
 /// One step's time against its estimate.
@@ -104,25 +174,66 @@ fn text(v: &Value) -> String {
     }
 }
 
+/// The last record in which `reference` was observed: (seq, time, value).
+fn observed(records: &[Record], reference: &str) -> Option<(u64, String, String)> {
+    let (step, compensate, output) = parse_fact_ref(reference)?;
+    records.iter().rev().find_map(|r| {
+        let outputs = match &r.event {
+            RunEvent::StepSucceeded { step: s, outputs, .. } if !compensate && s == step => outputs,
+            RunEvent::CompensationSucceeded { step: s, outputs } if compensate && s == step => outputs,
+            _ => return None,
+        };
+        let value = outputs.get(output).map(text).filter(|v| !v.trim().is_empty())?;
+        Some((r.seq, hms(&r.ts), value))
+    })
+}
+
+/// A declared fact as the journal holds it; with `after`, only an observation recorded
+/// after that sequence number counts.
+fn fact(records: &[Record], reference: Option<&String>, after: Option<&(u64, String)>) -> Fact {
+    let Some(by) = reference else { return Fact::Undeclared };
+    match (observed(records, by), after) {
+        (Some((seq, _, value)), Some((last, at))) if seq < *last => Fact::Unknown {
+            by: by.clone(),
+            why: format!("después de la última compensación ({at})"),
+            earlier: Some(value),
+        },
+        (Some((_, at, value)), _) => Fact::Observed { value, by: by.clone(), at },
+        (None, _) => Fact::Unknown { by: by.clone(), why: "(no se completó)".into(), earlier: None },
+    }
+}
+
 /// Build the report of a run from its records, with the runbook when the caller has it.
 pub fn build(records: &[Record], runbook: Option<&Runbook>, drill: bool) -> Report {
     let state = fold(records);
     let mut params: BTreeMap<String, Value> = BTreeMap::new();
     let mut name = String::new();
     let mut operator = String::new();
+    let mut declared = ReportFacts::default();
     for r in records {
-        if let RunEvent::RunStarted { runbook, params: p, operator: o, .. } = &r.event {
+        if let RunEvent::RunStarted { runbook, params: p, operator: o, report, .. } = &r.event {
             name = runbook.clone();
             operator = o.clone();
             params.extend(p.clone());
+            declared = report.clone();
         }
     }
-    // Facts people gave: parameters, then approval inputs (the later win).
-    let mut facts = params.clone();
-    for inputs in state.approval_inputs.values() {
-        facts.extend(inputs.clone());
+    // A journal from before `[report]` was journaled: the runbook's declaration, when the
+    // caller has the runbook as it ran.
+    if declared.is_empty()
+        && let Some(rb) = runbook
+    {
+        declared = rb.report.clone();
     }
-    let fact = |k: &str| facts.get(k).map(text).filter(|s| !s.is_empty());
+    // Facts people gave: parameters, then approval inputs (the later win), with where.
+    let mut facts: BTreeMap<String, (Value, String)> =
+        params.iter().map(|(k, v)| (k.clone(), (v.clone(), "el parámetro".to_string()))).collect();
+    for (step, inputs) in &state.approval_inputs {
+        for (k, v) in inputs {
+            facts.insert(k.clone(), (v.clone(), format!("la aprobación `{step}`")));
+        }
+    }
+    let fact_of = |k: &str| facts.get(k).map(|(v, _)| text(v)).filter(|s| !s.is_empty());
     // Titles render against the run's parameters and outputs, as the run showed them; a step
     // of an included runbook (its parameters are not journaled) or a title that cannot render
     // is named by its id alone.
@@ -154,30 +265,36 @@ pub fn build(records: &[Record], runbook: Option<&Runbook>, drill: bool) -> Repo
         _ => None,
     };
     let level = name.strip_prefix("rollback-l").and_then(|l| l.parse::<u8>().ok());
-    let mut outputs: BTreeMap<String, Value> = BTreeMap::new();
-    for id in &state.completed {
-        if let Some(s) = state.steps.get(id) {
-            for (k, v) in &s.outputs {
-                outputs.entry(k.clone()).or_insert_with(|| v.clone());
-            }
-        }
-    }
-    // What was deployed before: the remote branch's commit the run found (a branch name such
-    // as `previous_ref` says nothing).
-    let version_before =
-        ["remote_head", "previous_head", "commit"].iter().find_map(|k| outputs.get(*k).map(text));
-    let version_after = ["stable_tag", "previous_tag", "version"]
-        .iter()
-        .find_map(|k| params.get(*k).map(text))
-        .filter(|s| !s.is_empty());
+    // The resulting version counts only if observed after the last compensation began.
+    let last_compensation = records.iter().rev().find_map(|r| match &r.event {
+        RunEvent::CompensationStarted { .. } => Some((r.seq, hms(&r.ts))),
+        _ => None,
+    });
+    let version_before = fact(records, declared.version_before.as_ref(), None);
+    let version_after = fact(records, declared.version_after.as_ref(), last_compensation.as_ref());
+    let restore_point = fact(records, declared.restore_point.as_ref(), None);
+    let evidence = declared.evidence.iter().map(|e| fact(records, Some(e), None)).collect();
 
     let mut timeline = Vec::new();
     let mut problems = Vec::new();
-    let mut compensated = Vec::new();
+    let mut failures = Vec::new();
+    let mut compensations = Vec::new();
+    let (mut undone, mut undo_failed) = (0, 0);
+    let mut interruptions = Vec::new();
     let mut first_start: BTreeMap<String, String> = BTreeMap::new();
     let mut step_times = Vec::new();
-    for r in records {
+    // Whether the engine that wrote the last records recorded its own stop.
+    let mut stopped = false;
+    for (i, r) in records.iter().enumerate() {
         let t = hms(&r.ts);
+        let last_stopped = stopped;
+        stopped = match &r.event {
+            RunEvent::RunSuspended { .. }
+            | RunEvent::RunInterrupted { .. }
+            | RunEvent::RunFinished { .. } => true,
+            RunEvent::RunStarted { .. } | RunEvent::RunResumed { .. } => false,
+            _ => stopped,
+        };
         let row = match &r.event {
             RunEvent::RunStarted { operator, .. } => Some(format!("Inicio de `{name}` por {operator}")),
             RunEvent::StepStarted { step, attempt } => {
@@ -201,20 +318,38 @@ pub fn build(records: &[Record], runbook: Option<&Runbook>, drill: bool) -> Repo
                 problems.push(format!("`{step}`, intento {attempt}: {reason}"));
                 None
             }
-            RunEvent::StepFailed { step, reason, .. } => {
+            RunEvent::StepFailed { step, attempt, reason, output } => {
                 problems.push(format!("`{step}` falló: {reason}"));
+                failures.push(Failure {
+                    what: format!("{t} `{step}` falló (intento {attempt})"),
+                    reason: reason.clone(),
+                    output: output.clone(),
+                });
                 Some(format!("Fallo: {} ({reason})", title_of(step)))
             }
             RunEvent::StepSkipped { .. } => None,
             RunEvent::CompensationStarted { step, attempt } => {
                 (*attempt == 1).then(|| format!("Compensación: {}", title_of(step)))
             }
-            RunEvent::CompensationSucceeded { step } => {
-                compensated.push(title_of(step));
-                None
+            RunEvent::CompensationSucceeded { step, outputs } => {
+                undone += 1;
+                let outs: Vec<String> = outputs.iter().map(|(k, v)| format!("{k}={}", text(v))).collect();
+                compensations.push(format!(
+                    "{t} deshecho: {}{}",
+                    title_of(step),
+                    if outs.is_empty() { String::new() } else { format!(" ({})", outs.join(", ")) }
+                ));
+                Some(format!("Compensación hecha: {}", title_of(step)))
             }
-            RunEvent::CompensationFailed { step, reason } => {
+            RunEvent::CompensationFailed { step, reason, output } => {
+                undo_failed += 1;
                 problems.push(format!("la compensación de `{step}` falló: {reason}"));
+                compensations.push(format!("{t} la compensación de {} FALLÓ: {reason}", title_of(step)));
+                failures.push(Failure {
+                    what: format!("{t} la compensación de `{step}` falló"),
+                    reason: reason.clone(),
+                    output: output.clone(),
+                });
                 Some(format!("Compensación fallida: {} ({reason})", title_of(step)))
             }
             RunEvent::ApprovalRequested { step, .. } => {
@@ -232,9 +367,48 @@ pub fn build(records: &[Record], runbook: Option<&Runbook>, drill: bool) -> Repo
             RunEvent::RunSuspended { waiting } => {
                 Some(format!("En espera de aprobación: {}", waiting.join(", ")))
             }
-            RunEvent::RunResumed { operator, .. } => Some(format!("Reanudado por {operator}")),
+            RunEvent::RunResumed { operator, rerun_idempotent } => {
+                // A resume with no record of a stop since the engine before it started (a
+                // suspension, an interruption, an end): that engine died (a crash, a kill, a
+                // lost host) without recording anything. Decisions others recorded meanwhile
+                // (approvals) say nothing about it.
+                let crashed = i > 0 && !last_stopped;
+                if crashed {
+                    let before = &records[i - 1];
+                    let folded = fold(&records[..i]);
+                    let doubt: Vec<String> = folded.in_doubt().iter().map(|s| format!("`{s}`")).collect();
+                    interruptions.push(format!(
+                        "el motor se detuvo sin registrarlo (caída) después del registro {} de las {}{}",
+                        before.seq,
+                        hms(&before.ts),
+                        if doubt.is_empty() {
+                            String::new()
+                        } else {
+                            format!("; en curso, sin resultado registrado: {}", doubt.join(", "))
+                        }
+                    ));
+                    problems.push(format!(
+                        "el motor se detuvo sin registrarlo después de las {}",
+                        hms(&before.ts)
+                    ));
+                    timeline.push((
+                        hms(&before.ts),
+                        "Caída del motor: no registró por qué se detuvo".to_string(),
+                    ));
+                }
+                interruptions.push(format!(
+                    "{t} reanudado por {operator}{}",
+                    if rerun_idempotent.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; vuelven a ejecutarse (idempotentes): {}", rerun_idempotent.join(", "))
+                    }
+                ));
+                Some(format!("Reanudado por {operator}"))
+            }
             RunEvent::RunInterrupted { reason } => {
                 problems.push(format!("run interrumpido: {reason}"));
+                interruptions.push(format!("{t} run interrumpido: {reason}"));
                 Some(format!("Interrumpido: {reason}"))
             }
             RunEvent::OperatorDecision { step, decision, operator, reason } => {
@@ -242,14 +416,23 @@ pub fn build(records: &[Record], runbook: Option<&Runbook>, drill: bool) -> Repo
                     Decision::Rerun => "repetir",
                     Decision::Skip => "dar por hecho",
                 };
-                Some(format!("{operator} decide {what} `{step}`: {reason}"))
+                let line = format!("{operator} decide {what} `{step}`: {reason}");
+                interruptions.push(format!("{t} {line}"));
+                Some(line)
             }
             RunEvent::CompensationDecision { step, decision, operator, reason } => {
                 let what = match decision {
                     Decision::Rerun => "repetir",
                     Decision::Skip => "dar por hecha",
                 };
-                Some(format!("{operator} decide {what} la compensación de `{step}`: {reason}"))
+                let line = format!("{operator} decide {what} la compensación de `{step}`: {reason}");
+                interruptions.push(format!("{t} {line}"));
+                if *decision == Decision::Skip {
+                    compensations.push(format!(
+                        "{t} compensación de `{step}` dada por hecha por {operator}, sin ejecutarse"
+                    ));
+                }
+                Some(line)
             }
             RunEvent::EscalationFired { escalation, delivered, .. } => {
                 problems.push(format!("escalación `{escalation}` disparada"));
@@ -258,13 +441,27 @@ pub fn build(records: &[Record], runbook: Option<&Runbook>, drill: bool) -> Repo
                     if *delivered { " notificada" } else { " (notificación fallida)" }
                 ))
             }
-            RunEvent::RunFinished { status } => Some(format!("Fin del run: {}", status.as_str())),
+            RunEvent::RunFinished { status, preconditions } => {
+                for p in preconditions {
+                    problems.push(p.clone());
+                    failures.push(Failure {
+                        what: format!("{t} una precondición del runbook falló; ningún paso se ejecutó"),
+                        reason: p.clone(),
+                        output: None,
+                    });
+                }
+                Some(format!("Fin del run: {}", status.as_str()))
+            }
             // Where the step's output is kept: not an event of the run's story.
             RunEvent::LogKept { .. } => None,
         };
         if let Some(row) = row {
             timeline.push((t, row));
         }
+    }
+    // A run that stops with a compensation started and no outcome: in doubt.
+    for step in state.compensations_in_doubt() {
+        compensations.push(format!("compensación de `{step}` empezada, sin resultado registrado (en duda)"));
     }
     let actions = state.completed.iter().filter(|id| !id.contains('/')).map(|id| title_of(id)).collect();
     Report {
@@ -276,16 +473,21 @@ pub fn build(records: &[Record], runbook: Option<&Runbook>, drill: bool) -> Repo
         duration,
         operator,
         status: state.status,
-        impact: fact("impact"),
-        severity: fact("severity"),
-        incident: fact("incident"),
-        root_cause: fact("root_cause"),
-        result: fact("result"),
+        impact: fact_of("impact"),
+        severity: fact_of("severity"),
+        incident: fact_of("incident"),
+        root_cause: fact_of("root_cause"),
+        result: facts.get("result").map(|(v, from)| (text(v), from.clone())).filter(|(v, _)| !v.is_empty()),
         level,
         version_before,
         version_after,
+        restore_point,
+        evidence,
         actions,
-        compensated,
+        failures,
+        compensations,
+        compensation_counts: (undone, undo_failed),
+        interruptions,
         timeline,
         step_times,
         problems,
@@ -296,7 +498,7 @@ pub fn build(records: &[Record], runbook: Option<&Runbook>, drill: bool) -> Repo
             ("Próximo simulacro", "next_drill"),
         ]
         .iter()
-        .filter_map(|(label, k)| fact(k).map(|v| (label.to_string(), v)))
+        .filter_map(|(label, k)| fact_of(k).map(|v| (label.to_string(), v)))
         .collect(),
         last_hash: state.last_hash,
     }
@@ -307,17 +509,35 @@ fn or_fill(v: &Option<String>) -> String {
 }
 
 impl Report {
+    /// The result, from the run's status; what people said is shown beside it, never
+    /// instead of it.
     fn result_text(&self) -> String {
-        match (self.result.as_deref(), self.status) {
-            (Some("exito"), _) => "Éxito".into(),
-            (Some("parcial"), _) => "Parcial".into(),
-            (Some("fallo"), _) => "Fallo".into(),
-            (Some(other), _) => other.into(),
-            (None, Some(RunStatus::Succeeded)) => "Éxito (el run terminó bien)".into(),
-            (None, Some(RunStatus::Failed)) => "Fallo (el run falló; compensaciones hechas)".into(),
-            (None, Some(s)) => format!("Sin terminar ({})", s.as_str()),
-            (None, None) => TO_FILL.into(),
-        }
+        let (ok, failed) = self.compensation_counts;
+        let from_journal = match self.status {
+            Some(RunStatus::Succeeded) => "Éxito (el run terminó bien)".to_string(),
+            Some(RunStatus::Failed) => {
+                let undo = match (ok, failed) {
+                    (0, 0) => "ninguna compensación se ejecutó".to_string(),
+                    (n, 0) => format!("{n} compensación(es) hecha(s)"),
+                    (n, f) => format!("{n} compensación(es) hecha(s), {f} fallida(s)"),
+                };
+                format!("Fallo (el run falló; {undo})")
+            }
+            Some(RunStatus::NeedsOperator) => {
+                "Sin terminar: espera la decisión de un operador (needs_operator)".to_string()
+            }
+            Some(s) => format!("Sin terminar ({})", s.as_str()),
+            None => TO_FILL.to_string(),
+        };
+        let Some((said, from)) = &self.result else { return from_journal };
+        let agrees = matches!(
+            (said.as_str(), self.status),
+            ("exito", Some(RunStatus::Succeeded)) | ("fallo", Some(RunStatus::Failed))
+        );
+        format!(
+            "{from_journal}; {from} indicó «{said}»{}",
+            if agrees { "" } else { " (no coincide con el estado del run en el journal)" }
+        )
     }
 
     /// The report as markdown, in the guide's template.
@@ -345,6 +565,11 @@ impl Report {
         );
         let _ =
             writeln!(o, "- **Run:** `{}` de `{}`, iniciado por {}", self.run_id, self.runbook, self.operator);
+        let _ = writeln!(
+            o,
+            "- **Estado en el journal:** {}",
+            self.status.map_or("sin registros", |s| s.as_str())
+        );
         if let Some(i) = &self.incident {
             let _ = writeln!(o, "- **Incidente:** {i}");
         }
@@ -362,8 +587,33 @@ impl Report {
         for a in &self.actions {
             let _ = writeln!(o, "- {a}");
         }
-        for c in &self.compensated {
-            let _ = writeln!(o, "- Deshecho (compensación): {c}");
+        let _ = writeln!(o, "\n## Errores");
+        if self.failures.is_empty() {
+            let _ = writeln!(o, "Ningún paso ni compensación falló.");
+        }
+        for f in &self.failures {
+            let _ = writeln!(o, "- {}: {}", f.what, f.reason.replace('\n', " / "));
+            if let Some(out) = &f.output {
+                let _ = writeln!(o, "\n```text");
+                for line in out.lines() {
+                    let _ = writeln!(o, "{}", line.replace("```", "` ` `"));
+                }
+                let _ = writeln!(o, "```");
+            }
+        }
+        let _ = writeln!(o, "\n## Compensaciones");
+        if self.compensations.is_empty() {
+            let _ = writeln!(o, "Ninguna compensación se ejecutó.");
+        }
+        for c in &self.compensations {
+            let _ = writeln!(o, "- {c}");
+        }
+        let _ = writeln!(o, "\n## Interrupciones y reanudaciones");
+        if self.interruptions.is_empty() {
+            let _ = writeln!(o, "Ninguna: el journal no registra interrupciones, caídas ni reanudaciones.");
+        }
+        for c in &self.interruptions {
+            let _ = writeln!(o, "- {c}");
         }
         let _ = writeln!(o, "\n## Rollback Ejecutado");
         let kind = match self.level {
@@ -371,8 +621,26 @@ impl Report {
             None => format!("{} (no es un rollback)", self.runbook),
         };
         let _ = writeln!(o, "- **Tipo:** {kind}");
-        let _ = writeln!(o, "- **Versión anterior:** {}", or_fill(&self.version_before));
-        let _ = writeln!(o, "- **Versión resultante:** {}", or_fill(&self.version_after));
+        let _ = writeln!(
+            o,
+            "- **Versión anterior:** {}",
+            self.version_before.text("el runbook no declara `[report] version-before`")
+        );
+        let _ = writeln!(
+            o,
+            "- **Versión resultante:** {}",
+            self.version_after.text("el runbook no declara `[report] version-after`")
+        );
+        if self.restore_point != Fact::Undeclared {
+            let _ = writeln!(
+                o,
+                "- **Punto de restauración (se pierde lo escrito después):** {}",
+                self.restore_point.text("")
+            );
+        }
+        for e in &self.evidence {
+            let _ = writeln!(o, "- **Evidencia:** {}", e.text(""));
+        }
         let _ = writeln!(o, "- **Resultado:** {}\n", self.result_text());
         if self.drill {
             let _ = writeln!(o, "## Tiempos frente a estimaciones\n");
@@ -392,7 +660,7 @@ impl Report {
                 let _ = writeln!(o, "Ningún fallo ni escalación en el journal.");
             }
             for p in &self.problems {
-                let _ = writeln!(o, "- {p}");
+                let _ = writeln!(o, "- {}", p.replace('\n', " / "));
             }
             if !self.review.is_empty() {
                 let _ = writeln!(o, "\n## Revisión del equipo");
@@ -406,7 +674,7 @@ impl Report {
         let _ = writeln!(o, "## Action Items\n- [ ] {TO_FILL}\n- [ ] {TO_FILL}\n");
         let _ = writeln!(o, "## Timeline\n| Hora (UTC) | Evento |\n| ----- | ----- |");
         for (t, e) in &self.timeline {
-            let _ = writeln!(o, "| {t} | {} |", e.replace('|', "\\|"));
+            let _ = writeln!(o, "| {t} | {} |", e.replace('|', "\\|").replace('\n', " / "));
         }
         let _ = writeln!(
             o,
@@ -430,7 +698,22 @@ impl Report {
         );
         let mut in_list = false;
         let mut in_table = false;
+        let mut in_pre = false;
         for line in md.lines() {
+            if line.starts_with("```") {
+                if in_list {
+                    o.push_str("</ul>\n");
+                    in_list = false;
+                }
+                o.push_str(if in_pre { "</pre>\n" } else { "<pre>" });
+                in_pre = !in_pre;
+                continue;
+            }
+            if in_pre {
+                let _ =
+                    writeln!(o, "{}", line.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;"));
+                continue;
+            }
             let is_item = line.starts_with("- ");
             let is_row = line.starts_with('|');
             if in_list && !is_item {
@@ -546,6 +829,7 @@ mod tests {
                     engine_version: "0.1.0".into(),
                     submitted_by: None,
                     log_digests: false,
+                    report: ReportFacts::default(),
                 },
             ),
             ("2026-11-30T14:01:00.000Z", RunEvent::StepStarted { step: "sync".into(), attempt: 1 }),
@@ -566,19 +850,96 @@ mod tests {
                     inputs: BTreeMap::from([("result".into(), Value::from("exito"))]),
                 },
             ),
-            ("2026-11-30T14:30:00.000Z", RunEvent::RunFinished { status: RunStatus::Succeeded }),
+            (
+                "2026-11-30T14:30:00.000Z",
+                RunEvent::RunFinished { status: RunStatus::Succeeded, preconditions: vec![] },
+            ),
         ]);
         let md = build(&records, None, false).markdown();
         assert!(md.starts_with("# Incident Report: 2026-11-30\n"), "{md}");
         assert!(md.contains("- **Duración:** 30m"), "{md}");
         assert!(md.contains("- **Tipo:** Nivel 3"), "{md}");
-        assert!(md.contains("- **Versión anterior:** abc123"), "{md}");
-        assert!(md.contains("- **Versión resultante:** v1.0.0-stable"), "{md}");
-        assert!(md.contains("- **Resultado:** Éxito"), "{md}");
+        // Nothing is declared in `[report]`: an output named like a version and a parameter
+        // naming a tag are not observations of what is deployed.
+        assert!(md.contains("- **Versión anterior:** no declarada"), "{md}");
+        assert!(md.contains("- **Versión resultante:** no declarada"), "{md}");
+        assert!(!md.contains("v1.0.0-stable"), "{md}");
+        // The approval has no request in this journal: its input does not count.
+        assert!(md.contains("- **Resultado:** Éxito (el run terminó bien)\n"), "{md}");
         assert!(md.contains("| 14:03:00 | Aprobado por dba: checklist_after |"), "{md}");
         assert!(md.contains(&format!("## Causa Raíz\n{TO_FILL}")), "{md}");
         let html = build(&records, None, true).html();
         assert!(html.contains("<h1>Drill Review: 2026-11-30</h1>"), "{html}");
         assert!(html.contains("<td>14:03:00</td><td>Aprobado por dba: checklist_after</td>"), "{html}");
+    }
+
+    #[test]
+    fn a_failed_compensation_is_counted_and_error_text_is_escaped_in_html() {
+        let started = RunEvent::RunStarted {
+            runbook: "rollback-l3".into(),
+            file: String::new(),
+            files: vec![],
+            params: BTreeMap::new(),
+            operator: "oncall".into(),
+            engine_version: "0.1.0".into(),
+            submitted_by: None,
+            log_digests: false,
+            report: ReportFacts {
+                version_after: Some("observe.version".into()),
+                evidence: vec!["restore.compensate.evidence".into()],
+                ..ReportFacts::default()
+            },
+        };
+        let records = journal(vec![
+            ("2026-11-30T14:00:00.000Z", started),
+            ("2026-11-30T14:00:01.000Z", RunEvent::StepStarted { step: "restore".into(), attempt: 1 }),
+            (
+                "2026-11-30T14:00:02.000Z",
+                RunEvent::StepSucceeded { step: "restore".into(), attempt: 1, outputs: BTreeMap::new() },
+            ),
+            ("2026-11-30T14:00:03.000Z", RunEvent::StepStarted { step: "health".into(), attempt: 1 }),
+            (
+                "2026-11-30T14:00:04.000Z",
+                RunEvent::StepFailed {
+                    step: "health".into(),
+                    attempt: 1,
+                    reason: "exited with code 1".into(),
+                    output: Some("! <secret:TOKEN> refused & gone".into()),
+                },
+            ),
+            (
+                "2026-11-30T14:00:05.000Z",
+                RunEvent::CompensationStarted { step: "restore".into(), attempt: 1 },
+            ),
+            (
+                "2026-11-30T14:00:06.000Z",
+                RunEvent::CompensationFailed {
+                    step: "restore".into(),
+                    reason: "exited with code 2".into(),
+                    output: Some("! pg_restore: error".into()),
+                },
+            ),
+            (
+                "2026-11-30T14:00:07.000Z",
+                RunEvent::RunFinished { status: RunStatus::NeedsOperator, preconditions: vec![] },
+            ),
+        ]);
+        let report = build(&records, None, false);
+        let md = report.markdown();
+        assert!(md.contains("la compensación de restore FALLÓ: exited with code 2"), "{md}");
+        assert!(
+            md.contains(
+                "- **Versión resultante:** desconocida: `observe.version` no la observó (no se completó)"
+            ),
+            "{md}"
+        );
+        assert!(
+            md.contains("- **Evidencia:** desconocida: `restore.compensate.evidence` no la observó"),
+            "{md}"
+        );
+        assert!(md.contains("- **Resultado:** Sin terminar: espera la decisión de un operador"), "{md}");
+        let html = report.html();
+        assert!(html.contains("<pre>! &lt;secret:TOKEN&gt; refused &amp; gone\n</pre>"), "{html}");
+        assert!(!html.contains("<secret:"), "{html}");
     }
 }

@@ -339,6 +339,7 @@ impl<'a> Validator<'a> {
         let steps = self.steps(&doc.steps, Section::Main, &main_needs, &defaults);
         let finally = self.steps(&doc.finally, Section::Finally, &finally_needs, &defaults);
         let escalations = self.escalations(&doc.escalations);
+        let report = self.report_section(doc);
 
         let (name, title, description, estimate, max_parallel, lock) = meta?;
         Some(Runbook {
@@ -356,7 +357,96 @@ impl<'a> Validator<'a> {
             finally,
             escalations,
             includes: std::mem::take(&mut self.includes),
+            report,
         })
+    }
+
+    // ----- [report] ----------------------------------------------------------------------
+
+    /// The `[report]` table: each entry names a step (of `steps` or `finally`) and one of its
+    /// declared outputs, or a step's compensation and one of the compensation's outputs.
+    fn report_section(&mut self, doc: &Document) -> crate::journal::ReportFacts {
+        let mut facts = crate::journal::ReportFacts::default();
+        let Some(r) = &doc.report else { return facts };
+        let compensation_outputs: FastMap<&str, Vec<String>> = doc
+            .steps
+            .iter()
+            .filter_map(|u| {
+                let c = u.raw.as_ref()?.compensate.as_ref()?;
+                let outs =
+                    c.value.outputs.as_deref().unwrap_or(&[]).iter().map(|o| o.value.clone()).collect();
+                Some((u.id.value.as_str(), outs))
+            })
+            .collect();
+        let check = |this: &mut Self, key: &str, s: &SpannedString| -> Option<String> {
+            let Some((step, compensate, output)) = crate::journal::parse_fact_ref(&s.value) else {
+                this.err(Code::ReportReference, s.span, format!("`report.{key}` is not a reference to an output: `{}`", s.value))
+                    .help = Some("write `STEP.OUTPUT` (a step's declared output) or `STEP.compensate.OUTPUT` (its compensation's)".into());
+                return None;
+            };
+            let Some(info) = this.steps.get(step) else {
+                let known: Vec<&str> = this.steps.keys().map(String::as_str).collect();
+                this.err(
+                    Code::ReportReference,
+                    s.span,
+                    format!(
+                        "`report.{key}` names unknown step `{step}`{}",
+                        did_you_mean_suffix(step, known.into_iter())
+                    ),
+                )
+                .help = Some("name a step of `[steps]` or `[finally]` of this runbook".into());
+                return None;
+            };
+            let outputs: Vec<String> = if compensate {
+                match compensation_outputs.get(step) {
+                    Some(o) => o.clone(),
+                    None => {
+                        this.err(
+                            Code::ReportReference,
+                            s.span,
+                            format!("`report.{key}` names the compensation of `{step}`, which has none"),
+                        )
+                        .help = Some(format!(
+                            "give `{step}` a `compensate` that declares `outputs = [\"{output}\"]`, or name a step's output"
+                        ));
+                        return None;
+                    }
+                }
+            } else {
+                info.outputs.clone().unwrap_or_default()
+            };
+            if !outputs.iter().any(|o| o == output) {
+                let whose = if compensate {
+                    format!("the compensation of `{step}`")
+                } else {
+                    format!("step `{step}`")
+                };
+                let list = if outputs.is_empty() {
+                    "none".to_string()
+                } else {
+                    format!("`{}`", outputs.join("`, `"))
+                };
+                this.err(
+                    Code::ReportReference,
+                    s.span,
+                    format!(
+                        "`report.{key}` names output `{output}`, which {whose} does not declare{}",
+                        did_you_mean_suffix(output, outputs.iter().map(String::as_str))
+                    ),
+                )
+                .help = Some(format!(
+                    "its outputs: {list}; declare it with `outputs = [...]` and write it to `$RUNBOOK_OUTPUT`"
+                ));
+                return None;
+            }
+            Some(s.value.clone())
+        };
+        facts.version_before = r.version_before.as_ref().and_then(|s| check(self, "version-before", s));
+        facts.version_after = r.version_after.as_ref().and_then(|s| check(self, "version-after", s));
+        facts.restore_point = r.restore_point.as_ref().and_then(|s| check(self, "restore-point", s));
+        facts.evidence =
+            r.evidence.as_deref().unwrap_or(&[]).iter().filter_map(|s| check(self, "evidence", s)).collect();
+        facts
     }
 
     // ----- [runbook] ---------------------------------------------------------------------
@@ -1691,6 +1781,27 @@ impl<'a> Validator<'a> {
             Some(rt) => self.retry(rt, "compensate.retry"),
             None => RetryPolicy::default(),
         };
+        let mut outputs: Vec<String> = Vec::new();
+        for o in r.outputs.as_deref().unwrap_or(&[]) {
+            if r.run.is_none() && r.cmd.is_none() {
+                self.err(Code::MisplacedKey, o.span, format!("`outputs` is not allowed on {label}"))
+                    .help = Some("only a `run` or `cmd` compensation writes outputs (to `$RUNBOOK_OUTPUT`); remove `outputs`".into());
+                break;
+            }
+            if !self.check_id(o, "output") {
+                continue;
+            }
+            if outputs.contains(&o.value) {
+                self.err(
+                    Code::DuplicateId,
+                    o.span,
+                    format!("output `{}` of {label} is listed twice", o.value),
+                )
+                .help = Some("list each output once".into());
+                continue;
+            }
+            outputs.push(o.value.clone());
+        }
         let action = action?;
         let idempotent = r.idempotent.unwrap_or(match &action {
             Action::Http(h) => h.method == "GET" || h.method == "HEAD",
@@ -1703,6 +1814,7 @@ impl<'a> Validator<'a> {
             timeout: timeout.or(defaults.timeout),
             retry,
             idempotent,
+            outputs,
         })
     }
 
@@ -1767,6 +1879,50 @@ impl<'a> Validator<'a> {
                 .as_ref()
                 .and_then(|t| self.duration(t, "precondition timeout"))
                 .unwrap_or(Duration::from_secs(60));
+            // Preconditions only read: SQL runs in a read-only transaction whatever the file
+            // says, HTTP only GETs or HEADs, and writing shell commands are flagged.
+            let action = action.map(|a| match a {
+                Action::Sql(mut spec) => {
+                    spec.read_only = true;
+                    Action::Sql(spec)
+                }
+                other => other,
+            });
+            if let (Some(Action::Http(h)), Some(raw)) = (&action, &r.http)
+                && h.method != "GET"
+                && h.method != "HEAD"
+            {
+                let span = raw.value.method.as_ref().map_or(raw.span, |m| m.span);
+                self.err(
+                    Code::PreconditionMethod,
+                    span,
+                    format!("{label} sends a {} request; a precondition only reads", h.method),
+                )
+                .help = Some(
+                    "check with `method = \"GET\"` or `\"HEAD\"`; a request that changes something is a step"
+                        .into(),
+                );
+            }
+            if let Some(run) = &r.run {
+                for (range, what) in crate::writes::visible_writes(&run.value) {
+                    let d = template::inner_span(&self.source, run.span, Some(range));
+                    self.push(
+                        Diagnostic::warning(Code::PreconditionWrites, &self.source, d, format!("{label} changes something: {what}"))
+                            .with_label("writes")
+                            .with_help("a precondition only reads (it runs again on every plan review and resume); move what it changes into a step, or write to /dev/null"),
+                    );
+                }
+            }
+            if let Some(cmd) = &r.cmd {
+                let argv: Vec<&str> = cmd.value.iter().map(|a| a.value.as_str()).collect();
+                if let Some(what) = crate::writes::argv_writes(&argv) {
+                    self.push(
+                        Diagnostic::warning(Code::PreconditionWrites, &self.source, cmd.span, format!("{label} changes something: {what}"))
+                            .with_label("writes")
+                            .with_help("a precondition only reads (it runs again on every plan review and resume); move what it changes into a step"),
+                    );
+                }
+            }
             if let Some(action) = action {
                 out.push(Precondition {
                     id: id.value.clone(),

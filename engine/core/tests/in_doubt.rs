@@ -17,14 +17,20 @@ fn event(kind: u8, unit: &str, attempt: u32) -> RunEvent {
     let decision = if attempt.is_multiple_of(2) { Decision::Rerun } else { Decision::Skip };
     match kind % 11 {
         0 => RunEvent::StepStarted { step, attempt },
-        1 => RunEvent::AttemptFailed { step, attempt, exit_code: Some(1), reason: "exit 1".into() },
+        1 => RunEvent::AttemptFailed {
+            step,
+            attempt,
+            exit_code: Some(1),
+            reason: "exit 1".into(),
+            output: None,
+        },
         2 => RunEvent::StepSucceeded { step, attempt, outputs: BTreeMap::new() },
-        3 => RunEvent::StepFailed { step, attempt, reason: "exit 1".into() },
+        3 => RunEvent::StepFailed { step, attempt, reason: "exit 1".into(), output: None },
         4 => RunEvent::StepSkipped { step, reason: "when is false".into() },
         5 => RunEvent::OperatorDecision { step, decision, operator: "ana".into(), reason: "checked".into() },
         6 => RunEvent::CompensationStarted { step, attempt },
-        7 => RunEvent::CompensationSucceeded { step },
-        8 => RunEvent::CompensationFailed { step, reason: "exit 1".into() },
+        7 => RunEvent::CompensationSucceeded { step, outputs: Default::default() },
+        8 => RunEvent::CompensationFailed { step, reason: "exit 1".into(), output: None },
         9 => RunEvent::CompensationDecision {
             step,
             decision,
@@ -71,7 +77,7 @@ impl Model {
                 self.compensation_in_doubt.insert(step.clone());
                 self.compensation_done.remove(step);
             }
-            RunEvent::CompensationSucceeded { step } => {
+            RunEvent::CompensationSucceeded { step, .. } => {
                 self.compensation_in_doubt.remove(step);
                 self.compensation_done.insert(step.clone());
             }
@@ -129,6 +135,7 @@ proptest! {
             engine_version: "0.1.0".into(),
             submitted_by: None,
             log_digests: false,
+            report: Default::default(),
         }];
         let mut model = Model::default();
         for (kind, unit, attempt) in script {

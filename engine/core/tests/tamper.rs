@@ -20,8 +20,9 @@ fn journal_of(n: usize) -> Vec<Record> {
                 engine_version: "0.1.0".into(),
                 submitted_by: None,
                 log_digests: false,
+                report: Default::default(),
             },
-            i if i == n - 1 => RunEvent::RunFinished { status: RunStatus::Succeeded },
+            i if i == n - 1 => RunEvent::RunFinished { status: RunStatus::Succeeded, preconditions: vec![] },
             i if i % 2 == 1 => RunEvent::StepStarted { step: format!("s{i}"), attempt: 1 },
             i => RunEvent::StepSucceeded {
                 step: format!("s{}", i - 1),

@@ -242,6 +242,8 @@ enum Msg {
         idx: usize,
         attempt: u32,
         done: Done,
+        /// The last lines of its output (redacted).
+        tail: Option<String>,
     },
     RetryDue {
         idx: usize,
@@ -445,7 +447,7 @@ impl<'a> Dispatcher<'a> {
                 if !self.finally(status, &cancel).await? {
                     status = RunStatus::NeedsOperator;
                 }
-                self.record(RunEvent::RunFinished { status }).await?;
+                self.record(RunEvent::RunFinished { status, preconditions: Vec::new() }).await?;
                 self.release().await;
             }
             return Ok(self.outcome(status));
@@ -550,9 +552,9 @@ impl<'a> Dispatcher<'a> {
                             running += 1;
                         }
                     }
-                    Msg::Done { idx, attempt, done } => {
+                    Msg::Done { idx, attempt, done, tail } => {
                         running -= 1;
-                        match self.finish_attempt(idx, attempt, done, interrupted, &tx).await? {
+                        match self.finish_attempt(idx, attempt, done, tail, interrupted, &tx).await? {
                             AttemptResult::Succeeded | AttemptResult::Interrupted => {}
                             AttemptResult::Retrying => waiting_retry += 1,
                             AttemptResult::Failed => {
@@ -666,7 +668,7 @@ impl<'a> Dispatcher<'a> {
             status = RunStatus::NeedsOperator;
         }
         if !nested {
-            self.record(RunEvent::RunFinished { status }).await?;
+            self.record(RunEvent::RunFinished { status, preconditions: Vec::new() }).await?;
             self.release().await;
         }
         Ok(self.outcome(status))
@@ -793,17 +795,20 @@ impl<'a> Dispatcher<'a> {
                     engine_version: runbook_core::ENGINE_VERSION.to_string(),
                     submitted_by: self.opts.submitted_by.clone(),
                     log_digests: true,
+                    report: self.runbook.report.clone(),
                 })
                 .await?;
                 // Runbook preconditions: any failure and no step runs.
                 let mut failures = Vec::new();
                 for p in &self.runbook.preconditions {
-                    if let Err(message) = self.check(p, None, cancel).await {
-                        failures.push(message);
+                    if let Err((message, output)) = self.check(p, None, cancel).await {
+                        failures.push(with_output(message, output.as_deref()));
                     }
                 }
                 if !failures.is_empty() {
-                    self.record(RunEvent::RunFinished { status: RunStatus::Failed }).await?;
+                    // Journaled with the run's end: what failed and what it printed.
+                    let preconditions = failures.clone();
+                    self.record(RunEvent::RunFinished { status: RunStatus::Failed, preconditions }).await?;
                     self.release().await;
                     return Err(ExecError::Preconditions(failures));
                 }
@@ -825,8 +830,8 @@ impl<'a> Dispatcher<'a> {
                 self.started_at = now().0;
                 let mut failures = Vec::new();
                 for p in &self.runbook.preconditions {
-                    if let Err(message) = self.check(p, None, cancel).await {
-                        failures.push(message);
+                    if let Err((message, output)) = self.check(p, None, cancel).await {
+                        failures.push(with_output(message, output.as_deref()));
                     }
                 }
                 if !failures.is_empty() {
@@ -1110,8 +1115,8 @@ impl<'a> Dispatcher<'a> {
             }
         }
         for p in &step.preconditions {
-            if let Err(message) = self.check(p, Some(step), cancel).await {
-                return self.fail_before_start(idx, message).await;
+            if let Err((message, output)) = self.check(p, Some(step), cancel).await {
+                return self.fail_before_start_with(idx, message, output).await;
             }
         }
         if let (Some(question), Some(ask)) = (&step.confirm, &self.opts.confirm) {
@@ -1138,9 +1143,19 @@ impl<'a> Dispatcher<'a> {
     }
 
     async fn fail_before_start(&mut self, idx: usize, reason: String) -> Result<Begun, ExecError> {
+        self.fail_before_start_with(idx, reason, None).await
+    }
+
+    /// [`Dispatcher::fail_before_start`] with the end of what a precondition printed.
+    async fn fail_before_start_with(
+        &mut self,
+        idx: usize,
+        reason: String,
+        output: Option<String>,
+    ) -> Result<Begun, ExecError> {
         self.state[idx] = State::Failed;
         let step = self.runbook.steps[idx].id.to_string();
-        self.record(RunEvent::StepFailed { step, attempt: 0, reason }).await?;
+        self.record(RunEvent::StepFailed { step, attempt: 0, reason, output }).await?;
         Ok(Begun::Failed)
     }
 
@@ -1286,7 +1301,7 @@ impl<'a> Dispatcher<'a> {
             Err(e) => return Err(e),
         };
         self.state[idx] = State::Failed;
-        self.record(RunEvent::StepFailed { step: id, attempt, reason }).await?;
+        self.record(RunEvent::StepFailed { step: id, attempt, reason, output: None }).await?;
         Ok(AttemptResult::Failed)
     }
 
@@ -1311,7 +1326,12 @@ impl<'a> Dispatcher<'a> {
             Ok(p) => p,
             Err(problems) => {
                 let id = step.id.to_string();
-                self.record(RunEvent::CompensationFailed { step: id, reason: problems.join("; ") }).await?;
+                self.record(RunEvent::CompensationFailed {
+                    step: id,
+                    reason: problems.join("; "),
+                    output: None,
+                })
+                .await?;
                 return Ok(false);
             }
         };
@@ -1429,7 +1449,7 @@ impl<'a> Dispatcher<'a> {
             let reason = self.journal.steps.get(&id).and_then(|s| s.reason.clone());
             self.state[idx] = State::Failed;
             let reason = reason.unwrap_or_else(|| format!("rejected by {by}"));
-            self.record(RunEvent::StepFailed { step: id, attempt, reason }).await?;
+            self.record(RunEvent::StepFailed { step: id, attempt, reason, output: None }).await?;
             return Ok(Some(false));
         }
         if approval.is_granted() {
@@ -1455,7 +1475,7 @@ impl<'a> Dispatcher<'a> {
                 approval.granted_by.len(),
                 approval.min_approvals
             );
-            self.record(RunEvent::StepFailed { step: id, attempt, reason }).await?;
+            self.record(RunEvent::StepFailed { step: id, attempt, reason, output: None }).await?;
             return Ok(Some(false));
         }
         Ok(None)
@@ -1566,8 +1586,8 @@ impl<'a> Dispatcher<'a> {
         let reaper = self.opts.reaper.clone();
         let redactor = self.redactor.clone();
         tokio::spawn(async move {
-            let done = match prepared {
-                Err(e) => Done { exit: Exit::SpawnFailed(e), outputs: Err(String::new()) },
+            let (done, tail) = match prepared {
+                Err(e) => (Done { exit: Exit::SpawnFailed(e), outputs: Err(String::new()) }, None),
                 Ok(work) => {
                     // Output goes from the attempt to its log and the terminal here, off the
                     // dispatcher's loop, over a bounded channel.
@@ -1575,11 +1595,11 @@ impl<'a> Dispatcher<'a> {
                     let forward = tokio::spawn(sink.drain(lrx));
                     let done =
                         action::perform(work, timeout, &redactor, ltx, cancel, reaper.as_deref()).await;
-                    let _ = forward.await;
-                    done
+                    let tail = forward.await.ok().and_then(|t| t.text());
+                    (done, tail)
                 }
             };
-            let _ = tx.send(Msg::Done { idx, attempt, done });
+            let _ = tx.send(Msg::Done { idx, attempt, done, tail });
         });
         Ok(())
     }
@@ -1725,6 +1745,7 @@ impl<'a> Dispatcher<'a> {
         idx: usize,
         attempt: u32,
         done: Done,
+        output: Option<String>,
         interrupted: bool,
         tx: &mpsc::UnboundedSender<Msg>,
     ) -> Result<AttemptResult, ExecError> {
@@ -1758,7 +1779,8 @@ impl<'a> Dispatcher<'a> {
         if retry::should_retry(&step.retry, counted, end) {
             let delay = retry::delay(&step.retry, counted, unit_random());
             self.state[idx] = State::RetryWait;
-            self.record(RunEvent::AttemptFailed { step: id.clone(), attempt, exit_code, reason }).await?;
+            self.record(RunEvent::AttemptFailed { step: id.clone(), attempt, exit_code, reason, output })
+                .await?;
             let _ = self.report.send(Report::RetryScheduled { step: id, delay });
             let tx = tx.clone();
             tokio::spawn(async move {
@@ -1768,27 +1790,29 @@ impl<'a> Dispatcher<'a> {
             return Ok(AttemptResult::Retrying);
         }
         self.state[idx] = State::Failed;
-        self.record(RunEvent::StepFailed { step: id, attempt, reason }).await?;
+        self.record(RunEvent::StepFailed { step: id, attempt, reason, output }).await?;
         Ok(AttemptResult::Failed)
     }
 
-    /// Run a precondition; `Err` carries the message to show.
+    /// Run a precondition; `Err` carries the message to show and the end of what the check
+    /// printed (redacted). A check that could not run (it could not start, its program or
+    /// working directory is missing, bash's 126/127) says so instead of its message: its
+    /// message says what a check that ran and said no means, and this one said nothing.
     async fn check(
         &self,
         p: &Precondition,
         step: Option<&Step>,
         cancel: &watch::Receiver<bool>,
-    ) -> Result<(), String> {
+    ) -> Result<(), (String, Option<String>)> {
         let owner = step.map_or_else(|| "runbook".to_string(), |s| format!("step `{}`", s.id));
         let scratch = self.opts.run_dir.join(format!("precondition-{}.outputs", self.stem(&p.id)));
         let label = step.map_or(p.id.as_str(), |s| s.id.as_str());
         let work = self
             .work(label, &p.action, &p.env, p.dir.as_deref(), Some(p.timeout), &scratch, &[], None)
-            .map_err(|e| format!("precondition `{}` of {owner}: {e}", p.id))?;
-        // Nobody reads a precondition's output: with the receiver gone, the pipe readers
-        // keep draining without waiting for anyone.
-        let (tx, rx) = mpsc::channel(1);
-        drop(rx);
+            .map_err(|e| (format!("precondition `{}` of {owner} could not run: {e}", p.id), None))?;
+        // Nobody shows a precondition's output as it comes; its last lines say why it failed.
+        let (tx, rx) = mpsc::channel(LINES_IN_FLIGHT);
+        let collect = tokio::spawn(crate::output::Tail::collect(rx));
         let done = action::perform(
             work,
             Some(p.timeout),
@@ -1799,14 +1823,31 @@ impl<'a> Dispatcher<'a> {
         )
         .await;
         let _ = std::fs::remove_file(&scratch);
+        let tail = collect.await.ok().and_then(|t| t.text());
         if done.exit.success() {
             return Ok(());
         }
-        let message = match &p.message {
-            Some(m) => self.render(m, Mode::Plain, None).unwrap_or_else(|_| m.text.clone()),
-            None => format!("check {}", done.exit.describe()),
+        let message = p.message.as_ref().map(|m| {
+            self.redactor.redact(&self.render(m, Mode::Plain, None).unwrap_or_else(|_| m.text.clone()))
+        });
+        let could_not_run = matches!(done.exit, Exit::SpawnFailed(_) | Exit::Code(126 | 127));
+        let text = match (could_not_run, message) {
+            (true, Some(m)) => format!(
+                "precondition `{}` of {owner} could not run ({}), so it checked nothing; what it checks: {m}",
+                p.id,
+                done.exit.describe()
+            ),
+            (true, None) => {
+                format!("precondition `{}` of {owner} could not run ({})", p.id, done.exit.describe())
+            }
+            (false, Some(m)) => {
+                format!("precondition `{}` of {owner} failed: {m} (the check {})", p.id, done.exit.describe())
+            }
+            (false, None) => {
+                format!("precondition `{}` of {owner} failed: the check {}", p.id, done.exit.describe())
+            }
         };
-        Err(format!("precondition `{}` of {owner} failed: {}", p.id, self.redactor.redact(&message)))
+        Err((self.redactor.redact(&text), tail))
     }
 
     /// Run one action to its end outside the main loop (compensations, `finally`), streaming
@@ -1818,10 +1859,10 @@ impl<'a> Dispatcher<'a> {
         work: Result<Work, String>,
         timeout: Option<Duration>,
         cancel: &watch::Receiver<bool>,
-    ) -> Done {
+    ) -> (Done, Option<String>) {
         let work = match work {
             Ok(w) => w,
-            Err(e) => return Done { exit: Exit::SpawnFailed(e), outputs: Err(String::new()) },
+            Err(e) => return (Done { exit: Exit::SpawnFailed(e), outputs: Err(String::new()) }, None),
         };
         let (tx, rx) = mpsc::channel::<Line>(LINES_IN_FLIGHT);
         let step = format!("{}{label}", self.opts.prefix);
@@ -1831,8 +1872,8 @@ impl<'a> Dispatcher<'a> {
         let done =
             action::perform(work, timeout, &self.redactor, tx, cancel.clone(), self.opts.reaper.as_deref())
                 .await;
-        let _ = forward.await;
-        done
+        let tail = forward.await.ok().and_then(|t| t.text());
+        (done, tail)
     }
 
     /// Compensate the steps that succeeded, most recent first. False when one failed.
@@ -1882,14 +1923,26 @@ impl<'a> Dispatcher<'a> {
                     comp.dir.as_deref(),
                     comp.timeout,
                     &scratch,
-                    &[],
+                    &comp.outputs,
                     None,
                 );
-                let result =
+                let (result, output) =
                     self.run_action(&format!("{id} (undo)"), attempt, work, comp.timeout, cancel).await;
                 let _ = std::fs::remove_file(&scratch);
                 if result.exit.success() {
-                    self.record(RunEvent::CompensationSucceeded { step: id.clone() }).await?;
+                    // Its declared outputs (evidence paths...) are journaled with its success;
+                    // one it did not write is absent, and the report says it was not observed.
+                    let outputs = match result.outputs {
+                        Ok(o) => o,
+                        Err(missing) => {
+                            let _ = self.report.send(Report::Notice(format!(
+                                "the compensation of `{}{id}` succeeded without its outputs: {missing}",
+                                self.opts.prefix
+                            )));
+                            Outputs::new()
+                        }
+                    };
+                    self.record(RunEvent::CompensationSucceeded { step: id.clone(), outputs }).await?;
                     break;
                 }
                 let end = attempt_end(&result.exit);
@@ -1897,6 +1950,7 @@ impl<'a> Dispatcher<'a> {
                     self.record(RunEvent::CompensationFailed {
                         step: id.clone(),
                         reason: result.exit.describe(),
+                        output,
                     })
                     .await?;
                     return Ok(false);
@@ -1957,7 +2011,7 @@ impl<'a> Dispatcher<'a> {
                     Some(status),
                 );
                 self.record(RunEvent::StepStarted { step: id.clone(), attempt }).await?;
-                let result = self.run_action(&id, attempt, work, step.timeout, cancel).await;
+                let (result, output) = self.run_action(&id, attempt, work, step.timeout, cancel).await;
                 if result.exit.success() {
                     let outputs = result.outputs.unwrap_or_default();
                     self.record(RunEvent::StepSucceeded { step: id.clone(), attempt, outputs }).await?;
@@ -1969,6 +2023,7 @@ impl<'a> Dispatcher<'a> {
                         step: id.clone(),
                         attempt,
                         reason: result.exit.describe(),
+                        output,
                     })
                     .await?;
                     break;
@@ -1978,6 +2033,7 @@ impl<'a> Dispatcher<'a> {
                     attempt,
                     exit_code: None,
                     reason: result.exit.describe(),
+                    output,
                 })
                 .await?;
                 tokio::time::sleep(retry::delay(&step.retry, attempt - base, unit_random())).await;
@@ -2137,3 +2193,15 @@ fn unit_random() -> f64 {
 
 /// Shared handle used by the CLI.
 pub type SharedRunbook = Arc<Runbook>;
+
+/// A precondition's failure message with the end of what it printed, for the terminal and
+/// the journal.
+fn with_output(message: String, output: Option<&str>) -> String {
+    match output {
+        Some(out) => {
+            let lines: Vec<String> = out.lines().map(|l| format!("    {l}")).collect();
+            format!("{message}; its output ends with:\n{}", lines.join("\n"))
+        }
+        None => message,
+    }
+}

@@ -20,6 +20,8 @@ use sha2::{Digest as _, Sha256};
 
 use tokio::sync::mpsc;
 
+use runbook_core::journal::{OUTPUT_TAIL_BYTES, OUTPUT_TAIL_LINES};
+
 use crate::dispatch::Report;
 use crate::process::{Line, Stream};
 
@@ -74,6 +76,57 @@ pub fn shown(report: &Report) {
     }
 }
 
+/// The last lines of an attempt's output, as redacted lines reached the sink: what its
+/// failure record keeps as the error text (at most [`OUTPUT_TAIL_LINES`] lines and
+/// [`OUTPUT_TAIL_BYTES`] bytes, stderr lines marked `! `).
+#[derive(Debug, Default, Clone)]
+pub struct Tail {
+    lines: std::collections::VecDeque<String>,
+    bytes: usize,
+}
+
+impl Tail {
+    /// Keep one redacted line (a long one is cut to its end).
+    pub fn push(&mut self, line: &Line) {
+        let mark = match line.stream {
+            Stream::Stdout => "",
+            Stream::Stderr => "! ",
+        };
+        let text = line.text.trim_end();
+        let room = OUTPUT_TAIL_BYTES.saturating_sub(mark.len());
+        let mut start = text.len().saturating_sub(room);
+        while !text.is_char_boundary(start) {
+            start += 1;
+        }
+        let kept = format!("{mark}{}", &text[start..]);
+        self.bytes += kept.len() + 1;
+        self.lines.push_back(kept);
+        while self.lines.len() > OUTPUT_TAIL_LINES || (self.bytes > OUTPUT_TAIL_BYTES && self.lines.len() > 1)
+        {
+            if let Some(old) = self.lines.pop_front() {
+                self.bytes -= old.len() + 1;
+            }
+        }
+    }
+
+    /// The lines kept, joined; `None` when the attempt printed nothing.
+    pub fn text(&self) -> Option<String> {
+        let lines: Vec<&str> = self.lines.iter().map(String::as_str).collect();
+        let text = lines.join("\n");
+        (!text.trim().is_empty()).then_some(text)
+    }
+
+    /// Take every line of `lines` until the sender is gone, keeping the tail: the output of
+    /// an attempt nobody shows (a precondition's).
+    pub async fn collect(mut lines: mpsc::Receiver<Line>) -> Tail {
+        let mut tail = Tail::default();
+        while let Some(line) = lines.recv().await {
+            tail.push(&line);
+        }
+        tail
+    }
+}
+
 /// The output of one attempt of one step (or compensation, or `finally` step).
 #[derive(Debug)]
 pub struct Sink {
@@ -91,6 +144,8 @@ pub struct Sink {
     /// The digest and length of what was written to the log.
     digest: Sha256,
     bytes: u64,
+    /// The last lines, for the failure record.
+    tail: Tail,
 }
 
 impl Sink {
@@ -98,12 +153,24 @@ impl Sink {
     /// under `step`.
     pub fn new(path: PathBuf, step: String, attempt: u32, report: mpsc::UnboundedSender<Report>) -> Sink {
         let label = format!("`{step}` (attempt {attempt})");
-        Sink { path, file: None, cut: None, step, label, report, elided: 0, digest: Sha256::new(), bytes: 0 }
+        Sink {
+            path,
+            file: None,
+            cut: None,
+            step,
+            label,
+            report,
+            elided: 0,
+            digest: Sha256::new(),
+            bytes: 0,
+            tail: Tail::default(),
+        }
     }
 
     /// One redacted line.
     pub fn line(&mut self, line: Line) {
         self.write_log(&line);
+        self.tail.push(&line);
         let len = line.text.len();
         if TERMINAL_BACKLOG.load(Ordering::Acquire) > TERMINAL_BUDGET {
             self.elided += 1;
@@ -196,19 +263,21 @@ impl Sink {
         self.register();
     }
 
-    /// Take the lines of an attempt until its end; then say what was left out.
-    pub async fn drain(mut self, mut lines: mpsc::Receiver<Line>) {
+    /// Take the lines of an attempt until its end; then say what was left out. Returns the
+    /// last lines, for a failure record.
+    pub async fn drain(mut self, mut lines: mpsc::Receiver<Line>) -> Tail {
         while let Some(line) = lines.recv().await {
             self.line(line);
             if lines.is_empty() {
                 self.flush();
             }
         }
-        self.finish();
+        self.finish()
     }
 
-    /// The end of the attempt's output: flush the log, and say what was left out.
-    pub fn finish(mut self) {
+    /// The end of the attempt's output: flush the log, and say what was left out. Returns
+    /// the last lines.
+    pub fn finish(mut self) -> Tail {
         self.flush();
         if let Some(error) = &self.cut {
             let _ = self.report.send(Report::Notice(format!(
@@ -223,6 +292,7 @@ impl Sink {
                 self.elided, self.label
             )));
         }
+        std::mem::take(&mut self.tail)
     }
 }
 
@@ -243,5 +313,38 @@ pub fn remove_outputs_files(dir: &std::path::Path) {
         if path.extension().is_some_and(|e| e == "outputs") && entry.file_type().is_ok_and(|t| t.is_file()) {
             let _ = std::fs::remove_file(&path);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // A test's line, as the pipe readers would send it after the redactor (only they and the
+    // remote actions make lines in the engine: `engine/exec/tests/sinks.rs`).
+    fn line(stream: Stream, text: &str) -> Line {
+        Line { text: text.to_string(), stream }
+    }
+
+    #[test]
+    fn the_tail_keeps_the_last_lines_within_its_bounds() {
+        let mut tail = Tail::default();
+        assert_eq!(tail.text(), None);
+        for i in 0..100 {
+            tail.push(&line(Stream::Stdout, &format!("line {i}")));
+        }
+        tail.push(&line(Stream::Stderr, "error: the end"));
+        let text = tail.text().unwrap_or_default();
+        assert_eq!(text.lines().count(), OUTPUT_TAIL_LINES);
+        assert!(text.ends_with("line 99\n! error: the end"), "{text}");
+        // Long lines: the bytes bound holds, and one huge line keeps its end.
+        let mut tail = Tail::default();
+        for _ in 0..5 {
+            tail.push(&line(Stream::Stdout, &"x".repeat(1000)));
+        }
+        tail.push(&line(Stream::Stderr, &format!("{}é the cause", "y".repeat(10_000))));
+        let text = tail.text().unwrap_or_default();
+        assert!(text.len() <= OUTPUT_TAIL_BYTES, "{}", text.len());
+        assert!(text.ends_with("é the cause"), "{text}");
     }
 }

@@ -325,9 +325,13 @@ pub async fn run_tied(
     if reaper.is_some_and(|r| *r.gone.borrow()) {
         return Exit::Cancelled;
     }
+    // Said plainly: the OS's error for a missing working directory names no folder.
+    if !spawn.dir.is_dir() {
+        return Exit::SpawnFailed(format!("the working directory `{}` does not exist", spawn.dir.display()));
+    }
     let mut child = match cmd.spawn() {
         Ok(c) => c,
-        Err(e) => return Exit::SpawnFailed(e.to_string()),
+        Err(e) => return Exit::SpawnFailed(format!("`{}`: {e}", program)),
     };
     let pgid = child.id().map(|id| Pid::from_raw(id as i32));
     let untied = match (reaper, pgid) {

@@ -1116,6 +1116,7 @@ mod tests {
         let r = Redactor::from_values([("S", "succeeded"), ("T", "tok_3f9a8b7c6d")]);
         let event = runbook_core::journal::RunEvent::RunFinished {
             status: runbook_core::journal::RunStatus::Succeeded,
+            preconditions: vec![],
         };
         let back = r.redact_event(event.clone());
         assert_eq!(back, event);
@@ -1123,6 +1124,7 @@ mod tests {
             step: "s".into(),
             attempt: 1,
             reason: "tok_3f9a8b7c6d succeeded".into(),
+            output: None,
         };
         let text = serde_json::to_string(&r.redact_event(failed)).unwrap_or_default();
         assert!(text.contains("<secret:T> <secret:S>"), "{text}");

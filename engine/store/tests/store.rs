@@ -101,6 +101,7 @@ fn started() -> RunEvent {
         engine_version: "0.1.0".into(),
         submitted_by: None,
         log_digests: false,
+        report: Default::default(),
     }
 }
 
@@ -159,7 +160,7 @@ async fn appends_are_chained_and_read_back_in_order(f: Fixture) {
     for i in 0..20 {
         store.append("r1", "2026-11-30T10:00:01Z", &step(i), None).await.expect("append");
     }
-    let finished = RunEvent::RunFinished { status: RunStatus::Succeeded };
+    let finished = RunEvent::RunFinished { status: RunStatus::Succeeded, preconditions: vec![] };
     let last = store.append("r1", "2026-11-30T10:00:02Z", &finished, None).await.expect("append");
     let records = store.records("r1").await.expect("records");
     assert_eq!(records.len(), 22);
