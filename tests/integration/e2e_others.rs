@@ -2,8 +2,10 @@
 //! runbooks: end to end through the real binary against the sandbox, with the argv sampler of
 //! [`E2e`] watching every run for the database password.
 
-use crate::e2e::E2e;
-use crate::support::ok;
+use std::path::Path;
+
+use crate::e2e::{AFTER, BEFORE, BEFORE_L2, E2e};
+use crate::support::{ok, root};
 
 /// The sampler must be able to fail: a run whose steps put a password on a command line,
 /// plainly, percent-encoded and in base64, is caught in each form. (A password of its own,
@@ -84,4 +86,246 @@ fn deploy_applies_migration_folders_not_named_with_14_digits_in_name_order() {
         "20250101000000_init,20250301000000_property_archived_at,20250401_notes,20250401_notes_body"
     );
     assert_eq!(e.sb.psql("SELECT count(*) FROM information_schema.columns WHERE table_name = 'note'"), "2");
+}
+
+/// `runbook ARGS` with the harness's environment, some variables replaced.
+fn run_with(e: &E2e, args: &[&str], replace: &[(&str, &str)]) -> crate::support::Output {
+    let state = e.state();
+    let mut all = args.to_vec();
+    all.extend(["--state", &state, "--as", "oncall"]);
+    let env: Vec<(String, String)> = e
+        .env()
+        .into_iter()
+        .map(|(k, v)| match replace.iter().find(|(r, _)| *r == k) {
+            Some((_, new)) => (k, (*new).to_string()),
+            None => (k, v),
+        })
+        .collect();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    crate::support::run_in_with_env(&root(), &all, &env)
+}
+
+/// What a run printed, both streams.
+fn said(out: &crate::support::Output) -> String {
+    format!("{}\n{}", out.stdout, out.stderr)
+}
+
+/// The run's journal started no step at all.
+fn nothing_started(e: &E2e) {
+    let run = e.latest_run();
+    assert_eq!(e.steps_with(&run, "step_started"), Vec::<String>::new(), "no step may start");
+}
+
+/// Claims the preconditions used to make about a clone that does not exist.
+const FALSE_CLAIMS: [&str; 5] = ["cambios sin commitear", "rama", "ya existe", "yarn prisma", "missing"];
+
+/// Point 7: a `repo_dir` that does not exist is named, once, by a check that says so; no
+/// check claims uncommitted changes, a wrong branch or an existing tag; nothing runs.
+#[test]
+fn a_missing_repo_dir_is_named_and_nothing_else_is_claimed() {
+    let e = E2e::new();
+    let missing = e.sb.dir.join("no-such-clone").display().to_string();
+    let app = format!("{missing}/nextjs_space");
+    for runbook in ["deploy", "rollback-l1", "rollback-l2"] {
+        let mut extra = vec![("repo_dir", missing.as_str())];
+        if runbook != "rollback-l1" {
+            extra.push(("app_dir", app.as_str()));
+        }
+        let params = e.params_file(runbook, &extra);
+        let out = e.runbook(
+            &["run", &format!("runbooks/{runbook}.toml"), "--params-file", &params, "--yes"],
+            "oncall",
+        );
+        assert_ne!(out.code, 0, "{}", said(&out));
+        let text = said(&out);
+        assert!(
+            text.contains(&format!("repo_dir = {missing} no existe o no es un clon git")),
+            "{runbook}: {text}"
+        );
+        if runbook != "rollback-l1" {
+            assert!(text.contains(&format!("app_dir = {app} no existe")), "{runbook}: {text}");
+        }
+        for claim in FALSE_CLAIMS {
+            assert!(!text.contains(claim), "{runbook} claims `{claim}` about a missing clone: {text}");
+        }
+        nothing_started(&e);
+        assert!(!Path::new(&missing).exists(), "no check created the clone's folder");
+    }
+}
+
+/// The folders of this machine's `PATH` without the sandbox's `yarn`, with PostgreSQL's
+/// programs: a host where one tool is missing.
+fn path_without(e: &E2e, tool: &str) -> String {
+    let path = format!("{}:/usr/bin:/bin", e.sb.pg.bin().display());
+    for dir in path.split(':') {
+        assert!(
+            !Path::new(dir).join(tool).exists(),
+            "{tool} is installed in {dir}: pick another missing tool"
+        );
+    }
+    path
+}
+
+/// Point 7: the tools check names the tool that is missing, and only that one.
+#[test]
+fn a_missing_tool_is_named() {
+    let e = E2e::new();
+    let path = path_without(&e, "yarn");
+    for runbook in ["deploy", "rollback-l2"] {
+        let params = e.params_file(runbook, &[]);
+        let file = format!("runbooks/{runbook}.toml");
+        let out = run_with(&e, &["run", &file, "--params-file", &params, "--yes"], &[("PATH", &path)]);
+        assert_ne!(out.code, 0);
+        let text = said(&out);
+        assert!(text.contains("falta yarn: no está en el PATH"), "{runbook}: {text}");
+        for other in ["falta git", "falta pg_dump", "falta pg_restore", "falta curl", "yarn prisma"] {
+            assert!(!text.contains(other), "{runbook}: `{other}` in {text}");
+        }
+        nothing_started(&e);
+    }
+    // The backup's upload tool, when one is configured, before any dump: no dump, no retries.
+    let path = path_without(&e, "rclone");
+    let params = e.params_file("backup", &[("upload_tool", "rclone"), ("upload_to", "offsite:inmova/")]);
+    let out =
+        run_with(&e, &["run", "runbooks/backup.toml", "--params-file", &params, "--yes"], &[("PATH", &path)]);
+    assert_ne!(out.code, 0);
+    let text = said(&out);
+    assert!(text.contains("upload_tool = rclone, pero rclone no está en el PATH"), "{text}");
+    nothing_started(&e);
+    assert_eq!(crate::support::files(&e.sb.backups, ".partial"), Vec::<std::path::PathBuf>::new());
+    assert!(!e.sb.backups.join("daily").exists(), "no dump was taken");
+}
+
+/// Point 8: the shipped params files are examples: a run with one, on a host with real
+/// credentials, stops at its preconditions, starts no step and creates none of the folders
+/// it names (the backup's used to create /backups/database/daily, dump there and upload).
+#[test]
+fn the_shipped_params_files_act_on_nothing() {
+    let e = E2e::new();
+    let backups_before = Path::new("/backups").exists();
+    for runbook in ["backup", "deploy", "rollback-l1", "rollback-l2"] {
+        let params = format!("runbooks/params/{runbook}.staging.toml");
+        let text = std::fs::read_to_string(root().join(&params)).expect("params file");
+        let table: toml::Table = text.parse().expect("params TOML");
+        let paths: Vec<String> = table
+            .iter()
+            .filter(|(k, _)| k.ends_with("_dir"))
+            .filter_map(|(_, v)| v.as_str().map(str::to_string))
+            .collect();
+        assert!(!paths.is_empty(), "{params} names folders");
+        for p in &paths {
+            assert!(p.starts_with("/EJEMPLO-cambiar/"), "{params}: {p} is not an obvious placeholder");
+            assert!(!Path::new(p).exists());
+        }
+        if runbook == "backup" {
+            assert_eq!(table.get("upload_tool").and_then(|v| v.as_str()), Some("none"), "upload off");
+        }
+        let out = e.runbook(
+            &["run", &format!("runbooks/{runbook}.toml"), "--params-file", &params, "--yes"],
+            "oncall",
+        );
+        assert_ne!(out.code, 0, "{runbook}: {}", said(&out));
+        let said = said(&out);
+        assert!(said.contains("/EJEMPLO-cambiar/") && said.contains("no existe"), "{runbook}: {said}");
+        nothing_started(&e);
+        for p in &paths {
+            assert!(!Path::new(p).exists(), "{runbook} created {p}");
+        }
+        assert!(!Path::new("/EJEMPLO-cambiar").exists(), "{runbook} created the placeholder root");
+    }
+    assert_eq!(Path::new("/backups").exists(), backups_before, "nothing under /backups");
+}
+
+/// `runbook`'s shipped text with the polls of `steps` made fast (2 tries 100 ms apart), so
+/// that a health check that never passes fails quickly; written into the sandbox's folder.
+fn with_fast_polls(e: &E2e, runbook: &str, steps: &[&str]) -> String {
+    let mut text = std::fs::read_to_string(root().join(format!("runbooks/{runbook}.toml"))).expect("runbook");
+    for step in steps {
+        let at = text.find(&format!("[steps.{step}]")).expect("the step");
+        let retry = at + text[at..].find("retry = {").expect("its poll");
+        let end = retry + text[retry..].find('\n').expect("end of line");
+        text.replace_range(retry..end, r#"retry = { attempts = 2, delay = "100ms" }"#);
+    }
+    let file = e.sb.dir.join(format!("{runbook}.toml"));
+    std::fs::write(&file, text).expect("write runbook");
+    file.display().to_string()
+}
+
+/// The app answers 200 with `version`, whatever was deployed (a pipeline that did not
+/// deploy, or still serves the previous build).
+fn serve_version(e: &E2e, version: &str) {
+    e.sb.app.set_health(runbook_sandbox::peers::Health {
+        token: Some(e.sb.token.clone()),
+        log: Some(e.sb.logs.join("app.log")),
+        ..runbook_sandbox::peers::Health::ok(version)
+    });
+}
+
+/// Point 9: l1 (both modes) and l2 wait for the app to serve what they published; an app
+/// still serving the previous build answers 200 but fails the check, and the run stops.
+#[test]
+fn l1_and_l2_health_checks_refuse_a_wrong_served_version() {
+    for (mode, extra) in
+        [("revert", vec![]), ("tag", vec![("mode", "tag"), ("previous_tag", "v1.0.0"), ("commit", "")])]
+    {
+        let e = E2e::new();
+        let before = e.sb.deployed_version();
+        serve_version(&e, &before);
+        let file = with_fast_polls(&e, "rollback-l1", &["health"]);
+        let out = e.drive_file(
+            &file,
+            "rollback-l1",
+            &extra,
+            &[("checklist_before", "devops-lead", BEFORE), ("checklist_after", "devops-lead", AFTER)],
+        );
+        ok(&out, 1);
+        assert!(out.stdout.contains("FAILED health"), "{mode}: {}", out.stdout);
+        assert_ne!(e.sb.deployed_version(), before, "{mode}: the rollback was published");
+    }
+    let e = E2e::new();
+    ok(&e.drive("deploy", &[], &[("checklist_after", "tech-lead", &[])]), 0);
+    serve_version(&e, &e.sb.deployed_version());
+    let file = with_fast_polls(&e, "rollback-l2", &["wait_deploy"]);
+    let out = e.drive_file(
+        &file,
+        "rollback-l2",
+        &[],
+        &[("checklist_before", "dba", BEFORE_L2), ("checklist_after", "backend-lead", AFTER)],
+    );
+    ok(&out, 1);
+    assert!(out.stdout.contains("FAILED wait_deploy"), "{}", out.stdout);
+    assert_eq!(
+        e.sb.psql("SELECT count(*) FROM _prisma_migrations WHERE migration_name LIKE '%rollback%'"),
+        "0",
+        "the reversal migration did not run under the old code"
+    );
+}
+
+/// Point 9: every checklist of deploy, l1 and l2 names its approvers, so the operator who
+/// starts a run cannot approve it.
+#[test]
+fn every_checklist_has_approvers_and_the_operator_cannot_approve_their_own_run() {
+    for runbook in ["deploy", "rollback-l1", "rollback-l2", "backup"] {
+        let text = std::fs::read_to_string(root().join(format!("runbooks/{runbook}.toml"))).expect("runbook");
+        let table: toml::Table = text.parse().expect("TOML");
+        let steps = table.get("steps").and_then(|s| s.as_table()).expect("steps");
+        for (id, step) in steps {
+            if let Some(approval) = step.get("approval") {
+                let approvers =
+                    approval.get("approvers").and_then(|a| a.as_array()).map(Vec::len).unwrap_or(0);
+                assert!(approvers > 0, "{runbook}: `{id}` has no approvers");
+            }
+        }
+    }
+    let e = E2e::new();
+    let params = e.params_file("deploy", &[]);
+    ok(&e.runbook(&["run", "runbooks/deploy.toml", "--params-file", &params, "--yes"], "oncall"), 4);
+    let run = e.latest_run();
+    ok(&e.runbook(&["approve", &run, "checklist_after"], "oncall"), 3);
+    ok(&e.runbook(&["approve", &run, "checklist_after"], "tech-lead"), 0);
+    ok(&e.runbook(&["resume", &run, "--yes"], "oncall"), 0);
+    let params = e.params_file("rollback-l1", &[]);
+    ok(&e.runbook(&["run", "runbooks/rollback-l1.toml", "--params-file", &params, "--yes"], "oncall"), 4);
+    let run = e.latest_run();
+    ok(&e.runbook(&["approve", &run, "checklist_before"], "oncall"), 3);
 }
