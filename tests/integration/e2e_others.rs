@@ -4,8 +4,26 @@
 
 use std::path::Path;
 
-use crate::e2e::{AFTER, BEFORE, BEFORE_L2, E2e};
+use crate::e2e::{AFTER, BEFORE, BEFORE_L2, E2e, Shape};
 use crate::support::{ok, root};
+
+/// One test per environment, `NAME::inmova` and `NAME::shop`, each running `case(shape)`: the
+/// runbooks must not know the first environment.
+macro_rules! both {
+    ($(#[$doc:meta])* $name:ident, $case:ident) => {
+        $(#[$doc])*
+        mod $name {
+            #[test]
+            fn inmova() {
+                super::$case(crate::e2e::Shape::Inmova)
+            }
+            #[test]
+            fn shop() {
+                super::$case(crate::e2e::Shape::Shop)
+            }
+        }
+    };
+}
 
 /// The sampler must be able to fail: a run whose steps put a password on a command line,
 /// plainly, percent-encoded and in base64, is caught in each form. (A password of its own,
@@ -58,12 +76,12 @@ fn git(dir: &std::path::Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
+both!(deploy_applies_migration_folders_not_named_with_14_digits_in_name_order, migration_folders);
 /// Point 9: Prisma applies every folder of prisma/migrations holding a `migration.sql`,
 /// whatever its name, in lexicographic order; so does the sandbox's stand-in, and a deploy
 /// applies migrations named `20250401_notes` (the second depends on the first).
-#[test]
-fn deploy_applies_migration_folders_not_named_with_14_digits_in_name_order() {
-    let e = E2e::new();
+fn migration_folders(shape: Shape) {
+    let e = E2e::with(shape);
     let migrations = e.sb.app_dir.join("prisma/migrations");
     for (name, sql) in [
         ("20250401_notes_body", "ALTER TABLE note ADD COLUMN body text NOT NULL DEFAULT '';\n"),
@@ -81,9 +99,13 @@ fn deploy_applies_migration_folders_not_named_with_14_digits_in_name_order() {
 
     let out = e.drive("deploy", &[], &[("checklist_after", "tech-lead", &[])]);
     ok(&out, 0);
+    let spec = e.sb.spec();
+    let mut expected: Vec<&str> = spec.applied.to_vec();
+    expected.extend([spec.next_migration, "20250401_notes", "20250401_notes_body"]);
+    expected.sort_unstable();
     assert_eq!(
-        e.sb.psql("SELECT string_agg(migration_name, ',' ORDER BY started_at, migration_name) FROM _prisma_migrations"),
-        "20250101000000_init,20250301000000_property_archived_at,20250401_notes,20250401_notes_body"
+        e.sb.psql("SELECT string_agg(migration_name, ',' ORDER BY migration_name COLLATE \"C\") FROM _prisma_migrations"),
+        expected.join(",")
     );
     assert_eq!(e.sb.psql("SELECT count(*) FROM information_schema.columns WHERE table_name = 'note'"), "2");
 }
@@ -119,13 +141,13 @@ fn nothing_started(e: &E2e) {
 /// Claims the preconditions used to make about a clone that does not exist.
 const FALSE_CLAIMS: [&str; 5] = ["cambios sin commitear", "rama", "ya existe", "yarn prisma", "missing"];
 
+both!(a_missing_repo_dir_is_named_and_nothing_else_is_claimed, missing_repo_dir);
 /// Point 7: a `repo_dir` that does not exist is named, once, by a check that says so; no
 /// check claims uncommitted changes, a wrong branch or an existing tag; nothing runs.
-#[test]
-fn a_missing_repo_dir_is_named_and_nothing_else_is_claimed() {
-    let e = E2e::new();
+fn missing_repo_dir(shape: Shape) {
+    let e = E2e::with(shape);
     let missing = e.sb.dir.join("no-such-clone").display().to_string();
-    let app = format!("{missing}/nextjs_space");
+    let app = format!("{missing}/{}", e.sb.spec().app_subdir);
     for runbook in ["deploy", "rollback-l1", "rollback-l2"] {
         let mut extra = vec![("repo_dir", missing.as_str())];
         if runbook != "rollback-l1" {
@@ -166,10 +188,10 @@ fn path_without(e: &E2e, tool: &str) -> String {
     path
 }
 
+both!(a_missing_tool_is_named, missing_tool);
 /// Point 7: the tools check names the tool that is missing, and only that one.
-#[test]
-fn a_missing_tool_is_named() {
-    let e = E2e::new();
+fn missing_tool(shape: Shape) {
+    let e = E2e::with(shape);
     let path = path_without(&e, "yarn");
     for runbook in ["deploy", "rollback-l2"] {
         let params = e.params_file(runbook, &[]);
@@ -196,12 +218,12 @@ fn a_missing_tool_is_named() {
     assert!(!e.sb.backups.join("daily").exists(), "no dump was taken");
 }
 
+both!(the_shipped_params_files_act_on_nothing, shipped_params);
 /// Point 8: the shipped params files are examples: a run with one, on a host with real
 /// credentials, stops at its preconditions, starts no step and creates none of the folders
 /// it names (the backup's used to create /backups/database/daily, dump there and upload).
-#[test]
-fn the_shipped_params_files_act_on_nothing() {
-    let e = E2e::new();
+fn shipped_params(shape: Shape) {
+    let e = E2e::with(shape);
     let backups_before = Path::new("/backups").exists();
     for runbook in ["backup", "deploy", "rollback-l1", "rollback-l2"] {
         let params = format!("runbooks/params/{runbook}.staging.toml");
@@ -261,14 +283,16 @@ fn serve_version(e: &E2e, version: &str) {
     });
 }
 
+both!(l1_and_l2_health_checks_refuse_a_wrong_served_version, wrong_served_version);
 /// Point 9: l1 (both modes) and l2 wait for the app to serve what they published; an app
 /// still serving the previous build answers 200 but fails the check, and the run stops.
-#[test]
-fn l1_and_l2_health_checks_refuse_a_wrong_served_version() {
-    for (mode, extra) in
-        [("revert", vec![]), ("tag", vec![("mode", "tag"), ("previous_tag", "v1.0.0"), ("commit", "")])]
-    {
-        let e = E2e::new();
+fn wrong_served_version(shape: Shape) {
+    for mode in ["revert", "tag"] {
+        let e = E2e::with(shape);
+        let extra = match mode {
+            "tag" => vec![("mode", "tag"), ("previous_tag", e.sb.spec().previous_tag), ("commit", "")],
+            _ => vec![],
+        };
         let before = e.sb.deployed_version();
         serve_version(&e, &before);
         let file = with_fast_polls(&e, "rollback-l1", &["health"]);
@@ -282,7 +306,7 @@ fn l1_and_l2_health_checks_refuse_a_wrong_served_version() {
         assert!(out.stdout.contains("FAILED health"), "{mode}: {}", out.stdout);
         assert_ne!(e.sb.deployed_version(), before, "{mode}: the rollback was published");
     }
-    let e = E2e::new();
+    let e = E2e::with(shape);
     ok(&e.drive("deploy", &[], &[("checklist_after", "tech-lead", &[])]), 0);
     serve_version(&e, &e.sb.deployed_version());
     let file = with_fast_polls(&e, "rollback-l2", &["wait_deploy"]);
@@ -295,16 +319,19 @@ fn l1_and_l2_health_checks_refuse_a_wrong_served_version() {
     ok(&out, 1);
     assert!(out.stdout.contains("FAILED wait_deploy"), "{}", out.stdout);
     assert_eq!(
-        e.sb.psql("SELECT count(*) FROM _prisma_migrations WHERE migration_name LIKE '%rollback%'"),
+        e.sb.psql(&format!(
+            "SELECT count(*) FROM _prisma_migrations WHERE migration_name = '{}'",
+            e.sb.spec().reversal
+        )),
         "0",
         "the reversal migration did not run under the old code"
     );
 }
 
+both!(every_checklist_has_approvers_and_the_operator_cannot_approve_their_own_run, approvers);
 /// Point 9: every checklist of deploy, l1 and l2 names its approvers, so the operator who
 /// starts a run cannot approve it.
-#[test]
-fn every_checklist_has_approvers_and_the_operator_cannot_approve_their_own_run() {
+fn approvers(shape: Shape) {
     for runbook in ["deploy", "rollback-l1", "rollback-l2", "backup"] {
         let text = std::fs::read_to_string(root().join(format!("runbooks/{runbook}.toml"))).expect("runbook");
         let table: toml::Table = text.parse().expect("TOML");
@@ -317,7 +344,7 @@ fn every_checklist_has_approvers_and_the_operator_cannot_approve_their_own_run()
             }
         }
     }
-    let e = E2e::new();
+    let e = E2e::with(shape);
     let params = e.params_file("deploy", &[]);
     ok(&e.runbook(&["run", "runbooks/deploy.toml", "--params-file", &params, "--yes"], "oncall"), 4);
     let run = e.latest_run();
@@ -328,4 +355,80 @@ fn every_checklist_has_approvers_and_the_operator_cannot_approve_their_own_run()
     ok(&e.runbook(&["run", "runbooks/rollback-l1.toml", "--params-file", &params, "--yes"], "oncall"), 4);
     let run = e.latest_run();
     ok(&e.runbook(&["approve", &run, "checklist_before"], "oncall"), 3);
+}
+
+/// The happy paths of deploy, rollback-l1 (both modes), rollback-l2 and backup against the
+/// second environment (the first one's are in e2e.rs): a role with a password over TCP,
+/// Prisma's URL parameters, migration folders not named with 14 digits, the app under
+/// `services/web`. The argv sampler watches the real password throughout.
+#[test]
+fn deploy_then_rollback_l2_on_the_second_environment() {
+    let e = E2e::with(Shape::Shop);
+    let spec = e.sb.spec();
+    let (table, column) = spec.next_column;
+    let has_column = || {
+        e.sb.psql(&format!(
+            "SELECT count(*) FROM information_schema.columns WHERE table_name = '{table}' AND column_name = '{column}'"
+        ))
+    };
+    ok(&e.drive("deploy", &[], &[("checklist_after", "tech-lead", &[])]), 0);
+    assert_eq!(e.sb.deployed_version(), spec.next_version);
+    assert_eq!(has_column(), "1");
+    let out = e.drive(
+        "rollback-l2",
+        &[],
+        &[("checklist_before", "dba", BEFORE_L2), ("checklist_after", "backend-lead", AFTER)],
+    );
+    ok(&out, 0);
+    assert_eq!(has_column(), "0");
+    let mut history: Vec<&str> = spec.applied.to_vec();
+    history.extend([spec.next_migration, spec.reversal]);
+    assert_eq!(
+        e.sb.psql("SELECT string_agg(migration_name, ',' ORDER BY migration_name COLLATE \"C\") FROM _prisma_migrations"),
+        history.join(",")
+    );
+}
+
+#[test]
+fn rollback_l1_in_both_modes_on_the_second_environment() {
+    let approvals: crate::e2e::Approvals<'_> =
+        &[("checklist_before", "devops-lead", BEFORE), ("checklist_after", "devops-lead", AFTER)];
+    let e = E2e::with(Shape::Shop);
+    let spec = e.sb.spec();
+    ok(&e.drive("rollback-l1", &[], approvals), 0);
+    let (file, text) = spec.frontend_file;
+    let shown = git(&e.sb.origin, &["show", &format!("main:{}/{file}", spec.app_subdir)]);
+    assert!(shown.contains(text), "the change of `{}` is reverted: {shown}", spec.frontend_commit);
+
+    let e = E2e::with(Shape::Shop);
+    let spec = e.sb.spec();
+    ok(
+        &e.drive(
+            "rollback-l1",
+            &[("mode", "tag"), ("previous_tag", spec.previous_tag), ("commit", "")],
+            approvals,
+        ),
+        0,
+    );
+    assert_eq!(e.sb.origin_commit("main"), e.sb.origin_commit(&format!("{}^{{commit}}", spec.previous_tag)));
+}
+
+#[test]
+fn backup_on_the_second_environment() {
+    let e = E2e::with(Shape::Shop);
+    let out = e.drive("backup", &[("kind", "weekly")], &[]);
+    ok(&out, 0);
+    let weekly = e.sb.backups.join("weekly");
+    let dumps = crate::support::files(&weekly, ".dump");
+    assert_eq!(dumps.len(), 1, "{dumps:?}");
+    let list = std::process::Command::new(e.sb.pg.bin().join("pg_restore"))
+        .arg("--list")
+        .arg(&dumps[0])
+        .output()
+        .expect("pg_restore");
+    let list = String::from_utf8_lossy(&list.stdout);
+    assert!(
+        list.contains("TABLE DATA public orders") && list.contains("TABLE DATA public payments"),
+        "{list}"
+    );
 }
