@@ -432,3 +432,128 @@ fn backup_on_the_second_environment() {
         "{list}"
     );
 }
+
+/// The ids of the preconditions a run reports as failed.
+fn failed_checks(out: &crate::support::Output) -> Vec<String> {
+    let mut ids: Vec<String> = said(out)
+        .lines()
+        .filter_map(|l| l.strip_prefix("precondition `"))
+        .filter_map(|l| l.split_once("` of runbook failed").map(|(id, _)| id.to_string()))
+        .collect();
+    ids.sort();
+    ids
+}
+
+both!(each_broken_environment_is_reported_by_its_own_check_alone, broken_environments);
+/// Point 7, as a class: for each way an environment can be broken, the run stops before any
+/// step, and exactly the checks of that cause fail (a corpus of causes x deploy, l1, l2).
+fn broken_environments(shape: Shape) {
+    let e = E2e::with(shape);
+    let repo = e.sb.repo.display().to_string();
+    let empty = e.sb.dir.join("empty-folder");
+    std::fs::create_dir_all(&empty).expect("folder");
+    let empty = empty.display().to_string();
+    let missing = e.sb.dir.join("missing").display().to_string();
+    let nowhere = e.sb.dir.join("no-such-origin.git").display().to_string();
+    let deployed = e.sb.spec().deployed_tag;
+    let tracked = e.sb.app_dir.join("package.json");
+    let no_yarn = path_without(&e, "yarn");
+    // (cause, params, PATH, runbook -> the checks that must fail; a runbook not listed skips it)
+    type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, Option<&'a str>, Vec<(&'a str, Vec<&'a str>)>);
+    let cases: Vec<Case<'_>> = vec![
+        (
+            "repo_dir missing",
+            vec![("repo_dir", &missing)],
+            None,
+            vec![
+                ("deploy", vec!["repo_dir_is_a_clone"]),
+                ("rollback-l1", vec!["repo_dir_is_a_clone"]),
+                ("rollback-l2", vec!["repo_dir_is_a_clone"]),
+            ],
+        ),
+        (
+            "repo_dir not a clone",
+            vec![("repo_dir", &empty)],
+            None,
+            vec![
+                ("deploy", vec!["repo_dir_is_a_clone"]),
+                ("rollback-l1", vec!["repo_dir_is_a_clone"]),
+                ("rollback-l2", vec!["repo_dir_is_a_clone"]),
+            ],
+        ),
+        (
+            "app_dir missing",
+            vec![("app_dir", &missing)],
+            None,
+            vec![("deploy", vec!["app_dir_exists"]), ("rollback-l2", vec!["app_dir_exists"])],
+        ),
+        (
+            "backup_dir missing",
+            vec![("backup_dir", &missing)],
+            None,
+            vec![
+                ("deploy", vec!["backup_dir_writable"]),
+                ("rollback-l1", vec!["backup_dir_writable"]),
+                ("rollback-l2", vec!["backup_dir_writable"]),
+                ("backup", vec!["backup_dir_exists"]),
+            ],
+        ),
+        (
+            "remote unreachable",
+            vec![("git_remote", &nowhere)],
+            None,
+            vec![("deploy", vec!["remote_reachable"])],
+        ),
+        ("tag exists", vec![("version", deployed)], None, vec![("deploy", vec!["tag_is_new"])]),
+        (
+            "yarn missing",
+            vec![],
+            Some(&no_yarn),
+            vec![("deploy", vec!["tool_yarn"]), ("rollback-l2", vec!["tool_yarn"])],
+        ),
+        (
+            "wrong branch (which origin does not have either)",
+            vec![("branch", "release")],
+            None,
+            vec![
+                ("deploy", vec!["on_branch", "remote_reachable"]),
+                ("rollback-l1", vec!["on_branch"]),
+                ("rollback-l2", vec!["on_branch"]),
+            ],
+        ),
+        (
+            "uncommitted changes",
+            vec![],
+            None,
+            vec![
+                ("deploy", vec!["clean_tree"]),
+                ("rollback-l1", vec!["clean_tree"]),
+                ("rollback-l2", vec!["clean_tree"]),
+            ],
+        ),
+    ];
+    let mut checked = 0;
+    for (cause, params, path, expected) in &cases {
+        if *cause == "uncommitted changes" {
+            std::fs::write(&tracked, "{}\n").expect("a change");
+        }
+        for (runbook, checks) in expected {
+            let params = e.params_file(runbook, params);
+            let file = format!("runbooks/{runbook}.toml");
+            let args = ["run", file.as_str(), "--params-file", &params, "--yes"];
+            let out = match path {
+                Some(p) => run_with(&e, &args, &[("PATH", p)]),
+                None => run_with(&e, &args, &[]),
+            };
+            assert_eq!(out.code, 3, "{cause}, {runbook}: {}", said(&out));
+            assert_eq!(failed_checks(&out), *checks, "{cause}, {runbook}: {}", said(&out));
+            nothing_started(&e);
+            checked += 1;
+        }
+        if *cause == "uncommitted changes" {
+            git(&e.sb.repo, &["checkout", "--", "."]);
+        }
+    }
+    assert!(checked >= 20, "{checked}");
+    assert_eq!(git(Path::new(&repo), &["status", "--porcelain"]), "", "the clone is as it was");
+}
