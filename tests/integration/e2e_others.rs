@@ -460,27 +460,12 @@ fn broken_environments(shape: Shape) {
     let no_yarn = path_without(&e, "yarn");
     // (cause, params, PATH, runbook -> the checks that must fail; a runbook not listed skips it)
     type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, Option<&'a str>, Vec<(&'a str, Vec<&'a str>)>);
+    // The check of a cause every one of deploy, l1 and l2 checks.
+    let all_three =
+        |check| vec![("deploy", vec![check]), ("rollback-l1", vec![check]), ("rollback-l2", vec![check])];
     let cases: Vec<Case<'_>> = vec![
-        (
-            "repo_dir missing",
-            vec![("repo_dir", &missing)],
-            None,
-            vec![
-                ("deploy", vec!["repo_dir_is_a_clone"]),
-                ("rollback-l1", vec!["repo_dir_is_a_clone"]),
-                ("rollback-l2", vec!["repo_dir_is_a_clone"]),
-            ],
-        ),
-        (
-            "repo_dir not a clone",
-            vec![("repo_dir", &empty)],
-            None,
-            vec![
-                ("deploy", vec!["repo_dir_is_a_clone"]),
-                ("rollback-l1", vec!["repo_dir_is_a_clone"]),
-                ("rollback-l2", vec!["repo_dir_is_a_clone"]),
-            ],
-        ),
+        ("repo_dir missing", vec![("repo_dir", &missing)], None, all_three("repo_dir_is_a_clone")),
+        ("repo_dir not a clone", vec![("repo_dir", &empty)], None, all_three("repo_dir_is_a_clone")),
         (
             "app_dir missing",
             vec![("app_dir", &missing)],
@@ -521,16 +506,7 @@ fn broken_environments(shape: Shape) {
                 ("rollback-l2", vec!["on_branch"]),
             ],
         ),
-        (
-            "uncommitted changes",
-            vec![],
-            None,
-            vec![
-                ("deploy", vec!["clean_tree"]),
-                ("rollback-l1", vec!["clean_tree"]),
-                ("rollback-l2", vec!["clean_tree"]),
-            ],
-        ),
+        ("uncommitted changes", vec![], None, all_three("clean_tree")),
     ];
     let mut checked = 0;
     for (cause, params, path, expected) in &cases {
