@@ -107,7 +107,14 @@ fn under_engine(pid: &str, engine: &[u8]) -> bool {
 impl Sampler {
     /// Start watching for `secret` in the argv of the engine's processes.
     pub(crate) fn start(secret: &str) -> Sampler {
-        let needles = encodings(secret);
+        Sampler::start_with(secret, &[])
+    }
+
+    /// [`Sampler::start`], also watching for `more` forms of it (such as the exact text the
+    /// URL carries, whatever encoding its author chose).
+    pub(crate) fn start_with(secret: &str, more: &[String]) -> Sampler {
+        let mut needles = encodings(secret);
+        needles.extend(more.iter().filter(|m| !m.is_empty()).map(|m| (m.clone(), "as in the URL")));
         let engine = PathBuf::from(env!("CARGO_BIN_EXE_runbook")).into_os_string().into_encoded_bytes();
         let stop = Arc::new(AtomicBool::new(false));
         let passes = Arc::new(AtomicU64::new(0));

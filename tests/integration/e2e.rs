@@ -24,6 +24,13 @@ pub(crate) struct E2e {
 /// exercise the decoding.
 pub(crate) const SENTINEL_PASSWORD: &str = "e2e-S3ntinel/p@ss:w%rd-";
 
+/// The password part of `url`'s userinfo, as written (empty when there is none).
+fn url_password(url: &str) -> String {
+    let rest = url.split_once("://").map_or("", |(_, r)| r);
+    let userinfo = rest.split_once('@').map_or("", |(u, _)| u);
+    userinfo.split_once(':').map_or("", |(_, p)| p).to_string()
+}
+
 /// `url` with `password` (percent-encoded) in its userinfo, unless it already has one.
 fn with_password(url: &str, password: &str) -> String {
     let Some(scheme) = url.find("://") else { return url.to_string() };
@@ -51,7 +58,10 @@ impl E2e {
             Some(p) => p.to_string(),
             None => format!("{SENTINEL_PASSWORD}{}", sb.app.port),
         };
-        E2e { sampler: crate::argv_sampler::Sampler::start(&password), password, sb, _dir: dir }
+        // The password exactly as the URL spells it, too (its own percent-encoding).
+        let in_url = url_password(&with_password(&sb.database_url(), &password));
+        let sampler = crate::argv_sampler::Sampler::start_with(&password, &[in_url]);
+        E2e { sampler, password, sb, _dir: dir }
     }
 
     /// The environment the runbooks run with: the sandbox's, with the password in the URL.

@@ -110,19 +110,14 @@ fn migration_folders(shape: Shape) {
     assert_eq!(e.sb.psql("SELECT count(*) FROM information_schema.columns WHERE table_name = 'note'"), "2");
 }
 
-/// `runbook ARGS` with the harness's environment, some variables replaced.
+/// `runbook ARGS` with the harness's environment, some variables replaced or added.
 fn run_with(e: &E2e, args: &[&str], replace: &[(&str, &str)]) -> crate::support::Output {
     let state = e.state();
     let mut all = args.to_vec();
     all.extend(["--state", &state, "--as", "oncall"]);
-    let env: Vec<(String, String)> = e
-        .env()
-        .into_iter()
-        .map(|(k, v)| match replace.iter().find(|(r, _)| *r == k) {
-            Some((_, new)) => (k, (*new).to_string()),
-            None => (k, v),
-        })
-        .collect();
+    let mut env: Vec<(String, String)> =
+        e.env().into_iter().filter(|(k, _)| !replace.iter().any(|(r, _)| r == k)).collect();
+    env.extend(replace.iter().map(|(k, v)| ((*k).to_string(), (*v).to_string())));
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     crate::support::run_in_with_env(&root(), &all, &env)
 }
@@ -532,4 +527,42 @@ fn broken_environments(shape: Shape) {
     }
     assert!(checked >= 20, "{checked}");
     assert_eq!(git(Path::new(&repo), &["status", "--porcelain"]), "", "the clone is as it was");
+}
+
+/// The failure paths of e2e.rs's first-environment tests, against the second: a failing test
+/// suite stops a deploy before anything changes; a dump that does not verify (another
+/// database, without the app's tables) is removed and nothing is pruned.
+#[test]
+fn deploy_and_backup_failures_on_the_second_environment() {
+    let e = E2e::with(Shape::Shop);
+    let flag = e.sb.dir.join("tests-fail");
+    std::fs::write(&flag, "").expect("flag");
+    let before = e.sb.dump();
+    let params = e.params_file("deploy", &[]);
+    let flag = flag.display().to_string();
+    let out = run_with(
+        &e,
+        &["run", "runbooks/deploy.toml", "--params-file", &params, "--yes"],
+        &[("SANDBOX_FAIL_TESTS", &flag)],
+    );
+    ok(&out, 1);
+    assert!(out.stdout.contains("FAILED tests"), "{}", out.stdout);
+    assert_eq!(e.sb.dump(), before, "no migration ran");
+    assert!(e.sb.deployed_version().starts_with(e.sb.spec().deployed_tag), "no tag was pushed");
+
+    let daily = e.sb.backups.join("daily");
+    std::fs::create_dir_all(&daily).expect("daily");
+    std::fs::write(daily.join(format!("{}-daily-20250101T020000Z.dump", e.sb.spec().environment)), "x")
+        .expect("old");
+    let before = crate::support::files(&daily, "");
+    let url = e.env().into_iter().find(|(k, _)| k == "DATABASE_URL").map(|(_, v)| v).expect("url");
+    let other = url.replace("/shop?", "/postgres?");
+    assert_ne!(other, url);
+    let params = e.params_file("backup", &[("kind", "daily")]);
+    let out =
+        run_with(&e, &["run", "runbooks/backup.toml", "--params-file", &params], &[("DATABASE_URL", &other)]);
+    ok(&out, 1);
+    assert!(out.stdout.contains("no _prisma_migrations data in the dump"), "{}", out.stdout);
+    assert!(out.stdout.contains("undone dump"), "{}", out.stdout);
+    assert_eq!(crate::support::files(&daily, ""), before, "nothing new, nothing pruned, no .partial left");
 }
