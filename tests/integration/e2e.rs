@@ -10,7 +10,37 @@ use crate::support::{Output, ok, root};
 
 pub(crate) struct E2e {
     pub(crate) sb: Sandbox,
+    /// Watches every process the engine starts for the database password in its argv.
+    sampler: crate::argv_sampler::Sampler,
+    /// The database password the runbooks' DATABASE_URL carries.
+    password: String,
     _dir: tempfile::TempDir,
+}
+
+/// The first environment's database has no password (trust over a Unix socket): its URL is
+/// given this one, which the server ignores, so that every e2e run has a secret the argv
+/// sampler can look for: this, followed by the sandbox's port (one per sandbox, so that tests
+/// running side by side never see each other's). Characters that need percent-encoding, to
+/// exercise the decoding.
+pub(crate) const SENTINEL_PASSWORD: &str = "e2e-S3ntinel/p@ss:w%rd-";
+
+/// The password part of `url`'s userinfo, as written (empty when there is none).
+fn url_password(url: &str) -> String {
+    let rest = url.split_once("://").map_or("", |(_, r)| r);
+    let userinfo = rest.split_once('@').map_or("", |(u, _)| u);
+    userinfo.split_once(':').map_or("", |(_, p)| p).to_string()
+}
+
+/// `url` with `password` (percent-encoded) in its userinfo, unless it already has one.
+fn with_password(url: &str, password: &str) -> String {
+    let Some(scheme) = url.find("://") else { return url.to_string() };
+    let rest = &url[scheme + 3..];
+    let Some(at) = rest.find('@') else { return url.to_string() };
+    if rest[..at].contains(':') {
+        return url.to_string();
+    }
+    let encoded = crate::argv_sampler::percent_encode(password);
+    format!("{}{}:{encoded}{}", &url[..scheme + 3], &rest[..at], &rest[at..])
 }
 
 impl E2e {
@@ -19,11 +49,28 @@ impl E2e {
         E2e::with(Shape::Inmova)
     }
 
-    /// An environment of `shape`.
+    /// An environment of `shape`. Its password (the sentinel, for the first environment)
+    /// is watched for in every process's argv while the harness lives.
     pub(crate) fn with(shape: Shape) -> E2e {
         let dir = tempfile::tempdir().expect("tempdir");
         let sb = Sandbox::start_shaped(dir.path(), shape);
-        E2e { sb, _dir: dir }
+        let password = match sb.db_password() {
+            Some(p) => p.to_string(),
+            None => format!("{SENTINEL_PASSWORD}{}", sb.app.port),
+        };
+        // The password exactly as the URL spells it, too (its own percent-encoding).
+        let in_url = url_password(&with_password(&sb.database_url(), &password));
+        let sampler = crate::argv_sampler::Sampler::start_with(&password, &[in_url]);
+        E2e { sampler, password, sb, _dir: dir }
+    }
+
+    /// The environment the runbooks run with: the sandbox's, with the password in the URL.
+    pub(crate) fn env(&self) -> Vec<(String, String)> {
+        self.sb
+            .env()
+            .into_iter()
+            .map(|(k, v)| if k == "DATABASE_URL" { (k, with_password(&v, &self.password)) } else { (k, v) })
+            .collect()
     }
 
     pub(crate) fn state(&self) -> String {
@@ -35,7 +82,7 @@ impl E2e {
         let state = self.state();
         let mut all = args.to_vec();
         all.extend(["--state", &state, "--as", operator]);
-        let env = self.sb.env();
+        let env = self.env();
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         crate::support::run_in_with_env(&root(), &all, &env)
     }
@@ -59,6 +106,16 @@ impl E2e {
 
     pub(crate) fn latest_run(&self) -> String {
         crate::support::latest_run_id(&root(), Path::new(&self.state())).expect("a run")
+    }
+}
+
+impl Drop for E2e {
+    /// Every e2e test fails if the engine put the database password in a process's argv.
+    fn drop(&mut self) {
+        let (leaks, _) = self.sampler.finish();
+        if !leaks.is_empty() && !std::thread::panicking() {
+            panic!("the database password appeared in a process list:\n{}", leaks.join("\n"));
+        }
     }
 }
 
@@ -159,12 +216,12 @@ fn rollback_l3_restores_the_database_and_the_stable_code() {
 }
 
 pub(crate) const BEFORE: &[&str] = &["incident=INC-7", "root_cause=the release broke the listing"];
-const BEFORE_L2: &[&str] = &[
+pub(crate) const BEFORE_L2: &[&str] = &[
     "incident=INC-8",
     "root_cause=archived_at broke queries",
     "migration_review=https://git.inmova.test/pr/9",
 ];
-const AFTER: &[&str] = &["result=exito", "incident_report=https://wiki.inmova.test/INC"];
+pub(crate) const AFTER: &[&str] = &["result=exito", "incident_report=https://wiki.inmova.test/INC"];
 
 #[test]
 fn deploy_publishes_the_release_and_migrates_the_database() {
@@ -198,10 +255,7 @@ fn a_failing_test_suite_stops_a_deploy_before_anything_changes() {
     let params = e.params_file("deploy", &[]);
     let state = e.state();
     let env: Vec<(String, String)> =
-        e.sb.env()
-            .into_iter()
-            .chain([("SANDBOX_FAIL_TESTS".to_string(), flag.display().to_string())])
-            .collect();
+        e.env().into_iter().chain([("SANDBOX_FAIL_TESTS".to_string(), flag.display().to_string())]).collect();
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let out = crate::support::run_in_with_env(
         &root(),
@@ -329,7 +383,7 @@ fn a_second_rollback_on_the_same_environment_is_refused_while_one_runs() {
             &state,
         ])
         .current_dir(root())
-        .envs(e.sb.env())
+        .envs(e.env())
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -387,7 +441,7 @@ fn rollback_l3_killed_mid_way_resumes_without_running_a_non_idempotent_step_twic
     let mut engine = std::process::Command::new(env!("CARGO_BIN_EXE_runbook"))
         .args(["resume", &run, "--yes", "--state", &state, "--as", "oncall"])
         .current_dir(root())
-        .envs(e.sb.env())
+        .envs(e.env())
         .env("SANDBOX_HOLD", &hold)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
@@ -501,11 +555,11 @@ fn backup_verifies_each_dump_and_prunes_by_retention() {
     // nothing is pruned.
     let before = files_in(&daily);
     let params = e.params_file("backup", &[("kind", "daily")]);
-    let env: Vec<(String, String)> =
-        e.sb.env()
-            .into_iter()
-            .map(|(k, v)| if k == "DATABASE_URL" { (k, v.replace("/inmova?", "/postgres?")) } else { (k, v) })
-            .collect();
+    let env: Vec<(String, String)> = e
+        .env()
+        .into_iter()
+        .map(|(k, v)| if k == "DATABASE_URL" { (k, v.replace("/inmova?", "/postgres?")) } else { (k, v) })
+        .collect();
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let state = e.state();
     let out = crate::support::run_in_with_env(

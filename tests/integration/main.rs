@@ -3,12 +3,14 @@
 //! One test binary (faster to link than one per file); modules by concern.
 
 mod approval_rules;
+mod argv_sampler;
 mod audit;
 mod book;
 mod contexts;
 mod crash;
 mod e2e;
 mod e2e_report;
+mod e2e_others;
 mod fixtures;
 mod history;
 mod holder;
