@@ -8,6 +8,7 @@ mod book;
 mod contexts;
 mod crash;
 mod e2e;
+mod e2e_l3;
 mod fixtures;
 mod history;
 mod holder;

@@ -1,0 +1,422 @@
+//! rollback-l3 where an incident happens (issue 12): inputs validated before any approval,
+//! a restore over a schema that changed since the dump, nothing written lost when the run
+//! undoes itself, the served version checked, and the password never in a process list.
+
+use std::path::Path;
+use std::process::Command;
+
+use runbook_sandbox::Sandbox;
+
+use crate::e2e::{AFTER, BEFORE, E2e, clone_state};
+use crate::support::{Output, ok, root};
+
+/// A plain-text dump of the app's schema only (`public`, as the sandbox's URL says): the
+/// schemas a restore sets aside are kept in the same database, on purpose.
+pub(crate) fn app_dump(sb: &Sandbox) -> String {
+    let out = Command::new(sb.pg.bin().join("pg_dump"))
+        .args(["--no-owner", "--schema=public", &sb.database_url()])
+        .output()
+        .expect("pg_dump");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.starts_with("\\restrict") && !l.starts_with("\\unrestrict"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Every ref of origin, with its commit.
+fn origin_refs(sb: &Sandbox) -> String {
+    git(&["--git-dir", &sb.origin.display().to_string(), "for-each-ref"])
+}
+
+fn git(args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args(args)
+        .env("GIT_AUTHOR_NAME", "t")
+        .env("GIT_AUTHOR_EMAIL", "t@t")
+        .env("GIT_COMMITTER_NAME", "t")
+        .env("GIT_COMMITTER_EMAIL", "t@t")
+        .output()
+        .expect("git");
+    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// The schema names a run derives from its id (see `restore` in rollback-l3.toml).
+fn run_key(run: &str) -> String {
+    run.to_lowercase().chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect()
+}
+
+/// rollback-l3 as shipped, with the health check polling twice 100 ms apart (instead of 40
+/// times 15 s apart), and `extra` TOML appended, written into the sandbox folder.
+fn quick_l3(e: &E2e, health_needs: &str, extra: &str) -> String {
+    let shipped = std::fs::read_to_string(root().join("runbooks/rollback-l3.toml")).expect("runbook");
+    let poll = r#"retry = { attempts = 40, delay = "15s" }"#;
+    let health = shipped.find("[steps.health]").expect("a health step");
+    let at = health + shipped[health..].find(poll).expect("the health poll");
+    let mut text = format!(
+        "{}{}{}",
+        &shipped[..at],
+        r#"retry = { attempts = 2, delay = "100ms" }"#,
+        &shipped[at + poll.len()..]
+    );
+    let needs = r#"needs = ["migrate_status", "migrations_clean"]"#;
+    let n = health + text[health..].find(needs).expect("the health step's needs");
+    text.replace_range(
+        n..n + needs.len(),
+        &format!(r#"needs = ["migrate_status", "migrations_clean"{health_needs}]"#),
+    );
+    text.push_str(extra);
+    let file = e.sb.dir.join("rollback-l3.toml");
+    std::fs::write(&file, text).expect("write runbook");
+    file.display().to_string()
+}
+
+fn audit_text(e: &E2e, run: &str) -> String {
+    e.runbook(&["audit", run, "--format", "jsonl"], "oncall").stdout
+}
+
+/// A custom-format dump of the app database as it is now.
+fn dump_now(e: &E2e, file: &Path) {
+    let status = Command::new(e.sb.pg.bin().join("pg_dump"))
+        .args(["--format=custom", "--file"])
+        .arg(file)
+        .arg(e.sb.database_url())
+        .status()
+        .expect("pg_dump");
+    assert!(status.success());
+}
+
+#[test]
+fn wrong_dumps_and_tags_are_refused_before_any_approval_and_nothing_changes() {
+    let e = E2e::new();
+    let params = e.sb.params("rollback-l3", &[]);
+    let tag = params["stable_tag"].clone();
+    let repo = e.sb.repo.display().to_string();
+    let app_rel = Path::new(&params["app_dir"])
+        .strip_prefix(&e.sb.repo)
+        .expect("app_dir inside the clone")
+        .display()
+        .to_string();
+    let backups = &e.sb.backups;
+
+    // A text file, a plain SQL dump, a dump of another database.
+    let text = backups.join("notes.dump");
+    std::fs::write(&text, "SELECT 1;\n").expect("text");
+    let other_db = backups.join("postgres.dump");
+    let status = Command::new(e.sb.pg.bin().join("pg_dump"))
+        .args(["--format=custom", "--file"])
+        .arg(&other_db)
+        .arg(e.sb.pg.url("postgres"))
+        .status()
+        .expect("pg_dump");
+    assert!(status.success());
+    // Dumps of this database whose history does not fit the tag: a later migration the tag
+    // does not know, a failed one.
+    let later = backups.join("later.dump");
+    e.sb.psql("INSERT INTO _prisma_migrations (id, checksum, migration_name, started_at, finished_at, applied_steps_count) VALUES ('l3-later', 'x', '20991231_later', now(), now(), 1)");
+    dump_now(&e, &later);
+    e.sb.psql("DELETE FROM _prisma_migrations WHERE id = 'l3-later'");
+    let failed = backups.join("failed.dump");
+    e.sb.psql("INSERT INTO _prisma_migrations (id, checksum, migration_name, started_at, applied_steps_count) VALUES ('l3-failed', 'x', '20991231_half', now(), 0)");
+    dump_now(&e, &failed);
+    e.sb.psql("DELETE FROM _prisma_migrations WHERE id = 'l3-failed'");
+    // A tag whose migrations are more than the dump holds (one folder named as Prisma
+    // allows, not with 14 digits), and a tag whose commit has no app folder.
+    git(&["-C", &repo, "checkout", "--quiet", "-b", "l3-extra", &tag]);
+    let extra = e.sb.repo.join(&app_rel).join("prisma/migrations/20991231_extra");
+    std::fs::create_dir_all(&extra).expect("migration folder");
+    std::fs::write(extra.join("migration.sql"), "SELECT 1;\n").expect("migration");
+    git(&["-C", &repo, "add", "-A"]);
+    git(&["-C", &repo, "commit", "--quiet", "-m", "extra migration"]);
+    git(&["-C", &repo, "tag", "v9.9.9-stable"]);
+    git(&["-C", &repo, "checkout", "--quiet", "main"]);
+    let empty_tree = git(&["-C", &repo, "hash-object", "-t", "tree", "-w", "/dev/null"]);
+    let orphan = git(&["-C", &repo, "commit-tree", &empty_tree, "-m", "no app here"]);
+    git(&["-C", &repo, "tag", "v0.0.1-stable", &orphan]);
+
+    let db = e.sb.dump();
+    let refs = origin_refs(&e.sb);
+    let clone = clone_state(&e.sb.repo);
+    let path = |p: &Path| p.display().to_string();
+    let cases: Vec<(Vec<(&str, String)>, String)> = vec![
+        (
+            vec![("restore_file", path(&text))],
+            format!("{} no es un backup en formato custom legible", path(&text)),
+        ),
+        (
+            vec![("restore_file", path(&other_db))],
+            format!("{} es un backup de la BD 'postgres' y DATABASE_URL apunta a", path(&other_db)),
+        ),
+        (
+            vec![("restore_file", path(&other_db)), ("restore_database", "otra".into())],
+            "es un backup de la BD 'postgres', no de 'otra' (restore_database)".into(),
+        ),
+        (
+            vec![("restore_file", path(&other_db)), ("restore_database", "postgres".into())],
+            "no tiene filas en public._prisma_migrations".into(),
+        ),
+        (
+            vec![("restore_file", path(&later))],
+            format!("tiene migraciones que {tag} no contiene: 20991231_later"),
+        ),
+        (vec![("restore_file", path(&failed))], "registra migraciones fallidas: 20991231_half".into()),
+        (
+            vec![("stable_tag", "v9.9.9-stable".into())],
+            "le faltan migraciones de v9.9.9-stable: 20991231_extra".into(),
+        ),
+        (
+            vec![("stable_tag", "v0.0.1-stable".into())],
+            format!("v0.0.1-stable ({orphan}) no contiene {app_rel}/package.json"),
+        ),
+        (vec![("stable_tag", "v7.7.7-stable".into())], "el tag v7.7.7-stable no existe".into()),
+    ];
+    let checked = cases.len();
+    for (extra, message) in cases {
+        let extra: Vec<(&str, &str)> = extra.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let params = e.params_file("rollback-l3", &extra);
+        let out =
+            e.runbook(&["run", "runbooks/rollback-l3.toml", "--params-file", &params, "--yes"], "oncall");
+        let mut all = format!("{}{}", out.stdout, out.stderr);
+        // The failed step's own log (its stdout and stderr, as the operator reads it).
+        if let Some(run) = crate::support::latest_run_id(&root(), Path::new(&e.state())) {
+            for step in ["check_tag", "inspect_dump"] {
+                let log = e.sb.dir.join("runs").join(&run).join(format!("{step}.1.log"));
+                all.push_str(&std::fs::read_to_string(log).unwrap_or_default());
+            }
+        }
+        assert!(out.code != 0 && out.code != 4, "{extra:?} refused, not waiting:\n{all}");
+        assert!(!all.contains("waiting for approval"), "{extra:?}: no approval asked:\n{all}");
+        assert!(all.contains(&message), "{extra:?}: `{message}` in:\n{all}");
+        assert_eq!(e.sb.dump(), db, "{extra:?}: the database is untouched");
+        assert_eq!(origin_refs(&e.sb), refs, "{extra:?}: origin is untouched");
+        assert_eq!(clone_state(&e.sb.repo), clone, "{extra:?}: the clone is untouched");
+    }
+    assert_eq!(checked, 9);
+    let hooks = e.sb.app.hooks().join("\n");
+    assert!(!hooks.contains("inminente"), "nobody was told of a rollback: {hooks}");
+}
+
+#[test]
+fn rollback_l3_restores_over_a_schema_changed_since_the_dump_and_keeps_what_only_it_had() {
+    let e = E2e::new();
+    // The data as the dump holds it (the sandbox's database started as its dump).
+    let restored = app_dump(&e.sb);
+    // A later migration: a table with a foreign key to a restored table, a view over both, a
+    // column; then the corruption the rollback is for.
+    e.sb.psql(
+        r#"CREATE TABLE payments (id SERIAL PRIMARY KEY, property_id INTEGER NOT NULL REFERENCES "Property"(id), amount NUMERIC(12, 2) NOT NULL);
+        INSERT INTO payments (property_id, amount) VALUES (1, 1500.00), (2, 0);
+        CREATE VIEW property_paid AS SELECT p.id, p.title, coalesce(sum(x.amount), 0) AS paid FROM "Property" p LEFT JOIN payments x ON x.property_id = p.id GROUP BY p.id;
+        ALTER TABLE "User" ADD COLUMN phone TEXT;
+        UPDATE "Property" SET price = 1 WHERE id = 3"#,
+    );
+    let out = e.drive(
+        "rollback-l3",
+        &[],
+        &[
+            ("checklist_before", "devops-lead", BEFORE),
+            ("checklist_before", "dba", &[]),
+            ("checklist_after", "backend-lead", AFTER),
+        ],
+    );
+    ok(&out, 0);
+    assert_eq!(app_dump(&e.sb), restored, "the app's schema holds exactly the dump's data");
+    let run = e.latest_run();
+    let kept = format!("public_pre_l3_{}", run_key(&run));
+    // Nothing of the live schema was dropped: it is kept aside, with its later objects.
+    assert_eq!(e.sb.psql(&format!("SELECT count(*) FROM {kept}.payments")), "2");
+    assert_eq!(e.sb.psql(&format!("SELECT paid FROM {kept}.property_paid WHERE id = 1")), "1500.00");
+    assert_eq!(e.sb.psql(&format!(r#"SELECT price FROM {kept}."Property" WHERE id = 3"#)), "1.00");
+    // ...and listed: in the step's outputs (the journal), the after-checklist and the message.
+    let audit = audit_text(&e, &run);
+    for object in ["table payments", "view property_paid", "column User.phone", "sequence payments_id_seq"] {
+        assert!(audit.contains(object), "{object} in the journal");
+    }
+    assert!(audit.contains(&format!("el schema anterior queda entero en {kept}")), "after-checklist prompt");
+    let hooks = e.sb.app.hooks().join("\n");
+    assert!(hooks.contains(&kept) && hooks.contains("table payments"), "{hooks}");
+    ok(&e.runbook(&["audit", "verify", &run], "oncall"), 0);
+}
+
+#[test]
+fn a_write_during_the_health_wait_survives_the_undo_in_an_evidence_dump_and_a_kept_schema() {
+    let e = E2e::new();
+    // While the health check waits, the app (served from the restored schema) takes an order.
+    let file = quick_l3(
+        &e,
+        r#", "app_writes""#,
+        r#"
+[steps.app_writes]
+title = "La app escribe mientras el health check espera"
+needs = ["restore"]
+sql = { url = "{{ secrets.DATABASE_URL }}", query = "INSERT INTO \"User\" (email, name) VALUES ('late@inmova.test', 'Late')" }
+"#,
+    );
+    e.sb.psql(r#"DELETE FROM "Property" WHERE id = 1"#);
+    let db = app_dump(&e.sb);
+    let main = e.sb.origin_commit("main");
+    e.sb.set_failing(true);
+    let out = e.drive_file(
+        &file,
+        "rollback-l3",
+        &[],
+        &[("checklist_before", "devops-lead", BEFORE), ("checklist_before", "dba", &[])],
+    );
+    ok(&out, 1);
+    assert!(out.stdout.contains("FAILED health"), "{}", out.stdout);
+    let run = e.latest_run();
+    assert_eq!(e.steps_with(&run, "step_succeeded").iter().filter(|s| *s == "app_writes").count(), 1);
+    assert_eq!(app_dump(&e.sb), db, "the app's schema is back to what it held before the rollback");
+    assert_eq!(e.sb.origin_commit("main"), main);
+
+    // The order is in the restored schema, kept aside...
+    let undone = format!("public_l3_undone_{}", run_key(&run));
+    assert_eq!(
+        e.sb.psql(&format!(r#"SELECT count(*) FROM {undone}."User" WHERE email = 'late@inmova.test'"#)),
+        "1"
+    );
+    // ...and in the evidence dump taken before the swap back.
+    let evidence = e.sb.backups.join(format!("sandbox-evidence-l3-{run}.dump"));
+    let data = Command::new(e.sb.pg.bin().join("pg_restore"))
+        .args(["--data-only", "--schema=public", "--table=User", "--file=-"])
+        .arg(&evidence)
+        .output()
+        .expect("pg_restore");
+    assert!(data.status.success(), "a readable evidence dump: {}", String::from_utf8_lossy(&data.stderr));
+    assert!(String::from_utf8_lossy(&data.stdout).contains("late@inmova.test"));
+    // The team is told where; the compensation's log names both.
+    let hooks = e.sb.app.hooks().join("\n");
+    assert!(hooks.contains(&evidence.display().to_string()), "{hooks}");
+    assert!(hooks.contains(&format!("_l3_undone_{}", run_key(&run))), "{hooks}");
+    assert!(out.stdout.contains(&format!("evidence={}", evidence.display())), "{}", out.stdout);
+    assert_eq!(
+        e.steps_with(&run, "compensation_succeeded"),
+        ["restore", "align_branch", "push_stable", "checkout_stable", "announce"]
+    );
+    ok(&e.runbook(&["audit", "verify", &run], "oncall"), 0);
+}
+
+#[test]
+fn the_health_check_waits_for_the_stable_version_to_be_served() {
+    let e = E2e::new();
+    let file = quick_l3(&e, "", "");
+    // The app answers 200 but keeps serving what was deployed before (the pipeline did not
+    // deploy the stable tag).
+    let served = e.sb.deployed_version();
+    e.sb.app.set_health(runbook_sandbox::peers::Health {
+        token: Some(e.sb.token.clone()),
+        ..runbook_sandbox::peers::Health::ok(&served)
+    });
+    let db = app_dump(&e.sb);
+    let main = e.sb.origin_commit("main");
+    let out = e.drive_file(
+        &file,
+        "rollback-l3",
+        &[],
+        &[("checklist_before", "devops-lead", BEFORE), ("checklist_before", "dba", &[])],
+    );
+    ok(&out, 1);
+    assert!(out.stdout.contains("FAILED health"), "{}", out.stdout);
+    assert_eq!(app_dump(&e.sb), db);
+    assert_eq!(e.sb.origin_commit("main"), main);
+}
+
+#[test]
+fn the_operator_who_starts_rollback_l3_cannot_approve_its_checklists() {
+    let e = E2e::new();
+    let params = e.params_file("rollback-l3", &[]);
+    let out =
+        e.runbook(&["run", "runbooks/rollback-l3.toml", "--params-file", &params, "--yes"], "devops-lead");
+    ok(&out, 4);
+    let run = e.latest_run();
+    let mut args = vec!["approve", run.as_str(), "checklist_before"];
+    for i in BEFORE {
+        args.extend(["--input", i]);
+    }
+    let own = e.runbook(&args, "devops-lead");
+    ok(&own, 3);
+    ok(&e.runbook(&args, "dba"), 0);
+    ok(&e.runbook(&["approve", &run, "checklist_before"], "backend-lead"), 0);
+    ok(&e.runbook(&["resume", &run, "--yes"], "devops-lead"), 4);
+    let mut args = vec!["approve", run.as_str(), "checklist_after"];
+    for i in AFTER {
+        args.extend(["--input", i]);
+    }
+    ok(&e.runbook(&args, "devops-lead"), 3);
+    // Every checklist of the file names its approvers.
+    let text = std::fs::read_to_string(root().join("runbooks/rollback-l3.toml")).expect("runbook");
+    let checklists = text.matches(".approval]").count();
+    assert!(checklists >= 2);
+    assert_eq!(text.matches("\napprovers = [").count(), checklists);
+    assert!(!text.contains("allow-self-approval = true"));
+}
+
+/// Every `/proc/*/cmdline` that holds `needle` (with its program), sampled once.
+fn cmdlines_with(needles: &[String]) -> Vec<String> {
+    let mut found = Vec::new();
+    let Ok(procs) = std::fs::read_dir("/proc") else { return found };
+    for p in procs.flatten() {
+        let Ok(bytes) = std::fs::read(p.path().join("cmdline")) else { continue };
+        let line = String::from_utf8_lossy(&bytes).replace('\0', " ");
+        if needles.iter().any(|n| line.contains(n.as_str())) {
+            found.push(line);
+        }
+    }
+    found
+}
+
+#[test]
+fn rollback_l3_never_puts_the_database_password_on_a_command_line() {
+    let e = E2e::new();
+    // A URL as Prisma takes it: a percent-encoded password (trust authentication ignores it
+    // here) and Prisma-only parameters.
+    let password = "l3-S3ntinel/pw";
+    let url =
+        e.sb.database_url().replacen("postgres://postgres@", "postgres://postgres:l3-S3ntinel%2Fpw@", 1)
+            + "&schema=public&connection_limit=5";
+    let env: Vec<(String, String)> =
+        e.sb.env()
+            .into_iter()
+            .map(|(k, v)| if k == "DATABASE_URL" { (k, url.clone()) } else { (k, v) })
+            .collect();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let needles = vec![password.to_string(), "l3-S3ntinel%2Fpw".to_string(), "l3-S3ntinel".to_string()];
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let stop = stop.clone();
+        let needles = needles.clone();
+        std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            let mut samples = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                seen.extend(cmdlines_with(&needles));
+                samples += 1;
+            }
+            (seen, samples)
+        })
+    };
+    let state = e.state();
+    let params = e.params_file("rollback-l3", &[]);
+    let runbook = |args: &[&str], who: &str| -> Output {
+        let mut all = args.to_vec();
+        all.extend(["--state", &state, "--as", who]);
+        crate::support::run_in_with_env(&root(), &all, &env)
+    };
+    ok(&runbook(&["run", "runbooks/rollback-l3.toml", "--params-file", &params, "--yes"], "oncall"), 4);
+    let run = e.latest_run();
+    let mut args = vec!["approve", run.as_str(), "checklist_before"];
+    for i in BEFORE {
+        args.extend(["--input", i]);
+    }
+    ok(&runbook(&args, "devops-lead"), 0);
+    ok(&runbook(&["approve", &run, "checklist_before"], "dba"), 0);
+    let out = runbook(&["resume", &run, "--yes"], "oncall");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (seen, samples) = sampler.join().expect("sampler");
+    ok(&out, 4);
+    assert!(out.stdout.contains("ok restore"), "{}", out.stdout);
+    assert!(samples > 0);
+    assert!(seen.is_empty(), "the password in a process list: {seen:?}");
+}
