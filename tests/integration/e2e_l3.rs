@@ -258,7 +258,9 @@ fn restore_over_a_changed_schema(shape: Shape) {
                 r#"CREATE TABLE payments (id SERIAL PRIMARY KEY, order_id INTEGER NOT NULL REFERENCES "Property"(id), paid NUMERIC(12, 2) NOT NULL);
                 INSERT INTO payments (order_id, paid) VALUES (1, 1500.00), (2, 0);
                 CREATE VIEW property_paid AS SELECT p.id, p.title, coalesce(sum(x.paid), 0) AS paid FROM "Property" p LEFT JOIN payments x ON x.order_id = p.id GROUP BY p.id;
-                ALTER TABLE "User" ADD COLUMN phone TEXT"#,
+                ALTER TABLE "User" ADD COLUMN phone TEXT;
+                CREATE EXTENSION pgcrypto;
+                ALTER TABLE payments ADD COLUMN token BYTEA DEFAULT public.gen_random_bytes(8)"#,
             );
             vec!["table payments", "view property_paid", "column User.phone", "sequence payments_id_seq"]
         }
@@ -294,6 +296,17 @@ fn restore_over_a_changed_schema(shape: Shape) {
     assert!(audit.contains(&format!("el schema anterior queda entero en {kept}")), "after-checklist prompt");
     let hooks = e.sb.app.hooks().join("\n");
     assert!(hooks.contains(&kept) && hooks.contains("table payments"), "{hooks}");
+    if shape == Shape::Inmova {
+        // The extension that lived in the app's schema moved to the fresh one; the kept
+        // schema's defaults still reach it.
+        assert_eq!(
+            e.sb.psql("SELECT extnamespace::regnamespace FROM pg_extension WHERE extname = 'pgcrypto'"),
+            "public"
+        );
+        assert_eq!(e.sb.psql("SELECT length(public.gen_random_bytes(4))"), "4");
+        e.sb.psql(&format!("INSERT INTO {kept}.payments (order_id, paid) VALUES (1, 1)"));
+        assert_eq!(e.sb.psql(&format!("SELECT count(token) FROM {kept}.payments")), "3");
+    }
     ok(&e.runbook(&["audit", "verify", &run], "oncall"), 0);
 }
 
