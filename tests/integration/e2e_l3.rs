@@ -266,6 +266,10 @@ fn restore_over_a_changed_schema(shape: Shape) {
         }
         Shape::Shop => vec!["table payments", "view order_totals", "sequence payments_id_seq"],
     };
+    // A grant on the schema that no dump carries: the fresh schema must have it too.
+    e.sb.psql("CREATE ROLE l3_reporting; GRANT USAGE ON SCHEMA public TO l3_reporting");
+    let acl = "SELECT nspowner::regrole || ' ' || nspacl::text || ' ' || coalesce(obj_description(oid, 'pg_namespace'), '') FROM pg_namespace WHERE nspname = ";
+    let schema_before = e.sb.psql(&format!("{acl}'public'"));
     e.sb.corrupt();
     let later_rows = e.sb.psql("SELECT count(*) FROM payments");
     assert_ne!(later_rows, "0");
@@ -288,6 +292,9 @@ fn restore_over_a_changed_schema(shape: Shape) {
     let strip = |t: &str| t.lines().filter(|l| !l.contains("SCHEMA public")).collect::<Vec<_>>().join("\n");
     assert_eq!(strip(&aside), strip(&damaged), "the kept schema is the live one, whole");
     assert_eq!(e.sb.psql(&format!("SELECT count(*) FROM {kept}.payments")), later_rows);
+    assert_eq!(e.sb.psql(&format!("{acl}'public'")), schema_before, "owner, grants and comment copied");
+    assert_eq!(e.sb.psql(&format!("{acl}'{kept}'")), schema_before);
+    assert_eq!(e.sb.psql("SELECT has_schema_privilege('l3_reporting', 'public', 'USAGE')"), "t");
     // ...and listed: in the step's outputs (the journal), the after-checklist and the message.
     let audit = audit_text(&e, &run);
     for object in &listed {
