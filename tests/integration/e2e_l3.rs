@@ -520,3 +520,59 @@ fn password_never_in_argv(shape: Shape) {
     assert!(samples > 0);
     assert!(seen.is_empty(), "the password in a process list: {seen:?}");
 }
+
+both_shapes!(
+    restore_again_after_commit: a_restore_interrupted_after_its_commit_is_not_done_twice_inmova,
+    a_restore_interrupted_after_its_commit_is_not_done_twice_shop
+);
+
+/// The restore's transaction committed, then the step failed before it could report (as
+/// when the engine dies there): its next attempt finds the schema this run set aside and
+/// does not restore again, which would set the restored data aside as if it were the
+/// previous one.
+fn restore_again_after_commit(shape: Shape) {
+    let e = E2e::with(shape);
+    let flag = e.sb.dir.join("fail-after-commit");
+    std::fs::write(&flag, "").expect("flag");
+    let file = quick_l3(&e, "", "");
+    let text = std::fs::read_to_string(&file).expect("runbook");
+    let last = "echo \"only_in_previous=${only:-nada}\" >> \"$RUNBOOK_OUTPUT\"\n";
+    let fault = format!(
+        "{last}if [ -e {flag} ]; then rm {flag}; echo 'simulated: interrupted after COMMIT' >&2; exit 1; fi\n",
+        flag = flag.display()
+    );
+    let outputs = "outputs = [\"kept_schema\", \"only_in_previous\"]\n";
+    assert_eq!(text.matches(last).count(), 1);
+    assert_eq!(text.matches(outputs).count(), 1);
+    let text = text
+        .replace(last, &fault)
+        .replace(outputs, &format!("{outputs}retry = {{ attempts = 2, delay = \"100ms\" }}\n"));
+    std::fs::write(&file, text).expect("runbook");
+    let expected = restored_from(&e, &e.sb.stable_dump);
+    e.sb.corrupt();
+    let damaged = app_dump(&e.sb);
+    let out = e.drive_file(
+        &file,
+        "rollback-l3",
+        &[],
+        &[("checklist_before", "devops-lead", BEFORE), ("checklist_before", "dba", &[])],
+    );
+    ok(&out, 4);
+    let run = e.latest_run();
+    let log = |attempt: u32| {
+        std::fs::read_to_string(e.sb.dir.join("runs").join(&run).join(format!("restore.{attempt}.log")))
+            .unwrap_or_default()
+    };
+    assert!(log(1).contains("simulated: interrupted after COMMIT"), "{}", log(1));
+    assert!(log(2).contains("ya restauró"), "{}", log(2));
+    assert!(!flag.exists());
+    assert_eq!(app_dump(&e.sb), expected);
+    let kept = format!("public_pre_l3_{}", run_key(&run));
+    let strip = |t: &str| t.lines().filter(|l| !l.contains("SCHEMA public")).collect::<Vec<_>>().join("\n");
+    assert_eq!(
+        strip(&schema_dump(&e.sb, &e.sb.admin_url(), &kept).replace(&kept, "public")),
+        strip(&damaged),
+        "the kept schema is still the damaged live one"
+    );
+    assert_eq!(e.sb.psql("SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'public_pre_l3_%'"), "1");
+}
