@@ -260,9 +260,22 @@ fn restore_over_a_changed_schema(shape: Shape) {
                 CREATE VIEW property_paid AS SELECT p.id, p.title, coalesce(sum(x.paid), 0) AS paid FROM "Property" p LEFT JOIN payments x ON x.order_id = p.id GROUP BY p.id;
                 ALTER TABLE "User" ADD COLUMN phone TEXT;
                 CREATE EXTENSION pgcrypto;
-                ALTER TABLE payments ADD COLUMN token BYTEA DEFAULT public.gen_random_bytes(8)"#,
+                ALTER TABLE payments ADD COLUMN token BYTEA DEFAULT public.gen_random_bytes(8);
+                CREATE TYPE payment_state AS ENUM ('open', 'paid');
+                CREATE DOMAIN positive_amount AS NUMERIC CHECK (VALUE > 0);
+                CREATE FUNCTION paid_for(property INTEGER) RETURNS NUMERIC LANGUAGE sql AS 'SELECT coalesce(sum(paid), 0) FROM public.payments WHERE order_id = property';
+                CREATE MATERIALIZED VIEW paid_snapshot AS SELECT order_id, sum(paid) AS paid FROM payments GROUP BY order_id"#,
             );
-            vec!["table payments", "view property_paid", "column User.phone", "sequence payments_id_seq"]
+            vec![
+                "table payments",
+                "view property_paid",
+                "column User.phone",
+                "sequence payments_id_seq",
+                "type payment_state",
+                "type positive_amount",
+                "function paid_for(property integer)",
+                "materialized-view paid_snapshot",
+            ]
         }
         Shape::Shop => vec!["table payments", "view order_totals", "sequence payments_id_seq"],
     };
