@@ -170,7 +170,8 @@ fn rollback_l3_restores_the_database_and_the_stable_code() {
     let e = E2e::new();
     assert!(e.sb.deployed_version().starts_with("v1.0.1"), "{}", e.sb.deployed_version());
     // The state the chosen backup holds, then the corruption the rollback is for.
-    let before = e.sb.dump();
+    // The app's schema only: the restore keeps the previous one aside in the same database.
+    let before = crate::e2e_l3::app_dump(&e.sb);
     e.sb.psql(r#"DELETE FROM "Property" WHERE id > 2; UPDATE "User" SET email = 'lost@example.invalid' WHERE id = 1"#);
     assert_ne!(e.sb.dump(), before);
 
@@ -191,7 +192,11 @@ fn rollback_l3_restores_the_database_and_the_stable_code() {
     assert!(out.stdout.contains("suspended: waiting for approval of checklist_after"), "{}", out.stdout);
 
     // The database is back to the backup, the code to the stable tag.
-    assert_eq!(e.sb.dump(), before, "the restored database equals the state the backup held");
+    assert_eq!(
+        crate::e2e_l3::app_dump(&e.sb),
+        before,
+        "the restored database equals the state the backup held"
+    );
     assert_eq!(e.sb.origin_commit("main"), e.sb.origin_commit("v1.0.0-stable^{commit}"));
 
     let after = ["--input", "result=exito", "--input", "incident_report=https://wiki.inmova.test/INC-42"];
@@ -413,7 +418,7 @@ fn a_second_rollback_on_the_same_environment_is_refused_while_one_runs() {
 #[test]
 fn rollback_l3_killed_mid_way_resumes_without_running_a_non_idempotent_step_twice() {
     let e = E2e::new();
-    let before = e.sb.dump();
+    let before = crate::e2e_l3::app_dump(&e.sb);
     e.sb.psql(r#"DELETE FROM "Property""#);
     let params = e.params_file("rollback-l3", &[]);
     ok(&e.runbook(&["run", "runbooks/rollback-l3.toml", "--params-file", &params, "--yes"], "oncall"), 4);
@@ -485,7 +490,7 @@ fn rollback_l3_killed_mid_way_resumes_without_running_a_non_idempotent_step_twic
         0,
     );
     ok(&e.runbook(&["resume", &run, "--yes"], "oncall"), 0);
-    assert_eq!(e.sb.dump(), before);
+    assert_eq!(crate::e2e_l3::app_dump(&e.sb), before);
 
     // Every step that is not idempotent started at most once in the whole journal.
     let text = std::fs::read_to_string(root().join("runbooks/rollback-l3.toml")).expect("runbook");
@@ -623,7 +628,15 @@ fn a_failed_restore_compensates_rollback_l3_and_puts_the_previous_code_back() {
     // belong to a role this cluster does not have.
     e.sb.pg.psql("postgres", "CREATE ROLE ghost");
     e.sb.pg.psql("postgres", "CREATE DATABASE ghostdb OWNER ghost");
-    e.sb.pg.psql("ghostdb", "SET ROLE ghost; CREATE TABLE haunted (id int)");
+    // It passes rollback-l3's validation (accepted as another database's dump with
+    // `restore_database`, and its history is the stable tag's), so the restore itself fails.
+    let history = e.sb.psql(
+        "SELECT string_agg(format('(%L, now(), %L)', id, migration_name), ', ') FROM _prisma_migrations",
+    );
+    e.sb.pg.psql(
+        "ghostdb",
+        &format!("SET ROLE ghost; CREATE TABLE haunted (id int); CREATE TABLE _prisma_migrations (id text, finished_at timestamptz, migration_name text, rolled_back_at timestamptz); INSERT INTO _prisma_migrations (id, finished_at, migration_name) VALUES {history}"),
+    );
     let dump = e.sb.backups.join("ghost.dump");
     let ok_dump = std::process::Command::new(e.sb.pg.bin().join("pg_dump"))
         .args(["--format=custom", "--file"])
@@ -642,7 +655,7 @@ fn a_failed_restore_compensates_rollback_l3_and_puts_the_previous_code_back() {
     let dump = dump.display().to_string();
     let out = e.drive(
         "rollback-l3",
-        &[("restore_file", &dump)],
+        &[("restore_file", &dump), ("restore_database", "ghostdb")],
         &[("checklist_before", "devops-lead", BEFORE), ("checklist_before", "dba", &[])],
     );
     ok(&out, 1);
@@ -664,7 +677,7 @@ fn a_failed_restore_compensates_rollback_l3_and_puts_the_previous_code_back() {
 }
 
 /// The state of the clone: its HEAD commit and the branch it is on.
-fn clone_state(repo: &Path) -> (String, String) {
+pub(crate) fn clone_state(repo: &Path) -> (String, String) {
     let git = |args: &[&str]| {
         std::process::Command::new("git")
             .arg("-C")
@@ -697,7 +710,7 @@ fn a_failing_health_check_after_the_restore_puts_the_database_and_the_code_back(
 
     // The state the rollback starts from: a damaged table, the code of v1.0.1 and later.
     e.sb.psql(r#"DELETE FROM "Property" WHERE id = 1"#);
-    let db = e.sb.dump();
+    let db = crate::e2e_l3::app_dump(&e.sb);
     let main = e.sb.origin_commit("main");
     let clone = clone_state(&e.sb.repo);
     // The app stays unhealthy whatever is deployed.
@@ -711,7 +724,11 @@ fn a_failing_health_check_after_the_restore_puts_the_database_and_the_code_back(
     );
     ok(&out, 1);
     assert!(out.stdout.contains("FAILED health"), "{}", out.stdout);
-    assert_eq!(e.sb.dump(), db, "the database is back to what it held before the rollback");
+    assert_eq!(
+        crate::e2e_l3::app_dump(&e.sb),
+        db,
+        "the app's schema is back to what it held before the rollback"
+    );
     assert_eq!(e.sb.origin_commit("main"), main, "origin's main holds the previous code again");
     assert_eq!(clone_state(&e.sb.repo), clone, "the clone is back on its branch and commit");
     assert!(e.sb.app.hooks().join("\n").contains("abortado y deshecho"));

@@ -11,6 +11,7 @@ mod crash;
 mod e2e;
 mod e2e_report;
 mod e2e_others;
+mod e2e_l3;
 mod fixtures;
 mod history;
 mod holder;
