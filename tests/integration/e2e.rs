@@ -7,24 +7,24 @@ use runbook_sandbox::Sandbox;
 
 use crate::support::{Output, ok, root};
 
-struct E2e {
-    sb: Sandbox,
+pub(crate) struct E2e {
+    pub(crate) sb: Sandbox,
     _dir: tempfile::TempDir,
 }
 
 impl E2e {
-    fn new() -> E2e {
+    pub(crate) fn new() -> E2e {
         let dir = tempfile::tempdir().expect("tempdir");
         let sb = Sandbox::start(dir.path());
         E2e { sb, _dir: dir }
     }
 
-    fn state(&self) -> String {
+    pub(crate) fn state(&self) -> String {
         self.sb.dir.join("state.db").display().to_string()
     }
 
     /// `runbook ARGS --state S` from the repository root, with the sandbox's environment.
-    fn runbook(&self, args: &[&str], operator: &str) -> Output {
+    pub(crate) fn runbook(&self, args: &[&str], operator: &str) -> Output {
         let state = self.state();
         let mut all = args.to_vec();
         all.extend(["--state", &state, "--as", operator]);
@@ -33,14 +33,14 @@ impl E2e {
         crate::support::run_in_with_env(&root(), &all, &env)
     }
 
-    fn params_file(&self, runbook: &str, extra: &[(&str, &str)]) -> String {
+    pub(crate) fn params_file(&self, runbook: &str, extra: &[(&str, &str)]) -> String {
         let path = self.sb.dir.join(format!("{runbook}.params.toml"));
         std::fs::write(&path, self.sb.params_toml(runbook, extra)).expect("params");
         path.display().to_string()
     }
 
     /// The steps of the journal's `kind` records, in journal order.
-    fn steps_with(&self, run: &str, kind: &str) -> Vec<String> {
+    pub(crate) fn steps_with(&self, run: &str, kind: &str) -> Vec<String> {
         let audit = self.runbook(&["audit", run, "--format", "jsonl"], "oncall").stdout;
         audit
             .lines()
@@ -50,23 +50,23 @@ impl E2e {
             .collect()
     }
 
-    fn latest_run(&self) -> String {
+    pub(crate) fn latest_run(&self) -> String {
         crate::support::latest_run_id(&root(), Path::new(&self.state())).expect("a run")
     }
 }
 
 /// Who approves what, and with which inputs, when a run waits.
-type Approvals<'a> = &'a [(&'a str, &'a str, &'a [&'a str])];
+pub(crate) type Approvals<'a> = &'a [(&'a str, &'a str, &'a [&'a str])];
 
 impl E2e {
     /// Run `runbook` to its end as an on-call engineer would: start it, and each time it
     /// waits for approvals, have the listed people approve, then resume. The last output.
-    fn drive(&self, runbook: &str, extra: &[(&str, &str)], approvals: Approvals<'_>) -> Output {
+    pub(crate) fn drive(&self, runbook: &str, extra: &[(&str, &str)], approvals: Approvals<'_>) -> Output {
         self.drive_file(&format!("runbooks/{runbook}.toml"), runbook, extra, approvals)
     }
 
     /// [`E2e::drive`] on the runbook at `file`, with the sandbox's params for `runbook`.
-    fn drive_file(
+    pub(crate) fn drive_file(
         &self,
         file: &str,
         runbook: &str,
@@ -151,13 +151,13 @@ fn rollback_l3_restores_the_database_and_the_stable_code() {
     ok(&e.runbook(&["audit", "verify", &run], "oncall"), 0);
 }
 
-const BEFORE: &[&str] = &["incident=INC-7", "root_cause=the release broke the listing"];
+pub(crate) const BEFORE: &[&str] = &["incident=INC-7", "root_cause=the release broke the listing"];
 const BEFORE_L2: &[&str] = &[
     "incident=INC-8",
     "root_cause=archived_at broke queries",
     "migration_review=https://git.inmova.test/pr/9",
 ];
-const AFTER: &[&str] = &["result=exito", "incident_report=https://wiki.inmova.test/INC"];
+pub(crate) const AFTER: &[&str] = &["result=exito", "incident_report=https://wiki.inmova.test/INC"];
 
 #[test]
 fn deploy_publishes_the_release_and_migrates_the_database() {

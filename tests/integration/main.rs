@@ -8,6 +8,7 @@ mod book;
 mod contexts;
 mod crash;
 mod e2e;
+mod e2e_drill;
 mod fixtures;
 mod history;
 mod holder;
