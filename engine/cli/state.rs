@@ -151,9 +151,19 @@ pub fn capped_log(bytes: &[u8], total: u64, cap: usize, local: &Path) -> String 
 pub async fn keep_logs(store: &Store, run_id: &str, run_dir: &Path) -> Option<String> {
     let entries = std::fs::read_dir(run_dir).ok()?;
     let cap = store_log_cap();
+    // Logs an earlier engine of this run (before a suspension or a crash) already kept: the
+    // journal vouches for them; nothing to say about them.
+    let already: std::collections::BTreeSet<(String, i64)> = store
+        .logs(run_id)
+        .await
+        .map(|logs| logs.into_iter().map(|l| (l.step, l.attempt)).collect())
+        .unwrap_or_default();
     let mut found = Vec::new();
     for path in entries.flatten().map(|e| e.path()) {
         let Some((step, attempt)) = log_name(&path) else { continue };
+        if already.contains(&(step.clone(), attempt)) {
+            continue;
+        }
         // Only what this engine captured and redacted, for the attempts it ran: a step can
         // write in the run folder, and another host's engine wrote its own copies.
         let why = match runbook_exec::output::written_log(&path) {

@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use runbook_sandbox::Sandbox;
+pub(crate) use runbook_sandbox::sandbox::Shape;
 
 use crate::support::{Output, ok, root};
 
@@ -13,9 +14,15 @@ pub(crate) struct E2e {
 }
 
 impl E2e {
+    /// The first environment ([`Shape::Inmova`]).
     pub(crate) fn new() -> E2e {
+        E2e::with(Shape::Inmova)
+    }
+
+    /// An environment of `shape`.
+    pub(crate) fn with(shape: Shape) -> E2e {
         let dir = tempfile::tempdir().expect("tempdir");
-        let sb = Sandbox::start(dir.path());
+        let sb = Sandbox::start_shaped(dir.path(), shape);
         E2e { sb, _dir: dir }
     }
 
@@ -667,4 +674,63 @@ fn a_failing_health_check_after_the_restore_puts_the_database_and_the_code_back(
     ok(&e.runbook(&["audit", "verify", &run], "oncall"), 0);
     let report = e.runbook(&["report", &run], "oncall").stdout;
     assert!(report.contains("health"), "{report}");
+}
+
+/// The second environment is what its documentation says: the runbooks must not be able to
+/// pass against it by knowing the first one.
+#[test]
+fn the_second_environment_is_built_differently_from_the_first() {
+    let e = E2e::with(Shape::Shop);
+    let spec = e.sb.spec();
+    assert!(e.sb.deployed_version().starts_with(spec.deployed_tag), "{}", e.sb.deployed_version());
+    assert!(e.sb.app_dir.ends_with("services/web"));
+    // A role that is not superuser, with a password, over TCP; Prisma's URL parameters.
+    let url = e.sb.database_url();
+    assert!(url.starts_with("postgresql://shop_owner:") && url.contains("@127.0.0.1:"), "{url}");
+    assert!(url.ends_with("/shop?schema=public&connection_limit=5"), "{url}");
+    assert_eq!(e.sb.psql("SELECT rolsuper FROM pg_roles WHERE rolname = 'shop_owner'"), "f");
+    let password = e.sb.db_password().expect("a password");
+    assert!(!url.contains(password), "the URL carries it percent-encoded");
+    // Legitimate zeros, a later table with a foreign key to a restored one, and a view.
+    assert_eq!(e.sb.psql("SELECT count(*) FROM orders WHERE amount = 0"), "2");
+    assert_eq!(
+        e.sb.psql("SELECT confrelid::regclass FROM pg_constraint WHERE conrelid = 'payments'::regclass AND contype = 'f'"),
+        "orders"
+    );
+    assert_eq!(e.sb.psql("SELECT count(*) FROM order_totals"), "6");
+    assert_eq!(
+        e.sb.psql("SELECT string_agg(migration_name, ',' ORDER BY 1) FROM _prisma_migrations"),
+        spec.applied.join(",")
+    );
+    // The stable dump predates `payments` and the view.
+    let list = std::process::Command::new(e.sb.pg.bin().join("pg_restore"))
+        .arg("--list")
+        .arg(&e.sb.stable_dump)
+        .output()
+        .expect("pg_restore");
+    let list = String::from_utf8_lossy(&list.stdout);
+    assert!(list.contains("TABLE public orders") && !list.contains("payments"), "{list}");
+    // The yarn stand-in knows migration folders that are not named with 14 digits, and
+    // reaches the database with the password out of its argv.
+    let env = e.sb.env();
+    let status = std::process::Command::new(e.sb.bin.join("yarn"))
+        .args(["prisma", "migrate", "status"])
+        .current_dir(&e.sb.app_dir)
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .output()
+        .expect("yarn");
+    // The clone is on `main`, one unreleased migration ahead of the database.
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(text.contains("3 migrations found"), "{text}{}", String::from_utf8_lossy(&status.stderr));
+    assert!(text.contains("have not yet been applied:\n20250301_order_notes"), "{text}");
+    assert!(!text.contains("not found locally"), "{text}");
+    // The app serves the deployed tag behind the token.
+    let health = std::process::Command::new("curl")
+        .args(["-s", "-H", &format!("Authorization: Bearer {}", e.sb.token)])
+        .arg(e.sb.app.url("/api/health"))
+        .output();
+    if let Ok(h) = health {
+        let body = String::from_utf8_lossy(&h.stdout);
+        assert!(body.is_empty() || body.contains(spec.deployed_tag), "{body}");
+    }
 }

@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::e2e::{AFTER, Approvals, BEFORE, E2e};
+use crate::e2e::{AFTER, Approvals, BEFORE, E2e, Shape};
 use crate::support::ok;
 
 const REVIEW: &[&str] = &["problems=ninguno", "procedure_updates=ninguno", "next_drill=2027-03-01"];
@@ -24,7 +24,7 @@ fn production_backup(e: &E2e, name: &str) -> String {
     let status = Command::new(e.sb.pg.bin().join("pg_dump"))
         .args(["--format=custom", "--file"])
         .arg(&file)
-        .arg(e.sb.database_url())
+        .arg(e.sb.admin_url())
         .status()
         .expect("pg_dump");
     assert!(status.success(), "pg_dump of the production stand-in");
@@ -57,31 +57,80 @@ fn write(e: &E2e, name: &str, text: &str) -> String {
     path.display().to_string()
 }
 
-/// The situation of the team's second environment, reproduced on the sandbox: production's
-/// data holds a legitimate zero; after the backup was taken, a migration added a table with a
-/// foreign key to one of the backup's tables and a view over it. A plain
-/// `pg_restore --clean` cannot drop the referenced table's key; the old drill failed there,
-/// after staging had been touched, and its check counted every zero as corruption.
-#[test]
-fn the_drill_works_over_a_later_table_with_a_foreign_key_a_view_and_legitimate_zeros() {
-    let e = E2e::new();
-    e.sb.psql(r#"UPDATE "Property" SET price = 0 WHERE id = 4"#);
-    let production = e.sb.dump();
-    let backup = production_backup(&e, "production-daily.dump");
-    e.sb.psql(
-        r#"CREATE TABLE payments (id SERIAL PRIMARY KEY, property_id INTEGER NOT NULL REFERENCES "Property"(id), amount NUMERIC(12, 2) NOT NULL);
-           INSERT INTO payments (property_id, amount) VALUES (1, 1000.00), (4, 0);
-           CREATE VIEW property_totals AS SELECT p.id, coalesce(sum(pay.amount), 0) AS paid FROM "Property" p LEFT JOIN payments pay ON pay.property_id = p.id GROUP BY p.id;
-           INSERT INTO "User" (email, name) VALUES ('staging-only@inmova.test', 'Staging')"#,
-    );
-    // The team's own checks (name, expected, found) and incident, as files.
-    let checks = write(
-        &e,
-        "checks.sql",
-        "SELECT 'inmuebles', 5, count(*) FROM \"Property\";\n\
-         SELECT 'inmuebles a precio 0 (legítimos)', 1, count(*) FROM \"Property\" WHERE price = 0;\n",
-    );
-    let incident = write(&e, "incident.sql", "UPDATE \"Property\" SET price = 0;\n");
+/// The COPY blocks of a plain or `--data-only` dump: each table's header and its rows,
+/// sorted, so that two dumps of the same data compare equal whatever the rows' order.
+fn copy_blocks(text: &str) -> Vec<(String, Vec<String>)> {
+    let mut blocks = Vec::new();
+    let mut lines = text.lines();
+    while let Some(line) = lines.next() {
+        if line.starts_with("COPY ") && line.ends_with(" FROM stdin;") {
+            let mut rows: Vec<String> =
+                lines.by_ref().take_while(|l| *l != "\\.").map(str::to_string).collect();
+            rows.sort();
+            blocks.push((line.to_string(), rows));
+        }
+    }
+    blocks.sort();
+    blocks
+}
+
+/// The data a custom-format dump holds, as [`copy_blocks`].
+fn data_of(e: &E2e, dump: &str) -> Vec<(String, Vec<String>)> {
+    let out = Command::new(e.sb.pg.bin().join("pg_restore"))
+        .args(["--data-only", "--file=-", dump])
+        .output()
+        .expect("pg_restore");
+    assert!(out.status.success(), "{dump} restores as text");
+    copy_blocks(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// `"Name"` as pg_dump writes a table of schema `public`.
+fn qualified(table: &str) -> String {
+    if table.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
+        format!("public.{table}")
+    } else {
+        format!("public.\"{table}\"")
+    }
+}
+
+/// The team's second environment has it by construction (its stable dump predates
+/// `payments`, which references `orders`, and the view `order_totals`; free orders have
+/// amount 0). On the first, it is reproduced by hand: a legitimate zero in the production
+/// backup; after it, a table with a foreign key to one of its tables, a view over it, a row
+/// of staging's own. A plain `pg_restore --clean` cannot drop the referenced table's key;
+/// the old drill failed there, after staging had been touched, and its check counted every
+/// zero as corruption.
+fn drill_over_a_later_table_with_a_foreign_key_a_view_and_legitimate_zeros(shape: Shape) {
+    let e = E2e::with(shape);
+    let spec = e.sb.spec();
+    let (backup, later, checks, incident) = match shape {
+        Shape::Inmova => {
+            e.sb.psql(r#"UPDATE "Property" SET price = 0 WHERE id = 4"#);
+            let backup = production_backup(&e, "production-daily.dump");
+            e.sb.psql(
+                r#"CREATE TABLE payments (id SERIAL PRIMARY KEY, property_id INTEGER NOT NULL REFERENCES "Property"(id), amount NUMERIC(12, 2) NOT NULL);
+                   INSERT INTO payments (property_id, amount) VALUES (1, 1000.00), (4, 0);
+                   CREATE VIEW property_totals AS SELECT p.id, coalesce(sum(pay.amount), 0) AS paid FROM "Property" p LEFT JOIN payments pay ON pay.property_id = p.id GROUP BY p.id"#,
+            );
+            (
+                backup,
+                vec!["payments", "property_totals"],
+                "SELECT 'inmuebles', 5, count(*) FROM \"Property\";\n\
+                 SELECT 'inmuebles a precio 0 (legítimos)', 1, count(*) FROM \"Property\" WHERE price = 0;\n",
+                "UPDATE \"Property\" SET price = 0;\n",
+            )
+        }
+        Shape::Shop => (
+            e.sb.stable_dump.display().to_string(),
+            spec.later_objects.to_vec(),
+            "SELECT 'pedidos', 6, count(*) FROM orders;\n\
+             SELECT 'pedidos gratis (importe 0, legítimos)', 2, count(*) FROM orders WHERE amount = 0;\n",
+            "UPDATE orders SET amount = 0;\n",
+        ),
+    };
+    e.sb.write_row("escrito-en-staging");
+    let checks = write(&e, "checks.sql", checks);
+    let incident = write(&e, "incident.sql", incident);
 
     let out = e.drive(
         "drill",
@@ -93,29 +142,59 @@ fn the_drill_works_over_a_later_table_with_a_foreign_key_a_view_and_legitimate_z
 
     // The rehearsal named what only staging had, before anything changed.
     let rehearse = logs(&e, &run, "rehearse");
-    assert!(
-        rehearse.contains("public.payments") && rehearse.contains("public.property_totals"),
-        "{rehearse}"
-    );
-    // Staging as it was is kept, named in the announcement.
+    for object in &later {
+        assert!(rehearse.contains(&format!("public.{object}")), "{object} in:\n{rehearse}");
+    }
+    // Staging as it was is kept (with the later objects and staging's own row), and named in
+    // the announcement.
     let evidence = evidence_dumps(&e);
     assert_eq!(evidence.len(), 1, "{evidence:?}");
-    let list = toc(&e, &e.sb.backups.join(&evidence[0]));
-    assert!(list.contains("TABLE public payments") && list.contains("VIEW public property_totals"), "{list}");
+    let kept = e.sb.backups.join(&evidence[0]);
+    let list = toc(&e, &kept);
+    for object in &later {
+        assert!(list.contains(&format!("public {object} ")), "{object} in the evidence:\n{list}");
+    }
+    let kept_data = data_of(&e, &kept.display().to_string());
+    assert!(
+        kept_data.iter().any(|(_, rows)| rows.iter().any(|r| r.contains("escrito-en-staging"))),
+        "staging's own row is in the evidence dump"
+    );
     let hooks = e.sb.app.hooks().join("\n");
     assert!(hooks.contains(&evidence[0]), "the announcement names the evidence dump: {hooks}");
-    // Staging is production's copy again (the later table and view went with the swap).
-    assert_eq!(e.sb.dump(), production, "staging holds exactly the production backup");
+    // Staging holds exactly the backup's data again; the later objects went with the swap.
+    assert_eq!(copy_blocks(&e.sb.dump()), data_of(&e, &backup), "staging's data is the backup's");
+    for object in &later {
+        assert_eq!(
+            e.sb.psql(&format!("SELECT count(*) FROM pg_class WHERE relname = '{object}'")),
+            "0",
+            "{object} is gone"
+        );
+    }
     // Every table compared, with its values; the team's checks printed with theirs.
     let check = logs(&e, &run, "data_restored");
-    for table in [r#"public."Property""#, r#"public."User""#, "public._prisma_migrations"] {
-        let line = check.lines().find(|l| l.contains(table)).unwrap_or_default();
-        assert!(line.ends_with("igual"), "{table} in:\n{check}");
+    for table in spec.tables {
+        let name = qualified(table);
+        let line = check.lines().find(|l| l.contains(&format!("| {name} "))).unwrap_or_default();
+        assert!(line.ends_with("igual"), "{name} in:\n{check}");
     }
-    assert!(check.contains("inmuebles a precio 0 (legítimos) | 1 | 1 | igual"), "{check}");
-    assert!(check.contains("correcto: las 3 tablas del backup coinciden"), "{check}");
-    assert!(hooks.contains("Simulacro en sandbox: succeeded"), "{hooks}");
+    assert!(check.contains("legítimos) | "), "{check}");
+    assert!(!check.contains("DISTINTA"), "{check}");
+    assert!(
+        check.contains(&format!("correcto: las {} tablas del backup coinciden", spec.tables.len())),
+        "{check}"
+    );
+    assert!(hooks.contains(&format!("Simulacro en {}: succeeded", spec.environment)), "{hooks}");
     ok(&e.runbook(&["audit", "verify", &run], "oncall"), 0);
+}
+
+#[test]
+fn the_drill_works_over_a_later_table_with_a_foreign_key_a_view_and_legitimate_zeros() {
+    drill_over_a_later_table_with_a_foreign_key_a_view_and_legitimate_zeros(Shape::Inmova);
+}
+
+#[test]
+fn the_drill_works_over_the_second_environments_changed_schema() {
+    drill_over_a_later_table_with_a_foreign_key_a_view_and_legitimate_zeros(Shape::Shop);
 }
 
 /// Start the drill on a sandbox whose origin refuses pushes, approve l3's first checklist,
@@ -158,16 +237,26 @@ fn assert_failed_and_reviewed(e: &E2e, run: &str) {
     // The incident deleted the backup's largest table (chosen and printed at run time); the
     // rollback undid itself, so the check finds it empty and prints both values.
     let incident = logs(e, run, "simulate_incident");
-    assert!(incident.contains(r#"se borran las 5 filas de public."Property""#), "{incident}");
+    let (rows, table) = incident
+        .lines()
+        .find_map(|l| l.split_once("se borran las ")?.1.split_once(" filas de "))
+        .map(|(rows, rest)| (rows.to_string(), rest.split(' ').next().unwrap_or_default().to_string()))
+        .unwrap_or_default();
+    let expected_table = match e.sb.shape {
+        Shape::Inmova => r#"public."Property""#,
+        Shape::Shop => "public.orders",
+    };
+    assert_eq!(table, expected_table, "the backup's largest table that nothing references:\n{incident}");
     let check = logs(e, run, "data_restored");
-    let line = check.lines().find(|l| l.contains(r#"public."Property""#)).unwrap_or_default();
+    let line = check.lines().find(|l| l.contains(&format!("| {table} "))).unwrap_or_default();
     let line = line.split_once(" | ").map_or(line, |(_, text)| text);
     // table, backup's rows and checksum, database's rows and checksum, verdict
     let cols: Vec<&str> = line.split_whitespace().collect();
     assert_eq!(cols.len(), 6, "{check}");
-    assert_eq!((cols[1], cols[3], cols[5]), ("5", "0", "DISTINTA"), "{check}");
+    assert_eq!((cols[1], cols[3], cols[5]), (rows.as_str(), "0", "DISTINTA"), "{check}");
     assert_ne!(cols[2], cols[4], "{check}");
-    assert!(check.contains("FALLO: 1 de 3 tablas distintas del backup"), "{check}");
+    let tables = e.sb.spec().tables.len();
+    assert!(check.contains(&format!("FALLO: 1 de {tables} tablas distintas del backup")), "{check}");
     // The review was reached and recorded; the run's status stays honest.
     assert!(e.steps_with(run, "step_succeeded").contains(&"review".to_string()));
     let skipped = e.steps_with(run, "step_skipped");
@@ -183,7 +272,8 @@ fn assert_failed_and_reviewed(e: &E2e, run: &str) {
         Some(serde_json::json!("failed")),
         "{audit}"
     );
-    assert!(e.sb.app.hooks().join("\n").contains("Simulacro en sandbox: failed"));
+    let failed = format!("Simulacro en {}: failed", e.sb.spec().environment);
+    assert!(e.sb.app.hooks().join("\n").contains(&failed));
     let report = e.runbook(&["report", run], "oncall").stdout;
     assert!(report.contains("push rechazado por origin"), "{report}");
     ok(&e.runbook(&["audit", "verify", run], "oncall"), 0);
@@ -193,9 +283,8 @@ fn assert_failed_and_reviewed(e: &E2e, run: &str) {
 /// check still runs and prints what differs, the review is still asked for and recorded, and
 /// the run ends `failed`, not "success". Here the engine stays attached (`--wait`) while the
 /// review is decided from another terminal.
-#[test]
-fn a_drill_whose_rollback_fails_still_checks_the_data_reaches_the_review_and_ends_failed() {
-    let e = E2e::new();
+fn drill_whose_rollback_fails(shape: Shape) {
+    let e = E2e::with(shape);
     let run = start_a_drill_whose_rollback_fails(&e);
     let state = e.state();
     let mut engine = Command::new(env!("CARGO_BIN_EXE_runbook"))
@@ -232,6 +321,16 @@ fn a_drill_whose_rollback_fails_still_checks_the_data_reaches_the_review_and_end
     assert_failed_and_reviewed(&e, &run);
 }
 
+#[test]
+fn a_drill_whose_rollback_fails_still_checks_the_data_reaches_the_review_and_ends_failed() {
+    drill_whose_rollback_fails(Shape::Inmova);
+}
+
+#[test]
+fn a_drill_whose_rollback_fails_in_the_second_environment_still_reaches_the_review() {
+    drill_whose_rollback_fails(Shape::Shop);
+}
+
 /// The same drill suspended at its review (no terminal): `runbook resume` after the review's
 /// approval must finish it. The engine refuses today: `resume` counts the compensations that
 /// the INCLUDED rollback ran on itself as the drill's own, although the `rollback` step's
@@ -250,28 +349,29 @@ fn a_drill_suspended_at_its_review_after_a_failed_rollback_resumes_to_the_end() 
     assert_failed_and_reviewed(&e, &run);
 }
 
-/// Everything the drill can verify before staging changes fails before staging changes:
-/// the tag, the backup, the folder for the evidence, the team's SQL files (readable, no
-/// transaction control, valid against the BACKUP's schema, not only staging's).
-#[test]
-fn a_drill_with_a_wrong_parameter_fails_before_staging_changes() {
-    let e = E2e::new();
-    // Staging has data and a column of its own (a later migration), unlike the backup.
-    e.sb.psql(
-        r#"INSERT INTO "User" (email, name) VALUES ('staging-only@inmova.test', 'Staging');
-           ALTER TABLE "Property" ADD COLUMN archived_at TIMESTAMPTZ"#,
-    );
+fn wrong_parameters(shape: Shape) {
+    let e = E2e::with(shape);
+    // Staging has a row and a column of its own (the next migration), unlike the backup; a
+    // later table too (built in by the second environment, by hand on the first).
+    let (table, column) = e.sb.spec().next_column;
+    e.sb.write_row("escrito-en-staging");
+    e.sb.psql(&format!("ALTER TABLE \"{table}\" ADD COLUMN {column} TEXT"));
+    if shape == Shape::Inmova {
+        e.sb.psql(
+            r#"CREATE TABLE payments (id SERIAL PRIMARY KEY, property_id INTEGER REFERENCES "Property"(id))"#,
+        );
+    }
     let before = e.sb.dump();
     let not_a_dump = write(&e, "not-a-dump.sql", "SELECT 1;\n");
     let missing_table = write(&e, "checks-missing.sql", "SELECT 'pagos', 0, count(*) FROM payments;\n");
+    let later_column = write(&e, "incident-later.sql", &format!("UPDATE \"{table}\" SET {column} = 'x';\n"));
     let commits = write(&e, "checks-commit.sql", "SELECT 'x', 1, 1;\nCOMMIT;\n");
-    // Valid against staging's schema, not against the backup's.
-    let later_column = write(&e, "incident-later.sql", "UPDATE \"Property\" SET archived_at = now();\n");
     let cases: &[(&str, &[(&str, &str)])] = &[
         ("tag that does not exist", &[("stable_tag", "v9.9.9-stable")]),
         ("backup that is not a custom-format dump", &[("production_backup", &not_a_dump)]),
         ("no folder for the evidence dump", &[("backup_dir", "/nonexistent/backups")]),
-        ("check on a table the backup lacks", &[("checks_file", &missing_table)]),
+        // Valid against staging's schema, not against the backup's.
+        ("check on a table only staging has", &[("checks_file", &missing_table)]),
         ("check file that commits", &[("checks_file", &commits)]),
         ("incident on a column only staging has", &[("incident_file", &later_column)]),
         ("unreadable incident file", &[("incident_file", "/nonexistent/incident.sql")]),
@@ -287,4 +387,17 @@ fn a_drill_with_a_wrong_parameter_fails_before_staging_changes() {
             "{case}: nobody was told it started"
         );
     }
+}
+
+/// Everything the drill can verify before staging changes fails before staging changes:
+/// the tag, the backup, the folder for the evidence, the team's SQL files (readable, no
+/// transaction control, valid against the BACKUP's schema, not only staging's).
+#[test]
+fn a_drill_with_a_wrong_parameter_fails_before_staging_changes() {
+    wrong_parameters(Shape::Inmova);
+}
+
+#[test]
+fn a_drill_with_a_wrong_parameter_fails_before_the_second_environment_changes() {
+    wrong_parameters(Shape::Shop);
 }

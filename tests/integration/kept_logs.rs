@@ -143,3 +143,36 @@ fn logs_prefer_the_vouched_copy_over_an_edited_local_file() {
     assert!(!logs.stdout.contains("nothing charged"), "{}", logs.stdout);
     assert!(logs.stderr.contains("differs from the copy the journal vouches for"), "{}", logs.stderr);
 }
+
+/// Issue 12 (point 7, misleading messages): a run that waits for an approval keeps its logs
+/// when it suspends; the engine that resumes it must not then warn, for each of them, that
+/// "another process" wrote it.
+#[test]
+fn a_resumed_run_does_not_warn_about_the_logs_its_first_stint_kept() {
+    let scratch = Scratch::new(
+        r#"[runbook]
+name = "suspended"
+
+[steps.before]
+run = "echo before the gate"
+
+[steps.gate]
+needs = ["before"]
+approval = { prompt = "go?", approvers = ["lead"] }
+
+[steps.after]
+needs = ["gate"]
+run = "echo after the gate"
+"#,
+    );
+    ok(&scratch.run(&["--yes"], &[]), 4);
+    let id = scratch.latest_run();
+    ok(&scratch.cmd(&["approve", &id, "gate", "--as", "lead"], &[]), 0);
+    let resumed = scratch.cmd(&["resume", &id, "--yes"], &[]);
+    ok(&resumed, 0);
+    assert!(!resumed.stderr.contains("is not kept in the store"), "{}", resumed.stderr);
+    let kept = store_logs(&scratch, &id);
+    assert!(kept.iter().any(|l| l.contains("before.1: out before the gate")), "{kept:?}");
+    assert!(kept.iter().any(|l| l.contains("after.1: out after the gate")), "{kept:?}");
+    ok(&scratch.cmd(&["audit", "verify", &id], &[]), 0);
+}

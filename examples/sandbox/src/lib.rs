@@ -6,6 +6,10 @@
 //! 127.0.0.1 that serves `/api/health` behind a Bearer token and reports the version
 //! deployed on `origin/main`, a webhook receiver, and a stand-in for `yarn prisma` that
 //! works against that database (Prisma's engines cannot be downloaded here).
+//!
+//! Two environments can be built ([`sandbox::Shape`]), each the same product built
+//! differently (names, data, migration history, database role and transport, folders), so
+//! that the team's runbooks are proven not to know either.
 
 pub mod peers;
 pub mod sandbox;

@@ -2,26 +2,42 @@
 //! is pressed (or stdin closes); the database stops then.
 //!
 //!     cargo run -p runbook-sandbox -- /tmp/inmova-sandbox
+//!     cargo run -p runbook-sandbox -- --shape shop /tmp/shop-sandbox
 
 use std::io::Write as _;
 use std::path::PathBuf;
 
 fn main() {
-    let usage =
-        "usage: runbook-sandbox DIR   (DIR: a new or empty folder; Enter, Ctrl-C or SIGTERM stops it)";
-    let Some(dir) = std::env::args_os().nth(1).map(PathBuf::from) else {
+    let usage = "usage: runbook-sandbox [--shape inmova|shop] DIR   (DIR: a new or empty folder; Enter, Ctrl-C or SIGTERM stops it)\n\
+                 --shape shop builds the second environment (database over TCP with a password, other\n\
+                 tables, migration folders and app folder); inmova, the default, the first.";
+    let mut args: Vec<String> =
+        std::env::args_os().skip(1).map(|a| a.to_string_lossy().into_owned()).collect();
+    let mut shape = runbook_sandbox::sandbox::Shape::Inmova;
+    if let Some(i) = args.iter().position(|a| a == "--shape") {
+        shape = match args.get(i + 1).map(String::as_str) {
+            Some("inmova") => runbook_sandbox::sandbox::Shape::Inmova,
+            Some("shop") => runbook_sandbox::sandbox::Shape::Shop,
+            _ => {
+                eprintln!("{usage}");
+                std::process::exit(2);
+            }
+        };
+        args.drain(i..=i + 1);
+    }
+    let Some(arg) = args.first().cloned() else {
         eprintln!("{usage}");
         std::process::exit(2);
     };
-    let arg = dir.to_string_lossy().into_owned();
     if arg == "--help" || arg == "-h" {
         println!("{usage}");
         return;
     }
-    if arg.starts_with('-') {
+    if arg.starts_with('-') || args.len() > 1 {
         eprintln!("{usage}");
         std::process::exit(2);
     }
+    let dir = PathBuf::from(arg);
     if dir.exists() && std::fs::read_dir(&dir).map(|mut d| d.next().is_some()).unwrap_or(true) {
         eprintln!("error: `{}` is not empty; give a new folder", dir.display());
         std::process::exit(2);
@@ -30,7 +46,7 @@ fn main() {
         eprintln!("error: cannot create `{}`: {e}", dir.display());
         std::process::exit(1);
     }
-    let sb = runbook_sandbox::Sandbox::start(&dir);
+    let sb = runbook_sandbox::Sandbox::start_shaped(&dir, shape);
     let mut env = String::new();
     for (k, v) in sb.env() {
         env.push_str(&format!("export {k}='{v}'\n"));
@@ -47,7 +63,14 @@ fn main() {
          In another terminal:\n  source {dir}/sandbox.env\n  runbook plan runbooks/rollback-l3.toml --params-file {dir}/rollback-l3.params.toml\n\n\
          Press Enter here (or Ctrl-C) to stop it; the database stops with it.",
         dir = sb.dir.display(),
-        db = sb.database_url(),
+        // The password (the second environment has one) stays in sandbox.env.
+        db = match sb.db_password() {
+            Some(_) => sb
+                .database_url()
+                .split_once('@')
+                .map_or(String::new(), |(_, host)| format!("postgresql://…@{host}")),
+            None => sb.database_url(),
+        },
         app = sb.app.url("/api/health"),
         origin = sb.origin.display(),
         version = sb.deployed_version(),

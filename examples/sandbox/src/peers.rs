@@ -222,22 +222,30 @@ pub struct Postgres {
     dir: tempfile::TempDir,
     bin: PathBuf,
     as_postgres: bool,
+    port: Option<u16>,
 }
 
 impl Postgres {
     /// Start one. PostgreSQL must be installed (`.ci/run` installs it). Durability is off
     /// (no fsync): tests want speed, not crash safety of the test cluster.
     pub fn start() -> Postgres {
-        Postgres::start_with(false)
+        Postgres::start_with(false, false)
+    }
+
+    /// Start one that also listens on 127.0.0.1 (a free port), where roles log in with a
+    /// password (SCRAM); the Unix socket in the cluster's folder stays open, without one, for
+    /// the tests' own inspection.
+    pub fn start_tcp() -> Postgres {
+        Postgres::start_with(false, true)
     }
 
     /// Start one with PostgreSQL's default durability (fsync, synchronous commit), for
     /// benchmarks that must measure what a real server costs.
     pub fn start_durable() -> Postgres {
-        Postgres::start_with(true)
+        Postgres::start_with(true, false)
     }
 
-    fn start_with(durable: bool) -> Postgres {
+    fn start_with(durable: bool, tcp: bool) -> Postgres {
         let bin = pg_bin()
             .expect("PostgreSQL binaries under /usr/lib/postgresql/*/bin: apt-get install postgresql");
         let dir = tempfile::tempdir().expect("tempdir");
@@ -246,7 +254,8 @@ impl Postgres {
             let ok = Command::new("chown").args(["-R", "postgres:postgres"]).arg(dir.path()).status();
             assert!(ok.is_ok_and(|s| s.success()), "chown the cluster folder to postgres");
         }
-        let pg = Postgres { dir, bin, as_postgres };
+        let port = if tcp { Some(free_port()) } else { None };
+        let pg = Postgres { dir, bin, as_postgres, port };
         let data = pg.dir.path().join("data");
         pg.tool(
             "initdb",
@@ -255,8 +264,8 @@ impl Postgres {
                 data.to_str().unwrap_or_default(),
                 "-U",
                 "postgres",
-                "-A",
-                "trust",
+                "--auth-local=trust",
+                if tcp { "--auth-host=scram-sha-256" } else { "--auth-host=trust" },
                 "-E",
                 "UTF8",
                 "--locale=C.UTF-8",
@@ -265,7 +274,11 @@ impl Postgres {
         );
         let speed =
             if durable { "" } else { " -c fsync=off -c synchronous_commit=off -c full_page_writes=off" };
-        let opts = format!("-k {} -c listen_addresses=''{speed}", pg.dir.path().display());
+        let listen = match port {
+            Some(port) => format!("-c listen_addresses=127.0.0.1 -p {port}"),
+            None => "-c listen_addresses=''".to_string(),
+        };
+        let opts = format!("-k {} {listen}{speed}", pg.dir.path().display());
         let log = pg.dir.path().join("log");
         pg.tool(
             "pg_ctl",
@@ -305,9 +318,15 @@ impl Postgres {
         &self.bin
     }
 
+    /// The TCP port on 127.0.0.1, for a cluster started with [`Postgres::start_tcp`].
+    pub fn port(&self) -> Option<u16> {
+        self.port
+    }
+
     /// The URL of database `db` (over the socket in the cluster's folder).
     pub fn url(&self, db: &str) -> String {
-        format!("postgres://postgres@localhost/{db}?host={}", self.dir.path().display())
+        let port = self.port.map(|p| format!("&port={p}")).unwrap_or_default();
+        format!("postgres://postgres@localhost/{db}?host={}{port}", self.dir.path().display())
     }
 
     /// Run SQL with psql; its unaligned, tuples-only output.
@@ -349,6 +368,14 @@ fn pg_bin() -> Option<PathBuf> {
             .unwrap_or(0)
     });
     found.pop()
+}
+
+/// A port on 127.0.0.1 that nobody listens on right now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port on 127.0.0.1")
 }
 
 fn is_root() -> bool {
