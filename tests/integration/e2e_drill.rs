@@ -401,3 +401,34 @@ fn a_drill_with_a_wrong_parameter_fails_before_staging_changes() {
 fn a_drill_with_a_wrong_parameter_fails_before_the_second_environment_changes() {
     wrong_parameters(Shape::Shop);
 }
+
+/// The comparison and the default incident on names and data the sandbox does not have: a
+/// schema of its own, a table name with a space and a non-ASCII column, text with tabs,
+/// newlines and backslashes (COPY escapes them), an empty table, a generated column, an enum.
+/// The incident picks the largest table (here the odd one) and the check finds it restored.
+#[test]
+fn the_drill_compares_every_table_whatever_its_schema_names_or_data() {
+    let e = E2e::new();
+    e.sb.psql(
+        r#"CREATE SCHEMA billing;
+           CREATE TYPE billing.state AS ENUM ('open', 'paid');
+           CREATE TABLE billing."Invoice Lines" (id INT PRIMARY KEY, "Importe €" NUMERIC(10, 2), note TEXT, state billing.state NOT NULL DEFAULT 'open', doubled NUMERIC GENERATED ALWAYS AS ("Importe €" * 2) STORED);
+           INSERT INTO billing."Invoice Lines" (id, "Importe €", note, state) VALUES
+             (1, 0, E'tab\there', 'paid'), (2, 10.5, E'two\nlines', 'open'), (3, NULL, E'back\\slash', 'open'),
+             (4, 1, NULL, 'paid'), (5, 2, '', 'open'), (6, 3, 'ñandú', 'open'), (7, 4, 'fin', 'paid');
+           CREATE TABLE public.empty_audit (id INT);"#,
+    );
+    let backup = production_backup(&e, "production-odd.dump");
+    let out = e.drive("drill", &[("production_backup", &backup)], APPROVALS);
+    ok(&out, 0);
+    let run = e.latest_run();
+    let incident = logs(&e, &run, "simulate_incident");
+    assert!(incident.contains(r#"se borran las 7 filas de billing."Invoice Lines""#), "{incident}");
+    let check = logs(&e, &run, "data_restored");
+    for table in [r#"billing."Invoice Lines""#, "public.empty_audit", r#"public."Property""#] {
+        let line = check.lines().find(|l| l.contains(&format!("| {table} "))).unwrap_or_default();
+        assert!(line.ends_with("igual"), "{table} in:\n{check}");
+    }
+    assert!(check.contains("correcto: las 5 tablas del backup coinciden"), "{check}");
+    assert_eq!(copy_blocks(&e.sb.dump()), data_of(&e, &backup), "staging's data is the backup's");
+}
