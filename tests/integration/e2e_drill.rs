@@ -93,6 +93,29 @@ fn qualified(table: &str) -> String {
     }
 }
 
+/// Watch every process's command line (`/proc/*/cmdline`, what `ps` shows) until `stop`,
+/// and return those that held one of `needles`.
+fn watch_cmdlines(
+    needles: Vec<String>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<(usize, Vec<String>)> {
+    std::thread::spawn(move || {
+        let mut seen = 0;
+        let mut found = Vec::new();
+        while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+            for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+                let Ok(bytes) = std::fs::read(entry.path().join("cmdline")) else { continue };
+                seen += 1;
+                let line = String::from_utf8_lossy(&bytes).replace('\0', " ");
+                if needles.iter().any(|n| line.contains(n.as_str())) {
+                    found.push(line);
+                }
+            }
+        }
+        (seen, found)
+    })
+}
+
 /// The team's second environment has it by construction (its stable dump predates
 /// `payments`, which references `orders`, and the view `order_totals`; free orders have
 /// amount 0). On the first, it is reproduced by hand: a legitimate zero in the production
@@ -132,11 +155,32 @@ fn drill_over_a_later_table_with_a_foreign_key_a_view_and_legitimate_zeros(shape
     let checks = write(&e, "checks.sql", checks);
     let incident = write(&e, "incident.sql", incident);
 
+    // The database password never shows in a process list, plain or percent-encoded.
+    let needles: Vec<String> =
+        e.sb.db_password()
+            .map(|pw| {
+                let encoded: String = pw
+                    .bytes()
+                    .map(|b| {
+                        if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") }
+                    })
+                    .collect();
+                vec![pw.to_string(), encoded]
+            })
+            .unwrap_or_default();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(needles.is_empty()));
+    let watcher = watch_cmdlines(needles, stop.clone());
     let out = e.drive(
         "drill",
         &[("production_backup", &backup), ("checks_file", &checks), ("incident_file", &incident)],
         APPROVALS,
     );
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (seen, leaks) = watcher.join().expect("watcher");
+    assert!(leaks.is_empty(), "the password in a command line: {leaks:?}");
+    if e.sb.db_password().is_some() {
+        assert!(seen > 0, "the watcher read command lines");
+    }
     ok(&out, 0);
     let run = e.latest_run();
 
