@@ -540,3 +540,23 @@ fn writes_during_the_swap_are_in_the_evidence_dump_or_in_staging() {
 fn writes_during_the_swap_of_the_second_environment_are_kept() {
     writes_during_the_swap_are_kept(Shape::Shop);
 }
+
+/// A second attempt of `prepare_copy` (after a crash, staging may already be the copy)
+/// never writes over an earlier evidence dump: it takes the next free name.
+#[test]
+fn a_second_attempt_never_writes_over_an_earlier_evidence_dump() {
+    let e = E2e::new();
+    let run = "20261206T000000Z-0d7111aa";
+    let earlier = e.sb.backups.join(format!("sandbox-pre-drill-{run}.dump"));
+    std::fs::write(&earlier, "the first attempt's evidence").expect("earlier evidence");
+    let params = e.params_file("drill", &[]);
+    let out = e.runbook(
+        &["run", "runbooks/drill.toml", "--params-file", &params, "--yes", "--run-id", run],
+        "oncall",
+    );
+    ok(&out, 4);
+    assert_eq!(std::fs::read_to_string(&earlier).expect("earlier"), "the first attempt's evidence");
+    let next = e.sb.backups.join(format!("sandbox-pre-drill-{run}-2.dump"));
+    assert!(toc(&e, &next).contains("TABLE DATA public User"));
+    assert!(out.stdout.contains(&format!("evidence={}", next.display())), "{}", out.stdout);
+}
