@@ -139,7 +139,8 @@ fn drill_over_a_later_table_with_a_foreign_key_a_view_and_legitimate_zeros(shape
                 backup,
                 vec!["payments", "property_totals"],
                 "SELECT 'inmuebles', 5, count(*) FROM \"Property\";\n\
-                 SELECT 'inmuebles a precio 0 (legítimos)', 1, count(*) FROM \"Property\" WHERE price = 0;\n",
+                 SELECT 'inmuebles a precio 0 (legítimos)', 1, count(*) FROM \"Property\" WHERE price = 0;\n\
+                 SELECT 'inmuebles caros', 2,\n  sum(CASE WHEN price > 400000 THEN 1\n    ELSE 0\n  END)\nFROM \"Property\";\n",
                 "UPDATE \"Property\" SET price = 0;\n",
             )
         }
@@ -410,6 +411,8 @@ fn wrong_parameters(shape: Shape) {
     let missing_table = write(&e, "checks-missing.sql", "SELECT 'pagos', 0, count(*) FROM payments;\n");
     let later_column = write(&e, "incident-later.sql", &format!("UPDATE \"{table}\" SET {column} = 'x';\n"));
     let commits = write(&e, "checks-commit.sql", "SELECT 'x', 1, 1;\nCOMMIT;\n");
+    let rolls_back = write(&e, "incident-rollback.sql", "ROLLBACK;\nDELETE FROM _prisma_migrations;\n");
+    let meta = write(&e, "checks-meta.sql", "SELECT 'x', 1, 1;\n\\! touch /tmp/drill-meta\n");
     let cases: &[(&str, &[(&str, &str)])] = &[
         ("tag that does not exist", &[("stable_tag", "v9.9.9-stable")]),
         ("backup that is not a custom-format dump", &[("production_backup", &not_a_dump)]),
@@ -417,6 +420,8 @@ fn wrong_parameters(shape: Shape) {
         // Valid against staging's schema, not against the backup's.
         ("check on a table only staging has", &[("checks_file", &missing_table)]),
         ("check file that commits", &[("checks_file", &commits)]),
+        ("incident that rolls the rehearsal back", &[("incident_file", &rolls_back)]),
+        ("check file with a psql meta-command", &[("checks_file", &meta)]),
         ("incident on a column only staging has", &[("incident_file", &later_column)]),
         ("unreadable incident file", &[("incident_file", "/nonexistent/incident.sql")]),
     ];
@@ -435,7 +440,8 @@ fn wrong_parameters(shape: Shape) {
 
 /// Everything the drill can verify before staging changes fails before staging changes:
 /// the tag, the backup, the folder for the evidence, the team's SQL files (readable, no
-/// transaction control, valid against the BACKUP's schema, not only staging's).
+/// transaction control or psql meta-command, valid against the BACKUP's schema, not only
+/// staging's).
 #[test]
 fn a_drill_with_a_wrong_parameter_fails_before_staging_changes() {
     wrong_parameters(Shape::Inmova);
