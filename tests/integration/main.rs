@@ -12,6 +12,7 @@ mod e2e;
 mod e2e_report;
 mod e2e_others;
 mod e2e_l3;
+mod e2e_drill;
 mod fixtures;
 mod history;
 mod holder;
