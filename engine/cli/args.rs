@@ -392,16 +392,21 @@ fn parse_param(s: &str) -> Result<(String, String), String> {
 }
 
 /// An operator's decisions about units in doubt (started, no end record): steps for
-/// `resume`; compensations and `finally` steps for `compensate`.
+/// `resume`; compensations, `finally` steps and steps that have a compensation for
+/// `compensate`.
 #[derive(Debug, clap::Args)]
 pub struct Decisions {
     /// Re-run this unit in doubt (by its step id); repeatable.
     #[arg(long, value_name = "STEP")]
     pub rerun: Vec<String>,
-    /// Treat this unit in doubt as done; repeatable.
+    /// Treat this unit in doubt as done: it is neither run again nor undone; repeatable.
     #[arg(long, value_name = "STEP")]
     pub skip: Vec<String>,
-    /// Why (required with --rerun or --skip; journaled with your identity).
+    /// `compensate` only: this step in doubt took effect, so undo it with the others;
+    /// repeatable.
+    #[arg(long, value_name = "STEP")]
+    pub undo: Vec<String>,
+    /// Why (required with --rerun, --skip or --undo; journaled with your identity).
     #[arg(long, value_name = "TEXT")]
     pub reason: Option<String>,
     /// A journal hash you kept (printed by `run`, `resume` and `compensate` as they end):

@@ -59,7 +59,7 @@ pub fn run(cli: Cli) -> u8 {
         }
         Command::Resume {
             run_id,
-            decisions: Decisions { rerun, skip, reason, expect_hash },
+            decisions: Decisions { rerun, skip, undo, reason, expect_hash },
             yes,
             wait,
             state,
@@ -67,13 +67,24 @@ pub fn run(cli: Cli) -> u8 {
         } => {
             crate::queue::die_with_worker();
             crate::run::resume(
-                crate::run::ResumeArgs { run_id, rerun, skip, reason, expect_hash, yes, wait, state, output },
+                crate::run::ResumeArgs {
+                    run_id,
+                    rerun,
+                    skip,
+                    undo,
+                    reason,
+                    expect_hash,
+                    yes,
+                    wait,
+                    state,
+                    output,
+                },
                 color,
             )
         }
         Command::Compensate {
             run_id,
-            decisions: Decisions { rerun, skip, reason, expect_hash },
+            decisions: Decisions { rerun, skip, undo, reason, expect_hash },
             yes,
             state,
             output,
@@ -82,6 +93,7 @@ pub fn run(cli: Cli) -> u8 {
                 run_id,
                 rerun,
                 skip,
+                undo,
                 reason,
                 expect_hash,
                 yes,

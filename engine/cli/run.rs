@@ -570,6 +570,7 @@ pub struct ResumeArgs {
     pub run_id: String,
     pub rerun: Vec<String>,
     pub skip: Vec<String>,
+    pub undo: Vec<String>,
     pub reason: Option<String>,
     pub expect_hash: Option<String>,
     pub yes: bool,
@@ -859,6 +860,39 @@ async fn prepare_resume(
     // work: a failed run that goes on treats it as in doubt too.
     let ended_mid_work: Vec<&str> = if compensating { Vec::new() } else { state.failed_mid_work() };
     steps_in_doubt.extend(ended_mid_work.iter().copied());
+    // `compensate`: a main step in doubt that has a compensation may have taken effect (a
+    // restore committed, a push reached origin): undoing the others and leaving it would put
+    // the environment in a state nobody chose. The operator says which it was.
+    let doubt_with_undo: Vec<&str> = if compensating {
+        state
+            .in_doubt()
+            .into_iter()
+            .filter(|s| !is_finally(s))
+            .filter(|s| runbook.find_step(s).is_some_and(|st| st.compensate.is_some()))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    if !compensating && let Some(step) = args.undo.first() {
+        eprintln!(
+            "error: `--undo {step}` is a decision for `runbook compensate`; `resume` re-runs or skips; nothing was done"
+        );
+        return Err(exit::USAGE);
+    }
+    for s in &args.undo {
+        if !doubt_with_undo.contains(&s.as_str()) {
+            eprintln!(
+                "error: `{s}` is not in doubt in run {id} with a compensation; `--undo` names a step that started, has no end record and can be undone"
+            );
+            return Err(exit::USAGE);
+        }
+    }
+    if let Some(twice) = args.undo.iter().find(|u| args.rerun.contains(u) || args.skip.contains(u)) {
+        eprintln!(
+            "error: `{twice}` is named in `--undo` and in `--rerun` or `--skip`; a unit gets one decision; nothing was done"
+        );
+        return Err(exit::USAGE);
+    }
     if let Some(both) = args.rerun.iter().find(|r| args.skip.contains(r)) {
         eprintln!(
             "error: `{both}` is named in both `--rerun` and `--skip`; a unit gets one decision; nothing was done"
@@ -871,7 +905,9 @@ async fn prepare_resume(
     let compensations_in_doubt: Vec<&str> =
         if compensating { state.compensations_in_doubt() } else { Vec::new() };
     for s in args.rerun.iter().chain(args.skip.iter()) {
-        if !steps_in_doubt.contains(&s.as_str()) && !compensations_in_doubt.contains(&s.as_str()) {
+        let undoable = doubt_with_undo.contains(&s.as_str()) && args.skip.contains(s);
+        if !steps_in_doubt.contains(&s.as_str()) && !compensations_in_doubt.contains(&s.as_str()) && !undoable
+        {
             let what = if compensating { "compensations and `finally` steps" } else { "steps" };
             eprintln!(
                 "error: `{s}` is not in doubt in run {id}; only {what} in doubt can be re-run or skipped"
@@ -880,9 +916,10 @@ async fn prepare_resume(
         }
     }
     let reason = args.reason.clone().unwrap_or_default();
-    if (!args.rerun.is_empty() || !args.skip.is_empty()) && reason.trim().is_empty() {
+    if (!args.rerun.is_empty() || !args.skip.is_empty() || !args.undo.is_empty()) && reason.trim().is_empty()
+    {
         eprintln!(
-            "error: `--rerun` and `--skip` need `--reason TEXT`: the decision is journaled with who made it and why"
+            "error: `--rerun`, `--skip` and `--undo` need `--reason TEXT`: the decision is journaled with who made it and why"
         );
         return Err(exit::USAGE);
     }
@@ -891,6 +928,8 @@ async fn prepare_resume(
             Some((unit.to_string(), Decision::Rerun, reason.clone()))
         } else if args.skip.iter().any(|r| r == unit) {
             Some((unit.to_string(), Decision::Skip, reason.clone()))
+        } else if args.undo.iter().any(|r| r == unit) {
+            Some((unit.to_string(), Decision::Undo, reason.clone()))
         } else {
             None
         }
@@ -919,14 +958,33 @@ async fn prepare_resume(
             None => undecided_compensations.push(step.to_string()),
         }
     }
+    let mut undecided_undo = Vec::new();
+    for step in &doubt_with_undo {
+        match decide(step) {
+            Some(d) => decisions.push(d),
+            None => undecided_undo.push(step.to_string()),
+        }
+    }
     if compensating {
-        let doubt: Vec<&str> = state.in_doubt().into_iter().filter(|s| !is_finally(s)).collect();
+        let doubt: Vec<&str> =
+            state.in_doubt().into_iter().filter(|s| !is_finally(s) && !doubt_with_undo.contains(s)).collect();
         if !doubt.is_empty() {
             eprintln!(
-                "note: steps in doubt are not compensated (it is not known whether they ran): {}",
+                "note: steps in doubt without a compensation are left as they are: {}",
                 doubt.join(", ")
             );
         }
+    }
+    if !undecided_undo.is_empty() {
+        eprintln!("error: run {id} has steps in doubt that can be undone: {}", undecided_undo.join(", "));
+        eprintln!(
+            "  they started and the engine stopped before their outcome was recorded; they may have taken effect, and undoing the others while leaving them could leave the environment half done"
+        );
+        let first = &undecided_undo[0];
+        eprintln!(
+            "  help: check what they did, then `runbook compensate {id} --undo {first}` (it took effect: undo it) or `--skip {first}` (it did not: leave it), with `--reason TEXT`"
+        );
+        return Err(exit::NEEDS_OPERATOR);
     }
     if !undecided.is_empty() || !undecided_compensations.is_empty() {
         let command = if compensating { "compensate" } else { "resume" };
@@ -1182,6 +1240,7 @@ fn print_reports(mut rx: mpsc::UnboundedReceiver<Report>, json: bool, live: bool
                     let decision = match decision {
                         runbook_core::journal::Decision::Rerun => "re-run",
                         runbook_core::journal::Decision::Skip => "skip",
+                        runbook_core::journal::Decision::Undo => "undo (it took effect)",
                     };
                     format!("{operator} decided to {decision} {step}: {reason}")
                 }
@@ -1189,6 +1248,7 @@ fn print_reports(mut rx: mpsc::UnboundedReceiver<Report>, json: bool, live: bool
                     let decision = match decision {
                         runbook_core::journal::Decision::Rerun => "re-run",
                         runbook_core::journal::Decision::Skip => "skip",
+                        runbook_core::journal::Decision::Undo => "undo",
                     };
                     format!("{operator} decided to {decision} the compensation of {step}: {reason}")
                 }

@@ -100,6 +100,9 @@ pub enum Decision {
     Rerun,
     /// Treat it as done.
     Skip,
+    /// A main step in doubt took effect: treat it as completed so that `compensate` undoes
+    /// it (the operator checked; only `compensate` records it).
+    Undo,
 }
 
 /// Match the events that are about a step, binding its id to `$step` (by reference or by
@@ -826,17 +829,27 @@ impl RunState {
                 s.reason = Some(reason.clone());
                 s.output = output.clone();
             }
-            (RunEvent::OperatorDecision { decision, operator, reason, .. }, Some(s)) => match decision {
+            (RunEvent::OperatorDecision { step, decision, operator, reason }, Some(s)) => match decision {
                 // The next `step_started` records the re-run itself.
                 Decision::Rerun => s.status = StepStatus::Pending,
                 Decision::Skip => {
                     s.status = StepStatus::Skipped;
                     s.reason = Some(format!("{OPERATOR_SKIP}{operator}: {reason}"));
                 }
+                // Completed now, for the compensations: the last completed is undone first.
+                Decision::Undo => {
+                    s.status = StepStatus::Succeeded;
+                    s.reason = Some(format!("took effect, said {operator}: {reason}"));
+                    if !self.completed.contains(step) {
+                        self.completed.push(step.clone());
+                    }
+                }
             },
             (RunEvent::CompensationDecision { decision, operator, reason, .. }, Some(s)) => match decision {
                 // The next `compensation_started` records the re-run itself.
                 Decision::Rerun => s.compensation = CompensationStatus::None,
+                // Not a decision about a compensation: it stays as it was.
+                Decision::Undo => {}
                 Decision::Skip => {
                     s.compensation = CompensationStatus::Skipped;
                     s.reason = Some(format!("compensation {OPERATOR_SKIP}{operator}: {reason}"));

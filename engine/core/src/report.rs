@@ -433,7 +433,8 @@ pub fn build(records: &[Record], runbook: Option<&Runbook>, drill: bool) -> Repo
             RunEvent::OperatorDecision { step, decision, operator, reason } => {
                 let what = match decision {
                     Decision::Rerun => "repetir",
-                    Decision::Skip => "dar por hecho",
+                    Decision::Skip => "dar por zanjado (no se repite ni se deshace)",
+                    Decision::Undo => "que tuvo efecto, y deshacer",
                 };
                 let line = format!("{operator} decide {what} `{step}`: {reason}");
                 interruptions.push(format!("{t} {line}"));
@@ -443,6 +444,7 @@ pub fn build(records: &[Record], runbook: Option<&Runbook>, drill: bool) -> Repo
                 let what = match decision {
                     Decision::Rerun => "repetir",
                     Decision::Skip => "dar por hecha",
+                    Decision::Undo => "deshacer (no aplica a una compensación)",
                 };
                 let line = format!("{operator} decide {what} la compensación de `{step}`: {reason}");
                 interruptions.push(format!("{t} {line}"));

@@ -926,8 +926,11 @@ impl<'a> Dispatcher<'a> {
                 reason: reason.clone(),
             })
             .await?;
-            if let (Decision::Skip, Some(idx)) = (decision, self.index(&step)) {
-                self.state[idx] = State::Skipped;
+            match (decision, self.index(&step)) {
+                (Decision::Skip, Some(idx)) => self.state[idx] = State::Skipped,
+                // It took effect (the operator said so): completed, so `compensate` undoes it.
+                (Decision::Undo, Some(idx)) => self.state[idx] = State::Succeeded,
+                (Decision::Rerun, _) | (_, None) => {}
             }
         }
         for (step, decision, reason) in r.compensation_decisions {
