@@ -377,11 +377,10 @@ fn a_drill_whose_rollback_fails_in_the_second_environment_still_reaches_the_revi
 }
 
 /// The same drill suspended at its review (no terminal): `runbook resume` after the review's
-/// approval must finish it. The engine refuses today: `resume` counts the compensations that
-/// the INCLUDED rollback ran on itself as the drill's own, although the `rollback` step's
-/// `on-failure` is `continue` (engine/cli/run.rs, `compensated`).
+/// approval finishes it, and never runs the rollback (which undid itself) again. Refused
+/// before: `resume` counted the compensations that the INCLUDED rollback ran on itself as
+/// the drill's own, although the `rollback` step's `on-failure` is `continue`.
 #[test]
-#[ignore = "engine gap: resume refuses a run whose included runbook compensated itself under a step with on-failure = continue"]
 fn a_drill_suspended_at_its_review_after_a_failed_rollback_resumes_to_the_end() {
     let e = E2e::new();
     let run = start_a_drill_whose_rollback_fails(&e);
@@ -389,8 +388,17 @@ fn a_drill_suspended_at_its_review_after_a_failed_rollback_resumes_to_the_end() 
     ok(&out, 4);
     assert!(out.stdout.contains("suspended: waiting for approval of review"), "{}", out.stdout);
     approve_review(&e, &run);
+    let rollback_starts = |e: &E2e| {
+        e.steps_with(&run, "step_started")
+            .iter()
+            .filter(|s| s.as_str() == "rollback" || s.starts_with("rollback/"))
+            .count()
+    };
+    let before = rollback_starts(&e);
     let out = e.runbook(&["resume", &run, "--yes"], "oncall");
     ok(&out, 1);
+    assert!(out.stderr.contains("the runbook included by rollback undid itself"), "{}", out.stderr);
+    assert_eq!(rollback_starts(&e), before, "nothing of the rollback ran again:\n{}", out.stdout);
     assert_failed_and_reviewed(&e, &run);
 }
 
