@@ -59,6 +59,20 @@ fn a_compensated_l3_reports_the_version_origin_holds(shape: Shape) {
     assert!(md.contains("- **Resultado:** Fallo (el run falló; "), "{md}");
     assert!(md.contains("- **Punto de restauración (se pierde lo escrito después):**"), "{md}");
     assert!(md.contains("- **Evidencia:**"), "{md}");
+    // The dump the restore's undo took first, from the compensation's recorded outputs: named
+    // in the report, and on disk.
+    let evidence = md
+        .lines()
+        .find(|l| l.starts_with("- **Evidencia:** ") && l.contains("`restore.compensate.evidence`"))
+        .unwrap_or_else(|| panic!("the undo's evidence dump in the report:\n{md}"));
+    let path = evidence.trim_start_matches("- **Evidencia:** ").split(" (").next().unwrap_or_default();
+    assert!(std::path::Path::new(path).is_file(), "{path} (from {evidence})");
+    assert!(md.contains("`restore.compensate.undone_schema`"), "{md}");
+    let audit = e.runbook(&["audit", &run, "--format", "jsonl"], "oncall").stdout;
+    assert!(
+        audit.lines().any(|l| l.contains("\"compensation_succeeded\"") && l.contains(path)),
+        "the evidence path is in the journal"
+    );
     // What failed (the health check, or a restore over a changed schema), with its error
     // text; what was undone; no crash where there was none; no secret.
     assert!(md.contains(" falló (intento ") && md.contains("```text\n"), "{md}");

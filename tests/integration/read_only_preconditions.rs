@@ -4,8 +4,8 @@
 use crate::support::{Scratch, files, ok, root, run};
 
 /// RB081 warnings the shipped runbooks still carry, as (file, precondition). Each is being
-/// removed in its runbook's own change (backup.toml's `mkdir -p`): this list only shrinks.
-const KNOWN: &[(&str, &str)] = &[("runbooks/backup.toml", "backup_dir_writable")];
+/// removed in its runbook's own change; backup.toml's `mkdir -p` was the last one. It only shrinks.
+const KNOWN: &[(&str, &str)] = &[];
 
 #[test]
 fn the_shipped_runbooks_have_no_precondition_that_writes() {

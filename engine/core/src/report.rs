@@ -273,7 +273,26 @@ pub fn build(records: &[Record], runbook: Option<&Runbook>, drill: bool) -> Repo
     let version_before = fact(records, declared.version_before.as_ref(), None);
     let version_after = fact(records, declared.version_after.as_ref(), last_compensation.as_ref());
     let restore_point = fact(records, declared.restore_point.as_ref(), None);
-    let evidence = declared.evidence.iter().map(|e| fact(records, Some(e), None)).collect();
+    // Evidence is listed when it exists, or when the unit that makes it started and did not
+    // make it (a failed evidence dump is a fact); a compensation that never ran made none.
+    let started = |reference: &str| {
+        let (unit, compensation) = match reference.split_once(".compensate.") {
+            Some((step, _)) => (step, true),
+            None => (reference.split_once('.').map_or(reference, |(step, _)| step), false),
+        };
+        records.iter().any(|r| {
+            matches!(&r.event, RunEvent::StepStarted { step, .. } if !compensation && step == unit)
+                || matches!(&r.event, RunEvent::CompensationStarted { step, .. } if compensation && step == unit)
+        })
+    };
+    let evidence = declared
+        .evidence
+        .iter()
+        .map(|e| fact(records, Some(e), None))
+        .zip(&declared.evidence)
+        .filter(|(f, e)| matches!(f, Fact::Observed { .. }) || started(e))
+        .map(|(f, _)| f)
+        .collect();
 
     let mut timeline = Vec::new();
     let mut problems = Vec::new();
