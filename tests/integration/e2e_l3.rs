@@ -658,6 +658,13 @@ fn other_schemas_are_named_not_restored(shape: Shape) {
         inspected.contains(&format!("AVISO: el backup tiene otros schemas además de public: {others}.")),
         "{inspected}"
     );
+    let restored = e.runbook(&["logs", &run, "restore"], "oncall").stdout;
+    assert!(
+        restored.contains(&format!(
+            "restaurado en el schema public (solo ese; otros schemas del backup, no restaurados: {others})"
+        )),
+        "{restored}"
+    );
     let audit = audit_text(&e, &run);
     let requested: Vec<serde_json::Value> = audit
         .lines()
