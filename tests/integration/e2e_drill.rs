@@ -172,6 +172,7 @@ fn drill_over_a_later_table_with_a_foreign_key_a_view_and_legitimate_zeros(shape
         ),
     };
     e.sb.write_row("escrito-en-staging");
+    let checks_expected = checks.matches("SELECT").count();
     let checks = write(&e, "checks.sql", checks);
     let incident = write(&e, "incident.sql", incident);
 
@@ -247,6 +248,8 @@ fn drill_over_a_later_table_with_a_foreign_key_a_view_and_legitimate_zeros(shape
         assert!(line.ends_with("igual"), "{name} in:\n{check}");
     }
     assert!(check.contains("legítimos) | "), "{check}");
+    // Only the team's rows: the `search_path` the check sets first prints nothing.
+    assert_eq!(check.matches(" | igual").count(), checks_expected, "{check}");
     assert!(!check.contains("DISTINTA"), "{check}");
     assert!(
         check.contains(&format!(
