@@ -1,5 +1,7 @@
 //! The team's runbooks, end to end, each against a fresh sandbox (`examples/sandbox`): a real
-//! PostgreSQL database, a git origin, the app's health endpoint and a webhook receiver.
+//! PostgreSQL database, a git origin, the app's health endpoint and a webhook receiver. Each
+//! test runs against both environments (`NAME::inmova`, `NAME::shop`), which are built
+//! differently: the runbooks must not know either.
 
 use std::path::Path;
 
@@ -165,15 +167,51 @@ impl E2e {
     }
 }
 
-#[test]
-fn rollback_l3_restores_the_database_and_the_stable_code() {
-    let e = E2e::new();
-    assert!(e.sb.deployed_version().starts_with("v1.0.1"), "{}", e.sb.deployed_version());
+/// One test per environment, `NAME::inmova` and `NAME::shop`, each running `NAME(shape)`:
+/// every team runbook, happy path and failure paths, runs against both, each value that
+/// differs taken from the sandbox's [`Spec`](runbook_sandbox::sandbox::Spec).
+macro_rules! on_both_shapes {
+    ($name:ident) => {
+        on_both_shapes!($name, shop:);
+    };
+    ($name:ident, shop: $(#[$shop:meta])*) => {
+        mod $name {
+            #[test]
+            fn inmova() {
+                super::$name(crate::e2e::Shape::Inmova)
+            }
+            #[test]
+            $(#[$shop])*
+            fn shop() {
+                super::$name(crate::e2e::Shape::Shop)
+            }
+        }
+    };
+}
+
+on_both_shapes!(rollback_l3_restores_the_database_and_the_stable_code);
+
+fn rollback_l3_restores_the_database_and_the_stable_code(shape: Shape) {
+    let e = E2e::with(shape);
+    let spec = e.sb.spec();
+    assert!(e.sb.deployed_version().starts_with(spec.deployed_tag), "{}", e.sb.deployed_version());
     // The state the chosen backup holds, then the corruption the rollback is for.
     // The app's schema only: the restore keeps the previous one aside in the same database.
-    let before = crate::e2e_l3::app_dump(&e.sb);
-    e.sb.psql(r#"DELETE FROM "Property" WHERE id > 2; UPDATE "User" SET email = 'lost@example.invalid' WHERE id = 1"#);
-    assert_ne!(e.sb.dump(), before);
+    let before = crate::e2e_l3::restored_from(&e, &e.sb.stable_dump);
+    if shape == Shape::Inmova {
+        // The first environment's backup holds the database as it is now.
+        assert_eq!(crate::e2e_l3::app_dump(&e.sb), before);
+    }
+    e.sb.corrupt();
+    assert_ne!(crate::e2e_l3::app_dump(&e.sb), before);
+    // The second environment's later objects (a table with a foreign key to a restored one,
+    // a view), which the backup predates: their rows now.
+    let later: Vec<(&str, String)> = spec
+        .later_objects
+        .iter()
+        .map(|o| (*o, e.sb.psql(&format!("SELECT count(*) FROM public.{o}"))))
+        .collect();
+    assert_eq!(later.len(), spec.later_objects.len());
 
     let params = e.params_file("rollback-l3", &[]);
     let out = e.runbook(&["run", "runbooks/rollback-l3.toml", "--params-file", &params, "--yes"], "oncall");
@@ -197,7 +235,14 @@ fn rollback_l3_restores_the_database_and_the_stable_code() {
         before,
         "the restored database equals the state the backup held"
     );
-    assert_eq!(e.sb.origin_commit("main"), e.sb.origin_commit("v1.0.0-stable^{commit}"));
+    assert_eq!(e.sb.origin_commit("main"), e.sb.origin_commit(&format!("{}^{{commit}}", spec.stable_tag)));
+    // The later objects left the app's schema with the rest of it, whole, in the schema kept
+    // aside.
+    let kept = format!("public_pre_l3_{}", crate::e2e_l3::run_key(&run));
+    for (object, rows) in &later {
+        assert_eq!(e.sb.psql(&format!("SELECT to_regclass('public.{object}') IS NULL")), "t", "{object}");
+        assert_eq!(&e.sb.psql(&format!("SELECT count(*) FROM {kept}.{object}")), rows, "{object} in {kept}");
+    }
 
     let after = ["--input", "result=exito", "--input", "incident_report=https://wiki.inmova.test/INC-42"];
     let mut args = vec!["approve", run.as_str(), "checklist_after"];
@@ -206,13 +251,25 @@ fn rollback_l3_restores_the_database_and_the_stable_code() {
     let out = e.runbook(&["resume", &run, "--yes"], "oncall");
     ok(&out, 0);
     // The pre-rollback backup exists and is a readable custom-format dump.
+    let prefix = format!("{}-pre-l3-", spec.environment);
     let backups: Vec<_> = std::fs::read_dir(&e.sb.backups)
         .expect("backups")
         .flatten()
         .map(|f| f.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with("sandbox-pre-l3-"))
+        .filter(|n| n.starts_with(&prefix))
         .collect();
     assert_eq!(backups.len(), 1, "{backups:?}");
+    let list = std::process::Command::new(e.sb.pg.bin().join("pg_restore"))
+        .arg("--list")
+        .arg(e.sb.backups.join(&backups[0]))
+        .output()
+        .expect("pg_restore");
+    assert!(list.status.success(), "{}", String::from_utf8_lossy(&list.stderr));
+    // ...and holds the later objects the restore replaced.
+    let list = String::from_utf8_lossy(&list.stdout);
+    for object in spec.later_objects {
+        assert!(list.contains(&format!(" public {object} ")), "{object} in the pre-rollback backup:\n{list}");
+    }
     let hooks = e.sb.app.hooks().join("\n");
     assert!(hooks.contains("Rollback completo (nivel 3) inminente"), "{hooks}");
     assert!(hooks.contains("resultado exito"), "{hooks}");
@@ -228,32 +285,42 @@ pub(crate) const BEFORE_L2: &[&str] = &[
 ];
 pub(crate) const AFTER: &[&str] = &["result=exito", "incident_report=https://wiki.inmova.test/INC"];
 
-#[test]
-fn deploy_publishes_the_release_and_migrates_the_database() {
-    let e = E2e::new();
+/// The tables of the app database that have a column named `column`, comma-separated.
+fn tables_with_column(e: &E2e, column: &str) -> String {
+    e.sb.psql(&format!(
+        "SELECT coalesce(string_agg(table_name, ',' ORDER BY 1), '') FROM information_schema.columns WHERE column_name = '{column}'"
+    ))
+}
+
+on_both_shapes!(deploy_publishes_the_release_and_migrates_the_database);
+
+fn deploy_publishes_the_release_and_migrates_the_database(shape: Shape) {
+    let e = E2e::with(shape);
+    let spec = e.sb.spec();
     let out = e.drive("deploy", &[], &[("checklist_after", "tech-lead", &[])]);
     ok(&out, 0);
-    assert_eq!(e.sb.deployed_version(), "v1.0.2");
+    assert_eq!(e.sb.deployed_version(), spec.next_version);
+    let history: Vec<&str> = spec.applied.iter().copied().chain([spec.next_migration]).collect();
     assert_eq!(
         e.sb.psql("SELECT string_agg(migration_name, ',' ORDER BY 1) FROM _prisma_migrations"),
-        "20250101000000_init,20250301000000_property_archived_at"
+        history.join(",")
     );
-    assert_eq!(
-        e.sb.psql("SELECT count(*) FROM information_schema.columns WHERE column_name = 'archived_at'"),
-        "1"
-    );
+    assert_eq!(tables_with_column(&e, spec.next_column.1), spec.next_column.0);
+    let backup = format!("{}-pre-{}-", spec.environment, spec.next_version);
     assert!(
         std::fs::read_dir(&e.sb.backups)
             .expect("backups")
             .flatten()
-            .any(|f| f.file_name().to_string_lossy().starts_with("sandbox-pre-v1.0.2-"))
+            .any(|f| f.file_name().to_string_lossy().starts_with(&backup))
     );
-    assert!(e.sb.app.hooks().join("\n").contains("v1.0.2 desplegada en sandbox"));
+    let published = format!("{} desplegada en {}", spec.next_version, spec.environment);
+    assert!(e.sb.app.hooks().join("\n").contains(&published));
 }
 
-#[test]
-fn a_failing_test_suite_stops_a_deploy_before_anything_changes() {
-    let e = E2e::new();
+on_both_shapes!(a_failing_test_suite_stops_a_deploy_before_anything_changes);
+
+fn a_failing_test_suite_stops_a_deploy_before_anything_changes(shape: Shape) {
+    let e = E2e::with(shape);
     let flag = e.sb.dir.join("tests-fail");
     std::fs::write(&flag, "").expect("flag");
     let before = e.sb.dump();
@@ -270,78 +337,81 @@ fn a_failing_test_suite_stops_a_deploy_before_anything_changes() {
     ok(&out, 1);
     assert!(out.stdout.contains("FAILED tests"), "{}", out.stdout);
     assert_eq!(e.sb.dump(), before, "no migration ran");
-    assert!(e.sb.deployed_version().starts_with("v1.0.1"), "no tag was pushed");
+    assert!(e.sb.deployed_version().starts_with(e.sb.spec().deployed_tag), "no tag was pushed");
 }
 
-#[test]
-fn rollback_l1_reverts_a_commit() {
-    let e = E2e::new();
+on_both_shapes!(rollback_l1_reverts_a_commit);
+
+fn rollback_l1_reverts_a_commit(shape: Shape) {
+    let e = E2e::with(shape);
+    let spec = e.sb.spec();
     let out = e.drive(
         "rollback-l1",
         &[],
         &[("checklist_before", "devops-lead", BEFORE), ("checklist_after", "devops-lead", AFTER)],
     );
     ok(&out, 0);
+    let (file, text) = spec.frontend_file;
     let page = std::process::Command::new("git")
-        .args(["--git-dir", &e.sb.origin.display().to_string(), "show", "main:nextjs_space/app/page.tsx"])
+        .args(["--git-dir", &e.sb.origin.display().to_string(), "show"])
+        .arg(format!("main:{}/{file}", spec.app_subdir))
         .output()
         .expect("git show");
     assert!(
-        String::from_utf8_lossy(&page.stdout).contains("<h1>Inmova</h1>"),
-        "the landing page is v1.0.0's again"
+        String::from_utf8_lossy(&page.stdout).contains(text),
+        "the reverted file is the previous release's again"
     );
+    let revert = format!("Revert \"{}\"", spec.frontend_commit);
     assert!(
         std::process::Command::new("git")
             .args(["--git-dir", &e.sb.origin.display().to_string(), "log", "-1", "--format=%s", "main"])
             .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).starts_with("Revert \"feat: new landing page\""))
+            .map(|o| String::from_utf8_lossy(&o.stdout).starts_with(&revert))
             .unwrap_or(false)
     );
 }
 
-#[test]
-fn rollback_l1_redeploys_the_previous_tag() {
-    let e = E2e::new();
+on_both_shapes!(rollback_l1_redeploys_the_previous_tag);
+
+fn rollback_l1_redeploys_the_previous_tag(shape: Shape) {
+    let e = E2e::with(shape);
+    let previous = e.sb.spec().previous_tag;
     let out = e.drive(
         "rollback-l1",
-        &[("mode", "tag"), ("previous_tag", "v1.0.0"), ("commit", "")],
+        &[("mode", "tag"), ("previous_tag", previous), ("commit", "")],
         &[("checklist_before", "devops-lead", BEFORE), ("checklist_after", "devops-lead", AFTER)],
     );
     ok(&out, 0);
-    assert_eq!(e.sb.origin_commit("main"), e.sb.origin_commit("v1.0.0^{commit}"));
+    assert_eq!(e.sb.origin_commit("main"), e.sb.origin_commit(&format!("{previous}^{{commit}}")));
 }
 
-#[test]
-fn rollback_l2_reverts_the_code_and_applies_the_reversal_migration_forward() {
-    let e = E2e::new();
+on_both_shapes!(rollback_l2_reverts_the_code_and_applies_the_reversal_migration_forward);
+
+fn rollback_l2_reverts_the_code_and_applies_the_reversal_migration_forward(shape: Shape) {
+    let e = E2e::with(shape);
+    let spec = e.sb.spec();
     ok(&e.drive("deploy", &[], &[("checklist_after", "tech-lead", &[])]), 0);
-    assert_eq!(
-        e.sb.psql("SELECT count(*) FROM information_schema.columns WHERE column_name = 'archived_at'"),
-        "1"
-    );
+    assert_eq!(tables_with_column(&e, spec.next_column.1), spec.next_column.0);
     let out = e.drive(
         "rollback-l2",
         &[],
         &[("checklist_before", "dba", BEFORE_L2), ("checklist_after", "backend-lead", AFTER)],
     );
     ok(&out, 0);
-    assert_eq!(
-        e.sb.psql("SELECT count(*) FROM information_schema.columns WHERE column_name = 'archived_at'"),
-        "0"
-    );
+    assert_eq!(tables_with_column(&e, spec.next_column.1), "");
     // Forward only: the history keeps the migration and adds its reversal.
+    let history: Vec<&str> =
+        spec.applied.iter().copied().chain([spec.next_migration, spec.reversal]).collect();
     assert_eq!(
         e.sb.psql("SELECT string_agg(migration_name, ',' ORDER BY 1) FROM _prisma_migrations"),
-        format!(
-            "20250101000000_init,20250301000000_property_archived_at,{}",
-            runbook_sandbox::sandbox::REVERSAL
-        )
+        history.join(",")
     );
 }
 
-#[test]
-fn a_refused_push_compensates_rollback_l3_and_leaves_everything_as_it_was() {
-    let e = E2e::new();
+on_both_shapes!(a_refused_push_compensates_rollback_l3_and_leaves_everything_as_it_was);
+
+fn a_refused_push_compensates_rollback_l3_and_leaves_everything_as_it_was(shape: Shape) {
+    let e = E2e::with(shape);
     e.sb.set_origin_refusing(true);
     let db = e.sb.dump();
     let main = e.sb.origin_commit("main");
@@ -370,9 +440,10 @@ fn a_refused_push_compensates_rollback_l3_and_leaves_everything_as_it_was() {
     ok(&e.runbook(&["audit", "verify", &run], "oncall"), 0);
 }
 
-#[test]
-fn a_second_rollback_on_the_same_environment_is_refused_while_one_runs() {
-    let e = E2e::new();
+on_both_shapes!(a_second_rollback_on_the_same_environment_is_refused_while_one_runs);
+
+fn a_second_rollback_on_the_same_environment_is_refused_while_one_runs(shape: Shape) {
+    let e = E2e::with(shape);
     let params = e.params_file("rollback-l3", &[]);
     // The first one waits for its approvals, attached: it holds the environment's lock.
     let state = e.state();
@@ -410,16 +481,30 @@ fn a_second_rollback_on_the_same_environment_is_refused_while_one_runs() {
         "other",
     );
     ok(&second, 5);
-    assert!(second.stderr.contains("lock `inmova-sandbox` is held by run"), "{}", second.stderr);
+    let lock = format!("lock `inmova-{}` is held by run", e.sb.spec().environment);
+    assert!(second.stderr.contains(&lock), "{}", second.stderr);
     let _ = first.kill();
     let _ = first.wait();
 }
 
-#[test]
-fn rollback_l3_killed_mid_way_resumes_without_running_a_non_idempotent_step_twice() {
-    let e = E2e::new();
-    let before = crate::e2e_l3::app_dump(&e.sb);
-    e.sb.psql(r#"DELETE FROM "Property""#);
+on_both_shapes!(rollback_l3_killed_mid_way_resumes_without_running_a_non_idempotent_step_twice);
+
+fn rollback_l3_killed_mid_way_resumes_without_running_a_non_idempotent_step_twice(shape: Shape) {
+    let e = E2e::with(shape);
+    // What the app's schema holds once the backup is restored (on the first environment,
+    // what it holds now).
+    let before = crate::e2e_l3::restored_from(&e, &e.sb.stable_dump);
+    if shape == Shape::Inmova {
+        assert_eq!(crate::e2e_l3::app_dump(&e.sb), before);
+    }
+    e.sb.corrupt();
+    assert_ne!(crate::e2e_l3::app_dump(&e.sb), before);
+    let later: Vec<(&str, String)> =
+        e.sb.spec()
+            .later_objects
+            .iter()
+            .map(|o| (*o, e.sb.psql(&format!("SELECT count(*) FROM public.{o}"))))
+            .collect();
     let params = e.params_file("rollback-l3", &[]);
     ok(&e.runbook(&["run", "runbooks/rollback-l3.toml", "--params-file", &params, "--yes"], "oncall"), 4);
     let run = e.latest_run();
@@ -491,6 +576,11 @@ fn rollback_l3_killed_mid_way_resumes_without_running_a_non_idempotent_step_twic
     );
     ok(&e.runbook(&["resume", &run, "--yes"], "oncall"), 0);
     assert_eq!(crate::e2e_l3::app_dump(&e.sb), before);
+    // The restore ran once: the later objects are in the schema it set aside, whole.
+    let kept = format!("public_pre_l3_{}", crate::e2e_l3::run_key(&run));
+    for (object, rows) in &later {
+        assert_eq!(&e.sb.psql(&format!("SELECT count(*) FROM {kept}.{object}")), rows, "{object} in {kept}");
+    }
 
     // Every step that is not idempotent started at most once in the whole journal.
     let text = std::fs::read_to_string(root().join("runbooks/rollback-l3.toml")).expect("runbook");
@@ -523,17 +613,19 @@ fn files_in(dir: &Path) -> Vec<String> {
     names
 }
 
-#[test]
-fn backup_verifies_each_dump_and_prunes_by_retention() {
-    let e = E2e::new();
+on_both_shapes!(backup_verifies_each_dump_and_prunes_by_retention);
+
+fn backup_verifies_each_dump_and_prunes_by_retention(shape: Shape) {
+    let e = E2e::with(shape);
+    let environment = e.sb.spec().environment;
     let daily = e.sb.backups.join("daily");
     std::fs::create_dir_all(&daily).expect("daily");
     // Old and recent backups of this kind, and a file that is not one.
-    for (name, age) in [
-        ("sandbox-daily-20250101T020000Z.dump", "10 days ago"),
-        ("sandbox-daily-20250105T020000Z.dump", "3 days ago"),
-        ("notes.txt", "30 days ago"),
-    ] {
+    let old = format!("{environment}-daily-20250101T020000Z.dump");
+    let recent = format!("{environment}-daily-20250105T020000Z.dump");
+    for (name, age) in
+        [(old.as_str(), "10 days ago"), (recent.as_str(), "3 days ago"), ("notes.txt", "30 days ago")]
+    {
         std::fs::write(daily.join(name), "x").expect("old backup");
         let ok = std::process::Command::new("touch").args(["-d", age]).arg(daily.join(name)).status();
         assert!(ok.is_ok_and(|s| s.success()));
@@ -543,11 +635,11 @@ fn backup_verifies_each_dump_and_prunes_by_retention() {
     assert!(out.stdout.contains("removed 1, kept 2"), "{}", out.stdout);
     let names = files_in(&daily);
     assert_eq!(names.len(), 3, "{names:?}");
-    assert!(!names.contains(&"sandbox-daily-20250101T020000Z.dump".to_string()));
+    assert!(!names.contains(&old));
     assert!(names.contains(&"notes.txt".to_string()));
     let new = names
         .iter()
-        .find(|n| n.starts_with("sandbox-daily-2026") || (n.ends_with(".dump") && !n.contains("20250105")))
+        .find(|n| n.starts_with(&format!("{environment}-daily-")) && n.ends_with(".dump") && **n != recent)
         .expect("today's backup");
     let list = std::process::Command::new(e.sb.pg.bin().join("pg_restore"))
         .arg("--list")
@@ -555,6 +647,12 @@ fn backup_verifies_each_dump_and_prunes_by_retention() {
         .output()
         .expect("pg_restore");
     assert!(list.status.success(), "the kept dump is a readable custom-format archive");
+    // It holds every table of the app, and what later migrations added (a table with a
+    // foreign key, a view), which the stable backup predates.
+    let list = String::from_utf8_lossy(&list.stdout);
+    for object in e.sb.spec().tables.iter().chain(e.sb.spec().later_objects) {
+        assert!(list.contains(&format!(" public {object} ")), "{object} in the backup:\n{list}");
+    }
 
     // A dump that does not verify (a database without the app's tables) is removed, and
     // nothing is pruned.
@@ -563,7 +661,13 @@ fn backup_verifies_each_dump_and_prunes_by_retention() {
     let env: Vec<(String, String)> = e
         .env()
         .into_iter()
-        .map(|(k, v)| if k == "DATABASE_URL" { (k, v.replace("/inmova?", "/postgres?")) } else { (k, v) })
+        .map(|(k, v)| {
+            if k == "DATABASE_URL" {
+                (k, v.replace(&format!("/{}?", e.sb.spec().database), "/postgres?"))
+            } else {
+                (k, v)
+            }
+        })
         .collect();
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let state = e.state();
@@ -576,12 +680,13 @@ fn backup_verifies_each_dump_and_prunes_by_retention() {
     assert!(out.stdout.contains("no _prisma_migrations data in the dump"), "{}", out.stdout);
     assert!(out.stdout.contains("undone dump"), "{}", out.stdout);
     assert_eq!(files_in(&daily), before, "nothing new, nothing pruned, no .partial left");
-    assert!(e.sb.app.hooks().join("\n").contains("Backup daily de sandbox: failed"));
+    assert!(e.sb.app.hooks().join("\n").contains(&format!("Backup daily de {environment}: failed")));
 }
 
-#[test]
-fn the_quarterly_drill_runs_rollback_l3_on_a_copy_and_reviews_it() {
-    let e = E2e::new();
+on_both_shapes!(the_quarterly_drill_runs_rollback_l3_on_a_copy_and_reviews_it);
+
+fn the_quarterly_drill_runs_rollback_l3_on_a_copy_and_reviews_it(shape: Shape) {
+    let e = E2e::with(shape);
     let out = e.drive(
         "drill",
         &[],
@@ -621,18 +726,31 @@ fn the_quarterly_drill_runs_rollback_l3_on_a_copy_and_reviews_it() {
     assert!(html.stdout.starts_with("<!DOCTYPE html>"));
 }
 
-#[test]
-fn a_failed_restore_compensates_rollback_l3_and_puts_the_previous_code_back() {
-    let e = E2e::new();
+on_both_shapes!(a_failed_restore_compensates_rollback_l3_and_puts_the_previous_code_back);
+
+fn a_failed_restore_compensates_rollback_l3_and_puts_the_previous_code_back(shape: Shape) {
+    let e = E2e::with(shape);
     // A backup that reads fine (`pg_restore --list`) but cannot be restored here: its objects
     // belong to a role this cluster does not have.
     e.sb.pg.psql("postgres", "CREATE ROLE ghost");
     e.sb.pg.psql("postgres", "CREATE DATABASE ghostdb OWNER ghost");
     // It passes rollback-l3's validation (accepted as another database's dump with
     // `restore_database`, and its history is the stable tag's), so the restore itself fails.
-    let history = e.sb.psql(
-        "SELECT string_agg(format('(%L, now(), %L)', id, migration_name), ', ') FROM _prisma_migrations",
-    );
+    let spec = e.sb.spec();
+    let listing = std::process::Command::new("git")
+        .arg("-C")
+        .arg(&e.sb.repo)
+        .args(["ls-tree", "--name-only"])
+        .arg(format!("{}:{}/prisma/migrations", spec.stable_tag, spec.app_subdir))
+        .output()
+        .expect("git ls-tree");
+    let at_tag: Vec<String> =
+        String::from_utf8_lossy(&listing.stdout).lines().map(|m| format!("'{m}'")).collect();
+    assert!(!at_tag.is_empty(), "the stable tag has migrations");
+    let history = e.sb.psql(&format!(
+        "SELECT string_agg(format('(%L, now(), %L)', id, migration_name), ', ') FROM _prisma_migrations WHERE migration_name IN ({})",
+        at_tag.join(", ")
+    ));
     e.sb.pg.psql(
         "ghostdb",
         &format!("SET ROLE ghost; CREATE TABLE haunted (id int); CREATE TABLE _prisma_migrations (id text, finished_at timestamptz, migration_name text, rolled_back_at timestamptz); INSERT INTO _prisma_migrations (id, finished_at, migration_name) VALUES {history}"),
@@ -647,7 +765,7 @@ fn a_failed_restore_compensates_rollback_l3_and_puts_the_previous_code_back() {
     assert!(ok_dump.success());
     e.sb.pg.psql("postgres", "DROP DATABASE ghostdb");
     e.sb.pg.psql("postgres", "DROP ROLE ghost");
-    e.sb.psql(r#"DELETE FROM "Property" WHERE id = 1"#);
+    e.sb.corrupt();
     let db = e.sb.dump();
     let main = e.sb.origin_commit("main");
     let clone = clone_state(&e.sb.repo);
@@ -690,9 +808,10 @@ pub(crate) fn clone_state(repo: &Path) -> (String, String) {
     (git(&["rev-parse", "HEAD"]), git(&["symbolic-ref", "--short", "HEAD"]))
 }
 
-#[test]
-fn a_failing_health_check_after_the_restore_puts_the_database_and_the_code_back() {
-    let e = E2e::new();
+on_both_shapes!(a_failing_health_check_after_the_restore_puts_the_database_and_the_code_back);
+
+fn a_failing_health_check_after_the_restore_puts_the_database_and_the_code_back(shape: Shape) {
+    let e = E2e::with(shape);
     // The shipped runbook, with one change: the health check polls twice, 100 ms apart,
     // instead of 40 times 15 s apart (10 minutes), so that its failure comes quickly.
     let shipped = std::fs::read_to_string(root().join("runbooks/rollback-l3.toml")).expect("runbook");
@@ -708,8 +827,8 @@ fn a_failing_health_check_after_the_restore_puts_the_database_and_the_code_back(
     let file = e.sb.dir.join("rollback-l3.toml");
     std::fs::write(&file, fast).expect("write runbook");
 
-    // The state the rollback starts from: a damaged table, the code of v1.0.1 and later.
-    e.sb.psql(r#"DELETE FROM "Property" WHERE id = 1"#);
+    // The state the rollback starts from: a damaged table, the code deployed now.
+    e.sb.corrupt();
     let db = crate::e2e_l3::app_dump(&e.sb);
     let main = e.sb.origin_commit("main");
     let clone = clone_state(&e.sb.repo);
@@ -729,6 +848,10 @@ fn a_failing_health_check_after_the_restore_puts_the_database_and_the_code_back(
         db,
         "the app's schema is back to what it held before the rollback"
     );
+    for object in e.sb.spec().later_objects {
+        // (the dump above compared them too; said plainly: they are back where the app reads)
+        assert_eq!(e.sb.psql(&format!("SELECT to_regclass('public.{object}') IS NOT NULL")), "t", "{object}");
+    }
     assert_eq!(e.sb.origin_commit("main"), main, "origin's main holds the previous code again");
     assert_eq!(clone_state(&e.sb.repo), clone, "the clone is back on its branch and commit");
     assert!(e.sb.app.hooks().join("\n").contains("abortado y deshecho"));
@@ -803,5 +926,106 @@ fn the_second_environment_is_built_differently_from_the_first() {
     if let Ok(h) = health {
         let body = String::from_utf8_lossy(&h.stdout);
         assert!(body.is_empty() || body.contains(spec.deployed_tag), "{body}");
+    }
+}
+
+/// What would make a test know one environment: a value of its [`Spec`] written into the test
+/// (a tag, a migration, the app folder, a table in SQL, a file or lock name made of its
+/// `environment`), instead of read from `e.sb.spec()`. The ones found in `source`.
+///
+/// [`Spec`]: runbook_sandbox::sandbox::Spec
+fn environment_literals_in(source: &str) -> Vec<String> {
+    let mut literals = Vec::new();
+    for shape in Shape::ALL {
+        let spec = shape.spec();
+        let quoted = |v: &str| [format!("\"{v}\""), format!("\"{v}^"), format!("\"{v},"), format!(",{v}\"")];
+        for v in [spec.stable_tag, spec.deployed_tag, spec.previous_tag, spec.next_version] {
+            literals.extend(quoted(v));
+        }
+        for m in spec.applied.iter().chain([&spec.next_migration, &spec.reversal]) {
+            literals.push((*m).to_string());
+        }
+        literals.push(format!("{}/", spec.app_subdir));
+        literals.push(format!(":{}", spec.app_subdir));
+        literals.push(spec.frontend_file.0.to_string());
+        literals.push(format!("\"{}\"", spec.frontend_file.1));
+        literals.push(format!("inmova-{}", spec.environment));
+        literals.push(format!("\"{}-", spec.environment));
+        literals.push(format!("de {}:", spec.environment));
+        literals.push(format!("/{}?", spec.database));
+        // (Prisma's own table is in both: it is the product's, not an environment's.)
+        let shared = |t: &&str| Shape::ALL.iter().all(|s| s.spec().tables.contains(t));
+        for table in spec.tables.iter().chain(spec.later_objects).filter(|t| !shared(t)) {
+            literals.push(format!("\"{table}\""));
+            for keyword in ["FROM", "INTO", "UPDATE", "TABLE", "JOIN"] {
+                literals.push(format!("{keyword} {table} "));
+            }
+        }
+    }
+    let mut found: Vec<String> = literals.into_iter().filter(|l| source.contains(l.as_str())).collect();
+    found.sort();
+    found.dedup();
+    found
+}
+
+/// Every test above runs against both environments and knows neither: it is generated by
+/// `on_both_shapes!`, and no value of either environment is written in it.
+#[test]
+fn the_e2e_tests_run_against_both_environments_and_know_neither() {
+    let source = std::fs::read_to_string(root().join("tests/integration/e2e.rs")).expect("e2e.rs");
+    let (tests, _) = source
+        .split_once("/// The second environment is what its documentation says")
+        .expect("the second environment's own test, which describes it on purpose, comes last");
+    assert_eq!(environment_literals_in(tests), Vec::<String>::new());
+    // The only `#[test]`s are the macro's two, indented; every test is one of its invocations.
+    let tests_attrs: Vec<&str> = tests.lines().filter(|l| l.trim() == "#[test]").collect();
+    assert_eq!(tests_attrs, ["            #[test]", "            #[test]"]);
+    let count = tests.lines().filter(|l| l.starts_with("on_both_shapes!(")).count();
+    assert!(count >= 13, "{count} tests on both shapes");
+    let (_, generated) = tests.split_once("macro_rules! on_both_shapes").expect("the macro");
+    assert!(
+        !generated.contains("E2e::new()") && !generated.contains("with(Shape::"),
+        "a test on one shape only"
+    );
+
+    // The rule can fail: lines the tests had when they knew the first environment (and their
+    // like for the second) are each caught; their rewrites are not.
+    for known in [
+        r#"assert_eq!(e.sb.deployed_version(), "v1.0.2");"#,
+        r#"assert!(e.sb.deployed_version().starts_with("v1.0.1"), "no tag was pushed");"#,
+        r#"e.sb.origin_commit("v1.0.0-stable^{commit}")"#,
+        r#"&[("mode", "tag"), ("previous_tag", "v1.0.0"), ("commit", "")],"#,
+        r#""20250101000000_init,20250301000000_property_archived_at""#,
+        r#"format!("x,{}", runbook_sandbox::sandbox::REVERSAL.replace("20250315000000_rollback_archived_at", ""))"#,
+        r#""show", "main:nextjs_space/app/page.tsx""#,
+        r#".contains("<h1>Inmova</h1>"),"#,
+        r#"second.stderr.contains("lock `inmova-sandbox` is held by run")"#,
+        r##"e.sb.psql(r#"DELETE FROM "Property" WHERE id = 1"#);"##,
+        r#"UPDATE "User" SET email = 'lost@example.invalid' WHERE id = 1"#,
+        r#".filter(|n| n.starts_with("sandbox-pre-l3-"))"#,
+        r#"("sandbox-daily-20250101T020000Z.dump", "10 days ago"),"#,
+        r#"v.replace("/inmova?", "/postgres?")"#,
+        r#".contains("Backup daily de sandbox: failed")"#,
+        r#"assert_eq!(e.sb.deployed_version(), "v2.5.0");"#,
+        r#"e.sb.origin_commit("v2.3.0-stable^{commit}")"#,
+        r#""20241101_init,20250210_payments,20250301_order_notes""#,
+        r#""main:services/web/app/checkout.tsx""#,
+        r#"e.sb.psql("DELETE FROM orders WHERE id > 3");"#,
+        r#"e.sb.psql("SELECT count(*) FROM payments WHERE paid > 0")"#,
+        r#"lock `inmova-staging` is held"#,
+        r#".filter(|n| n.starts_with("staging-pre-l3-"))"#,
+        r#"v.replace("/shop?", "/postgres?")"#,
+    ] {
+        assert_ne!(environment_literals_in(known), Vec::<String>::new(), "not caught: {known}");
+    }
+    for rewritten in [
+        r#"assert_eq!(e.sb.deployed_version(), spec.next_version);"#,
+        r#"e.sb.origin_commit(&format!("{}^{{commit}}", spec.stable_tag))"#,
+        r#"let prefix = format!("{}-pre-l3-", spec.environment);"#,
+        r#"v.replace(&format!("/{}?", e.sb.spec().database), "/postgres?")"#,
+        r#"e.sb.corrupt();"#,
+        r#"let revert = format!("Revert \"{}\"", spec.frontend_commit);"#,
+    ] {
+        assert_eq!(environment_literals_in(rewritten), Vec::<String>::new(), "{rewritten}");
     }
 }

@@ -17,7 +17,7 @@ pub(crate) fn app_dump(sb: &Sandbox) -> String {
 }
 
 /// A plain-text dump (no owners, no privileges) of `schema` in the database at `url`.
-fn schema_dump(sb: &Sandbox, url: &str, schema: &str) -> String {
+pub(crate) fn schema_dump(sb: &Sandbox, url: &str, schema: &str) -> String {
     let out = Command::new(sb.pg.bin().join("pg_dump"))
         .args(["--no-owner", "--no-privileges", &format!("--schema={schema}"), url])
         .output()
@@ -49,7 +49,7 @@ fn git(args: &[&str]) -> String {
 }
 
 /// The schema names a run derives from its id (see `restore` in rollback-l3.toml).
-fn run_key(run: &str) -> String {
+pub(crate) fn run_key(run: &str) -> String {
     run.to_lowercase().chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect()
 }
 
@@ -95,7 +95,7 @@ fn dump_now(e: &E2e, file: &Path) {
 
 /// What the app's schema holds once `dump` is restored: the dump restored into a scratch
 /// database, as text.
-fn restored_from(e: &E2e, dump: &Path) -> String {
+pub(crate) fn restored_from(e: &E2e, dump: &Path) -> String {
     e.sb.pg.psql("postgres", "CREATE DATABASE l3_expected");
     let out = Command::new(e.sb.pg.bin().join("pg_restore"))
         .args(["--no-owner", "--no-privileges", "--exit-on-error", "--dbname", &e.sb.pg.url("l3_expected")])

@@ -338,6 +338,24 @@ impl Postgres {
         assert!(out.status.success(), "psql {sql}: {}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
+
+    /// Run SQL that holds a secret (a role's password) with psql, given on its standard
+    /// input: never in its argv, where the tests that scan every process list for the
+    /// password would find it while another test builds its sandbox.
+    pub fn psql_secret(&self, db: &str, sql: &str) {
+        let mut child = Command::new(self.bin.join("psql"))
+            .args([&self.url(db), "-v", "ON_ERROR_STOP=1", "-Aqt"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("psql");
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin.write_all(sql.as_bytes()).expect("psql's standard input");
+        }
+        let out = child.wait_with_output().expect("psql");
+        assert!(out.status.success(), "psql (SQL on stdin): {}", String::from_utf8_lossy(&out.stderr));
+    }
 }
 
 impl Drop for Postgres {

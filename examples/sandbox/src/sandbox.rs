@@ -71,6 +71,19 @@ pub enum Shape {
     Shop,
 }
 
+impl Shape {
+    /// Every shape, for tests that run against each.
+    pub const ALL: [Shape; 2] = [Shape::Inmova, Shape::Shop];
+
+    /// What an environment of this shape has that the other does not.
+    pub fn spec(self) -> &'static Spec {
+        match self {
+            Shape::Inmova => &INMOVA,
+            Shape::Shop => &SHOP,
+        }
+    }
+}
+
 /// What differs between the shapes, for tests that run against both.
 #[derive(Debug)]
 pub struct Spec {
@@ -280,10 +293,7 @@ impl Sandbox {
             Shape::Shop => Postgres::start_tcp(),
         };
         let app = HttpPeer::start();
-        let spec = match shape {
-            Shape::Inmova => &INMOVA,
-            Shape::Shop => &SHOP,
-        };
+        let spec = shape.spec();
         let sb = Sandbox {
             shape,
             token: format!("sandbox-cron-{}", app.port),
@@ -436,7 +446,9 @@ impl Sandbox {
     /// the view) and its data. Each migration is recorded in `_prisma_migrations` as Prisma
     /// would, with the checksum of its file.
     fn database_shop(&self) {
-        self.pg.psql("postgres", &format!("CREATE ROLE {SHOP_ROLE} LOGIN PASSWORD '{SHOP_PASSWORD}'"));
+        // On psql's standard input: the password is what tests look for in process lists.
+        self.pg
+            .psql_secret("postgres", &format!("CREATE ROLE {SHOP_ROLE} LOGIN PASSWORD '{SHOP_PASSWORD}';"));
         self.pg.psql("postgres", &format!("CREATE DATABASE shop OWNER {SHOP_ROLE}"));
         let record = |name: &str, n: u32| {
             let file = format!("prisma/migrations/{name}/migration.sql");
@@ -457,10 +469,7 @@ impl Sandbox {
 
     /// What differs between this environment and the other one.
     pub fn spec(&self) -> &'static Spec {
-        match self.shape {
-            Shape::Inmova => &INMOVA,
-            Shape::Shop => &SHOP,
-        }
+        self.shape.spec()
     }
 
     /// The database password the runbooks receive in `DATABASE_URL` (plain, as the server
