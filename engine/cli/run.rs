@@ -809,14 +809,32 @@ async fn prepare_resume(
     let state = runbook_core::journal::fold(&records);
     // A run whose failure was (or was being) compensated cannot go on: its completed steps
     // are undone. One that stopped (`stop`, `continue`) can: its failed steps run again.
+    // The same rule holds for each included runbook, within its own scope (its `runbook`
+    // step's prefix): one that undid itself is over, and its step's `on-failure` decided
+    // what the run did next; while its step has no end record, it was still undoing itself
+    // when the engine stopped, and that waits for a decision like the run's own.
     if !compensating {
-        let compensated = state.steps.iter().any(|(id, s)| {
-            s.compensation != runbook_core::journal::CompensationStatus::None
-                || (s.status == StepStatus::Failed
-                    && runbook
-                        .find_step(id)
-                        .is_some_and(|st| st.on_failure == runbook_core::model::OnFailure::Compensate))
-        });
+        let scope_undid = |path: &str| {
+            runbook
+                .find_include(path)
+                .is_some_and(|child| child.undid_itself(&state.scoped(&format!("{path}/"))))
+        };
+        let ended_step = |s: &runbook_core::journal::StepState| {
+            matches!(s.status, StepStatus::Succeeded | StepStatus::Failed | StepStatus::Skipped)
+        };
+        let undoing: Vec<&str> = state
+            .steps
+            .iter()
+            .filter(|(path, s)| !ended_step(s) && scope_undid(path))
+            .map(|(path, _)| path.as_str())
+            .collect();
+        let undone: Vec<&str> = state
+            .steps
+            .iter()
+            .filter(|(path, s)| s.status == StepStatus::Failed && scope_undid(path))
+            .map(|(path, _)| path.as_str())
+            .collect();
+        let compensated = runbook.undid_itself(&state.scoped(""));
         if compensated && ended.flatten().is_some() {
             eprintln!(
                 "error: run {id} failed under `on-failure = \"compensate\"`: what it did was undone, so it cannot go on"
@@ -824,12 +842,23 @@ async fn prepare_resume(
             eprintln!("  help: start a new run");
             return Err(exit::INVALID);
         }
-        if compensated {
+        if compensated || !undoing.is_empty() {
+            let what = if compensated {
+                String::new()
+            } else {
+                format!(" (the runbook included by {} was undoing itself)", undoing.join(", "))
+            };
             eprintln!(
-                "error: run {id} had failed and was compensating when the engine stopped; it cannot go on"
+                "error: run {id} had failed and was compensating when the engine stopped{what}; it cannot go on"
             );
             eprintln!("  help: `runbook compensate {id}` runs the compensations that are left");
             return Err(exit::NEEDS_OPERATOR);
+        }
+        if !undone.is_empty() {
+            eprintln!(
+                "note: run {id}: the runbook included by {} undid itself; that step stays failed and does not run again",
+                undone.join(", ")
+            );
         }
         let failed: Vec<&str> = state
             .steps
@@ -840,6 +869,8 @@ async fn prepare_resume(
                 !s.reason.as_deref().is_some_and(runbook_core::journal::ended_mid_work)
                     || runbook.find_step(id).is_some_and(|st| st.idempotent)
             })
+            // An included runbook that undid itself, and what is inside it, stay as they are.
+            .filter(|(id, _)| !undone.iter().any(|u| *id == u || id.starts_with(&format!("{u}/"))))
             .map(|(id, _)| id.as_str())
             .collect();
         if !failed.is_empty() {

@@ -74,6 +74,25 @@ fn copy_blocks(text: &str) -> Vec<(String, Vec<String>)> {
     blocks
 }
 
+/// [`copy_blocks`] without the schemas that rollback-l3 keeps aside (`public_pre_l3_*`,
+/// `public_l3_undone_*`): what the app's schema and the other schemas hold.
+fn without_kept(blocks: Vec<(String, Vec<String>)>) -> Vec<(String, Vec<String>)> {
+    blocks
+        .into_iter()
+        .filter(|(head, _)| {
+            !head.starts_with("COPY public_pre_l3_") && !head.starts_with("COPY public_l3_undone_")
+        })
+        .collect()
+}
+
+/// The schema rollback-l3 sets the app's schema aside to, in run `run` of the drill (the
+/// included rollback runs under the drill's run id).
+fn kept_schema(run: &str) -> String {
+    let key: String =
+        run.to_lowercase().chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
+    format!("public_pre_l3_{key}")
+}
+
 /// The data a custom-format dump holds, as [`copy_blocks`].
 fn data_of(e: &E2e, dump: &str) -> Vec<(String, Vec<String>)> {
     let out = Command::new(e.sb.pg.bin().join("pg_restore"))
@@ -153,6 +172,7 @@ fn drill_over_a_later_table_with_a_foreign_key_a_view_and_legitimate_zeros(shape
         ),
     };
     e.sb.write_row("escrito-en-staging");
+    let checks_expected = checks.matches("SELECT").count();
     let checks = write(&e, "checks.sql", checks);
     let incident = write(&e, "incident.sql", incident);
 
@@ -206,8 +226,13 @@ fn drill_over_a_later_table_with_a_foreign_key_a_view_and_legitimate_zeros(shape
     );
     let hooks = e.sb.app.hooks().join("\n");
     assert!(hooks.contains(&evidence[0]), "the announcement names the evidence dump: {hooks}");
-    // Staging holds exactly the backup's data again; the later objects went with the swap.
-    assert_eq!(copy_blocks(&e.sb.dump()), data_of(&e, &backup), "staging's data is the backup's");
+    // Staging's app schema holds exactly the backup's data again (the schema l3 set aside
+    // is kept, on purpose, and named below); the later objects went with the swap.
+    assert_eq!(
+        without_kept(copy_blocks(&e.sb.dump())),
+        data_of(&e, &backup),
+        "staging's data is the backup's"
+    );
     for object in &later {
         assert_eq!(
             e.sb.psql(&format!("SELECT count(*) FROM pg_class WHERE relname = '{object}'")),
@@ -223,11 +248,26 @@ fn drill_over_a_later_table_with_a_foreign_key_a_view_and_legitimate_zeros(shape
         assert!(line.ends_with("igual"), "{name} in:\n{check}");
     }
     assert!(check.contains("legítimos) | "), "{check}");
+    // Only the team's rows: the `search_path` the check sets first prints nothing.
+    assert_eq!(check.matches(" | igual").count(), checks_expected, "{check}");
     assert!(!check.contains("DISTINTA"), "{check}");
     assert!(
-        check.contains(&format!("correcto: las {} tablas del backup coinciden", spec.tables.len())),
+        check.contains(&format!(
+            "correcto: las {} tablas del schema public del backup coinciden",
+            spec.tables.len()
+        )),
         "{check}"
     );
+    // The schema l3 set aside is named as such, never compared as the app's.
+    let kept = kept_schema(&run);
+    assert!(
+        check.contains(&format!(
+            "schemas que apartó rollback-l3 (copias guardadas, no se comparan): {kept} ({} tablas)",
+            spec.tables.len()
+        )),
+        "{check}"
+    );
+    assert!(!check.contains(&format!("| {kept}.")), "{check}");
     assert!(hooks.contains(&format!("Simulacro en {}: succeeded", spec.environment)), "{hooks}");
     ok(&e.runbook(&["audit", "verify", &run], "oncall"), 0);
 }
@@ -377,11 +417,10 @@ fn a_drill_whose_rollback_fails_in_the_second_environment_still_reaches_the_revi
 }
 
 /// The same drill suspended at its review (no terminal): `runbook resume` after the review's
-/// approval must finish it. The engine refuses today: `resume` counts the compensations that
-/// the INCLUDED rollback ran on itself as the drill's own, although the `rollback` step's
-/// `on-failure` is `continue` (engine/cli/run.rs, `compensated`).
+/// approval finishes it, and never runs the rollback (which undid itself) again. Refused
+/// before: `resume` counted the compensations that the INCLUDED rollback ran on itself as
+/// the drill's own, although the `rollback` step's `on-failure` is `continue`.
 #[test]
-#[ignore = "engine gap: resume refuses a run whose included runbook compensated itself under a step with on-failure = continue"]
 fn a_drill_suspended_at_its_review_after_a_failed_rollback_resumes_to_the_end() {
     let e = E2e::new();
     let run = start_a_drill_whose_rollback_fails(&e);
@@ -389,8 +428,17 @@ fn a_drill_suspended_at_its_review_after_a_failed_rollback_resumes_to_the_end() 
     ok(&out, 4);
     assert!(out.stdout.contains("suspended: waiting for approval of review"), "{}", out.stdout);
     approve_review(&e, &run);
+    let rollback_starts = |e: &E2e| {
+        e.steps_with(&run, "step_started")
+            .iter()
+            .filter(|s| s.as_str() == "rollback" || s.starts_with("rollback/"))
+            .count()
+    };
+    let before = rollback_starts(&e);
     let out = e.runbook(&["resume", &run, "--yes"], "oncall");
     ok(&out, 1);
+    assert!(out.stderr.contains("the runbook included by rollback undid itself"), "{}", out.stderr);
+    assert_eq!(rollback_starts(&e), before, "nothing of the rollback ran again:\n{}", out.stdout);
     assert_failed_and_reviewed(&e, &run);
 }
 
@@ -453,34 +501,78 @@ fn a_drill_with_a_wrong_parameter_fails_before_the_second_environment_changes() 
 }
 
 /// The comparison and the default incident on names and data the sandbox does not have: a
-/// schema of its own, a table name with a space and a non-ASCII column, text with tabs,
-/// newlines and backslashes (COPY escapes them), an empty table, a generated column, an enum.
-/// The incident picks the largest table (here the odd one) and the check finds it restored.
+/// table name with a space and a non-ASCII column, text with tabs, newlines and backslashes
+/// (COPY escapes them), an empty table, a generated column, an enum, all in the app's schema;
+/// a schema of another service (`billing`), which rollback-l3 does not restore, listed as not
+/// compared (before: compared, and found empty after a "successful" rollback); the schema an
+/// EARLIER drill's rollback kept aside in staging, dropped by `prepare_copy` after its
+/// evidence dump (which holds it). The incident picks the app schema's largest table (here
+/// the odd one) and the check finds it restored.
 #[test]
 fn the_drill_compares_every_table_whatever_its_schema_names_or_data() {
     let e = E2e::new();
     e.sb.psql(
-        r#"CREATE SCHEMA billing;
-           CREATE TYPE billing.state AS ENUM ('open', 'paid');
-           CREATE TABLE billing."Invoice Lines" (id INT PRIMARY KEY, "Importe €" NUMERIC(10, 2), note TEXT, state billing.state NOT NULL DEFAULT 'open', doubled NUMERIC GENERATED ALWAYS AS ("Importe €" * 2) STORED);
-           INSERT INTO billing."Invoice Lines" (id, "Importe €", note, state) VALUES
+        r#"CREATE TYPE public.invoice_state AS ENUM ('open', 'paid');
+           CREATE TABLE public."Invoice Lines" (id INT PRIMARY KEY, "Importe €" NUMERIC(10, 2), note TEXT, state public.invoice_state NOT NULL DEFAULT 'open', doubled NUMERIC GENERATED ALWAYS AS ("Importe €" * 2) STORED);
+           INSERT INTO public."Invoice Lines" (id, "Importe €", note, state) VALUES
              (1, 0, E'tab\there', 'paid'), (2, 10.5, E'two\nlines', 'open'), (3, NULL, E'back\\slash', 'open'),
              (4, 1, NULL, 'paid'), (5, 2, '', 'open'), (6, 3, 'ñandú', 'open'), (7, 4, 'fin', 'paid');
-           CREATE TABLE public.empty_audit (id INT);"#,
+           CREATE TABLE public.empty_audit (id INT);
+           CREATE SCHEMA billing;
+           CREATE TABLE billing.ledger (id INT PRIMARY KEY, note TEXT);
+           INSERT INTO billing.ledger VALUES (1, 'a'), (2, 'b');"#,
     );
     let backup = production_backup(&e, "production-odd.dump");
+    // What an earlier drill's rollback left in staging.
+    let earlier = "public_pre_l3_20260901t000000z_0ld";
+    e.sb.psql(&format!(
+        "CREATE SCHEMA {earlier}; CREATE TABLE {earlier}.\"User\" (id INT); INSERT INTO {earlier}.\"User\" VALUES (42)"
+    ));
     let out = e.drive("drill", &[("production_backup", &backup)], APPROVALS);
     ok(&out, 0);
     let run = e.latest_run();
+    let rehearse = logs(&e, &run, "rehearse");
+    assert!(
+        rehearse
+            .contains(&format!("simulacros anteriores (se borran; quedan en la copia previa): {earlier}")),
+        "{rehearse}"
+    );
     let incident = logs(&e, &run, "simulate_incident");
-    assert!(incident.contains(r#"se borran las 7 filas de billing."Invoice Lines""#), "{incident}");
+    assert!(incident.contains(r#"se borran las 7 filas de public."Invoice Lines""#), "{incident}");
     let check = logs(&e, &run, "data_restored");
-    for table in [r#"billing."Invoice Lines""#, "public.empty_audit", r#"public."Property""#] {
+    for table in [r#"public."Invoice Lines""#, "public.empty_audit", r#"public."Property""#] {
         let line = check.lines().find(|l| l.contains(&format!("| {table} "))).unwrap_or_default();
         assert!(line.ends_with("igual"), "{table} in:\n{check}");
     }
-    assert!(check.contains("correcto: las 5 tablas del backup coinciden"), "{check}");
-    assert_eq!(copy_blocks(&e.sb.dump()), data_of(&e, &backup), "staging's data is the backup's");
+    assert!(check.contains("correcto: las 5 tablas del schema public del backup coinciden"), "{check}");
+    // The other schema of the backup: named, not compared; l3 said before its first approval
+    // that it would not restore it.
+    assert!(
+        check.contains(
+            "tablas de otros schemas del backup (no se comparan: rollback-l3 no las restaura): billing.ledger"
+        ),
+        "{check}"
+    );
+    assert!(!check.contains("| billing."), "{check}");
+    let audit = e.runbook(&["audit", &run, "--format", "jsonl"], "oncall").stdout;
+    assert!(audit.contains("Otros schemas del backup, no restaurados por este runbook: billing."), "{audit}");
+    // The earlier drill's kept schema: in this drill's evidence dump, gone from staging; this
+    // drill's own is named as such.
+    let evidence = evidence_dumps(&e);
+    assert_eq!(evidence.len(), 1, "{evidence:?}");
+    let kept_data = data_of(&e, &e.sb.backups.join(&evidence[0]).display().to_string());
+    assert!(
+        kept_data.iter().any(|(head, rows)| head.starts_with(&format!("COPY {earlier}.")) && rows == &["42"]),
+        "the earlier drill's kept schema is in the evidence dump"
+    );
+    assert_eq!(e.sb.psql(&format!("SELECT count(*) FROM pg_namespace WHERE nspname = '{earlier}'")), "0");
+    let kept = kept_schema(&run);
+    assert!(check.contains(&format!("no se comparan): {kept} (5 tablas)")), "{check}");
+    assert_eq!(
+        without_kept(copy_blocks(&e.sb.dump())),
+        data_of(&e, &backup),
+        "staging's data is the backup's"
+    );
 }
 
 /// Staging's app keeps writing while the drill replaces staging: every row whose INSERT

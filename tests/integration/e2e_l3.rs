@@ -589,3 +589,109 @@ fn restore_again_after_commit(shape: Shape) {
     );
     assert_eq!(e.sb.psql("SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'public_pre_l3_%'"), "1");
 }
+
+both_shapes!(
+    other_schemas_are_named_not_restored: a_dump_with_other_schemas_restores_only_the_apps_and_says_so_inmova,
+    a_dump_with_other_schemas_restores_only_the_apps_and_says_so_shop
+);
+
+/// A whole-database dump that holds schemas besides the app's (another service's `billing`,
+/// and one an earlier incident kept aside): l3 restores only the app's schema, and says so
+/// before any approval (the inspection and the first checklist), in the announcement, the
+/// after-checklist and the final message. Before: it restored `public` alone and said "BD
+/// restaurada", and the drill found `billing` empty after a "successful" rollback.
+fn other_schemas_are_named_not_restored(shape: Shape) {
+    let e = E2e::with(shape);
+    let expected = restored_from(&e, &e.sb.stable_dump);
+    let kept = "public_pre_l3_20260901t000000z_0ld";
+    // Built by the app's role, as the environment's own backups are.
+    let role = match shape {
+        Shape::Inmova => "postgres",
+        Shape::Shop => "shop_owner",
+    };
+    e.sb.pg.psql("postgres", &format!("CREATE DATABASE l3_others OWNER {role}"));
+    let out = Command::new(e.sb.pg.bin().join("pg_restore"))
+        .args(["--no-owner", "--no-privileges", "--exit-on-error", &format!("--role={role}")])
+        .args(["--dbname", &e.sb.pg.url("l3_others")])
+        .arg(&e.sb.stable_dump)
+        .output()
+        .expect("pg_restore");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    e.sb.pg.psql(
+        "l3_others",
+        &format!(
+            "SET ROLE {role}; CREATE SCHEMA billing; CREATE TABLE billing.ledger (id INT PRIMARY KEY, note TEXT); \
+             INSERT INTO billing.ledger VALUES (1, 'del backup'); \
+             CREATE SCHEMA {kept}; CREATE TABLE {kept}.old_rows (id INT)"
+        ),
+    );
+    let dump = e.sb.backups.join("with-other-schemas.dump");
+    let status = Command::new(e.sb.pg.bin().join("pg_dump"))
+        .args(["--format=custom", "--no-owner", "--no-privileges", "--file"])
+        .arg(&dump)
+        .arg(e.sb.pg.url("l3_others"))
+        .status()
+        .expect("pg_dump");
+    assert!(status.success());
+    // `billing` lives on in the database, with data newer than the dump's.
+    e.sb.psql(
+        "CREATE SCHEMA billing; CREATE TABLE billing.ledger (id INT PRIMARY KEY, note TEXT); \
+         INSERT INTO billing.ledger VALUES (1, 'posterior al backup'); \
+         GRANT USAGE ON SCHEMA billing TO PUBLIC; GRANT SELECT ON billing.ledger TO PUBLIC",
+    );
+    e.sb.corrupt();
+    let dump_param = dump.display().to_string();
+    let out = e.drive(
+        "rollback-l3",
+        &[("restore_file", &dump_param), ("restore_database", "l3_others")],
+        &[
+            ("checklist_before", "devops-lead", BEFORE),
+            ("checklist_before", "dba", &[]),
+            ("checklist_after", "backend-lead", AFTER),
+        ],
+    );
+    ok(&out, 0);
+    let run = e.latest_run();
+    let others = format!("billing, {kept}");
+    let inspected = e.runbook(&["logs", &run, "inspect_dump"], "oncall").stdout;
+    assert!(
+        inspected.contains(&format!("AVISO: el backup tiene otros schemas además de public: {others}.")),
+        "{inspected}"
+    );
+    let restored = e.runbook(&["logs", &run, "restore"], "oncall").stdout;
+    assert!(
+        restored.contains(&format!(
+            "restaurado en el schema public (solo ese; otros schemas del backup, no restaurados: {others})"
+        )),
+        "{restored}"
+    );
+    let audit = audit_text(&e, &run);
+    let requested: Vec<serde_json::Value> = audit
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|r| r["kind"] == "approval_requested")
+        .collect();
+    let prompt = |step: &str| {
+        requested
+            .iter()
+            .find(|r| r["step"] == step)
+            .and_then(|r| r["event"]["prompt"].as_str().map(str::to_string))
+            .unwrap_or_default()
+    };
+    assert!(
+        prompt("checklist_before")
+            .contains(&format!("Otros schemas del backup, no restaurados por este runbook: {others}.")),
+        "{audit}"
+    );
+    assert!(
+        prompt("checklist_after").contains(&format!("otros schemas del backup, NO restaurados: {others}"))
+    );
+    let hooks = e.sb.app.hooks().join("\n");
+    assert!(hooks.contains(&format!("no restaurados por este runbook: {others}")), "announcement: {hooks}");
+    assert!(hooks.contains(&format!("(no restaurados: {others})")), "final message: {hooks}");
+    // Only the app's schema was restored: the rest is as the database had it.
+    assert_eq!(app_dump(&e.sb), expected, "the app's schema holds exactly the dump's data");
+    assert_eq!(e.sb.psql("SELECT note FROM billing.ledger"), "posterior al backup");
+    assert_eq!(e.sb.psql(&format!("SELECT count(*) FROM pg_namespace WHERE nspname = '{kept}'")), "0");
+    ok(&e.runbook(&["audit", "verify", &run], "oncall"), 0);
+}

@@ -287,3 +287,81 @@ fn a_value_of_the_wrong_type_for_an_included_runbook_is_one_clear_error() {
         assert_eq!(out.stderr.matches("error[RB").count(), 1, "one error, no noise: {}", out.stderr);
     }
 }
+
+/// An included runbook that fails and undoes itself (its compensation kills the engine the
+/// first time, when asked), under a `runbook` step with `on-failure = "continue"`.
+fn undoing_parent(kill: bool) -> tempfile::TempDir {
+    let parent = r#"[runbook]
+name = "parent"
+[steps.inner]
+runbook = { file = "lib/undo.toml" }
+on-failure = "continue"
+[steps.gate]
+needs = []
+approval = { prompt = "Go on?", approvers = ["ben"] }
+[steps.after]
+needs = ["gate"]
+run = "echo after >> lib/trace"
+"#;
+    let dir = sandbox(parent);
+    let undo = format!(
+        "[runbook]\nname = \"undo\"\n[steps.change]\nrun = \"echo change >> trace\"\ncompensate = {{ run = \"echo undo >> trace; {}\" }}\n[steps.boom]\nneeds = [\"change\"]\nrun = \"echo boom >> trace; exit 1\"\n",
+        if kill { crate::resume::KILL_ENGINE_ONCE } else { "true" }
+    );
+    std::fs::write(dir.path().join("lib/undo.toml"), undo).expect("undo");
+    dir
+}
+
+/// The included runbook undid itself and its step ended `failed` under `continue`: the run
+/// went on to its approval and suspended. `resume` goes on too (as an attached engine
+/// would), and never runs the included runbook, or any of its steps, again: what it did is
+/// undone. Refused before (`resume` counted the included runbook's compensations as the
+/// run's: "was compensating when the engine stopped").
+#[test]
+fn a_run_whose_included_runbook_undid_itself_under_continue_resumes_without_running_it_again() {
+    let dir = undoing_parent(false);
+    let out = run(dir.path(), &["run", "parent.toml", "--as", "ana"]);
+    assert_eq!(out.code, 4, "{}{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("suspended: waiting for approval of gate"), "{}", out.stdout);
+    assert_eq!(trace(dir.path()), "change\nboom\nundo\n");
+    let id = crate::support::latest_run_id(dir.path(), &dir.path().join("state.db")).expect("run");
+    assert_eq!(run(dir.path(), &["approve", &id, "gate", "--as", "ben"]).code, 0);
+    let out = run(dir.path(), &["resume", &id]);
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    assert!(out.stderr.contains("the runbook included by inner undid itself"), "{}", out.stderr);
+    assert_eq!(trace(dir.path()), "change\nboom\nundo\nafter\n", "nothing of `inner` ran again");
+    let audit = run(dir.path(), &["audit", &id, "--format", "jsonl"]).stdout;
+    let started = audit
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["kind"] == "step_started" && v["step"].as_str().is_some_and(|s| s.starts_with("inner")))
+        .count();
+    assert_eq!(started, 3, "inner, inner/change, inner/boom started once each:\n{audit}");
+    assert_eq!(run(dir.path(), &["audit", "verify", &id]).code, 0);
+}
+
+/// Promise 1 inside an included runbook: the engine died while the included runbook was
+/// undoing itself (its step has no end record, its compensation none either). `resume`
+/// refuses and `compensate` waits for a decision about the compensation in doubt; nothing
+/// runs again without it, and nothing after the included runbook runs.
+#[test]
+fn a_run_whose_included_runbook_was_interrupted_while_undoing_itself_waits_for_a_decision() {
+    let dir = undoing_parent(true);
+    let out = run(dir.path(), &["run", "parent.toml", "--as", "ana"]);
+    assert_ne!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert_ne!(out.code, 4, "the engine was killed, not suspended: {}{}", out.stdout, out.stderr);
+    assert_eq!(trace(dir.path()), "change\nboom\nundo\n");
+    let id = crate::support::latest_run_id(dir.path(), &dir.path().join("state.db")).expect("run");
+    let out = run(dir.path(), &["resume", &id]);
+    assert_eq!(out.code, 4, "{}{}", out.stdout, out.stderr);
+    assert!(out.stderr.contains("was compensating when the engine stopped"), "{}", out.stderr);
+    assert!(out.stderr.contains("included by inner"), "{}", out.stderr);
+    let out = run(dir.path(), &["compensate", &id, "--yes"]);
+    assert_eq!(out.code, 4, "{}{}", out.stdout, out.stderr);
+    assert!(out.stderr.contains("inner/change"), "{}", out.stderr);
+    assert_eq!(trace(dir.path()), "change\nboom\nundo\n", "nothing ran again without a decision");
+    let out = run(dir.path(), &["compensate", &id, "--yes", "--skip", "inner/change", "--reason", "undone"]);
+    assert!(out.code == 0 || out.code == 1, "{}{}", out.stdout, out.stderr);
+    assert_eq!(trace(dir.path()), "change\nboom\nundo\n", "the skipped compensation did not run again");
+    assert_eq!(run(dir.path(), &["audit", "verify", &id]).code, 0);
+}

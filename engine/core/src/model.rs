@@ -510,6 +510,35 @@ impl Runbook {
         }
     }
 
+    /// The runbook that the `runbook` step at `path` (as in [`Runbook::find_step`]) runs.
+    pub fn find_include(&self, path: &str) -> Option<&Runbook> {
+        let (outer, rest) = match path.split_once('/') {
+            None => (path, None),
+            Some((outer, rest)) => (outer, Some(rest)),
+        };
+        let Action::Runbook(inc) = &self.step(outer)?.action else { return None };
+        let child = self.includes.get(inc.child)?;
+        match rest {
+            None => Some(child),
+            Some(rest) => child.find_include(rest),
+        }
+    }
+
+    /// True when this runbook, in a run whose journal folds to `state` scoped to it
+    /// ([`crate::journal::RunState::scoped`]), failed under `on-failure = "compensate"`: a
+    /// compensation of one of its own steps started (whatever became of it), or one of its
+    /// steps failed under that policy. What it did is undone (or being undone): it never
+    /// goes on. The steps of the runbooks it includes are not its own: an included runbook
+    /// that undid itself counts here only through its `runbook` step's failure and policy.
+    pub fn undid_itself(&self, state: &crate::journal::RunState) -> bool {
+        use crate::journal::{CompensationStatus, StepStatus};
+        state.steps.iter().any(|(id, s)| {
+            s.compensation != CompensationStatus::None
+                || (s.status == StepStatus::Failed
+                    && self.step(id).is_some_and(|st| st.on_failure == OnFailure::Compensate))
+        })
+    }
+
     /// The environment variables that secrets of this runbook and of every runbook it
     /// includes are read from: removed from every step's environment.
     pub fn secret_env_vars(&self) -> Vec<String> {

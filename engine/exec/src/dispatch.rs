@@ -460,7 +460,9 @@ impl<'a> Dispatcher<'a> {
         let mut stopping = false;
         let mut interrupted = false;
         let mut failed_compensate = false;
-        let mut any_failed = false;
+        // A resumed run whose failed steps stay failed (an included runbook that undid
+        // itself) is a failed run, whatever the rest does.
+        let mut any_failed = self.state.iter().any(|s| matches!(s, State::Failed));
         let mut suspended = false;
         let max_parallel = self.runbook.max_parallel.map_or(self.opts.max_parallel, |m| m as usize).max(1);
         let mut lost = self.renewal.as_ref().map(|r| r.lost.clone());
@@ -863,6 +865,27 @@ impl<'a> Dispatcher<'a> {
         // set of attempts, and the steps they held back (skipped) another chance; steps an
         // operator skipped stay skipped, and `when` is evaluated again.
         let retry_failed = !self.opts.compensate_only;
+        // A `runbook` step whose included runbook undid itself (its compensations ran, or
+        // started) stays failed: going on would run the rest of a runbook whose completed
+        // steps were undone. Its step's `on-failure` already decided what this run did next.
+        let mut undone = vec![false; self.runbook.steps.len()];
+        let failed_includes: Vec<usize> = (0..self.runbook.steps.len())
+            .filter(|&idx| {
+                let step = &self.runbook.steps[idx];
+                matches!(step.action, Action::Runbook(_))
+                    && r.state.steps.get(step.id.as_str()).is_some_and(|s| s.status == StepStatus::Failed)
+            })
+            .collect();
+        if retry_failed && !failed_includes.is_empty() {
+            let whole = runbook_core::journal::fold(&self.store.records(&self.opts.run_id).await?);
+            for idx in failed_includes {
+                let step = &self.runbook.steps[idx];
+                let Action::Runbook(inc) = &step.action else { continue };
+                let Some(child) = self.runbook.includes.get(inc.child) else { continue };
+                let scoped = whole.scoped(&format!("{}{}/", self.opts.prefix, step.id));
+                undone[idx] = child.undid_itself(&scoped);
+            }
+        }
         for (idx, step) in self.runbook.steps.iter().enumerate() {
             let Some(s) = r.state.steps.get(step.id.as_str()) else { continue };
             self.attempts[idx] = s.attempts;
@@ -881,6 +904,7 @@ impl<'a> Dispatcher<'a> {
                 // its work: again only if idempotent or by an operator's decision.
                 StepStatus::Failed
                     if retry_failed
+                        && !undone[idx]
                         && (step.idempotent
                             || !s.reason.as_deref().is_some_and(runbook_core::journal::ended_mid_work)
                             || r.decisions.iter().any(|(d, _, _)| d == step.id.as_str())) =>
