@@ -461,6 +461,24 @@ fn wrong_parameters(shape: Shape) {
     let commits = write(&e, "checks-commit.sql", "SELECT 'x', 1, 1;\nCOMMIT;\n");
     let rolls_back = write(&e, "incident-rollback.sql", "ROLLBACK;\nDELETE FROM _prisma_migrations;\n");
     let meta = write(&e, "checks-meta.sql", "SELECT 'x', 1, 1;\n\\! touch /tmp/drill-meta\n");
+    // Red team (data findings 1 and 11): transaction control and meta-commands that a
+    // line-anchored pattern misses. Each must fail the rehearsal with staging untouched.
+    let marker = e.sb.dir.join("drill-meta-ran");
+    let hidden: Vec<(String, String)> = [
+        ("incident", "SELECT 1 WHERE false; COMMIT;\n".to_string()),
+        ("incident", "/* x */ COMMIT;\n".to_string()),
+        ("incident", "SELECT 1 WHERE false; COMMIT -- done\n".to_string()),
+        ("incident", "SELECT 1 WHERE false; END;\n".to_string()),
+        ("checks", "SELECT 'x', 1, 1; COMMIT;\n".to_string()),
+        ("checks", "SELECT 'x', 1, 1; ROLLBACK; DELETE FROM _prisma_migrations;\n".to_string()),
+        ("checks", format!("SELECT 'x', 1, 1; \\! touch {}\n", marker.display())),
+        ("incident", format!("SELECT 1; \\! touch {}\n", marker.display())),
+        ("checks", "SELECT 'x', 1, 1; \\set ON_ERROR_STOP off\n".to_string()),
+    ]
+    .into_iter()
+    .enumerate()
+    .map(|(i, (kind, text))| (kind.to_string(), write(&e, &format!("hidden-{i}.sql"), &text)))
+    .collect();
     let cases: &[(&str, &[(&str, &str)])] = &[
         ("tag that does not exist", &[("stable_tag", "v9.9.9-stable")]),
         ("backup that is not a custom-format dump", &[("production_backup", &not_a_dump)]),
@@ -473,7 +491,23 @@ fn wrong_parameters(shape: Shape) {
         ("incident on a column only staging has", &[("incident_file", &later_column)]),
         ("unreadable incident file", &[("incident_file", "/nonexistent/incident.sql")]),
     ];
-    for (case, extra) in cases {
+    let hidden_cases: Vec<(String, Vec<(&str, &str)>)> = hidden
+        .iter()
+        .map(|(kind, file)| {
+            let key = if kind == "incident" { "incident_file" } else { "checks_file" };
+            (
+                format!("{kind} file {}", std::fs::read_to_string(file).unwrap_or_default().trim()),
+                vec![(key, file.as_str())],
+            )
+        })
+        .collect();
+    let cases: Vec<(&str, &[(&str, &str)])> = cases
+        .iter()
+        .map(|(c, x)| (*c, *x))
+        .chain(hidden_cases.iter().map(|(c, x)| (c.as_str(), x.as_slice())))
+        .collect();
+    for (case, extra) in &cases {
+        assert!(!marker.exists(), "{case}: a psql meta-command ran a shell command");
         let params = e.params_file("drill", extra);
         let out = e.runbook(&["run", "runbooks/drill.toml", "--params-file", &params, "--yes"], "oncall");
         assert!(out.code != 0 && out.code != 4, "{case}: exit {}\n{}\n{}", out.code, out.stdout, out.stderr);
@@ -484,6 +518,7 @@ fn wrong_parameters(shape: Shape) {
             "{case}: nobody was told it started"
         );
     }
+    assert!(!marker.exists(), "a psql meta-command ran a shell command");
 }
 
 /// Everything the drill can verify before staging changes fails before staging changes:
@@ -657,4 +692,47 @@ fn a_second_attempt_never_writes_over_an_earlier_evidence_dump() {
     let next = e.sb.backups.join(format!("sandbox-pre-drill-{run}-2.dump"));
     assert!(toc(&e, &next).contains("TABLE DATA public User"));
     assert!(out.stdout.contains(&format!("evidence={}", next.display())), "{}", out.stdout);
+}
+
+/// Red team (data finding 10): a real production backup is a dump of production's database,
+/// not of staging's; the drill's included rollback refused it ("a backup of another
+/// database") after staging had been replaced and damaged. The drill now tells rollback-l3
+/// which database the backup is of (read from its header), and the drill completes.
+fn production_dump_of_another_database(shape: Shape) {
+    let e = E2e::with(shape);
+    let spec = e.sb.spec();
+    let prod = format!("{}_production", spec.database);
+    e.sb.pg.psql("postgres", &format!("CREATE DATABASE {prod}"));
+    let restore = Command::new(e.sb.pg.bin().join("pg_restore"))
+        .args(["--no-owner", "--exit-on-error", "--dbname"])
+        .arg(e.sb.pg.url(&prod))
+        .arg(&e.sb.stable_dump)
+        .status()
+        .expect("pg_restore");
+    assert!(restore.success(), "production's database built from the stable dump");
+    let backup = e.sb.backups.join("production.dump");
+    let dumped = Command::new(e.sb.pg.bin().join("pg_dump"))
+        .args(["--format=custom", "--file"])
+        .arg(&backup)
+        .arg(e.sb.pg.url(&prod))
+        .status()
+        .expect("pg_dump");
+    assert!(dumped.success());
+    let backup = backup.display().to_string();
+    let out = e.drive("drill", &[("production_backup", &backup)], APPROVALS);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let run = e.latest_run();
+    let inspect = logs(&e, &run, "rollback/inspect_dump");
+    assert!(!inspect.contains("ERROR"), "{inspect}");
+}
+
+#[test]
+fn a_drill_restores_a_production_dump_of_another_database() {
+    production_dump_of_another_database(Shape::Inmova);
+}
+
+#[test]
+#[ignore = "issue 12: rollback-l3 restores a dump of another database with its owners (production's roles)"]
+fn a_drill_restores_a_production_dump_of_another_database_in_the_second_environment() {
+    production_dump_of_another_database(Shape::Shop);
 }
