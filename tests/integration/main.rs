@@ -6,6 +6,7 @@ mod approval_rules;
 mod argv_sampler;
 mod audit;
 mod book;
+mod checks_only_read;
 mod contexts;
 mod crash;
 mod e2e;
