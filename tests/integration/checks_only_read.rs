@@ -31,6 +31,8 @@ const DOES_MORE_THAN_READ: &[&str] = &[
     "ATTACH 'x.db' AS x",
     "VACUUM INTO 'copy.db'",
     "DO $$ BEGIN PERFORM 1; END $$",
+    "SELECT \"pg_terminate_backend\"(pid) FROM pg_stat_activity",
+    "SELECT query_to_xml('SELECT pg_terminate_backend(1)', true, true, '')",
 ];
 
 fn sql_precondition(query: &str) -> String {

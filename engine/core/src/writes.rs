@@ -440,7 +440,7 @@ const SQL_READS: [&str; 6] = ["SELECT", "WITH", "VALUES", "TABLE", "SHOW", "EXPL
 /// Functions with side effects that a read-only transaction does not stop: they end or
 /// signal other sessions, write the server's files, reach another database or change the
 /// session (`sql_read_refusal`). Names ending in `_` stand for every function they begin.
-const SQL_SIDE_EFFECTS: [&str; 22] = [
+const SQL_SIDE_EFFECTS: [&str; 24] = [
     "pg_terminate_backend",
     "pg_cancel_backend",
     "pg_signal_backend",
@@ -463,11 +463,14 @@ const SQL_SIDE_EFFECTS: [&str; 22] = [
     "set_config",
     "load_extension",
     "writefile",
+    // They run a query given as text, which the reading above cannot see.
+    "query_to_xml",
+    "ts_stat",
 ];
 
-/// A SQL text's statements, read lexically: each one's words (upper-cased) outside string
-/// literals (`'..'`, `E'..'`, `$tag$..$tag$`), quoted identifiers (`".."`, `` `..` ``) and
-/// comments (`--`, nested `/* */`); empty statements are dropped.
+/// A SQL text's statements, read lexically: each one's words (upper-cased; a quoted
+/// identifier, `".."` or `` `..` ``, as `"NAME`) outside string literals (`'..'`, `E'..'`,
+/// `$tag$..$tag$`) and comments (`--`, nested `/* */`); empty statements are dropped.
 pub fn sql_statements(text: &str) -> Vec<Vec<String>> {
     let mut out: Vec<Vec<String>> = Vec::new();
     let mut words: Vec<String> = Vec::new();
@@ -512,18 +515,26 @@ pub fn sql_statements(text: &str) -> Vec<Vec<String>> {
             flush(&mut word, &mut words);
             any = true;
             i += 1;
+            // A quoted identifier is a name all the same (`"pg_terminate_backend"(pid)`).
+            let mut name = String::new();
             while i < chars.len() {
                 if escapes && chars[i] == '\\' {
                     i += 2;
                 } else if chars[i] == c {
                     if chars.get(i + 1) == Some(&c) {
+                        name.push(c);
                         i += 2;
                     } else {
                         break;
                     }
                 } else {
+                    name.push(chars[i]);
                     i += 1;
                 }
+            }
+            if c != '\'' {
+                // Marked quoted: a name, never a keyword.
+                words.push(format!("\"{}", name.to_uppercase()));
             }
             i += 1;
         } else if c == '$' && word.is_empty() && !next.is_some_and(|n| n.is_ascii_digit()) {
@@ -574,6 +585,12 @@ pub fn sql_statements(text: &str) -> Vec<Vec<String>> {
 /// `WITH`, `VALUES`, `TABLE`, `SHOW` or `EXPLAIN` and calls none of [`SQL_SIDE_EFFECTS`].
 /// What a function written in the database does is not seen: that is the database role's job.
 pub fn sql_read_refusal(text: &str) -> Option<String> {
+    // `U&"..."` spells a name with escapes (`U&"pg_t\0065rminate_backend"`), out of sight.
+    if text.to_ascii_uppercase().contains("U&\"") || text.to_ascii_uppercase().contains("U&'") {
+        return Some(
+            "it uses a Unicode-escaped name or string (`U&\"..\"`), which hides what it calls".into(),
+        );
+    }
     let statements = sql_statements(text);
     let first = match statements.as_slice() {
         [] => return Some("it holds no statement".into()),
@@ -595,7 +612,7 @@ pub fn sql_read_refusal(text: &str) -> Option<String> {
         None => return Some("it holds no statement".into()),
     }
     for w in first {
-        let lower = w.to_lowercase();
+        let lower = w.trim_start_matches('"').to_lowercase();
         let hit = SQL_SIDE_EFFECTS.iter().any(|f| {
             if f.ends_with('_') {
                 lower.starts_with(f)
@@ -752,6 +769,11 @@ mod tests {
         "DELETE FROM t",
         "UPDATE t SET a = 1",
         "DO $$ BEGIN PERFORM 1; END $$",
+        "SELECT \"pg_terminate_backend\"(pid) FROM pg_stat_activity",
+        "SELECT pg_catalog.set_config('a.b', 'c', false)",
+        "SELECT U&\"pg_t\\0065rminate_backend\"(1)",
+        "SELECT query_to_xml('SELECT pg_terminate_backend(1)', true, true, '')",
+        "SELECT * FROM ts_stat('SELECT pg_cancel_backend(1)')",
         "CALL p()",
         "PRAGMA query_only = 0",
         "ATTACH 'x.db' AS x",
