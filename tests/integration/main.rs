@@ -7,6 +7,7 @@ mod argv_sampler;
 mod audit;
 mod book;
 mod compensate_doubt;
+mod checks_only_read;
 mod contexts;
 mod crash;
 mod e2e;

@@ -1909,7 +1909,7 @@ impl<'a> Validator<'a> {
                     self.push(
                         Diagnostic::warning(Code::PreconditionWrites, &self.source, d, format!("{label} changes something: {what}"))
                             .with_label("writes")
-                            .with_help("a precondition only reads (it runs again on every plan review and resume); move what it changes into a step, or write to /dev/null"),
+                            .with_help("a precondition only reads (a resume checks it again when the run stopped before passing it); move what it changes into a step, or write to /dev/null"),
                     );
                 }
             }
@@ -1919,9 +1919,18 @@ impl<'a> Validator<'a> {
                     self.push(
                         Diagnostic::warning(Code::PreconditionWrites, &self.source, cmd.span, format!("{label} changes something: {what}"))
                             .with_label("writes")
-                            .with_help("a precondition only reads (it runs again on every plan review and resume); move what it changes into a step"),
+                            .with_help("a precondition only reads (a resume checks it again when the run stopped before passing it); move what it changes into a step"),
                     );
                 }
+            }
+            if let Some(query) = r.sql.as_ref().and_then(|q| q.value.query.as_ref())
+                && let Some(why) = crate::writes::sql_read_refusal(&query.value)
+            {
+                self.push(
+                    Diagnostic::warning(Code::PreconditionWrites, &self.source, query.span, format!("{label} does more than read: {why}"))
+                        .with_label("not a read-only check")
+                        .with_help("a SQL precondition is one SELECT (or WITH, VALUES, TABLE, SHOW, EXPLAIN) with no side-effect function; the engine refuses any other at run time. Move what it changes into a step"),
+                );
             }
             if let Some(action) = action {
                 out.push(Precondition {

@@ -1,7 +1,9 @@
-//! Whether a precondition's shell text visibly changes something (`RB081`).
+//! Whether a precondition's shell text visibly changes something (`RB081`), and whether a
+//! SQL text only reads ([`sql_read_refusal`]).
 //!
-//! A precondition only reads: it runs again at every resume, and an operator reads a failed
-//! one as "the world is not ready", never as "the check changed the world". What a shell
+//! A precondition only reads: a resume checks it again when the run stopped before passing
+//! it, and an operator reads a failed one as "the world is not ready", never as "the check
+//! changed the world". What a shell
 //! command does cannot be known in general; this names what it visibly does: a command
 //! that writes files or state (`mkdir`, `rm`, `mv`, `cp`, `touch`, `tee FILE`, `chmod`,
 //! `chown`, `ln`, `sed -i`...), a redirection to a file (`>`, `>>`, `&>`; `/dev/null`,
@@ -280,10 +282,77 @@ fn command(words: &[Word], found: &mut Vec<(Range<usize>, String)>) {
             .map(|t| format!("`dd` writes into `{t}`")),
         "git" => git(args),
         "curl" => curl(args),
+        "psql" => psql(args),
+        "prisma" => prisma(args),
+        "npx" | "yarn" | "pnpm" | "bunx" if args.first().is_some_and(|a| a.text == "prisma") => {
+            prisma(&args[1..])
+        }
+        "rsync" if operands().count() >= 2 => Some("`rsync` writes into its destination".into()),
+        "find"
+            if args
+                .iter()
+                .any(|a| matches!(a.text.as_str(), "-delete" | "-fprint" | "-fprintf" | "-fls")) =>
+        {
+            Some("`find -delete` removes files".into())
+        }
+        "kill" | "pkill" | "killall" if !args.iter().any(|a| a.text == "-0" || a.text == "-s0") => {
+            Some(format!("`{name}` signals processes"))
+        }
         _ => None,
     };
     if let Some(what) = what {
         found.push((span, what));
+    }
+}
+
+/// `psql -c TEXT` (or `--command`) with a statement that is not a read-only check
+/// ([`sql_read_refusal`]).
+fn psql(args: &[Word]) -> Option<String> {
+    let mut texts = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let t = a.text.as_str();
+        if t == "-c" || t == "--command" {
+            texts.extend(it.next().map(|n| n.text.clone()));
+        } else if let Some(v) = t.strip_prefix("--command=") {
+            texts.push(v.to_string());
+        } else if let Some(flags) = t.strip_prefix('-').filter(|f| !f.starts_with('-')) {
+            // A cluster of short options (`-tAc TEXT`, `-cTEXT`); one that takes a value
+            // ends it.
+            for (k, f) in flags.char_indices() {
+                if "dfhpUvoLPTFR".contains(f) {
+                    break;
+                }
+                if f == 'c' {
+                    match &flags[k + 1..] {
+                        "" => texts.extend(it.next().map(|n| n.text.clone())),
+                        rest => texts.push(rest.to_string()),
+                    }
+                    break;
+                }
+            }
+        }
+    }
+    texts
+        .iter()
+        .find_map(|t| sql_read_refusal(t))
+        .map(|why| format!("`psql -c` runs SQL that does not only read ({why})"))
+}
+
+/// `prisma migrate ...` (but `status`, `diff`), `prisma db push|execute|seed|pull`,
+/// `prisma generate`: Prisma's commands that change a database or files.
+fn prisma(args: &[Word]) -> Option<String> {
+    let subs: Vec<&str> = args.iter().map(|a| a.text.as_str()).filter(|a| !a.starts_with('-')).collect();
+    match subs.as_slice() {
+        ["migrate", "status" | "diff", ..] => None,
+        ["migrate", rest @ ..] => {
+            Some(format!("`prisma migrate {}` changes the database", rest.first().unwrap_or(&"")))
+        }
+        ["db", sub @ ("push" | "execute" | "seed" | "pull"), ..] => {
+            Some(format!("`prisma db {sub}` changes the database or the schema file"))
+        }
+        ["generate", ..] => Some("`prisma generate` writes files".into()),
+        _ => None,
     }
 }
 
@@ -365,6 +434,204 @@ fn curl(args: &[Word]) -> Option<String> {
     None
 }
 
+/// The first words a statement that only reads may start with (`sql_read_refusal`).
+const SQL_READS: [&str; 6] = ["SELECT", "WITH", "VALUES", "TABLE", "SHOW", "EXPLAIN"];
+
+/// Functions with side effects that a read-only transaction does not stop: they end or
+/// signal other sessions, write the server's files, reach another database or change the
+/// session (`sql_read_refusal`). Names ending in `_` stand for every function they begin.
+const SQL_SIDE_EFFECTS: [&str; 24] = [
+    "pg_terminate_backend",
+    "pg_cancel_backend",
+    "pg_signal_backend",
+    "pg_reload_conf",
+    "pg_rotate_logfile",
+    "pg_promote",
+    "pg_switch_wal",
+    "pg_create_restore_point",
+    "pg_log_backend_memory_contexts",
+    "pg_file_",
+    "pg_stat_reset",
+    "pg_replication_",
+    "pg_create_",
+    "pg_drop_",
+    "pg_notify",
+    "lo_export",
+    "lo_import",
+    "lo_unlink",
+    "dblink",
+    "set_config",
+    "load_extension",
+    "writefile",
+    // They run a query given as text, which the reading above cannot see.
+    "query_to_xml",
+    "ts_stat",
+];
+
+/// A SQL text's statements, read lexically: each one's words (upper-cased; a quoted
+/// identifier, `".."` or `` `..` ``, as `"NAME`) outside string literals (`'..'`, `E'..'`,
+/// `$tag$..$tag$`) and comments (`--`, nested `/* */`); empty statements are dropped.
+pub fn sql_statements(text: &str) -> Vec<Vec<String>> {
+    let mut out: Vec<Vec<String>> = Vec::new();
+    let mut words: Vec<String> = Vec::new();
+    // Whether the statement so far holds anything (a literal counts).
+    let mut any = false;
+    let mut word = String::new();
+    let chars: Vec<char> = text.chars().collect();
+    let mut i = 0;
+    let flush = |word: &mut String, words: &mut Vec<String>| {
+        if !word.is_empty() {
+            words.push(std::mem::take(word).to_uppercase());
+        }
+    };
+    while i < chars.len() {
+        let c = chars[i];
+        let next = chars.get(i + 1).copied();
+        if c == '-' && next == Some('-') {
+            flush(&mut word, &mut words);
+            while i < chars.len() && chars[i] != '\n' {
+                i += 1;
+            }
+        } else if c == '/' && next == Some('*') {
+            flush(&mut word, &mut words);
+            let mut depth = 0usize;
+            while i < chars.len() {
+                if chars[i] == '/' && chars.get(i + 1) == Some(&'*') {
+                    depth += 1;
+                    i += 2;
+                } else if chars[i] == '*' && chars.get(i + 1) == Some(&'/') {
+                    depth -= 1;
+                    i += 2;
+                    if depth == 0 {
+                        break;
+                    }
+                } else {
+                    i += 1;
+                }
+            }
+        } else if c == '\'' || c == '"' || c == '`' {
+            // `E'..'` takes backslash escapes.
+            let escapes = c == '\'' && word.eq_ignore_ascii_case("e");
+            flush(&mut word, &mut words);
+            any = true;
+            i += 1;
+            // A quoted identifier is a name all the same (`"pg_terminate_backend"(pid)`).
+            let mut name = String::new();
+            while i < chars.len() {
+                if escapes && chars[i] == '\\' {
+                    i += 2;
+                } else if chars[i] == c {
+                    if chars.get(i + 1) == Some(&c) {
+                        name.push(c);
+                        i += 2;
+                    } else {
+                        break;
+                    }
+                } else {
+                    name.push(chars[i]);
+                    i += 1;
+                }
+            }
+            if c != '\'' {
+                // Marked quoted: a name, never a keyword.
+                words.push(format!("\"{}", name.to_uppercase()));
+            }
+            i += 1;
+        } else if c == '$' && word.is_empty() && !next.is_some_and(|n| n.is_ascii_digit()) {
+            // `$tag$ .. $tag$` (a `$1` is a parameter).
+            let tag_end = (i + 1..chars.len()).find(|&k| !(chars[k].is_alphanumeric() || chars[k] == '_'));
+            match tag_end {
+                Some(e) if chars[e] == '$' => {
+                    let tag: String = chars[i..=e].iter().collect();
+                    any = true;
+                    let rest: String = chars[e + 1..].iter().collect();
+                    i = match rest.find(&tag) {
+                        Some(at) => e + 1 + rest[..at].chars().count() + tag.chars().count(),
+                        None => chars.len(),
+                    };
+                }
+                _ => i += 1,
+            }
+        } else if c == ';' {
+            flush(&mut word, &mut words);
+            if any || !words.is_empty() {
+                out.push(std::mem::take(&mut words));
+            }
+            any = false;
+            i += 1;
+        } else if c.is_alphanumeric() || c == '_' || (c == '$' && !word.is_empty()) {
+            word.push(c);
+            i += 1;
+        } else {
+            flush(&mut word, &mut words);
+            if !c.is_whitespace() {
+                any = true;
+            }
+            i += 1;
+        }
+    }
+    flush(&mut word, &mut words);
+    if any || !words.is_empty() {
+        out.push(words);
+    }
+    out
+}
+
+/// Why a SQL text cannot run as a read-only check, or `None`: a read-only transaction stops
+/// writes to tables, but not a second statement that ends it (`COMMIT; INSERT ..`), one that
+/// changes its mode (`SET TRANSACTION READ WRITE`), `COPY .. TO` a server file or program,
+/// SQLite's `VACUUM INTO`, or a function with side effects (`pg_terminate_backend`, `lo_export`,
+/// `dblink`, `set_config`...). So a read-only text is ONE statement that starts with `SELECT`,
+/// `WITH`, `VALUES`, `TABLE`, `SHOW` or `EXPLAIN` and calls none of [`SQL_SIDE_EFFECTS`].
+/// What a function written in the database does is not seen: that is the database role's job.
+pub fn sql_read_refusal(text: &str) -> Option<String> {
+    // `U&"..."` spells a name with escapes (`U&"pg_t\0065rminate_backend"`), out of sight.
+    if text.to_ascii_uppercase().contains("U&\"") || text.to_ascii_uppercase().contains("U&'") {
+        return Some(
+            "it uses a Unicode-escaped name or string (`U&\"..\"`), which hides what it calls".into(),
+        );
+    }
+    let statements = sql_statements(text);
+    let first = match statements.as_slice() {
+        [] => return Some("it holds no statement".into()),
+        [one] => one,
+        more => {
+            return Some(format!(
+                "it holds {} statements; a read-only check is one statement (a second one could end its read-only transaction)",
+                more.len()
+            ));
+        }
+    };
+    match first.first() {
+        Some(w) if SQL_READS.contains(&w.as_str()) => {}
+        Some(w) => {
+            return Some(format!(
+                "it starts with `{w}`; a read-only check starts with SELECT, WITH, VALUES, TABLE, SHOW or EXPLAIN"
+            ));
+        }
+        None => return Some("it holds no statement".into()),
+    }
+    for w in first {
+        let lower = w.trim_start_matches('"').to_lowercase();
+        let hit = SQL_SIDE_EFFECTS.iter().any(|f| {
+            if f.ends_with('_') {
+                lower.starts_with(f)
+            } else {
+                lower == *f || lower.starts_with(&format!("{f}_"))
+            }
+        });
+        if hit {
+            return Some(format!(
+                "it calls `{lower}`, which has effects a read-only transaction does not stop"
+            ));
+        }
+        if matches!(w.as_str(), "COPY" | "VACUUM" | "ATTACH" | "PRAGMA" | "COMMIT" | "ROLLBACK") {
+            return Some(format!("it uses `{w}`, which a read-only transaction does not stop"));
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -403,6 +670,18 @@ mod tests {
         "if true; then rm -rf /tmp/x; fi",
         "echo `touch f`",
         "ln -s a b",
+        "psql \"$DATABASE_URL\" -c \"DELETE FROM users\"",
+        "psql -X --command='TRUNCATE sessions' \"$url\"",
+        "psql \"$url\" -tAc 'select 1; drop table t'",
+        "yarn prisma migrate reset --force",
+        "npx prisma migrate deploy",
+        "pnpm prisma db push --accept-data-loss",
+        "prisma db execute --file x.sql",
+        "rsync -a --delete a/ b/",
+        "find . -delete",
+        "find /tmp -name '*.lock' -delete",
+        "kill -9 1234",
+        "pkill -f worker",
     ];
 
     /// Preconditions that only read: none may be flagged.
@@ -417,6 +696,11 @@ mod tests {
         "curl -fsS -X GET \"$url\"",
         "curl -sI \"$url\"",
         "psql \"$url\" -tAc 'select 1' > /dev/null",
+        "psql \"$url\" -c 'SELECT count(*) FROM users'",
+        "npx prisma migrate status",
+        "yarn prisma --version",
+        "kill -0 \"$pid\"",
+        "rsync --version",
         "echo 'rm -rf /' # a string, not a command",
         "# mkdir -p /x\ntrue",
         "echo \"a > b\"",
@@ -460,5 +744,71 @@ mod tests {
         assert_eq!(argv_writes(&["test", "-d", "/x"]), None);
         assert_eq!(argv_writes(&["pg_isready", "-h", "db"]), None);
         assert_eq!(argv_writes(&["mkdir", "--version"]), None);
+    }
+
+    /// SQL that a read-only check must refuse: several statements, a first word that is not
+    /// a read, or a side effect a read-only transaction does not stop.
+    const SQL_REFUSED: &[&str] = &[
+        "SET TRANSACTION READ WRITE; INSERT INTO t VALUES (1);",
+        "COMMIT;\nINSERT INTO t VALUES (2);",
+        "COMMIT; VACUUM INTO 'copy.db';",
+        "COPY (SELECT 'pwned') TO '/tmp/x'",
+        "COPY t TO PROGRAM 'sh -c id'",
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity",
+        "select PG_CANCEL_BACKEND(1)",
+        "SELECT lo_export(1, '/tmp/x')",
+        "SELECT * FROM dblink('host=x', 'DELETE FROM t') AS r(x int)",
+        "SELECT dblink_exec('host=x', 'DELETE FROM t')",
+        "SELECT set_config('search_path', 'x', false)",
+        "SELECT pg_reload_conf()",
+        "SELECT 1; SELECT 2",
+        "SELECT 1 /* ; */ ; DELETE FROM t",
+        "SELECT $$;$$; DELETE FROM t",
+        "SELECT 'a''b'; DELETE FROM t",
+        "SELECT E'\\'; x'; DELETE FROM t",
+        "DELETE FROM t",
+        "UPDATE t SET a = 1",
+        "DO $$ BEGIN PERFORM 1; END $$",
+        "SELECT \"pg_terminate_backend\"(pid) FROM pg_stat_activity",
+        "SELECT pg_catalog.set_config('a.b', 'c', false)",
+        "SELECT U&\"pg_t\\0065rminate_backend\"(1)",
+        "SELECT query_to_xml('SELECT pg_terminate_backend(1)', true, true, '')",
+        "SELECT * FROM ts_stat('SELECT pg_cancel_backend(1)')",
+        "CALL p()",
+        "PRAGMA query_only = 0",
+        "ATTACH 'x.db' AS x",
+        "VACUUM INTO 'copy.db'",
+        "SET default_transaction_read_only = off",
+        "BEGIN",
+        "",
+        "-- only a comment",
+        "WITH x AS (SELECT 1) SELECT pg_notify('c', 'p')",
+    ];
+
+    /// SQL a read-only check may run.
+    const SQL_READ: &[&str] = &[
+        "SELECT 1",
+        "SELECT 1;",
+        "  select count(*) AS n FROM _prisma_migrations WHERE finished_at IS NULL ;\n-- done\n",
+        "SELECT 'COMMIT; DELETE FROM t' AS s",
+        "SELECT \"copy\" FROM t -- ; DELETE",
+        "SELECT $x$ ; COPY $x$ AS body",
+        "SELECT a FROM t WHERE b = $1 AND c = $2",
+        "WITH x AS (SELECT 1 AS a) SELECT a FROM x",
+        "VALUES (1), (2)",
+        "TABLE users",
+        "SHOW search_path",
+        "EXPLAIN SELECT 1",
+        "SELECT current_schema() AS s /* ; nested /* ; */ still */",
+    ];
+
+    #[test]
+    fn sql_that_does_more_than_read_is_refused() {
+        for text in SQL_REFUSED {
+            assert!(sql_read_refusal(text).is_some(), "not refused: {text}");
+        }
+        for text in SQL_READ {
+            assert_eq!(sql_read_refusal(text), None, "refused: {text}");
+        }
     }
 }

@@ -800,22 +800,37 @@ impl<'a> Dispatcher<'a> {
                     report: self.runbook.report.clone(),
                 })
                 .await?;
-                // Runbook preconditions: any failure and no step runs.
-                let mut failures = Vec::new();
-                for p in &self.runbook.preconditions {
-                    if let Err((message, output)) = self.check(p, None, cancel).await {
-                        failures.push(with_output(message, output.as_deref()));
-                    }
-                }
-                if !failures.is_empty() {
-                    // Journaled with the run's end: what failed and what it printed.
-                    let preconditions = failures.clone();
-                    self.record(RunEvent::RunFinished { status: RunStatus::Failed, preconditions }).await?;
-                    self.release().await;
-                    return Err(ExecError::Preconditions(failures));
+                self.gate(cancel).await?;
+            }
+            Some(r) => {
+                // The journal says a run passed its preconditions by the record of a step
+                // (no step starts before they all pass). A run without one (the engine died
+                // while checking them, or they failed) checks them again before any step
+                // (ARCHITECTURE.md, "a gate counts once journaled").
+                let unchecked = r.state.steps.is_empty() && !self.opts.compensate_only;
+                self.restore(r).await?;
+                if unchecked {
+                    self.gate(cancel).await?;
                 }
             }
-            Some(r) => self.restore(r).await?,
+        }
+        Ok(())
+    }
+
+    /// Check the runbook's preconditions: any failure and no step runs; the run ends failed,
+    /// with what failed and what it printed journaled.
+    async fn gate(&mut self, cancel: &watch::Receiver<bool>) -> Result<(), ExecError> {
+        let mut failures = Vec::new();
+        for p in &self.runbook.preconditions {
+            if let Err((message, output)) = self.check(p, None, cancel).await {
+                failures.push(with_output(message, output.as_deref()));
+            }
+        }
+        if !failures.is_empty() {
+            let preconditions = failures.clone();
+            self.record(RunEvent::RunFinished { status: RunStatus::Failed, preconditions }).await?;
+            self.release().await;
+            return Err(ExecError::Preconditions(failures));
         }
         Ok(())
     }

@@ -3,7 +3,9 @@
 //! SQL text is never templated (the validator refuses markup in it): values travel as bound
 //! parameters. A `query` returns its rows as a list of objects (`rows`) and `rows_affected`;
 //! a script `file` runs in one transaction, all or nothing. `read-only = true` runs the query
-//! in a read-only transaction, so a check cannot write by mistake.
+//! in a read-only transaction, so a check cannot write by mistake, and only if it is one
+//! statement that only reads (`runbook_core::writes::sql_read_refusal`). A PostgreSQL URL's
+//! `schema=` (Prisma's) is the session's `search_path`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -64,8 +66,17 @@ pub fn display_url(url: &str) -> String {
 pub async fn execute(req: &Request) -> Result<Outputs, String> {
     // A script that cannot be read, or changed since the run started, stops the step
     // before any connection is made (it is read, and checked, again in the transaction).
-    if let Statement::File(file) = &req.statement {
-        script(req, file)?;
+    let text = match &req.statement {
+        Statement::File(file) => script(req, file)?,
+        Statement::Query(q) => q.clone(),
+    };
+    // A read-only transaction stops writes to tables, not a second statement that ends it,
+    // `COPY .. TO`, `VACUUM INTO` or a side-effect function: a read-only text is one
+    // statement that only reads, or it does not run (ARCHITECTURE.md, "a read-only check").
+    if req.read_only
+        && let Some(why) = runbook_core::writes::sql_read_refusal(&text)
+    {
+        return Err(format!("refused to run it in a read-only transaction: {why}"));
     }
     let (rows, affected) = if req.url.starts_with("postgres://") || req.url.starts_with("postgresql://") {
         postgres(req).await?
@@ -124,6 +135,12 @@ where
     DB::Arguments: sqlx::IntoArguments<DB>,
 {
     let out = match &req.statement {
+        // A read-only script is one statement (checked above), sent like a query: through
+        // the extended protocol, which PostgreSQL refuses for several statements.
+        Statement::File(file) if req.read_only => {
+            let text = script(req, file)?;
+            query(&mut *tx, &text, &[], read_row).await?
+        }
         Statement::File(file) => {
             let text = script(req, file)?;
             let done = (&mut *tx)
@@ -200,9 +217,55 @@ impl QueryResultCount for sqlx::sqlite::SqliteQueryResult {
     }
 }
 
+/// Prisma's `schema=` URL parameter, which sqlx ignores: the schema the application's tables
+/// live in (ARCHITECTURE.md, "one URL, one schema").
+fn prisma_schema(url: &str) -> Option<String> {
+    let query = url.split_once('?')?.1;
+    let query = query.split('#').next().unwrap_or(query);
+    query.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=')?;
+        (k == "schema").then(|| percent_decode(v))
+    })
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b'+', _) => {
+                out.push(b' ');
+                i += 1;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 async fn postgres(req: &Request) -> Result<RowsAndCount, String> {
     let opts = PgConnectOptions::from_str(&req.url)
         .map_err(|e| db_error(&format!("invalid database URL `{}`", display_url(&req.url)), &e))?;
+    // The schema Prisma's `?schema=` names is the one the statements' unqualified names
+    // mean, as for Prisma and the runbooks' own shell steps; a check also runs in a session
+    // whose every transaction is read-only.
+    let mut settings: Vec<(&str, String)> = Vec::new();
+    if let Some(schema) = prisma_schema(&req.url) {
+        settings.push(("search_path", format!("\"{}\"", schema.replace('"', "\"\""))));
+    }
+    if req.read_only {
+        settings.push(("default_transaction_read_only", "on".to_string()));
+    }
+    let opts = opts.options(settings.iter().map(|(k, v)| (*k, v.as_str())));
     let mut conn = PgConnection::connect_with(&opts)
         .await
         .map_err(|e| db_error(&format!("cannot connect to `{}`", display_url(&req.url)), &e))?;
@@ -354,6 +417,12 @@ async fn sqlite(req: &Request) -> Result<RowsAndCount, String> {
         .await
         .map_err(|e| db_error(&format!("cannot open `{}`", req.url), &e))?;
     let result = async {
+        if req.read_only {
+            (&mut conn)
+                .execute("PRAGMA query_only = ON")
+                .await
+                .map_err(|e| db_error("cannot make the connection read-only", &e))?;
+        }
         let tx = conn.begin().await.map_err(|e| db_error("cannot begin a transaction", &e))?;
         in_transaction(tx, req, sqlite_row).await
     }
