@@ -161,12 +161,12 @@ fn stored_run(r: &RunSummary) -> runbook_core::audit::StoredRun {
     }
 }
 
-/// A name or text from the store as a terminal may show it: control characters (escape
-/// sequences, carriage returns) escaped, so that a name cannot rewrite what is on screen.
+/// A name or text from the store as a terminal may show it: one line, control characters
+/// (escape sequences, carriage returns) and invisible format characters (zero-width, bidi)
+/// escaped, so that a value can neither rewrite what is on screen nor hide inside a secret
+/// (`runbook_core::shown`).
 fn visible(text: &str) -> String {
-    text.chars()
-        .map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() })
-        .collect()
+    runbook_core::shown::one_line(text)
 }
 
 /// Tell the operator what in the store does not fit the chain (on stderr).
@@ -412,12 +412,12 @@ pub fn logs(run_id: &str, step: Option<&str>, state: Option<String>) -> u8 {
         if step.is_some_and(|s| s != log_step) {
             continue;
         }
-        outln!("== {log_step} (attempt {attempt}) {label}");
+        outln!("== {log_step} (attempt {attempt}) {}", visible(label));
         for line in body.lines() {
             match line.split_once(' ') {
-                Some(("err", text)) => outln!("{log_step} ! {text}"),
-                Some((_, text)) => outln!("{log_step} | {text}"),
-                None => outln!("{log_step} | {line}"),
+                Some(("err", text)) => outln!("{log_step} ! {}", visible(text)),
+                Some((_, text)) => outln!("{log_step} | {}", visible(text)),
+                None => outln!("{log_step} | {}", visible(line)),
             }
         }
         shown += 1;
@@ -514,7 +514,7 @@ pub fn brief(v: &serde_json::Value) -> String {
         serde_json::Value::String(s) => s.clone(),
         other => other.to_string(),
     };
-    let one_line = text.replace('\n', "\\n");
+    let one_line = visible(&text);
     if one_line.chars().count() > 80 {
         format!("{}…", one_line.chars().take(79).collect::<String>())
     } else {

@@ -1285,6 +1285,9 @@ fn print_reports(mut rx: mpsc::UnboundedReceiver<Report>, json: bool, live: bool
                 }
             },
         };
+        // Every line as a terminal may show it: what a step printed, its error text, names and
+        // reasons are one line each, with control and invisible format characters escaped.
+        let line: String = line.split('\n').map(runbook_core::shown::one_line).collect::<Vec<_>>().join("\n");
         match live.as_mut() {
             Some(l) => {
                 // A step's line leaves the live view once the step has an outcome.

@@ -32,6 +32,7 @@ mod run;
 mod run_folder;
 mod schema;
 mod secrets;
+mod shown_values;
 mod side_columns;
 mod store_guards;
 mod support;

@@ -22,6 +22,7 @@ pub mod report;
 pub mod retry;
 pub mod schema;
 pub mod shell;
+pub mod shown;
 pub mod span;
 pub mod suggest;
 pub mod template;

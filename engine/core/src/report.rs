@@ -24,6 +24,7 @@ use serde_json::Value;
 
 use crate::journal::{Decision, Record, ReportFacts, RunEvent, RunStatus, fold, parse_fact_ref};
 use crate::model::{Runbook, format_duration};
+use crate::shown::{code, markdown as md};
 
 /// Text that people must write.
 pub const TO_FILL: &str = "_(a completar)_";
@@ -122,12 +123,15 @@ impl Fact {
     fn text(&self, undeclared: &str) -> String {
         match self {
             Fact::Undeclared => format!("no declarada ({undeclared})"),
-            Fact::Observed { value, by, at } => format!("{value} (observada por `{by}` a las {at})"),
+            Fact::Observed { value, by, at } => {
+                format!("{} (observada por `{}` a las {at})", md(value), code(by))
+            }
             Fact::Unknown { by, why, earlier } => format!(
-                "desconocida: `{by}` no la observó {why}{}",
+                "desconocida: `{}` no la observó {why}{}",
+                code(by),
                 earlier
                     .as_ref()
-                    .map(|e| format!("; antes de deshacer observó {e}, que ya no vale"))
+                    .map(|e| format!("; antes de deshacer observó {}, que ya no vale", md(e)))
                     .unwrap_or_default()
             ),
         }
@@ -230,34 +234,39 @@ pub fn build(records: &[Record], runbook: Option<&Runbook>, drill: bool) -> Repo
         params.iter().map(|(k, v)| (k.clone(), (v.clone(), "el parámetro".to_string()))).collect();
     for (step, inputs) in &state.approval_inputs {
         for (k, v) in inputs {
-            facts.insert(k.clone(), (v.clone(), format!("la aprobación `{step}`")));
+            facts.insert(k.clone(), (v.clone(), format!("la aprobación `{}`", code(step))));
         }
     }
     let fact_of = |k: &str| facts.get(k).map(|(v, _)| text(v)).filter(|s| !s.is_empty());
-    // Titles render against the run's parameters and outputs, as the run showed them; a step
-    // of an included runbook (its parameters are not journaled) or a title that cannot render
-    // is named by its id alone.
-    let mut step_outputs = serde_json::Map::new();
-    for (id, s) in &state.steps {
-        step_outputs.insert(id.clone(), serde_json::json!({ "outputs": s.outputs }));
-    }
+    // Titles render against the run's journaled parameters alone, given by people before the
+    // run. Never against outputs: a template over what steps wrote (which may hold a secret
+    // in a form the redactor does not know, or in pieces) could join or transform it into a
+    // secret no sink ever saw. A title that needs outputs (or cannot render) is shown as
+    // written; a step of an included runbook (its parameters are not journaled) is named by
+    // its id alone.
     let ctx = crate::template::Context::new(&serde_json::json!({
         "params": params,
-        "steps": step_outputs,
+        "steps": {},
         "secrets": {},
         "run": { "id": records.first().map(|r| r.run_id.clone()).unwrap_or_default(), "status": "", "started_at": "" },
         "runbook": { "name": name, "title": runbook.and_then(|rb| rb.title.clone()).unwrap_or_default() },
     }));
     let title_of = |id: &str| -> String {
         if id.contains('/') {
-            return id.to_string();
+            return md(id);
         }
         runbook
             .and_then(|rb| rb.step(id))
             .and_then(|s| s.title.as_ref())
-            .and_then(|t| crate::template::render(&t.text, crate::template::Mode::Plain, &ctx).ok())
-            .map(|t| format!("{id}: {t}"))
-            .unwrap_or_else(|| id.to_string())
+            .map(|t| {
+                let uses_outputs = t.text.contains("steps.") || t.text.contains("steps[");
+                let text = (!uses_outputs)
+                    .then(|| crate::template::render(&t.text, crate::template::Mode::Plain, &ctx).ok())
+                    .flatten()
+                    .unwrap_or_else(|| t.text.clone());
+                format!("{}: {}", md(id), md(&text))
+            })
+            .unwrap_or_else(|| md(id))
     };
     let started_at = records.first().map(|r| r.ts.clone()).unwrap_or_default();
     let duration = match (records.first().and_then(|r| ts(&r.ts)), records.last().and_then(|r| ts(&r.ts))) {
@@ -315,7 +324,9 @@ pub fn build(records: &[Record], runbook: Option<&Runbook>, drill: bool) -> Repo
             _ => stopped,
         };
         let row = match &r.event {
-            RunEvent::RunStarted { operator, .. } => Some(format!("Inicio de `{name}` por {operator}")),
+            RunEvent::RunStarted { operator, .. } => {
+                Some(format!("Inicio de `{}` por {}", code(&name), md(operator)))
+            }
             RunEvent::StepStarted { step, attempt } => {
                 first_start.entry(step.clone()).or_insert_with(|| r.ts.clone());
                 (*attempt == 1).then(|| format!("Inicio: {}", title_of(step)))
@@ -334,17 +345,17 @@ pub fn build(records: &[Record], runbook: Option<&Runbook>, drill: bool) -> Repo
                 Some(format!("Completado: {}", title_of(step)))
             }
             RunEvent::AttemptFailed { step, attempt, reason, .. } => {
-                problems.push(format!("`{step}`, intento {attempt}: {reason}"));
+                problems.push(format!("`{}`, intento {attempt}: {}", code(step), md(reason)));
                 None
             }
             RunEvent::StepFailed { step, attempt, reason, output } => {
-                problems.push(format!("`{step}` falló: {reason}"));
+                problems.push(format!("`{}` falló: {}", code(step), md(reason)));
                 failures.push(Failure {
-                    what: format!("{t} `{step}` falló (intento {attempt})"),
-                    reason: reason.clone(),
+                    what: format!("{t} `{}` falló (intento {attempt})", code(step)),
+                    reason: md(reason),
                     output: output.clone(),
                 });
-                Some(format!("Fallo: {} ({reason})", title_of(step)))
+                Some(format!("Fallo: {} ({})", title_of(step), md(reason)))
             }
             RunEvent::StepSkipped { .. } => None,
             RunEvent::CompensationStarted { step, attempt } => {
@@ -352,7 +363,8 @@ pub fn build(records: &[Record], runbook: Option<&Runbook>, drill: bool) -> Repo
             }
             RunEvent::CompensationSucceeded { step, outputs } => {
                 undone += 1;
-                let outs: Vec<String> = outputs.iter().map(|(k, v)| format!("{k}={}", text(v))).collect();
+                let outs: Vec<String> =
+                    outputs.iter().map(|(k, v)| format!("{}={}", md(k), md(&text(v)))).collect();
                 compensations.push(format!(
                     "{t} deshecho: {}{}",
                     title_of(step),
@@ -362,10 +374,11 @@ pub fn build(records: &[Record], runbook: Option<&Runbook>, drill: bool) -> Repo
             }
             RunEvent::CompensationFailed { step, reason, output } => {
                 undo_failed += 1;
-                problems.push(format!("la compensación de `{step}` falló: {reason}"));
+                let reason = md(reason);
+                problems.push(format!("la compensación de `{}` falló: {reason}", code(step)));
                 compensations.push(format!("{t} la compensación de {} FALLÓ: {reason}", title_of(step)));
                 failures.push(Failure {
-                    what: format!("{t} la compensación de `{step}` falló"),
+                    what: format!("{t} la compensación de `{}` falló", code(step)),
                     reason: reason.clone(),
                     output: output.clone(),
                 });
@@ -375,18 +388,23 @@ pub fn build(records: &[Record], runbook: Option<&Runbook>, drill: bool) -> Repo
                 Some(format!("Aprobación solicitada: {}", title_of(step)))
             }
             RunEvent::ApprovalGranted { step, operator, reason, .. } => Some(format!(
-                "Aprobado por {operator}: {}{}",
+                "Aprobado por {}: {}{}",
+                md(operator),
                 title_of(step),
-                if reason.is_empty() { String::new() } else { format!(" ({reason})") }
+                if reason.is_empty() { String::new() } else { format!(" ({})", md(reason)) }
             )),
             RunEvent::ApprovalRejected { step, operator, reason } => {
-                problems.push(format!("{operator} rechazó `{step}`: {reason}"));
+                let (operator, reason) = (md(operator), md(reason));
+                problems.push(format!("{operator} rechazó `{}`: {reason}", code(step)));
                 Some(format!("Rechazado por {operator}: {} ({reason})", title_of(step)))
             }
             RunEvent::RunSuspended { waiting } => {
+                let waiting: Vec<String> = waiting.iter().map(|w| md(w)).collect();
                 Some(format!("En espera de aprobación: {}", waiting.join(", ")))
             }
             RunEvent::RunResumed { operator, rerun_idempotent } => {
+                let operator = md(operator);
+                let rerun_idempotent: Vec<String> = rerun_idempotent.iter().map(|s| md(s)).collect();
                 // A resume with no record of a stop since the engine before it started (a
                 // suspension, an interruption, an end): that engine died (a crash, a kill, a
                 // lost host) without recording anything. Decisions others recorded meanwhile
@@ -394,17 +412,11 @@ pub fn build(records: &[Record], runbook: Option<&Runbook>, drill: bool) -> Repo
                 let crashed = i > 0 && !last_stopped;
                 if crashed {
                     let before = &records[i - 1];
-                    let folded = fold(&records[..i]);
-                    let doubt: Vec<String> = folded.in_doubt().iter().map(|s| format!("`{s}`")).collect();
                     interruptions.push(format!(
                         "el motor se detuvo sin registrarlo (caída) después del registro {} de las {}{}",
                         before.seq,
                         hms(&before.ts),
-                        if doubt.is_empty() {
-                            String::new()
-                        } else {
-                            format!("; en curso, sin resultado registrado: {}", doubt.join(", "))
-                        }
+                        in_doubt(&records[..i])
                     ));
                     problems.push(format!(
                         "el motor se detuvo sin registrarlo después de las {}",
@@ -426,6 +438,7 @@ pub fn build(records: &[Record], runbook: Option<&Runbook>, drill: bool) -> Repo
                 Some(format!("Reanudado por {operator}"))
             }
             RunEvent::RunInterrupted { reason } => {
+                let reason = md(reason);
                 problems.push(format!("run interrumpido: {reason}"));
                 interruptions.push(format!("{t} run interrumpido: {reason}"));
                 Some(format!("Interrumpido: {reason}"))
@@ -436,7 +449,7 @@ pub fn build(records: &[Record], runbook: Option<&Runbook>, drill: bool) -> Repo
                     Decision::Skip => "dar por zanjado (no se repite ni se deshace)",
                     Decision::Undo => "que tuvo efecto, y deshacer",
                 };
-                let line = format!("{operator} decide {what} `{step}`: {reason}");
+                let line = format!("{} decide {what} `{}`: {}", md(operator), code(step), md(reason));
                 interruptions.push(format!("{t} {line}"));
                 Some(line)
             }
@@ -446,16 +459,24 @@ pub fn build(records: &[Record], runbook: Option<&Runbook>, drill: bool) -> Repo
                     Decision::Skip => "dar por hecha",
                     Decision::Undo => "deshacer (no aplica a una compensación)",
                 };
-                let line = format!("{operator} decide {what} la compensación de `{step}`: {reason}");
+                let line = format!(
+                    "{} decide {what} la compensación de `{}`: {}",
+                    md(operator),
+                    code(step),
+                    md(reason)
+                );
                 interruptions.push(format!("{t} {line}"));
                 if *decision == Decision::Skip {
                     compensations.push(format!(
-                        "{t} compensación de `{step}` dada por hecha por {operator}, sin ejecutarse"
+                        "{t} compensación de `{}` dada por hecha por {}, sin ejecutarse",
+                        code(step),
+                        md(operator)
                     ));
                 }
                 Some(line)
             }
             RunEvent::EscalationFired { escalation, delivered, .. } => {
+                let escalation = code(escalation);
                 problems.push(format!("escalación `{escalation}` disparada"));
                 Some(format!(
                     "Escalación `{escalation}`{}",
@@ -464,10 +485,11 @@ pub fn build(records: &[Record], runbook: Option<&Runbook>, drill: bool) -> Repo
             }
             RunEvent::RunFinished { status, preconditions } => {
                 for p in preconditions {
+                    let p = md(p);
                     problems.push(p.clone());
                     failures.push(Failure {
                         what: format!("{t} una precondición del runbook falló; ningún paso se ejecutó"),
-                        reason: p.clone(),
+                        reason: p,
                         output: None,
                     });
                 }
@@ -480,9 +502,21 @@ pub fn build(records: &[Record], runbook: Option<&Runbook>, drill: bool) -> Repo
             timeline.push((t, row));
         }
     }
+    // The last engine recorded no stop (no suspension, interruption or end): the run is
+    // still going, or that engine died without a word (no resume has said so yet). The
+    // report cannot tell which; it says both, and names what has no outcome.
+    if !stopped && let Some(last) = records.last() {
+        interruptions.push(format!(
+            "el journal no registra que el motor se detuviera (último registro: {} de las {}): o el run sigue en curso, o el motor murió sin registrarlo (caída); `runbook show` y `runbook resume` lo comprueban{}",
+            last.seq,
+            hms(&last.ts),
+            in_doubt(records)
+        ));
+    }
     // A run that stops with a compensation started and no outcome: in doubt.
     for step in state.compensations_in_doubt() {
-        compensations.push(format!("compensación de `{step}` empezada, sin resultado registrado (en duda)"));
+        compensations
+            .push(format!("compensación de `{}` empezada, sin resultado registrado (en duda)", code(step)));
     }
     let actions = state.completed.iter().filter(|id| !id.contains('/')).map(|id| title_of(id)).collect();
     Report {
@@ -525,8 +559,19 @@ pub fn build(records: &[Record], runbook: Option<&Runbook>, drill: bool) -> Repo
     }
 }
 
+/// `; en curso, sin resultado registrado: `a`, `b`` for the steps started with no outcome
+/// in these records, or nothing.
+fn in_doubt(records: &[Record]) -> String {
+    let doubt: Vec<String> = fold(records).in_doubt().iter().map(|s| format!("`{}`", code(s))).collect();
+    if doubt.is_empty() {
+        String::new()
+    } else {
+        format!("; en curso, sin resultado registrado: {}", doubt.join(", "))
+    }
+}
+
 fn or_fill(v: &Option<String>) -> String {
-    v.clone().unwrap_or_else(|| TO_FILL.to_string())
+    v.as_deref().map(md).unwrap_or_else(|| TO_FILL.to_string())
 }
 
 impl Report {
@@ -556,7 +601,8 @@ impl Report {
             ("exito", Some(RunStatus::Succeeded)) | ("fallo", Some(RunStatus::Failed))
         );
         format!(
-            "{from_journal}; {from} indicó «{said}»{}",
+            "{from_journal}; {from} indicó «{}»{}",
+            md(said),
             if agrees { "" } else { " (no coincide con el estado del run en el journal)" }
         )
     }
@@ -582,23 +628,28 @@ impl Report {
         let _ = writeln!(
             o,
             "- **Severidad:** {}",
-            self.severity.clone().unwrap_or_else(|| format!("P1 / P2 / P3 / P4 {TO_FILL}"))
+            self.severity.as_deref().map(md).unwrap_or_else(|| format!("P1 / P2 / P3 / P4 {TO_FILL}"))
         );
-        let _ =
-            writeln!(o, "- **Run:** `{}` de `{}`, iniciado por {}", self.run_id, self.runbook, self.operator);
+        let _ = writeln!(
+            o,
+            "- **Run:** `{}` de `{}`, iniciado por {}",
+            code(&self.run_id),
+            code(&self.runbook),
+            md(&self.operator)
+        );
         let _ = writeln!(
             o,
             "- **Estado en el journal:** {}",
             self.status.map_or("sin registros", |s| s.as_str())
         );
         if let Some(i) = &self.incident {
-            let _ = writeln!(o, "- **Incidente:** {i}");
+            let _ = writeln!(o, "- **Incidente:** {}", md(i));
         }
         let _ = writeln!(o, "\n## Descripción");
         let _ = writeln!(
             o,
             "{}\n",
-            self.title.clone().map(|t| format!("{t}. {TO_FILL}")).unwrap_or_else(|| TO_FILL.into())
+            self.title.as_deref().map(|t| format!("{}. {TO_FILL}", md(t))).unwrap_or_else(|| TO_FILL.into())
         );
         let _ = writeln!(o, "## Causa Raíz\n{}\n", or_fill(&self.root_cause));
         let _ = writeln!(o, "## Acción Tomada");
@@ -613,11 +664,11 @@ impl Report {
             let _ = writeln!(o, "Ningún paso ni compensación falló.");
         }
         for f in &self.failures {
-            let _ = writeln!(o, "- {}: {}", f.what, f.reason.replace('\n', " / "));
+            let _ = writeln!(o, "- {}: {}", f.what, f.reason);
             if let Some(out) = &f.output {
                 let _ = writeln!(o, "\n```text");
                 for line in out.lines() {
-                    let _ = writeln!(o, "{}", line.replace("```", "` ` `"));
+                    let _ = writeln!(o, "{}", crate::shown::one_line(line).replace("```", "` ` `"));
                 }
                 let _ = writeln!(o, "```");
             }
@@ -639,7 +690,7 @@ impl Report {
         let _ = writeln!(o, "\n## Rollback Ejecutado");
         let kind = match self.level {
             Some(l) => format!("Nivel {l}"),
-            None => format!("{} (no es un rollback)", self.runbook),
+            None => format!("{} (no es un rollback)", md(&self.runbook)),
         };
         let _ = writeln!(o, "- **Tipo:** {kind}");
         let _ = writeln!(
@@ -670,9 +721,9 @@ impl Report {
                 let _ = writeln!(
                     o,
                     "| {} | {} | {} | {} |",
-                    s.step,
+                    md(&s.step),
                     format_duration(Duration::from_secs(s.took.as_secs())),
-                    s.estimate.clone().unwrap_or_else(|| "-".into()),
+                    s.estimate.as_deref().map(md).unwrap_or_else(|| "-".into()),
                     if s.over { "por encima" } else { "" }
                 );
             }
@@ -681,12 +732,12 @@ impl Report {
                 let _ = writeln!(o, "Ningún fallo ni escalación en el journal.");
             }
             for p in &self.problems {
-                let _ = writeln!(o, "- {}", p.replace('\n', " / "));
+                let _ = writeln!(o, "- {p}");
             }
             if !self.review.is_empty() {
                 let _ = writeln!(o, "\n## Revisión del equipo");
                 for (label, value) in &self.review {
-                    let _ = writeln!(o, "- **{label}:** {value}");
+                    let _ = writeln!(o, "- **{label}:** {}", md(value));
                 }
             }
             let _ = writeln!(o);
@@ -695,14 +746,14 @@ impl Report {
         let _ = writeln!(o, "## Action Items\n- [ ] {TO_FILL}\n- [ ] {TO_FILL}\n");
         let _ = writeln!(o, "## Timeline\n| Hora (UTC) | Evento |\n| ----- | ----- |");
         for (t, e) in &self.timeline {
-            let _ = writeln!(o, "| {t} | {} |", e.replace('|', "\\|").replace('\n', " / "));
+            let _ = writeln!(o, "| {t} | {e} |");
         }
         let _ = writeln!(
             o,
             "\n---\nGenerado del journal del run `{}` (último hash `{}`); `runbook audit verify {}` lo comprueba.",
-            self.run_id,
-            self.last_hash.as_deref().unwrap_or("-"),
-            self.run_id
+            code(&self.run_id),
+            code(self.last_hash.as_deref().unwrap_or("-")),
+            code(&self.run_id)
         );
         o
     }
@@ -796,6 +847,14 @@ fn inline(s: &str) -> String {
     let mut rest = escaped.as_str();
     let marks = [("**", "strong"), ("`", "code"), ("_(", "em")];
     'outer: while !rest.is_empty() {
+        // `\*`, `\|`, `\<` (as `\&lt;`): a value's character shown as written.
+        if let Some(after) = rest.strip_prefix('\\')
+            && let Some(c) = after.chars().next().filter(char::is_ascii_punctuation)
+        {
+            out.push(c);
+            rest = &after[c.len_utf8()..];
+            continue;
+        }
         for (mark, tag) in marks {
             if let Some(body) = rest.strip_prefix(mark) {
                 let close = if mark == "_(" { ")_" } else { mark };

@@ -185,6 +185,8 @@ struct StepInfo {
     outputs: Option<Vec<String>>,
     /// Outputs whose type makes them inert in shell code (typed approval inputs).
     inert: Vec<String>,
+    /// An `approval` step: its outputs are what a person typed, never an observation.
+    approval: bool,
 }
 
 /// Where a template is written, rendered into messages only when one is needed.
@@ -397,6 +399,19 @@ impl<'a> Validator<'a> {
                 .help = Some("name a step of `[steps]` or `[finally]` of this runbook".into());
                 return None;
             };
+            if info.approval && !compensate {
+                this.err(
+                    Code::ReportReference,
+                    s.span,
+                    format!(
+                        "`report.{key}` names `{step}.{output}`, an input of approval `{step}`: what a person typed, not an observation"
+                    ),
+                )
+                .help = Some(
+                    "name the output of a step that observes it (a `run`, `cmd`, `http` or `sql` step); what people say goes in an approval input the report shows as theirs (`result`, `root_cause`, `impact`)".into(),
+                );
+                return None;
+            }
             let outputs: Vec<String> = if compensate {
                 match compensation_outputs.get(step) {
                     Some(o) => o.clone(),
@@ -749,7 +764,9 @@ impl<'a> Validator<'a> {
                         .collect()
                 })
                 .unwrap_or_default();
-            self.steps.insert(u.id.value.clone(), StepInfo { section, span: u.id.span, outputs, inert });
+            let approval = u.raw.as_ref().is_some_and(|r| r.approval.is_some());
+            self.steps
+                .insert(u.id.value.clone(), StepInfo { section, span: u.id.span, outputs, inert, approval });
         }
     }
 

@@ -1,0 +1,166 @@
+//! Every value a report or a terminal shows is one line, escaped for its medium.
+//!
+//! A value the engine did not write (a parameter, an approval input, a step's output or
+//! error text, a title, a name from the store) may hold line breaks, carriage returns,
+//! escape sequences or invisible Unicode format characters. Shown raw, it can add lines to
+//! a line-structured document (a forged "Resultado" in a report), rewrite what a terminal
+//! draws (a secret printed in two halves, the second moved over the first by `\r` or
+//! `ESC[16D`), or hide characters inside a secret so that the redactor does not match it
+//! while the screen draws it whole (U+200B, U+2060, U+00AD). So every such value goes
+//! through [`one_line`] (terminal) or [`markdown`] / [`code`] (reports; the HTML report is
+//! derived from the markdown and escapes HTML on top): each hidden character is replaced by
+//! a visible escape (`\n`, `\r`, `\t`, `\u{1b}`, `\u{200b}`), so nothing is drawn over,
+//! nothing is invisible, and the value is one line.
+
+use std::sync::LazyLock;
+
+use regex::Regex;
+
+/// Characters a terminal or a document does not draw as themselves: C0 and C1 controls and
+/// DEL (`Cc`), format characters (`Cf`: zero-width, bidi controls, word joiner, soft
+/// hyphen, BOM, tags), line and paragraph separators (`Zl`, `Zp`), and the characters that
+/// draw nothing although they are not `Cf` (combining grapheme joiner, Hangul fillers,
+/// Khmer inherent vowels, Mongolian and other variation selectors).
+static HIDDEN: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r"[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\x{034F}\x{115F}\x{1160}\x{17B4}\x{17B5}\x{180B}-\x{180F}\x{3164}\x{FE00}-\x{FE0F}\x{FFA0}\x{E0100}-\x{E01EF}]",
+    )
+    .expect("a valid pattern")
+});
+
+/// True for a character [`one_line`] escapes.
+pub fn is_hidden(c: char) -> bool {
+    let mut buf = [0u8; 4];
+    HIDDEN.is_match(c.encode_utf8(&mut buf))
+}
+
+fn escape(c: char) -> String {
+    match c {
+        '\n' => "\\n".into(),
+        '\r' => "\\r".into(),
+        '\t' => "\\t".into(),
+        other => format!("\\u{{{:x}}}", other as u32),
+    }
+}
+
+/// A value as a terminal may show it: one line, every hidden character (see [`is_hidden`])
+/// replaced by a visible escape.
+pub fn one_line(text: &str) -> String {
+    if !HIDDEN.is_match(text) {
+        return text.to_string();
+    }
+    HIDDEN
+        .replace_all(text, |c: &regex::Captures<'_>| c[0].chars().map(escape).collect::<String>())
+        .into_owned()
+}
+
+/// A value as markdown prose: one line as [`one_line`] makes it, and every character that markdown (or the
+/// report's HTML conversion) reads as structure is backslash-escaped: emphasis, code,
+/// links, HTML, table cells, and a block marker at its start (`#`, `-`, `+`, `=`, `>`,
+/// `1.`), so that the value is shown as written and can add neither a line nor markup.
+pub fn markdown(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 8);
+    let digits = text.chars().take_while(char::is_ascii_digit).count();
+    let chars: Vec<char> = text.chars().collect();
+    for (i, &c) in chars.iter().enumerate() {
+        if is_hidden(c) {
+            // `\n`, `\u{..}`: a backslash before a letter is shown as written.
+            out.push_str(&escape(c));
+            continue;
+        }
+        let leading = (i == 0 && matches!(c, '#' | '-' | '+' | '=' | '>'))
+            || (i == digits && digits > 0 && matches!(c, '.' | ')'));
+        // `snake_case`: an underscore inside a word is no emphasis (CommonMark), left as is.
+        let intraword = c == '_'
+            && i > 0
+            && chars[i - 1].is_alphanumeric()
+            && chars.get(i + 1).is_some_and(|n| n.is_alphanumeric());
+        if leading || (!intraword && matches!(c, '\\' | '`' | '*' | '_' | '[' | ']' | '<' | '>' | '|' | '~'))
+        {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// A value inside a markdown code span (`` `...` ``): [`one_line`], with backticks (which
+/// would end the span) and table-cell bars shown as `'` and `¦`.
+pub fn code(text: &str) -> String {
+    one_line(text).replace('`', "'").replace('|', "¦")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every character a terminal or a document would not draw as itself: all C0/C1
+    /// controls, DEL, and the whole Unicode `Cf` category, checked against the `regex`
+    /// crate's own tables char by char (an independent reading of the category).
+    fn corpus() -> Vec<char> {
+        let cf = Regex::new(r"^[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]$").expect("pattern");
+        let all: Vec<char> = (0..=0x10FFFFu32).filter_map(char::from_u32).collect();
+        let hidden: Vec<char> = all.iter().copied().filter(|c| cf.is_match(&c.to_string())).collect();
+        // The corpus holds what it must: C0, DEL, C1, and the format characters named in
+        // the findings.
+        for c in
+            (0..0x20).chain(0x7F..0xA0).chain([0xAD, 0x200B, 0x200D, 0x202E, 0x2060, 0x2066, 0xFEFF, 0xE0001])
+        {
+            assert!(hidden.contains(&char::from_u32(c).expect("char")), "{c:x}");
+        }
+        assert!(hidden.len() > 200, "{}", hidden.len());
+        hidden
+    }
+
+    #[test]
+    fn every_control_and_format_character_is_made_visible_on_one_line() {
+        for c in corpus() {
+            let text = format!("ab{c}cd");
+            for (name, shown) in
+                [("one_line", one_line(&text)), ("markdown", markdown(&text)), ("code", code(&text))]
+            {
+                assert!(!shown.chars().any(is_hidden), "{name} kept U+{:04X}: {shown:?}", c as u32);
+                assert!(!shown.contains(c), "{name} kept U+{:04X}", c as u32);
+                assert!(!shown.contains('\n') && !shown.contains('\r'), "{name}: {shown:?}");
+                assert!(shown.starts_with("ab") && shown.ends_with("cd"), "{name}: {shown:?}");
+                assert!(shown.len() > 4, "{name} dropped U+{:04X} instead of showing it", c as u32);
+            }
+        }
+    }
+
+    #[test]
+    fn escape_sequences_and_cursor_moves_are_shown_as_text() {
+        for (raw, shown) in [
+            ("    K2pL\rZq7w", "    K2pL\\rZq7w"),
+            ("K2pL\x1b[16DZq7w", "K2pL\\u{1b}[16DZq7w"),
+            ("\x1b]0;title\x07", "\\u{1b}]0;title\\u{7}"),
+            ("\u{9b}2J", "\\u{9b}2J"),
+            ("Zq7w\u{200b}K2pL", "Zq7w\\u{200b}K2pL"),
+            ("Zq7w\u{ad}K2pL", "Zq7w\\u{ad}K2pL"),
+            ("a\u{2028}b\u{2029}c", "a\\u{2028}b\\u{2029}c"),
+            ("x\u{fe0f}\u{e0100}\u{3164}", "x\\u{fe0f}\\u{e0100}\\u{3164}"),
+            ("tab\there\r\n", "tab\\there\\r\\n"),
+            ("plain ñ 東京 😀", "plain ñ 東京 😀"),
+        ] {
+            assert_eq!(one_line(raw), shown);
+        }
+    }
+
+    #[test]
+    fn markdown_values_cannot_add_lines_or_markup() {
+        for (raw, shown) in [
+            ("v1.0.0", "v1.0.0"),
+            ("observe_before _x_ a_", "observe_before \\_x\\_ a\\_"),
+            ("x\n- **Resultado:** Éxito", "x\\n- \\*\\*Resultado:\\*\\* Éxito"),
+            ("# h", "\\# h"),
+            ("- item", "\\- item"),
+            ("12. item", "12\\. item"),
+            ("a | b", "a \\| b"),
+            ("<script>", "\\<script\\>"),
+            ("`code` _(fill)_ [l](u) ~~s~~ \\", "\\`code\\` \\_(fill)\\_ \\[l\\](u) \\~\\~s\\~\\~ \\\\"),
+        ] {
+            assert_eq!(markdown(raw), shown, "{raw:?}");
+        }
+        assert_eq!(code("a`b|c\nd"), "a'b¦c\\nd");
+    }
+}
