@@ -238,7 +238,7 @@ fn rollback_l3_restores_the_database_and_the_stable_code(shape: Shape) {
     assert_eq!(e.sb.origin_commit("main"), e.sb.origin_commit(&format!("{}^{{commit}}", spec.stable_tag)));
     // The later objects left the app's schema with the rest of it, whole, in the schema kept
     // aside.
-    let kept = format!("public_pre_l3_{}", crate::e2e_l3::run_key(&run));
+    let kept = format!("pre_l3_{}", crate::e2e_l3::run_key(&run));
     for (object, rows) in &later {
         assert_eq!(e.sb.psql(&format!("SELECT to_regclass('public.{object}') IS NULL")), "t", "{object}");
         assert_eq!(&e.sb.psql(&format!("SELECT count(*) FROM {kept}.{object}")), rows, "{object} in {kept}");
@@ -577,7 +577,7 @@ fn rollback_l3_killed_mid_way_resumes_without_running_a_non_idempotent_step_twic
     ok(&e.runbook(&["resume", &run, "--yes"], "oncall"), 0);
     assert_eq!(crate::e2e_l3::app_dump(&e.sb), before);
     // The restore ran once: the later objects are in the schema it set aside, whole.
-    let kept = format!("public_pre_l3_{}", crate::e2e_l3::run_key(&run));
+    let kept = format!("pre_l3_{}", crate::e2e_l3::run_key(&run));
     for (object, rows) in &later {
         assert_eq!(&e.sb.psql(&format!("SELECT count(*) FROM {kept}.{object}")), rows, "{object} in {kept}");
     }

@@ -55,7 +55,7 @@ pub(crate) fn run_key(run: &str) -> String {
 
 /// rollback-l3 as shipped, with the health check polling twice 100 ms apart (instead of 40
 /// times 15 s apart), and `extra` TOML appended, written into the sandbox folder.
-fn quick_l3(e: &E2e, health_needs: &str, extra: &str) -> String {
+pub(crate) fn quick_l3(e: &E2e, health_needs: &str, extra: &str) -> String {
     let shipped = std::fs::read_to_string(root().join("runbooks/rollback-l3.toml")).expect("runbook");
     let poll = r#"retry = { attempts = 40, delay = "15s" }"#;
     let health = shipped.find("[steps.health]").expect("a health step");
@@ -83,7 +83,7 @@ fn audit_text(e: &E2e, run: &str) -> String {
 }
 
 /// A custom-format dump of the app database as it is now.
-fn dump_now(e: &E2e, file: &Path) {
+pub(crate) fn dump_now(e: &E2e, file: &Path) {
     let status = Command::new(e.sb.pg.bin().join("pg_dump"))
         .args(["--format=custom", "--file"])
         .arg(file)
@@ -299,14 +299,18 @@ fn restore_over_a_changed_schema(shape: Shape) {
     ok(&out, 0);
     assert_eq!(app_dump(&e.sb), expected, "the app's schema holds exactly the dump's data");
     let run = e.latest_run();
-    let kept = format!("public_pre_l3_{}", run_key(&run));
+    let kept = format!("pre_l3_{}", run_key(&run));
     // Nothing of the live schema was dropped: it is kept aside whole, later objects included.
     let aside = schema_dump(&e.sb, &e.sb.admin_url(), &kept).replace(&kept, "public");
     let strip = |t: &str| t.lines().filter(|l| !l.contains("SCHEMA public")).collect::<Vec<_>>().join("\n");
     assert_eq!(strip(&aside), strip(&damaged), "the kept schema is the live one, whole");
     assert_eq!(e.sb.psql(&format!("SELECT count(*) FROM {kept}.payments")), later_rows);
     assert_eq!(e.sb.psql(&format!("{acl}'public'")), schema_before, "owner, grants and comment copied");
-    assert_eq!(e.sb.psql(&format!("{acl}'{kept}'")), schema_before);
+    // The kept schema has the same owner and grants; its comment is the run's marker (the
+    // live schema has the original comment).
+    let comment = e.sb.psql("SELECT coalesce(obj_description('public'::regnamespace, 'pg_namespace'), '')");
+    let grants = schema_before.strip_suffix(&comment).expect("the comment ends the line");
+    assert_eq!(e.sb.psql(&format!("{acl}'{kept}'")), format!("{grants}rollback-l3 run {run}"));
     assert_eq!(e.sb.psql("SELECT has_schema_privilege('l3_reporting', 'public', 'USAGE')"), "t");
     // ...and listed: in the step's outputs (the journal), the after-checklist and the message.
     let audit = audit_text(&e, &run);
@@ -364,7 +368,7 @@ fn write_during_health_wait(shape: Shape) {
     assert_eq!(e.sb.origin_commit("main"), main);
 
     // The row is in the restored schema, kept aside...
-    let undone = format!("public_l3_undone_{}", run_key(&run));
+    let undone = format!("l3_undone_{}", run_key(&run));
     assert!(schema_dump(&e.sb, &e.sb.admin_url(), &undone).contains(marker), "{marker} in {undone}");
     // ...and in the evidence dump taken before the swap back.
     let evidence = e.sb.backups.join(format!("{}-evidence-l3-{run}.dump", e.sb.spec().environment));
@@ -378,7 +382,7 @@ fn write_during_health_wait(shape: Shape) {
     // The team is told where; the compensation's log names both.
     let hooks = e.sb.app.hooks().join("\n");
     assert!(hooks.contains(&evidence.display().to_string()), "{hooks}");
-    assert!(hooks.contains(&format!("_l3_undone_{}", run_key(&run))), "{hooks}");
+    assert!(hooks.contains(&format!("l3_undone_{}", run_key(&run))), "{hooks}");
     assert!(out.stdout.contains(&format!("evidence={}", evidence.display())), "{}", out.stdout);
     assert_eq!(
         e.steps_with(&run, "compensation_succeeded"),
@@ -554,7 +558,7 @@ fn restore_again_after_commit(shape: Shape) {
         "{last}if [ -e {flag} ]; then rm {flag}; echo 'simulated: interrupted after COMMIT' >&2; exit 1; fi\n",
         flag = flag.display()
     );
-    let outputs = "outputs = [\"kept_schema\", \"only_in_previous\"]\n";
+    let outputs = "outputs = [\"kept_schema\", \"only_in_previous\", \"restore_point\"]\n";
     assert_eq!(text.matches(last).count(), 1);
     assert_eq!(text.matches(outputs).count(), 1);
     let text = text
@@ -580,14 +584,14 @@ fn restore_again_after_commit(shape: Shape) {
     assert!(log(2).contains("ya restauró"), "{}", log(2));
     assert!(!flag.exists());
     assert_eq!(app_dump(&e.sb), expected);
-    let kept = format!("public_pre_l3_{}", run_key(&run));
+    let kept = format!("pre_l3_{}", run_key(&run));
     let strip = |t: &str| t.lines().filter(|l| !l.contains("SCHEMA public")).collect::<Vec<_>>().join("\n");
     assert_eq!(
         strip(&schema_dump(&e.sb, &e.sb.admin_url(), &kept).replace(&kept, "public")),
         strip(&damaged),
         "the kept schema is still the damaged live one"
     );
-    assert_eq!(e.sb.psql("SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'public_pre_l3_%'"), "1");
+    assert_eq!(e.sb.psql("SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'pre_l3_%'"), "1");
 }
 
 both_shapes!(

@@ -235,11 +235,13 @@ fn hostile_values_never_inject_into_commands() {
             let plan = match plan::plan(&runbook, &params) {
                 Ok(plan) => plan,
                 Err(diags) => {
-                    // Refused while rendering (an `operand` seeing `-...`): a clear error.
+                    // Refused while rendering (an `operand` seeing `-...`, or an included
+                    // runbook's parameter pattern, e.g. l3's `git_remote`): a clear error.
                     for d in &diags {
                         assert!(
                             d.message.contains("starts with `-`")
-                                || d.message.contains("subscript with an expansion"),
+                                || d.message.contains("subscript with an expansion")
+                                || d.message.contains("does not match the pattern"),
                             "{}: {}",
                             file.display(),
                             d.message

@@ -14,6 +14,7 @@ mod e2e;
 mod e2e_drill;
 mod e2e_l3;
 mod e2e_others;
+mod e2e_pins;
 mod e2e_report;
 mod fixtures;
 mod history;
