@@ -74,14 +74,12 @@ fn copy_blocks(text: &str) -> Vec<(String, Vec<String>)> {
     blocks
 }
 
-/// [`copy_blocks`] without the schemas that rollback-l3 keeps aside (`public_pre_l3_*`,
-/// `public_l3_undone_*`): what the app's schema and the other schemas hold.
+/// [`copy_blocks`] without the schemas that rollback-l3 keeps aside (`pre_l3_*`,
+/// `l3_undone_*`): what the app's schema and the other schemas hold.
 fn without_kept(blocks: Vec<(String, Vec<String>)>) -> Vec<(String, Vec<String>)> {
     blocks
         .into_iter()
-        .filter(|(head, _)| {
-            !head.starts_with("COPY public_pre_l3_") && !head.starts_with("COPY public_l3_undone_")
-        })
+        .filter(|(head, _)| !head.starts_with("COPY pre_l3_") && !head.starts_with("COPY l3_undone_"))
         .collect()
 }
 
@@ -90,7 +88,7 @@ fn without_kept(blocks: Vec<(String, Vec<String>)>) -> Vec<(String, Vec<String>)
 fn kept_schema(run: &str) -> String {
     let key: String =
         run.to_lowercase().chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
-    format!("public_pre_l3_{key}")
+    format!("pre_l3_{key}")
 }
 
 /// The data a custom-format dump holds, as [`copy_blocks`].
@@ -559,10 +557,12 @@ fn the_drill_compares_every_table_whatever_its_schema_names_or_data() {
     );
     let backup = production_backup(&e, "production-odd.dump");
     // What an earlier drill's rollback left in staging.
-    let earlier = "public_pre_l3_20260901t000000z_0ld";
+    let earlier = "pre_l3_20260901t000000z_0ld";
     e.sb.psql(&format!(
-        "CREATE SCHEMA {earlier}; CREATE TABLE {earlier}.\"User\" (id INT); INSERT INTO {earlier}.\"User\" VALUES (42)"
+        "CREATE SCHEMA {earlier}; COMMENT ON SCHEMA {earlier} IS 'rollback-l3 run 20260901T000000Z-0ld'; CREATE TABLE {earlier}.\"User\" (id INT); INSERT INTO {earlier}.\"User\" VALUES (42)"
     ));
+    // A schema of the team's that only looks like a kept copy: not l3's (no marker), kept.
+    e.sb.psql("CREATE SCHEMA pre_l3_reports; CREATE TABLE pre_l3_reports.t (id INT)");
     let out = e.drive("drill", &[("production_backup", &backup)], APPROVALS);
     ok(&out, 0);
     let run = e.latest_run();
@@ -601,6 +601,11 @@ fn the_drill_compares_every_table_whatever_its_schema_names_or_data() {
         "the earlier drill's kept schema is in the evidence dump"
     );
     assert_eq!(e.sb.psql(&format!("SELECT count(*) FROM pg_namespace WHERE nspname = '{earlier}'")), "0");
+    assert_eq!(
+        e.sb.psql("SELECT count(*) FROM pg_namespace WHERE nspname = 'pre_l3_reports'"),
+        "1",
+        "a schema named like a kept copy but not marked by rollback-l3 stays"
+    );
     let kept = kept_schema(&run);
     assert!(check.contains(&format!("no se comparan): {kept} (5 tablas)")), "{check}");
     assert_eq!(
