@@ -737,7 +737,6 @@ fn a_drill_restores_a_production_dump_of_another_database() {
 }
 
 #[test]
-#[ignore = "issue 12: rollback-l3 restores a dump of another database with its owners (production's roles)"]
 fn a_drill_restores_a_production_dump_of_another_database_in_the_second_environment() {
     production_dump_of_another_database(Shape::Shop);
 }
