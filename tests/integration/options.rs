@@ -361,3 +361,37 @@ fn values_that_are_not_options_arrive_and_numbers_are_never_refused() {
     assert!(expected.len() >= 300, "{} cases", expected.len());
     sb.no_canary();
 }
+
+/// What `check` can know: a parameter whose `default` or `enum` starts with `-`, where it
+/// begins an argument, is RB059 at its `file:line:col`, in `run` text and in `cmd`; the same
+/// parameter after `--` or glued to an option passes. Other values are refused when bound,
+/// with a message that says why and what to write instead.
+#[test]
+fn check_refuses_a_known_option_value_where_it_begins_an_argument() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let head = "[runbook]\nname = \"r\"\n[params.mode]\ntype = \"string\"\nenum = [\"--force\", \"plain\"]\n[params.file]\ntype = \"string\"\ndefault = \"-rf\"\n";
+    let refused = format!(
+        "{head}[steps.push]\nrun = \"git push origin {{{{ params.mode }}}}\"\n[steps.rm]\ncmd = [\"rm\", \"{{{{ params.file }}}}\"]\n"
+    );
+    std::fs::write(dir.path().join("r.toml"), &refused).expect("runbook");
+    let check = run_in(dir.path(), &["check", "r.toml"]);
+    assert_eq!(check.code, 3, "{}", check.stderr);
+    assert!(check.stderr.contains("r.toml:10:24: error[RB059]"), "{}", check.stderr);
+    assert!(check.stderr.contains("r.toml:12:15: error[RB059]"), "{}", check.stderr);
+    insta::assert_snapshot!("option_value_check", check.stderr);
+    let allowed = format!(
+        "{head}[steps.push]\nrun = \"git push origin -- {{{{ params.mode }}}} && git push --repo={{{{ params.mode }}}}\"\n[steps.rm]\ncmd = [\"rm\", \"--\", \"{{{{ params.file }}}}\"]\n"
+    );
+    std::fs::write(dir.path().join("r.toml"), &allowed).expect("runbook");
+    let check = run_in(dir.path(), &["check", "r.toml"]);
+    assert_eq!(check.code, 0, "{}", check.stderr);
+    // The bind-time refusal, as a user reads it.
+    write(
+        dir.path(),
+        "[runbook]\nname = \"r\"\n[params.remote]\ntype = \"string\"\n[steps.fetch]\nrun = \"git fetch {{ params.remote }}\"\n",
+        "remote = \"--upload-pack=touch /tmp/x\"\n",
+    );
+    let plan = run_in(dir.path(), &["plan", "r.toml", "--params-file", "p.toml"]);
+    assert_eq!(plan.code, 3, "{}", plan.stderr);
+    insta::assert_snapshot!("option_value_plan", plan.stderr);
+}
