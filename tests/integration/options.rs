@@ -130,6 +130,10 @@ const REFUSED_RUN: &[&str] = &[
     "test -n @",
     "[ @ = x ]",
     "git fetch origin \"@\"\"@\"",
+    // Through a variable that begins with the value.
+    "remote=@; git fetch --tags \"$remote\" main",
+    "dump=@\npg_restore --clean \"${dump}\"",
+    "f() { local d=@; tar -xf \"$d/a.tgz\"; }; f",
 ];
 
 /// `cmd` arrays where a value begins an argument.

@@ -301,6 +301,8 @@ struct Lexer<'a> {
     assignments: Vec<(String, Vec<usize>)>,
     /// Words that are arguments and begin with a value, so far.
     words: usize,
+    /// Variables assigned so far, with the values that begin what they hold.
+    starts: Vec<(String, Vec<usize>)>,
 }
 
 /// The context of every marker in `text`, or why the text cannot be followed.
@@ -314,6 +316,7 @@ pub fn contexts(text: &str) -> Result<Vec<Site>, String> {
         integers: std::collections::HashSet::new(),
         assignments: Vec::new(),
         words: 0,
+        starts: Vec::new(),
         error: None,
     };
     lx.run();
@@ -427,12 +430,25 @@ impl Lexer<'_> {
             }
         }
         // A value that begins an argument may be read as an option (`git ls-remote "$RB_1"`).
-        for (w, argument) in words.iter().zip(option_words(&words, true)) {
-            if argument {
+        for (w, argument) in words.iter().zip(argument_words(&words, true)) {
+            if !argument {
+                continue;
+            }
+            // The values the word begins with, or that begin the variable it begins with
+            // (`x={{ v }}; git fetch "$x"`).
+            let ids: Vec<usize> = if w.text.starts_with(MARK) {
+                w.sites.iter().take(leading_markers(&w.text)).copied().collect()
+            } else {
+                leading_variable(&w.text)
+                    .and_then(|name| self.starts.iter().find(|(n, _)| n == name))
+                    .map(|(_, ids)| ids.clone())
+                    .unwrap_or_default()
+            };
+            if !ids.is_empty() {
                 self.words += 1;
-                for &s in w.sites.iter().take(leading_markers(&w.text)) {
-                    self.sites[s].argument = Some(self.words);
-                }
+            }
+            for s in ids {
+                self.sites[s].argument = Some(self.words);
             }
         }
         let codes = code_words(&words);
@@ -648,7 +664,14 @@ impl Lexer<'_> {
                 self.integers.insert(name.clone());
             }
             if !w.sites.is_empty() && t.contains('=') {
-                self.assignments.push((name, w.sites.clone()));
+                self.assignments.push((name.clone(), w.sites.clone()));
+            }
+            // The values that begin what is assigned: they begin every argument that starts
+            // with the variable (`x={{ v }}; git fetch "$x"`).
+            if let Some((_, value)) = t.split_once('=') {
+                let ids = w.sites.iter().take(leading_markers(value)).copied().collect();
+                self.starts.retain(|(n, _)| *n != name);
+                self.starts.push((name, ids));
             }
         }
     }
@@ -1350,7 +1373,7 @@ const NO_OPTIONS: [&str; 4] = ["[[", "case", "for", "select"];
 /// `--` after a prefix, launcher or shell (`sudo`, `kubectl exec p --`, `ssh`, `bash`) may
 /// end only the options of the prefix, so it ends nothing here. `shell` is false for a
 /// `cmd` array (no assignments, no redirections).
-fn option_words(words: &[Word], shell: bool) -> Vec<bool> {
+fn argument_words(words: &[Word], shell: bool) -> Vec<bool> {
     let mut out = vec![false; words.len()];
     let lead = if shell {
         words.iter().take_while(|w| !w.redirect && KEYWORDS.contains(&w.text.as_str())).count()
@@ -1380,9 +1403,18 @@ fn option_words(words: &[Word], shell: bool) -> Vec<bool> {
         if t == "--" && !launched {
             break;
         }
-        out[n] = t.starts_with(MARK);
+        out[n] = true;
     }
     out
+}
+
+/// The variable a word begins with (`$x/y`, `${x}`), if any.
+fn leading_variable(text: &str) -> Option<&str> {
+    let rest = text.strip_prefix('$')?;
+    let rest = rest.strip_prefix('{').unwrap_or(rest);
+    let end = rest.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(rest.len());
+    let name = &rest[..end];
+    (!name.is_empty() && !name.starts_with(|c: char| c.is_ascii_digit())).then_some(name)
 }
 
 /// How many markers a word's text begins with, with nothing between them.
@@ -1406,7 +1438,7 @@ fn leading_markers(text: &str) -> usize {
 pub fn argv_options(argv: &[String]) -> Vec<bool> {
     let words: Vec<Word> =
         argv.iter().map(|t| Word { text: t.clone(), sites: Vec::new(), redirect: false }).collect();
-    option_words(&words, false)
+    argument_words(&words, false).into_iter().zip(argv).map(|(a, t)| a && t.starts_with(MARK)).collect()
 }
 
 /// A number, negative or not (`-5`, `-0.25`, `-1e3`): as an option it can only be a count,
@@ -1821,6 +1853,24 @@ mod scale {
         ] {
             let e = bound(t, &["--upload-pack=x"]).expect_err(t);
             assert!(e.contains("starts with `-`"), "{t}: {e}");
+        }
+        // Through a variable that begins with the value.
+        for t in [
+            "x=@; git fetch \"$x\"",
+            "x=@/y; git fetch ${x}",
+            "local d=@; tar -xf \"$d/a\"",
+            "x=@; f(){ :; }; f $x",
+        ] {
+            assert!(bound(t, &["--upload-pack=x"]).is_err(), "{t}");
+        }
+        for t in [
+            "x=@; git fetch -- \"$x\"",
+            "x=a@; git fetch \"$x\"",
+            "x=@; x=a; git fetch \"$x\"",
+            "x=@; echo ok > \"$x\"",
+            "x=@; git fetch \"a$x\"",
+        ] {
+            assert!(bound(t, &["--upload-pack=x"]).is_ok(), "{t}");
         }
         // After empty values in the same word; not after a non-empty one.
         assert!(bound("git fetch @@", &["", "--x"]).is_err());
