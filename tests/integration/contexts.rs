@@ -8,12 +8,13 @@ use std::path::Path;
 use crate::support::{ok, run_in};
 
 /// Write `r.toml` and `p.toml` (params, TOML) into `dir`.
-fn write(dir: &Path, runbook: &str, params: &str) {
+pub fn write(dir: &Path, runbook: &str, params: &str) {
     std::fs::write(dir.join("r.toml"), runbook).expect("runbook");
     std::fs::write(dir.join("p.toml"), params).expect("params");
 }
 
-fn run(dir: &Path) -> crate::support::Output {
+/// `run r.toml` with `p.toml`, state `s.db`, approvals given.
+pub fn run(dir: &Path) -> crate::support::Output {
     run_in(dir, &["run", "r.toml", "--params-file", "p.toml", "--state", "s.db", "--yes"])
 }
 
@@ -197,11 +198,15 @@ const REFUSED: &[(&str, &str)] = &[
 /// long values already in it.
 /// The hostile corpus without the values that bind refuses whatever their context (a
 /// subscript with an expansion, `runbook_core::shell::evaluable`): those are tested by
-/// `values_bash_could_evaluate_are_refused_whatever_the_lexer_sees`.
+/// `values_bash_could_evaluate_are_refused_whatever_the_lexer_sees`; nor those that start
+/// with `-`, refused where they begin an argument (`runbook_core::shell::option_value`):
+/// tested by `options::values_that_begin_an_argument_never_become_options`.
 fn hostile(canaries: &Path) -> Vec<String> {
     crate::injection::corpus(canaries)
         .into_iter()
-        .filter(|v| runbook_core::shell::evaluable(v).is_none())
+        .filter(|v| {
+            runbook_core::shell::evaluable(v).is_none() && runbook_core::shell::option_value(v).is_none()
+        })
         .collect()
 }
 

@@ -358,9 +358,20 @@ fn bash() -> PathBuf {
         .expect("bash on PATH")
 }
 
-/// Every recorded argv element that holds a value's marker holds the whole value. Returns
-/// how many values arrived.
+/// Every recorded argv element that holds a value's marker holds the whole value, and no
+/// value that starts with `-` arrives as a whole argument before `--` (where the program
+/// would read it as an option). Returns how many values arrived.
 fn check_intact(record: &str, used: &[&str], file: &Path) -> usize {
+    for command in record.split("\0\0") {
+        let argv: Vec<&str> = command.split('\0').collect();
+        for arg in argv.iter().skip(1).take_while(|a| **a != "--") {
+            assert!(
+                !(arg.starts_with('-') && used.contains(arg)),
+                "{}: the value {arg:?} reached {argv:?} as an option",
+                file.display()
+            );
+        }
+    }
     let mut arrived = 0;
     for value in used {
         let marker = &value[value.rfind("#M").unwrap_or(0)..];

@@ -23,6 +23,7 @@ mod hostile;
 mod include;
 mod injection;
 mod kept_logs;
+mod options;
 mod peers;
 mod pinning;
 mod plan;

@@ -129,6 +129,7 @@ codes! {
     QuotingOff = "048", "quoting-off", "`{% autoescape %}` in `run` text, which would turn the binding of values off.";
     TemplateLimit = "049", "template-limit", "A template or expression nested too deeply or too long to compile safely.";
     UnknownLogic = "058", "unknown-logic", "`run` text that branches or computes (`{% if %}`, a filter...) on a value the plan cannot know: a step output, an approval input, a secret.";
+    OptionValue = "059", "option-value", "A parameter whose `default` or `enum` starts with `-`, used where a program would read it as an option (a whole argument, before `--`).";
     InvalidDefault = "050", "invalid-default", "A parameter default that violates its own declaration.";
     InvalidParam = "051", "invalid-param", "A parameter declaration that cannot work.";
     IncludeMissing = "060", "include-missing", "An included runbook file cannot be read.";

@@ -637,7 +637,22 @@ impl Planner<'_> {
             Action::Run { script, shell } => {
                 PlanCommand::Run { script: self.render(script, Mode::Shell), shell: shell.clone() }
             }
-            Action::Cmd(argv) => PlanCommand::Cmd(argv.iter().map(|t| self.render(t, Mode::Plain)).collect()),
+            Action::Cmd(argv) => {
+                let rendered: Vec<String> = argv.iter().map(|t| self.render(t, Mode::Plain)).collect();
+                let texts: Vec<&str> = argv.iter().map(|t| t.text.as_str()).collect();
+                // A value that would be read as an option is refused (promise 4).
+                if let Err((k, message)) = template::argv_options(&texts, &rendered) {
+                    let e = TemplateError {
+                        message,
+                        range: None,
+                        at_render: true,
+                        unknown_callable: false,
+                        too_costly: false,
+                    };
+                    self.render_error(&argv[k], &e);
+                }
+                PlanCommand::Cmd(rendered)
+            }
             Action::Http(h) => {
                 let body = match (&h.body, &h.json) {
                     (Some(b), _) => Some(Value::String(self.render(b, Mode::Plain))),

@@ -42,6 +42,10 @@ pub struct Site {
     pub at: usize,
     /// Its context.
     pub context: Where,
+    /// The value begins an argument of a command (alone, or after values only, in word
+    /// number `n` of the text), where a program reads a leading `-` as an option: see
+    /// [`option_value`].
+    pub argument: Option<usize>,
 }
 
 /// Text with markers: `\0` + decimal index + `\0`.
@@ -295,6 +299,10 @@ struct Lexer<'a> {
     integers: std::collections::HashSet<String>,
     /// Assignments that hold markers: the variable's name and the sites.
     assignments: Vec<(String, Vec<usize>)>,
+    /// Words that are arguments and begin with a value, so far.
+    words: usize,
+    /// Variables assigned so far, with the values that begin what they hold.
+    starts: Vec<(String, Vec<usize>)>,
 }
 
 /// The context of every marker in `text`, or why the text cannot be followed.
@@ -307,6 +315,8 @@ pub fn contexts(text: &str) -> Result<Vec<Site>, String> {
         heredocs: Vec::new(),
         integers: std::collections::HashSet::new(),
         assignments: Vec::new(),
+        words: 0,
+        starts: Vec::new(),
         error: None,
     };
     lx.run();
@@ -384,7 +394,7 @@ impl Lexer<'_> {
 
     fn add_site(&mut self, index: usize, at: usize, context: Where) {
         let id = self.sites.len();
-        self.sites.push(Site { index, at, context });
+        self.sites.push(Site { index, at, context, argument: None });
         let cmd = self.cmd();
         let redirect = std::mem::take(&mut cmd.redirect_next) || cmd.heredoc_next.is_some();
         let w = cmd.current.get_or_insert_with(|| Word { redirect, ..Word::default() });
@@ -417,6 +427,28 @@ impl Lexer<'_> {
             // A heredoc announced on this line (`cat <<EOF | psql`) is read after it.
             for doc in &mut self.heredocs {
                 doc.3.get_or_insert_with(|| reader.to_string());
+            }
+        }
+        // A value that begins an argument may be read as an option (`git ls-remote "$RB_1"`).
+        for (w, argument) in words.iter().zip(argument_words(&words, true)) {
+            if !argument {
+                continue;
+            }
+            // The values the word begins with, or that begin the variable it begins with
+            // (`x={{ v }}; git fetch "$x"`).
+            let ids: Vec<usize> = if w.text.starts_with(MARK) {
+                w.sites.iter().take(leading_markers(&w.text)).copied().collect()
+            } else {
+                leading_variable(&w.text)
+                    .and_then(|name| self.starts.iter().find(|(n, _)| n == name))
+                    .map(|(_, ids)| ids.clone())
+                    .unwrap_or_default()
+            };
+            if !ids.is_empty() {
+                self.words += 1;
+            }
+            for s in ids {
+                self.sites[s].argument = Some(self.words);
             }
         }
         let codes = code_words(&words);
@@ -632,7 +664,14 @@ impl Lexer<'_> {
                 self.integers.insert(name.clone());
             }
             if !w.sites.is_empty() && t.contains('=') {
-                self.assignments.push((name, w.sites.clone()));
+                self.assignments.push((name.clone(), w.sites.clone()));
+            }
+            // The values that begin what is assigned: they begin every argument that starts
+            // with the variable (`x={{ v }}; git fetch "$x"`).
+            if let Some((_, value)) = t.split_once('=') {
+                let ids = w.sites.iter().take(leading_markers(value)).copied().collect();
+                self.starts.retain(|(n, _)| *n != name);
+                self.starts.push((name, ids));
             }
         }
     }
@@ -728,7 +767,7 @@ impl Lexer<'_> {
                     if self.text.as_bytes()[j] == 0
                         && let Some((index, next)) = self.read_marker(j)
                     {
-                        self.sites.push(Site { index, at: j, context: Where::Word });
+                        self.sites.push(Site { index, at: j, context: Where::Word, argument: None });
                         j = next;
                     } else {
                         j += 1;
@@ -972,7 +1011,7 @@ impl Lexer<'_> {
                 } else {
                     Where::Expanded
                 };
-                self.sites.push(Site { index, at: j, context });
+                self.sites.push(Site { index, at: j, context, argument: None });
                 j = next;
                 continue;
             }
@@ -1324,6 +1363,109 @@ pub fn argv_code(argv: &[String]) -> Vec<Option<String>> {
     out
 }
 
+/// Commands whose words a value cannot turn into an option: bash parses the operators of
+/// `[[ ]]` before it expands, and `case`, `for`, `select` take words, not options.
+const NO_OPTIONS: [&str; 4] = ["[[", "case", "for", "select"];
+
+/// For each word of a simple command, whether it is an argument of a program that may read
+/// it as an option: every word after the command word (not a redirection, not an
+/// assignment before the command), until a `--` that ends the options of that program. A
+/// `--` after a prefix, launcher or shell (`sudo`, `kubectl exec p --`, `ssh`, `bash`) may
+/// end only the options of the prefix, so it ends nothing here. `shell` is false for a
+/// `cmd` array (no assignments, no redirections).
+fn argument_words(words: &[Word], shell: bool) -> Vec<bool> {
+    let mut out = vec![false; words.len()];
+    let lead = if shell {
+        words.iter().take_while(|w| !w.redirect && KEYWORDS.contains(&w.text.as_str())).count()
+    } else {
+        0
+    };
+    let args: Vec<usize> = (lead..words.len())
+        .filter(|&n| !words[n].redirect)
+        .skip_while(|&n| shell && is_assignment(&words[n].text))
+        .collect();
+    let Some(&first) = args.first() else { return out };
+    if NO_OPTIONS.contains(&words[first].text.as_str()) {
+        return out;
+    }
+    let mut launched = false;
+    for &n in &args {
+        let t = words[n].text.as_str();
+        let name = base(t);
+        launched |= PREFIXES.contains(&name)
+            || LAUNCHERS.iter().any(|(p, _)| *p == name)
+            || REMOTE.contains(&name)
+            || SHELLS.contains(&name)
+            || POSIX_SHELLS.contains(&name);
+        if n == first {
+            continue;
+        }
+        if t == "--" && !launched {
+            break;
+        }
+        out[n] = true;
+    }
+    out
+}
+
+/// The variable a word begins with (`$x/y`, `${x}`), if any.
+fn leading_variable(text: &str) -> Option<&str> {
+    let rest = text.strip_prefix('$')?;
+    let rest = rest.strip_prefix('{').unwrap_or(rest);
+    let end = rest.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(rest.len());
+    let name = &rest[..end];
+    (!name.is_empty() && !name.starts_with(|c: char| c.is_ascii_digit())).then_some(name)
+}
+
+/// How many markers a word's text begins with, with nothing between them.
+fn leading_markers(text: &str) -> usize {
+    let mut rest = text;
+    let mut n = 0;
+    while let Some(after) = rest.strip_prefix(MARK) {
+        match after.find(MARK) {
+            Some(end) if after[..end].bytes().all(|b| b.is_ascii_digit()) => {
+                rest = &after[end + 1..];
+                n += 1;
+            }
+            _ => break,
+        }
+    }
+    n
+}
+
+/// For each element of an argv (`cmd`, markers where templates are), whether it begins
+/// with a value and is an argument that the program may read as an option.
+pub fn argv_options(argv: &[String]) -> Vec<bool> {
+    let words: Vec<Word> =
+        argv.iter().map(|t| Word { text: t.clone(), sites: Vec::new(), redirect: false }).collect();
+    argument_words(&words, false).into_iter().zip(argv).map(|(a, t)| a && t.starts_with(MARK)).collect()
+}
+
+/// A number, negative or not (`-5`, `-0.25`, `-1e3`): as an option it can only be a count,
+/// never a command, a file or a hook.
+fn number(value: &str) -> bool {
+    let v = value.strip_prefix('-').unwrap_or(value);
+    let (mantissa, exponent) = match v.find(['e', 'E']) {
+        Some(e) => (&v[..e], Some(v[e + 1..].trim_start_matches(['+', '-']))),
+        None => (v, None),
+    };
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, "0"));
+    let digits = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
+    digits(int) && digits(frac) && exponent.is_none_or(digits)
+}
+
+/// Why a value that begins an argument may not stand there: it starts with `-` (and is not
+/// a number), so the program would read it as an option (`--upload-pack=CMD`,
+/// `-oProxyCommand=CMD`, `--output=FILE`, `-rf`).
+pub fn option_value(value: &str) -> Option<String> {
+    (value.starts_with('-') && !number(value)).then(|| {
+        format!(
+            "`{}` starts with `-` and stands as a whole argument, where the program would read it as an option",
+            value.chars().take(60).collect::<String>().escape_debug()
+        )
+    })
+}
+
 /// The one-letter options of a prefix command that take a word.
 fn prefix_option_arg(prefix: &str) -> &'static str {
     match prefix {
@@ -1414,6 +1556,9 @@ pub fn bind(text: &str, values: &[String], placeholders: &[bool]) -> Result<Stri
     let mut by_value: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
     let mut out = String::with_capacity(text.len());
     let mut last = 0;
+    // The word of the last value that begins an argument, and whether every value of it so
+    // far was empty.
+    let mut group: Option<(usize, bool)> = None;
     for s in &sites {
         let Some(value) = values.get(s.index) else { return Err("a marker without a value".into()) };
         out.push_str(&text[last..s.at]);
@@ -1433,6 +1578,27 @@ pub fn bind(text: &str, values: &[String], placeholders: &[bool]) -> Result<Stri
             return Err(format!(
                 "`{}` holds {why}: bash would run it wherever it evaluates the value (arithmetic, a `-v` test, a nameref), and the script cannot be proven free of such places; give the parameter a `pattern` or an `enum` that excludes it",
                 value.chars().take(60).collect::<String>()
+            ));
+        }
+        // The values that begin an argument: the first, and those after empty ones.
+        let first = match (s.argument, group) {
+            (Some(g), Some((h, empty))) if g == h => empty,
+            (Some(_), _) => true,
+            (None, _) => false,
+        };
+        group = s.argument.map(|g| {
+            let before = match group {
+                Some((h, empty)) if h == g => empty,
+                _ => true,
+            };
+            (g, before && value.is_empty())
+        });
+        if first
+            && !placeholders.get(s.index).copied().unwrap_or(false)
+            && let Some(why) = option_value(value)
+        {
+            return Err(format!(
+                "{why}; write `-- {{{{ x }}}}` where the program accepts `--`, glue the value to its option (`--remote={{{{ x }}}}`), or give the parameter a `pattern` that refuses a leading `-`"
             ));
         }
         match &s.context {
@@ -1661,5 +1827,88 @@ mod scale {
         assert_eq!(word(&nested), Ok(vec![Where::Word]));
         let quotes = format!("{}'{}'", "'a' \"b\" ".repeat(50_000), marker(0));
         assert!(matches!(word(&quotes).as_deref(), Ok([Where::Quoted(_)])));
+    }
+
+    fn bound(text: &str, values: &[&str]) -> Result<String, String> {
+        let mut t = text.to_string();
+        for k in 0..values.len() {
+            t = t.replacen('@', &marker(k), 1);
+        }
+        let values: Vec<String> = values.iter().map(|v| v.to_string()).collect();
+        bind(&t, &values, &vec![false; values.len()])
+    }
+
+    #[test]
+    fn a_value_that_begins_an_argument_is_not_an_option() {
+        for t in [
+            "git ls-remote @",
+            "git ls-remote \"@\"",
+            "git -C @ fetch",
+            "sudo -- git fetch @",
+            "env X=1 git fetch @",
+            "a | git fetch @",
+            "f @",
+            "echo ok; cd @",
+            "test -n @",
+        ] {
+            let e = bound(t, &["--upload-pack=x"]).expect_err(t);
+            assert!(e.contains("starts with `-`"), "{t}: {e}");
+        }
+        // Through a variable that begins with the value.
+        for t in [
+            "x=@; git fetch \"$x\"",
+            "x=@/y; git fetch ${x}",
+            "local d=@; tar -xf \"$d/a\"",
+            "x=@; f(){ :; }; f $x",
+        ] {
+            assert!(bound(t, &["--upload-pack=x"]).is_err(), "{t}");
+        }
+        for t in [
+            "x=@; git fetch -- \"$x\"",
+            "x=a@; git fetch \"$x\"",
+            "x=@; x=a; git fetch \"$x\"",
+            "x=@; echo ok > \"$x\"",
+            "x=@; git fetch \"a$x\"",
+        ] {
+            assert!(bound(t, &["--upload-pack=x"]).is_ok(), "{t}");
+        }
+        // After empty values in the same word; not after a non-empty one.
+        assert!(bound("git fetch @@", &["", "--x"]).is_err());
+        assert!(bound("git fetch \"@\"@", &["", "--x"]).is_err());
+        assert!(bound("git fetch @@", &["a", "--x"]).is_ok());
+        for t in [
+            "git ls-remote -- @",
+            "git --git-dir=@",
+            "git -C@ fetch",
+            "git fetch refs/@",
+            "x=@",
+            "export X=@",
+            "git fetch > @",
+            "[[ @ == x ]]",
+            "case @ in *) ;; esac",
+            "for i in @; do :; done",
+            "# git fetch @",
+            "cat <<EOF\n@\nEOF",
+            "X=@ git fetch",
+        ] {
+            assert!(bound(t, &["--upload-pack=x"]).is_ok(), "{t}");
+        }
+        for n in ["-5", "-0.25", "-1e3", "-2E+4", "5"] {
+            assert!(bound("head -n @", &[n]).is_ok(), "{n}");
+        }
+        for v in ["-", "--", "-e", "-5x", "-1e", "-.5", "-1.", "--5"] {
+            assert!(bound("head @", &[v]).is_err(), "{v}");
+        }
+    }
+
+    #[test]
+    fn argv_options_follow_the_double_dash_of_the_program_only() {
+        let argv =
+            |a: &[&str]| argv_options(&a.iter().map(|s| s.replace('@', &marker(0))).collect::<Vec<_>>());
+        assert_eq!(argv(&["git", "ls-remote", "@"]), [false, false, true]);
+        assert_eq!(argv(&["git", "--", "@"]), [false, false, false]);
+        assert_eq!(argv(&["git", "--remote=@", "x@"]), [false, false, false]);
+        assert_eq!(argv(&["sudo", "--", "git", "@"]), [false, false, false, true]);
+        assert_eq!(argv(&["@", "x"]), [false, false]);
     }
 }

@@ -276,6 +276,26 @@ fn percent_encode(value: &str, path: bool) -> String {
     out
 }
 
+/// The elements of a `cmd` array once rendered (`texts` are their templates): an element
+/// that begins with a value and is an argument the program may read as an option
+/// ([`crate::shell::argv_options`]) may not start with `-`, unless it is a number
+/// ([`crate::shell::option_value`]). The error names the element (from 0) and says why.
+pub fn argv_options(texts: &[&str], rendered: &[String]) -> Result<(), (usize, String)> {
+    let masked: Vec<String> = texts.iter().map(|t| mask_shell(t).text).collect();
+    for (k, argument) in crate::shell::argv_options(&masked).into_iter().enumerate() {
+        if let Some(why) = rendered.get(k).filter(|_| argument).and_then(|r| crate::shell::option_value(r)) {
+            return Err((
+                k,
+                format!(
+                    "element {} of `cmd`: {why}; add an element `--` before it where the program accepts one, glue the value to its option (`--remote={{{{ x }}}}`), or give the parameter a `pattern` that refuses a leading `-`",
+                    k + 1
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// `{{ x | operand }}`: the value as it is, refused when it starts with `-`, so that in an
 /// operand position (`git checkout {{ params.tag | operand }}`) it can never be read as an
 /// option such as `--upload-pack=...` or `-oProxyCommand=...`.

@@ -2122,10 +2122,15 @@ impl<'a> Validator<'a> {
                 return;
             }
         };
+        let mut group = None;
         for site in sites {
             let Some((range, expr)) = masked.sites.get(site.index).cloned() else { continue };
             let span = template::inner_span(&self.source, run.span, Some(range.clone()));
             let shown = &run.value[range];
+            // The first value of a word that is an argument: an option if it starts with `-`.
+            if site.argument.is_some() && std::mem::replace(&mut group, site.argument) != site.argument {
+                self.option_value(&expr, span, shown, place, "`-- ");
+            }
             match site.context {
                 crate::shell::Where::Word | crate::shell::Where::Expanded => {}
                 crate::shell::Where::Quoted(_) if self.inert_expr(&expr) => {}
@@ -2163,6 +2168,15 @@ impl<'a> Validator<'a> {
                 if m.sites.is_empty() { m.text } else { format!("{}{}", m.text, crate::shell::MARK) }
             })
             .collect();
+        for (k, argument) in crate::shell::argv_options(&words).into_iter().enumerate() {
+            let e = &argv[k];
+            if let Some((range, expr)) =
+                template::mask_shell(&e.value).sites.first().cloned().filter(|_| argument)
+            {
+                let span = template::inner_span(&self.source, e.span, Some(range.clone()));
+                self.option_value(&expr, span, &e.value[range], place, "an element `--` before `");
+            }
+        }
         for (k, why) in crate::shell::argv_code(&words).into_iter().enumerate() {
             let Some(why) = why else { continue };
             let e = &argv[k];
@@ -2184,6 +2198,28 @@ impl<'a> Validator<'a> {
                 ));
             }
         }
+    }
+
+    /// RB059: a value that begins an argument (where a program reads options) and that is
+    /// known to start with `-`: a string parameter's `default` or a member of its `enum`.
+    /// Any other value is checked when it is bound, and refused there (`shell::option_value`).
+    fn option_value(&mut self, expr: &str, span: Span, shown: &str, place: Place<'_>, dash: &str) {
+        let Some(name) = expr.trim().strip_prefix("params.") else { return };
+        let Some(p) = self.param_defaults.iter().find(|p| p.name == name) else { return };
+        let known = p.default.iter().chain(p.allowed.iter().flatten()).find_map(|v| match v {
+            ParamValue::String(s) if crate::shell::option_value(s).is_some() => Some(s.clone()),
+            _ => None,
+        });
+        let Some(value) = known else { return };
+        self.err(
+            Code::OptionValue,
+            span,
+            format!("parameter `{name}` may be `{}`, which starts with `-`, and `{shown}` stands as a whole argument in {place}, where a program reads it as an option", value.escape_debug()),
+        )
+        .set_label("this value would be an option")
+        .help = Some(format!(
+            "a value that starts with `-` is refused where it begins an argument; if it is data (a file or a branch named `-x`), write {dash}{shown}` where the program accepts `--`, or glue it to its option (`--name={shown}`); if it is an option, write the options in the runbook and let the parameter choose among plain words"
+        ));
     }
 
     /// A template expression whose value cannot be code: a typed parameter.

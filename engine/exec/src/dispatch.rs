@@ -1682,7 +1682,13 @@ impl<'a> Dispatcher<'a> {
                 argv.push(template::render(&script.text, Mode::Shell, &ctx).map_err(|e| e.message)?);
                 argv
             }
-            Action::Cmd(args) => args.iter().map(render).collect::<Result<_, _>>()?,
+            Action::Cmd(args) => {
+                let argv: Vec<String> = args.iter().map(render).collect::<Result<_, _>>()?;
+                // A value that would be read as an option is refused before anything runs.
+                let texts: Vec<&str> = args.iter().map(|t| t.text.as_str()).collect();
+                template::argv_options(&texts, &argv).map_err(|(_, m)| m)?;
+                argv
+            }
             Action::Http(spec) => {
                 let request = http::Request {
                     method: spec.method.clone(),
