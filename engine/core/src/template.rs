@@ -92,7 +92,10 @@ fn env() -> &'static Environment<'static> {
         env.add_filter("tojson", tojson_bounded);
         env.add_filter("pprint", |state: &State, value: Value| {
             paid_before(state, &value, 4, PPRINT_BYTES_PER_BYTE)?;
-            Ok::<_, minijinja::Error>(minijinja::filters::pprint(&value))
+            let text = minijinja::filters::pprint(&value);
+            // Charged like minijinja's own `pprint`, once it exists.
+            state.consume_fuel(text.len() as u64 / 64)?;
+            Ok::<_, minijinja::Error>(text)
         });
         env.add_filter("urlencode", |state: &State, value: Value| {
             paid_before(state, &value, 0, URLENCODE_BYTES_PER_BYTE)?;
@@ -139,6 +142,7 @@ fn tojson_bounded(
     };
     paid_before(state, value, width, JSON_BYTES_PER_BYTE)?;
     let text = minijinja::filters::tojson(value, indent, kwargs)?;
+    // Charged like minijinja's own `tojson`, once it exists.
     state.consume_fuel(text.as_str().map_or(0, str::len) as u64 / 64)?;
     Ok(text)
 }
