@@ -16,6 +16,7 @@ mod e2e_l3;
 mod e2e_others;
 mod e2e_pins;
 mod e2e_report;
+mod engine_limits;
 mod fixtures;
 mod history;
 mod holder;

@@ -155,10 +155,21 @@ pub const HUNG: i32 = -99;
 /// a hang into a failure: never a speed assertion). A killed process gets code [`HUNG`]; one
 /// killed by a signal of its own (a crash: SIGABRT, SIGSEGV) gets `-signal`.
 pub fn run_limited(dir: &Path, args: &[&str], env: &[(&str, &str)], limit: std::time::Duration) -> Output {
+    run_program_limited(&bin(), dir, args, env, limit)
+}
+
+/// [`run_limited`] for another program (a shell that caps the binary's memory, say).
+pub fn run_program_limited(
+    program: &str,
+    dir: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+    limit: std::time::Duration,
+) -> Output {
     use std::io::Read as _;
     use std::os::unix::process::ExitStatusExt as _;
     use std::process::Stdio;
-    let mut child = Command::new(bin())
+    let mut child = Command::new(program)
         .args(args)
         .current_dir(dir)
         .env("NO_COLOR", "1")
@@ -168,7 +179,7 @@ pub fn run_limited(dir: &Path, args: &[&str], env: &[(&str, &str)], limit: std::
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("the runbook binary runs");
+        .expect("the program runs");
     // Drained on threads: a process that writes much must not block on a full pipe.
     let mut out = child.stdout.take().expect("stdout");
     let mut err = child.stderr.take().expect("stderr");

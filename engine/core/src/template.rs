@@ -13,8 +13,9 @@ use std::fmt;
 use std::ops::Range;
 use std::sync::{Arc, OnceLock};
 
+use minijinja::value::Kwargs;
 use minijinja::value::{Enumerator, Object, ObjectRepr};
-use minijinja::{AutoEscape, Environment, ErrorKind, UndefinedBehavior, Value};
+use minijinja::{AutoEscape, Environment, ErrorKind, State, UndefinedBehavior, Value};
 
 use crate::diagnostic::Source;
 use crate::span::Span;
@@ -86,9 +87,125 @@ fn env() -> &'static Environment<'static> {
             }
         });
         env.add_filter("operand", operand);
+        // Builtins whose result an argument can make far larger than what they read: each is
+        // paid for before it builds its text (minijinja charges it once it exists).
+        env.add_filter("tojson", tojson_bounded);
+        env.add_filter("pprint", |state: &State, value: Value| {
+            paid_before(state, &value, 4, PPRINT_BYTES_PER_BYTE)?;
+            let text = minijinja::filters::pprint(&value);
+            // Charged like minijinja's own `pprint`, once it exists.
+            state.consume_fuel(text.len() as u64 / 64)?;
+            Ok::<_, minijinja::Error>(text)
+        });
+        env.add_filter("urlencode", |state: &State, value: Value| {
+            paid_before(state, &value, 0, URLENCODE_BYTES_PER_BYTE)?;
+            minijinja::filters::urlencode(&value)
+        });
+        for name in ["escape", "e"] {
+            env.add_filter(name, |state: &mut State, value: Value| {
+                paid_before(state, &value, 0, ESCAPE_BYTES_PER_BYTE)?;
+                minijinja::filters::escape(state, &value)
+            });
+        }
         env.add_filter("unsafe_raw", |value: Value| Value::from_object(UnsafeRaw(value_text(&value))));
         env
     })
+}
+
+/// The most bytes one byte of a string becomes in `tojson` (`\u003c` for `<`).
+const JSON_BYTES_PER_BYTE: u64 = 6;
+/// ... in `pprint` (Rust's debug escapes, `\u{10ffff}` for a 4-byte character).
+const PPRINT_BYTES_PER_BYTE: u64 = 10;
+/// ... in `urlencode` (`%XX`).
+const URLENCODE_BYTES_PER_BYTE: u64 = 3;
+/// ... in `escape` (`&quot;`).
+const ESCAPE_BYTES_PER_BYTE: u64 = 6;
+
+/// `tojson`, with the text its `indent` asks for paid for before it is built: minijinja
+/// charges the text once it exists, so `indent=3000000` over a list of a thousand items
+/// allocated gigabytes (and aborted the process) before the bound was seen.
+fn tojson_bounded(
+    state: &State,
+    value: &Value,
+    indent: Option<Value>,
+    kwargs: Kwargs,
+) -> Result<Value, minijinja::Error> {
+    let indent = match indent {
+        Some(i) => Some(i),
+        None => kwargs.get::<Option<Value>>("indent")?,
+    };
+    let width = match &indent {
+        None => 0,
+        Some(v) if v.kind() == minijinja::value::ValueKind::Bool => 2 * u64::from(v.is_true()),
+        // Not a width: minijinja's own error says so below.
+        Some(v) => u64::try_from(v.clone()).unwrap_or(0),
+    };
+    paid_before(state, value, width, JSON_BYTES_PER_BYTE)?;
+    let text = minijinja::filters::tojson(value, indent, kwargs)?;
+    // Charged like minijinja's own `tojson`, once it exists.
+    state.consume_fuel(text.as_str().map_or(0, str::len) as u64 / 64)?;
+    Ok(text)
+}
+
+/// Fails with minijinja's out-of-fuel error unless the fuel left pays for the largest text
+/// a serialisation of `value` may take: `per_byte` bytes per byte of its strings and
+/// `indent` spaces per level of nesting on each line, beside a few bytes per item.
+fn paid_before(state: &State, value: &Value, indent: u64, per_byte: u64) -> Result<(), minijinja::Error> {
+    let Some((_, remaining)) = state.fuel_levels() else {
+        return Ok(());
+    };
+    let budget = remaining.saturating_mul(64);
+    if serialised_size_bound(value, indent, per_byte, budget) >= budget {
+        return Err(minijinja::Error::from(ErrorKind::OutOfFuel));
+    }
+    Ok(())
+}
+
+/// An upper bound of the text of `value` serialised with `indent`, counted until it
+/// reaches `stop` (then `stop`). Iterative: a value nested deeply does not exhaust the stack.
+fn serialised_size_bound(value: &Value, indent: u64, per_byte: u64, stop: u64) -> u64 {
+    use minijinja::value::ValueKind;
+    let mut total: u64 = 0;
+    let mut todo: Vec<(Value, u64)> = vec![(value.clone(), 0)];
+    while let Some((v, depth)) = todo.pop() {
+        if total >= stop {
+            return stop;
+        }
+        let item_line = indent.saturating_mul(depth + 1).saturating_add(4);
+        match v.kind() {
+            ValueKind::Seq | ValueKind::Iterable | ValueKind::Map => {
+                // Brackets, and the closing line of a non-empty container.
+                total = total.saturating_add(indent.saturating_mul(depth).saturating_add(4));
+                let map = v.kind() == ValueKind::Map;
+                let Ok(items) = v.try_iter() else { continue };
+                for item in items {
+                    total = total.saturating_add(item_line);
+                    if total >= stop {
+                        return stop;
+                    }
+                    if map {
+                        let inner = v.get_item(&item).unwrap_or_default();
+                        total = total.saturating_add(text_bound(&item, per_byte));
+                        todo.push((inner, depth + 1));
+                    } else {
+                        todo.push((item, depth + 1));
+                    }
+                }
+            }
+            _ => total = total.saturating_add(text_bound(&v, per_byte)),
+        }
+    }
+    total
+}
+
+/// The largest text one plain value may take once escaped.
+fn text_bound(value: &Value, per_byte: u64) -> u64 {
+    let len = match value.as_str() {
+        Some(s) => s.len(),
+        // Numbers, booleans, none, objects: their display, bounded like a string.
+        None => value.to_string().len(),
+    };
+    (len as u64).saturating_mul(per_byte).saturating_add(8)
 }
 
 /// The name of `run` templates.
@@ -1109,6 +1226,27 @@ mod tests {
     /// marked `too_costly`; never a hang or an allocation abort. Cheap templates over the
     /// same sizes still render.
     #[test]
+    fn filters_paid_for_before_they_build_still_give_minijinjas_text() {
+        let ctx = Context::new(&serde_json::json!({ "v": [1, [2, []], { "a": "<b> & 'c'", "d": {} }] }));
+        let pretty = render("{{ v | tojson(indent=2) }}", Mode::Plain, &ctx).expect("tojson");
+        assert_eq!(
+            pretty,
+            "[\n  1,\n  [\n    2,\n    []\n  ],\n  {\n    \"a\": \"\\u003cb\\u003e \\u0026 \\u0027c\\u0027\",\n    \"d\": {}\n  }\n]"
+        );
+        for (text, want) in [
+            ("{{ v | tojson }}", r#"[1, [2, []], {"a": "\u003cb\u003e \u0026 \u0027c\u0027", "d": {}}]"#),
+            ("{{ v | tojson(true) == v | tojson(indent=2) }}", "true"),
+            ("{{ v | tojson(indent=false) == v | tojson }}", "true"),
+            ("{{ 'a b/<' | urlencode }}", "a%20b/%3C"),
+            ("{{ '<a>' | escape }}", "&lt;a&gt;"),
+            ("{{ '<a>' | e }}", "&lt;a&gt;"),
+            ("{{ [1] | pprint }}", "[\n    1,\n]"),
+        ] {
+            assert_eq!(render(text, Mode::Plain, &ctx).expect(text), want, "{text}");
+        }
+    }
+
+    #[test]
     fn costly_templates_end_with_a_bounded_result_or_a_limit_error() {
         let big = ["range(100000)", "range(99999)", "params.rows"];
         let mut cases: Vec<String> = Vec::new();
@@ -1122,6 +1260,15 @@ mod tests {
             cases.push(format!("{{{{ {r} | map('string') | map('upper') | map('lower') | join }}}}"));
             cases.push(format!("{{% for a in {r} %}}{{{{ a }}}}{{% endfor %}}"));
             cases.push(format!("{{{{ {r} | select('odd') | map('string') | join('x' * 1000) }}}}"));
+            // Filters whose output size an argument picks, or that multiply what they read.
+            cases.push(format!("{{{{ ({r} | list) | tojson(indent=3000000) | length }}}}"));
+            cases.push(format!("{{{{ [({r} | list), [({r} | list)]] | tojson(indent=true) | length }}}}"));
+            cases.push(format!("{{{{ ({r} | map('string') | join('<')) | tojson | tojson | length }}}}"));
+            cases.push(format!("{{{{ ({r} | map('string') | join('<\"')) | escape | escape | length }}}}"));
+            cases.push(format!(
+                "{{{{ ({r} | map('string') | join('/')) | urlencode | urlencode | length }}}}"
+            ));
+            cases.push(format!("{{{{ ({r} | map('string') | join('\x01')) | pprint | pprint | length }}}}"));
         }
         for n in [1_000_000usize, 10_000_000, 100_000_000, 1_000_000_000] {
             cases.push(format!("{{{{ 'x' * {n} }}}}"));

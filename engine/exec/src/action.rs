@@ -143,8 +143,14 @@ pub async fn perform(
             return Done { exit: Exit::SpawnFailed(reason), outputs: Err(String::new()) };
         }
         let exit = process::run_tied(&spawn, redactor, lines, cancel, reaper).await;
-        let outputs = read_outputs(&output_file, &declared);
-        return Done { exit, outputs };
+        return match read_bounded(&output_file) {
+            // Too much to be values: the attempt fails, saying so, whatever its process said.
+            Err(too_large) => {
+                let exit = if exit.success() { Exit::Failed(too_large.clone()) } else { exit };
+                Done { exit, outputs: Err(too_large) }
+            }
+            Ok(text) => Done { exit, outputs: parse_outputs(&text, &declared) },
+        };
     }
     let attempt = remote(work, redactor, &lines);
     let limited = async {
@@ -298,9 +304,35 @@ pub fn private_file(path: &std::path::Path, truncate: bool) -> std::io::Result<s
 /// `key=value` lines a step wrote to `$RUNBOOK_OUTPUT`; every declared output must be there.
 /// The file is removed: a step may have written a secret into it, and what matters goes,
 /// redacted, into the journal.
+/// A file over [`MAX_OUTPUTS_BYTES`] fails the attempt (the outputs are then an error).
 pub fn read_outputs(path: &std::path::Path, declared: &[String]) -> Result<Outputs, String> {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
+    parse_outputs(&read_bounded(path)?, declared)
+}
+
+/// The most bytes a step's `$RUNBOOK_OUTPUT` may hold. Outputs are values (a version, a
+/// path, a count) that go into the journal and into templates, never data: a value of
+/// 200 MB read whole, then redacted, made the engine abort for memory and left its run in
+/// doubt. A template cannot use more than [`runbook_core::template::MAX_RENDERED_BYTES`].
+pub const MAX_OUTPUTS_BYTES: u64 = 1 << 20;
+
+/// The text of `$RUNBOOK_OUTPUT`, read in bounded memory, and the file removed; an error
+/// that says so when it holds more than [`MAX_OUTPUTS_BYTES`].
+fn read_bounded(path: &std::path::Path) -> Result<String, String> {
+    use std::io::Read as _;
+    let mut bytes = Vec::new();
+    let read = std::fs::File::open(path).and_then(|f| f.take(MAX_OUTPUTS_BYTES + 1).read_to_end(&mut bytes));
     let _ = std::fs::remove_file(path);
+    if read.is_ok() && bytes.len() as u64 > MAX_OUTPUTS_BYTES {
+        return Err(format!(
+            "$RUNBOOK_OUTPUT holds more than {} MiB: outputs are values (a version, a path, a count), not data; write data to a file and its path as the output",
+            MAX_OUTPUTS_BYTES >> 20
+        ));
+    }
+    Ok(String::from_utf8(bytes).unwrap_or_default())
+}
+
+/// `key=value` lines of `$RUNBOOK_OUTPUT`; every declared output must be there.
+fn parse_outputs(text: &str, declared: &[String]) -> Result<Outputs, String> {
     let mut outputs = BTreeMap::new();
     for line in text.lines() {
         if let Some((k, v)) = line.split_once('=') {

@@ -346,15 +346,16 @@ pub async fn run_tied(
         }
         _ => false,
     };
+    // Turned `true` once the group is gone: the readers then take what is left in the pipes
+    // and stop, whoever else holds them open.
+    let (group_gone, gone_rx) = watch::channel(false);
     let readers = [
-        child
-            .stdout
-            .take()
-            .map(|s| tokio::spawn(forward(s, Stream::Stdout, redactor.stream(), lines.clone()))),
-        child
-            .stderr
-            .take()
-            .map(|s| tokio::spawn(forward(s, Stream::Stderr, redactor.stream(), lines.clone()))),
+        child.stdout.take().map(|s| {
+            tokio::spawn(forward(s, Stream::Stdout, redactor.stream(), lines.clone(), gone_rx.clone()))
+        }),
+        child.stderr.take().map(|s| {
+            tokio::spawn(forward(s, Stream::Stderr, redactor.stream(), lines.clone(), gone_rx.clone()))
+        }),
     ];
     let deadline = async {
         match spawn.timeout {
@@ -385,11 +386,26 @@ pub async fn run_tied(
         }
     }
     let _ = child.wait().await;
+    let _ = group_gone.send(true);
+    let mut held = false;
     for reader in readers.into_iter().flatten() {
-        let _ = reader.await;
+        held |= reader.await.unwrap_or(false);
+    }
+    if held {
+        let _ = lines.send(Line { stream: Stream::Stderr, text: HELD_NOTICE.to_string() }).await;
     }
     exit
 }
+
+/// Said when a process outside the attempt's group still held its output at its end.
+pub const HELD_NOTICE: &str = "runbook: a process that left its process group (`setsid`, a daemon) still holds this attempt's output; the attempt ended with its group, and what that process prints is not read";
+
+/// Once the group is gone, how long a pipe may stay quiet before the reader stops (all the
+/// group wrote is already in the pipe: only a process outside it can write more).
+const DRAIN_PAUSE: Duration = Duration::from_millis(250);
+
+/// Once the group is gone, the most bytes read from a pipe that is still being written.
+const DRAIN_MAX: usize = 1 << 20;
 
 /// SIGTERM to the group, then SIGKILL after `grace` if anything is left.
 async fn end_group(pgid: Pid, grace: Duration) {
@@ -525,21 +541,53 @@ pub fn end_leftover_groups(ledger: &std::path::Path) -> Vec<i32> {
 /// handed on, never a reason to stop reading, which could leave the child blocked on a full
 /// pipe), redact the byte stream, and send it on line by line. A receiver that is gone
 /// only means nobody listens any more: keep draining.
+///
+/// When `group_gone` turns `true` (the attempt's process group is ended), it reads what is
+/// left and stops at the first pause of [`DRAIN_PAUSE`] or after [`DRAIN_MAX`] more bytes:
+/// a process that left the group (`setsid sleep 1000 &`) may hold the pipe open for ever.
+/// Returns `true` when it stopped so, before the pipe's end.
 async fn forward<R: AsyncRead + Unpin>(
     mut reader: R,
     stream: Stream,
     mut redactor: StreamRedactor,
     lines: mpsc::Sender<Line>,
-) {
+    mut group_gone: watch::Receiver<bool>,
+) -> bool {
     let mut chunk = vec![0u8; CHUNK];
     let mut redacted = Vec::with_capacity(CHUNK);
     let mut splitter = LineSplitter::default();
     let mut listening = true;
+    let mut draining: Option<usize> = None;
+    let mut held = false;
     loop {
-        let n = match reader.read(&mut chunk).await {
+        let read = match draining {
+            None => tokio::select! {
+                // Reading is cancel-safe: nothing read is lost when the other branch wins.
+                r = reader.read(&mut chunk) => r,
+                _ = group_gone.wait_for(|g| *g) => {
+                    draining = Some(0);
+                    continue;
+                }
+            },
+            Some(after) if after > DRAIN_MAX => {
+                held = true;
+                break;
+            }
+            Some(_) => match tokio::time::timeout(DRAIN_PAUSE, reader.read(&mut chunk)).await {
+                Ok(r) => r,
+                Err(_) => {
+                    held = true;
+                    break;
+                }
+            },
+        };
+        let n = match read {
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
+        if let Some(after) = draining.as_mut() {
+            *after += n;
+        }
         redacted.clear();
         redactor.push(&chunk[..n], &mut redacted);
         for text in splitter.push(&redacted) {
@@ -557,6 +605,7 @@ async fn forward<R: AsyncRead + Unpin>(
             listening = lines.send(Line { stream, text }).await.is_ok();
         }
     }
+    held
 }
 
 /// Cuts a byte stream into lines (without their `\n` or `\r\n`), none longer than

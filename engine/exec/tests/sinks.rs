@@ -125,11 +125,15 @@ fn every_sink_gets_bytes_only_through_the_redactor() {
     );
     // Terminal output of steps: only the sink sends it.
     assert_eq!(names(&places(&engine, "send(Report::Output")), ["engine/exec/src/output.rs:1"]);
-    // Lines: only the pipe readers (after the stream redactor) and the remote actions'
-    // messages (redacted) make them.
+    // Lines: only the pipe readers (after the stream redactor), the remote actions'
+    // messages (redacted) and the constant `process::HELD_NOTICE` make them.
     assert_eq!(
         names(&places(&engine, "Line { stream")),
-        ["engine/exec/src/action.rs:1", "engine/exec/src/process.rs:2"]
+        ["engine/exec/src/action.rs:1", "engine/exec/src/process.rs:3"]
+    );
+    assert!(
+        source("engine/exec/src/process.rs")
+            .contains("Line { stream: Stream::Stderr, text: HELD_NOTICE.to_string() }")
     );
     let process = source("engine/exec/src/process.rs");
     let forward = body(&process, "async fn forward<");
