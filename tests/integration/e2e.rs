@@ -730,10 +730,17 @@ on_both_shapes!(a_failed_restore_compensates_rollback_l3_and_puts_the_previous_c
 
 fn a_failed_restore_compensates_rollback_l3_and_puts_the_previous_code_back(shape: Shape) {
     let e = E2e::with(shape);
-    // A backup that reads fine (`pg_restore --list`) but cannot be restored here: its objects
-    // belong to a role this cluster does not have.
+    // A backup that reads fine (`pg_restore --list`) but cannot be restored here: a table of
+    // it lives in a tablespace this cluster no longer has (its objects also belong to a role
+    // it does not have, which a dump of another database is restored without).
     e.sb.pg.psql("postgres", "CREATE ROLE ghost");
     e.sb.pg.psql("postgres", "CREATE DATABASE ghostdb OWNER ghost");
+    let cluster = e.sb.pg.url("postgres");
+    let cluster = cluster.split("host=").nth(1).and_then(|h| h.split('&').next()).unwrap_or_default();
+    let location = std::path::Path::new(cluster).join("ghost_ts");
+    std::fs::create_dir_all(&location).expect("tablespace folder");
+    let _ = std::process::Command::new("chown").arg("postgres:postgres").arg(&location).status();
+    e.sb.pg.psql("postgres", &format!("CREATE TABLESPACE ghost_ts LOCATION '{}'", location.display()));
     // It passes rollback-l3's validation (accepted as another database's dump with
     // `restore_database`, and its history is the stable tag's), so the restore itself fails.
     let spec = e.sb.spec();
@@ -753,7 +760,7 @@ fn a_failed_restore_compensates_rollback_l3_and_puts_the_previous_code_back(shap
     ));
     e.sb.pg.psql(
         "ghostdb",
-        &format!("SET ROLE ghost; CREATE TABLE haunted (id int); CREATE TABLE _prisma_migrations (id text, finished_at timestamptz, migration_name text, rolled_back_at timestamptz); INSERT INTO _prisma_migrations (id, finished_at, migration_name) VALUES {history}"),
+        &format!("CREATE TABLE haunted (id int) TABLESPACE ghost_ts; ALTER TABLE haunted OWNER TO ghost; SET ROLE ghost; CREATE TABLE _prisma_migrations (id text, finished_at timestamptz, migration_name text, rolled_back_at timestamptz); INSERT INTO _prisma_migrations (id, finished_at, migration_name) VALUES {history}"),
     );
     let dump = e.sb.backups.join("ghost.dump");
     let ok_dump = std::process::Command::new(e.sb.pg.bin().join("pg_dump"))
@@ -764,6 +771,7 @@ fn a_failed_restore_compensates_rollback_l3_and_puts_the_previous_code_back(shap
         .expect("pg_dump");
     assert!(ok_dump.success());
     e.sb.pg.psql("postgres", "DROP DATABASE ghostdb");
+    e.sb.pg.psql("postgres", "DROP TABLESPACE ghost_ts");
     e.sb.pg.psql("postgres", "DROP ROLE ghost");
     e.sb.corrupt();
     let db = e.sb.dump();
