@@ -152,16 +152,17 @@ pub async fn keep_logs(store: &Store, run_id: &str, run_dir: &Path) -> Option<St
     let entries = std::fs::read_dir(run_dir).ok()?;
     let cap = store_log_cap();
     // Logs an earlier engine of this run (before a suspension or a crash) already kept: the
-    // journal vouches for them; nothing to say about them.
-    let already: std::collections::BTreeSet<(String, i64)> = store
-        .logs(run_id)
+    // journal vouches for them (its `log_kept` records, the rule the store applies too);
+    // nothing to say about them. Read from the records, not the log bodies.
+    let already = store
+        .records(run_id)
         .await
-        .map(|logs| logs.into_iter().map(|l| (l.step, l.attempt)).collect())
+        .map(|records| runbook_core::audit::kept_logs(&records))
         .unwrap_or_default();
     let mut found = Vec::new();
     for path in entries.flatten().map(|e| e.path()) {
         let Some((step, attempt)) = log_name(&path) else { continue };
-        if already.contains(&(step.clone(), attempt)) {
+        if already.contains_key(&(step.clone(), attempt)) {
             continue;
         }
         // Only what this engine captured and redacted, for the attempts it ran: a step can
