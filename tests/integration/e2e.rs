@@ -822,18 +822,7 @@ fn a_failing_health_check_after_the_restore_puts_the_database_and_the_code_back(
     let e = E2e::with(shape);
     // The shipped runbook, with one change: the health check polls twice, 100 ms apart,
     // instead of 40 times 15 s apart (10 minutes), so that its failure comes quickly.
-    let shipped = std::fs::read_to_string(root().join("runbooks/rollback-l3.toml")).expect("runbook");
-    let poll = r#"retry = { attempts = 40, delay = "15s" }"#;
-    let health = shipped.find("[steps.health]").expect("a health step");
-    let at = health + shipped[health..].find(poll).expect("the health poll");
-    let fast = format!(
-        "{}{}{}",
-        &shipped[..at],
-        r#"retry = { attempts = 2, delay = "100ms" }"#,
-        &shipped[at + poll.len()..]
-    );
-    let file = e.sb.dir.join("rollback-l3.toml");
-    std::fs::write(&file, fast).expect("write runbook");
+    let file = std::path::PathBuf::from(crate::e2e_l3::quick_l3(&e, "", ""));
 
     // The state the rollback starts from: a damaged table, the code deployed now.
     e.sb.corrupt();

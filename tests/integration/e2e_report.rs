@@ -2,7 +2,7 @@
 //! both environments of the sandbox.
 
 use crate::e2e::{BEFORE, E2e, Shape};
-use crate::support::{ok, root};
+use crate::support::ok;
 
 /// rollback-l3 whose health check keeps failing after the restore: everything is undone, and
 /// the report's resulting version is what origin's branch holds afterwards (the previous
@@ -10,18 +10,7 @@ use crate::support::{ok, root};
 fn a_compensated_l3_reports_the_version_origin_holds(shape: Shape) {
     let e = E2e::with(shape);
     // The shipped runbook with a fast health poll (2 tries 100 ms apart instead of 40 x 15 s).
-    let shipped = std::fs::read_to_string(root().join("runbooks/rollback-l3.toml")).expect("runbook");
-    let poll = r#"retry = { attempts = 40, delay = "15s" }"#;
-    let health = shipped.find("[steps.health]").expect("a health step");
-    let at = health + shipped[health..].find(poll).expect("the health poll");
-    let fast = format!(
-        "{}{}{}",
-        &shipped[..at],
-        r#"retry = { attempts = 2, delay = "100ms" }"#,
-        &shipped[at + poll.len()..]
-    );
-    let file = e.sb.dir.join("rollback-l3.toml");
-    std::fs::write(&file, fast).expect("write runbook");
+    let file = std::path::PathBuf::from(crate::e2e_l3::quick_l3(&e, "", ""));
     let before = e.sb.deployed_version();
     e.sb.set_failing(true);
 
