@@ -83,6 +83,32 @@ fn run_and_maybe_kill(dir: &Path, args: &[&str], after: Option<Duration>) -> (Op
     (out.status.code(), text)
 }
 
+/// Runs `runbook ARGS` and kills it `jitter` after the `trace` file holds `lines` lines,
+/// so the kill lands while units run however slow the machine is (a kill at a fixed
+/// delay mostly lands before the run starts on a loaded machine, or after it ends on a
+/// fast one). A run that ends first is waited for.
+fn run_and_kill_at_line(dir: &Path, args: &[&str], lines: usize, jitter: Duration) -> (Option<i32>, String) {
+    let mut child = runbook_cmd(dir, args).spawn().expect("spawn");
+    let mut seen_at = None;
+    loop {
+        if let Ok(Some(_)) = child.try_wait() {
+            break;
+        }
+        if seen_at.is_none() && trace(dir).len() >= lines {
+            seen_at = Some(Instant::now());
+        }
+        if seen_at.is_some_and(|t| t.elapsed() >= jitter) {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("wait");
+            return (None, String::from_utf8_lossy(&out.stderr).into_owned());
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let out = child.wait_with_output().expect("wait");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.code(), text)
+}
+
 /// The number of trials (from `var`, else `default`) and the seed (`RUNBOOK_TORTURE_SEED`,
 /// else the clock), so a failing trial can be replayed.
 pub(crate) fn trials_and_seed(var: &str, default: u64) -> (u64, u64) {
@@ -154,9 +180,11 @@ fn killed_and_resumed_runs_never_repeat_completed_work() {
     for trial in 0..trials {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("r.toml"), &text).expect("runbook");
-        // Kill somewhere in the first ~700 ms (a full run takes about that long).
-        let (code, out) =
-            run_and_maybe_kill(dir.path(), &["run", "r.toml"], Some(Duration::from_millis(rng.below(700))));
+        // Kill one trial in five in its first 150 ms, maybe before the run is journaled;
+        // the others while steps run, after the trace's 1st to 59th line (of 60).
+        let at_line = if rng.below(5) == 0 { 0 } else { 1 + rng.below(59) as usize };
+        let jitter = Duration::from_millis(if at_line == 0 { rng.below(150) } else { rng.below(20) });
+        let (code, out) = run_and_kill_at_line(dir.path(), &["run", "r.toml"], at_line, jitter);
         let context = format!("trial {trial} (RUNBOOK_TORTURE_SEED={seed})");
         let mut reruns = Vec::new();
         match code {
@@ -351,8 +379,11 @@ fn every_kind_of_unit_in_doubt_waits_for_a_decision_or_is_idempotent() {
         if rng.below(2) == 0 {
             std::fs::write(dir.join("fail-c"), "").expect("fail-c");
         }
+        // Killed while some unit runs: after the trace's 1st to 13th line (a run that
+        // completes writes 14), give or take the length of a unit.
+        let at_line = 1 + rng.below(13) as usize;
         let (code, out) =
-            run_and_maybe_kill(dir, &["run", "r.toml"], Some(Duration::from_millis(rng.below(400))));
+            run_and_kill_at_line(dir, &["run", "r.toml"], at_line, Duration::from_millis(rng.below(30)));
         let Some(id) = run_id(dir) else {
             assert!(trace(dir).is_empty(), "{context}: units ran before the run was journaled: {out}");
             continue;
