@@ -90,11 +90,22 @@ fn writers(files: &[(String, String)]) -> Vec<(String, usize)> {
 fn body<'t>(text: &'t str, signature: &str) -> &'t str {
     let start = text.find(signature).unwrap_or_else(|| panic!("no `{signature}`"));
     let rest = &text[start + signature.len()..];
-    let end = ["\n    fn ", "\n    pub fn ", "\n    async fn ", "\n    pub async fn ", "\nfn ", "\npub fn "]
-        .iter()
-        .filter_map(|m| rest.find(m))
-        .min()
-        .unwrap_or(rest.len());
+    let end = [
+        "\n    fn ",
+        "\n    pub fn ",
+        "\n    pub(super) fn ",
+        "\n    async fn ",
+        "\n    pub async fn ",
+        "\n    pub(super) async fn ",
+        "\nfn ",
+        "\npub fn ",
+        "\npub(super) fn ",
+        "\nimpl",
+    ]
+    .iter()
+    .filter_map(|m| rest.find(m))
+    .min()
+    .unwrap_or(rest.len());
     &rest[..end]
 }
 
@@ -152,13 +163,14 @@ fn every_sink_gets_bytes_only_through_the_redactor() {
     assert_eq!(
         names(&appends),
         [
-            "engine/exec/src/dispatch.rs:1",
+            "engine/exec/src/dispatch/record.rs:1",
             "engine/cli/approve.rs:1",
-            "engine/exec/src/dispatch.rs:1",
-            "engine/exec/src/dispatch.rs:1"
+            "engine/exec/src/dispatch/approval.rs:1",
+            "engine/exec/src/dispatch/record.rs:1"
         ]
     );
-    let dispatch = source("engine/exec/src/dispatch.rs");
+    // The dispatcher, every file of it.
+    let dispatch: String = sources("engine/exec/src/dispatch").into_iter().map(|(_, text)| text).collect();
     assert_eq!(places(&[("d".into(), dispatch.clone())], "deferred.push(").len(), 1);
     let defer = body(&dispatch, "fn defer(");
     assert!(before(defer, "self.redactor.redact_event(event)", "self.deferred.push("), "{defer}");

@@ -1,0 +1,276 @@
+//! A step's attempts: `when`, preconditions, confirmation, the attempt itself and what its end means.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use runbook_core::journal::RunEvent;
+use runbook_core::model::{Action, Precondition, Step};
+use runbook_core::retry::{self, AttemptEnd};
+use runbook_core::template::{self, Mode};
+use tokio::sync::{mpsc, watch};
+
+use crate::action::{self, Done};
+use crate::output::Sink;
+use crate::process::Exit;
+
+use super::*;
+
+/// How an attempt ended, for the retry policy.
+pub(super) fn attempt_end(exit: &Exit) -> AttemptEnd {
+    match exit {
+        Exit::Code(c) => AttemptEnd::Exit(*c),
+        Exit::TimedOut => AttemptEnd::TimedOut,
+        _ => AttemptEnd::Other,
+    }
+}
+
+/// A number in `[0, 1)` for jitter, from the standard library's per-process random keys.
+pub(super) fn unit_random() -> f64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
+    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// A precondition's failure message with the end of what it printed, for the terminal and
+/// the journal.
+pub(super) fn with_output(message: String, output: Option<&str>) -> String {
+    match output {
+        Some(out) => {
+            let lines: Vec<String> = out.lines().map(|l| format!("    {l}")).collect();
+            format!("{message}; its output ends with:\n{}", lines.join("\n"))
+        }
+        None => message,
+    }
+}
+
+impl Dispatcher<'_> {
+    /// Evaluate `when` and the step's preconditions, then start its first attempt (or, for
+    /// an approval, ask for decisions).
+    pub(super) async fn begin(
+        &mut self,
+        idx: usize,
+        attempt_cancel: &watch::Receiver<bool>,
+        tx: &mpsc::UnboundedSender<Msg>,
+        cancel: &watch::Receiver<bool>,
+    ) -> Result<Begun, ExecError> {
+        let step = &self.runbook.steps[idx];
+        if let Some(when) = &step.when {
+            match template::eval(&when.text, &self.context(None)) {
+                Ok(v) if !template::truthy(&v) => {
+                    self.skip(idx, format!("`when` is false: {}", when.text)).await?;
+                    return Ok(Begun::Skipped);
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    return self
+                        .fail_before_start(idx, format!("`when` cannot be evaluated: {}", e.message))
+                        .await;
+                }
+            }
+        }
+        for p in &step.preconditions {
+            if let Err((message, output)) = self.check(p, Some(step), cancel).await {
+                return self.fail_before_start_with(idx, message, output).await;
+            }
+        }
+        if let (Some(question), Some(ask)) = (&step.confirm, &self.opts.confirm) {
+            let question = self.render(question, Mode::Plain, None).unwrap_or_else(|_| question.text.clone());
+            let ask = Arc::clone(ask);
+            let yes = tokio::task::spawn_blocking(move || ask(&question)).await.unwrap_or(false);
+            if !yes {
+                return self.fail_before_start(idx, "the operator did not confirm it".into()).await;
+            }
+        }
+        if let Action::Approval(_) = &step.action {
+            self.request_approval(idx, tx).await?;
+            return Ok(Begun::Awaiting);
+        }
+        if let Action::Runbook(_) = &step.action {
+            return Ok(if self.start_include(idx, attempt_cancel, tx).await? {
+                Begun::Include
+            } else {
+                Begun::Failed
+            });
+        }
+        self.attempt(idx, attempt_cancel, tx).await?;
+        Ok(Begun::Spawned)
+    }
+
+    pub(super) async fn fail_before_start(&mut self, idx: usize, reason: String) -> Result<Begun, ExecError> {
+        self.fail_before_start_with(idx, reason, None).await
+    }
+
+    /// [`Dispatcher::fail_before_start`] with the end of what a precondition printed.
+    pub(super) async fn fail_before_start_with(
+        &mut self,
+        idx: usize,
+        reason: String,
+        output: Option<String>,
+    ) -> Result<Begun, ExecError> {
+        self.state[idx] = State::Failed;
+        let step = self.runbook.steps[idx].id.to_string();
+        self.record(RunEvent::StepFailed { step, attempt: 0, reason, output }).await?;
+        Ok(Begun::Failed)
+    }
+
+    /// Journal `step_started`, then start the attempt.
+    pub(super) async fn attempt(
+        &mut self,
+        idx: usize,
+        attempt_cancel: &watch::Receiver<bool>,
+        tx: &mpsc::UnboundedSender<Msg>,
+    ) -> Result<(), ExecError> {
+        self.attempts[idx] += 1;
+        let attempt = self.attempts[idx];
+        let step = &self.runbook.steps[idx];
+        let output_file =
+            self.opts.run_dir.join(format!("{}.{attempt}.outputs", self.stem(step.id.as_str())));
+        let prepared = self.work(
+            step.id.as_str(),
+            &step.action,
+            &step.env,
+            step.dir.as_deref(),
+            step.timeout,
+            &output_file,
+            &step.outputs,
+            None,
+        );
+        let timeout = step.timeout;
+        let log = self.opts.run_dir.join(format!("{}.{attempt}.log", self.stem(step.id.as_str())));
+        let sink = Sink::new(log, format!("{}{}", self.opts.prefix, step.id), attempt, self.report.clone());
+        self.record(RunEvent::StepStarted { step: step.id.to_string(), attempt }).await?;
+        self.state[idx] = State::Running;
+        let tx = tx.clone();
+        let cancel = attempt_cancel.clone();
+        let reaper = self.opts.reaper.clone();
+        let redactor = self.redactor.clone();
+        tokio::spawn(async move {
+            let (done, tail) = match prepared {
+                Err(e) => (Done { exit: Exit::SpawnFailed(e), outputs: Err(String::new()) }, None),
+                Ok(work) => {
+                    // Output goes from the attempt to its log and the terminal here, off the
+                    // dispatcher's loop, over a bounded channel.
+                    let (ltx, lrx) = mpsc::channel(LINES_IN_FLIGHT);
+                    let forward = tokio::spawn(sink.drain(lrx));
+                    let done =
+                        action::perform(work, timeout, &redactor, ltx, cancel, reaper.as_deref()).await;
+                    let tail = forward.await.ok().and_then(|t| t.text());
+                    (done, tail)
+                }
+            };
+            let _ = tx.send(Msg::Done { idx, attempt, done, tail });
+        });
+        Ok(())
+    }
+
+    pub(super) async fn finish_attempt(
+        &mut self,
+        idx: usize,
+        attempt: u32,
+        done: Done,
+        output: Option<String>,
+        interrupted: bool,
+        tx: &mpsc::UnboundedSender<Msg>,
+    ) -> Result<AttemptResult, ExecError> {
+        let step = &self.runbook.steps[idx];
+        let id = step.id.to_string();
+        let Done { exit, outputs } = done;
+        if interrupted && exit == Exit::Cancelled {
+            // No outcome is journaled: the step stays in doubt for `resume` to decide.
+            self.state[idx] = State::Waiting;
+            return Ok(AttemptResult::Interrupted);
+        }
+        let failure = match (exit.success(), outputs) {
+            (true, Ok(outputs)) => {
+                self.state[idx] = State::Succeeded;
+                // Written with the start of the steps it frees (or before the dispatcher
+                // waits): one transaction instead of two. Nothing acts on it unwritten.
+                self.defer(RunEvent::StepSucceeded { step: id, attempt, outputs });
+                return Ok(AttemptResult::Succeeded);
+            }
+            (true, Err(missing)) => (AttemptEnd::Other, None, missing),
+            (false, _) => {
+                let code = match exit {
+                    Exit::Code(c) => Some(c),
+                    _ => None,
+                };
+                (attempt_end(&exit), code, exit.describe())
+            }
+        };
+        let (end, exit_code, reason) = failure;
+        let counted = attempt.saturating_sub(self.attempt_base[idx]);
+        if retry::should_retry(&step.retry, counted, end) {
+            let delay = retry::delay(&step.retry, counted, unit_random());
+            self.state[idx] = State::RetryWait;
+            self.record(RunEvent::AttemptFailed { step: id.clone(), attempt, exit_code, reason, output })
+                .await?;
+            let _ = self.report.send(Report::RetryScheduled { step: id, delay });
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                let _ = tx.send(Msg::RetryDue { idx });
+            });
+            return Ok(AttemptResult::Retrying);
+        }
+        self.state[idx] = State::Failed;
+        self.record(RunEvent::StepFailed { step: id, attempt, reason, output }).await?;
+        Ok(AttemptResult::Failed)
+    }
+
+    /// Run a precondition; `Err` carries the message to show and the end of what the check
+    /// printed (redacted). A check that could not run (it could not start, its program or
+    /// working directory is missing, bash's 126/127) says so instead of its message: its
+    /// message says what a check that ran and said no means, and this one said nothing.
+    pub(super) async fn check(
+        &self,
+        p: &Precondition,
+        step: Option<&Step>,
+        cancel: &watch::Receiver<bool>,
+    ) -> Result<(), (String, Option<String>)> {
+        let owner = step.map_or_else(|| "runbook".to_string(), |s| format!("step `{}`", s.id));
+        let scratch = self.opts.run_dir.join(format!("precondition-{}.outputs", self.stem(&p.id)));
+        let label = step.map_or(p.id.as_str(), |s| s.id.as_str());
+        let work = self
+            .work(label, &p.action, &p.env, p.dir.as_deref(), Some(p.timeout), &scratch, &[], None)
+            .map_err(|e| (format!("precondition `{}` of {owner} could not run: {e}", p.id), None))?;
+        // Nobody shows a precondition's output as it comes; its last lines say why it failed.
+        let (tx, rx) = mpsc::channel(LINES_IN_FLIGHT);
+        let collect = tokio::spawn(crate::output::Tail::collect(rx));
+        let done = action::perform(
+            work,
+            Some(p.timeout),
+            &self.redactor,
+            tx,
+            cancel.clone(),
+            self.opts.reaper.as_deref(),
+        )
+        .await;
+        let _ = std::fs::remove_file(&scratch);
+        let tail = collect.await.ok().and_then(|t| t.text());
+        if done.exit.success() {
+            return Ok(());
+        }
+        let message = p.message.as_ref().map(|m| {
+            self.redactor.redact(&self.render(m, Mode::Plain, None).unwrap_or_else(|_| m.text.clone()))
+        });
+        let could_not_run = matches!(done.exit, Exit::SpawnFailed(_) | Exit::Code(126 | 127));
+        let text = match (could_not_run, message) {
+            (true, Some(m)) => format!(
+                "precondition `{}` of {owner} could not run ({}), so it checked nothing; what it checks: {m}",
+                p.id,
+                done.exit.describe()
+            ),
+            (true, None) => {
+                format!("precondition `{}` of {owner} could not run ({})", p.id, done.exit.describe())
+            }
+            (false, Some(m)) => {
+                format!("precondition `{}` of {owner} failed: {m} (the check {})", p.id, done.exit.describe())
+            }
+            (false, None) => {
+                format!("precondition `{}` of {owner} failed: the check {}", p.id, done.exit.describe())
+            }
+        };
+        Err((self.redactor.redact(&text), tail))
+    }
+}

@@ -1,0 +1,69 @@
+//! Escalations: timers from the run's start, notifications sent in the background.
+
+use std::time::SystemTime;
+
+use tokio::sync::mpsc;
+
+use crate::action::{self};
+use crate::http;
+
+use super::*;
+
+impl Dispatcher<'_> {
+    /// When the next unfired escalation is due.
+    pub(super) fn next_escalation(
+        &self,
+        started: SystemTime,
+        escalating: &[String],
+    ) -> Option<tokio::time::Instant> {
+        if self.opts.parent_lease.is_some() {
+            // An included runbook's escalations are the including run's to make.
+            return None;
+        }
+        let elapsed = SystemTime::now().duration_since(started).unwrap_or_default();
+        self.runbook
+            .escalations
+            .iter()
+            .filter(|e| !escalating.contains(&e.id) && !self.journal.escalations_fired.contains(&e.id))
+            .map(|e| tokio::time::Instant::now() + e.after.saturating_sub(elapsed))
+            .min()
+    }
+
+    /// The escalation whose time has come, if any.
+    pub(super) fn due_escalation(&self, started: SystemTime, escalating: &[String]) -> Option<String> {
+        let elapsed = SystemTime::now().duration_since(started).unwrap_or_default();
+        self.runbook
+            .escalations
+            .iter()
+            .filter(|e| !escalating.contains(&e.id) && !self.journal.escalations_fired.contains(&e.id))
+            .find(|e| e.after <= elapsed)
+            .map(|e| e.id.clone())
+    }
+
+    /// Send an escalation's notification in the background; the loop journals the result.
+    pub(super) fn escalate(&self, id: &str, tx: &mpsc::UnboundedSender<Msg>) {
+        let Some(escalation) = self.runbook.escalations.iter().find(|e| e.id == id) else { return };
+        let _ = self.report.send(Report::Notice(format!(
+            "escalation `{id}`: the run is still going after {}",
+            runbook_core::model::format_duration(escalation.after)
+        )));
+        let request = self.notify_request(&escalation.notify, None);
+        let redactor = self.redactor.clone();
+        let tx = tx.clone();
+        let id = id.to_string();
+        tokio::spawn(async move {
+            let (delivered, error) = match request {
+                Err(e) => (false, Some(e)),
+                Ok(request) => match http::send(&request, &redactor).await {
+                    Err(e) => (false, Some(e)),
+                    Ok(outputs) => match http::judge(&request, &outputs) {
+                        action::Check::Passed(_) => (true, None),
+                        action::Check::Failed(e) => (false, Some(e)),
+                    },
+                },
+            };
+            let error = error.map(|e| redactor.redact(&e));
+            let _ = tx.send(Msg::Escalated { id, delivered, error });
+        });
+    }
+}

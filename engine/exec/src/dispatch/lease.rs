@@ -1,0 +1,111 @@
+//! The lease: renewed by a task of its own, and released when the run lets it go.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use runbook_store::StoreError;
+use tokio::sync::watch;
+
+use super::*;
+
+/// The lease's renewal: a task of its own, so nothing the dispatcher awaits (a `finally`
+/// step, a compensation, a precondition, a slow store) can delay it. Each round it first
+/// arms the reaper's watchdog, then renews the lease; a refused renewal (the lock was taken)
+/// kills every step process group at once and says so on `lost`. Dropped (aborted) when the
+/// engine lets the lock go or suspends it.
+pub(super) struct Renewal {
+    task: tokio::task::JoinHandle<()>,
+    pub(super) lost: watch::Receiver<bool>,
+    error: Arc<std::sync::Mutex<Option<StoreError>>>,
+}
+
+impl Drop for Renewal {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// How often the lease is renewed, and how long the reaper lets step processes live without
+/// news from the engine: a quarter and three quarters of the lease. The watchdog's clock
+/// starts after the renewal was sent and the store's lease after it arrived, so the step
+/// processes of a stalled engine are killed a quarter of a lease before anyone else may take
+/// the lease.
+pub fn renewal_times(ttl: Duration) -> (Duration, Duration) {
+    (ttl / 4, ttl * 3 / 4)
+}
+
+/// Waits until `flag` turns `true`; never, without one.
+pub(super) async fn until_true(flag: &mut Option<watch::Receiver<bool>>) {
+    match flag {
+        Some(f) => {
+            if f.wait_for(|v| *v).await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+        None => std::future::pending().await,
+    }
+}
+
+impl Dispatcher<'_> {
+    /// Start renewing the lease just taken (see [`Renewal`]).
+    pub(super) fn start_renewal(&mut self) {
+        let Some(lease) = self.lease.clone() else { return };
+        let (tx, lost) = watch::channel(false);
+        let error = Arc::new(std::sync::Mutex::new(None));
+        let store = self.store.clone();
+        let reaper = self.opts.reaper.clone();
+        let ttl = self.opts.lease_ttl;
+        let kept = error.clone();
+        let task = tokio::spawn(async move {
+            let (period, watchdog) = renewal_times(ttl);
+            loop {
+                tokio::time::sleep(period).await;
+                if let Some(r) = &reaper {
+                    // A dead reaper is seen by the dispatcher through `Reaper::gone`.
+                    let _ = r.watch(watchdog);
+                }
+                // The store's clock, not this host's: every engine judges leases by it.
+                let renewed = match store.clock_ms().await {
+                    Ok(ms) => store.renew_lock(&lease, ms, ttl).await,
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = renewed {
+                    if let Some(r) = &reaper {
+                        let _ = r.kill_all();
+                    }
+                    if let Ok(mut slot) = kept.lock() {
+                        *slot = Some(e);
+                    }
+                    let _ = tx.send(true);
+                    return;
+                }
+            }
+        });
+        self.renewal = Some(Renewal { task, lost, error });
+    }
+
+    /// Why the renewal stopped.
+    pub(super) fn lost_lease(&mut self) -> ExecError {
+        let kept = self.renewal.take().and_then(|r| r.error.lock().ok().and_then(|mut e| e.take()));
+        match kept {
+            Some(e) => e.into(),
+            None => ExecError::Store(StoreError::Fenced {
+                run_id: self.opts.run_id.clone(),
+                lock: self.lease.as_ref().map(|l| l.name.clone()).unwrap_or_default(),
+                fence: self.lease.as_ref().map_or(0, |l| l.fence),
+                current: 0,
+            }),
+        }
+    }
+
+    pub(super) async fn release(&mut self) {
+        if self.opts.parent_lease.is_some() {
+            // The lock is the including run's.
+            return;
+        }
+        self.renewal = None;
+        if let Some(lease) = self.lease.take() {
+            let _ = self.store.release_lock(&lease).await;
+        }
+    }
+}

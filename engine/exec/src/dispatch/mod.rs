@@ -1,0 +1,385 @@
+//! The dispatcher: the one loop that owns a run's state and writes its journal.
+//!
+//! Steps start as soon as their needs are satisfied, at most `max-parallel` at once. Each
+//! attempt runs as a task that reports back over a channel; the dispatcher journals every
+//! transition *before* acting on it (`step_started` is committed before the process is
+//! spawned), decides retries with the core's retry maths, and on failure runs the
+//! compensations of the steps that succeeded, in reverse order of completion.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use runbook_core::journal::{Record, RunEvent, RunStatus};
+use runbook_core::model::{ParamValue, Runbook};
+use runbook_store::{Lease, Store, StoreError};
+use tokio::sync::mpsc;
+
+use crate::action::{Done, Outputs};
+use crate::process::{self, Stream};
+use crate::secrets::{Redactor, Secrets};
+
+mod approval;
+mod attempt;
+mod escalation;
+mod holder;
+mod include;
+mod lease;
+mod record;
+mod render;
+mod run_loop;
+mod start;
+mod unwind;
+
+pub use approval::{check_decision, decision_event};
+use attempt::{attempt_end, unit_random, with_output};
+pub use holder::{SUSPENDED, holder_is_dead, holder_is_suspended, holder_name, hostname, lock_name, now};
+pub use lease::renewal_times;
+use lease::{Renewal, until_true};
+use render::render_json;
+
+/// Lines of output in flight between an attempt and its sink: the pipe readers wait (and
+/// the step with them) when the sink falls behind, so memory stays bounded.
+const LINES_IN_FLIGHT: usize = 64;
+
+/// What the CLI hears about, to show progress. Secret values never reach it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Report {
+    /// A journal record was written.
+    Recorded(Box<Record>),
+    /// A step printed a line (already redacted).
+    Output {
+        /// Step id.
+        step: String,
+        /// Which stream.
+        stream: Stream,
+        /// The line.
+        text: String,
+    },
+    /// Something the operator should know (a lock taken over).
+    Notice(String),
+    /// A retry will start after this wait.
+    RetryScheduled {
+        /// Step id.
+        step: String,
+        /// The wait.
+        delay: Duration,
+    },
+}
+
+/// Settings of one run.
+#[derive(Clone)]
+pub struct RunOptions {
+    /// The run's id.
+    pub run_id: String,
+    /// Who runs it.
+    pub operator: String,
+    /// Steps in flight at once (the runbook's `max-parallel` wins).
+    pub max_parallel: usize,
+    /// The runbook's folder: the default working directory.
+    pub base_dir: PathBuf,
+    /// Where step logs and output files go (one folder per run).
+    pub run_dir: PathBuf,
+    /// SIGTERM → SIGKILL grace period.
+    pub grace: Duration,
+    /// How long a lock lease lasts without renewal.
+    pub lease_ttl: Duration,
+    /// Asks the operator a `confirm` question; `None` answers yes (`--yes`).
+    pub confirm: Option<Confirm>,
+    /// The runbook file (absolute), recorded for `resume`.
+    pub runbook_file: PathBuf,
+    /// Continue this run instead of starting one.
+    pub resume: Option<Resume>,
+    /// The helper that ends step processes if the engine dies (see [`process::Reaper`]).
+    pub reaper: Option<Arc<process::Reaper>>,
+    /// With `resume`: run no step, only the compensations of the steps that succeeded
+    /// (`runbook compensate`).
+    pub compensate_only: bool,
+    /// Stay attached while approvals are pending (a terminal, or `--wait`) instead of
+    /// suspending the run.
+    pub wait_for_approvals: bool,
+    /// Asks the operator to decide an approval inline, when the rules allow it.
+    pub approve_inline: Option<ApproveInline>,
+    /// How often an attached run looks for decisions made elsewhere.
+    pub poll: Duration,
+    /// For an included runbook: the prefix of its step ids in the journal (`rotate_api/`).
+    pub prefix: String,
+    /// For an included runbook: the lease of the run that includes it. Its events go into
+    /// that run's journal, under `prefix`; it takes no lock and starts no run of its own.
+    pub parent_lease: Option<Lease>,
+    /// For an included runbook: the including run's redactor (it knows every secret of the
+    /// run, the including runbook's too) and the secret variables to keep from its steps.
+    pub inherited: Option<(Redactor, Vec<String>)>,
+    /// The files besides runbooks that the run reads (SQL scripts, CA files) and their
+    /// digests when the run was prepared: journaled with `run_started` after the runbook
+    /// files, so that `resume` can refuse when one changed.
+    pub reads: Vec<runbook_core::plan::FileHash>,
+    /// Who submitted the run, for a queued run a worker executes: journaled with
+    /// `run_started`, so that the submitter cannot approve the run's steps either.
+    pub submitted_by: Option<String>,
+}
+
+/// An inline answer to an approval: approve or reject, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InlineAnswer {
+    /// True to approve.
+    pub approve: bool,
+    /// Why.
+    pub reason: String,
+}
+
+/// A way to ask the operator an approval question inline (blocking). `None`: no answer
+/// here (the decision will come from `runbook approve`).
+pub type ApproveInline = Arc<dyn Fn(&str) -> Option<InlineAnswer> + Send + Sync>;
+
+/// What `resume` continues from: the folded journal and the operator's decisions.
+#[derive(Debug, Clone)]
+pub struct Resume {
+    /// The run's journal, folded.
+    pub state: runbook_core::journal::RunState,
+    /// When the run started.
+    pub started_at: String,
+    /// Decisions about steps in doubt: (step, decision, reason).
+    pub decisions: Vec<(String, runbook_core::journal::Decision, String)>,
+    /// Decisions about compensations in doubt: (step, decision, reason).
+    pub compensation_decisions: Vec<(String, runbook_core::journal::Decision, String)>,
+}
+
+/// A way to ask the operator a yes/no question (blocking; run off the async threads).
+pub type Confirm = Arc<dyn Fn(&str) -> bool + Send + Sync>;
+
+impl std::fmt::Debug for RunOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunOptions").field("run_id", &self.run_id).field("run_dir", &self.run_dir).finish()
+    }
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// Final status.
+    pub status: RunStatus,
+    /// Hash of the journal's last record: keep it elsewhere to detect a cut journal.
+    pub last_hash: String,
+    /// The outputs of its steps, later steps winning (what an including step may offer).
+    pub outputs: Outputs,
+    /// When it stopped to wait for approvals: the steps it waits on (journal paths).
+    pub waiting: Vec<String>,
+}
+
+/// Why a run could not be carried out.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    /// The store failed (or the lock is held by someone else).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A runbook-level precondition failed; nothing ran.
+    #[error("preconditions failed; nothing ran:\n{}", .0.join("\n"))]
+    Preconditions(Vec<String>),
+    /// The runbook's `lock` name does not render with these values.
+    #[error("cannot render the lock name: {0}")]
+    LockName(String),
+    /// A file the run needs could not be written.
+    #[error("cannot prepare the run folder `{path}`: {error}")]
+    RunDir {
+        /// The folder.
+        path: String,
+        /// What failed.
+        error: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum State {
+    Waiting,
+    Running,
+    RetryWait,
+    Succeeded,
+    Failed,
+    Skipped,
+    /// An approval waiting for decisions.
+    Awaiting,
+}
+
+enum Msg {
+    Done {
+        idx: usize,
+        attempt: u32,
+        done: Done,
+        /// The last lines of its output (redacted).
+        tail: Option<String>,
+    },
+    RetryDue {
+        idx: usize,
+    },
+    /// The operator answered an approval on the terminal.
+    Inline {
+        idx: usize,
+        answer: InlineAnswer,
+    },
+    /// An escalation's notification was attempted.
+    Escalated {
+        id: String,
+        delivered: bool,
+        error: Option<String>,
+    },
+    /// An included runbook (run as its own task) ended.
+    Included {
+        idx: usize,
+        attempt: u32,
+        result: Box<Result<Outcome, ExecError>>,
+    },
+}
+
+/// One run of a validated runbook.
+pub struct Dispatcher<'a> {
+    runbook: &'a Runbook,
+    params: &'a BTreeMap<String, ParamValue>,
+    secrets: &'a Secrets,
+    redactor: Redactor,
+    store: &'a Store,
+    opts: RunOptions,
+    report: mpsc::UnboundedSender<Report>,
+    lease: Option<Lease>,
+    state: Vec<State>,
+    attempts: Vec<u32>,
+    /// Attempts a step had used before this resume gave it a new set (a failed step of a
+    /// failed run): its retry policy counts from there.
+    attempt_base: Vec<u32>,
+    /// The run's journal, folded as it is written: the same fold `resume` and every report
+    /// use. Outputs, the order of completion and compensations are read from it.
+    journal: runbook_core::journal::RunState,
+    /// Events folded into `journal` but not yet in the store: a step's success waits here
+    /// for the next write (the start of the steps it freed), so that both take one
+    /// transaction. Written before the dispatcher waits for anything.
+    /// A new run not yet in the store: its row is written with its first records, at this
+    /// start time.
+    creating: Option<String>,
+    deferred: Vec<RunEvent>,
+    started_at: String,
+    /// Included runbooks that stopped to wait for approvals, by step index: what they wait on.
+    child_waiting: BTreeMap<usize, Vec<String>>,
+    /// The task that renews the lease while this engine holds it (a run of its own only).
+    renewal: Option<Renewal>,
+}
+
+impl std::fmt::Debug for Dispatcher<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dispatcher").field("run_id", &self.opts.run_id).finish()
+    }
+}
+
+impl<'a> Dispatcher<'a> {
+    /// Prepare a run. Nothing happens until [`Dispatcher::run`].
+    /// Prepare a run. Nothing happens until [`Dispatcher::run`].
+    pub fn new(
+        runbook: &'a Runbook,
+        params: &'a BTreeMap<String, ParamValue>,
+        secrets: &'a Secrets,
+        store: &'a Store,
+        opts: RunOptions,
+        report: mpsc::UnboundedSender<Report>,
+    ) -> Self {
+        Dispatcher {
+            runbook,
+            params,
+            secrets,
+            redactor: opts.inherited.as_ref().map_or_else(|| Redactor::new(secrets), |(r, _)| r.clone()),
+            store,
+            opts,
+            report,
+            lease: None,
+            state: vec![State::Waiting; runbook.steps.len()],
+            attempts: vec![0; runbook.steps.len()],
+            attempt_base: vec![0; runbook.steps.len()],
+            journal: runbook_core::journal::RunState::default(),
+            deferred: Vec::new(),
+            creating: None,
+            started_at: String::new(),
+            child_waiting: BTreeMap::new(),
+            renewal: None,
+        }
+    }
+
+    pub(super) fn outcome(&self, status: RunStatus) -> Outcome {
+        let mut outputs = Outputs::new();
+        for id in &self.journal.completed {
+            if let Some(s) = self.journal.steps.get(id) {
+                outputs.extend(s.outputs.clone());
+            }
+        }
+        Outcome { status, last_hash: self.last_hash(), outputs, waiting: Vec::new() }
+    }
+
+    /// Steps waiting for approval, as journal paths (an included runbook's under its step).
+    pub(super) fn waiting(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for (i, s) in self.state.iter().enumerate() {
+            if *s == State::Awaiting {
+                let id = &self.runbook.steps[i].id;
+                match self.child_waiting.get(&i) {
+                    Some(inner) => out.extend(inner.iter().cloned()),
+                    None => out.push(format!("{}{id}", self.opts.prefix)),
+                }
+            }
+        }
+        out
+    }
+
+    pub(super) fn readiness(&self, idx: usize) -> Readiness {
+        let step = &self.runbook.steps[idx];
+        for need in &step.needs {
+            let Some(n) = self.index(need.as_str()) else { continue };
+            match &self.state[n] {
+                State::Succeeded | State::Skipped => {}
+                State::Failed => return Readiness::Blocked(format!("`{need}` failed")),
+                _ => return Readiness::NotYet,
+            }
+        }
+        Readiness::Ready
+    }
+
+    pub(super) fn index(&self, id: &str) -> Option<usize> {
+        self.runbook.steps.iter().position(|s| s.id.as_str() == id)
+    }
+
+    pub(super) async fn skip(&mut self, idx: usize, reason: String) -> Result<(), ExecError> {
+        self.state[idx] = State::Skipped;
+        let step = self.runbook.steps[idx].id.to_string();
+        self.record(RunEvent::StepSkipped { step, reason }).await
+    }
+}
+
+/// Sleep until `at`, or forever.
+pub(super) async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+pub(super) enum Readiness {
+    NotYet,
+    Ready,
+    Blocked(String),
+}
+
+pub(super) enum Begun {
+    Spawned,
+    Include,
+    Skipped,
+    Awaiting,
+    Failed,
+}
+
+#[derive(PartialEq, Eq)]
+pub(super) enum AttemptResult {
+    Succeeded,
+    Retrying,
+    Failed,
+    Interrupted,
+}
+
+/// Shared handle used by the CLI.
+pub type SharedRunbook = Arc<Runbook>;
