@@ -10,58 +10,11 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 
+pub use crate::files::{MAX_FILE_BYTES, private_file, read_pinned};
 use crate::process::{self, Exit, Line, Reaper, Spawn, Stream};
+pub use crate::report::{Check, Outputs, Produced};
 use crate::secrets::Redactor;
 use crate::{http, sql};
-
-/// The largest file a step reads itself (a SQL script, a CA bundle): as the CLI's reader.
-pub const MAX_FILE_BYTES: u64 = 8 * 1024 * 1024;
-
-/// Read a file a step needs (a SQL script, a CA file) as the run pinned it: a regular file
-/// of at most [`MAX_FILE_BYTES`], opened without blocking (a FIFO put in its place cannot
-/// stall the engine's one thread), and, when `expected` is given, with the SHA-256 the run
-/// recorded when it started (the plan's, for `run --plan`). A file edited since is refused:
-/// what runs is what was reviewed.
-pub fn read_pinned(path: &std::path::Path, expected: Option<&str>) -> Result<Vec<u8>, String> {
-    use std::io::Read as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let cannot = |e: std::io::Error| format!("cannot read `{}`: {e}", path.display());
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
-        .open(path)
-        .map_err(cannot)?;
-    if !file.metadata().map_err(cannot)?.is_file() {
-        return Err(format!("`{}` is not a regular file", path.display()));
-    }
-    let mut bytes = Vec::new();
-    file.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes).map_err(cannot)?;
-    if bytes.len() as u64 > MAX_FILE_BYTES {
-        return Err(format!("`{}` is larger than {} MiB", path.display(), MAX_FILE_BYTES / (1024 * 1024)));
-    }
-    if let Some(expected) = expected {
-        let now = runbook_core::plan::sha256_hex_bytes(&bytes);
-        if now != expected {
-            return Err(format!(
-                "`{}` changed since the run started (SHA-256 {expected} then, {now} now); it was not used",
-                path.display()
-            ));
-        }
-    }
-    Ok(bytes)
-}
-
-/// A step's outputs: text from `$RUNBOOK_OUTPUT`, structured values from the other kinds.
-pub type Outputs = BTreeMap<String, Value>;
-
-/// The verdict of a check.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Check {
-    /// It passed; a line that says so.
-    Passed(String),
-    /// It failed, and why.
-    Failed(String),
-}
 
 /// An `assert` expression with the context it is evaluated in (the step's outputs are
 /// added to it as top-level names).
@@ -114,13 +67,13 @@ pub enum Work {
 pub struct Done {
     /// The end.
     pub exit: Exit,
-    /// Outputs, or why the declared ones are missing.
-    pub outputs: Result<Outputs, String>,
+    /// Its outputs, why the declared ones are missing, or none.
+    pub outputs: Produced,
 }
 
 impl Done {
     fn failed(reason: String) -> Done {
-        Done { exit: Exit::Failed(reason), outputs: Err(String::new()) }
+        Done { exit: Exit::Failed(reason), outputs: Produced::Nothing }
     }
 }
 
@@ -140,16 +93,16 @@ pub async fn perform(
         // writes values to it (a shell's `>>` keeps the mode; issue 11, promise 3).
         if let Err(e) = private_file(&output_file, true) {
             let reason = format!("cannot create `{}`: {e}", output_file.display());
-            return Done { exit: Exit::SpawnFailed(reason), outputs: Err(String::new()) };
+            return Done { exit: Exit::SpawnFailed(reason), outputs: Produced::Nothing };
         }
         let exit = process::run_tied(&spawn, redactor, lines, cancel, reaper).await;
         return match read_bounded(&output_file) {
             // Too much to be values: the attempt fails, saying so, whatever its process said.
             Err(too_large) => {
                 let exit = if exit.success() { Exit::Failed(too_large.clone()) } else { exit };
-                Done { exit, outputs: Err(too_large) }
+                Done { exit, outputs: Produced::Missing(too_large) }
             }
-            Ok(text) => Done { exit, outputs: parse_outputs(&text, &declared) },
+            Ok(text) => Done { exit, outputs: parse_outputs(&text, &declared).into() },
         };
     }
     let attempt = remote(work, redactor, &lines);
@@ -157,16 +110,16 @@ pub async fn perform(
         match timeout {
             Some(t) => tokio::time::timeout(t, attempt)
                 .await
-                .unwrap_or(Done { exit: Exit::TimedOut, outputs: Err(String::new()) }),
+                .unwrap_or(Done { exit: Exit::TimedOut, outputs: Produced::Nothing }),
             None => attempt.await,
         }
     };
     if *cancel.borrow() {
-        return Done { exit: Exit::Cancelled, outputs: Err(String::new()) };
+        return Done { exit: Exit::Cancelled, outputs: Produced::Nothing };
     }
     tokio::select! {
         done = limited => done,
-        _ = cancel.wait_for(|c| *c) => Done { exit: Exit::Cancelled, outputs: Err(String::new()) },
+        _ = cancel.wait_for(|c| *c) => Done { exit: Exit::Cancelled, outputs: Produced::Nothing },
     }
 }
 
@@ -212,7 +165,10 @@ async fn remote(work: Work, redactor: &Redactor, lines: &mpsc::Sender<Line>) -> 
                     say(Stream::Stdout, "notification delivered".into());
                     Done {
                         exit: Exit::Ok,
-                        outputs: Ok(BTreeMap::from([("delivered".to_string(), Value::Bool(true))])),
+                        outputs: Produced::Values(BTreeMap::from([(
+                            "delivered".to_string(),
+                            Value::Bool(true),
+                        )])),
                     }
                 }
                 Check::Failed(reason) if required => {
@@ -223,7 +179,7 @@ async fn remote(work: Work, redactor: &Redactor, lines: &mpsc::Sender<Line>) -> 
                     say(Stream::Stderr, format!("warning: notification not delivered: {reason}"));
                     Done {
                         exit: Exit::Ok,
-                        outputs: Ok(BTreeMap::from([
+                        outputs: Produced::Values(BTreeMap::from([
                             ("delivered".to_string(), Value::Bool(false)),
                             ("error".to_string(), Value::String(reason)),
                         ])),
@@ -237,12 +193,12 @@ async fn remote(work: Work, redactor: &Redactor, lines: &mpsc::Sender<Line>) -> 
 /// Evaluate the step's `assert` over its outputs.
 fn finish(outputs: Outputs, assert: Option<&Assert>, say: &dyn Fn(Stream, String)) -> Done {
     let Some(assert) = assert else {
-        return Done { exit: Exit::Ok, outputs: Ok(outputs) };
+        return Done { exit: Exit::Ok, outputs: Produced::Values(outputs) };
     };
     match check_assert(assert, &outputs) {
         Check::Passed(line) => {
             say(Stream::Stdout, line);
-            Done { exit: Exit::Ok, outputs: Ok(outputs) }
+            Done { exit: Exit::Ok, outputs: Produced::Values(outputs) }
         }
         Check::Failed(reason) => {
             say(Stream::Stderr, reason.clone());
@@ -283,22 +239,6 @@ fn short(v: &Value) -> String {
         s.push('…');
     }
     s
-}
-
-/// Open (creating) a file of the run folder readable and writable by the engine's user
-/// alone (0600, whatever the umask; an existing file is set to 0600 too), emptied when
-/// `truncate`, for appending otherwise.
-pub fn private_file(path: &std::path::Path, truncate: bool) -> std::io::Result<std::fs::File> {
-    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .write(true)
-        .append(!truncate)
-        .truncate(truncate)
-        .mode(0o600)
-        .open(path)?;
-    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-    Ok(file)
 }
 
 /// `key=value` lines a step wrote to `$RUNBOOK_OUTPUT`; every declared output must be there.

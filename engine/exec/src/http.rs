@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::action::{Check, Outputs};
+use crate::report::{Check, Outputs};
 
 /// The most of a response body kept in the `body` output (the `json` output is parsed
 /// from up to [`MAX_BODY`]).
@@ -70,8 +70,8 @@ fn client(req: &Request) -> Result<reqwest::Client, String> {
         builder = builder.timeout(t);
     }
     if let Some(path) = &req.ca_file {
-        let pem = crate::action::read_pinned(path, req.ca_sha256.as_deref())
-            .map_err(|e| format!("CA file: {e}"))?;
+        let pem =
+            crate::files::read_pinned(path, req.ca_sha256.as_deref()).map_err(|e| format!("CA file: {e}"))?;
         let certs = reqwest::Certificate::from_pem_bundle(&pem)
             .map_err(|e| format!("CA file `{}` holds no PEM certificate: {e}", path.display()))?;
         if certs.is_empty() {

@@ -5,8 +5,10 @@
 
 pub mod action;
 pub mod dispatch;
+pub mod files;
 pub mod http;
 pub mod output;
 pub mod process;
+pub mod report;
 pub mod secrets;
 pub mod sql;

@@ -22,8 +22,8 @@ use tokio::sync::mpsc;
 
 use runbook_core::journal::{OUTPUT_TAIL_BYTES, OUTPUT_TAIL_LINES};
 
-use crate::dispatch::Report;
 use crate::process::{Line, Stream};
+use crate::report::Report;
 
 /// The last line of a log that could not be written to the end.
 pub const CUT_MARKER: &str = "[runbook: the log is cut here]";
@@ -189,7 +189,7 @@ impl Sink {
             return;
         }
         if self.file.is_none() {
-            match crate::action::private_file(&self.path, false) {
+            match crate::files::private_file(&self.path, false) {
                 Ok(f) => self.file = Some(std::io::BufWriter::with_capacity(64 * 1024, f)),
                 Err(e) => return self.cut_log(e),
             }
@@ -238,7 +238,7 @@ impl Sink {
             let _ = file.into_parts();
         }
         let marker = format!("\nerr {CUT_MARKER}\n");
-        let Ok(mut f) = crate::action::private_file(&self.path, false) else {
+        let Ok(mut f) = crate::files::private_file(&self.path, false) else {
             return;
         };
         if f.write_all(marker.as_bytes()).and_then(|()| f.flush()).is_ok() {

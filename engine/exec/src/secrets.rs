@@ -95,7 +95,7 @@ fn resolve_hiding(runbook: &Runbook, base_dir: &Path, hidden: &[&str]) -> Result
             SecretSource::Env(var) => std::env::var(var)
                 .map_err(|_| format!("secret `{}`: environment variable `{var}` is not set", secret.name)),
             // Bounded, regular files only, never blocking on a FIFO (issue 11, promise 5).
-            SecretSource::File(file) => crate::action::read_pinned(&base_dir.join(file), None)
+            SecretSource::File(file) => crate::files::read_pinned(&base_dir.join(file), None)
                 .and_then(|b| String::from_utf8(b).map_err(|_| "it is not UTF-8 text".to_string()))
                 .map(|text| match secret.first_line {
                     true => text.lines().next().unwrap_or_default().trim_end_matches('\r').to_string(),

@@ -19,7 +19,7 @@ use sqlx::{
     AssertSqlSafe, Column as _, Connection as _, Executor as _, Row as _, TypeInfo as _, ValueRef as _,
 };
 
-use crate::action::Outputs;
+use crate::report::Outputs;
 
 /// A statement with its values rendered.
 #[derive(Debug, Clone)]
@@ -35,7 +35,7 @@ pub struct Request {
     /// The folder relative SQLite paths and script files are resolved from.
     pub base_dir: PathBuf,
     /// The SHA-256 the script file had when the run started (see
-    /// [`crate::action::read_pinned`]); `None`: not checked.
+    /// [`crate::files::read_pinned`]); `None`: not checked.
     pub script_sha256: Option<String>,
 }
 
@@ -96,7 +96,7 @@ pub async fn execute(req: &Request) -> Result<Outputs, String> {
 
 fn script(req: &Request, file: &str) -> Result<String, String> {
     let path = req.base_dir.join(file);
-    let bytes = crate::action::read_pinned(&path, req.script_sha256.as_deref())
+    let bytes = crate::files::read_pinned(&path, req.script_sha256.as_deref())
         .map_err(|e| format!("SQL file: {e}"))?;
     String::from_utf8(bytes).map_err(|_| format!("SQL file `{}` is not UTF-8 text", path.display()))
 }

@@ -127,10 +127,10 @@ fn every_sink_gets_bytes_only_through_the_redactor() {
     let writers = writers(&engine);
     assert_eq!(
         names(&writers),
-        ["engine/cli/queue.rs:1", "engine/exec/src/action.rs:1", "engine/exec/src/process.rs:1"],
+        ["engine/cli/queue.rs:1", "engine/exec/src/files.rs:1", "engine/exec/src/process.rs:1"],
         "a new file writer: route it through output::Sink, or list it here with why it \
          carries no secret (queue.rs: a worker's file of an engine's own, already redacted, \
-         output; action.rs's private_file: the 0600 files of the run folder, the sink's logs and \
+         output; files.rs's private_file: the 0600 files of the run folder, the sink's logs and \
          the `$RUNBOOK_OUTPUT` files the engine creates empty, reads back and removes; \
          process.rs: the ledger of process group ids and engine identities)"
     );

@@ -9,7 +9,7 @@ use runbook_core::retry::{self, AttemptEnd};
 use runbook_core::template::{self, Mode};
 use tokio::sync::{mpsc, watch};
 
-use crate::action::{self, Done};
+use crate::action::{self, Done, Produced};
 use crate::output::Sink;
 use crate::process::Exit;
 
@@ -147,7 +147,7 @@ impl Dispatcher<'_> {
         let redactor = self.redactor.clone();
         tokio::spawn(async move {
             let (done, tail) = match prepared {
-                Err(e) => (Done { exit: Exit::SpawnFailed(e), outputs: Err(String::new()) }, None),
+                Err(e) => (Done { exit: Exit::SpawnFailed(e), outputs: Produced::Nothing }, None),
                 Ok(work) => {
                     // Output goes from the attempt to its log and the terminal here, off the
                     // dispatcher's loop, over a bounded channel.
@@ -182,14 +182,15 @@ impl Dispatcher<'_> {
             return Ok(AttemptResult::Interrupted);
         }
         let failure = match (exit.success(), outputs) {
-            (true, Ok(outputs)) => {
+            (true, Produced::Values(outputs)) => {
                 self.state[idx] = State::Succeeded;
                 // Written with the start of the steps it frees (or before the dispatcher
                 // waits): one transaction instead of two. Nothing acts on it unwritten.
                 self.defer(RunEvent::StepSucceeded { step: id, attempt, outputs });
                 return Ok(AttemptResult::Succeeded);
             }
-            (true, Err(missing)) => (AttemptEnd::Other, None, missing),
+            (true, Produced::Missing(missing)) => (AttemptEnd::Other, None, missing),
+            (true, Produced::Nothing) => (AttemptEnd::Other, None, exit.describe()),
             (false, _) => {
                 let code = match exit {
                     Exit::Code(c) => Some(c),

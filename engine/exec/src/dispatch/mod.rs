@@ -11,13 +11,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use runbook_core::journal::{Record, RunEvent, RunStatus};
+use runbook_core::journal::{RunEvent, RunStatus};
 use runbook_core::model::{ParamValue, Runbook};
 use runbook_store::{Lease, Store, StoreError};
 use tokio::sync::mpsc;
 
 use crate::action::{Done, Outputs};
-use crate::process::{self, Stream};
+use crate::process;
 use crate::secrets::{Redactor, Secrets};
 
 mod approval;
@@ -39,34 +39,11 @@ pub use lease::renewal_times;
 use lease::{Renewal, until_true};
 use render::render_json;
 
+pub use crate::report::Report;
+
 /// Lines of output in flight between an attempt and its sink: the pipe readers wait (and
 /// the step with them) when the sink falls behind, so memory stays bounded.
 const LINES_IN_FLIGHT: usize = 64;
-
-/// What the CLI hears about, to show progress. Secret values never reach it.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Report {
-    /// A journal record was written.
-    Recorded(Box<Record>),
-    /// A step printed a line (already redacted).
-    Output {
-        /// Step id.
-        step: String,
-        /// Which stream.
-        stream: Stream,
-        /// The line.
-        text: String,
-    },
-    /// Something the operator should know (a lock taken over).
-    Notice(String),
-    /// A retry will start after this wait.
-    RetryScheduled {
-        /// Step id.
-        step: String,
-        /// The wait.
-        delay: Duration,
-    },
-}
 
 /// Settings of one run.
 #[derive(Clone)]

@@ -7,7 +7,7 @@ use runbook_core::model::Action;
 use runbook_core::retry::{self};
 use tokio::sync::{mpsc, watch};
 
-use crate::action::{self, Done, Outputs, Work};
+use crate::action::{self, Done, Outputs, Produced, Work};
 use crate::output::Sink;
 use crate::process::{Exit, Line};
 
@@ -26,7 +26,7 @@ impl Dispatcher<'_> {
     ) -> (Done, Option<String>) {
         let work = match work {
             Ok(w) => w,
-            Err(e) => return (Done { exit: Exit::SpawnFailed(e), outputs: Err(String::new()) }, None),
+            Err(e) => return (Done { exit: Exit::SpawnFailed(e), outputs: Produced::Nothing }, None),
         };
         let (tx, rx) = mpsc::channel::<Line>(LINES_IN_FLIGHT);
         let step = format!("{}{label}", self.opts.prefix);
@@ -97,8 +97,9 @@ impl Dispatcher<'_> {
                     // Its declared outputs (evidence paths...) are journaled with its success;
                     // one it did not write is absent, and the report says it was not observed.
                     let outputs = match result.outputs {
-                        Ok(o) => o,
-                        Err(missing) => {
+                        Produced::Values(o) => o,
+                        Produced::Nothing => Outputs::new(),
+                        Produced::Missing(missing) => {
                             let _ = self.report.send(Report::Notice(format!(
                                 "the compensation of `{}{id}` succeeded without its outputs: {missing}",
                                 self.opts.prefix
@@ -177,7 +178,10 @@ impl Dispatcher<'_> {
                 self.record(RunEvent::StepStarted { step: id.clone(), attempt }).await?;
                 let (result, output) = self.run_action(&id, attempt, work, step.timeout, cancel).await;
                 if result.exit.success() {
-                    let outputs = result.outputs.unwrap_or_default();
+                    let outputs = match result.outputs {
+                        Produced::Values(o) => o,
+                        Produced::Missing(_) | Produced::Nothing => Outputs::new(),
+                    };
                     self.record(RunEvent::StepSucceeded { step: id.clone(), attempt, outputs }).await?;
                     break;
                 }
