@@ -80,7 +80,6 @@ impl Dispatcher<'_> {
         let step = &self.runbook.steps[idx];
         let Action::Approval(spec) = &step.action else { return Ok(()) };
         let id = step.id.to_string();
-        self.state[idx] = State::Awaiting;
         let prompt =
             self.render(&spec.prompt, Mode::Plain, None).unwrap_or_else(|_| spec.prompt.text.clone());
         let pending = self.journal.steps.get(&id).and_then(|s| s.approval.as_ref());
@@ -174,10 +173,9 @@ impl Dispatcher<'_> {
         {
             return Ok(None);
         }
-        let attempt = self.attempts[idx].max(1);
+        let attempt = self.attempts_of(&id).max(1);
         if let Some(by) = &approval.rejected_by {
             let reason = self.journal.steps.get(&id).and_then(|s| s.reason.clone());
-            self.state[idx] = State::Failed;
             let reason = reason.unwrap_or_else(|| format!("rejected by {by}"));
             self.record(RunEvent::StepFailed { step: id, attempt, reason, output: None }).await?;
             return Ok(Some(false));
@@ -193,13 +191,11 @@ impl Dispatcher<'_> {
                     .unwrap_or(serde_json::Value::Null);
                 outputs.insert(input.name.clone(), value);
             }
-            self.state[idx] = State::Succeeded;
             self.record(RunEvent::StepSucceeded { step: id, attempt, outputs }).await?;
             return Ok(Some(true));
         }
         let (_, now_ms) = now();
         if approval.deadline_ms.is_some_and(|d| now_ms >= d) {
-            self.state[idx] = State::Failed;
             let reason = format!(
                 "no decision within the approval timeout ({} of {} approvals)",
                 approval.granted_by.len(),

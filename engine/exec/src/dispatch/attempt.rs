@@ -5,7 +5,6 @@ use std::time::SystemTime;
 
 use runbook_core::journal::RunEvent;
 use runbook_core::model::{Action, Precondition, Step};
-use runbook_core::retry::{self, AttemptEnd};
 use runbook_core::template::{self, Mode};
 use tokio::sync::{mpsc, watch};
 
@@ -14,15 +13,6 @@ use crate::output::Sink;
 use crate::process::Exit;
 
 use super::*;
-
-/// How an attempt ended, for the retry policy.
-pub(super) fn attempt_end(exit: &Exit) -> AttemptEnd {
-    match exit {
-        Exit::Code(c) => AttemptEnd::Exit(*c),
-        Exit::TimedOut => AttemptEnd::TimedOut,
-        _ => AttemptEnd::Other,
-    }
-}
 
 /// A number in `[0, 1)` for jitter, from the standard library's per-process random keys.
 pub(super) fn unit_random() -> f64 {
@@ -108,7 +98,6 @@ impl Dispatcher<'_> {
         reason: String,
         output: Option<String>,
     ) -> Result<Begun, ExecError> {
-        self.state[idx] = State::Failed;
         let step = self.runbook.steps[idx].id.to_string();
         self.record(RunEvent::StepFailed { step, attempt: 0, reason, output }).await?;
         Ok(Begun::Failed)
@@ -121,9 +110,8 @@ impl Dispatcher<'_> {
         attempt_cancel: &watch::Receiver<bool>,
         tx: &mpsc::UnboundedSender<Msg>,
     ) -> Result<(), ExecError> {
-        self.attempts[idx] += 1;
-        let attempt = self.attempts[idx];
         let step = &self.runbook.steps[idx];
+        let attempt = self.attempts_of(step.id.as_str()) + 1;
         let output_file =
             self.opts.run_dir.join(format!("{}.{attempt}.outputs", self.stem(step.id.as_str())));
         let prepared = self.work(
@@ -140,7 +128,6 @@ impl Dispatcher<'_> {
         let log = self.opts.run_dir.join(format!("{}.{attempt}.log", self.stem(step.id.as_str())));
         let sink = Sink::new(log, format!("{}{}", self.opts.prefix, step.id), attempt, self.report.clone());
         self.record(RunEvent::StepStarted { step: step.id.to_string(), attempt }).await?;
-        self.state[idx] = State::Running;
         let tx = tx.clone();
         let cancel = attempt_cancel.clone();
         let reaper = self.opts.reaper.clone();
@@ -162,61 +149,6 @@ impl Dispatcher<'_> {
             let _ = tx.send(Msg::Done { idx, attempt, done, tail });
         });
         Ok(())
-    }
-
-    pub(super) async fn finish_attempt(
-        &mut self,
-        idx: usize,
-        attempt: u32,
-        done: Done,
-        output: Option<String>,
-        interrupted: bool,
-        tx: &mpsc::UnboundedSender<Msg>,
-    ) -> Result<AttemptResult, ExecError> {
-        let step = &self.runbook.steps[idx];
-        let id = step.id.to_string();
-        let Done { exit, outputs } = done;
-        if interrupted && exit == Exit::Cancelled {
-            // No outcome is journaled: the step stays in doubt for `resume` to decide.
-            self.state[idx] = State::Waiting;
-            return Ok(AttemptResult::Interrupted);
-        }
-        let failure = match (exit.success(), outputs) {
-            (true, Produced::Values(outputs)) => {
-                self.state[idx] = State::Succeeded;
-                // Written with the start of the steps it frees (or before the dispatcher
-                // waits): one transaction instead of two. Nothing acts on it unwritten.
-                self.defer(RunEvent::StepSucceeded { step: id, attempt, outputs });
-                return Ok(AttemptResult::Succeeded);
-            }
-            (true, Produced::Missing(missing)) => (AttemptEnd::Other, None, missing),
-            (true, Produced::Nothing) => (AttemptEnd::Other, None, exit.describe()),
-            (false, _) => {
-                let code = match exit {
-                    Exit::Code(c) => Some(c),
-                    _ => None,
-                };
-                (attempt_end(&exit), code, exit.describe())
-            }
-        };
-        let (end, exit_code, reason) = failure;
-        let counted = attempt.saturating_sub(self.attempt_base[idx]);
-        if retry::should_retry(&step.retry, counted, end) {
-            let delay = retry::delay(&step.retry, counted, unit_random());
-            self.state[idx] = State::RetryWait;
-            self.record(RunEvent::AttemptFailed { step: id.clone(), attempt, exit_code, reason, output })
-                .await?;
-            let _ = self.report.send(Report::RetryScheduled { step: id, delay });
-            let tx = tx.clone();
-            tokio::spawn(async move {
-                tokio::time::sleep(delay).await;
-                let _ = tx.send(Msg::RetryDue { idx });
-            });
-            return Ok(AttemptResult::Retrying);
-        }
-        self.state[idx] = State::Failed;
-        self.record(RunEvent::StepFailed { step: id, attempt, reason, output }).await?;
-        Ok(AttemptResult::Failed)
     }
 
     /// Run a precondition; `Err` carries the message to show and the end of what the check

@@ -7,37 +7,29 @@ use tokio::sync::mpsc;
 use crate::action::{self};
 use crate::http;
 
+use super::machine;
 use super::*;
 
 impl Dispatcher<'_> {
+    /// The escalations at this moment (see [`machine::escalations`]).
+    fn escalations_now(&self, started: SystemTime, escalating: &[String]) -> machine::Escalations {
+        let elapsed = SystemTime::now().duration_since(started).unwrap_or_default();
+        let fired = &self.journal.escalations_fired;
+        machine::escalations(self.runbook, self.machine.scope(), fired, escalating, elapsed)
+    }
+
     /// When the next unfired escalation is due.
     pub(super) fn next_escalation(
         &self,
         started: SystemTime,
         escalating: &[String],
     ) -> Option<tokio::time::Instant> {
-        if self.opts.parent_lease.is_some() {
-            // An included runbook's escalations are the including run's to make.
-            return None;
-        }
-        let elapsed = SystemTime::now().duration_since(started).unwrap_or_default();
-        self.runbook
-            .escalations
-            .iter()
-            .filter(|e| !escalating.contains(&e.id) && !self.journal.escalations_fired.contains(&e.id))
-            .map(|e| tokio::time::Instant::now() + e.after.saturating_sub(elapsed))
-            .min()
+        self.escalations_now(started, escalating).next_in.map(|d| tokio::time::Instant::now() + d)
     }
 
     /// The escalation whose time has come, if any.
     pub(super) fn due_escalation(&self, started: SystemTime, escalating: &[String]) -> Option<String> {
-        let elapsed = SystemTime::now().duration_since(started).unwrap_or_default();
-        self.runbook
-            .escalations
-            .iter()
-            .filter(|e| !escalating.contains(&e.id) && !self.journal.escalations_fired.contains(&e.id))
-            .find(|e| e.after <= elapsed)
-            .map(|e| e.id.clone())
+        self.escalations_now(started, escalating).due
     }
 
     /// Send an escalation's notification in the background; the loop journals the result.

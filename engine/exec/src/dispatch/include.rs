@@ -52,8 +52,7 @@ impl<'a> Dispatcher<'a> {
         let id = step.id.to_string();
         let Some(child) = runbook.includes.get(inc.child) else { return Ok(false) };
         let params = self.include_params(inc, child);
-        self.attempts[idx] += 1;
-        let attempt = self.attempts[idx];
+        let attempt = self.attempts_of(&id) + 1;
         self.record(RunEvent::StepStarted { step: id.clone(), attempt }).await?;
         let secrets: Option<&'a Secrets> = self.secrets.include(inc.child);
         let (params, secrets) = match (params, secrets) {
@@ -67,7 +66,6 @@ impl<'a> Dispatcher<'a> {
                 return Ok(false);
             }
         };
-        self.state[idx] = State::Running;
         let prefix = format!("{}{id}/", self.opts.prefix);
         let opts = self.child_options(child, &prefix, false).await?;
         // Its own task: it writes to the store on its own schedule, never waiting for this
@@ -142,21 +140,19 @@ impl<'a> Dispatcher<'a> {
         attempt: u32,
         result: Result<Outcome, ExecError>,
         interrupted: bool,
-    ) -> Result<AttemptResult, ExecError> {
+    ) -> Result<Settled, ExecError> {
         let step = &self.runbook.steps[idx];
         let id = step.id.to_string();
         let reason = match result {
             Ok(o) if !o.waiting.is_empty() => {
                 // It waits for approvals and nobody is attached: this run waits with it, and
                 // `resume` starts the included runbook again, where it stopped.
-                self.state[idx] = State::Awaiting;
                 self.child_waiting.insert(idx, o.waiting);
-                return Ok(AttemptResult::Interrupted);
+                return Ok(Settled::Awaiting);
             }
             Ok(o) if o.status == RunStatus::Interrupted && interrupted => {
                 // In doubt, like a process cut off by the signal: `resume` continues it.
-                self.state[idx] = State::Waiting;
-                return Ok(AttemptResult::Interrupted);
+                return Ok(Settled::Interrupted);
             }
             Ok(o) if o.status == RunStatus::Succeeded => {
                 let missing: Vec<&str> =
@@ -164,9 +160,8 @@ impl<'a> Dispatcher<'a> {
                 if missing.is_empty() {
                     let outputs =
                         o.outputs.into_iter().filter(|(k, _)| step.outputs.contains(k)).collect::<Outputs>();
-                    self.state[idx] = State::Succeeded;
                     self.record(RunEvent::StepSucceeded { step: id, attempt, outputs }).await?;
-                    return Ok(AttemptResult::Succeeded);
+                    return Ok(Settled::Succeeded);
                 }
                 format!("the included runbook produced no output {}", missing.join(", "))
             }
@@ -178,9 +173,8 @@ impl<'a> Dispatcher<'a> {
             Err(ExecError::LockName(m)) => m,
             Err(e) => return Err(e),
         };
-        self.state[idx] = State::Failed;
         self.record(RunEvent::StepFailed { step: id, attempt, reason, output: None }).await?;
-        Ok(AttemptResult::Failed)
+        Ok(Settled::Failed)
     }
 
     /// Undo an included runbook that completed: its own compensations, most recent first.

@@ -99,7 +99,7 @@ impl Dispatcher<'_> {
     }
 
     pub(super) async fn release(&mut self) {
-        if self.opts.parent_lease.is_some() {
+        if self.machine.scope() == Scope::Nested {
             // The lock is the including run's.
             return;
         }

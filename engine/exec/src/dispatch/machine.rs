@@ -9,262 +9,16 @@
 //! steps this resume gave another chance, and the run's [`Phase`].
 
 use std::collections::BTreeSet;
-use std::time::Duration;
 
-use runbook_core::journal::{RunState, StepState, StepStatus};
-use runbook_core::model::{OnFailure, RetryPolicy, Runbook};
+use runbook_core::journal::{CompensationStatus, RunState, StepState, StepStatus};
+use runbook_core::model::{Action, OnFailure, RetryPolicy, Runbook, Step};
 use runbook_core::retry::{self, AttemptEnd};
 
 use crate::process::Exit;
 use crate::report::Produced;
 
-/// Why a run stops starting steps. Ordered: when two causes meet, the strongest wins (a
-/// lost lease over a dead reaper over a signal over a failed step).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum StopCause {
-    /// A step failed and its `on-failure` stops the run; `compensate`: and undoes what
-    /// succeeded (`on-failure = "compensate"`).
-    StepFailed {
-        /// Compensate the steps that succeeded.
-        compensate: bool,
-    },
-    /// Ctrl-C or SIGTERM: the running attempts are ended and left in doubt.
-    Interrupted,
-    /// The process reaper died: steps started from now on would not be tied to the engine.
-    ReaperGone,
-    /// Another engine took the lock: nothing this engine writes counts any more.
-    LeaseLost,
-}
-
-impl StopCause {
-    /// True when the running attempts are ended (not waited for).
-    pub fn interrupts(self) -> bool {
-        self >= StopCause::Interrupted
-    }
-
-    /// The reason journaled with `run_interrupted`.
-    pub fn reason(self) -> &'static str {
-        match self {
-            StopCause::ReaperGone => "the process reaper died: steps would no longer be tied to the engine",
-            StopCause::StepFailed { .. } | StopCause::Interrupted | StopCause::LeaseLost => {
-                "interrupted by a signal (Ctrl-C or SIGTERM)"
-            }
-        }
-    }
-}
-
-/// Where the run stands. One value, so that "stopping and suspended" cannot be written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
-    /// Steps start as their needs are met.
-    Running,
-    /// Nothing new starts; the running attempts end (or are ended, see
-    /// [`StopCause::interrupts`]).
-    Stopping(StopCause),
-    /// Nothing runs and only approvals wait, with nobody attached: the run ends as
-    /// `needs_operator` and keeps its lock.
-    Suspended,
-    /// The steps that succeeded are being undone, most recent first.
-    Compensating,
-    /// The `finally` steps run; the run's status so far.
-    Finalizing,
-}
-
-/// A top-level run, or a runbook included by a `runbook` step (decided once, when the
-/// dispatcher is made). A nested run writes into its including run's journal with that
-/// run's lease: it takes no lock, journals no start or end of its own, and leaves
-/// escalations to the including run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Scope {
-    /// A run of its own.
-    TopLevel,
-    /// An included runbook.
-    Nested,
-}
-
-/// Where a step stands for scheduling: the journal's status, with what is only in memory.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Status {
-    /// Not started in this stint (or back in doubt after an interruption).
-    Waiting,
-    /// An attempt (or an included runbook) runs.
-    Running,
-    /// Waiting for a retry timer.
-    RetryWait,
-    /// Succeeded.
-    Succeeded,
-    /// Failed.
-    Failed,
-    /// Skipped.
-    Skipped,
-    /// An approval (or an included runbook) waiting for decisions.
-    Awaiting,
-}
-
-/// How a `Begin` went: the dispatcher evaluated `when`, the preconditions and the
-/// confirmation, and journaled what that decided.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Begun {
-    /// An attempt was spawned.
-    Spawned,
-    /// An included runbook was started.
-    Include,
-    /// It was skipped (`when` is false).
-    Skipped,
-    /// An approval waits for decisions.
-    Awaiting,
-    /// It failed before starting (journaled).
-    Failed,
-}
-
-/// How an included runbook (or an approval) settled, as its step's outcome (journaled by
-/// the dispatcher).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Settled {
-    /// The step succeeded.
-    Succeeded,
-    /// The step failed.
-    Failed,
-    /// Cut off by the interruption: in doubt, `resume` continues it.
-    Interrupted,
-    /// It waits for approvals (an included runbook that suspended).
-    Awaiting,
-}
-
-/// What woke the dispatcher up, or what it did that the machine asked for.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Event {
-    /// A new round: start what is ready.
-    Schedule,
-    /// A skip the machine asked for was journaled.
-    Skipped {
-        /// The step.
-        step: usize,
-    },
-    /// A `Begin` the machine asked for went this far.
-    Begun {
-        /// The step.
-        step: usize,
-        /// How.
-        begun: Begun,
-    },
-    /// An attempt ended.
-    AttemptEnded {
-        /// The step.
-        step: usize,
-        /// Its attempt number.
-        attempt: u32,
-        /// How its process (or request) ended.
-        exit: Exit,
-        /// Its outputs.
-        outputs: Produced,
-        /// The last lines of its output (redacted).
-        tail: Option<String>,
-        /// A number in `[0, 1)` for the retry's jitter.
-        jitter: f64,
-    },
-    /// A retry's wait is over.
-    RetryDue {
-        /// The step.
-        step: usize,
-    },
-    /// An included runbook ended, or an approval was decided (journaled as such).
-    Settled {
-        /// The step.
-        step: usize,
-        /// How.
-        settled: Settled,
-    },
-    /// The run must stop: a signal, a dead reaper, a lost lease.
-    Stop(StopCause),
-}
-
-/// What the dispatcher must do.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Command {
-    /// Journal `step_skipped`, then report [`Event::Skipped`].
-    Skip {
-        /// The step.
-        step: usize,
-        /// Why.
-        reason: String,
-    },
-    /// Evaluate `when`, the preconditions, the confirmation; start the first attempt (or
-    /// the include, or ask for decisions); then report [`Event::Begun`].
-    Begin {
-        /// The step.
-        step: usize,
-    },
-    /// Journal `step_started` and spawn the next attempt (a retry is due).
-    Attempt {
-        /// The step.
-        step: usize,
-    },
-    /// Journal `step_succeeded` (deferred: written with the next record).
-    Succeed {
-        /// The step.
-        step: usize,
-        /// The attempt.
-        attempt: u32,
-        /// Its outputs.
-        outputs: crate::report::Outputs,
-    },
-    /// Journal `attempt_failed`, say a retry is scheduled, and start its timer.
-    Retry {
-        /// The step.
-        step: usize,
-        /// The attempt that failed.
-        attempt: u32,
-        /// Its exit code, for a process that exited.
-        exit_code: Option<i32>,
-        /// Why it failed.
-        reason: String,
-        /// The end of its output.
-        output: Option<String>,
-        /// The wait before the next attempt.
-        delay: Duration,
-    },
-    /// Journal `step_failed`.
-    Fail {
-        /// The step.
-        step: usize,
-        /// The attempt.
-        attempt: u32,
-        /// Why.
-        reason: String,
-        /// The end of its output.
-        output: Option<String>,
-    },
-    /// End every running attempt (they report back as cancelled).
-    CancelAttempts,
-}
-
-/// What the loop does when nothing is left to decide now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Next {
-    /// Wait for the next wake-up.
-    Wait,
-    /// The loop is over: conclude the run.
-    Conclude,
-    /// Stop and wait for approvals with nobody attached.
-    Suspend,
-}
-
-/// How the run ends, once the loop is over.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Conclusion {
-    /// Interrupted (journal `run_interrupted` with this cause's reason).
-    Interrupted(StopCause),
-    /// Suspended for approvals.
-    Suspended,
-    /// Finished: compensate first when asked, then `finally`; `failed`: a step failed.
-    Finish {
-        /// Compensate the steps that succeeded.
-        compensate: bool,
-        /// A step failed (the run's status is `failed`).
-        failed: bool,
-    },
-}
+pub use super::event::{Begun, Command, Conclusion, Event, Next, Settled, Status};
+pub use super::phase::{Phase, Scope, StopCause};
 
 /// How a resume treats a step the journal knows (see [`Machine::resume_step`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -319,7 +73,11 @@ impl Machine {
             scope,
             phase: Phase::Running,
             ids: runbook.steps.iter().map(|s| s.id.to_string()).collect(),
-            needs: runbook.steps.iter().map(|s| s.needs.iter().filter_map(|n| index(n.as_str())).collect()).collect(),
+            needs: runbook
+                .steps
+                .iter()
+                .map(|s| s.needs.iter().filter_map(|n| index(n.as_str())).collect())
+                .collect(),
             on_failure: runbook.steps.iter().map(|s| s.on_failure).collect(),
             retry: runbook.steps.iter().map(|s| s.retry.clone()).collect(),
             max_parallel: runbook.max_parallel.map_or(max_parallel, |m| m as usize).max(1),
@@ -377,7 +135,10 @@ impl Machine {
             // Started, retrying or awaiting in the journal but not in this engine's memory:
             // in doubt after a crash or an interruption, or asked again.
             Some(
-                StepStatus::Pending | StepStatus::Started | StepStatus::Retrying | StepStatus::AwaitingApproval,
+                StepStatus::Pending
+                | StepStatus::Started
+                | StepStatus::Retrying
+                | StepStatus::AwaitingApproval,
             )
             | None => Status::Waiting,
         }
@@ -492,7 +253,7 @@ impl Machine {
     }
 
     /// What the loop does now that every command was carried out.
-    pub fn next(&mut self) -> Next {
+    pub fn next_move(&mut self) -> Next {
         let stopping = self.stop_cause().is_some();
         if self.running.is_empty() && (self.retry_wait.is_empty() || stopping) {
             if self.awaiting.is_empty() || stopping {
@@ -518,6 +279,11 @@ impl Machine {
                 Conclusion::Finish { compensate, failed }
             }
         }
+    }
+
+    /// `runbook compensate`: no step runs, the steps that succeeded are undone.
+    pub fn compensate_only(&mut self) {
+        self.phase = Phase::Compensating;
     }
 
     /// The compensations are over: the `finally` steps come next.
@@ -651,4 +417,109 @@ pub fn attempt_end(exit: &Exit) -> AttemptEnd {
         Exit::TimedOut => AttemptEnd::TimedOut,
         _ => AttemptEnd::Other,
     }
+}
+
+/// What `compensate` does for one step that succeeded (see [`compensations`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compensate {
+    /// Run its compensation; attempts so far: `base`.
+    Run {
+        /// The step.
+        step: usize,
+        /// Attempts of its compensation already journaled.
+        base: u32,
+    },
+    /// Undo its included runbook (a `runbook` step without a compensation of its own).
+    Include(usize),
+    /// Its compensation started and has no end, and is not idempotent: stop here, for an
+    /// operator's decision.
+    InDoubt(usize),
+}
+
+/// The compensations to run, in order: the steps that succeeded, most recent first, whose
+/// compensation is not done (skipping those without one). Up to the first in doubt.
+pub fn compensations(runbook: &Runbook, facts: &RunState) -> Vec<Compensate> {
+    let mut out = Vec::new();
+    for id in facts.completed.iter().rev() {
+        let past = facts.steps.get(id);
+        if past.is_some_and(|s| s.compensation.is_done()) {
+            continue;
+        }
+        let Some(idx) = runbook.steps.iter().position(|s| s.id.as_str() == id) else { continue };
+        let step = &runbook.steps[idx];
+        let Some(comp) = &step.compensate else {
+            if matches!(step.action, Action::Runbook(_)) {
+                out.push(Compensate::Include(idx));
+            }
+            continue;
+        };
+        // Folded from the journal like a step: a compensation that started and has no end
+        // record is in doubt, and runs again only if idempotent (an operator's decision
+        // folds it out of doubt first).
+        if past.is_some_and(|s| s.compensation == CompensationStatus::Started) && !comp.idempotent {
+            out.push(Compensate::InDoubt(idx));
+            break;
+        }
+        out.push(Compensate::Run { step: idx, base: past.map_or(0, |s| s.compensation_attempts) });
+    }
+    out
+}
+
+/// What `finally` does with one of its steps (see [`finally_plan`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Finally {
+    /// It succeeded or was skipped: never again.
+    Done,
+    /// It started and has no end, and is not idempotent: left for an operator's decision.
+    InDoubt,
+    /// Run it; attempts so far: `base` (a failed one gets a new set of attempts).
+    Run {
+        /// Attempts already journaled.
+        base: u32,
+    },
+}
+
+/// What to do with `finally` step `step`, given what the journal says of it.
+pub fn finally_plan(step: &Step, past: Option<&StepState>) -> Finally {
+    match past.map(|s| &s.status) {
+        Some(StepStatus::Succeeded | StepStatus::Skipped) => Finally::Done,
+        Some(StepStatus::Started) if !step.idempotent => Finally::InDoubt,
+        Some(
+            StepStatus::Started
+            | StepStatus::Pending
+            | StepStatus::Retrying
+            | StepStatus::Failed
+            | StepStatus::AwaitingApproval,
+        )
+        | None => Finally::Run { base: past.map_or(0, |s| s.attempts) },
+    }
+}
+
+/// The escalations still to fire, at `elapsed` since the run started: the first whose time
+/// has come, and how long until the next one. One journaled (`fired`) or on its way
+/// (`sending`) never fires again; an included runbook's are the including run's to make.
+pub fn escalations(
+    runbook: &Runbook,
+    scope: Scope,
+    fired: &[String],
+    sending: &[String],
+    elapsed: std::time::Duration,
+) -> Escalations {
+    if scope == Scope::Nested {
+        return Escalations::default();
+    }
+    let open = || runbook.escalations.iter().filter(|e| !sending.contains(&e.id) && !fired.contains(&e.id));
+    Escalations {
+        due: open().find(|e| e.after <= elapsed).map(|e| e.id.clone()),
+        next_in: open().map(|e| e.after.saturating_sub(elapsed)).min(),
+    }
+}
+
+/// See [`escalations`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Escalations {
+    /// The first escalation whose time has come.
+    pub due: Option<String>,
+    /// How long until the next one is due (zero: now).
+    pub next_in: Option<std::time::Duration>,
 }

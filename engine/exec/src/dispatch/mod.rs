@@ -23,9 +23,12 @@ use crate::secrets::{Redactor, Secrets};
 mod approval;
 mod attempt;
 mod escalation;
+pub mod event;
 mod holder;
 mod include;
 mod lease;
+pub mod machine;
+pub mod phase;
 mod record;
 mod render;
 mod run_loop;
@@ -33,10 +36,12 @@ mod start;
 mod unwind;
 
 pub use approval::{check_decision, decision_event};
-use attempt::{attempt_end, unit_random, with_output};
+use attempt::{unit_random, with_output};
 pub use holder::{SUSPENDED, holder_is_dead, holder_is_suspended, holder_name, hostname, lock_name, now};
 pub use lease::renewal_times;
 use lease::{Renewal, until_true};
+use machine::attempt_end;
+use machine::{Begun, Machine, Scope, Settled};
 use render::render_json;
 
 pub use crate::report::Report;
@@ -167,18 +172,6 @@ pub enum ExecError {
     },
 }
 
-#[derive(Debug, Clone, PartialEq)]
-enum State {
-    Waiting,
-    Running,
-    RetryWait,
-    Succeeded,
-    Failed,
-    Skipped,
-    /// An approval waiting for decisions.
-    Awaiting,
-}
-
 enum Msg {
     Done {
         idx: usize,
@@ -219,20 +212,19 @@ pub struct Dispatcher<'a> {
     opts: RunOptions,
     report: mpsc::UnboundedSender<Report>,
     lease: Option<Lease>,
-    state: Vec<State>,
-    attempts: Vec<u32>,
-    /// Attempts a step had used before this resume gave it a new set (a failed step of a
-    /// failed run): its retry policy counts from there.
-    attempt_base: Vec<u32>,
+    /// The run's scheduling: its phase and what is only in memory (running attempts,
+    /// retry timers, approvals waited on). Where a step stands is read from `journal`.
+    machine: Machine,
     /// The run's journal, folded as it is written: the same fold `resume` and every report
-    /// use. Outputs, the order of completion and compensations are read from it.
+    /// use. Step status, attempts, outputs, the order of completion and compensations are
+    /// read from it.
     journal: runbook_core::journal::RunState,
-    /// Events folded into `journal` but not yet in the store: a step's success waits here
-    /// for the next write (the start of the steps it freed), so that both take one
-    /// transaction. Written before the dispatcher waits for anything.
     /// A new run not yet in the store: its row is written with its first records, at this
     /// start time.
     creating: Option<String>,
+    /// Events folded into `journal` but not yet in the store: a step's success waits here
+    /// for the next write (the start of the steps it freed), so that both take one
+    /// transaction. Written before the dispatcher waits for anything.
     deferred: Vec<RunEvent>,
     started_at: String,
     /// Included runbooks that stopped to wait for approvals, by step index: what they wait on.
@@ -249,7 +241,6 @@ impl std::fmt::Debug for Dispatcher<'_> {
 
 impl<'a> Dispatcher<'a> {
     /// Prepare a run. Nothing happens until [`Dispatcher::run`].
-    /// Prepare a run. Nothing happens until [`Dispatcher::run`].
     pub fn new(
         runbook: &'a Runbook,
         params: &'a BTreeMap<String, ParamValue>,
@@ -258,6 +249,8 @@ impl<'a> Dispatcher<'a> {
         opts: RunOptions,
         report: mpsc::UnboundedSender<Report>,
     ) -> Self {
+        let scope = if opts.parent_lease.is_some() { Scope::Nested } else { Scope::TopLevel };
+        let machine = Machine::new(runbook, scope, opts.max_parallel, opts.wait_for_approvals);
         Dispatcher {
             runbook,
             params,
@@ -267,9 +260,7 @@ impl<'a> Dispatcher<'a> {
             opts,
             report,
             lease: None,
-            state: vec![State::Waiting; runbook.steps.len()],
-            attempts: vec![0; runbook.steps.len()],
-            attempt_base: vec![0; runbook.steps.len()],
+            machine,
             journal: runbook_core::journal::RunState::default(),
             deferred: Vec::new(),
             creating: None,
@@ -292,29 +283,19 @@ impl<'a> Dispatcher<'a> {
     /// Steps waiting for approval, as journal paths (an included runbook's under its step).
     pub(super) fn waiting(&self) -> Vec<String> {
         let mut out = Vec::new();
-        for (i, s) in self.state.iter().enumerate() {
-            if *s == State::Awaiting {
-                let id = &self.runbook.steps[i].id;
-                match self.child_waiting.get(&i) {
-                    Some(inner) => out.extend(inner.iter().cloned()),
-                    None => out.push(format!("{}{id}", self.opts.prefix)),
-                }
+        for i in self.machine.awaiting() {
+            let id = &self.runbook.steps[i].id;
+            match self.child_waiting.get(&i) {
+                Some(inner) => out.extend(inner.iter().cloned()),
+                None => out.push(format!("{}{id}", self.opts.prefix)),
             }
         }
         out
     }
 
-    pub(super) fn readiness(&self, idx: usize) -> Readiness {
-        let step = &self.runbook.steps[idx];
-        for need in &step.needs {
-            let Some(n) = self.index(need.as_str()) else { continue };
-            match &self.state[n] {
-                State::Succeeded | State::Skipped => {}
-                State::Failed => return Readiness::Blocked(format!("`{need}` failed")),
-                _ => return Readiness::NotYet,
-            }
-        }
-        Readiness::Ready
+    /// Attempts step `id` started, as the journal says.
+    pub(super) fn attempts_of(&self, id: &str) -> u32 {
+        self.journal.steps.get(id).map_or(0, |s| s.attempts)
     }
 
     pub(super) fn index(&self, id: &str) -> Option<usize> {
@@ -322,7 +303,6 @@ impl<'a> Dispatcher<'a> {
     }
 
     pub(super) async fn skip(&mut self, idx: usize, reason: String) -> Result<(), ExecError> {
-        self.state[idx] = State::Skipped;
         let step = self.runbook.steps[idx].id.to_string();
         self.record(RunEvent::StepSkipped { step, reason }).await
     }
@@ -334,28 +314,6 @@ pub(super) async fn sleep_until(at: Option<tokio::time::Instant>) {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
     }
-}
-
-pub(super) enum Readiness {
-    NotYet,
-    Ready,
-    Blocked(String),
-}
-
-pub(super) enum Begun {
-    Spawned,
-    Include,
-    Skipped,
-    Awaiting,
-    Failed,
-}
-
-#[derive(PartialEq, Eq)]
-pub(super) enum AttemptResult {
-    Succeeded,
-    Retrying,
-    Failed,
-    Interrupted,
 }
 
 /// Shared handle used by the CLI.

@@ -1,13 +1,27 @@
-//! The loop: waits for what happens, and acts on it.
+//! The loop: it only waits. Each wake-up (an attempt's end, a retry timer, a signal, a dead
+//! reaper, a lost lease) becomes a [`machine::Event`]; [`Machine::handle`] decides; the loop
+//! carries out the [`Command`]s it answers with (journal, spawn, skip, start an include).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, SystemTime};
 
 use runbook_core::journal::{RunEvent, RunStatus};
-use runbook_core::model::OnFailure;
 use tokio::sync::{mpsc, watch};
 
+use super::machine::{Command, Conclusion, Event, Next, Phase, StopCause};
 use super::*;
+
+/// What the loop hands to the commands it carries out.
+pub(super) struct Wires<'w> {
+    /// Where attempts and timers report back.
+    pub(super) tx: &'w mpsc::UnboundedSender<Msg>,
+    /// Ends every running attempt.
+    pub(super) attempt_cancel: &'w watch::Receiver<bool>,
+    /// Sent `true` to end them.
+    pub(super) cancel_tx: &'w watch::Sender<bool>,
+    /// The run's own cancellation (for preconditions and confirmations).
+    pub(super) cancel: &'w watch::Receiver<bool>,
+}
 
 impl Dispatcher<'_> {
     /// Carry out the run. `cancel` turning `true` interrupts it (Ctrl-C, SIGTERM).
@@ -16,43 +30,32 @@ impl Dispatcher<'_> {
             path: self.opts.run_dir.display().to_string(),
             error: e.to_string(),
         })?;
-        let nested = self.opts.parent_lease.is_some();
-        if nested {
-            self.start_nested(&cancel).await?;
-        } else {
+        let top = self.machine.scope() == Scope::TopLevel;
+        if top {
             self.start_top(&cancel).await?;
             // This engine holds the run now: values a dead engine's steps left in their
             // `$RUNBOOK_OUTPUT` files are removed (issue 11, promise 3).
             crate::output::remove_outputs_files(&self.opts.run_dir);
+        } else {
+            self.start_nested(&cancel).await?;
         }
         if self.opts.compensate_only {
-            let mut status =
+            self.machine.compensate_only();
+            let status =
                 if self.compensate(&cancel).await? { RunStatus::Failed } else { RunStatus::NeedsOperator };
-            if !nested {
-                if !self.finally(status, &cancel).await? {
-                    status = RunStatus::NeedsOperator;
-                }
-                self.record(RunEvent::RunFinished { status, preconditions: Vec::new() }).await?;
-                self.release().await;
+            self.machine.compensated();
+            if !top {
+                // An included runbook undone by `runbook compensate`: the including run
+                // runs its `finally` steps.
+                return Ok(self.outcome(status));
             }
-            return Ok(self.outcome(status));
+            return self.finish(status, &cancel).await;
         }
 
         let (tx, mut rx) = mpsc::unbounded_channel::<Msg>();
         let (cancel_tx, attempt_cancel) = watch::channel(false);
-        let mut running = 0usize;
-        let mut waiting_retry = 0usize;
-        let mut stopping = false;
-        let mut interrupted = false;
-        let mut failed_compensate = false;
-        // A resumed run whose failed steps stay failed (an included runbook that undid
-        // itself) is a failed run, whatever the rest does.
-        let mut any_failed = self.state.iter().any(|s| matches!(s, State::Failed));
-        let mut suspended = false;
-        let max_parallel = self.runbook.max_parallel.map_or(self.opts.max_parallel, |m| m as usize).max(1);
         let mut lost = self.renewal.as_ref().map(|r| r.lost.clone());
         let mut reaper_gone = self.opts.reaper.as_ref().map(|r| r.gone());
-        let mut interrupt_reason = "interrupted by a signal (Ctrl-C or SIGTERM)";
         let mut poll = tokio::time::interval(self.opts.poll);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // Decisions already in the journal (made while the run was suspended) are folded.
@@ -61,55 +64,19 @@ impl Dispatcher<'_> {
         let mut escalating: Vec<String> = Vec::new();
 
         loop {
-            if !stopping {
-                // Start what is ready, in declaration order, up to the parallel limit.
-                let mut progressed = true;
-                while progressed && running < max_parallel {
-                    progressed = false;
-                    for idx in 0..self.runbook.steps.len() {
-                        if running >= max_parallel || self.state[idx] != State::Waiting {
-                            continue;
-                        }
-                        let outcome = match self.readiness(idx) {
-                            Readiness::NotYet => continue,
-                            Readiness::Blocked(reason) => {
-                                self.skip(idx, reason).await?;
-                                progressed = true;
-                                continue;
-                            }
-                            Readiness::Ready => {
-                                progressed = true;
-                                self.begin(idx, &attempt_cancel, &tx, &cancel).await?
-                            }
-                        };
-                        match outcome {
-                            Begun::Spawned => running += 1,
-                            Begun::Include => running += 1,
-                            Begun::Skipped | Begun::Awaiting => {}
-                            Begun::Failed => {
-                                any_failed = true;
-                                self.on_failure(idx, &mut stopping, &mut failed_compensate);
-                            }
-                        }
-                    }
-                }
-            }
+            let wires =
+                Wires { tx: &tx, attempt_cancel: &attempt_cancel, cancel_tx: &cancel_tx, cancel: &cancel };
+            // Start what is ready, in declaration order, up to the parallel limit.
+            self.handle(Event::Schedule, &wires).await?;
             // Approvals: fold decisions made anywhere, then settle what they decide.
-            if !stopping && self.state.contains(&State::Awaiting) {
+            if self.machine.phase() == Phase::Running && self.machine.awaiting().next().is_some() {
                 decisions_seen = self.fold_decisions(decisions_seen).await?;
                 let mut settled = false;
-                for idx in 0..self.state.len() {
-                    if self.state[idx] != State::Awaiting {
-                        continue;
-                    }
-                    match self.settle_approval(idx).await? {
-                        None => {}
-                        Some(true) => settled = true,
-                        Some(false) => {
-                            settled = true;
-                            any_failed = true;
-                            self.on_failure(idx, &mut stopping, &mut failed_compensate);
-                        }
+                for idx in self.machine.awaiting().collect::<Vec<_>>() {
+                    if let Some(granted) = self.settle_approval(idx).await? {
+                        settled = true;
+                        let settled = if granted { Settled::Succeeded } else { Settled::Failed };
+                        self.handle(Event::Settled { step: idx, settled }, &wires).await?;
                     }
                 }
                 if settled {
@@ -117,41 +84,29 @@ impl Dispatcher<'_> {
                     continue;
                 }
             }
-            let awaiting = self.state.contains(&State::Awaiting);
-            if running == 0 && (waiting_retry == 0 || stopping) {
-                if !awaiting || stopping {
-                    break;
-                }
-                if !self.opts.wait_for_approvals {
-                    suspended = true;
-                    break;
-                }
+            match self.machine.next_move() {
+                Next::Conclude | Next::Suspend => break,
+                Next::Wait => {}
             }
+            let awaiting = self.machine.awaiting().next().is_some();
+            let interrupted = self.machine.interrupted();
+            let reaper_alive = self.machine.stop_cause() < Some(StopCause::ReaperGone);
             // Nothing waits in memory while the dispatcher waits.
             self.flush().await?;
             let next_escalation = self.next_escalation(started, &escalating);
-            tokio::select! {
+            let event = tokio::select! {
                 Some(msg) = rx.recv() => match msg {
-                    Msg::RetryDue { idx } => {
-                        waiting_retry -= 1;
-                        if !stopping && self.state[idx] == State::RetryWait {
-                            self.attempt(idx, &attempt_cancel, &tx).await?;
-                            running += 1;
-                        }
-                    }
-                    Msg::Done { idx, attempt, done, tail } => {
-                        running -= 1;
-                        match self.finish_attempt(idx, attempt, done, tail, interrupted, &tx).await? {
-                            AttemptResult::Succeeded | AttemptResult::Interrupted => {}
-                            AttemptResult::Retrying => waiting_retry += 1,
-                            AttemptResult::Failed => {
-                                any_failed = true;
-                                self.on_failure(idx, &mut stopping, &mut failed_compensate);
-                            }
-                        }
-                    }
+                    Msg::RetryDue { idx } => Some(Event::RetryDue { step: idx }),
+                    Msg::Done { idx, attempt, done, tail } => Some(Event::AttemptEnded {
+                        step: idx,
+                        attempt,
+                        exit: done.exit,
+                        outputs: done.outputs,
+                        tail,
+                        jitter: unit_random(),
+                    }),
                     Msg::Inline { idx, answer } => {
-                        if self.state[idx] == State::Awaiting {
+                        if self.machine.is_awaiting(idx) {
                             let step = format!("{}{}", self.opts.prefix, self.runbook.steps[idx].id);
                             let operator = self.opts.operator.clone();
                             if let Err(e) = self.decide(&step, &operator, answer.approve, &answer.reason, BTreeMap::new()).await {
@@ -159,46 +114,44 @@ impl Dispatcher<'_> {
                             }
                             poll.reset_immediately();
                         }
+                        None
                     }
                     Msg::Escalated { id, delivered, error } => {
                         self.record(RunEvent::EscalationFired { escalation: id, delivered, error }).await?;
+                        None
                     }
                     Msg::Included { idx, attempt, result } => {
-                        running -= 1;
-                        if self.finish_include(idx, attempt, *result, interrupted).await? == AttemptResult::Failed {
-                            any_failed = true;
-                            self.on_failure(idx, &mut stopping, &mut failed_compensate);
-                        }
+                        let settled = self.finish_include(idx, attempt, *result, interrupted).await?;
+                        Some(Event::Settled { step: idx, settled })
                     }
                 },
-                _ = poll.tick(), if awaiting => {}
+                _ = poll.tick(), if awaiting => None,
                 _ = sleep_until(next_escalation), if next_escalation.is_some() => {
                     if let Some(id) = self.due_escalation(started, &escalating) {
                         escalating.push(id.clone());
                         self.escalate(&id, &tx);
                     }
+                    None
                 }
                 changed = cancel.changed(), if !interrupted => {
-                    if changed.is_err() || *cancel.borrow() {
-                        interrupted = true;
-                        stopping = true;
-                        let _ = cancel_tx.send(true);
-                    }
+                    (changed.is_err() || *cancel.borrow()).then_some(Event::Stop(StopCause::Interrupted))
                 }
-                () = until_true(&mut lost) => {
-                    // Another engine took the lock: the reaper killed every step process
-                    // group; end every attempt. Our writes are refused anyway.
-                    let _ = cancel_tx.send(true);
-                    return Err(self.lost_lease());
-                }
-                () = until_true(&mut reaper_gone), if !interrupted => {
-                    // Steps started from now on would not be tied to the engine: end the
-                    // running ones and start nothing more; the run is interrupted (journaled).
-                    interrupted = true;
-                    stopping = true;
-                    interrupt_reason = "the process reaper died: steps would no longer be tied to the engine";
-                    let _ = cancel_tx.send(true);
-                }
+                () = until_true(&mut lost) => Some(Event::Stop(StopCause::LeaseLost)),
+                () = until_true(&mut reaper_gone), if reaper_alive => Some(Event::Stop(StopCause::ReaperGone)),
+            };
+            if let Some(event) = event {
+                let wires = Wires {
+                    tx: &tx,
+                    attempt_cancel: &attempt_cancel,
+                    cancel_tx: &cancel_tx,
+                    cancel: &cancel,
+                };
+                self.handle(event, &wires).await?;
+            }
+            if self.machine.stop_cause() == Some(StopCause::LeaseLost) {
+                // Another engine took the lock: the reaper killed every step process group;
+                // every attempt was ended. Our writes are refused anyway.
+                return Err(self.lost_lease());
             }
         }
         // What the loop deferred (the success of the last steps) is written before anything
@@ -215,61 +168,129 @@ impl Dispatcher<'_> {
             }
         }
 
-        if interrupted {
-            if !nested {
-                self.record(RunEvent::RunInterrupted { reason: interrupt_reason.into() }).await?;
-                self.release().await;
-            }
-            return Ok(self.outcome(RunStatus::Interrupted));
-        }
-        if suspended {
-            let waiting = self.waiting();
-            if !nested {
-                self.record(RunEvent::RunSuspended { waiting: waiting.clone() }).await?;
-                // The environment stays taken while people decide: a suspended run is not over.
-                self.renewal = None;
-                if let Some(lease) = self.lease.take() {
-                    let holder = format!(
-                        "{SUSPENDED}run {} waits for approval of {} (`runbook resume {}` continues it, `runbook compensate {}` ends it)",
-                        self.opts.run_id,
-                        waiting.join(", "),
-                        self.opts.run_id,
-                        self.opts.run_id
-                    );
-                    self.store.suspend_lock(&lease, &holder).await?;
+        match self.machine.conclude(&self.journal) {
+            Conclusion::Interrupted(cause) => {
+                if top {
+                    self.record(RunEvent::RunInterrupted { reason: cause.reason().into() }).await?;
+                    self.release().await;
                 }
+                Ok(self.outcome(RunStatus::Interrupted))
             }
-            return Ok(Outcome { waiting, ..self.outcome(RunStatus::NeedsOperator) });
-        }
-        // Approvals still open when the run stops after a failure will never be needed.
-        for idx in 0..self.state.len() {
-            if self.state[idx] == State::Awaiting {
-                self.skip(idx, "the run stopped before a decision was needed".into()).await?;
+            Conclusion::Suspended => self.suspend().await,
+            Conclusion::Finish { compensate, failed } => {
+                // Approvals still open when the run stops after a failure will never be needed.
+                for idx in self.machine.awaiting().collect::<Vec<_>>() {
+                    self.skip(idx, "the run stopped before a decision was needed".into()).await?;
+                }
+                let mut status = if failed { RunStatus::Failed } else { RunStatus::Succeeded };
+                if compensate && !self.compensate(&cancel).await? {
+                    status = RunStatus::NeedsOperator;
+                }
+                self.machine.compensated();
+                self.finish(status, &cancel).await
             }
         }
-        let mut status = if any_failed { RunStatus::Failed } else { RunStatus::Succeeded };
-        if failed_compensate && !self.compensate(&cancel).await? {
+    }
+
+    /// Hand `event` to the machine and carry out what it decides, feeding back what the
+    /// commands report (a skip journaled, a step begun) until nothing is left to do.
+    async fn handle(&mut self, event: Event, wires: &Wires<'_>) -> Result<(), ExecError> {
+        let mut queue: VecDeque<Command> = self.machine.handle(&self.journal, event).into();
+        while let Some(command) = queue.pop_front() {
+            if let Some(next) = self.carry_out(command, wires).await? {
+                queue.extend(self.machine.handle(&self.journal, next));
+            }
+        }
+        Ok(())
+    }
+
+    /// Carry out one command; the event it reports back, if any.
+    async fn carry_out(&mut self, command: Command, w: &Wires<'_>) -> Result<Option<Event>, ExecError> {
+        Ok(match command {
+            Command::Skip { step, reason } => {
+                self.skip(step, reason).await?;
+                Some(Event::Skipped { step })
+            }
+            Command::Begin { step } => {
+                let begun = self.begin(step, w.attempt_cancel, w.tx, w.cancel).await?;
+                Some(Event::Begun { step, begun })
+            }
+            Command::Attempt { step } => {
+                self.attempt(step, w.attempt_cancel, w.tx).await?;
+                None
+            }
+            Command::Succeed { step, attempt, outputs } => {
+                // Written with the start of the steps it frees (or before the dispatcher
+                // waits): one transaction instead of two. Nothing acts on it unwritten.
+                let step = self.runbook.steps[step].id.to_string();
+                self.defer(RunEvent::StepSucceeded { step, attempt, outputs });
+                None
+            }
+            Command::Retry { step: idx, attempt, exit_code, reason, output, delay } => {
+                let step = self.runbook.steps[idx].id.to_string();
+                self.record(RunEvent::AttemptFailed {
+                    step: step.clone(),
+                    attempt,
+                    exit_code,
+                    reason,
+                    output,
+                })
+                .await?;
+                let _ = self.report.send(Report::RetryScheduled { step, delay });
+                let tx = w.tx.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(delay).await;
+                    let _ = tx.send(Msg::RetryDue { idx });
+                });
+                None
+            }
+            Command::Fail { step, attempt, reason, output } => {
+                let step = self.runbook.steps[step].id.to_string();
+                self.record(RunEvent::StepFailed { step, attempt, reason, output }).await?;
+                None
+            }
+            Command::CancelAttempts => {
+                let _ = w.cancel_tx.send(true);
+                None
+            }
+        })
+    }
+
+    /// Stop to wait for approvals: journal it, and keep the lock under a holder that says so
+    /// (a suspended run is not over).
+    async fn suspend(mut self) -> Result<Outcome, ExecError> {
+        let waiting = self.waiting();
+        if self.machine.scope() == Scope::TopLevel {
+            self.record(RunEvent::RunSuspended { waiting: waiting.clone() }).await?;
+            // The environment stays taken while people decide: a suspended run is not over.
+            self.renewal = None;
+            if let Some(lease) = self.lease.take() {
+                let holder = format!(
+                    "{SUSPENDED}run {} waits for approval of {} (`runbook resume {}` continues it, `runbook compensate {}` ends it)",
+                    self.opts.run_id,
+                    waiting.join(", "),
+                    self.opts.run_id,
+                    self.opts.run_id
+                );
+                self.store.suspend_lock(&lease, &holder).await?;
+            }
+        }
+        Ok(Outcome { waiting, ..self.outcome(RunStatus::NeedsOperator) })
+    }
+
+    /// Run the `finally` steps, then (a run of its own) journal the end and let the lock go.
+    async fn finish(
+        mut self,
+        mut status: RunStatus,
+        cancel: &watch::Receiver<bool>,
+    ) -> Result<Outcome, ExecError> {
+        if !self.finally(status, cancel).await? {
             status = RunStatus::NeedsOperator;
         }
-        if !self.finally(status, &cancel).await? {
-            status = RunStatus::NeedsOperator;
-        }
-        if !nested {
+        if self.machine.scope() == Scope::TopLevel {
             self.record(RunEvent::RunFinished { status, preconditions: Vec::new() }).await?;
             self.release().await;
         }
         Ok(self.outcome(status))
-    }
-
-    /// What a failed step's `on-failure` means for the run.
-    pub(super) fn on_failure(&self, idx: usize, stopping: &mut bool, failed_compensate: &mut bool) {
-        match self.runbook.steps[idx].on_failure {
-            OnFailure::Continue => {}
-            OnFailure::Stop => *stopping = true,
-            OnFailure::Compensate => {
-                *stopping = true;
-                *failed_compensate = true;
-            }
-        }
     }
 }

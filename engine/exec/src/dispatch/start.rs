@@ -171,6 +171,7 @@ impl Dispatcher<'_> {
     /// Succeeded steps keep their outputs and never run again; idempotent steps in doubt
     /// run again; the others were decided by the operator (checked by the caller).
     pub(super) async fn restore(&mut self, r: Resume) -> Result<(), ExecError> {
+        use super::machine::ResumeRule;
         use runbook_core::journal::{Decision, StepStatus};
         // Resuming a run that failed (and was not compensated) gives its failed steps a new
         // set of attempts, and the steps they held back (skipped) another chance; steps an
@@ -199,40 +200,20 @@ impl Dispatcher<'_> {
         }
         for (idx, step) in self.runbook.steps.iter().enumerate() {
             let Some(s) = r.state.steps.get(step.id.as_str()) else { continue };
-            self.attempts[idx] = s.attempts;
-            // An approval step is done only on decisions its request's rules count: a success
-            // or a skip journaled without them (a forged record) asks again.
-            let unapproved = matches!(step.action, Action::Approval(_))
-                && matches!(s.status, StepStatus::Succeeded | StepStatus::Skipped)
-                && !s.skipped_by_operator()
-                && !s.approval.as_ref().is_some_and(|a| a.is_granted());
-            self.state[idx] = match s.status {
-                _ if unapproved => State::Waiting,
-                StepStatus::Succeeded => State::Succeeded,
-                StepStatus::Skipped if retry_failed && !s.skipped_by_operator() => State::Waiting,
-                StepStatus::Skipped => State::Skipped,
-                // One ended by its timeout, a cancellation or a signal may have done part of
-                // its work: again only if idempotent or by an operator's decision.
-                StepStatus::Failed
-                    if retry_failed
-                        && !undone[idx]
-                        && (step.idempotent
-                            || !s.reason.as_deref().is_some_and(runbook_core::journal::ended_mid_work)
-                            || r.decisions.iter().any(|(d, _, _)| d == step.id.as_str())) =>
-                {
-                    self.attempt_base[idx] = s.attempts;
-                    State::Waiting
-                }
-                StepStatus::Failed => State::Failed,
-                // An approval still waiting is asked again (not twice journaled) by `begin`.
-                StepStatus::Pending
-                | StepStatus::Started
-                | StepStatus::Retrying
-                | StepStatus::AwaitingApproval => State::Waiting,
+            // Where the step stands is the journal's; the machine keeps only which steps
+            // this resume gives another chance (an approval still waiting is asked again,
+            // not twice journaled, by `begin`).
+            let rule = ResumeRule {
+                retry_failed,
+                undone: undone[idx],
+                idempotent: step.idempotent,
+                approval: matches!(step.action, Action::Approval(_)),
+                decided: r.decisions.iter().any(|(d, _, _)| d == step.id.as_str()),
             };
+            self.machine.resume_step(idx, s, rule);
         }
         self.journal = r.state.clone();
-        if self.opts.parent_lease.is_some() {
+        if self.machine.scope() == Scope::Nested {
             // An included runbook: the including run journaled the resumption and the
             // decisions (under this runbook's prefix), and they are already in `state`.
             return Ok(());
@@ -261,10 +242,10 @@ impl Dispatcher<'_> {
                 reason: reason.clone(),
             })
             .await?;
+            // Skipped, or it took effect (the operator said so): completed, so `compensate`
+            // undoes it. The journal now says so.
             match (decision, self.index(&step)) {
-                (Decision::Skip, Some(idx)) => self.state[idx] = State::Skipped,
-                // It took effect (the operator said so): completed, so `compensate` undoes it.
-                (Decision::Undo, Some(idx)) => self.state[idx] = State::Succeeded,
+                (Decision::Skip | Decision::Undo, Some(idx)) => self.machine.decided(idx),
                 (Decision::Rerun, _) | (_, None) => {}
             }
         }
