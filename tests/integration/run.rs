@@ -638,3 +638,28 @@ fn a_failed_run_that_was_compensated_cannot_go_on() {
     assert!(out.stderr.contains("what it did was undone, so it cannot go on"), "{}", out.stderr);
     assert_eq!(sb.read("trace"), "one\nundo\n");
 }
+
+#[test]
+fn regression_a_step_that_fails_before_starting_with_stop_starts_nothing_more() {
+    // Found by the dispatcher's state machine (issue 13): a precondition failure with
+    // `on-failure = "stop"` went on starting the steps after it in the same round.
+    let sb = Sandbox::new(
+        "[runbook]\nname = \"pre-stop\"\n[steps.gate]\nrun = \"echo gate >> trace\"\non-failure = \"stop\"\n[steps.gate.preconditions.no]\nrun = \"exit 1\"\n[steps.other]\nneeds = []\nrun = \"echo other >> trace\"\n",
+    );
+    let out = sb.run(&[], &[]);
+    assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
+    assert_eq!(sb.read("trace"), "", "nothing starts after a step that stops the run");
+}
+
+#[test]
+fn regression_a_finally_steps_failed_attempt_is_journaled_with_its_exit_code() {
+    // Found while putting compensations and `finally` over one retry helper (issue 13):
+    // a `finally` step's `attempt_failed` carried no exit code.
+    let sb = Sandbox::new(
+        "[runbook]\nname = \"fin\"\n[steps.one]\nrun = \"true\"\n[finally.tidy]\nrun = \"exit 3\"\nretry = { attempts = 2, delay = \"10ms\" }\n",
+    );
+    let out = sb.run(&[], &[]);
+    let id = sb.latest_run();
+    let audit = sb.audit(&id);
+    assert!(audit.contains("\"exit_code\":3"), "{}\n{audit}", out.stdout);
+}
