@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 
 use crate::action::Outputs;
 
-use super::*;
+use super::{Dispatcher, ExecError, Msg, Report, now};
 
 /// The event for an approval decision.
 pub fn decision_event(

@@ -12,7 +12,7 @@ use crate::action::{self, Done, Produced};
 use crate::output::Sink;
 use crate::process::Exit;
 
-use super::*;
+use super::{Begun, Dispatcher, ExecError, LINES_IN_FLIGHT, Msg};
 
 /// A number in `[0, 1)` for jitter, from the standard library's per-process random keys.
 pub(super) fn unit_random() -> f64 {

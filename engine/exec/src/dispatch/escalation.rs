@@ -8,7 +8,7 @@ use crate::action::{self};
 use crate::http;
 
 use super::machine;
-use super::*;
+use super::{Dispatcher, Msg, Report};
 
 impl Dispatcher<'_> {
     /// The escalations at this moment (see [`machine::escalations`]).

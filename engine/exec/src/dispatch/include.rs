@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, watch};
 use crate::action::Outputs;
 use crate::secrets::Secrets;
 
-use super::*;
+use super::{Dispatcher, ExecError, Msg, Outcome, Report, Resume, RunOptions, Settled, render_json};
 
 /// What an included runbook's task owns.
 struct ChildRun {

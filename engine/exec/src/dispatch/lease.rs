@@ -6,7 +6,7 @@ use std::time::Duration;
 use runbook_store::StoreError;
 use tokio::sync::watch;
 
-use super::*;
+use super::{Dispatcher, ExecError, Scope};
 
 /// The lease's renewal: a task of its own, so nothing the dispatcher awaits (a `finally`
 /// step, a compensation, a precondition, a slow store) can delay it. Each round it first

@@ -3,8 +3,14 @@
 //! Steps start as soon as their needs are satisfied, at most `max-parallel` at once. Each
 //! attempt runs as a task that reports back over a channel; the dispatcher journals every
 //! transition *before* acting on it (`step_started` is committed before the process is
-//! spawned), decides retries with the core's retry maths, and on failure runs the
-//! compensations of the steps that succeeded, in reverse order of completion.
+//! spawned), and on failure runs the compensations of the steps that succeeded, in reverse
+//! order of completion.
+//!
+//! What happens next is decided by [`machine::Machine`] (synchronous, no IO) from the events
+//! the loop (`run_loop.rs`) turns its wake-ups into; the other files carry out what it
+//! decides, one concern each: starting or resuming a run (`start.rs`), attempts
+//! (`attempt.rs`), approvals, includes, escalations, compensations and `finally`
+//! (`unwind.rs`), rendering (`render.rs`), the journal (`record.rs`) and the lease (`lease.rs`).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -40,8 +46,7 @@ use attempt::{unit_random, with_output};
 pub use holder::{SUSPENDED, holder_is_dead, holder_is_suspended, holder_name, hostname, lock_name, now};
 pub use lease::renewal_times;
 use lease::{Renewal, until_true};
-use machine::attempt_end;
-use machine::{Begun, Machine, Scope, Settled};
+use machine::{Begun, Machine, Scope, Settled, attempt_end};
 use render::render_json;
 
 pub use crate::report::Report;

@@ -2,7 +2,7 @@
 
 use runbook_core::journal::RunEvent;
 
-use super::*;
+use super::{Dispatcher, ExecError, Report, now};
 
 impl Dispatcher<'_> {
     pub(super) fn last_hash(&self) -> String {

@@ -10,7 +10,7 @@ use crate::action::{self, Work};
 use crate::process::Spawn;
 use crate::{http, sql};
 
-use super::*;
+use super::Dispatcher;
 
 /// Render `(name, template)` pairs.
 fn render_pairs(

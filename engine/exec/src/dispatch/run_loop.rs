@@ -9,7 +9,10 @@ use runbook_core::journal::{RunEvent, RunStatus};
 use tokio::sync::{mpsc, watch};
 
 use super::machine::{Command, Conclusion, Event, Next, Phase, StopCause};
-use super::*;
+use super::{
+    Dispatcher, ExecError, Msg, Outcome, Report, SUSPENDED, Scope, Settled, sleep_until, unit_random,
+    until_true,
+};
 
 /// What the loop hands to the commands it carries out.
 pub(super) struct Wires<'w> {

@@ -6,7 +6,10 @@ use runbook_core::template::Mode;
 use runbook_store::StoreError;
 use tokio::sync::watch;
 
-use super::*;
+use super::{
+    Dispatcher, ExecError, Report, Resume, Scope, holder_is_dead, holder_name, lock_name, now, renewal_times,
+    with_output,
+};
 
 impl Dispatcher<'_> {
     /// A run of its own: take the lock, create the run (or resume it), check the runbook's

@@ -3,8 +3,7 @@
 use std::time::Duration;
 
 use runbook_core::journal::{RunEvent, RunStatus};
-use runbook_core::model::Action;
-use runbook_core::model::{RetryPolicy, Template};
+use runbook_core::model::{Action, RetryPolicy, Runbook, Template};
 use runbook_core::retry;
 use tokio::sync::{mpsc, watch};
 
@@ -13,7 +12,7 @@ use crate::output::Sink;
 use crate::process::{Exit, Line};
 
 use super::machine::{self, Compensate, Finally};
-use super::*;
+use super::{Dispatcher, ExecError, LINES_IN_FLIGHT, Report, attempt_end, unit_random};
 
 impl Dispatcher<'_> {
     /// Run one action to its end outside the main loop (compensations, `finally`), streaming
