@@ -401,4 +401,94 @@ mod tests {
         assert_eq!(CliError::from(ExecError::Store(stale)).code(), exit::CANNOT_START);
         assert_eq!(CliError::from(ExecError::LockName("x".into())).code(), exit::INVALID);
     }
+
+    /// The errors tests/integration/cli_errors.rs cannot easily reach through the binary,
+    /// rendered as `main` prints them (exit code first).
+    #[test]
+    fn errors_read_as_the_snapshots_say() {
+        let holder = runbook_store::LockHolder {
+            name: "deploy-prod".into(),
+            run_id: "r-1".into(),
+            holder: "ana@host1 (pid 42)".into(),
+            acquired_at: "2026-12-06T10:00:00Z".into(),
+            lease_until: 0,
+        };
+        let cases: Vec<(&str, CliError)> = vec![
+            ("lock_held", StoreError::LockHeld(Box::new(holder.clone())).into()),
+            (
+                "lock_held_by_the_run_itself",
+                CliError::LockHeld {
+                    name: holder.name,
+                    run_id: holder.run_id,
+                    holder: holder.holder,
+                    since: holder.acquired_at,
+                    still_running: true,
+                },
+            ),
+            (
+                "chain_mismatch",
+                CliError::ChainMismatch {
+                    run_id: "r-1".into(),
+                    findings: vec!["runs.operator: the row says `mallory`, the journal says `ana`".into()],
+                },
+            ),
+            ("journals_broken", CliError::JournalsBroken { count: 2 }),
+            (
+                "store_needs_migration",
+                CliError::StoreAt {
+                    doing: StoreAction::Open,
+                    location: "postgres://runbook@db/runbook".into(),
+                    source: StoreError::NeedsMigration { applied: 3, known: 5 },
+                },
+            ),
+            (
+                "store_identity_refused",
+                CliError::StoreAt {
+                    doing: StoreAction::SetIdentity,
+                    location: "state.db".into(),
+                    source: StoreError::Refused("a SQLite file cannot check database roles".into()),
+                },
+            ),
+            (
+                "store_check_failed",
+                CliError::StoreAt {
+                    doing: StoreAction::Check,
+                    location: "state.db".into(),
+                    source: StoreError::Corrupt("runs.status `maybe`".into()),
+                },
+            ),
+            (
+                "plan_no_longer_matches",
+                CliError::Invalid(Message {
+                    errors: vec!["the plan `p.json` no longer matches what would run; nothing ran:".into()],
+                    details: vec!["- `r.toml` changed since it was planned (SHA-256 aaa then, bbb now)".into()],
+                    help: Some("review a new plan (`runbook plan r.toml -o p.json`)".into()),
+                }),
+            ),
+            (
+                "steps_in_doubt",
+                CliError::NeedsOperator(
+                    Message::all([
+                        "run r-1 has steps in doubt that are not idempotent: migrate".to_string(),
+                        "run r-1 has compensations in doubt that are not idempotent: restore".to_string(),
+                    ])
+                    .detail("they started and the engine stopped before their outcome was recorded; they may or may not have run")
+                    .help("check what they did, then `runbook resume r-1 --rerun STEP` or `--skip STEP` (treat as done), with `--reason TEXT`"),
+                ),
+            ),
+            (
+                "cannot_start",
+                CliError::CannotStart(Message::new("cannot start the async runtime: out of file descriptors")),
+            ),
+            ("lock_name", ExecError::LockName("unknown variable `params.env`".into()).into()),
+            (
+                "run_dir",
+                ExecError::RunDir { path: "/state/runs/r-1".into(), error: "permission denied".into() }.into(),
+            ),
+            ("run_changed", StoreError::RunChanged { run_id: "r-1".into(), read: Some(7), found: Some(9) }.into()),
+        ];
+        for (name, error) in cases {
+            insta::assert_snapshot!(name, format!("exit {}\n{}", error.code(), error.render(false)));
+        }
+    }
 }
