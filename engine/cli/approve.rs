@@ -11,7 +11,7 @@ use runbook_core::model::{Action, ApprovalSpec, Param};
 use runbook_exec::dispatch;
 use runbook_store::{Store, StoreError};
 
-use crate::exit;
+use crate::error::{CliError, CliResult, Exit, Message};
 use crate::output::outln;
 
 pub fn decide(
@@ -21,13 +21,12 @@ pub fn decide(
     inputs: &[(String, String)],
     reason: &str,
     state: Option<String>,
-) -> u8 {
+) -> CliResult {
     let location = crate::state::location(state.as_deref());
-    let decided = crate::state::block_on(async {
+    crate::runtime::block_on(async {
         let store = crate::state::open(&location, false).await?;
-        Ok(record(&store, run_id, step, approve, inputs, reason).await)
-    });
-    decided.unwrap_or_else(|code| code)
+        record(&store, run_id, step, approve, inputs, reason).await
+    })
 }
 
 async fn record(
@@ -37,46 +36,35 @@ async fn record(
     approve: bool,
     inputs: &[(String, String)],
     reason: &str,
-) -> u8 {
-    let operator = crate::run::operator();
+) -> CliResult {
+    let operator = crate::identity::operator();
     let records = match store.records(run_id).await {
         Ok(r) if !r.is_empty() => r,
-        Ok(_) => {
-            eprintln!("error: no run `{run_id}` in the state store");
-            return exit::INVALID;
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            return exit::CANNOT_START;
-        }
+        Ok(_) => return Err(StoreError::NoSuchRun(run_id.to_string()).into()),
+        Err(e) => return Err(e.into()),
     };
     let folded = runbook_core::journal::fold(&records);
     // Judge early for a clear message; the store judges again inside its transaction.
     if let Err(why) = dispatch::check_decision(&folded, step, &operator, dispatch::now().1) {
-        eprintln!("error: {why}; nothing was recorded");
-        return exit::INVALID;
+        return Err(CliError::Invalid(Message::new(format!("{why}; nothing was recorded"))));
     }
     // The inputs' rules (type, enum, pattern, required) are the runbook's, as it ran.
     let Some((runbook, spec)) = approval_spec(&records, step) else {
-        eprintln!(
-            "error: the runbook of run {run_id} cannot be read as it was when the run started; nothing was recorded"
-        );
-        eprintln!("  help: restore the runbook files (same SHA-256): `runbook resume` needs them too");
-        return exit::INVALID;
+        return Err(CliError::Invalid(
+            Message::new(format!(
+                "the runbook of run {run_id} cannot be read as it was when the run started; nothing was recorded"
+            ))
+            .help("restore the runbook files (same SHA-256): `runbook resume` needs them too"),
+        ));
     };
     // Inputs another approver already gave count.
     let given_before: Vec<String> =
         folded.approval_inputs.get(step).map(|m| m.keys().cloned().collect()).unwrap_or_default();
-    let values = match typed_inputs(inputs, approve, &spec.inputs, &given_before) {
-        Ok(v) => v,
-        Err(problems) => {
-            for p in problems {
-                eprintln!("error: {p}");
-            }
-            eprintln!("  help: give each input as `--input NAME=VALUE`; nothing was recorded");
-            return exit::INVALID;
-        }
-    };
+    let values = typed_inputs(inputs, approve, &spec.inputs, &given_before).map_err(|problems| {
+        CliError::Invalid(
+            Message::all(problems).help("give each input as `--input NAME=VALUE`; nothing was recorded"),
+        )
+    })?;
     // The run's secrets, read from their sources as the run reads them: an input or a
     // reason may hold one (pasted by mistake), and the journal must not.
     let base_dir = std::path::Path::new(&runbook.source.path)
@@ -90,13 +78,9 @@ async fn record(
         // approve or reject without words.
         Err(_) if inputs.is_empty() && reason.is_empty() => runbook_exec::secrets::Secrets::default(),
         Err(problems) => {
-            for p in problems {
-                eprintln!("error: {p}");
-            }
-            eprintln!(
-                "  help: `approve` reads the run's secrets as the run does, to keep them out of what you type (inputs, reason); give it the same sources, or decide without inputs and reason; nothing was recorded"
-            );
-            return exit::INVALID;
+            return Err(CliError::Invalid(Message::all(problems).help(
+                "`approve` reads the run's secrets as the run does, to keep them out of what you type (inputs, reason); give it the same sources, or decide without inputs and reason; nothing was recorded",
+            )));
         }
     };
     let redactor = runbook_exec::secrets::Redactor::new(&secrets);
@@ -110,13 +94,9 @@ async fn record(
     {
         Ok(_) => {}
         Err(StoreError::Refused(why)) => {
-            eprintln!("error: {why}; nothing was recorded");
-            return exit::INVALID;
+            return Err(CliError::Invalid(Message::new(format!("{why}; nothing was recorded"))));
         }
-        Err(e) => {
-            eprintln!("error: {e}");
-            return exit::CANNOT_START;
-        }
+        Err(e) => return Err(e.into()),
     }
     let after = match store.records(run_id).await {
         Ok(r) => runbook_core::journal::fold(&r),
@@ -157,7 +137,7 @@ async fn record(
             _ => outln!("continue the run with `runbook resume {run_id}`"),
         }
     }
-    exit::SUCCESS
+    Ok(Exit::Success)
 }
 
 /// The runbook the run started with (refused if its files changed since) and the approval

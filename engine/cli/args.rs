@@ -67,10 +67,8 @@ pub enum Command {
         /// and without a terminal, a run waiting for approval is suspended (exit 4).
         #[arg(long)]
         wait: bool,
-        /// The state store: a SQLite file (default: $XDG_STATE_HOME/runbook/state.db) or a
-        /// shared PostgreSQL database (`postgres://user@host/db`).
-        #[arg(long, env = "RUNBOOK_STATE", value_name = "PATH|URL")]
-        state: Option<String>,
+        #[command(flatten)]
+        state: StateArg,
         /// Progress as plain lines, or JSON lines for CI.
         #[arg(long, value_enum, default_value_t = RunOutput::Text)]
         output: RunOutput,
@@ -89,9 +87,8 @@ pub enum Command {
         /// Answer yes to every `confirm` now: a queued run has no terminal to ask on.
         #[arg(long)]
         yes: bool,
-        /// The state store (a worker must use the same one).
-        #[arg(long, env = "RUNBOOK_STATE", value_name = "PATH|URL")]
-        state: Option<String>,
+        #[command(flatten)]
+        state: StateArg,
     },
     /// Take a submitted run off the queue before a worker starts it.
     Cancel {
@@ -100,9 +97,8 @@ pub enum Command {
         /// Why (kept in the queue with who cancelled it).
         #[arg(long, default_value = "")]
         reason: String,
-        /// The state store.
-        #[arg(long, env = "RUNBOOK_STATE", value_name = "PATH|URL")]
-        state: Option<String>,
+        #[command(flatten)]
+        state: StateArg,
     },
     /// Execute queued runs (`runbook submit`) from the state store until SIGTERM or Ctrl-C.
     Worker {
@@ -119,9 +115,8 @@ pub enum Command {
         /// and handed back to the queue.
         #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
         grace: std::time::Duration,
-        /// The state store.
-        #[arg(long, env = "RUNBOOK_STATE", value_name = "PATH|URL")]
-        state: Option<String>,
+        #[command(flatten)]
+        state: StateArg,
     },
     /// Continue a run that was interrupted or whose engine died. Succeeded steps never run again.
     Resume {
@@ -136,9 +131,8 @@ pub enum Command {
         /// and without a terminal, a run waiting for approval is suspended (exit 4).
         #[arg(long)]
         wait: bool,
-        /// The state store.
-        #[arg(long, env = "RUNBOOK_STATE", value_name = "PATH|URL")]
-        state: Option<String>,
+        #[command(flatten)]
+        state: StateArg,
         /// Progress as plain lines, or JSON lines for CI.
         #[arg(long, value_enum, default_value_t = RunOutput::Text)]
         output: RunOutput,
@@ -152,9 +146,8 @@ pub enum Command {
         /// Do not ask (required without a terminal).
         #[arg(long)]
         yes: bool,
-        /// The state store.
-        #[arg(long, env = "RUNBOOK_STATE", value_name = "PATH|URL")]
-        state: Option<String>,
+        #[command(flatten)]
+        state: StateArg,
         /// Progress as plain lines, or JSON lines for CI.
         #[arg(long, value_enum, default_value_t = RunOutput::Text)]
         output: RunOutput,
@@ -171,9 +164,8 @@ pub enum Command {
         /// Why (journaled with your identity).
         #[arg(long, value_name = "TEXT")]
         reason: Option<String>,
-        /// The state store.
-        #[arg(long, env = "RUNBOOK_STATE", value_name = "PATH|URL")]
-        state: Option<String>,
+        #[command(flatten)]
+        state: StateArg,
     },
     /// Reject a step that waits for approval: the step fails, and its `on-failure` applies.
     Reject {
@@ -184,15 +176,13 @@ pub enum Command {
         /// Why (required; journaled with your identity).
         #[arg(long, value_name = "TEXT", required = true)]
         reason: String,
-        /// The state store.
-        #[arg(long, env = "RUNBOOK_STATE", value_name = "PATH|URL")]
-        state: Option<String>,
+        #[command(flatten)]
+        state: StateArg,
     },
     /// List runs, newest first.
     Runs {
-        /// The state store.
-        #[arg(long, env = "RUNBOOK_STATE", value_name = "PATH|URL")]
-        state: Option<String>,
+        #[command(flatten)]
+        state: StateArg,
         /// Output format.
         #[arg(long, value_enum, default_value_t = ListFormat::Text)]
         format: ListFormat,
@@ -208,9 +198,8 @@ pub enum Command {
         /// then its summary once it finishes.
         #[arg(long)]
         follow: bool,
-        /// The state store.
-        #[arg(long, env = "RUNBOOK_STATE", value_name = "PATH|URL")]
-        state: Option<String>,
+        #[command(flatten)]
+        state: StateArg,
     },
     /// Print the output a run's steps wrote (all steps, or one).
     Logs {
@@ -218,9 +207,8 @@ pub enum Command {
         run_id: String,
         /// Only this step.
         step: Option<String>,
-        /// The state store.
-        #[arg(long, env = "RUNBOOK_STATE", value_name = "PATH|URL")]
-        state: Option<String>,
+        #[command(flatten)]
+        state: StateArg,
     },
     /// The incident report of a run (the guide's template), filled from its journal; a drill
     /// run's review (times against estimates, problems met).
@@ -233,9 +221,8 @@ pub enum Command {
         /// Add the drill review (automatic for a runbook named `drill`).
         #[arg(long)]
         drill: bool,
-        /// The state store.
-        #[arg(long, env = "RUNBOOK_STATE", value_name = "PATH|URL")]
-        state: Option<String>,
+        #[command(flatten)]
+        state: StateArg,
     },
     /// Print a run's journal, or verify journals' hash chains (`audit verify`).
     Audit(AuditArgs),
@@ -268,7 +255,16 @@ pub struct AuditArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = AuditFormat::Text)]
     pub format: AuditFormat,
-    /// The state store.
+    #[command(flatten)]
+    pub state: StateArg,
+}
+
+/// `--state PATH|URL` (or `$RUNBOOK_STATE`): the one declaration of the state store's
+/// argument, flattened into every command that uses a store.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct StateArg {
+    /// The state store: a SQLite file (default: $XDG_STATE_HOME/runbook/state.db) or a
+    /// shared PostgreSQL database (`postgres://user@host/db`).
     #[arg(long, env = "RUNBOOK_STATE", value_name = "PATH|URL")]
     pub state: Option<String>,
 }
@@ -296,9 +292,8 @@ pub enum StateCommand {
     /// Bring the store's schema up to date (a shared PostgreSQL store is never migrated
     /// implicitly). Safe to run from several hosts at once.
     Migrate {
-        /// The state store.
-        #[arg(long, env = "RUNBOOK_STATE", value_name = "PATH|URL")]
-        state: Option<String>,
+        #[command(flatten)]
+        state: StateArg,
         /// How operators' identities are established: `declared` (what `--as` says) or, on
         /// PostgreSQL, `db-role` (the database role of each session, checked by the store).
         #[arg(long, value_name = "MODE", value_parser = ["declared", "db-role"])]
@@ -311,9 +306,8 @@ pub enum StateCommand {
     /// Check that this host can use the store: connection, schema version, a write (rolled
     /// back), and this host's clock against the database's (leases depend on it).
     Check {
-        /// The state store.
-        #[arg(long, env = "RUNBOOK_STATE", value_name = "PATH|URL")]
-        state: Option<String>,
+        #[command(flatten)]
+        state: StateArg,
     },
 }
 
@@ -326,9 +320,8 @@ pub enum AuditCommand {
         /// The last hash printed at the end of the run, kept elsewhere: detects a cut journal.
         #[arg(long, value_name = "HASH", requires = "run_id")]
         expect_hash: Option<String>,
-        /// The state store.
-        #[arg(long, env = "RUNBOOK_STATE", value_name = "PATH|URL")]
-        state: Option<String>,
+        #[command(flatten)]
+        state: StateArg,
     },
 }
 

@@ -9,24 +9,18 @@ use runbook_core::journal::{self, Record};
 use runbook_store::{RunSummary, Store, StoreError};
 
 use crate::args::{AuditFormat, ListFormat, ReportFormat};
-use crate::exit;
+use crate::error::{CliError, CliResult, Exit};
 use crate::output::outln;
 
-/// Open the store and run `f` on it; `Err` is an exit code already explained on stderr.
+/// Open the (existing) store and run `f` on it.
 fn with_store<T>(
     state: Option<String>,
     f: impl AsyncFnOnce(Store) -> Result<T, StoreError>,
-) -> Result<T, u8> {
+) -> Result<T, CliError> {
     let location = crate::state::location(state.as_deref());
-    crate::state::block_on(async {
+    crate::runtime::block_on(async {
         let store = crate::state::open(&location, false).await?;
-        f(store).await.map_err(|e| {
-            eprintln!("error: {e}");
-            match e {
-                StoreError::NoSuchRun(_) => exit::INVALID,
-                _ => exit::CANNOT_START,
-            }
-        })
+        Ok(f(store).await?)
     })
 }
 
@@ -45,7 +39,7 @@ fn duration(run: &RunSummary) -> String {
 /// How often `--watch` and `--follow` look at the store again.
 const POLL: Duration = Duration::from_millis(500);
 
-pub fn runs(state: Option<String>, format: ListFormat, watch: bool) -> u8 {
+pub fn runs(state: Option<String>, format: ListFormat, watch: bool) -> CliResult {
     let tty = std::io::IsTerminal::is_terminal(&std::io::stdout());
     let mut mismatched = false;
     let listed = with_store(state, async |s| {
@@ -125,11 +119,9 @@ pub fn runs(state: Option<String>, format: ListFormat, watch: bool) -> u8 {
             tokio::time::sleep(POLL).await;
         }
     });
-    match listed {
-        Ok(()) if mismatched => exit::NEEDS_OPERATOR,
-        Ok(()) => exit::SUCCESS,
-        Err(code) => code,
-    }
+    listed?;
+    // The warnings above said what disagrees.
+    Ok(if mismatched { Exit::NeedsOperator } else { Exit::Success })
 }
 
 /// A run's summary as its journal tells it.
@@ -169,15 +161,12 @@ fn visible(text: &str) -> String {
     runbook_core::shown::one_line(text)
 }
 
-/// Tell the operator what in the store does not fit the chain (on stderr).
-fn flag(run_id: &str, findings: &[runbook_core::audit::Finding]) {
-    eprintln!("error: the store's record of run {run_id} does not fit its hash chain:");
-    for f in findings {
-        eprintln!("  {f}");
+/// The error that says what in the store does not fit the chain.
+fn flag(run_id: &str, findings: &[runbook_core::audit::Finding]) -> CliError {
+    CliError::ChainMismatch {
+        run_id: run_id.to_string(),
+        findings: findings.iter().map(ToString::to_string).collect(),
     }
-    eprintln!(
-        "  help: `runbook audit verify {run_id}` names them; `runbook audit {run_id}` prints the records as stored"
-    );
 }
 
 fn render_runs(runs: &[RunSummary], format: ListFormat) -> String {
@@ -228,8 +217,8 @@ fn record_line(r: &Record) -> String {
     format!("{:>4} {} {}{step}  {hash}", r.seq, r.ts, r.event.kind())
 }
 
-pub fn show(run_id: &str, follow: bool, state: Option<String>) -> u8 {
-    let history = match with_store(state, async |s| {
+pub fn show(run_id: &str, follow: bool, state: Option<String>) -> CliResult {
+    let history = with_store(state, async |s| {
         if follow {
             s.run(run_id).await?;
             let mut records = s.records(run_id).await?;
@@ -253,20 +242,14 @@ pub fn show(run_id: &str, follow: bool, state: Option<String>) -> u8 {
         // What is presented is read in one snapshot and checked against the chain.
         let (mut histories, _) = s.histories(Some(run_id)).await?;
         histories.pop().ok_or_else(|| StoreError::NoSuchRun(run_id.to_string()))
-    }) {
-        Ok(x) => x,
-        Err(code) => return code,
-    };
+    })?;
     let findings = history.findings(None);
     let records = history.records.clone().unwrap_or_default();
     // What does not fit the chain is not presented: nothing on stdout, the findings on
     // stderr (`runbook audit` prints the records themselves).
     let summary = match runbook_core::audit::summary(&records) {
         Some(d) if findings.is_empty() => from_journal(history.row.run_id.clone(), d),
-        _ => {
-            flag(run_id, &findings);
-            return exit::NEEDS_OPERATOR;
-        }
+        _ => return Err(flag(run_id, &findings)),
     };
     let folded = journal::fold(&records);
     outln!("run {} of {} by {}", summary.run_id, visible(&summary.runbook), visible(&summary.operator));
@@ -342,27 +325,19 @@ pub fn show(run_id: &str, follow: bool, state: Option<String>) -> u8 {
             }
         }
     }
-    if findings.is_empty() {
-        exit::SUCCESS
-    } else {
-        flag(run_id, &findings);
-        exit::NEEDS_OPERATOR
-    }
+    if findings.is_empty() { Ok(Exit::Success) } else { Err(flag(run_id, &findings)) }
 }
 
 /// Step output: what the store kept (copied there when the run stopped, each log vouched for
 /// by the digest in a `log_kept` record), and what this host's run folder holds beyond it (a
 /// run still going, an engine that died, or the whole of a log the store keeps cut). A kept
 /// log that does not match its digest is not shown.
-pub fn logs(run_id: &str, step: Option<&str>, state: Option<String>) -> u8 {
+pub fn logs(run_id: &str, step: Option<&str>, state: Option<String>) -> CliResult {
     let location = crate::state::location(state.as_deref());
-    let history = match with_store(state, async |s| {
+    let history = with_store(state, async |s| {
         let (mut histories, _) = s.histories(Some(run_id)).await?;
         histories.pop().ok_or_else(|| StoreError::NoSuchRun(run_id.to_string()))
-    }) {
-        Ok(h) => h,
-        Err(code) => return code,
-    };
+    })?;
     let findings = history.findings(None);
     let chain_intact = !findings.iter().any(|f| f.place.starts_with("events"));
     let records = history.records.clone().unwrap_or_default();
@@ -425,12 +400,7 @@ pub fn logs(run_id: &str, step: Option<&str>, state: Option<String>) -> u8 {
     if shown == 0 {
         eprintln!("no output recorded{}", step.map(|s| format!(" for step `{s}`")).unwrap_or_default());
     }
-    if findings.is_empty() {
-        exit::SUCCESS
-    } else {
-        flag(run_id, &findings);
-        exit::NEEDS_OPERATOR
-    }
+    if findings.is_empty() { Ok(Exit::Success) } else { Err(flag(run_id, &findings)) }
 }
 
 fn record_json(r: &Record) -> serde_json::Value {
@@ -449,31 +419,24 @@ fn record_json(r: &Record) -> serde_json::Value {
     })
 }
 
-pub fn audit(run_id: &str, format: AuditFormat, state: Option<String>) -> u8 {
-    let records = match with_store(state, async |s| {
+pub fn audit(run_id: &str, format: AuditFormat, state: Option<String>) -> CliResult {
+    let records = with_store(state, async |s| {
         s.run(run_id).await?;
         s.records(run_id).await
-    }) {
-        Ok(r) => r,
-        Err(code) => return code,
-    };
+    })?;
     for r in &records {
         match format {
             AuditFormat::Jsonl => outln!("{}", record_json(r)),
             AuditFormat::Text => outln!("{}", record_line(r)),
         }
     }
-    exit::SUCCESS
+    Ok(Exit::Success)
 }
 
-pub fn verify(run_id: Option<&str>, expect_hash: Option<&str>, state: Option<String>) -> u8 {
+pub fn verify(run_id: Option<&str>, expect_hash: Option<&str>, state: Option<String>) -> CliResult {
     // One snapshot: a run being written meanwhile is seen as of one moment, so its row, its
     // records and its logs agree (no false alarm on a live run).
-    let checked = with_store(state, async |s| s.histories(run_id).await);
-    let (histories, orphans) = match checked {
-        Ok(r) => r,
-        Err(code) => return code,
-    };
+    let (histories, orphans) = with_store(state, async |s| s.histories(run_id).await)?;
     let mut broken = 0;
     for h in &histories {
         let id = &h.row.run_id;
@@ -499,12 +462,7 @@ pub fn verify(run_id: Option<&str>, expect_hash: Option<&str>, state: Option<Str
         broken += 1;
         outln!("BROKEN {o}");
     }
-    if broken > 0 {
-        eprintln!("error: {broken} journal(s) fail verification");
-        exit::NEEDS_OPERATOR
-    } else {
-        exit::SUCCESS
-    }
+    if broken > 0 { Err(CliError::JournalsBroken { count: broken }) } else { Ok(Exit::Success) }
 }
 
 /// An output value on one line: text as it is, other values as compact JSON, cut at 80
@@ -522,20 +480,16 @@ pub fn brief(v: &serde_json::Value) -> String {
     }
 }
 
-pub fn report(run_id: &str, format: ReportFormat, drill: bool, state: Option<String>) -> u8 {
+pub fn report(run_id: &str, format: ReportFormat, drill: bool, state: Option<String>) -> CliResult {
     // The report is built from records read in one snapshot and checked against the chain.
-    let history = match with_store(state, async |s| {
+    let history = with_store(state, async |s| {
         let (mut histories, _) = s.histories(Some(run_id)).await?;
         histories.pop().ok_or_else(|| StoreError::NoSuchRun(run_id.to_string()))
-    }) {
-        Ok(h) => h,
-        Err(code) => return code,
-    };
+    })?;
     let findings = history.findings(None);
     if !findings.is_empty() {
         // A report of what does not fit the chain is not written at all.
-        flag(run_id, &findings);
-        return exit::NEEDS_OPERATOR;
+        return Err(flag(run_id, &findings));
     }
     let records = history.records.unwrap_or_default();
     // Step titles and estimates come from the runbook, when its file is still as it ran.
@@ -557,10 +511,5 @@ pub fn report(run_id: &str, format: ReportFormat, drill: bool, state: Option<Str
         ReportFormat::Markdown => outln!("{}", report.markdown().trim_end()),
         ReportFormat::Html => outln!("{}", report.html().trim_end()),
     }
-    if findings.is_empty() {
-        exit::SUCCESS
-    } else {
-        flag(run_id, &findings);
-        exit::NEEDS_OPERATOR
-    }
+    if findings.is_empty() { Ok(Exit::Success) } else { Err(flag(run_id, &findings)) }
 }

@@ -1,18 +1,23 @@
 //! `runbook`: run operational runbooks written in TOML.
 //!
 //! This binary is the only place that prints and picks exit codes; everything it shows
-//! comes from `runbook-core`.
+//! comes from `runbook-core`. A command returns its outcome or a [`error::CliError`]; the
+//! error is printed here, once, and its `code()` is the exit code.
 
 mod approve;
 mod args;
 mod commands;
+mod error;
 mod exit;
 mod history;
+mod identity;
+mod input;
 mod loader;
 mod output;
 mod queue;
 mod report;
 mod run;
+mod runtime;
 mod state;
 
 use std::process::ExitCode;
@@ -21,7 +26,15 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = args::Cli::parse();
-    ExitCode::from(commands::run(cli))
+    let color = report::use_color(cli.color);
+    match commands::run(cli) {
+        Ok(outcome) => ExitCode::from(outcome.code()),
+        // The one place an error is printed.
+        Err(error) => {
+            eprint!("{}", error.render(color));
+            ExitCode::from(error.code())
+        }
+    }
 }
 
 // The validator and planner allocate many small values; mimalloc halves that cost and the

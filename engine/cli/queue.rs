@@ -15,7 +15,9 @@ use std::time::Duration;
 
 use runbook_store::{Claim, Store, Submission};
 
+use crate::error::{CliError, CliResult, Exit, Message, StoreAction};
 use crate::exit;
+use crate::input::{display, load_with_params, pinned_reads};
 use crate::output::outln;
 
 /// Set in an engine started by a worker: the worker's pid.
@@ -31,81 +33,54 @@ pub struct SubmitArgs<'a> {
 }
 
 /// `runbook submit`: plan now (or check a given plan), queue it, print the run id.
-pub fn submit(args: SubmitArgs<'_>, color: bool) -> u8 {
+pub fn submit(args: SubmitArgs<'_>, color: bool) -> CliResult {
     let target = args.target;
     let (runbook, params, file, plan) = match (target.plan.as_deref(), target.file.as_deref()) {
         (Some(path), _) => {
-            let shown = crate::commands::display(path);
-            let text = match crate::loader::read(&shown) {
-                Ok(t) => t,
-                Err(e) => {
-                    eprintln!("error: cannot read the plan `{shown}`: {e}");
-                    return exit::INVALID;
-                }
-            };
-            match crate::run::load_pinned(&shown, &text, color) {
-                Ok(pinned) => (pinned.runbook, pinned.params, pinned.file, text),
-                Err(code) => return code,
-            }
+            let shown = display(path);
+            let text = crate::loader::read(&shown).map_err(|e| {
+                CliError::Invalid(Message::new(format!("cannot read the plan `{shown}`: {e}")))
+            })?;
+            let pinned = crate::run::load_pinned(&shown, &text, color)?;
+            (pinned.runbook, pinned.params, pinned.file, text)
         }
         (None, Some(file)) => {
-            let (runbook, values) = match crate::commands::load_with_params(
-                file,
-                &target.params,
-                target.params_file.as_deref(),
-                color,
-            ) {
-                Ok(x) => x,
-                Err(code) => return code,
-            };
-            let mut plan = match runbook_core::plan::plan(&runbook, &values) {
-                Ok(p) => p,
-                Err(d) => {
-                    crate::commands::print_diagnostics(&d, color);
-                    return exit::INVALID;
-                }
-            };
+            let (runbook, values) =
+                load_with_params(file, &target.params, target.params_file.as_deref(), color)?;
+            let mut plan = runbook_core::plan::plan(&runbook, &values).map_err(CliError::Diagnostics)?;
             // Digested as `runbook plan -o` does: the worker runs it with `run --plan`.
-            plan.reads = match crate::commands::pinned_reads(&runbook, target.params_file.as_deref()) {
-                Ok(r) => r,
-                Err(code) => return code,
-            };
-            match serde_json::to_string_pretty(&plan) {
-                Ok(text) => (runbook, values, std::path::PathBuf::from(file), text),
-                Err(e) => {
-                    eprintln!("error: cannot write the plan: {e}");
-                    return exit::INVALID;
-                }
-            }
+            plan.reads = pinned_reads(&runbook, target.params_file.as_deref())?;
+            let text = serde_json::to_string_pretty(&plan)
+                .map_err(|e| CliError::Invalid(Message::new(format!("cannot write the plan: {e}"))))?;
+            (runbook, values, std::path::PathBuf::from(file), text)
         }
-        (None, None) => return exit::USAGE,
+        // clap requires one of them.
+        (None, None) => {
+            return Err(CliError::Usage(Message::new("give a runbook file or `--plan PLAN.json`")));
+        }
     };
     if !args.yes && runbook.steps.iter().any(|s| s.confirm.is_some()) {
-        eprintln!(
-            "error: this runbook asks for confirmation before some steps, and a queued run has no terminal"
-        );
-        eprintln!("  help: review the plan (`runbook plan`), then submit again with `--yes`");
-        return exit::INVALID;
+        return Err(CliError::Invalid(
+            Message::new(
+                "this runbook asks for confirmation before some steps, and a queued run has no terminal",
+            )
+            .help("review the plan (`runbook plan`), then submit again with `--yes`"),
+        ));
     }
     // The store keeps the plan (with its parameters), the labels and who submitted it: the
     // secrets are read as the run will read them, and a value holding one is refused here,
     // before anything is queued (issue 11, promise 3).
     let base_dir = file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
-    let secrets = match crate::run::resolve_secrets(&runbook, base_dir) {
-        Ok(s) => s,
-        Err(code) => return code,
-    };
-    if let Err(code) = crate::run::check_params_hold_no_secret(&secrets, &params) {
-        return code;
-    }
+    let secrets = crate::run::resolve_secrets(&runbook, base_dir)?;
+    crate::run::check_params_hold_no_secret(&secrets, &params)?;
     let location = crate::state::location(args.state);
     let run_id = crate::run::new_run_id();
     let submitted_at = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
-    let queued = crate::state::block_on(async {
+    crate::runtime::block_on(async {
         let store = crate::state::open(&location, true).await?;
         // Only now is the operator known: in `db-role` mode, without `--as`, it is the
         // identity of the store's session role.
-        let operator = crate::run::operator();
+        let operator = crate::identity::operator();
         let labels = args.labels.join(",");
         let texts = [("the operator's name", operator.as_str()), ("the labels", labels.as_str())];
         crate::run::check_texts_hold_no_secret(&secrets, &texts)?;
@@ -117,78 +92,60 @@ pub fn submit(args: SubmitArgs<'_>, color: bool) -> u8 {
             submitted_by: &operator,
             submitted_at: &submitted_at,
         };
-        store.submit(&job).await.map_err(|e| {
-            eprintln!("error: cannot queue the run in `{}`: {e}", location.shown());
-            exit::CANNOT_START
+        store.submit(&job).await.map_err(|source| CliError::StoreAt {
+            doing: StoreAction::Queue,
+            location: location.shown(),
+            source,
         })
-    });
-    match queued {
-        Ok(()) => {
-            outln!("{run_id}");
-            eprintln!(
-                "queued run {run_id} of {}; follow it with `runbook show {run_id} --follow`",
-                runbook.name
-            );
-            exit::SUCCESS
-        }
-        Err(code) => code,
-    }
+    })?;
+    outln!("{run_id}");
+    eprintln!("queued run {run_id} of {}; follow it with `runbook show {run_id} --follow`", runbook.name);
+    Ok(Exit::Success)
 }
 
 /// `runbook cancel`: take a queued run off the queue (recorded with who and why).
-pub fn cancel(run_id: &str, reason: &str, state: Option<&str>) -> u8 {
+pub fn cancel(run_id: &str, reason: &str, state: Option<&str>) -> CliResult {
     let location = crate::state::location(state);
+    let operator = crate::identity::operator();
     let note = match reason.trim() {
-        "" => format!("cancelled by {}", crate::run::operator()),
-        why => format!("cancelled by {}: {why}", crate::run::operator()),
+        "" => format!("cancelled by {operator}"),
+        why => format!("cancelled by {operator}: {why}"),
     };
-    let cancelled = crate::state::block_on(async {
+    let cancelled = crate::runtime::block_on(async {
         let store = crate::state::open(&location, false).await?;
         // The note is kept in the queue as typed: the run's secrets are read (from the plan it
         // was submitted with) and a reason or name holding one is refused (issue 11, promise 3).
-        let plan = store.queued_plan(run_id).await.map_err(|e| {
-            eprintln!("error: {e}");
-            exit::CANNOT_START
-        })?;
-        if let Some(plan) = plan {
+        if let Some(plan) = store.queued_plan(run_id).await? {
             check_cancel_texts(&plan, reason.trim())?;
         }
-        store.cancel_queued(run_id, &note).await.map_err(|e| {
-            eprintln!("error: {e}");
-            match e {
-                runbook_store::StoreError::NoSuchRun(_) => exit::INVALID,
-                _ => exit::CANNOT_START,
-            }
-        })
-    });
+        Ok(store.cancel_queued(run_id, &note).await?)
+    })?;
     match cancelled {
-        Ok(None) => {
+        None => {
             eprintln!("run {run_id} taken off the queue; no worker will run it");
-            exit::SUCCESS
+            Ok(Exit::Success)
         }
-        Ok(Some(state)) => {
-            eprintln!("error: run {run_id} is not queued any more ({state}); nothing was changed");
-            eprintln!(
-                "  help: a run a worker started is stopped like any run: on its worker (SIGTERM hands it back), or with `runbook compensate` once it stops"
-            );
-            exit::INVALID
-        }
-        Err(code) => code,
+        Some(state) => Err(CliError::Invalid(
+            Message::new(format!("run {run_id} is not queued any more ({state}); nothing was changed")).help(
+                "a run a worker started is stopped like any run: on its worker (SIGTERM hands it back), or with `runbook compensate` once it stops",
+            ),
+        )),
     }
 }
 
 /// Refuse a cancel whose reason or operator name holds one of the queued run's secrets. A
 /// reason that cannot be checked (the plan's files or the secrets' sources are not here) is
 /// refused too; without a reason, only the name is checked, when it can be.
-fn check_cancel_texts(plan: &str, reason: &str) -> Result<(), u8> {
-    let operator = crate::run::operator();
+fn check_cancel_texts(plan: &str, reason: &str) -> Result<(), CliError> {
+    let operator = crate::identity::operator();
     let texts = [("the operator's name", operator.as_str()), ("the reason", reason)];
     let cannot_check = || {
-        eprintln!("error: the reason cannot be checked for the run's secrets here; nothing was changed");
-        eprintln!(
-            "  help: cancel where the run's runbook and secrets' sources are, or cancel without `--reason`"
-        );
-        exit::INVALID
+        CliError::Invalid(
+            Message::new("the reason cannot be checked for the run's secrets here; nothing was changed")
+                .help(
+                    "cancel where the run's runbook and secrets' sources are, or cancel without `--reason`",
+                ),
+        )
     };
     let pinned = match crate::run::load_pinned("the queued plan", plan, false) {
         Ok(p) => p,
@@ -208,14 +165,16 @@ fn check_cancel_texts(plan: &str, reason: &str) -> Result<(), u8> {
 /// In an engine a worker started: die with the worker, so that a dead worker leaves no
 /// engine running unobserved (its runs are resumed by another worker once their leases
 /// expire). Does nothing outside a worker.
-pub fn die_with_worker() {
-    let Some(worker) = std::env::var(WORKER_PID).ok().and_then(|p| p.parse::<i32>().ok()) else { return };
+pub fn die_with_worker() -> Result<(), CliError> {
+    let Some(worker) = std::env::var(WORKER_PID).ok().and_then(|p| p.parse::<i32>().ok()) else {
+        return Ok(());
+    };
     let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
     // The worker may have died before the line above: then nothing would ever signal us.
     if nix::unistd::getppid().as_raw() != worker {
-        eprintln!("error: the worker that started this run is gone; the run is left for another worker");
-        std::process::exit(i32::from(exit::INTERRUPTED));
+        return Err(CliError::WorkerGone);
     }
+    Ok(())
 }
 
 /// One engine the worker runs.
@@ -232,37 +191,28 @@ pub fn worker(
     poll: Duration,
     grace: Duration,
     state: Option<&str>,
-) -> u8 {
+) -> CliResult {
     let location = crate::state::location(state);
     let name = format!(
         "worker {} (pid {} on {})",
-        crate::run::operator(),
+        crate::identity::operator(),
         std::process::id(),
-        nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default()
+        crate::identity::host()
     );
     let dir = crate::state::default_path().parent().unwrap_or(Path::new(".")).join("worker");
     if let Err(e) = std::fs::create_dir_all(&dir) {
-        eprintln!("error: cannot create the worker folder `{}`: {e}", dir.display());
-        return exit::CANNOT_START;
+        return Err(CliError::CannotStart(Message::new(format!(
+            "cannot create the worker folder `{}`: {e}",
+            dir.display()
+        ))));
     }
     let Ok(exe) = std::env::current_exe() else {
-        eprintln!("error: cannot find this program to start engines with");
-        return exit::CANNOT_START;
+        return Err(CliError::CannotStart(Message::new("cannot find this program to start engines with")));
     };
-    // One thread: a parent-death signal follows the thread that spawned the child, and this
-    // thread lives as long as the worker.
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return exit::CANNOT_START;
-        }
-    };
-    runtime.block_on(async {
-        let store = match crate::state::open(&location, true).await {
-            Ok(s) => s,
-            Err(code) => return code,
-        };
+    // One thread (the runtime module says why): a parent-death signal follows the thread that
+    // spawned the child, and this thread lives as long as the worker.
+    crate::runtime::block_on(async {
+        let store = crate::state::open(&location, true).await?;
         // In `db-role` mode the store accepts only this worker's own identity: its engines
         // act as it, not as the submitter (who stays recorded in the queue).
         let as_submitter = !matches!(store.identity().await, Ok((runbook_store::IdentityMode::DbRole, _)));
@@ -275,7 +225,7 @@ pub fn worker(
             state: state.map(str::to_string),
             as_submitter,
         };
-        w.serve(concurrency, poll, grace).await
+        Ok(w.serve(concurrency, poll, grace).await)
     })
 }
 
@@ -295,7 +245,7 @@ const STALE_AFTER: Duration = Duration::from_secs(5);
 const HEARTBEAT: Duration = Duration::from_secs(1);
 
 impl Worker {
-    async fn serve(&self, concurrency: usize, poll: Duration, grace: Duration) -> u8 {
+    async fn serve(&self, concurrency: usize, poll: Duration, grace: Duration) -> Exit {
         outln!("{} serving {} run(s) at once", self.name, concurrency);
         let mut term = crate::run::sigterm_handler();
         let mut engines: BTreeMap<String, Engine> = BTreeMap::new();
@@ -307,7 +257,7 @@ impl Worker {
             if let Some(since) = draining {
                 if engines.is_empty() {
                     outln!("{} stopped", self.name);
-                    return exit::SUCCESS;
+                    return Exit::Success;
                 }
                 if !interrupted && since.elapsed() >= grace {
                     interrupted = true;

@@ -11,12 +11,13 @@ use runbook_core::model::{ParamValue, Runbook};
 use runbook_exec::dispatch::{self, Dispatcher, ExecError, Outcome, Report, RunOptions};
 use runbook_exec::process::Stream;
 use runbook_exec::secrets;
-use runbook_store::{Location, Store, StoreError};
+use runbook_store::{Location, Store};
 use tokio::sync::{mpsc, watch};
 
 use crate::args::RunOutput;
-use crate::commands::{display, load_with_params};
-use crate::exit;
+use crate::error::{CliError, CliResult, Exit, Message};
+use crate::identity::operator;
+use crate::input::{display, load_with_params};
 use crate::output::outln;
 
 /// What `runbook run` was asked besides the runbook and its parameters.
@@ -28,28 +29,6 @@ pub struct RunArgs {
     pub output: RunOutput,
     /// The id a worker's submitted run was given (else a new one).
     pub run_id: Option<String>,
-}
-
-/// `user@host`, or `RUNBOOK_OPERATOR` when set.
-static OPERATOR: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-
-/// Who runs this command (`--as` or $RUNBOOK_OPERATOR), set once at start.
-pub fn set_operator(op: String) {
-    let _ = OPERATOR.set(op);
-}
-
-/// Who runs this command: `--as`/$RUNBOOK_OPERATOR, else `$USER@host`.
-pub fn operator() -> String {
-    if let Some(op) = OPERATOR.get() {
-        return op.clone();
-    }
-    let user =
-        std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into());
-    let host = nix::unistd::gethostname()
-        .ok()
-        .and_then(|h| h.into_string().ok())
-        .unwrap_or_else(|| "localhost".into());
-    format!("{user}@{host}")
 }
 
 /// `20261130T101500Z-3f9a`: sortable, readable, unique enough for one store.
@@ -107,44 +86,24 @@ pub fn run(
     params_file: Option<&Path>,
     opts: RunArgs,
     color: bool,
-) -> u8 {
-    let (runbook, params) = match load_with_params(file, args, params_file, color) {
-        Ok(x) => x,
-        Err(code) => return code,
-    };
+) -> CliResult {
+    let (runbook, params) = load_with_params(file, args, params_file, color)?;
     // The plan first: whatever cannot render with these parameters (a value an `operand`
     // refuses, a filter that fails) stops the run before anything runs.
-    if let Err(diags) = runbook_core::plan::plan(&runbook, &params) {
-        crate::commands::print_diagnostics(&diags, color);
-        return exit::INVALID;
-    }
-    let prepared = match prepare(runbook, params, file, opts.yes) {
-        Ok(p) => Prepared { wait: opts.wait, ..p },
-        Err(code) => return code,
-    };
+    runbook_core::plan::plan(&runbook, &params).map_err(CliError::Diagnostics)?;
+    let prepared = Prepared { wait: opts.wait, ..prepare(runbook, params, file, opts.yes)? };
     start_new(prepared, opts)
 }
 
 /// `runbook run --plan plan.json`: run exactly what was reviewed, or nothing.
-pub fn run_pinned(plan_path: &Path, opts: RunArgs, color: bool) -> u8 {
+pub fn run_pinned(plan_path: &Path, opts: RunArgs, color: bool) -> CliResult {
     let shown = display(plan_path);
-    let text = match crate::loader::read(&shown) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("error: cannot read the plan `{shown}`: {e}");
-            return exit::INVALID;
-        }
-    };
-    let Pinned { runbook, params, file, reads } = match load_pinned(&shown, &text, color) {
-        Ok(x) => x,
-        Err(code) => return code,
-    };
-    let prepared = match prepare(runbook, params, &file, opts.yes) {
-        // The steps check what they read against the plan's digests, not against the ones
-        // `prepare` takes a moment later (a file swapped in between would be pinned).
-        Ok(p) => Prepared { wait: opts.wait, reads, ..p },
-        Err(code) => return code,
-    };
+    let text = crate::loader::read(&shown)
+        .map_err(|e| CliError::Invalid(Message::new(format!("cannot read the plan `{shown}`: {e}"))))?;
+    let Pinned { runbook, params, file, reads } = load_pinned(&shown, &text, color)?;
+    // The steps check what they read against the plan's digests, not against the ones
+    // `prepare` takes a moment later (a file swapped in between would be pinned).
+    let prepared = Prepared { wait: opts.wait, reads, ..prepare(runbook, params, &file, opts.yes)? };
     start_new(prepared, opts)
 }
 
@@ -159,12 +118,10 @@ pub struct Pinned {
 }
 
 /// A pinned plan's runbook and parameters, if the plan still matches the files and the
-/// engine exactly (`Err` is the exit code, the reasons printed).
-pub fn load_pinned(shown: &str, text: &str, color: bool) -> Result<Pinned, u8> {
-    let pinned: serde_json::Value = serde_json::from_str(text).map_err(|e| {
-        eprintln!("error: `{shown}` is not a plan document: {e}");
-        exit::INVALID
-    })?;
+/// engine exactly (`Err` says why not).
+pub fn load_pinned(shown: &str, text: &str, color: bool) -> Result<Pinned, CliError> {
+    let pinned: serde_json::Value = serde_json::from_str(text)
+        .map_err(|e| CliError::Invalid(Message::new(format!("`{shown}` is not a plan document: {e}"))))?;
     let mut changes = Vec::new();
     let planned_version = pinned["engine"]["version"].as_str().unwrap_or("?");
     if planned_version != runbook_core::ENGINE_VERSION {
@@ -174,8 +131,9 @@ pub fn load_pinned(shown: &str, text: &str, color: bool) -> Result<Pinned, u8> {
         ));
     }
     let Some(file) = pinned["runbook"]["file"].as_str().map(PathBuf::from) else {
-        eprintln!("error: `{shown}` does not name its runbook file (`runbook.file`)");
-        return Err(exit::INVALID);
+        return Err(CliError::Invalid(Message::new(format!(
+            "`{shown}` does not name its runbook file (`runbook.file`)"
+        ))));
     };
     let planned_files = path_digests(&pinned["files"]);
     // Every file the plan digested: the runbooks, then the files the run reads.
@@ -201,12 +159,11 @@ pub fn load_pinned(shown: &str, text: &str, color: bool) -> Result<Pinned, u8> {
         })
         .unwrap_or_default();
     if !changes.is_empty() {
-        eprintln!("error: the plan `{shown}` no longer matches what would run; nothing ran:");
-        for c in &changes {
-            eprintln!("  - {c}");
-        }
-        eprintln!("  help: review a new plan (`runbook plan {} -o {shown}`)", file.display());
-        return Err(exit::INVALID);
+        return Err(CliError::Invalid(Message {
+            errors: vec![format!("the plan `{shown}` no longer matches what would run; nothing ran:")],
+            details: changes.iter().map(|c| format!("- {c}")).collect(),
+            help: Some(format!("review a new plan (`runbook plan {} -o {shown}`)", file.display())),
+        }));
     }
     let (runbook, params) = load_with_params(&file, &args, None, color)?;
     // Same files, same engine, same values: the plan must come out the same. Checked anyway,
@@ -223,15 +180,17 @@ pub fn load_pinned(shown: &str, text: &str, color: bool) -> Result<Pinned, u8> {
         .zip(reads)
         .and_then(|(p, reads)| serde_json::to_value(runbook_core::plan::Plan { reads, ..p }).ok());
     if now.as_ref() != Some(&pinned) {
-        eprintln!("error: the plan made now differs from `{shown}`; nothing ran");
-        eprintln!("  help: review a new plan (`runbook plan {} -o {shown}`)", file.display());
-        return Err(exit::INVALID);
+        return Err(CliError::Invalid(
+            Message::new(format!("the plan made now differs from `{shown}`; nothing ran"))
+                .help(format!("review a new plan (`runbook plan {} -o {shown}`)", file.display())),
+        ));
     }
     let current_files: Vec<String> = runbook.sources().iter().map(|s| s.path.clone()).collect();
     let planned_paths: Vec<String> = planned_files.iter().map(|(p, _)| p.clone()).collect();
     if current_files != planned_paths {
-        eprintln!("error: the runbook now involves other files than were planned; nothing ran");
-        return Err(exit::INVALID);
+        return Err(CliError::Invalid(Message::new(
+            "the runbook now involves other files than were planned; nothing ran",
+        )));
     }
     // Equal to the plan's (the plans compared equal), so these are the reviewed digests.
     let reads = run_reads
@@ -284,13 +243,10 @@ fn short(sha: &str) -> String {
 }
 
 /// Open the state store and start a new run.
-fn start_new(prepared: Prepared, opts: RunArgs) -> u8 {
+fn start_new(prepared: Prepared, opts: RunArgs) -> CliResult {
     let location = crate::state::location(opts.state.as_deref());
-    block_on(async move {
-        let store = match crate::state::open(&location, true).await {
-            Ok(s) => s,
-            Err(code) => return code,
-        };
+    crate::runtime::block_on(async move {
+        let store = crate::state::open(&location, true).await?;
         let run_id = opts.run_id.unwrap_or_else(new_run_id);
         execute(&store, &location, prepared, run_id, None, opts.output, false).await
     })
@@ -311,28 +267,28 @@ struct Prepared {
 }
 
 /// How `confirm` questions are answered: `--yes`, the terminal, or (no terminal) refused.
-fn confirmation(runbook: &Runbook, yes: bool) -> Result<Option<dispatch::Confirm>, u8> {
+fn confirmation(runbook: &Runbook, yes: bool) -> Result<Option<dispatch::Confirm>, CliError> {
     let needs_confirm = runbook.steps.iter().any(|s| s.confirm.is_some());
     if yes {
         Ok(None)
     } else if needs_confirm && !std::io::stdin().is_terminal() {
-        eprintln!(
-            "error: this runbook asks for confirmation before some steps, and there is no terminal to ask on"
-        );
-        eprintln!("  help: review the plan (`runbook plan`), then run again with `--yes`");
-        Err(exit::INVALID)
+        Err(CliError::Invalid(
+            Message::new(
+                "this runbook asks for confirmation before some steps, and there is no terminal to ask on",
+            )
+            .help("review the plan (`runbook plan`), then run again with `--yes`"),
+        ))
     } else {
         Ok(Some(Arc::new(ask_on_terminal)))
     }
 }
 
-pub(crate) fn resolve_secrets(runbook: &Runbook, base_dir: &Path) -> Result<secrets::Secrets, u8> {
+pub(crate) fn resolve_secrets(runbook: &Runbook, base_dir: &Path) -> Result<secrets::Secrets, CliError> {
     secrets::resolve(runbook, base_dir).map_err(|problems| {
-        for p in problems {
-            eprintln!("error: {p}");
-        }
-        eprintln!("  help: secrets are read from their declared sources when a run starts; nothing ran");
-        exit::INVALID
+        CliError::Invalid(
+            Message::all(problems)
+                .help("secrets are read from their declared sources when a run starts; nothing ran"),
+        )
     })
 }
 
@@ -342,7 +298,7 @@ pub(crate) fn resolve_secrets(runbook: &Runbook, base_dir: &Path) -> Result<secr
 pub(crate) fn check_texts_hold_no_secret(
     secrets: &secrets::Secrets,
     texts: &[(&str, &str)],
-) -> Result<(), u8> {
+) -> Result<(), CliError> {
     refuse_if_any(
         secrets::texts_holding_secrets(secrets, texts.iter().copied()),
         "the store keeps operator names, labels and reasons as typed; keep secret values out of them (`--as`, `$RUNBOOK_OPERATOR`, `--labels`, `--reason`); nothing was recorded",
@@ -355,23 +311,19 @@ pub(crate) fn check_texts_hold_no_secret(
 pub(crate) fn check_params_hold_no_secret(
     secrets: &secrets::Secrets,
     params: &BTreeMap<String, ParamValue>,
-) -> Result<(), u8> {
+) -> Result<(), CliError> {
     refuse_if_any(
         secrets::params_holding_secrets(secrets, params),
         "parameters are journaled and shown as given; pass secret values as `[secrets]`, and keep them out of parameter values; nothing ran",
     )
 }
 
-/// `Err` (and the problems printed, then the hint) when there are problems.
-fn refuse_if_any(problems: Vec<String>, help: &str) -> Result<(), u8> {
+/// `Err` (the problems, then the hint) when there are problems.
+fn refuse_if_any(problems: Vec<String>, help: &str) -> Result<(), CliError> {
     if problems.is_empty() {
         return Ok(());
     }
-    for p in problems {
-        eprintln!("error: {p}");
-    }
-    eprintln!("  help: {help}");
-    Err(exit::INVALID)
+    Err(CliError::Invalid(Message::all(problems).help(help)))
 }
 
 fn prepare(
@@ -379,7 +331,7 @@ fn prepare(
     params: BTreeMap<String, ParamValue>,
     file: &Path,
     yes: bool,
-) -> Result<Prepared, u8> {
+) -> Result<Prepared, CliError> {
     let confirm = confirmation(&runbook, yes)?;
     let base_dir =
         file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
@@ -391,35 +343,18 @@ fn prepare(
     Ok(Prepared { runbook, params, secrets, confirm, base_dir, file, reads, wait: false })
 }
 
-/// The digests of every file besides runbooks that a run of `runbook` reads; `Err` (the
-/// exit code) when one cannot be read, the reasons printed.
-fn read_digests(runbook: &Runbook) -> Result<Vec<runbook_core::plan::FileHash>, u8> {
+/// The digests of every file besides runbooks that a run of `runbook` reads; `Err` when one
+/// cannot be read.
+fn read_digests(runbook: &Runbook) -> Result<Vec<runbook_core::plan::FileHash>, CliError> {
     match crate::loader::reads(runbook) {
         Ok(reads) => Ok(reads
             .into_iter()
             .map(|r| runbook_core::plan::FileHash { path: r.path, sha256: r.sha256 })
             .collect()),
-        Err(problems) => {
-            for p in problems {
-                eprintln!("error: {p}");
-            }
-            eprintln!("  help: paths are relative to the folder of the runbook that names them; nothing ran");
-            Err(exit::INVALID)
-        }
-    }
-}
-
-/// The engine's runtime: one thread. Steps are processes, so the dispatcher only waits;
-/// one thread saves the cross-thread wake-ups that a journaled step would otherwise pay
-/// (measured with bench/exec). Blocking work (questions on the terminal, printing) runs on
-/// the blocking pool.
-fn block_on(f: impl std::future::Future<Output = u8>) -> u8 {
-    match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(r) => r.block_on(f),
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            exit::CANNOT_START
-        }
+        Err(problems) => Err(CliError::Invalid(
+            Message::all(problems)
+                .help("paths are relative to the folder of the runbook that names them; nothing ran"),
+        )),
     }
 }
 
@@ -432,7 +367,7 @@ async fn execute(
     resume: Option<dispatch::Resume>,
     output: RunOutput,
     compensate_only: bool,
-) -> u8 {
+) -> CliResult {
     crate::output::keep_running_without_stdout();
     let run_dir = crate::state::run_dir(location, &run_id);
     let resuming = resume.is_some();
@@ -579,36 +514,26 @@ pub struct ResumeArgs {
     pub output: RunOutput,
 }
 
-pub fn resume(args: ResumeArgs, color: bool) -> u8 {
+pub fn resume(args: ResumeArgs, color: bool) -> CliResult {
     with_existing_store(&args, async |store, location| {
-        match prepare_resume(store, location, &args, color, false).await {
-            Ok((prepared, resume)) => {
-                execute(store, location, prepared, args.run_id.clone(), Some(resume), args.output, false)
-                    .await
-            }
-            Err(code) => code,
-        }
+        let (prepared, resume) = prepare_resume(store, location, &args, color, false).await?;
+        execute(store, location, prepared, args.run_id.clone(), Some(resume), args.output, false).await
     })
 }
 
 /// Open an existing state store (`resume` and `compensate` never create one) and run `f`.
-fn with_existing_store(args: &ResumeArgs, f: impl AsyncFnOnce(&Store, &Location) -> u8) -> u8 {
+fn with_existing_store(args: &ResumeArgs, f: impl AsyncFnOnce(&Store, &Location) -> CliResult) -> CliResult {
     let location = crate::state::location(args.state.as_deref());
-    block_on(async move {
-        match crate::state::open(&location, false).await {
-            Ok(store) => f(&store, &location).await,
-            Err(code) => code,
-        }
+    crate::runtime::block_on(async move {
+        let store = crate::state::open(&location, false).await?;
+        f(&store, &location).await
     })
 }
 
 /// `runbook compensate RUN_ID`: undo what a run did, by hand.
-pub fn compensate(args: ResumeArgs, color: bool) -> u8 {
+pub fn compensate(args: ResumeArgs, color: bool) -> CliResult {
     with_existing_store(&args, async |store, location| {
-        let (prepared, resume) = match prepare_resume(store, location, &args, color, true).await {
-            Ok(x) => x,
-            Err(code) => return code,
-        };
+        let (prepared, resume) = prepare_resume(store, location, &args, color, true).await?;
         let undo: Vec<&str> = resume
             .state
             .completed
@@ -633,7 +558,7 @@ pub fn compensate(args: ResumeArgs, color: bool) -> u8 {
                 "nothing to compensate in run {}: no succeeded step with a `compensate` is left to undo",
                 args.run_id
             );
-            return exit::SUCCESS;
+            return Ok(Exit::Success);
         }
         let question = if undo.is_empty() {
             format!("Finish run {} (nothing is left to undo; its `finally` steps run)?", args.run_id)
@@ -642,9 +567,10 @@ pub fn compensate(args: ResumeArgs, color: bool) -> u8 {
         };
         let yes = args.yes || (std::io::stdin().is_terminal() && ask_on_terminal(&question));
         if !yes {
-            eprintln!("error: not confirmed; nothing ran");
-            eprintln!("  help: {question} Run again with `--yes` to proceed without a terminal.");
-            return exit::INVALID;
+            return Err(CliError::Invalid(
+                Message::new("not confirmed; nothing ran")
+                    .help(format!("{question} Run again with `--yes` to proceed without a terminal.")),
+            ));
         }
         execute(store, location, prepared, args.run_id.clone(), Some(resume), args.output, true).await
     })
@@ -660,37 +586,36 @@ async fn prepare_resume(
     args: &ResumeArgs,
     color: bool,
     compensating: bool,
-) -> Result<(Prepared, dispatch::Resume), u8> {
+) -> Result<(Prepared, dispatch::Resume), CliError> {
     use runbook_core::journal::{Decision, StepStatus};
     let id = &args.run_id;
     // One snapshot: a row and records read apart disagree while another engine writes.
-    let (summary, mut records) = match store.run_and_records(id).await {
-        Ok(x) => x,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return Err(exit::INVALID);
-        }
-    };
+    let (summary, mut records) = store.run_and_records(id).await?;
     // Read one after the other, the summary and the records may straddle another engine's
     // write: the records the summary describes are the first `last_seq` (a journal only
     // grows). Taking the run later checks that its journal still ends there.
     records.truncate(usize::try_from(summary.last_seq).unwrap_or(usize::MAX));
     if let Err(e) = runbook_core::journal::verify(&records, summary.last_hash.as_deref()) {
-        eprintln!("error: the journal of run {id} fails verification at record {}: {}", e.seq, e.reason);
-        eprintln!("  help: `runbook audit verify {id}`; a journal that fails verification cannot be resumed");
-        return Err(exit::NEEDS_OPERATOR);
+        return Err(CliError::NeedsOperator(
+            Message::new(format!(
+                "the journal of run {id} fails verification at record {}: {}",
+                e.seq, e.reason
+            ))
+            .help(format!(
+                "`runbook audit verify {id}`; a journal that fails verification cannot be resumed"
+            )),
+        ));
     }
     // A journal cut at its end verifies on its own: a hash kept outside the store shows it.
     if let Some(kept) = args.expect_hash.as_deref().map(str::trim)
         && !records.iter().any(|r| r.hash == kept)
     {
-        eprintln!(
-            "error: the journal of run {id} does not hold the record with hash {kept}: it was cut or rewritten; nothing was done"
-        );
-        eprintln!(
-            "  help: `runbook audit verify {id} --expect-hash {kept}`; restore the store from a backup"
-        );
-        return Err(exit::NEEDS_OPERATOR);
+        return Err(CliError::NeedsOperator(
+            Message::new(format!(
+                "the journal of run {id} does not hold the record with hash {kept}: it was cut or rewritten; nothing was done"
+            ))
+            .help(format!("`runbook audit verify {id} --expect-hash {kept}`; restore the store from a backup")),
+        ));
     }
     // How the run last ended, unless it was resumed since.
     let ended = records.iter().rev().find_map(|r| match r.event {
@@ -704,28 +629,25 @@ async fn prepare_resume(
         Some(RunStatus::Failed) | None => {}
         Some(_) if compensating => {}
         Some(_) => {
-            eprintln!("error: run {id} has finished ({}); there is nothing to resume", summary.status);
-            return Err(exit::INVALID);
+            return Err(CliError::RunFinished { run_id: id.clone(), status: summary.status });
         }
     }
     let Some(RunEvent::RunStarted { file, files, params, .. }) = records.first().map(|r| r.event.clone())
     else {
-        eprintln!("error: run {id} has no `run_started` record");
-        return Err(exit::INVALID);
+        return Err(CliError::Invalid(Message::new(format!("run {id} has no `run_started` record"))));
     };
     let file = PathBuf::from(file);
     let shown = display(&file);
     let text = crate::loader::read(&shown).map_err(|e| {
-        eprintln!("error: cannot read the run's runbook `{shown}`: {e}");
-        exit::INVALID
+        CliError::Invalid(Message::new(format!("cannot read the run's runbook `{shown}`: {e}")))
     })?;
     let includes = crate::loader::FsLoader::for_runbook(&shown);
     let checked = runbook_core::validate::check(runbook_core::Source::new(shown, text), &includes);
     let invalid = checked.has_errors();
     let Some(runbook) = checked.runbook.filter(|_| !invalid) else {
-        eprint!("{}", crate::report::human(&checked.diagnostics, color));
-        return Err(exit::INVALID);
+        return Err(CliError::Diagnostics(checked.diagnostics));
     };
+    crate::input::print_warnings(&checked.diagnostics, color);
     // The runbook files, then every other file the run reads (SQL scripts, CA files).
     let reads = read_digests(&runbook)?;
     let now: Vec<runbook_core::plan::FileHash> = runbook
@@ -740,23 +662,33 @@ async fn prepare_resume(
     let now_hashes: Vec<&str> = now.iter().map(|f| f.sha256.as_str()).collect();
     let then_hashes: Vec<&str> = files.iter().map(|f| f.sha256.as_str()).collect();
     if now_hashes != then_hashes {
-        eprintln!(
-            "error: the files of the run changed since run {id} started; resuming would run different steps"
-        );
+        let mut refusal = Message::new(format!(
+            "the files of the run changed since run {id} started; resuming would run different steps"
+        ));
         // In the same order (paths may read differently: the run may have been started
         // from another folder).
         for (i, f) in files.iter().enumerate() {
             match now.get(i) {
                 Some(n) if n.sha256 == f.sha256 => {}
-                Some(n) => eprintln!("  `{}` changed: SHA-256 {} then, {} now", f.path, f.sha256, n.sha256),
-                None => eprintln!("  `{}` (SHA-256 {}) is no longer read by the run", f.path, f.sha256),
+                Some(n) => {
+                    refusal = refusal
+                        .detail(format!("`{}` changed: SHA-256 {} then, {} now", f.path, f.sha256, n.sha256));
+                }
+                None => {
+                    refusal = refusal
+                        .detail(format!("`{}` (SHA-256 {}) is no longer read by the run", f.path, f.sha256))
+                }
             }
         }
         for n in now.iter().skip(files.len()) {
-            eprintln!("  `{}` (SHA-256 {}) is read now but was not when the run started", n.path, n.sha256);
+            refusal = refusal.detail(format!(
+                "`{}` (SHA-256 {}) is read now but was not when the run started",
+                n.path, n.sha256
+            ));
         }
-        eprintln!("  help: restore the files as they were (same SHA-256), or start a new run");
-        return Err(exit::INVALID);
+        return Err(CliError::Invalid(
+            refusal.help("restore the files as they were (same SHA-256), or start a new run"),
+        ));
     }
     // Every journaled value is checked again, as a new run would check it: a value that
     // no longer fits its declaration (its type, enum or pattern) is refused, never run.
@@ -770,11 +702,10 @@ async fn prepare_resume(
                 values.insert(p.name.clone(), v);
             }
             Err(e) => {
-                eprintln!("error: parameter `{}` of run {id}, as journaled: {e}", p.name);
-                eprintln!(
-                    "  help: a run resumes with the values it started with; start a new run; nothing ran"
-                );
-                return Err(exit::INVALID);
+                return Err(CliError::Invalid(
+                    Message::new(format!("parameter `{}` of run {id}, as journaled: {e}", p.name))
+                        .help("a run resumes with the values it started with; start a new run; nothing ran"),
+                ));
             }
         }
     }
@@ -788,11 +719,13 @@ async fn prepare_resume(
             && !dispatch::holder_is_dead(&holder.holder)
             && !dispatch::holder_is_suspended(&holder.holder)
         {
-            eprintln!(
-                "error: lock `{}` is held by run {id} ({}, since {}): the run is still running; nothing was done",
-                holder.name, holder.holder, holder.acquired_at
-            );
-            return Err(exit::CANNOT_START);
+            return Err(CliError::LockHeld {
+                name: holder.name,
+                run_id: id.clone(),
+                holder: holder.holder,
+                since: holder.acquired_at,
+                still_running: true,
+            });
         }
     }
     // On this host, what a dead engine of this run left running is ended before anything
@@ -836,11 +769,12 @@ async fn prepare_resume(
             .collect();
         let compensated = runbook.undid_itself(&state.scoped(""));
         if compensated && ended.flatten().is_some() {
-            eprintln!(
-                "error: run {id} failed under `on-failure = \"compensate\"`: what it did was undone, so it cannot go on"
-            );
-            eprintln!("  help: start a new run");
-            return Err(exit::INVALID);
+            return Err(CliError::Invalid(
+                Message::new(format!(
+                    "run {id} failed under `on-failure = \"compensate\"`: what it did was undone, so it cannot go on"
+                ))
+                .help("start a new run"),
+            ));
         }
         if compensated || !undoing.is_empty() {
             let what = if compensated {
@@ -848,11 +782,12 @@ async fn prepare_resume(
             } else {
                 format!(" (the runbook included by {} was undoing itself)", undoing.join(", "))
             };
-            eprintln!(
-                "error: run {id} had failed and was compensating when the engine stopped{what}; it cannot go on"
-            );
-            eprintln!("  help: `runbook compensate {id}` runs the compensations that are left");
-            return Err(exit::NEEDS_OPERATOR);
+            return Err(CliError::NeedsOperator(
+                Message::new(format!(
+                    "run {id} had failed and was compensating when the engine stopped{what}; it cannot go on"
+                ))
+                .help(format!("`runbook compensate {id}` runs the compensations that are left")),
+            ));
         }
         if !undone.is_empty() {
             eprintln!(
@@ -905,33 +840,31 @@ async fn prepare_resume(
         Vec::new()
     };
     if !compensating && let Some(step) = args.undo.first() {
-        eprintln!(
-            "error: `--undo {step}` is a decision for `runbook compensate`; `resume` re-runs or skips; nothing was done"
-        );
-        return Err(exit::USAGE);
+        return Err(CliError::Usage(Message::new(format!(
+            "`--undo {step}` is a decision for `runbook compensate`; `resume` re-runs or skips; nothing was done"
+        ))));
     }
     for s in &args.undo {
         if !doubt_with_undo.contains(&s.as_str()) {
-            eprintln!(
-                "error: `{s}` is not in doubt in run {id} with a compensation; `--undo` names a step that started, has no end record and can be undone"
-            );
-            return Err(exit::USAGE);
+            return Err(CliError::Usage(Message::new(format!(
+                "`{s}` is not in doubt in run {id} with a compensation; `--undo` names a step that started, has no end record and can be undone"
+            ))));
         }
     }
     if let Some(twice) = args.undo.iter().find(|u| args.rerun.contains(u) || args.skip.contains(u)) {
-        eprintln!(
-            "error: `{twice}` is named in `--undo` and in `--rerun` or `--skip`; a unit gets one decision; nothing was done"
-        );
-        return Err(exit::USAGE);
+        return Err(CliError::Usage(Message::new(format!(
+            "`{twice}` is named in `--undo` and in `--rerun` or `--skip`; a unit gets one decision; nothing was done"
+        ))));
     }
     if let Some(both) = args.rerun.iter().find(|r| args.skip.contains(r)) {
-        eprintln!(
-            "error: `{both}` is named in both `--rerun` and `--skip`; a unit gets one decision; nothing was done"
-        );
-        eprintln!(
-            "  help: name it once: `--rerun {both}` (run it again) or `--skip {both}` (treat it as done)"
-        );
-        return Err(exit::USAGE);
+        return Err(CliError::Usage(
+            Message::new(format!(
+                "`{both}` is named in both `--rerun` and `--skip`; a unit gets one decision; nothing was done"
+            ))
+            .help(format!(
+                "name it once: `--rerun {both}` (run it again) or `--skip {both}` (treat it as done)"
+            )),
+        ));
     }
     let compensations_in_doubt: Vec<&str> =
         if compensating { state.compensations_in_doubt() } else { Vec::new() };
@@ -940,19 +873,17 @@ async fn prepare_resume(
         if !steps_in_doubt.contains(&s.as_str()) && !compensations_in_doubt.contains(&s.as_str()) && !undoable
         {
             let what = if compensating { "compensations and `finally` steps" } else { "steps" };
-            eprintln!(
-                "error: `{s}` is not in doubt in run {id}; only {what} in doubt can be re-run or skipped"
-            );
-            return Err(exit::USAGE);
+            return Err(CliError::Usage(Message::new(format!(
+                "`{s}` is not in doubt in run {id}; only {what} in doubt can be re-run or skipped"
+            ))));
         }
     }
     let reason = args.reason.clone().unwrap_or_default();
     if (!args.rerun.is_empty() || !args.skip.is_empty() || !args.undo.is_empty()) && reason.trim().is_empty()
     {
-        eprintln!(
-            "error: `--rerun`, `--skip` and `--undo` need `--reason TEXT`: the decision is journaled with who made it and why"
-        );
-        return Err(exit::USAGE);
+        return Err(CliError::Usage(Message::new(
+            "`--rerun`, `--skip` and `--undo` need `--reason TEXT`: the decision is journaled with who made it and why",
+        )));
     }
     let decide = |unit: &str| {
         if args.rerun.iter().any(|r| r == unit) {
@@ -1007,42 +938,46 @@ async fn prepare_resume(
         }
     }
     if !undecided_undo.is_empty() {
-        eprintln!("error: run {id} has steps in doubt that can be undone: {}", undecided_undo.join(", "));
-        eprintln!(
-            "  they started and the engine stopped before their outcome was recorded; they may have taken effect, and undoing the others while leaving them could leave the environment half done"
-        );
         let first = &undecided_undo[0];
-        eprintln!(
-            "  help: check what they did, then `runbook compensate {id} --undo {first}` (it took effect: undo it) or `--skip {first}` (it did not: leave it), with `--reason TEXT`"
-        );
-        return Err(exit::NEEDS_OPERATOR);
+        return Err(CliError::NeedsOperator(
+            Message::new(format!("run {id} has steps in doubt that can be undone: {}", undecided_undo.join(", ")))
+                .detail(
+                    "they started and the engine stopped before their outcome was recorded; they may have taken effect, and undoing the others while leaving them could leave the environment half done",
+                )
+                .help(format!(
+                    "check what they did, then `runbook compensate {id} --undo {first}` (it took effect: undo it) or `--skip {first}` (it did not: leave it), with `--reason TEXT`"
+                )),
+        ));
     }
     if !undecided.is_empty() || !undecided_compensations.is_empty() {
         let command = if compensating { "compensate" } else { "resume" };
+        let mut refusal = Message::default();
         if !undecided.is_empty() {
-            eprintln!("error: run {id} has steps in doubt that are not idempotent: {}", undecided.join(", "));
+            refusal.errors.push(format!(
+                "run {id} has steps in doubt that are not idempotent: {}",
+                undecided.join(", ")
+            ));
         }
         if !undecided_compensations.is_empty() {
-            eprintln!(
-                "error: run {id} has compensations in doubt that are not idempotent: {}",
+            refusal.errors.push(format!(
+                "run {id} has compensations in doubt that are not idempotent: {}",
                 undecided_compensations.join(", ")
-            );
+            ));
         }
-        eprintln!(
-            "  they started and the engine stopped before their outcome was recorded; they may or may not have run"
+        refusal = refusal.detail(
+            "they started and the engine stopped before their outcome was recorded; they may or may not have run",
         );
         let ended: Vec<&str> =
             undecided.iter().map(String::as_str).filter(|s| ended_mid_work.contains(s)).collect();
         if !ended.is_empty() {
-            eprintln!(
-                "  ended by their timeout, a cancellation or a signal, they may have done part of their work: {}",
+            refusal = refusal.detail(format!(
+                "ended by their timeout, a cancellation or a signal, they may have done part of their work: {}",
                 ended.join(", ")
-            );
+            ));
         }
-        eprintln!(
-            "  help: check what they did, then `runbook {command} {id} --rerun STEP` or `--skip STEP` (treat as done), with `--reason TEXT`"
-        );
-        return Err(exit::NEEDS_OPERATOR);
+        return Err(CliError::NeedsOperator(refusal.help(format!(
+            "check what they did, then `runbook {command} {id} --rerun STEP` or `--skip STEP` (treat as done), with `--reason TEXT`"
+        ))));
     }
     let base_dir = file.parent().unwrap_or(Path::new(".")).to_path_buf();
     let secrets = resolve_secrets(&runbook, &base_dir)?;
@@ -1057,43 +992,27 @@ async fn prepare_resume(
     ))
 }
 
-fn finish(run_id: &str, result: Result<Outcome, ExecError>, elapsed: Duration, json: bool) -> u8 {
+/// Say how the run ended, and pick the outcome from its status (an engine that could not
+/// run it is the error `main` prints).
+fn finish(run_id: &str, result: Result<Outcome, ExecError>, elapsed: Duration, json: bool) -> CliResult {
     let took = humantime::format_duration(Duration::from_millis(elapsed.as_millis() as u64));
-    match result {
-        Ok(outcome) => {
-            if json {
-                outln!(
-                    "{}",
-                    serde_json::json!({ "run_id": run_id, "status": outcome.status.as_str(), "last_hash": outcome.last_hash })
-                );
-            } else {
-                outln!("run {run_id} {} in {took}", outcome.status.as_str());
-                outln!("journal hash {} (keep it to detect a cut journal)", outcome.last_hash);
-            }
-            match outcome.status {
-                RunStatus::Succeeded => exit::SUCCESS,
-                RunStatus::Failed => exit::FAILED,
-                RunStatus::NeedsOperator => exit::NEEDS_OPERATOR,
-                RunStatus::Interrupted => exit::INTERRUPTED,
-                RunStatus::Running => exit::FAILED,
-            }
-        }
-        Err(ExecError::Store(StoreError::LockHeld(h))) => {
-            eprintln!(
-                "error: lock `{}` is held by run {} ({}, since {}); nothing ran",
-                h.name, h.run_id, h.holder, h.acquired_at
-            );
-            exit::CANNOT_START
-        }
-        Err(e @ ExecError::Preconditions(_)) | Err(e @ ExecError::LockName(_)) => {
-            eprintln!("error: {e}");
-            exit::INVALID
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            exit::CANNOT_START
-        }
+    let outcome = result?;
+    if json {
+        outln!(
+            "{}",
+            serde_json::json!({ "run_id": run_id, "status": outcome.status.as_str(), "last_hash": outcome.last_hash })
+        );
+    } else {
+        outln!("run {run_id} {} in {took}", outcome.status.as_str());
+        outln!("journal hash {} (keep it to detect a cut journal)", outcome.last_hash);
     }
+    Ok(match outcome.status {
+        RunStatus::Succeeded => Exit::Success,
+        RunStatus::Failed => Exit::Failed,
+        RunStatus::NeedsOperator => Exit::NeedsOperator,
+        RunStatus::Interrupted => Exit::Interrupted,
+        RunStatus::Running => Exit::Failed,
+    })
 }
 
 /// On a terminal: a live line per running step (attempt, elapsed), above which finished

@@ -6,10 +6,12 @@
 
 use std::path::{Path, PathBuf};
 
-use runbook_store::{Backend, IdentityMode, KeptLog, Location, Store, StoreError};
+use runbook_store::{Backend, IdentityMode, KeptLog, Location, Store};
 
-use crate::exit;
+use crate::error::{CliError, CliResult, Exit, Message, StoreAction};
+use crate::identity;
 use crate::output::outln;
+use crate::runtime::block_on;
 
 /// The default state store: `$XDG_STATE_HOME/runbook/state.db`, else
 /// `~/.local/state/runbook/state.db`, else `.runbook/state.db`.
@@ -44,62 +46,47 @@ pub fn run_dir(location: &Location, run_id: &str) -> PathBuf {
     std::path::absolute(&dir).unwrap_or(dir)
 }
 
-/// Open the store, explaining any failure on stderr (`Err` is the exit code). `create`: a
-/// missing SQLite file is created (a new run); otherwise it is an error (reading history,
-/// resuming, approving).
-pub async fn open(location: &Location, create: bool) -> Result<Store, u8> {
+/// Open the store. `create`: a missing SQLite file is created (a new run); otherwise it is
+/// an error (reading history, resuming, approving).
+pub async fn open(location: &Location, create: bool) -> Result<Store, CliError> {
     if let Location::Sqlite(path) = location {
         if !create && !path.exists() {
-            eprintln!("error: no state store at `{}`", path.display());
-            eprintln!(
-                "  help: runs are recorded where `runbook run` put them: `--state PATH|URL` or $RUNBOOK_STATE"
-            );
-            return Err(exit::CANNOT_START);
+            return Err(CliError::NoStateStore {
+                path: path.display().to_string(),
+                help: Some(
+                    "runs are recorded where `runbook run` put them: `--state PATH|URL` or $RUNBOOK_STATE"
+                        .into(),
+                ),
+            });
         }
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
             && let Err(e) = std::fs::create_dir_all(dir)
         {
-            eprintln!("error: cannot create the state store folder `{}`: {e}", dir.display());
-            return Err(exit::CANNOT_START);
+            return Err(CliError::CannotStart(Message::new(format!(
+                "cannot create the state store folder `{}`: {e}",
+                dir.display()
+            ))));
         }
     }
-    let store = Store::open(location).await.map_err(|e| {
-        eprintln!("error: cannot open the state store `{}`: {e}", location.shown());
-        if matches!(e, StoreError::NeedsMigration { .. }) {
-            eprintln!("  help: `runbook state migrate --state URL` (once per upgrade, by whoever administers the store)");
-        }
-        bad_file_help(&e);
-        exit::CANNOT_START
+    let store = Store::open(location).await.map_err(|source| CliError::StoreAt {
+        doing: StoreAction::Open,
+        location: location.shown(),
+        source,
     })?;
     // In `db-role` mode the session's role says who this is: it is the operator unless
     // `--as` claimed a name (which the store then accepts only if it is the same identity).
     match store.identity().await {
-        Ok((IdentityMode::DbRole, Some(identity))) => crate::run::set_operator(identity),
+        Ok((IdentityMode::DbRole, Some(identity))) => identity::set_operator(identity),
         Ok(_) => {}
-        Err(e) => {
-            eprintln!("error: cannot read the identity mode of `{}`: {e}", location.shown());
-            return Err(exit::CANNOT_START);
+        Err(source) => {
+            return Err(CliError::StoreAt {
+                doing: StoreAction::ReadIdentity,
+                location: location.shown(),
+                source,
+            });
         }
     }
     Ok(store)
-}
-
-/// What to do about a state file that is not a usable database.
-fn bad_file_help(e: &StoreError) {
-    if let StoreError::BadFile { path, .. } = e {
-        eprintln!(
-            "  help: restore it from a backup, or move it aside (`mv {path} {path}.broken`) and run again to start an empty store; `--state PATH` names another"
-        );
-    }
-}
-
-/// A runtime for commands that only talk to the store.
-pub fn block_on<T>(f: impl std::future::Future<Output = Result<T, u8>>) -> Result<T, u8> {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| {
-        eprintln!("error: cannot start the async runtime: {e}");
-        exit::CANNOT_START
-    })?;
-    runtime.block_on(f)
 }
 
 /// How much of one attempt's log the store keeps: `$RUNBOOK_STORE_LOG_CAP` bytes (at least
@@ -120,7 +107,7 @@ pub fn capped_log(bytes: &[u8], total: u64, cap: usize, local: &Path) -> String 
     if total as usize <= cap && bytes.len() as u64 == total {
         return text;
     }
-    let host = nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_default();
+    let host = identity::host();
     let marker = format!(
         "err [runbook] log cut: the store keeps the first {{KEPT}} bytes of {total}; the whole log is {} on {host}\n",
         local.display()
@@ -215,22 +202,24 @@ pub fn log_name(path: &Path) -> Option<(String, i64)> {
 
 /// `runbook state migrate`: bring a store's schema up to date, and (`--identity`,
 /// `--map`) set how identities are established.
-pub fn migrate(state: Option<&str>, identity: Option<&str>, map: &[(String, String)]) -> u8 {
+pub fn migrate(state: Option<&str>, identity: Option<&str>, map: &[(String, String)]) -> CliResult {
     let location = location(state);
-    let result = block_on(async {
+    let (before, after) = block_on(async {
         let store = connect(&location).await?;
-        let versions = store.migrate().await.map_err(|e| {
-            eprintln!("error: cannot migrate the state store `{}`: {e}", location.shown());
-            exit::CANNOT_START
+        let versions = store.migrate().await.map_err(|source| CliError::StoreAt {
+            doing: StoreAction::Migrate,
+            location: location.shown(),
+            source,
         })?;
         if identity.is_some() || !map.is_empty() {
             let mode = match identity.and_then(IdentityMode::parse) {
                 Some(m) => m,
                 None => store.identity().await.map(|(m, _)| m).unwrap_or(IdentityMode::Declared),
             };
-            store.set_identity(mode, map).await.map_err(|e| {
-                eprintln!("error: cannot set the identity mode of `{}`: {e}", location.shown());
-                exit::INVALID
+            store.set_identity(mode, map).await.map_err(|source| CliError::StoreAt {
+                doing: StoreAction::SetIdentity,
+                location: location.shown(),
+                source,
             })?;
             outln!("identity mode: {}", mode.as_str());
             for (role, who) in map {
@@ -242,41 +231,32 @@ pub fn migrate(state: Option<&str>, identity: Option<&str>, map: &[(String, Stri
             }
         }
         Ok(versions)
-    });
-    match result {
-        Ok((before, after)) if before == after => {
-            outln!("state store {} is up to date (schema version {after})", location.shown());
-            exit::SUCCESS
-        }
-        Ok((before, after)) => {
-            outln!("state store {} migrated from schema version {before} to {after}", location.shown());
-            exit::SUCCESS
-        }
-        Err(code) => code,
+    })?;
+    if before == after {
+        outln!("state store {} is up to date (schema version {after})", location.shown());
+    } else {
+        outln!("state store {} migrated from schema version {before} to {after}", location.shown());
     }
+    Ok(Exit::Success)
 }
 
 /// `runbook state check`: can this host use the store, and is it healthy?
-pub fn check(state: Option<&str>) -> u8 {
+pub fn check(state: Option<&str>) -> CliResult {
     let location = location(state);
     if let Location::Sqlite(path) = &location
         && !path.exists()
     {
-        eprintln!("error: no state store at `{}`", path.display());
-        return exit::CANNOT_START;
+        return Err(CliError::NoStateStore { path: path.display().to_string(), help: None });
     }
     let now_ms = now_ms();
-    let result = block_on(async {
+    let health = block_on(async {
         let store = connect(&location).await?;
-        store.check(now_ms).await.map_err(|e| {
-            eprintln!("error: the state store `{}` fails its check: {e}", location.shown());
-            exit::CANNOT_START
+        store.check(now_ms).await.map_err(|source| CliError::StoreAt {
+            doing: StoreAction::Check,
+            location: location.shown(),
+            source,
         })
-    });
-    let health = match result {
-        Ok(h) => h,
-        Err(code) => return code,
-    };
+    })?;
     let skew_ms = health.db_now_ms - now_ms;
     outln!("store:    {} ({})", location.shown(), health.backend.name());
     outln!("schema:   version {} (this runbook knows {})", health.applied, health.known);
@@ -311,33 +291,33 @@ pub fn check(state: Option<&str>) -> u8 {
         if skew_ms > 0 { "behind" } else { "ahead of" }
     );
     if health.applied < health.known {
-        eprintln!("error: the schema is older than this runbook needs: run `runbook state migrate`");
-        return exit::CANNOT_START;
+        return Err(CliError::CannotStart(Message::new(
+            "the schema is older than this runbook needs: run `runbook state migrate`",
+        )));
     }
     if !unheld.is_empty() {
-        eprintln!("error: the store does not hold what it promises: {}", unheld.join("; "));
-        eprintln!(
-            "  help: someone who owns the tables changed them; `runbook audit verify` checks the journals, and `runbook state migrate` cannot restore dropped triggers: ask the administrator"
-        );
-        return exit::CANNOT_START;
+        return Err(CliError::CannotStart(
+            Message::new(format!("the store does not hold what it promises: {}", unheld.join("; "))).help(
+                "someone who owns the tables changed them; `runbook audit verify` checks the journals, and `runbook state migrate` cannot restore dropped triggers: ask the administrator",
+            ),
+        ));
     }
     // Leases are compared across hosts: a clock far off would take over a live lease early.
     if health.backend == Backend::Postgres && skew_ms.abs() > 5_000 {
-        eprintln!(
-            "error: this host's clock is {} s off the database's; sync it (NTP) before running here: lock leases depend on it",
+        return Err(CliError::CannotStart(Message::new(format!(
+            "this host's clock is {} s off the database's; sync it (NTP) before running here: lock leases depend on it",
             skew_ms.abs() / 1000
-        );
-        return exit::CANNOT_START;
+        ))));
     }
     outln!("ok: the store is usable from this host");
-    exit::SUCCESS
+    Ok(Exit::Success)
 }
 
-async fn connect(location: &Location) -> Result<Store, u8> {
-    Store::connect(location).await.map_err(|e| {
-        eprintln!("error: cannot connect to the state store `{}`: {e}", location.shown());
-        bad_file_help(&e);
-        exit::CANNOT_START
+async fn connect(location: &Location) -> Result<Store, CliError> {
+    Store::connect(location).await.map_err(|source| CliError::StoreAt {
+        doing: StoreAction::Connect,
+        location: location.shown(),
+        source,
     })
 }
 

@@ -7,6 +7,8 @@ mod argv_sampler;
 mod audit;
 mod book;
 mod checks_only_read;
+mod cli_errors;
+mod cli_layers;
 mod compensate_doubt;
 mod contexts;
 mod crash;

@@ -1,0 +1,494 @@
+//! How a command fails, as a value: [`CliError`]. Commands return `Result<Exit, CliError>`;
+//! `main` prints the error once ([`CliError::render`]) and exits with its [`CliError::code`].
+//!
+//! The rule: code that finds a problem builds a `CliError` and returns it; it never prints
+//! the problem itself. Progress a user watches (step lines, notes, warnings, questions) is
+//! printed where it happens. The exit code of a failure is decided here, from the variant
+//! (and, for the state store, from [`StoreError`], in one `match`), never at the call site.
+
+use runbook_core::Diagnostic;
+use runbook_exec::dispatch::ExecError;
+use runbook_store::StoreError;
+
+use crate::exit;
+
+/// How a command that did not fail ended: its exit code tells the outcome (a run that
+/// failed, or that waits for an operator, is not an error of the command).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// Everything went as asked.
+    Success,
+    /// A run failed (its compensations ran, or none were needed).
+    Failed,
+    /// `check` found invalid files (its report said which).
+    Invalid,
+    /// An operator must decide (a run stopped for a decision, or the store disagrees
+    /// with a journal: the warnings said which).
+    NeedsOperator,
+    /// A run was interrupted (Ctrl-C, SIGTERM).
+    Interrupted,
+}
+
+impl Exit {
+    /// The process's exit code.
+    pub fn code(self) -> u8 {
+        match self {
+            Exit::Success => exit::SUCCESS,
+            Exit::Failed => exit::FAILED,
+            Exit::Invalid => exit::INVALID,
+            Exit::NeedsOperator => exit::NEEDS_OPERATOR,
+            Exit::Interrupted => exit::INTERRUPTED,
+        }
+    }
+}
+
+/// What a command returns.
+pub type CliResult = Result<Exit, CliError>;
+
+/// The text of an error that is not worth a variant of its own: `error:` lines, indented
+/// lines that explain them, and a hint. Rendered as
+///
+/// ```text
+/// error: <each of errors>
+///   <each of details>
+///   help: <help>
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Message {
+    /// One `error:` line each (at least one).
+    pub errors: Vec<String>,
+    /// Lines under them, indented by two spaces.
+    pub details: Vec<String>,
+    /// The hint.
+    pub help: Option<String>,
+}
+
+impl Message {
+    /// One error line.
+    pub fn new(error: impl Into<String>) -> Message {
+        Message { errors: vec![error.into()], ..Message::default() }
+    }
+
+    /// Several error lines (a list of problems).
+    pub fn all(errors: impl IntoIterator<Item = String>) -> Message {
+        Message { errors: errors.into_iter().collect(), ..Message::default() }
+    }
+
+    /// With a line under the error lines.
+    pub fn detail(mut self, line: impl Into<String>) -> Message {
+        self.details.push(line.into());
+        self
+    }
+
+    /// With a hint.
+    pub fn help(mut self, help: impl Into<String>) -> Message {
+        self.help = Some(help.into());
+        self
+    }
+}
+
+impl std::fmt::Display for Message {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.errors.join("; "))
+    }
+}
+
+/// Everything a command can fail with. Each variant's exit code is [`CliError::code`]
+/// (the table is in `exit.rs` and the book's reference/exit-codes.md).
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum CliError {
+    /// `--as` / `$RUNBOOK_OPERATOR` names nobody readable.
+    #[error("--as / RUNBOOK_OPERATOR: {problem}")]
+    #[diagnostic(
+        code(runbook::bad_identity),
+        help("use a name made of visible characters (letters, digits, `.`, `-`, `@`, spaces)")
+    )]
+    BadIdentity {
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// The arguments ask for what cannot be, beyond what clap checks (a decision flag that
+    /// does not fit the run).
+    #[error("{0}")]
+    #[diagnostic(code(runbook::usage))]
+    Usage(Message),
+    /// Problems in the files the command was given (a runbook, parameters, a params file),
+    /// each with its place: printed as diagnostics.
+    #[error("{} problem(s) in the input; nothing was run", .0.len())]
+    #[diagnostic(code(runbook::invalid_input))]
+    Diagnostics(Vec<Diagnostic>),
+    /// The input is refused and nothing ran: a plan that no longer matches, a parameter or
+    /// a text that holds a secret, a run that cannot go on...
+    #[error("{0}")]
+    #[diagnostic(code(runbook::refused))]
+    Invalid(Message),
+    /// A run that has finished cannot be resumed.
+    #[error("run {run_id} has finished ({status}); there is nothing to resume")]
+    #[diagnostic(code(runbook::run_finished))]
+    RunFinished {
+        /// The run.
+        run_id: String,
+        /// How it ended.
+        status: String,
+    },
+    /// An operator must decide before anything can go on (steps in doubt, a journal that
+    /// fails verification).
+    #[error("{0}")]
+    #[diagnostic(code(runbook::needs_operator))]
+    NeedsOperator(Message),
+    /// What the store holds of a run does not fit its journal's hash chain.
+    #[error("the store's record of run {run_id} does not fit its hash chain:")]
+    #[diagnostic(
+        code(runbook::chain_mismatch),
+        help(
+            "`runbook audit verify {run_id}` names them; `runbook audit {run_id}` prints the records as stored"
+        )
+    )]
+    ChainMismatch {
+        /// The run.
+        run_id: String,
+        /// What does not fit, one line each.
+        findings: Vec<String>,
+    },
+    /// `audit verify` found journals that fail verification (listed on standard output).
+    #[error("{count} journal(s) fail verification")]
+    #[diagnostic(code(runbook::journals_broken))]
+    JournalsBroken {
+        /// How many.
+        count: usize,
+    },
+    /// No SQLite state store where one must already be.
+    #[error("no state store at `{path}`")]
+    #[diagnostic(code(runbook::no_state_store))]
+    NoStateStore {
+        /// The file.
+        path: String,
+        /// Say where runs are recorded.
+        #[help]
+        help: Option<String>,
+    },
+    /// The state store failed while doing something for the command.
+    #[error("{}", store_at(*.doing, .location, .source))]
+    #[diagnostic(code(runbook::state_store))]
+    StoreAt {
+        /// What was being done (`cannot open the state store`).
+        doing: StoreAction,
+        /// The store, as it may be shown (a URL without its password).
+        location: String,
+        /// What failed.
+        source: StoreError,
+    },
+    /// The state store failed.
+    #[error("{0}")]
+    #[diagnostic(code(runbook::state_store))]
+    Store(StoreError),
+    /// The lock a run needs is held by a live run.
+    #[error("lock `{name}` is held by run {run_id} ({holder}, since {since}){still}; nothing {what}", still = if *.still_running { ": the run is still running" } else { "" }, what = if *.still_running { "was done" } else { "ran" })]
+    #[diagnostic(code(runbook::lock_held))]
+    LockHeld {
+        /// The lock.
+        name: String,
+        /// The run that holds it.
+        run_id: String,
+        /// Who holds it.
+        holder: String,
+        /// Since when.
+        since: String,
+        /// The run asked for is the holder itself (`resume` of a run still running).
+        still_running: bool,
+    },
+    /// The executor refused to start, or stopped on the store.
+    #[error(transparent)]
+    #[diagnostic(code(runbook::exec))]
+    Exec(ExecError),
+    /// Something the command needs could not be set up (a folder, the async runtime, an
+    /// output file).
+    #[error("{0}")]
+    #[diagnostic(code(runbook::cannot_start))]
+    CannotStart(Message),
+    /// In an engine a worker started: the worker is gone.
+    #[error("the worker that started this run is gone; the run is left for another worker")]
+    #[diagnostic(code(runbook::worker_gone))]
+    WorkerGone,
+    /// Internal (`__tie`): a step's program could not be started.
+    #[error("cannot start the step's program `{program}`: {error}")]
+    #[diagnostic(code(runbook::step_not_started))]
+    StepNotStarted {
+        /// The program.
+        program: String,
+        /// Why.
+        error: String,
+    },
+}
+
+/// What the CLI was doing with the state store when it failed (the first words of the
+/// message).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreAction {
+    Open,
+    Connect,
+    ReadIdentity,
+    Migrate,
+    SetIdentity,
+    Check,
+    Queue,
+}
+
+impl std::fmt::Display for StoreAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            StoreAction::Open => "cannot open the state store",
+            StoreAction::Connect => "cannot connect to the state store",
+            StoreAction::ReadIdentity => "cannot read the identity mode of",
+            StoreAction::Migrate => "cannot migrate the state store",
+            StoreAction::SetIdentity => "cannot set the identity mode of",
+            StoreAction::Check => "the state store fails its check",
+            StoreAction::Queue => "cannot queue the run in",
+        })
+    }
+}
+
+/// `cannot open the state store `PATH`: why`.
+fn store_at(doing: StoreAction, location: &str, source: &StoreError) -> String {
+    match doing {
+        StoreAction::Check => format!("the state store `{location}` fails its check: {source}"),
+        doing => format!("{doing} `{location}`: {source}"),
+    }
+}
+
+impl From<StoreError> for CliError {
+    fn from(e: StoreError) -> CliError {
+        match e {
+            StoreError::LockHeld(h) => CliError::LockHeld {
+                name: h.name,
+                run_id: h.run_id,
+                holder: h.holder,
+                since: h.acquired_at,
+                still_running: false,
+            },
+            e => CliError::Store(e),
+        }
+    }
+}
+
+impl From<ExecError> for CliError {
+    fn from(e: ExecError) -> CliError {
+        match e {
+            ExecError::Store(e) => e.into(),
+            e => CliError::Exec(e),
+        }
+    }
+}
+
+/// The exit code of a failure of the state store: the one place that decides it.
+fn store_code(e: &StoreError) -> u8 {
+    match e {
+        // The id or the decision the operator typed is wrong: nothing was done.
+        StoreError::NoSuchRun(_) | StoreError::Refused(_) => exit::INVALID,
+        // The store cannot be used (unreachable, damaged, another schema), or another
+        // engine holds the run: the command could not start.
+        StoreError::Db(_)
+        | StoreError::Migrate(_)
+        | StoreError::BadFile { .. }
+        | StoreError::NeedsMigration { .. }
+        | StoreError::NewerSchema { .. }
+        | StoreError::Fenced { .. }
+        | StoreError::LockHeld(_)
+        | StoreError::RunChanged { .. }
+        | StoreError::Corrupt(_) => exit::CANNOT_START,
+    }
+}
+
+impl CliError {
+    /// The exit code (exit.rs).
+    pub fn code(&self) -> u8 {
+        match self {
+            CliError::BadIdentity { .. } | CliError::Usage(_) => exit::USAGE,
+            CliError::Diagnostics(_) | CliError::Invalid(_) | CliError::RunFinished { .. } => exit::INVALID,
+            CliError::NeedsOperator(_) | CliError::ChainMismatch { .. } | CliError::JournalsBroken { .. } => {
+                exit::NEEDS_OPERATOR
+            }
+            CliError::NoStateStore { .. } | CliError::LockHeld { .. } | CliError::CannotStart(_) => {
+                exit::CANNOT_START
+            }
+            // Identities and mappings are the administrator's input: a refusal is about them.
+            CliError::StoreAt { doing: StoreAction::SetIdentity, .. } => exit::INVALID,
+            CliError::StoreAt { .. } => exit::CANNOT_START,
+            CliError::Store(e) => store_code(e),
+            CliError::Exec(ExecError::Preconditions(_) | ExecError::LockName(_)) => exit::INVALID,
+            CliError::Exec(ExecError::Store(e)) => store_code(e),
+            CliError::Exec(ExecError::RunDir { .. }) => exit::CANNOT_START,
+            CliError::WorkerGone => exit::INTERRUPTED,
+            CliError::StepNotStarted { .. } => exit::STEP_NOT_STARTED,
+        }
+    }
+
+    /// The text on standard error, as the user reads it.
+    pub fn render(&self, color: bool) -> String {
+        let mut out = String::new();
+        match self {
+            CliError::Diagnostics(diags) => {
+                out.push_str(&crate::report::human(diags, color));
+                if let Some(s) = crate::report::summary(diags) {
+                    out.push_str(&s);
+                    out.push('\n');
+                }
+                return out;
+            }
+            CliError::Usage(m)
+            | CliError::Invalid(m)
+            | CliError::NeedsOperator(m)
+            | CliError::CannotStart(m) => {
+                for e in &m.errors {
+                    out.push_str(&format!("error: {e}\n"));
+                }
+                for d in &m.details {
+                    out.push_str(&format!("  {d}\n"));
+                }
+                if let Some(h) = &m.help {
+                    out.push_str(&format!("  help: {h}\n"));
+                }
+                return out;
+            }
+            // A step sees this as its program's error output: it names the engine, like a shell.
+            CliError::StepNotStarted { .. } => return format!("runbook: {self}\n"),
+            CliError::ChainMismatch { findings, .. } => {
+                out.push_str(&format!("error: {self}\n"));
+                for f in findings {
+                    out.push_str(&format!("  {f}\n"));
+                }
+            }
+            _ => out.push_str(&format!("error: {self}\n")),
+        }
+        if let Some(help) = self.hint() {
+            out.push_str(&format!("  help: {help}\n"));
+        }
+        out
+    }
+
+    /// The hint under the message: the diagnostic's help, or what fits the store's error.
+    fn hint(&self) -> Option<String> {
+        if let Some(help) = miette::Diagnostic::help(self) {
+            return Some(help.to_string());
+        }
+        let store = match self {
+            CliError::StoreAt { doing: StoreAction::Open | StoreAction::Connect, source, .. } => source,
+            _ => return None,
+        };
+        match store {
+            StoreError::NeedsMigration { .. } => Some(
+                "`runbook state migrate --state URL` (once per upgrade, by whoever administers the store)"
+                    .into(),
+            ),
+            StoreError::BadFile { path, .. } => Some(format!(
+                "restore it from a backup, or move it aside (`mv {path} {path}.broken`) and run again to start an empty store; `--state PATH` names another"
+            )),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_store_error_has_the_code_the_book_gives() {
+        assert_eq!(CliError::from(StoreError::NoSuchRun("r".into())).code(), exit::INVALID);
+        assert_eq!(CliError::from(StoreError::Refused("no".into())).code(), exit::INVALID);
+        assert_eq!(CliError::from(StoreError::Corrupt("x".into())).code(), exit::CANNOT_START);
+        let stale = StoreError::RunChanged { run_id: "r".into(), read: Some(1), found: Some(2) };
+        assert_eq!(CliError::from(ExecError::Store(stale)).code(), exit::CANNOT_START);
+        assert_eq!(CliError::from(ExecError::LockName("x".into())).code(), exit::INVALID);
+    }
+
+    /// The errors tests/integration/cli_errors.rs cannot easily reach through the binary,
+    /// rendered as `main` prints them (exit code first).
+    #[test]
+    fn errors_read_as_the_snapshots_say() {
+        let holder = runbook_store::LockHolder {
+            name: "deploy-prod".into(),
+            run_id: "r-1".into(),
+            holder: "ana@host1 (pid 42)".into(),
+            acquired_at: "2026-12-06T10:00:00Z".into(),
+            lease_until: 0,
+        };
+        let cases: Vec<(&str, CliError)> = vec![
+            ("lock_held", StoreError::LockHeld(Box::new(holder.clone())).into()),
+            (
+                "lock_held_by_the_run_itself",
+                CliError::LockHeld {
+                    name: holder.name,
+                    run_id: holder.run_id,
+                    holder: holder.holder,
+                    since: holder.acquired_at,
+                    still_running: true,
+                },
+            ),
+            (
+                "chain_mismatch",
+                CliError::ChainMismatch {
+                    run_id: "r-1".into(),
+                    findings: vec!["runs.operator: the row says `mallory`, the journal says `ana`".into()],
+                },
+            ),
+            ("journals_broken", CliError::JournalsBroken { count: 2 }),
+            (
+                "store_needs_migration",
+                CliError::StoreAt {
+                    doing: StoreAction::Open,
+                    location: "postgres://runbook@db/runbook".into(),
+                    source: StoreError::NeedsMigration { applied: 3, known: 5 },
+                },
+            ),
+            (
+                "store_identity_refused",
+                CliError::StoreAt {
+                    doing: StoreAction::SetIdentity,
+                    location: "state.db".into(),
+                    source: StoreError::Refused("a SQLite file cannot check database roles".into()),
+                },
+            ),
+            (
+                "store_check_failed",
+                CliError::StoreAt {
+                    doing: StoreAction::Check,
+                    location: "state.db".into(),
+                    source: StoreError::Corrupt("runs.status `maybe`".into()),
+                },
+            ),
+            (
+                "plan_no_longer_matches",
+                CliError::Invalid(Message {
+                    errors: vec!["the plan `p.json` no longer matches what would run; nothing ran:".into()],
+                    details: vec!["- `r.toml` changed since it was planned (SHA-256 aaa then, bbb now)".into()],
+                    help: Some("review a new plan (`runbook plan r.toml -o p.json`)".into()),
+                }),
+            ),
+            (
+                "steps_in_doubt",
+                CliError::NeedsOperator(
+                    Message::all([
+                        "run r-1 has steps in doubt that are not idempotent: migrate".to_string(),
+                        "run r-1 has compensations in doubt that are not idempotent: restore".to_string(),
+                    ])
+                    .detail("they started and the engine stopped before their outcome was recorded; they may or may not have run")
+                    .help("check what they did, then `runbook resume r-1 --rerun STEP` or `--skip STEP` (treat as done), with `--reason TEXT`"),
+                ),
+            ),
+            (
+                "cannot_start",
+                CliError::CannotStart(Message::new("cannot start the async runtime: out of file descriptors")),
+            ),
+            ("lock_name", ExecError::LockName("unknown variable `params.env`".into()).into()),
+            (
+                "run_dir",
+                ExecError::RunDir { path: "/state/runs/r-1".into(), error: "permission denied".into() }.into(),
+            ),
+            ("run_changed", StoreError::RunChanged { run_id: "r-1".into(), read: Some(7), found: Some(9) }.into()),
+        ];
+        for (name, error) in cases {
+            insta::assert_snapshot!(name, format!("exit {}\n{}", error.code(), error.render(false)));
+        }
+    }
+}

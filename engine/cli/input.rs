@@ -1,0 +1,149 @@
+//! What a command is given, read and checked: a runbook (and its includes), its parameter
+//! values, and the digests of the other files a run of it reads. Problems come back as
+//! [`CliError`]s; warnings are printed as they are found.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use runbook_core::model::{ParamValue, Runbook};
+use runbook_core::validate::{self, Checked};
+use runbook_core::{Diagnostic, Source, inputs, plan};
+
+use crate::error::{CliError, Message};
+use crate::loader;
+
+pub fn display(path: &Path) -> String {
+    path.to_string_lossy().into_owned()
+}
+
+/// Read, parse and validate one file (and its includes).
+pub fn load(path: &Path) -> Checked {
+    let shown = display(path);
+    // A file named on the command line is quoted in diagnostics when it is a runbook, or a
+    // `.toml` file named directly (a runbook being written has syntax errors). Anything else
+    // (`check evil.toml` where `evil.toml` links to `../../app.env`, `check .env`) gets one
+    // line without its content: a CI job may check file names an attacker chose.
+    let quotable = |text: &str| {
+        validate::is_runbook_text(text)
+            || (path.extension().is_some_and(|e| e == "toml")
+                && std::fs::symlink_metadata(path).is_ok_and(|m| !m.file_type().is_symlink()))
+    };
+    match loader::read(&shown).and_then(|t| {
+        if quotable(&t) {
+            Ok(t)
+        } else {
+            Err("it is not a runbook (a TOML file with a `[runbook]` table); its content is not shown".into())
+        }
+    }) {
+        Ok(text) => {
+            let includes = loader::FsLoader::for_runbook(&shown);
+            validate::check(Source::new(shown, text), &includes)
+        }
+        Err(e) => Checked {
+            runbook: None,
+            diagnostics: vec![
+                Diagnostic::error(
+                    runbook_core::Code::Io,
+                    &Source::new(shown.clone(), ""),
+                    Default::default(),
+                    format!("cannot read `{shown}`: {e}"),
+                )
+                .with_help("check the path; it is relative to the current directory"),
+            ],
+        },
+    }
+}
+
+/// Print diagnostics that do not stop the command (warnings) where they are found.
+pub fn print_warnings(diags: &[Diagnostic], color: bool) {
+    if diags.is_empty() {
+        return;
+    }
+    eprint!("{}", crate::report::human(diags, color));
+}
+
+/// Load and validate a runbook and resolve its parameters; its warnings are printed.
+pub fn load_with_params(
+    file: &Path,
+    args: &[(String, String)],
+    params_file: Option<&Path>,
+    color: bool,
+) -> Result<(Arc<Runbook>, BTreeMap<String, ParamValue>), CliError> {
+    let checked = load(file);
+    let invalid = checked.diagnostics.iter().any(|d| d.severity == runbook_core::Severity::Error);
+    let Some(runbook) = checked.runbook.filter(|_| !invalid) else {
+        return Err(CliError::Diagnostics(checked.diagnostics));
+    };
+    print_warnings(&checked.diagnostics, color);
+    let mut given = BTreeMap::new();
+    let mut problems = Vec::new();
+    if let Some(pf) = params_file {
+        let shown = display(pf);
+        match loader::read(&shown) {
+            Ok(text) => {
+                let (values, diags) = inputs::from_file(&Source::new(shown.clone(), text), &runbook);
+                given.extend(values);
+                // Its lines are quoted only when it is a `.toml` file named directly: a link
+                // or another kind of file could be anything (an `.env` file of passwords).
+                let direct = pf.extension().is_some_and(|e| e == "toml")
+                    && std::fs::symlink_metadata(pf).is_ok_and(|m| !m.file_type().is_symlink());
+                if direct || diags.is_empty() {
+                    problems.extend(diags);
+                } else {
+                    problems.push(
+                        Diagnostic::error(
+                            runbook_core::Code::InvalidParamValue,
+                            &Source::new(shown.clone(), ""),
+                            Default::default(),
+                            format!("params file `{shown}` is not valid ({} problems); its content is not shown", diags.len()),
+                        )
+                        .with_help("name a `.toml` params file directly (not through a symbolic link) to see the problems"),
+                    );
+                }
+            }
+            Err(e) => problems.push(Diagnostic::error(
+                runbook_core::Code::Io,
+                &Source::new(shown.clone(), ""),
+                Default::default(),
+                format!("cannot read params file `{shown}`: {e}"),
+            )),
+        }
+    }
+    let (values, diags) = inputs::from_args(args, &runbook);
+    given.extend(values);
+    problems.extend(diags);
+    if problems.is_empty() {
+        match inputs::resolve(&runbook, &given) {
+            Ok(v) => return Ok((runbook, v)),
+            Err(d) => problems.extend(d),
+        }
+    }
+    Err(CliError::Diagnostics(problems))
+}
+
+/// The `reads` of a plan: every other file a run of `runbook` reads, and the params file the
+/// values came from, each with its digest (a SQL script with its text).
+pub fn pinned_reads(runbook: &Runbook, params_file: Option<&Path>) -> Result<Vec<plan::PlanRead>, CliError> {
+    let mut reads = loader::reads(runbook).map_err(|problems| {
+        CliError::Invalid(
+            Message::all(problems).help("paths are relative to the folder of the runbook that names them"),
+        )
+    })?;
+    if let Some(pf) = params_file {
+        let read = runbook_core::model::FileRead {
+            kind: runbook_core::model::ReadKind::ParamsFile,
+            path: display(pf),
+        };
+        match loader::read_bytes(&read.path) {
+            Ok(bytes) => reads.push(plan::reads_entry(&read, &bytes)),
+            Err(e) => {
+                return Err(CliError::Invalid(Message::new(format!(
+                    "cannot read params file `{}`: {e}",
+                    read.path
+                ))));
+            }
+        }
+    }
+    Ok(reads)
+}
