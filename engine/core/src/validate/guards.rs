@@ -7,38 +7,16 @@ impl Validator<'_> {
     pub(super) fn compensation(
         &mut self,
         c: &Spanned<RawAction>,
-        step: &str,
         what: &str,
         base: Scope<'_>,
         defaults: &Defaults,
     ) -> Option<Compensation> {
         let r = &c.value;
-        let kinds = present(&[
-            ("run", r.run.as_ref().map(|x| x.span)),
-            ("cmd", r.cmd.as_ref().map(|x| x.span)),
-            ("http", r.http.as_ref().map(|x| x.span)),
-            ("sql", r.sql.as_ref().map(|x| x.span)),
-            ("notify", r.notify.as_ref().map(|x| x.span)),
-        ]);
         let label = format!("the compensation of {what}");
         let scope = Scope { self_outputs: true, ..base };
-        let id = Spanned::new(step.to_string(), c.span);
-        self.kind_count(&kinds, &id, &label, "`run`, `cmd`, `http`, `sql` or `notify`")?;
-        let action = self.action(
-            ActionRef {
-                run: r.run.as_ref(),
-                cmd: r.cmd.as_ref(),
-                http: r.http.as_deref(),
-                sql: r.sql.as_deref(),
-                approval: None,
-                notify: r.notify.as_deref(),
-                runbook: None,
-                shell: r.shell.as_ref(),
-            },
-            &label,
-            scope,
-            defaults,
-        );
+        let a = ActionRef::of_compensation(r);
+        self.one_kind(&a, Carrier::Compensation, c.span, &label)?;
+        let action = self.action(a, &label, scope, defaults);
         let env = self.env(r.env.as_ref(), &label, scope);
         let timeout = r.timeout.as_ref().and_then(|t| self.duration(t, "compensate.timeout"));
         let retry = match &r.retry {
@@ -110,30 +88,9 @@ impl Validator<'_> {
             }
             let label = format!("precondition `{}` of {what}", id.value);
             let base = Scope { step, finally, ..Scope::new(Place::Unset) };
-            let kinds = present(&[
-                ("run", r.run.as_ref().map(|x| x.span)),
-                ("cmd", r.cmd.as_ref().map(|x| x.span)),
-                ("http", r.http.as_ref().map(|x| x.span)),
-                ("sql", r.sql.as_ref().map(|x| x.span)),
-            ]);
-            let counted = self.kind_count(&kinds, id, &label, "`run`, `cmd`, `http` or `sql`");
-            let action = counted.and_then(|_| {
-                self.action(
-                    ActionRef {
-                        run: r.run.as_ref(),
-                        cmd: r.cmd.as_ref(),
-                        http: r.http.as_deref(),
-                        sql: r.sql.as_deref(),
-                        approval: None,
-                        notify: None,
-                        runbook: None,
-                        shell: None,
-                    },
-                    &label,
-                    base,
-                    &Defaults::default(),
-                )
-            });
+            let a = ActionRef::of_precondition(r);
+            let counted = self.one_kind(&a, Carrier::Precondition, id.span, &label);
+            let action = counted.and_then(|_| self.action(a, &label, base, &Defaults::default()));
             let message = r.message.as_ref().map(|m| {
                 self.template(m, Mode::Plain, Scope { place: Place::Field("message", &label), ..base })
             });

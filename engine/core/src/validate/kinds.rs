@@ -4,37 +4,6 @@
 use super::*;
 
 impl Validator<'_> {
-    pub(super) fn kind_count(
-        &mut self,
-        kinds: &[(&str, Span)],
-        id: &Spanned<String>,
-        what: &str,
-        allowed: &str,
-    ) -> Option<()> {
-        match kinds.len() {
-            1 => Some(()),
-            0 => {
-                self.err(Code::StepKind, id.span, format!("{what} has no kind")).help =
-                    Some(format!("give it exactly one of {allowed}"));
-                None
-            }
-            _ => {
-                let names: Vec<&str> = kinds.iter().map(|k| k.0).collect();
-                let d = Diagnostic::error(
-                    Code::StepKind,
-                    &self.source,
-                    kinds[1].1,
-                    format!("{what} has {} kinds (`{}`)", kinds.len(), names.join("`, `")),
-                )
-                .with_label("second kind")
-                .with_related(kinds[0].1, "first kind")
-                .with_help(format!("keep exactly one of {allowed}; split the work into separate steps"));
-                self.push(d);
-                None
-            }
-        }
-    }
-
     pub(super) fn http(&mut self, h: &Spanned<RawHttp>, what: &str, base: Scope<'_>) -> Option<HttpSpec> {
         let r = &h.value;
         let mut ok = true;
@@ -271,6 +240,26 @@ impl Validator<'_> {
     }
 }
 
+/// The unit that carries an action: each allows its own kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Carrier {
+    Step,
+    Compensation,
+    Precondition,
+}
+
+impl Carrier {
+    /// The kinds it allows, as messages list them.
+    fn allowed(self) -> &'static str {
+        match self {
+            Carrier::Step => "`run`, `cmd`, `http`, `sql`, `approval`, `notify` or `runbook`",
+            Carrier::Compensation => "`run`, `cmd`, `http`, `sql` or `notify`",
+            Carrier::Precondition => "`run`, `cmd`, `http` or `sql`",
+        }
+    }
+}
+
+/// The action fields of a step, compensation or precondition, as written.
 pub(super) struct ActionRef<'r> {
     pub(super) run: Option<&'r SpannedString>,
     pub(super) cmd: Option<&'r Spanned<Vec<SpannedString>>>,
@@ -282,21 +271,133 @@ pub(super) struct ActionRef<'r> {
     pub(super) shell: Option<&'r Spanned<Vec<String>>>,
 }
 
-pub(super) fn step_kinds(raw: &RawStep) -> Vec<(&'static str, Span)> {
-    let mut kinds = present(&[
-        ("run", raw.run.as_ref().map(|x| x.span)),
-        ("cmd", raw.cmd.as_ref().map(|x| x.span)),
-        ("http", raw.http.as_ref().map(|x| x.span)),
-        ("sql", raw.sql.as_ref().map(|x| x.span)),
-        ("approval", raw.approval.as_ref().map(|x| x.span)),
-        ("notify", raw.notify.as_ref().map(|x| x.span)),
-        ("runbook", raw.runbook.as_ref().map(|x| x.span)),
-    ]);
-    kinds.sort_by_key(|k| k.1.start);
-    kinds
+impl<'r> ActionRef<'r> {
+    pub(super) fn of_step(raw: &'r RawStep) -> Self {
+        ActionRef {
+            run: raw.run.as_ref(),
+            cmd: raw.cmd.as_ref(),
+            http: raw.http.as_deref(),
+            sql: raw.sql.as_deref(),
+            approval: raw.approval.as_deref(),
+            notify: raw.notify.as_deref(),
+            runbook: raw.runbook.as_deref(),
+            shell: raw.shell.as_ref(),
+        }
+    }
+
+    pub(super) fn of_compensation(r: &'r RawAction) -> Self {
+        ActionRef {
+            run: r.run.as_ref(),
+            cmd: r.cmd.as_ref(),
+            http: r.http.as_deref(),
+            sql: r.sql.as_deref(),
+            approval: None,
+            notify: r.notify.as_deref(),
+            runbook: None,
+            shell: r.shell.as_ref(),
+        }
+    }
+
+    pub(super) fn of_precondition(r: &'r RawPrecondition) -> Self {
+        ActionRef {
+            run: r.run.as_ref(),
+            cmd: r.cmd.as_ref(),
+            http: r.http.as_deref(),
+            sql: r.sql.as_deref(),
+            approval: None,
+            notify: None,
+            runbook: None,
+            shell: None,
+        }
+    }
+
+    /// The kinds present, with where each was written, in the order they were written.
+    fn kinds(&self) -> Vec<(&'static str, Span)> {
+        let mut kinds: Vec<(&'static str, Span)> = [
+            ("run", self.run.map(|x| x.span)),
+            ("cmd", self.cmd.map(|x| x.span)),
+            ("http", self.http.map(|x| x.span)),
+            ("sql", self.sql.map(|x| x.span)),
+            ("approval", self.approval.map(|x| x.span)),
+            ("notify", self.notify.map(|x| x.span)),
+            ("runbook", self.runbook.map(|x| x.span)),
+        ]
+        .into_iter()
+        .filter_map(|(name, span)| span.map(|s| (name, s)))
+        .collect();
+        kinds.sort_by_key(|k| k.1.start);
+        kinds
+    }
 }
 
-/// The kinds that are present, with where each was written.
-pub(super) fn present(kinds: &[(&'static str, Option<Span>)]) -> Vec<(&'static str, Span)> {
-    kinds.iter().filter_map(|(name, span)| span.map(|s| (*name, s))).collect()
+impl Validator<'_> {
+    /// RB010, the one check that a unit (at `span`, described as `what`) has exactly one kind.
+    pub(super) fn one_kind(
+        &mut self,
+        a: &ActionRef<'_>,
+        carrier: Carrier,
+        span: Span,
+        what: &str,
+    ) -> Option<()> {
+        let kinds = a.kinds();
+        let allowed = carrier.allowed();
+        match kinds.len() {
+            1 => Some(()),
+            0 => {
+                self.err(Code::StepKind, span, format!("{what} has no kind")).help =
+                    Some(format!("give it exactly one of {allowed}"));
+                None
+            }
+            _ => {
+                let names: Vec<&str> = kinds.iter().map(|k| k.0).collect();
+                let d = Diagnostic::error(
+                    Code::StepKind,
+                    &self.source,
+                    kinds[1].1,
+                    format!("{what} has {} kinds (`{}`)", kinds.len(), names.join("`, `")),
+                )
+                .with_label("second kind")
+                .with_related(kinds[0].1, "first kind")
+                .with_help(format!("keep exactly one of {allowed}; split the work into separate steps"));
+                self.push(d);
+                None
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::diagnostic::{Code, Source};
+    use crate::validate::{NoIncludes, check};
+
+    /// The one RB010 of `text`: its message, and the text under its label and its related span.
+    fn two_kinds(text: &str) -> (String, String, String) {
+        let source = Source::new("t.toml", text.to_string());
+        let checked = check(std::sync::Arc::clone(&source), &NoIncludes);
+        let d = checked.diagnostics.iter().find(|d| d.code == Code::StepKind).expect("an RB010");
+        let first = d.related.first().expect("a related span").span;
+        (
+            d.message.clone(),
+            text[d.span.start..d.span.end].to_string(),
+            text[first.start..first.end].to_string(),
+        )
+    }
+
+    #[test]
+    fn the_first_kind_is_the_first_written_in_steps_compensations_and_preconditions() {
+        let step = "[runbook]\nname = \"r\"\n\n[steps.a]\ncmd = [\"true\"]\nrun = \"true\"\n";
+        let compensation = "[runbook]\nname = \"r\"\n\n[steps.a]\nrun = \"true\"\ncompensate = { cmd = [\"true\"], run = \"true\" }\n";
+        let precondition = "[runbook]\nname = \"r\"\n\n[preconditions.p]\ncmd = [\"true\"]\nrun = \"true\"\n\n[steps.a]\nrun = \"true\"\n";
+        for (text, what) in [
+            (step, "step `a`"),
+            (compensation, "the compensation of step `a`"),
+            (precondition, "precondition `p` of runbook"),
+        ] {
+            let (message, second, first) = two_kinds(text);
+            assert_eq!(message, format!("{what} has 2 kinds (`cmd`, `run`)"), "{text}");
+            assert_eq!(first, "[\"true\"]", "{text}");
+            assert_eq!(second, "\"true\"", "{text}");
+        }
+    }
 }

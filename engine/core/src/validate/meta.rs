@@ -3,6 +3,16 @@
 
 use super::*;
 
+/// The checked `[runbook]` table.
+pub(super) struct Meta {
+    pub(super) name: String,
+    pub(super) title: Option<String>,
+    pub(super) description: Option<String>,
+    pub(super) estimate: Option<Estimate>,
+    pub(super) max_parallel: Option<u32>,
+    pub(super) lock: Option<Template>,
+}
+
 impl Validator<'_> {
     // ----- [report] ----------------------------------------------------------------------
 
@@ -107,12 +117,7 @@ impl Validator<'_> {
 
     // ----- [runbook] ---------------------------------------------------------------------
 
-    #[allow(clippy::type_complexity)]
-    pub(super) fn meta(
-        &mut self,
-        m: &RawMeta,
-    ) -> Option<(String, Option<String>, Option<String>, Option<Estimate>, Option<u32>, Option<Template>)>
-    {
+    pub(super) fn meta(&mut self, m: &RawMeta) -> Option<Meta> {
         if !is_runbook_name(&m.name.value) {
             self.err(Code::InvalidId, m.name.span, format!("invalid runbook name `{}`", m.name.value))
                 .help = Some("a runbook name is lowercase letters, digits, `_` and `-`, starting with a letter (`^[a-z][a-z0-9_-]*$`)".into());
@@ -133,7 +138,14 @@ impl Validator<'_> {
         };
         let lock_scope = Scope { run_vars: false, ..Scope::new(Place::Text("the lock name")) };
         let lock = m.lock.as_ref().map(|l| self.template(l, Mode::Plain, lock_scope));
-        Some((m.name.value.clone(), m.title.clone(), m.description.clone(), estimate, max_parallel, lock))
+        Some(Meta {
+            name: m.name.value.clone(),
+            title: m.title.clone(),
+            description: m.description.clone(),
+            estimate,
+            max_parallel,
+            lock,
+        })
     }
 
     // ----- defaults ----------------------------------------------------------------------

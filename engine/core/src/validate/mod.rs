@@ -36,7 +36,7 @@ mod parameters;
 mod steps;
 mod templates;
 
-use kinds::{ActionRef, present, step_kinds};
+use kinds::{ActionRef, Carrier};
 use meta::on_failure;
 
 /// Reads included runbook files for the validator.
@@ -171,7 +171,6 @@ const HTTP_OUTPUTS: [&str; 5] = ["status", "headers", "body", "json", "latency_m
 const SQL_OUTPUTS: [&str; 2] = ["rows", "rows_affected"];
 /// minijinja's global functions: names a template may call that are not variables.
 const TEMPLATE_FUNCTIONS: [&str; 3] = ["range", "dict", "namespace"];
-const KINDS: &str = "`run`, `cmd`, `http`, `sql`, `approval`, `notify` or `runbook`";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Section {
@@ -356,7 +355,7 @@ impl<'a> Validator<'a> {
         let escalations = self.escalations(&doc.escalations);
         let report = self.report_section(doc);
 
-        let (name, title, description, estimate, max_parallel, lock) = meta?;
+        let meta::Meta { name, title, description, estimate, max_parallel, lock } = meta?;
         Some(Runbook {
             source: Arc::clone(&self.source),
             name,

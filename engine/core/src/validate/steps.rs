@@ -46,24 +46,10 @@ impl Validator<'_> {
         let when =
             raw.when.as_ref().map(|w| self.expr(w, Scope { place: Place::Field("when", &what), ..base }));
 
-        let kinds = step_kinds(raw);
-        let action = self.kind_count(&kinds, &u.id, &what, KINDS).and_then(|_| {
-            self.action(
-                ActionRef {
-                    run: raw.run.as_ref(),
-                    cmd: raw.cmd.as_ref(),
-                    http: raw.http.as_deref(),
-                    sql: raw.sql.as_deref(),
-                    approval: raw.approval.as_deref(),
-                    notify: raw.notify.as_deref(),
-                    runbook: raw.runbook.as_deref(),
-                    shell: raw.shell.as_ref(),
-                },
-                &what,
-                base,
-                defaults,
-            )
-        });
+        let a = ActionRef::of_step(raw);
+        let action = self
+            .one_kind(&a, Carrier::Step, u.id.span, &what)
+            .and_then(|_| self.action(a, &what, base, defaults));
 
         // `finally` steps run while the run ends: nothing there may wait for people or run a
         // whole other runbook.
@@ -119,7 +105,7 @@ impl Validator<'_> {
                     Some("`finally` steps are never compensated; remove `compensate`".into());
                 None
             }
-            Some(c) => self.compensation(c, id, &what, base, defaults).map(Box::new),
+            Some(c) => self.compensation(c, &what, base, defaults).map(Box::new),
             None => None,
         };
         let preconditions = raw
