@@ -234,20 +234,12 @@ impl Validator<'_> {
             })
             .collect();
         // The common case: a topological order covers every step, so there is no cycle.
-        if Graph::new(edges).topo_order().len() == units.len() {
+        let graph = Graph::new(edges);
+        if graph.topo_order().len() == units.len() {
             return;
         }
-        let mut graph: DiGraphMap<usize, ()> = DiGraphMap::new();
-        for (id, list) in needs {
-            let Some(&from) = order.get(id.as_str()) else { continue };
-            graph.add_node(from);
-            for (n, _) in list {
-                if let Some(&to) = order.get(n.as_str()) {
-                    graph.add_edge(from, to, ());
-                }
-            }
-        }
-        let mut sccs: Vec<Vec<usize>> = tarjan_scc(&graph).into_iter().filter(|c| c.len() > 1).collect();
+        let mut sccs: Vec<Vec<usize>> =
+            graph.strongly_connected().into_iter().filter(|c| c.len() > 1).collect();
         for c in &mut sccs {
             c.sort_unstable();
         }
@@ -345,17 +337,14 @@ pub(super) fn suggest_id(id: &str) -> Option<String> {
 }
 
 /// A path `start -> ... -> start` through the strongly connected component `members`.
-pub(super) fn cycle_path(
-    graph: &DiGraphMap<usize, ()>,
-    start: usize,
-    members: &HashSet<usize>,
-) -> Vec<usize> {
+pub(super) fn cycle_path(graph: &Graph, start: usize, members: &HashSet<usize>) -> Vec<usize> {
     // Breadth-first search for the shortest way back to `start`.
     let mut prev: HashMap<usize, usize> = HashMap::new();
     let mut queue = std::collections::VecDeque::from([start]);
     let mut seen = HashSet::from([start]);
     while let Some(n) = queue.pop_front() {
-        let mut next: Vec<usize> = graph.neighbors(n).filter(|m| members.contains(m)).collect();
+        let mut next: Vec<usize> =
+            graph.needs_of(n).iter().copied().filter(|m| members.contains(m)).collect();
         next.sort_unstable();
         for m in next {
             if m == start {

@@ -12,8 +12,6 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use petgraph::algo::tarjan_scc;
-use petgraph::graphmap::DiGraphMap;
 use regex::Regex;
 
 use crate::diagnostic::{self, Code, Diagnostic, Severity, Source};
