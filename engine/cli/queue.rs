@@ -342,33 +342,43 @@ impl Worker {
             .create(true)
             .append(true)
             .open(self.dir.join(format!("{}.out", claim.run_id)))?;
-        let mut cmd = tokio::process::Command::new(&self.exe);
+        let mut args: Vec<std::ffi::OsString> = Vec::new();
         if claim.started {
-            cmd.args(["resume", &claim.run_id]);
+            args.extend(["resume".into(), claim.run_id.clone().into()]);
         } else {
             let plan = self.dir.join(format!("{}.plan.json", claim.run_id));
             std::fs::write(&plan, &claim.plan)?;
-            cmd.arg("run").arg("--plan").arg(&plan).args(["--run-id", &claim.run_id]);
+            args.extend([
+                "run".into(),
+                "--plan".into(),
+                plan.into_os_string(),
+                "--run-id".into(),
+                claim.run_id.clone().into(),
+            ]);
         }
-        cmd.args(["--yes", "--wait"]);
+        args.extend(["--yes".into(), "--wait".into()]);
         // Journaled with `run_started`: the submitter may not approve their own run.
-        cmd.env("RUNBOOK_SUBMITTED_BY", &claim.submitted_by);
+        let mut env: Vec<(String, std::ffi::OsString)> =
+            vec![("RUNBOOK_SUBMITTED_BY".into(), claim.submitted_by.clone().into())];
+        let mut env_remove = Vec::new();
         if self.as_submitter {
-            cmd.args(["--as", &claim.submitted_by]);
+            args.extend(["--as".into(), claim.submitted_by.clone().into()]);
         } else {
-            cmd.env_remove("RUNBOOK_OPERATOR");
+            env_remove.push("RUNBOOK_OPERATOR".to_string());
         }
         // Through the environment, not the command line: a store URL may carry a password,
         // and any user of the host can read a process's arguments (`ps`).
         if let Some(state) = &self.state {
-            cmd.env("RUNBOOK_STATE", state);
+            env.push(("RUNBOOK_STATE".into(), state.into()));
         }
-        cmd.env(WORKER_PID, std::process::id().to_string())
-            .stdin(std::process::Stdio::null())
-            .stdout(out.try_clone()?)
-            .stderr(out)
-            .kill_on_drop(false)
-            .spawn()
+        env.push((WORKER_PID.into(), std::process::id().to_string().into()));
+        runbook_exec::process::spawn_engine(runbook_exec::process::EngineCommand {
+            program: self.exe.clone(),
+            args,
+            env,
+            env_remove,
+            output: out,
+        })
     }
 
     /// Record the engines that ended.

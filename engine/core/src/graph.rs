@@ -135,6 +135,71 @@ impl Graph {
         out
     }
 
+    /// The nodes `i` needs (its edges), as given.
+    pub fn needs_of(&self, i: usize) -> &[usize] {
+        &self.needs[i]
+    }
+
+    /// The strongly connected components, each in no particular order (Tarjan's algorithm,
+    /// iterative, so a chain of thousands of steps does not grow the call stack). A node on
+    /// no cycle is a component of its own.
+    pub fn strongly_connected(&self) -> Vec<Vec<usize>> {
+        const UNSEEN: usize = usize::MAX;
+        let n = self.needs.len();
+        let mut index = vec![UNSEEN; n];
+        let mut low = vec![0; n];
+        let mut on_stack = vec![false; n];
+        let mut stack = Vec::new();
+        let mut components = Vec::new();
+        let mut next = 0;
+        // The depth-first path: each node with the position of the next edge to follow.
+        let mut path: Vec<(usize, usize)> = Vec::new();
+        for root in 0..n {
+            if index[root] != UNSEEN {
+                continue;
+            }
+            index[root] = next;
+            low[root] = next;
+            next += 1;
+            stack.push(root);
+            on_stack[root] = true;
+            path.push((root, 0));
+            while let Some(top) = path.last_mut() {
+                let v = top.0;
+                if let Some(&w) = self.needs[v].get(top.1) {
+                    top.1 += 1;
+                    if index[w] == UNSEEN {
+                        index[w] = next;
+                        low[w] = next;
+                        next += 1;
+                        stack.push(w);
+                        on_stack[w] = true;
+                        path.push((w, 0));
+                    } else if on_stack[w] {
+                        low[v] = low[v].min(index[w]);
+                    }
+                    continue;
+                }
+                path.pop();
+                if let Some(&(parent, _)) = path.last() {
+                    low[parent] = low[parent].min(low[v]);
+                }
+                if low[v] == index[v] {
+                    let mut component = Vec::new();
+                    while let Some(w) = stack.pop() {
+                        on_stack[w] = false;
+                        component.push(w);
+                        if w == v {
+                            break;
+                        }
+                    }
+                    components.push(component);
+                }
+            }
+        }
+        components
+    }
+
     /// Wave of each node (0-based): 0 without needs, else one more than its latest need.
     /// Nodes on or behind a cycle get 0.
     pub fn waves(&self) -> Vec<usize> {
@@ -172,6 +237,39 @@ mod tests {
         let g = Graph::new(vec![vec![], vec![2], vec![1], vec![2]]);
         assert_eq!(g.topo_order(), vec![0]);
         assert!(g.ancestors()[3].is_none());
+    }
+
+    /// Sorted components of more than one node.
+    fn cycles_of(g: &Graph) -> Vec<Vec<usize>> {
+        let mut sccs: Vec<Vec<usize>> = g.strongly_connected().into_iter().filter(|c| c.len() > 1).collect();
+        for c in &mut sccs {
+            c.sort_unstable();
+        }
+        sccs.sort();
+        sccs
+    }
+
+    #[test]
+    fn strongly_connected_components() {
+        // 1 <-> 2, 3 needs 2; 4 -> 5 -> 6 -> 4; 6 needs 6 (a self-loop is no cycle of two);
+        // 7 -> 1 (behind a cycle, not on it).
+        let g = Graph::new(vec![vec![], vec![2], vec![1], vec![2], vec![5], vec![6], vec![4, 6], vec![1]]);
+        assert_eq!(cycles_of(&g), vec![vec![1, 2], vec![4, 5, 6]]);
+        let all: usize = g.strongly_connected().iter().map(Vec::len).sum();
+        assert_eq!(all, 8, "every node is in exactly one component");
+        assert!(cycles_of(&Graph::new(vec![vec![], vec![0], vec![0], vec![1, 2]])).is_empty());
+    }
+
+    #[test]
+    fn strongly_connected_on_a_long_chain_does_not_recurse() {
+        // 0 <- 1 <- ... <- 199_999, and 0 needs the last: one cycle through every node.
+        let n = 200_000;
+        let mut needs: Vec<Vec<usize>> =
+            (0..n).map(|i| if i == 0 { vec![n - 1] } else { vec![i - 1] }).collect();
+        let g = Graph::new(std::mem::take(&mut needs));
+        let sccs = g.strongly_connected();
+        assert_eq!(sccs.len(), 1);
+        assert_eq!(sccs[0].len(), n);
     }
 
     #[test]

@@ -6,6 +6,10 @@
 //! the CLI hands in file contents, including those of included runbooks, through
 //! [`validate::Loader`].
 
+// Only the CLI prints (ARCHITECTURE.md, invariants): a library returns values or reports
+// over a channel.
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
 pub mod audit;
 pub mod diagnostic;
 pub mod graph;

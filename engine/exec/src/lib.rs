@@ -3,6 +3,10 @@
 //! The only code that spawns processes, sends requests, queries databases and sleeps. Every transition is appended to the
 //! journal (through `runbook-store`) before the engine acts on it.
 
+// Only the CLI prints (ARCHITECTURE.md, invariants): a library returns values or reports
+// over a channel.
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
 pub mod action;
 pub mod dispatch;
 pub mod files;

@@ -7,6 +7,12 @@
 //! handed to the caller line by line, a line never longer than [`MAX_LINE`], over a bounded
 //! channel: memory stays bounded whatever the step prints, and a caller that falls behind
 //! slows the step down (its pipe fills) rather than the engine's memory growing.
+//!
+//! This is the only module that creates processes (`clippy.toml` disallows
+//! `Command::new` everywhere else, and `tests/tidy.rs` checks the text): steps and their
+//! `__tie`, the reaper, secret helpers ([`helper_output`]) and the worker's engines
+//! ([`spawn_engine`]).
+#![allow(clippy::disallowed_methods)]
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -17,8 +23,6 @@ use nix::unistd::Pid;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::Command;
 use tokio::sync::{mpsc, watch};
-
-use crate::secrets::{Redactor, StreamRedactor};
 
 /// What to start.
 #[derive(Debug, Clone)]
@@ -277,6 +281,57 @@ pub fn tie_main(parent: i32, argv: &[std::ffi::OsString]) -> std::io::Error {
     std::process::Command::new(program).args(args).exec()
 }
 
+/// Run a secret's helper program (vault, pass) to its end in `dir` and take its output. It
+/// does not see the variables in `hidden` (other secrets are read from them: issue 11,
+/// promise 3).
+pub fn helper_output(
+    program: &str,
+    args: &[String],
+    dir: &std::path::Path,
+    hidden: &[&str],
+) -> std::io::Result<std::process::Output> {
+    let mut command = std::process::Command::new(program);
+    command.args(args).current_dir(dir);
+    for var in hidden {
+        command.env_remove(var);
+    }
+    command.output()
+}
+
+/// An engine a worker starts for one claim (`runbook run --plan ...` or `runbook resume ...`).
+#[derive(Debug)]
+pub struct EngineCommand {
+    /// The `runbook` binary.
+    pub program: PathBuf,
+    pub args: Vec<std::ffi::OsString>,
+    /// Variables to set. A store URL goes here, never in `args`: it may carry a password, and
+    /// any user of the host can read a process's arguments (`ps`).
+    pub env: Vec<(String, std::ffi::OsString)>,
+    /// Variables of the worker's environment the engine does not get.
+    pub env_remove: Vec<String>,
+    /// Where the engine's stdout and stderr go (the worker's file for the run).
+    pub output: std::fs::File,
+}
+
+/// Start an engine for a worker: stdin closed, stdout and stderr to `output`, in the
+/// worker's process group (a signal to the worker's group reaches its engines too), and not
+/// killed when the handle is dropped: the worker reads how it ended (`try_wait`). An engine
+/// dies with its worker through the parent-death signal it asks for itself when it sees
+/// `RUNBOOK_WORKER_PID` (the CLI's `queue.rs`).
+pub fn spawn_engine(engine: EngineCommand) -> std::io::Result<tokio::process::Child> {
+    let mut cmd = Command::new(&engine.program);
+    cmd.args(&engine.args);
+    for k in &engine.env_remove {
+        cmd.env_remove(k);
+    }
+    cmd.envs(engine.env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(engine.output.try_clone()?)
+        .stderr(engine.output)
+        .kill_on_drop(false)
+        .spawn()
+}
+
 /// The longest line handed on: a longer one (300 MB without a newline) is cut in pieces
 /// of this size, after redaction.
 pub const MAX_LINE: usize = 64 * 1024;
@@ -284,17 +339,50 @@ pub const MAX_LINE: usize = 64 * 1024;
 /// How many bytes are read from a pipe at once.
 const CHUNK: usize = 64 * 1024;
 
+/// What redacts an attempt's output: one [`StreamRedaction`] per pipe. The engine's is
+/// `secrets::Redactor`; this module knows no secrets (it is below `secrets`, which asks it
+/// to run secret helpers).
+pub trait Redaction: Sync {
+    /// A redactor for one byte stream.
+    fn stream(&self) -> Box<dyn StreamRedaction>;
+}
+
+/// Redaction of one byte stream cut anywhere (`secrets::StreamRedactor`).
+pub trait StreamRedaction: Send {
+    /// Redact `chunk`, appending to `out` what can no longer be part of a secret.
+    fn push(&mut self, chunk: &[u8], out: &mut Vec<u8>);
+    /// The end of the stream: write out everything held back, redacted.
+    fn finish(&mut self, out: &mut Vec<u8>);
+}
+
+/// No redaction: output as it comes (an attempt that knows no secrets).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Unredacted;
+
+impl Redaction for Unredacted {
+    fn stream(&self) -> Box<dyn StreamRedaction> {
+        Box::new(Unredacted)
+    }
+}
+
+impl StreamRedaction for Unredacted {
+    fn push(&mut self, chunk: &[u8], out: &mut Vec<u8>) {
+        out.extend_from_slice(chunk);
+    }
+    fn finish(&mut self, _out: &mut Vec<u8>) {}
+}
+
 /// Run one attempt to its end, sending output lines to `lines`. `cancel` turning `true`
 /// ends the attempt.
 pub async fn run(spawn: &Spawn, lines: mpsc::Sender<Line>, cancel: watch::Receiver<bool>) -> Exit {
-    run_tied(spawn, &Redactor::default(), lines, cancel, None).await
+    run_tied(spawn, &Unredacted, lines, cancel, None).await
 }
 
 /// [`run`], with output redacted by `redactor` and the attempt's process group registered
 /// with `reaper` while it lives.
 pub async fn run_tied(
     spawn: &Spawn,
-    redactor: &Redactor,
+    redactor: &dyn Redaction,
     lines: mpsc::Sender<Line>,
     mut cancel: watch::Receiver<bool>,
     reaper: Option<&Reaper>,
@@ -549,7 +637,7 @@ pub fn end_leftover_groups(ledger: &std::path::Path) -> Vec<i32> {
 async fn forward<R: AsyncRead + Unpin>(
     mut reader: R,
     stream: Stream,
-    mut redactor: StreamRedactor,
+    mut redactor: Box<dyn StreamRedaction>,
     lines: mpsc::Sender<Line>,
     mut group_gone: watch::Receiver<bool>,
 ) -> bool {

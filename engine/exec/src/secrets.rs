@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Command;
 
 use aho_corasick::{AhoCorasick, MatchKind};
 use runbook_core::model::{Runbook, SecretSource};
@@ -107,12 +106,7 @@ fn resolve_hiding(runbook: &Runbook, base_dir: &Path, hidden: &[&str]) -> Result
                 Some((program, args)) => {
                     // The helper (vault, pass) does not see the variables other secrets are
                     // read from (issue 11, promise 3).
-                    let mut command = Command::new(program);
-                    command.args(args).current_dir(base_dir);
-                    for var in hidden {
-                        command.env_remove(var);
-                    }
-                    match command.output() {
+                    match crate::process::helper_output(program, args, base_dir, hidden) {
                         Ok(out) if out.status.success() => Ok(String::from_utf8_lossy(&out.stdout)
                             .trim_end_matches(['\n', '\r'])
                             .to_string()),
@@ -437,6 +431,22 @@ pub struct StreamRedactor {
 impl std::fmt::Debug for StreamRedactor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "StreamRedactor({} bytes held)", self.pending.len())
+    }
+}
+
+/// How `process` redacts an attempt's output without knowing secrets.
+impl crate::process::Redaction for Redactor {
+    fn stream(&self) -> Box<dyn crate::process::StreamRedaction> {
+        Box::new(Redactor::stream(self))
+    }
+}
+
+impl crate::process::StreamRedaction for StreamRedactor {
+    fn push(&mut self, chunk: &[u8], out: &mut Vec<u8>) {
+        StreamRedactor::push(self, chunk, out);
+    }
+    fn finish(&mut self, out: &mut Vec<u8>) {
+        StreamRedactor::finish(self, out);
     }
 }
 

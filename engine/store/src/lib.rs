@@ -19,6 +19,10 @@
 //! The store reads no host clock: callers pass timestamps, so tests control time. Lease
 //! times come from the database's clock ([`Store::clock_ms`]), which engines pass in.
 
+// Only the CLI prints (ARCHITECTURE.md, invariants): a library returns values or reports
+// over a channel.
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;

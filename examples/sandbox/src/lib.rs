@@ -11,6 +11,10 @@
 //! differently (names, data, migration history, database role and transport, folders), so
 //! that the team's runbooks are proven not to know either.
 
+// The test environment starts real peers (PostgreSQL, git, an HTTP server): it may create
+// processes (clippy.toml allows it to engine/exec/src/process.rs alone in the engine).
+#![allow(clippy::disallowed_methods)]
+
 pub mod peers;
 pub mod sandbox;
 

@@ -4,6 +4,10 @@
 //!     cargo run -p runbook-sandbox -- /tmp/inmova-sandbox
 //!     cargo run -p runbook-sandbox -- --shape shop /tmp/shop-sandbox
 
+// The test environment starts real peers (PostgreSQL, git, an HTTP server): it may create
+// processes (clippy.toml allows it to engine/exec/src/process.rs alone in the engine).
+#![allow(clippy::disallowed_methods)]
+
 use std::io::Write as _;
 use std::path::PathBuf;
 

@@ -1,0 +1,403 @@
+//! The kinds of action a unit may have (exactly one), and the checks of the http, sql,
+//! approval and notify kinds.
+
+use super::*;
+
+impl Validator<'_> {
+    pub(super) fn http(&mut self, h: &Spanned<RawHttp>, what: &str, base: Scope<'_>) -> Option<HttpSpec> {
+        let r = &h.value;
+        let mut ok = true;
+        let method = match &r.method {
+            Some(m) => {
+                let upper = m.value.to_ascii_uppercase();
+                if !HTTP_METHODS.contains(&upper.as_str()) {
+                    self.err(
+                        Code::InvalidValue,
+                        m.span,
+                        format!(
+                            "unknown HTTP method `{}` in {what}{}",
+                            m.value,
+                            did_you_mean_suffix(&upper, HTTP_METHODS)
+                        ),
+                    )
+                    .help = Some(format!("use one of {}", HTTP_METHODS.join(", ")));
+                    ok = false;
+                }
+                upper
+            }
+            None => "GET".to_string(),
+        };
+        let url = self.template(
+            &r.url,
+            Mode::Plain,
+            Scope { place: Place::Field("http.url", what), ..base }.secrets(true),
+        );
+        let headers = self.template_map(r.headers.as_ref(), "http.headers", what, base, true);
+        let query = self.template_map(r.query.as_ref(), "http.query", what, base, true);
+        let body = r.body.as_ref().map(|b| {
+            self.template(
+                b,
+                Mode::Plain,
+                Scope { place: Place::Field("http.body", what), ..base }.secrets(true),
+            )
+        });
+        let json =
+            r.json.as_ref().map(|j| self.json_templates(j, Place::Field("http.json", what), base, true));
+        if r.body.is_some() && r.json.is_some() {
+            let span = r.json.as_ref().map(|j| j.span).unwrap_or(h.span);
+            self.err(Code::ExactlyOneOf, span, format!("{what} has both `http.body` and `http.json`")).help =
+                Some("send either a text `body` or a `json` body".into());
+            ok = false;
+        }
+        let mut expect_status = Vec::new();
+        if let Some(list) = &r.expect_status {
+            for s in &list.value {
+                if (100..=599).contains(s) {
+                    expect_status.push(*s as u16);
+                } else {
+                    self.err(
+                        Code::InvalidValue,
+                        list.span,
+                        format!("`expect-status` of {what} has {s}, which is not an HTTP status"),
+                    )
+                    .help = Some("statuses are between 100 and 599".into());
+                    ok = false;
+                }
+            }
+        }
+        let max_latency = r.max_latency.as_ref().and_then(|d| self.duration(d, "http.max-latency"));
+        let request_timeout =
+            r.request_timeout.as_ref().and_then(|d| self.duration(d, "http.request-timeout"));
+        let assert = r.assert.as_ref().map(|a| {
+            self.expr(a, Scope { place: Place::Field("http.assert", what), ..base }.locals(&HTTP_OUTPUTS))
+        });
+        ok.then_some(HttpSpec {
+            method,
+            url,
+            headers,
+            query,
+            body,
+            json,
+            expect_status,
+            max_latency,
+            assert,
+            ca_file: r.ca_file.as_ref().map(|c| c.value.clone()),
+            request_timeout,
+        })
+    }
+
+    pub(super) fn sql(&mut self, s: &Spanned<RawSql>, what: &str, base: Scope<'_>) -> Option<SqlSpec> {
+        let r = &s.value;
+        let url = self.template(
+            &r.url,
+            Mode::Plain,
+            Scope { place: Place::Field("sql.url", what), ..base }.secrets(true),
+        );
+        let statement = match (&r.query, &r.file) {
+            (Some(q), None) => {
+                if !template::is_literal(&q.value) {
+                    self.err(Code::InvalidValue, q.span, format!("the `sql.query` of {what} contains template markup"))
+                        .help = Some("SQL text is never templated: write `$1`, `$2`... and pass the values in `args` (bound parameters)".into());
+                }
+                Some(SqlStatement::Query(q.value.clone()))
+            }
+            (None, Some(f)) => Some(SqlStatement::File(f.value.clone())),
+            (Some(_), Some(f)) => {
+                self.err(Code::ExactlyOneOf, f.span, format!("{what} has both `sql.query` and `sql.file`"))
+                    .help = Some("run either one `query` or one script `file`".into());
+                None
+            }
+            (None, None) => {
+                self.err(
+                    Code::ExactlyOneOf,
+                    s.span,
+                    format!("{what} has neither `sql.query` nor `sql.file`"),
+                )
+                .help = Some("add `query = \"SELECT ...\"` or `file = \"migration.sql\"`".into());
+                None
+            }
+        };
+        let args = match &r.args {
+            Some(a) => {
+                let place = Place::Field("sql.args", what);
+                a.value
+                    .iter()
+                    .map(|v| self.json_templates(&Spanned::new(v.clone(), a.span), place, base, true))
+                    .collect()
+            }
+            None => Vec::new(),
+        };
+        let assert = r.assert.as_ref().map(|a| {
+            self.expr(a, Scope { place: Place::Field("sql.assert", what), ..base }.locals(&SQL_OUTPUTS))
+        });
+        Some(SqlSpec { url, statement: statement?, args, assert, read_only: r.read_only.unwrap_or(false) })
+    }
+
+    pub(super) fn approval(
+        &mut self,
+        a: &Spanned<RawApproval>,
+        what: &str,
+        base: Scope<'_>,
+    ) -> Option<ApprovalSpec> {
+        let r = &a.value;
+        let prompt = self.template(
+            &r.prompt,
+            Mode::Plain,
+            Scope { place: Place::Field("approval.prompt", what), ..base },
+        );
+        let mut inputs = Vec::new();
+        let mut ok = true;
+        if let Some(map) = &r.inputs {
+            for (k, v) in map {
+                let id = Spanned::new(k.clone(), v.ty.span);
+                ok &= self.check_id(&id, "approval input");
+                match self.param(&id, v, "approval input") {
+                    Some(p) => inputs.push(p),
+                    None => ok = false,
+                }
+            }
+        }
+        let min_approvals = match &r.min_approvals {
+            Some(m) if m.value < 1 || m.value > 100 => {
+                self.err(
+                    Code::InvalidValue,
+                    m.span,
+                    format!("`min-approvals` of {what} must be between 1 and 100, found {}", m.value),
+                )
+                .help = Some("`min-approvals` counts the distinct approvers needed; 1 is the default".into());
+                ok = false;
+                1
+            }
+            Some(m) => m.value as u32,
+            None => 1,
+        };
+        let approvers = r.approvers.clone().unwrap_or_default();
+        if !approvers.is_empty() && (min_approvals as usize) > approvers.len() {
+            let span = r.min_approvals.as_ref().map(|m| m.span).unwrap_or(a.span);
+            self.err(
+                Code::InvalidValue,
+                span,
+                format!(
+                    "{what} needs {min_approvals} approvals but lists only {} approvers",
+                    approvers.len()
+                ),
+            )
+            .help = Some("lower `min-approvals` or add approvers".into());
+            ok = false;
+        }
+        let timeout = r.timeout.as_ref().and_then(|t| self.duration(t, "approval.timeout"));
+        ok.then_some(ApprovalSpec {
+            prompt,
+            inputs,
+            allow_self_approval: r.allow_self_approval.unwrap_or(approvers.is_empty()),
+            approvers,
+            min_approvals,
+            timeout,
+        })
+    }
+
+    pub(super) fn notify(
+        &mut self,
+        n: &Spanned<RawNotify>,
+        what: &str,
+        base: Scope<'_>,
+    ) -> Option<NotifySpec> {
+        let r = &n.value;
+        let webhook = self.template(
+            &r.webhook,
+            Mode::Plain,
+            Scope { place: Place::Field("notify.webhook", what), ..base }.secrets(true),
+        );
+        let message = match (&r.text, &r.json) {
+            (Some(t), None) => {
+                let place = Place::Field("notify.text", what);
+                Some(NotifyMessage::Text(self.template(t, Mode::Plain, Scope { place, ..base })))
+            }
+            (None, Some(j)) => {
+                let place = Place::Field("notify.json", what);
+                Some(NotifyMessage::Json(self.json_templates(j, place, base, false)))
+            }
+            (Some(_), Some(j)) => {
+                self.err(
+                    Code::ExactlyOneOf,
+                    j.span,
+                    format!("{what} has both `notify.text` and `notify.json`"),
+                )
+                .help = Some("send either a `text` message or a custom `json` body".into());
+                None
+            }
+            (None, None) => {
+                self.err(
+                    Code::ExactlyOneOf,
+                    n.span,
+                    format!("{what} has neither `notify.text` nor `notify.json`"),
+                )
+                .help = Some("add `text = \"...\"` (Slack/Teams/Mattermost) or a custom `json` body".into());
+                None
+            }
+        };
+        Some(NotifySpec { webhook, message: message?, required: r.required.unwrap_or(false) })
+    }
+}
+
+/// The unit that carries an action: each allows its own kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Carrier {
+    Step,
+    Compensation,
+    Precondition,
+}
+
+impl Carrier {
+    /// The kinds it allows, as messages list them.
+    fn allowed(self) -> &'static str {
+        match self {
+            Carrier::Step => "`run`, `cmd`, `http`, `sql`, `approval`, `notify` or `runbook`",
+            Carrier::Compensation => "`run`, `cmd`, `http`, `sql` or `notify`",
+            Carrier::Precondition => "`run`, `cmd`, `http` or `sql`",
+        }
+    }
+}
+
+/// The action fields of a step, compensation or precondition, as written.
+pub(super) struct ActionRef<'r> {
+    pub(super) run: Option<&'r SpannedString>,
+    pub(super) cmd: Option<&'r Spanned<Vec<SpannedString>>>,
+    pub(super) http: Option<&'r Spanned<RawHttp>>,
+    pub(super) sql: Option<&'r Spanned<RawSql>>,
+    pub(super) approval: Option<&'r Spanned<RawApproval>>,
+    pub(super) notify: Option<&'r Spanned<RawNotify>>,
+    pub(super) runbook: Option<&'r Spanned<RawInclude>>,
+    pub(super) shell: Option<&'r Spanned<Vec<String>>>,
+}
+
+impl<'r> ActionRef<'r> {
+    pub(super) fn of_step(raw: &'r RawStep) -> Self {
+        ActionRef {
+            run: raw.run.as_ref(),
+            cmd: raw.cmd.as_ref(),
+            http: raw.http.as_deref(),
+            sql: raw.sql.as_deref(),
+            approval: raw.approval.as_deref(),
+            notify: raw.notify.as_deref(),
+            runbook: raw.runbook.as_deref(),
+            shell: raw.shell.as_ref(),
+        }
+    }
+
+    pub(super) fn of_compensation(r: &'r RawAction) -> Self {
+        ActionRef {
+            run: r.run.as_ref(),
+            cmd: r.cmd.as_ref(),
+            http: r.http.as_deref(),
+            sql: r.sql.as_deref(),
+            approval: None,
+            notify: r.notify.as_deref(),
+            runbook: None,
+            shell: r.shell.as_ref(),
+        }
+    }
+
+    pub(super) fn of_precondition(r: &'r RawPrecondition) -> Self {
+        ActionRef {
+            run: r.run.as_ref(),
+            cmd: r.cmd.as_ref(),
+            http: r.http.as_deref(),
+            sql: r.sql.as_deref(),
+            approval: None,
+            notify: None,
+            runbook: None,
+            shell: None,
+        }
+    }
+
+    /// The kinds present, with where each was written, in the order they were written.
+    fn kinds(&self) -> Vec<(&'static str, Span)> {
+        let mut kinds: Vec<(&'static str, Span)> = [
+            ("run", self.run.map(|x| x.span)),
+            ("cmd", self.cmd.map(|x| x.span)),
+            ("http", self.http.map(|x| x.span)),
+            ("sql", self.sql.map(|x| x.span)),
+            ("approval", self.approval.map(|x| x.span)),
+            ("notify", self.notify.map(|x| x.span)),
+            ("runbook", self.runbook.map(|x| x.span)),
+        ]
+        .into_iter()
+        .filter_map(|(name, span)| span.map(|s| (name, s)))
+        .collect();
+        kinds.sort_by_key(|k| k.1.start);
+        kinds
+    }
+}
+
+impl Validator<'_> {
+    /// RB010, the one check that a unit (at `span`, described as `what`) has exactly one kind.
+    pub(super) fn one_kind(
+        &mut self,
+        a: &ActionRef<'_>,
+        carrier: Carrier,
+        span: Span,
+        what: &str,
+    ) -> Option<()> {
+        let kinds = a.kinds();
+        let allowed = carrier.allowed();
+        match kinds.len() {
+            1 => Some(()),
+            0 => {
+                self.err(Code::StepKind, span, format!("{what} has no kind")).help =
+                    Some(format!("give it exactly one of {allowed}"));
+                None
+            }
+            _ => {
+                let names: Vec<&str> = kinds.iter().map(|k| k.0).collect();
+                let d = Diagnostic::error(
+                    Code::StepKind,
+                    &self.source,
+                    kinds[1].1,
+                    format!("{what} has {} kinds (`{}`)", kinds.len(), names.join("`, `")),
+                )
+                .with_label("second kind")
+                .with_related(kinds[0].1, "first kind")
+                .with_help(format!("keep exactly one of {allowed}; split the work into separate steps"));
+                self.push(d);
+                None
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::diagnostic::{Code, Source};
+    use crate::validate::{NoIncludes, check};
+
+    /// The one RB010 of `text`: its message, and the text under its label and its related span.
+    fn two_kinds(text: &str) -> (String, String, String) {
+        let source = Source::new("t.toml", text.to_string());
+        let checked = check(std::sync::Arc::clone(&source), &NoIncludes);
+        let d = checked.diagnostics.iter().find(|d| d.code == Code::StepKind).expect("an RB010");
+        let first = d.related.first().expect("a related span").span;
+        (
+            d.message.clone(),
+            text[d.span.start..d.span.end].to_string(),
+            text[first.start..first.end].to_string(),
+        )
+    }
+
+    #[test]
+    fn the_first_kind_is_the_first_written_in_steps_compensations_and_preconditions() {
+        let step = "[runbook]\nname = \"r\"\n\n[steps.a]\ncmd = [\"true\"]\nrun = \"true\"\n";
+        let compensation = "[runbook]\nname = \"r\"\n\n[steps.a]\nrun = \"true\"\ncompensate = { cmd = [\"true\"], run = \"true\" }\n";
+        let precondition = "[runbook]\nname = \"r\"\n\n[preconditions.p]\ncmd = [\"true\"]\nrun = \"true\"\n\n[steps.a]\nrun = \"true\"\n";
+        for (text, what) in [
+            (step, "step `a`"),
+            (compensation, "the compensation of step `a`"),
+            (precondition, "precondition `p` of runbook"),
+        ] {
+            let (message, second, first) = two_kinds(text);
+            assert_eq!(message, format!("{what} has 2 kinds (`cmd`, `run`)"), "{text}");
+            assert_eq!(first, "[\"true\"]", "{text}");
+            assert_eq!(second, "\"true\"", "{text}");
+        }
+    }
+}

@@ -1,0 +1,290 @@
+//! One step: its fields, its action and its environment.
+
+use super::*;
+
+impl Validator<'_> {
+    // ----- steps: everything else --------------------------------------------------------
+
+    pub(super) fn steps(
+        &mut self,
+        units: &[Unit<RawStep>],
+        section: Section,
+        needs: &Needs,
+        defaults: &Defaults,
+    ) -> Vec<Step> {
+        let mut out = Vec::new();
+        for u in units {
+            let Some(raw) = &u.raw else { continue };
+            if let Some(step) = self.step(u, raw, section, needs, defaults) {
+                out.push(step);
+            }
+        }
+        out
+    }
+
+    pub(super) fn step(
+        &mut self,
+        u: &Unit<RawStep>,
+        raw: &RawStep,
+        section: Section,
+        needs: &Needs,
+        defaults: &Defaults,
+    ) -> Option<Step> {
+        let id = u.id.value.as_str();
+        let finally = section == Section::Finally;
+        let what = if finally { format!("finally step `{id}`") } else { format!("step `{id}`") };
+        let base = Scope { step: Some(id), finally, ..Scope::new(Place::Unset) };
+
+        let title = raw
+            .title
+            .as_ref()
+            .map(|t| self.template(t, Mode::Plain, Scope { place: Place::Field("title", &what), ..base }));
+        let confirm = raw
+            .confirm
+            .as_ref()
+            .map(|t| self.template(t, Mode::Plain, Scope { place: Place::Field("confirm", &what), ..base }));
+        let when =
+            raw.when.as_ref().map(|w| self.expr(w, Scope { place: Place::Field("when", &what), ..base }));
+
+        let a = ActionRef::of_step(raw);
+        let action = self
+            .one_kind(&a, Carrier::Step, u.id.span, &what)
+            .and_then(|_| self.action(a, &what, base, defaults));
+
+        // `finally` steps run while the run ends: nothing there may wait for people or run a
+        // whole other runbook.
+        if finally {
+            for (kind, span) in [
+                ("approval", raw.approval.as_ref().map(|a| a.span)),
+                ("runbook", raw.runbook.as_ref().map(|r| r.span)),
+            ] {
+                if let Some(span) = span {
+                    self.err(Code::MisplacedKey, span, format!("`{kind}` is not allowed on {what}")).help = Some(
+                        "`finally` steps must finish on their own (run, cmd, http, sql, notify); put the step in `[steps]`".into(),
+                    );
+                }
+            }
+        }
+        // An included runbook's outputs are its steps' outputs: name only those.
+        if let (Some(Action::Runbook(inc)), Some(declared)) = (&action, &raw.outputs)
+            && let Some(child) = self.includes.get(inc.child).cloned()
+        {
+            let offered: BTreeSet<&str> =
+                child.steps.iter().flat_map(|s| s.outputs.iter().map(String::as_str)).collect();
+            for name in declared.iter().filter(|n| !offered.contains(n.value.as_str())) {
+                let list = offered.iter().map(|o| format!("`{o}`")).collect::<Vec<_>>().join(", ");
+                self.err(
+                    Code::UndeclaredReference,
+                    name.span,
+                    format!(
+                        "{what} declares output `{}`, which no step of `{}` produces",
+                        name.value, inc.file
+                    ),
+                )
+                .help = Some(if list.is_empty() {
+                    format!("`{}` produces no outputs; remove it from `outputs`", name.value)
+                } else {
+                    format!("the included runbook's steps produce {list}")
+                });
+            }
+        }
+
+        let env = self.env(raw.env.as_ref(), &what, base);
+        let timeout = match &raw.timeout {
+            Some(t) => self.duration(t, &format!("{}.{id}.timeout", section.table())),
+            None => defaults.timeout,
+        };
+        let retry = match &raw.retry {
+            Some(r) => self.retry(r, &format!("{}.{id}.retry", section.table())),
+            None => defaults.retry.clone(),
+        };
+        let estimate = raw.estimate.as_ref().and_then(|e| self.estimate(e));
+        let compensate = match &raw.compensate {
+            Some(c) if finally => {
+                self.err(Code::MisplacedKey, c.span, format!("`compensate` is not allowed on {what}")).help =
+                    Some("`finally` steps are never compensated; remove `compensate`".into());
+                None
+            }
+            Some(c) => self.compensation(c, &what, base, defaults).map(Box::new),
+            None => None,
+        };
+        let preconditions = raw
+            .preconditions
+            .as_ref()
+            .map(|p| {
+                let units: Vec<(Spanned<String>, &RawPrecondition)> =
+                    p.iter().map(|(k, v)| (Spanned::new(k.clone(), u.id.span), v)).collect();
+                self.precondition_list(&units, Some(id), &what, finally)
+            })
+            .unwrap_or_default();
+
+        let action = action?;
+        let idempotent = raw.idempotent.unwrap_or(match &action {
+            Action::Http(h) => h.method == "GET" || h.method == "HEAD",
+            _ => false,
+        });
+        let outputs = self.steps.get(id).and_then(|s| s.outputs.clone()).unwrap_or_default();
+        Some(Step {
+            id: StepId(id.to_string()),
+            span: u.id.span,
+            title,
+            description: raw.description.clone(),
+            needs: needs
+                .get(id)
+                .map(|l| l.iter().map(|(n, _)| StepId(n.clone())).collect())
+                .unwrap_or_default(),
+            when,
+            confirm,
+            action,
+            env,
+            dir: raw.dir.as_ref().map(|d| d.value.clone()),
+            outputs,
+            timeout,
+            retry,
+            idempotent,
+            on_failure: raw.on_failure.as_ref().map(|f| on_failure(f.value)).unwrap_or(defaults.on_failure),
+            compensate,
+            preconditions,
+            estimate,
+        })
+    }
+
+    pub(super) fn action(
+        &mut self,
+        a: ActionRef<'_>,
+        what: &str,
+        base: Scope<'_>,
+        defaults: &Defaults,
+    ) -> Option<Action> {
+        if let Some(run) = a.run {
+            let place = Place::RunText(what);
+            let before = self.diags.len();
+            let script = self.template(run, Mode::Shell, Scope { place, ..base });
+            let parsed = self.diags.len() == before;
+            for range in template::unknown_logic(&run.value).into_iter().filter(|_| parsed) {
+                let span = template::inner_span(&self.source, run.span, Some(range));
+                self.err(Code::UnknownLogic, span, format!("{place} branches or computes on a value the plan cannot know"))
+                    .set_label("the plan would show one branch and the run take another")
+                    .help = Some("compute in the step instead: pass the value bare (`{{ steps.x.outputs.y }}` binds it to a variable) and branch in the shell (`if [ \"$v\" = yes ]; then ...`)".into());
+            }
+            let mut from = 0;
+            while let Some(at) = run.value[from..].find("unsafe_raw").map(|i| from + i) {
+                from = at + "unsafe_raw".len();
+                let span = template::inner_span(&self.source, run.span, Some(at..from));
+                let d = Diagnostic::warning(
+                    Code::UnsafeRaw,
+                    &self.source,
+                    span,
+                    format!("`unsafe_raw` in {place} writes a value as shell code, unquoted"),
+                )
+                .with_label("shell quoting is off here")
+                .with_help("a value with `;`, `$(...)` or a space changes the command; prefer plain `{{ x }}`, which is always one word, unless the value is trusted shell code");
+                self.push(d);
+            }
+            let shell = match a.shell {
+                Some(s) => self.shell(s)?,
+                None => defaults
+                    .shell
+                    .clone()
+                    .unwrap_or_else(|| DEFAULT_SHELL.iter().map(|s| s.to_string()).collect()),
+            };
+            // Values are bound with POSIX assignments and references: another interpreter
+            // would read them as its own code.
+            // The interpreter that reads the text: after `env` (its options and assignments)
+            // and `busybox`, the program they start (`["env", "node", "-e"]` is node).
+            let mut words = shell.iter().map(|p| p.rsplit('/').next().unwrap_or(p));
+            let mut program = words.next().unwrap_or_default();
+            while program == "env" || program == "busybox" {
+                program = words.find(|w| !w.starts_with('-') && !w.contains('=')).unwrap_or_default();
+            }
+            if crate::shell::POSIX_SHELLS.contains(&program) {
+                self.shell_contexts(run, place);
+            } else if let Some((range, _)) = template::mask_shell(&run.value).sites.into_iter().next() {
+                let span = template::inner_span(&self.source, run.span, Some(range));
+                self.err(
+                    Code::ShellCodeContext,
+                    span,
+                    format!("template in {place}, which runs with `{program}`, not a POSIX shell"),
+                )
+                .set_label("a value here would be code")
+                .help = Some(format!(
+                    "values reach `run` text through shell variables, which `{program}` does not read; use a POSIX `shell` (bash, sh), or a `cmd` with the value as an argument of its own"
+                ));
+            }
+            return Some(Action::Run { script, shell });
+        }
+        if let Some(cmd) = a.cmd {
+            if cmd.value.is_empty() || cmd.value[0].value.trim().is_empty() {
+                self.err(Code::InvalidValue, cmd.span, format!("the `cmd` of {what} is empty")).help =
+                    Some("`cmd` is an argv array: the program first, e.g. `[\"git\", \"status\"]`".into());
+                return None;
+            }
+            let place = Place::Field("cmd", what);
+            let argv =
+                cmd.value.iter().map(|e| self.template(e, Mode::Plain, Scope { place, ..base })).collect();
+            self.argv_contexts(&cmd.value, place);
+            return Some(Action::Cmd(argv));
+        }
+        if let Some(h) = a.http {
+            return self.http(h, what, base).map(|x| Action::Http(Box::new(x)));
+        }
+        if let Some(s) = a.sql {
+            return self.sql(s, what, base).map(|x| Action::Sql(Box::new(x)));
+        }
+        if let Some(ap) = a.approval {
+            return self.approval(ap, what, base).map(|x| Action::Approval(Box::new(x)));
+        }
+        if let Some(n) = a.notify {
+            return self.notify(n, what, base).map(|x| Action::Notify(Box::new(x)));
+        }
+        if let Some(r) = a.runbook {
+            return self.include(r, what, base).map(|x| Action::Runbook(Box::new(x)));
+        }
+        None
+    }
+
+    pub(super) fn env(
+        &mut self,
+        env: Option<&BTreeMap<String, SpannedString>>,
+        what: &str,
+        base: Scope<'_>,
+    ) -> Vec<(String, Template)> {
+        let Some(env) = env else { return Vec::new() };
+        let mut out = Vec::new();
+        for (k, v) in env {
+            if !is_env_name(k) {
+                self.err(
+                    Code::InvalidId,
+                    v.span,
+                    format!("invalid environment variable name `{k}` in {what}"),
+                )
+                .help = Some(
+                    "environment variable names are letters, digits and `_`, not starting with a digit"
+                        .into(),
+                );
+            }
+            let t = self.template(
+                v,
+                Mode::Plain,
+                Scope { place: Place::Keyed("env", k, what), ..base }.secrets(true),
+            );
+            if crate::shell::code_variable(k) {
+                for (range, expr) in template::mask_shell(&v.value).sites {
+                    if self.inert_expr(&expr) || expr.starts_with("secrets.") {
+                        continue;
+                    }
+                    let span = template::inner_span(&self.source, v.span, Some(range));
+                    self.err(
+                        Code::ShellCodeContext,
+                        span,
+                        format!("template in the value of `{k}` in the `env` of {what}, which programs run as code"),
+                    )
+                    .set_label("a value here would run")
+                    .help = Some(format!("`{k}` decides what programs run; write its value in the runbook, or give the parameter an `enum` of plain words"));
+                }
+            }
+            out.push((k.clone(), t));
+        }
+        out
+    }
+}
