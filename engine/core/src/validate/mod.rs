@@ -4,6 +4,16 @@
 //! graph, references inside templates against a [`Scope`] that says what each place may
 //! read (in particular, where secrets may go). Included runbooks are read through a
 //! [`Loader`] supplied by the caller, so this module does no IO.
+//!
+//! One [`Validator`] walks the document; its methods are split by concern, one file each:
+//! this file holds the public API and [`Validator::run`], which calls the others in order;
+//! `meta` (`[runbook]`, `[report]`, `[defaults]`, durations, estimates, retry policies),
+//! `parameters` (`[params]`, `[secrets]`), `graph` (ids, declared outputs, needs, cycles,
+//! ancestors), `steps` (one step, its action and environment), `kinds` (exactly one kind
+//! per step, compensation or precondition; the http, sql, approval and notify kinds),
+//! `include` (`runbook` steps), `guards` (compensations, preconditions, escalations),
+//! `lints` (where a value lands in command text) and `templates` (what each template
+//! reads, against its [`Scope`]).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
