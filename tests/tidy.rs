@@ -349,7 +349,6 @@ fn the_model_is_not_deserialize_in_this_repository() {
 }
 
 #[test]
-#[ignore = "enabled by the lead after merging the dispatch/cli parts"]
 fn no_module_circles_in_cli_and_exec_in_this_repository() {
     let root = repository();
     let mut circles = module_circles(&root, "engine/cli");
