@@ -8,7 +8,7 @@ use runbook_core::{diagnostic, plan, render, schema};
 
 use crate::args::{AuditCommand, CheckFormat, Cli, Command, Decisions, PlanFormat, StateCommand, Target};
 use crate::error::{CliError, CliResult, Exit, Message};
-use crate::input::{display, load, load_with_params, pinned_reads, print_warnings};
+use crate::input::{display, load, load_with_params, pinned_reads, print_diagnostics};
 use crate::output::{out, outln};
 use crate::{approve, history, identity, queue, report, run, state};
 
@@ -151,7 +151,7 @@ fn check(files: &[std::path::PathBuf], format: CheckFormat, color: bool) -> Exit
     match format {
         CheckFormat::Json => outln!("{}", report::json(&all)),
         CheckFormat::Human => {
-            print_warnings(&all, color);
+            print_diagnostics(&all, color);
             if let Some(summary) = report::summary(&all) {
                 eprintln!("{summary}");
             }

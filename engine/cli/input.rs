@@ -13,6 +13,7 @@ use runbook_core::{Diagnostic, Source, inputs, plan};
 use crate::error::{CliError, Message};
 use crate::loader;
 
+/// A path as messages show it.
 pub fn display(path: &Path) -> String {
     path.to_string_lossy().into_owned()
 }
@@ -55,8 +56,9 @@ pub fn load(path: &Path) -> Checked {
     }
 }
 
-/// Print diagnostics that do not stop the command (warnings) where they are found.
-pub fn print_warnings(diags: &[Diagnostic], color: bool) {
+/// Print diagnostics where they are found: the warnings of a command that goes on, or
+/// `check`'s report.
+pub fn print_diagnostics(diags: &[Diagnostic], color: bool) {
     if diags.is_empty() {
         return;
     }
@@ -75,7 +77,7 @@ pub fn load_with_params(
     let Some(runbook) = checked.runbook.filter(|_| !invalid) else {
         return Err(CliError::Diagnostics(checked.diagnostics));
     };
-    print_warnings(&checked.diagnostics, color);
+    print_diagnostics(&checked.diagnostics, color);
     let mut given = BTreeMap::new();
     let mut problems = Vec::new();
     if let Some(pf) = params_file {

@@ -647,7 +647,7 @@ async fn prepare_resume(
     let Some(runbook) = checked.runbook.filter(|_| !invalid) else {
         return Err(CliError::Diagnostics(checked.diagnostics));
     };
-    crate::input::print_warnings(&checked.diagnostics, color);
+    crate::input::print_diagnostics(&checked.diagnostics, color);
     // The runbook files, then every other file the run reads (SQL scripts, CA files).
     let reads = read_digests(&runbook)?;
     let now: Vec<runbook_core::plan::FileHash> = runbook

@@ -113,3 +113,27 @@ fn a_circle_is_found_and_named() {
     graph.insert("commands".to_string(), BTreeSet::new());
     assert_eq!(circle(&graph), None);
 }
+
+/// A command returns its failure as a `CliError`, which `main` prints: no module prints an
+/// `error:` line itself, except where there is no command to return to (`output.rs`: standard
+/// output is gone; the worker's loop, which logs an engine it could not start and goes on)
+/// and the renderers (`error.rs`, and `report.rs`'s summary of diagnostics).
+#[test]
+fn errors_are_printed_in_one_place() {
+    let allowed = ["error.rs", "report.rs", "output.rs", "queue.rs"];
+    let dir = root().join("engine/cli");
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(&dir).expect("engine/cli is readable").flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.ends_with(".rs") || allowed.contains(&name.as_str()) {
+            continue;
+        }
+        let text = std::fs::read_to_string(entry.path()).expect("a module is readable");
+        for (n, line) in text.lines().enumerate() {
+            if line.contains("\"error: ") {
+                found.push(format!("{name}:{}: {}", n + 1, line.trim()));
+            }
+        }
+    }
+    assert!(found.is_empty(), "return a CliError instead of printing it:\n{}", found.join("\n"));
+}
