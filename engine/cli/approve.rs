@@ -143,8 +143,9 @@ async fn record(
         match engine {
             Some(h)
                 if h.lease_until > dispatch::now().1
-                    && !dispatch::holder_is_dead(&h.holder)
-                    && !dispatch::holder_is_suspended(&h.holder) =>
+                    && !h
+                        .parsed_holder()
+                        .is_detached(&dispatch::hostname(), runbook_exec::process::identity_is_gone) =>
             {
                 outln!("the run is attached to {} and continues by itself", h.holder);
             }

@@ -785,8 +785,9 @@ async fn prepare_resume(
         // The store's clock judges leases, as in `Store::acquire`; never this host's.
         let now_ms = store.clock_ms().await.unwrap_or(i64::MIN);
         if holder.lease_until > now_ms
-            && !dispatch::holder_is_dead(&holder.holder)
-            && !dispatch::holder_is_suspended(&holder.holder)
+            && !holder
+                .parsed_holder()
+                .is_detached(&dispatch::hostname(), runbook_exec::process::identity_is_gone)
         {
             eprintln!(
                 "error: lock `{}` is held by run {id} ({}, since {}): the run is still running; nothing was done",
