@@ -701,37 +701,104 @@ pub struct Approval {
 }
 
 impl Approval {
-    /// Whether `operator` may decide, and why not.
+    /// Whether `operator` may decide, and why not (the words of [`Approval::judge`]).
     pub fn may_decide(&self, operator: &str) -> Result<(), String> {
+        self.judge(operator).map_err(|why| why.to_string())
+    }
+
+    /// Whether `operator` may decide, by the rules journaled with the request: a valid
+    /// identity, among the approvers (if any are named), not the run's starter or submitter
+    /// unless self-approval is allowed, one vote per person, nothing after a rejection or
+    /// once granted. Identities compare by their normal form ([`identity_key`]).
+    pub fn judge(&self, operator: &str) -> Result<(), ApproverRefusal> {
         if let Some(problem) = identity_problem(operator) {
-            return Err(problem);
+            return Err(ApproverRefusal::NoIdentity(problem));
         }
         // Identities compare by their normal form: "Ana", " ana " and "ana" are one person.
         let who = identity_key(operator);
         if !self.approvers.is_empty() && !self.approvers.iter().any(|a| identity_key(a) == who) {
-            return Err(format!("`{operator}` is not among the approvers ({})", self.approvers.join(", ")));
+            return Err(ApproverRefusal::NotAnApprover {
+                operator: operator.to_string(),
+                approvers: self.approvers.clone(),
+            });
         }
         if !self.allow_self_approval
             && std::iter::once(&self.requested_by).chain(&self.owners).any(|o| identity_key(o) == who)
         {
-            return Err(format!(
-                "`{operator}` started or submitted this run and may not approve its own steps (`allow-self-approval` is false)"
-            ));
+            return Err(ApproverRefusal::OwnRun { operator: operator.to_string() });
         }
         if self.granted_by.iter().any(|g| identity_key(g) == who) {
-            return Err(format!("`{operator}` has already approved this step"));
+            return Err(ApproverRefusal::AlreadyApprovedBy { operator: operator.to_string() });
         }
         if let Some(by) = &self.rejected_by {
-            return Err(format!("the step was already rejected by `{by}`"));
+            return Err(ApproverRefusal::Rejected { by: by.clone() });
         }
         if self.is_granted() {
-            return Err(format!("the step was already approved (by {})", self.granted_by.join(", ")));
+            return Err(ApproverRefusal::Granted { by: self.granted_by.clone() });
         }
         Ok(())
     }
 
+    /// Granted: not rejected, and approved by as many people as the request needs.
     pub fn is_granted(&self) -> bool {
         self.rejected_by.is_none() && self.granted_by.len() >= self.min_approvals.max(1) as usize
+    }
+}
+
+/// Why an operator may not decide on a waiting approval ([`Approval::judge`]); its
+/// `Display` is the message `approve` prints and `audit verify` names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApproverRefusal {
+    /// The name cannot be an identity ([`identity_problem`]).
+    NoIdentity(String),
+    /// Approvers are named and the operator is not among them.
+    NotAnApprover {
+        /// Who.
+        operator: String,
+        /// The approvers named.
+        approvers: Vec<String>,
+    },
+    /// The operator started or submitted the run, and self-approval is not allowed.
+    OwnRun {
+        /// Who.
+        operator: String,
+    },
+    /// The operator already approved.
+    AlreadyApprovedBy {
+        /// Who.
+        operator: String,
+    },
+    /// Someone rejected the step.
+    Rejected {
+        /// Who.
+        by: String,
+    },
+    /// The step has its approvals.
+    Granted {
+        /// By whom.
+        by: Vec<String>,
+    },
+}
+
+impl std::fmt::Display for ApproverRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ApproverRefusal::NoIdentity(problem) => f.write_str(problem),
+            ApproverRefusal::NotAnApprover { operator, approvers } => {
+                write!(f, "`{operator}` is not among the approvers ({})", approvers.join(", "))
+            }
+            ApproverRefusal::OwnRun { operator } => write!(
+                f,
+                "`{operator}` started or submitted this run and may not approve its own steps (`allow-self-approval` is false)"
+            ),
+            ApproverRefusal::AlreadyApprovedBy { operator } => {
+                write!(f, "`{operator}` has already approved this step")
+            }
+            ApproverRefusal::Rejected { by } => write!(f, "the step was already rejected by `{by}`"),
+            ApproverRefusal::Granted { by } => {
+                write!(f, "the step was already approved (by {})", by.join(", "))
+            }
+        }
     }
 }
 
