@@ -45,7 +45,7 @@ async fn record(
     };
     let folded = runbook_core::journal::fold(&records);
     // Judge early for a clear message; the store judges again inside its transaction.
-    if let Err(why) = dispatch::check_decision(&folded, step, &operator, dispatch::now().1) {
+    if let Err(why) = runbook_core::lifecycle::judge_decision(&folded, step, &operator, dispatch::now().1) {
         return Err(CliError::Invalid(Message::new(format!("{why}; nothing was recorded"))));
     }
     // The inputs' rules (type, enum, pattern, required) are the runbook's, as it ran.
@@ -88,7 +88,8 @@ async fn record(
     let (ts, _) = dispatch::now();
     match store
         .append_checked(run_id, &ts, &event, |state| {
-            dispatch::check_decision(state, step, &operator, dispatch::now().1)
+            runbook_core::lifecycle::judge_decision(state, step, &operator, dispatch::now().1)
+                .map_err(|why| why.to_string())
         })
         .await
     {
@@ -123,8 +124,9 @@ async fn record(
         match engine {
             Some(h)
                 if h.lease_until > dispatch::now().1
-                    && !dispatch::holder_is_dead(&h.holder)
-                    && !dispatch::holder_is_suspended(&h.holder) =>
+                    && !h
+                        .parsed_holder()
+                        .is_detached(&dispatch::hostname(), runbook_exec::process::identity_is_gone) =>
             {
                 outln!("the run is attached to {} and continues by itself", h.holder);
             }
@@ -147,21 +149,8 @@ fn approval_spec(
     step: &str,
 ) -> Option<(std::sync::Arc<runbook_core::model::Runbook>, ApprovalSpec)> {
     let RunEvent::RunStarted { file, files, .. } = &records.first()?.event else { return None };
-    let text = crate::loader::read(file).ok()?;
-    let checked = runbook_core::validate::check(
-        runbook_core::Source::new(file.clone(), text),
-        &crate::loader::FsLoader::for_runbook(file),
-    );
-    let runbook = checked
-        .runbook
-        .filter(|_| !checked.diagnostics.iter().any(|d| d.severity == runbook_core::Severity::Error))?;
-    let now: Vec<String> =
-        runbook.sources().iter().map(|s| runbook_core::plan::sha256_hex(&s.text)).collect();
-    // The runbook files come first; the files the run reads (SQL scripts...) follow them.
-    let then: Vec<String> = files.iter().take(now.len()).map(|f| f.sha256.clone()).collect();
-    if now != then {
-        return None;
-    }
+    // The one "as started" check: every file the run started with, the files it reads too.
+    let (runbook, _) = crate::run::load_as_started(file, files).ok()?;
     let spec = match &runbook.find_step(step)?.action {
         Action::Approval(spec) => (**spec).clone(),
         _ => return None,

@@ -57,30 +57,7 @@ pub fn run(cli: Cli) -> CliResult {
             output,
         } => {
             queue::die_with_worker()?;
-            run::resume(
-                run::ResumeArgs {
-                    run_id,
-                    rerun,
-                    skip,
-                    undo,
-                    reason,
-                    expect_hash,
-                    yes,
-                    wait,
-                    state: state.state,
-                    output,
-                },
-                color,
-            )
-        }
-        Command::Compensate {
-            run_id,
-            decisions: Decisions { rerun, skip, undo, reason, expect_hash },
-            yes,
-            state,
-            output,
-        } => run::compensate(
-            run::ResumeArgs {
+            run::resume(run::ResumeArgs {
                 run_id,
                 rerun,
                 skip,
@@ -88,12 +65,29 @@ pub fn run(cli: Cli) -> CliResult {
                 reason,
                 expect_hash,
                 yes,
-                wait: false,
+                wait,
                 state: state.state,
                 output,
-            },
-            color,
-        ),
+            })
+        }
+        Command::Compensate {
+            run_id,
+            decisions: Decisions { rerun, skip, undo, reason, expect_hash },
+            yes,
+            state,
+            output,
+        } => run::compensate(run::ResumeArgs {
+            run_id,
+            rerun,
+            skip,
+            undo,
+            reason,
+            expect_hash,
+            yes,
+            wait: false,
+            state: state.state,
+            output,
+        }),
         Command::Approve { run_id, step, inputs, reason, state } => {
             approve::decide(&run_id, &step, true, &inputs, reason.as_deref().unwrap_or(""), state.state)
         }

@@ -495,14 +495,7 @@ pub fn report(run_id: &str, format: ReportFormat, drill: bool, state: Option<Str
     // Step titles and estimates come from the runbook, when its file is still as it ran.
     let runbook = records.first().and_then(|r| match &r.event {
         journal::RunEvent::RunStarted { file, files, .. } => {
-            let text = crate::loader::read(file).ok()?;
-            let same = files.first().is_some_and(|f| f.sha256 == runbook_core::plan::sha256_hex(&text));
-            let checked = runbook_core::validate::check(
-                runbook_core::Source::new(file.clone(), text),
-                &crate::loader::FsLoader::for_runbook(file),
-            );
-            let valid = same && !checked.has_errors();
-            checked.runbook.filter(|_| valid)
+            crate::run::load_as_started(file, files).ok().map(|(runbook, _)| runbook)
         }
         _ => None,
     });

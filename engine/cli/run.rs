@@ -120,56 +120,48 @@ pub struct Pinned {
 /// A pinned plan's runbook and parameters, if the plan still matches the files and the
 /// engine exactly (`Err` says why not).
 pub fn load_pinned(shown: &str, text: &str, color: bool) -> Result<Pinned, CliError> {
-    let pinned: serde_json::Value = serde_json::from_str(text)
+    use runbook_core::lifecycle::{PinChange, PinMismatch, PinnedPlan};
+    let document: serde_json::Value = serde_json::from_str(text)
         .map_err(|e| CliError::Invalid(Message::new(format!("`{shown}` is not a plan document: {e}"))))?;
-    let mut changes = Vec::new();
-    let planned_version = pinned["engine"]["version"].as_str().unwrap_or("?");
-    if planned_version != runbook_core::ENGINE_VERSION {
-        changes.push(format!(
-            "the plan was made by runbook {planned_version}; this is runbook {}",
-            runbook_core::ENGINE_VERSION
-        ));
-    }
-    let Some(file) = pinned["runbook"]["file"].as_str().map(PathBuf::from) else {
+    let pinned = PinnedPlan::from_json(document);
+    let Some(file) = pinned.file.as_deref().map(PathBuf::from) else {
         return Err(CliError::Invalid(Message::new(format!(
             "`{shown}` does not name its runbook file (`runbook.file`)"
         ))));
     };
-    let planned_files = path_digests(&pinned["files"]);
-    // Every file the plan digested: the runbooks, then the files the run reads.
-    let planned_reads = path_digests(&pinned["reads"]);
-    for (path, sha) in planned_files.iter().chain(planned_reads.iter()) {
-        match crate::loader::read_bytes(path) {
-            Ok(bytes) if runbook_core::plan::sha256_hex_bytes(&bytes) == *sha => {}
-            Ok(bytes) => changes.push(format!(
-                "`{path}` changed since it was planned (SHA-256 {} then, {} now)",
-                short(sha),
-                short(&runbook_core::plan::sha256_hex_bytes(&bytes))
-            )),
-            Err(e) => changes.push(format!("`{path}` cannot be read: {e}")),
-        }
-    }
-    // The planned parameter values, as `name=value` for the usual checks.
-    let args: Vec<(String, String)> = pinned["params"]
-        .as_object()
-        .map(|m| {
-            m.iter()
-                .map(|(k, v)| (k.clone(), v.as_str().map_or_else(|| v.to_string(), str::to_string)))
-                .collect()
-        })
-        .unwrap_or_default();
-    if !changes.is_empty() {
+    let digest = |path: &str| {
+        crate::loader::read_bytes(path).map(|bytes| runbook_core::plan::sha256_hex_bytes(&bytes))
+    };
+    if let Err(changes) =
+        runbook_core::lifecycle::verify_pinned_files(&pinned, runbook_core::ENGINE_VERSION, digest)
+    {
+        let details = changes.iter().map(|c| match c {
+            PinChange::Engine { planned, now } => {
+                format!("- the plan was made by runbook {planned}; this is runbook {now}")
+            }
+            PinChange::Changed { path, then, now } => format!(
+                "- `{path}` changed since it was planned (SHA-256 {} then, {} now)",
+                short(then),
+                short(now)
+            ),
+            PinChange::Unreadable { path, error } => format!("- `{path}` cannot be read: {error}"),
+        });
         return Err(CliError::Invalid(Message {
             errors: vec![format!("the plan `{shown}` no longer matches what would run; nothing ran:")],
-            details: changes.iter().map(|c| format!("- {c}")).collect(),
+            details: details.collect(),
             help: Some(format!("review a new plan (`runbook plan {} -o {shown}`)", file.display())),
         }));
     }
-    let (runbook, params) = load_with_params(&file, &args, None, color)?;
+    let (runbook, params) = load_with_params(&file, &pinned.params, None, color)?;
     // Same files, same engine, same values: the plan must come out the same. Checked anyway,
     // so that nothing unreviewed can run.
     // The params file's entry was checked with the others above; its values are in `params`.
-    let params_files = planned_params_files(&pinned);
+    let params_files = pinned.params_files.iter().map(|f| runbook_core::plan::PlanRead {
+        kind: runbook_core::model::ReadKind::ParamsFile,
+        path: f.path.clone(),
+        sha256: f.sha256.clone(),
+        text: None,
+    });
     let run_reads = crate::loader::reads(&runbook).ok();
     let reads = run_reads.clone().map(|mut r| {
         r.extend(params_files);
@@ -179,18 +171,20 @@ pub fn load_pinned(shown: &str, text: &str, color: bool) -> Result<Pinned, CliEr
         .ok()
         .zip(reads)
         .and_then(|(p, reads)| serde_json::to_value(runbook_core::plan::Plan { reads, ..p }).ok());
-    if now.as_ref() != Some(&pinned) {
-        return Err(CliError::Invalid(
-            Message::new(format!("the plan made now differs from `{shown}`; nothing ran"))
-                .help(format!("review a new plan (`runbook plan {} -o {shown}`)", file.display())),
-        ));
-    }
     let current_files: Vec<String> = runbook.sources().iter().map(|s| s.path.clone()).collect();
-    let planned_paths: Vec<String> = planned_files.iter().map(|(p, _)| p.clone()).collect();
-    if current_files != planned_paths {
-        return Err(CliError::Invalid(Message::new(
-            "the runbook now involves other files than were planned; nothing ran",
-        )));
+    match runbook_core::lifecycle::verify_pinned(&pinned, now.as_ref(), &current_files) {
+        Ok(()) => {}
+        Err(PinMismatch::PlanDiffers) => {
+            return Err(CliError::Invalid(
+                Message::new(format!("the plan made now differs from `{shown}`; nothing ran"))
+                    .help(format!("review a new plan (`runbook plan {} -o {shown}`)", file.display())),
+            ));
+        }
+        Err(PinMismatch::OtherFiles) => {
+            return Err(CliError::Invalid(Message::new(
+                "the runbook now involves other files than were planned; nothing ran",
+            )));
+        }
     }
     // Equal to the plan's (the plans compared equal), so these are the reviewed digests.
     let reads = run_reads
@@ -199,42 +193,6 @@ pub fn load_pinned(shown: &str, text: &str, color: bool) -> Result<Pinned, CliEr
         .map(|r| runbook_core::plan::FileHash { path: r.path, sha256: r.sha256 })
         .collect();
     Ok(Pinned { runbook, params, file, reads })
-}
-
-/// The `(path, sha256)` pairs of a plan's list of files (`files` or `reads`).
-fn path_digests(list: &serde_json::Value) -> Vec<(String, String)> {
-    list.as_array()
-        .map(|items| {
-            items
-                .iter()
-                .map(|f| {
-                    (
-                        f["path"].as_str().unwrap_or("").to_string(),
-                        f["sha256"].as_str().unwrap_or("").to_string(),
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// The params-file entries of a plan's `reads`, as written in the plan.
-fn planned_params_files(pinned: &serde_json::Value) -> Vec<runbook_core::plan::PlanRead> {
-    pinned["reads"]
-        .as_array()
-        .map(|reads| {
-            reads
-                .iter()
-                .filter(|r| r["kind"] == "params-file")
-                .map(|r| runbook_core::plan::PlanRead {
-                    kind: runbook_core::model::ReadKind::ParamsFile,
-                    path: r["path"].as_str().unwrap_or("").to_string(),
-                    sha256: r["sha256"].as_str().unwrap_or("").to_string(),
-                    text: None,
-                })
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 /// The first 12 characters (any input: a plan file is user input).
@@ -514,9 +472,9 @@ pub struct ResumeArgs {
     pub output: RunOutput,
 }
 
-pub fn resume(args: ResumeArgs, color: bool) -> CliResult {
+pub fn resume(args: ResumeArgs) -> CliResult {
     with_existing_store(&args, async |store, location| {
-        let (prepared, resume) = prepare_resume(store, location, &args, color, false).await?;
+        let (prepared, resume) = prepare_resume(store, location, &args, false).await?;
         execute(store, location, prepared, args.run_id.clone(), Some(resume), args.output, false).await
     })
 }
@@ -531,9 +489,9 @@ fn with_existing_store(args: &ResumeArgs, f: impl AsyncFnOnce(&Store, &Location)
 }
 
 /// `runbook compensate RUN_ID`: undo what a run did, by hand.
-pub fn compensate(args: ResumeArgs, color: bool) -> CliResult {
+pub fn compensate(args: ResumeArgs) -> CliResult {
     with_existing_store(&args, async |store, location| {
-        let (prepared, resume) = prepare_resume(store, location, &args, color, true).await?;
+        let (prepared, resume) = prepare_resume(store, location, &args, true).await?;
         let undo: Vec<&str> = resume
             .state
             .completed
@@ -584,10 +542,8 @@ async fn prepare_resume(
     store: &Store,
     location: &Location,
     args: &ResumeArgs,
-    color: bool,
     compensating: bool,
 ) -> Result<(Prepared, dispatch::Resume), CliError> {
-    use runbook_core::journal::{Decision, StepStatus};
     let id = &args.run_id;
     // One snapshot: a row and records read apart disagree while another engine writes.
     let (summary, mut records) = store.run_and_records(id).await?;
@@ -618,78 +574,16 @@ async fn prepare_resume(
         ));
     }
     // How the run last ended, unless it was resumed since.
-    let ended = records.iter().rev().find_map(|r| match r.event {
-        RunEvent::RunFinished { status, .. } => Some(Some(status)),
-        RunEvent::RunResumed { .. } => Some(None),
-        _ => None,
-    });
-    match ended.flatten() {
-        // A failed run goes on: its failed steps get new attempts (checked below: only if
-        // nothing was compensated).
-        Some(RunStatus::Failed) | None => {}
-        Some(_) if compensating => {}
-        Some(_) => {
-            return Err(CliError::RunFinished { run_id: id.clone(), status: summary.status });
-        }
+    let ended = runbook_core::lifecycle::last_end(records.iter().map(|r| &r.event));
+    if let Err(refusal) = runbook_core::lifecycle::check_not_finished(ended, compensating) {
+        return Err(refusal_error(id, &summary.status.to_string(), refusal));
     }
     let Some(RunEvent::RunStarted { file, files, params, .. }) = records.first().map(|r| r.event.clone())
     else {
         return Err(CliError::Invalid(Message::new(format!("run {id} has no `run_started` record"))));
     };
     let file = PathBuf::from(file);
-    let shown = display(&file);
-    let text = crate::loader::read(&shown).map_err(|e| {
-        CliError::Invalid(Message::new(format!("cannot read the run's runbook `{shown}`: {e}")))
-    })?;
-    let includes = crate::loader::FsLoader::for_runbook(&shown);
-    let checked = runbook_core::validate::check(runbook_core::Source::new(shown, text), &includes);
-    let invalid = checked.has_errors();
-    let Some(runbook) = checked.runbook.filter(|_| !invalid) else {
-        return Err(CliError::Diagnostics(checked.diagnostics));
-    };
-    crate::input::print_diagnostics(&checked.diagnostics, color);
-    // The runbook files, then every other file the run reads (SQL scripts, CA files).
-    let reads = read_digests(&runbook)?;
-    let now: Vec<runbook_core::plan::FileHash> = runbook
-        .sources()
-        .iter()
-        .map(|s| runbook_core::plan::FileHash {
-            path: s.path.clone(),
-            sha256: runbook_core::plan::sha256_hex(&s.text),
-        })
-        .chain(reads.iter().cloned())
-        .collect();
-    let now_hashes: Vec<&str> = now.iter().map(|f| f.sha256.as_str()).collect();
-    let then_hashes: Vec<&str> = files.iter().map(|f| f.sha256.as_str()).collect();
-    if now_hashes != then_hashes {
-        let mut refusal = Message::new(format!(
-            "the files of the run changed since run {id} started; resuming would run different steps"
-        ));
-        // In the same order (paths may read differently: the run may have been started
-        // from another folder).
-        for (i, f) in files.iter().enumerate() {
-            match now.get(i) {
-                Some(n) if n.sha256 == f.sha256 => {}
-                Some(n) => {
-                    refusal = refusal
-                        .detail(format!("`{}` changed: SHA-256 {} then, {} now", f.path, f.sha256, n.sha256));
-                }
-                None => {
-                    refusal = refusal
-                        .detail(format!("`{}` (SHA-256 {}) is no longer read by the run", f.path, f.sha256))
-                }
-            }
-        }
-        for n in now.iter().skip(files.len()) {
-            refusal = refusal.detail(format!(
-                "`{}` (SHA-256 {}) is read now but was not when the run started",
-                n.path, n.sha256
-            ));
-        }
-        return Err(CliError::Invalid(
-            refusal.help("restore the files as they were (same SHA-256), or start a new run"),
-        ));
-    }
+    let (runbook, reads) = load_as_started(&display(&file), &files).map_err(|e| as_started_error(id, e))?;
     // Every journaled value is checked again, as a new run would check it: a value that
     // no longer fits its declaration (its type, enum or pattern) is refused, never run.
     let mut values = BTreeMap::new();
@@ -716,8 +610,9 @@ async fn prepare_resume(
         // The store's clock judges leases, as in `Store::acquire`; never this host's.
         let now_ms = store.clock_ms().await.unwrap_or(i64::MIN);
         if holder.lease_until > now_ms
-            && !dispatch::holder_is_dead(&holder.holder)
-            && !dispatch::holder_is_suspended(&holder.holder)
+            && !holder
+                .parsed_holder()
+                .is_detached(&dispatch::hostname(), runbook_exec::process::identity_is_gone)
         {
             return Err(CliError::LockHeld {
                 name: holder.name,
@@ -740,245 +635,25 @@ async fn prepare_resume(
         );
     }
     let state = runbook_core::journal::fold(&records);
-    // A run whose failure was (or was being) compensated cannot go on: its completed steps
-    // are undone. One that stopped (`stop`, `continue`) can: its failed steps run again.
-    // The same rule holds for each included runbook, within its own scope (its `runbook`
-    // step's prefix): one that undid itself is over, and its step's `on-failure` decided
-    // what the run did next; while its step has no end record, it was still undoing itself
-    // when the engine stopped, and that waits for a decision like the run's own.
-    if !compensating {
-        let scope_undid = |path: &str| {
-            runbook
-                .find_include(path)
-                .is_some_and(|child| child.undid_itself(&state.scoped(&format!("{path}/"))))
-        };
-        let ended_step = |s: &runbook_core::journal::StepState| {
-            matches!(s.status, StepStatus::Succeeded | StepStatus::Failed | StepStatus::Skipped)
-        };
-        let undoing: Vec<&str> = state
-            .steps
-            .iter()
-            .filter(|(path, s)| !ended_step(s) && scope_undid(path))
-            .map(|(path, _)| path.as_str())
-            .collect();
-        let undone: Vec<&str> = state
-            .steps
-            .iter()
-            .filter(|(path, s)| s.status == StepStatus::Failed && scope_undid(path))
-            .map(|(path, _)| path.as_str())
-            .collect();
-        let compensated = runbook.undid_itself(&state.scoped(""));
-        if compensated && ended.flatten().is_some() {
-            return Err(CliError::Invalid(
-                Message::new(format!(
-                    "run {id} failed under `on-failure = \"compensate\"`: what it did was undone, so it cannot go on"
-                ))
-                .help("start a new run"),
-            ));
-        }
-        if compensated || !undoing.is_empty() {
-            let what = if compensated {
-                String::new()
-            } else {
-                format!(" (the runbook included by {} was undoing itself)", undoing.join(", "))
-            };
-            return Err(CliError::NeedsOperator(
-                Message::new(format!(
-                    "run {id} had failed and was compensating when the engine stopped{what}; it cannot go on"
-                ))
-                .help(format!("`runbook compensate {id}` runs the compensations that are left")),
-            ));
-        }
-        if !undone.is_empty() {
-            eprintln!(
-                "note: run {id}: the runbook included by {} undid itself; that step stays failed and does not run again",
-                undone.join(", ")
-            );
-        }
-        let failed: Vec<&str> = state
-            .steps
-            .iter()
-            .filter(|(_, s)| s.status == StepStatus::Failed)
-            // Those ended from outside are named below, with the steps in doubt.
-            .filter(|(id, s)| {
-                !s.reason.as_deref().is_some_and(runbook_core::journal::ended_mid_work)
-                    || runbook.find_step(id).is_some_and(|st| st.idempotent)
-            })
-            // An included runbook that undid itself, and what is inside it, stay as they are.
-            .filter(|(id, _)| !undone.iter().any(|u| *id == u || id.starts_with(&format!("{u}/"))))
-            .map(|(id, _)| id.as_str())
-            .collect();
-        if !failed.is_empty() {
-            eprintln!(
-                "note: run {id} failed; these steps run again, with a new set of attempts: {}",
-                failed.join(", ")
-            );
-        }
-    }
-    // Units in doubt: started, no end record. Idempotent ones run again; the others wait
-    // for the operator's decision, journaled with who made it. `resume` runs steps (main
-    // and `finally`); `compensate` runs compensations and `finally` steps, and leaves the
-    // main steps in doubt alone (they are not compensated: it is not known whether they ran).
-    let is_finally = |step: &str| runbook.finally.iter().any(|f| f.id.as_str() == step);
-    let mut steps_in_doubt: Vec<&str> =
-        state.in_doubt().into_iter().filter(|s| !compensating || is_finally(s)).collect();
-    // A step ended by its timeout, a cancellation or a signal may have done part of its
-    // work: a failed run that goes on treats it as in doubt too.
-    let ended_mid_work: Vec<&str> = if compensating { Vec::new() } else { state.failed_mid_work() };
-    steps_in_doubt.extend(ended_mid_work.iter().copied());
-    // `compensate`: a main step in doubt that has a compensation may have taken effect (a
-    // restore committed, a push reached origin): undoing the others and leaving it would put
-    // the environment in a state nobody chose. The operator says which it was.
-    let doubt_with_undo: Vec<&str> = if compensating {
-        state
-            .in_doubt()
-            .into_iter()
-            .filter(|s| !is_finally(s))
-            .filter(|s| runbook.find_step(s).is_some_and(|st| st.compensate.is_some()))
-            .collect()
-    } else {
-        Vec::new()
+    let request = runbook_core::lifecycle::ResumeRequest {
+        compensating,
+        ended,
+        rerun: &args.rerun,
+        skip: &args.skip,
+        undo: &args.undo,
+        reason: args.reason.as_deref(),
     };
-    if !compensating && let Some(step) = args.undo.first() {
-        return Err(CliError::Usage(Message::new(format!(
-            "`--undo {step}` is a decision for `runbook compensate`; `resume` re-runs or skips; nothing was done"
-        ))));
-    }
-    for s in &args.undo {
-        if !doubt_with_undo.contains(&s.as_str()) {
-            return Err(CliError::Usage(Message::new(format!(
-                "`{s}` is not in doubt in run {id} with a compensation; `--undo` names a step that started, has no end record and can be undone"
-            ))));
-        }
-    }
-    if let Some(twice) = args.undo.iter().find(|u| args.rerun.contains(u) || args.skip.contains(u)) {
-        return Err(CliError::Usage(Message::new(format!(
-            "`{twice}` is named in `--undo` and in `--rerun` or `--skip`; a unit gets one decision; nothing was done"
-        ))));
-    }
-    if let Some(both) = args.rerun.iter().find(|r| args.skip.contains(r)) {
-        return Err(CliError::Usage(
-            Message::new(format!(
-                "`{both}` is named in both `--rerun` and `--skip`; a unit gets one decision; nothing was done"
-            ))
-            .help(format!(
-                "name it once: `--rerun {both}` (run it again) or `--skip {both}` (treat it as done)"
-            )),
-        ));
-    }
-    let compensations_in_doubt: Vec<&str> =
-        if compensating { state.compensations_in_doubt() } else { Vec::new() };
-    for s in args.rerun.iter().chain(args.skip.iter()) {
-        let undoable = doubt_with_undo.contains(&s.as_str()) && args.skip.contains(s);
-        if !steps_in_doubt.contains(&s.as_str()) && !compensations_in_doubt.contains(&s.as_str()) && !undoable
-        {
-            let what = if compensating { "compensations and `finally` steps" } else { "steps" };
-            return Err(CliError::Usage(Message::new(format!(
-                "`{s}` is not in doubt in run {id}; only {what} in doubt can be re-run or skipped"
-            ))));
-        }
-    }
-    let reason = args.reason.clone().unwrap_or_default();
-    if (!args.rerun.is_empty() || !args.skip.is_empty() || !args.undo.is_empty()) && reason.trim().is_empty()
-    {
-        return Err(CliError::Usage(Message::new(
-            "`--rerun`, `--skip` and `--undo` need `--reason TEXT`: the decision is journaled with who made it and why",
-        )));
-    }
-    let decide = |unit: &str| {
-        if args.rerun.iter().any(|r| r == unit) {
-            Some((unit.to_string(), Decision::Rerun, reason.clone()))
-        } else if args.skip.iter().any(|r| r == unit) {
-            Some((unit.to_string(), Decision::Skip, reason.clone()))
-        } else if args.undo.iter().any(|r| r == unit) {
-            Some((unit.to_string(), Decision::Undo, reason.clone()))
-        } else {
-            None
-        }
-    };
-    let mut decisions = Vec::new();
-    let mut undecided = Vec::new();
-    for step in &steps_in_doubt {
-        match decide(step) {
-            Some(d) => decisions.push(d),
-            // An included runbook resumes step by step, under its own rules.
-            None if runbook.find_step(step).is_some_and(|st| {
-                st.idempotent || matches!(st.action, runbook_core::model::Action::Runbook(_))
-            }) => {}
-            None => undecided.push(step.to_string()),
-        }
-    }
-    let mut compensation_decisions = Vec::new();
-    let mut undecided_compensations = Vec::new();
-    for step in &compensations_in_doubt {
-        match decide(step) {
-            Some(d) => compensation_decisions.push(d),
-            None if runbook
-                .find_step(step)
-                .and_then(|st| st.compensate.as_ref())
-                .is_some_and(|c| c.idempotent) => {}
-            None => undecided_compensations.push(step.to_string()),
-        }
-    }
-    let mut undecided_undo = Vec::new();
-    for step in &doubt_with_undo {
-        match decide(step) {
-            Some(d) => decisions.push(d),
-            None => undecided_undo.push(step.to_string()),
-        }
-    }
-    if compensating {
-        let doubt: Vec<&str> =
-            state.in_doubt().into_iter().filter(|s| !is_finally(s) && !doubt_with_undo.contains(s)).collect();
-        if !doubt.is_empty() {
-            eprintln!(
-                "note: steps in doubt without a compensation are left as they are: {}",
-                doubt.join(", ")
-            );
-        }
-    }
-    if !undecided_undo.is_empty() {
-        let first = &undecided_undo[0];
-        return Err(CliError::NeedsOperator(
-            Message::new(format!("run {id} has steps in doubt that can be undone: {}", undecided_undo.join(", ")))
-                .detail(
-                    "they started and the engine stopped before their outcome was recorded; they may have taken effect, and undoing the others while leaving them could leave the environment half done",
-                )
-                .help(format!(
-                    "check what they did, then `runbook compensate {id} --undo {first}` (it took effect: undo it) or `--skip {first}` (it did not: leave it), with `--reason TEXT`"
-                )),
-        ));
-    }
-    if !undecided.is_empty() || !undecided_compensations.is_empty() {
-        let command = if compensating { "compensate" } else { "resume" };
-        let mut refusal = Message::default();
-        if !undecided.is_empty() {
-            refusal.errors.push(format!(
-                "run {id} has steps in doubt that are not idempotent: {}",
-                undecided.join(", ")
-            ));
-        }
-        if !undecided_compensations.is_empty() {
-            refusal.errors.push(format!(
-                "run {id} has compensations in doubt that are not idempotent: {}",
-                undecided_compensations.join(", ")
-            ));
-        }
-        refusal = refusal.detail(
-            "they started and the engine stopped before their outcome was recorded; they may or may not have run",
-        );
-        let ended: Vec<&str> =
-            undecided.iter().map(String::as_str).filter(|s| ended_mid_work.contains(s)).collect();
-        if !ended.is_empty() {
-            refusal = refusal.detail(format!(
-                "ended by their timeout, a cancellation or a signal, they may have done part of their work: {}",
-                ended.join(", ")
-            ));
-        }
-        return Err(CliError::NeedsOperator(refusal.help(format!(
-            "check what they did, then `runbook {command} {id} --rerun STEP` or `--skip STEP` (treat as done), with `--reason TEXT`"
-        ))));
-    }
+    let (decisions, compensation_decisions) =
+        match runbook_core::lifecycle::assess_resume(&runbook, &state, &request) {
+            Ok(plan) => {
+                print_notes(id, &plan.notes);
+                (plan.decisions, plan.compensation_decisions)
+            }
+            Err(refused) => {
+                print_notes(id, &refused.notes);
+                return Err(refusal_error(id, &summary.status.to_string(), refused.refusal));
+            }
+        };
     let base_dir = file.parent().unwrap_or(Path::new(".")).to_path_buf();
     let secrets = resolve_secrets(&runbook, &base_dir)?;
     check_params_hold_no_secret(&secrets, &values)?;
@@ -990,6 +665,204 @@ async fn prepare_resume(
         prepared,
         dispatch::Resume { state, started_at: summary.started_at.clone(), decisions, compensation_decisions },
     ))
+}
+
+/// Why the runbook of a run cannot be had as the run started it.
+pub(crate) enum AsStarted {
+    /// The runbook file cannot be read: (its path as shown, why).
+    Unreadable(String, String),
+    /// It no longer passes `check`.
+    Invalid(Vec<runbook_core::Diagnostic>),
+    /// Files it reads (SQL scripts, CA files) cannot be read.
+    ReadsUnreadable(Vec<String>),
+    /// Its files differ from those the run started with.
+    Changed(Vec<runbook_core::lifecycle::FileChange>),
+}
+
+/// The runbook at `file` as the run started it: checked, and its files (the runbook files,
+/// then every other file the run reads) with the digests journaled in `run_started`
+/// ([`runbook_core::lifecycle::check_as_started`]); with the digests of the files it reads.
+/// The one way `resume`, `compensate`, `approve` and `report` get a run's runbook.
+pub(crate) fn load_as_started(
+    shown: &str,
+    files: &[runbook_core::plan::FileHash],
+) -> Result<(Arc<Runbook>, Vec<runbook_core::plan::FileHash>), AsStarted> {
+    let text = crate::loader::read(shown).map_err(|e| AsStarted::Unreadable(shown.to_string(), e))?;
+    let includes = crate::loader::FsLoader::for_runbook(shown);
+    let checked = runbook_core::validate::check(runbook_core::Source::new(shown, text), &includes);
+    let invalid = checked.has_errors();
+    let Some(runbook) = checked.runbook.filter(|_| !invalid) else {
+        return Err(AsStarted::Invalid(checked.diagnostics));
+    };
+    // The runbook files, then every other file the run reads (SQL scripts, CA files).
+    let reads: Vec<runbook_core::plan::FileHash> = crate::loader::reads(&runbook)
+        .map_err(AsStarted::ReadsUnreadable)?
+        .into_iter()
+        .map(|r| runbook_core::plan::FileHash { path: r.path, sha256: r.sha256 })
+        .collect();
+    let now: Vec<runbook_core::plan::FileHash> = runbook
+        .sources()
+        .iter()
+        .map(|s| runbook_core::plan::FileHash {
+            path: s.path.clone(),
+            sha256: runbook_core::plan::sha256_hex(&s.text),
+        })
+        .chain(reads.iter().cloned())
+        .collect();
+    runbook_core::lifecycle::check_as_started(files, &now).map_err(AsStarted::Changed)?;
+    Ok((runbook, reads))
+}
+
+/// Tell the operator what resuming run `id` notes ([`runbook_core::lifecycle::Note`]).
+fn print_notes(id: &str, notes: &[runbook_core::lifecycle::Note]) {
+    use runbook_core::lifecycle::Note;
+    for note in notes {
+        match note {
+            Note::IncludesUndone(steps) => eprintln!(
+                "note: run {id}: the runbook included by {} undid itself; that step stays failed and does not run again",
+                steps.join(", ")
+            ),
+            Note::FailedRunAgain(steps) => {
+                eprintln!(
+                    "note: run {id} failed; these steps run again, with a new set of attempts: {}",
+                    steps.join(", ")
+                )
+            }
+            Note::DoubtWithoutCompensation(steps) => {
+                eprintln!(
+                    "note: steps in doubt without a compensation are left as they are: {}",
+                    steps.join(", ")
+                )
+            }
+        }
+    }
+}
+
+/// Why the runbook of run `id` cannot be had as the run started it, as the error printed.
+pub(crate) fn as_started_error(id: &str, e: AsStarted) -> CliError {
+    use runbook_core::lifecycle::FileChange;
+    match e {
+        AsStarted::Unreadable(shown, e) => {
+            CliError::Invalid(Message::new(format!("cannot read the run's runbook `{shown}`: {e}")))
+        }
+        AsStarted::Invalid(diagnostics) => CliError::Diagnostics(diagnostics),
+        AsStarted::ReadsUnreadable(problems) => CliError::Invalid(
+            Message::all(problems)
+                .help("paths are relative to the folder of the runbook that names them; nothing ran"),
+        ),
+        AsStarted::Changed(changes) => {
+            // In the same order (paths may read differently: the run may have been started
+            // from another folder).
+            let details = changes.into_iter().map(|c| match c {
+                FileChange::Changed { path, then, now } => {
+                    format!("`{path}` changed: SHA-256 {then} then, {now} now")
+                }
+                FileChange::NoLongerRead { path, sha256 } => {
+                    format!("`{path}` (SHA-256 {sha256}) is no longer read by the run")
+                }
+                FileChange::NewlyRead { path, sha256 } => {
+                    format!("`{path}` (SHA-256 {sha256}) is read now but was not when the run started")
+                }
+            });
+            CliError::Invalid(Message {
+                errors: vec![format!(
+                    "the files of the run changed since run {id} started; resuming would run different steps"
+                )],
+                details: details.collect(),
+                help: Some("restore the files as they were (same SHA-256), or start a new run".into()),
+            })
+        }
+    }
+}
+
+/// Why run `id` may not be resumed (`status`: the run's status as the store shows it), as
+/// the error printed; its variant picks the exit code: a usage mistake, an operator's
+/// decision needed, or a run that cannot go on.
+fn refusal_error(id: &str, status: &str, refusal: runbook_core::lifecycle::Refusal) -> CliError {
+    use runbook_core::lifecycle::Refusal;
+    match refusal {
+        Refusal::Finished { .. } => CliError::RunFinished { run_id: id.to_string(), status: status.to_string() },
+        Refusal::Compensated => CliError::Invalid(
+            Message::new(format!(
+                "run {id} failed under `on-failure = \"compensate\"`: what it did was undone, so it cannot go on"
+            ))
+            .help("start a new run"),
+        ),
+        Refusal::Compensating { undoing } => {
+            let what = if undoing.is_empty() {
+                String::new()
+            } else {
+                format!(" (the runbook included by {} was undoing itself)", undoing.join(", "))
+            };
+            CliError::NeedsOperator(
+                Message::new(format!(
+                    "run {id} had failed and was compensating when the engine stopped{what}; it cannot go on"
+                ))
+                .help(format!("`runbook compensate {id}` runs the compensations that are left")),
+            )
+        }
+        Refusal::UndoInResume { step } => CliError::Usage(Message::new(format!(
+            "`--undo {step}` is a decision for `runbook compensate`; `resume` re-runs or skips; nothing was done"
+        ))),
+        Refusal::NotUndoable { step } => CliError::Usage(Message::new(format!(
+            "`{step}` is not in doubt in run {id} with a compensation; `--undo` names a step that started, has no end record and can be undone"
+        ))),
+        Refusal::UndoAndRerunOrSkip { step } => CliError::Usage(Message::new(format!(
+            "`{step}` is named in `--undo` and in `--rerun` or `--skip`; a unit gets one decision; nothing was done"
+        ))),
+        Refusal::RerunAndSkip { step } => CliError::Usage(
+            Message::new(format!(
+                "`{step}` is named in both `--rerun` and `--skip`; a unit gets one decision; nothing was done"
+            ))
+            .help(format!("name it once: `--rerun {step}` (run it again) or `--skip {step}` (treat it as done)")),
+        ),
+        Refusal::NotInDoubt { step, compensating } => {
+            let what = if compensating { "compensations and `finally` steps" } else { "steps" };
+            CliError::Usage(Message::new(format!(
+                "`{step}` is not in doubt in run {id}; only {what} in doubt can be re-run or skipped"
+            )))
+        }
+        Refusal::NoReason => CliError::Usage(Message::new(
+            "`--rerun`, `--skip` and `--undo` need `--reason TEXT`: the decision is journaled with who made it and why",
+        )),
+        Refusal::UndoUndecided { steps } => {
+            let first = steps.first().cloned().unwrap_or_default();
+            CliError::NeedsOperator(
+                Message::new(format!("run {id} has steps in doubt that can be undone: {}", steps.join(", ")))
+                    .detail(
+                        "they started and the engine stopped before their outcome was recorded; they may have taken effect, and undoing the others while leaving them could leave the environment half done",
+                    )
+                    .help(format!(
+                        "check what they did, then `runbook compensate {id} --undo {first}` (it took effect: undo it) or `--skip {first}` (it did not: leave it), with `--reason TEXT`"
+                    )),
+            )
+        }
+        Refusal::Undecided { steps, compensations, ended_mid_work, compensating } => {
+            let command = if compensating { "compensate" } else { "resume" };
+            let mut errors = Vec::new();
+            if !steps.is_empty() {
+                errors.push(format!("run {id} has steps in doubt that are not idempotent: {}", steps.join(", ")));
+            }
+            if !compensations.is_empty() {
+                errors.push(format!(
+                    "run {id} has compensations in doubt that are not idempotent: {}",
+                    compensations.join(", ")
+                ));
+            }
+            let mut message = Message::all(errors).detail(
+                "they started and the engine stopped before their outcome was recorded; they may or may not have run",
+            );
+            if !ended_mid_work.is_empty() {
+                message = message.detail(format!(
+                    "ended by their timeout, a cancellation or a signal, they may have done part of their work: {}",
+                    ended_mid_work.join(", ")
+                ));
+            }
+            CliError::NeedsOperator(message.help(format!(
+                "check what they did, then `runbook {command} {id} --rerun STEP` or `--skip STEP` (treat as done), with `--reason TEXT`"
+            )))
+        }
+    }
 }
 
 /// Say how the run ended, and pick the outcome from its status (an engine that could not

@@ -15,6 +15,7 @@ pub mod diagnostic;
 pub mod graph;
 pub mod inputs;
 pub mod journal;
+pub mod lifecycle;
 pub mod model;
 pub mod params;
 pub mod parse;

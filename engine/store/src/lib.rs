@@ -29,6 +29,7 @@ use std::time::Duration;
 
 use runbook_core::audit::StatusChange;
 use runbook_core::journal::{Record, RunEvent, RunStatus};
+pub use runbook_core::lifecycle::Holder;
 pub use sqlx::AnyPool;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
@@ -184,12 +185,20 @@ pub struct LockHolder {
     pub name: String,
     /// The run holding it.
     pub run_id: String,
-    /// `operator@host (pid N)`.
+    /// The holder as stored: the text of a [`Holder`] (read it with
+    /// [`LockHolder::parsed_holder`]).
     pub holder: String,
     /// When it was taken (RFC 3339).
     pub acquired_at: String,
     /// When the lease runs out (ms since the epoch).
     pub lease_until: i64,
+}
+
+impl LockHolder {
+    /// Who holds the lock, typed: an engine, a suspended run, or text another writer left.
+    pub fn parsed_holder(&self) -> Holder {
+        Holder::parse(&self.holder)
+    }
 }
 
 /// A held lock: the name and the fencing number every write of the run carries.
@@ -1573,6 +1582,17 @@ impl Store {
     /// expires, and the holder says so. Only the run itself takes it back (`resume`), or
     /// its end releases it (`compensate`).
     pub async fn suspend_lock(&self, lease: &Lease, holder: &str) -> Result<()> {
+        self.suspend_lock_as(lease, holder).await
+    }
+
+    /// [`Store::suspend_lock`] with the holder typed: the lease's run, waiting on `waiting`
+    /// ([`Holder::Suspended`]).
+    pub async fn suspend_run_lock(&self, lease: &Lease, waiting: &[String]) -> Result<()> {
+        let holder = Holder::Suspended { run: lease.run_id.clone(), waiting: waiting.to_vec() };
+        self.suspend_lock_as(lease, &holder.to_string()).await
+    }
+
+    async fn suspend_lock_as(&self, lease: &Lease, holder: &str) -> Result<()> {
         retry_busy(self.backend, || async {
             let mut tx = self.pool.begin_with(self.backend.begin()).await?;
             sqlx::query(

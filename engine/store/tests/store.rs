@@ -704,3 +704,40 @@ fn acquire<'a>(lock: &'a str, run: &'a str, now_ms: i64, ttl: Duration) -> Acqui
         head: Head::Any,
     }
 }
+
+/// Issue 13: the lock holder is typed. An engine's holder and a suspended run's read back
+/// as what was written, and the suspended one names its run and the steps it waits on.
+#[tokio::test]
+async fn a_lock_holder_reads_back_typed() {
+    use runbook_store::Holder;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open_sqlite(&dir.path().join("state.db")).await.expect("open");
+    let (run, lock) = ("r-13", "run:r-13");
+    store
+        .create_run(&NewRun {
+            run_id: run,
+            runbook: "rb",
+            operator: "ana",
+            started_at: "t0",
+            lock_name: Some(lock),
+        })
+        .await
+        .expect("create run");
+    let engine =
+        Holder::Engine { operator: "ana".into(), pid: 7, host: "db-1".into(), process: Some("b/n/1".into()) };
+    let lease = store
+        .acquire_lock(lock, run, &engine.to_string(), "t0", 1_000, Duration::from_secs(60), None)
+        .await
+        .expect("lock");
+    let held = store.lock_of_run(run).await.expect("lock of run").expect("held");
+    assert_eq!(held.parsed_holder(), engine);
+    assert!(!held.parsed_holder().is_suspended());
+    store.suspend_run_lock(&lease, &["gate".into(), "prod/gate".into()]).await.expect("suspend");
+    let held = store.lock_of_run(run).await.expect("lock of run").expect("held");
+    assert_eq!(
+        held.parsed_holder(),
+        Holder::Suspended { run: run.into(), waiting: vec!["gate".into(), "prod/gate".into()] }
+    );
+    assert!(held.parsed_holder().is_suspended());
+    assert_eq!(held.lease_until, runbook_store::SUSPENDED_LEASE);
+}

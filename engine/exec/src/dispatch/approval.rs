@@ -2,7 +2,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use runbook_core::journal::RunEvent;
 use runbook_core::model::Action;
@@ -33,40 +32,15 @@ pub fn decision_event(
     }
 }
 
-/// Whether `operator` may decide `step` at `now_ms`, judged on the run's folded journal.
+/// Whether `operator` may decide `step` at `now_ms`, judged on the run's folded journal
+/// ([`runbook_core::lifecycle::judge_decision`], the rule `approve` and the store apply).
 pub fn check_decision(
     state: &runbook_core::journal::RunState,
     step: &str,
     operator: &str,
     now_ms: i64,
 ) -> Result<(), String> {
-    use runbook_core::journal::StepStatus;
-    let Some(s) = state.steps.get(step) else {
-        return Err(format!("the run has no step `{step}` waiting for approval"));
-    };
-    let Some(approval) = &s.approval else {
-        return Err(format!("step `{step}` is not an approval step"));
-    };
-    if s.status != StepStatus::AwaitingApproval {
-        return Err(format!(
-            "step `{step}` is not waiting for approval (it is {})",
-            serde_json::to_value(&s.status)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default()
-        ));
-    }
-    if let Some(deadline) = approval.deadline_ms
-        && now_ms >= deadline
-    {
-        return Err(format!(
-            "the approval of `{step}` timed out at {}; the step fails when the run continues",
-            humantime::format_rfc3339_seconds(
-                std::time::UNIX_EPOCH + Duration::from_millis(u64::try_from(deadline).unwrap_or(0))
-            )
-        ));
-    }
-    approval.may_decide(operator)
+    runbook_core::lifecycle::judge_decision(state, step, operator, now_ms).map_err(|e| e.to_string())
 }
 
 impl Dispatcher<'_> {

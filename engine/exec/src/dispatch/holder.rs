@@ -15,36 +15,33 @@ pub fn hostname() -> String {
     nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_else(|| "localhost".into())
 }
 
-/// How the holder of a suspended run's lock begins.
-pub const SUSPENDED: &str = "suspended: ";
+use runbook_core::lifecycle::Holder;
+pub use runbook_core::lifecycle::SUSPENDED;
 
-/// True when a lock is held by a run that stopped to wait for approvals.
+/// True when a lock is held by a run that stopped to wait for approvals
+/// ([`Holder::is_suspended`]).
 pub fn holder_is_suspended(holder: &str) -> bool {
-    holder.starts_with(SUSPENDED)
+    Holder::parse(holder).is_suspended()
 }
 
-/// How this engine names itself as a lock holder: `OPERATOR (pid N on HOST; process ID)`,
-/// with the identity of [`process::process_identity`] (left out when `/proc` cannot say).
+/// How this engine names itself as a lock holder ([`Holder::Engine`]:
+/// `OPERATOR (pid N on HOST; process ID)`), with the identity of
+/// [`process::process_identity`] (left out when `/proc` cannot say).
 pub fn holder_name(operator: &str) -> String {
     let pid = std::process::id();
-    match process::process_identity(pid as i32) {
-        Some(id) => format!("{operator} (pid {pid} on {}; process {id})", hostname()),
-        None => format!("{operator} (pid {pid} on {})", hostname()),
+    Holder::Engine {
+        operator: operator.to_string(),
+        pid,
+        host: hostname(),
+        process: process::process_identity(pid as i32),
     }
+    .to_string()
 }
 
-/// True when a lock holder provably no longer runs: it names its process identity (see
-/// [`holder_name`]) and that process is gone from this kernel boot and PID namespace. A
-/// name, a pid and a host alone prove nothing (another PID namespace may reuse both): such a
-/// holder's lease must expire.
+/// True when a lock holder provably no longer runs ([`Holder::is_dead`]): it names its
+/// process identity and that process is gone from this kernel boot and PID namespace.
 pub fn holder_is_dead(holder: &str) -> bool {
-    let Some(inner) = holder.rsplit_once("(pid ").map(|(_, rest)| rest.trim_end_matches(')')) else {
-        return false;
-    };
-    let Some((pid, rest)) = inner.split_once(" on ") else { return false };
-    let Ok(pid) = pid.trim().parse::<i32>() else { return false };
-    let Some((host, identity)) = rest.split_once("; process ") else { return false };
-    host.trim() == hostname() && process::identity_is_gone(pid, identity.trim())
+    Holder::parse(holder).is_dead(&hostname(), process::identity_is_gone)
 }
 
 /// Now as RFC 3339 (UTC, milliseconds) and as milliseconds since the epoch.

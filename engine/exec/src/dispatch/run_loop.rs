@@ -10,8 +10,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::machine::{Command, Conclusion, Event, Next, Phase, StopCause};
 use super::{
-    Dispatcher, ExecError, Msg, Outcome, Report, SUSPENDED, Scope, Settled, sleep_until, unit_random,
-    until_true,
+    Dispatcher, ExecError, Msg, Outcome, Report, Scope, Settled, sleep_until, unit_random, until_true,
 };
 
 /// What the loop hands to the commands it carries out.
@@ -268,14 +267,8 @@ impl Dispatcher<'_> {
             // The environment stays taken while people decide: a suspended run is not over.
             self.renewal = None;
             if let Some(lease) = self.lease.take() {
-                let holder = format!(
-                    "{SUSPENDED}run {} waits for approval of {} (`runbook resume {}` continues it, `runbook compensate {}` ends it)",
-                    self.opts.run_id,
-                    waiting.join(", "),
-                    self.opts.run_id,
-                    self.opts.run_id
-                );
-                self.store.suspend_lock(&lease, &holder).await?;
+                // The holder says so ([`runbook_core::lifecycle::Holder::Suspended`]).
+                self.store.suspend_run_lock(&lease, &waiting).await?;
             }
         }
         Ok(Outcome { waiting, ..self.outcome(RunStatus::NeedsOperator) })
