@@ -150,7 +150,7 @@ fn approval_spec(
 ) -> Option<(std::sync::Arc<runbook_core::model::Runbook>, ApprovalSpec)> {
     let RunEvent::RunStarted { file, files, .. } = &records.first()?.event else { return None };
     // The one "as started" check: every file the run started with, the files it reads too.
-    let (runbook, _) = crate::run::load_as_started(file, files).ok()?;
+    let (runbook, _) = crate::as_started::load_as_started(file, files).ok()?;
     let spec = match &runbook.find_step(step)?.action {
         Action::Approval(spec) => (**spec).clone(),
         _ => return None,

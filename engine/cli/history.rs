@@ -495,7 +495,7 @@ pub fn report(run_id: &str, format: ReportFormat, drill: bool, state: Option<Str
     // Step titles and estimates come from the runbook, when its file is still as it ran.
     let runbook = records.first().and_then(|r| match &r.event {
         journal::RunEvent::RunStarted { file, files, .. } => {
-            crate::run::load_as_started(file, files).ok().map(|(runbook, _)| runbook)
+            crate::as_started::load_as_started(file, files).ok().map(|(runbook, _)| runbook)
         }
         _ => None,
     });

@@ -6,6 +6,7 @@
 
 mod approve;
 mod args;
+mod as_started;
 mod commands;
 mod error;
 mod exit;
