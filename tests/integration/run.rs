@@ -663,3 +663,25 @@ fn regression_a_finally_steps_failed_attempt_is_journaled_with_its_exit_code() {
     let audit = sb.audit(&id);
     assert!(audit.contains("\"exit_code\":3"), "{}\n{audit}", out.stdout);
 }
+
+#[test]
+fn regression_sigterm_ends_the_wait_between_a_compensations_attempts() {
+    // Found while putting compensations and `finally` over one retry helper (issue 13):
+    // the wait before a compensation's next attempt ignored cancellation.
+    let sb = Sandbox::new(
+        "[runbook]\nname = \"undo-wait\"\n[steps.one]\nrun = \"true\"\ncompensate = { run = \"echo undo >> trace; touch undoing; exit 1\", retry = { attempts = 3, delay = \"60s\" } }\n[steps.boom]\nrun = \"exit 1\"\n",
+    );
+    let child = spawn_until(&sb, "undoing", Stdio::piped());
+    let asked = std::time::Instant::now();
+    std::thread::sleep(Duration::from_millis(200));
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM)
+        .expect("signal");
+    let out = child.wait_with_output().expect("wait");
+    assert!(
+        asked.elapsed() < Duration::from_secs(30),
+        "the engine slept through the signal ({:?}): {}",
+        asked.elapsed(),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(sb.read("trace"), "undo\n", "no attempt follows a cancelled wait");
+}

@@ -49,7 +49,7 @@ pub enum Phase {
     Suspended,
     /// The steps that succeeded are being undone, most recent first.
     Compensating,
-    /// The `finally` steps run; the run's status so far.
+    /// The `finally` steps run (after the compensations, if any).
     Finalizing,
 }
 
