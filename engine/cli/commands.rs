@@ -131,12 +131,7 @@ pub fn run(cli: Cli) -> u8 {
             runbook_exec::process::reaper_main();
             exit::SUCCESS
         }
-        Command::Tie { parent, argv } => {
-            let error = runbook_exec::process::tie_main(parent, &argv);
-            let program = argv.first().map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
-            eprintln!("runbook: cannot start the step's program `{program}`: {error}");
-            exit::STEP_NOT_STARTED
-        }
+        Command::Tie { parent, argv } => tie(parent, &argv),
         Command::State(crate::args::StateCommand::Migrate { state, identity, map }) => {
             crate::state::migrate(state.as_deref(), identity.as_deref(), &map)
         }
@@ -383,4 +378,13 @@ pub fn pinned_reads(runbook: &Runbook, params_file: Option<&Path>) -> Result<Vec
 /// system takes the memory back at once.
 fn leave_to_exit<T>(value: T) {
     std::mem::forget(value);
+}
+
+/// `runbook __tie PARENT -- PROGRAM ARGS...`: become the step's program (returns only when
+/// that failed). `main` calls it before clap parses anything (every step pays for it).
+pub fn tie(parent: i32, argv: &[std::ffi::OsString]) -> u8 {
+    let error = runbook_exec::process::tie_main(parent, argv);
+    let program = argv.first().map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
+    eprintln!("runbook: cannot start the step's program `{program}`: {error}");
+    exit::STEP_NOT_STARTED
 }
