@@ -697,13 +697,18 @@ const SQLITE_MAGIC: &[u8; 16] = b"SQLite format 3\0";
 /// Look at a SQLite state file before the pool does: the pool retries a connection that
 /// fails (a file that is not a database fails every time) until its timeout, 30 s later,
 /// with "pool timed out". One connection here says what is wrong at once.
-async fn probe_sqlite(path: &Path) -> Result<()> {
+///
+/// The probe's connection is returned (`None` when there is no file yet): the caller closes it
+/// once the pool has a connection of its own. Closed first, it would be the file's last
+/// connection, whose close checkpoints and deletes the write-ahead log (three syncs to disk),
+/// which the pool's first connection then creates again (one more).
+async fn probe_sqlite(path: &Path) -> Result<Option<sqlx::SqliteConnection>> {
     use sqlx::Connection as _;
     let bad = |reason: String| StoreError::BadFile { path: path.display().to_string(), reason };
     let meta = match std::fs::metadata(path) {
         Ok(m) => m,
         // Missing: created by the pool (the caller decides whether that is wanted).
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(bad(format!("cannot look at it: {e}"))),
     };
     if meta.is_dir() {
@@ -714,7 +719,7 @@ async fn probe_sqlite(path: &Path) -> Result<()> {
     }
     if meta.len() == 0 {
         // SQLite treats an empty file as an empty database: the schema is created in it.
-        return Ok(());
+        return Ok(None);
     }
     let mut head = [0u8; 16];
     {
@@ -770,12 +775,14 @@ async fn probe_sqlite(path: &Path) -> Result<()> {
     // fails here. `quick_check` would read every page; the journal's hash chain covers
     // the rows themselves.
     let probe = sqlx::query("SELECT count(*) FROM sqlite_master").execute(&mut conn).await;
-    let _ = conn.close().await;
     match probe {
-        Ok(_) => Ok(()),
+        Ok(_) => Ok(Some(conn)),
         // Busy or locked: in use, not damaged; the pool waits for it as usual.
-        Err(e) if is_busy(&e) => Ok(()),
-        Err(e) => Err(bad(format!("the database is damaged: {}", db_message(&e)))),
+        Err(e) if is_busy(&e) => Ok(Some(conn)),
+        Err(e) => {
+            let _ = conn.close().await;
+            Err(bad(format!("the database is damaged: {}", db_message(&e))))
+        }
     }
 }
 
@@ -837,13 +844,13 @@ impl Store {
         let backend = location.backend();
         let pool = match location {
             Location::Sqlite(path) => {
-                probe_sqlite(path).await?;
+                let probe = probe_sqlite(path).await?;
                 let url = sqlx::sqlite::SqliteConnectOptions::new()
                     .filename(path)
                     .create_if_missing(true)
                     .to_url_lossy()
                     .to_string();
-                AnyPoolOptions::new()
+                let pool = AnyPoolOptions::new()
                     .max_connections(4)
                     // A connection is pinged when given back (sqlx does it, and ends what a
                     // dropped query left); a local file needs no second ping when it is
@@ -862,7 +869,12 @@ impl Store {
                         })
                     })
                     .connect(&url)
-                    .await?
+                    .await?;
+                // The pool holds a connection now: closing the probe's checkpoints nothing.
+                if let Some(probe) = probe {
+                    let _ = sqlx::Connection::close(probe).await;
+                }
+                pool
             }
             Location::Postgres(url) => {
                 AnyPoolOptions::new()
