@@ -115,11 +115,7 @@ pub fn run(cli: Cli) -> CliResult {
             runbook_exec::process::reaper_main();
             Ok(Exit::Success)
         }
-        Command::Tie { parent, argv } => {
-            let error = runbook_exec::process::tie_main(parent, &argv);
-            let program = argv.first().map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
-            Err(CliError::StepNotStarted { program, error: error.to_string() })
-        }
+        Command::Tie { parent, argv } => Err(tie(parent, &argv)),
         Command::State(StateCommand::Migrate { state, identity, map }) => {
             state::migrate(state.state.as_deref(), identity.as_deref(), &map)
         }
@@ -221,4 +217,13 @@ fn plan_cmd(
 /// system takes the memory back at once.
 fn leave_to_exit<T>(value: T) {
     std::mem::forget(value);
+}
+
+/// `runbook __tie PARENT -- PROGRAM ARGS...`: become the step's program; returns only when
+/// that failed, with the error to print. `main` calls it before clap parses anything (every
+/// step pays for this process's start: bench/exec).
+pub fn tie(parent: i32, argv: &[std::ffi::OsString]) -> CliError {
+    let error = runbook_exec::process::tie_main(parent, argv);
+    let program = argv.first().map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
+    CliError::StepNotStarted { program, error: error.to_string() }
 }

@@ -26,6 +26,21 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    // `runbook __tie PARENT -- PROGRAM ARGS...` starts every step's program, so every step
+    // pays for this process's start: it becomes the program without parsing the command
+    // line with clap first (bench/exec). Any other shape is clap's to parse and refuse.
+    let mut raw = std::env::args_os().skip(1);
+    if raw.next().is_some_and(|a| a == "__tie")
+        && let Some(parent) = raw.next().and_then(|p| p.to_str().and_then(|p| p.parse::<i32>().ok()))
+        && raw.next().is_some_and(|a| a == "--")
+    {
+        let argv: Vec<std::ffi::OsString> = raw.collect();
+        if !argv.is_empty() {
+            let error = commands::tie(parent, &argv);
+            eprint!("{}", error.render(report::use_color(args::Color::Auto)));
+            return ExitCode::from(error.code());
+        }
+    }
     let cli = args::Cli::parse();
     let color = report::use_color(cli.color);
     match commands::run(cli) {

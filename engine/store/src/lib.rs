@@ -23,7 +23,6 @@
 // over a channel.
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -34,6 +33,9 @@ pub use sqlx::AnyPool;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{ConnectOptions, Executor, Row};
+
+mod append;
+use append::{Chained, bind_event, insert_events_sql, update_head_sql};
 
 /// Events written by one `INSERT` statement at most: 9 bound values each, far below
 /// SQLite's and PostgreSQL's limits on a statement's bound values.
@@ -698,6 +700,8 @@ pub struct Store {
     backend: Backend,
     /// The session's database role (PostgreSQL), written into every record.
     role: Option<String>,
+    /// SQLite: the connection the journal is written with ([`append`]).
+    writer: append::Writer,
 }
 
 /// The header every SQLite database file starts with.
@@ -706,13 +710,18 @@ const SQLITE_MAGIC: &[u8; 16] = b"SQLite format 3\0";
 /// Look at a SQLite state file before the pool does: the pool retries a connection that
 /// fails (a file that is not a database fails every time) until its timeout, 30 s later,
 /// with "pool timed out". One connection here says what is wrong at once.
-async fn probe_sqlite(path: &Path) -> Result<()> {
+///
+/// The probe's connection is returned (`None` when there is no file yet): the caller closes it
+/// once the pool has a connection of its own. Closed first, it would be the file's last
+/// connection, whose close checkpoints and deletes the write-ahead log (three syncs to disk),
+/// which the pool's first connection then creates again (one more).
+async fn probe_sqlite(path: &Path) -> Result<Option<sqlx::SqliteConnection>> {
     use sqlx::Connection as _;
     let bad = |reason: String| StoreError::BadFile { path: path.display().to_string(), reason };
     let meta = match std::fs::metadata(path) {
         Ok(m) => m,
         // Missing: created by the pool (the caller decides whether that is wanted).
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(bad(format!("cannot look at it: {e}"))),
     };
     if meta.is_dir() {
@@ -723,7 +732,7 @@ async fn probe_sqlite(path: &Path) -> Result<()> {
     }
     if meta.len() == 0 {
         // SQLite treats an empty file as an empty database: the schema is created in it.
-        return Ok(());
+        return Ok(None);
     }
     let mut head = [0u8; 16];
     {
@@ -779,12 +788,14 @@ async fn probe_sqlite(path: &Path) -> Result<()> {
     // fails here. `quick_check` would read every page; the journal's hash chain covers
     // the rows themselves.
     let probe = sqlx::query("SELECT count(*) FROM sqlite_master").execute(&mut conn).await;
-    let _ = conn.close().await;
     match probe {
-        Ok(_) => Ok(()),
+        Ok(_) => Ok(Some(conn)),
         // Busy or locked: in use, not damaged; the pool waits for it as usual.
-        Err(e) if is_busy(&e) => Ok(()),
-        Err(e) => Err(bad(format!("the database is damaged: {}", db_message(&e)))),
+        Err(e) if is_busy(&e) => Ok(Some(conn)),
+        Err(e) => {
+            let _ = conn.close().await;
+            Err(bad(format!("the database is damaged: {}", db_message(&e))))
+        }
     }
 }
 
@@ -846,14 +857,18 @@ impl Store {
         let backend = location.backend();
         let pool = match location {
             Location::Sqlite(path) => {
-                probe_sqlite(path).await?;
+                let probe = probe_sqlite(path).await?;
                 let url = sqlx::sqlite::SqliteConnectOptions::new()
                     .filename(path)
                     .create_if_missing(true)
                     .to_url_lossy()
                     .to_string();
-                AnyPoolOptions::new()
+                let pool = AnyPoolOptions::new()
                     .max_connections(4)
+                    // A connection is pinged when given back (sqlx does it, and ends what a
+                    // dropped query left); a local file needs no second ping when it is
+                    // taken again: one thread round trip less per statement.
+                    .test_before_acquire(false)
                     .after_connect(|conn, _| {
                         Box::pin(async move {
                             // Every committed event survives a power loss; writers wait for
@@ -867,7 +882,12 @@ impl Store {
                         })
                     })
                     .connect(&url)
-                    .await?
+                    .await?;
+                // The pool holds a connection now: closing the probe's checkpoints nothing.
+                if let Some(probe) = probe {
+                    let _ = sqlx::Connection::close(probe).await;
+                }
+                pool
             }
             Location::Postgres(url) => {
                 AnyPoolOptions::new()
@@ -883,7 +903,7 @@ impl Store {
                 Some(sqlx::query("SELECT CAST(session_user AS TEXT)").fetch_one(&pool).await?.try_get(0)?)
             }
         };
-        Ok(Store { pool, backend, role })
+        Ok(Store { pool, backend, role, writer: append::Writer::default() })
     }
 
     /// Which database this store lives in.
@@ -1152,43 +1172,27 @@ impl Store {
         lease: Option<&Lease>,
         new: Option<&NewRun<'_>>,
     ) -> Result<Vec<Record>> {
+        if self.backend == Backend::Sqlite {
+            return self.append_sqlite(&append::Append { run_id, ts, events, lease, new }).await;
+        }
         let mut tx = self.pool.begin_with(self.backend.begin()).await?;
         if let Some(run) = new {
             Self::insert_run(&mut tx, run).await?;
         }
-        let head = match (lease, self.backend) {
-            // SQLite holds the database's one write lock already: the fence and the head
-            // come in one statement.
-            (Some(lease), Backend::Sqlite) => {
-                let row = sqlx::query(
-                    "SELECT last_seq, last_hash, (SELECT fence FROM locks WHERE name = $1 AND run_id = $2) \
-                     FROM runs WHERE run_id = $2",
-                )
-                .bind(&lease.name)
-                .bind(run_id)
-                .fetch_optional(&mut *tx)
-                .await?
-                .ok_or_else(|| StoreError::NoSuchRun(run_id.to_string()))?;
-                self.check_fence(&mut tx, lease, row.try_get(2)?).await?;
-                Some(row)
-            }
-            // The run's fence, its lock row held until commit so a takeover waits for the
-            // write; the head is locked by `insert`.
-            (Some(lease), Backend::Postgres) => {
-                let current: Option<i64> =
-                    sqlx::query("SELECT fence FROM locks WHERE name = $1 AND run_id = $2 FOR SHARE")
-                        .bind(&lease.name)
-                        .bind(run_id)
-                        .fetch_optional(&mut *tx)
-                        .await?
-                        .map(|r| r.try_get(0))
-                        .transpose()?;
-                self.check_fence(&mut tx, lease, current).await?;
-                None
-            }
-            (None, _) => None,
-        };
-        let records = self.insert(&mut tx, run_id, ts, events, head).await?;
+        // PostgreSQL (SQLite took its own path above): the run's fence, its lock row held
+        // until commit so a takeover waits for the write; the head is locked by `insert`.
+        if let Some(lease) = lease {
+            let current: Option<i64> =
+                sqlx::query("SELECT fence FROM locks WHERE name = $1 AND run_id = $2 FOR SHARE")
+                    .bind(&lease.name)
+                    .bind(run_id)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .map(|r| r.try_get(0))
+                    .transpose()?;
+            self.check_fence(&mut tx, lease, current).await?;
+        }
+        let records = self.insert(&mut tx, run_id, ts, events, None).await?;
         tx.commit().await?;
         Ok(records)
     }
@@ -1267,7 +1271,8 @@ impl Store {
                 .await?
                 .ok_or_else(|| StoreError::NoSuchRun(run_id.to_string()))?,
         };
-        let mut seq = u64::try_from(last.try_get::<i64, _>(0)?).unwrap_or(0);
+        let seq = u64::try_from(last.try_get::<i64, _>(0)?).unwrap_or(0);
+        let last_hash: Option<String> = last.try_get(1)?;
         // The head must name the last record, read in this transaction: a record is chained
         // to the journal, never to what the `runs` row says (a row moved past its triggers
         // would otherwise make every later record chain to a forged hash).
@@ -1279,7 +1284,30 @@ impl Store {
             Some(row) => (row.try_get(0)?, Some(row.try_get(1)?)),
             None => (0, None),
         };
-        if tail != (i64::try_from(seq).unwrap_or(-1), last.try_get::<Option<String>, _>(1)?) {
+        let chained = self.chain(run_id, ts, events, (seq, last_hash), tail)?;
+        for (i, chunk) in chained.records.chunks(INSERT_BATCH).enumerate() {
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(insert_events_sql(chunk.len(), 0)));
+            for (record, body) in chunk.iter().zip(&chained.bodies[i * INSERT_BATCH..]) {
+                query = bind_event(query, run_id, ts, record, body);
+            }
+            query.execute(&mut **tx).await.map_err(identity_refusal)?;
+        }
+        let query = sqlx::query(sqlx::AssertSqlSafe(update_head_sql(0)));
+        chained.bind_head(query, run_id, ts).execute(&mut **tx).await?;
+        Ok(chained.records)
+    }
+
+    /// Chain `events` to the run's head, `(last_seq, last_hash)` as its `runs` row says and
+    /// `tail` (seq, hash) as its journal's last record says, which must agree.
+    fn chain(
+        &self,
+        run_id: &str,
+        ts: &str,
+        events: &[RunEvent],
+        (mut seq, last_hash): (u64, Option<String>),
+        tail: (i64, Option<String>),
+    ) -> Result<Chained> {
+        if tail != (i64::try_from(seq).unwrap_or(-1), last_hash.clone()) {
             return Err(StoreError::Corrupt(format!(
                 "run {run_id}: its row's head (record {seq}) is not its journal's last record (record {}): `runbook audit verify {run_id}`",
                 tail.0
@@ -1287,10 +1315,8 @@ impl Store {
         }
         // The run's summary starts when its journal does (`started_at` is the first record's time).
         let first = i64::from(seq == 0);
-        let mut prev: String = last
-            .try_get::<Option<String>, _>(1)?
-            .unwrap_or_else(|| runbook_core::journal::GENESIS.to_string());
-        let (mut status, mut finished, mut reopened) = (None, None, 0i64);
+        let mut prev: String = last_hash.unwrap_or_else(|| runbook_core::journal::GENESIS.to_string());
+        let (mut status, mut finished, mut reopened) = (None, false, 0i64);
         let mut records = Vec::with_capacity(events.len());
         let mut bodies = Vec::with_capacity(events.len());
         for event in events {
@@ -1300,74 +1326,18 @@ impl Store {
                 .push(serde_json::to_string(&record.event).map_err(|e| StoreError::Corrupt(e.to_string()))?);
             // The same rule as the summary `audit verify` derives from the journal.
             match runbook_core::audit::status_change(&record.event) {
-                Some(StatusChange::Finished(s)) => {
-                    (status, finished, reopened) = (Some(s.as_str()), Some(ts), 0)
-                }
+                Some(StatusChange::Finished(s)) => (status, finished, reopened) = (Some(s.as_str()), true, 0),
                 Some(StatusChange::Stopped(s)) => status = Some(s.as_str()),
                 // A failed run may be resumed: it is not finished any more.
                 Some(StatusChange::Reopened) => {
-                    (status, finished, reopened) = (Some(RunStatus::Running.as_str()), None, 1)
+                    (status, finished, reopened) = (Some(RunStatus::Running.as_str()), false, 1)
                 }
                 None => {}
             }
             prev = record.hash.clone();
             records.push(record);
         }
-        // The events in one statement (a few hundred at most, well under both databases'
-        // limits on bound values): one round trip to the database, and for SQLite to its
-        // worker thread, instead of one per event. The text holds only placeholders.
-        for (records, bodies) in records.chunks(INSERT_BATCH).zip(bodies.chunks(INSERT_BATCH)) {
-            let mut sql = String::from(
-                "INSERT INTO events (run_id, seq, ts, kind, step, body, prev_hash, hash, db_role) VALUES ",
-            );
-            for i in 0..records.len() {
-                let b = i * 9;
-                let sep = if i == 0 { "" } else { ", " };
-                let _ = write!(
-                    sql,
-                    "{sep}(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
-                    b + 1,
-                    b + 2,
-                    b + 3,
-                    b + 4,
-                    b + 5,
-                    b + 6,
-                    b + 7,
-                    b + 8,
-                    b + 9
-                );
-            }
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for (record, body) in records.iter().zip(bodies) {
-                query = query
-                    .bind(run_id)
-                    .bind(record.seq as i64)
-                    .bind(ts)
-                    .bind(record.event.kind())
-                    .bind(record.event.step())
-                    .bind(body)
-                    .bind(&record.prev_hash)
-                    .bind(&record.hash)
-                    .bind(record.db_role.as_deref());
-            }
-            query.execute(&mut **tx).await.map_err(identity_refusal)?;
-        }
-        sqlx::query(
-            "UPDATE runs SET last_seq = $1, last_hash = $2, status = COALESCE($3, status), \
-             finished_at = CASE WHEN $6 = 1 THEN NULL ELSE COALESCE($4, finished_at) END, \
-             started_at = CASE WHEN $7 = 1 THEN $8 ELSE started_at END WHERE run_id = $5",
-        )
-        .bind(seq as i64)
-        .bind(&prev)
-        .bind(status)
-        .bind(finished)
-        .bind(run_id)
-        .bind(reopened)
-        .bind(first)
-        .bind(ts)
-        .execute(&mut **tx)
-        .await?;
-        Ok(records)
+        Ok(Chained { records, bodies, seq, prev, status, finished, reopened, first })
     }
 
     /// A run's journal, in order.

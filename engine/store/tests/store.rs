@@ -89,6 +89,7 @@ conformance!(
     kept_logs_are_vouched_for_by_log_kept_records,
     the_health_check_reports_versions_and_contents,
     queued_runs_are_claimed_once_by_workers_with_the_labels,
+    a_cancelled_append_is_all_or_nothing_and_the_next_one_works,
 );
 
 fn started() -> RunEvent {
@@ -191,6 +192,39 @@ async fn concurrent_writers_leave_no_gap_and_no_duplicate(f: Fixture) {
     assert_eq!(records.len(), 200);
     assert!(records.iter().enumerate().all(|(i, r)| r.seq == i as u64 + 1));
     assert_eq!(journal::verify(&records, None), Ok(()));
+}
+
+/// An append whose future is dropped at any point (an engine's task cancelled) wrote all
+/// of its records or none, and the store's next append works: on SQLite the journal's own
+/// connection may be left inside its transaction, which the next append rolls back first.
+async fn a_cancelled_append_is_all_or_nothing_and_the_next_one_works(f: Fixture) {
+    let store = f.with_run("r1").await;
+    store.append("r1", "2026-11-30T10:00:00Z", &started(), None).await.expect("append");
+    for i in 0..40u64 {
+        let events = [step(2 * i as usize), step(2 * i as usize + 1)];
+        let mut append = Box::pin(store.append_all("r1", "2026-11-30T10:00:01Z", &events, None));
+        // Dropped after 1, 2... 5 polls, the database given a moment between them: between
+        // its round trips, inside its transaction or after it.
+        for _ in 0..=i % 5 {
+            let poll = std::future::poll_fn(|cx| std::task::Poll::Ready(append.as_mut().poll(cx))).await;
+            if poll.is_ready() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        drop(append);
+        store.append("r1", "2026-11-30T10:00:02Z", &step(1000 + i as usize), None).await.expect("append");
+    }
+    let records = store.records("r1").await.expect("records");
+    assert_eq!(journal::verify(&records, None), Ok(()));
+    let run = store.run("r1").await.expect("run");
+    assert_eq!(run.last_seq, records.len() as i64);
+    // Each pair of a cancelled append is in the journal together or not at all.
+    for i in 0..40usize {
+        let has = |n: usize| records.iter().any(|r| r.event == step(n));
+        assert_eq!(has(2 * i), has(2 * i + 1), "append {i} was cut in two");
+        assert!(has(1000 + i));
+    }
 }
 
 async fn journal_rows_cannot_be_changed_or_removed(f: Fixture) {
