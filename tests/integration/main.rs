@@ -24,6 +24,7 @@ mod e2e_pins;
 mod e2e_report;
 mod engine_limits;
 mod fixtures;
+mod forged_identity;
 mod history;
 mod holder;
 mod hostile;

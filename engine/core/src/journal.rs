@@ -562,8 +562,10 @@ pub fn identity_problem(name: &str) -> Option<String> {
     if identity_key(name).is_empty() {
         return Some("an identity cannot be empty".into());
     }
+    // Only the plain space separates words: a tab or a line break would let a name print a
+    // line of its own on a terminal (red team, issue 13).
     let bad = name.chars().find(|&c| {
-        !is_identity_space(c)
+        c != ' '
             && (c.is_control()
                 || c.is_whitespace()
                 || matches!(u32::from(c),

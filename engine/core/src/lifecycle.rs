@@ -42,8 +42,8 @@ pub enum Holder {
         /// The steps it waits on.
         waiting: Vec<String>,
     },
-    /// Any other text (written by hand or by another version): judged as before, by its
-    /// words, suspended if it begins with [`SUSPENDED`], never proved dead.
+    /// Any other text (written by hand, or an engine whose operator's name made it parse as
+    /// nothing else): never suspended, never proved dead; its lease must expire.
     Other(String),
 }
 
@@ -77,17 +77,21 @@ impl Holder {
     }
 
     fn typed(text: &str) -> Option<Holder> {
-        if let Some(rest) = text.strip_prefix(SUSPENDED) {
-            let rest = rest.strip_prefix("run ")?;
-            let (run, rest) = rest.split_once(" waits for approval of ")?;
-            let (waiting, _) = rest.rsplit_once(" (`runbook resume ")?;
-            let waiting = if waiting.is_empty() {
-                Vec::new()
-            } else {
-                waiting.split(", ").map(str::to_string).collect()
-            };
-            return Some(Holder::Suspended { run: run.to_string(), waiting });
-        }
+        // An engine whose operator's name begins like a suspended run's text is an engine.
+        Holder::suspended(text).filter(|h| h.to_string() == text).or_else(|| Holder::engine(text))
+    }
+
+    fn suspended(text: &str) -> Option<Holder> {
+        let rest = text.strip_prefix(SUSPENDED)?;
+        let rest = rest.strip_prefix("run ")?;
+        let (run, rest) = rest.split_once(" waits for approval of ")?;
+        let (waiting, _) = rest.rsplit_once(" (`runbook resume ")?;
+        let waiting =
+            if waiting.is_empty() { Vec::new() } else { waiting.split(", ").map(str::to_string).collect() };
+        Some(Holder::Suspended { run: run.to_string(), waiting })
+    }
+
+    fn engine(text: &str) -> Option<Holder> {
         let (operator, inner) = text.rsplit_once(" (pid ")?;
         let inner = inner.strip_suffix(')')?;
         let (pid, rest) = inner.split_once(" on ")?;
@@ -103,8 +107,10 @@ impl Holder {
     pub fn is_suspended(&self) -> bool {
         match self {
             Holder::Suspended { .. } => true,
-            Holder::Other(text) => text.starts_with(SUSPENDED),
-            Holder::Engine { .. } => false,
+            // Never by its words: an engine's holder begins with its operator's name, which
+            // may read `suspended: ...` (red team, issue 13). Only the exact text a
+            // suspended run writes parses as `Suspended`.
+            Holder::Other(_) | Holder::Engine { .. } => false,
         }
     }
 
@@ -807,7 +813,22 @@ mod tests {
             (engine(Some("id")), "db-2", true, false, false),
             (engine(None), "db-1", true, false, false),
             (suspended, "db-1", true, true, false),
-            (Holder::Other("suspended: by hand".into()), "db-1", true, true, false),
+            (Holder::Other("suspended: by hand".into()), "db-1", true, false, false),
+            // An engine whose operator is named like a suspended run: alive, then gone.
+            (
+                Holder::parse("suspended: run X waits for approval of gate (pid 7 on db-1; process id)"),
+                "db-1",
+                false,
+                false,
+                false,
+            ),
+            (
+                Holder::parse("suspended: run X waits for approval of gate (pid 7 on db-1; process id)"),
+                "db-1",
+                true,
+                false,
+                true,
+            ),
             (Holder::Other("w1".into()), "db-1", true, false, false),
         ];
         for (holder, here, is_gone, suspended, dead) in cases {
