@@ -294,22 +294,26 @@ pub fn tie_main(parent: i32, argv: &[std::ffi::OsString]) -> std::io::Error {
 }
 
 /// Where `execvp` will find `program` for `spawn`: the first executable regular file named
-/// `program` in a folder of the `PATH` the step gets. `None` when `program` names a path
-/// (`./x`, `/bin/x`: no search), when the step has no `PATH` (execvp's default then applies),
-/// when a relative folder comes first or nothing is found: `runbook-tie` then
+/// `program` in a folder of the engine's `PATH`, which the step inherits. `None` when
+/// `program` names a path (`./x`, `/bin/x`: no search), when the step sets or removes `PATH`
+/// (a step's variables may carry secrets, and the found path goes in the tie's argv, which
+/// any user can read: promise 3), when a relative folder comes first or nothing is found:
+/// `runbook-tie` then
 /// searches as execvp does, and says what is missing. Searched once here, in the engine, so
 /// that a step's start costs one `execve`, not one per folder of `PATH`.
 fn search_path(program: &str, spawn: &Spawn) -> Option<PathBuf> {
+    if spawn.env.iter().any(|(k, _)| k == "PATH") || spawn.env_remove.iter().any(|k| k == "PATH") {
+        return None;
+    }
+    search_in(program, &std::env::var_os("PATH")?)
+}
+
+/// [`search_path`] in the folders of `path`.
+fn search_in(program: &str, path: &std::ffi::OsStr) -> Option<PathBuf> {
     if program.is_empty() || program.contains('/') {
         return None;
     }
-    // `env` is applied after `env_remove` (`run_tied`), so it wins.
-    let path: std::ffi::OsString = match spawn.env.iter().rev().find(|(k, _)| k == "PATH") {
-        Some((_, v)) => v.into(),
-        None if spawn.env_remove.iter().any(|k| k == "PATH") => return None,
-        None => std::env::var_os("PATH")?,
-    };
-    for dir in std::env::split_paths(&path) {
+    for dir in std::env::split_paths(path) {
         // A relative folder (`.`, or an empty entry) is the step's working directory's
         // business: left to execvp, in order.
         if !dir.is_absolute() {
@@ -876,23 +880,22 @@ mod tests {
         write(second.join("tool"), 0o755);
         write(second.join("dir-tool"), 0o755);
         let path = format!("{}:{}", first.display(), second.display());
-        let s = spawn("tool", &[("PATH", &path)], &[]);
-        assert_eq!(search_path("tool", &s), Some(second.join("tool")));
-        assert_eq!(search_path("dir-tool", &s), Some(second.join("dir-tool")));
-        assert_eq!(search_path("absent", &s), None);
-        // The step's own PATH wins over the one it removes.
-        assert_eq!(
-            search_path("tool", &spawn("tool", &[("PATH", &path)], &["PATH"])),
-            Some(second.join("tool"))
-        );
-        // Left to execvp: a path, no PATH at all, a relative folder first, an empty name.
-        assert_eq!(search_path("./tool", &s), None);
-        assert_eq!(search_path(&second.join("tool").display().to_string(), &s), None);
-        assert_eq!(search_path("tool", &spawn("tool", &[], &["PATH"])), None);
-        let relative = format!(".:{path}");
-        assert_eq!(search_path("tool", &spawn("tool", &[("PATH", &relative)], &[])), None);
-        let empty_first = format!(":{path}");
-        assert_eq!(search_path("tool", &spawn("tool", &[("PATH", &empty_first)], &[])), None);
-        assert_eq!(search_path("", &s), None);
+        let found = |program: &str, path: &str| search_in(program, std::ffi::OsStr::new(path));
+        assert_eq!(found("tool", &path), Some(second.join("tool")));
+        assert_eq!(found("dir-tool", &path), Some(second.join("dir-tool")));
+        assert_eq!(found("absent", &path), None);
+        // Left to execvp: a path, a relative folder first (`.`, an empty entry), an empty name.
+        assert_eq!(found("./tool", &path), None);
+        assert_eq!(found(&second.join("tool").display().to_string(), &path), None);
+        assert_eq!(found("tool", &format!(".:{path}")), None);
+        assert_eq!(found("tool", &format!(":{path}")), None);
+        assert_eq!(found("", &path), None);
+        // A step that sets or removes PATH: its variables may carry secrets, and the found
+        // path would be in the tie's argv.
+        assert_eq!(search_path("sh", &spawn("sh", &[("PATH", &path)], &[])), None);
+        assert_eq!(search_path("sh", &spawn("sh", &[], &["PATH"])), None);
+        // Otherwise the engine's own PATH, which the step inherits.
+        let sh = search_path("sh", &spawn("sh", &[("HOME", "/")], &[]));
+        assert!(sh.as_ref().is_some_and(|p| p.is_absolute() && p.ends_with("sh")), "{sh:?}");
     }
 }
