@@ -443,12 +443,21 @@ pub async fn sigterm(handler: &mut Option<tokio::signal::unix::Signal>) {
     }
 }
 
+/// The binary every step's program starts through (`engine/cli/bin/tie.rs`).
+const TIE_BINARY: &str = "runbook-tie";
+
 /// The helper that ends step processes if this process dies; without it (it could not be
 /// started), steps still end with the engine in every case but SIGKILL.
 fn start_reaper(run_dir: &Path) -> Option<Arc<runbook_exec::process::Reaper>> {
     let exe = std::env::current_exe().ok()?;
+    // The small tie binary, installed next to this one (`cargo install` puts both in one
+    // folder); without it steps start through `runbook __tie`, which costs more (bench/README).
+    let tie = exe.with_file_name(TIE_BINARY);
     match runbook_exec::process::Reaper::start(&exe, &["__reaper"]) {
-        Ok(r) => Some(Arc::new(r.with_ledger(run_dir.join(PROCESS_GROUPS)))),
+        Ok(r) => {
+            let r = r.with_ledger(run_dir.join(PROCESS_GROUPS));
+            Some(Arc::new(if tie.is_file() { r.with_tie(tie) } else { r }))
+        }
         Err(e) => {
             eprintln!(
                 "warning: cannot start the process reaper ({e}); a killed engine could leave steps running"

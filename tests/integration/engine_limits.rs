@@ -203,8 +203,16 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
 fn regression_a_descendant_outside_the_group_holding_the_pipe_does_not_hold_the_attempt() {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
-    // Each escapee writes its pid down, to be ended at the end of the test.
-    let escape = |tag: &str| format!("setsid sleep 100000 & echo $! >> {tag}.pids; echo started");
+    // Each escapee writes its pid down, to be ended at the end of the test. The step goes on
+    // once the escapee has left (its session is its own: field 6 of `/proc/PID/stat`); else
+    // the step's group could be ended before `setsid` ran, with nothing left holding the pipe.
+    let escape = |tag: &str| {
+        format!(
+            "setsid sleep 100000 & echo $! >> {tag}.pids; \
+             while read -r _ _ _ _ _ sid _ < /proc/$!/stat && [ \"$sid\" != \"$!\" ]; do sleep 0.01; done; \
+             echo started"
+        )
+    };
     let cases = [
         (
             "precondition, timeout",

@@ -47,4 +47,5 @@ mod side_columns;
 mod store_guards;
 mod support;
 mod team;
+mod tie;
 mod world;

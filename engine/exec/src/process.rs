@@ -113,6 +113,9 @@ pub struct Reaper {
     gone: watch::Receiver<bool>,
     /// The `runbook` binary, which also runs [`tie_main`] (`__tie`).
     program: PathBuf,
+    /// The small binary that does what `__tie` does (`runbook-tie`, next to `runbook`), if
+    /// there is one ([`Reaper::with_tie`]).
+    tie: Option<PathBuf>,
     /// Where every group is also written down on this host (see [`end_leftover_groups`]).
     ledger: Option<PathBuf>,
     _child: std::process::Child,
@@ -146,6 +149,7 @@ impl Reaper {
             pipe: std::sync::Mutex::new(pipe),
             gone,
             program: program.to_path_buf(),
+            tie: None,
             ledger: None,
             _child: child,
         })
@@ -155,6 +159,14 @@ impl Reaper {
     /// host), so that a later engine can end what a dead one left behind.
     pub fn with_ledger(mut self, ledger: PathBuf) -> Reaper {
         self.ledger = Some(ledger);
+        self
+    }
+
+    /// Start step programs through `tie` (`runbook-tie ENGINE_PID EXECUTABLE -- PROGRAM
+    /// ARGS...`, which does what [`tie_main`] does in a binary a fraction of the size) rather
+    /// than through `runbook __tie`.
+    pub fn with_tie(mut self, tie: PathBuf) -> Reaper {
+        self.tie = Some(tie);
         self
     }
 
@@ -281,6 +293,42 @@ pub fn tie_main(parent: i32, argv: &[std::ffi::OsString]) -> std::io::Error {
     std::process::Command::new(program).args(args).exec()
 }
 
+/// Where `execvp` will find `program` for `spawn`: the first executable regular file named
+/// `program` in a folder of the engine's `PATH`, which the step inherits. `None` when
+/// `program` names a path (`./x`, `/bin/x`: no search), when the step sets or removes `PATH`
+/// (a step's variables may carry secrets, and the found path goes in the tie's argv, which
+/// any user can read: promise 3), when a relative folder comes first or nothing is found:
+/// `runbook-tie` then
+/// searches as execvp does, and says what is missing. Searched once here, in the engine, so
+/// that a step's start costs one `execve`, not one per folder of `PATH`.
+fn search_path(program: &str, spawn: &Spawn) -> Option<PathBuf> {
+    if spawn.env.iter().any(|(k, _)| k == "PATH") || spawn.env_remove.iter().any(|k| k == "PATH") {
+        return None;
+    }
+    search_in(program, &std::env::var_os("PATH")?)
+}
+
+/// [`search_path`] in the folders of `path`.
+fn search_in(program: &str, path: &std::ffi::OsStr) -> Option<PathBuf> {
+    if program.is_empty() || program.contains('/') {
+        return None;
+    }
+    for dir in std::env::split_paths(path) {
+        // A relative folder (`.`, or an empty entry) is the step's working directory's
+        // business: left to execvp, in order.
+        if !dir.is_absolute() {
+            return None;
+        }
+        let candidate = dir.join(program);
+        if std::fs::metadata(&candidate).is_ok_and(|m| m.is_file())
+            && nix::unistd::access(&candidate, nix::unistd::AccessFlags::X_OK).is_ok()
+        {
+            return Some(candidate);
+        }
+    }
+    None
+}
+
 /// Run a secret's helper program (vault, pass) to its end in `dir` and take its output. It
 /// does not see the variables in `hidden` (other secrets are read from them: issue 11,
 /// promise 3).
@@ -390,8 +438,15 @@ pub async fn run_tied(
     let Some((program, args)) = spawn.argv.split_first() else {
         return Exit::SpawnFailed("empty command".into());
     };
-    // Through `__tie` when there is a reaper: the program then dies with the engine.
+    // Through the tie when there is a reaper: the program then dies with the engine.
     let mut cmd = match reaper {
+        Some(Reaper { tie: Some(tie), .. }) => {
+            let mut c = Command::new(tie);
+            let executable =
+                search_path(program, spawn).map_or_else(|| program.into(), PathBuf::into_os_string);
+            c.arg(std::process::id().to_string()).arg(executable).arg("--").arg(program);
+            c
+        }
         Some(r) => {
             let mut c = Command::new(&r.program);
             c.arg("__tie").arg(std::process::id().to_string()).arg("--").arg(program);
@@ -790,4 +845,57 @@ fn utf8_complete_prefix(bytes: &[u8]) -> usize {
         return if width > back { n - back } else { n };
     }
     n
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spawn(program: &str, env: &[(&str, &str)], env_remove: &[&str]) -> Spawn {
+        Spawn {
+            argv: vec![program.into()],
+            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            env_remove: env_remove.iter().map(|k| k.to_string()).collect(),
+            dir: PathBuf::from("/"),
+            timeout: None,
+            grace: Duration::from_secs(1),
+        }
+    }
+
+    #[test]
+    fn the_engine_finds_a_program_where_execvp_would() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (first, second) = (dir.path().join("a"), dir.path().join("b"));
+        for d in [&first, &second] {
+            std::fs::create_dir(d).expect("dir");
+        }
+        use std::os::unix::fs::PermissionsExt as _;
+        let write = |path: PathBuf, mode: u32| {
+            std::fs::write(&path, "#!/bin/sh\n").expect("write");
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+        };
+        // Not executable in the first folder, a folder of that name too: the second one's.
+        write(first.join("tool"), 0o644);
+        std::fs::create_dir(first.join("dir-tool")).expect("dir");
+        write(second.join("tool"), 0o755);
+        write(second.join("dir-tool"), 0o755);
+        let path = format!("{}:{}", first.display(), second.display());
+        let found = |program: &str, path: &str| search_in(program, std::ffi::OsStr::new(path));
+        assert_eq!(found("tool", &path), Some(second.join("tool")));
+        assert_eq!(found("dir-tool", &path), Some(second.join("dir-tool")));
+        assert_eq!(found("absent", &path), None);
+        // Left to execvp: a path, a relative folder first (`.`, an empty entry), an empty name.
+        assert_eq!(found("./tool", &path), None);
+        assert_eq!(found(&second.join("tool").display().to_string(), &path), None);
+        assert_eq!(found("tool", &format!(".:{path}")), None);
+        assert_eq!(found("tool", &format!(":{path}")), None);
+        assert_eq!(found("", &path), None);
+        // A step that sets or removes PATH: its variables may carry secrets, and the found
+        // path would be in the tie's argv.
+        assert_eq!(search_path("sh", &spawn("sh", &[("PATH", &path)], &[])), None);
+        assert_eq!(search_path("sh", &spawn("sh", &[], &["PATH"])), None);
+        // Otherwise the engine's own PATH, which the step inherits.
+        let sh = search_path("sh", &spawn("sh", &[("HOME", "/")], &[]));
+        assert!(sh.as_ref().is_some_and(|p| p.is_absolute() && p.ends_with("sh")), "{sh:?}");
+    }
 }

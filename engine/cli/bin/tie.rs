@@ -1,0 +1,83 @@
+//! `runbook-tie ENGINE_PID EXECUTABLE -- PROGRAM ARGS...`: the small binary every step's
+//! program starts through when the engine has a reaper (`engine/exec/src/process.rs`,
+//! `run_tied`). It asks the kernel to SIGKILL it when its parent (the engine's thread) dies,
+//! checks that the parent is still `ENGINE_PID`, then becomes the program with one `execvp`
+//! (same process, same group), which keeps that signal: the step's main process dies with the
+//! engine even when the reaper is killed too.
+//!
+//! It does what `runbook __tie ENGINE_PID -- PROGRAM ARGS...` does (`process::tie_main`,
+//! kept as the fallback when this binary is not next to `runbook`), without starting the
+//! whole engine's binary for every step: no clap, no tokio, no allocator of its own, a few
+//! hundred relocations instead of 36,000 (bench/README.md, issue 13). `EXECUTABLE` is where
+//! the engine found `PROGRAM` on the step's `PATH` (or `PROGRAM` itself), so a step costs one
+//! `execve`; if that one fails, `PROGRAM` is searched again as `execvp` always did.
+//!
+//! It creates no process: it replaces itself (`clippy.toml`, `tests/tidy.rs`: only
+//! `process.rs` spawns). A program that cannot be started is reported as `runbook __tie`
+//! reports it (`CliError::StepNotStarted`, exit code 127, `exit::STEP_NOT_STARTED`).
+
+use std::ffi::{CString, OsString};
+use std::os::unix::ffi::OsStringExt as _;
+use std::process::ExitCode;
+
+/// `exit::STEP_NOT_STARTED`: the program could not be started (as a shell says it).
+const STEP_NOT_STARTED: u8 = 127;
+/// A command line this binary does not understand (clap's code for usage errors).
+const USAGE: u8 = 2;
+
+fn main() -> ExitCode {
+    let mut raw = std::env::args_os().skip(1);
+    let parent = raw.next().and_then(|p| p.to_str().and_then(|p| p.parse::<i32>().ok()));
+    let executable = raw.next();
+    let dashes = raw.next().is_some_and(|a| a == "--");
+    let argv: Vec<OsString> = raw.collect();
+    let (Some(parent), Some(executable), true, Some(program)) =
+        (parent, executable, dashes, argv.first().cloned())
+    else {
+        eprintln!(
+            "runbook-tie: usage: runbook-tie ENGINE_PID EXECUTABLE -- PROGRAM ARGS... (the engine starts it)"
+        );
+        return ExitCode::from(USAGE);
+    };
+    let error = tie(parent, executable, argv);
+    // `CliError::StepNotStarted`, as `runbook __tie` prints it.
+    eprintln!("runbook: cannot start the step's program `{}`: {error}", program.to_string_lossy());
+    ExitCode::from(STEP_NOT_STARTED)
+}
+
+/// Become the program; returns only on failure.
+fn tie(parent: i32, executable: OsString, argv: Vec<OsString>) -> std::io::Error {
+    if let Err(e) = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL) {
+        return e.into();
+    }
+    // The engine may have died before the signal was asked for.
+    if nix::unistd::getppid().as_raw() != parent {
+        return std::io::Error::other("the engine is gone");
+    }
+    let c_string = |s: OsString| {
+        CString::new(s.into_vec()).map_err(|_| std::io::Error::other("a NUL byte in the step's command"))
+    };
+    let program = argv.first().cloned().unwrap_or_default();
+    let args = match argv.into_iter().map(c_string).collect::<Result<Vec<_>, _>>() {
+        Ok(args) => args,
+        Err(e) => return e,
+    };
+    let found = executable != program;
+    let executable = match c_string(executable) {
+        Ok(e) => e,
+        Err(e) => return e,
+    };
+    let error = match nix::unistd::execvp(&executable, &args) {
+        Err(e) => e,
+        Ok(never) => match never {},
+    };
+    // What the engine found is gone or refused (a race, a `noexec` mount): search as
+    // `execvp` does, which tries the next folder of `PATH` too.
+    if found && let Some(name) = args.first() {
+        match nix::unistd::execvp(name, &args) {
+            Err(e) => return e.into(),
+            Ok(never) => match never {},
+        }
+    }
+    error.into()
+}

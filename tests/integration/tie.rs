@@ -1,0 +1,101 @@
+//! `runbook-tie`, the small binary every step's program starts through (engine/cli/bin/tie.rs),
+//! and `runbook __tie`, the fallback when it is not next to `runbook`: both tie the step's
+//! program to the engine (a parent-death SIGKILL the program keeps) and report a program
+//! that cannot be started alike. That a tied step dies with its engine and reaper is
+//! `holder::a_step_dies_with_its_engine_even_when_the_reaper_dies_too`.
+
+use std::process::Command;
+
+use crate::support::{Output, Scratch, bin, ok};
+
+const TIE: &str = env!("CARGO_BIN_EXE_runbook-tie");
+
+fn tie(args: &[&str]) -> Output {
+    Output::from(Command::new(TIE).args(args).env("NO_COLOR", "1").output().expect("runbook-tie runs"))
+}
+
+fn runbook(args: &[&str]) -> Output {
+    Output::from(Command::new(bin()).args(args).env("NO_COLOR", "1").output().expect("runbook runs"))
+}
+
+#[test]
+fn runbook_tie_reports_a_program_it_cannot_start_as_runbook_tie_does() {
+    let me = std::process::id().to_string();
+    let small = tie(&[&me, "/no/such/program", "--", "/no/such/program"]);
+    let fallback = runbook(&["__tie", &me, "--", "/no/such/program"]);
+    ok(&small, 127);
+    ok(&fallback, 127);
+    assert_eq!(small.stderr, fallback.stderr);
+    assert_eq!(
+        small.stderr,
+        "runbook: cannot start the step's program `/no/such/program`: No such file or directory (os error 2)\n"
+    );
+    // What the engine found is gone: the program is searched again, and named as written.
+    let gone = tie(&[&me, "/no/such/dir/no-such-tool-i13", "--", "no-such-tool-i13"]);
+    ok(&gone, 127);
+    assert_eq!(
+        gone.stderr,
+        "runbook: cannot start the step's program `no-such-tool-i13`: No such file or directory (os error 2)\n"
+    );
+}
+
+#[test]
+fn runbook_tie_starts_nothing_when_its_parent_is_not_the_engine() {
+    let out = tie(&["1", "/bin/sh", "--", "sh", "-c", "echo started"]);
+    ok(&out, 127);
+    assert_eq!(out.stdout, "");
+    assert!(out.stderr.contains("the engine is gone"), "{}", out.stderr);
+    ok(&tie(&["not-a-pid", "/bin/true", "--", "true"]), 2);
+    ok(&tie(&[&std::process::id().to_string(), "/bin/true", "--"]), 2);
+}
+
+#[test]
+fn runbook_tie_execs_what_the_engine_found_with_the_program_s_own_name() {
+    let me = std::process::id().to_string();
+    // `$0` of `sh -c` without more arguments is the shell's argv[0]: the name, not the path.
+    let out = tie(&[&me, "/bin/sh", "--", "sh", "-c", "echo \"$0 $1\"", "sh", "x"]);
+    ok(&out, 0);
+    assert_eq!(out.stdout, "sh x\n");
+    let out = tie(&[&me, "/bin/sh", "--", "my-sh", "-c", "echo \"$0\""]);
+    ok(&out, 0);
+    assert_eq!(out.stdout, "my-sh\n");
+}
+
+/// A step that writes down the parent-death signal its main process holds
+/// (`prctl(PR_GET_PDEATHSIG)`), and the name it was started as.
+const PDEATHSIG: &str = r#"
+[runbook]
+name = "tied"
+
+[steps.probe]
+cmd = ["python3", "-c", "import ctypes, sys; s = ctypes.c_int(); ctypes.CDLL(None).prctl(2, ctypes.byref(s)); open('tied.txt', 'w').write(f'{s.value}\\n')"]
+"#;
+
+fn pdeathsig_of_a_step(engine: &str, scratch: &Scratch) -> String {
+    let state = scratch.state();
+    let out = Command::new(engine)
+        .args(["run", "r.toml", "--yes", "--state", &state])
+        .current_dir(scratch.path())
+        .env("NO_COLOR", "1")
+        .env_remove("RUNBOOK_STATE")
+        .output()
+        .expect("runbook runs");
+    ok(&Output::from(out), 0);
+    std::fs::read_to_string(scratch.path().join("tied.txt")).expect("the step wrote tied.txt")
+}
+
+#[test]
+fn a_step_s_program_is_tied_with_runbook_tie_and_without_it() {
+    // With `runbook-tie` next to `runbook` (the build puts both in one folder).
+    let with = Scratch::new(PDEATHSIG);
+    assert_eq!(pdeathsig_of_a_step(&bin(), &with), "9\n", "SIGKILL when the engine dies");
+
+    // `runbook` alone in a folder: steps start through `runbook __tie`. A hard link (same
+    // file system as the build) so that the engine's own path is that folder.
+    let alone = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
+    let engine = alone.path().join("runbook");
+    std::fs::hard_link(bin(), &engine).expect("link runbook");
+    assert!(!alone.path().join("runbook-tie").exists());
+    let without = Scratch::new(PDEATHSIG);
+    assert_eq!(pdeathsig_of_a_step(&engine.display().to_string(), &without), "9\n");
+}
