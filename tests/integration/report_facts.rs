@@ -41,8 +41,9 @@ compensate = {{ run = "echo v1.0.0 > deployed; echo evidence=evidence-1.dump >> 
 [steps.health]
 title = "Comprobar la salud"
 env = {{ TOKEN = "{{{{ secrets.TOKEN }}}}" }}
+# Both lines on standard error: lines of two pipes reach the tail in either order.
 run = """
-echo "checking with $TOKEN"
+echo "checking with $TOKEN" >&2
 if [ {fail} = true ]; then
   echo "psql: error: connection to server failed: FATAL: password authentication failed (token $TOKEN)" >&2
   exit 3
