@@ -6,8 +6,17 @@ use crate::process::{self};
 
 /// The lock a run holds: its runbook's `lock`, or a private one that tells `resume` whether
 /// the run is still alive.
-pub fn lock_name(runbook_lock: Option<String>, run_id: &str) -> String {
-    runbook_lock.unwrap_or_else(|| format!("run:{run_id}"))
+///
+/// A rendered `lock` in the reserved `run:` namespace is refused
+/// ([`runbook_core::model::check_lock_name`]): it would take another run's private lock.
+pub fn lock_name(runbook_lock: Option<String>, run_id: &str) -> Result<String, super::ExecError> {
+    match runbook_lock {
+        Some(l) => {
+            runbook_core::model::check_lock_name(&l).map_err(super::ExecError::LockName)?;
+            Ok(l)
+        }
+        None => Ok(format!("{}{run_id}", runbook_core::model::RESERVED_LOCK_PREFIX)),
+    }
 }
 
 /// This machine's name.
