@@ -608,6 +608,10 @@ fn regression_a_rendered_lock_in_the_run_namespace_is_refused_before_anything_ru
             d.join("ran").display()
         ),
     );
+    // `plan` says it too (RB033, at the `lock`), so a reviewed plan never holds such a lock.
+    let plan = run_limited(d, &["plan", "r.toml", "-p", "prefix=run:"], &[], LIMIT);
+    refused(&plan, "plan with lock run:victim");
+    assert!(plan.stderr.contains("RB033") && plan.stderr.contains("reserved"), "{}", plan.stderr);
     let out = run_limited(d, &["run", "r.toml", "--yes", "--state", "s.db", "-p", "prefix=run:"], &[], LIMIT);
     refused(&out, "lock run:victim");
     assert!(out.stderr.contains("`run:`"), "{}", out.stderr);

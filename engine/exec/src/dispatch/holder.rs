@@ -59,3 +59,20 @@ pub fn now() -> (String, i64) {
     let ms = t.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
     (humantime::format_rfc3339_millis(t).to_string(), ms)
 }
+
+#[cfg(test)]
+mod lock_name_tests {
+    use super::*;
+
+    /// The second line behind check and plan (red team adv13b F9): a rendered `lock` in the
+    /// `run:` namespace never becomes the lock a run takes.
+    #[test]
+    fn a_runbook_lock_in_the_run_namespace_is_refused() {
+        assert_eq!(lock_name(None, "r-1").ok().as_deref(), Some("run:r-1"));
+        assert_eq!(lock_name(Some("db-prod".into()), "r-1").ok().as_deref(), Some("db-prod"));
+        match lock_name(Some("run:r-0".into()), "r-1") {
+            Err(super::super::ExecError::LockName(m)) => assert!(m.contains("reserved"), "{m}"),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+}
