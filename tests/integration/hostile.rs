@@ -553,3 +553,72 @@ fn regression_templates_that_cost_without_bound_are_refused() {
         }
     }
 }
+
+/// Includes that fan out (each file including the next twice) grow as 2^depth: `check`,
+/// `plan` and `run` refuse them at once (RB065), with the expanded size counted per file,
+/// never materialised (red team adv13b F5).
+#[test]
+fn regression_include_diamonds_are_refused_before_they_expand() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let depth = 40;
+    for i in 0..depth {
+        let next = format!("l{}.toml", i + 1);
+        write(
+            d,
+            &format!("l{i}.toml"),
+            &format!(
+                "[runbook]\nname = \"l{i}\"\n[steps.a]\nrunbook = {{ file = \"{next}\" }}\n[steps.b]\nrunbook = {{ file = \"{next}\" }}\n"
+            ),
+        );
+    }
+    write(
+        d,
+        &format!("l{depth}.toml"),
+        &format!(
+            "[runbook]\nname = \"l{depth}\"\n[steps.leaf]\nrun = \"touch {}\"\n",
+            d.join("ran").display()
+        ),
+    );
+    for args in
+        [&["check", "l0.toml"][..], &["plan", "l0.toml"], &["run", "l0.toml", "--yes", "--state", "s.db"]]
+    {
+        let started = std::time::Instant::now();
+        let out = run_limited(d, args, &[], LIMIT);
+        refused(&out, &format!("{args:?}"));
+        assert!(out.stderr.contains("RB065"), "{args:?}: {}", &out.stderr[..out.stderr.len().min(3000)]);
+        assert!(out.stderr.contains("10000"), "{args:?}: the limit is named: {}", out.stderr);
+        assert!(started.elapsed() < LIMIT, "{args:?}: took {:?}", started.elapsed());
+        assert!(!d.join("ran").exists(), "{args:?}: a step ran");
+    }
+}
+
+/// A `lock` that renders to `run:ID` would squat the private lock of another run: the
+/// `run:` prefix is reserved, refused before anything runs, even when only the rendered
+/// name has it (red team adv13b F9).
+#[test]
+fn regression_a_rendered_lock_in_the_run_namespace_is_refused_before_anything_runs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    write(
+        d,
+        "r.toml",
+        &format!(
+            "[runbook]\nname = \"squat\"\nlock = \"{{{{ params.prefix }}}}victim\"\n[params.prefix]\ntype = \"string\"\n[steps.work]\nrun = \"touch {}\"\n",
+            d.join("ran").display()
+        ),
+    );
+    // `plan` says it too (RB033, at the `lock`), so a reviewed plan never holds such a lock.
+    let plan = run_limited(d, &["plan", "r.toml", "-p", "prefix=run:"], &[], LIMIT);
+    refused(&plan, "plan with lock run:victim");
+    assert!(plan.stderr.contains("RB033") && plan.stderr.contains("reserved"), "{}", plan.stderr);
+    let out = run_limited(d, &["run", "r.toml", "--yes", "--state", "s.db", "-p", "prefix=run:"], &[], LIMIT);
+    refused(&out, "lock run:victim");
+    assert!(out.stderr.contains("`run:`"), "{}", out.stderr);
+    assert!(out.stderr.contains("reserved"), "{}", out.stderr);
+    assert!(!d.join("ran").exists(), "the step ran");
+    // An ordinary rendered lock still runs.
+    let out = run_limited(d, &["run", "r.toml", "--yes", "--state", "s.db", "-p", "prefix=env-"], &[], LIMIT);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(d.join("ran").exists());
+}

@@ -137,6 +137,7 @@ codes! {
     IncludeCycle = "062", "include-cycle", "Runbooks include each other.";
     IncludeParams = "063", "include-params", "An include passes an unknown parameter or misses a required one.";
     IncludeRefused = "064", "include-refused", "An included file is not a runbook, or lives where includes may not.";
+    IncludeSize = "065", "include-size", "A runbook has more steps than the limit once its includes are expanded.";
     MissingParam = "070", "missing-param", "A required parameter was not given.";
     InvalidParamValue = "071", "invalid-param-value", "A parameter value does not fit its declaration.";
     UnknownParam = "072", "unknown-param", "A parameter that the runbook does not declare.";

@@ -12,6 +12,40 @@ use serde::Serialize;
 use crate::diagnostic::Source;
 use crate::span::Span;
 
+/// The longest duration a runbook may write (a step or approval `timeout`, an escalation's
+/// `after`, a retry delay...): 100 years (of 365.25 days, as humantime counts `y`). Longer ones
+/// are refused at check (RB030), so every deadline the engine computes from one fits in an
+/// `i64` of milliseconds with room to spare.
+pub const MAX_DURATION: Duration = Duration::from_secs(100 * 31_557_600);
+
+/// The most steps a runbook that includes others may have once its includes are expanded
+/// (RB065): each `runbook` step counts as itself plus every step of the runbook it includes,
+/// recursively. Plans and runs hold every included instance, so a few files that each include
+/// the next twice would otherwise grow as 2^depth.
+pub const MAX_EXPANDED_STEPS: u64 = 10_000;
+
+/// The prefix of the private lock every run without `lock` holds (`run:ID`). A runbook's
+/// `lock` may not start with it: refused at check when written (RB033) and at run time when
+/// rendered, so no runbook can take another run's private lock.
+pub const RESERVED_LOCK_PREFIX: &str = "run:";
+
+/// A runbook's rendered `lock`, or why it may not be used: names in the
+/// [`RESERVED_LOCK_PREFIX`] namespace belong to runs, not runbooks.
+pub fn check_lock_name(rendered: &str) -> Result<(), String> {
+    if rendered.starts_with(RESERVED_LOCK_PREFIX) {
+        return Err(format!(
+            "`{rendered}` is in the `{RESERVED_LOCK_PREFIX}` namespace, reserved for the private lock of each run; name the lock after what it guards"
+        ));
+    }
+    Ok(())
+}
+
+/// `now_ms + d` in milliseconds, saturating at `i64::MAX` instead of wrapping: a deadline
+/// computed from any duration is never in the past.
+pub fn deadline_ms(now_ms: i64, d: Duration) -> i64 {
+    now_ms.saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
 /// A step id: `^[a-z][a-z0-9_]*$`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(transparent)]
@@ -651,4 +685,20 @@ pub struct FileRead {
     pub kind: ReadKind,
     /// Its path, resolved from the folder of the runbook that names it.
     pub path: String,
+}
+
+#[cfg(test)]
+mod deadline_tests {
+    use super::*;
+
+    #[test]
+    fn a_deadline_saturates_instead_of_wrapping() {
+        // A billion years in milliseconds is past i64::MAX as u128 -> i64 wraps negative.
+        let huge = Duration::from_secs(1_000_000_000 * 31_557_600);
+        assert_eq!(deadline_ms(1_000, huge), i64::MAX);
+        assert_eq!(deadline_ms(1_000, Duration::MAX), i64::MAX);
+        assert_eq!(deadline_ms(1_000, Duration::from_millis(500)), 1_500);
+        assert!(deadline_ms(i64::MAX - 1, MAX_DURATION) == i64::MAX);
+        assert!(deadline_ms(0, MAX_DURATION) > 0);
+    }
 }

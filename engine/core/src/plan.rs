@@ -480,6 +480,15 @@ impl Planner<'_> {
     fn plan(&mut self, params: &BTreeMap<String, ParamValue>) -> Plan {
         let rb = self.runbook;
         let lock = rb.lock.as_ref().map(|l| self.render(l, Mode::Plain));
+        // A lock that renders into the reserved `run:` namespace would take another run's
+        // private lock: the plan refuses it, as `run` does before it takes the lock.
+        if let (Some(t), Some(rendered)) = (&rb.lock, &lock)
+            && let Err(e) = crate::model::check_lock_name(rendered)
+        {
+            let d = Diagnostic::error(Code::InvalidValue, self.source(), t.span, format!("lock {e}"))
+                .with_help("choose parameter values that do not make the lock start with `run:`");
+            self.diags.push(d);
+        }
         let preconditions = rb.preconditions.iter().map(|c| self.check(c)).collect();
 
         let graph = needs_graph(&rb.steps);

@@ -3,6 +3,52 @@
 use super::*;
 
 impl Validator<'_> {
+    /// The number of steps once includes are expanded: each step counts one, and a
+    /// `runbook` step adds the expanded size of the file it includes, read from the count
+    /// memoised when that file was checked (never by expanding it). A runbook that includes
+    /// others and goes past [`MAX_EXPANDED_STEPS`] is refused (RB065) at the include that
+    /// takes it past; a file on its own is bounded by the 8 MiB file limit.
+    pub(super) fn expanded_size(&mut self, steps: &[Step], finally: &[Step]) {
+        let mut by_index: Vec<u64> = vec![0; self.includes.len()];
+        for (path, &i) in &self.include_index {
+            by_index[i] = self.cx.expanded.get(path).copied().unwrap_or(0);
+        }
+        let own = (steps.len() + finally.len()) as u64;
+        let mut total: u64 = 0;
+        let mut first_past: Option<Span> = None;
+        for s in steps.iter().chain(finally) {
+            let size = match &s.action {
+                Action::Runbook(inc) => 1u64.saturating_add(by_index.get(inc.child).copied().unwrap_or(0)),
+                _ => 1,
+            };
+            total = total.saturating_add(size);
+            if total > MAX_EXPANDED_STEPS && first_past.is_none() {
+                first_past = Some(match &s.action {
+                    Action::Runbook(inc) => inc.span,
+                    _ => s.span,
+                });
+            }
+        }
+        if total > own
+            && total > MAX_EXPANDED_STEPS
+            && let Some(span) = first_past
+        {
+            self.err(
+                Code::IncludeSize,
+                span,
+                format!(
+                    "this runbook has {total} steps once its includes are expanded, more than the limit of {MAX_EXPANDED_STEPS}"
+                ),
+            )
+            .set_label("past the limit here")
+            .help = Some(
+                "each `runbook` step counts every step of the runbook it includes, once per include; include fewer times, or run the parts as separate runbooks"
+                    .into(),
+            );
+        }
+        self.cx.expanded.insert(self.source.path.clone(), total);
+    }
+
     pub(super) fn include(
         &mut self,
         inc: &Spanned<RawInclude>,

@@ -137,6 +137,19 @@ impl Validator<'_> {
             None => None,
         };
         let lock_scope = Scope { run_vars: false, ..Scope::new(Place::Text("the lock name")) };
+        if let Some(l) = &m.lock
+            && l.value.starts_with(RESERVED_LOCK_PREFIX)
+        {
+            self.err(
+                Code::InvalidValue,
+                l.span,
+                format!("lock `{}` is in the `{RESERVED_LOCK_PREFIX}` namespace, which is reserved", l.value),
+            )
+            .set_label("reserved prefix")
+            .help = Some(format!(
+                "each run without `lock` holds the private lock `{RESERVED_LOCK_PREFIX}ID`; name the lock after what it guards, e.g. `lock = \"db-{{{{ params.env }}}}\"`"
+            ));
+        }
         let lock = m.lock.as_ref().map(|l| self.template(l, Mode::Plain, lock_scope));
         Some(Meta {
             name: m.name.value.clone(),
@@ -180,6 +193,16 @@ impl Validator<'_> {
 
     pub(super) fn duration(&mut self, s: &SpannedString, key: &str) -> Option<Duration> {
         match humantime::parse_duration(s.value.trim()) {
+            Ok(d) if d > MAX_DURATION => {
+                self.err(
+                    Code::InvalidDuration,
+                    s.span,
+                    format!("duration `{}` for `{key}` is longer than the limit of 100 years", s.value),
+                )
+                .set_label("too long")
+                .help = Some("a duration is at most \"100y\"; a `timeout` left out has no limit".into());
+                None
+            }
             Ok(d) => Some(d),
             Err(e) => {
                 self.err(

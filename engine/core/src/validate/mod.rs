@@ -83,7 +83,8 @@ impl Checked {
 /// Parse and validate one runbook file and its includes.
 pub fn check(source: Arc<Source>, loader: &dyn Loader) -> Checked {
     crate::suggest::reset();
-    let mut cx = IncludeCx { stack: vec![normalize(&source.path)], cache: HashMap::new() };
+    let mut cx =
+        IncludeCx { stack: vec![normalize(&source.path)], cache: HashMap::new(), expanded: HashMap::new() };
     let (runbook, mut diagnostics) = check_in(source, loader, &mut cx);
     diagnostic::sort(&mut diagnostics);
     Checked { runbook, diagnostics }
@@ -94,6 +95,9 @@ struct IncludeCx {
     stack: Vec<String>,
     /// Files already checked: their runbook if valid.
     cache: HashMap<String, Option<Arc<Runbook>>>,
+    /// Steps of each valid file once its includes are expanded, counted once per file (RB065):
+    /// a fan-out of includes is measured in O(files), never materialised.
+    expanded: HashMap<String, u64>,
 }
 
 fn check_in(
@@ -362,6 +366,8 @@ impl<'a> Validator<'a> {
         let finally = self.steps(&doc.finally, Section::Finally, &finally_needs, &defaults);
         let escalations = self.escalations(&doc.escalations);
         let report = self.report_section(doc);
+
+        self.expanded_size(&steps, &finally);
 
         let meta::Meta { name, title, description, estimate, max_parallel, lock } = meta?;
         Some(Runbook {

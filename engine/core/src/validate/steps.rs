@@ -89,6 +89,25 @@ impl Validator<'_> {
             }
         }
 
+        // A `runbook` step runs no process of its own: its included steps carry their own
+        // `retry` and `timeout` (adv13a finding 5: these keys were accepted and ignored).
+        if raw.runbook.is_some() {
+            for (key, span) in [
+                ("retry", raw.retry.as_ref().map(|r| r.span)),
+                ("timeout", raw.timeout.as_ref().map(|t| t.span)),
+            ] {
+                if let Some(span) = span {
+                    self.err(
+                        Code::MisplacedKey,
+                        span,
+                        format!("`{key}` is not allowed on {what}, a `runbook` step"),
+                    )
+                    .help = Some(format!(
+                        "an include is not retried or timed as a whole; put `{key}` on the steps of the included runbook (or in its `[defaults]`)"
+                    ));
+                }
+            }
+        }
         let env = self.env(raw.env.as_ref(), &what, base);
         let timeout = match &raw.timeout {
             Some(t) => self.duration(t, &format!("{}.{id}.timeout", section.table())),

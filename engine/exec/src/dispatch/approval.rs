@@ -68,7 +68,7 @@ impl Dispatcher<'_> {
                 // Self-approval is judged against who started the run, not who resumed it.
                 requested_by: self.journal.started_by.clone().unwrap_or_else(|| self.opts.operator.clone()),
                 inputs: spec.inputs.iter().map(|p| (p.name.clone(), p.ty.as_str().to_string())).collect(),
-                deadline_ms: spec.timeout.map(|t| now_ms.saturating_add(t.as_millis() as i64)),
+                deadline_ms: spec.timeout.map(|t| runbook_core::model::deadline_ms(now_ms, t)),
             })
             .await?;
         }

@@ -24,7 +24,10 @@ impl Dispatcher<'_> {
         started: SystemTime,
         escalating: &[String],
     ) -> Option<tokio::time::Instant> {
-        self.escalations_now(started, escalating).next_in.map(|d| tokio::time::Instant::now() + d)
+        // Never `Instant + Duration`, which panics on overflow: check bounds `after` to
+        // `MAX_DURATION`, and an instant past what the clock can say is never due.
+        let next_in = self.escalations_now(started, escalating).next_in?;
+        tokio::time::Instant::now().checked_add(next_in.min(runbook_core::model::MAX_DURATION))
     }
 
     /// The escalation whose time has come, if any.

@@ -6,8 +6,17 @@ use crate::process::{self};
 
 /// The lock a run holds: its runbook's `lock`, or a private one that tells `resume` whether
 /// the run is still alive.
-pub fn lock_name(runbook_lock: Option<String>, run_id: &str) -> String {
-    runbook_lock.unwrap_or_else(|| format!("run:{run_id}"))
+///
+/// A rendered `lock` in the reserved `run:` namespace is refused
+/// ([`runbook_core::model::check_lock_name`]): it would take another run's private lock.
+pub fn lock_name(runbook_lock: Option<String>, run_id: &str) -> Result<String, super::ExecError> {
+    match runbook_lock {
+        Some(l) => {
+            runbook_core::model::check_lock_name(&l).map_err(super::ExecError::LockName)?;
+            Ok(l)
+        }
+        None => Ok(format!("{}{run_id}", runbook_core::model::RESERVED_LOCK_PREFIX)),
+    }
 }
 
 /// This machine's name.
@@ -49,4 +58,21 @@ pub fn now() -> (String, i64) {
     let t = SystemTime::now();
     let ms = t.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
     (humantime::format_rfc3339_millis(t).to_string(), ms)
+}
+
+#[cfg(test)]
+mod lock_name_tests {
+    use super::*;
+
+    /// The second line behind check and plan (red team adv13b F9): a rendered `lock` in the
+    /// `run:` namespace never becomes the lock a run takes.
+    #[test]
+    fn a_runbook_lock_in_the_run_namespace_is_refused() {
+        assert_eq!(lock_name(None, "r-1").ok().as_deref(), Some("run:r-1"));
+        assert_eq!(lock_name(Some("db-prod".into()), "r-1").ok().as_deref(), Some("db-prod"));
+        match lock_name(Some("run:r-0".into()), "r-1") {
+            Err(super::super::ExecError::LockName(m)) => assert!(m.contains("reserved"), "{m}"),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
 }

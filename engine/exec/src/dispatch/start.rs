@@ -23,7 +23,7 @@ impl Dispatcher<'_> {
             Some(t) => Some(self.render(t, Mode::Plain, None).map_err(ExecError::LockName)?),
             None => None,
         };
-        let lock = lock_name(runbook_lock.clone(), &self.opts.run_id);
+        let lock = lock_name(runbook_lock.clone(), &self.opts.run_id)?;
         let resume = self.opts.resume.take();
         match &resume {
             None => self.started_at = now_ts.clone(),
