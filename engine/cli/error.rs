@@ -210,6 +210,14 @@ pub enum CliError {
     #[error("the worker that started this run is gone; the run is left for another worker")]
     #[diagnostic(code(runbook::worker_gone))]
     WorkerGone,
+    /// Ctrl-C or SIGTERM came before the run started (while a secret's helper ran): the
+    /// helper was ended with its process group; nothing ran.
+    #[error("interrupted while reading secret `{secret}`; its helper was ended and nothing ran")]
+    #[diagnostic(code(runbook::interrupted))]
+    Interrupted {
+        /// The secret whose helper was running.
+        secret: String,
+    },
     /// Internal (`__tie`): a step's program could not be started.
     #[error("cannot start the step's program `{program}`: {error}")]
     #[diagnostic(code(runbook::step_not_started))]
@@ -318,7 +326,7 @@ impl CliError {
             CliError::Exec(ExecError::Preconditions(_) | ExecError::LockName(_)) => exit::INVALID,
             CliError::Exec(ExecError::Store(e)) => store_code(e),
             CliError::Exec(ExecError::RunDir { .. }) => exit::CANNOT_START,
-            CliError::WorkerGone => exit::INTERRUPTED,
+            CliError::WorkerGone | CliError::Interrupted { .. } => exit::INTERRUPTED,
             CliError::StepNotStarted { .. } => exit::STEP_NOT_STARTED,
         }
     }
