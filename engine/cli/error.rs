@@ -494,6 +494,7 @@ mod tests {
                 ExecError::RunDir { path: "/state/runs/r-1".into(), error: "permission denied".into() }.into(),
             ),
             ("run_changed", StoreError::RunChanged { run_id: "r-1".into(), read: Some(7), found: Some(9) }.into()),
+            ("interrupted", CliError::Interrupted { secret: "VAULT".into() }),
         ];
         for (name, error) in cases {
             insta::assert_snapshot!(name, format!("exit {}\n{}", error.code(), error.render(false)));

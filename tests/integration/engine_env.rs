@@ -109,6 +109,7 @@ run = "touch ran"
     let state = s.state();
     let out = run_limited(s.path(), &["run", "r.toml", "--state", &state], &[], Duration::from_secs(60));
     assert_eq!(out.code, 3, "{}{}", out.stdout, out.stderr);
+    insta::assert_snapshot!("secret_helper_too_large", out.stderr);
     assert!(out.stderr.contains("secret `FLOOD`"), "{}", out.stderr);
     assert!(!s.path().join("ran").exists());
 }
@@ -138,6 +139,7 @@ fn f6_secret_helper_has_a_time_limit() {
         Duration::from_secs(60),
     );
     assert_eq!(out.code, 3, "{}{}", out.stdout, out.stderr);
+    insta::assert_snapshot!("secret_helper_timed_out", out.stderr);
     assert!(started.elapsed() < Duration::from_secs(20));
     assert!(out.stderr.contains("secret `SLOW`") && out.stderr.contains("1s"), "{}", out.stderr);
     assert!(!s.path().join("ran").exists());
@@ -215,6 +217,9 @@ fn f7_run_id_that_is_not_a_run_id_is_refused() {
             &[("XDG_STATE_HOME", &s.path().join("xdg").display().to_string())],
         );
         assert_eq!(out.code, 2, "--run-id {id:?}: {}{}", out.stdout, out.stderr);
+        if id == "../../escaped" {
+            insta::assert_snapshot!("run_id_not_a_run_id", out.stderr);
+        }
         assert!(out.stderr.contains("run id"), "{id:?}: {}", out.stderr);
         assert!(!s.path().join("ran").exists(), "{id:?} ran");
     }
@@ -262,6 +267,7 @@ fn f4_identity_starting_with_a_dash_is_refused() {
     ] {
         let out = s.cmd(&args, &env);
         assert_eq!(out.code, 2, "{}{}", out.stdout, out.stderr);
+        insta::assert_snapshot!("identity_starting_with_a_dash", out.stderr);
         assert!(
             out.stderr.contains("--as / RUNBOOK_OPERATOR") && out.stderr.contains("-alice"),
             "{}",
