@@ -121,7 +121,18 @@ pub fn cancel(run_id: &str, reason: &str, state: Option<&str>) -> CliResult {
         if let Some(plan) = store.queued_plan(run_id).await? {
             check_cancel_texts(&plan, reason.trim(), &location)?;
         }
-        Ok(store.cancel_queued(run_id, &note).await?)
+        match store.cancel_queued(run_id, &note).await {
+            // A run that exists but was never queued (started with `runbook run`) is not
+            // "no run" (red team adv13b M4).
+            Err(runbook_store::StoreError::NoSuchRun(_)) if store.run(run_id).await.is_ok() => {
+                Err(CliError::Invalid(
+                    Message::new(format!("run {run_id} is not a queued run; nothing was changed")).help(
+                        "`cancel` takes a submitted run off the queue; a run started with `runbook run` is stopped on its terminal (Ctrl-C), or undone with `runbook compensate`",
+                    ),
+                ))
+            }
+            other => Ok(other?),
+        }
     })?;
     match cancelled {
         None => {

@@ -276,3 +276,36 @@ fn f4_identity_starting_with_a_dash_is_refused() {
         assert!(!s.path().join("ran").exists());
     }
 }
+
+/// M1: an error that echoes what the user typed shows its control characters escaped: no
+/// terminal escape sequence (OSC title, CSI colour) or carriage return reaches the terminal.
+#[test]
+fn m1_errors_escape_control_characters() {
+    let s = Scratch::new("[runbook]\nname = \"r\"\n\n[steps.a]\nrun = \"true\"\n");
+    assert_eq!(s.run(&[], &[]).code, 0);
+    let out = s.cmd(&["show", "\u{1b}]0;pwned\u{7}\u{1b}[31mred\r\n"], &[]);
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert!(!out.stderr.contains(['\u{1b}', '\u{7}', '\r']), "{:?}", out.stderr);
+    assert!(out.stderr.contains("\\u{1b}]0;pwned"), "{:?}", out.stderr);
+}
+
+/// M2: a state store that is not a regular file gets no `mv` hint (`mv /dev/null ...`).
+#[test]
+fn m2_no_move_hint_for_a_device() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = crate::support::run_in_with_env(dir.path(), &["runs", "--state", "/dev/null"], &[]);
+    assert_eq!(out.code, 5, "{}", out.stderr);
+    assert!(!out.stderr.contains("mv /dev/null"), "{}", out.stderr);
+}
+
+/// M4: `cancel` of a run that exists but was never queued says so, not "no run".
+#[test]
+fn m4_cancel_of_a_run_that_was_not_queued() {
+    let s = Scratch::new("[runbook]\nname = \"r\"\n\n[steps.a]\nrun = \"true\"\n");
+    assert_eq!(s.run(&[], &[]).code, 0);
+    let run = s.latest_run();
+    let out = s.cmd(&["cancel", &run, "--reason", "x"], &[]);
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert!(!out.stderr.contains("no run"), "{}", out.stderr);
+    assert!(out.stderr.contains("not a queued run"), "{}", out.stderr);
+}
