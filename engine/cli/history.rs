@@ -9,7 +9,7 @@ use runbook_core::journal::{self, Record};
 use runbook_store::{RunSummary, Store, StoreError};
 
 use crate::args::{AuditFormat, ListFormat, ReportFormat};
-use crate::error::{CliError, CliResult, Exit};
+use crate::error::{CliError, CliResult, Exit, Message};
 use crate::output::outln;
 
 /// Open the (existing) store and run `f` on it.
@@ -398,6 +398,16 @@ pub fn logs(run_id: &str, step: Option<&str>, state: Option<String>) -> CliResul
         shown += 1;
     }
     if shown == 0 {
+        // A step the journal never saw start is not "a step without output" (red team
+        // adv13b M5): a misspelt name gets an error.
+        if let Some(step) = step
+            && !runbook_core::journal::fold(&records).steps.contains_key(step)
+        {
+            return Err(CliError::Invalid(
+                Message::new(format!("run {run_id} has no step `{step}` that started; nothing to show"))
+                    .help(format!("`runbook show {run_id}` lists the run's steps")),
+            ));
+        }
         crate::output::errln!(
             "no output recorded{}",
             step.map(|s| format!(" for step `{s}`")).unwrap_or_default()

@@ -309,3 +309,16 @@ fn m4_cancel_of_a_run_that_was_not_queued() {
     assert!(!out.stderr.contains("no run"), "{}", out.stderr);
     assert!(out.stderr.contains("not a queued run"), "{}", out.stderr);
 }
+
+/// M5: `logs RUN STEP` for a step the run never had (or never started) is an error, exit 3,
+/// not "no output recorded" with exit 0.
+#[test]
+fn m5_logs_of_a_step_the_run_does_not_have() {
+    let s = Scratch::new("[runbook]\nname = \"r\"\n\n[steps.a]\nrun = \"echo hi\"\n");
+    assert_eq!(s.run(&[], &[]).code, 0);
+    let run = s.latest_run();
+    let out = s.cmd(&["logs", &run, "nosuchstep"], &[]);
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert!(out.stderr.contains("nosuchstep"), "{}", out.stderr);
+    assert_eq!(s.cmd(&["logs", &run, "a"], &[]).code, 0);
+}
