@@ -25,12 +25,13 @@ pub fn decide(
     let location = crate::state::location(state.as_deref());
     crate::runtime::block_on(async {
         let store = crate::state::open(&location, false).await?;
-        record(&store, run_id, step, approve, inputs, reason).await
+        record(&store, &location, run_id, step, approve, inputs, reason).await
     })
 }
 
 async fn record(
     store: &Store,
+    location: &runbook_store::Location,
     run_id: &str,
     step: &str,
     approve: bool,
@@ -72,12 +73,19 @@ async fn record(
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(std::path::Path::new("."))
         .to_path_buf();
-    let secrets = match runbook_exec::secrets::resolve(&runbook, &base_dir) {
+    let secrets = match runbook_exec::secrets::resolve(
+        &runbook,
+        &base_dir,
+        &crate::state::engine_env(location),
+    ) {
         Ok(s) => s,
         // Nothing typed, nothing to redact: an approver without the sources may still
         // approve or reject without words.
         Err(_) if inputs.is_empty() && reason.is_empty() => runbook_exec::secrets::Secrets::default(),
-        Err(problems) => {
+        Err(runbook_exec::secrets::Unresolved::Interrupted(secret)) => {
+            return Err(CliError::Interrupted { secret });
+        }
+        Err(runbook_exec::secrets::Unresolved::Problems(problems)) => {
             return Err(CliError::Invalid(Message::all(problems).help(
                 "`approve` reads the run's secrets as the run does, to keep them out of what you type (inputs, reason); give it the same sources, or decide without inputs and reason; nothing was recorded",
             )));

@@ -73,7 +73,7 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = RunOutput::Text)]
         output: RunOutput,
         /// Internal (workers): the id a submitted run was given.
-        #[arg(long, hide = true, value_name = "RUN_ID")]
+        #[arg(long, hide = true, value_name = "RUN_ID", value_parser = run_id_shape)]
         run_id: Option<String>,
     },
     /// Queue a run for a worker (`runbook worker`) and print its id. The run is pinned: the
@@ -417,5 +417,24 @@ fn role_mapping(text: &str) -> Result<(String, String), String> {
             Ok((role.trim().to_string(), identity.trim().to_string()))
         }
         _ => Err(format!("`{text}` is not ROLE=IDENTITY")),
+    }
+}
+
+/// `--run-id`: the shape of the ids the engine makes (`20261206T120000Z-0a1b2c3d`), never a
+/// path: the id names the run's folder (`runs/<id>`), so `/`, `.`, `..` and anything outside
+/// `[A-Za-z0-9_-]` are refused before anything is created (red team adv13b F7).
+pub fn run_id_shape(id: &str) -> Result<String, String> {
+    const MAX: usize = 100;
+    let fits = !id.is_empty()
+        && id.len() <= MAX
+        && !id.starts_with('-')
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if fits {
+        Ok(id.to_string())
+    } else {
+        Err(format!(
+            "`{}` is not a run id: a run id is 1 to {MAX} letters, digits, `_` and `-`, not starting with `-`",
+            id.escape_default()
+        ))
     }
 }

@@ -143,11 +143,11 @@ fn check(files: &[std::path::PathBuf], format: CheckFormat, color: bool) -> Exit
         CheckFormat::Human => {
             print_diagnostics(&all, color);
             if let Some(summary) = report::summary(&all) {
-                eprintln!("{summary}");
+                crate::output::errln!("{summary}");
             }
             if !invalid {
                 let n = files.len();
-                eprintln!("ok: {n} runbook{} valid", if n == 1 { "" } else { "s" });
+                crate::output::errln!("ok: {n} runbook{} valid", if n == 1 { "" } else { "s" });
             }
         }
     }
@@ -206,7 +206,7 @@ fn plan_cmd(
         PlanFormat::Dot => out!("{}", render::dot(&plan)),
     }
     if let Some(out) = out {
-        eprintln!("pinned plan written to {}", display(out));
+        crate::output::errln!("pinned plan written to {}", display(out));
     }
     leave_to_exit((runbook, plan, json));
     Ok(Exit::Success)

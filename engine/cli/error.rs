@@ -210,6 +210,14 @@ pub enum CliError {
     #[error("the worker that started this run is gone; the run is left for another worker")]
     #[diagnostic(code(runbook::worker_gone))]
     WorkerGone,
+    /// Ctrl-C or SIGTERM came before the run started (while a secret's helper ran): the
+    /// helper was ended with its process group; nothing ran.
+    #[error("interrupted while reading secret `{secret}`; its helper was ended and nothing ran")]
+    #[diagnostic(code(runbook::interrupted))]
+    Interrupted {
+        /// The secret whose helper was running.
+        secret: String,
+    },
     /// Internal (`__tie`): a step's program could not be started.
     #[error("cannot start the step's program `{program}`: {error}")]
     #[diagnostic(code(runbook::step_not_started))]
@@ -318,7 +326,7 @@ impl CliError {
             CliError::Exec(ExecError::Preconditions(_) | ExecError::LockName(_)) => exit::INVALID,
             CliError::Exec(ExecError::Store(e)) => store_code(e),
             CliError::Exec(ExecError::RunDir { .. }) => exit::CANNOT_START,
-            CliError::WorkerGone => exit::INTERRUPTED,
+            CliError::WorkerGone | CliError::Interrupted { .. } => exit::INTERRUPTED,
             CliError::StepNotStarted { .. } => exit::STEP_NOT_STARTED,
         }
     }
@@ -340,28 +348,28 @@ impl CliError {
             | CliError::NeedsOperator(m)
             | CliError::CannotStart(m) => {
                 for e in &m.errors {
-                    out.push_str(&format!("error: {e}\n"));
+                    out.push_str(&format!("error: {}\n", one_line(e)));
                 }
                 for d in &m.details {
-                    out.push_str(&format!("  {d}\n"));
+                    out.push_str(&format!("  {}\n", one_line(d)));
                 }
                 if let Some(h) = &m.help {
-                    out.push_str(&format!("  help: {h}\n"));
+                    out.push_str(&format!("  help: {}\n", one_line(h)));
                 }
                 return out;
             }
             // A step sees this as its program's error output: it names the engine, like a shell.
-            CliError::StepNotStarted { .. } => return format!("runbook: {self}\n"),
+            CliError::StepNotStarted { .. } => return format!("runbook: {}\n", lines(&self.to_string())),
             CliError::ChainMismatch { findings, .. } => {
-                out.push_str(&format!("error: {self}\n"));
+                out.push_str(&format!("error: {}\n", lines(&self.to_string())));
                 for f in findings {
-                    out.push_str(&format!("  {f}\n"));
+                    out.push_str(&format!("  {}\n", one_line(f)));
                 }
             }
-            _ => out.push_str(&format!("error: {self}\n")),
+            _ => out.push_str(&format!("error: {}\n", lines(&self.to_string()))),
         }
         if let Some(help) = self.hint() {
-            out.push_str(&format!("  help: {help}\n"));
+            out.push_str(&format!("  help: {}\n", lines(&help)));
         }
         out
     }
@@ -380,12 +388,40 @@ impl CliError {
                 "`runbook state migrate --state URL` (once per upgrade, by whoever administers the store)"
                     .into(),
             ),
+            // Only a regular file may be moved aside: the hint must never say `mv /dev/null`
+            // (red team adv13b M2).
+            StoreError::BadFile { path, .. } if !std::path::Path::new(path).is_file() => {
+                Some("`--state PATH` names another state store (a SQLite file)".into())
+            }
             StoreError::BadFile { path, .. } => Some(format!(
                 "restore it from a backup, or move it aside (`mv {path} {path}.broken`) and run again to start an empty store; `--state PATH` names another"
             )),
             _ => None,
         }
     }
+}
+
+/// A line of an error as the terminal shows it: what a user typed (a run id, a step name)
+/// may hold control characters, and an escape sequence (a window title, a colour) or a line
+/// break must not reach the terminal as such (red team adv13b M1): they are escaped.
+/// A [`Message`]'s pieces are one line each, so a line break in one is escaped too.
+fn one_line(text: &str) -> String {
+    escaped(text, false)
+}
+
+/// An error's own text, whose line breaks (a list of failed preconditions) are kept.
+fn lines(text: &str) -> String {
+    escaped(text, true)
+}
+
+fn escaped(text: &str, keep_newlines: bool) -> String {
+    let shown_as_is = |c: char| !c.is_control() || c == '\t' || (keep_newlines && c == '\n');
+    if text.chars().all(shown_as_is) {
+        return text.to_string();
+    }
+    text.chars()
+        .map(|c| if shown_as_is(c) { c.to_string() } else { c.escape_default().to_string() })
+        .collect()
 }
 
 #[cfg(test)]
@@ -486,6 +522,7 @@ mod tests {
                 ExecError::RunDir { path: "/state/runs/r-1".into(), error: "permission denied".into() }.into(),
             ),
             ("run_changed", StoreError::RunChanged { run_id: "r-1".into(), read: Some(7), found: Some(9) }.into()),
+            ("interrupted", CliError::Interrupted { secret: "VAULT".into() }),
         ];
         for (name, error) in cases {
             insta::assert_snapshot!(name, format!("exit {}\n{}", error.code(), error.render(false)));

@@ -9,7 +9,7 @@ use runbook_core::journal::{self, Record};
 use runbook_store::{RunSummary, Store, StoreError};
 
 use crate::args::{AuditFormat, ListFormat, ReportFormat};
-use crate::error::{CliError, CliResult, Exit};
+use crate::error::{CliError, CliResult, Exit, Message};
 use crate::output::outln;
 
 /// Open the (existing) store and run `f` on it.
@@ -92,16 +92,16 @@ pub fn runs(state: Option<String>, format: ListFormat, watch: bool) -> CliResult
             }
             runs.sort_by(|a, b| (&b.started_at, &b.run_id).cmp(&(&a.started_at, &a.run_id)));
             if runs.is_empty() && format == ListFormat::Text && !watch {
-                eprintln!("no runs yet");
+                crate::output::errln!("no runs yet");
                 return Ok(());
             }
             let text = render_runs(&runs, format);
             if last.as_ref() != Some(&text) {
                 for f in &flagged {
-                    eprintln!("warning: run {f}");
+                    crate::output::errln!("warning: run {f}");
                 }
                 if !flagged.is_empty() {
-                    eprintln!(
+                    crate::output::errln!(
                         "  help: the rows above disagree with their journals; `runbook audit verify` names what was changed"
                     );
                     mismatched = true;
@@ -370,7 +370,7 @@ pub fn logs(run_id: &str, step: Option<&str>, state: Option<String>) -> CliResul
             };
             let text = String::from_utf8_lossy(&bytes).into_owned();
             match logs.get(&key) {
-                Some((_, kept)) if *kept != text => eprintln!(
+                Some((_, kept)) if *kept != text => crate::output::errln!(
                     "note: the local file {} differs from the copy the journal vouches for (shown); it is not vouched for",
                     path.display()
                 ),
@@ -398,7 +398,20 @@ pub fn logs(run_id: &str, step: Option<&str>, state: Option<String>) -> CliResul
         shown += 1;
     }
     if shown == 0 {
-        eprintln!("no output recorded{}", step.map(|s| format!(" for step `{s}`")).unwrap_or_default());
+        // A step the journal never saw start is not "a step without output" (red team
+        // adv13b M5): a misspelt name gets an error.
+        if let Some(step) = step
+            && !runbook_core::journal::fold(&records).steps.contains_key(step)
+        {
+            return Err(CliError::Invalid(
+                Message::new(format!("run {run_id} has no step `{step}` that started; nothing to show"))
+                    .help(format!("`runbook show {run_id}` lists the run's steps")),
+            ));
+        }
+        crate::output::errln!(
+            "no output recorded{}",
+            step.map(|s| format!(" for step `{s}`")).unwrap_or_default()
+        );
     }
     if findings.is_empty() { Ok(Exit::Success) } else { Err(flag(run_id, &findings)) }
 }

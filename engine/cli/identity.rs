@@ -17,6 +17,16 @@ pub fn declare(op: Option<String>) -> Result<(), CliError> {
     if let Some(problem) = runbook_core::journal::identity_problem(&op) {
         return Err(CliError::BadIdentity { problem });
     }
+    // A worker passes the submitter to its engine as `--as=NAME`; a name that reads as an
+    // option is refused all the same (red team adv13b F4).
+    if op.starts_with('-') {
+        return Err(CliError::BadIdentity {
+            problem: format!(
+                "`{}` is not a valid identity: it starts with `-`, like an option",
+                op.escape_default()
+            ),
+        });
+    }
     set_operator(op);
     Ok(())
 }

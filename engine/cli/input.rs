@@ -62,7 +62,7 @@ pub fn print_diagnostics(diags: &[Diagnostic], color: bool) {
     if diags.is_empty() {
         return;
     }
-    eprint!("{}", crate::report::human(diags, color));
+    crate::output::err!("{}", crate::report::human(diags, color));
 }
 
 /// Load and validate a runbook and resolve its parameters; its warnings are printed.

@@ -4,6 +4,10 @@
 //! comes from `runbook-core`. A command returns its outcome or a [`error::CliError`]; the
 //! error is printed here, once, and its `code()` is the exit code.
 
+// Standard error goes through `output::err!`/`errln!`, which survive a closed pipe
+// (red team adv13b F8): `eprint!` would panic and exit 101.
+#![deny(clippy::print_stderr)]
+
 mod approve;
 mod args;
 mod as_started;
@@ -37,7 +41,7 @@ fn main() -> ExitCode {
         let argv: Vec<std::ffi::OsString> = raw.collect();
         if !argv.is_empty() {
             let error = commands::tie(parent, &argv);
-            eprint!("{}", error.render(report::use_color(args::Color::Auto)));
+            crate::output::err!("{}", error.render(report::use_color(args::Color::Auto)));
             return ExitCode::from(error.code());
         }
     }
@@ -47,7 +51,7 @@ fn main() -> ExitCode {
         Ok(outcome) => ExitCode::from(outcome.code()),
         // The one place an error is printed.
         Err(error) => {
-            eprint!("{}", error.render(color));
+            crate::output::err!("{}", error.render(color));
             ExitCode::from(error.code())
         }
     }

@@ -1,5 +1,9 @@
-//! Writing to standard output. A closed pipe (`runbook audit ID | head`) ends the program
-//! quietly with success, like other Unix tools, instead of a panic from `println!`.
+//! Writing to standard output and standard error. A closed pipe (`runbook audit ID | head`)
+//! ends the program quietly with success, like other Unix tools, instead of a panic from
+//! `println!`. Standard error is written with [`err!`]/[`errln!`], which ignore a write that
+//! fails (a closed pipe: `runbook check f 2>&1 | head -c1`): the exit code stays the error's
+//! own, never a panic's 101 (red team adv13b F8). `eprint!` is denied in this crate
+//! (`clippy::print_stderr` in main.rs).
 
 use std::fmt;
 use std::io::{ErrorKind, Write};
@@ -30,7 +34,7 @@ pub fn write_with(f: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) {
         if e.kind() == ErrorKind::BrokenPipe {
             std::process::exit(0);
         }
-        eprintln!("error: cannot write to standard output: {e}");
+        write_err(format_args!("error: cannot write to standard output: {e}\n"));
         std::process::exit(i32::from(crate::exit::CANNOT_START));
     }
 }
@@ -46,4 +50,22 @@ macro_rules! outln {
     ($($arg:tt)*) => { $crate::output::write(format_args!("{}\n", format_args!($($arg)*))) };
 }
 
-pub(crate) use {out, outln};
+/// Write formatted text to standard error; a failed write (a closed pipe, a full disk) is
+/// ignored: there is nowhere left to say it.
+pub fn write_err(args: fmt::Arguments<'_>) {
+    let mut err = std::io::stderr().lock();
+    let _ = err.write_fmt(args).and_then(|()| err.flush());
+}
+
+/// `eprint!` that survives a closed pipe.
+macro_rules! err {
+    ($($arg:tt)*) => { $crate::output::write_err(format_args!($($arg)*)) };
+}
+
+/// `eprintln!` that survives a closed pipe.
+macro_rules! errln {
+    () => { $crate::output::write_err(format_args!("\n")) };
+    ($($arg:tt)*) => { $crate::output::write_err(format_args!("{}\n", format_args!($($arg)*))) };
+}
+
+pub(crate) use {err, errln, out, outln};

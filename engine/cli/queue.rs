@@ -71,9 +71,9 @@ pub fn submit(args: SubmitArgs<'_>, color: bool) -> CliResult {
     // secrets are read as the run will read them, and a value holding one is refused here,
     // before anything is queued (issue 11, promise 3).
     let base_dir = file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
-    let secrets = crate::run::resolve_secrets(&runbook, base_dir)?;
-    crate::run::check_params_hold_no_secret(&secrets, &params)?;
     let location = crate::state::location(args.state);
+    let secrets = crate::run::resolve_secrets(&runbook, base_dir, &location)?;
+    crate::run::check_params_hold_no_secret(&secrets, &params)?;
     let run_id = crate::run::new_run_id();
     let submitted_at = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
     crate::runtime::block_on(async {
@@ -99,7 +99,10 @@ pub fn submit(args: SubmitArgs<'_>, color: bool) -> CliResult {
         })
     })?;
     outln!("{run_id}");
-    eprintln!("queued run {run_id} of {}; follow it with `runbook show {run_id} --follow`", runbook.name);
+    crate::output::errln!(
+        "queued run {run_id} of {}; follow it with `runbook show {run_id} --follow`",
+        runbook.name
+    );
     Ok(Exit::Success)
 }
 
@@ -116,13 +119,24 @@ pub fn cancel(run_id: &str, reason: &str, state: Option<&str>) -> CliResult {
         // The note is kept in the queue as typed: the run's secrets are read (from the plan it
         // was submitted with) and a reason or name holding one is refused (issue 11, promise 3).
         if let Some(plan) = store.queued_plan(run_id).await? {
-            check_cancel_texts(&plan, reason.trim())?;
+            check_cancel_texts(&plan, reason.trim(), &location)?;
         }
-        Ok(store.cancel_queued(run_id, &note).await?)
+        match store.cancel_queued(run_id, &note).await {
+            // A run that exists but was never queued (started with `runbook run`) is not
+            // "no run" (red team adv13b M4).
+            Err(runbook_store::StoreError::NoSuchRun(_)) if store.run(run_id).await.is_ok() => {
+                Err(CliError::Invalid(
+                    Message::new(format!("run {run_id} is not a queued run; nothing was changed")).help(
+                        "`cancel` takes a submitted run off the queue; a run started with `runbook run` is stopped on its terminal (Ctrl-C), or undone with `runbook compensate`",
+                    ),
+                ))
+            }
+            other => Ok(other?),
+        }
     })?;
     match cancelled {
         None => {
-            eprintln!("run {run_id} taken off the queue; no worker will run it");
+            crate::output::errln!("run {run_id} taken off the queue; no worker will run it");
             Ok(Exit::Success)
         }
         Some(state) => Err(CliError::Invalid(
@@ -136,7 +150,7 @@ pub fn cancel(run_id: &str, reason: &str, state: Option<&str>) -> CliResult {
 /// Refuse a cancel whose reason or operator name holds one of the queued run's secrets. A
 /// reason that cannot be checked (the plan's files or the secrets' sources are not here) is
 /// refused too; without a reason, only the name is checked, when it can be.
-fn check_cancel_texts(plan: &str, reason: &str) -> Result<(), CliError> {
+fn check_cancel_texts(plan: &str, reason: &str, location: &runbook_store::Location) -> Result<(), CliError> {
     let operator = crate::identity::operator();
     let texts = [("the operator's name", operator.as_str()), ("the reason", reason)];
     let cannot_check = || {
@@ -154,7 +168,8 @@ fn check_cancel_texts(plan: &str, reason: &str) -> Result<(), CliError> {
     };
     let base_dir =
         pinned.file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
-    let secrets = match runbook_exec::secrets::resolve(&pinned.runbook, base_dir) {
+    let engine = crate::state::engine_env(location);
+    let secrets = match runbook_exec::secrets::resolve(&pinned.runbook, base_dir, &engine) {
         Ok(s) => s,
         Err(_) if reason.is_empty() => return Ok(()),
         Err(_) => return Err(cannot_check()),
@@ -284,7 +299,7 @@ impl Worker {
             if last_beat.elapsed() >= HEARTBEAT {
                 last_beat = tokio::time::Instant::now();
                 if let Err(e) = self.store.heartbeat(&self.name, crate::state::now_ms()).await {
-                    eprintln!("warning: heartbeat failed: {e}");
+                    crate::output::errln!("warning: heartbeat failed: {e}");
                 }
             }
             tokio::select! {
@@ -308,7 +323,7 @@ impl Worker {
             let claim = match self.store.claim(&self.name, &self.labels, now, stale).await {
                 Ok(c) => c?,
                 Err(e) => {
-                    eprintln!("warning: cannot claim from the queue: {e}");
+                    crate::output::errln!("warning: cannot claim from the queue: {e}");
                     return None;
                 }
             };
@@ -328,7 +343,7 @@ impl Worker {
                     return Some(Engine { child, claim });
                 }
                 Err(e) => {
-                    eprintln!("error: cannot start an engine for {}: {e}", claim.run_id);
+                    crate::output::errln!("error: cannot start an engine for {}: {e}", claim.run_id);
                     self.hand_back(&claim.run_id, Duration::from_secs(5), &format!("no engine: {e}")).await;
                     return None;
                 }
@@ -362,7 +377,8 @@ impl Worker {
             vec![("RUNBOOK_SUBMITTED_BY".into(), claim.submitted_by.clone().into())];
         let mut env_remove = Vec::new();
         if self.as_submitter {
-            args.extend(["--as".into(), claim.submitted_by.clone().into()]);
+            // One argument: a name that starts with `-` is never read as an option (F4).
+            args.push(format!("--as={}", claim.submitted_by).into());
         } else {
             env_remove.push("RUNBOOK_OPERATOR".to_string());
         }
@@ -426,14 +442,14 @@ impl Worker {
 
     async fn release(&self, run_id: &str, code: Option<i64>, note: &str) {
         if let Err(e) = self.store.release_claim(run_id, &self.name, code, 0, note).await {
-            eprintln!("warning: cannot record the end of {run_id}: {e}");
+            crate::output::errln!("warning: cannot record the end of {run_id}: {e}");
         }
     }
 
     async fn hand_back(&self, run_id: &str, after: Duration, note: &str) {
         let not_before = crate::state::now_ms() + i64::try_from(after.as_millis()).unwrap_or(0);
         if let Err(e) = self.store.release_claim(run_id, &self.name, None, not_before, note).await {
-            eprintln!("warning: cannot hand {run_id} back: {e}");
+            crate::output::errln!("warning: cannot hand {run_id} back: {e}");
         }
     }
 }

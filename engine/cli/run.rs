@@ -92,7 +92,8 @@ pub fn run(
     // The plan first: whatever cannot render with these parameters (a value an `operand`
     // refuses, a filter that fails) stops the run before anything runs.
     runbook_core::plan::plan(&runbook, &params).map_err(CliError::Diagnostics)?;
-    let prepared = Prepared { wait: opts.wait, ..prepare(runbook, params, file, opts.yes)? };
+    let location = crate::state::location(opts.state.as_deref());
+    let prepared = Prepared { wait: opts.wait, ..prepare(runbook, params, file, opts.yes, &location)? };
     start_new(prepared, opts)
 }
 
@@ -104,7 +105,9 @@ pub fn run_pinned(plan_path: &Path, opts: RunArgs, color: bool) -> CliResult {
     let Pinned { runbook, params, file, reads } = load_pinned(&shown, &text, color)?;
     // The steps check what they read against the plan's digests, not against the ones
     // `prepare` takes a moment later (a file swapped in between would be pinned).
-    let prepared = Prepared { wait: opts.wait, reads, ..prepare(runbook, params, &file, opts.yes)? };
+    let location = crate::state::location(opts.state.as_deref());
+    let prepared =
+        Prepared { wait: opts.wait, reads, ..prepare(runbook, params, &file, opts.yes, &location)? };
     start_new(prepared, opts)
 }
 
@@ -242,12 +245,21 @@ fn confirmation(runbook: &Runbook, yes: bool) -> Result<Option<dispatch::Confirm
     }
 }
 
-pub(crate) fn resolve_secrets(runbook: &Runbook, base_dir: &Path) -> Result<secrets::Secrets, CliError> {
-    secrets::resolve(runbook, base_dir).map_err(|problems| {
-        CliError::Invalid(
-            Message::all(problems)
-                .help("secrets are read from their declared sources when a run starts; nothing ran"),
-        )
+/// Read the runbook's secrets from their sources; a secret's helper does not see the
+/// engine's own configuration and credentials for the store at `location` (F1).
+pub(crate) fn resolve_secrets(
+    runbook: &Runbook,
+    base_dir: &Path,
+    location: &Location,
+) -> Result<secrets::Secrets, CliError> {
+    secrets::resolve(runbook, base_dir, &crate::state::engine_env(location)).map_err(|unresolved| {
+        match unresolved {
+            secrets::Unresolved::Problems(problems) => CliError::Invalid(
+                Message::all(problems)
+                    .help("secrets are read from their declared sources when a run starts; nothing ran"),
+            ),
+            secrets::Unresolved::Interrupted(secret) => CliError::Interrupted { secret },
+        }
     })
 }
 
@@ -290,12 +302,13 @@ fn prepare(
     params: BTreeMap<String, ParamValue>,
     file: &Path,
     yes: bool,
+    location: &Location,
 ) -> Result<Prepared, CliError> {
     let confirm = confirmation(&runbook, yes)?;
     let base_dir =
         file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
     let reads = read_digests(&runbook)?;
-    let secrets = resolve_secrets(&runbook, &base_dir)?;
+    let secrets = resolve_secrets(&runbook, &base_dir, location)?;
     check_params_hold_no_secret(&secrets, &params)?;
     check_texts_hold_no_secret(&secrets, &[("the operator's name", &operator())])?;
     let file = std::fs::canonicalize(file).unwrap_or_else(|_| file.to_path_buf());
@@ -355,6 +368,7 @@ async fn execute(
         // Set by a worker for the queued run it executes (see queue.rs): it only ever adds
         // a person who may not approve, so a forged value takes no right away.
         submitted_by: std::env::var("RUNBOOK_SUBMITTED_BY").ok().filter(|s| !s.trim().is_empty()),
+        engine_env: crate::state::engine_env(location),
     };
     let json = output == RunOutput::Json;
     let verb = match (compensate_only, resuming) {
@@ -420,7 +434,9 @@ fn lease_ttl() -> Duration {
         Ok(text) => match humantime::parse_duration(text.trim()) {
             Ok(d) if d >= Duration::from_secs(1) => d,
             _ => {
-                eprintln!("warning: RUNBOOK_LEASE_TTL=`{text}` is not a duration of at least 1s; using 60s");
+                crate::output::errln!(
+                    "warning: RUNBOOK_LEASE_TTL=`{text}` is not a duration of at least 1s; using 60s"
+                );
                 default
             }
         },
@@ -459,7 +475,7 @@ fn start_reaper(run_dir: &Path) -> Option<Arc<runbook_exec::process::Reaper>> {
             Some(Arc::new(if tie.is_file() { r.with_tie(tie) } else { r }))
         }
         Err(e) => {
-            eprintln!(
+            crate::output::errln!(
                 "warning: cannot start the process reaper ({e}); a killed engine could leave steps running"
             );
             None
@@ -522,7 +538,7 @@ pub fn compensate(args: ResumeArgs) -> CliResult {
                 .values()
                 .any(|s| s.compensation != runbook_core::journal::CompensationStatus::None);
         if undo.is_empty() && !unfinished {
-            eprintln!(
+            crate::output::errln!(
                 "nothing to compensate in run {}: no succeeded step with a `compensate` is left to undo",
                 args.run_id
             );
@@ -639,7 +655,7 @@ async fn prepare_resume(
     let leftovers = runbook_exec::process::end_leftover_groups(&ledger);
     if !leftovers.is_empty() {
         let groups: Vec<String> = leftovers.iter().map(i32::to_string).collect();
-        eprintln!(
+        crate::output::errln!(
             "note: ended process groups that a dead engine of run {id} left running: {}",
             groups.join(", ")
         );
@@ -665,7 +681,7 @@ async fn prepare_resume(
             }
         };
     let base_dir = file.parent().unwrap_or(Path::new(".")).to_path_buf();
-    let secrets = resolve_secrets(&runbook, &base_dir)?;
+    let secrets = resolve_secrets(&runbook, &base_dir, location)?;
     check_params_hold_no_secret(&secrets, &values)?;
     check_texts_hold_no_secret(&secrets, &[("the operator's name", &operator())])?;
     let confirm = confirmation(&runbook, args.yes)?;
@@ -682,18 +698,18 @@ fn print_notes(id: &str, notes: &[runbook_core::lifecycle::Note]) {
     use runbook_core::lifecycle::Note;
     for note in notes {
         match note {
-            Note::IncludesUndone(steps) => eprintln!(
+            Note::IncludesUndone(steps) => crate::output::errln!(
                 "note: run {id}: the runbook included by {} undid itself; that step stays failed and does not run again",
                 steps.join(", ")
             ),
             Note::FailedRunAgain(steps) => {
-                eprintln!(
+                crate::output::errln!(
                     "note: run {id} failed; these steps run again, with a new set of attempts: {}",
                     steps.join(", ")
                 )
             }
             Note::DoubtWithoutCompensation(steps) => {
-                eprintln!(
+                crate::output::errln!(
                     "note: steps in doubt without a compensation are left as they are: {}",
                     steps.join(", ")
                 )

@@ -34,6 +34,15 @@ pub fn location(state: Option<&str>) -> Location {
     }
 }
 
+/// What of the engine's environment no process it starts may see, and the store's password
+/// for the redactor (red team adv13b F1): decided by the store the command uses.
+pub fn engine_env(location: &Location) -> runbook_exec::secrets::EngineEnv {
+    match location {
+        Location::Sqlite(_) => runbook_exec::secrets::EngineEnv::sqlite(),
+        Location::Postgres(url) => runbook_exec::secrets::EngineEnv::postgres(url),
+    }
+}
+
 /// The folder of a run's local files (live step logs, step output files): beside a SQLite
 /// store; under the default state folder on this host for a shared store.
 pub fn run_dir(location: &Location, run_id: &str) -> PathBuf {
@@ -168,7 +177,7 @@ pub async fn keep_logs(store: &Store, run_id: &str, run_dir: &Path) -> Option<St
             },
         };
         if let Some(why) = why {
-            eprintln!("warning: {} is not kept in the store: {why}", path.display());
+            crate::output::errln!("warning: {} is not kept in the store: {why}", path.display());
         }
     }
     if found.is_empty() {
@@ -183,7 +192,10 @@ pub async fn keep_logs(store: &Store, run_id: &str, run_dir: &Path) -> Option<St
     match store.keep_logs(run_id, &ts, &logs).await {
         Ok(record) => record.map(|r| r.hash),
         Err(e) => {
-            eprintln!("warning: the step logs stay in {} (not kept in the store): {e}", run_dir.display());
+            crate::output::errln!(
+                "warning: the step logs stay in {} (not kept in the store): {e}",
+                run_dir.display()
+            );
             None
         }
     }

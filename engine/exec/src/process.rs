@@ -329,21 +329,131 @@ fn search_in(program: &str, path: &std::ffi::OsStr) -> Option<PathBuf> {
     None
 }
 
-/// Run a secret's helper program (vault, pass) to its end in `dir` and take its output. It
-/// does not see the variables in `hidden` (other secrets are read from them: issue 11,
-/// promise 3).
+/// How a secret's helper program (vault, pass) may run: its output and its time are bounded,
+/// and a Ctrl-C or SIGTERM ends it (red team adv13b F6).
+#[derive(Debug, Clone)]
+pub struct HelperLimits {
+    /// The most bytes of standard output taken; more is [`HelperError::TooLarge`].
+    pub max_bytes: usize,
+    /// The longest it may run; longer is [`HelperError::TimedOut`].
+    pub timeout: Duration,
+}
+
+/// What a helper that ended printed, and how it ended.
+#[derive(Debug)]
+pub struct HelperOutput {
+    /// How it exited.
+    pub status: std::process::ExitStatus,
+    /// Its standard output (at most [`HelperLimits::max_bytes`]).
+    pub stdout: Vec<u8>,
+}
+
+/// Why a helper gave no output. In every case but `Start`, its whole process group was
+/// killed and waited for: nothing it started is left running.
+#[derive(Debug)]
+pub enum HelperError {
+    /// It could not be started (or read).
+    Start(std::io::Error),
+    /// It printed more than the limit.
+    TooLarge(usize),
+    /// It ran past the time limit.
+    TimedOut(Duration),
+    /// The engine got SIGINT (Ctrl-C) or SIGTERM while it ran.
+    Interrupted,
+}
+
+/// Run a secret's helper program (vault, pass) to its end in `dir` and take its output,
+/// within `limits`. It runs in a process group of its own, with stdin closed and stderr
+/// discarded, and without the variables in `hidden` (other secrets' sources and the
+/// engine's own configuration and credentials: issue 11 and red team adv13b F1).
+///
+/// It waits on a thread of its own with a runtime of its own: the caller may be on the
+/// engine's one async thread, whose signal task could not run while it waits (F6).
 pub fn helper_output(
     program: &str,
     args: &[String],
     dir: &std::path::Path,
-    hidden: &[&str],
-) -> std::io::Result<std::process::Output> {
-    let mut command = std::process::Command::new(program);
-    command.args(args).current_dir(dir);
+    hidden: &[String],
+    limits: &HelperLimits,
+) -> Result<HelperOutput, HelperError> {
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(HelperError::Start)?;
+                runtime.block_on(helper_run(program, args, dir, hidden, limits))
+            })
+            .join()
+            .unwrap_or_else(|_| Err(HelperError::Start(std::io::Error::other("the helper's waiter failed"))))
+    })
+}
+
+async fn helper_run(
+    program: &str,
+    args: &[String],
+    dir: &std::path::Path,
+    hidden: &[String],
+    limits: &HelperLimits,
+) -> Result<HelperOutput, HelperError> {
+    // Listen before starting it: a Ctrl-C from then on is seen.
+    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).ok();
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    let mut command = Command::new(program);
+    command
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .kill_on_drop(true);
     for var in hidden {
         command.env_remove(var);
     }
-    command.output()
+    let mut child = command.spawn().map_err(HelperError::Start)?;
+    let group = child.id().and_then(|id| i32::try_from(id).ok());
+    let mut stdout =
+        child.stdout.take().ok_or_else(|| HelperError::Start(std::io::Error::other("no pipe")))?;
+    let max = limits.max_bytes;
+    let work = async {
+        let mut out = Vec::new();
+        (&mut stdout).take(max as u64 + 1).read_to_end(&mut out).await.map_err(HelperError::Start)?;
+        if out.len() > max {
+            return Err(HelperError::TooLarge(max));
+        }
+        let status = child.wait().await.map_err(HelperError::Start)?;
+        Ok(HelperOutput { status, stdout: out })
+    };
+    let signalled = async {
+        tokio::select! {
+            () = next_signal(&mut interrupt) => {}
+            () = next_signal(&mut terminate) => {}
+        }
+    };
+    let result = tokio::select! {
+        r = work => r,
+        () = tokio::time::sleep(limits.timeout) => Err(HelperError::TimedOut(limits.timeout)),
+        () = signalled => Err(HelperError::Interrupted),
+    };
+    if result.is_err()
+        && let Some(pgid) = group
+    {
+        let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
+        let _ = child.wait().await;
+    }
+    result
+}
+
+/// The next delivery of a signal (never, if its handler could not be installed).
+async fn next_signal(signal: &mut Option<tokio::signal::unix::Signal>) {
+    match signal.as_mut() {
+        Some(s) => {
+            s.recv().await;
+        }
+        None => std::future::pending().await,
+    }
 }
 
 /// An engine a worker starts for one claim (`runbook run --plan ...` or `runbook resume ...`).

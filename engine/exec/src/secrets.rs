@@ -43,7 +43,7 @@ impl Secrets {
     }
 
     /// Every value, this runbook's and its includes' (for redaction).
-    fn all(&self) -> Vec<(&str, &str)> {
+    pub fn all(&self) -> Vec<(&str, &str)> {
         let mut out: Vec<(&str, &str)> = self.iter().collect();
         for inc in &self.includes {
             out.extend(inc.all());
@@ -62,14 +62,136 @@ impl Secrets {
     }
 }
 
-/// Read every secret of a runbook (and of the runbooks it includes) from its source.
-/// Problems are returned together, one line each, naming the secret but never a value.
-pub fn resolve(runbook: &Runbook, base_dir: &Path) -> Result<Secrets, Vec<String>> {
-    resolve_hiding(runbook, base_dir, &source_variables(runbook))
+/// The libpq variables that carry a PostgreSQL store's credentials: a process the engine
+/// starts does not get them when the store is PostgreSQL (a step may still set them in its
+/// own `env`).
+pub const STORE_CREDENTIAL_VARIABLES: &[&str] = &["PGPASSWORD", "PGPASSFILE", "PGSSLKEY", "PGSSLCERT"];
+
+/// The variables the engine sets for a step: the only `RUNBOOK_*` a step sees.
+pub const STEP_VARIABLES: &[&str] = &["RUNBOOK_OUTPUT", "RUNBOOK_RUN_ID", "RUNBOOK_STEP"];
+
+/// The engine's own configuration and credentials, which no process it starts (a step, a
+/// secret helper, an included runbook's step) may see, and the store's password, which no
+/// sink may show (red team adv13b F1, promise 3). [`EngineEnv::hidden`] is the one place
+/// that decides what a started process loses from the engine's environment besides the
+/// secrets' sources.
+#[derive(Clone, Default)]
+pub struct EngineEnv {
+    /// The store is PostgreSQL: the libpq credential variables are the engine's.
+    postgres: bool,
+    /// The store's password (from its URL, or `PGPASSWORD`), for the redactor.
+    password: Option<String>,
 }
 
-/// [`resolve`], `command` sources run without the variables in `hidden`.
-fn resolve_hiding(runbook: &Runbook, base_dir: &Path, hidden: &[&str]) -> Result<Secrets, Vec<String>> {
+impl std::fmt::Debug for EngineEnv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineEnv").field("postgres", &self.postgres).finish_non_exhaustive()
+    }
+}
+
+impl EngineEnv {
+    /// A SQLite store: no credentials besides the engine's `RUNBOOK_*` variables.
+    pub fn sqlite() -> Self {
+        EngineEnv::default()
+    }
+
+    /// A PostgreSQL store opened with this URL: its password is the one in the URL
+    /// (percent-decoded), else `$PGPASSWORD`.
+    pub fn postgres(url: &str) -> Self {
+        let password =
+            url_password(url).or_else(|| std::env::var("PGPASSWORD").ok()).filter(|p| !p.is_empty());
+        EngineEnv { postgres: true, password }
+    }
+
+    /// The variables of the engine's environment a process it starts does not get: every
+    /// `RUNBOOK_*` (the store, the worker's, the tuning; the engine sets [`STEP_VARIABLES`]
+    /// for a step afresh), and with a PostgreSQL store the [`STORE_CREDENTIAL_VARIABLES`].
+    pub fn hidden(&self) -> Vec<String> {
+        let mut out: Vec<String> = std::env::vars_os()
+            .filter_map(|(k, _)| k.into_string().ok())
+            .filter(|k| k.starts_with("RUNBOOK_"))
+            .collect();
+        if self.postgres {
+            out.extend(STORE_CREDENTIAL_VARIABLES.iter().map(|v| (*v).to_string()));
+        }
+        out
+    }
+
+    /// `(name, value)` pairs the redactor must know besides the runbook's secrets.
+    pub fn redacted(&self) -> Vec<(&str, &str)> {
+        self.password.iter().map(|p| ("state-store-password", p.as_str())).collect()
+    }
+}
+
+/// The password of a `scheme://user:password@host/...` URL, percent-decoded.
+fn url_password(url: &str) -> Option<String> {
+    let (_, rest) = url.split_once("://")?;
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let (userinfo, _) = authority.rsplit_once('@')?;
+    let (_, password) = userinfo.split_once(':')?;
+    let bytes = password.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (bytes[i], bytes.get(i + 1).copied().and_then(hex), bytes.get(i + 2).copied().and_then(hex)) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    Some(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// How long a secret's `command` may run: `$RUNBOOK_SECRET_TIMEOUT` (a duration), else 30s.
+pub fn helper_timeout() -> std::time::Duration {
+    std::env::var("RUNBOOK_SECRET_TIMEOUT")
+        .ok()
+        .and_then(|t| humantime::parse_duration(t.trim()).ok())
+        .filter(|d| !d.is_zero())
+        .unwrap_or(std::time::Duration::from_secs(30))
+}
+
+/// Why secrets could not be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unresolved {
+    /// Problems, one line each, naming the secret but never a value.
+    Problems(Vec<String>),
+    /// Ctrl-C or SIGTERM came while a secret's helper ran (it was ended with its group).
+    Interrupted(String),
+}
+
+/// Read every secret of a runbook (and of the runbooks it includes) from its source.
+/// Problems are returned together, one line each, naming the secret but never a value. A
+/// `command` source runs without the secrets' source variables and the engine's own
+/// ([`EngineEnv::hidden`]), with bounded output and a time limit ([`helper_timeout`]).
+pub fn resolve(runbook: &Runbook, base_dir: &Path, engine: &EngineEnv) -> Result<Secrets, Unresolved> {
+    let mut hidden: Vec<String> = source_variables(runbook).into_iter().map(str::to_string).collect();
+    hidden.extend(engine.hidden());
+    let limits = crate::process::HelperLimits { max_bytes: MAX_SECRET_BYTES + 2, timeout: helper_timeout() };
+    let mut interrupted = None;
+    resolve_hiding(runbook, base_dir, &hidden, &limits, &mut interrupted).map_err(
+        |problems| match interrupted {
+            Some(name) => Unresolved::Interrupted(name),
+            None => Unresolved::Problems(problems),
+        },
+    )
+}
+
+/// [`resolve`], `command` sources run without the variables in `hidden`. After a Ctrl-C,
+/// `interrupted` names the secret whose helper it stopped, and no other helper runs.
+fn resolve_hiding(
+    runbook: &Runbook,
+    base_dir: &Path,
+    hidden: &[String],
+    limits: &crate::process::HelperLimits,
+    interrupted: &mut Option<String>,
+) -> Result<Secrets, Vec<String>> {
     let mut values = BTreeMap::new();
     let mut problems = Vec::new();
     let mut includes = Vec::new();
@@ -79,7 +201,7 @@ fn resolve_hiding(runbook: &Runbook, base_dir: &Path, hidden: &[&str]) -> Result
             .filter(|d| !d.as_os_str().is_empty())
             .unwrap_or(Path::new("."))
             .to_path_buf();
-        match resolve_hiding(child, &dir, hidden) {
+        match resolve_hiding(child, &dir, hidden, limits, interrupted) {
             Ok(s) => includes.push(s),
             Err(p) => {
                 problems.extend(
@@ -90,6 +212,10 @@ fn resolve_hiding(runbook: &Runbook, base_dir: &Path, hidden: &[&str]) -> Result
         }
     }
     for secret in &runbook.secrets {
+        if interrupted.is_some() {
+            problems.push(format!("secret `{}`: not read (interrupted)", secret.name));
+            continue;
+        }
         let value = match &secret.source {
             SecretSource::Env(var) => std::env::var(var)
                 .map_err(|_| format!("secret `{}`: environment variable `{var}` is not set", secret.name)),
@@ -106,14 +232,34 @@ fn resolve_hiding(runbook: &Runbook, base_dir: &Path, hidden: &[&str]) -> Result
                 Some((program, args)) => {
                     // The helper (vault, pass) does not see the variables other secrets are
                     // read from (issue 11, promise 3).
-                    match crate::process::helper_output(program, args, base_dir, hidden) {
+                    use crate::process::HelperError;
+                    match crate::process::helper_output(program, args, base_dir, hidden, limits) {
                         Ok(out) if out.status.success() => Ok(String::from_utf8_lossy(&out.stdout)
                             .trim_end_matches(['\n', '\r'])
                             .to_string()),
                         Ok(out) => {
                             Err(format!("secret `{}`: `{program}` exited with {}", secret.name, out.status))
                         }
-                        Err(e) => Err(format!("secret `{}`: cannot run `{program}`: {e}", secret.name)),
+                        Err(HelperError::Start(e)) => {
+                            Err(format!("secret `{}`: cannot run `{program}`: {e}", secret.name))
+                        }
+                        Err(HelperError::TooLarge(_)) => Err(format!(
+                            "secret `{}`: `{program}` printed more than {} KiB; it was ended",
+                            secret.name,
+                            MAX_SECRET_BYTES / 1024
+                        )),
+                        Err(HelperError::TimedOut(limit)) => Err(format!(
+                            "secret `{}`: `{program}` did not finish within {} (RUNBOOK_SECRET_TIMEOUT); it was ended",
+                            secret.name,
+                            humantime::format_duration(limit)
+                        )),
+                        Err(HelperError::Interrupted) => {
+                            *interrupted = Some(secret.name.clone());
+                            Err(format!(
+                                "secret `{}`: `{program}` was interrupted; it was ended",
+                                secret.name
+                            ))
+                        }
                     }
                 }
             },

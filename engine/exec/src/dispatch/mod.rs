@@ -105,6 +105,9 @@ pub struct RunOptions {
     /// Who submitted the run, for a queued run a worker executes: journaled with
     /// `run_started`, so that the submitter cannot approve the run's steps either.
     pub submitted_by: Option<String>,
+    /// The engine's own configuration and credentials: kept from every process the run
+    /// starts, and the store's password redacted everywhere (red team adv13b F1).
+    pub engine_env: crate::secrets::EngineEnv,
 }
 
 /// An inline answer to an approval: approve or reject, and why.
@@ -260,7 +263,10 @@ impl<'a> Dispatcher<'a> {
             runbook,
             params,
             secrets,
-            redactor: opts.inherited.as_ref().map_or_else(|| Redactor::new(secrets), |(r, _)| r.clone()),
+            redactor: opts.inherited.as_ref().map_or_else(
+                || Redactor::from_values(secrets.all().into_iter().chain(opts.engine_env.redacted())),
+                |(r, _)| r.clone(),
+            ),
             store,
             opts,
             report,

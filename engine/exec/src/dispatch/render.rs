@@ -39,9 +39,13 @@ pub(super) fn render_json(
 }
 
 impl Dispatcher<'_> {
-    /// The environment variables every step of this run loses (secret sources).
+    /// The environment variables every step of this run loses: the secrets' sources (this
+    /// runbook's, its includes', the including run's) and the engine's own configuration
+    /// and credentials ([`crate::secrets::EngineEnv::hidden`]). The one place that decides
+    /// a step's environment besides what the step sets (red team adv13b F1).
     pub(super) fn secret_env(&self) -> Vec<String> {
         let mut vars = self.runbook.secret_env_vars();
+        vars.extend(self.opts.engine_env.hidden());
         if let Some((_, inherited)) = &self.opts.inherited {
             vars.extend(inherited.iter().cloned());
         }
