@@ -47,3 +47,4 @@ mod store_guards;
 mod support;
 mod team;
 mod world;
+mod adv13a_signals;
