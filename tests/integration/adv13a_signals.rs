@@ -36,7 +36,14 @@ fn sigterm(child: &Child) {
 }
 
 fn run_id(dir: &Path) -> String {
-    std::fs::read_dir(dir.join("runs")).expect("runs").next().expect("a run").expect("entry").file_name().into_string().expect("utf-8")
+    std::fs::read_dir(dir.join("runs"))
+        .expect("runs")
+        .next()
+        .expect("a run")
+        .expect("entry")
+        .file_name()
+        .into_string()
+        .expect("utf-8")
 }
 
 fn count(dir: &Path, line: &str) -> usize {
@@ -69,9 +76,19 @@ run = "exit 3"
     let first = child.wait_with_output().expect("wait");
     let run = run_id(d.path());
     let again = engine(d.path(), &["compensate", &run, "--yes"]).output().expect("compensate");
-    assert_eq!(count(d.path(), "undo-start"), 1, "the undo ran again without a decision: {}", String::from_utf8_lossy(&again.stdout));
+    assert_eq!(
+        count(d.path(), "undo-start"),
+        1,
+        "the undo ran again without a decision: {}",
+        String::from_utf8_lossy(&again.stdout)
+    );
     assert_ne!(again.status.code(), Some(0));
-    assert_eq!(first.status.code(), Some(130), "an interruption exits 130: {}", String::from_utf8_lossy(&first.stdout));
+    assert_eq!(
+        first.status.code(),
+        Some(130),
+        "an interruption exits 130: {}",
+        String::from_utf8_lossy(&first.stdout)
+    );
 }
 
 /// Finding 3: SIGTERM during `finally` interrupts the run (130, resumable), and no later

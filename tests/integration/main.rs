@@ -6,6 +6,7 @@
 // allows it to engine/exec/src/process.rs alone in the engine).
 #![allow(clippy::disallowed_methods)]
 
+mod adv13a_signals;
 mod approval_rules;
 mod argv_sampler;
 mod audit;
@@ -47,4 +48,3 @@ mod store_guards;
 mod support;
 mod team;
 mod world;
-mod adv13a_signals;

@@ -157,6 +157,12 @@ pub enum DecisionRefusal {
         /// The deadline (ms since the epoch).
         deadline_ms: i64,
     },
+    /// The run has finished (`run_finished` succeeded or failed): nothing waits for a
+    /// decision any more.
+    RunFinished {
+        /// How it ended.
+        status: RunStatus,
+    },
     /// The request's rules refuse this operator ([`crate::journal::Approval::judge`]).
     Approver(ApproverRefusal),
 }
@@ -168,6 +174,9 @@ impl fmt::Display for DecisionRefusal {
                 write!(f, "the run has no step `{step}` waiting for approval")
             }
             DecisionRefusal::NotAnApproval { step } => write!(f, "step `{step}` is not an approval step"),
+            DecisionRefusal::RunFinished { status } => {
+                write!(f, "the run has finished ({}): no decision counts any more", status.as_str())
+            }
             DecisionRefusal::NotWaiting { step, status } => write!(
                 f,
                 "step `{step}` is not waiting for approval (it is {})",
@@ -190,7 +199,7 @@ impl fmt::Display for DecisionRefusal {
 }
 
 /// Whether `operator` may approve or reject `step` at `now_ms` (the store's clock), judged on
-/// the run's folded journal alone: the step waits for approval, its deadline has not
+/// the run's folded journal alone: the run has not finished, the step waits for approval, its deadline has not
 /// passed, and the rules journaled with its request allow this operator. `approve` judges
 /// with it before asking, and the store again inside the transaction that appends.
 pub fn judge_decision(
@@ -205,6 +214,10 @@ pub fn judge_decision(
     let Some(approval) = &s.approval else {
         return Err(DecisionRefusal::NotAnApproval { step: step.to_string() });
     };
+    // A finished run waits for nothing (a suspended or interrupted one does).
+    if let Some(status @ (RunStatus::Succeeded | RunStatus::Failed)) = state.status {
+        return Err(DecisionRefusal::RunFinished { status });
+    }
     if s.status != StepStatus::AwaitingApproval {
         return Err(DecisionRefusal::NotWaiting { step: step.to_string(), status: s.status.clone() });
     }
@@ -1030,6 +1043,27 @@ mod tests {
             got.err().map(|e| e.to_string()).unwrap_or_default(),
             "step `gate` is not waiting for approval (it is succeeded)"
         );
+        // No decision counts on a finished run. adv13a finding 7: `compensate` ended a suspended run; its approval, still
+        // `awaiting` in a journal from before the fix, was granted after `run_finished`.
+        for status in [RunStatus::Failed, RunStatus::Succeeded] {
+            let mut finished = state(vec![request(&[], 1, false, None)]);
+            finished.apply(&RunEvent::RunFinished { status, preconditions: Vec::new() });
+            let got = judge_decision(&finished, "gate", "bo", 0);
+            assert_eq!(got, Err(DecisionRefusal::RunFinished { status }));
+            assert_eq!(
+                got.err().map(|e| e.to_string()).unwrap_or_default(),
+                format!("the run has finished ({}): no decision counts any more", status.as_str())
+            );
+        }
+        // Suspended or interrupted runs are not over: decisions count.
+        for event in [
+            RunEvent::RunSuspended { waiting: vec!["gate".into()] },
+            RunEvent::RunInterrupted { reason: "signal".into() },
+        ] {
+            let mut open = state(vec![request(&[], 1, false, None)]);
+            open.apply(&event);
+            assert_eq!(judge_decision(&open, "gate", "bo", 0), Ok(()));
+        }
     }
 
     #[test]
