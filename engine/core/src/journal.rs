@@ -1078,6 +1078,12 @@ impl RunState {
         }
     }
 
+    /// The run finished (`run_finished` succeeded or failed): nothing waits for a decision
+    /// any more. A suspended, interrupted or running one has not.
+    pub fn has_finished(&self) -> Option<RunStatus> {
+        self.status.filter(|s| matches!(s, RunStatus::Succeeded | RunStatus::Failed))
+    }
+
     /// Steps that started and have no outcome: after a crash, they may or may not have run.
     pub fn in_doubt(&self) -> Vec<&str> {
         self.steps_where(|s| s.status == StepStatus::Started)

@@ -10,7 +10,8 @@
 use std::fmt;
 
 use crate::journal::{
-    ApproverRefusal, Decision, RunEvent, RunState, RunStatus, StepState, StepStatus, ended_mid_work,
+    ApproverRefusal, CompensationStatus, Decision, RunEvent, RunState, RunStatus, StepState, StepStatus,
+    ended_mid_work,
 };
 use crate::model::{Action, Runbook};
 use crate::plan::FileHash;
@@ -215,7 +216,7 @@ pub fn judge_decision(
         return Err(DecisionRefusal::NotAnApproval { step: step.to_string() });
     };
     // A finished run waits for nothing (a suspended or interrupted one does).
-    if let Some(status @ (RunStatus::Succeeded | RunStatus::Failed)) = state.status {
+    if let Some(status) = state.has_finished() {
         return Err(DecisionRefusal::RunFinished { status });
     }
     if s.status != StepStatus::AwaitingApproval {
@@ -543,7 +544,8 @@ pub enum Refusal {
         steps: Vec<String>,
         /// Compensations in doubt.
         compensations: Vec<String>,
-        /// Those of `steps` that were ended by their timeout, a cancellation or a signal.
+        /// Those of `steps` and `compensations` that were ended by their timeout, a
+        /// cancellation or a signal.
         ended_mid_work: Vec<String>,
         /// Whether it was `compensate`.
         compensating: bool,
@@ -739,7 +741,16 @@ pub fn assess_resume(
         return Err(refuse(&notes, Refusal::UndoUndecided { steps: undecided_undo }));
     }
     if !undecided.is_empty() || !undecided_compensations.is_empty() {
-        let ended_mid_work = undecided.iter().filter(|s| mid_work.contains(&s.as_str())).cloned().collect();
+        // Those that ended (not cut off by the engine's death): their timeout or a signal.
+        let compensation_mid_work = |s: &&String| {
+            state.steps.get(s.as_str()).is_some_and(|st| st.compensation == CompensationStatus::Failed)
+        };
+        let ended_mid_work = undecided
+            .iter()
+            .filter(|s| mid_work.contains(&s.as_str()))
+            .chain(undecided_compensations.iter().filter(compensation_mid_work))
+            .cloned()
+            .collect();
         return Err(refuse(
             &notes,
             Refusal::Undecided {
@@ -1399,6 +1410,34 @@ cmd = ["true"]
                             succeeded("a"),
                             RunEvent::CompensationStarted { step: "a".into(), attempt: 1 },
                             started("bye"),
+                        ],
+                    )
+                },
+                Case {
+                    // adv13a finding 1 (variant): a compensation ended by its timeout was run
+                    // again by `compensate` without a decision.
+                    compensating: true,
+                    ended: Some(RunStatus::NeedsOperator),
+                    expect: refused(
+                        vec![],
+                        Refusal::Undecided {
+                            steps: vec![],
+                            compensations: names(&["a"]),
+                            ended_mid_work: names(&["a"]),
+                            compensating: true,
+                        },
+                    ),
+                    ..case(
+                        "compensation ended by its timeout",
+                        vec![
+                            started("a"),
+                            succeeded("a"),
+                            RunEvent::CompensationStarted { step: "a".into(), attempt: 1 },
+                            RunEvent::CompensationFailed {
+                                step: "a".into(),
+                                reason: crate::journal::TIMED_OUT.into(),
+                                output: None,
+                            },
                         ],
                     )
                 },
