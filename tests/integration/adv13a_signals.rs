@@ -153,3 +153,88 @@ preconditions = { slow = { run = "touch reached; sleep 20" } }
     assert!(!audit.contains("compensation_started"), "Ctrl-C started an undo:\n{audit}");
     assert_eq!(first.status.code(), Some(130), "{audit}");
 }
+
+/// Finding 1 (variant, fixed with it): a non-idempotent compensation ended by its timeout
+/// may have done part of its work, like a timed-out main step: `compensate` waits for a
+/// decision instead of running it again.
+#[test]
+fn a_compensation_ended_by_its_timeout_waits_for_a_decision() {
+    let d = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        d.path().join("r.toml"),
+        r#"[runbook]
+name = "comp-timeout"
+
+[steps.create]
+run = "echo create >> trace"
+compensate = { run = "echo undo-start >> trace; sleep 5; echo undo-end >> trace", timeout = "1s" }
+
+[steps.boom]
+needs = ["create"]
+run = "exit 3"
+"#,
+    )
+    .expect("runbook");
+    let first = engine(d.path(), &["run", "r.toml", "--yes"]).output().expect("run");
+    assert_eq!(first.status.code(), Some(4), "{}", String::from_utf8_lossy(&first.stdout));
+    let run = run_id(d.path());
+    let again = engine(d.path(), &["compensate", &run, "--yes"]).output().expect("compensate");
+    let err = String::from_utf8_lossy(&again.stderr).into_owned();
+    assert_eq!(count(d.path(), "undo-start"), 1, "the undo ran again without a decision: {err}");
+    assert_eq!(again.status.code(), Some(4), "{err}");
+    assert!(err.contains("compensations in doubt") && err.contains("ended by their timeout"), "{err}");
+    // The operator can decide about it.
+    let skip =
+        engine(d.path(), &["compensate", &run, "--yes", "--skip", "create", "--reason", "undone by hand"])
+            .output()
+            .expect("compensate --skip");
+    assert_eq!(skip.status.code(), Some(1), "{}", String::from_utf8_lossy(&skip.stderr));
+    assert_eq!(count(d.path(), "undo-start"), 1);
+}
+
+/// Finding 7: `compensate` ends a suspended run; its approval is settled (skipped), and a
+/// decision on the finished run is refused.
+#[test]
+fn an_approval_left_open_by_compensate_cannot_be_decided() {
+    let d = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        d.path().join("r.toml"),
+        r#"[runbook]
+name = "gated"
+
+[steps.prep]
+run = "echo prep >> trace"
+compensate = { run = "echo undo-prep >> trace" }
+
+[steps.gate]
+needs = ["prep"]
+approval = { prompt = "go?" }
+
+[steps.after]
+needs = ["gate"]
+run = "echo after >> trace"
+"#,
+    )
+    .expect("runbook");
+    let first = engine(d.path(), &["run", "r.toml", "--yes"]).output().expect("run");
+    assert_eq!(first.status.code(), Some(4), "{}", String::from_utf8_lossy(&first.stderr));
+    let run = run_id(d.path());
+    let undo = engine(d.path(), &["compensate", &run, "--yes"]).output().expect("compensate");
+    assert_eq!(undo.status.code(), Some(1), "{}", String::from_utf8_lossy(&undo.stderr));
+    let approve = Command::new(bin())
+        .args(["approve", &run, "gate", "--state", "state.db", "--as", "bo"])
+        .current_dir(d.path())
+        .env("NO_COLOR", "1")
+        .env_remove("RUNBOOK_STATE")
+        .env("XDG_STATE_HOME", d.path().join("host"))
+        .stdin(Stdio::null())
+        .output()
+        .expect("approve");
+    let err = String::from_utf8_lossy(&approve.stderr).into_owned();
+    assert_ne!(approve.status.code(), Some(0), "an approval counted on a finished run: {err}");
+    assert!(err.contains("has finished"), "{err}");
+    let audit = engine(d.path(), &["audit", &run]).output().expect("audit");
+    let audit = String::from_utf8_lossy(&audit.stdout).into_owned();
+    assert!(audit.contains("step_skipped gate"), "the open approval is settled:\n{audit}");
+    assert!(!audit.contains("approval_granted"), "{audit}");
+}
