@@ -303,7 +303,10 @@ pub fn show(run_id: &str, follow: bool, state: Option<String>) -> CliResult {
         if s.compensation != journal::CompensationStatus::None {
             line.push_str(&format!("  compensation {:?}", s.compensation).to_lowercase());
         }
-        if let (journal::StepStatus::AwaitingApproval, Some(a)) = (&s.status, &s.approval) {
+        // A finished run waits for no decision: no `approve` command to offer.
+        if let (journal::StepStatus::AwaitingApproval, Some(a), None) =
+            (&s.status, &s.approval, folded.has_finished())
+        {
             let from =
                 if a.approvers.is_empty() { "anyone".to_string() } else { visible(&a.approvers.join(", ")) };
             let by = if a.granted_by.is_empty() {

@@ -654,6 +654,19 @@ pub struct StepState {
 }
 
 impl StepState {
+    /// Its compensation may have done part of its work: it started and has no end record
+    /// (the engine died, or a signal cut it off), or it was ended from outside (its timeout,
+    /// a cancellation, a signal: see [`ended_mid_work`]), the same rule as for a main step.
+    /// It runs again only if idempotent or by an operator's decision.
+    pub fn compensation_in_doubt(&self) -> bool {
+        match self.compensation {
+            CompensationStatus::Started => true,
+            // A failed compensation's reason is the step's (`CompensationFailed` sets it).
+            CompensationStatus::Failed => self.reason.as_deref().is_some_and(ended_mid_work),
+            CompensationStatus::None | CompensationStatus::Succeeded | CompensationStatus::Skipped => false,
+        }
+    }
+
     /// Skipped by an operator's decision (`resume --skip`): treated as done for good.
     /// Known from the typed [`Ruling`] the fold keeps, never from the reason's words (an
     /// engine's `step_skipped` whose reason reads like an operator's is the engine's skip).
@@ -1067,6 +1080,12 @@ impl RunState {
         }
     }
 
+    /// The run finished (`run_finished` succeeded or failed): nothing waits for a decision
+    /// any more. A suspended, interrupted or running one has not.
+    pub fn has_finished(&self) -> Option<RunStatus> {
+        self.status.filter(|s| matches!(s, RunStatus::Succeeded | RunStatus::Failed))
+    }
+
     /// Steps that started and have no outcome: after a crash, they may or may not have run.
     pub fn in_doubt(&self) -> Vec<&str> {
         self.steps_where(|s| s.status == StepStatus::Started)
@@ -1080,9 +1099,10 @@ impl RunState {
         })
     }
 
-    /// Steps whose compensation started and has no outcome (the same rule as for steps).
+    /// Steps whose compensation is in doubt ([`StepState::compensation_in_doubt`]: started
+    /// with no outcome, or ended from outside; the same rule as for steps).
     pub fn compensations_in_doubt(&self) -> Vec<&str> {
-        self.steps_where(|s| s.compensation == CompensationStatus::Started)
+        self.steps_where(StepState::compensation_in_doubt)
     }
 
     fn steps_where(&self, keep: impl Fn(&StepState) -> bool) -> Vec<&str> {

@@ -10,7 +10,8 @@
 use std::fmt;
 
 use crate::journal::{
-    ApproverRefusal, Decision, RunEvent, RunState, RunStatus, StepState, StepStatus, ended_mid_work,
+    ApproverRefusal, CompensationStatus, Decision, RunEvent, RunState, RunStatus, StepState, StepStatus,
+    ended_mid_work,
 };
 use crate::model::{Action, Runbook};
 use crate::plan::FileHash;
@@ -163,6 +164,12 @@ pub enum DecisionRefusal {
         /// The deadline (ms since the epoch).
         deadline_ms: i64,
     },
+    /// The run has finished (`run_finished` succeeded or failed): nothing waits for a
+    /// decision any more.
+    RunFinished {
+        /// How it ended.
+        status: RunStatus,
+    },
     /// The request's rules refuse this operator ([`crate::journal::Approval::judge`]).
     Approver(ApproverRefusal),
 }
@@ -174,6 +181,9 @@ impl fmt::Display for DecisionRefusal {
                 write!(f, "the run has no step `{step}` waiting for approval")
             }
             DecisionRefusal::NotAnApproval { step } => write!(f, "step `{step}` is not an approval step"),
+            DecisionRefusal::RunFinished { status } => {
+                write!(f, "the run has finished ({}): no decision counts any more", status.as_str())
+            }
             DecisionRefusal::NotWaiting { step, status } => write!(
                 f,
                 "step `{step}` is not waiting for approval (it is {})",
@@ -196,7 +206,7 @@ impl fmt::Display for DecisionRefusal {
 }
 
 /// Whether `operator` may approve or reject `step` at `now_ms` (the store's clock), judged on
-/// the run's folded journal alone: the step waits for approval, its deadline has not
+/// the run's folded journal alone: the run has not finished, the step waits for approval, its deadline has not
 /// passed, and the rules journaled with its request allow this operator. `approve` judges
 /// with it before asking, and the store again inside the transaction that appends.
 pub fn judge_decision(
@@ -211,6 +221,10 @@ pub fn judge_decision(
     let Some(approval) = &s.approval else {
         return Err(DecisionRefusal::NotAnApproval { step: step.to_string() });
     };
+    // A finished run waits for nothing (a suspended or interrupted one does).
+    if let Some(status) = state.has_finished() {
+        return Err(DecisionRefusal::RunFinished { status });
+    }
     if s.status != StepStatus::AwaitingApproval {
         return Err(DecisionRefusal::NotWaiting { step: step.to_string(), status: s.status.clone() });
     }
@@ -536,7 +550,8 @@ pub enum Refusal {
         steps: Vec<String>,
         /// Compensations in doubt.
         compensations: Vec<String>,
-        /// Those of `steps` that were ended by their timeout, a cancellation or a signal.
+        /// Those of `steps` and `compensations` that were ended by their timeout, a
+        /// cancellation or a signal.
         ended_mid_work: Vec<String>,
         /// Whether it was `compensate`.
         compensating: bool,
@@ -732,7 +747,16 @@ pub fn assess_resume(
         return Err(refuse(&notes, Refusal::UndoUndecided { steps: undecided_undo }));
     }
     if !undecided.is_empty() || !undecided_compensations.is_empty() {
-        let ended_mid_work = undecided.iter().filter(|s| mid_work.contains(&s.as_str())).cloned().collect();
+        // Those that ended (not cut off by the engine's death): their timeout or a signal.
+        let compensation_mid_work = |s: &&String| {
+            state.steps.get(s.as_str()).is_some_and(|st| st.compensation == CompensationStatus::Failed)
+        };
+        let ended_mid_work = undecided
+            .iter()
+            .filter(|s| mid_work.contains(&s.as_str()))
+            .chain(undecided_compensations.iter().filter(compensation_mid_work))
+            .cloned()
+            .collect();
         return Err(refuse(
             &notes,
             Refusal::Undecided {
@@ -1051,6 +1075,27 @@ mod tests {
             got.err().map(|e| e.to_string()).unwrap_or_default(),
             "step `gate` is not waiting for approval (it is succeeded)"
         );
+        // No decision counts on a finished run. adv13a finding 7: `compensate` ended a suspended run; its approval, still
+        // `awaiting` in a journal from before the fix, was granted after `run_finished`.
+        for status in [RunStatus::Failed, RunStatus::Succeeded] {
+            let mut finished = state(vec![request(&[], 1, false, None)]);
+            finished.apply(&RunEvent::RunFinished { status, preconditions: Vec::new() });
+            let got = judge_decision(&finished, "gate", "bo", 0);
+            assert_eq!(got, Err(DecisionRefusal::RunFinished { status }));
+            assert_eq!(
+                got.err().map(|e| e.to_string()).unwrap_or_default(),
+                format!("the run has finished ({}): no decision counts any more", status.as_str())
+            );
+        }
+        // Suspended or interrupted runs are not over: decisions count.
+        for event in [
+            RunEvent::RunSuspended { waiting: vec!["gate".into()] },
+            RunEvent::RunInterrupted { reason: "signal".into() },
+        ] {
+            let mut open = state(vec![request(&[], 1, false, None)]);
+            open.apply(&event);
+            assert_eq!(judge_decision(&open, "gate", "bo", 0), Ok(()));
+        }
     }
 
     #[test]
@@ -1386,6 +1431,34 @@ cmd = ["true"]
                             succeeded("a"),
                             RunEvent::CompensationStarted { step: "a".into(), attempt: 1 },
                             started("bye"),
+                        ],
+                    )
+                },
+                Case {
+                    // adv13a finding 1 (variant): a compensation ended by its timeout was run
+                    // again by `compensate` without a decision.
+                    compensating: true,
+                    ended: Some(RunStatus::NeedsOperator),
+                    expect: refused(
+                        vec![],
+                        Refusal::Undecided {
+                            steps: vec![],
+                            compensations: names(&["a"]),
+                            ended_mid_work: names(&["a"]),
+                            compensating: true,
+                        },
+                    ),
+                    ..case(
+                        "compensation ended by its timeout",
+                        vec![
+                            started("a"),
+                            succeeded("a"),
+                            RunEvent::CompensationStarted { step: "a".into(), attempt: 1 },
+                            RunEvent::CompensationFailed {
+                                step: "a".into(),
+                                reason: crate::journal::TIMED_OUT.into(),
+                                output: None,
+                            },
                         ],
                     )
                 },

@@ -106,7 +106,8 @@ impl Sim {
                         Begun::Skipped => {
                             self.apply(RunEvent::StepSkipped { step: id, reason: "when".into() })
                         }
-                        Begun::Awaiting => {}
+                        // Nothing journaled: the step stays pending.
+                        Begun::Awaiting | Begun::Interrupted => {}
                     }
                     Some(Event::Begun { step, begun })
                 }
@@ -534,6 +535,107 @@ fn nothing_starts_after_an_interrupt() {
     s.end("a", Exit::Code(0));
     s.schedule();
     assert_eq!(s.begun(), ["a"]);
+}
+
+// A signal is a stop cause, never a failure (adv13a findings 1-3).
+
+#[test]
+fn a_precondition_cut_off_by_a_signal_leaves_the_step_pending_and_undoes_nothing() {
+    // adv13a finding 2: the cancelled check was journaled as a failure, and `on-failure =
+    // "compensate"` undid `a` after the signal.
+    let mut s = Sim::new(&UNDO.replace(
+        "needs = [\"a\"]\ncompensate = { run = \"undo b\"",
+        "needs = [\"a\"]\non-failure = \"compensate\"\ncompensate = { run = \"undo b\"",
+    ));
+    s.on_begin.insert("b".into(), Begun::Interrupted);
+    s.schedule();
+    s.ok("a");
+    assert!(s.begun().contains(&"b"));
+    assert_eq!(s.m.stop_cause(), Some(StopCause::Interrupted));
+    assert!(!s.log.iter().any(|c| matches!(c, Command::Fail { .. })), "{:?}", s.log);
+    assert_eq!(s.status("b"), Status::Waiting, "pending: the resume checks it again");
+    assert!(!s.facts.steps.contains_key("b"), "nothing journaled for `b`");
+    // The attempts still running are ended; nothing else starts.
+    assert_eq!(s.log.iter().filter(|c| **c == Command::CancelAttempts).count(), 1);
+    for id in ["c", "d"] {
+        if s.status(id) == Status::Running {
+            s.end(id, Exit::Cancelled);
+        }
+    }
+    let before = s.begun.len();
+    s.schedule();
+    assert_eq!(s.begun.len(), before, "nothing starts after the signal");
+    assert_eq!(s.m.next_move(), Next::Conclude);
+    assert_eq!(s.m.conclude(&s.facts), Conclusion::Interrupted(StopCause::Interrupted));
+}
+
+#[test]
+fn a_signal_seen_when_nothing_runs_concludes_interrupted_not_finished() {
+    // adv13a finding 2: with nothing running, `next_move` concluded before the loop saw the
+    // signal, and the run finished (compensated). The loop now hands the signal to the
+    // machine before `next_move`; the machine concludes interrupted, whatever stopped it.
+    let mut s = Sim::new(
+        "[steps.a]\nrun = \"a\"\ncompensate = { run = \"undo a\" }\n\n[steps.b]\nrun = \"b\"\nneeds = [\"a\"]\n",
+    );
+    s.schedule();
+    s.ok("a");
+    s.fail("b");
+    assert_eq!(s.m.stop_cause(), Some(StopCause::StepFailed { compensate: true }));
+    s.handle(Event::Stop(StopCause::Interrupted));
+    assert_eq!(s.m.next_move(), Next::Conclude);
+    assert_eq!(
+        s.m.conclude(&s.facts),
+        Conclusion::Interrupted(StopCause::Interrupted),
+        "no compensation, no finally"
+    );
+}
+
+#[test]
+fn a_retry_attempt_the_signal_kept_from_starting_leaves_the_step_pending() {
+    // The retry's timer raced the signal: the loop does not spawn, and reports the attempt
+    // as not begun; the machine does not wait for it.
+    let mut s = Sim::new(RETRIED);
+    s.schedule();
+    s.end("a", Exit::Code(1));
+    s.handle(Event::RetryDue { step: 0 });
+    assert_eq!(s.status("a"), Status::Running);
+    s.handle(Event::Begun { step: 0, begun: Begun::Interrupted });
+    assert_eq!(s.status("a"), Status::Waiting);
+    assert_eq!(s.m.next_move(), Next::Conclude);
+    assert_eq!(s.m.conclude(&s.facts), Conclusion::Interrupted(StopCause::Interrupted));
+}
+
+#[test]
+fn a_compensation_ended_from_outside_is_in_doubt_like_a_step() {
+    // adv13a finding 1 (variant): a compensation ended by its timeout (or, in journals from
+    // before the fix, by a signal: `cancelled`) was run again by `compensate` with no
+    // decision. An ordinary failure runs again.
+    for (reason, plan) in [
+        ("timed out", "doubt c"),
+        ("cancelled", "doubt c"),
+        ("killed by signal 9", "doubt c"),
+        ("exited with code 1", "c#1"),
+    ] {
+        let mut s = Sim::new(UNDO);
+        for id in ["a", "c"] {
+            s.apply(started(id, 1));
+            s.apply(succeeded(id));
+        }
+        s.apply(RunEvent::CompensationStarted { step: "c".into(), attempt: 1 });
+        s.apply(RunEvent::CompensationFailed { step: "c".into(), reason: reason.into(), output: None });
+        let got = ids(&s.rb, &machine::compensations(&s.rb, &s.facts));
+        assert_eq!(got.first().map(String::as_str), Some(plan), "{reason}");
+        assert_eq!(s.facts.compensations_in_doubt().contains(&"c"), plan.starts_with("doubt"), "{reason}");
+    }
+    // An idempotent one runs again.
+    let mut s = Sim::new(UNDO);
+    for id in ["a", "b"] {
+        s.apply(started(id, 1));
+        s.apply(succeeded(id));
+    }
+    s.apply(RunEvent::CompensationStarted { step: "b".into(), attempt: 1 });
+    s.apply(RunEvent::CompensationFailed { step: "b".into(), reason: "timed out".into(), output: None });
+    assert_eq!(ids(&s.rb, &machine::compensations(&s.rb, &s.facts)), ["b#1", "a#0"]);
 }
 
 // --- Approvals and includes --------------------------------------------------------------

@@ -45,6 +45,10 @@ impl Dispatcher<'_> {
         cancel: &watch::Receiver<bool>,
     ) -> Result<Begun, ExecError> {
         let step = &self.runbook.steps[idx];
+        // Once the run is interrupted nothing new starts, not even a precondition.
+        if *cancel.borrow() {
+            return Ok(Begun::Interrupted);
+        }
         if let Some(when) = &step.when {
             match template::eval(&when.text, &self.context(None)) {
                 Ok(v) if !template::truthy(&v) => {
@@ -60,14 +64,25 @@ impl Dispatcher<'_> {
             }
         }
         for p in &step.preconditions {
-            if let Err((message, output)) = self.check(p, Some(step), cancel).await {
-                return self.fail_before_start_with(idx, message, output).await;
+            match self.check(p, Some(step), cancel).await {
+                Check::Passed => {}
+                // Cut off by the signal: not a failure. A precondition only reads; the step
+                // stays pending and the resume checks it again.
+                Check::Interrupted => return Ok(Begun::Interrupted),
+                Check::Failed { message, output } => {
+                    return self.fail_before_start_with(idx, message, output).await;
+                }
             }
         }
         if let (Some(question), Some(ask)) = (&step.confirm, &self.opts.confirm) {
             let question = self.render(question, Mode::Plain, None).unwrap_or_else(|_| question.text.clone());
             let ask = Arc::clone(ask);
             let yes = tokio::task::spawn_blocking(move || ask(&question)).await.unwrap_or(false);
+            // A signal while the question was asked: whatever the answer, the step stays
+            // pending (nothing starts after the signal, and a "no" forced by it is no answer).
+            if *cancel.borrow() {
+                return Ok(Begun::Interrupted);
+            }
             if !yes {
                 return self.fail_before_start(idx, "the operator did not confirm it".into()).await;
             }
@@ -151,8 +166,8 @@ impl Dispatcher<'_> {
         Ok(())
     }
 
-    /// Run a precondition; `Err` carries the message to show and the end of what the check
-    /// printed (redacted). A check that could not run (it could not start, its program or
+    /// Run a precondition; [`Check::Failed`] carries the message to show and the end of what
+    /// the check printed (redacted). A check that could not run (it could not start, its program or
     /// working directory is missing, bash's 126/127) says so instead of its message: its
     /// message says what a check that ran and said no means, and this one said nothing.
     pub(super) async fn check(
@@ -160,13 +175,25 @@ impl Dispatcher<'_> {
         p: &Precondition,
         step: Option<&Step>,
         cancel: &watch::Receiver<bool>,
-    ) -> Result<(), (String, Option<String>)> {
+    ) -> Check {
+        // Once the run is interrupted no check starts.
+        if *cancel.borrow() {
+            return Check::Interrupted;
+        }
         let owner = step.map_or_else(|| "runbook".to_string(), |s| format!("step `{}`", s.id));
         let scratch = self.opts.run_dir.join(format!("precondition-{}.outputs", self.stem(&p.id)));
         let label = step.map_or(p.id.as_str(), |s| s.id.as_str());
-        let work = self
-            .work(label, &p.action, &p.env, p.dir.as_deref(), Some(p.timeout), &scratch, &[], None)
-            .map_err(|e| (format!("precondition `{}` of {owner} could not run: {e}", p.id), None))?;
+        let work =
+            match self.work(label, &p.action, &p.env, p.dir.as_deref(), Some(p.timeout), &scratch, &[], None)
+            {
+                Ok(work) => work,
+                Err(e) => {
+                    return Check::Failed {
+                        message: format!("precondition `{}` of {owner} could not run: {e}", p.id),
+                        output: None,
+                    };
+                }
+            };
         // Nobody shows a precondition's output as it comes; its last lines say why it failed.
         let (tx, rx) = mpsc::channel(LINES_IN_FLIGHT);
         let collect = tokio::spawn(crate::output::Tail::collect(rx));
@@ -182,7 +209,10 @@ impl Dispatcher<'_> {
         let _ = std::fs::remove_file(&scratch);
         let tail = collect.await.ok().and_then(|t| t.text());
         if done.exit.success() {
-            return Ok(());
+            return Check::Passed;
+        }
+        if done.exit == Exit::Cancelled {
+            return Check::Interrupted;
         }
         let message = p.message.as_ref().map(|m| {
             self.redactor.redact(&self.render(m, Mode::Plain, None).unwrap_or_else(|_| m.text.clone()))
@@ -204,6 +234,22 @@ impl Dispatcher<'_> {
                 format!("precondition `{}` of {owner} failed: the check {}", p.id, done.exit.describe())
             }
         };
-        Err((self.redactor.redact(&text), tail))
+        Check::Failed { message: self.redactor.redact(&text), output: tail }
     }
+}
+
+/// How a precondition's check ended ([`Dispatcher::check`]).
+pub(super) enum Check {
+    /// It passed.
+    Passed,
+    /// It said no, or could not run: the message to show and journal, and the end of what
+    /// it printed (redacted).
+    Failed {
+        /// What failed.
+        message: String,
+        /// The end of its output.
+        output: Option<String>,
+    },
+    /// The run was interrupted before or while it ran: not a failure (it only reads).
+    Interrupted,
 }

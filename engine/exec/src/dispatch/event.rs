@@ -41,6 +41,10 @@ pub enum Begun {
     Awaiting,
     /// It failed before starting (journaled).
     Failed,
+    /// The run was interrupted before it started (a signal while its precondition or
+    /// confirmation was pending, or before its attempt was spawned): nothing is journaled,
+    /// and the step stays pending. A signal is a stop cause, never a failure.
+    Interrupted,
 }
 
 /// How an included runbook (or an approval) settled, as its step's outcome (journaled by

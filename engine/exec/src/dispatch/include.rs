@@ -12,6 +12,7 @@ use tokio::sync::{mpsc, watch};
 use crate::action::Outputs;
 use crate::secrets::Secrets;
 
+use super::unwind::Unwound;
 use super::{Dispatcher, ExecError, Msg, Outcome, Report, Resume, RunOptions, Settled, render_json};
 
 /// What an included runbook's task owns.
@@ -182,13 +183,13 @@ impl<'a> Dispatcher<'a> {
         &mut self,
         idx: usize,
         cancel: &watch::Receiver<bool>,
-    ) -> Result<bool, ExecError> {
+    ) -> Result<Unwound, ExecError> {
         let runbook: &'a Runbook = self.runbook;
         let step = &runbook.steps[idx];
-        let Action::Runbook(inc) = &step.action else { return Ok(true) };
+        let Action::Runbook(inc) = &step.action else { return Ok(Unwound::Complete) };
         let (Some(child), Some(secrets)) = (runbook.includes.get(inc.child), self.secrets.include(inc.child))
         else {
-            return Ok(true);
+            return Ok(Unwound::Complete);
         };
         let prefix = format!("{}{}/", self.opts.prefix, step.id);
         let opts = self.child_options(child, &prefix, true).await?;
@@ -204,11 +205,15 @@ impl<'a> Dispatcher<'a> {
                     output: None,
                 })
                 .await?;
-                return Ok(false);
+                return Ok(Unwound::NeedsOperator);
             }
         };
         let dispatcher = Dispatcher::new(child, &params, secrets, self.store, opts, self.report.clone());
         let outcome = Box::pin(dispatcher.run(cancel.clone())).await?;
-        Ok(outcome.status != RunStatus::NeedsOperator)
+        Ok(match outcome.status {
+            RunStatus::Interrupted => Unwound::Interrupted,
+            RunStatus::NeedsOperator => Unwound::NeedsOperator,
+            RunStatus::Running | RunStatus::Succeeded | RunStatus::Failed => Unwound::Complete,
+        })
     }
 }

@@ -10,7 +10,7 @@
 
 use std::collections::BTreeSet;
 
-use runbook_core::journal::{CompensationStatus, RunState, StepState, StepStatus};
+use runbook_core::journal::{RunState, StepState, StepStatus};
 use runbook_core::model::{Action, OnFailure, RetryPolicy, Runbook, Step};
 use runbook_core::retry::{self, AttemptEnd};
 
@@ -223,6 +223,11 @@ impl Machine {
                     }
                     Begun::Skipped => {}
                     Begun::Failed => self.failed(step, &mut out),
+                    Begun::Interrupted => {
+                        // Not started (a retry's attempt was `running` while it waited).
+                        self.running.remove(&step);
+                        self.stop(StopCause::Interrupted, &mut out);
+                    }
                 }
                 out.extend(self.next_start(facts));
             }
@@ -454,9 +459,9 @@ pub fn compensations(runbook: &Runbook, facts: &RunState) -> Vec<Compensate> {
             continue;
         };
         // Folded from the journal like a step: a compensation that started and has no end
-        // record is in doubt, and runs again only if idempotent (an operator's decision
-        // folds it out of doubt first).
-        if past.is_some_and(|s| s.compensation == CompensationStatus::Started) && !comp.idempotent {
+        // record, or was ended from outside (its timeout, a signal), is in doubt, and runs
+        // again only if idempotent (an operator's decision folds it out of doubt first).
+        if past.is_some_and(StepState::compensation_in_doubt) && !comp.idempotent {
             out.push(Compensate::InDoubt(idx));
             break;
         }

@@ -5,10 +5,12 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, SystemTime};
 
-use runbook_core::journal::{RunEvent, RunStatus};
+use runbook_core::journal::{RunEvent, RunStatus, StepStatus};
 use tokio::sync::{mpsc, watch};
 
-use super::machine::{Command, Conclusion, Event, Next, Phase, StopCause};
+use super::machine::{Begun, Command, Conclusion, Event, Next, Phase, StopCause};
+use super::start::Gate;
+use super::unwind::Unwound;
 use super::{
     Dispatcher, ExecError, Msg, Outcome, Report, Scope, Settled, sleep_until, unit_random, until_true,
 };
@@ -33,23 +35,52 @@ impl Dispatcher<'_> {
             error: e.to_string(),
         })?;
         let top = self.machine.scope() == Scope::TopLevel;
-        if top {
-            self.start_top(&cancel).await?;
+        let gate = if top {
+            let gate = self.start_top(&cancel).await?;
             // This engine holds the run now: values a dead engine's steps left in their
             // `$RUNBOOK_OUTPUT` files are removed (issue 11, promise 3).
             crate::output::remove_outputs_files(&self.opts.run_dir);
+            gate
         } else {
-            self.start_nested(&cancel).await?;
+            self.start_nested(&cancel).await?
+        };
+        match gate {
+            Gate::Passed => {}
+            // A signal cut the runbook's preconditions off (journaled by the gate): no
+            // failure, and the resume checks them again.
+            Gate::Interrupted => return Ok(self.outcome(RunStatus::Interrupted)),
+            Gate::Failed(failures) => return Err(ExecError::Preconditions(failures)),
         }
         if self.opts.compensate_only {
             self.machine.compensate_only();
-            let status =
-                if self.compensate(&cancel).await? { RunStatus::Failed } else { RunStatus::NeedsOperator };
+            // Approvals still open will never be needed: the run ends here, as `Finish`
+            // settles them (adv13a finding 7).
+            let open: Vec<usize> = (0..self.runbook.steps.len())
+                .filter(|&idx| {
+                    self.journal
+                        .steps
+                        .get(self.runbook.steps[idx].id.as_str())
+                        .is_some_and(|s| s.status == StepStatus::AwaitingApproval)
+                })
+                .collect();
+            for idx in open {
+                self.skip(idx, "the run was compensated before a decision was needed".into()).await?;
+            }
+            let status = match self.compensate(&cancel).await? {
+                Unwound::Complete => RunStatus::Failed,
+                Unwound::NeedsOperator => RunStatus::NeedsOperator,
+                Unwound::Interrupted => return self.interrupted(StopCause::Interrupted).await,
+            };
             self.machine.compensated();
             if !top {
                 // An included runbook undone by `runbook compensate`: the including run
                 // runs its `finally` steps.
                 return Ok(self.outcome(status));
+            }
+            if status == RunStatus::NeedsOperator {
+                // The `finally` steps come after the compensations: they run once these
+                // are settled (the `compensate` that settles them runs them).
+                return self.end(status).await;
             }
             return self.finish(status, &cancel).await;
         }
@@ -68,6 +99,9 @@ impl Dispatcher<'_> {
         loop {
             let wires =
                 Wires { tx: &tx, attempt_cancel: &attempt_cancel, cancel_tx: &cancel_tx, cancel: &cancel };
+            // The machine learns of a signal before it decides anything more (a signal that
+            // came while a precondition ran, or while nothing ran).
+            self.signalled(&wires).await?;
             // Start what is ready, in declaration order, up to the parallel limit.
             self.handle(Event::Schedule, &wires).await?;
             // Approvals: fold decisions made anywhere, then settle what they decide.
@@ -86,6 +120,9 @@ impl Dispatcher<'_> {
                     continue;
                 }
             }
+            // Never conclude without knowing of a signal: it is a stop cause, never a
+            // failure, and decides how the run ends.
+            self.signalled(&wires).await?;
             match self.machine.next_move() {
                 Next::Conclude | Next::Suspend => break,
                 Next::Wait => {}
@@ -171,27 +208,48 @@ impl Dispatcher<'_> {
         }
 
         match self.machine.conclude(&self.journal) {
-            Conclusion::Interrupted(cause) => {
-                if top {
-                    self.record(RunEvent::RunInterrupted { reason: cause.reason().into() }).await?;
-                    self.release().await;
-                }
-                Ok(self.outcome(RunStatus::Interrupted))
-            }
+            Conclusion::Interrupted(cause) => self.interrupted(cause).await,
             Conclusion::Suspended => self.suspend().await,
             Conclusion::Finish { compensate, failed } => {
                 // Approvals still open when the run stops after a failure will never be needed.
                 for idx in self.machine.awaiting().collect::<Vec<_>>() {
                     self.skip(idx, "the run stopped before a decision was needed".into()).await?;
                 }
-                let mut status = if failed { RunStatus::Failed } else { RunStatus::Succeeded };
-                if compensate && !self.compensate(&cancel).await? {
-                    status = RunStatus::NeedsOperator;
+                let status = if failed { RunStatus::Failed } else { RunStatus::Succeeded };
+                if compensate {
+                    match self.compensate(&cancel).await? {
+                        Unwound::Complete => {}
+                        Unwound::Interrupted => return self.interrupted(StopCause::Interrupted).await,
+                        Unwound::NeedsOperator => {
+                            // The `finally` steps come after the compensations: they run
+                            // once these are settled (by `runbook compensate`).
+                            self.machine.compensated();
+                            return self.end(RunStatus::NeedsOperator).await;
+                        }
+                    }
                 }
                 self.machine.compensated();
                 self.finish(status, &cancel).await
             }
         }
+    }
+
+    /// Tell the machine of a signal it has not seen yet.
+    async fn signalled(&mut self, wires: &Wires<'_>) -> Result<(), ExecError> {
+        if *wires.cancel.borrow() && !self.machine.interrupted() {
+            self.handle(Event::Stop(StopCause::Interrupted), wires).await?;
+        }
+        Ok(())
+    }
+
+    /// End interrupted by `cause`: journaled (a run of its own, which lets its lock go), exit
+    /// 130; `resume` (or `compensate`) goes on from here.
+    async fn interrupted(mut self, cause: StopCause) -> Result<Outcome, ExecError> {
+        if self.machine.scope() == Scope::TopLevel {
+            self.record(RunEvent::RunInterrupted { reason: cause.reason().into() }).await?;
+            self.release().await;
+        }
+        Ok(self.outcome(RunStatus::Interrupted))
     }
 
     /// Hand `event` to the machine and carry out what it decides, feeding back what the
@@ -216,6 +274,11 @@ impl Dispatcher<'_> {
             Command::Begin { step } => {
                 let begun = self.begin(step, w.attempt_cancel, w.tx, w.cancel).await?;
                 Some(Event::Begun { step, begun })
+            }
+            // A retry's attempt: nothing starts once the run is interrupted (a signal the
+            // machine has not seen yet, raced with the retry's timer).
+            Command::Attempt { step } if *w.cancel.borrow() => {
+                Some(Event::Begun { step, begun: Begun::Interrupted })
             }
             Command::Attempt { step } => {
                 self.attempt(step, w.attempt_cancel, w.tx).await?;
@@ -277,12 +340,19 @@ impl Dispatcher<'_> {
     /// Run the `finally` steps, then (a run of its own) journal the end and let the lock go.
     async fn finish(
         mut self,
-        mut status: RunStatus,
+        status: RunStatus,
         cancel: &watch::Receiver<bool>,
     ) -> Result<Outcome, ExecError> {
-        if !self.finally(status, cancel).await? {
-            status = RunStatus::NeedsOperator;
+        match self.finally(status, cancel).await? {
+            Unwound::Complete => self.end(status).await,
+            Unwound::NeedsOperator => self.end(RunStatus::NeedsOperator).await,
+            // Never turned into a success: the resume runs the `finally` steps not done.
+            Unwound::Interrupted => self.interrupted(StopCause::Interrupted).await,
         }
+    }
+
+    /// (A run of its own) journal the end and let the lock go.
+    async fn end(mut self, status: RunStatus) -> Result<Outcome, ExecError> {
         if self.machine.scope() == Scope::TopLevel {
             self.record(RunEvent::RunFinished { status, preconditions: Vec::new() }).await?;
             self.release().await;

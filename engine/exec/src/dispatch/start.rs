@@ -6,6 +6,8 @@ use runbook_core::template::Mode;
 use runbook_store::StoreError;
 use tokio::sync::watch;
 
+use super::attempt::Check;
+use super::machine::StopCause;
 use super::{
     Dispatcher, ExecError, Report, Resume, Scope, holder_is_dead, holder_name, lock_name, now, renewal_times,
     with_output,
@@ -13,8 +15,8 @@ use super::{
 
 impl Dispatcher<'_> {
     /// A run of its own: take the lock, create the run (or resume it), check the runbook's
-    /// preconditions.
-    pub(super) async fn start_top(&mut self, cancel: &watch::Receiver<bool>) -> Result<(), ExecError> {
+    /// preconditions. [`Gate::Interrupted`]: a signal cut the check off (journaled).
+    pub(super) async fn start_top(&mut self, cancel: &watch::Receiver<bool>) -> Result<Gate, ExecError> {
         let (now_ts, _) = now();
         // The lock first: a second run on the same environment must not even check. Every
         // run holds one (a private `run:ID` lock without `lock`), so `resume` can tell a
@@ -111,7 +113,7 @@ impl Dispatcher<'_> {
                     report: self.runbook.report.clone(),
                 })
                 .await?;
-                self.gate(cancel).await?;
+                return self.gate(cancel).await;
             }
             Some(r) => {
                 // The journal says a run passed its preconditions by the record of a step
@@ -121,33 +123,48 @@ impl Dispatcher<'_> {
                 let unchecked = r.state.steps.is_empty() && !self.opts.compensate_only;
                 self.restore(r).await?;
                 if unchecked {
-                    self.gate(cancel).await?;
+                    return self.gate(cancel).await;
                 }
             }
         }
-        Ok(())
+        Ok(Gate::Passed)
     }
 
     /// Check the runbook's preconditions: any failure and no step runs; the run ends failed,
-    /// with what failed and what it printed journaled.
-    pub(super) async fn gate(&mut self, cancel: &watch::Receiver<bool>) -> Result<(), ExecError> {
+    /// with what failed and what it printed journaled. A signal that cuts the checks off is
+    /// no failure: the run is interrupted (journaled), and its resume checks them again.
+    pub(super) async fn gate(&mut self, cancel: &watch::Receiver<bool>) -> Result<Gate, ExecError> {
+        let failures = match self.preconditions(cancel).await {
+            Gate::Interrupted => {
+                self.record(RunEvent::RunInterrupted { reason: StopCause::Interrupted.reason().into() })
+                    .await?;
+                self.release().await;
+                return Ok(Gate::Interrupted);
+            }
+            Gate::Passed => return Ok(Gate::Passed),
+            Gate::Failed(failures) => failures,
+        };
+        let preconditions = failures.clone();
+        self.record(RunEvent::RunFinished { status: RunStatus::Failed, preconditions }).await?;
+        self.release().await;
+        Err(ExecError::Preconditions(failures))
+    }
+
+    /// Check the runbook's preconditions, every one (unless a signal cuts them off).
+    async fn preconditions(&self, cancel: &watch::Receiver<bool>) -> Gate {
         let mut failures = Vec::new();
         for p in &self.runbook.preconditions {
-            if let Err((message, output)) = self.check(p, None, cancel).await {
-                failures.push(with_output(message, output.as_deref()));
+            match self.check(p, None, cancel).await {
+                Check::Passed => {}
+                Check::Interrupted => return Gate::Interrupted,
+                Check::Failed { message, output } => failures.push(with_output(message, output.as_deref())),
             }
         }
-        if !failures.is_empty() {
-            let preconditions = failures.clone();
-            self.record(RunEvent::RunFinished { status: RunStatus::Failed, preconditions }).await?;
-            self.release().await;
-            return Err(ExecError::Preconditions(failures));
-        }
-        Ok(())
+        if failures.is_empty() { Gate::Passed } else { Gate::Failed(failures) }
     }
 
     /// An included runbook: it writes into the including run's journal with that run's lease.
-    pub(super) async fn start_nested(&mut self, cancel: &watch::Receiver<bool>) -> Result<(), ExecError> {
+    pub(super) async fn start_nested(&mut self, cancel: &watch::Receiver<bool>) -> Result<Gate, ExecError> {
         self.lease = self.opts.parent_lease.clone();
         match self.opts.resume.take() {
             Some(r) => {
@@ -156,18 +173,14 @@ impl Dispatcher<'_> {
             }
             None => {
                 self.started_at = now().0;
-                let mut failures = Vec::new();
-                for p in &self.runbook.preconditions {
-                    if let Err((message, output)) = self.check(p, None, cancel).await {
-                        failures.push(with_output(message, output.as_deref()));
-                    }
-                }
-                if !failures.is_empty() {
-                    return Err(ExecError::Preconditions(failures));
+                match self.preconditions(cancel).await {
+                    Gate::Passed => {}
+                    Gate::Interrupted => return Ok(Gate::Interrupted),
+                    Gate::Failed(failures) => return Err(ExecError::Preconditions(failures)),
                 }
             }
         }
-        Ok(())
+        Ok(Gate::Passed)
     }
 
     /// Seed the run's state from its journal, and journal the operator's decisions.
@@ -266,4 +279,14 @@ impl Dispatcher<'_> {
         }
         Ok(())
     }
+}
+
+/// How the runbook's preconditions (its gate) ended.
+pub(super) enum Gate {
+    /// Every one passed (or none was due): the steps may start.
+    Passed,
+    /// A signal cut the checks off: no failure, the run is interrupted.
+    Interrupted,
+    /// These failed (with the end of what they printed).
+    Failed(Vec<String>),
 }

@@ -41,15 +41,20 @@ impl Dispatcher<'_> {
         (done, tail)
     }
 
-    /// Compensate the steps that succeeded, most recent first. False when one failed (or
-    /// is in doubt and not idempotent).
-    pub(super) async fn compensate(&mut self, cancel: &watch::Receiver<bool>) -> Result<bool, ExecError> {
+    /// Compensate the steps that succeeded, most recent first. [`Unwound::NeedsOperator`]
+    /// when one failed (or is in doubt and not idempotent); [`Unwound::Interrupted`] when a
+    /// signal came first (nothing starts after it; the one it cut off is in doubt).
+    pub(super) async fn compensate(&mut self, cancel: &watch::Receiver<bool>) -> Result<Unwound, ExecError> {
         let runbook: &Runbook = self.runbook;
         for planned in machine::compensations(runbook, &self.journal) {
+            if *cancel.borrow() {
+                return Ok(Unwound::Interrupted);
+            }
             let (idx, base) = match planned {
                 Compensate::Include(idx) => {
-                    if !self.compensate_include(idx, cancel).await? {
-                        return Ok(false);
+                    match self.compensate_include(idx, cancel).await? {
+                        Unwound::Complete => {}
+                        other => return Ok(other),
                     }
                     continue;
                 }
@@ -58,7 +63,7 @@ impl Dispatcher<'_> {
                         "the compensation of `{}{}` is in doubt and not idempotent: it does not run again without an operator's decision",
                         self.opts.prefix, runbook.steps[idx].id
                     )));
-                    return Ok(false);
+                    return Ok(Unwound::NeedsOperator);
                 }
                 Compensate::Run { step, base } => (step, base),
             };
@@ -75,25 +80,29 @@ impl Dispatcher<'_> {
                 retry: &comp.retry,
                 status: None,
             };
-            if !self.unwind(&unit, base, cancel).await? {
-                return Ok(false);
+            match self.unwind(&unit, base, cancel).await? {
+                UnitEnd::Succeeded => {}
+                UnitEnd::Failed => return Ok(Unwound::NeedsOperator),
+                UnitEnd::Interrupted => return Ok(Unwound::Interrupted),
             }
         }
-        Ok(true)
+        Ok(Unwound::Complete)
     }
 
     /// Run the `finally` steps in declaration order (their needs only order them). Folded
     /// from the journal like any step: one that succeeded or was skipped never runs again;
     /// one that failed gets a new set of attempts; one in doubt runs again only if
-    /// idempotent (or by an operator's decision, folded before). False when one is left in
-    /// doubt for an operator.
+    /// idempotent (or by an operator's decision, folded before). [`Unwound::NeedsOperator`]
+    /// when one is left in doubt for an operator (a failure does not change the run's
+    /// status); [`Unwound::Interrupted`] when a signal came first: no `finally` step starts
+    /// after it, the one it cut off is in doubt, and the resume runs those not done.
     pub(super) async fn finally(
         &mut self,
         status: RunStatus,
         cancel: &watch::Receiver<bool>,
-    ) -> Result<bool, ExecError> {
+    ) -> Result<Unwound, ExecError> {
         let runbook: &Runbook = self.runbook;
-        let mut settled = true;
+        let mut settled = Unwound::Complete;
         for step in &runbook.finally {
             let id = step.id.to_string();
             let base = match machine::finally_plan(step, self.journal.steps.get(&id)) {
@@ -103,11 +112,14 @@ impl Dispatcher<'_> {
                         "`finally` step `{}{id}` is in doubt and not idempotent: it does not run again without an operator's decision",
                         self.opts.prefix
                     )));
-                    settled = false;
+                    settled = Unwound::NeedsOperator;
                     continue;
                 }
                 Finally::Run { base } => base,
             };
+            if *cancel.borrow() {
+                return Ok(Unwound::Interrupted);
+            }
             let unit = Unit {
                 id,
                 undo: false,
@@ -119,7 +131,10 @@ impl Dispatcher<'_> {
                 retry: &step.retry,
                 status: Some(status),
             };
-            self.unwind(&unit, base, cancel).await?;
+            match self.unwind(&unit, base, cancel).await? {
+                UnitEnd::Succeeded | UnitEnd::Failed => {}
+                UnitEnd::Interrupted => return Ok(Unwound::Interrupted),
+            }
         }
         Ok(settled)
     }
@@ -127,16 +142,22 @@ impl Dispatcher<'_> {
     /// Run one compensation or `finally` step to its end: attempts after `base`, as its retry
     /// policy allows, each journaled (a `finally` step as a step, with its exit code; a
     /// compensation as a compensation). The wait between attempts ends early when the run
-    /// is cancelled, and no attempt follows it. True when it succeeded.
+    /// is cancelled, and no attempt follows it (the unit fails with its last reason, and the
+    /// run is interrupted). An attempt the signal cut off has no end record: it is in doubt
+    /// (a signal is a stop cause, never a failure). No attempt starts once the run is
+    /// interrupted.
     async fn unwind(
         &mut self,
         unit: &Unit<'_>,
         base: u32,
         cancel: &watch::Receiver<bool>,
-    ) -> Result<bool, ExecError> {
+    ) -> Result<UnitEnd, ExecError> {
         let id = unit.id.clone();
         let mut attempt = base;
         loop {
+            if *cancel.borrow() {
+                return Ok(UnitEnd::Interrupted);
+            }
             attempt += 1;
             let scratch = if unit.undo {
                 self.opts.run_dir.join(format!("{}.compensation.{attempt}.outputs", self.stem(&id)))
@@ -162,6 +183,10 @@ impl Dispatcher<'_> {
             let label = if unit.undo { format!("{id} (undo)") } else { id.clone() };
             let (result, output) = self.run_action(&label, attempt, work, unit.timeout, cancel).await;
             let _ = std::fs::remove_file(&scratch);
+            if result.exit == Exit::Cancelled {
+                // Ended by the interruption: no end record, in doubt, like a main step's.
+                return Ok(UnitEnd::Interrupted);
+            }
             if result.exit.success() {
                 let outputs = match result.outputs {
                     Produced::Values(o) => o,
@@ -185,7 +210,7 @@ impl Dispatcher<'_> {
                     RunEvent::StepSucceeded { step: id.clone(), attempt, outputs }
                 })
                 .await?;
-                return Ok(true);
+                return Ok(UnitEnd::Succeeded);
             }
             let reason = result.exit.describe();
             let exit_code = match result.exit {
@@ -205,18 +230,45 @@ impl Dispatcher<'_> {
                 };
                 self.record(event).await?;
             }
-            if again && !cancelled_during(retry::delay(unit.retry, counted, unit_random()), cancel).await {
-                continue;
-            }
+            let interrupted = if again {
+                if !cancelled_during(retry::delay(unit.retry, counted, unit_random()), cancel).await {
+                    continue;
+                }
+                true
+            } else {
+                *cancel.borrow()
+            };
             self.record(if unit.undo {
                 RunEvent::CompensationFailed { step: id.clone(), reason, output }
             } else {
                 RunEvent::StepFailed { step: id.clone(), attempt, reason, output }
             })
             .await?;
-            return Ok(false);
+            return Ok(if interrupted { UnitEnd::Interrupted } else { UnitEnd::Failed });
         }
     }
+}
+
+/// How a compensation or a `finally` step ended ([`Dispatcher::unwind`]).
+enum UnitEnd {
+    /// It succeeded (journaled).
+    Succeeded,
+    /// Its last attempt failed (journaled).
+    Failed,
+    /// The run was interrupted: before it started, while it ran (no end record: in doubt),
+    /// or while it waited for its next attempt.
+    Interrupted,
+}
+
+/// How unwinding (the compensations, or the `finally` steps) ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Unwound {
+    /// Every unit is done (a `finally` step's failure does not change the run's status).
+    Complete,
+    /// One failed or is in doubt: an operator decides (the run needs one).
+    NeedsOperator,
+    /// A signal came first: the run is interrupted (exit 130), resumable from here.
+    Interrupted,
 }
 
 /// A compensation or a `finally` step, as [`Dispatcher::unwind`] runs it.
