@@ -1,6 +1,6 @@
 //! Red team adv13a: Ctrl-C / SIGTERM during the unwind phase and at a step's precondition.
-//! These tests FAIL on 2792038; see /work/prompts/adv13a-findings.md (findings 1-3) and the
-//! shell reproductions in tests/adv13a/.
+//! These tests failed on 2792038 (findings 1-3: a signal was recorded as a failure); the
+//! rule they hold is ARCHITECTURE.md's "A signal is a stop cause, never a failure".
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
