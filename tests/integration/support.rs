@@ -125,6 +125,24 @@ impl Scratch {
         run_in_with_env(self.path(), &all, env)
     }
 
+    /// `runbook ARGS --state S` in the folder, as a [`Command`] to start on a real
+    /// pseudo-terminal ([`crate::pty::Terminal::spawn`]) or elsewhere.
+    pub fn command(&self, args: &[&str], env: &[(&str, &str)]) -> Command {
+        let mut cmd = Command::new(bin());
+        cmd.args(args)
+            .args(["--state", &self.state()])
+            .current_dir(self.path())
+            .env("NO_COLOR", "1")
+            .env_remove("RUNBOOK_STATE")
+            .envs(env.iter().copied());
+        cmd
+    }
+
+    /// `runbook ARGS --state S` on a real pseudo-terminal: the test is the operator.
+    pub fn terminal(&self, args: &[&str], env: &[(&str, &str)]) -> crate::pty::Terminal {
+        crate::pty::Terminal::spawn(self.command(args, env))
+    }
+
     /// `runbook run r.toml EXTRA --state S`.
     pub fn run(&self, extra: &[&str], env: &[(&str, &str)]) -> Output {
         let mut args = vec!["run", "r.toml"];
