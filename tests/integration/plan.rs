@@ -54,7 +54,15 @@ fn markdown_plan_has_a_table_and_a_mermaid_graph() {
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(out.stdout.contains("| wave | step | kind |"));
     assert!(out.stdout.contains("```mermaid\nflowchart TD"));
-    assert!(out.stdout.contains("  backup --> checkout_stable"));
+    // Node ids are generated (issue 15): the edge is found through the nodes' labels.
+    let node = |step: &str| {
+        out.stdout
+            .lines()
+            .find_map(|l| l.trim().split_once(&format!("[\"{step} (")).map(|(id, _)| id.to_string()))
+            .unwrap_or_else(|| panic!("no node for {step}"))
+    };
+    let edge = format!("  {} --> {}", node("backup"), node("checkout_stable"));
+    assert!(out.stdout.contains(&edge), "{edge}");
     insta::assert_snapshot!(out.stdout.replace(env!("CARGO_PKG_VERSION"), "[version]"));
 }
 
@@ -236,4 +244,342 @@ fn values_in_run_text_are_bound_in_the_plan() {
         "RB_1='$(touch pwned); it'\\''s'\necho \"$RB_1\""
     );
     assert!(!Path::new(&dir.path().join("pwned")).exists());
+}
+
+// ----- The review document (`plan --format markdown`, issue 15) -------------------------
+
+/// A runbook with everything a reviewer must see: backticks and `|` in commands, a
+/// multi-line script, a compensation, step preconditions, a confirmation, an approval whose
+/// wait (30m) differs from the default step timeout (10m), SQL and HTTP with secrets, a
+/// `stop` step after compensable work, and a `finally` step.
+const REVIEW: &str = r#"[runbook]
+name = "review-me"
+title = "Move | the `v2` tag"
+description = """
+Moves the `v2` tag and restores *the* database.
+A second line | with a pipe."""
+estimate = "5m..20m"
+lock = "review-{{ params.env }}"
+
+[params.env]
+type = "string"
+default = "staging"
+
+[secrets.TOKEN]
+env = "REVIEW_TOKEN"
+
+[secrets.DB]
+env = "REVIEW_DB"
+
+[defaults]
+timeout = "10m"
+on-failure = "compensate"
+
+[preconditions.tools]
+cmd = ["git", "--version"]
+message = "git is missing"
+
+[steps.backup]
+run = '''
+echo "now: `date`"
+echo ``double`` and ```triple``` | tr a b
+'''
+timeout = "1m"
+retry = { attempts = 3, delay = "10s", backoff = 2.0 }
+idempotent = true
+estimate = "1m"
+
+[steps.backup.compensate]
+run = "rm -f /tmp/backup-`date +%F`.dump"
+timeout = "30s"
+
+[steps.push]
+needs = ["backup"]
+confirm = "Push v2 to origin | {{ params.env }}?"
+cmd = ["git", "push", "origin", "v2"]
+preconditions.on_tag = { cmd = ["git", "describe", "--exact-match", "--tags", "HEAD"], message = "HEAD is not a tag" }
+
+[steps.push.compensate]
+cmd = ["git", "push", "--delete", "origin", "v2"]
+
+[steps.migrate]
+needs = ["push"]
+sql = { url = "{{ secrets.DB }}", query = "SELECT count(*) AS pending FROM _prisma_migrations WHERE finished_at IS NULL", assert = "rows[0].pending == 0", read-only = true }
+timeout = "30s"
+
+[steps.health]
+needs = ["migrate"]
+http = { url = "https://app.invalid/api/health", headers = { Authorization = "Bearer {{ secrets.TOKEN }}" }, expect-status = [200], assert = "json.status == 'ok'" }
+timeout = "5s"
+retry = { attempts = 4, delay = "15s" }
+
+[steps.sign_off]
+needs = ["health"]
+on-failure = "stop"
+
+[steps.sign_off.approval]
+prompt = "Is the app healthy on {{ params.env }}?"
+approvers = ["ana", "luis"]
+timeout = "30m"
+
+[steps.sign_off.approval.inputs.ticket]
+type = "string"
+description = "Incident ticket"
+
+[steps.announce]
+needs = ["sign_off"]
+run = "echo announced"
+on-failure = "stop"
+
+[finally.cleanup]
+run = "rm -f /tmp/review-me.lock"
+"#;
+
+fn review(extra: &[&str]) -> (tempfile::TempDir, crate::support::Output) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("review.toml"), REVIEW).expect("write");
+    let mut args = vec!["plan", "review.toml"];
+    args.extend_from_slice(extra);
+    let out = crate::support::run_in_with_env(
+        dir.path(),
+        &args,
+        &[("REVIEW_TOKEN", "sentinel-token-value"), ("REVIEW_DB", "postgres://u:sentinel-db-pw@h/db")],
+    );
+    (dir, out)
+}
+
+/// The fenced code blocks of a markdown document, as a CommonMark parser reads them.
+fn code_blocks(markdown: &str) -> Vec<(String, String)> {
+    use pulldown_cmark::{CodeBlockKind, Event, Parser, Tag, TagEnd};
+    let mut blocks = Vec::new();
+    let mut current: Option<(String, String)> = None;
+    for event in Parser::new_ext(markdown, pulldown_cmark::Options::ENABLE_TABLES) {
+        match event {
+            Event::Start(Tag::CodeBlock(kind)) => {
+                let info = match kind {
+                    CodeBlockKind::Fenced(i) => i.to_string(),
+                    CodeBlockKind::Indented => "(indented)".to_string(),
+                };
+                current = Some((info, String::new()));
+            }
+            Event::Text(t) => {
+                if let Some((_, body)) = current.as_mut() {
+                    body.push_str(&t);
+                }
+            }
+            Event::End(TagEnd::CodeBlock) => blocks.extend(current.take()),
+            _ => {}
+        }
+    }
+    blocks
+}
+
+/// The tables of a markdown document, as cells of text (inline code included).
+fn tables(markdown: &str) -> Vec<Vec<Vec<String>>> {
+    use pulldown_cmark::{Event, Parser, Tag, TagEnd};
+    let mut tables = Vec::new();
+    let mut table: Option<Vec<Vec<String>>> = None;
+    for event in Parser::new_ext(markdown, pulldown_cmark::Options::ENABLE_TABLES) {
+        match (event, table.as_mut()) {
+            (Event::Start(Tag::Table(_)), _) => table = Some(Vec::new()),
+            (Event::Start(Tag::TableHead | Tag::TableRow), Some(t)) => t.push(Vec::new()),
+            (Event::Start(Tag::TableCell), Some(t)) => {
+                if let Some(row) = t.last_mut() {
+                    row.push(String::new());
+                }
+            }
+            (Event::Text(s) | Event::Code(s), Some(t)) => {
+                if let Some(cell) = t.last_mut().and_then(|r| r.last_mut()) {
+                    cell.push_str(&s);
+                }
+            }
+            (Event::End(TagEnd::Table), _) => tables.extend(table.take()),
+            _ => {}
+        }
+    }
+    tables
+}
+
+#[test]
+fn review_document_shows_every_command_exactly_as_the_json_plan() {
+    let (_dir, json) = review(&["--format", "json"]);
+    assert_eq!(json.code, 0, "{}", json.stderr);
+    let doc: serde_json::Value = serde_json::from_str(&json.stdout).expect("json");
+    let (_dir, md) = review(&["--format", "markdown"]);
+    assert_eq!(md.code, 0, "{}", md.stderr);
+    let blocks = code_blocks(&md.stdout);
+    let bodies: Vec<&str> = blocks.iter().map(|(_, b)| b.trim_end_matches('\n')).collect();
+    // Every script, compensation and query is a code block of its own, byte for byte.
+    let steps =
+        doc["steps"].as_array().expect("steps").iter().chain(doc["finally"].as_array().expect("finally"));
+    let mut expected = Vec::new();
+    for s in steps {
+        for c in [&s["command"], &s["compensation"]["command"]] {
+            if let Some(script) = c["run"]["script"].as_str() {
+                expected.push(script.trim_end_matches('\n').to_string());
+            }
+            if let Some(q) = c["sql"]["query"].as_str() {
+                expected.push(q.to_string());
+            }
+        }
+    }
+    assert!(expected.iter().any(|e| e.contains("echo \"now: `date`\"")), "{expected:?}");
+    for e in &expected {
+        assert!(bodies.contains(&e.as_str()), "missing code block {e:?} in\n{}", md.stdout);
+    }
+    // The approval waits what its own timeout says, not the default step timeout.
+    let rows = tables(&md.stdout);
+    let overview = rows.iter().find(|t| t[0].iter().any(|c| c == "timeout")).expect("overview table");
+    let sign_off = overview.iter().find(|r| r.get(1).is_some_and(|c| c == "sign_off")).expect("sign_off row");
+    let col = overview[0].iter().position(|c| c == "timeout").expect("timeout column");
+    assert_eq!(sign_off[col], "30m", "{overview:?}");
+    // A `finally` step is never "compensate": its failure leaves the run's status alone.
+    let cleanup = overview.iter().find(|r| r.get(1).is_some_and(|c| c == "cleanup")).expect("cleanup row");
+    let col = overview[0].iter().position(|c| c == "on failure").expect("on failure column");
+    assert!(!cleanup[col].contains("compensate"), "{cleanup:?}");
+    // Secrets by name only (promise 3).
+    assert!(!md.stdout.contains("sentinel"), "{}", md.stdout);
+    assert!(md.stdout.contains("Authorization: Bearer <secret:TOKEN>"), "{}", md.stdout);
+    insta::assert_snapshot!(md.stdout.replace(env!("CARGO_PKG_VERSION"), "[version]"));
+}
+
+#[test]
+fn review_document_has_a_summary_and_a_risk_section() {
+    let (_dir, md) = review(&["--format", "markdown", "-p", "env=production"]);
+    assert_eq!(md.code, 0, "{}", md.stderr);
+    let out = &md.stdout;
+    let at = |s: &str| out.find(s).unwrap_or_else(|| panic!("{s:?} missing in\n{out}"));
+    // Summary first, then risks, then the steps.
+    assert!(at("## Summary") < at("## Risks"));
+    assert!(at("## Risks") < at("## Steps"));
+    for fact in [
+        "`env` = `production`",
+        "review-production",
+        "`TOKEN`",
+        "`DB`",
+        "ana, luis",
+        "Push v2 to origin \\| production?",
+    ] {
+        at(fact);
+    }
+    // The worst case: the precondition `tools` (1m, the default), then the critical path at
+    // worst: backup 3 × 1m + 10s + 20s, push 1m (its precondition) + 10m (the default
+    // timeout), migrate 30s, health 4 × 5s + 3 × 15s, sign_off 30m (its approval's wait, not
+    // the default 10m), announce 10m; then `finally` cleanup 10m.
+    at("**Worst case:** 1h 7m 5s");
+    at("56m 5s");
+    // Point of no return: `sign_off` stops instead of undoing `push` and `backup`.
+    at("**Point of no return:** `sign_off`");
+    // What cannot be undone: a run step and a cmd step without compensation.
+    at("**Changes that nothing undoes:** `announce`, `cleanup`");
+}
+
+#[test]
+fn review_document_mermaid_ids_never_clash_with_mermaid_words() {
+    // Mermaid's keywords and words that break a flowchart, and ids that begin like an edge.
+    let words = [
+        "end",
+        "graph",
+        "flowchart",
+        "subgraph",
+        "style",
+        "class",
+        "classdef",
+        "click",
+        "linkstyle",
+        "direction",
+        "default",
+        "call",
+        "href",
+        "callback",
+        "interpolate",
+        "o",
+        "x",
+        "o_ring",
+        "x_ray",
+        "td",
+        "lr",
+        "a",
+        "s1",
+        "n1",
+        "finally",
+    ];
+    let mut toml = String::from("[runbook]\nname = \"mermaid-corpus\"\n\n");
+    let mut prev: Option<&str> = None;
+    for w in &words {
+        let needs = prev.map(|p| format!("needs = [\"{p}\"]\n")).unwrap_or_else(|| "needs = []\n".into());
+        toml.push_str(&format!("[steps.{w}]\n{needs}run = \"true\"\n\n"));
+        prev = Some(w);
+    }
+    toml.push_str("[finally.end_of_run]\nrun = \"true\"\n");
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("corpus.toml"), &toml).expect("write");
+    let out = run_in(dir.path(), &["plan", "corpus.toml", "--format", "markdown"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let blocks = code_blocks(&out.stdout);
+    let graph = &blocks.iter().find(|(info, _)| info == "mermaid").expect("mermaid block").1;
+    let mut defined = std::collections::BTreeMap::new();
+    let mut edges = 0;
+    for line in graph.lines().skip(1).map(str::trim) {
+        if line.starts_with("subgraph ") || line.starts_with("class") || line == "end" {
+            continue;
+        }
+        if let Some((from, to)) = line.split_once(" --> ") {
+            assert!(
+                defined.contains_key(from) && defined.contains_key(to),
+                "edge {line:?} to an undefined node"
+            );
+            edges += 1;
+        } else if let Some((id, label)) = line.split_once("[\"") {
+            assert!(
+                id.len() > 1 && id.starts_with('s') && id[1..].chars().all(|c| c.is_ascii_digit()),
+                "node id {id:?} is not a generated id"
+            );
+            defined.insert(id.to_string(), label.trim_end_matches("\"]").to_string());
+        }
+    }
+    for w in words.iter().chain(["end_of_run"].iter()) {
+        assert!(defined.values().any(|l| l.starts_with(&format!("{w} "))), "no node labelled {w}: {graph}");
+    }
+    assert_eq!(defined.len(), words.len() + 1);
+    assert_eq!(edges, words.len() - 1);
+}
+
+#[test]
+fn review_document_of_every_shipped_runbook_parses_as_commonmark() {
+    let shipped = root().join("runbooks");
+    for path in
+        crate::support::files(&shipped, "toml").into_iter().filter(|p| p.parent() == Some(shipped.as_path()))
+    {
+        let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_string();
+        let file = format!("runbooks/{name}.toml");
+        let params = format!("runbooks/params/{name}.staging.toml");
+        let out = run(&["plan", &file, "--params-file", &params, "--format", "markdown"]);
+        assert_eq!(out.code, 0, "{name}: {}", out.stderr);
+        let json = run(&["plan", &file, "--params-file", &params, "--format", "json"]);
+        let doc: serde_json::Value = serde_json::from_str(&json.stdout).expect("json");
+        // Every table row has as many cells as its header.
+        for t in tables(&out.stdout) {
+            for row in &t {
+                assert_eq!(row.len(), t[0].len(), "{name}: {row:?}");
+            }
+        }
+        // Every main and finally step has its own section, and each script is one block.
+        let blocks = code_blocks(&out.stdout);
+        let bodies: Vec<&str> = blocks.iter().map(|(_, b)| b.trim_end_matches('\n')).collect();
+        let steps =
+            doc["steps"].as_array().expect("steps").iter().chain(doc["finally"].as_array().expect("f"));
+        for s in steps {
+            let id = s["id"].as_str().unwrap_or_default();
+            assert!(out.stdout.contains(&format!("\n### `{id}`")), "{name}: no section for {id}");
+            if let Some(script) = s["command"]["run"]["script"].as_str() {
+                assert!(bodies.contains(&script.trim_end_matches('\n')), "{name}: {id}'s script");
+            }
+        }
+        assert!(blocks.iter().any(|(info, _)| info == "mermaid"), "{name}: no graph");
+        insta::assert_snapshot!(
+            format!("review_{name}"),
+            out.stdout.replace(env!("CARGO_PKG_VERSION"), "[version]")
+        );
+    }
 }

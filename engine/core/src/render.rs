@@ -11,6 +11,10 @@ use crate::model::{OnFailure, ReadKind, RetryPolicy, format_duration};
 use crate::plan::{Plan, PlanCheck, PlanCommand, PlanStep};
 use crate::template::shell_quote;
 
+mod markdown;
+
+pub use markdown::markdown;
+
 /// The plan for a terminal.
 pub fn text(plan: &Plan) -> String {
     let mut out = String::new();
@@ -299,7 +303,7 @@ fn step_text(out: &mut String, s: &PlanStep, indent: &str) {
         let _ = writeln!(out, "{pad}outputs     {}", s.outputs.join(", "));
     }
     let mut facts = Vec::new();
-    facts.push(format!("timeout {}", s.timeout.as_deref().unwrap_or("none")));
+    facts.push(format!("timeout {}", step_timeout(s).unwrap_or("none")));
     facts.push(retry_text(&s.retry));
     facts.push(if s.idempotent { "idempotent".into() } else { "not idempotent".into() });
     if let Some(e) = &s.estimate {
@@ -330,6 +334,15 @@ fn step_text(out: &mut String, s: &PlanStep, indent: &str) {
     }
 }
 
+/// The time limit that really applies to a step: an approval waits its own `timeout` (the
+/// step's, or `[defaults]`', never applies to it: the engine does not run it as an attempt).
+fn step_timeout(s: &PlanStep) -> Option<&str> {
+    match &s.command {
+        PlanCommand::Approval { timeout, .. } => timeout.as_deref(),
+        _ => s.timeout.as_deref(),
+    }
+}
+
 /// A file's text as a reviewer may see it: control characters (a terminal escape sequence
 /// could hide or rewrite lines) are shown as `\u{..}` escapes; tabs and newlines stay.
 fn visible(text: &str) -> String {
@@ -357,129 +370,6 @@ fn json_scalar(v: &Value) -> String {
         Value::String(s) => shell_quote(s),
         other => other.to_string(),
     }
-}
-
-/// The plan for a pull request: a summary table and a mermaid graph.
-pub fn markdown(plan: &Plan) -> String {
-    let mut out = String::new();
-    let rb = &plan.runbook;
-    let title = rb.title.as_deref().map(|t| format!(": {t}")).unwrap_or_default();
-    let _ = writeln!(out, "### Plan for `{}`{}\n", rb.name, md_escape(&title));
-    let _ = writeln!(out, "- **File:** `{}`", rb.file);
-    if let Some(e) = &rb.estimate {
-        let _ = writeln!(out, "- **Estimate:** {e}");
-    }
-    if !plan.critical_path.steps.is_empty() {
-        let est = plan.critical_path.estimate.as_deref().map(|e| format!(" ({e})")).unwrap_or_default();
-        let _ = writeln!(
-            out,
-            "- **Critical path:** {}{est}",
-            plan.critical_path.steps.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(" → ")
-        );
-    }
-    if let Some(l) = &rb.lock {
-        let _ = writeln!(out, "- **Lock:** `{l}`");
-    }
-    if !plan.params.is_empty() {
-        let list: Vec<String> = plan.params.iter().map(|(k, v)| format!("`{k}={v}`")).collect();
-        let _ = writeln!(out, "- **Params:** {}", list.join(", "));
-    }
-    for f in &plan.files {
-        let _ = writeln!(out, "- **SHA-256** `{}`: `{}`", f.path, f.sha256);
-    }
-    for r in &plan.reads {
-        let _ = writeln!(out, "- **Reads** ({}) `{}`: `{}`", read_kind(r.kind), r.path, r.sha256);
-    }
-    for r in &plan.reads {
-        if let Some(t) = &r.text {
-            // A fence longer than any run of backticks in the script, so it cannot end early.
-            let longest = t.split(|c| c != '`').map(str::len).max().unwrap_or(0);
-            let fence = "`".repeat(longest.max(2) + 1);
-            let _ = writeln!(
-                out,
-                "\n**SQL script** `{}`, as it will run:\n\n{fence}sql\n{}\n{fence}",
-                r.path,
-                visible(t.trim_end_matches('\n'))
-            );
-        }
-    }
-    if !plan.preconditions.is_empty() {
-        let _ = writeln!(out, "\n**Preconditions** (if one fails, nothing runs)\n");
-        for c in &plan.preconditions {
-            let _ = writeln!(out, "- `{}`: `{}`", c.id, md_code(&command_line(&c.command)));
-        }
-    }
-    let _ = writeln!(
-        out,
-        "\n| wave | step | kind | needs | command | timeout | retry | idempotent | on failure |"
-    );
-    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|");
-    for s in plan.steps.iter().chain(plan.finally.iter()) {
-        let wave = if s.wave == 0 { "finally".to_string() } else { s.wave.to_string() };
-        let mut cmd = format!("`{}`", md_code(&command_line(&s.command)));
-        if let Some(w) = &s.when {
-            cmd.push_str(&format!(" when `{}`", md_code(&w.expr)));
-        }
-        if s.confirm.is_some() {
-            cmd.push_str(" (asks first)");
-        }
-        let undo = match (&s.compensation, s.on_failure) {
-            (_, OnFailure::Stop) => "stop".to_string(),
-            (_, OnFailure::Continue) => "continue".to_string(),
-            _ if s.compensation_chain.is_empty() => "compensate".to_string(),
-            _ => format!("undo {}", s.compensation_chain.join(", ")),
-        };
-        let _ = writeln!(
-            out,
-            "| {wave} | `{}` | {} | {} | {} | {} | {} | {} | {undo} |",
-            s.id,
-            s.kind,
-            s.needs.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(" "),
-            cmd,
-            s.timeout.as_deref().unwrap_or("none"),
-            retry_text(&s.retry),
-            if s.idempotent { "yes" } else { "no" },
-        );
-    }
-    let _ = writeln!(out, "\n```mermaid\nflowchart TD");
-    for s in &plan.steps {
-        let _ = writeln!(out, "  {}[\"{} ({})\"]", s.id, s.id, s.kind);
-    }
-    for s in &plan.steps {
-        for n in &s.needs {
-            let _ = writeln!(out, "  {n} --> {}", s.id);
-        }
-    }
-    if !plan.finally.is_empty() {
-        let _ = writeln!(out, "  subgraph finally");
-        for s in &plan.finally {
-            let _ = writeln!(out, "    {}[\"{} ({})\"]", s.id, s.id, s.kind);
-        }
-        let _ = writeln!(out, "  end");
-        for s in &plan.finally {
-            for n in &s.needs {
-                let _ = writeln!(out, "  {n} --> {}", s.id);
-            }
-        }
-    }
-    let _ = writeln!(out, "```");
-    if !plan.escalations.is_empty() {
-        let _ = writeln!(out, "\n**Escalations**\n");
-        for e in &plan.escalations {
-            let _ = writeln!(out, "- after {}: `{}` {}", e.after, e.id, md_escape(&body_text(&e.body)));
-        }
-    }
-    let _ = writeln!(out, "\n_Dry run by runbook {}: nothing was executed._", plan.engine.version);
-    out
-}
-
-fn md_escape(s: &str) -> String {
-    s.replace('|', "\\|")
-}
-
-fn md_code(s: &str) -> String {
-    let one_line: Vec<&str> = s.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
-    one_line.join(" ⏎ ").replace('`', "'").replace('|', "\\|")
 }
 
 /// The DAG for Graphviz.
