@@ -381,13 +381,8 @@ impl Risks {
         let mut confirmations = Vec::new();
         let mut not_idempotent = Vec::new();
         let mut irreversible = Vec::new();
+        asks(plan, "", &mut approvals, &mut confirmations);
         for s in plan.steps.iter().chain(plan.finally.iter()).filter(|s| !skipped(s)) {
-            if let PlanCommand::Approval { .. } = &s.command {
-                approvals.push((s.id.clone(), approval_text(&s.command)));
-            }
-            if let Some(c) = &s.confirm {
-                confirmations.push((s.id.clone(), c.clone()));
-            }
             let acts = !matches!(s.command, PlanCommand::Approval { .. });
             if acts && !s.idempotent {
                 not_idempotent.push(code(&s.id));
@@ -409,6 +404,26 @@ impl Risks {
             approvals,
             confirmations,
             any_compensable: plan.steps.iter().any(|s| s.compensation.is_some()),
+        }
+    }
+}
+
+/// What asks a human, included runbooks' steps too (under `include_step.`).
+fn asks(
+    plan: &Plan,
+    prefix: &str,
+    approvals: &mut Vec<(String, String)>,
+    confirmations: &mut Vec<(String, String)>,
+) {
+    for s in plan.steps.iter().chain(plan.finally.iter()).filter(|s| !skipped(s)) {
+        let id = format!("{prefix}{}", s.id);
+        if let Some(c) = &s.confirm {
+            confirmations.push((id.clone(), c.clone()));
+        }
+        match &s.command {
+            PlanCommand::Approval { .. } => approvals.push((id, approval_text(&s.command))),
+            PlanCommand::Runbook { plan, .. } => asks(plan, &format!("{id}."), approvals, confirmations),
+            _ => {}
         }
     }
 }
@@ -503,7 +518,7 @@ fn risk_section(out: &mut String, plan: &Plan, risks: &Risks) {
             cell(if kept.is_empty() { "nothing" } else { &kept })
         );
     }
-    if plan.waves.iter().any(|w| w.len() > 1) {
+    if risks.any_compensable && plan.waves.iter().any(|w| w.len() > 1) {
         let _ = writeln!(
             out,
             "\nSteps of the same wave run in parallel: those that completed before the failure are undone too, if they have a compensation."
