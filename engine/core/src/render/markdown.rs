@@ -478,7 +478,7 @@ fn risk_section(out: &mut String, plan: &Plan, risks: &Risks) {
     }
     if risks.no_return.is_empty() {
         let why = if risks.any_compensable {
-            "every failure undoes what can be undone"
+            "a failure of any step runs the compensations of the steps completed before it; the changes that nothing undoes stay as they are"
         } else {
             "nothing in this runbook can be undone: a failure leaves every completed step as it is"
         };
