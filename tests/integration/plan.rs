@@ -583,3 +583,99 @@ fn review_document_of_every_shipped_runbook_parses_as_commonmark() {
         );
     }
 }
+
+/// A TOML basic string holding `s` exactly.
+fn toml_string(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+#[test]
+fn review_document_keeps_every_text_of_a_corpus_exactly() {
+    // Scripts: backtick runs of every length, fences inside, markdown that must stay text.
+    let scripts = [
+        "echo \"now: `date`\"",
+        "``",
+        "echo ```` four ````` five",
+        "`starts with one",
+        "ends with one`",
+        "a | b || c \\| d",
+        "# not a heading\n> not a quote\n- not a list\n1. not a list either\n    indented\n\n\ttab",
+        "~~~\ntilde fence\n~~~",
+        "```\ninner fence\n```",
+        "<script>alert(1)</script> &amp; $x $$y$$ *a* _b_ [l](http://x) ![i](y)",
+        "trailing spaces   \nnext line",
+        "    leading spaces\n\n\nthree empty lines above",
+        "héllo → ✓ 🚀",
+    ];
+    // Values shown in inline code spans.
+    let values = ["`x`", "a|b", "``", " spaced ", "<b>bold</b>", "*x* _y_", "tab\there", "ends\\"];
+    let title = "Move | the `v2` tag *now* <b>";
+    let mut toml = format!("[runbook]\nname = \"corpus\"\ntitle = {}\n\n", toml_string(title));
+    for (i, v) in values.iter().enumerate() {
+        toml.push_str(&format!("[params.p{i}]\ntype = \"string\"\ndefault = {}\n\n", toml_string(v)));
+    }
+    for (i, s) in scripts.iter().enumerate() {
+        toml.push_str(&format!("[steps.s{i}]\nrun = {}\n\n", toml_string(s)));
+        toml.push_str(&format!("[steps.s{i}.compensate]\nrun = {}\n\n", toml_string(&format!("undo {s}"))));
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("corpus.toml"), &toml).expect("write");
+    let out = run_in(dir.path(), &["plan", "corpus.toml", "--format", "markdown"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let json = run_in(dir.path(), &["plan", "corpus.toml", "--format", "json"]);
+    let doc: serde_json::Value = serde_json::from_str(&json.stdout).expect("json");
+    let blocks = code_blocks(&out.stdout);
+    let bodies: Vec<&str> = blocks.iter().map(|(_, b)| b.trim_end_matches('\n')).collect();
+    for s in doc["steps"].as_array().expect("steps") {
+        for c in [&s["command"], &s["compensation"]["command"]] {
+            let script = c["run"]["script"].as_str().expect("script");
+            assert!(
+                bodies.contains(&script.trim_end_matches('\n')),
+                "{script:?} not kept in\n{}",
+                out.stdout
+            );
+        }
+    }
+    // Inline code spans and the title read back as written.
+    use pulldown_cmark::{Event, Parser, Tag, TagEnd};
+    let mut spans = Vec::new();
+    let mut heading: Option<String> = None;
+    let mut first_heading = None;
+    for event in Parser::new_ext(&out.stdout, pulldown_cmark::Options::ENABLE_TABLES) {
+        match event {
+            Event::Code(c) => {
+                spans.push(c.to_string());
+                if let Some(h) = heading.as_mut() {
+                    h.push_str(&c);
+                }
+            }
+            Event::Text(t) => {
+                if let Some(h) = heading.as_mut() {
+                    h.push_str(&t);
+                }
+            }
+            Event::Start(Tag::Heading { .. }) if first_heading.is_none() => heading = Some(String::new()),
+            Event::End(TagEnd::Heading(_)) if heading.is_some() => first_heading = heading.take(),
+            _ => {}
+        }
+    }
+    for v in values {
+        // A value holding a control character is shown JSON-quoted, so it stays visible.
+        let shown =
+            if v.chars().any(char::is_control) { serde_json::json!(v).to_string() } else { v.to_string() };
+        assert!(spans.contains(&shown), "{v:?} not kept: {spans:?}");
+    }
+    assert_eq!(first_heading.as_deref(), Some(format!("Review of corpus: {title}").as_str()));
+}
