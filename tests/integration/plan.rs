@@ -679,3 +679,26 @@ fn review_document_keeps_every_text_of_a_corpus_exactly() {
     }
     assert_eq!(first_heading.as_deref(), Some(format!("Review of corpus: {title}").as_str()));
 }
+
+#[test]
+fn review_document_table_cells_stay_bounded_on_a_long_chain() {
+    // 200 steps in a chain, every other one compensable, then a step that stops: its row
+    // would list 200 ids (a table quadratic in the steps); it lists 30 and counts the rest.
+    let mut toml = String::from("[runbook]\nname = \"chain\"\n\n");
+    for i in 0..200 {
+        toml.push_str(&format!("[steps.s{i}]\nrun = \"echo {i}\"\n\n"));
+        if i % 2 == 0 {
+            toml.push_str(&format!("[steps.s{i}.compensate]\nrun = \"echo undo {i}\"\n\n"));
+        }
+    }
+    toml.push_str("[steps.last]\nrun = \"true\"\non-failure = \"stop\"\n");
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("chain.toml"), &toml).expect("write");
+    let out = run_in(dir.path(), &["plan", "chain.toml", "--format", "markdown"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let row = out.stdout.lines().find(|l| l.starts_with("| 201 | `last` |")).expect("last's row");
+    assert!(row.ends_with("`s170` and 170 more |"), "{row}");
+    assert!(out.stdout.contains(
+        "**Point of no return:** `last`: from there on, a failure stops instead of undoing `s198`, `s196`"
+    ));
+}

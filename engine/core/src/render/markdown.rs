@@ -15,6 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use crate::graph::BitSet;
 use crate::model::{OnFailure, format_duration};
 use crate::plan::{Plan, PlanCheck, PlanCommand, PlanCompensation, PlanStep};
 
@@ -320,8 +321,9 @@ struct Risks {
     not_idempotent: Vec<String>,
     /// The points of no return.
     no_return: Vec<(String, Vec<String>)>,
-    /// For each main step: what its failure leaves as it is (completed changes not undone).
-    kept: BTreeMap<String, Vec<String>>,
+    /// For each main step: what its failure leaves as it is (completed changes not undone),
+    /// as a table cell's list.
+    kept: BTreeMap<String, String>,
     /// Approval steps and their rules.
     approvals: Vec<(String, String)>,
     /// Steps that ask first, and their questions.
@@ -334,16 +336,18 @@ impl Risks {
     fn of(plan: &Plan) -> Risks {
         let index: BTreeMap<&str, usize> =
             plan.steps.iter().enumerate().map(|(i, s)| (s.id.as_str(), i)).collect();
-        // Ancestors, in plan order (needs come first).
-        let mut ancestors: Vec<BTreeSet<usize>> = Vec::with_capacity(plan.steps.len());
+        // Ancestors, in plan order (needs come first): n²/64 words, as the plan's chains.
+        let n = plan.steps.len();
+        let mut ancestors: Vec<BitSet> = Vec::with_capacity(n);
         for s in &plan.steps {
-            let mut set = BTreeSet::new();
-            for n in &s.needs {
-                if let Some(&j) = index.get(n.as_str())
+            let mut set = BitSet::new(n);
+            for need in &s.needs {
+                if let Some(&j) = index.get(need.as_str())
                     && j < ancestors.len()
                 {
                     set.insert(j);
-                    set.extend(ancestors[j].iter().copied());
+                    let (done, _) = ancestors.split_at(j + 1);
+                    set.union_with(&done[j]);
                 }
             }
             ancestors.push(set);
@@ -356,13 +360,14 @@ impl Risks {
             let undone: BTreeSet<&str> = s.compensation_chain.iter().map(String::as_str).collect();
             let left: Vec<usize> = ancestors[i]
                 .iter()
-                .copied()
                 .filter(|&j| {
                     let a = &plan.steps[j];
                     changes(&a.command) && !skipped(a) && !undone.contains(a.id.as_str())
                 })
                 .collect();
-            kept.insert(s.id.clone(), left.iter().rev().map(|&j| plan.steps[j].id.clone()).collect());
+            let shown: Vec<String> =
+                left.iter().rev().take(SHOWN + 1).map(|&j| plan.steps[j].id.clone()).collect();
+            kept.insert(s.id.clone(), few_of(&shown, left.len()));
             if skipped(s) {
                 continue;
             }
@@ -370,7 +375,7 @@ impl Risks {
             // be undone. Only the first on each path is named.
             let lost: Vec<usize> = left.iter().copied().filter(|&j| compensable(j)).collect();
             if s.on_failure != OnFailure::Compensate && !lost.is_empty() {
-                if !ancestors[i].iter().any(|j| past.contains(j)) {
+                if !ancestors[i].iter().any(|j| past.contains(&j)) {
                     no_return
                         .push((s.id.clone(), lost.iter().rev().map(|&j| plan.steps[j].id.clone()).collect()));
                 }
@@ -452,6 +457,23 @@ fn approval_text(c: &PlanCommand) -> String {
     s
 }
 
+/// A table cell's list: the first thirty, then how many more (a long chain would make the
+/// table quadratic in the number of steps; the step's own section lists them all).
+fn few(list: &[String]) -> String {
+    few_of(list, list.len())
+}
+
+/// Ids shown in a table cell before "and N more".
+const SHOWN: usize = 30;
+
+/// `few` of a list of `total` ids of which `first` are the first ones.
+fn few_of(first: &[String], total: usize) -> String {
+    if total <= SHOWN {
+        return ids(first);
+    }
+    format!("{} and {} more", ids(&first[..SHOWN.min(first.len())]), total - SHOWN)
+}
+
 fn ids(list: &[String]) -> String {
     list.iter().map(|s| code(s)).collect::<Vec<_>>().join(", ")
 }
@@ -506,8 +528,8 @@ fn risk_section(out: &mut String, plan: &Plan, risks: &Risks) {
     let _ = writeln!(out, "|---|---|---|---|---|");
     for s in plan.steps.iter().filter(|s| !skipped(s)) {
         let undoes =
-            if s.compensation_chain.is_empty() { "nothing".to_string() } else { ids(&s.compensation_chain) };
-        let kept = risks.kept.get(&s.id).map_or_else(String::new, |k| ids(k));
+            if s.compensation_chain.is_empty() { "nothing".to_string() } else { few(&s.compensation_chain) };
+        let kept = risks.kept.get(&s.id).cloned().unwrap_or_default();
         let _ = writeln!(
             out,
             "| {} | {} | {} | {} | {} |",
@@ -894,6 +916,10 @@ fn fenced(info: &str, text: &str, indent: &str) -> String {
 /// An inline code span holding `s`: delimited by more backticks than any run inside it,
 /// padded when it starts or ends with one; line breaks and control characters as escapes.
 fn code(s: &str) -> String {
+    // Most spans are ids: nothing to measure.
+    if !s.contains('`') && !s.starts_with(' ') && !s.chars().any(char::is_control) {
+        return format!("`{s}`");
+    }
     let s: String = s
         .chars()
         .map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() })
