@@ -468,6 +468,8 @@ fn review_document_has_a_summary_and_a_risk_section() {
     // the default 10m), announce 10m; then `finally` cleanup 10m.
     at("**Worst case:** 1h 7m 5s");
     at("56m 5s");
+    // Undoing at worst: push's compensation (the default 10m) and backup's (30s).
+    at("**Undoing at worst:** 10m 30s, when `migrate` fails");
     // Point of no return: `sign_off` stops instead of undoing `push` and `backup`.
     at("**Point of no return:** `sign_off`");
     // What cannot be undone: a run step and a cmd step without compensation.

@@ -96,6 +96,9 @@ fn summary(out: &mut String, plan: &Plan, risks: &Risks) {
     }
     let _ = writeln!(out, "- **Estimate:** {est}");
     let _ = writeln!(out, "- **Worst case:** {}", worst_text(plan));
+    if let Some(undo) = undo_text(plan) {
+        let _ = writeln!(out, "- **Undoing at worst:** {undo}");
+    }
     let _ = writeln!(
         out,
         "- **Parallelism:** {}",
@@ -230,6 +233,40 @@ fn total_bound(plan: &Plan) -> (Bound, Bound, Vec<String>) {
     let fin = plan.finally.iter().try_fold(Duration::ZERO, |acc, s| Some(acc + step_bound(s)?));
     let total = add(add(checks_bound(&plan.preconditions), path_bound), fin);
     (total, path_bound, path)
+}
+
+/// The longest a compensation can take: every attempt to its timeout, the longest waits.
+fn compensation_bound(c: &PlanCompensation) -> Bound {
+    let n = c.retry.attempts.max(1);
+    let waits: Duration = (1..n).map(|k| crate::retry::delay(&c.retry, k, 1.0)).sum();
+    Some(parse(c.timeout.as_deref())? * n + waits)
+}
+
+/// The longest undo a failure can start: the heaviest compensation chain at worst.
+fn undo_text(plan: &Plan) -> Option<String> {
+    let by_id: BTreeMap<&str, &PlanStep> = plan.steps.iter().map(|s| (s.id.as_str(), s)).collect();
+    let chain_bound = |s: &PlanStep| -> Bound {
+        s.compensation_chain.iter().try_fold(Duration::ZERO, |acc, id| {
+            let c = by_id.get(id.as_str()).and_then(|a| a.compensation.as_deref())?;
+            Some(acc + compensation_bound(c)?)
+        })
+    };
+    let worst = plan
+        .steps
+        .iter()
+        .filter(|s| !s.compensation_chain.is_empty() && !skipped(s))
+        // The first of the longest: `max_by_key` keeps the last of equals.
+        .rev()
+        .max_by_key(|s| key(chain_bound(s)))?;
+    let bound = chain_bound(worst).map_or_else(
+        || "no bound (a compensation on the way has no time limit)".to_string(),
+        format_duration,
+    );
+    Some(format!(
+        "{bound}, when {} fails: the compensations of {} (every attempt to its timeout)",
+        code(&worst.id),
+        few(&worst.compensation_chain)
+    ))
 }
 
 fn worst_text(plan: &Plan) -> String {
