@@ -467,12 +467,17 @@ const TIE_BINARY: &str = "runbook-tie";
 fn start_reaper(run_dir: &Path) -> Option<Arc<runbook_exec::process::Reaper>> {
     let exe = std::env::current_exe().ok()?;
     // The small tie binary, installed next to this one (`cargo install` puts both in one
-    // folder); without it steps start through `runbook __tie`, which costs more (bench/README).
+    // folder), which is also the reaper; without it steps start through `runbook __tie` and
+    // the reaper is `runbook __reaper`, which cost more (bench/README).
     let tie = exe.with_file_name(TIE_BINARY);
-    match runbook_exec::process::Reaper::start(&exe, &["__reaper"]) {
+    let tie = tie.is_file().then_some(tie);
+    match runbook_exec::process::Reaper::start(tie.as_deref().unwrap_or(&exe), &["__reaper"]) {
         Ok(r) => {
-            let r = r.with_ledger(run_dir.join(PROCESS_GROUPS));
-            Some(Arc::new(if tie.is_file() { r.with_tie(tie) } else { r }))
+            let r = r.with_program(exe).with_ledger(run_dir.join(PROCESS_GROUPS));
+            Some(Arc::new(match tie {
+                Some(tie) => r.with_tie(tie),
+                None => r,
+            }))
         }
         Err(e) => {
             crate::output::errln!(

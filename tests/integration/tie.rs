@@ -71,7 +71,8 @@ name = "tied"
 cmd = ["python3", "-c", "import ctypes, sys; s = ctypes.c_int(); ctypes.CDLL(None).prctl(2, ctypes.byref(s)); open('tied.txt', 'w').write(f'{s.value}\\n')"]
 "#;
 
-fn pdeathsig_of_a_step(engine: &str, scratch: &Scratch) -> String {
+/// Run `r.toml` with `engine` and read the file `name` its step wrote.
+fn what_a_step_wrote(engine: &str, scratch: &Scratch, name: &str) -> String {
     let state = scratch.state();
     let out = Command::new(engine)
         .args(["run", "r.toml", "--yes", "--state", &state])
@@ -81,7 +82,12 @@ fn pdeathsig_of_a_step(engine: &str, scratch: &Scratch) -> String {
         .output()
         .expect("runbook runs");
     ok(&Output::from(out), 0);
-    std::fs::read_to_string(scratch.path().join("tied.txt")).expect("the step wrote tied.txt")
+    std::fs::read_to_string(scratch.path().join(name))
+        .unwrap_or_else(|e| panic!("the step wrote {name}: {e}"))
+}
+
+fn pdeathsig_of_a_step(engine: &str, scratch: &Scratch) -> String {
+    what_a_step_wrote(engine, scratch, "tied.txt")
 }
 
 #[test]
@@ -98,4 +104,45 @@ fn a_step_s_program_is_tied_with_runbook_tie_and_without_it() {
     assert!(!alone.path().join("runbook-tie").exists());
     let without = Scratch::new(PDEATHSIG);
     assert_eq!(pdeathsig_of_a_step(&engine.display().to_string(), &without), "9\n");
+}
+
+/// A step that writes down which program its engine's reaper runs (`/proc/PID/exe` of the
+/// engine's child whose command line says `__reaper`; the step's parent is the engine).
+const REAPER_PROGRAM: &str = r#"[runbook]
+name = "reaper"
+[steps.probe]
+cmd = ["python3", "-c", '''
+import os
+engine = os.getppid()
+for p in os.listdir("/proc"):
+    if not p.isdigit():
+        continue
+    try:
+        ppid = int(open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()[1])
+        line = open(f"/proc/{p}/cmdline", "rb").read()
+        if ppid == engine and line.split(b"\0")[1:2] == [b"__reaper"]:
+            open("reaper.txt", "w").write(os.path.basename(os.readlink(f"/proc/{p}/exe")) + "\n")
+    except OSError:
+        pass
+''']
+"#;
+
+fn reaper_program(engine: &str, scratch: &Scratch) -> String {
+    what_a_step_wrote(engine, scratch, "reaper.txt")
+}
+
+/// The reaper, a process every run starts, runs from the small `runbook-tie` when it is
+/// next to `runbook` (loading the 130 MB engine cost about 1 ms of CPU a run, bench/README.md
+/// issue 13 "the targets"), and from `runbook __reaper` without it. Either way it is the
+/// reaper: `holder::*` kill it and the engine through the run.
+#[test]
+fn the_reaper_runs_from_runbook_tie_when_it_is_there_and_from_runbook_without_it() {
+    let with = Scratch::new(REAPER_PROGRAM);
+    assert_eq!(reaper_program(&bin(), &with), "runbook-tie\n");
+
+    let alone = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
+    let engine = alone.path().join("runbook");
+    std::fs::hard_link(bin(), &engine).expect("link runbook");
+    let without = Scratch::new(REAPER_PROGRAM);
+    assert_eq!(reaper_program(&engine.display().to_string(), &without), "runbook\n");
 }

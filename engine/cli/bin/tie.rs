@@ -12,6 +12,10 @@
 //! the engine found `PROGRAM` on the step's `PATH` (or `PROGRAM` itself), so a step costs one
 //! `execve`; if that one fails, `PROGRAM` is searched again as `execvp` always did.
 //!
+//! `runbook-tie __reaper` is the engine's reaper (`process::reaper_main`, as `runbook
+//! __reaper` runs it): a process of every run that, started from the 130 MB `runbook`, cost
+//! its dynamic loader about 1 ms of CPU a run (bench/README.md, issue 13, "the targets").
+//!
 //! It creates no process: it replaces itself (`clippy.toml`, `tests/tidy.rs`: only
 //! `process.rs` spawns). A program that cannot be started is reported as `runbook __tie`
 //! reports it (`CliError::StepNotStarted`, exit code 127, `exit::STEP_NOT_STARTED`).
@@ -26,6 +30,10 @@ const STEP_NOT_STARTED: u8 = 127;
 const USAGE: u8 = 2;
 
 fn main() -> ExitCode {
+    if std::env::args_os().nth(1).is_some_and(|a| a == "__reaper") {
+        runbook_exec::process::reaper_main();
+        return ExitCode::SUCCESS;
+    }
     let mut raw = std::env::args_os().skip(1);
     let parent = raw.next().and_then(|p| p.to_str().and_then(|p| p.parse::<i32>().ok()));
     let executable = raw.next();

@@ -116,8 +116,11 @@ pub struct Reaper {
     /// The small binary that does what `__tie` does (`runbook-tie`, next to `runbook`), if
     /// there is one ([`Reaper::with_tie`]).
     tie: Option<PathBuf>,
-    /// Where every group is also written down on this host (see [`end_leftover_groups`]).
-    ledger: Option<PathBuf>,
+    /// Where every group is also written down on this host (see [`end_leftover_groups`]),
+    /// and the file once opened: every step writes two lines, and opening the file (and
+    /// making its folder) for each was a dozen system calls a step (bench/README.md, issue
+    /// 13, "the targets").
+    ledger: Option<(PathBuf, std::sync::Mutex<Option<std::fs::File>>)>,
     _child: std::process::Child,
 }
 
@@ -155,10 +158,17 @@ impl Reaper {
         })
     }
 
+    /// The `runbook` binary that runs `__tie` ([`tie_main`]) when there is no small tie
+    /// ([`Reaper::with_tie`]); by default the helper's own program.
+    pub fn with_program(mut self, program: PathBuf) -> Reaper {
+        self.program = program;
+        self
+    }
+
     /// Also write every group started and ended down in `ledger` (the run's folder on this
     /// host), so that a later engine can end what a dead one left behind.
     pub fn with_ledger(mut self, ledger: PathBuf) -> Reaper {
-        self.ledger = Some(ledger);
+        self.ledger = Some((ledger, std::sync::Mutex::new(None)));
         self
     }
 
@@ -172,12 +182,21 @@ impl Reaper {
 
     fn write_down(&self, line: &str) {
         use std::io::Write as _;
-        let Some(path) = &self.ledger else { return };
-        if let Some(dir) = path.parent() {
-            let _ = std::fs::create_dir_all(dir);
+        let Some((path, file)) = &self.ledger else { return };
+        let Ok(mut file) = file.lock() else { return };
+        if file.is_none() {
+            if let Some(dir) = path.parent() {
+                let _ = std::fs::create_dir_all(dir);
+            }
+            *file = std::fs::OpenOptions::new().create(true).append(true).open(path).ok();
         }
-        if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
-            let _ = f.write_all(line.as_bytes());
+        // One `write` of the whole line to a file opened to append (`O_APPEND`): each line
+        // lands whole at the end, as when the file was opened for every line.
+        if let Some(f) = file.as_mut()
+            && f.write_all(line.as_bytes()).is_err()
+        {
+            // Opened again at the next line.
+            *file = None;
         }
     }
 
@@ -590,9 +609,7 @@ pub async fn run_tied(
     let untied = match (reaper, pgid) {
         (Some(r), Some(pgid)) => {
             // `add PGID GROUP_START ENGINE_IDENTITY`, before the reaper hears of it.
-            if let (Some(start), Some(engine)) =
-                (start_time(pgid.as_raw()), process_identity(std::process::id() as i32))
-            {
+            if let (Some(start), Some(engine)) = (start_time(pgid.as_raw()), engine_identity()) {
                 r.write_down(&format!("add {pgid} {start} {} {engine}\n", std::process::id()));
             }
             r.tell(format!("add {pgid}\n")).is_err()
@@ -717,6 +734,13 @@ pub fn process_identity(pid: i32) -> Option<String> {
     let ns = std::fs::read_link("/proc/self/ns/pid").ok()?;
     let ns = ns.to_str()?.trim_start_matches("pid:[").trim_end_matches(']').to_string();
     Some(format!("{}/{ns}/{}", boot.trim(), start_time(pid)?))
+}
+
+/// This engine's own [`process_identity`], read once: none of its parts changes while the
+/// process lives, and reading it for every step cost three files of `/proc` a step.
+fn engine_identity() -> Option<&'static str> {
+    static IDENTITY: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    IDENTITY.get_or_init(|| process_identity(std::process::id() as i32)).as_deref()
 }
 
 /// A process's start time (clock ticks since boot), from `/proc/PID/stat`.
