@@ -38,3 +38,138 @@ fn a_new_store_has_no_runs_and_that_is_not_an_error() {
         assert!(out.stderr.contains("no state store at"), "{cmd:?}: {out:?}");
     }
 }
+
+/// A statement that returns rows reports how many it returned, never "affected" (PostgreSQL
+/// counts a SELECT's rows as its command count); a write reports the rows it changed, and a
+/// write with `RETURNING` both. Against a real PostgreSQL cluster and a SQLite file.
+#[test]
+fn sql_steps_report_rows_returned_for_reads_and_rows_affected_for_writes() {
+    let pg = crate::peers::Postgres::start();
+    let runbook = |url: &str| {
+        format!(
+            r#"[runbook]
+name = "rows"
+[steps.make]
+sql = {{ url = "{url}", query = "CREATE TABLE t (x INTEGER)" }}
+[steps.fill]
+sql = {{ url = "{url}", query = "INSERT INTO t VALUES (1), (2), (3)" }}
+[steps.read]
+sql = {{ url = "{url}", query = "SELECT x FROM t WHERE x > 1" }}
+[steps.none]
+sql = {{ url = "{url}", query = "SELECT x FROM t WHERE x > 9" }}
+[steps.change]
+sql = {{ url = "{url}", query = "UPDATE t SET x = x + 10 WHERE x < 3" }}
+[steps.back]
+sql = {{ url = "{url}", query = "DELETE FROM t WHERE x = 3 RETURNING x" }}
+"#
+        )
+    };
+    let sqlite = tempfile::tempdir().expect("tempdir");
+    let sqlite_url = format!("sqlite:{}", sqlite.path().join("app.db").display());
+    for url in [pg.url("postgres"), sqlite_url] {
+        let sb = crate::support::Scratch::new(&runbook(&url));
+        if url.starts_with("sqlite:") {
+            std::fs::write(sqlite.path().join("app.db"), "").expect("db");
+        }
+        let out = sb.run(&[], &[]);
+        assert_eq!(out.code, 0, "{url}: {out:?}");
+        let said = |step: &str| {
+            out.stdout
+                .lines()
+                .find(|l| l.starts_with(&format!("{step} | sql:")))
+                .unwrap_or_else(|| panic!("{url}: no sql line for {step}: {}", out.stdout))
+                .to_string()
+        };
+        assert_eq!(said("fill"), "fill | sql: 3 row(s) affected", "{url}");
+        assert_eq!(said("read"), "read | sql: 2 row(s) returned", "{url}");
+        assert_eq!(said("none"), "none | sql: 0 row(s) returned", "{url}");
+        assert_eq!(said("change"), "change | sql: 2 row(s) affected", "{url}");
+        assert_eq!(said("back"), "back | sql: 1 row(s) affected, 1 returned", "{url}");
+    }
+}
+
+/// Every line the terminal prints about a step of an included runbook names it by its path
+/// (`host_b/health`), never by its bare id (`health:` on the retry line, issue 14): start,
+/// output, attempt failure, retry, failure, timeout, skip, compensation. A corpus: each kind
+/// of line is looked for, and no line of the run names a child step without its prefix.
+#[test]
+fn every_line_about_an_included_step_carries_its_prefix() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(dir.path().join("lib")).expect("lib");
+    std::fs::write(
+        dir.path().join("lib/child.toml"),
+        r#"[runbook]
+name = "child"
+[steps.prep]
+run = "echo prepared"
+compensate = { run = "echo unprepared" }
+[steps.quiet]
+run = "echo never"
+when = "false"
+needs = ["prep"]
+[steps.health]
+run = "echo probing; exit 1"
+retry = { attempts = 2, delay = "10ms" }
+needs = ["prep"]
+on-failure = "continue"
+[steps.skipped]
+run = "echo never"
+needs = ["health"]
+[steps.slow]
+run = "sleep 5"
+timeout = "200ms"
+needs = ["prep"]
+"#,
+    )
+    .expect("child");
+    std::fs::write(
+        dir.path().join("r.toml"),
+        "[runbook]\nname = \"parent\"\n[steps.host_b]\nrunbook = { file = \"lib/child.toml\" }\n",
+    )
+    .expect("parent");
+    let out = rb(dir.path(), &["run", "r.toml"]);
+    assert_eq!(out.code, 1, "{out:?}");
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    for wanted in [
+        "> host_b/prep",
+        "host_b/prep | prepared",
+        "skip host_b/quiet",
+        "skip host_b/skipped",
+        "host_b/health | probing",
+        "x host_b/health attempt 1",
+        "  host_b/health: retrying in 10ms",
+        "> host_b/health (attempt 2)",
+        "FAILED host_b/health",
+        "FAILED host_b/slow: timed out",
+        "undo host_b/prep",
+        "host_b/prep (undo) | unprepared",
+        "undone host_b/prep",
+    ] {
+        assert!(
+            lines.iter().any(|l| l.starts_with(wanted)),
+            "no line starts with {wanted:?}:\n{}",
+            out.stdout
+        );
+    }
+    // No line names a child step bare, in any of the shapes above.
+    for bare in ["prep", "quiet", "health", "skipped", "slow"] {
+        for shape in [
+            format!("> {bare}"),
+            format!("{bare} |"),
+            format!("{bare} !"),
+            format!("  {bare}:"),
+            format!("x {bare} "),
+            format!("ok {bare}"),
+            format!("FAILED {bare}"),
+            format!("skip {bare}"),
+            format!("undo {bare}"),
+            format!("undone {bare}"),
+        ] {
+            assert!(
+                !lines.iter().any(|l| l.starts_with(&shape)),
+                "a line starts with {shape:?}:\n{}",
+                out.stdout
+            );
+        }
+    }
+}
