@@ -173,3 +173,62 @@ needs = ["prep"]
         }
     }
 }
+
+/// A zero duration where zero means nothing (a timeout that ends every attempt at once, an
+/// escalation that fires before anything ran, a latency no answer meets) is refused by
+/// `check` at the value, with code RB030 and a hint; where zero has a meaning (retry at once,
+/// an estimate of nothing) it is accepted. A corpus over every duration field, each in the
+/// spellings of zero humantime reads.
+#[test]
+fn a_zero_duration_that_means_nothing_is_refused_at_the_value() {
+    // (field, a runbook with `@` where the duration goes)
+    let refused: &[(&str, &str)] = &[
+        ("step timeout", "[steps.a]\nrun = \"true\"\ntimeout = \"@\"\n"),
+        ("defaults.timeout", "[defaults]\ntimeout = \"@\"\n[steps.a]\nrun = \"true\"\n"),
+        (
+            "compensate.timeout",
+            "[steps.a]\nrun = \"true\"\ncompensate = { run = \"true\", timeout = \"@\" }\n",
+        ),
+        ("finally timeout", "[steps.a]\nrun = \"true\"\n[finally.b]\nrun = \"true\"\ntimeout = \"@\"\n"),
+        (
+            "precondition timeout",
+            "[preconditions.p]\nrun = \"true\"\ntimeout = \"@\"\n[steps.a]\nrun = \"true\"\n",
+        ),
+        ("approval.timeout", "[steps.a]\napproval = { prompt = \"go?\", timeout = \"@\" }\n"),
+        (
+            "http.request-timeout",
+            "[steps.a]\nhttp = { url = \"http://127.0.0.1:9/\", request-timeout = \"@\" }\n",
+        ),
+        ("http.max-latency", "[steps.a]\nhttp = { url = \"http://127.0.0.1:9/\", max-latency = \"@\" }\n"),
+        (
+            "escalation after",
+            "[escalation.page]\nafter = \"@\"\nnotify = { webhook = \"http://127.0.0.1:9/\" }\n[steps.a]\nrun = \"true\"\n",
+        ),
+    ];
+    let accepted: &[(&str, &str)] = &[
+        ("retry.delay", "[steps.a]\nrun = \"true\"\nretry = { attempts = 2, delay = \"@\" }\n"),
+        ("estimate", "[steps.a]\nrun = \"true\"\nestimate = \"@\"\n"),
+    ];
+    for zero in ["0s", "0ms", "0 s", "0m 0s"] {
+        for (field, body) in refused {
+            let text = format!("[runbook]\nname = \"z\"\n{}", body.replace('@', zero));
+            let sb = crate::support::Scratch::new(&text);
+            let out = run_in(sb.path(), &["check", "r.toml"]);
+            assert_eq!(out.code, 3, "{field} = {zero:?} was accepted:\n{text}\n{out:?}");
+            let (line, col) = text
+                .lines()
+                .enumerate()
+                .find_map(|(i, l)| l.find(&format!("\"{zero}\"")).map(|c| (i + 1, c + 1)))
+                .expect("the value");
+            let at = format!("r.toml:{line}:{col}: error[RB030]");
+            assert!(out.stderr.contains(&at), "{field} = {zero:?}: not reported at {at}:\n{}", out.stderr);
+            assert!(out.stderr.contains("help:"), "{field}: no hint:\n{}", out.stderr);
+        }
+        for (field, body) in accepted {
+            let text = format!("[runbook]\nname = \"z\"\n{}", body.replace('@', zero));
+            let sb = crate::support::Scratch::new(&text);
+            let out = run_in(sb.path(), &["check", "r.toml"]);
+            assert_eq!(out.code, 0, "{field} = {zero:?} was refused:\n{text}\n{out:?}");
+        }
+    }
+}
