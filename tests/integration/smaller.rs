@@ -232,3 +232,31 @@ fn a_zero_duration_that_means_nothing_is_refused_at_the_value() {
         }
     }
 }
+
+/// Without a terminal (output to a pipe), a long quiet step says it is still running every
+/// `$RUNBOOK_HEARTBEAT` (30 s when unset): a line on the terminal, never a journal record
+/// nor a line of the step's log. `sleep 3` with a 1 s heartbeat says so at least twice
+/// (the bound the issue asks for); the default says nothing in 3 s.
+#[test]
+fn a_long_quiet_step_has_a_heartbeat_line_without_a_terminal() {
+    let sb = crate::support::Scratch::new(
+        "[runbook]\nname = \"beat\"\n[steps.wait]\nrun = \"echo begun; sleep 3\"\n",
+    );
+    let out = sb.run(&[], &[("RUNBOOK_HEARTBEAT", "1s")]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let beats: Vec<&str> = out.stdout.lines().filter(|l| l.starts_with("  wait: still running (")).collect();
+    assert!(beats.len() >= 2, "fewer than 2 heartbeat lines:\n{}", out.stdout);
+    let run = sb.latest_run();
+    let audit = sb.audit(&run);
+    assert!(!audit.contains("still running"), "{audit}");
+    let logs = sb.cmd(&["logs", &run], &[]);
+    assert!(logs.stdout.contains("begun") && !logs.stdout.contains("still running"), "{logs:?}");
+    // The default interval is long: a 3 s step has none.
+    let out = sb.run(&[], &[]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(!out.stdout.contains("still running"), "{}", out.stdout);
+    // A value that is not a duration is said, once, and the default is used.
+    let out = sb.run(&[], &[("RUNBOOK_HEARTBEAT", "often")]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stderr.contains("RUNBOOK_HEARTBEAT"), "{out:?}");
+}
