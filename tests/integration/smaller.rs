@@ -260,3 +260,81 @@ fn a_long_quiet_step_has_a_heartbeat_line_without_a_terminal() {
     assert_eq!(out.code, 0, "{out:?}");
     assert!(out.stderr.contains("RUNBOOK_HEARTBEAT"), "{out:?}");
 }
+
+/// An HTTP step that cannot get an answer says why in words, never with a library's
+/// `Debug` text (`InvalidContentType`, `UnknownIssuer`, `client error (Connect)`): HTTPS to
+/// a plain-HTTP server, a certificate nobody trusts, one for another name, a refused
+/// connection, a server that never answers. Real servers on 127.0.0.1.
+#[test]
+fn http_failures_are_said_in_words_without_debug_strings() {
+    use std::io::{Read as _, Write as _};
+    let sb = crate::support::Scratch::new("");
+    let tls = crate::world::tls_peer(sb.path());
+    // A plain HTTP server: answers every connection with a 200.
+    let plain = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let plain_port = plain.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for mut c in plain.incoming().flatten() {
+            let mut buf = [0u8; 1024];
+            let _ = c.read(&mut buf);
+            let _ = c.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
+        }
+    });
+    // A server that accepts and never answers.
+    let mute = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let mute_port = mute.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for c in mute.incoming().flatten() {
+            held.push(c);
+        }
+    });
+    // A port nothing listens on.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let closed_port = closed.local_addr().expect("addr").port();
+    drop(closed);
+    let cases = [
+        ("plain", format!("https://127.0.0.1:{plain_port}/"), "TLS"),
+        ("untrusted", format!("https://127.0.0.1:{}/", tls.port), "not trusted"),
+        (
+            "other_name",
+            format!("https://localhost:{}/\", ca-file = \"ca.pem", tls.port),
+            "not valid for the host name",
+        ),
+        ("refused", format!("http://127.0.0.1:{closed_port}/"), "connection refused (nothing listens"),
+        ("mute", format!("http://127.0.0.1:{mute_port}/"), "no answer within 1s (`request-timeout`)"),
+    ];
+    let mut text = String::from("[runbook]\nname = \"words\"\n");
+    for (id, url, _) in &cases {
+        text.push_str(&format!(
+            "[steps.{id}]\nhttp = {{ url = \"{url}\", request-timeout = \"1s\" }}\nneeds = []\non-failure = \"continue\"\n"
+        ));
+    }
+    std::fs::write(sb.path().join("r.toml"), &text).expect("runbook");
+    let out = sb.run(&[], &[]);
+    assert_eq!(out.code, 1, "{out:?}");
+    for (id, _, words) in &cases {
+        let line = out
+            .stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("FAILED {id}:")))
+            .unwrap_or_else(|| panic!("no failure line for {id}:\n{}", out.stdout));
+        assert!(line.contains(words), "{id}: {words:?} not in {line:?}\n{}", out.stdout);
+    }
+    // No Debug text of rustls, reqwest, hyper or io anywhere: a variant name glued in
+    // CamelCase, a `Kind(..)`, `Custom {`, `(Connect)`.
+    let all = format!("{}{}", out.stdout, out.stderr);
+    for debug in [
+        "InvalidContentType",
+        "UnknownIssuer",
+        "NotValidForName",
+        "InvalidCertificate",
+        "client error (Connect)",
+        "Kind(",
+        "Custom {",
+        "error sending request for url",
+        "os error",
+    ] {
+        assert!(!all.contains(debug), "{debug:?} reached the terminal:\n{all}");
+    }
+}
