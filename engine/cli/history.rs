@@ -25,21 +25,15 @@ fn with_store<T>(
 }
 
 /// The SQLite file `state` names when it does not exist yet: a new store, which holds no
-/// runs. Reading it is not an error (`runs` lists nothing, `audit verify` verifies nothing);
-/// reading creates nothing. A PostgreSQL store always exists (or is unreachable: an error).
+/// runs. Listing them is not an error (`runs` lists nothing, `audit verify` verifies
+/// nothing) and creates nothing; a run asked of it by id stays the error "no state store at
+/// PATH" (exit 5), which says where runs were looked for. A PostgreSQL store always exists
+/// (or is unreachable: an error).
 fn missing_store(state: Option<&str>) -> Option<String> {
     match crate::state::location(state) {
         runbook_store::Location::Sqlite(path) if !path.exists() => Some(path.display().to_string()),
         runbook_store::Location::Sqlite(_) | runbook_store::Location::Postgres(_) => None,
     }
-}
-
-/// A run asked of a store that does not exist yet: unknown, as in an existing store (exit 3),
-/// with where the store was looked for.
-fn no_such_run(run_id: &str, path: &str) -> CliError {
-    CliError::Invalid(Message::new(format!("no run `{run_id}` in the state store")).help(format!(
-        "there is no state store at `{path}` yet; runs are recorded where `runbook run` put them: `--state PATH|URL` or $RUNBOOK_STATE"
-    )))
 }
 
 fn duration(run: &RunSummary) -> String {
@@ -243,9 +237,6 @@ fn record_line(r: &Record) -> String {
 }
 
 pub fn show(run_id: &str, follow: bool, state: Option<String>) -> CliResult {
-    if let Some(path) = missing_store(state.as_deref()) {
-        return Err(no_such_run(run_id, &path));
-    }
     let history = with_store(state, async |s| {
         if follow {
             s.run(run_id).await?;
@@ -364,9 +355,6 @@ pub fn show(run_id: &str, follow: bool, state: Option<String>) -> CliResult {
 /// run still going, an engine that died, or the whole of a log the store keeps cut). A kept
 /// log that does not match its digest is not shown.
 pub fn logs(run_id: &str, step: Option<&str>, state: Option<String>) -> CliResult {
-    if let Some(path) = missing_store(state.as_deref()) {
-        return Err(no_such_run(run_id, &path));
-    }
     let location = crate::state::location(state.as_deref());
     let history = with_store(state, async |s| {
         let (mut histories, _) = s.histories(Some(run_id)).await?;
@@ -467,9 +455,6 @@ fn record_json(r: &Record) -> serde_json::Value {
 }
 
 pub fn audit(run_id: &str, format: AuditFormat, state: Option<String>) -> CliResult {
-    if let Some(path) = missing_store(state.as_deref()) {
-        return Err(no_such_run(run_id, &path));
-    }
     let records = with_store(state, async |s| {
         s.run(run_id).await?;
         s.records(run_id).await
@@ -484,14 +469,11 @@ pub fn audit(run_id: &str, format: AuditFormat, state: Option<String>) -> CliRes
 }
 
 pub fn verify(run_id: Option<&str>, expect_hash: Option<&str>, state: Option<String>) -> CliResult {
-    if let Some(path) = missing_store(state.as_deref()) {
-        return match run_id {
-            Some(id) => Err(no_such_run(id, &path)),
-            None => {
-                crate::output::errln!("no runs yet: nothing to verify");
-                Ok(Exit::Success)
-            }
-        };
+    if run_id.is_none()
+        && let Some(path) = missing_store(state.as_deref())
+    {
+        crate::output::errln!("no runs yet at `{path}`: nothing to verify");
+        return Ok(Exit::Success);
     }
     // One snapshot: a run being written meanwhile is seen as of one moment, so its row, its
     // records and its logs agree (no false alarm on a live run).
@@ -540,9 +522,6 @@ pub fn brief(v: &serde_json::Value) -> String {
 }
 
 pub fn report(run_id: &str, format: ReportFormat, drill: bool, state: Option<String>) -> CliResult {
-    if let Some(path) = missing_store(state.as_deref()) {
-        return Err(no_such_run(run_id, &path));
-    }
     // The report is built from records read in one snapshot and checked against the chain.
     let history = with_store(state, async |s| {
         let (mut histories, _) = s.histories(Some(run_id)).await?;

@@ -11,8 +11,7 @@ fn rb(dir: &std::path::Path, args: &[&str]) -> Output {
 }
 
 /// `runs` on a store that does not exist yet lists no runs (exit 0) in every format and
-/// creates nothing; `audit verify` of every run has nothing to verify; a run id asked of it is
-/// unknown (exit 3, as in an existing store), said as such.
+/// creates nothing; `audit verify` of every run has nothing to verify.
 #[test]
 fn a_new_store_has_no_runs_and_that_is_not_an_error() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -31,12 +30,14 @@ fn a_new_store_has_no_runs_and_that_is_not_an_error() {
     assert_eq!(verify.code, 0, "{verify:?}");
     // Reading created no store.
     assert!(!dir.path().join("state").exists());
+    // A run asked by id of a store that does not exist is an error that says where runs
+    // were looked for (tests/integration/cli_errors.rs snapshots it), and creates nothing.
     for cmd in [&["show", "nope"][..], &["logs", "nope"], &["audit", "nope"], &["report", "nope"]] {
         let out = rb(dir.path(), cmd);
-        assert_eq!(out.code, 3, "{cmd:?}: {out:?}");
-        assert!(out.stderr.contains("no run `nope`"), "{cmd:?}: {out:?}");
+        assert_eq!(out.code, 5, "{cmd:?}: {out:?}");
         assert!(out.stderr.contains("no state store at"), "{cmd:?}: {out:?}");
     }
+    assert!(!dir.path().join("state").exists());
 }
 
 /// A statement that returns rows reports how many it returned, never "affected" (PostgreSQL
@@ -337,4 +338,37 @@ fn http_failures_are_said_in_words_without_debug_strings() {
     ] {
         assert!(!all.contains(debug), "{debug:?} reached the terminal:\n{all}");
     }
+}
+
+/// One `check` reports every mistake that does not depend on another, in its first round
+/// (issue 14: three rounds for 15 mistakes). The fixture marks each mistake with `# ->` on
+/// its line: unknown keys, bad enum values, wrong types, bad and zero durations, unknown and
+/// doubled dependencies, a cycle, templates and expressions that do not compile, steps with
+/// no kind or two, an include's unknown parameter; several in one step, beside each other.
+#[test]
+fn check_reports_every_independent_mistake_in_one_round() {
+    let file = "tests/fixtures/many-mistakes/r.toml";
+    let text = std::fs::read_to_string(crate::support::root().join(file)).expect("fixture");
+    let marked: Vec<usize> =
+        text.lines().enumerate().filter(|(_, l)| l.contains("# ->")).map(|(i, _)| i + 1).collect();
+    assert!(marked.len() >= 15, "the fixture has {} mistakes", marked.len());
+    let out = crate::support::run(&["check", "--format", "json", file]);
+    assert_eq!(out.code, 3, "{out:?}");
+    let diags: Vec<serde_json::Value> = serde_json::from_str(&out.stdout).expect("json diagnostics");
+    let lines: Vec<u64> = diags
+        .iter()
+        .filter(|d| d["file"] == file && d["severity"] != "warning")
+        .filter_map(|d| d["line"].as_u64())
+        .collect();
+    let missed: Vec<usize> = marked.iter().copied().filter(|l| !lines.contains(&(*l as u64))).collect();
+    assert!(
+        missed.is_empty(),
+        "lines with a mistake not reported in the first round: {missed:?}\n{}",
+        out.stdout
+    );
+    // Nothing reported twice, nor where there is no mistake (a follow-on of a pruned value).
+    let unmarked: Vec<u64> = lines.iter().copied().filter(|l| !marked.contains(&(*l as usize))).collect();
+    assert!(unmarked.is_empty(), "diagnostics on lines without a mistake: {unmarked:?}\n{}", out.stdout);
+    let human = crate::support::run(&["check", file]);
+    insta::assert_snapshot!(format!("exit: {}\n{}", human.code, human.stderr));
 }
