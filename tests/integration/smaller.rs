@@ -372,3 +372,44 @@ fn check_reports_every_independent_mistake_in_one_round() {
     let human = crate::support::run(&["check", file]);
     insta::assert_snapshot!(format!("exit: {}\n{}", human.code, human.stderr));
 }
+
+/// The class behind the fixture above: a wrong value in any optional key of a step hides
+/// no other mistake of that step. A corpus: each such key given a wrong value, in a step
+/// whose `run` text names an undeclared parameter; one `check` reports both.
+#[test]
+fn a_wrong_value_in_any_key_of_a_step_hides_no_other_mistake_of_it() {
+    let wrong: &[&str] = &[
+        "on-failure = \"explode\"",
+        "idempotent = \"yes\"",
+        "outputs = \"x\"",
+        "needs = \"first\"",
+        "env = \"X=1\"",
+        "timeout = 5",
+        "retry = \"3\"",
+        "estimate = 5",
+        "dir = 5",
+        "title = 5",
+        "description = 5",
+        "when = 5",
+        "confirm = 5",
+        "compensate = \"undo\"",
+        "shell = \"bash\"",
+        "preconditions = 5",
+    ];
+    for line in wrong {
+        let text = format!(
+            "[runbook]\nname = \"w\"\n[steps.first]\nrun = \"true\"\n[steps.s]\nrun = \"echo {{{{ params.nope }}}}\"\n{line}\n"
+        );
+        let sb = crate::support::Scratch::new(&text);
+        let out = run_in(sb.path(), &["check", "--format", "json", "r.toml"]);
+        assert_eq!(out.code, 3, "{line}: {out:?}");
+        let diags: Vec<serde_json::Value> = serde_json::from_str(&out.stdout).expect("json");
+        let at: Vec<(u64, &str)> = diags
+            .iter()
+            .map(|d| (d["line"].as_u64().unwrap_or(0), d["code"].as_str().unwrap_or("")))
+            .collect();
+        assert!(at.contains(&(6, "RB041")), "{line}: the template's mistake is hidden: {at:?}");
+        assert!(at.iter().any(|(l, _)| *l == 7), "{line}: the wrong value is not reported: {at:?}");
+        assert_eq!(at.len(), 2, "{line}: a follow-on was reported: {at:?}\n{}", out.stdout);
+    }
+}
