@@ -60,6 +60,13 @@ pub fn runs(state: Option<String>, format: ListFormat, watch: bool) -> CliResult
         }
         return Ok(Exit::Success);
     }
+    if watch && missing_store(state.as_deref()).is_some() {
+        // Watched until the first run creates it: nothing to show, and nothing created.
+        crate::output::errln!("no runs yet");
+        while missing_store(state.as_deref()).is_some() {
+            std::thread::sleep(POLL);
+        }
+    }
     let mut mismatched = false;
     let listed = with_store(state, async |s| {
         let mut last = None;

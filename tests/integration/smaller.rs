@@ -413,3 +413,20 @@ fn a_wrong_value_in_any_key_of_a_step_hides_no_other_mistake_of_it() {
         assert_eq!(at.len(), 2, "{line}: a follow-on was reported: {at:?}\n{}", out.stdout);
     }
 }
+
+/// `runs --watch` on a store that does not exist yet waits for it (as it waits for new
+/// runs) instead of failing: it is still watching when it is stopped.
+#[test]
+fn runs_watch_on_a_new_store_keeps_watching() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = dir.path().join("state/state.db");
+    let out = crate::support::run_limited(
+        dir.path(),
+        &["runs", "--watch", "--state", state.to_str().unwrap_or_default()],
+        &[],
+        std::time::Duration::from_secs(2),
+    );
+    assert_eq!(out.code, crate::support::HUNG, "it stopped watching: {out:?}");
+    assert!(out.stderr.contains("no runs yet"), "{out:?}");
+    assert!(!dir.path().join("state").exists());
+}
