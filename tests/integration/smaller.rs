@@ -265,7 +265,8 @@ fn a_long_quiet_step_has_a_heartbeat_line_without_a_terminal() {
 /// An HTTP step that cannot get an answer says why in words, never with a library's
 /// `Debug` text (`InvalidContentType`, `UnknownIssuer`, `client error (Connect)`): HTTPS to
 /// a plain-HTTP server, a certificate nobody trusts, one for another name, a refused
-/// connection, a server that never answers. Real servers on 127.0.0.1.
+/// connection, a server that never answers, a name that does not resolve. Real servers on
+/// 127.0.0.1.
 #[test]
 fn http_failures_are_said_in_words_without_debug_strings() {
     use std::io::{Read as _, Write as _};
@@ -304,6 +305,8 @@ fn http_failures_are_said_in_words_without_debug_strings() {
         ),
         ("refused", format!("http://127.0.0.1:{closed_port}/"), "connection refused (nothing listens"),
         ("mute", format!("http://127.0.0.1:{mute_port}/"), "no answer within 1s (`request-timeout`)"),
+        // `.invalid` never resolves (RFC 6761), online or not.
+        ("dns", "http://no-such-host.invalid/".to_string(), "the host name does not resolve (DNS)"),
     ];
     let mut text = String::from("[runbook]\nname = \"words\"\n");
     for (id, url, _) in &cases {
