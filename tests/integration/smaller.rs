@@ -135,7 +135,7 @@ needs = ["prep"]
         "> host_b/prep",
         "host_b/prep | prepared",
         "skip host_b/quiet",
-        "skip host_b/skipped",
+        "skip host_b/skipped: `host_b/health` failed",
         "host_b/health | probing",
         "x host_b/health attempt 1",
         "  host_b/health: retrying in 10ms",
@@ -152,7 +152,7 @@ needs = ["prep"]
             out.stdout
         );
     }
-    // No line names a child step bare, in any of the shapes above.
+    // No line names a child step bare, in any of the shapes above, nor in a reason.
     for bare in ["prep", "quiet", "health", "skipped", "slow"] {
         for shape in [
             format!("> {bare}"),
@@ -166,6 +166,12 @@ needs = ["prep"]
             format!("undo {bare}"),
             format!("undone {bare}"),
         ] {
+            let quoted = format!("`{bare}`");
+            assert!(
+                !lines.iter().any(|l| l.contains(&quoted)),
+                "a line names {quoted} bare:\n{}",
+                out.stdout
+            );
             assert!(
                 !lines.iter().any(|l| l.starts_with(&shape)),
                 "a line starts with {shape:?}:\n{}",
