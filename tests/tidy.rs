@@ -123,6 +123,29 @@ fn prints_outside_the_cli(root: &Path) -> Vec<Finding> {
     find(root, &["engine"], &["print!", "println!", "eprint!", "eprintln!"], |f| f.starts_with("engine/cli/"))
 }
 
+/// `Debug` formatting (`{:?}`, `{e:?}`, `{:#?}`) in the code of the engine that builds what
+/// a person reads (engine/exec, engine/cli): a library's `Debug` text (`UnknownIssuer`,
+/// `Kind(ConnectionRefused)`) is no message. Errors are said with `Display`, walking
+/// `source()` (`http::error_words`, `http::error_chain`). `ALLOWED` lists the lines that
+/// format a value of this project whose `Debug` is its word, each with why.
+fn debug_in_messages(root: &Path) -> Vec<Finding> {
+    /// (file, a piece of the line): a state the `show` line lower-cases (`Pending`, `Done`).
+    const ALLOWED: &[(&str, &str)] = &[("engine/cli/history.rs", "compensation {:?}")];
+    let mut out = Vec::new();
+    for dir in ["engine/exec/src", "engine/cli"] {
+        for rel in rust_files(root, dir).into_iter().filter(|f| is_engine_code(f)) {
+            for (line, text) in code_lines(root, &rel) {
+                let debug = text.contains(":?}") || text.contains(":#?}");
+                let allowed = ALLOWED.iter().any(|(f, piece)| *f == rel && text.contains(piece));
+                if debug && !allowed {
+                    out.push(Finding { file: rel.clone(), line, text });
+                }
+            }
+        }
+    }
+    out
+}
+
 /// An async runtime, a database or an HTTP client in the core, in its code or its manifest.
 fn io_in_the_core(root: &Path) -> Vec<Finding> {
     let names = ["tokio", "sqlx", "reqwest"];
@@ -336,6 +359,14 @@ fn only_the_cli_prints_in_this_repository() {
 }
 
 #[test]
+fn no_debug_text_in_messages_in_this_repository() {
+    assert_none(
+        "engine/exec and engine/cli say errors with Display through `source()`, never `{:?}`",
+        &debug_in_messages(&repository()),
+    );
+}
+
+#[test]
 fn the_core_does_no_io_in_this_repository() {
     assert_none("runbook-core may not use tokio, sqlx or reqwest", &io_in_the_core(&repository()));
 }
@@ -400,6 +431,28 @@ fn a_spawn_outside_process_rs_is_reported() {
     assert_eq!(
         found.iter().map(|f| (f.file.as_str(), f.line)).collect::<Vec<_>>(),
         [("engine/cli/queue.rs", 1)]
+    );
+}
+
+#[test]
+fn debug_text_in_messages_is_reported() {
+    let t = tree(&[
+        ("engine/exec/src/http.rs", "fn f(e: E) -> String {\n    format!(\"request failed: {e:?}\")\n}\n"),
+        ("engine/cli/run.rs", "fn f(e: E) -> String { format!(\"{:#?}\", e) }\n"),
+        (
+            "engine/cli/history.rs",
+            "fn f() { line.push_str(&format!(\"  compensation {:?}\", s.compensation)); }\n",
+        ),
+        (
+            "engine/exec/src/sql.rs",
+            "fn f() {}\n#[cfg(test)]\nmod tests { fn t() { assert!(x, \"{x:?}\"); } }\n",
+        ),
+        ("engine/store/src/lib.rs", "fn f(e: E) -> String { format!(\"{e:?}\") }\n"),
+    ]);
+    let found = debug_in_messages(t.path());
+    assert_eq!(
+        found.iter().map(|f| (f.file.as_str(), f.line)).collect::<Vec<_>>(),
+        [("engine/exec/src/http.rs", 2), ("engine/cli/run.rs", 1)]
     );
 }
 

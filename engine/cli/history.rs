@@ -24,6 +24,18 @@ fn with_store<T>(
     })
 }
 
+/// The SQLite file `state` names when it does not exist yet: a new store, which holds no
+/// runs. Listing them is not an error (`runs` lists nothing, `audit verify` verifies
+/// nothing) and creates nothing; a run asked of it by id stays the error "no state store at
+/// PATH" (exit 5), which says where runs were looked for. A PostgreSQL store always exists
+/// (or is unreachable: an error).
+fn missing_store(state: Option<&str>) -> Option<String> {
+    match crate::state::location(state) {
+        runbook_store::Location::Sqlite(path) if !path.exists() => Some(path.display().to_string()),
+        runbook_store::Location::Sqlite(_) | runbook_store::Location::Postgres(_) => None,
+    }
+}
+
 fn duration(run: &RunSummary) -> String {
     let (Some(end), Ok(start)) = (run.finished_at.as_deref(), humantime::parse_rfc3339_weak(&run.started_at))
     else {
@@ -41,6 +53,20 @@ const POLL: Duration = Duration::from_millis(500);
 
 pub fn runs(state: Option<String>, format: ListFormat, watch: bool) -> CliResult {
     let tty = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    if !watch && missing_store(state.as_deref()).is_some() {
+        match format {
+            ListFormat::Text => crate::output::errln!("no runs yet"),
+            ListFormat::Json => crate::output::out!("{}", render_runs(&[], format)),
+        }
+        return Ok(Exit::Success);
+    }
+    if watch && missing_store(state.as_deref()).is_some() {
+        // Watched until the first run creates it: nothing to show, and nothing created.
+        crate::output::errln!("no runs yet");
+        while missing_store(state.as_deref()).is_some() {
+            std::thread::sleep(POLL);
+        }
+    }
     let mut mismatched = false;
     let listed = with_store(state, async |s| {
         let mut last = None;
@@ -450,6 +476,12 @@ pub fn audit(run_id: &str, format: AuditFormat, state: Option<String>) -> CliRes
 }
 
 pub fn verify(run_id: Option<&str>, expect_hash: Option<&str>, state: Option<String>) -> CliResult {
+    if run_id.is_none()
+        && let Some(path) = missing_store(state.as_deref())
+    {
+        crate::output::errln!("no runs yet at `{path}`: nothing to verify");
+        return Ok(Exit::Success);
+    }
     // One snapshot: a run being written meanwhile is seen as of one moment, so its row, its
     // records and its logs agree (no false alarm on a live run).
     let (histories, orphans) = with_store(state, async |s| s.histories(run_id).await)?;

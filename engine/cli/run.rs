@@ -391,6 +391,9 @@ async fn execute(
     }
     let (tx, rx) = mpsc::unbounded_channel();
     let live = !json && std::io::stdout().is_terminal();
+    // The live view shows each running step's time; without it a quiet step says, now and
+    // then, that it is still running.
+    runbook_exec::output::set_heartbeat((!live).then(heartbeat).flatten());
     // On a thread of its own: a terminal or pipe that stops reading must not stall the
     // engine (its lease renewals, its steps), which runs on one thread.
     let printer = tokio::task::spawn_blocking(move || print_reports(rx, json, live));
@@ -422,6 +425,24 @@ async fn execute(
         outcome
     });
     finish(&run_id, result, started.elapsed(), json)
+}
+
+/// How often a quiet step says it is still running when no terminal shows it live:
+/// `$RUNBOOK_HEARTBEAT` (a duration; `0` or `off`: never), else 30s.
+fn heartbeat() -> Option<Duration> {
+    let default = Some(Duration::from_secs(30));
+    match std::env::var("RUNBOOK_HEARTBEAT") {
+        Ok(text) if matches!(text.trim(), "0" | "off") => None,
+        Ok(text) => match humantime::parse_duration(text.trim()) {
+            Ok(d) if d.is_zero() => None,
+            Ok(d) => Some(d),
+            Err(_) => {
+                crate::output::errln!("warning: RUNBOOK_HEARTBEAT=`{text}` is not a duration; using 30s");
+                default
+            }
+        },
+        Err(_) => default,
+    }
 }
 
 /// How long a run's lock lease lasts without renewal (renewed every third of it):
@@ -906,6 +927,9 @@ fn print_reports(mut rx: mpsc::UnboundedReceiver<Report>, json: bool, live: bool
                     serde_json::json!({ "retry": { "step": step, "delay_ms": delay.as_millis() as u64 } })
                 }
                 Report::Notice(text) => serde_json::json!({ "notice": text }),
+                Report::Heartbeat { step, running } => {
+                    serde_json::json!({ "heartbeat": { "step": step, "running_ms": running.as_millis() as u64 } })
+                }
             };
             outln!("{value}");
             continue;
@@ -920,6 +944,12 @@ fn print_reports(mut rx: mpsc::UnboundedReceiver<Report>, json: bool, live: bool
                 format!(
                     "  {step}: retrying in {}",
                     humantime::format_duration(Duration::from_millis(delay.as_millis() as u64))
+                )
+            }
+            Report::Heartbeat { step, running } => {
+                format!(
+                    "  {step}: still running ({})",
+                    humantime::format_duration(Duration::from_secs(running.as_secs()))
                 )
             }
             Report::Recorded(record) => match record.event {

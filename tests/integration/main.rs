@@ -47,6 +47,7 @@ mod schema;
 mod secrets;
 mod shown_values;
 mod side_columns;
+mod smaller;
 mod store_guards;
 mod support;
 mod team;

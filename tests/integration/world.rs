@@ -409,9 +409,9 @@ notify = {{ webhook = "{hook}", text = "never" }}
 
 /// `openssl s_server -www` on 127.0.0.1 with a certificate from a private CA: a real TLS
 /// server that no system trust store knows.
-struct TlsPeer {
+pub(crate) struct TlsPeer {
     child: std::process::Child,
-    port: u16,
+    pub(crate) port: u16,
 }
 
 impl Drop for TlsPeer {
@@ -421,7 +421,7 @@ impl Drop for TlsPeer {
     }
 }
 
-fn tls_peer(dir: &Path) -> TlsPeer {
+pub(crate) fn tls_peer(dir: &Path) -> TlsPeer {
     // A private CA, and a server certificate for 127.0.0.1 that it signed.
     std::fs::write(dir.join("ext.cnf"), "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n")
         .expect("ext");

@@ -6,7 +6,9 @@
 //! 2. unknown keys at every depth, driven by the JSON Schema generated from [`crate::raw`],
 //!    so the list of known keys has one source; unknown keys are reported and pruned;
 //! 3. serde, one unit at a time (the `[runbook]` table, each param, each step...), so one
-//!    wrong type hides nothing outside its own unit.
+//!    wrong type hides nothing outside its own unit; inside it, the key whose value is wrong
+//!    is reported and taken out and the unit read again, so it hides nothing beside it
+//!    either (issue 14), unless the unit's shape depends on it (a step's kind).
 
 use std::sync::Arc;
 
@@ -260,17 +262,59 @@ where
     T: for<'de> Deserialize<'de>,
 {
     let unit_span = Span::from(value.span());
-    // Kept to word an error: a copy of this unit is linear in its size, where parsing the
-    // whole file again per failing unit made thousands of bad units quadratic (issue 11).
-    let copy = value.clone();
-    match T::deserialize(value.into_deserializer()) {
-        Ok(v) => Some(v),
-        Err(e) => {
-            let keys = key_spans(&copy, path);
-            diags.push(serde_error(&e, unit_span, &keys, path, source));
-            None
+    let mut value = value;
+    // Keys of this unit taken out because their value was wrong: the rest of the unit is
+    // still read and checked, so one wrong value hides nothing beside it (issue 14).
+    let mut pruned: Vec<String> = Vec::new();
+    loop {
+        // Kept to word an error: a copy of this unit is linear in its size, where parsing the
+        // whole file again per failing unit made thousands of bad units quadratic (issue 11).
+        let mut copy = value.clone();
+        let e = match T::deserialize(value.into_deserializer()) {
+            Ok(v) => return Some(v),
+            Err(e) => e,
+        };
+        // A key the unit needs, missing because its wrong value was taken out: said already.
+        if let Some(field) = e.message().trim().strip_prefix("missing field ")
+            && pruned.iter().any(|p| p == field.trim_matches('`'))
+        {
+            return None;
         }
+        let keys = key_spans(&copy, path);
+        diags.push(serde_error(&e, unit_span, &keys, path, source));
+        // Go on without the key that holds the error, unless the unit's shape depends on it
+        // (a step's kind: without it the step would have none, a follow-on) or the error is
+        // about the unit as a whole.
+        let key = top_key(&e, &keys, path)?;
+        if SHAPING_KEYS.contains(&key.as_str()) || pruned.len() >= MAX_PRUNED {
+            return None;
+        }
+        let DeValue::Table(table) = copy.get_mut() else { return None };
+        let old = std::mem::take(table);
+        *table = old.into_iter().filter(|(k, _)| k.get_ref().as_ref() != key.as_str()).collect();
+        pruned.push(key);
+        value = copy;
     }
+}
+
+/// The keys of a unit whose value decides what the unit is: a step's (or compensation's)
+/// kind. A wrong value there ends the unit's reading (taking it out would report "no kind").
+const SHAPING_KEYS: [&str; 8] = ["run", "cmd", "http", "sql", "approval", "notify", "runbook", "file"];
+
+/// At most this many wrong values are taken out of one unit before it is given up.
+const MAX_PRUNED: usize = 32;
+
+/// The key of the unit (its first level) that holds the value a serde error is about.
+fn top_key(e: &toml::de::Error, keys: &[(String, Span)], path: &str) -> Option<String> {
+    let span = Span::from(e.span()?);
+    let at = keys
+        .iter()
+        .filter(|(_, s)| s.start <= span.start && span.end <= s.end)
+        .min_by_key(|(_, s)| s.len())
+        .map(|(p, _)| p.as_str())?;
+    let rest = at.strip_prefix(path)?.strip_prefix('.')?;
+    let end = rest.find(['.', '[']).unwrap_or(rest.len());
+    (end > 0).then(|| rest[..end].to_string())
 }
 
 /// Dotted key paths with the span of their value, to name the key a serde error is about.

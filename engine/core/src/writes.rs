@@ -577,6 +577,22 @@ pub fn sql_statements(text: &str) -> Vec<Vec<String>> {
     out
 }
 
+/// Whether a SQL text only reads, lexically: every statement starts with `SELECT`, `WITH`,
+/// `VALUES`, `TABLE`, `SHOW` or `EXPLAIN` and writes no table on the way (no `INSERT`,
+/// `UPDATE`, `DELETE`, `MERGE`, and no `SELECT .. INTO`). It decides how a step's result is
+/// reported ("N row(s) returned", never "affected"); it is not a safety check (that is
+/// [`sql_read_refusal`] and the read-only transaction).
+pub fn sql_only_reads(text: &str) -> bool {
+    let statements = sql_statements(text);
+    !statements.is_empty()
+        && statements.iter().all(|words| {
+            words.first().is_some_and(|w| SQL_READS.contains(&w.as_str()))
+                && !words
+                    .iter()
+                    .any(|w| matches!(w.as_str(), "INSERT" | "UPDATE" | "DELETE" | "MERGE" | "INTO"))
+        })
+}
+
 /// Why a SQL text cannot run as a read-only check, or `None`: a read-only transaction stops
 /// writes to tables, but not a second statement that ends it (`COMMIT; INSERT ..`), one that
 /// changes its mode (`SET TRANSACTION READ WRITE`), `COPY .. TO` a server file or program,
@@ -635,6 +651,40 @@ pub fn sql_read_refusal(text: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// How a SQL step's result is said: rows returned for a text that only reads, rows
+    /// affected for anything that writes (issue 14: a SELECT said "1 affected").
+    #[test]
+    fn only_reads_is_every_statement_a_read_that_writes_no_table() {
+        for read in [
+            "SELECT 1",
+            "select x from t where x > 1",
+            "WITH a AS (SELECT 1) SELECT * FROM a",
+            "VALUES (1), (2)",
+            "TABLE t",
+            "SHOW server_version",
+            "EXPLAIN SELECT 1",
+            "SELECT 'INSERT INTO t' AS text_not_a_write",
+            "SELECT 1; SELECT 2;",
+            "-- a comment\nSELECT 1",
+        ] {
+            assert!(sql_only_reads(read), "{read}");
+        }
+        for write in [
+            "INSERT INTO t VALUES (1)",
+            "UPDATE t SET x = 1",
+            "DELETE FROM t RETURNING x",
+            "WITH gone AS (DELETE FROM t RETURNING x) SELECT count(*) FROM gone",
+            "SELECT * INTO copy FROM t",
+            "SELECT 1; UPDATE t SET x = 2",
+            "CREATE TABLE t (x INTEGER)",
+            "MERGE INTO t USING s ON t.x = s.x WHEN MATCHED THEN DELETE",
+            "",
+            "-- only a comment",
+        ] {
+            assert!(!sql_only_reads(write), "{write}");
+        }
+    }
 
     /// Preconditions that visibly write: each must be flagged.
     const WRITING: &[&str] = &[

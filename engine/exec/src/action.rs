@@ -148,10 +148,8 @@ async fn remote(work: Work, redactor: &Redactor, lines: &mpsc::Sender<Line>) -> 
         }
         Work::Sql { request, assert } => match sql::execute(&request).await {
             Err(e) => Done::failed(e),
-            Ok(outputs) => {
-                let rows = outputs.get("rows").and_then(Value::as_array).map_or(0, Vec::len);
-                let affected = outputs.get("rows_affected").and_then(Value::as_u64).unwrap_or(0);
-                say(Stream::Stdout, format!("sql: {rows} row(s) returned, {affected} affected"));
+            Ok((outputs, said)) => {
+                say(Stream::Stdout, said);
                 finish(outputs, assert.as_ref(), &say)
             }
         },

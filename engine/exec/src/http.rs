@@ -82,6 +82,114 @@ fn client(req: &Request) -> Result<reqwest::Client, String> {
     builder.build().map_err(|e| format!("cannot set up the HTTP client: {}", error_chain(&e)))
 }
 
+/// Why a request got no answer, in words: the cause a person acts on (a refused
+/// connection, a TLS failure, a timeout, a name that does not resolve) instead of the
+/// wrappers' text and the libraries' `Debug` names (`InvalidContentType`, `UnknownIssuer`,
+/// `client error (Connect)`). The chain is walked with `Display` and `downcast_ref` alone
+/// (ARCHITECTURE.md, "user-facing errors are said in words"); what is not recognised falls
+/// back to [`error_chain`] without the wrappers.
+pub fn error_words(e: &reqwest::Error, timeout: Option<std::time::Duration>) -> String {
+    // The URL is not named here: the step's line names it, redacted whole, and a webhook's
+    // URL may be a secret of which a host or a port would be a piece (promise 3).
+    let mut level: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    let mut deepest = String::new();
+    while let Some(err) = level {
+        if let Some(tls) = err.downcast_ref::<rustls::Error>() {
+            return tls_words(tls);
+        }
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            if let Some(tls) = tls_inside(io) {
+                return tls_words(tls);
+            }
+            match io.kind() {
+                std::io::ErrorKind::ConnectionRefused => {
+                    return "connection refused (nothing listens on that port, or a firewall refuses)".into();
+                }
+                std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::ConnectionAborted => {
+                    return "the server closed the connection".into();
+                }
+                std::io::ErrorKind::TimedOut => return "connecting timed out".into(),
+                _ => {}
+            }
+            let text = io.to_string();
+            if text.contains("lookup address") || text.contains("Name or service not known") {
+                return format!("the host name does not resolve (DNS): {}", without_os_code(&text));
+            }
+        }
+        let text = err.to_string();
+        if text.starts_with("dns error") {
+            deepest = "the host name does not resolve (DNS)".into();
+        } else if !is_wrapper(err, &text) && deepest.is_empty() {
+            deepest = without_os_code(&text);
+        }
+        level = err.source();
+    }
+    if e.is_timeout() {
+        return match timeout {
+            Some(t) => format!("no answer within {} (`request-timeout`)", humantime::format_duration(t)),
+            None => "no answer in time".into(),
+        };
+    }
+    if deepest.is_empty() && e.is_connect() {
+        return "cannot connect".into();
+    }
+    if deepest.is_empty() { without_os_code(&error_chain(e)) } else { deepest }
+}
+
+/// The TLS error an io error carries, through the io errors that wrap it (its `source()`
+/// skips the error it carries: only `get_ref` reaches it).
+fn tls_inside(io: &std::io::Error) -> Option<&rustls::Error> {
+    let inner = io.get_ref()?;
+    if let Some(tls) = inner.downcast_ref::<rustls::Error>() {
+        return Some(tls);
+    }
+    inner.downcast_ref::<std::io::Error>().and_then(tls_inside)
+}
+
+/// A level of the chain that only wraps its cause: reqwest's "error sending request for
+/// url (..)" (the step's line already names the URL), hyper's "client error (Connect)".
+fn is_wrapper(err: &(dyn std::error::Error + 'static), text: &str) -> bool {
+    err.downcast_ref::<reqwest::Error>().is_some()
+        || text.starts_with("client error")
+        || text.starts_with("error sending request")
+        || text == "tcp connect error"
+}
+
+/// An io error's text without its `(os error N)` tail.
+fn without_os_code(text: &str) -> String {
+    match text.find(" (os error ") {
+        Some(at) => text[..at].to_string(),
+        None => text.to_string(),
+    }
+}
+
+/// A TLS failure, in words.
+fn tls_words(e: &rustls::Error) -> String {
+    use rustls::CertificateError as C;
+    match e {
+        rustls::Error::InvalidCertificate(cert) => match cert {
+            C::UnknownIssuer => "TLS: the server's certificate is not trusted: no known authority signed it (give the authority's certificate as `ca-file`)".into(),
+            C::NotValidForName | C::NotValidForNameContext { .. } => {
+                "TLS: the server's certificate is not valid for the host name of the URL: it was issued for another name".into()
+            }
+            C::Expired | C::ExpiredContext { .. } => "TLS: the server's certificate has expired".into(),
+            C::NotValidYet | C::NotValidYetContext { .. } => {
+                "TLS: the server's certificate is not valid yet (is this host's clock right?)".into()
+            }
+            C::Revoked => "TLS: the server's certificate was revoked".into(),
+            C::BadSignature => "TLS: the server's certificate has a bad signature".into(),
+            C::BadEncoding => "TLS: the server's certificate cannot be read".into(),
+            _ => "TLS: the server's certificate was refused".into(),
+        },
+        rustls::Error::InvalidMessage(_) | rustls::Error::InappropriateMessage { .. } => {
+            "TLS: the server did not answer in TLS (a plain-HTTP server? then the URL starts with `http://`)".into()
+        }
+        rustls::Error::AlertReceived(_) => "TLS: the server ended the handshake (it refused this client)".into(),
+        rustls::Error::NoCertificatesPresented => "TLS: the server presented no certificate".into(),
+        _ => "TLS: the handshake failed".into(),
+    }
+}
+
 /// The error and its causes on one line (reqwest's own message is often just "error
 /// sending request").
 pub fn error_chain(e: &dyn std::error::Error) -> String {
@@ -120,10 +228,11 @@ pub async fn send(req: &Request, redactor: &crate::secrets::Redactor) -> Result<
         Body::Json(j) => builder.json(j),
     };
     let start = Instant::now();
-    let mut response = builder.send().await.map_err(|e| format!("request failed: {}", error_chain(&e)))?;
+    let words = |e: &reqwest::Error| error_words(e, req.request_timeout);
+    let mut response = builder.send().await.map_err(|e| format!("request failed: {}", words(&e)))?;
     let mut bytes = Vec::new();
     while let Some(chunk) =
-        response.chunk().await.map_err(|e| format!("reading the response failed: {}", error_chain(&e)))?
+        response.chunk().await.map_err(|e| format!("reading the response failed: {}", words(&e)))?
     {
         let room = MAX_BODY.saturating_sub(bytes.len());
         bytes.extend_from_slice(&chunk[..chunk.len().min(room)]);

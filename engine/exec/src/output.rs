@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use sha2::{Digest as _, Sha256};
 
@@ -65,6 +65,24 @@ pub fn read_log(path: &Path, cap: usize) -> Option<(Vec<u8>, u64, String)> {
         head.extend_from_slice(&buf[..room]);
     }
     Some((head, total, digest.finalize().iter().map(|b| format!("{b:02x}")).collect()))
+}
+
+/// How long an attempt may show no line before a [`Report::Heartbeat`] says it is still
+/// running, in milliseconds; 0: never. Set once by the CLI ([`set_heartbeat`]): every 30 s
+/// without a terminal, never on one (its live view shows each running step's time).
+static HEARTBEAT_MS: AtomicU64 = AtomicU64::new(0);
+
+/// Say a quiet attempt is still running every `every` (`None`: never).
+pub fn set_heartbeat(every: Option<std::time::Duration>) {
+    let ms = every.map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1));
+    HEARTBEAT_MS.store(ms, Ordering::Release);
+}
+
+fn heartbeat() -> Option<std::time::Duration> {
+    match HEARTBEAT_MS.load(Ordering::Acquire) {
+        0 => None,
+        ms => Some(std::time::Duration::from_millis(ms)),
+    }
 }
 
 /// The printer calls this once it has shown (or dropped) a report, so that more output
@@ -265,12 +283,30 @@ impl Sink {
 
     /// Take the lines of an attempt until its end; then say what was left out. Returns the
     /// last lines, for a failure record.
+    /// While no line comes for a heartbeat interval, say the attempt is still running.
     pub async fn drain(mut self, mut lines: mpsc::Receiver<Line>) -> Tail {
-        while let Some(line) = lines.recv().await {
+        let started = tokio::time::Instant::now();
+        let every = heartbeat();
+        let mut beat = every.map(|e| started + e);
+        loop {
+            let next = match beat {
+                None => lines.recv().await,
+                Some(at) => tokio::select! {
+                    line = lines.recv() => line,
+                    () = tokio::time::sleep_until(at) => {
+                        let _ = self.report.send(Report::Heartbeat { step: self.step.clone(), running: started.elapsed() });
+                        beat = every.map(|e| at + e);
+                        continue;
+                    }
+                },
+            };
+            let Some(line) = next else { break };
             self.line(line);
             if lines.is_empty() {
                 self.flush();
             }
+            // A line was shown: the next heartbeat is an interval of quiet away.
+            beat = every.map(|e| tokio::time::Instant::now() + e);
         }
         self.finish()
     }

@@ -65,4 +65,13 @@ pub enum Report {
         /// The wait.
         delay: Duration,
     },
+    /// An attempt has shown no line for a heartbeat interval and is still running
+    /// ([`crate::output::set_heartbeat`]). A terminal line only: never journaled, never in
+    /// the step's log.
+    Heartbeat {
+        /// The step as the terminal shows it (its journal path, `(undo)` for a compensation).
+        step: String,
+        /// How long the attempt has been running.
+        running: Duration,
+    },
 }

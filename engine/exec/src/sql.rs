@@ -62,8 +62,11 @@ pub fn display_url(url: &str) -> String {
     }
 }
 
-/// Execute the request; its outputs, or why it failed.
-pub async fn execute(req: &Request) -> Result<Outputs, String> {
+/// Execute the request; its outputs and the line that says what it did, or why it failed.
+/// A text that only reads reports the rows it returned (PostgreSQL counts a SELECT's rows as
+/// its command's count: never said as "affected"); a write, the rows it changed, and the rows
+/// it returned when it has `RETURNING`.
+pub async fn execute(req: &Request) -> Result<(Outputs, String), String> {
     // A script that cannot be read, or changed since the run started, stops the step
     // before any connection is made (it is read, and checked, again in the transaction).
     let text = match &req.statement {
@@ -88,10 +91,18 @@ pub async fn execute(req: &Request) -> Result<Outputs, String> {
             display_url(&req.url)
         ));
     };
-    Ok(BTreeMap::from([
+    let said = if runbook_core::writes::sql_only_reads(&text) {
+        format!("sql: {} row(s) returned", rows.len())
+    } else if rows.is_empty() {
+        format!("sql: {affected} row(s) affected")
+    } else {
+        format!("sql: {affected} row(s) affected, {} returned", rows.len())
+    };
+    let outputs = BTreeMap::from([
         ("rows".to_string(), Value::Array(rows.into_iter().map(Value::Object).collect())),
         ("rows_affected".to_string(), Value::from(affected)),
-    ]))
+    ]);
+    Ok((outputs, said))
 }
 
 fn script(req: &Request, file: &str) -> Result<String, String> {

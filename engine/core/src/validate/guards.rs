@@ -18,7 +18,7 @@ impl Validator<'_> {
         self.one_kind(&a, Carrier::Compensation, c.span, &label)?;
         let action = self.action(a, &label, scope, defaults);
         let env = self.env(r.env.as_ref(), &label, scope);
-        let timeout = r.timeout.as_ref().and_then(|t| self.duration(t, "compensate.timeout"));
+        let timeout = r.timeout.as_ref().and_then(|t| self.limit(t, "compensate.timeout"));
         let retry = match &r.retry {
             Some(rt) => self.retry(rt, "compensate.retry"),
             None => RetryPolicy::default(),
@@ -98,7 +98,7 @@ impl Validator<'_> {
             let timeout = r
                 .timeout
                 .as_ref()
-                .and_then(|t| self.duration(t, "precondition timeout"))
+                .and_then(|t| self.limit(t, "precondition timeout"))
                 .unwrap_or(Duration::from_secs(60));
             // Preconditions only read: SQL runs in a read-only transaction whatever the file
             // says, HTTP only GETs or HEADs, and writing shell commands are flagged.
@@ -173,7 +173,7 @@ impl Validator<'_> {
             self.check_id(&u.id, "escalation");
             let Some(r) = &u.raw else { continue };
             let what = format!("escalation `{}`", u.id.value);
-            let after = self.duration(&r.after, &format!("escalation.{}.after", u.id.value));
+            let after = self.limit(&r.after, &format!("escalation.{}.after", u.id.value));
             let notify = self.notify(&r.notify, &what, Scope::new(Place::Unset));
             if let (Some(after), Some(notify)) = (after, notify) {
                 out.push(Escalation { id: u.id.value.clone(), after, notify });

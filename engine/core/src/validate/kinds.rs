@@ -65,9 +65,8 @@ impl Validator<'_> {
                 }
             }
         }
-        let max_latency = r.max_latency.as_ref().and_then(|d| self.duration(d, "http.max-latency"));
-        let request_timeout =
-            r.request_timeout.as_ref().and_then(|d| self.duration(d, "http.request-timeout"));
+        let max_latency = r.max_latency.as_ref().and_then(|d| self.limit(d, "http.max-latency"));
+        let request_timeout = r.request_timeout.as_ref().and_then(|d| self.limit(d, "http.request-timeout"));
         let assert = r.assert.as_ref().map(|a| {
             self.expr(a, Scope { place: Place::Field("http.assert", what), ..base }.locals(&HTTP_OUTPUTS))
         });
@@ -185,7 +184,7 @@ impl Validator<'_> {
             .help = Some("lower `min-approvals` or add approvers".into());
             ok = false;
         }
-        let timeout = r.timeout.as_ref().and_then(|t| self.duration(t, "approval.timeout"));
+        let timeout = r.timeout.as_ref().and_then(|t| self.limit(t, "approval.timeout"));
         ok.then_some(ApprovalSpec {
             prompt,
             inputs,

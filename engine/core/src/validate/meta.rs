@@ -166,7 +166,7 @@ impl Validator<'_> {
     pub(super) fn defaults(&mut self, d: Option<&RawDefaults>) -> Defaults {
         let mut out = Defaults::default();
         let Some(d) = d else { return out };
-        out.timeout = d.timeout.as_ref().and_then(|t| self.duration(t, "defaults.timeout"));
+        out.timeout = d.timeout.as_ref().and_then(|t| self.limit(t, "defaults.timeout"));
         if let Some(r) = &d.retry {
             out.retry = self.retry(r, "defaults.retry");
         }
@@ -215,6 +215,31 @@ impl Validator<'_> {
                 None
             }
         }
+    }
+
+    /// A duration that bounds or delays something, where zero means nothing: a timeout that
+    /// ends every attempt at once, a latency no answer meets, an escalation that fires before
+    /// anything ran. Zero is refused at the value (RB030). Retry delays and estimates take
+    /// [`Validator::duration`]: zero is meaningful there (retry at once, nothing to wait).
+    pub(super) fn limit(&mut self, s: &SpannedString, key: &str) -> Option<Duration> {
+        let d = self.duration(s, key)?;
+        if d.is_zero() {
+            let help = if key.ends_with("after") {
+                "an escalation fires when the run is still going after this long; give it a duration such as \"15m\"".to_string()
+            } else if key.ends_with("max-latency") {
+                "no answer comes in zero time; give the slowest acceptable answer, such as \"500ms\", or leave the key out".to_string()
+            } else {
+                format!(
+                    "a zero `{}` would end every attempt at once; give a duration such as \"30s\", or leave the key out for no limit",
+                    key.rsplit('.').next().unwrap_or(key)
+                )
+            };
+            self.err(Code::InvalidDuration, s.span, format!("duration `{}` for `{key}` is zero", s.value))
+                .set_label("zero")
+                .help = Some(help);
+            return None;
+        }
+        Some(d)
     }
 
     pub(super) fn estimate(&mut self, s: &SpannedString) -> Option<Estimate> {

@@ -110,7 +110,7 @@ impl Validator<'_> {
         }
         let env = self.env(raw.env.as_ref(), &what, base);
         let timeout = match &raw.timeout {
-            Some(t) => self.duration(t, &format!("{}.{id}.timeout", section.table())),
+            Some(t) => self.limit(t, &format!("{}.{id}.timeout", section.table())),
             None => defaults.timeout,
         };
         let retry = match &raw.retry {

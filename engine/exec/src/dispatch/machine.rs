@@ -62,6 +62,8 @@ pub struct Machine {
     /// counts from there.
     attempt_base: Vec<u32>,
     scan: Scan,
+    /// How a reason names a step: its journal path (`host_b/` for an included runbook).
+    prefix: String,
 }
 
 impl Machine {
@@ -88,7 +90,15 @@ impl Machine {
             reopened: BTreeSet::new(),
             attempt_base: vec![0; runbook.steps.len()],
             scan: Scan::default(),
+            prefix: String::new(),
         }
+    }
+
+    /// The machine of an included runbook: its reasons name steps by their journal path,
+    /// `prefix` first (`host_b/`), as every line about them does.
+    pub fn with_prefix(mut self, prefix: &str) -> Machine {
+        self.prefix = prefix.to_string();
+        self
     }
 
     /// A top-level run or an included runbook.
@@ -319,7 +329,8 @@ impl Machine {
                 Readiness::NotYet => continue,
                 Readiness::Blocked(need) => {
                     self.scan.progressed = true;
-                    return Some(Command::Skip { step: idx, reason: format!("`{}` failed", self.ids[need]) });
+                    let reason = format!("`{}{}` failed", self.prefix, self.ids[need]);
+                    return Some(Command::Skip { step: idx, reason });
                 }
                 Readiness::Ready => {
                     self.scan.progressed = true;

@@ -258,7 +258,8 @@ impl<'a> Dispatcher<'a> {
         report: mpsc::UnboundedSender<Report>,
     ) -> Self {
         let scope = if opts.parent_lease.is_some() { Scope::Nested } else { Scope::TopLevel };
-        let machine = Machine::new(runbook, scope, opts.max_parallel, opts.wait_for_approvals);
+        let machine = Machine::new(runbook, scope, opts.max_parallel, opts.wait_for_approvals)
+            .with_prefix(&opts.prefix);
         Dispatcher {
             runbook,
             params,

@@ -301,6 +301,10 @@ impl Dispatcher<'_> {
                     output,
                 })
                 .await?;
+                // The terminal names a step by its journal path, as every record does
+                // (`host_b/health`, not `health`: ARCHITECTURE.md, "a step's name on the
+                // terminal").
+                let step = format!("{}{step}", self.opts.prefix);
                 let _ = self.report.send(Report::RetryScheduled { step, delay });
                 let tx = w.tx.clone();
                 tokio::spawn(async move {
