@@ -1,7 +1,7 @@
 //! `runbook run`: check, resolve, then hand the runbook to the executor and show progress.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -42,43 +42,83 @@ pub fn new_run_id() -> String {
     format!("{stamp}-{:08x}", h.finish() & 0xffff_ffff)
 }
 
-fn ask_on_terminal(question: &str) -> bool {
-    with_live_paused(|| ask_on_terminal_now(question))
+fn ask_on_terminal(question: &str, withdrawn: &dispatch::Withdrawn) -> dispatch::Answer {
+    with_live_paused(|| ask_on_terminal_now(question, withdrawn))
 }
 
-fn ask_on_terminal_now(question: &str) -> bool {
+fn ask_on_terminal_now(question: &str, withdrawn: &dispatch::Withdrawn) -> dispatch::Answer {
+    use crate::input::{Line, read_line_unless};
     let mut err = std::io::stderr();
     let _ = write!(err, "? {question} [y/N] ");
     let _ = err.flush();
-    let mut answer = String::new();
-    if std::io::stdin().lock().read_line(&mut answer).is_err() {
-        return false;
+    match read_line_unless(withdrawn.fd()) {
+        Line::Typed(answer) => {
+            if matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes") {
+                dispatch::Answer::Yes
+            } else {
+                dispatch::Answer::No
+            }
+        }
+        Line::Closed => {
+            let _ = writeln!(err);
+            dispatch::Answer::Unanswered(dispatch::Unanswered::TerminalClosed)
+        }
+        Line::Withdrawn => {
+            let _ = writeln!(err);
+            dispatch::Answer::Unanswered(dispatch::Unanswered::Withdrawn)
+        }
     }
-    matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes")
+}
+
+/// Ask a yes/no question before anything runs (no run yet, nothing to withdraw it): Ctrl-C
+/// here ends the process as it always does, end of input is no.
+fn ask_before_running(question: &str) -> bool {
+    match dispatch::Withdrawn::pair() {
+        Ok((withdrawn, _keep)) => ask_on_terminal(question, &withdrawn) == dispatch::Answer::Yes,
+        Err(_) => false,
+    }
 }
 
 /// Ask for an approval decision on the terminal: `y` approves, `n` rejects (with a reason),
 /// anything else leaves the decision to `runbook approve`.
-fn answer_on_terminal(prompt: &str) -> Option<dispatch::InlineAnswer> {
-    with_live_paused(|| answer_on_terminal_now(prompt))
+fn answer_on_terminal(prompt: &str, withdrawn: &dispatch::Withdrawn) -> dispatch::InlineReply {
+    with_live_paused(|| answer_on_terminal_now(prompt, withdrawn))
 }
 
-fn answer_on_terminal_now(prompt: &str) -> Option<dispatch::InlineAnswer> {
+fn answer_on_terminal_now(prompt: &str, withdrawn: &dispatch::Withdrawn) -> dispatch::InlineReply {
+    use crate::input::{Line, read_line_unless};
+    use dispatch::{InlineReply, Unanswered};
     let mut err = std::io::stderr();
+    let read = |err: &mut std::io::Stderr| match read_line_unless(withdrawn.fd()) {
+        Line::Typed(text) => Ok(text),
+        Line::Closed => {
+            let _ = writeln!(err);
+            Err(InlineReply::Unanswered(Unanswered::TerminalClosed))
+        }
+        Line::Withdrawn => {
+            let _ = writeln!(err);
+            Err(InlineReply::Unanswered(Unanswered::Withdrawn))
+        }
+    };
     let _ = write!(err, "? {prompt} [y = approve / n = reject / Enter = decide elsewhere] ");
     let _ = err.flush();
-    let mut answer = String::new();
-    std::io::stdin().lock().read_line(&mut answer).ok()?;
+    let answer = match read(&mut err) {
+        Ok(a) => a,
+        Err(reply) => return reply,
+    };
     let approve = match answer.trim().to_ascii_lowercase().as_str() {
         "y" | "yes" => true,
         "n" | "no" => false,
-        _ => return None,
+        _ => return InlineReply::Elsewhere,
     };
     let _ = write!(err, "  reason: ");
     let _ = err.flush();
-    let mut reason = String::new();
-    let _ = std::io::stdin().lock().read_line(&mut reason);
-    Some(dispatch::InlineAnswer { approve, reason: reason.trim().to_string() })
+    match read(&mut err) {
+        Ok(reason) => {
+            InlineReply::Decided(dispatch::InlineAnswer { approve, reason: reason.trim().to_string() })
+        }
+        Err(reply) => reply,
+    }
 }
 
 pub fn run(
@@ -549,7 +589,7 @@ pub fn compensate(args: ResumeArgs) -> CliResult {
         } else {
             format!("Compensate run {} (undo, in this order: {})?", args.run_id, undo.join(", "))
         };
-        let yes = args.yes || (std::io::stdin().is_terminal() && ask_on_terminal(&question));
+        let yes = args.yes || (std::io::stdin().is_terminal() && ask_before_running(&question));
         if !yes {
             return Err(CliError::Invalid(
                 Message::new("not confirmed; nothing ran")
@@ -918,7 +958,13 @@ fn print_reports(mut rx: mpsc::UnboundedReceiver<Report>, json: bool, live: bool
                 )
             }
             Report::Recorded(record) => match record.event {
-                RunEvent::RunStarted { .. } | RunEvent::RunFinished { .. } | RunEvent::LogKept { .. } => {
+                // The prompt showed the question and the operator typed the answer (or passed
+                // `--yes`): `show`, `audit` and the report tell who confirmed what.
+                RunEvent::RunStarted { .. }
+                | RunEvent::RunFinished { .. }
+                | RunEvent::LogKept { .. }
+                | RunEvent::ConfirmationRequested { .. }
+                | RunEvent::ConfirmationGiven { .. } => {
                     continue;
                 }
                 RunEvent::StepStarted { step, attempt } => {
