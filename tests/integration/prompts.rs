@@ -290,3 +290,51 @@ cmd = ["echo", "shipped"]
     assert_eq!(status.code(), Some(0), "{}", t.screen());
     assert!(t.screen().contains("shipped"), "{}", t.screen());
 }
+
+/// The class, in an included runbook: its question is journaled under the include's prefix,
+/// Ctrl-C at it interrupts the including run (nothing fails, nothing is undone), and
+/// `resume` asks it again; the included steps that ended never run again.
+#[test]
+fn a_question_in_an_included_runbook_follows_the_same_rules() {
+    let s = Scratch::new(
+        r#"[runbook]
+name = "parent"
+
+[steps.inner]
+runbook = { file = "lib/child.toml" }
+
+[steps.after]
+cmd = ["echo", "after"]
+"#,
+    );
+    std::fs::create_dir_all(s.path().join("lib")).expect("lib");
+    std::fs::write(
+        s.path().join("lib/child.toml"),
+        r#"[runbook]
+name = "child"
+
+[steps.one]
+run = "echo one >> trace"
+compensate = { run = "echo undo one >> trace" }
+
+[steps.two]
+run = "echo two >> trace"
+confirm = "Child two?"
+"#,
+    )
+    .expect("child");
+    let (run, records) = interrupted_at(&s, "Child two?", "\x03");
+    assert_eq!(of(&records, "confirmation_requested", "inner/two").len(), 1, "{records:#?}");
+    assert!(!records.iter().any(|r| kind(r) == "step_failed" || kind(r) == "compensation_started"));
+    assert_eq!(s.read("lib/trace"), "one\n");
+
+    let mut t = s.terminal(&["resume", &run], &[("RUNBOOK_OPERATOR", "carol")]);
+    t.expect("Child two?");
+    t.send_line("y");
+    let status = t.wait();
+    assert_eq!(status.code(), Some(0), "{}", t.screen());
+    let records = journal(&s, &run);
+    assert_answer(&records, "inner/two", ("carol", true, false, "Child two?"));
+    assert_eq!(s.read("lib/trace"), "one\ntwo\n", "one never runs again");
+    assert_eq!(of(&records, "step_succeeded", "after").len(), 1, "{records:#?}");
+}
