@@ -42,6 +42,38 @@ pub fn new_run_id() -> String {
     format!("{stamp}-{:08x}", h.finish() & 0xffff_ffff)
 }
 
+/// The questions the printer has reached (their `confirmation_requested` record): a run's prompt is shown once everything reported before its
+/// question is on the screen (a step's `ok` line never lands in the middle of the prompt).
+static ANNOUNCED: (std::sync::Mutex<Vec<String>>, std::sync::Condvar) =
+    (std::sync::Mutex::new(Vec::new()), std::sync::Condvar::new());
+
+/// The printer reached the record of `question`.
+fn announce(question: &str) {
+    if let Ok(mut seen) = ANNOUNCED.0.lock() {
+        seen.push(question.to_string());
+        ANNOUNCED.1.notify_all();
+    }
+}
+
+/// Wait (at most a moment: never a reason to hang) until the printer reached `question`.
+fn after_announced(question: &str) {
+    let Ok(seen) = ANNOUNCED.0.lock() else { return };
+    let waited = ANNOUNCED
+        .1
+        .wait_timeout_while(seen, Duration::from_secs(2), |seen| !seen.iter().any(|q| q == question));
+    if let Ok((mut seen, _)) = waited
+        && let Some(at) = seen.iter().position(|q| q == question)
+    {
+        seen.remove(at);
+    }
+}
+
+/// A run's `confirm` question, once the printer has shown what came before it.
+fn ask_in_run(question: &str, withdrawn: &dispatch::Withdrawn) -> dispatch::Answer {
+    after_announced(question);
+    ask_on_terminal(question, withdrawn)
+}
+
 fn ask_on_terminal(question: &str, withdrawn: &dispatch::Withdrawn) -> dispatch::Answer {
     with_live_paused(|| ask_on_terminal_now(question, withdrawn))
 }
@@ -281,7 +313,7 @@ fn confirmation(runbook: &Runbook, yes: bool) -> Result<Option<dispatch::Confirm
             .help("review the plan (`runbook plan`), then run again with `--yes`"),
         ))
     } else {
-        Ok(Some(Arc::new(ask_on_terminal)))
+        Ok(Some(Arc::new(ask_in_run)))
     }
 }
 
@@ -931,6 +963,11 @@ fn print_reports(mut rx: mpsc::UnboundedReceiver<Report>, json: bool, live: bool
     while let Some(report) = rx.blocking_recv() {
         // However it is shown below, it no longer waits: more output may come.
         runbook_exec::output::shown(&report);
+        if let Report::Recorded(r) = &report
+            && let RunEvent::ConfirmationRequested { question, .. } = &r.event
+        {
+            announce(question);
+        }
         if json {
             let value = match &report {
                 Report::Recorded(r) => serde_json::to_value(r.as_ref()).unwrap_or_default(),

@@ -77,7 +77,9 @@ cmd = ["echo", "c ran"]
 fn a_step_that_ends_while_a_prompt_waits_is_journaled_when_it_ends() {
     let s = Scratch::new(A_THEN_CONFIRM_B);
     let mut t = s.terminal(&["run", "r.toml"], &[("RUNBOOK_OPERATOR", "alice")]);
-    t.expect("Go on with b?");
+    let before = t.expect("Go on with b?");
+    // What was reported before the question is on the screen before the prompt.
+    assert!(before.contains("ok a in"), "{before}");
     std::thread::sleep(Duration::from_secs(3));
     let run = s.latest_run();
     let records = journal(&s, &run);
