@@ -42,35 +42,53 @@ pub fn new_run_id() -> String {
     format!("{stamp}-{:08x}", h.finish() & 0xffff_ffff)
 }
 
-/// The questions the printer has reached (their `confirmation_requested` record): a run's prompt is shown once everything reported before its
-/// question is on the screen (a step's `ok` line never lands in the middle of the prompt).
-static ANNOUNCED: (std::sync::Mutex<Vec<String>>, std::sync::Condvar) =
+/// A prompt is shown once the printer has shown everything reported before it (a step's
+/// `ok` line never lands in the middle of the prompt): the asking thread sends a barrier
+/// through the same channel as the reports and waits (a moment at most: never a reason to
+/// hang) until the printer reaches it. The sender is there only while the run runs, so the
+/// printer still sees the channel close.
+static BARRIER: std::sync::Mutex<Option<mpsc::UnboundedSender<Report>>> = std::sync::Mutex::new(None);
+static REACHED: (std::sync::Mutex<Vec<String>>, std::sync::Condvar) =
     (std::sync::Mutex::new(Vec::new()), std::sync::Condvar::new());
+/// How a barrier's text starts (no notice of the engine starts with a NUL).
+const BARRIER_MARK: &str = "\u{0}prompt-barrier-";
 
-/// The printer reached the record of `question`.
-fn announce(question: &str) {
-    if let Ok(mut seen) = ANNOUNCED.0.lock() {
-        seen.push(question.to_string());
-        ANNOUNCED.1.notify_all();
+/// Wait until the printer has shown what was reported before now.
+fn after_printed() {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let token = format!("{BARRIER_MARK}{}", NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+    let sent = BARRIER
+        .lock()
+        .ok()
+        .and_then(|tx| tx.as_ref().map(|tx| tx.send(Report::Notice(token.clone())).is_ok()))
+        .unwrap_or(false);
+    if !sent {
+        return;
+    }
+    let Ok(reached) = REACHED.0.lock() else { return };
+    let waited =
+        REACHED.1.wait_timeout_while(reached, Duration::from_secs(2), |reached| !reached.contains(&token));
+    if let Ok((mut reached, _)) = waited {
+        reached.retain(|t| *t != token);
     }
 }
 
-/// Wait (at most a moment: never a reason to hang) until the printer reached `question`.
-fn after_announced(question: &str) {
-    let Ok(seen) = ANNOUNCED.0.lock() else { return };
-    let waited = ANNOUNCED
-        .1
-        .wait_timeout_while(seen, Duration::from_secs(2), |seen| !seen.iter().any(|q| q == question));
-    if let Ok((mut seen, _)) = waited
-        && let Some(at) = seen.iter().position(|q| q == question)
-    {
-        seen.remove(at);
+/// The printer reached a barrier: true when `report` is one (it is not shown).
+fn reached_barrier(report: &Report) -> bool {
+    let Report::Notice(text) = report else { return false };
+    if !text.starts_with(BARRIER_MARK) {
+        return false;
     }
+    if let Ok(mut reached) = REACHED.0.lock() {
+        reached.push(text.clone());
+        REACHED.1.notify_all();
+    }
+    true
 }
 
 /// A run's `confirm` question, once the printer has shown what came before it.
 fn ask_in_run(question: &str, withdrawn: &dispatch::Withdrawn) -> dispatch::Answer {
-    after_announced(question);
+    after_printed();
     ask_on_terminal(question, withdrawn)
 }
 
@@ -114,6 +132,7 @@ fn ask_before_running(question: &str) -> bool {
 /// Ask for an approval decision on the terminal: `y` approves, `n` rejects (with a reason),
 /// anything else leaves the decision to `runbook approve`.
 fn answer_on_terminal(prompt: &str, withdrawn: &dispatch::Withdrawn) -> dispatch::InlineReply {
+    after_printed();
     with_live_paused(|| answer_on_terminal_now(prompt, withdrawn))
 }
 
@@ -481,9 +500,15 @@ async fn execute(
         let _ = cancel_tx.send(true);
     });
     let started = Instant::now();
+    if let Ok(mut barrier) = BARRIER.lock() {
+        *barrier = Some(tx.clone());
+    }
     let result = Dispatcher::new(&prepared.runbook, &prepared.params, &prepared.secrets, store, options, tx)
         .run(cancel)
         .await;
+    if let Ok(mut barrier) = BARRIER.lock() {
+        *barrier = None;
+    }
     let _ = printer.await;
     // The logs' `log_kept` records follow the run's end: the hash to keep is the one after them.
     let kept = crate::state::keep_logs(store, &run_id, &run_dir).await;
@@ -963,10 +988,8 @@ fn print_reports(mut rx: mpsc::UnboundedReceiver<Report>, json: bool, live: bool
     while let Some(report) = rx.blocking_recv() {
         // However it is shown below, it no longer waits: more output may come.
         runbook_exec::output::shown(&report);
-        if let Report::Recorded(r) = &report
-            && let RunEvent::ConfirmationRequested { question, .. } = &r.event
-        {
-            announce(question);
+        if reached_barrier(&report) {
+            continue;
         }
         if json {
             let value = match &report {
