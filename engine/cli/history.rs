@@ -354,7 +354,44 @@ pub fn show(run_id: &str, follow: bool, state: Option<String>) -> CliResult {
             }
         }
     }
+    show_confirmations(&records);
     if findings.is_empty() { Ok(Exit::Success) } else { Err(flag(run_id, &findings)) }
+}
+
+/// The `confirm` questions of a run: when each was asked, who answered it (or that `--yes`
+/// did), and the answer; a question without an answer says so (`resume` asks it again).
+fn show_confirmations(records: &[Record]) {
+    let mut lines = Vec::new();
+    let mut open: Vec<(String, String, String)> = Vec::new();
+    for r in records {
+        match &r.event {
+            journal::RunEvent::ConfirmationRequested { step, question } => {
+                open.retain(|(s, _, _)| s != step);
+                open.push((step.clone(), question.clone(), r.ts.clone()));
+            }
+            journal::RunEvent::ConfirmationGiven { step, question, operator, confirmed, by_yes } => {
+                open.retain(|(s, _, _)| s != step);
+                let answer = if *confirmed { "yes" } else { "no" };
+                let who = if *by_yes {
+                    format!("--yes, passed by {}", visible(operator))
+                } else {
+                    visible(operator)
+                };
+                lines.push(format!("  {} {step}: {} -> {answer} ({who})", r.ts, visible(question)));
+            }
+            _ => {}
+        }
+    }
+    for (step, question, ts) in open {
+        lines.push(format!("  {ts} {step}: {} -> no answer (asked again on resume)", visible(&question)));
+    }
+    if !lines.is_empty() {
+        outln!();
+        outln!("confirmations");
+        for l in lines {
+            outln!("{l}");
+        }
+    }
 }
 
 /// Step output: what the store kept (copied there when the run stopped, each log vouched for

@@ -1,7 +1,7 @@
 //! `runbook run`: check, resolve, then hand the runbook to the executor and show progress.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -42,43 +42,134 @@ pub fn new_run_id() -> String {
     format!("{stamp}-{:08x}", h.finish() & 0xffff_ffff)
 }
 
-fn ask_on_terminal(question: &str) -> bool {
-    with_live_paused(|| ask_on_terminal_now(question))
+/// A prompt is shown once the printer has shown everything reported before it (a step's
+/// `ok` line never lands in the middle of the prompt): the asking thread sends a barrier
+/// through the same channel as the reports and waits (a moment at most: never a reason to
+/// hang) until the printer reaches it. The sender is there only while the run runs, so the
+/// printer still sees the channel close.
+static BARRIER: std::sync::Mutex<Option<mpsc::UnboundedSender<Report>>> = std::sync::Mutex::new(None);
+static REACHED: (std::sync::Mutex<Vec<String>>, std::sync::Condvar) =
+    (std::sync::Mutex::new(Vec::new()), std::sync::Condvar::new());
+/// How a barrier's text starts (no notice of the engine starts with a NUL).
+const BARRIER_MARK: &str = "\u{0}prompt-barrier-";
+
+/// Wait until the printer has shown what was reported before now.
+fn after_printed() {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let token = format!("{BARRIER_MARK}{}", NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+    let sent = BARRIER
+        .lock()
+        .ok()
+        .and_then(|tx| tx.as_ref().map(|tx| tx.send(Report::Notice(token.clone())).is_ok()))
+        .unwrap_or(false);
+    if !sent {
+        return;
+    }
+    let Ok(reached) = REACHED.0.lock() else { return };
+    let waited =
+        REACHED.1.wait_timeout_while(reached, Duration::from_secs(2), |reached| !reached.contains(&token));
+    if let Ok((mut reached, _)) = waited {
+        reached.retain(|t| *t != token);
+    }
 }
 
-fn ask_on_terminal_now(question: &str) -> bool {
+/// The printer reached a barrier: true when `report` is one (it is not shown).
+fn reached_barrier(report: &Report) -> bool {
+    let Report::Notice(text) = report else { return false };
+    if !text.starts_with(BARRIER_MARK) {
+        return false;
+    }
+    if let Ok(mut reached) = REACHED.0.lock() {
+        reached.push(text.clone());
+        REACHED.1.notify_all();
+    }
+    true
+}
+
+/// A run's `confirm` question, once the printer has shown what came before it.
+fn ask_in_run(question: &str, withdrawn: &dispatch::Withdrawn) -> dispatch::Answer {
+    after_printed();
+    ask_on_terminal(question, withdrawn)
+}
+
+fn ask_on_terminal(question: &str, withdrawn: &dispatch::Withdrawn) -> dispatch::Answer {
+    with_live_paused(|| ask_on_terminal_now(question, withdrawn))
+}
+
+fn ask_on_terminal_now(question: &str, withdrawn: &dispatch::Withdrawn) -> dispatch::Answer {
+    use crate::input::{Line, read_line_unless};
     let mut err = std::io::stderr();
     let _ = write!(err, "? {question} [y/N] ");
     let _ = err.flush();
-    let mut answer = String::new();
-    if std::io::stdin().lock().read_line(&mut answer).is_err() {
-        return false;
+    match read_line_unless(withdrawn.fd()) {
+        Line::Typed(answer) => {
+            if matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes") {
+                dispatch::Answer::Yes
+            } else {
+                dispatch::Answer::No
+            }
+        }
+        Line::Closed => {
+            let _ = writeln!(err);
+            dispatch::Answer::Unanswered(dispatch::Unanswered::TerminalClosed)
+        }
+        Line::Withdrawn => {
+            let _ = writeln!(err);
+            dispatch::Answer::Unanswered(dispatch::Unanswered::Withdrawn)
+        }
     }
-    matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes")
+}
+
+/// Ask a yes/no question before anything runs (no run yet, nothing to withdraw it): Ctrl-C
+/// here ends the process as it always does, end of input is no.
+fn ask_before_running(question: &str) -> bool {
+    match dispatch::Withdrawn::pair() {
+        Ok((withdrawn, _keep)) => ask_on_terminal(question, &withdrawn) == dispatch::Answer::Yes,
+        Err(_) => false,
+    }
 }
 
 /// Ask for an approval decision on the terminal: `y` approves, `n` rejects (with a reason),
 /// anything else leaves the decision to `runbook approve`.
-fn answer_on_terminal(prompt: &str) -> Option<dispatch::InlineAnswer> {
-    with_live_paused(|| answer_on_terminal_now(prompt))
+fn answer_on_terminal(prompt: &str, withdrawn: &dispatch::Withdrawn) -> dispatch::InlineReply {
+    after_printed();
+    with_live_paused(|| answer_on_terminal_now(prompt, withdrawn))
 }
 
-fn answer_on_terminal_now(prompt: &str) -> Option<dispatch::InlineAnswer> {
+fn answer_on_terminal_now(prompt: &str, withdrawn: &dispatch::Withdrawn) -> dispatch::InlineReply {
+    use crate::input::{Line, read_line_unless};
+    use dispatch::{InlineReply, Unanswered};
     let mut err = std::io::stderr();
+    let read = |err: &mut std::io::Stderr| match read_line_unless(withdrawn.fd()) {
+        Line::Typed(text) => Ok(text),
+        Line::Closed => {
+            let _ = writeln!(err);
+            Err(InlineReply::Unanswered(Unanswered::TerminalClosed))
+        }
+        Line::Withdrawn => {
+            let _ = writeln!(err);
+            Err(InlineReply::Unanswered(Unanswered::Withdrawn))
+        }
+    };
     let _ = write!(err, "? {prompt} [y = approve / n = reject / Enter = decide elsewhere] ");
     let _ = err.flush();
-    let mut answer = String::new();
-    std::io::stdin().lock().read_line(&mut answer).ok()?;
+    let answer = match read(&mut err) {
+        Ok(a) => a,
+        Err(reply) => return reply,
+    };
     let approve = match answer.trim().to_ascii_lowercase().as_str() {
         "y" | "yes" => true,
         "n" | "no" => false,
-        _ => return None,
+        _ => return InlineReply::Elsewhere,
     };
     let _ = write!(err, "  reason: ");
     let _ = err.flush();
-    let mut reason = String::new();
-    let _ = std::io::stdin().lock().read_line(&mut reason);
-    Some(dispatch::InlineAnswer { approve, reason: reason.trim().to_string() })
+    match read(&mut err) {
+        Ok(reason) => {
+            InlineReply::Decided(dispatch::InlineAnswer { approve, reason: reason.trim().to_string() })
+        }
+        Err(reply) => reply,
+    }
 }
 
 pub fn run(
@@ -241,7 +332,7 @@ fn confirmation(runbook: &Runbook, yes: bool) -> Result<Option<dispatch::Confirm
             .help("review the plan (`runbook plan`), then run again with `--yes`"),
         ))
     } else {
-        Ok(Some(Arc::new(ask_on_terminal)))
+        Ok(Some(Arc::new(ask_in_run)))
     }
 }
 
@@ -412,9 +503,15 @@ async fn execute(
         let _ = cancel_tx.send(true);
     });
     let started = Instant::now();
+    if let Ok(mut barrier) = BARRIER.lock() {
+        *barrier = Some(tx.clone());
+    }
     let result = Dispatcher::new(&prepared.runbook, &prepared.params, &prepared.secrets, store, options, tx)
         .run(cancel)
         .await;
+    if let Ok(mut barrier) = BARRIER.lock() {
+        *barrier = None;
+    }
     let _ = printer.await;
     // The logs' `log_kept` records follow the run's end: the hash to keep is the one after them.
     let kept = crate::state::keep_logs(store, &run_id, &run_dir).await;
@@ -575,7 +672,7 @@ pub fn compensate(args: ResumeArgs) -> CliResult {
         } else {
             format!("Compensate run {} (undo, in this order: {})?", args.run_id, undo.join(", "))
         };
-        let yes = args.yes || (std::io::stdin().is_terminal() && ask_on_terminal(&question));
+        let yes = args.yes || (std::io::stdin().is_terminal() && ask_before_running(&question));
         if !yes {
             return Err(CliError::Invalid(
                 Message::new("not confirmed; nothing ran")
@@ -917,6 +1014,9 @@ fn print_reports(mut rx: mpsc::UnboundedReceiver<Report>, json: bool, live: bool
     while let Some(report) = rx.blocking_recv() {
         // However it is shown below, it no longer waits: more output may come.
         runbook_exec::output::shown(&report);
+        if reached_barrier(&report) {
+            continue;
+        }
         if json {
             let value = match &report {
                 Report::Recorded(r) => serde_json::to_value(r.as_ref()).unwrap_or_default(),
@@ -953,7 +1053,13 @@ fn print_reports(mut rx: mpsc::UnboundedReceiver<Report>, json: bool, live: bool
                 )
             }
             Report::Recorded(record) => match record.event {
-                RunEvent::RunStarted { .. } | RunEvent::RunFinished { .. } | RunEvent::LogKept { .. } => {
+                // The prompt showed the question and the operator typed the answer (or passed
+                // `--yes`): `show`, `audit` and the report tell who confirmed what.
+                RunEvent::RunStarted { .. }
+                | RunEvent::RunFinished { .. }
+                | RunEvent::LogKept { .. }
+                | RunEvent::ConfirmationRequested { .. }
+                | RunEvent::ConfirmationGiven { .. } => {
                     continue;
                 }
                 RunEvent::StepStarted { step, attempt } => {

@@ -529,3 +529,36 @@ fn a_queued_run_can_be_cancelled_before_a_worker_takes_it() {
     assert!(!out.stdout.contains(&run), "{}", out.stdout);
     assert!(!team.path().join("ran").exists());
 }
+
+/// Issue 14 point 6 (q-prompt): a queued run's `confirm` is answered by the `--yes` its
+/// submitter passed: the journal names the submitter, not the worker that ran it.
+#[test]
+fn a_queued_runs_confirmation_names_who_passed_yes() {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    let team = Team::new(
+        "[runbook]\nname = \"asks\"\n[steps.a]\ncmd = [\"touch\", \"ran\"]\nconfirm = \"Touch it?\"\n",
+    );
+    let submitted = team.cmd(&["submit", "r.toml", "--yes"], "ana");
+    ok(&submitted, 0);
+    let run = submitted.stdout.trim().to_string();
+    let worker = team.spawn(&["worker", "--poll", "20ms"], "runner", &[]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while team.pg.psql("postgres", "SELECT state FROM queue") != "done" {
+        assert!(Instant::now() < deadline, "the run never ran");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    kill(Pid::from_raw(worker.id() as i32), Signal::SIGTERM).expect("SIGTERM");
+    let _ = wait(worker);
+    let given: Vec<serde_json::Value> = team
+        .journal(&run)
+        .into_iter()
+        .filter(|r| r["event"]["kind"] == "confirmation_given")
+        .map(|r| r["event"].clone())
+        .collect();
+    assert_eq!(given.len(), 1, "{given:#?}");
+    assert_eq!(
+        (given[0]["operator"].as_str(), given[0]["by_yes"].as_bool(), given[0]["question"].as_str()),
+        (Some("ana"), Some(true), Some("Touch it?"))
+    );
+}

@@ -132,7 +132,9 @@ pub fn status_change(event: &RunEvent) -> Option<StatusChange> {
         | RunEvent::ApprovalGranted { .. }
         | RunEvent::ApprovalRejected { .. }
         | RunEvent::EscalationFired { .. }
-        | RunEvent::LogKept { .. } => None,
+        | RunEvent::LogKept { .. }
+        | RunEvent::ConfirmationRequested { .. }
+        | RunEvent::ConfirmationGiven { .. } => None,
     }
 }
 

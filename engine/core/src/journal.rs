@@ -123,7 +123,9 @@ macro_rules! step_field {
             | RunEvent::ApprovalRequested { step: $step, .. }
             | RunEvent::ApprovalGranted { step: $step, .. }
             | RunEvent::ApprovalRejected { step: $step, .. }
-            | RunEvent::LogKept { step: $step, .. } => $then,
+            | RunEvent::LogKept { step: $step, .. }
+            | RunEvent::ConfirmationRequested { step: $step, .. }
+            | RunEvent::ConfirmationGiven { step: $step, .. } => $then,
             _ => $otherwise,
         }
     };
@@ -358,6 +360,28 @@ pub enum RunEvent {
         /// SHA-256 (hex) of the text kept in the store.
         sha256: String,
     },
+    /// A step's `confirm` question was put to the operator (journaled when asked, before
+    /// any answer): a question without a `confirmation_given` after it has no answer, and
+    /// `resume` asks it again.
+    ConfirmationRequested {
+        /// Step id.
+        step: String,
+        /// The question, rendered and redacted.
+        question: String,
+    },
+    /// A step's `confirm` question was answered (or `--yes` answered it for the operator).
+    ConfirmationGiven {
+        /// Step id.
+        step: String,
+        /// The question, rendered and redacted.
+        question: String,
+        /// Who answered (the run's operator; with `--yes`, who passed it).
+        operator: String,
+        /// True: confirmed (the step starts); false: refused (the step fails).
+        confirmed: bool,
+        /// True when `--yes` answered, not a person at a prompt.
+        by_yes: bool,
+    },
 }
 
 impl RunEvent {
@@ -384,6 +408,8 @@ impl RunEvent {
             RunEvent::EscalationFired { .. } => "escalation_fired",
             RunEvent::RunFinished { .. } => "run_finished",
             RunEvent::LogKept { .. } => "log_kept",
+            RunEvent::ConfirmationRequested { .. } => "confirmation_requested",
+            RunEvent::ConfirmationGiven { .. } => "confirmation_given",
         }
     }
 
@@ -1053,6 +1079,10 @@ impl RunState {
             // Where an attempt's output is kept: evidence for `logs` and `audit verify`,
             // nothing about where the run stands.
             RunEvent::LogKept { .. } => {}
+            // A question and its answer: evidence of who decided what, not a step's status
+            // (a refusal is followed by the step's `step_failed`; a question without an
+            // answer leaves the step pending, and the resume asks it again).
+            RunEvent::ConfirmationRequested { .. } | RunEvent::ConfirmationGiven { .. } => {}
         }
     }
 

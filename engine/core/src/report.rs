@@ -497,6 +497,14 @@ pub fn build(records: &[Record], runbook: Option<&Runbook>, drill: bool) -> Repo
             }
             // Where the step's output is kept: not an event of the run's story.
             RunEvent::LogKept { .. } => None,
+            RunEvent::ConfirmationRequested { step, question } => {
+                Some(format!("Se pregunta antes de `{}`: «{}»", code(step), md(question)))
+            }
+            RunEvent::ConfirmationGiven { step, question, operator, confirmed, by_yes } => {
+                let who = if *by_yes { format!("{} (con `--yes`)", md(operator)) } else { md(operator) };
+                let what = if *confirmed { "confirma" } else { "no confirma" };
+                Some(format!("{who} {what} `{}`: «{}»", code(step), md(question)))
+            }
         };
         if let Some(row) = row {
             timeline.push((t, row));

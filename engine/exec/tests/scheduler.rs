@@ -107,7 +107,7 @@ impl Sim {
                             self.apply(RunEvent::StepSkipped { step: id, reason: "when".into() })
                         }
                         // Nothing journaled: the step stays pending.
-                        Begun::Awaiting | Begun::Interrupted => {}
+                        Begun::Awaiting | Begun::Interrupted | Begun::Asking | Begun::Unanswered { .. } => {}
                     }
                     Some(Event::Begun { step, begun })
                 }
@@ -1089,4 +1089,69 @@ fn an_included_runbook_leaves_escalations_to_the_including_run() {
     let rb = runbook(ESCALATIONS);
     let e = machine::escalations(&rb, Scope::Nested, &[], &[], Duration::from_secs(2 * 3600));
     assert_eq!(e, machine::Escalations::default());
+}
+
+/// Issue 14 point 1: a question is an event of the machine. While step `b`'s question waits
+/// for its answer, `b` counts as begun (its dependents wait, it is not begun again), a step
+/// that does not need it starts and ends, and the loop waits for the answer; the answer comes
+/// back as another `Begun`.
+#[test]
+fn a_question_waits_off_the_loop_and_holds_up_only_its_dependents() {
+    let mut sim = Sim::new(
+        r#"
+[steps.a]
+run = "a"
+
+[steps.b]
+run = "b"
+needs = ["a"]
+confirm = "b?"
+
+[steps.c]
+run = "c"
+needs = ["b"]
+
+[steps.d]
+run = "d"
+needs = ["a"]
+"#,
+    );
+    sim.on_begin.insert("b".into(), Begun::Asking);
+    sim.schedule();
+    sim.ok("a");
+    assert_eq!(sim.begun(), ["a", "b", "d"], "d starts while b's question waits");
+    assert_eq!(sim.status("b"), Status::Running);
+    assert_eq!(sim.status("c"), Status::Waiting);
+    sim.ok("d");
+    assert_eq!(sim.begun(), ["a", "b", "d"], "b is not begun again, c waits for it");
+    assert_eq!(sim.m.next_move(), Next::Wait, "the loop waits for the answer");
+    // The answer: yes, and b's attempt was spawned.
+    let b = sim.idx("b");
+    sim.apply(RunEvent::StepStarted { step: "b".into(), attempt: 1 });
+    sim.handle(Event::Begun { step: b, begun: Begun::Spawned });
+    sim.ok("b");
+    assert_eq!(sim.begun(), ["a", "b", "d", "c"]);
+}
+
+/// Issue 14 point 2: a signal while a question waits stops the run; the loop still waits for
+/// the withdrawn question to come back, then concludes as interrupted, the step pending. A
+/// closed terminal (no answer) interrupts the run by itself.
+#[test]
+fn an_unanswered_question_leaves_its_step_pending_and_a_closed_terminal_interrupts() {
+    for closed in [false, true] {
+        let mut sim = Sim::new(CHAIN);
+        sim.on_begin.insert("b".into(), Begun::Asking);
+        sim.schedule();
+        sim.ok("a");
+        if !closed {
+            sim.handle(Event::Stop(StopCause::Interrupted));
+            assert_eq!(sim.m.next_move(), Next::Wait, "the withdrawn question comes back first");
+        }
+        let b = sim.idx("b");
+        sim.handle(Event::Begun { step: b, begun: Begun::Unanswered { closed } });
+        assert_eq!(sim.m.next_move(), Next::Conclude);
+        assert_eq!(sim.m.conclude(&sim.facts), Conclusion::Interrupted(StopCause::Interrupted));
+        assert_eq!(sim.status("b"), Status::Waiting, "no answer is not a failure");
+        assert_eq!(sim.begun(), ["a", "b"]);
+    }
 }

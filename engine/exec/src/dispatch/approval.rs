@@ -92,11 +92,15 @@ impl Dispatcher<'_> {
         if let (Some(ask), true, true) = (&self.opts.approve_inline, may_answer, spec.inputs.is_empty()) {
             let ask = Arc::clone(ask);
             let tx = tx.clone();
-            tokio::task::spawn_blocking(move || {
-                if let Some(answer) = ask(&prompt) {
-                    let _ = tx.send(Msg::Inline { idx, answer });
-                }
-            });
+            // Withdrawn when the approval settles otherwise (decided elsewhere, timed out)
+            // or the run stops: the read ends, and never keeps the process alive.
+            if let Ok((withdrawn, handle)) = super::Withdrawn::pair() {
+                self.questions.insert(idx, handle);
+                tokio::task::spawn_blocking(move || {
+                    let reply = ask(&prompt, &withdrawn);
+                    let _ = tx.send(Msg::Inline { idx, reply });
+                });
+            }
         } else {
             let path = format!("{}{id}", self.opts.prefix);
             let _ = self.report.send(Report::Notice(format!(

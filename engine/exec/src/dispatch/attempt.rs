@@ -1,6 +1,5 @@
 //! A step's attempts: `when`, preconditions, confirmation, the attempt itself and what its end means.
 
-use std::sync::Arc;
 use std::time::SystemTime;
 
 use runbook_core::journal::RunEvent;
@@ -12,7 +11,7 @@ use crate::action::{self, Done, Produced};
 use crate::output::Sink;
 use crate::process::Exit;
 
-use super::{Begun, Dispatcher, ExecError, LINES_IN_FLIGHT, Msg};
+use super::{Answer, Begun, Dispatcher, ExecError, LINES_IN_FLIGHT, Msg, Unanswered, Withdrawn};
 
 /// A number in `[0, 1)` for jitter, from the standard library's per-process random keys.
 pub(super) fn unit_random() -> f64 {
@@ -74,19 +73,89 @@ impl Dispatcher<'_> {
                 }
             }
         }
-        if let (Some(question), Some(ask)) = (&step.confirm, &self.opts.confirm) {
+        if let Some(question) = &step.confirm {
             let question = self.render(question, Mode::Plain, None).unwrap_or_else(|_| question.text.clone());
-            let ask = Arc::clone(ask);
-            let yes = tokio::task::spawn_blocking(move || ask(&question)).await.unwrap_or(false);
-            // A signal while the question was asked: whatever the answer, the step stays
-            // pending (nothing starts after the signal, and a "no" forced by it is no answer).
-            if *cancel.borrow() {
-                return Ok(Begun::Interrupted);
-            }
-            if !yes {
-                return self.fail_before_start(idx, "the operator did not confirm it".into()).await;
-            }
+            let question = self.redactor.redact(&question);
+            let Some(ask) = self.opts.confirm.clone() else {
+                // `--yes` answered for the operator: journaled as such, then the step starts.
+                self.record_answer(idx, question, true, true).await?;
+                return self.proceed(idx, attempt_cancel, tx).await;
+            };
+            // The question is journaled, then asked off the loop: the loop goes on journaling
+            // what ends and starting what is ready; the answer comes back as a message.
+            let step_id = step.id.to_string();
+            let (withdrawn, handle) = Withdrawn::pair().map_err(|e| ExecError::RunDir {
+                path: self.opts.run_dir.display().to_string(),
+                error: format!("cannot make a pipe for the question: {e}"),
+            })?;
+            self.record(RunEvent::ConfirmationRequested { step: step_id, question: question.clone() })
+                .await?;
+            self.questions.insert(idx, handle);
+            let tx = tx.clone();
+            tokio::task::spawn_blocking(move || {
+                let answer = ask(&question, &withdrawn);
+                let _ = tx.send(Msg::Answered { idx, question, answer });
+            });
+            return Ok(Begun::Asking);
         }
+        self.proceed(idx, attempt_cancel, tx).await
+    }
+
+    /// The operator's answer to step `idx`'s question: journaled, then the step starts (yes),
+    /// fails (no) or stays pending (no answer, or the run stopped meanwhile).
+    pub(super) async fn answered(
+        &mut self,
+        idx: usize,
+        question: String,
+        answer: Answer,
+        attempt_cancel: &watch::Receiver<bool>,
+        tx: &mpsc::UnboundedSender<Msg>,
+        cancel: &watch::Receiver<bool>,
+    ) -> Result<Begun, ExecError> {
+        self.questions.remove(&idx);
+        let yes = match answer {
+            Answer::Yes => true,
+            Answer::No => false,
+            Answer::Unanswered(Unanswered::Withdrawn) => return Ok(Begun::Unanswered { closed: false }),
+            Answer::Unanswered(Unanswered::TerminalClosed) => {
+                self.interrupt_reason
+                    .get_or_insert_with(|| "the terminal closed at a prompt: no answer".to_string());
+                return Ok(Begun::Unanswered { closed: true });
+            }
+        };
+        self.record_answer(idx, question, yes, false).await?;
+        if !yes {
+            return self.fail_before_start(idx, "the operator did not confirm it".into()).await;
+        }
+        // Answered while the run stopped (a signal, a failed step): nothing new starts; the
+        // step stays pending and the resume asks again.
+        if *cancel.borrow() || self.machine.phase() != super::machine::Phase::Running {
+            return Ok(Begun::Unanswered { closed: false });
+        }
+        self.proceed(idx, attempt_cancel, tx).await
+    }
+
+    /// Journal `confirmation_given` for step `idx`.
+    async fn record_answer(
+        &mut self,
+        idx: usize,
+        question: String,
+        confirmed: bool,
+        by_yes: bool,
+    ) -> Result<(), ExecError> {
+        let step = self.runbook.steps[idx].id.to_string();
+        let operator = self.opts.operator.clone();
+        self.record(RunEvent::ConfirmationGiven { step, question, operator, confirmed, by_yes }).await
+    }
+
+    /// Start step `idx` once it may: its first attempt, its include, or its approval request.
+    async fn proceed(
+        &mut self,
+        idx: usize,
+        attempt_cancel: &watch::Receiver<bool>,
+        tx: &mpsc::UnboundedSender<Msg>,
+    ) -> Result<Begun, ExecError> {
+        let step = &self.runbook.steps[idx];
         if let Action::Approval(_) = &step.action {
             self.request_approval(idx, tx).await?;
             return Ok(Begun::Awaiting);

@@ -45,6 +45,18 @@ pub enum Begun {
     /// confirmation was pending, or before its attempt was spawned): nothing is journaled,
     /// and the step stays pending. A signal is a stop cause, never a failure.
     Interrupted,
+    /// Its `confirm` question was journaled and put to the operator, off the loop: the
+    /// answer comes back as another `Begun` (the step is begun, fails, or stays pending).
+    /// Meanwhile the step counts as started for the steps that need it, and other steps
+    /// go on.
+    Asking,
+    /// Its question got no answer (nothing journaled but the question: the step stays
+    /// pending and `resume` asks again). `closed`: the terminal closed at the prompt, which
+    /// interrupts the run; else the dispatcher withdrew it (the run already stops).
+    Unanswered {
+        /// The terminal closed.
+        closed: bool,
+    },
 }
 
 /// How an included runbook (or an approval) settled, as its step's outcome (journaled by

@@ -56,6 +56,8 @@ pub struct Machine {
     running: BTreeSet<usize>,
     retry_wait: BTreeSet<usize>,
     awaiting: BTreeSet<usize>,
+    /// Steps whose `confirm` question waits for the operator's answer.
+    asking: BTreeSet<usize>,
     /// Steps this resume gave another chance although the journal says they ended.
     reopened: BTreeSet<usize>,
     /// Attempts a step had used before this resume gave it a new set: its retry policy
@@ -87,6 +89,7 @@ impl Machine {
             running: BTreeSet::new(),
             retry_wait: BTreeSet::new(),
             awaiting: BTreeSet::new(),
+            asking: BTreeSet::new(),
             reopened: BTreeSet::new(),
             attempt_base: vec![0; runbook.steps.len()],
             scan: Scan::default(),
@@ -126,7 +129,9 @@ impl Machine {
 
     /// Where step `idx` stands: the journal's status, with what only the machine knows.
     pub fn status(&self, facts: &RunState, idx: usize) -> Status {
-        if self.running.contains(&idx) {
+        // A step whose question waits for an answer is begun: not started again, and the
+        // steps that need it wait.
+        if self.running.contains(&idx) || self.asking.contains(&idx) {
             return Status::Running;
         }
         if self.retry_wait.contains(&idx) {
@@ -157,6 +162,11 @@ impl Machine {
     /// Steps waiting for decisions, in declaration order.
     pub fn awaiting(&self) -> impl Iterator<Item = usize> + '_ {
         self.awaiting.iter().copied()
+    }
+
+    /// True when a question waits for the operator's answer.
+    pub fn asking(&self) -> bool {
+        !self.asking.is_empty()
     }
 
     /// True when step `idx` waits for decisions.
@@ -224,6 +234,7 @@ impl Machine {
             }
             Event::Begun { step, begun } => {
                 self.reopened.remove(&step);
+                self.asking.remove(&step);
                 match begun {
                     Begun::Spawned | Begun::Include => {
                         self.running.insert(step);
@@ -237,6 +248,17 @@ impl Machine {
                         // Not started (a retry's attempt was `running` while it waited).
                         self.running.remove(&step);
                         self.stop(StopCause::Interrupted, &mut out);
+                    }
+                    Begun::Asking => {
+                        self.asking.insert(step);
+                    }
+                    // No answer is not "no": the step stays pending. A closed terminal
+                    // interrupts the run like Ctrl-C; a withdrawn question follows the
+                    // cause that withdrew it.
+                    Begun::Unanswered { closed } => {
+                        if closed {
+                            self.stop(StopCause::Interrupted, &mut out);
+                        }
                     }
                 }
                 out.extend(self.next_start(facts));
@@ -270,7 +292,9 @@ impl Machine {
     /// What the loop does now that every command was carried out.
     pub fn next_move(&mut self) -> Next {
         let stopping = self.stop_cause().is_some();
-        if self.running.is_empty() && (self.retry_wait.is_empty() || stopping) {
+        // A question waiting for its answer keeps the loop waiting: the dispatcher withdraws
+        // it when the run stops, and the withdrawal comes back as an event.
+        if self.running.is_empty() && self.asking.is_empty() && (self.retry_wait.is_empty() || stopping) {
             if self.awaiting.is_empty() || stopping {
                 return Next::Conclude;
             }

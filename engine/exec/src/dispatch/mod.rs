@@ -119,9 +119,63 @@ pub struct InlineAnswer {
     pub reason: String,
 }
 
-/// A way to ask the operator an approval question inline (blocking). `None`: no answer
-/// here (the decision will come from `runbook approve`).
-pub type ApproveInline = Arc<dyn Fn(&str) -> Option<InlineAnswer> + Send + Sync>;
+/// What the operator did at an inline approval prompt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InlineReply {
+    /// Approved or rejected, with a reason.
+    Decided(InlineAnswer),
+    /// Left the decision to `runbook approve` (Enter).
+    Elsewhere,
+    /// No answer: the question was withdrawn or the terminal closed.
+    Unanswered(Unanswered),
+}
+
+/// A way to ask the operator an approval question inline (blocking, run off the async
+/// threads). The read must end when [`Withdrawn`] says so.
+pub type ApproveInline = Arc<dyn Fn(&str, &Withdrawn) -> InlineReply + Send + Sync>;
+
+/// The answer to a `confirm` question.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    /// Confirmed: the step starts.
+    Yes,
+    /// Refused: the step fails ("the operator did not confirm it").
+    No,
+    /// No answer: the step stays pending and `resume` asks again.
+    Unanswered(Unanswered),
+}
+
+/// Why a question got no answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unanswered {
+    /// The dispatcher withdrew it (a signal such as Ctrl-C, a failed step that stops the run,
+    /// an approval decided elsewhere): the run goes on as that cause says.
+    Withdrawn,
+    /// The terminal closed (end of input, a dropped session): no answer is not "no"; the
+    /// run is interrupted.
+    TerminalClosed,
+}
+
+/// Tells a blocking question that it is withdrawn: its descriptor becomes readable (end of
+/// file) when the dispatcher drops the other end of the pipe, so that a read polling it
+/// together with the terminal can stop at once (a blocking read that cannot be stopped
+/// would keep the process alive: the runtime waits for blocking tasks when it shuts down).
+#[derive(Debug)]
+pub struct Withdrawn(std::io::PipeReader);
+
+impl Withdrawn {
+    /// The descriptor to poll with the terminal: readable (end of file) once withdrawn.
+    pub fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        use std::os::fd::AsFd;
+        self.0.as_fd()
+    }
+
+    /// A question and the handle that withdraws it (dropping it withdraws the question).
+    pub fn pair() -> std::io::Result<(Withdrawn, std::io::PipeWriter)> {
+        let (r, w) = std::io::pipe()?;
+        Ok((Withdrawn(r), w))
+    }
+}
 
 /// What `resume` continues from: the folded journal and the operator's decisions.
 #[derive(Debug, Clone)]
@@ -136,8 +190,9 @@ pub struct Resume {
     pub compensation_decisions: Vec<(String, runbook_core::journal::Decision, String)>,
 }
 
-/// A way to ask the operator a yes/no question (blocking; run off the async threads).
-pub type Confirm = Arc<dyn Fn(&str) -> bool + Send + Sync>;
+/// A way to ask the operator a yes/no question (blocking; run off the async threads). The
+/// read must end when [`Withdrawn`] says so.
+pub type Confirm = Arc<dyn Fn(&str, &Withdrawn) -> Answer + Send + Sync>;
 
 impl std::fmt::Debug for RunOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -194,7 +249,7 @@ enum Msg {
     /// The operator answered an approval on the terminal.
     Inline {
         idx: usize,
-        answer: InlineAnswer,
+        reply: InlineReply,
     },
     /// An escalation's notification was attempted.
     Escalated {
@@ -207,6 +262,12 @@ enum Msg {
         idx: usize,
         attempt: u32,
         result: Box<Result<Outcome, ExecError>>,
+    },
+    /// A `confirm` question was answered (or got no answer).
+    Answered {
+        idx: usize,
+        question: String,
+        answer: Answer,
     },
 }
 
@@ -239,6 +300,12 @@ pub struct Dispatcher<'a> {
     child_waiting: BTreeMap<usize, Vec<String>>,
     /// The task that renews the lease while this engine holds it (a run of its own only).
     renewal: Option<Renewal>,
+    /// Questions put to the operator and not answered yet, by step: dropping one's pipe end
+    /// withdraws it (see [`Withdrawn`]).
+    questions: BTreeMap<usize, std::io::PipeWriter>,
+    /// Why the run is interrupted when it is not a signal (the terminal closed at a prompt):
+    /// journaled with `run_interrupted` instead of the stop cause's reason.
+    interrupt_reason: Option<String>,
 }
 
 impl std::fmt::Debug for Dispatcher<'_> {
@@ -279,6 +346,8 @@ impl<'a> Dispatcher<'a> {
             started_at: String::new(),
             child_waiting: BTreeMap::new(),
             renewal: None,
+            questions: BTreeMap::new(),
+            interrupt_reason: None,
         }
     }
 

@@ -12,7 +12,8 @@ use super::machine::{Begun, Command, Conclusion, Event, Next, Phase, StopCause};
 use super::start::Gate;
 use super::unwind::Unwound;
 use super::{
-    Dispatcher, ExecError, Msg, Outcome, Report, Scope, Settled, sleep_until, unit_random, until_true,
+    Dispatcher, ExecError, InlineReply, Msg, Outcome, Report, Scope, Settled, Unanswered, sleep_until,
+    unit_random, until_true,
 };
 
 /// What the loop hands to the commands it carries out.
@@ -144,16 +145,33 @@ impl Dispatcher<'_> {
                         tail,
                         jitter: unit_random(),
                     }),
-                    Msg::Inline { idx, answer } => {
-                        if self.machine.is_awaiting(idx) {
-                            let step = format!("{}{}", self.opts.prefix, self.runbook.steps[idx].id);
-                            let operator = self.opts.operator.clone();
-                            if let Err(e) = self.decide(&step, &operator, answer.approve, &answer.reason, BTreeMap::new()).await {
-                                let _ = self.report.send(Report::Notice(format!("your answer to `{step}` was not recorded: {e}")));
+                    Msg::Inline { idx, reply } => {
+                        self.questions.remove(&idx);
+                        match reply {
+                            InlineReply::Decided(answer) if self.machine.is_awaiting(idx) => {
+                                let step = format!("{}{}", self.opts.prefix, self.runbook.steps[idx].id);
+                                let operator = self.opts.operator.clone();
+                                if let Err(e) = self.decide(&step, &operator, answer.approve, &answer.reason, BTreeMap::new()).await {
+                                    let _ = self.report.send(Report::Notice(format!("your answer to `{step}` was not recorded: {e}")));
+                                }
+                                poll.reset_immediately();
+                                None
                             }
-                            poll.reset_immediately();
+                            InlineReply::Decided(_)
+                            | InlineReply::Elsewhere
+                            | InlineReply::Unanswered(Unanswered::Withdrawn) => None,
+                            // No answer is not a rejection: the run is interrupted, the
+                            // approval still waits, and `resume` asks again.
+                            InlineReply::Unanswered(Unanswered::TerminalClosed) => {
+                                self.interrupt_reason
+                                    .get_or_insert_with(|| "the terminal closed at a prompt: no answer".to_string());
+                                Some(Event::Stop(StopCause::Interrupted))
+                            }
                         }
-                        None
+                    }
+                    Msg::Answered { idx, question, answer } => {
+                        let begun = self.answered(idx, question, answer, &attempt_cancel, &tx, &cancel).await?;
+                        Some(Event::Begun { step: idx, begun })
                     }
                     Msg::Escalated { id, delivered, error } => {
                         self.record(RunEvent::EscalationFired { escalation: id, delivered, error }).await?;
@@ -246,7 +264,8 @@ impl Dispatcher<'_> {
     /// 130; `resume` (or `compensate`) goes on from here.
     async fn interrupted(mut self, cause: StopCause) -> Result<Outcome, ExecError> {
         if self.machine.scope() == Scope::TopLevel {
-            self.record(RunEvent::RunInterrupted { reason: cause.reason().into() }).await?;
+            let reason = self.interrupt_reason.clone().unwrap_or_else(|| cause.reason().into());
+            self.record(RunEvent::RunInterrupted { reason }).await?;
             self.release().await;
         }
         Ok(self.outcome(RunStatus::Interrupted))
@@ -261,7 +280,25 @@ impl Dispatcher<'_> {
                 queue.extend(self.machine.handle(&self.journal, next));
             }
         }
+        self.withdraw_questions();
         Ok(())
+    }
+
+    /// Withdraw the questions nobody needs answered any more: every one once the run stops
+    /// (a signal, a failed step, a closed terminal), an approval's once it is settled. Each
+    /// comes back as an unanswered event; its step stays pending.
+    fn withdraw_questions(&mut self) {
+        if self.machine.phase() != Phase::Running {
+            self.questions.clear();
+            return;
+        }
+        let steps: Vec<usize> = self.questions.keys().copied().collect();
+        for idx in steps {
+            let approval = matches!(self.runbook.steps[idx].action, runbook_core::model::Action::Approval(_));
+            if approval && !self.machine.is_awaiting(idx) {
+                self.questions.remove(&idx);
+            }
+        }
     }
 
     /// Carry out one command; the event it reports back, if any.
