@@ -263,7 +263,17 @@ pub fn show(run_id: &str, follow: bool, state: Option<String>) -> CliResult {
         folded.last_seq,
         folded.last_hash.as_deref().unwrap_or("-")
     );
-    // What stopped a run before any step: its preconditions, with what they printed.
+    // What stopped a run before any step: its preconditions, with what they printed (each
+    // journaled as `precondition_failed`; older journals only in `run_finished`).
+    let runbook_checks = records
+        .iter()
+        .filter(|r| matches!(&r.event, journal::RunEvent::PreconditionFailed { step: None, .. }))
+        .count();
+    if runbook_checks > 0 && folded.has_finished().is_some() && folded.steps.is_empty() {
+        outln!(
+            "  why       it did not start: {runbook_checks} of the runbook's preconditions failed; no step ran"
+        );
+    }
     for r in &records {
         if let journal::RunEvent::RunFinished { preconditions, .. } = &r.event {
             for p in preconditions {
@@ -397,6 +407,31 @@ pub fn logs(run_id: &str, step: Option<&str>, state: Option<String>) -> CliResul
                 Some((_, text)) => outln!("{log_step} | {}", visible(text)),
                 None => outln!("{log_step} | {}", visible(line)),
             }
+        }
+        shown += 1;
+    }
+    // What failed preconditions printed: journaled (redacted) with each `precondition_failed`,
+    // as no log file keeps a check's output.
+    for r in &records {
+        let journal::RunEvent::PreconditionFailed { step: owner, precondition, output, .. } = &r.event else {
+            continue;
+        };
+        if step.is_some_and(|s| Some(s) != owner.as_deref()) {
+            continue;
+        }
+        let of = owner.as_deref().map_or("runbook".to_string(), |s| format!("step `{s}`"));
+        let label = match owner {
+            Some(s) => format!("{s}: precondition {precondition}"),
+            None => format!("precondition {precondition}"),
+        };
+        outln!("== precondition `{precondition}` of {} (failed; journal record {})", visible(&of), r.seq);
+        match output {
+            Some(out) => {
+                for line in out.lines() {
+                    outln!("{} | {}", visible(&label), visible(line));
+                }
+            }
+            None => outln!("{} (printed nothing)", visible(&label)),
         }
         shown += 1;
     }

@@ -918,7 +918,12 @@ fn print_reports(mut rx: mpsc::UnboundedReceiver<Report>, json: bool, live: bool
                 )
             }
             Report::Recorded(record) => match record.event {
-                RunEvent::RunStarted { .. } | RunEvent::RunFinished { .. } | RunEvent::LogKept { .. } => {
+                // A failed precondition is told by the error that ends the run, or the
+                // `step_failed` that follows it (with its output).
+                RunEvent::RunStarted { .. }
+                | RunEvent::RunFinished { .. }
+                | RunEvent::LogKept { .. }
+                | RunEvent::PreconditionFailed { .. } => {
                     continue;
                 }
                 RunEvent::StepStarted { step, attempt } => {

@@ -132,7 +132,8 @@ pub fn status_change(event: &RunEvent) -> Option<StatusChange> {
         | RunEvent::ApprovalGranted { .. }
         | RunEvent::ApprovalRejected { .. }
         | RunEvent::EscalationFired { .. }
-        | RunEvent::LogKept { .. } => None,
+        | RunEvent::LogKept { .. }
+        | RunEvent::PreconditionFailed { .. } => None,
     }
 }
 

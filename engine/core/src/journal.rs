@@ -358,6 +358,23 @@ pub enum RunEvent {
         /// SHA-256 (hex) of the text kept in the store.
         sha256: String,
     },
+    /// A precondition was evaluated and said no (or could not run): what failed and the end
+    /// of what it printed, redacted like every event. Written before the record it causes: the
+    /// `step_failed` of its step, or (the runbook's own) the `run_finished` of a run that ran
+    /// no step.
+    PreconditionFailed {
+        /// The step whose precondition it is (its journal path); absent for the runbook's
+        /// own. An included runbook's own preconditions name the `runbook` step including it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        step: Option<String>,
+        /// The precondition's id.
+        precondition: String,
+        /// What failed, as shown on the terminal.
+        message: String,
+        /// The end of what it printed (redacted), if it printed anything.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        output: Option<String>,
+    },
 }
 
 impl RunEvent {
@@ -384,6 +401,7 @@ impl RunEvent {
             RunEvent::EscalationFired { .. } => "escalation_fired",
             RunEvent::RunFinished { .. } => "run_finished",
             RunEvent::LogKept { .. } => "log_kept",
+            RunEvent::PreconditionFailed { .. } => "precondition_failed",
         }
     }
 
@@ -1053,6 +1071,9 @@ impl RunState {
             // Where an attempt's output is kept: evidence for `logs` and `audit verify`,
             // nothing about where the run stands.
             RunEvent::LogKept { .. } => {}
+            // Why a step or the run failed before anything started: the `step_failed` or
+            // `run_finished` it causes says where they stand.
+            RunEvent::PreconditionFailed { .. } => {}
         }
     }
 
