@@ -156,3 +156,123 @@ message = "the disk has room"
     assert!(report.stdout.contains("Precondición `disk` del paso `b` falló"), "{}", report.stdout);
     no_secret_anywhere(&sb, &run, &[&out.stdout, &out.stderr]);
 }
+
+const INCOMPLETE: &str = r#"
+[runbook]
+name = "incomplete"
+[params.environment]
+type = "string"
+enum = ["sandbox", "staging", "production"]
+description = "Where it runs"
+[params.tag]
+type = "string"
+description = "The tag to go back to"
+[params.replicas]
+type = "integer"
+[params.note]
+type = "string"
+default = "none"
+[secrets.TOKEN]
+env = "PF_MISSING_TOKEN"
+[preconditions.ready]
+run = "true"
+[steps.push]
+run = "echo pushed >> trace"
+confirm = "push {{ params.tag }} to {{ params.environment }}?"
+"#;
+
+#[test]
+fn everything_that_stops_a_run_is_reported_in_one_answer() {
+    let sb = Scratch::new(INCOMPLETE);
+    std::fs::create_dir_all(sb.path().join("params")).expect("params folder");
+    std::fs::write(sb.path().join("params/r.staging.toml"), "environment = \"staging\"\n")
+        .expect("params file");
+    let out = sb.run(&[], &[]);
+    assert_eq!(out.code, 3, "{}\n{}", out.stdout, out.stderr);
+    // One answer: missing parameters (one line each), the secret, `--yes`, what comes after,
+    // and the params file next to the runbook.
+    assert_eq!(out.stderr.matches("error:").count(), 1, "{}", out.stderr);
+    assert!(out.stderr.lines().count() <= 16, "{}", out.stderr);
+    insta::assert_snapshot!("one_answer", out.stderr);
+    // Nothing ran, and no run was recorded (no store was even created).
+    assert_eq!(sb.read("trace"), "");
+    assert!(!std::path::Path::new(&sb.state()).exists(), "a state store was created");
+}
+
+#[test]
+fn given_inputs_leave_only_the_rest_in_the_answer() {
+    let sb = Scratch::new(INCOMPLETE);
+    let out = sb.run(&["-p", "environment=staging", "-p", "tag=v1", "-p", "replicas=2"], &[]);
+    assert_eq!(out.code, 3, "{}\n{}", out.stdout, out.stderr);
+    assert!(!out.stderr.contains("missing parameters"), "{}", out.stderr);
+    assert!(out.stderr.contains("PF_MISSING_TOKEN") && out.stderr.contains("--yes"), "{}", out.stderr);
+    // A value that does not fit is still an error at its place, as before.
+    let bad = sb.run(&["-p", "environment=moon"], &[]);
+    assert_eq!(bad.code, 3, "{}", bad.stderr);
+    assert!(bad.stderr.contains("RB071"), "{}", bad.stderr);
+    // Complete: the run starts and its preconditions run.
+    let done = sb.run(
+        &["-p", "environment=staging", "-p", "tag=v1", "-p", "replicas=2", "--yes"],
+        &[("PF_MISSING_TOKEN", "tok-123456")],
+    );
+    assert_eq!(done.code, 0, "{}\n{}", done.stdout, done.stderr);
+    assert_eq!(sb.read("trace"), "pushed\n");
+}
+
+#[test]
+fn a_runbook_not_found_suggests_where_it_is() {
+    let sb = Scratch::new(INCOMPLETE);
+    std::fs::create_dir_all(sb.path().join("runbooks")).expect("runbooks folder");
+    std::fs::write(sb.path().join("runbooks/rollback-l3.toml"), INCOMPLETE).expect("runbook");
+    let out = sb.cmd(&["run", "rollback-l3.toml"], &[]);
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert!(out.stderr.contains("did you mean `runbooks/rollback-l3.toml`?"), "{}", out.stderr);
+    // A typo: the close name.
+    let typo = sb.cmd(&["run", "runbooks/rolback-l3.toml"], &[]);
+    assert!(typo.stderr.contains("did you mean `runbooks/rollback-l3.toml`?"), "{}", typo.stderr);
+    // Nothing close: the plain hint.
+    let none = sb.cmd(&["run", "zzz-unrelated.toml"], &[]);
+    assert!(none.stderr.contains("check the path"), "{}", none.stderr);
+}
+
+/// The team's runbook from the repository root, with nothing given: one answer naming every
+/// missing parameter, secret and `--yes`, and `runbooks/params/rollback-l3.staging.toml`.
+#[test]
+fn the_team_rollback_l3_with_nothing_given_gets_one_answer() {
+    let state = tempfile::tempdir().expect("tempdir");
+    let db = state.path().join("state.db");
+    let mut cmd = std::process::Command::new(crate::support::bin());
+    cmd.args(["run", "runbooks/rollback-l3.toml", "--state"])
+        .arg(&db)
+        .current_dir(crate::support::root())
+        .env("NO_COLOR", "1")
+        .env_remove("RUNBOOK_STATE");
+    for var in ["DATABASE_URL", "CRON_SECRET", "SLACK_WEBHOOK"] {
+        cmd.env_remove(var);
+    }
+    let out = crate::support::Output::from(cmd.output().expect("the binary runs"));
+    assert_eq!(out.code, 3, "{}\n{}", out.stdout, out.stderr);
+    assert_eq!(out.stderr.matches("error:").count(), 1, "{}", out.stderr);
+    for name in ["environment", "stable_tag", "restore_file", "repo_dir", "app_dir", "base_url"] {
+        assert!(out.stderr.contains(&format!("    {name} ")), "{name}: {}", out.stderr);
+    }
+    for what in [
+        "DATABASE_URL",
+        "CRON_SECRET",
+        "SLACK_WEBHOOK",
+        "--yes",
+        "--params-file runbooks/params/rollback-l3.staging.toml",
+    ] {
+        assert!(out.stderr.contains(what), "{what}: {}", out.stderr);
+    }
+    assert!(out.stderr.lines().count() < 25, "{}", out.stderr);
+    assert!(!db.exists(), "a state store was created");
+    // From the root with the bare name: where it is.
+    let mut bare = std::process::Command::new(crate::support::bin());
+    bare.args(["run", "rollback-l3.toml", "--state"])
+        .arg(&db)
+        .current_dir(crate::support::root())
+        .env("NO_COLOR", "1");
+    let out = crate::support::Output::from(bare.output().expect("the binary runs"));
+    assert!(out.stderr.contains("did you mean `runbooks/rollback-l3.toml`?"), "{}", out.stderr);
+}
