@@ -218,6 +218,7 @@ fn record_line(r: &Record) -> String {
 }
 
 pub fn show(run_id: &str, follow: bool, state: Option<String>) -> CliResult {
+    let state_arg = crate::state::state_arg(&crate::state::location(state.as_deref()));
     let history = with_store(state, async |s| {
         if follow {
             s.run(run_id).await?;
@@ -324,8 +325,11 @@ pub fn show(run_id: &str, follow: bool, state: Option<String>) -> CliResult {
             } else {
                 format!(" by {}", visible(&a.granted_by.join(", ")))
             };
+            let inputs: Vec<(String, String)> =
+                a.inputs.iter().map(|(name, ty)| (visible(name), visible(ty))).collect();
+            let command = runbook_core::hint::approve_command(run_id, step, &inputs, state_arg.as_deref());
             line.push_str(&format!(
-                "  {} of {} approval(s){by}; from {from}: `runbook approve {run_id} {step}`",
+                "  {} of {} approval(s){by}; from {from}: `{command}`",
                 a.granted_by.len(),
                 a.min_approvals
             ));

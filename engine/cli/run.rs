@@ -384,6 +384,7 @@ async fn execute(
         // a person who may not approve, so a forged value takes no right away.
         submitted_by: std::env::var("RUNBOOK_SUBMITTED_BY").ok().filter(|s| !s.trim().is_empty()),
         engine_env: crate::state::engine_env(location),
+        state_arg: crate::state::state_arg(location),
     };
     let json = output == RunOutput::Json;
     let verb = match (compensate_only, resuming) {

@@ -276,3 +276,68 @@ fn the_team_rollback_l3_with_nothing_given_gets_one_answer() {
     let out = crate::support::Output::from(bare.output().expect("the binary runs"));
     assert!(out.stderr.contains("did you mean `runbooks/rollback-l3.toml`?"), "{}", out.stderr);
 }
+
+const GATED: &str = r#"
+[runbook]
+name = "gated"
+[steps.gate]
+approval = { prompt = "Ship?", approvers = ["ben"], inputs = { ticket = { type = "string" }, window = { type = "string", enum = ["now", "tonight"] }, note = { type = "string", default = "-" } } }
+[steps.ship]
+needs = ["gate"]
+run = "echo shipped {{ steps.gate.outputs.ticket }} {{ steps.gate.outputs.window }} >> trace"
+"#;
+
+/// Issue 14 point 9: the `runbook approve` hint a suspended run prints (and `show` repeats)
+/// carries `--state` when the store is not the default and every input the approval
+/// requires; typed as printed, from another folder, it records the decision.
+#[test]
+fn the_approve_hint_carries_the_store_and_the_required_inputs() {
+    let sb = Scratch::new(GATED);
+    let out = sb.run(&["--as", "ana"], &[]);
+    assert_eq!(out.code, 4, "{}\n{}", out.stdout, out.stderr);
+    let run = sb.latest_run();
+    let state = std::path::Path::new(&sb.state()).canonicalize().expect("state").display().to_string();
+    let line = out.stdout.lines().find(|l| l.contains("waits for approval")).expect("a hint").to_string();
+    insta::assert_snapshot!("approve_hint", line.replace(&run, "RUN").replace(&state, "STATE"));
+    let show = sb.cmd(&["show", &run], &[]);
+    assert!(
+        show.stdout.contains(&format!("`runbook approve {run} gate --input 'note=<string>' --input 'ticket=<string>' --input 'window=<string>' --state {state}`")),
+        "{}",
+        show.stdout
+    );
+    // The printed command, with values in place of the placeholders, from another folder.
+    let printed =
+        line.split('`').find(|s| s.starts_with("runbook approve")).expect("the command").to_string();
+    let typed = printed.replace("<string>", "CHG-7").replace("<now|tonight>", "tonight");
+    let words: Vec<&str> = typed.split_whitespace().collect();
+    assert_eq!(words[..2], ["runbook", "approve"], "{typed}");
+    let args: Vec<String> = words[1..].iter().map(|w| w.trim_matches('\'').to_string()).collect();
+    let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
+    args.extend(["--as", "ben"]);
+    let elsewhere = tempfile::tempdir().expect("tempdir");
+    let approved = crate::support::run_in(elsewhere.path(), &args);
+    assert_eq!(approved.code, 0, "{typed}\n{}\n{}", approved.stdout, approved.stderr);
+    let resumed = sb.cmd(&["resume", &run], &[]);
+    assert_eq!(resumed.code, 0, "{}\n{}", resumed.stdout, resumed.stderr);
+    assert_eq!(sb.read("trace"), "shipped CHG-7 tonight\n");
+}
+
+/// With the default store, the hint has no `--state`.
+#[test]
+fn the_approve_hint_of_the_default_store_has_no_state_flag() {
+    let sb = Scratch::new(GATED);
+    let home = tempfile::tempdir().expect("home");
+    let home_dir = home.path().display().to_string();
+    let env = [("HOME", home_dir.as_str()), ("XDG_STATE_HOME", home_dir.as_str())];
+    let mut cmd = std::process::Command::new(crate::support::bin());
+    cmd.args(["run", "r.toml", "--as", "ana"])
+        .current_dir(sb.path())
+        .env("NO_COLOR", "1")
+        .env_remove("RUNBOOK_STATE")
+        .envs(env);
+    let out = crate::support::Output::from(cmd.output().expect("runs"));
+    assert_eq!(out.code, 4, "{}\n{}", out.stdout, out.stderr);
+    let hint = out.stdout.lines().find(|l| l.contains("waits for approval")).expect("a hint");
+    assert!(hint.contains("gate --input 'ticket=<string>' --input 'window=<now|tonight>'`"), "{hint}");
+    assert!(!hint.contains("--state"), "{hint}");
+}
