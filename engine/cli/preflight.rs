@@ -187,3 +187,64 @@ pub fn candidates(file: &Path) -> Vec<String> {
     }
     out
 }
+
+/// Whether an operator is at a terminal to be asked (standard input and error both).
+pub fn on_terminal() -> bool {
+    use std::io::IsTerminal as _;
+    std::io::stdin().is_terminal() && std::io::stderr().is_terminal()
+}
+
+/// On a terminal only: ask for each missing parameter in turn, typed and checked as a
+/// `-p` value or a params file's is (`params::from_text`, `params::check`), its choices
+/// listed. A wrong value is asked again (three tries); an empty line stops the asking (what
+/// is still missing is reported in the one answer). Secrets are never asked for here.
+/// Returns the values given, by name.
+pub fn ask_missing(
+    runbook: &Runbook,
+    missing: &[String],
+) -> std::collections::BTreeMap<String, runbook_core::model::ParamValue> {
+    use std::io::{BufRead as _, Write as _};
+    let mut given = std::collections::BTreeMap::new();
+    let mut err = std::io::stderr();
+    let _ = writeln!(
+        err,
+        "{} required parameter(s) missing; type each value (an empty line stops and lists what is missing):",
+        missing.len()
+    );
+    'params: for p in missing.iter().filter_map(|m| runbook.params.iter().find(|p| &p.name == m)) {
+        let mut what = p.ty.as_str().to_string();
+        if let Some(values) = p.allowed.as_ref().filter(|v| !v.is_empty()) {
+            let values: Vec<String> = values.iter().map(ToString::to_string).collect();
+            what.push_str(&format!(", one of {}", values.join("|")));
+        }
+        if let Some(d) = &p.description {
+            what.push_str(&format!("; {d}"));
+        }
+        for _ in 0..3 {
+            let _ = write!(err, "? {} ({what}): ", p.name);
+            let _ = err.flush();
+            let mut line = String::new();
+            match std::io::stdin().lock().read_line(&mut line) {
+                Ok(0) | Err(_) => break 'params,
+                Ok(_) => {}
+            }
+            let text = line.trim_end_matches(['\n', '\r']);
+            if text.is_empty() {
+                break 'params;
+            }
+            match runbook_core::params::from_text(p.ty, text)
+                .and_then(|v| runbook_core::params::check(p, &v).map(|()| v))
+            {
+                Ok(v) => {
+                    given.insert(p.name.clone(), v);
+                    continue 'params;
+                }
+                Err(e) => {
+                    let _ = writeln!(err, "  not a valid value: {e}");
+                }
+            }
+        }
+        break;
+    }
+    given
+}

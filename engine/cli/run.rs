@@ -88,7 +88,13 @@ pub fn run(
     opts: RunArgs,
     color: bool,
 ) -> CliResult {
-    let (runbook, params, missing) = load_with_missing_params(file, args, params_file, color)?;
+    let (runbook, mut params, mut missing) = load_with_missing_params(file, args, params_file, color)?;
+    // On a terminal, the operator may type what is missing (never without one).
+    if !missing.is_empty() && crate::preflight::on_terminal() {
+        let typed = crate::preflight::ask_missing(&runbook, &missing);
+        missing.retain(|m| !typed.contains_key(m));
+        params.extend(typed);
+    }
     // The plan first: whatever cannot render with these parameters (a value an `operand`
     // refuses, a filter that fails) stops the run before anything runs. Missing parameters
     // are reported with everything else that stops the run (`prepare`), in one answer.

@@ -341,3 +341,76 @@ fn the_approve_hint_of_the_default_store_has_no_state_flag() {
     assert!(hint.contains("gate --input 'ticket=<string>' --input 'window=<now|tonight>'`"), "{hint}");
     assert!(!hint.contains("--state"), "{hint}");
 }
+
+const ASKS: &str = r#"
+[runbook]
+name = "asks"
+[params.environment]
+type = "string"
+enum = ["sandbox", "staging", "production"]
+description = "Where it runs"
+[params.replicas]
+type = "integer"
+[params.tag]
+type = "string"
+[steps.deploy]
+run = "echo {{ params.environment }} {{ params.replicas }} {{ params.tag }} >> trace"
+"#;
+
+/// On a real terminal, the missing parameters are asked for one by one: typed and checked
+/// like a `-p` value (a wrong one is asked again), the choices listed; the run then starts
+/// with them (journaled as its parameters).
+#[test]
+fn on_a_terminal_missing_parameters_are_asked_for_and_checked() {
+    let sb = Scratch::new(ASKS);
+    let mut t = sb.terminal(&["run", "r.toml", "-p", "tag=v2"], &[]);
+    t.expect("2 required parameter(s) missing");
+    t.expect("? environment (string, one of sandbox|staging|production; Where it runs): ");
+    t.send_line("moon");
+    t.expect("not a valid value");
+    t.expect("? environment (");
+    t.send_line("staging");
+    t.expect("? replicas (integer): ");
+    t.send_line("two");
+    t.expect("not a valid value");
+    t.expect("? replicas (integer): ");
+    t.send_line("3");
+    let status = t.wait();
+    assert_eq!(status.code(), Some(0), "{}", t.screen());
+    assert_eq!(sb.read("trace"), "staging 3 v2\n");
+    let journal = sb.audit(&sb.latest_run());
+    let started: serde_json::Value =
+        serde_json::from_str(journal.lines().next().expect("a record")).expect("json");
+    assert_eq!(started["event"]["params"]["environment"], "staging", "{journal}");
+    assert_eq!(started["event"]["params"]["replicas"], 3, "{journal}");
+}
+
+/// An empty line stops the asking: what is still missing is reported in the one answer,
+/// and nothing runs.
+#[test]
+fn on_a_terminal_an_empty_line_stops_and_reports_what_is_missing() {
+    let sb = Scratch::new(ASKS);
+    let mut t = sb.terminal(&["run", "r.toml"], &[]);
+    t.expect("? environment (");
+    t.send_line("sandbox");
+    t.expect("? replicas (integer): ");
+    t.send_line("");
+    t.expect("[RB090]");
+    let status = t.wait();
+    assert_eq!(status.code(), Some(3), "{}", t.screen());
+    let screen = t.screen();
+    assert!(screen.contains("missing parameters (2;"), "{screen}");
+    assert!(!screen.contains("    environment "), "{screen}");
+    assert_eq!(sb.read("trace"), "");
+}
+
+/// Without a terminal nothing is asked: the one answer comes at once.
+#[test]
+fn without_a_terminal_nothing_is_asked() {
+    let sb = Scratch::new(ASKS);
+    let out = sb.run(&[], &[]);
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert!(!out.stderr.contains("required parameter(s) missing; type"), "{}", out.stderr);
+    assert!(!out.stderr.contains("? environment"), "{}", out.stderr);
+    assert!(out.stderr.contains("missing parameters (3;"), "{}", out.stderr);
+}
