@@ -15,8 +15,8 @@ use crate::error::{CliError, Message};
 pub struct Answer<'a> {
     runbook: &'a Runbook,
     file: &'a Path,
-    /// (section, lines)
-    sections: Vec<(String, Vec<String>)>,
+    /// (section, lines, how many of them are problems)
+    sections: Vec<(String, Vec<String>, usize)>,
     /// Whether parameters are missing (then the params files next to it are suggested).
     missing: bool,
     /// An error that is no input problem (an interrupted secret helper): returned as is.
@@ -52,7 +52,8 @@ impl<'a> Answer<'a> {
                 "missing parameters ({}; give them with `-p NAME=VALUE` or `--params-file FILE`)",
                 lines.len()
             );
-            self.sections.push((title, lines));
+            let count = lines.len();
+            self.sections.push((title, lines, count));
         }
     }
 
@@ -63,15 +64,23 @@ impl<'a> Answer<'a> {
             Err(CliError::Invalid(m)) => {
                 let mut lines = m.errors;
                 lines.extend(m.details);
+                let count = lines.len();
                 // The headline says that nothing ran.
                 lines.extend(m.help.map(|h| format!("help: {}", h.trim_end_matches("; nothing ran"))));
-                self.sections.push((section.to_string(), lines));
+                self.sections.push((section.to_string(), lines, count));
                 None
             }
             Err(e) => {
                 self.hard.get_or_insert(e);
                 None
             }
+        }
+    }
+
+    /// One more line under `section`, when it has problems (what they are about).
+    pub fn note(&mut self, section: &str, line: String) {
+        if let Some((_, lines, _)) = self.sections.iter_mut().find(|(s, _, _)| s == section) {
+            lines.insert(1, line);
         }
     }
 
@@ -83,14 +92,13 @@ impl<'a> Answer<'a> {
         if self.sections.is_empty() {
             return Ok(());
         }
-        let count: usize =
-            self.sections.iter().map(|(_, l)| l.iter().filter(|l| !l.starts_with("help: ")).count()).sum();
+        let count: usize = self.sections.iter().map(|(_, _, n)| n).sum();
         let mut m = Message::new(format!(
             "[{}] runbook `{}` cannot start: {count} problem(s) below; nothing ran and no run was recorded",
             Code::Preflight.as_str(),
             self.runbook.name
         ));
-        for (title, lines) in &self.sections {
+        for (title, lines, _) in &self.sections {
             m = m.detail(format!("{title}:"));
             for l in lines {
                 m = m.detail(format!("  {l}"));

@@ -321,6 +321,9 @@ fn prepare(
     let mut answer = crate::preflight::Answer::new(&runbook, file);
     answer.missing_params(missing);
     let confirm = answer.take("confirmation", confirmation(&runbook, yes));
+    let asking: Vec<String> =
+        runbook.steps.iter().filter(|s| s.confirm.is_some()).map(|s| format!("`{}`", s.id)).collect();
+    answer.note("confirmation", format!("steps that ask: {}", asking.join(", ")));
     let base_dir =
         file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
     let reads = answer.take("files the run reads", read_digests(&runbook));

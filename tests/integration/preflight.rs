@@ -414,3 +414,50 @@ fn without_a_terminal_nothing_is_asked() {
     assert!(!out.stderr.contains("? environment"), "{}", out.stderr);
     assert!(out.stderr.contains("missing parameters (3;"), "{}", out.stderr);
 }
+
+/// An included runbook's own precondition: journaled under the `runbook` step that includes
+/// it, and its step-level ones under their full path.
+#[test]
+fn an_included_runbooks_failed_preconditions_name_their_place() {
+    let sb = Scratch::new(
+        "[runbook]\nname = \"parent\"\n[steps.inner]\nrunbook = { file = \"lib/child.toml\" }\non-failure = \"stop\"\n",
+    );
+    std::fs::create_dir_all(sb.path().join("lib")).expect("lib");
+    std::fs::write(
+        sb.path().join("lib/child.toml"),
+        "[runbook]\nname = \"child\"\n[preconditions.ready]\nrun = \"echo not ready; exit 1\"\nmessage = \"the child is ready\"\n[steps.go]\nrun = \"echo went >> trace\"\n",
+    )
+    .expect("child");
+    let out = sb.run(&[], &[]);
+    assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
+    assert_eq!(sb.read("lib/trace"), "");
+    let journal = sb.audit(&sb.latest_run());
+    let failed: Vec<serde_json::Value> = journal
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("json"))
+        .filter(|r| r["kind"] == "precondition_failed")
+        .collect();
+    assert_eq!(failed.len(), 1, "{journal}");
+    let event = &failed[0]["event"];
+    assert_eq!(
+        (event["step"].as_str(), event["precondition"].as_str()),
+        (Some("inner"), Some("ready")),
+        "{event}"
+    );
+    assert_eq!(event["output"], "not ready", "{event}");
+    let logs = sb.cmd(&["logs", &sb.latest_run(), "inner"], &[]);
+    assert!(logs.stdout.contains("inner: precondition ready | not ready"), "{}", logs.stdout);
+}
+
+/// Ctrl-C at a parameter question ends the command: nothing ran, no run was recorded.
+#[test]
+fn ctrl_c_at_a_parameter_question_ends_without_a_run() {
+    let sb = Scratch::new(ASKS);
+    let mut t = sb.terminal(&["run", "r.toml"], &[]);
+    t.expect("? environment (");
+    t.ctrl_c();
+    let status = t.wait();
+    assert_ne!(status.code(), Some(0), "{}", t.screen());
+    assert_eq!(sb.read("trace"), "");
+    assert!(!std::path::Path::new(&sb.state()).exists(), "a state store was created");
+}
