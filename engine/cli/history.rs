@@ -244,6 +244,7 @@ fn record_line(r: &Record) -> String {
 }
 
 pub fn show(run_id: &str, follow: bool, state: Option<String>) -> CliResult {
+    let state_arg = crate::state::state_arg(&crate::state::location(state.as_deref()));
     let history = with_store(state, async |s| {
         if follow {
             s.run(run_id).await?;
@@ -289,7 +290,17 @@ pub fn show(run_id: &str, follow: bool, state: Option<String>) -> CliResult {
         folded.last_seq,
         folded.last_hash.as_deref().unwrap_or("-")
     );
-    // What stopped a run before any step: its preconditions, with what they printed.
+    // What stopped a run before any step: its preconditions, with what they printed (each
+    // journaled as `precondition_failed`; older journals only in `run_finished`).
+    let runbook_checks = records
+        .iter()
+        .filter(|r| matches!(&r.event, journal::RunEvent::PreconditionFailed { step: None, .. }))
+        .count();
+    if runbook_checks > 0 && folded.has_finished().is_some() && folded.steps.is_empty() {
+        outln!(
+            "  why       it did not start: {runbook_checks} of the runbook's preconditions failed; no step ran"
+        );
+    }
     for r in &records {
         if let journal::RunEvent::RunFinished { preconditions, .. } = &r.event {
             for p in preconditions {
@@ -340,8 +351,11 @@ pub fn show(run_id: &str, follow: bool, state: Option<String>) -> CliResult {
             } else {
                 format!(" by {}", visible(&a.granted_by.join(", ")))
             };
+            let inputs: Vec<(String, String)> =
+                a.inputs.iter().map(|(name, ty)| (visible(name), visible(ty))).collect();
+            let command = runbook_core::hint::approve_command(run_id, step, &inputs, state_arg.as_deref());
             line.push_str(&format!(
-                "  {} of {} approval(s){by}; from {from}: `runbook approve {run_id} {step}`",
+                "  {} of {} approval(s){by}; from {from}: `{command}`",
                 a.granted_by.len(),
                 a.min_approvals
             ));
@@ -460,6 +474,31 @@ pub fn logs(run_id: &str, step: Option<&str>, state: Option<String>) -> CliResul
                 Some((_, text)) => outln!("{log_step} | {}", visible(text)),
                 None => outln!("{log_step} | {}", visible(line)),
             }
+        }
+        shown += 1;
+    }
+    // What failed preconditions printed: journaled (redacted) with each `precondition_failed`,
+    // as no log file keeps a check's output.
+    for r in &records {
+        let journal::RunEvent::PreconditionFailed { step: owner, precondition, output, .. } = &r.event else {
+            continue;
+        };
+        if step.is_some_and(|s| Some(s) != owner.as_deref()) {
+            continue;
+        }
+        let of = owner.as_deref().map_or("runbook".to_string(), |s| format!("step `{s}`"));
+        let label = match owner {
+            Some(s) => format!("{s}: precondition {precondition}"),
+            None => format!("precondition {precondition}"),
+        };
+        outln!("== precondition `{precondition}` of {} (failed; journal record {})", visible(&of), r.seq);
+        match output {
+            Some(out) => {
+                for line in out.lines() {
+                    outln!("{} | {}", visible(&label), visible(line));
+                }
+            }
+            None => outln!("{} (printed nothing)", visible(&label)),
         }
         shown += 1;
     }

@@ -51,9 +51,25 @@ pub fn load(path: &Path) -> Checked {
                     Default::default(),
                     format!("cannot read `{shown}`: {e}"),
                 )
-                .with_help("check the path; it is relative to the current directory"),
+                .with_help(not_found_help(path, &e)),
             ],
         },
+    }
+}
+
+/// The hint for a runbook that cannot be read: where a file of that name is, when it is
+/// not found (`crate::preflight::candidates`).
+fn not_found_help(path: &Path, reason: &str) -> String {
+    let plain = "check the path; it is relative to the current directory".to_string();
+    if reason != "file not found" {
+        return plain;
+    }
+    match crate::preflight::candidates(path).as_slice() {
+        [] => plain,
+        found => format!(
+            "did you mean {}? (paths are relative to the current directory)",
+            found.iter().map(|f| format!("`{f}`")).collect::<Vec<_>>().join(", ")
+        ),
     }
 }
 
@@ -73,6 +89,53 @@ pub fn load_with_params(
     params_file: Option<&Path>,
     color: bool,
 ) -> Result<(Arc<Runbook>, BTreeMap<String, ParamValue>), CliError> {
+    let (runbook, given) = load_given(file, args, params_file, color)?;
+    match inputs::resolve(&runbook, &given) {
+        Ok(v) => Ok((runbook, v)),
+        Err(d) => Err(CliError::Diagnostics(d)),
+    }
+}
+
+/// A runbook, the values of its parameters, and the names of the required ones nobody gave.
+pub type WithMissing = (Arc<Runbook>, BTreeMap<String, ParamValue>, Vec<String>);
+
+/// [`load_with_params`], except that required parameters nobody gave are not an error:
+/// they come back by name (with every given value resolved), for `run`'s one answer
+/// (`crate::preflight`). Any other problem with the values is an error, as there.
+pub fn load_with_missing_params(
+    file: &Path,
+    args: &[(String, String)],
+    params_file: Option<&Path>,
+    color: bool,
+) -> Result<WithMissing, CliError> {
+    let (runbook, given) = load_given(file, args, params_file, color)?;
+    let missing: Vec<String> = runbook
+        .params
+        .iter()
+        .filter(|p| p.default.is_none() && !given.contains_key(&p.name))
+        .map(|p| p.name.clone())
+        .collect();
+    let resolved = if missing.is_empty() {
+        inputs::resolve(&runbook, &given)
+    } else {
+        // The missing ones left out: every value given is still checked.
+        let params = runbook.params.iter().filter(|p| !missing.contains(&p.name)).cloned().collect();
+        inputs::resolve(&Runbook { params, ..(*runbook).clone() }, &given)
+    };
+    match resolved {
+        Ok(v) => Ok((runbook, v, missing)),
+        Err(d) => Err(CliError::Diagnostics(d)),
+    }
+}
+
+/// The runbook (its warnings printed) and the values given for its parameters, each
+/// checked on its own (syntax, unknown names); `Err` for any problem.
+fn load_given(
+    file: &Path,
+    args: &[(String, String)],
+    params_file: Option<&Path>,
+    color: bool,
+) -> Result<(Arc<Runbook>, BTreeMap<String, inputs::Given>), CliError> {
     let checked = load(file);
     let invalid = checked.diagnostics.iter().any(|d| d.severity == runbook_core::Severity::Error);
     let Some(runbook) = checked.runbook.filter(|_| !invalid) else {
@@ -116,13 +179,7 @@ pub fn load_with_params(
     let (values, diags) = inputs::from_args(args, &runbook);
     given.extend(values);
     problems.extend(diags);
-    if problems.is_empty() {
-        match inputs::resolve(&runbook, &given) {
-            Ok(v) => return Ok((runbook, v)),
-            Err(d) => problems.extend(d),
-        }
-    }
-    Err(CliError::Diagnostics(problems))
+    if problems.is_empty() { Ok((runbook, given)) } else { Err(CliError::Diagnostics(problems)) }
 }
 
 /// The `reads` of a plan: every other file a run of `runbook` reads, and the params file the

@@ -19,6 +19,7 @@ mod identity;
 mod input;
 mod loader;
 mod output;
+mod preflight;
 mod queue;
 mod report;
 mod run;

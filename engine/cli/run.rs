@@ -18,7 +18,7 @@ use crate::args::RunOutput;
 use crate::as_started::{as_started_error, load_as_started};
 use crate::error::{CliError, CliResult, Exit, Message};
 use crate::identity::operator;
-use crate::input::{display, load_with_params};
+use crate::input::{display, load_with_missing_params, load_with_params};
 use crate::output::outln;
 
 /// What `runbook run` was asked besides the runbook and its parameters.
@@ -179,12 +179,22 @@ pub fn run(
     opts: RunArgs,
     color: bool,
 ) -> CliResult {
-    let (runbook, params) = load_with_params(file, args, params_file, color)?;
+    let (runbook, mut params, mut missing) = load_with_missing_params(file, args, params_file, color)?;
+    // On a terminal, the operator may type what is missing (never without one).
+    if !missing.is_empty() && crate::preflight::on_terminal() {
+        let typed = crate::preflight::ask_missing(&runbook, &missing);
+        missing.retain(|m| !typed.contains_key(m));
+        params.extend(typed);
+    }
     // The plan first: whatever cannot render with these parameters (a value an `operand`
-    // refuses, a filter that fails) stops the run before anything runs.
-    runbook_core::plan::plan(&runbook, &params).map_err(CliError::Diagnostics)?;
+    // refuses, a filter that fails) stops the run before anything runs. Missing parameters
+    // are reported with everything else that stops the run (`prepare`), in one answer.
+    if missing.is_empty() {
+        runbook_core::plan::plan(&runbook, &params).map_err(CliError::Diagnostics)?;
+    }
     let location = crate::state::location(opts.state.as_deref());
-    let prepared = Prepared { wait: opts.wait, ..prepare(runbook, params, file, opts.yes, &location)? };
+    let prepared =
+        Prepared { wait: opts.wait, ..prepare(runbook, params, &missing, file, opts.yes, &location)? };
     start_new(prepared, opts)
 }
 
@@ -198,7 +208,7 @@ pub fn run_pinned(plan_path: &Path, opts: RunArgs, color: bool) -> CliResult {
     // `prepare` takes a moment later (a file swapped in between would be pinned).
     let location = crate::state::location(opts.state.as_deref());
     let prepared =
-        Prepared { wait: opts.wait, reads, ..prepare(runbook, params, &file, opts.yes, &location)? };
+        Prepared { wait: opts.wait, reads, ..prepare(runbook, params, &[], &file, opts.yes, &location)? };
     start_new(prepared, opts)
 }
 
@@ -388,18 +398,32 @@ fn refuse_if_any(problems: Vec<String>, help: &str) -> Result<(), CliError> {
     Err(CliError::Invalid(Message::all(problems).help(help)))
 }
 
+/// Everything a run needs besides the store. What stops it and can be known without running
+/// anything (`missing` parameters, `--yes`, files it reads, secrets) is reported together, in
+/// one answer (`crate::preflight`); the preconditions come after, in the run.
 fn prepare(
     runbook: Arc<Runbook>,
     params: BTreeMap<String, ParamValue>,
+    missing: &[String],
     file: &Path,
     yes: bool,
     location: &Location,
 ) -> Result<Prepared, CliError> {
-    let confirm = confirmation(&runbook, yes)?;
+    let mut answer = crate::preflight::Answer::new(&runbook, file);
+    answer.missing_params(missing);
+    let confirm = answer.take("confirmation", confirmation(&runbook, yes));
+    let asking: Vec<String> =
+        runbook.steps.iter().filter(|s| s.confirm.is_some()).map(|s| format!("`{}`", s.id)).collect();
+    answer.note("confirmation", format!("steps that ask: {}", asking.join(", ")));
     let base_dir =
         file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
-    let reads = read_digests(&runbook)?;
-    let secrets = resolve_secrets(&runbook, &base_dir, location)?;
+    let reads = answer.take("files the run reads", read_digests(&runbook));
+    let secrets = answer.take("secrets", resolve_secrets(&runbook, &base_dir, location));
+    answer.finish()?;
+    // `finish` returned every problem `take` recorded: each is here.
+    let (Some(confirm), Some(reads), Some(secrets)) = (confirm, reads, secrets) else {
+        return Err(CliError::Invalid(Message::new("the run cannot start; nothing ran")));
+    };
     check_params_hold_no_secret(&secrets, &params)?;
     check_texts_hold_no_secret(&secrets, &[("the operator's name", &operator())])?;
     let file = std::fs::canonicalize(file).unwrap_or_else(|_| file.to_path_buf());
@@ -460,6 +484,7 @@ async fn execute(
         // a person who may not approve, so a forged value takes no right away.
         submitted_by: std::env::var("RUNBOOK_SUBMITTED_BY").ok().filter(|s| !s.trim().is_empty()),
         engine_env: crate::state::engine_env(location),
+        state_arg: crate::state::state_arg(location),
     };
     let json = output == RunOutput::Json;
     let verb = match (compensate_only, resuming) {
@@ -1054,12 +1079,15 @@ fn print_reports(mut rx: mpsc::UnboundedReceiver<Report>, json: bool, live: bool
             }
             Report::Recorded(record) => match record.event {
                 // The prompt showed the question and the operator typed the answer (or passed
-                // `--yes`): `show`, `audit` and the report tell who confirmed what.
+                // `--yes`): `show`, `audit` and the report tell who confirmed what. A failed
+                // precondition is told by the error that ends the run, or the `step_failed`
+                // that follows it (with its output).
                 RunEvent::RunStarted { .. }
                 | RunEvent::RunFinished { .. }
                 | RunEvent::LogKept { .. }
                 | RunEvent::ConfirmationRequested { .. }
-                | RunEvent::ConfirmationGiven { .. } => {
+                | RunEvent::ConfirmationGiven { .. }
+                | RunEvent::PreconditionFailed { .. } => {
                     continue;
                 }
                 RunEvent::StepStarted { step, attempt } => {

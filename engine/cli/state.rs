@@ -34,6 +34,21 @@ pub fn location(state: Option<&str>) -> Location {
     }
 }
 
+/// The store as an operator names it from another terminal, for the commands a run or
+/// `show` prints: `None` for the default store; a SQLite path made absolute; a URL without
+/// its password ([`Location::shown`]).
+pub fn state_arg(location: &Location) -> Option<String> {
+    if *location == self::location(None) {
+        return None;
+    }
+    Some(match location {
+        Location::Sqlite(path) => {
+            std::path::absolute(path).unwrap_or_else(|_| path.clone()).display().to_string()
+        }
+        Location::Postgres(_) => location.shown(),
+    })
+}
+
 /// What of the engine's environment no process it starts may see, and the store's password
 /// for the redactor (red team adv13b F1): decided by the store the command uses.
 pub fn engine_env(location: &Location) -> runbook_exec::secrets::EngineEnv {

@@ -185,8 +185,13 @@ fn an_approval_inside_an_included_runbook_suspends_the_whole_run() {
     let id = crate::support::latest_run_id(dir.path(), &dir.path().join("state.db")).expect("run");
     assert_eq!(run(dir.path(), &["approve", &id, "inner/go", "--as", "ana"]).code, 3, "not an approver");
     assert!(out.stdout.contains("`runbook approve"), "{}", out.stdout);
+    // The note names the path, the input the approval requires, and the store (issue 14).
+    let state = dir.path().canonicalize().expect("dir").join("state.db");
     assert!(
-        out.stdout.contains(&format!("runbook approve {id} inner/go`")),
+        out.stdout.contains(&format!(
+            "runbook approve {id} inner/go --input 'ticket=<string>' --state {}`",
+            state.display()
+        )),
         "the note names the path: {}",
         out.stdout
     );

@@ -37,6 +37,7 @@ mod options;
 mod peers;
 mod pinning;
 mod plan;
+mod preflight;
 mod prompts;
 mod pty;
 mod read_only_preconditions;

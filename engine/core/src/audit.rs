@@ -134,7 +134,8 @@ pub fn status_change(event: &RunEvent) -> Option<StatusChange> {
         | RunEvent::EscalationFired { .. }
         | RunEvent::LogKept { .. }
         | RunEvent::ConfirmationRequested { .. }
-        | RunEvent::ConfirmationGiven { .. } => None,
+        | RunEvent::ConfirmationGiven { .. }
+        | RunEvent::PreconditionFailed { .. } => None,
     }
 }
 

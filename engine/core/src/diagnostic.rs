@@ -144,6 +144,7 @@ codes! {
     ReportReference = "080", "report-reference", "A `[report]` entry names a step or an output that does not exist.";
     PreconditionWrites = "081", "precondition-writes", "A warning: a `run`/`cmd` precondition that visibly changes something (preconditions only read).";
     PreconditionMethod = "082", "precondition-method", "An `http` precondition with a method other than GET or HEAD (preconditions only read).";
+    Preflight = "090", "preflight", "A run cannot start: every missing parameter, secret, file and `--yes` it needs, reported in one answer.";
 }
 
 impl fmt::Display for Code {

@@ -382,6 +382,23 @@ pub enum RunEvent {
         /// True when `--yes` answered, not a person at a prompt.
         by_yes: bool,
     },
+    /// A precondition was evaluated and said no (or could not run): what failed and the end
+    /// of what it printed, redacted like every event. Written before the record it causes: the
+    /// `step_failed` of its step, or (the runbook's own) the `run_finished` of a run that ran
+    /// no step.
+    PreconditionFailed {
+        /// The step whose precondition it is (its journal path); absent for the runbook's
+        /// own. An included runbook's own preconditions name the `runbook` step including it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        step: Option<String>,
+        /// The precondition's id.
+        precondition: String,
+        /// What failed, as shown on the terminal.
+        message: String,
+        /// The end of what it printed (redacted), if it printed anything.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        output: Option<String>,
+    },
 }
 
 impl RunEvent {
@@ -410,6 +427,7 @@ impl RunEvent {
             RunEvent::LogKept { .. } => "log_kept",
             RunEvent::ConfirmationRequested { .. } => "confirmation_requested",
             RunEvent::ConfirmationGiven { .. } => "confirmation_given",
+            RunEvent::PreconditionFailed { .. } => "precondition_failed",
         }
     }
 
@@ -1083,6 +1101,9 @@ impl RunState {
             // (a refusal is followed by the step's `step_failed`; a question without an
             // answer leaves the step pending, and the resume asks it again).
             RunEvent::ConfirmationRequested { .. } | RunEvent::ConfirmationGiven { .. } => {}
+            // Why a step or the run failed before anything started: the `step_failed` or
+            // `run_finished` it causes says where they stand.
+            RunEvent::PreconditionFailed { .. } => {}
         }
     }
 

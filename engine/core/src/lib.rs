@@ -13,6 +13,7 @@
 pub mod audit;
 pub mod diagnostic;
 pub mod graph;
+pub mod hint;
 pub mod inputs;
 pub mod journal;
 pub mod lifecycle;

@@ -483,8 +483,29 @@ pub fn build(records: &[Record], runbook: Option<&Runbook>, drill: bool) -> Repo
                     if *delivered { " notificada" } else { " (notificación fallida)" }
                 ))
             }
+            RunEvent::PreconditionFailed { step, precondition, message, output } => {
+                let of = match step {
+                    Some(step) => format!("del paso `{}`", code(step)),
+                    None => "del runbook".to_string(),
+                };
+                // A step's is reported with the `step_failed` it causes; the runbook's own
+                // here (its `run_finished` then only says how the run ended).
+                if step.is_none() {
+                    problems.push(md(message));
+                    failures.push(Failure {
+                        what: format!("{t} una precondición del runbook falló; ningún paso se ejecutó"),
+                        reason: md(message),
+                        output: output.clone(),
+                    });
+                }
+                Some(format!("Precondición `{}` {of} falló: {}", code(precondition), md(message)))
+            }
             RunEvent::RunFinished { status, preconditions } => {
-                for p in preconditions {
+                // Journals written before `precondition_failed` existed carry them here only.
+                let journaled = records[..i]
+                    .iter()
+                    .any(|r| matches!(&r.event, RunEvent::PreconditionFailed { step: None, .. }));
+                for p in preconditions.iter().filter(|_| !journaled) {
                     let p = md(p);
                     problems.push(p.clone());
                     failures.push(Failure {

@@ -103,9 +103,24 @@ impl Dispatcher<'_> {
             }
         } else {
             let path = format!("{}{id}", self.opts.prefix);
+            // Complete as printed: the inputs the approval requires and the store.
+            let inputs: Vec<(String, String)> = spec
+                .inputs
+                .iter()
+                .filter(|p| p.default.is_none())
+                .map(|p| {
+                    let takes = match p.allowed.as_ref().filter(|v| !v.is_empty()) {
+                        Some(values) => values.iter().map(ToString::to_string).collect::<Vec<_>>().join("|"),
+                        None => p.ty.as_str().to_string(),
+                    };
+                    (p.name.clone(), takes)
+                })
+                .collect();
+            let state = self.opts.state_arg.as_deref();
             let _ = self.report.send(Report::Notice(format!(
-                "step `{path}` waits for approval: `runbook approve {} {path}` (or `runbook reject {} {path} --reason ...`)",
-                self.opts.run_id, self.opts.run_id
+                "step `{path}` waits for approval: `{}` (or `{}`)",
+                runbook_core::hint::approve_command(&self.opts.run_id, &path, &inputs, state),
+                runbook_core::hint::reject_command(&self.opts.run_id, &path, state)
             )));
         }
         Ok(())

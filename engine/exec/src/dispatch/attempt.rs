@@ -69,6 +69,15 @@ impl Dispatcher<'_> {
                 // stays pending and the resume checks it again.
                 Check::Interrupted => return Ok(Begun::Interrupted),
                 Check::Failed { message, output } => {
+                    let path = format!("{}{}", self.opts.prefix, step.id);
+                    let (precondition, shown) = (p.id.clone(), output.clone());
+                    self.record(RunEvent::PreconditionFailed {
+                        step: Some(path),
+                        precondition,
+                        message: message.clone(),
+                        output: shown,
+                    })
+                    .await?;
                     return self.fail_before_start_with(idx, message, output).await;
                 }
             }

@@ -108,6 +108,9 @@ pub struct RunOptions {
     /// The engine's own configuration and credentials: kept from every process the run
     /// starts, and the store's password redacted everywhere (red team adv13b F1).
     pub engine_env: crate::secrets::EngineEnv,
+    /// The store as an operator names it from another terminal (`--state`, never a
+    /// password), for the commands the run prints; `None` for the default store.
+    pub state_arg: Option<String>,
 }
 
 /// An inline answer to an approval: approve or reject, and why.

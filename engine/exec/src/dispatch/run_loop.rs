@@ -50,7 +50,11 @@ impl Dispatcher<'_> {
             // A signal cut the runbook's preconditions off (journaled by the gate): no
             // failure, and the resume checks them again.
             Gate::Interrupted => return Ok(self.outcome(RunStatus::Interrupted)),
-            Gate::Failed(failures) => return Err(ExecError::Preconditions(failures)),
+            Gate::Failed(failures) => {
+                return Err(ExecError::Preconditions(
+                    failures.iter().map(super::start::Failed::shown).collect(),
+                ));
+            }
         }
         if self.opts.compensate_only {
             self.machine.compensate_only();

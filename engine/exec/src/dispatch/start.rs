@@ -144,10 +144,33 @@ impl Dispatcher<'_> {
             Gate::Passed => return Ok(Gate::Passed),
             Gate::Failed(failures) => failures,
         };
-        let preconditions = failures.clone();
-        self.record(RunEvent::RunFinished { status: RunStatus::Failed, preconditions }).await?;
+        let preconditions = self.journal_failed(&failures, None).await?;
+        self.record(RunEvent::RunFinished {
+            status: RunStatus::Failed,
+            preconditions: preconditions.clone(),
+        })
+        .await?;
         self.release().await;
-        Err(ExecError::Preconditions(failures))
+        Err(ExecError::Preconditions(preconditions))
+    }
+
+    /// Journal each failed precondition (`precondition_failed`, redacted like every event)
+    /// and return them as the terminal shows them: message, then the end of the output.
+    pub(super) async fn journal_failed(
+        &mut self,
+        failures: &[Failed],
+        step: Option<String>,
+    ) -> Result<Vec<String>, ExecError> {
+        for f in failures {
+            self.record(RunEvent::PreconditionFailed {
+                step: step.clone(),
+                precondition: f.id.clone(),
+                message: f.message.clone(),
+                output: f.output.clone(),
+            })
+            .await?;
+        }
+        Ok(failures.iter().map(Failed::shown).collect())
     }
 
     /// Check the runbook's preconditions, every one (unless a signal cuts them off).
@@ -157,7 +180,9 @@ impl Dispatcher<'_> {
             match self.check(p, None, cancel).await {
                 Check::Passed => {}
                 Check::Interrupted => return Gate::Interrupted,
-                Check::Failed { message, output } => failures.push(with_output(message, output.as_deref())),
+                Check::Failed { message, output } => {
+                    failures.push(Failed { id: p.id.clone(), message, output })
+                }
             }
         }
         if failures.is_empty() { Gate::Passed } else { Gate::Failed(failures) }
@@ -176,7 +201,12 @@ impl Dispatcher<'_> {
                 match self.preconditions(cancel).await {
                     Gate::Passed => {}
                     Gate::Interrupted => return Ok(Gate::Interrupted),
-                    Gate::Failed(failures) => return Err(ExecError::Preconditions(failures)),
+                    Gate::Failed(failures) => {
+                        // Journaled under the `runbook` step that includes this runbook.
+                        let step = self.opts.prefix.trim_end_matches('/').to_string();
+                        let failures = self.journal_failed(&failures, Some(step)).await?;
+                        return Err(ExecError::Preconditions(failures));
+                    }
                 }
             }
         }
@@ -288,5 +318,19 @@ pub(super) enum Gate {
     /// A signal cut the checks off: no failure, the run is interrupted.
     Interrupted,
     /// These failed (with the end of what they printed).
-    Failed(Vec<String>),
+    Failed(Vec<Failed>),
+}
+
+/// A precondition that failed: its id, what failed, the end of what it printed (redacted).
+pub(super) struct Failed {
+    id: String,
+    message: String,
+    output: Option<String>,
+}
+
+impl Failed {
+    /// As the terminal shows it: the message, then the end of the output.
+    pub(super) fn shown(&self) -> String {
+        with_output(self.message.clone(), self.output.as_deref())
+    }
 }
