@@ -395,17 +395,12 @@ async fn execute(
     // engine (its lease renewals, its steps), which runs on one thread.
     let printer = tokio::task::spawn_blocking(move || print_reports(rx, json, live));
     let (cancel_tx, cancel) = watch::channel(false);
+    // Ctrl-C, SIGTERM and a closed terminal (SIGHUP) stop the run alike, and each is
+    // journaled with its cause; installed here, before the run starts, so that none of
+    // them kills the engine before it journals.
+    let mut stops = runbook_exec::process::StopSignals::listen();
     tokio::spawn(async move {
-        let mut term = sigterm_handler();
-        tokio::select! {
-            // A handler that cannot be installed never fires: it is not a Ctrl-C.
-            interrupted = tokio::signal::ctrl_c() => {
-                if interrupted.is_err() {
-                    std::future::pending::<()>().await;
-                }
-            }
-            () = sigterm(&mut term) => {}
-        }
+        stops.next().await;
         let _ = cancel_tx.send(true);
     });
     let started = Instant::now();
