@@ -34,6 +34,15 @@ pub fn location(state: Option<&str>) -> Location {
     }
 }
 
+/// ` --state LOCATION` for a command to type against `location`, or nothing when it is the
+/// default store (a URL without its password: the operator supplies it, or $RUNBOOK_STATE).
+pub fn state_arg(location: &Location) -> String {
+    match location {
+        Location::Sqlite(path) if *path == default_path() => String::new(),
+        other => format!(" --state {}", other.shown()),
+    }
+}
+
 /// What of the engine's environment no process it starts may see, and the store's password
 /// for the redactor (red team adv13b F1): decided by the store the command uses.
 pub fn engine_env(location: &Location) -> runbook_exec::secrets::EngineEnv {

@@ -272,7 +272,7 @@ fn a_stopped_holder_gets_no_write_through_after_its_lease_is_taken_over() {
     use nix::unistd::Pid;
     let team = Team::new(
         "[runbook]\nname = \"stall\"\nlock = \"inmova-production\"\n\
-         [steps.first]\nrun = \"touch first.started; sleep 1\"\n\
+         [steps.first]\nrun = \"touch first.started; sleep 1\"\nidempotent = true\n\
          [steps.second]\nneeds = [\"first\"]\nrun = \"touch second.ran\"\n",
     );
     let ttl = [("RUNBOOK_LEASE_TTL", "2s")];
@@ -288,16 +288,21 @@ fn a_stopped_holder_gets_no_write_through_after_its_lease_is_taken_over() {
     // A write already on the wire when the engine stopped may still land: let it.
     std::thread::sleep(Duration::from_millis(300));
     let stalled = team.latest_run();
-    let seen = team.journal(&stalled).len();
     std::thread::sleep(Duration::from_secs(3));
-    // The lease ran out: another engine takes the lock over and runs.
-    let second = team.cmd(&["run", "r.toml", "--yes"], "ben");
+    // The lease ran out, but the lock is the stalled run's until it has finished (issue 14,
+    // point 5; this test used to start another run here): another run is refused...
+    let other = team.cmd(&["run", "r.toml", "--yes"], "ben");
+    ok(&other, 5);
+    assert!(other.stderr.contains(&format!("is kept by run {stalled}")), "{}", other.stderr);
+    // ...and another engine of the same run takes the lock over (a new fence) and runs it.
+    let second = team.cmd(&["resume", &stalled, "--yes"], "ben");
     ok(&second, 0);
+    let seen = team.journal(&stalled).len();
     kill(pid, Signal::SIGCONT).expect("SIGCONT");
     let woken = wait(holder);
     assert_ne!(woken.code, 0, "{}{}", woken.stdout, woken.stderr);
     assert!(woken.stderr.contains("lost lock"), "{}", woken.stderr);
-    // Not one record of the stalled run got through after the takeover.
+    // Not one record of the stalled engine got through after the takeover.
     assert_eq!(team.journal(&stalled).len(), seen, "{:#?}", team.journal(&stalled));
     ok(&team.cmd(&["audit", "verify"], "eve"), 0);
 }

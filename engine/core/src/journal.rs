@@ -77,6 +77,8 @@ pub enum RunStatus {
     Interrupted,
     /// An operator must decide (a compensation failed, a step is in doubt, an approval waits).
     NeedsOperator,
+    /// Ended for good by an operator (`runbook abandon`): never resumed.
+    Abandoned,
 }
 
 impl RunStatus {
@@ -88,6 +90,7 @@ impl RunStatus {
             RunStatus::Failed => "failed",
             RunStatus::Interrupted => "interrupted",
             RunStatus::NeedsOperator => "needs_operator",
+            RunStatus::Abandoned => "abandoned",
         }
     }
 }
@@ -358,6 +361,17 @@ pub enum RunEvent {
         /// SHA-256 (hex) of the text kept in the store.
         sha256: String,
     },
+    /// An operator ended an unfinished run for good (`runbook abandon`, issue 14 point 4):
+    /// it is not resumed, and its lock is let go. Written by the operator's command, never
+    /// while an engine holds the run.
+    RunAbandoned {
+        /// Who ended it.
+        operator: String,
+        /// Why (as typed, redacted).
+        reason: String,
+        /// Its compensations ran first (`--compensate`).
+        compensated: bool,
+    },
 }
 
 impl RunEvent {
@@ -384,6 +398,7 @@ impl RunEvent {
             RunEvent::EscalationFired { .. } => "escalation_fired",
             RunEvent::RunFinished { .. } => "run_finished",
             RunEvent::LogKept { .. } => "log_kept",
+            RunEvent::RunAbandoned { .. } => "run_abandoned",
         }
     }
 
@@ -1053,6 +1068,8 @@ impl RunState {
             // Where an attempt's output is kept: evidence for `logs` and `audit verify`,
             // nothing about where the run stands.
             RunEvent::LogKept { .. } => {}
+            // The run's end for good: nothing resumes it.
+            RunEvent::RunAbandoned { .. } => self.status = Some(RunStatus::Abandoned),
         }
     }
 

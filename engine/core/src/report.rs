@@ -319,7 +319,8 @@ pub fn build(records: &[Record], runbook: Option<&Runbook>, drill: bool) -> Repo
         stopped = match &r.event {
             RunEvent::RunSuspended { .. }
             | RunEvent::RunInterrupted { .. }
-            | RunEvent::RunFinished { .. } => true,
+            | RunEvent::RunFinished { .. }
+            | RunEvent::RunAbandoned { .. } => true,
             RunEvent::RunStarted { .. } | RunEvent::RunResumed { .. } => false,
             _ => stopped,
         };
@@ -497,6 +498,12 @@ pub fn build(records: &[Record], runbook: Option<&Runbook>, drill: bool) -> Repo
             }
             // Where the step's output is kept: not an event of the run's story.
             RunEvent::LogKept { .. } => None,
+            RunEvent::RunAbandoned { operator, reason, compensated } => Some(format!(
+                "Abandonada por {}{}: {}",
+                md(operator),
+                if *compensated { " (tras compensar)" } else { "" },
+                md(reason)
+            )),
         };
         if let Some(row) = row {
             timeline.push((t, row));

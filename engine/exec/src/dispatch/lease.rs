@@ -98,6 +98,19 @@ impl Dispatcher<'_> {
         }
     }
 
+    /// The run stopped unfinished (interrupted, needing an operator): no engine holds it
+    /// any more, but it keeps its lock until it is resumed or ended
+    /// ([`runbook_core::lifecycle::run_keeps_its_lock`]).
+    pub(super) async fn park(&mut self) {
+        if self.machine.scope() == Scope::Nested {
+            return;
+        }
+        self.renewal = None;
+        if let Some(lease) = self.lease.take() {
+            let _ = self.store.park_lock(&lease).await;
+        }
+    }
+
     pub(super) async fn release(&mut self) {
         if self.machine.scope() == Scope::Nested {
             // The lock is the including run's.
