@@ -121,6 +121,11 @@ fn a_dead_engine_s_unfinished_run_keeps_its_lock() {
         .expect("SIGKILL");
     let _ = engine.wait();
     let held = s.latest_run();
+    // Point 3: shown as its journal and its lease say, without a write by the reader.
+    assert!(listed(&s).contains("interrupted (engine gone)"), "{}", listed(&s));
+    let show = s.cmd(&["show", &held], &[]);
+    assert!(show.stdout.contains("status    interrupted (engine gone)"), "{show:?}");
+    assert!(!s.audit(&held).contains("run_interrupted"), "a reader wrote to the journal");
 
     let refused = s.cmd(&["run", "other.toml", "--yes"], &[]);
     assert_eq!(refused.code, 5, "{refused:?}");
@@ -177,8 +182,10 @@ fn abandon_ends_a_dead_engine_s_run_and_lets_its_lock_go() {
     let mut engine = spawn_piped(&s, &["run", "r.toml", "--yes"]);
     wait_for(&s, "started");
 
-    // While its engine lives, the run is not abandoned.
+    // While its engine lives, the run is running, and it is not abandoned.
     let held = s.latest_run();
+    let runs = listed(&s);
+    assert!(runs.contains("running") && !runs.contains("engine gone"), "{runs}");
     let live = s.cmd(&["abandon", &held, "--reason", "too early"], &[]);
     assert_eq!(live.code, 5, "{live:?}");
     assert!(live.stderr.contains("live engine"), "{}", live.stderr);
