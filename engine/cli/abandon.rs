@@ -91,6 +91,7 @@ async fn record(
             status.as_str()
         ))));
     }
+    let engine_was_gone = status == RunStatus::Running && engine_gone(store, id).await;
     let operator = crate::identity::operator();
     let lock = match store.lock_of_run(id).await? {
         Some(h) => h.name,
@@ -133,11 +134,12 @@ async fn record(
     let _ = store.release_lock(&lease).await;
     appended?;
     let _ = location;
-    outln!(
-        "abandoned run {id} ({} before) as {operator}{}; lock `{lock}` released; it cannot be resumed",
-        status.as_str(),
-        if args.compensate { ", after its compensations" } else { "" }
-    );
+    let what = if args.compensate {
+        "after its compensations".to_string()
+    } else {
+        format!("(it was {})", if engine_was_gone { ENGINE_GONE } else { status.as_str() })
+    };
+    outln!("abandoned run {id} {what} as {operator}; its lock `{lock}` is free; it cannot be resumed");
     Ok(Exit::Success)
 }
 
