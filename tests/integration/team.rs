@@ -534,3 +534,38 @@ fn a_queued_run_can_be_cancelled_before_a_worker_takes_it() {
     assert!(!out.stdout.contains(&run), "{}", out.stdout);
     assert!(!team.path().join("ran").exists());
 }
+
+/// Issue 14, point 4, team mode: a run suspended at an approval on the shared PostgreSQL
+/// store keeps its lock; the operator who started it abandons it (journaled with who and
+/// why), and the next run on that lock starts. Failed before: there was no `abandon`, and
+/// `reject` by the operator who started it was refused (not an approver).
+#[test]
+fn a_suspended_run_is_abandoned_on_the_shared_store_and_its_lock_let_go() {
+    let team = Team::new(
+        "[runbook]\nname = \"gated\"\nlock = \"inmova-production\"\n\
+         [steps.push]\nrun = \"echo push >> trace\"\n\
+         [steps.gate]\nneeds = [\"push\"]\napproval = { prompt = \"Go?\", approvers = [\"ben\"] }\n",
+    );
+    std::fs::write(
+        team.path().join("other.toml"),
+        "[runbook]\nname = \"other\"\nlock = \"inmova-production\"\n[steps.b]\nrun = \"echo other >> trace\"\n",
+    )
+    .expect("other runbook");
+    ok(&team.cmd(&["run", "r.toml", "--yes"], "ana"), 4);
+    let run = team.latest_run();
+    let refused = team.cmd(&["run", "other.toml", "--yes"], "eve");
+    ok(&refused, 5);
+    ok(&team.cmd(&["abandon", &run, "--reason", "window closed"], "ana"), 0);
+    let journal = team.journal(&run);
+    let last = journal.last().expect("records");
+    assert_eq!(last["kind"], "run_abandoned", "{journal:#?}");
+    assert_eq!(last["event"]["operator"], "ana", "{last}");
+    assert_eq!(last["event"]["reason"], "window closed", "{last}");
+    assert_eq!(
+        team.runs().iter().find(|r| r["run_id"] == run.as_str()).map(|r| r["status"].clone()),
+        Some("abandoned".into())
+    );
+    ok(&team.cmd(&["resume", &run, "--yes"], "ana"), 3);
+    ok(&team.cmd(&["run", "other.toml", "--yes"], "eve"), 0);
+    assert_eq!(std::fs::read_to_string(team.path().join("trace")).unwrap_or_default(), "push\nother\n");
+}
