@@ -91,6 +91,7 @@ async fn record(
             status.as_str()
         ))));
     }
+    let redactor = reason_redactor(&records, location)?;
     let engine_was_gone = status == RunStatus::Running && engine_gone(store, id).await;
     let operator = crate::identity::operator();
     let lock = match store.lock_of_run(id).await? {
@@ -125,15 +126,14 @@ async fn record(
         }
         other => other?,
     };
-    let event = RunEvent::RunAbandoned {
+    let event = redactor.redact_event(RunEvent::RunAbandoned {
         operator: operator.clone(),
         reason: args.reason.clone(),
         compensated: args.compensate,
-    };
+    });
     let appended = store.append(id, &now, &event, Some(&lease)).await;
     let _ = store.release_lock(&lease).await;
     appended?;
-    let _ = location;
     let what = if args.compensate {
         "after its compensations".to_string()
     } else {
@@ -155,4 +155,33 @@ pub async fn engine_gone(store: &runbook_store::Store, run_id: &str) -> bool {
     let Some(holder) = holder else { return true };
     let Ok(now_ms) = store.clock_ms().await else { return false };
     holder.lease_until <= now_ms || dispatch::holder_is_dead(&holder.holder)
+}
+
+/// The run's secrets, read from their sources as the run reads them (and as `approve` does):
+/// a reason may hold one, pasted by mistake, and the journal must not (promise 3). The
+/// runbook is the one the run started with; without it, or without its secrets, nothing is
+/// recorded.
+fn reason_redactor(
+    records: &[runbook_core::journal::Record],
+    location: &runbook_store::Location,
+) -> Result<runbook_exec::secrets::Redactor, CliError> {
+    let Some(RunEvent::RunStarted { file, files, .. }) = records.first().map(|r| &r.event) else {
+        return Err(CliError::Invalid(Message::new(
+            "the run has no `run_started` record; nothing was recorded",
+        )));
+    };
+    let (runbook, _) = crate::as_started::load_as_started(file, files)
+        .map_err(|e| crate::as_started::as_started_error(&records[0].run_id, e))?;
+    let base_dir = std::path::Path::new(&runbook.source.path)
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."))
+        .to_path_buf();
+    match runbook_exec::secrets::resolve(&runbook, &base_dir, &crate::state::engine_env(location)) {
+        Ok(secrets) => Ok(runbook_exec::secrets::Redactor::new(&secrets)),
+        Err(runbook_exec::secrets::Unresolved::Interrupted(secret)) => Err(CliError::Interrupted { secret }),
+        Err(runbook_exec::secrets::Unresolved::Problems(problems)) => Err(CliError::Invalid(Message::all(problems).help(
+            "`abandon` reads the run's secrets as the run does, to keep them out of the reason it journals; give it the same sources; nothing was recorded",
+        ))),
+    }
 }

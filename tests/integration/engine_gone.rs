@@ -255,3 +255,37 @@ approval = { prompt = "Go?", approvers = ["someone-else"] }
     let after = s.cmd(&["run", "other.toml", "--yes"], &[]);
     assert_eq!(after.code, 0, "{after:?}");
 }
+
+/// Promise 3: a secret pasted into the reason by mistake never reaches the journal; the
+/// run's secrets are read from their sources as the run reads them.
+#[test]
+fn a_secret_in_an_abandon_reason_is_redacted() {
+    let s = Scratch::new(
+        r#"[runbook]
+name = "with-secret"
+lock = "env-prod"
+
+[secrets.TOKEN]
+file = "token.txt"
+first-line = true
+
+[steps.push]
+run = "echo push"
+
+[steps.gate]
+needs = ["push"]
+approval = { prompt = "Go?", approvers = ["someone-else"] }
+"#,
+    );
+    let token = "tok-8c1f27d9e4-never-journaled";
+    std::fs::write(s.path().join("token.txt"), format!("{token}\n")).expect("token");
+    assert_eq!(s.run(&["--yes"], &[]).code, 4);
+    let run = s.latest_run();
+    let reason = format!("leaked {token} by mistake");
+    let done = s.cmd(&["abandon", &run, "--reason", &reason], &[]);
+    assert_eq!(done.code, 0, "{done:?}");
+    let journal = s.audit(&run);
+    assert!(journal.contains("run_abandoned"), "{journal}");
+    assert!(!journal.contains(token), "the secret reached the journal: {journal}");
+    assert!(!done.stdout.contains(token) && !done.stderr.contains(token), "{done:?}");
+}
