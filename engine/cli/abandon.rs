@@ -92,7 +92,7 @@ async fn record(
         ))));
     }
     let redactor = reason_redactor(&records, location)?;
-    let engine_was_gone = status == RunStatus::Running && engine_gone(store, id).await;
+    let engine_was_gone = status == RunStatus::Running && crate::state::engine_gone(store, id).await;
     let operator = crate::identity::operator();
     let lock = match store.lock_of_run(id).await? {
         Some(h) => h.name,
@@ -137,24 +137,10 @@ async fn record(
     let what = if args.compensate {
         "after its compensations".to_string()
     } else {
-        format!("(it was {})", if engine_was_gone { ENGINE_GONE } else { status.as_str() })
+        format!("(it was {})", if engine_was_gone { crate::state::ENGINE_GONE } else { status.as_str() })
     };
     outln!("abandoned run {id} {what} as {operator}; its lock `{lock}` is free; it cannot be resumed");
     Ok(Exit::Success)
-}
-
-/// How `runs` and `show` name a run the journal says is running while no engine holds it.
-pub const ENGINE_GONE: &str = "interrupted (engine gone)";
-
-/// The run's engine died without a record (SIGKILL, a lost host): its lease has expired,
-/// or its holder is provably dead on this host, or it holds no lock at all. A display
-/// derived from the journal and the lease, never a write by a reader; `resume` and
-/// `abandon` go on from it as from any unfinished run.
-pub async fn engine_gone(store: &runbook_store::Store, run_id: &str) -> bool {
-    let Ok(holder) = store.lock_of_run(run_id).await else { return false };
-    let Some(holder) = holder else { return true };
-    let Ok(now_ms) = store.clock_ms().await else { return false };
-    holder.lease_until <= now_ms || dispatch::holder_is_dead(&holder.holder)
 }
 
 /// The run's secrets, read from their sources as the run reads them (and as `approve` does):

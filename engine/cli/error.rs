@@ -430,6 +430,15 @@ impl CliError {
         }
         let store = match self {
             CliError::StoreAt { doing: StoreAction::Open | StoreAction::Connect, source, .. } => source,
+            // A run suspended at an approval keeps its lock until it is finished or
+            // abandoned (issue 14, point 4): say how to end it.
+            CliError::LockHeld { run_id, holder, still_running: false, .. }
+                if runbook_core::lifecycle::Holder::parse(holder).is_suspended() =>
+            {
+                return Some(format!(
+                    "`runbook resume {run_id}` continues it once approved; `runbook abandon {run_id} --reason TEXT` ends it (`--compensate` undoes what it did first)"
+                ));
+            }
             _ => return None,
         };
         match store {
@@ -500,6 +509,18 @@ mod tests {
         };
         let cases: Vec<(&str, CliError)> = vec![
             ("lock_held", StoreError::LockHeld(Box::new(holder.clone())).into()),
+            (
+                "lock_held_by_a_suspended_run",
+                StoreError::LockHeld(Box::new(runbook_store::LockHolder {
+                    holder: runbook_core::lifecycle::Holder::Suspended {
+                        run: "r-1".into(),
+                        waiting: vec!["gate".into()],
+                    }
+                    .to_string(),
+                    ..holder.clone()
+                }))
+                .into(),
+            ),
             (
                 "lock_kept",
                 CliError::from(StoreError::LockKept { holder: Box::new(holder.clone()), status: "running".into() })

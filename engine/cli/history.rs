@@ -93,8 +93,8 @@ pub fn runs(state: Option<String>, format: ListFormat, watch: bool) -> CliResult
             runs.sort_by(|a, b| (&b.started_at, &b.run_id).cmp(&(&a.started_at, &a.run_id)));
             // A run whose engine died with no record (issue 14, point 3): shown, not written.
             for r in runs.iter_mut().filter(|r| r.status == "running") {
-                if crate::abandon::engine_gone(&s, &r.run_id).await {
-                    r.status = crate::abandon::ENGINE_GONE.into();
+                if crate::state::engine_gone(&s, &r.run_id).await {
+                    r.status = crate::state::ENGINE_GONE.into();
                 }
             }
             if runs.is_empty() && format == ListFormat::Text && !watch {
@@ -248,7 +248,7 @@ pub fn show(run_id: &str, follow: bool, state: Option<String>) -> CliResult {
         // What is presented is read in one snapshot and checked against the chain.
         let (mut histories, _) = s.histories(Some(run_id)).await?;
         let history = histories.pop().ok_or_else(|| StoreError::NoSuchRun(run_id.to_string()))?;
-        Ok((history, crate::abandon::engine_gone(&s, run_id).await))
+        Ok((history, crate::state::engine_gone(&s, run_id).await))
     })?;
     let (history, engine_gone) = history;
     let findings = history.findings(None);
@@ -262,7 +262,7 @@ pub fn show(run_id: &str, follow: bool, state: Option<String>) -> CliResult {
     let folded = journal::fold(&records);
     let mut summary = summary;
     if summary.status == "running" && engine_gone {
-        summary.status = crate::abandon::ENGINE_GONE.into();
+        summary.status = crate::state::ENGINE_GONE.into();
     }
     outln!("run {} of {} by {}", summary.run_id, visible(&summary.runbook), visible(&summary.operator));
     outln!("  status    {}", summary.status);

@@ -246,6 +246,11 @@ approval = { prompt = "Go?", approvers = ["someone-else"] }
     let run = s.latest_run();
     let refused = s.cmd(&["run", "other.toml", "--yes"], &[]);
     assert_eq!(refused.code, 5, "{refused:?}");
+    assert!(
+        refused.stderr.contains(&format!("`runbook abandon {run} --reason TEXT` ends it")),
+        "{}",
+        refused.stderr
+    );
 
     let done = s.cmd(&["abandon", &run, "--reason", "change window closed", "--compensate", "--yes"], &[]);
     assert_eq!(done.code, 0, "{done:?}");
