@@ -91,8 +91,9 @@ pub fn runs(state: Option<String>, format: ListFormat, watch: bool) -> CliResult
                 }
             }
             runs.sort_by(|a, b| (&b.started_at, &b.run_id).cmp(&(&a.started_at, &a.run_id)));
-            // A run whose engine died with no record (issue 14, point 3): shown, not written.
-            for r in runs.iter_mut().filter(|r| r.status == "running") {
+            // A run whose engine died with no record (issue 14, point 3): shown, not written;
+            // JSON keeps the journal's status (a tool compares it with the status names).
+            for r in runs.iter_mut().filter(|r| r.status == "running" && format == ListFormat::Text) {
                 if crate::state::engine_gone(&s, &r.run_id).await {
                     r.status = crate::state::ENGINE_GONE.into();
                 }
