@@ -243,6 +243,23 @@ pub enum Command {
         #[arg(last = true, required = true)]
         argv: Vec<std::ffi::OsString>,
     },
+    /// End an unfinished run for good (its engine gone, interrupted, suspended, needing an
+    /// operator): journaled with who and why, its lock released; it cannot be resumed.
+    Abandon {
+        /// The run.
+        run_id: String,
+        /// Why (journaled).
+        #[arg(long)]
+        reason: String,
+        /// Run its compensations first (most recent first, as `runbook compensate` does).
+        #[arg(long)]
+        compensate: bool,
+        /// Do not ask before compensating (required without a terminal).
+        #[arg(long)]
+        yes: bool,
+        #[command(flatten)]
+        state: StateArg,
+    },
 }
 
 #[derive(Debug, clap::Args)]

@@ -116,6 +116,15 @@ pub fn run(cli: Cli) -> CliResult {
             Ok(Exit::Success)
         }
         Command::Tie { parent, argv } => Err(tie(parent, &argv)),
+        Command::Abandon { run_id, reason, compensate, yes, state } => {
+            crate::abandon::abandon(crate::abandon::AbandonArgs {
+                run_id,
+                reason,
+                compensate,
+                yes,
+                state: state.state,
+            })
+        }
         Command::State(StateCommand::Migrate { state, identity, map }) => {
             state::migrate(state.state.as_deref(), identity.as_deref(), &map)
         }

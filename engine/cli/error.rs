@@ -227,6 +227,29 @@ pub enum CliError {
         /// Why.
         error: String,
     },
+    /// The lock a run needs is kept by another run that has not finished, though no engine
+    /// holds it (issue 14, point 5): the lock belongs to the run until it is resumed to its
+    /// end or abandoned.
+    #[error(
+        "lock `{name}` is kept by run {run_id} ({}): a lock belongs to its run until the run is finished, compensated or abandoned; nothing ran",
+        kept_state(status)
+    )]
+    #[diagnostic(
+        code(runbook::lock_kept),
+        help(
+            "continue it with `runbook resume {run_id}{state}`, or end it with `runbook abandon {run_id} --reason TEXT{state}` (`--compensate` undoes what it did first)"
+        )
+    )]
+    LockKept {
+        /// The lock.
+        name: String,
+        /// The run that keeps it.
+        run_id: String,
+        /// Its status (`runs.status`).
+        status: String,
+        /// ` --state LOCATION` when the store is not the default one, else empty.
+        state: String,
+    },
 }
 
 /// What the CLI was doing with the state store when it failed (the first words of the
@@ -267,6 +290,9 @@ fn store_at(doing: StoreAction, location: &str, source: &StoreError) -> String {
 impl From<StoreError> for CliError {
     fn from(e: StoreError) -> CliError {
         match e {
+            StoreError::LockKept { holder, status } => {
+                CliError::LockKept { name: holder.name, run_id: holder.run_id, status, state: String::new() }
+            }
             StoreError::LockHeld(h) => CliError::LockHeld {
                 name: h.name,
                 run_id: h.run_id,
@@ -302,12 +328,34 @@ fn store_code(e: &StoreError) -> u8 {
         | StoreError::NewerSchema { .. }
         | StoreError::Fenced { .. }
         | StoreError::LockHeld(_)
+        | StoreError::LockKept { .. }
         | StoreError::RunChanged { .. }
         | StoreError::Corrupt(_) => exit::CANNOT_START,
     }
 }
 
+/// How the holder of a kept lock stands, in words.
+fn kept_state(status: &str) -> String {
+    match status {
+        "running" => "running, but its engine is gone".into(),
+        "needs_operator" => "it needs an operator".into(),
+        other => other.to_string(),
+    }
+}
+
 impl CliError {
+    /// ` --state LOCATION` added to the commands a [`CliError::LockKept`] names, when the
+    /// store is not the default one.
+    pub fn with_state(self, state: &str) -> CliError {
+        match self {
+            CliError::LockKept { name, run_id, status, .. } => {
+                CliError::LockKept { name, run_id, status, state: state.to_string() }
+            }
+            CliError::Exec(ExecError::Store(e)) => CliError::from(e).with_state(state),
+            other => other,
+        }
+    }
+
     /// The exit code (exit.rs).
     pub fn code(&self) -> u8 {
         match self {
@@ -316,9 +364,10 @@ impl CliError {
             CliError::NeedsOperator(_) | CliError::ChainMismatch { .. } | CliError::JournalsBroken { .. } => {
                 exit::NEEDS_OPERATOR
             }
-            CliError::NoStateStore { .. } | CliError::LockHeld { .. } | CliError::CannotStart(_) => {
-                exit::CANNOT_START
-            }
+            CliError::NoStateStore { .. }
+            | CliError::LockHeld { .. }
+            | CliError::LockKept { .. }
+            | CliError::CannotStart(_) => exit::CANNOT_START,
             // Identities and mappings are the administrator's input: a refusal is about them.
             CliError::StoreAt { doing: StoreAction::SetIdentity, .. } => exit::INVALID,
             CliError::StoreAt { .. } => exit::CANNOT_START,
@@ -381,6 +430,15 @@ impl CliError {
         }
         let store = match self {
             CliError::StoreAt { doing: StoreAction::Open | StoreAction::Connect, source, .. } => source,
+            // A run suspended at an approval keeps its lock until it is finished or
+            // abandoned (issue 14, point 4): say how to end it.
+            CliError::LockHeld { run_id, holder, still_running: false, .. }
+                if runbook_core::lifecycle::Holder::parse(holder).is_suspended() =>
+            {
+                return Some(format!(
+                    "`runbook resume {run_id}` continues it once approved; `runbook abandon {run_id} --reason TEXT` ends it (`--compensate` undoes what it did first)"
+                ));
+            }
             _ => return None,
         };
         match store {
@@ -451,6 +509,23 @@ mod tests {
         };
         let cases: Vec<(&str, CliError)> = vec![
             ("lock_held", StoreError::LockHeld(Box::new(holder.clone())).into()),
+            (
+                "lock_held_by_a_suspended_run",
+                StoreError::LockHeld(Box::new(runbook_store::LockHolder {
+                    holder: runbook_core::lifecycle::Holder::Suspended {
+                        run: "r-1".into(),
+                        waiting: vec!["gate".into()],
+                    }
+                    .to_string(),
+                    ..holder.clone()
+                }))
+                .into(),
+            ),
+            (
+                "lock_kept",
+                CliError::from(StoreError::LockKept { holder: Box::new(holder.clone()), status: "running".into() })
+                    .with_state(" --state /srv/runbook/state.db"),
+            ),
             (
                 "lock_held_by_the_run_itself",
                 CliError::LockHeld {

@@ -117,6 +117,13 @@ pub fn runs(state: Option<String>, format: ListFormat, watch: bool) -> CliResult
                 }
             }
             runs.sort_by(|a, b| (&b.started_at, &b.run_id).cmp(&(&a.started_at, &a.run_id)));
+            // A run whose engine died with no record (issue 14, point 3): shown, not written;
+            // JSON keeps the journal's status (a tool compares it with the status names).
+            for r in runs.iter_mut().filter(|r| r.status == "running" && format == ListFormat::Text) {
+                if crate::state::engine_gone(&s, &r.run_id).await {
+                    r.status = crate::state::ENGINE_GONE.into();
+                }
+            }
             if runs.is_empty() && format == ListFormat::Text && !watch {
                 crate::output::errln!("no runs yet");
                 return Ok(());
@@ -268,8 +275,10 @@ pub fn show(run_id: &str, follow: bool, state: Option<String>) -> CliResult {
         }
         // What is presented is read in one snapshot and checked against the chain.
         let (mut histories, _) = s.histories(Some(run_id)).await?;
-        histories.pop().ok_or_else(|| StoreError::NoSuchRun(run_id.to_string()))
+        let history = histories.pop().ok_or_else(|| StoreError::NoSuchRun(run_id.to_string()))?;
+        Ok((history, crate::state::engine_gone(&s, run_id).await))
     })?;
+    let (history, engine_gone) = history;
     let findings = history.findings(None);
     let records = history.records.clone().unwrap_or_default();
     // What does not fit the chain is not presented: nothing on stdout, the findings on
@@ -279,6 +288,10 @@ pub fn show(run_id: &str, follow: bool, state: Option<String>) -> CliResult {
         _ => return Err(flag(run_id, &findings)),
     };
     let folded = journal::fold(&records);
+    let mut summary = summary;
+    if summary.status == "running" && engine_gone {
+        summary.status = crate::state::ENGINE_GONE.into();
+    }
     outln!("run {} of {} by {}", summary.run_id, visible(&summary.runbook), visible(&summary.operator));
     outln!("  status    {}", summary.status);
     outln!("  started   {}", summary.started_at);

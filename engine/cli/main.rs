@@ -8,6 +8,7 @@
 // (red team adv13b F8): `eprint!` would panic and exit 101.
 #![deny(clippy::print_stderr)]
 
+mod abandon;
 mod approve;
 mod args;
 mod as_started;

@@ -492,19 +492,19 @@ async fn execute(
         (false, true) => "resuming",
         (false, false) => "run",
     };
-    if json {
-        outln!(
-            "{}",
-            serde_json::json!({ "run_id": run_id, "runbook": prepared.runbook.name, "state": location.shown(), "resume": resuming })
-        );
+    // Printed with the run's first report, that is once the run holds its lock: a run the
+    // lock refuses never exists, and prints no id (issue 14, point 9).
+    let header = if json {
+        serde_json::json!({ "run_id": run_id, "runbook": prepared.runbook.name, "state": location.shown(), "resume": resuming })
+            .to_string()
     } else {
-        outln!(
+        format!(
             "{verb} {run_id} of {} (state {}, logs {})",
             prepared.runbook.name,
             location.shown(),
             display(&run_dir)
-        );
-    }
+        )
+    };
     let (tx, rx) = mpsc::unbounded_channel();
     let live = !json && std::io::stdout().is_terminal();
     // The live view shows each running step's time; without it a quiet step says, now and
@@ -512,19 +512,14 @@ async fn execute(
     runbook_exec::output::set_heartbeat((!live).then(heartbeat).flatten());
     // On a thread of its own: a terminal or pipe that stops reading must not stall the
     // engine (its lease renewals, its steps), which runs on one thread.
-    let printer = tokio::task::spawn_blocking(move || print_reports(rx, json, live));
+    let printer = tokio::task::spawn_blocking(move || print_reports(rx, json, live, header));
     let (cancel_tx, cancel) = watch::channel(false);
+    // Ctrl-C, SIGTERM and a closed terminal (SIGHUP) stop the run alike, and each is
+    // journaled with its cause; installed here, before the run starts, so that none of
+    // them kills the engine before it journals.
+    let mut stops = runbook_exec::process::StopSignals::listen();
     tokio::spawn(async move {
-        let mut term = sigterm_handler();
-        tokio::select! {
-            // A handler that cannot be installed never fires: it is not a Ctrl-C.
-            interrupted = tokio::signal::ctrl_c() => {
-                if interrupted.is_err() {
-                    std::future::pending::<()>().await;
-                }
-            }
-            () = sigterm(&mut term) => {}
-        }
+        stops.next().await;
         let _ = cancel_tx.send(true);
     });
     let started = Instant::now();
@@ -538,6 +533,13 @@ async fn execute(
         *barrier = None;
     }
     let _ = printer.await;
+    // A lock kept by another run: the commands it names address this store.
+    let result = match result {
+        Err(e @ ExecError::Store(runbook_store::StoreError::LockKept { .. })) => {
+            return Err(CliError::from(e).with_state(&crate::state::state_flag(location)));
+        }
+        other => other,
+    };
     // The logs' `log_kept` records follow the run's end: the hash to keep is the one after them.
     let kept = crate::state::keep_logs(store, &run_id, &run_dir).await;
     let result = result.map(|mut outcome| {
@@ -975,7 +977,7 @@ fn finish(run_id: &str, result: Result<Outcome, ExecError>, elapsed: Duration, j
         RunStatus::Failed => Exit::Failed,
         RunStatus::NeedsOperator => Exit::NeedsOperator,
         RunStatus::Interrupted => Exit::Interrupted,
-        RunStatus::Running => Exit::Failed,
+        RunStatus::Running | RunStatus::Abandoned => Exit::Failed,
     })
 }
 
@@ -1033,10 +1035,14 @@ impl Live {
     }
 }
 
-fn print_reports(mut rx: mpsc::UnboundedReceiver<Report>, json: bool, live: bool) {
+fn print_reports(mut rx: mpsc::UnboundedReceiver<Report>, json: bool, live: bool, header: String) {
     let mut live = live.then(Live::new);
     let mut started: BTreeMap<String, Instant> = BTreeMap::new();
+    let mut header = Some(header);
     while let Some(report) = rx.blocking_recv() {
+        if let Some(h) = header.take() {
+            outln!("{h}");
+        }
         // However it is shown below, it no longer waits: more output may come.
         runbook_exec::output::shown(&report);
         if reached_barrier(&report) {
@@ -1087,7 +1093,8 @@ fn print_reports(mut rx: mpsc::UnboundedReceiver<Report>, json: bool, live: bool
                 | RunEvent::LogKept { .. }
                 | RunEvent::ConfirmationRequested { .. }
                 | RunEvent::ConfirmationGiven { .. }
-                | RunEvent::PreconditionFailed { .. } => {
+                | RunEvent::PreconditionFailed { .. }
+                | RunEvent::RunAbandoned { .. } => {
                     continue;
                 }
                 RunEvent::StepStarted { step, attempt } => {

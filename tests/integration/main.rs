@@ -24,6 +24,7 @@ mod e2e_others;
 mod e2e_pins;
 mod e2e_report;
 mod engine_env;
+mod engine_gone;
 mod engine_limits;
 mod fixtures;
 mod forged_identity;

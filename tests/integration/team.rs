@@ -272,7 +272,7 @@ fn a_stopped_holder_gets_no_write_through_after_its_lease_is_taken_over() {
     use nix::unistd::Pid;
     let team = Team::new(
         "[runbook]\nname = \"stall\"\nlock = \"inmova-production\"\n\
-         [steps.first]\nrun = \"touch first.started; sleep 1\"\n\
+         [steps.first]\nrun = \"touch first.started; sleep 1\"\nidempotent = true\n\
          [steps.second]\nneeds = [\"first\"]\nrun = \"touch second.ran\"\n",
     );
     let ttl = [("RUNBOOK_LEASE_TTL", "2s")];
@@ -288,16 +288,21 @@ fn a_stopped_holder_gets_no_write_through_after_its_lease_is_taken_over() {
     // A write already on the wire when the engine stopped may still land: let it.
     std::thread::sleep(Duration::from_millis(300));
     let stalled = team.latest_run();
-    let seen = team.journal(&stalled).len();
     std::thread::sleep(Duration::from_secs(3));
-    // The lease ran out: another engine takes the lock over and runs.
-    let second = team.cmd(&["run", "r.toml", "--yes"], "ben");
+    // The lease ran out, but the lock is the stalled run's until it has finished (issue 14,
+    // point 5; this test used to start another run here): another run is refused...
+    let other = team.cmd(&["run", "r.toml", "--yes"], "ben");
+    ok(&other, 5);
+    assert!(other.stderr.contains(&format!("is kept by run {stalled}")), "{}", other.stderr);
+    // ...and another engine of the same run takes the lock over (a new fence) and runs it.
+    let second = team.cmd(&["resume", &stalled, "--yes"], "ben");
     ok(&second, 0);
+    let seen = team.journal(&stalled).len();
     kill(pid, Signal::SIGCONT).expect("SIGCONT");
     let woken = wait(holder);
     assert_ne!(woken.code, 0, "{}{}", woken.stdout, woken.stderr);
     assert!(woken.stderr.contains("lost lock"), "{}", woken.stderr);
-    // Not one record of the stalled run got through after the takeover.
+    // Not one record of the stalled engine got through after the takeover.
     assert_eq!(team.journal(&stalled).len(), seen, "{:#?}", team.journal(&stalled));
     ok(&team.cmd(&["audit", "verify"], "eve"), 0);
 }
@@ -561,4 +566,39 @@ fn a_queued_runs_confirmation_names_who_passed_yes() {
         (given[0]["operator"].as_str(), given[0]["by_yes"].as_bool(), given[0]["question"].as_str()),
         (Some("ana"), Some(true), Some("Touch it?"))
     );
+}
+
+/// Issue 14, point 4, team mode: a run suspended at an approval on the shared PostgreSQL
+/// store keeps its lock; the operator who started it abandons it (journaled with who and
+/// why), and the next run on that lock starts. Failed before: there was no `abandon`, and
+/// `reject` by the operator who started it was refused (not an approver).
+#[test]
+fn a_suspended_run_is_abandoned_on_the_shared_store_and_its_lock_let_go() {
+    let team = Team::new(
+        "[runbook]\nname = \"gated\"\nlock = \"inmova-production\"\n\
+         [steps.push]\nrun = \"echo push >> trace\"\n\
+         [steps.gate]\nneeds = [\"push\"]\napproval = { prompt = \"Go?\", approvers = [\"ben\"] }\n",
+    );
+    std::fs::write(
+        team.path().join("other.toml"),
+        "[runbook]\nname = \"other\"\nlock = \"inmova-production\"\n[steps.b]\nrun = \"echo other >> trace\"\n",
+    )
+    .expect("other runbook");
+    ok(&team.cmd(&["run", "r.toml", "--yes"], "ana"), 4);
+    let run = team.latest_run();
+    let refused = team.cmd(&["run", "other.toml", "--yes"], "eve");
+    ok(&refused, 5);
+    ok(&team.cmd(&["abandon", &run, "--reason", "window closed"], "ana"), 0);
+    let journal = team.journal(&run);
+    let last = journal.last().expect("records");
+    assert_eq!(last["kind"], "run_abandoned", "{journal:#?}");
+    assert_eq!(last["event"]["operator"], "ana", "{last}");
+    assert_eq!(last["event"]["reason"], "window closed", "{last}");
+    assert_eq!(
+        team.runs().iter().find(|r| r["run_id"] == run.as_str()).map(|r| r["status"].clone()),
+        Some("abandoned".into())
+    );
+    ok(&team.cmd(&["resume", &run, "--yes"], "ana"), 3);
+    ok(&team.cmd(&["run", "other.toml", "--yes"], "eve"), 0);
+    assert_eq!(std::fs::read_to_string(team.path().join("trace")).unwrap_or_default(), "push\nother\n");
 }

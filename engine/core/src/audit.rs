@@ -117,6 +117,7 @@ pub fn status_change(event: &RunEvent) -> Option<StatusChange> {
         RunEvent::RunInterrupted { .. } => Some(StatusChange::Stopped(RunStatus::Interrupted)),
         RunEvent::RunSuspended { .. } => Some(StatusChange::Stopped(RunStatus::NeedsOperator)),
         RunEvent::RunResumed { .. } => Some(StatusChange::Reopened),
+        RunEvent::RunAbandoned { .. } => Some(StatusChange::Finished(RunStatus::Abandoned)),
         RunEvent::RunStarted { .. }
         | RunEvent::StepStarted { .. }
         | RunEvent::AttemptFailed { .. }

@@ -77,6 +77,8 @@ pub enum RunStatus {
     Interrupted,
     /// An operator must decide (a compensation failed, a step is in doubt, an approval waits).
     NeedsOperator,
+    /// Ended for good by an operator (`runbook abandon`): never resumed.
+    Abandoned,
 }
 
 impl RunStatus {
@@ -88,6 +90,7 @@ impl RunStatus {
             RunStatus::Failed => "failed",
             RunStatus::Interrupted => "interrupted",
             RunStatus::NeedsOperator => "needs_operator",
+            RunStatus::Abandoned => "abandoned",
         }
     }
 }
@@ -399,6 +402,17 @@ pub enum RunEvent {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         output: Option<String>,
     },
+    /// An operator ended an unfinished run for good (`runbook abandon`, issue 14 point 4):
+    /// it is not resumed, and its lock is let go. Written by the operator's command, never
+    /// while an engine holds the run.
+    RunAbandoned {
+        /// Who ended it.
+        operator: String,
+        /// Why (as typed, redacted).
+        reason: String,
+        /// Its compensations ran first (`--compensate`).
+        compensated: bool,
+    },
 }
 
 impl RunEvent {
@@ -428,6 +442,7 @@ impl RunEvent {
             RunEvent::ConfirmationRequested { .. } => "confirmation_requested",
             RunEvent::ConfirmationGiven { .. } => "confirmation_given",
             RunEvent::PreconditionFailed { .. } => "precondition_failed",
+            RunEvent::RunAbandoned { .. } => "run_abandoned",
         }
     }
 
@@ -1104,6 +1119,8 @@ impl RunState {
             // Why a step or the run failed before anything started: the `step_failed` or
             // `run_finished` it causes says where they stand.
             RunEvent::PreconditionFailed { .. } => {}
+            // The run's end for good: nothing resumes it.
+            RunEvent::RunAbandoned { .. } => self.status = Some(RunStatus::Abandoned),
         }
     }
 

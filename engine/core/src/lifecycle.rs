@@ -136,6 +136,27 @@ impl Holder {
     }
 }
 
+/// The lock belongs to the run, not to its engine (issue 14, point 5): a run keeps its lock
+/// until it is finished (`succeeded`, `failed`: compensated or nothing to undo), whatever
+/// became of its engine. Running (perhaps with a dead engine), interrupted or needing an
+/// operator, it keeps it: another run is refused, and only its own `resume` (a new fence)
+/// or its end lets the lock go. `status` is the `runs.status` the store keeps; a name this
+/// binary does not know keeps the lock (the safe side).
+pub fn run_keeps_its_lock(status: &str) -> bool {
+    let known = [
+        RunStatus::Running,
+        RunStatus::Succeeded,
+        RunStatus::Failed,
+        RunStatus::Interrupted,
+        RunStatus::NeedsOperator,
+        RunStatus::Abandoned,
+    ];
+    match known.into_iter().find(|s| s.as_str() == status) {
+        Some(RunStatus::Succeeded | RunStatus::Failed | RunStatus::Abandoned) => false,
+        Some(RunStatus::Running | RunStatus::Interrupted | RunStatus::NeedsOperator) | None => true,
+    }
+}
+
 /// Why an operator's decision on an approval step is refused ([`judge_decision`]); its
 /// `Display` is the message `approve` prints (and the store's refusal).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -432,6 +453,7 @@ pub fn last_end(
         .rev()
         .find_map(|e| match e.borrow() {
             RunEvent::RunFinished { status, .. } => Some(Some(*status)),
+            RunEvent::RunAbandoned { .. } => Some(Some(RunStatus::Abandoned)),
             RunEvent::RunResumed { .. } => Some(None),
             _ => None,
         })
@@ -445,6 +467,8 @@ pub fn check_not_finished(ended: Option<RunStatus>, compensating: bool) -> Resul
         // A failed run goes on: its failed steps get new attempts (only if nothing was
         // compensated: [`assess_resume`]).
         Some(RunStatus::Failed) | None => Ok(()),
+        // Ended for good by an operator: neither resumed nor compensated (issue 14, point 4).
+        Some(RunStatus::Abandoned) => Err(Refusal::Finished { status: RunStatus::Abandoned }),
         Some(_) if compensating => Ok(()),
         Some(status) => Err(Refusal::Finished { status }),
     }
@@ -781,6 +805,17 @@ mod tests {
             pid: 4242,
             host: "db-1".into(),
             process: process.map(str::to_string),
+        }
+    }
+
+    /// Issue 14, point 5: every unfinished status keeps the lock; only an end lets it go.
+    #[test]
+    fn a_run_keeps_its_lock_until_it_has_finished() {
+        for kept in ["running", "interrupted", "needs_operator", "from-a-newer-binary"] {
+            assert!(run_keeps_its_lock(kept), "{kept}");
+        }
+        for ended in ["succeeded", "failed", "abandoned"] {
+            assert!(!run_keeps_its_lock(ended), "{ended}");
         }
     }
 

@@ -319,7 +319,8 @@ pub fn build(records: &[Record], runbook: Option<&Runbook>, drill: bool) -> Repo
         stopped = match &r.event {
             RunEvent::RunSuspended { .. }
             | RunEvent::RunInterrupted { .. }
-            | RunEvent::RunFinished { .. } => true,
+            | RunEvent::RunFinished { .. }
+            | RunEvent::RunAbandoned { .. } => true,
             RunEvent::RunStarted { .. } | RunEvent::RunResumed { .. } => false,
             _ => stopped,
         };
@@ -526,6 +527,12 @@ pub fn build(records: &[Record], runbook: Option<&Runbook>, drill: bool) -> Repo
                 let what = if *confirmed { "confirma" } else { "no confirma" };
                 Some(format!("{who} {what} `{}`: «{}»", code(step), md(question)))
             }
+            RunEvent::RunAbandoned { operator, reason, compensated } => Some(format!(
+                "Abandonada por {}{}: {}",
+                md(operator),
+                if *compensated { " (tras compensar)" } else { "" },
+                md(reason)
+            )),
         };
         if let Some(row) = row {
             timeline.push((t, row));

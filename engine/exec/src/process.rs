@@ -377,7 +377,7 @@ pub enum HelperError {
     TooLarge(usize),
     /// It ran past the time limit.
     TimedOut(Duration),
-    /// The engine got SIGINT (Ctrl-C) or SIGTERM while it ran.
+    /// The engine got SIGINT (Ctrl-C), SIGTERM or SIGHUP while it ran.
     Interrupted,
 }
 
@@ -416,9 +416,9 @@ async fn helper_run(
     hidden: &[String],
     limits: &HelperLimits,
 ) -> Result<HelperOutput, HelperError> {
-    // Listen before starting it: a Ctrl-C from then on is seen.
-    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).ok();
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    // Listen before starting it: a Ctrl-C (or SIGTERM, or a closed terminal) from then on
+    // is seen.
+    let mut stops = StopSignals::listen();
     let mut command = Command::new(program);
     command
         .args(args)
@@ -446,10 +446,7 @@ async fn helper_run(
         Ok(HelperOutput { status, stdout: out })
     };
     let signalled = async {
-        tokio::select! {
-            () = next_signal(&mut interrupt) => {}
-            () = next_signal(&mut terminate) => {}
-        }
+        stops.next().await;
     };
     let result = tokio::select! {
         r = work => r,
@@ -463,6 +460,89 @@ async fn helper_run(
         let _ = child.wait().await;
     }
     result
+}
+
+/// A signal that stops a run (ARCHITECTURE.md, "A signal is a stop cause, never a
+/// failure"): each is journaled with its cause in `run_interrupted`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopSignal {
+    /// SIGINT: Ctrl-C on the terminal.
+    Interrupt,
+    /// SIGTERM: a service manager, `kill`, a worker handing the run back.
+    Terminate,
+    /// SIGHUP: the terminal was closed (a dropped SSH session). Writing to it fails from
+    /// now on; the CLI's output ignores that while a run is in progress.
+    HangUp,
+}
+
+impl StopSignal {
+    /// Why the run stopped, as `run_interrupted` journals it.
+    pub fn reason(self) -> &'static str {
+        match self {
+            StopSignal::Interrupt => "interrupted by the operator (Ctrl-C, SIGINT)",
+            StopSignal::Terminate => "interrupted by SIGTERM",
+            StopSignal::HangUp => "interrupted by SIGHUP: the terminal was closed (a dropped SSH session?)",
+        }
+    }
+
+    fn code(self) -> u8 {
+        match self {
+            StopSignal::Interrupt => 1,
+            StopSignal::Terminate => 2,
+            StopSignal::HangUp => 3,
+        }
+    }
+}
+
+/// The first stop signal this process received (0: none).
+static FIRST_STOP: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+
+/// The first stop signal this process received, if any: the cause `run_interrupted` names.
+pub fn first_stop_signal() -> Option<StopSignal> {
+    match FIRST_STOP.load(std::sync::atomic::Ordering::SeqCst) {
+        1 => Some(StopSignal::Interrupt),
+        2 => Some(StopSignal::Terminate),
+        3 => Some(StopSignal::HangUp),
+        _ => None,
+    }
+}
+
+/// Listens for the signals that stop a run (SIGINT, SIGTERM, SIGHUP). Made before the run
+/// starts: from then on, none of them kills the engine before it journals.
+#[derive(Debug)]
+pub struct StopSignals {
+    interrupt: Option<tokio::signal::unix::Signal>,
+    terminate: Option<tokio::signal::unix::Signal>,
+    hang_up: Option<tokio::signal::unix::Signal>,
+}
+
+impl StopSignals {
+    /// Install the handlers (one that cannot be installed never fires).
+    pub fn listen() -> StopSignals {
+        use tokio::signal::unix::{SignalKind, signal};
+        StopSignals {
+            interrupt: signal(SignalKind::interrupt()).ok(),
+            terminate: signal(SignalKind::terminate()).ok(),
+            hang_up: signal(SignalKind::hangup()).ok(),
+        }
+    }
+
+    /// The next stop signal; the first one of the process is kept as the cause
+    /// ([`first_stop_signal`]).
+    pub async fn next(&mut self) -> StopSignal {
+        let got = tokio::select! {
+            () = next_signal(&mut self.interrupt) => StopSignal::Interrupt,
+            () = next_signal(&mut self.terminate) => StopSignal::Terminate,
+            () = next_signal(&mut self.hang_up) => StopSignal::HangUp,
+        };
+        let _ = FIRST_STOP.compare_exchange(
+            0,
+            got.code(),
+            std::sync::atomic::Ordering::SeqCst,
+            std::sync::atomic::Ordering::SeqCst,
+        );
+        got
+    }
 }
 
 /// The next delivery of a signal (never, if its handler could not be installed).

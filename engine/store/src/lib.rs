@@ -116,6 +116,15 @@ pub enum StoreError {
     /// A decision that the run's state does not allow.
     #[error("{0}")]
     Refused(String),
+    /// The lock is kept by another run that has not finished, though no engine holds its
+    /// lease ([`runbook_core::lifecycle::run_keeps_its_lock`]): the lock belongs to the run.
+    #[error("lock `{}` is kept by run {} ({}): the run has not finished", .holder.name, .holder.run_id, .status)]
+    LockKept {
+        /// The lock and the run that keeps it.
+        holder: Box<LockHolder>,
+        /// The run's status (`runs.status`).
+        status: String,
+    },
 }
 
 /// Shorthand.
@@ -1509,6 +1518,24 @@ impl Store {
                         return Err(StoreError::LockHeld(Box::new(p.clone())));
                     }
                 }
+                // No live engine holds it: the lock still belongs to its run until that run
+                // has finished (issue 14, point 5). Only the run itself takes it back; a
+                // run that never got its first record (no `runs` row) held nothing.
+                if let Some(p) = &previous
+                    && p.run_id != a.run_id
+                {
+                    let status: Option<String> = sqlx::query("SELECT status FROM runs WHERE run_id = $1")
+                        .bind(&p.run_id)
+                        .fetch_optional(&mut *tx)
+                        .await?
+                        .map(|r| r.try_get(0))
+                        .transpose()?;
+                    if let Some(status) = status
+                        && runbook_core::lifecycle::run_keeps_its_lock(&status)
+                    {
+                        return Err(StoreError::LockKept { holder: Box::new(p.clone()), status });
+                    }
+                }
                 (fence + 1, previous)
             }
         };
@@ -1608,6 +1635,20 @@ impl Store {
             Backend::Postgres => "SELECT CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)",
         };
         Ok(sqlx::query(clock).fetch_one(&self.pool).await?.try_get(0)?)
+    }
+
+    /// Keep the lock for a run that stopped unfinished (interrupted, needing an operator):
+    /// no engine holds its lease any more, but the lock stays the run's
+    /// ([`runbook_core::lifecycle::run_keeps_its_lock`]) until its `resume` takes it back or
+    /// its end lets it go.
+    pub async fn park_lock(&self, lease: &Lease) -> Result<()> {
+        sqlx::query("UPDATE locks SET lease_until = 0 WHERE name = $1 AND fence = $2 AND run_id = $3")
+            .bind(&lease.name)
+            .bind(lease.fence)
+            .bind(&lease.run_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     /// Let the lock go (the fence is kept, so it keeps growing).

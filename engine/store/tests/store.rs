@@ -336,11 +336,19 @@ async fn an_expired_holder_is_fenced_out_after_a_takeover(f: Fixture) {
         .await
         .expect("acquire");
     store.append("r1", "t0", &started(), Some(&old)).await.expect("holder writes");
-    // r1 stalls past its lease; r2 takes the lock over.
+    // r1 stalls past its lease. The lock is r1's until r1 has finished (issue 14, point 5):
+    // another run is refused, and names the run that keeps it...
+    let other =
+        store.acquire_lock("inmova-production", "r2", "luis@laptop (pid 20)", "t1", 31_000, ttl, None).await;
+    assert!(
+        matches!(&other, Err(StoreError::LockKept { holder, status }) if holder.run_id == "r1" && status == "running"),
+        "{other:?}"
+    );
+    // ...and another engine of r1 itself (a worker resuming a dead worker's run) takes it over.
     let new = store
-        .acquire_lock("inmova-production", "r2", "luis@laptop (pid 20)", "t1", 31_000, ttl, None)
+        .acquire_lock("inmova-production", "r1", "luis@laptop (pid 20)", "t1", 31_000, ttl, None)
         .await
-        .expect("takeover of an expired lease");
+        .expect("takeover of an expired lease by the same run");
     assert_eq!(new.fence, 2);
     assert_eq!(new.took_over.as_ref().map(|h| h.run_id.as_str()), Some("r1"));
     // The stalled run wakes up: none of its writes get through.

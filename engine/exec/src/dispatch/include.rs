@@ -213,7 +213,9 @@ impl<'a> Dispatcher<'a> {
         Ok(match outcome.status {
             RunStatus::Interrupted => Unwound::Interrupted,
             RunStatus::NeedsOperator => Unwound::NeedsOperator,
-            RunStatus::Running | RunStatus::Succeeded | RunStatus::Failed => Unwound::Complete,
+            RunStatus::Running | RunStatus::Succeeded | RunStatus::Failed | RunStatus::Abandoned => {
+                Unwound::Complete
+            }
         })
     }
 }

@@ -98,14 +98,27 @@ impl Dispatcher<'_> {
         }
     }
 
+    /// The run stopped unfinished (interrupted, needing an operator): no engine holds it
+    /// any more, but it keeps its lock until it is resumed or ended
+    /// ([`runbook_core::lifecycle::run_keeps_its_lock`]).
+    pub(super) async fn park(&mut self) {
+        self.let_go(true).await;
+    }
+
+    /// The run has finished: the lock is free.
     pub(super) async fn release(&mut self) {
+        self.let_go(false).await;
+    }
+
+    async fn let_go(&mut self, park: bool) {
         if self.machine.scope() == Scope::Nested {
             // The lock is the including run's.
             return;
         }
         self.renewal = None;
         if let Some(lease) = self.lease.take() {
-            let _ = self.store.release_lock(&lease).await;
+            let _ =
+                if park { self.store.park_lock(&lease).await } else { self.store.release_lock(&lease).await };
         }
     }
 }

@@ -11,7 +11,7 @@ pub enum StopCause {
         /// Compensate the steps that succeeded.
         compensate: bool,
     },
-    /// Ctrl-C or SIGTERM: the running attempts are ended and left in doubt.
+    /// Ctrl-C, SIGTERM or SIGHUP: the running attempts are ended and left in doubt.
     Interrupted,
     /// The process reaper died: steps started from now on would not be tied to the engine.
     ReaperGone,
@@ -26,11 +26,15 @@ impl StopCause {
     }
 
     /// The reason journaled with `run_interrupted`.
+    /// A signal names itself (SIGINT, SIGTERM, SIGHUP: [`crate::process::first_stop_signal`]).
     pub fn reason(self) -> &'static str {
         match self {
             StopCause::ReaperGone => "the process reaper died: steps would no longer be tied to the engine",
             StopCause::StepFailed { .. } | StopCause::Interrupted | StopCause::LeaseLost => {
-                "interrupted by a signal (Ctrl-C or SIGTERM)"
+                match crate::process::first_stop_signal() {
+                    Some(signal) => signal.reason(),
+                    None => "interrupted by a signal (Ctrl-C or SIGTERM)",
+                }
             }
         }
     }

@@ -264,13 +264,13 @@ impl Dispatcher<'_> {
         Ok(())
     }
 
-    /// End interrupted by `cause`: journaled (a run of its own, which lets its lock go), exit
-    /// 130; `resume` (or `compensate`) goes on from here.
+    /// End interrupted by `cause`: journaled (a run of its own, which keeps its lock: see
+    /// [`Dispatcher::park`]), exit 130; `resume` (or `compensate`) goes on from here.
     async fn interrupted(mut self, cause: StopCause) -> Result<Outcome, ExecError> {
         if self.machine.scope() == Scope::TopLevel {
             let reason = self.interrupt_reason.clone().unwrap_or_else(|| cause.reason().into());
             self.record(RunEvent::RunInterrupted { reason }).await?;
-            self.release().await;
+            self.park().await;
         }
         Ok(self.outcome(RunStatus::Interrupted))
     }
@@ -396,11 +396,16 @@ impl Dispatcher<'_> {
         }
     }
 
-    /// (A run of its own) journal the end and let the lock go.
+    /// (A run of its own) journal the end and let the lock go; a run that needs an operator
+    /// has not finished and keeps it ([`runbook_core::lifecycle::run_keeps_its_lock`]).
     async fn end(mut self, status: RunStatus) -> Result<Outcome, ExecError> {
         if self.machine.scope() == Scope::TopLevel {
             self.record(RunEvent::RunFinished { status, preconditions: Vec::new() }).await?;
-            self.release().await;
+            if runbook_core::lifecycle::run_keeps_its_lock(status.as_str()) {
+                self.park().await;
+            } else {
+                self.release().await;
+            }
         }
         Ok(self.outcome(status))
     }

@@ -59,13 +59,16 @@ impl Dispatcher<'_> {
         let lease = match self.store.acquire(&acquire).await {
             Err(StoreError::LockHeld(h)) if holder_is_dead(&h.holder) => {
                 stolen = true;
-                // A process on this host that no longer exists cannot be running the step.
+                // A process on this host that no longer exists cannot be running the step;
+                // the store still refuses another run's lock while that run is unfinished
+                // (`StoreError::LockKept`): said only once the lock is taken.
+                acquire.steal_from = Some(&h.holder);
+                let lease = self.store.acquire(&acquire).await?;
                 let _ = self.report.send(Report::Notice(format!(
                     "taking over lock `{lock}` from run {} ({}): that process is gone",
                     h.run_id, h.holder
                 )));
-                acquire.steal_from = Some(&h.holder);
-                self.store.acquire(&acquire).await?
+                lease
             }
             other => other?,
         };
@@ -138,7 +141,8 @@ impl Dispatcher<'_> {
             Gate::Interrupted => {
                 self.record(RunEvent::RunInterrupted { reason: StopCause::Interrupted.reason().into() })
                     .await?;
-                self.release().await;
+                // Interrupted, not finished: the run keeps its lock.
+                self.park().await;
                 return Ok(Gate::Interrupted);
             }
             Gate::Passed => return Ok(Gate::Passed),
