@@ -3,7 +3,6 @@
 //! [`CliError`]s; warnings are printed as they are found.
 
 use std::collections::BTreeMap;
-use std::os::fd::AsFd;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -206,55 +205,4 @@ pub fn pinned_reads(runbook: &Runbook, params_file: Option<&Path>) -> Result<Vec
         }
     }
     Ok(reads)
-}
-
-/// What a prompt read from the terminal.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Line {
-    /// A line the operator typed (without its end).
-    Typed(String),
-    /// End of input: the terminal closed (a dropped session) or Ctrl-D.
-    Closed,
-    /// The engine withdrew the question (Ctrl-C, a failed step, decided elsewhere).
-    Withdrawn,
-}
-
-/// Read one line from standard input in the terminal's ordinary (canonical) mode, or stop as
-/// soon as `withdrawn` becomes readable. The descriptors are polled together, so the read
-/// never outlives the question: a blocking read that nobody can stop would swallow the
-/// interruption and keep the process alive (the runtime waits for blocking tasks).
-pub fn read_line_unless(withdrawn: std::os::fd::BorrowedFd<'_>) -> Line {
-    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-    let stdin = std::io::stdin();
-    let mut line = Vec::new();
-    loop {
-        let mut fds =
-            [PollFd::new(stdin.as_fd(), PollFlags::POLLIN), PollFd::new(withdrawn, PollFlags::POLLIN)];
-        match poll(&mut fds, PollTimeout::NONE) {
-            Ok(_) => {}
-            // A signal (Ctrl-C): the engine's handler saw it; it withdraws the question.
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(_) => return Line::Closed,
-        }
-        let ready = |fd: &PollFd<'_>| fd.revents().is_some_and(|r| !r.is_empty());
-        if ready(&fds[1]) {
-            return Line::Withdrawn;
-        }
-        if !ready(&fds[0]) {
-            continue;
-        }
-        let mut buf = [0u8; 512];
-        match nix::unistd::read(stdin.as_fd(), &mut buf) {
-            Ok(0) => return Line::Closed,
-            Ok(n) => {
-                line.extend_from_slice(&buf[..n]);
-                if let Some(end) = line.iter().position(|&b| b == b'\n') {
-                    line.truncate(end);
-                    return Line::Typed(String::from_utf8_lossy(&line).into_owned());
-                }
-            }
-            Err(nix::errno::Errno::EINTR | nix::errno::Errno::EAGAIN) => continue,
-            Err(_) => return Line::Closed,
-        }
-    }
 }

@@ -21,6 +21,7 @@ mod input;
 mod loader;
 mod output;
 mod preflight;
+mod prompt;
 mod queue;
 mod report;
 mod run;

@@ -204,21 +204,21 @@ pub fn on_terminal() -> bool {
 
 /// On a terminal only: ask for each missing parameter in turn, typed and checked as a
 /// `-p` value or a params file's is (`params::from_text`, `params::check`), its choices
-/// listed. A wrong value is asked again (three tries); an empty line stops the asking (what
-/// is still missing is reported in the one answer). Secrets are never asked for here.
+/// listed. A wrong value is asked again (three tries), and so is one that is not UTF-8 or
+/// holds a control or format character (the screen did not show what it holds); an empty
+/// line stops the asking (what is still missing is reported in the one answer). Secrets are
+/// never asked for here. Everything shown goes through `crate::prompt` (made visible).
 /// Returns the values given, by name.
 pub fn ask_missing(
     runbook: &Runbook,
     missing: &[String],
 ) -> std::collections::BTreeMap<String, runbook_core::model::ParamValue> {
-    use std::io::{BufRead as _, Write as _};
+    use crate::prompt::{Reply, say, text};
     let mut given = std::collections::BTreeMap::new();
-    let mut err = std::io::stderr();
-    let _ = writeln!(
-        err,
+    say(&format!(
         "{} required parameter(s) missing; type each value (an empty line stops and lists what is missing):",
         missing.len()
-    );
+    ));
     'params: for p in missing.iter().filter_map(|m| runbook.params.iter().find(|p| &p.name == m)) {
         let mut what = p.ty.as_str().to_string();
         if let Some(values) = p.allowed.as_ref().filter(|v| !v.is_empty()) {
@@ -229,27 +229,27 @@ pub fn ask_missing(
             what.push_str(&format!("; {d}"));
         }
         for _ in 0..3 {
-            let _ = write!(err, "? {} ({what}): ", p.name);
-            let _ = err.flush();
-            let mut line = String::new();
-            match std::io::stdin().lock().read_line(&mut line) {
-                Ok(0) | Err(_) => break 'params,
-                Ok(_) => {}
-            }
-            let text = line.trim_end_matches(['\n', '\r']);
-            if text.is_empty() {
+            let typed = match text(&format!("? {} ({what}): ", p.name), None) {
+                Reply::Chosen(typed) => typed,
+                Reply::Closed | Reply::Withdrawn => break 'params,
+            };
+            if typed.is_empty() {
                 break 'params;
             }
-            match runbook_core::params::from_text(p.ty, text)
+            if typed.chars().any(runbook_core::shown::is_hidden) {
+                say(&format!(
+                    "  not taken: `{typed}` holds a control or format character (an arrow key, a pasted invisible character); type it again"
+                ));
+                continue;
+            }
+            match runbook_core::params::from_text(p.ty, &typed)
                 .and_then(|v| runbook_core::params::check(p, &v).map(|()| v))
             {
                 Ok(v) => {
                     given.insert(p.name.clone(), v);
                     continue 'params;
                 }
-                Err(e) => {
-                    let _ = writeln!(err, "  not a valid value: {e}");
-                }
+                Err(e) => say(&format!("  not a valid value: {e}")),
             }
         }
         break;

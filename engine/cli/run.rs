@@ -1,7 +1,7 @@
 //! `runbook run`: check, resolve, then hand the runbook to the executor and show progress.
 
 use std::collections::BTreeMap;
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -97,28 +97,21 @@ fn ask_on_terminal(question: &str, withdrawn: &dispatch::Withdrawn) -> dispatch:
 }
 
 fn ask_on_terminal_now(question: &str, withdrawn: &dispatch::Withdrawn) -> dispatch::Answer {
-    use crate::input::{Line, read_line_unless};
-    let mut err = std::io::stderr();
-    let _ = write!(err, "? {question} [y/N] ");
-    let _ = err.flush();
-    match read_line_unless(withdrawn.fd()) {
-        Line::Typed(answer) => {
-            if matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes") {
-                dispatch::Answer::Yes
-            } else {
-                dispatch::Answer::No
-            }
-        }
-        Line::Closed => {
-            let _ = writeln!(err);
-            dispatch::Answer::Unanswered(dispatch::Unanswered::TerminalClosed)
-        }
-        Line::Withdrawn => {
-            let _ = writeln!(err);
-            dispatch::Answer::Unanswered(dispatch::Unanswered::Withdrawn)
-        }
+    use crate::prompt::{Reply, choose};
+    // "No" fails the step and may start compensations: it is never assumed (an empty line,
+    // a typo, an arrow key are asked again), and keys typed before the question are
+    // discarded (`crate::prompt`).
+    let yes_or_no: [(&[&str], bool); 2] = [(&["y", "yes"], true), (&["n", "no"], false)];
+    match choose(&format!("? {question} [y/n] "), &yes_or_no, YES_OR_NO_AGAIN, Some(withdrawn.fd())) {
+        Reply::Chosen(true) => dispatch::Answer::Yes,
+        Reply::Chosen(false) => dispatch::Answer::No,
+        Reply::Closed => dispatch::Answer::Unanswered(dispatch::Unanswered::TerminalClosed),
+        Reply::Withdrawn => dispatch::Answer::Unanswered(dispatch::Unanswered::Withdrawn),
     }
 }
+
+/// Said when a yes/no question gets another answer.
+const YES_OR_NO_AGAIN: &str = "  answer y or n (nothing else counts; Ctrl-C interrupts the run)";
 
 /// Ask a yes/no question before anything runs (no run yet, nothing to withdraw it): Ctrl-C
 /// here ends the process as it always does, end of input is no.
@@ -130,45 +123,36 @@ fn ask_before_running(question: &str) -> bool {
 }
 
 /// Ask for an approval decision on the terminal: `y` approves, `n` rejects (with a reason),
-/// anything else leaves the decision to `runbook approve`.
+/// an empty line leaves the decision to `runbook approve`; anything else is asked again.
 fn answer_on_terminal(prompt: &str, withdrawn: &dispatch::Withdrawn) -> dispatch::InlineReply {
     after_printed();
     with_live_paused(|| answer_on_terminal_now(prompt, withdrawn))
 }
 
 fn answer_on_terminal_now(prompt: &str, withdrawn: &dispatch::Withdrawn) -> dispatch::InlineReply {
-    use crate::input::{Line, read_line_unless};
+    use crate::prompt::{Reply, choose, text};
     use dispatch::{InlineReply, Unanswered};
-    let mut err = std::io::stderr();
-    let read = |err: &mut std::io::Stderr| match read_line_unless(withdrawn.fd()) {
-        Line::Typed(text) => Ok(text),
-        Line::Closed => {
-            let _ = writeln!(err);
-            Err(InlineReply::Unanswered(Unanswered::TerminalClosed))
-        }
-        Line::Withdrawn => {
-            let _ = writeln!(err);
-            Err(InlineReply::Unanswered(Unanswered::Withdrawn))
-        }
+    let choices: [(&[&str], Option<bool>); 3] =
+        [(&["y", "yes"], Some(true)), (&["n", "no"], Some(false)), (&[""], None)];
+    let again = "  answer y (approve), n (reject), or an empty line (decide elsewhere)";
+    let fd = Some(withdrawn.fd());
+    let approve = match choose(
+        &format!("? {prompt} [y = approve / n = reject / Enter = decide elsewhere] "),
+        &choices,
+        again,
+        fd,
+    ) {
+        Reply::Chosen(Some(approve)) => approve,
+        Reply::Chosen(None) => return InlineReply::Elsewhere,
+        Reply::Closed => return InlineReply::Unanswered(Unanswered::TerminalClosed),
+        Reply::Withdrawn => return InlineReply::Unanswered(Unanswered::Withdrawn),
     };
-    let _ = write!(err, "? {prompt} [y = approve / n = reject / Enter = decide elsewhere] ");
-    let _ = err.flush();
-    let answer = match read(&mut err) {
-        Ok(a) => a,
-        Err(reply) => return reply,
-    };
-    let approve = match answer.trim().to_ascii_lowercase().as_str() {
-        "y" | "yes" => true,
-        "n" | "no" => false,
-        _ => return InlineReply::Elsewhere,
-    };
-    let _ = write!(err, "  reason: ");
-    let _ = err.flush();
-    match read(&mut err) {
-        Ok(reason) => {
+    match text("  reason: ", fd) {
+        Reply::Chosen(reason) => {
             InlineReply::Decided(dispatch::InlineAnswer { approve, reason: reason.trim().to_string() })
         }
-        Err(reply) => reply,
+        Reply::Closed => InlineReply::Unanswered(Unanswered::TerminalClosed),
+        Reply::Withdrawn => InlineReply::Unanswered(Unanswered::Withdrawn),
     }
 }
 

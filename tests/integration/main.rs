@@ -39,6 +39,7 @@ mod peers;
 mod pinning;
 mod plan;
 mod preflight;
+mod prompt_text;
 mod prompts;
 mod pty;
 mod read_only_preconditions;

@@ -138,6 +138,14 @@ impl Terminal {
         }
     }
 
+    /// Types raw bytes (not necessarily UTF-8: a terminal set to another encoding).
+    pub fn send_bytes(&mut self, bytes: &[u8]) {
+        if let Some(master) = self.master.as_mut() {
+            master.write_all(bytes).expect("type on the terminal");
+            master.flush().ok();
+        }
+    }
+
     /// Types `line` and Enter.
     pub fn send_line(&mut self, line: &str) {
         self.send(&format!("{line}\r"));
