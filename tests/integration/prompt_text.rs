@@ -210,3 +210,52 @@ fn a_parameter_answer_that_is_not_utf8_is_said_and_asked_again() {
     assert_eq!(status.code(), Some(0), "{}", t.screen());
     assert_eq!(s.read("name"), "abcd\n");
 }
+
+/// Where `text` reads the terminal itself or writes to standard error by hand: a read of
+/// standard input (`stdin()` for anything but `.is_terminal()`, `read_line`, a raw `read`)
+/// or a handle on standard error (for anything but `.is_terminal()`).
+fn own_prompts(text: &str) -> Vec<String> {
+    let flat: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let mut found = Vec::new();
+    for handle in ["stdin()", "stderr()"] {
+        for (at, _) in flat.match_indices(handle) {
+            let after = flat[at + handle.len()..].trim_start();
+            if !after.starts_with(".is_terminal()") {
+                found.push(flat[at.saturating_sub(40)..(at + 60).min(flat.len())].to_string());
+            }
+        }
+    }
+    for read in ["read_line(", "unistd::read(", "BufRead"] {
+        found.extend(flat.match_indices(read).map(|(at, _)| flat[at..(at + 60).min(flat.len())].to_string()));
+    }
+    found
+}
+
+/// The class of F1 and F11, closed by design: the CLI asks on the terminal only through
+/// `engine/cli/prompt.rs` (which discards typeahead and makes every shown text visible).
+/// No other module reads standard input or writes to standard error by hand (`output.rs`
+/// writes standard error for everyone, through `err!`/`errln!`).
+#[test]
+fn the_terminal_is_asked_only_through_the_prompt_module() {
+    let dir = crate::support::root().join("engine/cli");
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(&dir).expect("engine/cli is readable").flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.ends_with(".rs") || name == "prompt.rs" || name == "output.rs" {
+            continue;
+        }
+        let text = std::fs::read_to_string(entry.path()).expect("a module is readable");
+        found.extend(own_prompts(&text).into_iter().map(|f| format!("{name}: {f}")));
+    }
+    assert!(found.is_empty(), "ask through `crate::prompt` instead:\n{}", found.join("\n"));
+    // The rule finds what it is about.
+    for bad in [
+        "let mut line = String::new(); std::io::stdin().lock().read_line(&mut line);",
+        "let mut err = std::io::stderr();\n write!(err, \"? {q} [y/n] \");",
+        "nix::unistd::read(fd, &mut buf)",
+        "use std::io::BufRead as _;",
+    ] {
+        assert!(!own_prompts(bad).is_empty(), "{bad}");
+    }
+    assert!(own_prompts("if std::io::stdin()\n    .is_terminal() {}").is_empty());
+}
