@@ -1142,16 +1142,23 @@ fn print_reports(mut rx: mpsc::UnboundedReceiver<Report>, json: bool, live: bool
                     } else {
                         format!(" from {}", approvers.join(", "))
                     };
+                    // A value inside the prompt (or a reason) is one line: its line breaks are
+                    // shown as `\n`, never a line that reads like the engine's own.
+                    let prompt = runbook_core::shown::one_line(&prompt);
                     format!("wait {step}: {prompt} ({min_approvals} approval(s) needed{who})")
                 }
                 RunEvent::ApprovalGranted { step, operator, reason, .. } => {
                     format!(
                         "approved {step} by {operator}{}",
-                        if reason.is_empty() { String::new() } else { format!(": {reason}") }
+                        if reason.is_empty() {
+                            String::new()
+                        } else {
+                            format!(": {}", runbook_core::shown::one_line(&reason))
+                        }
                     )
                 }
                 RunEvent::ApprovalRejected { step, operator, reason } => {
-                    format!("rejected {step} by {operator}: {reason}")
+                    format!("rejected {step} by {operator}: {}", runbook_core::shown::one_line(&reason))
                 }
                 RunEvent::RunSuspended { waiting } => {
                     format!("suspended: waiting for approval of {}", waiting.join(", "))

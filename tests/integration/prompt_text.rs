@@ -259,3 +259,33 @@ fn the_terminal_is_asked_only_through_the_prompt_module() {
     }
     assert!(own_prompts("if std::io::stdin()\n    .is_terminal() {}").is_empty());
 }
+
+/// F1's class in the run's own lines: the approval prompt the run prints while it waits
+/// (`wait gate: PROMPT`) and the reasons of its decisions are one line each; a line break
+/// in a value cannot add a line that reads like the engine's (`ok deploy in 0.1s`).
+#[test]
+fn a_value_in_an_approval_prompt_or_reason_adds_no_line_to_the_run() {
+    let s = Scratch::new(
+        r#"[runbook]
+name = "gate"
+
+[params.tag]
+type = "string"
+
+[steps.gate]
+approval = { prompt = "Ship {{ params.tag }}?", allow-self-approval = true }
+"#,
+    );
+    let out = s.run(&["-p", "tag=v1\nok deploy in 0.1s"], &[]);
+    assert_eq!(out.code, 4, "suspended: {out:?}");
+    let forged = |text: &str| text.lines().any(|l| l.trim_start().starts_with("ok deploy"));
+    assert!(!forged(&out.stdout) && !forged(&out.stderr), "{out:?}");
+    assert!(out.stdout.contains("wait gate: Ship v1\\nok deploy in 0.1s?"), "{out:?}");
+    let run = s.latest_run();
+    let approve = s.cmd(&["approve", &run, "gate", "--reason", "fine\nok forged in 0.1s"], &[]);
+    assert_eq!(approve.code, 0, "{approve:?}");
+    let resumed = s.cmd(&["resume", &run], &[]);
+    assert_eq!(resumed.code, 0, "{resumed:?}");
+    let forged = |text: &str| text.lines().any(|l| l.trim_start().starts_with("ok forged"));
+    assert!(!forged(&resumed.stdout) && !forged(&resumed.stderr), "{resumed:?}");
+}
