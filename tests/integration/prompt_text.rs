@@ -289,3 +289,54 @@ approval = { prompt = "Ship {{ params.tag }}?", allow-self-approval = true }
     let forged = |text: &str| text.lines().any(|l| l.trim_start().starts_with("ok forged"));
     assert!(!forged(&resumed.stdout) && !forged(&resumed.stderr), "{resumed:?}");
 }
+
+/// What each prompt says when it asks again (snapshots): a `confirm` answer that is neither
+/// yes nor no, a line that is not UTF-8, an inline approval answer that is none of its three,
+/// and a parameter value typed with an arrow key (a control character the screen did not
+/// show as such).
+#[test]
+fn what_a_prompt_says_when_it_asks_again() {
+    let s = Scratch::new(
+        r#"[runbook]
+name = "again"
+
+[params.env]
+type = "string"
+
+[steps.push]
+cmd = ["echo", "pushed {{ params.env }}"]
+confirm = "Push?"
+
+[steps.gate]
+needs = ["push"]
+approval = { prompt = "Ship it?", allow-self-approval = true }
+"#,
+    );
+    let mut t = s.terminal(&["run", "r.toml"], &[]);
+    t.expect("? env (string): ");
+    t.send_line("sta\x1b[Dging");
+    let refused = t.expect("type it again");
+    t.expect("? env (string): ");
+    t.send_line("staging");
+    t.expect("? Push? [y/n] ");
+    t.send_line("yep");
+    let yep = t.expect("interrupts the run)");
+    t.expect("? Push? [y/n] ");
+    t.send_bytes(b"\xe9\r");
+    let not_text = t.expect("type it again");
+    t.expect("? Push? [y/n] ");
+    t.send_line("y");
+    t.expect("[y = approve / n = reject / Enter = decide elsewhere] ");
+    t.send_line("maybe");
+    let maybe = t.expect("(decide elsewhere)");
+    t.expect("[y = approve / n = reject / Enter = decide elsewhere] ");
+    t.send_line("y");
+    t.expect("reason: ");
+    t.send_line("ok");
+    let status = t.wait();
+    assert_eq!(status.code(), Some(0), "{}", t.screen());
+    insta::assert_snapshot!("asked_again_parameter_with_a_control_character", refused);
+    insta::assert_snapshot!("asked_again_confirm_neither_yes_nor_no", yep);
+    insta::assert_snapshot!("asked_again_not_utf8", not_text.replace('\u{fffd}', "?"));
+    insta::assert_snapshot!("asked_again_approval", maybe);
+}
