@@ -340,3 +340,29 @@ approval = { prompt = "Ship it?", allow-self-approval = true }
     insta::assert_snapshot!("asked_again_not_utf8", not_text.replace('\u{fffd}', "?"));
     insta::assert_snapshot!("asked_again_approval", maybe);
 }
+
+/// F1 through a step's output (`{{ steps.x.outputs.y }}`, taken from what a command wrote):
+/// the same rendering, the same prompt, the same visible text.
+#[test]
+fn a_step_output_cannot_rewrite_the_question_it_is_shown_in() {
+    let s = Scratch::new(
+        r#"[runbook]
+name = "out"
+
+[steps.probe]
+run = '''printf 'target=prod\033[2K\rstaging\342\200\256\n' >> "$RUNBOOK_OUTPUT"'''
+outputs = ["target"]
+
+[steps.push]
+needs = ["probe"]
+cmd = ["echo", "pushed"]
+confirm = "Push to {{ steps.probe.outputs.target }}?"
+"#,
+    );
+    let mut t = s.terminal(&["run", "r.toml"], &[]);
+    let asked = t.expect("? [y/n] ");
+    assert_eq!(drawn_line(&asked, "Push to"), "Push to prod\\u{1b}[2K\\rstaging\\u{202e}? [y/n] ");
+    t.send_line("n");
+    let status = t.wait();
+    assert_eq!(status.code(), Some(1), "{}", t.screen());
+}
