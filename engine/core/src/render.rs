@@ -23,12 +23,47 @@ pub fn text(plan: &Plan) -> String {
         if let Some(t) = &r.text {
             let _ = writeln!(out, "\nSQL script {} (sha256 {}), as it will run:", r.path, r.sha256);
             for line in t.lines() {
-                let _ = writeln!(out, "  | {}", visible(line));
+                let _ = writeln!(out, "  | {line}");
             }
         }
     }
     let _ = writeln!(out, "\nThis is a dry run: nothing was executed.");
-    out
+    drawable(&out)
+}
+
+/// The text plan as a terminal may draw it. Every line of it passes here, whatever value
+/// it holds (a title, a script, a confirm text, a parameter, an included plan): a hidden
+/// character (an escape sequence, a carriage return, a bidi override, a zero-width space)
+/// is shown as the escape `show` uses, and the plan says so on a line of its own under the
+/// line that held it and once at its end, where a runbook's text cannot reach, so that a
+/// real carriage return and the typed text `\r` never look alike.
+fn drawable(out: &str) -> String {
+    let m = crate::shown::marked(out);
+    if m.replaced.is_empty() {
+        return m.text;
+    }
+    let mut shown = String::with_capacity(m.text.len() + 256);
+    let mut at = m.replaced.iter().peekable();
+    let mut lines = 0;
+    for (i, line) in m.text.split_inclusive('\n').enumerate() {
+        shown.push_str(line);
+        let here = crate::shown::Marked {
+            text: String::new(),
+            replaced: std::iter::from_fn(|| at.next_if(|(n, _)| *n == i + 1).copied()).collect(),
+        };
+        if !here.replaced.is_empty() {
+            lines += 1;
+            let indent: String = line.chars().take_while(|c| *c == ' ').collect();
+            let _ = writeln!(shown, "{indent}  ^ invisible characters shown as escapes: {}", here.names());
+        }
+    }
+    let _ = writeln!(
+        shown,
+        "This plan shows {} invisible character(s) as escapes (\\r, \\u{{..}}), on {lines} line(s) marked ^: {}.",
+        m.replaced.len(),
+        m.names()
+    );
+    shown
 }
 
 fn text_into(out: &mut String, plan: &Plan, indent: &str) {
@@ -341,20 +376,6 @@ fn step_timeout(s: &PlanStep) -> Option<&str> {
         PlanCommand::Approval { timeout, .. } => timeout.as_deref(),
         _ => s.timeout.as_deref(),
     }
-}
-
-/// A file's text as a reviewer may see it: control characters (a terminal escape sequence
-/// could hide or rewrite lines) are shown as `\u{..}` escapes; tabs and newlines stay.
-fn visible(text: &str) -> String {
-    text.chars()
-        .map(|c| {
-            if c.is_control() && c != '\t' && c != '\n' {
-                c.escape_unicode().to_string()
-            } else {
-                c.to_string()
-            }
-        })
-        .collect()
 }
 
 fn read_kind(kind: ReadKind) -> &'static str {

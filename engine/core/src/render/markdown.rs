@@ -19,7 +19,7 @@ use crate::graph::BitSet;
 use crate::model::{OnFailure, format_duration};
 use crate::plan::{Plan, PlanCheck, PlanCommand, PlanCompensation, PlanStep};
 
-use super::{argv_text, body_text, read_kind, retry_text, source_text, visible};
+use super::{argv_text, body_text, read_kind, retry_text, source_text};
 
 /// The plan as a review document (`plan --format markdown`).
 pub fn markdown(plan: &Plan) -> String {
@@ -152,7 +152,7 @@ fn path_text(ids: &[String]) -> String {
 fn value_text(v: &crate::model::ParamValue) -> String {
     let json = serde_json::to_value(v).unwrap_or(serde_json::Value::Null);
     match json.as_str() {
-        Some(s) if !s.chars().any(char::is_control) => s.to_string(),
+        Some(s) if !s.chars().any(crate::shown::is_hidden) => s.to_string(),
         _ => json.to_string(),
     }
 }
@@ -701,7 +701,7 @@ fn mermaid_label(s: &str) -> String {
             '>' => out.push_str("#gt;"),
             '\n' | '\r' => out.push(' '),
             '`' => out.push_str("#96;"),
-            c if c.is_control() => out.push(' '),
+            c if crate::shown::is_hidden(c) => out.push(' '),
             c => out.push(c),
         }
     }
@@ -935,7 +935,8 @@ fn command_block(out: &mut String, c: &PlanCommand, indent: &str) {
 /// A fenced code block holding `text` exactly (control characters shown as escapes), with a
 /// fence longer than any run of backticks in it, so nothing inside can close it.
 fn fenced(info: &str, text: &str, indent: &str) -> String {
-    let text = visible(text.strip_suffix('\n').unwrap_or(text));
+    let marked = crate::shown::marked(text.strip_suffix('\n').unwrap_or(text));
+    let text = &marked.text;
     let longest = text.split(|c| c != '`').map(str::len).max().unwrap_or(0);
     let fence = "`".repeat(longest.max(2) + 1);
     let mut out = format!("{indent}{fence}{info}\n");
@@ -947,6 +948,9 @@ fn fenced(info: &str, text: &str, indent: &str) -> String {
         }
     }
     let _ = writeln!(out, "{indent}{fence}\n");
+    if let Some(note) = marked.note() {
+        let _ = writeln!(out, "{indent}Invisible characters, shown above as escapes: {note}.\n");
+    }
     out
 }
 
@@ -954,28 +958,32 @@ fn fenced(info: &str, text: &str, indent: &str) -> String {
 /// padded when it starts or ends with one; line breaks and control characters as escapes.
 fn code(s: &str) -> String {
     // Most spans are ids: nothing to measure.
-    if !s.contains('`') && !s.starts_with(' ') && !s.chars().any(char::is_control) {
+    if !s.contains('`') && !s.starts_with(' ') && !s.chars().any(crate::shown::is_hidden) {
         return format!("`{s}`");
     }
-    let s: String = s
-        .chars()
-        .map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() })
-        .collect();
+    let marked = crate::shown::marked(s);
+    let note = if marked.replaced.is_empty() {
+        String::new()
+    } else {
+        format!(" (invisible characters shown as escapes: {})", marked.names())
+    };
+    let s = crate::shown::one_line(s);
     let longest = s.split(|c| c != '`').map(str::len).max().unwrap_or(0);
     let ticks = "`".repeat(longest + 1);
     if s.starts_with('`')
         || s.ends_with('`')
         || (s.starts_with(' ') && s.ends_with(' ') && !s.trim().is_empty())
     {
-        format!("{ticks} {s} {ticks}")
+        format!("{ticks} {s} {ticks}{note}")
     } else {
-        format!("{ticks}{s}{ticks}")
+        format!("{ticks}{s}{ticks}{note}")
     }
 }
 
 /// Text that markdown must show as written: punctuation that could start markup escaped,
 /// line breaks as hard breaks (`<br>`), control characters as escapes.
 fn escape(s: &str) -> String {
+    let marked = crate::shown::marked(s);
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
@@ -984,9 +992,13 @@ fn escape(s: &str) -> String {
                 out.push(c);
             }
             '\n' => out.push_str("<br>"),
-            c if c.is_control() => out.push_str(&c.escape_default().to_string()),
+            '\t' => out.push('\t'),
+            c if crate::shown::is_hidden(c) => out.push_str(&crate::shown::one_line(&c.to_string())),
             c => out.push(c),
         }
+    }
+    if !marked.replaced.is_empty() {
+        let _ = write!(out, " (invisible characters shown as escapes: {})", marked.names());
     }
     out
 }
