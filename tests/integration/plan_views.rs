@@ -8,6 +8,8 @@
 //! it is one; a 3000-step chain gives a plan linear in its size; a CRLF runbook runs LF
 //! scripts.
 
+use sha2::Digest as _;
+
 use crate::support::{Output, Scratch, ok, run_in};
 
 /// `runbook plan r.toml ARGS` in the folder (a plan opens no state store).
@@ -68,4 +70,64 @@ fn a_carriage_return_and_the_text_of_its_escape_never_look_alike_in_the_review()
             assert!(out.stdout.contains(c), "{format} does not name {c}: {}", out.stdout);
         }
     }
+}
+
+#[test]
+fn a_long_chain_with_compensations_gives_a_plan_linear_in_its_size() {
+    let chain = |n: usize| -> String {
+        let mut toml = String::from("[runbook]\nname = \"chain\"\n\n");
+        for i in 0..n {
+            toml.push_str(&format!(
+                "[steps.s{i}]\nrun = \"echo {i}\"\ncompensate = {{ run = \"echo undo {i}\" }}\n"
+            ));
+            if i > 0 {
+                toml.push_str(&format!("needs = [\"s{}\"]\n", i - 1));
+            }
+            toml.push('\n');
+        }
+        toml
+    };
+    let (half, full) = (chain(1500), chain(3000));
+    let (a, b) = (Scratch::new(&half), Scratch::new(&full));
+    for format in ["markdown", "text"] {
+        let small = plan(&a, &["--format", format]);
+        let big = plan(&b, &["--format", format]);
+        ok(&small, 0);
+        ok(&big, 0);
+        // Linear: a bounded number of bytes per byte of input (quadratic was 235x at 3000
+        // steps), and twice the steps give about twice the bytes (quadratic: four times).
+        assert!(
+            big.stdout.len() < full.len() * 20,
+            "{format}: {} bytes for {}",
+            big.stdout.len(),
+            full.len()
+        );
+        let ratio = big.stdout.len() as f64 / small.stdout.len() as f64;
+        assert!(ratio < 2.2, "{format}: {ratio:.2} times the bytes for twice the steps");
+    }
+}
+
+#[test]
+fn a_crlf_runbook_runs_its_scripts_with_lf_line_ends() {
+    let s = Scratch::new("");
+    let dir = s.path().join("made").display().to_string();
+    std::fs::write(
+        s.path().join("r.toml"),
+        format!("[runbook]\r\nname = \"crlf\"\r\n\r\n[steps.a]\r\nrun = \"\"\"\r\nmkdir -p {dir}\r\ncd {dir}\r\necho ok\r\n\"\"\"\r\n"),
+    )
+    .expect("write");
+    let json = plan(&s, &["--format", "json"]);
+    ok(&json, 0);
+    assert!(!json.stdout.contains("\\r"), "{}", json.stdout);
+    ok(&s.run(&["--yes"], &[]), 0);
+    assert!(s.path().join("made").is_dir(), "{:?}", std::fs::read_dir(s.path()).map(|d| d.count()));
+    // A pinned plan hashes the file's bytes as they are, and runs the same LF script.
+    let bytes = std::fs::read(s.path().join("r.toml")).expect("read");
+    let plan: serde_json::Value = serde_json::from_str(&json.stdout).expect("json");
+    let hash: String = sha2::Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(plan["files"][0]["sha256"], serde_json::Value::String(hash), "{}", json.stdout);
+    std::fs::remove_dir(s.path().join("made")).expect("rmdir");
+    ok(&run_in(s.path(), &["plan", "r.toml", "-o", "plan.json"]), 0);
+    ok(&s.cmd(&["run", "--plan", "plan.json", "--yes"], &[]), 0);
+    assert!(s.path().join("made").is_dir());
 }

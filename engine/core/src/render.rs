@@ -360,13 +360,27 @@ fn step_text(out: &mut String, s: &PlanStep, indent: &str) {
         OnFailure::Compensate if s.compensation_chain.is_empty() => {
             Some("compensate (nothing before it to undo)".to_string())
         }
-        OnFailure::Compensate => Some(format!("compensate {}", s.compensation_chain.join(", then "))),
+        OnFailure::Compensate => Some(format!("compensate {}", few_then(&s.compensation_chain))),
         OnFailure::Stop => Some("stop, without compensating".into()),
         OnFailure::Continue => Some("continue; its dependents are skipped".into()),
     };
     if let Some(f) = on_fail {
         let _ = writeln!(out, "{pad}on failure  {f}");
     }
+}
+
+/// Ids shown in one list of the text plan before "N more".
+const SHOWN: usize = 30;
+
+/// A compensation chain in its order, at most [`SHOWN`] ids and a count of the rest (the
+/// JSON plan holds it whole): a step's lines stay the same size however deep it is, so the
+/// plan is linear in the runbook.
+fn few_then(chain: &[String]) -> String {
+    let mut s = chain.iter().take(SHOWN).cloned().collect::<Vec<_>>().join(", then ");
+    if chain.len() > SHOWN {
+        let _ = write!(s, ", then {} more (the JSON plan lists them all)", chain.len() - SHOWN);
+    }
+    s
 }
 
 /// The time limit that really applies to a step: an approval waits its own `timeout` (the

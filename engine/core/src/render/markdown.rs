@@ -284,7 +284,7 @@ fn worst_text(plan: &Plan) -> String {
                 .filter(|s| step_bound(s).is_none())
                 .map(|s| code(&s.id))
                 .collect();
-            format!("no bound (no time limit on {})", unbounded.join(", "))
+            format!("no bound (no time limit on {})", few_shown(&unbounded))
         }
     };
     format!(
@@ -344,7 +344,7 @@ fn on_failure_long(s: &PlanStep) -> String {
         }
         OnFailure::Compensate => format!(
             "compensate: no new step starts, and the compensations of {} run, in that order",
-            s.compensation_chain.iter().map(|c| code(c)).collect::<Vec<_>>().join(", then ")
+            few_then(&s.compensation_chain)
         ),
         OnFailure::Stop => "stop: no new step starts, and nothing is undone".into(),
         OnFailure::Continue => "continue: recorded, its dependents are skipped, the other steps go on".into(),
@@ -511,6 +511,25 @@ fn few_of(first: &[String], total: usize) -> String {
     format!("{} and {} more", ids(&first[..SHOWN.min(first.len())]), total - SHOWN)
 }
 
+/// Markdown items already shown, joined, at most [`SHOWN`] and a count of the rest.
+fn few_shown(list: &[String]) -> String {
+    let mut s = list.iter().take(SHOWN).cloned().collect::<Vec<_>>().join(", ");
+    if list.len() > SHOWN {
+        let _ = write!(s, " and {} more", list.len() - SHOWN);
+    }
+    s
+}
+
+/// A compensation chain in its order, at most [`SHOWN`] ids and a count of the rest (the
+/// JSON plan holds it whole): a step's section stays the same size however deep it is.
+fn few_then(chain: &[String]) -> String {
+    let mut s = chain.iter().take(SHOWN).map(|c| code(c)).collect::<Vec<_>>().join(", then ");
+    if chain.len() > SHOWN {
+        let _ = write!(s, ", then {} more (the JSON plan lists them all)", chain.len() - SHOWN);
+    }
+    s
+}
+
 fn ids(list: &[String]) -> String {
     list.iter().map(|s| code(s)).collect::<Vec<_>>().join(", ")
 }
@@ -532,7 +551,7 @@ fn risk_section(out: &mut String, plan: &Plan, risks: &Risks) {
         let _ = writeln!(
             out,
             "- **Not idempotent:** {} (if the engine dies while one runs, it waits for an operator's decision instead of running again)",
-            risks.not_idempotent.join(", ")
+            few_shown(&risks.not_idempotent)
         );
     }
     if risks.no_return.is_empty() {
