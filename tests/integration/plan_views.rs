@@ -131,3 +131,65 @@ fn a_crlf_runbook_runs_its_scripts_with_lf_line_ends() {
     ok(&s.cmd(&["run", "--plan", "plan.json", "--yes"], &[]), 0);
     assert!(s.path().join("made").is_dir());
 }
+#[test]
+fn the_plans_state_the_failure_rules_the_engine_follows() {
+    let s = Scratch::new(
+        r#"[runbook]
+name = "rv"
+
+[defaults]
+retry = { attempts = 3, delay = "1s" }
+on-failure = "stop"
+
+[steps.a]
+run = "echo a"
+compensate = { run = "echo undo a" }
+
+[steps.gate]
+approval = { prompt = "go?" }
+
+[steps.b]
+run = "echo b; exit 1"
+retry = { attempts = 1 }
+on-failure = "compensate"
+
+[finally.f1]
+run = "echo f1; exit 1"
+retry = { attempts = 1 }
+
+[finally.f2]
+run = "echo f2"
+"#,
+    );
+    let text = plan(&s, &[]);
+    ok(&text, 0);
+    let md = plan(&s, &["--format", "markdown"]);
+    ok(&md, 0);
+    let block = |id: &str| -> String {
+        let from = text.stdout.find(&format!("  {id} [")).expect("the step");
+        text.stdout[from..]
+            .lines()
+            .skip(1)
+            .take_while(|l| l.starts_with("      "))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    // (a) a failed finally step is recorded and the next one runs.
+    assert!(!block("f1").contains("stop, without compensating"), "{}", block("f1"));
+    assert!(block("f1").contains("the next finally step runs"), "{}", block("f1"));
+    // (b) an approval is never retried.
+    assert!(!block("gate").contains("attempts"), "{}", block("gate"));
+    assert!(block("gate").contains("no retry"), "{}", block("gate"));
+    // (c) `b`, after the gate, undoes `a`: the gate is no point of no return.
+    assert!(!md.stdout.contains("from there on"), "{}", md.stdout);
+    assert!(md.stdout.contains("- **Point of no return:** none"), "{}", md.stdout);
+    // And the run does what the plans say.
+    let env = [("RUNBOOK_OPERATOR", "ana")];
+    let _ = s.run(&[], &env);
+    let id = s.latest_run();
+    ok(&s.cmd(&["approve", &id, "gate"], &[("RUNBOOK_OPERATOR", "bob")]), 0);
+    let resumed = s.cmd(&["resume", &id], &env);
+    let all = format!("{}{}", resumed.stdout, resumed.stderr);
+    assert!(all.contains("undo a") || s.audit(&id).contains("compensation"), "{all}");
+    assert!(s.audit(&id).contains("\"f2\""), "{}", s.audit(&id));
+}

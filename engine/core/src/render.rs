@@ -339,8 +339,10 @@ fn step_text(out: &mut String, s: &PlanStep, indent: &str) {
     }
     let mut facts = Vec::new();
     facts.push(format!("timeout {}", step_timeout(s).unwrap_or("none")));
-    facts.push(retry_text(&s.retry));
-    facts.push(if s.idempotent { "idempotent".into() } else { "not idempotent".into() });
+    facts.push(step_retry(s).map_or_else(|| "no retry".to_string(), retry_text));
+    if !matches!(s.command, PlanCommand::Approval { .. }) {
+        facts.push(if s.idempotent { "idempotent".into() } else { "not idempotent".into() });
+    }
     if let Some(e) = &s.estimate {
         facts.push(format!("estimate {e}"));
     }
@@ -356,7 +358,7 @@ fn step_text(out: &mut String, s: &PlanStep, indent: &str) {
         }
     }
     let on_fail = match s.on_failure {
-        OnFailure::Compensate if s.wave == 0 => None,
+        _ if s.wave == 0 => Some(FINALLY_FAILURE.to_string()),
         OnFailure::Compensate if s.compensation_chain.is_empty() => {
             Some("compensate (nothing before it to undo)".to_string())
         }
@@ -366,6 +368,20 @@ fn step_text(out: &mut String, s: &PlanStep, indent: &str) {
     };
     if let Some(f) = on_fail {
         let _ = writeln!(out, "{pad}on failure  {f}");
+    }
+}
+
+/// What the engine does when a `finally` step fails, whatever its `on-failure` says: the
+/// failure is recorded and the next `finally` step runs. Every view says it with these words.
+pub(crate) const FINALLY_FAILURE: &str = "recorded; the next finally step runs";
+
+/// The retry the engine applies to a step, in every view: an approval is never retried (a
+/// rejection is an answer), nor is an include (its own steps retry); `None` for those,
+/// whatever `retry` the step or `[defaults]` gives.
+pub(crate) fn step_retry(s: &PlanStep) -> Option<&RetryPolicy> {
+    match s.command {
+        PlanCommand::Approval { .. } | PlanCommand::Runbook { .. } => None,
+        _ => Some(&s.retry),
     }
 }
 

@@ -323,7 +323,7 @@ fn skipped(s: &PlanStep) -> bool {
 /// What a step's failure does, in a few words.
 fn on_failure_short(s: &PlanStep) -> &'static str {
     if s.wave == 0 {
-        return "recorded; the next finally step runs";
+        return super::FINALLY_FAILURE;
     }
     match s.on_failure {
         OnFailure::Compensate => "compensate",
@@ -389,6 +389,36 @@ impl Risks {
             }
             ancestors.push(set);
         }
+        // What a failure after each step may still undo: the compensations that the failure
+        // of any of its descendants runs (children come after their needs in plan order, so
+        // one pass backwards; n²/64 words, as the ancestors).
+        let own: Vec<BitSet> = plan
+            .steps
+            .iter()
+            .map(|s| {
+                let mut set = BitSet::new(n);
+                if s.on_failure == OnFailure::Compensate && !skipped(s) {
+                    for id in &s.compensation_chain {
+                        if let Some(&k) = index.get(id.as_str()) {
+                            set.insert(k);
+                        }
+                    }
+                }
+                set
+            })
+            .collect();
+        let mut undone_later: Vec<BitSet> = (0..n).map(|_| BitSet::new(n)).collect();
+        for i in (0..n).rev() {
+            let mut after_need = undone_later[i].clone();
+            after_need.union_with(&own[i]);
+            for need in &plan.steps[i].needs {
+                if let Some(&p) = index.get(need.as_str())
+                    && p < i
+                {
+                    undone_later[p].union_with(&after_need);
+                }
+            }
+        }
         let compensable = |j: usize| plan.steps[j].compensation.is_some();
         let mut no_return = Vec::new();
         let mut kept = BTreeMap::new();
@@ -409,8 +439,10 @@ impl Risks {
                 continue;
             }
             // A point of no return: its failure undoes nothing although work before it could
-            // be undone. Only the first on each path is named.
-            let lost: Vec<usize> = left.iter().copied().filter(|&j| compensable(j)).collect();
+            // be undone, and no failure after it undoes that work either (from there on,
+            // every failure keeps it). Only the first on each path is named.
+            let lost: Vec<usize> =
+                left.iter().copied().filter(|&j| compensable(j) && !undone_later[i].contains(j)).collect();
             if s.on_failure != OnFailure::Compensate && !lost.is_empty() {
                 if !ancestors[i].iter().any(|j| past.contains(&j)) {
                     no_return
@@ -625,10 +657,7 @@ fn overview(out: &mut String, plan: &Plan) {
             None if changes(&s.command) => "**none**".to_string(),
             None => "not needed".to_string(),
         };
-        let retry = match &s.command {
-            PlanCommand::Approval { .. } | PlanCommand::Runbook { .. } => "no retry".to_string(),
-            _ => retry_text(&s.retry),
-        };
+        let retry = super::step_retry(s).map_or_else(|| "no retry".to_string(), retry_text);
         let _ = writeln!(
             out,
             "| {wave} | {} | {} | {} | {} | {} | {} | {undo} | {} |",
@@ -761,11 +790,8 @@ fn step_section(out: &mut String, s: &PlanStep, level: &str, prefix: &str) {
         let _ = writeln!(out, "- **When:** {} ({value})", code(&w.expr));
     }
     let _ = writeln!(out, "- **Timeout:** {}", timeout_text(s));
-    match &s.command {
-        PlanCommand::Approval { .. } | PlanCommand::Runbook { .. } => {}
-        _ => {
-            let _ = writeln!(out, "- **Retry:** {}", escape(&retry_text(&s.retry)));
-        }
+    if let Some(r) = super::step_retry(s) {
+        let _ = writeln!(out, "- **Retry:** {}", escape(&retry_text(r)));
     }
     let idem = match (&s.command, s.idempotent) {
         (PlanCommand::Approval { .. }, _) => None,
