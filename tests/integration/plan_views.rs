@@ -193,3 +193,44 @@ run = "echo f2"
     assert!(all.contains("undo a") || s.audit(&id).contains("compensation"), "{all}");
     assert!(s.audit(&id).contains("\"f2\""), "{}", s.audit(&id));
 }
+
+/// Every combination of failure rules after a compensable step: the review names as point of
+/// no return the first step from which no failure undoes `a` any more, and none when a later
+/// failure still undoes it.
+#[test]
+fn a_point_of_no_return_is_named_only_when_every_later_failure_keeps_the_change() {
+    let rules = ["compensate", "stop", "continue"];
+    for g in rules {
+        for b in rules {
+            for c in rules {
+                let s = Scratch::new(&format!(
+                    "[runbook]\nname = \"p\"\n\n[steps.a]\nrun = \"echo a\"\ncompensate = {{ run = \"echo undo a\" }}\n\n\
+                     [steps.g]\nrun = \"echo g\"\nneeds = [\"a\"]\non-failure = \"{g}\"\n\n\
+                     [steps.b]\nrun = \"echo b\"\nneeds = [\"g\"]\non-failure = \"{b}\"\n\n\
+                     [steps.c]\nrun = \"echo c\"\nneeds = [\"b\"]\non-failure = \"{c}\"\n"
+                ));
+                let md = plan(&s, &["--format", "markdown"]);
+                ok(&md, 0);
+                // The first step after which nothing compensates, if it does not itself.
+                let chain = [("g", g), ("b", b), ("c", c)];
+                let last_compensating = chain.iter().rposition(|(_, r)| *r == "compensate");
+                let expected = match last_compensating {
+                    Some(i) if i + 1 < chain.len() => Some(chain[i + 1].0),
+                    Some(_) => None,
+                    None => Some("g"),
+                };
+                let line =
+                    md.stdout.lines().find(|l| l.starts_with("- **Point")).unwrap_or_default().to_string();
+                match expected {
+                    Some(id) => assert!(
+                        line.starts_with(&format!("- **Point of no return:** `{id}`: from there on")),
+                        "{g} {b} {c}: {line}"
+                    ),
+                    None => {
+                        assert!(line.starts_with("- **Point of no return:** none"), "{g} {b} {c}: {line}")
+                    }
+                }
+            }
+        }
+    }
+}
