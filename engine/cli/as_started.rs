@@ -30,7 +30,7 @@ pub fn load_as_started(
 ) -> Result<(Arc<Runbook>, Vec<runbook_core::plan::FileHash>), AsStarted> {
     let text = crate::loader::read(shown).map_err(|e| AsStarted::Unreadable(shown.to_string(), e))?;
     let includes = crate::loader::FsLoader::for_runbook(shown);
-    let checked = runbook_core::validate::check(runbook_core::Source::new(shown, text), &includes);
+    let checked = runbook_core::validate::check(runbook_core::Source::toml(shown, text), &includes);
     let invalid = checked.has_errors();
     let Some(runbook) = checked.runbook.filter(|_| !invalid) else {
         return Err(AsStarted::Invalid(checked.diagnostics));
@@ -46,7 +46,7 @@ pub fn load_as_started(
         .iter()
         .map(|s| runbook_core::plan::FileHash {
             path: s.path.clone(),
-            sha256: runbook_core::plan::sha256_hex(&s.text),
+            sha256: runbook_core::plan::sha256_hex(s.file_text()),
         })
         .chain(reads.iter().cloned())
         .collect();

@@ -39,7 +39,7 @@ pub fn load(path: &Path) -> Checked {
     }) {
         Ok(text) => {
             let includes = loader::FsLoader::for_runbook(&shown);
-            validate::check(Source::new(shown, text), &includes)
+            validate::check(Source::toml(shown, text), &includes)
         }
         Err(e) => Checked {
             runbook: None,
@@ -147,7 +147,7 @@ fn load_given(
         let shown = display(pf);
         match loader::read(&shown) {
             Ok(text) => {
-                let (values, diags) = inputs::from_file(&Source::new(shown.clone(), text), &runbook);
+                let (values, diags) = inputs::from_file(&Source::toml(shown.clone(), text), &runbook);
                 given.extend(values);
                 // Its lines are quoted only when it is a `.toml` file named directly: a link
                 // or another kind of file could be anything (an `.env` file of passwords).

@@ -38,6 +38,7 @@ mod options;
 mod peers;
 mod pinning;
 mod plan;
+mod plan_views;
 mod preflight;
 mod prompt_text;
 mod prompts;

@@ -13,8 +13,12 @@ use crate::span::Span;
 pub struct Source {
     /// The path as the user gave it (or as resolved from an include), for messages.
     pub path: String,
-    /// The whole text.
+    /// The whole text; for a TOML file ([`Source::toml`]) its line ends normalised: every
+    /// CRLF read as LF (TOML reads both as a line break, so only multi-line strings change:
+    /// a script of a file saved on Windows runs with LF line ends, as on Linux).
     pub text: String,
+    /// The file as read, when normalising changed it: what a pinned plan hashes.
+    read: Option<String>,
     /// Byte offsets where lines start, computed on first use: thousands of diagnostics in a
     /// big file each find their line in O(log n), not by a scan from the start.
     lines: OnceLock<Vec<usize>>,
@@ -29,9 +33,29 @@ impl PartialEq for Source {
 impl Eq for Source {}
 
 impl Source {
-    /// A new shared source.
+    /// A new shared source, its text as given.
     pub fn new(path: impl Into<String>, text: impl Into<String>) -> Arc<Source> {
-        Arc::new(Source { path: path.into(), text: text.into(), lines: OnceLock::new() })
+        Arc::new(Source { path: path.into(), text: text.into(), read: None, lines: OnceLock::new() })
+    }
+
+    /// A TOML file as read (a runbook, an include, a params file): CRLF line ends are read
+    /// as LF (see [`Source::text`]); [`Source::file_text`] keeps the bytes for hashes.
+    pub fn toml(path: impl Into<String>, text: impl Into<String>) -> Arc<Source> {
+        let text: String = text.into();
+        if !text.contains("\r\n") {
+            return Source::new(path, text);
+        }
+        Arc::new(Source {
+            path: path.into(),
+            text: text.replace("\r\n", "\n"),
+            read: Some(text),
+            lines: OnceLock::new(),
+        })
+    }
+
+    /// The file's text as read, before line ends were normalised: what its hash is of.
+    pub fn file_text(&self) -> &str {
+        self.read.as_deref().unwrap_or(&self.text)
     }
 
     /// 1-based line and column (in characters) of a byte offset.
@@ -317,7 +341,11 @@ mod tests {
                 seed ^= seed << 17;
                 text.push_str(pieces[(seed % pieces.len() as u64) as usize]);
             }
-            let source = Source::new("f", text.clone());
+            let source = Source::toml("f", text.clone());
+            // The index is of the text as read (CRLF normalised to LF), its file text kept.
+            assert_eq!(source.file_text(), text);
+            let text = text.replace("\r\n", "\n");
+            assert_eq!(source.text, text);
             for offset in 0..=text.len() + 2 {
                 assert_eq!(source.line_col(offset), scan(&text, offset), "{text:?} at {offset}");
             }

@@ -560,7 +560,7 @@ impl Planner<'_> {
             files: rb
                 .sources()
                 .iter()
-                .map(|s| FileHash { path: s.path.clone(), sha256: sha256_hex(&s.text) })
+                .map(|s| FileHash { path: s.path.clone(), sha256: sha256_hex(s.file_text()) })
                 .collect(),
             reads: Vec::new(),
             preconditions,

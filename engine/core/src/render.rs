@@ -23,12 +23,47 @@ pub fn text(plan: &Plan) -> String {
         if let Some(t) = &r.text {
             let _ = writeln!(out, "\nSQL script {} (sha256 {}), as it will run:", r.path, r.sha256);
             for line in t.lines() {
-                let _ = writeln!(out, "  | {}", visible(line));
+                let _ = writeln!(out, "  | {line}");
             }
         }
     }
     let _ = writeln!(out, "\nThis is a dry run: nothing was executed.");
-    out
+    drawable(&out)
+}
+
+/// The text plan as a terminal may draw it. Every line of it passes here, whatever value
+/// it holds (a title, a script, a confirm text, a parameter, an included plan): a hidden
+/// character (an escape sequence, a carriage return, a bidi override, a zero-width space)
+/// is shown as the escape `show` uses, and the plan says so on a line of its own under the
+/// line that held it and once at its end, where a runbook's text cannot reach, so that a
+/// real carriage return and the typed text `\r` never look alike.
+fn drawable(out: &str) -> String {
+    let m = crate::shown::marked(out);
+    if m.replaced.is_empty() {
+        return m.text;
+    }
+    let mut shown = String::with_capacity(m.text.len() + 256);
+    let mut at = m.replaced.iter().peekable();
+    let mut lines = 0;
+    for (i, line) in m.text.split_inclusive('\n').enumerate() {
+        shown.push_str(line);
+        let here = crate::shown::Marked {
+            text: String::new(),
+            replaced: std::iter::from_fn(|| at.next_if(|(n, _)| *n == i + 1).copied()).collect(),
+        };
+        if !here.replaced.is_empty() {
+            lines += 1;
+            let indent: String = line.chars().take_while(|c| *c == ' ').collect();
+            let _ = writeln!(shown, "{indent}  ^ invisible characters shown as escapes: {}", here.names());
+        }
+    }
+    let _ = writeln!(
+        shown,
+        "This plan shows {} invisible character(s) as escapes (\\r, \\u{{..}}), on {lines} line(s) marked ^: {}.",
+        m.replaced.len(),
+        m.names()
+    );
+    shown
 }
 
 fn text_into(out: &mut String, plan: &Plan, indent: &str) {
@@ -304,8 +339,10 @@ fn step_text(out: &mut String, s: &PlanStep, indent: &str) {
     }
     let mut facts = Vec::new();
     facts.push(format!("timeout {}", step_timeout(s).unwrap_or("none")));
-    facts.push(retry_text(&s.retry));
-    facts.push(if s.idempotent { "idempotent".into() } else { "not idempotent".into() });
+    facts.push(step_retry(s).map_or_else(|| "no retry".to_string(), retry_text));
+    if !matches!(s.command, PlanCommand::Approval { .. }) {
+        facts.push(if s.idempotent { "idempotent".into() } else { "not idempotent".into() });
+    }
     if let Some(e) = &s.estimate {
         facts.push(format!("estimate {e}"));
     }
@@ -321,17 +358,45 @@ fn step_text(out: &mut String, s: &PlanStep, indent: &str) {
         }
     }
     let on_fail = match s.on_failure {
-        OnFailure::Compensate if s.wave == 0 => None,
+        _ if s.wave == 0 => Some(FINALLY_FAILURE.to_string()),
         OnFailure::Compensate if s.compensation_chain.is_empty() => {
             Some("compensate (nothing before it to undo)".to_string())
         }
-        OnFailure::Compensate => Some(format!("compensate {}", s.compensation_chain.join(", then "))),
+        OnFailure::Compensate => Some(format!("compensate {}", few_then(&s.compensation_chain))),
         OnFailure::Stop => Some("stop, without compensating".into()),
         OnFailure::Continue => Some("continue; its dependents are skipped".into()),
     };
     if let Some(f) = on_fail {
         let _ = writeln!(out, "{pad}on failure  {f}");
     }
+}
+
+/// What the engine does when a `finally` step fails, whatever its `on-failure` says: the
+/// failure is recorded and the next `finally` step runs. Every view says it with these words.
+pub(crate) const FINALLY_FAILURE: &str = "recorded; the next finally step runs";
+
+/// The retry the engine applies to a step, in every view: an approval is never retried (a
+/// rejection is an answer), nor is an include (its own steps retry); `None` for those,
+/// whatever `retry` the step or `[defaults]` gives.
+pub(crate) fn step_retry(s: &PlanStep) -> Option<&RetryPolicy> {
+    match s.command {
+        PlanCommand::Approval { .. } | PlanCommand::Runbook { .. } => None,
+        _ => Some(&s.retry),
+    }
+}
+
+/// Ids shown in one list of the text plan before "N more".
+const SHOWN: usize = 30;
+
+/// A compensation chain in its order, at most [`SHOWN`] ids and a count of the rest (the
+/// JSON plan holds it whole): a step's lines stay the same size however deep it is, so the
+/// plan is linear in the runbook.
+fn few_then(chain: &[String]) -> String {
+    let mut s = chain.iter().take(SHOWN).cloned().collect::<Vec<_>>().join(", then ");
+    if chain.len() > SHOWN {
+        let _ = write!(s, ", then {} more (the JSON plan lists them all)", chain.len() - SHOWN);
+    }
+    s
 }
 
 /// The time limit that really applies to a step: an approval waits its own `timeout` (the
@@ -341,20 +406,6 @@ fn step_timeout(s: &PlanStep) -> Option<&str> {
         PlanCommand::Approval { timeout, .. } => timeout.as_deref(),
         _ => s.timeout.as_deref(),
     }
-}
-
-/// A file's text as a reviewer may see it: control characters (a terminal escape sequence
-/// could hide or rewrite lines) are shown as `\u{..}` escapes; tabs and newlines stay.
-fn visible(text: &str) -> String {
-    text.chars()
-        .map(|c| {
-            if c.is_control() && c != '\t' && c != '\n' {
-                c.escape_unicode().to_string()
-            } else {
-                c.to_string()
-            }
-        })
-        .collect()
 }
 
 fn read_kind(kind: ReadKind) -> &'static str {

@@ -54,6 +54,99 @@ pub fn one_line(text: &str) -> String {
         .into_owned()
 }
 
+/// Text of several lines (a script, a prompt, a whole plan) as a reviewer reads it: line
+/// breaks and tabs stay, every other hidden character (see [`is_hidden`]) is replaced by the
+/// escape [`one_line`] uses (`\r`, `\u{1b}`, `\u{202e}`). The escape alone is ambiguous (an
+/// author may type the six characters `\u{d}`), so the caller also states, outside the text,
+/// what was replaced where: [`Marked::replaced`] holds the 1-based line and the character of
+/// each replacement, and [`Marked::note`] words it.
+pub fn marked(text: &str) -> Marked {
+    let kept = |c: char| c == '\n' || c == '\t' || !is_hidden(c);
+    if text.chars().all(kept) {
+        return Marked { text: text.to_string(), replaced: Vec::new() };
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    let mut replaced = Vec::new();
+    let mut line = 1;
+    for c in text.chars() {
+        if c == '\n' {
+            line += 1;
+        }
+        if kept(c) {
+            out.push(c);
+        } else {
+            out.push_str(&escape(c));
+            replaced.push((line, c));
+        }
+    }
+    Marked { text: out, replaced }
+}
+
+/// What [`marked`] returns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Marked {
+    /// The text with every hidden character but line breaks and tabs escaped.
+    pub text: String,
+    /// The 1-based line and the character of each replacement, in order.
+    pub replaced: Vec<(usize, char)>,
+}
+
+/// Lines and characters a note names before "and N more": a note stays short whatever
+/// the text.
+const NOTE_SHOWN: usize = 8;
+
+impl Marked {
+    /// The distinct characters replaced, as `U+000D, U+001B`, at most [`NOTE_SHOWN`].
+    pub fn names(&self) -> String {
+        let mut names: Vec<String> = Vec::new();
+        for (_, c) in &self.replaced {
+            let name = format!("U+{:04X}", *c as u32);
+            if !names.contains(&name) {
+                if names.len() == NOTE_SHOWN {
+                    names.push("...".into());
+                    break;
+                }
+                names.push(name);
+            }
+        }
+        names.join(", ")
+    }
+
+    /// `None` when nothing was replaced, else one line such as `line 1: U+001B, U+000D;
+    /// line 3: U+200B`, at most [`NOTE_SHOWN`] lines and characters per line named.
+    pub fn note(&self) -> Option<String> {
+        if self.replaced.is_empty() {
+            return None;
+        }
+        let mut lines: Vec<(usize, Vec<char>)> = Vec::new();
+        for &(n, c) in &self.replaced {
+            match lines.last_mut() {
+                Some((last, chars)) if *last == n => chars.push(c),
+                _ => lines.push((n, vec![c])),
+            }
+        }
+        let total = lines.len();
+        let mut parts: Vec<String> = lines
+            .into_iter()
+            .take(NOTE_SHOWN)
+            .map(|(n, chars)| {
+                let mut names: Vec<String> = Vec::new();
+                for c in &chars {
+                    let name = format!("U+{:04X}", *c as u32);
+                    if !names.contains(&name) && names.len() < NOTE_SHOWN {
+                        names.push(name);
+                    }
+                }
+                format!("line {n}: {}", names.join(", "))
+            })
+            .collect();
+        if total > NOTE_SHOWN {
+            parts.push(format!("and {} more line(s)", total - NOTE_SHOWN));
+        }
+        Some(parts.join("; "))
+    }
+}
+
 /// A value as markdown prose: one line as [`one_line`] makes it, and every character that markdown (or the
 /// report's HTML conversion) reads as structure is backslash-escaped: emphasis, code,
 /// links, HTML, table cells, and a block marker at its start (`#`, `-`, `+`, `=`, `>`,
@@ -144,6 +237,24 @@ mod tests {
         ] {
             assert_eq!(one_line(raw), shown);
         }
+    }
+
+    #[test]
+    fn a_block_keeps_its_lines_and_says_what_it_replaced() {
+        let m = marked("printf one\rtwo\n\techo \u{202e}x\u{200b}");
+        assert_eq!(m.text, "printf one\\rtwo\n\techo \\u{202e}x\\u{200b}");
+        assert_eq!(m.note().as_deref(), Some("line 1: U+000D; line 2: U+202E, U+200B"));
+        // Six typed characters are text: nothing is replaced, nothing is noted.
+        let typed = marked("printf one\\u{d}two");
+        assert_eq!(typed.text, "printf one\\u{d}two");
+        assert_eq!(typed.note(), None);
+        // Every hidden character of the corpus is replaced and named; the note is bounded.
+        let all: String = corpus().into_iter().filter(|c| *c != '\n' && *c != '\t').collect();
+        let m = marked(&all);
+        assert!(!m.text.chars().any(|c| c != '\n' && c != '\t' && is_hidden(c)));
+        assert_eq!(m.replaced.len(), all.chars().count());
+        let many: String = (0..5000).map(|_| "a\rb\n").collect();
+        assert!(marked(&many).note().is_some_and(|n| n.len() < 200 && n.ends_with("and 4992 more line(s)")));
     }
 
     #[test]

@@ -19,7 +19,7 @@ use crate::graph::BitSet;
 use crate::model::{OnFailure, format_duration};
 use crate::plan::{Plan, PlanCheck, PlanCommand, PlanCompensation, PlanStep};
 
-use super::{argv_text, body_text, read_kind, retry_text, source_text, visible};
+use super::{argv_text, body_text, read_kind, retry_text, source_text};
 
 /// The plan as a review document (`plan --format markdown`).
 pub fn markdown(plan: &Plan) -> String {
@@ -152,7 +152,7 @@ fn path_text(ids: &[String]) -> String {
 fn value_text(v: &crate::model::ParamValue) -> String {
     let json = serde_json::to_value(v).unwrap_or(serde_json::Value::Null);
     match json.as_str() {
-        Some(s) if !s.chars().any(char::is_control) => s.to_string(),
+        Some(s) if !s.chars().any(crate::shown::is_hidden) => s.to_string(),
         _ => json.to_string(),
     }
 }
@@ -284,7 +284,7 @@ fn worst_text(plan: &Plan) -> String {
                 .filter(|s| step_bound(s).is_none())
                 .map(|s| code(&s.id))
                 .collect();
-            format!("no bound (no time limit on {})", unbounded.join(", "))
+            format!("no bound (no time limit on {})", few_shown(&unbounded))
         }
     };
     format!(
@@ -323,7 +323,7 @@ fn skipped(s: &PlanStep) -> bool {
 /// What a step's failure does, in a few words.
 fn on_failure_short(s: &PlanStep) -> &'static str {
     if s.wave == 0 {
-        return "recorded; the next finally step runs";
+        return super::FINALLY_FAILURE;
     }
     match s.on_failure {
         OnFailure::Compensate => "compensate",
@@ -344,7 +344,7 @@ fn on_failure_long(s: &PlanStep) -> String {
         }
         OnFailure::Compensate => format!(
             "compensate: no new step starts, and the compensations of {} run, in that order",
-            s.compensation_chain.iter().map(|c| code(c)).collect::<Vec<_>>().join(", then ")
+            few_then(&s.compensation_chain)
         ),
         OnFailure::Stop => "stop: no new step starts, and nothing is undone".into(),
         OnFailure::Continue => "continue: recorded, its dependents are skipped, the other steps go on".into(),
@@ -389,6 +389,36 @@ impl Risks {
             }
             ancestors.push(set);
         }
+        // What a failure after each step may still undo: the compensations that the failure
+        // of any of its descendants runs (children come after their needs in plan order, so
+        // one pass backwards; n²/64 words, as the ancestors).
+        let own: Vec<BitSet> = plan
+            .steps
+            .iter()
+            .map(|s| {
+                let mut set = BitSet::new(n);
+                if s.on_failure == OnFailure::Compensate && !skipped(s) {
+                    for id in &s.compensation_chain {
+                        if let Some(&k) = index.get(id.as_str()) {
+                            set.insert(k);
+                        }
+                    }
+                }
+                set
+            })
+            .collect();
+        let mut undone_later: Vec<BitSet> = (0..n).map(|_| BitSet::new(n)).collect();
+        for i in (0..n).rev() {
+            let mut after_need = undone_later[i].clone();
+            after_need.union_with(&own[i]);
+            for need in &plan.steps[i].needs {
+                if let Some(&p) = index.get(need.as_str())
+                    && p < i
+                {
+                    undone_later[p].union_with(&after_need);
+                }
+            }
+        }
         let compensable = |j: usize| plan.steps[j].compensation.is_some();
         let mut no_return = Vec::new();
         let mut kept = BTreeMap::new();
@@ -409,8 +439,10 @@ impl Risks {
                 continue;
             }
             // A point of no return: its failure undoes nothing although work before it could
-            // be undone. Only the first on each path is named.
-            let lost: Vec<usize> = left.iter().copied().filter(|&j| compensable(j)).collect();
+            // be undone, and no failure after it undoes that work either (from there on,
+            // every failure keeps it). Only the first on each path is named.
+            let lost: Vec<usize> =
+                left.iter().copied().filter(|&j| compensable(j) && !undone_later[i].contains(j)).collect();
             if s.on_failure != OnFailure::Compensate && !lost.is_empty() {
                 if !ancestors[i].iter().any(|j| past.contains(&j)) {
                     no_return
@@ -511,6 +543,25 @@ fn few_of(first: &[String], total: usize) -> String {
     format!("{} and {} more", ids(&first[..SHOWN.min(first.len())]), total - SHOWN)
 }
 
+/// Markdown items already shown, joined, at most [`SHOWN`] and a count of the rest.
+fn few_shown(list: &[String]) -> String {
+    let mut s = list.iter().take(SHOWN).cloned().collect::<Vec<_>>().join(", ");
+    if list.len() > SHOWN {
+        let _ = write!(s, " and {} more", list.len() - SHOWN);
+    }
+    s
+}
+
+/// A compensation chain in its order, at most [`SHOWN`] ids and a count of the rest (the
+/// JSON plan holds it whole): a step's section stays the same size however deep it is.
+fn few_then(chain: &[String]) -> String {
+    let mut s = chain.iter().take(SHOWN).map(|c| code(c)).collect::<Vec<_>>().join(", then ");
+    if chain.len() > SHOWN {
+        let _ = write!(s, ", then {} more (the JSON plan lists them all)", chain.len() - SHOWN);
+    }
+    s
+}
+
 fn ids(list: &[String]) -> String {
     list.iter().map(|s| code(s)).collect::<Vec<_>>().join(", ")
 }
@@ -532,7 +583,7 @@ fn risk_section(out: &mut String, plan: &Plan, risks: &Risks) {
         let _ = writeln!(
             out,
             "- **Not idempotent:** {} (if the engine dies while one runs, it waits for an operator's decision instead of running again)",
-            risks.not_idempotent.join(", ")
+            few_shown(&risks.not_idempotent)
         );
     }
     if risks.no_return.is_empty() {
@@ -606,10 +657,7 @@ fn overview(out: &mut String, plan: &Plan) {
             None if changes(&s.command) => "**none**".to_string(),
             None => "not needed".to_string(),
         };
-        let retry = match &s.command {
-            PlanCommand::Approval { .. } | PlanCommand::Runbook { .. } => "no retry".to_string(),
-            _ => retry_text(&s.retry),
-        };
+        let retry = super::step_retry(s).map_or_else(|| "no retry".to_string(), retry_text);
         let _ = writeln!(
             out,
             "| {wave} | {} | {} | {} | {} | {} | {} | {undo} | {} |",
@@ -701,7 +749,7 @@ fn mermaid_label(s: &str) -> String {
             '>' => out.push_str("#gt;"),
             '\n' | '\r' => out.push(' '),
             '`' => out.push_str("#96;"),
-            c if c.is_control() => out.push(' '),
+            c if crate::shown::is_hidden(c) => out.push(' '),
             c => out.push(c),
         }
     }
@@ -742,11 +790,8 @@ fn step_section(out: &mut String, s: &PlanStep, level: &str, prefix: &str) {
         let _ = writeln!(out, "- **When:** {} ({value})", code(&w.expr));
     }
     let _ = writeln!(out, "- **Timeout:** {}", timeout_text(s));
-    match &s.command {
-        PlanCommand::Approval { .. } | PlanCommand::Runbook { .. } => {}
-        _ => {
-            let _ = writeln!(out, "- **Retry:** {}", escape(&retry_text(&s.retry)));
-        }
+    if let Some(r) = super::step_retry(s) {
+        let _ = writeln!(out, "- **Retry:** {}", escape(&retry_text(r)));
     }
     let idem = match (&s.command, s.idempotent) {
         (PlanCommand::Approval { .. }, _) => None,
@@ -935,7 +980,8 @@ fn command_block(out: &mut String, c: &PlanCommand, indent: &str) {
 /// A fenced code block holding `text` exactly (control characters shown as escapes), with a
 /// fence longer than any run of backticks in it, so nothing inside can close it.
 fn fenced(info: &str, text: &str, indent: &str) -> String {
-    let text = visible(text.strip_suffix('\n').unwrap_or(text));
+    let marked = crate::shown::marked(text.strip_suffix('\n').unwrap_or(text));
+    let text = &marked.text;
     let longest = text.split(|c| c != '`').map(str::len).max().unwrap_or(0);
     let fence = "`".repeat(longest.max(2) + 1);
     let mut out = format!("{indent}{fence}{info}\n");
@@ -947,6 +993,9 @@ fn fenced(info: &str, text: &str, indent: &str) -> String {
         }
     }
     let _ = writeln!(out, "{indent}{fence}\n");
+    if let Some(note) = marked.note() {
+        let _ = writeln!(out, "{indent}Invisible characters, shown above as escapes: {note}.\n");
+    }
     out
 }
 
@@ -954,28 +1003,32 @@ fn fenced(info: &str, text: &str, indent: &str) -> String {
 /// padded when it starts or ends with one; line breaks and control characters as escapes.
 fn code(s: &str) -> String {
     // Most spans are ids: nothing to measure.
-    if !s.contains('`') && !s.starts_with(' ') && !s.chars().any(char::is_control) {
+    if !s.contains('`') && !s.starts_with(' ') && !s.chars().any(crate::shown::is_hidden) {
         return format!("`{s}`");
     }
-    let s: String = s
-        .chars()
-        .map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() })
-        .collect();
+    let marked = crate::shown::marked(s);
+    let note = if marked.replaced.is_empty() {
+        String::new()
+    } else {
+        format!(" (invisible characters shown as escapes: {})", marked.names())
+    };
+    let s = crate::shown::one_line(s);
     let longest = s.split(|c| c != '`').map(str::len).max().unwrap_or(0);
     let ticks = "`".repeat(longest + 1);
     if s.starts_with('`')
         || s.ends_with('`')
         || (s.starts_with(' ') && s.ends_with(' ') && !s.trim().is_empty())
     {
-        format!("{ticks} {s} {ticks}")
+        format!("{ticks} {s} {ticks}{note}")
     } else {
-        format!("{ticks}{s}{ticks}")
+        format!("{ticks}{s}{ticks}{note}")
     }
 }
 
 /// Text that markdown must show as written: punctuation that could start markup escaped,
 /// line breaks as hard breaks (`<br>`), control characters as escapes.
 fn escape(s: &str) -> String {
+    let marked = crate::shown::marked(s);
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
@@ -984,9 +1037,13 @@ fn escape(s: &str) -> String {
                 out.push(c);
             }
             '\n' => out.push_str("<br>"),
-            c if c.is_control() => out.push_str(&c.escape_default().to_string()),
+            '\t' => out.push('\t'),
+            c if crate::shown::is_hidden(c) => out.push_str(&crate::shown::one_line(&c.to_string())),
             c => out.push(c),
         }
+    }
+    if !marked.replaced.is_empty() {
+        let _ = write!(out, " (invisible characters shown as escapes: {})", marked.names());
     }
     out
 }

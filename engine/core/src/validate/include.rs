@@ -106,7 +106,7 @@ impl Validator<'_> {
                 }
                 Ok(text) => {
                     self.cx.stack.push(path.clone());
-                    let (child, mut diags) = check_in(Source::new(path.clone(), text), self.loader, self.cx);
+                    let (child, mut diags) = check_in(Source::toml(path.clone(), text), self.loader, self.cx);
                     self.cx.stack.pop();
                     let errors = diags.iter().filter(|d| d.severity == Severity::Error).count();
                     if errors > 0 {

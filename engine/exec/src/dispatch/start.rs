@@ -98,7 +98,7 @@ impl Dispatcher<'_> {
                     .iter()
                     .map(|s| runbook_core::plan::FileHash {
                         path: s.path.clone(),
-                        sha256: runbook_core::plan::sha256_hex(&s.text),
+                        sha256: runbook_core::plan::sha256_hex(s.file_text()),
                     })
                     .chain(self.opts.reads.iter().cloned())
                     .collect();
