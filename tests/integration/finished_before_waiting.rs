@@ -30,6 +30,23 @@ fn wait_for(s: &Scratch, file: &str, text: &str) {
     }
 }
 
+/// Start `runbook run r.toml ARGS`, wait until `a` has charged and `marker` exists (the
+/// engine is in the wait under test), give it `settle`, then kill it (-9).
+fn kill_while_waiting(s: &Scratch, args: &[&str], marker: &str, settle: Duration) {
+    let mut all = vec!["run", "r.toml"];
+    all.extend_from_slice(args);
+    let mut engine = spawn_piped(s, &all);
+    wait_for(s, "charge.log", "charged");
+    let t0 = Instant::now();
+    while !s.path().join(marker).exists() {
+        assert!(t0.elapsed() < Duration::from_secs(60), "{marker} never appeared");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(settle);
+    kill9(engine.id());
+    let _ = engine.wait();
+}
+
 /// The journal's events of `run`, as (kind, step).
 fn kinds(s: &Scratch, run: &str) -> Vec<(String, String)> {
     s.audit(run)
@@ -79,16 +96,7 @@ message = "slow check"
 timeout = "60s"
 "#
     ));
-    let mut engine = spawn_piped(&s, &["run", "r.toml", "--yes"]);
-    wait_for(&s, "charge.log", "charged");
-    let t0 = Instant::now();
-    while !s.path().join("checking").exists() {
-        assert!(t0.elapsed() < Duration::from_secs(60), "the precondition never ran");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    std::thread::sleep(Duration::from_millis(300));
-    kill9(engine.id());
-    let _ = engine.wait();
+    kill_while_waiting(&s, &["--yes"], "checking", Duration::from_millis(300));
     assert_a_journaled(&s, "for a precondition");
 }
 
@@ -104,16 +112,7 @@ attempts = 3
 delay = "30s"
 "#
     ));
-    let mut engine = spawn_piped(&s, &["run", "r.toml", "--yes"]);
-    wait_for(&s, "charge.log", "charged");
-    let t0 = Instant::now();
-    while !s.path().join("tried").exists() {
-        assert!(t0.elapsed() < Duration::from_secs(60), "flaky never ran");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    std::thread::sleep(Duration::from_millis(500));
-    kill9(engine.id());
-    let _ = engine.wait();
+    kill_while_waiting(&s, &["--yes"], "tried", Duration::from_millis(500));
     assert_a_journaled(&s, "for a retry's delay");
 }
 
@@ -129,11 +128,7 @@ prompt = "go?"
 approvers = ["bob"]
 "#
     ));
-    let mut engine = spawn_piped(&s, &["run", "r.toml", "--yes", "--wait"]);
-    wait_for(&s, "charge.log", "charged");
-    std::thread::sleep(Duration::from_millis(500));
-    kill9(engine.id());
-    let _ = engine.wait();
+    kill_while_waiting(&s, &["--yes", "--wait"], "charge.log", Duration::from_millis(500));
     assert_a_journaled(&s, "for an approval");
 }
 
