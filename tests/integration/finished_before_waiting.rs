@@ -31,11 +31,12 @@ fn wait_for(s: &Scratch, file: &str, text: &str) {
 }
 
 /// Start `runbook run r.toml ARGS`, wait until `a` has charged and `marker` exists (the
-/// engine is in the wait under test), give it `settle`, then kill it (-9).
-fn kill_while_waiting(s: &Scratch, args: &[&str], marker: &str, settle: Duration) {
+/// engine is in the wait under test), give it `settle`, then kill it (-9). What it had
+/// printed by then.
+fn kill_while_waiting(s: &Scratch, args: &[&str], marker: &str, settle: Duration) -> String {
     let mut all = vec!["run", "r.toml"];
     all.extend_from_slice(args);
-    let mut engine = spawn_piped(s, &all);
+    let engine = spawn_piped(s, &all);
     wait_for(s, "charge.log", "charged");
     let t0 = Instant::now();
     while !s.path().join(marker).exists() {
@@ -44,7 +45,8 @@ fn kill_while_waiting(s: &Scratch, args: &[&str], marker: &str, settle: Duration
     }
     std::thread::sleep(settle);
     kill9(engine.id());
-    let _ = engine.wait();
+    let out = engine.wait_with_output().expect("the engine's output");
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// The journal's events of `run`, as (kind, step).
@@ -96,8 +98,13 @@ message = "slow check"
 timeout = "60s"
 "#
     ));
-    kill_while_waiting(&s, &["--yes"], "checking", Duration::from_millis(300));
+    let printed = kill_while_waiting(&s, &["--yes"], "checking", Duration::from_millis(300));
     assert_a_journaled(&s, "for a precondition");
+    // The terminal shows what the journal holds: `a` ended, before the check of `b` ended.
+    assert!(
+        printed.lines().any(|l| l.starts_with("ok a")),
+        "`ok a` was not shown while b's check ran:\n{printed}"
+    );
 }
 
 /// kill -9 while a retrying step waits for its next attempt.
@@ -112,7 +119,7 @@ attempts = 3
 delay = "30s"
 "#
     ));
-    kill_while_waiting(&s, &["--yes"], "tried", Duration::from_millis(500));
+    let _ = kill_while_waiting(&s, &["--yes"], "tried", Duration::from_millis(500));
     assert_a_journaled(&s, "for a retry's delay");
 }
 
@@ -128,7 +135,7 @@ prompt = "go?"
 approvers = ["bob"]
 "#
     ));
-    kill_while_waiting(&s, &["--yes", "--wait"], "charge.log", Duration::from_millis(500));
+    let _ = kill_while_waiting(&s, &["--yes", "--wait"], "charge.log", Duration::from_millis(500));
     assert_a_journaled(&s, "for an approval");
 }
 
