@@ -26,6 +26,7 @@ mod e2e_report;
 mod engine_env;
 mod engine_gone;
 mod engine_limits;
+mod finished_before_waiting;
 mod fixtures;
 mod forged_identity;
 mod history;

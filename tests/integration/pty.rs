@@ -269,3 +269,43 @@ mod on_the_binary {
         assert!(t.screen().contains("hello"), "{}", t.screen());
     }
 }
+
+/// adv14a F4 (book user-guide/running.md: "a prompt holds nothing but the steps that need
+/// its answer"): while `b`'s question waits on the terminal, the independent step `p` runs.
+/// (F4's reproduction declared `p` without `needs`, so `p` followed `b`: `runbook plan`
+/// shows "p needs b"; held by design, not by the question.)
+#[test]
+fn an_independent_step_runs_while_a_question_waits() {
+    let s = crate::support::Scratch::new(
+        r#"[runbook]
+name = "held"
+max-parallel = 4
+
+[steps.b]
+cmd = ["sh", "-c", "echo b-ran >> b.log"]
+confirm = "Go on with b?"
+
+[steps.p]
+needs = []
+run = "echo p-ran >> p.log"
+"#,
+    );
+    let mut t = s.terminal(&["run", "r.toml"], &[]);
+    t.expect("Go on with b?");
+    // `p` needs nothing (`needs = []`: a step without `needs` follows the one declared
+    // before it, as adv14a's reproduction of F4 did, and that one waits for `b` by design): it runs while the question waits (no time bound: the answer is
+    // given only once `p` has run, or the test gives up after a minute).
+    let t0 = std::time::Instant::now();
+    while s.read("p.log").is_empty() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "independent step `p` waited for the answer to `b`: {}",
+            t.screen()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    t.send_line("y");
+    let status = t.wait();
+    assert_eq!(status.code(), Some(0), "{}", t.screen());
+    assert_eq!(s.read("b.log"), "b-ran\n");
+}

@@ -1155,3 +1155,29 @@ fn an_unanswered_question_leaves_its_step_pending_and_a_closed_terminal_interrup
         assert_eq!(sim.begun(), ["a", "b"]);
     }
 }
+
+/// adv14a F4 and its retry observation: a step declared without `needs` follows the step
+/// declared before it, so it waits for that step's question by design; with `needs = []` it
+/// starts while that question waits, and while that step waits for its retry.
+#[test]
+fn only_the_steps_that_need_an_asking_or_retrying_step_wait_for_it() {
+    let asking = |needs: &str| {
+        format!("[steps.a]\nrun = \"a\"\nconfirm = \"a?\"\n\n[steps.p]\nrun = \"p\"\n{needs}\n")
+    };
+    let mut s = Sim::with(&asking(""), 4, false);
+    s.on_begin.insert("a".into(), Begun::Asking);
+    s.schedule();
+    assert_eq!(s.begun(), ["a"], "p follows a, the step declared before it");
+    let mut s = Sim::with(&asking("needs = []"), 4, false);
+    s.on_begin.insert("a".into(), Begun::Asking);
+    s.schedule();
+    assert_eq!(s.begun(), ["a", "p"], "p needs nothing: it starts while a's question waits");
+
+    let retried = "[steps.a]\nrun = \"a\"\nretry = { attempts = 3, delay = \"3s\" }\n\n[steps.p]\nrun = \"p\"\nneeds = []\n";
+    let mut s = Sim::with(retried, 1, false);
+    s.schedule();
+    assert_eq!(s.begun(), ["a"], "one step at a time");
+    s.fail("a");
+    assert_eq!(s.status("a"), Status::RetryWait);
+    assert_eq!(s.begun(), ["a", "p"], "p starts while a waits for its retry");
+}

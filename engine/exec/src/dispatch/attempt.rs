@@ -11,6 +11,7 @@ use crate::action::{self, Done, Produced};
 use crate::output::Sink;
 use crate::process::Exit;
 
+use super::record::Quiet;
 use super::{Answer, Begun, Dispatcher, ExecError, LINES_IN_FLIGHT, Msg, Unanswered, Withdrawn};
 
 /// A number in `[0, 1)` for jitter, from the standard library's per-process random keys.
@@ -63,7 +64,10 @@ impl Dispatcher<'_> {
             }
         }
         for p in &step.preconditions {
-            match self.check(p, Some(step), cancel).await {
+            // A step that ended before this one was begun is journaled first: a check may
+            // take as long as its timeout, and the engine may die meanwhile.
+            let checked = self.quiet().await?.check(p, Some(step), cancel).await;
+            match checked {
                 Check::Passed => {}
                 // Cut off by the signal: not a failure. A precondition only reads; the step
                 // stays pending and the resume checks it again.
@@ -243,7 +247,9 @@ impl Dispatcher<'_> {
         });
         Ok(())
     }
+}
 
+impl Quiet<'_, '_> {
     /// Run a precondition; [`Check::Failed`] carries the message to show and the end of what
     /// the check printed (redacted). A check that could not run (it could not start, its program or
     /// working directory is missing, bash's 126/127) says so instead of its message: its
@@ -316,7 +322,7 @@ impl Dispatcher<'_> {
     }
 }
 
-/// How a precondition's check ended ([`Dispatcher::check`]).
+/// How a precondition's check ended ([`Quiet::check`]).
 pub(super) enum Check {
     /// It passed.
     Passed,

@@ -4,7 +4,24 @@ use runbook_core::journal::RunEvent;
 
 use super::{Dispatcher, ExecError, Report, now};
 
-impl Dispatcher<'_> {
+/// The dispatcher with nothing deferred: the only way to await anything that is not the
+/// write of a record (a precondition's check). [`Dispatcher::quiet`] writes what was
+/// deferred and hands this out; while it lives the dispatcher is borrowed, so nothing can be
+/// deferred meanwhile. A deferred record (a step's success) thus waits only for the record
+/// that follows in the same turn (the start of the step it frees), never for a check, a
+/// question, a retry's delay, an approval or the loop's own wait (ARCHITECTURE.md, "a
+/// deferred record waits for nothing").
+pub(super) struct Quiet<'q, 'a>(&'q Dispatcher<'a>);
+
+impl<'a> std::ops::Deref for Quiet<'_, 'a> {
+    type Target = Dispatcher<'a>;
+
+    fn deref(&self) -> &Dispatcher<'a> {
+        self.0
+    }
+}
+
+impl<'a> Dispatcher<'a> {
     pub(super) fn last_hash(&self) -> String {
         self.journal.last_hash.clone().unwrap_or_else(|| runbook_core::journal::GENESIS.to_string())
     }
@@ -21,6 +38,12 @@ impl Dispatcher<'_> {
         let event = self.redactor.redact_event(event);
         self.journal.apply(&event);
         self.deferred.push(event.with_step_prefix(&self.opts.prefix));
+    }
+
+    /// Write what was deferred, then lend the dispatcher out to wait ([`Quiet`]).
+    pub(super) async fn quiet(&mut self) -> Result<Quiet<'_, 'a>, ExecError> {
+        self.flush().await?;
+        Ok(Quiet(self))
     }
 
     /// Write the deferred events, in one transaction.

@@ -109,8 +109,10 @@ impl Dispatcher<'_> {
             self.signalled(&wires).await?;
             // Start what is ready, in declaration order, up to the parallel limit.
             self.handle(Event::Schedule, &wires).await?;
-            // Approvals: fold decisions made anywhere, then settle what they decide.
+            // Approvals: fold decisions made anywhere, then settle what they decide. Reading
+            // the store is a wait too: what the turn deferred is written first.
             if self.machine.phase() == Phase::Running && self.machine.awaiting().next().is_some() {
+                self.flush().await?;
                 decisions_seen = self.fold_decisions(decisions_seen).await?;
                 let mut settled = false;
                 for idx in self.machine.awaiting().collect::<Vec<_>>() {
@@ -326,8 +328,10 @@ impl Dispatcher<'_> {
                 None
             }
             Command::Succeed { step, attempt, outputs } => {
-                // Written with the start of the steps it frees (or before the dispatcher
-                // waits): one transaction instead of two. Nothing acts on it unwritten.
+                // Written with the next record of this turn (the start of the step it frees:
+                // one transaction instead of two), and before anything that waits: a check
+                // takes the dispatcher only through [`Dispatcher::quiet`], which writes it,
+                // and the loop writes it before it waits. Nothing acts on it unwritten.
                 let step = self.runbook.steps[step].id.to_string();
                 self.defer(RunEvent::StepSucceeded { step, attempt, outputs });
                 None

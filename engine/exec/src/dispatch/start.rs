@@ -8,6 +8,7 @@ use tokio::sync::watch;
 
 use super::attempt::Check;
 use super::machine::StopCause;
+use super::record::Quiet;
 use super::{
     Dispatcher, ExecError, Report, Resume, Scope, holder_is_dead, holder_name, lock_name, now, renewal_times,
     with_output,
@@ -137,7 +138,8 @@ impl Dispatcher<'_> {
     /// with what failed and what it printed journaled. A signal that cuts the checks off is
     /// no failure: the run is interrupted (journaled), and its resume checks them again.
     pub(super) async fn gate(&mut self, cancel: &watch::Receiver<bool>) -> Result<Gate, ExecError> {
-        let failures = match self.preconditions(cancel).await {
+        let checked = self.quiet().await?.preconditions(cancel).await;
+        let failures = match checked {
             Gate::Interrupted => {
                 self.record(RunEvent::RunInterrupted { reason: StopCause::Interrupted.reason().into() })
                     .await?;
@@ -177,21 +179,6 @@ impl Dispatcher<'_> {
         Ok(failures.iter().map(Failed::shown).collect())
     }
 
-    /// Check the runbook's preconditions, every one (unless a signal cuts them off).
-    async fn preconditions(&self, cancel: &watch::Receiver<bool>) -> Gate {
-        let mut failures = Vec::new();
-        for p in &self.runbook.preconditions {
-            match self.check(p, None, cancel).await {
-                Check::Passed => {}
-                Check::Interrupted => return Gate::Interrupted,
-                Check::Failed { message, output } => {
-                    failures.push(Failed { id: p.id.clone(), message, output })
-                }
-            }
-        }
-        if failures.is_empty() { Gate::Passed } else { Gate::Failed(failures) }
-    }
-
     /// An included runbook: it writes into the including run's journal with that run's lease.
     pub(super) async fn start_nested(&mut self, cancel: &watch::Receiver<bool>) -> Result<Gate, ExecError> {
         self.lease = self.opts.parent_lease.clone();
@@ -202,7 +189,8 @@ impl Dispatcher<'_> {
             }
             None => {
                 self.started_at = now().0;
-                match self.preconditions(cancel).await {
+                let checked = self.quiet().await?.preconditions(cancel).await;
+                match checked {
                     Gate::Passed => {}
                     Gate::Interrupted => return Ok(Gate::Interrupted),
                     Gate::Failed(failures) => {
@@ -312,6 +300,23 @@ impl Dispatcher<'_> {
             .await?;
         }
         Ok(())
+    }
+}
+
+impl Quiet<'_, '_> {
+    /// Check the runbook's preconditions, every one (unless a signal cuts them off).
+    async fn preconditions(&self, cancel: &watch::Receiver<bool>) -> Gate {
+        let mut failures = Vec::new();
+        for p in &self.runbook.preconditions {
+            match self.check(p, None, cancel).await {
+                Check::Passed => {}
+                Check::Interrupted => return Gate::Interrupted,
+                Check::Failed { message, output } => {
+                    failures.push(Failed { id: p.id.clone(), message, output })
+                }
+            }
+        }
+        if failures.is_empty() { Gate::Passed } else { Gate::Failed(failures) }
     }
 }
 
