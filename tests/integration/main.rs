@@ -47,6 +47,7 @@ mod resume;
 mod run;
 mod run_folder;
 mod schema;
+mod secret_transforms;
 mod secrets;
 mod shown_values;
 mod side_columns;
