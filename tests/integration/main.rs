@@ -8,6 +8,7 @@
 
 mod adv13a_signals;
 mod approval_rules;
+mod approve_hint_store;
 mod argv_sampler;
 mod audit;
 mod book;
