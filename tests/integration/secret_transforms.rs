@@ -199,3 +199,17 @@ fn a_sliced_secret_is_seen_where_secrets_are_refused() {
         assert!(all.contains(&format!("error[{code}")), "not {code}: {field}\n{all}");
     }
 }
+
+/// The word `secrets` in literal text or in a string of a tag is no read of a secret.
+#[test]
+fn the_word_secrets_in_text_or_strings_is_no_read() {
+    for expr in ["/secrets/{{ params.items }}", "{{ params.items ~ '/secrets' }}", "{{ \"secrets\" }}"] {
+        let text = runbook(&format!(
+            "[steps.h]\nhttp = {{ url = \"http://127.0.0.1:9/{}\" }}\nconfirm = \"{}\"\n",
+            expr.replace('"', "\\\""),
+            expr.replace('"', "\\\"")
+        ));
+        let out = check(&text);
+        assert_eq!(out.code, 0, "check refuses {expr}:\n{}{}", out.stdout, out.stderr);
+    }
+}

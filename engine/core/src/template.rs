@@ -1310,6 +1310,37 @@ fn plain_secret_tags(text: &str) -> Vec<Range<usize>> {
     out
 }
 
+/// `text` with the inside of its string literals blanked (same length): a word in a string
+/// is not a name.
+fn without_strings(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut quote: Option<char> = None;
+    let mut escaped = false;
+    for c in text.chars() {
+        match quote {
+            Some(q) => {
+                if escaped {
+                    escaped = false;
+                } else if c == '\\' {
+                    escaped = true;
+                } else if c == q {
+                    quote = None;
+                    out.push(c);
+                    continue;
+                }
+                out.extend(std::iter::repeat_n(' ', c.len_utf8()));
+            }
+            None => {
+                if c == '\'' || c == '"' {
+                    quote = Some(c);
+                }
+                out.push(c);
+            }
+        }
+    }
+    out
+}
+
 /// Where `word` stands alone in `text` (not inside a longer name).
 fn word_positions<'t>(text: &'t str, word: &'t str) -> impl Iterator<Item = usize> + 't {
     text.match_indices(word).map(|(i, _)| i).filter(move |&i| {
@@ -1323,7 +1354,7 @@ fn word_positions<'t>(text: &'t str, word: &'t str) -> impl Iterator<Item = usiz
 /// Every `secrets` (and `secrets.NAME`) written inside the tags of a template (the whole text
 /// of an expression), with its position: minijinja's analysis of the variables misses the
 /// target of a slice (`secrets.PW[2:]`), so what reads a secret is also found by its text.
-/// Conservative: the word inside a string literal of a tag counts too.
+/// The inside of string literals is skipped (`'/secrets/'` is no read).
 fn secret_mentions(text: &str, expression: bool) -> Vec<(usize, String)> {
     let mut regions = Vec::new();
     if expression {
@@ -1352,7 +1383,7 @@ fn secret_mentions(text: &str, expression: bool) -> Vec<(usize, String)> {
     }
     let mut out = Vec::new();
     for r in regions {
-        let inner = &text[r.clone()];
+        let inner = &without_strings(&text[r.clone()]);
         for pos in word_positions(inner, "secrets") {
             let after = &inner[pos + "secrets".len()..];
             let name: String = after
