@@ -364,8 +364,15 @@ pub fn show(run_id: &str, follow: bool, state: Option<String>) -> CliResult {
             } else {
                 format!(" by {}", visible(&a.granted_by.join(", ")))
             };
-            let inputs: Vec<(String, String)> =
-                a.inputs.iter().map(|(name, ty)| (visible(name), visible(ty))).collect();
+            // The words the run's notice printed (journaled with the request); a journal from
+            // before them has only the types.
+            let inputs: Vec<(String, String)> = a
+                .takes
+                .as_ref()
+                .unwrap_or(&a.inputs)
+                .iter()
+                .map(|(name, ty)| (visible(name), visible(ty)))
+                .collect();
             let command = runbook_core::hint::approve_command(run_id, step, &inputs, state_arg.as_deref());
             line.push_str(&format!(
                 "  {} of {} approval(s){by}; from {from}: `{command}`",

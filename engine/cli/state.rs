@@ -36,7 +36,7 @@ pub fn location(state: Option<&str>) -> Location {
 
 /// The store as an operator names it from another terminal, for the commands a run or
 /// `show` prints: `None` for the default store; a SQLite path made absolute; a URL without
-/// its password ([`Location::shown`]).
+/// its password ([`url_to_type`]).
 pub fn state_arg(location: &Location) -> Option<String> {
     if *location == self::location(None) {
         return None;
@@ -45,8 +45,43 @@ pub fn state_arg(location: &Location) -> Option<String> {
         Location::Sqlite(path) => {
             std::path::absolute(path).unwrap_or_else(|_| path.clone()).display().to_string()
         }
-        Location::Postgres(_) => location.shown(),
+        Location::Postgres(url) => url_to_type(url),
     })
+}
+
+/// The query parameters of a PostgreSQL URL that carry a secret: dropped from a hint.
+const SECRET_QUERY: [&str; 2] = ["password", "sslpassword"];
+
+/// A PostgreSQL URL as an operator types it again (red team F5): everything that says where
+/// and how to connect (user, host, port, database, `sslmode`, `host=/socket`, `options`),
+/// never the password, neither as `:***` (which would be sent as the password: an explicit
+/// one wins over `PGPASSWORD` and `~/.pgpass`) nor in the query. The password then comes from
+/// `PGPASSWORD` or `~/.pgpass`. Not [`Location::shown`]: that is a display, not an argument.
+pub fn url_to_type(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return Location::Postgres(url.into()).shown() };
+    let rest = rest.split('#').next().unwrap_or_default();
+    let (main, query) = match rest.split_once('?') {
+        Some((m, q)) => (m, Some(q)),
+        None => (rest, None),
+    };
+    let main = match main.rsplit_once('@') {
+        Some((auth, host)) => format!("{}@{host}", auth.split(':').next().unwrap_or_default()),
+        None => main.to_string(),
+    };
+    let kept: Vec<&str> = query
+        .unwrap_or_default()
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .filter(|pair| {
+            let key = pair.split('=').next().unwrap_or_default();
+            !SECRET_QUERY.iter().any(|k| key.eq_ignore_ascii_case(k))
+        })
+        .collect();
+    if kept.is_empty() {
+        format!("{scheme}://{main}")
+    } else {
+        format!("{scheme}://{main}?{}", kept.join("&"))
+    }
 }
 
 /// ` --state LOCATION` for a command to type against `location` (shell-quoted), or nothing
@@ -374,4 +409,39 @@ pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::url_to_type;
+
+    /// Every shape of a PostgreSQL URL: the password never survives, in any place; what says
+    /// where and how to connect always does.
+    #[test]
+    fn a_url_to_type_keeps_where_and_never_the_password() {
+        let cases = [
+            ("postgres://u:pw@h:5432/db", "postgres://u@h:5432/db"),
+            ("postgres://u:pw@h/db?sslmode=require", "postgres://u@h/db?sslmode=require"),
+            ("postgresql://u:p%40w@h/db?sslmode=disable#frag", "postgresql://u@h/db?sslmode=disable"),
+            ("postgres://u:p@w@h/db", "postgres://u@h/db"),
+            ("postgres://u@h/db", "postgres://u@h/db"),
+            ("postgres://h/db", "postgres://h/db"),
+            (
+                "postgres:///db?host=/run/postgresql&port=5433",
+                "postgres:///db?host=/run/postgresql&port=5433",
+            ),
+            ("postgres://u@localhost/db?host=/tmp/s&password=pw", "postgres://u@localhost/db?host=/tmp/s"),
+            ("postgres://u@h/db?PASSWORD=pw&sslmode=verify-full", "postgres://u@h/db?sslmode=verify-full"),
+            (
+                "postgres://u@h/db?sslpassword=pw&options=-c%20search_path%3Dx",
+                "postgres://u@h/db?options=-c%20search_path%3Dx",
+            ),
+            ("postgres://u:@h/db?password=", "postgres://u@h/db"),
+        ];
+        for (url, want) in cases {
+            let got = url_to_type(url);
+            assert_eq!(got, want, "{url}");
+            assert!(!got.contains("pw") && !got.contains("***"), "{url} -> {got}");
+        }
+    }
 }

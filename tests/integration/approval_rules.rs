@@ -73,6 +73,7 @@ fn requested(approvers: &[&str], min: u32, allow_self: bool, by: &str) -> RunEve
         requested_by: by.into(),
         inputs: Default::default(),
         deadline_ms: None,
+        takes: None,
     }
 }
 

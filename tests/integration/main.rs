@@ -8,6 +8,7 @@
 
 mod adv13a_signals;
 mod approval_rules;
+mod approve_hint_store;
 mod argv_sampler;
 mod audit;
 mod book;
@@ -50,6 +51,7 @@ mod resume;
 mod run;
 mod run_folder;
 mod schema;
+mod secret_transforms;
 mod secrets;
 mod shown_values;
 mod side_columns;

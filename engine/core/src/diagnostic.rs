@@ -169,6 +169,7 @@ codes! {
     PreconditionWrites = "081", "precondition-writes", "A warning: a `run`/`cmd` precondition that visibly changes something (preconditions only read).";
     PreconditionMethod = "082", "precondition-method", "An `http` precondition with a method other than GET or HEAD (preconditions only read).";
     Preflight = "090", "preflight", "A run cannot start: every missing parameter, secret, file and `--yes` it needs, reported in one answer.";
+    SecretTransformed = "057", "secret-transformed", "A template computes something from a secret (a filter, slice, test, loop...): only its plain value can be hidden.";
 }
 
 impl fmt::Display for Code {

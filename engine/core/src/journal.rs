@@ -300,6 +300,11 @@ pub enum RunEvent {
         /// Deadline in ms since the epoch, if the step has a `timeout`.
         #[serde(default)]
         deadline_ms: Option<i64>,
+        /// What each input a decision must carry takes, as the commands an operator is told
+        /// to type write it (its choices `a|b`, else its type); inputs with a default are
+        /// absent. `None` in journals written before it: `show` then lists `inputs`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        takes: Option<BTreeMap<String, String>>,
     },
     /// Someone approved a waiting step.
     ApprovalGranted {
@@ -765,6 +770,8 @@ pub struct Approval {
     pub inputs: BTreeMap<String, String>,
     /// Deadline (ms since the epoch).
     pub deadline_ms: Option<i64>,
+    /// The required inputs as the `approve` command writes them (see `takes` of the event).
+    pub takes: Option<BTreeMap<String, String>>,
     /// Who approved, in order (distinct).
     pub granted_by: Vec<String>,
     /// Who rejected, if anyone did.
@@ -1039,6 +1046,7 @@ impl RunState {
                 requested_by,
                 inputs,
                 deadline_ms,
+                takes,
                 ..
             } => {
                 let owners = self.started_by.iter().chain(&self.submitted_by).cloned().collect();
@@ -1065,6 +1073,7 @@ impl RunState {
                             requested_by: requested_by.clone(),
                             inputs: inputs.clone(),
                             deadline_ms: *deadline_ms,
+                            takes: takes.clone(),
                             granted_by: Vec::new(),
                             rejected_by: None,
                             owners,

@@ -947,6 +947,7 @@ mod tests {
                 requested_by: "ops".into(),
                 inputs: BTreeMap::new(),
                 deadline_ms: deadline,
+                takes: None,
             }
         };
         let granted = |by: &str| RunEvent::ApprovalGranted {

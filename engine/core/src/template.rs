@@ -931,7 +931,9 @@ impl<'s> Compiled<'s> {
 pub fn expr_vars(text: &str) -> Result<BTreeSet<String>, TemplateError> {
     limits(text, true)?;
     let expr = env().compile_expression(text).map_err(|e| convert(&e, false))?;
-    Ok(expr.undeclared_variables(true).into_iter().collect())
+    let mut vars: BTreeSet<String> = expr.undeclared_variables(true).into_iter().collect();
+    vars.extend(secret_mentions(text, true).into_iter().map(|(_, path)| path));
+    Ok(vars)
 }
 
 /// Render a template against a context.
@@ -976,7 +978,11 @@ pub fn analyse(text: &str, mode: Mode) -> Result<BTreeSet<String>, TemplateError
                 Piece::Text(_) => None,
             })
             .collect()),
-        None => Ok(Compiled::new(text, mode)?.vars()),
+        None => {
+            let mut vars = Compiled::new(text, mode)?.vars();
+            vars.extend(secret_mentions(text, false).into_iter().map(|(_, path)| path));
+            Ok(vars)
+        }
     }
 }
 
@@ -1215,6 +1221,180 @@ pub fn inner_span(source: &Source, literal: Span, range: Option<Range<usize>>) -
     let start = literal.start + body_start + range.start;
     let end = (literal.start + body_start + range.end).min(literal.end.saturating_sub(open)).max(start);
     Span::new(start, end)
+}
+
+/// The filters a secret may go through in a template: the redactor knows the text each one
+/// makes of a value (percent-encoding, JSON strings), so what they print is hidden like the
+/// value itself. Any other transform of a secret makes text the redactor cannot know.
+pub const SECRET_FILTERS: [&str; 2] = ["urlencode", "tojson"];
+
+/// The statements a template that prints a secret may hold: they choose whether a tag is
+/// printed, never capture what it prints (`set` blocks, `filter`, `macro`, `call`, `for ...
+/// recursive`, `autoescape` do).
+const SECRET_STATEMENTS: [&str; 4] = ["if", "elif", "else", "endif"];
+
+/// Where `text` reads a secret in any form but a plain tag: `{{ secrets.NAME }}`, or
+/// `{{ secrets.NAME | F }}` with `F` one of [`SECRET_FILTERS`]. A secret may only reach the
+/// rendered text verbatim (or in an encoding the redactor mirrors): a filter, a slice, a
+/// subscript, a method, a test, a concatenation, a loop or a `set` over `secrets` computes a
+/// value the redactor has never seen. `None` when every read is plain.
+///
+/// By construction, not by enumerating transforms: the plain tags are cut out of the text,
+/// and what remains must not read `secrets` at all (minijinja's own analysis of the
+/// variables, so no syntax escapes it); a template with plain tags may hold only the
+/// statements of [`SECRET_STATEMENTS`], which cannot capture the text a tag prints.
+pub fn secret_transform(text: &str, mode: Mode) -> Option<Range<usize>> {
+    let plain = plain_secret_tags(text);
+    let mut rest = String::with_capacity(text.len());
+    let mut kept = Vec::new(); // (offset in `rest`, offset in `text`) of each kept piece
+    let mut at = 0;
+    for r in &plain {
+        kept.push((rest.len(), at));
+        rest.push_str(&text[at..r.start]);
+        at = r.end;
+    }
+    kept.push((rest.len(), at));
+    rest.push_str(&text[at..]);
+    let back = |pos: usize| {
+        let (r, t) = kept.iter().rev().find(|(r, _)| *r <= pos).copied().unwrap_or((0, 0));
+        t + (pos - r)
+    };
+    let reads = match Compiled::new(&rest, mode) {
+        Ok(c) => c.vars().iter().any(|v| v == "secrets" || v.starts_with("secrets.")),
+        // Cutting whole tags out of a template that compiles leaves one that compiles; if
+        // not, refuse rather than guess.
+        Err(_) => return Some(0..text.len()),
+    };
+    let mention = secret_mentions(&rest, false).first().map(|(pos, _)| *pos);
+    if reads || mention.is_some() {
+        let pos = mention.or_else(|| word_positions(&rest, "secrets").next()).unwrap_or(0);
+        let start = back(pos);
+        return Some(start..start + "secrets".len());
+    }
+    if plain.is_empty() {
+        return None;
+    }
+    let mut from = 0;
+    while let Some(open) = text[from..].find("{%").map(|o| o + from) {
+        let end = text[open..].find("%}").map(|e| open + e + 2).unwrap_or(text.len());
+        let inner = text[open + 2..end.saturating_sub(2).max(open + 2)].trim_start_matches(['-', '+']);
+        let word = inner.split_whitespace().next().unwrap_or("");
+        let recursive = inner.split_whitespace().any(|w| w == "recursive");
+        if !SECRET_STATEMENTS.contains(&word) || recursive {
+            return Some(open..end);
+        }
+        from = end;
+    }
+    None
+}
+
+/// The byte ranges of the plain secret tags of `text` (see [`secret_transform`]).
+fn plain_secret_tags(text: &str) -> Vec<Range<usize>> {
+    let mut out = Vec::new();
+    let mut from = 0;
+    while let Some(open) = text[from..].find("{{").map(|o| o + from) {
+        let Some(close) = text[open + 2..].find("}}").map(|c| open + 2 + c) else { break };
+        let inner = text[open + 2..close].trim_start_matches(['-', '+']).trim_end_matches(['-', '+']).trim();
+        let (path, filter) = match inner.split_once('|') {
+            Some((p, f)) => (p.trim(), Some(f.trim())),
+            None => (inner, None),
+        };
+        let named = path.strip_prefix("secrets.").is_some_and(|n| is_path(n) && !n.contains('.'));
+        if named && filter.is_none_or(|f| SECRET_FILTERS.contains(&f)) {
+            out.push(open..close + 2);
+            from = close + 2;
+        } else {
+            from = open + 2;
+        }
+    }
+    out
+}
+
+/// `text` with the inside of its string literals blanked (same length): a word in a string
+/// is not a name.
+fn without_strings(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut quote: Option<char> = None;
+    let mut escaped = false;
+    for c in text.chars() {
+        match quote {
+            Some(q) => {
+                if escaped {
+                    escaped = false;
+                } else if c == '\\' {
+                    escaped = true;
+                } else if c == q {
+                    quote = None;
+                    out.push(c);
+                    continue;
+                }
+                out.extend(std::iter::repeat_n(' ', c.len_utf8()));
+            }
+            None => {
+                if c == '\'' || c == '"' {
+                    quote = Some(c);
+                }
+                out.push(c);
+            }
+        }
+    }
+    out
+}
+
+/// Where `word` stands alone in `text` (not inside a longer name).
+fn word_positions<'t>(text: &'t str, word: &'t str) -> impl Iterator<Item = usize> + 't {
+    text.match_indices(word).map(|(i, _)| i).filter(move |&i| {
+        let name = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+        let before = i == 0 || !name(text.as_bytes()[i - 1]);
+        let after = text.as_bytes().get(i + word.len()).is_none_or(|&b| !name(b));
+        before && after
+    })
+}
+
+/// Every `secrets` (and `secrets.NAME`) written inside the tags of a template (the whole text
+/// of an expression), with its position: minijinja's analysis of the variables misses the
+/// target of a slice (`secrets.PW[2:]`), so what reads a secret is also found by its text.
+/// The inside of string literals is skipped (`'/secrets/'` is no read).
+fn secret_mentions(text: &str, expression: bool) -> Vec<(usize, String)> {
+    let mut regions = Vec::new();
+    if expression {
+        regions.push(0..text.len());
+    } else {
+        let mut from = 0;
+        while let Some(open) = text[from..].find('{').map(|o| o + from) {
+            let close = match text.as_bytes().get(open + 1) {
+                Some(b'{') => "}}",
+                Some(b'%') => "%}",
+                Some(b'#') => "#}",
+                _ => {
+                    from = open + 1;
+                    continue;
+                }
+            };
+            let end = tag_end(text, open + 2, close);
+            if close != "#}" {
+                regions.push(open + 2..end);
+            }
+            from = (end + 2).min(text.len());
+            if from <= open {
+                break;
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for r in regions {
+        let inner = &without_strings(&text[r.clone()]);
+        for pos in word_positions(inner, "secrets") {
+            let after = &inner[pos + "secrets".len()..];
+            let name: String = after
+                .strip_prefix('.')
+                .map(|n| n.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect())
+                .unwrap_or_default();
+            let path = if name.is_empty() { "secrets".to_string() } else { format!("secrets.{name}") };
+            out.push((r.start + pos, path));
+        }
+    }
+    out
 }
 
 #[cfg(test)]

@@ -901,6 +901,7 @@ fn resume_an_approval_still_waiting_is_asked_again() {
         requested_by: "op".into(),
         inputs: BTreeMap::new(),
         deadline_ms: None,
+        takes: None,
     }];
     let mut s = resumed(APPROVAL, events, ResumeRule { approval: true, ..GO_ON }, &[]);
     assert_eq!(s.status("ask"), Status::Waiting);

@@ -45,6 +45,13 @@ impl Validator<'_> {
             Ok(vars) => {
                 let before = self.diags.len();
                 self.check_vars(&vars, s, scope);
+                if self.diags.len() == before
+                    && reads_secret(&vars)
+                    && let Some(range) = template::secret_transform(&s.value, mode)
+                {
+                    let span = template::inner_span(&self.source, s.span, Some(range));
+                    self.secret_transformed(span, scope);
+                }
                 let trial = self.diags.len() == before
                     && (template::may_call(&s.value) || template::may_cost(&s.value));
                 if let Some(Err(e)) = trial.then(|| template::render(&s.value, mode, self.placeholder())) {
@@ -110,6 +117,11 @@ impl Validator<'_> {
                     .all(|v| v == "params" || v.starts_with("params.") || v.starts_with("runbook"));
                 let before = self.diags.len();
                 self.check_vars(&vars, s, scope);
+                if self.diags.len() == before && reads_secret(&vars) {
+                    // An expression computes a value from what it reads: no plain form.
+                    let span = var_span(&self.source, s, "secrets");
+                    self.secret_transformed(span, scope);
+                }
                 let trial = self.diags.len() == before
                     && (template::may_call(&s.value) || template::may_cost(&s.value));
                 if let Some(Err(e)) = trial.then(|| template::eval(&s.value, self.placeholder())) {
@@ -132,6 +144,20 @@ impl Validator<'_> {
             }
         }
         Expr { text: s.value.clone(), span: s.span, static_only }
+    }
+
+    /// A template or expression that computes something from a secret (RB057).
+    fn secret_transformed(&mut self, span: Span, scope: Scope<'_>) {
+        self.err(
+            Code::SecretTransformed,
+            span,
+            format!("a secret is transformed in {}: only its plain value can be hidden", scope.place),
+        )
+        .set_label("makes text the redactor has never seen")
+        .help = Some(format!(
+            "write the secret alone in its tag, `{{{{ secrets.NAME }}}}` or `{{{{ secrets.NAME | FILTER }}}}` with FILTER one of {}, outside `set`, `filter`, `macro` and `for` blocks; to send another form of it, declare that form as its own secret",
+            template::SECRET_FILTERS.map(|f| format!("`{f}`")).join(", ")
+        ));
     }
 
     pub(super) fn template_map(
@@ -473,6 +499,11 @@ impl Validator<'_> {
             "rows": [], "rows_affected": 0,
         })
     }
+}
+
+/// True when `vars` (dotted paths) read a secret.
+fn reads_secret(vars: &BTreeSet<String>) -> bool {
+    vars.iter().any(|v| v == "secrets" || v.starts_with("secrets."))
 }
 
 pub(super) fn var_span(source: &Source, s: &SpannedString, var: &str) -> Span {

@@ -56,6 +56,20 @@ impl Dispatcher<'_> {
         let id = step.id.to_string();
         let prompt =
             self.render(&spec.prompt, Mode::Plain, None).unwrap_or_else(|_| spec.prompt.text.clone());
+        // What each required input takes, as the `approve` command writes it: journaled, so
+        // that `show` prints the very command this notice prints.
+        let takes: std::collections::BTreeMap<String, String> = spec
+            .inputs
+            .iter()
+            .filter(|p| p.default.is_none())
+            .map(|p| {
+                let takes = match p.allowed.as_ref().filter(|v| !v.is_empty()) {
+                    Some(values) => values.iter().map(ToString::to_string).collect::<Vec<_>>().join("|"),
+                    None => p.ty.as_str().to_string(),
+                };
+                (p.name.clone(), takes)
+            })
+            .collect();
         let pending = self.journal.steps.get(&id).and_then(|s| s.approval.as_ref());
         if pending.is_none() {
             let (_, now_ms) = now();
@@ -69,6 +83,7 @@ impl Dispatcher<'_> {
                 requested_by: self.journal.started_by.clone().unwrap_or_else(|| self.opts.operator.clone()),
                 inputs: spec.inputs.iter().map(|p| (p.name.clone(), p.ty.as_str().to_string())).collect(),
                 deadline_ms: spec.timeout.map(|t| runbook_core::model::deadline_ms(now_ms, t)),
+                takes: Some(takes.clone()),
             })
             .await?;
         }
@@ -103,19 +118,9 @@ impl Dispatcher<'_> {
             }
         } else {
             let path = format!("{}{id}", self.opts.prefix);
-            // Complete as printed: the inputs the approval requires and the store.
-            let inputs: Vec<(String, String)> = spec
-                .inputs
-                .iter()
-                .filter(|p| p.default.is_none())
-                .map(|p| {
-                    let takes = match p.allowed.as_ref().filter(|v| !v.is_empty()) {
-                        Some(values) => values.iter().map(ToString::to_string).collect::<Vec<_>>().join("|"),
-                        None => p.ty.as_str().to_string(),
-                    };
-                    (p.name.clone(), takes)
-                })
-                .collect();
+            // Complete as printed: the inputs the approval requires and the store; the same
+            // words `show` prints, from the journal.
+            let inputs: Vec<(String, String)> = takes.into_iter().collect();
             let state = self.opts.state_arg.as_deref();
             let _ = self.report.send(Report::Notice(format!(
                 "step `{path}` waits for approval: `{}` (or `{}`)",
