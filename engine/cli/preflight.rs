@@ -57,6 +57,30 @@ impl<'a> Answer<'a> {
         }
     }
 
+    /// The values given that are wrong (type, `enum`, `pattern`) or name no parameter, or a
+    /// params file that cannot be read: one line each, at its place (`file:line:col`, the
+    /// command line's column), with its stable code and what would be right. All of them: one
+    /// wrong value hides nothing (red-team finding F10 of issue 14).
+    pub fn wrong_values(&mut self, wrong: &[runbook_core::Diagnostic]) {
+        if wrong.is_empty() {
+            return;
+        }
+        let mut wrong = wrong.to_vec();
+        runbook_core::diagnostic::sort(&mut wrong);
+        let mut lines = Vec::new();
+        for d in &wrong {
+            lines.push(d.to_string());
+            if let Some(help) = &d.help {
+                lines.push(format!("  help: {help}"));
+            }
+        }
+        self.sections.push((
+            format!("wrong values given ({}; fix them in `-p NAME=VALUE` or the params file)", wrong.len()),
+            lines,
+            wrong.len(),
+        ));
+    }
+
     /// Keep what `result` holds, or record its problem under `section`.
     pub fn take<T>(&mut self, section: &str, result: Result<T, CliError>) -> Option<T> {
         match result {

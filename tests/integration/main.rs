@@ -11,6 +11,7 @@ mod approval_rules;
 mod argv_sampler;
 mod audit;
 mod book;
+mod check_rounds;
 mod checks_only_read;
 mod cli_errors;
 mod cli_layers;
