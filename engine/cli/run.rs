@@ -570,13 +570,20 @@ async fn execute(
 }
 
 /// How often a quiet step says it is still running when no terminal shows it live:
-/// `$RUNBOOK_HEARTBEAT` (a duration; `0` or `off`: never), else 30s.
+/// `$RUNBOOK_HEARTBEAT` (a duration, at least 1s; `0` or `off`: never), else 30s. Under a
+/// second it is raised to one, with a warning: `1ns` printed a thousand lines a second
+/// (red-team finding F6 of issue 14).
 fn heartbeat() -> Option<Duration> {
     let default = Some(Duration::from_secs(30));
+    let floor = Duration::from_secs(1);
     match std::env::var("RUNBOOK_HEARTBEAT") {
         Ok(text) if matches!(text.trim(), "0" | "off") => None,
         Ok(text) => match humantime::parse_duration(text.trim()) {
             Ok(d) if d.is_zero() => None,
+            Ok(d) if d < floor => {
+                crate::output::errln!("warning: RUNBOOK_HEARTBEAT=`{text}` is under 1s; using 1s");
+                Some(floor)
+            }
             Ok(d) => Some(d),
             Err(_) => {
                 crate::output::errln!("warning: RUNBOOK_HEARTBEAT=`{text}` is not a duration; using 30s");

@@ -34,6 +34,7 @@ mod holder;
 mod hostile;
 mod include;
 mod injection;
+mod input_edges;
 mod kept_logs;
 mod options;
 mod peers;
