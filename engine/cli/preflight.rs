@@ -21,11 +21,14 @@ pub struct Answer<'a> {
     missing: bool,
     /// An error that is no input problem (an interrupted secret helper): returned as is.
     hard: Option<CliError>,
+    /// The wrong values given: when they are all that stops the run, they are reported as
+    /// they always were, each quoted at its place.
+    wrong: Vec<runbook_core::Diagnostic>,
 }
 
 impl<'a> Answer<'a> {
     pub fn new(runbook: &'a Runbook, file: &'a Path) -> Answer<'a> {
-        Answer { runbook, file, sections: Vec::new(), missing: false, hard: None }
+        Answer { runbook, file, sections: Vec::new(), missing: false, hard: None, wrong: Vec::new() }
     }
 
     /// The required parameters nobody gave: one line each, with type, choices and meaning.
@@ -67,6 +70,7 @@ impl<'a> Answer<'a> {
         }
         let mut wrong = wrong.to_vec();
         runbook_core::diagnostic::sort(&mut wrong);
+        self.wrong.clone_from(&wrong);
         let mut lines = Vec::new();
         for d in &wrong {
             lines.push(d.to_string());
@@ -115,6 +119,10 @@ impl<'a> Answer<'a> {
         }
         if self.sections.is_empty() {
             return Ok(());
+        }
+        // Only wrong values: each quoted at its place, as `plan` says them.
+        if self.sections.len() == 1 && !self.wrong.is_empty() {
+            return Err(CliError::Diagnostics(self.wrong));
         }
         let count: usize = self.sections.iter().map(|(_, _, n)| n).sum();
         let mut m = Message::new(format!(
