@@ -88,53 +88,77 @@ pub fn load_with_params(
     params_file: Option<&Path>,
     color: bool,
 ) -> Result<(Arc<Runbook>, BTreeMap<String, ParamValue>), CliError> {
-    let (runbook, given) = load_given(file, args, params_file, color)?;
+    let Given { runbook, values: given, problems, .. } = load_given(file, args, params_file, color)?;
+    if !problems.is_empty() {
+        return Err(CliError::Diagnostics(problems));
+    }
     match inputs::resolve(&runbook, &given) {
         Ok(v) => Ok((runbook, v)),
         Err(d) => Err(CliError::Diagnostics(d)),
     }
 }
 
-/// A runbook, the values of its parameters, and the names of the required ones nobody gave.
-pub type WithMissing = (Arc<Runbook>, BTreeMap<String, ParamValue>, Vec<String>);
+/// A runbook, the values of its parameters, the names of the required ones nobody gave, and
+/// every problem with the values given (wrong values, unknown names, an unreadable params
+/// file), each a diagnostic at its place.
+pub type WithMissing = (Arc<Runbook>, BTreeMap<String, ParamValue>, Vec<String>, Vec<Diagnostic>);
 
-/// [`load_with_params`], except that required parameters nobody gave are not an error:
-/// they come back by name (with every given value resolved), for `run`'s one answer
-/// (`crate::preflight`). Any other problem with the values is an error, as there.
+/// [`load_with_params`], except that no problem with the values stops here: the required
+/// parameters nobody gave come back by name, and every problem with the values given comes
+/// back as a diagnostic, all of them (red-team finding F10 of issue 14), for `run`'s one
+/// answer (`crate::preflight`), which lists them with everything else that stops the run.
+/// `Err` only when the runbook itself is not valid.
 pub fn load_with_missing_params(
     file: &Path,
     args: &[(String, String)],
     params_file: Option<&Path>,
     color: bool,
 ) -> Result<WithMissing, CliError> {
-    let (runbook, given) = load_given(file, args, params_file, color)?;
+    let Given { runbook, values: given, mut problems, wrong } = load_given(file, args, params_file, color)?;
+    // A parameter given a wrong value is neither given nor missing: its problem is listed.
+    let wrong: Vec<&String> = wrong.iter().filter(|w| !given.contains_key(*w)).collect();
     let missing: Vec<String> = runbook
         .params
         .iter()
-        .filter(|p| p.default.is_none() && !given.contains_key(&p.name))
+        .filter(|p| p.default.is_none() && !given.contains_key(&p.name) && !wrong.contains(&&p.name))
         .map(|p| p.name.clone())
         .collect();
-    let resolved = if missing.is_empty() {
-        inputs::resolve(&runbook, &given)
-    } else {
-        // The missing ones left out: every value given is still checked.
-        let params = runbook.params.iter().filter(|p| !missing.contains(&p.name)).cloned().collect();
-        inputs::resolve(&Runbook { params, ..(*runbook).clone() }, &given)
+    // The missing and wrong ones left out: every value given is still checked (`enum`,
+    // `pattern`), each on its own.
+    let params = runbook
+        .params
+        .iter()
+        .filter(|p| !missing.contains(&p.name) && !wrong.contains(&&p.name))
+        .cloned()
+        .collect();
+    let resolved = match inputs::resolve(&Runbook { params, ..(*runbook).clone() }, &given) {
+        Ok(v) => v,
+        Err(d) => {
+            problems.extend(d);
+            BTreeMap::new()
+        }
     };
-    match resolved {
-        Ok(v) => Ok((runbook, v, missing)),
-        Err(d) => Err(CliError::Diagnostics(d)),
-    }
+    Ok((runbook, resolved, missing, problems))
+}
+
+/// What [`load_given`] read: the runbook, the values given that fit their type, the
+/// problems with the others, and the names of the declared parameters given a wrong value.
+struct Given {
+    runbook: Arc<Runbook>,
+    values: BTreeMap<String, inputs::Given>,
+    problems: Vec<Diagnostic>,
+    wrong: Vec<String>,
 }
 
 /// The runbook (its warnings printed) and the values given for its parameters, each
-/// checked on its own (syntax, unknown names); `Err` for any problem.
+/// checked on its own (syntax, unknown names), every problem collected; `Err` only when the
+/// runbook is not valid.
 fn load_given(
     file: &Path,
     args: &[(String, String)],
     params_file: Option<&Path>,
     color: bool,
-) -> Result<(Arc<Runbook>, BTreeMap<String, inputs::Given>), CliError> {
+) -> Result<Given, CliError> {
     let checked = load(file);
     let invalid = checked.diagnostics.iter().any(|d| d.severity == runbook_core::Severity::Error);
     let Some(runbook) = checked.runbook.filter(|_| !invalid) else {
@@ -143,12 +167,14 @@ fn load_given(
     print_diagnostics(&checked.diagnostics, color);
     let mut given = BTreeMap::new();
     let mut problems = Vec::new();
+    let mut wrong = Vec::new();
     if let Some(pf) = params_file {
         let shown = display(pf);
         match loader::read(&shown) {
             Ok(text) => {
-                let (values, diags) = inputs::from_file(&Source::toml(shown.clone(), text), &runbook);
+                let (values, diags, bad) = inputs::from_file(&Source::toml(shown.clone(), text), &runbook);
                 given.extend(values);
+                wrong.extend(bad);
                 // Its lines are quoted only when it is a `.toml` file named directly: a link
                 // or another kind of file could be anything (an `.env` file of passwords).
                 let direct = pf.extension().is_some_and(|e| e == "toml")
@@ -175,10 +201,11 @@ fn load_given(
             )),
         }
     }
-    let (values, diags) = inputs::from_args(args, &runbook);
+    let (values, diags, bad) = inputs::from_args(args, &runbook);
     given.extend(values);
+    wrong.extend(bad);
     problems.extend(diags);
-    if problems.is_empty() { Ok((runbook, given)) } else { Err(CliError::Diagnostics(problems)) }
+    Ok(Given { runbook, values: given, problems, wrong })
 }
 
 /// The `reads` of a plan: every other file a run of `runbook` reads, and the params file the

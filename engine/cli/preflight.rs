@@ -21,11 +21,14 @@ pub struct Answer<'a> {
     missing: bool,
     /// An error that is no input problem (an interrupted secret helper): returned as is.
     hard: Option<CliError>,
+    /// The wrong values given: when they are all that stops the run, they are reported as
+    /// they always were, each quoted at its place.
+    wrong: Vec<runbook_core::Diagnostic>,
 }
 
 impl<'a> Answer<'a> {
     pub fn new(runbook: &'a Runbook, file: &'a Path) -> Answer<'a> {
-        Answer { runbook, file, sections: Vec::new(), missing: false, hard: None }
+        Answer { runbook, file, sections: Vec::new(), missing: false, hard: None, wrong: Vec::new() }
     }
 
     /// The required parameters nobody gave: one line each, with type, choices and meaning.
@@ -55,6 +58,31 @@ impl<'a> Answer<'a> {
             let count = lines.len();
             self.sections.push((title, lines, count));
         }
+    }
+
+    /// The values given that are wrong (type, `enum`, `pattern`) or name no parameter, or a
+    /// params file that cannot be read: one line each, at its place (`file:line:col`, the
+    /// command line's column), with its stable code and what would be right. All of them: one
+    /// wrong value hides nothing (red-team finding F10 of issue 14).
+    pub fn wrong_values(&mut self, wrong: &[runbook_core::Diagnostic]) {
+        if wrong.is_empty() {
+            return;
+        }
+        let mut wrong = wrong.to_vec();
+        runbook_core::diagnostic::sort(&mut wrong);
+        self.wrong.clone_from(&wrong);
+        let mut lines = Vec::new();
+        for d in &wrong {
+            lines.push(d.to_string());
+            if let Some(help) = &d.help {
+                lines.push(format!("  help: {help}"));
+            }
+        }
+        self.sections.push((
+            format!("wrong values given ({}; fix them in `-p NAME=VALUE` or the params file)", wrong.len()),
+            lines,
+            wrong.len(),
+        ));
     }
 
     /// Keep what `result` holds, or record its problem under `section`.
@@ -91,6 +119,10 @@ impl<'a> Answer<'a> {
         }
         if self.sections.is_empty() {
             return Ok(());
+        }
+        // Only wrong values: each quoted at its place, as `plan` says them.
+        if self.sections.len() == 1 && !self.wrong.is_empty() {
+            return Err(CliError::Diagnostics(self.wrong));
         }
         let count: usize = self.sections.iter().map(|(_, _, n)| n).sum();
         let mut m = Message::new(format!(

@@ -163,7 +163,7 @@ pub fn run(
     opts: RunArgs,
     color: bool,
 ) -> CliResult {
-    let (runbook, mut params, mut missing) = load_with_missing_params(file, args, params_file, color)?;
+    let (runbook, mut params, mut missing, wrong) = load_with_missing_params(file, args, params_file, color)?;
     // On a terminal, the operator may type what is missing (never without one).
     if !missing.is_empty() && crate::preflight::on_terminal() {
         let typed = crate::preflight::ask_missing(&runbook, &missing);
@@ -173,12 +173,13 @@ pub fn run(
     // The plan first: whatever cannot render with these parameters (a value an `operand`
     // refuses, a filter that fails) stops the run before anything runs. Missing parameters
     // are reported with everything else that stops the run (`prepare`), in one answer.
-    if missing.is_empty() {
+    if missing.is_empty() && wrong.is_empty() {
         runbook_core::plan::plan(&runbook, &params).map_err(CliError::Diagnostics)?;
     }
     let location = crate::state::location(opts.state.as_deref());
+    let given = Given { missing: &missing, wrong: &wrong };
     let prepared =
-        Prepared { wait: opts.wait, ..prepare(runbook, params, &missing, file, opts.yes, &location)? };
+        Prepared { wait: opts.wait, ..prepare(runbook, params, given, file, opts.yes, &location)? };
     start_new(prepared, opts)
 }
 
@@ -191,8 +192,11 @@ pub fn run_pinned(plan_path: &Path, opts: RunArgs, color: bool) -> CliResult {
     // The steps check what they read against the plan's digests, not against the ones
     // `prepare` takes a moment later (a file swapped in between would be pinned).
     let location = crate::state::location(opts.state.as_deref());
-    let prepared =
-        Prepared { wait: opts.wait, reads, ..prepare(runbook, params, &[], &file, opts.yes, &location)? };
+    let prepared = Prepared {
+        wait: opts.wait,
+        reads,
+        ..prepare(runbook, params, Given::ALL, &file, opts.yes, &location)?
+    };
     start_new(prepared, opts)
 }
 
@@ -385,16 +389,30 @@ fn refuse_if_any(problems: Vec<String>, help: &str) -> Result<(), CliError> {
 /// Everything a run needs besides the store. What stops it and can be known without running
 /// anything (`missing` parameters, `--yes`, files it reads, secrets) is reported together, in
 /// one answer (`crate::preflight`); the preconditions come after, in the run.
+/// What was wrong with the parameter values given to a new run: the required ones nobody
+/// gave, and the problems with the values given (one answer lists both with the rest).
+#[derive(Clone, Copy)]
+struct Given<'a> {
+    missing: &'a [String],
+    wrong: &'a [runbook_core::Diagnostic],
+}
+
+impl Given<'_> {
+    /// Every value given and right (a pinned plan, a resumed run).
+    const ALL: Given<'static> = Given { missing: &[], wrong: &[] };
+}
+
 fn prepare(
     runbook: Arc<Runbook>,
     params: BTreeMap<String, ParamValue>,
-    missing: &[String],
+    given: Given<'_>,
     file: &Path,
     yes: bool,
     location: &Location,
 ) -> Result<Prepared, CliError> {
     let mut answer = crate::preflight::Answer::new(&runbook, file);
-    answer.missing_params(missing);
+    answer.wrong_values(given.wrong);
+    answer.missing_params(given.missing);
     let confirm = answer.take("confirmation", confirmation(&runbook, yes));
     let asking: Vec<String> =
         runbook.steps.iter().filter(|s| s.confirm.is_some()).map(|s| format!("`{}`", s.id)).collect();
@@ -536,13 +554,20 @@ async fn execute(
 }
 
 /// How often a quiet step says it is still running when no terminal shows it live:
-/// `$RUNBOOK_HEARTBEAT` (a duration; `0` or `off`: never), else 30s.
+/// `$RUNBOOK_HEARTBEAT` (a duration, at least 1s; `0` or `off`: never), else 30s. Under a
+/// second it is raised to one, with a warning: `1ns` printed a thousand lines a second
+/// (red-team finding F6 of issue 14).
 fn heartbeat() -> Option<Duration> {
     let default = Some(Duration::from_secs(30));
+    let floor = Duration::from_secs(1);
     match std::env::var("RUNBOOK_HEARTBEAT") {
         Ok(text) if matches!(text.trim(), "0" | "off") => None,
         Ok(text) => match humantime::parse_duration(text.trim()) {
             Ok(d) if d.is_zero() => None,
+            Ok(d) if d < floor => {
+                crate::output::errln!("warning: RUNBOOK_HEARTBEAT=`{text}` is under 1s; using 1s");
+                Some(floor)
+            }
             Ok(d) => Some(d),
             Err(_) => {
                 crate::output::errln!("warning: RUNBOOK_HEARTBEAT=`{text}` is not a duration; using 30s");

@@ -463,3 +463,117 @@ fn ctrl_c_at_a_parameter_question_ends_without_a_run() {
     assert_eq!(sb.read("trace"), "");
     assert!(!std::path::Path::new(&sb.state()).exists(), "a state store was created");
 }
+
+/// Red-team finding F10 of issue 14: one wrong value given hid the other wrong values, the
+/// missing parameters, `--yes` and the secrets (3 rounds to learn 4 problems).
+const WRONG_VALUES: &str = r#"
+[runbook]
+name = "pp"
+
+[params.env]
+type = "string"
+enum = ["staging", "production"]
+
+[params.n]
+type = "integer"
+
+[params.name]
+type = "string"
+
+[secrets.TOKEN]
+env = "PF_F10_UNSET_TOKEN"
+
+[steps.a]
+run = "echo {{ params.env }} {{ params.n }} {{ params.name }} >> trace"
+env = { T = "{{ secrets.TOKEN }}" }
+confirm = "go?"
+"#;
+
+#[test]
+fn wrong_values_given_are_in_the_one_answer_with_everything_else() {
+    let sb = Scratch::new(WRONG_VALUES);
+    let out = sb.run(&["-p", "env=prod", "-p", "n=x"], &[]);
+    assert_eq!(out.code, 3, "{}\n{}", out.stdout, out.stderr);
+    let err = &out.stderr;
+    assert_eq!(err.matches("error:").count(), 1, "{err}");
+    assert!(err.contains("RB090"), "{err}");
+    assert!(err.contains("not one of"), "env=prod not reported:\n{err}");
+    assert!(err.contains("parameter `n`"), "n=x not reported:\n{err}");
+    assert!(err.contains("missing parameters (1;"), "{err}");
+    assert!(err.contains("  name  string"), "the missing `name` not reported:\n{err}");
+    assert!(err.contains("--yes"), "{err}");
+    assert!(err.contains("PF_F10_UNSET_TOKEN"), "{err}");
+    insta::assert_snapshot!("one_answer_wrong_values", err);
+    assert_eq!(sb.read("trace"), "");
+}
+
+#[test]
+fn a_params_files_wrong_and_unknown_values_are_in_the_one_answer() {
+    let sb = Scratch::new(WRONG_VALUES);
+    std::fs::write(sb.path().join("values.toml"), "env = \"prod\"\nn = \"x\"\nunknown = 1\n")
+        .expect("params file");
+    let out = sb.run(&["--params-file", "values.toml"], &[]);
+    assert_eq!(out.code, 3, "{}\n{}", out.stdout, out.stderr);
+    let err = &out.stderr;
+    assert_eq!(err.matches("error:").count(), 1, "{err}");
+    assert!(err.contains("values.toml:1:7"), "env = \"prod\" not reported at its place:\n{err}");
+    assert!(err.contains("values.toml:2:5"), "n = \"x\" not reported at its place:\n{err}");
+    assert!(err.contains("values.toml:3:1") && err.contains("unknown parameter `unknown`"), "{err}");
+    assert!(err.contains("  name  string"), "{err}");
+    assert!(err.contains("--yes") && err.contains("PF_F10_UNSET_TOKEN"), "{err}");
+    assert_eq!(sb.read("trace"), "");
+}
+
+/// A corpus: every combination of right, wrong and absent values for the three parameters,
+/// from `-p` and from a params file: the answer names every wrong one, every missing one,
+/// `--yes` and the secret, at once.
+#[test]
+fn every_combination_of_wrong_and_missing_values_gets_one_answer() {
+    let sb = Scratch::new(WRONG_VALUES);
+    // (name, right value, wrong value and what the answer says of it)
+    let params = [
+        ("env", "staging", ("prod", "not one of")),
+        ("n", "1", ("x", "parameter `n`")),
+        ("name", "v", ("", "")),
+    ];
+    for combo in 0..27u32 {
+        let mut args: Vec<String> = Vec::new();
+        let mut file = String::new();
+        let mut expect: Vec<&str> = vec!["--yes", "PF_F10_UNSET_TOKEN"];
+        for (i, (name, right, (wrong, said))) in params.iter().enumerate() {
+            // 0: absent, 1: right, 2: wrong (`name` takes any string: right twice).
+            let choice = (combo / 3u32.pow(i as u32)) % 3;
+            let value = match choice {
+                0 => {
+                    expect.push(if *name == "name" { "  name  string" } else { "missing parameters" });
+                    continue;
+                }
+                1 => *right,
+                _ if wrong.is_empty() => *right,
+                _ => {
+                    expect.push(said);
+                    *wrong
+                }
+            };
+            if combo % 2 == 0 {
+                args.extend(["-p".to_string(), format!("{name}={value}")]);
+            } else {
+                let quoted =
+                    if *name == "n" && choice == 1 { value.to_string() } else { format!("\"{value}\"") };
+                file.push_str(&format!("{name} = {quoted}\n"));
+            }
+        }
+        if combo % 2 == 1 {
+            std::fs::write(sb.path().join("values.toml"), &file).expect("params file");
+            args.extend(["--params-file".to_string(), "values.toml".to_string()]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = sb.run(&args, &[]);
+        assert_eq!(out.code, 3, "{args:?}\n{}\n{}", out.stdout, out.stderr);
+        assert_eq!(out.stderr.matches("error:").count(), 1, "{args:?}\n{}", out.stderr);
+        for e in expect {
+            assert!(out.stderr.contains(e), "{args:?}: `{e}` not in the answer:\n{}", out.stderr);
+        }
+    }
+    assert_eq!(sb.read("trace"), "");
+}

@@ -28,8 +28,13 @@ pub struct Given {
     pub span: Span,
 }
 
+/// What a source of values gave: the values that fit, a diagnostic for each one that does
+/// not, and the names of the declared parameters given a wrong value (neither given nor
+/// missing: the one answer before a run lists them as wrong, not as missing).
+pub type Read = (BTreeMap<String, Given>, Vec<Diagnostic>, Vec<String>);
+
 /// Values from `-p name=value` arguments, typed against the runbook's declarations.
-pub fn from_args(args: &[(String, String)], runbook: &Runbook) -> (BTreeMap<String, Given>, Vec<Diagnostic>) {
+pub fn from_args(args: &[(String, String)], runbook: &Runbook) -> Read {
     let mut text = String::new();
     let mut spans = Vec::new();
     for (name, value) in args {
@@ -47,6 +52,7 @@ pub fn from_args(args: &[(String, String)], runbook: &Runbook) -> (BTreeMap<Stri
     let source = Source::new("command line", text);
     let mut out = BTreeMap::new();
     let mut diags = Vec::new();
+    let mut wrong = Vec::new();
     for ((name, value), (name_span, value_span)) in args.iter().zip(spans) {
         let Some(param) = runbook.param(name) else {
             diags.push(unknown(runbook, &source, name_span, name));
@@ -56,20 +62,24 @@ pub fn from_args(args: &[(String, String)], runbook: &Runbook) -> (BTreeMap<Stri
             Ok(v) => {
                 out.insert(name.clone(), Given { value: v, source: Arc::clone(&source), span: value_span });
             }
-            Err(e) => diags.push(invalid(&source, value_span, name, &e)),
+            Err(e) => {
+                diags.push(invalid(&source, value_span, name, &e));
+                wrong.push(name.clone());
+            }
         }
     }
-    (out, diags)
+    (out, diags, wrong)
 }
 
 /// Values from a params file: TOML `name = value` lines, or a JSON object when the path
 /// ends in `.json`.
-pub fn from_file(source: &Arc<Source>, runbook: &Runbook) -> (BTreeMap<String, Given>, Vec<Diagnostic>) {
+pub fn from_file(source: &Arc<Source>, runbook: &Runbook) -> Read {
     if source.path.ends_with(".json") {
         return from_json_file(source, runbook);
     }
     let mut out = BTreeMap::new();
     let mut diags = Vec::new();
+    let mut wrong = Vec::new();
     let (table, errors) = DeTable::parse_recoverable(&source.text);
     if !errors.is_empty() {
         for e in errors {
@@ -84,7 +94,7 @@ pub fn from_file(source: &Arc<Source>, runbook: &Runbook) -> (BTreeMap<String, G
                 .with_help("a params file holds `name = value` lines, e.g. `environment = \"staging\"`"),
             );
         }
-        return (out, diags);
+        return (out, diags, wrong);
     }
     for (key, value) in table.into_inner() {
         let name = key.get_ref().to_string();
@@ -101,15 +111,19 @@ pub fn from_file(source: &Arc<Source>, runbook: &Runbook) -> (BTreeMap<String, G
             Ok(v) => {
                 out.insert(name, Given { value: v, source: Arc::clone(source), span: value_span });
             }
-            Err(e) => diags.push(invalid(source, value_span, &name, &e)),
+            Err(e) => {
+                diags.push(invalid(source, value_span, &name, &e));
+                wrong.push(name);
+            }
         }
     }
-    (out, diags)
+    (out, diags, wrong)
 }
 
-fn from_json_file(source: &Arc<Source>, runbook: &Runbook) -> (BTreeMap<String, Given>, Vec<Diagnostic>) {
+fn from_json_file(source: &Arc<Source>, runbook: &Runbook) -> Read {
     let mut out = BTreeMap::new();
     let mut diags = Vec::new();
+    let mut wrong = Vec::new();
     let map: serde_json::Map<String, serde_json::Value> = match serde_json::from_str(&source.text) {
         Ok(m) => m,
         Err(e) => {
@@ -123,7 +137,7 @@ fn from_json_file(source: &Arc<Source>, runbook: &Runbook) -> (BTreeMap<String, 
                 )
                 .with_help("a JSON params file is one object: `{\"environment\": \"staging\"}`"),
             );
-            return (out, diags);
+            return (out, diags, wrong);
         }
     };
     for (name, value) in map {
@@ -138,10 +152,13 @@ fn from_json_file(source: &Arc<Source>, runbook: &Runbook) -> (BTreeMap<String, 
             Ok(v) => {
                 out.insert(name, Given { value: v, source: Arc::clone(source), span });
             }
-            Err(e) => diags.push(invalid(source, span, &name, &e)),
+            Err(e) => {
+                diags.push(invalid(source, span, &name, &e));
+                wrong.push(name);
+            }
         }
     }
-    (out, diags)
+    (out, diags, wrong)
 }
 
 fn offset_of(text: &str, line: usize, column: usize) -> usize {

@@ -262,99 +262,203 @@ where
     T: for<'de> Deserialize<'de>,
 {
     let unit_span = Span::from(value.span());
+    // How many values may be taken out of this unit: each costs a copy of the unit, so a
+    // budget of copied values keeps a huge unit linear (issue 11), and a small one gets all.
+    let budget = (PRUNE_BUDGET / count_values(&value)).max(MIN_PRUNED);
+    // Values are named as written: after `needs[0]` is taken out, `needs[2]` is still `needs[2]`.
+    let written = value.clone();
     let mut value = value;
-    // Keys of this unit taken out because their value was wrong: the rest of the unit is
-    // still read and checked, so one wrong value hides nothing beside it (issue 14).
+    // Values of this unit taken out because they were wrong, at any depth (`env.A`,
+    // `retry.attempts`, `needs[1]`): the rest of the unit is still read and checked, so one
+    // wrong value hides nothing beside it, in the unit or in its nested tables (issue 14, F4).
     let mut pruned: Vec<String> = Vec::new();
+    // Whether a value that decides what the unit is (a kind key, a secret's source) was
+    // taken out: then the unit is read on to report its other mistakes, but not kept, so no
+    // later check reports its absence ("has no kind", "has no source"): a follow-on.
+    let mut shape_lost = false;
     loop {
-        // Kept to word an error: a copy of this unit is linear in its size, where parsing the
-        // whole file again per failing unit made thousands of bad units quadratic (issue 11).
+        // Kept to word an error and to take the wrong value out of.
         let mut copy = value.clone();
         let e = match T::deserialize(value.into_deserializer()) {
-            Ok(v) => return Some(v),
+            Ok(v) => return (!shape_lost).then_some(v),
             Err(e) => e,
         };
-        // A key the unit needs, missing because its wrong value was taken out: said already.
-        if let Some(field) = e.message().trim().strip_prefix("missing field ")
-            && pruned.iter().any(|p| p == field.trim_matches('`'))
-        {
+        let Some(span) = e.span().map(Span::from) else {
+            diags.push(serde_error(&e, unit_span, path, source));
+            return None;
+        };
+        let at = innermost(&copy, span);
+        let at_name = render(path, &innermost(&written, span));
+        // A key a table needs, missing because its wrong value was taken out: said already;
+        // the table goes too (silently), and the reading goes on.
+        if let Some(field) = e.message().trim().strip_prefix("missing field ") {
+            let field = field.trim_matches('`');
+            if pruned.iter().any(|p| *p == format!("{at_name}.{field}")) {
+                if at.is_empty() {
+                    return None;
+                }
+                remove(&mut copy, &at);
+                pruned.push(at_name);
+                value = copy;
+                continue;
+            }
+        }
+        diags.push(serde_error(&e, unit_span, &at_name, source));
+        // The error is about the unit as a whole, or too many were taken out already.
+        if at.is_empty() || pruned.len() >= budget {
             return None;
         }
-        let keys = key_spans(&copy, path);
-        diags.push(serde_error(&e, unit_span, &keys, path, source));
-        // Go on without the key that holds the error, unless the unit's shape depends on it
-        // (a step's kind: without it the step would have none, a follow-on) or the error is
-        // about the unit as a whole.
-        let key = top_key(&e, &keys, path)?;
-        if SHAPING_KEYS.contains(&key.as_str()) || pruned.len() >= MAX_PRUNED {
-            return None;
-        }
-        let DeValue::Table(table) = copy.get_mut() else { return None };
-        let old = std::mem::take(table);
-        *table = old.into_iter().filter(|(k, _)| k.get_ref().as_ref() != key.as_str()).collect();
-        pruned.push(key);
+        shape_lost |= shapes_unit(path, &at);
+        remove(&mut copy, &at);
+        pruned.push(at_name);
         value = copy;
     }
 }
 
-/// The keys of a unit whose value decides what the unit is: a step's (or compensation's)
-/// kind. A wrong value there ends the unit's reading (taking it out would report "no kind").
-const SHAPING_KEYS: [&str; 8] = ["run", "cmd", "http", "sql", "approval", "notify", "runbook", "file"];
-
-/// At most this many wrong values are taken out of one unit before it is given up.
-const MAX_PRUNED: usize = 32;
-
-/// The key of the unit (its first level) that holds the value a serde error is about.
-fn top_key(e: &toml::de::Error, keys: &[(String, Span)], path: &str) -> Option<String> {
-    let span = Span::from(e.span()?);
-    let at = keys
-        .iter()
-        .filter(|(_, s)| s.start <= span.start && span.end <= s.end)
-        .min_by_key(|(_, s)| s.len())
-        .map(|(p, _)| p.as_str())?;
-    let rest = at.strip_prefix(path)?.strip_prefix('.')?;
-    let end = rest.find(['.', '[']).unwrap_or(rest.len());
-    (end > 0).then(|| rest[..end].to_string())
+/// One step of a path inside a unit: a key of a table or an index of an array.
+enum Seg {
+    Key(String),
+    Index(usize),
 }
 
-/// Dotted key paths with the span of their value, to name the key a serde error is about.
-fn key_spans(value: &TomlSpanned<DeValue<'_>>, path: &str) -> Vec<(String, Span)> {
-    let mut out = Vec::new();
-    fn walk(value: &TomlSpanned<DeValue<'_>>, path: &str, out: &mut Vec<(String, Span)>) {
-        out.push((path.to_string(), Span::from(value.span())));
+/// The keys of a step (or compensation, or check) whose value decides what it is: its kind.
+/// Taking a wrong one out would leave it without a kind, a follow-on.
+const KIND_KEYS: [&str; 8] = ["run", "cmd", "http", "sql", "approval", "notify", "runbook", "file"];
+
+/// The keys of a secret that name its source.
+const SOURCE_KEYS: [&str; 3] = ["env", "file", "command"];
+
+/// At least this many wrong values are taken out of one unit before it is given up...
+const MIN_PRUNED: usize = 32;
+
+/// ... and more while the copies they cost stay under this many values in all.
+const PRUNE_BUDGET: usize = 20_000_000;
+
+/// Whether taking the value at `at` out of the unit at `path` would change what the unit
+/// is: a kind key of a step, compensation or check, or a secret's source.
+fn shapes_unit(path: &str, at: &[Seg]) -> bool {
+    let Some(Seg::Key(last)) = at.last() else { return false };
+    let section = path.split('.').next().unwrap_or("");
+    match section {
+        "secrets" => at.len() == 1 && SOURCE_KEYS.contains(&last.as_str()),
+        "steps" | "finally" | "preconditions" => {
+            // Not a key of a map of names (`env.run`, `outputs.file`).
+            let parent_is_map =
+                matches!(at.iter().rev().nth(1), Some(Seg::Key(k)) if k == "env" || k == "outputs");
+            KIND_KEYS.contains(&last.as_str()) && !parent_is_map
+        }
+        _ => false,
+    }
+}
+
+/// How many values a unit holds (tables and arrays included).
+fn count_values(value: &TomlSpanned<DeValue<'_>>) -> usize {
+    1 + match value.get_ref() {
+        DeValue::Table(t) => t.iter().map(|(_, v)| count_values(v)).sum(),
+        DeValue::Array(a) => a.iter().map(count_values).sum(),
+        _ => 0,
+    }
+}
+
+/// The path, from the unit, of the innermost value whose span holds `span`. Every value is
+/// looked at: the span of a table written as `[steps.a.env]` is its header's, which does
+/// not hold its values'.
+fn innermost(value: &TomlSpanned<DeValue<'_>>, span: Span) -> Vec<Seg> {
+    #[derive(Clone, Copy)]
+    enum Step<'a> {
+        Key(&'a str),
+        Index(usize),
+    }
+    fn walk<'a>(
+        value: &'a TomlSpanned<DeValue<'_>>,
+        span: Span,
+        at: &mut Vec<Step<'a>>,
+        best: &mut Option<(usize, Vec<Step<'a>>)>,
+    ) {
+        let s = Span::from(value.span());
+        if s.start <= span.start && span.end <= s.end && best.as_ref().is_none_or(|(len, _)| s.len() < *len) {
+            *best = Some((s.len(), at.clone()));
+        }
         match value.get_ref() {
             DeValue::Table(t) => {
                 for (k, v) in t.iter() {
-                    walk(v, &format!("{path}.{}", k.get_ref()), out);
+                    at.push(Step::Key(k.get_ref()));
+                    walk(v, span, at, best);
+                    at.pop();
                 }
             }
             DeValue::Array(a) => {
                 for (i, v) in a.iter().enumerate() {
-                    walk(v, &format!("{path}[{i}]"), out);
+                    at.push(Step::Index(i));
+                    walk(v, span, at, best);
+                    at.pop();
                 }
             }
             _ => {}
         }
     }
-    walk(value, path, &mut out);
+    let mut best = None;
+    walk(value, span, &mut Vec::new(), &mut best);
+    best.map(|(_, at)| at)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|s| match s {
+            Step::Key(k) => Seg::Key(k.to_string()),
+            Step::Index(i) => Seg::Index(i),
+        })
+        .collect()
+}
+
+/// The dotted name of `at` under `path`: `steps.a.env.A`, `steps.a.needs[1]`.
+fn render(path: &str, at: &[Seg]) -> String {
+    let mut out = path.to_string();
+    for seg in at {
+        match seg {
+            Seg::Key(k) => {
+                out.push('.');
+                out.push_str(k);
+            }
+            Seg::Index(i) => out.push_str(&format!("[{i}]")),
+        }
+    }
     out
 }
 
-fn serde_error(
-    e: &toml::de::Error,
-    unit_span: Span,
-    keys: &[(String, Span)],
-    path: &str,
-    source: &Arc<Source>,
-) -> Diagnostic {
+/// Take the value at `at` (not empty) out of the unit.
+fn remove(value: &mut TomlSpanned<DeValue<'_>>, at: &[Seg]) {
+    let Some((last, parents)) = at.split_last() else { return };
+    let mut cur = value;
+    for seg in parents {
+        let next = match (cur.get_mut(), seg) {
+            (DeValue::Table(t), Seg::Key(k)) => {
+                t.iter_mut().find(|(key, _)| key.get_ref().as_ref() == k).map(|(_, v)| v)
+            }
+            (DeValue::Array(a), Seg::Index(i)) => a.get_mut(*i),
+            _ => None,
+        };
+        let Some(next) = next else { return };
+        cur = next;
+    }
+    match (cur.get_mut(), last) {
+        (DeValue::Table(t), Seg::Key(k)) => {
+            let old = std::mem::take(t);
+            *t = old.into_iter().filter(|(key, _)| key.get_ref().as_ref() != k).collect();
+        }
+        (DeValue::Array(a), Seg::Index(i)) => {
+            let old = std::mem::replace(a, toml::de::DeArray::new());
+            for (j, v) in old.iter().enumerate() {
+                if j != *i {
+                    a.push(v.clone());
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// `at`: the dotted name of the innermost value that holds the error.
+fn serde_error(e: &toml::de::Error, unit_span: Span, at: &str, source: &Arc<Source>) -> Diagnostic {
     let span = e.span().map(Span::from).unwrap_or(unit_span);
-    // The innermost key whose value contains the error.
-    let at = keys
-        .iter()
-        .filter(|(_, s)| s.start <= span.start && span.end <= s.end)
-        .min_by_key(|(_, s)| s.len())
-        .map(|(p, _)| p.as_str())
-        .unwrap_or(path);
     let message = e.message().trim();
     if let Some(field) = message.strip_prefix("missing field ") {
         let field = field.trim_matches('`');

@@ -192,6 +192,8 @@ impl Validator<'_> {
     // ----- values ------------------------------------------------------------------------
 
     pub(super) fn duration(&mut self, s: &SpannedString, key: &str) -> Option<Duration> {
+        // (`duration_problem` words humantime's errors: its own hint suggests `0sec`, a zero
+        // that a bound refuses.)
         match humantime::parse_duration(s.value.trim()) {
             Ok(d) if d > MAX_DURATION => {
                 self.err(
@@ -208,7 +210,7 @@ impl Validator<'_> {
                 self.err(
                     Code::InvalidDuration,
                     s.span,
-                    format!("invalid duration `{}` for `{key}`: {e}", s.value),
+                    format!("invalid duration `{}` for `{key}`: {}", s.value, duration_problem(&e)),
                 )
                 .set_label("not a duration")
                 .help = Some("write a duration such as \"30s\", \"10m\" or \"1h 30m\"".into());
@@ -237,6 +239,23 @@ impl Validator<'_> {
             self.err(Code::InvalidDuration, s.span, format!("duration `{}` for `{key}` is zero", s.value))
                 .set_label("zero")
                 .help = Some(help);
+            return None;
+        }
+        if d < MIN_LIMIT {
+            // A bound under a millisecond is never met: the step would always time out, the
+            // answer always be late (red-team finding F6 of issue 14).
+            self.err(
+                Code::InvalidDuration,
+                s.span,
+                format!(
+                    "duration `{}` for `{key}` is shorter than 1ms, the shortest bound the engine keeps",
+                    s.value
+                ),
+            )
+            .set_label("too short to be met")
+            .help = Some(
+                "give a bound of 1ms or more, such as \"500ms\" or \"30s\", or leave the key out".into(),
+            );
             return None;
         }
         Some(d)
@@ -349,5 +368,21 @@ pub(super) fn on_failure(f: RawOnFailure) -> OnFailure {
         RawOnFailure::Compensate => OnFailure::Compensate,
         RawOnFailure::Stop => OnFailure::Stop,
         RawOnFailure::Continue => OnFailure::Continue,
+    }
+}
+
+/// The shortest duration that bounds something ([`Validator::limit`]): a shorter one is
+/// never met.
+pub(super) const MIN_LIMIT: Duration = Duration::from_millis(1);
+
+/// What is wrong with a duration humantime cannot read: its words, except for a number
+/// without its unit, where its hint ("for example 0sec or 0ms") suggests a zero, which a
+/// bound refuses (red-team finding F6 of issue 14).
+fn duration_problem(e: &humantime::DurationError) -> String {
+    match e {
+        humantime::DurationError::UnknownUnit { unit, .. } if unit.is_empty() => {
+            "a number without its unit (such as `s`, `ms`, `m` or `h`)".to_string()
+        }
+        other => other.to_string(),
     }
 }
