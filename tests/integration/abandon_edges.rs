@@ -57,14 +57,21 @@ lock = "env-prod"
 run = "touch other-ran"
 "#;
 
-#[test]
-fn f2_a_dead_run_whose_runbook_changed_can_never_be_abandoned() {
+/// A run of [`LOCKED`] whose engine was killed (-9) during its step, holding `env-prod`;
+/// `other.toml` wants the same lock.
+fn dead_locked_run() -> (Scratch, String) {
     let s = Scratch::new(LOCKED);
     std::fs::write(s.path().join("other.toml"), OTHER).expect("other");
     let mut engine = spawn_piped(&s, &["run", "r.toml", "--yes"]);
     wait_for(&s, "started");
     kill9(&mut engine);
     let run = s.latest_run();
+    (s, run)
+}
+
+#[test]
+fn f2_a_dead_run_whose_runbook_changed_can_never_be_abandoned() {
+    let (s, run) = dead_locked_run();
     // The runbook is fixed during the incident.
     std::fs::write(s.path().join("r.toml"), format!("{LOCKED}# fixed\n")).expect("edit");
     let abandon = s.cmd(&["abandon", &run, "--reason", "engine died; runbook fixed"], &[]);
@@ -94,12 +101,7 @@ compensate = { run = "echo undo-a >> undo.log" }
 /// F2, the runbook deleted: `abandon` needs nothing of it.
 #[test]
 fn a_dead_run_whose_runbook_was_deleted_is_abandoned_and_frees_its_lock() {
-    let s = Scratch::new(LOCKED);
-    std::fs::write(s.path().join("other.toml"), OTHER).expect("other");
-    let mut engine = spawn_piped(&s, &["run", "r.toml", "--yes"]);
-    wait_for(&s, "started");
-    kill9(&mut engine);
-    let run = s.latest_run();
+    let (s, run) = dead_locked_run();
     std::fs::remove_file(s.path().join("r.toml")).expect("rm");
     let abandon = s.cmd(
         &["abandon", &run, "--reason", "engine died; runbook gone"],

@@ -136,6 +136,16 @@ impl Holder {
     }
 }
 
+/// Every status of a run this binary knows (the lifecycle's rules fold them exhaustively).
+pub const KNOWN_STATUSES: [RunStatus; 6] = [
+    RunStatus::Running,
+    RunStatus::Succeeded,
+    RunStatus::Failed,
+    RunStatus::Interrupted,
+    RunStatus::NeedsOperator,
+    RunStatus::Abandoned,
+];
+
 /// The lock belongs to the run, not to its engine (issue 14, point 5): a run keeps its lock
 /// until it is finished (`succeeded`, `failed`: compensated or nothing to undo), whatever
 /// became of its engine. Running (perhaps with a dead engine), interrupted or needing an
@@ -143,15 +153,7 @@ impl Holder {
 /// or its end lets the lock go. `status` is the `runs.status` the store keeps; a name this
 /// binary does not know keeps the lock (the safe side).
 pub fn run_keeps_its_lock(status: &str) -> bool {
-    let known = [
-        RunStatus::Running,
-        RunStatus::Succeeded,
-        RunStatus::Failed,
-        RunStatus::Interrupted,
-        RunStatus::NeedsOperator,
-        RunStatus::Abandoned,
-    ];
-    match known.into_iter().find(|s| s.as_str() == status) {
+    match KNOWN_STATUSES.into_iter().find(|s| s.as_str() == status) {
         Some(RunStatus::Succeeded | RunStatus::Failed | RunStatus::Abandoned) => false,
         Some(RunStatus::Running | RunStatus::Interrupted | RunStatus::NeedsOperator) | None => true,
     }
@@ -1615,17 +1617,9 @@ cmd = ["true"]
     /// run keeps its lock (what it ends is what holds the lock).
     #[test]
     fn one_rule_decides_which_decision_a_run_takes() {
-        let statuses = [
-            RunStatus::Running,
-            RunStatus::Succeeded,
-            RunStatus::Failed,
-            RunStatus::Interrupted,
-            RunStatus::NeedsOperator,
-            RunStatus::Abandoned,
-        ];
         for decision in RunDecision::ALL {
             assert_eq!(check_open(decision, None), Ok(()), "{decision:?} on an unended run");
-            for status in statuses {
+            for status in KNOWN_STATUSES {
                 let expect = match (status, decision) {
                     (RunStatus::Running | RunStatus::Interrupted | RunStatus::NeedsOperator, _) => true,
                     (RunStatus::Abandoned, _) => false,
