@@ -6,6 +6,7 @@
 // allows it to engine/exec/src/process.rs alone in the engine).
 #![allow(clippy::disallowed_methods)]
 
+mod abandon_edges;
 mod adv13a_signals;
 mod approval_rules;
 mod approve_hint_store;

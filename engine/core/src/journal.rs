@@ -922,9 +922,21 @@ pub struct Refused {
 }
 
 impl RunState {
+    /// Apply one event. An abandoned run stays abandoned: `run_abandoned` ends it for good,
+    /// and no record after it (a decision that raced it, or forged) reopens it (red team
+    /// adv14a F5; [`crate::lifecycle::check_open`] refuses such a decision before it is
+    /// appended).
+    pub fn apply(&mut self, event: &RunEvent) {
+        let abandoned = self.status == Some(RunStatus::Abandoned);
+        self.apply_event(event);
+        if abandoned {
+            self.status = Some(RunStatus::Abandoned);
+        }
+    }
+
     /// Apply one event. Every kind of event has its arm (no `_`): a new kind does not
     /// compile until someone decides how it folds.
-    pub fn apply(&mut self, event: &RunEvent) {
+    fn apply_event(&mut self, event: &RunEvent) {
         // Where an attempt's output is kept says nothing about where the run stands (and its
         // "step" may be a log's name, such as a compensation's): it adds no step.
         if !matches!(event, RunEvent::LogKept { .. })
@@ -1420,6 +1432,22 @@ mod tests {
         // Written again today, the records are the same text.
         for (line, r) in OLD_JOURNAL.lines().zip(&records) {
             assert_eq!(serde_json::to_string(r).unwrap_or_default(), line);
+        }
+    }
+
+    /// Red team adv14a F5: no record after `run_abandoned` reopens the run in the fold.
+    #[test]
+    fn an_abandoned_run_stays_abandoned_whatever_follows() {
+        let abandoned =
+            RunEvent::RunAbandoned { operator: "o".into(), reason: "r".into(), compensated: false };
+        let after = [
+            RunEvent::RunResumed { operator: "o".into(), rerun_idempotent: vec![] },
+            RunEvent::RunFinished { status: RunStatus::Succeeded, preconditions: vec![] },
+            RunEvent::StepStarted { step: "a".into(), attempt: 1 },
+        ];
+        for event in after {
+            let state = fold(&journal(vec![started(), abandoned.clone(), event.clone()]));
+            assert_eq!(state.status, Some(RunStatus::Abandoned), "{event:?}");
         }
     }
 }

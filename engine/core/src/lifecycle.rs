@@ -136,6 +136,16 @@ impl Holder {
     }
 }
 
+/// Every status of a run this binary knows (the lifecycle's rules fold them exhaustively).
+pub const KNOWN_STATUSES: [RunStatus; 6] = [
+    RunStatus::Running,
+    RunStatus::Succeeded,
+    RunStatus::Failed,
+    RunStatus::Interrupted,
+    RunStatus::NeedsOperator,
+    RunStatus::Abandoned,
+];
+
 /// The lock belongs to the run, not to its engine (issue 14, point 5): a run keeps its lock
 /// until it is finished (`succeeded`, `failed`: compensated or nothing to undo), whatever
 /// became of its engine. Running (perhaps with a dead engine), interrupted or needing an
@@ -143,15 +153,7 @@ impl Holder {
 /// or its end lets the lock go. `status` is the `runs.status` the store keeps; a name this
 /// binary does not know keeps the lock (the safe side).
 pub fn run_keeps_its_lock(status: &str) -> bool {
-    let known = [
-        RunStatus::Running,
-        RunStatus::Succeeded,
-        RunStatus::Failed,
-        RunStatus::Interrupted,
-        RunStatus::NeedsOperator,
-        RunStatus::Abandoned,
-    ];
-    match known.into_iter().find(|s| s.as_str() == status) {
+    match KNOWN_STATUSES.into_iter().find(|s| s.as_str() == status) {
         Some(RunStatus::Succeeded | RunStatus::Failed | RunStatus::Abandoned) => false,
         Some(RunStatus::Running | RunStatus::Interrupted | RunStatus::NeedsOperator) | None => true,
     }
@@ -242,10 +244,9 @@ pub fn judge_decision(
     let Some(approval) = &s.approval else {
         return Err(DecisionRefusal::NotAnApproval { step: step.to_string() });
     };
-    // A finished run waits for nothing (a suspended or interrupted one does).
-    if let Some(status) = state.has_finished() {
-        return Err(DecisionRefusal::RunFinished { status });
-    }
+    // A finished or abandoned run waits for nothing (a suspended or interrupted one does).
+    check_open(RunDecision::Approval, state.status)
+        .map_err(|status| DecisionRefusal::RunFinished { status })?;
     if s.status != StepStatus::AwaitingApproval {
         return Err(DecisionRefusal::NotWaiting { step: step.to_string(), status: s.status.clone() });
     }
@@ -460,18 +461,58 @@ pub fn last_end(
         .flatten()
 }
 
+/// A command that decides about a run: each is judged by [`check_open`] before it acts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunDecision {
+    /// `approve` or `reject` (a decision on an approval step).
+    Approval,
+    /// `resume`.
+    Resume,
+    /// `compensate`.
+    Compensate,
+    /// `abandon` (with or without `--compensate`).
+    Abandon,
+}
+
+impl RunDecision {
+    /// Every decision, for corpus tests.
+    pub const ALL: [RunDecision; 4] =
+        [RunDecision::Approval, RunDecision::Resume, RunDecision::Compensate, RunDecision::Abandon];
+}
+
+/// The one rule of the lifecycle for a decision on a run (red team adv14a F5): whether
+/// `decision` may act on a run whose status (or last end, [`last_end`]) is `status`
+/// (`None`: it has not ended, or was resumed since). On `Err`, the status that refuses it.
+///
+/// - An abandoned run is over for good: every decision is refused.
+/// - A succeeded run can only be undone, asked by name (`compensate`).
+/// - A failed run goes on (`resume`: new attempts) or is undone (`compensate`); nothing
+///   waits for an approval any more, and it has already ended (`abandon` has nothing to end).
+/// - A run that is running (perhaps with a dead engine), interrupted or needs an operator
+///   takes every decision.
+pub fn check_open(decision: RunDecision, status: Option<RunStatus>) -> Result<(), RunStatus> {
+    let Some(status) = status else { return Ok(()) };
+    let open = match status {
+        RunStatus::Running | RunStatus::Interrupted | RunStatus::NeedsOperator => true,
+        RunStatus::Abandoned => false,
+        RunStatus::Succeeded => match decision {
+            RunDecision::Compensate => true,
+            RunDecision::Approval | RunDecision::Resume | RunDecision::Abandon => false,
+        },
+        RunStatus::Failed => match decision {
+            RunDecision::Resume | RunDecision::Compensate => true,
+            RunDecision::Approval | RunDecision::Abandon => false,
+        },
+    };
+    if open { Ok(()) } else { Err(status) }
+}
+
 /// The first rule of [`assess_resume`], which needs nothing but the journal: a run that
-/// ended otherwise than failed has nothing to resume (`compensate` may still undo it).
+/// ended otherwise than failed has nothing to resume (`compensate` may still undo it);
+/// [`check_open`] decides.
 pub fn check_not_finished(ended: Option<RunStatus>, compensating: bool) -> Result<(), Refusal> {
-    match ended {
-        // A failed run goes on: its failed steps get new attempts (only if nothing was
-        // compensated: [`assess_resume`]).
-        Some(RunStatus::Failed) | None => Ok(()),
-        // Ended for good by an operator: neither resumed nor compensated (issue 14, point 4).
-        Some(RunStatus::Abandoned) => Err(Refusal::Finished { status: RunStatus::Abandoned }),
-        Some(_) if compensating => Ok(()),
-        Some(status) => Err(Refusal::Finished { status }),
-    }
+    let decision = if compensating { RunDecision::Compensate } else { RunDecision::Resume };
+    check_open(decision, ended).map_err(|status| Refusal::Finished { status })
 }
 
 /// What the operator asked of `resume` or `compensate`.
@@ -1568,6 +1609,32 @@ cmd = ["true"]
                 last_end([resumed, finished(RunStatus::Interrupted)].iter()),
                 Some(RunStatus::Interrupted)
             );
+        }
+    }
+
+    /// Red team adv14a F5's class: every decision on every status, by one rule. An abandoned
+    /// run takes none; a succeeded one only `compensate`; a failed one `resume` and
+    /// `compensate`; an unfinished one every decision. `abandon` is open exactly where the
+    /// run keeps its lock (what it ends is what holds the lock).
+    #[test]
+    fn one_rule_decides_which_decision_a_run_takes() {
+        for decision in RunDecision::ALL {
+            assert_eq!(check_open(decision, None), Ok(()), "{decision:?} on an unended run");
+            for status in KNOWN_STATUSES {
+                let expect = match (status, decision) {
+                    (RunStatus::Running | RunStatus::Interrupted | RunStatus::NeedsOperator, _) => true,
+                    (RunStatus::Abandoned, _) => false,
+                    (RunStatus::Succeeded, d) => d == RunDecision::Compensate,
+                    (RunStatus::Failed, d) => matches!(d, RunDecision::Resume | RunDecision::Compensate),
+                };
+                assert_eq!(check_open(decision, Some(status)).is_ok(), expect, "{decision:?} on {status:?}");
+                if !expect {
+                    assert_eq!(check_open(decision, Some(status)), Err(status));
+                }
+                if decision == RunDecision::Abandon {
+                    assert_eq!(expect, run_keeps_its_lock(status.as_str()), "abandon on {status:?}");
+                }
+            }
         }
     }
 }
