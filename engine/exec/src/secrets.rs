@@ -765,7 +765,7 @@ pub fn forms(value: &str) -> Vec<Vec<u8>> {
             }
         }
     }
-    for keep in [PCT_UNRESERVED, PCT_PATH, PCT_COMPONENT, PCT_URI] {
+    for keep in [PCT_UNRESERVED, PCT_PATH, PCT_COMPONENT, PCT_URI, PCT_MINIJINJA] {
         for upper in [true, false] {
             let pct = percent_encoded(bytes, keep, upper);
             // application/x-www-form-urlencoded (query strings, form bodies): space is `+`.
@@ -891,6 +891,9 @@ const PCT_UNRESERVED: &[u8] = b"-._~";
 const PCT_PATH: &[u8] = b"-._~/";
 /// JavaScript's `encodeURIComponent`.
 const PCT_COMPONENT: &[u8] = b"-._~!'()*";
+/// minijinja's `urlencode` filter (the one filter on a secret that `check` allows besides
+/// `tojson`, RB057): keeps `/`, encodes `~`. Red team adv14c F2: no other form did both.
+const PCT_MINIJINJA: &[u8] = b"-._/";
 /// JavaScript's `encodeURI`.
 const PCT_URI: &[u8] = b"-._~!'()*;,/?:@&=+$#";
 
@@ -1071,6 +1074,15 @@ pub fn texts_holding_secrets<'t>(
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// Red team adv14c F2: `{{ secrets.PW | urlencode }}` (allowed by RB057) keeps `/` and
+    /// encodes `~`; the redactor looks for that form too. The expected text is minijinja's
+    /// own output (`template::tests::minijinja_urlencode_keeps_slash_and_encodes_tilde`).
+    #[test]
+    fn the_redactor_knows_the_urlencode_filters_form() {
+        let forms = forms("ab/cd ef+gh~ij");
+        assert!(forms.iter().any(|f| f.as_slice() == b"ab/cd%20ef%2Bgh%7Eij"), "{forms:?}");
+    }
 
     fn secrets() -> Secrets {
         Secrets::from_map(BTreeMap::from([
