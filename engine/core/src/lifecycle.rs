@@ -556,6 +556,9 @@ pub enum Note {
     FailedRunAgain(Vec<String>),
     /// `compensate`: these main steps are in doubt and have no compensation; left as they are.
     DoubtWithoutCompensation(Vec<String>),
+    /// Decisions the journal already holds and that were carried out (by an engine that
+    /// raced this one, or died after acting on them): accepted as done, not acted on again.
+    AlreadyCarriedOut(Vec<String>),
 }
 
 /// Why a run may not be resumed (or compensated) as asked. Each carries what the message
@@ -636,6 +639,42 @@ impl From<Refusal> for Refused {
     fn from(refusal: Refusal) -> Refused {
         Refused { notes: Vec::new(), refusal }
     }
+}
+
+/// The units among `names` (given `decision` by `--rerun`, `--skip` or `--undo`) about
+/// which the journal already records that same decision, and that are no longer in doubt:
+/// the decision was carried out, by an engine given it that raced this one or died after
+/// acting on it. They are accepted as done and never acted on again (promise 1); the
+/// others go to [`assess_resume`]. The rule holds for every kind of unit (main step,
+/// compensation, `finally` step) at every include depth: it compares journal names.
+pub fn carried_out<'a>(
+    events: impl Iterator<Item = &'a RunEvent>,
+    state: &RunState,
+    names: &[String],
+    decision: Decision,
+) -> Vec<String> {
+    let journaled: Vec<&str> = events
+        .filter_map(|e| match e {
+            RunEvent::OperatorDecision { step, decision: d, .. }
+            | RunEvent::CompensationDecision { step, decision: d, .. }
+                if *d == decision =>
+            {
+                Some(step.as_str())
+            }
+            _ => None,
+        })
+        .collect();
+    let in_doubt: Vec<&str> = state
+        .in_doubt()
+        .into_iter()
+        .chain(state.compensations_in_doubt())
+        .chain(state.failed_mid_work())
+        .collect();
+    names
+        .iter()
+        .filter(|n| journaled.contains(&n.as_str()) && !in_doubt.contains(&n.as_str()))
+        .cloned()
+        .collect()
 }
 
 /// Whether a run (its journal folded into `state`, its runbook as it started) may be
