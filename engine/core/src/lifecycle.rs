@@ -1343,7 +1343,11 @@ cmd = ["true"]
             RunEvent::StepStarted { step: step.into(), attempt: 1 }
         }
         fn succeeded(step: &str) -> RunEvent {
-            RunEvent::StepSucceeded { step: step.into(), attempt: 1, outputs: BTreeMap::new() }
+            RunEvent::StepSucceeded {
+                step: step.into(),
+                attempt: 1,
+                outputs: std::collections::BTreeMap::new(),
+            }
         }
         fn failed(step: &str, reason: &str) -> RunEvent {
             RunEvent::StepFailed { step: step.into(), attempt: 1, reason: reason.into(), output: None }
@@ -1648,6 +1652,68 @@ cmd = ["true"]
                 last_end([resumed, finished(RunStatus::Interrupted)].iter()),
                 Some(RunStatus::Interrupted)
             );
+        }
+    }
+
+    /// fxinclude's class: a decision the journal holds and that was carried out is named as
+    /// carried out, for every kind of unit at every depth; one still in doubt (started again
+    /// after the decision), one decided otherwise, one never decided are not.
+    #[test]
+    fn a_journaled_decision_carried_out_is_named_for_every_kind_of_unit() {
+        let decided = |step: &str, decision, compensation: bool| {
+            let (operator, reason) = ("o".to_string(), "r".to_string());
+            let step = step.to_string();
+            if compensation {
+                RunEvent::CompensationDecision { step, decision, operator, reason }
+            } else {
+                RunEvent::OperatorDecision { step, decision, operator, reason }
+            }
+        };
+        for unit in ["a", "inc/x", "inc/deeper/x", "inc/y"] {
+            for compensation in [false, true] {
+                for decision in [Decision::Rerun, Decision::Skip, Decision::Undo] {
+                    let start = if compensation {
+                        RunEvent::CompensationStarted { step: unit.into(), attempt: 1 }
+                    } else {
+                        RunEvent::StepStarted { step: unit.into(), attempt: 1 }
+                    };
+                    let end = if compensation {
+                        RunEvent::CompensationSucceeded {
+                            step: unit.into(),
+                            outputs: std::collections::BTreeMap::new(),
+                        }
+                    } else {
+                        RunEvent::StepSucceeded {
+                            step: unit.into(),
+                            attempt: 2,
+                            outputs: std::collections::BTreeMap::new(),
+                        }
+                    };
+                    let fold = |events: &[RunEvent]| {
+                        let mut state = RunState::default();
+                        for e in events {
+                            state.apply(e);
+                        }
+                        state
+                    };
+                    let names = vec![unit.to_string()];
+                    let done = vec![start.clone(), decided(unit, decision, compensation), start.clone(), end];
+                    let again = vec![start.clone(), decided(unit, decision, compensation), start.clone()];
+                    let context = format!("{unit} {decision:?} compensation={compensation}");
+                    assert_eq!(carried_out(done.iter(), &fold(&done), &names, decision), names, "{context}");
+                    assert!(
+                        carried_out(again.iter(), &fold(&again), &names, decision).is_empty(),
+                        "{context}"
+                    );
+                    let other = if decision == Decision::Skip { Decision::Rerun } else { Decision::Skip };
+                    assert!(carried_out(done.iter(), &fold(&done), &names, other).is_empty(), "{context}");
+                    let never = vec![start.clone()];
+                    assert!(
+                        carried_out(never.iter(), &fold(&never), &names, decision).is_empty(),
+                        "{context}"
+                    );
+                }
+            }
         }
     }
 
