@@ -585,6 +585,10 @@ run = "echo start f >> trace; while grep -qx f hold; do sleep 0.01; done; echo d
             let out = runbook_cmd(dir, &argv).output().expect("engine");
             let text =
                 format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+            if (command, name) == ("compensate", "inc/x") && argv.contains(&"checked the trace") {
+                let note = text.lines().find(|l| l.contains("already holds")).unwrap_or("no note");
+                insta::assert_snapshot!("decision_already_carried_out", note.replace(&id, "[run]"));
+            }
             match out.status.code() {
                 Some(0 | 1) => {
                     finished = true;
