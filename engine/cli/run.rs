@@ -820,12 +820,28 @@ async fn prepare_resume(
         );
     }
     let state = runbook_core::journal::fold(&records);
+    // A decision already journaled and carried out (an engine given it raced this one, or
+    // died after acting on it) is accepted as done and not acted on again.
+    let (mut done, mut left) = (Vec::new(), Vec::new());
+    for (names, decision) in [
+        (&args.rerun, runbook_core::journal::Decision::Rerun),
+        (&args.skip, runbook_core::journal::Decision::Skip),
+        (&args.undo, runbook_core::journal::Decision::Undo),
+    ] {
+        let carried =
+            runbook_core::lifecycle::carried_out(records.iter().map(|r| &r.event), &state, names, decision);
+        left.push(names.iter().filter(|n| !carried.contains(n)).cloned().collect::<Vec<String>>());
+        done.extend(carried);
+    }
+    if !done.is_empty() {
+        print_notes(id, &[runbook_core::lifecycle::Note::AlreadyCarriedOut(done)]);
+    }
     let request = runbook_core::lifecycle::ResumeRequest {
         compensating,
         ended,
-        rerun: &args.rerun,
-        skip: &args.skip,
-        undo: &args.undo,
+        rerun: &left[0],
+        skip: &left[1],
+        undo: &left[2],
         reason: args.reason.as_deref(),
     };
     let (decisions, compensation_decisions) =
@@ -867,6 +883,10 @@ fn print_notes(id: &str, notes: &[runbook_core::lifecycle::Note]) {
                     steps.join(", ")
                 )
             }
+            Note::AlreadyCarriedOut(steps) => crate::output::errln!(
+                "note: run {id}: the journal already holds these decisions, carried out; they are not acted on again: {}",
+                steps.join(", ")
+            ),
             Note::DoubtWithoutCompensation(steps) => {
                 crate::output::errln!(
                     "note: steps in doubt without a compensation are left as they are: {}",

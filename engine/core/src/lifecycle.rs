@@ -556,6 +556,9 @@ pub enum Note {
     FailedRunAgain(Vec<String>),
     /// `compensate`: these main steps are in doubt and have no compensation; left as they are.
     DoubtWithoutCompensation(Vec<String>),
+    /// Decisions the journal already holds and that were carried out (by an engine that
+    /// raced this one, or died after acting on them): accepted as done, not acted on again.
+    AlreadyCarriedOut(Vec<String>),
 }
 
 /// Why a run may not be resumed (or compensated) as asked. Each carries what the message
@@ -636,6 +639,42 @@ impl From<Refusal> for Refused {
     fn from(refusal: Refusal) -> Refused {
         Refused { notes: Vec::new(), refusal }
     }
+}
+
+/// The units among `names` (given `decision` by `--rerun`, `--skip` or `--undo`) about
+/// which the journal already records that same decision, and that are no longer in doubt:
+/// the decision was carried out, by an engine given it that raced this one or died after
+/// acting on it. They are accepted as done and never acted on again (promise 1); the
+/// others go to [`assess_resume`]. The rule holds for every kind of unit (main step,
+/// compensation, `finally` step) at every include depth: it compares journal names.
+pub fn carried_out<'a>(
+    events: impl Iterator<Item = &'a RunEvent>,
+    state: &RunState,
+    names: &[String],
+    decision: Decision,
+) -> Vec<String> {
+    let journaled: Vec<&str> = events
+        .filter_map(|e| match e {
+            RunEvent::OperatorDecision { step, decision: d, .. }
+            | RunEvent::CompensationDecision { step, decision: d, .. }
+                if *d == decision =>
+            {
+                Some(step.as_str())
+            }
+            _ => None,
+        })
+        .collect();
+    let in_doubt: Vec<&str> = state
+        .in_doubt()
+        .into_iter()
+        .chain(state.compensations_in_doubt())
+        .chain(state.failed_mid_work())
+        .collect();
+    names
+        .iter()
+        .filter(|n| journaled.contains(&n.as_str()) && !in_doubt.contains(&n.as_str()))
+        .cloned()
+        .collect()
 }
 
 /// Whether a run (its journal folded into `state`, its runbook as it started) may be
@@ -1304,7 +1343,11 @@ cmd = ["true"]
             RunEvent::StepStarted { step: step.into(), attempt: 1 }
         }
         fn succeeded(step: &str) -> RunEvent {
-            RunEvent::StepSucceeded { step: step.into(), attempt: 1, outputs: BTreeMap::new() }
+            RunEvent::StepSucceeded {
+                step: step.into(),
+                attempt: 1,
+                outputs: std::collections::BTreeMap::new(),
+            }
         }
         fn failed(step: &str, reason: &str) -> RunEvent {
             RunEvent::StepFailed { step: step.into(), attempt: 1, reason: reason.into(), output: None }
@@ -1609,6 +1652,68 @@ cmd = ["true"]
                 last_end([resumed, finished(RunStatus::Interrupted)].iter()),
                 Some(RunStatus::Interrupted)
             );
+        }
+    }
+
+    /// fxinclude's class: a decision the journal holds and that was carried out is named as
+    /// carried out, for every kind of unit at every depth; one still in doubt (started again
+    /// after the decision), one decided otherwise, one never decided are not.
+    #[test]
+    fn a_journaled_decision_carried_out_is_named_for_every_kind_of_unit() {
+        let decided = |step: &str, decision, compensation: bool| {
+            let (operator, reason) = ("o".to_string(), "r".to_string());
+            let step = step.to_string();
+            if compensation {
+                RunEvent::CompensationDecision { step, decision, operator, reason }
+            } else {
+                RunEvent::OperatorDecision { step, decision, operator, reason }
+            }
+        };
+        for unit in ["a", "inc/x", "inc/deeper/x", "inc/y"] {
+            for compensation in [false, true] {
+                for decision in [Decision::Rerun, Decision::Skip, Decision::Undo] {
+                    let start = if compensation {
+                        RunEvent::CompensationStarted { step: unit.into(), attempt: 1 }
+                    } else {
+                        RunEvent::StepStarted { step: unit.into(), attempt: 1 }
+                    };
+                    let end = if compensation {
+                        RunEvent::CompensationSucceeded {
+                            step: unit.into(),
+                            outputs: std::collections::BTreeMap::new(),
+                        }
+                    } else {
+                        RunEvent::StepSucceeded {
+                            step: unit.into(),
+                            attempt: 2,
+                            outputs: std::collections::BTreeMap::new(),
+                        }
+                    };
+                    let fold = |events: &[RunEvent]| {
+                        let mut state = RunState::default();
+                        for e in events {
+                            state.apply(e);
+                        }
+                        state
+                    };
+                    let names = vec![unit.to_string()];
+                    let done = vec![start.clone(), decided(unit, decision, compensation), start.clone(), end];
+                    let again = vec![start.clone(), decided(unit, decision, compensation), start.clone()];
+                    let context = format!("{unit} {decision:?} compensation={compensation}");
+                    assert_eq!(carried_out(done.iter(), &fold(&done), &names, decision), names, "{context}");
+                    assert!(
+                        carried_out(again.iter(), &fold(&again), &names, decision).is_empty(),
+                        "{context}"
+                    );
+                    let other = if decision == Decision::Skip { Decision::Rerun } else { Decision::Skip };
+                    assert!(carried_out(done.iter(), &fold(&done), &names, other).is_empty(), "{context}");
+                    let never = vec![start.clone()];
+                    assert!(
+                        carried_out(never.iter(), &fold(&never), &names, decision).is_empty(),
+                        "{context}"
+                    );
+                }
+            }
         }
     }
 
