@@ -1,45 +1,7 @@
 //! The edges of `abandon` and of the decisions on a run that has ended (red team adv14a
 //! F2, F3, F5; /work/prompts/adv14a-findings.md). Each test failed on 79c2a88.
 
-use std::time::{Duration, Instant};
-
-use crate::support::Scratch;
-
-fn wait_for(s: &Scratch, file: &str) {
-    let t0 = Instant::now();
-    while !s.path().join(file).exists() {
-        assert!(t0.elapsed() < Duration::from_secs(60), "{file} never appeared");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn spawn_piped(s: &Scratch, args: &[&str]) -> std::process::Child {
-    s.command(args, &[])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn")
-}
-
-fn kill9(child: &mut std::process::Child) {
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGKILL)
-        .expect("SIGKILL");
-    let _ = child.wait();
-}
-
-fn kinds(s: &Scratch, run: &str) -> Vec<(String, String)> {
-    s.audit(run)
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .map(|r| {
-            (
-                r["event"]["kind"].as_str().unwrap_or_default().to_string(),
-                r["event"]["step"].as_str().unwrap_or_default().to_string(),
-            )
-        })
-        .collect()
-}
+use crate::support::{Scratch, kill9};
 
 const LOCKED: &str = r#"[runbook]
 name = "locked"
@@ -62,9 +24,10 @@ run = "touch other-ran"
 fn dead_locked_run() -> (Scratch, String) {
     let s = Scratch::new(LOCKED);
     std::fs::write(s.path().join("other.toml"), OTHER).expect("other");
-    let mut engine = spawn_piped(&s, &["run", "r.toml", "--yes"]);
-    wait_for(&s, "started");
-    kill9(&mut engine);
+    let mut engine = s.spawn(&["run", "r.toml", "--yes"]);
+    s.wait_for("started", "");
+    kill9(engine.id());
+    let _ = engine.wait();
     let run = s.latest_run();
     (s, run)
 }
@@ -117,7 +80,7 @@ fn a_dead_run_whose_runbook_was_deleted_is_abandoned_and_frees_its_lock() {
         other.stderr
     );
     assert!(s.path().join("other-ran").exists());
-    let last = kinds(&s, &run).last().cloned().unwrap_or_default().0;
+    let last = s.events(&run).last().cloned().unwrap_or_default().0;
     assert_eq!(last, "run_abandoned");
     // No secret could be known: the reason is not journaled, and the operator is told.
     assert!(!s.audit(&run).contains("runbook gone"), "{}", s.audit(&run));
@@ -177,7 +140,7 @@ fn f5_an_abandoned_run_accepts_an_approval_and_stops_being_abandoned() {
     assert_eq!(ab.code, 0, "{}", ab.stderr);
     let approve = s.cmd(&["approve", &run, "gate"], &[("RUNBOOK_OPERATOR", "bob")]);
     let runs = s.cmd(&["runs"], &[]);
-    let after: Vec<String> = kinds(&s, &run).into_iter().map(|(k, _)| k).collect();
+    let after: Vec<String> = s.events(&run).into_iter().map(|(k, _)| k).collect();
     assert!(
         approve.code != 0
             && runs.stdout.contains("abandoned")
@@ -259,12 +222,12 @@ fn no_decision_reopens_a_run_that_has_ended() {
                 continue;
             }
             let (s, run) = run_ended(terminal);
-            let before = kinds(&s, &run);
+            let before = s.events(&run);
             let undo_before = s.read("undo.log");
             let c_before = s.read("c.log");
             let argv: Vec<&str> = argv.iter().map(|a| if *a == "RUN" { run.as_str() } else { a }).collect();
             let out = s.cmd(&argv, &[("RUNBOOK_OPERATOR", "bob")]);
-            let after = kinds(&s, &run);
+            let after = s.events(&run);
             let runs = s.cmd(&["runs"], &[]).stdout;
             if out.code == 0
                 || after != before

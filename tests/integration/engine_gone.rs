@@ -2,8 +2,6 @@
 //! terminal (SIGHUP) or SIGTERM is journaled before the engine exits; the lock belongs to
 //! the run until it is finished, compensated or abandoned, never to the engine's process.
 
-use std::time::{Duration, Instant};
-
 use crate::support::Scratch;
 
 /// A step that says it started, then runs long enough for the test to act on it.
@@ -14,14 +12,6 @@ lock = "env-prod"
 [steps.a]
 run = "touch started; sleep 30; touch ended"
 "#;
-
-fn wait_for(s: &Scratch, file: &str) {
-    let t0 = Instant::now();
-    while !s.path().join(file).exists() {
-        assert!(t0.elapsed() < Duration::from_secs(60), "{file} never appeared");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 /// The `run_interrupted` records of a run's journal.
 fn interruptions(s: &Scratch, run: &str) -> Vec<String> {
@@ -36,7 +26,7 @@ fn interruptions(s: &Scratch, run: &str) -> Vec<String> {
 fn a_closed_terminal_is_journaled_as_an_interruption() {
     let s = Scratch::new(LONG);
     let mut t = s.terminal(&["run", "r.toml", "--yes"], &[]);
-    wait_for(&s, "started");
+    s.wait_for("started", "");
     t.hang_up();
     let status = t.wait();
     assert_eq!(status.code(), Some(130), "{status:?}\n{}", t.screen());
@@ -60,7 +50,7 @@ fn sigterm_is_journaled_with_its_cause() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("run");
-    wait_for(&s, "started");
+    s.wait_for("started", "");
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM)
         .expect("SIGTERM");
     let status = child.wait().expect("wait");
@@ -91,15 +81,6 @@ lock = "env-prod"
 run = "touch other-ran"
 "#;
 
-fn spawn_piped(s: &Scratch, args: &[&str]) -> std::process::Child {
-    s.command(args, &[])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn")
-}
-
 /// The ids `runs` lists.
 fn listed(s: &Scratch) -> String {
     s.cmd(&["runs"], &[]).stdout
@@ -115,8 +96,8 @@ fn listed(s: &Scratch) -> String {
 fn a_dead_engine_s_unfinished_run_keeps_its_lock() {
     let s = Scratch::new(ONCE_LONG);
     std::fs::write(s.path().join("other.toml"), OTHER).expect("other runbook");
-    let mut engine = spawn_piped(&s, &["run", "r.toml", "--yes"]);
-    wait_for(&s, "started");
+    let mut engine = s.spawn(&["run", "r.toml", "--yes"]);
+    s.wait_for("started", "");
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(engine.id() as i32), nix::sys::signal::Signal::SIGKILL)
         .expect("SIGKILL");
     let _ = engine.wait();
@@ -152,8 +133,8 @@ fn a_dead_engine_s_unfinished_run_keeps_its_lock() {
 fn an_interrupted_run_keeps_its_lock_until_it_is_resumed() {
     let s = Scratch::new(ONCE_LONG);
     std::fs::write(s.path().join("other.toml"), OTHER).expect("other runbook");
-    let engine = spawn_piped(&s, &["run", "r.toml", "--yes"]);
-    wait_for(&s, "started");
+    let engine = s.spawn(&["run", "r.toml", "--yes"]);
+    s.wait_for("started", "");
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(engine.id() as i32), nix::sys::signal::Signal::SIGTERM)
         .expect("SIGTERM");
     let out = engine.wait_with_output().expect("wait");
@@ -179,8 +160,8 @@ fn an_interrupted_run_keeps_its_lock_until_it_is_resumed() {
 fn abandon_ends_a_dead_engine_s_run_and_lets_its_lock_go() {
     let s = Scratch::new(ONCE_LONG);
     std::fs::write(s.path().join("other.toml"), OTHER).expect("other runbook");
-    let mut engine = spawn_piped(&s, &["run", "r.toml", "--yes"]);
-    wait_for(&s, "started");
+    let mut engine = s.spawn(&["run", "r.toml", "--yes"]);
+    s.wait_for("started", "");
 
     // While its engine lives, the run is running, and it is not abandoned.
     let held = s.latest_run();

@@ -5,30 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::support::Scratch;
-
-fn spawn_piped(s: &Scratch, args: &[&str]) -> std::process::Child {
-    s.command(args, &[])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn")
-}
-
-fn kill9(pid: u32) {
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL)
-        .expect("SIGKILL");
-}
-
-/// Wait (at most a minute) until `file` in the scratch directory holds `text`.
-fn wait_for(s: &Scratch, file: &str, text: &str) {
-    let t0 = Instant::now();
-    while !s.read(file).contains(text) {
-        assert!(t0.elapsed() < Duration::from_secs(60), "{file} never held {text:?}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
+use crate::support::{Scratch, kill9};
 
 /// Start `runbook run r.toml ARGS`, wait until `a` has charged and `marker` exists (the
 /// engine is in the wait under test), give it `settle`, then kill it (-9). What it had
@@ -36,8 +13,8 @@ fn wait_for(s: &Scratch, file: &str, text: &str) {
 fn kill_while_waiting(s: &Scratch, args: &[&str], marker: &str, settle: Duration) -> String {
     let mut all = vec!["run", "r.toml"];
     all.extend_from_slice(args);
-    let engine = spawn_piped(s, &all);
-    wait_for(s, "charge.log", "charged");
+    let engine = s.spawn(&all);
+    s.wait_for("charge.log", "charged");
     let t0 = Instant::now();
     while !s.path().join(marker).exists() {
         assert!(t0.elapsed() < Duration::from_secs(60), "{marker} never appeared");
@@ -49,25 +26,11 @@ fn kill_while_waiting(s: &Scratch, args: &[&str], marker: &str, settle: Duration
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// The journal's events of `run`, as (kind, step).
-fn kinds(s: &Scratch, run: &str) -> Vec<(String, String)> {
-    s.audit(run)
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .map(|r| {
-            (
-                r["event"]["kind"].as_str().unwrap_or_default().to_string(),
-                r["event"]["step"].as_str().unwrap_or_default().to_string(),
-            )
-        })
-        .collect()
-}
-
 /// After the engine was killed: `a` is journaled as succeeded, and `resume` does not ask
 /// about it (it is not in doubt), and `charge.log` holds one charge.
 fn assert_a_journaled(s: &Scratch, during: &str) {
     let run = s.latest_run();
-    let events = kinds(s, &run);
+    let events = s.events(&run);
     assert!(
         events.iter().any(|(k, st)| k == "step_succeeded" && st == "a"),
         "step `a` ended before the engine waited {during}, then died, and its success was never journaled: {events:?}"

@@ -164,6 +164,40 @@ impl Scratch {
     pub fn read(&self, file: &str) -> String {
         std::fs::read_to_string(self.path().join(file)).unwrap_or_default()
     }
+
+    /// A run's journal events as (kind, step) pairs ("" where an event names no step).
+    pub fn events(&self, run: &str) -> Vec<(String, String)> {
+        self.audit(run)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .map(|r| {
+                (
+                    r["event"]["kind"].as_str().unwrap_or_default().to_string(),
+                    r["event"]["step"].as_str().unwrap_or_default().to_string(),
+                )
+            })
+            .collect()
+    }
+
+    /// `runbook ARGS --state S` started in the folder, stdin closed, output piped.
+    pub fn spawn(&self, args: &[&str]) -> std::process::Child {
+        self.command(args, &[])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn")
+    }
+
+    /// Waits (at most a minute: a hang fails, no speed is asserted) until `file` holds `text`
+    /// ("" waits for it to exist).
+    pub fn wait_for(&self, file: &str, text: &str) {
+        let t0 = std::time::Instant::now();
+        while !(self.path().join(file).exists() && self.read(file).contains(text)) {
+            assert!(t0.elapsed() < std::time::Duration::from_secs(60), "{file} never held {text:?}");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
 }
 
 /// What `run_limited` returns as the exit code of a process it had to kill: a hang.
@@ -234,4 +268,10 @@ pub fn run_program_limited(
 /// test fails on an older build).
 pub fn bin() -> String {
     std::env::var("RUNBOOK_TEST_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_runbook").to_string())
+}
+
+/// SIGKILL to `pid`: an engine dying with no chance to record anything.
+pub fn kill9(pid: u32) {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL)
+        .expect("SIGKILL");
 }
