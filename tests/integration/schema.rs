@@ -199,3 +199,409 @@ fn every_runbook_plans_with_its_sample_params() {
         assert_eq!(out.code, 0, "{file} must plan without parameters:\n{}", out.stderr);
     }
 }
+
+// ----- issue 15: the JSON Schema catches what a schema can ---------------------------------
+
+/// Codes whose every fixture is a mistake of structure, which a JSON Schema can see: an
+/// unknown key, a wrong type, a missing key, no kind or two kinds (and the other "exactly one
+/// of" pairs), a bad id or name.
+const STRUCTURAL_CODES: &[&str] = &["RB002", "RB003", "RB004", "RB010", "RB011", "RB012"];
+
+/// Fixtures of codes that mix structural and semantic mistakes, whose own mistake is one of
+/// structure: a bad duration, a value out of its range, a bad HTTP method or status, an empty
+/// list. The other fixtures of these codes need the validator (a zero timeout, a reserved
+/// lock prefix, `max-delay` below `delay`, ...).
+const STRUCTURAL_FIXTURES: &[&str] = &[
+    "52-duration-words",
+    "53-duration-unknown-unit",
+    "54-duration-negative",
+    "56-estimate-open-range",
+    "58-retry-attempts-zero",
+    "59-retry-backoff-below-one",
+    "60-retry-exit-code-out-of-range",
+    "61-max-parallel-zero",
+    "62-http-method-unknown",
+    "63-http-status-out-of-range",
+    "64-approval-min-approvals-zero",
+    "65-cmd-empty",
+    "66-shell-empty",
+    "93-enum-empty",
+];
+
+/// One invalid fixture: its name, its code, its mistake (the `# mistake:` line), and whether
+/// the schema rejects it (`None`: not TOML, so an editor's TOML parser reports it).
+struct Caught {
+    name: String,
+    code: String,
+    mistake: String,
+    by_schema: Option<bool>,
+}
+
+/// Every invalid fixture (tests/fixtures/invalid/*.toml and the many-mistakes runbook) through
+/// the real JSON Schema validator.
+fn what_the_schema_catches() -> Vec<Caught> {
+    let validator = jsonschema::validator_for(&schema()).expect("schema compiles");
+    let dir = root().join("tests/fixtures/invalid");
+    let mut out = Vec::new();
+    for path in files(&dir, ".toml").into_iter().filter(|p| p.parent() == Some(dir.as_path())) {
+        let text = std::fs::read_to_string(&path).expect("fixture");
+        let mut lines = text.lines();
+        let code = lines.next().and_then(|l| l.strip_prefix("# expect: ")).unwrap_or("").trim().to_string();
+        let mistake =
+            lines.next().and_then(|l| l.strip_prefix("# mistake: ")).unwrap_or("").trim().to_string();
+        let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_string();
+        let by_schema = as_json(&path).map(|doc| !validator.is_valid(&doc));
+        out.push(Caught { name, code, mistake, by_schema });
+    }
+    out.sort_by(|a, b| (a.code.as_str(), a.name.as_str()).cmp(&(b.code.as_str(), b.name.as_str())));
+    out
+}
+
+/// The table of what an editor (the schema) catches and what only `runbook check` finds, as
+/// the book's editor page shows it.
+fn caught_table(rows: &[Caught]) -> String {
+    let caught = rows.iter().filter(|r| r.by_schema == Some(true)).count();
+    let toml = rows.iter().filter(|r| r.by_schema.is_none()).count();
+    let mut t = format!(
+        "Of {} deliberate mistakes, the editor flags {} through the schema and {} through its TOML parser; {} are found only by `runbook check`.\n\n",
+        rows.len(),
+        caught,
+        toml,
+        rows.len() - caught - toml
+    );
+    t.push_str("| Code | Mistake | Editor |\n|---|---|---|\n");
+    for r in rows {
+        let editor = match r.by_schema {
+            None => "TOML syntax",
+            Some(true) => "yes",
+            Some(false) => "only `runbook check`",
+        };
+        t.push_str(&format!("| {} | {} | {editor} |\n", r.code, r.mistake.replace('|', "\\|")));
+    }
+    t
+}
+
+#[test]
+fn which_mistakes_the_schema_catches() {
+    let rows = what_the_schema_catches();
+    assert!(rows.len() >= 110, "only {} invalid fixtures", rows.len());
+    insta::assert_snapshot!("schema_catches", caught_table(&rows));
+}
+
+#[test]
+fn the_schema_catches_every_structural_mistake() {
+    let rows = what_the_schema_catches();
+    let mut missed = Vec::new();
+    for name in STRUCTURAL_FIXTURES {
+        assert!(rows.iter().any(|r| r.name == *name), "no fixture {name}");
+    }
+    for r in &rows {
+        let structural =
+            STRUCTURAL_CODES.contains(&r.code.as_str()) || STRUCTURAL_FIXTURES.contains(&r.name.as_str());
+        if structural && r.by_schema != Some(true) {
+            missed.push(format!("{} ({}): {}", r.name, r.code, r.mistake));
+        }
+    }
+    assert!(missed.is_empty(), "the schema misses structural mistakes:\n{}", missed.join("\n"));
+    // The runbook with many mistakes: the schema sees every structural one at its place.
+    let validator = jsonschema::validator_for(&schema()).expect("schema compiles");
+    let doc = as_json(&root().join("tests/fixtures/many-mistakes/r.toml")).expect("TOML");
+    let places: std::collections::BTreeSet<String> =
+        validator.iter_errors(&doc).map(|e| e.instance_path().to_string()).collect();
+    for place in [
+        "/runbook",
+        "/params/env/type",
+        "/steps/build",
+        "/steps/deploy/on-failure",
+        "/steps/deploy/timeout",
+        "/steps/notify/cmd",
+        "/steps/both",
+        "/steps/empty",
+        "/steps/bad_retry/retry/attempts",
+    ] {
+        assert!(places.contains(place), "the schema says nothing at `{place}`: {places:#?}");
+    }
+}
+
+#[test]
+fn the_editor_page_lists_what_the_schema_catches() {
+    let page = std::fs::read_to_string(root().join("book/src/user-guide/editor.md")).expect("page");
+    let begin = "<!-- generated: schema catches -->\n";
+    let end = "<!-- end of generated -->";
+    let start = page.find(begin).expect("the editor page has the generated table") + begin.len();
+    let stop = page[start..].find(end).expect("the generated table ends") + start;
+    let expected = caught_table(&what_the_schema_catches());
+    assert!(
+        page[start..stop].trim() == expected.trim(),
+        "book/src/user-guide/editor.md is stale: paste the table of the `schema_catches` snapshot between the markers"
+    );
+}
+
+/// Small runbooks around one unit, each with no kind or two kinds, wherever a kind is asked.
+#[test]
+fn no_kind_and_two_kinds_fail_the_schema_wherever_a_kind_is_asked() {
+    let validator = jsonschema::validator_for(&schema()).expect("schema compiles");
+    let wrap = |body: &str| -> serde_json::Value {
+        let text = format!("[runbook]\nname = \"k\"\n{body}");
+        serde_json::to_value(toml::from_str::<toml::Table>(&text).expect("TOML")).expect("JSON")
+    };
+    let good = [
+        "[steps.a]\nrun = \"true\"\n",
+        "[finally.a]\ncmd = [\"true\"]\n",
+        "[steps.a]\nrun = \"true\"\ncompensate = { run = \"true\" }\n",
+        "[preconditions.p]\nrun = \"true\"\n[steps.a]\nrun = \"true\"\n",
+        "[steps.a]\nrun = \"true\"\npreconditions = { p = { cmd = [\"true\"] } }\n",
+        "[secrets.S]\nenv = \"S\"\n[steps.a]\nrun = \"true\"\n",
+    ];
+    let bad = [
+        "[steps.a]\ntitle = \"nothing\"\n",
+        "[steps.a]\nrun = \"true\"\ncmd = [\"true\"]\n",
+        "[steps.a]\napproval = { prompt = \"ok?\" }\nnotify = { webhook = \"http://x\", text = \"t\" }\n",
+        "[finally.a]\ntitle = \"nothing\"\n",
+        "[finally.a]\nrun = \"true\"\nsql = { url = \"sqlite://x\", query = \"SELECT 1\" }\n",
+        "[steps.a]\nrun = \"true\"\ncompensate = { dir = \"/tmp\" }\n",
+        "[steps.a]\nrun = \"true\"\ncompensate = { run = \"true\", cmd = [\"true\"] }\n",
+        "[steps.a]\nrun = \"true\"\ncompensate = { approval = { prompt = \"ok?\" } }\n",
+        "[preconditions.p]\nmessage = \"no check\"\n[steps.a]\nrun = \"true\"\n",
+        "[preconditions.p]\nrun = \"true\"\nhttp = { url = \"http://x\" }\n[steps.a]\nrun = \"true\"\n",
+        "[steps.a]\nrun = \"true\"\npreconditions = { p = { timeout = \"1s\" } }\n",
+        "[steps.a]\nrun = \"true\"\npreconditions = { p = { notify = { webhook = \"http://x\", text = \"t\" } } }\n",
+        "[secrets.S]\nenv = \"S\"\ncommand = [\"pass\"]\n[steps.a]\nrun = \"true\"\n",
+        "[secrets.S]\ndescription = \"no source\"\n[steps.a]\nrun = \"true\"\n",
+        "[steps.a]\nhttp = { url = \"http://x\", body = \"b\", json = { a = 1 } }\n",
+        "[steps.a]\nsql = { url = \"sqlite://x\" }\n",
+        "[steps.a]\nnotify = { webhook = \"http://x\" }\n",
+    ];
+    for body in good {
+        let errors: Vec<String> = validator.iter_errors(&wrap(body)).map(|e| e.to_string()).collect();
+        assert!(errors.is_empty(), "{body}: {errors:#?}");
+    }
+    for body in bad {
+        assert!(!validator.is_valid(&wrap(body)), "passes the schema:\n{body}");
+    }
+}
+
+/// Point 2 of the schema part of issue 15: a runbook that `check` accepts is never rejected by
+/// the schema (a false error in an editor is worse than a missed one). The corpus: the
+/// runbooks with warnings only, every complete runbook of the book, and a generated corpus of
+/// units in every kind with every option, at the edges of every range and syntax.
+#[test]
+fn what_check_accepts_the_schema_accepts() {
+    use runbook_core::validate::{self, NoIncludes};
+    let validator = jsonschema::validator_for(&schema()).expect("schema compiles");
+    let mut texts: Vec<(String, String)> = Vec::new();
+    for path in files(&root().join("tests/fixtures/warnings"), ".toml") {
+        texts.push((relative(&path), std::fs::read_to_string(&path).expect("fixture")));
+    }
+    for page in files(&root().join("book/src"), ".md") {
+        let text = std::fs::read_to_string(&page).expect("page");
+        // Fenced blocks: (info string, body); only complete runbooks (```toml) count.
+        let mut block: Option<(String, String)> = None;
+        for line in text.lines() {
+            let fence = line.trim_start().strip_prefix("```");
+            match (fence, block.take()) {
+                (Some(info), None) => block = Some((info.trim().to_string(), String::new())),
+                (Some(_), Some((info, body))) => {
+                    if info == "toml" {
+                        texts.push((relative(&page), body));
+                    }
+                }
+                (None, Some((info, mut body))) => {
+                    body.push_str(line);
+                    body.push('\n');
+                    block = Some((info, body));
+                }
+                (None, None) => {}
+            }
+        }
+    }
+    texts.extend(generated_corpus().into_iter().map(|t| ("generated".to_string(), t)));
+    let (mut accepted, mut refused) = (0, 0);
+    for (place, text) in &texts {
+        let checked = validate::check(runbook_core::Source::new(place.clone(), text.clone()), &NoIncludes);
+        if checked.has_errors() {
+            refused += 1;
+            continue;
+        }
+        let doc: toml::Table = toml::from_str(text).expect("accepted text is TOML");
+        let doc = serde_json::to_value(doc).expect("JSON");
+        let errors: Vec<String> =
+            validator.iter_errors(&doc).map(|e| format!("{} at {}", e, e.instance_path())).collect();
+        assert!(errors.is_empty(), "{place}: `check` accepts, the schema refuses:\n{text}\n{errors:#?}");
+        accepted += 1;
+    }
+    assert!(accepted >= 300, "only {accepted} accepted runbooks ({refused} refused)");
+    assert!(refused >= 20, "the generated corpus never reaches past an edge ({refused} refused)");
+}
+
+/// Runbooks that vary one thing at a time around a small base: every kind of every unit, every
+/// option, names, durations and numbers at the edges of what the validator accepts (and past).
+fn generated_corpus() -> Vec<String> {
+    let base = "[runbook]\nname = \"g\"\n";
+    let step = |body: &str| format!("{base}[steps.a]\n{body}\n");
+    let mut out = Vec::new();
+    let kinds = [
+        "run = \"true\"",
+        "cmd = [\"true\"]",
+        "http = { url = \"http://127.0.0.1:1/\" }",
+        "sql = { url = \"sqlite://x.db\", query = \"SELECT 1\" }",
+        "sql = { url = \"sqlite://x.db\", file = \"x.sql\", read-only = true }",
+        "approval = { prompt = \"go?\" }",
+        "notify = { webhook = \"http://127.0.0.1:1/\", text = \"t\" }",
+        "notify = { webhook = \"http://127.0.0.1:1/\", json = { text = \"t\" }, required = true }",
+    ];
+    for k in kinds {
+        out.push(step(k));
+        out.push(format!("{base}[steps.a]\nrun = \"true\"\n[finally.f]\n{k}\n"));
+        if !k.starts_with("approval") {
+            out.push(step(&format!("run = \"true\"\ncompensate = {{ {k} }}")));
+        }
+        if !k.starts_with("approval") && !k.starts_with("notify") {
+            out.push(format!("{base}[preconditions.p]\n{k}\n[steps.a]\nrun = \"true\"\n"));
+            out.push(step(&format!("run = \"true\"\npreconditions = {{ p = {{ {k} }} }}")));
+        }
+    }
+    // The syntax itself is held to humantime's by `syntax::tests` over a large corpus; here,
+    // the places a duration goes, with a few of each class (zero, units, spaces, fractions,
+    // bounds, mistakes).
+    let durations = [
+        "0",
+        "0s",
+        "1ms",
+        "250us",
+        "10µs",
+        "1.5s",
+        "1 0s",
+        " 5m ",
+        "1h30m",
+        "2 hrs 3 mins",
+        "7 days",
+        "1M",
+        "100y",
+        "101y",
+        "99999999999999999999s",
+        "0.1M",
+        "5",
+        "5 parsecs",
+        "-1s",
+        ".5s",
+        "1..2",
+        "",
+        "PT5M",
+        "1S",
+    ];
+    for d in durations {
+        out.push(step(&format!("run = \"true\"\ntimeout = \"{d}\"")));
+        out.push(step(&format!("run = \"true\"\nretry = {{ delay = \"{d}\", max-delay = \"100y\" }}")));
+        out.push(step(&format!("run = \"true\"\nestimate = \"{d}\"")));
+        out.push(step(&format!("run = \"true\"\nestimate = \"0s..{d}\"")));
+        out.push(format!("{base}estimate = \"{d}..100y\"\n[steps.a]\nrun = \"true\"\n"));
+        out.push(format!(
+            "{base}[steps.a]\nrun = \"true\"\n[escalation.e]\nafter = \"{d}\"\nnotify = {{ webhook = \"http://127.0.0.1:1/\", text = \"t\" }}\n"
+        ));
+    }
+    let names = [
+        "a",
+        "a1",
+        "a_b",
+        "abc_123",
+        "_a",
+        "A",
+        "aB",
+        "1a",
+        "a-b",
+        "a.b",
+        "é",
+        "a b",
+        "ab_",
+        "z9",
+        "Z",
+        "__",
+        "a__b",
+        "snake_case_name",
+        "kebab-name",
+        "x-",
+        "-x",
+    ];
+    for n in names {
+        out.push(format!("{base}[steps.{n:?}]\nrun = \"true\"\n"));
+        out.push(format!(
+            "{base}[params.{n:?}]\ntype = \"string\"\ndefault = \"v\"\n[steps.a]\nrun = \"true\"\n"
+        ));
+        out.push(format!("{base}[secrets.{n:?}]\nenv = \"X\"\n[steps.a]\nrun = \"true\"\n"));
+        out.push(format!("[runbook]\nname = {n:?}\n[steps.a]\nrun = \"true\"\n"));
+        out.push(step(&format!("run = \"true\"\noutputs = [{n:?}]")));
+        out.push(step(&format!("run = \"true\"\nenv = {{ {n:?} = \"v\" }}")));
+        out.push(step(&format!(
+            "approval = {{ prompt = \"go?\", inputs = {{ {n:?} = {{ type = \"string\" }} }} }}"
+        )));
+        out.push(format!(
+            "{base}[steps.a]\nrun = \"true\"\n[escalation.{n:?}]\nafter = \"1m\"\nnotify = {{ webhook = \"http://127.0.0.1:1/\", text = \"t\" }}\n"
+        ));
+    }
+    for m in [
+        "GET", "get", "Get", "HEAD", "POST", "put", "PATCH", "DELETE", "options", "TRACE", "CONNECT",
+        "FETCH", "",
+    ] {
+        out.push(step(&format!("http = {{ url = \"http://127.0.0.1:1/\", method = \"{m}\" }}")));
+    }
+    for s in [99, 100, 200, 204, 404, 599, 600, 0, -1] {
+        out.push(step(&format!("http = {{ url = \"http://127.0.0.1:1/\", expect-status = [200, {s}] }}")));
+    }
+    for a in [-1, 0, 1, 2, 1000, 1001] {
+        out.push(step(&format!("run = \"true\"\nretry = {{ attempts = {a} }}")));
+        out.push(format!("{base}max-parallel = {a}\n[steps.a]\nrun = \"true\"\n"));
+        out.push(step(&format!("approval = {{ prompt = \"go?\", min-approvals = {a} }}")));
+    }
+    out.push(format!("{base}max-parallel = 10000\n[steps.a]\nrun = \"true\"\n"));
+    out.push(format!("{base}max-parallel = 10001\n[steps.a]\nrun = \"true\"\n"));
+    out.push(step("approval = { prompt = \"go?\", min-approvals = 100 }"));
+    out.push(step("approval = { prompt = \"go?\", min-approvals = 101 }"));
+    for b in ["0.5", "1.0", "1", "2.5", "100.0", "100.5"] {
+        out.push(step(&format!("run = \"true\"\nretry = {{ backoff = {b} }}")));
+    }
+    for c in [-1, 0, 1, 255, 256] {
+        out.push(step(&format!("run = \"true\"\nretry = {{ on-exit-codes = [{c}] }}")));
+    }
+    for f in ["compensate", "stop", "continue", "Stop", "explode", "ignore"] {
+        out.push(step(&format!("run = \"true\"\non-failure = \"{f}\"")));
+        out.push(format!("{base}[defaults]\non-failure = \"{f}\"\n[steps.a]\nrun = \"true\"\n"));
+    }
+    for t in ["string", "integer", "number", "boolean", "String", "int", "float", "bool"] {
+        out.push(format!("{base}[params.p]\ntype = \"{t}\"\n[steps.a]\nrun = \"true\"\n"));
+    }
+    for (t, v) in
+        [("string", "\"x\""), ("integer", "3"), ("number", "1.5"), ("number", "2"), ("boolean", "true")]
+    {
+        out.push(format!(
+            "{base}[params.p]\ntype = \"{t}\"\ndefault = {v}\nenum = [{v}]\n[steps.a]\nrun = \"true\"\n"
+        ));
+    }
+    for sh in ["[]", "[\"bash\", \"-c\"]", "[\"\"]", "[\"sh\"]"] {
+        out.push(step(&format!("run = \"true\"\nshell = {sh}")));
+        out.push(format!("{base}[defaults]\nshell = {sh}\n[steps.a]\nrun = \"true\"\n"));
+        out.push(step(&format!("cmd = {sh}")));
+    }
+    out.push(format!("{base}[params.p]\ntype = \"string\"\nenum = []\n[steps.a]\nrun = \"true\"\n"));
+    for k in &kinds {
+        for outputs in ["[]", "[\"o\"]", "[\"o\", \"o\"]"] {
+            out.push(step(&format!("{k}\noutputs = {outputs}")));
+            out.push(step(&format!("run = \"true\"\ncompensate = {{ {k}, outputs = {outputs} }}")));
+        }
+    }
+    for lock in ["run:x", "runs:x", "x-run:", "RUN:x", "run", "db-{{ runbook.name }}"] {
+        out.push(format!("{base}lock = \"{lock}\"\n[steps.a]\nrun = \"true\"\n"));
+    }
+    for (t, extra) in
+        [("string", "pattern = '^v'"), ("integer", "pattern = '^1'"), ("boolean", "enum = [true]")]
+    {
+        out.push(format!("{base}[params.p]\ntype = \"{t}\"\n{extra}\n[steps.a]\nrun = \"true\"\n"));
+    }
+    out.push(format!("{base}[steps.a]\nrun = \"true\"\n[steps.b]\nneeds = [\"a\", \"a\"]\nrun = \"true\"\n"));
+    out.push(format!(
+        "{base}[steps.a]\nrun = \"true\"\n[finally.f]\nrun = \"true\"\ncompensate = {{ run = \"true\" }}\n"
+    ));
+    out.push(format!("{base}[secrets.S]\ncommand = []\n[steps.a]\nrun = \"true\"\n"));
+    out.push(format!("{base}[secrets.S]\nfile = \"s\"\nfirst-line = true\n[steps.a]\nrun = \"true\"\n"));
+    out
+}

@@ -31,6 +31,7 @@ pub mod shell;
 pub mod shown;
 pub mod span;
 pub mod suggest;
+pub mod syntax;
 pub mod template;
 pub mod validate;
 pub mod writes;

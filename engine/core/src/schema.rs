@@ -6,17 +6,21 @@
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
+use schemars::Schema;
 use schemars::generate::SchemaSettings;
-use serde_json::Value;
+use schemars::transform::Transform;
+use serde_json::{Map, Value, json};
 
 use crate::raw::RawDocument;
+use crate::syntax;
 
 /// The schema as JSON (built once).
 pub fn schema_json() -> &'static Value {
     static SCHEMA: OnceLock<Value> = OnceLock::new();
     SCHEMA.get_or_init(|| {
         let generator = SchemaSettings::draft07().into_generator();
-        let root = generator.into_root_schema_for::<RawDocument>();
+        let mut root = generator.into_root_schema_for::<RawDocument>();
+        Refine.transform(&mut root);
         let mut value = root.to_value();
         if let Some(obj) = value.as_object_mut() {
             obj.insert(
@@ -26,6 +30,285 @@ pub fn schema_json() -> &'static Value {
         }
         value
     })
+}
+
+/// The validator's rules that a JSON Schema can state, added to the schema schemars derives
+/// from the serde shapes: exactly one kind per unit (and the other "exactly one of" pairs),
+/// the syntax of names and durations, the HTTP methods, the ranges of numbers, non-empty
+/// lists, and enums as plain `enum`s (whose editor message lists the allowed values). Every
+/// pattern and bound comes from [`crate::syntax`], the definitions the validator checks with.
+/// Rules that need more than one place of the file (needs, cycles, templates, secrets in
+/// text...) stay with the validator alone.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Refine;
+
+impl Transform for Refine {
+    fn transform(&mut self, schema: &mut Schema) {
+        if let Some(root) = schema.as_object_mut() {
+            refine(root);
+        }
+    }
+}
+
+/// What one property of a definition must also satisfy.
+enum Rule {
+    /// A string matching this pattern.
+    Pattern(String),
+    /// A number in this range.
+    Range(f64, f64),
+    /// An array of at least one element.
+    NotEmpty,
+    /// Every element of an array matches (a string pattern, or a number range).
+    Items(Box<Rule>),
+    /// Every key of a table matches this pattern.
+    Keys(String),
+    /// A duration that bounds something, where zero is refused (`Validator::limit`): a
+    /// duration with a digit other than 0 somewhere.
+    Limit,
+    /// An array whose elements are all different.
+    Unique,
+}
+
+impl Rule {
+    fn apply(&self, to: &mut Map<String, Value>) {
+        match self {
+            Rule::Pattern(p) => {
+                to.insert("pattern".into(), Value::String(p.clone()));
+            }
+            Rule::Range(lo, hi) => {
+                to.insert("minimum".into(), number(*lo));
+                to.insert("maximum".into(), number(*hi));
+            }
+            Rule::NotEmpty => {
+                to.insert("minItems".into(), Value::from(1));
+            }
+            Rule::Items(rule) => {
+                if let Some(items) = to.get_mut("items").and_then(Value::as_object_mut) {
+                    rule.apply(items);
+                }
+            }
+            Rule::Keys(p) => {
+                to.insert("propertyNames".into(), json!({ "pattern": p }));
+            }
+            Rule::Limit => {
+                Rule::Pattern(syntax::duration_pattern()).apply(to);
+                to.insert("not".into(), json!({ "pattern": "^[^1-9]*$" }));
+            }
+            Rule::Unique => {
+                to.insert("uniqueItems".into(), Value::Bool(true));
+            }
+        }
+    }
+}
+
+/// TOML has no null: an optional table is the table, not "the table or null". schemars writes
+/// `anyOf: [{$ref}, {type: null}]`, where a mistake inside the table is reported as "not valid
+/// under any of the schemas listed in the 'anyOf' keyword" at the table; `allOf: [{$ref}]`
+/// reports the mistake itself, at its key (and keeps the description beside the `$ref`).
+fn no_null(schema: &mut Map<String, Value>) {
+    let only = match schema.get("anyOf").and_then(Value::as_array).map(Vec::as_slice) {
+        Some([x, null] | [null, x]) if null == &json!({ "type": "null" }) => Some(x.clone()),
+        _ => None,
+    };
+    if let Some(x) = only {
+        schema.remove("anyOf");
+        schema.insert("allOf".into(), Value::Array(vec![x]));
+    }
+    for value in schema.values_mut() {
+        match value {
+            Value::Object(map) => no_null(map),
+            Value::Array(items) => {
+                for item in items.iter_mut().filter_map(Value::as_object_mut) {
+                    no_null(item);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// A bound as JSON: an integer when it is one, so `1` reads `1` and not `1.0`.
+fn number(x: f64) -> Value {
+    if x.fract() == 0.0 && x.abs() < 1e15 { Value::from(x as i64) } else { Value::from(x) }
+}
+
+fn range(r: &std::ops::RangeInclusive<i64>) -> Rule {
+    Rule::Range(*r.start() as f64, *r.end() as f64)
+}
+
+fn refine(root: &mut Map<String, Value>) {
+    no_null(root);
+    let id = || Rule::Keys(syntax::ID.pattern());
+    let ids = || Rule::Items(Box::new(Rule::Pattern(syntax::ID.pattern())));
+    let env = || Rule::Keys(syntax::ENV_NAME.pattern());
+    let duration = || Rule::Pattern(syntax::duration_pattern());
+    let limit = || Rule::Limit;
+    let estimate = || Rule::Pattern(syntax::estimate_pattern());
+    let top: [(&str, Rule); 6] = [
+        ("params", id()),
+        ("secrets", env()),
+        ("preconditions", id()),
+        ("steps", id()),
+        ("finally", id()),
+        ("escalation", id()),
+    ];
+    for (key, rule) in &top {
+        if let Some(p) =
+            root.get_mut("properties").and_then(|p| p.get_mut(*key)).and_then(Value::as_object_mut)
+        {
+            rule.apply(p);
+        }
+    }
+    // A finally step runs while the run ends: no approval, no included runbook, no compensation.
+    if let Some(finally) = root
+        .get_mut("properties")
+        .and_then(|p| p.get_mut("finally"))
+        .and_then(|f| f.get_mut("additionalProperties"))
+        .and_then(Value::as_object_mut)
+    {
+        let step = std::mem::take(finally);
+        let refused: Map<String, Value> =
+            syntax::NOT_IN_FINALLY.iter().map(|k| (k.to_string(), Value::Bool(false))).collect();
+        finally.insert("allOf".into(), Value::Array(vec![Value::Object(step)]));
+        finally.insert("properties".into(), Value::Object(refused));
+    }
+    let rules: Vec<(&str, &str, Rule)> = vec![
+        ("RawMeta", "name", Rule::Pattern(syntax::RUNBOOK_NAME.pattern())),
+        ("RawMeta", "estimate", estimate()),
+        ("RawMeta", "max-parallel", range(&syntax::MAX_PARALLEL)),
+        ("RawDefaults", "timeout", limit()),
+        ("RawDefaults", "shell", Rule::NotEmpty),
+        ("RawRetry", "attempts", range(&syntax::ATTEMPTS)),
+        ("RawRetry", "delay", duration()),
+        ("RawRetry", "backoff", Rule::Range(*syntax::BACKOFF.start(), *syntax::BACKOFF.end())),
+        ("RawRetry", "max-delay", duration()),
+        ("RawRetry", "on-exit-codes", Rule::Items(Box::new(range(&syntax::EXIT_CODES)))),
+        ("RawParam", "enum", Rule::NotEmpty),
+        ("RawSecret", "command", Rule::NotEmpty),
+        ("RawPrecondition", "cmd", Rule::NotEmpty),
+        ("RawPrecondition", "env", env()),
+        ("RawPrecondition", "timeout", limit()),
+        ("RawStep", "needs", ids()),
+        ("RawStep", "needs", Rule::Unique),
+        ("RawStep", "outputs", Rule::Unique),
+        ("RawAction", "outputs", Rule::Unique),
+        ("RawStep", "cmd", Rule::NotEmpty),
+        ("RawStep", "env", env()),
+        ("RawStep", "shell", Rule::NotEmpty),
+        ("RawStep", "outputs", ids()),
+        ("RawStep", "timeout", limit()),
+        ("RawStep", "preconditions", id()),
+        ("RawStep", "estimate", estimate()),
+        ("RawAction", "cmd", Rule::NotEmpty),
+        ("RawAction", "env", env()),
+        ("RawAction", "shell", Rule::NotEmpty),
+        ("RawAction", "timeout", limit()),
+        ("RawAction", "outputs", ids()),
+        ("RawHttp", "method", Rule::Pattern(syntax::http_method_pattern())),
+        ("RawHttp", "expect-status", Rule::Items(Box::new(range(&syntax::HTTP_STATUS)))),
+        ("RawHttp", "max-latency", limit()),
+        ("RawHttp", "request-timeout", limit()),
+        ("RawApproval", "inputs", id()),
+        ("RawApproval", "min-approvals", range(&syntax::MIN_APPROVALS)),
+        ("RawApproval", "timeout", limit()),
+        ("RawEscalation", "after", limit()),
+    ];
+    let Some(defs) = root.get_mut("definitions").and_then(Value::as_object_mut) else { return };
+    for (def, key, rule) in &rules {
+        let prop = defs
+            .get_mut(*def)
+            .and_then(|d| d.get_mut("properties"))
+            .and_then(|p| p.get_mut(*key))
+            .and_then(Value::as_object_mut);
+        if let Some(prop) = prop {
+            rule.apply(prop);
+        }
+    }
+    let exactly_one: [(&str, &[&str], &str); 6] = [
+        ("RawStep", syntax::STEP_KINDS, "kind"),
+        ("RawAction", syntax::COMPENSATION_KINDS, "kind"),
+        ("RawPrecondition", syntax::PRECONDITION_KINDS, "kind"),
+        ("RawSecret", syntax::SECRET_SOURCES, "source"),
+        ("RawNotify", syntax::NOTIFY_MESSAGES, "message"),
+        ("RawSql", syntax::SQL_STATEMENTS, "statement"),
+    ];
+    for (def, keys, what) in exactly_one {
+        if let Some(d) = defs.get_mut(def).and_then(Value::as_object_mut) {
+            let branches: Vec<Value> =
+                keys.iter().map(|k| json!({ "title": format!("`{k}`"), "required": [k] })).collect();
+            d.insert("oneOf".into(), Value::Array(branches));
+            let list: Vec<String> = keys.iter().map(|k| format!("`{k}`")).collect();
+            let note = format!("Exactly one {what}: {}.", list.join(", "));
+            let description = match d.get("description").and_then(Value::as_str) {
+                Some(text) if !text.contains(&note) => format!("{text}\n\n{note}"),
+                Some(text) => text.to_string(),
+                None => note,
+            };
+            d.insert("description".into(), Value::String(description));
+        }
+    }
+    if let Some(d) = defs.get_mut("RawHttp").and_then(Value::as_object_mut) {
+        d.insert("not".into(), json!({ "required": syntax::HTTP_BODIES }));
+    }
+    // Kinds whose outputs are fixed declare none (`outputs = []` is accepted).
+    for (def, kinds) in [("RawStep", syntax::FIXED_OUTPUT_KINDS), ("RawAction", syntax::FIXED_OUTPUT_KINDS)] {
+        if let Some(d) = defs.get_mut(def).and_then(Value::as_object_mut) {
+            let deps: Map<String, Value> = kinds
+                .iter()
+                .map(|k| (k.to_string(), json!({ "properties": { "outputs": { "maxItems": 0 } } })))
+                .collect();
+            d.insert("dependencies".into(), Value::Object(deps));
+        }
+    }
+    // The lock's reserved namespace.
+    if let Some(lock) = defs
+        .get_mut("RawMeta")
+        .and_then(|d| d.get_mut("properties"))
+        .and_then(|p| p.get_mut("lock"))
+        .and_then(Value::as_object_mut)
+    {
+        let reserved = format!("^{}", regex::escape(crate::model::RESERVED_LOCK_PREFIX));
+        lock.insert("not".into(), json!({ "pattern": reserved }));
+    }
+    // A parameter's default, enum values and pattern follow its type.
+    if let Some(d) = defs.get_mut("RawParam").and_then(Value::as_object_mut) {
+        let mut rule = Value::Null;
+        for (ty, json_type) in syntax::PARAM_TYPES.iter().rev() {
+            let mut then = json!({ "properties": {
+                "default": { "type": json_type },
+                "enum": { "items": { "type": json_type } },
+            } });
+            if *ty != "string" {
+                then["properties"]["pattern"] = Value::Bool(false);
+            }
+            let mut step = json!({ "if": { "properties": { "type": { "const": ty } } }, "then": then });
+            if !rule.is_null() {
+                step["else"] = rule;
+            }
+            rule = step;
+        }
+        if let Value::Object(rule) = rule {
+            d.extend(rule);
+        }
+    }
+    // Enums: schemars writes a `oneOf` of documented constants, whose editor message is
+    // "not valid under any of the schemas"; a plain `enum` lists the allowed values.
+    for def in ["RawOnFailure", "RawParamType"] {
+        if let Some(d) = defs.get_mut(def).and_then(Value::as_object_mut) {
+            let Some(Value::Array(branches)) = d.remove("oneOf") else { continue };
+            let values: Vec<Value> = branches.iter().filter_map(|b| b.get("const").cloned()).collect();
+            let docs: Vec<String> = branches
+                .iter()
+                .filter_map(|b| {
+                    Some(format!("`{}`: {}", b.get("const")?.as_str()?, b.get("description")?.as_str()?))
+                })
+                .collect();
+            let text = d.get("description").and_then(Value::as_str).unwrap_or_default().to_string();
+            d.insert("description".into(), Value::String(format!("{text}\n\n{}", docs.join("\n"))));
+            d.insert("type".into(), Value::String("string".into()));
+            d.insert("enum".into(), Value::Array(values));
+        }
+    }
 }
 
 /// The schema as pretty-printed JSON text, ending with a newline.

@@ -52,7 +52,7 @@ impl Validator<'_> {
         let mut expect_status = Vec::new();
         if let Some(list) = &r.expect_status {
             for s in &list.value {
-                if (100..=599).contains(s) {
+                if syntax::HTTP_STATUS.contains(s) {
                     expect_status.push(*s as u16);
                 } else {
                     self.err(
@@ -60,7 +60,11 @@ impl Validator<'_> {
                         list.span,
                         format!("`expect-status` of {what} has {s}, which is not an HTTP status"),
                     )
-                    .help = Some("statuses are between 100 and 599".into());
+                    .help = Some(format!(
+                        "statuses are between {} and {}",
+                        syntax::HTTP_STATUS.start(),
+                        syntax::HTTP_STATUS.end()
+                    ));
                     ok = false;
                 }
             }
@@ -157,11 +161,16 @@ impl Validator<'_> {
             }
         }
         let min_approvals = match &r.min_approvals {
-            Some(m) if m.value < 1 || m.value > 100 => {
+            Some(m) if !syntax::MIN_APPROVALS.contains(&m.value) => {
                 self.err(
                     Code::InvalidValue,
                     m.span,
-                    format!("`min-approvals` of {what} must be between 1 and 100, found {}", m.value),
+                    format!(
+                        "`min-approvals` of {what} must be between {} and {}, found {}",
+                        syntax::MIN_APPROVALS.start(),
+                        syntax::MIN_APPROVALS.end(),
+                        m.value
+                    ),
                 )
                 .help = Some("`min-approvals` counts the distinct approvers needed; 1 is the default".into());
                 ok = false;
@@ -248,12 +257,22 @@ pub(super) enum Carrier {
 }
 
 impl Carrier {
-    /// The kinds it allows, as messages list them.
-    fn allowed(self) -> &'static str {
+    /// The kinds it allows ([`crate::syntax`], where the JSON Schema takes them too).
+    fn kinds(self) -> &'static [&'static str] {
         match self {
-            Carrier::Step => "`run`, `cmd`, `http`, `sql`, `approval`, `notify` or `runbook`",
-            Carrier::Compensation => "`run`, `cmd`, `http`, `sql` or `notify`",
-            Carrier::Precondition => "`run`, `cmd`, `http` or `sql`",
+            Carrier::Step => syntax::STEP_KINDS,
+            Carrier::Compensation => syntax::COMPENSATION_KINDS,
+            Carrier::Precondition => syntax::PRECONDITION_KINDS,
+        }
+    }
+
+    /// The kinds it allows, as messages list them: "`run`, `cmd` or `sql`".
+    fn allowed(self) -> String {
+        let names: Vec<String> = self.kinds().iter().map(|k| format!("`{k}`")).collect();
+        match names.split_last() {
+            Some((last, [])) => last.clone(),
+            Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+            None => String::new(),
         }
     }
 }

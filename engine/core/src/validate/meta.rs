@@ -124,11 +124,16 @@ impl Validator<'_> {
         }
         let estimate = m.estimate.as_ref().and_then(|e| self.estimate(e));
         let max_parallel = match &m.max_parallel {
-            Some(mp) if mp.value < 1 || mp.value > 10_000 => {
+            Some(mp) if !syntax::MAX_PARALLEL.contains(&mp.value) => {
                 self.err(
                     Code::InvalidValue,
                     mp.span,
-                    format!("`max-parallel` must be between 1 and 10000, found {}", mp.value),
+                    format!(
+                        "`max-parallel` must be between {} and {}, found {}",
+                        syntax::MAX_PARALLEL.start(),
+                        syntax::MAX_PARALLEL.end(),
+                        mp.value
+                    ),
                 )
                 .help = Some("remove it to use the number of CPUs".into());
                 None
@@ -298,11 +303,16 @@ impl Validator<'_> {
         let raw = &r.value;
         let mut p = RetryPolicy::default();
         if let Some(a) = &raw.attempts {
-            if a.value < 1 || a.value > 1000 {
+            if !syntax::ATTEMPTS.contains(&a.value) {
                 self.err(
                     Code::InvalidRetry,
                     a.span,
-                    format!("`{key}.attempts` must be between 1 and 1000, found {}", a.value),
+                    format!(
+                        "`{key}.attempts` must be between {} and {}, found {}",
+                        syntax::ATTEMPTS.start(),
+                        syntax::ATTEMPTS.end(),
+                        a.value
+                    ),
                 )
                 .help = Some("`attempts` counts every try, the first included: 1 means no retry".into());
             } else {
@@ -315,11 +325,16 @@ impl Validator<'_> {
             p.delay = d;
         }
         if let Some(b) = &raw.backoff {
-            if !(b.value >= 1.0 && b.value <= 100.0) {
+            if !syntax::BACKOFF.contains(&b.value) {
                 self.err(
                     Code::InvalidRetry,
                     b.span,
-                    format!("`{key}.backoff` must be between 1.0 and 100.0, found {}", b.value),
+                    format!(
+                        "`{key}.backoff` must be between {:.1} and {:.1}, found {}",
+                        syntax::BACKOFF.start(),
+                        syntax::BACKOFF.end(),
+                        b.value
+                    ),
                 )
                 .help =
                     Some("the delay is multiplied by `backoff` after each try; 1.0 keeps it constant".into());
@@ -347,7 +362,7 @@ impl Validator<'_> {
         p.jitter = raw.jitter.unwrap_or(false);
         if let Some(codes) = &raw.on_exit_codes {
             for c in &codes.value {
-                if (0..=255).contains(c) {
+                if syntax::EXIT_CODES.contains(c) {
                     p.on_exit_codes.push(*c as i32);
                 } else {
                     self.err(
@@ -355,7 +370,11 @@ impl Validator<'_> {
                         codes.span,
                         format!("`{key}.on-exit-codes` has {c}, which is not an exit code"),
                     )
-                    .help = Some("exit codes are between 0 and 255".into());
+                    .help = Some(format!(
+                        "exit codes are between {} and {}",
+                        syntax::EXIT_CODES.start(),
+                        syntax::EXIT_CODES.end()
+                    ));
                 }
             }
         }

@@ -156,29 +156,23 @@ pub fn is_runbook_text(text: &str) -> bool {
     text.parse::<toml::Table>().is_ok_and(|t| t.get("runbook").is_some_and(toml::Value::is_table))
 }
 
-/// `^[a-z][a-z0-9_]*$`: step, param, output, precondition and escalation ids.
+/// Step, param, output, precondition and escalation ids ([`syntax::ID`]).
 fn is_id(s: &str) -> bool {
-    let mut bytes = s.bytes();
-    bytes.next().is_some_and(|b| b.is_ascii_lowercase())
-        && bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    syntax::ID.matches(s)
 }
 
-/// `^[A-Za-z_][A-Za-z0-9_]*$`: secret and environment variable names.
+/// Secret and environment variable names ([`syntax::ENV_NAME`]).
 fn is_env_name(s: &str) -> bool {
-    let mut bytes = s.bytes();
-    bytes.next().is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
-        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    syntax::ENV_NAME.matches(s)
 }
 
-/// `^[a-z][a-z0-9_-]*$`: runbook names.
+/// Runbook names ([`syntax::RUNBOOK_NAME`]).
 fn is_runbook_name(s: &str) -> bool {
-    let mut bytes = s.bytes();
-    bytes.next().is_some_and(|b| b.is_ascii_lowercase())
-        && bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+    syntax::RUNBOOK_NAME.matches(s)
 }
 
 const DEFAULT_SHELL: [&str; 5] = ["bash", "-e", "-o", "pipefail", "-c"];
-const HTTP_METHODS: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
+use crate::syntax::{self, HTTP_METHODS};
 const HTTP_OUTPUTS: [&str; 5] = ["status", "headers", "body", "json", "latency_ms"];
 const SQL_OUTPUTS: [&str; 2] = ["rows", "rows_affected"];
 /// minijinja's global functions: names a template may call that are not variables.
