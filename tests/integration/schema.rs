@@ -545,6 +545,11 @@ fn generated_corpus() -> Vec<String> {
     ] {
         out.push(step(&format!("http = {{ url = \"http://127.0.0.1:1/\", method = \"{m}\" }}")));
     }
+    for m in ["GET", "head", "Head", "POST", "delete", "options"] {
+        let http = format!("http = {{ url = \"http://127.0.0.1:1/\", method = \"{m}\" }}");
+        out.push(format!("{base}[preconditions.p]\n{http}\n[steps.a]\nrun = \"true\"\n"));
+        out.push(step(&format!("run = \"true\"\npreconditions = {{ p = {{ {http} }} }}")));
+    }
     for s in [99, 100, 200, 204, 404, 599, 600, 0, -1] {
         out.push(step(&format!("http = {{ url = \"http://127.0.0.1:1/\", expect-status = [200, {s}] }}")));
     }

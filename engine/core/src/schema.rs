@@ -250,15 +250,31 @@ fn refine(root: &mut Map<String, Value>) {
     if let Some(d) = defs.get_mut("RawHttp").and_then(Value::as_object_mut) {
         d.insert("not".into(), json!({ "required": syntax::HTTP_BODIES }));
     }
-    // Kinds whose outputs are fixed declare none (`outputs = []` is accepted).
-    for (def, kinds) in [("RawStep", syntax::FIXED_OUTPUT_KINDS), ("RawAction", syntax::FIXED_OUTPUT_KINDS)] {
+    // Kinds whose outputs are fixed declare none (`outputs = []` is accepted); a `runbook`
+    // step has no `retry` or `timeout` of its own.
+    for def in ["RawStep", "RawAction"] {
         if let Some(d) = defs.get_mut(def).and_then(Value::as_object_mut) {
-            let deps: Map<String, Value> = kinds
+            let mut deps: Map<String, Value> = syntax::FIXED_OUTPUT_KINDS
                 .iter()
                 .map(|k| (k.to_string(), json!({ "properties": { "outputs": { "maxItems": 0 } } })))
                 .collect();
+            if def == "RawStep" {
+                let refused: Map<String, Value> =
+                    syntax::NOT_ON_INCLUDE.iter().map(|k| (k.to_string(), Value::Bool(false))).collect();
+                deps.insert("runbook".into(), json!({ "properties": refused }));
+            }
             d.insert("dependencies".into(), Value::Object(deps));
         }
+    }
+    // A precondition only reads: its request is a GET or a HEAD.
+    if let Some(http) = defs
+        .get_mut("RawPrecondition")
+        .and_then(|d| d.get_mut("properties"))
+        .and_then(|p| p.get_mut("http"))
+        .and_then(Value::as_object_mut)
+    {
+        let read = syntax::methods_pattern(&syntax::READ_METHODS);
+        http.insert("properties".into(), json!({ "method": { "pattern": read } }));
     }
     // The lock's reserved namespace.
     if let Some(lock) = defs

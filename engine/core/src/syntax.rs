@@ -114,9 +114,17 @@ pub fn estimate_pattern() -> String {
 /// The HTTP methods an `http` step may use (any case).
 pub const HTTP_METHODS: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
 
+/// The HTTP methods a precondition may use: it only reads.
+pub const READ_METHODS: [&str; 2] = ["GET", "HEAD"];
+
 /// The pattern of an HTTP method, in any case as the validator reads it (`get`, `Get`, `GET`).
 pub fn http_method_pattern() -> String {
-    let any_case: Vec<String> = HTTP_METHODS
+    methods_pattern(&HTTP_METHODS)
+}
+
+/// The pattern of one of `methods`, in any case.
+pub fn methods_pattern(methods: &[&str]) -> String {
+    let any_case: Vec<String> = methods
         .iter()
         .map(|m| {
             m.chars().map(|c| format!("[{}{}]", c.to_ascii_uppercase(), c.to_ascii_lowercase())).collect()
@@ -146,6 +154,8 @@ pub const FIXED_OUTPUT_KINDS: &[&str] = &["http", "sql", "approval", "notify"];
 /// What a `finally` step may not have: it runs while the run ends, so nothing there waits
 /// for people, runs a whole other runbook, or is compensated.
 pub const NOT_IN_FINALLY: &[&str] = &["approval", "runbook", "compensate"];
+/// What a `runbook` step may not have: an include is not retried or timed as a whole.
+pub const NOT_ON_INCLUDE: &[&str] = &["retry", "timeout"];
 /// Parameter types, with the JSON type of their values (a `number` takes integers too).
 pub const PARAM_TYPES: &[(&str, &str)] =
     &[("string", "string"), ("integer", "integer"), ("number", "number"), ("boolean", "boolean")];
@@ -408,6 +418,10 @@ mod tests {
         }
         for s in ["", "TRACE", "CONNECT", "GETS", " GET", "GET ", "G", "get\n", "ǴET"] {
             assert_eq!(re.is_match(s), HTTP_METHODS.contains(&s.to_ascii_uppercase().as_str()), "{s:?}");
+        }
+        let read = Regex::new(&methods_pattern(&READ_METHODS)).expect("the pattern compiles");
+        for m in HTTP_METHODS.iter().flat_map(|m| [m.to_string(), m.to_lowercase()]) {
+            assert_eq!(read.is_match(&m), READ_METHODS.contains(&m.to_ascii_uppercase().as_str()), "{m}");
         }
     }
 }

@@ -110,8 +110,7 @@ impl Validator<'_> {
                 other => other,
             });
             if let (Some(Action::Http(h)), Some(raw)) = (&action, &r.http)
-                && h.method != "GET"
-                && h.method != "HEAD"
+                && !crate::syntax::READ_METHODS.contains(&h.method.as_str())
             {
                 let span = raw.value.method.as_ref().map_or(raw.span, |m| m.span);
                 self.err(
