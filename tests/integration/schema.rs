@@ -610,3 +610,93 @@ fn generated_corpus() -> Vec<String> {
     out.push(format!("{base}[secrets.S]\nfile = \"s\"\nfirst-line = true\n[steps.a]\nrun = \"true\"\n"));
     out
 }
+
+/// Walk every subschema of `schema` (objects under keywords that hold schemas).
+fn subschemas<'a>(
+    schema: &'a serde_json::Value,
+    out: &mut Vec<&'a serde_json::Map<String, serde_json::Value>>,
+) {
+    let Some(map) = schema.as_object() else { return };
+    out.push(map);
+    for (key, value) in map {
+        match key.as_str() {
+            "properties" | "definitions" | "dependencies" => {
+                for sub in value.as_object().into_iter().flat_map(|m| m.values()) {
+                    subschemas(sub, out);
+                }
+            }
+            "allOf" | "anyOf" | "oneOf" => {
+                for sub in value.as_array().into_iter().flatten() {
+                    subschemas(sub, out);
+                }
+            }
+            "items" | "additionalProperties" | "propertyNames" | "not" | "if" | "then" | "else" => {
+                subschemas(value, out)
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Editors read the schema with their own validator (Taplo: the `jsonschema` crate, draft-04
+/// to draft-07; VS Code's JSON language service for `.json`): the schema is valid draft-07,
+/// uses only draft-07 keywords, ECMA-262 patterns without flags or lookaround, and every
+/// table is closed, as the parser refuses unknown keys everywhere.
+#[test]
+fn the_schema_is_plain_draft_07_that_every_editor_reads() {
+    let schema = schema();
+    assert!(jsonschema::draft7::meta::is_valid(&schema), "not a valid draft-07 schema");
+    jsonschema::draft7::new(&schema).expect("compiles as draft-07");
+    let keywords = [
+        "$schema",
+        "$id",
+        "$ref",
+        "title",
+        "description",
+        "default",
+        "type",
+        "properties",
+        "additionalProperties",
+        "required",
+        "definitions",
+        "items",
+        "enum",
+        "const",
+        "format",
+        "pattern",
+        "propertyNames",
+        "minimum",
+        "maximum",
+        "minItems",
+        "maxItems",
+        "uniqueItems",
+        "allOf",
+        "anyOf",
+        "oneOf",
+        "not",
+        "if",
+        "then",
+        "else",
+        "dependencies",
+    ];
+    let mut all = Vec::new();
+    subschemas(&schema, &mut all);
+    assert!(all.len() > 150, "only {} subschemas", all.len());
+    for sub in &all {
+        for key in sub.keys() {
+            assert!(keywords.contains(&key.as_str()), "keyword `{key}` is not plain draft-07: {sub:?}");
+        }
+        if let Some(p) = sub.get("pattern").and_then(|p| p.as_str()) {
+            // (`jsonschema::draft7::new` above compiled it, with ECMA-262 semantics.)
+            let groups_ok = p.match_indices("(?").all(|(i, _)| p[i..].starts_with("(?:"));
+            assert!(groups_ok && !p.contains("\\p") && !p.contains("\\A"), "{p} is not plain ECMA-262");
+        }
+        if sub.contains_key("properties") && sub.get("type") == Some(&serde_json::Value::from("object")) {
+            assert_eq!(
+                sub.get("additionalProperties"),
+                Some(&serde_json::Value::Bool(false)),
+                "open table: {sub:?}"
+            );
+        }
+    }
+}
