@@ -7,7 +7,7 @@ use runbook_core::{Code, Source};
 use crate::support::{files, relative, root};
 
 /// Fenced blocks of a markdown file: (info string, first line number, body).
-fn blocks(text: &str) -> Vec<(String, usize, String)> {
+pub fn blocks(text: &str) -> Vec<(String, usize, String)> {
     let mut out = Vec::new();
     let mut current: Option<(String, usize, String)> = None;
     for (n, line) in text.lines().enumerate() {

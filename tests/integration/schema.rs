@@ -395,23 +395,9 @@ fn what_check_accepts_the_schema_accepts() {
     }
     for page in files(&root().join("book/src"), ".md") {
         let text = std::fs::read_to_string(&page).expect("page");
-        // Fenced blocks: (info string, body); only complete runbooks (```toml) count.
-        let mut block: Option<(String, String)> = None;
-        for line in text.lines() {
-            let fence = line.trim_start().strip_prefix("```");
-            match (fence, block.take()) {
-                (Some(info), None) => block = Some((info.trim().to_string(), String::new())),
-                (Some(_), Some((info, body))) => {
-                    if info == "toml" {
-                        texts.push((relative(&page), body));
-                    }
-                }
-                (None, Some((info, mut body))) => {
-                    body.push_str(line);
-                    body.push('\n');
-                    block = Some((info, body));
-                }
-                (None, None) => {}
+        for (info, line, body) in crate::book::blocks(&text) {
+            if info == "toml" {
+                texts.push((format!("{}:{line}", relative(&page)), body));
             }
         }
     }
