@@ -580,6 +580,13 @@ fn generated_corpus() -> Vec<String> {
             out.push(step(&format!("run = \"true\"\ncompensate = {{ {k}, outputs = {outputs} }}")));
         }
     }
+    // Keys that only some kinds read (`shell` by `run`) are accepted, empty or not, on others.
+    for k in &kinds {
+        for shell in ["[]", "[\"\"]", "[\"sh\", \"-c\"]"] {
+            out.push(step(&format!("{k}\nshell = {shell}")));
+            out.push(step(&format!("run = \"true\"\ncompensate = {{ {k}, shell = {shell} }}")));
+        }
+    }
     for lock in ["run:x", "runs:x", "x-run:", "RUN:x", "run", "db-{{ runbook.name }}"] {
         out.push(format!("{base}lock = \"{lock}\"\n[steps.a]\nrun = \"true\"\n"));
     }

@@ -194,14 +194,12 @@ fn refine(root: &mut Map<String, Value>) {
         ("RawAction", "outputs", Rule::Unique),
         ("RawStep", "cmd", Rule::NotEmpty),
         ("RawStep", "env", env()),
-        ("RawStep", "shell", Rule::NotEmpty),
         ("RawStep", "outputs", ids()),
         ("RawStep", "timeout", limit()),
         ("RawStep", "preconditions", id()),
         ("RawStep", "estimate", estimate()),
         ("RawAction", "cmd", Rule::NotEmpty),
         ("RawAction", "env", env()),
-        ("RawAction", "shell", Rule::NotEmpty),
         ("RawAction", "timeout", limit()),
         ("RawAction", "outputs", ids()),
         ("RawHttp", "method", Rule::Pattern(syntax::http_method_pattern())),
@@ -251,13 +249,15 @@ fn refine(root: &mut Map<String, Value>) {
         d.insert("not".into(), json!({ "required": syntax::HTTP_BODIES }));
     }
     // Kinds whose outputs are fixed declare none (`outputs = []` is accepted); a `runbook`
-    // step has no `retry` or `timeout` of its own.
+    // step has no `retry` or `timeout` of its own; a `run`'s `shell` is not empty.
     for def in ["RawStep", "RawAction"] {
         if let Some(d) = defs.get_mut(def).and_then(Value::as_object_mut) {
             let mut deps: Map<String, Value> = syntax::FIXED_OUTPUT_KINDS
                 .iter()
                 .map(|k| (k.to_string(), json!({ "properties": { "outputs": { "maxItems": 0 } } })))
                 .collect();
+            // Only a `run` reads `shell` (the validator ignores it on other kinds).
+            deps.insert("run".into(), json!({ "properties": { "shell": { "minItems": 1 } } }));
             if def == "RawStep" {
                 let refused: Map<String, Value> =
                     syntax::NOT_ON_INCLUDE.iter().map(|k| (k.to_string(), Value::Bool(false))).collect();
