@@ -465,6 +465,12 @@ fn generated_corpus() -> Vec<String> {
         "1M",
         "100y",
         "101y",
+        // Whitespace where regex engines differ (U+0085 is whitespace to humantime, U+FEFF is not).
+        "1\u{85}s",
+        "\u{85}1s",
+        "\u{feff}1s",
+        "1\u{a0}h",
+        "\u{3000}2m",
         "99999999999999999999s",
         "0.1M",
         "5",

@@ -93,11 +93,18 @@ pub const DURATION_UNITS: &[&str] = &[
     "weeks", "week", "wks", "wk", "w", "months", "month", "M", "years", "year", "yrs", "yr", "y",
 ];
 
-/// One duration as humantime reads it once trimmed: `0`, or numbers (digits, an optional
-/// fraction, spaces allowed between digits) each followed by a unit.
+/// Whitespace as humantime and `str::trim` see it (`char::is_whitespace`, Unicode's
+/// White_Space), spelled out: `\s` differs between regex engines (ECMA-262's has U+FEFF and
+/// lacks U+0085), and an editor's engine must not refuse what the validator reads.
+const WHITESPACE: &str = r"[\t\n\u000B\f\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]";
+
+/// One duration as humantime reads it once trimmed: `0`, or numbers (ASCII digits, an
+/// optional fraction, spaces allowed between digits) each followed by a unit.
 fn duration_body() -> String {
     let units = DURATION_UNITS.join("|");
-    format!(r"\s*(?:0|(?:\d[\d\s]*(?:\.\s*\d[\d\s]*)?(?:{units})\s*)+)\s*")
+    let (w, d) = (WHITESPACE, "[0-9]");
+    let digits_or_space = format!("(?:{d}|{w})*");
+    format!(r"{w}*(?:0|(?:{d}{digits_or_space}(?:\.{w}*{d}{digits_or_space})?(?:{units}){w}*)+){w}*")
 }
 
 /// The pattern of a duration (`"30s"`, `"1h 30m"`).
