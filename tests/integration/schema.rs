@@ -735,3 +735,47 @@ fn the_schema_is_plain_draft_07_that_every_editor_reads() {
         }
     }
 }
+
+/// The duration pattern through the real JSON Schema validator (ECMA-262 regexes) against
+/// `check` (humantime over the trimmed text): every string of up to four characters over an
+/// alphabet of digits, units, a dot and whitespace that regex engines disagree on. The schema
+/// refuses exactly what `check` refuses, except numbers humantime cannot hold.
+#[test]
+fn the_schema_reads_durations_as_check_does_through_the_real_validator() {
+    use runbook_core::validate::{self, NoIncludes};
+    let validator = jsonschema::validator_for(&schema()).expect("schema compiles");
+    let alphabet = ['1', '0', ' ', '.', 's', 'm', '\u{85}', '\u{feff}', '\u{a0}', '\t'];
+    let mut layer = vec![String::new()];
+    let mut corpus = Vec::new();
+    for _ in 0..4 {
+        layer = layer.iter().flat_map(|s| alphabet.iter().map(move |c| format!("{s}{c}"))).collect();
+        corpus.extend(layer.iter().cloned());
+    }
+    let toml_string = |s: &str| -> String {
+        s.chars()
+            .map(|c| {
+                if c.is_control() || c == '"' || c == '\\' {
+                    format!("\\u{:04X}", c as u32)
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect()
+    };
+    let (mut both, mut neither) = (0, 0);
+    for d in &corpus {
+        let text = format!(
+            "[runbook]\nname = \"d\"\n[steps.a]\nrun = \"true\"\nretry = {{ delay = \"{}\" }}\n",
+            toml_string(d)
+        );
+        let checked = validate::check(runbook_core::Source::new("d.toml", text.clone()), &NoIncludes);
+        let doc = serde_json::to_value(toml::from_str::<toml::Table>(&text).expect("TOML")).expect("JSON");
+        match (checked.has_errors(), validator.is_valid(&doc)) {
+            (false, true) => both += 1,
+            (true, false) => neither += 1,
+            (false, false) => panic!("{d:?}: `check` reads it, the schema refuses it"),
+            (true, true) => panic!("{d:?}: the schema accepts what `check` refuses"),
+        }
+    }
+    assert!(both > 500 && neither > 5000, "{both} read by both, {neither} by neither");
+}
