@@ -8,6 +8,9 @@
 //! Rules that hold for every shape here: keys are kebab-case, unknown keys are refused
 //! (`deny_unknown_fields`), no `flatten` and no `untagged` (both ruin error messages), and
 //! durations are humantime strings kept as text until validation parses them with a span.
+//! The schemars attributes (patterns, ranges, non-empty lists) read [`crate::syntax`], the
+//! definitions the validator checks with; what spans a table is added by
+//! [`crate::schema::Refine`].
 
 use std::collections::BTreeMap;
 
@@ -77,6 +80,7 @@ pub struct RawReport {
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct RawMeta {
     /// Machine name of the runbook (`^[a-z][a-z0-9_-]*$`).
+    #[schemars(regex(pattern = crate::syntax::RUNBOOK_NAME.pattern()))]
     pub name: SpannedString,
     /// One-line human title.
     #[serde(default)]
@@ -86,9 +90,11 @@ pub struct RawMeta {
     pub description: Option<String>,
     /// Expected duration: a duration (`"5m"`) or a range (`"30m..60m"`). Shown in plans.
     #[serde(default)]
+    #[schemars(regex(pattern = crate::syntax::estimate_pattern()))]
     pub estimate: Option<SpannedString>,
     /// Steps in flight at once (default: the number of CPUs).
     #[serde(default)]
+    #[schemars(range(min = *crate::syntax::MAX_PARALLEL.start(), max = *crate::syntax::MAX_PARALLEL.end()))]
     pub max_parallel: Option<Spanned<i64>>,
     /// Lock name, a template over `params` and `runbook`: at most one live run per rendered name.
     #[serde(default)]
@@ -126,6 +132,7 @@ pub struct RawParam {
     /// The allowed values.
     #[serde(default, rename = "enum")]
     #[schemars(with = "Option<Vec<serde_json::Value>>")]
+    #[schemars(length(min = 1))]
     pub allowed: Option<Spanned<Vec<toml::Value>>>,
     /// A regular expression a string value must match (whole value: anchor it yourself).
     #[serde(default)]
@@ -148,6 +155,7 @@ pub struct RawSecret {
     pub first_line: Option<Spanned<bool>>,
     /// Run this command (argv, no shell) and take its standard output.
     #[serde(default)]
+    #[schemars(length(min = 1))]
     pub command: Option<Spanned<Vec<String>>>,
     /// What the secret is for.
     #[serde(default)]
@@ -160,12 +168,14 @@ pub struct RawSecret {
 pub struct RawDefaults {
     /// Default step timeout (humantime, e.g. `"10m"`).
     #[serde(default)]
+    #[schemars(regex(pattern = crate::syntax::duration_pattern()))]
     pub timeout: Option<SpannedString>,
     /// Default retry policy.
     #[serde(default)]
     pub retry: Option<Box<Spanned<RawRetry>>>,
     /// Default shell for `run` steps, as argv; the script is appended (default `["bash", "-c"]` with errexit and pipefail).
     #[serde(default)]
+    #[schemars(length(min = 1))]
     pub shell: Option<Spanned<Vec<String>>>,
     /// Default failure policy.
     #[serde(default)]
@@ -178,21 +188,26 @@ pub struct RawDefaults {
 pub struct RawRetry {
     /// Tries in all (at least 1; 1 means no retry).
     #[serde(default)]
+    #[schemars(range(min = *crate::syntax::ATTEMPTS.start(), max = *crate::syntax::ATTEMPTS.end()))]
     pub attempts: Option<Spanned<i64>>,
     /// Wait before the second try (humantime; default `"1s"`).
     #[serde(default)]
+    #[schemars(regex(pattern = crate::syntax::duration_pattern()))]
     pub delay: Option<SpannedString>,
     /// Multiplier applied to the delay after each try (at least 1.0; default 1.0).
     #[serde(default)]
+    #[schemars(range(min = *crate::syntax::BACKOFF.start(), max = *crate::syntax::BACKOFF.end()))]
     pub backoff: Option<Spanned<f64>>,
     /// Upper bound of the delay (humantime); must not be below `delay`.
     #[serde(default)]
+    #[schemars(regex(pattern = crate::syntax::duration_pattern()))]
     pub max_delay: Option<SpannedString>,
     /// Full jitter: wait a random time between zero and the computed delay.
     #[serde(default)]
     pub jitter: Option<bool>,
     /// Retry only when the step exits with one of these codes.
     #[serde(default)]
+    #[schemars(inner(range(min = *crate::syntax::EXIT_CODES.start(), max = *crate::syntax::EXIT_CODES.end())))]
     pub on_exit_codes: Option<Spanned<Vec<i64>>>,
 }
 
@@ -217,6 +232,7 @@ pub struct RawPrecondition {
     pub run: Option<SpannedString>,
     /// A command as argv, executed without a shell.
     #[serde(default)]
+    #[schemars(length(min = 1))]
     pub cmd: Option<Spanned<Vec<SpannedString>>>,
     /// An HTTP check.
     #[serde(default)]
@@ -235,6 +251,7 @@ pub struct RawPrecondition {
     pub dir: Option<SpannedString>,
     /// Time limit for the check (default `"1m"`).
     #[serde(default)]
+    #[schemars(regex(pattern = crate::syntax::duration_pattern()))]
     pub timeout: Option<SpannedString>,
 }
 
@@ -251,6 +268,7 @@ pub struct RawStep {
     pub description: Option<String>,
     /// Steps that must be satisfied first. Absent: the step declared before; `[]`: none.
     #[serde(default)]
+    #[schemars(inner(regex(pattern = crate::syntax::ID.pattern())))]
     pub needs: Option<Spanned<Vec<SpannedString>>>,
     /// An expression over `params` and earlier outputs; false => the step is skipped.
     #[serde(default)]
@@ -263,6 +281,7 @@ pub struct RawStep {
     pub run: Option<SpannedString>,
     /// Kind: a command as argv, executed without a shell.
     #[serde(default)]
+    #[schemars(length(min = 1))]
     pub cmd: Option<Spanned<Vec<SpannedString>>>,
     /// Kind: an HTTP request.
     #[serde(default)]
@@ -290,9 +309,11 @@ pub struct RawStep {
     pub shell: Option<Spanned<Vec<String>>>,
     /// Output names the step must produce (`key=value` lines written to `$RUNBOOK_OUTPUT`).
     #[serde(default)]
+    #[schemars(inner(regex(pattern = crate::syntax::ID.pattern())))]
     pub outputs: Option<Vec<SpannedString>>,
     /// Time limit of one attempt (humantime).
     #[serde(default)]
+    #[schemars(regex(pattern = crate::syntax::duration_pattern()))]
     pub timeout: Option<SpannedString>,
     /// Retry policy.
     #[serde(default)]
@@ -311,6 +332,7 @@ pub struct RawStep {
     pub preconditions: Option<Box<BTreeMap<String, RawPrecondition>>>,
     /// Expected duration of the step: a duration or a range. Used for the critical path.
     #[serde(default)]
+    #[schemars(regex(pattern = crate::syntax::estimate_pattern()))]
     pub estimate: Option<SpannedString>,
 }
 
@@ -323,6 +345,7 @@ pub struct RawAction {
     pub run: Option<SpannedString>,
     /// A command as argv, executed without a shell.
     #[serde(default)]
+    #[schemars(length(min = 1))]
     pub cmd: Option<Spanned<Vec<SpannedString>>>,
     /// An HTTP request.
     #[serde(default)]
@@ -344,6 +367,7 @@ pub struct RawAction {
     pub shell: Option<Spanned<Vec<String>>>,
     /// Time limit of one attempt.
     #[serde(default)]
+    #[schemars(regex(pattern = crate::syntax::duration_pattern()))]
     pub timeout: Option<SpannedString>,
     /// Retry policy of the compensation.
     #[serde(default)]
@@ -353,6 +377,7 @@ pub struct RawAction {
     pub idempotent: Option<bool>,
     /// Output names the compensation writes to `$RUNBOOK_OUTPUT` (`run`/`cmd` only); journaled with its success.
     #[serde(default)]
+    #[schemars(inner(regex(pattern = crate::syntax::ID.pattern())))]
     pub outputs: Option<Vec<SpannedString>>,
 }
 
@@ -362,6 +387,7 @@ pub struct RawAction {
 pub struct RawHttp {
     /// GET (default), HEAD, POST, PUT, PATCH, DELETE or OPTIONS.
     #[serde(default)]
+    #[schemars(regex(pattern = crate::syntax::http_method_pattern()))]
     pub method: Option<SpannedString>,
     /// The URL (a template; path and query values are percent-encoded).
     pub url: SpannedString,
@@ -380,9 +406,11 @@ pub struct RawHttp {
     pub json: Option<Spanned<toml::Value>>,
     /// Accepted status codes (default: any 2xx).
     #[serde(default)]
+    #[schemars(inner(range(min = *crate::syntax::HTTP_STATUS.start(), max = *crate::syntax::HTTP_STATUS.end())))]
     pub expect_status: Option<Spanned<Vec<i64>>>,
     /// The answer must arrive within this time (humantime).
     #[serde(default)]
+    #[schemars(regex(pattern = crate::syntax::duration_pattern()))]
     pub max_latency: Option<SpannedString>,
     /// An expression over `status`, `headers`, `body`, `json`, `latency_ms` that must be true.
     #[serde(default)]
@@ -392,6 +420,7 @@ pub struct RawHttp {
     pub ca_file: Option<SpannedString>,
     /// Client-side limit for the whole request (humantime).
     #[serde(default)]
+    #[schemars(regex(pattern = crate::syntax::duration_pattern()))]
     pub request_timeout: Option<SpannedString>,
 }
 
@@ -433,12 +462,14 @@ pub struct RawApproval {
     pub approvers: Option<Vec<String>>,
     /// Approvals needed (default 1).
     #[serde(default)]
+    #[schemars(range(min = *crate::syntax::MIN_APPROVALS.start(), max = *crate::syntax::MIN_APPROVALS.end()))]
     pub min_approvals: Option<Spanned<i64>>,
     /// May the operator who started the run approve it (default: false when `approvers` is set).
     #[serde(default)]
     pub allow_self_approval: Option<bool>,
     /// How long to wait for a decision (humantime).
     #[serde(default)]
+    #[schemars(regex(pattern = crate::syntax::duration_pattern()))]
     pub timeout: Option<SpannedString>,
 }
 
@@ -477,6 +508,7 @@ pub struct RawInclude {
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct RawEscalation {
     /// Time since the run started (humantime).
+    #[schemars(regex(pattern = crate::syntax::duration_pattern()))]
     pub after: SpannedString,
     /// The notification to send, once.
     pub notify: Spanned<RawNotify>,

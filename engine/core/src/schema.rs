@@ -32,13 +32,16 @@ pub fn schema_json() -> &'static Value {
     })
 }
 
-/// The validator's rules that a JSON Schema can state, added to the schema schemars derives
-/// from the serde shapes: exactly one kind per unit (and the other "exactly one of" pairs),
-/// the syntax of names and durations, the HTTP methods, the ranges of numbers, non-empty
-/// lists, and enums as plain `enum`s (whose editor message lists the allowed values). Every
-/// pattern and bound comes from [`crate::syntax`], the definitions the validator checks with.
-/// Rules that need more than one place of the file (needs, cycles, templates, secrets in
-/// text...) stay with the validator alone.
+/// The validator's rules that a JSON Schema can state and schemars attributes cannot, added to
+/// the schema schemars derives from the serde shapes. The shapes' attributes (`raw.rs`) give
+/// each field its pattern (names, durations, HTTP methods), range and non-empty lists; this
+/// transform adds what spans a table: exactly one kind per unit (and the other "exactly one
+/// of" sets), the names of a table's keys, non-zero bounds, unique lists, keys that depend on
+/// others, a parameter's values following its type, what a `finally` step may not have, and
+/// enums as plain `enum`s (whose editor message lists the allowed values). Every pattern and
+/// bound comes from [`crate::syntax`], the definitions the validator checks with. Rules that
+/// need more than one place of the file (needs, cycles, templates, secrets in text...) stay
+/// with the validator alone.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Refine;
 
@@ -50,16 +53,9 @@ impl Transform for Refine {
     }
 }
 
-/// What one property of a definition must also satisfy.
+/// What one property of a definition must also satisfy, beyond the schemars attributes of
+/// its field.
 enum Rule {
-    /// A string matching this pattern.
-    Pattern(String),
-    /// A number in this range.
-    Range(f64, f64),
-    /// An array of at least one element.
-    NotEmpty,
-    /// Every element of an array matches (a string pattern, or a number range).
-    Items(Box<Rule>),
     /// Every key of a table matches this pattern.
     Keys(String),
     /// A duration that bounds something, where zero is refused (`Validator::limit`): a
@@ -72,26 +68,10 @@ enum Rule {
 impl Rule {
     fn apply(&self, to: &mut Map<String, Value>) {
         match self {
-            Rule::Pattern(p) => {
-                to.insert("pattern".into(), Value::String(p.clone()));
-            }
-            Rule::Range(lo, hi) => {
-                to.insert("minimum".into(), number(*lo));
-                to.insert("maximum".into(), number(*hi));
-            }
-            Rule::NotEmpty => {
-                to.insert("minItems".into(), Value::from(1));
-            }
-            Rule::Items(rule) => {
-                if let Some(items) = to.get_mut("items").and_then(Value::as_object_mut) {
-                    rule.apply(items);
-                }
-            }
             Rule::Keys(p) => {
                 to.insert("propertyNames".into(), json!({ "pattern": p }));
             }
             Rule::Limit => {
-                Rule::Pattern(syntax::duration_pattern()).apply(to);
                 to.insert("not".into(), json!({ "pattern": "^[^1-9]*$" }));
             }
             Rule::Unique => {
@@ -127,23 +107,11 @@ fn no_null(schema: &mut Map<String, Value>) {
     }
 }
 
-/// A bound as JSON: an integer when it is one, so `1` reads `1` and not `1.0`.
-fn number(x: f64) -> Value {
-    if x.fract() == 0.0 && x.abs() < 1e15 { Value::from(x as i64) } else { Value::from(x) }
-}
-
-fn range(r: &std::ops::RangeInclusive<i64>) -> Rule {
-    Rule::Range(*r.start() as f64, *r.end() as f64)
-}
-
 fn refine(root: &mut Map<String, Value>) {
     no_null(root);
     let id = || Rule::Keys(syntax::ID.pattern());
-    let ids = || Rule::Items(Box::new(Rule::Pattern(syntax::ID.pattern())));
     let env = || Rule::Keys(syntax::ENV_NAME.pattern());
-    let duration = || Rule::Pattern(syntax::duration_pattern());
     let limit = || Rule::Limit;
-    let estimate = || Rule::Pattern(syntax::estimate_pattern());
     let top: [(&str, Rule); 6] = [
         ("params", id()),
         ("secrets", env()),
@@ -172,42 +140,24 @@ fn refine(root: &mut Map<String, Value>) {
         finally.insert("allOf".into(), Value::Array(vec![Value::Object(step)]));
         finally.insert("properties".into(), Value::Object(refused));
     }
+    // Patterns, ranges and non-empty lists of single fields are schemars attributes on the
+    // serde shapes (`raw.rs`, from the same `syntax` definitions); what needs the names of a
+    // table's keys, a duration's non-zero value or uniqueness is stated here.
     let rules: Vec<(&str, &str, Rule)> = vec![
-        ("RawMeta", "name", Rule::Pattern(syntax::RUNBOOK_NAME.pattern())),
-        ("RawMeta", "estimate", estimate()),
-        ("RawMeta", "max-parallel", range(&syntax::MAX_PARALLEL)),
         ("RawDefaults", "timeout", limit()),
-        ("RawDefaults", "shell", Rule::NotEmpty),
-        ("RawRetry", "attempts", range(&syntax::ATTEMPTS)),
-        ("RawRetry", "delay", duration()),
-        ("RawRetry", "backoff", Rule::Range(*syntax::BACKOFF.start(), *syntax::BACKOFF.end())),
-        ("RawRetry", "max-delay", duration()),
-        ("RawRetry", "on-exit-codes", Rule::Items(Box::new(range(&syntax::EXIT_CODES)))),
-        ("RawParam", "enum", Rule::NotEmpty),
-        ("RawSecret", "command", Rule::NotEmpty),
-        ("RawPrecondition", "cmd", Rule::NotEmpty),
         ("RawPrecondition", "env", env()),
         ("RawPrecondition", "timeout", limit()),
-        ("RawStep", "needs", ids()),
         ("RawStep", "needs", Rule::Unique),
         ("RawStep", "outputs", Rule::Unique),
         ("RawAction", "outputs", Rule::Unique),
-        ("RawStep", "cmd", Rule::NotEmpty),
         ("RawStep", "env", env()),
-        ("RawStep", "outputs", ids()),
         ("RawStep", "timeout", limit()),
         ("RawStep", "preconditions", id()),
-        ("RawStep", "estimate", estimate()),
-        ("RawAction", "cmd", Rule::NotEmpty),
         ("RawAction", "env", env()),
         ("RawAction", "timeout", limit()),
-        ("RawAction", "outputs", ids()),
-        ("RawHttp", "method", Rule::Pattern(syntax::http_method_pattern())),
-        ("RawHttp", "expect-status", Rule::Items(Box::new(range(&syntax::HTTP_STATUS)))),
         ("RawHttp", "max-latency", limit()),
         ("RawHttp", "request-timeout", limit()),
         ("RawApproval", "inputs", id()),
-        ("RawApproval", "min-approvals", range(&syntax::MIN_APPROVALS)),
         ("RawApproval", "timeout", limit()),
         ("RawEscalation", "after", limit()),
     ];
