@@ -15,6 +15,7 @@ mod audit;
 mod book;
 mod check_rounds;
 mod checks_only_read;
+mod ci_review;
 mod cli_errors;
 mod cli_layers;
 mod compensate_doubt;
