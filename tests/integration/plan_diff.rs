@@ -271,3 +271,152 @@ fn two_plans_of_5000_steps_give_a_diff_proportional_to_what_changed() {
     assert!((all.stdout.len() as u64) < 2 * size, "{} bytes against a plan of {size}", all.stdout.len());
     assert_eq!(all.stdout.matches("+echo other ").count(), 5000);
 }
+
+/// The plan document of every shipped runbook (runbooks/ with their staging parameters,
+/// tests/fixtures/valid/ with theirs), as the binary prints it.
+fn shipped_plans() -> Vec<(String, serde_json::Value)> {
+    let mut out = Vec::new();
+    let mut add = |file: std::path::PathBuf, params: std::path::PathBuf| {
+        let rel = crate::support::relative(&file);
+        let mut args = vec!["plan".to_string(), rel.clone(), "--format".into(), "json".into()];
+        if params.exists() {
+            args.extend(["--params-file".into(), crate::support::relative(&params)]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let plan = crate::support::run(&args);
+        ok(&plan, 0);
+        out.push((rel, serde_json::from_str(&plan.stdout).expect("a plan document")));
+    };
+    for f in crate::support::files(&root().join("runbooks"), ".toml")
+        .into_iter()
+        .filter(|f| !f.starts_with(root().join("runbooks/params")))
+    {
+        let stem = f.file_stem().expect("stem").to_string_lossy().into_owned();
+        add(f.clone(), root().join(format!("runbooks/params/{stem}.staging.toml")));
+    }
+    for f in std::fs::read_dir(root().join("tests/fixtures/valid")).expect("dir").flatten().map(|e| e.path())
+    {
+        if f.extension().is_some_and(|e| e == "toml") {
+            let name = f.file_name().expect("name").to_string_lossy().into_owned();
+            add(f.clone(), root().join(format!("tests/fixtures/params/{name}")));
+        }
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+/// Every place in a JSON value (`/steps/3/retry/attempts`), the value first.
+fn places(v: &serde_json::Value, at: &str, out: &mut Vec<String>) {
+    out.push(at.to_string());
+    match v {
+        serde_json::Value::Object(o) => o.iter().for_each(|(k, v)| places(v, &format!("{at}/{k}"), out)),
+        serde_json::Value::Array(a) => {
+            a.iter().enumerate().for_each(|(i, v)| places(v, &format!("{at}/{i}"), out))
+        }
+        _ => {}
+    }
+}
+
+/// Another value of the same shape (a leaf changed; a list one item longer; an object one
+/// key more), so the document stays readable where it can.
+fn mutated(v: &serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match v {
+        Value::Null => Value::String("x".into()),
+        Value::Bool(b) => Value::Bool(!b),
+        Value::Number(n) => match n.as_u64() {
+            Some(n) => Value::from(n + 1),
+            None => Value::from(n.as_f64().unwrap_or(0.0) + 1.5),
+        },
+        Value::String(s) => Value::String(format!("{s}x")),
+        Value::Array(a) => {
+            let mut a = a.clone();
+            a.push(a.last().cloned().unwrap_or(Value::String("x".into())));
+            Value::Array(a)
+        }
+        Value::Object(o) => {
+            let mut o = o.clone();
+            o.insert("zz_added".into(), Value::String("x".into()));
+            Value::Object(o)
+        }
+    }
+}
+
+/// Promise 2, as a class: no change to a field of the plan document is invisible in the diff.
+/// Every place of every shipped runbook's plan is changed in turn (a leaf changed, a list
+/// made longer, a key added, a value removed); the diff must refuse the document (a value
+/// the engine would not read) or name the change: the step it is in, and the field. Only the
+/// top-level fields the diff lists as ignored (`IGNORED_TOP`, each with its reason) may change
+/// unseen.
+#[test]
+fn no_change_to_any_field_of_any_shipped_plan_is_invisible_in_the_diff() {
+    use runbook_core::render::diff::{IGNORED_TOP, StepChange, diff};
+    let mut checked = 0;
+    let mut refused = 0;
+    let mut silent = Vec::new();
+    for (name, doc) in shipped_plans() {
+        let mut all = Vec::new();
+        places(&doc, "", &mut all);
+        for place in all.iter().filter(|p| !p.is_empty()) {
+            let top = place.split('/').nth(1).unwrap_or("");
+            let ignored = IGNORED_TOP.iter().any(|(f, _)| *f == top) && top != "steps" && top != "finally";
+            let original = doc.pointer(place).expect("a place");
+            let mut variants = vec![mutated(original)];
+            // Removed (a key) or emptied (an item).
+            variants.push(serde_json::Value::Null);
+            for variant in variants {
+                let mut changed = doc.clone();
+                *changed.pointer_mut(place).expect("a place") = variant;
+                // `null`, `[]` and `{}` all say "nothing" (the diff's rule): one for another
+                // is no change.
+                let nothing = |v: &serde_json::Value| {
+                    v.is_null()
+                        || v.as_array().is_some_and(Vec::is_empty)
+                        || v.as_object().is_some_and(serde_json::Map::is_empty)
+                };
+                if changed == doc || (nothing(original) && nothing(changed.pointer(place).expect("a place")))
+                {
+                    continue;
+                }
+                checked += 1;
+                let Ok(d) = diff(&doc, &changed) else {
+                    refused += 1;
+                    continue;
+                };
+                if ignored {
+                    continue;
+                }
+                let mut parts = place.split('/').skip(1);
+                let section = parts.next().unwrap_or("");
+                let index: Option<usize> = parts.clone().next().and_then(|i| i.parse().ok());
+                let seen = if let Some(index) = index.filter(|_| section == "steps" || section == "finally") {
+                    parts.next();
+                    let id = doc[section][index]["id"].as_str().unwrap_or("").to_string();
+                    let field = parts.next().unwrap_or("");
+                    d.steps.iter().any(|s| match s {
+                        StepChange::Changed { step, changes } => {
+                            *step == id
+                                && changes.iter().any(|c| field.is_empty() || c.field.starts_with(field))
+                        }
+                        StepChange::Renamed { from, to, .. } => *from == id || to.starts_with(&id),
+                        StepChange::Added { step, .. } | StepChange::Removed { step, .. } => {
+                            step.starts_with(&id)
+                        }
+                    }) || (field.is_empty() && !d.is_empty())
+                } else if section == "steps" || section == "finally" {
+                    // The whole list.
+                    !d.is_empty()
+                } else {
+                    d.fields.iter().any(|c| c.field.starts_with(section))
+                };
+                if !seen {
+                    silent.push(format!("{name}: {place}"));
+                }
+            }
+        }
+    }
+    assert!(silent.is_empty(), "{} change(s) the diff does not name:\n{}", silent.len(), silent.join("\n"));
+    // The corpus is what it claims: thousands of places over every shipped runbook.
+    assert!(checked > 5_000, "{checked}");
+    eprintln!("{checked} changes checked, {refused} refused as unreadable documents");
+}

@@ -551,6 +551,11 @@ fn to_plan(doc: &Value, at: &str) -> Result<Plan, NotAPlan> {
     };
     let steps = list("steps")?;
     let finally = list("finally")?;
+    // Steps are matched by id: two steps of one id would hide one of them.
+    let mut seen = BTreeSet::new();
+    if let Some(s) = steps.iter().chain(finally.iter()).find(|s| !seen.insert(s.id.as_str())) {
+        return Err(NotAPlan(format!("step id `{}` appears twice in `{at}steps`/`{at}finally`", s.id)));
+    }
     let preconditions = checks(doc.get("preconditions"), &format!("{at}preconditions"))?;
     Ok(Plan {
         format_version: crate::plan::FORMAT_VERSION,
