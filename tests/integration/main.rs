@@ -44,6 +44,7 @@ mod options;
 mod peers;
 mod pinning;
 mod plan;
+mod plan_diff;
 mod plan_views;
 mod preflight;
 mod prompt_text;
