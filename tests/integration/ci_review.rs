@@ -120,8 +120,9 @@ fn repo_with_a_change() -> Repo {
 /// The comment with what differs between machines replaced: the abbreviated commit of the
 /// base and the engine's version.
 fn stable(comment: &str, repo: &Repo) -> String {
-    let base = repo.git(&["rev-parse", "--short=12", "main"]);
-    comment.replace(&base, "[base]").replace(env!("CARGO_PKG_VERSION"), "[version]")
+    let full = repo.git(&["rev-parse", "main"]);
+    let short = repo.git(&["rev-parse", "--short=12", "main"]);
+    comment.replace(&full, "[base]").replace(&short, "[base]").replace(env!("CARGO_PKG_VERSION"), "[version]")
 }
 
 #[test]
