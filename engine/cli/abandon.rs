@@ -64,7 +64,7 @@ pub fn abandon(args: AbandonArgs) -> CliResult {
         })?;
         match exit {
             Exit::Success | Exit::Failed => {}
-            Exit::Invalid | Exit::NeedsOperator | Exit::Interrupted => {
+            Exit::Invalid | Exit::NeedsOperator | Exit::Interrupted | Exit::Different => {
                 crate::output::errln!(
                     "run {} is not abandoned: its compensations are not settled (see above)",
                     args.run_id

@@ -41,8 +41,8 @@ pub enum Command {
     /// Show what a run would do, without doing any of it (a dry run).
     Plan {
         /// Runbook file.
-        #[arg(value_name = "FILE")]
-        file: PathBuf,
+        #[arg(value_name = "FILE", required_unless_present = "diff")]
+        file: Option<PathBuf>,
         /// A parameter value; repeatable. Wins over `--params-file`.
         #[arg(short = 'p', long = "param", value_name = "NAME=VALUE", value_parser = parse_param)]
         params: Vec<(String, String)>,
@@ -53,8 +53,22 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
         format: PlanFormat,
         /// Also write the pinned plan (JSON with file hashes and engine version) here.
-        #[arg(short = 'o', long = "out", value_name = "PLAN.json")]
+        #[arg(short = 'o', long = "out", value_name = "PLAN.json", conflicts_with = "against")]
         out: Option<PathBuf>,
+        /// Show what changed between two pinned plans (`-o`) instead: exit 0 when they are
+        /// equal, 1 when they differ (`--format text`, `markdown` or `json`).
+        #[arg(
+            long,
+            num_args = 2,
+            value_names = ["OLD.json", "NEW.json"],
+            conflicts_with_all = ["file", "against", "params", "params_file", "out"]
+        )]
+        diff: Option<Vec<PathBuf>>,
+        /// Show what changed since FILE as it was at this git revision (its includes and
+        /// params file read at REV too; the same parameters for both): exit 0 when equal, 1
+        /// when different.
+        #[arg(long, value_name = "REV", requires = "file", value_parser = revision)]
+        against: Option<String>,
     },
     /// Run a runbook: steps, retries, timeouts, compensations; every transition journaled.
     Run {
@@ -425,6 +439,19 @@ pub struct Decisions {
     /// reveals the cut.
     #[arg(long, value_name = "HASH")]
     pub expect_hash: Option<String>,
+}
+
+/// `--against REV`: a git revision, never an option or a control character (it is handed
+/// to git as an argument of its own, after `--end-of-options`).
+fn revision(rev: &str) -> Result<String, String> {
+    if rev.is_empty() || rev.starts_with('-') || rev.chars().any(char::is_control) {
+        Err(format!(
+            "`{}` is not a git revision: a revision names a commit, a branch or a tag, and never starts with `-`",
+            rev.escape_default()
+        ))
+    } else {
+        Ok(rev.to_string())
+    }
 }
 
 /// `ROLE=IDENTITY`.

@@ -18,8 +18,33 @@ pub fn run(cli: Cli) -> CliResult {
     identity::declare(cli.operator)?;
     match cli.command {
         Command::Check { files, format } => Ok(check(&files, format, color)),
-        Command::Plan { file, params, params_file, format, out } => {
-            plan_cmd(&file, &params, params_file.as_deref(), format, out.as_deref(), color)
+        Command::Plan { file, params, params_file, format, out, diff, against } => {
+            match (diff, file, against) {
+                (Some(pair), _, _) => match pair.as_slice() {
+                    [old, new] => crate::plan_diff::files(old, new, format),
+                    // clap takes exactly two.
+                    _ => {
+                        Err(CliError::Usage(Message::new("`--diff` takes two plan files: OLD.json NEW.json")))
+                    }
+                },
+                (None, Some(file), Some(rev)) => crate::plan_diff::against(
+                    crate::plan_diff::Against {
+                        file: &file,
+                        rev: &rev,
+                        params: &params,
+                        params_file: params_file.as_deref(),
+                    },
+                    format,
+                    color,
+                ),
+                (None, Some(file), None) => {
+                    plan_cmd(&file, &params, params_file.as_deref(), format, out.as_deref(), color)
+                }
+                // clap requires one of them.
+                (None, None, _) => {
+                    Err(CliError::Usage(Message::new("give a runbook file or `--diff OLD.json NEW.json`")))
+                }
+            }
         }
         Command::Submit { target, labels, yes, state } => queue::submit(
             queue::SubmitArgs { target: &target, labels: &labels, yes, state: state.state.as_deref() },

@@ -27,6 +27,8 @@ pub enum Exit {
     NeedsOperator,
     /// A run was interrupted (Ctrl-C, SIGTERM).
     Interrupted,
+    /// `plan --diff` / `plan --against`: the two plans differ.
+    Different,
 }
 
 impl Exit {
@@ -38,6 +40,7 @@ impl Exit {
             Exit::Invalid => exit::INVALID,
             Exit::NeedsOperator => exit::NEEDS_OPERATOR,
             Exit::Interrupted => exit::INTERRUPTED,
+            Exit::Different => exit::DIFFERENT,
         }
     }
 }

@@ -4,6 +4,8 @@
 pub const SUCCESS: u8 = 0;
 /// A run failed; its compensations ran, or none were needed.
 pub const FAILED: u8 = 1;
+/// `plan --diff` / `plan --against`: the two plans differ (as `diff` does; 0 when equal).
+pub const DIFFERENT: u8 = 1;
 /// The command line is wrong (clap exits with this code itself).
 pub const USAGE: u8 = 2;
 /// A runbook, a parameter, a params file or a plan is invalid; nothing ran.

@@ -20,6 +20,7 @@ mod identity;
 mod input;
 mod loader;
 mod output;
+mod plan_diff;
 mod preflight;
 mod prompt;
 mod queue;

@@ -186,8 +186,7 @@ pub fn run(
 /// `runbook run --plan plan.json`: run exactly what was reviewed, or nothing.
 pub fn run_pinned(plan_path: &Path, opts: RunArgs, color: bool) -> CliResult {
     let shown = display(plan_path);
-    let text = crate::loader::read(&shown)
-        .map_err(|e| CliError::Invalid(Message::new(format!("cannot read the plan `{shown}`: {e}"))))?;
+    let text = read_plan_text(&shown)?;
     let Pinned { runbook, params, file, reads } = load_pinned(&shown, &text, color)?;
     // The steps check what they read against the plan's digests, not against the ones
     // `prepare` takes a moment later (a file swapped in between would be pinned).
@@ -198,6 +197,18 @@ pub fn run_pinned(plan_path: &Path, opts: RunArgs, color: bool) -> CliResult {
         ..prepare(runbook, params, Given::ALL, &file, opts.yes, &location)?
     };
     start_new(prepared, opts)
+}
+
+/// The text of a plan file (`run --plan`, `plan --diff`), or the error both commands give.
+pub fn read_plan_text(shown: &str) -> Result<String, CliError> {
+    crate::loader::read(shown)
+        .map_err(|e| CliError::Invalid(Message::new(format!("cannot read the plan `{shown}`: {e}"))))
+}
+
+/// A plan file's text as JSON, or the error `run --plan` and `plan --diff` give.
+pub fn parse_plan_document(shown: &str, text: &str) -> Result<serde_json::Value, CliError> {
+    serde_json::from_str(text)
+        .map_err(|e| CliError::Invalid(Message::new(format!("`{shown}` is not a plan document: {e}"))))
 }
 
 /// What a pinned plan runs.
@@ -214,8 +225,7 @@ pub struct Pinned {
 /// engine exactly (`Err` says why not).
 pub fn load_pinned(shown: &str, text: &str, color: bool) -> Result<Pinned, CliError> {
     use runbook_core::lifecycle::{PinChange, PinMismatch, PinnedPlan};
-    let document: serde_json::Value = serde_json::from_str(text)
-        .map_err(|e| CliError::Invalid(Message::new(format!("`{shown}` is not a plan document: {e}"))))?;
+    let document = parse_plan_document(shown, text)?;
     let pinned = PinnedPlan::from_json(document);
     let Some(file) = pinned.file.as_deref().map(PathBuf::from) else {
         return Err(CliError::Invalid(Message::new(format!(

@@ -11,6 +11,7 @@ use crate::model::{OnFailure, ReadKind, RetryPolicy, format_duration};
 use crate::plan::{Plan, PlanCheck, PlanCommand, PlanStep};
 use crate::template::shell_quote;
 
+pub mod diff;
 mod markdown;
 
 pub use markdown::markdown;

@@ -1113,3 +1113,81 @@ mod tests {
         assert!(sh.as_ref().is_some_and(|p| p.is_absolute() && p.ends_with("sh")), "{sh:?}");
     }
 }
+
+/// What `git` gave for a file at a revision ([`git_show`]).
+#[derive(Debug)]
+pub enum GitShow {
+    /// The file's bytes at the revision.
+    Found(Vec<u8>),
+    /// The revision exists; the file does not in it.
+    Absent,
+    /// No commit has this name in the repository.
+    UnknownRevision,
+    /// The file is larger than the limit.
+    TooLarge,
+    /// `git` could not be started, or the folder is in no git repository: git's own words.
+    Failed(String),
+}
+
+/// The file `name` of the folder `dir` as it was at revision `rev`, read with git in `dir`
+/// (`git rev-parse`, `git cat-file`, `git show REV:./NAME`), up to `max_bytes`.
+///
+/// No shell: the revision and the path are argv elements of their own, after
+/// `--end-of-options` where git reads options; a revision that starts with `-` or holds a
+/// control character is refused here as well as by the caller.
+pub fn git_show(dir: &std::path::Path, rev: &str, name: &str, max_bytes: u64) -> GitShow {
+    use std::io::Read as _;
+    if rev.is_empty() || rev.starts_with('-') || rev.chars().any(char::is_control) {
+        return GitShow::UnknownRevision;
+    }
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args(args)
+            .stdin(Stdio::null())
+            .stderr(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+    };
+    let status = |args: &[&str]| -> Result<(bool, String), String> {
+        let out =
+            git(args).and_then(|c| c.wait_with_output()).map_err(|e| format!("cannot start git: {e}"))?;
+        Ok((out.status.success(), String::from_utf8_lossy(&out.stderr).trim().to_string()))
+    };
+    let commit = format!("{rev}^{{commit}}");
+    match status(&["rev-parse", "--verify", "--quiet", "--end-of-options", &commit]) {
+        Ok((true, _)) => {}
+        Ok((false, _)) => {
+            // Outside a repository, git says so; an unknown name says nothing.
+            return match status(&["rev-parse", "--git-dir"]) {
+                Ok((true, _)) => GitShow::UnknownRevision,
+                Ok((false, why)) => GitShow::Failed(why),
+                Err(e) => GitShow::Failed(e),
+            };
+        }
+        Err(e) => return GitShow::Failed(e),
+    }
+    let object = format!("{rev}:./{name}");
+    match status(&["cat-file", "-e", "--end-of-options", &object]) {
+        Ok((true, _)) => {}
+        Ok((false, _)) => return GitShow::Absent,
+        Err(e) => return GitShow::Failed(e),
+    }
+    let mut child = match git(&["show", "--no-textconv", "--end-of-options", &object]) {
+        Ok(c) => c,
+        Err(e) => return GitShow::Failed(format!("cannot start git: {e}")),
+    };
+    let mut bytes = Vec::new();
+    let read = child.stdout.take().map(|out| out.take(max_bytes + 1).read_to_end(&mut bytes));
+    if bytes.len() as u64 > max_bytes {
+        let _ = child.kill();
+        let _ = child.wait();
+        return GitShow::TooLarge;
+    }
+    match (read, child.wait_with_output()) {
+        (Some(Ok(_)), Ok(out)) if out.status.success() => GitShow::Found(bytes),
+        (_, Ok(out)) => GitShow::Failed(String::from_utf8_lossy(&out.stderr).trim().to_string()),
+        (_, Err(e)) => GitShow::Failed(e.to_string()),
+    }
+}

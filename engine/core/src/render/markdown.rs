@@ -351,6 +351,36 @@ fn on_failure_long(s: &PlanStep) -> String {
     }
 }
 
+/// The facts of the risk section, as the plan diff compares them ([`super::diff`]): the same
+/// computation as the review document's, so the two never disagree.
+pub(crate) struct RiskFacts {
+    /// Steps that change something and have no compensation.
+    pub irreversible: Vec<String>,
+    /// Steps and compensations not declared idempotent, as markdown code spans.
+    pub not_idempotent: Vec<String>,
+    /// The points of no return.
+    pub no_return: Vec<String>,
+    /// Approval steps (included runbooks' under `include_step.`) and their rules.
+    pub approvals: Vec<(String, String)>,
+    /// Steps that ask first, and their questions.
+    pub confirmations: Vec<(String, String)>,
+    /// The whole run at worst (`None`: no bound).
+    pub worst: Option<Duration>,
+}
+
+/// The risk facts of a plan.
+pub(crate) fn risk_facts(plan: &Plan) -> RiskFacts {
+    let r = Risks::of(plan);
+    RiskFacts {
+        irreversible: r.irreversible,
+        not_idempotent: r.not_idempotent,
+        no_return: r.no_return.into_iter().map(|(id, _)| id).collect(),
+        approvals: r.approvals,
+        confirmations: r.confirmations,
+        worst: total_bound(plan).0,
+    }
+}
+
 struct Risks {
     /// Main and finally steps that change something and have no compensation.
     irreversible: Vec<String>,
@@ -979,7 +1009,7 @@ fn command_block(out: &mut String, c: &PlanCommand, indent: &str) {
 
 /// A fenced code block holding `text` exactly (control characters shown as escapes), with a
 /// fence longer than any run of backticks in it, so nothing inside can close it.
-fn fenced(info: &str, text: &str, indent: &str) -> String {
+pub(crate) fn fenced(info: &str, text: &str, indent: &str) -> String {
     let marked = crate::shown::marked(text.strip_suffix('\n').unwrap_or(text));
     let text = &marked.text;
     let longest = text.split(|c| c != '`').map(str::len).max().unwrap_or(0);
@@ -1001,7 +1031,7 @@ fn fenced(info: &str, text: &str, indent: &str) -> String {
 
 /// An inline code span holding `s`: delimited by more backticks than any run inside it,
 /// padded when it starts or ends with one; line breaks and control characters as escapes.
-fn code(s: &str) -> String {
+pub(crate) fn code(s: &str) -> String {
     // Most spans are ids: nothing to measure.
     if !s.contains('`') && !s.starts_with(' ') && !s.chars().any(crate::shown::is_hidden) {
         return format!("`{s}`");
@@ -1027,7 +1057,7 @@ fn code(s: &str) -> String {
 
 /// Text that markdown must show as written: punctuation that could start markup escaped,
 /// line breaks as hard breaks (`<br>`), control characters as escapes.
-fn escape(s: &str) -> String {
+pub(crate) fn escape(s: &str) -> String {
     let marked = crate::shown::marked(s);
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {

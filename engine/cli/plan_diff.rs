@@ -1,0 +1,230 @@
+//! `runbook plan --diff OLD.json NEW.json` and `runbook plan FILE --against REV`: what
+//! changed between two versions of a procedure.
+//!
+//! Both build two plan documents and hand them to the same pure function
+//! ([`runbook_core::render::diff::diff`]). `--diff` reads pinned plans with `run --plan`'s
+//! reader and errors; `--against` plans FILE twice: as it is, and as it was at REV, its
+//! includes, SQL scripts, CA files and params file read at REV with git
+//! ([`runbook_exec::process::git_show`], the only place that starts git), with the same
+//! parameters. Exit 0 when equal, 1 when different, 3 for invalid input.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use runbook_core::diagnostic::Source;
+use runbook_core::render::diff::{self, PlanDiff};
+use runbook_core::{inputs, plan, validate};
+use runbook_exec::process::{GitShow, git_show};
+use serde_json::Value;
+
+use crate::args::PlanFormat;
+use crate::error::{CliError, CliResult, Exit, Message};
+use crate::input::{display, load_with_params, pinned_reads, print_diagnostics};
+use crate::loader::MAX_FILE_BYTES;
+use crate::output::out;
+
+/// `plan --diff OLD NEW`.
+pub fn files(old: &Path, new: &Path, format: PlanFormat) -> CliResult {
+    format_ok(format)?;
+    let old_doc = document(old)?;
+    let new_doc = document(new)?;
+    let d = diff::diff(&old_doc, &new_doc).map_err(|e| CliError::Invalid(Message::new(e.0)))?;
+    Ok(show(&d, format))
+}
+
+/// What `plan FILE --against REV` compares.
+pub struct Against<'a> {
+    /// The runbook, as it is now.
+    pub file: &'a Path,
+    /// The revision of the old version.
+    pub rev: &'a str,
+    /// `-p` values, for both versions.
+    pub params: &'a [(String, String)],
+    /// `--params-file`, read at REV for the old version.
+    pub params_file: Option<&'a Path>,
+}
+
+/// `plan FILE --against REV`.
+pub fn against(a: Against<'_>, format: PlanFormat, color: bool) -> CliResult {
+    format_ok(format)?;
+    let shown = display(a.file);
+    // The old version first: an unknown revision is said before anything else.
+    let old = match at_rev(a.file, a.rev)? {
+        Some(text) => Some(old_plan(&a, &shown, text, color)?),
+        None => None,
+    };
+    let (runbook, values) = load_with_params(a.file, a.params, a.params_file, color)?;
+    let mut new_plan = plan::plan(&runbook, &values).map_err(CliError::Diagnostics)?;
+    new_plan.reads = pinned_reads(&runbook, a.params_file)?;
+    let new_doc = to_document(&new_plan)?;
+    let (old_doc, note) = match old {
+        Some(doc) => (doc, None),
+        None => (
+            diff::empty_document(),
+            Some(format!(
+                "`{shown}` is absent at `{}`: every step is shown as added (as `git diff` shows a new file)",
+                a.rev
+            )),
+        ),
+    };
+    let mut d = diff::diff(&old_doc, &new_doc).map_err(|e| CliError::Invalid(Message::new(e.0)))?;
+    d.notes.extend(note);
+    Ok(show(&d, format))
+}
+
+fn format_ok(format: PlanFormat) -> Result<(), CliError> {
+    match format {
+        PlanFormat::Text | PlanFormat::Json | PlanFormat::Markdown => Ok(()),
+        PlanFormat::Dot => Err(CliError::Usage(Message::new(
+            "a plan diff is shown as `--format text`, `markdown` or `json`, not `dot`",
+        ))),
+    }
+}
+
+fn show(d: &PlanDiff, format: PlanFormat) -> Exit {
+    match format {
+        PlanFormat::Text => out!("{}", diff::text(d)),
+        PlanFormat::Markdown => out!("{}", diff::markdown(d)),
+        PlanFormat::Json => out!("{}\n", diff::json(d)),
+        // Refused by `format_ok`.
+        PlanFormat::Dot => {}
+    }
+    if d.is_empty() { Exit::Success } else { Exit::Different }
+}
+
+/// A pinned plan file: read as `run --plan` reads it, checked as a plan document.
+fn document(path: &Path) -> Result<Value, CliError> {
+    let shown = display(path);
+    let text = crate::run::read_plan_text(&shown)?;
+    let doc = crate::run::parse_plan_document(&shown, &text)?;
+    diff::read_document(&doc)
+        .map_err(|e| CliError::Invalid(Message::new(format!("`{shown}` is not a plan document: {}", e.0))))?;
+    Ok(doc)
+}
+
+fn to_document(p: &plan::Plan) -> Result<Value, CliError> {
+    serde_json::to_value(p)
+        .map_err(|e| CliError::Invalid(Message::new(format!("the plan cannot be written as JSON: {e}"))))
+}
+
+/// The folder and the name git is asked about for `path`.
+fn split(path: &Path) -> (&Path, String) {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    (dir, name)
+}
+
+/// FILE's text at REV (`None`: absent there), or why it cannot be read.
+fn at_rev(path: &Path, rev: &str) -> Result<Option<String>, CliError> {
+    let shown = display(path);
+    let (dir, name) = split(path);
+    match git_show(dir, rev, &name, MAX_FILE_BYTES) {
+        GitShow::Found(bytes) => String::from_utf8(bytes)
+            .map(Some)
+            .map_err(|_| CliError::Invalid(Message::new(format!("`{shown}` at `{rev}` is not UTF-8 text")))),
+        GitShow::Absent => Ok(None),
+        GitShow::UnknownRevision => Err(CliError::Invalid(
+            Message::new(format!("unknown revision `{rev}` in the git repository of `{shown}`")).help(
+                "name a commit, a branch or a tag of that repository (`git log --oneline` lists commits)",
+            ),
+        )),
+        GitShow::TooLarge => Err(CliError::Invalid(Message::new(format!(
+            "`{shown}` at `{rev}` is larger than {} MiB",
+            MAX_FILE_BYTES / (1024 * 1024)
+        )))),
+        GitShow::Failed(why) => Err(CliError::Invalid(Message::new(format!(
+            "cannot read `{shown}` at `{rev}` with git: {}",
+            runbook_core::shown::one_line(&why)
+        )))),
+    }
+}
+
+/// Reads the included runbooks at a revision.
+struct GitLoader<'a> {
+    rev: &'a str,
+    /// The folder of the runbook named on the command line: includes live in it or below.
+    root: &'a Path,
+}
+
+impl validate::Loader for GitLoader<'_> {
+    fn load(&self, path: &str) -> Result<String, String> {
+        let p = Path::new(path);
+        let inside = p.strip_prefix(self.root).unwrap_or(p);
+        if self.root.as_os_str().is_empty() && p.is_absolute()
+            || !p.starts_with(self.root)
+            || inside.components().any(|c| matches!(c, std::path::Component::ParentDir))
+        {
+            return Err("it is outside the folder of the runbook being compared; included runbooks must live in that folder or below it".into());
+        }
+        let (dir, name) = split(p);
+        match git_show(dir, self.rev, &name, MAX_FILE_BYTES) {
+            GitShow::Found(bytes) => {
+                String::from_utf8(bytes).map_err(|_| "the file is not UTF-8 text".to_string())
+            }
+            GitShow::Absent => Err(format!("it is absent at `{}`", self.rev)),
+            GitShow::UnknownRevision => Err(format!("unknown revision `{}`", self.rev)),
+            GitShow::TooLarge => Err(format!("it is larger than {} MiB", MAX_FILE_BYTES / (1024 * 1024))),
+            GitShow::Failed(why) => Err(runbook_core::shown::one_line(&why)),
+        }
+    }
+}
+
+/// The plan document of FILE as it was at REV.
+fn old_plan(a: &Against<'_>, shown: &str, text: String, color: bool) -> Result<Value, CliError> {
+    let invalid = |what: &str| {
+        CliError::Invalid(Message::new(format!(
+            "`{shown}` as it was at `{}`: {what}; nothing to compare",
+            a.rev
+        )))
+    };
+    let root = a.file.parent().unwrap_or(Path::new(""));
+    let checked = validate::check(Source::toml(shown.to_string(), text), &GitLoader { rev: a.rev, root });
+    let errors = checked.diagnostics.iter().any(|d| d.severity == runbook_core::Severity::Error);
+    let Some(runbook) = checked.runbook.filter(|_| !errors) else {
+        print_diagnostics(&checked.diagnostics, color);
+        return Err(invalid("it is not a valid runbook (the problems above)"));
+    };
+    let mut given = std::collections::BTreeMap::new();
+    let mut problems = Vec::new();
+    let mut reads = Vec::new();
+    for r in runbook.reads() {
+        let (dir, name) = split(Path::new(&r.path));
+        match git_show(dir, a.rev, &name, MAX_FILE_BYTES) {
+            GitShow::Found(bytes) => reads.push(plan::reads_entry(&r, &bytes)),
+            _ => return Err(invalid(&format!("`{}` cannot be read at `{}`", r.path, a.rev))),
+        }
+    }
+    if let Some(pf) = a.params_file {
+        let pf_shown = display(pf);
+        let text = match at_rev(pf, a.rev)? {
+            Some(text) => text,
+            None => return Err(invalid(&format!("its params file `{pf_shown}` is absent at `{}`", a.rev))),
+        };
+        let read = runbook_core::model::FileRead {
+            kind: runbook_core::model::ReadKind::ParamsFile,
+            path: pf_shown.clone(),
+        };
+        reads.push(plan::reads_entry(&read, text.as_bytes()));
+        let (values, diags, _) = inputs::from_file(&Source::toml(pf_shown, text), &runbook);
+        given.extend(values);
+        problems.extend(diags);
+    }
+    let (values, diags, _) = inputs::from_args(a.params, &runbook);
+    given.extend(values);
+    problems.extend(diags);
+    if !problems.is_empty() {
+        print_diagnostics(&problems, color);
+        return Err(invalid("its parameters do not fit it (the problems above)"));
+    }
+    let values = inputs::resolve(&runbook, &given).map_err(|d| {
+        print_diagnostics(&d, color);
+        invalid("its parameters do not fit it (the problems above)")
+    })?;
+    let mut old = plan::plan(&runbook, &values).map_err(|d| {
+        print_diagnostics(&d, color);
+        invalid("it cannot be planned (the problems above)")
+    })?;
+    old.reads = reads;
+    let _: &Arc<_> = &runbook;
+    to_document(&old)
+}

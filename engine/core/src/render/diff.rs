@@ -1,0 +1,1011 @@
+//! The plan diff: what changed between two versions of a procedure (`plan --diff OLD NEW`,
+//! `plan FILE --against REV`), rendered as text, markdown or JSON.
+//!
+//! A pure function of two plan documents (the JSON of `plan --format json` and `-o`): both
+//! commands build the same documents, so they share this code. The rules (ARCHITECTURE.md,
+//! "The plan diff"):
+//! - **nothing that changes what runs is invisible**: the diff walks every field of the
+//!   document; a field is left out only if it is in [`IGNORED_TOP`] or [`IGNORED_STEP`],
+//!   each with the reason it cannot change what runs. A test mutates every field of every
+//!   shipped runbook's plan and asserts the diff names it;
+//! - risk changes come first, computed by the review document's own code
+//!   ([`super::markdown::risk_facts`]) on both plans, then the runbook's fields, then the
+//!   steps in plan order (removed ones last);
+//! - steps are matched by id; a step removed and a step added with the same kind and the
+//!   same command are a rename;
+//! - a script, a query or any text of several lines is shown as a unified diff (the exact
+//!   characters, hidden ones as escapes); any other value as `old → new`;
+//! - the output is linear in the size of the two documents: matching is by hash maps, and
+//!   each value is shown once.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::model::{OnFailure, ParamType, RetryPolicy, format_duration};
+use crate::plan::{
+    CriticalPath, EngineInfo, Plan, PlanCheck, PlanCommand, PlanCompensation, PlanRunbook, PlanStep, PlanWhen,
+};
+
+use super::markdown::{RiskFacts, code, escape, fenced, risk_facts};
+
+/// The version of the diff's JSON document. Fields are only added within a version.
+pub const DIFF_VERSION: u32 = 1;
+
+/// Top-level fields of the plan document that the diff does not compare, and why.
+pub const IGNORED_TOP: &[(&str, &str)] = &[
+    ("format_version", "checked: both documents must be of the version this engine reads"),
+    ("engine", "the engine that made the plan: what runs is what the other fields say"),
+    (
+        "files",
+        "digests of the runbook files: any byte changes them (a comment too); what the change does is in the other fields",
+    ),
+    ("waves", "derived from each step's `needs`: every step's `wave` and `needs` are compared"),
+    ("steps", "compared step by step"),
+    ("finally", "compared step by step"),
+];
+
+/// Fields of a step that the diff does not compare field by field, and why.
+pub const IGNORED_STEP: &[(&str, &str)] =
+    &[("id", "the key steps are matched by (a new id is an added step or a rename)")];
+
+/// What changed between two plans.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlanDiff {
+    /// Version of this document's shape.
+    pub diff_version: u32,
+    /// The runbook's name in the old and the new plan.
+    pub runbook: Names,
+    /// Notes about the comparison itself (a file absent at the revision).
+    pub notes: Vec<String>,
+    /// Changes to the risk section of the review document, one sentence each.
+    pub risks: Vec<String>,
+    /// Changes to the runbook's fields (parameters, lock, secrets, preconditions, ...).
+    pub fields: Vec<FieldChange>,
+    /// Changes to steps: in the new plan's order, removed steps last.
+    pub steps: Vec<StepChange>,
+}
+
+/// The runbook's name on each side.
+#[derive(Debug, Clone, Serialize)]
+pub struct Names {
+    /// In the old plan (`null` when there was none).
+    pub old: Option<String>,
+    /// In the new plan.
+    pub new: Option<String>,
+}
+
+/// One changed value.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FieldChange {
+    /// Its path in the plan document (`retry.attempts`, `command.run.script`,
+    /// `params.environment`).
+    pub field: String,
+    /// The old value (`null`/absent: it was not there).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub old: Option<Value>,
+    /// The new value (absent: it is not there any more).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub new: Option<Value>,
+    /// For a text of several lines, a script or a query: a unified diff of the old and the
+    /// new text (three lines of context).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unified: Option<String>,
+}
+
+/// What happened to one step.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "change", rename_all = "snake_case")]
+pub enum StepChange {
+    /// A step only the new plan has.
+    Added {
+        /// Its id.
+        step: String,
+        /// `steps` or `finally`.
+        section: &'static str,
+        /// Its kind.
+        kind: String,
+        /// What it runs, as text (a script as written, an argv as JSON, other kinds as JSON).
+        command: String,
+    },
+    /// A step only the old plan has.
+    Removed {
+        /// Its id.
+        step: String,
+        /// `steps` or `finally`.
+        section: &'static str,
+        /// Its kind.
+        kind: String,
+    },
+    /// A step with a new id and the same kind and command.
+    Renamed {
+        /// Its old id.
+        from: String,
+        /// Its new id.
+        to: String,
+        /// What else changed.
+        changes: Vec<FieldChange>,
+    },
+    /// A step in both plans whose fields changed.
+    Changed {
+        /// Its id.
+        step: String,
+        /// What changed.
+        changes: Vec<FieldChange>,
+    },
+}
+
+impl PlanDiff {
+    /// True when nothing that the diff compares changed.
+    pub fn is_empty(&self) -> bool {
+        self.risks.is_empty() && self.fields.is_empty() && self.steps.is_empty()
+    }
+
+    /// How many changes: risk sentences, fields and steps.
+    pub fn count(&self) -> usize {
+        self.risks.len() + self.fields.len() + self.steps.len()
+    }
+}
+
+/// A plan document that is not one this engine can compare: why, in a sentence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotAPlan(pub String);
+
+/// The empty plan: what a runbook absent at a revision is compared as (every step added).
+pub fn empty_document() -> Value {
+    serde_json::json!({
+        "format_version": crate::plan::FORMAT_VERSION,
+        "steps": [],
+        "finally": [],
+        "preconditions": [],
+    })
+}
+
+/// Check that a JSON value is a plan document of the version this engine reads, and read
+/// the facts the risk section needs from it.
+pub fn read_document(doc: &Value) -> Result<Plan, NotAPlan> {
+    let Some(top) = doc.as_object() else {
+        return Err(NotAPlan("it is not a JSON object".into()));
+    };
+    match top.get("format_version").and_then(Value::as_u64) {
+        Some(v) if v == u64::from(crate::plan::FORMAT_VERSION) => {}
+        Some(v) => {
+            return Err(NotAPlan(format!(
+                "its `format_version` is {v}; this runbook reads plan documents of version {}",
+                crate::plan::FORMAT_VERSION
+            )));
+        }
+        None => return Err(NotAPlan("it has no `format_version` (not a plan document)".into())),
+    }
+    to_plan(doc, "")
+}
+
+/// The diff of two plan documents, both checked by [`read_document`].
+pub fn diff(old: &Value, new: &Value) -> Result<PlanDiff, NotAPlan> {
+    let old_plan = read_document(old)?;
+    let new_plan = read_document(new)?;
+    let name = |v: &Value| v.pointer("/runbook/name").and_then(Value::as_str).map(str::to_string);
+    let mut fields = Vec::new();
+    let (Some(o), Some(n)) = (old.as_object(), new.as_object()) else {
+        return Err(NotAPlan("it is not a JSON object".into()));
+    };
+    let keys: BTreeSet<&String> = o.keys().chain(n.keys()).collect();
+    for k in keys {
+        if IGNORED_TOP.iter().any(|(f, _)| f == k) {
+            continue;
+        }
+        walk(k, o.get(k), n.get(k), &mut fields);
+    }
+    Ok(PlanDiff {
+        diff_version: DIFF_VERSION,
+        runbook: Names { old: name(old), new: name(new) },
+        notes: Vec::new(),
+        risks: risks(&risk_facts(&old_plan), &risk_facts(&new_plan), &old_plan, &new_plan),
+        fields,
+        steps: steps(old, new),
+    })
+}
+
+// ----- steps ---------------------------------------------------------------------------
+
+fn all_steps(doc: &Value) -> Vec<(&'static str, &Value)> {
+    let mut out = Vec::new();
+    for section in ["steps", "finally"] {
+        if let Some(list) = doc.get(section).and_then(Value::as_array) {
+            out.extend(list.iter().map(|s| (section, s)));
+        }
+    }
+    out
+}
+
+fn id_of(s: &Value) -> &str {
+    s.get("id").and_then(Value::as_str).unwrap_or("")
+}
+
+fn kind_of(s: &Value) -> String {
+    s.get("kind").and_then(Value::as_str).unwrap_or("").to_string()
+}
+
+/// The text of what a step runs: a script as written, anything else as JSON.
+fn command_text(s: &Value) -> String {
+    let c = s.get("command").unwrap_or(&Value::Null);
+    match c.pointer("/run/script").and_then(Value::as_str) {
+        Some(script) => script.to_string(),
+        None => match c.get("cmd") {
+            Some(argv) => argv.to_string(),
+            None => serde_json::to_string_pretty(c).unwrap_or_default(),
+        },
+    }
+}
+
+fn steps(old: &Value, new: &Value) -> Vec<StepChange> {
+    let olds = all_steps(old);
+    let news = all_steps(new);
+    let old_ids: BTreeMap<&str, usize> = olds.iter().enumerate().map(|(i, (_, s))| (id_of(s), i)).collect();
+    let new_ids: BTreeSet<&str> = news.iter().map(|(_, s)| id_of(s)).collect();
+    // Removed steps by what they run: a new step that runs the same is a rename.
+    let mut gone: BTreeMap<(String, String), Vec<usize>> = BTreeMap::new();
+    for (i, (_, s)) in olds.iter().enumerate() {
+        if !new_ids.contains(id_of(s)) {
+            gone.entry((kind_of(s), s.get("command").map(Value::to_string).unwrap_or_default()))
+                .or_default()
+                .push(i);
+        }
+    }
+    for list in gone.values_mut() {
+        list.reverse();
+    }
+    let mut renamed = BTreeSet::new();
+    let mut out = Vec::new();
+    for (section, s) in &news {
+        let id = id_of(s);
+        if let Some(&i) = old_ids.get(id) {
+            let changes = step_fields(olds[i].1, s);
+            if !changes.is_empty() {
+                out.push(StepChange::Changed { step: id.to_string(), changes });
+            }
+            continue;
+        }
+        let key = (kind_of(s), s.get("command").map(Value::to_string).unwrap_or_default());
+        if let Some(i) = gone.get_mut(&key).and_then(Vec::pop) {
+            renamed.insert(i);
+            out.push(StepChange::Renamed {
+                from: id_of(olds[i].1).to_string(),
+                to: id.to_string(),
+                changes: step_fields(olds[i].1, s),
+            });
+            continue;
+        }
+        out.push(StepChange::Added {
+            step: id.to_string(),
+            section,
+            kind: kind_of(s),
+            command: command_text(s),
+        });
+    }
+    for (i, (section, s)) in olds.iter().enumerate() {
+        if !new_ids.contains(id_of(s)) && !renamed.contains(&i) {
+            out.push(StepChange::Removed { step: id_of(s).to_string(), section, kind: kind_of(s) });
+        }
+    }
+    out
+}
+
+fn step_fields(old: &Value, new: &Value) -> Vec<FieldChange> {
+    let mut out = Vec::new();
+    let (Some(o), Some(n)) = (old.as_object(), new.as_object()) else {
+        walk("step", Some(old), Some(new), &mut out);
+        return out;
+    };
+    let keys: BTreeSet<&String> = o.keys().chain(n.keys()).collect();
+    for k in keys {
+        if IGNORED_STEP.iter().any(|(f, _)| f == k) {
+            continue;
+        }
+        walk(k, o.get(k), n.get(k), &mut out);
+    }
+    out
+}
+
+// ----- the walk ------------------------------------------------------------------------
+
+/// Fields whose text is always shown as a unified diff, even on one line: what runs.
+const TEXTS: [&str; 4] = ["script", "query", "text", "prompt"];
+
+/// Lists compared as sets: their order means nothing.
+const SETS: [&str; 2] = ["needs", "outputs"];
+
+/// The key that names the items of a list of objects (`id`, `path`, `name`), if every item has one.
+fn item_key(items: &[Value]) -> Option<&'static str> {
+    ["id", "path", "name"]
+        .into_iter()
+        .find(|k| !items.is_empty() && items.iter().all(|i| i.get(*k).and_then(Value::as_str).is_some()))
+}
+
+fn last_segment(path: &str) -> &str {
+    path.rsplit(['.', ']']).next().unwrap_or(path)
+}
+
+/// Every difference between two values at `path`, leaves first-class.
+fn walk(path: &str, old: Option<&Value>, new: Option<&Value>, out: &mut Vec<FieldChange>) {
+    // `null`, empty and absent say the same: nothing there.
+    let nothing = |v: &&Value| {
+        v.is_null() || v.as_array().is_some_and(Vec::is_empty) || v.as_object().is_some_and(|o| o.is_empty())
+    };
+    let old = old.filter(|v| !nothing(v));
+    let new = new.filter(|v| !nothing(v));
+    if old == new {
+        return;
+    }
+    let leaf = |out: &mut Vec<FieldChange>| {
+        let unified = match (old.and_then(Value::as_str), new.and_then(Value::as_str)) {
+            (Some(a), Some(b))
+                if TEXTS.contains(&last_segment(path)) || a.contains('\n') || b.contains('\n') =>
+            {
+                Some(unified(a, b))
+            }
+            (Some(a), None) if a.contains('\n') && new.is_none_or(Value::is_null) => Some(unified(a, "")),
+            (None, Some(b)) if b.contains('\n') && old.is_none_or(Value::is_null) => Some(unified("", b)),
+            _ => None,
+        };
+        let (old, new) = if unified.is_some() { (None, None) } else { (old.cloned(), new.cloned()) };
+        out.push(FieldChange { field: path.to_string(), old, new, unified });
+    };
+    match (old, new) {
+        (Some(Value::Object(a)), Some(Value::Object(b))) => {
+            let keys: BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+            for k in keys {
+                walk(&format!("{path}.{k}"), a.get(k), b.get(k), out);
+            }
+        }
+        (Some(Value::Array(a)), Some(Value::Array(b))) if SETS.contains(&last_segment(path)) => {
+            let sa: BTreeSet<String> = a.iter().map(shown_value).collect();
+            let sb: BTreeSet<String> = b.iter().map(shown_value).collect();
+            let added: Vec<Value> = b.iter().filter(|v| !sa.contains(&shown_value(v))).cloned().collect();
+            let removed: Vec<Value> = a.iter().filter(|v| !sb.contains(&shown_value(v))).cloned().collect();
+            if added.is_empty() && removed.is_empty() {
+                // The same set in another order: shown as it is.
+                leaf(out);
+                return;
+            }
+            if !removed.is_empty() {
+                out.push(FieldChange {
+                    field: path.to_string(),
+                    old: Some(Value::Array(removed)),
+                    new: None,
+                    unified: None,
+                });
+            }
+            if !added.is_empty() {
+                out.push(FieldChange {
+                    field: path.to_string(),
+                    old: None,
+                    new: Some(Value::Array(added)),
+                    unified: None,
+                });
+            }
+        }
+        (Some(Value::Array(a)), Some(Value::Array(b))) => {
+            match item_key(a).filter(|k| item_key(b) == Some(*k)) {
+                Some(key) => {
+                    let name = |v: &Value| v.get(key).and_then(Value::as_str).unwrap_or("").to_string();
+                    let in_a: BTreeMap<String, &Value> = a.iter().map(|v| (name(v), v)).collect();
+                    let in_b: BTreeMap<String, &Value> = b.iter().map(|v| (name(v), v)).collect();
+                    let order_a: Vec<String> = a.iter().map(name).filter(|n| in_b.contains_key(n)).collect();
+                    let order_b: Vec<String> = b.iter().map(name).filter(|n| in_a.contains_key(n)).collect();
+                    for v in b {
+                        let n = name(v);
+                        walk(&format!("{path}[{n}]"), in_a.get(&n).copied(), Some(v), out);
+                    }
+                    for v in a {
+                        let n = name(v);
+                        if !in_b.contains_key(&n) {
+                            walk(&format!("{path}[{n}]"), Some(v), None, out);
+                        }
+                    }
+                    if order_a != order_b {
+                        out.push(FieldChange {
+                            field: format!("{path} (order)"),
+                            old: Some(order_a.into_iter().map(Value::String).collect()),
+                            new: Some(order_b.into_iter().map(Value::String).collect()),
+                            unified: None,
+                        });
+                    }
+                }
+                None if a.len() == b.len() && a.iter().any(|v| v.is_object()) => {
+                    for (i, (x, y)) in a.iter().zip(b).enumerate() {
+                        walk(&format!("{path}[{i}]"), Some(x), Some(y), out);
+                    }
+                }
+                None => leaf(out),
+            }
+        }
+        _ => leaf(out),
+    }
+}
+
+fn shown_value(v: &Value) -> String {
+    match v.as_str() {
+        Some(s) => s.to_string(),
+        None => v.to_string(),
+    }
+}
+
+/// A unified diff of two texts, three lines of context, without file headers.
+fn unified(a: &str, b: &str) -> String {
+    let diff = similar::TextDiff::from_lines(a, b);
+    let mut out = String::new();
+    for hunk in diff.unified_diff().context_radius(3).missing_newline_hint(false).iter_hunks() {
+        let _ = write!(out, "{hunk}");
+    }
+    if !out.ends_with('\n') {
+        out.push('\n');
+    }
+    out
+}
+
+// ----- risks ---------------------------------------------------------------------------
+
+fn risks(old: &RiskFacts, new: &RiskFacts, old_plan: &Plan, new_plan: &Plan) -> Vec<String> {
+    let mut out = Vec::new();
+    let had = |plan: &Plan, id: &str| {
+        plan.steps.iter().chain(plan.finally.iter()).find(|s| s.id == id).map(|s| s.compensation.is_some())
+    };
+    for id in new.irreversible.iter().filter(|i| !old.irreversible.contains(i)) {
+        out.push(match had(old_plan, id) {
+            Some(true) => {
+                format!("`{id}` lost its compensation: it changes things and nothing undoes it now")
+            }
+            Some(false) => format!("`{id}` changes things now, and nothing undoes it"),
+            None => format!("new step `{id}` changes things, and nothing undoes it"),
+        });
+    }
+    for id in old.irreversible.iter().filter(|i| !new.irreversible.contains(i)) {
+        out.push(match had(new_plan, id) {
+            Some(true) => format!("`{id}` gained a compensation: it can be undone now"),
+            Some(false) => format!("`{id}` no longer changes anything the engine can see (or is skipped)"),
+            None => format!("step `{id}`, which nothing undid, is gone"),
+        });
+    }
+    for s in new.not_idempotent.iter().filter(|s| !old.not_idempotent.contains(s)) {
+        if there(old_plan, s) {
+            out.push(format!("{s} is no longer idempotent (after a crash, an operator decides)"));
+        } else {
+            out.push(format!("new: {s} is not idempotent (after a crash, an operator decides)"));
+        }
+    }
+    // Only what is still there: a step or a compensation that is gone is said elsewhere.
+    for s in old.not_idempotent.iter().filter(|s| !new.not_idempotent.contains(s) && there(new_plan, s)) {
+        out.push(format!("{s} is idempotent now (after a crash, it runs again by itself)"));
+    }
+    if old.no_return != new.no_return {
+        let list = |l: &[String]| {
+            if l.is_empty() {
+                "none".to_string()
+            } else {
+                l.iter().map(|i| format!("`{i}`")).collect::<Vec<_>>().join(", ")
+            }
+        };
+        out.push(match (old.no_return.as_slice(), new.no_return.as_slice()) {
+            ([a], [b]) => format!("the point of no return moved from `{a}` to `{b}`"),
+            ([], l) => format!("a point of no return appeared: {}", list(l)),
+            (l, []) => format!("no point of no return any more (was {})", list(l)),
+            (a, b) => format!("the points of no return changed: {} before, {} now", list(a), list(b)),
+        });
+    }
+    let asks = |old: &[(String, String)], new: &[(String, String)], what: &str, out: &mut Vec<String>| {
+        let o: BTreeMap<&str, &str> = old.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+        let n: BTreeMap<&str, &str> = new.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+        for (id, text) in &n {
+            match o.get(id) {
+                None => out.push(format!("new {what} `{id}`: {text}")),
+                Some(was) if was != text => out.push(format!("{what} `{id}` changed: {was}; now {text}")),
+                Some(_) => {}
+            }
+        }
+        for (id, text) in &o {
+            if !n.contains_key(id) {
+                out.push(format!("{what} `{id}` removed (was: {text})"));
+            }
+        }
+    };
+    asks(&old.approvals, &new.approvals, "approval", &mut out);
+    asks(&old.confirmations, &new.confirmations, "confirmation", &mut out);
+    if old.worst != new.worst {
+        let show = |b: Option<Duration>| b.map_or("no bound".to_string(), format_duration);
+        out.push(format!("worst case went from {} to {}", show(old.worst), show(new.worst)));
+    }
+    out
+}
+
+/// Whether a plan has the step (`` `x` ``) or the compensation (`` `x`'s compensation ``) that
+/// an entry of the risk facts names.
+fn there(plan: &Plan, entry: &str) -> bool {
+    let (id, compensation) = match entry.strip_suffix("'s compensation") {
+        Some(step) => (step, true),
+        None => (entry, false),
+    };
+    let id = id.trim_matches('`');
+    plan.steps
+        .iter()
+        .chain(plan.finally.iter())
+        .any(|s| s.id == id && (!compensation || s.compensation.is_some()))
+}
+
+// ----- the plan's facts from its document ----------------------------------------------
+
+/// The facts of a plan document that the risk section reads, as a [`Plan`] (the other
+/// fields empty): steps, their commands, needs, retries, timeouts, compensations.
+fn to_plan(doc: &Value, at: &str) -> Result<Plan, NotAPlan> {
+    let list = |key: &str| -> Result<Vec<PlanStep>, NotAPlan> {
+        match doc.get(key) {
+            None | Some(Value::Null) => Ok(Vec::new()),
+            Some(Value::Array(items)) => {
+                items.iter().enumerate().map(|(i, s)| to_step(s, &format!("{at}{key}[{i}]"))).collect()
+            }
+            Some(_) => Err(NotAPlan(format!("`{at}{key}` is not a list"))),
+        }
+    };
+    let steps = list("steps")?;
+    let finally = list("finally")?;
+    // Steps are matched by id: two steps of one id would hide one of them.
+    let mut seen = BTreeSet::new();
+    if let Some(s) = steps.iter().chain(finally.iter()).find(|s| !seen.insert(s.id.as_str())) {
+        return Err(NotAPlan(format!("step id `{}` appears twice in `{at}steps`/`{at}finally`", s.id)));
+    }
+    let preconditions = checks(doc.get("preconditions"), &format!("{at}preconditions"))?;
+    Ok(Plan {
+        format_version: crate::plan::FORMAT_VERSION,
+        engine: EngineInfo { name: String::new(), version: String::new() },
+        runbook: PlanRunbook {
+            name: String::new(),
+            title: None,
+            description: None,
+            file: String::new(),
+            estimate: None,
+            max_parallel: None,
+            lock: None,
+        },
+        params: BTreeMap::new(),
+        secrets: Vec::new(),
+        files: Vec::new(),
+        reads: Vec::new(),
+        preconditions,
+        waves: Vec::new(),
+        steps,
+        finally,
+        escalations: Vec::new(),
+        critical_path: CriticalPath { steps: Vec::new(), estimate: None, unestimated: Vec::new() },
+    })
+}
+
+fn bad(at: &str, what: &str) -> NotAPlan {
+    NotAPlan(format!("`{at}` is not {what}"))
+}
+
+fn string_at(v: &Value, key: &str, at: &str) -> Result<String, NotAPlan> {
+    v.get(key)
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .ok_or_else(|| bad(&format!("{at}.{key}"), "a string"))
+}
+
+fn opt_text(v: &Value, key: &str, at: &str) -> Result<Option<String>, NotAPlan> {
+    match v.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(bad(&format!("{at}.{key}"), "a string or null")),
+    }
+}
+
+fn flag(v: &Value, key: &str, at: &str) -> Result<bool, NotAPlan> {
+    match v.get(key) {
+        None | Some(Value::Null) => Ok(false),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(_) => Err(bad(&format!("{at}.{key}"), "true or false")),
+    }
+}
+
+fn strings(v: &Value, key: &str, at: &str) -> Result<Vec<String>, NotAPlan> {
+    match v.get(key) {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|i| {
+                i.as_str().map(str::to_string).ok_or_else(|| bad(&format!("{at}.{key}"), "a list of strings"))
+            })
+            .collect(),
+        Some(_) => Err(bad(&format!("{at}.{key}"), "a list of strings")),
+    }
+}
+
+fn checks(v: Option<&Value>, at: &str) -> Result<Vec<PlanCheck>, NotAPlan> {
+    let Some(v) = v.filter(|v| !v.is_null()) else { return Ok(Vec::new()) };
+    let Some(items) = v.as_array() else { return Err(bad(at, "a list")) };
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let at = format!("{at}[{i}]");
+            Ok(PlanCheck {
+                id: string_at(c, "id", &at)?,
+                command: PlanCommand::Cmd(Vec::new()),
+                message: None,
+                env: BTreeMap::new(),
+                dir: None,
+                timeout: string_at(c, "timeout", &at)?,
+            })
+        })
+        .collect()
+}
+
+fn retry(v: Option<&Value>, at: &str) -> Result<RetryPolicy, NotAPlan> {
+    let Some(r) = v.filter(|v| !v.is_null()) else { return Ok(RetryPolicy::default()) };
+    let duration = |key: &str| -> Result<Option<Duration>, NotAPlan> {
+        match opt_text(r, key, at)? {
+            None => Ok(None),
+            Some(t) => {
+                humantime::parse_duration(&t).map(Some).map_err(|_| bad(&format!("{at}.{key}"), "a duration"))
+            }
+        }
+    };
+    let attempts = r
+        .get("attempts")
+        .and_then(Value::as_u64)
+        .and_then(|n| u32::try_from(n).ok())
+        .ok_or_else(|| bad(&format!("{at}.attempts"), "a whole number"))?;
+    Ok(RetryPolicy {
+        attempts,
+        delay: duration("delay")?.unwrap_or_default(),
+        backoff: r.get("backoff").and_then(Value::as_f64).unwrap_or(1.0),
+        max_delay: duration("max_delay")?,
+        jitter: flag(r, "jitter", at)?,
+        on_exit_codes: Vec::new(),
+    })
+}
+
+fn command(v: Option<&Value>, at: &str) -> Result<PlanCommand, NotAPlan> {
+    let Some((kind, c)) = v.and_then(Value::as_object).filter(|o| o.len() == 1).and_then(|o| o.iter().next())
+    else {
+        return Err(bad(at, "a command (an object of one kind)"));
+    };
+    let at = format!("{at}.{kind}");
+    Ok(match kind.as_str() {
+        "run" => PlanCommand::Run { script: string_at(c, "script", &at)?, shell: strings(c, "shell", &at)? },
+        "cmd" => PlanCommand::Cmd(
+            c.as_array()
+                .ok_or_else(|| bad(&at, "a list of strings"))?
+                .iter()
+                .map(|a| a.as_str().map(str::to_string).ok_or_else(|| bad(&at, "a list of strings")))
+                .collect::<Result<_, _>>()?,
+        ),
+        "http" => PlanCommand::Http {
+            method: string_at(c, "method", &at)?,
+            url: string_at(c, "url", &at)?,
+            headers: BTreeMap::new(),
+            query: BTreeMap::new(),
+            body: None,
+            expect_status: Vec::new(),
+            max_latency: None,
+            assert: None,
+            ca_file: None,
+            request_timeout: opt_text(c, "request_timeout", &at)?,
+        },
+        "sql" => PlanCommand::Sql {
+            url: string_at(c, "url", &at)?,
+            query: opt_text(c, "query", &at)?,
+            file: opt_text(c, "file", &at)?,
+            args: Vec::new(),
+            assert: None,
+            read_only: flag(c, "read_only", &at)?,
+        },
+        "approval" => PlanCommand::Approval {
+            prompt: string_at(c, "prompt", &at)?,
+            inputs: match c.get("inputs").and_then(Value::as_object) {
+                Some(o) => o
+                    .iter()
+                    .map(|(k, t)| {
+                        let ty = match t.as_str() {
+                            Some("string") => ParamType::String,
+                            Some("integer") => ParamType::Integer,
+                            Some("number") => ParamType::Number,
+                            Some("boolean") => ParamType::Boolean,
+                            _ => return Err(bad(&format!("{at}.inputs.{k}"), "a type")),
+                        };
+                        Ok((k.clone(), ty))
+                    })
+                    .collect::<Result<_, _>>()?,
+                None => BTreeMap::new(),
+            },
+            approvers: strings(c, "approvers", &at)?,
+            min_approvals: c
+                .get("min_approvals")
+                .and_then(Value::as_u64)
+                .and_then(|n| u32::try_from(n).ok())
+                .ok_or_else(|| bad(&format!("{at}.min_approvals"), "a whole number"))?,
+            allow_self_approval: flag(c, "allow_self_approval", &at)?,
+            timeout: opt_text(c, "timeout", &at)?,
+        },
+        "notify" => PlanCommand::Notify {
+            webhook: string_at(c, "webhook", &at)?,
+            body: Value::Null,
+            required: flag(c, "required", &at)?,
+        },
+        "runbook" => PlanCommand::Runbook {
+            file: string_at(c, "file", &at)?,
+            params: BTreeMap::new(),
+            plan: Box::new(to_plan(c.get("plan").unwrap_or(&Value::Null), &format!("{at}.plan."))?),
+        },
+        other => return Err(bad(&at, &format!("a known kind of step (`{other}`)"))),
+    })
+}
+
+fn to_step(s: &Value, at: &str) -> Result<PlanStep, NotAPlan> {
+    if !s.is_object() {
+        return Err(bad(at, "a step (an object)"));
+    }
+    let on_failure = match s.get("on_failure").and_then(Value::as_str) {
+        Some("compensate") => OnFailure::Compensate,
+        Some("stop") => OnFailure::Stop,
+        Some("continue") => OnFailure::Continue,
+        _ => return Err(bad(&format!("{at}.on_failure"), "`compensate`, `stop` or `continue`")),
+    };
+    let when = match s.get("when") {
+        None | Some(Value::Null) => None,
+        Some(w) => Some(PlanWhen {
+            expr: string_at(w, "expr", &format!("{at}.when"))?,
+            value: w.get("value").and_then(Value::as_bool),
+        }),
+    };
+    let compensation = match s.get("compensation") {
+        None | Some(Value::Null) => None,
+        Some(c) => {
+            let cat = format!("{at}.compensation");
+            Some(Box::new(PlanCompensation {
+                command: command(c.get("command"), &format!("{cat}.command"))?,
+                env: BTreeMap::new(),
+                dir: None,
+                timeout: opt_text(c, "timeout", &cat)?,
+                retry: retry(c.get("retry"), &format!("{cat}.retry"))?,
+                idempotent: flag(c, "idempotent", &cat)?,
+            }))
+        }
+    };
+    Ok(PlanStep {
+        id: string_at(s, "id", at)?,
+        kind: string_at(s, "kind", at)?,
+        title: None,
+        description: None,
+        needs: strings(s, "needs", at)?,
+        wave: s.get("wave").and_then(Value::as_u64).and_then(|w| usize::try_from(w).ok()).unwrap_or(0),
+        when,
+        command: command(s.get("command"), &format!("{at}.command"))?,
+        env: BTreeMap::new(),
+        dir: None,
+        outputs: Vec::new(),
+        preconditions: checks(s.get("preconditions"), &format!("{at}.preconditions"))?,
+        timeout: opt_text(s, "timeout", at)?,
+        retry: retry(s.get("retry"), &format!("{at}.retry"))?,
+        idempotent: flag(s, "idempotent", at)?,
+        confirm: opt_text(s, "confirm", at)?,
+        on_failure,
+        compensation,
+        compensation_chain: strings(s, "compensation_chain", at)?,
+        estimate: None,
+    })
+}
+
+// ----- views ---------------------------------------------------------------------------
+
+fn value_text(v: Option<&Value>) -> String {
+    match v {
+        None => "(none)".into(),
+        Some(v) => crate::shown::one_line(&v.to_string()),
+    }
+}
+
+fn heading(d: &PlanDiff) -> String {
+    let name = d.runbook.new.as_deref().or(d.runbook.old.as_deref()).unwrap_or("?");
+    let mut h = format!("`{}`", crate::shown::one_line(name));
+    if let (Some(o), Some(n)) = (&d.runbook.old, &d.runbook.new)
+        && o != n
+    {
+        h = format!("`{}` (was `{}`)", crate::shown::one_line(n), crate::shown::one_line(o));
+    }
+    h
+}
+
+fn count_text(d: &PlanDiff) -> String {
+    match d.count() {
+        0 => "no change".into(),
+        1 => "1 change".into(),
+        n => format!("{n} changes"),
+    }
+}
+
+/// A field change as one line: `field: old → new`, `needs added [..]`, `field:` before a
+/// unified diff.
+fn field_line(c: &FieldChange) -> String {
+    let f = crate::shown::one_line(&c.field);
+    if c.unified.is_some() {
+        return format!("{f}:");
+    }
+    match (&c.old, &c.new) {
+        (None, Some(n)) if SETS.contains(&last_segment(&c.field)) => format!("{f} added {}", list_text(n)),
+        (Some(o), None) if SETS.contains(&last_segment(&c.field)) => format!("{f} removed {}", list_text(o)),
+        (None, Some(n)) => format!("{f} added: {}", value_text(Some(n))),
+        (Some(o), None) => format!("{f} removed (was {})", value_text(Some(o))),
+        (o, n) => format!("{f}: {} → {}", value_text(o.as_ref()), value_text(n.as_ref())),
+    }
+}
+
+fn list_text(v: &Value) -> String {
+    match v.as_array() {
+        Some(items) => items
+            .iter()
+            .map(|i| format!("`{}`", crate::shown::one_line(&shown_value(i))))
+            .collect::<Vec<_>>()
+            .join(", "),
+        None => value_text(Some(v)),
+    }
+}
+
+fn indented(text: &str, indent: &str) -> String {
+    let marked = crate::shown::marked(text.strip_suffix('\n').unwrap_or(text));
+    let mut out = String::new();
+    for line in marked.text.split('\n') {
+        let _ = writeln!(out, "{indent}{line}");
+    }
+    if let Some(note) = marked.note() {
+        let _ = writeln!(out, "{indent}(invisible characters shown as escapes: {note})");
+    }
+    out
+}
+
+/// The diff for a terminal.
+pub fn text(d: &PlanDiff) -> String {
+    let mut out = format!("Plan diff of {}: {}\n", heading(d), count_text(d));
+    for n in &d.notes {
+        let _ = writeln!(out, "note: {}", crate::shown::one_line(n));
+    }
+    if !d.risks.is_empty() {
+        let _ = writeln!(out, "\nRisk changes:");
+        for r in &d.risks {
+            let _ = writeln!(out, "  ! {}", crate::shown::one_line(r));
+        }
+    }
+    if !d.fields.is_empty() {
+        let _ = writeln!(out, "\nRunbook:");
+        fields_text(&mut out, &d.fields, "  ");
+    }
+    if !d.steps.is_empty() {
+        let _ = writeln!(out, "\nSteps:");
+        for s in &d.steps {
+            match s {
+                StepChange::Added { step, section, kind, command } => {
+                    let fin = if *section == "finally" { " (finally)" } else { "" };
+                    let _ = writeln!(out, "  + added `{}`{fin} ({kind}):", crate::shown::one_line(step));
+                    out.push_str(&indented(command, "      "));
+                }
+                StepChange::Removed { step, section, kind } => {
+                    let fin = if *section == "finally" { " (finally)" } else { "" };
+                    let _ = writeln!(out, "  - removed `{}`{fin} ({kind})", crate::shown::one_line(step));
+                }
+                StepChange::Renamed { from, to, changes } => {
+                    let _ = writeln!(
+                        out,
+                        "  ~ renamed `{}` → `{}`",
+                        crate::shown::one_line(from),
+                        crate::shown::one_line(to)
+                    );
+                    fields_text(&mut out, changes, "      ");
+                }
+                StepChange::Changed { step, changes } => {
+                    let _ = writeln!(out, "  ~ `{}`", crate::shown::one_line(step));
+                    fields_text(&mut out, changes, "      ");
+                }
+            }
+        }
+    }
+    out
+}
+
+fn fields_text(out: &mut String, changes: &[FieldChange], indent: &str) {
+    for c in changes {
+        let _ = writeln!(out, "{indent}{}", field_line(c));
+        if let Some(u) = &c.unified {
+            out.push_str(&indented(u, &format!("{indent}  ")));
+        }
+    }
+}
+
+/// The diff as markdown, for a pull request comment.
+pub fn markdown(d: &PlanDiff) -> String {
+    let name = d.runbook.new.as_deref().or(d.runbook.old.as_deref()).unwrap_or("?");
+    let mut out = format!("## Plan diff of {}: {}\n", code(name), count_text(d));
+    for n in &d.notes {
+        let _ = writeln!(out, "\n> **Note:** {}", escape(n));
+    }
+    if !d.risks.is_empty() {
+        let _ = writeln!(out, "\n### Risk changes\n");
+        for r in &d.risks {
+            let _ = writeln!(out, "- {}", backticked(r));
+        }
+    }
+    if !d.fields.is_empty() {
+        let _ = writeln!(out, "\n### Runbook\n");
+        fields_markdown(&mut out, d.fields.as_slice(), "");
+    }
+    if !d.steps.is_empty() {
+        let _ = writeln!(out, "\n### Steps\n");
+        for s in &d.steps {
+            match s {
+                StepChange::Added { step, section, kind, command } => {
+                    let fin = if *section == "finally" { " (`finally`)" } else { "" };
+                    let _ = writeln!(out, "- **added** {}{fin} ({}):\n", code(step), escape(kind));
+                    let lang = if kind == "run" { "sh" } else { "json" };
+                    out.push_str(&fenced(lang, command, "  "));
+                }
+                StepChange::Removed { step, section, kind } => {
+                    let fin = if *section == "finally" { " (`finally`)" } else { "" };
+                    let _ = writeln!(out, "- **removed** {}{fin} ({})", code(step), escape(kind));
+                }
+                StepChange::Renamed { from, to, changes } => {
+                    let _ = writeln!(out, "- **renamed** {} → {}", code(from), code(to));
+                    fields_markdown(&mut out, changes, "  ");
+                }
+                StepChange::Changed { step, changes } => {
+                    let _ = writeln!(out, "- **changed** {}", code(step));
+                    fields_markdown(&mut out, changes, "  ");
+                }
+            }
+        }
+    }
+    out
+}
+
+/// A sentence of ours whose `ids` are in backticks: the ids as code spans, the rest escaped.
+fn backticked(s: &str) -> String {
+    let mut out = String::new();
+    for (i, part) in s.split('`').enumerate() {
+        if i % 2 == 1 { out.push_str(&code(part)) } else { out.push_str(&escape(part)) }
+    }
+    out
+}
+
+fn fields_markdown(out: &mut String, changes: &[FieldChange], indent: &str) {
+    for c in changes {
+        let f = code(&c.field);
+        let set = SETS.contains(&last_segment(&c.field));
+        let v = |v: &Value| code(&v.to_string());
+        let line = match (&c.old, &c.new, &c.unified) {
+            (_, _, Some(_)) => format!("{f}:"),
+            (None, Some(n), _) if set => format!("{f} added {}", md_list(n)),
+            (Some(o), None, _) if set => format!("{f} removed {}", md_list(o)),
+            (None, Some(n), _) => format!("{f} added: {}", v(n)),
+            (Some(o), None, _) => format!("{f} removed (was {})", v(o)),
+            (Some(o), Some(n), _) => format!("{f}: {} → {}", v(o), v(n)),
+            (None, None, None) => f,
+        };
+        let _ = writeln!(out, "{indent}- {line}");
+        if let Some(u) = &c.unified {
+            let _ = writeln!(out);
+            out.push_str(&fenced("diff", u, &format!("{indent}  ")));
+        }
+    }
+}
+
+fn md_list(v: &Value) -> String {
+    match v.as_array() {
+        Some(items) => items.iter().map(|i| code(&shown_value(i))).collect::<Vec<_>>().join(", "),
+        None => code(&v.to_string()),
+    }
+}
+
+/// The diff as its JSON document (documented in the book: reference/plan-diff-json.md).
+pub fn json(d: &PlanDiff) -> String {
+    serde_json::to_string_pretty(d).unwrap_or_default()
+}

@@ -1,0 +1,171 @@
+#!/usr/bin/env bash
+# The body of a pull request's review comment for runbooks, written by `runbook` itself:
+#   1. `runbook check` on every runbook;
+#   2. for every runbook whose plan differs from the base revision's (the runbook, a file it
+#      includes or its params file changed): what changed (`runbook plan FILE --against BASE`)
+#      and the full review document (`runbook plan FILE --format markdown`);
+#   3. the runbooks that were removed.
+#
+# Usage: review-comment.sh BASE OUT_DIR
+#   BASE     the pull request's base (a commit, branch or tag); the comparison is made with
+#            the merge base of BASE and HEAD, as GitHub shows a pull request's changes.
+#   OUT_DIR  where to write comment.md (the comment's body) and plans/*.md (every review
+#            document in full, for the workflow's artifact).
+# Run it at the top of the repository, on the pull request's head.
+#
+# Environment:
+#   RUNBOOK          the runbook binary (default: runbook, from PATH)
+#   RUNBOOK_DIR      the folder of runbooks (default: runbooks); params files are looked for in
+#                    RUNBOOK_DIR/params/NAME.ENV.toml
+#   RUNBOOK_ENV      ENV above (default: staging)
+#   COMMENT_LIMIT    the largest comment, in bytes (default: 60000; GitHub refuses more than
+#                    65536 characters): past it, the full review documents are left out of the
+#                    comment and only the artifact has them
+#
+# Exit status: 0 the comment was written; 3 the comment was written and `runbook check` found
+# invalid runbooks (the comment shows the diagnostics; the job should fail after posting it);
+# 2 usage; anything else: the review could not be made (a message on standard error).
+set -euo pipefail
+
+usage() { echo "usage: $0 BASE OUT_DIR" >&2; exit 2; }
+[ $# -eq 2 ] || usage
+base_arg=$1
+out=$2
+runbook=${RUNBOOK:-runbook}
+dir=${RUNBOOK_DIR:-runbooks}
+env_name=${RUNBOOK_ENV:-staging}
+limit=${COMMENT_LIMIT:-60000}
+export NO_COLOR=1
+
+case $base_arg in -*) echo "$0: BASE must not start with '-': $base_arg" >&2; exit 2 ;; esac
+base=$(git rev-parse --verify --quiet --end-of-options "$base_arg^{commit}") || {
+    echo "$0: BASE is not a commit here: $base_arg (was the repository fetched with its history? actions/checkout needs fetch-depth: 0)" >&2
+    exit 2
+}
+merge_base=$(git merge-base "$base" HEAD) || { echo "$0: $base_arg and HEAD have no common ancestor" >&2; exit 2; }
+short=$(git rev-parse --short=12 "$merge_base")
+
+mkdir -p "$out/plans"
+comment=$out/comment.md
+full=$out/full.md
+: > "$full"
+
+# The runbooks of the head: top-level TOML files of RUNBOOK_DIR (params files live below it).
+runbooks=()
+while IFS= read -r -d '' file; do runbooks+=("$file"); done \
+    < <(find "$dir" -maxdepth 1 -type f -name '*.toml' -print0 | LC_ALL=C sort -z)
+
+# A file name as Markdown inline code, whatever characters it holds (a pull request chooses its
+# file names): the fence is longer than any run of backticks inside.
+code() {
+    local fence='`'
+    while [[ $1 == *"$fence"* ]]; do fence="$fence\`"; done
+    local pad=''
+    [[ $1 == \`* || $1 == *\` ]] && pad=' '
+    printf '%s%s%s%s%s' "$fence" "$pad" "$1" "$pad" "$fence"
+}
+
+params_for() {
+    local name
+    name=$(basename "$1" .toml)
+    local params="$dir/params/$name.$env_name.toml"
+    if [ -f "$params" ]; then printf '%s\n' "--params-file" "$params"; fi
+}
+
+{
+    echo "<!-- runbook-review -->"
+    echo "## Runbook review"
+    echo
+} > "$comment"
+
+# 1. check: every runbook at once, every problem at once.
+check_status=0
+check_out=$("$runbook" check --color never "${runbooks[@]}" 2>&1) || check_status=$?
+if [ "$check_status" -ne 0 ]; then
+    fence='```'
+    while grep -qF -- "$fence" <<<"$check_out"; do fence="$fence\`"; done
+    {
+        echo "**\`runbook check\` found problems** (exit status $check_status); no plan was made."
+        echo
+        echo "${fence}text"
+        printf '%s\n' "$check_out"
+        echo "$fence"
+    } >> "$comment"
+    exit "$check_status"
+fi
+{
+    echo "\`runbook check\`: ${#runbooks[@]} runbook(s) valid."
+    echo
+    echo "Compared with \`$short\`, where this change branched off its base."
+    echo
+} >> "$comment"
+
+# 2. The runbooks whose plan changed, and the new ones.
+unchanged=()
+changed=0
+for file in "${runbooks[@]}"; do
+    mapfile -t params < <(params_for "$file")
+    status=0
+    diff_md=$("$runbook" plan "$file" "${params[@]}" --against "$merge_base" --format markdown 2>"$out/stderr") || status=$?
+    case $status in
+        0) unchanged+=("$file"); continue ;;
+        1) ;;
+        *) echo "$0: runbook plan $file --against $short failed (exit status $status):" >&2
+           cat "$out/stderr" >&2
+           exit "$status" ;;
+    esac
+    changed=$((changed + 1))
+    plan_file="$out/plans/$(basename "$file" .toml).md"
+    "$runbook" plan "$file" "${params[@]}" --format markdown > "$plan_file"
+    {
+        echo "### $(code "$file")"
+        echo
+        printf '%s\n' "$diff_md"
+        echo
+    } >> "$comment"
+    {
+        name=$(basename "$file" .toml)
+        name=${name//&/&amp;}; name=${name//</&lt;}; name=${name//>/&gt;}
+        echo "<details><summary>The review document of <code>$name</code></summary>"
+        echo
+        cat "$plan_file"
+        echo
+        echo "</details>"
+        echo
+    } >> "$full"
+done
+
+# 3. Runbooks removed by the change.
+removed=()
+while IFS= read -r -d '' file; do removed+=("$file"); done \
+    < <(git diff --name-only -z --diff-filter=D "$merge_base" HEAD -- "$dir" \
+        | while IFS= read -r -d '' f; do
+              case $f in "$dir"/params/*) ;; "$dir"/*/*) ;; *.toml) printf '%s\0' "$f" ;; esac
+          done)
+
+{
+    if [ "$changed" -eq 0 ] && [ ${#removed[@]} -eq 0 ]; then
+        echo "No runbook's plan changed."
+        echo
+    fi
+    for file in "${removed[@]}"; do
+        echo "### $(code "$file"): removed"
+        echo
+    done
+    if [ ${#unchanged[@]} -gt 0 ]; then
+        printf 'Plans unchanged:'
+        sep=' '
+        for file in "${unchanged[@]}"; do printf '%s%s' "$sep" "$(code "$file")"; sep=', '; done
+        echo
+        echo
+    fi
+} >> "$comment"
+
+if [ -s "$full" ]; then
+    if [ $(( $(wc -c < "$comment") + $(wc -c < "$full") )) -le "$limit" ]; then
+        cat "$full" >> "$comment"
+    else
+        echo "The full review documents are too long for a comment: they are in the workflow run's artifact \`runbook-review\` (\`plans/*.md\`)." >> "$comment"
+    fi
+fi
+rm -f "$full" "$out/stderr"

@@ -1,0 +1,261 @@
+//! The pull-request workflow of the book (examples/ci/): its script, run here exactly as the
+//! workflow runs it, on two commits of a real git repository. The comment's body is compared
+//! with a snapshot; what a reviewer must see (the changed command, the lost compensation,
+//! the new and the removed runbook, the unchanged one) is also asserted directly.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::support::{Output, bin, root};
+
+const SCRIPT: &str = "examples/ci/review-comment.sh";
+const WORKFLOW: &str = "examples/ci/runbook-review.yml";
+
+/// A git repository in a temporary folder, with fixed identities and dates so that commits
+/// are the same on every machine.
+struct Repo {
+    dir: tempfile::TempDir,
+}
+
+impl Repo {
+    fn new() -> Repo {
+        let repo = Repo { dir: tempfile::tempdir().expect("temp dir") };
+        repo.git(&["init", "--quiet", "--initial-branch=main"]);
+        repo
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn git(&self, args: &[&str]) -> String {
+        let out = Command::new("git")
+            .args(args)
+            .current_dir(self.path())
+            .env("GIT_AUTHOR_NAME", "Ana")
+            .env("GIT_AUTHOR_EMAIL", "ana@example.invalid")
+            .env("GIT_COMMITTER_NAME", "Ana")
+            .env("GIT_COMMITTER_EMAIL", "ana@example.invalid")
+            .env("GIT_AUTHOR_DATE", "2026-12-01T10:00:00Z")
+            .env("GIT_COMMITTER_DATE", "2026-12-01T10:00:00Z")
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("HOME", self.path())
+            .output()
+            .expect("git runs");
+        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    fn write(&self, path: &str, text: &str) {
+        let file = self.path().join(path);
+        std::fs::create_dir_all(file.parent().expect("a parent")).expect("mkdir");
+        std::fs::write(file, text).expect("write");
+    }
+
+    fn copy(&self, from: &str, to: &str) {
+        let text = std::fs::read_to_string(root().join(from)).expect("a shipped file");
+        self.write(to, &text);
+    }
+
+    fn commit(&self, message: &str) {
+        self.git(&["add", "-A"]);
+        self.git(&["commit", "--quiet", "-m", message]);
+    }
+
+    /// Runs the workflow's script as the workflow does, at the top of the repository.
+    fn review(&self, base: &str, env: &[(&str, &str)]) -> (Output, PathBuf) {
+        let out_dir = self.path().join("review");
+        let out = Command::new("bash")
+            .arg(root().join(SCRIPT))
+            .arg(base)
+            .arg(&out_dir)
+            .current_dir(self.path())
+            .env("RUNBOOK", bin())
+            .env_remove("RUNBOOK_DIR")
+            .env_remove("RUNBOOK_ENV")
+            .env_remove("COMMENT_LIMIT")
+            .envs(env.iter().copied())
+            .output()
+            .expect("bash runs the script");
+        (Output::from(out), out_dir)
+    }
+}
+
+/// `text` with `from` replaced by `to`, which must be there.
+fn edit(text: &str, from: &str, to: &str) -> String {
+    assert!(text.contains(from), "the shipped runbook no longer contains {from:?}");
+    text.replacen(from, to, 1)
+}
+
+/// The base commit: two shipped runbooks with their params files, and one that the change
+/// removes. Then, on a branch, the change a reviewer must see: a command changed and a
+/// compensation removed in rollback-l1, a new runbook, a removed one.
+fn repo_with_a_change() -> Repo {
+    let repo = Repo::new();
+    repo.copy("runbooks/rollback-l1.toml", "runbooks/rollback-l1.toml");
+    repo.copy("runbooks/params/rollback-l1.staging.toml", "runbooks/params/rollback-l1.staging.toml");
+    repo.copy("examples/hello.toml", "runbooks/hello.toml");
+    repo.copy("examples/parallel-dag.toml", "runbooks/parallel-dag.toml");
+    repo.commit("runbooks");
+    repo.git(&["switch", "--quiet", "-c", "change"]);
+
+    let l1 = std::fs::read_to_string(root().join("runbooks/rollback-l1.toml")).expect("l1");
+    let l1 = edit(
+        &l1,
+        "run = \"pg_restore --list {{ steps.backup.outputs.file }} > /dev/null\"",
+        "run = \"pg_restore --list {{ steps.backup.outputs.file }} | head -n 5\"",
+    );
+    let l1 = edit(
+        &l1,
+        "compensate = { cmd = [\"git\", \"-C\", \"{{ params.repo_dir }}\", \"reset\", \"--keep\", \"{{ steps.revert.outputs.previous_head }}\"] }\n",
+        "",
+    );
+    repo.write("runbooks/rollback-l1.toml", &l1);
+    repo.copy("examples/compensation.toml", "runbooks/compensation.toml");
+    std::fs::remove_file(repo.path().join("runbooks/parallel-dag.toml")).expect("rm");
+    repo.commit("the change under review");
+    repo
+}
+
+/// The comment with what differs between machines replaced: the abbreviated commit of the
+/// base and the engine's version.
+fn stable(comment: &str, repo: &Repo) -> String {
+    let full = repo.git(&["rev-parse", "main"]);
+    let short = repo.git(&["rev-parse", "--short=12", "main"]);
+    comment.replace(&full, "[base]").replace(&short, "[base]").replace(env!("CARGO_PKG_VERSION"), "[version]")
+}
+
+#[test]
+fn the_review_comment_shows_what_changed_against_the_base_branch() {
+    let repo = repo_with_a_change();
+    let (out, dir) = repo.review("main", &[]);
+    assert_eq!(out.code, 0, "stdout:\n{}\nstderr:\n{}", out.stdout, out.stderr);
+    let comment = std::fs::read_to_string(dir.join("comment.md")).expect("comment.md written");
+
+    assert!(comment.starts_with("<!-- runbook-review -->\n## Runbook review\n"), "{comment}");
+    assert!(comment.contains("`runbook check`: 3 runbook(s) valid."), "{comment}");
+    // The changed command, as a unified diff of its text.
+    assert!(comment.contains("-pg_restore --list"), "{comment}");
+    assert!(comment.contains("+pg_restore --list"), "{comment}");
+    assert!(comment.contains("| head -n 5"), "{comment}");
+    // The lost compensation: named, with its step.
+    assert!(comment.contains("`revert`"), "{comment}");
+    // The new runbook and the removed one; the unchanged one, listed as unchanged.
+    assert!(comment.contains("### `runbooks/compensation.toml`"), "{comment}");
+    assert!(comment.contains("### `runbooks/parallel-dag.toml`: removed"), "{comment}");
+    assert!(comment.contains("Plans unchanged: `runbooks/hello.toml`"), "{comment}");
+    // The full review documents, folded, and kept for the artifact.
+    assert!(comment.contains("<details><summary>The review document of <code>rollback-l1</code></summary>"));
+    for plan in ["rollback-l1.md", "compensation.md"] {
+        let text = std::fs::read_to_string(dir.join("plans").join(plan)).expect("plan kept");
+        assert!(text.starts_with("# Review of"), "{plan}: {text}");
+    }
+    assert!(!dir.join("plans/hello.md").exists(), "an unchanged runbook is not planned again");
+    assert_comment_parses(&comment);
+    insta::assert_snapshot!("review_comment", stable(&comment, &repo));
+}
+
+#[test]
+fn a_comment_too_long_for_github_leaves_the_documents_to_the_artifact() {
+    let repo = repo_with_a_change();
+    let (out, dir) = repo.review("main", &[("COMMENT_LIMIT", "4000")]);
+    assert_eq!(out.code, 0, "stdout:\n{}\nstderr:\n{}", out.stdout, out.stderr);
+    let comment = std::fs::read_to_string(dir.join("comment.md")).expect("comment.md written");
+    assert!(!comment.contains("<details>"), "{comment}");
+    assert!(comment.contains("artifact `runbook-review`"), "{comment}");
+    // What changed is still in the comment: only the full documents moved.
+    assert!(comment.contains("+pg_restore --list"), "{comment}");
+    assert!(dir.join("plans/rollback-l1.md").exists());
+}
+
+#[test]
+fn an_invalid_runbook_is_reported_in_the_comment_and_fails_the_job() {
+    let repo = repo_with_a_change();
+    repo.write(
+        "runbooks/broken.toml",
+        "[runbook]\nname = \"broken\"\n\n[steps.a]\nrun = \"true\"\nneeds = [\"nowhere\"]\n",
+    );
+    repo.commit("a mistake");
+    let (out, dir) = repo.review("main", &[]);
+    assert_eq!(out.code, 3, "stdout:\n{}\nstderr:\n{}", out.stdout, out.stderr);
+    let comment = std::fs::read_to_string(dir.join("comment.md")).expect("comment.md written");
+    assert!(
+        comment.contains("**`runbook check` found problems** (exit status 3); no plan was made."),
+        "{comment}"
+    );
+    assert!(comment.contains("runbooks/broken.toml:"), "{comment}");
+    assert!(!comment.contains("### "), "nothing is planned when check fails: {comment}");
+    assert_comment_parses(&comment);
+    insta::assert_snapshot!("review_comment_check_failed", stable(&comment, &repo));
+}
+
+#[test]
+fn a_change_that_changes_no_plan_says_so() {
+    let repo = repo_with_a_change();
+    repo.git(&["switch", "--quiet", "-c", "comments-only", "main"]);
+    let hello = std::fs::read_to_string(repo.path().join("runbooks/hello.toml")).expect("hello");
+    repo.write("runbooks/hello.toml", &format!("# a comment changes no plan\n{hello}"));
+    repo.commit("a comment");
+    let (out, dir) = repo.review("main", &[]);
+    assert_eq!(out.code, 0, "stdout:\n{}\nstderr:\n{}", out.stdout, out.stderr);
+    let comment = std::fs::read_to_string(dir.join("comment.md")).expect("comment.md written");
+    assert!(comment.contains("No runbook's plan changed."), "{comment}");
+    assert!(comment.contains("Plans unchanged: `runbooks/hello.toml`, `runbooks/parallel-dag.toml`"));
+}
+
+#[test]
+fn a_base_that_is_not_a_commit_is_a_usage_error() {
+    let repo = repo_with_a_change();
+    for base in ["no-such-branch", "--output=/tmp/x"] {
+        let (out, dir) = repo.review(base, &[]);
+        assert_eq!(out.code, 2, "{base}: stdout:\n{}\nstderr:\n{}", out.stdout, out.stderr);
+        assert!(!dir.join("comment.md").exists(), "{base}: no comment without a base");
+    }
+}
+
+#[test]
+fn the_workflow_runs_the_tested_script_with_the_base_of_the_pull_request() {
+    let workflow = std::fs::read_to_string(root().join(WORKFLOW)).expect("the workflow file");
+    assert!(workflow.contains(&format!("{SCRIPT} \"$BASE\" review")), "{workflow}");
+    assert!(workflow.contains("BASE: ${{ github.event.pull_request.base.sha }}"));
+    assert!(workflow.contains("fetch-depth: 0"), "--against needs the base's history");
+    assert!(workflow.contains("--body-file review/comment.md"));
+    // Untrusted pull-request data never goes into a `run:` line through `${{ }}`: only
+    // through the environment.
+    for line in workflow.lines().filter(|l| l.trim_start().starts_with("run:")) {
+        assert!(!line.contains("${{"), "an expression in a run line: {line}");
+    }
+    // `pull_request`, never `pull_request_target` (which runs a fork's code with write access).
+    let triggers: Vec<&str> = workflow.lines().filter(|l| !l.trim_start().starts_with('#')).collect();
+    assert!(triggers.iter().any(|l| l.trim() == "pull_request:"), "{workflow}");
+    assert!(!triggers.iter().any(|l| l.contains("pull_request_target")), "{workflow}");
+}
+
+/// The comment is CommonMark that GitHub renders: every `### ` line of the source is a heading
+/// (none was swallowed by a code block left open above it), and every code block closes
+/// before the end of the comment.
+fn assert_comment_parses(comment: &str) {
+    use pulldown_cmark::{Event, HeadingLevel, Parser, Tag, TagEnd};
+    let mut headings = Vec::new();
+    let mut in_heading = None::<String>;
+    let mut in_code = false;
+    let mut code_open_at_end = false;
+    for event in Parser::new_ext(comment, pulldown_cmark::Options::ENABLE_TABLES) {
+        match event {
+            Event::Start(Tag::Heading { level: HeadingLevel::H3, .. }) => in_heading = Some(String::new()),
+            Event::End(TagEnd::Heading(HeadingLevel::H3)) => headings.extend(in_heading.take()),
+            Event::Text(t) | Event::Code(t) => {
+                if let Some(h) = in_heading.as_mut() {
+                    h.push_str(&t);
+                }
+            }
+            Event::Start(Tag::CodeBlock(_)) => in_code = true,
+            Event::End(TagEnd::CodeBlock) => in_code = false,
+            _ => {}
+        }
+        code_open_at_end = in_code;
+    }
+    assert!(!code_open_at_end, "a code block runs to the end of:\n{comment}");
+    let in_source = comment.lines().filter(|l| l.starts_with("### ")).count();
+    assert_eq!(headings.len(), in_source, "headings {headings:?} in:\n{comment}");
+}
