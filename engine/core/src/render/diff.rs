@@ -1009,3 +1009,109 @@ fn md_list(v: &Value) -> String {
 pub fn json(d: &PlanDiff) -> String {
     serde_json::to_string_pretty(d).unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diagnostic::Source;
+    use crate::validate::{NoIncludes, check};
+
+    /// The plan document of a runbook text (no parameters).
+    fn doc(text: &str) -> Value {
+        let checked = check(Source::toml("r.toml", text), &NoIncludes);
+        let runbook = checked.runbook.unwrap_or_else(|| panic!("{:?}", checked.diagnostics));
+        let plan = crate::plan::plan(&runbook, &BTreeMap::new()).expect("a plan");
+        serde_json::to_value(plan).expect("json")
+    }
+
+    fn risks_between(old: &str, new: &str) -> Vec<String> {
+        diff(&doc(old), &doc(new)).expect("a diff").risks
+    }
+
+    const BASE: &str = "[runbook]\nname = \"r\"\n\n[steps.scan_logs]\nrun = \"scan\"\ncompensate = { run = \"unscan\" }\ntimeout = \"1h\"\n\n[steps.health]\nrun = \"check\"\ntimeout = \"1h\"\n\n[steps.push]\nrun = \"push\"\nidempotent = true\ntimeout = \"1h\"\non-failure = \"stop\"\n";
+
+    #[test]
+    fn the_same_plan_is_no_change() {
+        let d = diff(&doc(BASE), &doc(BASE)).expect("a diff");
+        assert!(d.is_empty(), "{d:?}");
+        assert_eq!(text(&d), "Plan diff of `r`: no change\n");
+    }
+
+    #[test]
+    fn risk_changes_name_what_a_reviewer_must_see() {
+        let new = BASE
+            .replace("idempotent = true\n", "")
+            .replace(
+                "[steps.health]\nrun = \"check\"\n",
+                "[steps.health]\nrun = \"check\"\non-failure = \"stop\"\n",
+            )
+            .replace("timeout = \"1h\"\non-failure", "timeout = \"4h\"\non-failure");
+        let risks = risks_between(BASE, &new);
+        for expected in [
+            "`push` is no longer idempotent (after a crash, an operator decides)",
+            "the point of no return moved from `push` to `health`",
+            "worst case went from 3h to 6h",
+        ] {
+            assert!(risks.iter().any(|r| r == expected), "{expected}: {risks:#?}");
+        }
+        let lost = risks_between(BASE, &BASE.replace("compensate = { run = \"unscan\" }\n", ""));
+        assert!(lost.iter().any(|r| r.starts_with("`scan_logs` lost its compensation")), "{lost:#?}");
+    }
+
+    #[test]
+    fn approvals_and_confirmations_added_and_removed_are_risk_changes() {
+        let new = format!(
+            "{BASE}\n[steps.sign_off]\napproval = {{ prompt = \"ok?\", approvers = [\"ana\"], min-approvals = 1, timeout = \"30m\" }}\n"
+        )
+        .replace("[steps.health]\n", "[steps.health]\nconfirm = \"Really?\"\n");
+        let risks = risks_between(BASE, &new);
+        assert!(
+            risks.iter().any(|r| r.starts_with("new approval `sign_off`: 1 approval(s) from ana")),
+            "{risks:#?}"
+        );
+        assert!(risks.iter().any(|r| r == "new confirmation `health`: Really?"), "{risks:#?}");
+        let back = risks_between(&new, BASE);
+        assert!(back.iter().any(|r| r.starts_with("approval `sign_off` removed")), "{back:#?}");
+    }
+
+    #[test]
+    fn a_command_change_is_a_unified_diff_of_the_exact_text() {
+        let old = "[runbook]\nname = \"r\"\n\n[steps.a]\nrun = '''\necho one\necho \"now: `date`\"\necho three\n'''\n";
+        let new = old.replace("now: `date`", "now: `date -u`");
+        let d = diff(&doc(old), &doc(&new)).expect("a diff");
+        let t = text(&d);
+        assert!(t.contains("-echo \"now: `date`\"\n") && t.contains("+echo \"now: `date -u`\"\n"), "{t}");
+        assert!(t.contains(" echo one\n") && t.contains(" echo three\n"), "context lines: {t}");
+        let md = markdown(&d);
+        assert!(md.contains("+echo \"now: `date -u`\""), "{md}");
+    }
+
+    #[test]
+    fn a_step_with_a_new_id_and_the_same_command_is_a_rename() {
+        let d =
+            diff(&doc(BASE), &doc(&BASE.replace("[steps.health]", "[steps.health_check]"))).expect("a diff");
+        assert!(text(&d).contains("renamed `health` → `health_check`"), "{}", text(&d));
+        assert!(!d.steps.iter().any(|s| matches!(s, StepChange::Removed { .. } | StepChange::Added { .. })));
+    }
+
+    #[test]
+    fn secrets_are_compared_by_name_and_source_only() {
+        let old = "[runbook]\nname = \"r\"\n\n[secrets.TOKEN]\nenv = \"TOKEN\"\n\n[steps.a]\nrun = \"curl -H \\\"$T\\\" x\"\nenv = { T = \"{{ secrets.TOKEN }}\" }\n";
+        let new = old.replace("env = \"TOKEN\"", "env = \"NEW_TOKEN\"");
+        let t = text(&diff(&doc(old), &doc(&new)).expect("a diff"));
+        assert!(t.contains("secrets[TOKEN].source.env: \"TOKEN\" → \"NEW_TOKEN\""), "{t}");
+    }
+
+    #[test]
+    fn garbage_documents_are_refused_with_a_reason() {
+        for (bad, why) in [
+            (serde_json::json!([]), "not a JSON object"),
+            (serde_json::json!({"format_version": 2}), "version 1"),
+            (serde_json::json!({"format_version": 1, "steps": 3}), "`steps` is not a list"),
+            (serde_json::json!({"format_version": 1, "steps": [{"id": "a"}]}), "`steps[0].on_failure`"),
+        ] {
+            let e = read_document(&bad).expect_err("refused");
+            assert!(e.0.contains(why), "{why}: {}", e.0);
+        }
+    }
+}
