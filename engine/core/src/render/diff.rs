@@ -61,8 +61,12 @@ pub struct PlanDiff {
     pub runbook: Names,
     /// Notes about the comparison itself (a file absent at the revision).
     pub notes: Vec<String>,
-    /// Changes to the risk section of the review document, one sentence each.
+    /// Changes to the risk section of the review document, one sentence each (ids in
+    /// backticks).
     pub risks: Vec<String>,
+    /// The same sentences as markdown (the markdown view).
+    #[serde(skip)]
+    pub risks_markdown: Vec<String>,
     /// Changes to the runbook's fields (parameters, lock, secrets, preconditions, ...).
     pub fields: Vec<FieldChange>,
     /// Changes to steps: in the new plan's order, removed steps last.
@@ -199,11 +203,13 @@ pub fn diff(old: &Value, new: &Value) -> Result<PlanDiff, NotAPlan> {
         }
         walk(k, o.get(k), n.get(k), &mut fields);
     }
+    let risks_markdown = risks(&risk_facts(&old_plan), &risk_facts(&new_plan), &old_plan, &new_plan);
     Ok(PlanDiff {
         diff_version: DIFF_VERSION,
         runbook: Names { old: name(old), new: name(new) },
         notes: Vec::new(),
-        risks: risks(&risk_facts(&old_plan), &risk_facts(&new_plan), &old_plan, &new_plan),
+        risks: risks_markdown.iter().map(|m| plain(m)).collect(),
+        risks_markdown,
         fields,
         steps: steps(old, new),
     })
@@ -449,6 +455,8 @@ fn unified(a: &str, b: &str) -> String {
 
 // ----- risks ---------------------------------------------------------------------------
 
+/// The risk changes as markdown sentences: ids as code spans ([`code`]), an author's text
+/// escaped ([`escape`]), the review document's own rule texts as it writes them.
 fn risks(old: &RiskFacts, new: &RiskFacts, old_plan: &Plan, new_plan: &Plan) -> Vec<String> {
     let mut out = Vec::new();
     let had = |plan: &Plan, id: &str| {
@@ -457,17 +465,19 @@ fn risks(old: &RiskFacts, new: &RiskFacts, old_plan: &Plan, new_plan: &Plan) -> 
     for id in new.irreversible.iter().filter(|i| !old.irreversible.contains(i)) {
         out.push(match had(old_plan, id) {
             Some(true) => {
-                format!("`{id}` lost its compensation: it changes things and nothing undoes it now")
+                format!("{} lost its compensation: it changes things and nothing undoes it now", code(id))
             }
-            Some(false) => format!("`{id}` changes things now, and nothing undoes it"),
-            None => format!("new step `{id}` changes things, and nothing undoes it"),
+            Some(false) => format!("{} changes things now, and nothing undoes it", code(id)),
+            None => format!("new step {} changes things, and nothing undoes it", code(id)),
         });
     }
     for id in old.irreversible.iter().filter(|i| !new.irreversible.contains(i)) {
         out.push(match had(new_plan, id) {
-            Some(true) => format!("`{id}` gained a compensation: it can be undone now"),
-            Some(false) => format!("`{id}` no longer changes anything the engine can see (or is skipped)"),
-            None => format!("step `{id}`, which nothing undid, is gone"),
+            Some(true) => format!("{} gained a compensation: it can be undone now", code(id)),
+            Some(false) => {
+                format!("{} no longer changes anything the engine can see (or is skipped)", code(id))
+            }
+            None => format!("step {}, which nothing undid, is gone", code(id)),
         });
     }
     for s in new.not_idempotent.iter().filter(|s| !old.not_idempotent.contains(s)) {
@@ -486,29 +496,34 @@ fn risks(old: &RiskFacts, new: &RiskFacts, old_plan: &Plan, new_plan: &Plan) -> 
             if l.is_empty() {
                 "none".to_string()
             } else {
-                l.iter().map(|i| format!("`{i}`")).collect::<Vec<_>>().join(", ")
+                l.iter().map(|i| code(i)).collect::<Vec<_>>().join(", ")
             }
         };
         out.push(match (old.no_return.as_slice(), new.no_return.as_slice()) {
-            ([a], [b]) => format!("the point of no return moved from `{a}` to `{b}`"),
+            ([a], [b]) => format!("the point of no return moved from {} to {}", code(a), code(b)),
             ([], l) => format!("a point of no return appeared: {}", list(l)),
             (l, []) => format!("no point of no return any more (was {})", list(l)),
             (a, b) => format!("the points of no return changed: {} before, {} now", list(a), list(b)),
         });
     }
+    // Approval rules come as the review document writes them (markdown); questions are the
+    // author's text.
     let asks = |old: &[(String, String)], new: &[(String, String)], what: &str, out: &mut Vec<String>| {
+        let md = |t: &str| if what == "confirmation" { escape(t) } else { t.to_string() };
         let o: BTreeMap<&str, &str> = old.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
         let n: BTreeMap<&str, &str> = new.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
         for (id, text) in &n {
             match o.get(id) {
-                None => out.push(format!("new {what} `{id}`: {text}")),
-                Some(was) if was != text => out.push(format!("{what} `{id}` changed: {was}; now {text}")),
+                None => out.push(format!("new {what} {}: {}", code(id), md(text))),
+                Some(was) if was != text => {
+                    out.push(format!("{what} {} changed: {}; now {}", code(id), md(was), md(text)))
+                }
                 Some(_) => {}
             }
         }
         for (id, text) in &o {
             if !n.contains_key(id) {
-                out.push(format!("{what} `{id}` removed (was: {text})"));
+                out.push(format!("{what} {} removed (was: {})", code(id), md(text)));
             }
         }
     };
@@ -517,6 +532,32 @@ fn risks(old: &RiskFacts, new: &RiskFacts, old_plan: &Plan, new_plan: &Plan) -> 
     if old.worst != new.worst {
         let show = |b: Option<Duration>| b.map_or("no bound".to_string(), format_duration);
         out.push(format!("worst case went from {} to {}", show(old.worst), show(new.worst)));
+    }
+    out
+}
+
+/// A markdown sentence of ours as plain text: backslash escapes removed, `<br>` as a line
+/// break; code spans keep their backticks.
+fn plain(md: &str) -> String {
+    let mut out = String::with_capacity(md.len());
+    let mut rest = md;
+    while let Some(c) = rest.chars().next() {
+        let mut next = rest[c.len_utf8()..].chars();
+        match (c, next.next()) {
+            ('\\', Some(n)) if n.is_ascii_punctuation() => {
+                out.push(n);
+                rest = &rest[1 + n.len_utf8()..];
+            }
+            // An unescaped `<br>` is a line break ([`escape`]); a typed one is `\<br\>`.
+            ('<', _) if rest.starts_with("<br>") => {
+                out.push('\n');
+                rest = &rest[4..];
+            }
+            _ => {
+                out.push(c);
+                rest = &rest[c.len_utf8()..];
+            }
+        }
     }
     out
 }
@@ -927,12 +968,12 @@ pub fn markdown(d: &PlanDiff) -> String {
     let name = d.runbook.new.as_deref().or(d.runbook.old.as_deref()).unwrap_or("?");
     let mut out = format!("## Plan diff of {}: {}\n", code(name), count_text(d));
     for n in &d.notes {
-        let _ = writeln!(out, "\n> **Note:** {}", escape(n));
+        let _ = writeln!(out, "\n> **Note:** {}", backticked(n));
     }
     if !d.risks.is_empty() {
         let _ = writeln!(out, "\n### Risk changes\n");
-        for r in &d.risks {
-            let _ = writeln!(out, "- {}", backticked(r));
+        for r in &d.risks_markdown {
+            let _ = writeln!(out, "- {r}");
         }
     }
     if !d.fields.is_empty() {
@@ -1100,6 +1141,39 @@ mod tests {
         let new = old.replace("env = \"TOKEN\"", "env = \"NEW_TOKEN\"");
         let t = text(&diff(&doc(old), &doc(&new)).expect("a diff"));
         assert!(t.contains("secrets[TOKEN].source.env: \"TOKEN\" → \"NEW_TOKEN\""), "{t}");
+    }
+
+    #[test]
+    fn risk_sentences_are_plain_text_of_the_markdown() {
+        assert_eq!(plain("a \\_b\\_ `c` x\\<br\\> y<br>z"), "a _b_ `c` x<br> y\nz");
+        let old = "[runbook]\nname = \"r\"\n\n[steps.a]\nrun = \"x\"\n";
+        let new = "[runbook]\nname = \"r\"\n\n[steps.a]\nrun = \"x\"\nconfirm = \"Push *main* to `prod`?\"\n";
+        let d = diff(&doc(old), &doc(new)).expect("a diff");
+        assert_eq!(d.risks, vec!["new confirmation `a`: Push *main* to `prod`?".to_string()]);
+        assert_eq!(
+            d.risks_markdown,
+            vec!["new confirmation `a`: Push \\*main\\* to \\`prod\\`?".to_string()]
+        );
+    }
+
+    /// A pinned plan is a file anyone can edit: ids and texts in it can neither add lines
+    /// or markup to the markdown comment nor reach a terminal raw.
+    #[test]
+    fn hostile_ids_and_texts_cannot_add_markup_or_escape_sequences() {
+        let old = doc(BASE);
+        let mut new = old.clone();
+        new["steps"][0]["id"] = Value::from("x`\n# pwned <img src=x>");
+        new["steps"][0]["command"]["run"]["script"] = Value::from("scan\u{1b}[2K\rok\n```\n# out");
+        new["steps"][1]["confirm"] = Value::from("sure?\n# pwned too");
+        let d = diff(&old, &new).expect("a diff");
+        let md = markdown(&d);
+        assert!(!md.lines().any(|l| l.starts_with("# pwned")), "{md}");
+        // Raw HTML only ever inside a code span (shown as text).
+        assert!(md.lines().filter(|l| l.contains("<img")).all(|l| l.contains("``x`")), "{md}");
+        assert!(!md.contains('\u{1b}'), "{md}");
+        let t = text(&d);
+        assert!(!t.contains('\u{1b}') && !t.contains('\r'), "{t}");
+        assert!(!t.lines().any(|l| l.starts_with("# pwned")), "{t}");
     }
 
     #[test]
