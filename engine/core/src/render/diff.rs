@@ -361,6 +361,19 @@ fn walk(path: &str, old: Option<&Value>, new: Option<&Value>, out: &mut Vec<Fiel
         out.push(FieldChange { field: path.to_string(), old, new, unified });
     };
     match (old, new) {
+        // An argv: one argument a line (as JSON strings, exact), so a long command's change
+        // is a unified diff like a script's.
+        (Some(Value::Array(a)), Some(Value::Array(b)))
+            if last_segment(path) == "cmd" && a.iter().chain(b).all(Value::is_string) =>
+        {
+            let lines = |v: &[Value]| v.iter().map(|x| format!("{x}\n")).collect::<String>();
+            out.push(FieldChange {
+                field: path.to_string(),
+                old: None,
+                new: None,
+                unified: Some(unified(&lines(a), &lines(b))),
+            });
+        }
         (Some(Value::Object(a)), Some(Value::Object(b))) => {
             let keys: BTreeSet<&String> = a.keys().chain(b.keys()).collect();
             for k in keys {
