@@ -890,9 +890,22 @@ fn field_line(c: &FieldChange) -> String {
     match (&c.old, &c.new) {
         (None, Some(n)) if SETS.contains(&last_segment(&c.field)) => format!("{f} added {}", list_text(n)),
         (Some(o), None) if SETS.contains(&last_segment(&c.field)) => format!("{f} removed {}", list_text(o)),
+        (None, Some(n)) if n.is_object() => format!("{f} added:"),
+        (Some(o), None) if o.is_object() => format!("{f} removed, it was:"),
         (None, Some(n)) => format!("{f} added: {}", value_text(Some(n))),
         (Some(o), None) => format!("{f} removed (was {})", value_text(Some(o))),
         (o, n) => format!("{f}: {} → {}", value_text(o.as_ref()), value_text(n.as_ref())),
+    }
+}
+
+/// An object added or removed as a whole (a compensation, a precondition, a `when`): shown
+/// as a block of indented JSON under its line, every field of it exact.
+fn whole_object(c: &FieldChange) -> Option<String> {
+    match (&c.old, &c.new, &c.unified) {
+        (None, Some(v), None) | (Some(v), None, None) if v.is_object() => {
+            serde_json::to_string_pretty(v).ok()
+        }
+        _ => None,
     }
 }
 
@@ -970,8 +983,8 @@ pub fn text(d: &PlanDiff) -> String {
 fn fields_text(out: &mut String, changes: &[FieldChange], indent: &str) {
     for c in changes {
         let _ = writeln!(out, "{indent}{}", field_line(c));
-        if let Some(u) = &c.unified {
-            out.push_str(&indented(u, &format!("{indent}  ")));
+        if let Some(u) = c.unified.clone().or_else(|| whole_object(c)) {
+            out.push_str(&indented(&u, &format!("{indent}  ")));
         }
     }
 }
@@ -1039,6 +1052,8 @@ fn fields_markdown(out: &mut String, changes: &[FieldChange], indent: &str) {
             (_, _, Some(_)) => format!("{f}:"),
             (None, Some(n), _) if set => format!("{f} added {}", md_list(n)),
             (Some(o), None, _) if set => format!("{f} removed {}", md_list(o)),
+            (None, Some(n), _) if n.is_object() => format!("{f} added:"),
+            (Some(o), None, _) if o.is_object() => format!("{f} removed, it was:"),
             (None, Some(n), _) => format!("{f} added: {}", v(n)),
             (Some(o), None, _) => format!("{f} removed (was {})", v(o)),
             (Some(o), Some(n), _) => format!("{f}: {} → {}", v(o), v(n)),
@@ -1048,6 +1063,9 @@ fn fields_markdown(out: &mut String, changes: &[FieldChange], indent: &str) {
         if let Some(u) = &c.unified {
             let _ = writeln!(out);
             out.push_str(&fenced("diff", u, &format!("{indent}  ")));
+        } else if let Some(block) = whole_object(c) {
+            let _ = writeln!(out);
+            out.push_str(&fenced("json", &block, &format!("{indent}  ")));
         }
     }
 }
