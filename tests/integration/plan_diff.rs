@@ -227,8 +227,21 @@ fn invalid_input_exits_3_with_a_clear_error() {
         .expect("write");
     std::fs::write(p.join("nested.json"), "[".repeat(4 * 1024 * 1024)).expect("write");
     std::fs::write(p.join("not-a-plan.json"), "{\"hello\": 1}").expect("write");
+    std::fs::write(p.join("ten-mb.json"), "[".repeat(10 * 1024 * 1024)).expect("write");
+    let mut twin: serde_json::Value = serde_json::from_str(&good).expect("json");
+    let first = twin["steps"][0].clone();
+    twin["steps"].as_array_mut().expect("steps").push(first);
+    std::fs::write(p.join("twin.json"), twin.to_string()).expect("write");
     let mut all = String::new();
-    for bad in ["truncated.json", "v99.json", "nested.json", "not-a-plan.json", "missing.json"] {
+    for bad in [
+        "truncated.json",
+        "v99.json",
+        "nested.json",
+        "ten-mb.json",
+        "not-a-plan.json",
+        "twin.json",
+        "missing.json",
+    ] {
         let out = run_in(p, &["plan", "--diff", "good.json", bad]);
         ok(&out, 3);
         assert!(out.stderr.contains(bad), "{bad}: {}", out.stderr);
