@@ -503,6 +503,20 @@ fn includes_and_the_params_file_are_read_at_the_revision() {
     // Committed, the same files give no change.
     git(p, &["commit", "-q", "-am", "signoff, staging2"]);
     ok(&against(p, "HEAD", "text"), 0);
+    // The include's folder renamed since: the old version still reads it as it was.
+    std::fs::rename(p.join("include"), p.join("inc")).expect("rename");
+    edit(p, |t| t.replace("include/rollback-l1.toml", "inc/rollback-l1.toml"));
+    let moved = against(p, "HEAD", "text");
+    ok(&moved, 1);
+    assert!(
+        moved
+            .stdout
+            .contains("command.runbook.file: \"include/rollback-l1.toml\" → \"inc/rollback-l1.toml\""),
+        "{}",
+        moved.stdout
+    );
+    git(p, &["add", "-A"]);
+    git(p, &["commit", "-q", "-m", "inc"]);
     // A runbook in a subfolder, named from elsewhere, by an absolute path.
     let abs = p.join("rollback-l3.toml").display().to_string();
     let params = p.join("params.toml").display().to_string();
