@@ -123,6 +123,8 @@ pub enum StepChange {
         section: &'static str,
         /// Its kind.
         kind: String,
+        /// What it ran, as [`StepChange::Added`] shows it.
+        command: String,
     },
     /// A step with a new id and the same kind and command.
     Renamed {
@@ -294,7 +296,12 @@ fn steps(old: &Value, new: &Value) -> Vec<StepChange> {
     }
     for (i, (section, s)) in olds.iter().enumerate() {
         if !new_ids.contains(id_of(s)) && !renamed.contains(&i) {
-            out.push(StepChange::Removed { step: id_of(s).to_string(), section, kind: kind_of(s) });
+            out.push(StepChange::Removed {
+                step: id_of(s).to_string(),
+                section,
+                kind: kind_of(s),
+                command: command_text(s),
+            });
         }
     }
     out
@@ -963,9 +970,14 @@ pub fn text(d: &PlanDiff) -> String {
                     let _ = writeln!(out, "  + added `{}`{fin} ({kind}):", crate::shown::one_line(step));
                     out.push_str(&indented(command, "      "));
                 }
-                StepChange::Removed { step, section, kind } => {
+                StepChange::Removed { step, section, kind, command } => {
                     let fin = if *section == "finally" { " (finally)" } else { "" };
-                    let _ = writeln!(out, "  - removed `{}`{fin} ({kind})", crate::shown::one_line(step));
+                    let _ = writeln!(
+                        out,
+                        "  - removed `{}`{fin} ({kind}), it ran:",
+                        crate::shown::one_line(step)
+                    );
+                    out.push_str(&indented(command, "      "));
                 }
                 StepChange::Renamed { from, to, changes } => {
                     let _ = writeln!(
@@ -1022,9 +1034,11 @@ pub fn markdown(d: &PlanDiff) -> String {
                     let lang = if kind == "run" { "sh" } else { "json" };
                     out.push_str(&fenced(lang, command, "  "));
                 }
-                StepChange::Removed { step, section, kind } => {
+                StepChange::Removed { step, section, kind, command } => {
                     let fin = if *section == "finally" { " (`finally`)" } else { "" };
-                    let _ = writeln!(out, "- **removed** {}{fin} ({})", code(step), escape(kind));
+                    let _ = writeln!(out, "- **removed** {}{fin} ({}), it ran:\n", code(step), escape(kind));
+                    let lang = if kind == "run" { "sh" } else { "json" };
+                    out.push_str(&fenced(lang, command, "  "));
                 }
                 StepChange::Renamed { from, to, changes } => {
                     let _ = writeln!(out, "- **renamed** {} → {}", code(from), code(to));
@@ -1162,6 +1176,17 @@ mod tests {
         assert!(t.contains(" echo one\n") && t.contains(" echo three\n"), "context lines: {t}");
         let md = markdown(&d);
         assert!(md.contains("+echo \"now: `date -u`\""), "{md}");
+    }
+
+    #[test]
+    fn added_and_removed_steps_show_what_they_run() {
+        let new = BASE.replace("[steps.health]\nrun = \"check\"", "[steps.probe]\nrun = \"probe --all\"");
+        let d = diff(&doc(BASE), &doc(&new)).expect("a diff");
+        let t = text(&d);
+        assert!(t.contains("  + added `probe` (run):\n      probe --all\n"), "{t}");
+        assert!(t.contains("  - removed `health` (run), it ran:\n      check\n"), "{t}");
+        let md = markdown(&d);
+        assert!(md.contains("- **removed** `health` (run), it ran:\n\n  ```sh\n  check\n  ```"), "{md}");
     }
 
     #[test]
