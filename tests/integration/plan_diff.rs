@@ -560,3 +560,28 @@ fn secret_values_never_reach_the_diff() {
         assert!(out.stdout.contains("DATABASE_URL"), "{format}: the secret by name: {}", out.stdout);
     }
 }
+
+/// An old version that is not a valid runbook cannot be planned: its problems are shown, and
+/// the command says which version they are in (exit 3, nothing compared).
+#[test]
+fn an_invalid_old_version_is_named_as_such() {
+    let dir = repo();
+    let p = dir.path();
+    edit(p, |t| {
+        t.replace(
+            "[steps.restore]\nneeds = [\"checkout_stable\"]",
+            "[steps.restore]\nneeds = [\"checkout_stabel\"]",
+        )
+    });
+    git(p, &["commit", "-q", "-am", "a typo"]);
+    edit(p, |t| t.replace("checkout_stabel", "checkout_stable"));
+    let out = against(p, "HEAD", "text");
+    ok(&out, 3);
+    assert_eq!(out.stdout, "");
+    assert!(out.stderr.contains("checkout_stabel"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("error: `rollback-l3.toml` as it was at `HEAD`: it is not a valid runbook (the problems above); nothing to compare"),
+        "{}",
+        out.stderr
+    );
+}
