@@ -141,7 +141,7 @@ fn at_rev(path: &Path, rev: &str) -> Result<Option<String>, CliError> {
         GitShow::Absent => Ok(None),
         GitShow::UnknownRevision => Err(CliError::Invalid(
             Message::new(format!("unknown revision `{rev}` in the git repository of `{shown}`")).help(
-                "name a commit, a branch or a tag of that repository (`git log --oneline` lists commits)",
+                "name a commit, a branch or a tag of that repository (`git log --oneline` lists commits; a shallow clone, as CI checkouts often are, may lack it: fetch it first)",
             ),
         )),
         GitShow::TooLarge => Err(CliError::Invalid(Message::new(format!(
