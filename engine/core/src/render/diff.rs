@@ -114,6 +114,8 @@ pub enum StepChange {
         kind: String,
         /// What it runs, as text (a script as written, an argv as JSON, other kinds as JSON).
         command: String,
+        /// Its other fields (timeout, retry, compensation, confirm, ...), each as added.
+        fields: Vec<FieldChange>,
     },
     /// A step only the old plan has.
     Removed {
@@ -292,6 +294,7 @@ fn steps(old: &Value, new: &Value) -> Vec<StepChange> {
             section,
             kind: kind_of(s),
             command: command_text(s),
+            fields: added_fields(s),
         });
     }
     for (i, (section, s)) in olds.iter().enumerate() {
@@ -302,6 +305,17 @@ fn steps(old: &Value, new: &Value) -> Vec<StepChange> {
                 kind: kind_of(s),
                 command: command_text(s),
             });
+        }
+    }
+    out
+}
+
+/// The fields of an added step besides its id, kind and command (shown on their own).
+fn added_fields(new: &Value) -> Vec<FieldChange> {
+    let mut out = Vec::new();
+    if let Some(o) = new.as_object() {
+        for (k, v) in o.iter().filter(|(k, _)| !matches!(k.as_str(), "id" | "kind" | "command")) {
+            walk(k, None, Some(v), &mut out);
         }
     }
     out
@@ -965,10 +979,14 @@ pub fn text(d: &PlanDiff) -> String {
         let _ = writeln!(out, "\nSteps:");
         for s in &d.steps {
             match s {
-                StepChange::Added { step, section, kind, command } => {
+                StepChange::Added { step, section, kind, command, fields } => {
                     let fin = if *section == "finally" { " (finally)" } else { "" };
                     let _ = writeln!(out, "  + added `{}`{fin} ({kind}):", crate::shown::one_line(step));
                     out.push_str(&indented(command, "      "));
+                    for c in fields {
+                        let v = c.new.as_ref().map_or_else(|| "(none)".into(), list_text);
+                        let _ = writeln!(out, "      {}: {v}", crate::shown::one_line(&c.field));
+                    }
                 }
                 StepChange::Removed { step, section, kind, command } => {
                     let fin = if *section == "finally" { " (finally)" } else { "" };
@@ -1028,11 +1046,15 @@ pub fn markdown(d: &PlanDiff) -> String {
         let _ = writeln!(out, "\n### Steps\n");
         for s in &d.steps {
             match s {
-                StepChange::Added { step, section, kind, command } => {
+                StepChange::Added { step, section, kind, command, fields } => {
                     let fin = if *section == "finally" { " (`finally`)" } else { "" };
                     let _ = writeln!(out, "- **added** {}{fin} ({}):\n", code(step), escape(kind));
                     let lang = if kind == "run" { "sh" } else { "json" };
                     out.push_str(&fenced(lang, command, "  "));
+                    for c in fields {
+                        let v = c.new.as_ref().map_or_else(|| "(none)".into(), md_list);
+                        let _ = writeln!(out, "  - {}: {v}", code(&c.field));
+                    }
                 }
                 StepChange::Removed { step, section, kind, command } => {
                     let fin = if *section == "finally" { " (`finally`)" } else { "" };
