@@ -114,6 +114,22 @@ fn split(path: &Path) -> (&Path, String) {
     (dir, name)
 }
 
+/// The folder git runs in and the path it is asked about for a file the runbook at `root`
+/// names: from the runbook's own folder when the file is inside it (so a folder renamed or
+/// removed since REV is still read as it was), else from the file's folder.
+fn from_root<'a>(root: &'a Path, path: &'a Path) -> (&'a Path, String) {
+    match path.strip_prefix(root) {
+        Ok(inside)
+            if path.is_absolute() == root.is_absolute()
+                && !inside.components().any(|c| !matches!(c, std::path::Component::Normal(_))) =>
+        {
+            let dir = if root.as_os_str().is_empty() { Path::new(".") } else { root };
+            (dir, inside.to_string_lossy().into_owned())
+        }
+        _ => split(path),
+    }
+}
+
 /// FILE's text at REV (`None`: absent there), or why it cannot be read.
 fn at_rev(path: &Path, rev: &str) -> Result<Option<String>, CliError> {
     let shown = display(path);
@@ -125,7 +141,7 @@ fn at_rev(path: &Path, rev: &str) -> Result<Option<String>, CliError> {
         GitShow::Absent => Ok(None),
         GitShow::UnknownRevision => Err(CliError::Invalid(
             Message::new(format!("unknown revision `{rev}` in the git repository of `{shown}`")).help(
-                "name a commit, a branch or a tag of that repository (`git log --oneline` lists commits)",
+                "name a commit, a branch or a tag of that repository (`git log --oneline` lists commits; a shallow clone, as CI checkouts often are, may lack it: fetch it first)",
             ),
         )),
         GitShow::TooLarge => Err(CliError::Invalid(Message::new(format!(
@@ -156,7 +172,7 @@ impl validate::Loader for GitLoader<'_> {
         {
             return Err("it is outside the folder of the runbook being compared; included runbooks must live in that folder or below it".into());
         }
-        let (dir, name) = split(p);
+        let (dir, name) = from_root(self.root, p);
         match git_show(dir, self.rev, &name, MAX_FILE_BYTES) {
             GitShow::Found(bytes) => {
                 String::from_utf8(bytes).map_err(|_| "the file is not UTF-8 text".to_string())
@@ -188,7 +204,7 @@ fn old_plan(a: &Against<'_>, shown: &str, text: String, color: bool) -> Result<V
     let mut problems = Vec::new();
     let mut reads = Vec::new();
     for r in runbook.reads() {
-        let (dir, name) = split(Path::new(&r.path));
+        let (dir, name) = from_root(root, Path::new(&r.path));
         match git_show(dir, a.rev, &name, MAX_FILE_BYTES) {
             GitShow::Found(bytes) => reads.push(plan::reads_entry(&r, &bytes)),
             _ => return Err(invalid(&format!("`{}` cannot be read at `{}`", r.path, a.rev))),

@@ -227,8 +227,21 @@ fn invalid_input_exits_3_with_a_clear_error() {
         .expect("write");
     std::fs::write(p.join("nested.json"), "[".repeat(4 * 1024 * 1024)).expect("write");
     std::fs::write(p.join("not-a-plan.json"), "{\"hello\": 1}").expect("write");
+    std::fs::write(p.join("ten-mb.json"), "[".repeat(10 * 1024 * 1024)).expect("write");
+    let mut twin: serde_json::Value = serde_json::from_str(&good).expect("json");
+    let first = twin["steps"][0].clone();
+    twin["steps"].as_array_mut().expect("steps").push(first);
+    std::fs::write(p.join("twin.json"), twin.to_string()).expect("write");
     let mut all = String::new();
-    for bad in ["truncated.json", "v99.json", "nested.json", "not-a-plan.json", "missing.json"] {
+    for bad in [
+        "truncated.json",
+        "v99.json",
+        "nested.json",
+        "ten-mb.json",
+        "not-a-plan.json",
+        "twin.json",
+        "missing.json",
+    ] {
         let out = run_in(p, &["plan", "--diff", "good.json", bad]);
         ok(&out, 3);
         assert!(out.stderr.contains(bad), "{bad}: {}", out.stderr);
@@ -419,4 +432,156 @@ fn no_change_to_any_field_of_any_shipped_plan_is_invisible_in_the_diff() {
     // The corpus is what it claims: thousands of places over every shipped runbook.
     assert!(checked > 5_000, "{checked}");
     eprintln!("{checked} changes checked, {refused} refused as unreadable documents");
+}
+
+/// The team's own rollback-l3 (runbooks/), planned with its staging parameters, then changed
+/// as a pull request might: `push_stable` loses its compensation and `align_branch`'s command
+/// changes. The diff of the two pinned plans, as text and as the PR comment.
+#[test]
+fn a_variation_of_the_shipped_rollback_l3_in_text_and_markdown() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = dir.path();
+    let rb = std::fs::read_to_string(root().join("runbooks/rollback-l3.toml")).expect("read");
+    std::fs::create_dir(p.join("params")).expect("mkdir");
+    std::fs::copy(root().join("runbooks/params/rollback-l3.staging.toml"), p.join("params/staging.toml"))
+        .expect("copy");
+    let plan = |text: &str, out: &str| {
+        std::fs::write(p.join("rollback-l3.toml"), text).expect("write");
+        ok(&run_in(p, &["plan", "rollback-l3.toml", "--params-file", "params/staging.toml", "-o", out]), 0);
+    };
+    plan(&rb, "old.json");
+    let push_undo = "compensate = { cmd = [\"git\", \"-C\", \"{{ params.repo_dir }}\", \"push\", \"--force-with-lease={{ params.branch }}:{{ steps.checkout_stable.outputs.stable_commit }}\"";
+    let start = rb.find(push_undo).expect("push_stable's compensation");
+    let end = start + rb[start..].find('\n').expect("its line");
+    let changed = format!("{}{}", &rb[..start], &rb[end + 1..]).replace(
+        "cmd = [\"git\", \"-C\", \"{{ params.repo_dir }}\", \"checkout\", \"--quiet\", \"-B\", \"{{ params.branch }}\"]",
+        "cmd = [\"git\", \"-C\", \"{{ params.repo_dir }}\", \"checkout\", \"--quiet\", \"--no-track\", \"-B\", \"{{ params.branch }}\"]",
+    );
+    assert_ne!(changed.len() + push_undo.len(), rb.len(), "both edits applied");
+    plan(&changed, "new.json");
+    let text = run_in(p, &["plan", "--diff", "old.json", "new.json"]);
+    ok(&text, 1);
+    assert!(text.stdout.contains("`push_stable` lost its compensation"), "{}", text.stdout);
+    assert!(text.stdout.contains("--no-track"), "{}", text.stdout);
+    insta::assert_snapshot!("shipped_rollback_l3_text", text.stdout);
+    let md = run_in(p, &["plan", "--diff", "old.json", "new.json", "--format", "markdown"]);
+    ok(&md, 1);
+    insta::assert_snapshot!("shipped_rollback_l3_markdown", md.stdout);
+}
+
+/// The old version is the whole procedure at REV: its included runbook and its params file
+/// are read at REV too, not from the working tree.
+#[test]
+fn includes_and_the_params_file_are_read_at_the_revision() {
+    let dir = repo();
+    let p = dir.path();
+    let l1 = p.join("include/rollback-l1.toml");
+    let text = std::fs::read_to_string(&l1).expect("read");
+    std::fs::write(
+        &l1,
+        text.replace(
+            "\"git\", \"revert\", \"--no-edit\"",
+            "\"git\", \"revert\", \"--no-edit\", \"--signoff\"",
+        ),
+    )
+    .expect("write");
+    let params = std::fs::read_to_string(p.join("params.toml")).expect("read");
+    std::fs::write(
+        p.join("params.toml"),
+        params.replace("https://staging.inmova.app", "https://staging2.inmova.app"),
+    )
+    .expect("write");
+    let out = against(p, "HEAD", "text");
+    ok(&out, 1);
+    assert!(out.stdout.contains("--signoff"), "the included runbook at HEAD: {}", out.stdout);
+    assert!(
+        out.stdout
+            .contains("params.base_url: \"https://staging.inmova.app\" → \"https://staging2.inmova.app\""),
+        "the params file at HEAD: {}",
+        out.stdout
+    );
+    // Committed, the same files give no change.
+    git(p, &["commit", "-q", "-am", "signoff, staging2"]);
+    ok(&against(p, "HEAD", "text"), 0);
+    // The include's folder renamed since: the old version still reads it as it was.
+    std::fs::rename(p.join("include"), p.join("inc")).expect("rename");
+    edit(p, |t| t.replace("include/rollback-l1.toml", "inc/rollback-l1.toml"));
+    let moved = against(p, "HEAD", "text");
+    ok(&moved, 1);
+    assert!(
+        moved
+            .stdout
+            .contains("command.runbook.file: \"include/rollback-l1.toml\" → \"inc/rollback-l1.toml\""),
+        "{}",
+        moved.stdout
+    );
+    git(p, &["add", "-A"]);
+    git(p, &["commit", "-q", "-m", "inc"]);
+    // A runbook in a subfolder, named from elsewhere, by an absolute path.
+    let abs = p.join("rollback-l3.toml").display().to_string();
+    let params = p.join("params.toml").display().to_string();
+    let elsewhere = tempfile::tempdir().expect("tempdir");
+    ok(&run_in(elsewhere.path(), &["plan", &abs, "--params-file", &params, "--against", "HEAD~1"]), 1);
+}
+
+/// Promise 3: a secret's value, present in the environment, never reaches the diff.
+#[test]
+fn secret_values_never_reach_the_diff() {
+    let dir = repo();
+    let p = dir.path();
+    with_restore_compensation(p);
+    the_change(p);
+    let env = [
+        ("DATABASE_URL", "postgres://app:hunter2-db@db/prod"),
+        ("CRON_SECRET", "hunter2-cron"),
+        ("SLACK_WEBHOOK", "https://hooks.example/hunter2-slack"),
+    ];
+    for format in ["text", "markdown", "json"] {
+        let out = crate::support::run_in_with_env(
+            p,
+            &[
+                "plan",
+                "rollback-l3.toml",
+                "--params-file",
+                "params.toml",
+                "--against",
+                "HEAD",
+                "--format",
+                format,
+            ],
+            &env,
+        );
+        ok(&out, 1);
+        assert!(
+            !out.stdout.contains("hunter2") && !out.stderr.contains("hunter2"),
+            "{format}: {}",
+            out.stdout
+        );
+        assert!(out.stdout.contains("DATABASE_URL"), "{format}: the secret by name: {}", out.stdout);
+    }
+}
+
+/// An old version that is not a valid runbook cannot be planned: its problems are shown, and
+/// the command says which version they are in (exit 3, nothing compared).
+#[test]
+fn an_invalid_old_version_is_named_as_such() {
+    let dir = repo();
+    let p = dir.path();
+    edit(p, |t| {
+        t.replace(
+            "[steps.restore]\nneeds = [\"checkout_stable\"]",
+            "[steps.restore]\nneeds = [\"checkout_stabel\"]",
+        )
+    });
+    git(p, &["commit", "-q", "-am", "a typo"]);
+    edit(p, |t| t.replace("checkout_stabel", "checkout_stable"));
+    let out = against(p, "HEAD", "text");
+    ok(&out, 3);
+    assert_eq!(out.stdout, "");
+    assert!(out.stderr.contains("checkout_stabel"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("error: `rollback-l3.toml` as it was at `HEAD`: it is not a valid runbook (the problems above); nothing to compare"),
+        "{}",
+        out.stderr
+    );
 }

@@ -1129,8 +1129,9 @@ pub enum GitShow {
     Failed(String),
 }
 
-/// The file `name` of the folder `dir` as it was at revision `rev`, read with git in `dir`
-/// (`git rev-parse`, `git cat-file`, `git show REV:./NAME`), up to `max_bytes`.
+/// The file at `name` (a path relative to the folder `dir`, such as `include/l1.toml`) as it
+/// was at revision `rev`, read with git in `dir` (`git rev-parse`, `git cat-file`, `git show
+/// REV:./NAME`), up to `max_bytes`. The folders on the way need not exist any more.
 ///
 /// No shell: the revision and the path are argv elements of their own, after
 /// `--end-of-options` where git reads options; a revision that starts with `-` or holds a

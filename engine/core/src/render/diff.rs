@@ -61,8 +61,12 @@ pub struct PlanDiff {
     pub runbook: Names,
     /// Notes about the comparison itself (a file absent at the revision).
     pub notes: Vec<String>,
-    /// Changes to the risk section of the review document, one sentence each.
+    /// Changes to the risk section of the review document, one sentence each (ids in
+    /// backticks).
     pub risks: Vec<String>,
+    /// The same sentences as markdown (the markdown view).
+    #[serde(skip)]
+    pub risks_markdown: Vec<String>,
     /// Changes to the runbook's fields (parameters, lock, secrets, preconditions, ...).
     pub fields: Vec<FieldChange>,
     /// Changes to steps: in the new plan's order, removed steps last.
@@ -110,6 +114,8 @@ pub enum StepChange {
         kind: String,
         /// What it runs, as text (a script as written, an argv as JSON, other kinds as JSON).
         command: String,
+        /// Its other fields (timeout, retry, compensation, confirm, ...), each as added.
+        fields: Vec<FieldChange>,
     },
     /// A step only the old plan has.
     Removed {
@@ -119,6 +125,8 @@ pub enum StepChange {
         section: &'static str,
         /// Its kind.
         kind: String,
+        /// What it ran, as [`StepChange::Added`] shows it.
+        command: String,
     },
     /// A step with a new id and the same kind and command.
     Renamed {
@@ -199,11 +207,13 @@ pub fn diff(old: &Value, new: &Value) -> Result<PlanDiff, NotAPlan> {
         }
         walk(k, o.get(k), n.get(k), &mut fields);
     }
+    let risks_markdown = risks(&risk_facts(&old_plan), &risk_facts(&new_plan), &old_plan, &new_plan);
     Ok(PlanDiff {
         diff_version: DIFF_VERSION,
         runbook: Names { old: name(old), new: name(new) },
         notes: Vec::new(),
-        risks: risks(&risk_facts(&old_plan), &risk_facts(&new_plan), &old_plan, &new_plan),
+        risks: risks_markdown.iter().map(|m| plain(m)).collect(),
+        risks_markdown,
         fields,
         steps: steps(old, new),
     })
@@ -284,11 +294,28 @@ fn steps(old: &Value, new: &Value) -> Vec<StepChange> {
             section,
             kind: kind_of(s),
             command: command_text(s),
+            fields: added_fields(s),
         });
     }
     for (i, (section, s)) in olds.iter().enumerate() {
         if !new_ids.contains(id_of(s)) && !renamed.contains(&i) {
-            out.push(StepChange::Removed { step: id_of(s).to_string(), section, kind: kind_of(s) });
+            out.push(StepChange::Removed {
+                step: id_of(s).to_string(),
+                section,
+                kind: kind_of(s),
+                command: command_text(s),
+            });
+        }
+    }
+    out
+}
+
+/// The fields of an added step besides its id, kind and command (shown on their own).
+fn added_fields(new: &Value) -> Vec<FieldChange> {
+    let mut out = Vec::new();
+    if let Some(o) = new.as_object() {
+        for (k, v) in o.iter().filter(|(k, _)| !matches!(k.as_str(), "id" | "kind" | "command")) {
+            walk(k, None, Some(v), &mut out);
         }
     }
     out
@@ -355,6 +382,19 @@ fn walk(path: &str, old: Option<&Value>, new: Option<&Value>, out: &mut Vec<Fiel
         out.push(FieldChange { field: path.to_string(), old, new, unified });
     };
     match (old, new) {
+        // An argv: one argument a line (as JSON strings, exact), so a long command's change
+        // is a unified diff like a script's.
+        (Some(Value::Array(a)), Some(Value::Array(b)))
+            if last_segment(path) == "cmd" && a.iter().chain(b).all(Value::is_string) =>
+        {
+            let lines = |v: &[Value]| v.iter().map(|x| format!("{x}\n")).collect::<String>();
+            out.push(FieldChange {
+                field: path.to_string(),
+                old: None,
+                new: None,
+                unified: Some(unified(&lines(a), &lines(b))),
+            });
+        }
         (Some(Value::Object(a)), Some(Value::Object(b))) => {
             let keys: BTreeSet<&String> = a.keys().chain(b.keys()).collect();
             for k in keys {
@@ -449,28 +489,52 @@ fn unified(a: &str, b: &str) -> String {
 
 // ----- risks ---------------------------------------------------------------------------
 
+/// The risk changes as markdown sentences: ids as code spans ([`code`]), an author's text
+/// escaped ([`escape`]), the review document's own rule texts as it writes them.
 fn risks(old: &RiskFacts, new: &RiskFacts, old_plan: &Plan, new_plan: &Plan) -> Vec<String> {
     let mut out = Vec::new();
-    let had = |plan: &Plan, id: &str| {
-        plan.steps.iter().chain(plan.finally.iter()).find(|s| s.id == id).map(|s| s.compensation.is_some())
+    // Sets and maps: a plan of thousands of steps is compared in n log n, never n².
+    let compensable = |plan: &Plan| -> BTreeMap<String, bool> {
+        plan.steps
+            .iter()
+            .chain(plan.finally.iter())
+            .map(|s| (s.id.clone(), s.compensation.is_some()))
+            .collect()
     };
-    for id in new.irreversible.iter().filter(|i| !old.irreversible.contains(i)) {
+    let (old_steps, new_steps) = (compensable(old_plan), compensable(new_plan));
+    let had = |steps: &BTreeMap<String, bool>, id: &str| steps.get(id).copied();
+    let set = |l: &[String]| -> BTreeSet<String> { l.iter().cloned().collect() };
+    let (old_irr, new_irr) = (set(&old.irreversible), set(&new.irreversible));
+    let (old_ni, new_ni) = (set(&old.not_idempotent), set(&new.not_idempotent));
+    // Whether a plan has the step (`` `x` ``) or the compensation (`` `x`'s compensation ``)
+    // that an entry of the risk facts names.
+    let there = |steps: &BTreeMap<String, bool>, entry: &str| {
+        let (id, compensation) = match entry.strip_suffix("'s compensation") {
+            Some(step) => (step, true),
+            None => (entry, false),
+        };
+        had(steps, id.trim_matches('`')).is_some_and(|c| c || !compensation)
+    };
+    let (old_plan, new_plan) = (&old_steps, &new_steps);
+    for id in new.irreversible.iter().filter(|i| !old_irr.contains(*i)) {
         out.push(match had(old_plan, id) {
             Some(true) => {
-                format!("`{id}` lost its compensation: it changes things and nothing undoes it now")
+                format!("{} lost its compensation: it changes things and nothing undoes it now", code(id))
             }
-            Some(false) => format!("`{id}` changes things now, and nothing undoes it"),
-            None => format!("new step `{id}` changes things, and nothing undoes it"),
+            Some(false) => format!("{} changes things now, and nothing undoes it", code(id)),
+            None => format!("new step {} changes things, and nothing undoes it", code(id)),
         });
     }
-    for id in old.irreversible.iter().filter(|i| !new.irreversible.contains(i)) {
+    for id in old.irreversible.iter().filter(|i| !new_irr.contains(*i)) {
         out.push(match had(new_plan, id) {
-            Some(true) => format!("`{id}` gained a compensation: it can be undone now"),
-            Some(false) => format!("`{id}` no longer changes anything the engine can see (or is skipped)"),
-            None => format!("step `{id}`, which nothing undid, is gone"),
+            Some(true) => format!("{} gained a compensation: it can be undone now", code(id)),
+            Some(false) => {
+                format!("{} no longer changes anything the engine can see (or is skipped)", code(id))
+            }
+            None => format!("step {}, which nothing undid, is gone", code(id)),
         });
     }
-    for s in new.not_idempotent.iter().filter(|s| !old.not_idempotent.contains(s)) {
+    for s in new.not_idempotent.iter().filter(|s| !old_ni.contains(*s)) {
         if there(old_plan, s) {
             out.push(format!("{s} is no longer idempotent (after a crash, an operator decides)"));
         } else {
@@ -478,7 +542,7 @@ fn risks(old: &RiskFacts, new: &RiskFacts, old_plan: &Plan, new_plan: &Plan) -> 
         }
     }
     // Only what is still there: a step or a compensation that is gone is said elsewhere.
-    for s in old.not_idempotent.iter().filter(|s| !new.not_idempotent.contains(s) && there(new_plan, s)) {
+    for s in old.not_idempotent.iter().filter(|s| !new_ni.contains(*s) && there(new_plan, s)) {
         out.push(format!("{s} is idempotent now (after a crash, it runs again by itself)"));
     }
     if old.no_return != new.no_return {
@@ -486,29 +550,34 @@ fn risks(old: &RiskFacts, new: &RiskFacts, old_plan: &Plan, new_plan: &Plan) -> 
             if l.is_empty() {
                 "none".to_string()
             } else {
-                l.iter().map(|i| format!("`{i}`")).collect::<Vec<_>>().join(", ")
+                l.iter().map(|i| code(i)).collect::<Vec<_>>().join(", ")
             }
         };
         out.push(match (old.no_return.as_slice(), new.no_return.as_slice()) {
-            ([a], [b]) => format!("the point of no return moved from `{a}` to `{b}`"),
+            ([a], [b]) => format!("the point of no return moved from {} to {}", code(a), code(b)),
             ([], l) => format!("a point of no return appeared: {}", list(l)),
             (l, []) => format!("no point of no return any more (was {})", list(l)),
             (a, b) => format!("the points of no return changed: {} before, {} now", list(a), list(b)),
         });
     }
+    // Approval rules come as the review document writes them (markdown); questions are the
+    // author's text.
     let asks = |old: &[(String, String)], new: &[(String, String)], what: &str, out: &mut Vec<String>| {
+        let md = |t: &str| if what == "confirmation" { escape(t) } else { t.to_string() };
         let o: BTreeMap<&str, &str> = old.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
         let n: BTreeMap<&str, &str> = new.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
         for (id, text) in &n {
             match o.get(id) {
-                None => out.push(format!("new {what} `{id}`: {text}")),
-                Some(was) if was != text => out.push(format!("{what} `{id}` changed: {was}; now {text}")),
+                None => out.push(format!("new {what} {}: {}", code(id), md(text))),
+                Some(was) if was != text => {
+                    out.push(format!("{what} {} changed: {}; now {}", code(id), md(was), md(text)))
+                }
                 Some(_) => {}
             }
         }
         for (id, text) in &o {
             if !n.contains_key(id) {
-                out.push(format!("{what} `{id}` removed (was: {text})"));
+                out.push(format!("{what} {} removed (was: {})", code(id), md(text)));
             }
         }
     };
@@ -521,18 +590,30 @@ fn risks(old: &RiskFacts, new: &RiskFacts, old_plan: &Plan, new_plan: &Plan) -> 
     out
 }
 
-/// Whether a plan has the step (`` `x` ``) or the compensation (`` `x`'s compensation ``) that
-/// an entry of the risk facts names.
-fn there(plan: &Plan, entry: &str) -> bool {
-    let (id, compensation) = match entry.strip_suffix("'s compensation") {
-        Some(step) => (step, true),
-        None => (entry, false),
-    };
-    let id = id.trim_matches('`');
-    plan.steps
-        .iter()
-        .chain(plan.finally.iter())
-        .any(|s| s.id == id && (!compensation || s.compensation.is_some()))
+/// A markdown sentence of ours as plain text: backslash escapes removed, `<br>` as a line
+/// break; code spans keep their backticks.
+fn plain(md: &str) -> String {
+    let mut out = String::with_capacity(md.len());
+    let mut rest = md;
+    while let Some(c) = rest.chars().next() {
+        let mut next = rest[c.len_utf8()..].chars();
+        match (c, next.next()) {
+            ('\\', Some(n)) if n.is_ascii_punctuation() => {
+                out.push(n);
+                rest = &rest[1 + n.len_utf8()..];
+            }
+            // An unescaped `<br>` is a line break ([`escape`]); a typed one is `\<br\>`.
+            ('<', _) if rest.starts_with("<br>") => {
+                out.push('\n');
+                rest = &rest[4..];
+            }
+            _ => {
+                out.push(c);
+                rest = &rest[c.len_utf8()..];
+            }
+        }
+    }
+    out
 }
 
 // ----- the plan's facts from its document ----------------------------------------------
@@ -836,9 +917,22 @@ fn field_line(c: &FieldChange) -> String {
     match (&c.old, &c.new) {
         (None, Some(n)) if SETS.contains(&last_segment(&c.field)) => format!("{f} added {}", list_text(n)),
         (Some(o), None) if SETS.contains(&last_segment(&c.field)) => format!("{f} removed {}", list_text(o)),
+        (None, Some(n)) if n.is_object() => format!("{f} added:"),
+        (Some(o), None) if o.is_object() => format!("{f} removed, it was:"),
         (None, Some(n)) => format!("{f} added: {}", value_text(Some(n))),
         (Some(o), None) => format!("{f} removed (was {})", value_text(Some(o))),
         (o, n) => format!("{f}: {} → {}", value_text(o.as_ref()), value_text(n.as_ref())),
+    }
+}
+
+/// An object added or removed as a whole (a compensation, a precondition, a `when`): shown
+/// as a block of indented JSON under its line, every field of it exact.
+fn whole_object(c: &FieldChange) -> Option<String> {
+    match (&c.old, &c.new, &c.unified) {
+        (None, Some(v), None) | (Some(v), None, None) if v.is_object() => {
+            serde_json::to_string_pretty(v).ok()
+        }
+        _ => None,
     }
 }
 
@@ -885,14 +979,23 @@ pub fn text(d: &PlanDiff) -> String {
         let _ = writeln!(out, "\nSteps:");
         for s in &d.steps {
             match s {
-                StepChange::Added { step, section, kind, command } => {
+                StepChange::Added { step, section, kind, command, fields } => {
                     let fin = if *section == "finally" { " (finally)" } else { "" };
                     let _ = writeln!(out, "  + added `{}`{fin} ({kind}):", crate::shown::one_line(step));
                     out.push_str(&indented(command, "      "));
+                    for c in fields {
+                        let v = c.new.as_ref().map_or_else(|| "(none)".into(), list_text);
+                        let _ = writeln!(out, "      {}: {v}", crate::shown::one_line(&c.field));
+                    }
                 }
-                StepChange::Removed { step, section, kind } => {
+                StepChange::Removed { step, section, kind, command } => {
                     let fin = if *section == "finally" { " (finally)" } else { "" };
-                    let _ = writeln!(out, "  - removed `{}`{fin} ({kind})", crate::shown::one_line(step));
+                    let _ = writeln!(
+                        out,
+                        "  - removed `{}`{fin} ({kind}), it ran:",
+                        crate::shown::one_line(step)
+                    );
+                    out.push_str(&indented(command, "      "));
                 }
                 StepChange::Renamed { from, to, changes } => {
                     let _ = writeln!(
@@ -916,8 +1019,8 @@ pub fn text(d: &PlanDiff) -> String {
 fn fields_text(out: &mut String, changes: &[FieldChange], indent: &str) {
     for c in changes {
         let _ = writeln!(out, "{indent}{}", field_line(c));
-        if let Some(u) = &c.unified {
-            out.push_str(&indented(u, &format!("{indent}  ")));
+        if let Some(u) = c.unified.clone().or_else(|| whole_object(c)) {
+            out.push_str(&indented(&u, &format!("{indent}  ")));
         }
     }
 }
@@ -927,12 +1030,12 @@ pub fn markdown(d: &PlanDiff) -> String {
     let name = d.runbook.new.as_deref().or(d.runbook.old.as_deref()).unwrap_or("?");
     let mut out = format!("## Plan diff of {}: {}\n", code(name), count_text(d));
     for n in &d.notes {
-        let _ = writeln!(out, "\n> **Note:** {}", escape(n));
+        let _ = writeln!(out, "\n> **Note:** {}", backticked(n));
     }
     if !d.risks.is_empty() {
         let _ = writeln!(out, "\n### Risk changes\n");
-        for r in &d.risks {
-            let _ = writeln!(out, "- {}", backticked(r));
+        for r in &d.risks_markdown {
+            let _ = writeln!(out, "- {r}");
         }
     }
     if !d.fields.is_empty() {
@@ -943,15 +1046,21 @@ pub fn markdown(d: &PlanDiff) -> String {
         let _ = writeln!(out, "\n### Steps\n");
         for s in &d.steps {
             match s {
-                StepChange::Added { step, section, kind, command } => {
+                StepChange::Added { step, section, kind, command, fields } => {
                     let fin = if *section == "finally" { " (`finally`)" } else { "" };
                     let _ = writeln!(out, "- **added** {}{fin} ({}):\n", code(step), escape(kind));
                     let lang = if kind == "run" { "sh" } else { "json" };
                     out.push_str(&fenced(lang, command, "  "));
+                    for c in fields {
+                        let v = c.new.as_ref().map_or_else(|| "(none)".into(), md_list);
+                        let _ = writeln!(out, "  - {}: {v}", code(&c.field));
+                    }
                 }
-                StepChange::Removed { step, section, kind } => {
+                StepChange::Removed { step, section, kind, command } => {
                     let fin = if *section == "finally" { " (`finally`)" } else { "" };
-                    let _ = writeln!(out, "- **removed** {}{fin} ({})", code(step), escape(kind));
+                    let _ = writeln!(out, "- **removed** {}{fin} ({}), it ran:\n", code(step), escape(kind));
+                    let lang = if kind == "run" { "sh" } else { "json" };
+                    out.push_str(&fenced(lang, command, "  "));
                 }
                 StepChange::Renamed { from, to, changes } => {
                     let _ = writeln!(out, "- **renamed** {} → {}", code(from), code(to));
@@ -985,6 +1094,8 @@ fn fields_markdown(out: &mut String, changes: &[FieldChange], indent: &str) {
             (_, _, Some(_)) => format!("{f}:"),
             (None, Some(n), _) if set => format!("{f} added {}", md_list(n)),
             (Some(o), None, _) if set => format!("{f} removed {}", md_list(o)),
+            (None, Some(n), _) if n.is_object() => format!("{f} added:"),
+            (Some(o), None, _) if o.is_object() => format!("{f} removed, it was:"),
             (None, Some(n), _) => format!("{f} added: {}", v(n)),
             (Some(o), None, _) => format!("{f} removed (was {})", v(o)),
             (Some(o), Some(n), _) => format!("{f}: {} → {}", v(o), v(n)),
@@ -994,6 +1105,9 @@ fn fields_markdown(out: &mut String, changes: &[FieldChange], indent: &str) {
         if let Some(u) = &c.unified {
             let _ = writeln!(out);
             out.push_str(&fenced("diff", u, &format!("{indent}  ")));
+        } else if let Some(block) = whole_object(c) {
+            let _ = writeln!(out);
+            out.push_str(&fenced("json", &block, &format!("{indent}  ")));
         }
     }
 }
@@ -1008,4 +1122,154 @@ fn md_list(v: &Value) -> String {
 /// The diff as its JSON document (documented in the book: reference/plan-diff-json.md).
 pub fn json(d: &PlanDiff) -> String {
     serde_json::to_string_pretty(d).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diagnostic::Source;
+    use crate::validate::{NoIncludes, check};
+
+    /// The plan document of a runbook text (no parameters).
+    fn doc(text: &str) -> Value {
+        let checked = check(Source::toml("r.toml", text), &NoIncludes);
+        let runbook = checked.runbook.unwrap_or_else(|| panic!("{:?}", checked.diagnostics));
+        let plan = crate::plan::plan(&runbook, &BTreeMap::new()).expect("a plan");
+        serde_json::to_value(plan).expect("json")
+    }
+
+    fn risks_between(old: &str, new: &str) -> Vec<String> {
+        diff(&doc(old), &doc(new)).expect("a diff").risks
+    }
+
+    const BASE: &str = "[runbook]\nname = \"r\"\n\n[steps.scan_logs]\nrun = \"scan\"\ncompensate = { run = \"unscan\" }\ntimeout = \"1h\"\n\n[steps.health]\nrun = \"check\"\ntimeout = \"1h\"\n\n[steps.push]\nrun = \"push\"\nidempotent = true\ntimeout = \"1h\"\non-failure = \"stop\"\n";
+
+    #[test]
+    fn the_same_plan_is_no_change() {
+        let d = diff(&doc(BASE), &doc(BASE)).expect("a diff");
+        assert!(d.is_empty(), "{d:?}");
+        assert_eq!(text(&d), "Plan diff of `r`: no change\n");
+    }
+
+    #[test]
+    fn risk_changes_name_what_a_reviewer_must_see() {
+        let new = BASE
+            .replace("idempotent = true\n", "")
+            .replace(
+                "[steps.health]\nrun = \"check\"\n",
+                "[steps.health]\nrun = \"check\"\non-failure = \"stop\"\n",
+            )
+            .replace("timeout = \"1h\"\non-failure", "timeout = \"4h\"\non-failure");
+        let risks = risks_between(BASE, &new);
+        for expected in [
+            "`push` is no longer idempotent (after a crash, an operator decides)",
+            "the point of no return moved from `push` to `health`",
+            "worst case went from 3h to 6h",
+        ] {
+            assert!(risks.iter().any(|r| r == expected), "{expected}: {risks:#?}");
+        }
+        let lost = risks_between(BASE, &BASE.replace("compensate = { run = \"unscan\" }\n", ""));
+        assert!(lost.iter().any(|r| r.starts_with("`scan_logs` lost its compensation")), "{lost:#?}");
+    }
+
+    #[test]
+    fn approvals_and_confirmations_added_and_removed_are_risk_changes() {
+        let new = format!(
+            "{BASE}\n[steps.sign_off]\napproval = {{ prompt = \"ok?\", approvers = [\"ana\"], min-approvals = 1, timeout = \"30m\" }}\n"
+        )
+        .replace("[steps.health]\n", "[steps.health]\nconfirm = \"Really?\"\n");
+        let risks = risks_between(BASE, &new);
+        assert!(
+            risks.iter().any(|r| r.starts_with("new approval `sign_off`: 1 approval(s) from ana")),
+            "{risks:#?}"
+        );
+        assert!(risks.iter().any(|r| r == "new confirmation `health`: Really?"), "{risks:#?}");
+        let back = risks_between(&new, BASE);
+        assert!(back.iter().any(|r| r.starts_with("approval `sign_off` removed")), "{back:#?}");
+    }
+
+    #[test]
+    fn a_command_change_is_a_unified_diff_of_the_exact_text() {
+        let old = "[runbook]\nname = \"r\"\n\n[steps.a]\nrun = '''\necho one\necho \"now: `date`\"\necho three\n'''\n";
+        let new = old.replace("now: `date`", "now: `date -u`");
+        let d = diff(&doc(old), &doc(&new)).expect("a diff");
+        let t = text(&d);
+        assert!(t.contains("-echo \"now: `date`\"\n") && t.contains("+echo \"now: `date -u`\"\n"), "{t}");
+        assert!(t.contains(" echo one\n") && t.contains(" echo three\n"), "context lines: {t}");
+        let md = markdown(&d);
+        assert!(md.contains("+echo \"now: `date -u`\""), "{md}");
+    }
+
+    #[test]
+    fn added_and_removed_steps_show_what_they_run() {
+        let new = BASE.replace("[steps.health]\nrun = \"check\"", "[steps.probe]\nrun = \"probe --all\"");
+        let d = diff(&doc(BASE), &doc(&new)).expect("a diff");
+        let t = text(&d);
+        assert!(t.contains("  + added `probe` (run):\n      probe --all\n"), "{t}");
+        assert!(t.contains("  - removed `health` (run), it ran:\n      check\n"), "{t}");
+        let md = markdown(&d);
+        assert!(md.contains("- **removed** `health` (run), it ran:\n\n  ```sh\n  check\n  ```"), "{md}");
+    }
+
+    #[test]
+    fn a_step_with_a_new_id_and_the_same_command_is_a_rename() {
+        let d =
+            diff(&doc(BASE), &doc(&BASE.replace("[steps.health]", "[steps.health_check]"))).expect("a diff");
+        assert!(text(&d).contains("renamed `health` → `health_check`"), "{}", text(&d));
+        assert!(!d.steps.iter().any(|s| matches!(s, StepChange::Removed { .. } | StepChange::Added { .. })));
+    }
+
+    #[test]
+    fn secrets_are_compared_by_name_and_source_only() {
+        let old = "[runbook]\nname = \"r\"\n\n[secrets.TOKEN]\nenv = \"TOKEN\"\n\n[steps.a]\nrun = \"curl -H \\\"$T\\\" x\"\nenv = { T = \"{{ secrets.TOKEN }}\" }\n";
+        let new = old.replace("env = \"TOKEN\"", "env = \"NEW_TOKEN\"");
+        let t = text(&diff(&doc(old), &doc(&new)).expect("a diff"));
+        assert!(t.contains("secrets[TOKEN].source.env: \"TOKEN\" → \"NEW_TOKEN\""), "{t}");
+    }
+
+    #[test]
+    fn risk_sentences_are_plain_text_of_the_markdown() {
+        assert_eq!(plain("a \\_b\\_ `c` x\\<br\\> y<br>z"), "a _b_ `c` x<br> y\nz");
+        let old = "[runbook]\nname = \"r\"\n\n[steps.a]\nrun = \"x\"\n";
+        let new = "[runbook]\nname = \"r\"\n\n[steps.a]\nrun = \"x\"\nconfirm = \"Push *main* to `prod`?\"\n";
+        let d = diff(&doc(old), &doc(new)).expect("a diff");
+        assert_eq!(d.risks, vec!["new confirmation `a`: Push *main* to `prod`?".to_string()]);
+        assert_eq!(
+            d.risks_markdown,
+            vec!["new confirmation `a`: Push \\*main\\* to \\`prod\\`?".to_string()]
+        );
+    }
+
+    /// A pinned plan is a file anyone can edit: ids and texts in it can neither add lines
+    /// or markup to the markdown comment nor reach a terminal raw.
+    #[test]
+    fn hostile_ids_and_texts_cannot_add_markup_or_escape_sequences() {
+        let old = doc(BASE);
+        let mut new = old.clone();
+        new["steps"][0]["id"] = Value::from("x`\n# pwned <img src=x>");
+        new["steps"][0]["command"]["run"]["script"] = Value::from("scan\u{1b}[2K\rok\n```\n# out");
+        new["steps"][1]["confirm"] = Value::from("sure?\n# pwned too");
+        let d = diff(&old, &new).expect("a diff");
+        let md = markdown(&d);
+        assert!(!md.lines().any(|l| l.starts_with("# pwned")), "{md}");
+        // Raw HTML only ever inside a code span (shown as text).
+        assert!(md.lines().filter(|l| l.contains("<img")).all(|l| l.contains("``x`")), "{md}");
+        assert!(!md.contains('\u{1b}'), "{md}");
+        let t = text(&d);
+        assert!(!t.contains('\u{1b}') && !t.contains('\r'), "{t}");
+        assert!(!t.lines().any(|l| l.starts_with("# pwned")), "{t}");
+    }
+
+    #[test]
+    fn garbage_documents_are_refused_with_a_reason() {
+        for (bad, why) in [
+            (serde_json::json!([]), "not a JSON object"),
+            (serde_json::json!({"format_version": 2}), "version 1"),
+            (serde_json::json!({"format_version": 1, "steps": 3}), "`steps` is not a list"),
+            (serde_json::json!({"format_version": 1, "steps": [{"id": "a"}]}), "`steps[0].on_failure`"),
+        ] {
+            let e = read_document(&bad).expect_err("refused");
+            assert!(e.0.contains(why), "{why}: {}", e.0);
+        }
+    }
 }
