@@ -74,7 +74,7 @@ params_for() {
 
 {
     echo "<!-- runbook-review -->"
-    echo "## Runbook review"
+    echo "**Runbook review**"
     echo
 } > "$comment"
 
@@ -117,9 +117,8 @@ for file in "${runbooks[@]}"; do
     changed=$((changed + 1))
     plan_file="$out/plans/$(basename "$file" .toml).md"
     "$runbook" plan "$file" "${params[@]}" --format markdown > "$plan_file"
+    # The diff's own heading (`## Plan diff of NAME`) opens the runbook's section.
     {
-        echo "### $(code "$file")"
-        echo
         printf '%s\n' "$diff_md"
         echo
     } >> "$comment"
@@ -149,7 +148,7 @@ while IFS= read -r -d '' file; do removed+=("$file"); done \
         echo
     fi
     for file in "${removed[@]}"; do
-        echo "### $(code "$file"): removed"
+        echo "## $(code "$file"): removed"
         echo
     done
     if [ ${#unchanged[@]} -gt 0 ]; then

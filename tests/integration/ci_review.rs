@@ -132,7 +132,7 @@ fn the_review_comment_shows_what_changed_against_the_base_branch() {
     assert_eq!(out.code, 0, "stdout:\n{}\nstderr:\n{}", out.stdout, out.stderr);
     let comment = std::fs::read_to_string(dir.join("comment.md")).expect("comment.md written");
 
-    assert!(comment.starts_with("<!-- runbook-review -->\n## Runbook review\n"), "{comment}");
+    assert!(comment.starts_with("<!-- runbook-review -->\n**Runbook review**\n"), "{comment}");
     assert!(comment.contains("`runbook check`: 3 runbook(s) valid."), "{comment}");
     // The changed command, as a unified diff of its text.
     assert!(comment.contains("-pg_restore --list"), "{comment}");
@@ -141,8 +141,10 @@ fn the_review_comment_shows_what_changed_against_the_base_branch() {
     // The lost compensation: named, with its step.
     assert!(comment.contains("`revert`"), "{comment}");
     // The new runbook and the removed one; the unchanged one, listed as unchanged.
-    assert!(comment.contains("### `runbooks/compensation.toml`"), "{comment}");
-    assert!(comment.contains("### `runbooks/parallel-dag.toml`: removed"), "{comment}");
+    assert!(comment.contains("## Plan diff of `rollback-l1`"), "{comment}");
+    assert!(comment.contains("## Plan diff of `compensation`"), "{comment}");
+    assert!(comment.contains("`runbooks/compensation.toml` is absent at"), "{comment}");
+    assert!(comment.contains("## `runbooks/parallel-dag.toml`: removed"), "{comment}");
     assert!(comment.contains("Plans unchanged: `runbooks/hello.toml`"), "{comment}");
     // The full review documents, folded, and kept for the artifact.
     assert!(comment.contains("<details><summary>The review document of <code>rollback-l1</code></summary>"));
@@ -152,6 +154,17 @@ fn the_review_comment_shows_what_changed_against_the_base_branch() {
     }
     assert!(!dir.join("plans/hello.md").exists(), "an unchanged runbook is not planned again");
     assert_comment_parses(&comment);
+    // The book shows a part of this very comment: it must still be what the script writes.
+    let book =
+        std::fs::read_to_string(root().join("book/src/user-guide/dry-runs.md")).expect("the book page");
+    let section =
+        &book[book.find("## Review every pull request automatically").expect("the book's section")..];
+    let start = section.find("````markdown\n").expect("the book's excerpt") + "````markdown\n".len();
+    let excerpt = &section[start..start + section[start..].find("\n````").expect("the excerpt's end")];
+    assert!(
+        stable(&comment, &repo).contains(excerpt),
+        "the book's excerpt is not in the comment:\n{excerpt}"
+    );
     insta::assert_snapshot!("review_comment", stable(&comment, &repo));
 }
 
@@ -184,7 +197,7 @@ fn an_invalid_runbook_is_reported_in_the_comment_and_fails_the_job() {
         "{comment}"
     );
     assert!(comment.contains("runbooks/broken.toml:"), "{comment}");
-    assert!(!comment.contains("### "), "nothing is planned when check fails: {comment}");
+    assert!(!comment.contains("## "), "nothing is planned when check fails: {comment}");
     assert_comment_parses(&comment);
     insta::assert_snapshot!("review_comment_check_failed", stable(&comment, &repo));
 }
@@ -231,7 +244,7 @@ fn the_workflow_runs_the_tested_script_with_the_base_of_the_pull_request() {
     assert!(!triggers.iter().any(|l| l.contains("pull_request_target")), "{workflow}");
 }
 
-/// The comment is CommonMark that GitHub renders: every `### ` line of the source is a heading
+/// The comment is CommonMark that GitHub renders: every `## `/`### ` line of the source is a heading
 /// (none was swallowed by a code block left open above it), and every code block closes
 /// before the end of the comment.
 fn assert_comment_parses(comment: &str) {
@@ -242,8 +255,12 @@ fn assert_comment_parses(comment: &str) {
     let mut code_open_at_end = false;
     for event in Parser::new_ext(comment, pulldown_cmark::Options::ENABLE_TABLES) {
         match event {
-            Event::Start(Tag::Heading { level: HeadingLevel::H3, .. }) => in_heading = Some(String::new()),
-            Event::End(TagEnd::Heading(HeadingLevel::H3)) => headings.extend(in_heading.take()),
+            Event::Start(Tag::Heading { level: HeadingLevel::H2 | HeadingLevel::H3, .. }) => {
+                in_heading = Some(String::new())
+            }
+            Event::End(TagEnd::Heading(HeadingLevel::H2 | HeadingLevel::H3)) => {
+                headings.extend(in_heading.take())
+            }
             Event::Text(t) | Event::Code(t) => {
                 if let Some(h) = in_heading.as_mut() {
                     h.push_str(&t);
@@ -256,6 +273,6 @@ fn assert_comment_parses(comment: &str) {
         code_open_at_end = in_code;
     }
     assert!(!code_open_at_end, "a code block runs to the end of:\n{comment}");
-    let in_source = comment.lines().filter(|l| l.starts_with("### ")).count();
+    let in_source = comment.lines().filter(|l| l.starts_with("## ") || l.starts_with("### ")).count();
     assert_eq!(headings.len(), in_source, "headings {headings:?} in:\n{comment}");
 }
