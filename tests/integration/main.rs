@@ -43,6 +43,7 @@ mod options;
 mod peers;
 mod pinning;
 mod plan;
+mod plan_html;
 mod plan_views;
 mod preflight;
 mod prompt_text;

@@ -11,8 +11,11 @@ use crate::model::{OnFailure, ReadKind, RetryPolicy, format_duration};
 use crate::plan::{Plan, PlanCheck, PlanCommand, PlanStep};
 use crate::template::shell_quote;
 
+mod html;
 mod markdown;
+mod review;
 
+pub use html::{HTML_STYLE, html, html_body};
 pub use markdown::markdown;
 
 /// The plan for a terminal.
