@@ -13,6 +13,7 @@ mod approve_hint_store;
 mod argv_sampler;
 mod audit;
 mod book;
+mod browser;
 mod check_rounds;
 mod checks_only_read;
 mod cli_errors;

@@ -294,6 +294,9 @@ pub(crate) fn shown(s: &str) -> String {
     s.replace('\u{200b}', "\\u{200b}").replace('\u{202e}', "\\u{202e}")
 }
 
+/// Environment variables set for a planning.
+type Env = [(&'static str, &'static str)];
+
 pub(crate) const HOSTILE_ENV: &[(&str, &str)] =
     &[("HOSTILE_TOKEN", "sentinel-hostile-token"), ("HOSTILE_DB", "postgres://u:sentinel-hostile-pw@h/db")];
 
@@ -316,4 +319,72 @@ fn html_page_shows_hostile_runbook_text_as_text_never_as_markup() {
         assert!(!lower.contains(forbidden), "{forbidden:?} in\n{html}");
     }
     assert!(!html.contains("sentinel"), "a secret value in\n{html}");
+}
+
+#[test]
+fn html_page_reads_right_in_a_real_browser() {
+    let browser = crate::browser::Browser::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let review_env =
+        [("REVIEW_TOKEN", "sentinel-token-value"), ("REVIEW_DB", "postgres://u:sentinel-db-pw@h/db")];
+    let pages: [(&str, String, &Env); 2] =
+        [("review", REVIEW.to_string(), &review_env), ("hostile", hostile_runbook(), HOSTILE_ENV)];
+    for (name, toml, env) in pages {
+        std::fs::write(dir.path().join(format!("{name}.toml")), toml).expect("write");
+        let (html, doc) = plan_page(dir.path(), &format!("{name}.toml"), env);
+        let page = dir.path().join(format!("{name}.html"));
+        std::fs::write(&page, &html).expect("write the page");
+        browser.open(&format!("file://{}", page.display()));
+        // Nothing runs, nothing is fetched, and the page says so to the browser.
+        assert_eq!(browser.eval("return document.querySelectorAll('script').length"), 0, "{name}");
+        assert_eq!(browser.eval("return performance.getEntriesByType('resource').length"), 0, "{name}");
+        assert_eq!(
+            browser.eval(
+                "return document.querySelector('meta[http-equiv=\"Content-Security-Policy\"]').getAttribute('content')"
+            ),
+            "default-src 'none'; style-src 'unsafe-inline'",
+            "{name}"
+        );
+        // Only the page's own elements and attributes: the runbook's text made none.
+        let allowed = serde_json::to_string(ELEMENTS).expect("json");
+        let foreign = browser.eval(&format!(
+            "const ok = {allowed}; return Array.from(document.querySelectorAll('*')).map(e => e.localName).filter(n => !ok.includes(n))"
+        ));
+        assert_eq!(foreign, serde_json::json!([]), "{name}: foreign elements");
+        let handlers = browser.eval(
+            "return Array.from(document.querySelectorAll('*')).flatMap(e => Array.from(e.attributes).map(a => a.name)).filter(n => n.startsWith('on') || n === 'src' || n === 'href' || n === 'style')",
+        );
+        assert_eq!(handlers, serde_json::json!([]), "{name}: handlers or links");
+        assert_eq!(
+            browser.eval(
+                "return document.querySelectorAll('a, img, iframe, object, embed, link, base, form').length"
+            ),
+            0
+        );
+        // Every command reads back exactly as the JSON plan has it.
+        let blocks = browser
+            .eval("return Array.from(document.querySelectorAll('pre > code')).map(e => e.textContent)");
+        let blocks: Vec<String> = serde_json::from_value(blocks).expect("texts");
+        for e in commands(&doc) {
+            assert!(blocks.contains(&shown(&e)), "{name}: {e:?} not in {blocks:#?}");
+        }
+        // What the reviewer reads: the facts, the hostile texts as text, no secret value.
+        let text = browser.eval("return document.body.innerText");
+        let text = text.as_str().expect("text");
+        assert!(!text.contains("sentinel"), "{name}: a secret value in\n{text}");
+        assert!(text.contains("Worst case:"), "{name}: {text}");
+        if name == "hostile" {
+            for h in [HOSTILE[0], HOSTILE[2], HOSTILE[4], HOSTILE[5], HOSTILE[6]] {
+                assert!(text.contains(h), "{name}: {h:?} not shown as text in\n{text}");
+            }
+        }
+        // The graph: one node per step, three legend entries, an edge per need.
+        let steps =
+            doc["steps"].as_array().map_or(0, Vec::len) + doc["finally"].as_array().map_or(0, Vec::len);
+        assert_eq!(
+            browser.eval("return document.querySelectorAll('svg g.node').length"),
+            steps + 3,
+            "{name}"
+        );
+    }
 }
