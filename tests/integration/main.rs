@@ -44,6 +44,7 @@ mod options;
 mod peers;
 mod pinning;
 mod plan;
+mod plan_formats;
 mod plan_html;
 mod plan_views;
 mod preflight;
