@@ -89,18 +89,6 @@ mod markup {
             }
         }
     }
-
-    #[cfg(test)]
-    mod tests {
-        use super::Html;
-
-        #[test]
-        fn text_is_never_markup() {
-            let mut h = Html::new();
-            h.text("<script>\"'&</script>");
-            assert_eq!(h.finish(), "&lt;script&gt;&quot;&#39;&amp;&lt;/script&gt;");
-        }
-    }
 }
 
 use markup::Html;
@@ -873,5 +861,17 @@ fn command_block(h: &mut Html, c: &PlanCommand) {
             code(h, file);
             h.tag("</li>\n</ul>\n");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::markup::Html;
+
+    #[test]
+    fn text_is_never_markup() {
+        let mut h = Html::new();
+        h.text("<script>\"'&</script>");
+        assert_eq!(h.finish(), "&lt;script&gt;&quot;&#39;&amp;&lt;/script&gt;");
     }
 }
