@@ -332,59 +332,81 @@ fn html_page_reads_right_in_a_real_browser() {
     for (name, toml, env) in pages {
         std::fs::write(dir.path().join(format!("{name}.toml")), toml).expect("write");
         let (html, doc) = plan_page(dir.path(), &format!("{name}.toml"), env);
-        let page = dir.path().join(format!("{name}.html"));
-        std::fs::write(&page, &html).expect("write the page");
-        browser.open(&format!("file://{}", page.display()));
-        // Nothing runs, nothing is fetched, and the page says so to the browser.
-        assert_eq!(browser.eval("return document.querySelectorAll('script').length"), 0, "{name}");
-        assert_eq!(browser.eval("return performance.getEntriesByType('resource').length"), 0, "{name}");
-        assert_eq!(
-            browser.eval(
-                "return document.querySelector('meta[http-equiv=\"Content-Security-Policy\"]').getAttribute('content')"
-            ),
-            "default-src 'none'; style-src 'unsafe-inline'",
-            "{name}"
-        );
-        // Only the page's own elements and attributes: the runbook's text made none.
-        let allowed = serde_json::to_string(ELEMENTS).expect("json");
-        let foreign = browser.eval(&format!(
-            "const ok = {allowed}; return Array.from(document.querySelectorAll('*')).map(e => e.localName).filter(n => !ok.includes(n))"
-        ));
-        assert_eq!(foreign, serde_json::json!([]), "{name}: foreign elements");
-        let handlers = browser.eval(
-            "return Array.from(document.querySelectorAll('*')).flatMap(e => Array.from(e.attributes).map(a => a.name)).filter(n => n.startsWith('on') || n === 'src' || n === 'href' || n === 'style')",
-        );
-        assert_eq!(handlers, serde_json::json!([]), "{name}: handlers or links");
-        assert_eq!(
-            browser.eval(
-                "return document.querySelectorAll('a, img, iframe, object, embed, link, base, form').length"
-            ),
-            0
-        );
-        // Every command reads back exactly as the JSON plan has it.
-        let blocks = browser
-            .eval("return Array.from(document.querySelectorAll('pre > code')).map(e => e.textContent)");
-        let blocks: Vec<String> = serde_json::from_value(blocks).expect("texts");
-        for e in commands(&doc) {
-            assert!(blocks.contains(&shown(&e)), "{name}: {e:?} not in {blocks:#?}");
-        }
-        // What the reviewer reads: the facts, the hostile texts as text, no secret value.
-        let text = browser.eval("return document.body.innerText");
-        let text = text.as_str().expect("text");
-        assert!(!text.contains("sentinel"), "{name}: a secret value in\n{text}");
-        assert!(text.contains("Worst case:"), "{name}: {text}");
+        let text = read_in_browser(&browser, dir.path(), name, &html, &doc);
         if name == "hostile" {
             for h in [HOSTILE[0], HOSTILE[2], HOSTILE[4], HOSTILE[5], HOSTILE[6]] {
                 assert!(text.contains(h), "{name}: {h:?} not shown as text in\n{text}");
             }
         }
-        // The graph: one node per step, three legend entries, an edge per need.
-        let steps =
-            doc["steps"].as_array().map_or(0, Vec::len) + doc["finally"].as_array().map_or(0, Vec::len);
-        assert_eq!(
-            browser.eval("return document.querySelectorAll('svg g.node').length"),
-            steps + 3,
-            "{name}"
-        );
     }
+    // Every shipped runbook's page, with its staging parameters.
+    let shipped = crate::support::root().join("runbooks");
+    for path in
+        crate::support::files(&shipped, "toml").into_iter().filter(|p| p.parent() == Some(shipped.as_path()))
+    {
+        let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_string();
+        let file = format!("runbooks/{name}.toml");
+        let params = format!("runbooks/params/{name}.staging.toml");
+        let (html, doc) = crate::support::with_params(&file, &params);
+        read_in_browser(&browser, dir.path(), &name, &html, &doc);
+    }
+}
+
+/// Opens the page in the browser and checks what every review page must be; returns the
+/// page's `innerText`.
+fn read_in_browser(
+    browser: &crate::browser::Browser,
+    dir: &std::path::Path,
+    name: &str,
+    html: &str,
+    doc: &serde_json::Value,
+) -> String {
+    let page = dir.join(format!("{name}.html"));
+    std::fs::write(&page, html).expect("write the page");
+    browser.open(&format!("file://{}", page.display()));
+    // Nothing runs, nothing is fetched, and the page says so to the browser.
+    assert_eq!(browser.eval("return document.querySelectorAll('script').length"), 0, "{name}");
+    assert_eq!(browser.eval("return performance.getEntriesByType('resource').length"), 0, "{name}");
+    assert_eq!(
+        browser.eval(
+            "return document.querySelector('meta[http-equiv=\"Content-Security-Policy\"]').getAttribute('content')"
+        ),
+        "default-src 'none'; style-src 'unsafe-inline'",
+        "{name}"
+    );
+    // Only the page's own elements and attributes: the runbook's text made none.
+    let allowed = serde_json::to_string(ELEMENTS).expect("json");
+    let foreign = browser.eval(&format!(
+        "const ok = {allowed}; return Array.from(document.querySelectorAll('*')).map(e => e.localName).filter(n => !ok.includes(n))"
+    ));
+    assert_eq!(foreign, serde_json::json!([]), "{name}: foreign elements");
+    let handlers = browser.eval(
+        "return Array.from(document.querySelectorAll('*')).flatMap(e => Array.from(e.attributes).map(a => a.name)).filter(n => n.startsWith('on') || n === 'src' || n === 'href' || n === 'style')",
+    );
+    assert_eq!(handlers, serde_json::json!([]), "{name}: handlers or links");
+    assert_eq!(
+        browser.eval(
+            "return document.querySelectorAll('a, img, iframe, object, embed, link, base, form').length"
+        ),
+        0,
+        "{name}"
+    );
+    // Every command reads back exactly as the JSON plan has it.
+    let blocks =
+        browser.eval("return Array.from(document.querySelectorAll('pre > code')).map(e => e.textContent)");
+    let blocks: Vec<String> = serde_json::from_value(blocks).expect("texts");
+    for e in commands(doc) {
+        assert!(blocks.contains(&shown(&e)), "{name}: {e:?} not in {blocks:#?}");
+    }
+    // What the reviewer reads: the facts, no secret value.
+    let text = browser.eval("return document.body.innerText");
+    let text = text.as_str().expect("text").to_string();
+    assert!(!text.contains("sentinel"), "{name}: a secret value in\n{text}");
+    for fact in ["Worst case:", "Point", "What a failure at each wave undoes"] {
+        assert!(text.contains(fact), "{name}: no {fact:?} in {text}");
+    }
+    // The graph: one node per step, three legend entries.
+    let steps = doc["steps"].as_array().map_or(0, Vec::len) + doc["finally"].as_array().map_or(0, Vec::len);
+    assert_eq!(browser.eval("return document.querySelectorAll('svg g.node').length"), steps + 3, "{name}");
+    text
 }

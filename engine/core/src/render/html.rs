@@ -461,13 +461,13 @@ fn overview(h: &mut Html, plan: &Plan) {
 }
 
 /// Node size and gaps of the graph, in SVG user units.
-const NODE_W: i64 = 200;
+const NODE_W: i64 = 240;
 const NODE_H: i64 = 36;
 const GAP_X: i64 = 24;
 const GAP_Y: i64 = 48;
 const MARGIN: i64 = 16;
 /// Characters of a label drawn in a node (the whole label is the node's tooltip).
-const LABEL_CHARS: usize = 26;
+const LABEL_CHARS: usize = 32;
 
 /// The graph as an inline SVG: one row per wave (the `finally` steps last), an edge from
 /// each need to its step, the mermaid graph's colour classes, and a legend.
@@ -548,7 +548,7 @@ fn graph(h: &mut Html, plan: &Plan) {
     let legend: [(&'static str, &'static str); 3] = [
         ("<g class=\"node approval\">", "asks for an approval"),
         ("<g class=\"node compensable\">", "has a compensation"),
-        ("<g class=\"node irreversible\">", "may change what nothing undoes"),
+        ("<g class=\"node irreversible\">", "nothing undoes it"),
     ];
     for (i, &(g, words)) in legend.iter().enumerate() {
         let x = MARGIN + i as i64 * (NODE_W + GAP_X);
