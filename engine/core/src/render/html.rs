@@ -469,7 +469,7 @@ const MARGIN: i64 = 16;
 /// Characters of a label drawn in a node (the whole label is the node's tooltip).
 const LABEL_CHARS: usize = 32;
 
-/// The graph as an inline SVG: one row per wave (the `finally` steps last), an edge from
+/// The graph as an inline SVG: one row per wave (then each `finally` step, in order), an edge from
 /// each need to its step, the mermaid graph's colour classes, and a legend.
 fn graph(h: &mut Html, plan: &Plan) {
     h.tag("<section class=\"graph\">\n<h2>Graph</h2>\n");
@@ -479,9 +479,8 @@ fn graph(h: &mut Html, plan: &Plan) {
         by_wave.entry(s.wave).or_default().push(s);
     }
     rows.extend(by_wave.into_values());
-    if !plan.finally.is_empty() {
-        rows.push(plan.finally.iter().collect());
-    }
+    // The `finally` steps run one after the other: one row each, in their order.
+    rows.extend(plan.finally.iter().map(|s| vec![s]));
     let widest = rows.iter().map(Vec::len).max().unwrap_or(0).max(3) as i64;
     let width = 2 * MARGIN + widest * NODE_W + (widest - 1) * GAP_X;
     let legend_y = MARGIN + rows.len() as i64 * (NODE_H + GAP_Y);
