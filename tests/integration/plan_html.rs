@@ -405,6 +405,13 @@ fn read_in_browser(
     for fact in ["Worst case:", "Point", "What a failure at each wave undoes"] {
         assert!(text.contains(fact), "{name}: no {fact:?} in {text}");
     }
+    // Nothing makes the page scroll sideways: wide tables, long commands and the graph
+    // scroll or shrink inside the page.
+    let (client, scroll) = (
+        browser.eval("return document.documentElement.clientWidth"),
+        browser.eval("return document.documentElement.scrollWidth"),
+    );
+    assert_eq!(client, scroll, "{name}: the page is wider than the window");
     // The graph: one node per step, three legend entries.
     let steps = doc["steps"].as_array().map_or(0, Vec::len) + doc["finally"].as_array().map_or(0, Vec::len);
     assert_eq!(browser.eval("return document.querySelectorAll('svg g.node').length"), steps + 3, "{name}");

@@ -104,7 +104,7 @@ code{background:#f1f3f5;padding:0 .2em;border-radius:3px;white-space:pre-wrap}
 pre{background:#f8f9fa;border:1px solid #dee2e6;border-radius:4px;padding:.6em .8em;overflow-x:auto;tab-size:4}
 pre code{background:none;padding:0;white-space:pre}
 blockquote{margin:0 0 1em;padding:.2em 1em;border-left:4px solid #dee2e6;color:#495057;white-space:pre-wrap}
-table{border-collapse:collapse;margin:.5em 0}
+table{border-collapse:collapse;margin:.5em 0;display:block;max-width:100%;overflow-x:auto}
 th,td{border:1px solid #dee2e6;padding:.25em .5em;text-align:left;vertical-align:top}
 th{background:#f1f3f5}
 section.step{border-top:1px solid #dee2e6;margin-top:1.5em}
