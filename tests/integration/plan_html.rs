@@ -417,3 +417,31 @@ fn read_in_browser(
     assert_eq!(browser.eval("return document.querySelectorAll('svg g.node').length"), steps + 3, "{name}");
     text
 }
+
+/// A chain of `n` steps, every other one compensable, then a step that stops.
+fn chain(n: usize) -> String {
+    let mut toml = String::from("[runbook]\nname = \"chain\"\n\n");
+    for i in 0..n {
+        toml.push_str(&format!("[steps.s{i}]\nrun = \"echo {i}\"\n\n"));
+        if i % 2 == 0 {
+            toml.push_str(&format!("[steps.s{i}.compensate]\nrun = \"echo undo {i}\"\n\n"));
+        }
+    }
+    toml.push_str("[steps.last]\nrun = \"true\"\non-failure = \"stop\"\n");
+    toml
+}
+
+#[test]
+fn html_page_grows_linearly_with_the_steps() {
+    // Each row of the risk table lists at most 30 ids (the review model's `few`), as the
+    // markdown document does: twice the steps make about twice the page, never four times.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut sizes = Vec::new();
+    for n in [200, 400] {
+        std::fs::write(dir.path().join("chain.toml"), chain(n)).expect("write");
+        let (html, _) = plan_page(dir.path(), "chain.toml", &[]);
+        assert!(html.contains(&format!("{} more", n - 30)), "no bounded list in the page of {n} steps");
+        sizes.push(html.len());
+    }
+    assert!(sizes[1] < sizes[0] * 5 / 2, "{sizes:?}");
+}
