@@ -1,4 +1,5 @@
-//! Views of a [`Plan`]: text for a terminal, markdown for a pull request, dot for Graphviz.
+//! Views of a [`Plan`]: text for a terminal, markdown for a pull request, a self-contained HTML
+//! page for a browser (and the web console), dot for Graphviz.
 //!
 //! Each view reads only the plan document, so they cannot disagree with `--format json`.
 //! They return strings; printing is the CLI's job.
