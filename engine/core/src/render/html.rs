@@ -867,6 +867,27 @@ fn command_block(h: &mut Html, c: &PlanCommand) {
 mod tests {
     use super::markup::Html;
 
+    fn plan_of(text: &str) -> crate::plan::Plan {
+        let checked = crate::validate::check(
+            crate::diagnostic::Source::new("t.toml", text),
+            &crate::validate::NoIncludes,
+        );
+        let runbook = checked.runbook.expect("a valid runbook");
+        crate::plan::plan(&runbook, &std::collections::BTreeMap::new()).expect("a plan")
+    }
+
+    #[test]
+    fn the_page_is_its_body_in_a_head_that_fetches_nothing() {
+        // What the web console embeds (the body and the style) is what the page shows.
+        let plan = plan_of("[runbook]\nname = \"t\"\n\n[steps.a]\nrun = \"echo <a>\"\n");
+        let page = super::html(&plan);
+        let body = super::html_body(&plan);
+        assert!(body.starts_with("<main class=\"runbook-review\">") && body.ends_with("</main>\n"), "{body}");
+        assert!(page.contains(&body), "{page}");
+        assert!(page.contains(super::HTML_STYLE));
+        assert!(body.contains("<pre><code>echo &lt;a&gt;</code></pre>"), "{body}");
+    }
+
     #[test]
     fn text_is_never_markup() {
         let mut h = Html::new();
