@@ -280,6 +280,15 @@ pub(crate) fn hostile_runbook() -> String {
         "[steps.h]\nhttp = {{ url = \"https://app.invalid/x\", method = \"POST\", headers = {{ Authorization = \"Bearer {{{{ secrets.TOKEN }}}}\", X = {} }} }}\n\n",
         toml_string(HOSTILE[3])
     ));
+    toml.push_str(&format!("[params.p]\ntype = \"string\"\ndefault = {}\n\n", toml_string(HOSTILE[6])));
+    toml.push_str(&format!(
+        "[steps.n]\nnotify = {{ webhook = \"https://hooks.invalid/x\", text = {} }}\n\n",
+        toml_string(HOSTILE[4])
+    ));
+    toml.push_str(&format!(
+        "[steps.b]\nhttp = {{ url = \"https://app.invalid/y\", method = \"POST\", body = {} }}\n\n",
+        toml_string(HOSTILE[7])
+    ));
     toml.push_str(&format!(
         "[steps.ok]\nneeds = [\"h\"]\n\n[steps.ok.approval]\nprompt = {}\napprovers = [{}]\n",
         toml_string(HOSTILE[1]),
@@ -334,7 +343,7 @@ fn html_page_reads_right_in_a_real_browser() {
         let (html, doc) = plan_page(dir.path(), &format!("{name}.toml"), env);
         let text = read_in_browser(&browser, dir.path(), name, &html, &doc);
         if name == "hostile" {
-            for h in [HOSTILE[0], HOSTILE[2], HOSTILE[4], HOSTILE[5], HOSTILE[6]] {
+            for h in [HOSTILE[0], HOSTILE[2], HOSTILE[4], HOSTILE[5], HOSTILE[6], HOSTILE[7]] {
                 assert!(text.contains(h), "{name}: {h:?} not shown as text in\n{text}");
             }
         }
