@@ -10,6 +10,10 @@
 //! - mermaid node ids are generated (`s1`, `s2`, ...), never a step id, so no step name can be
 //!   one of Mermaid's words; labels are quoted with Mermaid's entity codes ([`mermaid_label`]);
 //! - secrets are names: the plan holds `<secret:NAME>` placeholders, never values.
+//!
+//! The facts it prints (worst case, undo chains, points of no return, approvals) come from
+//! the review model ([`super::review`]), shared with the HTML page: this file only writes
+//! them as markdown ([`md`]).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
