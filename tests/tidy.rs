@@ -322,6 +322,24 @@ fn module_circles(root: &Path, src: &str) -> Vec<String> {
     out
 }
 
+/// The review page's renderer: after its `markup` module (`use markup::Html;`), nothing may
+/// reach the page's buffer or turn text into a `&'static str` that `Html::tag` would take as
+/// markup (ARCHITECTURE.md, "The review page and the review model").
+fn html_written_outside_markup(root: &Path) -> Vec<Finding> {
+    let rel = "engine/core/src/render/html.rs";
+    let lines = code_lines(root, rel);
+    let Some(start) = lines.iter().position(|(_, t)| t.trim() == "use markup::Html;") else {
+        return vec![Finding { file: rel.into(), line: 0, text: "no `use markup::Html;`".into() }];
+    };
+    lines[start..]
+        .iter()
+        .filter(|(_, t)| {
+            ["buf", "leak", "unsafe ", "from_utf8_unchecked"].iter().any(|n| contains_word(t, n))
+        })
+        .map(|(line, text)| Finding { file: rel.into(), line: *line, text: text.clone() })
+        .collect()
+}
+
 fn repository() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -390,6 +408,14 @@ fn no_module_circles_in_cli_and_exec_in_this_repository() {
     );
 }
 
+#[test]
+fn the_review_page_is_written_only_by_its_markup_module_in_this_repository() {
+    assert_none(
+        "engine/core/src/render/html.rs writes HTML only through its `markup` module (text escaped by `Html::text`)",
+        &html_written_outside_markup(&repository()),
+    );
+}
+
 // ----- each check fails when it should ------------------------------------------------------
 
 /// A fake tree: `files` as (path, text) under a new temporary folder.
@@ -401,6 +427,19 @@ fn tree(files: &[(&str, &str)]) -> tempfile::TempDir {
         std::fs::write(path, text).expect("a file");
     }
     dir
+}
+
+#[test]
+fn html_written_around_the_markup_module_is_reported() {
+    let page = "mod markup {\n    pub struct Html { buf: String }\n}\nuse markup::Html;\nfn f(h: &mut Html) { h.text(\"x\"); }\n";
+    let t = tree(&[("engine/core/src/render/html.rs", page)]);
+    assert!(html_written_outside_markup(t.path()).is_empty());
+    let leaked = format!("{page}fn g(h: &mut Html, s: String) {{ h.tag(s.leak()); }}\n");
+    let t = tree(&[("engine/core/src/render/html.rs", &leaked)]);
+    let found = html_written_outside_markup(t.path());
+    assert_eq!(found.iter().map(|f| f.line).collect::<Vec<_>>(), [6], "{found:?}");
+    let t = tree(&[("engine/core/src/render/html.rs", "fn f() {}\n")]);
+    assert_eq!(html_written_outside_markup(t.path()).len(), 1);
 }
 
 #[test]

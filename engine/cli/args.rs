@@ -406,6 +406,9 @@ pub enum PlanFormat {
     Markdown,
     /// Graphviz.
     Dot,
+    /// The review page: one self-contained HTML file (no script, fetches nothing), the page
+    /// the web console shows.
+    Html,
 }
 
 fn parse_param(s: &str) -> Result<(String, String), String> {

@@ -238,6 +238,7 @@ fn plan_cmd(
         PlanFormat::Json => outln!("{json}"),
         PlanFormat::Markdown => out!("{}", render::markdown(&plan)),
         PlanFormat::Dot => out!("{}", render::dot(&plan)),
+        PlanFormat::Html => out!("{}", render::html(&plan)),
     }
     if let Some(out) = out {
         crate::output::errln!("pinned plan written to {}", display(out));

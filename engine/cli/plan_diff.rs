@@ -78,6 +78,9 @@ fn format_ok(format: PlanFormat) -> Result<(), CliError> {
         PlanFormat::Dot => Err(CliError::Usage(Message::new(
             "a plan diff is shown as `--format text`, `markdown` or `json`, not `dot`",
         ))),
+        PlanFormat::Html => Err(CliError::Usage(Message::new(
+            "a plan diff is shown as `--format text`, `markdown` or `json`, not `html`",
+        ))),
     }
 }
 
@@ -87,7 +90,7 @@ fn show(d: &PlanDiff, format: PlanFormat) -> Exit {
         PlanFormat::Markdown => out!("{}", diff::markdown(d)),
         PlanFormat::Json => out!("{}\n", diff::json(d)),
         // Refused by `format_ok`.
-        PlanFormat::Dot => {}
+        PlanFormat::Dot | PlanFormat::Html => {}
     }
     if d.is_empty() { Exit::Success } else { Exit::Different }
 }

@@ -252,7 +252,7 @@ fn values_in_run_text_are_bound_in_the_plan() {
 /// multi-line script, a compensation, step preconditions, a confirmation, an approval whose
 /// wait (30m) differs from the default step timeout (10m), SQL and HTTP with secrets, a
 /// `stop` step after compensable work, and a `finally` step.
-const REVIEW: &str = r#"[runbook]
+pub(crate) const REVIEW: &str = r#"[runbook]
 name = "review-me"
 title = "Move | the `v2` tag"
 description = """
@@ -335,7 +335,7 @@ on-failure = "stop"
 run = "rm -f /tmp/review-me.lock"
 "#;
 
-fn review(extra: &[&str]) -> (tempfile::TempDir, crate::support::Output) {
+pub(crate) fn review(extra: &[&str]) -> (tempfile::TempDir, crate::support::Output) {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(dir.path().join("review.toml"), REVIEW).expect("write");
     let mut args = vec!["plan", "review.toml"];
@@ -587,7 +587,7 @@ fn review_document_of_every_shipped_runbook_parses_as_commonmark() {
 }
 
 /// A TOML basic string holding `s` exactly.
-fn toml_string(s: &str) -> String {
+pub(crate) fn toml_string(s: &str) -> String {
     let mut out = String::from("\"");
     for c in s.chars() {
         match c {

@@ -210,6 +210,8 @@ fn usage_errors_exit_2() {
         vec!["plan", "--against", "HEAD"],
         vec!["plan", "--diff", "a.json"],
         vec!["plan", "rollback-l3.toml", "--against", "--output=/tmp/x"],
+        vec!["plan", "rollback-l3.toml", "--against", "HEAD", "--format", "dot"],
+        vec!["plan", "rollback-l3.toml", "--against", "HEAD", "--format", "html"],
     ] {
         let out = run_in(p, &args);
         ok(&out, 2);

@@ -275,3 +275,13 @@ pub fn kill9(pid: u32) {
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL)
         .expect("SIGKILL");
 }
+
+/// `runbook plan FILE --params-file PARAMS` from the repository root, as the review page and
+/// as the JSON plan.
+pub fn with_params(file: &str, params: &str) -> (String, serde_json::Value) {
+    let html = run(&["plan", file, "--params-file", params, "--format", "html"]);
+    assert_eq!(html.code, 0, "{file}: {}", html.stderr);
+    let json = run(&["plan", file, "--params-file", params, "--format", "json"]);
+    assert_eq!(json.code, 0, "{file}: {}", json.stderr);
+    (html.stdout, serde_json::from_str(&json.stdout).expect("json"))
+}

@@ -1,4 +1,5 @@
-//! Views of a [`Plan`]: text for a terminal, markdown for a pull request, dot for Graphviz.
+//! Views of a [`Plan`]: text for a terminal, markdown for a pull request, a self-contained HTML
+//! page for a browser (and the web console), dot for Graphviz.
 //!
 //! Each view reads only the plan document, so they cannot disagree with `--format json`.
 //! They return strings; printing is the CLI's job.
@@ -12,8 +13,11 @@ use crate::plan::{Plan, PlanCheck, PlanCommand, PlanStep};
 use crate::template::shell_quote;
 
 pub mod diff;
+mod html;
 mod markdown;
+mod review;
 
+pub use html::{HTML_STYLE, html, html_body};
 pub use markdown::markdown;
 
 /// The plan for a terminal.

@@ -10,16 +10,41 @@
 //! - mermaid node ids are generated (`s1`, `s2`, ...), never a step id, so no step name can be
 //!   one of Mermaid's words; labels are quoted with Mermaid's entity codes ([`mermaid_label`]);
 //! - secrets are names: the plan holds `<secret:NAME>` placeholders, never values.
+//!
+//! The facts it prints (worst case, undo chains, points of no return, approvals) come from
+//! the review model ([`super::review`]), shared with the HTML page: this file only writes
+//! them as markdown ([`md`]).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::time::Duration;
 
-use crate::graph::BitSet;
-use crate::model::{OnFailure, format_duration};
+use crate::model::format_duration;
 use crate::plan::{Plan, PlanCheck, PlanCommand, PlanCompensation, PlanStep};
 
+use super::review::{self, Phrase, Piece, Risks, changes, on_failure_short, skipped, total_bound};
 use super::{argv_text, body_text, read_kind, retry_text, source_text};
+
+/// A phrase of the review model in markdown: the engine's words as they are, runbook text
+/// escaped, names as code spans.
+fn md(p: &Phrase) -> String {
+    let mut out = String::new();
+    for piece in &p.0 {
+        match piece {
+            Piece::Lit(s) => out.push_str(s),
+            Piece::Text(s) => out.push_str(&escape(s)),
+            Piece::Code(s) => out.push_str(&code(s)),
+        }
+    }
+    out
+}
+
+fn ids(list: &[String]) -> String {
+    md(&review::ids(list))
+}
+
+fn few(list: &[String]) -> String {
+    md(&review::few(list))
+}
 
 /// The plan as a review document (`plan --format markdown`).
 pub fn markdown(plan: &Plan) -> String {
@@ -89,14 +114,14 @@ fn summary(out: &mut String, plan: &Plan, risks: &Risks) {
     let cp = &plan.critical_path;
     let mut est = rb.estimate.clone().unwrap_or_else(|| "none declared".into());
     if let Some(e) = &cp.estimate {
-        let _ = write!(est, "; critical path {} estimated {e}", path_text(&cp.steps));
+        let _ = write!(est, "; critical path {} estimated {e}", md(&review::path_text(&cp.steps)));
         if !cp.unestimated.is_empty() {
             let _ = write!(est, " ({} step(s) without estimate)", cp.unestimated.len());
         }
     }
     let _ = writeln!(out, "- **Estimate:** {est}");
-    let _ = writeln!(out, "- **Worst case:** {}", worst_text(plan));
-    if let Some(undo) = undo_text(plan) {
+    let _ = writeln!(out, "- **Worst case:** {}", md(&review::worst_text(plan)));
+    if let Some(undo) = review::undo_text(plan).as_ref().map(md) {
         let _ = writeln!(out, "- **Undoing at worst:** {undo}");
     }
     let _ = writeln!(
@@ -119,7 +144,7 @@ fn summary(out: &mut String, plan: &Plan, risks: &Risks) {
     } else {
         let _ = writeln!(out, "- **Approvals:**");
         for (id, text) in &risks.approvals {
-            let _ = writeln!(out, "  - {}: {text}", code(id));
+            let _ = writeln!(out, "  - {}: {}", code(id), md(text));
         }
     }
     if risks.confirmations.is_empty() {
@@ -145,11 +170,7 @@ fn summary(out: &mut String, plan: &Plan, risks: &Risks) {
     }
 }
 
-fn path_text(ids: &[String]) -> String {
-    ids.iter().map(|s| code(s)).collect::<Vec<_>>().join(" → ")
-}
-
-fn value_text(v: &crate::model::ParamValue) -> String {
+pub(super) fn value_text(v: &crate::model::ParamValue) -> String {
     let json = serde_json::to_value(v).unwrap_or(serde_json::Value::Null);
     match json.as_str() {
         Some(s) if !s.chars().any(crate::shown::is_hidden) => s.to_string(),
@@ -157,202 +178,8 @@ fn value_text(v: &crate::model::ParamValue) -> String {
     }
 }
 
-// ----- worst case ----------------------------------------------------------------------
-
-/// A bound on a duration: `None` when there is none (a step without a timeout).
-type Bound = Option<Duration>;
-
-fn add(a: Bound, b: Bound) -> Bound {
-    Some(a? + b?)
-}
-
-/// Longer first: no bound is longer than any bound.
-fn key(b: Bound) -> (bool, Duration) {
-    (b.is_none(), b.unwrap_or_default())
-}
-
-fn parse(d: Option<&str>) -> Bound {
-    humantime::parse_duration(d?).ok()
-}
-
-fn checks_bound(checks: &[PlanCheck]) -> Bound {
-    checks.iter().try_fold(Duration::ZERO, |acc, c| Some(acc + parse(Some(&c.timeout))?))
-}
-
-/// The longest one step can take: every attempt to its timeout (its preconditions first),
-/// with the longest wait between attempts (jitter only shortens it).
-fn step_bound(s: &PlanStep) -> Bound {
-    if skipped(s) {
-        return Some(Duration::ZERO);
-    }
-    let pre = checks_bound(&s.preconditions);
-    match &s.command {
-        PlanCommand::Approval { timeout, .. } => add(pre, parse(timeout.as_deref())),
-        PlanCommand::Runbook { plan, .. } => add(pre, total_bound(plan).0),
-        PlanCommand::Http { request_timeout, .. } => {
-            let one = parse(s.timeout.as_deref()).or(parse(request_timeout.as_deref()));
-            attempts_bound(s, add(pre, one))
-        }
-        _ => attempts_bound(s, add(pre, parse(s.timeout.as_deref()))),
-    }
-}
-
-fn attempts_bound(s: &PlanStep, one: Bound) -> Bound {
-    let n = s.retry.attempts.max(1);
-    let waits: Duration = (1..n).map(|k| crate::retry::delay(&s.retry, k, 1.0)).sum();
-    Some(one? * n + waits)
-}
-
-/// The slowest chain of needs at worst, its bound, and the whole run's bound (preconditions,
-/// that chain, then the `finally` steps one after the other).
-fn total_bound(plan: &Plan) -> (Bound, Bound, Vec<String>) {
-    let index: BTreeMap<&str, usize> =
-        plan.steps.iter().enumerate().map(|(i, s)| (s.id.as_str(), i)).collect();
-    let mut finish: Vec<Bound> = Vec::with_capacity(plan.steps.len());
-    let mut prev: Vec<Option<usize>> = Vec::with_capacity(plan.steps.len());
-    // Plan steps are in wave order: every need comes before the step.
-    for s in &plan.steps {
-        let pick = s
-            .needs
-            .iter()
-            .filter_map(|n| index.get(n.as_str()).copied())
-            .filter(|&j| j < finish.len())
-            .max_by_key(|&j| key(finish[j]));
-        let base = pick.map_or(Some(Duration::ZERO), |j| finish[j]);
-        finish.push(add(base, step_bound(s)));
-        prev.push(pick);
-    }
-    let mut path = Vec::new();
-    let mut end = (0..finish.len()).rev().max_by_key(|&i| key(finish[i]));
-    let path_bound = end.map_or(Some(Duration::ZERO), |i| finish[i]);
-    while let Some(i) = end {
-        path.push(plan.steps[i].id.clone());
-        end = prev[i];
-    }
-    path.reverse();
-    let fin = plan.finally.iter().try_fold(Duration::ZERO, |acc, s| Some(acc + step_bound(s)?));
-    let total = add(add(checks_bound(&plan.preconditions), path_bound), fin);
-    (total, path_bound, path)
-}
-
-/// The longest a compensation can take: every attempt to its timeout, the longest waits.
-fn compensation_bound(c: &PlanCompensation) -> Bound {
-    let n = c.retry.attempts.max(1);
-    let waits: Duration = (1..n).map(|k| crate::retry::delay(&c.retry, k, 1.0)).sum();
-    Some(parse(c.timeout.as_deref())? * n + waits)
-}
-
-/// The longest undo a failure can start: the heaviest compensation chain at worst.
-fn undo_text(plan: &Plan) -> Option<String> {
-    let by_id: BTreeMap<&str, &PlanStep> = plan.steps.iter().map(|s| (s.id.as_str(), s)).collect();
-    let chain_bound = |s: &PlanStep| -> Bound {
-        s.compensation_chain.iter().try_fold(Duration::ZERO, |acc, id| {
-            let c = by_id.get(id.as_str()).and_then(|a| a.compensation.as_deref())?;
-            Some(acc + compensation_bound(c)?)
-        })
-    };
-    let worst = plan
-        .steps
-        .iter()
-        .filter(|s| !s.compensation_chain.is_empty() && !skipped(s))
-        // The first of the longest: `max_by_key` keeps the last of equals.
-        .rev()
-        .max_by_key(|s| key(chain_bound(s)))?;
-    let bound = chain_bound(worst).map_or_else(
-        || "no bound (a compensation on the way has no time limit)".to_string(),
-        format_duration,
-    );
-    Some(format!(
-        "{bound}, when {} fails: the compensations of {} (every attempt to its timeout)",
-        code(&worst.id),
-        few(&worst.compensation_chain)
-    ))
-}
-
-fn worst_text(plan: &Plan) -> String {
-    let (total, path_bound, path) = total_bound(plan);
-    let pre = checks_bound(&plan.preconditions);
-    let fin = plan.finally.iter().try_fold(Duration::ZERO, |acc, s| Some(acc + step_bound(s)?));
-    let show = |b: Bound| b.map_or("no bound".to_string(), format_duration);
-    let head = match total {
-        Some(t) => format_duration(t),
-        None => {
-            let unbounded: Vec<String> = plan
-                .steps
-                .iter()
-                .chain(plan.finally.iter())
-                .filter(|s| step_bound(s).is_none())
-                .map(|s| code(&s.id))
-                .collect();
-            format!("no bound (no time limit on {})", few_shown(&unbounded))
-        }
-    };
-    format!(
-        "{head}: preconditions {}, then the critical path at worst {} ({}), then `finally` {} \
-         (every attempt to its timeout, the longest waits between attempts, approvals to their own timeout)",
-        show(pre),
-        show(path_bound),
-        if path.is_empty() { "no steps".to_string() } else { path_text(&path) },
-        show(fin)
-    )
-}
-
-// ----- risks ---------------------------------------------------------------------------
-
-/// Whether a command may change something outside the engine. The engine cannot see into
-/// a script, so `run` and `cmd` always may; approvals and notifications do not (a message
-/// sent is not undone, and changes nothing); read-only SQL and HTTP GET/HEAD/OPTIONS do not.
-fn changes(c: &PlanCommand) -> bool {
-    match c {
-        PlanCommand::Run { .. } | PlanCommand::Cmd(_) => true,
-        PlanCommand::Http { method, .. } => !matches!(method.as_str(), "GET" | "HEAD" | "OPTIONS"),
-        PlanCommand::Sql { read_only, .. } => !read_only,
-        PlanCommand::Approval { .. } | PlanCommand::Notify { .. } => false,
-        PlanCommand::Runbook { plan, .. } => {
-            plan.steps.iter().chain(plan.finally.iter()).any(|s| changes(&s.command))
-        }
-    }
-}
-
-/// Whether a step is skipped whatever happens: its `when` depends only on parameters and
-/// is false.
-fn skipped(s: &PlanStep) -> bool {
-    s.when.as_ref().is_some_and(|w| w.value == Some(false))
-}
-
-/// What a step's failure does, in a few words.
-fn on_failure_short(s: &PlanStep) -> &'static str {
-    if s.wave == 0 {
-        return super::FINALLY_FAILURE;
-    }
-    match s.on_failure {
-        OnFailure::Compensate => "compensate",
-        OnFailure::Stop => "stop",
-        OnFailure::Continue => "continue",
-    }
-}
-
-/// What a step's failure does, in full.
-fn on_failure_long(s: &PlanStep) -> String {
-    if s.wave == 0 {
-        return "recorded; the next `finally` step runs all the same, and the run's status does not change"
-            .into();
-    }
-    match s.on_failure {
-        OnFailure::Compensate if s.compensation_chain.is_empty() => {
-            "compensate: nothing before it can be undone; no new step starts".into()
-        }
-        OnFailure::Compensate => format!(
-            "compensate: no new step starts, and the compensations of {} run, in that order",
-            few_then(&s.compensation_chain)
-        ),
-        OnFailure::Stop => "stop: no new step starts, and nothing is undone".into(),
-        OnFailure::Continue => "continue: recorded, its dependents are skipped, the other steps go on".into(),
-    }
-}
-
 /// The facts of the risk section, as the plan diff compares them ([`super::diff`]): the same
-/// computation as the review document's, so the two never disagree.
+/// computation as the review document's ([`Risks::of`]), so the two never disagree.
 pub(crate) struct RiskFacts {
     /// Steps that change something and have no compensation.
     pub irreversible: Vec<String>,
@@ -360,12 +187,12 @@ pub(crate) struct RiskFacts {
     pub not_idempotent: Vec<String>,
     /// The points of no return.
     pub no_return: Vec<String>,
-    /// Approval steps (included runbooks' under `include_step.`) and their rules.
+    /// Approval steps (included runbooks' under `include_step.`) and their rules, as markdown.
     pub approvals: Vec<(String, String)>,
     /// Steps that ask first, and their questions.
     pub confirmations: Vec<(String, String)>,
     /// The whole run at worst (`None`: no bound).
-    pub worst: Option<Duration>,
+    pub worst: Option<std::time::Duration>,
 }
 
 /// The risk facts of a plan.
@@ -373,227 +200,12 @@ pub(crate) fn risk_facts(plan: &Plan) -> RiskFacts {
     let r = Risks::of(plan);
     RiskFacts {
         irreversible: r.irreversible,
-        not_idempotent: r.not_idempotent,
+        not_idempotent: r.not_idempotent.iter().map(md).collect(),
         no_return: r.no_return.into_iter().map(|(id, _)| id).collect(),
-        approvals: r.approvals,
+        approvals: r.approvals.iter().map(|(id, rule)| (id.clone(), md(rule))).collect(),
         confirmations: r.confirmations,
         worst: total_bound(plan).0,
     }
-}
-
-struct Risks {
-    /// Main and finally steps that change something and have no compensation.
-    irreversible: Vec<String>,
-    /// Steps (and compensations) not declared idempotent, as markdown.
-    not_idempotent: Vec<String>,
-    /// The points of no return.
-    no_return: Vec<(String, Vec<String>)>,
-    /// For each main step: what its failure leaves as it is (completed changes not undone),
-    /// as a table cell's list.
-    kept: BTreeMap<String, String>,
-    /// Approval steps and their rules.
-    approvals: Vec<(String, String)>,
-    /// Steps that ask first, and their questions.
-    confirmations: Vec<(String, String)>,
-    /// Whether any main step has a compensation.
-    any_compensable: bool,
-}
-
-impl Risks {
-    fn of(plan: &Plan) -> Risks {
-        let index: BTreeMap<&str, usize> =
-            plan.steps.iter().enumerate().map(|(i, s)| (s.id.as_str(), i)).collect();
-        // Ancestors, in plan order (needs come first): n²/64 words, as the plan's chains.
-        let n = plan.steps.len();
-        let mut ancestors: Vec<BitSet> = Vec::with_capacity(n);
-        for s in &plan.steps {
-            let mut set = BitSet::new(n);
-            for need in &s.needs {
-                if let Some(&j) = index.get(need.as_str())
-                    && j < ancestors.len()
-                {
-                    set.insert(j);
-                    let (done, _) = ancestors.split_at(j + 1);
-                    set.union_with(&done[j]);
-                }
-            }
-            ancestors.push(set);
-        }
-        // What a failure after each step may still undo: the compensations that the failure
-        // of any of its descendants runs (children come after their needs in plan order, so
-        // one pass backwards; n²/64 words, as the ancestors).
-        let own: Vec<BitSet> = plan
-            .steps
-            .iter()
-            .map(|s| {
-                let mut set = BitSet::new(n);
-                if s.on_failure == OnFailure::Compensate && !skipped(s) {
-                    for id in &s.compensation_chain {
-                        if let Some(&k) = index.get(id.as_str()) {
-                            set.insert(k);
-                        }
-                    }
-                }
-                set
-            })
-            .collect();
-        let mut undone_later: Vec<BitSet> = (0..n).map(|_| BitSet::new(n)).collect();
-        for i in (0..n).rev() {
-            let mut after_need = undone_later[i].clone();
-            after_need.union_with(&own[i]);
-            for need in &plan.steps[i].needs {
-                if let Some(&p) = index.get(need.as_str())
-                    && p < i
-                {
-                    undone_later[p].union_with(&after_need);
-                }
-            }
-        }
-        let compensable = |j: usize| plan.steps[j].compensation.is_some();
-        let mut no_return = Vec::new();
-        let mut kept = BTreeMap::new();
-        let mut past = BTreeSet::new();
-        for (i, s) in plan.steps.iter().enumerate() {
-            let undone: BTreeSet<&str> = s.compensation_chain.iter().map(String::as_str).collect();
-            let left: Vec<usize> = ancestors[i]
-                .iter()
-                .filter(|&j| {
-                    let a = &plan.steps[j];
-                    changes(&a.command) && !skipped(a) && !undone.contains(a.id.as_str())
-                })
-                .collect();
-            let shown: Vec<String> =
-                left.iter().rev().take(SHOWN + 1).map(|&j| plan.steps[j].id.clone()).collect();
-            kept.insert(s.id.clone(), few_of(&shown, left.len()));
-            if skipped(s) {
-                continue;
-            }
-            // A point of no return: its failure undoes nothing although work before it could
-            // be undone, and no failure after it undoes that work either (from there on,
-            // every failure keeps it). Only the first on each path is named.
-            let lost: Vec<usize> =
-                left.iter().copied().filter(|&j| compensable(j) && !undone_later[i].contains(j)).collect();
-            if s.on_failure != OnFailure::Compensate && !lost.is_empty() {
-                if !ancestors[i].iter().any(|j| past.contains(&j)) {
-                    no_return
-                        .push((s.id.clone(), lost.iter().rev().map(|&j| plan.steps[j].id.clone()).collect()));
-                }
-                past.insert(i);
-            }
-        }
-        let mut approvals = Vec::new();
-        let mut confirmations = Vec::new();
-        let mut not_idempotent = Vec::new();
-        let mut irreversible = Vec::new();
-        asks(plan, "", &mut approvals, &mut confirmations);
-        for s in plan.steps.iter().chain(plan.finally.iter()).filter(|s| !skipped(s)) {
-            let acts = !matches!(s.command, PlanCommand::Approval { .. });
-            if acts && !s.idempotent {
-                not_idempotent.push(code(&s.id));
-            }
-            if let Some(c) = &s.compensation
-                && !c.idempotent
-            {
-                not_idempotent.push(format!("{}'s compensation", code(&s.id)));
-            }
-            if changes(&s.command) && s.compensation.is_none() {
-                irreversible.push(s.id.clone());
-            }
-        }
-        Risks {
-            irreversible,
-            not_idempotent,
-            no_return,
-            kept,
-            approvals,
-            confirmations,
-            any_compensable: plan.steps.iter().any(|s| s.compensation.is_some()),
-        }
-    }
-}
-
-/// What asks a human, included runbooks' steps too (under `include_step.`).
-fn asks(
-    plan: &Plan,
-    prefix: &str,
-    approvals: &mut Vec<(String, String)>,
-    confirmations: &mut Vec<(String, String)>,
-) {
-    for s in plan.steps.iter().chain(plan.finally.iter()).filter(|s| !skipped(s)) {
-        let id = format!("{prefix}{}", s.id);
-        if let Some(c) = &s.confirm {
-            confirmations.push((id.clone(), c.clone()));
-        }
-        match &s.command {
-            PlanCommand::Approval { .. } => approvals.push((id, approval_text(&s.command))),
-            PlanCommand::Runbook { plan, .. } => asks(plan, &format!("{id}."), approvals, confirmations),
-            _ => {}
-        }
-    }
-}
-
-fn approval_text(c: &PlanCommand) -> String {
-    let PlanCommand::Approval { inputs, approvers, min_approvals, allow_self_approval, timeout, .. } = c
-    else {
-        return String::new();
-    };
-    let who = if approvers.is_empty() { "any operator".to_string() } else { escape(&approvers.join(", ")) };
-    let mut s = format!("{min_approvals} approval(s) from {who}");
-    if !allow_self_approval {
-        s.push_str(", not the operator who started the run");
-    }
-    match timeout {
-        Some(t) => {
-            let _ = write!(s, "; waits up to {t}, then the step fails");
-        }
-        None => s.push_str("; waits without a time limit"),
-    }
-    if !inputs.is_empty() {
-        let list: Vec<String> =
-            inputs.iter().map(|(k, ty)| format!("{} ({})", code(k), ty.as_str())).collect();
-        let _ = write!(s, "; required inputs: {}", list.join(", "));
-    }
-    s
-}
-
-/// A table cell's list: the first thirty, then how many more (a long chain would make the
-/// table quadratic in the number of steps; the step's own section lists them all).
-fn few(list: &[String]) -> String {
-    few_of(list, list.len())
-}
-
-/// Ids shown in a table cell before "and N more".
-const SHOWN: usize = 30;
-
-/// `few` of a list of `total` ids of which `first` are the first ones.
-fn few_of(first: &[String], total: usize) -> String {
-    if total <= SHOWN {
-        return ids(first);
-    }
-    format!("{} and {} more", ids(&first[..SHOWN.min(first.len())]), total - SHOWN)
-}
-
-/// Markdown items already shown, joined, at most [`SHOWN`] and a count of the rest.
-fn few_shown(list: &[String]) -> String {
-    let mut s = list.iter().take(SHOWN).cloned().collect::<Vec<_>>().join(", ");
-    if list.len() > SHOWN {
-        let _ = write!(s, " and {} more", list.len() - SHOWN);
-    }
-    s
-}
-
-/// A compensation chain in its order, at most [`SHOWN`] ids and a count of the rest (the
-/// JSON plan holds it whole): a step's section stays the same size however deep it is.
-fn few_then(chain: &[String]) -> String {
-    let mut s = chain.iter().take(SHOWN).map(|c| code(c)).collect::<Vec<_>>().join(", then ");
-    if chain.len() > SHOWN {
-        let _ = write!(s, ", then {} more (the JSON plan lists them all)", chain.len() - SHOWN);
-    }
-    s
-}
-
-fn ids(list: &[String]) -> String {
-    list.iter().map(|s| code(s)).collect::<Vec<_>>().join(", ")
 }
 
 fn risk_section(out: &mut String, plan: &Plan, risks: &Risks) {
@@ -613,7 +225,7 @@ fn risk_section(out: &mut String, plan: &Plan, risks: &Risks) {
         let _ = writeln!(
             out,
             "- **Not idempotent:** {} (if the engine dies while one runs, it waits for an operator's decision instead of running again)",
-            few_shown(&risks.not_idempotent)
+            md(&review::few_shown(&risks.not_idempotent))
         );
     }
     if risks.no_return.is_empty() {
@@ -647,7 +259,7 @@ fn risk_section(out: &mut String, plan: &Plan, risks: &Risks) {
     for s in plan.steps.iter().filter(|s| !skipped(s)) {
         let undoes =
             if s.compensation_chain.is_empty() { "nothing".to_string() } else { few(&s.compensation_chain) };
-        let kept = risks.kept.get(&s.id).cloned().unwrap_or_default();
+        let kept = risks.kept.get(&s.id).map(md).unwrap_or_default();
         let _ = writeln!(
             out,
             "| {} | {} | {} | {} | {} |",
@@ -744,11 +356,8 @@ fn mermaid(out: &mut String, plan: &Plan) {
     }
     let mut classes: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for s in plan.steps.iter().chain(plan.finally.iter()) {
-        let class = match (&s.command, &s.compensation) {
-            (PlanCommand::Approval { .. }, _) => "approval",
-            (_, Some(_)) => "compensable",
-            (c, None) if changes(c) => "irreversible",
-            _ => continue,
+        let Some(class) = review::node_class(s) else {
+            continue;
         };
         classes.entry(class).or_default().push(node[s.id.as_str()].as_str());
     }
@@ -843,7 +452,7 @@ fn step_section(out: &mut String, s: &PlanStep, level: &str, prefix: &str) {
     if !s.outputs.is_empty() {
         let _ = writeln!(out, "- **Outputs:** {}", ids(&s.outputs));
     }
-    let _ = writeln!(out, "- **On failure:** {}", on_failure_long(s));
+    let _ = writeln!(out, "- **On failure:** {}", md(&review::on_failure_long(s)));
     if !s.preconditions.is_empty() {
         let _ = writeln!(out, "\n**Preconditions** (checked right before it; a failure fails the step):\n");
         for c in &s.preconditions {
@@ -931,13 +540,7 @@ fn command_block(out: &mut String, c: &PlanCommand, indent: &str) {
             ca_file,
             request_timeout,
         } => {
-            let mut req = format!("{method} {url}\n");
-            for (k, v) in headers {
-                let _ = writeln!(req, "{k}: {v}");
-            }
-            if let Some(b) = body {
-                let _ = write!(req, "\n{}", b.as_str().map_or_else(|| b.to_string(), str::to_string));
-            }
+            let req = review::http_request_text(method, url, headers, body.as_ref());
             out.push_str(&fenced("http", &req, indent));
             for (k, v) in query {
                 let _ = writeln!(out, "{indent}- query {} = {}", code(k), code(v));
@@ -986,13 +589,10 @@ fn command_block(out: &mut String, c: &PlanCommand, indent: &str) {
         }
         PlanCommand::Approval { prompt, .. } => {
             out.push_str(&fenced("text", prompt, indent));
-            let _ = writeln!(out, "{indent}- {}", approval_text(c));
+            let _ = writeln!(out, "{indent}- {}", md(&review::approval_text(c)));
         }
         PlanCommand::Notify { webhook, body, required } => {
-            let text = match body.get("text").and_then(serde_json::Value::as_str) {
-                Some(t) if body.as_object().is_some_and(|o| o.len() == 1) => t.to_string(),
-                _ => serde_json::to_string_pretty(body).unwrap_or_default(),
-            };
+            let text = review::notify_text(body);
             out.push_str(&fenced("text", &text, indent));
             let _ = writeln!(out, "{indent}- posted to {}", code(webhook));
             if *required {
