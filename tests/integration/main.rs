@@ -18,6 +18,7 @@ mod checks_only_read;
 mod cli_errors;
 mod cli_layers;
 mod compensate_doubt;
+mod console;
 mod contexts;
 mod crash;
 mod e2e;
