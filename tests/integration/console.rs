@@ -852,3 +852,89 @@ fn a_postgresql_store_is_served_and_its_loss_is_a_503() {
     assert_eq!(code, 0);
     assert!(!stderr.contains(password));
 }
+
+#[test]
+fn a_submitted_run_that_has_not_started_has_a_page() {
+    let s = Scratch::new(THREE_STEPS);
+    let out = s.cmd(&["submit", "r.toml", "--yes"], &[("RUNBOOK_OPERATOR", "sam")]);
+    ok(&out, 0);
+    let id = out.stdout.split_whitespace().find(|w| w.starts_with("20")).expect("the run id").to_string();
+    let c = Console::start(s.path(), &s.state(), &[]);
+    let list = c.get("/runs");
+    assert!(list.body.contains(&format!("href=\"/runs/{id}\"")), "{}", list.body);
+    // The list links to it: its page says where it stands (not a 404).
+    let page = c.get(&format!("/runs/{id}"));
+    assert_eq!(page.status, 200, "{}", page.body);
+    let text = text_of(&page.body);
+    assert!(text.contains("Status queued") && text.contains("Submitted by sam"), "{text}");
+    let api: serde_json::Value = serde_json::from_str(&c.get(&format!("/api/runs/{id}")).body).expect("JSON");
+    assert_eq!(api["status"], "queued");
+    ok(&s.cmd(&["cancel", &id, "--reason", "not today <b>"], &[]), 0);
+    let text = text_of(&c.get(&format!("/runs/{id}")).body);
+    assert!(text.contains("Status cancelled"), "{text}");
+}
+
+/// Every `href` of a page (same site), entities decoded, without its `#fragment`.
+fn links(html: &str) -> Vec<String> {
+    html.split("href=\"")
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next())
+        .map(|h| h.replace("&#x2f;", "/").replace("&amp;", "&"))
+        .map(|h| h.split('#').next().unwrap_or_default().to_string())
+        .filter(|h| h.starts_with('/'))
+        .collect()
+}
+
+/// The class of the queued-run 404: a page links only to pages. Every link of every page,
+/// followed from `/runs` and `/runbooks` over a store with runs of every kind (succeeded,
+/// failed, waiting for approval, queued, cancelled) and a folder with a broken runbook,
+/// answers 200.
+#[test]
+fn every_link_on_every_page_leads_to_a_page() {
+    let s = Scratch::new(THREE_STEPS);
+    std::fs::write(
+        s.path().join("broken.toml"),
+        "[runbook]\nname = \"broken\"\n[steps.a]\nrun = 'true'\nneeds = [\"b\"]\n",
+    )
+    .expect("write");
+    std::fs::write(
+        s.path().join("gate.toml"),
+        "[runbook]\nname = \"gate\"\n[steps.ask]\napproval = { prompt = \"go?\" }\n[steps.after]\nrun = 'echo after'\nneeds = [\"ask\"]\n",
+    )
+    .expect("write");
+    std::fs::write(s.path().join("fails.toml"), "[runbook]\nname = \"fails\"\n[steps.a]\nrun = 'exit 2'\n")
+        .expect("write");
+    ok(&s.run(&["--yes"], &[]), 0);
+    ok(&s.run(&["--yes"], &[]), 0);
+    assert_ne!(s.cmd(&["run", "fails.toml", "--yes"], &[]).code, 0);
+    let waiting = s.cmd(&["run", "gate.toml", "--yes"], &[]);
+    assert_eq!(waiting.code, 4, "{}", waiting.stderr);
+    let queued = s.cmd(&["submit", "r.toml", "--yes"], &[]);
+    ok(&queued, 0);
+    let cancelled = s.cmd(&["submit", "r.toml", "--yes"], &[]);
+    ok(&cancelled, 0);
+    let id = cancelled.stdout.split_whitespace().find(|w| w.starts_with("20")).expect("id").to_string();
+    ok(&s.cmd(&["cancel", &id], &[]), 0);
+
+    let c = Console::start(s.path(), &s.state(), &["--runbooks", "."]);
+    let counts: serde_json::Value = serde_json::from_str(&c.get("/api/runs").body).expect("JSON");
+    assert_eq!(counts["total"], 6, "{counts}");
+    assert_eq!(counts["counts"]["waiting_for_approval"], 1, "{counts}");
+    assert_eq!(counts["counts"]["failed_today"], 1, "{counts}");
+    let mut seen = std::collections::BTreeSet::new();
+    let mut todo = vec!["/runs".to_string(), "/runbooks".to_string()];
+    while let Some(path) = todo.pop() {
+        if !seen.insert(path.clone()) {
+            continue;
+        }
+        assert!(seen.len() < 500, "too many pages");
+        let r = c.get(&path);
+        assert_eq!(r.status, 200, "{path} (linked) answers {}: {}", r.status, text_of(&r.body));
+        if r.header("content-type").is_some_and(|t| t.starts_with("text/html")) {
+            todo.extend(links(&r.body).into_iter().filter(|l| !seen.contains(l)));
+        }
+    }
+    // Each run's page, each runbook's page, the style sheet were reached.
+    assert!(seen.iter().filter(|p| p.starts_with("/runs/")).count() >= 6, "{seen:?}");
+    assert!(seen.contains("/runbooks/broken") && seen.contains("/assets/console.css"), "{seen:?}");
+}

@@ -2,7 +2,7 @@
 //! it, the submitted runs that never started, newest first. One list for both, so they
 //! cannot disagree.
 
-use crate::{Result, RunSummary, Store};
+use crate::{QueueEntry, Result, RunSummary, Store};
 
 /// The runs, and the rows that disagree with their journals (each as one line naming the
 /// run, for a warning).
@@ -45,6 +45,18 @@ impl RunSummary {
     }
 }
 
+impl QueueEntry {
+    /// Where a submitted run that never started stands, as `runs` and the console say it:
+    /// `queued`, `claimed`, `cancelled`, or `refused` (its worker found the plan changed).
+    pub fn status(&self) -> String {
+        match self.state.as_str() {
+            "done" if self.note.as_deref().is_some_and(|n| n.starts_with("cancelled")) => "cancelled".into(),
+            "done" => "refused".into(),
+            other => other.to_string(),
+        }
+    }
+}
+
 impl Store {
     /// Every run as its journal tells it (a row that says otherwise is flagged; a row
     /// without a journal that begins with `run_started` is not a run: not listed, flagged),
@@ -72,13 +84,7 @@ impl Store {
             .collect();
         for q in self.queue().await? {
             if !runs.iter().any(|r| r.run_id == q.run_id) {
-                let status = match q.state.as_str() {
-                    "done" if q.note.as_deref().is_some_and(|n| n.starts_with("cancelled")) => {
-                        "cancelled".into()
-                    }
-                    "done" => "refused".into(),
-                    _ => q.state,
-                };
+                let status = q.status();
                 runs.push(RunSummary {
                     run_id: q.run_id,
                     runbook: q.runbook,

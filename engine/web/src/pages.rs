@@ -473,23 +473,67 @@ struct RunView {
     logs: Vec<view::LogView>,
     journal: Vec<view::RecordRow>,
     previous: Option<String>,
+    /// A submitted run no worker started: who submitted it, and what its worker last said.
+    submitted_by: Option<String>,
+    queue_note: Option<String>,
+}
+
+/// The page of a submitted run that has no journal (queued, claimed, cancelled, refused).
+fn queued_view(q: runbook_store::QueueEntry) -> RunView {
+    RunView {
+        status: q.status(),
+        run_id: q.run_id,
+        runbook: one_line(&q.runbook),
+        operator: String::new(),
+        started_at: q.submitted_at,
+        finished_at: None,
+        params: Vec::new(),
+        lock: None,
+        lock_holder: None,
+        in_doubt: Vec::new(),
+        intact: true,
+        findings: Vec::new(),
+        records: 0,
+        head_hash: None,
+        steps: Vec::new(),
+        graph: None,
+        graph_from_journal: false,
+        logs: Vec::new(),
+        journal: Vec::new(),
+        previous: None,
+        submitted_by: Some(one_line(&q.submitted_by)),
+        queue_note: q.note.as_deref().map(one_line),
+    }
 }
 
 async fn run_view(app: &App, id: &str) -> Result<RunView, PageError> {
     let read = app
         .read(async |s| {
-            let (mut histories, _) = s.histories(Some(id)).await?;
-            let history = histories.pop().ok_or_else(|| StoreError::NoSuchRun(id.to_string()))?;
+            let history = match s.histories(Some(id)).await {
+                Ok((mut histories, _)) => {
+                    histories.pop().ok_or_else(|| StoreError::NoSuchRun(id.to_string()))?
+                }
+                // Submitted and not started (or never to start): the queue says where it stands.
+                Err(StoreError::NoSuchRun(_)) => {
+                    let entry = s.queue().await?.into_iter().find(|q| q.run_id == id);
+                    return entry.map(Err).ok_or_else(|| StoreError::NoSuchRun(id.to_string()));
+                }
+                Err(e) => return Err(e),
+            };
             let gone = runbook_exec::dispatch::engine_gone(&s, id).await;
             let holder = s.lock_of_run(id).await.ok().flatten().map(|h| one_line(&h.holder));
             let list = s.run_list().await?.runs;
-            Ok((history, gone, holder, list))
+            Ok(Ok((history, gone, holder, list)))
         })
         .await?;
-    let Some((history, gone, holder, list)) = read else {
-        return Err(PageError::NotFound(format!(
-            "there is no run `{id}`: the state store holds no runs yet"
-        )));
+    let (history, gone, holder, list) = match read {
+        Some(Ok(found)) => found,
+        Some(Err(queued)) => return Ok(queued_view(queued)),
+        None => {
+            return Err(PageError::NotFound(format!(
+                "there is no run `{id}`: the state store holds no runs yet"
+            )));
+        }
     };
     // One verifier: `runbook audit verify` says the same of this run.
     let findings: Vec<String> = history.findings(None).iter().map(|f| one_line(&f.to_string())).collect();
@@ -525,6 +569,8 @@ async fn run_view(app: &App, id: &str) -> Result<RunView, PageError> {
         logs: Vec::new(),
         journal: Vec::new(),
         previous,
+        submitted_by: None,
+        queue_note: None,
     };
     // What does not fit the chain is not presented (as `runbook show`): the verdict only.
     let Some(summary) = summary.filter(|_| v.intact) else { return Ok(v) };
@@ -616,7 +662,7 @@ async fn run_api(State(app): State<Arc<App>>, id: Result<Path<String>, PathRejec
             "started_at": v.started_at, "finished_at": v.finished_at, "params": v.params,
             "lock": v.lock, "in_doubt": v.in_doubt,
             "journal": { "intact": v.intact, "findings": v.findings, "records": v.records, "head_hash": v.head_hash },
-            "steps": v.steps, "previous": v.previous,
+            "steps": v.steps, "previous": v.previous, "submitted_by": v.submitted_by, "queue_note": v.queue_note,
         })),
         Err(e) => app.page_error(e),
     }
