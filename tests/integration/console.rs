@@ -939,3 +939,23 @@ fn every_link_on_every_page_leads_to_a_page() {
     assert!(seen.iter().filter(|p| p.starts_with("/runs/")).count() >= 6, "{seen:?}");
     assert!(seen.contains("/runbooks/broken") && seen.contains("/assets/console.css"), "{seen:?}");
 }
+
+/// A browser's idle connection, or a client that sent half a request and nothing more,
+/// never keeps the console from stopping: SIGTERM ends it (exit 0) once the requests in
+/// flight had a bounded grace.
+#[test]
+fn a_half_sent_request_or_an_idle_connection_does_not_hold_the_shutdown() {
+    let s = Scratch::new(THREE_STEPS);
+    let c = Console::start(s.path(), &s.state(), &[]);
+    let mut half = TcpStream::connect(("127.0.0.1", c.port)).expect("connect");
+    half.write_all(format!("GET /runs HTTP/1.1\r\nHost: {}\r\n", c.host()).as_bytes()).expect("write");
+    let mut idle = TcpStream::connect(("127.0.0.1", c.port)).expect("connect");
+    idle.write_all(format!("GET /runs HTTP/1.1\r\nHost: {}\r\n\r\n", c.host()).as_bytes()).expect("write");
+    let mut first = [0u8; 12];
+    idle.read_exact(&mut first).expect("a response");
+    assert_eq!(&first, b"HTTP/1.1 200");
+    // Both stay open while the console is told to stop (`stop` fails on a hang).
+    let (code, stderr) = c.stop(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(code, 0, "{stderr}");
+    drop((half, idle));
+}

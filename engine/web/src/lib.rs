@@ -101,6 +101,9 @@ pub enum WebError {
     Template(String),
 }
 
+/// How long the requests in flight may take to finish once the console is told to stop.
+pub const GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// A bound console, not serving yet: its address can be printed first.
 #[derive(Debug)]
 pub struct Server {
@@ -125,10 +128,24 @@ impl Server {
         self.addr
     }
 
-    /// Serve until `shutdown` completes; then finish the requests in flight and return.
+    /// Serve until `shutdown` completes; then give the requests in flight [`GRACE`] to
+    /// finish and return. A connection that would hold the stop longer (a client that sent
+    /// half a request and nothing more) is dropped with the runtime.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), WebError> {
         let router = pages::router(self.app);
-        axum::serve(self.listener, router).with_graceful_shutdown(shutdown).await.map_err(WebError::Serve)
+        let stopping = std::sync::Arc::new(tokio::sync::Notify::new());
+        let told = stopping.clone();
+        let serve = axum::serve(self.listener, router).with_graceful_shutdown(async move {
+            shutdown.await;
+            told.notify_one();
+        });
+        tokio::select! {
+            served = serve => served.map_err(WebError::Serve),
+            () = async {
+                stopping.notified().await;
+                tokio::time::sleep(GRACE).await;
+            } => Ok(()),
+        }
     }
 }
 
