@@ -670,6 +670,7 @@ fn the_runbooks_page_shows_check_results_and_the_plan() {
     assert!(text.contains("r console-demo valid"), "{text}");
     assert!(text.contains("broken broken invalid") || text.contains("broken - invalid"), "{text}");
     assert!(!text.contains("notes"), "{text}");
+    insta::assert_snapshot!("console_runbooks_page", text);
     let check = crate::support::run_in(s.path(), &["check", "broken.toml", "--format", "json"]);
     let code = serde_json::from_str::<serde_json::Value>(&check.stdout).expect("JSON")[0]["code"]
         .as_str()
@@ -958,4 +959,50 @@ fn a_half_sent_request_or_an_idle_connection_does_not_hold_the_shutdown() {
     let (code, stderr) = c.stop(nix::sys::signal::Signal::SIGTERM);
     assert_eq!(code, 0, "{stderr}");
     drop((half, idle));
+}
+
+/// What each error page says (the text a person reads), in one snapshot.
+#[test]
+fn the_error_pages_say_what_is_wrong() {
+    let s = Scratch::new(THREE_STEPS);
+    ok(&s.run(&["--yes"], &[]), 0);
+    let c = Console::start(s.path(), &s.state(), &["--runbooks", "."]);
+    let host = c.host();
+    let mut all = String::new();
+    for (method, path, host) in [
+        ("GET", "/nope", host.as_str()),
+        ("GET", "/runs/20990101T000000Z-00000000", &host),
+        ("GET", "/runs/..", &host),
+        ("GET", "/runs/%FF", &host),
+        ("GET", "/runbooks/nope", &host),
+        ("GET", "/runs?page=0", &host),
+        ("GET", "/runs?sort=asc", &host),
+        ("GET", "/runs?date=06-12-2026", &host),
+        ("GET", "/runs?status=%E0%A4", &host),
+        ("POST", "/runs", &host),
+        ("GET", "/runs", "evil.example"),
+    ] {
+        let r = c.request(method, path, Some(host));
+        let body = text_of(&r.body).replace(&c.port.to_string(), "PORT");
+        // The page's own text: from its heading on.
+        let main = body
+            .lines()
+            .skip_while(|l| !l.starts_with(&r.status.to_string()) || l.contains(" · "))
+            .collect::<Vec<_>>();
+        all.push_str(&format!(
+            "{method} {path} (Host {})\n{}\n\n",
+            host.replace(&c.port.to_string(), "PORT"),
+            main.join("\n")
+        ));
+    }
+    let bad = Scratch::new(THREE_STEPS);
+    std::fs::create_dir_all(bad.path().join("state")).expect("mkdir");
+    std::fs::write(bad.state(), b"this is not a database, it is a text file of 64 bytes or more....")
+        .expect("write");
+    let b = Console::start(bad.path(), &bad.state(), &[]);
+    let r = b.get("/runs");
+    let body = text_of(&r.body).replace(&bad.state(), "STATE");
+    let main = body.lines().skip_while(|l| !l.starts_with("503") || l.contains(" · ")).collect::<Vec<_>>();
+    all.push_str(&format!("GET /runs (a store that is not a database)\n{}\n", main.join("\n")));
+    insta::assert_snapshot!("console_error_pages", all);
 }
