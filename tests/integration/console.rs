@@ -918,11 +918,64 @@ fn every_link_on_every_page_leads_to_a_page() {
     let id = cancelled.stdout.split_whitespace().find(|w| w.starts_with("20")).expect("id").to_string();
     ok(&s.cmd(&["cancel", &id], &[]), 0);
 
+    // An engine killed in the middle of a step: its run is "interrupted (engine gone)".
+    std::fs::write(
+        s.path().join("slow.toml"),
+        "[runbook]\nname = \"slow\"\n[steps.wait]\nrun = 'touch started; sleep 60'\n",
+    )
+    .expect("write");
+    let mut engine = s.spawn(&["run", "slow.toml", "--yes"]);
+    s.wait_for("started", "");
+    crate::support::kill9(engine.id());
+    let _ = engine.wait();
+
     let c = Console::start(s.path(), &s.state(), &["--runbooks", "."]);
     let counts: serde_json::Value = serde_json::from_str(&c.get("/api/runs").body).expect("JSON");
-    assert_eq!(counts["total"], 6, "{counts}");
+    assert_eq!(counts["total"], 7, "{counts}");
     assert_eq!(counts["counts"]["waiting_for_approval"], 1, "{counts}");
     assert_eq!(counts["counts"]["failed_today"], 1, "{counts}");
+    assert_eq!(counts["counts"]["needing_an_operator"], 1, "{counts}");
+    assert_eq!(counts["counts"]["running"], 0, "{counts}");
+    let gone: serde_json::Value =
+        serde_json::from_str(&c.get("/api/runs?status=interrupted+%28engine+gone%29").body).expect("JSON");
+    assert_eq!(gone["total"], 1, "{gone}");
+    assert_eq!(gone["runs"][0]["runbook"], "slow");
+    // Every run with a journal: its status and steps are what `runbook show` prints.
+    for listed in counts["runs"].as_array().expect("runs") {
+        let id = listed["run_id"].as_str().expect("id");
+        if listed["events"] == 0 {
+            continue;
+        }
+        let api: serde_json::Value =
+            serde_json::from_str(&c.get(&format!("/api/runs/{id}")).body).expect("JSON");
+        let show = s.cmd(&["show", id], &[]).stdout;
+        let status =
+            show.lines().find_map(|l| l.trim().strip_prefix("status")).map(str::trim).expect("status");
+        // JSON keeps the journal's status, as `runs --format json` does; the pages say
+        // what `show` and `runs` print.
+        let gone = api["engine_gone"] == true;
+        let journal_status = if gone { "running" } else { status };
+        assert_eq!(api["status"], journal_status, "{id}: {show}");
+        assert_eq!(listed["status"], journal_status, "{id}: the list says otherwise");
+        assert_eq!(listed["engine_gone"], api["engine_gone"], "{id}");
+        let page = text_of(&c.get(&format!("/runs/{id}")).body);
+        assert!(page.contains(&format!("Status {status}")), "{id}: {page}");
+        let runs = s.cmd(&["runs"], &[]).stdout;
+        assert!(runs.lines().any(|l| l.starts_with(id) && l.contains(status)), "{runs}");
+        let steps: Vec<(String, String, u64)> = api["steps"]
+            .as_array()
+            .expect("steps")
+            .iter()
+            .map(|st| {
+                (
+                    st["step"].as_str().unwrap_or_default().to_string(),
+                    st["status"].as_str().unwrap_or_default().to_string(),
+                    st["attempts"].as_u64().unwrap_or_default(),
+                )
+            })
+            .collect();
+        assert_eq!(steps, show_steps(&s, id), "{id}");
+    }
     let mut seen = std::collections::BTreeSet::new();
     let mut todo = vec!["/runs".to_string(), "/runbooks".to_string()];
     while let Some(path) = todo.pop() {
@@ -937,7 +990,7 @@ fn every_link_on_every_page_leads_to_a_page() {
         }
     }
     // Each run's page, each runbook's page, the style sheet were reached.
-    assert!(seen.iter().filter(|p| p.starts_with("/runs/")).count() >= 6, "{seen:?}");
+    assert!(seen.iter().filter(|p| p.starts_with("/runs/")).count() >= 7, "{seen:?}");
     assert!(seen.contains("/runbooks/broken") && seen.contains("/assets/console.css"), "{seen:?}");
 }
 

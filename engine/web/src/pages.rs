@@ -285,7 +285,12 @@ struct Counts {
 struct RunRow {
     run_id: String,
     runbook: String,
+    /// The journal's status (as `runbook runs --format json` has it).
     status: String,
+    /// The journal says running, and no engine holds the run.
+    engine_gone: bool,
+    /// What the page shows: the status, or "interrupted (engine gone)" (as `runbook runs`).
+    shown_status: String,
     operator: String,
     started_at: String,
     finished_at: Option<String>,
@@ -315,12 +320,11 @@ async fn listing(app: &App, raw_query: Option<&str>) -> Result<Listing, PageErro
     let today = today();
     let listed = app
         .read(async |s| {
-            let runbook_store::RunList { mut runs, flagged } = s.run_list().await?;
+            let runbook_store::RunList { runs, flagged } = s.run_list().await?;
             let mut counts = Counts::default();
-            for r in runs.iter_mut() {
-                if r.status == "running" && runbook_exec::dispatch::engine_gone(&s, &r.run_id).await {
-                    r.status = runbook_exec::dispatch::ENGINE_GONE.into();
-                }
+            let mut listed = Vec::with_capacity(runs.len());
+            for r in runs {
+                let gone = r.status == "running" && runbook_exec::dispatch::engine_gone(&s, &r.run_id).await;
                 // Waiting for approval: a run not ended with a step that awaits one (its
                 // journal folded as `show` folds it); else the status says.
                 let unended = matches!(r.status.as_str(), "running" | "needs_operator");
@@ -331,26 +335,30 @@ async fn listing(app: &App, raw_query: Option<&str>) -> Result<Listing, PageErro
                         .any(|st| st.status == StepStatus::AwaitingApproval);
                 if waiting {
                     counts.waiting_for_approval += 1;
-                } else if r.status == "needs_operator" || r.status == runbook_exec::dispatch::ENGINE_GONE {
+                } else if r.status == "needs_operator" || gone {
                     counts.needing_an_operator += 1;
                 }
-                if r.status == "running" {
+                if r.status == "running" && !gone {
                     counts.running += 1;
                 }
                 if r.status == "failed" && r.finished_at.as_deref().is_some_and(|f| f.starts_with(&today)) {
                     counts.failed_today += 1;
                 }
+                listed.push((r, gone));
             }
-            Ok((runs, flagged, counts))
+            Ok((listed, flagged, counts))
         })
         .await?;
     let (runs, flagged, counts) = listed.unwrap_or_default();
-    let kept: Vec<RunSummary> = runs
+    let shown = |r: &RunSummary, gone: bool| {
+        if gone { runbook_exec::dispatch::ENGINE_GONE.to_string() } else { r.status.clone() }
+    };
+    let kept: Vec<(RunSummary, bool)> = runs
         .into_iter()
-        .filter(|r| filters.runbook.as_ref().is_none_or(|f| &r.runbook == f))
-        .filter(|r| filters.status.as_ref().is_none_or(|f| &r.status == f))
-        .filter(|r| filters.operator.as_ref().is_none_or(|f| &r.operator == f))
-        .filter(|r| filters.date.as_ref().is_none_or(|d| r.started_at.starts_with(d.as_str())))
+        .filter(|(r, _)| filters.runbook.as_ref().is_none_or(|f| &r.runbook == f))
+        .filter(|(r, gone)| filters.status.as_ref().is_none_or(|f| &r.status == f || *f == shown(r, *gone)))
+        .filter(|(r, _)| filters.operator.as_ref().is_none_or(|f| &r.operator == f))
+        .filter(|(r, _)| filters.date.as_ref().is_none_or(|d| r.started_at.starts_with(d.as_str())))
         .collect();
     let total = kept.len();
     let pages = total.div_ceil(PAGE_SIZE).max(1);
@@ -358,7 +366,9 @@ async fn listing(app: &App, raw_query: Option<&str>) -> Result<Listing, PageErro
         .into_iter()
         .skip((page - 1).saturating_mul(PAGE_SIZE))
         .take(PAGE_SIZE)
-        .map(|r| RunRow {
+        .map(|(r, gone)| RunRow {
+            shown_status: shown(&r, gone),
+            engine_gone: gone,
             run_id: r.run_id,
             runbook: one_line(&r.runbook),
             status: r.status,
@@ -455,7 +465,12 @@ struct RunView {
     run_id: String,
     runbook: String,
     operator: String,
+    /// The journal's status.
     status: String,
+    /// The journal says running, and no engine holds the run.
+    engine_gone: bool,
+    /// What the page shows (as `runbook show`).
+    shown_status: String,
     started_at: String,
     finished_at: Option<String>,
     params: Vec<(String, String)>,
@@ -481,6 +496,8 @@ struct RunView {
 /// The page of a submitted run that has no journal (queued, claimed, cancelled, refused).
 fn queued_view(q: runbook_store::QueueEntry) -> RunView {
     RunView {
+        shown_status: q.status(),
+        engine_gone: false,
         status: q.status(),
         run_id: q.run_id,
         runbook: one_line(&q.runbook),
@@ -553,6 +570,8 @@ async fn run_view(app: &App, id: &str) -> Result<RunView, PageError> {
         runbook: one_line(&history.row.runbook),
         operator: one_line(&history.row.operator),
         status: history.row.status.clone(),
+        engine_gone: false,
+        shown_status: history.row.status.clone(),
         started_at: history.row.started_at.clone(),
         finished_at: history.row.finished_at.clone(),
         params: Vec::new(),
@@ -577,11 +596,10 @@ async fn run_view(app: &App, id: &str) -> Result<RunView, PageError> {
     let summary = RunSummary::from_journal(id.to_string(), summary);
     v.runbook = one_line(&summary.runbook);
     v.operator = one_line(&summary.operator);
-    v.status = if summary.status == "running" && gone {
-        runbook_exec::dispatch::ENGINE_GONE.to_string()
-    } else {
-        summary.status
-    };
+    v.engine_gone = summary.status == "running" && gone;
+    v.shown_status =
+        if v.engine_gone { runbook_exec::dispatch::ENGINE_GONE.to_string() } else { summary.status.clone() };
+    v.status = summary.status;
     v.started_at = summary.started_at;
     v.finished_at = summary.finished_at;
     let folded = journal::fold(&records);
@@ -658,7 +676,7 @@ async fn run_api(State(app): State<Arc<App>>, id: Result<Path<String>, PathRejec
     };
     match view {
         Ok(v) => json_response(serde_json::json!({
-            "run_id": v.run_id, "runbook": v.runbook, "operator": v.operator, "status": v.status,
+            "run_id": v.run_id, "runbook": v.runbook, "operator": v.operator, "status": v.status, "engine_gone": v.engine_gone,
             "started_at": v.started_at, "finished_at": v.finished_at, "params": v.params,
             "lock": v.lock, "in_doubt": v.in_doubt,
             "journal": { "intact": v.intact, "findings": v.findings, "records": v.records, "head_hash": v.head_hash },
