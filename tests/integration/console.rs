@@ -718,6 +718,13 @@ fn a_run_page_of_a_tampered_journal_shows_the_verdict_only() {
         verify.stdout.lines().next().and_then(|l| l.split_once(": ")).map(|(_, f)| f).expect("finding");
     assert!(text.contains(finding), "the page's findings are not audit verify's ({finding}):\n{text}");
     assert!(!page.body.contains("class=\"steps\""), "steps of a broken journal were presented");
+    for fact in ["Runbook console-demo", "Operator ", "Status ", "Parameters"] {
+        assert!(!text.contains(fact), "`{fact}` of a broken journal was presented:\n{text}");
+    }
+    let api: serde_json::Value =
+        serde_json::from_str(&c.get(&format!("/api/runs/{run}")).body).expect("JSON");
+    assert_eq!(api["journal"]["intact"], false);
+    assert_eq!(api["steps"].as_array().map(Vec::len), Some(0));
 }
 
 #[test]

@@ -652,8 +652,8 @@ async fn run_view(app: &App, id: &str) -> Result<RunView, PageError> {
         prev = Some(one_line(step));
     }
     v.graph = Some(graph::layout(&drawn));
-    let chain_intact = true;
-    v.logs = view::log_views(runbook_core::audit::vouched_logs(&records, history.logs, chain_intact));
+    // Only an intact chain gets here (above), as `runbook logs` requires of a vouched log.
+    v.logs = view::log_views(runbook_core::audit::vouched_logs(&records, history.logs, v.intact));
     v.journal = view::record_rows(&records);
     Ok(v)
 }
