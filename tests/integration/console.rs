@@ -1066,3 +1066,25 @@ fn the_error_pages_say_what_is_wrong() {
     all.push_str(&format!("GET /runs (a store that is not a database)\n{}\n", main.join("\n")));
     insta::assert_snapshot!("console_error_pages", all);
 }
+
+/// A connection that says nothing (half a request, then silence) is closed by the console
+/// after its idle time (30 s): such clients cannot pile up and take every file descriptor.
+#[test]
+fn a_silent_connection_is_closed_by_the_console() {
+    let s = Scratch::new(THREE_STEPS);
+    let c = Console::start(s.path(), &s.state(), &[]);
+    let mut half = TcpStream::connect(("127.0.0.1", c.port)).expect("connect");
+    half.write_all(format!("GET /runs HTTP/1.1\r\nHost: {}\r\n", c.host()).as_bytes()).expect("write");
+    // Generous: only a hang fails (a connection the console never closes).
+    half.set_read_timeout(Some(Duration::from_secs(120))).expect("timeout");
+    let mut buf = [0u8; 64];
+    match half.read(&mut buf) {
+        Ok(_) => {}
+        Err(e) => assert!(
+            !matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut),
+            "the console kept a silent connection open: {e}"
+        ),
+    }
+    // And it still serves.
+    assert_eq!(c.get("/runs").status, 200);
+}

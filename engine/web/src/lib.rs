@@ -19,6 +19,7 @@
 
 mod graph;
 mod guard;
+mod idle;
 mod pages;
 mod query;
 mod view;
@@ -30,6 +31,7 @@ use std::sync::Arc;
 use runbook_store::Location;
 
 pub use guard::headers;
+pub use idle::IDLE;
 
 /// What the console needs of the files on this host, given by the CLI (which alone reads
 /// runbooks: its loader bounds and pins every file read).
@@ -135,10 +137,11 @@ impl Server {
         let router = pages::router(self.app);
         let stopping = std::sync::Arc::new(tokio::sync::Notify::new());
         let told = stopping.clone();
-        let serve = axum::serve(self.listener, router).with_graceful_shutdown(async move {
-            shutdown.await;
-            told.notify_one();
-        });
+        let serve =
+            axum::serve(idle::IdleListener::new(self.listener), router).with_graceful_shutdown(async move {
+                shutdown.await;
+                told.notify_one();
+            });
         tokio::select! {
             served = serve => served.map_err(WebError::Serve),
             () = async {
