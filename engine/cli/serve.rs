@@ -32,7 +32,7 @@ impl runbook_web::Files for CliFiles {
             .into_iter()
             .filter_map(|file| {
                 let name = file.file_stem()?.to_string_lossy().into_owned();
-                let mut checked = crate::input::load(&file);
+                let mut checked = load_runbook_only(&file);
                 diagnostic::sort(&mut checked.diagnostics);
                 let valid = !checked.has_errors();
                 Some(runbook_web::RunbookFile {
@@ -51,6 +51,7 @@ impl runbook_web::Files for CliFiles {
     }
 
     fn review(&self, file: &Path) -> Result<String, String> {
+        runbook_text(file)?;
         let (runbook, values) =
             crate::input::load_with_params(file, &[], None, false).map_err(|e| e.render(false))?;
         let mut plan = plan::plan(&runbook, &values).map_err(|d| CliError::Diagnostics(d).render(false))?;
@@ -64,6 +65,42 @@ impl runbook_web::Files for CliFiles {
         files: &[runbook_core::plan::FileHash],
     ) -> Option<Arc<runbook_core::model::Runbook>> {
         crate::as_started::load_as_started(file, files).ok().map(|(runbook, _)| runbook)
+    }
+}
+
+/// Why the console does not quote `file`: it cannot be read, or it does not parse as a
+/// runbook (a TOML file with a `[runbook]` table). `check` on a terminal quotes any `.toml`
+/// file named on its command line; the console shows pages to whoever reaches it, so a
+/// file of the folder that is not a runbook (credentials, settings, a runbook with a syntax
+/// error) is named, never quoted.
+fn runbook_text(file: &Path) -> Result<(), String> {
+    let shown = crate::input::display(file);
+    match crate::loader::read(&shown) {
+        Ok(text) if runbook_core::validate::is_runbook_text(&text) => Ok(()),
+        Ok(_) => Err(format!(
+            "`{shown}` does not parse as a runbook (a TOML file with a `[runbook]` table); its content is not shown here: `runbook check {shown}` on this host says what is wrong"
+        )),
+        Err(e) => Err(format!("cannot read `{shown}`: {e}")),
+    }
+}
+
+/// `check` of a file of the folder, when it is a runbook; else one diagnostic that says
+/// why, without its content ([`runbook_text`]).
+fn load_runbook_only(file: &Path) -> runbook_core::validate::Checked {
+    match runbook_text(file) {
+        Ok(()) => crate::input::load(file),
+        Err(why) => {
+            let shown = crate::input::display(file);
+            runbook_core::validate::Checked {
+                runbook: None,
+                diagnostics: vec![runbook_core::Diagnostic::error(
+                    runbook_core::Code::Io,
+                    &runbook_core::Source::new(shown, ""),
+                    Default::default(),
+                    why,
+                )],
+            }
+        }
     }
 }
 

@@ -1088,3 +1088,34 @@ fn a_silent_connection_is_closed_by_the_console() {
     // And it still serves.
     assert_eq!(c.get("/runs").status, 200);
 }
+
+/// A `.toml` file of the folder that is not a runbook (credentials, say) is listed as such,
+/// and nothing of its content reaches a page: the console widens the audience of `check`'s
+/// quoted excerpts from one terminal to every browser that can reach it.
+#[test]
+fn a_toml_file_that_is_not_a_runbook_is_never_quoted() {
+    let s = Scratch::new(THREE_STEPS);
+    for (name, text) in [
+        (
+            "creds.toml",
+            "[aws]\naccess_key = \"AKIA-console-sentinel-1\"\nsecret = \"console-sentinel-2\" oops\n",
+        ),
+        ("settings.toml", "token = \"console-sentinel-3\"\n"),
+        ("half.toml", "[runbook\nname = \"console-sentinel-4\"\n"),
+    ] {
+        std::fs::write(s.path().join(name), text).expect("write");
+    }
+    let c = Console::start(s.path(), &s.state(), &["--runbooks", "."]);
+    let list = c.get("/runbooks");
+    assert_eq!(list.status, 200);
+    for page in ["/runbooks", "/runbooks/creds", "/runbooks/settings", "/runbooks/half"] {
+        let r = c.get(page);
+        assert_eq!(r.status, 200, "{page}");
+        for n in 1..=4 {
+            let sentinel = format!("console-sentinel-{n}");
+            assert!(!r.body.contains(&sentinel), "{page} quotes {sentinel}:\n{}", text_of(&r.body));
+        }
+    }
+    let creds = text_of(&c.get("/runbooks/creds").body);
+    assert!(creds.contains("does not parse as a runbook") && creds.contains("invalid"), "{creds}");
+}
