@@ -126,4 +126,33 @@ mod tests {
         assert!(x[0] < x[1] && x[1] < x[3]);
         assert_eq!(d.edges.len(), 4);
     }
+
+    proptest::proptest! {
+        /// Random DAGs (each step needs some earlier ones): one box per step, one line per
+        /// need, every line going right (a step's wave is after those it needs), boxes
+        /// inside the drawing and never on top of each other.
+        #[test]
+        fn every_dag_is_laid_out_by_waves(needs in proptest::collection::vec(proptest::collection::vec(0usize..1000, 0..4), 1..200)) {
+            let steps: Vec<Step> = needs
+                .iter()
+                .enumerate()
+                .map(|(i, ns)| Step {
+                    name: format!("s{i}"),
+                    needs: if i == 0 { Vec::new() } else { ns.iter().map(|n| format!("s{}", n % i)).collect() },
+                    status: "pending",
+                })
+                .collect();
+            let d = layout(&steps);
+            proptest::prop_assert_eq!(d.nodes.len(), steps.len());
+            proptest::prop_assert_eq!(d.edges.len(), steps.iter().map(|s| s.needs.len()).sum::<usize>());
+            for e in &d.edges {
+                proptest::prop_assert!(e.x1 < e.x2);
+            }
+            let mut seen = std::collections::HashSet::new();
+            for n in &d.nodes {
+                proptest::prop_assert!(n.x + d.node_w <= d.width && n.y + d.node_h <= d.height);
+                proptest::prop_assert!(seen.insert((n.x, n.y)));
+            }
+        }
+    }
 }

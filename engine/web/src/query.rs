@@ -110,4 +110,19 @@ mod tests {
         assert!(date(Some(&"2026-12-06".to_string())).is_ok());
         assert_eq!(decode("a+b%20c"), Some("a b c".into()));
     }
+
+    proptest::proptest! {
+        /// Any query string (any bytes a client can put there, as text): an answer or an
+        /// error, never a panic; every value kept is bounded and not empty.
+        #[test]
+        fn any_query_string_is_read_or_refused(q in "[a-z=&%+0-9A-Fa-f\\x00-\\x7f\\u{80}-\\u{10ffff}]{0,300}") {
+            if let Ok(pairs) = parse(Some(&q), &["page", "status", "date"]) {
+                for v in pairs.values() {
+                    proptest::prop_assert!(!v.is_empty() && v.chars().count() <= MAX_VALUE);
+                }
+                let _ = page(pairs.get("page"));
+                let _ = date(pairs.get("date"));
+            }
+        }
+    }
 }
