@@ -311,6 +311,8 @@ fn the_pages_show_what_show_and_audit_verify_say() {
     assert_eq!(page.body.matches("<line class=\"edge\"").count(), 2);
     // Output from the store's kept logs (the failing step's stderr too).
     assert!(text.contains("preparing eu-1") && text.contains("cannot reach the thing"), "{text}");
+    // A step's title as the plan renders it, with the run's parameters.
+    assert!(text.contains("prepare Prepare eu-1 succeeded"), "{text}");
     insta::assert_snapshot!("console_run_page", normalised(&text, &run));
 
     // A second run links back to the first.

@@ -27,6 +27,53 @@ pub const PAGE_SIZE: usize = 50;
 const STORE_TIMEOUT: Duration = Duration::from_secs(10);
 /// The most runbooks `/runbooks` lists.
 const MAX_RUNBOOKS: usize = 500;
+/// The most runs whose runbook shape is kept in memory.
+const SHAPES: usize = 64;
+
+/// A run's steps as its runbook (as the run started it) declares them: (id, rendered
+/// title, needs), the main steps then the `finally` ones.
+#[derive(Debug, Default)]
+pub struct Shape {
+    steps: Vec<(String, Option<String>, Vec<String>)>,
+}
+
+/// The shape of a run's runbook: its steps with their titles rendered with the run's
+/// parameters (the planner's own rendering: `plan::plan`), or as written when the plan
+/// cannot be made.
+fn shape_of(
+    rb: &runbook_core::model::Runbook,
+    journaled: &std::collections::BTreeMap<String, serde_json::Value>,
+) -> Shape {
+    let mut values = std::collections::BTreeMap::new();
+    for p in &rb.params {
+        let value = match journaled.get(&p.name) {
+            Some(v) => runbook_core::params::from_json(p.ty, v).ok(),
+            None => p.default.clone(),
+        };
+        if let Some(v) = value {
+            values.insert(p.name.clone(), v);
+        }
+    }
+    match runbook_core::plan::plan(rb, &values) {
+        Ok(plan) => Shape {
+            steps: plan.steps.into_iter().chain(plan.finally).map(|s| (s.id, s.title, s.needs)).collect(),
+        },
+        Err(_) => Shape {
+            steps: rb
+                .steps
+                .iter()
+                .chain(&rb.finally)
+                .map(|s| {
+                    (
+                        s.id.to_string(),
+                        s.title.as_ref().map(|t| t.text.clone()),
+                        s.needs.iter().map(|n| n.to_string()).collect(),
+                    )
+                })
+                .collect(),
+        },
+    }
+}
 
 /// The templates, embedded in the binary.
 const TEMPLATES: [(&str, &str); 6] = [
@@ -49,6 +96,10 @@ pub struct App {
     runbooks: Option<PathBuf>,
     files: Arc<dyn Files>,
     store: tokio::sync::Mutex<Option<Store>>,
+    /// The steps of each run's runbook as it started (titles rendered with the run's
+    /// parameters, needs), by run id: a run's files are pinned by its journal, so what was
+    /// read once stays true. At most [`SHAPES`] runs are kept.
+    shapes: std::sync::Mutex<HashMap<String, Arc<Shape>>>,
     env: Environment<'static>,
 }
 
@@ -86,6 +137,7 @@ impl App {
             runbooks: config.runbooks,
             files: config.files,
             store: tokio::sync::Mutex::new(None),
+            shapes: std::sync::Mutex::new(HashMap::new()),
             env,
         })
     }
@@ -605,34 +657,51 @@ async fn run_view(app: &App, id: &str) -> Result<RunView, PageError> {
     let folded = journal::fold(&records);
     v.in_doubt = folded.in_doubt().into_iter().map(one_line).collect();
     v.params = view::params(&records);
-    // The runbook as the run started it, for titles and the graph's edges.
-    let runbook = match records.first().map(|r| &r.event) {
-        Some(RunEvent::RunStarted { file, files, .. }) => {
-            let (files_api, file, files) = (app.files.clone(), file.clone(), files.clone());
-            tokio::task::spawn_blocking(move || files_api.as_started(&file, &files)).await.ok().flatten()
-        }
-        _ => None,
+    // The runbook as the run started it, for titles and the graph's edges (read once per run).
+    let cached = app.shapes.lock().ok().and_then(|m| m.get(id).cloned());
+    let shape = match cached {
+        Some(shape) => Some(shape),
+        None => match records.first().map(|r| &r.event) {
+            Some(RunEvent::RunStarted { file, files, params, .. }) => {
+                let (files_api, file, files, params) =
+                    (app.files.clone(), file.clone(), files.clone(), params.clone());
+                let read = tokio::task::spawn_blocking(move || {
+                    files_api.as_started(&file, &files).map(|rb| Arc::new(shape_of(&rb, &params)))
+                })
+                .await
+                .ok()
+                .flatten();
+                if let (Some(shape), Ok(mut m)) = (&read, app.shapes.lock()) {
+                    if m.len() >= SHAPES {
+                        m.clear();
+                    }
+                    m.insert(id.to_string(), shape.clone());
+                }
+                read
+            }
+            _ => None,
+        },
     };
     let mut titles = HashMap::new();
     let mut needs: HashMap<String, Vec<String>> = HashMap::new();
-    if let Some(rb) = &runbook {
-        for s in rb.steps.iter().chain(&rb.finally) {
-            if let Some(t) = &s.title {
-                titles.insert(s.id.to_string(), t.text.clone());
+    if let Some(shape) = &shape {
+        for (step, title, step_needs) in &shape.steps {
+            if let Some(t) = title {
+                titles.insert(step.clone(), t.clone());
             }
-            needs.insert(s.id.to_string(), s.needs.iter().map(|n| n.to_string()).collect());
+            needs.insert(step.clone(), step_needs.clone());
         }
     }
     v.steps = view::step_rows(&records, &folded, &titles);
     // Every step of the runbook (those not started yet are pending), then the journal's
     // others (included runbooks' steps); without the runbook, the journal's order.
     let mut drawn: Vec<graph::Step> = Vec::new();
-    if let Some(rb) = &runbook {
-        for s in rb.steps.iter().chain(&rb.finally) {
-            let status = folded.steps.get(s.id.as_str()).map_or("pending", |st| st.status.as_str());
+    if let Some(shape) = &shape {
+        for (step, _, _) in &shape.steps {
+            let status = folded.steps.get(step.as_str()).map_or("pending", |st| st.status.as_str());
             drawn.push(graph::Step {
-                name: s.id.to_string(),
-                needs: needs.remove(s.id.as_str()).unwrap_or_default(),
+                name: one_line(step),
+                needs: needs.remove(step.as_str()).unwrap_or_default(),
                 status,
             });
         }
@@ -647,7 +716,7 @@ async fn run_view(app: &App, id: &str) -> Result<RunView, PageError> {
         }
         let status = folded.steps.get(step).map_or("pending", |st| st.status.as_str());
         // Without the runbook, one after the other as the journal met them.
-        let needs = if runbook.is_none() { prev.iter().cloned().collect() } else { Vec::new() };
+        let needs = if shape.is_none() { prev.iter().cloned().collect() } else { Vec::new() };
         drawn.push(graph::Step { name: one_line(step), needs, status });
         prev = Some(one_line(step));
     }
