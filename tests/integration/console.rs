@@ -262,6 +262,7 @@ fn the_pages_show_what_show_and_audit_verify_say() {
     assert_eq!(runs.status, 200, "{}", runs.body);
     assert!(runs.body.contains(&format!("href=\"/runs/{run}\"")), "{}", runs.body);
     assert_eq!(runs.header("content-type"), Some("text/html; charset=utf-8"));
+    insta::assert_snapshot!("console_runs_page", normalised(&text_of(&runs.body), &run));
 
     // The steps' states and attempts: the words and numbers `runbook show` prints.
     let shown = show_steps(&s, &run);
