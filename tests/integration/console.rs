@@ -916,6 +916,17 @@ fn every_link_on_every_page_leads_to_a_page() {
     .expect("write");
     std::fs::write(s.path().join("fails.toml"), "[runbook]\nname = \"fails\"\n[steps.a]\nrun = 'exit 2'\n")
         .expect("write");
+    // A file name that is markup, and one with a space, `%` and `&`: escaped, and its link works.
+    std::fs::write(
+        s.path().join("a\"><img src=x onerror=alert(9)>.toml"),
+        "[runbook]\nname = \"odd\"\n[steps.a]\nrun = 'true'\n",
+    )
+    .expect("write");
+    std::fs::write(
+        s.path().join("100% sure & ready.toml"),
+        "[runbook]\nname = \"pct\"\n[steps.a]\nrun = 'true'\n",
+    )
+    .expect("write");
     ok(&s.run(&["--yes"], &[]), 0);
     ok(&s.run(&["--yes"], &[]), 0);
     assert_ne!(s.cmd(&["run", "fails.toml", "--yes"], &[]).code, 0);
@@ -995,6 +1006,7 @@ fn every_link_on_every_page_leads_to_a_page() {
         assert!(seen.len() < 500, "too many pages");
         let r = c.get(&path);
         assert_eq!(r.status, 200, "{path} (linked) answers {}: {}", r.status, text_of(&r.body));
+        assert!(!r.body.contains("<img src=x"), "{path} holds markup from a file name");
         if r.header("content-type").is_some_and(|t| t.starts_with("text/html")) {
             todo.extend(links(&r.body).into_iter().filter(|l| !seen.contains(l)));
         }
@@ -1002,6 +1014,7 @@ fn every_link_on_every_page_leads_to_a_page() {
     // Each run's page, each runbook's page, the style sheet were reached.
     assert!(seen.iter().filter(|p| p.starts_with("/runs/")).count() >= 7, "{seen:?}");
     assert!(seen.contains("/runbooks/broken") && seen.contains("/assets/console.css"), "{seen:?}");
+    assert_eq!(seen.iter().filter(|p| p.starts_with("/runbooks/")).count(), 7, "{seen:?}");
 }
 
 /// A browser's idle connection, or a client that sent half a request and nothing more,
