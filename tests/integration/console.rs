@@ -333,6 +333,7 @@ fn every_response_carries_the_security_headers() {
     let c = Console::start(s.path(), &s.state(), &["--runbooks", "."]);
     let host = c.host();
     let cases: Vec<(&str, String, Option<&str>, u16)> = vec![
+        ("GET", "/".into(), Some(&host), 303),
         ("GET", "/runs".into(), Some(&host), 200),
         ("GET", format!("/runs/{run}"), Some(&host), 200),
         ("GET", "/runbooks".into(), Some(&host), 200),
@@ -360,6 +361,7 @@ fn every_response_carries_the_security_headers() {
         assert_eq!(r.header("referrer-policy"), Some("no-referrer"), "{method} {path}");
         assert_eq!(r.header("cache-control"), Some("no-store"), "{method} {path}");
     }
+    assert_eq!(c.get("/").header("location"), Some("/runs"));
     // No inline style or script anywhere (the CSP would block it): the pages need none.
     for path in ["/runs".to_string(), format!("/runs/{run}"), "/runbooks".into(), "/runbooks/r".into()] {
         let body = c.get(&path).body;
