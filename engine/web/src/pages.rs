@@ -659,28 +659,31 @@ async fn run_view(app: &App, id: &str) -> Result<RunView, PageError> {
     v.params = view::params(&records);
     // The runbook as the run started it, for titles and the graph's edges (read once per run).
     let cached = app.shapes.lock().ok().and_then(|m| m.get(id).cloned());
-    let shape = match cached {
-        Some(shape) => Some(shape),
-        None => match records.first().map(|r| &r.event) {
-            Some(RunEvent::RunStarted { file, files, params, .. }) => {
-                let (files_api, file, files, params) =
-                    (app.files.clone(), file.clone(), files.clone(), params.clone());
-                let read = tokio::task::spawn_blocking(move || {
-                    files_api.as_started(&file, &files).map(|rb| Arc::new(shape_of(&rb, &params)))
-                })
-                .await
-                .ok()
-                .flatten();
-                if let (Some(shape), Ok(mut m)) = (&read, app.shapes.lock()) {
-                    if m.len() >= SHAPES {
-                        m.clear();
-                    }
-                    m.insert(id.to_string(), shape.clone());
+    let started = match records.first().map(|r| &r.event) {
+        Some(RunEvent::RunStarted { file, files, params, .. }) => {
+            Some((file.clone(), files.clone(), params.clone()))
+        }
+        Some(_) | None => None,
+    };
+    let shape = match (cached, started) {
+        (Some(shape), _) => Some(shape),
+        (None, None) => None,
+        (None, Some((file, files, params))) => {
+            let files_api = app.files.clone();
+            let read = tokio::task::spawn_blocking(move || {
+                files_api.as_started(&file, &files).map(|rb| Arc::new(shape_of(&rb, &params)))
+            })
+            .await
+            .ok()
+            .flatten();
+            if let (Some(shape), Ok(mut m)) = (&read, app.shapes.lock()) {
+                if m.len() >= SHAPES {
+                    m.clear();
                 }
-                read
+                m.insert(id.to_string(), shape.clone());
             }
-            _ => None,
-        },
+            read
+        }
     };
     let mut titles = HashMap::new();
     let mut needs: HashMap<String, Vec<String>> = HashMap::new();

@@ -165,12 +165,10 @@ pub fn log_views(logs: BTreeMap<(String, i64), (String, String)>) -> Vec<LogView
 
 /// The parameters `run_started` journaled (never a secret: secrets are not parameters).
 pub fn params(records: &[Record]) -> Vec<(String, String)> {
-    match records.first().map(|r| &r.event) {
-        Some(RunEvent::RunStarted { params, .. }) => {
-            params.iter().map(|(k, v)| (one_line(k), brief(v))).collect()
-        }
-        _ => Vec::new(),
-    }
+    let Some(RunEvent::RunStarted { params, .. }) = records.first().map(|r| &r.event) else {
+        return Vec::new();
+    };
+    params.iter().map(|(k, v)| (one_line(k), brief(v))).collect()
 }
 
 #[cfg(test)]
