@@ -761,6 +761,21 @@ fn a_5000_step_run_page_renders_and_grows_linearly() {
         assert_eq!(page.body.matches("<g class=\"node s-skipped\">").count(), n);
         assert_eq!(page.body.matches("<line class=\"edge\"").count(), n - 1);
         sizes.push(page.body.len());
+        if n == 500 {
+            // More requests at once than pages are built at once (8): each waits its turn,
+            // and every one gets the whole page.
+            let len = page.body.len();
+            let c = &c;
+            let run = &run;
+            std::thread::scope(|scope| {
+                let handles: Vec<_> =
+                    (0..20).map(|_| scope.spawn(move || c.get(&format!("/runs/{run}")))).collect();
+                for h in handles {
+                    let r = h.join().expect("a request thread");
+                    assert_eq!((r.status, r.body.len()), (200, len));
+                }
+            });
+        }
     }
     // Ten times the steps, about ten times the bytes (no quadratic part).
     let ratio = sizes[1] as f64 / sizes[0] as f64;

@@ -79,8 +79,14 @@ pub async fn guard(State(app): State<Arc<App>>, request: Request, next: Next) ->
                 app.addr
             ),
         )
-    } else {
+    } else if request.uri().path().starts_with("/assets/") {
         next.run(request).await
+    } else {
+        // A page waits its turn among those built at once (`App::turns`; never closed).
+        match app.turns.acquire().await {
+            Ok(_turn) => next.run(request).await,
+            Err(_) => app.error_page(StatusCode::SERVICE_UNAVAILABLE, "stopping", "The console is stopping."),
+        }
     };
     let h = response.headers_mut();
     for (name, value) in headers() {

@@ -27,6 +27,8 @@ pub const PAGE_SIZE: usize = 50;
 const STORE_TIMEOUT: Duration = Duration::from_secs(10);
 /// The most runbooks `/runbooks` lists.
 const MAX_RUNBOOKS: usize = 500;
+/// Pages that read the store built at once.
+const PAGES_AT_ONCE: usize = 8;
 /// The most runs whose runbook shape is kept in memory.
 const SHAPES: usize = 64;
 
@@ -100,6 +102,9 @@ pub struct App {
     /// parameters, needs), by run id: a run's files are pinned by its journal, so what was
     /// read once stays true. At most [`SHAPES`] runs are kept.
     shapes: std::sync::Mutex<HashMap<String, Arc<Shape>>>,
+    /// Pages built at once ([`PAGES_AT_ONCE`]): the others wait their turn, so memory stays
+    /// bounded whatever the number of requests (a 5,000-step run page is megabytes).
+    pub turns: tokio::sync::Semaphore,
     env: Environment<'static>,
 }
 
@@ -138,6 +143,7 @@ impl App {
             files: config.files,
             store: tokio::sync::Mutex::new(None),
             shapes: std::sync::Mutex::new(HashMap::new()),
+            turns: tokio::sync::Semaphore::new(PAGES_AT_ONCE),
             env,
         })
     }
