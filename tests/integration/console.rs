@@ -177,6 +177,13 @@ fn text_of(html: &str) -> String {
         .join("\n")
 }
 
+/// `files` (name, text) written into `dir`.
+fn write_files(dir: &Path, files: &[(&str, &str)]) {
+    for (name, text) in files {
+        std::fs::write(dir.join(name), text).expect("write a file");
+    }
+}
+
 /// Run ids, times and hashes replaced by stable words.
 fn normalised(text: &str, run: &str) -> String {
     let t = text.replace(run, "RUN_ID");
@@ -657,17 +664,17 @@ fn runs_are_filtered_and_paged() {
 #[test]
 fn the_runbooks_page_shows_check_results_and_the_plan() {
     let s = Scratch::new(THREE_STEPS);
-    std::fs::write(
-        s.path().join("broken.toml"),
-        "[runbook]\nname = \"broken\"\n[steps.a]\nrun = 'true'\nneeds = [\"nope\"]\n",
-    )
-    .expect("write");
-    std::fs::write(
-        s.path().join("needs-param.toml"),
-        "[runbook]\nname = \"np\"\n[params.x]\ntype = \"string\"\n[steps.a]\nrun = 'echo {{ params.x }}'\n",
-    )
-    .expect("write");
-    std::fs::write(s.path().join("notes.txt"), "not a runbook").expect("write");
+    write_files(
+        s.path(),
+        &[
+            ("broken.toml", "[runbook]\nname = \"broken\"\n[steps.a]\nrun = 'true'\nneeds = [\"nope\"]\n"),
+            (
+                "needs-param.toml",
+                "[runbook]\nname = \"np\"\n[params.x]\ntype = \"string\"\n[steps.a]\nrun = 'echo {{ params.x }}'\n",
+            ),
+            ("notes.txt", "not a runbook"),
+        ],
+    );
     let c = Console::start(s.path(), &s.state(), &["--runbooks", "."]);
     let list = c.get("/runbooks");
     assert_eq!(list.status, 200);
@@ -921,29 +928,21 @@ fn links(html: &str) -> Vec<String> {
 #[test]
 fn every_link_on_every_page_leads_to_a_page() {
     let s = Scratch::new(THREE_STEPS);
-    std::fs::write(
-        s.path().join("broken.toml"),
-        "[runbook]\nname = \"broken\"\n[steps.a]\nrun = 'true'\nneeds = [\"b\"]\n",
-    )
-    .expect("write");
-    std::fs::write(
-        s.path().join("gate.toml"),
-        "[runbook]\nname = \"gate\"\n[steps.ask]\napproval = { prompt = \"go?\" }\n[steps.after]\nrun = 'echo after'\nneeds = [\"ask\"]\n",
-    )
-    .expect("write");
-    std::fs::write(s.path().join("fails.toml"), "[runbook]\nname = \"fails\"\n[steps.a]\nrun = 'exit 2'\n")
-        .expect("write");
-    // A file name that is markup, and one with a space, `%` and `&`: escaped, and its link works.
-    std::fs::write(
-        s.path().join("a\"><img src=x onerror=alert(9)>.toml"),
-        "[runbook]\nname = \"odd\"\n[steps.a]\nrun = 'true'\n",
-    )
-    .expect("write");
-    std::fs::write(
-        s.path().join("100% sure & ready.toml"),
-        "[runbook]\nname = \"pct\"\n[steps.a]\nrun = 'true'\n",
-    )
-    .expect("write");
+    write_files(
+        s.path(),
+        &[
+            ("broken.toml", "[runbook]\nname = \"broken\"\n[steps.a]\nrun = 'true'\nneeds = [\"b\"]\n"),
+            (
+                "gate.toml",
+                "[runbook]\nname = \"gate\"\n[steps.ask]\napproval = { prompt = \"go?\" }\n[steps.after]\nrun = 'echo after'\nneeds = [\"ask\"]\n",
+            ),
+            ("fails.toml", "[runbook]\nname = \"fails\"\n[steps.a]\nrun = 'exit 2'\n"),
+            // A file name that is markup, and one with a space, `%` and `&`: escaped, and
+            // its link works.
+            ("a\"><img src=x onerror=alert(9)>.toml", "[runbook]\nname = \"odd\"\n[steps.a]\nrun = 'true'\n"),
+            ("100% sure & ready.toml", "[runbook]\nname = \"pct\"\n[steps.a]\nrun = 'true'\n"),
+        ],
+    );
     ok(&s.run(&["--yes"], &[]), 0);
     ok(&s.run(&["--yes"], &[]), 0);
     assert_ne!(s.cmd(&["run", "fails.toml", "--yes"], &[]).code, 0);
