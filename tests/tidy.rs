@@ -15,6 +15,10 @@
 //!   `Cargo.toml`;
 //! - the validated model (`engine/core/src/model.rs`) derives no `Deserialize`: only the raw
 //!   shapes are read from text, so a model value has passed every check;
+//! - the web console's templates (`engine/web/templates`) turn no escaping off (`|safe`,
+//!   `autoescape false`), and its code makes no value safe by hand (`from_safe_string`,
+//!   `AutoEscape::None`): text from a runbook or a journal reaches HTML only through
+//!   minijinja's autoescape;
 //! - the modules of `engine/cli`, and those of `engine/exec`, name each other in no circle
 //!   (a module is a top-level file or folder of the crate's source; it names another in a
 //!   `use crate::...` line or in a path `crate::other::...` written in its code).
@@ -132,7 +136,7 @@ fn debug_in_messages(root: &Path) -> Vec<Finding> {
     /// (file, a piece of the line): a state the `show` line lower-cases (`Pending`, `Done`).
     const ALLOWED: &[(&str, &str)] = &[("engine/cli/history.rs", "compensation {:?}")];
     let mut out = Vec::new();
-    for dir in ["engine/exec/src", "engine/cli"] {
+    for dir in ["engine/exec/src", "engine/cli", "engine/web/src"] {
         for rel in rust_files(root, dir).into_iter().filter(|f| is_engine_code(f)) {
             for (line, text) in code_lines(root, &rel) {
                 let debug = text.contains(":?}") || text.contains(":#?}");
@@ -164,6 +168,45 @@ fn io_in_the_core(root: &Path) -> Vec<Finding> {
             out.push(Finding { file: manifest.into(), line: i + 1, text: line.to_string() });
         }
     }
+    out
+}
+
+/// Escaping turned off in the web console: in a template (`|safe`, `| safe`, an
+/// `autoescape` block), or by hand in its code (`from_safe_string`, `AutoEscape::None`).
+fn unescaped_html(root: &Path) -> Vec<Finding> {
+    fn walk(root: &Path, at: &Path, out: &mut Vec<String>) {
+        let Ok(entries) = std::fs::read_dir(at) else { return };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                walk(root, &path, out);
+            } else if let Ok(rel) = path.strip_prefix(root) {
+                out.push(rel.to_string_lossy().replace('\\', "/"));
+            }
+        }
+    }
+    let mut templates = Vec::new();
+    walk(root, &root.join("engine/web/templates"), &mut templates);
+    templates.sort();
+    let mut out = Vec::new();
+    for rel in templates {
+        let text = std::fs::read_to_string(root.join(&rel)).unwrap_or_default();
+        for (i, line) in text.lines().enumerate() {
+            let squeezed: String = line.chars().filter(|c| !c.is_whitespace()).collect();
+            if squeezed.contains("|safe")
+                || squeezed.contains("{%autoescape")
+                || squeezed.contains("escape(false")
+            {
+                out.push(Finding { file: rel.clone(), line: i + 1, text: line.to_string() });
+            }
+        }
+    }
+    out.extend(find(
+        root,
+        &["engine/web"],
+        &["from_safe_string", "AutoEscape::None", "Value::from_safe"],
+        |_| false,
+    ));
     out
 }
 
@@ -440,6 +483,39 @@ fn html_written_around_the_markup_module_is_reported() {
     assert_eq!(found.iter().map(|f| f.line).collect::<Vec<_>>(), [6], "{found:?}");
     let t = tree(&[("engine/core/src/render/html.rs", "fn f() {}\n")]);
     assert_eq!(html_written_outside_markup(t.path()).len(), 1);
+}
+
+#[test]
+fn the_console_escapes_everything_in_this_repository() {
+    assert_none(
+        "text reaches the console's HTML only through minijinja's autoescape (no |safe, no autoescape block, no safe value made by hand)",
+        &unescaped_html(&repository()),
+    );
+    // The rule reads real templates: the console has some.
+    assert!(repository().join("engine/web/templates/run.html").exists());
+}
+
+#[test]
+fn unescaped_html_is_reported() {
+    let t = tree(&[
+        ("engine/web/templates/a.html", "<p>{{ run.id }}</p>\n<p>{{ step.title|safe }}</p>\n"),
+        ("engine/web/templates/b.html", "{% autoescape false %}{{ x }}{% endautoescape %}\n"),
+        ("engine/web/templates/c.svg", "<text>{{ n | safe }}</text>\n"),
+        ("engine/web/templates/d.html", "<p>{{ note }} is safe to read</p>\n"),
+        ("engine/web/src/pages.rs", "fn f() { Value::from_safe_string(s) }\n"),
+        ("engine/web/src/lib.rs", "fn f() { env.set_auto_escape_callback(|_| AutoEscape::None); }\n"),
+    ]);
+    let found = unescaped_html(t.path());
+    assert_eq!(
+        found.iter().map(|f| (f.file.as_str(), f.line)).collect::<Vec<_>>(),
+        [
+            ("engine/web/templates/a.html", 2),
+            ("engine/web/templates/b.html", 1),
+            ("engine/web/templates/c.svg", 1),
+            ("engine/web/src/lib.rs", 1),
+            ("engine/web/src/pages.rs", 1),
+        ]
+    );
 }
 
 #[test]

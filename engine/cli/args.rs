@@ -274,6 +274,19 @@ pub enum Command {
         #[command(flatten)]
         state: StateArg,
     },
+    /// Serve the web console: read-only pages of the store's runs and a folder's runbooks,
+    /// until SIGTERM or Ctrl-C. Prints `listening on http://ADDRESS` once it listens.
+    Serve {
+        /// The address to listen on (`127.0.0.1:0`: a free port). Loopback by default; any
+        /// other address prints a warning (the console has no authentication yet).
+        #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDRESS:PORT")]
+        listen: std::net::SocketAddr,
+        #[command(flatten)]
+        state: StateArg,
+        /// A folder of runbooks (`*.toml`) to show with their `check` result and plan.
+        #[arg(long, value_name = "DIR")]
+        runbooks: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, clap::Args)]

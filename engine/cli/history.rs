@@ -71,52 +71,9 @@ pub fn runs(state: Option<String>, format: ListFormat, watch: bool) -> CliResult
     let listed = with_store(state, async |s| {
         let mut last = None;
         loop {
-            // Each run as its journal tells it; a row that says otherwise is flagged.
-            let mut flagged = Vec::new();
-            let mut runs: Vec<RunSummary> = s
-                .runs_with_journal()
-                .await?
-                .into_iter()
-                .filter_map(|(row, derived)| {
-                    // A row without a journal that begins with `run_started` is not a run:
-                    // not listed, flagged.
-                    let Some(d) = derived else {
-                        flagged.push(format!(
-                            "{}: runs.run_id: the row is not a run: it has no journal (it claims {} record(s))",
-                            row.run_id, row.last_seq
-                        ));
-                        return None;
-                    };
-                    for f in runbook_core::audit::check_summary(&stored_run(&row), &d) {
-                        flagged.push(format!("{}: {f}", row.run_id));
-                    }
-                    Some(from_journal(row.run_id, d))
-                })
-                .collect();
-            // Submitted runs that never started (yet): queued or claimed, or cancelled, or
-            // refused by their worker (the plan no longer matched).
-            for q in s.queue().await? {
-                if !runs.iter().any(|r| r.run_id == q.run_id) {
-                    let status = match q.state.as_str() {
-                        "done" if q.note.as_deref().is_some_and(|n| n.starts_with("cancelled")) => {
-                            "cancelled".into()
-                        }
-                        "done" => "refused".into(),
-                        _ => q.state,
-                    };
-                    runs.push(RunSummary {
-                        run_id: q.run_id,
-                        runbook: q.runbook,
-                        operator: q.submitted_by,
-                        started_at: q.submitted_at,
-                        status,
-                        finished_at: None,
-                        last_seq: 0,
-                        last_hash: None,
-                    });
-                }
-            }
-            runs.sort_by(|a, b| (&b.started_at, &b.run_id).cmp(&(&a.started_at, &a.run_id)));
+            // Each run as its journal tells it, then the submitted runs that never started
+            // (the one list, shared with the console).
+            let runbook_store::RunList { mut runs, flagged } = s.run_list().await?;
             // A run whose engine died with no record (issue 14, point 3): shown, not written;
             // JSON keeps the journal's status (a tool compares it with the status names).
             for r in runs.iter_mut().filter(|r| r.status == "running" && format == ListFormat::Text) {
@@ -155,35 +112,6 @@ pub fn runs(state: Option<String>, format: ListFormat, watch: bool) -> CliResult
     listed?;
     // The warnings above said what disagrees.
     Ok(if mismatched { Exit::NeedsOperator } else { Exit::Success })
-}
-
-/// A run's summary as its journal tells it.
-fn from_journal(run_id: String, d: runbook_core::audit::Summary) -> RunSummary {
-    RunSummary {
-        run_id,
-        runbook: d.runbook,
-        operator: d.operator,
-        started_at: d.started_at,
-        status: d.status.as_str().to_string(),
-        finished_at: d.finished_at,
-        last_seq: i64::try_from(d.last_seq).unwrap_or(i64::MAX),
-        last_hash: d.last_hash,
-    }
-}
-
-/// A summary as the audit module compares it.
-fn stored_run(r: &RunSummary) -> runbook_core::audit::StoredRun {
-    runbook_core::audit::StoredRun {
-        run_id: r.run_id.clone(),
-        runbook: r.runbook.clone(),
-        operator: r.operator.clone(),
-        started_at: r.started_at.clone(),
-        status: r.status.clone(),
-        finished_at: r.finished_at.clone(),
-        lock_name: None,
-        last_seq: r.last_seq,
-        last_hash: r.last_hash.clone(),
-    }
 }
 
 /// A name or text from the store as a terminal may show it: one line, control characters
@@ -284,7 +212,7 @@ pub fn show(run_id: &str, follow: bool, state: Option<String>) -> CliResult {
     // What does not fit the chain is not presented: nothing on stdout, the findings on
     // stderr (`runbook audit` prints the records themselves).
     let summary = match runbook_core::audit::summary(&records) {
-        Some(d) if findings.is_empty() => from_journal(history.row.run_id.clone(), d),
+        Some(d) if findings.is_empty() => RunSummary::from_journal(history.row.run_id.clone(), d),
         _ => return Err(flag(run_id, &findings)),
     };
     let folded = journal::fold(&records);
@@ -338,10 +266,7 @@ pub fn show(run_id: &str, follow: bool, state: Option<String>) -> CliResult {
     let width = folded.order.iter().map(|s| s.chars().count()).max().unwrap_or(0).max(24);
     for step in &folded.order {
         let Some(s) = folded.steps.get(step) else { continue };
-        let status = serde_json::to_value(&s.status)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default();
+        let status = s.status.as_str();
         let mut line = format!("  {step:<width$} {status:<10} attempts {}", s.attempts);
         if !s.outputs.is_empty() {
             let outs: Vec<String> = s.outputs.iter().map(|(k, v)| format!("{k}={}", brief(v))).collect();
@@ -441,24 +366,7 @@ pub fn logs(run_id: &str, step: Option<&str>, state: Option<String>) -> CliResul
     let findings = history.findings(None);
     let chain_intact = !findings.iter().any(|f| f.place.starts_with("events"));
     let records = history.records.clone().unwrap_or_default();
-    let vouched = runbook_core::audit::kept_logs(&records);
-    let legacy = runbook_core::audit::logs_predate_digests(&records);
-    let mut logs: std::collections::BTreeMap<(String, i64), (String, String)> = history
-        .logs
-        .into_iter()
-        .filter_map(|l| {
-            let key = (l.step.clone(), l.attempt);
-            if legacy {
-                let label =
-                    "kept in the store before log digests: not vouched for by the journal".to_string();
-                return Some((key, (label, l.body)));
-            }
-            let (seq, digest) = vouched.get(&key)?;
-            (chain_intact && *digest == runbook_core::audit::log_digest(&l.body)).then(|| {
-                (key, (format!("kept in the store, sha256 {digest} (journal record {seq})"), l.body))
-            })
-        })
-        .collect();
+    let mut logs = runbook_core::audit::vouched_logs(&records, history.logs, chain_intact);
     // A copy the journal vouches for wins over a local file (a plain file of this host, which
     // a step or anyone with access to the folder can change); a local file is shown only
     // for attempts the store has no vouched copy of (a run still going, an engine that

@@ -91,19 +91,9 @@ pub fn state_flag(location: &Location) -> String {
     runbook_core::hint::state_flag(state_arg(location).as_deref())
 }
 
-/// How `runs` and `show` name a run the journal says is running while no engine holds it.
-pub const ENGINE_GONE: &str = "interrupted (engine gone)";
-
-/// The run's engine died without a record (SIGKILL, a lost host): its lease has expired,
-/// or its holder is provably dead on this host, or it holds no lock at all. A display
-/// derived from the journal and the lease, never a write by a reader; `resume` and
-/// `abandon` go on from it as from any unfinished run.
-pub async fn engine_gone(store: &runbook_store::Store, run_id: &str) -> bool {
-    let Ok(holder) = store.lock_of_run(run_id).await else { return false };
-    let Some(holder) = holder else { return true };
-    let Ok(now_ms) = store.clock_ms().await else { return false };
-    holder.lease_until <= now_ms || runbook_exec::dispatch::holder_is_dead(&holder.holder)
-}
+/// How `runs` and `show` name a run the journal says is running while no engine holds it
+/// (one judge for the CLI and the console: `runbook_exec::dispatch::engine_gone`).
+pub use runbook_exec::dispatch::{ENGINE_GONE, engine_gone};
 
 /// What of the engine's environment no process it starts may see, and the store's password
 /// for the redactor (red team adv13b F1): decided by the store the command uses.

@@ -20,6 +20,7 @@ mod ci_review;
 mod cli_errors;
 mod cli_layers;
 mod compensate_doubt;
+mod console;
 mod contexts;
 mod crash;
 mod e2e;

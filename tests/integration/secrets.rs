@@ -9,7 +9,7 @@ use std::path::Path;
 use crate::peers::HttpPeer;
 use crate::support::{Output, files, run_in_with_env};
 
-const DB_URL: &str = "postgres://app:Pa55-w0rd-Sentinel-7d1c@127.0.0.1:9/app";
+pub(crate) const DB_URL: &str = "postgres://app:Pa55-w0rd-Sentinel-7d1c@127.0.0.1:9/app";
 const TOKEN: &str = "tok-Sentinel-b7c1e9d2a4f6";
 const PEM: &str = "-----BEGIN PRIVATE KEY-----\n\
 MIIBVQIBADANBgkqhkiG9w0BAQEFAASCAT8wggE7AgEAAkEAsentinelKeyLine1x\n\
@@ -56,7 +56,7 @@ fn forms(secret: &str) -> Vec<String> {
     forms
 }
 
-fn assert_clean(what: &str, text: &str) {
+pub(crate) fn assert_clean(what: &str, text: &str) {
     for secret in [DB_URL, TOKEN, PEM] {
         for form in forms(secret) {
             assert!(!text.contains(&form), "{what} holds a secret (form {form:?}):\n{text}");

@@ -303,6 +303,34 @@ fn same_event(stored: Option<&serde_json::Value>, written: Option<&serde_json::V
         })
 }
 
+/// The kept logs a reader may present, by (step, attempt), each with what vouches for it:
+/// a log whose digest matches its `log_kept` record (and only while the chain is intact),
+/// or every log of a journal from before log digests, labelled as not vouched for. A kept
+/// log that does not match its digest is left out. The one rule for `runbook logs` and the
+/// console.
+pub fn vouched_logs(
+    records: &[Record],
+    logs: Vec<StoredLog>,
+    chain_intact: bool,
+) -> BTreeMap<(String, i64), (String, String)> {
+    let vouched = kept_logs(records);
+    let legacy = logs_predate_digests(records);
+    logs.into_iter()
+        .filter_map(|l| {
+            let key = (l.step.clone(), l.attempt);
+            if legacy {
+                let label =
+                    "kept in the store before log digests: not vouched for by the journal".to_string();
+                return Some((key, (label, l.body)));
+            }
+            let (seq, digest) = vouched.get(&key)?;
+            (chain_intact && *digest == log_digest(&l.body)).then(|| {
+                (key, (format!("kept in the store, sha256 {digest} (journal record {seq})"), l.body))
+            })
+        })
+        .collect()
+}
+
 /// The digest a `log_kept` record holds: SHA-256 (hex) of the text kept in the store.
 pub fn log_digest(text: &str) -> String {
     Sha256::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()

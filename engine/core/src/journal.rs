@@ -667,6 +667,21 @@ pub enum StepStatus {
     AwaitingApproval,
 }
 
+impl StepStatus {
+    /// The word `runbook show` and the console print for it (its serde name).
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            StepStatus::Pending => "pending",
+            StepStatus::Started => "started",
+            StepStatus::Retrying => "retrying",
+            StepStatus::Succeeded => "succeeded",
+            StepStatus::Failed => "failed",
+            StepStatus::Skipped => "skipped",
+            StepStatus::AwaitingApproval => "awaiting_approval",
+        }
+    }
+}
+
 /// Where one step's compensation stands.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -1232,6 +1247,14 @@ pub fn fold(records: &[Record]) -> RunState {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_step_status_word_is_its_serde_name() {
+        use StepStatus::*;
+        for s in [Pending, Started, Retrying, Succeeded, Failed, Skipped, AwaitingApproval] {
+            assert_eq!(serde_json::to_value(&s).ok(), Some(serde_json::Value::from(s.as_str())));
+        }
+    }
 
     fn journal(events: Vec<RunEvent>) -> Vec<Record> {
         let mut prev = GENESIS.to_string();

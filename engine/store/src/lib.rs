@@ -35,7 +35,9 @@ use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{ConnectOptions, Executor, Row};
 
 mod append;
+mod listing;
 use append::{Chained, bind_event, insert_events_sql, update_head_sql};
+pub use listing::RunList;
 
 /// Events written by one `INSERT` statement at most: 9 bound values each, far below
 /// SQLite's and PostgreSQL's limits on a statement's bound values.

@@ -53,6 +53,22 @@ pub fn holder_is_dead(holder: &str) -> bool {
     Holder::parse(holder).is_dead(&hostname(), process::identity_is_gone)
 }
 
+/// How `runs`, `show` and the console name a run the journal says is running while no
+/// engine holds it.
+pub const ENGINE_GONE: &str = "interrupted (engine gone)";
+
+/// The run's engine died without a record (SIGKILL, a lost host): its lease has expired,
+/// or its holder is provably dead on this host, or it holds no lock at all. A display
+/// derived from the journal and the lease, never a write by a reader; `resume` and
+/// `abandon` go on from it as from any unfinished run. The one judge of it for the CLI's
+/// `runs`/`show`/`abandon` and the web console.
+pub async fn engine_gone(store: &runbook_store::Store, run_id: &str) -> bool {
+    let Ok(holder) = store.lock_of_run(run_id).await else { return false };
+    let Some(holder) = holder else { return true };
+    let Ok(now_ms) = store.clock_ms().await else { return false };
+    holder.lease_until <= now_ms || holder_is_dead(&holder.holder)
+}
+
 /// Now as RFC 3339 (UTC, milliseconds) and as milliseconds since the epoch.
 pub fn now() -> (String, i64) {
     let t = SystemTime::now();

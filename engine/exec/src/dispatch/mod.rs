@@ -43,7 +43,10 @@ mod unwind;
 
 pub use approval::{check_decision, decision_event};
 use attempt::{unit_random, with_output};
-pub use holder::{SUSPENDED, holder_is_dead, holder_is_suspended, holder_name, hostname, lock_name, now};
+pub use holder::{
+    ENGINE_GONE, SUSPENDED, engine_gone, holder_is_dead, holder_is_suspended, holder_name, hostname,
+    lock_name, now,
+};
 pub use lease::renewal_times;
 use lease::{Renewal, until_true};
 use machine::{Begun, Machine, Scope, Settled, attempt_end};

@@ -1,0 +1,149 @@
+//! `runbook serve`: the web console. The CLI parses the flags, resolves the store as every
+//! command does (`state::location`), reads the runbooks for the console (its loader bounds
+//! and pins every file), prints the address and the warnings, and picks the exit code;
+//! `runbook_web` serves.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use runbook_core::{diagnostic, plan, render};
+
+use crate::error::{CliError, CliResult, Exit, Message};
+use crate::output::{errln, outln};
+
+/// The console's view of the files on this host: the CLI's loader and checks.
+struct CliFiles;
+
+/// The most runbook files read from `--runbooks DIR`.
+const MAX_FILES: usize = 500;
+
+impl runbook_web::Files for CliFiles {
+    fn runbooks(&self, dir: &Path) -> Vec<runbook_web::RunbookFile> {
+        let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+        let mut files: Vec<PathBuf> = entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "toml") && p.is_file())
+            .collect();
+        files.sort();
+        files.truncate(MAX_FILES);
+        files
+            .into_iter()
+            .filter_map(|file| {
+                let name = file.file_stem()?.to_string_lossy().into_owned();
+                let mut checked = load_runbook_only(&file);
+                diagnostic::sort(&mut checked.diagnostics);
+                let valid = !checked.has_errors();
+                Some(runbook_web::RunbookFile {
+                    name,
+                    runbook: checked.runbook.as_ref().map(|r| r.name.clone()),
+                    valid,
+                    problems: if checked.diagnostics.is_empty() {
+                        String::new()
+                    } else {
+                        crate::report::human(&checked.diagnostics, false)
+                    },
+                    file,
+                })
+            })
+            .collect()
+    }
+
+    fn review(&self, file: &Path) -> Result<String, String> {
+        runbook_text(file)?;
+        let (runbook, values) =
+            crate::input::load_with_params(file, &[], None, false).map_err(|e| e.render(false))?;
+        let mut plan = plan::plan(&runbook, &values).map_err(|d| CliError::Diagnostics(d).render(false))?;
+        plan.reads = crate::input::pinned_reads(&runbook, None).map_err(|e| e.render(false))?;
+        Ok(render::markdown(&plan))
+    }
+
+    fn as_started(
+        &self,
+        file: &str,
+        files: &[runbook_core::plan::FileHash],
+    ) -> Option<Arc<runbook_core::model::Runbook>> {
+        crate::as_started::load_as_started(file, files).ok().map(|(runbook, _)| runbook)
+    }
+}
+
+/// Why the console does not quote `file`: it cannot be read, or it does not parse as a
+/// runbook (a TOML file with a `[runbook]` table). `check` on a terminal quotes any `.toml`
+/// file named on its command line; the console shows pages to whoever reaches it, so a
+/// file of the folder that is not a runbook (credentials, settings, a runbook with a syntax
+/// error) is named, never quoted.
+fn runbook_text(file: &Path) -> Result<(), String> {
+    let shown = crate::input::display(file);
+    match crate::loader::read(&shown) {
+        Ok(text) if runbook_core::validate::is_runbook_text(&text) => Ok(()),
+        Ok(_) => Err(format!(
+            "`{shown}` does not parse as a runbook (a TOML file with a `[runbook]` table); its content is not shown here: `runbook check {shown}` on this host says what is wrong"
+        )),
+        Err(e) => Err(format!("cannot read `{shown}`: {e}")),
+    }
+}
+
+/// `check` of a file of the folder, when it is a runbook; else one diagnostic that says
+/// why, without its content ([`runbook_text`]).
+fn load_runbook_only(file: &Path) -> runbook_core::validate::Checked {
+    match runbook_text(file) {
+        Ok(()) => crate::input::load(file),
+        Err(why) => {
+            let shown = crate::input::display(file);
+            runbook_core::validate::Checked {
+                runbook: None,
+                diagnostics: vec![runbook_core::Diagnostic::error(
+                    runbook_core::Code::Io,
+                    &runbook_core::Source::new(shown, ""),
+                    Default::default(),
+                    why,
+                )],
+            }
+        }
+    }
+}
+
+/// Resolves when SIGTERM or Ctrl-C (SIGINT) arrives.
+async fn stop_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    match (term, int) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        // Without signal handlers the default actions still end the process.
+        _ => std::future::pending::<()>().await,
+    }
+}
+
+pub fn serve(listen: SocketAddr, state: Option<String>, runbooks: Option<PathBuf>) -> CliResult {
+    let location = crate::state::location(state.as_deref());
+    if let Some(dir) = &runbooks
+        && !dir.is_dir()
+    {
+        return Err(CliError::Usage(
+            Message::new(format!("--runbooks `{}` is not a folder", crate::input::display(dir)))
+                .help("give the folder that holds the runbooks (`*.toml`) to show"),
+        ));
+    }
+    if !runbook_web::is_loopback(&listen) {
+        errln!(
+            "warning: listening on {listen}, which is not a loopback address: anyone who can reach it can read every run in the store (the console has no authentication yet; it is read-only)"
+        );
+    }
+    let config = runbook_web::Config { location, runbooks, files: Arc::new(CliFiles) };
+    crate::runtime::block_on(async move {
+        let server = runbook_web::bind(listen, config)
+            .await
+            .map_err(|e| CliError::CannotStart(Message::new(e.to_string())))?;
+        outln!("listening on http://{}", server.local_addr());
+        server.run(stop_signal()).await.map_err(|e| CliError::CannotStart(Message::new(e.to_string())))?;
+        errln!("stopped");
+        Ok(Exit::Success)
+    })
+}

@@ -1,0 +1,841 @@
+//! The pages: their routes, what each reads from the store, and the templates that render
+//! them.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, State};
+use axum::http::Uri;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use minijinja::{AutoEscape, Environment};
+use runbook_core::journal::{self, RunEvent, StepStatus};
+use runbook_store::{Location, RunSummary, Store, StoreError};
+use serde::Serialize;
+
+use crate::{Config, Files, WebError, graph, query, view};
+
+/// Runs on one page of `/runs`.
+pub const PAGE_SIZE: usize = 50;
+/// How long one page may wait for the store before it says the store is unavailable.
+const STORE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The most runbooks `/runbooks` lists.
+const MAX_RUNBOOKS: usize = 500;
+/// Pages that read the store built at once.
+const PAGES_AT_ONCE: usize = 8;
+/// The most runs whose runbook shape is kept in memory.
+const SHAPES: usize = 64;
+
+/// A run's steps as its runbook (as the run started it) declares them: (id, rendered
+/// title, needs), the main steps then the `finally` ones.
+#[derive(Debug, Default)]
+pub struct Shape {
+    steps: Vec<(String, Option<String>, Vec<String>)>,
+}
+
+/// The shape of a run's runbook: its steps with their titles rendered with the run's
+/// parameters (the planner's own rendering: `plan::plan`), or as written when the plan
+/// cannot be made.
+fn shape_of(
+    rb: &runbook_core::model::Runbook,
+    journaled: &std::collections::BTreeMap<String, serde_json::Value>,
+) -> Shape {
+    let mut values = std::collections::BTreeMap::new();
+    for p in &rb.params {
+        let value = match journaled.get(&p.name) {
+            Some(v) => runbook_core::params::from_json(p.ty, v).ok(),
+            None => p.default.clone(),
+        };
+        if let Some(v) = value {
+            values.insert(p.name.clone(), v);
+        }
+    }
+    match runbook_core::plan::plan(rb, &values) {
+        Ok(plan) => Shape {
+            steps: plan.steps.into_iter().chain(plan.finally).map(|s| (s.id, s.title, s.needs)).collect(),
+        },
+        Err(_) => Shape {
+            steps: rb
+                .steps
+                .iter()
+                .chain(&rb.finally)
+                .map(|s| {
+                    (
+                        s.id.to_string(),
+                        s.title.as_ref().map(|t| t.text.clone()),
+                        s.needs.iter().map(|n| n.to_string()).collect(),
+                    )
+                })
+                .collect(),
+        },
+    }
+}
+
+/// The templates, embedded in the binary.
+const TEMPLATES: [(&str, &str); 6] = [
+    ("base.html", include_str!("../templates/base.html")),
+    ("runs.html", include_str!("../templates/runs.html")),
+    ("run.html", include_str!("../templates/run.html")),
+    ("runbooks.html", include_str!("../templates/runbooks.html")),
+    ("runbook.html", include_str!("../templates/runbook.html")),
+    ("error.html", include_str!("../templates/error.html")),
+];
+
+/// The style sheet, embedded.
+const CSS: &str = include_str!("../assets/console.css");
+
+/// The console's state.
+pub struct App {
+    pub addr: SocketAddr,
+    pub allowed_hosts: Option<Vec<String>>,
+    location: Location,
+    runbooks: Option<PathBuf>,
+    files: Arc<dyn Files>,
+    store: tokio::sync::Mutex<Option<Store>>,
+    /// The steps of each run's runbook as it started (titles rendered with the run's
+    /// parameters, needs), by run id: a run's files are pinned by its journal, so what was
+    /// read once stays true. At most [`SHAPES`] runs are kept.
+    shapes: std::sync::Mutex<HashMap<String, Arc<Shape>>>,
+    /// Pages built at once ([`PAGES_AT_ONCE`]): the others wait their turn, so memory stays
+    /// bounded whatever the number of requests (a 5,000-step run page is megabytes).
+    pub turns: tokio::sync::Semaphore,
+    env: Environment<'static>,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App").field("addr", &self.addr).finish_non_exhaustive()
+    }
+}
+
+/// Why a page cannot be shown.
+#[derive(Debug)]
+pub enum PageError {
+    /// 400: the request is malformed (query, path).
+    BadRequest(String),
+    /// 404.
+    NotFound(String),
+    /// 503: the store cannot be read now.
+    Unavailable(String),
+}
+
+impl App {
+    pub fn new(config: Config, addr: SocketAddr) -> Result<App, WebError> {
+        let mut env = Environment::new();
+        // Every template escapes every value for HTML, whatever its name (class rule: text
+        // from a runbook or a journal reaches HTML only through this).
+        env.set_auto_escape_callback(|_| AutoEscape::Html);
+        env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+        for (name, source) in TEMPLATES {
+            env.add_template(name, source).map_err(|e| WebError::Template(e.to_string()))?;
+        }
+        Ok(App {
+            addr,
+            allowed_hosts: crate::guard::allowed_hosts(addr),
+            location: config.location,
+            runbooks: config.runbooks,
+            files: config.files,
+            store: tokio::sync::Mutex::new(None),
+            shapes: std::sync::Mutex::new(HashMap::new()),
+            turns: tokio::sync::Semaphore::new(PAGES_AT_ONCE),
+            env,
+        })
+    }
+
+    /// Render `template` with `context` as a page with `status`.
+    fn render(&self, status: StatusCode, template: &str, context: impl Serialize) -> Response {
+        match self.env.get_template(template).and_then(|t| t.render(minijinja::value::Serde(&context))) {
+            Ok(html) => html_response(status, html),
+            Err(e) => {
+                // A bug of the console: said plainly, without the template's data.
+                let text = format!("the page could not be rendered: {}", e.kind());
+                html_response(StatusCode::INTERNAL_SERVER_ERROR, minimal_page(&text))
+            }
+        }
+    }
+
+    /// An error page.
+    pub fn error_page(&self, status: StatusCode, title: &str, message: &str) -> Response {
+        self.render(
+            status,
+            "error.html",
+            serde_json::json!({ "title": title, "code": status.as_u16(), "message": message }),
+        )
+    }
+
+    fn page_error(&self, e: PageError) -> Response {
+        match e {
+            PageError::BadRequest(m) => self.error_page(StatusCode::BAD_REQUEST, "bad request", &m),
+            PageError::NotFound(m) => self.error_page(StatusCode::NOT_FOUND, "not found", &m),
+            PageError::Unavailable(m) => {
+                self.error_page(StatusCode::SERVICE_UNAVAILABLE, "state store unavailable", &m)
+            }
+        }
+    }
+
+    /// The store, opened on first use and again after it failed; `None` when the SQLite file
+    /// does not exist (no runs yet: nothing is created by a reader).
+    async fn store(&self) -> Result<Option<Store>, PageError> {
+        if let Location::Sqlite(path) = &self.location
+            && !path.exists()
+        {
+            return Ok(None);
+        }
+        let mut cached = self.store.lock().await;
+        if let Some(store) = cached.as_ref() {
+            return Ok(Some(store.clone()));
+        }
+        let opened = tokio::time::timeout(STORE_TIMEOUT, Store::open(&self.location)).await;
+        match opened {
+            Ok(Ok(store)) => {
+                *cached = Some(store.clone());
+                Ok(Some(store))
+            }
+            Ok(Err(e)) => Err(self.unavailable(&e)),
+            Err(_) => Err(PageError::Unavailable(format!(
+                "the state store {} did not answer within {} s",
+                self.location.shown(),
+                STORE_TIMEOUT.as_secs()
+            ))),
+        }
+    }
+
+    /// A store error as the page's: a missing run is a 404; anything else a 503 (and the
+    /// store is opened again on the next page).
+    async fn failed(&self, e: StoreError) -> PageError {
+        match e {
+            StoreError::NoSuchRun(id) => PageError::NotFound(format!("there is no run `{}`", one_line(&id))),
+            other => {
+                *self.store.lock().await = None;
+                self.unavailable(&other)
+            }
+        }
+    }
+
+    fn unavailable(&self, e: &StoreError) -> PageError {
+        let mut text = format!("the state store {} cannot be read: {e}", self.location.shown());
+        // A connection URL's password is never shown, whatever the driver's message says.
+        if let Location::Postgres(url) = &self.location
+            && let Some(password) = url_password(url)
+            && password.len() >= 3
+        {
+            text = text.replace(&password, "***");
+        }
+        PageError::Unavailable(one_line(&text))
+    }
+
+    /// Run `f` on the store, bounded in time; its errors as the page's.
+    async fn read<T>(
+        &self,
+        f: impl AsyncFnOnce(Store) -> Result<T, StoreError>,
+    ) -> Result<Option<T>, PageError> {
+        let Some(store) = self.store().await? else { return Ok(None) };
+        match tokio::time::timeout(STORE_TIMEOUT, f(store)).await {
+            Ok(Ok(v)) => Ok(Some(v)),
+            Ok(Err(e)) => Err(self.failed(e).await),
+            Err(_) => {
+                *self.store.lock().await = None;
+                Err(PageError::Unavailable(format!(
+                    "the state store {} did not answer within {} s",
+                    self.location.shown(),
+                    STORE_TIMEOUT.as_secs()
+                )))
+            }
+        }
+    }
+}
+
+fn url_password(url: &str) -> Option<String> {
+    let rest = url.split_once("://")?.1;
+    let auth = rest.split(['/', '?', '#']).next()?.rsplit_once('@')?.0;
+    Some(auth.split_once(':')?.1.to_string())
+}
+
+fn one_line(text: &str) -> String {
+    runbook_core::shown::one_line(text)
+}
+
+fn html_response(status: StatusCode, html: String) -> Response {
+    let mut r = (status, html).into_response();
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    r
+}
+
+/// JSON, with `<`, `>` and `&` written as `\u003c`, `\u003e`, `\u0026` (the same JSON; no
+/// text of a runbook or journal is markup in it even where something sniffs it as HTML).
+fn json_response(value: serde_json::Value) -> Response {
+    let text = value.to_string().replace('<', "\\u003c").replace('>', "\\u003e").replace('&', "\\u0026");
+    let mut r = (StatusCode::OK, text).into_response();
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
+/// A page without a template (when a template itself failed).
+fn minimal_page(text: &str) -> String {
+    let escaped = text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
+    format!("<!doctype html><html><head><title>error</title></head><body><p>{escaped}</p></body></html>\n")
+}
+
+/// The routes, behind the guard (methods, host, headers).
+pub fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/", get(|| async { axum::response::Redirect::to("/runs") }))
+        .route("/runs", get(runs_page))
+        .route("/runs/{id}", get(run_page))
+        .route("/runbooks", get(runbooks_page))
+        .route("/runbooks/{name}", get(runbook_page))
+        .route("/api/runs", get(runs_api))
+        .route("/api/runs/{id}", get(run_api))
+        .route("/assets/console.css", get(css))
+        .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(app.clone(), crate::guard::guard))
+        .with_state(app)
+}
+
+async fn css() -> Response {
+    let mut r = (StatusCode::OK, CSS).into_response();
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/css; charset=utf-8"));
+    r
+}
+
+async fn not_found(State(app): State<Arc<App>>, uri: Uri) -> Response {
+    let path: String = uri.path().chars().take(200).collect();
+    app.error_page(StatusCode::NOT_FOUND, "not found", &format!("there is no page `{}`", one_line(&path)))
+}
+
+/// A run id as the engine makes them (`runbook run --run-id` accepts only this shape).
+fn run_id(id: Result<Path<String>, PathRejection>) -> Result<String, PageError> {
+    let Path(id) = id.map_err(|_| PageError::BadRequest("the path is not valid UTF-8 text".into()))?;
+    let fits = !id.is_empty()
+        && id.len() <= 100
+        && !id.starts_with('-')
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if fits { Ok(id) } else { Err(PageError::NotFound(format!("`{}` is not a run id", one_line(&id)))) }
+}
+
+// ---------------------------------------------------------------- the runs
+
+/// The filters of `/runs`.
+#[derive(Debug, Default, Serialize)]
+struct Filters {
+    runbook: Option<String>,
+    status: Option<String>,
+    operator: Option<String>,
+    date: Option<String>,
+}
+
+/// The counts at the top of `/runs`.
+#[derive(Debug, Default, Serialize)]
+struct Counts {
+    running: usize,
+    waiting_for_approval: usize,
+    needing_an_operator: usize,
+    failed_today: usize,
+}
+
+#[derive(Debug, Serialize)]
+struct RunRow {
+    run_id: String,
+    runbook: String,
+    /// The journal's status (as `runbook runs --format json` has it).
+    status: String,
+    /// The journal says running, and no engine holds the run.
+    engine_gone: bool,
+    /// What the page shows: the status, or "interrupted (engine gone)" (as `runbook runs`).
+    shown_status: String,
+    operator: String,
+    started_at: String,
+    finished_at: Option<String>,
+    events: i64,
+}
+
+struct Listing {
+    rows: Vec<RunRow>,
+    total: usize,
+    page: usize,
+    pages: usize,
+    counts: Counts,
+    filters: Filters,
+    flagged: Vec<String>,
+}
+
+async fn listing(app: &App, raw_query: Option<&str>) -> Result<Listing, PageError> {
+    let q = query::parse(raw_query, &["runbook", "status", "operator", "date", "page"])
+        .map_err(PageError::BadRequest)?;
+    let page = query::page(q.get("page")).map_err(PageError::BadRequest)?;
+    let filters = Filters {
+        runbook: q.get("runbook").cloned(),
+        status: q.get("status").cloned(),
+        operator: q.get("operator").cloned(),
+        date: query::date(q.get("date")).map_err(PageError::BadRequest)?,
+    };
+    let today = today();
+    let listed = app
+        .read(async |s| {
+            let runbook_store::RunList { runs, flagged } = s.run_list().await?;
+            let mut counts = Counts::default();
+            let mut listed = Vec::with_capacity(runs.len());
+            for r in runs {
+                let gone = r.status == "running" && runbook_exec::dispatch::engine_gone(&s, &r.run_id).await;
+                // Waiting for approval: a run not ended with a step that awaits one (its
+                // journal folded as `show` folds it); else the status says.
+                let unended = matches!(r.status.as_str(), "running" | "needs_operator");
+                let waiting = unended
+                    && journal::fold(&s.records(&r.run_id).await?)
+                        .steps
+                        .values()
+                        .any(|st| st.status == StepStatus::AwaitingApproval);
+                if waiting {
+                    counts.waiting_for_approval += 1;
+                } else if r.status == "needs_operator" || gone {
+                    counts.needing_an_operator += 1;
+                }
+                if r.status == "running" && !gone {
+                    counts.running += 1;
+                }
+                if r.status == "failed" && r.finished_at.as_deref().is_some_and(|f| f.starts_with(&today)) {
+                    counts.failed_today += 1;
+                }
+                listed.push((r, gone));
+            }
+            Ok((listed, flagged, counts))
+        })
+        .await?;
+    let (runs, flagged, counts) = listed.unwrap_or_default();
+    let shown = |r: &RunSummary, gone: bool| {
+        if gone { runbook_exec::dispatch::ENGINE_GONE.to_string() } else { r.status.clone() }
+    };
+    let kept: Vec<(RunSummary, bool)> = runs
+        .into_iter()
+        .filter(|(r, _)| filters.runbook.as_ref().is_none_or(|f| &r.runbook == f))
+        .filter(|(r, gone)| filters.status.as_ref().is_none_or(|f| &r.status == f || *f == shown(r, *gone)))
+        .filter(|(r, _)| filters.operator.as_ref().is_none_or(|f| &r.operator == f))
+        .filter(|(r, _)| filters.date.as_ref().is_none_or(|d| r.started_at.starts_with(d.as_str())))
+        .collect();
+    let total = kept.len();
+    let pages = total.div_ceil(PAGE_SIZE).max(1);
+    let rows = kept
+        .into_iter()
+        .skip((page - 1).saturating_mul(PAGE_SIZE))
+        .take(PAGE_SIZE)
+        .map(|(r, gone)| RunRow {
+            shown_status: shown(&r, gone),
+            engine_gone: gone,
+            run_id: r.run_id,
+            runbook: one_line(&r.runbook),
+            status: r.status,
+            operator: one_line(&r.operator),
+            started_at: r.started_at,
+            finished_at: r.finished_at,
+            events: r.last_seq,
+        })
+        .collect();
+    Ok(Listing { rows, total, page, pages, counts, filters, flagged })
+}
+
+/// Today's date (UTC) as `YYYY-MM-DD`.
+fn today() -> String {
+    let secs =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let days = (secs / 86_400) as i64;
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// The query string of another page of the same filters.
+fn page_link(filters: &Filters, page: usize) -> String {
+    let mut parts = Vec::new();
+    for (k, v) in [
+        ("runbook", &filters.runbook),
+        ("status", &filters.status),
+        ("operator", &filters.operator),
+        ("date", &filters.date),
+    ] {
+        if let Some(v) = v {
+            parts.push(format!("{k}={}", encode(v)));
+        }
+    }
+    parts.push(format!("page={page}"));
+    format!("/runs?{}", parts.join("&"))
+}
+
+/// Percent-encoding of a query value.
+fn encode(v: &str) -> String {
+    v.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+async fn runs_page(State(app): State<Arc<App>>, uri: Uri) -> Response {
+    match listing(&app, uri.query()).await {
+        Ok(l) => {
+            let previous = (l.page > 1).then(|| page_link(&l.filters, l.page - 1));
+            let next = (l.page < l.pages).then(|| page_link(&l.filters, l.page + 1));
+            app.render(
+                StatusCode::OK,
+                "runs.html",
+                serde_json::json!({
+                    "runs": l.rows, "total": l.total, "page": l.page, "pages": l.pages,
+                    "counts": l.counts, "filters": l.filters, "flagged": l.flagged,
+                    "previous": previous, "next": next, "store": app.location.shown(),
+                    "page_size": PAGE_SIZE,
+                }),
+            )
+        }
+        Err(e) => app.page_error(e),
+    }
+}
+
+async fn runs_api(State(app): State<Arc<App>>, uri: Uri) -> Response {
+    match listing(&app, uri.query()).await {
+        Ok(l) => json_response(serde_json::json!({
+            "counts": l.counts, "total": l.total, "page": l.page, "pages": l.pages, "runs": l.rows,
+        })),
+        Err(e) => app.page_error(e),
+    }
+}
+
+// ---------------------------------------------------------------- one run
+
+#[derive(Debug, Serialize)]
+struct RunView {
+    run_id: String,
+    runbook: String,
+    operator: String,
+    /// The journal's status.
+    status: String,
+    /// The journal says running, and no engine holds the run.
+    engine_gone: bool,
+    /// What the page shows (as `runbook show`).
+    shown_status: String,
+    started_at: String,
+    finished_at: Option<String>,
+    params: Vec<(String, String)>,
+    lock: Option<String>,
+    lock_holder: Option<String>,
+    in_doubt: Vec<String>,
+    /// `audit verify`'s verdict: intact, or what does not fit the chain.
+    intact: bool,
+    findings: Vec<String>,
+    records: usize,
+    head_hash: Option<String>,
+    steps: Vec<view::StepRow>,
+    graph: Option<graph::Drawing>,
+    graph_from_journal: bool,
+    logs: Vec<view::LogView>,
+    journal: Vec<view::RecordRow>,
+    previous: Option<String>,
+    /// A submitted run no worker started: who submitted it, and what its worker last said.
+    submitted_by: Option<String>,
+    queue_note: Option<String>,
+}
+
+/// The page of a submitted run that has no journal (queued, claimed, cancelled, refused).
+fn queued_view(q: runbook_store::QueueEntry) -> RunView {
+    RunView {
+        shown_status: q.status(),
+        engine_gone: false,
+        status: q.status(),
+        run_id: q.run_id,
+        runbook: one_line(&q.runbook),
+        operator: String::new(),
+        started_at: q.submitted_at,
+        finished_at: None,
+        params: Vec::new(),
+        lock: None,
+        lock_holder: None,
+        in_doubt: Vec::new(),
+        intact: true,
+        findings: Vec::new(),
+        records: 0,
+        head_hash: None,
+        steps: Vec::new(),
+        graph: None,
+        graph_from_journal: false,
+        logs: Vec::new(),
+        journal: Vec::new(),
+        previous: None,
+        submitted_by: Some(one_line(&q.submitted_by)),
+        queue_note: q.note.as_deref().map(one_line),
+    }
+}
+
+async fn run_view(app: &App, id: &str) -> Result<RunView, PageError> {
+    let read = app
+        .read(async |s| {
+            let history = match s.histories(Some(id)).await {
+                Ok((mut histories, _)) => {
+                    histories.pop().ok_or_else(|| StoreError::NoSuchRun(id.to_string()))?
+                }
+                // Submitted and not started (or never to start): the queue says where it stands.
+                Err(StoreError::NoSuchRun(_)) => {
+                    let entry = s.queue().await?.into_iter().find(|q| q.run_id == id);
+                    return entry.map(Err).ok_or_else(|| StoreError::NoSuchRun(id.to_string()));
+                }
+                Err(e) => return Err(e),
+            };
+            let gone = runbook_exec::dispatch::engine_gone(&s, id).await;
+            let holder = s.lock_of_run(id).await.ok().flatten().map(|h| one_line(&h.holder));
+            let list = s.run_list().await?.runs;
+            Ok(Ok((history, gone, holder, list)))
+        })
+        .await?;
+    let (history, gone, holder, list) = match read {
+        Some(Ok(found)) => found,
+        Some(Err(queued)) => return Ok(queued_view(queued)),
+        None => {
+            return Err(PageError::NotFound(format!(
+                "there is no run `{id}`: the state store holds no runs yet"
+            )));
+        }
+    };
+    // One verifier: `runbook audit verify` says the same of this run.
+    let findings: Vec<String> = history.findings(None).iter().map(|f| one_line(&f.to_string())).collect();
+    let records = history.records.clone().unwrap_or_default();
+    let head_hash = records.last().map(|r| r.hash.clone());
+    let summary = runbook_core::audit::summary(&records);
+    let previous = list
+        .iter()
+        .filter(|r| {
+            r.runbook == history.row.runbook
+                && (&r.started_at, &r.run_id) < (&history.row.started_at, &history.row.run_id)
+        })
+        .max_by(|a, b| (&a.started_at, &a.run_id).cmp(&(&b.started_at, &b.run_id)))
+        .map(|r| r.run_id.clone());
+    let mut v = RunView {
+        run_id: id.to_string(),
+        runbook: one_line(&history.row.runbook),
+        operator: one_line(&history.row.operator),
+        status: history.row.status.clone(),
+        engine_gone: false,
+        shown_status: history.row.status.clone(),
+        started_at: history.row.started_at.clone(),
+        finished_at: history.row.finished_at.clone(),
+        params: Vec::new(),
+        lock: history.row.lock_name.as_deref().map(one_line),
+        lock_holder: holder,
+        in_doubt: Vec::new(),
+        intact: findings.is_empty(),
+        findings,
+        records: records.len(),
+        head_hash,
+        steps: Vec::new(),
+        graph: None,
+        graph_from_journal: false,
+        logs: Vec::new(),
+        journal: Vec::new(),
+        previous,
+        submitted_by: None,
+        queue_note: None,
+    };
+    // What does not fit the chain is not presented (as `runbook show`): the verdict only.
+    let Some(summary) = summary.filter(|_| v.intact) else { return Ok(v) };
+    let summary = RunSummary::from_journal(id.to_string(), summary);
+    v.runbook = one_line(&summary.runbook);
+    v.operator = one_line(&summary.operator);
+    v.engine_gone = summary.status == "running" && gone;
+    v.shown_status =
+        if v.engine_gone { runbook_exec::dispatch::ENGINE_GONE.to_string() } else { summary.status.clone() };
+    v.status = summary.status;
+    v.started_at = summary.started_at;
+    v.finished_at = summary.finished_at;
+    let folded = journal::fold(&records);
+    v.in_doubt = folded.in_doubt().into_iter().map(one_line).collect();
+    v.params = view::params(&records);
+    // The runbook as the run started it, for titles and the graph's edges (read once per run).
+    let cached = app.shapes.lock().ok().and_then(|m| m.get(id).cloned());
+    let started = match records.first().map(|r| &r.event) {
+        Some(RunEvent::RunStarted { file, files, params, .. }) => {
+            Some((file.clone(), files.clone(), params.clone()))
+        }
+        Some(_) | None => None,
+    };
+    let shape = match (cached, started) {
+        (Some(shape), _) => Some(shape),
+        (None, None) => None,
+        (None, Some((file, files, params))) => {
+            let files_api = app.files.clone();
+            let read = tokio::task::spawn_blocking(move || {
+                files_api.as_started(&file, &files).map(|rb| Arc::new(shape_of(&rb, &params)))
+            })
+            .await
+            .ok()
+            .flatten();
+            if let (Some(shape), Ok(mut m)) = (&read, app.shapes.lock()) {
+                if m.len() >= SHAPES {
+                    m.clear();
+                }
+                m.insert(id.to_string(), shape.clone());
+            }
+            read
+        }
+    };
+    let mut titles = HashMap::new();
+    let mut needs: HashMap<String, Vec<String>> = HashMap::new();
+    if let Some(shape) = &shape {
+        for (step, title, step_needs) in &shape.steps {
+            if let Some(t) = title {
+                titles.insert(step.clone(), t.clone());
+            }
+            needs.insert(step.clone(), step_needs.clone());
+        }
+    }
+    v.steps = view::step_rows(&records, &folded, &titles);
+    // Every step of the runbook (those not started yet are pending), then the journal's
+    // others (included runbooks' steps); without the runbook, the journal's order.
+    let mut drawn: Vec<graph::Step> = Vec::new();
+    if let Some(shape) = &shape {
+        for (step, _, _) in &shape.steps {
+            let status = folded.steps.get(step.as_str()).map_or("pending", |st| st.status.as_str());
+            drawn.push(graph::Step {
+                name: one_line(step),
+                needs: needs.remove(step.as_str()).unwrap_or_default(),
+                status,
+            });
+        }
+    } else {
+        v.graph_from_journal = true;
+    }
+    let known: std::collections::HashSet<String> = drawn.iter().map(|s| s.name.clone()).collect();
+    let mut prev: Option<String> = None;
+    for step in &folded.order {
+        if known.contains(step) {
+            continue;
+        }
+        let status = folded.steps.get(step).map_or("pending", |st| st.status.as_str());
+        // Without the runbook, one after the other as the journal met them.
+        let needs = if shape.is_none() { prev.iter().cloned().collect() } else { Vec::new() };
+        drawn.push(graph::Step { name: one_line(step), needs, status });
+        prev = Some(one_line(step));
+    }
+    v.graph = Some(graph::layout(&drawn));
+    // Only an intact chain gets here (above), as `runbook logs` requires of a vouched log.
+    v.logs = view::log_views(runbook_core::audit::vouched_logs(&records, history.logs, v.intact));
+    v.journal = view::record_rows(&records);
+    Ok(v)
+}
+
+async fn run_page(State(app): State<Arc<App>>, id: Result<Path<String>, PathRejection>) -> Response {
+    let view = match run_id(id) {
+        Ok(id) => run_view(&app, &id).await,
+        Err(e) => Err(e),
+    };
+    match view {
+        Ok(v) => app.render(StatusCode::OK, "run.html", serde_json::json!({ "run": v })),
+        Err(e) => app.page_error(e),
+    }
+}
+
+async fn run_api(State(app): State<Arc<App>>, id: Result<Path<String>, PathRejection>) -> Response {
+    let view = match run_id(id) {
+        Ok(id) => run_view(&app, &id).await,
+        Err(e) => Err(e),
+    };
+    match view {
+        Ok(v) => json_response(serde_json::json!({
+            "run_id": v.run_id, "runbook": v.runbook, "operator": v.operator, "status": v.status, "engine_gone": v.engine_gone,
+            "started_at": v.started_at, "finished_at": v.finished_at, "params": v.params,
+            "lock": v.lock, "in_doubt": v.in_doubt,
+            "journal": { "intact": v.intact, "findings": v.findings, "records": v.records, "head_hash": v.head_hash },
+            "steps": v.steps, "previous": v.previous, "submitted_by": v.submitted_by, "queue_note": v.queue_note,
+        })),
+        Err(e) => app.page_error(e),
+    }
+}
+
+// ---------------------------------------------------------------- the runbooks
+
+async fn catalog(app: &App) -> Result<Vec<crate::RunbookFile>, PageError> {
+    let Some(dir) = app.runbooks.clone() else { return Ok(Vec::new()) };
+    let files = app.files.clone();
+    let mut list = tokio::task::spawn_blocking(move || files.runbooks(&dir))
+        .await
+        .map_err(|_| PageError::Unavailable("reading the runbooks failed".into()))?;
+    list.truncate(MAX_RUNBOOKS);
+    Ok(list)
+}
+
+async fn runbooks_page(State(app): State<Arc<App>>) -> Response {
+    match catalog(&app).await {
+        Ok(list) => app.render(
+            StatusCode::OK,
+            "runbooks.html",
+            serde_json::json!({
+                "runbooks": list,
+                "dir": app.runbooks.as_ref().map(|d| d.display().to_string()),
+                "max": MAX_RUNBOOKS,
+            }),
+        ),
+        Err(e) => app.page_error(e),
+    }
+}
+
+async fn runbook_page(State(app): State<Arc<App>>, name: Result<Path<String>, PathRejection>) -> Response {
+    let found = async {
+        let Path(name) =
+            name.map_err(|_| PageError::BadRequest("the path is not valid UTF-8 text".into()))?;
+        // Only a name the folder's listing has: never a path built from the URL.
+        let entry =
+            catalog(&app).await?.into_iter().find(|e| e.name == name).ok_or_else(|| {
+                PageError::NotFound(format!("there is no runbook `{}` here", one_line(&name)))
+            })?;
+        let files = app.files.clone();
+        let file = entry.file.clone();
+        let review = tokio::task::spawn_blocking(move || files.review(&file))
+            .await
+            .map_err(|_| PageError::Unavailable("reading the runbook failed".into()))?;
+        Ok::<_, PageError>((entry, review))
+    };
+    match found.await {
+        Ok((entry, review)) => {
+            let (plan, problems) = match review {
+                Ok(plan) => (Some(plan), None),
+                Err(problems) => (None, Some(problems)),
+            };
+            app.render(
+                StatusCode::OK,
+                "runbook.html",
+                serde_json::json!({ "runbook": entry, "plan": plan, "plan_problems": problems }),
+            )
+        }
+        Err(e) => app.page_error(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn today_is_a_date() {
+        let t = today();
+        assert!(query::date(Some(&t)).is_ok(), "{t}");
+    }
+
+    #[test]
+    fn a_password_is_found_in_a_url() {
+        assert_eq!(url_password("postgres://u:p%40ss@h/db").as_deref(), Some("p%40ss"));
+        assert_eq!(url_password("postgres://u@h/db"), None);
+    }
+}
