@@ -22,9 +22,17 @@
 #                    65536 characters): past it, the full review documents are left out of the
 #                    comment and only the artifact has them
 #
-# Exit status: 0 the comment was written; 3 the comment was written and `runbook check` found
-# invalid runbooks (the comment shows the diagnostics; the job should fail after posting it);
-# 2 usage; anything else: the review could not be made (a message on standard error).
+# It also writes OUT_DIR/changed: `yes` when the comment reports anything (a plan changed, a
+# runbook added, removed or not comparable, check failed), `no` when no plan changed.
+#
+# Exit status (the comment is written in all of 0, 3 and 4; post it, then fail the job on 3
+# and 4):
+#   0  reviewed;
+#   3  `runbook check` found invalid runbooks (the comment shows the diagnostics);
+#   4  a runbook could not be compared with the base, or not planned: the comment names it,
+#      says why, and shows its whole review document when it can be planned;
+#   2  usage (BASE is not a commit here); anything else: the review could not be made (a
+#      message on standard error, no comment).
 set -euo pipefail
 
 usage() { echo "usage: $0 BASE OUT_DIR" >&2; exit 2; }
@@ -65,6 +73,14 @@ code() {
     printf '%s%s%s%s%s' "$fence" "$pad" "$1" "$pad" "$fence"
 }
 
+# Standard input as a fenced text block whose fence no line inside can close.
+fenced_text() {
+    local text fence='```'
+    text=$(cat)
+    while grep -qF -- "$fence" <<<"$text"; do fence="$fence\`"; done
+    printf '%stext\n%s\n%s\n' "$fence" "$text" "$fence"
+}
+
 params_for() {
     local name
     name=$(basename "$1" .toml)
@@ -82,16 +98,13 @@ params_for() {
 check_status=0
 check_out=$("$runbook" check --color never "${runbooks[@]}" 2>&1) || check_status=$?
 if [ "$check_status" -ne 0 ]; then
-    fence='```'
-    while grep -qF -- "$fence" <<<"$check_out"; do fence="$fence\`"; done
     {
         echo "**\`runbook check\` found problems** (exit status $check_status); no plan was made."
         echo
-        echo "${fence}text"
-        printf '%s\n' "$check_out"
-        echo "$fence"
+        printf '%s\n' "$check_out" | fenced_text
     } >> "$comment"
-    exit "$check_status"
+    echo yes > "$out/changed"
+    exit 3
 fi
 {
     echo "\`runbook check\`: ${#runbooks[@]} runbook(s) valid."
@@ -100,28 +113,48 @@ fi
     echo
 } >> "$comment"
 
-# 2. The runbooks whose plan changed, and the new ones.
+# 2. The runbooks whose plan changed, the new ones, and those that could not be compared.
 unchanged=()
 changed=0
+uncompared=0
 for file in "${runbooks[@]}"; do
     mapfile -t params < <(params_for "$file")
     status=0
     diff_md=$("$runbook" plan "$file" "${params[@]}" --against "$merge_base" --format markdown 2>"$out/stderr") || status=$?
     case $status in
         0) unchanged+=("$file"); continue ;;
-        1) ;;
-        *) echo "$0: runbook plan $file --against $short failed (exit status $status):" >&2
-           cat "$out/stderr" >&2
-           exit "$status" ;;
+        1)  # The diff's own heading (`## Plan diff of NAME`) opens the runbook's section.
+            {
+                printf '%s\n' "$diff_md"
+                echo
+            } >> "$comment" ;;
+        *)  # Never a silent pass: the runbook is named with the reason, and its review
+            # document follows in full (an invalid or parameterless version at the base,
+            # a params file that did not exist then...).
+            uncompared=$((uncompared + 1))
+            {
+                echo "## $(code "$file"): could not be compared with \`$short\`"
+                echo
+                echo "\`runbook plan --against\` exited with status $status; review its whole document (below, or in the artifact \`runbook-review\` when the comment is too long)."
+                echo
+                fenced_text < "$out/stderr"
+                echo
+            } >> "$comment" ;;
     esac
     changed=$((changed + 1))
     plan_file="$out/plans/$(basename "$file" .toml).md"
-    "$runbook" plan "$file" "${params[@]}" --format markdown > "$plan_file"
-    # The diff's own heading (`## Plan diff of NAME`) opens the runbook's section.
-    {
-        printf '%s\n' "$diff_md"
-        echo
-    } >> "$comment"
+    status=0
+    "$runbook" plan "$file" "${params[@]}" --format markdown > "$plan_file" 2>"$out/stderr" || status=$?
+    if [ "$status" -ne 0 ]; then
+        uncompared=$((uncompared + 1))
+        {
+            echo "$(code "$file") cannot be planned here (exit status $status):"
+            echo
+            fenced_text < "$out/stderr"
+            echo
+        } >> "$comment"
+        continue
+    fi
     {
         name=$(basename "$file" .toml)
         name=${name//&/&amp;}; name=${name//</&lt;}; name=${name//>/&gt;}
@@ -134,13 +167,15 @@ for file in "${runbooks[@]}"; do
     } >> "$full"
 done
 
-# 3. Runbooks removed by the change.
+# 3. Runbooks that left the reviewed set: at the base, a top-level TOML file of RUNBOOK_DIR
+# that is not one now (deleted, moved to another folder, renamed to another extension).
 removed=()
-while IFS= read -r -d '' file; do removed+=("$file"); done \
-    < <(git diff --name-only -z --diff-filter=D "$merge_base" HEAD -- "$dir" \
-        | while IFS= read -r -d '' f; do
-              case $f in "$dir"/params/*) ;; "$dir"/*/*) ;; *.toml) printf '%s\0' "$f" ;; esac
-          done)
+while IFS= read -r -d '' f; do
+    case $f in "$dir"/*/*) continue ;; *.toml) ;; *) continue ;; esac
+    present=no
+    for file in "${runbooks[@]}"; do [ "$file" = "$f" ] && present=yes && break; done
+    [ "$present" = yes ] || removed+=("$f")
+done < <(git ls-tree -z --name-only "$merge_base" -- "$dir/")
 
 {
     if [ "$changed" -eq 0 ] && [ ${#removed[@]} -eq 0 ]; then
@@ -149,6 +184,8 @@ while IFS= read -r -d '' file; do removed+=("$file"); done \
     fi
     for file in "${removed[@]}"; do
         echo "## $(code "$file"): removed"
+        echo
+        echo "It was a runbook at \`$short\` and is not one of \`$dir/*.toml\` now (deleted, moved or renamed)."
         echo
     done
     if [ ${#unchanged[@]} -gt 0 ]; then
@@ -168,3 +205,5 @@ if [ -s "$full" ]; then
     fi
 fi
 rm -f "$full" "$out/stderr"
+if [ "$changed" -gt 0 ] || [ ${#removed[@]} -gt 0 ]; then echo yes > "$out/changed"; else echo no > "$out/changed"; fi
+if [ "$uncompared" -gt 0 ]; then exit 4; fi

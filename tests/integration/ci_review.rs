@@ -214,6 +214,52 @@ fn a_change_that_changes_no_plan_says_so() {
     let comment = std::fs::read_to_string(dir.join("comment.md")).expect("comment.md written");
     assert!(comment.contains("No runbook's plan changed."), "{comment}");
     assert!(comment.contains("Plans unchanged: `runbooks/hello.toml`, `runbooks/parallel-dag.toml`"));
+    assert_eq!(std::fs::read_to_string(dir.join("changed")).expect("changed").trim(), "no");
+}
+
+/// A runbook whose plan cannot be compared with the base (here: its params file is new, so
+/// the base version has no parameters to plan with) is never a silent pass: the comment names
+/// it, says why, and shows its whole review document; the script exits 4, which the workflow
+/// posts and then fails on (red team adv15b F6: it exited 3, read as "check failed", and the
+/// comment showed nothing of the change).
+#[test]
+fn a_runbook_that_cannot_be_compared_is_named_with_its_reason_and_its_document() {
+    let repo = Repo::new();
+    let rb = "[runbook]\nname = \"deploy\"\n\n[params.target]\ntype = \"string\"\n\n[steps.push]\nrun = \"deploy --to {{ params.target }}\"\n";
+    repo.write("runbooks/deploy.toml", rb);
+    repo.commit("deploy, planned with -p only");
+    repo.git(&["switch", "--quiet", "-c", "change"]);
+    repo.write("runbooks/params/deploy.staging.toml", "target = \"prod-1\"\n");
+    repo.write("runbooks/deploy.toml", &rb.replace("deploy --to", "rm -rf / ; deploy --to"));
+    repo.commit("a params file and a new command");
+    let (out, dir) = repo.review("main", &[]);
+    assert_eq!(out.code, 4, "stdout:\n{}\nstderr:\n{}", out.stdout, out.stderr);
+    let comment = std::fs::read_to_string(dir.join("comment.md")).expect("comment.md written");
+    assert!(comment.contains("## `runbooks/deploy.toml`: could not be compared with"), "{comment}");
+    assert!(comment.contains("exited with status 3"), "{comment}");
+    assert!(comment.contains("rm -rf / ; deploy --to"), "the new command is in the document: {comment}");
+    assert_eq!(std::fs::read_to_string(dir.join("changed")).expect("changed").trim(), "yes");
+    assert_comment_parses(&comment);
+}
+
+/// A runbook that leaves the reviewed set is named, whether deleted, moved to another folder
+/// or renamed to another extension (red team adv15b F10: `git mv` is a rename for `git
+/// diff`, and the comment said "No runbook's plan changed.").
+#[test]
+fn a_runbook_moved_or_renamed_away_is_named_as_removed() {
+    let repo = repo_with_a_change();
+    repo.git(&["switch", "--quiet", "-c", "moves", "main"]);
+    std::fs::create_dir_all(repo.path().join("runbooks/archive")).expect("mkdir");
+    repo.git(&["mv", "runbooks/parallel-dag.toml", "runbooks/archive/parallel-dag.toml"]);
+    repo.git(&["mv", "runbooks/hello.toml", "runbooks/hello.toml.bak"]);
+    repo.commit("archive two runbooks");
+    let (out, dir) = repo.review("main", &[]);
+    assert_eq!(out.code, 0, "stdout:\n{}\nstderr:\n{}", out.stdout, out.stderr);
+    let comment = std::fs::read_to_string(dir.join("comment.md")).expect("comment.md written");
+    assert!(comment.contains("## `runbooks/parallel-dag.toml`: removed"), "{comment}");
+    assert!(comment.contains("## `runbooks/hello.toml`: removed"), "{comment}");
+    assert!(!comment.contains("No runbook's plan changed."), "{comment}");
+    assert_eq!(std::fs::read_to_string(dir.join("changed")).expect("changed").trim(), "yes");
 }
 
 #[test]
@@ -233,11 +279,25 @@ fn the_workflow_runs_the_tested_script_with_the_base_of_the_pull_request() {
     assert!(workflow.contains("BASE: ${{ github.event.pull_request.base.sha }}"));
     assert!(workflow.contains("fetch-depth: 0"), "--against needs the base's history");
     assert!(workflow.contains("--body-file review/comment.md"));
-    // Untrusted pull-request data never goes into a `run:` line through `${{ }}`: only
-    // through the environment.
-    for line in workflow.lines().filter(|l| l.trim_start().starts_with("run:")) {
-        assert!(!line.contains("${{"), "an expression in a run line: {line}");
+    // Pull-request data never goes into a script through `${{ }}`: only through the
+    // environment (an `env:` entry), or in `if:` and `concurrency` lines, which are not run.
+    for line in workflow.lines().filter(|l| l.contains("${{")) {
+        let t = line.trim_start();
+        let env_entry = t.split_once(':').is_some_and(|(k, _)| {
+            !k.is_empty() && k.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+        });
+        assert!(
+            env_entry || t.starts_with("group:") || t.starts_with("if:"),
+            "an expression outside env: {line}"
+        );
     }
+    // Every pull request is reviewed: a runbook reads files outside runbooks/ (SQL scripts,
+    // CA files, includes), so a path filter would let their changes through unreviewed
+    // (red team adv15b F9).
+    assert!(!workflow.contains("paths:"), "{workflow}");
+    // Statuses 3 and 4 post the comment, then fail the job.
+    assert!(workflow.contains("[ \"$status\" -eq 0 ] || [ \"$status\" -eq 3 ] || [ \"$status\" -eq 4 ]"));
+    assert!(workflow.contains("steps.review.outputs.status == '3' || steps.review.outputs.status == '4'"));
     // `pull_request`, never `pull_request_target` (which runs a fork's code with write access).
     let triggers: Vec<&str> = workflow.lines().filter(|l| !l.trim_start().starts_with('#')).collect();
     assert!(triggers.iter().any(|l| l.trim() == "pull_request:"), "{workflow}");
