@@ -149,7 +149,7 @@ fn at_rev(path: &Path, rev: &str) -> Result<Option<(String, bool)>, CliError> {
     let shown = display(path);
     let (dir, name) = split(path);
     match git_show(dir, rev, &name, MAX_FILE_BYTES) {
-        GitShow::Found { bytes, linked } => String::from_utf8(bytes)
+        GitShow::Found { bytes, linked, .. } => String::from_utf8(bytes)
             .map(|t| Some((t, linked)))
             .map_err(|_| CliError::Invalid(Message::new(format!("`{shown}` at `{rev}` is not UTF-8 text")))),
         GitShow::Absent => Ok(None),
@@ -233,6 +233,16 @@ impl validate::Loader for GitLoader<'_> {
                 String::from_utf8(bytes).map_err(|_| "the file is not UTF-8 text".to_string())
             }
             other => Err(format!("it {}", why_not(self.rev, other).0)),
+        }
+    }
+
+    /// The file at REV once links are followed there, for RB056 (a secret's file named as
+    /// a script through a link at REV is the same file).
+    fn canonical(&self, path: &str) -> Option<String> {
+        let (dir, name) = from_root(self.root, Path::new(path));
+        match git_show(dir, self.rev, &name, MAX_FILE_BYTES) {
+            GitShow::Found { path, .. } => Some(format!("{}:{path}", self.rev)),
+            _ => None,
         }
     }
 }

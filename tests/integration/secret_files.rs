@@ -243,6 +243,27 @@ fn a_secret_files_value_never_reaches_a_plan_diff() {
     }
 }
 
+/// At REV, a script that was a symbolic link to the secret's file (both committed) is the
+/// secret's file: the old version is refused (RB056), and the diff never shows its text.
+#[test]
+fn a_secrets_file_behind_a_link_at_a_revision_is_the_same_file() {
+    let old = "[runbook]\nname = \"t\"\n\n[secrets.TOKEN]\nfile = \"token.txt\"\n\n[steps.a]\nsql = { url = \"{{ secrets.TOKEN }}\", file = \"current.sql\", read-only = true }\n";
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = dir.path();
+    write_all(p, &[("rb.toml", old), ("token.txt", &format!("{SECRET}\n")), ("q.sql", "SELECT 1;\n")]);
+    std::os::unix::fs::symlink("token.txt", p.join("current.sql")).expect("symlink");
+    commit_all(p);
+    // Now: the script is another file, the link is gone.
+    std::fs::remove_file(p.join("current.sql")).expect("rm");
+    std::fs::write(p.join("rb.toml"), old.replace("current.sql", "q.sql")).expect("write");
+    for format in ["text", "markdown", "json"] {
+        let out = run_in(p, &["plan", "rb.toml", "--against", "HEAD", "--format", format]);
+        assert_eq!(out.code, 3, "{format}: {}{}", out.stdout, out.stderr);
+        assert!(out.stderr.contains("RB056"), "{format}: {}", out.stderr);
+        assert!(!shows_secret(&out), "{format}: {}{}", out.stdout, out.stderr);
+    }
+}
+
 // ----- F5: text read at REV is quoted by the working tree's rule --------------------------
 
 /// Files that are not runbooks, committed; `plan` refuses them without their lines, in the

@@ -1123,6 +1123,9 @@ pub enum GitShow {
         bytes: Vec<u8>,
         /// A symbolic link (of the path or of a folder on it) was followed.
         linked: bool,
+        /// The file's path from the repository's top, links followed: two names with the
+        /// same `path` are the same file at that revision.
+        path: String,
     },
     /// The revision exists; the file does not in it.
     Absent,
@@ -1278,7 +1281,7 @@ pub fn git_show(dir: &std::path::Path, rev: &str, name: &str, max_bytes: u64) ->
                 ("tree", false) => tree = oid,
                 ("blob", true) => {
                     return match output(&["cat-file", "blob", &oid], max_bytes) {
-                        Ok(Some(bytes)) => GitShow::Found { bytes, linked },
+                        Ok(Some(bytes)) => GitShow::Found { bytes, linked, path: parts.join("/") },
                         Ok(None) => GitShow::TooLarge,
                         Err(e) => GitShow::Failed(e),
                     };
