@@ -1316,3 +1316,25 @@ fn repo_path(base: &[String], path: &str) -> Option<Vec<String>> {
     }
     Some(out)
 }
+
+#[cfg(test)]
+mod git_path_tests {
+    use super::repo_path;
+
+    fn names(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn a_links_target_is_read_from_its_folder_and_never_leaves_the_top() {
+        let ops = names(&["ops"]);
+        assert_eq!(repo_path(&ops, "sql/0042.sql"), Some(names(&["ops", "sql", "0042.sql"])));
+        assert_eq!(repo_path(&ops, "./a//b/../c"), Some(names(&["ops", "a", "c"])));
+        assert_eq!(repo_path(&ops, "../x"), Some(names(&["x"])));
+        assert_eq!(repo_path(&ops, "."), Some(ops.clone()));
+        assert_eq!(repo_path(&ops, "../../x"), None);
+        assert_eq!(repo_path(&ops, "/etc/hostname"), None);
+        assert_eq!(repo_path(&[], ".."), None);
+        assert_eq!(repo_path(&[], ""), Some(Vec::new()));
+    }
+}
