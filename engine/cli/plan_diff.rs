@@ -269,7 +269,15 @@ fn old_plan(a: &Against<'_>, shown: &str, text: String, color: bool) -> Result<V
         let (dir, name) = from_root(root, Path::new(&r.path));
         match git_show(dir, a.rev, &name, MAX_FILE_BYTES) {
             GitShow::Found { bytes, .. } => reads.push(plan::reads_entry(&r, &bytes)),
-            other => return Err(invalid(&format!("`{}` {}", r.path, why_not(a.rev, other).0))),
+            other => {
+                let (why, help) = why_not(a.rev, other);
+                let message =
+                    format!("`{shown}` as it was at `{}`: `{}` {why}; nothing to compare", a.rev, r.path);
+                return Err(CliError::Invalid(match help {
+                    Some(h) => Message::new(message).help(h),
+                    None => Message::new(message),
+                }));
+            }
         }
     }
     if let Some(pf) = a.params_file {

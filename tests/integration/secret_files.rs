@@ -390,6 +390,7 @@ fn a_folder_or_a_link_out_of_the_repository_at_a_revision_is_a_clear_error() {
     let out = run_in(p, &["plan", "rb.toml", "--against", "HEAD"]);
     assert_eq!(out.code, 3, "{}{}", out.stdout, out.stderr);
     assert!(out.stderr.contains("is a folder"), "{}", out.stderr);
+    assert!(out.stderr.contains("help"), "{}", out.stderr);
 }
 
 /// The hint of an unknown revision fits the case: a repository with no commit yet, a name
