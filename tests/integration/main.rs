@@ -35,6 +35,7 @@ mod engine_limits;
 mod finished_before_waiting;
 mod fixtures;
 mod forged_identity;
+mod fxrev2_limits;
 mod history;
 mod holder;
 mod hostile;

@@ -424,7 +424,54 @@ fn read_in_browser(
     // The graph: one node per step, three legend entries.
     let steps = doc["steps"].as_array().map_or(0, Vec::len) + doc["finally"].as_array().map_or(0, Vec::len);
     assert_eq!(browser.eval("return document.querySelectorAll('svg g.node').length"), steps + 3, "{name}");
+    let crossed = browser.eval(GRAPH_CROSSINGS);
+    assert_eq!(crossed, serde_json::json!([]), "{name}: edges under nodes they do not connect");
     text
+}
+
+/// Read in the browser, with the geometry it computes: every point (one a unit of length,
+/// `getPointAtLength`) of every edge of the graph that falls inside, or on, the box of a
+/// node other than the edge's two ends (the node whose bottom middle is its first point, the
+/// node whose top middle is 6 units under its last point). Such an edge would read as a
+/// dependency that does not exist (red team adv15a F13).
+const GRAPH_CROSSINGS: &str = "
+    const nodes = Array.from(document.querySelectorAll('svg.graph g.node')).filter(g => g.querySelector('title'))
+      .map(g => { const r = g.querySelector('rect'); return { id: g.querySelector('title').textContent.split(' ')[0],
+        x: +r.getAttribute('x'), y: +r.getAttribute('y'), w: +r.getAttribute('width'), h: +r.getAttribute('height') }; });
+    const on = (n, p) => p.x >= n.x && p.x <= n.x + n.w && p.y >= n.y && p.y <= n.y + n.h;
+    const found = [];
+    for (const path of document.querySelectorAll('svg.graph path.edge')) {
+      const len = path.getTotalLength(), a = path.getPointAtLength(0), b = path.getPointAtLength(len);
+      const from = nodes.find(n => a.x === n.x + n.w / 2 && a.y === n.y + n.h);
+      const to = nodes.find(n => b.x === n.x + n.w / 2 && b.y + 6 === n.y);
+      if (!from || !to) { found.push(`an edge with no ends: ${path.getAttribute('d')}`); continue; }
+      for (const n of nodes) {
+        if (n === from || n === to) continue;
+        for (let t = 0; t <= len; t += 1) {
+          if (on(n, path.getPointAtLength(t))) { found.push(`${from.id} -> ${to.id} crosses ${n.id}`); break; }
+        }
+      }
+    }
+    return found;";
+
+/// The red team's runbook (adv15a F13): `c_delete_old_nodes` needs `a_snapshot`, two rows
+/// up, and the edge ran straight through `b_drain`; the page read
+/// `a_snapshot -> b_drain -> c_delete_old_nodes`. (The shipped runbooks' pages are read by
+/// `html_page_reads_right_in_a_real_browser`; 4 of 6 had such an edge.)
+#[test]
+fn regression_the_graph_shows_no_edge_that_does_not_exist_in_a_real_browser() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("r.toml"),
+        "[runbook]\nname = \"svg\"\n[steps.a_snapshot]\nrun = \"echo snapshot\"\n[steps.z_flag]\nneeds = []\nrun = \"echo flag\"\n[steps.b_drain]\nneeds = [\"z_flag\"]\nrun = \"echo drain traffic\"\n[steps.y_wait]\nneeds = [\"z_flag\"]\nrun = \"echo wait\"\n[steps.c_delete_old_nodes]\nneeds = [\"a_snapshot\", \"y_wait\"]\nrun = \"echo delete old nodes\"\n",
+    )
+    .expect("write");
+    let (html, _) = plan_page(dir.path(), "r.toml", &[]);
+    std::fs::write(dir.path().join("r.html"), &html).expect("write");
+    let browser = crate::browser::Browser::start();
+    browser.open(&format!("file://{}", dir.path().join("r.html").display()));
+    assert_eq!(browser.eval("return document.querySelectorAll('svg.graph path.edge').length"), 4);
+    assert_eq!(browser.eval(GRAPH_CROSSINGS), serde_json::json!([]));
 }
 
 /// A chain of `n` steps, every other one compensable, then a step that stops.

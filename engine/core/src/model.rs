@@ -24,6 +24,13 @@ pub const MAX_DURATION: Duration = Duration::from_secs(100 * 31_557_600);
 /// the next twice would otherwise grow as 2^depth.
 pub const MAX_EXPANDED_STEPS: u64 = 10_000;
 
+/// The most levels of includes under a runbook (RB065): a runbook that includes one that
+/// includes another is two levels deep. Checking, planning, rendering and running an
+/// included runbook each recurse once per level, and every nested plan lists its own files,
+/// so depth is bounded on its own (a chain of 1,000 one-step files, far below
+/// [`MAX_EXPANDED_STEPS`], overflowed the stack). Real runbooks nest two or three levels.
+pub const MAX_INCLUDE_DEPTH: usize = 16;
+
 /// The prefix of the private lock every run without `lock` holds (`run:ID`). A runbook's
 /// `lock` may not start with it: refused at check when written (RB033) and at run time when
 /// rendered, so no runbook can take another run's private lock.

@@ -499,7 +499,11 @@ const NODE_W: i64 = 240;
 const NODE_H: i64 = 36;
 const GAP_X: i64 = 24;
 const GAP_Y: i64 = 48;
-const MARGIN: i64 = 16;
+/// As wide as a gap between columns: the margins are lanes for edges too.
+const MARGIN: i64 = GAP_X;
+/// Lanes of a corridor: edges that share a corridor are drawn this far apart, in turn.
+const LANES: i64 = 5;
+const LANE_STEP: i64 = 4;
 /// Characters of a label drawn in a node (the whole label is the node's tooltip).
 const LABEL_CHARS: usize = 32;
 
@@ -537,20 +541,25 @@ fn graph(h: &mut Html, plan: &Plan) {
         .tag(" ")
         .num(height)
         .tag("\">\n");
+    let mut long = 0;
     for s in plan.steps.iter().chain(plan.finally.iter()) {
-        let Some(&(x2, y2)) = at.get(s.id.as_str()) else { continue };
+        let Some(&to) = at.get(s.id.as_str()) else { continue };
         for n in &s.needs {
-            let Some(&(x1, y1)) = at.get(n.as_str()) else { continue };
-            let (fx, fy, tx, ty) = (x1 + NODE_W / 2, y1 + NODE_H, x2 + NODE_W / 2, y2);
-            h.tag("<path class=\"edge\" d=\"M ")
-                .num(fx)
-                .tag(" ")
-                .num(fy)
-                .tag(" L ")
+            let Some(&from) = at.get(n.as_str()) else { continue };
+            let points = route(from, to, long);
+            if points.len() > 2 {
+                long += 1;
+            }
+            h.tag("<path class=\"edge\" d=\"M");
+            for (k, &(x, y)) in points.iter().enumerate() {
+                h.tag(if k == 0 { " " } else { " L " }).num(x).tag(" ").num(y);
+            }
+            let (tx, ty) = points[points.len() - 1];
+            h.tag("\"/>\n<path class=\"head\" d=\"M ")
                 .num(tx)
                 .tag(" ")
-                .num(ty - 6);
-            h.tag("\"/>\n<path class=\"head\" d=\"M ").num(tx).tag(" ").num(ty).tag(" l -4 -7 l 8 0 z\"/>\n");
+                .num(ty + 6)
+                .tag(" l -4 -7 l 8 0 z\"/>\n");
         }
     }
     for s in plan.steps.iter().chain(plan.finally.iter()) {
@@ -600,6 +609,28 @@ fn graph(h: &mut Html, plan: &Plan) {
             .tag("</text></g>\n");
     }
     h.tag("</svg>\n<p>Yellow: asks for an approval. Green: has a compensation. Red: may change something that nothing undoes.</p>\n</section>\n");
+}
+
+/// The points of the edge from the node at `from` (a need) to the node at `to`, its top-left
+/// corners, down to 6 units above the arrowhead at the middle of `to`'s top. Rows are
+/// separated by bands of `GAP_Y` and columns by corridors of `GAP_X` (the margins included),
+/// where no node is. An edge to the next row is one straight segment inside the band between
+/// them. A longer edge never crosses a row: it goes down into the band under its need, along
+/// it to the corridor left of its step's column, down that corridor to the band above its
+/// step, and along it to its step; `lane` (the number of long edges drawn before) spreads
+/// edges that share a corridor or a band, so no edge passes under a node it does not connect
+/// and two edges rarely run on one line.
+fn route(from: (i64, i64), to: (i64, i64), lane: usize) -> Vec<(i64, i64)> {
+    let (fx, fy) = (from.0 + NODE_W / 2, from.1 + NODE_H);
+    let (tx, ty) = (to.0 + NODE_W / 2, to.1 - 6);
+    if to.1 - from.1 <= NODE_H + GAP_Y {
+        return vec![(fx, fy), (tx, ty)];
+    }
+    let offset = (lane as i64 % LANES - LANES / 2) * LANE_STEP;
+    let below = from.1 + NODE_H + GAP_Y / 2 + offset;
+    let above = to.1 - GAP_Y / 2 + offset;
+    let corridor = to.0 - GAP_X / 2 + offset;
+    vec![(fx, fy), (fx, below), (corridor, below), (corridor, above), (tx, above), (tx, ty)]
 }
 
 // ----- step sections -------------------------------------------------------------------
@@ -908,6 +939,140 @@ mod tests {
         );
         let runbook = checked.runbook.expect("a valid runbook");
         crate::plan::plan(&runbook, &std::collections::BTreeMap::new()).expect("a plan")
+    }
+
+    /// The nodes (`id`, x, y, width, height) and the edges (their points) of a page's graph,
+    /// read back from its SVG.
+    #[allow(clippy::type_complexity)]
+    fn drawn(page: &str) -> (Vec<(String, f64, f64, f64, f64)>, Vec<Vec<(f64, f64)>>) {
+        let num = |s: &str, key: &str| -> f64 {
+            let at = s.find(key).expect("attribute") + key.len();
+            s[at..].split('"').next().and_then(|v| v.parse().ok()).expect("a number")
+        };
+        let mut nodes = Vec::new();
+        for part in page.split("<g class=\"node").skip(1) {
+            let Some(title) = part.split("<title>").nth(1) else { continue };
+            let id = title.split(' ').next().unwrap_or_default().to_string();
+            let rect = part.split("<rect ").nth(1).expect("a rect");
+            nodes.push((
+                id,
+                num(rect, "x=\""),
+                num(rect, "y=\""),
+                num(rect, "width=\""),
+                num(rect, "height=\""),
+            ));
+        }
+        let mut edges = Vec::new();
+        for part in page.split("<path class=\"edge\" d=\"M ").skip(1) {
+            let d = part.split('"').next().unwrap_or_default();
+            let points = d
+                .split(" L ")
+                .map(|p| {
+                    let mut xy = p.split(' ').map(|v| v.parse::<f64>().expect("a coordinate"));
+                    (xy.next().expect("x"), xy.next().expect("y"))
+                })
+                .collect();
+            edges.push(points);
+        }
+        (nodes, edges)
+    }
+
+    /// Whether the segment p-q meets the closed rectangle (Liang-Barsky clipping).
+    fn meets(p: (f64, f64), q: (f64, f64), r: (f64, f64, f64, f64)) -> bool {
+        let (dx, dy) = (q.0 - p.0, q.1 - p.1);
+        let (mut t0, mut t1) = (0.0f64, 1.0f64);
+        for (den, num) in [(-dx, p.0 - r.0), (dx, r.0 + r.2 - p.0), (-dy, p.1 - r.1), (dy, r.1 + r.3 - p.1)] {
+            if den == 0.0 {
+                if num < 0.0 {
+                    return false;
+                }
+            } else {
+                let t = num / den;
+                if den < 0.0 {
+                    t0 = t0.max(t);
+                } else {
+                    t1 = t1.min(t);
+                }
+            }
+        }
+        t0 <= t1
+    }
+
+    /// The edges of a page's graph that meet the box of a node they do not connect, as
+    /// `need -> step crosses other`; also checks that every edge starts at the middle of its
+    /// need's bottom and ends above the middle of its step's top.
+    fn false_edges(page: &str, needs: &[(String, String)]) -> Vec<String> {
+        let (nodes, edges) = drawn(page);
+        assert_eq!(edges.len(), needs.len(), "one edge a need");
+        let mut found = Vec::new();
+        let mut drawn_needs = Vec::new();
+        for e in &edges {
+            let (first, last) = (e[0], e[e.len() - 1]);
+            let from =
+                nodes.iter().find(|n| first == (n.1 + n.3 / 2.0, n.2 + n.4)).expect("starts at a need");
+            let to = nodes.iter().find(|n| last == (n.1 + n.3 / 2.0, n.2 - 6.0)).expect("ends at a step");
+            drawn_needs.push((from.0.clone(), to.0.clone()));
+            for w in e.windows(2) {
+                for n in nodes.iter().filter(|n| n.0 != from.0 && n.0 != to.0) {
+                    if meets(w[0], w[1], (n.1, n.2, n.3, n.4)) {
+                        found.push(format!("{} -> {} crosses {}", from.0, to.0, n.0));
+                    }
+                }
+            }
+        }
+        let (mut a, mut b) = (drawn_needs, needs.to_vec());
+        a.sort();
+        b.sort();
+        assert_eq!(a, b, "the edges drawn are the needs");
+        found
+    }
+
+    #[test]
+    fn regression_no_edge_of_the_graph_passes_under_a_node_it_does_not_connect() {
+        // The red team's runbook (adv15a F13): `a_snapshot -> c_delete_old_nodes` ran
+        // straight through `b_drain`, which read as `a_snapshot -> b_drain -> c_delete_old_nodes`.
+        let plan = plan_of(
+            "[runbook]\nname = \"svg\"\n[steps.a_snapshot]\nrun = \"echo snapshot\"\n[steps.z_flag]\nneeds = []\nrun = \"echo flag\"\n[steps.b_drain]\nneeds = [\"z_flag\"]\nrun = \"echo drain\"\n[steps.y_wait]\nneeds = [\"z_flag\"]\nrun = \"echo wait\"\n[steps.c_delete_old_nodes]\nneeds = [\"a_snapshot\", \"y_wait\"]\nrun = \"echo delete\"\n",
+        );
+        let needs: Vec<(String, String)> = [
+            ("z_flag", "b_drain"),
+            ("z_flag", "y_wait"),
+            ("a_snapshot", "c_delete_old_nodes"),
+            ("y_wait", "c_delete_old_nodes"),
+        ]
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+        assert_eq!(false_edges(&super::html(&plan), &needs), Vec::<String>::new());
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+        /// Random DAGs (each step needs some earlier ones, some `finally` steps needing each
+        /// other): the real page's SVG has one edge a need, from the need to the step, and no
+        /// segment of any edge meets the box of a node it does not connect.
+        #[test]
+        fn no_edge_of_a_random_graph_passes_under_a_node_it_does_not_connect(
+            needs in proptest::collection::vec(proptest::collection::vec(0usize..1000, 0..4), 1..40),
+            finally in proptest::collection::vec(proptest::collection::vec(0usize..1000, 0..3), 0..4),
+        ) {
+            let mut text = String::from("[runbook]\nname = \"g\"\n");
+            let mut edges = Vec::new();
+            for (part, list) in [("steps", &needs), ("finally", &finally)] {
+                for (i, ns) in list.iter().enumerate() {
+                    let mut mine: Vec<usize> = if i == 0 { Vec::new() } else { ns.iter().map(|n| n % i).collect() };
+                    mine.sort();
+                    mine.dedup();
+                    let prefix = if part == "steps" { "s" } else { "f" };
+                    let named: Vec<String> = mine.iter().map(|n| format!("\"{prefix}{n}\"")).collect();
+                    text.push_str(&format!("[{part}.{prefix}{i}]\nneeds = [{}]\nrun = \"true\"\n", named.join(", ")));
+                    edges.extend(mine.iter().map(|n| (format!("{prefix}{n}"), format!("{prefix}{i}"))));
+                }
+            }
+            let page = super::html(&plan_of(&text));
+            let found = false_edges(&page, &edges);
+            proptest::prop_assert!(found.is_empty(), "{found:?}\n{text}");
+        }
     }
 
     #[test]

@@ -47,6 +47,39 @@ impl Validator<'_> {
             );
         }
         self.cx.expanded.insert(self.source.path.clone(), total);
+        let height =
+            self.include_index.keys().map(|p| self.cx.height.get(p).map_or(1, |h| h + 1)).max().unwrap_or(0);
+        self.cx.height.insert(self.source.path.clone(), height);
+    }
+
+    /// RB065 for depth: an include whose chain goes past [`MAX_INCLUDE_DEPTH`] levels under
+    /// the top runbook. `below` is the number of levels the included file has under it (0
+    /// when it is not checked yet: it is then refused before it is read, so validation never
+    /// recurses deeper than the limit).
+    fn too_deep(&mut self, span: Span, path: &str, below: usize) -> bool {
+        let level = self.cx.stack.len();
+        if level + below <= MAX_INCLUDE_DEPTH {
+            return false;
+        }
+        let msg = if below == 0 {
+            format!(
+                "this include puts `{path}` at level {level} of a chain of includes: more than {MAX_INCLUDE_DEPTH} levels of includes"
+            )
+        } else {
+            format!(
+                "this include puts `{path}` at level {level}, and it has {below} more under it: more than {MAX_INCLUDE_DEPTH} levels of includes"
+            )
+        };
+        let chain = if self.cx.stack.len() <= 8 {
+            self.cx.stack.join(" -> ")
+        } else {
+            let n = self.cx.stack.len();
+            format!("{} -> {} -> ... -> {}", self.cx.stack[0], self.cx.stack[1], self.cx.stack[n - 1])
+        };
+        self.err(Code::IncludeSize, span, msg).set_label("too deep here").help = Some(format!(
+            "the chain so far: {chain}; have one runbook include the parts side by side instead of each part including the next"
+        ));
+        true
     }
 
     pub(super) fn include(
@@ -73,6 +106,9 @@ impl Validator<'_> {
                 "a runbook cannot run itself, directly or through another runbook; remove this include"
                     .into(),
             );
+            return None;
+        }
+        if !self.cx.cache.contains_key(&path) && self.too_deep(r.file.span, &path, 0) {
             return None;
         }
         let child = match self.cx.cache.get(&path) {
@@ -143,6 +179,10 @@ impl Validator<'_> {
                 return None;
             }
         };
+        let below = self.cx.height.get(&path).copied().unwrap_or(0);
+        if below > 0 && self.too_deep(r.file.span, &path, below) {
+            return None;
+        }
         let place = Place::Field("runbook.params", what);
         let mut params = Vec::new();
         let mut ok = true;

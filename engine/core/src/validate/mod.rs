@@ -92,8 +92,12 @@ impl Checked {
 /// Parse and validate one runbook file and its includes.
 pub fn check(source: Arc<Source>, loader: &dyn Loader) -> Checked {
     crate::suggest::reset();
-    let mut cx =
-        IncludeCx { stack: vec![normalize(&source.path)], cache: HashMap::new(), expanded: HashMap::new() };
+    let mut cx = IncludeCx {
+        stack: vec![normalize(&source.path)],
+        cache: HashMap::new(),
+        expanded: HashMap::new(),
+        height: HashMap::new(),
+    };
     let (mut runbook, mut diagnostics) = check_in(source, loader, &mut cx);
     if let Some(rb) = &runbook {
         let read = secret_files::read_as_something_else(rb, loader);
@@ -114,6 +118,9 @@ struct IncludeCx {
     /// Steps of each valid file once its includes are expanded, counted once per file (RB065):
     /// a fan-out of includes is measured in O(files), never materialised.
     expanded: HashMap<String, u64>,
+    /// Levels of includes under each valid file (RB065, [`MAX_INCLUDE_DEPTH`]), so a file
+    /// checked once is measured again wherever else it is included, without a new descent.
+    height: HashMap<String, usize>,
 }
 
 fn check_in(
