@@ -28,7 +28,8 @@ pub fn files(old: &Path, new: &Path, format: PlanFormat) -> CliResult {
     format_ok(format)?;
     let old_doc = document(old)?;
     let new_doc = document(new)?;
-    let d = diff::diff(&old_doc, &new_doc).map_err(|e| CliError::Invalid(Message::new(e.0)))?;
+    let mut d = diff::diff(&old_doc, &new_doc).map_err(|e| CliError::Invalid(Message::new(e.0)))?;
+    d.sources.extend(diff::files_changed(&old_doc, &new_doc, &d));
     Ok(show(&d, format))
 }
 
@@ -49,8 +50,9 @@ pub fn against(a: Against<'_>, format: PlanFormat, color: bool) -> CliResult {
     format_ok(format)?;
     let shown = display(a.file);
     // The old version first: an unknown revision is said before anything else.
-    let old = match at_rev(a.file, a.rev)? {
-        Some(text) => Some(old_plan(&a, &shown, text, color)?),
+    let old_text = at_rev(a.file, a.rev)?;
+    let old = match &old_text {
+        Some(text) => Some(old_plan(&a, &shown, text.clone(), color)?),
         None => None,
     };
     let (runbook, values) = load_with_params(a.file, a.params, a.params_file, color)?;
@@ -69,6 +71,17 @@ pub fn against(a: Against<'_>, format: PlanFormat, color: bool) -> CliResult {
     };
     let mut d = diff::diff(&old_doc, &new_doc).map_err(|e| CliError::Invalid(Message::new(e.0)))?;
     d.notes.extend(note);
+    // The procedure as written too: a template whose change these values do not show.
+    if let Some(old_text) = &old_text {
+        let new_text = std::fs::read_to_string(a.file).map_err(|e| {
+            CliError::Invalid(Message::new(format!(
+                "cannot read `{shown}`: {}",
+                runbook_core::shown::one_line(&e.to_string())
+            )))
+        })?;
+        let sources = diff::procedure(old_text, &new_text, &d);
+        d.sources.extend(sources);
+    }
     Ok(show(&d, format))
 }
 
