@@ -51,9 +51,12 @@ pub fn against(a: Against<'_>, format: PlanFormat, color: bool) -> CliResult {
     let shown = display(a.file);
     // The old version first: an unknown revision is said before anything else.
     let old_text = at_rev(a.file, a.rev)?;
-    let old = match &old_text {
-        Some(text) => Some(old_plan(&a, &shown, text.clone(), color)?),
-        None => None,
+    let (old, included) = match &old_text {
+        Some(text) => {
+            let (doc, included) = old_plan(&a, &shown, text.clone(), color)?;
+            (Some(doc), included)
+        }
+        None => (None, Vec::new()),
     };
     let (runbook, values) = load_with_params(a.file, a.params, a.params_file, color)?;
     let mut new_plan = plan::plan(&runbook, &values).map_err(CliError::Diagnostics)?;
@@ -79,10 +82,41 @@ pub fn against(a: Against<'_>, format: PlanFormat, color: bool) -> CliResult {
                 runbook_core::shown::one_line(&e.to_string())
             )))
         })?;
-        let sources = diff::procedure(old_text, &new_text, &d);
+        let mut sources = diff::procedure(old_text, &new_text, &d);
+        // Included runbooks as written: unless a step that includes one shows a change.
+        for (path, old_inc) in &included {
+            let shown_by_step = d.steps.iter().any(|s| match s {
+                diff::StepChange::Changed { step, .. } => includes(&new_doc, step, path),
+                diff::StepChange::Renamed { to, .. } => includes(&new_doc, to, path),
+                diff::StepChange::Added { .. } | diff::StepChange::Removed { .. } => false,
+            });
+            let Ok(new_inc) = std::fs::read_to_string(path) else { continue };
+            if shown_by_step {
+                continue;
+            }
+            for (part, unified) in diff::procedure_parts(old_inc, &new_inc) {
+                let inc = runbook_core::shown::one_line(path);
+                sources.push(diff::SourceChange {
+                    note: format!("`{part}` of the included `{inc}` changed as written; the plans for these parameters are the same (its templates may render differently for other values)"),
+                    part: format!("{inc}: {part}"),
+                    unified: Some(unified),
+                });
+            }
+        }
         d.sources.extend(sources);
     }
     Ok(show(&d, format))
+}
+
+/// Whether step `id` of a plan document includes the runbook at `path` (as the loader named
+/// it: the folder of the including runbook, then the `file` of the step).
+fn includes(doc: &Value, id: &str, path: &str) -> bool {
+    ["steps", "finally"].iter().filter_map(|k| doc.get(k).and_then(Value::as_array)).flatten().any(|s| {
+        s.get("id").and_then(Value::as_str) == Some(id)
+            && s.pointer("/command/runbook/file")
+                .and_then(Value::as_str)
+                .is_some_and(|f| Path::new(path).ends_with(f.trim_start_matches("./")))
+    })
 }
 
 fn format_ok(format: PlanFormat) -> Result<(), CliError> {
@@ -174,6 +208,8 @@ fn at_rev(path: &Path, rev: &str) -> Result<Option<String>, CliError> {
 /// Reads the included runbooks at a revision.
 struct GitLoader<'a> {
     rev: &'a str,
+    /// Each runbook read (its path as asked, its text), for the procedure's comparison.
+    loaded: std::cell::RefCell<Vec<(String, String)>>,
     /// The folder of the runbook named on the command line: includes live in it or below.
     root: &'a Path,
 }
@@ -191,7 +227,9 @@ impl validate::Loader for GitLoader<'_> {
         let (dir, name) = from_root(self.root, p);
         match git_show(dir, self.rev, &name, MAX_FILE_BYTES) {
             GitShow::Found(bytes) => {
-                String::from_utf8(bytes).map_err(|_| "the file is not UTF-8 text".to_string())
+                let text = String::from_utf8(bytes).map_err(|_| "the file is not UTF-8 text".to_string())?;
+                self.loaded.borrow_mut().push((path.to_string(), text.clone()));
+                Ok(text)
             }
             GitShow::Absent => Err(format!("it is absent at `{}`", self.rev)),
             GitShow::UnknownRevision => Err(format!("unknown revision `{}`", self.rev)),
@@ -201,8 +239,11 @@ impl validate::Loader for GitLoader<'_> {
     }
 }
 
+/// The plan document of FILE as it was at REV, and the runbooks it included (path, text).
+type OldPlan = (Value, Vec<(String, String)>);
+
 /// The plan document of FILE as it was at REV.
-fn old_plan(a: &Against<'_>, shown: &str, text: String, color: bool) -> Result<Value, CliError> {
+fn old_plan(a: &Against<'_>, shown: &str, text: String, color: bool) -> Result<OldPlan, CliError> {
     let invalid = |what: &str| {
         CliError::Invalid(Message::new(format!(
             "`{shown}` as it was at `{}`: {what}; nothing to compare",
@@ -210,7 +251,8 @@ fn old_plan(a: &Against<'_>, shown: &str, text: String, color: bool) -> Result<V
         )))
     };
     let root = a.file.parent().unwrap_or(Path::new(""));
-    let checked = validate::check(Source::toml(shown.to_string(), text), &GitLoader { rev: a.rev, root });
+    let loader = GitLoader { rev: a.rev, root, loaded: std::cell::RefCell::new(Vec::new()) };
+    let checked = validate::check(Source::toml(shown.to_string(), text), &loader);
     let errors = checked.diagnostics.iter().any(|d| d.severity == runbook_core::Severity::Error);
     let Some(runbook) = checked.runbook.filter(|_| !errors) else {
         print_diagnostics(&checked.diagnostics, color);
@@ -258,5 +300,5 @@ fn old_plan(a: &Against<'_>, shown: &str, text: String, color: bool) -> Result<V
     })?;
     old.reads = reads;
     let _: &Arc<_> = &runbook;
-    to_document(&old)
+    Ok((to_document(&old)?, loader.loaded.into_inner()))
 }

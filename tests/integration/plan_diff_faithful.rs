@@ -263,3 +263,31 @@ fn an_added_steps_script_cannot_pass_for_its_fields() {
     assert!(!script.is_empty() && script.iter().all(|l| l.starts_with("      | ")), "{}", out.stdout);
     assert!(out.stdout.contains("      | dropdb prod\n"), "{}", out.stdout);
 }
+
+/// The class reaches included runbooks: a template change in one, that the given values do
+/// not show, is a change named with its file.
+#[test]
+fn a_template_change_in_an_included_runbook_is_a_change() {
+    let top = "[runbook]\nname = \"top\"\n\n[params.env]\ntype = \"string\"\ndefault = \"staging\"\n\n[steps.inc]\nrunbook = { file = \"inc/child.toml\", params = { env = \"{{ params.env }}\" } }\n";
+    let child = "[runbook]\nname = \"child\"\n\n[params.env]\ntype = \"string\"\n\n[steps.go]\nrun = \"go {{ params.env }}\"\n";
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = dir.path();
+    std::fs::create_dir(p.join("inc")).expect("mkdir");
+    std::fs::write(p.join("rb.toml"), top).expect("write");
+    std::fs::write(p.join("inc/child.toml"), child).expect("write");
+    git(p, &["init", "-q", "-b", "main"]);
+    git(p, &["add", "-A"]);
+    git(p, &["commit", "-q", "-m", "base"]);
+    let same = against(p, &[]);
+    assert_eq!(same.code, 0, "{}{}", same.stdout, same.stderr);
+    std::fs::write(p.join("inc/child.toml"), format!("# a comment\n{child}")).expect("write");
+    assert_eq!(against(p, &[]).code, 0, "a comment is no change");
+    let evil = child.replace(
+        "go {{ params.env }}",
+        "{% if params.env == 'production' %}evil{% else %}go {{ params.env }}{% endif %}",
+    );
+    std::fs::write(p.join("inc/child.toml"), evil).expect("write");
+    let out = against(p, &[]);
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("child.toml") && out.stdout.contains("evil"), "{}", out.stdout);
+}

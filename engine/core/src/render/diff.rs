@@ -16,7 +16,10 @@
 //! - a script, a query or any text of several lines is shown as a unified diff (the exact
 //!   characters, hidden ones as escapes); any other value as `old → new`;
 //! - the output is linear in the size of the two documents: matching is by hash maps, and
-//!   each value is shown once.
+//!   each value is shown once; a unified diff is one hunk past [`LINE_DIFF_LIMIT`] lines;
+//! - the walk is faithful (it reports nothing exactly when the values are equal), and
+//!   `--against` also compares the procedure as written ([`procedure`]): a template whose
+//!   change the given values do not show is a change.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -41,7 +44,7 @@ pub const IGNORED_TOP: &[(&str, &str)] = &[
     ("engine", "the engine that made the plan: what runs is what the other fields say"),
     (
         "files",
-        "digests of the runbook files: any byte changes them (a comment too); what the change does is in the other fields",
+        "digests of the runbook files: any byte changes them (a comment too); what the files say is compared as written instead (`procedure`, `files_changed`)",
     ),
     ("waves", "derived from each step's `needs`: every step's `wave` and `needs` are compared"),
     ("steps", "compared step by step"),
@@ -213,6 +216,10 @@ pub fn read_document(doc: &Value) -> Result<Plan, NotAPlan> {
 pub fn diff(old: &Value, new: &Value) -> Result<PlanDiff, NotAPlan> {
     let old_plan = read_document(old)?;
     let new_plan = read_document(new)?;
+    let (mut old, mut new) = (old.clone(), new.clone());
+    nested(&mut old);
+    nested(&mut new);
+    let (old, new) = (&old, &new);
     let name = |v: &Value| v.pointer("/runbook/name").and_then(Value::as_str).map(str::to_string);
     let mut fields = Vec::new();
     let (Some(o), Some(n)) = (old.as_object(), new.as_object()) else {
@@ -257,8 +264,6 @@ pub fn files_changed(old: &Value, new: &Value, d: &PlanDiff) -> Option<SourceCha
 /// [`SourceChange`]: a template that renders the same for these values and may not for
 /// others. A text that is not TOML (it was checked before) compares as no part.
 pub fn procedure(old_text: &str, new_text: &str, d: &PlanDiff) -> Vec<SourceChange> {
-    let parse = |t: &str| t.parse::<toml::Table>().ok();
-    let (Some(old), Some(new)) = (parse(old_text), parse(new_text)) else { return Vec::new() };
     let mut shown_steps = BTreeSet::new();
     for s in &d.steps {
         match s {
@@ -279,6 +284,30 @@ pub fn procedure(old_text: &str, new_text: &str, d: &PlanDiff) -> Vec<SourceChan
             p == prefix || p.starts_with(&format!("{prefix}.")) || p.starts_with(&format!("{prefix}["))
         })
     };
+    procedure_parts(old_text, new_text)
+        .into_iter()
+        .filter(|(part, _)| match part.split_once('.') {
+            Some(("steps" | "finally", id)) => !shown_steps.contains(id),
+            Some((k, name)) => {
+                !shown_field(&format!("{}.{name}", k.replace('-', "_")))
+                    && !shown_field(&format!("{}[{name}]", k.replace('-', "_")))
+            }
+            None => !shown_field(&part.replace('-', "_")),
+        })
+        .map(|(part, unified)| SourceChange {
+            note: format!("`{part}` changed as written; the plans for these parameters are the same (its templates may render differently for other values)"),
+            part,
+            unified: Some(unified),
+        })
+        .collect()
+}
+
+/// The parts of a runbook file whose written value differs between two texts (see
+/// [`procedure`]), each with a unified diff of the part as TOML. A text that is not TOML
+/// (it was checked before) has no part.
+pub fn procedure_parts(old_text: &str, new_text: &str) -> Vec<(String, String)> {
+    let parse = |t: &str| t.parse::<toml::Table>().ok();
+    let (Some(old), Some(new)) = (parse(old_text), parse(new_text)) else { return Vec::new() };
     let mut parts: BTreeMap<String, (Option<toml::Value>, Option<toml::Value>)> = BTreeMap::new();
     for (side, table) in [(0, &old), (1, &new)] {
         for (k, v) in table.iter() {
@@ -301,17 +330,6 @@ pub fn procedure(old_text: &str, new_text: &str, d: &PlanDiff) -> Vec<SourceChan
         if o == n {
             continue;
         }
-        let shown = match part.split_once('.') {
-            Some(("steps" | "finally", id)) => shown_steps.contains(id),
-            Some((k, name)) => {
-                shown_field(&format!("{}.{name}", k.replace('-', "_")))
-                    || shown_field(&format!("{}[{name}]", k.replace('-', "_")))
-            }
-            None => shown_field(&part.replace('-', "_")),
-        };
-        if shown {
-            continue;
-        }
         let as_toml = |v: &Option<toml::Value>| -> String {
             match v {
                 None => String::new(),
@@ -322,13 +340,30 @@ pub fn procedure(old_text: &str, new_text: &str, d: &PlanDiff) -> Vec<SourceChan
                 }
             }
         };
-        out.push(SourceChange {
-            part: part.clone(),
-            note: format!("`{part}` changed as written; the plans for these parameters are the same (its templates may render differently for other values)"),
-            unified: Some(unified(&as_toml(&o), &as_toml(&n))),
-        });
+        let u = unified(&as_toml(&o), &as_toml(&n));
+        out.push((part, u));
     }
     out
+}
+
+/// The plans of included runbooks without what [`IGNORED_TOP`] leaves out of a plan (the
+/// digests of their files, the engine): an included file's comment is no change, as the
+/// top file's is; what it runs is compared, and how it is written by [`procedure`].
+fn nested(doc: &mut Value) {
+    for section in ["steps", "finally"] {
+        if let Some(list) = doc.get_mut(section).and_then(Value::as_array_mut) {
+            for s in list {
+                if let Some(plan) = s.pointer_mut("/command/runbook/plan") {
+                    if let Some(o) = plan.as_object_mut() {
+                        for (k, _) in IGNORED_TOP.iter().filter(|(k, _)| !matches!(*k, "steps" | "finally")) {
+                            o.remove(*k);
+                        }
+                    }
+                    nested(plan);
+                }
+            }
+        }
+    }
 }
 
 // ----- steps ---------------------------------------------------------------------------
