@@ -291,3 +291,15 @@ fn a_template_change_in_an_included_runbook_is_a_change() {
     assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
     assert!(out.stdout.contains("child.toml") && out.stdout.contains("evil"), "{}", out.stdout);
 }
+
+/// A step whose plan shows a change for these values and whose compensation's template
+/// changed for other values only: the template is shown as written too.
+#[test]
+fn a_template_change_beside_a_visible_change_is_shown() {
+    let old = "[runbook]\nname = \"t\"\n\n[params.env]\ntype = \"string\"\ndefault = \"staging\"\n\n[steps.a]\nrun = \"echo one\"\ncompensate = { run = \"undo {{ params.env }}\" }\n";
+    let new = old.replace("echo one", "echo two").replace(
+        "undo {{ params.env }}",
+        "{% if params.env == 'production' %}evil{% else %}undo {{ params.env }}{% endif %}",
+    );
+    says_changed(old, &new, &["+echo two", "evil", "its plan for these parameters is above"]);
+}

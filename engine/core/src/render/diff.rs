@@ -284,20 +284,28 @@ pub fn procedure(old_text: &str, new_text: &str, d: &PlanDiff) -> Vec<SourceChan
             p == prefix || p.starts_with(&format!("{prefix}.")) || p.starts_with(&format!("{prefix}["))
         })
     };
+    // A changed line that holds a template may render differently for other values: shown
+    // as written even when the plan shows the part changed for these values.
+    let templated =
+        |u: &str| u.lines().any(|l| l.starts_with(['-', '+']) && (l.contains("{{") || l.contains("{%")));
     procedure_parts(old_text, new_text)
         .into_iter()
-        .filter(|(part, _)| match part.split_once('.') {
-            Some(("steps" | "finally", id)) => !shown_steps.contains(id),
-            Some((k, name)) => {
-                !shown_field(&format!("{}.{name}", k.replace('-', "_")))
-                    && !shown_field(&format!("{}[{name}]", k.replace('-', "_")))
-            }
-            None => !shown_field(&part.replace('-', "_")),
-        })
-        .map(|(part, unified)| SourceChange {
-            note: format!("`{part}` changed as written; the plans for these parameters are the same (its templates may render differently for other values)"),
-            part,
-            unified: Some(unified),
+        .filter_map(|(part, u)| {
+            let shown = match part.split_once('.') {
+                Some(("steps" | "finally", id)) => shown_steps.contains(id),
+                Some((k, name)) => {
+                    shown_field(&format!("{}.{name}", k.replace('-', "_")))
+                        || shown_field(&format!("{}[{name}]", k.replace('-', "_")))
+                }
+                None => shown_field(&part.replace('-', "_")),
+            };
+            let note = if shown {
+                format!("`{part}` changed as written, and its changed lines hold templates: its plan for these parameters is above; for other values they may render differently")
+            } else {
+                format!("`{part}` changed as written; the plans for these parameters are the same (its templates may render differently for other values)")
+            };
+            let keep = !shown || templated(&u);
+            keep.then_some(SourceChange { part, note, unified: Some(u) })
         })
         .collect()
 }
@@ -1280,7 +1288,7 @@ pub fn text(d: &PlanDiff) -> String {
         }
     }
     if !d.sources.is_empty() {
-        let _ = writeln!(out, "\nProcedure changes the plans do not show:");
+        let _ = writeln!(out, "\nChanges as written, for other parameter values:");
         for s in &d.sources {
             let _ = writeln!(out, "  ~ {}", crate::shown::one_line(&s.note));
             if let Some(u) = &s.unified {
@@ -1384,7 +1392,7 @@ pub fn markdown(d: &PlanDiff) -> String {
         }
     }
     if !d.sources.is_empty() {
-        let _ = writeln!(out, "\n### Procedure changes the plans do not show\n");
+        let _ = writeln!(out, "\n### Changes as written, for other parameter values\n");
         for s in &d.sources {
             let _ = writeln!(out, "- {}", backticked(&s.note));
             if let Some(u) = &s.unified {
@@ -1705,9 +1713,15 @@ mod tests {
         assert!(sources[0].unified.as_deref().is_some_and(|u| u.contains("+run = \"x {% if")), "{sources:?}");
         let layout = format!("# c\n{}", old.replace("type = \"string\"", "type = 'string' # t"));
         assert!(procedure(old, &layout, &d).is_empty());
-        let shown = old.replace("x {{", "y {{");
+        // A literal change the plan shows: said by the plan only.
+        let shown = format!("{old}timeout = \"1h\"\n");
         let d = diff(&doc(old), &doc(&shown)).expect("a diff");
-        assert!(procedure(old, &shown, &d).is_empty());
+        assert!(!d.is_empty() && procedure(old, &shown, &d).is_empty());
+        // A changed line with a template: said as written too, whatever the plan shows.
+        let templated = old.replace("x {{", "y {{");
+        let d = diff(&doc(old), &doc(&templated)).expect("a diff");
+        let sources = procedure(old, &templated, &d);
+        assert!(!d.is_empty() && sources.len() == 1 && sources[0].note.contains("above"), "{sources:?}");
     }
 
     #[test]
