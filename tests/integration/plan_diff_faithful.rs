@@ -303,3 +303,16 @@ fn a_template_change_beside_a_visible_change_is_shown() {
     );
     says_changed(old, &new, &["+echo two", "evil", "its plan for these parameters is above"]);
 }
+
+/// An added step's command with a no-break space names it too, in text and markdown.
+#[test]
+fn an_added_steps_look_alike_characters_are_named() {
+    let old = "[runbook]\nname = \"t\"\n\n[steps.a]\nrun = \"echo a\"\n";
+    let new = format!("{old}\n[steps.b]\nrun = \"rm -rf\u{a0}/srv/x\"\n");
+    let dir = changed(old, &new);
+    for format in ["text", "markdown"] {
+        let out = against(dir.path(), &["--format", format]);
+        assert_eq!(out.code, 1);
+        assert!(out.stdout.contains("U+00A0"), "{format}: {}", out.stdout);
+    }
+}

@@ -1248,6 +1248,10 @@ pub fn text(d: &PlanDiff) -> String {
                     let fin = if *section == "finally" { " (finally)" } else { "" };
                     let _ = writeln!(out, "  + added `{}`{fin} ({kind}):", crate::shown::one_line(step));
                     out.push_str(&indented(command, "      | "));
+                    let note = non_ascii(command);
+                    if !note.is_empty() {
+                        let _ = writeln!(out, "     {note}");
+                    }
                     for c in fields {
                         let f = crate::shown::one_line(&c.field);
                         match (&c.unified, &c.new) {
@@ -1270,6 +1274,10 @@ pub fn text(d: &PlanDiff) -> String {
                         crate::shown::one_line(step)
                     );
                     out.push_str(&indented(command, "      | "));
+                    let note = non_ascii(command);
+                    if !note.is_empty() {
+                        let _ = writeln!(out, "     {note}");
+                    }
                 }
                 StepChange::Renamed { from, to, changes } => {
                     let _ = writeln!(
@@ -1312,6 +1320,12 @@ fn lookalikes(c: &FieldChange) -> String {
     for v in [&c.old, &c.new].into_iter().flatten() {
         text.push_str(&v.to_string());
     }
+    non_ascii(&text)
+}
+
+/// The non-ASCII characters of a text as ` (non-ASCII characters in this change: U+00A0)`,
+/// or nothing.
+fn non_ascii(text: &str) -> String {
     let mut seen = Vec::new();
     for ch in text.chars().filter(|ch| !ch.is_ascii()) {
         if !seen.contains(&ch) {
@@ -1361,6 +1375,10 @@ pub fn markdown(d: &PlanDiff) -> String {
                     let _ = writeln!(out, "- **added** {}{fin} ({}):\n", code(step), escape(kind));
                     let lang = if kind == "run" { "sh" } else { "json" };
                     out.push_str(&fenced(lang, command, "  "));
+                    let note = non_ascii(command);
+                    if !note.is_empty() {
+                        let _ = writeln!(out, "  {}\n", note.trim_start());
+                    }
                     for c in fields {
                         match (&c.unified, &c.new) {
                             (Some(u), _) => {
@@ -1379,6 +1397,10 @@ pub fn markdown(d: &PlanDiff) -> String {
                     let _ = writeln!(out, "- **removed** {}{fin} ({}), it ran:\n", code(step), escape(kind));
                     let lang = if kind == "run" { "sh" } else { "json" };
                     out.push_str(&fenced(lang, command, "  "));
+                    let note = non_ascii(command);
+                    if !note.is_empty() {
+                        let _ = writeln!(out, "  {}\n", note.trim_start());
+                    }
                 }
                 StepChange::Renamed { from, to, changes } => {
                     let _ = writeln!(out, "- **renamed** {} → {}", code(from), code(to));
