@@ -6,7 +6,10 @@
 //! reader and errors; `--against` plans FILE twice: as it is, and as it was at REV, its
 //! includes, SQL scripts, CA files and params file read at REV with git
 //! ([`runbook_exec::process::git_show`], the only place that starts git), with the same
-//! parameters. Exit 0 when equal, 1 when different, 3 for invalid input.
+//! parameters, then compares the runbook files as written (`diff::procedure`: a template
+//! whose change these values do not show); `--diff` says when equal plans come from runbook
+//! files whose digests differ (`diff::files_changed`). Exit 0 when equal, 1 when different,
+//! 3 for invalid input.
 
 use std::path::Path;
 use std::sync::Arc;
