@@ -21,22 +21,9 @@ pub fn display(path: &Path) -> String {
 /// Read, parse and validate one file (and its includes).
 pub fn load(path: &Path) -> Checked {
     let shown = display(path);
-    // A file named on the command line is quoted in diagnostics when it is a runbook, or a
-    // `.toml` file named directly (a runbook being written has syntax errors). Anything else
-    // (`check evil.toml` where `evil.toml` links to `../../app.env`, `check .env`) gets one
-    // line without its content: a CI job may check file names an attacker chose.
-    let quotable = |text: &str| {
-        validate::is_runbook_text(text)
-            || (path.extension().is_some_and(|e| e == "toml")
-                && std::fs::symlink_metadata(path).is_ok_and(|m| !m.file_type().is_symlink()))
-    };
-    match loader::read(&shown).and_then(|t| {
-        if quotable(&t) {
-            Ok(t)
-        } else {
-            Err("it is not a runbook (a TOML file with a `[runbook]` table); its content is not shown".into())
-        }
-    }) {
+    match loader::read(&shown)
+        .and_then(|t| if quotable(path, &t, false) { Ok(t) } else { Err(NOT_SHOWN.into()) })
+    {
         Ok(text) => {
             let includes = loader::FsLoader::for_runbook(&shown);
             validate::check(Source::toml(shown, text), &includes)
@@ -54,6 +41,72 @@ pub fn load(path: &Path) -> Checked {
             ],
         },
     }
+}
+
+/// Why a file named as a runbook is not quoted.
+pub const NOT_SHOWN: &str =
+    "it is not a runbook (a TOML file with a `[runbook]` table); its content is not shown";
+
+/// Whether diagnostics may quote `text`, the content of the file named `path` on the command
+/// line: when it is a runbook, or a `.toml` file named directly (a runbook being written has
+/// syntax errors). Anything else (`check evil.toml` where `evil.toml` links to
+/// `../../app.env`, `check .env`) gets one line without its content: a CI job may check file
+/// names an attacker chose. `linked`: a symbolic link led to the text (at a revision: git's
+/// link); one rule for the working tree and for text read at a revision.
+pub fn quotable(path: &Path, text: &str, linked: bool) -> bool {
+    validate::is_runbook_text(text) || (direct_toml(path) && !linked)
+}
+
+/// A `.toml` path that is not a symbolic link in the working tree.
+fn direct_toml(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e == "toml")
+        && !std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink())
+}
+
+/// RB056 when the params file `pf` is the file of a secret of `runbook` (its path, or the
+/// same file through symbolic links): it is then not read, so nothing of it is quoted or
+/// digested into a plan. The diagnostic points at the secret's declaration.
+pub fn secrets_file(pf: &Path, runbook: &Runbook) -> Option<Diagnostic> {
+    let shown = display(pf);
+    let mine = (validate::normalize(&shown), loader::canonical(&shown));
+    let s = runbook.secret_files().into_iter().find(|s| {
+        validate::normalize(&s.path) == mine.0 || (mine.1.is_some() && loader::canonical(&s.path) == mine.1)
+    })?;
+    Some(
+        Diagnostic::error(
+            runbook_core::Code::SecretFileRead,
+            &s.source,
+            s.span,
+            format!(
+                "params file `{shown}` is the file `{}` of secret `{}`; it is not read",
+                s.path, s.secret
+            ),
+        )
+        .with_label("the secret's file")
+        .with_help("a secret's file is read only as the secret; give the parameters a file of their own"),
+    )
+}
+
+/// The problems of a params file as they are shown: its lines are quoted only when it is a
+/// `.toml` file named directly (see [`quotable`]); otherwise one diagnostic without its
+/// content. One rule for the working tree and for text read at a revision (`linked`).
+pub fn params_problems(pf: &Path, diags: Vec<Diagnostic>, linked: bool) -> Vec<Diagnostic> {
+    if diags.is_empty() || (direct_toml(pf) && !linked) {
+        return diags;
+    }
+    let shown = display(pf);
+    vec![
+        Diagnostic::error(
+            runbook_core::Code::InvalidParamValue,
+            &Source::new(shown.clone(), ""),
+            Default::default(),
+            format!(
+                "params file `{shown}` is not valid ({} problems); its content is not shown",
+                diags.len()
+            ),
+        )
+        .with_help("name a `.toml` params file directly (not through a symbolic link) to see the problems"),
+    ]
 }
 
 /// The hint for a runbook that cannot be read: where a file of that name is, when it is
@@ -168,30 +221,19 @@ fn load_given(
     let mut given = BTreeMap::new();
     let mut problems = Vec::new();
     let mut wrong = Vec::new();
-    if let Some(pf) = params_file {
+    if let Some(pf) = params_file
+        && let Some(d) = secrets_file(pf, &runbook)
+    {
+        problems.push(d);
+    } else if let Some(pf) = params_file {
         let shown = display(pf);
         match loader::read(&shown) {
             Ok(text) => {
                 let (values, diags, bad) = inputs::from_file(&Source::toml(shown.clone(), text), &runbook);
                 given.extend(values);
                 wrong.extend(bad);
-                // Its lines are quoted only when it is a `.toml` file named directly: a link
-                // or another kind of file could be anything (an `.env` file of passwords).
-                let direct = pf.extension().is_some_and(|e| e == "toml")
-                    && std::fs::symlink_metadata(pf).is_ok_and(|m| !m.file_type().is_symlink());
-                if direct || diags.is_empty() {
-                    problems.extend(diags);
-                } else {
-                    problems.push(
-                        Diagnostic::error(
-                            runbook_core::Code::InvalidParamValue,
-                            &Source::new(shown.clone(), ""),
-                            Default::default(),
-                            format!("params file `{shown}` is not valid ({} problems); its content is not shown", diags.len()),
-                        )
-                        .with_help("name a `.toml` params file directly (not through a symbolic link) to see the problems"),
-                    );
-                }
+                // A link or another kind of file could be anything (an `.env` file of passwords).
+                problems.extend(params_problems(pf, diags, false));
             }
             Err(e) => problems.push(Diagnostic::error(
                 runbook_core::Code::Io,

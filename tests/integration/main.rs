@@ -61,6 +61,7 @@ mod resume;
 mod run;
 mod run_folder;
 mod schema;
+mod secret_files;
 mod secret_transforms;
 mod secrets;
 mod shown_values;

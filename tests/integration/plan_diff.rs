@@ -13,7 +13,7 @@ use std::process::Command;
 use crate::support::{Output, ok, root, run_in};
 
 /// `git ARGS` in `dir`, with a fixed identity and dates (the commits are the same every time).
-pub(crate) fn git(dir: &Path, args: &[&str]) {
+pub fn git(dir: &Path, args: &[&str]) {
     let out = Command::new("git")
         .args(args)
         .current_dir(dir)

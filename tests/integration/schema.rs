@@ -643,6 +643,28 @@ fn generated_corpus() -> Vec<String> {
     ));
     out.push(format!("{base}[secrets.S]\ncommand = []\n[steps.a]\nrun = \"true\"\n"));
     out.push(format!("{base}[secrets.S]\nfile = \"s\"\nfirst-line = true\n[steps.a]\nrun = \"true\"\n"));
+    // Red team adv15b F15: numbers that are not finite, floats for integers, `first-line`
+    // beside every source, a secret's file named as a script.
+    for v in ["inf", "-inf", "+inf", "nan", "-nan", "1e308", "-0.0", "5e-324"] {
+        out.push(format!("{base}[params.p]\ntype = \"number\"\ndefault = {v}\n[steps.a]\nrun = \"true\"\n"));
+        out.push(format!(
+            "{base}[params.p]\ntype = \"number\"\nenum = [1.5, {v}]\n[steps.a]\nrun = \"true\"\n"
+        ));
+    }
+    for v in ["1.0", "1.5", "-0.0", "1e3"] {
+        out.push(format!("{base}[params.p]\ntype = \"integer\"\ndefault = {v}\n[steps.a]\nrun = \"true\"\n"));
+        out.push(format!("{base}[params.p]\ntype = \"integer\"\nenum = [{v}]\n[steps.a]\nrun = \"true\"\n"));
+    }
+    for source in ["env = \"S\"", "file = \"s\"", "command = [\"pass\"]"] {
+        for v in ["true", "false"] {
+            out.push(format!("{base}[secrets.S]\n{source}\nfirst-line = {v}\n[steps.a]\nrun = \"true\"\n"));
+        }
+    }
+    for (secret, script) in [("s.sql", "s.sql"), ("./s.sql", "s.sql"), ("s.sql", "t.sql")] {
+        out.push(format!(
+            "{base}[secrets.S]\nfile = \"{secret}\"\n[steps.a]\nsql = {{ url = \"{{{{ secrets.S }}}}\", file = \"{script}\" }}\n"
+        ));
+    }
     out
 }
 

@@ -169,6 +169,7 @@ codes! {
     PreconditionWrites = "081", "precondition-writes", "A warning: a `run`/`cmd` precondition that visibly changes something (preconditions only read).";
     PreconditionMethod = "082", "precondition-method", "An `http` precondition with a method other than GET or HEAD (preconditions only read).";
     Preflight = "090", "preflight", "A run cannot start: every missing parameter, secret, file and `--yes` it needs, reported in one answer.";
+    SecretFileRead = "056", "secret-file-read", "A file that is a secret's source is also read as something else (a SQL script, a CA file, a runbook, a params file).";
     SecretTransformed = "057", "secret-transformed", "A template computes something from a secret (a filter, slice, test, loop...): only its plain value can be hidden.";
 }
 

@@ -177,6 +177,21 @@ pub struct Secret {
     pub description: Option<String>,
     /// With a `file` source: only the first line is the value.
     pub first_line: bool,
+    /// Where its source (`env`, `file` or `command`) is written.
+    pub span: Span,
+}
+
+/// A file a secret is read from ([`Runbook::secret_files`]).
+#[derive(Debug, Clone)]
+pub struct SecretFile {
+    /// Its path, resolved from the folder of the runbook that declares the secret.
+    pub path: String,
+    /// The secret's name.
+    pub secret: String,
+    /// Where its `file` is written, in `source`.
+    pub span: Span,
+    /// The runbook that declares the secret.
+    pub source: Arc<Source>,
 }
 
 /// A duration or a range of durations.
@@ -646,6 +661,34 @@ impl Runbook {
             for r in child.reads() {
                 if !out.iter().any(|o| o.path == r.path) {
                     out.push(r);
+                }
+            }
+        }
+        out
+    }
+
+    /// Every file a secret of this runbook or of a runbook it includes is read from (the
+    /// `file` sources), resolved as [`Runbook::reads`] resolves paths. None of them may be
+    /// read as anything else (RB056).
+    pub fn secret_files(&self) -> Vec<SecretFile> {
+        let mut out: Vec<SecretFile> = Vec::new();
+        for s in &self.secrets {
+            if let SecretSource::File(f) = &s.source {
+                out.push(SecretFile {
+                    path: crate::validate::resolve_include(&self.source.path, f),
+                    secret: s.name.clone(),
+                    span: s.span,
+                    source: Arc::clone(&self.source),
+                });
+            }
+        }
+        for child in &self.includes {
+            for f in child.secret_files() {
+                if !out
+                    .iter()
+                    .any(|o| o.path == f.path && o.secret == f.secret && o.source.path == f.source.path)
+                {
+                    out.push(f);
                 }
             }
         }

@@ -8,12 +8,17 @@ use regex::Regex;
 
 use crate::model::{Param, ParamType, ParamValue};
 
-/// A TOML value as a typed parameter value, if it has the declared type.
+/// A TOML value as a typed parameter value, if it has the declared type. A number is
+/// finite: TOML's `inf` and `nan` have no JSON form (a plan document would show `null`, not
+/// the value that runs), and `-p` refuses them ([`from_text`]).
 pub fn from_toml(ty: ParamType, value: &toml::Value) -> Result<ParamValue, String> {
     match (ty, value) {
         (ParamType::String, toml::Value::String(s)) => Ok(ParamValue::String(s.clone())),
         (ParamType::Integer, toml::Value::Integer(i)) => Ok(ParamValue::Integer(*i)),
-        (ParamType::Number, toml::Value::Float(f)) => Ok(ParamValue::Number(*f)),
+        (ParamType::Number, toml::Value::Float(f)) if f.is_finite() => Ok(ParamValue::Number(*f)),
+        (ParamType::Number, toml::Value::Float(f)) => {
+            Err(format!("expected a finite number, found `{f}` (a plan cannot state it)"))
+        }
         (ParamType::Number, toml::Value::Integer(i)) => Ok(ParamValue::Number(*i as f64)),
         (ParamType::Boolean, toml::Value::Boolean(b)) => Ok(ParamValue::Boolean(*b)),
         (ty, other) => Err(format!("expected {}, found {}", article(ty), toml_type(other))),

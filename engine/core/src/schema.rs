@@ -198,6 +198,11 @@ fn refine(root: &mut Map<String, Value>) {
     if let Some(d) = defs.get_mut("RawHttp").and_then(Value::as_object_mut) {
         d.insert("not".into(), json!({ "required": syntax::HTTP_BODIES }));
     }
+    // `first-line` reads only the first line of a secret's `file`: with another source the
+    // validator refuses it, whatever its value (RB014).
+    if let Some(d) = defs.get_mut("RawSecret").and_then(Value::as_object_mut) {
+        d.insert("dependencies".into(), json!({ "first-line": ["file"] }));
+    }
     // Kinds whose outputs are fixed declare none (`outputs = []` is accepted); a `runbook`
     // step has no `retry` or `timeout` of its own; a `run`'s `shell` is not empty.
     for def in ["RawStep", "RawAction"] {

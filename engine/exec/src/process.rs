@@ -1117,27 +1117,53 @@ mod tests {
 /// What `git` gave for a file at a revision ([`git_show`]).
 #[derive(Debug)]
 pub enum GitShow {
-    /// The file's bytes at the revision.
-    Found(Vec<u8>),
+    /// The file's bytes at the revision; `linked`: reached through a symbolic link.
+    Found {
+        /// The blob's bytes.
+        bytes: Vec<u8>,
+        /// A symbolic link (of the path or of a folder on it) was followed.
+        linked: bool,
+        /// The file's path from the repository's top, links followed: two names with the
+        /// same `path` are the same file at that revision.
+        path: String,
+    },
     /// The revision exists; the file does not in it.
     Absent,
     /// No commit has this name in the repository.
     UnknownRevision,
+    /// The repository has no commit yet.
+    NoCommits,
+    /// The name is an object of the repository that is not a commit (`tree`, `blob`, `tag`).
+    NotACommit(String),
+    /// The path is a folder (`"a folder"`) or a submodule (`"a submodule"`) at the revision.
+    NotAFile(&'static str),
+    /// A symbolic link on the way leads outside the repository (or is absolute).
+    LinkOutside,
+    /// More than [`MAX_LINKS`] symbolic links on the way (a loop).
+    LinkLoop,
     /// The file is larger than the limit.
     TooLarge,
     /// `git` could not be started, or the folder is in no git repository: git's own words.
     Failed(String),
 }
 
+/// The most symbolic links followed for one path at a revision (Linux's own limit).
+pub const MAX_LINKS: usize = 40;
+
 /// The file at `name` (a path relative to the folder `dir`, such as `include/l1.toml`) as it
-/// was at revision `rev`, read with git in `dir` (`git rev-parse`, `git cat-file`, `git show
-/// REV:./NAME`), up to `max_bytes`. The folders on the way need not exist any more.
+/// was at revision `rev`, read with git in `dir`, up to `max_bytes`. The folders on the way
+/// need not exist any more.
+///
+/// The path is walked in the revision's trees one name at a time (`git ls-tree OID`), so the
+/// type of every object is known: a symbolic link is followed as the working tree would
+/// (its target read from its blob, relative to its folder, inside the repository only), a
+/// folder or a submodule is said to be one, never read as git's listing of it; the file is
+/// read as its blob (`git cat-file blob OID`).
 ///
 /// No shell: the revision and the path are argv elements of their own, after
 /// `--end-of-options` where git reads options; a revision that starts with `-` or holds a
 /// control character is refused here as well as by the caller.
 pub fn git_show(dir: &std::path::Path, rev: &str, name: &str, max_bytes: u64) -> GitShow {
-    use std::io::Read as _;
     if rev.is_empty() || rev.starts_with('-') || rev.chars().any(char::is_control) {
         return GitShow::UnknownRevision;
     }
@@ -1146,6 +1172,7 @@ pub fn git_show(dir: &std::path::Path, rev: &str, name: &str, max_bytes: u64) ->
             .arg("-C")
             .arg(dir)
             .args(args)
+            .env("GIT_LITERAL_PATHSPECS", "1")
             .stdin(Stdio::null())
             .stderr(Stdio::piped())
             .stdout(Stdio::piped())
@@ -1156,39 +1183,158 @@ pub fn git_show(dir: &std::path::Path, rev: &str, name: &str, max_bytes: u64) ->
             git(args).and_then(|c| c.wait_with_output()).map_err(|e| format!("cannot start git: {e}"))?;
         Ok((out.status.success(), String::from_utf8_lossy(&out.stderr).trim().to_string()))
     };
+    // A command's standard output, up to `max` bytes (`None`: more).
+    let output = |args: &[&str], max: u64| -> Result<Option<Vec<u8>>, String> {
+        use std::io::Read as _;
+        let mut child = git(args).map_err(|e| format!("cannot start git: {e}"))?;
+        let mut bytes = Vec::new();
+        let read = child.stdout.take().map(|out| out.take(max + 1).read_to_end(&mut bytes));
+        if bytes.len() as u64 > max {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Ok(None);
+        }
+        match (read, child.wait_with_output()) {
+            (Some(Ok(_)), Ok(out)) if out.status.success() => Ok(Some(bytes)),
+            (_, Ok(out)) => Err(String::from_utf8_lossy(&out.stderr).trim().to_string()),
+            (_, Err(e)) => Err(e.to_string()),
+        }
+    };
     let commit = format!("{rev}^{{commit}}");
     match status(&["rev-parse", "--verify", "--quiet", "--end-of-options", &commit]) {
         Ok((true, _)) => {}
         Ok((false, _)) => {
             // Outside a repository, git says so; an unknown name says nothing.
             return match status(&["rev-parse", "--git-dir"]) {
-                Ok((true, _)) => GitShow::UnknownRevision,
+                Ok((true, _)) => match output(&["cat-file", "-t", "--end-of-options", rev], 64) {
+                    Ok(Some(t)) => GitShow::NotACommit(String::from_utf8_lossy(&t).trim().to_string()),
+                    _ => match status(&["rev-parse", "--verify", "--quiet", "HEAD"]) {
+                        Ok((false, _)) => GitShow::NoCommits,
+                        _ => GitShow::UnknownRevision,
+                    },
+                },
                 Ok((false, why)) => GitShow::Failed(why),
                 Err(e) => GitShow::Failed(e),
             };
         }
         Err(e) => return GitShow::Failed(e),
     }
-    let object = format!("{rev}:./{name}");
-    match status(&["cat-file", "-e", "--end-of-options", &object]) {
-        Ok((true, _)) => {}
-        Ok((false, _)) => return GitShow::Absent,
+    // The path from the repository's top: `dir`'s place in it, then `name`.
+    let prefix = match output(&["rev-parse", "--show-prefix"], 64 * 1024) {
+        Ok(Some(p)) => String::from_utf8_lossy(&p).trim_end_matches('\n').to_string(),
+        Ok(None) => return GitShow::Failed("the folder's path in the repository is too long".into()),
         Err(e) => return GitShow::Failed(e),
-    }
-    let mut child = match git(&["show", "--no-textconv", "--end-of-options", &object]) {
-        Ok(c) => c,
-        Err(e) => return GitShow::Failed(format!("cannot start git: {e}")),
     };
-    let mut bytes = Vec::new();
-    let read = child.stdout.take().map(|out| out.take(max_bytes + 1).read_to_end(&mut bytes));
-    if bytes.len() as u64 > max_bytes {
-        let _ = child.kill();
-        let _ = child.wait();
-        return GitShow::TooLarge;
+    let Some(mut parts) = repo_path(&[], &format!("{prefix}{name}")) else {
+        return GitShow::LinkOutside;
+    };
+    let root = match output(&["rev-parse", "--verify", "--end-of-options", &format!("{rev}^{{tree}}")], 1024)
+    {
+        Ok(Some(t)) => String::from_utf8_lossy(&t).trim().to_string(),
+        Ok(None) => return GitShow::Failed("unexpected output of git rev-parse".into()),
+        Err(e) => return GitShow::Failed(e),
+    };
+    let mut links = 0;
+    let mut linked = false;
+    'walk: loop {
+        let mut tree = root.clone();
+        for i in 0..parts.len() {
+            // One folder's entries: `MODE SP TYPE SP OID TAB NAME NUL`.
+            let listing =
+                match output(&["ls-tree", "-z", "--full-tree", "--end-of-options", &tree], max_bytes) {
+                    Ok(Some(l)) => l,
+                    Ok(None) => return GitShow::TooLarge,
+                    Err(e) => return GitShow::Failed(e),
+                };
+            let entry = listing.split(|b| *b == 0).find_map(|e| {
+                let e = std::str::from_utf8(e).ok()?;
+                let (meta, entry_name) = e.split_once('\t')?;
+                (entry_name == parts[i]).then(|| {
+                    let mut m = meta.split(' ');
+                    (
+                        m.next().unwrap_or("").to_string(),
+                        m.next().unwrap_or("").to_string(),
+                        m.next().unwrap_or("").to_string(),
+                    )
+                })
+            });
+            let Some((mode, kind, oid)) = entry else { return GitShow::Absent };
+            let last = i + 1 == parts.len();
+            if mode == "120000" {
+                links += 1;
+                if links > MAX_LINKS {
+                    return GitShow::LinkLoop;
+                }
+                let target = match output(&["cat-file", "blob", &oid], 4096) {
+                    Ok(Some(t)) => String::from_utf8_lossy(&t).into_owned(),
+                    Ok(None) => return GitShow::LinkOutside,
+                    Err(e) => return GitShow::Failed(e),
+                };
+                let mut rest = vec![target];
+                rest.extend(parts[i + 1..].iter().cloned());
+                let Some(next) = repo_path(&parts[..i], &rest.join("/")) else { return GitShow::LinkOutside };
+                parts = next;
+                linked = true;
+                continue 'walk;
+            }
+            match (kind.as_str(), last) {
+                ("tree", false) => tree = oid,
+                ("blob", true) => {
+                    return match output(&["cat-file", "blob", &oid], max_bytes) {
+                        Ok(Some(bytes)) => GitShow::Found { bytes, linked, path: parts.join("/") },
+                        Ok(None) => GitShow::TooLarge,
+                        Err(e) => GitShow::Failed(e),
+                    };
+                }
+                ("tree", true) => return GitShow::NotAFile("a folder"),
+                ("commit", _) => return GitShow::NotAFile("a submodule"),
+                // A file where a folder is named (`a.txt/b`).
+                _ => return GitShow::Absent,
+            }
+        }
+        // The path is the repository's top folder itself.
+        return GitShow::NotAFile("a folder");
     }
-    match (read, child.wait_with_output()) {
-        (Some(Ok(_)), Ok(out)) if out.status.success() => GitShow::Found(bytes),
-        (_, Ok(out)) => GitShow::Failed(String::from_utf8_lossy(&out.stderr).trim().to_string()),
-        (_, Err(e)) => GitShow::Failed(e.to_string()),
+}
+
+/// `path` (a symbolic link's target, or a path from the top) read from the folder `base`
+/// (names from the repository's top), as names from the top; `None` when it is absolute or
+/// climbs above the top.
+fn repo_path(base: &[String], path: &str) -> Option<Vec<String>> {
+    if path.starts_with('/') {
+        return None;
+    }
+    let mut out: Vec<String> = base.to_vec();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                out.pop()?;
+            }
+            other => out.push(other.to_string()),
+        }
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod git_path_tests {
+    use super::repo_path;
+
+    fn names(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn a_links_target_is_read_from_its_folder_and_never_leaves_the_top() {
+        let ops = names(&["ops"]);
+        assert_eq!(repo_path(&ops, "sql/0042.sql"), Some(names(&["ops", "sql", "0042.sql"])));
+        assert_eq!(repo_path(&ops, "./a//b/../c"), Some(names(&["ops", "a", "c"])));
+        assert_eq!(repo_path(&ops, "../x"), Some(names(&["x"])));
+        assert_eq!(repo_path(&ops, "."), Some(ops.clone()));
+        assert_eq!(repo_path(&ops, "../../x"), None);
+        assert_eq!(repo_path(&ops, "/etc/hostname"), None);
+        assert_eq!(repo_path(&[], ".."), None);
+        assert_eq!(repo_path(&[], ""), Some(Vec::new()));
     }
 }

@@ -38,9 +38,9 @@ pub use idle::IDLE;
 pub trait Files: Send + Sync + 'static {
     /// The runbooks of `dir` (its `*.toml` files, not its subfolders), each checked.
     fn runbooks(&self, dir: &Path) -> Vec<RunbookFile>;
-    /// The review document (markdown) of the runbook at `file` with its parameters'
-    /// defaults, or why there is none (its problems, as text).
-    fn review(&self, file: &Path) -> Result<String, String>;
+    /// The review document (`plan --format html`'s body) of the runbook at `file` with its
+    /// parameters' defaults, or why there is none (its problems, as text).
+    fn review(&self, file: &Path) -> Result<runbook_core::render::ReviewHtml, String>;
     /// The runbook of a run as the run started it (`run_started`'s file and digests), if
     /// its files are still as they were.
     fn as_started(

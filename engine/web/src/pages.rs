@@ -16,6 +16,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use minijinja::{AutoEscape, Environment};
 use runbook_core::journal::{self, RunEvent, StepStatus};
+use runbook_core::render::ReviewHtml;
 use runbook_store::{Location, RunSummary, Store, StoreError};
 use serde::Serialize;
 
@@ -293,9 +294,24 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/runs", get(runs_api))
         .route("/api/runs/{id}", get(run_api))
         .route("/assets/console.css", get(css))
+        .route("/assets/review.css", get(review_css))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(app.clone(), crate::guard::guard))
         .with_state(app)
+}
+
+/// The review document as markup in a page: the console's one value that autoescape does
+/// not escape again. It can only be a [`ReviewHtml`], which only the core's review writer
+/// makes, every text in it escaped there (tests/tidy.rs allows this line alone).
+fn review_markup(review: ReviewHtml) -> minijinja::Value {
+    minijinja::Value::from_safe_string(review.into_string())
+}
+
+/// The review document's style sheet, the same as `plan --format html` inlines.
+async fn review_css() -> Response {
+    let mut r = (StatusCode::OK, runbook_core::render::HTML_STYLE).into_response();
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/css; charset=utf-8"));
+    r
 }
 
 async fn css() -> Response {
@@ -816,7 +832,11 @@ async fn runbook_page(State(app): State<Arc<App>>, name: Result<Path<String>, Pa
             app.render(
                 StatusCode::OK,
                 "runbook.html",
-                serde_json::json!({ "runbook": entry, "plan": plan, "plan_problems": problems }),
+                minijinja::context! {
+                    runbook => minijinja::Value::from(minijinja::value::Serde(&entry)),
+                    plan => plan.map(review_markup),
+                    plan_problems => problems,
+                },
             )
         }
         Err(e) => app.page_error(e),

@@ -97,7 +97,7 @@ use markup::Html;
 /// [`html_body`] with it.
 pub const HTML_STYLE: &str = "
 body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:0;color:#212529;background:#fff}
-main.runbook-review{max-width:72rem;margin:0 auto;padding:1rem 2rem}
+.runbook-review{max-width:72rem;margin:0 auto;padding:1rem 2rem}
 h1,h2,h3,h4,h5,h6{line-height:1.25}
 code,pre{font-family:ui-monospace,'SFMono-Regular',Menlo,Consolas,monospace;font-size:.9em}
 code{background:#f1f3f5;padding:0 .2em;border-radius:3px;white-space:pre-wrap}
@@ -127,21 +127,51 @@ pub fn html(plan: &Plan) -> String {
     h.tag("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n<title>Review of ");
     h.text(&plan.runbook.name);
     h.tag("</title>\n<style>").tag(HTML_STYLE).tag("</style>\n</head>\n<body>\n");
-    body(&mut h, plan);
+    body(&mut h, plan, Wrapper::Main);
     h.tag("</body>\n</html>\n");
     h.finish()
 }
 
-/// The page's body alone (a `<main>` element), for the web console's own page.
-pub fn html_body(plan: &Plan) -> String {
-    let mut h = Html::new();
-    body(&mut h, plan);
-    h.finish()
+/// The review document's body as markup, made by this module's writer alone: every text in
+/// it went through [`Html::text`]. Nothing else can construct one, so the web console may
+/// show it as markup (its one value not escaped again) without trusting a `String`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReviewHtml(String);
+
+impl ReviewHtml {
+    /// The markup.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The markup, owned.
+    pub fn into_string(self) -> String {
+        self.0
+    }
 }
 
-fn body(h: &mut Html, plan: &Plan) {
+/// The page's body alone (a `<section class="runbook-review">` element), for the web
+/// console's own page, which has its own `<main>`; shown with [`HTML_STYLE`].
+pub fn html_body(plan: &Plan) -> ReviewHtml {
+    let mut h = Html::new();
+    body(&mut h, plan, Wrapper::Section);
+    ReviewHtml(h.finish())
+}
+
+/// The element around the document: the page's `<main>`, or a `<section>` in the console.
+#[derive(Clone, Copy)]
+enum Wrapper {
+    Main,
+    Section,
+}
+
+fn body(h: &mut Html, plan: &Plan, wrapper: Wrapper) {
     let rb = &plan.runbook;
-    h.tag("<main class=\"runbook-review\">\n<h1>Review of <code>").text(&rb.name).tag("</code>");
+    h.tag(match wrapper {
+        Wrapper::Main => "<main class=\"runbook-review\">\n",
+        Wrapper::Section => "<section class=\"runbook-review\">\n",
+    });
+    h.tag("<h1>Review of <code>").text(&rb.name).tag("</code>");
     if let Some(t) = &rb.title {
         h.tag(": ").text(t);
     }
@@ -168,7 +198,11 @@ fn body(h: &mut Html, plan: &Plan) {
     }
     h.tag("<footer class=\"note\"><p><em>Dry run by runbook ")
         .text(&plan.engine.version)
-        .tag(": nothing was executed.</em></p></footer>\n</main>\n");
+        .tag(": nothing was executed.</em></p></footer>\n")
+        .tag(match wrapper {
+            Wrapper::Main => "</main>\n",
+            Wrapper::Section => "</section>\n",
+        });
 }
 
 // ----- pieces --------------------------------------------------------------------------
@@ -881,9 +915,14 @@ mod tests {
         // What the web console embeds (the body and the style) is what the page shows.
         let plan = plan_of("[runbook]\nname = \"t\"\n\n[steps.a]\nrun = \"echo <a>\"\n");
         let page = super::html(&plan);
-        let body = super::html_body(&plan);
-        assert!(body.starts_with("<main class=\"runbook-review\">") && body.ends_with("</main>\n"), "{body}");
-        assert!(page.contains(&body), "{page}");
+        let body = super::html_body(&plan).into_string();
+        assert!(
+            body.starts_with("<section class=\"runbook-review\">") && body.ends_with("</section>\n"),
+            "{body}"
+        );
+        let inner =
+            body.trim_start_matches("<section class=\"runbook-review\">").trim_end_matches("</section>\n");
+        assert!(page.contains(&format!("<main class=\"runbook-review\">{inner}</main>\n")), "{page}");
         assert!(page.contains(super::HTML_STYLE));
         assert!(body.contains("<pre><code>echo &lt;a&gt;</code></pre>"), "{body}");
     }

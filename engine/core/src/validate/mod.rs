@@ -41,6 +41,7 @@ mod kinds;
 mod lints;
 mod meta;
 mod parameters;
+mod secret_files;
 mod steps;
 mod templates;
 
@@ -52,6 +53,14 @@ pub trait Loader {
     /// The text of the file at `path` (already joined to the including file's folder), or a
     /// one-line reason it cannot be read.
     fn load(&self, path: &str) -> Result<String, String>;
+
+    /// The file `path` names once symbolic links are resolved, when the loader can tell
+    /// (`None`: compared by its lexically normalized path alone). Two paths with the same
+    /// answer are the same file (RB056).
+    fn canonical(&self, path: &str) -> Option<String> {
+        let _ = path;
+        None
+    }
 }
 
 /// A loader for runbooks that include nothing; any include fails to load.
@@ -85,7 +94,14 @@ pub fn check(source: Arc<Source>, loader: &dyn Loader) -> Checked {
     crate::suggest::reset();
     let mut cx =
         IncludeCx { stack: vec![normalize(&source.path)], cache: HashMap::new(), expanded: HashMap::new() };
-    let (runbook, mut diagnostics) = check_in(source, loader, &mut cx);
+    let (mut runbook, mut diagnostics) = check_in(source, loader, &mut cx);
+    if let Some(rb) = &runbook {
+        let read = secret_files::read_as_something_else(rb, loader);
+        if !read.is_empty() {
+            diagnostics.extend(read);
+            runbook = None;
+        }
+    }
     diagnostic::sort(&mut diagnostics);
     Checked { runbook, diagnostics }
 }

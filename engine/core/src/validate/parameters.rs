@@ -153,12 +153,13 @@ impl Validator<'_> {
             }
             match sources.len() {
                 1 => {
-                    if let Some((_, _, source)) = sources.pop() {
+                    if let Some((_, span, source)) = sources.pop() {
                         out.push(Secret {
                             name: u.id.value.clone(),
                             source,
                             description: raw.description.clone(),
                             first_line: raw.first_line.as_ref().is_some_and(|f| f.value),
+                            span,
                         });
                     }
                 }
