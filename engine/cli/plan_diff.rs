@@ -6,7 +6,10 @@
 //! reader and errors; `--against` plans FILE twice: as it is, and as it was at REV, its
 //! includes, SQL scripts, CA files and params file read at REV with git
 //! ([`runbook_exec::process::git_show`], the only place that starts git), with the same
-//! parameters. Exit 0 when equal, 1 when different, 3 for invalid input.
+//! parameters, then compares the runbook files as written (`diff::procedure`: a template
+//! whose change these values do not show); `--diff` says when equal plans come from runbook
+//! files whose digests differ (`diff::files_changed`). Exit 0 when equal, 1 when different,
+//! 3 for invalid input.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -30,7 +33,8 @@ pub fn files(old: &Path, new: &Path, format: PlanFormat) -> CliResult {
     format_ok(format)?;
     let old_doc = document(old)?;
     let new_doc = document(new)?;
-    let d = diff::diff(&old_doc, &new_doc).map_err(|e| CliError::Invalid(Message::new(e.0)))?;
+    let mut d = diff::diff(&old_doc, &new_doc).map_err(|e| CliError::Invalid(Message::new(e.0)))?;
+    d.sources.extend(diff::files_changed(&old_doc, &new_doc, &d));
     Ok(show(&d, format))
 }
 
@@ -51,7 +55,7 @@ pub fn against(a: Against<'_>, format: PlanFormat, color: bool) -> CliResult {
     format_ok(format)?;
     let shown = display(a.file);
     // The old version first: an unknown revision is said before anything else.
-    let old = match at_rev(a.file, a.rev)? {
+    let old_text = match at_rev(a.file, a.rev)? {
         // Quoted by the working tree's rule (`input::quotable`): an `.env` file named as the
         // runbook is refused without its lines at REV as it is now.
         Some((text, linked)) if !quotable(a.file, &text, linked) => {
@@ -60,8 +64,15 @@ pub fn against(a: Against<'_>, format: PlanFormat, color: bool) -> CliResult {
                     .help("name a runbook file"),
             ));
         }
-        Some((text, _)) => Some(old_plan(&a, &shown, text, color)?),
+        Some((text, _)) => Some(text),
         None => None,
+    };
+    let (old, included) = match &old_text {
+        Some(text) => {
+            let (doc, included) = old_plan(&a, &shown, text.clone(), color)?;
+            (Some(doc), included)
+        }
+        None => (None, Vec::new()),
     };
     let (runbook, values) = load_with_params(a.file, a.params, a.params_file, color)?;
     let mut new_plan = plan::plan(&runbook, &values).map_err(CliError::Diagnostics)?;
@@ -79,7 +90,49 @@ pub fn against(a: Against<'_>, format: PlanFormat, color: bool) -> CliResult {
     };
     let mut d = diff::diff(&old_doc, &new_doc).map_err(|e| CliError::Invalid(Message::new(e.0)))?;
     d.notes.extend(note);
+    // The procedure as written too: a template whose change these values do not show.
+    if let Some(old_text) = &old_text {
+        let new_text = std::fs::read_to_string(a.file).map_err(|e| {
+            CliError::Invalid(Message::new(format!(
+                "cannot read `{shown}`: {}",
+                runbook_core::shown::one_line(&e.to_string())
+            )))
+        })?;
+        let mut sources = diff::procedure(old_text, &new_text, &d);
+        // Included runbooks as written: unless a step that includes one shows a change.
+        for (path, old_inc) in &included {
+            let shown_by_step = d.steps.iter().any(|s| match s {
+                diff::StepChange::Changed { step, .. } => includes(&new_doc, step, path),
+                diff::StepChange::Renamed { to, .. } => includes(&new_doc, to, path),
+                diff::StepChange::Added { .. } | diff::StepChange::Removed { .. } => false,
+            });
+            let Ok(new_inc) = std::fs::read_to_string(path) else { continue };
+            if shown_by_step {
+                continue;
+            }
+            for (part, unified) in diff::procedure_parts(old_inc, &new_inc) {
+                let inc = runbook_core::shown::one_line(path);
+                sources.push(diff::SourceChange {
+                    note: format!("`{part}` of the included `{inc}` changed as written; the plans for these parameters are the same (its templates may render differently for other values)"),
+                    part: format!("{inc}: {part}"),
+                    unified: Some(unified),
+                });
+            }
+        }
+        d.sources.extend(sources);
+    }
     Ok(show(&d, format))
+}
+
+/// Whether step `id` of a plan document includes the runbook at `path` (as the loader named
+/// it: the folder of the including runbook, then the `file` of the step).
+fn includes(doc: &Value, id: &str, path: &str) -> bool {
+    ["steps", "finally"].iter().filter_map(|k| doc.get(k).and_then(Value::as_array)).flatten().any(|s| {
+        s.get("id").and_then(Value::as_str) == Some(id)
+            && s.pointer("/command/runbook/file")
+                .and_then(Value::as_str)
+                .is_some_and(|f| Path::new(path).ends_with(f.trim_start_matches("./")))
+    })
 }
 
 fn format_ok(format: PlanFormat) -> Result<(), CliError> {
@@ -213,6 +266,8 @@ fn why_not(rev: &str, why: GitShow) -> (String, Option<String>) {
 /// Reads the included runbooks at a revision.
 struct GitLoader<'a> {
     rev: &'a str,
+    /// Each runbook read (its path as asked, its text), for the procedure's comparison.
+    loaded: std::cell::RefCell<Vec<(String, String)>>,
     /// The folder of the runbook named on the command line: includes live in it or below.
     root: &'a Path,
 }
@@ -230,7 +285,9 @@ impl validate::Loader for GitLoader<'_> {
         let (dir, name) = from_root(self.root, p);
         match git_show(dir, self.rev, &name, MAX_FILE_BYTES) {
             GitShow::Found { bytes, .. } => {
-                String::from_utf8(bytes).map_err(|_| "the file is not UTF-8 text".to_string())
+                let text = String::from_utf8(bytes).map_err(|_| "the file is not UTF-8 text".to_string())?;
+                self.loaded.borrow_mut().push((path.to_string(), text.clone()));
+                Ok(text)
             }
             other => Err(format!("it {}", why_not(self.rev, other).0)),
         }
@@ -247,8 +304,11 @@ impl validate::Loader for GitLoader<'_> {
     }
 }
 
+/// The plan document of FILE as it was at REV, and the runbooks it included (path, text).
+type OldPlan = (Value, Vec<(String, String)>);
+
 /// The plan document of FILE as it was at REV.
-fn old_plan(a: &Against<'_>, shown: &str, text: String, color: bool) -> Result<Value, CliError> {
+fn old_plan(a: &Against<'_>, shown: &str, text: String, color: bool) -> Result<OldPlan, CliError> {
     let invalid = |what: &str| {
         CliError::Invalid(Message::new(format!(
             "`{shown}` as it was at `{}`: {what}; nothing to compare",
@@ -256,7 +316,8 @@ fn old_plan(a: &Against<'_>, shown: &str, text: String, color: bool) -> Result<V
         )))
     };
     let root = a.file.parent().unwrap_or(Path::new(""));
-    let checked = validate::check(Source::toml(shown.to_string(), text), &GitLoader { rev: a.rev, root });
+    let loader = GitLoader { rev: a.rev, root, loaded: std::cell::RefCell::new(Vec::new()) };
+    let checked = validate::check(Source::toml(shown.to_string(), text), &loader);
     let errors = checked.diagnostics.iter().any(|d| d.severity == runbook_core::Severity::Error);
     let Some(runbook) = checked.runbook.filter(|_| !errors) else {
         print_diagnostics(&checked.diagnostics, color);
@@ -316,5 +377,5 @@ fn old_plan(a: &Against<'_>, shown: &str, text: String, color: bool) -> Result<V
     })?;
     old.reads = reads;
     let _: &Arc<_> = &runbook;
-    to_document(&old)
+    Ok((to_document(&old)?, loader.loaded.into_inner()))
 }

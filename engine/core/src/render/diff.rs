@@ -16,7 +16,10 @@
 //! - a script, a query or any text of several lines is shown as a unified diff (the exact
 //!   characters, hidden ones as escapes); any other value as `old → new`;
 //! - the output is linear in the size of the two documents: matching is by hash maps, and
-//!   each value is shown once.
+//!   each value is shown once; a unified diff is one hunk past [`LINE_DIFF_LIMIT`] lines;
+//! - the walk is faithful (it reports nothing exactly when the values are equal), and
+//!   `--against` also compares the procedure as written ([`procedure`]): a template whose
+//!   change the given values do not show is a change.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -41,7 +44,7 @@ pub const IGNORED_TOP: &[(&str, &str)] = &[
     ("engine", "the engine that made the plan: what runs is what the other fields say"),
     (
         "files",
-        "digests of the runbook files: any byte changes them (a comment too); what the change does is in the other fields",
+        "digests of the runbook files: any byte changes them (a comment too); what the files say is compared as written instead (`procedure`, `files_changed`)",
     ),
     ("waves", "derived from each step's `needs`: every step's `wave` and `needs` are compared"),
     ("steps", "compared step by step"),
@@ -71,6 +74,24 @@ pub struct PlanDiff {
     pub fields: Vec<FieldChange>,
     /// Changes to steps: in the new plan's order, removed steps last.
     pub steps: Vec<StepChange>,
+    /// Changes to the procedure as written that the two plans do not show: a template whose
+    /// change matters only for other parameter values (`--against`), or runbook files whose
+    /// digests differ under equal plans (`--diff`). See [`procedure`] and [`files_changed`].
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<SourceChange>,
+}
+
+/// A change of the procedure as written that the plans for the given values do not show.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SourceChange {
+    /// The part of the runbook file (`steps.deploy`, `preconditions.ready`, `params`), or
+    /// `files` when only the runbook files' digests are known to differ.
+    pub part: String,
+    /// What it means, in a sentence.
+    pub note: String,
+    /// A unified diff of the part as TOML (its values as written, templates unrendered).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unified: Option<String>,
 }
 
 /// The runbook's name on each side.
@@ -149,12 +170,12 @@ pub enum StepChange {
 impl PlanDiff {
     /// True when nothing that the diff compares changed.
     pub fn is_empty(&self) -> bool {
-        self.risks.is_empty() && self.fields.is_empty() && self.steps.is_empty()
+        self.risks.is_empty() && self.fields.is_empty() && self.steps.is_empty() && self.sources.is_empty()
     }
 
     /// How many changes: risk sentences, fields and steps.
     pub fn count(&self) -> usize {
-        self.risks.len() + self.fields.len() + self.steps.len()
+        self.risks.len() + self.fields.len() + self.steps.len() + self.sources.len()
     }
 }
 
@@ -195,6 +216,10 @@ pub fn read_document(doc: &Value) -> Result<Plan, NotAPlan> {
 pub fn diff(old: &Value, new: &Value) -> Result<PlanDiff, NotAPlan> {
     let old_plan = read_document(old)?;
     let new_plan = read_document(new)?;
+    let (mut old, mut new) = (old.clone(), new.clone());
+    nested(&mut old);
+    nested(&mut new);
+    let (old, new) = (&old, &new);
     let name = |v: &Value| v.pointer("/runbook/name").and_then(Value::as_str).map(str::to_string);
     let mut fields = Vec::new();
     let (Some(o), Some(n)) = (old.as_object(), new.as_object()) else {
@@ -205,7 +230,7 @@ pub fn diff(old: &Value, new: &Value) -> Result<PlanDiff, NotAPlan> {
         if IGNORED_TOP.iter().any(|(f, _)| f == k) {
             continue;
         }
-        walk(k, o.get(k), n.get(k), &mut fields);
+        field(k, o.get(k), n.get(k), &mut fields);
     }
     let risks_markdown = risks(&risk_facts(&old_plan), &risk_facts(&new_plan), &old_plan, &new_plan);
     Ok(PlanDiff {
@@ -216,7 +241,137 @@ pub fn diff(old: &Value, new: &Value) -> Result<PlanDiff, NotAPlan> {
         risks_markdown,
         fields,
         steps: steps(old, new),
+        sources: Vec::new(),
     })
+}
+
+/// For `--diff`, which has plans only: equal plans of runbook files whose digests differ.
+/// The files changed; what they run for these plans' values did not; a template may have
+/// changed for other values, which only the runbooks show (`plan FILE --against REV`).
+pub fn files_changed(old: &Value, new: &Value, d: &PlanDiff) -> Option<SourceChange> {
+    let digests = |v: &Value| v.get("files").cloned().unwrap_or(Value::Null);
+    (d.is_empty() && digests(old) != digests(new)).then(|| SourceChange {
+        part: "files".into(),
+        note: "the runbook files changed (their SHA-256 differ), and these plans are equal for their parameters: a template may have changed for other values; compare the runbooks with `runbook plan FILE --against REV` to see it".into(),
+        unified: None,
+    })
+}
+
+/// The procedure as written, compared (`--against`): the TOML values of the two versions of
+/// the runbook file (comments, layout, quoting and key order aside), part by part (each
+/// step, precondition, parameter, secret, escalation; each other top-level key as a whole).
+/// A part whose written value changed while the plan diff shows nothing of it is a
+/// [`SourceChange`]: a template that renders the same for these values and may not for
+/// others. A text that is not TOML (it was checked before) compares as no part.
+pub fn procedure(old_text: &str, new_text: &str, d: &PlanDiff) -> Vec<SourceChange> {
+    let mut shown_steps = BTreeSet::new();
+    for s in &d.steps {
+        match s {
+            StepChange::Added { step, .. }
+            | StepChange::Removed { step, .. }
+            | StepChange::Changed { step, .. } => {
+                shown_steps.insert(step.clone());
+            }
+            StepChange::Renamed { from, to, .. } => {
+                shown_steps.insert(from.clone());
+                shown_steps.insert(to.clone());
+            }
+        }
+    }
+    let shown_field = |prefix: &str| {
+        d.fields.iter().any(|f| {
+            let p = f.field.replace('-', "_");
+            p == prefix || p.starts_with(&format!("{prefix}.")) || p.starts_with(&format!("{prefix}["))
+        })
+    };
+    // A changed line that holds a template may render differently for other values: shown
+    // as written even when the plan shows the part changed for these values.
+    let templated =
+        |u: &str| u.lines().any(|l| l.starts_with(['-', '+']) && (l.contains("{{") || l.contains("{%")));
+    procedure_parts(old_text, new_text)
+        .into_iter()
+        .filter_map(|(part, u)| {
+            let shown = match part.split_once('.') {
+                Some(("steps" | "finally", id)) => shown_steps.contains(id),
+                Some((k, name)) => {
+                    shown_field(&format!("{}.{name}", k.replace('-', "_")))
+                        || shown_field(&format!("{}[{name}]", k.replace('-', "_")))
+                }
+                None => shown_field(&part.replace('-', "_")),
+            };
+            let note = if shown {
+                format!("`{part}` changed as written, and its changed lines hold templates: its plan for these parameters is above; for other values they may render differently")
+            } else {
+                format!("`{part}` changed as written; the plans for these parameters are the same (its templates may render differently for other values)")
+            };
+            let keep = !shown || templated(&u);
+            keep.then_some(SourceChange { part, note, unified: Some(u) })
+        })
+        .collect()
+}
+
+/// The parts of a runbook file whose written value differs between two texts (see
+/// [`procedure`]), each with a unified diff of the part as TOML. A text that is not TOML
+/// (it was checked before) has no part.
+pub fn procedure_parts(old_text: &str, new_text: &str) -> Vec<(String, String)> {
+    let parse = |t: &str| t.parse::<toml::Table>().ok();
+    let (Some(old), Some(new)) = (parse(old_text), parse(new_text)) else { return Vec::new() };
+    let mut parts: BTreeMap<String, (Option<toml::Value>, Option<toml::Value>)> = BTreeMap::new();
+    for (side, table) in [(0, &old), (1, &new)] {
+        for (k, v) in table.iter() {
+            let named = matches!(
+                k.as_str(),
+                "steps" | "finally" | "preconditions" | "params" | "secrets" | "escalations"
+            );
+            let items: Vec<(String, &toml::Value)> = match v.as_table() {
+                Some(t) if named => t.iter().map(|(n, v)| (format!("{k}.{n}"), v)).collect(),
+                _ => vec![(k.clone(), v)],
+            };
+            for (name, v) in items {
+                let e = parts.entry(name).or_default();
+                if side == 0 { e.0 = Some(v.clone()) } else { e.1 = Some(v.clone()) }
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for (part, (o, n)) in parts {
+        if o == n {
+            continue;
+        }
+        let as_toml = |v: &Option<toml::Value>| -> String {
+            match v {
+                None => String::new(),
+                Some(v) => {
+                    let mut t = toml::Table::new();
+                    t.insert(part.clone(), v.clone());
+                    toml::to_string_pretty(&t).unwrap_or_default()
+                }
+            }
+        };
+        let u = unified(&as_toml(&o), &as_toml(&n));
+        out.push((part, u));
+    }
+    out
+}
+
+/// The plans of included runbooks without what [`IGNORED_TOP`] leaves out of a plan (the
+/// digests of their files, the engine): an included file's comment is no change, as the
+/// top file's is; what it runs is compared, and how it is written by [`procedure`].
+fn nested(doc: &mut Value) {
+    for section in ["steps", "finally"] {
+        if let Some(list) = doc.get_mut(section).and_then(Value::as_array_mut) {
+            for s in list {
+                if let Some(plan) = s.pointer_mut("/command/runbook/plan") {
+                    if let Some(o) = plan.as_object_mut() {
+                        for (k, _) in IGNORED_TOP.iter().filter(|(k, _)| !matches!(*k, "steps" | "finally")) {
+                            o.remove(*k);
+                        }
+                    }
+                    nested(plan);
+                }
+            }
+        }
+    }
 }
 
 // ----- steps ---------------------------------------------------------------------------
@@ -273,7 +428,8 @@ fn steps(old: &Value, new: &Value) -> Vec<StepChange> {
     for (section, s) in &news {
         let id = id_of(s);
         if let Some(&i) = old_ids.get(id) {
-            let changes = step_fields(olds[i].1, s);
+            let mut changes = step_fields(olds[i].1, s);
+            moved(olds[i].0, section, &mut changes);
             if !changes.is_empty() {
                 out.push(StepChange::Changed { step: id.to_string(), changes });
             }
@@ -282,11 +438,9 @@ fn steps(old: &Value, new: &Value) -> Vec<StepChange> {
         let key = (kind_of(s), s.get("command").map(Value::to_string).unwrap_or_default());
         if let Some(i) = gone.get_mut(&key).and_then(Vec::pop) {
             renamed.insert(i);
-            out.push(StepChange::Renamed {
-                from: id_of(olds[i].1).to_string(),
-                to: id.to_string(),
-                changes: step_fields(olds[i].1, s),
-            });
+            let mut changes = step_fields(olds[i].1, s);
+            moved(olds[i].0, section, &mut changes);
+            out.push(StepChange::Renamed { from: id_of(olds[i].1).to_string(), to: id.to_string(), changes });
             continue;
         }
         out.push(StepChange::Added {
@@ -310,12 +464,52 @@ fn steps(old: &Value, new: &Value) -> Vec<StepChange> {
     out
 }
 
-/// The fields of an added step besides its id, kind and command (shown on their own).
+/// A step matched across sections (`steps` and `finally`): its section is a changed field
+/// (when it runs and what its failure does both changed).
+fn moved(old: &'static str, new: &'static str, changes: &mut Vec<FieldChange>) {
+    if old != new {
+        changes.insert(
+            0,
+            FieldChange {
+                field: "section".into(),
+                old: Some(Value::from(old)),
+                new: Some(Value::from(new)),
+                unified: None,
+            },
+        );
+    }
+}
+
+/// The fields of an added step besides its id, kind and command (shown on their own); an
+/// object that holds a text of several lines field by field, so that a compensation's script
+/// or a confirmation of several lines is shown as its text.
 fn added_fields(new: &Value) -> Vec<FieldChange> {
+    fn lines(v: &Value) -> bool {
+        match v {
+            Value::String(s) => s.contains('\n'),
+            Value::Object(o) => o.values().any(lines),
+            Value::Array(a) => a.iter().any(lines),
+            Value::Null | Value::Bool(_) | Value::Number(_) => false,
+        }
+    }
+    fn leaves(path: &str, v: &Value, out: &mut Vec<FieldChange>) {
+        match v.as_object() {
+            // An object holding a text of several lines (a compensation's script): each
+            // field on its own, so that the text is shown as text.
+            Some(o) if lines(v) => {
+                for (k, v) in o {
+                    leaves(&format!("{path}.{k}"), v, out);
+                }
+            }
+            _ => walk(path, None, Some(v), out),
+        }
+    }
     let mut out = Vec::new();
     if let Some(o) = new.as_object() {
         for (k, v) in o.iter().filter(|(k, _)| !matches!(k.as_str(), "id" | "kind" | "command")) {
-            walk(k, None, Some(v), &mut out);
+            if !nothing(v) {
+                leaves(k, v, &mut out);
+            }
         }
     }
     out
@@ -332,7 +526,7 @@ fn step_fields(old: &Value, new: &Value) -> Vec<FieldChange> {
         if IGNORED_STEP.iter().any(|(f, _)| f == k) {
             continue;
         }
-        walk(k, o.get(k), n.get(k), &mut out);
+        field(k, o.get(k), n.get(k), &mut out);
     }
     out
 }
@@ -345,25 +539,36 @@ const TEXTS: [&str; 4] = ["script", "query", "text", "prompt"];
 /// Lists compared as sets: their order means nothing.
 const SETS: [&str; 2] = ["needs", "outputs"];
 
-/// The key that names the items of a list of objects (`id`, `path`, `name`), if every item has one.
+/// The key that names the items of a list of objects (`id`, `path`, `name`), if every item
+/// has one and no two items share it (a JSON Patch names one path twice: matched by key, one
+/// item would hide the other).
 fn item_key(items: &[Value]) -> Option<&'static str> {
-    ["id", "path", "name"]
-        .into_iter()
-        .find(|k| !items.is_empty() && items.iter().all(|i| i.get(*k).and_then(Value::as_str).is_some()))
+    ["id", "path", "name"].into_iter().find(|k| {
+        let mut seen = BTreeSet::new();
+        !items.is_empty()
+            && items.iter().all(|i| i.get(*k).and_then(Value::as_str).is_some_and(|n| seen.insert(n)))
+    })
 }
 
 fn last_segment(path: &str) -> &str {
     path.rsplit(['.', ']']).next().unwrap_or(path)
 }
 
-/// Every difference between two values at `path`, leaves first-class.
+/// `null`, an empty list or object.
+fn nothing(v: &Value) -> bool {
+    v.is_null() || v.as_array().is_some_and(Vec::is_empty) || v.as_object().is_some_and(|o| o.is_empty())
+}
+
+/// A field of the plan itself (a top-level field of the document, a field of a step): there
+/// `null`, empty and absent say the same to the engine (no `env`, no `needs`, no
+/// compensation), so they compare equal. Below it, [`walk`] is exact.
+fn field(key: &str, old: Option<&Value>, new: Option<&Value>, out: &mut Vec<FieldChange>) {
+    walk(key, old.filter(|v| !nothing(v)), new.filter(|v| !nothing(v)), out);
+}
+
+/// Every difference between two values at `path`, leaves first-class. Faithful: it reports
+/// nothing exactly when the two are equal (absent, `null`, `[]` and `{}` are four values).
 fn walk(path: &str, old: Option<&Value>, new: Option<&Value>, out: &mut Vec<FieldChange>) {
-    // `null`, empty and absent say the same: nothing there.
-    let nothing = |v: &&Value| {
-        v.is_null() || v.as_array().is_some_and(Vec::is_empty) || v.as_object().is_some_and(|o| o.is_empty())
-    };
-    let old = old.filter(|v| !nothing(v));
-    let new = new.filter(|v| !nothing(v));
     if old == new {
         return;
     }
@@ -374,8 +579,8 @@ fn walk(path: &str, old: Option<&Value>, new: Option<&Value>, out: &mut Vec<Fiel
             {
                 Some(unified(a, b))
             }
-            (Some(a), None) if a.contains('\n') && new.is_none_or(Value::is_null) => Some(unified(a, "")),
-            (None, Some(b)) if b.contains('\n') && old.is_none_or(Value::is_null) => Some(unified("", b)),
+            (Some(a), None) if a.contains('\n') && new.is_none() => Some(unified(a, "")),
+            (None, Some(b)) if b.contains('\n') && old.is_none() => Some(unified("", b)),
             _ => None,
         };
         let (old, new) = if unified.is_some() { (None, None) } else { (old.cloned(), new.cloned()) };
@@ -474,10 +679,51 @@ fn shown_value(v: &Value) -> String {
     }
 }
 
-/// A unified diff of two texts, three lines of context, without file headers.
+/// Past this many differing lines (both sides, after the common first and last lines), a
+/// change is shown as one hunk: every old line removed, every new line added. The line diff
+/// is O(N·D); this keeps it bounded, and the output is the same on every machine (a size,
+/// never a clock, decides).
+pub const LINE_DIFF_LIMIT: usize = 4000;
+
+/// A unified diff of two texts, three lines of context, without file headers. Bounded:
+/// linear past [`LINE_DIFF_LIMIT`] differing lines.
 fn unified(a: &str, b: &str) -> String {
-    let diff = similar::TextDiff::from_lines(a, b);
+    let la: Vec<&str> = a.split_inclusive('\n').collect();
+    let lb: Vec<&str> = b.split_inclusive('\n').collect();
+    let head = la.iter().zip(&lb).take_while(|(x, y)| x == y).count();
+    let tail = la[head..].iter().rev().zip(lb[head..].iter().rev()).take_while(|(x, y)| x == y).count();
     let mut out = String::new();
+    if la.len() + lb.len() - 2 * (head + tail) > LINE_DIFF_LIMIT {
+        let from = head.saturating_sub(3);
+        let to_a = (la.len() - tail + 3).min(la.len());
+        let to_b = (lb.len() - tail + 3).min(lb.len());
+        let range = |start: usize, end: usize| match end - start {
+            0 => format!("{start},0"),
+            n => format!("{},{n}", start + 1),
+        };
+        let _ = writeln!(out, "@@ -{} +{} @@", range(from, to_a), range(from, to_b));
+        let line = |out: &mut String, mark: char, l: &str| {
+            out.push(mark);
+            out.push_str(l);
+            if !l.ends_with('\n') {
+                out.push('\n');
+            }
+        };
+        for l in &la[from..head] {
+            line(&mut out, ' ', l);
+        }
+        for l in &la[head..la.len() - tail] {
+            line(&mut out, '-', l);
+        }
+        for l in &lb[head..lb.len() - tail] {
+            line(&mut out, '+', l);
+        }
+        for l in &la[la.len() - tail..to_a] {
+            line(&mut out, ' ', l);
+        }
+        return out;
+    }
+    let diff = similar::TextDiff::from_lines(a, b);
     for hunk in diff.unified_diff().context_radius(3).missing_newline_hint(false).iter_hunks() {
         let _ = write!(out, "{hunk}");
     }
@@ -502,6 +748,25 @@ fn risks(old: &RiskFacts, new: &RiskFacts, old_plan: &Plan, new_plan: &Plan) -> 
             .collect()
     };
     let (old_steps, new_steps) = (compensable(old_plan), compensable(new_plan));
+    // A step that changed sections: when it runs and what its failure does both changed.
+    let ids = |l: &[PlanStep]| -> BTreeSet<String> { l.iter().map(|s| s.id.clone()).collect() };
+    let (old_main, old_fin) = (ids(&old_plan.steps), ids(&old_plan.finally));
+    for s in &new_plan.steps {
+        if old_fin.contains(&s.id) {
+            out.push(format!(
+                "{} moved from the `finally` steps to the main steps: it no longer runs at the end whatever happened; it runs in its wave, and its failure stops or compensates the run",
+                code(&s.id)
+            ));
+        }
+    }
+    for s in &new_plan.finally {
+        if old_main.contains(&s.id) {
+            out.push(format!(
+                "{} moved from the main steps to the `finally` steps: it runs at the end whatever happened, after a failure too",
+                code(&s.id)
+            ));
+        }
+    }
     let had = |steps: &BTreeMap<String, bool>, id: &str| steps.get(id).copied();
     let set = |l: &[String]| -> BTreeSet<String> { l.iter().cloned().collect() };
     let (old_irr, new_irr) = (set(&old.irreversible), set(&new.irreversible));
@@ -982,10 +1247,23 @@ pub fn text(d: &PlanDiff) -> String {
                 StepChange::Added { step, section, kind, command, fields } => {
                     let fin = if *section == "finally" { " (finally)" } else { "" };
                     let _ = writeln!(out, "  + added `{}`{fin} ({kind}):", crate::shown::one_line(step));
-                    out.push_str(&indented(command, "      "));
+                    out.push_str(&indented(command, "      | "));
+                    let note = non_ascii(command);
+                    if !note.is_empty() {
+                        let _ = writeln!(out, "     {note}");
+                    }
                     for c in fields {
-                        let v = c.new.as_ref().map_or_else(|| "(none)".into(), list_text);
-                        let _ = writeln!(out, "      {}: {v}", crate::shown::one_line(&c.field));
+                        let f = crate::shown::one_line(&c.field);
+                        match (&c.unified, &c.new) {
+                            (Some(u), _) => {
+                                let _ = writeln!(out, "      {f}:{}", lookalikes(c));
+                                out.push_str(&indented(u, "        "));
+                            }
+                            (None, v) => {
+                                let v = v.as_ref().map_or_else(|| "(none)".into(), list_text);
+                                let _ = writeln!(out, "      {f}: {v}{}", lookalikes(c));
+                            }
+                        }
                     }
                 }
                 StepChange::Removed { step, section, kind, command } => {
@@ -995,7 +1273,11 @@ pub fn text(d: &PlanDiff) -> String {
                         "  - removed `{}`{fin} ({kind}), it ran:",
                         crate::shown::one_line(step)
                     );
-                    out.push_str(&indented(command, "      "));
+                    out.push_str(&indented(command, "      | "));
+                    let note = non_ascii(command);
+                    if !note.is_empty() {
+                        let _ = writeln!(out, "     {note}");
+                    }
                 }
                 StepChange::Renamed { from, to, changes } => {
                     let _ = writeln!(
@@ -1013,12 +1295,54 @@ pub fn text(d: &PlanDiff) -> String {
             }
         }
     }
+    if !d.sources.is_empty() {
+        let _ = writeln!(out, "\nChanges as written, for other parameter values:");
+        for s in &d.sources {
+            let _ = writeln!(out, "  ~ {}", crate::shown::one_line(&s.note));
+            if let Some(u) = &s.unified {
+                out.push_str(&indented(u, "      "));
+            }
+        }
+    }
     out
+}
+
+/// Non-ASCII characters in the changed lines of a change (`-`/`+` lines of its unified diff,
+/// or its old and new values): a no-break space or a Cyrillic `а` reads like an ASCII one,
+/// so the view names them (` (non-ASCII characters in this change: U+00A0)`), or nothing.
+fn lookalikes(c: &FieldChange) -> String {
+    let mut text = String::new();
+    if let Some(u) = &c.unified {
+        for l in u.lines().filter(|l| l.starts_with(['-', '+'])) {
+            text.push_str(l);
+        }
+    }
+    for v in [&c.old, &c.new].into_iter().flatten() {
+        text.push_str(&v.to_string());
+    }
+    non_ascii(&text)
+}
+
+/// The non-ASCII characters of a text as ` (non-ASCII characters in this change: U+00A0)`,
+/// or nothing.
+fn non_ascii(text: &str) -> String {
+    let mut seen = Vec::new();
+    for ch in text.chars().filter(|ch| !ch.is_ascii()) {
+        if !seen.contains(&ch) {
+            seen.push(ch);
+        }
+    }
+    if seen.is_empty() {
+        return String::new();
+    }
+    let more = if seen.len() > 12 { ", ..." } else { "" };
+    let list: Vec<String> = seen.iter().take(12).map(|ch| format!("U+{:04X}", u32::from(*ch))).collect();
+    format!(" (non-ASCII characters in this change: {}{more})", list.join(", "))
 }
 
 fn fields_text(out: &mut String, changes: &[FieldChange], indent: &str) {
     for c in changes {
-        let _ = writeln!(out, "{indent}{}", field_line(c));
+        let _ = writeln!(out, "{indent}{}{}", field_line(c), lookalikes(c));
         if let Some(u) = c.unified.clone().or_else(|| whole_object(c)) {
             out.push_str(&indented(&u, &format!("{indent}  ")));
         }
@@ -1051,9 +1375,21 @@ pub fn markdown(d: &PlanDiff) -> String {
                     let _ = writeln!(out, "- **added** {}{fin} ({}):\n", code(step), escape(kind));
                     let lang = if kind == "run" { "sh" } else { "json" };
                     out.push_str(&fenced(lang, command, "  "));
+                    let note = non_ascii(command);
+                    if !note.is_empty() {
+                        let _ = writeln!(out, "  {}\n", note.trim_start());
+                    }
                     for c in fields {
-                        let v = c.new.as_ref().map_or_else(|| "(none)".into(), md_list);
-                        let _ = writeln!(out, "  - {}: {v}", code(&c.field));
+                        match (&c.unified, &c.new) {
+                            (Some(u), _) => {
+                                let _ = writeln!(out, "  - {}:{}\n", code(&c.field), lookalikes(c));
+                                out.push_str(&fenced("diff", u, "    "));
+                            }
+                            (None, v) => {
+                                let v = v.as_ref().map_or_else(|| "(none)".into(), md_list);
+                                let _ = writeln!(out, "  - {}: {v}{}", code(&c.field), lookalikes(c));
+                            }
+                        }
                     }
                 }
                 StepChange::Removed { step, section, kind, command } => {
@@ -1061,6 +1397,10 @@ pub fn markdown(d: &PlanDiff) -> String {
                     let _ = writeln!(out, "- **removed** {}{fin} ({}), it ran:\n", code(step), escape(kind));
                     let lang = if kind == "run" { "sh" } else { "json" };
                     out.push_str(&fenced(lang, command, "  "));
+                    let note = non_ascii(command);
+                    if !note.is_empty() {
+                        let _ = writeln!(out, "  {}\n", note.trim_start());
+                    }
                 }
                 StepChange::Renamed { from, to, changes } => {
                     let _ = writeln!(out, "- **renamed** {} → {}", code(from), code(to));
@@ -1070,6 +1410,16 @@ pub fn markdown(d: &PlanDiff) -> String {
                     let _ = writeln!(out, "- **changed** {}", code(step));
                     fields_markdown(&mut out, changes, "  ");
                 }
+            }
+        }
+    }
+    if !d.sources.is_empty() {
+        let _ = writeln!(out, "\n### Changes as written, for other parameter values\n");
+        for s in &d.sources {
+            let _ = writeln!(out, "- {}", backticked(&s.note));
+            if let Some(u) = &s.unified {
+                let _ = writeln!(out);
+                out.push_str(&fenced("diff", u, "  "));
             }
         }
     }
@@ -1101,7 +1451,7 @@ fn fields_markdown(out: &mut String, changes: &[FieldChange], indent: &str) {
             (Some(o), Some(n), _) => format!("{f}: {} → {}", v(o), v(n)),
             (None, None, None) => f,
         };
-        let _ = writeln!(out, "{indent}- {line}");
+        let _ = writeln!(out, "{indent}- {line}{}", lookalikes(c));
         if let Some(u) = &c.unified {
             let _ = writeln!(out);
             out.push_str(&fenced("diff", u, &format!("{indent}  ")));
@@ -1205,8 +1555,8 @@ mod tests {
         let new = BASE.replace("[steps.health]\nrun = \"check\"", "[steps.probe]\nrun = \"probe --all\"");
         let d = diff(&doc(BASE), &doc(&new)).expect("a diff");
         let t = text(&d);
-        assert!(t.contains("  + added `probe` (run):\n      probe --all\n"), "{t}");
-        assert!(t.contains("  - removed `health` (run), it ran:\n      check\n"), "{t}");
+        assert!(t.contains("  + added `probe` (run):\n      | probe --all\n"), "{t}");
+        assert!(t.contains("  - removed `health` (run), it ran:\n      | check\n"), "{t}");
         let md = markdown(&d);
         assert!(md.contains("- **removed** `health` (run), it ran:\n\n  ```sh\n  check\n  ```"), "{md}");
     }
@@ -1258,6 +1608,142 @@ mod tests {
         let t = text(&d);
         assert!(!t.contains('\u{1b}') && !t.contains('\r'), "{t}");
         assert!(!t.lines().any(|l| l.starts_with("# pwned")), "{t}");
+    }
+
+    /// Small JSON values of every shape: absent, `null`, empty and not, lists of objects
+    /// with unique and with shared keys, texts of one and several lines.
+    fn corpus() -> Vec<Option<Value>> {
+        use serde_json::json;
+        let base = vec![
+            json!(null),
+            json!(false),
+            json!(0),
+            json!(1.0),
+            json!(""),
+            json!("a"),
+            json!("a\nb"),
+            json!([]),
+            json!({}),
+            json!([null]),
+            json!([[]]),
+            json!([{}]),
+            json!(["a", "a"]),
+            json!(["a"]),
+            json!([1]),
+            json!(["1"]),
+            json!({"a": null}),
+            json!({"a": []}),
+            json!({"a": {}}),
+            json!({"id": "x"}),
+            json!([{"id": "x"}, {"id": "y"}]),
+            json!([{"id": "y"}, {"id": "x"}]),
+            json!([{"id": "x", "v": 1}, {"id": "x", "v": 2}]),
+            json!([{"id": "x", "v": 2}, {"id": "x", "v": 2}]),
+            json!([{"op": "test", "path": "/r", "value": 3}, {"op": "replace", "path": "/r", "value": 5}]),
+            json!([{"op": "replace", "path": "/r", "value": 5}, {"op": "replace", "path": "/r", "value": 5}]),
+        ];
+        let mut out = vec![None];
+        for v in &base {
+            out.push(Some(v.clone()));
+            // One level deeper, as a value inside a body.
+            out.push(Some(json!({"k": v})));
+            out.push(Some(json!([v])));
+        }
+        out
+    }
+
+    /// The walk is a faithful structural diff: for every pair of the corpus, at every kind of
+    /// path (a body, a set-like `needs`, a text field, an argv), it reports nothing exactly
+    /// when the two values are equal.
+    #[test]
+    fn the_walk_reports_nothing_exactly_when_the_values_are_equal() {
+        let values = corpus();
+        for path in
+            ["command.http.body", "command.sql.args", "needs", "command.run.script", "cmd", "x.outputs"]
+        {
+            for a in &values {
+                for b in &values {
+                    let mut out = Vec::new();
+                    walk(path, a.as_ref(), b.as_ref(), &mut out);
+                    assert_eq!(out.is_empty(), a == b, "{path}: {a:?} vs {b:?}: {out:?}");
+                }
+            }
+        }
+    }
+
+    /// The same through the whole document: a step's http body set to each corpus value.
+    #[test]
+    fn a_body_of_any_value_is_compared_exactly() {
+        let plain =
+            doc("[runbook]\nname = \"r\"\n\n[steps.a]\nhttp = { method = \"POST\", url = \"http://x\" }\n");
+        let values = corpus();
+        let with = |v: &Option<Value>| {
+            let mut d = plain.clone();
+            match v {
+                Some(v) => d["steps"][0]["command"]["http"]["body"] = v.clone(),
+                None => {
+                    if let Some(h) = d["steps"][0]["command"]["http"].as_object_mut() {
+                        h.remove("body");
+                    }
+                }
+            }
+            d
+        };
+        for a in &values {
+            for b in &values {
+                let d = diff(&with(a), &with(b)).expect("a diff");
+                assert_eq!(d.is_empty(), a == b, "{a:?} vs {b:?}: {d:?}");
+            }
+        }
+    }
+
+    /// Past the limit, a change is one hunk of every old and every new line: linear, the same
+    /// everywhere, and still exact.
+    #[test]
+    fn a_long_change_is_one_hunk() {
+        let old: String = (0..3000).map(|i| format!("echo x{i}\n")).collect();
+        let new: String = (0..3000).map(|i| format!("echo y{i}\n")).collect();
+        let (old, new) = (format!("same\n{old}tail\n"), format!("same\n{new}tail\n"));
+        let u = unified(&old, &new);
+        assert!(u.starts_with("@@ -1,3002 +1,3002 @@\n same\n-echo x0\n"), "{}", &u[..80]);
+        assert!(u.ends_with("+echo y2999\n tail\n"));
+        assert_eq!(u.lines().filter(|l| l.starts_with('-')).count(), 3000);
+        assert_eq!(u.lines().filter(|l| l.starts_with('+')).count(), 3000);
+        // Under the limit, the line diff as before.
+        assert_eq!(unified("a\nb\nc\n", "a\nB\nc\n"), "@@ -1,3 +1,3 @@\n a\n-b\n+B\n c\n");
+    }
+
+    /// The procedure compared as written: a template that renders the same for the given
+    /// values is a change; comments and layout are not; a part the plan diff shows is not
+    /// repeated.
+    #[test]
+    fn the_procedure_is_compared_as_written() {
+        let doc = |text: &str| {
+            let checked = check(Source::toml("r.toml", text), &NoIncludes);
+            let runbook = checked.runbook.unwrap_or_else(|| panic!("{:?}", checked.diagnostics));
+            let values = crate::inputs::resolve(&runbook, &BTreeMap::new()).expect("defaults");
+            serde_json::to_value(crate::plan::plan(&runbook, &values).expect("a plan")).expect("json")
+        };
+        let old = "[runbook]\nname = \"r\"\n\n[params.e]\ntype = \"string\"\ndefault = \"s\"\n\n[steps.a]\nrun = \"x {{ params.e }}\"\n";
+        let new = old
+            .replace("x {{ params.e }}", "x {% if params.e == 'p' %}evil{% else %}{{ params.e }}{% endif %}");
+        let d = diff(&doc(old), &doc(&new)).expect("a diff");
+        assert!(d.is_empty());
+        let sources = procedure(old, &new, &d);
+        assert_eq!(sources.len(), 1, "{sources:?}");
+        assert_eq!(sources[0].part, "steps.a");
+        assert!(sources[0].unified.as_deref().is_some_and(|u| u.contains("+run = \"x {% if")), "{sources:?}");
+        let layout = format!("# c\n{}", old.replace("type = \"string\"", "type = 'string' # t"));
+        assert!(procedure(old, &layout, &d).is_empty());
+        // A literal change the plan shows: said by the plan only.
+        let shown = format!("{old}timeout = \"1h\"\n");
+        let d = diff(&doc(old), &doc(&shown)).expect("a diff");
+        assert!(!d.is_empty() && procedure(old, &shown, &d).is_empty());
+        // A changed line with a template: said as written too, whatever the plan shows.
+        let templated = old.replace("x {{", "y {{");
+        let d = diff(&doc(old), &doc(&templated)).expect("a diff");
+        let sources = procedure(old, &templated, &d);
+        assert!(!d.is_empty() && sources.len() == 1 && sources[0].note.contains("above"), "{sources:?}");
     }
 
     #[test]
