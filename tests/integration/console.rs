@@ -1355,7 +1355,7 @@ fn the_runs_api_says_what_the_page_says_and_counts_match_their_lists() {
     let failed = s.latest_run();
     std::fs::write(
         s.path().join("slow.toml"),
-        "[runbook]\nname = \"slow\"\n[steps.wait]\nrun = \"touch started; sleep 600\"\n",
+        "[runbook]\nname = \"slow\"\n[steps.wait]\nrun = \"touch started; sleep 30\"\n",
     )
     .expect("write");
     let mut engine = s.spawn(&["run", "slow.toml", "--yes"]);
