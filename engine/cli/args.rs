@@ -286,6 +286,11 @@ pub enum Command {
         /// A folder of runbooks (`*.toml`) to show with their `check` result and plan.
         #[arg(long, value_name = "DIR")]
         runbooks: Option<PathBuf>,
+        /// A name the console is reached by (repeatable; without `:PORT`, the listen port).
+        /// The `Host` header must name the console: an IP address or `localhost` on its
+        /// port, or one of these names; any other is refused (DNS rebinding).
+        #[arg(long, value_name = "NAME[:PORT]")]
+        host: Vec<runbook_web::HostName>,
     },
 }
 

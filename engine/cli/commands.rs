@@ -154,7 +154,9 @@ pub fn run(cli: Cli) -> CliResult {
             state::migrate(state.state.as_deref(), identity.as_deref(), &map)
         }
         Command::State(StateCommand::Check { state }) => state::check(state.state.as_deref()),
-        Command::Serve { listen, state, runbooks } => crate::serve::serve(listen, state.state, runbooks),
+        Command::Serve { listen, state, runbooks, host } => {
+            crate::serve::serve(listen, state.state, runbooks, host)
+        }
         Command::Schema => {
             out!("{}", schema::schema_text());
             Ok(Exit::Success)

@@ -56,7 +56,8 @@ impl runbook_web::Files for CliFiles {
             crate::input::load_with_params(file, &[], None, false).map_err(|e| e.render(false))?;
         let mut plan = plan::plan(&runbook, &values).map_err(|d| CliError::Diagnostics(d).render(false))?;
         plan.reads = crate::input::pinned_reads(&runbook, None).map_err(|e| e.render(false))?;
-        Ok(render::html_body(&plan))
+        // The console quotes no file but runbooks: a script is named with its digest.
+        Ok(render::html_body(&plan, render::Quote::Digests))
     }
 
     fn as_started(
@@ -121,7 +122,12 @@ async fn stop_signal() {
     }
 }
 
-pub fn serve(listen: SocketAddr, state: Option<String>, runbooks: Option<PathBuf>) -> CliResult {
+pub fn serve(
+    listen: SocketAddr,
+    state: Option<String>,
+    runbooks: Option<PathBuf>,
+    hosts: Vec<runbook_web::HostName>,
+) -> CliResult {
     let location = crate::state::location(state.as_deref());
     if let Some(dir) = &runbooks
         && !dir.is_dir()
@@ -136,7 +142,7 @@ pub fn serve(listen: SocketAddr, state: Option<String>, runbooks: Option<PathBuf
             "warning: listening on {listen}, which is not a loopback address: anyone who can reach it can read every run in the store (the console has no authentication yet; it is read-only)"
         );
     }
-    let config = runbook_web::Config { location, runbooks, files: Arc::new(CliFiles) };
+    let config = runbook_web::Config { location, runbooks, files: Arc::new(CliFiles), hosts };
     crate::runtime::block_on(async move {
         let server = runbook_web::bind(listen, config)
             .await

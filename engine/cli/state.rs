@@ -138,23 +138,14 @@ pub async fn open(location: &Location, create: bool) -> Result<Store, CliError> 
             ))));
         }
     }
-    let store = Store::open(location).await.map_err(|source| CliError::StoreAt {
-        doing: StoreAction::Open,
-        location: location.shown(),
-        source,
-    })?;
+    let store =
+        Store::open(location).await.map_err(|source| store_failed(StoreAction::Open, location, source))?;
     // In `db-role` mode the session's role says who this is: it is the operator unless
     // `--as` claimed a name (which the store then accepts only if it is the same identity).
     match store.identity().await {
         Ok((IdentityMode::DbRole, Some(identity))) => identity::set_operator(identity),
         Ok(_) => {}
-        Err(source) => {
-            return Err(CliError::StoreAt {
-                doing: StoreAction::ReadIdentity,
-                location: location.shown(),
-                source,
-            });
-        }
+        Err(source) => return Err(store_failed(StoreAction::ReadIdentity, location, source)),
     }
     Ok(store)
 }
@@ -387,11 +378,19 @@ pub fn check(state: Option<&str>) -> CliResult {
 }
 
 async fn connect(location: &Location) -> Result<Store, CliError> {
-    Store::connect(location).await.map_err(|source| CliError::StoreAt {
-        doing: StoreAction::Connect,
-        location: location.shown(),
-        source,
-    })
+    Store::connect(location).await.map_err(|source| store_failed(StoreAction::Connect, location, source))
+}
+
+/// A failure of the store at `location` as the CLI says it: the database's message with the
+/// URL's password masked (`Location::masked`, the console's mask too). When the message
+/// held the password, the error is that masked text (same exit status, no hint).
+fn store_failed(doing: StoreAction, location: &Location, source: runbook_store::StoreError) -> CliError {
+    let text = source.to_string();
+    let masked = location.masked(&text);
+    if masked == text {
+        return CliError::StoreAt { doing, location: location.shown(), source };
+    }
+    CliError::CannotStart(Message::new(format!("{doing} `{}`: {masked}", location.shown())))
 }
 
 /// Milliseconds since the epoch on this host.

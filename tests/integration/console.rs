@@ -600,9 +600,11 @@ fn sigterm_and_ctrl_c_stop_it_with_exit_0() {
 #[test]
 fn a_listen_address_off_loopback_is_warned_about() {
     let s = Scratch::new(THREE_STEPS);
-    let c = Console::start_at(s.path(), "0.0.0.0:0", &s.state(), &[]);
-    // Off loopback every Host is answered (no rebinding defence to give without auth).
-    assert_eq!(c.request("GET", "/runs", Some("console.example")).status, 200);
+    let c = Console::start_at(s.path(), "0.0.0.0:0", &s.state(), &["--host", "console.example"]);
+    // Off loopback too the Host must name the console (`--host`): DNS rebinding is refused.
+    let port = c.port;
+    assert_eq!(c.request("GET", "/runs", Some(&format!("console.example:{port}"))).status, 200);
+    assert_eq!(c.request("GET", "/runs", Some(&format!("rebind.example:{port}"))).status, 421);
     let (code, stderr) = c.stop(nix::sys::signal::Signal::SIGTERM);
     assert_eq!(code, 0);
     insta::assert_snapshot!("console_listen_warning", stderr.trim());
@@ -1210,4 +1212,267 @@ fn a_runbook_page_reads_right_in_a_real_browser() {
         browser.eval("return getComputedStyle(document.querySelector('.runbook-review')).maxWidth"),
         "1152px"
     );
+}
+
+/// A runbook of the folder pulls other files into its plan (`sql.file`): the console quotes
+/// none of them, wherever they are (a `creds.toml` beside it, an absolute path, `..`, a
+/// `.sql` file under the folder); it names each with its SHA-256 and says where the text is
+/// shown (`runbook plan` on this host). `plan --format html` on a terminal still quotes them.
+/// Failed before (red team adv16 F1): the page quoted `aws_secret_access_key`.
+#[test]
+fn the_console_quotes_no_file_that_a_runbook_reads() {
+    let s = Scratch::new(THREE_STEPS);
+    let outside = s.path().join("elsewhere");
+    std::fs::create_dir_all(&outside).expect("mkdir");
+    std::fs::write(outside.join("secret.sql"), "SELECT 'fx-sentinel-2';\n").expect("write");
+    std::fs::write(s.path().join("up.sql"), "SELECT 'fx-sentinel-3';\n").expect("write");
+    let rb = s.path().join("rb");
+    std::fs::create_dir_all(rb.join("scripts")).expect("mkdir");
+    std::fs::write(rb.join("scripts/migrate.sql"), "SELECT 'fx-sentinel-4';\n").expect("write");
+    std::fs::write(rb.join("creds.toml"), "[default]\naws_secret_access_key = \"fx-sentinel-1\"\n")
+        .expect("write");
+    let runbook = format!(
+        r#"[runbook]
+name = "audit-db"
+
+[secrets.DATABASE_URL]
+env = "DATABASE_URL"
+
+[steps.creds]
+sql = {{ url = "{{{{ secrets.DATABASE_URL }}}}", file = "creds.toml" }}
+
+[steps.absolute]
+needs = ["creds"]
+sql = {{ url = "{{{{ secrets.DATABASE_URL }}}}", file = "{}" }}
+
+[steps.up]
+needs = ["absolute"]
+sql = {{ url = "{{{{ secrets.DATABASE_URL }}}}", file = "../up.sql" }}
+
+[steps.own]
+needs = ["up"]
+sql = {{ url = "{{{{ secrets.DATABASE_URL }}}}", file = "scripts/migrate.sql" }}
+"#,
+        outside.join("secret.sql").display()
+    );
+    std::fs::write(rb.join("audit-db.toml"), &runbook).expect("write");
+    let c = Console::start(s.path(), &s.state(), &["--runbooks", "rb"]);
+    for page in ["/runbooks", "/runbooks/audit-db", "/runbooks/creds"] {
+        let r = c.get(page);
+        assert_eq!(r.status, 200, "{page}: {}", r.body);
+        for n in 1..=4 {
+            assert!(
+                !r.body.contains(&format!("fx-sentinel-{n}")),
+                "{page} quotes fx-sentinel-{n}:\n{}",
+                r.body
+            );
+        }
+    }
+    let page = text_of(&c.get("/runbooks/audit-db").body);
+    assert!(page.contains("Review of audit-db"), "{page}");
+    assert!(page.contains("runbook plan"), "the page says where the text is shown: {page}");
+    use sha2::Digest as _;
+    let digest: String = sha2::Sha256::digest(b"[default]\naws_secret_access_key = \"fx-sentinel-1\"\n")
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert!(page.contains(&digest), "the file is named with its SHA-256: {page}");
+    // The terminal's review document is unchanged: it quotes the scripts as they will run.
+    let out = run_in_with_env(&rb, &["plan", "audit-db.toml", "--format", "html"], &[]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains("fx-sentinel-4"), "{}", out.stdout);
+}
+
+/// The `Host` header must name the console whatever it listens on: an IP address (a name
+/// is what DNS rebinding needs), `localhost`, or a name given with `--host`. IPv4-mapped
+/// loopback is loopback (no warning). Failed before (adv16 F7): `[::ffff:127.0.0.1]` was
+/// warned about and answered any Host; off loopback any Host was answered.
+#[test]
+fn the_host_must_name_the_console_on_every_address() {
+    let s = Scratch::new(THREE_STEPS);
+    let c = Console::start_at(s.path(), "[::ffff:127.0.0.1]:0", &s.state(), &[]);
+    let port = c.port;
+    for good in
+        [format!("127.0.0.1:{port}"), format!("localhost:{port}"), format!("[::ffff:127.0.0.1]:{port}")]
+    {
+        assert_eq!(c.request("GET", "/api/runs", Some(&good)).status, 200, "{good}");
+    }
+    assert_eq!(c.request("GET", "/api/runs", Some(&format!("rebind.attacker.example:{port}"))).status, 421);
+    let (_, stderr) = c.stop(nix::sys::signal::Signal::SIGTERM);
+    assert!(!stderr.contains("warning"), "IPv4-mapped loopback is loopback: {stderr}");
+
+    let c = Console::start_at(s.path(), "0.0.0.0:0", &s.state(), &[]);
+    let port = c.port;
+    for good in [format!("127.0.0.1:{port}"), format!("10.1.2.3:{port}"), format!("localhost:{port}")] {
+        assert_eq!(c.request("GET", "/runs", Some(&good)).status, 200, "{good}");
+    }
+    for bad in [
+        format!("rebind.attacker.example:{port}"),
+        "console.example".to_string(),
+        format!("console.example:{port}"),
+        format!("10.1.2.3:{}", port.wrapping_add(1)),
+    ] {
+        assert_eq!(c.request("GET", "/runs", Some(&bad)).status, 421, "{bad}");
+    }
+    drop(c);
+
+    let c = Console::start_at(
+        s.path(),
+        "0.0.0.0:0",
+        &s.state(),
+        &["--host", "console.example", "--host", "ops.example:8443"],
+    );
+    let port = c.port;
+    for good in
+        [format!("console.example:{port}"), format!("Console.Example:{port}"), "ops.example:8443".into()]
+    {
+        assert_eq!(c.request("GET", "/runs", Some(&good)).status, 200, "{good}");
+    }
+    for bad in [
+        "console.example".to_string(),
+        format!("evil.example:{port}"),
+        format!("ops.example:{port}"),
+        format!("console.example.evil:{port}"),
+    ] {
+        let r = c.request("GET", "/runs", Some(&bad));
+        assert_eq!(r.status, 421, "{bad}");
+    }
+    // A `--host` that is not a host name is refused at start (usage, exit 2).
+    for bad in ["", "a b", "http://x", "x:notaport", "x/y"] {
+        let out = run_in_with_env(s.path(), &["serve", "--listen", "127.0.0.1:0", "--host", bad], &[]);
+        assert_eq!(out.code, 2, "--host {bad:?}: {}", out.stderr);
+    }
+}
+
+/// `/api/runs` carries the page's warning of a row that disagrees with its journal, and
+/// the "running" count is the number of runs its link lists (a run whose engine is gone
+/// is "interrupted (engine gone)", needing an operator, not running). Failed before (adv16
+/// F8, F9): no `flagged` in the JSON; "0 running" linked to a list of 1.
+#[test]
+fn the_runs_api_says_what_the_page_says_and_counts_match_their_lists() {
+    let s = Scratch::new("[runbook]\nname = \"fails\"\n[steps.boom]\nrun = \"exit 3\"\n");
+    assert_eq!(s.run(&["--yes"], &[]).code, 1);
+    let failed = s.latest_run();
+    std::fs::write(
+        s.path().join("slow.toml"),
+        "[runbook]\nname = \"slow\"\n[steps.wait]\nrun = \"touch started; sleep 30\"\n",
+    )
+    .expect("write");
+    let mut engine = s.spawn(&["run", "slow.toml", "--yes"]);
+    s.wait_for("started", "");
+    crate::support::kill9(engine.id());
+    let _ = engine.wait();
+    let out = Command::new("sqlite3")
+        .arg(s.state())
+        .arg(format!("UPDATE runs SET status = 'succeeded' WHERE run_id = '{failed}'"))
+        .output()
+        .expect("sqlite3");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let c = Console::start(s.path(), &s.state(), &[]);
+    let api = c.get("/api/runs");
+    assert_eq!(api.status, 200, "{}", api.body);
+    let json: serde_json::Value = serde_json::from_str(&api.body).expect("json");
+    let flagged = json["flagged"].as_array().unwrap_or_else(|| panic!("no `flagged`: {}", api.body));
+    assert_eq!(flagged.len(), 1, "{}", api.body);
+    let page = text_of(&c.get("/runs").body);
+    let said = flagged[0].as_str().expect("text");
+    assert!(said.contains(&failed) && said.contains("the journal says `failed`"), "{said}");
+    assert!(page.contains(said), "the page and the API say the same: {page}\n{said}");
+    // Every count and the list it links to agree, on the page and in the API.
+    let running = json["counts"]["running"].as_u64().expect("count");
+    let listed: serde_json::Value =
+        serde_json::from_str(&c.get("/api/runs?status=running").body).expect("json");
+    assert_eq!(listed["total"].as_u64(), Some(running), "{listed}");
+    assert_eq!(running, 0);
+    assert_eq!(json["counts"]["needing_an_operator"].as_u64(), Some(1), "{}", api.body);
+    let html_list = c.get("/runs?status=running");
+    assert!(!text_of(&html_list.body).contains("engine gone"), "{}", text_of(&html_list.body));
+    let gone: serde_json::Value = serde_json::from_str(
+        &c.get(&format!("/api/runs?status={}", "interrupted%20%28engine%20gone%29")).body,
+    )
+    .expect("json");
+    assert_eq!(gone["total"].as_u64(), Some(1), "{gone}");
+}
+
+/// The `/api/` twins answer their errors as JSON (`{"error": ..., "status": N}`, the
+/// status of the page's error), never as an HTML page.
+#[test]
+fn the_api_answers_its_errors_as_json() {
+    let s = Scratch::new(THREE_STEPS);
+    let c = Console::start(s.path(), &s.state(), &[]);
+    let port = c.port;
+    for (method, path, host, status) in [
+        ("GET", "/api/runs?bogus=1", c.host(), 400),
+        ("GET", "/api/runs/20261206T120000Z-0a1b2c3d", c.host(), 404),
+        ("GET", "/api/runs/..%2Fx", c.host(), 404),
+        ("GET", "/api/nothing", c.host(), 404),
+        ("POST", "/api/runs", c.host(), 405),
+        ("GET", "/api/runs", format!("evil.example:{port}"), 421),
+    ] {
+        let r = c.request(method, path, Some(&host));
+        assert_eq!(r.status, status, "{method} {path}: {}", r.body);
+        assert!(
+            r.header("content-type").is_some_and(|t| t.starts_with("application/json")),
+            "{path}: {:?}",
+            r.headers
+        );
+        let json: serde_json::Value =
+            serde_json::from_str(&r.body).unwrap_or_else(|e| panic!("{path}: {e}: {}", r.body));
+        assert_eq!(json["status"].as_u64(), Some(u64::from(status)), "{}", r.body);
+        assert!(json["error"].as_str().is_some_and(|e| !e.is_empty()), "{}", r.body);
+    }
+    // The pages keep their HTML errors.
+    let r = c.get("/runs?bogus=1");
+    assert_eq!(r.status, 400);
+    assert!(r.header("content-type").is_some_and(|t| t.starts_with("text/html")));
+}
+
+/// A page load never writes the store: the console opens it read-only (no schema, no WAL
+/// switch, no lock file); an empty file is no runs; a SQLite file of another application
+/// is refused (503) and left as it was. Failed before (adv16 F10): the first GET added the
+/// runbook schema, switched the file to WAL and left `app.db.migrating`.
+#[test]
+fn a_page_load_never_writes_the_store() {
+    let s = Scratch::new(THREE_STEPS);
+    let sqlite = |db: &Path, sql: &str| {
+        let out = Command::new("sqlite3").arg(db).arg(sql).output().expect("sqlite3");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let foreign = s.path().join("app.db");
+    sqlite(&foreign, "CREATE TABLE notes(x); INSERT INTO notes VALUES ('mine');");
+    let empty = s.path().join("empty.db");
+    std::fs::write(&empty, b"").expect("write");
+    for (db, status) in [(&foreign, 503), (&empty, 200)] {
+        let before = std::fs::read(db).expect("read");
+        let c = Console::start(s.path(), &db.display().to_string(), &[]);
+        for path in ["/runs", "/api/runs", "/runs/20261206T120000Z-0a1b2c3d"] {
+            let r = c.get(path);
+            let want = if path.starts_with("/runs/") && status == 200 { 404 } else { status };
+            assert_eq!(r.status, want, "{} {path}: {}", db.display(), r.body);
+        }
+        if status == 503 {
+            let r = text_of(&c.get("/runs").body);
+            assert!(r.contains("not a runbook state store"), "{r}");
+        }
+        drop(c);
+        assert_eq!(std::fs::read(db).expect("read"), before, "{} was written", db.display());
+        let names: Vec<String> = std::fs::read_dir(s.path())
+            .expect("ls")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        for n in &names {
+            assert!(!n.ends_with("-wal") && !n.ends_with(".migrating"), "a reader left {n}: {names:?}");
+        }
+    }
+    assert_eq!(sqlite(&foreign, "PRAGMA journal_mode"), "delete");
+    // A real store is read as before, and its file is not changed by the pages.
+    ok(&s.run(&["--yes"], &[]), 0);
+    let run = s.latest_run();
+    let before = std::fs::read(s.state()).expect("read");
+    let c = Console::start(s.path(), &s.state(), &[]);
+    assert!(c.get("/runs").body.contains(&run));
+    assert_eq!(c.get(&format!("/runs/{run}")).status, 200);
+    drop(c);
+    assert_eq!(std::fs::read(s.state()).expect("read"), before, "the store was written by a page");
 }

@@ -17,7 +17,7 @@ mod html;
 mod markdown;
 mod review;
 
-pub use html::{HTML_STYLE, ReviewHtml, html, html_body};
+pub use html::{HTML_STYLE, Quote, ReviewHtml, html, html_body};
 pub use markdown::markdown;
 
 /// The plan for a terminal.

@@ -303,6 +303,77 @@ impl Location {
     }
 }
 
+impl Location {
+    /// `text` (a driver's message, an error) with every form of this location's password
+    /// replaced by `***`: the URL's user info is parsed (`scheme://user:PASSWORD@host`, the
+    /// password running to the last `@` before the path or query, so `@` and `:` inside it
+    /// are its own), and its `password`/`sslpassword` query values; each is masked as
+    /// written and percent-decoded. A password shorter than 4 bytes cannot be told from the
+    /// message's own words: a message that contains it is withheld whole.
+    pub fn masked(&self, text: &str) -> String {
+        let Location::Postgres(url) = self else { return text.to_string() };
+        let mut secrets: Vec<String> = Vec::new();
+        if let Some((_, rest)) = url.split_once("://") {
+            let (before_query, query) = match rest.split_once('?') {
+                Some((b, q)) => (b, Some(q)),
+                None => (rest, None),
+            };
+            let before_query = before_query.split('#').next().unwrap_or_default();
+            if let Some((auth, _host)) = before_query.rsplit_once('@')
+                && let Some((_, password)) = auth.split_once(':')
+            {
+                secrets.push(password.to_string());
+            }
+            for pair in query.unwrap_or_default().split(['&', '#']) {
+                if let Some((key, value)) = pair.split_once('=')
+                    && matches!(percent_decoded(key).as_str(), "password" | "sslpassword")
+                {
+                    secrets.push(value.to_string());
+                }
+            }
+        }
+        let decoded: Vec<String> = secrets.iter().map(|s| percent_decoded(s)).collect();
+        secrets.extend(decoded);
+        secrets.retain(|s| !s.is_empty());
+        // The longest first: a decoded form may contain the written one or the reverse.
+        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        secrets.dedup();
+        let mut out = text.to_string();
+        for secret in &secrets {
+            if secret.len() < 4 {
+                if out.contains(secret.as_str()) {
+                    return "(the database's message is withheld: it could contain the store's password)"
+                        .into();
+                }
+            } else {
+                out = out.replace(secret.as_str(), "***");
+            }
+        }
+        out
+    }
+}
+
+/// `%XX` escapes decoded (invalid ones kept as written), lossy UTF-8.
+fn percent_decoded(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        if bytes[i] == b'%'
+            && let (Some(h), Some(l)) =
+                (bytes.get(i + 1).copied().and_then(hex), bytes.get(i + 2).copied().and_then(hex))
+        {
+            out.push((h * 16 + l) as u8);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// `scheme://user@host/db`, without the password and the query string.
 fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else { return "<unreadable URL>".into() };
@@ -726,7 +797,7 @@ const SQLITE_MAGIC: &[u8; 16] = b"SQLite format 3\0";
 /// once the pool has a connection of its own. Closed first, it would be the file's last
 /// connection, whose close checkpoints and deletes the write-ahead log (three syncs to disk),
 /// which the pool's first connection then creates again (one more).
-async fn probe_sqlite(path: &Path) -> Result<Option<sqlx::SqliteConnection>> {
+async fn probe_sqlite(path: &Path, read_only: bool) -> Result<Option<sqlx::SqliteConnection>> {
     use sqlx::Connection as _;
     let bad = |reason: String| StoreError::BadFile { path: path.display().to_string(), reason };
     let meta = match std::fs::metadata(path) {
@@ -791,6 +862,7 @@ async fn probe_sqlite(path: &Path) -> Result<Option<sqlx::SqliteConnection>> {
     let options = sqlx::sqlite::SqliteConnectOptions::new()
         .filename(path)
         .create_if_missing(false)
+        .read_only(read_only)
         .busy_timeout(Duration::from_secs(30));
     let mut conn = sqlx::SqliteConnection::connect_with(&options)
         .await
@@ -808,6 +880,32 @@ async fn probe_sqlite(path: &Path) -> Result<Option<sqlx::SqliteConnection>> {
             Err(bad(format!("the database is damaged: {}", db_message(&e))))
         }
     }
+}
+
+/// The pool of a SQLite store: created when missing unless `read_only` (then `mode=ro`),
+/// `pragmas` run on every connection.
+async fn sqlite_pool(path: &Path, read_only: bool, pragmas: &'static str) -> Result<AnyPool> {
+    let url = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(!read_only)
+        .read_only(read_only)
+        .to_url_lossy()
+        .to_string();
+    let pool = AnyPoolOptions::new()
+        .max_connections(4)
+        // A connection is pinged when given back (sqlx does it, and ends what a dropped query
+        // left); a local file needs no second ping when it is taken again: one thread round
+        // trip less per statement.
+        .test_before_acquire(false)
+        .after_connect(move |conn, _| {
+            Box::pin(async move {
+                conn.execute(pragmas).await?;
+                Ok(())
+            })
+        })
+        .connect(&url)
+        .await?;
+    Ok(pool)
 }
 
 /// SQLite's "database is locked" or "busy" (codes 5 and 6, extended or not).
@@ -862,38 +960,78 @@ impl Store {
         Store::open(&Location::Sqlite(path.to_path_buf())).await
     }
 
+    /// Open the store to read it, and only read it (the web console): nothing is written,
+    /// whatever `location` holds. SQLite: `None` when the file does not exist or is empty
+    /// (no runs yet); otherwise opened `mode=ro` with `query_only` (no schema is made, the
+    /// journal mode is not switched, no lock file is taken), and a file without this
+    /// engine's schema is refused. PostgreSQL: every transaction is read-only. A schema older
+    /// than this binary is refused ([`StoreError::NeedsMigration`]): a writer brings it up
+    /// to date.
+    pub async fn open_read_only(location: &Location) -> Result<Option<Store>> {
+        install_default_drivers();
+        let backend = location.backend();
+        let (pool, role) = match location {
+            Location::Sqlite(path) => {
+                match std::fs::metadata(path) {
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                    Ok(m) if m.is_file() && m.len() == 0 => return Ok(None),
+                    Ok(_) | Err(_) => {}
+                }
+                let Some(probe) = probe_sqlite(path, true).await? else { return Ok(None) };
+                let pool =
+                    sqlite_pool(path, true, "PRAGMA query_only = ON; PRAGMA busy_timeout = 30000;").await?;
+                let _ = sqlx::Connection::close(probe).await;
+                (pool, None)
+            }
+            Location::Postgres(url) => {
+                let pool = AnyPoolOptions::new()
+                    .max_connections(4)
+                    .acquire_timeout(Duration::from_secs(30))
+                    .after_connect(|conn, _| {
+                        Box::pin(async move {
+                            conn.execute("SET default_transaction_read_only = on").await?;
+                            Ok(())
+                        })
+                    })
+                    .connect(url)
+                    .await?;
+                let role: String =
+                    sqlx::query("SELECT CAST(session_user AS TEXT)").fetch_one(&pool).await?.try_get(0)?;
+                (pool, Some(role))
+            }
+        };
+        let store = Store { pool, backend, role, writer: append::Writer::default() };
+        let (applied, known) = store.versions().await?;
+        if applied == 0 && backend == Backend::Sqlite {
+            return Err(StoreError::BadFile {
+                path: location.shown(),
+                reason:
+                    "it is not a runbook state store (it has no runbook schema); nothing was changed in it"
+                        .into(),
+            });
+        }
+        if applied < known {
+            return Err(StoreError::NeedsMigration { applied, known });
+        }
+        Ok(Some(store))
+    }
+
     /// Connect without looking at the schema (for `state migrate` and `state check`).
     pub async fn connect(location: &Location) -> Result<Store> {
         install_default_drivers();
         let backend = location.backend();
         let pool = match location {
             Location::Sqlite(path) => {
-                let probe = probe_sqlite(path).await?;
-                let url = sqlx::sqlite::SqliteConnectOptions::new()
-                    .filename(path)
-                    .create_if_missing(true)
-                    .to_url_lossy()
-                    .to_string();
-                let pool = AnyPoolOptions::new()
-                    .max_connections(4)
-                    // A connection is pinged when given back (sqlx does it, and ends what a
-                    // dropped query left); a local file needs no second ping when it is
-                    // taken again: one thread round trip less per statement.
-                    .test_before_acquire(false)
-                    .after_connect(|conn, _| {
-                        Box::pin(async move {
-                            // Every committed event survives a power loss; writers wait for
-                            // each other instead of failing at once.
-                            conn.execute(
-                                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
-                                 PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 30000;",
-                            )
-                            .await?;
-                            Ok(())
-                        })
-                    })
-                    .connect(&url)
-                    .await?;
+                let probe = probe_sqlite(path, false).await?;
+                // Every committed event survives a power loss; writers wait for each other
+                // instead of failing at once.
+                let pool = sqlite_pool(
+                    path,
+                    false,
+                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+                     PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 30000;",
+                )
+                .await?;
                 // The pool holds a connection now: closing the probe's checkpoints nothing.
                 if let Some(probe) = probe {
                     let _ = sqlx::Connection::close(probe).await;
@@ -2101,4 +2239,47 @@ fn summary(r: &sqlx::any::AnyRow) -> Result<RunSummary> {
 pub async fn raw_execute(pool: &AnyPool, statement: &str) -> Result<u64> {
     let done = sqlx::query(sqlx::AssertSqlSafe(statement.to_string())).execute(pool).await?;
     Ok(done.rows_affected())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Location;
+
+    /// Every shape of a password in a URL is masked in a message that quotes it, as written
+    /// and decoded; a short one withholds the message; the rest of the message stays.
+    #[test]
+    fn a_store_password_is_masked_in_every_form() {
+        let corpus = [
+            ("postgres://u:hunter2long@h/db", vec!["hunter2long"]),
+            ("postgres://u:p%40ss%3Aw0rd@h:5432/db", vec!["p%40ss%3Aw0rd", "p@ss:w0rd"]),
+            ("postgres://u:p@ss:w0rd@h/db", vec!["p@ss:w0rd"]),
+            ("postgres://u:a:b:c:d@h/db?sslmode=disable", vec!["a:b:c:d"]),
+            ("postgres://u@h/db?password=qu%20ery-pw&sslmode=require", vec!["qu%20ery-pw", "qu ery-pw"]),
+            ("postgres://u@h/db?sslpassword=key-pass-1", vec!["key-pass-1"]),
+            ("postgresql://u:%E2%82%AC-euro@h/db", vec!["%E2%82%AC-euro", "€-euro"]),
+        ];
+        for (url, forms) in corpus {
+            let loc = Location::Postgres(url.to_string());
+            for form in &forms {
+                let message = format!("connect to h failed for user u with password {form}: refused");
+                let masked = loc.masked(&message);
+                assert!(!masked.contains(form), "{url}: {masked}");
+                assert!(masked.contains("refused") && masked.contains("***"), "{url}: {masked}");
+            }
+        }
+        // A short password (1 to 3 bytes) cannot be told from the message's words.
+        for url in ["postgres://u:x@h/db", "postgres://u:ab@h/db", "postgres://u:%21%21%21@h/db"] {
+            let loc = Location::Postgres(url.to_string());
+            for message in ["password x ab !!! was refused", "pool timed out: x, ab or !!!"] {
+                let masked = loc.masked(message);
+                assert!(masked.contains("withheld"), "{url}: {masked}");
+            }
+            assert_eq!(loc.masked("pool timed out"), "pool timed out", "{url}");
+        }
+        // Nothing to mask: the message as it is.
+        for url in ["postgres://u@h/db", "postgres://h/db", "not a url"] {
+            assert_eq!(Location::Postgres(url.into()).masked("password x"), "password x");
+        }
+        assert_eq!(Location::Sqlite("a:b@c".into()).masked("b"), "b");
+    }
 }

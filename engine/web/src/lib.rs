@@ -10,9 +10,9 @@
 //!   (every template, whatever its name; no `|safe`: `tests/tidy.rs` checks the templates).
 //! - Without authentication the console is read-only: every method but GET and HEAD is
 //!   answered 405, on every path.
-//! - Every response carries the security headers ([`headers`]); a `Host` that is not the
-//!   listen address (or `localhost` on its port) is refused when bound to loopback (DNS
-//!   rebinding).
+//! - Every response carries the security headers ([`headers`]); a `Host` that does not name
+//!   the console (an IP address or `localhost` on its port, or a `--host` name) is refused
+//!   whatever the listen address (DNS rebinding).
 //! - Reading files (runbooks) is the CLI's: it hands a [`Files`] to [`bind`].
 
 #![deny(clippy::print_stdout, clippy::print_stderr)]
@@ -30,7 +30,7 @@ use std::sync::Arc;
 
 use runbook_store::Location;
 
-pub use guard::headers;
+pub use guard::{HostName, headers};
 pub use idle::IDLE;
 
 /// What the console needs of the files on this host, given by the CLI (which alone reads
@@ -73,6 +73,9 @@ pub struct Config {
     pub runbooks: Option<PathBuf>,
     /// The CLI's file reading.
     pub files: Arc<dyn Files>,
+    /// `--host NAME[:PORT]`: names the console answers to besides IP addresses and
+    /// `localhost` (the `Host` rule: any other name is a 421).
+    pub hosts: Vec<HostName>,
 }
 
 impl std::fmt::Debug for Config {
@@ -153,6 +156,7 @@ impl Server {
 }
 
 /// Whether `addr` is a loopback address (the console's default; any other prints a warning).
+/// An IPv4-mapped loopback (`[::ffff:127.0.0.1]`) is loopback.
 pub fn is_loopback(addr: &SocketAddr) -> bool {
-    addr.ip().is_loopback()
+    addr.ip().to_canonical().is_loopback()
 }

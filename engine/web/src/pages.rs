@@ -94,7 +94,8 @@ const CSS: &str = include_str!("../assets/console.css");
 /// The console's state.
 pub struct App {
     pub addr: SocketAddr,
-    pub allowed_hosts: Option<Vec<String>>,
+    /// The names the `Host` header may give (`guard::Hosts`).
+    pub hosts: crate::guard::Hosts,
     location: Location,
     runbooks: Option<PathBuf>,
     files: Arc<dyn Files>,
@@ -138,7 +139,7 @@ impl App {
         }
         Ok(App {
             addr,
-            allowed_hosts: crate::guard::allowed_hosts(addr),
+            hosts: crate::guard::Hosts::new(addr, config.hosts),
             location: config.location,
             runbooks: config.runbooks,
             files: config.files,
@@ -170,18 +171,40 @@ impl App {
         )
     }
 
+    /// An error as a page, or as JSON (`{"status", "error", "message"}`) for the `/api/`
+    /// twins: the same status and words either way.
+    pub fn error(&self, api: bool, status: StatusCode, title: &str, message: &str) -> Response {
+        if api {
+            json_response(
+                status,
+                serde_json::json!({ "status": status.as_u16(), "error": title, "message": message }),
+            )
+        } else {
+            self.error_page(status, title, message)
+        }
+    }
+
     fn page_error(&self, e: PageError) -> Response {
+        self.failure(false, e)
+    }
+
+    fn api_error(&self, e: PageError) -> Response {
+        self.failure(true, e)
+    }
+
+    fn failure(&self, api: bool, e: PageError) -> Response {
         match e {
-            PageError::BadRequest(m) => self.error_page(StatusCode::BAD_REQUEST, "bad request", &m),
-            PageError::NotFound(m) => self.error_page(StatusCode::NOT_FOUND, "not found", &m),
+            PageError::BadRequest(m) => self.error(api, StatusCode::BAD_REQUEST, "bad request", &m),
+            PageError::NotFound(m) => self.error(api, StatusCode::NOT_FOUND, "not found", &m),
             PageError::Unavailable(m) => {
-                self.error_page(StatusCode::SERVICE_UNAVAILABLE, "state store unavailable", &m)
+                self.error(api, StatusCode::SERVICE_UNAVAILABLE, "state store unavailable", &m)
             }
         }
     }
 
-    /// The store, opened on first use and again after it failed; `None` when the SQLite file
-    /// does not exist (no runs yet: nothing is created by a reader).
+    /// The store, opened read-only (`Store::open_read_only`: a page load never writes) on
+    /// first use and again after it failed; `None` when the SQLite file does not exist or is
+    /// empty (no runs yet: nothing is created by a reader).
     async fn store(&self) -> Result<Option<Store>, PageError> {
         if let Location::Sqlite(path) = &self.location
             && !path.exists()
@@ -192,9 +215,10 @@ impl App {
         if let Some(store) = cached.as_ref() {
             return Ok(Some(store.clone()));
         }
-        let opened = tokio::time::timeout(STORE_TIMEOUT, Store::open(&self.location)).await;
+        let opened = tokio::time::timeout(STORE_TIMEOUT, Store::open_read_only(&self.location)).await;
         match opened {
-            Ok(Ok(store)) => {
+            Ok(Ok(None)) => Ok(None),
+            Ok(Ok(Some(store))) => {
                 *cached = Some(store.clone());
                 Ok(Some(store))
             }
@@ -220,14 +244,12 @@ impl App {
     }
 
     fn unavailable(&self, e: &StoreError) -> PageError {
-        let mut text = format!("the state store {} cannot be read: {e}", self.location.shown());
         // A connection URL's password is never shown, whatever the driver's message says.
-        if let Location::Postgres(url) = &self.location
-            && let Some(password) = url_password(url)
-            && password.len() >= 3
-        {
-            text = text.replace(&password, "***");
-        }
+        let text = format!(
+            "the state store {} cannot be read: {}",
+            self.location.shown(),
+            self.location.masked(&e.to_string())
+        );
         PageError::Unavailable(one_line(&text))
     }
 
@@ -252,12 +274,6 @@ impl App {
     }
 }
 
-fn url_password(url: &str) -> Option<String> {
-    let rest = url.split_once("://")?.1;
-    let auth = rest.split(['/', '?', '#']).next()?.rsplit_once('@')?.0;
-    Some(auth.split_once(':')?.1.to_string())
-}
-
 fn one_line(text: &str) -> String {
     runbook_core::shown::one_line(text)
 }
@@ -270,9 +286,9 @@ fn html_response(status: StatusCode, html: String) -> Response {
 
 /// JSON, with `<`, `>` and `&` written as `\u003c`, `\u003e`, `\u0026` (the same JSON; no
 /// text of a runbook or journal is markup in it even where something sniffs it as HTML).
-fn json_response(value: serde_json::Value) -> Response {
+fn json_response(status: StatusCode, value: serde_json::Value) -> Response {
     let text = value.to_string().replace('<', "\\u003c").replace('>', "\\u003e").replace('&', "\\u0026");
-    let mut r = (StatusCode::OK, text).into_response();
+    let mut r = (status, text).into_response();
     r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     r
 }
@@ -322,7 +338,8 @@ async fn css() -> Response {
 
 async fn not_found(State(app): State<Arc<App>>, uri: Uri) -> Response {
     let path: String = uri.path().chars().take(200).collect();
-    app.error_page(StatusCode::NOT_FOUND, "not found", &format!("there is no page `{}`", one_line(&path)))
+    let api = uri.path().starts_with("/api/");
+    app.error(api, StatusCode::NOT_FOUND, "not found", &format!("there is no page `{}`", one_line(&path)))
 }
 
 /// A run id as the engine makes them (`runbook run --run-id` accepts only this shape).
@@ -430,7 +447,9 @@ async fn listing(app: &App, raw_query: Option<&str>) -> Result<Listing, PageErro
     let kept: Vec<(RunSummary, bool)> = runs
         .into_iter()
         .filter(|(r, _)| filters.runbook.as_ref().is_none_or(|f| &r.runbook == f))
-        .filter(|(r, gone)| filters.status.as_ref().is_none_or(|f| &r.status == f || *f == shown(r, *gone)))
+        // The status the page shows (so a count and the list it links to agree: a run whose
+        // engine is gone is not `running`).
+        .filter(|(r, gone)| filters.status.as_ref().is_none_or(|f| *f == shown(r, *gone)))
         .filter(|(r, _)| filters.operator.as_ref().is_none_or(|f| &r.operator == f))
         .filter(|(r, _)| filters.date.as_ref().is_none_or(|d| r.started_at.starts_with(d.as_str())))
         .collect();
@@ -525,10 +544,14 @@ async fn runs_page(State(app): State<Arc<App>>, uri: Uri) -> Response {
 
 async fn runs_api(State(app): State<Arc<App>>, uri: Uri) -> Response {
     match listing(&app, uri.query()).await {
-        Ok(l) => json_response(serde_json::json!({
-            "counts": l.counts, "total": l.total, "page": l.page, "pages": l.pages, "runs": l.rows,
-        })),
-        Err(e) => app.page_error(e),
+        Ok(l) => json_response(
+            StatusCode::OK,
+            serde_json::json!({
+                "counts": l.counts, "total": l.total, "page": l.page, "pages": l.pages, "runs": l.rows,
+                "flagged": l.flagged,
+            }),
+        ),
+        Err(e) => app.api_error(e),
     }
 }
 
@@ -769,14 +792,17 @@ async fn run_api(State(app): State<Arc<App>>, id: Result<Path<String>, PathRejec
         Err(e) => Err(e),
     };
     match view {
-        Ok(v) => json_response(serde_json::json!({
-            "run_id": v.run_id, "runbook": v.runbook, "operator": v.operator, "status": v.status, "engine_gone": v.engine_gone,
-            "started_at": v.started_at, "finished_at": v.finished_at, "params": v.params,
-            "lock": v.lock, "in_doubt": v.in_doubt,
-            "journal": { "intact": v.intact, "findings": v.findings, "records": v.records, "head_hash": v.head_hash },
-            "steps": v.steps, "previous": v.previous, "submitted_by": v.submitted_by, "queue_note": v.queue_note,
-        })),
-        Err(e) => app.page_error(e),
+        Ok(v) => json_response(
+            StatusCode::OK,
+            serde_json::json!({
+                "run_id": v.run_id, "runbook": v.runbook, "operator": v.operator, "status": v.status, "engine_gone": v.engine_gone,
+                "started_at": v.started_at, "finished_at": v.finished_at, "params": v.params,
+                "lock": v.lock, "in_doubt": v.in_doubt,
+                "journal": { "intact": v.intact, "findings": v.findings, "records": v.records, "head_hash": v.head_hash },
+                "steps": v.steps, "previous": v.previous, "submitted_by": v.submitted_by, "queue_note": v.queue_note,
+            }),
+        ),
+        Err(e) => app.api_error(e),
     }
 }
 
@@ -851,11 +877,5 @@ mod tests {
     fn today_is_a_date() {
         let t = today();
         assert!(query::date(Some(&t)).is_ok(), "{t}");
-    }
-
-    #[test]
-    fn a_password_is_found_in_a_url() {
-        assert_eq!(url_password("postgres://u:p%40ss@h/db").as_deref(), Some("p%40ss"));
-        assert_eq!(url_password("postgres://u@h/db"), None);
     }
 }

@@ -127,7 +127,7 @@ pub fn html(plan: &Plan) -> String {
     h.tag("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n<title>Review of ");
     h.text(&plan.runbook.name);
     h.tag("</title>\n<style>").tag(HTML_STYLE).tag("</style>\n</head>\n<body>\n");
-    body(&mut h, plan, Wrapper::Main);
+    body(&mut h, plan, Wrapper::Main, Quote::Scripts);
     h.tag("</body>\n</html>\n");
     h.finish()
 }
@@ -150,11 +150,23 @@ impl ReviewHtml {
     }
 }
 
+/// What of the files a runbook reads besides runbooks (`sql.file` scripts) the document
+/// quotes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Quote {
+    /// Their text, as it will run (`plan --format html`: for the person at that terminal).
+    Scripts,
+    /// Nothing of their content: each is named with its SHA-256 and a note that `runbook
+    /// plan` on the host quotes it. The web console shows pages to whoever reaches it, and
+    /// a runbook may name any file the console's user can read (`creds.toml`, `/etc/passwd`).
+    Digests,
+}
+
 /// The page's body alone (a `<section class="runbook-review">` element), for the web
 /// console's own page, which has its own `<main>`; shown with [`HTML_STYLE`].
-pub fn html_body(plan: &Plan) -> ReviewHtml {
+pub fn html_body(plan: &Plan, quote: Quote) -> ReviewHtml {
     let mut h = Html::new();
-    body(&mut h, plan, Wrapper::Section);
+    body(&mut h, plan, Wrapper::Section, quote);
     ReviewHtml(h.finish())
 }
 
@@ -165,7 +177,7 @@ enum Wrapper {
     Section,
 }
 
-fn body(h: &mut Html, plan: &Plan, wrapper: Wrapper) {
+fn body(h: &mut Html, plan: &Plan, wrapper: Wrapper, quote: Quote) {
     let rb = &plan.runbook;
     h.tag(match wrapper {
         Wrapper::Main => "<main class=\"runbook-review\">\n",
@@ -191,9 +203,18 @@ fn body(h: &mut Html, plan: &Plan, wrapper: Wrapper) {
         step_section(h, s, 3, "");
     }
     for r in &plan.reads {
-        if let Some(t) = &r.text {
-            h.tag("<h3>SQL script <code>").text(&r.path).tag("</code>, as it will run</h3>\n");
-            pre(h, t);
+        let Some(t) = &r.text else { continue };
+        match quote {
+            Quote::Scripts => {
+                h.tag("<h3>SQL script <code>").text(&r.path).tag("</code>, as it will run</h3>\n");
+                pre(h, t);
+            }
+            Quote::Digests => {
+                h.tag("<h3>SQL script <code>").text(&r.path).tag("</code></h3>\n<p>SHA-256 ");
+                code(h, &r.sha256);
+                h.tag(". Its text is not shown here (this page is served to whoever reaches it): ")
+                    .tag("<code>runbook plan</code> on this host quotes it as it will run.</p>\n");
+            }
         }
     }
     h.tag("<footer class=\"note\"><p><em>Dry run by runbook ")
@@ -1080,7 +1101,7 @@ mod tests {
         // What the web console embeds (the body and the style) is what the page shows.
         let plan = plan_of("[runbook]\nname = \"t\"\n\n[steps.a]\nrun = \"echo <a>\"\n");
         let page = super::html(&plan);
-        let body = super::html_body(&plan).into_string();
+        let body = super::html_body(&plan, super::Quote::Scripts).into_string();
         assert!(
             body.starts_with("<section class=\"runbook-review\">") && body.ends_with("</section>\n"),
             "{body}"
