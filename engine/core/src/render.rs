@@ -188,6 +188,9 @@ fn check_text(out: &mut String, c: &PlanCheck, indent: &str) {
         c.command.kind(),
         command_line(&c.command).replace('\n', &cont)
     );
+    if let Some(d) = &c.dir {
+        let _ = writeln!(out, "{indent}    dir {d}");
+    }
     for (k, v) in &c.env {
         let _ = writeln!(out, "{indent}    env {k}={v}");
     }
@@ -317,6 +320,12 @@ fn step_text(out: &mut String, s: &PlanStep, indent: &str) {
     for c in &s.preconditions {
         let line = command_line(&c.command).replace('\n', &cont);
         let _ = writeln!(out, "{pad}check       {} [{}] {line}", c.id, c.command.kind());
+        if let Some(d) = &c.dir {
+            let _ = writeln!(out, "{pad}              dir {d}");
+        }
+        for (k, v) in &c.env {
+            let _ = writeln!(out, "{pad}              env {k}={v}");
+        }
     }
     match &s.command {
         PlanCommand::Runbook { plan, params, .. } => {

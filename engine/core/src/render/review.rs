@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use crate::graph::BitSet;
 use crate::model::{OnFailure, format_duration};
-use crate::plan::{Plan, PlanCheck, PlanCommand, PlanCompensation, PlanStep};
+use crate::plan::{Plan, PlanCheck, PlanCommand, PlanCompensation, PlanSecret, PlanStep};
 
 /// A piece of a sentence a reviewer reads.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -407,6 +407,27 @@ impl Risks {
             approvals,
             confirmations,
             any_compensable: plan.steps.iter().any(|s| s.compensation.is_some()),
+        }
+    }
+}
+
+/// Every secret a run of the plan reads, in the order shown: the runbook's own (with `""`),
+/// then each included runbook's at any depth, with the id of the step that includes it
+/// (`prepare`, `prepare.nested`), whether that step runs or is skipped: a secret with a
+/// `command` source is a command that runs, so a document that lists the runbook's own
+/// secrets only would hide it.
+pub fn secrets(plan: &Plan) -> Vec<(String, &PlanSecret)> {
+    let mut out: Vec<(String, &PlanSecret)> = plan.secrets.iter().map(|s| (String::new(), s)).collect();
+    included_secrets(plan, "", &mut out);
+    out
+}
+
+fn included_secrets<'a>(plan: &'a Plan, prefix: &str, out: &mut Vec<(String, &'a PlanSecret)>) {
+    for s in plan.steps.iter().chain(plan.finally.iter()) {
+        if let PlanCommand::Runbook { plan, .. } = &s.command {
+            let id = format!("{prefix}{}", s.id);
+            out.extend(plan.secrets.iter().map(|secret| (id.clone(), secret)));
+            included_secrets(plan, &format!("{id}."), out);
         }
     }
 }
