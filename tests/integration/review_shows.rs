@@ -220,3 +220,57 @@ fn every_character_of_a_command_is_within_the_visible_width() {
     assert!(outside["checked"].as_u64().unwrap_or(0) > 600, "{outside}");
     assert_eq!(outside["found"], serde_json::json!([]), "characters past the visible width: {outside}");
 }
+
+/// Finding 3: an approval input's default, allowed values and pattern are in the plan, so a
+/// change to any of them is a change of the plan diff, and every document shows them.
+#[test]
+fn an_approval_inputs_default_enum_and_pattern_are_in_the_plan_and_the_documents() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let runbook = |default: &str, allowed: &str, pattern: &str| {
+        format!(
+            "[runbook]\nname = \"gate\"\n\n[steps.gate]\napproval = {{ prompt = \"Run the data migration?\", approvers = [\"alice\"], inputs = {{ backup_first = {{ type = \"boolean\", default = {default} }}, mode = {{ type = \"string\", enum = [{allowed}] }}, ticket = {{ type = \"string\", pattern = \"{pattern}\", description = \"the change ticket\" }} }} }}\n\n[steps.migrate]\nneeds = [\"gate\"]\nrun = \"echo migrate\"\n"
+        )
+    };
+    let base = runbook("true", "\"full\", \"quick\"", "^CHG-[0-9]+$");
+    write(dir.path(), "base.toml", &base);
+    let plan = |name: &str| {
+        let out = run_in(dir.path(), &["plan", name, "--format", "json"]);
+        ok(&out, 0);
+        write(dir.path(), &format!("{name}.json"), &out.stdout);
+    };
+    plan("base.toml");
+    for (format, shown) in [
+        ("markdown", ["optional, default `true`", "one of `\"full\"`, `\"quick\"`", "the change ticket"]),
+        (
+            "html",
+            [
+                "optional, default <code>true</code>",
+                "one of <code>&quot;full&quot;</code>",
+                "the change ticket",
+            ],
+        ),
+        ("text", ["optional, default true", "one of \"full\", \"quick\"", "the change ticket"]),
+    ] {
+        let out = run_in(dir.path(), &["plan", "base.toml", "--format", format]);
+        ok(&out, 0);
+        for s in shown {
+            assert!(out.stdout.contains(s), "{format}: {s} is not shown:\n{}", out.stdout);
+        }
+        assert!(out.stdout.contains("CHG-"), "{format}: the pattern is not shown");
+    }
+    for (name, changed, field) in [
+        ("default.toml", runbook("false", "\"full\", \"quick\"", "^CHG-[0-9]+$"), "default"),
+        ("enum.toml", runbook("true", "\"full\", \"quick\", \"skip-checks\"", "^CHG-[0-9]+$"), "enum"),
+        ("pattern.toml", runbook("true", "\"full\", \"quick\"", ".*"), "pattern"),
+    ] {
+        write(dir.path(), name, &changed);
+        plan(name);
+        let out = run_in(dir.path(), &["plan", "--diff", "base.toml.json", &format!("{name}.json")]);
+        assert!(
+            out.stdout.contains(field) && out.stdout.contains("gate"),
+            "{name}: the diff does not show the change of the input's {field}:\n{}{}",
+            out.stdout,
+            out.stderr
+        );
+    }
+}

@@ -230,9 +230,33 @@ fn command_details(c: &PlanCommand) -> Vec<(&'static str, String)> {
                 out.push(("read-only", "yes (read-only transaction)".into()));
             }
         }
-        PlanCommand::Approval { inputs, timeout, allow_self_approval, .. } => {
+        PlanCommand::Approval { inputs, input_rules, timeout, allow_self_approval, .. } => {
             for (k, ty) in inputs {
-                out.push(("input", format!("{k} ({})", ty.as_str())));
+                let value = |v: &crate::model::ParamValue| {
+                    serde_json::to_value(v).map(|j| j.to_string()).unwrap_or_default()
+                };
+                let mut text = format!("{k} ({}", ty.as_str());
+                match input_rules.get(k) {
+                    Some(rule) => {
+                        match &rule.default {
+                            Some(d) => text.push_str(&format!(", optional, default {}", value(d))),
+                            None => text.push_str(", required"),
+                        }
+                        if let Some(allowed) = &rule.allowed {
+                            let list: Vec<String> = allowed.iter().map(value).collect();
+                            text.push_str(&format!(", one of {}", list.join(", ")));
+                        }
+                        if let Some(p) = &rule.pattern {
+                            text.push_str(&format!(", matching {p}"));
+                        }
+                        if let Some(d) = &rule.description {
+                            text.push_str(&format!(": {d}"));
+                        }
+                    }
+                    None => text.push_str(", required"),
+                }
+                text.push(')');
+                out.push(("input", text));
             }
             if let Some(t) = timeout {
                 out.push(("waits", format!("up to {t}")));

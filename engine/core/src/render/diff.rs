@@ -801,6 +801,9 @@ fn command(v: Option<&Value>, at: &str) -> Result<PlanCommand, NotAPlan> {
                     .collect::<Result<_, _>>()?,
                 None => BTreeMap::new(),
             },
+            // Shown by the diff as JSON fields (`input_rules[...]`); the added step's text
+            // names the inputs and their types.
+            input_rules: BTreeMap::new(),
             approvers: strings(c, "approvers", &at)?,
             min_approvals: c
                 .get("min_approvals")

@@ -453,7 +453,15 @@ pub fn asks(
 }
 
 pub fn approval_text(c: &PlanCommand) -> Phrase {
-    let PlanCommand::Approval { inputs, approvers, min_approvals, allow_self_approval, timeout, .. } = c
+    let PlanCommand::Approval {
+        inputs,
+        input_rules,
+        approvers,
+        min_approvals,
+        allow_self_approval,
+        timeout,
+        ..
+    } = c
     else {
         return Phrase::default();
     };
@@ -467,8 +475,28 @@ pub fn approval_text(c: &PlanCommand) -> Phrase {
         None => s.l("; waits without a time limit"),
     };
     if !inputs.is_empty() {
-        let list = inputs.iter().map(|(k, ty)| Phrase::code(k).l(format!(" ({})", ty.as_str())));
-        s = s.l("; required inputs: ").p(Phrase::join(list, ", "));
+        let value =
+            |v: &crate::model::ParamValue| serde_json::to_value(v).map(|j| j.to_string()).unwrap_or_default();
+        let list = inputs.iter().map(|(k, ty)| {
+            let rule = input_rules.get(k);
+            let mut p = Phrase::code(k).l(format!(" ({}", ty.as_str()));
+            p = match rule.and_then(|r| r.default.as_ref()) {
+                Some(d) => p.l(", optional, default ").c(value(d)),
+                None => p.l(", required"),
+            };
+            if let Some(allowed) = rule.and_then(|r| r.allowed.as_ref()) {
+                let list = allowed.iter().map(|v| Phrase::code(value(v)));
+                p = p.l(", one of ").p(Phrase::join(list, ", "));
+            }
+            if let Some(pattern) = rule.and_then(|r| r.pattern.as_ref()) {
+                p = p.l(", matching ").c(pattern.clone());
+            }
+            if let Some(d) = rule.and_then(|r| r.description.as_ref()) {
+                p = p.l(": ").t(d.clone());
+            }
+            p.l(")")
+        });
+        s = s.l("; inputs: ").p(Phrase::join(list, ", "));
     }
     s
 }
