@@ -274,3 +274,131 @@ fn an_approval_inputs_default_enum_and_pattern_are_in_the_plan_and_the_documents
         );
     }
 }
+
+/// A runbook using every option a step, a precondition and a compensation can take that
+/// changes what runs: values that need no escaping, so each can be looked up as written.
+const EVERY_OPTION: &str = r#"[runbook]
+name = "every-option"
+title = "Every option title"
+estimate = "5m..20m"
+lock = "lock-name-value"
+
+[secrets.TOKEN]
+env = "EVERY_TOKEN_VAR"
+
+[defaults]
+timeout = "7m"
+
+[preconditions.top_check]
+run = "echo top-check-cmd"
+dir = "top-check-dir"
+env = { TOP_CHECK_ENV = "top-check-env-value" }
+message = "top-check-message"
+timeout = "11s"
+
+[steps.first]
+title = "First step title"
+run = "echo first-run-cmd"
+dir = "first-dir-value"
+env = { FIRST_ENV = "first-env-value" }
+timeout = "3m"
+retry = { attempts = 4, delay = "13s" }
+idempotent = true
+estimate = "2m"
+confirm = "first-confirm-text"
+preconditions.first_check = { run = "echo first-check-cmd", dir = "first-check-dir", env = { FIRST_CHECK_ENV = "first-check-env-value" }, message = "first-check-message" }
+
+[steps.first.compensate]
+run = "echo first-undo-cmd"
+dir = "first-undo-dir"
+env = { UNDO_ENV = "first-undo-env-value" }
+timeout = "17s"
+
+[steps.second]
+needs = ["first"]
+cmd = ["echo", "second-argv-value"]
+when = "params.go == 'yes'"
+on-failure = "stop"
+
+[params.go]
+type = "string"
+default = "yes"
+
+[steps.call]
+needs = ["second"]
+http = { url = "https://call-url.invalid/path", method = "POST", headers = { X-Call-Header = "call-header-value" }, query = { callq = "call-query-value" }, body = "call-body-value", expect-status = [201], assert = "json.ok == true" }
+
+[steps.db]
+needs = ["call"]
+sql = { url = "{{ secrets.TOKEN }}", query = "SELECT 42 AS sql_answer", assert = "rows[0].sql_answer == 42", read-only = true }
+
+[steps.tell]
+needs = ["db"]
+notify = { webhook = "https://notify-url.invalid/hook", text = "notify-text-value" }
+
+[finally.last]
+run = "echo finally-run-cmd"
+"#;
+
+/// Every string of the JSON plan's steps, preconditions and compensations (what runs, where,
+/// with what) is in each document: the markdown, the HTML page and the text plan.
+#[test]
+fn every_value_of_the_plan_model_that_affects_execution_is_in_every_document() {
+    fn leaves(v: &serde_json::Value, path: String, out: &mut Vec<(String, String)>) {
+        match v {
+            // A retry of one attempt has no delay or backoff that matters.
+            serde_json::Value::Object(m)
+                if m.get("attempts").and_then(serde_json::Value::as_u64) == Some(1) => {}
+            serde_json::Value::Object(m) => {
+                for (k, v) in m {
+                    // A backoff of 1.0 is no backoff: the documents say nothing of it.
+                    if k == "backoff" && v.as_f64() == Some(1.0) {
+                        continue;
+                    }
+                    // Structure the documents show otherwise: ids, the derived order.
+                    if !matches!(k.as_str(), "compensation_chain" | "needs" | "shell" | "kind" | "id") {
+                        leaves(v, format!("{path}.{k}"), out);
+                    }
+                }
+            }
+            serde_json::Value::Array(l) => {
+                for (i, v) in l.iter().enumerate() {
+                    leaves(v, format!("{path}[{i}]"), out);
+                }
+            }
+            serde_json::Value::String(s) => {
+                out.extend(s.lines().map(|l| (path.clone(), l.trim().to_string())))
+            }
+            serde_json::Value::Number(n) => out.push((path, n.to_string())),
+            _ => {}
+        }
+    }
+    let dir = tempfile::tempdir().expect("tmp");
+    write(dir.path(), "r.toml", EVERY_OPTION);
+    let json = run_in(dir.path(), &["plan", "r.toml", "--format", "json"]);
+    ok(&json, 0);
+    let plan: serde_json::Value = serde_json::from_str(&json.stdout).expect("json");
+    let mut values = Vec::new();
+    for key in ["preconditions", "steps", "finally"] {
+        leaves(&plan[key], key.to_string(), &mut values);
+    }
+    values.retain(|(_, v)| !v.is_empty());
+    assert!(values.len() > 40, "{values:?}");
+    for needle in
+        ["top-check-dir", "first-check-dir", "first-undo-dir", "call-header-value", "notify-text-value"]
+    {
+        assert!(values.iter().any(|(_, v)| v.contains(needle)), "{needle} not in the walk: {values:?}");
+    }
+    for format in ["markdown", "html", "text"] {
+        let out = run_in(dir.path(), &["plan", "r.toml", "--format", format]);
+        ok(&out, 0);
+        let doc = if format == "html" {
+            out.stdout.replace("&#39;", "'").replace("&quot;", "\"").replace("&lt;", "<").replace("&gt;", ">")
+        } else {
+            out.stdout.replace('\\', "")
+        };
+        let missing: Vec<&(String, String)> =
+            values.iter().filter(|(_, v)| !doc.contains(v.as_str())).collect();
+        assert!(missing.is_empty(), "{format}: values of the plan not shown: {missing:?}");
+    }
+}

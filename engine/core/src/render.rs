@@ -194,6 +194,7 @@ fn check_text(out: &mut String, c: &PlanCheck, indent: &str) {
     for (k, v) in &c.env {
         let _ = writeln!(out, "{indent}    env {k}={v}");
     }
+    let _ = writeln!(out, "{indent}    timeout {}", c.timeout);
     if let Some(m) = &c.message {
         let _ = writeln!(out, "{indent}    if it fails: {m}");
     }
@@ -350,6 +351,10 @@ fn step_text(out: &mut String, s: &PlanStep, indent: &str) {
         for (k, v) in &c.env {
             let _ = writeln!(out, "{pad}              env {k}={v}");
         }
+        let _ = writeln!(out, "{pad}              timeout {}", c.timeout);
+        if let Some(m) = &c.message {
+            let _ = writeln!(out, "{pad}              if it fails: {m}");
+        }
     }
     match &s.command {
         PlanCommand::Runbook { plan, params, .. } => {
@@ -388,6 +393,14 @@ fn step_text(out: &mut String, s: &PlanStep, indent: &str) {
     if let Some(c) = &s.compensation {
         let line = command_line(&c.command).replace('\n', &cont);
         let _ = writeln!(out, "{pad}undo        [{}] {line}", c.command.kind());
+        if let Some(d) = &c.dir {
+            let _ = writeln!(out, "{pad}            dir {d}");
+        }
+        for (k, v) in &c.env {
+            let _ = writeln!(out, "{pad}            env {k}={v}");
+        }
+        let timeout = c.timeout.as_deref().unwrap_or("none");
+        let _ = writeln!(out, "{pad}            timeout {timeout} · {}", retry_text(&c.retry));
         if c.idempotent {
             let _ = writeln!(
                 out,
