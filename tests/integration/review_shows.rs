@@ -336,8 +336,38 @@ sql = { url = "{{ secrets.TOKEN }}", query = "SELECT 42 AS sql_answer", assert =
 needs = ["db"]
 notify = { webhook = "https://notify-url.invalid/hook", text = "notify-text-value" }
 
+[steps.sub]
+needs = ["tell"]
+runbook = { file = "child.toml", params = { child_param = "child-param-value" } }
+
 [finally.last]
 run = "echo finally-run-cmd"
+"#;
+
+/// The runbook [`EVERY_OPTION`] includes: its facts are the plan's facts too.
+const CHILD: &str = r#"[runbook]
+name = "child-name"
+title = "Child title"
+
+[params.child_param]
+type = "string"
+
+[secrets.CHILD_SECRET]
+command = ["sh", "-c", "echo child-secret-command"]
+
+[preconditions.child_check]
+run = "echo child-check-cmd"
+dir = "child-check-dir"
+
+[steps.child_step]
+run = "echo child-step-cmd {{ params.child_param }}"
+dir = "child-step-dir"
+env = { CHILD_ENV = "{{ secrets.CHILD_SECRET }}" }
+confirm = "child-confirm-text"
+
+[steps.child_step.compensate]
+run = "echo child-undo-cmd"
+dir = "child-undo-dir"
 "#;
 
 /// Every string of the JSON plan's steps, preconditions and compensations (what runs, where,
@@ -355,8 +385,12 @@ fn every_value_of_the_plan_model_that_affects_execution_is_in_every_document() {
                     if k == "backoff" && v.as_f64() == Some(1.0) {
                         continue;
                     }
-                    // Structure the documents show otherwise: ids, the derived order.
-                    if !matches!(k.as_str(), "compensation_chain" | "needs" | "shell" | "kind" | "id") {
+                    // Structure the documents show otherwise: ids, the derived order; and the
+                    // engine that made an included plan (the one that makes the plan).
+                    if !matches!(
+                        k.as_str(),
+                        "compensation_chain" | "needs" | "shell" | "kind" | "id" | "engine"
+                    ) {
                         leaves(v, format!("{path}.{k}"), out);
                     }
                 }
@@ -375,10 +409,12 @@ fn every_value_of_the_plan_model_that_affects_execution_is_in_every_document() {
     }
     let dir = tempfile::tempdir().expect("tmp");
     write(dir.path(), "r.toml", EVERY_OPTION);
+    write(dir.path(), "child.toml", CHILD);
     let json = run_in(dir.path(), &["plan", "r.toml", "--format", "json"]);
     ok(&json, 0);
     let plan: serde_json::Value = serde_json::from_str(&json.stdout).expect("json");
     let mut values = Vec::new();
+    // The runbook's and, through the `runbook` steps, the included runbook's.
     for key in ["preconditions", "steps", "finally"] {
         leaves(&plan[key], key.to_string(), &mut values);
     }

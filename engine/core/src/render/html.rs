@@ -744,7 +744,12 @@ fn step_section(h: &mut Html, s: &PlanStep, level: usize, prefix: &str) {
         PlanCommand::Runbook { file, params, plan } => {
             h.tag("<ul>\n<li>the runbook ");
             code(h, file);
-            h.tag(" with ");
+            h.tag(" (");
+            code(h, &plan.runbook.name);
+            if let Some(t) = &plan.runbook.title {
+                h.tag(": ").text(t);
+            }
+            h.tag(") with ");
             if params.is_empty() {
                 h.tag("no parameters");
             }

@@ -478,10 +478,12 @@ fn step_section(out: &mut String, s: &PlanStep, level: &str, prefix: &str) {
         PlanCommand::Runbook { file, params, plan } => {
             let list: Vec<String> =
                 params.iter().map(|(k, v)| format!("{} = {}", code(k), code(&v.to_string()))).collect();
+            let title = plan.runbook.title.as_deref().map(|t| format!(": {}", escape(t))).unwrap_or_default();
             let _ = writeln!(
                 out,
-                "- the runbook {} with {}",
+                "- the runbook {} ({}{title}) with {}",
                 code(file),
+                code(&plan.runbook.name),
                 if list.is_empty() { "no parameters".into() } else { list.join(", ") }
             );
             let _ = writeln!(
