@@ -438,3 +438,30 @@ fn every_value_of_the_plan_model_that_affects_execution_is_in_every_document() {
         assert!(missing.is_empty(), "{format}: values of the plan not shown: {missing:?}");
     }
 }
+
+/// Findings 2 and 15 in the diff's changed values: a look-alike letter or a no-break space in
+/// a changed value is marked in the text and the markdown diff alike.
+#[test]
+fn a_changed_value_with_a_look_alike_or_a_blank_is_marked_in_the_diff() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let runbook = |host: &str| {
+        format!(
+            "[runbook]\nname = \"h\"\n[steps.s]\nhttp = {{ url = \"https://{host}/x\" }}\nenv = {{ A = \"echo ok{host}\" }}\n"
+        )
+    };
+    write(dir.path(), "a.toml", &runbook("github.com"));
+    write(dir.path(), "b.toml", &runbook("g\\u0456thub.com\\u00A0#"));
+    for name in ["a.toml", "b.toml"] {
+        let out = run_in(dir.path(), &["plan", name, "--format", "json"]);
+        ok(&out, 0);
+        write(dir.path(), &format!("{name}.json"), &out.stdout);
+    }
+    for format in ["text", "markdown"] {
+        let out = run_in(dir.path(), &["plan", "--diff", "a.toml.json", "b.toml.json", "--format", format]);
+        for c in ['\u{456}', '\u{a0}'] {
+            assert!(!out.stdout.contains(c), "{format}: U+{:04X} shown raw:\n{}", c as u32, out.stdout);
+        }
+        assert!(out.stdout.contains("g\\u{456}thub.com\\u{a0}#"), "{format}:\n{}", out.stdout);
+        assert!(out.stdout.contains("U+0456"), "{format}: no note:\n{}", out.stdout);
+    }
+}

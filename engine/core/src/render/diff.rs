@@ -887,7 +887,17 @@ fn to_step(s: &Value, at: &str) -> Result<PlanStep, NotAPlan> {
 fn value_text(v: Option<&Value>) -> String {
     match v {
         None => "(none)".into(),
-        Some(v) => crate::shown::one_line(&v.to_string()),
+        // What `shown::marked` marks (look-alike letters too), then the note, as the
+        // markdown's code spans do.
+        Some(v) => {
+            let marked = crate::shown::marked(&v.to_string());
+            let shown = crate::shown::one_line(&marked.text);
+            if marked.replaced.is_empty() {
+                shown
+            } else {
+                format!("{shown} (invisible characters shown as escapes: {})", marked.names())
+            }
+        }
     }
 }
 
