@@ -45,7 +45,10 @@ fn keys(value: &serde_json::Value, out: &mut std::collections::BTreeSet<String>)
         serde_json::Value::Object(map) => {
             for (k, v) in map {
                 out.insert(k.clone());
-                if !NAMED_BY_THE_RUNBOOK.contains(&k.as_str()) {
+                if k == "input_rules" {
+                    // Input names (the runbook's) to objects of documented fields.
+                    v.as_object().into_iter().flat_map(|m| m.values()).for_each(|v| keys(v, out));
+                } else if !NAMED_BY_THE_RUNBOOK.contains(&k.as_str()) {
                     keys(v, out);
                 }
             }

@@ -233,7 +233,7 @@ fn html_page_shows_every_command_exactly_and_secrets_by_name() {
         "Worst case",
         "Point of no return",
         "ana, luis",
-        "<code>ticket</code> (string)",
+        "<code>ticket</code> (string, required",
         "json.status == &#39;ok&#39;",
         "Authorization: Bearer &lt;secret:TOKEN&gt;",
     ] {

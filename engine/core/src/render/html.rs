@@ -100,9 +100,9 @@ body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:0;color:#2
 .runbook-review{max-width:72rem;margin:0 auto;padding:1rem 2rem}
 h1,h2,h3,h4,h5,h6{line-height:1.25}
 code,pre{font-family:ui-monospace,'SFMono-Regular',Menlo,Consolas,monospace;font-size:.9em}
-code{background:#f1f3f5;padding:0 .2em;border-radius:3px;white-space:pre-wrap}
+code{background:#f1f3f5;padding:0 .2em;border-radius:3px;white-space:pre-wrap;overflow-wrap:anywhere}
 pre{background:#f8f9fa;border:1px solid #dee2e6;border-radius:4px;padding:.6em .8em;overflow-x:auto;tab-size:4}
-pre code{background:none;padding:0;white-space:pre}
+pre code{background:none;padding:0;white-space:break-spaces;overflow-wrap:anywhere}
 blockquote{margin:0 0 1em;padding:.2em 1em;border-left:4px solid #dee2e6;color:#495057;white-space:pre-wrap}
 table{border-collapse:collapse;margin:.5em 0;display:block;max-width:100%;overflow-x:auto}
 th,td{border:1px solid #dee2e6;padding:.25em .5em;text-align:left;vertical-align:top}
@@ -347,17 +347,23 @@ fn summary(h: &mut Html, plan: &Plan, risks: &Risks) {
         None => h.tag("number of CPUs"),
     };
     h.tag("</li>\n");
-    if plan.secrets.is_empty() {
+    let secrets = review::secrets(plan);
+    if secrets.is_empty() {
         item(h, "Secrets");
         h.tag("none");
     } else {
         h.tag("<li><strong>Secrets</strong> (names only): ");
-        for (i, s) in plan.secrets.iter().enumerate() {
+        for (i, (by, s)) in secrets.iter().enumerate() {
             if i > 0 {
                 h.tag(", ");
             }
             code(h, &s.name);
-            h.tag(" (").text(&source_text(&s.source)).tag(")");
+            h.tag(" (").text(&source_text(&s.source));
+            if !by.is_empty() {
+                h.tag("; of the runbook included by ");
+                code(h, by);
+            }
+            h.tag(")");
         }
     }
     h.tag("</li>\n");
@@ -685,6 +691,9 @@ fn check_item(h: &mut Html, c: &PlanCheck, prefix: &str) {
     h.tag(" (").text(c.command.kind()).tag(", timeout ").text(&c.timeout).tag("):\n");
     command_block(h, &c.command);
     h.tag("<ul>\n");
+    if let Some(d) = &c.dir {
+        li_code(h, "directory ", d);
+    }
     env_items(h, "<li>env ", &c.env);
     if let Some(m) = &c.message {
         h.tag("<li>if it fails: ").text(m).tag("</li>\n");
@@ -787,7 +796,12 @@ fn step_section(h: &mut Html, s: &PlanStep, level: usize, prefix: &str) {
         PlanCommand::Runbook { file, params, plan } => {
             h.tag("<ul>\n<li>the runbook ");
             code(h, file);
-            h.tag(" with ");
+            h.tag(" (");
+            code(h, &plan.runbook.name);
+            if let Some(t) = &plan.runbook.title {
+                h.tag(": ").text(t);
+            }
+            h.tag(") with ");
             if params.is_empty() {
                 h.tag("no parameters");
             }

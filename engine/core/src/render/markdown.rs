@@ -129,13 +129,20 @@ fn summary(out: &mut String, plan: &Plan, risks: &Risks) {
         "- **Parallelism:** {}",
         rb.max_parallel.map_or("number of CPUs".to_string(), |n| format!("{n} steps at a time"))
     );
-    if plan.secrets.is_empty() {
+    let secrets = review::secrets(plan);
+    if secrets.is_empty() {
         let _ = writeln!(out, "- **Secrets:** none");
     } else {
-        let list: Vec<String> = plan
-            .secrets
+        let list: Vec<String> = secrets
             .iter()
-            .map(|s| format!("{} ({})", code(&s.name), escape(&source_text(&s.source))))
+            .map(|(by, s)| {
+                let by = if by.is_empty() {
+                    String::new()
+                } else {
+                    format!("; of the runbook included by {}", code(by))
+                };
+                format!("{} ({}{by})", code(&s.name), escape(&source_text(&s.source)))
+            })
             .collect();
         let _ = writeln!(out, "- **Secrets** (names only): {}", list.join(", "));
     }
@@ -400,6 +407,9 @@ fn mermaid_label(s: &str) -> String {
 fn check_item(out: &mut String, c: &PlanCheck, prefix: &str) {
     let _ = writeln!(out, "- {}{} ({}, timeout {}):\n", prefix, code(&c.id), c.command.kind(), c.timeout);
     command_block(out, &c.command, "  ");
+    if let Some(d) = &c.dir {
+        let _ = writeln!(out, "  - directory {}", code(d));
+    }
     for (k, v) in &c.env {
         let _ = writeln!(out, "  - env {} = {}", code(k), code(v));
     }
@@ -468,10 +478,12 @@ fn step_section(out: &mut String, s: &PlanStep, level: &str, prefix: &str) {
         PlanCommand::Runbook { file, params, plan } => {
             let list: Vec<String> =
                 params.iter().map(|(k, v)| format!("{} = {}", code(k), code(&v.to_string()))).collect();
+            let title = plan.runbook.title.as_deref().map(|t| format!(": {}", escape(t))).unwrap_or_default();
             let _ = writeln!(
                 out,
-                "- the runbook {} with {}",
+                "- the runbook {} ({}{title}) with {}",
                 code(file),
+                code(&plan.runbook.name),
                 if list.is_empty() { "no parameters".into() } else { list.join(", ") }
             );
             let _ = writeln!(
@@ -633,7 +645,12 @@ pub(crate) fn fenced(info: &str, text: &str, indent: &str) -> String {
 /// padded when it starts or ends with one; line breaks and control characters as escapes.
 pub(crate) fn code(s: &str) -> String {
     // Most spans are ids: nothing to measure.
-    if !s.contains('`') && !s.starts_with(' ') && !s.chars().any(crate::shown::is_hidden) {
+    if !s.contains('`')
+        && !s.starts_with(' ')
+        && !s.is_empty()
+        && s.is_ascii()
+        && !s.chars().any(crate::shown::is_hidden)
+    {
         return format!("`{s}`");
     }
     let marked = crate::shown::marked(s);
@@ -642,7 +659,13 @@ pub(crate) fn code(s: &str) -> String {
     } else {
         format!(" (invisible characters shown as escapes: {})", marked.names())
     };
-    let s = crate::shown::one_line(s);
+    // An empty code span does not exist in CommonMark: two backticks would pair with the
+    // next ones on the line. An empty value is shown as `""`.
+    if s.is_empty() {
+        return "`\"\"`".to_string();
+    }
+    // `marked` keeps line breaks and tabs; `one_line` escapes them (and nothing else is left).
+    let s = crate::shown::one_line(&marked.text);
     let longest = s.split(|c| c != '`').map(str::len).max().unwrap_or(0);
     let ticks = "`".repeat(longest + 1);
     if s.starts_with('`')
@@ -660,15 +683,15 @@ pub(crate) fn code(s: &str) -> String {
 pub(crate) fn escape(s: &str) -> String {
     let marked = crate::shown::marked(s);
     let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
+    for (c, mark) in s.split_inclusive('\n').flat_map(crate::shown::line_marks) {
         match c {
+            c if mark => out.push_str(&crate::shown::escape(c)),
             '\\' | '`' | '*' | '_' | '[' | ']' | '<' | '>' | '|' | '~' | '&' | '$' | '#' | '!' => {
                 out.push('\\');
                 out.push(c);
             }
             '\n' => out.push_str("<br>"),
             '\t' => out.push('\t'),
-            c if crate::shown::is_hidden(c) => out.push_str(&crate::shown::one_line(&c.to_string())),
             c => out.push(c),
         }
     }

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use crate::graph::BitSet;
 use crate::model::{OnFailure, format_duration};
-use crate::plan::{Plan, PlanCheck, PlanCommand, PlanCompensation, PlanStep};
+use crate::plan::{Plan, PlanCheck, PlanCommand, PlanCompensation, PlanSecret, PlanStep};
 
 /// A piece of a sentence a reviewer reads.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -411,6 +411,27 @@ impl Risks {
     }
 }
 
+/// Every secret a run of the plan reads, in the order shown: the runbook's own (with `""`),
+/// then each included runbook's at any depth, with the id of the step that includes it
+/// (`prepare`, `prepare.nested`), whether that step runs or is skipped: a secret with a
+/// `command` source is a command that runs, so a document that lists the runbook's own
+/// secrets only would hide it.
+pub fn secrets(plan: &Plan) -> Vec<(String, &PlanSecret)> {
+    let mut out: Vec<(String, &PlanSecret)> = plan.secrets.iter().map(|s| (String::new(), s)).collect();
+    included_secrets(plan, "", &mut out);
+    out
+}
+
+fn included_secrets<'a>(plan: &'a Plan, prefix: &str, out: &mut Vec<(String, &'a PlanSecret)>) {
+    for s in plan.steps.iter().chain(plan.finally.iter()) {
+        if let PlanCommand::Runbook { plan, .. } = &s.command {
+            let id = format!("{prefix}{}", s.id);
+            out.extend(plan.secrets.iter().map(|secret| (id.clone(), secret)));
+            included_secrets(plan, &format!("{id}."), out);
+        }
+    }
+}
+
 /// What asks a human, included runbooks' steps too (under `include_step.`).
 pub fn asks(
     plan: &Plan,
@@ -432,7 +453,15 @@ pub fn asks(
 }
 
 pub fn approval_text(c: &PlanCommand) -> Phrase {
-    let PlanCommand::Approval { inputs, approvers, min_approvals, allow_self_approval, timeout, .. } = c
+    let PlanCommand::Approval {
+        inputs,
+        input_rules,
+        approvers,
+        min_approvals,
+        allow_self_approval,
+        timeout,
+        ..
+    } = c
     else {
         return Phrase::default();
     };
@@ -446,8 +475,28 @@ pub fn approval_text(c: &PlanCommand) -> Phrase {
         None => s.l("; waits without a time limit"),
     };
     if !inputs.is_empty() {
-        let list = inputs.iter().map(|(k, ty)| Phrase::code(k).l(format!(" ({})", ty.as_str())));
-        s = s.l("; required inputs: ").p(Phrase::join(list, ", "));
+        let value =
+            |v: &crate::model::ParamValue| serde_json::to_value(v).map(|j| j.to_string()).unwrap_or_default();
+        let list = inputs.iter().map(|(k, ty)| {
+            let rule = input_rules.get(k);
+            let mut p = Phrase::code(k).l(format!(" ({}", ty.as_str()));
+            p = match rule.and_then(|r| r.default.as_ref()) {
+                Some(d) => p.l(", optional, default ").c(value(d)),
+                None => p.l(", required"),
+            };
+            if let Some(allowed) = rule.and_then(|r| r.allowed.as_ref()) {
+                let list = allowed.iter().map(|v| Phrase::code(value(v)));
+                p = p.l(", one of ").p(Phrase::join(list, ", "));
+            }
+            if let Some(pattern) = rule.and_then(|r| r.pattern.as_ref()) {
+                p = p.l(", matching ").c(pattern.clone());
+            }
+            if let Some(d) = rule.and_then(|r| r.description.as_ref()) {
+                p = p.l(": ").t(d.clone());
+            }
+            p.l(")")
+        });
+        s = s.l("; inputs: ").p(Phrase::join(list, ", "));
     }
     s
 }
