@@ -1211,3 +1211,5 @@ fn a_runbook_page_reads_right_in_a_real_browser() {
         "1152px"
     );
 }
+
+mod limits;
