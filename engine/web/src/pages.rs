@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::rejection::PathRejection;
@@ -134,12 +134,18 @@ enum Opened {
     Closed,
     Open(Store),
     /// Opening or reading it failed (the `failure`th failure): the pages that were waiting
-    /// for the store when it failed say `why`.
+    /// for the store when it failed say `why`, and every page until `until` (a slow failure).
     Failed {
         failure: u64,
         why: String,
+        until: Option<Instant>,
     },
 }
+
+/// An attempt to open the store that fails after this long is slow: its failure is the
+/// answer of every page for [`SLOW_RETRY`].
+const SLOW: Duration = Duration::from_secs(2);
+const SLOW_RETRY: Duration = Duration::from_secs(5);
 
 /// Why a page cannot be shown.
 #[derive(Debug)]
@@ -227,11 +233,14 @@ impl App {
         let mut cached = self.store.lock().await;
         match &*cached {
             Opened::Open(store) => return Ok(Some(store.clone())),
-            Opened::Failed { failure, why } if *failure > seen => {
+            Opened::Failed { failure, why, until }
+                if *failure > seen || until.is_some_and(|u| Instant::now() < u) =>
+            {
                 return Err(PageError::Unavailable(why.clone()));
             }
             Opened::Failed { .. } | Opened::Closed => {}
         }
+        let started = Instant::now();
         let opened = tokio::time::timeout(STORE_TIMEOUT, Store::open(&self.location)).await;
         let failed = match opened {
             Ok(Ok(store)) => {
@@ -243,7 +252,10 @@ impl App {
         };
         if let PageError::Unavailable(why) = &failed {
             let failure = self.failures.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
-            *cached = Opened::Failed { failure, why: why.clone() };
+            // A slow failure is the answer of the next [`SLOW_RETRY`] too (pages arriving
+            // one after the other would each wait as long); a quick one is tried again.
+            let until = (started.elapsed() >= SLOW).then(|| Instant::now() + SLOW_RETRY);
+            *cached = Opened::Failed { failure, why: why.clone(), until };
         }
         Err(failed)
     }
@@ -278,7 +290,7 @@ impl App {
         };
         let mut cached = self.store.lock().await;
         let failure = self.failures.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
-        *cached = Opened::Failed { failure, why };
+        *cached = Opened::Failed { failure, why, until: None };
     }
 
     fn unavailable(&self, e: &StoreError) -> PageError {
