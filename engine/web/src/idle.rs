@@ -88,14 +88,14 @@ pub struct IdleStream {
     io: TcpStream,
     head: Head,
     deadline: Pin<Box<Sleep>>,
-    /// How much of `\r\n\r\n` (the end of a head) the last bytes read matched.
+    /// 1 when the last bytes read (`\r` aside) end a line: a line break next ends the head.
     crlf: u8,
     _permit: Option<OwnedSemaphorePermit>,
 }
 
 impl IdleStream {
     /// Bytes read: a head starts (its deadline runs from the first wait, not reset by more
-    /// bytes) or ends at `\r\n\r\n`.
+    /// bytes) or ends at an empty line.
     fn read_bytes(&mut self, bytes: &[u8]) {
         for &b in bytes {
             if self.head != Head::Waiting {
@@ -105,15 +105,15 @@ impl IdleStream {
                 self.deadline.as_mut().reset(Instant::now() + HEAD);
                 self.crlf = 0;
             }
-            self.crlf = match (self.crlf, b) {
-                (0 | 2, b'\r') => self.crlf + 1,
-                (1 | 3, b'\n') => self.crlf + 1,
-                (_, b'\r') => 1,
-                _ => 0,
-            };
-            if self.crlf == 4 {
-                self.head = Head::Preparing;
-                self.crlf = 0;
+            // An empty line ends the head: `\r\n\r\n`, or `\n\n` (which hyper accepts too).
+            match b {
+                b'\n' if self.crlf == 1 => {
+                    self.head = Head::Preparing;
+                    self.crlf = 0;
+                }
+                b'\n' => self.crlf = 1,
+                b'\r' => {}
+                _ => self.crlf = 0,
             }
         }
     }
