@@ -53,7 +53,9 @@ impl runbook_web::Files for CliFiles {
                 crate::input::display(file)
             ));
         }
+        let others = checked.runbook.as_ref().is_none_or(|r| !r.includes.is_empty() || !r.reads().is_empty());
         runbook_web::RunbookFile {
+            others,
             name: runbook_web::runbook_name(file),
             runbook: checked.runbook.as_ref().map(|r| r.name.clone()),
             valid,

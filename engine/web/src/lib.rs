@@ -67,6 +67,11 @@ pub struct RunbookFile {
     pub valid: bool,
     /// Its diagnostics as `check` prints them (no colour), empty when there are none.
     pub problems: String,
+    /// The check may depend on files besides this one (it includes runbooks, names files
+    /// to read, or did not load): the console checks it again after a while, since only
+    /// this file's identity keys its cache.
+    #[serde(skip)]
+    pub others: bool,
 }
 
 /// What the URL and the pages name a runbook file by: its name without `.toml`, lossy when
@@ -221,6 +226,7 @@ mod tests {
                 runbook: None,
                 valid: true,
                 problems: String::new(),
+                others: false,
             };
             let json = serde_json::to_value(&file).expect("serializes");
             prop_assert_eq!(json["file"].as_str(), Some(shown.as_str()));

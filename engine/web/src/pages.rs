@@ -30,6 +30,9 @@ const STORE_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_RUNBOOKS: usize = 500;
 /// Runbook files checked at once (in the background; the machine may have few cores).
 const CHECKS_AT_ONCE: usize = 2;
+/// How long the check of a runbook that depends on other files (includes, files it reads)
+/// is kept: the cache knows only the runbook file's identity.
+const CHECK_TTL: Duration = Duration::from_secs(60);
 /// How long a runbooks page waits for checks not yet done before it shows them as under
 /// way.
 const CHECK_WAIT: Duration = Duration::from_secs(5);
@@ -886,7 +889,7 @@ fn identity(file: &std::path::Path) -> Option<Identity> {
 #[derive(Debug, Clone)]
 enum Check {
     Running(Option<Identity>),
-    Done(Option<Identity>, Arc<crate::RunbookFile>),
+    Done(Option<Identity>, Instant, Arc<crate::RunbookFile>),
 }
 
 /// One entry of the runbooks page: checked, or still being checked (its name only).
@@ -918,7 +921,9 @@ async fn checks(app: &Arc<App>, files: Vec<PathBuf>) -> Vec<Entry> {
         if let Ok(mut cache) = app.checks.lock() {
             for (file, id) in files.iter().zip(ids.iter().cloned().chain(std::iter::repeat(None))) {
                 let entry = match cache.get(file) {
-                    Some(Check::Done(was, checked)) if *was == id => {
+                    Some(Check::Done(was, at, checked))
+                        if *was == id && (!checked.others || at.elapsed() < CHECK_TTL) =>
+                    {
                         Entry { file: (**checked).clone(), pending: false }
                     }
                     Some(Check::Running(was)) if *was == id => {
@@ -949,6 +954,7 @@ fn pending_file(file: &std::path::Path) -> crate::RunbookFile {
         runbook: None,
         valid: false,
         problems: String::new(),
+        others: false,
     }
 }
 
@@ -963,7 +969,7 @@ fn start_check(app: &Arc<App>, file: PathBuf, id: Option<Identity>) {
         if let Ok(mut cache) = app.checks.lock() {
             match checked {
                 Ok(checked) => {
-                    cache.insert(file, Check::Done(id, Arc::new(checked)));
+                    cache.insert(file, Check::Done(id, Instant::now(), Arc::new(checked)));
                 }
                 Err(_) => {
                     cache.remove(&file);

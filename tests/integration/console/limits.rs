@@ -223,3 +223,37 @@ fn big_runbooks_are_checked_once_and_pages_answer_meanwhile() {
     let spent = cpu() - first;
     assert!(spent < first / 2, "{spent} ticks for cached pages, {first} for the first checks");
 }
+
+/// The cache of checks is keyed by the runbook file's identity only: a runbook whose check
+/// depends on other files (here an included runbook) is checked again after a while, so a
+/// broken include does not stay "valid" on the page.
+#[test]
+fn a_cached_check_that_depends_on_another_file_is_renewed() {
+    let s = Scratch::new(THREE_STEPS);
+    std::fs::create_dir_all(s.path().join("lib")).expect("mkdir");
+    std::fs::write(s.path().join("lib/child.toml"), "[runbook]\nname = \"child\"\n[steps.a]\nrun = 'true'\n")
+        .expect("write");
+    std::fs::write(
+        s.path().join("parent.toml"),
+        "[runbook]\nname = \"parent\"\n[steps.inner]\nrunbook = { file = \"lib/child.toml\" }\n",
+    )
+    .expect("write");
+    let c = Console::start(s.path(), &s.state(), &["--runbooks", "."]);
+    let text = text_of(&c.get("/runbooks").body);
+    assert!(text.contains("parent parent valid"), "{text}");
+    std::fs::write(
+        s.path().join("lib/child.toml"),
+        "[runbook]\nname = \"child\"\n[steps.a]\nrun = 'true'\nneeds = [\"nope\"]\n",
+    )
+    .expect("write");
+    let t0 = Instant::now();
+    loop {
+        let text = text_of(&c.get("/runbooks").body);
+        if text.contains("parent - invalid") || text.contains("parent parent invalid") {
+            break;
+        }
+        // Generous: the cache keeps such a check a minute.
+        assert!(t0.elapsed() < Duration::from_secs(300), "the include's change never showed: {text}");
+        std::thread::sleep(Duration::from_secs(2));
+    }
+}
