@@ -17,9 +17,11 @@ struct CliFiles;
 
 /// The most runbook files read from `--runbooks DIR`.
 const MAX_FILES: usize = 500;
+/// The most bytes of one file's diagnostics the console keeps and shows.
+const MAX_PROBLEMS: usize = 64 * 1024;
 
 impl runbook_web::Files for CliFiles {
-    fn runbooks(&self, dir: &Path) -> Vec<runbook_web::RunbookFile> {
+    fn runbooks(&self, dir: &Path) -> Vec<PathBuf> {
         let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
         let mut files: Vec<PathBuf> = entries
             .flatten()
@@ -29,25 +31,37 @@ impl runbook_web::Files for CliFiles {
         files.sort();
         files.truncate(MAX_FILES);
         files
-            .into_iter()
-            .filter_map(|file| {
-                let name = file.file_stem()?.to_string_lossy().into_owned();
-                let mut checked = load_runbook_only(&file);
-                diagnostic::sort(&mut checked.diagnostics);
-                let valid = !checked.has_errors();
-                Some(runbook_web::RunbookFile {
-                    name,
-                    runbook: checked.runbook.as_ref().map(|r| r.name.clone()),
-                    valid,
-                    problems: if checked.diagnostics.is_empty() {
-                        String::new()
-                    } else {
-                        crate::report::human(&checked.diagnostics, false)
-                    },
-                    file,
-                })
-            })
-            .collect()
+    }
+
+    fn check(&self, file: &Path) -> runbook_web::RunbookFile {
+        let mut checked = load_runbook_only(file);
+        diagnostic::sort(&mut checked.diagnostics);
+        let valid = !checked.has_errors();
+        let mut problems = if checked.diagnostics.is_empty() {
+            String::new()
+        } else {
+            crate::report::human(&checked.diagnostics, false)
+        };
+        if problems.len() > MAX_PROBLEMS {
+            let mut cut = MAX_PROBLEMS;
+            while !problems.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            problems.truncate(cut);
+            problems.push_str(&format!(
+                "\n… (more: `runbook check {}` on this host prints them all)\n",
+                crate::input::display(file)
+            ));
+        }
+        let others = checked.runbook.as_ref().is_none_or(|r| !r.includes.is_empty() || !r.reads().is_empty());
+        runbook_web::RunbookFile {
+            others,
+            name: runbook_web::runbook_name(file),
+            runbook: checked.runbook.as_ref().map(|r| r.name.clone()),
+            valid,
+            problems,
+            file: file.to_path_buf(),
+        }
     }
 
     fn review(&self, file: &Path) -> Result<render::ReviewHtml, String> {

@@ -1476,3 +1476,5 @@ fn a_page_load_never_writes_the_store() {
     drop(c);
     assert_eq!(std::fs::read(s.state()).expect("read"), before, "the store was written by a page");
 }
+
+mod limits;

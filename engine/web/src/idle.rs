@@ -1,32 +1,50 @@
-//! Connections that say nothing are closed: every accepted connection gets an idle
-//! deadline, pushed back by each byte read or written. A client that sent half a request
-//! and went silent, or that stopped reading a page, is dropped after [`IDLE`] instead of
-//! holding a file descriptor (and a task) for ever (axum's `serve` sets no header timeout).
+//! Connections are bounded in number and in time (axum's `serve` bounds neither):
+//!
+//! - At most [`MAX_CONNECTIONS`] are open at once: the listener accepts the next one only
+//!   when one closes (the others wait in the kernel's queue), so a flood of clients holds
+//!   at most that many descriptors and tasks.
+//! - A request's head (its request line and headers) must arrive within [`HEAD`] of its
+//!   first wait, in total: a client that trickles a byte now and then is cut at the same
+//!   time as a silent one (activity is not progress).
+//! - While a response is prepared (the head has arrived, nothing is written yet) no timer
+//!   runs: the page itself is bounded (the store's timeouts, the check's wait), so a request
+//!   being answered is never cut.
+//! - While a response is written, a client that stops reading is cut after [`IDLE`] without
+//!   progress.
 
 use std::future::Future as _;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, Sleep};
 
-/// How long a connection may stay silent (no byte either way). Longer than any page takes
-/// to read from the store (10 s at most), so a request being answered is never cut.
+/// How long writing a response may make no progress (a client that stopped reading).
 pub const IDLE: Duration = Duration::from_secs(30);
 
-/// A listener whose connections time out when idle.
+/// How long a request's head may take to arrive, in total, from the moment the connection
+/// waits for it (accepted, or the previous response written).
+pub const HEAD: Duration = Duration::from_secs(10);
+
+/// The most connections open at once.
+pub const MAX_CONNECTIONS: usize = 256;
+
+/// A listener whose connections are capped and bounded in time.
 #[derive(Debug)]
 pub struct IdleListener {
     inner: TcpListener,
+    open: Arc<Semaphore>,
 }
 
 impl IdleListener {
     pub fn new(inner: TcpListener) -> IdleListener {
-        IdleListener { inner }
+        IdleListener { inner, open: Arc::new(Semaphore::new(MAX_CONNECTIONS)) }
     }
 }
 
@@ -35,8 +53,17 @@ impl axum::serve::Listener for IdleListener {
     type Addr = SocketAddr;
 
     async fn accept(&mut self) -> (IdleStream, SocketAddr) {
+        // Never closed: `acquire_owned` cannot fail; a place frees when a stream drops.
+        let permit = self.open.clone().acquire_owned().await.ok();
         let (io, addr) = axum::serve::Listener::accept(&mut self.inner).await;
-        (IdleStream { io, deadline: Box::pin(tokio::time::sleep(IDLE)) }, addr)
+        let stream = IdleStream {
+            io,
+            head: Head::Waiting,
+            deadline: Box::pin(tokio::time::sleep(HEAD)),
+            crlf: 0,
+            _permit: permit,
+        };
+        (stream, addr)
     }
 
     fn local_addr(&self) -> io::Result<SocketAddr> {
@@ -44,24 +71,60 @@ impl axum::serve::Listener for IdleListener {
     }
 }
 
-/// A connection with an idle deadline.
+/// Where the connection stands with its current request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Head {
+    /// Waiting for (the rest of) a head: the deadline is the head's.
+    Waiting,
+    /// The head has arrived and nothing is written yet: the response is being prepared.
+    Preparing,
+    /// A response is being written: the deadline is [`IDLE`] from the last progress.
+    Writing,
+}
+
+/// A connection with its deadlines.
 #[derive(Debug)]
 pub struct IdleStream {
     io: TcpStream,
+    head: Head,
     deadline: Pin<Box<Sleep>>,
+    /// 1 when the last bytes read (`\r` aside) end a line: a line break next ends the head.
+    crlf: u8,
+    _permit: Option<OwnedSemaphorePermit>,
 }
 
 impl IdleStream {
-    fn active(&mut self) {
-        self.deadline.as_mut().reset(Instant::now() + IDLE);
+    /// Bytes read: a head starts (its deadline runs from the first wait, not reset by more
+    /// bytes) or ends at an empty line.
+    fn read_bytes(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            if self.head != Head::Waiting {
+                // More bytes: the next request's head (or a body, which a read-only console
+                // does not wait for longer than a head).
+                self.head = Head::Waiting;
+                self.deadline.as_mut().reset(Instant::now() + HEAD);
+                self.crlf = 0;
+            }
+            // An empty line ends the head: `\r\n\r\n`, or `\n\n` (which hyper accepts too).
+            match b {
+                b'\n' if self.crlf == 1 => {
+                    self.head = Head::Preparing;
+                    self.crlf = 0;
+                }
+                b'\n' => self.crlf = 1,
+                b'\r' => {}
+                _ => self.crlf = 0,
+            }
+        }
     }
 
-    /// What a write did: bytes written push the deadline back; `Pending` waits for it.
+    /// What a write did: bytes written push the write deadline back; `Pending` waits for it.
     fn wrote(&mut self, written: Poll<io::Result<usize>>, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
         match written {
             Poll::Ready(Ok(n)) => {
                 if n > 0 {
-                    self.active();
+                    self.head = Head::Writing;
+                    self.deadline.as_mut().reset(Instant::now() + IDLE);
                 }
                 Poll::Ready(Ok(n))
             }
@@ -70,12 +133,27 @@ impl IdleStream {
         }
     }
 
-    /// `Pending` from the socket: an error once the deadline has passed.
+    /// `Pending` from the socket: an error once the deadline has passed; no deadline while
+    /// a response is being prepared.
     fn waiting<T>(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
+        if self.head == Head::Preparing {
+            return Poll::Pending;
+        }
         match self.deadline.as_mut().poll(cx) {
-            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "idle connection"))),
+            Poll::Ready(()) => {
+                Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "connection too slow")))
+            }
             Poll::Pending => Poll::Pending,
         }
+    }
+
+    /// The socket has no bytes to read: after a response, the wait for the next head.
+    fn read_waiting(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.head == Head::Writing {
+            self.head = Head::Waiting;
+            self.deadline.as_mut().reset(Instant::now() + HEAD);
+        }
+        self.waiting(cx)
     }
 }
 
@@ -85,12 +163,14 @@ impl AsyncRead for IdleStream {
         let before = buf.filled().len();
         match Pin::new(&mut this.io).poll_read(cx, buf) {
             Poll::Ready(result) => {
-                if buf.filled().len() > before {
-                    this.active();
+                let read = buf.filled().len();
+                if read > before {
+                    let fresh = buf.filled()[before..read].to_vec();
+                    this.read_bytes(&fresh);
                 }
                 Poll::Ready(result)
             }
-            Poll::Pending => this.waiting(cx),
+            Poll::Pending => this.read_waiting(cx),
         }
     }
 }

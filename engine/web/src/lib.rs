@@ -36,8 +36,11 @@ pub use idle::IDLE;
 /// What the console needs of the files on this host, given by the CLI (which alone reads
 /// runbooks: its loader bounds and pins every file read).
 pub trait Files: Send + Sync + 'static {
-    /// The runbooks of `dir` (its `*.toml` files, not its subfolders), each checked.
-    fn runbooks(&self, dir: &Path) -> Vec<RunbookFile>;
+    /// The runbook files of `dir` (its `*.toml` files, not its subfolders), sorted, not
+    /// read: listing is cheap, checking is not (the console caches each file's check).
+    fn runbooks(&self, dir: &Path) -> Vec<PathBuf>;
+    /// `check` of one runbook file (its [`RunbookFile::name`] is [`runbook_name`]).
+    fn check(&self, file: &Path) -> RunbookFile;
     /// The review document (`plan --format html`'s body) of the runbook at `file` with its
     /// parameters' defaults, or why there is none (its problems, as text).
     fn review(&self, file: &Path) -> Result<runbook_core::render::ReviewHtml, String>;
@@ -55,7 +58,8 @@ pub trait Files: Send + Sync + 'static {
 pub struct RunbookFile {
     /// What the URL names it by: the file name without `.toml`.
     pub name: String,
-    /// The file.
+    /// The file (on a page only as [`shown_path`] words it: never serialized raw).
+    #[serde(serialize_with = "serialize_shown_path")]
     pub file: PathBuf,
     /// The runbook's own name, when it parses.
     pub runbook: Option<String>,
@@ -63,6 +67,46 @@ pub struct RunbookFile {
     pub valid: bool,
     /// Its diagnostics as `check` prints them (no colour), empty when there are none.
     pub problems: String,
+    /// The check may depend on files besides this one (it includes runbooks, names files
+    /// to read, or did not load): the console checks it again after a while, since only
+    /// this file's identity keys its cache.
+    #[serde(skip)]
+    pub others: bool,
+}
+
+/// What the URL and the pages name a runbook file by: its name without `.toml`, lossy when
+/// it is not UTF-8, its hidden characters (line breaks, controls, bidi) escaped as
+/// [`shown_path`] does. Two names that differ only in invalid bytes have the same name:
+/// the URL leads to the first.
+pub fn runbook_name(file: &Path) -> String {
+    file.file_stem().map(|s| runbook_core::shown::one_line(&s.to_string_lossy())).unwrap_or_default()
+}
+
+/// The most characters of a path a page shows (a file name is at most 255 bytes; a folder
+/// can be deeper).
+pub const SHOWN_PATH: usize = 300;
+
+/// A path as every page shows it, the console's one conversion of a path to text (class
+/// rule: no page serializes a raw path, which fails on a name that is not UTF-8): invalid
+/// UTF-8 bytes as U+FFFD with a note saying so, hidden characters (line breaks, controls,
+/// bidi) escaped as `runbook_core::shown::one_line` does, at most [`SHOWN_PATH`] characters
+/// (then `…`). Markup stays text: the templates escape it.
+pub fn shown_path(path: &std::path::Path) -> String {
+    let raw = path.as_os_str();
+    let lossy = raw.to_string_lossy();
+    let not_utf8 = raw.to_str().is_none();
+    let mut shown: String = runbook_core::shown::one_line(&lossy);
+    if shown.chars().count() > SHOWN_PATH {
+        shown = shown.chars().take(SHOWN_PATH).collect::<String>() + "…";
+    }
+    if not_utf8 {
+        shown.push_str(" (the name is not UTF-8: its invalid bytes are shown as \u{fffd})");
+    }
+    shown
+}
+
+fn serialize_shown_path<S: serde::Serializer>(path: &std::path::Path, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&shown_path(path))
 }
 
 /// How `runbook serve` was asked to run.
@@ -159,4 +203,38 @@ impl Server {
 /// An IPv4-mapped loopback (`[::ffff:127.0.0.1]`) is loopback.
 pub fn is_loopback(addr: &SocketAddr) -> bool {
     addr.ip().to_canonical().is_loopback()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::ffi::OsStrExt as _;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// Any file name (any bytes but `/` and NUL) is shown as one bounded line, and a
+        /// runbook file of that name serializes (adv16 f10: a non-UTF-8 name panicked).
+        #[test]
+        fn any_file_name_is_shown_and_serializes(name in proptest::collection::vec(1u8..=255, 1..600)) {
+            let name: Vec<u8> = name.into_iter().filter(|b| *b != b'/').collect();
+            prop_assume!(!name.is_empty());
+            let path = Path::new("/some/dir").join(std::ffi::OsStr::from_bytes(&name));
+            let shown = shown_path(&path);
+            prop_assert!(!shown.contains(['\n', '\r', '\u{202e}', '\u{1b}']), "{shown}");
+            prop_assert!(shown.chars().count() <= SHOWN_PATH + 80);
+            let file = RunbookFile {
+                name: runbook_name(&path),
+                file: path.clone(),
+                runbook: None,
+                valid: true,
+                problems: String::new(),
+                others: false,
+            };
+            let json = serde_json::to_value(&file).expect("serializes");
+            prop_assert_eq!(json["file"].as_str(), Some(shown.as_str()));
+            prop_assert!(!file.name.contains(['\n', '\u{202e}']), "{}", file.name);
+        }
+    }
 }

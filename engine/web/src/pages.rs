@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::rejection::PathRejection;
@@ -28,6 +28,14 @@ pub const PAGE_SIZE: usize = 50;
 const STORE_TIMEOUT: Duration = Duration::from_secs(10);
 /// The most runbooks `/runbooks` lists.
 const MAX_RUNBOOKS: usize = 500;
+/// Runbook files checked at once (in the background; the machine may have few cores).
+const CHECKS_AT_ONCE: usize = 2;
+/// How long the check of a runbook that depends on other files (includes, files it reads)
+/// is kept: the cache knows only the runbook file's identity.
+const CHECK_TTL: Duration = Duration::from_secs(60);
+/// How long a runbooks page waits for checks not yet done before it shows them as under
+/// way.
+const CHECK_WAIT: Duration = Duration::from_secs(5);
 /// Pages that read the store built at once.
 const PAGES_AT_ONCE: usize = 8;
 /// The most runs whose runbook shape is kept in memory.
@@ -99,11 +107,18 @@ pub struct App {
     location: Location,
     runbooks: Option<PathBuf>,
     files: Arc<dyn Files>,
-    store: tokio::sync::Mutex<Option<Store>>,
+    store: tokio::sync::Mutex<Opened>,
+    /// How many times opening or reading the store failed.
+    failures: std::sync::atomic::AtomicU64,
     /// The steps of each run's runbook as it started (titles rendered with the run's
     /// parameters, needs), by run id: a run's files are pinned by its journal, so what was
     /// read once stays true. At most [`SHAPES`] runs are kept.
     shapes: std::sync::Mutex<HashMap<String, Arc<Shape>>>,
+    /// Each runbook file's check, by path (only the folder's listed files).
+    checks: std::sync::Mutex<HashMap<PathBuf, Check>>,
+    /// Checks at once ([`CHECKS_AT_ONCE`]), and the wake-up of pages waiting for one.
+    checking: tokio::sync::Semaphore,
+    checked: tokio::sync::Notify,
     /// Pages built at once ([`PAGES_AT_ONCE`]): the others wait their turn, so memory stays
     /// bounded whatever the number of requests (a 5,000-step run page is megabytes).
     pub turns: tokio::sync::Semaphore,
@@ -115,6 +130,26 @@ impl std::fmt::Debug for App {
         f.debug_struct("App").field("addr", &self.addr).finish_non_exhaustive()
     }
 }
+
+/// The store as the pages last found it.
+#[derive(Debug)]
+enum Opened {
+    /// Not opened yet.
+    Closed,
+    Open(Store),
+    /// Opening or reading it failed (the `failure`th failure): the pages that were waiting
+    /// for the store when it failed say `why`, and every page until `until` (a slow failure).
+    Failed {
+        failure: u64,
+        why: String,
+        until: Option<Instant>,
+    },
+}
+
+/// An attempt to open the store that fails after this long is slow: its failure is the
+/// answer of every page for [`SLOW_RETRY`].
+const SLOW: Duration = Duration::from_secs(2);
+const SLOW_RETRY: Duration = Duration::from_secs(5);
 
 /// Why a page cannot be shown.
 #[derive(Debug)]
@@ -143,8 +178,12 @@ impl App {
             location: config.location,
             runbooks: config.runbooks,
             files: config.files,
-            store: tokio::sync::Mutex::new(None),
+            store: tokio::sync::Mutex::new(Opened::Closed),
+            failures: std::sync::atomic::AtomicU64::new(0),
             shapes: std::sync::Mutex::new(HashMap::new()),
+            checks: std::sync::Mutex::new(HashMap::new()),
+            checking: tokio::sync::Semaphore::new(CHECKS_AT_ONCE),
+            checked: tokio::sync::Notify::new(),
             turns: tokio::sync::Semaphore::new(PAGES_AT_ONCE),
             env,
         })
@@ -205,42 +244,81 @@ impl App {
     /// The store, opened read-only (`Store::open_read_only`: a page load never writes) on
     /// first use and again after it failed; `None` when the SQLite file does not exist or is
     /// empty (no runs yet: nothing is created by a reader).
+    ///
+    /// Single-flight with a shared failure: one page opens (bounded by [`STORE_TIMEOUT`]);
+    /// the pages that waited for it meanwhile get its failure at once instead of trying
+    /// again one after the other (adv16 f2: N pages took N x 10 s); a page that comes after
+    /// a failure tries again.
     async fn store(&self) -> Result<Option<Store>, PageError> {
         if let Location::Sqlite(path) = &self.location
             && !path.exists()
         {
             return Ok(None);
         }
+        let seen = self.failures.load(std::sync::atomic::Ordering::SeqCst);
         let mut cached = self.store.lock().await;
-        if let Some(store) = cached.as_ref() {
-            return Ok(Some(store.clone()));
-        }
-        let opened = tokio::time::timeout(STORE_TIMEOUT, Store::open_read_only(&self.location)).await;
-        match opened {
-            Ok(Ok(None)) => Ok(None),
-            Ok(Ok(Some(store))) => {
-                *cached = Some(store.clone());
-                Ok(Some(store))
+        match &*cached {
+            Opened::Open(store) => return Ok(Some(store.clone())),
+            Opened::Failed { failure, why, until }
+                if *failure > seen || until.is_some_and(|u| Instant::now() < u) =>
+            {
+                return Err(PageError::Unavailable(why.clone()));
             }
-            Ok(Err(e)) => Err(self.unavailable(&e)),
-            Err(_) => Err(PageError::Unavailable(format!(
-                "the state store {} did not answer within {} s",
-                self.location.shown(),
-                STORE_TIMEOUT.as_secs()
-            ))),
+            Opened::Failed { .. } | Opened::Closed => {}
         }
+        let started = Instant::now();
+        let opened = tokio::time::timeout(STORE_TIMEOUT, Store::open_read_only(&self.location)).await;
+        let failed = match opened {
+            // No store yet (a missing or empty SQLite file): no runs, and nothing created.
+            Ok(Ok(None)) => return Ok(None),
+            Ok(Ok(Some(store))) => {
+                *cached = Opened::Open(store.clone());
+                return Ok(Some(store));
+            }
+            Ok(Err(e)) => self.unavailable(&e),
+            Err(_) => self.too_slow(),
+        };
+        if let PageError::Unavailable(why) = &failed {
+            let failure = self.failures.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+            // A slow failure is the answer of the next [`SLOW_RETRY`] too (pages arriving
+            // one after the other would each wait as long); a quick one is tried again.
+            let until = (started.elapsed() >= SLOW).then(|| Instant::now() + SLOW_RETRY);
+            *cached = Opened::Failed { failure, why: why.clone(), until };
+        }
+        Err(failed)
+    }
+
+    fn too_slow(&self) -> PageError {
+        PageError::Unavailable(format!(
+            "the state store {} did not answer within {} s",
+            self.location.shown(),
+            STORE_TIMEOUT.as_secs()
+        ))
     }
 
     /// A store error as the page's: a missing run is a 404; anything else a 503 (and the
-    /// store is opened again on the next page).
+    /// store is opened again by the next page).
     async fn failed(&self, e: StoreError) -> PageError {
         match e {
             StoreError::NoSuchRun(id) => PageError::NotFound(format!("there is no run `{}`", one_line(&id))),
             other => {
-                *self.store.lock().await = None;
-                self.unavailable(&other)
+                let why = self.unavailable(&other);
+                self.forget(&why).await;
+                why
             }
         }
+    }
+
+    /// The store failed a page: the pages waiting for the store meanwhile say so at once,
+    /// the next ones open it again.
+    async fn forget(&self, why: &PageError) {
+        let why = match why {
+            PageError::Unavailable(w) => w.clone(),
+            PageError::BadRequest(w) | PageError::NotFound(w) => w.clone(),
+        };
+        let mut cached = self.store.lock().await;
+        let failure = self.failures.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        *cached = Opened::Failed { failure, why, until: None };
     }
 
     fn unavailable(&self, e: &StoreError) -> PageError {
@@ -263,12 +341,9 @@ impl App {
             Ok(Ok(v)) => Ok(Some(v)),
             Ok(Err(e)) => Err(self.failed(e).await),
             Err(_) => {
-                *self.store.lock().await = None;
-                Err(PageError::Unavailable(format!(
-                    "the state store {} did not answer within {} s",
-                    self.location.shown(),
-                    STORE_TIMEOUT.as_secs()
-                )))
+                let why = self.too_slow();
+                self.forget(&why).await;
+                Err(why)
             }
         }
     }
@@ -770,7 +845,7 @@ async fn run_view(app: &App, id: &str) -> Result<RunView, PageError> {
     }
     v.graph = Some(graph::layout(&drawn));
     // Only an intact chain gets here (above), as `runbook logs` requires of a vouched log.
-    v.logs = view::log_views(runbook_core::audit::vouched_logs(&records, history.logs, v.intact));
+    v.logs = view::log_views(id, runbook_core::audit::vouched_logs(&records, history.logs, v.intact));
     v.journal = view::record_rows(&records);
     Ok(v)
 }
@@ -781,7 +856,16 @@ async fn run_page(State(app): State<Arc<App>>, id: Result<Path<String>, PathReje
         Err(e) => Err(e),
     };
     match view {
-        Ok(v) => app.render(StatusCode::OK, "run.html", serde_json::json!({ "run": v })),
+        // Rendering a big run takes CPU: off the runtime's thread, so the other requests
+        // (the style sheet, other pages) are not held behind it.
+        Ok(v) => {
+            let on = app.clone();
+            tokio::task::spawn_blocking(move || {
+                on.render(StatusCode::OK, "run.html", serde_json::json!({ "run": v }))
+            })
+            .await
+            .unwrap_or_else(|_| app.page_error(PageError::Unavailable("rendering the page failed".into())))
+        }
         Err(e) => app.page_error(e),
     }
 }
@@ -808,14 +892,140 @@ async fn run_api(State(app): State<Arc<App>>, id: Result<Path<String>, PathRejec
 
 // ---------------------------------------------------------------- the runbooks
 
-async fn catalog(app: &App) -> Result<Vec<crate::RunbookFile>, PageError> {
+/// A file's identity for the check cache: its size, modification and change times, inode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Identity {
+    len: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+    ino: u64,
+}
+
+fn identity(file: &std::path::Path) -> Option<Identity> {
+    use std::os::unix::fs::MetadataExt as _;
+    let m = std::fs::metadata(file).ok()?;
+    Some(Identity {
+        len: m.len(),
+        mtime: (m.mtime(), m.mtime_nsec()),
+        ctime: (m.ctime(), m.ctime_nsec()),
+        ino: m.ino(),
+    })
+}
+
+/// One file's check: under way, or done for the file as it was.
+#[derive(Debug, Clone)]
+enum Check {
+    Running(Option<Identity>),
+    Done(Option<Identity>, Instant, Arc<crate::RunbookFile>),
+}
+
+/// One entry of the runbooks page: checked, or still being checked (its name only).
+#[derive(Debug, Serialize)]
+struct Entry {
+    #[serde(flatten)]
+    file: crate::RunbookFile,
+    pending: bool,
+}
+
+/// The check of each of `files`, from the cache when the file is as it was checked;
+/// the others are checked in the background (at most [`CHECKS_AT_ONCE`] at once, each
+/// file once whatever the number of pages asking), and this page waits for them at most
+/// [`CHECK_WAIT`]: those not done by then are shown as being checked. A check goes on
+/// when its page has gone, and its result serves the next page.
+async fn checks(app: &Arc<App>, files: Vec<PathBuf>) -> Vec<Entry> {
+    let deadline = tokio::time::Instant::now() + CHECK_WAIT;
+    let ids: Vec<Option<Identity>> = {
+        let files = files.clone();
+        tokio::task::spawn_blocking(move || files.iter().map(|f| identity(f)).collect())
+            .await
+            .unwrap_or_else(|_| Vec::new())
+    };
+    loop {
+        // Registered before looking, so a check that ends meanwhile wakes this page.
+        let notified = app.checked.notified();
+        let mut out = Vec::with_capacity(files.len());
+        let mut waiting = false;
+        if let Ok(mut cache) = app.checks.lock() {
+            for (file, id) in files.iter().zip(ids.iter().cloned().chain(std::iter::repeat(None))) {
+                let entry = match cache.get(file) {
+                    Some(Check::Done(was, at, checked))
+                        if *was == id && (!checked.others || at.elapsed() < CHECK_TTL) =>
+                    {
+                        Entry { file: (**checked).clone(), pending: false }
+                    }
+                    Some(Check::Running(was)) if *was == id => {
+                        waiting = true;
+                        Entry { file: pending_file(file), pending: true }
+                    }
+                    _ => {
+                        cache.insert(file.clone(), Check::Running(id.clone()));
+                        start_check(app, file.clone(), id);
+                        waiting = true;
+                        Entry { file: pending_file(file), pending: true }
+                    }
+                };
+                out.push(entry);
+            }
+        }
+        if !waiting || tokio::time::Instant::now() >= deadline {
+            return out;
+        }
+        let _ = tokio::time::timeout_at(deadline, notified).await;
+    }
+}
+
+fn pending_file(file: &std::path::Path) -> crate::RunbookFile {
+    crate::RunbookFile {
+        name: crate::runbook_name(file),
+        file: file.to_path_buf(),
+        runbook: None,
+        valid: false,
+        problems: String::new(),
+        others: false,
+    }
+}
+
+/// Check `file` in the background and keep the result for the file as it was (`id`).
+fn start_check(app: &Arc<App>, file: PathBuf, id: Option<Identity>) {
+    let app = app.clone();
+    tokio::spawn(async move {
+        let _turn = app.checking.acquire().await;
+        let files = app.files.clone();
+        let path = file.clone();
+        let checked = tokio::task::spawn_blocking(move || files.check(&path)).await;
+        if let Ok(mut cache) = app.checks.lock() {
+            match checked {
+                Ok(checked) => {
+                    cache.insert(file, Check::Done(id, Instant::now(), Arc::new(checked)));
+                }
+                Err(_) => {
+                    cache.remove(&file);
+                }
+            }
+        }
+        app.checked.notify_waiters();
+    });
+}
+
+/// The runbook files of the folder (not read), at most [`MAX_RUNBOOKS`]; the cache keeps
+/// only theirs.
+async fn listed(app: &App) -> Result<Vec<PathBuf>, PageError> {
     let Some(dir) = app.runbooks.clone() else { return Ok(Vec::new()) };
     let files = app.files.clone();
     let mut list = tokio::task::spawn_blocking(move || files.runbooks(&dir))
         .await
         .map_err(|_| PageError::Unavailable("reading the runbooks failed".into()))?;
     list.truncate(MAX_RUNBOOKS);
+    if let Ok(mut cache) = app.checks.lock() {
+        let keep: std::collections::HashSet<&PathBuf> = list.iter().collect();
+        cache.retain(|f, _| keep.contains(f));
+    }
     Ok(list)
+}
+
+async fn catalog(app: &Arc<App>) -> Result<Vec<Entry>, PageError> {
+    let list = listed(app).await?;
+    Ok(checks(app, list).await)
 }
 
 async fn runbooks_page(State(app): State<Arc<App>>) -> Response {
@@ -825,7 +1035,7 @@ async fn runbooks_page(State(app): State<Arc<App>>) -> Response {
             "runbooks.html",
             serde_json::json!({
                 "runbooks": list,
-                "dir": app.runbooks.as_ref().map(|d| d.display().to_string()),
+                "dir": app.runbooks.as_deref().map(crate::shown_path),
                 "max": MAX_RUNBOOKS,
             }),
         ),
@@ -837,11 +1047,23 @@ async fn runbook_page(State(app): State<Arc<App>>, name: Result<Path<String>, Pa
     let found = async {
         let Path(name) =
             name.map_err(|_| PageError::BadRequest("the path is not valid UTF-8 text".into()))?;
-        // Only a name the folder's listing has: never a path built from the URL.
-        let entry =
-            catalog(&app).await?.into_iter().find(|e| e.name == name).ok_or_else(|| {
+        // Only a name the folder's listing has: never a path built from the URL. Only this
+        // file is checked (or taken from the cache).
+        let file =
+            listed(&app).await?.into_iter().find(|f| crate::runbook_name(f) == name).ok_or_else(|| {
                 PageError::NotFound(format!("there is no runbook `{}` here", one_line(&name)))
             })?;
+        let entry = checks(&app, vec![file])
+            .await
+            .pop()
+            .ok_or_else(|| PageError::Unavailable("reading the runbook failed".into()))?;
+        if entry.pending {
+            return Err(PageError::Unavailable(format!(
+                "`{}` is still being checked (a big runbook): reload this page in a moment",
+                one_line(&name)
+            )));
+        }
+        let entry = entry.file;
         let files = app.files.clone();
         let file = entry.file.clone();
         let review = tokio::task::spawn_blocking(move || files.review(&file))

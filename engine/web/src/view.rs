@@ -132,6 +132,12 @@ pub fn record_rows(records: &[Record]) -> Vec<RecordRow> {
         .collect()
 }
 
+/// The most bytes of one attempt's output a run page shows (its tail).
+pub const LOG_TAIL: usize = 16 * 1024;
+/// The most bytes of output one run page shows in all (adv16 f3: 60 steps of 1 MiB made a
+/// page of 293 MB). Escaping can make the page up to 6 times more.
+pub const LOG_TOTAL: usize = 512 * 1024;
+
 /// One attempt's kept output.
 #[derive(Debug, Clone, Serialize)]
 pub struct LogView {
@@ -141,24 +147,50 @@ pub struct LogView {
     pub label: String,
     /// (stream, text): `out` or `err`.
     pub lines: Vec<(&'static str, String)>,
+    /// Bytes of this attempt's output not shown (before the lines shown), and the command
+    /// that prints them all.
+    pub omitted: usize,
+    pub more: Option<String>,
 }
 
 /// The logs the journal vouches for (`runbook_core::audit::vouched_logs`, as `runbook
-/// logs` has them), line by line.
-pub fn log_views(logs: BTreeMap<(String, i64), (String, String)>) -> Vec<LogView> {
+/// logs` has them), line by line, bounded (class rule: a page's size does not grow with
+/// the output a run kept): the last [`LOG_TAIL`] bytes of each attempt while the page
+/// has shown less than [`LOG_TOTAL`] bytes in all, the rest counted and named with the
+/// command that prints it (`runbook logs RUN STEP`).
+pub fn log_views(run: &str, logs: BTreeMap<(String, i64), (String, String)>) -> Vec<LogView> {
+    let mut budget = LOG_TOTAL;
     logs.into_iter()
-        .map(|((step, attempt), (label, body))| LogView {
-            step: one_line(&step),
-            attempt,
-            label: one_line(&label),
-            lines: body
-                .lines()
-                .map(|line| match line.split_once(' ') {
-                    Some(("err", text)) => ("err", one_line(text)),
-                    Some(("out", text)) => ("out", one_line(text)),
-                    _ => ("out", one_line(line)),
-                })
-                .collect(),
+        .map(|((step, attempt), (label, body))| {
+            let room = LOG_TAIL.min(budget);
+            // The tail, from a line's start (or a character's when one line is longer).
+            let mut from = body.len().saturating_sub(room);
+            while !body.is_char_boundary(from) {
+                from += 1;
+            }
+            if from > 0
+                && let Some(nl) = body[from..].find('\n')
+                && nl + 1 < body.len() - from
+            {
+                from += nl + 1;
+            }
+            let shown = &body[from..];
+            budget -= shown.len().min(budget);
+            LogView {
+                step: one_line(&step),
+                attempt,
+                label: one_line(&label),
+                lines: shown
+                    .lines()
+                    .map(|line| match line.split_once(' ') {
+                        Some(("err", text)) => ("err", one_line(text)),
+                        Some(("out", text)) => ("out", one_line(text)),
+                        _ => ("out", one_line(line)),
+                    })
+                    .collect(),
+                omitted: from,
+                more: (from > 0).then(|| format!("runbook logs {run} {}", one_line(&step))),
+            }
         })
         .collect()
 }
