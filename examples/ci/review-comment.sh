@@ -106,6 +106,11 @@ params_of() {
     local name=$1 p
     for p in "$dir/params/$name".*.toml; do
         [ -e "$p" ] || continue
+        # NAME.ENV.toml with ENV a single word: `db.restore.staging.toml` belongs to the
+        # runbook `db.restore`, not to `db` (red team adv15c F7).
+        local env_part=${p#"$dir/params/$name".}
+        env_part=${env_part%.toml}
+        [[ $env_part == *.* ]] && continue
         if [ -n "$only_env" ] && [ "$p" != "$dir/params/$name.$only_env.toml" ]; then continue; fi
         printf '%s\0' "$p"
     done

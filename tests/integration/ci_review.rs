@@ -381,6 +381,33 @@ fn a_file_name_with_line_breaks_cannot_forge_the_comment() {
     assert_comment_parses(&comment);
 }
 
+/// `params/db.restore.staging.toml` belongs to the runbook `db.restore`, not to `db`: a
+/// change to `db` is compared without it, and shown (red team adv15c F7: `db` was planned with
+/// the other runbook's params file, failed, and its change was in no part of the comment).
+#[test]
+fn a_params_file_is_the_runbook_of_its_exact_name() {
+    let repo = Repo::new();
+    repo.write("runbooks/db.toml", "[runbook]\nname = \"db\"\n\n[steps.a]\nrun = \"echo vacuum\"\n");
+    repo.write(
+        "runbooks/db.restore.toml",
+        "[runbook]\nname = \"restore\"\n\n[params.file]\ntype = \"string\"\n\n[steps.a]\nrun = \"echo {{ params.file }}\"\n",
+    );
+    repo.write("runbooks/params/db.restore.staging.toml", "file = \"/backups/x.dump\"\n");
+    repo.commit("two runbooks");
+    repo.git(&["switch", "--quiet", "-c", "change"]);
+    repo.write("runbooks/db.toml", "[runbook]\nname = \"db\"\n\n[steps.a]\nrun = \"echo vacuum full\"\n");
+    repo.commit("db: full");
+    let (out, dir) = repo.review("main", &[]);
+    assert_eq!(out.code, 0, "stdout:\n{}\nstderr:\n{}", out.stdout, out.stderr);
+    let comment = std::fs::read_to_string(dir.join("comment.md")).expect("comment.md written");
+    assert!(comment.contains("## Plan diff of `db`"), "{comment}");
+    assert!(comment.contains("+echo vacuum full"), "{comment}");
+    assert!(
+        comment.contains("`runbooks/db.restore.toml` with `runbooks/params/db.restore.staging.toml`"),
+        "{comment}"
+    );
+}
+
 #[test]
 fn a_base_that_is_not_a_commit_is_a_usage_error() {
     let repo = repo_with_a_change();

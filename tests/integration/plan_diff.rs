@@ -592,3 +592,24 @@ fn an_invalid_old_version_is_named_as_such() {
         out.stderr
     );
 }
+
+/// A pull request that commits the files of a bare git repository into the runbooks' folder
+/// (with a replace ref swapping the base commit for one that holds the new runbook) cannot
+/// make `plan --against` read the "old" version from it: the reproduction of red team adv15c
+/// F8 (`tests/integration/scripts/adv15c_f8_planted_repository.sh`) must not find its break.
+/// Failed before: `plan --against BASE` said "no change" (exit 0) for `rm -rf /srv/app/cache`
+/// turned into `rm -rf /srv/app`, and the review comment said "No runbook's plan changed.".
+#[test]
+fn a_repository_planted_in_the_runbooks_folder_is_not_read() {
+    let script = crate::support::root().join("tests/integration/scripts/adv15c_f8_planted_repository.sh");
+    let out = std::process::Command::new("bash")
+        .arg(&script)
+        .arg(crate::support::bin())
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("bash runs the reproduction");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!stdout.contains("BREAK"), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("plan --against exit 3"), "the planted repository is refused, loudly: {stdout}");
+}

@@ -1167,12 +1167,20 @@ pub fn git_show(dir: &std::path::Path, rev: &str, name: &str, max_bytes: u64) ->
     if rev.is_empty() || rev.starts_with('-') || rev.chars().any(char::is_control) {
         return GitShow::UnknownRevision;
     }
+    // The repository is the one the working tree's `.git` names, never one the runbook's
+    // folder could itself be: a pull request can commit the files of a bare repository
+    // (HEAD, config, objects/, refs/) into that folder, and git would discover it and read
+    // the "old" version there; nor are replace refs followed (refs/replace/BASE could swap
+    // the base commit for another). Red team adv15c F8.
     let git = |args: &[&str]| {
         std::process::Command::new("git")
-            .arg("-C")
+            .args(["-c", "safe.bareRepository=explicit", "--no-replace-objects", "-C"])
             .arg(dir)
             .args(args)
             .env("GIT_LITERAL_PATHSPECS", "1")
+            .env("GIT_NO_REPLACE_OBJECTS", "1")
+            .env_remove("GIT_DIR")
+            .env_remove("GIT_WORK_TREE")
             .stdin(Stdio::null())
             .stderr(Stdio::piped())
             .stdout(Stdio::piped())

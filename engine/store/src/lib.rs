@@ -324,6 +324,17 @@ impl Location {
             {
                 secrets.push(password.to_string());
             }
+            // A password holding a raw `#` or `?`: the user info runs to the last `@` of the
+            // whole URL, and a driver that cut the URL there shows the password up to that
+            // character (red team adv15c F6).
+            if let Some((auth, _)) = rest.rsplit_once('@')
+                && let Some((_, password)) = auth.split_once(':')
+            {
+                secrets.push(password.to_string());
+                if let Some(cut) = password.split(['#', '?']).next() {
+                    secrets.push(cut.to_string());
+                }
+            }
             for pair in query.unwrap_or_default().split(['&', '#']) {
                 if let Some((key, value)) = pair.split_once('=')
                     && matches!(percent_decoded(key).as_str(), "password" | "sslpassword")
@@ -377,10 +388,12 @@ fn percent_decoded(text: &str) -> String {
 /// `scheme://user@host/db`, without the password and the query string.
 fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else { return "<unreadable URL>".into() };
-    let rest = rest.split(['?', '#']).next().unwrap_or_default();
+    // The user info runs to the last `@`, found before the query or fragment is cut off: a
+    // password may hold a raw `#` or `?` (red team adv15c F6: `ops:Tr0ub4dor#3@host` was
+    // shown as `ops:Tr0ub4dor`).
     let (auth, host) = match rest.rsplit_once('@') {
-        Some((auth, host)) => (Some(auth), host),
-        None => (None, rest),
+        Some((auth, host)) => (Some(auth), host.split(['?', '#']).next().unwrap_or_default()),
+        None => (None, rest.split(['?', '#']).next().unwrap_or_default()),
     };
     match auth.map(|a| a.split(':').next().unwrap_or_default()) {
         Some(user) if auth.is_some_and(|a| a.contains(':')) => format!("{scheme}://{user}:***@{host}"),
@@ -2248,6 +2261,18 @@ mod tests {
     /// Every shape of a password in a URL is masked in a message that quotes it, as written
     /// and decoded; a short one withholds the message; the rest of the message stays.
     #[test]
+    fn a_password_with_a_hash_or_a_question_mark_is_not_shown_by_the_location() {
+        // Failed before (red team adv15c F6): `postgres://ops:Tr0ub4dor`.
+        for url in
+            ["postgres://ops:Tr0ub4dor#3@127.0.0.1:1/runbook", "postgres://ops:Tr0ub4dor?3@h/db?sslmode=x"]
+        {
+            let shown = Location::Postgres(url.to_string()).shown();
+            assert!(!shown.contains("Tr0ub4dor"), "{shown}");
+            assert!(shown.starts_with("postgres://ops:***@"), "{shown}");
+        }
+    }
+
+    #[test]
     fn a_store_password_is_masked_in_every_form() {
         let corpus = [
             ("postgres://u:hunter2long@h/db", vec!["hunter2long"]),
@@ -2257,6 +2282,10 @@ mod tests {
             ("postgres://u@h/db?password=qu%20ery-pw&sslmode=require", vec!["qu%20ery-pw", "qu ery-pw"]),
             ("postgres://u@h/db?sslpassword=key-pass-1", vec!["key-pass-1"]),
             ("postgresql://u:%E2%82%AC-euro@h/db", vec!["%E2%82%AC-euro", "€-euro"]),
+            // A raw `#` or `?` in the password (red team adv15c F6): the whole password, and
+            // what a driver that cut the URL there shows of it.
+            ("postgres://ops:Tr0ub4dor#3@127.0.0.1:1/runbook", vec!["Tr0ub4dor#3", "Tr0ub4dor"]),
+            ("postgres://ops:Tr0ub4dor?3x@127.0.0.1:1/runbook", vec!["Tr0ub4dor?3x", "Tr0ub4dor"]),
         ];
         for (url, forms) in corpus {
             let loc = Location::Postgres(url.to_string());
