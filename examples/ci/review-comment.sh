@@ -169,7 +169,8 @@ fi
 
 # 2. Every runbook in every environment: the plans that changed, the new ones, and those that
 # could not be compared.
-unchanged=()
+unchanged=()        # the runbook files whose plan did not change...
+unchanged_params=() # ...and the params file each was planned with ('' for none)
 changed=0
 uncompared=0
 for file in "${runbooks[@]}"; do
@@ -200,7 +201,7 @@ for file in "${runbooks[@]}"; do
         status=0
         diff_md=$("$runbook" plan "$file" "${args[@]}" --against "$merge_base" --format markdown 2>"$out/stderr") || status=$?
         case $status in
-            0) unchanged+=("$label"); continue ;;
+            0) unchanged+=("$file"); unchanged_params+=("$params_file"); continue ;;
             1)  # The diff's own heading (`## Plan diff of NAME`) opens the section; the file,
                 # the environment and a link follow it.
                 {
@@ -284,11 +285,9 @@ done < <(git ls-tree -r -z --name-only "$merge_base" -- "$dir/" | LC_ALL=C sort 
     if [ ${#unchanged[@]} -gt 0 ]; then
         printf 'Plans unchanged:'
         sep=' '
-        for label in "${unchanged[@]}"; do
-            case $label in
-                *" with "*) printf '%s%s with %s' "$sep" "$(code "${label%% with *}")" "$(code "${label#* with }")" ;;
-                *) printf '%s%s' "$sep" "$(code "$label")" ;;
-            esac
+        for i in "${!unchanged[@]}"; do
+            printf '%s%s' "$sep" "$(code "${unchanged[$i]}")"
+            if [ -n "${unchanged_params[$i]}" ]; then printf ' with %s' "$(code "${unchanged_params[$i]}")"; fi
             sep=', '
         done
         echo

@@ -408,6 +408,23 @@ fn a_params_file_is_the_runbook_of_its_exact_name() {
     );
 }
 
+/// The list of unchanged plans names each file as it is, even one whose name holds " with "
+/// (the list was split on that word to find the params file, and showed `runbooks/a` planned
+/// with `b.toml`).
+#[test]
+fn an_unchanged_runbook_is_named_as_its_file_is() {
+    let repo = Repo::new();
+    repo.write("runbooks/a with b.toml", "[runbook]\nname = \"ab\"\n\n[steps.a]\nrun = \"true\"\n");
+    repo.commit("a runbook with a space in its name");
+    repo.git(&["switch", "--quiet", "-c", "change"]);
+    repo.write("runbooks/other.toml", "[runbook]\nname = \"other\"\n\n[steps.a]\nrun = \"true\"\n");
+    repo.commit("another runbook");
+    let (out, dir) = repo.review("main", &[]);
+    assert_eq!(out.code, 0, "stdout:\n{}\nstderr:\n{}", out.stdout, out.stderr);
+    let comment = std::fs::read_to_string(dir.join("comment.md")).expect("comment.md written");
+    assert!(comment.contains("Plans unchanged: `runbooks/a with b.toml`\n"), "{comment}");
+}
+
 #[test]
 fn a_base_that_is_not_a_commit_is_a_usage_error() {
     let repo = repo_with_a_change();
