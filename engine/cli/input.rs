@@ -63,14 +63,16 @@ fn direct_toml(path: &Path) -> bool {
         && !std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink())
 }
 
-/// RB056 when the params file `pf` is the file of a secret of `runbook` (its path, or the
-/// same file through symbolic links): it is then not read, so nothing of it is quoted or
+/// RB056 when the params file `pf` is the file of a secret of `runbook` (its path, the same
+/// file through symbolic links, or a hard link to it: same `(device, inode)`): it is then not read, so nothing of it is quoted or
 /// digested into a plan. The diagnostic points at the secret's declaration.
 pub fn secrets_file(pf: &Path, runbook: &Runbook) -> Option<Diagnostic> {
     let shown = display(pf);
-    let mine = (validate::normalize(&shown), loader::canonical(&shown));
+    let mine = (validate::normalize(&shown), loader::canonical(&shown), loader::identity(&shown));
     let s = runbook.secret_files().into_iter().find(|s| {
-        validate::normalize(&s.path) == mine.0 || (mine.1.is_some() && loader::canonical(&s.path) == mine.1)
+        validate::normalize(&s.path) == mine.0
+            || (mine.1.is_some() && loader::canonical(&s.path) == mine.1)
+            || (mine.2.is_some() && loader::identity(&s.path) == mine.2)
     })?;
     Some(
         Diagnostic::error(

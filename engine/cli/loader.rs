@@ -8,7 +8,7 @@
 //! (symbolic links resolved), see [`FsLoader`].
 
 use std::io::{ErrorKind, Read as _};
-use std::os::unix::fs::OpenOptionsExt as _;
+use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 
 use runbook_core::validate::Loader;
@@ -37,22 +37,73 @@ impl FsLoader {
 
 impl Loader for FsLoader {
     fn load(&self, path: &str) -> Result<String, String> {
-        let Some(root) = &self.root else {
-            return Err("the folder of the including runbook cannot be resolved".into());
-        };
-        let real = std::fs::canonicalize(path).map_err(|e| reason(&e))?;
-        if !real.starts_with(root) {
-            return Err(format!(
-                "it is outside the folder of the runbook being checked (`{}`); included runbooks must live in that folder or below it",
-                root.display()
-            ));
-        }
+        self.confine(path)
+            .map_err(|e| format!("{e}; included runbooks must live in that folder or below it"))?;
         read(path)
+    }
+
+    fn confine(&self, path: &str) -> Result<(), String> {
+        match &self.root {
+            Some(root) => inside(root, path),
+            None => Err("the folder of the including runbook cannot be resolved".into()),
+        }
     }
 
     fn canonical(&self, path: &str) -> Option<String> {
         canonical(path)
     }
+
+    fn identity(&self, path: &str) -> Option<(u64, u64)> {
+        identity(path)
+    }
+}
+
+/// The one confinement rule for a file a runbook names and the engine reads as content (an
+/// included runbook, a SQL script, a CA file): `path` (as it will be read, already resolved
+/// from the naming runbook's folder and lexically normalized) must lie in `root` (a
+/// canonical folder) or below once symbolic links are resolved, and be no special file.
+/// A path that does not exist yet is placed by its nearest existing folder, so a link on
+/// the way out is caught before the file appears. An absolute path into `root` is inside.
+/// `Err`: a short lowercase reason that never quotes the file (nor a machine's absolute path).
+pub fn inside(root: &Path, path: &str) -> Result<(), String> {
+    let p = Path::new(path);
+    // The nearest existing ancestor, resolved; the rest appended as written (`normalize`
+    // left no `..` but leading ones, and those exist).
+    let mut existing = p;
+    let mut rest: Vec<&std::ffi::OsStr> = Vec::new();
+    let base = loop {
+        let probe = if existing.as_os_str().is_empty() { Path::new(".") } else { existing };
+        if let Ok(real) = std::fs::canonicalize(probe) {
+            break real;
+        }
+        match (existing.parent(), existing.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name);
+                existing = parent;
+            }
+            _ => return Err("its folder cannot be resolved".into()),
+        }
+    };
+    let mut real = base;
+    for name in rest.iter().rev() {
+        real.push(name);
+    }
+    if real.components().any(|c| matches!(c, std::path::Component::ParentDir)) || !real.starts_with(root) {
+        return Err("it is outside the folder of the runbook being checked, symbolic links resolved".into());
+    }
+    if let Some(special) = SPECIAL_ROOTS.iter().find(|r| real.starts_with(r)) {
+        return Err(format!("it is a special file under {special}"));
+    }
+    match std::fs::metadata(&real) {
+        Ok(meta) => kind_ok(&meta),
+        Err(_) => Ok(()),
+    }
+}
+
+/// The file `path` names as `(device, inode)`, links followed: two paths with the same
+/// identity are the same file, hard links included (RB056).
+pub fn identity(path: &str) -> Option<(u64, u64)> {
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
 }
 
 /// The file `path` names, symbolic links resolved (its folder's, when the file itself does

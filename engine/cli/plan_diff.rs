@@ -275,13 +275,8 @@ struct GitLoader<'a> {
 impl validate::Loader for GitLoader<'_> {
     fn load(&self, path: &str) -> Result<String, String> {
         let p = Path::new(path);
-        let inside = p.strip_prefix(self.root).unwrap_or(p);
-        if self.root.as_os_str().is_empty() && p.is_absolute()
-            || !p.starts_with(self.root)
-            || inside.components().any(|c| matches!(c, std::path::Component::ParentDir))
-        {
-            return Err("it is outside the folder of the runbook being compared; included runbooks must live in that folder or below it".into());
-        }
+        self.confine(path)
+            .map_err(|e| format!("{e}; included runbooks must live in that folder or below it"))?;
         let (dir, name) = from_root(self.root, p);
         match git_show(dir, self.rev, &name, MAX_FILE_BYTES) {
             GitShow::Found { bytes, .. } => {
@@ -291,6 +286,20 @@ impl validate::Loader for GitLoader<'_> {
             }
             other => Err(format!("it {}", why_not(self.rev, other).0)),
         }
+    }
+
+    /// The rule of the working tree's loader, read at REV: a path in the folder of the runbook
+    /// compared or below it (a symbolic link at REV that leads out is refused when read).
+    fn confine(&self, path: &str) -> Result<(), String> {
+        let p = Path::new(path);
+        let inside = p.strip_prefix(self.root).unwrap_or(p);
+        if self.root.as_os_str().is_empty() && p.is_absolute()
+            || !p.starts_with(self.root)
+            || inside.components().any(|c| matches!(c, std::path::Component::ParentDir))
+        {
+            return Err("it is outside the folder of the runbook being compared".into());
+        }
+        Ok(())
     }
 
     /// The file at REV once links are followed there, for RB056 (a secret's file named as

@@ -425,6 +425,55 @@ fn an_unchanged_runbook_is_named_as_its_file_is() {
     assert!(comment.contains("Plans unchanged: `runbooks/a with b.toml`\n"), "{comment}");
 }
 
+/// Red team adv15c F5: a pull request's runbook names the checkout's `.git/config` (where
+/// `actions/checkout` keeps the job's token) as a SQL script. `check` refuses it (RB066),
+/// the job fails, and neither the comment nor the artifact quotes the file. Failed before:
+/// the comment quoted `.git/config` twice (the diff's `reads` and the review document).
+#[test]
+fn a_script_outside_the_runbooks_folder_is_never_quoted_in_the_review() {
+    let token = "eC1hY2Nlc3MtdG9rZW46Z2hzX1NFQ1JFVFRPS0VOMTIzNDU2Nzg5MA==";
+    let repo = Repo::new();
+    repo.copy("examples/hello.toml", "runbooks/hello.toml");
+    repo.commit("runbooks");
+    repo.git(&["config", "http.https://github.com/.extraheader", &format!("AUTHORIZATION: basic {token}")]);
+    repo.git(&["switch", "--quiet", "-c", "change"]);
+    for (name, file) in
+        [("leak", "../.git/config"), ("leak2", "/etc/passwd"), ("leak3", "./x/../../.git/config")]
+    {
+        repo.write(
+            &format!("runbooks/{name}.toml"),
+            &format!(
+                "[runbook]\nname = \"{name}\"\ntitle = \"Count the orders\"\n\n[steps.count]\nsql = {{ url = \"postgres://ro@127.0.0.1/app\", file = \"{file}\", read-only = true }}\n"
+            ),
+        );
+    }
+    repo.commit("a harmless-looking runbook");
+    let (out, dir) = repo.review("main", &[]);
+    assert_eq!(out.code, 3, "stdout:\n{}\nstderr:\n{}", out.stdout, out.stderr);
+    assert!(!out.stdout.contains(token) && !out.stderr.contains(token), "the job's log quotes the token");
+    let mut published = 0;
+    for entry in walk(&dir) {
+        let text = std::fs::read_to_string(&entry).unwrap_or_default();
+        assert!(!text.contains(token), "{} quotes the token:\n{text}", entry.display());
+        assert!(!text.contains("root:x:0:0"), "{} quotes /etc/passwd:\n{text}", entry.display());
+        published += 1;
+    }
+    assert!(published > 0, "the review wrote nothing");
+    let comment = std::fs::read_to_string(dir.join("comment.md")).expect("comment.md written");
+    assert!(comment.contains("RB066"), "{comment}");
+    assert_comment_parses(&comment);
+}
+
+/// Every file under `dir`.
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() { out.extend(walk(&p)) } else { out.push(p) }
+    }
+    out
+}
+
 #[test]
 fn a_base_that_is_not_a_commit_is_a_usage_error() {
     let repo = repo_with_a_change();
@@ -444,6 +493,9 @@ fn the_workflow_runs_the_tested_script_with_the_base_of_the_pull_request() {
     assert!(!workflow.contains(&format!("{SCRIPT} \"$BASE\"")), "the pull request's copy runs: {workflow}");
     assert!(workflow.contains("BASE: ${{ github.event.pull_request.base.sha }}"));
     assert!(workflow.contains("fetch-depth: 0"), "--against needs the base's history");
+    // The checkout keeps no token in .git/config, which a step (or a runbook's file) could
+    // read (red team adv15c F5).
+    assert!(workflow.contains("persist-credentials: false"), "{workflow}");
     assert!(workflow.contains("--body-file review/comment.md"));
     // Pull-request data never goes into a script through `${{ }}`: only through the
     // environment (an `env:` entry), or in `if:` and `concurrency` lines, which are not run.

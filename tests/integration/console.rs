@@ -1231,33 +1231,40 @@ fn the_console_quotes_no_file_that_a_runbook_reads() {
     std::fs::write(rb.join("scripts/migrate.sql"), "SELECT 'fx-sentinel-4';\n").expect("write");
     std::fs::write(rb.join("creds.toml"), "[default]\naws_secret_access_key = \"fx-sentinel-1\"\n")
         .expect("write");
-    let runbook = format!(
-        r#"[runbook]
+    let runbook = r#"[runbook]
 name = "audit-db"
 
 [secrets.DATABASE_URL]
 env = "DATABASE_URL"
 
 [steps.creds]
-sql = {{ url = "{{{{ secrets.DATABASE_URL }}}}", file = "creds.toml" }}
+sql = { url = "{{ secrets.DATABASE_URL }}", file = "creds.toml" }
+
+[steps.own]
+needs = ["creds"]
+sql = { url = "{{ secrets.DATABASE_URL }}", file = "scripts/migrate.sql" }
+"#;
+    std::fs::write(rb.join("audit-db.toml"), runbook).expect("write");
+    // Scripts outside the runbooks' folder are refused by `check` (RB066, adv15c F5): the
+    // page lists the problem, never the file.
+    let elsewhere = format!(
+        r#"[runbook]
+name = "elsewhere"
 
 [steps.absolute]
-needs = ["creds"]
-sql = {{ url = "{{{{ secrets.DATABASE_URL }}}}", file = "{}" }}
+sql = {{ url = "postgres://ro@127.0.0.1:1/app", file = "{}" }}
 
 [steps.up]
 needs = ["absolute"]
-sql = {{ url = "{{{{ secrets.DATABASE_URL }}}}", file = "../up.sql" }}
-
-[steps.own]
-needs = ["up"]
-sql = {{ url = "{{{{ secrets.DATABASE_URL }}}}", file = "scripts/migrate.sql" }}
+sql = {{ url = "postgres://ro@127.0.0.1:1/app", file = "../up.sql" }}
 "#,
         outside.join("secret.sql").display()
     );
-    std::fs::write(rb.join("audit-db.toml"), &runbook).expect("write");
+    std::fs::write(rb.join("elsewhere.toml"), &elsewhere).expect("write");
     let c = Console::start(s.path(), &s.state(), &["--runbooks", "rb"]);
-    for page in ["/runbooks", "/runbooks/audit-db", "/runbooks/creds"] {
+    let refused = text_of(&c.get("/runbooks/elsewhere").body);
+    assert!(refused.contains("RB066"), "{refused}");
+    for page in ["/runbooks", "/runbooks/audit-db", "/runbooks/creds", "/runbooks/elsewhere"] {
         let r = c.get(page);
         assert_eq!(r.status, 200, "{page}: {}", r.body);
         for n in 1..=4 {

@@ -32,6 +32,7 @@ mod e2e_report;
 mod engine_env;
 mod engine_gone;
 mod engine_limits;
+mod files_inside;
 mod finished_before_waiting;
 mod fixtures;
 mod forged_identity;

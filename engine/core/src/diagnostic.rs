@@ -162,6 +162,7 @@ codes! {
     IncludeParams = "063", "include-params", "An include passes an unknown parameter or misses a required one.";
     IncludeRefused = "064", "include-refused", "An included file is not a runbook, or lives where includes may not.";
     IncludeSize = "065", "include-size", "A runbook has more steps than the limit once its includes are expanded.";
+    FileOutside = "066", "file-outside", "A file a runbook reads as content (a `sql.file` script, an `http.ca-file`) is outside the runbook's folder, or is not a regular file.";
     MissingParam = "070", "missing-param", "A required parameter was not given.";
     InvalidParamValue = "071", "invalid-param-value", "A parameter value does not fit its declaration.";
     UnknownParam = "072", "unknown-param", "A parameter that the runbook does not declare.";

@@ -89,6 +89,36 @@ impl Validator<'_> {
         })
     }
 
+    /// RB066: each file `a` reads as content (its `sql.file` script, from its `dir` when it
+    /// has one, as the executor reads it; its `http.ca-file`), resolved from this runbook's
+    /// folder, must pass the loader's confinement rule, the rule of included runbooks: a
+    /// plan quotes the script and digests the certificate, and plans are published.
+    pub(super) fn files_inside(&mut self, a: &ActionRef<'_>, what: &str) {
+        let named = [
+            (a.sql.and_then(|s| s.value.file.as_ref()), "SQL script (`sql.file`)", a.dir),
+            (a.http.and_then(|h| h.value.ca_file.as_ref()), "CA file (`http.ca-file`)", None),
+        ];
+        for (file, kind, dir) in named {
+            let Some(f) = file else { continue };
+            let joined = match dir {
+                Some(d) => Path::new(&d.value).join(&f.value).to_string_lossy().into_owned(),
+                None => f.value.clone(),
+            };
+            let path = resolve_include(&self.source.path, &joined);
+            if let Err(why) = self.loader.confine(&path) {
+                self.err(
+                    Code::FileOutside,
+                    f.span,
+                    format!("the {kind} `{}` of {what} is refused: {why}", f.value),
+                )
+                .set_label("read as content here")
+                .help = Some(format!(
+                    "a plan quotes a SQL script and digests a CA file, and plans are published (review documents, pull-request comments): such a file must be a regular file in the folder of the runbook named on the command line or below it, symbolic links resolved, as included runbooks are; move it there (resolved to `{path}`)"
+                ));
+            }
+        }
+    }
+
     pub(super) fn sql(&mut self, s: &Spanned<RawSql>, what: &str, base: Scope<'_>) -> Option<SqlSpec> {
         let r = &s.value;
         let url = self.template(
@@ -287,6 +317,8 @@ pub(super) struct ActionRef<'r> {
     pub(super) notify: Option<&'r Spanned<RawNotify>>,
     pub(super) runbook: Option<&'r Spanned<RawInclude>>,
     pub(super) shell: Option<&'r Spanned<Vec<String>>>,
+    /// The working directory: a SQL script is read from it.
+    pub(super) dir: Option<&'r SpannedString>,
 }
 
 impl<'r> ActionRef<'r> {
@@ -300,6 +332,7 @@ impl<'r> ActionRef<'r> {
             notify: raw.notify.as_deref(),
             runbook: raw.runbook.as_deref(),
             shell: raw.shell.as_ref(),
+            dir: raw.dir.as_ref(),
         }
     }
 
@@ -313,6 +346,7 @@ impl<'r> ActionRef<'r> {
             notify: r.notify.as_deref(),
             runbook: None,
             shell: r.shell.as_ref(),
+            dir: r.dir.as_ref(),
         }
     }
 
@@ -326,6 +360,7 @@ impl<'r> ActionRef<'r> {
             notify: None,
             runbook: None,
             shell: None,
+            dir: r.dir.as_ref(),
         }
     }
 

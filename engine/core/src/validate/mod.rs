@@ -61,6 +61,23 @@ pub trait Loader {
         let _ = path;
         None
     }
+
+    /// `Ok` when `path`, a file a runbook names and a plan reads as content (a SQL script, a
+    /// CA file; [`Loader::load`] applies the same rule to included runbooks), lies where
+    /// such files may (the folder of the runbook named on the command line, or below);
+    /// otherwise a one-line reason that never quotes the file (RB066). The default (a
+    /// loader that reads no files) confines nothing.
+    fn confine(&self, path: &str) -> Result<(), String> {
+        let _ = path;
+        Ok(())
+    }
+
+    /// The file `path` names as `(device, inode)` when the loader can stat it: two paths
+    /// with the same identity are the same file, hard links included (RB056).
+    fn identity(&self, path: &str) -> Option<(u64, u64)> {
+        let _ = path;
+        None
+    }
 }
 
 /// A loader for runbooks that include nothing; any include fails to load.

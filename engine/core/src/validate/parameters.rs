@@ -125,6 +125,20 @@ impl Validator<'_> {
                 sources.push(("env", e.span, SecretSource::Env(e.value.clone())));
             }
             if let Some(f) = &raw.file {
+                // A secret's file is read at run start, never rendered: markup would be read
+                // as a literal file name (red team adv15c, M1).
+                if ["{{", "{%", "{#"].iter().any(|m| f.value.contains(m)) {
+                    self.err(
+                        Code::InvalidValue,
+                        f.span,
+                        format!("the `file` of secret `{}` contains template markup", u.id.value),
+                    )
+                    .set_label("never rendered")
+                    .help = Some(
+                        "a secret's file is read as written, before any value is known; name one fixed path (a file per environment is a secret per environment, or a `command` source that takes the environment as an argument)"
+                            .into(),
+                    );
+                }
                 sources.push(("file", f.span, SecretSource::File(f.value.clone())));
             }
             if let Some(c) = &raw.command {

@@ -6,7 +6,8 @@
 //! diff and a pull-request comment. The rule is checked once the whole tree of includes is
 //! known, so a secret of one runbook and a script of another are compared too; paths are
 //! compared lexically normalized (`./`, `a/..`, `//`) and, where the loader can tell, once
-//! symbolic links are resolved ([`Loader::canonical`]).
+//! symbolic links are resolved ([`Loader::canonical`]) and by file identity, `(device,
+//! inode)`, which a hard link shares ([`Loader::identity`]; red team adv15c, finding 4).
 
 use super::*;
 
@@ -29,14 +30,14 @@ pub(super) fn read_as_something_else(top: &Runbook, loader: &dyn Loader) -> Vec<
         })
         .collect();
     others.extend(top.sources().iter().map(|s| (s.path.clone(), "a runbook")));
-    let key = |p: &str| (normalize(p), loader.canonical(p));
+    let key = |p: &str| (normalize(p), loader.canonical(p), loader.identity(p));
     let others: Vec<_> = others.into_iter().map(|(p, what)| (key(&p), p, what)).collect();
     let mut out = Vec::new();
     for s in &secrets {
         let mine = key(&s.path);
-        let Some((_, other, what)) =
-            others.iter().find(|(k, _, _)| k.0 == mine.0 || (mine.1.is_some() && k.1 == mine.1))
-        else {
+        let Some((_, other, what)) = others.iter().find(|(k, _, _)| {
+            k.0 == mine.0 || (mine.1.is_some() && k.1 == mine.1) || (mine.2.is_some() && k.2 == mine.2)
+        }) else {
             continue;
         };
         let same = if *other == s.path { String::new() } else { format!(" as `{other}`") };

@@ -244,6 +244,7 @@ impl Validator<'_> {
             self.argv_contexts(&cmd.value, place);
             return Some(Action::Cmd(argv));
         }
+        self.files_inside(&a, what);
         if let Some(h) = a.http {
             return self.http(h, what, base).map(|x| Action::Http(Box::new(x)));
         }
