@@ -180,14 +180,16 @@ fn reason(e: &std::io::Error) -> String {
 
 /// The plan entries of every file besides runbooks that a run of `runbook` reads (SQL
 /// scripts, CA files: [`runbook_core::model::Runbook::reads`]), each read once with its
-/// digest. `Err`: one line per file that cannot be read.
+/// digest. Each is confined again as it is read ([`inside`] the folder of `runbook`'s file:
+/// a link swapped in after `check` is refused). `Err`: one line per file that cannot be read.
 pub fn reads(
     runbook: &runbook_core::model::Runbook,
 ) -> Result<Vec<runbook_core::plan::PlanRead>, Vec<String>> {
+    let top = FsLoader::for_runbook(&runbook.source.path);
     let mut out = Vec::new();
     let mut problems = Vec::new();
     for r in runbook.reads() {
-        match read_bytes(&r.path) {
+        match top.confine(&r.path).and_then(|()| read_bytes(&r.path)) {
             Ok(bytes) => out.push(runbook_core::plan::reads_entry(&r, &bytes)),
             Err(e) => problems.push(format!("cannot read `{}`: {e}", r.path)),
         }

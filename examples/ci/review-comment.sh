@@ -205,7 +205,9 @@ for file in "${runbooks[@]}"; do
             1)  # The diff's own heading (`## Plan diff of NAME`) opens the section; the file,
                 # the environment and a link follow it.
                 {
-                    printf '%s\n' "$diff_md" | head -n 1
+                    # Not `| head -n 1`: with pipefail, head closing the pipe early made
+                    # printf die of SIGPIPE on a long diff, and the script exit 141.
+                    printf '%s\n' "${diff_md%%$'\n'*}"
                     echo
                     printf '%s' "$(code "$file")$link"
                     if [ -n "$params_file" ]; then printf ' with %s' "$(code "$params_file")"; fi
