@@ -281,3 +281,29 @@ fn template_markup_in_a_secrets_file_is_refused_by_check() {
         }
     }
 }
+
+/// The version at REV is held to the same folder rule (`plan --against`): a base whose
+/// script was outside the runbook's folder is not read, so the diff quotes nothing of it;
+/// the comparison fails with RB066 and says there is nothing to compare.
+#[test]
+fn a_script_outside_the_folder_at_a_revision_is_not_read() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    write(d, "outside.txt", &format!("[http]\nextraheader = AUTHORIZATION: basic {TOKEN}\n"));
+    write(d, "rb/ok.sql", &format!("{INSIDE};\n"));
+    for (what, file) in
+        [("above the folder", "../outside.txt"), ("through a folder", "./x/../../outside.txt")]
+    {
+        write(d, "rb/rb.toml", &format!("{}{}", head(), sql_step(file, None)));
+        crate::plan_diff::git(d, &["init", "-q", "-b", "main"]);
+        crate::plan_diff::git(d, &["add", "-A"]);
+        crate::plan_diff::git(d, &["commit", "-q", "-m", "base"]);
+        write(d, "rb/rb.toml", &format!("{}{}", head(), sql_step("ok.sql", None)));
+        for fmt in ["text", "markdown", "json"] {
+            let out = run_in(d, &["plan", "rb/rb.toml", "--against", "HEAD", "--format", fmt]);
+            assert_eq!(out.code, 3, "{what} ({fmt}): {}{}", out.stdout, out.stderr);
+            assert!(out.stderr.contains("RB066"), "{what} ({fmt}): {}", out.stderr);
+            assert!(!shows(&out, TOKEN), "{what} ({fmt}): the file at HEAD was quoted");
+        }
+    }
+}
