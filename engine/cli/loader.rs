@@ -94,6 +94,11 @@ pub fn inside(root: &Path, path: &str) -> Result<(), String> {
     if let Some(special) = SPECIAL_ROOTS.iter().find(|r| real.starts_with(r)) {
         return Err(format!("it is a special file under {special}"));
     }
+    // A repository's own folder holds its configuration (and a CI checkout's token), never
+    // runbook material, even when the runbooks' folder is the top of the working tree.
+    if real.strip_prefix(root).is_ok_and(|rest| rest.components().any(|c| c.as_os_str() == ".git")) {
+        return Err("it is inside a `.git` folder, the repository's own files".into());
+    }
     match std::fs::metadata(&real) {
         Ok(meta) => kind_ok(&meta),
         Err(_) => Ok(()),

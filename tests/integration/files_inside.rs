@@ -307,3 +307,28 @@ fn a_script_outside_the_folder_at_a_revision_is_not_read() {
         }
     }
 }
+
+/// A runbook at the top of a working tree may not read the repository's own folder: its
+/// `.git/config` holds a CI checkout's token.
+#[test]
+fn a_runbook_at_the_top_of_a_repository_reads_nothing_of_its_git_folder() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    crate::plan_diff::git(d, &["init", "-q", "-b", "main"]);
+    crate::plan_diff::git(
+        d,
+        &["config", "http.https://github.com/.extraheader", &format!("AUTHORIZATION: basic {TOKEN}")],
+    );
+    symlink(".git", d.join("g")).expect("symlink");
+    for file in [".git/config", "./.git/config", "g/config", "sub/../.git/config"] {
+        for text in [sql_step(file, None), ca_step(file)] {
+            write(d, "rb.toml", &format!("{}{text}", head()));
+            let out = run_in(d, &["check", "rb.toml"]);
+            assert_eq!(out.code, 3, "{file}: {}", out.stderr);
+            assert!(out.stderr.contains("error[RB066]"), "{file}: {}", out.stderr);
+            let out = run_in(d, &["plan", "rb.toml", "--format", "markdown"]);
+            assert_ne!(out.code, 0, "{file}: {}", out.stdout);
+            assert!(!shows(&out, TOKEN), "{file}: the token was printed");
+        }
+    }
+}
