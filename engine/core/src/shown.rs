@@ -120,6 +120,42 @@ pub fn is_foreign(c: char) -> bool {
     !c.is_ascii() && FOREIGN.is_match(c.encode_utf8(&mut buf))
 }
 
+/// The labels a graph draws in its nodes, at most `max` characters each, one per name and
+/// never two alike: a name that does not fit keeps its head and its tail around `…`
+/// (`drop_the_prod…replica_one_keep`), where two long names sharing a prefix differ; names
+/// that would still be drawn alike (same head, same tail) are numbered by their place in
+/// `names` (`#3`), so no two nodes of a graph read the same. The whole name stays the
+/// node's tooltip.
+pub fn labels(names: &[String], max: usize) -> Vec<String> {
+    let max = max.max(8);
+    let cut = |name: &str, max: usize| -> String {
+        let chars: Vec<char> = name.chars().collect();
+        if chars.len() <= max {
+            return name.to_string();
+        }
+        let tail = (max - 1) / 2;
+        let head = max - 1 - tail;
+        let mut out: String = chars[..head].iter().collect();
+        out.push('…');
+        out.extend(&chars[chars.len() - tail..]);
+        out
+    };
+    let mut drawn: Vec<String> = names.iter().map(|n| cut(n, max)).collect();
+    let mut count: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for d in &drawn {
+        *count.entry(d.clone()).or_default() += 1;
+    }
+    for (i, d) in drawn.iter_mut().enumerate() {
+        if count[d.as_str()] > 1 {
+            let number = format!(" #{}", i + 1);
+            let room = max.saturating_sub(number.chars().count()).max(4);
+            let chars: Vec<char> = names[i].chars().collect();
+            *d = if chars.len() <= room { names[i].clone() } else { cut(&names[i], room) } + &number;
+        }
+    }
+    drawn
+}
+
 /// What [`marked`] returns.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Marked {
@@ -342,6 +378,34 @@ mod tests {
         // A line break resets the line's script: Cyrillic under a Latin line is its own line.
         let m = marked("echo hola\nпривет\necho gіt");
         assert_eq!(m.replaced, vec![(3, '\u{456}')]);
+    }
+
+    /// Names that differ at any one position (head, middle, tail), of every length around
+    /// the width: the drawn labels are distinct, within the width, and a name that fits is
+    /// drawn as it is.
+    #[test]
+    fn graph_labels_are_distinct_and_bounded() {
+        for max in [8, 22, 32] {
+            let base: Vec<char> = "abcdefghijklmnopqrstuvwxyz0123456789_abcdefghijklmnop".chars().collect();
+            let mut names = vec!["short".to_string()];
+            for len in [max - 1, max, max + 1, max + 5, base.len()] {
+                for at in 0..len {
+                    let mut n: Vec<char> = base[..len].to_vec();
+                    n[at] = 'X';
+                    names.push(n.into_iter().collect());
+                }
+            }
+            let drawn = labels(&names, max);
+            assert_eq!(drawn.len(), names.len());
+            let distinct: std::collections::BTreeSet<&String> = drawn.iter().collect();
+            assert_eq!(distinct.len(), drawn.len(), "{drawn:?}");
+            for (n, d) in names.iter().zip(&drawn) {
+                assert!(d.chars().count() <= max, "{d:?}");
+                if n.chars().count() <= max {
+                    assert_eq!(n, d);
+                }
+            }
+        }
     }
 
     #[test]

@@ -589,7 +589,12 @@ fn graph(h: &mut Html, plan: &Plan) {
                 .tag(" l -4 -7 l 8 0 z\"/>\n");
         }
     }
-    for s in plan.steps.iter().chain(plan.finally.iter()) {
+    let all: Vec<&PlanStep> = plan.steps.iter().chain(plan.finally.iter()).collect();
+    let drawn = crate::shown::labels(
+        &all.iter().map(|s| format!("{} ({})", s.id, s.kind)).collect::<Vec<_>>(),
+        LABEL_CHARS,
+    );
+    for (s, short) in all.iter().zip(&drawn) {
         let Some(&(x, y)) = at.get(s.id.as_str()) else { continue };
         h.tag(match review::node_class(s) {
             Some("approval") => "<g class=\"node approval\">",
@@ -606,12 +611,7 @@ fn graph(h: &mut Html, plan: &Plan) {
             .tag("\" y=\"")
             .num(y + NODE_H / 2 + 4)
             .tag("\">");
-        if label.chars().count() > LABEL_CHARS {
-            let short: String = label.chars().take(LABEL_CHARS - 1).collect();
-            h.text(&short).tag("…");
-        } else {
-            h.text(&label);
-        }
+        h.text(short);
         h.tag("</text></g>\n");
     }
     let legend: [(&'static str, &'static str); 3] = [
