@@ -60,6 +60,7 @@ mod pty;
 mod read_only_preconditions;
 mod report_facts;
 mod resume;
+mod review_marks;
 mod review_shows;
 mod run;
 mod run_folder;

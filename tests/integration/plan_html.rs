@@ -297,10 +297,18 @@ pub(crate) fn hostile_runbook() -> String {
     toml
 }
 
-/// A command as the review formats show it: the invisible characters of [`HOSTILE`] as
-/// visible escapes.
+/// A command as the review formats show it (the rule of what is executed, written here
+/// independently of the engine): every character but printable ASCII, line feed and tab as
+/// its visible escape.
 pub(crate) fn shown(s: &str) -> String {
-    s.replace('\u{200b}', "\\u{200b}").replace('\u{202e}', "\\u{202e}")
+    s.chars()
+        .map(|c| match c {
+            '\n' | '\t' => c.to_string(),
+            '\r' => "\\r".to_string(),
+            c if !c.is_ascii() || c.is_ascii_control() => format!("\\u{{{:x}}}", c as u32),
+            c => c.to_string(),
+        })
+        .collect()
 }
 
 /// Environment variables set for a planning.

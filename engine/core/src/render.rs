@@ -22,7 +22,7 @@ pub use markdown::markdown;
 
 /// The plan for a terminal.
 pub fn text(plan: &Plan) -> String {
-    let mut out = String::new();
+    let mut out = Text::default();
     text_into(&mut out, plan, "");
     for r in &plan.reads {
         if let Some(t) = &r.text {
@@ -33,7 +33,57 @@ pub fn text(plan: &Plan) -> String {
         }
     }
     let _ = writeln!(out, "\nThis is a dry run: nothing was executed.");
-    drawable(&out)
+    drawable(&out.s, &out.spans)
+}
+
+/// The text plan being written, and the byte ranges of its prose (titles, precondition
+/// messages) and of the engine's own non-ASCII words (` · `), which [`drawable`] reads apart
+/// ([`crate::shown::marked_spans`]); every other byte is read by the rule of what is executed.
+#[derive(Default)]
+struct Text {
+    s: String,
+    spans: Vec<(std::ops::Range<usize>, crate::shown::Span)>,
+}
+
+impl std::fmt::Write for Text {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.s.push_str(s);
+        Ok(())
+    }
+}
+
+impl Text {
+    /// Prose from the runbook, then the rest of its line.
+    fn prose(&mut self, s: &str, rest: &str) {
+        let start = self.s.len();
+        self.s.push_str(s);
+        self.spans.push((start..self.s.len(), crate::shown::Span::Prose));
+        self.s.push_str(rest);
+    }
+
+    /// The engine's own words: a literal, never a runbook's text.
+    fn engine(&mut self, words: &'static str) {
+        let start = self.s.len();
+        self.s.push_str(words);
+        self.spans.push((start..self.s.len(), crate::shown::Span::Engine));
+    }
+
+    /// Parts joined by the engine's ` · `, then a line break.
+    fn dotted<S: AsRef<str>>(&mut self, parts: &[S]) {
+        for (i, p) in parts.iter().enumerate() {
+            if i > 0 {
+                self.engine(" · ");
+            }
+            self.s.push_str(p.as_ref());
+        }
+        self.s.push('\n');
+    }
+
+    fn append(&mut self, other: Text) {
+        let at = self.s.len();
+        self.s.push_str(&other.s);
+        self.spans.extend(other.spans.into_iter().map(|(r, k)| (r.start + at..r.end + at, k)));
+    }
 }
 
 /// The text plan as a terminal may draw it. Every line of it passes here, whatever value
@@ -42,8 +92,8 @@ pub fn text(plan: &Plan) -> String {
 /// is shown as the escape `show` uses, and the plan says so on a line of its own under the
 /// line that held it and once at its end, where a runbook's text cannot reach, so that a
 /// real carriage return and the typed text `\r` never look alike.
-fn drawable(out: &str) -> String {
-    let m = crate::shown::marked(out);
+fn drawable(out: &str, spans: &[(std::ops::Range<usize>, crate::shown::Span)]) -> String {
+    let m = crate::shown::marked_spans(out, spans);
     if m.replaced.is_empty() {
         return m.text;
     }
@@ -71,10 +121,13 @@ fn drawable(out: &str) -> String {
     shown
 }
 
-fn text_into(out: &mut String, plan: &Plan, indent: &str) {
+fn text_into(out: &mut Text, plan: &Plan, indent: &str) {
     let rb = &plan.runbook;
-    let title = rb.title.as_deref().map(|t| format!(": {t}")).unwrap_or_default();
-    let _ = writeln!(out, "{indent}Plan for {}{title}", rb.name);
+    let _ = write!(out, "{indent}Plan for {}", rb.name);
+    match &rb.title {
+        Some(t) => out.prose(&format!(": {t}"), "\n"),
+        None => out.s.push('\n'),
+    }
     let _ = writeln!(out, "{indent}  file       {}", rb.file);
     if let Some(e) = &rb.estimate {
         let _ = writeln!(out, "{indent}  estimate   {e}");
@@ -179,7 +232,7 @@ fn body_text(v: &Value) -> String {
     }
 }
 
-fn check_text(out: &mut String, c: &PlanCheck, indent: &str) {
+fn check_text(out: &mut Text, c: &PlanCheck, indent: &str) {
     let cont = format!("\n{indent}    ");
     let _ = writeln!(
         out,
@@ -196,7 +249,8 @@ fn check_text(out: &mut String, c: &PlanCheck, indent: &str) {
     }
     let _ = writeln!(out, "{indent}    timeout {}", c.timeout);
     if let Some(m) = &c.message {
-        let _ = writeln!(out, "{indent}    if it fails: {m}");
+        let _ = write!(out, "{indent}    if it fails: ");
+        out.prose(m, "\n");
     }
 }
 
@@ -322,9 +376,12 @@ fn retry_text(r: &RetryPolicy) -> String {
     s
 }
 
-fn step_text(out: &mut String, s: &PlanStep, indent: &str) {
-    let title = s.title.as_deref().map(|t| format!("  {t}")).unwrap_or_default();
-    let _ = writeln!(out, "{indent}{} [{}]{title}", s.id, s.kind);
+fn step_text(out: &mut Text, s: &PlanStep, indent: &str) {
+    let _ = write!(out, "{indent}{} [{}]", s.id, s.kind);
+    match &s.title {
+        Some(t) => out.prose(&format!("  {t}"), "\n"),
+        None => out.s.push('\n'),
+    }
     let pad = format!("{indent}    ");
     // Continuation lines of a multi-line value line up under its first line.
     let cont = format!("\n{pad}            ");
@@ -353,16 +410,17 @@ fn step_text(out: &mut String, s: &PlanStep, indent: &str) {
         }
         let _ = writeln!(out, "{pad}              timeout {}", c.timeout);
         if let Some(m) = &c.message {
-            let _ = writeln!(out, "{pad}              if it fails: {m}");
+            let _ = write!(out, "{pad}              if it fails: ");
+            out.prose(m, "\n");
         }
     }
     match &s.command {
         PlanCommand::Runbook { plan, params, .. } => {
             let list: Vec<String> = params.iter().map(|(k, v)| format!("{k}={}", json_scalar(v))).collect();
             let _ = writeln!(out, "{pad}runbook     {} {}", plan.runbook.file, list.join(" "));
-            let mut nested = String::new();
+            let mut nested = Text::default();
             text_into(&mut nested, plan, &format!("{pad}  | "));
-            out.push_str(&nested);
+            out.append(nested);
         }
         other => {
             let _ = writeln!(out, "{pad}{:<11} {}", s.kind, command_line(other).replace('\n', &cont));
@@ -389,7 +447,8 @@ fn step_text(out: &mut String, s: &PlanStep, indent: &str) {
     if let Some(e) = &s.estimate {
         facts.push(format!("estimate {e}"));
     }
-    let _ = writeln!(out, "{pad}{}", facts.join(" · "));
+    out.s.push_str(&pad);
+    out.dotted(&facts);
     if let Some(c) = &s.compensation {
         let line = command_line(&c.command).replace('\n', &cont);
         let _ = writeln!(out, "{pad}undo        [{}] {line}", c.command.kind());
@@ -400,7 +459,8 @@ fn step_text(out: &mut String, s: &PlanStep, indent: &str) {
             let _ = writeln!(out, "{pad}            env {k}={v}");
         }
         let timeout = c.timeout.as_deref().unwrap_or("none");
-        let _ = writeln!(out, "{pad}            timeout {timeout} · {}", retry_text(&c.retry));
+        let _ = write!(out, "{pad}            ");
+        out.dotted(&[format!("timeout {timeout}"), retry_text(&c.retry)]);
         if c.idempotent {
             let _ = writeln!(
                 out,

@@ -71,28 +71,81 @@ pub fn one_line(text: &str) -> String {
         .into_owned()
 }
 
-/// Text of several lines (a script, a prompt, a whole plan) as a reviewer reads it: line
-/// breaks and tabs stay, every other hidden character (see [`is_hidden`]) is replaced by the
-/// escape [`one_line`] uses (`\r`, `\u{1b}`, `\u{202e}`). The escape alone is ambiguous (an
-/// author may type the six characters `\u{d}`), so the caller also states, outside the text,
-/// what was replaced where: [`Marked::replaced`] holds the 1-based line and the character of
-/// each replacement, and [`Marked::note`] words it.
+/// Text of several lines (a script, a query, a whole plan) as a reviewer reads it: line
+/// breaks and tabs stay, every other character the rule of what is executed marks (see
+/// [`marks`]) is replaced by the escape [`one_line`] uses (`\r`, `\u{1b}`, `\u{261}`). The
+/// escape alone is ambiguous (an author may type the six characters `\u{d}`), so the caller
+/// also states, outside the text, what was replaced where: [`Marked::replaced`] holds the
+/// 1-based line and the character of each replacement, and [`Marked::note`] words it.
 ///
-/// The class of what is marked: every hidden character (see [`is_hidden`]: controls, format
-/// characters, every blank but the ASCII space), and on a line that holds a Latin letter,
-/// every letter or digit of another script and every fullwidth form ([`is_foreign`]): a
-/// look-alike (`gіthub.com` with a Cyrillic `і`) reads as the Latin word it is not. Latin
-/// letters with accents (`á`, `ñ`, `¿`) are kept as they are; a line without any Latin
-/// letter (`echo 東京` holds Latin letters; a line of Japanese alone does not) is not marked
-/// for its script.
+/// This is the rule for everything that is executed or sent (a command, a query, a URL, a
+/// header, a body, a path, an env value, a `when`): **every character but printable ASCII,
+/// line breaks and tabs is marked**, whatever its script or category. A look-alike of a
+/// letter (`ɡ` U+0261, `ı` U+0131, `ᴀ` U+1D00, Cyrillic `х`), of shell syntax (`♯` U+266F,
+/// `﹟` U+FE5F, `;` U+037E, `ǀ` U+01C0), a symbol drawn blank (U+1D159) or a combining mark
+/// (U+0338) cannot read as the ASCII it is not: there is no exemption to get wrong. Prose
+/// (a title, a description, a confirm text, a precondition's message) is read, never run,
+/// and keeps the letters of its language: see [`prose`].
 pub fn marked(text: &str) -> Marked {
+    marked_spans(text, &[])
+}
+
+/// Prose as a reviewer reads it: every hidden character (see [`is_hidden`]) is marked, and
+/// on a line that holds a Latin letter every letter, mark or digit of another script and
+/// every fullwidth form ([`is_foreign`]: `gіthub` with a Cyrillic `і`). Accented letters
+/// (`á`, `ñ`), Spanish punctuation and a line of Japanese or Cyrillic alone stay as written:
+/// a title is read, not run.
+pub fn prose(text: &str) -> Marked {
+    marked_spans(text, &[(0..text.len(), Span::Prose)])
+}
+
+/// A part of a text that [`marked_spans`] does not read by the rule of what is executed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Span {
+    /// The runbook's prose (a title, a precondition's message): read as [`prose`] reads it.
+    Prose,
+    /// The engine's own words (a `&'static str` such as ` · `), never a runbook's text: not
+    /// marked.
+    Engine,
+}
+
+/// The one marking function: `text` read by the rule of what is executed ([`marks`]) but
+/// for the byte ranges of `spans` (sorted, not overlapping): a [`Span::Prose`] range is read
+/// as [`prose`] reads a value of its own (each range's lines apart: its Latin letters
+/// decide, not the engine's words around it), a [`Span::Engine`] range is the engine's own
+/// text. The text plan passes its whole output with the ranges of its titles, messages and
+/// separators; every other view passes one value.
+pub fn marked_spans(text: &str, spans: &[(std::ops::Range<usize>, Span)]) -> Marked {
     if text.is_ascii() && !text.chars().any(|c| c != '\n' && c != '\t' && is_hidden(c)) {
         return Marked { text: text.to_string(), replaced: Vec::new() };
     }
     let mut out = String::with_capacity(text.len() + 16);
     let mut replaced = Vec::new();
+    let mut spans = spans.iter().peekable();
+    let mut at = 0;
     for (i, line) in text.split_inclusive('\n').enumerate() {
-        for (c, mark) in line_marks(line) {
+        // The Latin letters of the part of a prose range on this line, once per range.
+        let mut latin: Option<(usize, bool)> = None;
+        for (off, c) in line.char_indices() {
+            let p = at + off;
+            while spans.next_if(|(r, _)| r.end <= p).is_some() {}
+            let mark = match spans.peek().filter(|(r, _)| r.start <= p) {
+                None => marks(c),
+                Some((_, Span::Engine)) => false,
+                Some((r, Span::Prose)) => {
+                    let foreign = match latin {
+                        Some((start, l)) if start == r.start => l,
+                        _ => {
+                            let from = r.start.max(at);
+                            let to = r.end.min(at + line.len());
+                            let l = text.get(from..to).is_some_and(|t| !t.is_ascii() && LATIN.is_match(t));
+                            latin = Some((r.start, l));
+                            l
+                        }
+                    };
+                    c != '\n' && c != '\t' && (is_hidden(c) || (foreign && is_foreign(c)))
+                }
+            };
             if mark {
                 out.push_str(&escape(c));
                 replaced.push((i + 1, c));
@@ -100,24 +153,59 @@ pub fn marked(text: &str) -> Marked {
                 out.push(c);
             }
         }
+        at += line.len();
     }
     Marked { text: out, replaced }
 }
 
-/// Each character of one line (its line break included) and whether [`marked`] replaces it.
-pub fn line_marks(line: &str) -> impl Iterator<Item = (char, bool)> + '_ {
-    let latin = !line.is_ascii() && LATIN.is_match(line);
-    line.chars().map(move |c| {
-        let hidden = c != '\n' && c != '\t' && is_hidden(c);
-        (c, hidden || (latin && is_foreign(c)))
-    })
+/// The rule of what is executed, one character: true for every character but printable
+/// ASCII, line breaks and tabs (see [`marked`]). The plan diff names the non-ASCII ones of a
+/// change with it.
+pub fn marks(c: char) -> bool {
+    c != '\n' && c != '\t' && (!c.is_ascii() || c.is_ascii_control())
 }
 
-/// True for a letter that [`marked`] replaces on a line of Latin text: a letter, mark or
+/// True for a letter that [`prose`] replaces on a line of Latin text: a letter, mark or
 /// digit of a script other than Latin, or a fullwidth form.
 pub fn is_foreign(c: char) -> bool {
     let mut buf = [0u8; 4];
     !c.is_ascii() && FOREIGN.is_match(c.encode_utf8(&mut buf))
+}
+
+/// The labels a graph draws in its nodes, at most `max` characters each, one per name and
+/// never two alike: a name that does not fit keeps its head and its tail around `…`
+/// (`drop_the_prod…replica_one_keep`), where two long names sharing a prefix differ; names
+/// that would still be drawn alike (same head, same tail) are numbered by their place in
+/// `names` (`#3`), so no two nodes of a graph read the same. The whole name stays the
+/// node's tooltip.
+pub fn labels(names: &[String], max: usize) -> Vec<String> {
+    let max = max.max(8);
+    let cut = |name: &str, max: usize| -> String {
+        let chars: Vec<char> = name.chars().collect();
+        if chars.len() <= max {
+            return name.to_string();
+        }
+        let tail = (max - 1) / 2;
+        let head = max - 1 - tail;
+        let mut out: String = chars[..head].iter().collect();
+        out.push('…');
+        out.extend(&chars[chars.len() - tail..]);
+        out
+    };
+    let mut drawn: Vec<String> = names.iter().map(|n| cut(n, max)).collect();
+    let mut count: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for d in &drawn {
+        *count.entry(d.clone()).or_default() += 1;
+    }
+    for (i, d) in drawn.iter_mut().enumerate() {
+        if count[d.as_str()] > 1 {
+            let number = format!(" #{}", i + 1);
+            let room = max.saturating_sub(number.chars().count()).max(4);
+            let chars: Vec<char> = names[i].chars().collect();
+            *d = if chars.len() <= room { names[i].clone() } else { cut(&names[i], room) } + &number;
+        }
+    }
+    drawn
 }
 
 /// What [`marked`] returns.
@@ -331,17 +419,82 @@ mod tests {
             assert_eq!(m.replaced, vec![(1, c)], "U+{:04X}", c as u32);
             assert_eq!(m.text, format!("curl https://g\\u{{{:x}}}thub.com | sh", c as u32));
         }
-        // Spanish (Latin with accents, ¿ ¡ « »), and a line of another script alone, stay.
+        // In prose, Spanish (Latin with accents, ¿ ¡ « »), and a line of another script
+        // alone, stay; in a command, every one of them is marked.
         for text in [
             "echo '¿Listo? ¡Migración en curso! «ñandú», pingüino, Ångström, œuvre'",
             "東京都\nмосква",
             "plain ascii",
         ] {
-            assert_eq!(marked(text).text, text);
+            assert_eq!(prose(text).text, text);
+            let m = marked(text);
+            assert_eq!(m.replaced.len(), text.chars().filter(|c| !c.is_ascii()).count(), "{text}");
         }
         // A line break resets the line's script: Cyrillic under a Latin line is its own line.
-        let m = marked("echo hola\nпривет\necho gіt");
+        let m = prose("echo hola\nпривет\necho gіt");
         assert_eq!(m.replaced, vec![(3, '\u{456}')]);
+    }
+
+    /// Every character but printable ASCII, line feed and tab, of all of Unicode (all 1.1
+    /// million scalar values: symbols, punctuation, marks, separators, letters of every
+    /// script, Latin Extended, IPA, small capitals, fullwidth and mathematical forms, private
+    /// use), is marked and named in a command, alone on a line or between ASCII letters; a
+    /// prose range inside the text changes nothing outside it.
+    #[test]
+    fn every_non_ascii_character_of_a_command_is_marked() {
+        for c in (0x80..=0x10FFFFu32).filter_map(char::from_u32) {
+            assert!(marks(c), "U+{:04X}", c as u32);
+        }
+        for c in (0..0x80u8).map(char::from) {
+            assert_eq!(marks(c), c.is_ascii_control() && c != '\n' && c != '\t', "{c:?}");
+        }
+        // Through the whole function, a chunk of the walk per call.
+        let all: Vec<char> = (0x80..=0x10FFFFu32).filter_map(char::from_u32).collect();
+        for chunk in all.chunks(4096) {
+            let text: String = chunk.iter().flat_map(|c| ['a', *c, 'b']).collect();
+            let m = marked(&text);
+            assert_eq!(m.replaced.len(), chunk.len());
+            assert!(m.text.is_ascii());
+            let title = "¿Título? ñ";
+            let with = format!("{title}\n{text}");
+            let m = marked_spans(&with, &[(0..title.len(), Span::Prose)]);
+            assert_eq!(m.replaced.len(), chunk.len(), "the prose range leaked");
+            assert!(m.text.starts_with(title));
+        }
+        // The findings' look-alikes, each alone in a command, named in the note.
+        for c in "ɡıᴀǀ♯﹟\u{37E}\u{1D159}\u{338}\u{20DD}".chars() {
+            let m = marked(&format!("echo skipped {c} && rm -rf /data"));
+            assert_eq!(m.note(), Some(format!("line 1: U+{:04X}", c as u32)));
+        }
+        assert_eq!(marked("./\u{445}.\u{455}\u{4bb}").text, "./\\u{445}.\\u{455}\\u{4bb}");
+    }
+
+    /// Names that differ at any one position (head, middle, tail), of every length around
+    /// the width: the drawn labels are distinct, within the width, and a name that fits is
+    /// drawn as it is.
+    #[test]
+    fn graph_labels_are_distinct_and_bounded() {
+        for max in [8, 22, 32] {
+            let base: Vec<char> = "abcdefghijklmnopqrstuvwxyz0123456789_abcdefghijklmnop".chars().collect();
+            let mut names = vec!["short".to_string()];
+            for len in [max - 1, max, max + 1, max + 5, base.len()] {
+                for at in 0..len {
+                    let mut n: Vec<char> = base[..len].to_vec();
+                    n[at] = 'X';
+                    names.push(n.into_iter().collect());
+                }
+            }
+            let drawn = labels(&names, max);
+            assert_eq!(drawn.len(), names.len());
+            let distinct: std::collections::BTreeSet<&String> = drawn.iter().collect();
+            assert_eq!(distinct.len(), drawn.len(), "{drawn:?}");
+            for (n, d) in names.iter().zip(&drawn) {
+                assert!(d.chars().count() <= max, "{d:?}");
+                if n.chars().count() <= max {
+                    assert_eq!(n, d);
+                }
+            }
+        }
     }
 
     #[test]

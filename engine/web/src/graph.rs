@@ -76,16 +76,14 @@ pub fn layout(steps: &[Step]) -> Drawing {
         rows_in_wave[w] += 1;
     }
     let at = |(w, r): (u32, u32)| (MARGIN + w * (NODE_W + GAP_X), MARGIN + r * (NODE_H + GAP_Y));
+    let labels =
+        runbook_core::shown::labels(&steps.iter().map(|s| s.name.clone()).collect::<Vec<_>>(), LABEL);
     let nodes = steps
         .iter()
         .zip(&place)
-        .map(|(s, &p)| {
+        .zip(labels)
+        .map(|((s, &p), label)| {
             let (x, y) = at(p);
-            let label = if s.name.chars().count() > LABEL {
-                format!("{}…", s.name.chars().take(LABEL - 1).collect::<String>())
-            } else {
-                s.name.clone()
-            };
             Node { x, y, label, name: s.name.clone(), status: s.status }
         })
         .collect();

@@ -1340,7 +1340,9 @@ fn lookalikes(c: &FieldChange) -> String {
 /// or nothing.
 fn non_ascii(text: &str) -> String {
     let mut seen = Vec::new();
-    for ch in text.chars().filter(|ch| !ch.is_ascii()) {
+    // The rule of what is executed (`shown::marks`), its non-ASCII part: the ASCII controls
+    // of a value are named by the value's own note.
+    for ch in text.chars().filter(|ch| !ch.is_ascii() && crate::shown::marks(*ch)) {
         if !seen.contains(&ch) {
             seen.push(ch);
         }

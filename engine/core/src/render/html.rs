@@ -43,7 +43,11 @@ mod markup {
         /// Text, escaped for element content and double-quoted attribute values alike;
         /// invisible characters as visible escapes, then a note naming them.
         pub fn text(&mut self, s: &str) -> &mut Html {
-            let marked = crate::shown::marked(s);
+            self.noted(crate::shown::marked(s))
+        }
+
+        /// A marked text, then the note naming what it marked.
+        fn noted(&mut self, marked: crate::shown::Marked) -> &mut Html {
             escape_into(&mut self.buf, &marked.text);
             if !marked.replaced.is_empty() {
                 self.buf.push_str(" (invisible characters shown as escapes: ");
@@ -51,6 +55,20 @@ mod markup {
                 self.buf.push(')');
             }
             self
+        }
+
+        /// The engine's own words of a phrase ([`super::review::Piece::Lit`], never a
+        /// runbook's text: ` → `, a duration): escaped, not marked, as the markdown writes
+        /// them.
+        pub fn words(&mut self, s: &str) -> &mut Html {
+            escape_into(&mut self.buf, s);
+            self
+        }
+
+        /// Prose (a title, a description, a precondition's message): as [`Html::text`], marked
+        /// as prose ([`crate::shown::prose`]): the letters of its language stay.
+        pub fn prose(&mut self, s: &str) -> &mut Html {
+            self.noted(crate::shown::prose(s))
         }
 
         /// Text that must stay exactly as written but for its invisible characters (a
@@ -185,11 +203,11 @@ fn body(h: &mut Html, plan: &Plan, wrapper: Wrapper, quote: Quote) {
     });
     h.tag("<h1>Review of <code>").text(&rb.name).tag("</code>");
     if let Some(t) = &rb.title {
-        h.tag(": ").text(t);
+        h.tag(": ").prose(t);
     }
     h.tag("</h1>\n");
     if let Some(d) = &rb.description {
-        h.tag("<blockquote>").text(d.trim_end()).tag("</blockquote>\n");
+        h.tag("<blockquote>").prose(d.trim_end()).tag("</blockquote>\n");
     }
     let risks = Risks::of(plan);
     summary(h, plan, &risks);
@@ -231,7 +249,10 @@ fn body(h: &mut Html, plan: &Plan, wrapper: Wrapper, quote: Quote) {
 fn phrase(h: &mut Html, p: &Phrase) {
     for piece in &p.0 {
         match piece {
-            Piece::Lit(s) | Piece::Text(s) => {
+            Piece::Lit(s) => {
+                h.words(s);
+            }
+            Piece::Text(s) => {
                 h.text(s);
             }
             Piece::Code(s) => {
@@ -589,7 +610,12 @@ fn graph(h: &mut Html, plan: &Plan) {
                 .tag(" l -4 -7 l 8 0 z\"/>\n");
         }
     }
-    for s in plan.steps.iter().chain(plan.finally.iter()) {
+    let all: Vec<&PlanStep> = plan.steps.iter().chain(plan.finally.iter()).collect();
+    let drawn = crate::shown::labels(
+        &all.iter().map(|s| format!("{} ({})", s.id, s.kind)).collect::<Vec<_>>(),
+        LABEL_CHARS,
+    );
+    for (s, short) in all.iter().zip(&drawn) {
         let Some(&(x, y)) = at.get(s.id.as_str()) else { continue };
         h.tag(match review::node_class(s) {
             Some("approval") => "<g class=\"node approval\">",
@@ -606,11 +632,12 @@ fn graph(h: &mut Html, plan: &Plan) {
             .tag("\" y=\"")
             .num(y + NODE_H / 2 + 4)
             .tag("\">");
-        if label.chars().count() > LABEL_CHARS {
-            let short: String = label.chars().take(LABEL_CHARS - 1).collect();
-            h.text(&short).tag("…");
-        } else {
-            h.text(&label);
+        // The engine's `…` is drawn as itself; the name's parts are text.
+        for (i, part) in short.split('…').enumerate() {
+            if i > 0 {
+                h.tag("…");
+            }
+            h.text(part);
         }
         h.tag("</text></g>\n");
     }
@@ -696,7 +723,7 @@ fn check_item(h: &mut Html, c: &PlanCheck, prefix: &str) {
     }
     env_items(h, "<li>env ", &c.env);
     if let Some(m) = &c.message {
-        h.tag("<li>if it fails: ").text(m).tag("</li>\n");
+        h.tag("<li>if it fails: ").prose(m).tag("</li>\n");
     }
     h.tag("</ul>\n</li>\n");
 }
@@ -720,11 +747,11 @@ fn step_section(h: &mut Html, s: &PlanStep, level: usize, prefix: &str) {
     heading(h, level, true);
     code(h, &full);
     if let Some(t) = &s.title {
-        h.tag(": ").text(t);
+        h.tag(": ").prose(t);
     }
     heading(h, level, false);
     if let Some(d) = &s.description {
-        h.tag("<blockquote>").text(d.trim_end()).tag("</blockquote>\n");
+        h.tag("<blockquote>").prose(d.trim_end()).tag("</blockquote>\n");
     }
     h.tag("<ul>\n");
     item(h, "Kind");
@@ -799,7 +826,7 @@ fn step_section(h: &mut Html, s: &PlanStep, level: usize, prefix: &str) {
             h.tag(" (");
             code(h, &plan.runbook.name);
             if let Some(t) = &plan.runbook.title {
-                h.tag(": ").text(t);
+                h.tag(": ").prose(t);
             }
             h.tag(") with ");
             if params.is_empty() {

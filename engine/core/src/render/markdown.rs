@@ -50,7 +50,7 @@ fn few(list: &[String]) -> String {
 pub fn markdown(plan: &Plan) -> String {
     let mut out = String::new();
     let rb = &plan.runbook;
-    let title = rb.title.as_deref().map(|t| format!(": {}", escape(t))).unwrap_or_default();
+    let title = rb.title.as_deref().map(|t| format!(": {}", prose(t))).unwrap_or_default();
     let _ = writeln!(out, "# Review of {}{title}\n", code(&rb.name));
     if let Some(d) = &rb.description {
         quote(&mut out, d);
@@ -414,13 +414,13 @@ fn check_item(out: &mut String, c: &PlanCheck, prefix: &str) {
         let _ = writeln!(out, "  - env {} = {}", code(k), code(v));
     }
     if let Some(m) = &c.message {
-        let _ = writeln!(out, "  - if it fails: {}", escape(m));
+        let _ = writeln!(out, "  - if it fails: {}", prose(m));
     }
     out.push('\n');
 }
 
 fn step_section(out: &mut String, s: &PlanStep, level: &str, prefix: &str) {
-    let title = s.title.as_deref().map(|t| format!(": {}", escape(t))).unwrap_or_default();
+    let title = s.title.as_deref().map(|t| format!(": {}", prose(t))).unwrap_or_default();
     let full = format!("{prefix}{}", s.id);
     let _ = writeln!(out, "\n{level} {}{title}\n", code(&full));
     if let Some(d) = &s.description {
@@ -478,7 +478,7 @@ fn step_section(out: &mut String, s: &PlanStep, level: &str, prefix: &str) {
         PlanCommand::Runbook { file, params, plan } => {
             let list: Vec<String> =
                 params.iter().map(|(k, v)| format!("{} = {}", code(k), code(&v.to_string()))).collect();
-            let title = plan.runbook.title.as_deref().map(|t| format!(": {}", escape(t))).unwrap_or_default();
+            let title = plan.runbook.title.as_deref().map(|t| format!(": {}", prose(t))).unwrap_or_default();
             let _ = writeln!(
                 out,
                 "- the runbook {} ({}{title}) with {}",
@@ -681,9 +681,22 @@ pub(crate) fn code(s: &str) -> String {
 /// Text that markdown must show as written: punctuation that could start markup escaped,
 /// line breaks as hard breaks (`<br>`), control characters as escapes.
 pub(crate) fn escape(s: &str) -> String {
-    let marked = crate::shown::marked(s);
+    escape_marked(s, crate::shown::marked(s))
+}
+
+/// Prose (a title, a description, a precondition's message) as [`escape`] shows it, marked
+/// as prose ([`crate::shown::prose`]): the letters of its language stay.
+pub(crate) fn prose(s: &str) -> String {
+    escape_marked(s, crate::shown::prose(s))
+}
+
+fn escape_marked(s: &str, marked: crate::shown::Marked) -> String {
+    let at: std::collections::HashSet<(usize, char)> = marked.replaced.iter().copied().collect();
     let mut out = String::with_capacity(s.len());
-    for (c, mark) in s.split_inclusive('\n').flat_map(crate::shown::line_marks) {
+    let lines = s.split_inclusive('\n').enumerate();
+    for (c, mark) in
+        lines.flat_map(|(n, l)| l.chars().map(move |c| (c, n + 1))).map(|(c, n)| (c, at.contains(&(n, c))))
+    {
         match c {
             c if mark => out.push_str(&crate::shown::escape(c)),
             '\\' | '`' | '*' | '_' | '[' | ']' | '<' | '>' | '|' | '~' | '&' | '$' | '#' | '!' => {
@@ -718,7 +731,7 @@ fn cell(s: &str) -> String {
 /// A block quote of free text, line by line.
 fn quote(out: &mut String, text: &str) {
     for line in text.trim_end().split('\n') {
-        let line = escape(line.trim_start());
+        let line = prose(line.trim_start());
         // A quote line that would start a list, a heading or a thematic break stays text.
         let digits = line.chars().take_while(char::is_ascii_digit).count();
         let guarded = match line.chars().next() {
