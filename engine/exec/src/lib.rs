@@ -8,6 +8,7 @@
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
 pub mod action;
+pub mod approve;
 pub mod dispatch;
 pub mod files;
 pub mod http;

@@ -17,6 +17,8 @@
 
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
+mod actions;
+mod auth;
 mod graph;
 mod guard;
 mod idle;
@@ -30,6 +32,7 @@ use std::sync::Arc;
 
 use runbook_store::Location;
 
+pub use auth::{Auth, identity, new_token, token_hash};
 pub use guard::{HostName, headers};
 pub use idle::IDLE;
 
@@ -120,6 +123,8 @@ pub struct Config {
     /// `--host NAME[:PORT]`: names the console answers to besides IP addresses and
     /// `localhost` (the `Host` rule: any other name is a 421).
     pub hosts: Vec<HostName>,
+    /// `--auth`: who may act (none: read-only).
+    pub auth: Auth,
 }
 
 impl std::fmt::Debug for Config {
@@ -184,11 +189,14 @@ impl Server {
         let router = pages::router(self.app);
         let stopping = std::sync::Arc::new(tokio::sync::Notify::new());
         let told = stopping.clone();
-        let serve =
-            axum::serve(idle::IdleListener::new(self.listener), router).with_graceful_shutdown(async move {
-                shutdown.await;
-                told.notify_one();
-            });
+        let serve = axum::serve(
+            idle::IdleListener::new(self.listener),
+            router.into_make_service_with_connect_info::<auth::Peer>(),
+        )
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            told.notify_one();
+        });
         tokio::select! {
             served = serve => served.map_err(WebError::Serve),
             () = async {
