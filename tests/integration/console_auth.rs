@@ -547,3 +547,102 @@ fn the_token_commands_say_what_they_did() {
         insta::assert_snapshot!("console_auth_token_commands", said);
     });
 }
+
+/// Waits until `script` (a function body) returns `want` in the page, bounded (a page that
+/// never gets there fails the test with what it showed).
+fn wait_page(browser: &crate::browser::Browser, script: &str, want: &serde_json::Value) {
+    let mut last = serde_json::Value::Null;
+    for _ in 0..600 {
+        last = browser.eval(script);
+        if &last == want {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let text = browser.eval("return document.body ? document.body.innerText : ''");
+    panic!("{script} gave {last}, not {want}; the page says:\n{text}");
+}
+
+fn sign_in(browser: &crate::browser::Browser, served: &Served, token: &str) {
+    browser.open(&format!("{}/login", served.origin()));
+    browser.eval(&format!(
+        "document.getElementById('token').value = '{token}'; document.querySelector('form.login button').click(); return null"
+    ));
+    wait_page(browser, "return location.pathname", &serde_json::json!("/approvals"));
+}
+
+#[test]
+fn two_operators_approve_in_a_real_browser_and_the_waiting_engine_goes_on() {
+    let scratch = Scratch::new(GATE);
+    let (dir, state) = (scratch.path(), scratch.state());
+    let bob = add_token(dir, &state, "bob");
+    let carol = add_token(dir, &state, "carol");
+    // A real engine, attached, waiting for the approval.
+    let mut engine = scratch
+        .command(&["run", "r.toml", "--yes", "--wait", "--as", "alice"], &[])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("runbook run");
+    let mut run = String::new();
+    for _ in 0..1000 {
+        if let Some(id) = crate::support::latest_run_id(dir, Path::new(&state))
+            && scratch.audit(&id).contains("approval_requested")
+        {
+            run = id;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!run.is_empty(), "the engine never asked for the approval");
+    let served = serve(dir, &state, &["--auth", "token"]);
+    let browser = crate::browser::Browser::start();
+
+    // Bob signs in and approves from /approvals with the ticket.
+    sign_in(&browser, &served, &bob);
+    let header = browser.eval("return document.getElementById('signed-in').textContent");
+    assert_eq!(header, serde_json::json!("signed in as bob"));
+    browser.eval(
+        "document.querySelector('input[name=\"input.ticket\"]').value = 'OPS-7'; \
+         document.querySelector('input[name=reason]').value = 'checked the canary'; \
+         document.querySelector('button.approve').click(); return null",
+    );
+    wait_page(&browser, "return location.pathname", &serde_json::json!(format!("/runs/{run}")));
+    // Bob signs out.
+    browser.eval("document.querySelector('form.who button').click(); return null");
+    wait_page(&browser, "return location.pathname", &serde_json::json!("/runs"));
+    assert_eq!(browser.eval("return document.getElementById('signed-in')"), serde_json::Value::Null);
+
+    // Carol, on the run page: a form without its CSRF token is refused, nothing recorded.
+    sign_in(&browser, &served, &carol);
+    browser.open(&format!("{}/runs/{run}", served.origin()));
+    let before = kinds(&scratch, &run);
+    browser.eval(
+        "document.querySelector('form.decide input[name=csrf]').remove(); \
+         document.querySelector('form.decide button.approve').click(); return null",
+    );
+    wait_page(&browser, "return document.title.startsWith('403 form refused')", &serde_json::json!(true));
+    assert_eq!(kinds(&scratch, &run), before);
+    // Then she approves with the page's form as it came.
+    browser.open(&format!("{}/runs/{run}", served.origin()));
+    browser.eval("document.querySelector('form.decide button.approve').click(); return null");
+    wait_page(&browser, "return location.pathname", &serde_json::json!(format!("/runs/{run}")));
+
+    // The engine goes on by itself and finishes; the CLI (`runbook audit --format jsonl`,
+    // `audit verify`, `show`) sees the same decisions.
+    let status = engine.wait().expect("the engine");
+    assert_eq!(status.code(), Some(0), "the engine did not finish the run");
+    let d = decisions(&scratch, &run);
+    assert_eq!(d.len(), 2, "{d:?}");
+    assert!(
+        d[0].contains("\"operator\":\"bob\"")
+            && d[0].contains("OPS-7")
+            && d[0].contains("checked the canary"),
+        "{d:?}"
+    );
+    assert!(d[1].contains("\"operator\":\"carol\""), "{d:?}");
+    ok(&scratch.cmd(&["audit", "verify", &run], &[]), 0);
+    let show = scratch.cmd(&["show", &run], &[]);
+    assert!(show.stdout.contains("status    succeeded"), "{}", show.stdout);
+}
