@@ -37,12 +37,18 @@ impl Drop for Served {
 
 /// `runbook serve --listen 127.0.0.1:0 --state STATE EXTRA` in `dir`.
 pub(crate) fn serve(dir: &Path, state: &str, extra: &[&str]) -> Served {
+    serve_env(dir, state, extra, &[])
+}
+
+/// [`serve`] with extra environment variables (the sources of a run's secrets).
+pub(crate) fn serve_env(dir: &Path, state: &str, extra: &[&str], env: &[(&str, &str)]) -> Served {
     let mut child = Command::new(bin())
         .args(["serve", "--listen", "127.0.0.1:0", "--state", state])
         .args(extra)
         .current_dir(dir)
         .env("NO_COLOR", "1")
         .env_remove("RUNBOOK_STATE")
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -645,4 +651,78 @@ fn two_operators_approve_in_a_real_browser_and_the_waiting_engine_goes_on() {
     ok(&scratch.cmd(&["audit", "verify", &run], &[]), 0);
     let show = scratch.cmd(&["show", &run], &[]);
     assert!(show.stdout.contains("status    succeeded"), "{}", show.stdout);
+}
+
+#[test]
+fn what_an_approver_types_is_redacted_and_unchecked_text_is_refused() {
+    let runbook = r#"[runbook]
+name = "guarded"
+
+[secrets.DB_URL]
+env = "SENTINEL_DB_URL"
+
+[steps.sign_off]
+approval = { prompt = "Go?", approvers = ["bob", "carol"], min-approvals = 2, inputs = { note = { type = "string", default = "none" } } }
+
+[steps.use]
+needs = ["sign_off"]
+run = "echo connecting"
+env = { DB_URL = "{{ secrets.DB_URL }}" }
+"#;
+    let secret = crate::secrets::DB_URL;
+    let scratch = Scratch::new(runbook);
+    let (dir, state) = (scratch.path(), scratch.state());
+    let env = [("SENTINEL_DB_URL", secret)];
+    ok(&scratch.run(&["--yes", "--as", "alice"], &env), 4);
+    let run = scratch.latest_run();
+    let bob = add_token(dir, &state, "bob");
+    let carol = add_token(dir, &state, "carol");
+    let action = format!("/runs/{run}/approvals/sign_off");
+    let pasted = format!("decision=approve&reason=pasted+{}&input.note={}", encode(secret), encode(secret));
+
+    // A console given the run's secret sources redacts what bob pasted.
+    let with_sources = serve_env(dir, &state, &["--auth", "token"], &env);
+    let session = with_sources.login(&bob);
+    let csrf = csrf_of(&with_sources.get_as("/approvals", &session).body);
+    let r = with_sources.post_form(&action, Some(&session), &format!("{pasted}&csrf={csrf}"));
+    assert_eq!(r.status, 303, "{r:?}");
+    let journal = scratch.audit(&run);
+    assert!(journal.contains("\"operator\":\"bob\"") && journal.contains("pasted"), "{journal}");
+    crate::secrets::assert_clean("the journal", &journal);
+    for path in [
+        "/approvals".to_string(),
+        format!("/runs/{run}"),
+        format!("/api/runs/{run}"),
+        "/api/approvals".into(),
+    ] {
+        crate::secrets::assert_clean(&path, &with_sources.get_as(&path, &session).body);
+    }
+    drop(with_sources);
+
+    // A console without them cannot check text: refused, nothing recorded; a decision
+    // without words is recorded.
+    let without = serve(dir, &state, &["--auth", "token"]);
+    let session = without.login(&carol);
+    let csrf = csrf_of(&without.get_as("/approvals", &session).body);
+    let before = kinds(&scratch, &run);
+    let r = without.post_form(&action, Some(&session), &format!("{pasted}&csrf={csrf}"));
+    assert_eq!(r.status, 400, "{r:?}");
+    assert!(
+        r.body.contains("cannot check what was typed") && r.body.contains("nothing was recorded"),
+        "{}",
+        r.body
+    );
+    crate::secrets::assert_clean("the refusal", &r.body);
+    assert_eq!(kinds(&scratch, &run), before);
+    let r = without.post_form(&action, Some(&session), &format!("decision=approve&csrf={csrf}"));
+    assert_eq!(r.status, 303, "{r:?}");
+    assert_eq!(decisions(&scratch, &run).len(), 2);
+    crate::secrets::assert_clean("the journal", &scratch.audit(&run));
+}
+
+/// `text` as a form value (every byte but letters and digits percent-encoded).
+fn encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") })
+        .collect()
 }
