@@ -81,6 +81,10 @@ impl runbook_web::Files for CliFiles {
     ) -> Option<Arc<runbook_core::model::Runbook>> {
         crate::as_started::load_as_started(file, files).ok().map(|(runbook, _)| runbook)
     }
+
+    fn as_now(&self, file: &str) -> Option<Arc<runbook_core::model::Runbook>> {
+        crate::abandon::runbook_as_now(file)
+    }
 }
 
 /// Why the console does not quote `file`: it cannot be read, or it does not parse as a

@@ -584,24 +584,7 @@ fn two_operators_approve_in_a_real_browser_and_the_waiting_engine_goes_on() {
     let bob = add_token(dir, &state, "bob");
     let carol = add_token(dir, &state, "carol");
     // A real engine, attached, waiting for the approval.
-    let mut engine = scratch
-        .command(&["run", "r.toml", "--yes", "--wait", "--as", "alice"], &[])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("runbook run");
-    let mut run = String::new();
-    for _ in 0..1000 {
-        if let Some(id) = crate::support::latest_run_id(dir, Path::new(&state))
-            && scratch.audit(&id).contains("approval_requested")
-        {
-            run = id;
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    assert!(!run.is_empty(), "the engine never asked for the approval");
+    let (mut engine, run) = waiting_engine(&scratch, None);
     let served = serve(dir, &state, &["--auth", "token"]);
     let browser = crate::browser::Browser::start();
 
@@ -725,4 +708,88 @@ fn encode(text: &str) -> String {
     text.bytes()
         .map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") })
         .collect()
+}
+
+#[test]
+fn an_operator_abandons_a_run_from_the_console_as_the_cli_would() {
+    let scratch = Scratch::new(GATE);
+    let (dir, state) = (scratch.path(), scratch.state());
+    ok(&scratch.run(&["--yes", "--as", "alice"], &[]), 4);
+    let run = scratch.latest_run();
+    let bob = add_token(dir, &state, "bob");
+    let carol = add_token(dir, &state, "carol");
+    let served = serve(dir, &state, &["--auth", "token"]);
+    let action = format!("/runs/{run}/abandon");
+    let before = kinds(&scratch, &run);
+
+    // Anonymous, a bearer-less API call, no reason, no CSRF token: refused, nothing journaled.
+    assert_eq!(served.post_form(&action, None, "reason=done").status, 403);
+    assert_eq!(served.send("POST", &format!("/api{action}"), &[], "reason=done").status, 401);
+    let session = served.login(&bob);
+    let page = served.get_as(&format!("/runs/{run}"), &session);
+    assert!(page.body.contains("Abandon the run"), "{}", page.body);
+    let csrf = csrf_of(&page.body);
+    assert_eq!(served.post_form(&action, Some(&session), &format!("reason=+&csrf={csrf}")).status, 400);
+    assert_eq!(served.post_form(&action, Some(&session), "reason=done").status, 403);
+    assert_eq!(kinds(&scratch, &run), before);
+
+    // Bob abandons it: journaled as the CLI journals it, with bob as the operator.
+    let r = served.post_form(&action, Some(&session), &format!("reason=rolled+back+by+hand&csrf={csrf}"));
+    assert_eq!(r.status, 303, "{r:?}");
+    let journal = scratch.audit(&run);
+    let abandoned = journal.lines().find(|l| l.contains("run_abandoned")).expect("run_abandoned");
+    assert!(
+        abandoned.contains("\"operator\":\"bob\"") && abandoned.contains("rolled back by hand"),
+        "{abandoned}"
+    );
+    assert!(abandoned.contains("\"compensated\":false"), "{abandoned}");
+    ok(&scratch.cmd(&["audit", "verify", &run], &[]), 0);
+    assert!(scratch.cmd(&["show", &run], &[]).stdout.contains("abandoned"));
+    // Again: the CLI's refusal, in the console's words too.
+    let cli = scratch.cmd(&["abandon", &run, "--reason", "again"], &[]);
+    assert_ne!(cli.code, 0);
+    assert!(cli.stderr.contains("has finished (abandoned); there is nothing to abandon"), "{}", cli.stderr);
+    let r = served.post_form(&action, Some(&session), &format!("reason=again&csrf={csrf}"));
+    assert_eq!(r.status, 409, "{r:?}");
+    assert!(r.body.contains("has finished (abandoned); there is nothing to abandon"), "{}", r.body);
+
+    // A run in a live engine is refused; through the API with a bearer.
+    let (mut engine, live) = waiting_engine(&scratch, Some(&run));
+    let before = kinds(&scratch, &live);
+    let r = served.send(
+        "POST",
+        &format!("/api/runs/{live}/abandon"),
+        &[("Authorization", &format!("Bearer {carol}"))],
+        "reason=not+while+it+runs",
+    );
+    let _ = engine.kill();
+    let _ = engine.wait();
+    assert_eq!(r.status, 409, "{r:?}");
+    assert!(r.body.contains("is running in a live engine"), "{}", r.body);
+    assert_eq!(kinds(&scratch, &live), before);
+}
+
+/// `runbook run r.toml --yes --wait --as alice`, once its run (not `other`) asks for the
+/// approval: the engine and the run.
+fn waiting_engine(scratch: &Scratch, other: Option<&str>) -> (Child, String) {
+    let mut engine = scratch
+        .command(&["run", "r.toml", "--yes", "--wait", "--as", "alice"], &[])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("runbook run");
+    let state = scratch.state();
+    for _ in 0..1000 {
+        if let Some(id) = crate::support::latest_run_id(scratch.path(), Path::new(&state))
+            && Some(id.as_str()) != other
+            && scratch.audit(&id).contains("approval_requested")
+        {
+            return (engine, id);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = engine.kill();
+    let _ = engine.wait();
+    panic!("the engine never asked for the approval");
 }

@@ -7,6 +7,7 @@
 // over a channel.
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
+pub mod abandon;
 pub mod action;
 pub mod approve;
 pub mod dispatch;

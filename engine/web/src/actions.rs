@@ -56,6 +56,8 @@ pub fn routes() -> Router<Arc<App>> {
         .route("/api/approvals", get(approvals_api))
         .route("/runs/{id}/approvals/{step}", post(decide))
         .route("/api/runs/{id}/approvals/{step}", post(decide))
+        .route("/runs/{id}/abandon", post(abandon))
+        .route("/api/runs/{id}/abandon", post(abandon))
 }
 
 /// Who asks, before any page: the identity (`None`: anonymous), and for a POST from a
@@ -110,13 +112,27 @@ pub fn with_identity(app: &App, context: impl Serialize) -> minijinja::Value {
 
 /// What the run page adds: the identity (for rendering off the runtime's thread) and the
 /// run's waiting approvals with their forms.
-pub async fn on_run_page(app: &App, id: &str) -> (Option<(String, String)>, Vec<Waiting>) {
+pub async fn on_run_page(app: &App, id: &str) -> (Option<(String, String)>, RunActions) {
     let who = crate::auth::signed_in();
-    let waiting = match app.read(async |s| s.records(id).await).await {
-        Ok(Some(records)) => waiting_of(app, id, &records, who.as_ref().map(|w| w.0.as_str())),
-        _ => Vec::new(),
+    let actions = match app.read(async |s| s.records(id).await).await {
+        Ok(Some(records)) => RunActions {
+            approvals: waiting_of(app, id, &records, who.as_ref().map(|w| w.0.as_str())),
+            abandon: (who.is_some()
+                && runbook_exec::abandon::check_unfinished(runbook_core::journal::fold(&records).status)
+                    .is_ok())
+            .then(|| format!("/runs/{id}/abandon")),
+        },
+        _ => RunActions::default(),
     };
-    (who, waiting)
+    (who, actions)
+}
+
+/// The forms of a run page: its waiting approvals, and where to abandon it (an unfinished
+/// run, for a signed-in operator).
+#[derive(Debug, Default, Serialize)]
+pub struct RunActions {
+    approvals: Vec<Waiting>,
+    abandon: Option<String>,
 }
 
 /// One input of an approval, as its form shows it.
@@ -390,18 +406,7 @@ async fn decide(
     let api = request.uri().path().starts_with("/api/");
     let who = who_of(&request);
     let Some(who) = who.filter(|w| w.bearer || !api) else {
-        return if api {
-            let mut r = app.error(true, StatusCode::UNAUTHORIZED, "not signed in", "Give `Authorization: Bearer rbt_...` (a live token of `runbook serve token add`). Nothing was recorded.");
-            r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            r
-        } else {
-            app.error(
-                false,
-                StatusCode::FORBIDDEN,
-                "not signed in",
-                "Only a signed-in operator can decide. Nothing was recorded.",
-            )
-        };
+        return not_signed_in(&app, api);
     };
     let (id, step) = match path {
         Ok(Path((id, step))) => match run_id(Ok(Path(id))) {
@@ -511,5 +516,120 @@ fn refusal(app: &App, r: Refusal, run_id: &str) -> (StatusCode, &'static str, St
         Refusal::Store(e) => {
             (StatusCode::SERVICE_UNAVAILABLE, "state store unavailable", app.gate.failed(&e))
         }
+    }
+}
+
+/// POST `/runs/{id}/abandon` (a form) and `/api/runs/{id}/abandon` (a bearer): `reason`,
+/// `csrf`. Without compensation (the console runs no step): `runbook abandon RUN
+/// --compensate` on a host with the runbook does that. The same recording as the CLI's
+/// (`runbook_exec::abandon::abandon`): a live engine refuses it, the reason is redacted.
+async fn abandon(
+    State(app): State<Arc<App>>,
+    id: Result<Path<String>, PathRejection>,
+    request: Request,
+) -> Response {
+    let api = request.uri().path().starts_with("/api/");
+    let Some(who) = who_of(&request).filter(|w| w.bearer || !api) else {
+        return not_signed_in(&app, api);
+    };
+    let id = match run_id(id) {
+        Ok(id) => id,
+        Err(e) => return app.failure(api, e),
+    };
+    let fields = match read_form(request).await {
+        Ok(f) => f,
+        Err((status, why)) => return app.error(api, status, "bad request", &why),
+    };
+    if !csrf_ok(&who, &fields) {
+        return app.error(api, StatusCode::FORBIDDEN, "form refused", CSRF_REFUSED);
+    }
+    let reason = fields.get("reason").map(|r| r.trim().to_string()).unwrap_or_default();
+    if reason.is_empty() || reason.chars().count() > MAX_REASON {
+        return app.error(
+            api,
+            StatusCode::BAD_REQUEST,
+            "bad request",
+            &format!("A reason says why the run is abandoned (1 to {MAX_REASON} characters); it is journaled. Nothing was recorded."),
+        );
+    }
+    let store = match app.gate.store().await {
+        Ok(s) => s,
+        Err(why) => return app.error(api, StatusCode::SERVICE_UNAVAILABLE, "state store unavailable", &why),
+    };
+    let as_started = |file: &str, files: &[runbook_core::plan::FileHash]| app.files.as_started(file, files);
+    let as_now = |file: &str| app.files.as_now(file);
+    let request = runbook_exec::abandon::Abandon {
+        run_id: &id,
+        operator: &who.name,
+        reason: &reason,
+        compensated: false,
+        opened: None,
+    };
+    use runbook_exec::abandon::Refusal as R;
+    match runbook_exec::abandon::abandon(&store, request, &as_started, &as_now, &app.gate.engine_env()).await
+    {
+        Ok(done) if api => crate::pages::json_response(
+            StatusCode::OK,
+            serde_json::json!({ "recorded": "run_abandoned", "operator": who.name, "was": done.was, "lock": done.lock, "reason_withheld": done.withheld }),
+        ),
+        Ok(_) => see_other(&format!("/runs/{id}")),
+        Err(r) => {
+            let (status, text) = match r {
+                R::Finished(ended) => (
+                    StatusCode::CONFLICT,
+                    format!(
+                        "run {id} has finished ({}); there is nothing to abandon; nothing was recorded",
+                        ended.as_str()
+                    ),
+                ),
+                R::Live { holder, since } => (
+                    StatusCode::CONFLICT,
+                    format!(
+                        "run {id} is running in a live engine ({}, since {since}); nothing was recorded: stop it first, then abandon it",
+                        one_line(&holder)
+                    ),
+                ),
+                R::NoStart => {
+                    (StatusCode::CONFLICT, "the run has no `run_started` record; nothing was recorded".into())
+                }
+                R::Secrets(problems) => (
+                    StatusCode::BAD_REQUEST,
+                    format!(
+                        "{}; the console reads the run's secrets as the run does, to keep them out of the reason it journals, and `runbook serve` was not given the same sources; nothing was recorded",
+                        problems.join("; ")
+                    ),
+                ),
+                R::Interrupted(secret) => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("reading the secret `{secret}` was interrupted; nothing was recorded"),
+                ),
+                R::Exec(e) => (StatusCode::CONFLICT, format!("{e}; nothing was recorded")),
+                R::Store(StoreError::NoSuchRun(_)) => {
+                    (StatusCode::NOT_FOUND, format!("there is no run `{}`", one_line(&id)))
+                }
+                R::Store(e) => (StatusCode::SERVICE_UNAVAILABLE, app.gate.failed(&e)),
+            };
+            app.error(api, status, "abandon refused", &text)
+        }
+    }
+}
+
+fn not_signed_in(app: &App, api: bool) -> Response {
+    if api {
+        let mut r = app.error(
+            true,
+            StatusCode::UNAUTHORIZED,
+            "not signed in",
+            "Give `Authorization: Bearer rbt_...` (a live token of `runbook serve token add`). Nothing was recorded.",
+        );
+        r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        r
+    } else {
+        app.error(
+            false,
+            StatusCode::FORBIDDEN,
+            "not signed in",
+            "Only a signed-in operator can act. Nothing was recorded.",
+        )
     }
 }

@@ -54,6 +54,9 @@ pub trait Files: Send + Sync + 'static {
         file: &str,
         files: &[runbook_core::plan::FileHash],
     ) -> Option<Arc<runbook_core::model::Runbook>>;
+    /// The runbook at `file` as it is now (checked, its digests not compared), for knowing
+    /// the secrets to redact from an abandon's reason when the run's files changed.
+    fn as_now(&self, file: &str) -> Option<Arc<runbook_core::model::Runbook>>;
 }
 
 /// One runbook of `--runbooks DIR`, as `check` sees it.

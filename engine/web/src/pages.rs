@@ -866,14 +866,10 @@ async fn run_page(State(app): State<Arc<App>>, id: Result<Path<String>, PathReje
         // (the style sheet, other pages) are not held behind it.
         Ok(v) => {
             let on = app.clone();
-            let (who, approvals) = crate::actions::on_run_page(&app, &v.run_id).await;
+            let (who, actions) = crate::actions::on_run_page(&app, &v.run_id).await;
             tokio::task::spawn_blocking(move || {
                 crate::auth::SIGNED_IN.sync_scope(who, || {
-                    on.render(
-                        StatusCode::OK,
-                        "run.html",
-                        serde_json::json!({ "run": v, "approvals": approvals }),
-                    )
+                    on.render(StatusCode::OK, "run.html", serde_json::json!({ "run": v, "actions": actions }))
                 })
             })
             .await
