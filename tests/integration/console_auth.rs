@@ -230,6 +230,22 @@ fn tokens_on_postgresql() {
     let list = place.cmd(&["serve", "token", "list"]);
     let carol = list.stdout.lines().find(|l| l.starts_with("carol")).expect("carol listed");
     assert!(!carol.contains("never"), "the sign-in is not recorded as a use: {carol}");
+    // A decision from the console lands in the shared store, as the CLI's would.
+    ok(&place.cmd(&["run", "r.toml", "--yes", "--as", "alice"]), 4);
+    let listed: serde_json::Value =
+        serde_json::from_str(&place.cmd(&["runs", "--format", "json"]).stdout).expect("JSON");
+    let run = listed[0]["run_id"].as_str().expect("a run").to_string();
+    let page = served.get_as("/approvals", &session);
+    let csrf = csrf_of(&page.body);
+    let r = served.post_form(
+        &format!("/runs/{run}/approvals/sign_off"),
+        Some(&session),
+        &format!("decision=approve&input.ticket=OPS-9&csrf={csrf}"),
+    );
+    assert_eq!(r.status, 303, "{r:?}");
+    let journal = place.cmd(&["audit", &run, "--format", "jsonl"]).stdout;
+    assert!(journal.contains("approval_granted") && journal.contains("\"operator\":\"carol\""), "{journal}");
+    ok(&place.cmd(&["audit", "verify", &run]), 0);
 }
 
 #[test]
