@@ -809,3 +809,45 @@ fn waiting_engine(scratch: &Scratch, other: Option<&str>) -> (Child, String) {
     let _ = engine.wait();
     panic!("the engine never asked for the approval");
 }
+
+/// Class rule: every write route, whatever it does, refuses an anonymous form, an API call
+/// without a bearer, a form without the session's CSRF token and one from another origin,
+/// and journals nothing (the checks are made once, before any route: `actions::admit`).
+#[test]
+fn every_write_route_refuses_what_is_not_a_signed_in_form_of_this_console() {
+    let scratch = Scratch::new(GATE);
+    let (dir, state) = (scratch.path(), scratch.state());
+    ok(&scratch.run(&["--yes", "--as", "alice"], &[]), 4);
+    let run = scratch.latest_run();
+    let bob = add_token(dir, &state, "bob");
+    let served = serve(dir, &state, &["--auth", "token"]);
+    let session = served.login(&bob);
+    let csrf = csrf_of(&served.get_as(&format!("/runs/{run}"), &session).body);
+    let before = kinds(&scratch, &run);
+    let body = "decision=approve&input.ticket=OPS-1&reason=x";
+    let cookie = format!("runbook_session={session}");
+    for path in [format!("/runs/{run}/approvals/sign_off"), format!("/runs/{run}/abandon"), "/logout".into()]
+    {
+        assert_eq!(served.post_form(&path, None, body).status, 403, "anonymous {path}");
+        assert_eq!(served.post_form(&path, Some(&session), body).status, 403, "no CSRF {path}");
+        let wrong = format!("{body}&csrf={}", "0".repeat(64));
+        assert_eq!(served.post_form(&path, Some(&session), &wrong).status, 403, "wrong CSRF {path}");
+        let right = format!("{body}&csrf={csrf}");
+        for origin in ["http://evil.example", "null", "https://127.0.0.1"] {
+            let r = served.send("POST", &path, &[("Origin", origin), ("Cookie", &cookie)], &right);
+            assert_eq!(r.status, 403, "{origin} {path}");
+        }
+        let r =
+            served.send("POST", &path, &[("Referer", "http://evil.example/x"), ("Cookie", &cookie)], &right);
+        assert_eq!(r.status, 403, "referer {path}");
+        let api = format!("/api{path}");
+        if path != "/logout" {
+            assert_eq!(served.send("POST", &api, &[], body).status, 401, "no bearer {api}");
+            let r = served.send("POST", &api, &[("Cookie", &cookie)], &right);
+            assert_eq!(r.status, 401, "a cookie on the API {api}");
+        }
+    }
+    assert_eq!(kinds(&scratch, &run), before, "a refused request journaled something");
+    // The session still works: nothing above signed bob out.
+    assert!(served.get_as("/approvals", &session).body.contains("signed in as bob"));
+}

@@ -88,9 +88,61 @@ pub async fn admit(
             "A form is accepted only from the console's own pages (its Origin or Referer is this console). Nothing was recorded.",
         ));
     }
+    if request.method() == axum::http::Method::POST {
+        request = form_checked(app, api, request, who.as_ref()).await?;
+    }
     let signed = who.as_ref().map(|w| (w.name.clone(), w.csrf.clone()));
     request.extensions_mut().insert(who);
     Ok((request, signed))
+}
+
+/// The fields of a POST, read and checked once for every route (class rule: no write
+/// route can forget a check): a signed-in identity (`/login` excepted; the API only with a
+/// bearer), then the body (bounded), then its CSRF token (`/login` excepted: nobody is
+/// signed in yet, and its Origin was checked). Handlers take the fields with [`form_of`].
+async fn form_checked(
+    app: &App,
+    api: bool,
+    request: Request,
+    who: Option<&Who>,
+) -> Result<Request, Response> {
+    let signing_in = request.uri().path() == "/login";
+    let who = match who {
+        Some(w) if w.bearer || !api => Some(w),
+        _ if signing_in => None,
+        _ => return Err(not_signed_in(app, api)),
+    };
+    let (parts, body) = request.into_parts();
+    let fields = match axum::body::to_bytes(body, MAX_FORM).await {
+        Ok(bytes) => {
+            form(&bytes).map_err(|why| app.error(api, StatusCode::BAD_REQUEST, "bad request", &why))?
+        }
+        Err(_) => {
+            return Err(app.error(
+                api,
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "bad request",
+                &format!("a form is at most {MAX_FORM} bytes"),
+            ));
+        }
+    };
+    if let Some(who) = who
+        && !signing_in
+        && !csrf_ok(who, &fields)
+    {
+        return Err(app.error(api, StatusCode::FORBIDDEN, "form refused", CSRF_REFUSED));
+    }
+    let mut request = Request::from_parts(parts, axum::body::Body::empty());
+    request.extensions_mut().insert(Form(fields));
+    Ok(request)
+}
+
+/// A POST's fields, read and checked by [`admit`].
+#[derive(Debug, Clone)]
+struct Form(BTreeMap<String, String>);
+
+fn form_of(request: &Request) -> BTreeMap<String, String> {
+    request.extensions().get::<Form>().map(|f| f.0.clone()).unwrap_or_default()
 }
 
 /// A page's context with the signed-in identity, its CSRF token and the auth mode (the
@@ -305,13 +357,6 @@ fn form(body: &[u8]) -> Result<BTreeMap<String, String>, String> {
     Ok(fields)
 }
 
-async fn read_form(request: Request) -> Result<BTreeMap<String, String>, (StatusCode, String)> {
-    let body = axum::body::to_bytes(request.into_body(), MAX_FORM)
-        .await
-        .map_err(|_| (StatusCode::PAYLOAD_TOO_LARGE, format!("a form is at most {MAX_FORM} bytes")))?;
-    form(&body).map_err(|e| (StatusCode::BAD_REQUEST, e))
-}
-
 fn who_of(request: &Request) -> Option<Who> {
     request.extensions().get::<Option<Who>>().cloned().flatten()
 }
@@ -345,10 +390,7 @@ async fn login(State(app): State<Arc<App>>, request: Request) -> Response {
     if let Some(r) = no_tokens(&app) {
         return r;
     }
-    let fields = match read_form(request).await {
-        Ok(f) => f,
-        Err((status, why)) => return app.error(false, status, "bad request", &why),
-    };
+    let fields = form_of(&request);
     let token = fields.get("token").map(String::as_str).unwrap_or_default();
     let name = match app.gate.by_token(token).await {
         Ok(Some(name)) => name,
@@ -375,15 +417,7 @@ async fn login(State(app): State<Arc<App>>, request: Request) -> Response {
 }
 
 async fn logout(State(app): State<Arc<App>>, request: Request) -> Response {
-    let who = who_of(&request);
-    let fields = match read_form(request).await {
-        Ok(f) => f,
-        Err((status, why)) => return app.error(false, status, "bad request", &why),
-    };
-    let Some(who) = who else { return see_other("/runs") };
-    if !csrf_ok(&who, &fields) {
-        return app.error(false, StatusCode::FORBIDDEN, "form refused", CSRF_REFUSED);
-    }
+    let Some(who) = who_of(&request) else { return not_signed_in(&app, false) };
     if let Some(id) = &who.session {
         app.gate.end_session(id);
     }
@@ -415,13 +449,7 @@ async fn decide(
         },
         Err(_) => return app.failure(api, PageError::BadRequest("the path is not valid UTF-8 text".into())),
     };
-    let fields = match read_form(request).await {
-        Ok(f) => f,
-        Err((status, why)) => return app.error(api, status, "bad request", &why),
-    };
-    if !csrf_ok(&who, &fields) {
-        return app.error(api, StatusCode::FORBIDDEN, "form refused", CSRF_REFUSED);
-    }
+    let fields = form_of(&request);
     let approve = match fields.get("decision").map(String::as_str) {
         Some("approve") => true,
         Some("reject") => false,
@@ -536,13 +564,7 @@ async fn abandon(
         Ok(id) => id,
         Err(e) => return app.failure(api, e),
     };
-    let fields = match read_form(request).await {
-        Ok(f) => f,
-        Err((status, why)) => return app.error(api, status, "bad request", &why),
-    };
-    if !csrf_ok(&who, &fields) {
-        return app.error(api, StatusCode::FORBIDDEN, "form refused", CSRF_REFUSED);
-    }
+    let fields = form_of(&request);
     let reason = fields.get("reason").map(|r| r.trim().to_string()).unwrap_or_default();
     if reason.is_empty() || reason.chars().count() > MAX_REASON {
         return app.error(
