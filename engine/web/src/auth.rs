@@ -411,16 +411,59 @@ mod tests {
 
     #[test]
     fn hmac_matches_rfc_4231() {
-        // RFC 4231 test case 2 has a 4-byte key; ours is 32 bytes: check against the
-        // definition with a key of 32 bytes of 0x0b (test case 1 uses 20; the padding is
-        // the same construction).
-        let key = [0x0bu8; 32];
-        let mut block = [0u8; 64];
-        block[..32].copy_from_slice(&key);
-        let inner = Sha256::new().chain_update(block.map(|b| b ^ 0x36)).chain_update(b"Hi There").finalize();
-        let outer = Sha256::new().chain_update(block.map(|b| b ^ 0x5c)).chain_update(inner).finalize();
-        assert_eq!(hmac(&key, "Hi There"), hex(&outer));
+        // RFC 4231 test case 1: a key of 20 bytes 0x0b (padded with zeroes to the block, as
+        // our 32-byte key with 12 zero bytes is), "Hi There".
+        let mut key = [0u8; 32];
+        key[..20].copy_from_slice(&[0x0b; 20]);
+        assert_eq!(
+            hmac(&key, "Hi There"),
+            "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7"
+        );
         assert_ne!(hmac(&key, "alice"), hmac(&key, "bob"));
+    }
+
+    proptest::proptest! {
+        /// Any text is an identity only as one bounded line with nothing hidden in it.
+        #[test]
+        fn any_text_is_an_identity_only_as_one_visible_line(name in "\\PC{0,40}|[\\x00-\\x7f\\u{80}-\\u{3000}\\u{200b}-\\u{206f}]{0,300}") {
+            if let Ok(who) = identity(&name) {
+                proptest::prop_assert!(!who.is_empty() && who.len() <= MAX_IDENTITY);
+                proptest::prop_assert!(!who.chars().any(char::is_control), "{:?}", who);
+                proptest::prop_assert_eq!(runbook_core::shown::one_line(who), who);
+                proptest::prop_assert_eq!(who.trim(), who);
+            }
+        }
+    }
+
+    #[test]
+    fn a_form_comes_from_the_console_only_by_its_own_origin() {
+        let headers = |pairs: &[(&str, &str)]| {
+            let mut m = HeaderMap::new();
+            for (k, v) in pairs {
+                m.append(
+                    axum::http::HeaderName::from_bytes(k.as_bytes()).expect("name"),
+                    v.parse().expect("value"),
+                );
+            }
+            m
+        };
+        let host = ("host", "127.0.0.1:8080");
+        assert!(same_origin(&headers(&[host, ("origin", "http://127.0.0.1:8080")])));
+        assert!(same_origin(&headers(&[host, ("referer", "http://127.0.0.1:8080/runs/x")])));
+        assert!(same_origin(&headers(&[host, ("referer", "http://127.0.0.1:8080")])));
+        for bad in [
+            vec![host],
+            vec![host, ("origin", "null")],
+            vec![host, ("origin", "http://127.0.0.1:8080.evil")],
+            vec![host, ("origin", "https://127.0.0.1:8080")],
+            vec![host, ("origin", "http://127.0.0.1:8081")],
+            vec![host, ("referer", "http://127.0.0.1:8080.evil/")],
+            vec![host, ("referer", "http://127.0.0.1:80801/")],
+            vec![host, ("origin", "http://evil"), ("referer", "http://127.0.0.1:8080/")],
+            vec![("origin", "http://127.0.0.1:8080")],
+        ] {
+            assert!(!same_origin(&headers(&bad)), "{bad:?}");
+        }
     }
 
     #[test]
