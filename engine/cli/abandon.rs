@@ -3,15 +3,12 @@
 //! operator), journaled with who and why (`run_abandoned`), compensating first when asked
 //! (the `compensate` path, with its ordinary rules), then letting its lock go.
 //!
-//! The run's lock is taken as the run itself takes it (`Store::acquire`, one transaction):
-//! a live engine holds it and the abandon is refused; a dead or detached one is replaced,
-//! a suspended or parked lock is taken back. Only then is `run_abandoned` appended, fenced
-//! by that lease, and the lock released.
+//! The recording (the lock taken as the run takes it, `run_abandoned` fenced by that lease,
+//! the reason redacted) is `runbook_exec::abandon::abandon`, which the console's abandon
+//! form calls too; this file runs the compensation first when asked and words the answer.
 
-use runbook_core::journal::{RunEvent, RunStatus};
-use runbook_core::lifecycle::RunDecision;
-use runbook_exec::dispatch;
-use runbook_store::{Acquire, Head, StoreError};
+use runbook_core::journal::RunStatus;
+use runbook_exec::abandon::Refusal;
 
 use crate::error::{CliError, CliResult, Exit, Message};
 use crate::output::outln;
@@ -79,25 +76,23 @@ pub fn abandon(args: AbandonArgs) -> CliResult {
     })
 }
 
-/// The lifecycle's rule for `abandon` ([`runbook_core::lifecycle::check_open`]): only an
-/// unfinished run is abandoned. Its status, when it may be.
+/// The lifecycle's rule for `abandon` ([`runbook_exec::abandon::check_unfinished`]): only
+/// an unfinished run is abandoned. Its status, when it may be.
 fn check_unfinished(id: &str, status: Option<RunStatus>, compensate: bool) -> Result<RunStatus, CliError> {
-    let status = status.unwrap_or(RunStatus::Running);
-    match runbook_core::lifecycle::check_open(RunDecision::Abandon, Some(status)) {
-        Ok(()) => Ok(status),
-        Err(ended) => {
-            let message = Message::new(format!(
-                "run {id} has finished ({}); there is nothing to abandon; nothing was recorded",
-                ended.as_str()
-            ));
-            Err(CliError::Invalid(match (ended, compensate) {
-                (RunStatus::Succeeded | RunStatus::Failed, true) => message.help(format!(
-                    "`abandon` ends unfinished runs; to undo a finished one, ask for it by name: `runbook compensate {id}`"
-                )),
-                _ => message,
-            }))
-        }
-    }
+    runbook_exec::abandon::check_unfinished(status).map_err(|ended| finished(id, ended, compensate))
+}
+
+fn finished(id: &str, ended: RunStatus, compensate: bool) -> CliError {
+    let message = Message::new(format!(
+        "run {id} has finished ({}); there is nothing to abandon; nothing was recorded",
+        ended.as_str()
+    ));
+    CliError::Invalid(match (ended, compensate) {
+        (RunStatus::Succeeded | RunStatus::Failed, true) => message.help(format!(
+            "`abandon` ends unfinished runs; to undo a finished one, ask for it by name: `runbook compensate {id}`"
+        )),
+        _ => message,
+    })
 }
 
 async fn record(
@@ -107,131 +102,62 @@ async fn record(
     opened: RunStatus,
 ) -> CliResult {
     let id = args.run_id.as_str();
-    let (summary, records) = store.run_and_records(id).await?;
-    let state = runbook_core::journal::fold(&records);
-    let status = match (state.status, args.compensate) {
-        // Compensated just now (`--compensate`, checked unfinished before): its
-        // compensation ended it as failed; it is abandoned after its compensations.
-        (Some(RunStatus::Failed), true) => opened,
-        (now, _) => check_unfinished(id, now, args.compensate)?,
-    };
-    let (redactor, unchecked) = reason_redactor(&records, location)?;
-    let engine_was_gone = status == RunStatus::Running && crate::state::engine_gone(store, id).await;
     let operator = crate::identity::operator();
-    let lock = match store.lock_of_run(id).await? {
-        Some(h) => h.name,
-        None => dispatch::lock_name(None, id).map_err(CliError::Exec)?,
-    };
-    let holder = dispatch::holder_name(&operator);
-    let (now, _) = dispatch::now();
-    let mut acquire = Acquire {
-        name: &lock,
+    let request = runbook_exec::abandon::Abandon {
         run_id: id,
-        holder: &holder,
-        now: &now,
-        now_ms: store.clock_ms().await?,
-        ttl: std::time::Duration::from_secs(60),
-        steal_from: None,
-        head: Head::At(u64::try_from(summary.last_seq).unwrap_or(0)),
-    };
-    let lease = match store.acquire(&acquire).await {
-        Err(StoreError::LockHeld(h)) if dispatch::holder_is_dead(&h.holder) => {
-            acquire.steal_from = Some(&h.holder);
-            store.acquire(&acquire).await?
-        }
-        Err(StoreError::LockHeld(h)) => {
-            return Err(CliError::CannotStart(
-                Message::new(format!(
-                    "run {id} is running in a live engine ({}, since {}); nothing was recorded",
-                    h.holder, h.acquired_at
-                ))
-                .help("stop it first (Ctrl-C on its terminal, `kill -TERM` its engine, or SIGTERM to its worker), then abandon it"),
-            ));
-        }
-        other => other?,
-    };
-    let reason = match &unchecked {
-        None => args.reason.clone(),
-        Some(_) => REASON_WITHHELD.to_string(),
-    };
-    let event = redactor.redact_event(RunEvent::RunAbandoned {
-        operator: operator.clone(),
-        reason,
+        operator: &operator,
+        reason: &args.reason,
         compensated: args.compensate,
-    });
-    let appended = store.append(id, &now, &event, Some(&lease)).await;
-    let _ = store.release_lock(&lease).await;
-    appended?;
+        opened: Some(opened),
+    };
+    let as_started = |file: &str, files: &[runbook_core::plan::FileHash]| {
+        crate::as_started::load_as_started(file, files).ok().map(|(runbook, _)| runbook)
+    };
+    let done = runbook_exec::abandon::abandon(
+        store,
+        request,
+        &as_started,
+        &runbook_as_now,
+        &crate::state::engine_env(location),
+    )
+    .await
+    .map_err(|r| refusal(r, id, args.compensate))?;
     let what = if args.compensate {
         "after its compensations".to_string()
     } else {
-        format!("(it was {})", if engine_was_gone { crate::state::ENGINE_GONE } else { status.as_str() })
+        format!("(it was {})", done.was)
     };
-    outln!("abandoned run {id} {what} as {operator}; its lock `{lock}` is free; it cannot be resumed");
-    if let Some(why) = unchecked {
+    outln!("abandoned run {id} {what} as {operator}; its lock `{}` is free; it cannot be resumed", done.lock);
+    if let Some(why) = done.withheld {
         crate::output::errln!("warning: {why}; keep it where the incident is recorded");
     }
     Ok(Exit::Success)
 }
 
-/// The run's secrets, read from their sources as the run reads them (and as `approve` does):
-/// a reason may hold one, pasted by mistake, and the journal must not (promise 3).
-///
-/// `abandon` is the way out of an incident, so it needs nothing of the runbook (red team
-/// adv14a F2): the runbook the run started with when its files are unchanged; else the
-/// runbook at the same path as it is now (an operator fixed it during the incident; its
-/// secrets are read from their sources, and redacting more is never wrong); else (deleted,
-/// unreadable, invalid, its secrets unreadable) no secret can be known, and the reason is
-/// not journaled at all: a fixed text stands in its place and the operator is told
-/// (`Some(why)`). The run is abandoned and its lock let go in every case.
-fn reason_redactor(
-    records: &[runbook_core::journal::Record],
-    location: &runbook_store::Location,
-) -> Result<(runbook_exec::secrets::Redactor, Option<String>), CliError> {
-    let Some(RunEvent::RunStarted { file, files, .. }) = records.first().map(|r| &r.event) else {
-        return Err(CliError::Invalid(Message::new(
-            "the run has no `run_started` record; nothing was recorded",
-        )));
-    };
-    let withheld = || Ok((runbook_exec::secrets::Redactor::from_values([]), Some(unreadable(file))));
-    let (runbook, as_started) = match crate::as_started::load_as_started(file, files) {
-        Ok((runbook, _)) => (runbook, true),
-        Err(_) => match runbook_as_now(file) {
-            Some(runbook) => (runbook, false),
-            None => return withheld(),
-        },
-    };
-    let base_dir = std::path::Path::new(&runbook.source.path)
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(std::path::Path::new("."))
-        .to_path_buf();
-    match runbook_exec::secrets::resolve(&runbook, &base_dir, &crate::state::engine_env(location)) {
-        Ok(secrets) => Ok((runbook_exec::secrets::Redactor::new(&secrets), None)),
-        Err(runbook_exec::secrets::Unresolved::Interrupted(secret)) => Err(CliError::Interrupted { secret }),
-        // The runbook as it is now may name sources the run never had: nothing is known.
-        Err(runbook_exec::secrets::Unresolved::Problems(_)) if !as_started => withheld(),
-        Err(runbook_exec::secrets::Unresolved::Problems(problems)) => Err(CliError::Invalid(Message::all(problems).help(
+/// The CLI's words for a refused abandon.
+fn refusal(r: Refusal, id: &str, compensate: bool) -> CliError {
+    match r {
+        Refusal::Store(e) => e.into(),
+        Refusal::Finished(ended) => finished(id, ended, compensate),
+        Refusal::Live { holder, since } => CliError::CannotStart(
+            Message::new(format!("run {id} is running in a live engine ({holder}, since {since}); nothing was recorded"))
+                .help("stop it first (Ctrl-C on its terminal, `kill -TERM` its engine, or SIGTERM to its worker), then abandon it"),
+        ),
+        Refusal::NoStart => {
+            CliError::Invalid(Message::new("the run has no `run_started` record; nothing was recorded"))
+        }
+        Refusal::Secrets(problems) => CliError::Invalid(Message::all(problems).help(
             "`abandon` reads the run's secrets as the run does, to keep them out of the reason it journals; give it the same sources; nothing was recorded",
-        ))),
+        )),
+        Refusal::Interrupted(secret) => CliError::Interrupted { secret },
+        Refusal::Exec(e) => CliError::Exec(e),
     }
 }
 
 /// The runbook at `file` as it is now (checked, its digests not compared), if it reads.
-fn runbook_as_now(file: &str) -> Option<std::sync::Arc<runbook_core::model::Runbook>> {
+pub fn runbook_as_now(file: &str) -> Option<std::sync::Arc<runbook_core::model::Runbook>> {
     let text = crate::loader::read(file).ok()?;
     let includes = crate::loader::FsLoader::for_runbook(file);
     let checked = runbook_core::validate::check(runbook_core::Source::new(file, text), &includes);
     if checked.has_errors() { None } else { checked.runbook }
 }
-
-/// Why the reason is not journaled: the run's runbook cannot be read to know its secrets.
-fn unreadable(file: &str) -> String {
-    format!(
-        "the reason was not journaled: the run's runbook `{file}` cannot be read to keep its secrets out of it"
-    )
-}
-
-/// What the journal holds in place of a reason that could not be checked for secrets.
-pub const REASON_WITHHELD: &str =
-    "(not recorded: the run's runbook could not be read to check the reason for secrets)";

@@ -276,9 +276,13 @@ pub enum Command {
     },
     /// Serve the web console: read-only pages of the store's runs and a folder's runbooks,
     /// until SIGTERM or Ctrl-C. Prints `listening on http://ADDRESS` once it listens.
+    #[command(args_conflicts_with_subcommands = true)]
     Serve {
+        /// `runbook serve token add|list|revoke`: the operator tokens of `--auth token`.
+        #[command(subcommand)]
+        command: Option<ServeCommand>,
         /// The address to listen on (`127.0.0.1:0`: a free port). Loopback by default; any
-        /// other address prints a warning (the console has no authentication yet).
+        /// other address without `--auth` prints a warning.
         #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDRESS:PORT")]
         listen: std::net::SocketAddr,
         #[command(flatten)]
@@ -291,6 +295,60 @@ pub enum Command {
         /// port, or one of these names; any other is refused (DNS rebinding).
         #[arg(long, value_name = "NAME[:PORT]")]
         host: Vec<runbook_web::HostName>,
+        /// Who may act: `token` (operator tokens: `runbook serve token add NAME`), `proxy`
+        /// (an authenticating reverse proxy names the user). Without it the console is
+        /// read-only.
+        #[arg(long, value_enum, value_name = "MODE")]
+        auth: Option<AuthMode>,
+        /// With `--auth proxy`: the address of a proxy whose identity header is believed
+        /// (repeatable); from any other address the header is ignored.
+        #[arg(long, value_name = "IP")]
+        trusted_proxy: Vec<std::net::IpAddr>,
+        /// With `--auth proxy`: the header that names the user.
+        #[arg(long, value_name = "HEADER", default_value = "X-Forwarded-Email")]
+        user_header: String,
+    },
+}
+
+/// `runbook serve --auth MODE`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AuthMode {
+    /// Operator tokens (`runbook serve token add NAME`): `/login`, or `Authorization: Bearer`.
+    Token,
+    /// An authenticating reverse proxy (`--trusted-proxy IP --user-header NAME`).
+    Proxy,
+}
+
+/// `runbook serve token ...`.
+#[derive(Debug, clap::Subcommand)]
+pub enum ServeCommand {
+    /// The operator tokens of `runbook serve --auth token`.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+/// `runbook serve token add|list|revoke`.
+#[derive(Debug, clap::Subcommand)]
+pub enum TokenCommand {
+    /// Make a token for the operator NAME and print it once (the store keeps only its
+    /// SHA-256).
+    Add {
+        /// The operator the token signs in as (what the journal records).
+        name: String,
+        #[command(flatten)]
+        state: StateArg,
+    },
+    /// The tokens: name, created, last used, revoked (never a token).
+    List {
+        #[command(flatten)]
+        state: StateArg,
+    },
+    /// Revoke NAME's token: it and the sessions made with it stop working at once.
+    Revoke {
+        /// The operator.
+        name: String,
+        #[command(flatten)]
+        state: StateArg,
     },
 }
 

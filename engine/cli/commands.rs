@@ -154,8 +154,15 @@ pub fn run(cli: Cli) -> CliResult {
             state::migrate(state.state.as_deref(), identity.as_deref(), &map)
         }
         Command::State(StateCommand::Check { state }) => state::check(state.state.as_deref()),
-        Command::Serve { listen, state, runbooks, host } => {
-            crate::serve::serve(listen, state.state, runbooks, host)
+        Command::Serve { command: Some(command), .. } => crate::serve::token(command),
+        Command::Serve { command: None, listen, state, runbooks, host, auth, trusted_proxy, user_header } => {
+            crate::serve::serve(
+                listen,
+                state.state,
+                runbooks,
+                host,
+                crate::serve::auth(auth, trusted_proxy, user_header)?,
+            )
         }
         Command::Schema => {
             out!("{}", schema::schema_text());

@@ -81,6 +81,10 @@ impl runbook_web::Files for CliFiles {
     ) -> Option<Arc<runbook_core::model::Runbook>> {
         crate::as_started::load_as_started(file, files).ok().map(|(runbook, _)| runbook)
     }
+
+    fn as_now(&self, file: &str) -> Option<Arc<runbook_core::model::Runbook>> {
+        crate::abandon::runbook_as_now(file)
+    }
 }
 
 /// Why the console does not quote `file`: it cannot be read, or it does not parse as a
@@ -141,6 +145,7 @@ pub fn serve(
     state: Option<String>,
     runbooks: Option<PathBuf>,
     hosts: Vec<runbook_web::HostName>,
+    auth: runbook_web::Auth,
 ) -> CliResult {
     let location = crate::state::location(state.as_deref());
     if let Some(dir) = &runbooks
@@ -151,12 +156,17 @@ pub fn serve(
                 .help("give the folder that holds the runbooks (`*.toml`) to show"),
         ));
     }
-    if !runbook_web::is_loopback(&listen) {
+    if !runbook_web::is_loopback(&listen) && !auth.writes() {
         errln!(
-            "warning: listening on {listen}, which is not a loopback address: anyone who can reach it can read every run in the store (the console has no authentication yet; it is read-only)"
+            "warning: listening on {listen}, which is not a loopback address: anyone who can reach it can read every run in the store (started without `--auth`: no sign-in, read-only)"
         );
     }
-    let config = runbook_web::Config { location, runbooks, files: Arc::new(CliFiles), hosts };
+    if auth.writes() {
+        // The console writes (tokens' last use, decisions): its store must be up to date
+        // and usable for writing now, not at the first sign-in.
+        crate::runtime::block_on(crate::state::open(&location, true))?;
+    }
+    let config = runbook_web::Config { location, runbooks, files: Arc::new(CliFiles), hosts, auth };
     crate::runtime::block_on(async move {
         let server = runbook_web::bind(listen, config)
             .await
@@ -165,5 +175,121 @@ pub fn serve(
         server.run(stop_signal()).await.map_err(|e| CliError::CannotStart(Message::new(e.to_string())))?;
         errln!("stopped");
         Ok(Exit::Success)
+    })
+}
+
+/// `--auth MODE --trusted-proxy IP --user-header NAME` as the console's [`runbook_web::Auth`].
+pub fn auth(
+    mode: Option<crate::args::AuthMode>,
+    trusted: Vec<std::net::IpAddr>,
+    header: String,
+) -> Result<runbook_web::Auth, CliError> {
+    use crate::args::AuthMode;
+    let usage =
+        |text: &str, help: &str| CliError::Usage(Message::new(text.to_string()).help(help.to_string()));
+    match mode {
+        None if !trusted.is_empty() => Err(usage(
+            "--trusted-proxy is given without `--auth proxy`",
+            "add `--auth proxy` to believe the proxy's identity header",
+        )),
+        None => Ok(runbook_web::Auth::None),
+        Some(AuthMode::Token) if !trusted.is_empty() => Err(usage(
+            "--trusted-proxy is for `--auth proxy`, not `--auth token`",
+            "choose one way of signing in",
+        )),
+        Some(AuthMode::Token) => Ok(runbook_web::Auth::Token),
+        Some(AuthMode::Proxy) if trusted.is_empty() => Err(usage(
+            "`--auth proxy` needs `--trusted-proxy IP`: the address the proxy connects from",
+            "the identity header is believed only from these addresses; from any other it is ignored",
+        )),
+        Some(AuthMode::Proxy) => {
+            let fits = !header.is_empty()
+                && header.len() <= 64
+                && header.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            if !fits {
+                return Err(usage(
+                    &format!("`{}` is not a header name", runbook_core::shown::one_line(&header)),
+                    "give a header name like `X-Forwarded-Email`",
+                ));
+            }
+            Ok(runbook_web::Auth::Proxy { trusted, header: header.to_ascii_lowercase() })
+        }
+    }
+}
+
+/// `runbook serve token add|list|revoke`.
+pub fn token(command: crate::args::ServeCommand) -> CliResult {
+    use crate::args::{ServeCommand, TokenCommand};
+    let ServeCommand::Token(command) = command;
+    let state = match &command {
+        TokenCommand::Add { state, .. }
+        | TokenCommand::List { state }
+        | TokenCommand::Revoke { state, .. } => state.state.clone(),
+    };
+    let location = crate::state::location(state.as_deref());
+    let now = runbook_exec::dispatch::now().0;
+    crate::runtime::block_on(async {
+        match command {
+            TokenCommand::Add { name, .. } => {
+                runbook_web::identity(&name).map_err(|why| {
+                    CliError::Usage(
+                        Message::new(format!("`{}` cannot be an operator's name: {why}", runbook_core::shown::one_line(&name)))
+                            .help("name the operator as the journal should record them, e.g. `alice` or `alice@example.com`"),
+                    )
+                })?;
+                let token = runbook_web::new_token().map_err(|e| CliError::CannotStart(Message::new(e)))?;
+                let store = crate::state::open(&location, true).await?;
+                match store.add_token(&name, &runbook_web::token_hash(&token), &now).await {
+                    Ok(()) => {}
+                    Err(runbook_store::StoreError::Refused(why)) => {
+                        return Err(CliError::Invalid(Message::new(why).help(format!(
+                            "revoke it first (`runbook serve token revoke {name}`) and choose another name: a name's history stays listed"
+                        ))));
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+                errln!("token for `{name}` (shown once: the store keeps only its SHA-256):");
+                outln!("{token}");
+                Ok(Exit::Success)
+            }
+            TokenCommand::List { .. } => {
+                let store = crate::state::open(&location, false).await?;
+                let tokens = store.tokens().await?;
+                if tokens.is_empty() {
+                    outln!("no tokens (`runbook serve token add NAME` makes one)");
+                    return Ok(Exit::Success);
+                }
+                let width = tokens.iter().map(|t| t.name.chars().count()).max().unwrap_or(4).max(4);
+                outln!("{:width$}  {:24}  {:24}  REVOKED", "NAME", "CREATED", "LAST USED");
+                for t in tokens {
+                    outln!(
+                        "{:width$}  {:24}  {:24}  {}",
+                        runbook_core::shown::one_line(&t.name),
+                        t.created_at,
+                        t.last_used.as_deref().unwrap_or("never"),
+                        t.revoked_at.as_deref().unwrap_or("no")
+                    );
+                }
+                Ok(Exit::Success)
+            }
+            TokenCommand::Revoke { name, .. } => {
+                let store = crate::state::open(&location, false).await?;
+                if store.revoke_token(&name, &now).await? {
+                    outln!(
+                        "revoked the token of `{}`: it and its sessions sign no one in from now on",
+                        runbook_core::shown::one_line(&name)
+                    );
+                    Ok(Exit::Success)
+                } else {
+                    Err(CliError::Invalid(
+                        Message::new(format!(
+                            "there is no token named `{}`",
+                            runbook_core::shown::one_line(&name)
+                        ))
+                        .help("`runbook serve token list` lists them"),
+                    ))
+                }
+            }
+        }
     })
 }

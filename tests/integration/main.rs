@@ -21,6 +21,7 @@ mod cli_errors;
 mod cli_layers;
 mod compensate_doubt;
 mod console;
+mod console_auth;
 mod contexts;
 mod crash;
 mod e2e;

@@ -7,7 +7,9 @@
 // over a channel.
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
+pub mod abandon;
 pub mod action;
+pub mod approve;
 pub mod dispatch;
 pub mod files;
 pub mod http;

@@ -36,8 +36,10 @@ use sqlx::{ConnectOptions, Executor, Row};
 
 mod append;
 mod listing;
+mod tokens;
 use append::{Chained, bind_event, insert_events_sql, update_head_sql};
 pub use listing::RunList;
+pub use tokens::ConsoleToken;
 
 /// Events written by one `INSERT` statement at most: 9 bound values each, far below
 /// SQLite's and PostgreSQL's limits on a statement's bound values.
@@ -421,13 +423,14 @@ impl Backend {
     }
 
     fn migrations(self) -> Vec<Migration> {
-        let files: [(i64, &str, &'static str); 5] = match self {
+        let files: [(i64, &str, &'static str); 6] = match self {
             Backend::Sqlite => [
                 (1, "journal", include_str!("../migrations/sqlite/0001_journal.sql")),
                 (2, "step logs", include_str!("../migrations/sqlite/0002_step_logs.sql")),
                 (3, "queue", include_str!("../migrations/sqlite/0003_queue.sql")),
                 (4, "audit", include_str!("../migrations/sqlite/0004_audit.sql")),
                 (5, "guards", include_str!("../migrations/sqlite/0005_guards.sql")),
+                (6, "tokens", include_str!("../migrations/sqlite/0006_tokens.sql")),
             ],
             Backend::Postgres => [
                 (1, "journal", include_str!("../migrations/postgres/0001_journal.sql")),
@@ -435,6 +438,7 @@ impl Backend {
                 (3, "queue", include_str!("../migrations/postgres/0003_queue.sql")),
                 (4, "audit", include_str!("../migrations/postgres/0004_audit.sql")),
                 (5, "guards", include_str!("../migrations/postgres/0005_guards.sql")),
+                (6, "tokens", include_str!("../migrations/postgres/0006_tokens.sql")),
             ],
         };
         files

@@ -134,7 +134,9 @@ fn host_allowed(hosts: &Hosts, headers: &HeaderMap) -> bool {
 /// The middleware: methods, host, then the headers on whatever answers.
 pub async fn guard(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
     let api = request.uri().path().starts_with("/api/");
-    let mut response = if !matches!(*request.method(), Method::GET | Method::HEAD) {
+    // With `--auth`, POST reaches the routes (each checks who asks); else nothing but reads.
+    let post = app.gate.auth.writes() && *request.method() == Method::POST;
+    let mut response = if !matches!(*request.method(), Method::GET | Method::HEAD) && !post {
         let mut r = app.error(
             api,
             StatusCode::METHOD_NOT_ALLOWED,
@@ -159,15 +161,29 @@ pub async fn guard(State(app): State<Arc<App>>, request: Request, next: Next) ->
     } else if request.uri().path().starts_with("/assets/") {
         next.run(request).await
     } else {
-        // A page waits its turn among those built at once (`App::turns`; never closed).
-        match app.turns.acquire().await {
-            Ok(_turn) => next.run(request).await,
-            Err(_) => app.error(api, StatusCode::SERVICE_UNAVAILABLE, "stopping", "The console is stopping."),
+        match crate::actions::admit(&app, api, request).await {
+            Err(refused) => refused,
+            Ok((request, who)) => {
+                // A page waits its turn among those built at once (`App::turns`; never closed).
+                match app.turns.acquire().await {
+                    Ok(_turn) => crate::auth::SIGNED_IN.scope(who, next.run(request)).await,
+                    Err(_) => app.error(
+                        api,
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "stopping",
+                        "The console is stopping.",
+                    ),
+                }
+            }
         }
     };
     let h = response.headers_mut();
     for (name, value) in headers() {
         h.insert(name, HeaderValue::from_static(value));
+    }
+    if app.gate.auth.writes() {
+        // A form's POST carries its `Origin` (checked): `no-referrer` makes it `null`.
+        h.insert("referrer-policy", HeaderValue::from_static("same-origin"));
     }
     response
 }

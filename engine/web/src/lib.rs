@@ -17,6 +17,8 @@
 
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
+mod actions;
+mod auth;
 mod graph;
 mod guard;
 mod idle;
@@ -30,6 +32,7 @@ use std::sync::Arc;
 
 use runbook_store::Location;
 
+pub use auth::{Auth, identity, new_token, token_hash};
 pub use guard::{HostName, headers};
 pub use idle::IDLE;
 
@@ -51,6 +54,9 @@ pub trait Files: Send + Sync + 'static {
         file: &str,
         files: &[runbook_core::plan::FileHash],
     ) -> Option<Arc<runbook_core::model::Runbook>>;
+    /// The runbook at `file` as it is now (checked, its digests not compared), for knowing
+    /// the secrets to redact from an abandon's reason when the run's files changed.
+    fn as_now(&self, file: &str) -> Option<Arc<runbook_core::model::Runbook>>;
 }
 
 /// One runbook of `--runbooks DIR`, as `check` sees it.
@@ -120,6 +126,8 @@ pub struct Config {
     /// `--host NAME[:PORT]`: names the console answers to besides IP addresses and
     /// `localhost` (the `Host` rule: any other name is a 421).
     pub hosts: Vec<HostName>,
+    /// `--auth`: who may act (none: read-only).
+    pub auth: Auth,
 }
 
 impl std::fmt::Debug for Config {
@@ -184,11 +192,14 @@ impl Server {
         let router = pages::router(self.app);
         let stopping = std::sync::Arc::new(tokio::sync::Notify::new());
         let told = stopping.clone();
-        let serve =
-            axum::serve(idle::IdleListener::new(self.listener), router).with_graceful_shutdown(async move {
-                shutdown.await;
-                told.notify_one();
-            });
+        let serve = axum::serve(
+            idle::IdleListener::new(self.listener),
+            router.into_make_service_with_connect_info::<auth::Peer>(),
+        )
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            told.notify_one();
+        });
         tokio::select! {
             served = serve => served.map_err(WebError::Serve),
             () = async {

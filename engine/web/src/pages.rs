@@ -104,9 +104,11 @@ pub struct App {
     pub addr: SocketAddr,
     /// The names the `Host` header may give (`guard::Hosts`).
     pub hosts: crate::guard::Hosts,
+    /// Who is asking (`--auth`), and the store opened for writing when someone can be.
+    pub gate: crate::auth::Gate,
     location: Location,
     runbooks: Option<PathBuf>,
-    files: Arc<dyn Files>,
+    pub(crate) files: Arc<dyn Files>,
     store: tokio::sync::Mutex<Opened>,
     /// How many times opening or reading the store failed.
     failures: std::sync::atomic::AtomicU64,
@@ -172,9 +174,11 @@ impl App {
         for (name, source) in TEMPLATES {
             env.add_template(name, source).map_err(|e| WebError::Template(e.to_string()))?;
         }
+        crate::actions::templates(&mut env)?;
         Ok(App {
             addr,
             hosts: crate::guard::Hosts::new(addr, config.hosts),
+            gate: crate::auth::Gate::new(config.auth, config.location.clone()),
             location: config.location,
             runbooks: config.runbooks,
             files: config.files,
@@ -190,8 +194,9 @@ impl App {
     }
 
     /// Render `template` with `context` as a page with `status`.
-    fn render(&self, status: StatusCode, template: &str, context: impl Serialize) -> Response {
-        match self.env.get_template(template).and_then(|t| t.render(minijinja::value::Serde(&context))) {
+    pub fn render(&self, status: StatusCode, template: &str, context: impl Serialize) -> Response {
+        let context = crate::actions::with_identity(self, context);
+        match self.env.get_template(template).and_then(|t| t.render(context)) {
             Ok(html) => html_response(status, html),
             Err(e) => {
                 // A bug of the console: said plainly, without the template's data.
@@ -231,7 +236,7 @@ impl App {
         self.failure(true, e)
     }
 
-    fn failure(&self, api: bool, e: PageError) -> Response {
+    pub(crate) fn failure(&self, api: bool, e: PageError) -> Response {
         match e {
             PageError::BadRequest(m) => self.error(api, StatusCode::BAD_REQUEST, "bad request", &m),
             PageError::NotFound(m) => self.error(api, StatusCode::NOT_FOUND, "not found", &m),
@@ -332,7 +337,7 @@ impl App {
     }
 
     /// Run `f` on the store, bounded in time; its errors as the page's.
-    async fn read<T>(
+    pub(crate) async fn read<T>(
         &self,
         f: impl AsyncFnOnce(Store) -> Result<T, StoreError>,
     ) -> Result<Option<T>, PageError> {
@@ -361,7 +366,7 @@ fn html_response(status: StatusCode, html: String) -> Response {
 
 /// JSON, with `<`, `>` and `&` written as `\u003c`, `\u003e`, `\u0026` (the same JSON; no
 /// text of a runbook or journal is markup in it even where something sniffs it as HTML).
-fn json_response(status: StatusCode, value: serde_json::Value) -> Response {
+pub(crate) fn json_response(status: StatusCode, value: serde_json::Value) -> Response {
     let text = value.to_string().replace('<', "\\u003c").replace('>', "\\u003e").replace('&', "\\u0026");
     let mut r = (status, text).into_response();
     r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -386,6 +391,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/runs/{id}", get(run_api))
         .route("/assets/console.css", get(css))
         .route("/assets/review.css", get(review_css))
+        .merge(crate::actions::routes())
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(app.clone(), crate::guard::guard))
         .with_state(app)
@@ -418,7 +424,7 @@ async fn not_found(State(app): State<Arc<App>>, uri: Uri) -> Response {
 }
 
 /// A run id as the engine makes them (`runbook run --run-id` accepts only this shape).
-fn run_id(id: Result<Path<String>, PathRejection>) -> Result<String, PageError> {
+pub(crate) fn run_id(id: Result<Path<String>, PathRejection>) -> Result<String, PageError> {
     let Path(id) = id.map_err(|_| PageError::BadRequest("the path is not valid UTF-8 text".into()))?;
     let fits = !id.is_empty()
         && id.len() <= 100
@@ -860,8 +866,11 @@ async fn run_page(State(app): State<Arc<App>>, id: Result<Path<String>, PathReje
         // (the style sheet, other pages) are not held behind it.
         Ok(v) => {
             let on = app.clone();
+            let (who, actions) = crate::actions::on_run_page(&app, &v.run_id).await;
             tokio::task::spawn_blocking(move || {
-                on.render(StatusCode::OK, "run.html", serde_json::json!({ "run": v }))
+                crate::auth::SIGNED_IN.sync_scope(who, || {
+                    on.render(StatusCode::OK, "run.html", serde_json::json!({ "run": v, "actions": actions }))
+                })
             })
             .await
             .unwrap_or_else(|_| app.page_error(PageError::Unavailable("rendering the page failed".into())))

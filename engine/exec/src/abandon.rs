@@ -1,0 +1,188 @@
+//! Abandoning a run: the one implementation behind `runbook abandon` (after its optional
+//! compensation, which the CLI runs) and the console's abandon form (without compensation:
+//! the console runs no step).
+//!
+//! The run's lock is taken as the run itself takes it (`Store::acquire`, one transaction):
+//! a live engine holds it and the abandon is refused; a dead or detached one is replaced,
+//! a suspended or parked lock is taken back. Only then is `run_abandoned` appended, fenced
+//! by that lease, and the lock released. The reason is redacted with the run's secrets.
+
+use std::sync::Arc;
+
+use runbook_core::journal::{Record, RunEvent, RunStatus};
+use runbook_core::lifecycle::RunDecision;
+use runbook_core::model::Runbook;
+use runbook_store::{Acquire, Head, Store, StoreError};
+
+use crate::approve::AsStarted;
+use crate::dispatch;
+use crate::secrets::{EngineEnv, Redactor, Unresolved};
+
+/// One abandon asked for.
+#[derive(Debug, Clone, Copy)]
+pub struct Abandon<'a> {
+    /// The run.
+    pub run_id: &'a str,
+    /// Who (the CLI's operator, the console's signed-in identity).
+    pub operator: &'a str,
+    /// Why (not empty).
+    pub reason: &'a str,
+    /// Its compensations ran just before (the CLI's `--compensate`).
+    pub compensated: bool,
+    /// The run's status before its compensations ran (with `compensated`).
+    pub opened: Option<RunStatus>,
+}
+
+/// Why nothing was recorded.
+#[derive(Debug)]
+pub enum Refusal {
+    /// The store failed (no such run included).
+    Store(StoreError),
+    /// The run has finished (its status): nothing to abandon.
+    Finished(RunStatus),
+    /// A live engine holds the run: its holder and since when.
+    Live { holder: String, since: String },
+    /// The run has no `run_started` record.
+    NoStart,
+    /// The run's secrets cannot be read to redact the reason, one line each.
+    Secrets(Vec<String>),
+    /// Ctrl-C or SIGTERM came while a secret's helper ran.
+    Interrupted(String),
+    /// The run's lock name cannot be made.
+    Exec(crate::dispatch::ExecError),
+}
+
+impl From<StoreError> for Refusal {
+    fn from(e: StoreError) -> Refusal {
+        Refusal::Store(e)
+    }
+}
+
+/// What was recorded.
+#[derive(Debug)]
+pub struct Abandoned {
+    /// The lock let go.
+    pub lock: String,
+    /// Its status when abandoned (the engine-gone word when its engine was gone).
+    pub was: String,
+    /// The reason was not journaled (why), when no secret could be known.
+    pub withheld: Option<String>,
+}
+
+/// What the journal holds in place of a reason that could not be checked for secrets.
+pub const REASON_WITHHELD: &str =
+    "(not recorded: the run's runbook could not be read to check the reason for secrets)";
+
+/// The lifecycle's rule ([`runbook_core::lifecycle::check_open`]): only an unfinished run
+/// is abandoned. Its status, when it may be.
+pub fn check_unfinished(status: Option<RunStatus>) -> Result<RunStatus, RunStatus> {
+    let status = status.unwrap_or(RunStatus::Running);
+    runbook_core::lifecycle::check_open(RunDecision::Abandon, Some(status)).map(|()| status)
+}
+
+/// Take the run's lock, journal `run_abandoned` (fenced), let the lock go.
+pub async fn abandon(
+    store: &Store,
+    a: Abandon<'_>,
+    as_started: AsStarted<'_>,
+    as_now: &(dyn Fn(&str) -> Option<Arc<Runbook>> + Sync),
+    engine: &EngineEnv,
+) -> Result<Abandoned, Refusal> {
+    let id = a.run_id;
+    let (summary, records) = store.run_and_records(id).await?;
+    let state = runbook_core::journal::fold(&records);
+    let status = match (state.status, a.compensated, a.opened) {
+        // Compensated just now (checked unfinished before): its compensation ended it as
+        // failed; it is abandoned after its compensations.
+        (Some(RunStatus::Failed), true, Some(opened)) => opened,
+        (now, _, _) => check_unfinished(now).map_err(Refusal::Finished)?,
+    };
+    let (redactor, withheld) = reason_redactor(&records, as_started, as_now, engine)?;
+    let engine_was_gone = status == RunStatus::Running && dispatch::engine_gone(store, id).await;
+    let lock = match store.lock_of_run(id).await? {
+        Some(h) => h.name,
+        None => dispatch::lock_name(None, id).map_err(Refusal::Exec)?,
+    };
+    let holder = dispatch::holder_name(a.operator);
+    let (now, _) = dispatch::now();
+    let mut acquire = Acquire {
+        name: &lock,
+        run_id: id,
+        holder: &holder,
+        now: &now,
+        now_ms: store.clock_ms().await?,
+        ttl: std::time::Duration::from_secs(60),
+        steal_from: None,
+        head: Head::At(u64::try_from(summary.last_seq).unwrap_or(0)),
+    };
+    let lease = match store.acquire(&acquire).await {
+        Err(StoreError::LockHeld(h)) if dispatch::holder_is_dead(&h.holder) => {
+            acquire.steal_from = Some(&h.holder);
+            store.acquire(&acquire).await?
+        }
+        Err(StoreError::LockHeld(h)) => return Err(Refusal::Live { holder: h.holder, since: h.acquired_at }),
+        other => other?,
+    };
+    let reason = match &withheld {
+        None => a.reason.to_string(),
+        Some(_) => REASON_WITHHELD.to_string(),
+    };
+    let event = redactor.redact_event(RunEvent::RunAbandoned {
+        operator: a.operator.to_string(),
+        reason,
+        compensated: a.compensated,
+    });
+    let appended = store.append(id, &now, &event, Some(&lease)).await;
+    let _ = store.release_lock(&lease).await;
+    appended?;
+    let was = if engine_was_gone { dispatch::ENGINE_GONE.to_string() } else { status.as_str().to_string() };
+    Ok(Abandoned { lock, was, withheld })
+}
+
+/// The run's secrets, read from their sources as the run reads them (and as `approve` does):
+/// a reason may hold one, pasted by mistake, and the journal must not (promise 3).
+///
+/// Abandoning is the way out of an incident, so it needs nothing of the runbook (red team
+/// adv14a F2): the runbook the run started with when its files are unchanged; else the
+/// runbook at the same path as it is now (an operator fixed it during the incident; its
+/// secrets are read from their sources, and redacting more is never wrong); else (deleted,
+/// unreadable, invalid, its secrets unreadable) no secret can be known, and the reason is
+/// not journaled at all: a fixed text stands in its place and the operator is told
+/// (`Some(why)`).
+fn reason_redactor(
+    records: &[Record],
+    as_started: AsStarted<'_>,
+    as_now: &(dyn Fn(&str) -> Option<Arc<Runbook>> + Sync),
+    engine: &EngineEnv,
+) -> Result<(Redactor, Option<String>), Refusal> {
+    let Some(RunEvent::RunStarted { file, files, .. }) = records.first().map(|r| &r.event) else {
+        return Err(Refusal::NoStart);
+    };
+    let withheld = || Ok((Redactor::from_values([]), Some(unreadable(file))));
+    let (runbook, started) = match as_started(file, files) {
+        Some(runbook) => (runbook, true),
+        None => match as_now(file) {
+            Some(runbook) => (runbook, false),
+            None => return withheld(),
+        },
+    };
+    let base_dir = std::path::Path::new(&runbook.source.path)
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."))
+        .to_path_buf();
+    match crate::secrets::resolve(&runbook, &base_dir, engine) {
+        Ok(secrets) => Ok((Redactor::new(&secrets), None)),
+        Err(Unresolved::Interrupted(secret)) => Err(Refusal::Interrupted(secret)),
+        // The runbook as it is now may name sources the run never had: nothing is known.
+        Err(Unresolved::Problems(_)) if !started => withheld(),
+        Err(Unresolved::Problems(problems)) => Err(Refusal::Secrets(problems)),
+    }
+}
+
+/// Why the reason is not journaled: the run's runbook cannot be read to know its secrets.
+fn unreadable(file: &str) -> String {
+    format!(
+        "the reason was not journaled: the run's runbook `{file}` cannot be read to keep its secrets out of it"
+    )
+}

@@ -1,0 +1,237 @@
+//! Deciding an approval step: the one implementation behind `runbook approve`/`reject` (the
+//! CLI prints what it returns) and the console's approval form (`runbook serve --auth`).
+//!
+//! The decision is judged early for a clear message and again inside the store's
+//! transaction (`append_checked`), against the rules the run journaled with its request:
+//! the approvers, self-approval, one vote per person, nothing after a rejection. The inputs
+//! are typed and checked as the runbook (as the run started it) declares them; what was
+//! typed is redacted with the run's secrets, read from their sources as the run reads them.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use runbook_core::journal::{Record, RunEvent, RunState};
+use runbook_core::model::{Action, ApprovalSpec, Param, Runbook};
+use runbook_core::plan::FileHash;
+use runbook_store::{Store, StoreError};
+
+use crate::dispatch;
+use crate::secrets::{EngineEnv, Redactor, Secrets, Unresolved};
+
+/// One decision asked for.
+#[derive(Debug, Clone, Copy)]
+pub struct Decision<'a> {
+    /// The run.
+    pub run_id: &'a str,
+    /// The approval step.
+    pub step: &'a str,
+    /// Who decides (the CLI's operator, the console's signed-in identity).
+    pub operator: &'a str,
+    /// Approve, or reject.
+    pub approve: bool,
+    /// `NAME=VALUE` inputs as typed.
+    pub inputs: &'a [(String, String)],
+    /// Why (may be empty).
+    pub reason: &'a str,
+}
+
+/// Why nothing was recorded.
+#[derive(Debug)]
+pub enum Refusal {
+    /// The store failed (no such run included).
+    Store(StoreError),
+    /// The rules of the request refuse this operator or this step (the words of
+    /// `lifecycle::judge_decision`).
+    Rules(String),
+    /// The runbook of the run cannot be read as it was when the run started.
+    NoRunbook,
+    /// The inputs do not fit the approval's declaration, one line each.
+    Inputs(Vec<String>),
+    /// The run's secrets cannot be read to redact what was typed, one line each.
+    Secrets(Vec<String>),
+    /// Ctrl-C or SIGTERM came while a secret's helper ran.
+    Interrupted(String),
+}
+
+impl From<StoreError> for Refusal {
+    fn from(e: StoreError) -> Refusal {
+        Refusal::Store(e)
+    }
+}
+
+/// What a recorded decision left.
+#[derive(Debug)]
+pub struct Decided {
+    /// Distinct approvals now.
+    pub granted: usize,
+    /// Approvals needed.
+    pub min_approvals: u32,
+    /// Whether the step is settled (approved by enough people, or rejected).
+    pub settled: bool,
+    /// Who goes on with the run, when it is settled.
+    pub next: Next,
+}
+
+/// Who goes on with the run once its approval is settled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Next {
+    /// Not settled yet: more approvals are needed.
+    Waiting,
+    /// An engine holds the run's lease and is alive: it continues by itself.
+    Attached(String),
+    /// The engine that held the run is gone (named): `runbook resume RUN`.
+    EngineGone(String),
+    /// No engine holds it: `runbook resume RUN`.
+    Resume,
+}
+
+/// The runbook as the run started it, given by the caller (the CLI's loader pins files).
+pub type AsStarted<'a> = &'a (dyn Fn(&str, &[FileHash]) -> Option<Arc<Runbook>> + Sync);
+
+/// Judge, check, redact and record one decision.
+pub async fn decide(
+    store: &Store,
+    d: Decision<'_>,
+    as_started: AsStarted<'_>,
+    engine: &EngineEnv,
+) -> Result<Decided, Refusal> {
+    let records = match store.records(d.run_id).await {
+        Ok(r) if !r.is_empty() => r,
+        Ok(_) => return Err(StoreError::NoSuchRun(d.run_id.to_string()).into()),
+        Err(e) => return Err(e.into()),
+    };
+    let folded = runbook_core::journal::fold(&records);
+    // Judge early for a clear message; the store judges again inside its transaction.
+    runbook_core::lifecycle::judge_decision(&folded, d.step, d.operator, dispatch::now().1)
+        .map_err(|why| Refusal::Rules(why.to_string()))?;
+    // The inputs' rules (type, enum, pattern, required) are the runbook's, as it ran.
+    let (runbook, spec) = approval_spec(&records, d.step, as_started).ok_or(Refusal::NoRunbook)?;
+    // Inputs another approver already gave count.
+    let given_before: Vec<String> =
+        folded.approval_inputs.get(d.step).map(|m| m.keys().cloned().collect()).unwrap_or_default();
+    let values = typed_inputs(d.inputs, d.approve, &spec.inputs, &given_before).map_err(Refusal::Inputs)?;
+    // The run's secrets, read from their sources as the run reads them: an input or a
+    // reason may hold one (pasted by mistake), and the journal must not.
+    let base_dir = Path::new(&runbook.source.path)
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .to_path_buf();
+    let secrets = match crate::secrets::resolve(&runbook, &base_dir, engine) {
+        Ok(s) => s,
+        // Nothing typed, nothing to redact: an approver without the sources may still
+        // approve or reject without words.
+        Err(_) if d.inputs.is_empty() && d.reason.is_empty() => Secrets::default(),
+        Err(Unresolved::Interrupted(secret)) => return Err(Refusal::Interrupted(secret)),
+        Err(Unresolved::Problems(problems)) => return Err(Refusal::Secrets(problems)),
+    };
+    let redactor = Redactor::new(&secrets);
+    let event =
+        redactor.redact_event(dispatch::decision_event(d.step, d.operator, d.approve, d.reason, values));
+    let (ts, _) = dispatch::now();
+    match store
+        .append_checked(d.run_id, &ts, &event, |state| {
+            runbook_core::lifecycle::judge_decision(state, d.step, d.operator, dispatch::now().1)
+                .map_err(|why| why.to_string())
+        })
+        .await
+    {
+        Ok(_) => {}
+        Err(StoreError::Refused(why)) => return Err(Refusal::Rules(why)),
+        Err(e) => return Err(e.into()),
+    }
+    let after = match store.records(d.run_id).await {
+        Ok(r) => runbook_core::journal::fold(&r),
+        Err(_) => folded,
+    };
+    let approval = after.steps.get(d.step).and_then(|s| s.approval.clone()).unwrap_or_default();
+    let settled = !d.approve || approval.is_granted();
+    let next = if settled { next_of(store, d.run_id, &after).await } else { Next::Waiting };
+    Ok(Decided { granted: approval.granted_by.len(), min_approvals: approval.min_approvals, settled, next })
+}
+
+/// Who continues a settled run. "Running" in the journal only says no end was recorded: an
+/// engine is attached only if it holds the run's lease and, on this host, its process is
+/// alive.
+async fn next_of(store: &Store, run_id: &str, after: &RunState) -> Next {
+    let running = matches!(after.status, Some(runbook_core::journal::RunStatus::Running));
+    let engine = match store.lock_of_run(run_id).await {
+        Ok(Some(h)) if running => Some(h),
+        _ => None,
+    };
+    match engine {
+        Some(h)
+            if h.lease_until > dispatch::now().1
+                && !h
+                    .parsed_holder()
+                    .is_detached(&dispatch::hostname(), crate::process::identity_is_gone) =>
+        {
+            Next::Attached(h.holder)
+        }
+        Some(h) if running => Next::EngineGone(h.holder),
+        _ => Next::Resume,
+    }
+}
+
+/// The runbook the run started with (refused if its files changed since) and the approval
+/// step's declaration in it.
+pub fn approval_spec(
+    records: &[Record],
+    step: &str,
+    as_started: AsStarted<'_>,
+) -> Option<(Arc<Runbook>, ApprovalSpec)> {
+    let RunEvent::RunStarted { file, files, .. } = &records.first()?.event else { return None };
+    let runbook = as_started(file, files)?;
+    let spec = match &runbook.find_step(step)?.action {
+        Action::Approval(spec) => (**spec).clone(),
+        _ => return None,
+    };
+    Some((runbook, spec))
+}
+
+/// `NAME=VALUE` values, typed and checked as the approval declares them; an approval must
+/// give every input that has no default.
+pub fn typed_inputs(
+    given: &[(String, String)],
+    approve: bool,
+    declared: &[Param],
+    given_before: &[String],
+) -> Result<BTreeMap<String, serde_json::Value>, Vec<String>> {
+    let mut values = BTreeMap::new();
+    let mut problems = Vec::new();
+    for (name, text) in given {
+        let Some(param) = declared.iter().find(|p| &p.name == name) else {
+            let known = if declared.is_empty() {
+                "it has none".to_string()
+            } else {
+                format!(
+                    "it has {}",
+                    declared.iter().map(|p| format!("`{}`", p.name)).collect::<Vec<_>>().join(", ")
+                )
+            };
+            problems.push(format!("the approval has no input `{name}` ({known})"));
+            continue;
+        };
+        match runbook_core::params::from_text(param.ty, text)
+            .and_then(|v| runbook_core::params::check(param, &v).map(|()| v))
+        {
+            Ok(v) => {
+                values.insert(name.clone(), serde_json::to_value(v).unwrap_or_default());
+            }
+            Err(e) => problems.push(format!("input `{name}`: {e}")),
+        }
+    }
+    if approve {
+        for p in declared.iter().filter(|p| {
+            p.default.is_none() && !values.contains_key(&p.name) && !given_before.contains(&p.name)
+        }) {
+            problems.push(format!(
+                "input `{}` is required{}",
+                p.name,
+                p.description.as_ref().map(|d| format!(" ({d})")).unwrap_or_default()
+            ));
+        }
+    }
+    if problems.is_empty() { Ok(values) } else { Err(problems) }
+}

@@ -1,0 +1,114 @@
+//! The console's operator tokens (`runbook serve token add|list|revoke`, `--auth token`).
+//! The store keeps a token's SHA-256 (hex), never the token: whoever reads the store cannot
+//! sign in with what it holds.
+
+use sqlx::Row as _;
+
+use crate::{Result, Store, StoreError, retry_busy};
+
+/// One token as the store keeps it (its hash stays inside the store).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsoleToken {
+    /// The operator the token signs in as.
+    pub name: String,
+    /// When it was made (RFC 3339).
+    pub created_at: String,
+    /// When it last signed someone in or authorized an API call.
+    pub last_used: Option<String>,
+    /// When it was revoked.
+    pub revoked_at: Option<String>,
+}
+
+impl ConsoleToken {
+    /// Whether it still signs anyone in.
+    pub fn is_live(&self) -> bool {
+        self.revoked_at.is_none()
+    }
+}
+
+fn token_of(row: &sqlx::any::AnyRow) -> Result<ConsoleToken> {
+    Ok(ConsoleToken {
+        name: row.try_get(0)?,
+        created_at: row.try_get(1)?,
+        last_used: row.try_get(2)?,
+        revoked_at: row.try_get(3)?,
+    })
+}
+
+impl Store {
+    /// Keep a new token's hash under `name`; refused when the name has a token already
+    /// (revoked or not: a name is one operator's, and its history stays listed).
+    pub async fn add_token(&self, name: &str, hash: &str, now: &str) -> Result<()> {
+        let done = sqlx::query(
+            "INSERT INTO console_tokens (name, hash, created_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+        )
+        .bind(name)
+        .bind(hash)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::Refused(format!("a token named `{name}` exists already")));
+        }
+        Ok(())
+    }
+
+    /// Every token, by name.
+    pub async fn tokens(&self) -> Result<Vec<ConsoleToken>> {
+        let rows =
+            sqlx::query("SELECT name, created_at, last_used, revoked_at FROM console_tokens ORDER BY name")
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter().map(token_of).collect()
+    }
+
+    /// The token whose hash is `hash`, with that hash (the caller compares it again in
+    /// constant time).
+    pub async fn token_by_hash(&self, hash: &str) -> Result<Option<(ConsoleToken, String)>> {
+        let row = sqlx::query(
+            "SELECT name, created_at, last_used, revoked_at, hash FROM console_tokens WHERE hash = $1",
+        )
+        .bind(hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        match row {
+            Some(r) => Ok(Some((token_of(&r)?, r.try_get(4)?))),
+            None => Ok(None),
+        }
+    }
+
+    /// The token named `name`.
+    pub async fn token(&self, name: &str) -> Result<Option<ConsoleToken>> {
+        let row =
+            sqlx::query("SELECT name, created_at, last_used, revoked_at FROM console_tokens WHERE name = $1")
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await?;
+        row.as_ref().map(token_of).transpose()
+    }
+
+    /// Record a use of the token `name`.
+    pub async fn touch_token(&self, name: &str, now: &str) -> Result<()> {
+        retry_busy(self.backend, || async {
+            sqlx::query("UPDATE console_tokens SET last_used = $1 WHERE name = $2")
+                .bind(now)
+                .bind(name)
+                .execute(&self.pool)
+                .await?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Revoke the token `name`: `false` when there is none; revoking twice keeps the first
+    /// time.
+    pub async fn revoke_token(&self, name: &str, now: &str) -> Result<bool> {
+        let done =
+            sqlx::query("UPDATE console_tokens SET revoked_at = COALESCE(revoked_at, $1) WHERE name = $2")
+                .bind(now)
+                .bind(name)
+                .execute(&self.pool)
+                .await?;
+        Ok(done.rows_affected() > 0)
+    }
+}

@@ -1,0 +1,657 @@
+//! The console's writes (`runbook serve --auth token|proxy`): signing in and out, and
+//! approving or rejecting a waiting approval step, each as the CLI would record it.
+//!
+//! Every POST passes [`admit`]: who asks (the gate), and, for a browser (no bearer), the
+//! request's `Origin` (or `Referer`) must be the console's own; then each form carries the
+//! identity's CSRF token, compared in constant time. A decision is
+//! `runbook_exec::approve::decide` (the one implementation `runbook approve` uses) with the
+//! signed-in identity as the operator; a form is answered by a redirect (POST-redirect-GET).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use minijinja::Environment;
+use runbook_core::journal::{RunEvent, StepStatus};
+use runbook_exec::approve::{Decision, Next, Refusal};
+use runbook_store::StoreError;
+use serde::Serialize;
+
+use crate::WebError;
+use crate::auth::{Auth, Refused, Who};
+use crate::pages::{App, PageError, run_id};
+
+/// The templates of this module.
+const TEMPLATES: [(&str, &str); 3] = [
+    ("login.html", include_str!("../templates/login.html")),
+    ("approvals.html", include_str!("../templates/approvals.html")),
+    ("approval_form.html", include_str!("../templates/approval_form.html")),
+];
+
+/// The longest form body read (bytes).
+const MAX_FORM: usize = 64 * 1024;
+/// The longest reason kept (characters).
+const MAX_REASON: usize = 4096;
+/// The most runs `/approvals` looks into.
+const MAX_WAITING_RUNS: usize = 100;
+
+pub fn templates(env: &mut Environment<'static>) -> Result<(), WebError> {
+    for (name, source) in TEMPLATES {
+        env.add_template(name, source).map_err(|e| WebError::Template(e.to_string()))?;
+    }
+    Ok(())
+}
+
+/// The routes of this module.
+pub fn routes() -> Router<Arc<App>> {
+    Router::new()
+        .route("/login", get(login_page).post(login))
+        .route("/logout", post(logout))
+        .route("/approvals", get(approvals_page))
+        .route("/api/approvals", get(approvals_api))
+        .route("/runs/{id}/approvals/{step}", post(decide))
+        .route("/api/runs/{id}/approvals/{step}", post(decide))
+        .route("/runs/{id}/abandon", post(abandon))
+        .route("/api/runs/{id}/abandon", post(abandon))
+}
+
+/// Who asks, before any page: the identity (`None`: anonymous), and for a POST from a
+/// browser the console's own origin. Refusals are answered here.
+pub async fn admit(
+    app: &App,
+    api: bool,
+    mut request: Request,
+) -> Result<(Request, Option<(String, String)>), Response> {
+    let peer =
+        request.extensions().get::<axum::extract::ConnectInfo<crate::auth::Peer>>().map(|c| c.0.0.ip());
+    let who = match app.gate.identify(request.headers(), peer).await {
+        Ok(who) => who,
+        Err(Refused::BadIdentity(why)) => {
+            return Err(app.error(api, StatusCode::BAD_REQUEST, "identity refused", &why));
+        }
+        Err(Refused::Store(why)) => {
+            return Err(app.error(api, StatusCode::SERVICE_UNAVAILABLE, "state store unavailable", &why));
+        }
+    };
+    // The API takes only bearers (never a cookie: nothing a browser sends by itself), so
+    // only the pages' forms need their origin checked.
+    if request.method() == axum::http::Method::POST && !api && !crate::auth::same_origin(request.headers()) {
+        return Err(app.error(
+            api,
+            StatusCode::FORBIDDEN,
+            "cross-site request refused",
+            "A form is accepted only from the console's own pages (its Origin or Referer is this console). Nothing was recorded.",
+        ));
+    }
+    if request.method() == axum::http::Method::POST {
+        request = form_checked(app, api, request, who.as_ref()).await?;
+    }
+    let signed = who.as_ref().map(|w| (w.name.clone(), w.csrf.clone()));
+    request.extensions_mut().insert(who);
+    Ok((request, signed))
+}
+
+/// The fields of a POST, read and checked once for every route (class rule: no write
+/// route can forget a check): a signed-in identity (`/login` excepted; the API only with a
+/// bearer), then the body (bounded), then its CSRF token (`/login` excepted: nobody is
+/// signed in yet, and its Origin was checked). Handlers take the fields with [`form_of`].
+async fn form_checked(
+    app: &App,
+    api: bool,
+    request: Request,
+    who: Option<&Who>,
+) -> Result<Request, Response> {
+    let signing_in = request.uri().path() == "/login";
+    let who = match who {
+        Some(w) if w.bearer || !api => Some(w),
+        _ if signing_in => None,
+        _ => return Err(not_signed_in(app, api)),
+    };
+    let (parts, body) = request.into_parts();
+    let fields = match axum::body::to_bytes(body, MAX_FORM).await {
+        Ok(bytes) => {
+            form(&bytes).map_err(|why| app.error(api, StatusCode::BAD_REQUEST, "bad request", &why))?
+        }
+        Err(_) => {
+            return Err(app.error(
+                api,
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "bad request",
+                &format!("a form is at most {MAX_FORM} bytes"),
+            ));
+        }
+    };
+    if let Some(who) = who
+        && !signing_in
+        && !csrf_ok(who, &fields)
+    {
+        return Err(app.error(api, StatusCode::FORBIDDEN, "form refused", CSRF_REFUSED));
+    }
+    let mut request = Request::from_parts(parts, axum::body::Body::empty());
+    request.extensions_mut().insert(Form(fields));
+    Ok(request)
+}
+
+/// A POST's fields, read and checked by [`admit`].
+#[derive(Debug, Clone)]
+struct Form(BTreeMap<String, String>);
+
+fn form_of(request: &Request) -> BTreeMap<String, String> {
+    request.extensions().get::<Form>().map(|f| f.0.clone()).unwrap_or_default()
+}
+
+/// A page's context with the signed-in identity, its CSRF token and the auth mode (the
+/// header of every page says who is signed in).
+pub fn with_identity(app: &App, context: impl Serialize) -> minijinja::Value {
+    let signed = crate::auth::signed_in();
+    let mode = match &app.gate.auth {
+        Auth::None => "none",
+        Auth::Token => "token",
+        Auth::Proxy { .. } => "proxy",
+    };
+    minijinja::context! {
+        signed_in => signed.as_ref().map(|s| s.0.clone()),
+        csrf => signed.map(|s| s.1).unwrap_or_default(),
+        auth => mode,
+        ..minijinja::Value::from(minijinja::value::Serde(&context))
+    }
+}
+
+/// What the run page adds: the identity (for rendering off the runtime's thread) and the
+/// run's waiting approvals with their forms.
+pub async fn on_run_page(app: &App, id: &str) -> (Option<(String, String)>, RunActions) {
+    let who = crate::auth::signed_in();
+    let actions = match app.read(async |s| s.records(id).await).await {
+        Ok(Some(records)) => RunActions {
+            approvals: waiting_of(app, id, &records, who.as_ref().map(|w| w.0.as_str())),
+            abandon: (who.is_some()
+                && runbook_exec::abandon::check_unfinished(runbook_core::journal::fold(&records).status)
+                    .is_ok())
+            .then(|| format!("/runs/{id}/abandon")),
+        },
+        _ => RunActions::default(),
+    };
+    (who, actions)
+}
+
+/// The forms of a run page: its waiting approvals, and where to abandon it (an unfinished
+/// run, for a signed-in operator).
+#[derive(Debug, Default, Serialize)]
+pub struct RunActions {
+    approvals: Vec<Waiting>,
+    abandon: Option<String>,
+}
+
+/// One input of an approval, as its form shows it.
+#[derive(Debug, Serialize)]
+pub struct InputField {
+    name: String,
+    ty: String,
+    description: Option<String>,
+    /// Allowed values (a choice), empty when any.
+    choices: Vec<String>,
+    pattern: Option<String>,
+    default: Option<String>,
+    /// No default and not given by an earlier approver.
+    required: bool,
+}
+
+/// An approval step that waits for decisions.
+#[derive(Debug, Serialize)]
+pub struct Waiting {
+    run_id: String,
+    runbook: String,
+    step: String,
+    prompt: String,
+    approvers: Vec<String>,
+    min_approvals: u32,
+    granted_by: Vec<String>,
+    still_needed: usize,
+    requested_by: String,
+    inputs: Vec<InputField>,
+    /// Why the signed-in identity may not decide (the rules' words), or why no form.
+    why_not: Option<String>,
+    /// Where the form posts.
+    action: String,
+}
+
+fn one_line(text: &str) -> String {
+    runbook_core::shown::one_line(text)
+}
+
+/// The approval steps of a run that wait, judged for `who`.
+fn waiting_of(
+    app: &App,
+    run_id: &str,
+    records: &[runbook_core::journal::Record],
+    who: Option<&str>,
+) -> Vec<Waiting> {
+    let folded = runbook_core::journal::fold(records);
+    let runbook = match records.first().map(|r| &r.event) {
+        Some(RunEvent::RunStarted { runbook, .. }) => runbook.clone(),
+        _ => String::new(),
+    };
+    let as_started = |file: &str, files: &[runbook_core::plan::FileHash]| app.files.as_started(file, files);
+    let now = runbook_exec::dispatch::now().1;
+    let mut out = Vec::new();
+    for (step, state) in &folded.steps {
+        if state.status != StepStatus::AwaitingApproval {
+            continue;
+        }
+        let Some(approval) = &state.approval else { continue };
+        let prompt = records
+            .iter()
+            .rev()
+            .find_map(|r| match &r.event {
+                RunEvent::ApprovalRequested { step: s, prompt, .. } if s == step => Some(prompt.clone()),
+                _ => None,
+            })
+            .unwrap_or_default();
+        let given: Vec<String> =
+            folded.approval_inputs.get(step).map(|m| m.keys().cloned().collect()).unwrap_or_default();
+        let spec = runbook_exec::approve::approval_spec(records, step, &as_started).map(|(_, spec)| spec);
+        let inputs = match &spec {
+            Some(spec) => spec
+                .inputs
+                .iter()
+                .map(|p| InputField {
+                    name: one_line(&p.name),
+                    ty: p.ty.as_str().to_string(),
+                    description: p.description.as_deref().map(one_line),
+                    choices: p.allowed.iter().flatten().map(|v| one_line(&v.to_string())).collect(),
+                    pattern: p.pattern.as_deref().map(one_line),
+                    default: p.default.as_ref().map(|v| one_line(&v.to_string())),
+                    required: p.default.is_none() && !given.contains(&p.name),
+                })
+                .collect(),
+            None => Vec::new(),
+        };
+        let why_not = match who {
+            None => Some(match app.gate.auth {
+                Auth::None => "This console is read-only: decide with `runbook approve` or `runbook reject`."
+                    .to_string(),
+                Auth::Token => "Sign in to decide.".to_string(),
+                Auth::Proxy { .. } => {
+                    "Only a user signed in through the console's proxy can decide.".to_string()
+                }
+            }),
+            Some(who) => match runbook_core::lifecycle::judge_decision(&folded, step, who, now) {
+                Err(why) => Some(format!("{why}.")),
+                Ok(()) if spec.is_none() => Some(format!(
+                    "The runbook of run {run_id} cannot be read as it was when the run started: restore its files (same SHA-256) to decide."
+                )),
+                Ok(()) => None,
+            },
+        };
+        out.push(Waiting {
+            run_id: run_id.to_string(),
+            runbook: one_line(&runbook),
+            step: one_line(step),
+            prompt: one_line(&prompt),
+            approvers: approval.approvers.iter().map(|a| one_line(a)).collect(),
+            min_approvals: approval.min_approvals,
+            granted_by: approval.granted_by.iter().map(|a| one_line(a)).collect(),
+            still_needed: (approval.min_approvals as usize).saturating_sub(approval.granted_by.len()),
+            requested_by: one_line(&approval.requested_by),
+            inputs,
+            why_not,
+            action: format!("/runs/{run_id}/approvals/{step}"),
+        });
+    }
+    out
+}
+
+/// Every waiting approval of the store's runs (newest runs first).
+async fn all_waiting(app: &App) -> Result<Vec<Waiting>, PageError> {
+    let who = crate::auth::signed_in().map(|w| w.0);
+    let found = app
+        .read(async |s| {
+            let runs = s.run_list().await?.runs;
+            let mut out = Vec::new();
+            for r in runs.iter().filter(|r| r.finished_at.is_none()).take(MAX_WAITING_RUNS) {
+                match s.records(&r.run_id).await {
+                    Ok(records) => out.push((r.run_id.clone(), records)),
+                    Err(StoreError::NoSuchRun(_)) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(out)
+        })
+        .await?
+        .unwrap_or_default();
+    Ok(found.iter().flat_map(|(id, records)| waiting_of(app, id, records, who.as_deref())).collect())
+}
+
+async fn approvals_page(State(app): State<Arc<App>>) -> Response {
+    match all_waiting(&app).await {
+        Ok(list) => app.render(StatusCode::OK, "approvals.html", serde_json::json!({ "approvals": list })),
+        Err(e) => app.failure(false, e),
+    }
+}
+
+async fn approvals_api(State(app): State<Arc<App>>) -> Response {
+    match all_waiting(&app).await {
+        Ok(list) => crate::pages::json_response(StatusCode::OK, serde_json::json!({ "approvals": list })),
+        Err(e) => app.failure(true, e),
+    }
+}
+
+/// A form body's fields (`application/x-www-form-urlencoded`), each once.
+fn form(body: &[u8]) -> Result<BTreeMap<String, String>, String> {
+    let text = std::str::from_utf8(body).map_err(|_| "the form is not UTF-8 text".to_string())?;
+    let mut fields = BTreeMap::new();
+    for pair in text.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let key = crate::query::decode(k).ok_or("a field name of the form is not readable")?;
+        let value = crate::query::decode(v)
+            .ok_or_else(|| format!("the form's field `{}` is not readable", one_line(&key)))?;
+        if fields.insert(key.clone(), value).is_some() {
+            return Err(format!("the form gives `{}` twice", one_line(&key)));
+        }
+    }
+    Ok(fields)
+}
+
+fn who_of(request: &Request) -> Option<Who> {
+    request.extensions().get::<Option<Who>>().cloned().flatten()
+}
+
+/// The form's CSRF token is the identity's (a bearer needs none: no browser sends it by
+/// itself).
+fn csrf_ok(who: &Who, fields: &BTreeMap<String, String>) -> bool {
+    who.bearer
+        || (!who.csrf.is_empty() && fields.get("csrf").is_some_and(|c| crate::auth::same(c, &who.csrf)))
+}
+
+fn see_other(to: &str) -> Response {
+    Redirect::to(to).into_response()
+}
+
+/// `/login` exists only with `--auth token`.
+fn no_tokens(app: &App) -> Option<Response> {
+    (app.gate.auth != Auth::Token).then(|| {
+        app.error(false, StatusCode::NOT_FOUND, "not found", "This console does not sign in with tokens.")
+    })
+}
+
+async fn login_page(State(app): State<Arc<App>>) -> Response {
+    if let Some(r) = no_tokens(&app) {
+        return r;
+    }
+    app.render(StatusCode::OK, "login.html", serde_json::json!({ "failed": false }))
+}
+
+async fn login(State(app): State<Arc<App>>, request: Request) -> Response {
+    if let Some(r) = no_tokens(&app) {
+        return r;
+    }
+    let fields = form_of(&request);
+    let token = fields.get("token").map(String::as_str).unwrap_or_default();
+    let name = match app.gate.by_token(token).await {
+        Ok(Some(name)) => name,
+        Ok(None) => {
+            return app.render(StatusCode::UNAUTHORIZED, "login.html", serde_json::json!({ "failed": true }));
+        }
+        Err(Refused::Store(why) | Refused::BadIdentity(why)) => {
+            return app.error(false, StatusCode::SERVICE_UNAVAILABLE, "state store unavailable", &why);
+        }
+    };
+    let Some(id) = app.gate.start_session(&name) else {
+        return app.error(
+            false,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many sessions",
+            "Too many sessions are open: try again later.",
+        );
+    };
+    let mut r = see_other("/approvals");
+    if let Ok(v) = HeaderValue::from_str(&crate::auth::session_cookie(&id)) {
+        r.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    r
+}
+
+async fn logout(State(app): State<Arc<App>>, request: Request) -> Response {
+    let Some(who) = who_of(&request) else { return not_signed_in(&app, false) };
+    if let Some(id) = &who.session {
+        app.gate.end_session(id);
+    }
+    let mut r = see_other("/runs");
+    if let Ok(v) = HeaderValue::from_str(&crate::auth::ended_cookie()) {
+        r.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    r
+}
+
+const CSRF_REFUSED: &str = "The form's token is missing or is not this session's (an old page, or a form from another site): reload the page and try again. Nothing was recorded.";
+
+/// POST `/runs/{id}/approvals/{step}` (a form) and `/api/runs/{id}/approvals/{step}` (a
+/// bearer): `decision=approve|reject`, `reason`, `input.NAME=VALUE`, `csrf`.
+async fn decide(
+    State(app): State<Arc<App>>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    request: Request,
+) -> Response {
+    let api = request.uri().path().starts_with("/api/");
+    let who = who_of(&request);
+    let Some(who) = who.filter(|w| w.bearer || !api) else {
+        return not_signed_in(&app, api);
+    };
+    let (id, step) = match path {
+        Ok(Path((id, step))) => match run_id(Ok(Path(id))) {
+            Ok(id) => (id, step),
+            Err(e) => return app.failure(api, e),
+        },
+        Err(_) => return app.failure(api, PageError::BadRequest("the path is not valid UTF-8 text".into())),
+    };
+    let fields = form_of(&request);
+    let approve = match fields.get("decision").map(String::as_str) {
+        Some("approve") => true,
+        Some("reject") => false,
+        _ => {
+            return app.error(
+                api,
+                StatusCode::BAD_REQUEST,
+                "bad request",
+                "Say `decision=approve` or `decision=reject`. Nothing was recorded.",
+            );
+        }
+    };
+    let reason = fields.get("reason").map(|r| r.trim().to_string()).unwrap_or_default();
+    if reason.chars().count() > MAX_REASON {
+        return app.error(
+            api,
+            StatusCode::BAD_REQUEST,
+            "bad request",
+            &format!("A reason is at most {MAX_REASON} characters. Nothing was recorded."),
+        );
+    }
+    let inputs: Vec<(String, String)> = fields
+        .iter()
+        .filter_map(|(k, v)| k.strip_prefix("input.").map(|n| (n.to_string(), v.clone())))
+        .filter(|(_, v)| !v.is_empty())
+        .collect();
+    let store = match app.gate.store().await {
+        Ok(s) => s,
+        Err(why) => return app.error(api, StatusCode::SERVICE_UNAVAILABLE, "state store unavailable", &why),
+    };
+    let as_started = |file: &str, files: &[runbook_core::plan::FileHash]| app.files.as_started(file, files);
+    let decision =
+        Decision { run_id: &id, step: &step, operator: &who.name, approve, inputs: &inputs, reason: &reason };
+    match runbook_exec::approve::decide(&store, decision, &as_started, &app.gate.engine_env()).await {
+        Ok(decided) if api => crate::pages::json_response(
+            StatusCode::OK,
+            serde_json::json!({
+                "recorded": if approve { "approval_granted" } else { "approval_rejected" },
+                "operator": who.name, "granted": decided.granted, "min_approvals": decided.min_approvals,
+                "settled": decided.settled,
+                "next": match decided.next {
+                    Next::Waiting => "waiting".to_string(),
+                    Next::Attached(h) => format!("attached to {h}"),
+                    Next::EngineGone(h) => format!("engine gone ({h}): runbook resume {id}"),
+                    Next::Resume => format!("runbook resume {id}"),
+                },
+            }),
+        ),
+        Ok(_) => see_other(&format!("/runs/{id}")),
+        Err(r) => {
+            let (status, title, text) = refusal(&app, r, &id);
+            app.error(api, status, title, &text)
+        }
+    }
+}
+
+/// A refused decision: the CLI's words (the rules' text is the same function's).
+fn refusal(app: &App, r: Refusal, run_id: &str) -> (StatusCode, &'static str, String) {
+    match r {
+        Refusal::Rules(why) => {
+            (StatusCode::FORBIDDEN, "decision refused", format!("{why}; nothing was recorded"))
+        }
+        Refusal::NoRunbook => (
+            StatusCode::CONFLICT,
+            "decision refused",
+            format!(
+                "the runbook of run {run_id} cannot be read as it was when the run started; nothing was recorded (restore the runbook files, same SHA-256)"
+            ),
+        ),
+        Refusal::Inputs(problems) => (
+            StatusCode::BAD_REQUEST,
+            "inputs refused",
+            format!("{}; nothing was recorded", problems.join("; ")),
+        ),
+        Refusal::Secrets(problems) => (
+            StatusCode::BAD_REQUEST,
+            "cannot check what was typed",
+            format!(
+                "{}; the console reads the run's secrets as the run does, to keep them out of what you type (inputs, reason), and `runbook serve` was not given the same sources: decide without inputs and reason, or with `runbook approve` where the sources are; nothing was recorded",
+                problems.join("; ")
+            ),
+        ),
+        Refusal::Interrupted(secret) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "interrupted",
+            format!("reading the secret `{secret}` was interrupted; nothing was recorded"),
+        ),
+        Refusal::Store(StoreError::NoSuchRun(id)) => {
+            (StatusCode::NOT_FOUND, "not found", format!("there is no run `{}`", one_line(&id)))
+        }
+        // A connection URL's password is never shown.
+        Refusal::Store(e) => {
+            (StatusCode::SERVICE_UNAVAILABLE, "state store unavailable", app.gate.failed(&e))
+        }
+    }
+}
+
+/// POST `/runs/{id}/abandon` (a form) and `/api/runs/{id}/abandon` (a bearer): `reason`,
+/// `csrf`. Without compensation (the console runs no step): `runbook abandon RUN
+/// --compensate` on a host with the runbook does that. The same recording as the CLI's
+/// (`runbook_exec::abandon::abandon`): a live engine refuses it, the reason is redacted.
+async fn abandon(
+    State(app): State<Arc<App>>,
+    id: Result<Path<String>, PathRejection>,
+    request: Request,
+) -> Response {
+    let api = request.uri().path().starts_with("/api/");
+    let Some(who) = who_of(&request).filter(|w| w.bearer || !api) else {
+        return not_signed_in(&app, api);
+    };
+    let id = match run_id(id) {
+        Ok(id) => id,
+        Err(e) => return app.failure(api, e),
+    };
+    let fields = form_of(&request);
+    let reason = fields.get("reason").map(|r| r.trim().to_string()).unwrap_or_default();
+    if reason.is_empty() || reason.chars().count() > MAX_REASON {
+        return app.error(
+            api,
+            StatusCode::BAD_REQUEST,
+            "bad request",
+            &format!("A reason says why the run is abandoned (1 to {MAX_REASON} characters); it is journaled. Nothing was recorded."),
+        );
+    }
+    let store = match app.gate.store().await {
+        Ok(s) => s,
+        Err(why) => return app.error(api, StatusCode::SERVICE_UNAVAILABLE, "state store unavailable", &why),
+    };
+    let as_started = |file: &str, files: &[runbook_core::plan::FileHash]| app.files.as_started(file, files);
+    let as_now = |file: &str| app.files.as_now(file);
+    let request = runbook_exec::abandon::Abandon {
+        run_id: &id,
+        operator: &who.name,
+        reason: &reason,
+        compensated: false,
+        opened: None,
+    };
+    use runbook_exec::abandon::Refusal as R;
+    match runbook_exec::abandon::abandon(&store, request, &as_started, &as_now, &app.gate.engine_env()).await
+    {
+        Ok(done) if api => crate::pages::json_response(
+            StatusCode::OK,
+            serde_json::json!({ "recorded": "run_abandoned", "operator": who.name, "was": done.was, "lock": done.lock, "reason_withheld": done.withheld }),
+        ),
+        Ok(_) => see_other(&format!("/runs/{id}")),
+        Err(r) => {
+            let (status, text) = match r {
+                R::Finished(ended) => (
+                    StatusCode::CONFLICT,
+                    format!(
+                        "run {id} has finished ({}); there is nothing to abandon; nothing was recorded",
+                        ended.as_str()
+                    ),
+                ),
+                R::Live { holder, since } => (
+                    StatusCode::CONFLICT,
+                    format!(
+                        "run {id} is running in a live engine ({}, since {since}); nothing was recorded: stop it first, then abandon it",
+                        one_line(&holder)
+                    ),
+                ),
+                R::NoStart => {
+                    (StatusCode::CONFLICT, "the run has no `run_started` record; nothing was recorded".into())
+                }
+                R::Secrets(problems) => (
+                    StatusCode::BAD_REQUEST,
+                    format!(
+                        "{}; the console reads the run's secrets as the run does, to keep them out of the reason it journals, and `runbook serve` was not given the same sources; nothing was recorded",
+                        problems.join("; ")
+                    ),
+                ),
+                R::Interrupted(secret) => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("reading the secret `{secret}` was interrupted; nothing was recorded"),
+                ),
+                R::Exec(e) => (StatusCode::CONFLICT, format!("{e}; nothing was recorded")),
+                R::Store(StoreError::NoSuchRun(_)) => {
+                    (StatusCode::NOT_FOUND, format!("there is no run `{}`", one_line(&id)))
+                }
+                R::Store(e) => (StatusCode::SERVICE_UNAVAILABLE, app.gate.failed(&e)),
+            };
+            app.error(api, status, "abandon refused", &text)
+        }
+    }
+}
+
+fn not_signed_in(app: &App, api: bool) -> Response {
+    if api {
+        let mut r = app.error(
+            true,
+            StatusCode::UNAUTHORIZED,
+            "not signed in",
+            "Give `Authorization: Bearer rbt_...` (a live token of `runbook serve token add`). Nothing was recorded.",
+        );
+        r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        r
+    } else {
+        app.error(
+            false,
+            StatusCode::FORBIDDEN,
+            "not signed in",
+            "Only a signed-in operator can act. Nothing was recorded.",
+        )
+    }
+}
