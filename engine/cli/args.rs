@@ -292,6 +292,23 @@ pub enum Command {
         #[arg(long, value_name = "NAME[:PORT]")]
         host: Vec<runbook_web::HostName>,
     },
+    /// List the schedules of a schedules file with their next fire times, in their time
+    /// zone and in UTC.
+    Schedules {
+        /// The schedules file (`[schedule.NAME]` tables).
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// How many fire times to show per schedule (at most 1000).
+        #[arg(long, default_value_t = 3, value_name = "N")]
+        next: usize,
+        /// Compute the fire times after this instant (RFC 3339) instead of now: to see
+        /// what a schedule does around a DST change.
+        #[arg(long, value_name = "TIME")]
+        from: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = ListFormat::Text)]
+        format: ListFormat,
+    },
 }
 
 #[derive(Debug, clap::Args)]

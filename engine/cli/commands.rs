@@ -157,6 +157,9 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Serve { listen, state, runbooks, host } => {
             crate::serve::serve(listen, state.state, runbooks, host)
         }
+        Command::Schedules { file, next, from, format } => {
+            crate::schedules::list(&file, next, from.as_deref(), format)
+        }
         Command::Schema => {
             out!("{}", schema::schema_text());
             Ok(Exit::Success)
@@ -168,7 +171,19 @@ pub fn run(cli: Cli) -> CliResult {
 /// of the command: exit 3 says the answer).
 fn check(files: &[std::path::PathBuf], format: CheckFormat, color: bool) -> Exit {
     let mut all = Vec::new();
+    let mut schedule_files = 0;
     for f in files {
+        // A schedules file (`[schedule.NAME]` tables, no `[runbook]`) is checked as one,
+        // with the runbooks it names; any other file as a runbook.
+        if let Ok(text) = crate::loader::read(&display(f))
+            && crate::schedules::is_schedules(&text)
+        {
+            schedule_files += 1;
+            let (schedules, diags) = crate::schedules::check_text(f, text);
+            all.extend(diags);
+            leave_to_exit(schedules);
+            continue;
+        }
         let checked = load(f);
         all.extend(checked.diagnostics);
         leave_to_exit(checked.runbook);
@@ -183,8 +198,17 @@ fn check(files: &[std::path::PathBuf], format: CheckFormat, color: bool) -> Exit
                 crate::output::errln!("{summary}");
             }
             if !invalid {
-                let n = files.len();
-                crate::output::errln!("ok: {n} runbook{} valid", if n == 1 { "" } else { "s" });
+                let n = files.len() - schedule_files;
+                let plural = |n: usize| if n == 1 { "" } else { "s" };
+                match (n, schedule_files) {
+                    (n, 0) => crate::output::errln!("ok: {n} runbook{} valid", plural(n)),
+                    (0, m) => crate::output::errln!("ok: {m} schedules file{} valid", plural(m)),
+                    (n, m) => crate::output::errln!(
+                        "ok: {n} runbook{} and {m} schedules file{} valid",
+                        plural(n),
+                        plural(m)
+                    ),
+                }
             }
         }
     }

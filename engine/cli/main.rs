@@ -27,6 +27,7 @@ mod queue;
 mod report;
 mod run;
 mod runtime;
+mod schedules;
 mod serve;
 mod state;
 

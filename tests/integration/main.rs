@@ -62,6 +62,7 @@ mod resume;
 mod review_shows;
 mod run;
 mod run_folder;
+mod schedules;
 mod schema;
 mod secret_files;
 mod secret_transforms;
