@@ -51,9 +51,16 @@ pub fn run(cli: Cli) -> CliResult {
             color,
         ),
         Command::Cancel { run_id, reason, state } => queue::cancel(&run_id, &reason, state.state.as_deref()),
-        Command::Worker { concurrency, labels, poll, grace, state } => {
-            queue::worker(concurrency.max(1), &labels, poll, grace, state.state.as_deref())
-        }
+        Command::Worker { concurrency, labels, poll, grace, state, schedules } => queue::worker(
+            queue::WorkerArgs {
+                concurrency: concurrency.max(1),
+                labels: &labels,
+                poll,
+                grace,
+                schedules: schedules.as_deref(),
+            },
+            state.state.as_deref(),
+        ),
         Command::Run {
             target: Target { file, params, params_file, plan },
             yes,
@@ -157,9 +164,16 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Serve { listen, state, runbooks, host } => {
             crate::serve::serve(listen, state.state, runbooks, host)
         }
-        Command::Schedules { file, next, from, format } => {
-            crate::schedules::list(&file, next, from.as_deref(), format)
-        }
+        Command::Schedules { file, next, at, format, state } => crate::schedules::list(
+            crate::schedules::ListArgs {
+                file: &file,
+                next,
+                at: at.as_deref(),
+                format,
+                state: state.state.as_deref(),
+            },
+            cli.color,
+        ),
         Command::Schema => {
             out!("{}", schema::schema_text());
             Ok(Exit::Success)

@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use runbook_core::model::ParamValue;
 use runbook_store::{Claim, Store, Submission};
 
 use crate::error::{CliError, CliResult, Exit, Message, StoreAction};
@@ -45,13 +46,8 @@ pub fn submit(args: SubmitArgs<'_>, color: bool) -> CliResult {
             (pinned.runbook, pinned.params, pinned.file, text)
         }
         (None, Some(file)) => {
-            let (runbook, values) =
-                load_with_params(file, &target.params, target.params_file.as_deref(), color)?;
-            let mut plan = runbook_core::plan::plan(&runbook, &values).map_err(CliError::Diagnostics)?;
-            // Digested as `runbook plan -o` does: the worker runs it with `run --plan`.
-            plan.reads = pinned_reads(&runbook, target.params_file.as_deref())?;
-            let text = serde_json::to_string_pretty(&plan)
-                .map_err(|e| CliError::Invalid(Message::new(format!("cannot write the plan: {e}"))))?;
+            let (runbook, values, text) =
+                plan_of(file, &target.params, target.params_file.as_deref(), color)?;
             (runbook, values, std::path::PathBuf::from(file), text)
         }
         // clap requires one of them.
@@ -59,21 +55,8 @@ pub fn submit(args: SubmitArgs<'_>, color: bool) -> CliResult {
             return Err(CliError::Usage(Message::new("give a runbook file or `--plan PLAN.json`")));
         }
     };
-    if !args.yes && runbook.steps.iter().any(|s| s.confirm.is_some()) {
-        return Err(CliError::Invalid(
-            Message::new(
-                "this runbook asks for confirmation before some steps, and a queued run has no terminal",
-            )
-            .help("review the plan (`runbook plan`), then submit again with `--yes`"),
-        ));
-    }
-    // The store keeps the plan (with its parameters), the labels and who submitted it: the
-    // secrets are read as the run will read them, and a value holding one is refused here,
-    // before anything is queued (issue 11, promise 3).
-    let base_dir = file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
     let location = crate::state::location(args.state);
-    let secrets = crate::run::resolve_secrets(&runbook, base_dir, &location)?;
-    crate::run::check_params_hold_no_secret(&secrets, &params)?;
+    let secrets = vet(&runbook, &params, &file, args.yes, &location)?;
     let run_id = crate::run::new_run_id();
     let submitted_at = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
     crate::runtime::block_on(async {
@@ -104,6 +87,52 @@ pub fn submit(args: SubmitArgs<'_>, color: bool) -> CliResult {
         runbook.name
     );
     Ok(Exit::Success)
+}
+
+/// The pinned plan of a runbook with its parameter values, as `runbook plan -o` writes it
+/// (the worker runs it with `run --plan`): the runbook, the values and the plan's text.
+pub(crate) type Planned =
+    (std::sync::Arc<runbook_core::model::Runbook>, BTreeMap<String, ParamValue>, String);
+
+/// See [`Planned`].
+pub(crate) fn plan_of(
+    file: &Path,
+    params: &[(String, String)],
+    params_file: Option<&Path>,
+    color: bool,
+) -> Result<Planned, CliError> {
+    let (runbook, values) = load_with_params(file, params, params_file, color)?;
+    let mut plan = runbook_core::plan::plan(&runbook, &values).map_err(CliError::Diagnostics)?;
+    plan.reads = pinned_reads(&runbook, params_file)?;
+    let text = serde_json::to_string_pretty(&plan)
+        .map_err(|e| CliError::Invalid(Message::new(format!("cannot write the plan: {e}"))))?;
+    Ok((runbook, values, text))
+}
+
+/// What a queued run must pass before it is queued: a confirmation it asks for is given
+/// (`yes`: a queued run has no terminal), and no parameter value holds a secret. The store
+/// keeps the plan (with its parameters), the labels and who submitted it: the secrets are
+/// read as the run will read them, and a value holding one is refused here, before anything
+/// is queued (issue 11, promise 3).
+pub(crate) fn vet(
+    runbook: &runbook_core::model::Runbook,
+    params: &BTreeMap<String, ParamValue>,
+    file: &Path,
+    yes: bool,
+    location: &runbook_store::Location,
+) -> Result<runbook_exec::secrets::Secrets, CliError> {
+    if !yes && runbook.steps.iter().any(|s| s.confirm.is_some()) {
+        return Err(CliError::Invalid(
+            Message::new(
+                "this runbook asks for confirmation before some steps, and a queued run has no terminal",
+            )
+            .help("review the plan (`runbook plan`), then submit again with `--yes`"),
+        ));
+    }
+    let base_dir = file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let secrets = crate::run::resolve_secrets(runbook, base_dir, location)?;
+    crate::run::check_params_hold_no_secret(&secrets, params)?;
+    Ok(secrets)
 }
 
 /// `runbook cancel`: take a queued run off the queue (recorded with who and why).
@@ -200,14 +229,23 @@ struct Engine {
 
 /// `runbook worker`: claim, run, record, until SIGTERM or Ctrl-C; then let running runs
 /// finish for `grace`, interrupt the rest and hand them back to the queue.
-pub fn worker(
-    concurrency: usize,
-    labels: &[String],
-    poll: Duration,
-    grace: Duration,
-    state: Option<&str>,
-) -> CliResult {
+/// What `runbook worker` was asked.
+#[derive(Debug)]
+pub struct WorkerArgs<'a> {
+    pub concurrency: usize,
+    pub labels: &'a [String],
+    pub poll: Duration,
+    pub grace: Duration,
+    /// A schedules file whose due times this worker fires (with the others of the store).
+    pub schedules: Option<&'a Path>,
+}
+
+pub fn worker(args: WorkerArgs<'_>, state: Option<&str>) -> CliResult {
+    let WorkerArgs { concurrency, labels, poll, grace, schedules } = args;
     let location = crate::state::location(state);
+    // A schedules file with any problem stops the worker before it starts: nothing fires
+    // from a file that `check` refuses.
+    let firing = schedules.map(crate::schedules::Firing::load).transpose()?;
     let name = format!(
         "worker {} (pid {} on {})",
         crate::identity::operator(),
@@ -239,6 +277,8 @@ pub fn worker(
             dir,
             state: state.map(str::to_string),
             as_submitter,
+            firing,
+            location: location.clone(),
         };
         Ok(w.serve(concurrency, poll, grace).await)
     })
@@ -253,6 +293,9 @@ struct Worker {
     state: Option<String>,
     /// Engines act as the run's submitter (`--as`); false in `db-role` identity mode.
     as_submitter: bool,
+    /// The schedules this worker fires.
+    firing: Option<crate::schedules::Firing>,
+    location: runbook_store::Location,
 }
 
 /// A claim whose worker has not heartbeaten for this long is taken to be dead.
@@ -287,6 +330,9 @@ impl Worker {
                     }
                 }
             } else {
+                if let Some(firing) = &self.firing {
+                    firing.fire_due(&self.store, &self.name, &self.location).await;
+                }
                 while engines.len() < concurrency {
                     match self.claim_next().await {
                         Some(engine) => {

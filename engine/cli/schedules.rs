@@ -2,6 +2,7 @@
 //! runbooks they name and their parameters) and `runbook schedules` (the next fire times).
 
 use std::collections::BTreeMap;
+use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -13,7 +14,7 @@ use crate::args::ListFormat;
 use crate::error::{CliError, CliResult, Exit, Message};
 use crate::input::{display, load, load_with_missing_params};
 use crate::loader;
-use crate::output::out;
+use crate::output::{out, outln};
 
 /// TEST MODE ONLY: `RUNBOOK_TEST_SCHEDULE_SECONDS=1` lets cron expressions have a leading
 /// seconds field, for the integration tests of workers. User files stay minute-based.
@@ -140,11 +141,13 @@ fn outside(
     )
 }
 
-/// `runbook schedules FILE`: each schedule with its next fire times.
-pub fn list(file: &Path, next: usize, from: Option<&str>, format: ListFormat) -> CliResult {
+/// The schedules of a schedules file that `check` passes; its problems otherwise (exit 3),
+/// or a usage error for a file that is not a schedules file.
+fn read_valid(file: &Path) -> Result<Vec<Schedule>, CliError> {
     let shown = display(file);
-    let text = loader::read(&shown)
-        .map_err(|e| CliError::CannotStart(Message::new(format!("cannot read `{shown}`: {e}"))))?;
+    let text = loader::read(&shown).map_err(|e| {
+        CliError::CannotStart(Message::new(format!("cannot read the schedules file `{shown}`: {e}")))
+    })?;
     if !is_schedules(&text) {
         return Err(CliError::Usage(
             Message::new(format!("`{shown}` is not a schedules file"))
@@ -155,21 +158,88 @@ pub fn list(file: &Path, next: usize, from: Option<&str>, format: ListFormat) ->
     if diags.iter().any(|d| d.severity == Severity::Error) {
         return Err(CliError::Diagnostics(diags));
     }
-    let now = match from {
+    Ok(schedules)
+}
+
+/// What `runbook schedules` was asked.
+#[derive(Debug)]
+pub struct ListArgs<'a> {
+    pub file: &'a Path,
+    pub next: usize,
+    pub at: Option<&'a str>,
+    pub format: ListFormat,
+    pub state: Option<&'a str>,
+}
+
+/// What the store says of one schedule, and whether it is overdue.
+#[derive(Debug, Default)]
+struct Seen {
+    runs: runbook_store::ScheduleRuns,
+    overdue: bool,
+}
+
+/// `runbook schedules FILE`: each schedule with its next fire times, and with a store its
+/// last run, last success and whether it is overdue.
+pub fn list(args: ListArgs<'_>, color: crate::args::Color) -> CliResult {
+    let ListArgs { file, next, at, format, state } = args;
+    let schedules = read_valid(file)?;
+    let now = match at {
         None => DateTime::<Utc>::from(std::time::SystemTime::now()),
         Some(t) => DateTime::parse_from_rfc3339(t).map(|t| t.with_timezone(&Utc)).map_err(|e| {
             CliError::Usage(
-                Message::new(format!("`--from {t}` is not an RFC 3339 time: {e}"))
+                Message::new(format!("`--at {t}` is not an RFC 3339 time: {e}"))
                     .help("write a time such as 2026-03-28T12:00:00Z"),
             )
         })?,
     };
+    let seen = match state {
+        None => None,
+        Some(state) => Some(seen(&schedules, state, now)?),
+    };
     let next = next.min(schedule::MAX_NEXT);
+    let color = match color {
+        crate::args::Color::Always => true,
+        crate::args::Color::Never => false,
+        crate::args::Color::Auto => std::env::var_os("NO_COLOR").is_none() && std::io::stdout().is_terminal(),
+    };
     match format {
-        ListFormat::Json => out!("{}\n", json(&schedules, now, next)),
-        ListFormat::Text => out!("{}", text_view(&schedules, now, next)),
+        ListFormat::Json => out!("{}\n", json(&schedules, seen.as_deref(), now, next)),
+        ListFormat::Text => out!("{}", text_view(&schedules, seen.as_deref(), now, next, color)),
     }
     Ok(Exit::Success)
+}
+
+/// The store's view of every schedule, read only.
+fn seen(schedules: &[Schedule], state: &str, now: DateTime<Utc>) -> Result<Vec<Seen>, CliError> {
+    let location = crate::state::location(Some(state));
+    crate::runtime::block_on(async {
+        let store = match runbook_store::Store::open_read_only(&location).await {
+            Ok(Some(store)) => store,
+            // No store yet: nothing ran.
+            Ok(None) => return Ok(schedules.iter().map(|_| Seen::default()).collect()),
+            Err(source) => {
+                return Err(CliError::StoreAt {
+                    doing: crate::error::StoreAction::Open,
+                    location: location.shown(),
+                    source,
+                });
+            }
+        };
+        let mut out = Vec::new();
+        for s in schedules {
+            let runs = store.schedule_runs(&s.target.name).await.map_err(|source| CliError::StoreAt {
+                doing: crate::error::StoreAction::Open,
+                location: location.shown(),
+                source,
+            })?;
+            let parse = |t: &Option<String>| {
+                t.as_deref().and_then(|t| DateTime::parse_from_rfc3339(t).ok()).map(|t| t.with_timezone(&Utc))
+            };
+            let overdue = s.overdue(parse(&runs.last_success), parse(&runs.first_fired_at), now);
+            out.push(Seen { runs, overdue });
+        }
+        Ok(out)
+    })
 }
 
 fn fire(t: &DateTime<chrono_tz::Tz>) -> (String, String) {
@@ -179,7 +249,13 @@ fn fire(t: &DateTime<chrono_tz::Tz>) -> (String, String) {
     )
 }
 
-fn text_view(schedules: &[Schedule], now: DateTime<Utc>, next: usize) -> String {
+fn text_view(
+    schedules: &[Schedule],
+    seen: Option<&[Seen]>,
+    now: DateTime<Utc>,
+    next: usize,
+    color: bool,
+) -> String {
     let mut out = String::new();
     for (i, s) in schedules.iter().enumerate() {
         if i > 0 {
@@ -213,6 +289,23 @@ fn text_view(schedules: &[Schedule], now: DateTime<Utc>, next: usize) -> String 
                 if s.notify.is_some() { remind } else { "nobody (no `notify`)".into() }
             ));
         }
+        if let Some(seen) = seen.and_then(|all| all.get(i)) {
+            let last = seen
+                .runs
+                .last_run
+                .as_ref()
+                .map_or("none".to_string(), |(id, status, _)| format!("{id} ({status})"));
+            out.push_str(&format!("  last run     {last}\n"));
+            out.push_str(&format!(
+                "  last success {}\n",
+                seen.runs.last_success.as_deref().unwrap_or("none")
+            ));
+            if seen.overdue {
+                let window = s.expect_success_within.map(span_text).unwrap_or_default();
+                let word = if color { "\x1b[1;31mOVERDUE\x1b[0m" } else { "OVERDUE" };
+                out.push_str(&format!("  {word}      no successful run within {window}\n"));
+            }
+        }
         let times = s.next_after(now, next);
         for (j, t) in times.iter().enumerate() {
             let (local, utc) = fire(t);
@@ -231,10 +324,11 @@ fn shown_value(text: &str) -> String {
     text.chars().flat_map(char::escape_debug).collect::<String>().replace("\\\"", "\"").replace("\\'", "'")
 }
 
-fn json(schedules: &[Schedule], now: DateTime<Utc>, next: usize) -> String {
+fn json(schedules: &[Schedule], seen: Option<&[Seen]>, now: DateTime<Utc>, next: usize) -> String {
     let list: Vec<serde_json::Value> = schedules
         .iter()
-        .map(|s| {
+        .enumerate()
+        .map(|(i, s)| {
             let times: Vec<serde_json::Value> = s
                 .next_after(now, next)
                 .iter()
@@ -265,6 +359,11 @@ fn json(schedules: &[Schedule], now: DateTime<Utc>, next: usize) -> String {
                 "remind_every": s.remind_every.map(span_text),
                 "notify": s.notify.is_some(),
                 "next": times,
+                "last_run": seen.and_then(|all| all.get(i)).and_then(|x| x.runs.last_run.as_ref()).map(|(id, status, started)| {
+                    serde_json::json!({ "run_id": id, "status": status, "started_at": started })
+                }),
+                "last_success": seen.and_then(|all| all.get(i)).and_then(|x| x.runs.last_success.clone()),
+                "overdue": seen.and_then(|all| all.get(i)).map(|x| x.overdue),
             })
         })
         .collect();
@@ -281,4 +380,142 @@ fn span_text(d: std::time::Duration) -> String {
         .map(|(n, u)| format!("{n}{u}"))
         .collect();
     if parts.is_empty() { "0m".into() } else { parts.join(" ") }
+}
+
+/// A due time seen less than this late is not missed (a worker polls): `catch-up = "none"`
+/// still fires it.
+const LATE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The schedules a worker fires (`runbook worker --schedules FILE`).
+#[derive(Debug)]
+pub struct Firing {
+    /// The schedules file's folder: runbooks and params files are relative to it.
+    folder: PathBuf,
+    schedules: Vec<Schedule>,
+    /// When this worker started: a schedule that never fired fires its due times after it.
+    since: DateTime<Utc>,
+}
+
+impl Firing {
+    /// The schedules of `file`, refused with every problem if `check` would refuse it.
+    pub fn load(file: &Path) -> Result<Firing, CliError> {
+        let schedules = read_valid(file)?;
+        let folder =
+            file.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
+        Ok(Firing { folder, schedules, since: DateTime::<Utc>::from(std::time::SystemTime::now()) })
+    }
+
+    /// Fire every due time of every schedule that the store has not seen fired: the store
+    /// decides which worker fires each (one row per schedule and due time).
+    pub async fn fire_due(
+        &self,
+        store: &runbook_store::Store,
+        worker: &str,
+        location: &runbook_store::Location,
+    ) {
+        let now = DateTime::<Utc>::from(std::time::SystemTime::now());
+        for s in &self.schedules {
+            let last = match store.schedule_runs(&s.target.name).await {
+                Ok(r) => r.last_due_ms,
+                Err(e) => {
+                    crate::output::errln!(
+                        "warning: cannot read the fires of schedule `{}`: {e}",
+                        s.target.name
+                    );
+                    continue;
+                }
+            };
+            let from = last.and_then(schedule::utc_from_millis).unwrap_or(self.since);
+            for due in s.due_between(from, now, LATE) {
+                self.fire_one(store, worker, location, s, due).await;
+            }
+        }
+    }
+
+    async fn fire_one(
+        &self,
+        store: &runbook_store::Store,
+        worker: &str,
+        location: &runbook_store::Location,
+        s: &Schedule,
+        due: DateTime<Utc>,
+    ) {
+        let name = &s.target.name;
+        let fired_at = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
+        let fire = runbook_store::Fire {
+            schedule: name,
+            due_ms: due.timestamp_millis(),
+            fired_by: worker,
+            fired_at: &fired_at,
+        };
+        let due_text = due.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let active = match store.schedule_runs(name).await {
+            Ok(r) if r.active => r.last_run.map(|(id, ..)| id),
+            Ok(_) => None,
+            Err(e) => {
+                crate::output::errln!("warning: cannot read the runs of schedule `{name}`: {e}");
+                return;
+            }
+        };
+        let (fire, due_text) = (&fire, due_text.as_str());
+        let skip = |note: String| async move {
+            let fire = fire;
+            match store.fire(fire, None, &note).await {
+                Ok(runbook_store::Fired::Skipped) => {
+                    outln!("schedule {name} due {due_text}: skipped: {note}")
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    crate::output::errln!("warning: cannot record schedule `{name}` due {due_text}: {e}")
+                }
+            }
+        };
+        match (&active, s.overlap) {
+            (Some(id), schedule::Overlap::Skip) => {
+                return skip(format!(
+                    "run {id} of the schedule is still queued or running (overlap = \"skip\")"
+                ))
+                .await;
+            }
+            (Some(id), schedule::Overlap::Replace) => {
+                // Only a run still queued can be taken back here; a running one finishes.
+                let note = format!("replaced by the run of schedule {name} due {due_text}");
+                let _ = store.cancel_queued(id, &note).await;
+            }
+            (Some(_), schedule::Overlap::Queue) | (None, _) => {}
+        }
+        let (runbook, plan) = match self.plan(s, location) {
+            Ok(p) => p,
+            Err(e) => return skip(format!("not queued: {}", first_line(&e.render(false)))).await,
+        };
+        let run_id = crate::run::new_run_id();
+        let operator = crate::identity::operator();
+        let job = runbook_store::Submission {
+            run_id: &run_id,
+            runbook: &runbook,
+            plan: &plan,
+            labels: &[],
+            submitted_by: &operator,
+            submitted_at: &fired_at,
+        };
+        match store.fire(fire, Some(&job), "").await {
+            Ok(runbook_store::Fired::Queued) => outln!("schedule {name} due {due_text}: queued run {run_id}"),
+            Ok(_) => {}
+            Err(e) => crate::output::errln!("warning: cannot fire schedule `{name}` due {due_text}: {e}"),
+        }
+    }
+
+    /// The pinned plan of a schedule's run, vetted as `runbook submit` vets one.
+    fn plan(&self, s: &Schedule, location: &runbook_store::Location) -> Result<(String, String), CliError> {
+        let file = self.folder.join(&s.target.runbook.value);
+        let params = s.target.params_as_text();
+        let params_file = s.target.params_file.as_ref().map(|p| self.folder.join(&p.value));
+        let (runbook, values, plan) = crate::queue::plan_of(&file, &params, params_file.as_deref(), false)?;
+        crate::queue::vet(&runbook, &values, &file, false, location)?;
+        Ok((runbook.name.clone(), plan))
+    }
+}
+
+fn first_line(text: &str) -> String {
+    text.lines().next().unwrap_or_default().trim_start_matches("error: ").to_string()
 }

@@ -172,17 +172,16 @@ fn a_seconds_field_only_in_test_mode() {
 #[test]
 fn schedules_lists_fire_times_across_dst_changes() {
     let dir = folder(GOOD);
-    let spring =
-        run_in(dir.path(), &["schedules", "s.toml", "--next", "3", "--from", "2026-03-27T12:00:00Z"]);
+    let spring = run_in(dir.path(), &["schedules", "s.toml", "--next", "3", "--at", "2026-03-27T12:00:00Z"]);
     ok(&spring, 0);
     insta::assert_snapshot!("schedules_spring_forward", spring.stdout);
-    let fall = run_in(dir.path(), &["schedules", "s.toml", "--next", "3", "--from", "2026-10-23T12:00:00Z"]);
+    let fall = run_in(dir.path(), &["schedules", "s.toml", "--next", "3", "--at", "2026-10-23T12:00:00Z"]);
     ok(&fall, 0);
     assert!(fall.stdout.contains("2026-10-25 02:30 CEST (+02:00) = 2026-10-25 00:30 UTC"), "{}", fall.stdout);
     assert!(!fall.stdout.contains("2026-10-25 02:30 CET"), "fires twice:\n{}", fall.stdout);
     let json = run_in(
         dir.path(),
-        &["schedules", "s.toml", "--next", "2", "--from", "2026-03-28T12:00:00Z", "--format", "json"],
+        &["schedules", "s.toml", "--next", "2", "--at", "2026-03-28T12:00:00Z", "--format", "json"],
     );
     ok(&json, 0);
     let v: serde_json::Value = serde_json::from_str(&json.stdout).expect("json");
@@ -212,14 +211,8 @@ fn schedules_refuses_what_is_not_a_valid_schedules_file() {
 fn the_inmova_schedules_check_clean() {
     let out = run(&["check", "examples/schedules/inmova.toml"]);
     ok(&out, 0);
-    let out = run(&[
-        "schedules",
-        "examples/schedules/inmova.toml",
-        "--next",
-        "1",
-        "--from",
-        "2026-12-05T12:00:00Z",
-    ]);
+    let out =
+        run(&["schedules", "examples/schedules/inmova.toml", "--next", "1", "--at", "2026-12-05T12:00:00Z"]);
     ok(&out, 0);
     for line in [
         "2026-12-06 02:00 CET (+01:00) = 2026-12-06 01:00 UTC",
@@ -228,4 +221,62 @@ fn the_inmova_schedules_check_clean() {
     ] {
         assert!(out.stdout.contains(line), "{line}:\n{}", out.stdout);
     }
+}
+
+/// `runbook schedules --state`: the last run and last success of each schedule from the
+/// store, and OVERDUE (a word, red only on a terminal) when the last success is older than
+/// `expect-success-within`, evaluated at `--at`. A worker on SQLite fires the schedule.
+#[test]
+fn schedules_shows_the_last_run_and_overdue_from_the_store() {
+    let text = "[schedule.tick]\nrunbook = \"backup.toml\"\nparams = { environment = \"staging\" }\ncron = \"* * * * * *\"\ntime-zone = \"UTC\"\nexpect-success-within = \"2m\"\n";
+    let dir = folder(text);
+    let state = dir.path().join("st.db").display().to_string();
+    let host = dir.path().join("host").display().to_string();
+    let env = [("RUNBOOK_TEST_SCHEDULE_SECONDS", "1"), ("XDG_STATE_HOME", host.as_str())];
+    ok(&run_in_with_env(dir.path(), &["state", "migrate", "--state", &state], &env), 0);
+    // Nothing fired yet: no run, not overdue (nothing to measure from).
+    let out = run_in_with_env(dir.path(), &["schedules", "s.toml", "--state", &state], &env);
+    ok(&out, 0);
+    assert!(out.stdout.contains("last run     none") && !out.stdout.contains("OVERDUE"), "{}", out.stdout);
+    let mut worker = std::process::Command::new(crate::support::bin())
+        .args(["worker", "--schedules", "s.toml", "--state", &state])
+        .current_dir(dir.path())
+        .envs(env)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("worker");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let json = loop {
+        let out = run_in_with_env(
+            dir.path(),
+            &["schedules", "s.toml", "--state", &state, "--format", "json"],
+            &env,
+        );
+        let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap_or_default();
+        if v["schedules"][0]["last_success"].is_string() {
+            break v;
+        }
+        assert!(std::time::Instant::now() < deadline, "no success: {}{}", out.stdout, out.stderr);
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    crate::support::kill9(worker.id());
+    let _ = worker.wait();
+    assert_eq!(json["schedules"][0]["overdue"], false);
+    assert_eq!(
+        json["schedules"][0]["last_run"]["status"]
+            .as_str()
+            .map(|s| s == "queued" || s == "running" || s == "succeeded"),
+        Some(true)
+    );
+    let success = json["schedules"][0]["last_success"].as_str().unwrap_or_default().to_string();
+    let ts = chrono::DateTime::parse_from_rfc3339(&success).expect("time");
+    let later = (ts + chrono::Duration::minutes(3)).to_rfc3339();
+    let out = run_in_with_env(dir.path(), &["schedules", "s.toml", "--state", &state, "--at", &later], &env);
+    ok(&out, 0);
+    assert!(out.stdout.contains("OVERDUE      no successful run within 2m"), "{}", out.stdout);
+    assert!(!out.stdout.contains('\x1b'), "colour without a terminal: {}", out.stdout);
+    let sooner = (ts + chrono::Duration::minutes(1)).to_rfc3339();
+    let out = run_in_with_env(dir.path(), &["schedules", "s.toml", "--state", &state, "--at", &sooner], &env);
+    assert!(!out.stdout.contains("OVERDUE"), "{}", out.stdout);
 }

@@ -155,6 +155,23 @@ pub struct Target {
     pub params_file: Option<Spanned<String>>,
 }
 
+impl Target {
+    /// The parameter values as `-p NAME=VALUE` gives them: a string as itself, any other
+    /// value as TOML writes it (each is read back by its declared type).
+    pub fn params_as_text(&self) -> Vec<(String, String)> {
+        self.params
+            .iter()
+            .map(|(k, v)| {
+                let text = match &v.value {
+                    toml::Value::String(t) => t.clone(),
+                    other => other.to_string(),
+                };
+                (k.clone(), text)
+            })
+            .collect()
+    }
+}
+
 /// What [`check`] found: the valid schedules, what every readable schedule runs, and every
 /// problem.
 #[derive(Debug)]
@@ -764,11 +781,11 @@ impl Schedule {
         out
     }
 
-    /// The due times in `(from, to]`, oldest first, that the catch-up policy fires when a
-    /// worker comes back at `to` after last firing at `from`: none, the latest, or the
-    /// latest [`CatchUp::All`] of them. A due time at `to` itself is always included (it is
-    /// not missed, it is now).
-    pub fn due_between(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<DateTime<Utc>> {
+    /// The due times in `(from, to]`, oldest first, that the catch-up policy fires at `to`
+    /// when the schedule last fired at `from`: with `none`, only those at most `late` old
+    /// (they are not missed, only seen a moment late: a worker polls); with `latest`, the
+    /// latest; with `all`, the latest [`CatchUp::All`] of them.
+    pub fn due_between(&self, from: DateTime<Utc>, to: DateTime<Utc>, late: Duration) -> Vec<DateTime<Utc>> {
         // Bounded: at most the catch-up limit is kept, so only that many are remembered.
         let keep = match self.catch_up {
             CatchUp::None | CatchUp::Latest => 1,
@@ -792,7 +809,8 @@ impl Schedule {
             at = t;
         }
         if self.catch_up == CatchUp::None {
-            return window.into_iter().filter(|t| *t == to).collect();
+            let late = chrono::Duration::from_std(late).unwrap_or_default();
+            return window.into_iter().filter(|t| to.signed_duration_since(*t) <= late).collect();
         }
         window.into()
     }
@@ -902,13 +920,14 @@ mod tests {
         let from = utc("2026-01-01T00:00:00Z");
         let to = utc("2026-01-01T05:30:00Z");
         let latest = one(base);
-        assert_eq!(latest.due_between(from, to), [utc("2026-01-01T05:00:00Z")]);
+        let late = Duration::from_secs(60);
+        assert_eq!(latest.due_between(from, to, late), [utc("2026-01-01T05:00:00Z")]);
         let none = one(&format!("{base}catch-up = \"none\"\n"));
-        assert!(none.due_between(from, to).is_empty());
-        assert_eq!(none.due_between(from, utc("2026-01-01T05:00:00Z")), [utc("2026-01-01T05:00:00Z")]);
+        assert!(none.due_between(from, to, late).is_empty());
+        assert_eq!(none.due_between(from, utc("2026-01-01T05:00:30Z"), late), [utc("2026-01-01T05:00:00Z")]);
         let all = one(&format!("{base}catch-up = \"all\"\ncatch-up-limit = 3\n"));
         assert_eq!(
-            all.due_between(from, to),
+            all.due_between(from, to, late),
             [utc("2026-01-01T03:00:00Z"), utc("2026-01-01T04:00:00Z"), utc("2026-01-01T05:00:00Z")]
         );
     }

@@ -1,0 +1,21 @@
+-- Schedules (issue 17): one row per (schedule, due time), inserted by the worker that fires
+-- it in the same transaction that queues its run. The primary key decides which worker
+-- fires a due time: every other worker's insert finds the row and queues nothing.
+CREATE TABLE schedule_fires (
+    schedule   TEXT NOT NULL,                 -- the schedule's name
+    due_ms     INTEGER NOT NULL,                  -- the due time, milliseconds since the epoch (UTC)
+    outcome    TEXT NOT NULL,                 -- queued | skipped
+    run_id     TEXT,                          -- the queued run (NULL when skipped)
+    note       TEXT NOT NULL DEFAULT '',      -- why it was skipped
+    fired_by   TEXT NOT NULL,                 -- the worker
+    fired_at   TEXT NOT NULL,                 -- when (RFC 3339)
+    PRIMARY KEY (schedule, due_ms)
+) STRICT;
+
+CREATE INDEX schedule_fires_by_run ON schedule_fires (run_id);
+
+-- A fire is a fact: a row changed or deleted would let a due time fire again.
+CREATE TRIGGER schedule_fires_no_update BEFORE UPDATE ON schedule_fires
+BEGIN SELECT RAISE(ABORT, 'a schedule''s fires are append-only'); END;
+CREATE TRIGGER schedule_fires_no_delete BEFORE DELETE ON schedule_fires
+BEGIN SELECT RAISE(ABORT, 'a schedule''s fires are append-only'); END;
