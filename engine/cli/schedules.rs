@@ -415,8 +415,8 @@ impl Firing {
     ) {
         let now = DateTime::<Utc>::from(std::time::SystemTime::now());
         for s in &self.schedules {
-            let last = match store.schedule_runs(&s.target.name).await {
-                Ok(r) => r.last_due_ms,
+            let runs = match store.schedule_runs(&s.target.name).await {
+                Ok(r) => r,
                 Err(e) => {
                     crate::output::errln!(
                         "warning: cannot read the fires of schedule `{}`: {e}",
@@ -425,10 +425,11 @@ impl Firing {
                     continue;
                 }
             };
-            let from = last.and_then(schedule::utc_from_millis).unwrap_or(self.since);
+            let from = runs.last_due_ms.and_then(schedule::utc_from_millis).unwrap_or(self.since);
             for due in s.due_between(from, now, LATE) {
                 self.fire_one(store, worker, location, s, due).await;
             }
+            watch(store, worker, s, &runs, now).await;
         }
     }
 
@@ -513,6 +514,78 @@ impl Firing {
         let (runbook, values, plan) = crate::queue::plan_of(&file, &params, params_file.as_deref(), false)?;
         crate::queue::vet(&runbook, &values, &file, false, location)?;
         Ok((runbook.name.clone(), plan))
+    }
+}
+
+/// The dead-man's switch: when `s` is overdue, the one worker whose claim of this
+/// notification the store accepts sends it (once per overdue period, and once per
+/// `remind-every` after that).
+async fn watch(
+    store: &runbook_store::Store,
+    worker: &str,
+    s: &Schedule,
+    runs: &runbook_store::ScheduleRuns,
+    now: DateTime<Utc>,
+) {
+    let parse = |t: &Option<String>| {
+        t.as_deref().and_then(|t| DateTime::parse_from_rfc3339(t).ok()).map(|t| t.with_timezone(&Utc))
+    };
+    let (success, first) = (parse(&runs.last_success), parse(&runs.first_fired_at));
+    let (Some(window), Some(since)) = (s.expect_success_within, success.or(first)) else { return };
+    if !s.overdue(success, first, now) {
+        return;
+    }
+    let late = now.signed_duration_since(since).to_std().unwrap_or_default().saturating_sub(window);
+    let reminder = s.remind_every.map_or(0, |r| late.as_millis() / r.as_millis().max(1));
+    let reminder = i64::try_from(reminder).unwrap_or(i64::MAX);
+    let name = &s.target.name;
+    let at = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
+    match store.claim_alert(name, since.timestamp_millis(), reminder, worker, &at).await {
+        Ok(true) => {}
+        Ok(false) => return,
+        Err(e) => {
+            crate::output::errln!("warning: cannot record the overdue notice of schedule `{name}`: {e}");
+            return;
+        }
+    }
+    let since_text = since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    outln!(
+        "schedule {name} overdue: no successful run since {since_text} (expected within {})",
+        span_text(window)
+    );
+    let Some(notify) = &s.notify else { return };
+    let text = notify.text.clone().unwrap_or_else(|| {
+        format!(
+            "runbook: schedule `{name}` is overdue: no successful run of `{}` since {since_text} (expected within {})",
+            s.target.runbook.value,
+            span_text(window)
+        )
+    });
+    let req = runbook_exec::http::Request {
+        method: "POST".into(),
+        url: notify.webhook.clone(),
+        headers: Vec::new(),
+        query: Vec::new(),
+        body: runbook_exec::http::Body::Json(serde_json::json!({
+            "text": text,
+            "schedule": name,
+            "overdue_since": since_text,
+            "reminder": reminder,
+        })),
+        expect_status: Vec::new(),
+        max_latency: None,
+        ca_file: None,
+        ca_sha256: None,
+        request_timeout: Some(std::time::Duration::from_secs(10)),
+    };
+    let redactor = runbook_exec::secrets::Redactor::new(&runbook_exec::secrets::Secrets::default());
+    // The webhook's URL is not printed: a chat webhook's URL is its credential.
+    match runbook_exec::http::send(&req, &redactor).await.map(|out| runbook_exec::http::judge(&req, &out)) {
+        Ok(runbook_exec::report::Check::Passed(_)) => outln!("schedule {name}: overdue notification sent"),
+        Ok(runbook_exec::report::Check::Failed(why)) | Err(why) => crate::output::errln!(
+            "warning: the overdue notification of schedule `{name}` was not delivered: {}",
+            why.replace(&notify.webhook, "the webhook")
+        ),
     }
 }
 

@@ -665,3 +665,54 @@ fn three_workers_fire_each_due_time_exactly_once_and_survive_one_dying() {
     let runs = team.runs();
     assert!(runs.iter().filter(|r| r["runbook"] == "tick").count() >= 3, "{runs:?}");
 }
+
+/// Issue 17, the dead-man's switch: a schedule whose runs all fail becomes overdue; of two
+/// workers on the shared store exactly one sends the notification, once, to a real HTTP
+/// server on 127.0.0.1, however many polls and fires follow (no `remind-every`).
+#[test]
+fn an_overdue_schedule_is_notified_exactly_once_across_two_workers() {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    let hook = runbook_sandbox::peers::HttpPeer::start();
+    let team = Team::new("[runbook]\nname = \"broken\"\n[steps.a]\nrun = \"exit 1\"\n");
+    std::fs::create_dir(team.path().join(".git")).expect("repo");
+    std::fs::write(
+        team.path().join("s.toml"),
+        format!(
+            "[schedule.nightly]\nrunbook = \"r.toml\"\ncron = \"* * * * * *\"\ntime-zone = \"UTC\"\nexpect-success-within = \"2s\"\nnotify = {{ webhook = \"{}\" }}\n",
+            hook.url("/hook")
+        ),
+    )
+    .expect("schedules");
+    let test_mode = [("RUNBOOK_TEST_SCHEDULE_SECONDS", "1")];
+    let workers: Vec<_> =
+        (0..2).map(|_| team.spawn(&["worker", "--schedules", "s.toml"], "runner", &test_mode)).collect();
+    let count = |sql: &str| team.pg.psql("postgres", sql).trim().parse::<i64>().unwrap_or(0);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while hook.hooks().is_empty() {
+        assert!(Instant::now() < deadline, "no notification arrived");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Many more polls and fires by both workers: still one notification.
+    let fires = count("SELECT COUNT(*) FROM schedule_fires");
+    while count("SELECT COUNT(*) FROM schedule_fires") < fires + 5 {
+        assert!(Instant::now() < deadline, "the workers stopped firing");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for w in &workers {
+        kill(Pid::from_raw(w.id() as i32), Signal::SIGTERM).expect("SIGTERM");
+    }
+    let outs: Vec<Output> = workers.into_iter().map(wait).collect();
+    let hooks = hook.hooks();
+    assert_eq!(hooks.len(), 1, "{hooks:?}");
+    let body: serde_json::Value = serde_json::from_str(&hooks[0]).expect("json");
+    assert_eq!(body["schedule"], "nightly");
+    assert!(body["text"].as_str().unwrap_or_default().contains("is overdue"), "{body}");
+    assert_eq!(count("SELECT COUNT(*) FROM schedule_alerts"), 1);
+    let said: usize = outs.iter().map(|o| o.stdout.matches("overdue notification sent").count()).sum();
+    assert_eq!(said, 1, "{outs:?}");
+    // The webhook's URL (a chat webhook's credential) is printed by no worker.
+    for o in &outs {
+        assert!(!o.stdout.contains("/hook") && !o.stderr.contains("/hook"), "{o:?}");
+    }
+}

@@ -1937,6 +1937,34 @@ impl Store {
         .await
     }
 
+    /// The dead-man's switch: claim the notification of `schedule` overdue since `since_ms`
+    /// (its `reminder`-th, 0 the first). True for exactly one caller: the one that sends it.
+    pub async fn claim_alert(
+        &self,
+        schedule: &str,
+        since_ms: i64,
+        reminder: i64,
+        by: &str,
+        at: &str,
+    ) -> Result<bool> {
+        retry_busy(self.backend, || async {
+            let inserted = sqlx::query(
+                "INSERT INTO schedule_alerts (schedule, since_ms, reminder, sent_by, sent_at) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (schedule, since_ms, reminder) DO NOTHING",
+            )
+            .bind(schedule)
+            .bind(since_ms)
+            .bind(reminder)
+            .bind(by)
+            .bind(at)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+            Ok(inserted == 1)
+        })
+        .await
+    }
+
     /// What the store knows of a schedule's runs.
     pub async fn schedule_runs(&self, schedule: &str) -> Result<ScheduleRuns> {
         let mut out = ScheduleRuns::default();

@@ -29,3 +29,15 @@ BEGIN
     EXECUTE format('ALTER FUNCTION runbook_schedule_fires_guard() SET search_path = %I, pg_temp', current_schema());
 END
 $pin$;
+
+-- The dead-man's switch: one row per (schedule, overdue since, reminder), inserted by the
+-- worker that sends that notification. The key decides which worker sends it: once, and
+-- once per `remind-every` after that.
+CREATE TABLE schedule_alerts (
+    schedule   TEXT NOT NULL,
+    since_ms   BIGINT NOT NULL,                  -- the last success (or first run) it is measured from
+    reminder   BIGINT NOT NULL,                  -- 0: the first notification; 1, 2...: reminders
+    sent_by    TEXT NOT NULL,                 -- the worker
+    sent_at    TEXT NOT NULL,                 -- when (RFC 3339)
+    PRIMARY KEY (schedule, since_ms, reminder)
+);

@@ -19,3 +19,15 @@ CREATE TRIGGER schedule_fires_no_update BEFORE UPDATE ON schedule_fires
 BEGIN SELECT RAISE(ABORT, 'a schedule''s fires are append-only'); END;
 CREATE TRIGGER schedule_fires_no_delete BEFORE DELETE ON schedule_fires
 BEGIN SELECT RAISE(ABORT, 'a schedule''s fires are append-only'); END;
+
+-- The dead-man's switch: one row per (schedule, overdue since, reminder), inserted by the
+-- worker that sends that notification. The key decides which worker sends it: once, and
+-- once per `remind-every` after that.
+CREATE TABLE schedule_alerts (
+    schedule   TEXT NOT NULL,
+    since_ms   INTEGER NOT NULL,                  -- the last success (or first run) it is measured from
+    reminder   INTEGER NOT NULL,                  -- 0: the first notification; 1, 2...: reminders
+    sent_by    TEXT NOT NULL,                 -- the worker
+    sent_at    TEXT NOT NULL,                 -- when (RFC 3339)
+    PRIMARY KEY (schedule, since_ms, reminder)
+) STRICT;
