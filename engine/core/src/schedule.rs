@@ -967,4 +967,105 @@ mod tests {
         assert!(!is_schedules_file("[runbook]\nname = \"a\"\n[schedule.a]\n"));
         assert!(!is_schedules_file("not toml ["));
     }
+
+    /// Promise 5 for schedules files: whatever the text, `check` returns (no panic), every
+    /// diagnostic points inside the file, and a file without an error yields schedules
+    /// whose fire times can be computed. Texts are built from the pieces a schedules file
+    /// is made of, wrong ones included (a corpus far larger than the examples).
+    #[test]
+    fn check_never_panics_and_points_inside_the_file() {
+        let pieces = [
+            "[schedule.a]\n",
+            "[schedule.B-1]\n",
+            "[runbook]\n",
+            "runbook = \"r.toml\"\n",
+            "runbook = \"/abs\"\n",
+            "cron = \"0 2 * * *\"\n",
+            "cron = \"*/0 * * * *\"\n",
+            "cron = \"59 23 31 2 *\"\n",
+            "cron = \"0 0 L * 5#3\"\n",
+            "cron = \"\u{1F980} * * * *\"\n",
+            "cron = \"99999999999999999999 * * * *\"\n",
+            "cron = \"\"\n",
+            "time-zone = \"Europe/Madrid\"\n",
+            "time-zone = \"\"\n",
+            "time-zone = 5\n",
+            "overlap = \"queue\"\n",
+            "catch-up = \"all\"\n",
+            "catch-up-limit = -9223372036854775808\n",
+            "catch-up-limit = 1000\n",
+            "expect-success-within = \"99999999999y\"\n",
+            "expect-success-within = \"26h\"\n",
+            "remind-every = \"0s\"\n",
+            "params = { a = 1, b = [1, 2], c = { d = 1 } }\n",
+            "notify = { webhook = \"ftp://x\" }\n",
+            "notify = 3\n",
+            "schedule = 1\n",
+            "= \n",
+            "[schedule]\n",
+            "[[schedule.c]]\n",
+            "\"\"\"\n",
+        ];
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        let from = Utc.timestamp_opt(1_790_000_000, 0).single().unwrap_or_default();
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let (mut valid, mut invalid) = (0, 0);
+        for _ in 0..3000 {
+            let mut text = String::new();
+            for _ in 0..(next() % 12) {
+                text.push_str(pieces[(next() % pieces.len() as u64) as usize]);
+            }
+            for seconds in [false, true] {
+                let source = Source::new("s.toml", text.clone());
+                let c = check(&source, CheckOptions { seconds });
+                for d in &c.diagnostics {
+                    assert!(d.span.end <= text.len() && d.span.start <= d.span.end, "{text:?}: {d}");
+                }
+                if c.diagnostics.is_empty() {
+                    valid += c.schedules.len();
+                } else {
+                    invalid += 1;
+                }
+                if c.diagnostics.is_empty() {
+                    for s in &c.schedules {
+                        let _ = s.next_after(from, 3);
+                        let _ =
+                            s.due_between(from, from + chrono::Duration::hours(2), Duration::from_secs(60));
+                    }
+                }
+            }
+        }
+        assert!(invalid > 1000, "the corpus is not varied: {valid} valid, {invalid} invalid");
+        // And every combination of valid expressions and zones (DST of one hour, of 30
+        // minutes at Lord Howe, none, a 45-minute offset) is valid, and fires strictly
+        // forward in real time across a whole year of transitions.
+        let crons = [
+            "0 2 * * *",
+            "30 2 * * *",
+            "*/15 * * * *",
+            "0 3 * * SUN",
+            "0 4 1 * *",
+            "30 1 * * 1-5",
+            "0 0 29 2 *",
+        ];
+        let zones = ["UTC", "Europe/Madrid", "America/New_York", "Australia/Lord_Howe", "Asia/Kathmandu"];
+        for cron in crons {
+            for zone in zones {
+                let text = format!(
+                    "[schedule.a]\nrunbook = \"r.toml\"\ncron = \"{cron}\"\ntime-zone = \"{zone}\"\n"
+                );
+                let s = one(&text);
+                let times = s.next_after(from, 400);
+                assert!(times.len() >= 4, "{cron} in {zone}");
+                for pair in times.windows(2) {
+                    assert!(pair[0] < pair[1], "{cron} in {zone}: {} then {}", pair[0], pair[1]);
+                }
+            }
+        }
+    }
 }
