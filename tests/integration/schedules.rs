@@ -275,6 +275,19 @@ fn schedules_shows_the_last_run_and_overdue_from_the_store() {
     let out = run_in_with_env(dir.path(), &["schedules", "s.toml", "--state", &state, "--at", &later], &env);
     ok(&out, 0);
     assert!(out.stdout.contains("OVERDUE      no successful run within 2m"), "{}", out.stdout);
+    // The listing as a user reads it: the last run and success replaced (they change every
+    // run, and the worker may have queued another before it was stopped).
+    let shown: Vec<String> = out
+        .stdout
+        .lines()
+        .filter(|l| !l.starts_with("  next") && !l.starts_with("        "))
+        .map(|l| match l {
+            l if l.starts_with("  last run     ") => "  last run     [run] ([status])".to_string(),
+            l if l.starts_with("  last success ") => "  last success [time]".to_string(),
+            l => l.to_string(),
+        })
+        .collect();
+    insta::assert_snapshot!("schedules_overdue", shown.join("\n"));
     assert!(!out.stdout.contains('\x1b'), "colour without a terminal: {}", out.stdout);
     let sooner = (ts + chrono::Duration::minutes(1)).to_rfc3339();
     let out = run_in_with_env(dir.path(), &["schedules", "s.toml", "--state", &state, "--at", &sooner], &env);
