@@ -293,3 +293,51 @@ fn schedules_shows_the_last_run_and_overdue_from_the_store() {
     let out = run_in_with_env(dir.path(), &["schedules", "s.toml", "--state", &state, "--at", &sooner], &env);
     assert!(!out.stdout.contains("OVERDUE"), "{}", out.stdout);
 }
+
+/// `overlap = "skip"`: a due time that finds the schedule's previous run still running is
+/// not queued, and says why; the skipped due time is recorded, never fired later.
+#[test]
+fn a_due_time_that_overlaps_the_running_one_is_skipped_with_its_reason() {
+    let dir = folder(
+        "[schedule.slow]\nrunbook = \"slow.toml\"\ncron = \"* * * * * *\"\ntime-zone = \"UTC\"\noverlap = \"skip\"\n",
+    );
+    let gate = dir.path().join("gate");
+    std::fs::write(
+        dir.path().join("slow.toml"),
+        format!(
+            "[runbook]\nname = \"slow\"\n[steps.wait]\nrun = \"while [ ! -e {} ]; do sleep 0.05; done\"\n",
+            gate.display()
+        ),
+    )
+    .expect("runbook");
+    let state = dir.path().join("st.db").display().to_string();
+    let host = dir.path().join("host").display().to_string();
+    let env = [("RUNBOOK_TEST_SCHEDULE_SECONDS", "1"), ("XDG_STATE_HOME", host.as_str())];
+    ok(&run_in_with_env(dir.path(), &["state", "migrate", "--state", &state], &env), 0);
+    let log = dir.path().join("worker.out");
+    let mut worker = std::process::Command::new(crate::support::bin())
+        .args(["worker", "--schedules", "s.toml", "--state", &state, "--concurrency", "2"])
+        .current_dir(dir.path())
+        .envs(env)
+        .stdout(std::fs::File::create(&log).expect("log"))
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("worker");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let text = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.lines().filter(|l| l.contains(": skipped: ")).count() >= 2 {
+            break text;
+        }
+        assert!(std::time::Instant::now() < deadline, "nothing skipped:\n{text}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    std::fs::write(&gate, "").expect("gate");
+    crate::support::kill9(worker.id());
+    let _ = worker.wait();
+    let queued = text.lines().filter(|l| l.contains(": queued run ")).count();
+    assert_eq!(queued, 1, "only the first due time runs while it is running:\n{text}");
+    let skipped = text.lines().find(|l| l.contains(": skipped: ")).unwrap_or_default();
+    assert!(skipped.starts_with("schedule slow due "), "{skipped}");
+    assert!(skipped.contains("of the schedule is still queued or running (overlap = \"skip\")"), "{skipped}");
+}
