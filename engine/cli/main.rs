@@ -24,6 +24,7 @@ mod plan_diff;
 mod preflight;
 mod prompt;
 mod queue;
+mod queued;
 mod report;
 mod run;
 mod runtime;

@@ -13,12 +13,11 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use runbook_core::model::ParamValue;
 use runbook_store::{Claim, Store, Submission};
 
 use crate::error::{CliError, CliResult, Exit, Message, StoreAction};
 use crate::exit;
-use crate::input::{display, load_with_params, pinned_reads};
+use crate::input::display;
 use crate::output::outln;
 
 /// Set in an engine started by a worker: the worker's pid.
@@ -47,7 +46,7 @@ pub fn submit(args: SubmitArgs<'_>, color: bool) -> CliResult {
         }
         (None, Some(file)) => {
             let (runbook, values, text) =
-                plan_of(file, &target.params, target.params_file.as_deref(), color)?;
+                crate::queued::plan_of(file, &target.params, target.params_file.as_deref(), color)?;
             (runbook, values, std::path::PathBuf::from(file), text)
         }
         // clap requires one of them.
@@ -56,7 +55,7 @@ pub fn submit(args: SubmitArgs<'_>, color: bool) -> CliResult {
         }
     };
     let location = crate::state::location(args.state);
-    let secrets = vet(&runbook, &params, &file, args.yes, &location)?;
+    let secrets = crate::queued::vet(&runbook, &params, &file, args.yes, &location)?;
     let run_id = crate::run::new_run_id();
     let submitted_at = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
     crate::runtime::block_on(async {
@@ -87,52 +86,6 @@ pub fn submit(args: SubmitArgs<'_>, color: bool) -> CliResult {
         runbook.name
     );
     Ok(Exit::Success)
-}
-
-/// The pinned plan of a runbook with its parameter values, as `runbook plan -o` writes it
-/// (the worker runs it with `run --plan`): the runbook, the values and the plan's text.
-pub(crate) type Planned =
-    (std::sync::Arc<runbook_core::model::Runbook>, BTreeMap<String, ParamValue>, String);
-
-/// See [`Planned`].
-pub(crate) fn plan_of(
-    file: &Path,
-    params: &[(String, String)],
-    params_file: Option<&Path>,
-    color: bool,
-) -> Result<Planned, CliError> {
-    let (runbook, values) = load_with_params(file, params, params_file, color)?;
-    let mut plan = runbook_core::plan::plan(&runbook, &values).map_err(CliError::Diagnostics)?;
-    plan.reads = pinned_reads(&runbook, params_file)?;
-    let text = serde_json::to_string_pretty(&plan)
-        .map_err(|e| CliError::Invalid(Message::new(format!("cannot write the plan: {e}"))))?;
-    Ok((runbook, values, text))
-}
-
-/// What a queued run must pass before it is queued: a confirmation it asks for is given
-/// (`yes`: a queued run has no terminal), and no parameter value holds a secret. The store
-/// keeps the plan (with its parameters), the labels and who submitted it: the secrets are
-/// read as the run will read them, and a value holding one is refused here, before anything
-/// is queued (issue 11, promise 3).
-pub(crate) fn vet(
-    runbook: &runbook_core::model::Runbook,
-    params: &BTreeMap<String, ParamValue>,
-    file: &Path,
-    yes: bool,
-    location: &runbook_store::Location,
-) -> Result<runbook_exec::secrets::Secrets, CliError> {
-    if !yes && runbook.steps.iter().any(|s| s.confirm.is_some()) {
-        return Err(CliError::Invalid(
-            Message::new(
-                "this runbook asks for confirmation before some steps, and a queued run has no terminal",
-            )
-            .help("review the plan (`runbook plan`), then submit again with `--yes`"),
-        ));
-    }
-    let base_dir = file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let secrets = crate::run::resolve_secrets(runbook, base_dir, location)?;
-    crate::run::check_params_hold_no_secret(&secrets, params)?;
-    Ok(secrets)
 }
 
 /// `runbook cancel`: take a queued run off the queue (recorded with who and why).
@@ -382,7 +335,15 @@ impl Worker {
                 self.release(&claim.run_id, Some(code), &format!("{} (found finished)", run.status)).await;
                 continue;
             }
-            match self.start(&claim) {
+            // A run a schedule queued says so in its journal (`schedule_fired`).
+            let scheduled = match self.store.fire_of_run(&claim.run_id).await {
+                Ok(s) => s,
+                Err(e) => {
+                    crate::output::errln!("warning: cannot read which schedule queued {}: {e}", claim.run_id);
+                    None
+                }
+            };
+            match self.start(&claim, scheduled) {
                 Ok(child) => {
                     let verb = if claim.started { "resuming" } else { "running" };
                     outln!("{}: {verb} (submitted by {})", claim.run_id, claim.submitted_by);
@@ -398,7 +359,11 @@ impl Worker {
     }
 
     /// The engine for a claim: `run --plan` for a new run, `resume` for one that started.
-    fn start(&self, claim: &Claim) -> std::io::Result<tokio::process::Child> {
+    fn start(
+        &self,
+        claim: &Claim,
+        scheduled: Option<(String, i64)>,
+    ) -> std::io::Result<tokio::process::Child> {
         let out = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -434,6 +399,12 @@ impl Worker {
             env.push(("RUNBOOK_STATE".into(), state.into()));
         }
         env.push((WORKER_PID.into(), std::process::id().to_string().into()));
+        if let Some((schedule, due_ms)) = scheduled
+            && let Some(due) = runbook_core::schedule::utc_from_millis(due_ms)
+        {
+            let due = due.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+            env.push(("RUNBOOK_SCHEDULED".into(), format!("{schedule}@{due}").into()));
+        }
         runbook_exec::process::spawn_engine(runbook_exec::process::EngineCommand {
             program: self.exe.clone(),
             args,

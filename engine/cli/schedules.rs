@@ -511,8 +511,8 @@ impl Firing {
         let file = self.folder.join(&s.target.runbook.value);
         let params = s.target.params_as_text();
         let params_file = s.target.params_file.as_ref().map(|p| self.folder.join(&p.value));
-        let (runbook, values, plan) = crate::queue::plan_of(&file, &params, params_file.as_deref(), false)?;
-        crate::queue::vet(&runbook, &values, &file, false, location)?;
+        let (runbook, values, plan) = crate::queued::plan_of(&file, &params, params_file.as_deref(), false)?;
+        crate::queued::vet(&runbook, &values, &file, false, location)?;
         Ok((runbook.name.clone(), plan))
     }
 }
@@ -590,5 +590,5 @@ async fn watch(
 }
 
 fn first_line(text: &str) -> String {
-    text.lines().next().unwrap_or_default().trim_start_matches("error: ").to_string()
+    text.lines().next().unwrap_or_default().trim_start_matches("error:").trim_start().to_string()
 }

@@ -664,6 +664,20 @@ fn three_workers_fire_each_due_time_exactly_once_and_survive_one_dying() {
     // Ordinary runs: `runbook runs` lists them with their runbook.
     let runs = team.runs();
     assert!(runs.iter().filter(|r| r["runbook"] == "tick").count() >= 3, "{runs:?}");
+    // Each says in its journal which schedule queued it, for which due time, right after
+    // `run_started`.
+    let started = team.pg.psql(
+        "postgres",
+        "SELECT f.run_id || ' ' || f.due_ms FROM schedule_fires f JOIN runs r ON r.run_id = f.run_id ORDER BY f.due_ms LIMIT 1",
+    );
+    let (run, due_ms) = started.trim().split_once(' ').expect("a started run");
+    let due = chrono::DateTime::from_timestamp_millis(due_ms.parse().expect("ms")).expect("due");
+    let journal = team.journal(run);
+    assert_eq!(journal[0]["kind"], "run_started", "{journal:?}");
+    assert_eq!(journal[1]["kind"], "schedule_fired", "{journal:?}");
+    let body = &journal[1]["event"];
+    assert_eq!(body["schedule"], "tick", "{journal:?}");
+    assert_eq!(body["due"], due.to_rfc3339_opts(chrono::SecondsFormat::Secs, true), "{journal:?}");
 }
 
 /// Issue 17, the dead-man's switch: a schedule whose runs all fail becomes overdue; of two

@@ -1965,6 +1965,18 @@ impl Store {
         .await
     }
 
+    /// The schedule and due time (milliseconds) that queued `run_id`, if a schedule did.
+    pub async fn fire_of_run(&self, run_id: &str) -> Result<Option<(String, i64)>> {
+        let row = sqlx::query("SELECT schedule, due_ms FROM schedule_fires WHERE run_id = $1")
+            .bind(run_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        match row {
+            Some(row) => Ok(Some((row.try_get(0)?, row.try_get(1)?))),
+            None => Ok(None),
+        }
+    }
+
     /// What the store knows of a schedule's runs.
     pub async fn schedule_runs(&self, schedule: &str) -> Result<ScheduleRuns> {
         let mut out = ScheduleRuns::default();
