@@ -41,6 +41,12 @@ pub fn check_text(path: &Path, text: String) -> (Vec<Schedule>, Vec<Diagnostic>)
     // Each runbook is checked once, however many schedules name it.
     let mut runbooks: BTreeMap<PathBuf, Option<Arc<runbook_core::model::Runbook>>> = BTreeMap::new();
     for s in &targets {
+        // An absolute path is reported by the core already (RB102): nothing of it is read.
+        if Path::new(&s.runbook.value).is_absolute()
+            || s.params_file.as_ref().is_some_and(|p| Path::new(&p.value).is_absolute())
+        {
+            continue;
+        }
         let file = folder.join(&s.runbook.value);
         if let Some(d) = outside(&file, root.as_deref(), &source, s.runbook.span, "runbook", &s.name) {
             diags.push(d);
