@@ -51,9 +51,16 @@ pub fn run(cli: Cli) -> CliResult {
             color,
         ),
         Command::Cancel { run_id, reason, state } => queue::cancel(&run_id, &reason, state.state.as_deref()),
-        Command::Worker { concurrency, labels, poll, grace, state } => {
-            queue::worker(concurrency.max(1), &labels, poll, grace, state.state.as_deref())
-        }
+        Command::Worker { concurrency, labels, poll, grace, state, schedules } => queue::worker(
+            queue::WorkerArgs {
+                concurrency: concurrency.max(1),
+                labels: &labels,
+                poll,
+                grace,
+                schedules: schedules.as_deref(),
+            },
+            state.state.as_deref(),
+        ),
         Command::Run {
             target: Target { file, params, params_file, plan },
             yes,
@@ -164,6 +171,16 @@ pub fn run(cli: Cli) -> CliResult {
                 crate::serve::auth(auth, trusted_proxy, user_header)?,
             )
         }
+        Command::Schedules { file, next, at, format, state } => crate::schedules::list(
+            crate::schedules::ListArgs {
+                file: &file,
+                next,
+                at: at.as_deref(),
+                format,
+                state: state.state.as_deref(),
+            },
+            cli.color,
+        ),
         Command::Schema => {
             out!("{}", schema::schema_text());
             Ok(Exit::Success)
@@ -175,7 +192,19 @@ pub fn run(cli: Cli) -> CliResult {
 /// of the command: exit 3 says the answer).
 fn check(files: &[std::path::PathBuf], format: CheckFormat, color: bool) -> Exit {
     let mut all = Vec::new();
+    let mut schedule_files = 0;
     for f in files {
+        // A schedules file (`[schedule.NAME]` tables, no `[runbook]`) is checked as one,
+        // with the runbooks it names; any other file as a runbook.
+        if let Ok(text) = crate::loader::read(&display(f))
+            && crate::schedules::is_schedules(&text)
+        {
+            schedule_files += 1;
+            let (schedules, diags) = crate::schedules::check_text(f, text);
+            all.extend(diags);
+            leave_to_exit(schedules);
+            continue;
+        }
         let checked = load(f);
         all.extend(checked.diagnostics);
         leave_to_exit(checked.runbook);
@@ -190,8 +219,17 @@ fn check(files: &[std::path::PathBuf], format: CheckFormat, color: bool) -> Exit
                 crate::output::errln!("{summary}");
             }
             if !invalid {
-                let n = files.len();
-                crate::output::errln!("ok: {n} runbook{} valid", if n == 1 { "" } else { "s" });
+                let n = files.len() - schedule_files;
+                let plural = |n: usize| if n == 1 { "" } else { "s" };
+                match (n, schedule_files) {
+                    (n, 0) => crate::output::errln!("ok: {n} runbook{} valid", plural(n)),
+                    (0, m) => crate::output::errln!("ok: {m} schedules file{} valid", plural(m)),
+                    (n, m) => crate::output::errln!(
+                        "ok: {n} runbook{} and {m} schedules file{} valid",
+                        plural(n),
+                        plural(m)
+                    ),
+                }
             }
         }
     }

@@ -24,9 +24,11 @@ mod plan_diff;
 mod preflight;
 mod prompt;
 mod queue;
+mod queued;
 mod report;
 mod run;
 mod runtime;
+mod schedules;
 mod serve;
 mod state;
 

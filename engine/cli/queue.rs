@@ -17,7 +17,7 @@ use runbook_store::{Claim, Store, Submission};
 
 use crate::error::{CliError, CliResult, Exit, Message, StoreAction};
 use crate::exit;
-use crate::input::{display, load_with_params, pinned_reads};
+use crate::input::display;
 use crate::output::outln;
 
 /// Set in an engine started by a worker: the worker's pid.
@@ -45,13 +45,8 @@ pub fn submit(args: SubmitArgs<'_>, color: bool) -> CliResult {
             (pinned.runbook, pinned.params, pinned.file, text)
         }
         (None, Some(file)) => {
-            let (runbook, values) =
-                load_with_params(file, &target.params, target.params_file.as_deref(), color)?;
-            let mut plan = runbook_core::plan::plan(&runbook, &values).map_err(CliError::Diagnostics)?;
-            // Digested as `runbook plan -o` does: the worker runs it with `run --plan`.
-            plan.reads = pinned_reads(&runbook, target.params_file.as_deref())?;
-            let text = serde_json::to_string_pretty(&plan)
-                .map_err(|e| CliError::Invalid(Message::new(format!("cannot write the plan: {e}"))))?;
+            let (runbook, values, text) =
+                crate::queued::plan_of(file, &target.params, target.params_file.as_deref(), color)?;
             (runbook, values, std::path::PathBuf::from(file), text)
         }
         // clap requires one of them.
@@ -59,21 +54,8 @@ pub fn submit(args: SubmitArgs<'_>, color: bool) -> CliResult {
             return Err(CliError::Usage(Message::new("give a runbook file or `--plan PLAN.json`")));
         }
     };
-    if !args.yes && runbook.steps.iter().any(|s| s.confirm.is_some()) {
-        return Err(CliError::Invalid(
-            Message::new(
-                "this runbook asks for confirmation before some steps, and a queued run has no terminal",
-            )
-            .help("review the plan (`runbook plan`), then submit again with `--yes`"),
-        ));
-    }
-    // The store keeps the plan (with its parameters), the labels and who submitted it: the
-    // secrets are read as the run will read them, and a value holding one is refused here,
-    // before anything is queued (issue 11, promise 3).
-    let base_dir = file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
     let location = crate::state::location(args.state);
-    let secrets = crate::run::resolve_secrets(&runbook, base_dir, &location)?;
-    crate::run::check_params_hold_no_secret(&secrets, &params)?;
+    let secrets = crate::queued::vet(&runbook, &params, &file, args.yes, &location)?;
     let run_id = crate::run::new_run_id();
     let submitted_at = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
     crate::runtime::block_on(async {
@@ -200,14 +182,23 @@ struct Engine {
 
 /// `runbook worker`: claim, run, record, until SIGTERM or Ctrl-C; then let running runs
 /// finish for `grace`, interrupt the rest and hand them back to the queue.
-pub fn worker(
-    concurrency: usize,
-    labels: &[String],
-    poll: Duration,
-    grace: Duration,
-    state: Option<&str>,
-) -> CliResult {
+/// What `runbook worker` was asked.
+#[derive(Debug)]
+pub struct WorkerArgs<'a> {
+    pub concurrency: usize,
+    pub labels: &'a [String],
+    pub poll: Duration,
+    pub grace: Duration,
+    /// A schedules file whose due times this worker fires (with the others of the store).
+    pub schedules: Option<&'a Path>,
+}
+
+pub fn worker(args: WorkerArgs<'_>, state: Option<&str>) -> CliResult {
+    let WorkerArgs { concurrency, labels, poll, grace, schedules } = args;
     let location = crate::state::location(state);
+    // A schedules file with any problem stops the worker before it starts: nothing fires
+    // from a file that `check` refuses.
+    let firing = schedules.map(crate::schedules::Firing::load).transpose()?;
     let name = format!(
         "worker {} (pid {} on {})",
         crate::identity::operator(),
@@ -239,6 +230,8 @@ pub fn worker(
             dir,
             state: state.map(str::to_string),
             as_submitter,
+            firing,
+            location: location.clone(),
         };
         Ok(w.serve(concurrency, poll, grace).await)
     })
@@ -253,6 +246,9 @@ struct Worker {
     state: Option<String>,
     /// Engines act as the run's submitter (`--as`); false in `db-role` identity mode.
     as_submitter: bool,
+    /// The schedules this worker fires.
+    firing: Option<crate::schedules::Firing>,
+    location: runbook_store::Location,
 }
 
 /// A claim whose worker has not heartbeaten for this long is taken to be dead.
@@ -287,6 +283,9 @@ impl Worker {
                     }
                 }
             } else {
+                if let Some(firing) = &self.firing {
+                    firing.fire_due(&self.store, &self.name, &self.location).await;
+                }
                 while engines.len() < concurrency {
                     match self.claim_next().await {
                         Some(engine) => {
@@ -336,7 +335,15 @@ impl Worker {
                 self.release(&claim.run_id, Some(code), &format!("{} (found finished)", run.status)).await;
                 continue;
             }
-            match self.start(&claim) {
+            // A run a schedule queued says so in its journal (`schedule_fired`).
+            let scheduled = match self.store.fire_of_run(&claim.run_id).await {
+                Ok(s) => s,
+                Err(e) => {
+                    crate::output::errln!("warning: cannot read which schedule queued {}: {e}", claim.run_id);
+                    None
+                }
+            };
+            match self.start(&claim, scheduled) {
                 Ok(child) => {
                     let verb = if claim.started { "resuming" } else { "running" };
                     outln!("{}: {verb} (submitted by {})", claim.run_id, claim.submitted_by);
@@ -352,7 +359,11 @@ impl Worker {
     }
 
     /// The engine for a claim: `run --plan` for a new run, `resume` for one that started.
-    fn start(&self, claim: &Claim) -> std::io::Result<tokio::process::Child> {
+    fn start(
+        &self,
+        claim: &Claim,
+        scheduled: Option<(String, i64)>,
+    ) -> std::io::Result<tokio::process::Child> {
         let out = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -388,6 +399,12 @@ impl Worker {
             env.push(("RUNBOOK_STATE".into(), state.into()));
         }
         env.push((WORKER_PID.into(), std::process::id().to_string().into()));
+        if let Some((schedule, due_ms)) = scheduled
+            && let Some(due) = runbook_core::schedule::utc_from_millis(due_ms)
+        {
+            let due = due.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+            env.push(("RUNBOOK_SCHEDULED".into(), format!("{schedule}@{due}").into()));
+        }
         runbook_exec::process::spawn_engine(runbook_exec::process::EngineCommand {
             program: self.exe.clone(),
             args,

@@ -495,6 +495,11 @@ async fn execute(
         // Set by a worker for the queued run it executes (see queue.rs): it only ever adds
         // a person who may not approve, so a forged value takes no right away.
         submitted_by: std::env::var("RUNBOOK_SUBMITTED_BY").ok().filter(|s| !s.trim().is_empty()),
+        // Set by a worker for a run a schedule queued (`NAME@DUE`, see schedules.rs): journaled
+        // as `schedule_fired`, a fact about the run's origin that grants nothing.
+        scheduled: std::env::var("RUNBOOK_SCHEDULED")
+            .ok()
+            .and_then(|s| s.split_once('@').map(|(n, d)| (n.to_string(), d.to_string()))),
         engine_env: crate::state::engine_env(location),
         state_arg: crate::state::state_arg(location),
     };
@@ -1133,7 +1138,8 @@ fn print_reports(mut rx: mpsc::UnboundedReceiver<Report>, json: bool, live: bool
                 | RunEvent::ConfirmationRequested { .. }
                 | RunEvent::ConfirmationGiven { .. }
                 | RunEvent::PreconditionFailed { .. }
-                | RunEvent::RunAbandoned { .. } => {
+                | RunEvent::RunAbandoned { .. }
+                | RunEvent::ScheduleFired { .. } => {
                     continue;
                 }
                 RunEvent::StepStarted { step, attempt } => {

@@ -303,7 +303,7 @@ impl Roles {
             self.pg.psql(
                 "postgres",
                 &format!(
-                    "GRANT SELECT, INSERT, UPDATE ON runs, events, step_logs, locks, queue TO {role}; \
+                    "GRANT SELECT, INSERT, UPDATE ON runs, events, step_logs, locks, queue TO {role}; GRANT SELECT, INSERT ON schedule_fires, schedule_alerts TO {role}; \
                      GRANT SELECT ON runbook_settings, runbook_identities, _sqlx_migrations TO {role}"
                 ),
             );
@@ -867,7 +867,7 @@ fn a_store_of_the_previous_schema_verifies_clean_after_the_upgrade() {
     let id = scratch.latest_run();
     let state = scratch.state();
     // Back to what schema 3 held: no log digests, a start time written before the first
-    // record, and none of the objects of migrations 4 to 6.
+    // record, and none of the objects of migrations 4 to 7.
     as_before_log_digests(&scratch, &id);
     sqlite(
         &state,
@@ -878,7 +878,7 @@ fn a_store_of_the_previous_schema_verifies_clean_after_the_upgrade() {
          last_seq = (SELECT MAX(seq) FROM events e WHERE e.run_id = runs.run_id), \
          last_hash = (SELECT hash FROM events e WHERE e.run_id = runs.run_id ORDER BY seq DESC LIMIT 1); \
          DROP TABLE runbook_settings; DROP TABLE runbook_identities; ALTER TABLE events DROP COLUMN db_role; \
-         DROP TABLE console_tokens; \
+         DROP TABLE console_tokens; DROP TABLE schedule_fires; DROP TABLE schedule_alerts; \
          DELETE FROM _sqlx_migrations WHERE version >= 4; \
          CREATE TRIGGER events_no_delete BEFORE DELETE ON events BEGIN SELECT RAISE(ABORT, 'journal rows are append-only'); END;",
     );

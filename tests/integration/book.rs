@@ -44,6 +44,18 @@ fn toml_examples_in_the_book_are_valid() {
                     );
                     complete += 1;
                 }
+                // A schedules file (issue 17): every schedule valid (its runbook is not read).
+                "toml,schedules" => {
+                    let checked = runbook_core::schedule::check(
+                        &Source::new(place.clone(), body),
+                        runbook_core::schedule::CheckOptions::default(),
+                    );
+                    let problems: Vec<String> = checked.diagnostics.iter().map(ToString::to_string).collect();
+                    assert!(
+                        problems.is_empty() && !checked.schedules.is_empty(),
+                        "{place}: a ```toml,schedules block must be a valid schedules file:\n{problems:#?}"
+                    );
+                }
                 "toml,fragment" => {
                     if let Err(e) = toml::from_str::<toml::Table>(&body) {
                         panic!("{place}: a ```toml,fragment block must be valid TOML: {e}");

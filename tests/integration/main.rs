@@ -65,6 +65,7 @@ mod review_marks;
 mod review_shows;
 mod run;
 mod run_folder;
+mod schedules;
 mod schema;
 mod secret_files;
 mod secret_transforms;

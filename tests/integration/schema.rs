@@ -10,6 +10,9 @@ pub fn runbook_files(dir: &str) -> Vec<std::path::PathBuf> {
     files(&root().join(dir), ".toml")
         .into_iter()
         .filter(|p| !p.components().any(|c| c.as_os_str() == "params" || c.as_os_str() == "sandbox"))
+        // A schedules file is not a runbook: `check` tells them apart by their tables, and
+        // so does this list (examples/schedules/, issue 17).
+        .filter(|p| !std::fs::read_to_string(p).is_ok_and(|t| runbook_core::schedule::is_schedules_file(&t)))
         .collect()
 }
 

@@ -133,13 +133,13 @@ fn a_shared_store_is_migrated_explicitly_and_checked() {
 
     let migrated = team.cmd(&["state", "migrate"], "admin");
     ok(&migrated, 0);
-    assert!(migrated.stdout.contains("migrated from schema version 0 to 6"), "{}", migrated.stdout);
+    assert!(migrated.stdout.contains("migrated from schema version 0 to 7"), "{}", migrated.stdout);
     let again = team.cmd(&["state", "migrate"], "admin");
-    assert!(again.stdout.contains("up to date (schema version 6)"), "{}", again.stdout);
+    assert!(again.stdout.contains("up to date (schema version 7)"), "{}", again.stdout);
 
     let check = team.cmd(&["state", "check"], "ana");
     ok(&check, 0);
-    assert!(check.stdout.contains("(postgres)") && check.stdout.contains("version 6"), "{}", check.stdout);
+    assert!(check.stdout.contains("(postgres)") && check.stdout.contains("version 7"), "{}", check.stdout);
     assert!(check.stdout.contains("0 run(s), 0 lock(s) held"), "{}", check.stdout);
 }
 
@@ -601,4 +601,132 @@ fn a_suspended_run_is_abandoned_on_the_shared_store_and_its_lock_let_go() {
     ok(&team.cmd(&["resume", &run, "--yes"], "ana"), 3);
     ok(&team.cmd(&["run", "other.toml", "--yes"], "eve"), 0);
     assert_eq!(std::fs::read_to_string(team.path().join("trace")).unwrap_or_default(), "push\nother\n");
+}
+
+/// Issue 17: three workers fire one schedule due every second (TEST MODE: a seconds field)
+/// on a shared PostgreSQL store; one of them is killed (SIGKILL) mid-way. Every due time is
+/// fired exactly once: one row per due time, one queued run per row, the due times without
+/// a gap (`catch-up = "all"`: a time missed while workers were busy is fired late, never
+/// dropped), each run an ordinary queued run that a worker runs.
+#[test]
+fn three_workers_fire_each_due_time_exactly_once_and_survive_one_dying() {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    let team = Team::new(
+        "[runbook]\nname = \"tick\"\n[params.note]\ntype = \"string\"\n[steps.a]\nrun = \"echo {{ params.note }}\"\n",
+    );
+    std::fs::create_dir(team.path().join(".git")).expect("repo");
+    std::fs::write(
+        team.path().join("s.toml"),
+        "[schedule.tick]\nrunbook = \"r.toml\"\nparams = { note = \"every second\" }\ncron = \"* * * * * *\"\ntime-zone = \"UTC\"\ncatch-up = \"all\"\ncatch-up-limit = 100\noverlap = \"queue\"\n",
+    )
+    .expect("schedules");
+    let test_mode = [("RUNBOOK_TEST_SCHEDULE_SECONDS", "1")];
+    let mut workers: Vec<_> = (0..3)
+        .map(|_| team.spawn(&["worker", "--schedules", "s.toml", "--concurrency", "2"], "runner", &test_mode))
+        .collect();
+    let count = |sql: &str| team.pg.psql("postgres", sql).trim().parse::<i64>().unwrap_or(0);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while count("SELECT COUNT(*) FROM schedule_fires") < 4 {
+        assert!(Instant::now() < deadline, "no schedule fired");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Kill the worker that fired the latest due time: the one that would fire next.
+    let last = team.pg.psql("postgres", "SELECT fired_by FROM schedule_fires ORDER BY due_ms DESC LIMIT 1");
+    let victim = workers.iter().position(|w| last.contains(&format!("pid {} ", w.id()))).unwrap_or(0);
+    kill(Pid::from_raw(workers[victim].id() as i32), Signal::SIGKILL).expect("SIGKILL");
+    let _ = workers[victim].wait();
+    let killed_at = count("SELECT MAX(due_ms) FROM schedule_fires");
+    while count("SELECT COUNT(*) FROM schedule_fires") < 10 {
+        assert!(Instant::now() < deadline, "the others stopped firing");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut survivors: Vec<_> =
+        workers.into_iter().enumerate().filter(|(i, _)| *i != victim).map(|(_, w)| w).collect();
+    for w in &survivors {
+        kill(Pid::from_raw(w.id() as i32), Signal::SIGTERM).expect("SIGTERM");
+    }
+    for w in survivors.drain(..) {
+        ok(&wait(w), 0);
+    }
+    // Exactly once: one row per due time (the key), one queued run per row, no run twice.
+    assert_eq!(count("SELECT COUNT(*) FROM schedule_fires WHERE outcome <> 'queued' OR run_id IS NULL"), 0);
+    let fires = count("SELECT COUNT(*) FROM schedule_fires");
+    assert_eq!(count("SELECT COUNT(DISTINCT run_id) FROM schedule_fires"), fires);
+    assert_eq!(count("SELECT COUNT(*) FROM queue q JOIN schedule_fires f ON f.run_id = q.run_id"), fires);
+    // Without a gap, after the kill too: every second from the first to the last.
+    let (first, last) =
+        (count("SELECT MIN(due_ms) FROM schedule_fires"), count("SELECT MAX(due_ms) FROM schedule_fires"));
+    assert_eq!((last - first) / 1000 + 1, fires, "a due time was dropped");
+    assert!(last > killed_at, "nothing fired after the kill");
+    // Fired by more than one worker: the store decided, not a leader.
+    assert!(count("SELECT COUNT(DISTINCT fired_by) FROM schedule_fires") >= 2);
+    // Ordinary runs: `runbook runs` lists them with their runbook.
+    let runs = team.runs();
+    assert!(runs.iter().filter(|r| r["runbook"] == "tick").count() >= 3, "{runs:?}");
+    // Each says in its journal which schedule queued it, for which due time, right after
+    // `run_started`.
+    let started = team.pg.psql(
+        "postgres",
+        "SELECT f.run_id || ' ' || f.due_ms FROM schedule_fires f JOIN runs r ON r.run_id = f.run_id ORDER BY f.due_ms LIMIT 1",
+    );
+    let (run, due_ms) = started.trim().split_once(' ').expect("a started run");
+    let due = chrono::DateTime::from_timestamp_millis(due_ms.parse().expect("ms")).expect("due");
+    let journal = team.journal(run);
+    assert_eq!(journal[0]["kind"], "run_started", "{journal:?}");
+    assert_eq!(journal[1]["kind"], "schedule_fired", "{journal:?}");
+    let body = &journal[1]["event"];
+    assert_eq!(body["schedule"], "tick", "{journal:?}");
+    assert_eq!(body["due"], due.to_rfc3339_opts(chrono::SecondsFormat::Secs, true), "{journal:?}");
+}
+
+/// Issue 17, the dead-man's switch: a schedule whose runs all fail becomes overdue; of two
+/// workers on the shared store exactly one sends the notification, once, to a real HTTP
+/// server on 127.0.0.1, however many polls and fires follow (no `remind-every`).
+#[test]
+fn an_overdue_schedule_is_notified_exactly_once_across_two_workers() {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    let hook = runbook_sandbox::peers::HttpPeer::start();
+    let team = Team::new("[runbook]\nname = \"broken\"\n[steps.a]\nrun = \"exit 1\"\n");
+    std::fs::create_dir(team.path().join(".git")).expect("repo");
+    std::fs::write(
+        team.path().join("s.toml"),
+        format!(
+            "[schedule.nightly]\nrunbook = \"r.toml\"\ncron = \"* * * * * *\"\ntime-zone = \"UTC\"\nexpect-success-within = \"2s\"\nnotify = {{ webhook = \"{}\" }}\n",
+            hook.url("/hook")
+        ),
+    )
+    .expect("schedules");
+    let test_mode = [("RUNBOOK_TEST_SCHEDULE_SECONDS", "1")];
+    let workers: Vec<_> =
+        (0..2).map(|_| team.spawn(&["worker", "--schedules", "s.toml"], "runner", &test_mode)).collect();
+    let count = |sql: &str| team.pg.psql("postgres", sql).trim().parse::<i64>().unwrap_or(0);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while hook.hooks().is_empty() {
+        assert!(Instant::now() < deadline, "no notification arrived");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Many more polls and fires by both workers: still one notification.
+    let fires = count("SELECT COUNT(*) FROM schedule_fires");
+    while count("SELECT COUNT(*) FROM schedule_fires") < fires + 5 {
+        assert!(Instant::now() < deadline, "the workers stopped firing");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for w in &workers {
+        kill(Pid::from_raw(w.id() as i32), Signal::SIGTERM).expect("SIGTERM");
+    }
+    let outs: Vec<Output> = workers.into_iter().map(wait).collect();
+    let hooks = hook.hooks();
+    assert_eq!(hooks.len(), 1, "{hooks:?}");
+    let body: serde_json::Value = serde_json::from_str(&hooks[0]).expect("json");
+    assert_eq!(body["schedule"], "nightly");
+    assert!(body["text"].as_str().unwrap_or_default().contains("is overdue"), "{body}");
+    assert_eq!(count("SELECT COUNT(*) FROM schedule_alerts"), 1);
+    let said: usize = outs.iter().map(|o| o.stdout.matches("overdue notification sent").count()).sum();
+    assert_eq!(said, 1, "{outs:?}");
+    // The webhook's URL (a chat webhook's credential) is printed by no worker.
+    for o in &outs {
+        assert!(!o.stdout.contains("/hook") && !o.stderr.contains("/hook"), "{o:?}");
+    }
 }

@@ -119,6 +119,7 @@ pub fn status_change(event: &RunEvent) -> Option<StatusChange> {
         RunEvent::RunResumed { .. } => Some(StatusChange::Reopened),
         RunEvent::RunAbandoned { .. } => Some(StatusChange::Finished(RunStatus::Abandoned)),
         RunEvent::RunStarted { .. }
+        | RunEvent::ScheduleFired { .. }
         | RunEvent::StepStarted { .. }
         | RunEvent::AttemptFailed { .. }
         | RunEvent::StepSucceeded { .. }

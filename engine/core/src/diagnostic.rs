@@ -172,6 +172,10 @@ codes! {
     Preflight = "090", "preflight", "A run cannot start: every missing parameter, secret, file and `--yes` it needs, reported in one answer.";
     SecretFileRead = "056", "secret-file-read", "A file that is a secret's source is also read as something else (a SQL script, a CA file, a runbook, a params file).";
     SecretTransformed = "057", "secret-transformed", "A template computes something from a secret (a filter, slice, test, loop...): only its plain value can be hidden.";
+    ScheduleCron = "100", "schedule-cron", "A schedule's cron expression that does not parse, or that has other than five fields.";
+    ScheduleTimeZone = "101", "schedule-time-zone", "A schedule's `time-zone` that is not an IANA time zone name.";
+    ScheduleRunbook = "102", "schedule-runbook", "A schedule's runbook or params file that is not a relative path inside the schedules file's tree, cannot be read, or is not a valid runbook for its parameters.";
+    SchedulePolicy = "103", "schedule-policy", "A schedule's overlap, catch-up or dead-man's switch settings that cannot work.";
 }
 
 impl fmt::Display for Code {

@@ -418,6 +418,14 @@ pub enum RunEvent {
         /// Its compensations ran first (`--compensate`).
         compensated: bool,
     },
+    /// The run was queued by a schedule (issue 17): which schedule, for which due time.
+    /// Written by the engine right after `run_started`; it changes nothing in the run.
+    ScheduleFired {
+        /// The schedule's name (`[schedule.NAME]`).
+        schedule: String,
+        /// The due time it was queued for (RFC 3339, UTC).
+        due: String,
+    },
 }
 
 impl RunEvent {
@@ -448,6 +456,7 @@ impl RunEvent {
             RunEvent::ConfirmationGiven { .. } => "confirmation_given",
             RunEvent::PreconditionFailed { .. } => "precondition_failed",
             RunEvent::RunAbandoned { .. } => "run_abandoned",
+            RunEvent::ScheduleFired { .. } => "schedule_fired",
         }
     }
 
@@ -1157,6 +1166,8 @@ impl RunState {
             RunEvent::PreconditionFailed { .. } => {}
             // The run's end for good: nothing resumes it.
             RunEvent::RunAbandoned { .. } => self.status = Some(RunStatus::Abandoned),
+            // Which schedule queued the run: a fact about its origin, not its state.
+            RunEvent::ScheduleFired { .. } => {}
         }
     }
 

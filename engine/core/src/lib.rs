@@ -26,6 +26,7 @@ pub mod raw;
 pub mod render;
 pub mod report;
 pub mod retry;
+pub mod schedule;
 pub mod schema;
 pub mod shell;
 pub mod shown;

@@ -205,7 +205,7 @@ fn parse_with(source: &Arc<Source>, report_unknown_keys: bool) -> (Document, Vec
     (doc, diags)
 }
 
-fn syntax_error(source: &Arc<Source>, e: &toml::de::Error) -> Diagnostic {
+pub(crate) fn syntax_error(source: &Arc<Source>, e: &toml::de::Error) -> Diagnostic {
     let span = e.span().map(Span::from).unwrap_or_default();
     let mut message = e.message().trim().to_string();
     if message == "duplicate key" {
@@ -252,7 +252,7 @@ where
     units
 }
 
-fn deserialize_unit<T>(
+pub(crate) fn deserialize_unit<T>(
     value: TomlSpanned<DeValue<'_>>,
     path: &str,
     source: &Arc<Source>,

@@ -328,6 +328,9 @@ pub fn build(records: &[Record], runbook: Option<&Runbook>, drill: bool) -> Repo
             RunEvent::RunStarted { operator, .. } => {
                 Some(format!("Inicio de `{}` por {}", code(&name), md(operator)))
             }
+            RunEvent::ScheduleFired { schedule, due } => {
+                Some(format!("Programado: `{}`, para {}", code(schedule), md(due)))
+            }
             RunEvent::StepStarted { step, attempt } => {
                 first_start.entry(step.clone()).or_insert_with(|| r.ts.clone());
                 (*attempt == 1).then(|| format!("Inicio: {}", title_of(step)))

@@ -431,6 +431,7 @@ impl Backend {
                 (4, "audit", include_str!("../migrations/sqlite/0004_audit.sql")),
                 (5, "guards", include_str!("../migrations/sqlite/0005_guards.sql")),
                 (6, "tokens", include_str!("../migrations/sqlite/0006_tokens.sql")),
+                (7, "schedules", include_str!("../migrations/sqlite/0007_schedules.sql")),
             ],
             Backend::Postgres => [
                 (1, "journal", include_str!("../migrations/postgres/0001_journal.sql")),
@@ -439,6 +440,7 @@ impl Backend {
                 (4, "audit", include_str!("../migrations/postgres/0004_audit.sql")),
                 (5, "guards", include_str!("../migrations/postgres/0005_guards.sql")),
                 (6, "tokens", include_str!("../migrations/postgres/0006_tokens.sql")),
+                (7, "schedules", include_str!("../migrations/postgres/0007_schedules.sql")),
             ],
         };
         files
@@ -699,6 +701,61 @@ pub struct Submission<'a> {
     pub submitted_by: &'a str,
     /// When (RFC 3339).
     pub submitted_at: &'a str,
+}
+
+/// The statement that queues `job` (for `submit`, and for a schedule's fire in its
+/// transaction).
+fn queue_insert<'q>(job: &'q Submission<'q>) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
+    sqlx::query(
+        "INSERT INTO queue (run_id, runbook, plan, labels, submitted_by, submitted_at, state) \
+         VALUES ($1, $2, $3, $4, $5, $6, 'queued')",
+    )
+    .bind(job.run_id)
+    .bind(job.runbook)
+    .bind(job.plan)
+    .bind(job.labels.join(","))
+    .bind(job.submitted_by)
+    .bind(job.submitted_at)
+}
+
+/// A due time of a schedule, as the worker that fires it records it.
+#[derive(Debug, Clone)]
+pub struct Fire<'a> {
+    /// The schedule's name.
+    pub schedule: &'a str,
+    /// The due time, milliseconds since the epoch.
+    pub due_ms: i64,
+    /// The worker.
+    pub fired_by: &'a str,
+    /// When (RFC 3339).
+    pub fired_at: &'a str,
+}
+
+/// What happened to a due time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fired {
+    /// This worker fired it: the run is queued.
+    Queued,
+    /// This worker fired it, and skipped it (the overlap policy): the reason is recorded.
+    Skipped,
+    /// Another worker fired it first: nothing was done.
+    Taken,
+}
+
+/// The runs of a schedule, as `runbook schedules --state` shows them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ScheduleRuns {
+    /// The latest due time fired (queued or skipped), milliseconds since the epoch.
+    pub last_due_ms: Option<i64>,
+    /// The latest run queued: its id, its status (`queued` until a worker starts it) and
+    /// when it started.
+    pub last_run: Option<(String, String, Option<String>)>,
+    /// When the latest successful run finished (RFC 3339).
+    pub last_success: Option<String>,
+    /// When the first run of the schedule was queued (RFC 3339).
+    pub first_fired_at: Option<String>,
+    /// Whether the latest run queued is still queued or running.
+    pub active: bool,
 }
 
 /// A queue entry a worker claimed.
@@ -1850,20 +1907,124 @@ impl Store {
             .collect())
     }
 
+    /// Fire a schedule's due time: in one transaction, the row of (schedule, due time) and,
+    /// with `job`, the queued run. Only the first worker's insert of a due time succeeds:
+    /// every other gets [`Fired::Taken`] and queues nothing. Without `job`, the due time is
+    /// recorded as skipped with `note`.
+    pub async fn fire(&self, fire: &Fire<'_>, job: Option<&Submission<'_>>, note: &str) -> Result<Fired> {
+        retry_busy(self.backend, || async {
+            let mut tx = self.pool.begin_with(self.backend.begin()).await?;
+            let inserted = sqlx::query(
+                "INSERT INTO schedule_fires (schedule, due_ms, outcome, run_id, note, fired_by, fired_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (schedule, due_ms) DO NOTHING",
+            )
+            .bind(fire.schedule)
+            .bind(fire.due_ms)
+            .bind(if job.is_some() { "queued" } else { "skipped" })
+            .bind(job.map(|j| j.run_id))
+            .bind(note)
+            .bind(fire.fired_by)
+            .bind(fire.fired_at)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if inserted == 0 {
+                tx.rollback().await?;
+                return Ok(Fired::Taken);
+            }
+            if let Some(job) = job {
+                queue_insert(job).execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+            Ok(if job.is_some() { Fired::Queued } else { Fired::Skipped })
+        })
+        .await
+    }
+
+    /// The dead-man's switch: claim the notification of `schedule` overdue since `since_ms`
+    /// (its `reminder`-th, 0 the first). True for exactly one caller: the one that sends it.
+    pub async fn claim_alert(
+        &self,
+        schedule: &str,
+        since_ms: i64,
+        reminder: i64,
+        by: &str,
+        at: &str,
+    ) -> Result<bool> {
+        retry_busy(self.backend, || async {
+            let inserted = sqlx::query(
+                "INSERT INTO schedule_alerts (schedule, since_ms, reminder, sent_by, sent_at) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (schedule, since_ms, reminder) DO NOTHING",
+            )
+            .bind(schedule)
+            .bind(since_ms)
+            .bind(reminder)
+            .bind(by)
+            .bind(at)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+            Ok(inserted == 1)
+        })
+        .await
+    }
+
+    /// The schedule and due time (milliseconds) that queued `run_id`, if a schedule did.
+    pub async fn fire_of_run(&self, run_id: &str) -> Result<Option<(String, i64)>> {
+        let row = sqlx::query("SELECT schedule, due_ms FROM schedule_fires WHERE run_id = $1")
+            .bind(run_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        match row {
+            Some(row) => Ok(Some((row.try_get(0)?, row.try_get(1)?))),
+            None => Ok(None),
+        }
+    }
+
+    /// What the store knows of a schedule's runs.
+    pub async fn schedule_runs(&self, schedule: &str) -> Result<ScheduleRuns> {
+        let mut out = ScheduleRuns::default();
+        let row = sqlx::query("SELECT MAX(due_ms) FROM schedule_fires WHERE schedule = $1")
+            .bind(schedule)
+            .fetch_one(&self.pool)
+            .await?;
+        out.last_due_ms = row.try_get::<Option<i64>, _>(0)?;
+        let row = sqlx::query(
+            "SELECT MIN(fired_at) FROM schedule_fires WHERE schedule = $1 AND outcome = 'queued'",
+        )
+        .bind(schedule)
+        .fetch_one(&self.pool)
+        .await?;
+        out.first_fired_at = row.try_get::<Option<String>, _>(0)?;
+        let last = sqlx::query(
+            "SELECT f.run_id, r.status, r.started_at, q.state FROM schedule_fires f \
+             LEFT JOIN runs r ON r.run_id = f.run_id LEFT JOIN queue q ON q.run_id = f.run_id \
+             WHERE f.schedule = $1 AND f.outcome = 'queued' ORDER BY f.due_ms DESC LIMIT 1",
+        )
+        .bind(schedule)
+        .fetch_optional(&self.pool)
+        .await?;
+        if let Some(row) = last {
+            let run_id: String = row.try_get(0)?;
+            let status: Option<String> = row.try_get(1)?;
+            let queue_state: Option<String> = row.try_get(3)?;
+            out.active = matches!(queue_state.as_deref(), Some("queued" | "claimed"));
+            out.last_run = Some((run_id, status.unwrap_or_else(|| "queued".into()), row.try_get(2)?));
+        }
+        let success = sqlx::query(
+            "SELECT MAX(r.finished_at) FROM schedule_fires f JOIN runs r ON r.run_id = f.run_id \
+             WHERE f.schedule = $1 AND r.status = 'succeeded'",
+        )
+        .bind(schedule)
+        .fetch_one(&self.pool)
+        .await?;
+        out.last_success = success.try_get::<Option<String>, _>(0)?;
+        Ok(out)
+    }
+
     /// Queue a run for the workers.
     pub async fn submit(&self, job: &Submission<'_>) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO queue (run_id, runbook, plan, labels, submitted_by, submitted_at, state) \
-             VALUES ($1, $2, $3, $4, $5, $6, 'queued')",
-        )
-        .bind(job.run_id)
-        .bind(job.runbook)
-        .bind(job.plan)
-        .bind(job.labels.join(","))
-        .bind(job.submitted_by)
-        .bind(job.submitted_at)
-        .execute(&self.pool)
-        .await?;
+        queue_insert(job).execute(&self.pool).await?;
         Ok(())
     }
 

@@ -130,6 +130,8 @@ impl<'a> Dispatcher<'a> {
             runbook_file: file,
             compensate_only,
             inherited: Some((self.redactor.clone(), self.secret_env())),
+            // The schedule is journaled once, by the top run.
+            scheduled: None,
             ..self.opts.clone()
         })
     }

@@ -108,6 +108,9 @@ pub struct RunOptions {
     /// Who submitted the run, for a queued run a worker executes: journaled with
     /// `run_started`, so that the submitter cannot approve the run's steps either.
     pub submitted_by: Option<String>,
+    /// For a run a schedule queued: the schedule's name and the due time (RFC 3339),
+    /// journaled as `schedule_fired` right after `run_started`.
+    pub scheduled: Option<(String, String)>,
     /// The engine's own configuration and credentials: kept from every process the run
     /// starts, and the store's password redacted everywhere (red team adv13b F1).
     pub engine_env: crate::secrets::EngineEnv,

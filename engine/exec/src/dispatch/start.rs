@@ -117,6 +117,9 @@ impl Dispatcher<'_> {
                     report: self.runbook.report.clone(),
                 })
                 .await?;
+                if let Some((schedule, due)) = self.opts.scheduled.clone() {
+                    self.record(RunEvent::ScheduleFired { schedule, due }).await?;
+                }
                 return self.gate(cancel).await;
             }
             Some(r) => {

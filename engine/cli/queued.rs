@@ -1,0 +1,57 @@
+//! What a queued run must be before it is queued, for `runbook submit` and for a schedule's
+//! fire (`runbook worker --schedules`): its pinned plan, made as `runbook plan -o` makes
+//! one, and the checks it must pass.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use runbook_core::model::ParamValue;
+
+use crate::error::{CliError, Message};
+use crate::input::{load_with_params, pinned_reads};
+
+/// The pinned plan of a runbook with its parameter values, as `runbook plan -o` writes it
+/// (the worker runs it with `run --plan`): the runbook, the values and the plan's text.
+pub(crate) type Planned =
+    (std::sync::Arc<runbook_core::model::Runbook>, BTreeMap<String, ParamValue>, String);
+
+/// See [`Planned`].
+pub(crate) fn plan_of(
+    file: &Path,
+    params: &[(String, String)],
+    params_file: Option<&Path>,
+    color: bool,
+) -> Result<Planned, CliError> {
+    let (runbook, values) = load_with_params(file, params, params_file, color)?;
+    let mut plan = runbook_core::plan::plan(&runbook, &values).map_err(CliError::Diagnostics)?;
+    plan.reads = pinned_reads(&runbook, params_file)?;
+    let text = serde_json::to_string_pretty(&plan)
+        .map_err(|e| CliError::Invalid(Message::new(format!("cannot write the plan: {e}"))))?;
+    Ok((runbook, values, text))
+}
+
+/// What a queued run must pass before it is queued: a confirmation it asks for is given
+/// (`yes`: a queued run has no terminal), and no parameter value holds a secret. The store
+/// keeps the plan (with its parameters), the labels and who submitted it: the secrets are
+/// read as the run will read them, and a value holding one is refused here, before anything
+/// is queued (issue 11, promise 3).
+pub(crate) fn vet(
+    runbook: &runbook_core::model::Runbook,
+    params: &BTreeMap<String, ParamValue>,
+    file: &Path,
+    yes: bool,
+    location: &runbook_store::Location,
+) -> Result<runbook_exec::secrets::Secrets, CliError> {
+    if !yes && runbook.steps.iter().any(|s| s.confirm.is_some()) {
+        return Err(CliError::Invalid(
+            Message::new(
+                "this runbook asks for confirmation before some steps, and a queued run has no terminal",
+            )
+            .help("review the plan (`runbook plan`), then submit again with `--yes`"),
+        ));
+    }
+    let base_dir = file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let secrets = crate::run::resolve_secrets(runbook, base_dir, location)?;
+    crate::run::check_params_hold_no_secret(&secrets, params)?;
+    Ok(secrets)
+}

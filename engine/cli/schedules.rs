@@ -1,0 +1,600 @@
+//! Schedules files (issue 17): `runbook check` of a schedules file (every schedule, the
+//! runbooks they name and their parameters) and `runbook schedules` (the next fire times).
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use runbook_core::schedule::{self, CheckOptions, Schedule};
+use runbook_core::{Code, Diagnostic, Severity, Source};
+
+use crate::args::ListFormat;
+use crate::error::{CliError, CliResult, Exit, Message};
+use crate::input::{display, load, load_with_missing_params};
+use crate::loader;
+use crate::output::{out, outln};
+
+/// TEST MODE ONLY: `RUNBOOK_TEST_SCHEDULE_SECONDS=1` lets cron expressions have a leading
+/// seconds field, for the integration tests of workers. User files stay minute-based.
+pub const TEST_SECONDS_ENV: &str = "RUNBOOK_TEST_SCHEDULE_SECONDS";
+
+fn options() -> CheckOptions {
+    CheckOptions { seconds: std::env::var(TEST_SECONDS_ENV).is_ok_and(|v| v == "1") }
+}
+
+/// Whether the file at `path` (its text `text`) is a schedules file.
+pub fn is_schedules(text: &str) -> bool {
+    schedule::is_schedules_file(text)
+}
+
+/// Every schedule of a schedules file and every problem of it, of the runbooks it names and
+/// of their parameters.
+pub fn check_text(path: &Path, text: String) -> (Vec<Schedule>, Vec<Diagnostic>) {
+    let shown = display(path);
+    let source = Source::toml(shown, text);
+    let schedule::Checked { schedules, targets, diagnostics: mut diags } =
+        schedule::check(&source, options());
+    let folder = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let root = confinement_root(folder);
+    // Each runbook is checked once, however many schedules name it.
+    let mut runbooks: BTreeMap<PathBuf, Option<Arc<runbook_core::model::Runbook>>> = BTreeMap::new();
+    for s in &targets {
+        // An absolute path is reported by the core already (RB102): nothing of it is read.
+        if Path::new(&s.runbook.value).is_absolute()
+            || s.params_file.as_ref().is_some_and(|p| Path::new(&p.value).is_absolute())
+        {
+            continue;
+        }
+        let file = folder.join(&s.runbook.value);
+        if let Some(d) = outside(&file, root.as_deref(), &source, s.runbook.span, "runbook", &s.name) {
+            diags.push(d);
+            continue;
+        }
+        if !runbooks.contains_key(&file) {
+            let checked = load(&file);
+            let invalid = checked.diagnostics.iter().any(|d| d.severity == Severity::Error);
+            diags.extend(checked.diagnostics);
+            runbooks.insert(file.clone(), checked.runbook.filter(|_| !invalid));
+        }
+        let Some(runbook) = runbooks.get(&file).cloned().flatten() else {
+            diags.push(
+                Diagnostic::error(
+                    Code::ScheduleRunbook,
+                    &source,
+                    s.runbook.span,
+                    format!("the runbook of `schedule.{}` is not a valid runbook", s.name),
+                )
+                .with_label("reported above")
+                .with_help(format!(
+                    "fix `{}` first: `runbook check {}`",
+                    display(&file),
+                    display(&file)
+                )),
+            );
+            continue;
+        };
+        let not_in_file = match &s.params_file {
+            None => None,
+            Some(pf) => {
+                let pf_path = folder.join(&pf.value);
+                if let Some(d) = outside(&pf_path, root.as_deref(), &source, pf.span, "params file", &s.name)
+                {
+                    diags.push(d);
+                    continue;
+                }
+                match load_with_missing_params(&file, &[], Some(&pf_path), false) {
+                    Ok((_, _, missing, problems)) => {
+                        diags.extend(problems);
+                        Some(missing)
+                    }
+                    Err(e) => {
+                        diags.push(
+                            Diagnostic::error(
+                                Code::ScheduleRunbook,
+                                &source,
+                                pf.span,
+                                format!("the params file of `schedule.{}` cannot be used: {e}", s.name),
+                            )
+                            .with_label("cannot be used"),
+                        );
+                        continue;
+                    }
+                }
+            }
+        };
+        diags.extend(schedule::check_params(s, &runbook, &source, not_in_file.as_deref()));
+    }
+    runbook_core::diagnostic::sort(&mut diags);
+    (schedules, diags)
+}
+
+/// The folder a schedules file's runbooks must live in: the repository that holds it (the
+/// nearest folder above it with a `.git`), or its own folder outside any repository.
+fn confinement_root(folder: &Path) -> Option<PathBuf> {
+    let real = std::fs::canonicalize(folder).ok()?;
+    let repo = real.ancestors().find(|a| a.join(".git").exists()).map(Path::to_path_buf);
+    Some(repo.unwrap_or(real))
+}
+
+/// RB102 when `file` resolves outside `root` (or cannot be resolved at all: then loading it
+/// says why, so nothing is reported here).
+fn outside(
+    file: &Path,
+    root: Option<&Path>,
+    source: &Arc<Source>,
+    span: runbook_core::Span,
+    what: &str,
+    name: &str,
+) -> Option<Diagnostic> {
+    let root = root?;
+    let real = std::fs::canonicalize(file).ok()?;
+    if real.starts_with(root) {
+        return None;
+    }
+    Some(
+        Diagnostic::error(
+            Code::ScheduleRunbook,
+            source,
+            span,
+            format!("the {what} of `schedule.{name}` is outside `{}`", root.display()),
+        )
+        .with_label(format!("resolves to `{}`", real.display()))
+        .with_help(
+            "a schedules file names files of its own repository (or of its folder, outside a repository)",
+        ),
+    )
+}
+
+/// The schedules of a schedules file that `check` passes; its problems otherwise (exit 3),
+/// or a usage error for a file that is not a schedules file.
+fn read_valid(file: &Path) -> Result<Vec<Schedule>, CliError> {
+    let shown = display(file);
+    let text = loader::read(&shown).map_err(|e| {
+        CliError::CannotStart(Message::new(format!("cannot read the schedules file `{shown}`: {e}")))
+    })?;
+    if !is_schedules(&text) {
+        return Err(CliError::Usage(
+            Message::new(format!("`{shown}` is not a schedules file"))
+                .help("a schedules file holds `[schedule.NAME]` tables and no `[runbook]` table"),
+        ));
+    }
+    let (schedules, diags) = check_text(file, text);
+    if diags.iter().any(|d| d.severity == Severity::Error) {
+        return Err(CliError::Diagnostics(diags));
+    }
+    Ok(schedules)
+}
+
+/// What `runbook schedules` was asked.
+#[derive(Debug)]
+pub struct ListArgs<'a> {
+    pub file: &'a Path,
+    pub next: usize,
+    pub at: Option<&'a str>,
+    pub format: ListFormat,
+    pub state: Option<&'a str>,
+}
+
+/// What the store says of one schedule, and whether it is overdue.
+#[derive(Debug, Default)]
+struct Seen {
+    runs: runbook_store::ScheduleRuns,
+    overdue: bool,
+}
+
+/// `runbook schedules FILE`: each schedule with its next fire times, and with a store its
+/// last run, last success and whether it is overdue.
+pub fn list(args: ListArgs<'_>, color: crate::args::Color) -> CliResult {
+    let ListArgs { file, next, at, format, state } = args;
+    let schedules = read_valid(file)?;
+    let now = match at {
+        None => DateTime::<Utc>::from(std::time::SystemTime::now()),
+        Some(t) => DateTime::parse_from_rfc3339(t).map(|t| t.with_timezone(&Utc)).map_err(|e| {
+            CliError::Usage(
+                Message::new(format!("`--at {t}` is not an RFC 3339 time: {e}"))
+                    .help("write a time such as 2026-03-28T12:00:00Z"),
+            )
+        })?,
+    };
+    let seen = match state {
+        None => None,
+        Some(state) => Some(seen(&schedules, state, now)?),
+    };
+    let next = next.min(schedule::MAX_NEXT);
+    let color = match color {
+        crate::args::Color::Always => true,
+        crate::args::Color::Never => false,
+        crate::args::Color::Auto => std::env::var_os("NO_COLOR").is_none() && std::io::stdout().is_terminal(),
+    };
+    match format {
+        ListFormat::Json => out!("{}\n", json(&schedules, seen.as_deref(), now, next)),
+        ListFormat::Text => out!("{}", text_view(&schedules, seen.as_deref(), now, next, color)),
+    }
+    Ok(Exit::Success)
+}
+
+/// The store's view of every schedule, read only.
+fn seen(schedules: &[Schedule], state: &str, now: DateTime<Utc>) -> Result<Vec<Seen>, CliError> {
+    let location = crate::state::location(Some(state));
+    crate::runtime::block_on(async {
+        let store = match runbook_store::Store::open_read_only(&location).await {
+            Ok(Some(store)) => store,
+            // No store yet: nothing ran.
+            Ok(None) => return Ok(schedules.iter().map(|_| Seen::default()).collect()),
+            Err(source) => {
+                return Err(CliError::StoreAt {
+                    doing: crate::error::StoreAction::Open,
+                    location: location.shown(),
+                    source,
+                });
+            }
+        };
+        let mut out = Vec::new();
+        for s in schedules {
+            let runs = store.schedule_runs(&s.target.name).await.map_err(|source| CliError::StoreAt {
+                doing: crate::error::StoreAction::Open,
+                location: location.shown(),
+                source,
+            })?;
+            let parse = |t: &Option<String>| {
+                t.as_deref().and_then(|t| DateTime::parse_from_rfc3339(t).ok()).map(|t| t.with_timezone(&Utc))
+            };
+            let overdue = s.overdue(parse(&runs.last_success), parse(&runs.first_fired_at), now);
+            out.push(Seen { runs, overdue });
+        }
+        Ok(out)
+    })
+}
+
+fn fire(t: &DateTime<chrono_tz::Tz>) -> (String, String) {
+    (
+        t.format("%Y-%m-%d %H:%M %Z (%:z)").to_string(),
+        t.with_timezone(&Utc).format("%Y-%m-%d %H:%M UTC").to_string(),
+    )
+}
+
+fn text_view(
+    schedules: &[Schedule],
+    seen: Option<&[Seen]>,
+    now: DateTime<Utc>,
+    next: usize,
+    color: bool,
+) -> String {
+    let mut out = String::new();
+    for (i, s) in schedules.iter().enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        out.push_str(&format!("{}\n", s.target.name));
+        out.push_str(&format!("  runbook      {}\n", shown_value(&s.target.runbook.value)));
+        if !s.target.params.is_empty() {
+            let params: Vec<String> = s
+                .target
+                .params
+                .iter()
+                .map(|(k, v)| format!("{k}={}", shown_value(&v.value.to_string())))
+                .collect();
+            out.push_str(&format!("  params       {}\n", params.join(" ")));
+        }
+        if let Some(pf) = &s.target.params_file {
+            out.push_str(&format!("  params file  {}\n", shown_value(&pf.value)));
+        }
+        out.push_str(&format!("  cron         {} in {}\n", shown_value(&s.cron_text), s.time_zone.name()));
+        let catch_up = match s.catch_up {
+            schedule::CatchUp::All(n) => format!("all (at most {n})"),
+            other => other.as_str().to_string(),
+        };
+        out.push_str(&format!("  overlap      {}; catch-up {catch_up}\n", s.overlap.as_str()));
+        if let Some(w) = s.expect_success_within {
+            let remind = s.remind_every.map_or(String::from("once"), |r| format!("every {}", span_text(r)));
+            out.push_str(&format!(
+                "  expects      a success within {}; notifies {}\n",
+                span_text(w),
+                if s.notify.is_some() { remind } else { "nobody (no `notify`)".into() }
+            ));
+        }
+        if let Some(seen) = seen.and_then(|all| all.get(i)) {
+            let last = seen
+                .runs
+                .last_run
+                .as_ref()
+                .map_or("none".to_string(), |(id, status, _)| format!("{id} ({status})"));
+            out.push_str(&format!("  last run     {last}\n"));
+            out.push_str(&format!(
+                "  last success {}\n",
+                seen.runs.last_success.as_deref().unwrap_or("none")
+            ));
+            if seen.overdue {
+                let window = s.expect_success_within.map(span_text).unwrap_or_default();
+                let word = if color { "\x1b[1;31mOVERDUE\x1b[0m" } else { "OVERDUE" };
+                out.push_str(&format!("  {word}      no successful run within {window}\n"));
+            }
+        }
+        let times = s.next_after(now, next);
+        for (j, t) in times.iter().enumerate() {
+            let (local, utc) = fire(t);
+            let label = if j == 0 { "  next" } else { "      " };
+            out.push_str(&format!("{label}         {local} = {utc}\n"));
+        }
+        if times.is_empty() {
+            out.push_str("  next         never (the expression matches no future time)\n");
+        }
+    }
+    out
+}
+
+/// A value from the file, on one line whatever it holds (control characters escaped).
+fn shown_value(text: &str) -> String {
+    text.chars().flat_map(char::escape_debug).collect::<String>().replace("\\\"", "\"").replace("\\'", "'")
+}
+
+fn json(schedules: &[Schedule], seen: Option<&[Seen]>, now: DateTime<Utc>, next: usize) -> String {
+    let list: Vec<serde_json::Value> = schedules
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let times: Vec<serde_json::Value> = s
+                .next_after(now, next)
+                .iter()
+                .map(|t| {
+                    serde_json::json!({
+                        "local": t.to_rfc3339(),
+                        "utc": t.with_timezone(&Utc).to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                    })
+                })
+                .collect();
+            let params: serde_json::Map<String, serde_json::Value> = s
+                .target
+                .params
+                .iter()
+                .map(|(k, v)| (k.clone(), serde_json::to_value(&v.value).unwrap_or(serde_json::Value::Null)))
+                .collect();
+            serde_json::json!({
+                "name": s.target.name,
+                "runbook": s.target.runbook.value,
+                "params": params,
+                "params_file": s.target.params_file.as_ref().map(|p| p.value.clone()),
+                "cron": s.cron_text,
+                "time_zone": s.time_zone.name(),
+                "overlap": s.overlap.as_str(),
+                "catch_up": s.catch_up.as_str(),
+                "catch_up_limit": match s.catch_up { schedule::CatchUp::All(n) => Some(n), _ => None },
+                "expect_success_within": s.expect_success_within.map(span_text),
+                "remind_every": s.remind_every.map(span_text),
+                "notify": s.notify.is_some(),
+                "next": times,
+                "last_run": seen.and_then(|all| all.get(i)).and_then(|x| x.runs.last_run.as_ref()).map(|(id, status, started)| {
+                    serde_json::json!({ "run_id": id, "status": status, "started_at": started })
+                }),
+                "last_success": seen.and_then(|all| all.get(i)).and_then(|x| x.runs.last_success.clone()),
+                "overdue": seen.and_then(|all| all.get(i)).map(|x| x.overdue),
+            })
+        })
+        .collect();
+    serde_json::to_string_pretty(&serde_json::json!({ "schedules": list })).unwrap_or_default()
+}
+
+/// A window as days, hours and minutes (`31d 2h`): schedules are minute-based.
+fn span_text(d: std::time::Duration) -> String {
+    let m = d.as_secs() / 60;
+    let (days, hours, minutes) = (m / 1440, (m / 60) % 24, m % 60);
+    let parts: Vec<String> = [(days, "d"), (hours, "h"), (minutes, "m")]
+        .iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, u)| format!("{n}{u}"))
+        .collect();
+    if parts.is_empty() { "0m".into() } else { parts.join(" ") }
+}
+
+/// A due time seen less than this late is not missed (a worker polls): `catch-up = "none"`
+/// still fires it.
+const LATE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The schedules a worker fires (`runbook worker --schedules FILE`).
+#[derive(Debug)]
+pub struct Firing {
+    /// The schedules file's folder: runbooks and params files are relative to it.
+    folder: PathBuf,
+    schedules: Vec<Schedule>,
+    /// When this worker started: a schedule that never fired fires its due times after it.
+    since: DateTime<Utc>,
+}
+
+impl Firing {
+    /// The schedules of `file`, refused with every problem if `check` would refuse it.
+    pub fn load(file: &Path) -> Result<Firing, CliError> {
+        let schedules = read_valid(file)?;
+        let folder =
+            file.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
+        Ok(Firing { folder, schedules, since: DateTime::<Utc>::from(std::time::SystemTime::now()) })
+    }
+
+    /// Fire every due time of every schedule that the store has not seen fired: the store
+    /// decides which worker fires each (one row per schedule and due time).
+    pub async fn fire_due(
+        &self,
+        store: &runbook_store::Store,
+        worker: &str,
+        location: &runbook_store::Location,
+    ) {
+        let now = DateTime::<Utc>::from(std::time::SystemTime::now());
+        for s in &self.schedules {
+            let runs = match store.schedule_runs(&s.target.name).await {
+                Ok(r) => r,
+                Err(e) => {
+                    crate::output::errln!(
+                        "warning: cannot read the fires of schedule `{}`: {e}",
+                        s.target.name
+                    );
+                    continue;
+                }
+            };
+            let from = runs.last_due_ms.and_then(schedule::utc_from_millis).unwrap_or(self.since);
+            for due in s.due_between(from, now, LATE) {
+                self.fire_one(store, worker, location, s, due).await;
+            }
+            watch(store, worker, s, &runs, now).await;
+        }
+    }
+
+    async fn fire_one(
+        &self,
+        store: &runbook_store::Store,
+        worker: &str,
+        location: &runbook_store::Location,
+        s: &Schedule,
+        due: DateTime<Utc>,
+    ) {
+        let name = &s.target.name;
+        let fired_at = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
+        let fire = runbook_store::Fire {
+            schedule: name,
+            due_ms: due.timestamp_millis(),
+            fired_by: worker,
+            fired_at: &fired_at,
+        };
+        let due_text = due.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let active = match store.schedule_runs(name).await {
+            Ok(r) if r.active => r.last_run.map(|(id, ..)| id),
+            Ok(_) => None,
+            Err(e) => {
+                crate::output::errln!("warning: cannot read the runs of schedule `{name}`: {e}");
+                return;
+            }
+        };
+        let (fire, due_text) = (&fire, due_text.as_str());
+        let skip = |note: String| async move {
+            let fire = fire;
+            match store.fire(fire, None, &note).await {
+                Ok(runbook_store::Fired::Skipped) => {
+                    outln!("schedule {name} due {due_text}: skipped: {note}")
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    crate::output::errln!("warning: cannot record schedule `{name}` due {due_text}: {e}")
+                }
+            }
+        };
+        match (&active, s.overlap) {
+            (Some(id), schedule::Overlap::Skip) => {
+                return skip(format!(
+                    "run {id} of the schedule is still queued or running (overlap = \"skip\")"
+                ))
+                .await;
+            }
+            (Some(id), schedule::Overlap::Replace) => {
+                // Only a run still queued can be taken back here; a running one finishes.
+                let note = format!("replaced by the run of schedule {name} due {due_text}");
+                let _ = store.cancel_queued(id, &note).await;
+            }
+            (Some(_), schedule::Overlap::Queue) | (None, _) => {}
+        }
+        let (runbook, plan) = match self.plan(s, location) {
+            Ok(p) => p,
+            Err(e) => return skip(format!("not queued: {}", first_line(&e.render(false)))).await,
+        };
+        let run_id = crate::run::new_run_id();
+        let operator = crate::identity::operator();
+        let job = runbook_store::Submission {
+            run_id: &run_id,
+            runbook: &runbook,
+            plan: &plan,
+            labels: &[],
+            submitted_by: &operator,
+            submitted_at: &fired_at,
+        };
+        match store.fire(fire, Some(&job), "").await {
+            Ok(runbook_store::Fired::Queued) => outln!("schedule {name} due {due_text}: queued run {run_id}"),
+            Ok(_) => {}
+            Err(e) => crate::output::errln!("warning: cannot fire schedule `{name}` due {due_text}: {e}"),
+        }
+    }
+
+    /// The pinned plan of a schedule's run, vetted as `runbook submit` vets one.
+    fn plan(&self, s: &Schedule, location: &runbook_store::Location) -> Result<(String, String), CliError> {
+        let file = self.folder.join(&s.target.runbook.value);
+        let params = s.target.params_as_text();
+        let params_file = s.target.params_file.as_ref().map(|p| self.folder.join(&p.value));
+        let (runbook, values, plan) = crate::queued::plan_of(&file, &params, params_file.as_deref(), false)?;
+        crate::queued::vet(&runbook, &values, &file, false, location)?;
+        Ok((runbook.name.clone(), plan))
+    }
+}
+
+/// The dead-man's switch: when `s` is overdue, the one worker whose claim of this
+/// notification the store accepts sends it (once per overdue period, and once per
+/// `remind-every` after that).
+async fn watch(
+    store: &runbook_store::Store,
+    worker: &str,
+    s: &Schedule,
+    runs: &runbook_store::ScheduleRuns,
+    now: DateTime<Utc>,
+) {
+    let parse = |t: &Option<String>| {
+        t.as_deref().and_then(|t| DateTime::parse_from_rfc3339(t).ok()).map(|t| t.with_timezone(&Utc))
+    };
+    let (success, first) = (parse(&runs.last_success), parse(&runs.first_fired_at));
+    let (Some(window), Some(since)) = (s.expect_success_within, success.or(first)) else { return };
+    if !s.overdue(success, first, now) {
+        return;
+    }
+    let late = now.signed_duration_since(since).to_std().unwrap_or_default().saturating_sub(window);
+    let reminder = s.remind_every.map_or(0, |r| late.as_millis() / r.as_millis().max(1));
+    let reminder = i64::try_from(reminder).unwrap_or(i64::MAX);
+    let name = &s.target.name;
+    let at = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
+    match store.claim_alert(name, since.timestamp_millis(), reminder, worker, &at).await {
+        Ok(true) => {}
+        Ok(false) => return,
+        Err(e) => {
+            crate::output::errln!("warning: cannot record the overdue notice of schedule `{name}`: {e}");
+            return;
+        }
+    }
+    let since_text = since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    outln!(
+        "schedule {name} overdue: no successful run since {since_text} (expected within {})",
+        span_text(window)
+    );
+    let Some(notify) = &s.notify else { return };
+    let text = notify.text.clone().unwrap_or_else(|| {
+        format!(
+            "runbook: schedule `{name}` is overdue: no successful run of `{}` since {since_text} (expected within {})",
+            s.target.runbook.value,
+            span_text(window)
+        )
+    });
+    let req = runbook_exec::http::Request {
+        method: "POST".into(),
+        url: notify.webhook.clone(),
+        headers: Vec::new(),
+        query: Vec::new(),
+        body: runbook_exec::http::Body::Json(serde_json::json!({
+            "text": text,
+            "schedule": name,
+            "overdue_since": since_text,
+            "reminder": reminder,
+        })),
+        expect_status: Vec::new(),
+        max_latency: None,
+        ca_file: None,
+        ca_sha256: None,
+        request_timeout: Some(std::time::Duration::from_secs(10)),
+    };
+    let redactor = runbook_exec::secrets::Redactor::new(&runbook_exec::secrets::Secrets::default());
+    // The webhook's URL is not printed: a chat webhook's URL is its credential.
+    match runbook_exec::http::send(&req, &redactor).await.map(|out| runbook_exec::http::judge(&req, &out)) {
+        Ok(runbook_exec::report::Check::Passed(_)) => outln!("schedule {name}: overdue notification sent"),
+        Ok(runbook_exec::report::Check::Failed(why)) | Err(why) => crate::output::errln!(
+            "warning: the overdue notification of schedule `{name}` was not delivered: {}",
+            why.replace(&notify.webhook, "the webhook")
+        ),
+    }
+}
+
+fn first_line(text: &str) -> String {
+    text.lines().next().unwrap_or_default().trim_start_matches("error:").trim_start().to_string()
+}

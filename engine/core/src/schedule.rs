@@ -1,0 +1,1071 @@
+//! Schedules (issue 17): a schedules file (`schedules.toml`) of `[schedule.NAME]` tables,
+//! each naming a runbook, its parameters, a cron expression in an IANA time zone and the
+//! policies of a scheduler (overlap, catch-up, the dead-man's switch).
+//!
+//! Two types, as for runbooks: [`RawSchedule`] is the serde shape, [`Schedule`] the checked
+//! domain type built by [`check`], which reports every problem of the file at once. Fire
+//! times are a pure function of a schedule and an instant ([`Schedule::next_after`],
+//! [`Schedule::due_between`]): no clock is read here.
+//!
+//! Cron expressions are parsed by `croner` (the Open Cron Pattern Specification): five
+//! fields, minute-based. Its DST rules are ours (ARCHITECTURE.md, "Schedules (issue 17)"):
+//! a fixed time that does not exist (02:30 on a spring-forward night) fires at the first
+//! minute after the gap, the same day; a fixed time that happens twice (01:30 on a fall-back
+//! night) fires once, at its first occurrence; a wildcard or step field (`*/15`) skips what
+//! the gap removes and fires in both passes of a repeated hour.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone as _, Utc};
+use chrono_tz::Tz;
+use schemars::JsonSchema;
+use serde::Deserialize;
+use toml::de::{DeTable, DeValue};
+
+use crate::diagnostic::{Code, Diagnostic, Source};
+use crate::parse::{deserialize_unit, syntax_error};
+use crate::raw::{RawNotify, SpannedString};
+use crate::span::{Span, Spanned};
+use crate::suggest::did_you_mean_suffix;
+
+// ----- serde shapes --------------------------------------------------------------------
+
+/// A `[schedule.NAME]` table, as written.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct RawSchedule {
+    /// The runbook to run, relative to the schedules file's folder.
+    pub runbook: SpannedString,
+    /// Parameter values of the runbook (as in a params file).
+    #[serde(default)]
+    #[schemars(with = "Option<BTreeMap<String, serde_json::Value>>")]
+    pub params: Option<BTreeMap<String, Spanned<toml::Value>>>,
+    /// A params file, relative to the schedules file's folder.
+    #[serde(default)]
+    pub params_file: Option<SpannedString>,
+    /// A cron expression of five fields: minute hour day-of-month month day-of-week.
+    pub cron: SpannedString,
+    /// The IANA time zone the expression is read in, e.g. `Europe/Madrid` or `UTC`.
+    pub time_zone: SpannedString,
+    /// When the previous run of this schedule is still active at a due time: `skip`
+    /// (default), `queue` or `replace`.
+    #[serde(default)]
+    pub overlap: Option<SpannedString>,
+    /// Due times missed while no worker ran: `none`, `latest` (default) or `all`.
+    #[serde(default)]
+    pub catch_up: Option<SpannedString>,
+    /// With `catch-up = "all"`: at most this many missed times are fired (default 10).
+    #[serde(default)]
+    pub catch_up_limit: Option<Spanned<i64>>,
+    /// The dead-man's switch: the schedule is overdue when its last success is older.
+    #[serde(default)]
+    pub expect_success_within: Option<SpannedString>,
+    /// How often an overdue schedule's notification is sent again (default: once).
+    #[serde(default)]
+    pub remind_every: Option<SpannedString>,
+    /// The notification sent when the schedule becomes overdue.
+    #[serde(default)]
+    pub notify: Option<Spanned<RawNotify>>,
+}
+
+/// The keys of a `[schedule.NAME]` table, for unknown-key messages.
+pub const KEYS: [&str; 11] = [
+    "runbook",
+    "params",
+    "params-file",
+    "cron",
+    "time-zone",
+    "overlap",
+    "catch-up",
+    "catch-up-limit",
+    "expect-success-within",
+    "remind-every",
+    "notify",
+];
+
+// ----- domain types ------------------------------------------------------------------------
+
+/// What a due time does when the schedule's previous run is still queued or running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Overlap {
+    /// The due time is skipped (journaled as `schedule_skipped`).
+    Skip,
+    /// The run is queued behind the active one.
+    Queue,
+    /// The active run is cancelled and the new one queued.
+    Replace,
+}
+
+impl Overlap {
+    /// As written in a schedules file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Overlap::Skip => "skip",
+            Overlap::Queue => "queue",
+            Overlap::Replace => "replace",
+        }
+    }
+}
+
+/// What happens to due times that passed while no worker was there to fire them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CatchUp {
+    /// Missed times are dropped; the next due time fires.
+    None,
+    /// Only the latest missed time fires.
+    Latest,
+    /// Every missed time fires, oldest first, at most this many (the latest ones).
+    All(u32),
+}
+
+impl CatchUp {
+    /// As written in a schedules file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CatchUp::None => "none",
+            CatchUp::Latest => "latest",
+            CatchUp::All(_) => "all",
+        }
+    }
+}
+
+/// The notification of an overdue schedule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScheduleNotify {
+    /// The webhook URL.
+    pub webhook: String,
+    /// The text sent (default: a sentence naming the schedule).
+    pub text: Option<String>,
+}
+
+/// What a schedule runs: its runbook and parameters as written. Kept for every schedule
+/// that could be read, valid or not, so that its runbook and parameters are checked in the
+/// same round as the rest of the file.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// The schedule's name.
+    pub name: String,
+    /// The runbook path as written (relative to the schedules file), with its span.
+    pub runbook: Spanned<String>,
+    /// Parameter values as written.
+    pub params: BTreeMap<String, Spanned<toml::Value>>,
+    /// The params file as written.
+    pub params_file: Option<Spanned<String>>,
+}
+
+impl Target {
+    /// The parameter values as `-p NAME=VALUE` gives them: a string as itself, any other
+    /// value as TOML writes it (each is read back by its declared type).
+    pub fn params_as_text(&self) -> Vec<(String, String)> {
+        self.params
+            .iter()
+            .map(|(k, v)| {
+                let text = match &v.value {
+                    toml::Value::String(t) => t.clone(),
+                    other => other.to_string(),
+                };
+                (k.clone(), text)
+            })
+            .collect()
+    }
+}
+
+/// What [`check`] found: the valid schedules, what every readable schedule runs, and every
+/// problem.
+#[derive(Debug)]
+pub struct Checked {
+    /// The schedules without any problem (use them only when `diagnostics` has no error).
+    pub schedules: Vec<Schedule>,
+    /// What each schedule that could be read runs.
+    pub targets: Vec<Target>,
+    /// Every problem of the file, sorted.
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+/// One checked schedule.
+#[derive(Debug, Clone)]
+pub struct Schedule {
+    /// Its name and what it runs.
+    pub target: Target,
+    /// The cron expression as written.
+    pub cron_text: String,
+    /// The parsed expression.
+    pub cron: croner::Cron,
+    /// The time zone.
+    pub time_zone: Tz,
+    /// The overlap policy.
+    pub overlap: Overlap,
+    /// The catch-up policy.
+    pub catch_up: CatchUp,
+    /// The dead-man's switch.
+    pub expect_success_within: Option<Duration>,
+    /// How often an overdue notification is sent again.
+    pub remind_every: Option<Duration>,
+    /// The overdue notification.
+    pub notify: Option<ScheduleNotify>,
+}
+
+/// The largest `catch-up-limit`.
+pub const MAX_CATCH_UP: i64 = 1000;
+
+/// The default `catch-up-limit` of `catch-up = "all"`.
+pub const DEFAULT_CATCH_UP: u32 = 10;
+
+/// The largest number of fire times [`Schedule::next_after`] computes.
+pub const MAX_NEXT: usize = 1000;
+
+/// The longest `expect-success-within` or `remind-every`: 10 years.
+const MAX_WINDOW: Duration = Duration::from_secs(10 * 366 * 24 * 3600);
+
+/// The shortest: a minute (schedules are minute-based).
+const MIN_WINDOW: Duration = Duration::from_secs(60);
+
+/// Whether a TOML text is a schedules file: it has a `schedule` table and no `runbook`
+/// table. `runbook check` reads such a file as schedules, any other as a runbook.
+pub fn is_schedules_file(text: &str) -> bool {
+    let Ok(root) = DeTable::parse(text) else { return false };
+    let root = root.get_ref();
+    root.keys().any(|k| k.get_ref() == "schedule") && !root.keys().any(|k| k.get_ref() == "runbook")
+}
+
+/// Options of [`check`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CheckOptions {
+    /// TEST MODE ONLY: cron expressions may have a sixth, leading seconds field. The binary
+    /// turns it on from the environment variable `RUNBOOK_TEST_SCHEDULE_SECONDS=1`, for the
+    /// integration tests of workers; user files stay minute-based.
+    pub seconds: bool,
+}
+
+/// Parse and check a schedules file: every schedule that is valid, and every problem of
+/// the file (a file with any error must not be used).
+pub fn check(source: &Arc<Source>, options: CheckOptions) -> Checked {
+    let mut diags = Vec::new();
+    let mut out = Vec::new();
+    let mut targets = Vec::new();
+    let (root, errors) = DeTable::parse_recoverable(&source.text);
+    if !errors.is_empty() {
+        for e in errors {
+            diags.push(syntax_error(source, &e));
+        }
+        return Checked { schedules: out, targets, diagnostics: diags };
+    }
+    let root_span = Span::from(root.span());
+    let table = root.into_inner();
+    let mut sections: Vec<_> = table.into_iter().collect();
+    sections.sort_by_key(|(k, _)| k.span().start);
+    let mut found = false;
+    for (key, value) in sections {
+        if key.get_ref() != "schedule" {
+            diags.push(
+                Diagnostic::error(
+                    Code::UnknownKey,
+                    source,
+                    Span::from(key.span()),
+                    format!(
+                        "unknown section `{}` in a schedules file{}",
+                        key.get_ref(),
+                        did_you_mean_suffix(key.get_ref(), ["schedule"])
+                    ),
+                )
+                .with_help("a schedules file holds only `[schedule.NAME]` tables"),
+            );
+            continue;
+        }
+        found = true;
+        let span = Span::from(value.span());
+        let DeValue::Table(entries) = value.into_inner() else {
+            diags.push(
+                Diagnostic::error(Code::WrongType, source, span, "`schedule` must be a table")
+                    .with_help("write each schedule as a `[schedule.NAME]` table"),
+            );
+            continue;
+        };
+        let mut entries: Vec<_> = entries.into_iter().collect();
+        entries.sort_by_key(|(k, _)| k.span().start);
+        for (name, mut value) in entries {
+            let name = Spanned::new(name.get_ref().to_string(), Span::from(name.span()));
+            if !valid_name(&name.value) {
+                diags.push(
+                    Diagnostic::error(
+                        Code::InvalidId,
+                        source,
+                        name.span,
+                        format!("schedule name `{}` is not snake_case", name.value),
+                    )
+                    .with_label("not a name")
+                    .with_help("a schedule name is lowercase letters, digits and `_`, starting with a letter, e.g. `backup_daily`"),
+                );
+            }
+            prune_unknown(&mut value, &name.value, source, &mut diags);
+            let path = format!("schedule.{}", name.value);
+            let unit_span = Span::from(value.span());
+            let raw: Option<RawSchedule> = deserialize_unit(value, &path, source, &mut diags);
+            if let Some(mut raw) = raw {
+                let target = Target {
+                    name: name.value.clone(),
+                    runbook: raw.runbook.clone(),
+                    params: raw.params.take().unwrap_or_default(),
+                    params_file: raw.params_file.clone(),
+                };
+                if let Some(s) = validate(&target, unit_span, raw, source, options, &mut diags) {
+                    out.push(s);
+                }
+                targets.push(target);
+            }
+        }
+    }
+    if !found {
+        diags.push(
+            Diagnostic::error(
+                Code::MissingKey,
+                source,
+                Span::new(root_span.start, root_span.start),
+                "a schedules file without any `[schedule.NAME]` table",
+            )
+            .with_help(
+                "add a schedule, e.g. `[schedule.backup_daily]` with `runbook`, `cron` and `time-zone`",
+            ),
+        );
+    }
+    crate::diagnostic::sort(&mut diags);
+    Checked { schedules: out, targets, diagnostics: diags }
+}
+
+fn valid_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_lowercase())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && name.len() <= 64
+}
+
+/// Report and take out the keys a schedule does not have, so the rest is still read.
+fn prune_unknown(
+    value: &mut toml::Spanned<DeValue<'_>>,
+    name: &str,
+    source: &Arc<Source>,
+    diags: &mut Vec<Diagnostic>,
+) {
+    let DeValue::Table(table) = value.get_mut() else { return };
+    let unknown: Vec<_> = table.keys().filter(|k| !KEYS.contains(&k.get_ref().as_ref())).cloned().collect();
+    for key in unknown {
+        diags.push(
+            Diagnostic::error(
+                Code::UnknownKey,
+                source,
+                Span::from(key.span()),
+                format!(
+                    "unknown key `{}` in `schedule.{name}`{}",
+                    key.get_ref(),
+                    did_you_mean_suffix(key.get_ref(), KEYS)
+                ),
+            )
+            .with_label("unknown key")
+            .with_help(format!("a schedule has the keys {}", KEYS.map(|k| format!("`{k}`")).join(", "))),
+        );
+        let old = std::mem::take(table);
+        *table = old.into_iter().filter(|(k, _)| k.get_ref() != key.get_ref()).collect();
+    }
+}
+
+fn err(
+    diags: &mut Vec<Diagnostic>,
+    code: Code,
+    source: &Arc<Source>,
+    span: Span,
+    message: String,
+    label: &str,
+    help: &str,
+) {
+    diags.push(Diagnostic::error(code, source, span, message).with_label(label).with_help(help));
+}
+
+fn validate(
+    target: &Target,
+    unit_span: Span,
+    raw: RawSchedule,
+    source: &Arc<Source>,
+    options: CheckOptions,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<Schedule> {
+    let before = diags.len();
+    let n = &target.name;
+
+    if raw.runbook.value.trim().is_empty() || raw.runbook.value.starts_with('/') {
+        err(
+            diags,
+            Code::ScheduleRunbook,
+            source,
+            raw.runbook.span,
+            format!("the runbook of `schedule.{n}` must be a relative path"),
+            "not a relative path",
+            "name the runbook relative to the schedules file's folder, e.g. `runbook = \"../runbooks/backup.toml\"`",
+        );
+    }
+    if let Some(file) = &raw.params_file
+        && (file.value.trim().is_empty() || file.value.starts_with('/'))
+    {
+        err(
+            diags,
+            Code::ScheduleRunbook,
+            source,
+            file.span,
+            format!("the params file of `schedule.{n}` must be a relative path"),
+            "not a relative path",
+            "name the params file relative to the schedules file's folder",
+        );
+    }
+
+    let cron = parse_cron(&raw.cron, n, source, options, diags);
+
+    let time_zone = match raw.time_zone.value.parse::<Tz>() {
+        Ok(tz) => Some(tz),
+        Err(_) => {
+            let names = chrono_tz::TZ_VARIANTS.iter().map(|t| t.name());
+            let suffix = did_you_mean_suffix(&raw.time_zone.value, names);
+            err(
+                diags,
+                Code::ScheduleTimeZone,
+                source,
+                raw.time_zone.span,
+                format!("unknown time zone `{}` in `schedule.{n}`{suffix}", raw.time_zone.value),
+                "not an IANA time zone",
+                "write an IANA time zone name such as `Europe/Madrid`, `America/New_York` or `UTC`",
+            );
+            None
+        }
+    };
+
+    let overlap = choice(
+        raw.overlap.as_ref(),
+        &[("skip", Overlap::Skip), ("queue", Overlap::Queue), ("replace", Overlap::Replace)],
+        Overlap::Skip,
+        (("overlap policy", n.as_str()), "`overlap` is `skip` (the default), `queue` or `replace`"),
+        source,
+        diags,
+    );
+
+    let limit = match &raw.catch_up_limit {
+        None => None,
+        Some(l) if (1..=MAX_CATCH_UP).contains(&l.value) => u32::try_from(l.value).ok(),
+        Some(l) => {
+            err(
+                diags,
+                Code::SchedulePolicy,
+                source,
+                l.span,
+                format!("`catch-up-limit` of `schedule.{n}` is {}, outside 1..={MAX_CATCH_UP}", l.value),
+                "out of range",
+                "give how many missed times at most are fired, from 1 to 1000",
+            );
+            None
+        }
+    };
+    let catch_up = choice(
+        raw.catch_up.as_ref(),
+        &[
+            ("none", CatchUp::None),
+            ("latest", CatchUp::Latest),
+            ("all", CatchUp::All(limit.unwrap_or(DEFAULT_CATCH_UP))),
+        ],
+        CatchUp::Latest,
+        (
+            ("catch-up policy", n.as_str()),
+            "`catch-up` is `none`, `latest` (the default) or `all` (bounded by `catch-up-limit`)",
+        ),
+        source,
+        diags,
+    );
+    if let Some(l) = &raw.catch_up_limit
+        && !matches!(catch_up, Some(CatchUp::All(_)) | None)
+    {
+        err(
+            diags,
+            Code::SchedulePolicy,
+            source,
+            l.span,
+            format!("`catch-up-limit` of `schedule.{n}` applies only to `catch-up = \"all\"`"),
+            "has no effect",
+            "remove `catch-up-limit`, or set `catch-up = \"all\"`",
+        );
+    }
+
+    let expect =
+        window(raw.expect_success_within.as_ref(), ("expect-success-within", n), options, source, diags);
+    let remind = window(raw.remind_every.as_ref(), ("remind-every", n), options, source, diags);
+    if let Some(r) = &raw.remind_every
+        && raw.expect_success_within.is_none()
+    {
+        err(
+            diags,
+            Code::SchedulePolicy,
+            source,
+            r.span,
+            format!("`remind-every` of `schedule.{n}` needs `expect-success-within`"),
+            "never used",
+            "a reminder repeats the overdue notification: set `expect-success-within = \"26h\"` too",
+        );
+    }
+    if let Some(notify) = &raw.notify
+        && raw.expect_success_within.is_none()
+    {
+        err(
+            diags,
+            Code::SchedulePolicy,
+            source,
+            notify.span,
+            format!("`notify` of `schedule.{n}` needs `expect-success-within`"),
+            "never sent",
+            "the notification is sent when the schedule is overdue: set `expect-success-within`",
+        );
+    }
+    let notify = raw.notify.as_ref().and_then(|n| {
+        let w = &n.value.webhook;
+        let ok = w.value.starts_with("https://") || w.value.starts_with("http://");
+        if !ok {
+            err(
+                diags,
+                Code::SchedulePolicy,
+                source,
+                w.span,
+                "the webhook of a schedule's `notify` must be an http(s) URL".to_string(),
+                "not a URL",
+                "write the webhook URL, e.g. `webhook = \"https://hooks.example.com/T000/B000\"`",
+            );
+        }
+        ok.then(|| ScheduleNotify {
+            webhook: w.value.clone(),
+            text: n.value.text.as_ref().map(|t| t.value.clone()),
+        })
+    });
+
+    let _ = unit_span;
+    if diags.len() > before {
+        return None;
+    }
+    Some(Schedule {
+        target: target.clone(),
+        cron_text: raw.cron.value,
+        cron: cron?,
+        time_zone: time_zone?,
+        overlap: overlap?,
+        catch_up: catch_up?,
+        expect_success_within: expect,
+        remind_every: remind,
+        notify,
+    })
+}
+
+/// One of a few words (`overlap`, `catch-up`), its default when absent; RB103 otherwise.
+/// `what`: what the word is and the schedule's name, for the message; and the hint.
+fn choice<T: Copy>(
+    written: Option<&SpannedString>,
+    options: &[(&str, T)],
+    default: T,
+    what: ((&str, &str), &str),
+    source: &Arc<Source>,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<T> {
+    let Some(w) = written else { return Some(default) };
+    if let Some((_, v)) = options.iter().find(|(k, _)| *k == w.value) {
+        return Some(*v);
+    }
+    let suffix = did_you_mean_suffix(&w.value, options.iter().map(|(k, _)| *k));
+    err(
+        diags,
+        Code::SchedulePolicy,
+        source,
+        w.span,
+        format!("unknown {} `{}` in `schedule.{}`{suffix}", what.0.0, w.value, what.0.1),
+        "not a policy",
+        what.1,
+    );
+    None
+}
+
+fn window(
+    s: Option<&SpannedString>,
+    (key, n): (&str, &str),
+    options: CheckOptions,
+    source: &Arc<Source>,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<Duration> {
+    let s = s?;
+    // TEST MODE: schedules of seconds have windows of seconds.
+    let min = if options.seconds { Duration::from_secs(1) } else { MIN_WINDOW };
+    match humantime::parse_duration(s.value.trim()) {
+        Ok(d) if (min..=MAX_WINDOW).contains(&d) => Some(d),
+        Ok(_) => {
+            err(
+                diags,
+                Code::InvalidDuration,
+                source,
+                s.span,
+                format!("`{key}` of `schedule.{n}` is `{}`, outside 1m..=10y", s.value),
+                "out of range",
+                "schedules are minute-based: give a duration from \"1m\" to \"10y\", e.g. \"26h\"",
+            );
+            None
+        }
+        Err(e) => {
+            err(
+                diags,
+                Code::InvalidDuration,
+                source,
+                s.span,
+                format!(
+                    "invalid duration `{}` for `{key}` of `schedule.{n}`: {}",
+                    s.value,
+                    duration_problem(&e)
+                ),
+                "not a duration",
+                "write a duration such as \"26h\", \"8d\" or \"90m\"",
+            );
+            None
+        }
+    }
+}
+
+/// humantime's words, except for a number without its unit, where its hint suggests
+/// seconds, shorter than any window a schedule accepts.
+fn duration_problem(e: &humantime::DurationError) -> String {
+    match e {
+        humantime::DurationError::UnknownUnit { unit, .. } if unit.is_empty() => {
+            "a number without its unit (such as `m`, `h` or `d`)".to_string()
+        }
+        other => other.to_string(),
+    }
+}
+
+fn parse_cron(
+    s: &SpannedString,
+    n: &str,
+    source: &Arc<Source>,
+    options: CheckOptions,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<croner::Cron> {
+    let fields = s.value.split_whitespace().count();
+    let allowed = if options.seconds { 5..=6 } else { 5..=5 };
+    if !allowed.contains(&fields) {
+        err(
+            diags,
+            Code::ScheduleCron,
+            source,
+            s.span,
+            format!("the cron expression of `schedule.{n}` has {fields} field(s); it needs 5"),
+            "not 5 fields",
+            "write minute, hour, day of month, month and day of week, e.g. `0 2 * * *` (every day at 02:00); seconds and years are not allowed",
+        );
+        return None;
+    }
+    let seconds =
+        if fields == 6 { croner::parser::Seconds::Required } else { croner::parser::Seconds::Disallowed };
+    let parser =
+        croner::parser::CronParser::builder().seconds(seconds).year(croner::parser::Year::Disallowed).build();
+    match parser.parse(&s.value) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            err(
+                diags,
+                Code::ScheduleCron,
+                source,
+                s.span,
+                format!("invalid cron expression `{}` in `schedule.{n}`: {}", s.value, cron_error(&e)),
+                "not a cron expression",
+                "fields are minute (0-59), hour (0-23), day of month (1-31), month (1-12 or JAN-DEC) and day of week (0-7 or SUN-SAT); `*`, `a-b`, `a,b` and `*/n` are allowed",
+            );
+            None
+        }
+    }
+}
+
+fn cron_error(e: &croner::errors::CronError) -> String {
+    let text = e.to_string();
+    let text = text.trim().trim_end_matches('.');
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(c) => c.to_lowercase().chain(chars).collect(),
+        None => "it does not parse".into(),
+    }
+}
+
+// ----- parameters against the runbook ----------------------------------------------------------
+
+/// Check a schedule's `params` against the runbook it names: every name declared, every
+/// value of its type and within its declaration, every required parameter given (by
+/// `params`, or by the params file: `not_in_file` names the required ones the params file
+/// did not give, `None` when the schedule has no params file).
+pub fn check_params(
+    schedule: &Target,
+    runbook: &crate::model::Runbook,
+    source: &Arc<Source>,
+    not_in_file: Option<&[String]>,
+) -> Vec<Diagnostic> {
+    let mut diags = Vec::new();
+    let n = &schedule.name;
+    for (name, value) in &schedule.params {
+        let Some(param) = runbook.params.iter().find(|p| p.name == *name) else {
+            let suffix = did_you_mean_suffix(name, runbook.params.iter().map(|p| p.name.as_str()));
+            diags.push(
+                Diagnostic::error(
+                    Code::UnknownParam,
+                    source,
+                    value.span,
+                    format!(
+                        "`schedule.{n}` gives `{name}`, which runbook `{}` does not declare{suffix}",
+                        runbook.name
+                    ),
+                )
+                .with_label("not a parameter of the runbook")
+                .with_help("give only the parameters the runbook declares in `[params.NAME]`"),
+            );
+            continue;
+        };
+        let problem =
+            crate::params::from_toml(param.ty, &value.value).and_then(|v| crate::params::check(param, &v));
+        if let Err(e) = problem {
+            diags.push(
+                Diagnostic::error(
+                    Code::InvalidParamValue,
+                    source,
+                    value.span,
+                    format!("invalid value for parameter `{name}` in `schedule.{n}`: {e}"),
+                )
+                .with_label("does not fit the declaration")
+                .with_help(format!("see `[params.{name}]` in the runbook")),
+            );
+        }
+    }
+    let required: Vec<&str> = match not_in_file {
+        Some(names) => names.iter().map(String::as_str).collect(),
+        None => runbook.params.iter().filter(|p| p.default.is_none()).map(|p| p.name.as_str()).collect(),
+    };
+    for name in required {
+        if !schedule.params.contains_key(name) {
+            diags.push(
+                Diagnostic::error(
+                    Code::MissingParam,
+                    source,
+                    schedule.runbook.span,
+                    format!(
+                        "`schedule.{n}` does not give the required parameter `{name}` of runbook `{}`",
+                        runbook.name
+                    ),
+                )
+                .with_label("runs without it")
+                .with_help(format!(
+                    "add `{name}` to `params` (e.g. `params = {{ {name} = \"...\" }}`) or to the params file"
+                )),
+            );
+        }
+    }
+    diags
+}
+
+// ----- fire times ----------------------------------------------------------------------------
+
+impl Schedule {
+    /// The next `n` fire times strictly after `after`, in the schedule's time zone (at most
+    /// [`MAX_NEXT`]; fewer when the expression has no more).
+    pub fn next_after(&self, after: DateTime<Utc>, n: usize) -> Vec<DateTime<Tz>> {
+        let mut out = Vec::new();
+        let mut at = after.with_timezone(&self.time_zone);
+        while out.len() < n.min(MAX_NEXT) {
+            match self.cron.find_next_occurrence(&at, false) {
+                Ok(t) => {
+                    out.push(t);
+                    at = t;
+                }
+                Err(_) => break,
+            }
+        }
+        out
+    }
+
+    /// The due times in `(from, to]`, oldest first, that the catch-up policy fires at `to`
+    /// when the schedule last fired at `from`: with `none`, only those at most `late` old
+    /// (they are not missed, only seen a moment late: a worker polls); with `latest`, the
+    /// latest; with `all`, the latest [`CatchUp::All`] of them.
+    pub fn due_between(&self, from: DateTime<Utc>, to: DateTime<Utc>, late: Duration) -> Vec<DateTime<Utc>> {
+        // Bounded: at most the catch-up limit is kept, so only that many are remembered.
+        let keep = match self.catch_up {
+            CatchUp::None | CatchUp::Latest => 1,
+            CatchUp::All(n) => n as usize,
+        };
+        let mut window: std::collections::VecDeque<DateTime<Utc>> = std::collections::VecDeque::new();
+        let mut at = from.with_timezone(&self.time_zone);
+        // A schedule firing every second for years would loop long: the search stops at a
+        // bounded number of steps, keeping the latest it saw (`to` is at most what a worker
+        // was away).
+        for _ in 0..1_000_000 {
+            let Ok(t) = self.cron.find_next_occurrence(&at, false) else { break };
+            let u = t.with_timezone(&Utc);
+            if u > to {
+                break;
+            }
+            window.push_back(u);
+            if window.len() > keep {
+                window.pop_front();
+            }
+            at = t;
+        }
+        if self.catch_up == CatchUp::None {
+            let late = chrono::Duration::from_std(late).unwrap_or_default();
+            return window.into_iter().filter(|t| to.signed_duration_since(*t) <= late).collect();
+        }
+        window.into()
+    }
+
+    /// Whether the schedule is overdue at `now`: it expects a success within a window, and
+    /// its last success (or, with none, its first run) is older than that.
+    pub fn overdue(
+        &self,
+        last_success: Option<DateTime<Utc>>,
+        first_run: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> bool {
+        let Some(window) = self.expect_success_within else { return false };
+        let Some(since) = last_success.or(first_run) else { return false };
+        let Ok(window) = chrono::Duration::from_std(window) else { return false };
+        now.signed_duration_since(since) > window
+    }
+}
+
+/// An instant in UTC from seconds since the epoch (for callers holding store times).
+pub fn utc_from_millis(ms: i64) -> Option<DateTime<Utc>> {
+    Utc.timestamp_millis_opt(ms).single()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one(text: &str) -> Schedule {
+        let source = Source::new("s.toml", text);
+        let mut c = check(&source, CheckOptions::default());
+        assert!(c.diagnostics.is_empty(), "{:?}", c.diagnostics);
+        c.schedules.remove(0)
+    }
+
+    fn utc(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).map(|t| t.with_timezone(&Utc)).unwrap_or_default()
+    }
+
+    fn fmt(t: &DateTime<Tz>) -> String {
+        format!("{} = {}", t.format("%Y-%m-%d %H:%M %Z"), t.with_timezone(&Utc).format("%H:%M UTC"))
+    }
+
+    const MADRID_0230: &str =
+        "[schedule.x]\nrunbook = \"a.toml\"\ncron = \"30 2 * * *\"\ntime-zone = \"Europe/Madrid\"\n";
+
+    /// Spring forward in Madrid, 2026-03-29: 02:00 jumps to 03:00. A daily 02:30 fires at
+    /// 03:00 that day (the first minute after the gap), then at 02:30 again.
+    #[test]
+    fn a_time_that_does_not_exist_fires_right_after_the_gap() {
+        let s = one(MADRID_0230);
+        let got: Vec<String> = s.next_after(utc("2026-03-27T12:00:00Z"), 4).iter().map(fmt).collect();
+        assert_eq!(
+            got,
+            [
+                "2026-03-28 02:30 CET = 01:30 UTC",
+                "2026-03-29 03:00 CEST = 01:00 UTC",
+                "2026-03-30 02:30 CEST = 00:30 UTC",
+                "2026-03-31 02:30 CEST = 00:30 UTC",
+            ]
+        );
+    }
+
+    /// Fall back in Madrid, 2026-10-25: 03:00 goes back to 02:00, so 02:30 happens twice. A
+    /// fixed time fires once, at its first occurrence (CEST).
+    #[test]
+    fn a_time_that_happens_twice_fires_once_at_its_first_occurrence() {
+        let s = one(MADRID_0230);
+        let got: Vec<String> = s.next_after(utc("2026-10-23T12:00:00Z"), 3).iter().map(fmt).collect();
+        assert_eq!(
+            got,
+            [
+                "2026-10-24 02:30 CEST = 00:30 UTC",
+                "2026-10-25 02:30 CEST = 00:30 UTC",
+                "2026-10-26 02:30 CET = 01:30 UTC",
+            ]
+        );
+    }
+
+    /// New York's fall back, 2026-11-01 at 02:00 EDT: 01:30 happens twice. An interval job
+    /// (`*/30` minutes) fires in both passes; a fixed 01:30 fires once.
+    #[test]
+    fn a_repeated_hour_fires_an_interval_twice_and_a_fixed_time_once() {
+        let fixed = one(
+            "[schedule.x]\nrunbook = \"a.toml\"\ncron = \"30 1 * * *\"\ntime-zone = \"America/New_York\"\n",
+        );
+        let got: Vec<String> = fixed.next_after(utc("2026-11-01T04:00:00Z"), 2).iter().map(fmt).collect();
+        assert_eq!(got, ["2026-11-01 01:30 EDT = 05:30 UTC", "2026-11-02 01:30 EST = 06:30 UTC"]);
+        let every = one(
+            "[schedule.x]\nrunbook = \"a.toml\"\ncron = \"*/30 1 * * *\"\ntime-zone = \"America/New_York\"\n",
+        );
+        let got: Vec<String> = every.next_after(utc("2026-11-01T04:00:00Z"), 4).iter().map(fmt).collect();
+        assert_eq!(
+            got,
+            [
+                "2026-11-01 01:00 EDT = 05:00 UTC",
+                "2026-11-01 01:30 EDT = 05:30 UTC",
+                "2026-11-01 01:00 EST = 06:00 UTC",
+                "2026-11-01 01:30 EST = 06:30 UTC",
+            ]
+        );
+    }
+
+    #[test]
+    fn catch_up_keeps_none_the_latest_or_a_bounded_all() {
+        let base = "[schedule.x]\nrunbook = \"a.toml\"\ncron = \"0 * * * *\"\ntime-zone = \"UTC\"\n";
+        let from = utc("2026-01-01T00:00:00Z");
+        let to = utc("2026-01-01T05:30:00Z");
+        let latest = one(base);
+        let late = Duration::from_secs(60);
+        assert_eq!(latest.due_between(from, to, late), [utc("2026-01-01T05:00:00Z")]);
+        let none = one(&format!("{base}catch-up = \"none\"\n"));
+        assert!(none.due_between(from, to, late).is_empty());
+        assert_eq!(none.due_between(from, utc("2026-01-01T05:00:30Z"), late), [utc("2026-01-01T05:00:00Z")]);
+        let all = one(&format!("{base}catch-up = \"all\"\ncatch-up-limit = 3\n"));
+        assert_eq!(
+            all.due_between(from, to, late),
+            [utc("2026-01-01T03:00:00Z"), utc("2026-01-01T04:00:00Z"), utc("2026-01-01T05:00:00Z")]
+        );
+    }
+
+    #[test]
+    fn overdue_is_measured_from_the_last_success() {
+        let s = one(
+            "[schedule.x]\nrunbook = \"a.toml\"\ncron = \"0 2 * * *\"\ntime-zone = \"UTC\"\nexpect-success-within = \"26h\"\n",
+        );
+        let now = utc("2026-01-03T04:00:00Z");
+        assert!(!s.overdue(Some(utc("2026-01-02T02:30:00Z")), None, now));
+        assert!(s.overdue(Some(utc("2026-01-02T01:59:00Z")), None, now));
+        assert!(!s.overdue(None, None, now), "nothing ran yet: no reference");
+        assert!(s.overdue(None, Some(utc("2026-01-01T02:00:00Z")), now));
+    }
+
+    #[test]
+    fn seconds_only_in_test_mode() {
+        let text = "[schedule.x]\nrunbook = \"a.toml\"\ncron = \"* * * * * *\"\ntime-zone = \"UTC\"\n";
+        let d = check(&Source::new("s.toml", text), CheckOptions::default()).diagnostics;
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0].code, Code::ScheduleCron);
+        let Checked { schedules: s, diagnostics: d, .. } =
+            check(&Source::new("s.toml", text), CheckOptions { seconds: true });
+        assert!(d.is_empty(), "{d:?}");
+        let next = s[0].next_after(utc("2026-01-01T00:00:00Z"), 2);
+        assert_eq!(next[1].with_timezone(&Utc), utc("2026-01-01T00:00:02Z"));
+    }
+
+    #[test]
+    fn the_file_kind_is_told_by_its_tables() {
+        assert!(is_schedules_file("[schedule.a]\ncron = \"x\"\n"));
+        assert!(!is_schedules_file("[runbook]\nname = \"a\"\n[steps.a]\nrun = \"x\"\n"));
+        assert!(!is_schedules_file("[runbook]\nname = \"a\"\n[schedule.a]\n"));
+        assert!(!is_schedules_file("not toml ["));
+    }
+
+    /// Promise 5 for schedules files: whatever the text, `check` returns (no panic), every
+    /// diagnostic points inside the file, and a file without an error yields schedules
+    /// whose fire times can be computed. Texts are built from the pieces a schedules file
+    /// is made of, wrong ones included (a corpus far larger than the examples).
+    #[test]
+    fn check_never_panics_and_points_inside_the_file() {
+        let pieces = [
+            "[schedule.a]\n",
+            "[schedule.B-1]\n",
+            "[runbook]\n",
+            "runbook = \"r.toml\"\n",
+            "runbook = \"/abs\"\n",
+            "cron = \"0 2 * * *\"\n",
+            "cron = \"*/0 * * * *\"\n",
+            "cron = \"59 23 31 2 *\"\n",
+            "cron = \"0 0 L * 5#3\"\n",
+            "cron = \"\u{1F980} * * * *\"\n",
+            "cron = \"99999999999999999999 * * * *\"\n",
+            "cron = \"\"\n",
+            "time-zone = \"Europe/Madrid\"\n",
+            "time-zone = \"\"\n",
+            "time-zone = 5\n",
+            "overlap = \"queue\"\n",
+            "catch-up = \"all\"\n",
+            "catch-up-limit = -9223372036854775808\n",
+            "catch-up-limit = 1000\n",
+            "expect-success-within = \"99999999999y\"\n",
+            "expect-success-within = \"26h\"\n",
+            "remind-every = \"0s\"\n",
+            "params = { a = 1, b = [1, 2], c = { d = 1 } }\n",
+            "notify = { webhook = \"ftp://x\" }\n",
+            "notify = 3\n",
+            "schedule = 1\n",
+            "= \n",
+            "[schedule]\n",
+            "[[schedule.c]]\n",
+            "\"\"\"\n",
+        ];
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        let from = Utc.timestamp_opt(1_790_000_000, 0).single().unwrap_or_default();
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let (mut valid, mut invalid) = (0, 0);
+        for _ in 0..3000 {
+            let mut text = String::new();
+            for _ in 0..(next() % 12) {
+                text.push_str(pieces[(next() % pieces.len() as u64) as usize]);
+            }
+            for seconds in [false, true] {
+                let source = Source::new("s.toml", text.clone());
+                let c = check(&source, CheckOptions { seconds });
+                for d in &c.diagnostics {
+                    assert!(d.span.end <= text.len() && d.span.start <= d.span.end, "{text:?}: {d}");
+                }
+                if c.diagnostics.is_empty() {
+                    valid += c.schedules.len();
+                } else {
+                    invalid += 1;
+                }
+                if c.diagnostics.is_empty() {
+                    for s in &c.schedules {
+                        let _ = s.next_after(from, 3);
+                        let _ =
+                            s.due_between(from, from + chrono::Duration::hours(2), Duration::from_secs(60));
+                    }
+                }
+            }
+        }
+        assert!(invalid > 1000, "the corpus is not varied: {valid} valid, {invalid} invalid");
+        // And every combination of valid expressions and zones (DST of one hour, of 30
+        // minutes at Lord Howe, none, a 45-minute offset) is valid, and fires strictly
+        // forward in real time across a whole year of transitions.
+        let crons = [
+            "0 2 * * *",
+            "30 2 * * *",
+            "*/15 * * * *",
+            "0 3 * * SUN",
+            "0 4 1 * *",
+            "30 1 * * 1-5",
+            "0 0 29 2 *",
+        ];
+        let zones = ["UTC", "Europe/Madrid", "America/New_York", "Australia/Lord_Howe", "Asia/Kathmandu"];
+        for cron in crons {
+            for zone in zones {
+                let text = format!(
+                    "[schedule.a]\nrunbook = \"r.toml\"\ncron = \"{cron}\"\ntime-zone = \"{zone}\"\n"
+                );
+                let s = one(&text);
+                let times = s.next_after(from, 400);
+                assert!(times.len() >= 4, "{cron} in {zone}");
+                for pair in times.windows(2) {
+                    assert!(pair[0] < pair[1], "{cron} in {zone}: {} then {}", pair[0], pair[1]);
+                }
+            }
+        }
+    }
+}

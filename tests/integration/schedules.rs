@@ -1,0 +1,343 @@
+//! Schedules (issue 17): `runbook check` of a schedules file (every problem at once, with
+//! `file:line:col`, a code and a hint; the runbooks it names and their parameters) and
+//! `runbook schedules` (next fire times in the schedule's time zone and in UTC, DST rules).
+
+use std::path::Path;
+
+use crate::support::{ok, run, run_in, run_in_with_env};
+
+const RUNBOOK: &str = r#"[runbook]
+name = "backup"
+
+[params.environment]
+type = "string"
+enum = ["staging", "production"]
+
+[params.kind]
+type = "string"
+enum = ["daily", "weekly"]
+default = "daily"
+
+[steps.dump]
+run = "echo {{ params.kind }}"
+"#;
+
+/// A folder (a git repository: the confinement root) with `backup.toml` and `s.toml`.
+fn folder(schedules: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir(dir.path().join(".git")).expect("git");
+    std::fs::write(dir.path().join("backup.toml"), RUNBOOK).expect("runbook");
+    std::fs::write(dir.path().join("s.toml"), schedules).expect("schedules");
+    dir
+}
+
+fn check(dir: &Path) -> crate::support::Output {
+    run_in(dir, &["check", "s.toml", "--color", "never"])
+}
+
+const GOOD: &str = r#"[schedule.backup_daily]
+runbook = "backup.toml"
+params = { environment = "production" }
+cron = "30 2 * * *"
+time-zone = "Europe/Madrid"
+expect-success-within = "26h"
+notify = { webhook = "https://hooks.example.com/x" }
+"#;
+
+#[test]
+fn a_valid_schedules_file_checks_clean() {
+    let dir = folder(GOOD);
+    let out = check(dir.path());
+    ok(&out, 0);
+    assert_eq!(out.stderr, "ok: 1 schedules file valid\n");
+}
+
+/// Every problem of the file in one round, each at its place with its code: an unknown key
+/// (did you mean), a cron of 6 fields, a bad cron field, an unknown time zone (did you mean),
+/// an unknown overlap policy, a catch-up limit out of range, a bad duration, a `notify`
+/// without a dead-man's switch, a parameter the runbook does not declare, a wrong value, a
+/// missing required parameter.
+#[test]
+fn every_problem_of_a_schedules_file_in_one_round() {
+    let text = r#"[schedule.a]
+runbook = "backup.toml"
+params = { environment = "prod", flavour = "x" }
+cron = "0 0 2 * * *"
+time-zone = "Europe/Madird"
+overlap = "skipp"
+catch-up = "all"
+catch-up-limit = 0
+expect-success-within = "26"
+cronn = "x"
+
+[schedule.b]
+runbook = "backup.toml"
+cron = "61 2 * * *"
+time-zone = "UTC"
+remind-every = "1h"
+notify = { webhook = "https://hooks.example.com/x" }
+"#;
+    let dir = folder(text);
+    let out = check(dir.path());
+    ok(&out, 3);
+    insta::assert_snapshot!("schedules_every_problem", out.stderr);
+}
+
+/// Codes through `--format json`: the stable ones of the book.
+#[test]
+fn schedule_problems_carry_stable_codes() {
+    let text = "[schedule.a]\nrunbook = \"/etc/backup.toml\"\ncron = \"x y z\"\ntime-zone = \"Mars/Base\"\novercap = 1\ncatch-up = \"most\"\n";
+    let dir = folder(text);
+    let out = run_in(dir.path(), &["check", "s.toml", "--format", "json"]);
+    ok(&out, 3);
+    for code in ["RB002", "RB100", "RB101", "RB102", "RB103"] {
+        assert!(out.stdout.contains(code), "{code} missing:\n{}", out.stdout);
+    }
+}
+
+/// A runbook outside the schedules file's repository is refused, like an include outside
+/// the including tree.
+#[test]
+fn a_runbook_outside_the_repository_is_refused() {
+    let outer = tempfile::tempdir().expect("tempdir");
+    std::fs::write(outer.path().join("backup.toml"), RUNBOOK).expect("runbook");
+    let repo = outer.path().join("repo");
+    std::fs::create_dir_all(repo.join(".git")).expect("repo");
+    std::fs::write(
+        repo.join("s.toml"),
+        "[schedule.a]\nrunbook = \"../backup.toml\"\nparams = { environment = \"staging\" }\ncron = \"0 2 * * *\"\ntime-zone = \"UTC\"\n",
+    )
+    .expect("schedules");
+    let out = run_in(&repo, &["check", "s.toml", "--color", "never"]);
+    ok(&out, 3);
+    assert!(out.stderr.contains("RB102"), "{}", out.stderr);
+    assert!(out.stderr.contains("is outside"), "{}", out.stderr);
+}
+
+/// An invalid runbook is reported with its own problems, and the schedule says it.
+#[test]
+fn an_invalid_runbook_is_reported_where_it_is_wrong() {
+    let dir = folder(GOOD);
+    std::fs::write(
+        dir.path().join("backup.toml"),
+        "[runbook]\nname = \"backup\"\n[steps.a]\nrun = \"x\"\nneeds = [\"nope\"]\n",
+    )
+    .expect("runbook");
+    let out = check(dir.path());
+    ok(&out, 3);
+    assert!(out.stderr.contains("backup.toml:5:"), "{}", out.stderr);
+    assert!(out.stderr.contains("RB020"), "{}", out.stderr);
+    assert!(out.stderr.contains("RB102"), "{}", out.stderr);
+}
+
+/// A params file is read as `plan --params-file` reads it; what it misses `params` may give.
+#[test]
+fn a_params_file_gives_what_params_does_not() {
+    let text = "[schedule.a]\nrunbook = \"backup.toml\"\nparams-file = \"p.toml\"\ncron = \"0 2 * * *\"\ntime-zone = \"UTC\"\n";
+    let dir = folder(text);
+    std::fs::write(dir.path().join("p.toml"), "kind = \"weekly\"\n").expect("params");
+    let out = check(dir.path());
+    ok(&out, 3);
+    assert!(out.stderr.contains("RB070") && out.stderr.contains("`environment`"), "{}", out.stderr);
+    std::fs::write(dir.path().join("p.toml"), "kind = \"weekly\"\nenvironment = \"staging\"\n")
+        .expect("params");
+    ok(&check(dir.path()), 0);
+    std::fs::write(dir.path().join("p.toml"), "kind = \"hourly\"\nenvironment = \"staging\"\n")
+        .expect("params");
+    let out = check(dir.path());
+    ok(&out, 3);
+    assert!(out.stderr.contains("p.toml:1:"), "{}", out.stderr);
+}
+
+/// Seconds are for tests only: a user's file stays minute-based unless the test-mode
+/// variable is set.
+#[test]
+fn a_seconds_field_only_in_test_mode() {
+    let text = GOOD.replace("30 2 * * *", "*/1 * * * * *");
+    let dir = folder(&text);
+    let out = check(dir.path());
+    ok(&out, 3);
+    assert!(
+        out.stderr.contains("RB100") && out.stderr.contains("has 6 field(s); it needs 5"),
+        "{}",
+        out.stderr
+    );
+    let out = run_in_with_env(dir.path(), &["check", "s.toml"], &[("RUNBOOK_TEST_SCHEDULE_SECONDS", "1")]);
+    ok(&out, 0);
+}
+
+/// DST in a named time zone, as croner documents it: in Madrid, 2026-03-29 02:00 jumps to
+/// 03:00, so a daily 02:30 fires at 03:00 CEST that day; on 2026-10-25 03:00 goes back to
+/// 02:00, so 02:30 happens twice and fires once, at its first occurrence (CEST).
+#[test]
+fn schedules_lists_fire_times_across_dst_changes() {
+    let dir = folder(GOOD);
+    let spring = run_in(dir.path(), &["schedules", "s.toml", "--next", "3", "--at", "2026-03-27T12:00:00Z"]);
+    ok(&spring, 0);
+    insta::assert_snapshot!("schedules_spring_forward", spring.stdout);
+    let fall = run_in(dir.path(), &["schedules", "s.toml", "--next", "3", "--at", "2026-10-23T12:00:00Z"]);
+    ok(&fall, 0);
+    assert!(fall.stdout.contains("2026-10-25 02:30 CEST (+02:00) = 2026-10-25 00:30 UTC"), "{}", fall.stdout);
+    assert!(!fall.stdout.contains("2026-10-25 02:30 CET"), "fires twice:\n{}", fall.stdout);
+    let json = run_in(
+        dir.path(),
+        &["schedules", "s.toml", "--next", "2", "--at", "2026-03-28T12:00:00Z", "--format", "json"],
+    );
+    ok(&json, 0);
+    let v: serde_json::Value = serde_json::from_str(&json.stdout).expect("json");
+    let first = &v["schedules"][0];
+    assert_eq!(first["name"], "backup_daily");
+    assert_eq!(first["time_zone"], "Europe/Madrid");
+    assert_eq!(first["next"][0]["local"], "2026-03-29T03:00:00+02:00");
+    assert_eq!(first["next"][0]["utc"], "2026-03-29T01:00:00Z");
+    assert_eq!(first["next"][1]["utc"], "2026-03-30T00:30:00Z");
+}
+
+/// `schedules` refuses an invalid file with its diagnostics (exit 3) and a runbook (usage).
+#[test]
+fn schedules_refuses_what_is_not_a_valid_schedules_file() {
+    let dir = folder(&GOOD.replace("Europe/Madrid", "Europe/Madird"));
+    let out = run_in(dir.path(), &["schedules", "s.toml"]);
+    ok(&out, 3);
+    assert!(out.stderr.contains("RB101"), "{}", out.stderr);
+    let out = run_in(dir.path(), &["schedules", "backup.toml"]);
+    ok(&out, 2);
+    assert!(out.stderr.contains("is not a schedules file"), "{}", out.stderr);
+}
+
+/// The shipped INMOVA schedules (daily 02:00, weekly Sunday 03:00, monthly 1st 04:00 in
+/// Europe/Madrid) check clean against the team's backup runbook.
+#[test]
+fn the_inmova_schedules_check_clean() {
+    let out = run(&["check", "examples/schedules/inmova.toml"]);
+    ok(&out, 0);
+    let out =
+        run(&["schedules", "examples/schedules/inmova.toml", "--next", "1", "--at", "2026-12-05T12:00:00Z"]);
+    ok(&out, 0);
+    for line in [
+        "2026-12-06 02:00 CET (+01:00) = 2026-12-06 01:00 UTC",
+        "2026-12-06 03:00 CET (+01:00) = 2026-12-06 02:00 UTC",
+        "2027-01-01 04:00 CET (+01:00) = 2027-01-01 03:00 UTC",
+    ] {
+        assert!(out.stdout.contains(line), "{line}:\n{}", out.stdout);
+    }
+}
+
+/// `runbook schedules --state`: the last run and last success of each schedule from the
+/// store, and OVERDUE (a word, red only on a terminal) when the last success is older than
+/// `expect-success-within`, evaluated at `--at`. A worker on SQLite fires the schedule.
+#[test]
+fn schedules_shows_the_last_run_and_overdue_from_the_store() {
+    let text = "[schedule.tick]\nrunbook = \"backup.toml\"\nparams = { environment = \"staging\" }\ncron = \"* * * * * *\"\ntime-zone = \"UTC\"\nexpect-success-within = \"2m\"\n";
+    let dir = folder(text);
+    let state = dir.path().join("st.db").display().to_string();
+    let host = dir.path().join("host").display().to_string();
+    let env = [("RUNBOOK_TEST_SCHEDULE_SECONDS", "1"), ("XDG_STATE_HOME", host.as_str())];
+    ok(&run_in_with_env(dir.path(), &["state", "migrate", "--state", &state], &env), 0);
+    // Nothing fired yet: no run, not overdue (nothing to measure from).
+    let out = run_in_with_env(dir.path(), &["schedules", "s.toml", "--state", &state], &env);
+    ok(&out, 0);
+    assert!(out.stdout.contains("last run     none") && !out.stdout.contains("OVERDUE"), "{}", out.stdout);
+    let mut worker = std::process::Command::new(crate::support::bin())
+        .args(["worker", "--schedules", "s.toml", "--state", &state])
+        .current_dir(dir.path())
+        .envs(env)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("worker");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let json = loop {
+        let out = run_in_with_env(
+            dir.path(),
+            &["schedules", "s.toml", "--state", &state, "--format", "json"],
+            &env,
+        );
+        let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap_or_default();
+        if v["schedules"][0]["last_success"].is_string() {
+            break v;
+        }
+        assert!(std::time::Instant::now() < deadline, "no success: {}{}", out.stdout, out.stderr);
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    crate::support::kill9(worker.id());
+    let _ = worker.wait();
+    assert_eq!(json["schedules"][0]["overdue"], false);
+    assert_eq!(
+        json["schedules"][0]["last_run"]["status"]
+            .as_str()
+            .map(|s| s == "queued" || s == "running" || s == "succeeded"),
+        Some(true)
+    );
+    let success = json["schedules"][0]["last_success"].as_str().unwrap_or_default().to_string();
+    let ts = chrono::DateTime::parse_from_rfc3339(&success).expect("time");
+    let later = (ts + chrono::Duration::minutes(3)).to_rfc3339();
+    let out = run_in_with_env(dir.path(), &["schedules", "s.toml", "--state", &state, "--at", &later], &env);
+    ok(&out, 0);
+    assert!(out.stdout.contains("OVERDUE      no successful run within 2m"), "{}", out.stdout);
+    // The listing as a user reads it: the last run and success replaced (they change every
+    // run, and the worker may have queued another before it was stopped).
+    let shown: Vec<String> = out
+        .stdout
+        .lines()
+        .filter(|l| !l.starts_with("  next") && !l.starts_with("        "))
+        .map(|l| match l {
+            l if l.starts_with("  last run     ") => "  last run     [run] ([status])".to_string(),
+            l if l.starts_with("  last success ") => "  last success [time]".to_string(),
+            l => l.to_string(),
+        })
+        .collect();
+    insta::assert_snapshot!("schedules_overdue", shown.join("\n"));
+    assert!(!out.stdout.contains('\x1b'), "colour without a terminal: {}", out.stdout);
+    let sooner = (ts + chrono::Duration::minutes(1)).to_rfc3339();
+    let out = run_in_with_env(dir.path(), &["schedules", "s.toml", "--state", &state, "--at", &sooner], &env);
+    assert!(!out.stdout.contains("OVERDUE"), "{}", out.stdout);
+}
+
+/// `overlap = "skip"`: a due time that finds the schedule's previous run still running is
+/// not queued, and says why; the skipped due time is recorded, never fired later.
+#[test]
+fn a_due_time_that_overlaps_the_running_one_is_skipped_with_its_reason() {
+    let dir = folder(
+        "[schedule.slow]\nrunbook = \"slow.toml\"\ncron = \"* * * * * *\"\ntime-zone = \"UTC\"\noverlap = \"skip\"\n",
+    );
+    let gate = dir.path().join("gate");
+    std::fs::write(
+        dir.path().join("slow.toml"),
+        format!(
+            "[runbook]\nname = \"slow\"\n[steps.wait]\nrun = \"while [ ! -e {} ]; do sleep 0.05; done\"\n",
+            gate.display()
+        ),
+    )
+    .expect("runbook");
+    let state = dir.path().join("st.db").display().to_string();
+    let host = dir.path().join("host").display().to_string();
+    let env = [("RUNBOOK_TEST_SCHEDULE_SECONDS", "1"), ("XDG_STATE_HOME", host.as_str())];
+    ok(&run_in_with_env(dir.path(), &["state", "migrate", "--state", &state], &env), 0);
+    let log = dir.path().join("worker.out");
+    let mut worker = std::process::Command::new(crate::support::bin())
+        .args(["worker", "--schedules", "s.toml", "--state", &state, "--concurrency", "2"])
+        .current_dir(dir.path())
+        .envs(env)
+        .stdout(std::fs::File::create(&log).expect("log"))
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("worker");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let text = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.lines().filter(|l| l.contains(": skipped: ")).count() >= 2 {
+            break text;
+        }
+        assert!(std::time::Instant::now() < deadline, "nothing skipped:\n{text}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    std::fs::write(&gate, "").expect("gate");
+    crate::support::kill9(worker.id());
+    let _ = worker.wait();
+    let queued = text.lines().filter(|l| l.contains(": queued run ")).count();
+    assert_eq!(queued, 1, "only the first due time runs while it is running:\n{text}");
+    let skipped = text.lines().find(|l| l.contains(": skipped: ")).unwrap_or_default();
+    assert!(skipped.starts_with("schedule slow due "), "{skipped}");
+    assert!(skipped.contains("of the schedule is still queued or running (overlap = \"skip\")"), "{skipped}");
+}
