@@ -312,6 +312,27 @@ pub enum Command {
         #[arg(long, value_name = "HEADER", default_value = "X-Forwarded-Email")]
         user_header: String,
     },
+    /// List the schedules of a schedules file with their next fire times, in their time
+    /// zone and in UTC.
+    Schedules {
+        /// The schedules file (`[schedule.NAME]` tables).
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// How many fire times to show per schedule (at most 1000).
+        #[arg(long, default_value_t = 3, value_name = "N")]
+        next: usize,
+        /// Compute as if it were this instant (RFC 3339) instead of now: the fire times
+        /// after it (to see what a schedule does around a DST change) and who is overdue at it.
+        #[arg(long, value_name = "TIME")]
+        at: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = ListFormat::Text)]
+        format: ListFormat,
+        /// Show each schedule's last run and last success from this store (read only), and
+        /// OVERDUE when its last success is older than `expect-success-within`.
+        #[command(flatten)]
+        state: StateArg,
+    },
 }
 
 /// `runbook serve --auth MODE`.
@@ -351,27 +372,6 @@ pub enum TokenCommand {
     Revoke {
         /// The operator.
         name: String,
-        #[command(flatten)]
-        state: StateArg,
-    },
-    /// List the schedules of a schedules file with their next fire times, in their time
-    /// zone and in UTC.
-    Schedules {
-        /// The schedules file (`[schedule.NAME]` tables).
-        #[arg(value_name = "FILE")]
-        file: PathBuf,
-        /// How many fire times to show per schedule (at most 1000).
-        #[arg(long, default_value_t = 3, value_name = "N")]
-        next: usize,
-        /// Compute as if it were this instant (RFC 3339) instead of now: the fire times
-        /// after it (to see what a schedule does around a DST change) and who is overdue at it.
-        #[arg(long, value_name = "TIME")]
-        at: Option<String>,
-        /// Output format.
-        #[arg(long, value_enum, default_value_t = ListFormat::Text)]
-        format: ListFormat,
-        /// Show each schedule's last run and last success from this store (read only), and
-        /// OVERDUE when its last success is older than `expect-success-within`.
         #[command(flatten)]
         state: StateArg,
     },
