@@ -229,7 +229,9 @@ fn load_given(
         problems.push(d);
     } else if let Some(pf) = params_file {
         let shown = display(pf);
-        match loader::read(&shown) {
+        let read = loader::read_params(&display(file), &shown)
+            .and_then(|b| String::from_utf8(b).map_err(|_| "the file is not UTF-8 text".to_string()));
+        match read {
             Ok(text) => {
                 let (values, diags, bad) = inputs::from_file(&Source::toml(shown.clone(), text), &runbook);
                 given.extend(values);
@@ -265,7 +267,7 @@ pub fn pinned_reads(runbook: &Runbook, params_file: Option<&Path>) -> Result<Vec
             kind: runbook_core::model::ReadKind::ParamsFile,
             path: display(pf),
         };
-        match loader::read_bytes(&read.path) {
+        match loader::read_params(&runbook.source.path, &read.path) {
             Ok(bytes) => reads.push(plan::reads_entry(&read, &bytes)),
             Err(e) => {
                 return Err(CliError::Invalid(Message::new(format!(

@@ -28,6 +28,11 @@ pub struct FsLoader {
 }
 
 impl FsLoader {
+    /// The folder files may be read from (canonical), when it can be resolved.
+    pub fn root(&self) -> Option<&Path> {
+        self.root.as_deref()
+    }
+
     /// A loader for the runbook at `top`: includes may live in its folder and below.
     pub fn for_runbook(top: &str) -> FsLoader {
         let dir = Path::new(top).parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
@@ -37,9 +42,10 @@ impl FsLoader {
 
 impl Loader for FsLoader {
     fn load(&self, path: &str) -> Result<String, String> {
-        self.confine(path)
+        let root = self.root.as_deref().ok_or("the folder of the including runbook cannot be resolved")?;
+        let bytes = read_inside(root, path)
             .map_err(|e| format!("{e}; included runbooks must live in that folder or below it"))?;
-        read(path)
+        String::from_utf8(bytes).map_err(|_| "the file is not UTF-8 text".to_string())
     }
 
     fn confine(&self, path: &str) -> Result<(), String> {
@@ -137,13 +143,88 @@ pub fn read_bytes(path: &str) -> Result<Vec<u8>, String> {
     }
     let meta = std::fs::metadata(&real).map_err(|e| reason(&e))?;
     kind_ok(&meta)?;
+    let (file, opened) = open_once(&real)?;
+    if let Some(root) = SPECIAL_ROOTS.iter().find(|r| opened.starts_with(r)) {
+        return Err(format!("it is a special file under {root} (resolved to `{}`)", opened.display()));
+    }
+    read_open(file)
+}
+
+/// A params file's bytes (red team adv16r F3). One named in the folder of the runbook at
+/// `top` or below it (as written, e.g. a CI script's `runbooks/params/NAME.ENV.toml`) is held
+/// to the folder rule of every file a runbook reads ([`read_inside`]): a symbolic link there
+/// that leads out is refused. One named elsewhere on the command line is the operator's own
+/// choice and is read by [`read_bytes`] (a regular file, bounded, no special folder).
+pub fn read_params(top: &str, path: &str) -> Result<Vec<u8>, String> {
+    let loader = FsLoader::for_runbook(top);
+    match loader.root() {
+        Some(root) if in_folder_of(top, path) => read_inside(root, path),
+        None if in_folder_of(top, path) => Err("the folder of the runbook cannot be resolved".into()),
+        _ => read_bytes(path),
+    }
+}
+
+/// Whether `path`, as written, names a file in the folder of the runbook at `top` or below it.
+pub fn in_folder_of(top: &str, path: &str) -> bool {
+    let written = |p: &str| {
+        std::path::absolute(p)
+            .ok()
+            .map(|a| PathBuf::from(runbook_core::validate::normalize(&a.to_string_lossy())))
+    };
+    let dir = Path::new(top).parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    match (written(&dir.to_string_lossy()), written(path)) {
+        (Some(dir), Some(file)) => file.starts_with(dir),
+        _ => true,
+    }
+}
+
+/// The one confined reader (red team adv16r F1, F9, F10): the bytes of the file `path`
+/// names, when [`inside`] `root`, read from ONE open file whose own place is checked
+/// after opening. The path is opened once (without blocking: a FIFO cannot hang the
+/// command), the kernel is asked where the open file really is (`/proc/self/fd/N`), that
+/// place must be inside `root` (no `.git`, no special folder), the open file must be a
+/// regular file (`fstat`), and the bytes come from that same open file, at most
+/// [`MAX_FILE_BYTES`]. A link swapped in between the check and the read is either what
+/// was opened (and refused) or not read at all; nothing is read again by path.
+pub fn read_inside(root: &Path, path: &str) -> Result<Vec<u8>, String> {
+    // The clear reasons first (outside, special, a FIFO...); then the check that counts.
+    inside(root, path)?;
+    let (file, opened) = open_once(Path::new(path))?;
+    placed(root, &opened)?;
+    read_open(file)
+}
+
+/// `path` opened for reading without blocking, and where the open file really is.
+fn open_once(path: &Path) -> Result<(std::fs::File, PathBuf), String> {
+    use std::os::fd::AsRawFd as _;
     // Non-blocking: if a FIFO took the file's place since the check, opening it returns at
     // once instead of waiting for a writer.
     let file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
-        .open(&real)
+        .open(path)
         .map_err(|e| reason(&e))?;
+    let opened = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd()))
+        .map_err(|_| "where the opened file lies cannot be told (/proc is not mounted)".to_string())?;
+    Ok((file, opened))
+}
+
+/// The rule of [`inside`] on the place an open file really is.
+fn placed(root: &Path, real: &Path) -> Result<(), String> {
+    if !real.is_absolute() || !real.starts_with(root) {
+        return Err("it is outside the folder of the runbook being checked, symbolic links resolved".into());
+    }
+    if let Some(special) = SPECIAL_ROOTS.iter().find(|r| real.starts_with(r)) {
+        return Err(format!("it is a special file under {special}"));
+    }
+    if real.strip_prefix(root).is_ok_and(|rest| rest.components().any(|c| c.as_os_str() == ".git")) {
+        return Err("it is inside a `.git` folder, the repository's own files".into());
+    }
+    Ok(())
+}
+
+/// The bytes of an open file: a regular file (`fstat`), at most [`MAX_FILE_BYTES`].
+fn read_open(file: std::fs::File) -> Result<Vec<u8>, String> {
     let meta = file.metadata().map_err(|e| reason(&e))?;
     kind_ok(&meta)?;
     let mut bytes = Vec::with_capacity(usize::try_from(meta.len().min(MAX_FILE_BYTES)).unwrap_or(0));
@@ -185,8 +266,8 @@ fn reason(e: &std::io::Error) -> String {
 
 /// The plan entries of every file besides runbooks that a run of `runbook` reads (SQL
 /// scripts, CA files: [`runbook_core::model::Runbook::reads`]), each read once with its
-/// digest. Each is confined again as it is read ([`inside`] the folder of `runbook`'s file:
-/// a link swapped in after `check` is refused). `Err`: one line per file that cannot be read.
+/// digest. Each is confined again as it is read ([`read_inside`] the folder of `runbook`'s
+/// file: the open file itself is checked, so a link swapped in after `check` is refused). `Err`: one line per file that cannot be read.
 pub fn reads(
     runbook: &runbook_core::model::Runbook,
 ) -> Result<Vec<runbook_core::plan::PlanRead>, Vec<String>> {
@@ -194,7 +275,11 @@ pub fn reads(
     let mut out = Vec::new();
     let mut problems = Vec::new();
     for r in runbook.reads() {
-        match top.confine(&r.path).and_then(|()| read_bytes(&r.path)) {
+        let read = match top.root() {
+            Some(root) => read_inside(root, &r.path),
+            None => Err("the folder of the including runbook cannot be resolved".into()),
+        };
+        match read {
             Ok(bytes) => out.push(runbook_core::plan::reads_entry(&r, &bytes)),
             Err(e) => problems.push(format!("cannot read `{}`: {e}", r.path)),
         }

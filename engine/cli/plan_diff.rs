@@ -92,12 +92,17 @@ pub fn against(a: Against<'_>, format: PlanFormat, color: bool) -> CliResult {
     d.notes.extend(note);
     // The procedure as written too: a template whose change these values do not show.
     if let Some(old_text) = &old_text {
-        let new_text = std::fs::read_to_string(a.file).map_err(|e| {
+        let new_text = crate::loader::read(&shown).map_err(|e| {
             CliError::Invalid(Message::new(format!(
                 "cannot read `{shown}`: {}",
-                runbook_core::shown::one_line(&e.to_string())
+                runbook_core::shown::one_line(&e)
             )))
         })?;
+        // The working tree's included files are read by the working tree's one confined
+        // reader (red team adv16r F9, F10): inside the runbook's folder, the open file
+        // checked, a regular file of bounded size; a file that is not a runbook is named,
+        // never quoted.
+        let tree = crate::loader::FsLoader::for_runbook(&shown);
         let mut sources = diff::procedure(old_text, &new_text, &d);
         // Included runbooks as written: unless a step that includes one shows a change.
         for (path, old_inc) in &included {
@@ -106,12 +111,24 @@ pub fn against(a: Against<'_>, format: PlanFormat, color: bool) -> CliResult {
                 diff::StepChange::Renamed { to, .. } => includes(&new_doc, to, path),
                 diff::StepChange::Added { .. } | diff::StepChange::Removed { .. } => false,
             });
-            let Ok(new_inc) = std::fs::read_to_string(path) else { continue };
             if shown_by_step {
                 continue;
             }
+            let inc = runbook_core::shown::one_line(path);
+            let new_inc = match validate::Loader::load(&tree, path) {
+                Ok(text) if validate::is_runbook_text(&text) => text,
+                Ok(_) => {
+                    sources.push(not_quoted(&inc, NOT_SHOWN));
+                    continue;
+                }
+                // Removed since REV: the plans show what that changed.
+                Err(_) if std::fs::symlink_metadata(path).is_err() => continue,
+                Err(e) => {
+                    sources.push(not_quoted(&inc, &runbook_core::shown::one_line(&e)));
+                    continue;
+                }
+            };
             for (part, unified) in diff::procedure_parts(old_inc, &new_inc) {
-                let inc = runbook_core::shown::one_line(path);
                 sources.push(diff::SourceChange {
                     note: format!("`{part}` of the included `{inc}` changed as written; the plans for these parameters are the same (its templates may render differently for other values)"),
                     part: format!("{inc}: {part}"),
@@ -122,6 +139,15 @@ pub fn against(a: Against<'_>, format: PlanFormat, color: bool) -> CliResult {
         d.sources.extend(sources);
     }
     Ok(show(&d, format))
+}
+
+/// A runbook included at REV whose working-tree file is not read or not quoted, and why.
+fn not_quoted(inc: &str, why: &str) -> diff::SourceChange {
+    diff::SourceChange {
+        note: format!("the included `{inc}` as it is now is not compared: {why}"),
+        part: inc.to_string(),
+        unified: None,
+    }
 }
 
 /// Whether step `id` of a plan document includes the runbook at `path` (as the loader named
@@ -263,6 +289,10 @@ fn why_not(rev: &str, why: GitShow) -> (String, Option<String>) {
     }
 }
 
+/// Why a file at REV is refused when a symbolic link there leads out of the runbook's folder.
+const OUT_AT_REV: &str =
+    "it is outside the folder of the runbook being compared, symbolic links at that revision resolved";
+
 /// Reads the included runbooks at a revision.
 struct GitLoader<'a> {
     rev: &'a str,
@@ -279,6 +309,9 @@ impl validate::Loader for GitLoader<'_> {
             .map_err(|e| format!("{e}; included runbooks must live in that folder or below it"))?;
         let (dir, name) = from_root(self.root, p);
         match git_show(dir, self.rev, &name, MAX_FILE_BYTES) {
+            GitShow::Found { path: real, folder, .. } if !real.starts_with(&folder) => {
+                Err(format!("{OUT_AT_REV}; included runbooks must live in that folder or below it"))
+            }
             GitShow::Found { bytes, .. } => {
                 let text = String::from_utf8(bytes).map_err(|_| "the file is not UTF-8 text".to_string())?;
                 self.loaded.borrow_mut().push((path.to_string(), text.clone()));
@@ -299,7 +332,13 @@ impl validate::Loader for GitLoader<'_> {
         {
             return Err("it is outside the folder of the runbook being compared".into());
         }
-        Ok(())
+        // Links at REV resolved there (red team adv16r F2): the same rule as `inside`.
+        let (dir, name) = from_root(self.root, p);
+        match git_show(dir, self.rev, &name, MAX_FILE_BYTES) {
+            GitShow::Found { path: real, folder, .. } if !real.starts_with(&folder) => Err(OUT_AT_REV.into()),
+            GitShow::LinkOutside => Err(OUT_AT_REV.into()),
+            _ => Ok(()),
+        }
     }
 
     /// The file at REV once links are followed there, for RB056 (a secret's file named as
@@ -337,7 +376,11 @@ fn old_plan(a: &Against<'_>, shown: &str, text: String, color: bool) -> Result<O
     let mut reads = Vec::new();
     for r in runbook.reads() {
         let (dir, name) = from_root(root, Path::new(&r.path));
+        let outside = validate::Loader::confine(&loader, &r.path).err();
         match git_show(dir, a.rev, &name, MAX_FILE_BYTES) {
+            GitShow::Found { path: real, folder, .. } if outside.is_some() || !real.starts_with(&folder) => {
+                return Err(invalid(&format!("`{}`: {}", r.path, outside.as_deref().unwrap_or(OUT_AT_REV))));
+            }
             GitShow::Found { bytes, .. } => reads.push(plan::reads_entry(&r, &bytes)),
             other => {
                 let (why, help) = why_not(a.rev, other);
@@ -356,6 +399,12 @@ fn old_plan(a: &Against<'_>, shown: &str, text: String, color: bool) -> Result<O
             return Err(invalid("its params file is a secret's file (the problem above)"));
         }
         let pf_shown = display(pf);
+        // In the runbook's folder: the folder rule at REV too, links there resolved (F3).
+        if crate::loader::in_folder_of(shown, &pf_shown)
+            && let Err(e) = validate::Loader::confine(&loader, &pf_shown)
+        {
+            return Err(invalid(&format!("its params file `{pf_shown}`: {e}")));
+        }
         let (text, linked) = match at_rev(pf, a.rev)? {
             Some(found) => found,
             None => return Err(invalid(&format!("its params file `{pf_shown}` is absent at `{}`", a.rev))),

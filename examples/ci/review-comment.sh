@@ -102,6 +102,8 @@ while IFS= read -r -d '' file; do runbooks+=("$file"); done \
     < <(find "$dir" -maxdepth 1 \( -type f -o -type l \) -name '*.toml' -print0 | LC_ALL=C sort -z)
 
 # The params files of the runbook NAME at HEAD, one per environment (RUNBOOK_ENV keeps one).
+# Only files of `params/` in the runbooks' folder: `runbook` holds those to the folder rule
+# (a link out, or a linked `params/`, is refused; red team adv16r F3).
 params_of() {
     local name=$1 p
     for p in "$dir/params/$name".*.toml; do

@@ -20,6 +20,7 @@ mod ci_review;
 mod cli_errors;
 mod cli_layers;
 mod compensate_doubt;
+mod confined_reads;
 mod console;
 mod console_auth;
 mod contexts;

@@ -1126,6 +1126,10 @@ pub enum GitShow {
         /// The file's path from the repository's top, links followed: two names with the
         /// same `path` are the same file at that revision.
         path: String,
+        /// The folder git ran in (`dir`) from the repository's top: empty or ending in `/`.
+        /// A file whose `path` does not start with it was reached through a link out of
+        /// that folder (the caller's confinement, red team adv16r F2).
+        folder: String,
     },
     /// The revision exists; the file does not in it.
     Absent,
@@ -1289,7 +1293,9 @@ pub fn git_show(dir: &std::path::Path, rev: &str, name: &str, max_bytes: u64) ->
                 ("tree", false) => tree = oid,
                 ("blob", true) => {
                     return match output(&["cat-file", "blob", &oid], max_bytes) {
-                        Ok(Some(bytes)) => GitShow::Found { bytes, linked, path: parts.join("/") },
+                        Ok(Some(bytes)) => {
+                            GitShow::Found { bytes, linked, path: parts.join("/"), folder: prefix }
+                        }
                         Ok(None) => GitShow::TooLarge,
                         Err(e) => GitShow::Failed(e),
                     };

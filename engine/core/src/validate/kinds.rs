@@ -89,6 +89,26 @@ impl Validator<'_> {
         })
     }
 
+    /// RB033: the paths of `a` are never rendered (red team adv16r F7): its `dir`, `sql.file`
+    /// and `http.ca-file` are read as written, so markup there would name a literal
+    /// `{{ ... }}` file that `check` confines vacuously and `plan` cannot read. A path is
+    /// never rendered from a value: one that could leave the folder is never made.
+    pub(super) fn paths_literal(&mut self, a: &ActionRef<'_>, what: &str) {
+        let named = [
+            (a.dir, "`dir`"),
+            (a.sql.and_then(|s| s.value.file.as_ref()), "`sql.file`"),
+            (a.http.and_then(|h| h.value.ca_file.as_ref()), "`http.ca-file`"),
+        ];
+        for (field, name) in named {
+            let Some(f) = field.filter(|f| !template::is_literal(&f.value)) else { continue };
+            self.err(Code::InvalidValue, f.span, format!("the {name} of {what} contains template markup"))
+                .set_label("never rendered")
+                .help = Some(format!(
+                "{name} is a path read as written, never rendered: name one fixed path in the runbook's folder (a file per environment is a step per environment, or a `when` on each)"
+            ));
+        }
+    }
+
     /// RB066: each file `a` reads as content (its `sql.file` script, from its `dir` when it
     /// has one, as the executor reads it; its `http.ca-file`), resolved from this runbook's
     /// folder, must pass the loader's confinement rule, the rule of included runbooks: a

@@ -175,6 +175,7 @@ impl Validator<'_> {
         base: Scope<'_>,
         defaults: &Defaults,
     ) -> Option<Action> {
+        self.paths_literal(&a, what);
         if let Some(run) = a.run {
             let place = Place::RunText(what);
             let before = self.diags.len();
