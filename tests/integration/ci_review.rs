@@ -561,7 +561,8 @@ fn assert_comment_parses(comment: &str) {
 /// character hides in the name (red team adv16r F11). Failed before: posted raw.
 #[test]
 fn a_file_name_with_invisible_or_bidi_characters_is_shown_escaped() {
-    for hidden in ["\u{202e}", "\u{2028}", "\u{200b}", "\u{2066}", "\u{feff}", "\u{a0}", "\u{85}", "\u{430}"] {
+    for hidden in ["\u{202e}", "\u{2028}", "\u{200b}", "\u{2066}", "\u{feff}", "\u{a0}", "\u{85}", "\u{430}"]
+    {
         let repo = Repo::new();
         repo.write("runbooks/k.toml", "[runbook]\nname = \"k\"\n\n[steps.a]\ncmd = [\"true\"]\n");
         repo.commit("base");
