@@ -146,3 +146,40 @@ fn a_quoted_script_keeps_every_carriage_return() {
         }
     }
 }
+
+/// F5: the path of a changed field (a header name, a query parameter name, a JSON body key,
+/// a read file's path) is sent or read, so the text diff marks it by the rule of what is
+/// executed, as the markdown diff does. Failed before: `X-Auth-D<U+0430>t` drawn raw in the
+/// text diff, a no-op remove and re-add to the eye.
+#[test]
+fn the_text_diff_marks_a_field_path_as_it_marks_what_runs() {
+    for c in ['\u{430}', '\u{3bf}', '\u{261}', '\u{ff41}', '\u{e1}', '\u{2028}'] {
+        let dir = tempfile::tempdir().expect("tmp");
+        let mk = |name: &str, key: &str, file: &str| {
+            let key = toml_string(key);
+            std::fs::write(
+                dir.path().join(name),
+                format!(
+                    "[runbook]\nname = \"t\"\n\n[steps.b]\nhttp = {{ url = \"https://127.0.0.1:1/x\", method = \"POST\", headers = {{ {key} = \"v\" }}, query = {{ {key} = \"v\" }}, json = {{ {key} = \"v\" }} }}\n\n[steps.c]\nsql = {{ url = \"postgres://rw@127.0.0.1:1/app\", file = {} }}\n",
+                    toml_string(file)
+                ),
+            )
+            .expect("write");
+        };
+        std::fs::write(dir.path().join("s.sql"), "SELECT 1;\n").expect("write");
+        let other = format!("s{c}.sql");
+        std::fs::write(dir.path().join(&other), "SELECT 1;\n").expect("write");
+        mk("old.toml", "X-Auth-Dat", "s.sql");
+        mk("new.toml", &format!("X-Auth-D{c}t"), &other);
+        for (toml, json) in [("old.toml", "old.json"), ("new.toml", "new.json")] {
+            let out = run_in(dir.path(), &["plan", toml, "--format", "json"]);
+            ok(&out, 0);
+            std::fs::write(dir.path().join(json), &out.stdout).expect("write");
+        }
+        let out = run_in(dir.path(), &["plan", "--diff", "old.json", "new.json"]);
+        assert!(out.code == 0 || out.code == 1, "{}\n{}", out.stdout, out.stderr);
+        assert!(!out.stdout.contains(c), "{c:?} raw in the text diff:\n{}", out.stdout);
+        let escape = format!("\\u{{{:x}}}", c as u32);
+        assert!(out.stdout.matches(&escape).count() >= 3, "{escape} in the text diff:\n{}", out.stdout);
+    }
+}
