@@ -65,13 +65,24 @@ comment=$out/comment-full.md
 full=$out/full.md
 : > "$full"
 
-# A file name as Markdown inline code, whatever characters it holds (a pull request chooses
-# its file names): control characters (a line break could forge a line of the comment or
-# open an HTML block) are shown as a shell-quoted escape, and the fence is longer than any
-# run of backticks inside.
-code() {
+# A name shown with every byte that is not printable ASCII as a shell-quoted escape
+# ($'db-\342\200\256lmth.toml'): not only control characters (a line break could forge a
+# line of the comment or open an HTML block), but a bidi override (U+202E draws the rest of
+# the name reversed), a line separator, a zero-width or look-alike letter, which no POSIX
+# class names in every locale. Byte by byte, in the C locale.
+escaped() {
+    local LC_ALL=C
     local s=$1
-    if [[ $s == *[[:cntrl:]]* ]]; then s=$(printf '%q' "$s"); fi
+    if [[ $s == *[^\ -~]* ]]; then s=$(printf '%q' "$s"); fi
+    printf '%s' "$s"
+}
+
+# A file name as Markdown inline code, whatever characters it holds (a pull request chooses
+# its file names): shown by `escaped`, and the fence is longer than any run of backticks
+# inside.
+code() {
+    local s
+    s=$(escaped "$1")
     local fence='`'
     while [[ $s == *"$fence"* ]]; do fence="$fence\`"; done
     local pad=''
@@ -81,8 +92,8 @@ code() {
 
 # A name for HTML text (the <summary> of a folded document): escaped, on one line.
 html_text() {
-    local s=$1
-    if [[ $s == *[[:cntrl:]]* ]]; then s=$(printf '%q' "$s"); fi
+    local s
+    s=$(escaped "$1")
     s=${s//&/&amp;}; s=${s//</&lt;}; s=${s//>/&gt;}
     printf '%s' "$s"
 }

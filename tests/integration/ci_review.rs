@@ -554,3 +554,30 @@ fn assert_comment_parses(comment: &str) {
     let in_source = comment.lines().filter(|l| l.starts_with("## ") || l.starts_with("### ")).count();
     assert_eq!(headings.len(), in_source, "headings {headings:?} in:\n{comment}");
 }
+
+/// The names the script writes itself (headings, `<summary>`, lists) show every byte that is
+/// not printable ASCII as an escape, not only control characters: a bidi override (U+202E)
+/// would draw `db-<U+202E>lmth.restore.toml` reversed, a line separator or a zero-width
+/// character hides in the name (red team adv16r F11). Failed before: posted raw.
+#[test]
+fn a_file_name_with_invisible_or_bidi_characters_is_shown_escaped() {
+    for hidden in ["\u{202e}", "\u{2028}", "\u{200b}", "\u{2066}", "\u{feff}", "\u{a0}", "\u{85}", "\u{430}"]
+    {
+        let repo = Repo::new();
+        repo.write("runbooks/k.toml", "[runbook]\nname = \"k\"\n\n[steps.a]\ncmd = [\"true\"]\n");
+        repo.commit("base");
+        repo.git(&["switch", "--quiet", "-c", "pr"]);
+        let name = format!("runbooks/db-{hidden}lmth.restore.toml");
+        repo.write(&name, "[runbook]\nname = \"db\"\n\n[steps.a]\ncmd = [\"true\"]\n");
+        repo.commit("a runbook with a hostile name");
+        let (out, dir) = repo.review("main", &[("LC_ALL", "C.UTF-8")]);
+        let comment = std::fs::read_to_string(dir.join("comment.md"))
+            .unwrap_or_else(|e| panic!("comment.md written ({e}): {}\n{}", out.stdout, out.stderr));
+        // The engine's own documents (fenced) escape it too: no line of the comment holds it.
+        for line in comment.lines() {
+            assert!(!line.contains(hidden), "{hidden:?} raw in the comment: {line:?}\n{comment}");
+        }
+        assert!(comment.contains("`$'runbooks/db-\\"), "the name is shown escaped:\n{comment}");
+        assert_comment_parses(&comment);
+    }
+}

@@ -77,5 +77,6 @@ mod smaller;
 mod store_guards;
 mod support;
 mod team;
+mod text_plan_lines;
 mod tie;
 mod world;

@@ -289,6 +289,7 @@ env = "EVERY_TOKEN_VAR"
 
 [defaults]
 timeout = "7m"
+shell = ["bash", "--noprofile", "-c", "top-shell-arg"]
 
 [preconditions.top_check]
 run = "echo top-check-cmd"
@@ -310,6 +311,7 @@ confirm = "first-confirm-text"
 preconditions.first_check = { run = "echo first-check-cmd", dir = "first-check-dir", env = { FIRST_CHECK_ENV = "first-check-env-value" }, message = "first-check-message" }
 
 [steps.first.compensate]
+shell = ["sh", "-c", "first-undo-shell-arg"]
 run = "echo first-undo-cmd"
 dir = "first-undo-dir"
 env = { UNDO_ENV = "first-undo-env-value" }
@@ -361,6 +363,7 @@ run = "echo child-check-cmd"
 dir = "child-check-dir"
 
 [steps.child_step]
+shell = ["bash", "-c", "child-step-shell-arg"]
 run = "echo child-step-cmd {{ params.child_param }}"
 dir = "child-step-dir"
 env = { CHILD_ENV = "{{ secrets.CHILD_SECRET }}" }
@@ -372,7 +375,8 @@ dir = "child-undo-dir"
 "#;
 
 /// Every string of the JSON plan's steps, preconditions and compensations (what runs, where,
-/// with what) is in each document: the markdown, the HTML page and the text plan.
+/// with what, and the shell a script goes to) is in each document: the markdown, the HTML
+/// page and the text plan (red team adv16r F6: the text plan never showed the shell).
 #[test]
 fn every_value_of_the_plan_model_that_affects_execution_is_in_every_document() {
     fn leaves(v: &serde_json::Value, path: String, out: &mut Vec<(String, String)>) {
@@ -386,12 +390,13 @@ fn every_value_of_the_plan_model_that_affects_execution_is_in_every_document() {
                     if k == "backoff" && v.as_f64() == Some(1.0) {
                         continue;
                     }
+                    // The default shell: the text plan names only another one.
+                    if k == "shell" && *v == serde_json::json!(["bash", "-e", "-o", "pipefail", "-c"]) {
+                        continue;
+                    }
                     // Structure the documents show otherwise: ids, the derived order; and the
                     // engine that made an included plan (the one that makes the plan).
-                    if !matches!(
-                        k.as_str(),
-                        "compensation_chain" | "needs" | "shell" | "kind" | "id" | "engine"
-                    ) {
+                    if !matches!(k.as_str(), "compensation_chain" | "needs" | "kind" | "id" | "engine") {
                         leaves(v, format!("{path}.{k}"), out);
                     }
                 }

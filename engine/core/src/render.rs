@@ -27,7 +27,9 @@ pub fn text(plan: &Plan) -> String {
     for r in &plan.reads {
         if let Some(t) = &r.text {
             let _ = writeln!(out, "\nSQL script {} (sha256 {}), as it will run:", r.path, r.sha256);
-            for line in t.lines() {
+            // Split on line feeds alone: a carriage return is executed (data inside a
+            // string literal), so it stays in its line, where it is marked `\r`.
+            for line in t.strip_suffix('\n').unwrap_or(t).split('\n') {
                 let _ = writeln!(out, "  | {line}");
             }
         }
@@ -59,6 +61,17 @@ impl Text {
         self.s.push_str(s);
         self.spans.push((start..self.s.len(), crate::shown::Span::Prose));
         self.s.push_str(rest);
+    }
+
+    /// The rest of a field's line: a value of the runbook (a path, an env value, a
+    /// parameter, a `when`) that the renderer draws on one line; its line breaks and tabs are
+    /// marked ([`crate::shown::Span::OneLine`]): no value draws a line or a column.
+    fn value(&mut self, head: &str, value: &str) {
+        self.s.push_str(head);
+        let start = self.s.len();
+        self.s.push_str(value);
+        self.spans.push((start..self.s.len(), crate::shown::Span::OneLine));
+        self.s.push('\n');
     }
 
     /// The engine's own words: a literal, never a runbook's text.
@@ -128,9 +141,9 @@ fn text_into(out: &mut Text, plan: &Plan, indent: &str) {
         Some(t) => out.prose(&format!(": {t}"), "\n"),
         None => out.s.push('\n'),
     }
-    let _ = writeln!(out, "{indent}  file       {}", rb.file);
+    out.value(&format!("{indent}  file       "), &rb.file);
     if let Some(e) = &rb.estimate {
-        let _ = writeln!(out, "{indent}  estimate   {e}");
+        out.value(&format!("{indent}  estimate   "), e);
     }
     let cp = &plan.critical_path;
     if !cp.steps.is_empty() {
@@ -142,7 +155,7 @@ fn text_into(out: &mut Text, plan: &Plan, indent: &str) {
         let _ = writeln!(out, "{indent}  critical   {}{est}", cp.steps.join(" -> "));
     }
     if let Some(l) = &rb.lock {
-        let _ = writeln!(out, "{indent}  lock       {l}");
+        out.value(&format!("{indent}  lock       "), l);
     }
     let _ = writeln!(
         out,
@@ -152,21 +165,24 @@ fn text_into(out: &mut Text, plan: &Plan, indent: &str) {
     if !plan.params.is_empty() {
         let list: Vec<String> =
             plan.params.iter().map(|(k, v)| format!("{k}={}", shell_quote(&v.to_string()))).collect();
-        let _ = writeln!(out, "{indent}  params     {}", list.join(" "));
+        out.value(&format!("{indent}  params     "), &list.join(" "));
     }
     if !plan.secrets.is_empty() {
         let list: Vec<String> =
             plan.secrets.iter().map(|s| format!("{} ({})", s.name, source_text(&s.source))).collect();
-        let _ = writeln!(out, "{indent}  secrets    {}", list.join(", "));
+        out.value(&format!("{indent}  secrets    "), &list.join(", "));
     }
     // What a pinned plan checks, at the top only (an included plan's files are listed here).
     if indent.is_empty() {
         for f in &plan.files {
-            let _ = writeln!(out, "  runbook    {} (sha256 {})", f.path, f.sha256);
+            out.value("  runbook    ", &format!("{} (sha256 {})", f.path, f.sha256));
         }
     }
     for r in &plan.reads {
-        let _ = writeln!(out, "{indent}  reads      {} {} (sha256 {})", read_kind(r.kind), r.path, r.sha256);
+        out.value(
+            &format!("{indent}  reads      {} ", read_kind(r.kind)),
+            &format!("{} (sha256 {})", r.path, r.sha256),
+        );
     }
     if !plan.preconditions.is_empty() {
         let _ = writeln!(
@@ -201,13 +217,9 @@ fn text_into(out: &mut Text, plan: &Plan, indent: &str) {
         let _ =
             writeln!(out, "{}\n{indent}Escalations (fire once if the run is still going)", indent.trim_end());
         for e in &plan.escalations {
-            let _ = writeln!(
-                out,
-                "{indent}  after {:<6} {}  notify {} {}",
-                e.after,
-                e.id,
-                e.webhook,
-                body_text(&e.body)
+            out.value(
+                &format!("{indent}  after {:<6} {}  notify ", e.after, e.id),
+                &format!("{} {}", e.webhook, body_text(&e.body)),
             );
         }
     }
@@ -218,6 +230,15 @@ fn source_text(s: &crate::model::SecretSource) -> String {
         crate::model::SecretSource::Env(v) => format!("env {v}"),
         crate::model::SecretSource::File(f) => format!("file {f}"),
         crate::model::SecretSource::Command(c) => format!("command {}", argv_text(c)),
+    }
+}
+
+/// The shell a `run` command goes to, when it is not the default one (`bash -e -o pipefail
+/// -c`): the argv the script is appended to, code of its own before the script included.
+fn shell_text(c: &PlanCommand) -> Option<String> {
+    match c {
+        PlanCommand::Run { shell, .. } if *shell != crate::validate::DEFAULT_SHELL => Some(argv_text(shell)),
+        _ => None,
     }
 }
 
@@ -241,11 +262,14 @@ fn check_text(out: &mut Text, c: &PlanCheck, indent: &str) {
         c.command.kind(),
         command_line(&c.command).replace('\n', &cont)
     );
+    if let Some(sh) = shell_text(&c.command) {
+        let _ = writeln!(out, "{indent}    shell {}", sh.replace('\n', &cont));
+    }
     if let Some(d) = &c.dir {
-        let _ = writeln!(out, "{indent}    dir {d}");
+        out.value(&format!("{indent}    dir "), d);
     }
     for (k, v) in &c.env {
-        let _ = writeln!(out, "{indent}    env {k}={v}");
+        out.value(&format!("{indent}    env "), &format!("{k}={v}"));
     }
     let _ = writeln!(out, "{indent}    timeout {}", c.timeout);
     if let Some(m) = &c.message {
@@ -257,6 +281,9 @@ fn check_text(out: &mut Text, c: &PlanCheck, indent: &str) {
 /// The parts of a request a reviewer needs besides its first line.
 fn command_details(c: &PlanCommand) -> Vec<(&'static str, String)> {
     let mut out = Vec::new();
+    if let Some(sh) = shell_text(c) {
+        out.push(("shell", sh));
+    }
     match c {
         PlanCommand::Http { headers, query, body, assert, .. } => {
             for (k, v) in headers {
@@ -394,19 +421,22 @@ fn step_text(out: &mut Text, s: &PlanStep, indent: &str) {
             Some(false) => "false: skipped",
             None => "decided at run time",
         };
-        let _ = writeln!(out, "{pad}when        {} ({value})", w.expr);
+        out.value(&format!("{pad}when        "), &format!("{} ({value})", w.expr));
     }
     if let Some(c) = &s.confirm {
-        let _ = writeln!(out, "{pad}confirm     {c}");
+        out.value(&format!("{pad}confirm     "), c);
     }
     for c in &s.preconditions {
         let line = command_line(&c.command).replace('\n', &cont);
         let _ = writeln!(out, "{pad}check       {} [{}] {line}", c.id, c.command.kind());
+        if let Some(sh) = shell_text(&c.command) {
+            let _ = writeln!(out, "{pad}              shell {}", sh.replace('\n', &cont));
+        }
         if let Some(d) = &c.dir {
-            let _ = writeln!(out, "{pad}              dir {d}");
+            out.value(&format!("{pad}              dir "), d);
         }
         for (k, v) in &c.env {
-            let _ = writeln!(out, "{pad}              env {k}={v}");
+            out.value(&format!("{pad}              env "), &format!("{k}={v}"));
         }
         let _ = writeln!(out, "{pad}              timeout {}", c.timeout);
         if let Some(m) = &c.message {
@@ -417,7 +447,7 @@ fn step_text(out: &mut Text, s: &PlanStep, indent: &str) {
     match &s.command {
         PlanCommand::Runbook { plan, params, .. } => {
             let list: Vec<String> = params.iter().map(|(k, v)| format!("{k}={}", json_scalar(v))).collect();
-            let _ = writeln!(out, "{pad}runbook     {} {}", plan.runbook.file, list.join(" "));
+            out.value(&format!("{pad}runbook     "), &format!("{} {}", plan.runbook.file, list.join(" ")));
             let mut nested = Text::default();
             text_into(&mut nested, plan, &format!("{pad}  | "));
             out.append(nested);
@@ -430,10 +460,10 @@ fn step_text(out: &mut Text, s: &PlanStep, indent: &str) {
         }
     }
     for (k, v) in &s.env {
-        let _ = writeln!(out, "{pad}env         {k}={v}");
+        out.value(&format!("{pad}env         "), &format!("{k}={v}"));
     }
     if let Some(d) = &s.dir {
-        let _ = writeln!(out, "{pad}dir         {d}");
+        out.value(&format!("{pad}dir         "), d);
     }
     if !s.outputs.is_empty() {
         let _ = writeln!(out, "{pad}outputs     {}", s.outputs.join(", "));
@@ -452,11 +482,14 @@ fn step_text(out: &mut Text, s: &PlanStep, indent: &str) {
     if let Some(c) = &s.compensation {
         let line = command_line(&c.command).replace('\n', &cont);
         let _ = writeln!(out, "{pad}undo        [{}] {line}", c.command.kind());
+        if let Some(sh) = shell_text(&c.command) {
+            let _ = writeln!(out, "{pad}            shell {}", sh.replace('\n', &cont));
+        }
         if let Some(d) = &c.dir {
-            let _ = writeln!(out, "{pad}            dir {d}");
+            out.value(&format!("{pad}            dir "), d);
         }
         for (k, v) in &c.env {
-            let _ = writeln!(out, "{pad}            env {k}={v}");
+            out.value(&format!("{pad}            env "), &format!("{k}={v}"));
         }
         let timeout = c.timeout.as_deref().unwrap_or("none");
         let _ = write!(out, "{pad}            ");

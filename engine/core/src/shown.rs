@@ -107,6 +107,9 @@ pub enum Span {
     /// The engine's own words (a `&'static str` such as ` · `), never a runbook's text: not
     /// marked.
     Engine,
+    /// A value the document draws on one line (a path, an env value, a parameter): read by
+    /// the rule of what is executed, and its line breaks and tabs are marked too.
+    OneLine,
 }
 
 /// The one marking function: `text` read by the rule of what is executed ([`marks`]) but
@@ -116,14 +119,22 @@ pub enum Span {
 /// text. The text plan passes its whole output with the ranges of its titles, messages and
 /// separators; every other view passes one value.
 pub fn marked_spans(text: &str, spans: &[(std::ops::Range<usize>, Span)]) -> Marked {
-    if text.is_ascii() && !text.chars().any(|c| c != '\n' && c != '\t' && is_hidden(c)) {
+    // A line break or a tab is the document's own structure only outside prose and one-line
+    // values: a value never draws a line or a column of its own.
+    let breaks_in_a_value = spans
+        .iter()
+        .any(|(r, k)| *k != Span::Engine && text.get(r.clone()).is_some_and(|t| t.contains(['\n', '\t'])));
+    if text.is_ascii() && !breaks_in_a_value && !text.chars().any(|c| c != '\n' && c != '\t' && is_hidden(c))
+    {
         return Marked { text: text.to_string(), replaced: Vec::new() };
     }
     let mut out = String::with_capacity(text.len() + 16);
     let mut replaced = Vec::new();
     let mut spans = spans.iter().peekable();
     let mut at = 0;
-    for (i, line) in text.split_inclusive('\n').enumerate() {
+    // The line of the marked text: a marked line break does not start one.
+    let mut n = 1;
+    for line in text.split_inclusive('\n') {
         // The Latin letters of the part of a prose range on this line, once per range.
         let mut latin: Option<(usize, bool)> = None;
         for (off, c) in line.char_indices() {
@@ -132,6 +143,7 @@ pub fn marked_spans(text: &str, spans: &[(std::ops::Range<usize>, Span)]) -> Mar
             let mark = match spans.peek().filter(|(r, _)| r.start <= p) {
                 None => marks(c),
                 Some((_, Span::Engine)) => false,
+                Some((_, Span::OneLine)) => marks(c) || c == '\n' || c == '\t',
                 Some((r, Span::Prose)) => {
                     let foreign = match latin {
                         Some((start, l)) if start == r.start => l,
@@ -143,14 +155,17 @@ pub fn marked_spans(text: &str, spans: &[(std::ops::Range<usize>, Span)]) -> Mar
                             l
                         }
                     };
-                    c != '\n' && c != '\t' && (is_hidden(c) || (foreign && is_foreign(c)))
+                    is_hidden(c) || (foreign && is_foreign(c))
                 }
             };
             if mark {
                 out.push_str(&escape(c));
-                replaced.push((i + 1, c));
+                replaced.push((n, c));
             } else {
                 out.push(c);
+                if c == '\n' {
+                    n += 1;
+                }
             }
         }
         at += line.len();
@@ -423,16 +438,18 @@ mod tests {
         // alone, stay; in a command, every one of them is marked.
         for text in [
             "echo '¿Listo? ¡Migración en curso! «ñandú», pingüino, Ångström, œuvre'",
-            "東京都\nмосква",
+            "東京都 москва",
             "plain ascii",
         ] {
             assert_eq!(prose(text).text, text);
             let m = marked(text);
             assert_eq!(m.replaced.len(), text.chars().filter(|c| !c.is_ascii()).count(), "{text}");
         }
-        // A line break resets the line's script: Cyrillic under a Latin line is its own line.
+        // Prose is one line: its line breaks are marked (red team adv16r F4); each part
+        // between them is read for its own script, as it was written.
         let m = prose("echo hola\nпривет\necho gіt");
-        assert_eq!(m.replaced, vec![(3, '\u{456}')]);
+        assert_eq!(m.replaced, vec![(1, '\n'), (1, '\n'), (1, '\u{456}')]);
+        assert_eq!(m.text, "echo hola\\nпривет\\necho g\\u{456}t");
     }
 
     /// Every character but printable ASCII, line feed and tab, of all of Unicode (all 1.1

@@ -1185,10 +1185,23 @@ fn count_text(d: &PlanDiff) -> String {
     }
 }
 
+/// The path of a field as the text diff shows it: a header name, a query parameter name, a
+/// JSON key or a read file's path is sent or read, so it is marked by the rule of what is
+/// executed, on one line (`shown::Span::OneLine`), with the note the markdown's code span
+/// has (red team adv16r F5).
+fn field_text(field: &str) -> String {
+    let marked = crate::shown::marked_spans(field, &[(0..field.len(), crate::shown::Span::OneLine)]);
+    if marked.replaced.is_empty() {
+        marked.text
+    } else {
+        format!("{} (invisible characters shown as escapes: {})", marked.text, marked.names())
+    }
+}
+
 /// A field change as one line: `field: old → new`, `needs added [..]`, `field:` before a
 /// unified diff.
 fn field_line(c: &FieldChange) -> String {
-    let f = crate::shown::one_line(&c.field);
+    let f = field_text(&c.field);
     if c.unified.is_some() {
         return format!("{f}:");
     }
@@ -1266,7 +1279,7 @@ pub fn text(d: &PlanDiff) -> String {
                         let _ = writeln!(out, "     {note}");
                     }
                     for c in fields {
-                        let f = crate::shown::one_line(&c.field);
+                        let f = field_text(&c.field);
                         match (&c.unified, &c.new) {
                             (Some(u), _) => {
                                 let _ = writeln!(out, "      {f}:{}", lookalikes(c));

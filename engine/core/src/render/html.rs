@@ -65,6 +65,22 @@ mod markup {
             self
         }
 
+        /// A value drawn on one line (a confirm text): as [`Html::text`], its line breaks and
+        /// tabs marked too.
+        pub fn one_line(&mut self, s: &str) -> &mut Html {
+            self.noted(crate::shown::marked_spans(s, &[(0..s.len(), crate::shown::Span::OneLine)]))
+        }
+
+        /// A value as inline code drawn on one line: as [`Html::text`], its line breaks and
+        /// tabs marked too, the note after the code.
+        pub fn code(&mut self, s: &str) -> &mut Html {
+            let marked = crate::shown::marked_spans(s, &[(0..s.len(), crate::shown::Span::OneLine)]);
+            self.buf.push_str("<code>");
+            escape_into(&mut self.buf, &marked.text);
+            self.buf.push_str("</code>");
+            self.noted(crate::shown::Marked { text: String::new(), replaced: marked.replaced })
+        }
+
         /// Prose (a title, a description, a precondition's message): as [`Html::text`], marked
         /// as prose ([`crate::shown::prose`]): the letters of its language stay.
         pub fn prose(&mut self, s: &str) -> &mut Html {
@@ -207,7 +223,7 @@ fn body(h: &mut Html, plan: &Plan, wrapper: Wrapper, quote: Quote) {
     }
     h.tag("</h1>\n");
     if let Some(d) = &rb.description {
-        h.tag("<blockquote>").prose(d.trim_end()).tag("</blockquote>\n");
+        description(h, d);
     }
     let risks = Risks::of(plan);
     summary(h, plan, &risks);
@@ -262,8 +278,22 @@ fn phrase(h: &mut Html, p: &Phrase) {
     }
 }
 
+/// A description as a quote, line by line (the quote keeps its line breaks, `white-space:
+/// pre-wrap`), each line prose: any other break is marked.
+fn description(h: &mut Html, d: &str) {
+    h.tag("<blockquote>");
+    for (i, line) in d.trim_end().split('\n').enumerate() {
+        if i > 0 {
+            h.tag("\n");
+        }
+        h.prose(line);
+    }
+    h.tag("</blockquote>\n");
+}
+
+/// A value as inline code, on one line: its line breaks and tabs are marked too.
 fn code(h: &mut Html, s: &str) {
-    h.tag("<code>").text(s).tag("</code>");
+    h.code(s);
 }
 
 fn ids(h: &mut Html, list: &[String]) {
@@ -411,7 +441,7 @@ fn summary(h: &mut Html, plan: &Plan, risks: &Risks) {
         for (id, text) in &risks.confirmations {
             h.tag("<li>");
             code(h, id);
-            h.tag(": ").text(text).tag("</li>\n");
+            h.tag(": ").one_line(text).tag("</li>\n");
         }
         h.tag("</ul>\n");
     }
@@ -751,7 +781,7 @@ fn step_section(h: &mut Html, s: &PlanStep, level: usize, prefix: &str) {
     }
     heading(h, level, false);
     if let Some(d) = &s.description {
-        h.tag("<blockquote>").prose(d.trim_end()).tag("</blockquote>\n");
+        description(h, d);
     }
     h.tag("<ul>\n");
     item(h, "Kind");
@@ -815,8 +845,7 @@ fn step_section(h: &mut Html, s: &PlanStep, level: usize, prefix: &str) {
         "<p><strong>Preconditions</strong> (checked right before it; a failure fails the step):</p>\n";
     check_list(h, intro, &s.preconditions, "");
     if let Some(c) = &s.confirm {
-        h.tag("<p><strong>Asks first</strong> (the step runs only on a yes):</p>\n");
-        pre(h, c);
+        h.tag("<p><strong>Asks first</strong> (the step runs only on a yes): ").one_line(c).tag("</p>\n");
     }
     h.tag("<p><strong>Runs:</strong></p>\n");
     match &s.command {

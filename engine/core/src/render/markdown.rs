@@ -159,7 +159,7 @@ fn summary(out: &mut String, plan: &Plan, risks: &Risks) {
     } else {
         let _ = writeln!(out, "- **Confirmations** (the operator answers at the terminal):");
         for (id, text) in &risks.confirmations {
-            let _ = writeln!(out, "  - {}: {}", code(id), escape(text));
+            let _ = writeln!(out, "  - {}: {}", code(id), one_line(text));
         }
     }
     if !plan.escalations.is_empty() {
@@ -470,8 +470,8 @@ fn step_section(out: &mut String, s: &PlanStep, level: &str, prefix: &str) {
         }
     }
     if let Some(c) = &s.confirm {
-        let _ = writeln!(out, "\n**Asks first** (the step runs only on a yes):\n");
-        out.push_str(&fenced("text", c, ""));
+        // On one line, as the text plan shows it: its line breaks draw no line.
+        let _ = writeln!(out, "\n**Asks first** (the step runs only on a yes): {}", one_line(c));
     }
     let _ = writeln!(out, "\n**Runs:**\n");
     match &s.command {
@@ -653,7 +653,8 @@ pub(crate) fn code(s: &str) -> String {
     {
         return format!("`{s}`");
     }
-    let marked = crate::shown::marked(s);
+    // One line: its line breaks and tabs are marked and named as well.
+    let marked = crate::shown::marked_spans(s, &[(0..s.len(), crate::shown::Span::OneLine)]);
     let note = if marked.replaced.is_empty() {
         String::new()
     } else {
@@ -664,8 +665,7 @@ pub(crate) fn code(s: &str) -> String {
     if s.is_empty() {
         return "`\"\"`".to_string();
     }
-    // `marked` keeps line breaks and tabs; `one_line` escapes them (and nothing else is left).
-    let s = crate::shown::one_line(&marked.text);
+    let s = marked.text;
     let longest = s.split(|c| c != '`').map(str::len).max().unwrap_or(0);
     let ticks = "`".repeat(longest + 1);
     if s.starts_with('`')
@@ -684,6 +684,12 @@ pub(crate) fn escape(s: &str) -> String {
     escape_marked(s, crate::shown::marked(s))
 }
 
+/// A value drawn on one line (a confirm text) as [`escape`] shows it, its line breaks and
+/// tabs marked too ([`crate::shown::Span::OneLine`]).
+pub(crate) fn one_line(s: &str) -> String {
+    escape_marked(s, crate::shown::marked_spans(s, &[(0..s.len(), crate::shown::Span::OneLine)]))
+}
+
 /// Prose (a title, a description, a precondition's message) as [`escape`] shows it, marked
 /// as prose ([`crate::shown::prose`]): the letters of its language stay.
 pub(crate) fn prose(s: &str) -> String {
@@ -693,10 +699,13 @@ pub(crate) fn prose(s: &str) -> String {
 fn escape_marked(s: &str, marked: crate::shown::Marked) -> String {
     let at: std::collections::HashSet<(usize, char)> = marked.replaced.iter().copied().collect();
     let mut out = String::with_capacity(s.len());
-    let lines = s.split_inclusive('\n').enumerate();
-    for (c, mark) in
-        lines.flat_map(|(n, l)| l.chars().map(move |c| (c, n + 1))).map(|(c, n)| (c, at.contains(&(n, c))))
-    {
+    // Lines as the marking counts them: a marked line break does not start one.
+    let mut n = 1;
+    for c in s.chars() {
+        let mark = at.contains(&(n, c));
+        if c == '\n' && !mark {
+            n += 1;
+        }
         match c {
             c if mark => out.push_str(&crate::shown::escape(c)),
             '\\' | '`' | '*' | '_' | '[' | ']' | '<' | '>' | '|' | '~' | '&' | '$' | '#' | '!' => {

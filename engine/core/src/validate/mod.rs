@@ -211,7 +211,7 @@ fn is_runbook_name(s: &str) -> bool {
     syntax::RUNBOOK_NAME.matches(s)
 }
 
-const DEFAULT_SHELL: [&str; 5] = ["bash", "-e", "-o", "pipefail", "-c"];
+pub(crate) const DEFAULT_SHELL: [&str; 5] = ["bash", "-e", "-o", "pipefail", "-c"];
 use crate::syntax::{self, HTTP_METHODS};
 const HTTP_OUTPUTS: [&str; 5] = ["status", "headers", "body", "json", "latency_ms"];
 const SQL_OUTPUTS: [&str; 2] = ["rows", "rows_affected"];
