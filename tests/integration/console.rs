@@ -1478,3 +1478,6 @@ fn a_page_load_never_writes_the_store() {
 }
 
 mod limits;
+
+// The console followed live (p16-live).
+mod live;

@@ -20,6 +20,7 @@
 mod graph;
 mod guard;
 mod idle;
+mod live;
 mod pages;
 mod query;
 mod view;
@@ -31,7 +32,7 @@ use std::sync::Arc;
 use runbook_store::Location;
 
 pub use guard::{HostName, headers};
-pub use idle::IDLE;
+pub use idle::{Conn, IDLE, TOTAL};
 
 /// What the console needs of the files on this host, given by the CLI (which alone reads
 /// runbooks: its loader bounds and pins every file read).
@@ -184,11 +185,14 @@ impl Server {
         let router = pages::router(self.app);
         let stopping = std::sync::Arc::new(tokio::sync::Notify::new());
         let told = stopping.clone();
-        let serve =
-            axum::serve(idle::IdleListener::new(self.listener), router).with_graceful_shutdown(async move {
-                shutdown.await;
-                told.notify_one();
-            });
+        let serve = axum::serve(
+            idle::IdleListener::new(self.listener),
+            router.into_make_service_with_connect_info::<idle::Conn>(),
+        )
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            told.notify_one();
+        });
         tokio::select! {
             served = serve => served.map_err(WebError::Serve),
             () = async {

@@ -122,6 +122,8 @@ pub struct App {
     /// Pages built at once ([`PAGES_AT_ONCE`]): the others wait their turn, so memory stays
     /// bounded whatever the number of requests (a 5,000-step run page is megabytes).
     pub turns: tokio::sync::Semaphore,
+    /// The runs followed live (`live.rs`).
+    pub hub: crate::live::Hub,
     env: Environment<'static>,
 }
 
@@ -185,6 +187,7 @@ impl App {
             checking: tokio::sync::Semaphore::new(CHECKS_AT_ONCE),
             checked: tokio::sync::Notify::new(),
             turns: tokio::sync::Semaphore::new(PAGES_AT_ONCE),
+            hub: crate::live::Hub::default(),
             env,
         })
     }
@@ -332,7 +335,7 @@ impl App {
     }
 
     /// Run `f` on the store, bounded in time; its errors as the page's.
-    async fn read<T>(
+    pub(crate) async fn read<T>(
         &self,
         f: impl AsyncFnOnce(Store) -> Result<T, StoreError>,
     ) -> Result<Option<T>, PageError> {
@@ -386,6 +389,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/runs/{id}", get(run_api))
         .route("/assets/console.css", get(css))
         .route("/assets/review.css", get(review_css))
+        .merge(crate::live::routes())
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(app.clone(), crate::guard::guard))
         .with_state(app)
@@ -418,7 +422,7 @@ async fn not_found(State(app): State<Arc<App>>, uri: Uri) -> Response {
 }
 
 /// A run id as the engine makes them (`runbook run --run-id` accepts only this shape).
-fn run_id(id: Result<Path<String>, PathRejection>) -> Result<String, PageError> {
+pub(crate) fn run_id(id: Result<Path<String>, PathRejection>) -> Result<String, PageError> {
     let Path(id) = id.map_err(|_| PageError::BadRequest("the path is not valid UTF-8 text".into()))?;
     let fits = !id.is_empty()
         && id.len() <= 100
