@@ -137,6 +137,7 @@ impl IdleStream {
                 // More bytes: the next request's head (or a body, which a read-only console
                 // does not wait for longer than a head).
                 self.head = Head::Waiting;
+                self.began = None;
                 self.deadline.as_mut().reset(Instant::now() + HEAD);
                 self.crlf = 0;
             }
@@ -153,22 +154,30 @@ impl IdleStream {
         }
     }
 
+    /// `deadline`, or the response's total deadline when it is sooner (a response under
+    /// way, not a stream of events).
+    fn capped(&self, deadline: Instant) -> Instant {
+        match self.began {
+            Some(began) if !self.streaming.load(std::sync::atomic::Ordering::SeqCst) => {
+                deadline.min(began + TOTAL)
+            }
+            Some(_) | None => deadline,
+        }
+    }
+
     /// What a write did: bytes written push the write deadline back; `Pending` waits for it.
     fn wrote(&mut self, written: Poll<io::Result<usize>>, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
         match written {
             Poll::Ready(Ok(n)) => {
                 if n > 0 {
                     let now = Instant::now();
-                    if self.head != Head::Writing {
+                    // A response starts with its first byte after its head (hyper also polls
+                    // the socket for reading while it writes: that is not a new response).
+                    if self.head == Head::Preparing || self.began.is_none() {
                         self.began = Some(now);
                     }
                     self.head = Head::Writing;
-                    let mut deadline = now + IDLE;
-                    if let Some(began) = self.began
-                        && !self.streaming.load(std::sync::atomic::Ordering::SeqCst)
-                    {
-                        deadline = deadline.min(began + TOTAL);
-                    }
+                    let deadline = self.capped(now + IDLE);
                     self.deadline.as_mut().reset(deadline);
                 }
                 Poll::Ready(Ok(n))
@@ -196,7 +205,10 @@ impl IdleStream {
     fn read_waiting(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         if self.head == Head::Writing {
             self.head = Head::Waiting;
-            self.deadline.as_mut().reset(Instant::now() + HEAD);
+            // A stream of events waits for its next event as long as its heartbeat allows.
+            let wait = if self.streaming.load(std::sync::atomic::Ordering::SeqCst) { IDLE } else { HEAD };
+            let deadline = self.capped(Instant::now() + wait);
+            self.deadline.as_mut().reset(deadline);
         }
         self.waiting(cx)
     }

@@ -21,8 +21,10 @@ mod graph;
 mod guard;
 mod idle;
 mod live;
+mod output;
 mod pages;
 mod query;
+mod timeline;
 mod view;
 
 use std::net::SocketAddr;

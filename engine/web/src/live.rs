@@ -433,6 +433,7 @@ impl futures_core::Stream for Stream {
 pub fn routes() -> axum::Router<Arc<App>> {
     axum::Router::new()
         .route("/runs/{id}/events", axum::routing::get(follow))
+        .route("/runs/{id}/output", axum::routing::get(crate::output::page))
         .route("/assets/live.js", axum::routing::get(script))
 }
 

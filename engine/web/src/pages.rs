@@ -46,6 +46,15 @@ const SHAPES: usize = 64;
 #[derive(Debug, Default)]
 pub struct Shape {
     steps: Vec<(String, Option<String>, Vec<String>)>,
+    /// The steps' estimates (low, high), where the runbook gives them (the timeline's).
+    estimates: HashMap<String, (Duration, Duration)>,
+}
+
+impl Shape {
+    /// The steps' estimates (low, high).
+    pub fn estimates(&self) -> &HashMap<String, (Duration, Duration)> {
+        &self.estimates
+    }
 }
 
 /// The shape of a run's runbook: its steps with their titles rendered with the run's
@@ -65,9 +74,16 @@ fn shape_of(
             values.insert(p.name.clone(), v);
         }
     }
+    let estimates = rb
+        .steps
+        .iter()
+        .chain(&rb.finally)
+        .filter_map(|s| s.estimate.as_ref().map(|e| (s.id.to_string(), (e.low, e.high))))
+        .collect();
     match runbook_core::plan::plan(rb, &values) {
         Ok(plan) => Shape {
             steps: plan.steps.into_iter().chain(plan.finally).map(|s| (s.id, s.title, s.needs)).collect(),
+            estimates,
         },
         Err(_) => Shape {
             steps: rb
@@ -82,18 +98,20 @@ fn shape_of(
                     )
                 })
                 .collect(),
+            estimates,
         },
     }
 }
 
 /// The templates, embedded in the binary.
-const TEMPLATES: [(&str, &str); 6] = [
+const TEMPLATES: [(&str, &str); 7] = [
     ("base.html", include_str!("../templates/base.html")),
     ("runs.html", include_str!("../templates/runs.html")),
     ("run.html", include_str!("../templates/run.html")),
     ("runbooks.html", include_str!("../templates/runbooks.html")),
     ("runbook.html", include_str!("../templates/runbook.html")),
     ("error.html", include_str!("../templates/error.html")),
+    ("output.html", include_str!("../templates/output.html")),
 ];
 
 /// The style sheet, embedded.
@@ -193,7 +211,7 @@ impl App {
     }
 
     /// Render `template` with `context` as a page with `status`.
-    fn render(&self, status: StatusCode, template: &str, context: impl Serialize) -> Response {
+    pub(crate) fn render(&self, status: StatusCode, template: &str, context: impl Serialize) -> Response {
         match self.env.get_template(template).and_then(|t| t.render(minijinja::value::Serde(&context))) {
             Ok(html) => html_response(status, html),
             Err(e) => {
@@ -234,7 +252,7 @@ impl App {
         self.failure(true, e)
     }
 
-    fn failure(&self, api: bool, e: PageError) -> Response {
+    pub(crate) fn failure(&self, api: bool, e: PageError) -> Response {
         match e {
             PageError::BadRequest(m) => self.error(api, StatusCode::BAD_REQUEST, "bad request", &m),
             PageError::NotFound(m) => self.error(api, StatusCode::NOT_FOUND, "not found", &m),
@@ -661,6 +679,8 @@ struct RunView {
     steps: Vec<view::StepRow>,
     graph: Option<graph::Drawing>,
     graph_from_journal: bool,
+    /// The attempts in time (p16-live's `timeline.rs`).
+    timeline: Option<crate::timeline::Timeline>,
     logs: Vec<view::LogView>,
     journal: Vec<view::RecordRow>,
     previous: Option<String>,
@@ -691,6 +711,7 @@ fn queued_view(q: runbook_store::QueueEntry) -> RunView {
         steps: Vec::new(),
         graph: None,
         graph_from_journal: false,
+        timeline: None,
         logs: Vec::new(),
         journal: Vec::new(),
         previous: None,
@@ -761,6 +782,7 @@ async fn run_view(app: &App, id: &str) -> Result<RunView, PageError> {
         steps: Vec::new(),
         graph: None,
         graph_from_journal: false,
+        timeline: None,
         logs: Vec::new(),
         journal: Vec::new(),
         previous,
@@ -848,6 +870,7 @@ async fn run_view(app: &App, id: &str) -> Result<RunView, PageError> {
         prev = Some(one_line(step));
     }
     v.graph = Some(graph::layout(&drawn));
+    v.timeline = crate::timeline::of_run(&records, shape.as_deref(), v.finished_at.is_none());
     // Only an intact chain gets here (above), as `runbook logs` requires of a vouched log.
     v.logs = view::log_views(id, runbook_core::audit::vouched_logs(&records, history.logs, v.intact));
     v.journal = view::record_rows(&records);
