@@ -202,7 +202,18 @@ fn normalised(text: &str, run: &str) -> String {
         |w| w.len() >= 20 && w.starts_with("20") && w.contains('T') && w.ends_with('Z'),
         "TIME",
     );
-    regex_lite(&times, |w| w.len() >= 12 && w.chars().all(|c| c.is_ascii_hexdigit()), "HASH")
+    let hashed = regex_lite(&times, |w| w.len() >= 12 && w.chars().all(|c| c.is_ascii_hexdigit()), "HASH");
+    // The timeline's durations (p16-live): `167ms`, `1.5s`, `2m`, `05s`.
+    regex_lite(
+        &hashed,
+        |w| {
+            let digits = w.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+            matches!(&w[digits.len()..], "ms" | "s" | "m" | "h")
+                && !digits.is_empty()
+                && digits.chars().all(|c| c.is_ascii_digit() || c == '.')
+        },
+        "DURATION",
+    )
 }
 
 /// Each whitespace- or punctuation-separated word for which `hit` holds, replaced.

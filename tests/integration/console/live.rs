@@ -486,3 +486,23 @@ fn a_browser_sees_a_step_turn_green_without_a_reload() {
     browser.open(&format!("{base}/runbooks/r"));
     save(&browser, "console-runbook.png");
 }
+
+/// p16-live: every image the console's page of the book shows exists and is a PNG (the
+/// screenshots the browser test takes, copied to book/src/images).
+#[test]
+fn the_books_console_images_exist_and_are_pngs() {
+    let page = crate::support::root().join("book/src/user-guide/console.md");
+    let text = std::fs::read_to_string(&page).expect("console.md");
+    let images: Vec<&str> = text
+        .split("](")
+        .skip(1)
+        .filter_map(|rest| rest.split(')').next())
+        .filter(|link| link.ends_with(".png"))
+        .collect();
+    assert!(images.len() >= 3, "the screenshots are shown: {images:?}");
+    for image in images {
+        let file = page.parent().expect("its folder").join(image);
+        let bytes = std::fs::read(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n"), "{image} is not a PNG");
+    }
+}
