@@ -174,20 +174,7 @@ fn io_in_the_core(root: &Path) -> Vec<Finding> {
 /// Escaping turned off in the web console: in a template (`|safe`, `| safe`, an
 /// `autoescape` block), or by hand in its code (`from_safe_string`, `AutoEscape::None`).
 fn unescaped_html(root: &Path) -> Vec<Finding> {
-    fn walk(root: &Path, at: &Path, out: &mut Vec<String>) {
-        let Ok(entries) = std::fs::read_dir(at) else { return };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                walk(root, &path, out);
-            } else if let Ok(rel) = path.strip_prefix(root) {
-                out.push(rel.to_string_lossy().replace('\\', "/"));
-            }
-        }
-    }
-    let mut templates = Vec::new();
-    walk(root, &root.join("engine/web/templates"), &mut templates);
-    templates.sort();
+    let templates = files_under(root, "engine/web/templates");
     let mut out = Vec::new();
     for rel in templates {
         let text = std::fs::read_to_string(root.join(&rel)).unwrap_or_default();
@@ -206,6 +193,25 @@ fn unescaped_html(root: &Path) -> Vec<Finding> {
             .into_iter()
             .filter(|f| !(f.file == "engine/web/src/pages.rs" && f.text.trim() == REVIEW_MARKUP)),
     );
+    out
+}
+
+/// Every file under `dir` (relative to `root`, with `/`), sorted.
+fn files_under(root: &Path, dir: &str) -> Vec<String> {
+    fn walk(root: &Path, at: &Path, out: &mut Vec<String>) {
+        let Ok(entries) = std::fs::read_dir(at) else { return };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                walk(root, &path, out);
+            } else if let Ok(rel) = path.strip_prefix(root) {
+                out.push(rel.to_string_lossy().replace('\\', "/"));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(root, &root.join(dir), &mut out);
+    out.sort();
     out
 }
 
@@ -666,4 +672,95 @@ fn grouped_and_multi_line_uses_are_read() {
         [(1, "let x = crate::state::open(crate::Root, $crate::m::x, my_crate::n::y);".to_string())].into();
     let named: Vec<String> = named_modules(&code).into_iter().map(|(_, m)| m).collect();
     assert_eq!(named, ["state"]);
+}
+
+/// p16-live: the console's scripts put text from the journal into a page only as text
+/// (`textContent`, `createElement`): no way of writing markup or code from a string
+/// (`innerHTML`, `outerHTML`, `insertAdjacentHTML`, `document.write`, `eval`,
+/// `new Function`, a string to `setTimeout`/`setInterval`), and the templates have no
+/// inline script (the CSP's `script-src 'self'` would block it; the rule says it first).
+fn markup_from_scripts(root: &Path) -> Vec<Finding> {
+    let files = files_under(root, "engine/web");
+    let mut out = Vec::new();
+    for rel in files {
+        let script = rel.ends_with(".js");
+        let template = rel.starts_with("engine/web/templates/");
+        if !script && !template {
+            continue;
+        }
+        let text = std::fs::read_to_string(root.join(&rel)).unwrap_or_default();
+        for (i, line) in text.lines().enumerate() {
+            let squeezed: String = line.chars().filter(|c| !c.is_whitespace()).collect();
+            let bad = if script {
+                [
+                    "innerHTML",
+                    "outerHTML",
+                    "insertAdjacentHTML",
+                    "document.write",
+                    "eval(",
+                    "Function(",
+                    "setTimeout(\"",
+                    "setTimeout('",
+                    "setInterval(\"",
+                    "setInterval('",
+                    "srcdoc",
+                ]
+                .iter()
+                .any(|w| squeezed.contains(w))
+            } else {
+                let lower = squeezed.to_ascii_lowercase();
+                (lower.contains("<script") && !lower.contains("<scriptsrc="))
+                    || lower.contains("javascript:")
+                    || line.to_ascii_lowercase().split_whitespace().any(|w| {
+                        w.starts_with("on")
+                            && w.contains('=')
+                            && w[2..w.find('=').unwrap_or(2)].chars().all(|c| c.is_ascii_lowercase())
+                            && w.find('=').unwrap_or(0) > 2
+                    })
+            };
+            if bad {
+                out.push(Finding { file: rel.clone(), line: i + 1, text: line.to_string() });
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn the_console_scripts_write_text_never_markup() {
+    assert_none(
+        "the console's scripts put journal text into a page only as text (textContent), never as markup or code, and templates have no inline script",
+        &markup_from_scripts(&repository()),
+    );
+    assert!(repository().join("engine/web/assets/live.js").exists());
+}
+
+#[test]
+fn markup_from_scripts_is_reported() {
+    let t = tree(&[
+        (
+            "engine/web/assets/a.js",
+            "x.textContent = d.step;\nx.innerHTML = d.step;\ny.outerHTML=z;\nel.insertAdjacentHTML('beforeend', s);\ndocument.write(s);\neval (s);\nnew Function('return 1');\nsetTimeout(\"go()\", 5);\nsetTimeout(go, 5);\n",
+        ),
+        (
+            "engine/web/templates/t.html",
+            "<script src=\"/assets/live.js\" defer></script>\n<script>alert(1)</script>\n<a href=\"javascript:go()\">x</a>\n<button onclick=\"go()\">x</button>\n<p>one=1 only</p>\n",
+        ),
+    ]);
+    let found = markup_from_scripts(t.path());
+    assert_eq!(
+        found.iter().map(|f| (f.file.as_str(), f.line)).collect::<Vec<_>>(),
+        [
+            ("engine/web/assets/a.js", 2),
+            ("engine/web/assets/a.js", 3),
+            ("engine/web/assets/a.js", 4),
+            ("engine/web/assets/a.js", 5),
+            ("engine/web/assets/a.js", 6),
+            ("engine/web/assets/a.js", 7),
+            ("engine/web/assets/a.js", 8),
+            ("engine/web/templates/t.html", 2),
+            ("engine/web/templates/t.html", 3),
+            ("engine/web/templates/t.html", 4),
+        ]
+    );
 }

@@ -108,6 +108,20 @@ impl Browser {
         answer["value"].clone()
     }
 
+    /// The window's size in CSS pixels (for screenshots of a known size).
+    pub fn resize(&self, width: u32, height: u32) {
+        let answer =
+            self.request("POST", &self.path("window/rect"), Some(&json!({"width": width, "height": height})));
+        assert!(answer["value"].get("error").is_none(), "cannot resize: {answer}");
+    }
+
+    /// A screenshot of the window, as PNG bytes (WebDriver's base64, decoded).
+    pub fn screenshot(&self) -> Vec<u8> {
+        let answer = self.request("GET", &self.path("screenshot"), None);
+        let text = answer["value"].as_str().unwrap_or_else(|| panic!("no screenshot: {answer}"));
+        base64_decode(text).unwrap_or_else(|| panic!("the screenshot is not base64"))
+    }
+
     fn path(&self, what: &str) -> String {
         format!("/session/{}/{what}", self.session)
     }
@@ -169,6 +183,33 @@ impl Browser {
         let text = if chunked { dechunk(&rest)? } else { rest };
         serde_json::from_str(&text).ok()
     }
+}
+
+/// Standard base64 (with padding) decoded; `None` on any other character.
+fn base64_decode(text: &str) -> Option<Vec<u8>> {
+    let value = |c: u8| -> Option<u32> {
+        Some(match c {
+            b'A'..=b'Z' => u32::from(c - b'A'),
+            b'a'..=b'z' => u32::from(c - b'a') + 26,
+            b'0'..=b'9' => u32::from(c - b'0') + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        })
+    };
+    let clean: Vec<u8> = text.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
+    let mut out = Vec::with_capacity(clean.len() / 4 * 3);
+    for chunk in clean.chunks(4) {
+        let pad = chunk.iter().rev().take_while(|&&b| b == b'=').count();
+        let mut n = 0u32;
+        for &b in &chunk[..chunk.len() - pad] {
+            n = (n << 6) | value(b)?;
+        }
+        n <<= 6 * pad as u32;
+        let bytes = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
+        out.extend_from_slice(&bytes[..3 - pad]);
+    }
+    Some(out)
 }
 
 /// The body of a chunked HTTP answer.

@@ -68,7 +68,7 @@ pub async fn admit(
     mut request: Request,
 ) -> Result<(Request, Option<(String, String)>), Response> {
     let peer =
-        request.extensions().get::<axum::extract::ConnectInfo<crate::auth::Peer>>().map(|c| c.0.0.ip());
+        request.extensions().get::<axum::extract::ConnectInfo<crate::idle::Conn>>().map(|c| c.0.remote.ip());
     let who = match app.gate.identify(request.headers(), peer).await {
         Ok(who) => who,
         Err(Refused::BadIdentity(why)) => {

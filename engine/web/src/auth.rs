@@ -489,15 +489,3 @@ mod tests {
         }
     }
 }
-
-/// The TCP peer of a connection (for the trusted-proxy rule).
-#[derive(Debug, Clone, Copy)]
-pub struct Peer(pub std::net::SocketAddr);
-
-impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, crate::idle::IdleListener>>
-    for Peer
-{
-    fn connect_info(stream: axum::serve::IncomingStream<'_, crate::idle::IdleListener>) -> Peer {
-        Peer(*stream.remote_addr())
-    }
-}

@@ -11,8 +11,10 @@ use axum::response::Response;
 use crate::pages::App;
 
 /// The Content-Security-Policy of every response: nothing but this server's own style
-/// sheet and images; no script, no frame, no form posting elsewhere, no base URL.
-pub const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; script-src 'self'; \
+/// sheet, images, script (`live.js`) and event stream (`connect-src`, which `default-src
+/// 'none'` would refuse to EventSource); no inline script, no frame, no form posting
+/// elsewhere, no base URL.
+pub const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; script-src 'self'; connect-src 'self'; \
                        frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
 
 /// The security headers every response carries (pages, assets, errors).

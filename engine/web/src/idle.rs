@@ -10,7 +10,9 @@
 //!   runs: the page itself is bounded (the store's timeouts, the check's wait), so a request
 //!   being answered is never cut.
 //! - While a response is written, a client that stops reading is cut after [`IDLE`] without
-//!   progress.
+//!   progress, and a response not written in [`TOTAL`] from its first byte is cut whatever
+//!   its progress (a client reading a few bytes now and then held a slot for ever), except
+//!   a stream of events ([`Conn::streaming`]), which has its own bounds (`live.rs`).
 
 use std::future::Future as _;
 use std::io;
@@ -34,6 +36,33 @@ pub const HEAD: Duration = Duration::from_secs(10);
 
 /// The most connections open at once.
 pub const MAX_CONNECTIONS: usize = 256;
+
+/// The longest a response may take to be written, from its first byte (a 5,000-step run's
+/// page is a few MB: two minutes is 25 kB/s).
+pub const TOTAL: Duration = Duration::from_secs(120);
+
+/// What a request knows of its connection (axum's `ConnectInfo`): the peer's address, and
+/// a way to say that its response is a stream of events with its own bounds.
+#[derive(Debug, Clone)]
+pub struct Conn {
+    /// The peer's address.
+    pub remote: SocketAddr,
+    streaming: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Conn {
+    /// This connection's response is a stream of events: no [`TOTAL`] deadline (the stream
+    /// is bounded by `live::STREAM_MAX` and keeps the [`IDLE`] one with its heartbeats).
+    pub fn streaming(&self) {
+        self.streaming.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, IdleListener>> for Conn {
+    fn connect_info(stream: axum::serve::IncomingStream<'_, IdleListener>) -> Conn {
+        Conn { remote: *stream.remote_addr(), streaming: stream.io().streaming.clone() }
+    }
+}
 
 /// A listener whose connections are capped and bounded in time.
 #[derive(Debug)]
@@ -61,6 +90,8 @@ impl axum::serve::Listener for IdleListener {
             head: Head::Waiting,
             deadline: Box::pin(tokio::time::sleep(HEAD)),
             crlf: 0,
+            began: None,
+            streaming: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             _permit: permit,
         };
         (stream, addr)
@@ -90,6 +121,10 @@ pub struct IdleStream {
     deadline: Pin<Box<Sleep>>,
     /// 1 when the last bytes read (`\r` aside) end a line: a line break next ends the head.
     crlf: u8,
+    /// When the response being written wrote its first byte.
+    began: Option<Instant>,
+    /// The response is a stream of events (no [`TOTAL`]).
+    streaming: Arc<std::sync::atomic::AtomicBool>,
     _permit: Option<OwnedSemaphorePermit>,
 }
 
@@ -102,6 +137,7 @@ impl IdleStream {
                 // More bytes: the next request's head (or a body, which a read-only console
                 // does not wait for longer than a head).
                 self.head = Head::Waiting;
+                self.began = None;
                 self.deadline.as_mut().reset(Instant::now() + HEAD);
                 self.crlf = 0;
             }
@@ -118,13 +154,31 @@ impl IdleStream {
         }
     }
 
+    /// `deadline`, or the response's total deadline when it is sooner (a response under
+    /// way, not a stream of events).
+    fn capped(&self, deadline: Instant) -> Instant {
+        match self.began {
+            Some(began) if !self.streaming.load(std::sync::atomic::Ordering::SeqCst) => {
+                deadline.min(began + TOTAL)
+            }
+            Some(_) | None => deadline,
+        }
+    }
+
     /// What a write did: bytes written push the write deadline back; `Pending` waits for it.
     fn wrote(&mut self, written: Poll<io::Result<usize>>, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
         match written {
             Poll::Ready(Ok(n)) => {
                 if n > 0 {
+                    let now = Instant::now();
+                    // A response starts with its first byte after its head (hyper also polls
+                    // the socket for reading while it writes: that is not a new response).
+                    if self.head == Head::Preparing || self.began.is_none() {
+                        self.began = Some(now);
+                    }
                     self.head = Head::Writing;
-                    self.deadline.as_mut().reset(Instant::now() + IDLE);
+                    let deadline = self.capped(now + IDLE);
+                    self.deadline.as_mut().reset(deadline);
                 }
                 Poll::Ready(Ok(n))
             }
@@ -151,7 +205,10 @@ impl IdleStream {
     fn read_waiting(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         if self.head == Head::Writing {
             self.head = Head::Waiting;
-            self.deadline.as_mut().reset(Instant::now() + HEAD);
+            // A stream of events waits for its next event as long as its heartbeat allows.
+            let wait = if self.streaming.load(std::sync::atomic::Ordering::SeqCst) { IDLE } else { HEAD };
+            let deadline = self.capped(Instant::now() + wait);
+            self.deadline.as_mut().reset(deadline);
         }
         self.waiting(cx)
     }

@@ -22,8 +22,11 @@ mod auth;
 mod graph;
 mod guard;
 mod idle;
+mod live;
+mod output;
 mod pages;
 mod query;
+mod timeline;
 mod view;
 
 use std::net::SocketAddr;
@@ -34,7 +37,7 @@ use runbook_store::Location;
 
 pub use auth::{Auth, identity, new_token, token_hash};
 pub use guard::{HostName, headers};
-pub use idle::IDLE;
+pub use idle::{Conn, IDLE, TOTAL};
 
 /// What the console needs of the files on this host, given by the CLI (which alone reads
 /// runbooks: its loader bounds and pins every file read).
@@ -194,7 +197,7 @@ impl Server {
         let told = stopping.clone();
         let serve = axum::serve(
             idle::IdleListener::new(self.listener),
-            router.into_make_service_with_connect_info::<auth::Peer>(),
+            router.into_make_service_with_connect_info::<idle::Conn>(),
         )
         .with_graceful_shutdown(async move {
             shutdown.await;

@@ -46,6 +46,15 @@ const SHAPES: usize = 64;
 #[derive(Debug, Default)]
 pub struct Shape {
     steps: Vec<(String, Option<String>, Vec<String>)>,
+    /// The steps' estimates (low, high), where the runbook gives them (the timeline's).
+    estimates: HashMap<String, (Duration, Duration)>,
+}
+
+impl Shape {
+    /// The steps' estimates (low, high).
+    pub fn estimates(&self) -> &HashMap<String, (Duration, Duration)> {
+        &self.estimates
+    }
 }
 
 /// The shape of a run's runbook: its steps with their titles rendered with the run's
@@ -65,9 +74,16 @@ fn shape_of(
             values.insert(p.name.clone(), v);
         }
     }
+    let estimates = rb
+        .steps
+        .iter()
+        .chain(&rb.finally)
+        .filter_map(|s| s.estimate.as_ref().map(|e| (s.id.to_string(), (e.low, e.high))))
+        .collect();
     match runbook_core::plan::plan(rb, &values) {
         Ok(plan) => Shape {
             steps: plan.steps.into_iter().chain(plan.finally).map(|s| (s.id, s.title, s.needs)).collect(),
+            estimates,
         },
         Err(_) => Shape {
             steps: rb
@@ -82,18 +98,20 @@ fn shape_of(
                     )
                 })
                 .collect(),
+            estimates,
         },
     }
 }
 
 /// The templates, embedded in the binary.
-const TEMPLATES: [(&str, &str); 6] = [
+const TEMPLATES: [(&str, &str); 7] = [
     ("base.html", include_str!("../templates/base.html")),
     ("runs.html", include_str!("../templates/runs.html")),
     ("run.html", include_str!("../templates/run.html")),
     ("runbooks.html", include_str!("../templates/runbooks.html")),
     ("runbook.html", include_str!("../templates/runbook.html")),
     ("error.html", include_str!("../templates/error.html")),
+    ("output.html", include_str!("../templates/output.html")),
 ];
 
 /// The style sheet, embedded.
@@ -124,6 +142,8 @@ pub struct App {
     /// Pages built at once ([`PAGES_AT_ONCE`]): the others wait their turn, so memory stays
     /// bounded whatever the number of requests (a 5,000-step run page is megabytes).
     pub turns: tokio::sync::Semaphore,
+    /// The runs followed live (`live.rs`).
+    pub hub: crate::live::Hub,
     env: Environment<'static>,
 }
 
@@ -189,6 +209,7 @@ impl App {
             checking: tokio::sync::Semaphore::new(CHECKS_AT_ONCE),
             checked: tokio::sync::Notify::new(),
             turns: tokio::sync::Semaphore::new(PAGES_AT_ONCE),
+            hub: crate::live::Hub::default(),
             env,
         })
     }
@@ -392,6 +413,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/assets/console.css", get(css))
         .route("/assets/review.css", get(review_css))
         .merge(crate::actions::routes())
+        .merge(crate::live::routes())
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(app.clone(), crate::guard::guard))
         .with_state(app)
@@ -663,6 +685,8 @@ struct RunView {
     steps: Vec<view::StepRow>,
     graph: Option<graph::Drawing>,
     graph_from_journal: bool,
+    /// The attempts in time (p16-live's `timeline.rs`).
+    timeline: Option<crate::timeline::Timeline>,
     logs: Vec<view::LogView>,
     journal: Vec<view::RecordRow>,
     previous: Option<String>,
@@ -693,6 +717,7 @@ fn queued_view(q: runbook_store::QueueEntry) -> RunView {
         steps: Vec::new(),
         graph: None,
         graph_from_journal: false,
+        timeline: None,
         logs: Vec::new(),
         journal: Vec::new(),
         previous: None,
@@ -763,6 +788,7 @@ async fn run_view(app: &App, id: &str) -> Result<RunView, PageError> {
         steps: Vec::new(),
         graph: None,
         graph_from_journal: false,
+        timeline: None,
         logs: Vec::new(),
         journal: Vec::new(),
         previous,
@@ -850,6 +876,7 @@ async fn run_view(app: &App, id: &str) -> Result<RunView, PageError> {
         prev = Some(one_line(step));
     }
     v.graph = Some(graph::layout(&drawn));
+    v.timeline = crate::timeline::of_run(&records, shape.as_deref(), v.finished_at.is_none());
     // Only an intact chain gets here (above), as `runbook logs` requires of a vouched log.
     v.logs = view::log_views(id, runbook_core::audit::vouched_logs(&records, history.logs, v.intact));
     v.journal = view::record_rows(&records);
