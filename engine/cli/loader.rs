@@ -40,11 +40,20 @@ impl FsLoader {
     }
 }
 
+/// A reason an included runbook could not be read, with the folder rule added when the
+/// reason is the rule (a missing file is only missing).
+pub fn confinement_hint(reason: String) -> String {
+    if reason == "file not found" {
+        reason
+    } else {
+        format!("{reason}; included runbooks must live in that folder or below it")
+    }
+}
+
 impl Loader for FsLoader {
     fn load(&self, path: &str) -> Result<String, String> {
         let root = self.root.as_deref().ok_or("the folder of the including runbook cannot be resolved")?;
-        let bytes = read_inside(root, path)
-            .map_err(|e| format!("{e}; included runbooks must live in that folder or below it"))?;
+        let bytes = read_inside(root, path).map_err(confinement_hint)?;
         String::from_utf8(bytes).map_err(|_| "the file is not UTF-8 text".to_string())
     }
 

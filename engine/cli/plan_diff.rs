@@ -25,7 +25,7 @@ use crate::error::{CliError, CliResult, Exit, Message};
 use crate::input::{
     NOT_SHOWN, display, load_with_params, params_problems, pinned_reads, print_diagnostics, quotable,
 };
-use crate::loader::MAX_FILE_BYTES;
+use crate::loader::{MAX_FILE_BYTES, confinement_hint};
 use crate::output::out;
 
 /// `plan --diff OLD NEW`.
@@ -305,8 +305,7 @@ struct GitLoader<'a> {
 impl validate::Loader for GitLoader<'_> {
     fn load(&self, path: &str) -> Result<String, String> {
         let p = Path::new(path);
-        self.confine(path)
-            .map_err(|e| format!("{e}; included runbooks must live in that folder or below it"))?;
+        self.confine(path).map_err(confinement_hint)?;
         let (dir, name) = from_root(self.root, p);
         match git_show(dir, self.rev, &name, MAX_FILE_BYTES) {
             GitShow::Found { path: real, folder, .. } if !real.starts_with(&folder) => {

@@ -502,6 +502,9 @@ async fn execute(
             .and_then(|s| s.split_once('@').map(|(n, d)| (n.to_string(), d.to_string()))),
         engine_env: crate::state::engine_env(location),
         state_arg: crate::state::state_arg(location),
+        // The run's id is on the screen before its first step starts (the header is shown
+        // with the first report; this waits until the printer has shown it).
+        announce: Some(std::sync::Arc::new(after_printed)),
     };
     let json = output == RunOutput::Json;
     let verb = match (compensate_only, resuming) {

@@ -132,6 +132,8 @@ impl<'a> Dispatcher<'a> {
             inherited: Some((self.redactor.clone(), self.secret_env())),
             // The schedule is journaled once, by the top run.
             scheduled: None,
+            // The top run has said its id.
+            announce: None,
             ..self.opts.clone()
         })
     }

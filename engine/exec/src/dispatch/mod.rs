@@ -117,6 +117,10 @@ pub struct RunOptions {
     /// The store as an operator names it from another terminal (`--state`, never a
     /// password), for the commands the run prints; `None` for the default store.
     pub state_arg: Option<String>,
+    /// Called once, when the run's first records are written and before any step starts:
+    /// the CLI prints the run's id there, so that an engine killed by its first step has
+    /// still said which run to resume (run off the async threads; a moment at most).
+    pub announce: Option<Announce>,
 }
 
 /// An inline answer to an approval: approve or reject, and why.
@@ -202,6 +206,9 @@ pub struct Resume {
 /// A way to ask the operator a yes/no question (blocking; run off the async threads). The
 /// read must end when [`Withdrawn`] says so.
 pub type Confirm = Arc<dyn Fn(&str, &Withdrawn) -> Answer + Send + Sync>;
+
+/// See [`RunOptions::announce`].
+pub type Announce = Arc<dyn Fn() + Send + Sync>;
 
 impl std::fmt::Debug for RunOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

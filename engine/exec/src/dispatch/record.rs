@@ -76,6 +76,9 @@ impl<'a> Dispatcher<'a> {
             self.journal.last_hash = Some(record.hash.clone());
             let _ = self.report.send(Report::Recorded(Box::new(record)));
         }
+        if let Some(announce) = self.opts.announce.take() {
+            let _ = tokio::task::spawn_blocking(move || announce()).await;
+        }
         Ok(())
     }
 }
