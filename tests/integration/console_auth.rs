@@ -85,10 +85,21 @@ impl Served {
 
     /// One request: `headers` as given (the Host is added), `body` form-encoded.
     pub(crate) fn send(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Resp {
+        self.send_as(&format!("127.0.0.1:{}", self.port), method, path, headers, body)
+    }
+
+    /// [`Served::send`] with the given `Host` (what a proxy in front forwards).
+    pub(crate) fn send_as(
+        &self,
+        host: &str,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> Resp {
         let mut s = TcpStream::connect(("127.0.0.1", self.port)).expect("connect");
         s.set_read_timeout(Some(Duration::from_secs(60))).expect("timeout");
-        let mut req =
-            format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n", self.port);
+        let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
         for (k, v) in headers {
             req.push_str(&format!("{k}: {v}\r\n"));
         }
@@ -852,32 +863,17 @@ fn every_write_route_refuses_what_is_not_a_signed_in_form_of_this_console() {
     assert!(served.get_as("/approvals", &session).body.contains("signed in as bob"));
 }
 
-/// One raw HTTP/1.1 request with the given `Host` (what a proxy forwards): (status, body).
+/// One request with the given `Host` (what a proxy forwards): (status, body).
 fn raw_as(
-    port: u16,
+    served: &Served,
     method: &str,
     path: &str,
     host: &str,
     headers: &[(&str, &str)],
     body: &str,
 ) -> (u16, String) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(60))).expect("timeout");
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    if method == "POST" {
-        req.push_str("Content-Type: application/x-www-form-urlencoded\r\n");
-    }
-    req.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
-    s.write_all(req.as_bytes()).expect("write");
-    let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out);
-    let text = String::from_utf8_lossy(&out).into_owned();
-    let status = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
-    (status, body)
+    let r = served.send_as(host, method, path, headers, body);
+    (r.status, r.body)
 }
 
 /// adv16s F2: behind the book's TLS proxy (its exact command line; nginx forwards `Host:
@@ -914,11 +910,11 @@ fn a_form_through_the_books_tls_proxy_is_accepted_and_other_origins_are_not() {
     {
         // bob, then carol (a second vote by bob would be refused for being his second).
         let who = ("X-Forwarded-Email", if i < 6 { "bob" } else { "carol" });
-        let (status, page) = raw_as(served.port, "GET", &format!("/runs/{run}"), host, &[who], "");
+        let (status, page) = raw_as(&served, "GET", &format!("/runs/{run}"), host, &[who], "");
         assert_eq!(status, 200, "{page}");
         let csrf = csrf_of(&page);
         let (status, body) = raw_as(
-            served.port,
+            &served,
             "POST",
             &path,
             host,
@@ -946,17 +942,11 @@ fn token_login_behind_a_tls_front_is_accepted() {
     let served = serve(dir, &state, &["--auth", "token", "--host", "ops-console.example.com:443"]);
     let host = "ops-console.example.com";
     let body = format!("token={carol}");
-    let (status, _) = raw_as(
-        served.port,
-        "POST",
-        "/login",
-        host,
-        &[("Origin", "http://ops-console.example.com:8443")],
-        &body,
-    );
+    let (status, _) =
+        raw_as(&served, "POST", "/login", host, &[("Origin", "http://ops-console.example.com:8443")], &body);
     assert_eq!(status, 403);
     let (status, page) =
-        raw_as(served.port, "POST", "/login", host, &[("Origin", "https://ops-console.example.com")], &body);
+        raw_as(&served, "POST", "/login", host, &[("Origin", "https://ops-console.example.com")], &body);
     assert_eq!(status, 303, "{page}");
 }
 
