@@ -202,6 +202,10 @@ pub fn auth(
             "`--auth proxy` needs `--trusted-proxy IP`: the address the proxy connects from",
             "the identity header is believed only from these addresses; from any other it is ignored",
         )),
+        Some(AuthMode::Proxy) if trusted.iter().any(|t| t.is_unspecified()) => Err(usage(
+            "`--trusted-proxy` is an unspecified address (`0.0.0.0` or `::`): no proxy connects from it",
+            "give the address the proxy connects from, e.g. `--trusted-proxy 127.0.0.1`; there is no \"trust every address\"",
+        )),
         Some(AuthMode::Proxy) => {
             let fits = !header.is_empty()
                 && header.len() <= 64
@@ -231,7 +235,7 @@ pub fn token(command: crate::args::ServeCommand) -> CliResult {
     crate::runtime::block_on(async {
         match command {
             TokenCommand::Add { name, .. } => {
-                runbook_web::identity(&name).map_err(|why| {
+                runbook_web::operator_name(&name).map_err(|why| {
                     CliError::Usage(
                         Message::new(format!("`{}` cannot be an operator's name: {why}", runbook_core::shown::one_line(&name)))
                             .help("name the operator as the journal should record them, e.g. `alice` or `alice@example.com`"),

@@ -85,10 +85,21 @@ impl Served {
 
     /// One request: `headers` as given (the Host is added), `body` form-encoded.
     pub(crate) fn send(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Resp {
+        self.send_as(&format!("127.0.0.1:{}", self.port), method, path, headers, body)
+    }
+
+    /// [`Served::send`] with the given `Host` (what a proxy in front forwards).
+    pub(crate) fn send_as(
+        &self,
+        host: &str,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> Resp {
         let mut s = TcpStream::connect(("127.0.0.1", self.port)).expect("connect");
         s.set_read_timeout(Some(Duration::from_secs(60))).expect("timeout");
-        let mut req =
-            format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n", self.port);
+        let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
         for (k, v) in headers {
             req.push_str(&format!("{k}: {v}\r\n"));
         }
@@ -850,4 +861,192 @@ fn every_write_route_refuses_what_is_not_a_signed_in_form_of_this_console() {
     assert_eq!(kinds(&scratch, &run), before, "a refused request journaled something");
     // The session still works: nothing above signed bob out.
     assert!(served.get_as("/approvals", &session).body.contains("signed in as bob"));
+}
+
+/// One request with the given `Host` (what a proxy forwards): (status, body).
+fn raw_as(
+    served: &Served,
+    method: &str,
+    path: &str,
+    host: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String) {
+    let r = served.send_as(host, method, path, headers, body);
+    (r.status, r.body)
+}
+
+/// adv16s F2: behind the book's TLS proxy (its exact command line; nginx forwards `Host:
+/// ops-console.example.com:443`, or the name alone) a browser's form carries `Origin:
+/// https://ops-console.example.com`: that is the console's own origin. Every other origin
+/// is still refused.
+#[test]
+fn a_form_through_the_books_tls_proxy_is_accepted_and_other_origins_are_not() {
+    let scratch = Scratch::new(GATE);
+    ok(&scratch.run(&["--yes"], &[("RUNBOOK_OPERATOR", "alice")]), 4);
+    let run = scratch.latest_run();
+    let (dir, state) = (scratch.path(), scratch.state());
+    let book = std::fs::read_to_string(crate::support::root().join("book/src/user-guide/console.md"))
+        .expect("the console's book page");
+    let line = book
+        .lines()
+        .find(|l| l.starts_with("$ runbook serve --auth proxy"))
+        .expect("the book's proxy command line");
+    let args: Vec<&str> = line.trim_start_matches("$ runbook serve ").split_whitespace().collect();
+    let served = serve(dir, &state, &args);
+    let path = format!("/runs/{run}/approvals/sign_off");
+    for (i, (host, origin, want)) in [
+        ("ops-console.example.com:443", "http://ops-console.example.com", 403),
+        ("ops-console.example.com", "http://ops-console.example.com:8443", 403),
+        ("ops-console.example.com:443", "https://evil.example.com", 403),
+        ("ops-console.example.com:443", "https://ops-console.example.com:8443", 403),
+        ("ops-console.example.com:443", "null", 403),
+        ("ops-console.example.com:443", "https://ops-console.example.com", 303),
+        // nginx's `proxy_set_header Host $host;` (no port) reaches the same console.
+        ("ops-console.example.com", "https://ops-console.example.com", 303),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        // bob, then carol (a second vote by bob would be refused for being his second).
+        let who = ("X-Forwarded-Email", if i < 6 { "bob" } else { "carol" });
+        let (status, page) = raw_as(&served, "GET", &format!("/runs/{run}"), host, &[who], "");
+        assert_eq!(status, 200, "{page}");
+        let csrf = csrf_of(&page);
+        let (status, body) = raw_as(
+            &served,
+            "POST",
+            &path,
+            host,
+            &[who, ("Origin", origin)],
+            &format!("decision=approve&input.ticket=OPS-7&csrf={csrf}"),
+        );
+        assert_eq!(
+            status,
+            want,
+            "{host} {origin}: {}",
+            body.lines().find(|l| l.contains("class=\"error\"")).unwrap_or("")
+        );
+    }
+    let decided = decisions(&scratch, &run);
+    assert_eq!(decided.len(), 2, "{decided:?}");
+}
+
+/// adv16s F2 for `--auth token` behind a TLS front that forwards the name without a port:
+/// `/login` from `https://NAME` signs in; from `http://NAME:8443` it does not.
+#[test]
+fn token_login_behind_a_tls_front_is_accepted() {
+    let scratch = Scratch::new(GATE);
+    let (dir, state) = (scratch.path(), scratch.state());
+    let carol = add_token(dir, &state, "carol");
+    let served = serve(dir, &state, &["--auth", "token", "--host", "ops-console.example.com:443"]);
+    let host = "ops-console.example.com";
+    let body = format!("token={carol}");
+    let (status, _) =
+        raw_as(&served, "POST", "/login", host, &[("Origin", "http://ops-console.example.com:8443")], &body);
+    assert_eq!(status, 403);
+    let (status, page) =
+        raw_as(&served, "POST", "/login", host, &[("Origin", "https://ops-console.example.com")], &body);
+    assert_eq!(status, 303, "{page}");
+}
+
+/// adv16s F1: one token holder cannot fill the console's sessions. A token keeps at most
+/// its share of sessions (its oldest is ended when it signs in once more), so mallory
+/// signing in again and again ends her own first sessions, never carol's sign-in; and
+/// revoking mallory ends every one of her sessions.
+#[test]
+fn one_token_cannot_lock_every_operator_out_of_the_console() {
+    let scratch = Scratch::new(GATE);
+    let (dir, state) = (scratch.path(), scratch.state());
+    let mallory = add_token(dir, &state, "mallory");
+    let carol = add_token(dir, &state, "carol");
+    let served = serve(dir, &state, &["--auth", "token"]);
+    let first = served.login(&mallory);
+    assert!(served.get_as("/approvals", &first).body.contains("signed in as mallory"));
+    let mut last = String::new();
+    for _ in 0..200 {
+        last = served.login(&mallory);
+    }
+    assert!(
+        !served.get_as("/approvals", &first).body.contains("signed in as mallory"),
+        "mallory's first session outlived 200 more"
+    );
+    assert!(
+        served.get_as("/approvals", &last).body.contains("signed in as mallory"),
+        "mallory's newest session was ended"
+    );
+    let c = served.login(&carol);
+    assert!(served.get_as("/approvals", &c).body.contains("signed in as carol"));
+    ok(&run_in_with_env(dir, &["serve", "token", "revoke", "mallory", "--state", &state], &[]), 0);
+    assert!(!served.get_as("/approvals", &last).body.contains("signed in as mallory"));
+    assert!(
+        served.get_as("/approvals", &c).body.contains("signed in as carol"),
+        "revoking mallory ended carol's session"
+    );
+}
+
+/// adv16s F3: a name is compared as an identity (NFKC, case folded, spaces collapsed: the
+/// approval rules' `identity_key`), so a revoked `bob` gets no new token as `BOB`, `Bob`,
+/// ` bob` or `ｂｏｂ`, and a live one has no twin either.
+#[test]
+fn a_revoked_operator_cannot_get_a_new_token_under_another_spelling() {
+    let scratch = Scratch::new(GATE);
+    let (dir, state) = (scratch.path(), scratch.state());
+    add_token(dir, &state, "bob");
+    add_token(dir, &state, "Élodie");
+    for twin in ["BOB", "Bob", "ｂｏｂ", "ＢＯＢ", "ÉLODIE", "Ｅlodie"] {
+        let out = run_in_with_env(dir, &["serve", "token", "add", twin, "--state", &state], &[]);
+        assert_ne!(out.code, 0, "a second token for `{twin}`: {}", out.stdout);
+        assert!(
+            out.stderr.contains("exists already") || out.stderr.contains("NFKC"),
+            "{twin}: {}",
+            out.stderr
+        );
+    }
+    ok(&run_in_with_env(dir, &["serve", "token", "revoke", "bob", "--state", &state], &[]), 0);
+    for twin in ["bob", "BOB", "ｂｏｂ"] {
+        let out = run_in_with_env(dir, &["serve", "token", "add", twin, "--state", &state], &[]);
+        assert_ne!(out.code, 0, "a token for `{twin}` (the identity of revoked `bob`): {}", out.stdout);
+    }
+    add_token(dir, &state, "bobby");
+    let list = run_in_with_env(dir, &["serve", "token", "list", "--state", &state], &[]);
+    ok(&list, 0);
+    assert!(!list.stdout.contains("BOB") && !list.stdout.contains("ｂｏｂ"), "{}", list.stdout);
+}
+
+/// adv16s notes: `--trusted-proxy 0.0.0.0` or `::` (no peer has them: someone meant "every
+/// address") is a clear usage error, and a proxy header holding a comma (a client's value
+/// appended to) is refused as ambiguous (400), never recorded as an identity.
+#[test]
+fn an_unspecified_trusted_proxy_and_a_comma_joined_identity_are_refused() {
+    let scratch = Scratch::new(GATE);
+    let (dir, state) = (scratch.path(), scratch.state());
+    for any in ["0.0.0.0", "::"] {
+        let out = run_in_with_env(
+            dir,
+            &[
+                "serve",
+                "--auth",
+                "proxy",
+                "--trusted-proxy",
+                any,
+                "--state",
+                &state,
+                "--listen",
+                "127.0.0.1:0",
+            ],
+            &[],
+        );
+        assert_eq!(out.code, 2, "{any}: {}", out.stderr);
+        assert!(out.stderr.contains("unspecified address"), "{any}: {}", out.stderr);
+    }
+    let served = serve(dir, &state, &["--auth", "proxy", "--trusted-proxy", "127.0.0.1"]);
+    for joined in ["mallory, bob", "bob,", ",bob", "bob,alice"] {
+        let r = served.send("GET", "/approvals", &[("X-Forwarded-Email", joined)], "");
+        assert_eq!(r.status, 400, "{joined}: {}", r.status);
+        assert!(!r.body.contains("signed in as"), "{joined}");
+    }
+    let r = served.send("GET", "/approvals", &[("X-Forwarded-Email", "bob")], "");
+    assert_eq!(r.status, 200);
+    assert!(r.body.contains("bob"));
 }

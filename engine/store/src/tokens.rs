@@ -37,8 +37,26 @@ fn token_of(row: &sqlx::any::AnyRow) -> Result<ConsoleToken> {
 
 impl Store {
     /// Keep a new token's hash under `name`; refused when the name has a token already
-    /// (revoked or not: a name is one operator's, and its history stays listed).
+    /// (revoked or not: a name is one operator's, and its history stays listed). Names are
+    /// compared as the approval rules compare identities (`journal::identity_key`: `BOB`
+    /// is `bob`), so a revoked operator gets no new token under another spelling.
     pub async fn add_token(&self, name: &str, hash: &str, now: &str) -> Result<()> {
+        let key = runbook_core::journal::identity_key(name);
+        let names = sqlx::query("SELECT name FROM console_tokens").fetch_all(&self.pool).await?;
+        for row in &names {
+            let other: String = row.try_get(0)?;
+            if runbook_core::journal::identity_key(&other) == key {
+                let same = if other == name {
+                    String::new()
+                } else {
+                    format!(" (`{}` is the same operator)", runbook_core::shown::one_line(name))
+                };
+                return Err(StoreError::Refused(format!(
+                    "a token named `{}` exists already{same}",
+                    runbook_core::shown::one_line(&other)
+                )));
+            }
+        }
         let done = sqlx::query(
             "INSERT INTO console_tokens (name, hash, created_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
         )

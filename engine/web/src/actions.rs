@@ -401,7 +401,7 @@ async fn login(State(app): State<Arc<App>>, request: Request) -> Response {
             return app.error(false, StatusCode::SERVICE_UNAVAILABLE, "state store unavailable", &why);
         }
     };
-    let Some(id) = app.gate.start_session(&name) else {
+    let Some(id) = app.gate.start_session(&name).await else {
         return app.error(
             false,
             StatusCode::SERVICE_UNAVAILABLE,

@@ -48,8 +48,12 @@ impl Auth {
 
 /// How long a session lasts from sign-in.
 pub const SESSION: Duration = Duration::from_secs(8 * 3600);
-/// The most sessions kept at once (the oldest expired ones are dropped first).
+/// The most sessions kept at once (expired ones, then revoked tokens' ones, are dropped
+/// first).
 const MAX_SESSIONS: usize = 10_000;
+/// The most sessions one token (one identity) keeps: signing in once more ends its oldest,
+/// so no one identity can fill [`MAX_SESSIONS`] (it takes 625 live tokens).
+pub const SESSIONS_PER_IDENTITY: usize = 16;
 /// The longest identity (bytes).
 pub const MAX_IDENTITY: usize = 256;
 /// The session cookie's name.
@@ -112,6 +116,27 @@ pub fn identity(name: &str) -> Result<&str, String> {
             "an identity is one line of visible characters (no control, bidi or zero-width character, no surrounding space)"
                 .into(),
         );
+    }
+    Ok(name)
+}
+
+/// `name` as the name of an operator token (`runbook serve token add NAME`): an
+/// [`identity`] the approval rules accept (`journal::identity_problem`), written in its
+/// NFKC form (`bob`, never the full-width `ｂｏｂ` or another compatibility spelling), so
+/// that names which only look alike cannot be two tokens' names; the store then refuses
+/// a name whose `identity_key` (case folded, spaces collapsed) another token has.
+pub fn operator_name(name: &str) -> Result<&str, String> {
+    use unicode_normalization::UnicodeNormalization as _;
+    let name = identity(name)?;
+    if let Some(why) = runbook_core::journal::identity_problem(name) {
+        return Err(why);
+    }
+    let nfkc: String = name.nfkc().collect();
+    if nfkc != name {
+        return Err(format!(
+            "it is not written in its plain (NFKC) form: write `{}`",
+            runbook_core::shown::one_line(&nfkc)
+        ));
     }
     Ok(name)
 }
@@ -238,6 +263,12 @@ impl Gate {
                     })?,
                     _ => return Err(Refused::BadIdentity(format!("the proxy sent `{name}` more than once"))),
                 };
+                // `a, b` is what a proxy that appends to a client's header sends: ambiguous.
+                if value.contains(',') {
+                    return Err(Refused::BadIdentity(format!(
+                        "the proxy's `{name}` holds a comma: it names more than one user, or a client's value was appended to"
+                    )));
+                }
                 let who = identity(value)
                     .map_err(|e| Refused::BadIdentity(format!("the proxy's `{name}`: {e}")))?;
                 if self.key == [0u8; 32] {
@@ -317,16 +348,46 @@ impl Gate {
         }
     }
 
-    /// A new session for `name`: its id (the cookie's value).
-    pub fn start_session(&self, name: &str) -> Option<String> {
+    /// A new session for `name`: its id (the cookie's value). `name` keeps at most
+    /// [`SESSIONS_PER_IDENTITY`] sessions (its oldest is ended); when the console holds
+    /// [`MAX_SESSIONS`], expired sessions and those of revoked tokens are dropped first, and
+    /// only then is the sign-in refused (`None`).
+    pub async fn start_session(&self, name: &str) -> Option<String> {
         let (id, csrf) = (random_hex()?, random_hex()?);
+        let full = {
+            let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+            let now = Instant::now();
+            sessions.retain(|_, s| s.until > now);
+            sessions.len() >= MAX_SESSIONS
+        };
+        if full {
+            let names: std::collections::BTreeSet<String> = {
+                let sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+                sessions.values().map(|s| s.name.clone()).collect()
+            };
+            let mut dead = Vec::new();
+            for other in names {
+                // A store that cannot be read drops nothing (the check on use still holds).
+                if let Ok(false) = self.live(&other).await {
+                    dead.push(other);
+                }
+            }
+            let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+            sessions.retain(|_, s| !dead.contains(&s.name));
+        }
         let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
-        let now = Instant::now();
-        sessions.retain(|_, s| s.until > now);
+        let mut own: Vec<(Instant, String)> =
+            sessions.iter().filter(|(_, s)| s.name == name).map(|(k, s)| (s.until, k.clone())).collect();
+        own.sort();
+        let over = (own.len() + 1).saturating_sub(SESSIONS_PER_IDENTITY);
+        for (_, oldest) in own.into_iter().take(over) {
+            sessions.remove(&oldest);
+        }
         if sessions.len() >= MAX_SESSIONS {
             return None;
         }
-        sessions.insert(id.clone(), Session { name: name.to_string(), csrf, until: now + SESSION });
+        let until = Instant::now() + SESSION;
+        sessions.insert(id.clone(), Session { name: name.to_string(), csrf, until });
         Some(id)
     }
 
@@ -368,17 +429,67 @@ pub fn ended_cookie() -> String {
 /// Whether a form's POST comes from the console's own pages: its `Origin` (or, without one,
 /// its `Referer`) is the console's origin for the request's `Host` (which the guard has
 /// already checked names the console).
+///
+/// The console may be reached through a TLS front (the book's proxy setup), so both
+/// schemes are the console's own, compared as origins are: the scheme's default port is
+/// the port a `Host` without one means and an `Origin` without one has (`Host:
+/// ops-console.example.com:443` is `https://ops-console.example.com`), names compared
+/// case-insensitively. Anything else (another name, port or scheme, `null`, user info, a
+/// path in an `Origin`) fails closed.
 pub fn same_origin(headers: &HeaderMap) -> bool {
     let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) else { return false };
-    let own = format!("http://{host}");
+    let Some((name, port)) = split_host(host) else { return false };
+    let own = |origin: &str| {
+        let Some((scheme, rest)) = origin.split_once("://") else { return false };
+        let default = match scheme.to_ascii_lowercase().as_str() {
+            "http" => 80,
+            "https" => 443,
+            _ => return false,
+        };
+        let Some((o_name, o_port)) = split_host(rest) else { return false };
+        o_name.eq_ignore_ascii_case(name) && o_port.unwrap_or(default) == port.unwrap_or(default)
+    };
     match headers.get(header::ORIGIN).map(|o| o.to_str()) {
-        Some(Ok(origin)) => origin == own,
+        Some(Ok(origin)) => own(origin),
         Some(Err(_)) => false,
-        None => headers
-            .get(header::REFERER)
-            .and_then(|r| r.to_str().ok())
-            .is_some_and(|r| r == own || r.starts_with(&format!("{own}/"))),
+        None => headers.get(header::REFERER).and_then(|r| r.to_str().ok()).is_some_and(|r| {
+            let Some((scheme, rest)) = r.split_once("://") else { return false };
+            let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+            // A Referer's path starts with `/`: `http://h?x` and `http://h#x` are not forms of ours.
+            (end == rest.len() || rest[end..].starts_with('/'))
+                && own(&format!("{scheme}://{}", &rest[..end]))
+        }),
     }
+}
+
+/// `name[:port]` (a `Host`, or an origin's authority): the name and the port, if any.
+/// `None` for anything that is not exactly that (user info, an empty name, a bad port).
+fn split_host(authority: &str) -> Option<(&str, Option<u16>)> {
+    let (name, port) = if let Some(rest) = authority.strip_prefix('[') {
+        let (inside, after) = rest.split_once(']')?;
+        let port = match after {
+            "" => None,
+            p => Some(p.strip_prefix(':')?),
+        };
+        (&authority[..inside.len() + 2], port)
+    } else {
+        match authority.rsplit_once(':') {
+            Some((n, p)) => (n, Some(p)),
+            None => (authority, None),
+        }
+    };
+    let ok = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '[' | ']' | ':');
+    if name.is_empty() || !name.chars().all(ok) || (!name.starts_with('[') && name.contains(':')) {
+        return None;
+    }
+    let port = match port {
+        None => None,
+        Some(p) if !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()) => {
+            Some(p.parse().ok()?)
+        }
+        Some(_) => return None,
+    };
+    Some((name, port))
 }
 
 tokio::task_local! {
@@ -451,11 +562,46 @@ mod tests {
         assert!(same_origin(&headers(&[host, ("origin", "http://127.0.0.1:8080")])));
         assert!(same_origin(&headers(&[host, ("referer", "http://127.0.0.1:8080/runs/x")])));
         assert!(same_origin(&headers(&[host, ("referer", "http://127.0.0.1:8080")])));
+        // Behind a TLS front: the scheme's default port is the one a Host or an Origin
+        // without a port means.
+        for (h, origin) in [
+            ("127.0.0.1:8080", "https://127.0.0.1:8080"),
+            ("ops-console.example.com:443", "https://ops-console.example.com"),
+            ("ops-console.example.com:443", "https://ops-console.example.com:443"),
+            ("ops-console.example.com:443", "HTTPS://OPS-Console.example.com"),
+            ("ops-console.example.com", "https://ops-console.example.com"),
+            ("ops-console.example.com", "http://ops-console.example.com"),
+            ("ops-console.example.com:80", "http://ops-console.example.com"),
+            ("[::1]:8080", "http://[::1]:8080"),
+        ] {
+            assert!(same_origin(&headers(&[("host", h), ("origin", origin)])), "{h} {origin}");
+            let referer = format!("{origin}/runs/x");
+            assert!(same_origin(&headers(&[("host", h), ("referer", referer.as_str())])), "{h} {referer}");
+        }
+        for (h, origin) in [
+            ("ops-console.example.com:443", "http://ops-console.example.com"),
+            ("ops-console.example.com:443", "https://ops-console.example.com:8443"),
+            ("ops-console.example.com", "https://ops-console.example.com:8443"),
+            ("ops-console.example.com:80", "https://ops-console.example.com"),
+            ("ops-console.example.com:443", "https://ops-console.example.com.evil"),
+            ("ops-console.example.com:443", "https://evil.ops-console.example.com"),
+            ("[::1]:8080", "http://[::2]:8080"),
+        ] {
+            assert!(!same_origin(&headers(&[("host", h), ("origin", origin)])), "{h} {origin}");
+        }
         for bad in [
             vec![host],
             vec![host, ("origin", "null")],
             vec![host, ("origin", "http://127.0.0.1:8080.evil")],
-            vec![host, ("origin", "https://127.0.0.1:8080")],
+            vec![host, ("origin", "https://127.0.0.1:8443")],
+            vec![host, ("origin", "https://127.0.0.1")],
+            vec![host, ("origin", "http://127.0.0.1")],
+            vec![host, ("origin", "ftp://127.0.0.1:8080")],
+            vec![host, ("origin", "http://user@127.0.0.1:8080")],
+            vec![host, ("origin", "http://127.0.0.1:8080/")],
+            vec![host, ("origin", "http://127.0.0.1:")],
+            vec![host, ("referer", "http://127.0.0.1:8080?x")],
+            vec![host, ("referer", "http://127.0.0.1:8080@evil/")],
             vec![host, ("origin", "http://127.0.0.1:8081")],
             vec![host, ("referer", "http://127.0.0.1:8080.evil/")],
             vec![host, ("referer", "http://127.0.0.1:80801/")],

@@ -120,7 +120,14 @@ impl Hosts {
         if literal || name.eq_ignore_ascii_case("localhost") {
             return port == self.port;
         }
-        self.names.iter().any(|n| n.name.eq_ignore_ascii_case(name) && port == n.port.unwrap_or(self.port))
+        // A name without a port means the default port of the scheme it was reached by,
+        // which the console cannot see behind a TLS front: `--host NAME:80` and
+        // `--host NAME:443` both answer to the bare name.
+        let bare = !host.contains(':');
+        self.names.iter().any(|n| {
+            let want = n.port.unwrap_or(self.port);
+            n.name.eq_ignore_ascii_case(name) && (port == want || (bare && want == 443))
+        })
     }
 }
 

@@ -35,7 +35,7 @@ use std::sync::Arc;
 
 use runbook_store::Location;
 
-pub use auth::{Auth, identity, new_token, token_hash};
+pub use auth::{Auth, identity, new_token, operator_name, token_hash};
 pub use guard::{HostName, headers};
 pub use idle::{Conn, IDLE, TOTAL};
 
