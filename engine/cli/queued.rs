@@ -55,3 +55,25 @@ pub(crate) fn vet(
     crate::run::check_params_hold_no_secret(&secrets, params)?;
     Ok(secrets)
 }
+
+/// A run started from the console (`runbook serve`, POST `/runbooks/{name}/start`): the
+/// same plan and checks as `runbook submit FILE -p NAME=VALUE...` ([`plan_of`], [`vet`], and
+/// the operator's name held to the run's secrets), for `operator`, the signed-in identity.
+/// The console queues what this returns; `Err` is the CLI's message, nothing queued.
+pub(crate) fn to_start(
+    file: &Path,
+    params: &[(String, String)],
+    yes: bool,
+    operator: &str,
+    location: &runbook_store::Location,
+) -> Result<runbook_web::ToStart, CliError> {
+    let (runbook, values, plan) = plan_of(file, params, None, false)?;
+    let secrets = vet(&runbook, &values, file, yes, location)?;
+    crate::run::check_texts_hold_no_secret(&secrets, &[("the operator's name", operator)])?;
+    Ok(runbook_web::ToStart {
+        run_id: crate::run::new_run_id(),
+        runbook: runbook.name.clone(),
+        plan,
+        submitted_at: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
+    })
+}

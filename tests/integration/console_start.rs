@@ -1,0 +1,240 @@
+//! Starting a run from the console (issue 16, p16-start): the start form of
+//! `/runbooks/{name}` (generated from the runbook's parameters), and `POST
+//! /runbooks/{name}/start` (and its `/api/` twin with a bearer), which checks the values
+//! with the CLI's own parameter code and queues the pinned plan as `runbook submit` does,
+//! with the signed-in identity as the operator; a real `runbook worker` then runs it. The
+//! real binary on loopback, a temp SQLite store, plain HTTP/1.1 written by hand.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use sha2::Digest as _;
+
+use crate::console_auth::{add_token, csrf_of, serve_env};
+use crate::support::{Scratch, bin, ok, run_in_with_env};
+
+const DEPLOY: &str = r#"[runbook]
+name = "deploy"
+
+[params.environment]
+type = "string"
+enum = ["staging", "production"]
+default = "staging"
+description = "Where it runs"
+
+[params.ticket]
+type = "string"
+pattern = '^OPS-[0-9]+$'
+
+[params.replicas]
+type = "integer"
+default = 2
+
+[params.note]
+type = "string"
+default = "none"
+
+[secrets.TOKEN]
+env = "DEPLOY_TOKEN"
+
+[steps.ship]
+run = "echo shipped {{ params.environment }} {{ params.ticket }} x{{ params.replicas }}"
+"#;
+
+const ENV: [(&str, &str); 1] = [("DEPLOY_TOKEN", "s3cr3t-deploy-token")];
+
+/// The queue's rows as `run_id|submitted_by|plan` (sqlite3 on the store's file, read only).
+fn queue(scratch: &Scratch) -> Vec<String> {
+    let out = Command::new("sqlite3")
+        .args([
+            "-readonly",
+            &scratch.state(),
+            "SELECT run_id || '|' || submitted_by || '|' || plan FROM queue",
+        ])
+        .output()
+        .expect("sqlite3");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    // A plan spans lines: a row starts with a run id.
+    let mut rows: Vec<String> = Vec::new();
+    for line in text.lines() {
+        if line.starts_with("20") && line.contains('|') {
+            rows.push(line.to_string());
+        } else if let Some(last) = rows.last_mut() {
+            last.push('\n');
+            last.push_str(line);
+        }
+    }
+    rows
+}
+
+fn runs(scratch: &Scratch) -> serde_json::Value {
+    let out = scratch.cmd(&["runs", "--format", "json"], &[]);
+    ok(&out, 0);
+    serde_json::from_str(&out.stdout).expect("JSON")
+}
+
+#[test]
+fn a_signed_in_operator_starts_a_run_that_a_worker_executes() {
+    let scratch = Scratch::new(DEPLOY);
+    let (dir, state) = (scratch.path(), scratch.state());
+    // The runbook is valid and plans (the CLI agrees).
+    ok(&run_in_with_env(scratch.path(), &["check", "r.toml"], &[]), 0);
+    let bob = add_token(dir, &state, "bob");
+    let served = serve_env(dir, &state, &["--auth", "token", "--runbooks", "."], &ENV);
+    let action = "/runbooks/r/start";
+    // The attribute as autoescape writes it (a browser reads `/`).
+    let form = "action=\"&#x2f;runbooks&#x2f;r&#x2f;start\"";
+
+    // Anonymous: the page has no start form, and a POST is refused.
+    let page = served.send("GET", "/runbooks/r", &[], "");
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(!page.body.contains(form), "{}", page.body);
+    assert_eq!(served.post_form(action, None, "param.ticket=OPS-1").status, 403);
+    assert_eq!(served.send("POST", &format!("/api{action}"), &[], "param.ticket=OPS-1").status, 401);
+
+    // Signed in: the form, generated from the parameters.
+    let session = served.login(&bob);
+    let page = served.get_as("/runbooks/r", &session);
+    assert_eq!(page.status, 200, "{}", page.body);
+    let body = &page.body;
+    assert!(body.contains(form), "{body}");
+    assert!(body.contains("<select name=\"param.environment\""), "{body}");
+    assert!(body.contains("<option value=\"staging\" selected>staging</option>"), "{body}");
+    assert!(body.contains("<option value=\"production\">production</option>"), "{body}");
+    assert!(body.contains("name=\"param.ticket\""), "{body}");
+    assert!(body.contains("pattern=\"^OPS-[0-9]+$\""), "{body}");
+    assert!(body.contains("name=\"param.replicas\" value=\"2\""), "{body}");
+    // A secret is never asked for.
+    assert!(!body.contains("param.TOKEN") && !body.contains("DEPLOY_TOKEN"), "{body}");
+    let csrf = csrf_of(&body[body.find(form).expect("the form")..]);
+
+    // No CSRF token, a wrong value, an unknown parameter, a missing one: refused with the
+    // CLI's words, nothing queued.
+    assert_eq!(served.post_form(action, Some(&session), "param.ticket=OPS-1").status, 403);
+    let cli = scratch.cmd(&["submit", "r.toml", "-p", "ticket=nope"], &ENV);
+    assert_ne!(cli.code, 0);
+    assert!(cli.stderr.contains("`nope` does not match the pattern `^OPS-[0-9]+$`"), "{}", cli.stderr);
+    let r = served.post_form(action, Some(&session), &format!("param.ticket=nope&csrf={csrf}"));
+    assert_eq!(r.status, 400, "{r:?}");
+    assert!(
+        r.body.contains(
+            "invalid value for parameter `ticket`: `nope` does not match the pattern `^OPS-[0-9]+$`"
+        ),
+        "{}",
+        r.body
+    );
+    // The form is shown again, with the defaults: nothing typed is sent back in a field.
+    assert!(r.body.contains(form) && !r.body.contains("value=\"nope\""), "{}", r.body);
+    let r = served.post_form(action, Some(&session), &format!("param.ticket=OPS-1&param.tick=1&csrf={csrf}"));
+    assert_eq!(r.status, 400, "{r:?}");
+    assert!(r.body.contains("unknown parameter `tick`"), "{}", r.body);
+    let r = served.post_form(
+        action,
+        Some(&session),
+        &format!("param.environment=moon&param.ticket=OPS-1&csrf={csrf}"),
+    );
+    assert_eq!(r.status, 400, "{r:?}");
+    assert!(r.body.contains("`moon` is not one of"), "{}", r.body);
+    let r = served.post_form(action, Some(&session), &format!("csrf={csrf}"));
+    assert_eq!(r.status, 400, "{r:?}");
+    assert!(r.body.contains("ticket"), "{}", r.body);
+    // A value holding the runbook's secret is refused (the CLI's rule), nothing kept.
+    let r = served.post_form(
+        action,
+        Some(&session),
+        &format!("param.ticket=OPS-1&param.note=s3cr3t-deploy-token&csrf={csrf}"),
+    );
+    assert_eq!(r.status, 400, "{r:?}");
+    assert!(!r.body.contains("s3cr3t-deploy-token"), "{}", r.body);
+    assert!(r.body.contains("note"), "{}", r.body);
+    assert_eq!(queue(&scratch), Vec::<String>::new());
+    assert_eq!(runs(&scratch), serde_json::json!([]));
+
+    // A valid start: queued, pinned to the runbook's digest, operator bob; the answer is
+    // the queued run's page.
+    let r = served.post_form(
+        action,
+        Some(&session),
+        &format!("param.environment=production&param.ticket=OPS-7&param.replicas=3&csrf={csrf}"),
+    );
+    assert_eq!(r.status, 303, "{r:?}");
+    let to = r.header("location").expect("a redirect").to_string();
+    let run = to.strip_prefix("/runs/").expect("a run's page").to_string();
+    let rows = queue(&scratch);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    let (id, rest) = rows[0].split_once('|').expect("row");
+    let (by, plan) = rest.split_once('|').expect("row");
+    assert_eq!((id, by), (run.as_str(), "bob"));
+    let digest: String = sha2::Sha256::digest(DEPLOY.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
+    assert!(plan.contains(&digest), "the plan is not pinned to r.toml's digest: {plan}");
+    assert!(!plan.contains("s3cr3t-deploy-token"));
+    let page = served.get_as(&to, &session);
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("queued"), "{}", page.body);
+
+    // The API twin with a bearer: queued too, as bob.
+    let r = served.send(
+        "POST",
+        &format!("/api{action}"),
+        &[("Authorization", &format!("Bearer {bob}"))],
+        "param.ticket=OPS-8",
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    let api: serde_json::Value = serde_json::from_str(&r.body).expect("JSON");
+    assert_eq!(api["queued"].as_str().map(|s| s.starts_with("20")), Some(true), "{api}");
+    assert_eq!(api["operator"], "bob");
+    let second = api["queued"].as_str().unwrap_or_default().to_string();
+
+    // A real worker runs both to success; `runbook show` agrees.
+    let mut worker = Command::new(bin())
+        .args(["worker", "--poll", "20ms", "--state", &state])
+        .current_dir(dir)
+        .env("NO_COLOR", "1")
+        .env_remove("RUNBOOK_STATE")
+        .envs(ENV)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("worker");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let all = runs(&scratch);
+        let done = |id: &str| {
+            all.as_array().into_iter().flatten().any(|r| r["run_id"] == id && r["status"] == "succeeded")
+        };
+        if done(&run) && done(&second) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the queued runs never succeeded: {all}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    crate::support::kill9(worker.id());
+    let _ = worker.wait();
+    let shown = scratch.cmd(&["show", &run], &[]);
+    ok(&shown, 0);
+    assert!(shown.stdout.contains("succeeded"), "{}", shown.stdout);
+    assert!(shown.stdout.contains("bob"), "{}", shown.stdout);
+    let out = scratch.cmd(&["logs", &run, "ship"], &[]);
+    assert!(out.stdout.contains("shipped production OPS-7 x3"), "{}{}", out.stdout, out.stderr);
+    ok(&scratch.cmd(&["audit", "verify", &run], &[]), 0);
+}
+
+#[test]
+fn a_runbook_that_does_not_pass_check_is_not_started() {
+    let scratch =
+        Scratch::new("[runbook]\nname = \"broken\"\n\n[steps.a]\nrun = \"echo {{ params.nope }}\"\n");
+    let (dir, state) = (scratch.path(), scratch.state());
+    assert_ne!(run_in_with_env(scratch.path(), &["check", "r.toml"], &[]).code, 0);
+    let bob = add_token(dir, &state, "bob");
+    let served = serve_env(dir, &state, &["--auth", "token", "--runbooks", "."], &[]);
+    let r = served.send("POST", "/api/runbooks/r/start", &[("Authorization", &format!("Bearer {bob}"))], "");
+    assert_eq!(r.status, 400, "{r:?}");
+    assert!(r.body.contains("nothing was queued"), "{}", r.body);
+    assert_eq!(queue(&scratch), Vec::<String>::new());
+    // A runbook the folder does not list: 404.
+    let r =
+        served.send("POST", "/api/runbooks/other/start", &[("Authorization", &format!("Bearer {bob}"))], "");
+    assert_eq!(r.status, 404, "{r:?}");
+}
