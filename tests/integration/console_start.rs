@@ -238,3 +238,102 @@ fn a_runbook_that_does_not_pass_check_is_not_started() {
         served.send("POST", "/api/runbooks/other/start", &[("Authorization", &format!("Bearer {bob}"))], "");
     assert_eq!(r.status, 404, "{r:?}");
 }
+
+/// `application/x-www-form-urlencoded` for a value.
+fn encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// The class rule: the console accepts exactly what `runbook submit -p` accepts, with the
+/// CLI's words when it refuses, and queues the same pinned plan. A corpus of values, each
+/// given to both: `runbook submit` into one store, the console's API into another.
+#[test]
+fn the_console_accepts_exactly_what_submit_accepts() {
+    let scratch = Scratch::new(DEPLOY);
+    let (dir, state) = (scratch.path(), scratch.state());
+    let cli_state = dir.join("cli.db").display().to_string();
+    let bob = add_token(dir, &state, "bob");
+    let served = serve_env(dir, &state, &["--auth", "token", "--runbooks", "."], &ENV);
+    let corpus: &[&[(&str, &str)]] = &[
+        &[],
+        &[("ticket", "OPS-1")],
+        &[("ticket", "OPS-")],
+        &[("ticket", "ops-1")],
+        &[("ticket", "OPS-1 ")],
+        &[("ticket", "OPS-1\nOPS-2")],
+        &[("replicas", "x"), ("ticket", "OPS-1")],
+        &[("replicas", "3"), ("ticket", "OPS-1")],
+        &[("replicas", "-1"), ("ticket", "OPS-1")],
+        &[("replicas", "99999999999999999999"), ("ticket", "OPS-1")],
+        &[("replicas", "2.5"), ("ticket", "OPS-1")],
+        &[("environment", "Production"), ("ticket", "OPS-1")],
+        &[("environment", "production"), ("ticket", "OPS-2")],
+        &[("note", "s3cr3t-deploy-token"), ("ticket", "OPS-1")],
+        &[("note", "x s3cr3t-deploy-token y"), ("ticket", "OPS-1")],
+        &[("note", "ünïcode ✓ <b>&amp;"), ("ticket", "OPS-1")],
+        &[("note", "$(touch pwned); `id` {{ params.ticket }}"), ("ticket", "OPS-1")],
+        &[("note", "a\nb\u{202e}c"), ("ticket", "OPS-1")],
+        &[("ticket", "OPS-1"), ("unknown", "1")],
+        &[("TOKEN", "x"), ("ticket", "OPS-1")],
+    ];
+    for values in corpus {
+        let mut args: Vec<String> = vec!["submit".into(), "r.toml".into()];
+        for (k, v) in *values {
+            args.push("-p".into());
+            args.push(format!("{k}={v}"));
+        }
+        args.extend(["--state".into(), cli_state.clone()]);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let cli = run_in_with_env(dir, &args, &ENV);
+        let body: Vec<String> = values.iter().map(|(k, v)| format!("param.{k}={}", encode(v))).collect();
+        let before = queue(&scratch).len();
+        let r = served.send(
+            "POST",
+            "/api/runbooks/r/start",
+            &[("Authorization", &format!("Bearer {bob}"))],
+            &body.join("&"),
+        );
+        let api: serde_json::Value = serde_json::from_str(&r.body).expect("JSON");
+        if cli.code == 0 {
+            assert_eq!(r.status, 200, "{values:?}: submit queued it, the console did not: {api}");
+            let rows = queue(&scratch);
+            assert_eq!(rows.len(), before + 1, "{values:?}");
+        } else {
+            assert_eq!(r.status, 400, "{values:?}: submit refused it ({}), the console: {api}", cli.stderr);
+            let words = cli.stderr.lines().next().unwrap_or_default();
+            let message = api["message"].as_str().unwrap_or_default();
+            assert!(message.contains(words), "{values:?}: the CLI said {words:?}, the console {message:?}");
+            assert!(message.ends_with("nothing was queued"), "{message}");
+            assert_eq!(queue(&scratch).len(), before, "{values:?}");
+        }
+        assert!(!r.body.contains("s3cr3t-deploy-token") || !cli.stderr.contains("secret"), "{}", r.body);
+    }
+    assert!(!dir.join("pwned").exists());
+    // Both queues hold the same plans (the same pinned documents, in the same order), but
+    // for the runbook's path: the console names it as `--runbooks .` lists it (`./r.toml`),
+    // the command line as typed (`r.toml`).
+    let plans = |db: &str| -> Vec<String> {
+        let out = Command::new("sqlite3")
+            .args(["-readonly", "-json", db, "SELECT plan FROM queue ORDER BY rowid"])
+            .output()
+            .expect("sqlite3");
+        let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        rows.as_array()
+            .into_iter()
+            .flatten()
+            .map(|r| r["plan"].as_str().unwrap_or_default().to_string())
+            .collect()
+    };
+    let (ours, theirs) = (plans(&state), plans(&cli_state));
+    assert!(ours.len() >= 6, "{}", ours.len());
+    assert_eq!(ours.len(), theirs.len());
+    for (ours, theirs) in ours.iter().zip(&theirs) {
+        assert!(ours.contains("\"./r.toml\""), "{ours}");
+        assert!(ours.replace("\"./r.toml\"", "\"r.toml\"") == *theirs, "{ours}\n---\n{theirs}");
+    }
+}
