@@ -572,7 +572,7 @@ fn the_token_commands_say_what_they_did() {
 
 /// Waits until `script` (a function body) returns `want` in the page, bounded (a page that
 /// never gets there fails the test with what it showed).
-fn wait_page(browser: &crate::browser::Browser, script: &str, want: &serde_json::Value) {
+pub(crate) fn wait_page(browser: &crate::browser::Browser, script: &str, want: &serde_json::Value) {
     let mut last = serde_json::Value::Null;
     for _ in 0..600 {
         last = browser.eval(script);
@@ -585,7 +585,7 @@ fn wait_page(browser: &crate::browser::Browser, script: &str, want: &serde_json:
     panic!("{script} gave {last}, not {want}; the page says:\n{text}");
 }
 
-fn sign_in(browser: &crate::browser::Browser, served: &Served, token: &str) {
+pub(crate) fn sign_in(browser: &crate::browser::Browser, served: &Served, token: &str) {
     browser.open(&format!("{}/login", served.origin()));
     browser.eval(&format!(
         "document.getElementById('token').value = '{token}'; document.querySelector('form.login button').click(); return null"

@@ -337,3 +337,83 @@ fn the_console_accepts_exactly_what_submit_accepts() {
         assert!(ours.replace("\"./r.toml\"", "\"r.toml\"") == *theirs, "{ours}\n---\n{theirs}");
     }
 }
+
+/// A runbook with a step that asks for confirmation: the form asks for it, and without it
+/// the start is refused with `submit`'s words (a queued run has no terminal).
+#[test]
+fn a_confirmation_is_asked_on_the_form_as_submit_asks_for_yes() {
+    let scratch = Scratch::new(
+        "[runbook]\nname = \"careful\"\n\n[steps.push]\nconfirm = \"Push it?\"\nrun = \"echo pushed\"\n",
+    );
+    let (dir, state) = (scratch.path(), scratch.state());
+    let bob = add_token(dir, &state, "bob");
+    let served = serve_env(dir, &state, &["--auth", "token", "--runbooks", "."], &[]);
+    let session = served.login(&bob);
+    let page = served.get_as("/runbooks/r", &session);
+    assert!(page.body.contains("name=\"confirm\" value=\"yes\""), "{}", page.body);
+    let csrf = csrf_of(&page.body[page.body.find("class=\"start\"").expect("the form")..]);
+    let cli = scratch.cmd(&["submit", "r.toml"], &[]);
+    assert_ne!(cli.code, 0);
+    let words = cli.stderr.lines().next().unwrap_or_default().trim_start_matches("error: ").to_string();
+    assert!(words.contains("asks for confirmation"), "{}", cli.stderr);
+    let r = served.post_form("/runbooks/r/start", Some(&session), &format!("csrf={csrf}"));
+    assert_eq!(r.status, 400, "{r:?}");
+    assert!(r.body.contains(&words), "{}", r.body);
+    assert_eq!(queue(&scratch), Vec::<String>::new());
+    let r = served.post_form("/runbooks/r/start", Some(&session), &format!("confirm=yes&csrf={csrf}"));
+    assert_eq!(r.status, 303, "{r:?}");
+    assert_eq!(queue(&scratch).len(), 1);
+}
+
+/// In a real browser: bob signs in, fills the start form of a runbook's page, and lands on
+/// the queued run's page; a real worker runs it.
+#[test]
+fn an_operator_starts_a_run_from_the_form_in_a_real_browser() {
+    use crate::console_auth::{sign_in, wait_page};
+    let scratch = Scratch::new(DEPLOY);
+    let (dir, state) = (scratch.path(), scratch.state());
+    let bob = add_token(dir, &state, "bob");
+    let served = serve_env(dir, &state, &["--auth", "token", "--runbooks", "."], &ENV);
+    let browser = crate::browser::Browser::start();
+    sign_in(&browser, &served, &bob);
+    browser.open(&format!("{}/runbooks/r", served.origin()));
+    browser.eval(
+        "document.querySelector('select[name=\"param.environment\"]').value = 'production'; \
+         document.querySelector('input[name=\"param.ticket\"]').value = 'OPS-9'; \
+         document.querySelector('form.start button').click(); return null",
+    );
+    wait_page(&browser, "return location.pathname.startsWith('/runs/')", &serde_json::json!(true));
+    let path = browser.eval("return location.pathname");
+    let run = path.as_str().and_then(|p| p.strip_prefix("/runs/")).expect("a run's page").to_string();
+    let rows = queue(&scratch);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert!(rows[0].starts_with(&format!("{run}|bob|")), "{rows:?}");
+    let mut worker = Command::new(bin())
+        .args(["worker", "--poll", "20ms", "--state", &state])
+        .current_dir(dir)
+        .env("NO_COLOR", "1")
+        .env_remove("RUNBOOK_STATE")
+        .envs(ENV)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("worker");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !runs(&scratch)
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|r| r["run_id"] == run && r["status"] == "succeeded")
+    {
+        assert!(Instant::now() < deadline, "the run never succeeded");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    crate::support::kill9(worker.id());
+    let _ = worker.wait();
+    browser.open(&format!("{}/runs/{run}", served.origin()));
+    let text = browser.eval("return document.body.innerText");
+    assert!(text.as_str().is_some_and(|t| t.contains("succeeded")), "{text}");
+    let out = scratch.cmd(&["logs", &run, "ship"], &[]);
+    assert!(out.stdout.contains("shipped production OPS-9 x2"), "{}{}", out.stdout, out.stderr);
+}
