@@ -820,14 +820,20 @@ fn every_write_route_refuses_what_is_not_a_signed_in_form_of_this_console() {
     ok(&scratch.run(&["--yes", "--as", "alice"], &[]), 4);
     let run = scratch.latest_run();
     let bob = add_token(dir, &state, "bob");
-    let served = serve(dir, &state, &["--auth", "token"]);
+    let served = serve(dir, &state, &["--auth", "token", "--runbooks", "."]);
     let session = served.login(&bob);
     let csrf = csrf_of(&served.get_as(&format!("/runs/{run}"), &session).body);
     let before = kinds(&scratch, &run);
     let body = "decision=approve&input.ticket=OPS-1&reason=x";
     let cookie = format!("runbook_session={session}");
-    for path in [format!("/runs/{run}/approvals/sign_off"), format!("/runs/{run}/abandon"), "/logout".into()]
-    {
+    let runs = || scratch.cmd(&["runs", "--format", "json"], &[]).stdout;
+    let runs_before = runs();
+    for path in [
+        format!("/runs/{run}/approvals/sign_off"),
+        format!("/runs/{run}/abandon"),
+        "/logout".into(),
+        "/runbooks/r/start".into(),
+    ] {
         assert_eq!(served.post_form(&path, None, body).status, 403, "anonymous {path}");
         assert_eq!(served.post_form(&path, Some(&session), body).status, 403, "no CSRF {path}");
         let wrong = format!("{body}&csrf={}", "0".repeat(64));
@@ -848,6 +854,7 @@ fn every_write_route_refuses_what_is_not_a_signed_in_form_of_this_console() {
         }
     }
     assert_eq!(kinds(&scratch, &run), before, "a refused request journaled something");
+    assert_eq!(runs(), runs_before, "a refused request queued a run");
     // The session still works: nothing above signed bob out.
     assert!(served.get_as("/approvals", &session).body.contains("signed in as bob"));
 }
