@@ -22,12 +22,23 @@ pub(crate) fn plan_of(
     params_file: Option<&Path>,
     color: bool,
 ) -> Result<Planned, CliError> {
+    let ((runbook, values, text), _) = plan_doc_of(file, params, params_file, color)?;
+    Ok((runbook, values, text))
+}
+
+/// [`plan_of`], and the plan itself (for its review document).
+fn plan_doc_of(
+    file: &Path,
+    params: &[(String, String)],
+    params_file: Option<&Path>,
+    color: bool,
+) -> Result<(Planned, runbook_core::plan::Plan), CliError> {
     let (runbook, values) = load_with_params(file, params, params_file, color)?;
     let mut plan = runbook_core::plan::plan(&runbook, &values).map_err(CliError::Diagnostics)?;
     plan.reads = pinned_reads(&runbook, params_file)?;
     let text = serde_json::to_string_pretty(&plan)
         .map_err(|e| CliError::Invalid(Message::new(format!("cannot write the plan: {e}"))))?;
-    Ok((runbook, values, text))
+    Ok(((runbook, values, text), plan))
 }
 
 /// What a queued run must pass before it is queued: a confirmation it asks for is given
@@ -67,13 +78,15 @@ pub(crate) fn to_start(
     operator: &str,
     location: &runbook_store::Location,
 ) -> Result<runbook_web::ToStart, CliError> {
-    let (runbook, values, plan) = plan_of(file, params, None, false)?;
+    let ((runbook, values, plan), doc) = plan_doc_of(file, params, None, false)?;
     let secrets = vet(&runbook, &values, file, yes, location)?;
     crate::run::check_texts_hold_no_secret(&secrets, &[("the operator's name", operator)])?;
     Ok(runbook_web::ToStart {
         run_id: crate::run::new_run_id(),
         runbook: runbook.name.clone(),
         plan,
+        // The console quotes no file but runbooks: a script is named with its digest.
+        review: runbook_core::render::html_body(&doc, runbook_core::render::Quote::Digests),
         submitted_at: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
     })
 }

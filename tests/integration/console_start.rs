@@ -382,6 +382,12 @@ fn an_operator_starts_a_run_from_the_form_in_a_real_browser() {
          document.querySelector('input[name=\"param.ticket\"]').value = 'OPS-9'; \
          document.querySelector('form.start button').click(); return null",
     );
+    // The plan to review, then start.
+    wait_page(&browser, "return !!document.querySelector('form.start-reviewed')", &serde_json::json!(true));
+    let text = browser.eval("return document.body.innerText");
+    assert!(text.as_str().is_some_and(|t| t.contains("OPS-9") && t.contains("production")), "{text}");
+    assert_eq!(queue(&scratch), Vec::<String>::new());
+    browser.eval("document.querySelector('form.start-reviewed button').click(); return null");
     wait_page(&browser, "return location.pathname.startsWith('/runs/')", &serde_json::json!(true));
     let path = browser.eval("return location.pathname");
     let run = path.as_str().and_then(|p| p.strip_prefix("/runs/")).expect("a run's page").to_string();
@@ -416,4 +422,54 @@ fn an_operator_starts_a_run_from_the_form_in_a_real_browser() {
     assert!(text.as_str().is_some_and(|t| t.contains("succeeded")), "{text}");
     let out = scratch.cmd(&["logs", &run, "ship"], &[]);
     assert!(out.stdout.contains("shipped production OPS-9 x2"), "{}{}", out.stdout, out.stderr);
+}
+
+/// The plan shown for review is the plan queued: the review form carries its SHA-256, and a
+/// start whose values make another plan now (the runbook changed) is refused.
+#[test]
+fn a_reviewed_plan_is_exactly_what_is_queued() {
+    let scratch = Scratch::new(DEPLOY);
+    let (dir, state) = (scratch.path(), scratch.state());
+    let bob = add_token(dir, &state, "bob");
+    let served = serve_env(dir, &state, &["--auth", "token", "--runbooks", "."], &ENV);
+    let session = served.login(&bob);
+    let page = served.get_as("/runbooks/r", &session);
+    let csrf = csrf_of(&page.body[page.body.find("class=\"start\"").expect("the form")..]);
+    let review = |ticket: &str| {
+        let r = served.post_form(
+            "/runbooks/r/start",
+            Some(&session),
+            &format!("review=yes&param.ticket={ticket}&csrf={csrf}"),
+        );
+        assert_eq!(r.status, 200, "{r:?}");
+        assert!(r.body.contains("Start this run as bob") && r.body.contains(ticket), "{}", r.body);
+        let at = r.body.find("name=\"plan\" value=\"").expect("the plan's digest") + 19;
+        r.body[at..].split('"').next().expect("value").to_string()
+    };
+    let digest = review("OPS-3");
+    assert_eq!(digest.len(), 64);
+    assert_eq!(queue(&scratch), Vec::<String>::new(), "a review queued a run");
+    // The runbook changes after the review: the reviewed plan is not what would run.
+    std::fs::write(dir.join("r.toml"), DEPLOY.replace("echo shipped", "echo SHIPPED")).expect("edit");
+    let start = |digest: &str| {
+        served.post_form(
+            "/runbooks/r/start",
+            Some(&session),
+            &format!("plan={digest}&param.ticket=OPS-3&csrf={csrf}"),
+        )
+    };
+    let r = start(&digest);
+    assert_eq!(r.status, 409, "{r:?}");
+    assert!(r.body.contains("not the plan you reviewed"), "{}", r.body);
+    assert_eq!(queue(&scratch), Vec::<String>::new());
+    // Reviewed again: that plan is queued, byte for byte the one whose digest was shown.
+    let digest = review("OPS-3");
+    let r = start(&digest);
+    assert_eq!(r.status, 303, "{r:?}");
+    let rows = queue(&scratch);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    let plan = rows[0].splitn(3, '|').nth(2).expect("plan");
+    let queued: String = sha2::Sha256::digest(plan.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(queued, digest);
+    assert!(plan.contains("SHIPPED"), "{plan}");
 }

@@ -27,7 +27,8 @@ use crate::auth::{Auth, Refused, Who};
 use crate::pages::{App, PageError, run_id};
 
 /// The templates of this module.
-const TEMPLATES: [(&str, &str); 3] = [
+const TEMPLATES: [(&str, &str); 4] = [
+    ("start_review.html", include_str!("../templates/start_review.html")),
     ("login.html", include_str!("../templates/login.html")),
     ("approvals.html", include_str!("../templates/approvals.html")),
     ("approval_form.html", include_str!("../templates/approval_form.html")),
@@ -740,6 +741,39 @@ async fn start(
             return crate::pages::runbook_view(&app, &name, Some(retry)).await;
         }
     };
+    let digest = runbook_core::plan::sha256_hex(&to_start.plan);
+    // Review: the plan these values make, and a form that starts exactly it.
+    if fields.get("review").is_some_and(|r| r == "yes") && !api {
+        let params: Vec<(String, String)> = fields
+            .iter()
+            .filter(|(_, v)| !v.is_empty())
+            .filter_map(|(k, v)| k.strip_prefix("param.").map(|n| (n.to_string(), v.clone())))
+            .collect();
+        return app.render(
+            StatusCode::OK,
+            "start_review.html",
+            minijinja::context! {
+                runbook => to_start.runbook,
+                action => format!("/runbooks/{name}/start"),
+                back => format!("/runbooks/{name}"),
+                plan_sha256 => digest,
+                confirm => confirmed,
+                params => params,
+                plan => crate::pages::review_markup(to_start.review),
+            },
+        );
+    }
+    // Started from a reviewed plan: only that plan (promise 2).
+    if let Some(reviewed) = fields.get("plan")
+        && !crate::auth::same(reviewed, &digest)
+    {
+        return app.error(
+            api,
+            StatusCode::CONFLICT,
+            "not started",
+            "The plan these values make now is not the plan you reviewed: the runbook or a file it reads changed since. Review it again. Nothing was queued.",
+        );
+    }
     let store = match app.gate.store().await {
         Ok(s) => s,
         Err(why) => return app.error(api, StatusCode::SERVICE_UNAVAILABLE, "state store unavailable", &why),

@@ -85,6 +85,8 @@ pub struct ToStart {
     pub plan: String,
     /// When it was made (RFC 3339).
     pub submitted_at: String,
+    /// The plan's review document (`runbook plan --format html`'s body).
+    pub review: runbook_core::render::ReviewHtml,
 }
 
 /// One runbook of `--runbooks DIR`, as `check` sees it.

@@ -422,7 +422,7 @@ pub fn router(app: Arc<App>) -> Router {
 /// The review document as markup in a page: the console's one value that autoescape does
 /// not escape again. It can only be a [`ReviewHtml`], which only the core's review writer
 /// makes, every text in it escaped there (tests/tidy.rs allows this line alone).
-fn review_markup(review: ReviewHtml) -> minijinja::Value {
+pub(crate) fn review_markup(review: ReviewHtml) -> minijinja::Value {
     minijinja::Value::from_safe_string(review.into_string())
 }
 
