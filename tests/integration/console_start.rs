@@ -448,6 +448,17 @@ fn a_reviewed_plan_is_exactly_what_is_queued() {
     };
     let digest = review("OPS-3");
     assert_eq!(digest.len(), 64);
+    // The API's review: the same plan's digest, and the plan; nothing queued either.
+    let r = served.send(
+        "POST",
+        "/api/runbooks/r/start",
+        &[("Authorization", &format!("Bearer {bob}"))],
+        "review=yes&param.ticket=OPS-3",
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    let api: serde_json::Value = serde_json::from_str(&r.body).expect("JSON");
+    assert_eq!(api["plan_sha256"], digest.as_str(), "{api}");
+    assert!(api["plan"].as_str().is_some_and(|p| p.contains("OPS-3")), "{api}");
     assert_eq!(queue(&scratch), Vec::<String>::new(), "a review queued a run");
     // The runbook changes after the review: the reviewed plan is not what would run.
     std::fs::write(dir.join("r.toml"), DEPLOY.replace("echo shipped", "echo SHIPPED")).expect("edit");

@@ -743,7 +743,15 @@ async fn start(
     };
     let digest = runbook_core::plan::sha256_hex(&to_start.plan);
     // Review: the plan these values make, and a form that starts exactly it.
-    if fields.get("review").is_some_and(|r| r == "yes") && !api {
+    let review = fields.get("review").is_some_and(|r| r == "yes");
+    if review && api {
+        // The API's review: the plan (JSON) and its digest; nothing queued.
+        return crate::pages::json_response(
+            StatusCode::OK,
+            serde_json::json!({ "runbook": to_start.runbook, "plan_sha256": digest, "plan": to_start.plan }),
+        );
+    }
+    if review {
         let params: Vec<(String, String)> = fields
             .iter()
             .filter(|(_, v)| !v.is_empty())
