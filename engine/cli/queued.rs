@@ -22,12 +22,23 @@ pub(crate) fn plan_of(
     params_file: Option<&Path>,
     color: bool,
 ) -> Result<Planned, CliError> {
+    let ((runbook, values, text), _) = plan_doc_of(file, params, params_file, color)?;
+    Ok((runbook, values, text))
+}
+
+/// [`plan_of`], and the plan itself (for its review document).
+fn plan_doc_of(
+    file: &Path,
+    params: &[(String, String)],
+    params_file: Option<&Path>,
+    color: bool,
+) -> Result<(Planned, runbook_core::plan::Plan), CliError> {
     let (runbook, values) = load_with_params(file, params, params_file, color)?;
     let mut plan = runbook_core::plan::plan(&runbook, &values).map_err(CliError::Diagnostics)?;
     plan.reads = pinned_reads(&runbook, params_file)?;
     let text = serde_json::to_string_pretty(&plan)
         .map_err(|e| CliError::Invalid(Message::new(format!("cannot write the plan: {e}"))))?;
-    Ok((runbook, values, text))
+    Ok(((runbook, values, text), plan))
 }
 
 /// What a queued run must pass before it is queued: a confirmation it asks for is given
@@ -54,4 +65,28 @@ pub(crate) fn vet(
     let secrets = crate::run::resolve_secrets(runbook, base_dir, location)?;
     crate::run::check_params_hold_no_secret(&secrets, params)?;
     Ok(secrets)
+}
+
+/// A run started from the console (`runbook serve`, POST `/runbooks/{name}/start`): the
+/// same plan and checks as `runbook submit FILE -p NAME=VALUE...` ([`plan_of`], [`vet`], and
+/// the operator's name held to the run's secrets), for `operator`, the signed-in identity.
+/// The console queues what this returns; `Err` is the CLI's message, nothing queued.
+pub(crate) fn to_start(
+    file: &Path,
+    params: &[(String, String)],
+    yes: bool,
+    operator: &str,
+    location: &runbook_store::Location,
+) -> Result<runbook_web::ToStart, CliError> {
+    let ((runbook, values, plan), doc) = plan_doc_of(file, params, None, false)?;
+    let secrets = vet(&runbook, &values, file, yes, location)?;
+    crate::run::check_texts_hold_no_secret(&secrets, &[("the operator's name", operator)])?;
+    Ok(runbook_web::ToStart {
+        run_id: crate::run::new_run_id(),
+        runbook: runbook.name.clone(),
+        plan,
+        // The console quotes no file but runbooks: a script is named with its digest.
+        review: runbook_core::render::html_body(&doc, runbook_core::render::Quote::Digests),
+        submitted_at: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
+    })
 }

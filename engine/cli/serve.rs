@@ -85,6 +85,18 @@ impl runbook_web::Files for CliFiles {
     fn as_now(&self, file: &str) -> Option<Arc<runbook_core::model::Runbook>> {
         crate::abandon::runbook_as_now(file)
     }
+
+    fn to_start(
+        &self,
+        file: &Path,
+        params: &[(String, String)],
+        confirmed: bool,
+        operator: &str,
+        location: &runbook_store::Location,
+    ) -> Result<runbook_web::ToStart, String> {
+        runbook_text(file)?;
+        crate::queued::to_start(file, params, confirmed, operator, location).map_err(|e| e.render(false))
+    }
 }
 
 /// Why the console does not quote `file`: it cannot be read, or it does not parse as a

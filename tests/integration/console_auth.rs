@@ -583,7 +583,7 @@ fn the_token_commands_say_what_they_did() {
 
 /// Waits until `script` (a function body) returns `want` in the page, bounded (a page that
 /// never gets there fails the test with what it showed).
-fn wait_page(browser: &crate::browser::Browser, script: &str, want: &serde_json::Value) {
+pub(crate) fn wait_page(browser: &crate::browser::Browser, script: &str, want: &serde_json::Value) {
     let mut last = serde_json::Value::Null;
     for _ in 0..600 {
         last = browser.eval(script);
@@ -596,7 +596,7 @@ fn wait_page(browser: &crate::browser::Browser, script: &str, want: &serde_json:
     panic!("{script} gave {last}, not {want}; the page says:\n{text}");
 }
 
-fn sign_in(browser: &crate::browser::Browser, served: &Served, token: &str) {
+pub(crate) fn sign_in(browser: &crate::browser::Browser, served: &Served, token: &str) {
     browser.open(&format!("{}/login", served.origin()));
     browser.eval(&format!(
         "document.getElementById('token').value = '{token}'; document.querySelector('form.login button').click(); return null"
@@ -831,14 +831,20 @@ fn every_write_route_refuses_what_is_not_a_signed_in_form_of_this_console() {
     ok(&scratch.run(&["--yes", "--as", "alice"], &[]), 4);
     let run = scratch.latest_run();
     let bob = add_token(dir, &state, "bob");
-    let served = serve(dir, &state, &["--auth", "token"]);
+    let served = serve(dir, &state, &["--auth", "token", "--runbooks", "."]);
     let session = served.login(&bob);
     let csrf = csrf_of(&served.get_as(&format!("/runs/{run}"), &session).body);
     let before = kinds(&scratch, &run);
     let body = "decision=approve&input.ticket=OPS-1&reason=x";
     let cookie = format!("runbook_session={session}");
-    for path in [format!("/runs/{run}/approvals/sign_off"), format!("/runs/{run}/abandon"), "/logout".into()]
-    {
+    let runs = || scratch.cmd(&["runs", "--format", "json"], &[]).stdout;
+    let runs_before = runs();
+    for path in [
+        format!("/runs/{run}/approvals/sign_off"),
+        format!("/runs/{run}/abandon"),
+        "/logout".into(),
+        "/runbooks/r/start".into(),
+    ] {
         assert_eq!(served.post_form(&path, None, body).status, 403, "anonymous {path}");
         assert_eq!(served.post_form(&path, Some(&session), body).status, 403, "no CSRF {path}");
         let wrong = format!("{body}&csrf={}", "0".repeat(64));
@@ -859,6 +865,7 @@ fn every_write_route_refuses_what_is_not_a_signed_in_form_of_this_console() {
         }
     }
     assert_eq!(kinds(&scratch, &run), before, "a refused request journaled something");
+    assert_eq!(runs(), runs_before, "a refused request queued a run");
     // The session still works: nothing above signed bob out.
     assert!(served.get_as("/approvals", &session).body.contains("signed in as bob"));
 }

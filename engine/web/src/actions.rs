@@ -27,7 +27,8 @@ use crate::auth::{Auth, Refused, Who};
 use crate::pages::{App, PageError, run_id};
 
 /// The templates of this module.
-const TEMPLATES: [(&str, &str); 3] = [
+const TEMPLATES: [(&str, &str); 4] = [
+    ("start_review.html", include_str!("../templates/start_review.html")),
     ("login.html", include_str!("../templates/login.html")),
     ("approvals.html", include_str!("../templates/approvals.html")),
     ("approval_form.html", include_str!("../templates/approval_form.html")),
@@ -58,6 +59,8 @@ pub fn routes() -> Router<Arc<App>> {
         .route("/api/runs/{id}/approvals/{step}", post(decide))
         .route("/runs/{id}/abandon", post(abandon))
         .route("/api/runs/{id}/abandon", post(abandon))
+        .route("/runbooks/{name}/start", post(start))
+        .route("/api/runbooks/{name}/start", post(start))
 }
 
 /// Who asks, before any page: the identity (`None`: anonymous), and for a POST from a
@@ -632,6 +635,180 @@ async fn abandon(
                 R::Store(e) => (StatusCode::SERVICE_UNAVAILABLE, app.gate.failed(&e)),
             };
             app.error(api, status, "abandon refused", &text)
+        }
+    }
+}
+
+/// One field of the start form: a parameter of the runbook (secrets are never parameters
+/// and never asked for).
+#[derive(Debug, Serialize)]
+pub struct StartField {
+    name: String,
+    ty: &'static str,
+    description: Option<String>,
+    required: bool,
+    /// What the field holds: the default. A refused form is not refilled with what was
+    /// typed: a value may hold a secret (refused by the CLI's rule), never sent back.
+    value: String,
+    /// An `enum`'s values (a `<select>`); a boolean's `true`, `false`.
+    choices: Vec<String>,
+    /// A string's `pattern` (the browser's `pattern` attribute; the server checks it again).
+    pattern: Option<String>,
+}
+
+/// The start form of a runbook's page.
+#[derive(Debug, Serialize)]
+pub struct StartForm {
+    action: String,
+    fields: Vec<StartField>,
+    /// Some step asks for confirmation: the form asks for it (`runbook submit --yes`).
+    confirm: bool,
+}
+
+/// The start form of `runbook` (its page's name `name`), with the defaults.
+pub fn start_form(runbook: &runbook_core::model::Runbook, name: &str) -> StartForm {
+    use runbook_core::model::ParamType;
+    let fields = runbook
+        .params
+        .iter()
+        .map(|p| {
+            let default = p.default.as_ref().map(|d| d.to_string());
+            let mut choices: Vec<String> = p.allowed.iter().flatten().map(|v| v.to_string()).collect();
+            if choices.is_empty() && p.ty == ParamType::Boolean {
+                choices = vec!["true".into(), "false".into()];
+            }
+            StartField {
+                name: p.name.clone(),
+                ty: p.ty.as_str(),
+                description: p.description.clone(),
+                required: p.default.is_none(),
+                value: default.unwrap_or_default(),
+                choices,
+                // Only a pattern the browser's (JavaScript) regular expressions read the
+                // same way would help; the server checks it anyway.
+                pattern: p.pattern.clone().filter(|_| p.ty == ParamType::String),
+            }
+        })
+        .collect();
+    StartForm {
+        action: format!("/runbooks/{name}/start"),
+        fields,
+        confirm: runbook.steps.iter().any(|s| s.confirm.is_some()),
+    }
+}
+
+/// POST `/runbooks/{name}/start` (a form) and `/api/runbooks/{name}/start` (a bearer):
+/// `param.NAME=VALUE` (an empty value is not given: the default applies), `confirm=yes`
+/// (`runbook submit --yes`), `csrf`. The values are checked and the plan pinned and vetted
+/// by `runbook submit`'s code ([`crate::Files::to_start`]); the run is queued with the
+/// signed-in identity as its operator, for `runbook worker` to run.
+async fn start(
+    State(app): State<Arc<App>>,
+    name: Result<Path<String>, PathRejection>,
+    request: Request,
+) -> Response {
+    let api = request.uri().path().starts_with("/api/");
+    let Some(who) = who_of(&request).filter(|w| w.bearer || !api) else {
+        return not_signed_in(&app, api);
+    };
+    let Ok(Path(name)) = name else {
+        return app.failure(api, PageError::BadRequest("the path is not valid UTF-8 text".into()));
+    };
+    let file = match crate::pages::runbook_file(&app, &name).await {
+        Ok(f) => f,
+        Err(e) => return app.failure(api, e),
+    };
+    let fields = form_of(&request);
+    let params: Vec<(String, String)> = fields
+        .iter()
+        .filter(|(_, v)| !v.is_empty())
+        .filter_map(|(k, v)| k.strip_prefix("param.").map(|n| (n.to_string(), v.clone())))
+        .collect();
+    let confirmed = fields.get("confirm").is_some_and(|c| c == "yes");
+    let (files, location, operator) = (app.files.clone(), app.location.clone(), who.name.clone());
+    let to_start =
+        tokio::task::spawn_blocking(move || files.to_start(&file, &params, confirmed, &operator, &location))
+            .await
+            .unwrap_or_else(|_| Err("planning the run failed".into()));
+    let to_start = match to_start {
+        Ok(s) => s,
+        Err(problems) => {
+            let problems = format!("{}\nnothing was queued", problems.trim_end());
+            if api {
+                return app.error(true, StatusCode::BAD_REQUEST, "not started", &problems);
+            }
+            let retry = crate::pages::Retry { problems };
+            return crate::pages::runbook_view(&app, &name, Some(retry)).await;
+        }
+    };
+    let digest = runbook_core::plan::sha256_hex(&to_start.plan);
+    // Review: the plan these values make, and a form that starts exactly it.
+    let review = fields.get("review").is_some_and(|r| r == "yes");
+    if review && api {
+        // The API's review: the plan (JSON) and its digest; nothing queued.
+        return crate::pages::json_response(
+            StatusCode::OK,
+            serde_json::json!({ "runbook": to_start.runbook, "plan_sha256": digest, "plan": to_start.plan }),
+        );
+    }
+    if review {
+        let params: Vec<(String, String)> = fields
+            .iter()
+            .filter(|(_, v)| !v.is_empty())
+            .filter_map(|(k, v)| k.strip_prefix("param.").map(|n| (n.to_string(), v.clone())))
+            .collect();
+        return app.render(
+            StatusCode::OK,
+            "start_review.html",
+            minijinja::context! {
+                runbook => to_start.runbook,
+                action => format!("/runbooks/{name}/start"),
+                back => format!("/runbooks/{name}"),
+                plan_sha256 => digest,
+                confirm => confirmed,
+                params => params,
+                plan => crate::pages::review_markup(to_start.review),
+            },
+        );
+    }
+    // Started from a reviewed plan: only that plan (promise 2).
+    if let Some(reviewed) = fields.get("plan")
+        && !crate::auth::same(reviewed, &digest)
+    {
+        return app.error(
+            api,
+            StatusCode::CONFLICT,
+            "not started",
+            "The plan these values make now is not the plan you reviewed: the runbook or a file it reads changed since. Review it again. Nothing was queued.",
+        );
+    }
+    let store = match app.gate.store().await {
+        Ok(s) => s,
+        Err(why) => return app.error(api, StatusCode::SERVICE_UNAVAILABLE, "state store unavailable", &why),
+    };
+    let job = runbook_store::Submission {
+        run_id: &to_start.run_id,
+        runbook: &to_start.runbook,
+        plan: &to_start.plan,
+        labels: &[],
+        submitted_by: &who.name,
+        submitted_at: &to_start.submitted_at,
+    };
+    match store.submit(&job).await {
+        Ok(()) if api => crate::pages::json_response(
+            StatusCode::OK,
+            serde_json::json!({ "queued": to_start.run_id, "runbook": to_start.runbook, "operator": who.name }),
+        ),
+        Ok(()) => see_other(&format!("/runs/{}", to_start.run_id)),
+        // A `db-role` store holds a run's operator to its session role.
+        Err(StoreError::Refused(why)) => app.error(
+            api,
+            StatusCode::FORBIDDEN,
+            "not started",
+            &format!("{}; nothing was queued", one_line(&why)),
+        ),
+        Err(e) => {
+            app.error(api, StatusCode::SERVICE_UNAVAILABLE, "state store unavailable", &app.gate.failed(&e))
         }
     }
 }

@@ -60,6 +60,33 @@ pub trait Files: Send + Sync + 'static {
     /// The runbook at `file` as it is now (checked, its digests not compared), for knowing
     /// the secrets to redact from an abandon's reason when the run's files changed.
     fn as_now(&self, file: &str) -> Option<Arc<runbook_core::model::Runbook>>;
+    /// A run to start from the console: `file` planned with `params` (`NAME`, `VALUE` as
+    /// `runbook submit -p` takes them) and vetted exactly as `runbook submit` vets it
+    /// (`confirmed` is its `--yes`), for `operator`. `Err`: the CLI's message; nothing is
+    /// queued.
+    fn to_start(
+        &self,
+        file: &Path,
+        params: &[(String, String)],
+        confirmed: bool,
+        operator: &str,
+        location: &Location,
+    ) -> Result<ToStart, String>;
+}
+
+/// A pinned run ready for the queue ([`Files::to_start`]).
+#[derive(Debug, Clone)]
+pub struct ToStart {
+    /// The id the run will have.
+    pub run_id: String,
+    /// The runbook's name.
+    pub runbook: String,
+    /// The pinned plan (JSON), as `runbook plan -o` writes it.
+    pub plan: String,
+    /// When it was made (RFC 3339).
+    pub submitted_at: String,
+    /// The plan's review document (`runbook plan --format html`'s body).
+    pub review: runbook_core::render::ReviewHtml,
 }
 
 /// One runbook of `--runbooks DIR`, as `check` sees it.

@@ -124,7 +124,7 @@ pub struct App {
     pub hosts: crate::guard::Hosts,
     /// Who is asking (`--auth`), and the store opened for writing when someone can be.
     pub gate: crate::auth::Gate,
-    location: Location,
+    pub(crate) location: Location,
     runbooks: Option<PathBuf>,
     pub(crate) files: Arc<dyn Files>,
     store: tokio::sync::Mutex<Opened>,
@@ -422,7 +422,7 @@ pub fn router(app: Arc<App>) -> Router {
 /// The review document as markup in a page: the console's one value that autoescape does
 /// not escape again. It can only be a [`ReviewHtml`], which only the core's review writer
 /// makes, every text in it escaped there (tests/tidy.rs allows this line alone).
-fn review_markup(review: ReviewHtml) -> minijinja::Value {
+pub(crate) fn review_markup(review: ReviewHtml) -> minijinja::Value {
     minijinja::Value::from_safe_string(review.into_string())
 }
 
@@ -1080,46 +1080,74 @@ async fn runbooks_page(State(app): State<Arc<App>>) -> Response {
 }
 
 async fn runbook_page(State(app): State<Arc<App>>, name: Result<Path<String>, PathRejection>) -> Response {
+    match name {
+        Ok(Path(name)) => runbook_view(&app, &name, None).await,
+        Err(_) => app.page_error(PageError::BadRequest("the path is not valid UTF-8 text".into())),
+    }
+}
+
+/// The file of the runbook `name` of the folder: only a name the folder's listing has,
+/// never a path built from the URL.
+pub(crate) async fn runbook_file(app: &App, name: &str) -> Result<PathBuf, PageError> {
+    listed(app)
+        .await?
+        .into_iter()
+        .find(|f| crate::runbook_name(f) == name)
+        .ok_or_else(|| PageError::NotFound(format!("there is no runbook `{}` here", one_line(name))))
+}
+
+/// A start form sent back (its values refused): the CLI's words.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Retry {
+    pub problems: String,
+}
+
+/// The runbook page; with `retry`, a start form refused (400) with its problems.
+pub(crate) async fn runbook_view(app: &Arc<App>, name: &str, retry: Option<Retry>) -> Response {
     let found = async {
-        let Path(name) =
-            name.map_err(|_| PageError::BadRequest("the path is not valid UTF-8 text".into()))?;
-        // Only a name the folder's listing has: never a path built from the URL. Only this
-        // file is checked (or taken from the cache).
-        let file =
-            listed(&app).await?.into_iter().find(|f| crate::runbook_name(f) == name).ok_or_else(|| {
-                PageError::NotFound(format!("there is no runbook `{}` here", one_line(&name)))
-            })?;
-        let entry = checks(&app, vec![file])
+        // Only this file is checked (or taken from the cache).
+        let file = runbook_file(app, name).await?;
+        let entry = checks(app, vec![file])
             .await
             .pop()
             .ok_or_else(|| PageError::Unavailable("reading the runbook failed".into()))?;
         if entry.pending {
             return Err(PageError::Unavailable(format!(
                 "`{}` is still being checked (a big runbook): reload this page in a moment",
-                one_line(&name)
+                one_line(name)
             )));
         }
         let entry = entry.file;
         let files = app.files.clone();
         let file = entry.file.clone();
-        let review = tokio::task::spawn_blocking(move || files.review(&file))
-            .await
-            .map_err(|_| PageError::Unavailable("reading the runbook failed".into()))?;
-        Ok::<_, PageError>((entry, review))
+        let signed_in = crate::auth::signed_in().is_some();
+        let (review, start) = tokio::task::spawn_blocking(move || {
+            let review = files.review(&file);
+            // The start form: only for a signed-in operator, from the runbook as it is now.
+            let start = file.to_str().filter(|_| signed_in).and_then(|f| files.as_now(f));
+            (review, start)
+        })
+        .await
+        .map_err(|_| PageError::Unavailable("reading the runbook failed".into()))?;
+        let start = start.filter(|_| entry.valid).map(|r| crate::actions::start_form(&r, name));
+        Ok::<_, PageError>((entry, review, start))
     };
     match found.await {
-        Ok((entry, review)) => {
+        Ok((entry, review, start)) => {
             let (plan, problems) = match review {
                 Ok(plan) => (Some(plan), None),
                 Err(problems) => (None, Some(problems)),
             };
+            let status = if retry.is_some() { StatusCode::BAD_REQUEST } else { StatusCode::OK };
             app.render(
-                StatusCode::OK,
+                status,
                 "runbook.html",
                 minijinja::context! {
                     runbook => minijinja::Value::from(minijinja::value::Serde(&entry)),
                     plan => plan.map(review_markup),
                     plan_problems => problems,
+                    start => start.map(|s| minijinja::Value::from(minijinja::value::Serde(s))),
+                    start_problems => retry.map(|r| r.problems),
                 },
             )
         }
