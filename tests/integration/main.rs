@@ -25,6 +25,7 @@ mod console;
 mod console_auth;
 mod contexts;
 mod crash;
+mod diff_paths;
 mod e2e;
 mod e2e_drill;
 mod e2e_l3;
