@@ -1585,7 +1585,7 @@ mod tests {
         .replace("[steps.health]\n", "[steps.health]\nconfirm = \"Really?\"\n");
         let risks = risks_between(BASE, &new);
         assert!(
-            risks.iter().any(|r| r.starts_with("new approval `sign_off`: 1 approval(s) from ana")),
+            risks.iter().any(|r| r.starts_with("new approval `sign_off`: 1 approval(s) from `ana`")),
             "{risks:#?}"
         );
         assert!(risks.iter().any(|r| r == "new confirmation `health`: Really?"), "{risks:#?}");
