@@ -44,6 +44,7 @@ mod history;
 mod holder;
 mod hostile;
 mod include;
+mod include_bytes;
 mod injection;
 mod input_edges;
 mod kept_logs;
