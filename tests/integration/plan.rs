@@ -457,7 +457,7 @@ fn review_document_has_a_summary_and_a_risk_section() {
         "review-production",
         "`TOKEN`",
         "`DB`",
-        "ana, luis",
+        "`ana`, `luis`",
         "Push v2 to origin \\| production?",
     ] {
         at(fact);

@@ -232,7 +232,7 @@ fn html_page_shows_every_command_exactly_and_secrets_by_name() {
     for fact in [
         "Worst case",
         "Point of no return",
-        "ana, luis",
+        "<code>ana</code>, <code>luis</code>",
         "<code>ticket</code> (string, required",
         "json.status == &#39;ok&#39;",
         "Authorization: Bearer &lt;secret:TOKEN&gt;",

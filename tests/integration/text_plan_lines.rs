@@ -26,7 +26,8 @@ fn toml_string(s: &str) -> String {
     out
 }
 
-/// A runbook whose every prose field (and a few one-line executed values) holds `prose`;
+/// A runbook whose every prose field (and a few one-line executed values, an approval's
+/// approvers and its inputs' description, pattern, allowed values and default) holds `prose`;
 /// the step title is also templated from the parameter `tag`.
 fn runbook(prose: &str) -> String {
     let p = toml_string(prose);
@@ -57,6 +58,21 @@ cmd = ["echo", "b"]
 
 [steps.b.compensate]
 cmd = ["echo", "undo"]
+
+[steps.ap.approval]
+prompt = "ok"
+approvers = [{p}, "alice, bob"]
+
+[steps.ap.approval.inputs.d]
+type = "string"
+description = {p}
+pattern = {p}
+
+[steps.ap.approval.inputs.e]
+type = "string"
+enum = [{p}, "x"]
+default = {p}
+description = "e"
 "#
     )
 }
@@ -88,7 +104,8 @@ fn plan(dir: &Path, format: &str, tag: &str) -> String {
     out.stdout
 }
 
-/// F4: a title, a description, a precondition's message, a confirm text, an env value or a
+/// F4 (and adv16t A1, A1b, A3: an approval input's description, pattern, allowed values
+/// and default, an approver's name): a title, a description, a precondition's message, a confirm text, an env value or a
 /// parameter templated into a title, holding any line break or a tab, leaves every document
 /// (text, markdown, HTML) with the lines, the step headings and the fields of the same
 /// runbook with harmless prose. Failed before: the text plan drew a fake `Wave 2` and a step
@@ -117,6 +134,21 @@ fn no_value_draws_a_line_of_a_review_document() {
             }
         }
     }
+}
+
+/// adv16t A3: each approver is its own quoted value, so that a name holding `, ` reads as one
+/// name: `"alice, bob"` in the text plan, `` `alice, bob` `` in the markdown, one `<code>` in
+/// the HTML. Failed before: `from alice, bob, harmless words`, two names to the eye.
+#[test]
+fn each_approver_is_quoted_as_one_name() {
+    let dir = tempfile::tempdir().expect("tmp");
+    std::fs::write(dir.path().join("r.toml"), runbook("harmless words")).expect("write");
+    let text = plan(dir.path(), "text", "v1");
+    assert!(text.contains(r#"approval(s) from "harmless words", "alice, bob")"#), "{text}");
+    let md = plan(dir.path(), "markdown", "v1");
+    assert!(md.contains("approval(s) from `harmless words`, `alice, bob`"), "{md}");
+    let html = plan(dir.path(), "html", "v1");
+    assert!(html.contains("approval(s) from <code>harmless words</code>, <code>alice, bob</code>"), "{html}");
 }
 
 /// F8: a script is quoted with every carriage return it holds, in every document (split on

@@ -24,6 +24,13 @@ pub const MAX_DURATION: Duration = Duration::from_secs(100 * 31_557_600);
 /// the next twice would otherwise grow as 2^depth.
 pub const MAX_EXPANDED_STEPS: u64 = 10_000;
 
+/// The most bytes of runbook text a runbook may hold once its includes are expanded (RB065):
+/// its own file plus, for each `runbook` step, the expanded bytes of the file it includes,
+/// once per include. The same as the limit of one file (8 MiB): a runbook and its includes
+/// hold no more than one file may, so a plan of it is bounded as the plan of one file is
+/// (red team adv16t A4: 4 includes of an 8 MB file made a 1.1 GB text plan and an abort).
+pub const MAX_EXPANDED_BYTES: u64 = 8 * 1024 * 1024;
+
 /// The most levels of includes under a runbook (RB065): a runbook that includes one that
 /// includes another is two levels deep. Checking, planning, rendering and running an
 /// included runbook each recurse once per level, and every nested plan lists its own files,

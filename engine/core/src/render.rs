@@ -74,6 +74,27 @@ impl Text {
         self.s.push('\n');
     }
 
+    /// A line of the review model's pieces after `head`: the engine's words as they are,
+    /// code by the rule of what is executed on one line, prose by the prose rule (red team
+    /// adv16t A1, A1b: an approval input's description and pattern).
+    fn phrase(&mut self, head: &str, p: &review::Phrase) {
+        self.s.push_str(head);
+        for piece in &p.0 {
+            let (s, span) = match piece {
+                review::Piece::Lit(s) => {
+                    self.s.push_str(s);
+                    continue;
+                }
+                review::Piece::Code(s) => (s, crate::shown::Span::OneLine),
+                review::Piece::Prose(s) => (s, crate::shown::Span::Prose),
+            };
+            let start = self.s.len();
+            self.s.push_str(s);
+            self.spans.push((start..self.s.len(), span));
+        }
+        self.s.push('\n');
+    }
+
     /// The engine's own words: a literal, never a runbook's text.
     fn engine(&mut self, words: &'static str) {
         let start = self.s.len();
@@ -312,34 +333,8 @@ fn command_details(c: &PlanCommand) -> Vec<(&'static str, String)> {
                 out.push(("read-only", "yes (read-only transaction)".into()));
             }
         }
-        PlanCommand::Approval { inputs, input_rules, timeout, allow_self_approval, .. } => {
-            for (k, ty) in inputs {
-                let value = |v: &crate::model::ParamValue| {
-                    serde_json::to_value(v).map(|j| j.to_string()).unwrap_or_default()
-                };
-                let mut text = format!("{k} ({}", ty.as_str());
-                match input_rules.get(k) {
-                    Some(rule) => {
-                        match &rule.default {
-                            Some(d) => text.push_str(&format!(", optional, default {}", value(d))),
-                            None => text.push_str(", required"),
-                        }
-                        if let Some(allowed) = &rule.allowed {
-                            let list: Vec<String> = allowed.iter().map(value).collect();
-                            text.push_str(&format!(", one of {}", list.join(", ")));
-                        }
-                        if let Some(p) = &rule.pattern {
-                            text.push_str(&format!(", matching {p}"));
-                        }
-                        if let Some(d) = &rule.description {
-                            text.push_str(&format!(": {d}"));
-                        }
-                    }
-                    None => text.push_str(", required"),
-                }
-                text.push(')');
-                out.push(("input", text));
-            }
+        // Its inputs are written by `text_into`, marked piece by piece (`Text::phrase`).
+        PlanCommand::Approval { timeout, allow_self_approval, .. } => {
             if let Some(t) = timeout {
                 out.push(("waits", format!("up to {t}")));
             }
@@ -374,7 +369,17 @@ pub fn command_line(c: &PlanCommand) -> String {
             _ => url.clone(),
         },
         PlanCommand::Approval { prompt, min_approvals, approvers, .. } => {
-            let who = if approvers.is_empty() { "any operator".to_string() } else { approvers.join(", ") };
+            // Each name quoted: `"alice, bob"` is one name, a line break in it is `\n`
+            // (red team adv16t A3).
+            let who = if approvers.is_empty() {
+                "any operator".to_string()
+            } else {
+                approvers
+                    .iter()
+                    .map(|a| serde_json::to_string(a).unwrap_or_default())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
             format!("{prompt} ({min_approvals} approval(s) from {who})")
         }
         PlanCommand::Notify { webhook, body, .. } => format!("{webhook} {}", body_text(body)),
@@ -454,6 +459,14 @@ fn step_text(out: &mut Text, s: &PlanStep, indent: &str) {
         }
         other => {
             let _ = writeln!(out, "{pad}{:<11} {}", s.kind, command_line(other).replace('\n', &cont));
+            if let PlanCommand::Approval { inputs, input_rules, .. } = other {
+                for (k, ty) in inputs {
+                    out.phrase(
+                        &format!("{pad}input       "),
+                        &review::input_phrase(k, ty, input_rules.get(k)),
+                    );
+                }
+            }
             for (label, value) in command_details(other) {
                 let _ = writeln!(out, "{pad}{label:<11} {}", value.replace('\n', &cont));
             }

@@ -294,8 +294,8 @@ pub fn procedure(old_text: &str, new_text: &str, d: &PlanDiff) -> Vec<SourceChan
             let shown = match part.split_once('.') {
                 Some(("steps" | "finally", id)) => shown_steps.contains(id),
                 Some((k, name)) => {
-                    shown_field(&format!("{}.{name}", k.replace('-', "_")))
-                        || shown_field(&format!("{}[{name}]", k.replace('-', "_")))
+                    let k = k.replace('-', "_");
+                    shown_field(&key_path(&k, name)) || shown_field(&name_path(&k, name))
                 }
                 None => shown_field(&part.replace('-', "_")),
             };
@@ -498,7 +498,7 @@ fn added_fields(new: &Value) -> Vec<FieldChange> {
             // field on its own, so that the text is shown as text.
             Some(o) if lines(v) => {
                 for (k, v) in o {
-                    leaves(&format!("{path}.{k}"), v, out);
+                    leaves(&key_path(path, k), v, out);
                 }
             }
             _ => walk(path, None, Some(v), out),
@@ -548,6 +548,33 @@ fn item_key(items: &[Value]) -> Option<&'static str> {
         !items.is_empty()
             && items.iter().all(|i| i.get(*k).and_then(Value::as_str).is_some_and(|n| seen.insert(n)))
     })
+}
+
+/// A key an object's path shows as `.key`: letters, digits, `_` and `-`, not empty. Any
+/// other key (one holding `.`, `[`, `]`, a quote, a space, or empty) is shown bracketed and
+/// quoted as a JSON string, `body["user.role"]`, so that no two paths draw the same (red
+/// team adv16t A2: `"user.role"` and `user` → `role` both drew `body.user.role`).
+fn plain_key(k: &str) -> bool {
+    !k.is_empty() && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+fn quoted(k: &str) -> String {
+    serde_json::to_string(k).unwrap_or_else(|_| format!("{k:?}"))
+}
+
+/// The path of an object's key under `path`: `path.key`, or `path["a key"]`.
+fn key_path(path: &str, k: &str) -> String {
+    if plain_key(k) { format!("{path}.{k}") } else { format!("{path}[{}]", quoted(k)) }
+}
+
+/// The path of a named item of a list under `path`: `path[name]`, or `path["a name"]` when
+/// the name is not a plain key or is all digits (an index is `path[0]`).
+fn name_path(path: &str, n: &str) -> String {
+    if plain_key(n) && !n.bytes().all(|b| b.is_ascii_digit()) {
+        format!("{path}[{n}]")
+    } else {
+        format!("{path}[{}]", quoted(n))
+    }
 }
 
 fn last_segment(path: &str) -> &str {
@@ -603,7 +630,7 @@ fn walk(path: &str, old: Option<&Value>, new: Option<&Value>, out: &mut Vec<Fiel
         (Some(Value::Object(a)), Some(Value::Object(b))) => {
             let keys: BTreeSet<&String> = a.keys().chain(b.keys()).collect();
             for k in keys {
-                walk(&format!("{path}.{k}"), a.get(k), b.get(k), out);
+                walk(&key_path(path, k), a.get(k), b.get(k), out);
             }
         }
         (Some(Value::Array(a)), Some(Value::Array(b))) if SETS.contains(&last_segment(path)) => {
@@ -643,12 +670,12 @@ fn walk(path: &str, old: Option<&Value>, new: Option<&Value>, out: &mut Vec<Fiel
                     let order_b: Vec<String> = b.iter().map(name).filter(|n| in_a.contains_key(n)).collect();
                     for v in b {
                         let n = name(v);
-                        walk(&format!("{path}[{n}]"), in_a.get(&n).copied(), Some(v), out);
+                        walk(&name_path(path, &n), in_a.get(&n).copied(), Some(v), out);
                     }
                     for v in a {
                         let n = name(v);
                         if !in_b.contains_key(&n) {
-                            walk(&format!("{path}[{n}]"), Some(v), None, out);
+                            walk(&name_path(path, &n), Some(v), None, out);
                         }
                     }
                     if order_a != order_b {
@@ -1558,7 +1585,7 @@ mod tests {
         .replace("[steps.health]\n", "[steps.health]\nconfirm = \"Really?\"\n");
         let risks = risks_between(BASE, &new);
         assert!(
-            risks.iter().any(|r| r.starts_with("new approval `sign_off`: 1 approval(s) from ana")),
+            risks.iter().any(|r| r.starts_with("new approval `sign_off`: 1 approval(s) from `ana`")),
             "{risks:#?}"
         );
         assert!(risks.iter().any(|r| r == "new confirmation `health`: Really?"), "{risks:#?}");

@@ -268,8 +268,8 @@ fn phrase(h: &mut Html, p: &Phrase) {
             Piece::Lit(s) => {
                 h.words(s);
             }
-            Piece::Text(s) => {
-                h.text(s);
+            Piece::Prose(s) => {
+                h.prose(s);
             }
             Piece::Code(s) => {
                 code(h, s);

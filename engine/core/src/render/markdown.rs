@@ -31,7 +31,7 @@ fn md(p: &Phrase) -> String {
     for piece in &p.0 {
         match piece {
             Piece::Lit(s) => out.push_str(s),
-            Piece::Text(s) => out.push_str(&escape(s)),
+            Piece::Prose(s) => out.push_str(&prose(s)),
             Piece::Code(s) => out.push_str(&code(s)),
         }
     }

@@ -2,9 +2,11 @@
 //!
 //! The markdown document ([`super::markdown`]) and the HTML page ([`super::html`]) print
 //! the same facts: the worst case, what undoes what, the points of no return, what asks a
-//! human. They are computed here, as [`Phrase`]s: engine words ([`Piece::Lit`]), text from
-//! the runbook ([`Piece::Text`]) and names or values shown as code ([`Piece::Code`]). Each
-//! renderer escapes the pieces for its own medium; no phrase holds markup.
+//! human. They are computed here, as [`Phrase`]s: engine words ([`Piece::Lit`]), prose from
+//! the runbook ([`Piece::Prose`], marked by the prose rule) and names or values shown as code
+//! ([`Piece::Code`], marked by the rule of what is executed, on one line). Each renderer
+//! escapes the pieces for its own medium; no phrase holds markup, and no piece of runbook
+//! text is drawn as it is (red team adv16t A1, A1b, A3).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -18,8 +20,9 @@ use crate::plan::{Plan, PlanCheck, PlanCommand, PlanCompensation, PlanSecret, Pl
 pub enum Piece {
     /// The engine's own words (never text from the runbook).
     Lit(String),
-    /// Free text from the runbook: shown as written, escaped for the medium.
-    Text(String),
+    /// Prose from the runbook (a description): one line, every hidden character, line break
+    /// and tab marked ([`crate::shown::prose`]), escaped for the medium.
+    Prose(String),
     /// A name or a value (a step id, a parameter, a path): shown as code.
     Code(String),
 }
@@ -49,9 +52,9 @@ impl Phrase {
         self
     }
 
-    /// Appends free text from the runbook.
-    pub fn t(mut self, s: impl Into<String>) -> Phrase {
-        self.0.push(Piece::Text(s.into()));
+    /// Appends prose from the runbook, read by the prose rule.
+    pub fn prose(mut self, s: impl Into<String>) -> Phrase {
+        self.0.push(Piece::Prose(s.into()));
         self
     }
 
@@ -466,7 +469,13 @@ pub fn approval_text(c: &PlanCommand) -> Phrase {
         return Phrase::default();
     };
     let mut s = Phrase::lit(format!("{min_approvals} approval(s) from "));
-    s = if approvers.is_empty() { s.l("any operator") } else { s.t(approvers.join(", ")) };
+    // Each approver is its own code value: `alice, bob` is one name, and a line break in a
+    // name is marked (red team adv16t A3).
+    s = if approvers.is_empty() {
+        s.l("any operator")
+    } else {
+        s.p(Phrase::join(approvers.iter().map(Phrase::code), ", "))
+    };
     if !allow_self_approval {
         s = s.l(", not the operator who started the run");
     }
@@ -475,30 +484,33 @@ pub fn approval_text(c: &PlanCommand) -> Phrase {
         None => s.l("; waits without a time limit"),
     };
     if !inputs.is_empty() {
-        let value =
-            |v: &crate::model::ParamValue| serde_json::to_value(v).map(|j| j.to_string()).unwrap_or_default();
-        let list = inputs.iter().map(|(k, ty)| {
-            let rule = input_rules.get(k);
-            let mut p = Phrase::code(k).l(format!(" ({}", ty.as_str()));
-            p = match rule.and_then(|r| r.default.as_ref()) {
-                Some(d) => p.l(", optional, default ").c(value(d)),
-                None => p.l(", required"),
-            };
-            if let Some(allowed) = rule.and_then(|r| r.allowed.as_ref()) {
-                let list = allowed.iter().map(|v| Phrase::code(value(v)));
-                p = p.l(", one of ").p(Phrase::join(list, ", "));
-            }
-            if let Some(pattern) = rule.and_then(|r| r.pattern.as_ref()) {
-                p = p.l(", matching ").c(pattern.clone());
-            }
-            if let Some(d) = rule.and_then(|r| r.description.as_ref()) {
-                p = p.l(": ").t(d.clone());
-            }
-            p.l(")")
-        });
+        let list = inputs.iter().map(|(k, ty)| input_phrase(k, ty, input_rules.get(k)));
         s = s.l("; inputs: ").p(Phrase::join(list, ", "));
     }
     s
+}
+
+/// An approval input as a reviewer reads it, in every document (the text plan too): its
+/// name, type, default, allowed values and pattern as code, its description as prose.
+pub fn input_phrase(k: &str, ty: &crate::model::ParamType, rule: Option<&crate::plan::PlanInput>) -> Phrase {
+    let value =
+        |v: &crate::model::ParamValue| serde_json::to_value(v).map(|j| j.to_string()).unwrap_or_default();
+    let mut p = Phrase::code(k).l(format!(" ({}", ty.as_str()));
+    p = match rule.and_then(|r| r.default.as_ref()) {
+        Some(d) => p.l(", optional, default ").c(value(d)),
+        None => p.l(", required"),
+    };
+    if let Some(allowed) = rule.and_then(|r| r.allowed.as_ref()) {
+        let list = allowed.iter().map(|v| Phrase::code(value(v)));
+        p = p.l(", one of ").p(Phrase::join(list, ", "));
+    }
+    if let Some(pattern) = rule.and_then(|r| r.pattern.as_ref()) {
+        p = p.l(", matching ").c(pattern.clone());
+    }
+    if let Some(d) = rule.and_then(|r| r.description.as_ref()) {
+        p = p.l(": ").prose(d.clone());
+    }
+    p.l(")")
 }
 
 /// A table cell's list: the first thirty, then how many more (a long chain would make the

@@ -47,9 +47,50 @@ impl Validator<'_> {
             );
         }
         self.cx.expanded.insert(self.source.path.clone(), total);
+        self.expanded_bytes(steps, finally);
         let height =
             self.include_index.keys().map(|p| self.cx.height.get(p).map_or(1, |h| h + 1)).max().unwrap_or(0);
         self.cx.height.insert(self.source.path.clone(), height);
+    }
+
+    /// RB065 for bytes: the file's own text plus, per `runbook` step, the expanded bytes of
+    /// the file it includes (memoised per file, never expanded), past [`MAX_EXPANDED_BYTES`]
+    /// refused at the include that takes it past (red team adv16t A4). A file on its own is
+    /// bounded by the file limit, which is the same.
+    fn expanded_bytes(&mut self, steps: &[Step], finally: &[Step]) {
+        let mut by_index: Vec<u64> = vec![0; self.includes.len()];
+        for (path, &i) in &self.include_index {
+            by_index[i] = self.cx.expanded_bytes.get(path).copied().unwrap_or(0);
+        }
+        let own = self.source.text.len() as u64;
+        let mut total = own;
+        let mut first_past: Option<Span> = None;
+        for s in steps.iter().chain(finally) {
+            if let Action::Runbook(inc) = &s.action {
+                total = total.saturating_add(by_index.get(inc.child).copied().unwrap_or(0));
+                if total > MAX_EXPANDED_BYTES && first_past.is_none() {
+                    first_past = Some(inc.span);
+                }
+            }
+        }
+        if let Some(span) = first_past {
+            let mib = |b: u64| format!("{:.1} MiB", b as f64 / (1024.0 * 1024.0));
+            self.err(
+                Code::IncludeSize,
+                span,
+                format!(
+                    "this runbook holds {total} bytes once its includes are expanded ({}), more than the limit of {} (one file's limit)",
+                    mib(total),
+                    mib(MAX_EXPANDED_BYTES)
+                ),
+            )
+            .set_label("past the limit here")
+            .help = Some(
+                "each `runbook` step counts every byte of the runbook it includes, once per include; include large runbooks fewer times, move long scripts into smaller files, or run the parts as separate runbooks"
+                    .into(),
+            );
+        }
+        self.cx.expanded_bytes.insert(self.source.path.clone(), total);
     }
 
     /// RB065 for depth: an include whose chain goes past [`MAX_INCLUDE_DEPTH`] levels under

@@ -113,6 +113,7 @@ pub fn check(source: Arc<Source>, loader: &dyn Loader) -> Checked {
         stack: vec![normalize(&source.path)],
         cache: HashMap::new(),
         expanded: HashMap::new(),
+        expanded_bytes: HashMap::new(),
         height: HashMap::new(),
     };
     let (mut runbook, mut diagnostics) = check_in(source, loader, &mut cx);
@@ -135,6 +136,9 @@ struct IncludeCx {
     /// Steps of each valid file once its includes are expanded, counted once per file (RB065):
     /// a fan-out of includes is measured in O(files), never materialised.
     expanded: HashMap<String, u64>,
+    /// Bytes of runbook text of each valid file once its includes are expanded (RB065,
+    /// [`MAX_EXPANDED_BYTES`]), counted once per file as `expanded` is.
+    expanded_bytes: HashMap<String, u64>,
     /// Levels of includes under each valid file (RB065, [`MAX_INCLUDE_DEPTH`]), so a file
     /// checked once is measured again wherever else it is included, without a new descent.
     height: HashMap<String, usize>,
