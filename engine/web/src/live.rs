@@ -175,24 +175,25 @@ fn finished(records: &[Record]) -> Option<String> {
     })
 }
 
-/// The run's records and vouched logs as the store has them now.
+/// Why a stream stops at a journal the verifier does not vouch for.
+const NOT_VERIFIED: &str =
+    "the journal does not verify: reload the page for `audit verify`'s verdict (nothing of it is sent)";
+
+/// The run's records and vouched logs as the store has them now, with the verifier's verdict
+/// (`History::findings`, as the run page, `/output` and `runbook logs`): a journal that does
+/// not verify has no logs vouched for, and its records are not to be sent.
 async fn read_all(
     store: &Store,
     id: &str,
-) -> Result<(Vec<Record>, BTreeMap<(String, i64), (String, String)>), runbook_store::StoreError> {
-    let records = store.records(id).await?;
-    let logs = if records.iter().any(|r| matches!(r.event, RunEvent::LogKept { .. })) {
-        let stored = store
-            .logs(id)
-            .await?
-            .into_iter()
-            .map(|l| runbook_core::audit::StoredLog { step: l.step, attempt: l.attempt, body: l.body })
-            .collect();
-        runbook_core::audit::vouched_logs(&records, stored, true)
-    } else {
-        BTreeMap::new()
-    };
-    Ok((records, logs))
+) -> Result<(Vec<Record>, BTreeMap<(String, i64), (String, String)>, bool), runbook_store::StoreError> {
+    let (mut histories, _) = store.histories(Some(id)).await?;
+    let Some(history) = histories.pop() else { return Ok((Vec::new(), BTreeMap::new(), true)) };
+    let findings = history.findings(None);
+    let records = history.records.clone().unwrap_or_default();
+    let verified = runbook_core::audit::Verified::of(&records, &findings);
+    let intact = verified.is_some();
+    let logs = runbook_core::audit::vouched_logs(&records, history.logs, verified);
+    Ok((records, logs, intact))
 }
 
 /// The poller of one run: reads the records after the last it saw once per [`POLL`] and
@@ -237,7 +238,11 @@ async fn poll(app: Arc<App>, id: String, tx: broadcast::Sender<Msg>) {
             // The output, only when the batch keeps some (read once, for every follower).
             let logs = if kept {
                 match app.read(async |s| read_all(&s, &id).await).await {
-                    Ok(Some((_, logs))) => logs,
+                    Ok(Some((_, logs, true))) => logs,
+                    Ok(Some((_, _, false))) => {
+                        let _ = tx.send(Msg::End(Arc::new(NOT_VERIFIED.into())));
+                        break;
+                    }
                     Ok(None) | Err(_) => BTreeMap::new(),
                 }
             } else {
@@ -309,12 +314,12 @@ pub async fn follow(
         // Subscribed before reading: a record is either in what is read or broadcast after.
         let rx = subscribe(&app, &id);
         let read = app.read(async |s| read_all(&s, &id).await).await?;
-        let Some((records, logs)) = read.filter(|(r, _)| !r.is_empty()) else {
+        let Some((records, logs, intact)) = read.filter(|(r, _, _)| !r.is_empty()) else {
             return Err(PageError::NotFound(format!("run `{id}` has no journal to follow")));
         };
-        Ok((id, after, permit, records, logs, rx))
+        Ok((id, after, permit, records, logs, intact, rx))
     };
-    let (id, after, permit, records, logs, rx) = match started.await {
+    let (id, after, permit, records, logs, intact, rx) = match started.await {
         Ok(s) => s,
         Err(e) => return app.error(false, status_of(&e), "cannot follow the run", &message_of(&e)),
     };
@@ -323,8 +328,12 @@ pub async fn follow(
         conn.streaming();
     }
     let (out, body) = mpsc::channel::<Bytes>(8);
-    let done = finished(&records);
-    let backlog = events(&records, after, &logs);
+    // A journal that does not verify: none of its records, only why.
+    let (done, backlog) = if intact {
+        (finished(&records), events(&records, after, &logs))
+    } else {
+        (Some(NOT_VERIFIED.to_string()), Vec::new())
+    };
     let last = records.last().map_or(0, |r| r.seq).max(after);
     tokio::spawn(send(app.clone(), id, rx, backlog, last, done, out, permit));
     let mut r = Body::from_stream(Stream(body)).into_response();
@@ -396,9 +405,13 @@ async fn send(
                 }
                 Err(broadcast::error::RecvError::Lagged(_)) => {
                     // Behind the poller: what was missed, from the store.
-                    let Ok(Some((records, logs))) = app.read(async |s| read_all(&s, &id).await).await else {
+                    let Ok(Some((records, logs, intact))) = app.read(async |s| read_all(&s, &id).await).await else {
                         return;
                     };
+                    if !intact {
+                        let _ = out.send(Bytes::from(end_frame(NOT_VERIFIED))).await;
+                        return;
+                    }
                     for e in events(&records, last, &logs) {
                         last = e.seq;
                         if out.send(Bytes::from(e.text)).await.is_err() {

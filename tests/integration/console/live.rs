@@ -506,3 +506,53 @@ fn the_books_console_images_exist_and_are_pngs() {
         assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n"), "{image} is not a PNG");
     }
 }
+
+/// adv16u F3: the live stream sends no output the chain does not vouch for. A kept log
+/// forged in the store (its `log_kept` digest rewritten to match, so only the chain can
+/// tell) never reaches a follower, whatever the forgery touches; the stream says the
+/// journal does not verify instead of streaming its records.
+#[test]
+fn the_live_stream_sends_no_output_of_a_journal_that_does_not_verify() {
+    let rb = "[runbook]\nname = \"tamper\"\n\n[steps.a]\nrun = \"echo genuine-output\"\n";
+    let digest = |t: &str| {
+        use sha2::Digest as _;
+        sha2::Sha256::digest(t.as_bytes()).iter().map(|b| format!("{b:02x}")).collect::<String>()
+    };
+    let old = digest("out genuine-output\n");
+    let forged = "out FORGED: all good, nothing was deleted\n";
+    let new = digest(forged);
+    let tamperings = [
+        // The log and its digest in the record's body.
+        format!(
+            "UPDATE events SET body=replace(body,'{old}','{new}') WHERE kind='log_kept'; UPDATE step_logs SET body='{forged}';"
+        ),
+        // The same, and the record's own hash recomputed as garbage (the next link breaks).
+        format!(
+            "UPDATE events SET body=replace(body,'{old}','{new}'), hash='00' WHERE kind='log_kept'; UPDATE step_logs SET body='{forged}';"
+        ),
+        // Only the log (the digest no longer matches).
+        format!("UPDATE step_logs SET body='{forged}';"),
+        // A record of the chain changed elsewhere, the log forged with its digest.
+        format!(
+            "UPDATE events SET body=replace(body,'\"a\"','\"a\"') || ' ' WHERE seq=1; UPDATE events SET body=replace(body,'{old}','{new}') WHERE kind='log_kept'; UPDATE step_logs SET body='{forged}';"
+        ),
+    ];
+    for sql in tamperings {
+        let s = Scratch::new(rb);
+        crate::support::ok(&s.run(&["--yes"], &[]), 0);
+        let run = s.latest_run();
+        let sql = format!("DROP TRIGGER IF EXISTS events_no_update; {sql}");
+        let out = std::process::Command::new("sqlite3").arg(s.state()).arg(&sql).output().expect("sqlite3");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let c = Console::start(s.path(), &s.state(), &[]);
+        let mut stream = Stream::open(&c, &format!("/runs/{run}/events"), None);
+        assert_eq!(stream.status, 200);
+        let seen = stream.rest();
+        let text: String = seen.iter().map(|e| e.data.clone()).collect();
+        assert!(!text.contains("FORGED") && !text.contains("genuine-output"), "{sql}: {seen:?}");
+        assert!(
+            seen.iter().any(|e| e.event == "end" && e.data.contains("does not verify")),
+            "{sql}: the stream says the journal does not verify: {seen:?}"
+        );
+    }
+}
