@@ -556,3 +556,34 @@ fn the_live_stream_sends_no_output_of_a_journal_that_does_not_verify() {
         );
     }
 }
+
+/// adv16u F2 (promise 5): a run whose clock stepped back a day while a step ran (an NTP
+/// step; libfaketime moves the engine's clock) has its page served, the timeline drawn
+/// from the earlier time to the later (`timeline::tests::a_clock_that_steps_back_draws_bars_inside_the_axis`
+/// holds every order; failed before: the server's thread panicked, the connection dropped).
+#[test]
+fn the_run_page_of_a_journal_whose_clock_stepped_back_is_served() {
+    let lib = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
+    assert!(std::path::Path::new(lib).exists(), "libfaketime is installed (the test needs it)");
+    let rb = "[runbook]\nname = \"clock\"\n\n[steps.a]\nrun = \"echo '-1d' > ft; sleep 1; echo done\"\n";
+    let s = Scratch::new(rb);
+    std::fs::write(s.path().join("ft"), "+0\n").expect("ft");
+    let ft = s.path().join("ft").display().to_string();
+    let out = s.run(
+        &["--yes"],
+        &[("LD_PRELOAD", lib), ("FAKETIME_TIMESTAMP_FILE", &ft), ("FAKETIME_NO_CACHE", "1")],
+    );
+    crate::support::ok(&out, 0);
+    let run = s.latest_run();
+    let q = "select group_concat(ts, ' ') from events where kind in ('step_started', 'step_succeeded') order by seq";
+    let out = std::process::Command::new("sqlite3").arg(s.state()).arg(q).output().expect("sqlite3");
+    let ts = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let (started, succeeded) = ts.split_once(' ').unwrap_or_else(|| panic!("two times: {ts}"));
+    assert!(succeeded < started, "the clock stepped back in the journal: {ts}");
+    let c = Console::start(s.path(), &s.state(), &[]);
+    let page = c.get(&format!("/runs/{run}"));
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("succeeded"), "{}", page.body);
+    let again = c.get(&format!("/runs/{run}"));
+    assert_eq!(again.status, 200, "the console still answers");
+}
