@@ -587,3 +587,41 @@ fn the_run_page_of_a_journal_whose_clock_stepped_back_is_served() {
     let again = c.get(&format!("/runs/{run}"));
     assert_eq!(again.status, 200, "the console still answers");
 }
+
+/// adv16u F4 (promise 5): one peer cannot take every live-follower slot. An anonymous peer
+/// gets at most `FOLLOWERS_PER_PEER` (8) streams at once, a 503 beyond them that says so;
+/// a stream that ends gives its slot back to that peer.
+#[test]
+fn one_peer_cannot_take_every_live_follower_slot() {
+    let s = Scratch::new(WAITS_FOR_GO);
+    let mut engine = s.spawn(&["run", "r.toml", "--yes"]);
+    let run = started(&s, "wait");
+    let c = Console::start(s.path(), &s.state(), &[]);
+    let path = format!("/runs/{run}/events");
+    let mut open: Vec<Stream> = (0..8).map(|_| Stream::open(&c, &path, None)).collect();
+    assert!(open.iter().all(|st| st.status == 200), "eight streams for one peer");
+    for _ in 0..20 {
+        let mut more = Stream::open(&c, &path, None);
+        assert_eq!(more.status, 503, "a ninth stream of the same peer is refused");
+        let said = std::iter::from_fn(|| {
+            let mut l = String::new();
+            (more.reader.read_line(&mut l).unwrap_or(0) > 0).then_some(l)
+        })
+        .collect::<String>();
+        assert!(said.contains("streams from this address"), "{said}");
+    }
+    // A stream that ends gives its slot back (waited for, bounded: no speed asserted).
+    drop(open.pop());
+    let t0 = Instant::now();
+    loop {
+        let again = Stream::open(&c, &path, None);
+        if again.status == 200 {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(120), "the slot never came back");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::fs::write(s.path().join("go"), "").expect("go");
+    drop(open);
+    assert!(engine.wait().expect("the engine ends").success());
+}
