@@ -625,3 +625,46 @@ fn one_peer_cannot_take_every_live_follower_slot() {
     drop(open);
     assert!(engine.wait().expect("the engine ends").success());
 }
+
+/// adv16u F4: a signed-in operator's streams are counted apart from the anonymous ones of
+/// the same address (behind a TLS front every browser has the front's address), and an
+/// identity has its own share of 8.
+#[test]
+fn a_signed_in_operator_follows_runs_when_anonymous_peers_took_their_share() {
+    let s = Scratch::new(WAITS_FOR_GO);
+    let mut engine = s.spawn(&["run", "r.toml", "--yes"]);
+    let run = started(&s, "wait");
+    let bob = crate::console_auth::add_token(s.path(), &s.state(), "bob");
+    let c = Console::start(s.path(), &s.state(), &["--auth", "token"]);
+    // Sign in on `/login`: the session's cookie.
+    let mut tcp = TcpStream::connect(("127.0.0.1", c.port)).expect("connect");
+    let body = format!("token={bob}");
+    let req = format!(
+        "POST /login HTTP/1.0\r\nHost: {host}\r\nOrigin: http://{host}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len(),
+        host = c.host()
+    );
+    tcp.write_all(req.as_bytes()).expect("write");
+    let mut answer = String::new();
+    std::io::Read::read_to_string(&mut tcp, &mut answer).expect("read");
+    let cookie = answer
+        .lines()
+        .find_map(|l| l.to_lowercase().starts_with("set-cookie:").then(|| l[11..].trim().to_string()))
+        .and_then(|c| c.split(';').next().map(str::to_string))
+        .unwrap_or_else(|| panic!("a session: {answer}"));
+    let path = format!("/runs/{run}/events");
+    let anonymous: Vec<Stream> = (0..8).map(|_| Stream::open(&c, &path, None)).collect();
+    assert!(anonymous.iter().all(|st| st.status == 200));
+    assert_eq!(Stream::open(&c, &path, None).status, 503, "the address's share is taken");
+    let as_bob = format!("Cookie: {cookie}\r\n");
+    let signed: Vec<Stream> = (0..8).map(|_| Stream::open_with(&c, &path, &as_bob)).collect();
+    assert!(signed.iter().all(|st| st.status == 200), "bob's own share");
+    let mut ninth = Stream::open_with(&c, &path, &as_bob);
+    assert_eq!(ninth.status, 503, "bob's share is 8 too");
+    let mut said = String::new();
+    while ninth.reader.read_line(&mut said).unwrap_or(0) > 0 {}
+    assert!(said.contains("streams of this identity"), "{said}");
+    std::fs::write(s.path().join("go"), "").expect("go");
+    drop((anonymous, signed));
+    assert!(engine.wait().expect("the engine ends").success());
+}
