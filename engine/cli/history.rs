@@ -364,9 +364,9 @@ pub fn logs(run_id: &str, step: Option<&str>, state: Option<String>) -> CliResul
         histories.pop().ok_or_else(|| StoreError::NoSuchRun(run_id.to_string()))
     })?;
     let findings = history.findings(None);
-    let chain_intact = !findings.iter().any(|f| f.place.starts_with("events"));
     let records = history.records.clone().unwrap_or_default();
-    let mut logs = runbook_core::audit::vouched_logs(&records, history.logs, chain_intact);
+    let verified = runbook_core::audit::Verified::of_chain(&records, &findings);
+    let mut logs = runbook_core::audit::vouched_logs(&records, history.logs, verified);
     // A copy the journal vouches for wins over a local file (a plain file of this host, which
     // a step or anyone with access to the folder can change); a local file is shown only
     // for attempts the store has no vouched copy of (a run still going, an engine that

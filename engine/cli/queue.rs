@@ -46,7 +46,14 @@ pub fn submit(args: SubmitArgs<'_>, color: bool) -> CliResult {
         }
         (None, Some(file)) => {
             let (runbook, values, text) =
-                crate::queued::plan_of(file, &target.params, target.params_file.as_deref(), color)?;
+                crate::queued::plan_of(file, &target.params, target.params_file.as_deref(), color).map_err(
+                    |e| {
+                        let location = crate::state::location(args.state);
+                        crate::queued::refuse_secrets_given(Path::new(file), &target.params, &location)
+                            .err()
+                            .unwrap_or(e)
+                    },
+                )?;
             (runbook, values, std::path::PathBuf::from(file), text)
         }
         // clap requires one of them.

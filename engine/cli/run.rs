@@ -164,6 +164,10 @@ pub fn run(
     color: bool,
 ) -> CliResult {
     let (runbook, mut params, mut missing, wrong) = load_with_missing_params(file, args, params_file, color)?;
+    // A secret typed as a parameter is refused in place of the problems that quote it (adv16u F1).
+    if !wrong.is_empty() {
+        crate::queued::refuse_secrets_given(file, args, &crate::state::location(opts.state.as_deref()))?;
+    }
     // On a terminal, the operator may type what is missing (never without one).
     if !missing.is_empty() && crate::preflight::on_terminal() {
         let typed = crate::preflight::ask_missing(&runbook, &missing);

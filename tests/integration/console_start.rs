@@ -484,3 +484,78 @@ fn a_reviewed_plan_is_exactly_what_is_queued() {
     assert_eq!(queued, digest);
     assert!(plan.contains("SHIPPED"), "{plan}");
 }
+
+/// adv16u F1 (promise 3): a secret typed into a start (the form, the API, `runbook submit
+/// -p`) is refused before any check that quotes the value or the name, and never sent back:
+/// the secret in every position (whole value, inside a value, a name, a name and a value) of
+/// every kind of parameter (pattern, integer, enum, free string, unknown).
+#[test]
+fn a_secret_typed_into_a_start_is_refused_and_never_sent_back() {
+    const SECRET: &str = "s3cr3t-deploy-token";
+    let scratch = Scratch::new(DEPLOY);
+    let (dir, state) = (scratch.path(), scratch.state());
+    let cli_state = dir.join("cli.db").display().to_string();
+    let bob = add_token(dir, &state, "bob");
+    let served = serve_env(dir, &state, &["--auth", "token", "--runbooks", "."], &ENV);
+    let session = served.login(&bob);
+    let page = served.get_as("/runbooks/r", &session);
+    let csrf = csrf_of(&page.body[page.body.find("class=\"start\"").expect("the form")..]);
+    let mut corpus: Vec<Vec<(String, String)>> = Vec::new();
+    for name in ["ticket", "replicas", "environment", "note", "unknown"] {
+        for value in
+            [SECRET.to_string(), format!("x{SECRET}y"), format!("OPS-1{SECRET}"), format!("{SECRET}7")]
+        {
+            let mut given = vec![(name.to_string(), value)];
+            if name != "ticket" {
+                given.push(("ticket".into(), "OPS-1".into()));
+            }
+            corpus.push(given);
+        }
+    }
+    corpus.push(vec![("ticket".into(), "OPS-1".into()), (SECRET.into(), "1".into())]);
+    corpus.push(vec![(SECRET.into(), SECRET.into())]);
+    corpus.push(vec![(format!("a{SECRET}"), "production".into())]);
+    corpus.push(vec![("replicas".into(), "x".into()), (SECRET.into(), "1".into())]);
+    let mut leaks = Vec::new();
+    for given in &corpus {
+        let body: Vec<String> =
+            given.iter().map(|(k, v)| format!("param.{}={}", encode(k), encode(v))).collect();
+        let body = body.join("&");
+        let r =
+            served.post_form("/runbooks/r/start", Some(&session), &format!("review=yes&{body}&csrf={csrf}"));
+        if r.body.contains(SECRET) || r.status < 400 {
+            leaks.push(format!("page {} for {given:?}: {}", r.status, r.body));
+        }
+        let r = served.send(
+            "POST",
+            "/api/runbooks/r/start",
+            &[("Authorization", &format!("Bearer {bob}"))],
+            &body,
+        );
+        if r.body.contains(SECRET) || r.status != 400 {
+            leaks.push(format!("api {} for {given:?}: {}", r.status, r.body));
+        }
+        if !r.body.contains("contains the value of secret `TOKEN`") {
+            leaks.push(format!("api: not refused for the secret {given:?}: {}", r.body));
+        }
+        // The CLI's `submit -p` and `run -p` do the same.
+        for command in ["submit", "run"] {
+            let mut args: Vec<String> = vec![command.into(), "r.toml".into(), "--yes".into()];
+            for (k, v) in given {
+                args.extend(["-p".into(), format!("{k}={v}")]);
+            }
+            args.extend(["--state".into(), cli_state.clone()]);
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let cli = run_in_with_env(dir, &args, &ENV);
+            let said = format!("{}{}", cli.stdout, cli.stderr);
+            if said.contains(SECRET)
+                || cli.code == 0
+                || !said.contains("contains the value of secret `TOKEN`")
+            {
+                leaks.push(format!("{command} for {given:?}: {said}"));
+            }
+        }
+    }
+    assert!(queue(&scratch).is_empty(), "nothing queued");
+    assert!(leaks.is_empty(), "the secret came back in: {leaks:#?}");
+}

@@ -304,16 +304,37 @@ fn same_event(stored: Option<&serde_json::Value>, written: Option<&serde_json::V
         })
 }
 
+/// The verifier's verdict that a journal's chain holds: made only by [`Verified::of`], which
+/// verifies the chain itself, so no reader can vouch for output by passing `true` by hand.
+#[derive(Debug, Clone, Copy)]
+pub struct Verified(());
+
+impl Verified {
+    /// The chain of `records` verifies (`journal::verify`) and `audit verify`'s findings
+    /// (`History::findings`) name nothing; `None` otherwise.
+    pub fn of(records: &[Record], findings: &[Finding]) -> Option<Verified> {
+        (findings.is_empty() && crate::journal::verify(records, None).is_ok()).then_some(Verified(()))
+    }
+
+    /// As [`Verified::of`], ignoring findings outside the journal (`events*`): `runbook
+    /// logs`'s rule, which does not let a stale lock or row hide the output.
+    pub fn of_chain(records: &[Record], findings: &[Finding]) -> Option<Verified> {
+        let chain = findings.iter().filter(|f| f.place.starts_with("events")).cloned().collect::<Vec<_>>();
+        Verified::of(records, &chain)
+    }
+}
+
 /// The kept logs a reader may present, by (step, attempt), each with what vouches for it:
-/// a log whose digest matches its `log_kept` record (and only while the chain is intact),
+/// a log whose digest matches its `log_kept` record (and only with the verifier's verdict),
 /// or every log of a journal from before log digests, labelled as not vouched for. A kept
 /// log that does not match its digest is left out. The one rule for `runbook logs` and the
 /// console.
 pub fn vouched_logs(
     records: &[Record],
     logs: Vec<StoredLog>,
-    chain_intact: bool,
+    verified: Option<Verified>,
 ) -> BTreeMap<(String, i64), (String, String)> {
+    let chain_intact = verified.is_some();
     let vouched = kept_logs(records);
     let legacy = logs_predate_digests(records);
     logs.into_iter()

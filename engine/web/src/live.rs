@@ -10,7 +10,8 @@
 //!   the records after the last it saw once per [`POLL`] and broadcasts them; it stops when
 //!   its last follower goes or when the run has finished (its `run_finished` read and its
 //!   engine gone: the logs are kept after the end).
-//! - Bounded: at most [`MAX_FOLLOWERS`] streams at once (more are a 503), an event at most
+//! - Bounded: at most [`MAX_FOLLOWERS`] streams at once and [`FOLLOWERS_PER_PEER`] for one
+//!   principal (more are a 503), an event at most
 //!   [`MAX_EVENT`] bytes (the output is cut to its tail to fit), a comment every
 //!   [`HEARTBEAT`] (so the connection's idle deadline sees progress), a stream at most
 //!   [`STREAM_MAX`] long (the browser reconnects with `Last-Event-ID`), and the stream ends
@@ -40,6 +41,9 @@ use crate::pages::{App, PageError};
 pub const POLL: Duration = Duration::from_millis(500);
 /// The most streams open at once (the connections are capped at 256: pages stay reachable).
 pub const MAX_FOLLOWERS: usize = 128;
+/// The most streams one principal holds at once (a signed-in identity, else a peer's
+/// address): no one client takes every [`MAX_FOLLOWERS`] slot (red team adv16u F4).
+pub const FOLLOWERS_PER_PEER: usize = 8;
 /// The most bytes of one event (its output is cut to the tail that fits).
 pub const MAX_EVENT: usize = 64 * 1024;
 /// A comment line this often, so that an idle stream still makes progress.
@@ -72,6 +76,8 @@ pub struct Event {
 pub struct Hub {
     runs: std::sync::Mutex<HashMap<String, broadcast::Sender<Msg>>>,
     followers: Arc<Semaphore>,
+    /// The streams each principal holds now (see [`FOLLOWERS_PER_PEER`]).
+    shares: Arc<std::sync::Mutex<HashMap<Principal, usize>>>,
     /// How many times a followed run's store was read (the bench and a test read it).
     pub polls: std::sync::atomic::AtomicU64,
 }
@@ -81,8 +87,61 @@ impl Default for Hub {
         Hub {
             runs: std::sync::Mutex::new(HashMap::new()),
             followers: Arc::new(Semaphore::new(MAX_FOLLOWERS)),
+            shares: Arc::new(std::sync::Mutex::new(HashMap::new())),
             polls: std::sync::atomic::AtomicU64::new(0),
         }
+    }
+}
+
+/// Whose share a stream counts in: a signed-in identity (a session's cookie, a trusted
+/// proxy's header; by `journal::identity_key`), else the peer's address (anonymous, or a
+/// bearer token, which is not read for a stream: using one is recorded in the store).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Principal {
+    Identity(String),
+    Peer(Option<std::net::IpAddr>),
+}
+
+/// One stream's slot: its part of [`MAX_FOLLOWERS`] and of its principal's share, both
+/// given back when the stream ends.
+struct Slot {
+    _permit: OwnedSemaphorePermit,
+    shares: Arc<std::sync::Mutex<HashMap<Principal, usize>>>,
+    who: Principal,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut shares = self.shares.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = shares.get_mut(&self.who) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                shares.remove(&self.who);
+            }
+        }
+    }
+}
+
+impl Hub {
+    /// A slot for `who`, or why not (its share is taken, or every slot is).
+    fn slot(&self, who: Principal) -> Result<Slot, String> {
+        let mut shares = self.shares.lock().unwrap_or_else(|p| p.into_inner());
+        if shares.get(&who).copied().unwrap_or(0) >= FOLLOWERS_PER_PEER {
+            let whose = match &who {
+                Principal::Identity(_) => "of this identity",
+                Principal::Peer(_) => "from this address",
+            };
+            return Err(format!(
+                "{FOLLOWERS_PER_PEER} streams {whose} already follow runs on this console: close a page that follows one, then reload this one"
+            ));
+        }
+        let permit = self.followers.clone().try_acquire_owned().map_err(|_| {
+            format!(
+                "{MAX_FOLLOWERS} browsers already follow runs on this console: reload the page to see the run"
+            )
+        })?;
+        *shares.entry(who.clone()).or_insert(0) += 1;
+        Ok(Slot { _permit: permit, shares: self.shares.clone(), who })
     }
 }
 
@@ -175,24 +234,25 @@ fn finished(records: &[Record]) -> Option<String> {
     })
 }
 
-/// The run's records and vouched logs as the store has them now.
+/// Why a stream stops at a journal the verifier does not vouch for.
+const NOT_VERIFIED: &str =
+    "the journal does not verify: reload the page for `audit verify`'s verdict (nothing of it is sent)";
+
+/// The run's records and vouched logs as the store has them now, with the verifier's verdict
+/// (`History::findings`, as the run page, `/output` and `runbook logs`): a journal that does
+/// not verify has no logs vouched for, and its records are not to be sent.
 async fn read_all(
     store: &Store,
     id: &str,
-) -> Result<(Vec<Record>, BTreeMap<(String, i64), (String, String)>), runbook_store::StoreError> {
-    let records = store.records(id).await?;
-    let logs = if records.iter().any(|r| matches!(r.event, RunEvent::LogKept { .. })) {
-        let stored = store
-            .logs(id)
-            .await?
-            .into_iter()
-            .map(|l| runbook_core::audit::StoredLog { step: l.step, attempt: l.attempt, body: l.body })
-            .collect();
-        runbook_core::audit::vouched_logs(&records, stored, true)
-    } else {
-        BTreeMap::new()
-    };
-    Ok((records, logs))
+) -> Result<(Vec<Record>, BTreeMap<(String, i64), (String, String)>, bool), runbook_store::StoreError> {
+    let (mut histories, _) = store.histories(Some(id)).await?;
+    let Some(history) = histories.pop() else { return Ok((Vec::new(), BTreeMap::new(), true)) };
+    let findings = history.findings(None);
+    let records = history.records.clone().unwrap_or_default();
+    let verified = runbook_core::audit::Verified::of(&records, &findings);
+    let intact = verified.is_some();
+    let logs = runbook_core::audit::vouched_logs(&records, history.logs, verified);
+    Ok((records, logs, intact))
 }
 
 /// The poller of one run: reads the records after the last it saw once per [`POLL`] and
@@ -237,7 +297,11 @@ async fn poll(app: Arc<App>, id: String, tx: broadcast::Sender<Msg>) {
             // The output, only when the batch keeps some (read once, for every follower).
             let logs = if kept {
                 match app.read(async |s| read_all(&s, &id).await).await {
-                    Ok(Some((_, logs))) => logs,
+                    Ok(Some((_, logs, true))) => logs,
+                    Ok(Some((_, _, false))) => {
+                        let _ = tx.send(Msg::End(Arc::new(NOT_VERIFIED.into())));
+                        break;
+                    }
                     Ok(None) | Err(_) => BTreeMap::new(),
                 }
             } else {
@@ -301,20 +365,27 @@ pub async fn follow(
     let started = async {
         let id = crate::pages::run_id(id)?;
         let after = start_after(&headers, uri.query())?;
-        let permit = app.hub.followers.clone().try_acquire_owned().map_err(|_| {
-            PageError::Unavailable(format!(
-                "{MAX_FOLLOWERS} browsers already follow runs on this console: reload the page to see the run"
-            ))
-        })?;
+        let peer =
+            info.as_ref().map(|axum::Extension(axum::extract::ConnectInfo(c))| c.remote.ip().to_canonical());
+        let signed_in = if headers.contains_key(header::AUTHORIZATION) {
+            None
+        } else {
+            app.gate.identify(&headers, peer).await.ok().flatten()
+        };
+        let who = match signed_in {
+            Some(w) => Principal::Identity(runbook_core::journal::identity_key(&w.name)),
+            None => Principal::Peer(peer),
+        };
+        let permit = app.hub.slot(who).map_err(PageError::Unavailable)?;
         // Subscribed before reading: a record is either in what is read or broadcast after.
         let rx = subscribe(&app, &id);
         let read = app.read(async |s| read_all(&s, &id).await).await?;
-        let Some((records, logs)) = read.filter(|(r, _)| !r.is_empty()) else {
+        let Some((records, logs, intact)) = read.filter(|(r, _, _)| !r.is_empty()) else {
             return Err(PageError::NotFound(format!("run `{id}` has no journal to follow")));
         };
-        Ok((id, after, permit, records, logs, rx))
+        Ok((id, after, permit, records, logs, intact, rx))
     };
-    let (id, after, permit, records, logs, rx) = match started.await {
+    let (id, after, permit, records, logs, intact, rx) = match started.await {
         Ok(s) => s,
         Err(e) => return app.error(false, status_of(&e), "cannot follow the run", &message_of(&e)),
     };
@@ -323,8 +394,12 @@ pub async fn follow(
         conn.streaming();
     }
     let (out, body) = mpsc::channel::<Bytes>(8);
-    let done = finished(&records);
-    let backlog = events(&records, after, &logs);
+    // A journal that does not verify: none of its records, only why.
+    let (done, backlog) = if intact {
+        (finished(&records), events(&records, after, &logs))
+    } else {
+        (Some(NOT_VERIFIED.to_string()), Vec::new())
+    };
     let last = records.last().map_or(0, |r| r.seq).max(after);
     tokio::spawn(send(app.clone(), id, rx, backlog, last, done, out, permit));
     let mut r = Body::from_stream(Stream(body)).into_response();
@@ -358,7 +433,7 @@ async fn send(
     mut last: u64,
     done: Option<String>,
     out: mpsc::Sender<Bytes>,
-    _permit: OwnedSemaphorePermit,
+    _slot: Slot,
 ) {
     let deadline = tokio::time::Instant::now() + STREAM_MAX;
     // The retry delay, then the events the browser has not seen.
@@ -396,9 +471,13 @@ async fn send(
                 }
                 Err(broadcast::error::RecvError::Lagged(_)) => {
                     // Behind the poller: what was missed, from the store.
-                    let Ok(Some((records, logs))) = app.read(async |s| read_all(&s, &id).await).await else {
+                    let Ok(Some((records, logs, intact))) = app.read(async |s| read_all(&s, &id).await).await else {
                         return;
                     };
+                    if !intact {
+                        let _ = out.send(Bytes::from(end_frame(NOT_VERIFIED))).await;
+                        return;
+                    }
                     for e in events(&records, last, &logs) {
                         last = e.seq;
                         if out.send(Bytes::from(e.text)).await.is_err() {

@@ -111,10 +111,12 @@ pub async fn page(
                 "there is no run `{id}`: the state store holds no runs yet"
             )));
         };
-        let intact = history.findings(None).is_empty();
+        let findings = history.findings(None);
         let records = history.records.clone().unwrap_or_default();
         // Only an intact chain vouches for a log (as `runbook logs` requires).
-        let logs = runbook_core::audit::vouched_logs(&records, history.logs, intact);
+        let verified = runbook_core::audit::Verified::of(&records, &findings);
+        let intact = verified.is_some();
+        let logs = runbook_core::audit::vouched_logs(&records, history.logs, verified);
         let (q2, step2) = (q.clone(), step.clone());
         let (found, matched, shown) =
             tokio::task::spawn_blocking(move || search(logs, q2.as_deref(), step2.as_deref()))

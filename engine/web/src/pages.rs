@@ -756,7 +756,8 @@ async fn run_view(app: &App, id: &str) -> Result<RunView, PageError> {
         }
     };
     // One verifier: `runbook audit verify` says the same of this run.
-    let findings: Vec<String> = history.findings(None).iter().map(|f| one_line(&f.to_string())).collect();
+    let verdict = history.findings(None);
+    let findings: Vec<String> = verdict.iter().map(|f| one_line(&f.to_string())).collect();
     let records = history.records.clone().unwrap_or_default();
     let head_hash = records.last().map(|r| r.hash.clone());
     let summary = runbook_core::audit::summary(&records);
@@ -878,7 +879,8 @@ async fn run_view(app: &App, id: &str) -> Result<RunView, PageError> {
     v.graph = Some(graph::layout(&drawn));
     v.timeline = crate::timeline::of_run(&records, shape.as_deref(), v.finished_at.is_none());
     // Only an intact chain gets here (above), as `runbook logs` requires of a vouched log.
-    v.logs = view::log_views(id, runbook_core::audit::vouched_logs(&records, history.logs, v.intact));
+    let verified = runbook_core::audit::Verified::of(&records, &verdict);
+    v.logs = view::log_views(id, runbook_core::audit::vouched_logs(&records, history.logs, verified));
     v.journal = view::record_rows(&records);
     Ok(v)
 }

@@ -154,11 +154,12 @@ pub fn timeline(
             |step: &str, what: &'static str, kind: &'static str, word: &str, spans: &mut Vec<Span>| {
                 if let Some((row, since, attempt)) = open.remove(&(step.to_string(), what)) {
                     let title = if what == "attempt" {
-                        format!("{step}: attempt {attempt} {word}, {}", human(t - since))
+                        format!("{step}: attempt {attempt} {word}, {}", human(t.saturating_sub(since)))
                     } else {
-                        format!("{step}: {word}, {}", human(t - since))
+                        format!("{step}: {word}, {}", human(t.saturating_sub(since)))
                     };
-                    spans.push(Span { row, from: since, to: t, kind, title });
+                    // A clock that stepped back: the bar from the earlier to the later time.
+                    spans.push(Span { row, from: since.min(t), to: since.max(t), kind, title });
                 }
             };
         match &r.event {
@@ -230,38 +231,44 @@ pub fn timeline(
             from: since,
             to: end,
             kind,
-            title: format!("{step}: {word}, {}", human(end - since)),
+            title: format!("{step}: {word}, {}", human(end.saturating_sub(since))),
         });
     }
     // Estimates, from each step's first start.
     for (step, &at) in &row_of {
         if let (Some((low, high)), Some(&from)) = (estimates.get(step), first_start.get(&at)) {
-            let (low, high) = (low.as_millis() as i64, high.as_millis() as i64);
+            let ms = |d: &Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+            let (low, high) = (ms(low), ms(high));
             let est = if low == high { human(high) } else { format!("{}..{}", human(low), human(high)) };
             spans.push(Span {
                 row: at,
                 from,
-                to: from + high,
+                to: from.saturating_add(high),
                 kind: "estimate",
                 title: format!("{step}: estimate {est}"),
             });
         }
     }
-    let span_end = spans.iter().map(|s| s.to).max().unwrap_or(end).max(end).max(start + 1);
-    let scale = AXIS_W as f64 / (span_end - start) as f64;
-    let x = |t: i64| LABEL_W + (((t - start).max(0) as f64) * scale).round() as u32;
+    // Journal times are not monotonic (a clock stepped back): the axis runs from the earliest
+    // time to the latest, every difference saturates, every x is clamped to the axis.
+    let start = spans.iter().map(|s| s.from).min().unwrap_or(start).min(start);
+    let span_end = spans.iter().map(|s| s.to).max().unwrap_or(end).max(end).max(start.saturating_add(1));
+    let scale = AXIS_W as f64 / span_end.saturating_sub(start) as f64;
+    let x = |t: i64| {
+        LABEL_W + ((t.saturating_sub(start).max(0) as f64) * scale).round().min(AXIS_W as f64) as u32
+    };
     let shown = rows.len().min(MAX_ROWS);
     let y = |row: usize| TOP + row as u32 * ROW_H;
     let mut bars: Vec<Bar> = spans
         .into_iter()
         .filter(|s| s.row < shown)
         .map(|s| {
-            let (x1, x2) = (x(s.from), x(s.to));
+            let (x1, x2) = (x(s.from.min(s.to)), x(s.from.max(s.to)));
             let thin = s.kind == "estimate";
             Bar {
                 x: x1,
                 y: y(s.row) + if thin { BAR_H + 1 } else { 0 },
-                w: (x2 - x1).max(2),
+                w: x2.saturating_sub(x1).max(2),
                 kind: s.kind,
                 title: one_line(&s.title),
             }
@@ -289,7 +296,7 @@ pub fn timeline(
             })
             .collect(),
         bars,
-        span: human(span_end - start),
+        span: human(span_end.saturating_sub(start)),
         more: rows.len() - shown,
     })
 }
@@ -412,5 +419,60 @@ mod tests {
         let t = timeline(&records[..4], &HashMap::new(), Some(millis("2026-01-01T00:00:30Z").expect("t")))
             .expect("t");
         assert_eq!(t.bars.last().map(|b| b.kind), Some("running"));
+    }
+
+    /// adv16u F2: journal times are not monotonic (an NTP step, a resume on a host whose
+    /// clock is behind): every order of a step's records, the run's own start after them,
+    /// times years apart, an absurd estimate, and `now` before the records, each drawn
+    /// without a panic, every bar inside the axis.
+    #[test]
+    fn a_clock_that_steps_back_draws_bars_inside_the_axis() {
+        let times = [
+            "2026-12-06T21:16:47.000Z",
+            "2026-12-05T21:16:48.000Z",
+            "2026-12-06T21:16:46.999Z",
+            "1970-01-01T00:00:00Z",
+            "9999-12-31T23:59:59.999Z",
+        ];
+        let step = |ts: &str, seq, ev| rec(seq, ts, ev);
+        for a in times {
+            for b in times {
+                for c in times {
+                    let records = vec![
+                        step(a, 1, RunEvent::StepStarted { step: "s".into(), attempt: 1 }),
+                        step(
+                            b,
+                            2,
+                            RunEvent::AttemptFailed {
+                                step: "s".into(),
+                                attempt: 1,
+                                exit_code: Some(1),
+                                reason: "x".into(),
+                                output: None,
+                            },
+                        ),
+                        step(c, 3, RunEvent::StepStarted { step: "s".into(), attempt: 2 }),
+                        step(
+                            a,
+                            4,
+                            RunEvent::StepSucceeded {
+                                step: "s".into(),
+                                attempt: 2,
+                                outputs: Default::default(),
+                            },
+                        ),
+                        step(c, 5, RunEvent::CompensationStarted { step: "t".into(), attempt: 1 }),
+                    ];
+                    let mut est = HashMap::new();
+                    est.insert("s".to_string(), (Duration::from_secs(1), Duration::MAX));
+                    for now in [None, Some(0), Some(i64::MIN), Some(i64::MAX)] {
+                        let t = timeline(&records, &est, now).expect("a timeline");
+                        for bar in &t.bars {
+                            assert!(bar.w >= 2 && bar.x + bar.w <= t.width, "{a} {b} {c} {now:?}: {bar:?}");
+                        }
+                    }
+                }
+            }
+        }
     }
 }

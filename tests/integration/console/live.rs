@@ -506,3 +506,165 @@ fn the_books_console_images_exist_and_are_pngs() {
         assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n"), "{image} is not a PNG");
     }
 }
+
+/// adv16u F3: the live stream sends no output the chain does not vouch for. A kept log
+/// forged in the store (its `log_kept` digest rewritten to match, so only the chain can
+/// tell) never reaches a follower, whatever the forgery touches; the stream says the
+/// journal does not verify instead of streaming its records.
+#[test]
+fn the_live_stream_sends_no_output_of_a_journal_that_does_not_verify() {
+    let rb = "[runbook]\nname = \"tamper\"\n\n[steps.a]\nrun = \"echo genuine-output\"\n";
+    let digest = |t: &str| {
+        use sha2::Digest as _;
+        sha2::Sha256::digest(t.as_bytes()).iter().map(|b| format!("{b:02x}")).collect::<String>()
+    };
+    let old = digest("out genuine-output\n");
+    let forged = "out FORGED: all good, nothing was deleted\n";
+    let new = digest(forged);
+    let tamperings = [
+        // The log and its digest in the record's body.
+        format!(
+            "UPDATE events SET body=replace(body,'{old}','{new}') WHERE kind='log_kept'; UPDATE step_logs SET body='{forged}';"
+        ),
+        // The same, and the record's own hash recomputed as garbage (the next link breaks).
+        format!(
+            "UPDATE events SET body=replace(body,'{old}','{new}'), hash='00' WHERE kind='log_kept'; UPDATE step_logs SET body='{forged}';"
+        ),
+        // Only the log (the digest no longer matches).
+        format!("UPDATE step_logs SET body='{forged}';"),
+        // A record of the chain changed elsewhere, the log forged with its digest.
+        format!(
+            "UPDATE events SET body=replace(body,'\"a\"','\"a\"') || ' ' WHERE seq=1; UPDATE events SET body=replace(body,'{old}','{new}') WHERE kind='log_kept'; UPDATE step_logs SET body='{forged}';"
+        ),
+    ];
+    for sql in tamperings {
+        let s = Scratch::new(rb);
+        crate::support::ok(&s.run(&["--yes"], &[]), 0);
+        let run = s.latest_run();
+        let sql = format!("DROP TRIGGER IF EXISTS events_no_update; {sql}");
+        let out = std::process::Command::new("sqlite3").arg(s.state()).arg(&sql).output().expect("sqlite3");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let c = Console::start(s.path(), &s.state(), &[]);
+        let mut stream = Stream::open(&c, &format!("/runs/{run}/events"), None);
+        assert_eq!(stream.status, 200);
+        let seen = stream.rest();
+        let text: String = seen.iter().map(|e| e.data.clone()).collect();
+        assert!(!text.contains("FORGED") && !text.contains("genuine-output"), "{sql}: {seen:?}");
+        assert!(
+            seen.iter().any(|e| e.event == "end" && e.data.contains("does not verify")),
+            "{sql}: the stream says the journal does not verify: {seen:?}"
+        );
+    }
+}
+
+/// adv16u F2 (promise 5): a run whose clock stepped back a day while a step ran (an NTP
+/// step; libfaketime moves the engine's clock) has its page served, the timeline drawn
+/// from the earlier time to the later (`timeline::tests::a_clock_that_steps_back_draws_bars_inside_the_axis`
+/// holds every order; failed before: the server's thread panicked, the connection dropped).
+#[test]
+fn the_run_page_of_a_journal_whose_clock_stepped_back_is_served() {
+    let lib = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
+    assert!(std::path::Path::new(lib).exists(), "libfaketime is installed (the test needs it)");
+    let rb = "[runbook]\nname = \"clock\"\n\n[steps.a]\nrun = \"echo '-1d' > ft; sleep 1; echo done\"\n";
+    let s = Scratch::new(rb);
+    std::fs::write(s.path().join("ft"), "+0\n").expect("ft");
+    let ft = s.path().join("ft").display().to_string();
+    let out = s.run(
+        &["--yes"],
+        &[("LD_PRELOAD", lib), ("FAKETIME_TIMESTAMP_FILE", &ft), ("FAKETIME_NO_CACHE", "1")],
+    );
+    crate::support::ok(&out, 0);
+    let run = s.latest_run();
+    let q = "select group_concat(ts, ' ') from events where kind in ('step_started', 'step_succeeded') order by seq";
+    let out = std::process::Command::new("sqlite3").arg(s.state()).arg(q).output().expect("sqlite3");
+    let ts = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let (started, succeeded) = ts.split_once(' ').unwrap_or_else(|| panic!("two times: {ts}"));
+    assert!(succeeded < started, "the clock stepped back in the journal: {ts}");
+    let c = Console::start(s.path(), &s.state(), &[]);
+    let page = c.get(&format!("/runs/{run}"));
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("succeeded"), "{}", page.body);
+    let again = c.get(&format!("/runs/{run}"));
+    assert_eq!(again.status, 200, "the console still answers");
+}
+
+/// adv16u F4 (promise 5): one peer cannot take every live-follower slot. An anonymous peer
+/// gets at most `FOLLOWERS_PER_PEER` (8) streams at once, a 503 beyond them that says so;
+/// a stream that ends gives its slot back to that peer.
+#[test]
+fn one_peer_cannot_take_every_live_follower_slot() {
+    let s = Scratch::new(WAITS_FOR_GO);
+    let mut engine = s.spawn(&["run", "r.toml", "--yes"]);
+    let run = started(&s, "wait");
+    let c = Console::start(s.path(), &s.state(), &[]);
+    let path = format!("/runs/{run}/events");
+    let mut open: Vec<Stream> = (0..8).map(|_| Stream::open(&c, &path, None)).collect();
+    assert!(open.iter().all(|st| st.status == 200), "eight streams for one peer");
+    for _ in 0..20 {
+        let mut more = Stream::open(&c, &path, None);
+        assert_eq!(more.status, 503, "a ninth stream of the same peer is refused");
+        let said = std::iter::from_fn(|| {
+            let mut l = String::new();
+            (more.reader.read_line(&mut l).unwrap_or(0) > 0).then_some(l)
+        })
+        .collect::<String>();
+        assert!(said.contains("streams from this address"), "{said}");
+    }
+    // A stream that ends gives its slot back (waited for, bounded: no speed asserted).
+    drop(open.pop());
+    let t0 = Instant::now();
+    loop {
+        let again = Stream::open(&c, &path, None);
+        if again.status == 200 {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(120), "the slot never came back");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::fs::write(s.path().join("go"), "").expect("go");
+    drop(open);
+    assert!(engine.wait().expect("the engine ends").success());
+}
+
+/// adv16u F4: a signed-in operator's streams are counted apart from the anonymous ones of
+/// the same address (behind a TLS front every browser has the front's address), and an
+/// identity has its own share of 8.
+#[test]
+fn a_signed_in_operator_follows_runs_when_anonymous_peers_took_their_share() {
+    let s = Scratch::new(WAITS_FOR_GO);
+    let mut engine = s.spawn(&["run", "r.toml", "--yes"]);
+    let run = started(&s, "wait");
+    let bob = crate::console_auth::add_token(s.path(), &s.state(), "bob");
+    let c = Console::start(s.path(), &s.state(), &["--auth", "token"]);
+    // Sign in on `/login`: the session's cookie.
+    let mut tcp = TcpStream::connect(("127.0.0.1", c.port)).expect("connect");
+    let body = format!("token={bob}");
+    let req = format!(
+        "POST /login HTTP/1.0\r\nHost: {host}\r\nOrigin: http://{host}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len(),
+        host = c.host()
+    );
+    tcp.write_all(req.as_bytes()).expect("write");
+    let mut answer = String::new();
+    std::io::Read::read_to_string(&mut tcp, &mut answer).expect("read");
+    let cookie = answer
+        .lines()
+        .find_map(|l| l.to_lowercase().starts_with("set-cookie:").then(|| l[11..].trim().to_string()))
+        .and_then(|c| c.split(';').next().map(str::to_string))
+        .unwrap_or_else(|| panic!("a session: {answer}"));
+    let path = format!("/runs/{run}/events");
+    let anonymous: Vec<Stream> = (0..8).map(|_| Stream::open(&c, &path, None)).collect();
+    assert!(anonymous.iter().all(|st| st.status == 200));
+    assert_eq!(Stream::open(&c, &path, None).status, 503, "the address's share is taken");
+    let as_bob = format!("Cookie: {cookie}\r\n");
+    let signed: Vec<Stream> = (0..8).map(|_| Stream::open_with(&c, &path, &as_bob)).collect();
+    assert!(signed.iter().all(|st| st.status == 200), "bob's own share");
+    let mut ninth = Stream::open_with(&c, &path, &as_bob);
+    assert_eq!(ninth.status, 503, "bob's share is 8 too");
+    let mut said = String::new();
+    while ninth.reader.read_line(&mut said).unwrap_or(0) > 0 {}
+    assert!(said.contains("streams of this identity"), "{said}");
+    std::fs::write(s.path().join("go"), "").expect("go");
+    drop((anonymous, signed));
+    assert!(engine.wait().expect("the engine ends").success());
+}
