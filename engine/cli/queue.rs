@@ -49,7 +49,7 @@ pub fn submit(args: SubmitArgs<'_>, color: bool) -> CliResult {
                 crate::queued::plan_of(file, &target.params, target.params_file.as_deref(), color).map_err(
                     |e| {
                         let location = crate::state::location(args.state);
-                        crate::queued::refuse_secrets_given(Path::new(file), &target.params, &location)
+                        crate::run::refuse_secrets_given(Path::new(file), &target.params, &location)
                             .err()
                             .unwrap_or(e)
                     },

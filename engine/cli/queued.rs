@@ -67,51 +67,6 @@ pub(crate) fn vet(
     Ok(secrets)
 }
 
-/// A secret typed as a parameter's name or value, refused in place of the checks of the
-/// values (RB071, RB072 and the rest quote the name and the value), so a refusal never sends
-/// the secret back (the console's form and API, `runbook submit -p`, `runbook run -p`; red
-/// team adv16u F1). Called when those checks refused (the secrets, which a command may give,
-/// are not read twice for a start that is fine); a runbook that does not load, or secrets
-/// that cannot be read, leave the checks' own answer (no secret is known to look for).
-pub(crate) fn refuse_secrets_given(
-    file: &Path,
-    params: &[(String, String)],
-    location: &runbook_store::Location,
-) -> Result<(), CliError> {
-    if params.is_empty() {
-        return Ok(());
-    }
-    let Ok((runbook, ..)) = crate::input::load_with_missing_params(file, &[], None, false) else {
-        return Ok(());
-    };
-    let base_dir = file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let Ok(secrets) = crate::run::resolve_secrets(&runbook, base_dir, location) else {
-        return Ok(());
-    };
-    let holds = |text: &str| !runbook_exec::secrets::texts_holding_secrets(&secrets, [("", text)]).is_empty();
-    let labels: Vec<(String, &str)> = params
-        .iter()
-        .flat_map(|(name, value)| {
-            let of = if holds(name) {
-                "a parameter given".to_string()
-            } else {
-                format!("parameter `{}`", runbook_core::shown::one_line(name))
-            };
-            [(format!("the name of {of}"), name.as_str()), (format!("the value of {of}"), value.as_str())]
-        })
-        .collect();
-    let problems = runbook_exec::secrets::texts_holding_secrets(
-        &secrets,
-        labels.iter().map(|(label, text)| (label.as_str(), *text)),
-    );
-    if problems.is_empty() {
-        return Ok(());
-    }
-    Err(CliError::Invalid(Message::all(problems).help(
-        "parameters are journaled and shown as given; pass secret values as `[secrets]`, and keep them out of parameter values; nothing ran",
-    )))
-}
-
 /// A run started from the console (`runbook serve`, POST `/runbooks/{name}/start`): the
 /// same plan and checks as `runbook submit FILE -p NAME=VALUE...` ([`plan_of`], [`vet`], and
 /// the operator's name held to the run's secrets), for `operator`, the signed-in identity.
@@ -124,7 +79,7 @@ pub(crate) fn to_start(
     location: &runbook_store::Location,
 ) -> Result<runbook_web::ToStart, CliError> {
     let ((runbook, values, plan), doc) = plan_doc_of(file, params, None, false)
-        .map_err(|e| refuse_secrets_given(file, params, location).err().unwrap_or(e))?;
+        .map_err(|e| crate::run::refuse_secrets_given(file, params, location).err().unwrap_or(e))?;
     let secrets = vet(&runbook, &values, file, yes, location)?;
     crate::run::check_texts_hold_no_secret(&secrets, &[("the operator's name", operator)])?;
     Ok(runbook_web::ToStart {
