@@ -283,18 +283,24 @@ fn check_text(out: &mut Text, c: &PlanCheck, indent: &str) {
         c.command.kind(),
         command_line(&c.command).replace('\n', &cont)
     );
+    check_fields(out, c, &format!("{indent}    "), &cont);
+}
+
+/// The fields of a check under its first line, each line starting with `sub` (a script's
+/// continuation lines with `cont`): the same for a runbook's checks and a step's.
+fn check_fields(out: &mut Text, c: &PlanCheck, sub: &str, cont: &str) {
     if let Some(sh) = shell_text(&c.command) {
-        let _ = writeln!(out, "{indent}    shell {}", sh.replace('\n', &cont));
+        let _ = writeln!(out, "{sub}shell {}", sh.replace('\n', cont));
     }
     if let Some(d) = &c.dir {
-        out.value(&format!("{indent}    dir "), d);
+        out.value(&format!("{sub}dir "), d);
     }
     for (k, v) in &c.env {
-        out.value(&format!("{indent}    env "), &format!("{k}={v}"));
+        out.value(&format!("{sub}env "), &format!("{k}={v}"));
     }
-    let _ = writeln!(out, "{indent}    timeout {}", c.timeout);
+    let _ = writeln!(out, "{sub}timeout {}", c.timeout);
     if let Some(m) = &c.message {
-        let _ = write!(out, "{indent}    if it fails: ");
+        let _ = write!(out, "{sub}if it fails: ");
         out.prose(m, "\n");
     }
 }
@@ -434,20 +440,7 @@ fn step_text(out: &mut Text, s: &PlanStep, indent: &str) {
     for c in &s.preconditions {
         let line = command_line(&c.command).replace('\n', &cont);
         let _ = writeln!(out, "{pad}check       {} [{}] {line}", c.id, c.command.kind());
-        if let Some(sh) = shell_text(&c.command) {
-            let _ = writeln!(out, "{pad}              shell {}", sh.replace('\n', &cont));
-        }
-        if let Some(d) = &c.dir {
-            out.value(&format!("{pad}              dir "), d);
-        }
-        for (k, v) in &c.env {
-            out.value(&format!("{pad}              env "), &format!("{k}={v}"));
-        }
-        let _ = writeln!(out, "{pad}              timeout {}", c.timeout);
-        if let Some(m) = &c.message {
-            let _ = write!(out, "{pad}              if it fails: ");
-            out.prose(m, "\n");
-        }
+        check_fields(out, c, &format!("{pad}              "), &cont);
     }
     match &s.command {
         PlanCommand::Runbook { plan, params, .. } => {
