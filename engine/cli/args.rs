@@ -292,7 +292,7 @@ pub enum Command {
         #[command(flatten)]
         state: StateArg,
         /// A folder of runbooks (`*.toml`) to show with their `check` result and plan.
-        #[arg(long, value_name = "DIR")]
+        #[arg(long, value_name = "DIR", value_hint = clap::ValueHint::DirPath)]
         runbooks: Option<PathBuf>,
         /// A name the console is reached by (repeatable; without `:PORT`, the listen port).
         /// The `Host` header must name the console: an IP address or `localhost` on its
@@ -333,6 +333,61 @@ pub enum Command {
         #[command(flatten)]
         state: StateArg,
     },
+    /// Print the completion script of a shell: `source <(runbook completions bash)`. It
+    /// completes commands, options, runbook files (`*.toml`), run ids and step names (read
+    /// from the state store of `--state`/$RUNBOOK_STATE, which is never created or changed).
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: CompletionShell,
+    },
+    /// Print the man page of `runbook`, or write one page per command into a folder
+    /// (`runbook man --out ~/.local/share/man/man1`).
+    Man {
+        /// Write `runbook.1` and a page per command (`runbook-run.1`, ...) into this folder
+        /// (created if missing), instead of printing `runbook.1`.
+        #[arg(long, value_name = "DIR", value_hint = clap::ValueHint::DirPath)]
+        out: Option<PathBuf>,
+    },
+    /// Write a new commented runbook `NAME.toml` that `check` passes at once, and its params
+    /// file `NAME.params.toml`. Never overwrites a file.
+    New {
+        /// The runbook's name (its `name` field and its files' names): lowercase letters,
+        /// digits, `_` and `-`, starting with a letter.
+        #[arg(value_name = "NAME")]
+        name: String,
+        /// What the runbook starts from.
+        #[arg(long, value_enum, default_value_t = NewTemplate::Check)]
+        template: NewTemplate,
+        /// The folder to write into (it must exist).
+        #[arg(long, value_name = "DIR", default_value = ".", value_hint = clap::ValueHint::DirPath)]
+        dir: PathBuf,
+    },
+}
+
+/// `runbook completions SHELL`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CompletionShell {
+    Bash,
+    Zsh,
+    Fish,
+    Powershell,
+    Elvish,
+}
+
+/// `runbook new --template T`: the embedded starting points (engine/cli/templates/new/).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum NewTemplate {
+    /// Read-only health checks of a service (an HTTP poll, a disk check).
+    Check,
+    /// Deploy a version: record the running one, migrate, release after a yes, wait until
+    /// healthy; each change with its compensation.
+    Deploy,
+    /// Roll back to a known good version: maintenance on, switch after a yes, wait until
+    /// healthy, maintenance off.
+    Rollback,
+    /// Back up a folder into a dated archive, verified before it counts, old ones pruned.
+    Backup,
 }
 
 /// `runbook serve --auth MODE`.

@@ -6,7 +6,9 @@ use std::path::Path;
 
 use runbook_core::{diagnostic, plan, render, schema};
 
-use crate::args::{AuditCommand, CheckFormat, Cli, Command, Decisions, PlanFormat, StateCommand, Target};
+use crate::args::{
+    AuditCommand, CheckFormat, Cli, Command, CompletionShell, Decisions, PlanFormat, StateCommand, Target,
+};
 use crate::error::{CliError, CliResult, Exit, Message};
 use crate::input::{display, load, load_with_params, pinned_reads, print_diagnostics};
 use crate::output::{out, outln};
@@ -181,6 +183,15 @@ pub fn run(cli: Cli) -> CliResult {
             },
             cli.color,
         ),
+        Command::Completions { shell } => crate::complete::script(match shell {
+            CompletionShell::Bash => &clap_complete::env::Bash,
+            CompletionShell::Zsh => &clap_complete::env::Zsh,
+            CompletionShell::Fish => &clap_complete::env::Fish,
+            CompletionShell::Powershell => &clap_complete::env::Powershell,
+            CompletionShell::Elvish => &clap_complete::env::Elvish,
+        }),
+        Command::Man { out } => crate::man::man(out.as_deref()),
+        Command::New { name, template, dir } => crate::scaffold::new(&name, template, &dir),
         Command::Schema => {
             out!("{}", schema::schema_text());
             Ok(Exit::Success)

@@ -13,12 +13,14 @@ mod approve;
 mod args;
 mod as_started;
 mod commands;
+mod complete;
 mod error;
 mod exit;
 mod history;
 mod identity;
 mod input;
 mod loader;
+mod man;
 mod output;
 mod plan_diff;
 mod preflight;
@@ -28,6 +30,7 @@ mod queued;
 mod report;
 mod run;
 mod runtime;
+mod scaffold;
 mod schedules;
 mod serve;
 mod state;
@@ -52,6 +55,10 @@ fn main() -> ExitCode {
             return ExitCode::from(error.code());
         }
     }
+    // A shell asking for completions (`RUNBOOK_COMPLETE=bash runbook -- WORDS...`, from the
+    // script of `runbook completions`): answered here, before anything is parsed or opened,
+    // and the process exits.
+    clap_complete::CompleteEnv::with_factory(complete::command).var(complete::VAR).complete();
     let cli = args::Cli::parse();
     let color = report::use_color(cli.color);
     match commands::run(cli) {

@@ -25,6 +25,7 @@ mod console;
 mod console_auth;
 mod console_start;
 mod contexts;
+mod conveniences;
 mod crash;
 mod diff_paths;
 mod e2e;

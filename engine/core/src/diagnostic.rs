@@ -176,6 +176,8 @@ codes! {
     ScheduleTimeZone = "101", "schedule-time-zone", "A schedule's `time-zone` that is not an IANA time zone name.";
     ScheduleRunbook = "102", "schedule-runbook", "A schedule's runbook or params file that is not a relative path inside the schedules file's tree, cannot be read, or is not a valid runbook for its parameters.";
     SchedulePolicy = "103", "schedule-policy", "A schedule's overlap, catch-up or dead-man's switch settings that cannot work.";
+    NewName = "120", "new-name", "`runbook new NAME`: NAME is not a runbook name (it names the runbook and its files).";
+    NewExists = "121", "new-exists", "`runbook new NAME`: a file it would write exists already; nothing was written.";
 }
 
 impl fmt::Display for Code {
