@@ -392,3 +392,48 @@ fn new_writes_into_dir_and_refuses_a_missing_one() {
     ok(&run_in(dir.path(), &["new", "x", "--dir", "rb", "--template", "backup"]), 0);
     assert!(dir.path().join("rb/x.toml").is_file() && dir.path().join("rb/x.params.toml").is_file());
 }
+
+/// The backup template runs for real: two runs back to back (within one second) make two
+/// archives, verified, and `keep = 1` prunes the older one.
+#[test]
+fn new_backup_runs_and_prunes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir(dir.path().join(".git")).expect("git");
+    ok(&run_in(dir.path(), &["new", "nightly", "--template", "backup"]), 0);
+    let data = dir.path().join("data");
+    let backups = dir.path().join("backups");
+    std::fs::create_dir(&data).expect("mkdir");
+    std::fs::create_dir(&backups).expect("mkdir");
+    std::fs::write(data.join("a.txt"), "hello\n").expect("write");
+    let state = dir.path().join("state.db");
+    let params = [
+        "-p".to_string(),
+        format!("source_dir={}", data.display()),
+        "-p".to_string(),
+        format!("backup_dir={}", backups.display()),
+        "-p".to_string(),
+        "keep=1".to_string(),
+        "--state".to_string(),
+        state.display().to_string(),
+    ];
+    let archives = || -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(&backups)
+            .expect("read")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    let mut args = vec!["run", "nightly.toml"];
+    args.extend(params.iter().map(String::as_str));
+    ok(&run_in(dir.path(), &args), 0);
+    let first = archives();
+    assert!(
+        first.len() == 1 && first[0].starts_with("nightly-") && first[0].ends_with(".tar.gz"),
+        "{first:?}"
+    );
+    ok(&run_in(dir.path(), &args), 0);
+    let second = archives();
+    assert_eq!(second.len(), 1, "{second:?}");
+    assert_ne!(second, first, "the second run's archive replaces the first");
+}
