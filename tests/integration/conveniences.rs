@@ -437,3 +437,40 @@ fn new_backup_runs_and_prunes() {
     assert_eq!(second.len(), 1, "{second:?}");
     assert_ne!(second, first, "the second run's archive replaces the first");
 }
+
+/// The check, deploy and rollback templates run for real against an HTTP server on
+/// 127.0.0.1 (their placeholders echo; their health step polls the server), with their
+/// params file and the server's address.
+#[test]
+fn new_check_deploy_and_rollback_run_against_a_real_server() {
+    let peer = crate::peers::HttpPeer::start();
+    peer.set_health(crate::peers::Health::ok("v1.0.0"));
+    let base_url = format!("base_url={}", peer.url(""));
+    for template in ["check", "deploy", "rollback"] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir(dir.path().join(".git")).expect("git");
+        let name = format!("svc-{template}");
+        ok(&run_in(dir.path(), &["new", &name, "--template", template]), 0);
+        let state = dir.path().join("state.db");
+        let (file, params) = (format!("{name}.toml"), format!("{name}.params.toml"));
+        let out = run_in(
+            dir.path(),
+            &[
+                "run",
+                &file,
+                "--params-file",
+                &params,
+                "-p",
+                &base_url,
+                "-p",
+                "health_path=api/health",
+                "--yes",
+                "--state",
+                state.to_str().expect("utf-8"),
+            ],
+        );
+        ok(&out, 0);
+        assert!(out.stdout.contains("healthy"), "{template}: {}", out.stdout);
+    }
+    assert!(peer.received().iter().filter(|r| r.path == "/api/health").count() >= 3);
+}
