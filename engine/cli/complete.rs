@@ -31,6 +31,16 @@ use crate::output::out;
 /// instead of running.
 pub const VAR: &str = "RUNBOOK_COMPLETE";
 
+/// Whether the arguments (after the program) have a shape of the protocol: none (print the
+/// script) or `--` first (complete the words after it). Any other command line is a command,
+/// whatever `RUNBOOK_COMPLETE` says.
+pub fn asks(mut args: impl Iterator<Item = OsString>) -> bool {
+    match args.next() {
+        None => true,
+        Some(first) => first == "--",
+    }
+}
+
 /// How long a completion waits for the state store (a PostgreSQL server that does not
 /// answer): a TAB must not hang.
 const STORE_WAIT: Duration = Duration::from_secs(3);

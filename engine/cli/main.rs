@@ -57,8 +57,13 @@ fn main() -> ExitCode {
     }
     // A shell asking for completions (`RUNBOOK_COMPLETE=bash runbook -- WORDS...`, from the
     // script of `runbook completions`): answered here, before anything is parsed or opened,
-    // and the process exits.
-    clap_complete::CompleteEnv::with_factory(complete::command).var(complete::VAR).complete();
+    // and the process exits. Only the protocol's shapes ask (`runbook` alone for the script,
+    // `runbook -- WORDS`): with the variable left in an environment, clap would answer any
+    // command line with the script and exit 0, so `runbook check` in CI would pass without
+    // checking anything.
+    if complete::asks(std::env::args_os().skip(1)) {
+        clap_complete::CompleteEnv::with_factory(complete::command).var(complete::VAR).complete();
+    }
     let cli = args::Cli::parse();
     let color = report::use_color(cli.color);
     match commands::run(cli) {

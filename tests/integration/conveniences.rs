@@ -474,3 +474,29 @@ fn new_check_deploy_and_rollback_run_against_a_real_server() {
     }
     assert!(peer.received().iter().filter(|r| r.path == "/api/health").count() >= 3);
 }
+
+/// `RUNBOOK_COMPLETE` left in an environment (a worker's, a CI job's) never turns a command
+/// into a completion: only the protocol's own shapes (`runbook` alone, or `runbook -- WORDS`)
+/// answer one.
+#[test]
+fn a_stray_completion_variable_does_not_hijack_a_command() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("two.toml"), TWO_STEPS).expect("write");
+    let out = run_in_with_env(dir.path(), &["check", "two.toml"], &[("RUNBOOK_COMPLETE", "bash")]);
+    ok(&out, 0);
+    assert!(out.stderr.contains("ok: 1 runbook valid") && !out.stdout.contains("complete"), "{out:?}");
+    let out = run_in_with_env(dir.path(), &["plan", "two.toml"], &[("RUNBOOK_COMPLETE", "zsh")]);
+    ok(&out, 0);
+    assert!(out.stdout.contains("Plan for two"), "{out:?}");
+    // The protocol itself still answers.
+    let out = run_in_with_env(dir.path(), &[], &[("RUNBOOK_COMPLETE", "bash")]);
+    ok(&out, 0);
+    assert!(out.stdout.contains("complete -o"), "{out:?}");
+    let out = run_in_with_env(
+        dir.path(),
+        &["--", "runbook", "sch"],
+        &[("RUNBOOK_COMPLETE", "bash"), ("_CLAP_COMPLETE_INDEX", "1"), ("_CLAP_IFS", "\n")],
+    );
+    ok(&out, 0);
+    assert!(out.stdout.contains("schedules") && out.stdout.contains("schema"), "{out:?}");
+}
