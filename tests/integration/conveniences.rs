@@ -500,3 +500,76 @@ fn a_stray_completion_variable_does_not_hijack_a_command() {
     ok(&out, 0);
     assert!(out.stdout.contains("schedules") && out.stdout.contains("schema"), "{out:?}");
 }
+
+/// `new` takes exactly the names that `check` takes in a runbook's `name` field: one rule,
+/// over a corpus of names good and bad.
+#[test]
+fn new_and_check_agree_on_runbook_names() {
+    let corpus = [
+        "a",
+        "db",
+        "restart-api",
+        "backup_daily",
+        "x1",
+        "a-",
+        "a_",
+        "z9-9_z",
+        "rollback-l3",
+        "A",
+        "Deploy",
+        "9lives",
+        "-x1",
+        "_a",
+        "a.b",
+        "a/b",
+        "..",
+        ".",
+        "a b",
+        " a",
+        "a\t",
+        "é",
+        "ñame",
+        "x.toml",
+        "a\u{7}",
+        "ab\u{202e}c",
+        "a\u{301}",
+        "ǅ",
+        "a:b",
+        "a*",
+        "a?b",
+        "~",
+        "$x",
+        "a'b",
+        "a\"b",
+        "a\\b",
+        "",
+    ];
+    let mut accepted = 0;
+    for name in corpus {
+        let new_dir = tempfile::tempdir().expect("tempdir");
+        // After `--`, even `-x1` reaches the name rule.
+        let by_new = run_in(new_dir.path(), &["new", "--color", "never", "--", name]);
+        let check_dir = tempfile::tempdir().expect("tempdir");
+        let quoted = toml::Value::String(name.to_string()).to_string();
+        std::fs::write(
+            check_dir.path().join("r.toml"),
+            format!("[runbook]\nname = {quoted}\n\n[steps.a]\nrun = \"true\"\n"),
+        )
+        .expect("write");
+        let by_check = run_in(check_dir.path(), &["check", "r.toml", "--color", "never"]);
+        assert_eq!(by_new.code == 0, by_check.code == 0, "{name:?}: new {by_new:?}, check {by_check:?}");
+        if by_new.code == 0 {
+            accepted += 1;
+            assert!(new_dir.path().join(format!("{name}.toml")).is_file(), "{name:?}");
+        } else {
+            assert_eq!(by_new.code, 3, "{name:?}: {by_new:?}");
+            assert!(by_new.stderr.contains("RB120"), "{name:?}: {}", by_new.stderr);
+            assert_eq!(
+                std::fs::read_dir(new_dir.path()).expect("read").count(),
+                0,
+                "{name:?}: something written"
+            );
+        }
+    }
+    assert_eq!(accepted, 9, "the good names of the corpus");
+}
