@@ -127,19 +127,28 @@ fn has_extension(path: &Path, extensions: &[&str]) -> bool {
     path.extension().and_then(OsStr::to_str).is_some_and(|e| extensions.contains(&e))
 }
 
-/// The run ids of the store, newest first, with their runbook and status as help.
+/// The run ids of the store, newest first, with their runbook and status as help; then the
+/// runs submitted that no worker has started yet (`cancel`).
 fn run_ids() -> ArgValueCompleter {
     ArgValueCompleter::new(|current: &OsStr| -> Vec<CompletionCandidate> {
         let current = current.to_string_lossy();
-        let Some(runs) = with_store(|store| async move { store.runs().await.ok() }) else {
+        let Some((runs, queue)) = with_store(|store| async move {
+            let runs = store.runs().await.ok()?;
+            let queue = store.queue().await.unwrap_or_default();
+            Some((runs, queue))
+        }) else {
             return Vec::new();
         };
-        runs.into_iter()
-            .filter(|r| r.run_id.starts_with(current.as_ref()))
-            .map(|r| {
-                let help = format!("{} {}", r.runbook, r.status);
-                CompletionCandidate::new(r.run_id).help(Some(help.into()))
-            })
+        let started: BTreeSet<&str> = runs.iter().map(|r| r.run_id.as_str()).collect();
+        let queued = queue
+            .iter()
+            .filter(|q| q.state == "queued" && !started.contains(q.run_id.as_str()))
+            .map(|q| (q.run_id.clone(), format!("{} queued", q.runbook)));
+        runs.iter()
+            .map(|r| (r.run_id.clone(), format!("{} {}", r.runbook, r.status)))
+            .chain(queued)
+            .filter(|(id, _)| id.starts_with(current.as_ref()))
+            .map(|(id, help)| CompletionCandidate::new(id).help(Some(help.into())))
             .collect()
     })
 }

@@ -573,3 +573,25 @@ fn new_and_check_agree_on_runbook_names() {
     }
     assert_eq!(accepted, 9, "the good names of the corpus");
 }
+
+/// A submitted run that no worker has taken yet is offered too (`runbook cancel <TAB>`).
+#[test]
+fn bash_completes_queued_run_ids() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir(dir.path().join(".git")).expect("git");
+    std::fs::write(dir.path().join("two.toml"), TWO_STEPS).expect("write");
+    let state = dir.path().join("state.db");
+    let state = state.to_str().expect("utf-8");
+    let out = run_in(dir.path(), &["submit", "two.toml", "--state", state]);
+    ok(&out, 0);
+    let id = out
+        .stdout
+        .split_whitespace()
+        .find(|w| w.len() > 20 && w.contains('T'))
+        .expect("a run id")
+        .to_string();
+    assert_eq!(
+        values(offered(dir.path(), &format!("runbook cancel --state {state} "), &[])),
+        std::slice::from_ref(&id)
+    );
+}
