@@ -113,13 +113,19 @@ needs = ["first"]
 run = "true"
 "#;
 
-#[test]
-fn bash_completes_run_ids_and_their_steps_from_the_store() {
+/// A folder (a git repository) with `two.toml`, and the path of its state store.
+fn two_steps_folder() -> (tempfile::TempDir, String) {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::create_dir(dir.path().join(".git")).expect("git");
     std::fs::write(dir.path().join("two.toml"), TWO_STEPS).expect("write");
-    let state = dir.path().join("state.db");
-    let state = state.to_str().expect("utf-8");
+    let state = dir.path().join("state.db").to_str().expect("utf-8").to_string();
+    (dir, state)
+}
+
+#[test]
+fn bash_completes_run_ids_and_their_steps_from_the_store() {
+    let (dir, state) = two_steps_folder();
+    let state = state.as_str();
     ok(&run_in(dir.path(), &["run", "two.toml", "--state", state]), 0);
     let runs = run_in(dir.path(), &["runs", "--format", "json", "--state", state]);
     let runs: serde_json::Value = serde_json::from_str(&runs.stdout).expect("json");
@@ -577,11 +583,8 @@ fn new_and_check_agree_on_runbook_names() {
 /// A submitted run that no worker has taken yet is offered too (`runbook cancel <TAB>`).
 #[test]
 fn bash_completes_queued_run_ids() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::create_dir(dir.path().join(".git")).expect("git");
-    std::fs::write(dir.path().join("two.toml"), TWO_STEPS).expect("write");
-    let state = dir.path().join("state.db");
-    let state = state.to_str().expect("utf-8");
+    let (dir, state) = two_steps_folder();
+    let state = state.as_str();
     let out = run_in(dir.path(), &["submit", "two.toml", "--state", state]);
     ok(&out, 0);
     let id = out
