@@ -98,8 +98,8 @@ fn completer_of(id: &str) -> Option<ArgValueCompleter> {
         // A runbook (`check`, `plan`, `run`, `submit`) or a schedules file.
         "file" | "files" | "schedules" => Some(runbook_files()),
         "params_file" => Some(params_files()),
-        // A pinned plan (`run --plan`, `submit --plan`).
-        "plan" => Some(json_files()),
+        // A pinned plan (`run --plan`, `submit --plan`, `plan --diff OLD NEW`).
+        "plan" | "diff" => Some(json_files()),
         "run_id" => Some(run_ids()),
         "step" | "rerun" | "skip" | "undo" => Some(steps()),
         _ => None,

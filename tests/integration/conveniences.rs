@@ -100,6 +100,12 @@ fn bash_completes_runbook_files() {
     std::fs::write(dir.path().join("deploy.params.toml"), "").expect("write");
     let got = offered(dir.path(), "runbook plan deploy.toml --params-file dep", &[]);
     assert_eq!(got, ["deploy.params.toml", "deploy.toml"]);
+    // Pinned plans are JSON files.
+    std::fs::write(dir.path().join("old.json"), "").expect("write");
+    std::fs::write(dir.path().join("other.txt"), "").expect("write");
+    assert_eq!(offered(dir.path(), "runbook plan --diff o", &[]), ["old.json"]);
+    assert_eq!(offered(dir.path(), "runbook plan --diff old.json o", &[]), ["old.json"]);
+    assert_eq!(offered(dir.path(), "runbook run --plan o", &[]), ["old.json"]);
 }
 
 const TWO_STEPS: &str = r#"[runbook]
