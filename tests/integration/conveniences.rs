@@ -98,6 +98,7 @@ fn bash_completes_runbook_files() {
     assert_eq!(offered(dir.path(), "runbook check more/b", &[]), ["more/backup.toml"]);
     // A params file is a TOML or JSON file too.
     std::fs::write(dir.path().join("deploy.params.toml"), "").expect("write");
+    std::fs::write(dir.path().join("deploy.log"), "").expect("write");
     let got = offered(dir.path(), "runbook plan deploy.toml --params-file dep", &[]);
     assert_eq!(got, ["deploy.params.toml", "deploy.toml"]);
     // Pinned plans are JSON files.
