@@ -207,6 +207,22 @@ pub enum Command {
         /// Keep watching: print the list again whenever it changes (Ctrl-C to stop).
         #[arg(long)]
         watch: bool,
+        /// Only runs of this runbook (its `name`).
+        #[arg(long, value_name = "NAME")]
+        runbook: Option<String>,
+        /// Only runs in this status; repeatable, or comma-separated.
+        #[arg(long, value_name = "STATUS", value_delimiter = ',', value_parser = clap::builder::PossibleValuesParser::new(runbook_store::listed_statuses()))]
+        status: Vec<String>,
+        /// Only runs started (or submitted) by this operator.
+        #[arg(long = "operator", value_name = "IDENTITY")]
+        by: Option<String>,
+        /// Only runs started (or submitted) since then: a duration back from now (`90m`,
+        /// `7d`) or an RFC 3339 time (`2026-12-01T00:00:00Z`).
+        #[arg(long, value_name = "WHEN", value_parser = since)]
+        since: Option<String>,
+        /// At most N runs, the newest (default: every run).
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+        limit: Option<u32>,
     },
     /// Show one run: each step's state, attempts and outputs.
     Show {
@@ -585,4 +601,26 @@ pub fn run_id_shape(id: &str) -> Result<String, String> {
             id.escape_default()
         ))
     }
+}
+
+/// `runs --since WHEN`: a duration back from now (humantime: `90m`, `7d`) or an RFC 3339
+/// time, as the store keeps times (UTC, milliseconds) so that it compares them as text.
+fn since(text: &str) -> Result<String, String> {
+    let at = match humantime::parse_duration(text) {
+        Ok(ago) => std::time::SystemTime::now()
+            .checked_sub(ago)
+            .filter(|t| *t >= std::time::UNIX_EPOCH)
+            .ok_or_else(|| format!("`{text}` reaches back before 1970"))?,
+        Err(_) => chrono::DateTime::parse_from_rfc3339(text)
+            .ok()
+            .map(std::time::SystemTime::from)
+            .filter(|t| *t >= std::time::UNIX_EPOCH)
+            .ok_or_else(|| {
+                format!(
+                    "`{}` is neither a duration (`90m`, `7d`) nor an RFC 3339 time (`2026-12-01T00:00:00Z`)",
+                    text.escape_default()
+                )
+            })?,
+    };
+    Ok(humantime::format_rfc3339_millis(at).to_string())
 }

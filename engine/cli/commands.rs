@@ -126,7 +126,10 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Reject { run_id, step, reason, state } => {
             approve::decide(&run_id, &step, false, &[], &reason, state.state)
         }
-        Command::Runs { state, format, watch } => history::runs(state.state, format, watch),
+        Command::Runs { state, format, watch, runbook, status, by, since, limit } => {
+            let filter = runbook_store::RunFilter { runbook, statuses: status, operator: by, since, limit };
+            history::runs(state.state, format, watch, &filter)
+        }
         Command::Report { run_id, format, drill, state } => {
             history::report(&run_id, format, drill, state.state)
         }

@@ -51,7 +51,14 @@ fn duration(run: &RunSummary) -> String {
 /// How often `--watch` and `--follow` look at the store again.
 const POLL: Duration = Duration::from_millis(500);
 
-pub fn runs(state: Option<String>, format: ListFormat, watch: bool) -> CliResult {
+/// `runbook runs`: the runs `filter` selects (every run by default), newest first.
+pub fn runs(
+    state: Option<String>,
+    format: ListFormat,
+    watch: bool,
+    filter: &runbook_store::RunFilter,
+) -> CliResult {
+    let none = if *filter == runbook_store::RunFilter::default() { "no runs yet" } else { "no runs match" };
     let tty = std::io::IsTerminal::is_terminal(&std::io::stdout());
     if !watch && missing_store(state.as_deref()).is_some() {
         match format {
@@ -73,7 +80,7 @@ pub fn runs(state: Option<String>, format: ListFormat, watch: bool) -> CliResult
         loop {
             // Each run as its journal tells it, then the submitted runs that never started
             // (the one list, shared with the console).
-            let runbook_store::RunList { mut runs, flagged } = s.run_list().await?;
+            let runbook_store::RunList { mut runs, flagged } = s.run_list_where(filter).await?;
             // A run whose engine died with no record (issue 14, point 3): shown, not written;
             // JSON keeps the journal's status (a tool compares it with the status names).
             for r in runs.iter_mut().filter(|r| r.status == "running" && format == ListFormat::Text) {
@@ -82,7 +89,7 @@ pub fn runs(state: Option<String>, format: ListFormat, watch: bool) -> CliResult
                 }
             }
             if runs.is_empty() && format == ListFormat::Text && !watch {
-                crate::output::errln!("no runs yet");
+                crate::output::errln!("{none}");
                 return Ok(());
             }
             let text = render_runs(&runs, format);

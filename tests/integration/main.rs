@@ -69,6 +69,7 @@ mod review_marks;
 mod review_shows;
 mod run;
 mod run_folder;
+mod runs_filters;
 mod schedules;
 mod schema;
 mod secret_files;
