@@ -11,12 +11,42 @@ pub struct Cli {
     /// When to use colours in diagnostics.
     #[arg(long, value_enum, default_value_t = Color::Auto, global = true)]
     pub color: Color,
-    /// Who you are in the journal (default: $USER@host). Teams bind this to their SSO in a
-    /// wrapper; every decision and run records it.
-    #[arg(long = "as", env = "RUNBOOK_OPERATOR", global = true, value_name = "IDENTITY")]
+    /// Who you are in the journal (default: $USER@host). Accepted by every command (a
+    /// wrapper may pass it to all), shown by those that record it: see [`command`].
+    #[arg(long = "as", env = "RUNBOOK_OPERATOR", global = true, hide = true, value_name = "IDENTITY")]
     pub operator: Option<String>,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// The commands that record who ran them (a run's operator, a submitter, a decision, a
+/// cancel, a worker's claims): the callers of `identity::operator`. `--as` is shown in their
+/// help only; the other commands accept it hidden.
+pub const RECORD_IDENTITY: [&str; 9] =
+    ["run", "submit", "cancel", "worker", "resume", "compensate", "approve", "reject", "abandon"];
+
+/// The command line as parsed: [`Cli`], with `--as` shown on [`RECORD_IDENTITY`] alone (each
+/// gets a visible copy of the global argument, with the same id, so clap propagates the
+/// hidden one to the others only).
+pub fn command() -> clap::Command {
+    use clap::CommandFactory;
+    let mut cmd = Cli::command();
+    for name in RECORD_IDENTITY {
+        cmd = cmd.mut_subcommand(name, |sub| {
+            sub.arg(
+                clap::Arg::new("operator")
+                    .long("as")
+                    .env("RUNBOOK_OPERATOR")
+                    .global(true)
+                    .value_name("IDENTITY")
+                    .help(
+                        "Who you are in the journal (default: $USER@host). Teams bind this to their SSO \
+                         in a wrapper; every decision and run records it.",
+                    ),
+            )
+        });
+    }
+    cmd
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -34,7 +34,7 @@ mod state;
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::FromArgMatches;
 
 fn main() -> ExitCode {
     // `runbook __tie PARENT -- PROGRAM ARGS...` starts every step's program, so every step
@@ -52,7 +52,9 @@ fn main() -> ExitCode {
             return ExitCode::from(error.code());
         }
     }
-    let cli = args::Cli::parse();
+    // `args::command()`, not `Cli::parse()`: it shows `--as` only where it is recorded.
+    let cli = args::Cli::from_arg_matches(&args::command().get_matches())
+        .unwrap_or_else(|e| e.format(&mut args::command()).exit());
     let color = report::use_color(cli.color);
     match commands::run(cli) {
         Ok(outcome) => ExitCode::from(outcome.code()),

@@ -44,6 +44,7 @@ mod fxrev2_limits;
 mod history;
 mod holder;
 mod hostile;
+mod identity_help;
 mod include;
 mod include_bytes;
 mod injection;
