@@ -379,6 +379,20 @@ pub enum Command {
         #[command(flatten)]
         state: StateArg,
     },
+    /// List the runbooks under a folder (recursively) with their title, the estimate of
+    /// their critical path and their last run (from the state store, read only).
+    #[command(visible_alias = "runbooks")]
+    List {
+        /// The folder.
+        #[arg(value_name = "DIR", default_value = "runbooks")]
+        dir: PathBuf,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = ListFormat::Text)]
+        format: ListFormat,
+        /// Where the last runs are read from (read only: a missing store is no runs).
+        #[command(flatten)]
+        state: StateArg,
+    },
 }
 
 /// `runbook serve --auth MODE`.

@@ -188,6 +188,7 @@ pub fn run(cli: Cli) -> CliResult {
             out!("{}", schema::schema_text());
             Ok(Exit::Success)
         }
+        Command::List { dir, format, state } => crate::catalog::list(&dir, format, state.state),
     }
 }
 

@@ -12,6 +12,7 @@ mod abandon;
 mod approve;
 mod args;
 mod as_started;
+mod catalog;
 mod commands;
 mod error;
 mod exit;

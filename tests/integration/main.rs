@@ -70,6 +70,7 @@ mod review_marks;
 mod review_shows;
 mod run;
 mod run_folder;
+mod runbook_list;
 mod runs_filters;
 mod schedules;
 mod schema;
