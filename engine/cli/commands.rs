@@ -15,6 +15,10 @@ use crate::{approve, history, identity, queue, report, run, state};
 /// Run one command line: its outcome, or the error `main` prints.
 pub fn run(cli: Cli) -> CliResult {
     let color = report::use_color(cli.color);
+    crate::output::set_color(report::color_on(
+        cli.color,
+        std::io::IsTerminal::is_terminal(&std::io::stdout()),
+    ));
     identity::declare(cli.operator)?;
     match cli.command {
         Command::Check { files, format } => Ok(check(&files, format, color)),

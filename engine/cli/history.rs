@@ -164,10 +164,10 @@ fn render_runs(runs: &[RunSummary], format: ListFormat) -> String {
             for r in runs {
                 let _ = writeln!(
                     out,
-                    "{:<26} {:<20} {:<15} {:<22} {:<26} {}",
+                    "{:<26} {:<20} {} {:<22} {:<26} {}",
                     r.run_id,
                     visible(&r.runbook),
-                    r.status,
+                    crate::output::status_cell(&r.status, 15),
                     visible(&r.operator),
                     r.started_at,
                     duration(r)
@@ -228,7 +228,7 @@ pub fn show(run_id: &str, follow: bool, state: Option<String>) -> CliResult {
         summary.status = crate::state::ENGINE_GONE.into();
     }
     outln!("run {} of {} by {}", summary.run_id, visible(&summary.runbook), visible(&summary.operator));
-    outln!("  status    {}", summary.status);
+    outln!("  status    {}", crate::output::status_cell(&summary.status, 0));
     outln!("  started   {}", summary.started_at);
     if let Some(f) = &summary.finished_at {
         outln!("  finished  {f} (took {})", duration(&summary));
@@ -274,7 +274,8 @@ pub fn show(run_id: &str, follow: bool, state: Option<String>) -> CliResult {
     for step in &folded.order {
         let Some(s) = folded.steps.get(step) else { continue };
         let status = s.status.as_str();
-        let mut line = format!("  {step:<width$} {status:<10} attempts {}", s.attempts);
+        let mut line =
+            format!("  {step:<width$} {} attempts {}", crate::output::status_cell(status, 10), s.attempts);
         if !s.outputs.is_empty() {
             let outs: Vec<String> = s.outputs.iter().map(|(k, v)| format!("{k}={}", brief(v))).collect();
             line.push_str(&format!("  outputs {}", outs.join(" ")));
@@ -283,7 +284,15 @@ pub fn show(run_id: &str, follow: bool, state: Option<String>) -> CliResult {
             line.push_str(&format!("  ({})", visible(r)));
         }
         if s.compensation != journal::CompensationStatus::None {
-            line.push_str(&format!("  compensation {:?}", s.compensation).to_lowercase());
+            use crate::output::Tone;
+            let (word, tone) = match s.compensation {
+                journal::CompensationStatus::Started => ("started", Tone::Undo),
+                journal::CompensationStatus::Succeeded => ("succeeded", Tone::Undo),
+                journal::CompensationStatus::Failed => ("failed", Tone::Failed),
+                journal::CompensationStatus::Skipped => ("skipped", Tone::Undo),
+                journal::CompensationStatus::None => ("none", Tone::Undo),
+            };
+            line.push_str(&format!("  compensation {}", crate::output::paint(word, tone)));
         }
         // A finished run waits for no decision: no `approve` command to offer.
         if let (journal::StepStatus::AwaitingApproval, Some(a), None) =

@@ -19,6 +19,7 @@ mod checks_only_read;
 mod ci_review;
 mod cli_errors;
 mod cli_layers;
+mod colour;
 mod compensate_doubt;
 mod confined_reads;
 mod console;
