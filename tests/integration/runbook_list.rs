@@ -105,3 +105,41 @@ fn list_of_a_missing_folder_says_so() {
     assert_eq!(out.code, 2, "{}{}", out.stdout, out.stderr);
     insta::assert_snapshot!(out.stderr);
 }
+
+/// On PostgreSQL too the store is only read: an unmigrated database is refused with the
+/// way out (and left without a schema), a migrated one gives the last runs.
+#[test]
+fn list_reads_a_postgres_store_and_never_migrates_it() {
+    let pg = runbook_sandbox::peers::Postgres::start();
+    let url = pg.url("postgres");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    folder(d);
+    let refused = rb(d, &["list", "--state", &url]);
+    assert_ne!(refused.code, 0, "{}{}", refused.stdout, refused.stderr);
+    assert!(refused.stderr.contains("runbook state migrate"), "{}", refused.stderr);
+    assert_eq!(
+        pg.psql("postgres", "SELECT count(*) FROM information_schema.tables WHERE table_name = 'runs'"),
+        "0",
+        "`list` made a schema"
+    );
+    assert_eq!(rb(d, &["state", "migrate", "--state", &url]).code, 0);
+    let ran = rb(d, &["run", "runbooks/ops/restart.toml", "--state", &url]);
+    assert_eq!(ran.code, 0, "{}{}", ran.stdout, ran.stderr);
+    let out = rb(d, &["list", "--state", &url, "--format", "json"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).expect("json");
+    let last: Vec<String> = v["runbooks"]
+        .as_array()
+        .expect("runbooks")
+        .iter()
+        .map(|r| {
+            format!(
+                "{}:{}",
+                r["name"].as_str().unwrap_or("?"),
+                r["last_run"]["status"].as_str().unwrap_or("-")
+            )
+        })
+        .collect();
+    assert_eq!(last, ["deploy:-", "restart:succeeded"]);
+}

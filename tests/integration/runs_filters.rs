@@ -174,11 +174,67 @@ fn filters_filter(dir: &Path, state: &str) {
     assert!(none.stderr.contains("no runs match"), "{}{}", none.stdout, none.stderr);
 }
 
+/// Every combination of filters (runbooks, statuses, operators, times, limits that match
+/// and that do not) lists exactly the unfiltered list narrowed by the same rules: the
+/// store's query and the list as a reader would filter it agree.
+fn every_combination_agrees(dir: &Path, state: &str) {
+    let out = rb(dir, state, &["runs", "--format", "json"], "reader");
+    let all: Vec<serde_json::Value> = serde_json::from_str(&out.stdout).expect("json");
+    assert_eq!(all.len(), 5);
+    let field = |r: &serde_json::Value, k: &str| r[k].as_str().unwrap_or_default().to_string();
+    let mut checked = 0;
+    for runbook in [None, Some("alpha"), Some("beta"), Some("gamma")] {
+        for status in [None, Some("failed"), Some("succeeded"), Some("queued"), Some("failed,queued")] {
+            for operator in [None, Some("ana"), Some("bob"), Some("dan"), Some("nobody")] {
+                // `7d` keeps this year's runs: every run made by the binary, none of 2020.
+                for (since, cutoff) in [
+                    (None, ""),
+                    (Some("7d"), "2021"),
+                    (Some("2020-01-01T12:00:00Z"), "2020-01-01T12:00:00.000Z"),
+                ] {
+                    for limit in [None, Some("2")] {
+                        let mut args: Vec<&str> = Vec::new();
+                        let mut add = |flag: &'static str, v: Option<&'static str>| {
+                            if let Some(v) = v {
+                                args.extend([flag, v]);
+                            }
+                        };
+                        add("--runbook", runbook);
+                        add("--status", status);
+                        add("--operator", operator);
+                        add("--since", since);
+                        add("--limit", limit);
+                        let expected: Vec<String> = all
+                            .iter()
+                            .filter(|r| runbook.is_none_or(|v| field(r, "runbook") == v))
+                            .filter(|r| status.is_none_or(|v| v.split(',').any(|s| field(r, "status") == s)))
+                            .filter(|r| operator.is_none_or(|v| field(r, "operator") == v))
+                            .filter(|r| field(r, "started_at").as_str() >= cutoff)
+                            .take(limit.map_or(usize::MAX, |n| n.parse().unwrap_or(0)))
+                            .map(|r| field(r, "run_id"))
+                            .collect();
+                        let mut all_args = vec!["runs", "--format", "json"];
+                        all_args.extend(&args);
+                        let got = rb(dir, state, &all_args, "reader");
+                        assert_eq!(got.code, 0, "{args:?}: {}", got.stderr);
+                        let got: Vec<serde_json::Value> = serde_json::from_str(&got.stdout).expect("json");
+                        let got: Vec<String> = got.iter().map(|r| field(r, "run_id")).collect();
+                        assert_eq!(got, expected, "runs {args:?}");
+                        checked += 1;
+                    }
+                }
+            }
+        }
+    }
+    assert_eq!(checked, 600);
+}
+
 #[test]
 fn runs_filters_filter_on_sqlite() {
     let dir = tempfile::tempdir().expect("tempdir");
     let state = dir.path().join("state.db").display().to_string();
     filters_filter(dir.path(), &state);
+    every_combination_agrees(dir.path(), &state);
 }
 
 #[test]
@@ -189,6 +245,7 @@ fn runs_filters_filter_on_postgres() {
     let migrated = rb(dir.path(), &url, &["state", "migrate"], "admin");
     assert_eq!(migrated.code, 0, "{}{}", migrated.stdout, migrated.stderr);
     filters_filter(dir.path(), &url);
+    every_combination_agrees(dir.path(), &url);
 }
 
 /// Bad filter values are refused before the store is opened, each with what is accepted.
