@@ -143,3 +143,33 @@ fn list_reads_a_postgres_store_and_never_migrates_it() {
         .collect();
     assert_eq!(last, ["deploy:-", "restart:succeeded"]);
 }
+
+/// What a runbook says about itself (its title) and what its file is called reach the
+/// terminal escaped, one line each, in the table and in the problem lines.
+#[test]
+fn list_escapes_titles_and_file_names() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    write(
+        d,
+        "runbooks/x.toml",
+        "[runbook]\nname = \"x\"\ntitle = \"a\\u001b[2Jb\\u202eevil\"\n[steps.a]\nrun = \"true\"\n",
+    );
+    write(
+        d,
+        "runbooks/bad\u{1b}[2J\nname.toml",
+        "[runbook]\nname = \"y\"\n[steps.a]\nrun = \"true\"\nneeds = [\"b\"]\n",
+    );
+    write(d, "runbooks/ok\u{1b}]0;title\u{7}.toml", "[runbook]\nname = \"z\"\n[steps.a]\nrun = \"true\"\n");
+    let out = rb(d, &["list", "--state", "none.db"]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    for text in [&out.stdout, &out.stderr] {
+        assert!(
+            !text.contains('\u{1b}') && !text.contains('\u{202e}') && !text.contains('\u{7}'),
+            "{text:?}"
+        );
+    }
+    assert!(out.stdout.contains(r"a\u{1b}[2Jb\u{202e}evil"), "{}", out.stdout);
+    assert_eq!(out.stdout.lines().count(), 3, "a header and two runbooks: {}", out.stdout);
+    assert_eq!(out.stderr.lines().count(), 2, "one problem and its help: {}", out.stderr);
+}
