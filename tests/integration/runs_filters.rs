@@ -49,8 +49,8 @@ fn old_run(state: &str, id: &str, runbook: &str, operator: &str, at: &str, statu
 }
 
 /// The seeded history: recent runs of `alpha` (ana, succeeded) and `beta` (bob, failed),
-/// an old `alpha` (ana, 2020-01-01), an old `beta` (carol, 2020-01-02) and a queued `alpha`
-/// submitted by dan.
+/// an old `alpha` (ana, 2020-01-01), an old `beta` (carol, 2020-01-02), a queued `alpha`
+/// submitted by dan and a `beta` submitted and cancelled by erin.
 fn seed(dir: &Path, state: &str) {
     std::fs::write(dir.join("alpha.toml"), ALPHA).expect("alpha");
     std::fs::write(dir.join("beta.toml"), BETA).expect("beta");
@@ -76,6 +76,11 @@ fn seed(dir: &Path, state: &str) {
     assert_ne!(b.code, 0, "beta fails: {}{}", b.stdout, b.stderr);
     let q = rb(dir, state, &["submit", "alpha.toml", "--yes"], "dan");
     assert_eq!(q.code, 0, "{}{}", q.stdout, q.stderr);
+    let c = rb(dir, state, &["submit", "beta.toml", "--yes"], "erin");
+    assert_eq!(c.code, 0, "{}{}", c.stdout, c.stderr);
+    let id = c.stdout.split_whitespace().find(|w| w.contains('T') && w.contains('-')).expect("the run id");
+    let cancelled = rb(dir, state, &["cancel", id, "--reason", "not today"], "erin");
+    assert_eq!(cancelled.code, 0, "{}{}", cancelled.stdout, cancelled.stderr);
 }
 
 /// `runs --format json ARGS`: each listed run as `runbook/status/operator`, newest first.
@@ -105,6 +110,7 @@ fn filters_filter(dir: &Path, state: &str) {
     assert_eq!(
         all,
         [
+            "beta/cancelled/erin",
             "alpha/queued/dan",
             "beta/failed/bob",
             "alpha/succeeded/ana",
@@ -133,17 +139,24 @@ fn filters_filter(dir: &Path, state: &str) {
         ["alpha/queued/dan"],
         "a submitted run is its submitter's"
     );
+    let recent = ["beta/cancelled/erin", "alpha/queued/dan", "beta/failed/bob", "alpha/succeeded/ana"];
+    assert_eq!(listed(dir, state, &["--since", "7d"]), recent);
+    assert_eq!(listed(dir, state, &["--since", "90m"]), recent);
+    assert_eq!(listed(dir, state, &["--status", "cancelled"]), ["beta/cancelled/erin"]);
     assert_eq!(
-        listed(dir, state, &["--since", "7d"]),
-        ["alpha/queued/dan", "beta/failed/bob", "alpha/succeeded/ana"]
-    );
-    assert_eq!(
-        listed(dir, state, &["--since", "90m"]),
-        ["alpha/queued/dan", "beta/failed/bob", "alpha/succeeded/ana"]
+        listed(dir, state, &["--status", "refused"]),
+        Vec::<String>::new(),
+        "cancelled is not refused"
     );
     assert_eq!(
         listed(dir, state, &["--since", "2020-01-01T12:00:00Z"]),
-        ["alpha/queued/dan", "beta/failed/bob", "alpha/succeeded/ana", "beta/failed/carol"],
+        [
+            "beta/cancelled/erin",
+            "alpha/queued/dan",
+            "beta/failed/bob",
+            "alpha/succeeded/ana",
+            "beta/failed/carol"
+        ],
         "an RFC 3339 time"
     );
     assert_eq!(
@@ -151,7 +164,7 @@ fn filters_filter(dir: &Path, state: &str) {
         all,
         "an offset is honoured (10:00Z is not before it)"
     );
-    assert_eq!(listed(dir, state, &["--limit", "2"]), ["alpha/queued/dan", "beta/failed/bob"]);
+    assert_eq!(listed(dir, state, &["--limit", "2"]), ["beta/cancelled/erin", "alpha/queued/dan"]);
     assert_eq!(listed(dir, state, &["--limit", "1", "--status", "failed"]), ["beta/failed/bob"]);
     assert_eq!(
         listed(dir, state, &["--runbook", "alpha", "--status", "succeeded", "--since", "7d"]),
@@ -180,12 +193,19 @@ fn filters_filter(dir: &Path, state: &str) {
 fn every_combination_agrees(dir: &Path, state: &str) {
     let out = rb(dir, state, &["runs", "--format", "json"], "reader");
     let all: Vec<serde_json::Value> = serde_json::from_str(&out.stdout).expect("json");
-    assert_eq!(all.len(), 5);
+    assert_eq!(all.len(), 6);
     let field = |r: &serde_json::Value, k: &str| r[k].as_str().unwrap_or_default().to_string();
     let mut checked = 0;
     for runbook in [None, Some("alpha"), Some("beta"), Some("gamma")] {
-        for status in [None, Some("failed"), Some("succeeded"), Some("queued"), Some("failed,queued")] {
-            for operator in [None, Some("ana"), Some("bob"), Some("dan"), Some("nobody")] {
+        for status in [
+            None,
+            Some("failed"),
+            Some("succeeded"),
+            Some("queued"),
+            Some("cancelled"),
+            Some("failed,queued"),
+        ] {
+            for operator in [None, Some("ana"), Some("bob"), Some("erin"), Some("nobody")] {
                 // `7d` keeps this year's runs: every run made by the binary, none of 2020.
                 for (since, cutoff) in [
                     (None, ""),
@@ -226,7 +246,7 @@ fn every_combination_agrees(dir: &Path, state: &str) {
             }
         }
     }
-    assert_eq!(checked, 600);
+    assert_eq!(checked, 720);
 }
 
 #[test]
