@@ -8,7 +8,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 #[derive(Debug, Parser)]
 #[command(name = "runbook", version, about, max_term_width = 100)]
 pub struct Cli {
-    /// When to use colours in diagnostics.
+    /// When to use colours: in diagnostics, and in the output of run, resume, compensate,
+    /// show and runs.
     #[arg(long, value_enum, default_value_t = Color::Auto, global = true)]
     pub color: Color,
     /// Who you are in the journal (default: $USER@host). Accepted by every command (a
@@ -51,7 +52,7 @@ pub fn command() -> clap::Command {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Color {
-    /// Colours on a terminal, unless NO_COLOR is set.
+    /// Colours on a terminal, unless NO_COLOR is set (to anything but the empty string).
     Auto,
     Always,
     Never,
