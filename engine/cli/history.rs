@@ -63,7 +63,7 @@ pub fn runs(
     if !watch && missing_store(state.as_deref()).is_some() {
         match format {
             ListFormat::Text => crate::output::errln!("no runs yet"),
-            ListFormat::Json => crate::output::out!("{}", render_runs(&[], format)),
+            ListFormat::Json => crate::output::out!("{}", render_runs(&[], format, none)),
         }
         return Ok(Exit::Success);
     }
@@ -92,7 +92,7 @@ pub fn runs(
                 crate::output::errln!("{none}");
                 return Ok(());
             }
-            let text = render_runs(&runs, format);
+            let text = render_runs(&runs, format, none);
             if last.as_ref() != Some(&text) {
                 for f in &flagged {
                     crate::output::errln!("warning: run {f}");
@@ -137,7 +137,8 @@ fn flag(run_id: &str, findings: &[runbook_core::audit::Finding]) -> CliError {
     }
 }
 
-fn render_runs(runs: &[RunSummary], format: ListFormat) -> String {
+/// The list as text or JSON; `none` is what an empty table says.
+fn render_runs(runs: &[RunSummary], format: ListFormat, none: &str) -> String {
     use std::fmt::Write;
     let mut out = String::new();
     match format {
@@ -154,7 +155,9 @@ fn render_runs(runs: &[RunSummary], format: ListFormat) -> String {
                 .collect();
             let _ = writeln!(out, "{}", serde_json::to_string_pretty(&items).unwrap_or_default());
         }
-        ListFormat::Text if runs.is_empty() => out.push_str("no runs yet\n"),
+        ListFormat::Text if runs.is_empty() => {
+            let _ = writeln!(out, "{none}");
+        }
         ListFormat::Text => {
             let _ = writeln!(
                 out,

@@ -292,3 +292,27 @@ fn runs_filters_refuse_bad_values() {
     assert!(!Path::new(state).exists(), "a refused command creates no store");
     insta::assert_snapshot!(seen);
 }
+
+/// `--watch` with a filter that matches nothing says so (not "no runs yet": there are runs).
+#[test]
+fn a_watched_filter_that_matches_nothing_says_so() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = dir.path().join("state.db").display().to_string();
+    std::fs::write(dir.path().join("alpha.toml"), ALPHA).expect("alpha");
+    assert_eq!(rb(dir.path(), &state, &["run", "alpha.toml"], "ana").code, 0);
+    let mut child = std::process::Command::new(crate::support::bin())
+        .args(["runs", "--watch", "--runbook", "gamma", "--state", &state])
+        .current_dir(dir.path())
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut first = String::new();
+    if let Some(out) = child.stdout.take() {
+        std::io::BufReader::new(out).read_line(&mut first).expect("a line");
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(first, "no runs match\n");
+}
