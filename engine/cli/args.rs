@@ -8,20 +8,51 @@ use clap::{Parser, Subcommand, ValueEnum};
 #[derive(Debug, Parser)]
 #[command(name = "runbook", version, about, max_term_width = 100)]
 pub struct Cli {
-    /// When to use colours in diagnostics.
+    /// When to use colours: in diagnostics, and in the output of run, resume, compensate,
+    /// show and runs.
     #[arg(long, value_enum, default_value_t = Color::Auto, global = true)]
     pub color: Color,
-    /// Who you are in the journal (default: $USER@host). Teams bind this to their SSO in a
-    /// wrapper; every decision and run records it.
-    #[arg(long = "as", env = "RUNBOOK_OPERATOR", global = true, value_name = "IDENTITY")]
+    /// Who you are in the journal (default: $USER@host). Accepted by every command (a
+    /// wrapper may pass it to all), shown by those that record it: see [`command`].
+    #[arg(long = "as", env = "RUNBOOK_OPERATOR", global = true, hide = true, value_name = "IDENTITY")]
     pub operator: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
 
+/// The commands that record who ran them (a run's operator, a submitter, a decision, a
+/// cancel, a worker's claims): the callers of `identity::operator`. `--as` is shown in their
+/// help only; the other commands accept it hidden.
+pub const RECORD_IDENTITY: [&str; 9] =
+    ["run", "submit", "cancel", "worker", "resume", "compensate", "approve", "reject", "abandon"];
+
+/// The command line as parsed: [`Cli`], with `--as` shown on [`RECORD_IDENTITY`] alone (each
+/// gets a visible copy of the global argument, with the same id, so clap propagates the
+/// hidden one to the others only).
+pub fn command() -> clap::Command {
+    use clap::CommandFactory;
+    let mut cmd = Cli::command();
+    for name in RECORD_IDENTITY {
+        cmd = cmd.mut_subcommand(name, |sub| {
+            sub.arg(
+                clap::Arg::new("operator")
+                    .long("as")
+                    .env("RUNBOOK_OPERATOR")
+                    .global(true)
+                    .value_name("IDENTITY")
+                    .help(
+                        "Who you are in the journal (default: $USER@host). Teams bind this to their SSO \
+                         in a wrapper; every decision and run records it.",
+                    ),
+            )
+        });
+    }
+    cmd
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Color {
-    /// Colours on a terminal, unless NO_COLOR is set.
+    /// Colours on a terminal, unless NO_COLOR is set (to anything but the empty string).
     Auto,
     Always,
     Never,
@@ -207,6 +238,22 @@ pub enum Command {
         /// Keep watching: print the list again whenever it changes (Ctrl-C to stop).
         #[arg(long)]
         watch: bool,
+        /// Only runs of this runbook (its `name`).
+        #[arg(long, value_name = "NAME")]
+        runbook: Option<String>,
+        /// Only runs in this status; repeatable, or comma-separated.
+        #[arg(long, value_name = "STATUS", value_delimiter = ',', value_parser = clap::builder::PossibleValuesParser::new(runbook_store::listed_statuses()))]
+        status: Vec<String>,
+        /// Only runs started (or submitted) by this operator.
+        #[arg(long = "operator", value_name = "IDENTITY")]
+        by: Option<String>,
+        /// Only runs started (or submitted) since then: a duration back from now (`90m`,
+        /// `7d`) or an RFC 3339 time (`2026-12-01T00:00:00Z`).
+        #[arg(long, value_name = "WHEN", value_parser = since)]
+        since: Option<String>,
+        /// At most N runs, the newest (default: every run).
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+        limit: Option<u32>,
     },
     /// Show one run: each step's state, attempts and outputs.
     Show {
@@ -362,6 +409,20 @@ pub enum Command {
         /// The folder to write into (it must exist).
         #[arg(long, value_name = "DIR", default_value = ".", value_hint = clap::ValueHint::DirPath)]
         dir: PathBuf,
+    },
+    /// List the runbooks under a folder (recursively) with their title, the estimate of
+    /// their critical path and their last run (from the state store, read only).
+    #[command(visible_alias = "runbooks")]
+    List {
+        /// The folder.
+        #[arg(value_name = "DIR", default_value = "runbooks")]
+        dir: PathBuf,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = ListFormat::Text)]
+        format: ListFormat,
+        /// Where the last runs are read from (read only: a missing store is no runs).
+        #[command(flatten)]
+        state: StateArg,
     },
 }
 
@@ -640,4 +701,26 @@ pub fn run_id_shape(id: &str) -> Result<String, String> {
             id.escape_default()
         ))
     }
+}
+
+/// `runs --since WHEN`: a duration back from now (humantime: `90m`, `7d`) or an RFC 3339
+/// time, as the store keeps times (UTC, milliseconds) so that it compares them as text.
+fn since(text: &str) -> Result<String, String> {
+    let at = match humantime::parse_duration(text) {
+        Ok(ago) => std::time::SystemTime::now()
+            .checked_sub(ago)
+            .filter(|t| *t >= std::time::UNIX_EPOCH)
+            .ok_or_else(|| format!("`{text}` reaches back before 1970"))?,
+        Err(_) => chrono::DateTime::parse_from_rfc3339(text)
+            .ok()
+            .map(std::time::SystemTime::from)
+            .filter(|t| *t >= std::time::UNIX_EPOCH)
+            .ok_or_else(|| {
+                format!(
+                    "`{}` is neither a duration (`90m`, `7d`) nor an RFC 3339 time (`2026-12-01T00:00:00Z`)",
+                    text.escape_default()
+                )
+            })?,
+    };
+    Ok(humantime::format_rfc3339_millis(at).to_string())
 }

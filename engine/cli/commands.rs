@@ -17,6 +17,10 @@ use crate::{approve, history, identity, queue, report, run, state};
 /// Run one command line: its outcome, or the error `main` prints.
 pub fn run(cli: Cli) -> CliResult {
     let color = report::use_color(cli.color);
+    crate::output::set_color(report::color_on(
+        cli.color,
+        std::io::IsTerminal::is_terminal(&std::io::stdout()),
+    ));
     identity::declare(cli.operator)?;
     match cli.command {
         Command::Check { files, format } => Ok(check(&files, format, color)),
@@ -128,7 +132,10 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Reject { run_id, step, reason, state } => {
             approve::decide(&run_id, &step, false, &[], &reason, state.state)
         }
-        Command::Runs { state, format, watch } => history::runs(state.state, format, watch),
+        Command::Runs { state, format, watch, runbook, status, by, since, limit } => {
+            let filter = runbook_store::RunFilter { runbook, statuses: status, operator: by, since, limit };
+            history::runs(state.state, format, watch, &filter)
+        }
         Command::Report { run_id, format, drill, state } => {
             history::report(&run_id, format, drill, state.state)
         }
@@ -196,6 +203,7 @@ pub fn run(cli: Cli) -> CliResult {
             out!("{}", schema::schema_text());
             Ok(Exit::Success)
         }
+        Command::List { dir, format, state } => crate::catalog::list(&dir, format, state.state),
     }
 }
 

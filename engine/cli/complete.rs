@@ -75,7 +75,7 @@ fn callback() -> String {
 /// command's `run_id` or `file` completes without a line of its own (args.rs stays free of
 /// completion).
 pub fn command() -> clap::Command {
-    wire(<crate::args::Cli as clap::CommandFactory>::command())
+    wire(crate::args::command())
 }
 
 fn wire(mut cmd: clap::Command) -> clap::Command {

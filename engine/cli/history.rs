@@ -51,12 +51,19 @@ fn duration(run: &RunSummary) -> String {
 /// How often `--watch` and `--follow` look at the store again.
 const POLL: Duration = Duration::from_millis(500);
 
-pub fn runs(state: Option<String>, format: ListFormat, watch: bool) -> CliResult {
+/// `runbook runs`: the runs `filter` selects (every run by default), newest first.
+pub fn runs(
+    state: Option<String>,
+    format: ListFormat,
+    watch: bool,
+    filter: &runbook_store::RunFilter,
+) -> CliResult {
+    let none = if *filter == runbook_store::RunFilter::default() { "no runs yet" } else { "no runs match" };
     let tty = std::io::IsTerminal::is_terminal(&std::io::stdout());
     if !watch && missing_store(state.as_deref()).is_some() {
         match format {
             ListFormat::Text => crate::output::errln!("no runs yet"),
-            ListFormat::Json => crate::output::out!("{}", render_runs(&[], format)),
+            ListFormat::Json => crate::output::out!("{}", render_runs(&[], format, none)),
         }
         return Ok(Exit::Success);
     }
@@ -73,7 +80,7 @@ pub fn runs(state: Option<String>, format: ListFormat, watch: bool) -> CliResult
         loop {
             // Each run as its journal tells it, then the submitted runs that never started
             // (the one list, shared with the console).
-            let runbook_store::RunList { mut runs, flagged } = s.run_list().await?;
+            let runbook_store::RunList { mut runs, flagged } = s.run_list_where(filter).await?;
             // A run whose engine died with no record (issue 14, point 3): shown, not written;
             // JSON keeps the journal's status (a tool compares it with the status names).
             for r in runs.iter_mut().filter(|r| r.status == "running" && format == ListFormat::Text) {
@@ -82,10 +89,10 @@ pub fn runs(state: Option<String>, format: ListFormat, watch: bool) -> CliResult
                 }
             }
             if runs.is_empty() && format == ListFormat::Text && !watch {
-                crate::output::errln!("no runs yet");
+                crate::output::errln!("{none}");
                 return Ok(());
             }
-            let text = render_runs(&runs, format);
+            let text = render_runs(&runs, format, none);
             if last.as_ref() != Some(&text) {
                 for f in &flagged {
                     crate::output::errln!("warning: run {f}");
@@ -130,7 +137,8 @@ fn flag(run_id: &str, findings: &[runbook_core::audit::Finding]) -> CliError {
     }
 }
 
-fn render_runs(runs: &[RunSummary], format: ListFormat) -> String {
+/// The list as text or JSON; `none` is what an empty table says.
+fn render_runs(runs: &[RunSummary], format: ListFormat, none: &str) -> String {
     use std::fmt::Write;
     let mut out = String::new();
     match format {
@@ -147,7 +155,9 @@ fn render_runs(runs: &[RunSummary], format: ListFormat) -> String {
                 .collect();
             let _ = writeln!(out, "{}", serde_json::to_string_pretty(&items).unwrap_or_default());
         }
-        ListFormat::Text if runs.is_empty() => out.push_str("no runs yet\n"),
+        ListFormat::Text if runs.is_empty() => {
+            let _ = writeln!(out, "{none}");
+        }
         ListFormat::Text => {
             let _ = writeln!(
                 out,
@@ -157,10 +167,10 @@ fn render_runs(runs: &[RunSummary], format: ListFormat) -> String {
             for r in runs {
                 let _ = writeln!(
                     out,
-                    "{:<26} {:<20} {:<15} {:<22} {:<26} {}",
+                    "{:<26} {:<20} {} {:<22} {:<26} {}",
                     r.run_id,
                     visible(&r.runbook),
-                    r.status,
+                    crate::output::status_cell(&r.status, 15),
                     visible(&r.operator),
                     r.started_at,
                     duration(r)
@@ -221,7 +231,7 @@ pub fn show(run_id: &str, follow: bool, state: Option<String>) -> CliResult {
         summary.status = crate::state::ENGINE_GONE.into();
     }
     outln!("run {} of {} by {}", summary.run_id, visible(&summary.runbook), visible(&summary.operator));
-    outln!("  status    {}", summary.status);
+    outln!("  status    {}", crate::output::status_cell(&summary.status, 0));
     outln!("  started   {}", summary.started_at);
     if let Some(f) = &summary.finished_at {
         outln!("  finished  {f} (took {})", duration(&summary));
@@ -267,7 +277,8 @@ pub fn show(run_id: &str, follow: bool, state: Option<String>) -> CliResult {
     for step in &folded.order {
         let Some(s) = folded.steps.get(step) else { continue };
         let status = s.status.as_str();
-        let mut line = format!("  {step:<width$} {status:<10} attempts {}", s.attempts);
+        let mut line =
+            format!("  {step:<width$} {} attempts {}", crate::output::status_cell(status, 10), s.attempts);
         if !s.outputs.is_empty() {
             let outs: Vec<String> = s.outputs.iter().map(|(k, v)| format!("{k}={}", brief(v))).collect();
             line.push_str(&format!("  outputs {}", outs.join(" ")));
@@ -276,7 +287,15 @@ pub fn show(run_id: &str, follow: bool, state: Option<String>) -> CliResult {
             line.push_str(&format!("  ({})", visible(r)));
         }
         if s.compensation != journal::CompensationStatus::None {
-            line.push_str(&format!("  compensation {:?}", s.compensation).to_lowercase());
+            use crate::output::Tone;
+            let (word, tone) = match s.compensation {
+                journal::CompensationStatus::Started => ("started", Tone::Undo),
+                journal::CompensationStatus::Succeeded => ("succeeded", Tone::Undo),
+                journal::CompensationStatus::Failed => ("failed", Tone::Failed),
+                journal::CompensationStatus::Skipped => ("skipped", Tone::Undo),
+                journal::CompensationStatus::None => ("none", Tone::Undo),
+            };
+            line.push_str(&format!("  compensation {}", crate::output::paint(word, tone)));
         }
         // A finished run waits for no decision: no `approve` command to offer.
         if let (journal::StepStatus::AwaitingApproval, Some(a), None) =

@@ -12,6 +12,7 @@ mod abandon;
 mod approve;
 mod args;
 mod as_started;
+mod catalog;
 mod commands;
 mod complete;
 mod error;
@@ -37,7 +38,7 @@ mod state;
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::FromArgMatches;
 
 fn main() -> ExitCode {
     // `runbook __tie PARENT -- PROGRAM ARGS...` starts every step's program, so every step
@@ -64,7 +65,9 @@ fn main() -> ExitCode {
     if complete::asks(std::env::args_os().skip(1)) {
         clap_complete::CompleteEnv::with_factory(complete::command).var(complete::VAR).complete();
     }
-    let cli = args::Cli::parse();
+    // `args::command()`, not `Cli::parse()`: it shows `--as` only where it is recorded.
+    let cli = args::Cli::from_arg_matches(&args::command().get_matches())
+        .unwrap_or_else(|e| e.format(&mut args::command()).exit());
     let color = report::use_color(cli.color);
     match commands::run(cli) {
         Ok(outcome) => ExitCode::from(outcome.code()),

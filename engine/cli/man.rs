@@ -6,15 +6,12 @@
 
 use std::path::Path;
 
-use clap::CommandFactory;
-
-use crate::args::Cli;
 use crate::error::{CliError, CliResult, Exit, Message};
 use crate::output::{out, outln};
 
 /// `runbook man [--out DIR]`.
 pub fn man(out_dir: Option<&Path>) -> CliResult {
-    let mut cmd = Cli::command().disable_help_subcommand(true);
+    let mut cmd = crate::args::command().disable_help_subcommand(true);
     cmd.build();
     let Some(dir) = out_dir else {
         let mut page = Vec::new();

@@ -13,6 +13,62 @@ use std::sync::atomic::{AtomicBool, Ordering};
 /// output is then dropped, and the run goes on (it is all in the journal and the logs).
 static KEEP_RUNNING: AtomicBool = AtomicBool::new(false);
 
+/// Whether standard output is coloured (`--color`, `NO_COLOR`, a terminal), decided once
+/// by `commands::run` before any command prints.
+static COLOR: AtomicBool = AtomicBool::new(false);
+
+/// Colour standard output from now on, or not.
+pub fn set_color(on: bool) {
+    COLOR.store(on, Ordering::SeqCst);
+}
+
+/// What an engine's word says: it went well, it is being undone, it failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tone {
+    /// Green.
+    Ok,
+    /// Yellow.
+    Undo,
+    /// Red.
+    Failed,
+}
+
+/// `word` in its tone's colour when standard output is coloured. Only the engine's own
+/// words are painted (`ok`, `FAILED`, a status name), never a value: a value reaches the
+/// terminal escaped (`runbook_core::shown`), and colour adds no way around that.
+pub fn paint(word: &str, tone: Tone) -> String {
+    if !COLOR.load(Ordering::SeqCst) {
+        return word.to_string();
+    }
+    let code = match tone {
+        Tone::Ok => "32",
+        Tone::Undo => "33",
+        Tone::Failed => "31",
+    };
+    format!("\x1b[{code}m{word}\x1b[0m")
+}
+
+/// The tone of a status name a list or `show` prints (a run's, a step's, a queued run's);
+/// none for the others and for any text the engine does not know.
+pub fn status_tone(status: &str) -> Option<Tone> {
+    match status {
+        "succeeded" => Some(Tone::Ok),
+        "failed" | "refused" | "needs_operator" => Some(Tone::Failed),
+        s if s == runbook_exec::dispatch::ENGINE_GONE => Some(Tone::Failed),
+        "interrupted" | "abandoned" | "compensated" | "cancelled" => Some(Tone::Undo),
+        _ => None,
+    }
+}
+
+/// A status name padded to `width`, painted by its tone (the padding outside the colour).
+pub fn status_cell(status: &str, width: usize) -> String {
+    let pad = " ".repeat(width.saturating_sub(status.chars().count()));
+    match status_tone(status) {
+        Some(tone) => format!("{}{pad}", paint(status, tone)),
+        None => format!("{status}{pad}"),
+    }
+}
+
 /// From now on, ignore a closed or failing standard output instead of exiting.
 pub fn keep_running_without_stdout() {
     KEEP_RUNNING.store(true, Ordering::SeqCst);

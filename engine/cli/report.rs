@@ -77,10 +77,17 @@ impl MietteDiagnostic for Report<'_> {
 
 /// Whether to colour output on standard error.
 pub fn use_color(choice: Color) -> bool {
+    color_on(choice, std::io::stderr().is_terminal())
+}
+
+/// Whether to colour a stream that is (or is not) a terminal: `--color always|never` says
+/// so; `auto` colours a terminal unless `NO_COLOR` is set to anything but the empty string
+/// (no-color.org).
+pub fn color_on(choice: Color, terminal: bool) -> bool {
     match choice {
         Color::Always => true,
         Color::Never => false,
-        Color::Auto => std::env::var_os("NO_COLOR").is_none() && std::io::stderr().is_terminal(),
+        Color::Auto => std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && terminal,
     }
 }
 

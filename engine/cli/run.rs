@@ -19,6 +19,7 @@ use crate::as_started::{as_started_error, load_as_started};
 use crate::error::{CliError, CliResult, Exit, Message};
 use crate::identity::operator;
 use crate::input::{display, load_with_missing_params, load_with_params};
+use crate::output::Tone;
 use crate::output::outln;
 
 /// What `runbook run` was asked besides the runbook and its parameters.
@@ -1116,6 +1117,13 @@ fn print_reports(mut rx: mpsc::UnboundedReceiver<Report>, json: bool, live: bool
             outln!("{value}");
             continue;
         }
+        let tone = match &report {
+            Report::Recorded(r) => tone_of(&r.event),
+            Report::Output { .. }
+            | Report::Notice(_)
+            | Report::RetryScheduled { .. }
+            | Report::Heartbeat { .. } => None,
+        };
         let line = match report {
             Report::Output { step, stream, text } => match stream {
                 Stream::Stdout => format!("{step} | {text}"),
@@ -1271,15 +1279,42 @@ fn print_reports(mut rx: mpsc::UnboundedReceiver<Report>, json: bool, live: bool
                         l.end(step);
                     }
                 }
-                l.println(&line);
+                l.println(&painted(&line, tone));
             }
-            None => outln!("{line}"),
+            None => outln!("{}", painted(&line, tone)),
         }
     }
     if let Some(l) = live {
         for (_, bar) in l.bars {
             bar.finish_and_clear();
         }
+    }
+}
+
+/// The colour of an event's line, and the engine's word it starts with (the only text
+/// painted). By the event's journal name: an event this does not name is shown plain.
+fn tone_of(event: &RunEvent) -> Option<(Tone, &'static str)> {
+    match event.kind() {
+        "step_succeeded" => Some((Tone::Ok, "ok")),
+        "approval_granted" => Some((Tone::Ok, "approved")),
+        "step_failed" => Some((Tone::Failed, "FAILED")),
+        "attempt_failed" => Some((Tone::Failed, "x")),
+        "compensation_failed" => Some((Tone::Failed, "UNDO FAILED")),
+        "approval_rejected" => Some((Tone::Failed, "rejected")),
+        "compensation_started" => Some((Tone::Undo, "undo")),
+        "compensation_succeeded" => Some((Tone::Undo, "undone")),
+        "run_interrupted" => Some((Tone::Undo, "interrupted")),
+        _ => None,
+    }
+}
+
+/// `line` (already escaped) with its leading engine word painted.
+fn painted(line: &str, tone: Option<(Tone, &'static str)>) -> String {
+    match tone {
+        Some((tone, word)) if line.starts_with(word) => {
+            format!("{}{}", crate::output::paint(word, tone), &line[word.len()..])
+        }
+        Some(_) | None => line.to_string(),
     }
 }
 

@@ -835,6 +835,12 @@ fn compensation_chain(
     chain.into_iter().map(|a| rb.steps[a].id.to_string()).collect()
 }
 
+/// The critical path of a runbook's steps, as its plan states it (`runbook list` shows its
+/// estimate): it depends on the steps' `needs` and estimates, not on parameter values.
+pub fn critical_path_of(rb: &Runbook) -> CriticalPath {
+    critical_path(&rb.steps, &needs_graph(&rb.steps).topo_order())
+}
+
 fn critical_path(steps: &[Step], topo_order: &[usize]) -> CriticalPath {
     // best[i] = (sum of high estimates, number of steps) of the heaviest chain ending at i.
     let mut best: Vec<(std::time::Duration, usize)> = vec![(Default::default(), 0); steps.len()];

@@ -38,7 +38,7 @@ mod append;
 mod listing;
 mod tokens;
 use append::{Chained, bind_event, insert_events_sql, update_head_sql};
-pub use listing::RunList;
+pub use listing::{RunFilter, RunList, listed_statuses};
 pub use tokens::ConsoleToken;
 
 /// Events written by one `INSERT` statement at most: 9 bound values each, far below
@@ -2165,20 +2165,7 @@ impl Store {
         )
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(QueueEntry {
-                    run_id: r.try_get(0)?,
-                    runbook: r.try_get(1)?,
-                    state: r.try_get(2)?,
-                    submitted_by: r.try_get(3)?,
-                    submitted_at: r.try_get(4)?,
-                    worker: r.try_get(5)?,
-                    exit_code: r.try_get(6)?,
-                    note: r.try_get(7)?,
-                })
-            })
-            .collect()
+        rows.iter().map(queue_entry).collect()
     }
 
     /// Runs' histories read in one snapshot (one run, or all), and the records and logs that
@@ -2272,26 +2259,38 @@ impl Store {
     /// What `runbook runs` lists: each run's row, and the summary its journal implies (from
     /// its first record, the records that change its status, and its last record), read in
     /// one snapshot. The summary is `None` for a run without records.
-    pub async fn runs_with_journal(&self) -> Result<Vec<(RunSummary, Option<runbook_core::audit::Summary>)>> {
+    /// Only the rows that may pass `filter` are read (its conditions are the query's), with
+    /// the records of those runs alone.
+    pub async fn runs_with_journal(
+        &self,
+        filter: &RunFilter,
+    ) -> Result<Vec<(RunSummary, Option<runbook_core::audit::Summary>)>> {
+        let Some(selected) = filter.runs_clause() else { return Ok(Vec::new()) };
+        let values = filter.runs_values();
         let mut tx = self.pool.begin_with(self.backend.begin_snapshot()).await?;
-        let runs = sqlx::query(
+        let runs_sql = format!(
             "SELECT run_id, runbook, operator, started_at, status, finished_at, last_seq, last_hash \
-             FROM runs ORDER BY started_at DESC, run_id DESC",
-        )
-        .fetch_all(&mut *tx)
-        .await?
-        .iter()
-        .map(summary)
-        .collect::<Result<Vec<_>>>()?;
-        let rows = sqlx::query(
+             FROM runs WHERE run_id IN (SELECT run_id FROM ({selected}) sel) ORDER BY started_at DESC, run_id DESC"
+        );
+        // Built of the store's own words (`RunFilter`); every value is bound.
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(runs_sql));
+        for v in &values {
+            query = query.bind(v.as_str());
+        }
+        let runs = query.fetch_all(&mut *tx).await?.iter().map(summary).collect::<Result<Vec<_>>>()?;
+        let events_sql = format!(
             "SELECT e.run_id, e.seq, e.ts, e.body, e.prev_hash, e.hash, e.db_role FROM events e \
-             JOIN (SELECT run_id, MAX(seq) AS last FROM events GROUP BY run_id) h ON h.run_id = e.run_id \
+             JOIN (SELECT run_id, MAX(seq) AS last FROM events \
+             WHERE run_id IN (SELECT run_id FROM ({selected}) sel) GROUP BY run_id) h ON h.run_id = e.run_id \
              WHERE e.seq = 1 OR e.seq = h.last \
              OR e.kind IN ('run_finished', 'run_interrupted', 'run_suspended', 'run_resumed') \
-             ORDER BY e.run_id, e.seq",
-        )
-        .fetch_all(&mut *tx)
-        .await?;
+             ORDER BY e.run_id, e.seq"
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(events_sql));
+        for v in &values {
+            query = query.bind(v.as_str());
+        }
+        let rows = query.fetch_all(&mut *tx).await?;
         tx.rollback().await?;
         let mut parts: std::collections::BTreeMap<String, Vec<Record>> = std::collections::BTreeMap::new();
         for row in &rows {
@@ -2399,6 +2398,21 @@ impl Store {
 }
 
 /// A `runs` row, selected as `runs()` and `run()` do.
+/// A queue row read as `run_id, runbook, state, submitted_by, submitted_at, worker,
+/// exit_code, note`.
+fn queue_entry(r: &sqlx::any::AnyRow) -> Result<QueueEntry> {
+    Ok(QueueEntry {
+        run_id: r.try_get(0)?,
+        runbook: r.try_get(1)?,
+        state: r.try_get(2)?,
+        submitted_by: r.try_get(3)?,
+        submitted_at: r.try_get(4)?,
+        worker: r.try_get(5)?,
+        exit_code: r.try_get(6)?,
+        note: r.try_get(7)?,
+    })
+}
+
 fn summary(r: &sqlx::any::AnyRow) -> Result<RunSummary> {
     Ok(RunSummary {
         run_id: r.try_get(0)?,

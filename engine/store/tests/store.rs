@@ -90,7 +90,47 @@ conformance!(
     the_health_check_reports_versions_and_contents,
     queued_runs_are_claimed_once_by_workers_with_the_labels,
     a_cancelled_append_is_all_or_nothing_and_the_next_one_works,
+    a_filtered_run_list_reads_only_the_runs_it_lists,
 );
+
+/// `run_list_where` filters in the query: a row that is not a run (no journal) is flagged
+/// by the whole list, and not even read by a list that filters it out.
+async fn a_filtered_run_list_reads_only_the_runs_it_lists(f: Fixture) {
+    let store = f.with_run("r-no-journal").await;
+    let run = NewRun {
+        run_id: "r-deploy",
+        runbook: "deploy",
+        operator: "bo",
+        started_at: "2026-12-01T10:00:00.000Z",
+        lock_name: None,
+    };
+    let mut first = started();
+    if let RunEvent::RunStarted { runbook, operator, .. } = &mut first {
+        *runbook = "deploy".into();
+        *operator = "bo".into();
+    }
+    store.start_run(&run, &[first], None).await.expect("start");
+    let finished = RunEvent::RunFinished { status: RunStatus::Failed, preconditions: Vec::new() };
+    store.append("r-deploy", "2026-12-01T10:01:00.000Z", &finished, None).await.expect("finish");
+
+    let all = store.run_list().await.expect("list");
+    assert_eq!(all.runs.iter().map(|r| r.run_id.as_str()).collect::<Vec<_>>(), ["r-deploy"]);
+    assert_eq!(all.flagged.len(), 1, "{:?}", all.flagged);
+    for filter in [
+        runbook_store::RunFilter { runbook: Some("deploy".into()), ..Default::default() },
+        runbook_store::RunFilter { operator: Some("bo".into()), ..Default::default() },
+        runbook_store::RunFilter { statuses: vec!["failed".into()], ..Default::default() },
+        runbook_store::RunFilter { since: Some("2026-12-01T00:00:00.000Z".into()), ..Default::default() },
+    ] {
+        let listed = store.run_list_where(&filter).await.expect("filtered");
+        assert_eq!(listed.runs.len(), 1, "{filter:?}");
+        assert_eq!(listed.runs[0].status, "failed");
+        assert!(listed.flagged.is_empty(), "{filter:?} read a row it does not list: {:?}", listed.flagged);
+    }
+    let none =
+        runbook_store::RunFilter { statuses: vec!["queued".into()], limit: Some(1), ..Default::default() };
+    assert!(store.run_list_where(&none).await.expect("filtered").runs.is_empty());
+}
 
 fn started() -> RunEvent {
     RunEvent::RunStarted {

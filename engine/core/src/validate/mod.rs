@@ -200,6 +200,12 @@ pub fn is_runbook_text(text: &str) -> bool {
     text.parse::<toml::Table>().is_ok_and(|t| t.get("runbook").is_some_and(toml::Value::is_table))
 }
 
+/// Whether a text parses as TOML but has no `[runbook]` table: a parameters or schedules
+/// file, or any other TOML (`runbook list` skips it).
+pub fn is_other_toml(text: &str) -> bool {
+    text.parse::<toml::Table>().is_ok_and(|t| !t.get("runbook").is_some_and(toml::Value::is_table))
+}
+
 /// Step, param, output, precondition and escalation ids ([`syntax::ID`]).
 fn is_id(s: &str) -> bool {
     syntax::ID.matches(s)
