@@ -21,8 +21,13 @@ use crate::model::*;
 use crate::params;
 use crate::template::{self, Mode, TemplateError};
 
-/// The version of the plan document. Fields are only added within a version.
-pub const FORMAT_VERSION: u32 = 1;
+/// The version of the plan document. Fields are only added within a version. Version 2:
+/// `compensation_chain` is a [`ChainSummary`] (a count and the first ids), no longer the
+/// whole list (n²/2 ids on a chain of n compensable steps).
+pub const FORMAT_VERSION: u32 = 2;
+
+/// The most ids a [`ChainSummary`] holds: as many as a review document's table cell shows.
+pub const CHAIN_SHOWN: usize = 30;
 
 /// The plan document.
 #[derive(Debug, Clone, Serialize)]
@@ -327,11 +332,32 @@ pub struct PlanStep {
     pub on_failure: OnFailure,
     /// Its undo action.
     pub compensation: Option<Box<PlanCompensation>>,
-    /// Steps whose compensations would run if this step failed, in order. Steps running in
-    /// parallel that completed first would be compensated too.
-    pub compensation_chain: Vec<String>,
+    /// Steps whose compensations would run if this step failed, in order, as a count and
+    /// the first [`CHAIN_SHOWN`]. Steps running in parallel that completed first would be
+    /// compensated too.
+    pub compensation_chain: ChainSummary,
     /// Expected duration.
     pub estimate: Option<String>,
+}
+
+/// A compensation chain as a plan holds it: every compensable ancestor of the step (through
+/// `needs`, directly or not), most recent first, summarised. The whole list of every step
+/// would be quadratic in the number of steps (ARCHITECTURE.md, "Plan documents are linear");
+/// it is derivable from the plan: the steps before this one, in plan order, that it needs
+/// directly or not and that have a `compensation`, the last first.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ChainSummary {
+    /// How many compensations would run.
+    pub count: usize,
+    /// The first of them (the most recent first), at most [`CHAIN_SHOWN`].
+    pub first: Vec<String>,
+}
+
+impl ChainSummary {
+    /// True when nothing would be compensated.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
 }
 
 /// An escalation as shown in a plan.
@@ -531,6 +557,7 @@ impl Planner<'_> {
         }
         // Ancestor sets cost n²/64 words: only worth it when something can be compensated.
         let ancestors = if compensable.is_empty() { Vec::new() } else { graph.ancestors_in(&topo) };
+        let mut scratch = Vec::new();
         let steps = order
             .iter()
             .map(|&i| {
@@ -540,6 +567,7 @@ impl Planner<'_> {
                     ancestors.get(i).and_then(Option::as_ref),
                     &compensable,
                     &position,
+                    &mut scratch,
                 );
                 self.step(&rb.steps[i], waves_of[i] + 1, chain)
             })
@@ -547,7 +575,8 @@ impl Planner<'_> {
         let f_waves = needs_graph(&rb.finally).waves();
         let mut f_order: Vec<usize> = (0..rb.finally.len()).collect();
         f_order.sort_by_key(|&i| (f_waves[i], i));
-        let finally = f_order.iter().map(|&i| self.step(&rb.finally[i], 0, Vec::new())).collect();
+        let finally =
+            f_order.iter().map(|&i| self.step(&rb.finally[i], 0, ChainSummary::default())).collect();
         let escalations = rb
             .escalations
             .iter()
@@ -601,7 +630,7 @@ impl Planner<'_> {
         }
     }
 
-    fn step(&mut self, s: &Step, wave: usize, compensation_chain: Vec<String>) -> PlanStep {
+    fn step(&mut self, s: &Step, wave: usize, compensation_chain: ChainSummary) -> PlanStep {
         let when = s.when.as_ref().map(|w| PlanWhen {
             expr: w.text.clone(),
             value: if w.static_only {
@@ -818,21 +847,32 @@ fn needs_graph(steps: &[Step]) -> Graph {
 }
 
 /// The compensations that would run if step `i` failed: its ancestors' (they have all
-/// completed), most recent first. Empty unless the step's policy is `compensate`.
+/// completed), most recent first, as a count and the first [`CHAIN_SHOWN`]. Empty unless the
+/// step's policy is `compensate`. Linear in what it returns: the count is a popcount of two
+/// bitsets, and only the ancestors are looked at (in `scratch`, reused from step to step),
+/// never a list per step of every ancestor.
 fn compensation_chain(
     rb: &Runbook,
     i: usize,
     ancestors: Option<&BitSet>,
     compensable: &BitSet,
     position: &[usize],
-) -> Vec<String> {
-    let Some(ancestors) = ancestors else { return Vec::new() };
+    scratch: &mut Vec<usize>,
+) -> ChainSummary {
+    let Some(ancestors) = ancestors else { return ChainSummary::default() };
     if rb.steps[i].on_failure != OnFailure::Compensate || compensable.is_empty() {
-        return Vec::new();
+        return ChainSummary::default();
     }
-    let mut chain: Vec<usize> = ancestors.iter_and(compensable).collect();
-    chain.sort_by_key(|&a| std::cmp::Reverse(position[a]));
-    chain.into_iter().map(|a| rb.steps[a].id.to_string()).collect()
+    scratch.clear();
+    scratch.extend(ancestors.iter_and(compensable));
+    let count = scratch.len();
+    let by_recent = |a: &usize| std::cmp::Reverse(position[*a]);
+    if scratch.len() > CHAIN_SHOWN {
+        scratch.select_nth_unstable_by_key(CHAIN_SHOWN, by_recent);
+        scratch.truncate(CHAIN_SHOWN);
+    }
+    scratch.sort_by_key(by_recent);
+    ChainSummary { count, first: scratch.iter().map(|&a| rb.steps[a].id.to_string()).collect() }
 }
 
 fn critical_path(steps: &[Step], topo_order: &[usize]) -> CriticalPath {
