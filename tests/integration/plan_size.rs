@@ -244,3 +244,53 @@ fn plan_against_a_revision_of_a_6000_step_compensated_chain_is_linear_in_the_run
     let input = (old.len() + new.len()) as u64;
     every_diff_format(p, &["plan", "r.toml", "--against", "HEAD"], input);
 }
+
+/// A plan saved by the previous release (`format_version` 1, whole `compensation_chain`
+/// lists) still diffs against a version 2 plan: equal when the runbook did not change (its
+/// lists read as their summaries), and the change shown when it did. A chain longer than 30
+/// is read as its count and first 30.
+#[test]
+fn a_version_1_plan_of_the_previous_release_still_diffs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = dir.path();
+    std::fs::write(p.join("r.toml"), chain(40, "start")).expect("write");
+    assert_eq!(plan_to_file(p, &["plan", "r.toml", "-o", "v2.json"], "o.out").0, 0);
+    let v2: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(p.join("v2.json")).expect("read")).expect("json");
+    assert_eq!(v2["format_version"], 2);
+    // The version 1 document of the same plan: every chain as its whole list (the ids
+    // before the step in a chain, the latest first).
+    let mut v1 = v2.clone();
+    v1["format_version"] = 1.into();
+    let ids: Vec<String> = v2["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .map(|s| s["id"].as_str().expect("id").to_string())
+        .collect();
+    for (i, s) in v1["steps"].as_array_mut().expect("steps").iter_mut().enumerate() {
+        let whole: Vec<serde_json::Value> = ids[..i].iter().rev().map(|id| id.as_str().into()).collect();
+        assert_eq!(s["compensation_chain"]["count"], whole.len());
+        s["compensation_chain"] = serde_json::Value::Array(whole);
+    }
+    std::fs::write(p.join("v1.json"), v1.to_string()).expect("write");
+    let same = crate::support::run_in(p, &["plan", "--diff", "v1.json", "v2.json"]);
+    crate::support::ok(&same, 0);
+    assert!(same.stdout.contains("no change"), "{}", same.stdout);
+    // A version 1 plan with one step fewer in its chains: the counts are shown.
+    let mut shorter = v1.clone();
+    for s in shorter["steps"].as_array_mut().expect("steps") {
+        if let Some(list) = s["compensation_chain"].as_array_mut() {
+            list.retain(|id| id != "start");
+        }
+    }
+    std::fs::write(p.join("shorter.json"), shorter.to_string()).expect("write");
+    let changed = crate::support::run_in(p, &["plan", "--diff", "shorter.json", "v2.json"]);
+    crate::support::ok(&changed, 1);
+    assert!(changed.stdout.contains("compensation_chain.count: 38 → 39"), "{}", changed.stdout);
+    assert!(
+        changed.stdout.contains("compensation_chain: [\"s00000\"] → [\"s00000\",\"start\"]"),
+        "{}",
+        changed.stdout
+    );
+}

@@ -919,3 +919,77 @@ fn critical_path(steps: &[Step], topo_order: &[usize]) -> CriticalPath {
             .collect(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use crate::diagnostic::Source;
+    use crate::validate::{NoIncludes, check};
+
+    use super::*;
+
+    /// A seeded random DAG of `n` steps: each needs up to three earlier ones (or follows the
+    /// one before), about half have a compensation, some stop or continue on failure.
+    fn random_runbook(n: usize, seed: u64) -> String {
+        let mut x = seed;
+        let mut next = move |m: u64| {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (x >> 33) % m
+        };
+        let mut t = String::from("[runbook]\nname = \"r\"\n");
+        for i in 0..n {
+            t.push_str(&format!("\n[steps.s{i}]\nrun = \"echo {i}\"\n"));
+            if i > 0 && next(4) > 0 {
+                let k = 1 + next(3);
+                let needs: BTreeSet<u64> = (0..k).map(|_| next(i as u64)).collect();
+                let list: Vec<String> = needs.iter().map(|j| format!("\"s{j}\"")).collect();
+                t.push_str(&format!("needs = [{}]\n", list.join(", ")));
+            }
+            if next(2) == 0 {
+                t.push_str(&format!("compensate = {{ run = \"echo undo {i}\" }}\n"));
+            }
+            match next(6) {
+                0 => t.push_str("on-failure = \"stop\"\n"),
+                1 => t.push_str("on-failure = \"continue\"\n"),
+                _ => {}
+            }
+        }
+        t
+    }
+
+    /// The summary is the whole chain's count and its first [`CHAIN_SHOWN`], as computed the
+    /// naive way (every ancestor through `needs`, those with a compensation, the latest in
+    /// plan order first), on random DAGs of up to 120 steps.
+    #[test]
+    fn the_chain_summary_is_the_count_and_the_head_of_the_whole_chain() {
+        for seed in 0..40 {
+            let text = random_runbook(20 + (seed as usize * 7) % 100, seed);
+            let checked = check(Source::toml("r.toml", &text), &NoIncludes);
+            let rb = checked.runbook.unwrap_or_else(|| panic!("{:?}", checked.diagnostics));
+            let values = crate::inputs::resolve(&rb, &BTreeMap::new()).expect("no params");
+            let p = plan(&rb, &values).expect("a plan");
+            let pos: BTreeMap<&str, usize> =
+                p.steps.iter().enumerate().map(|(i, s)| (s.id.as_str(), i)).collect();
+            let by_id: BTreeMap<&str, &PlanStep> = p.steps.iter().map(|s| (s.id.as_str(), s)).collect();
+            for s in &p.steps {
+                let mut seen = BTreeSet::new();
+                let mut todo: Vec<&str> = s.needs.iter().map(String::as_str).collect();
+                while let Some(a) = todo.pop() {
+                    if seen.insert(a) {
+                        todo.extend(by_id[a].needs.iter().map(String::as_str));
+                    }
+                }
+                let mut whole: Vec<&str> =
+                    seen.into_iter().filter(|a| by_id[a].compensation.is_some()).collect();
+                whole.sort_by_key(|a| std::cmp::Reverse(pos[a]));
+                if s.on_failure != OnFailure::Compensate {
+                    whole.clear();
+                }
+                let head: Vec<String> = whole.iter().take(CHAIN_SHOWN).map(|a| a.to_string()).collect();
+                assert_eq!(s.compensation_chain.count, whole.len(), "seed {seed}, step {}", s.id);
+                assert_eq!(s.compensation_chain.first, head, "seed {seed}, step {}", s.id);
+            }
+        }
+    }
+}
