@@ -60,6 +60,7 @@ mod plan_diff;
 mod plan_diff_faithful;
 mod plan_formats;
 mod plan_html;
+mod plan_size;
 mod plan_views;
 mod preflight;
 mod prompt_text;

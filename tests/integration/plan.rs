@@ -32,7 +32,7 @@ fn json_plan_is_the_documented_document() {
     let out = l3(&["--format", "json"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     let doc = redacted_json(&out.stdout);
-    assert_eq!(doc["format_version"], 1);
+    assert_eq!(doc["format_version"], 2);
     assert_eq!(doc["runbook"]["name"], "rollback-l3");
     assert_eq!(doc["params"]["environment"], "staging");
     assert_eq!(doc["waves"][0], serde_json::json!(["backup"]));

@@ -225,7 +225,7 @@ fn invalid_input_exits_3_with_a_clear_error() {
     ok(&run_in(p, &["plan", "rollback-l3.toml", "--params-file", "params.toml", "-o", "good.json"]), 0);
     let good = std::fs::read_to_string(p.join("good.json")).expect("read");
     std::fs::write(p.join("truncated.json"), &good[..good.len() / 2]).expect("write");
-    std::fs::write(p.join("v99.json"), good.replace("\"format_version\": 1", "\"format_version\": 99"))
+    std::fs::write(p.join("v99.json"), good.replace("\"format_version\": 2", "\"format_version\": 99"))
         .expect("write");
     std::fs::write(p.join("nested.json"), "[".repeat(4 * 1024 * 1024)).expect("write");
     std::fs::write(p.join("not-a-plan.json"), "{\"hello\": 1}").expect("write");

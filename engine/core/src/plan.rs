@@ -21,8 +21,13 @@ use crate::model::*;
 use crate::params;
 use crate::template::{self, Mode, TemplateError};
 
-/// The version of the plan document. Fields are only added within a version.
-pub const FORMAT_VERSION: u32 = 1;
+/// The version of the plan document. Fields are only added within a version. Version 2:
+/// `compensation_chain` is a [`ChainSummary`] (a count and the first ids), no longer the
+/// whole list (n²/2 ids on a chain of n compensable steps).
+pub const FORMAT_VERSION: u32 = 2;
+
+/// The most ids a [`ChainSummary`] holds: as many as a review document's table cell shows.
+pub const CHAIN_SHOWN: usize = 30;
 
 /// The plan document.
 #[derive(Debug, Clone, Serialize)]
@@ -327,11 +332,32 @@ pub struct PlanStep {
     pub on_failure: OnFailure,
     /// Its undo action.
     pub compensation: Option<Box<PlanCompensation>>,
-    /// Steps whose compensations would run if this step failed, in order. Steps running in
-    /// parallel that completed first would be compensated too.
-    pub compensation_chain: Vec<String>,
+    /// Steps whose compensations would run if this step failed, in order, as a count and
+    /// the first [`CHAIN_SHOWN`]. Steps running in parallel that completed first would be
+    /// compensated too.
+    pub compensation_chain: ChainSummary,
     /// Expected duration.
     pub estimate: Option<String>,
+}
+
+/// A compensation chain as a plan holds it: every compensable ancestor of the step (through
+/// `needs`, directly or not), most recent first, summarised. The whole list of every step
+/// would be quadratic in the number of steps (ARCHITECTURE.md, "Plan documents are linear");
+/// it is derivable from the plan: the steps before this one, in plan order, that it needs
+/// directly or not and that have a `compensation`, the last first.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ChainSummary {
+    /// How many compensations would run.
+    pub count: usize,
+    /// The first of them (the most recent first), at most [`CHAIN_SHOWN`].
+    pub first: Vec<String>,
+}
+
+impl ChainSummary {
+    /// True when nothing would be compensated.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
 }
 
 /// An escalation as shown in a plan.
@@ -531,6 +557,7 @@ impl Planner<'_> {
         }
         // Ancestor sets cost n²/64 words: only worth it when something can be compensated.
         let ancestors = if compensable.is_empty() { Vec::new() } else { graph.ancestors_in(&topo) };
+        let mut scratch = Vec::new();
         let steps = order
             .iter()
             .map(|&i| {
@@ -540,6 +567,7 @@ impl Planner<'_> {
                     ancestors.get(i).and_then(Option::as_ref),
                     &compensable,
                     &position,
+                    &mut scratch,
                 );
                 self.step(&rb.steps[i], waves_of[i] + 1, chain)
             })
@@ -547,7 +575,8 @@ impl Planner<'_> {
         let f_waves = needs_graph(&rb.finally).waves();
         let mut f_order: Vec<usize> = (0..rb.finally.len()).collect();
         f_order.sort_by_key(|&i| (f_waves[i], i));
-        let finally = f_order.iter().map(|&i| self.step(&rb.finally[i], 0, Vec::new())).collect();
+        let finally =
+            f_order.iter().map(|&i| self.step(&rb.finally[i], 0, ChainSummary::default())).collect();
         let escalations = rb
             .escalations
             .iter()
@@ -601,7 +630,7 @@ impl Planner<'_> {
         }
     }
 
-    fn step(&mut self, s: &Step, wave: usize, compensation_chain: Vec<String>) -> PlanStep {
+    fn step(&mut self, s: &Step, wave: usize, compensation_chain: ChainSummary) -> PlanStep {
         let when = s.when.as_ref().map(|w| PlanWhen {
             expr: w.text.clone(),
             value: if w.static_only {
@@ -818,21 +847,32 @@ fn needs_graph(steps: &[Step]) -> Graph {
 }
 
 /// The compensations that would run if step `i` failed: its ancestors' (they have all
-/// completed), most recent first. Empty unless the step's policy is `compensate`.
+/// completed), most recent first, as a count and the first [`CHAIN_SHOWN`]. Empty unless the
+/// step's policy is `compensate`. Linear in what it returns: the count is a popcount of two
+/// bitsets, and only the ancestors are looked at (in `scratch`, reused from step to step),
+/// never a list per step of every ancestor.
 fn compensation_chain(
     rb: &Runbook,
     i: usize,
     ancestors: Option<&BitSet>,
     compensable: &BitSet,
     position: &[usize],
-) -> Vec<String> {
-    let Some(ancestors) = ancestors else { return Vec::new() };
+    scratch: &mut Vec<usize>,
+) -> ChainSummary {
+    let Some(ancestors) = ancestors else { return ChainSummary::default() };
     if rb.steps[i].on_failure != OnFailure::Compensate || compensable.is_empty() {
-        return Vec::new();
+        return ChainSummary::default();
     }
-    let mut chain: Vec<usize> = ancestors.iter_and(compensable).collect();
-    chain.sort_by_key(|&a| std::cmp::Reverse(position[a]));
-    chain.into_iter().map(|a| rb.steps[a].id.to_string()).collect()
+    scratch.clear();
+    scratch.extend(ancestors.iter_and(compensable));
+    let count = scratch.len();
+    let by_recent = |a: &usize| std::cmp::Reverse(position[*a]);
+    if scratch.len() > CHAIN_SHOWN {
+        scratch.select_nth_unstable_by_key(CHAIN_SHOWN, by_recent);
+        scratch.truncate(CHAIN_SHOWN);
+    }
+    scratch.sort_by_key(by_recent);
+    ChainSummary { count, first: scratch.iter().map(|&a| rb.steps[a].id.to_string()).collect() }
 }
 
 /// The critical path of a runbook's steps, as its plan states it (`runbook list` shows its
@@ -883,5 +923,79 @@ fn critical_path(steps: &[Step], topo_order: &[usize]) -> CriticalPath {
             .filter(|&&i| steps[i].estimate.is_none())
             .map(|&i| steps[i].id.to_string())
             .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use crate::diagnostic::Source;
+    use crate::validate::{NoIncludes, check};
+
+    use super::*;
+
+    /// A seeded random DAG of `n` steps: each needs up to three earlier ones (or follows the
+    /// one before), about half have a compensation, some stop or continue on failure.
+    fn random_runbook(n: usize, seed: u64) -> String {
+        let mut x = seed;
+        let mut next = move |m: u64| {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (x >> 33) % m
+        };
+        let mut t = String::from("[runbook]\nname = \"r\"\n");
+        for i in 0..n {
+            t.push_str(&format!("\n[steps.s{i}]\nrun = \"echo {i}\"\n"));
+            if i > 0 && next(4) > 0 {
+                let k = 1 + next(3);
+                let needs: BTreeSet<u64> = (0..k).map(|_| next(i as u64)).collect();
+                let list: Vec<String> = needs.iter().map(|j| format!("\"s{j}\"")).collect();
+                t.push_str(&format!("needs = [{}]\n", list.join(", ")));
+            }
+            if next(2) == 0 {
+                t.push_str(&format!("compensate = {{ run = \"echo undo {i}\" }}\n"));
+            }
+            match next(6) {
+                0 => t.push_str("on-failure = \"stop\"\n"),
+                1 => t.push_str("on-failure = \"continue\"\n"),
+                _ => {}
+            }
+        }
+        t
+    }
+
+    /// The summary is the whole chain's count and its first [`CHAIN_SHOWN`], as computed the
+    /// naive way (every ancestor through `needs`, those with a compensation, the latest in
+    /// plan order first), on random DAGs of up to 120 steps.
+    #[test]
+    fn the_chain_summary_is_the_count_and_the_head_of_the_whole_chain() {
+        for seed in 0..40 {
+            let text = random_runbook(20 + (seed as usize * 7) % 100, seed);
+            let checked = check(Source::toml("r.toml", &text), &NoIncludes);
+            let rb = checked.runbook.unwrap_or_else(|| panic!("{:?}", checked.diagnostics));
+            let values = crate::inputs::resolve(&rb, &BTreeMap::new()).expect("no params");
+            let p = plan(&rb, &values).expect("a plan");
+            let pos: BTreeMap<&str, usize> =
+                p.steps.iter().enumerate().map(|(i, s)| (s.id.as_str(), i)).collect();
+            let by_id: BTreeMap<&str, &PlanStep> = p.steps.iter().map(|s| (s.id.as_str(), s)).collect();
+            for s in &p.steps {
+                let mut seen = BTreeSet::new();
+                let mut todo: Vec<&str> = s.needs.iter().map(String::as_str).collect();
+                while let Some(a) = todo.pop() {
+                    if seen.insert(a) {
+                        todo.extend(by_id[a].needs.iter().map(String::as_str));
+                    }
+                }
+                let mut whole: Vec<&str> =
+                    seen.into_iter().filter(|a| by_id[a].compensation.is_some()).collect();
+                whole.sort_by_key(|a| std::cmp::Reverse(pos[a]));
+                if s.on_failure != OnFailure::Compensate {
+                    whole.clear();
+                }
+                let head: Vec<String> = whole.iter().take(CHAIN_SHOWN).map(|a| a.to_string()).collect();
+                assert_eq!(s.compensation_chain.count, whole.len(), "seed {seed}, step {}", s.id);
+                assert_eq!(s.compensation_chain.first, head, "seed {seed}, step {}", s.id);
+            }
+        }
     }
 }

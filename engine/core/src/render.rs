@@ -535,16 +535,16 @@ pub(crate) fn step_retry(s: &PlanStep) -> Option<&RetryPolicy> {
     }
 }
 
-/// Ids shown in one list of the text plan before "N more".
-const SHOWN: usize = 30;
+/// Ids shown in one list of the text plan before "N more": as many as a plan's
+/// compensation chain holds.
+const SHOWN: usize = crate::plan::CHAIN_SHOWN;
 
-/// A compensation chain in its order, at most [`SHOWN`] ids and a count of the rest (the
-/// JSON plan holds it whole): a step's lines stay the same size however deep it is, so the
-/// plan is linear in the runbook.
-fn few_then(chain: &[String]) -> String {
-    let mut s = chain.iter().take(SHOWN).cloned().collect::<Vec<_>>().join(", then ");
-    if chain.len() > SHOWN {
-        let _ = write!(s, ", then {} more (the JSON plan lists them all)", chain.len() - SHOWN);
+/// A compensation chain in its order, at most [`SHOWN`] ids and a count of the rest: a
+/// step's lines stay the same size however deep it is, so the plan is linear in the runbook.
+fn few_then(chain: &crate::plan::ChainSummary) -> String {
+    let mut s = chain.first.iter().take(SHOWN).cloned().collect::<Vec<_>>().join(", then ");
+    if chain.count > SHOWN {
+        let _ = write!(s, ", then {} more ({})", chain.count - SHOWN, review::MORE_IN_CHAIN);
     }
     s
 }

@@ -30,7 +30,8 @@ use serde_json::Value;
 
 use crate::model::{OnFailure, ParamType, RetryPolicy, format_duration};
 use crate::plan::{
-    CriticalPath, EngineInfo, Plan, PlanCheck, PlanCommand, PlanCompensation, PlanRunbook, PlanStep, PlanWhen,
+    ChainSummary, CriticalPath, EngineInfo, Plan, PlanCheck, PlanCommand, PlanCompensation, PlanRunbook,
+    PlanStep, PlanWhen,
 };
 
 use super::markdown::{RiskFacts, code, escape, fenced, risk_facts};
@@ -40,7 +41,10 @@ pub const DIFF_VERSION: u32 = 1;
 
 /// Top-level fields of the plan document that the diff does not compare, and why.
 pub const IGNORED_TOP: &[(&str, &str)] = &[
-    ("format_version", "checked: both documents must be of the version this engine reads"),
+    (
+        "format_version",
+        "checked: both documents must be of a version this engine reads (a version 1 document is read as version 2)",
+    ),
     ("engine", "the engine that made the plan: what runs is what the other fields say"),
     (
         "files",
@@ -193,32 +197,100 @@ pub fn empty_document() -> Value {
     })
 }
 
-/// Check that a JSON value is a plan document of the version this engine reads, and read
-/// the facts the risk section needs from it.
+/// The previous version of the plan document this engine still reads: its
+/// `compensation_chain` lists are read as version 2's summaries ([`upgrade`]), so that a plan
+/// saved by the previous release still diffs.
+pub const PREVIOUS_FORMAT_VERSION: u32 = 1;
+
+/// Check that a JSON value is a plan document of a version this engine reads (the current
+/// one, or the previous one, [`upgrade`]d), and read the facts the risk section needs from it.
 pub fn read_document(doc: &Value) -> Result<Plan, NotAPlan> {
     let Some(top) = doc.as_object() else {
         return Err(NotAPlan("it is not a JSON object".into()));
     };
     match top.get("format_version").and_then(Value::as_u64) {
-        Some(v) if v == u64::from(crate::plan::FORMAT_VERSION) => {}
-        Some(v) => {
-            return Err(NotAPlan(format!(
-                "its `format_version` is {v}; this runbook reads plan documents of version {}",
-                crate::plan::FORMAT_VERSION
-            )));
+        Some(v) if v == u64::from(crate::plan::FORMAT_VERSION) => to_plan(doc, ""),
+        Some(v) if v == u64::from(PREVIOUS_FORMAT_VERSION) => {
+            let mut doc = doc.clone();
+            upgrade(&mut doc);
+            to_plan(&doc, "")
         }
-        None => return Err(NotAPlan("it has no `format_version` (not a plan document)".into())),
+        Some(v) => Err(NotAPlan(format!(
+            "its `format_version` is {v}; this runbook reads plan documents of version {} (and {PREVIOUS_FORMAT_VERSION}, of earlier releases)",
+            crate::plan::FORMAT_VERSION
+        ))),
+        None => Err(NotAPlan("it has no `format_version` (not a plan document)".into())),
     }
-    to_plan(doc, "")
 }
 
-/// The diff of two plan documents, both checked by [`read_document`].
+/// A version 1 plan document as version 2: each step's `compensation_chain`, a whole list
+/// (most recent first), becomes its summary `{"count": N, "first": [at most 30 ids]}`, in
+/// included plans too. Anything else is left as it is ([`to_plan`] says what is wrong with
+/// it). A version 2 document is left as it is.
+pub fn upgrade(doc: &mut Value) {
+    if doc.get("format_version").and_then(Value::as_u64) != Some(u64::from(PREVIOUS_FORMAT_VERSION)) {
+        return;
+    }
+    doc["format_version"] = Value::from(crate::plan::FORMAT_VERSION);
+    upgrade_steps(doc);
+}
+
+/// Each step's `compensation_chain` summary that holds the whole chain (`count` ids in
+/// `first`) as that list, as the reader knows it from the text plan and version 1 (`[]` when
+/// empty, and an added step does not show it); a longer one stays a summary, compared as its
+/// `count` and `first`. One-to-one: the diff stays faithful, and linear (at most 30 ids).
+fn whole_chains(doc: &mut Value) {
+    for section in ["steps", "finally"] {
+        let Some(list) = doc.get_mut(section).and_then(Value::as_array_mut) else { continue };
+        for s in list {
+            if let Some(chain) = s.get_mut("compensation_chain")
+                && chain.as_object().is_some_and(|o| o.len() == 2)
+                && let (Some(count), Some(first)) =
+                    (chain.get("count").and_then(Value::as_u64), chain.get("first").and_then(Value::as_array))
+                && usize::try_from(count).is_ok_and(|c| c == first.len())
+            {
+                *chain = Value::Array(first.clone());
+            }
+            if let Some(plan) = s.pointer_mut("/command/runbook/plan") {
+                whole_chains(plan);
+            }
+        }
+    }
+}
+
+fn upgrade_steps(doc: &mut Value) {
+    for section in ["steps", "finally"] {
+        let Some(list) = doc.get_mut(section).and_then(Value::as_array_mut) else { continue };
+        for s in list {
+            // Version 1 read an absent or `null` chain as empty.
+            let Some(step) = s.as_object_mut() else { continue };
+            let chain = step.entry("compensation_chain").or_insert(Value::Array(Vec::new()));
+            if chain.is_null() {
+                *chain = Value::Array(Vec::new());
+            }
+            if let Some(ids) = chain.as_array() {
+                let first: Vec<Value> = ids.iter().take(crate::plan::CHAIN_SHOWN).cloned().collect();
+                *chain = serde_json::json!({ "count": ids.len(), "first": first });
+            }
+            if let Some(plan) = s.pointer_mut("/command/runbook/plan") {
+                upgrade_steps(plan);
+            }
+        }
+    }
+}
+
+/// The diff of two plan documents, both checked by [`read_document`] (a version 1 document
+/// is compared as its version 2 [`upgrade`]).
 pub fn diff(old: &Value, new: &Value) -> Result<PlanDiff, NotAPlan> {
     let old_plan = read_document(old)?;
     let new_plan = read_document(new)?;
     let (mut old, mut new) = (old.clone(), new.clone());
+    upgrade(&mut old);
+    upgrade(&mut new);
     nested(&mut old);
     nested(&mut new);
+    whole_chains(&mut old);
+    whole_chains(&mut new);
     let (old, new) = (&old, &new);
     let name = |v: &Value| v.pointer("/runbook/name").and_then(Value::as_str).map(str::to_string);
     let mut fields = Vec::new();
@@ -995,6 +1067,26 @@ fn strings(v: &Value, key: &str, at: &str) -> Result<Vec<String>, NotAPlan> {
     }
 }
 
+/// A step's `compensation_chain` summary (required: every plan of version 2 has one).
+fn chain(s: &Value, at: &str) -> Result<ChainSummary, NotAPlan> {
+    let at = format!("{at}.compensation_chain");
+    match s.get("compensation_chain") {
+        Some(c @ Value::Object(_)) => {
+            let count = c
+                .get("count")
+                .and_then(Value::as_u64)
+                .and_then(|n| usize::try_from(n).ok())
+                .ok_or_else(|| bad(&format!("{at}.count"), "a whole number"))?;
+            let first = strings(c, "first", &at)?;
+            if first.len() > count.min(crate::plan::CHAIN_SHOWN) {
+                return Err(bad(&format!("{at}.first"), "at most `count` ids, and at most 30"));
+            }
+            Ok(ChainSummary { count, first })
+        }
+        _ => Err(bad(&at, "a compensation chain (`count` and `first`)")),
+    }
+}
+
 fn checks(v: Option<&Value>, at: &str) -> Result<Vec<PlanCheck>, NotAPlan> {
     let Some(v) = v.filter(|v| !v.is_null()) else { return Ok(Vec::new()) };
     let Some(items) = v.as_array() else { return Err(bad(at, "a list")) };
@@ -1169,7 +1261,7 @@ fn to_step(s: &Value, at: &str) -> Result<PlanStep, NotAPlan> {
         confirm: opt_text(s, "confirm", at)?,
         on_failure,
         compensation,
-        compensation_chain: strings(s, "compensation_chain", at)?,
+        compensation_chain: chain(s, at)?,
         estimate: None,
     })
 }
@@ -1805,9 +1897,19 @@ mod tests {
     fn garbage_documents_are_refused_with_a_reason() {
         for (bad, why) in [
             (serde_json::json!([]), "not a JSON object"),
-            (serde_json::json!({"format_version": 2}), "version 1"),
+            // The format is at version 2 (read, with version 1): another version is refused.
+            (serde_json::json!({"format_version": 3}), "version 2 (and 1, of earlier releases)"),
             (serde_json::json!({"format_version": 1, "steps": 3}), "`steps` is not a list"),
             (serde_json::json!({"format_version": 1, "steps": [{"id": "a"}]}), "`steps[0].on_failure`"),
+            (serde_json::json!({"format_version": 2, "steps": 3}), "`steps` is not a list"),
+            (
+                serde_json::json!({"format_version": 2, "steps": [{"id": "a", "kind": "cmd", "on_failure": "stop", "command": {"cmd": []}, "compensation_chain": ["x"]}]}),
+                "`steps[0].compensation_chain` is not a compensation chain",
+            ),
+            (
+                serde_json::json!({"format_version": 2, "steps": [{"id": "a", "kind": "cmd", "on_failure": "stop", "command": {"cmd": []}, "compensation_chain": {"count": 1, "first": ["x", "y"]}}]}),
+                "`steps[0].compensation_chain.first` is not at most `count` ids",
+            ),
         ] {
             let e = read_document(&bad).expect_err("refused");
             assert!(e.0.contains(why), "{why}: {}", e.0);

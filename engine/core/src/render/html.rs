@@ -492,14 +492,14 @@ fn risk_section(h: &mut Html, plan: &Plan, risks: &Risks) {
         item(h, "Point of no return");
         code(h, id);
         h.tag(": from there on, a failure stops instead of undoing ");
-        ids(h, lost);
+        phrase(h, lost);
     } else {
         h.tag("<li><strong>Points of no return</strong> (one on each branch):\n<ul>\n");
         for (id, lost) in &risks.no_return {
             h.tag("<li>");
             code(h, id);
             h.tag(": from there on, a failure stops instead of undoing ");
-            ids(h, lost);
+            phrase(h, lost);
             h.tag("</li>\n");
         }
         h.tag("</ul>\n");
@@ -512,7 +512,7 @@ fn risk_section(h: &mut Html, plan: &Plan, risks: &Risks) {
         if s.compensation_chain.is_empty() {
             h.tag("nothing");
         } else {
-            phrase(h, &review::few(&s.compensation_chain));
+            phrase(h, &review::few_chain(&s.compensation_chain));
         }
         h.tag("</td><td>");
         match risks.kept.get(&s.id) {

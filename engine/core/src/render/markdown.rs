@@ -42,10 +42,6 @@ fn ids(list: &[String]) -> String {
     md(&review::ids(list))
 }
 
-fn few(list: &[String]) -> String {
-    md(&review::few(list))
-}
-
 /// The plan as a review document (`plan --format markdown`).
 pub fn markdown(plan: &Plan) -> String {
     let mut out = String::new();
@@ -247,7 +243,7 @@ fn risk_section(out: &mut String, plan: &Plan, risks: &Risks) {
             out,
             "- **Point of no return:** {}: from there on, a failure stops instead of undoing {}",
             code(id),
-            ids(lost)
+            md(lost)
         );
     } else {
         let _ = writeln!(out, "- **Points of no return** (one on each branch):");
@@ -256,7 +252,7 @@ fn risk_section(out: &mut String, plan: &Plan, risks: &Risks) {
                 out,
                 "  - {}: from there on, a failure stops instead of undoing {}",
                 code(id),
-                ids(lost)
+                md(lost)
             );
         }
     }
@@ -264,8 +260,11 @@ fn risk_section(out: &mut String, plan: &Plan, risks: &Risks) {
     let _ = writeln!(out, "| wave | step | if it fails | undoes, in order | left as it is |");
     let _ = writeln!(out, "|---|---|---|---|---|");
     for s in plan.steps.iter().filter(|s| !skipped(s)) {
-        let undoes =
-            if s.compensation_chain.is_empty() { "nothing".to_string() } else { few(&s.compensation_chain) };
+        let undoes = if s.compensation_chain.is_empty() {
+            "nothing".to_string()
+        } else {
+            md(&review::few_chain(&s.compensation_chain))
+        };
         let kept = risks.kept.get(&s.id).map(md).unwrap_or_default();
         let _ = writeln!(
             out,

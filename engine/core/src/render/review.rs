@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use crate::graph::BitSet;
 use crate::model::{OnFailure, format_duration};
-use crate::plan::{Plan, PlanCheck, PlanCommand, PlanCompensation, PlanSecret, PlanStep};
+use crate::plan::{ChainSummary, Plan, PlanCheck, PlanCommand, PlanCompensation, PlanSecret, PlanStep};
 
 /// A piece of a sentence a reviewer reads.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -170,23 +170,62 @@ fn compensation_bound(c: &PlanCompensation) -> Bound {
     Some(parse(c.timeout.as_deref())? * n + waits)
 }
 
-/// The longest undo a failure can start: the heaviest compensation chain at worst.
+/// The ancestors of each main step through `needs`, in plan order (needs come first): n²/64
+/// words, as the plan's own. Its compensation chain is its ancestors that have a
+/// compensation ([`compensable`]), most recent first: the plan holds only a summary of it.
+pub fn ancestors(plan: &Plan) -> Vec<BitSet> {
+    let index: BTreeMap<&str, usize> =
+        plan.steps.iter().enumerate().map(|(i, s)| (s.id.as_str(), i)).collect();
+    let n = plan.steps.len();
+    let mut ancestors: Vec<BitSet> = Vec::with_capacity(n);
+    for s in &plan.steps {
+        let mut set = BitSet::new(n);
+        for need in &s.needs {
+            if let Some(&j) = index.get(need.as_str())
+                && j < ancestors.len()
+            {
+                set.insert(j);
+                let (done, _) = ancestors.split_at(j + 1);
+                set.union_with(&done[j]);
+            }
+        }
+        ancestors.push(set);
+    }
+    ancestors
+}
+
+/// The main steps that have a compensation, by plan position.
+pub fn compensable(plan: &Plan) -> BitSet {
+    let mut set = BitSet::new(plan.steps.len());
+    for (i, s) in plan.steps.iter().enumerate() {
+        if s.compensation.is_some() {
+            set.insert(i);
+        }
+    }
+    set
+}
+
+/// The longest undo a failure can start: the heaviest compensation chain at worst. The sum
+/// over each step's compensable ancestors, from the bitsets (the plan holds a summary of
+/// each chain, not the whole list); each compensation's bound is computed once.
 pub fn undo_text(plan: &Plan) -> Option<Phrase> {
-    let by_id: BTreeMap<&str, &PlanStep> = plan.steps.iter().map(|s| (s.id.as_str(), s)).collect();
-    let chain_bound = |s: &PlanStep| -> Bound {
-        s.compensation_chain.iter().try_fold(Duration::ZERO, |acc, id| {
-            let c = by_id.get(id.as_str()).and_then(|a| a.compensation.as_deref())?;
-            Some(acc + compensation_bound(c)?)
-        })
+    let ancestors = ancestors(plan);
+    let compensable = compensable(plan);
+    let bounds: Vec<Bound> =
+        plan.steps.iter().map(|s| s.compensation.as_deref().and_then(compensation_bound)).collect();
+    let chain_bound = |i: usize| -> Bound {
+        ancestors[i].iter_and(&compensable).try_fold(Duration::ZERO, |acc, j| Some(acc + bounds[j]?))
     };
-    let worst = plan
+    let (worst, worst_bound) = plan
         .steps
         .iter()
-        .filter(|s| !s.compensation_chain.is_empty() && !skipped(s))
+        .enumerate()
+        .filter(|(_, s)| !s.compensation_chain.is_empty() && !skipped(s))
+        .map(|(i, s)| (s, chain_bound(i)))
         // The first of the longest: `max_by_key` keeps the last of equals.
         .rev()
-        .max_by_key(|s| key(chain_bound(s)))?;
-    let bound = chain_bound(worst).map_or_else(
+        .max_by_key(|(_, b)| key(*b))?;
+    let bound = worst_bound.map_or_else(
         || "no bound (a compensation on the way has no time limit)".to_string(),
         format_duration,
     );
@@ -194,7 +233,7 @@ pub fn undo_text(plan: &Plan) -> Option<Phrase> {
         Phrase::lit(format!("{bound}, when "))
             .c(&worst.id)
             .l(" fails: the compensations of ")
-            .p(few(&worst.compensation_chain))
+            .p(few_chain(&worst.compensation_chain))
             .l(" (every attempt to its timeout)"),
     )
 }
@@ -289,7 +328,9 @@ pub struct Risks {
     /// Steps (and compensations) not declared idempotent.
     pub not_idempotent: Vec<Phrase>,
     /// The points of no return.
-    pub no_return: Vec<(String, Vec<String>)>,
+    /// The points of no return, each with what it leaves as it is (at most [`SHOWN`] ids
+    /// and a count of the rest: one point per branch, each of up to every step before it).
+    pub no_return: Vec<(String, Phrase)>,
     /// For each main step: what its failure leaves as it is (completed changes not undone),
     /// as a table cell's list.
     pub kept: BTreeMap<String, Phrase>,
@@ -307,38 +348,26 @@ impl Risks {
             plan.steps.iter().enumerate().map(|(i, s)| (s.id.as_str(), i)).collect();
         // Ancestors, in plan order (needs come first): n²/64 words, as the plan's chains.
         let n = plan.steps.len();
-        let mut ancestors: Vec<BitSet> = Vec::with_capacity(n);
-        for s in &plan.steps {
+        let ancestors = ancestors(plan);
+        let compensable_set = compensable(plan);
+        // What a step's failure undoes: its compensable ancestors when its policy is
+        // `compensate` (its whole chain, of which the plan holds a summary).
+        let undoes = |i: usize| -> BitSet {
             let mut set = BitSet::new(n);
-            for need in &s.needs {
-                if let Some(&j) = index.get(need.as_str())
-                    && j < ancestors.len()
-                {
-                    set.insert(j);
-                    let (done, _) = ancestors.split_at(j + 1);
-                    set.union_with(&done[j]);
+            if plan.steps[i].on_failure == OnFailure::Compensate
+                && !plan.steps[i].compensation_chain.is_empty()
+            {
+                for k in ancestors[i].iter_and(&compensable_set) {
+                    set.insert(k);
                 }
             }
-            ancestors.push(set);
-        }
+            set
+        };
         // What a failure after each step may still undo: the compensations that the failure
         // of any of its descendants runs (children come after their needs in plan order, so
         // one pass backwards; n²/64 words, as the ancestors).
-        let own: Vec<BitSet> = plan
-            .steps
-            .iter()
-            .map(|s| {
-                let mut set = BitSet::new(n);
-                if s.on_failure == OnFailure::Compensate && !skipped(s) {
-                    for id in &s.compensation_chain {
-                        if let Some(&k) = index.get(id.as_str()) {
-                            set.insert(k);
-                        }
-                    }
-                }
-                set
-            })
-            .collect();
+        let own: Vec<BitSet> =
+            (0..n).map(|i| if skipped(&plan.steps[i]) { BitSet::new(n) } else { undoes(i) }).collect();
         let mut undone_later: Vec<BitSet> = (0..n).map(|_| BitSet::new(n)).collect();
         for i in (0..n).rev() {
             let mut after_need = undone_later[i].clone();
@@ -356,12 +385,12 @@ impl Risks {
         let mut kept = BTreeMap::new();
         let mut past = BTreeSet::new();
         for (i, s) in plan.steps.iter().enumerate() {
-            let undone: BTreeSet<&str> = s.compensation_chain.iter().map(String::as_str).collect();
+            let undone = undoes(i);
             let left: Vec<usize> = ancestors[i]
                 .iter()
                 .filter(|&j| {
                     let a = &plan.steps[j];
-                    changes(&a.command) && !skipped(a) && !undone.contains(a.id.as_str())
+                    changes(&a.command) && !skipped(a) && !undone.contains(j)
                 })
                 .collect();
             let shown: Vec<String> =
@@ -377,8 +406,9 @@ impl Risks {
                 left.iter().copied().filter(|&j| compensable(j) && !undone_later[i].contains(j)).collect();
             if s.on_failure != OnFailure::Compensate && !lost.is_empty() {
                 if !ancestors[i].iter().any(|j| past.contains(&j)) {
-                    no_return
-                        .push((s.id.clone(), lost.iter().rev().map(|&j| plan.steps[j].id.clone()).collect()));
+                    let shown: Vec<String> =
+                        lost.iter().rev().take(SHOWN).map(|&j| plan.steps[j].id.clone()).collect();
+                    no_return.push((s.id.clone(), few_of(&shown, lost.len())));
                 }
                 past.insert(i);
             }
@@ -513,16 +543,13 @@ pub fn input_phrase(k: &str, ty: &crate::model::ParamType, rule: Option<&crate::
     p.l(")")
 }
 
-/// A table cell's list: the first thirty, then how many more (a long chain would make the
-/// table quadratic in the number of steps; the step's own section lists them all).
-pub fn few(list: &[String]) -> Phrase {
-    few_of(list, list.len())
-}
+/// Ids shown in a table cell before "and N more": as many as a plan's compensation chain
+/// holds.
+pub const SHOWN: usize = crate::plan::CHAIN_SHOWN;
 
-/// Ids shown in a table cell before "and N more".
-pub const SHOWN: usize = 30;
-
-/// `few` of a list of `total` ids of which `first` are the first ones.
+/// A table cell's list of `total` ids of which `first` are the first ones: at most
+/// [`SHOWN`], then how many more (a long list would make the table quadratic in the number
+/// of steps).
 fn few_of(first: &[String], total: usize) -> Phrase {
     if total <= SHOWN {
         return ids(first);
@@ -536,16 +563,26 @@ pub fn few_shown(list: &[Phrase]) -> Phrase {
     if list.len() > SHOWN { s.l(format!(" and {} more", list.len() - SHOWN)) } else { s }
 }
 
-/// A compensation chain in its order, at most [`SHOWN`] ids and a count of the rest (the
-/// JSON plan holds it whole): a step's section stays the same size however deep it is.
-pub fn few_then(chain: &[String]) -> Phrase {
-    let s = Phrase::join(chain.iter().take(SHOWN).map(Phrase::code), ", then ");
-    if chain.len() > SHOWN {
-        s.l(format!(", then {} more (the JSON plan lists them all)", chain.len() - SHOWN))
+/// A compensation chain as a table cell's list: [`few`] of its summary.
+pub fn few_chain(chain: &ChainSummary) -> Phrase {
+    few_of(&chain.first, chain.count)
+}
+
+/// A compensation chain in its order, at most [`SHOWN`] ids and a count of the rest: a
+/// step's section stays the same size however deep it is.
+pub fn few_then(chain: &ChainSummary) -> Phrase {
+    let s = Phrase::join(chain.first.iter().take(SHOWN).map(Phrase::code), ", then ");
+    if chain.count > SHOWN {
+        s.l(format!(", then {} more ({})", chain.count - SHOWN, MORE_IN_CHAIN))
     } else {
         s
     }
 }
+
+/// What the rest of a long compensation chain is, after its first [`SHOWN`] ids: the plan
+/// counts them and does not list them (a plan is linear in its runbook).
+pub const MORE_IN_CHAIN: &str =
+    "the other steps before it, that it needs directly or not, with a compensation";
 
 pub fn ids(list: &[String]) -> Phrase {
     Phrase::join(list.iter().map(Phrase::code), ", ")
