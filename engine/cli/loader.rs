@@ -17,6 +17,11 @@ use runbook_core::validate::Loader;
 /// is a mistake or an attack (`/dev/zero` would otherwise read until memory runs out).
 pub const MAX_FILE_BYTES: u64 = 8 * 1024 * 1024;
 
+/// The largest plan file read (`run --plan`, `plan --diff`): 64 MiB. A JSON plan is linear in
+/// its runbook but larger (about 27 times for a 5,000-step compensated chain: 10 MB), so it
+/// has its own bound; it covers the plans of runbooks up to about 2 MiB.
+pub const MAX_PLAN_BYTES: u64 = 64 * 1024 * 1024;
+
 /// Folders whose files are the kernel's or devices, never runbook material.
 const SPECIAL_ROOTS: [&str; 3] = ["/proc", "/sys", "/dev"];
 
@@ -145,6 +150,17 @@ pub fn read(path: &str) -> Result<String, String> {
 /// A file's bytes, if it is a regular file of at most [`MAX_FILE_BYTES`] outside the
 /// special folders; otherwise a short lowercase reason (never the content).
 pub fn read_bytes(path: &str) -> Result<Vec<u8>, String> {
+    read_bytes_up_to(path, MAX_FILE_BYTES)
+}
+
+/// A plan file's text: as [`read`], bounded by [`MAX_PLAN_BYTES`].
+pub fn read_plan(path: &str) -> Result<String, String> {
+    String::from_utf8(read_bytes_up_to(path, MAX_PLAN_BYTES)?)
+        .map_err(|_| "the file is not UTF-8 text".to_string())
+}
+
+/// [`read_bytes`] with a bound of `max` bytes.
+fn read_bytes_up_to(path: &str, max: u64) -> Result<Vec<u8>, String> {
     // Resolved first: a symbolic link to /proc/self/environ is as special as the file.
     let real = std::fs::canonicalize(path).map_err(|e| reason(&e))?;
     if let Some(root) = SPECIAL_ROOTS.iter().find(|r| real.starts_with(r)) {
@@ -156,7 +172,7 @@ pub fn read_bytes(path: &str) -> Result<Vec<u8>, String> {
     if let Some(root) = SPECIAL_ROOTS.iter().find(|r| opened.starts_with(r)) {
         return Err(format!("it is a special file under {root} (resolved to `{}`)", opened.display()));
     }
-    read_open(file)
+    read_open(file, max)
 }
 
 /// A params file's bytes (red team adv16r F3). One named in the folder of the runbook at
@@ -200,7 +216,7 @@ pub fn read_inside(root: &Path, path: &str) -> Result<Vec<u8>, String> {
     inside(root, path)?;
     let (file, opened) = open_once(Path::new(path))?;
     placed(root, &opened)?;
-    read_open(file)
+    read_open(file, MAX_FILE_BYTES)
 }
 
 /// `path` opened for reading without blocking, and where the open file really is.
@@ -233,13 +249,13 @@ fn placed(root: &Path, real: &Path) -> Result<(), String> {
 }
 
 /// The bytes of an open file: a regular file (`fstat`), at most [`MAX_FILE_BYTES`].
-fn read_open(file: std::fs::File) -> Result<Vec<u8>, String> {
+fn read_open(file: std::fs::File, max: u64) -> Result<Vec<u8>, String> {
     let meta = file.metadata().map_err(|e| reason(&e))?;
     kind_ok(&meta)?;
-    let mut bytes = Vec::with_capacity(usize::try_from(meta.len().min(MAX_FILE_BYTES)).unwrap_or(0));
-    file.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes).map_err(|e| reason(&e))?;
-    if bytes.len() as u64 > MAX_FILE_BYTES {
-        return Err(format!("it is larger than {} MiB", MAX_FILE_BYTES / (1024 * 1024)));
+    let mut bytes = Vec::with_capacity(usize::try_from(meta.len().min(max)).unwrap_or(0));
+    file.take(max + 1).read_to_end(&mut bytes).map_err(|e| reason(&e))?;
+    if bytes.len() as u64 > max {
+        return Err(format!("it is larger than {} MiB", max / (1024 * 1024)));
     }
     Ok(bytes)
 }

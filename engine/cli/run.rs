@@ -206,7 +206,7 @@ pub fn run_pinned(plan_path: &Path, opts: RunArgs, color: bool) -> CliResult {
 
 /// The text of a plan file (`run --plan`, `plan --diff`), or the error both commands give.
 pub fn read_plan_text(shown: &str) -> Result<String, CliError> {
-    crate::loader::read(shown)
+    crate::loader::read_plan(shown)
         .map_err(|e| CliError::Invalid(Message::new(format!("cannot read the plan `{shown}`: {e}"))))
 }
 

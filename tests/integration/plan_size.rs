@@ -294,3 +294,36 @@ fn a_version_1_plan_of_the_previous_release_still_diffs() {
         changed.stdout
     );
 }
+
+/// The plan of a 5,000-step compensated chain (about 10 MB of JSON, more than a runbook file
+/// may be) reads back: `plan --diff` of it with itself is equal, `run --plan` accepts it as
+/// the reviewed plan. A plan file is bounded by its own limit, [`MAX_PLAN_MIB`] MiB, not by a
+/// runbook's 8 MiB.
+#[test]
+fn the_plan_of_a_5000_step_chain_reads_back() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = dir.path();
+    std::fs::write(p.join("r.toml"), chain(5000, "start")).expect("write");
+    assert_eq!(plan_to_file(p, &["plan", "r.toml", "-o", "p.json"], "o.out").0, 0);
+    let size = std::fs::metadata(p.join("p.json")).expect("plan").len();
+    assert!(size > 8 * 1024 * 1024, "the plan is larger than a runbook file may be: {size}");
+    let (code, _) = plan_to_file(p, &["plan", "--diff", "p.json", "p.json"], "d.out");
+    let said = std::fs::read_to_string(p.join("d.out")).unwrap_or_default();
+    assert_eq!(code, 0, "a plan equals itself: {said}");
+}
+
+/// A plan file larger than the limit is refused with a clear error naming the limit.
+#[test]
+fn a_plan_file_beyond_its_limit_is_refused_clearly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = dir.path();
+    let f = std::fs::File::create(p.join("big.json")).expect("create");
+    f.set_len(MAX_PLAN_MIB * 1024 * 1024 + 1).expect("grow");
+    let out = crate::support::run_in(p, &["plan", "--diff", "big.json", "big.json"]);
+    let err = &out.stderr;
+    assert_ne!(out.code, 0);
+    assert!(err.contains(&format!("larger than {MAX_PLAN_MIB} MiB")), "{err}");
+}
+
+/// The limit of a plan file, as the book states it.
+const MAX_PLAN_MIB: u64 = 64;
