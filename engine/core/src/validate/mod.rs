@@ -249,6 +249,9 @@ struct StepInfo {
     inert: Vec<String>,
     /// An `approval` step: its outputs are what a person typed, never an observation.
     approval: bool,
+    /// A `for-each` step: one instance per element, so `item` may be read inside it and
+    /// its outputs (one set per instance) by no other step.
+    for_each: bool,
 }
 
 /// Where a template is written, rendered into messages only when one is needed.
