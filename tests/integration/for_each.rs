@@ -299,3 +299,47 @@ sql = { url = "sqlite:app.db", query = "INSERT INTO v (i, v) VALUES ($1, $2)", a
         assert!(out.stderr.contains("RB071"), "{v:?}: {}", out.stderr);
     }
 }
+
+#[test]
+fn each_instance_is_approved_by_its_own_id() {
+    let place = Scratch::new(
+        r#"[runbook]
+name = "gated"
+
+[params.hosts]
+type = "list"
+default = ["web-1", "web-2"]
+
+[steps.gate]
+for-each = "hosts"
+approval = { prompt = "restart {{ item }}?" }
+
+[steps.restart]
+for-each = "hosts"
+needs = ["gate"]
+run = "echo {{ item }} >> ran"
+"#,
+    );
+    let out = place.run(&["--yes"], &[]);
+    assert!(out.stdout.contains("restart web-2?"), "{}", out.stdout);
+    let all = format!("{}{}", out.stdout, out.stderr);
+    assert!(all.contains("'gate[web-2]'"), "the hint quotes the instance id: {all}");
+    let run = place.latest_run();
+    for id in ["gate[web-1]", "gate[web-2]"] {
+        ok(&place.cmd(&["approve", &run, id, "--reason", "ok", "--as", "alice"], &[]), 0);
+    }
+    ok(&place.cmd(&["resume", &run, "--yes"], &[]), 0);
+    assert_eq!(place.read("ran").lines().collect::<Vec<_>>(), ["web-1", "web-2"]);
+}
+
+#[test]
+fn every_plan_format_shows_the_instances() {
+    let place = Scratch::new(&hosts_runbook("max-parallel = 1", ""));
+    for format in ["markdown", "html", "json", "dot"] {
+        let out = plan_of(&place, &["--format", format]);
+        ok(&out, 0);
+        for host in ["web-1", "web-2", "web-3"] {
+            assert!(out.stdout.contains(&format!("drain[{host}]")), "{format}: {}", out.stdout);
+        }
+    }
+}

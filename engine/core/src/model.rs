@@ -628,9 +628,15 @@ impl Runbook {
 
     /// A step by its path in the journal: `id` for a step of this runbook, `include/id` for
     /// a step of the runbook that the `runbook` step `include` runs (and so on down).
+    /// An instance of a `for-each` step (`drain[web-1]`) is found as itself in an expanded
+    /// runbook, and as its `for-each` step (`drain`) in one as written, which holds what
+    /// every instance shares (its kind, approvers, inputs, title template).
     pub fn find_step(&self, path: &str) -> Option<&Step> {
         match path.split_once('/') {
-            None => self.step(path),
+            None => self.step(path).or_else(|| {
+                let base = path.strip_suffix(']')?.split_once('[')?.0;
+                self.step(base).filter(|s| s.for_each.is_some())
+            }),
             Some((outer, rest)) => match &self.step(outer)?.action {
                 Action::Runbook(inc) => self.includes.get(inc.child)?.find_step(rest),
                 _ => None,
