@@ -343,3 +343,34 @@ fn every_plan_format_shows_the_instances() {
         }
     }
 }
+
+/// Promise 2: the instances a reviewed plan lists are the ones that run, and a `when` over
+/// `item` is decided in the plan as in the run.
+#[test]
+fn a_pinned_plan_runs_its_instances_and_decides_when_on_item() {
+    let place = Scratch::new(
+        r#"[runbook]
+name = "pinned"
+
+[params.hosts]
+type = "list"
+default = ["web-1", "web-2", "db-1"]
+
+[steps.restart]
+for-each = "hosts"
+when = "item != 'db-1'"
+run = "echo {{ item }} >> ran"
+"#,
+    );
+    let out = plan_of(&place, &["-p", "hosts=web-1,db-1", "-o", "plan.json"]);
+    ok(&out, 0);
+    let out = plan_of(&place, &["-p", "hosts=web-1,db-1"]);
+    assert!(out.stdout.contains("item != 'db-1' (false: skipped)"), "{}", out.stdout);
+    assert!(out.stdout.contains("item != 'db-1' (true: runs)"), "{}", out.stdout);
+    ok(&place.cmd(&["run", "--plan", "plan.json", "--yes"], &[]), 0);
+    assert_eq!(place.read("ran").lines().collect::<Vec<_>>(), ["web-1"]);
+    let run = place.latest_run();
+    let skipped: Vec<String> =
+        place.events(&run).into_iter().filter(|(k, _)| k == "step_skipped").map(|(_, s)| s).collect();
+    assert_eq!(skipped, ["restart[db-1]"]);
+}

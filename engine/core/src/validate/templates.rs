@@ -114,7 +114,14 @@ impl Validator<'_> {
             Ok(vars) => {
                 static_only = vars
                     .iter()
-                    .all(|v| v == "params" || v.starts_with("params.") || v.starts_with("runbook"));
+                    // An instance's element is known when the plan is made, like a parameter.
+                    .all(|v| {
+                        v == "params"
+                            || v.starts_with("params.")
+                            || v.starts_with("runbook")
+                            || v == "item"
+                            || v == "item_index"
+                    });
                 let before = self.diags.len();
                 self.check_vars(&vars, s, scope);
                 if self.diags.len() == before && reads_secret(&vars) {
