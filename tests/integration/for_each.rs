@@ -329,7 +329,9 @@ run = "echo {{ item }} >> ran"
         ok(&place.cmd(&["approve", &run, id, "--reason", "ok", "--as", "alice"], &[]), 0);
     }
     ok(&place.cmd(&["resume", &run, "--yes"], &[]), 0);
-    assert_eq!(place.read("ran").lines().collect::<Vec<_>>(), ["web-1", "web-2"]);
+    let mut ran: Vec<String> = place.read("ran").lines().map(str::to_string).collect();
+    ran.sort();
+    assert_eq!(ran, ["web-1", "web-2"]);
 }
 
 #[test]
@@ -373,4 +375,33 @@ run = "echo {{ item }} >> ran"
     let skipped: Vec<String> =
         place.events(&run).into_iter().filter(|(k, _)| k == "step_skipped").map(|(_, s)| s).collect();
     assert_eq!(skipped, ["restart[db-1]"]);
+}
+
+/// An element of a list of numbers is inert where the shell reads a value as code
+/// (arithmetic), as a number parameter is; an element of a list of strings is not (RB047).
+#[test]
+fn numbers_from_a_list_may_go_where_the_shell_computes() {
+    let runbook = r#"[runbook]
+name = "arith"
+
+[params.ports]
+type = "list"
+items = "integer"
+default = [8080, 8081]
+
+[steps.next]
+for-each = "ports"
+run = "echo $(( {{ item }} + 1 )) >> out"
+"#;
+    let place = Scratch::new(runbook);
+    ok(&place.run(&["--yes"], &[]), 0);
+    let mut out: Vec<String> = place.read("out").lines().map(str::to_string).collect();
+    out.sort();
+    assert_eq!(out, ["8081", "8082"]);
+    let place = Scratch::new(
+        &runbook.replace("items = \"integer\"\ndefault = [8080, 8081]", "default = [\"a\", \"b\"]"),
+    );
+    let out = run_in(place.path(), &["check", "r.toml"]);
+    assert_eq!(out.code, 3);
+    assert!(out.stderr.contains("RB047"), "{}", out.stderr);
 }

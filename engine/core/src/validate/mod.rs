@@ -352,6 +352,8 @@ struct Validator<'a> {
     param_defaults: Vec<Param>,
     /// Built on first use: only templates that call filters or functions need a trial render.
     placeholder: Option<template::Context>,
+    /// While a `for-each` step is checked: the list parameter it runs over (what `item` is).
+    item_of: Option<String>,
 }
 
 impl<'a> Validator<'a> {
@@ -373,6 +375,7 @@ impl<'a> Validator<'a> {
             analysed: FastMap::default(),
             param_defaults: Vec::new(),
             placeholder: None,
+            item_of: None,
         }
     }
 

@@ -19,6 +19,7 @@ impl Validator<'_> {
                 out.push(step);
             }
         }
+        self.item_of = None;
         out
     }
 
@@ -34,6 +35,8 @@ impl Validator<'_> {
         let finally = section == Section::Finally;
         let what = if finally { format!("finally step `{id}`") } else { format!("step `{id}`") };
         let base = Scope { step: Some(id), finally, ..Scope::new(Place::Unset) };
+        // `item` in this step's templates is an element of this list (see `inert_expr`).
+        self.item_of = raw.for_each.as_ref().map(|f| f.value.clone());
 
         let title = raw
             .title
