@@ -405,3 +405,30 @@ run = "echo $(( {{ item }} + 1 )) >> out"
     assert_eq!(out.code, 3);
     assert!(out.stderr.contains("RB047"), "{}", out.stderr);
 }
+
+/// Promise 3: an element that holds a secret's value is refused before anything runs or is
+/// journaled, as a parameter is.
+#[test]
+fn an_element_holding_a_secret_is_refused() {
+    let place = Scratch::new(
+        r#"[runbook]
+name = "secretive"
+
+[params.hosts]
+type = "list"
+
+[secrets.TOKEN]
+env = "FE_TOKEN"
+
+[steps.touch]
+for-each = "hosts"
+env = { T = "{{ secrets.TOKEN }}" }
+run = "echo {{ item }} >> ran"
+"#,
+    );
+    let out = place.run(&["--yes", "-p", "hosts=web-1,zq-s3cr3t-zq"], &[("FE_TOKEN", "zq-s3cr3t-zq")]);
+    assert_ne!(out.code, 0, "{}", out.stdout);
+    assert!(out.stderr.contains("contains the value of secret `TOKEN`"), "{}", out.stderr);
+    assert!(!out.stderr.contains("zq-s3cr3t-zq") && !out.stdout.contains("zq-s3cr3t-zq"));
+    assert_eq!(place.read("ran"), "", "nothing ran");
+}
