@@ -432,3 +432,72 @@ run = "echo {{ item }} >> ran"
     assert!(!out.stderr.contains("zq-s3cr3t-zq") && !out.stdout.contains("zq-s3cr3t-zq"));
     assert_eq!(place.read("ran"), "", "nothing ran");
 }
+
+/// Promise 5: the plan stays linear in what the runbook and its values say. Two `for-each`
+/// steps over the same long list, one needing the other, would be n² needs: refused (RB119)
+/// before anything runs; one over 1,000 elements plans as 1,000 steps.
+#[test]
+fn an_expansion_that_would_grow_quadratically_is_refused() {
+    let runbook = r#"[runbook]
+name = "big"
+
+[params.hosts]
+type = "list"
+
+[steps.drain]
+for-each = "hosts"
+cmd = ["echo", "drain", "{{ item }}"]
+
+[steps.restart]
+for-each = "hosts"
+cmd = ["echo", "restart", "{{ item }}"]
+"#;
+    let place = Scratch::new(runbook);
+    let hosts = |n: usize| (0..n).map(|i| format!("h{i}")).collect::<Vec<_>>().join(",");
+    let out = plan_of(&place, &["-p", &format!("hosts={}", hosts(400)), "--format", "json"]);
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert!(out.stderr.contains("RB119") && out.stderr.contains("160000 `needs`"), "{}", out.stderr);
+    let out = place.run(&["--yes", "-p", &format!("hosts={}", hosts(400))], &[]);
+    assert_ne!(out.code, 0);
+    assert!(out.stderr.contains("RB119"), "{}", out.stderr);
+    // One step over 1,000 elements, and a dependent: linear.
+    let one = Scratch::new(
+        &runbook
+            .replace("[steps.restart]\nfor-each = \"hosts\"\n", "[steps.restart]\n")
+            .replace("\"restart\", \"{{ item }}\"", "\"restart\""),
+    );
+    let out = plan_of(&one, &["-p", &format!("hosts={}", hosts(1000)), "--format", "json"]);
+    ok(&out, 0);
+    let json: serde_json::Value = serde_json::from_str(&out.stdout).expect("plan json");
+    assert_eq!(json["steps"].as_array().map(Vec::len), Some(1001));
+    assert!(out.stdout.len() < 4 << 20, "{} bytes", out.stdout.len());
+    // Two independent one-after-the-other lists of 1,000 with an undo each: every plan
+    // step would name up to 2,000 compensations.
+    let undo = Scratch::new(
+        r#"[runbook]
+name = "undo"
+
+[params.a]
+type = "list"
+
+[params.b]
+type = "list"
+
+[steps.one]
+for-each = "a"
+max-parallel = 1
+cmd = ["echo", "{{ item }}"]
+compensate = { cmd = ["echo", "undo", "{{ item }}"] }
+
+[steps.two]
+needs = []
+for-each = "b"
+max-parallel = 1
+cmd = ["echo", "{{ item }}"]
+compensate = { cmd = ["echo", "undo", "{{ item }}"] }
+"#,
+    );
+    let out = plan_of(&undo, &["-p", &format!("a={}", hosts(1000)), "-p", &format!("b={}", hosts(1000))]);
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert!(out.stderr.contains("RB119") && out.stderr.contains("4000000 compensations"), "{}", out.stderr);
+}

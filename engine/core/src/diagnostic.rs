@@ -185,6 +185,7 @@ codes! {
     ListParam = "116", "list-param", "A `list` parameter's declaration that cannot work: `items` without `type = \"list\"`, a list where only scalars go, or a default whose elements cannot name step instances.";
     ForEachInclude = "117", "for-each-include", "`for-each` on a `runbook` step or in `[finally]` (not yet supported).";
     ForEachContinue = "118", "for-each-continue", "`on-failure = \"continue\"` on a `for-each` step with `max-parallel`.";
+    ForEachSize = "119", "for-each-size", "With the lists given, the expanded runbook would have more steps or `needs` than the limits.";
 }
 
 impl fmt::Display for Code {

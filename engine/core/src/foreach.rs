@@ -85,6 +85,75 @@ fn expand_steps(steps: &[Step], params: &BTreeMap<String, ParamValue>) -> Vec<St
     out
 }
 
+/// The most `needs` edges the instances of a runbook may have: a `for-each` step that needs
+/// another is every instance of one needing every instance of the other, n × m edges that
+/// plans list and the dispatcher holds (two steps over 1,000 hosts would be a million). With
+/// [`crate::model::MAX_EXPANDED_STEPS`] instances, it keeps a plan linear in what the
+/// runbook and its values say, refused at `plan` (RB119) beyond.
+pub const MAX_EXPANDED_NEEDS: u64 = 100_000;
+
+/// The most entries the compensation chains of an expanded runbook's plan may hold, bounded
+/// from above by instances × compensable instances: a plan names, for each step, the
+/// compensations its failure would run, so 1,000 one-after-the-other instances with an undo
+/// list half a million names (13 MB of JSON); 2,000 of them would list two million.
+pub const MAX_COMPENSATION_CHAINS: u64 = 2_000_000;
+
+/// How big the expansion of `runbook` with `params` would be, without making it: the steps
+/// it would have, the `needs` edges between them, and the steps that have a compensation.
+/// Linear in steps and needs.
+pub fn size(runbook: &Runbook, params: &BTreeMap<String, ParamValue>) -> (u64, u64, u64) {
+    let (mut steps, mut edges, mut undoable) = (0u64, 0u64, 0u64);
+    for list in [&runbook.steps, &runbook.finally] {
+        let mut count: BTreeMap<&str, u64> = BTreeMap::new();
+        for step in list.iter() {
+            let n = match &step.for_each {
+                Some(fe) => match params.get(&fe.param) {
+                    Some(ParamValue::List(items)) if !items.is_empty() => items.len() as u64,
+                    _ => 1,
+                },
+                None => 1,
+            };
+            let needs: u64 = step.needs.iter().map(|d| count.get(d.as_str()).copied().unwrap_or(1)).sum();
+            let lanes = u64::from(step.for_each.as_ref().is_some_and(|f| f.max_parallel.is_some()));
+            count.insert(step.id.as_str(), n);
+            steps = steps.saturating_add(n);
+            edges = edges.saturating_add(n.saturating_mul(needs.saturating_add(lanes)));
+            if step.compensate.is_some() {
+                undoable = undoable.saturating_add(n);
+            }
+        }
+    }
+    (steps, edges, undoable)
+}
+
+/// RB119 when the expansion would be too big ([`size`]); placed at the first `for-each`.
+pub fn check_size(runbook: &Runbook, params: &BTreeMap<String, ParamValue>) -> Option<crate::Diagnostic> {
+    let span = runbook.steps.iter().chain(&runbook.finally).find_map(|s| s.for_each.as_ref())?.span;
+    let (steps, edges, undoable) = size(runbook, params);
+    let limit = crate::model::MAX_EXPANDED_STEPS;
+    let problem = if steps > limit {
+        format!(
+            "with these lists the runbook has {steps} steps once its `for-each` steps are expanded; the limit is {limit}"
+        )
+    } else if edges > MAX_EXPANDED_NEEDS {
+        format!(
+            "with these lists the instances of the `for-each` steps have {edges} `needs` between them; the limit is {MAX_EXPANDED_NEEDS}"
+        )
+    } else if steps.saturating_mul(undoable) > MAX_COMPENSATION_CHAINS {
+        format!(
+            "with these lists the runbook has {steps} steps once expanded, {undoable} of them with a `compensate`: its plan would list up to {} compensations to run on a failure; the limit is {MAX_COMPENSATION_CHAINS}",
+            steps.saturating_mul(undoable)
+        )
+    } else {
+        return None;
+    };
+    Some(
+        crate::Diagnostic::error(crate::diagnostic::Code::ForEachSize, &runbook.source, span, problem)
+            .with_label("expanded here")
+            .with_help("a `for-each` step that needs another needs every one of its instances: give shorter lists, or put the work of both steps in one `for-each` step"),
+    )
+}
+
 /// The template context of one instance ([`crate::template::Context::with_item`]).
 pub fn item_context(base: &crate::template::Context, step: &Step) -> Option<crate::template::Context> {
     let item = step.item.as_ref()?;

@@ -371,7 +371,11 @@ pub fn sha256_hex_bytes(bytes: &[u8]) -> String {
 
 /// Build the plan of a validated runbook with already typed parameter values (`resolve`d).
 pub fn plan(runbook: &Runbook, params: &BTreeMap<String, ParamValue>) -> Result<Plan, Vec<Diagnostic>> {
-    // `for-each` steps are planned as their instances, as they run.
+    // `for-each` steps are planned as their instances, as they run; refused when the
+    // instances would make the plan grow faster than the runbook and its values (RB119).
+    if let Some(d) = crate::foreach::check_size(runbook, params) {
+        return Err(vec![d]);
+    }
     let expanded = crate::foreach::expand(runbook, params);
     let runbook: &Runbook = &expanded;
     let mut p = Planner {
