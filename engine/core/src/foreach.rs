@@ -161,3 +161,54 @@ pub fn item_context(base: &crate::template::Context, step: &Step) -> Option<crat
     let own = (!step.outputs.is_empty()).then(|| (item.base.as_str(), step.id.as_str()));
     Some(base.with_item(&value, item.index, own))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::validate::{self, Loader};
+
+    struct NoIncludes;
+    impl Loader for NoIncludes {
+        fn load(&self, path: &str) -> Result<String, String> {
+            Err(format!("no include {path}"))
+        }
+    }
+
+    fn runbook(text: &str) -> Runbook {
+        let checked = validate::check(crate::Source::toml("r.toml", text.to_string()), &NoIncludes);
+        assert!(!checked.has_errors(), "{:?}", checked.diagnostics);
+        checked.runbook.map(|r| (*r).clone()).expect("a runbook")
+    }
+
+    fn hosts(n: usize) -> BTreeMap<String, ParamValue> {
+        let items = (0..n).map(|i| ParamValue::String(format!("h{i}"))).collect();
+        BTreeMap::from([("hosts".to_string(), ParamValue::List(items))])
+    }
+
+    const LANES: &str = "[runbook]\nname = \"r\"\n[params.hosts]\ntype = \"list\"\n[steps.a]\nfor-each = \"hosts\"\nmax-parallel = 3\ncmd = [\"echo\", \"{{ item }}\"]\n[steps.b]\ncmd = [\"echo\"]\n";
+
+    /// With `max-parallel = N`, instance i needs exactly instance i - N: at most N lanes.
+    #[test]
+    fn lanes_are_needs_on_the_instance_n_places_before() {
+        for n in [0, 1, 2, 3, 4, 10] {
+            let rb = runbook(LANES);
+            let expanded = expand(&rb, &hosts(n));
+            let a: Vec<&Step> = expanded.steps.iter().filter(|s| s.item.is_some()).collect();
+            assert_eq!(a.len(), n.max(1));
+            for (i, s) in a.iter().enumerate().filter(|_| n > 0) {
+                assert_eq!(s.id.as_str(), format!("a[h{i}]"));
+                let want: Vec<String> = if i >= 3 { vec![format!("a[h{}]", i - 3)] } else { Vec::new() };
+                assert_eq!(s.needs.iter().map(|x| x.to_string()).collect::<Vec<_>>(), want);
+            }
+            let b = expanded.step("b").expect("b");
+            let ids: Vec<String> = a.iter().map(|s| s.id.to_string()).collect();
+            assert_eq!(
+                b.needs.iter().map(|x| x.to_string()).collect::<Vec<_>>(),
+                ids,
+                "b needs every instance"
+            );
+            let (steps, _, _) = size(&rb, &hosts(n));
+            assert_eq!(steps as usize, expanded.steps.len());
+        }
+    }
+}

@@ -357,6 +357,35 @@ mod tests {
     }
 
     #[test]
+    fn lists_are_typed_from_text_json_and_toml() {
+        let l = |v: &[&str]| ParamValue::List(v.iter().map(|s| ParamValue::String(s.to_string())).collect());
+        assert_eq!(from_text(ParamType::StringList, "a, b,c"), Ok(l(&["a", "b", "c"])));
+        assert_eq!(from_text(ParamType::StringList, ""), Ok(l(&[])));
+        assert_eq!(from_text(ParamType::StringList, r#"["a,b", "c"]"#), Ok(l(&["a,b", "c"])));
+        assert_eq!(
+            from_text(ParamType::IntegerList, "1,2"),
+            Ok(ParamValue::List(vec![ParamValue::Integer(1), ParamValue::Integer(2)]))
+        );
+        assert!(from_text(ParamType::IntegerList, "1,x").is_err_and(|e| e.starts_with("element 2: ")));
+        let toml: toml::Value = toml::Value::Array(vec![toml::Value::String("a".into())]);
+        assert_eq!(from_toml(ParamType::StringList, &toml), Ok(l(&["a"])));
+        assert!(from_toml(ParamType::StringList, &toml::Value::String("a".into())).is_err());
+        let many = (0..=MAX_LIST_ELEMENTS).map(|i| i.to_string()).collect::<Vec<_>>().join(",");
+        assert!(from_text(ParamType::StringList, &many).is_err_and(|e| e.contains("at most 1000")));
+    }
+
+    #[test]
+    fn elements_must_name_instances() {
+        let p = param(ParamType::StringList);
+        let l = |v: &[&str]| ParamValue::List(v.iter().map(|s| ParamValue::String(s.to_string())).collect());
+        assert!(check(&p, &l(&["web-1", "web-2", "a b", "10.0.0.1:80"])).is_ok());
+        for bad in [&["a", "a"][..], &["x[1]"], &["a/b"], &[""], &["a\u{202e}b"], &["tab\tx"]] {
+            assert!(check(&p, &l(bad)).is_err(), "{bad:?}");
+        }
+        assert!(check(&p, &l(&[&"x".repeat(129)])).is_err());
+    }
+
+    #[test]
     fn resolve_reports_every_problem() {
         let mut a = param(ParamType::String);
         a.name = "a".into();
