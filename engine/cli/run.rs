@@ -444,7 +444,17 @@ fn prepare(
     check_params_hold_no_secret(&secrets, &params)?;
     check_texts_hold_no_secret(&secrets, &[("the operator's name", &operator())])?;
     let file = std::fs::canonicalize(file).unwrap_or_else(|_| file.to_path_buf());
+    let runbook = expanded(runbook, &params);
     Ok(Prepared { runbook, params, secrets, confirm, base_dir, file, reads, wait: false })
+}
+
+/// The runbook with its `for-each` steps as their instances ([`runbook_core::foreach::expand`]):
+/// what the dispatcher runs, `resume` judges and `compensate` undoes.
+fn expanded(runbook: Arc<Runbook>, params: &BTreeMap<String, ParamValue>) -> Arc<Runbook> {
+    match runbook_core::foreach::expand(&runbook, params) {
+        std::borrow::Cow::Borrowed(_) => runbook,
+        std::borrow::Cow::Owned(expanded) => Arc::new(expanded),
+    }
 }
 
 /// The digests of every file besides runbooks that a run of `runbook` reads; `Err` when one
@@ -811,6 +821,9 @@ async fn prepare_resume(
             }
         }
     }
+    // Its `for-each` steps as the instances it started with: the journaled values and the
+    // runbook's files as started (both checked above) give the same instances.
+    let runbook = expanded(runbook, &values);
     // A run whose lease is alive is running somewhere: said early, before any question.
     // (Only an early word: the store decides who holds the run when the engine takes its
     // lock, in one transaction.)

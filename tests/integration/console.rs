@@ -1503,3 +1503,22 @@ mod limits;
 
 // The console followed live (p16-live).
 mod live;
+
+/// A `for-each` run's page names each instance by its id and its rendered title, in the
+/// graph too (issue 17).
+#[test]
+fn a_for_each_run_page_shows_each_instance() {
+    let s = Scratch::new(
+        "[runbook]\nname = \"rolling\"\n[params.hosts]\ntype = \"list\"\ndefault = [\"web-1\", \"web-2\"]\n[steps.drain]\nfor-each = \"hosts\"\ntitle = \"Drain {{ item }}\"\nestimate = \"1s\"\ncmd = [\"true\"]\n[steps.after]\ncmd = [\"true\"]\n",
+    );
+    ok(&s.run(&["--yes"], &[]), 0);
+    let run = s.latest_run();
+    let c = Console::start(s.path(), &s.state(), &[]);
+    let page = c.get(&format!("/runs/{run}"));
+    assert_eq!(page.status, 200);
+    let text = text_of(&page.body);
+    for shown in ["drain[web-1]", "drain[web-2]", "Drain web-1", "Drain web-2"] {
+        assert!(text.contains(shown), "`{shown}` missing:\n{text}");
+    }
+    assert!(!text.contains("pending"), "no step of the runbook as written is drawn as pending:\n{text}");
+}

@@ -155,6 +155,10 @@ fn benign(p: &runbook_core::model::Param) -> ParamValue {
         ParamType::Integer => vec![ParamValue::Integer(1)],
         ParamType::Number => vec![ParamValue::Number(1.0)],
         ParamType::Boolean => vec![ParamValue::Boolean(false)],
+        // A list's elements are the corpus of tests/integration/for_each.rs.
+        ParamType::StringList | ParamType::IntegerList | ParamType::NumberList => {
+            vec![ParamValue::List(Vec::new())]
+        }
     };
     candidates
         .into_iter()
@@ -448,8 +452,17 @@ fn hostile_values_are_bound_in_sql_never_executed() {
     let out =
         crate::support::run_in(dir.path(), &["run", "read.toml", "--state", "s.db", "--output", "json"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
-    let rows = out
-        .stdout
+    let rows = journaled_rows(&out.stdout);
+    assert_eq!(rows.len(), values.len());
+    for (i, row) in rows.iter().enumerate() {
+        assert_eq!(row["v"].as_str(), Some(values[i].as_str()), "value {i} came back intact");
+        assert_eq!(row["tables"], 1, "no table was created or dropped");
+    }
+}
+
+/// The rows of the first `sql` step that succeeded, from `run --output json` lines.
+pub fn journaled_rows(stdout: &str) -> Vec<serde_json::Value> {
+    stdout
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .find_map(|v| {
@@ -457,12 +470,7 @@ fn hostile_values_are_bound_in_sql_never_executed() {
                 .then(|| v["event"]["outputs"]["rows"].as_array().cloned())
         })
         .flatten()
-        .expect("rows in the journal");
-    assert_eq!(rows.len(), values.len());
-    for (i, row) in rows.iter().enumerate() {
-        assert_eq!(row["v"].as_str(), Some(values[i].as_str()), "value {i} came back intact");
-        assert_eq!(row["tables"], 1, "no table was created or dropped");
-    }
+        .expect("rows in the journal")
 }
 
 pub fn toml_string(s: &str) -> String {

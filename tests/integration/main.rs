@@ -41,6 +41,7 @@ mod engine_limits;
 mod files_inside;
 mod finished_before_waiting;
 mod fixtures;
+mod for_each;
 mod forged_identity;
 mod fxrev2_limits;
 mod history;

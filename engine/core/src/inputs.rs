@@ -226,6 +226,9 @@ pub fn resolve(
                     (_, crate::model::ParamType::Integer) => "42".into(),
                     (_, crate::model::ParamType::Number) => "1.5".into(),
                     (_, crate::model::ParamType::Boolean) => "true".into(),
+                    (_, crate::model::ParamType::StringList) => "A,B".into(),
+                    (_, crate::model::ParamType::IntegerList) => "1,2".into(),
+                    (_, crate::model::ParamType::NumberList) => "1.5,2.5".into(),
                 };
                 let choices = match &p.allowed {
                     Some(values) => format!(

@@ -12,6 +12,7 @@
 
 pub mod audit;
 pub mod diagnostic;
+pub mod foreach;
 pub mod graph;
 pub mod hint;
 pub mod inputs;

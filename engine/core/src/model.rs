@@ -99,8 +99,7 @@ pub struct Expr {
 }
 
 /// The type of a parameter value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ParamType {
     /// Text.
     String,
@@ -110,17 +109,45 @@ pub enum ParamType {
     Number,
     /// `true` or `false`.
     Boolean,
+    /// A list of strings (`type = "list"`).
+    StringList,
+    /// A list of whole numbers (`type = "list"`, `items = "integer"`).
+    IntegerList,
+    /// A list of numbers (`type = "list"`, `items = "number"`).
+    NumberList,
 }
 
+/// The most elements a `list` parameter may hold: a `for-each` step over it is that many
+/// steps in the plan and the journal.
+pub const MAX_LIST_ELEMENTS: usize = 1_000;
+
 impl ParamType {
-    /// The name used in the format.
+    /// The name used in the format (`list` for every list type; [`ParamType::element`] says
+    /// of what).
     pub fn as_str(self) -> &'static str {
         match self {
             ParamType::String => "string",
             ParamType::Integer => "integer",
             ParamType::Number => "number",
             ParamType::Boolean => "boolean",
+            ParamType::StringList | ParamType::IntegerList | ParamType::NumberList => "list",
         }
+    }
+
+    /// The type of a list's elements; `None` for a scalar type.
+    pub fn element(self) -> Option<ParamType> {
+        match self {
+            ParamType::StringList => Some(ParamType::String),
+            ParamType::IntegerList => Some(ParamType::Integer),
+            ParamType::NumberList => Some(ParamType::Number),
+            ParamType::String | ParamType::Integer | ParamType::Number | ParamType::Boolean => None,
+        }
+    }
+}
+
+impl Serialize for ParamType {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
     }
 }
 
@@ -136,6 +163,8 @@ pub enum ParamValue {
     Number(f64),
     /// Boolean.
     Boolean(bool),
+    /// The elements of a list (scalars of one type).
+    List(Vec<ParamValue>),
 }
 
 impl fmt::Display for ParamValue {
@@ -145,6 +174,15 @@ impl fmt::Display for ParamValue {
             ParamValue::Integer(i) => write!(f, "{i}"),
             ParamValue::Number(n) => write!(f, "{n}"),
             ParamValue::Boolean(b) => write!(f, "{b}"),
+            ParamValue::List(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(",")?;
+                    }
+                    write!(f, "{item}")?;
+                }
+                Ok(())
+            }
         }
     }
 }
@@ -507,6 +545,33 @@ pub struct Step {
     pub preconditions: Vec<Precondition>,
     /// Expected duration.
     pub estimate: Option<Estimate>,
+    /// `for-each`: the step stands for one instance per element of a list parameter
+    /// (before [`crate::foreach::expand`]; expanded runbooks hold no such step).
+    pub for_each: Option<ForEach>,
+    /// The element this instance of a `for-each` step runs for (after expansion).
+    pub item: Option<Item>,
+}
+
+/// A step's `for-each`: the list parameter it runs over and how many instances at once.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ForEach {
+    /// The `list` parameter's name.
+    pub param: String,
+    /// Where `for-each` is written.
+    pub span: Span,
+    /// Instances in flight at once (`None`: no limit of its own).
+    pub max_parallel: Option<u32>,
+}
+
+/// The element one instance of a `for-each` step runs for: `{{ item }}` and `{{ item_index }}`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Item {
+    /// The element.
+    pub value: ParamValue,
+    /// Its position in the list, from 0.
+    pub index: usize,
+    /// The step id as written (`restart` for `restart[host-a]`).
+    pub base: StepId,
 }
 
 /// An escalation timer.
@@ -563,9 +628,15 @@ impl Runbook {
 
     /// A step by its path in the journal: `id` for a step of this runbook, `include/id` for
     /// a step of the runbook that the `runbook` step `include` runs (and so on down).
+    /// An instance of a `for-each` step (`drain[web-1]`) is found as itself in an expanded
+    /// runbook, and as its `for-each` step (`drain`) in one as written, which holds what
+    /// every instance shares (its kind, approvers, inputs, title template).
     pub fn find_step(&self, path: &str) -> Option<&Step> {
         match path.split_once('/') {
-            None => self.step(path),
+            None => self.step(path).or_else(|| {
+                let base = path.strip_suffix(']')?.split_once('[')?.0;
+                self.step(base).filter(|s| s.for_each.is_some())
+            }),
             Some((outer, rest)) => match &self.step(outer)?.action {
                 Action::Runbook(inc) => self.includes.get(inc.child)?.find_step(rest),
                 _ => None,

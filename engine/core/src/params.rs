@@ -6,12 +6,18 @@ use std::collections::BTreeMap;
 
 use regex::Regex;
 
-use crate::model::{Param, ParamType, ParamValue};
+use crate::model::{MAX_LIST_ELEMENTS, Param, ParamType, ParamValue};
 
 /// A TOML value as a typed parameter value, if it has the declared type. A number is
 /// finite: TOML's `inf` and `nan` have no JSON form (a plan document would show `null`, not
 /// the value that runs), and `-p` refuses them ([`from_text`]).
 pub fn from_toml(ty: ParamType, value: &toml::Value) -> Result<ParamValue, String> {
+    if let Some(element) = ty.element() {
+        let toml::Value::Array(items) = value else {
+            return Err(format!("expected {}, found {}", article(ty), toml_type(value)));
+        };
+        return list(items.iter().map(|v| from_toml(element, v)), items.len());
+    }
     match (ty, value) {
         (ParamType::String, toml::Value::String(s)) => Ok(ParamValue::String(s.clone())),
         (ParamType::Integer, toml::Value::Integer(i)) => Ok(ParamValue::Integer(*i)),
@@ -28,6 +34,12 @@ pub fn from_toml(ty: ParamType, value: &toml::Value) -> Result<ParamValue, Strin
 /// A JSON value (from a `.json` params file) as a typed parameter value.
 pub fn from_json(ty: ParamType, value: &serde_json::Value) -> Result<ParamValue, String> {
     use serde_json::Value as J;
+    if let Some(element) = ty.element() {
+        let J::Array(items) = value else {
+            return Err(format!("expected {}, found {}", article(ty), json_type(value)));
+        };
+        return list(items.iter().map(|v| from_json(element, v)), items.len());
+    }
     match (ty, value) {
         (ParamType::String, J::String(s)) => Ok(ParamValue::String(s.clone())),
         (ParamType::Integer, J::Number(n)) if n.is_i64() => Ok(ParamValue::Integer(n.as_i64().unwrap_or(0))),
@@ -37,8 +49,24 @@ pub fn from_json(ty: ParamType, value: &serde_json::Value) -> Result<ParamValue,
     }
 }
 
-/// Text from the command line (`-p name=value`) as a typed parameter value.
+/// Text from the command line (`-p name=value`) as a typed parameter value. A list is
+/// its elements separated by commas, spaces around them trimmed (`-p hosts=web-1,web-2`;
+/// empty text is the empty list),
+/// or a JSON array when the text starts with `[` (`-p 'hosts=["a,b", "c"]'`).
 pub fn from_text(ty: ParamType, text: &str) -> Result<ParamValue, String> {
+    if let Some(element) = ty.element() {
+        if text.trim_start().starts_with('[') {
+            let json: serde_json::Value = serde_json::from_str(text)
+                .map_err(|e| format!("`{}` is not a JSON array: {e}", shown(text)))?;
+            return from_json(ty, &json);
+        }
+        if text.is_empty() {
+            return Ok(ParamValue::List(Vec::new()));
+        }
+        let parts: Vec<&str> = text.split(',').collect();
+        let n = parts.len();
+        return list(parts.into_iter().map(|p| from_text(element, p.trim())), n);
+    }
     match ty {
         ParamType::String => Ok(ParamValue::String(text.to_string())),
         ParamType::Integer => text
@@ -55,11 +83,89 @@ pub fn from_text(ty: ParamType, text: &str) -> Result<ParamValue, String> {
             "false" => Ok(ParamValue::Boolean(false)),
             _ => Err(format!("expected `true` or `false`, found `{text}`")),
         },
+        // Handled above.
+        ParamType::StringList | ParamType::IntegerList | ParamType::NumberList => {
+            Err(format!("expected {}, found `{}`", article(ty), shown(text)))
+        }
     }
 }
 
-/// Check a typed value against the declaration's enum and pattern.
+/// The typed elements of a list, refused past [`MAX_LIST_ELEMENTS`] before any is typed.
+fn list(items: impl Iterator<Item = Result<ParamValue, String>>, len: usize) -> Result<ParamValue, String> {
+    if len > MAX_LIST_ELEMENTS {
+        return Err(format!(
+            "the list has {len} elements; a list parameter holds at most {MAX_LIST_ELEMENTS} (a `for-each` step over it is a step per element)"
+        ));
+    }
+    let mut out = Vec::with_capacity(len);
+    for (i, item) in items.enumerate() {
+        out.push(item.map_err(|e| format!("element {}: {e}", i + 1))?);
+    }
+    Ok(ParamValue::List(out))
+}
+
+/// The text an element takes between the brackets of an instance id (`restart[web-1]`), or
+/// why it cannot: an instance id is journaled, shown and typed back (`resume --rerun
+/// 'restart[web-1]'`), so it must read as itself. Refused, not escaped: empty text, text
+/// longer than 128 bytes, brackets (the id's own delimiters), `/` (the separator of an
+/// included runbook's steps), control characters and invisible format characters.
+pub fn instance_key(value: &ParamValue) -> Result<String, String> {
+    let text = value.to_string();
+    let bad = |c: char| {
+        c.is_control()
+            || matches!(c, '[' | ']' | '/')
+            || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}')
+    };
+    if text.is_empty() {
+        return Err("an empty element cannot name a step instance".into());
+    }
+    if text.len() > 128 {
+        return Err(format!("`{}` is longer than 128 bytes, too long to name a step instance", shown(&text)));
+    }
+    if let Some(c) = text.chars().find(|&c| bad(c)) {
+        return Err(format!(
+            "`{}` contains {}, which a step instance id (`step[element]`) cannot hold",
+            shown(&text),
+            match c {
+                '[' | ']' | '/' => format!("`{c}`"),
+                other => format!("the invisible character U+{:04X}", other as u32),
+            }
+        ));
+    }
+    Ok(text)
+}
+
+/// Check a list's elements as instance names: each names one ([`instance_key`]), and no two
+/// name the same instance.
+fn check_list(items: &[ParamValue]) -> Result<(), String> {
+    if items.len() > MAX_LIST_ELEMENTS {
+        return Err(format!(
+            "the list has {} elements; a list parameter holds at most {MAX_LIST_ELEMENTS}",
+            items.len()
+        ));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for item in items {
+        let key = instance_key(item)?;
+        if !seen.insert(key.clone()) {
+            return Err(format!(
+                "`{}` is in the list twice; each element names one step instance",
+                shown(&key)
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Check a typed value against the declaration's enum and pattern; a list's elements each
+/// against them, and as the names of step instances.
 pub fn check(param: &Param, value: &ParamValue) -> Result<(), String> {
+    if let ParamValue::List(items) = value {
+        for item in items {
+            check(param, item)?;
+        }
+        return check_list(items);
+    }
     if let ParamValue::String(s) = value
         && s.contains('\0')
     {
@@ -146,6 +252,9 @@ fn article(ty: ParamType) -> &'static str {
         ParamType::Integer => "an integer",
         ParamType::Number => "a number",
         ParamType::Boolean => "a boolean",
+        ParamType::StringList => "a list of strings",
+        ParamType::IntegerList => "a list of integers",
+        ParamType::NumberList => "a list of numbers",
     }
 }
 
@@ -245,6 +354,35 @@ mod tests {
         p.pattern = Some(r"^v\d+$".into());
         assert!(check(&p, &ParamValue::String("v1".into())).is_ok());
         assert!(check(&p, &ParamValue::String("x1".into())).is_err());
+    }
+
+    #[test]
+    fn lists_are_typed_from_text_json_and_toml() {
+        let l = |v: &[&str]| ParamValue::List(v.iter().map(|s| ParamValue::String(s.to_string())).collect());
+        assert_eq!(from_text(ParamType::StringList, "a, b,c"), Ok(l(&["a", "b", "c"])));
+        assert_eq!(from_text(ParamType::StringList, ""), Ok(l(&[])));
+        assert_eq!(from_text(ParamType::StringList, r#"["a,b", "c"]"#), Ok(l(&["a,b", "c"])));
+        assert_eq!(
+            from_text(ParamType::IntegerList, "1,2"),
+            Ok(ParamValue::List(vec![ParamValue::Integer(1), ParamValue::Integer(2)]))
+        );
+        assert!(from_text(ParamType::IntegerList, "1,x").is_err_and(|e| e.starts_with("element 2: ")));
+        let toml: toml::Value = toml::Value::Array(vec![toml::Value::String("a".into())]);
+        assert_eq!(from_toml(ParamType::StringList, &toml), Ok(l(&["a"])));
+        assert!(from_toml(ParamType::StringList, &toml::Value::String("a".into())).is_err());
+        let many = (0..=MAX_LIST_ELEMENTS).map(|i| i.to_string()).collect::<Vec<_>>().join(",");
+        assert!(from_text(ParamType::StringList, &many).is_err_and(|e| e.contains("at most 1000")));
+    }
+
+    #[test]
+    fn elements_must_name_instances() {
+        let p = param(ParamType::StringList);
+        let l = |v: &[&str]| ParamValue::List(v.iter().map(|s| ParamValue::String(s.to_string())).collect());
+        assert!(check(&p, &l(&["web-1", "web-2", "a b", "10.0.0.1:80"])).is_ok());
+        for bad in [&["a", "a"][..], &["x[1]"], &["a/b"], &[""], &["a\u{202e}b"], &["tab\tx"]] {
+            assert!(check(&p, &l(bad)).is_err(), "{bad:?}");
+        }
+        assert!(check(&p, &l(&[&"x".repeat(129)])).is_err());
     }
 
     #[test]

@@ -397,11 +397,19 @@ pub fn sha256_hex_bytes(bytes: &[u8]) -> String {
 
 /// Build the plan of a validated runbook with already typed parameter values (`resolve`d).
 pub fn plan(runbook: &Runbook, params: &BTreeMap<String, ParamValue>) -> Result<Plan, Vec<Diagnostic>> {
+    // `for-each` steps are planned as their instances, as they run; refused when the
+    // instances would make the plan grow faster than the runbook and its values (RB119).
+    if let Some(d) = crate::foreach::check_size(runbook, params) {
+        return Err(vec![d]);
+    }
+    let expanded = crate::foreach::expand(runbook, params);
+    let runbook: &Runbook = &expanded;
     let mut p = Planner {
         runbook,
         diags: Vec::new(),
         ctx: template::Context::new(&context(runbook, params)),
         rendered: FastMap::default(),
+        item: None,
     };
     let plan = p.plan(params);
     if p.diags.is_empty() { Ok(plan) } else { Err(p.diags) }
@@ -448,7 +456,9 @@ struct Planner<'r> {
     diags: Vec<Diagnostic>,
     ctx: template::Context,
     /// Renders already done, by (text, shell mode).
-    rendered: FastMap<(String, Mode), Result<String, TemplateError>>,
+    rendered: FastMap<(String, Mode, Option<String>), Result<String, TemplateError>>,
+    /// While a `for-each` instance is planned: its id and its context (`item` set).
+    item: Option<(String, template::Context)>,
 }
 
 impl Planner<'_> {
@@ -462,11 +472,12 @@ impl Planner<'_> {
             return t.text.clone();
         }
         // The context is fixed for the whole plan, so equal texts render equally.
-        let key = (t.text.clone(), mode);
+        let key = (t.text.clone(), mode, self.item.as_ref().map(|(id, _)| id.clone()));
         let result = match self.rendered.get(&key) {
             Some(r) => r.clone(),
             None => {
-                let r = template::render(&t.text, mode, &self.ctx);
+                let ctx = self.item.as_ref().map_or(&self.ctx, |(_, c)| c);
+                let r = template::render(&t.text, mode, ctx);
                 self.rendered.insert(key, r.clone());
                 r
             }
@@ -631,10 +642,17 @@ impl Planner<'_> {
     }
 
     fn step(&mut self, s: &Step, wave: usize, compensation_chain: ChainSummary) -> PlanStep {
+        self.item = crate::foreach::item_context(&self.ctx, s).map(|c| (s.id.to_string(), c));
+        let step = self.step_in_context(s, wave, compensation_chain);
+        self.item = None;
+        step
+    }
+
+    fn step_in_context(&mut self, s: &Step, wave: usize, compensation_chain: ChainSummary) -> PlanStep {
         let when = s.when.as_ref().map(|w| PlanWhen {
             expr: w.text.clone(),
             value: if w.static_only {
-                match template::eval(&w.text, &self.ctx) {
+                match template::eval(&w.text, self.item.as_ref().map_or(&self.ctx, |(_, c)| c)) {
                     Ok(v) => Some(crate::template::truthy(&v)),
                     Err(e) => {
                         self.render_error(&Template { text: w.text.clone(), span: w.span }, &e);

@@ -113,6 +113,21 @@ pub enum RawParamType {
     Number,
     /// `true` or `false`.
     Boolean,
+    /// A list of values of the type `items` names (strings unless it says otherwise), for
+    /// `for-each` steps: at most 1,000 elements, each checked by `enum` and `pattern`.
+    List,
+}
+
+/// The type of the elements of a `list` parameter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum RawItemType {
+    /// Text.
+    String,
+    /// Whole numbers (64-bit).
+    Integer,
+    /// Floating-point numbers.
+    Number,
 }
 
 /// A `[params.NAME]` table (also the shape of an approval's `inputs.NAME`).
@@ -137,6 +152,9 @@ pub struct RawParam {
     /// A regular expression a string value must match (whole value: anchor it yourself).
     #[serde(default)]
     pub pattern: Option<SpannedString>,
+    /// With `type = "list"`: the type of its elements (default `"string"`).
+    #[serde(default)]
+    pub items: Option<Spanned<RawItemType>>,
 }
 
 /// A `[secrets.NAME]` table: exactly one source.
@@ -334,6 +352,17 @@ pub struct RawStep {
     #[serde(default)]
     #[schemars(regex(pattern = crate::syntax::estimate_pattern()))]
     pub estimate: Option<SpannedString>,
+    /// Run the step once per element of this `list` parameter (its name, e.g. `"hosts"`):
+    /// each instance is a step of its own, `ID[ELEMENT]`, and reads its element as `{{ item }}`
+    /// (and its position as `{{ item_index }}`). A step that needs this one needs every instance.
+    #[serde(default)]
+    #[schemars(regex(pattern = crate::syntax::ID.pattern()))]
+    pub for_each: Option<SpannedString>,
+    /// With `for-each`: instances in flight at once (default: no limit but the runbook's
+    /// `max-parallel`). Instance N+k starts after instance N has finished.
+    #[serde(default)]
+    #[schemars(range(min = *crate::syntax::MAX_PARALLEL.start(), max = *crate::syntax::MAX_PARALLEL.end()))]
+    pub max_parallel: Option<Spanned<i64>>,
 }
 
 /// A compensation: one of `run`, `cmd`, `http`, `sql`, `notify`, with its own modifiers.

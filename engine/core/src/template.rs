@@ -489,6 +489,41 @@ impl Context {
     pub fn new(json: &serde_json::Value) -> Self {
         Context(to_value(json))
     }
+
+    /// This context for one instance of a `for-each` step: `item` and `item_index` set
+    /// (values like any other, so they reach commands bound and quoted as parameters do),
+    /// and, when `own` is `(base, instance)`, `steps.BASE` reading the instance's own
+    /// outputs (its compensation writes `steps.restart.outputs.x`). Costs the context's
+    /// top-level keys, and the steps' when `own` is given, not a new conversion.
+    pub fn with_item(&self, item: &serde_json::Value, index: usize, own: Option<(&str, &str)>) -> Context {
+        let mut map: std::collections::BTreeMap<String, Value> = std::collections::BTreeMap::new();
+        if let Ok(keys) = self.0.try_iter() {
+            for key in keys {
+                if let Some(k) = key.as_str() {
+                    map.insert(k.to_string(), self.0.get_attr(k).unwrap_or_default());
+                }
+            }
+        }
+        map.insert("item".into(), to_value(item));
+        map.insert("item_index".into(), Value::from(index));
+        if let Some((base, instance)) = own
+            && let Some(steps) = map.get("steps")
+            && let Ok(mine) = steps.get_attr(instance)
+            && !mine.is_undefined()
+        {
+            let mut copy: std::collections::BTreeMap<String, Value> = std::collections::BTreeMap::new();
+            if let Ok(keys) = steps.try_iter() {
+                for key in keys {
+                    if let Some(k) = key.as_str() {
+                        copy.insert(k.to_string(), steps.get_attr(k).unwrap_or_default());
+                    }
+                }
+            }
+            copy.insert(base.to_string(), mine);
+            map.insert("steps".into(), Value::from(copy));
+        }
+        Context(Value::from(map))
+    }
 }
 
 /// A JSON context as minijinja values, with placeholders made live.

@@ -78,6 +78,9 @@ fn check_and_plan(text: &str) {
                 ParamType::Integer => ParamValue::Integer(1),
                 ParamType::Number => ParamValue::Number(1.5),
                 ParamType::Boolean => ParamValue::Boolean(true),
+                ParamType::StringList => ParamValue::List(vec![ParamValue::String("a".into())]),
+                ParamType::IntegerList => ParamValue::List(vec![ParamValue::Integer(1)]),
+                ParamType::NumberList => ParamValue::List(vec![ParamValue::Number(1.5)]),
             },
         };
         values.insert(p.name.clone(), v);

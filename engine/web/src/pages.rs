@@ -74,10 +74,12 @@ fn shape_of(
             values.insert(p.name.clone(), v);
         }
     }
-    let estimates = rb
+    // By the ids the journal uses: a `for-each` step's estimate is each instance's.
+    let expanded = runbook_core::foreach::expand(rb, &values);
+    let estimates = expanded
         .steps
         .iter()
-        .chain(&rb.finally)
+        .chain(&expanded.finally)
         .filter_map(|s| s.estimate.as_ref().map(|e| (s.id.to_string(), (e.low, e.high))))
         .collect();
     match runbook_core::plan::plan(rb, &values) {

@@ -55,8 +55,11 @@ impl Validator<'_> {
                 })
                 .unwrap_or_default();
             let approval = u.raw.as_ref().is_some_and(|r| r.approval.is_some());
-            self.steps
-                .insert(u.id.value.clone(), StepInfo { section, span: u.id.span, outputs, inert, approval });
+            let for_each = u.raw.as_ref().is_some_and(|r| r.for_each.is_some());
+            self.steps.insert(
+                u.id.value.clone(),
+                StepInfo { section, span: u.id.span, outputs, inert, approval, for_each },
+            );
         }
     }
 

@@ -132,6 +132,21 @@ impl Validator<'_> {
     /// A template expression whose value cannot be code: a typed parameter.
     pub(super) fn inert_expr(&self, expr: &str) -> bool {
         let expr = expr.trim();
+        // An instance's position is a number; its element is inert when every element of
+        // its list is (numbers, or strings of an `enum` of plain words).
+        if expr == "item_index" {
+            return true;
+        }
+        let list = if expr == "item" { self.item_of.as_deref() } else { None };
+        if let Some(p) = list.and_then(|name| self.param_defaults.iter().find(|p| p.name == name)) {
+            return match p.ty {
+                ParamType::IntegerList | ParamType::NumberList => true,
+                ParamType::StringList => p.allowed.as_ref().is_some_and(|allowed| {
+                    allowed.iter().all(|v| matches!(v, ParamValue::String(s) if crate::shell::inert(s)))
+                }),
+                ParamType::String | ParamType::Integer | ParamType::Number | ParamType::Boolean => false,
+            };
+        }
         if let Some(path) = expr.strip_prefix("steps.")
             && let Some((step, output)) = path.split_once(".outputs.")
         {
@@ -141,6 +156,8 @@ impl Validator<'_> {
         let Some(p) = self.param_defaults.iter().find(|p| p.name == name) else { return false };
         match p.ty {
             ParamType::Integer | ParamType::Number | ParamType::Boolean => true,
+            // Never read in templates (RB115): its elements are read as `item`.
+            ParamType::StringList | ParamType::IntegerList | ParamType::NumberList => false,
             ParamType::String => p.allowed.as_ref().is_some_and(|allowed| {
                 allowed.iter().all(|v| matches!(v, ParamValue::String(s) if crate::shell::inert(s)))
             }),

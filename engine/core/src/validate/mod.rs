@@ -255,6 +255,9 @@ struct StepInfo {
     inert: Vec<String>,
     /// An `approval` step: its outputs are what a person typed, never an observation.
     approval: bool,
+    /// A `for-each` step: one instance per element, so `item` may be read inside it and
+    /// its outputs (one set per instance) by no other step.
+    for_each: bool,
 }
 
 /// Where a template is written, rendered into messages only when one is needed.
@@ -355,6 +358,8 @@ struct Validator<'a> {
     param_defaults: Vec<Param>,
     /// Built on first use: only templates that call filters or functions need a trial render.
     placeholder: Option<template::Context>,
+    /// While a `for-each` step is checked: the list parameter it runs over (what `item` is).
+    item_of: Option<String>,
 }
 
 impl<'a> Validator<'a> {
@@ -376,6 +381,7 @@ impl<'a> Validator<'a> {
             analysed: FastMap::default(),
             param_defaults: Vec::new(),
             placeholder: None,
+            item_of: None,
         }
     }
 

@@ -9,7 +9,7 @@ impl Validator<'_> {
         let mut out = Vec::new();
         for u in units {
             self.check_id(&u.id, "parameter");
-            let ty = u.raw.as_ref().map(|r| param_type(r.ty.value));
+            let ty = u.raw.as_ref().map(|r| param_type(r.ty.value, r.items.as_ref().map(|i| i.value)));
             self.params.insert(u.id.value.clone(), ty);
             if let Some(raw) = &u.raw
                 && let Some(p) = self.param(&u.id, raw, "parameter")
@@ -21,11 +21,29 @@ impl Validator<'_> {
     }
 
     pub(super) fn param(&mut self, id: &Spanned<String>, raw: &RawParam, what: &str) -> Option<Param> {
-        let ty = param_type(raw.ty.value);
+        let ty = param_type(raw.ty.value, raw.items.as_ref().map(|i| i.value));
         let name = &id.value;
         let mut ok = true;
+        if let Some(items) = &raw.items
+            && ty.element().is_none()
+        {
+            self.err(
+                Code::ListParam,
+                items.span,
+                format!("`items` is only for list {what}s; `{name}` is {}", ty.as_str()),
+            )
+            .help = Some(format!("write `type = \"list\"` to make `{name}` a list, or remove `items`"));
+            ok = false;
+        }
+        if ty.element().is_some() && what != "parameter" {
+            self.err(Code::ListParam, raw.ty.span, format!("{what} `{name}` cannot be a list")).help =
+                Some("only `[params]` may be lists (for `for-each` steps); use a string".into());
+            ok = false;
+        }
+        // `enum` values and `pattern` apply to each element of a list.
+        let scalar = ty.element().unwrap_or(ty);
         let pattern = match &raw.pattern {
-            Some(p) if ty != ParamType::String => {
+            Some(p) if scalar != ParamType::String => {
                 self.err(
                     Code::MisplacedKey,
                     p.span,
@@ -57,7 +75,7 @@ impl Validator<'_> {
             Some(list) => {
                 let mut values = Vec::new();
                 for v in &list.value {
-                    match params::from_toml(ty, v) {
+                    match params::from_toml(scalar, v) {
                         Ok(pv) => values.push(pv),
                         Err(e) => {
                             self.err(
@@ -65,7 +83,7 @@ impl Validator<'_> {
                                 list.span,
                                 format!("the `enum` of {what} `{name}` has a value of the wrong type: {e}"),
                             )
-                            .help = Some(format!("every `enum` value must be {}", ty.as_str()));
+                            .help = Some(format!("every `enum` value must be {}", scalar.as_str()));
                             ok = false;
                         }
                     }
@@ -87,12 +105,19 @@ impl Validator<'_> {
             match params::from_toml(ty, &d.value) {
                 Ok(v) => {
                     if ok && let Err(e) = params::check(&param, &v) {
+                        // A list's elements that cannot name step instances have a code of
+                        // their own (RB116); `enum` and `pattern` misses are RB0xx as for scalars.
+                        let naming = matches!(&v, ParamValue::List(items) if items.iter().all(|i| params::check(&param, i).is_ok()));
                         self.err(
-                            Code::InvalidDefault,
+                            if naming { Code::ListParam } else { Code::InvalidDefault },
                             d.span,
                             format!("the default of {what} `{name}` is invalid: {e}"),
                         )
-                        .help = Some("fix the default, or the `enum`/`pattern` it must satisfy".into());
+                        .help = Some(if naming {
+                            "each element names a step instance (`step[element]`): no `[`, `]` or `/`, no control or invisible characters, no repeats, at most 128 bytes".into()
+                        } else {
+                            "fix the default, or the `enum`/`pattern` it must satisfy".into()
+                        });
                         ok = false;
                     }
                     param.default = Some(v);
@@ -209,11 +234,14 @@ impl Validator<'_> {
     }
 }
 
-pub(super) fn param_type(t: RawParamType) -> ParamType {
-    match t {
-        RawParamType::String => ParamType::String,
-        RawParamType::Integer => ParamType::Integer,
-        RawParamType::Number => ParamType::Number,
-        RawParamType::Boolean => ParamType::Boolean,
+pub(super) fn param_type(t: RawParamType, items: Option<RawItemType>) -> ParamType {
+    match (t, items) {
+        (RawParamType::String, _) => ParamType::String,
+        (RawParamType::Integer, _) => ParamType::Integer,
+        (RawParamType::Number, _) => ParamType::Number,
+        (RawParamType::Boolean, _) => ParamType::Boolean,
+        (RawParamType::List, None | Some(RawItemType::String)) => ParamType::StringList,
+        (RawParamType::List, Some(RawItemType::Integer)) => ParamType::IntegerList,
+        (RawParamType::List, Some(RawItemType::Number)) => ParamType::NumberList,
     }
 }

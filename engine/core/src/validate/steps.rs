@@ -19,6 +19,7 @@ impl Validator<'_> {
                 out.push(step);
             }
         }
+        self.item_of = None;
         out
     }
 
@@ -34,6 +35,8 @@ impl Validator<'_> {
         let finally = section == Section::Finally;
         let what = if finally { format!("finally step `{id}`") } else { format!("step `{id}`") };
         let base = Scope { step: Some(id), finally, ..Scope::new(Place::Unset) };
+        // `item` in this step's templates is an element of this list (see `inert_expr`).
+        self.item_of = raw.for_each.as_ref().map(|f| f.value.clone());
 
         let title = raw
             .title
@@ -143,6 +146,7 @@ impl Validator<'_> {
             _ => false,
         });
         let outputs = self.steps.get(id).and_then(|s| s.outputs.clone()).unwrap_or_default();
+        let for_each = self.for_each(raw, &what, finally);
         Some(Step {
             id: StepId(id.to_string()),
             span: u.id.span,
@@ -165,7 +169,93 @@ impl Validator<'_> {
             compensate,
             preconditions,
             estimate,
+            for_each,
+            item: None,
         })
+    }
+
+    /// A step's `for-each` and `max-parallel` (RB110-RB112, RB117, RB118).
+    fn for_each(&mut self, raw: &RawStep, what: &str, finally: bool) -> Option<ForEach> {
+        let Some(list) = &raw.for_each else {
+            if let Some(m) = &raw.max_parallel {
+                self.err(Code::ForEachParallel, m.span, format!("`max-parallel` on {what}, which has no `for-each`"))
+                    .help = Some("`max-parallel` on a step bounds its `for-each` instances; the runbook's own is `[runbook] max-parallel`".into());
+            }
+            return None;
+        };
+        let mut ok = true;
+        let name = list.value.as_str();
+        match self.params.get(name) {
+            None => {
+                let names: Vec<&str> = few(self.params.keys().map(String::as_str));
+                self.err(
+                    Code::ForEachMissing,
+                    list.span,
+                    format!(
+                        "`for-each` of {what} names undeclared parameter `{name}`{}",
+                        did_you_mean_suffix(name, names.iter().copied())
+                    ),
+                )
+                .set_label("not declared")
+                .help = Some(format!(
+                    "declare it: `[params.{name}]` with `type = \"list\"`; `for-each` names a list parameter (not a template)"
+                ));
+                ok = false;
+            }
+            Some(ty) => {
+                if let Some(ty) = ty.filter(|t| t.element().is_none()) {
+                    self.err(
+                        Code::ForEachNotList,
+                        list.span,
+                        format!(
+                            "`for-each` of {what} names parameter `{name}`, which is {}, not a list",
+                            ty.as_str()
+                        ),
+                    )
+                    .set_label("not a list")
+                    .help = Some(format!(
+                        "declare `[params.{name}]` with `type = \"list\"` (and `items` if its elements are numbers)"
+                    ));
+                    ok = false;
+                }
+            }
+        }
+        if raw.runbook.is_some() || finally {
+            let which = if finally { "`[finally]` steps" } else { "`runbook` steps" };
+            self.err(Code::ForEachInclude, list.span, format!("`for-each` on {what}: not yet supported on {which}"))
+                .help = Some("put `for-each` on the `run`/`cmd`/`http`/`sql`/`notify`/`approval` steps themselves (inside the included runbook, over its own list parameter)".into());
+            ok = false;
+        }
+        let max_parallel = match &raw.max_parallel {
+            Some(m) if !syntax::MAX_PARALLEL.contains(&m.value) => {
+                self.err(
+                    Code::ForEachParallel,
+                    m.span,
+                    format!("`max-parallel` of {what} is {}; it must be between {} and {}", m.value, syntax::MAX_PARALLEL.start(), syntax::MAX_PARALLEL.end()),
+                )
+                .help = Some("`max-parallel = 1` runs the instances one after the other; leave it out to run them all at once (within the runbook's `max-parallel`)".into());
+                ok = false;
+                None
+            }
+            Some(m) => u32::try_from(m.value).ok(),
+            None => None,
+        };
+        if let (Some(m), Some(f)) = (&raw.max_parallel, &raw.on_failure)
+            && f.value == RawOnFailure::Continue
+        {
+            let d = Diagnostic::error(
+                Code::ForEachContinue,
+                &self.source,
+                f.span,
+                format!("{what} has `on-failure = \"continue\"` and `max-parallel`"),
+            )
+            .with_label("a failed instance would skip the ones queued after it")
+            .with_related(m.span, "instances wait in lanes here")
+            .with_help("with `max-parallel`, each instance waits for the one `max-parallel` places before it; drop `max-parallel`, or let a failure `compensate` or `stop`");
+            self.push(d);
+            ok = false;
+        }
+        ok.then(|| ForEach { param: name.to_string(), span: list.span, max_parallel })
     }
 
     pub(super) fn action(

@@ -114,7 +114,14 @@ impl Validator<'_> {
             Ok(vars) => {
                 static_only = vars
                     .iter()
-                    .all(|v| v == "params" || v.starts_with("params.") || v.starts_with("runbook"));
+                    // An instance's element is known when the plan is made, like a parameter.
+                    .all(|v| {
+                        v == "params"
+                            || v.starts_with("params.")
+                            || v.starts_with("runbook")
+                            || v == "item"
+                            || v == "item_index"
+                    });
                 let before = self.diags.len();
                 self.check_vars(&vars, s, scope);
                 if self.diags.len() == before && reads_secret(&vars) {
@@ -211,6 +218,36 @@ impl Validator<'_> {
                 continue;
             }
             match root {
+                "item" | "item_index" => {
+                    let inside = scope.step.and_then(|id| self.steps.get(id)).is_some_and(|s| s.for_each);
+                    if !inside {
+                        self.err(
+                            Code::ItemOutside,
+                            span,
+                            format!("{} uses `{root}` outside a `for-each` step", scope.place),
+                        )
+                        .set_label("no element here")
+                        .help = Some(format!(
+                            "`{root}` is set in the steps that have `for-each = \"LIST_PARAM\"` (their templates, `env`, preconditions and compensation); add `for-each` to the step, or use `params`"
+                        ));
+                    }
+                }
+                "params"
+                    if parts.get(1).is_some_and(|n| {
+                        self.params.get(*n).is_some_and(|t| t.is_some_and(|t| t.element().is_some()))
+                    }) =>
+                {
+                    let name = parts.get(1).copied().unwrap_or_default();
+                    self.err(
+                        Code::ListInTemplate,
+                        span,
+                        format!("{} reads list parameter `{name}`", scope.place),
+                    )
+                    .set_label("a list has no one text form")
+                    .help = Some(format!(
+                        "a list is read one element at a time: give the step `for-each = \"{name}\"` and write `{{{{ item }}}}`"
+                    ));
+                }
                 "params" => {
                     if let Some(name) = parts.get(1)
                         && !self.params.contains_key(*name)
@@ -340,6 +377,9 @@ impl Validator<'_> {
                 },
                 other => {
                     let mut roots = vec!["params", "secrets", "steps", "run", "runbook"];
+                    if scope.step.and_then(|id| self.steps.get(id)).is_some_and(|s| s.for_each) {
+                        roots.extend(["item", "item_index"]);
+                    }
                     roots.extend(scope.locals.iter().copied());
                     let d = Diagnostic::error(
                         Code::UndeclaredReference,
@@ -388,6 +428,18 @@ impl Validator<'_> {
             return;
         };
         let outputs = info.outputs.clone();
+        if info.for_each && scope.step != Some(target) {
+            self.err(
+                Code::ForEachOutputs,
+                span,
+                format!("{} uses the outputs of `{target}`, a `for-each` step", scope.place),
+            )
+            .set_label("one set of outputs per instance")
+            .help = Some(format!(
+                "`{target}` runs once per element, each instance with outputs of its own; read them inside `{target}` (its compensation may), or write what later steps need to a file they read"
+            ));
+            return;
+        }
         let Some(current) = scope.step else {
             self.err(Code::UndeclaredReference, span, format!("{} cannot use step outputs", scope.place))
                 .help = Some("step outputs exist only inside steps, after the step that makes them".into());
@@ -497,6 +549,7 @@ impl Validator<'_> {
             "runbook": { "name": "<runbook.name>", "title": "<runbook.title>" },
             "status": 200, "headers": {}, "body": "", "json": null, "latency_ms": 0,
             "rows": [], "rows_affected": 0,
+            "item": "<item>", "item_index": 0,
         })
     }
 }

@@ -54,8 +54,9 @@ impl Dispatcher<'_> {
         let step = &self.runbook.steps[idx];
         let Action::Approval(spec) = &step.action else { return Ok(()) };
         let id = step.id.to_string();
-        let prompt =
-            self.render(&spec.prompt, Mode::Plain, None).unwrap_or_else(|_| spec.prompt.text.clone());
+        let prompt = self
+            .render_for(step.id.as_str(), &spec.prompt, Mode::Plain, None)
+            .unwrap_or_else(|_| spec.prompt.text.clone());
         // What each required input takes, as the `approve` command writes it: journaled, so
         // that `show` prints the very command this notice prints.
         let takes: std::collections::BTreeMap<String, String> = spec

@@ -50,7 +50,7 @@ impl Dispatcher<'_> {
             return Ok(Begun::Interrupted);
         }
         if let Some(when) = &step.when {
-            match template::eval(&when.text, &self.context(None)) {
+            match template::eval(&when.text, &self.context_for(step.id.as_str(), None)) {
                 Ok(v) if !template::truthy(&v) => {
                     self.skip(idx, format!("`when` is false: {}", when.text)).await?;
                     return Ok(Begun::Skipped);
@@ -87,7 +87,9 @@ impl Dispatcher<'_> {
             }
         }
         if let Some(question) = &step.confirm {
-            let question = self.render(question, Mode::Plain, None).unwrap_or_else(|_| question.text.clone());
+            let question = self
+                .render_for(step.id.as_str(), question, Mode::Plain, None)
+                .unwrap_or_else(|_| question.text.clone());
             let question = self.redactor.redact(&question);
             let Some(ask) = self.opts.confirm.clone() else {
                 // `--yes` answered for the operator: journaled as such, then the step starts.
@@ -299,7 +301,8 @@ impl Quiet<'_, '_> {
             return Check::Interrupted;
         }
         let message = p.message.as_ref().map(|m| {
-            self.redactor.redact(&self.render(m, Mode::Plain, None).unwrap_or_else(|_| m.text.clone()))
+            self.redactor
+                .redact(&self.render_for(label, m, Mode::Plain, None).unwrap_or_else(|_| m.text.clone()))
         });
         let could_not_run = matches!(done.exit, Exit::SpawnFailed(_) | Exit::Code(126 | 127));
         let text = match (could_not_run, message) {

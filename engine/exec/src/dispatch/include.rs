@@ -73,7 +73,11 @@ impl<'a> Dispatcher<'a> {
         // loop to poll it (a transaction it holds must not wait on one this loop opens).
         spawn_child(
             ChildRun {
-                runbook: Arc::clone(child),
+                // Its `for-each` steps as their instances, as `plan` shows them.
+                runbook: match runbook_core::foreach::expand(child, &params) {
+                    std::borrow::Cow::Borrowed(_) => Arc::clone(child),
+                    std::borrow::Cow::Owned(expanded) => Arc::new(expanded),
+                },
                 params,
                 secrets,
                 store: self.store.clone(),
@@ -212,7 +216,8 @@ impl<'a> Dispatcher<'a> {
                 return Ok(Unwound::NeedsOperator);
             }
         };
-        let dispatcher = Dispatcher::new(child, &params, secrets, self.store, opts, self.report.clone());
+        let expanded = runbook_core::foreach::expand(child, &params);
+        let dispatcher = Dispatcher::new(&expanded, &params, secrets, self.store, opts, self.report.clone());
         let outcome = Box::pin(dispatcher.run(cancel.clone())).await?;
         Ok(match outcome.status {
             RunStatus::Interrupted => Unwound::Interrupted,

@@ -99,6 +99,50 @@ impl Dispatcher<'_> {
         })
     }
 
+    /// The context of unit `id` (a step, or its compensation or precondition): for an
+    /// instance of a `for-each` step, `item` and `item_index` set, and `steps.STEP` reading
+    /// the instance's own outputs (its compensation's `steps.restart.outputs.x`). The values
+    /// are context values like `params`, so they reach commands as parameters do: bound to
+    /// shell variables in `run` text, one argument each in `cmd`, encoded in URLs, bound in
+    /// SQL (promise 4).
+    pub(super) fn context_json_for(
+        &self,
+        id: &str,
+        status: Option<RunStatus>,
+        with_secrets: bool,
+    ) -> serde_json::Value {
+        let mut json = self.context_json(status, with_secrets);
+        let Some((item, step)) = self.runbook.step(id).and_then(|s| s.item.as_ref().map(|i| (i, s))) else {
+            return json;
+        };
+        if let Some(map) = json.as_object_mut() {
+            map.insert("item".into(), serde_json::to_value(&item.value).unwrap_or_default());
+            map.insert("item_index".into(), serde_json::Value::from(item.index));
+            if let Some(steps) = map.get_mut("steps").and_then(|s| s.as_object_mut())
+                && let Some(own) = steps.get(step.id.as_str()).cloned()
+            {
+                steps.insert(item.base.to_string(), own);
+            }
+        }
+        json
+    }
+
+    /// [`Self::context_json_for`] as a template context, secrets included.
+    pub(super) fn context_for(&self, id: &str, status: Option<RunStatus>) -> template::Context {
+        template::Context::new(&self.context_json_for(id, status, true))
+    }
+
+    /// Render a template of unit `id` ([`Self::context_for`]).
+    pub(super) fn render_for(
+        &self,
+        id: &str,
+        t: &Template,
+        mode: Mode,
+        status: Option<RunStatus>,
+    ) -> Result<String, String> {
+        template::render(&t.text, mode, &self.context_for(id, status)).map_err(|e| e.message)
+    }
+
     pub(super) fn render(
         &self,
         t: &Template,
@@ -132,11 +176,13 @@ impl Dispatcher<'_> {
         declared: &[String],
         status: Option<RunStatus>,
     ) -> Result<Work, String> {
-        let ctx = self.context(status);
+        let ctx = self.context_for(label, status);
         let render = |t: &Template| template::render(&t.text, Mode::Plain, &ctx).map_err(|e| e.message);
         let assert = |expr: &Option<runbook_core::model::Expr>| {
-            expr.as_ref()
-                .map(|e| action::Assert { expr: e.text.clone(), ctx: self.context_json(status, false) })
+            expr.as_ref().map(|e| action::Assert {
+                expr: e.text.clone(),
+                ctx: self.context_json_for(label, status, false),
+            })
         };
         let argv = match action {
             Action::Run { script, shell } => {
@@ -193,7 +239,7 @@ impl Dispatcher<'_> {
                 return Ok(Work::Sql { request, assert: assert(&spec.assert) });
             }
             Action::Notify(spec) => {
-                let request = self.notify_request(spec, status)?;
+                let request = self.notify_request_in(spec, &ctx)?;
                 return Ok(Work::Notify { request, required: spec.required });
             }
             other => return Err(format!("`{}` steps are not run as an action", other.kind())),
@@ -229,7 +275,16 @@ impl Dispatcher<'_> {
         spec: &runbook_core::model::NotifySpec,
         status: Option<RunStatus>,
     ) -> Result<http::Request, String> {
-        let ctx = self.context(status);
+        self.notify_request_in(spec, &self.context(status))
+    }
+
+    /// A notification rendered in a given context.
+    pub(super) fn notify_request_in(
+        &self,
+        spec: &runbook_core::model::NotifySpec,
+        ctx: &template::Context,
+    ) -> Result<http::Request, String> {
+        let ctx = ctx.clone();
         let body = match &spec.message {
             runbook_core::model::NotifyMessage::Text(t) => {
                 serde_json::json!({ "text": template::render(&t.text, Mode::Plain, &ctx).map_err(|e| e.message)? })

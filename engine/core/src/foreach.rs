@@ -1,0 +1,214 @@
+//! `for-each`: a step over a list parameter expanded into one ordinary step per element.
+//!
+//! Expansion happens here, in the pure core, between validation and planning: `plan` and the
+//! dispatcher both see only ordinary steps, so resume, compensation, retries, approvals and
+//! the journal need nothing new. An instance's id is `STEP[ELEMENT]` (`restart[web-1]`): step
+//! ids never hold a bracket, and [`crate::params::instance_key`] refuses elements that could
+//! make two instances (or an instance and another step) share an id. A step that needs a
+//! `for-each` step needs every instance. `max-parallel = N` becomes order: instance `i`
+//! needs instance `i - N`, so at most N instances run at once (two running instances never
+//! share a lane, and there are N lanes). An empty list leaves the step in place, skipped by
+//! a `when` that states why. The expanded runbook has as many steps as instances: linear
+//! in the list's length, which [`crate::model::MAX_LIST_ELEMENTS`] bounds.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+use crate::model::{Expr, ParamValue, Runbook, Step, StepId};
+
+/// The runbook with every `for-each` step replaced by its instances, for these (resolved,
+/// checked) parameter values. Borrowed as is when no step has `for-each`.
+pub fn expand<'r>(runbook: &'r Runbook, params: &BTreeMap<String, ParamValue>) -> Cow<'r, Runbook> {
+    if runbook.steps.iter().chain(&runbook.finally).all(|s| s.for_each.is_none()) {
+        return Cow::Borrowed(runbook);
+    }
+    let mut out = runbook.clone();
+    out.steps = expand_steps(&runbook.steps, params);
+    out.finally = expand_steps(&runbook.finally, params);
+    Cow::Owned(out)
+}
+
+/// The ids a step's id stands for after expansion: itself, or each of its instances, or
+/// (an empty `for-each`) itself, kept as a skipped stand-in.
+fn expand_steps(steps: &[Step], params: &BTreeMap<String, ParamValue>) -> Vec<Step> {
+    // What each `for-each` step's id becomes in the needs of others.
+    let mut instances: BTreeMap<&str, Vec<StepId>> = BTreeMap::new();
+    let mut out = Vec::with_capacity(steps.len());
+    for step in steps {
+        let needs: Vec<StepId> = step
+            .needs
+            .iter()
+            .flat_map(|n| match instances.get(n.as_str()) {
+                Some(ids) => ids.clone(),
+                None => vec![n.clone()],
+            })
+            .collect();
+        let Some(fe) = &step.for_each else {
+            out.push(Step { needs, ..step.clone() });
+            continue;
+        };
+        let elements: &[ParamValue] = match params.get(&fe.param) {
+            Some(ParamValue::List(items)) => items,
+            _ => &[],
+        };
+        if elements.is_empty() {
+            // The step stays, under its own id, skipped by a condition the plan shows and
+            // the journal records: the list is empty.
+            let when =
+                Expr { text: format!("params.{} | length > 0", fe.param), span: fe.span, static_only: true };
+            let item = crate::model::Item {
+                value: ParamValue::String(String::new()),
+                index: 0,
+                base: step.id.clone(),
+            };
+            out.push(Step { needs, when: Some(when), for_each: None, item: Some(item), ..step.clone() });
+            instances.insert(step.id.as_str(), vec![step.id.clone()]);
+            continue;
+        }
+        let mut ids: Vec<StepId> = Vec::with_capacity(elements.len());
+        for (index, value) in elements.iter().enumerate() {
+            // Checked with the parameter's values (`params::check`); never fails here.
+            let key = crate::params::instance_key(value).unwrap_or_else(|_| index.to_string());
+            let id = StepId(format!("{}[{key}]", step.id));
+            let mut needs = needs.clone();
+            if let Some(lanes) = fe.max_parallel.map(|m| m as usize)
+                && index >= lanes
+            {
+                needs.push(ids[index - lanes].clone());
+            }
+            let item = crate::model::Item { value: value.clone(), index, base: step.id.clone() };
+            out.push(Step { id: id.clone(), needs, for_each: None, item: Some(item), ..step.clone() });
+            ids.push(id);
+        }
+        instances.insert(step.id.as_str(), ids);
+    }
+    out
+}
+
+/// The most `needs` edges the instances of a runbook may have: a `for-each` step that needs
+/// another is every instance of one needing every instance of the other, n × m edges that
+/// plans list and the dispatcher holds (two steps over 1,000 hosts would be a million). With
+/// [`crate::model::MAX_EXPANDED_STEPS`] instances, it keeps a plan linear in what the
+/// runbook and its values say, refused at `plan` (RB119) beyond.
+pub const MAX_EXPANDED_NEEDS: u64 = 100_000;
+
+/// The most entries the compensation chains of an expanded runbook's plan may hold, bounded
+/// from above by instances × compensable instances: a plan names, for each step, the
+/// compensations its failure would run, so 1,000 one-after-the-other instances with an undo
+/// list half a million names (13 MB of JSON); 2,000 of them would list two million.
+pub const MAX_COMPENSATION_CHAINS: u64 = 2_000_000;
+
+/// How big the expansion of `runbook` with `params` would be, without making it: the steps
+/// it would have, the `needs` edges between them, and the steps that have a compensation.
+/// Linear in steps and needs.
+pub fn size(runbook: &Runbook, params: &BTreeMap<String, ParamValue>) -> (u64, u64, u64) {
+    let (mut steps, mut edges, mut undoable) = (0u64, 0u64, 0u64);
+    for list in [&runbook.steps, &runbook.finally] {
+        let mut count: BTreeMap<&str, u64> = BTreeMap::new();
+        for step in list.iter() {
+            let n = match &step.for_each {
+                Some(fe) => match params.get(&fe.param) {
+                    Some(ParamValue::List(items)) if !items.is_empty() => items.len() as u64,
+                    _ => 1,
+                },
+                None => 1,
+            };
+            let needs: u64 = step.needs.iter().map(|d| count.get(d.as_str()).copied().unwrap_or(1)).sum();
+            let lanes = u64::from(step.for_each.as_ref().is_some_and(|f| f.max_parallel.is_some()));
+            count.insert(step.id.as_str(), n);
+            steps = steps.saturating_add(n);
+            edges = edges.saturating_add(n.saturating_mul(needs.saturating_add(lanes)));
+            if step.compensate.is_some() {
+                undoable = undoable.saturating_add(n);
+            }
+        }
+    }
+    (steps, edges, undoable)
+}
+
+/// RB119 when the expansion would be too big ([`size`]); placed at the first `for-each`.
+pub fn check_size(runbook: &Runbook, params: &BTreeMap<String, ParamValue>) -> Option<crate::Diagnostic> {
+    let span = runbook.steps.iter().chain(&runbook.finally).find_map(|s| s.for_each.as_ref())?.span;
+    let (steps, edges, undoable) = size(runbook, params);
+    let limit = crate::model::MAX_EXPANDED_STEPS;
+    let problem = if steps > limit {
+        format!(
+            "with these lists the runbook has {steps} steps once its `for-each` steps are expanded; the limit is {limit}"
+        )
+    } else if edges > MAX_EXPANDED_NEEDS {
+        format!(
+            "with these lists the instances of the `for-each` steps have {edges} `needs` between them; the limit is {MAX_EXPANDED_NEEDS}"
+        )
+    } else if steps.saturating_mul(undoable) > MAX_COMPENSATION_CHAINS {
+        format!(
+            "with these lists the runbook has {steps} steps once expanded, {undoable} of them with a `compensate`: its plan would list up to {} compensations to run on a failure; the limit is {MAX_COMPENSATION_CHAINS}",
+            steps.saturating_mul(undoable)
+        )
+    } else {
+        return None;
+    };
+    Some(
+        crate::Diagnostic::error(crate::diagnostic::Code::ForEachSize, &runbook.source, span, problem)
+            .with_label("expanded here")
+            .with_help("a `for-each` step that needs another needs every one of its instances: give shorter lists, or put the work of both steps in one `for-each` step"),
+    )
+}
+
+/// The template context of one instance ([`crate::template::Context::with_item`]).
+pub fn item_context(base: &crate::template::Context, step: &Step) -> Option<crate::template::Context> {
+    let item = step.item.as_ref()?;
+    let value = serde_json::to_value(&item.value).unwrap_or(serde_json::Value::Null);
+    let own = (!step.outputs.is_empty()).then(|| (item.base.as_str(), step.id.as_str()));
+    Some(base.with_item(&value, item.index, own))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::validate::{self, Loader};
+
+    struct NoIncludes;
+    impl Loader for NoIncludes {
+        fn load(&self, path: &str) -> Result<String, String> {
+            Err(format!("no include {path}"))
+        }
+    }
+
+    fn runbook(text: &str) -> Runbook {
+        let checked = validate::check(crate::Source::toml("r.toml", text.to_string()), &NoIncludes);
+        assert!(!checked.has_errors(), "{:?}", checked.diagnostics);
+        checked.runbook.map(|r| (*r).clone()).expect("a runbook")
+    }
+
+    fn hosts(n: usize) -> BTreeMap<String, ParamValue> {
+        let items = (0..n).map(|i| ParamValue::String(format!("h{i}"))).collect();
+        BTreeMap::from([("hosts".to_string(), ParamValue::List(items))])
+    }
+
+    const LANES: &str = "[runbook]\nname = \"r\"\n[params.hosts]\ntype = \"list\"\n[steps.a]\nfor-each = \"hosts\"\nmax-parallel = 3\ncmd = [\"echo\", \"{{ item }}\"]\n[steps.b]\ncmd = [\"echo\"]\n";
+
+    /// With `max-parallel = N`, instance i needs exactly instance i - N: at most N lanes.
+    #[test]
+    fn lanes_are_needs_on_the_instance_n_places_before() {
+        for n in [0, 1, 2, 3, 4, 10] {
+            let rb = runbook(LANES);
+            let expanded = expand(&rb, &hosts(n));
+            let a: Vec<&Step> = expanded.steps.iter().filter(|s| s.item.is_some()).collect();
+            assert_eq!(a.len(), n.max(1));
+            for (i, s) in a.iter().enumerate().filter(|_| n > 0) {
+                assert_eq!(s.id.as_str(), format!("a[h{i}]"));
+                let want: Vec<String> = if i >= 3 { vec![format!("a[h{}]", i - 3)] } else { Vec::new() };
+                assert_eq!(s.needs.iter().map(|x| x.to_string()).collect::<Vec<_>>(), want);
+            }
+            let b = expanded.step("b").expect("b");
+            let ids: Vec<String> = a.iter().map(|s| s.id.to_string()).collect();
+            assert_eq!(
+                b.needs.iter().map(|x| x.to_string()).collect::<Vec<_>>(),
+                ids,
+                "b needs every instance"
+            );
+            let (steps, _, _) = size(&rb, &hosts(n));
+            assert_eq!(steps as usize, expanded.steps.len());
+        }
+    }
+}
