@@ -393,22 +393,68 @@ fn span_text(d: std::time::Duration) -> String {
 const LATE: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// The schedules a worker fires (`runbook worker --schedules FILE`).
+///
+/// Everything a fire runs is pinned when the worker starts (red team adv17a S1, promise 2):
+/// the schedules file is read once and never reloaded, and each schedule's plan is made once,
+/// from its runbook and params file as the confined reader reads them; every file of that
+/// plan (runbooks, included runbooks, the params file, SQL scripts, CA files) is pinned by
+/// its digest. A fire queues that plan, after reading each pinned file again through the
+/// confined reader ([`loader::read_inside`]): a file that changed, moved out of the
+/// repository or cannot be read refuses the fire (skipped, RB104) and the schedule's
+/// notification is sent once. Restarting the worker (after review) takes the new version.
 #[derive(Debug)]
 pub struct Firing {
-    /// The schedules file's folder: runbooks and params files are relative to it.
-    folder: PathBuf,
+    /// The repository (or folder) the schedules file's runbooks must be read from.
+    root: Option<PathBuf>,
     schedules: Vec<Schedule>,
+    /// For each schedule (same order), its plan pinned at the worker's start, or why none.
+    pinned: Vec<Result<Pinned, String>>,
     /// When this worker started: a schedule that never fired fires its due times after it.
     since: DateTime<Utc>,
+    /// The schedules whose change this worker has already notified.
+    changed: std::sync::Mutex<std::collections::BTreeSet<String>>,
 }
 
+/// A schedule's run as pinned at the worker's start.
+#[derive(Debug)]
+struct Pinned {
+    runbook: Arc<runbook_core::model::Runbook>,
+    values: BTreeMap<String, runbook_core::model::ParamValue>,
+    /// The runbook file as the plan names it.
+    file: PathBuf,
+    /// The pinned plan's JSON text: what every fire queues.
+    plan: String,
+    /// Every file of the plan (path as the plan names it, SHA-256).
+    digests: Vec<(String, String)>,
+}
+
+/// The reason a fire is refused when a pinned file changed (RB104).
+const CHANGED: &str =
+    "the runbook or its params file changed since the worker started: restart the worker after review";
+
 impl Firing {
-    /// The schedules of `file`, refused with every problem if `check` would refuse it.
+    /// The schedules of `file`, refused with every problem if `check` would refuse it, each
+    /// with its plan pinned (or the reason it cannot be, printed once here).
     pub fn load(file: &Path) -> Result<Firing, CliError> {
         let schedules = read_valid(file)?;
         let folder =
             file.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
-        Ok(Firing { folder, schedules, since: DateTime::<Utc>::from(std::time::SystemTime::now()) })
+        let root = confinement_root(&folder);
+        let pinned = schedules
+            .iter()
+            .map(|s| {
+                pin(&folder, root.as_deref(), s).inspect_err(|why| {
+                    crate::output::errln!("warning: schedule `{}` will not fire: {why}", s.target.name);
+                })
+            })
+            .collect();
+        Ok(Firing {
+            root,
+            schedules,
+            pinned,
+            since: DateTime::<Utc>::from(std::time::SystemTime::now()),
+            changed: std::sync::Mutex::default(),
+        })
     }
 
     /// Fire every due time of every schedule that the store has not seen fired: the store
@@ -420,7 +466,7 @@ impl Firing {
         location: &runbook_store::Location,
     ) {
         let now = DateTime::<Utc>::from(std::time::SystemTime::now());
-        for s in &self.schedules {
+        for (s, pinned) in self.schedules.iter().zip(&self.pinned) {
             let runs = match store.schedule_runs(&s.target.name).await {
                 Ok(r) => r,
                 Err(e) => {
@@ -433,7 +479,7 @@ impl Firing {
             };
             let from = runs.last_due_ms.and_then(schedule::utc_from_millis).unwrap_or(self.since);
             for due in s.due_between(from, now, LATE) {
-                self.fire_one(store, worker, location, s, due).await;
+                self.fire_one(store, worker, location, s, pinned, due).await;
             }
             watch(store, worker, s, &runs, now).await;
         }
@@ -445,6 +491,7 @@ impl Firing {
         worker: &str,
         location: &runbook_store::Location,
         s: &Schedule,
+        pinned: &Result<Pinned, String>,
         due: DateTime<Utc>,
     ) {
         let name = &s.target.name;
@@ -465,6 +512,7 @@ impl Firing {
             }
         };
         let (fire, due_text) = (&fire, due_text.as_str());
+        // A note never holds a parameter's value (red team adv17a S8): fixed reasons, codes.
         let skip = |note: String| async move {
             let fire = fire;
             match store.fire(fire, None, &note).await {
@@ -491,16 +539,29 @@ impl Firing {
             }
             (Some(_), schedule::Overlap::Queue) | (None, _) => {}
         }
-        let (runbook, plan) = match self.plan(s, location) {
+        let pinned = match pinned {
             Ok(p) => p,
-            Err(e) => return skip(format!("not queued: {}", first_line(&e.render(false)))).await,
+            Err(why) => return skip(format!("not queued: {}", first_line(why))).await,
         };
+        if !self.unchanged(pinned) {
+            skip(format!("not queued: {}: {CHANGED}", Code::ScheduleChanged)).await;
+            let first = self.changed.lock().map(|mut seen| seen.insert(name.clone())).unwrap_or(false);
+            if first {
+                let text = format!("runbook: schedule `{name}` was not fired: {CHANGED}");
+                notify(s, "change", serde_json::json!({ "text": text, "schedule": name, "changed": true }))
+                    .await;
+            }
+            return;
+        }
+        if let Err(e) = crate::queued::vet(&pinned.runbook, &pinned.values, &pinned.file, false, location) {
+            return skip(format!("not queued: {}", first_line(&note_of(&e)))).await;
+        }
         let run_id = crate::run::new_run_id();
         let operator = crate::identity::operator();
         let job = runbook_store::Submission {
             run_id: &run_id,
-            runbook: &runbook,
-            plan: &plan,
+            runbook: &pinned.runbook.name,
+            plan: &pinned.plan,
             labels: &[],
             submitted_by: &operator,
             submitted_at: &fired_at,
@@ -512,14 +573,79 @@ impl Firing {
         }
     }
 
-    /// The pinned plan of a schedule's run, vetted as `runbook submit` vets one.
-    fn plan(&self, s: &Schedule, location: &runbook_store::Location) -> Result<(String, String), CliError> {
-        let file = self.folder.join(&s.target.runbook.value);
-        let params = s.target.params_as_text();
-        let params_file = s.target.params_file.as_ref().map(|p| self.folder.join(&p.value));
-        let (runbook, values, plan) = crate::queued::plan_of(&file, &params, params_file.as_deref(), false)?;
-        crate::queued::vet(&runbook, &values, &file, false, location)?;
-        Ok((runbook.name.clone(), plan))
+    /// Whether every file of the pinned plan still reads, through the confined reader, as
+    /// it was pinned.
+    fn unchanged(&self, pinned: &Pinned) -> bool {
+        let Some(root) = &self.root else { return false };
+        pinned.digests.iter().all(|(path, sha)| {
+            loader::read_inside(root, path).is_ok_and(|b| runbook_core::plan::sha256_hex_bytes(&b) == *sha)
+        })
+    }
+}
+
+/// The plan of schedule `s`, made once from its runbook and params file as the confined
+/// reader reads them, with the digests of every file it reads; or why it cannot be made
+/// (a fixed reason: no parameter value is quoted).
+fn pin(folder: &Path, root: Option<&Path>, s: &Schedule) -> Result<Pinned, String> {
+    let root = root.ok_or_else(|| {
+        format!("{}: the folder of the schedules file cannot be resolved", Code::ScheduleRunbook)
+    })?;
+    let file = folder.join(&s.target.runbook.value);
+    let params_file = s.target.params_file.as_ref().map(|p| folder.join(&p.value));
+    let confined = |path: &Path| {
+        loader::read_inside(root, &display(path)).map(|b| runbook_core::plan::sha256_hex_bytes(&b)).map_err(
+            |e| {
+                format!(
+                    "{}: `{}` cannot be read inside `{}`: {e}",
+                    Code::ScheduleRunbook,
+                    display(path),
+                    root.display()
+                )
+            },
+        )
+    };
+    let before = confined(&file)?;
+    let params_before = params_file.as_deref().map(confined).transpose()?;
+    let (runbook, values, plan) =
+        crate::queued::plan_of(&file, &s.target.params_as_text(), params_file.as_deref(), false)
+            .map_err(|e| note_of(&e))?;
+    let doc: serde_json::Value =
+        serde_json::from_str(&plan).map_err(|e| format!("cannot read the plan made: {e}"))?;
+    let digests: Vec<(String, String)> = ["files", "reads"]
+        .iter()
+        .flat_map(|k| doc[k].as_array().cloned().unwrap_or_default())
+        .filter_map(|f| Some((f["path"].as_str()?.to_string(), f["sha256"].as_str()?.to_string())))
+        .collect();
+    let pinned = Pinned { runbook, values, file, plan, digests };
+    // The plan was made from the bytes the confined reader read, and nothing moved since.
+    let has = |sha: &str| pinned.digests.iter().any(|(_, d)| d == sha);
+    let firing = Firing {
+        root: Some(root.to_path_buf()),
+        schedules: Vec::new(),
+        pinned: Vec::new(),
+        since: DateTime::<Utc>::MIN_UTC,
+        changed: std::sync::Mutex::default(),
+    };
+    if !has(&before) || params_before.as_deref().is_some_and(|p| !has(p)) || !firing.unchanged(&pinned) {
+        return Err(format!("{}: {CHANGED}", Code::ScheduleChanged));
+    }
+    Ok(pinned)
+}
+
+/// What a refusal says where it is printed and recorded for a schedule: a problem with the
+/// runbook or its values as its code and a fixed reason (diagnostics quote values; a
+/// schedule's note is stored), any other refusal as its message (they quote no value).
+fn note_of(e: &CliError) -> String {
+    match e {
+        CliError::Diagnostics(diags) => {
+            let codes: std::collections::BTreeSet<String> =
+                diags.iter().map(|d| d.code.to_string()).collect();
+            format!(
+                "{}: the runbook or its parameters do not plan (`runbook check` of the schedules file says where)",
+                codes.into_iter().collect::<Vec<_>>().join(", ")
+            )
+        }
+        other => other.render(false),
     }
 }
 
@@ -559,25 +685,32 @@ async fn watch(
         "schedule {name} overdue: no successful run since {since_text} (expected within {})",
         span_text(window)
     );
-    let Some(notify) = &s.notify else { return };
-    let text = notify.text.clone().unwrap_or_else(|| {
+    let text = s.notify.as_ref().and_then(|n| n.text.clone()).unwrap_or_else(|| {
         format!(
             "runbook: schedule `{name}` is overdue: no successful run of `{}` since {since_text} (expected within {})",
             s.target.runbook.value,
             span_text(window)
         )
     });
+    let body = serde_json::json!({
+        "text": text,
+        "schedule": name,
+        "overdue_since": since_text,
+        "reminder": reminder,
+    });
+    notify(s, "overdue", body).await;
+}
+
+/// Sends `body` to the schedule's `notify` webhook, if it has one.
+async fn notify(s: &Schedule, what: &str, body: serde_json::Value) {
+    let Some(notify) = &s.notify else { return };
+    let name = &s.target.name;
     let req = runbook_exec::http::Request {
         method: "POST".into(),
         url: notify.webhook.clone(),
         headers: Vec::new(),
         query: Vec::new(),
-        body: runbook_exec::http::Body::Json(serde_json::json!({
-            "text": text,
-            "schedule": name,
-            "overdue_since": since_text,
-            "reminder": reminder,
-        })),
+        body: runbook_exec::http::Body::Json(body),
         expect_status: Vec::new(),
         max_latency: None,
         ca_file: None,
@@ -587,9 +720,9 @@ async fn watch(
     let redactor = runbook_exec::secrets::Redactor::new(&runbook_exec::secrets::Secrets::default());
     // The webhook's URL is not printed: a chat webhook's URL is its credential.
     match runbook_exec::http::send(&req, &redactor).await.map(|out| runbook_exec::http::judge(&req, &out)) {
-        Ok(runbook_exec::report::Check::Passed(_)) => outln!("schedule {name}: overdue notification sent"),
+        Ok(runbook_exec::report::Check::Passed(_)) => outln!("schedule {name}: {what} notification sent"),
         Ok(runbook_exec::report::Check::Failed(why)) | Err(why) => crate::output::errln!(
-            "warning: the overdue notification of schedule `{name}` was not delivered: {}",
+            "warning: the {what} notification of schedule `{name}` was not delivered: {}",
             why.replace(&notify.webhook, "the webhook")
         ),
     }

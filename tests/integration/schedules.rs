@@ -341,3 +341,111 @@ fn a_due_time_that_overlaps_the_running_one_is_skipped_with_its_reason() {
     assert!(skipped.starts_with("schedule slow due "), "{skipped}");
     assert!(skipped.contains("of the schedule is still queued or running (overlap = \"skip\")"), "{skipped}");
 }
+
+/// A worker with `--schedules` started in `dir` on the SQLite store `st.db`, its standard
+/// output in `worker.out`, its standard error in `worker.err`.
+fn start_worker(dir: &Path, extra_env: &[(&str, &str)]) -> std::process::Child {
+    let state = dir.join("st.db").display().to_string();
+    let host = dir.join("host").display().to_string();
+    let mut env = vec![("RUNBOOK_TEST_SCHEDULE_SECONDS", "1"), ("XDG_STATE_HOME", host.as_str())];
+    env.extend_from_slice(extra_env);
+    ok(&run_in_with_env(dir, &["state", "migrate", "--state", &state], &env), 0);
+    std::process::Command::new(crate::support::bin())
+        .args(["worker", "--schedules", "s.toml", "--state", &state])
+        .current_dir(dir)
+        .envs(env)
+        .stdout(std::fs::File::create(dir.join("worker.out")).expect("log"))
+        .stderr(std::fs::File::create(dir.join("worker.err")).expect("log"))
+        .spawn()
+        .expect("worker")
+}
+
+/// Waits until the worker's output (stdout and stderr) satisfies `done`, at most 60 s.
+fn wait_log(dir: &Path, what: &str, done: impl Fn(&str) -> bool) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let text = format!(
+            "{}{}",
+            std::fs::read_to_string(dir.join("worker.out")).unwrap_or_default(),
+            std::fs::read_to_string(dir.join("worker.err")).unwrap_or_default()
+        );
+        if done(&text) {
+            return text;
+        }
+        assert!(std::time::Instant::now() < deadline, "{what}:\n{text}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// Red team adv17a S1 (promise 2): the worker pins, at its start, the runbook and params file
+/// of each schedule as read through the confined reader; each fire queues the plan made
+/// then. A symbolic link swapped after the start to a runbook outside the repository, or the
+/// runbook edited in place, is never run: the fire is skipped with a fixed reason and the
+/// schedule's notification is sent once. Failed before: the worker ran `outside/evil.toml`
+/// and the edited step.
+#[test]
+fn a_runbook_changed_after_the_worker_started_is_never_fired() {
+    for how in ["link swapped out", "edited in place", "params file edited"] {
+        let top = tempfile::tempdir().expect("tempdir");
+        let repo = top.path().join("repo");
+        std::fs::create_dir_all(repo.join(".git")).expect("git");
+        std::fs::create_dir(top.path().join("outside")).expect("outside");
+        let marks = top.path().join("marks");
+        std::fs::create_dir(&marks).expect("marks");
+        let step = |word: &str| {
+            format!(
+                "[runbook]\nname = \"r\"\n[params.kind]\ntype = \"string\"\nenum = [\"a\", \"b\"]\n[steps.s]\nrun = \"touch {}/{word}-{{{{ params.kind }}}}\"\n",
+                marks.display()
+            )
+        };
+        std::fs::write(repo.join("inside.toml"), step("inside")).expect("inside");
+        std::fs::write(top.path().join("outside/evil.toml"), step("EVIL")).expect("evil");
+        std::os::unix::fs::symlink("inside.toml", repo.join("r.toml")).expect("link");
+        std::fs::write(repo.join("p.toml"), "kind = \"a\"\n").expect("params");
+        let hook = runbook_sandbox::peers::HttpPeer::start();
+        std::fs::write(
+            repo.join("s.toml"),
+            format!(
+                "[schedule.tick]\nrunbook = \"r.toml\"\nparams-file = \"p.toml\"\ncron = \"* * * * * *\"\ntime-zone = \"UTC\"\nexpect-success-within = \"1h\"\nnotify = {{ webhook = \"{}\" }}\n",
+                hook.url("/hook")
+            ),
+        )
+        .expect("schedules");
+        let mut worker = start_worker(&repo, &[]);
+        wait_log(&repo, "nothing queued", |t| t.contains(": queued run "));
+        match how {
+            "link swapped out" => {
+                std::fs::remove_file(repo.join("r.toml")).expect("rm");
+                std::os::unix::fs::symlink("../outside/evil.toml", repo.join("r.toml")).expect("link");
+            }
+            "edited in place" => std::fs::write(repo.join("inside.toml"), step("EVIL")).expect("edit"),
+            _ => std::fs::write(repo.join("p.toml"), "kind = \"b\"\n").expect("edit"),
+        }
+        let text = wait_log(&repo, "no fire refused", |t| {
+            t.lines().filter(|l| l.contains("skipped: not queued: RB104")).count() >= 3
+        });
+        while hook.hooks().is_empty() {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        crate::support::kill9(worker.id());
+        let _ = worker.wait();
+        let ran: Vec<String> = std::fs::read_dir(&marks)
+            .expect("marks")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            ran.iter().all(|m| m == "inside-a"),
+            "{how}: only the pinned runbook with the pinned values runs: {ran:?}\n{text}"
+        );
+        let skipped = text.lines().find(|l| l.contains("skipped: not queued: RB104")).unwrap_or_default();
+        assert!(
+            skipped.ends_with(
+                "the runbook or its params file changed since the worker started: restart the worker after review"
+            ),
+            "{how}: {skipped}"
+        );
+        let hooks = hook.hooks();
+        assert_eq!(hooks.len(), 1, "{how}: the change is notified once: {hooks:?}");
+        assert!(hooks[0].contains("changed since the worker started"), "{how}: {hooks:?}");
+    }
+}
