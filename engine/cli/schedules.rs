@@ -40,6 +40,8 @@ pub fn check_text(path: &Path, text: String) -> (Vec<Schedule>, Vec<Diagnostic>)
     let root = confinement_root(folder);
     // Each runbook is checked once, however many schedules name it.
     let mut runbooks: BTreeMap<PathBuf, Option<Arc<runbook_core::model::Runbook>>> = BTreeMap::new();
+    // The inline values of schedules whose parameters hold a secret.
+    let mut hidden: Vec<runbook_core::Span> = Vec::new();
     for s in &targets {
         // An absolute path is reported by the core already (RB102): nothing of it is read.
         if Path::new(&s.runbook.value).is_absolute()
@@ -75,6 +77,22 @@ pub fn check_text(path: &Path, text: String) -> (Vec<Schedule>, Vec<Diagnostic>)
             );
             continue;
         };
+        // A secret's value in an inline parameter is refused before any check quotes it
+        // (red team adv17a S8); the diagnostic points at the runbook's line, not the value's.
+        if let Err(e) = crate::input::refuse_secrets_in(&runbook, &s.params_as_text(), None) {
+            hidden.extend(s.params.values().map(|v| v.span));
+            diags.push(
+                Diagnostic::error(
+                    Code::SecretExposed,
+                    &source,
+                    s.runbook.span,
+                    format!("the parameters of `schedule.{}` are refused: {}", s.name, refusal_text(&e)),
+                )
+                .with_label("a parameter of this schedule")
+                .with_help("parameters are journaled and shown as given; keep secret values out of them"),
+            );
+            continue;
+        }
         let not_in_file = match &s.params_file {
             None => None,
             Some(pf) => {
@@ -105,6 +123,23 @@ pub fn check_text(path: &Path, text: String) -> (Vec<Schedule>, Vec<Diagnostic>)
             }
         };
         diags.extend(schedule::check_params(s, &runbook, &source, not_in_file.as_deref()));
+    }
+    // No diagnostic shows the values refused, even as a line of context.
+    if !hidden.is_empty() {
+        let mut bytes = source.text.clone().into_bytes();
+        for span in &hidden {
+            for b in bytes.iter_mut().take(span.end).skip(span.start) {
+                if *b != b'\n' {
+                    *b = b'*';
+                }
+            }
+        }
+        let redacted = Source::new(source.path.clone(), String::from_utf8_lossy(&bytes).into_owned());
+        for d in &mut diags {
+            if Arc::ptr_eq(&d.source, &source) {
+                d.source = redacted.clone();
+            }
+        }
     }
     runbook_core::diagnostic::sort(&mut diags);
     (schedules, diags)
@@ -726,6 +761,17 @@ async fn notify(s: &Schedule, what: &str, body: serde_json::Value) {
             why.replace(&notify.webhook, "the webhook")
         ),
     }
+}
+
+/// A refusal's message on one line.
+fn refusal_text(e: &CliError) -> String {
+    let text = e.render(false);
+    let lines: Vec<&str> = text
+        .lines()
+        .map(|l| l.trim().trim_start_matches("error:").trim())
+        .filter(|l| !l.is_empty() && !l.starts_with("help:"))
+        .collect();
+    lines.join("; ")
 }
 
 fn first_line(text: &str) -> String {

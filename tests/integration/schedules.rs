@@ -449,3 +449,101 @@ fn a_runbook_changed_after_the_worker_started_is_never_fired() {
         assert!(hooks[0].contains("changed since the worker started"), "{how}: {hooks:?}");
     }
 }
+
+/// Red team adv17a S8 (promise 3): a secret's value given as a parameter, inline or in a
+/// params file, to an enum, a pattern (which it fits) and an integer parameter, through every
+/// entry point (`check` of a schedules file, `plan`, `run`, `submit`, a worker firing the
+/// schedule): refused, and quoted by no output and no byte of the store. Failed before:
+/// `check`, `plan --params-file` and the worker quoted it, the store kept it in
+/// `schedule_fires.note`.
+#[test]
+fn a_secret_given_as_a_parameter_is_quoted_by_no_entry_point() {
+    const SECRET: &str = "s3cr3t-T0KEN-4f9a";
+    let runbook = "[runbook]\nname = \"r\"\n[secrets.TOKEN]\nenv = \"TOKEN\"\n[params.kind]\ntype = \"string\"\nenum = [\"daily\", \"weekly\"]\ndefault = \"daily\"\n[params.tag]\ntype = \"string\"\npattern = \"^[a-zA-Z0-9-]+$\"\ndefault = \"t\"\n[params.count]\ntype = \"integer\"\ndefault = 1\n[steps.s]\nrun = \"echo {{ params.kind }} {{ params.tag }} {{ params.count }}\"\n";
+    let mut leaks = Vec::new();
+    let mut cases = 0;
+    for param in ["kind", "tag", "count"] {
+        for how in ["inline", "file"] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            std::fs::create_dir(dir.path().join(".git")).expect("git");
+            std::fs::write(dir.path().join("r.toml"), runbook).expect("runbook");
+            std::fs::write(dir.path().join("p.toml"), format!("{param} = \"{SECRET}\"\n")).expect("params");
+            let given = if how == "inline" {
+                format!("params = {{ {param} = \"{SECRET}\" }}\n")
+            } else {
+                "params-file = \"p.toml\"\n".to_string()
+            };
+            std::fs::write(
+                dir.path().join("s.toml"),
+                format!("[schedule.tick]\nrunbook = \"r.toml\"\n{given}cron = \"* * * * * *\"\ntime-zone = \"UTC\"\n"),
+            )
+            .expect("schedules");
+            let state = dir.path().join("st.db").display().to_string();
+            let host = dir.path().join("host").display().to_string();
+            let env = [
+                ("TOKEN", SECRET),
+                ("RUNBOOK_TEST_SCHEDULE_SECONDS", "1"),
+                ("XDG_STATE_HOME", host.as_str()),
+            ];
+            ok(&run_in_with_env(dir.path(), &["state", "migrate", "--state", &state], &env), 0);
+            let p = format!("{param}={SECRET}");
+            let mut commands: Vec<Vec<&str>> = vec![
+                vec!["check", "s.toml"],
+                vec!["schedules", "s.toml"],
+                vec!["plan", "r.toml"],
+                vec!["run", "r.toml", "--yes", "--state", &state],
+                vec!["submit", "r.toml", "--state", &state],
+            ];
+            for c in commands.iter_mut().skip(2) {
+                if how == "inline" {
+                    c.extend(["-p", p.as_str()]);
+                } else {
+                    c.extend(["--params-file", "p.toml"]);
+                }
+            }
+            for c in &commands {
+                cases += 1;
+                let out = run_in_with_env(dir.path(), c, &env);
+                if out.code == 0 {
+                    leaks.push(format!("{param} {how} {c:?}: not refused: {}{}", out.stdout, out.stderr));
+                }
+                if out.stdout.contains(SECRET) || out.stderr.contains(SECRET) {
+                    leaks.push(format!("{param} {how} {c:?}: {}{}", out.stdout, out.stderr));
+                }
+            }
+            // The worker: started only when `check` is bypassed, as a worker refuses what
+            // check refuses. It must say nothing of the value, at start or at a fire.
+            cases += 1;
+            let mut worker = start_worker(dir.path(), &[("TOKEN", SECRET)]);
+            let status = (0..600).find_map(|_| {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+                worker.try_wait().ok().flatten()
+            });
+            if status.is_none() {
+                crate::support::kill9(worker.id());
+                let _ = worker.wait();
+                leaks.push(format!("{param} {how}: the worker started"));
+            }
+            let log = format!(
+                "{}{}",
+                std::fs::read_to_string(dir.path().join("worker.out")).unwrap_or_default(),
+                std::fs::read_to_string(dir.path().join("worker.err")).unwrap_or_default()
+            );
+            if log.contains(SECRET) {
+                leaks.push(format!("{param} {how} worker: {log}"));
+            }
+            for f in std::fs::read_dir(dir.path()).expect("dir") {
+                let f = f.expect("entry").path();
+                let name = f.file_name().unwrap_or_default().to_string_lossy().into_owned();
+                if name.starts_with("st.db") {
+                    let bytes = std::fs::read(&f).expect("store");
+                    if bytes.windows(SECRET.len()).any(|w| w == SECRET.as_bytes()) {
+                        leaks.push(format!("{param} {how}: the store file {name} holds the secret"));
+                    }
+                }
+            }
+        }
+    }
+    assert_eq!(cases, 36);
+    assert!(leaks.is_empty(), "{} leak(s):\n{}", leaks.len(), leaks.join("\n---\n"));
+}
