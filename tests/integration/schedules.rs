@@ -547,3 +547,37 @@ fn a_secret_given_as_a_parameter_is_quoted_by_no_entry_point() {
     assert_eq!(cases, 36);
     assert!(leaks.is_empty(), "{} leak(s):\n{}", leaks.len(), leaks.join("\n---\n"));
 }
+
+/// Red team adv17a S6 and M3: a cron that matches no date (February 30, April 31) is
+/// refused with RB100 at its place, decided from a fixed leap-year start (not today); the
+/// croner extensions the book does not list (`L`, `W`, `#`, `?`) are refused; a leap day
+/// and month or day names holding those letters are accepted. Failed before: all passed.
+#[test]
+fn a_cron_that_never_fires_or_uses_an_extension_is_refused() {
+    let mut text = String::new();
+    for (i, cron) in [
+        "0 2 30 2 *",
+        "0 2 31 4,6,9,11 *",
+        "0 2 31 2 *",
+        "0 0 L * *",
+        "0 0 * * 5#5",
+        "0 0 1W * *",
+        "0 0 ? * MON",
+        "0 0 29 2 *",
+        "0 0 * JUL WED",
+        "0 0 1 APR,JUN SAT-SUN",
+    ]
+    .iter()
+    .enumerate()
+    {
+        text.push_str(&format!(
+            "[schedule.s{i}]\nrunbook = \"backup.toml\"\nparams = {{ environment = \"staging\" }}\ncron = \"{cron}\"\ntime-zone = \"UTC\"\n\n"
+        ));
+    }
+    let dir = folder(&text);
+    let out = check(dir.path());
+    ok(&out, 3);
+    let lines: Vec<&str> = out.stderr.lines().filter(|l| l.starts_with("s.toml:")).collect();
+    assert_eq!(lines.len(), 7, "{}", out.stderr);
+    insta::assert_snapshot!("schedules_cron_never_or_extension", lines.join("\n"));
+}

@@ -660,11 +660,43 @@ fn parse_cron(
         );
         return None;
     }
+    // croner's extensions (`L`, `W`, `#`, `?`) are not part of the documented syntax: what
+    // the book lists is what parses (red team adv17a M3). Month and day names are set
+    // aside first (`JUL`, `WED` hold the letters).
+    let names = [
+        "JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC", "SUN", "MON",
+        "TUE", "WED", "THU", "FRI", "SAT",
+    ];
+    let bare = names.iter().fold(s.value.to_uppercase(), |t, name| t.replace(name, ""));
+    if let Some(c) = bare.chars().find(|c| matches!(c, 'L' | 'W' | '#' | '?')) {
+        err(
+            diags,
+            Code::ScheduleCron,
+            source,
+            s.span,
+            format!("the cron expression of `schedule.{n}` uses `{c}`, which schedules do not support"),
+            "not a supported cron field",
+            "use `*`, `a-b`, `a,b`, `*/n`, numbers and month or day names; for the last day of a month, run daily and check the date in the runbook",
+        );
+        return None;
+    }
     let seconds =
         if fields == 6 { croner::parser::Seconds::Required } else { croner::parser::Seconds::Disallowed };
     let parser =
         croner::parser::CronParser::builder().seconds(seconds).year(croner::parser::Year::Disallowed).build();
     match parser.parse(&s.value) {
+        Ok(c) if !matches_a_date(&c) => {
+            err(
+                diags,
+                Code::ScheduleCron,
+                source,
+                s.span,
+                format!("the cron expression `{}` of `schedule.{n}` matches no date", s.value),
+                "never fires",
+                "a day that no month named has (February 30, April 31) never comes; check the day of month and the month",
+            );
+            None
+        }
         Ok(c) => Some(c),
         Err(e) => {
             err(
@@ -679,6 +711,14 @@ fn parse_cron(
             None
         }
     }
+}
+
+/// Whether `cron` fires at all: an occurrence within 8 years of a fixed leap-year start
+/// (2028-01-01 UTC, so the answer does not depend on today; 8 years hold two leap days).
+fn matches_a_date(cron: &croner::Cron) -> bool {
+    let Some(start) = DateTime::<Utc>::from_timestamp(1_830_297_600, 0) else { return true };
+    let end = start + chrono::Duration::days(8 * 366);
+    cron.find_next_occurrence(&start, true).is_ok_and(|t| t < end)
 }
 
 fn cron_error(e: &croner::errors::CronError) -> String {
