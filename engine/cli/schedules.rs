@@ -237,15 +237,49 @@ pub fn list(args: ListArgs<'_>, color: crate::args::Color) -> CliResult {
         None => None,
         Some(state) => Some(seen(&schedules, state, now)?),
     };
-    let next = next.min(schedule::MAX_NEXT);
+    let asked = next.min(schedule::MAX_NEXT);
+    // A total bound (red team adv17a S10, promise 5): at most MAX_LISTED fire times in all.
+    let next = if schedules.len().saturating_mul(asked) > schedule::MAX_LISTED {
+        let per = (schedule::MAX_LISTED / schedules.len().max(1)).max(1);
+        crate::output::errln!(
+            "note: {} schedules × --next {asked} is more than {} fire times: showing the next {per} of each",
+            schedules.len(),
+            schedule::MAX_LISTED
+        );
+        per
+    } else {
+        asked
+    };
     let color = match color {
         crate::args::Color::Always => true,
         crate::args::Color::Never => false,
         crate::args::Color::Auto => std::env::var_os("NO_COLOR").is_none() && std::io::stdout().is_terminal(),
     };
+    // Streamed: one schedule at a time is computed and written.
     match format {
-        ListFormat::Json => out!("{}\n", json(&schedules, seen.as_deref(), now, next)),
-        ListFormat::Text => out!("{}", text_view(&schedules, seen.as_deref(), now, next, color)),
+        ListFormat::Json => {
+            if schedules.is_empty() {
+                out!("{{\n  \"schedules\": []\n}}\n");
+            } else {
+                out!("{{\n  \"schedules\": [\n");
+                for (i, s) in schedules.iter().enumerate() {
+                    let item = json_item(s, seen.as_deref().and_then(|all| all.get(i)), now, next);
+                    let text = serde_json::to_string_pretty(&item).unwrap_or_default();
+                    let indented: Vec<String> = text.lines().map(|l| format!("    {l}")).collect();
+                    let comma = if i + 1 < schedules.len() { "," } else { "" };
+                    out!("{}{comma}\n", indented.join("\n"));
+                }
+                out!("  ]\n}}\n");
+            }
+        }
+        ListFormat::Text => {
+            for (i, s) in schedules.iter().enumerate() {
+                if i > 0 {
+                    out!("\n");
+                }
+                out!("{}", text_view(s, seen.as_deref().and_then(|all| all.get(i)), now, next, color));
+            }
+        }
     }
     Ok(Exit::Success)
 }
@@ -290,18 +324,9 @@ fn fire(t: &DateTime<chrono_tz::Tz>) -> (String, String) {
     )
 }
 
-fn text_view(
-    schedules: &[Schedule],
-    seen: Option<&[Seen]>,
-    now: DateTime<Utc>,
-    next: usize,
-    color: bool,
-) -> String {
+fn text_view(s: &Schedule, seen: Option<&Seen>, now: DateTime<Utc>, next: usize, color: bool) -> String {
     let mut out = String::new();
-    for (i, s) in schedules.iter().enumerate() {
-        if i > 0 {
-            out.push('\n');
-        }
+    {
         out.push_str(&format!("{}\n", s.target.name));
         out.push_str(&format!("  runbook      {}\n", shown_value(&s.target.runbook.value)));
         if !s.target.params.is_empty() {
@@ -330,7 +355,7 @@ fn text_view(
                 if s.notify.is_some() { remind } else { "nobody (no `notify`)".into() }
             ));
         }
-        if let Some(seen) = seen.and_then(|all| all.get(i)) {
+        if let Some(seen) = seen {
             let last = seen
                 .runs
                 .last_run
@@ -365,11 +390,9 @@ fn shown_value(text: &str) -> String {
     text.chars().flat_map(char::escape_debug).collect::<String>().replace("\\\"", "\"").replace("\\'", "'")
 }
 
-fn json(schedules: &[Schedule], seen: Option<&[Seen]>, now: DateTime<Utc>, next: usize) -> String {
-    let list: Vec<serde_json::Value> = schedules
-        .iter()
-        .enumerate()
-        .map(|(i, s)| {
+fn json_item(s: &Schedule, seen: Option<&Seen>, now: DateTime<Utc>, next: usize) -> serde_json::Value {
+    {
+        {
             let times: Vec<serde_json::Value> = s
                 .next_after(now, next)
                 .iter()
@@ -400,15 +423,14 @@ fn json(schedules: &[Schedule], seen: Option<&[Seen]>, now: DateTime<Utc>, next:
                 "remind_every": s.remind_every.map(span_text),
                 "notify": s.notify.is_some(),
                 "next": times,
-                "last_run": seen.and_then(|all| all.get(i)).and_then(|x| x.runs.last_run.as_ref()).map(|(id, status, started)| {
+                "last_run": seen.and_then(|x| x.runs.last_run.as_ref()).map(|(id, status, started)| {
                     serde_json::json!({ "run_id": id, "status": status, "started_at": started })
                 }),
-                "last_success": seen.and_then(|all| all.get(i)).and_then(|x| x.runs.last_success.clone()),
-                "overdue": seen.and_then(|all| all.get(i)).map(|x| x.overdue),
+                "last_success": seen.and_then(|x| x.runs.last_success.clone()),
+                "overdue": seen.map(|x| x.overdue),
             })
-        })
-        .collect();
-    serde_json::to_string_pretty(&serde_json::json!({ "schedules": list })).unwrap_or_default()
+        }
+    }
 }
 
 /// A window as days, hours and minutes (`31d 2h`): schedules are minute-based.

@@ -581,3 +581,48 @@ fn a_cron_that_never_fires_or_uses_an_extension_is_refused() {
     assert_eq!(lines.len(), 7, "{}", out.stderr);
     insta::assert_snapshot!("schedules_cron_never_or_extension", lines.join("\n"));
 }
+
+/// Red team adv17a S10 (promise 5): a schedules file holds at most 1000 schedules (RB105 at
+/// the first one beyond), and `runbook schedules` lists at most 10,000 fire times in all
+/// (fewer per schedule, said on standard error), in both formats. Before: no limit on
+/// either; 2000 schedules × `--next 1000` took 3.3 GB.
+#[test]
+fn schedules_are_bounded_per_file_and_in_what_is_listed() {
+    let one = |i: usize| {
+        format!(
+            "[schedule.s{i}]\nrunbook = \"backup.toml\"\nparams = {{ environment = \"staging\" }}\ncron = \"{} * * * *\"\ntime-zone = \"UTC\"\n",
+            i % 60
+        )
+    };
+    let text: String = (0..1001).map(one).collect();
+    let dir = folder(&text);
+    let out = check(dir.path());
+    ok(&out, 3);
+    let line = out.stderr.lines().next().unwrap_or_default();
+    assert_eq!(
+        line,
+        "s.toml:5001:11: error[RB105]: a schedules file holds at most 1000 schedules; this one holds 1001",
+        "{}",
+        out.stderr
+    );
+    let text: String = (0..1000).map(one).collect();
+    std::fs::write(dir.path().join("s.toml"), text).expect("schedules");
+    let at = "2026-01-01T00:00:00Z";
+    let out = run_in(dir.path(), &["schedules", "s.toml", "--next", "1000", "--format", "json", "--at", at]);
+    ok(&out, 0);
+    assert_eq!(
+        out.stderr,
+        "note: 1000 schedules × --next 1000 is more than 10000 fire times: showing the next 10 of each\n"
+    );
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).expect("json");
+    let list = v["schedules"].as_array().expect("list");
+    assert_eq!(list.len(), 1000);
+    assert!(list.iter().all(|s| s["next"].as_array().map(Vec::len) == Some(10)));
+    let out = run_in(dir.path(), &["schedules", "s.toml", "--next", "1000", "--at", at]);
+    ok(&out, 0);
+    assert_eq!(out.stdout.lines().filter(|l| l.contains(" = ") && l.ends_with(" UTC")).count(), 10_000);
+    // Under the bound, nothing is cut and nothing is said.
+    let out = run_in(dir.path(), &["schedules", "s.toml", "--next", "10", "--at", at]);
+    ok(&out, 0);
+    assert_eq!(out.stderr, "");
+}

@@ -177,6 +177,7 @@ codes! {
     ScheduleRunbook = "102", "schedule-runbook", "A schedule's runbook or params file that is not a relative path inside the schedules file's tree, cannot be read, or is not a valid runbook for its parameters.";
     SchedulePolicy = "103", "schedule-policy", "A schedule's overlap, catch-up or dead-man's switch settings that cannot work.";
     ScheduleChanged = "104", "schedule-changed", "A file a schedule's pinned plan reads (its runbook, included runbooks, params file, scripts) changed since the worker started: the fire is refused.";
+    ScheduleCount = "105", "schedule-count", "A schedules file holds more schedules than the limit.";
 }
 
 impl fmt::Display for Code {

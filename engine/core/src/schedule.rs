@@ -216,6 +216,13 @@ pub const DEFAULT_CATCH_UP: u32 = 10;
 /// The largest number of fire times [`Schedule::next_after`] computes.
 pub const MAX_NEXT: usize = 1000;
 
+/// The most schedules one schedules file may hold (RB105).
+pub const MAX_SCHEDULES: usize = 1000;
+
+/// The most fire times `runbook schedules` lists in all (schedules × `--next`): beyond it,
+/// fewer per schedule, and a line on standard error says so.
+pub const MAX_LISTED: usize = 10_000;
+
 /// The longest `expect-success-within` or `remind-every`: 10 years.
 const MAX_WINDOW: Duration = Duration::from_secs(10 * 366 * 24 * 3600);
 
@@ -285,6 +292,24 @@ pub fn check(source: &Arc<Source>, options: CheckOptions) -> Checked {
         };
         let mut entries: Vec<_> = entries.into_iter().collect();
         entries.sort_by_key(|(k, _)| k.span().start);
+        // Bounded (red team adv17a S10, promise 5): what a file lists, `runbook schedules`
+        // computes and a worker polls stays within a fixed size.
+        if let Some((first, _)) = entries.get(MAX_SCHEDULES) {
+            diags.push(
+                Diagnostic::error(
+                    Code::ScheduleCount,
+                    source,
+                    Span::from(first.span()),
+                    format!(
+                        "a schedules file holds at most {MAX_SCHEDULES} schedules; this one holds {}",
+                        entries.len()
+                    ),
+                )
+                .with_label(format!("schedule number {}", MAX_SCHEDULES + 1))
+                .with_help("split the schedules among several files, one per team or host"),
+            );
+            return Checked { schedules: out, targets, diagnostics: diags };
+        }
         for (name, mut value) in entries {
             let name = Spanned::new(name.get_ref().to_string(), Span::from(name.span()));
             if !valid_name(&name.value) {
