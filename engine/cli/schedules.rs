@@ -534,6 +534,27 @@ impl Firing {
                     continue;
                 }
             };
+            // Two files sharing a store and a name (started at the same time): this worker
+            // stops firing the schedule, and says so once; nothing is recorded for it.
+            if let Ok(p) = pinned
+                && store
+                    .schedule_runbooks(&s.target.name)
+                    .await
+                    .is_ok_and(|r| r.iter().any(|r| *r != p.runbook.name))
+            {
+                let first = self
+                    .changed
+                    .lock()
+                    .map(|mut seen| seen.insert(format!("{}\0conflict", s.target.name)))
+                    .unwrap_or(false);
+                if first {
+                    crate::output::errln!(
+                        "error: schedule `{}` is also fired in this store for another runbook: this worker no longer fires it; rename one of the schedules",
+                        s.target.name
+                    );
+                }
+                continue;
+            }
             let from = runs.last_due_ms.and_then(schedule::utc_from_millis).unwrap_or(self.since);
             for due in s.due_between(from, now, LATE) {
                 self.fire_one(store, worker, location, s, pinned, due).await;
@@ -628,6 +649,25 @@ impl Firing {
             Ok(_) => {}
             Err(e) => crate::output::errln!("warning: cannot fire schedule `{name}` due {due_text}: {e}"),
         }
+    }
+
+    /// The schedules whose name the store already fires for another runbook (red team
+    /// adv17a S4: a name is one schedule in a store, whatever file defines it), each as a
+    /// sentence naming both runbooks.
+    pub async fn conflicts(&self, store: &runbook_store::Store) -> Vec<String> {
+        let mut out = Vec::new();
+        for (s, pinned) in self.schedules.iter().zip(&self.pinned) {
+            let Ok(pinned) = pinned else { continue };
+            let mine = &pinned.runbook.name;
+            let Ok(theirs) = store.schedule_runbooks(&s.target.name).await else { continue };
+            if let Some(other) = theirs.iter().find(|r| *r != mine) {
+                out.push(format!(
+                    "schedule `{}` is already fired in this store for runbook `{other}`, not `{mine}`: another schedules file uses the name",
+                    s.target.name
+                ));
+            }
+        }
+        out
     }
 
     /// Whether every file of the pinned plan still reads, through the confined reader, as

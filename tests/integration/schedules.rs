@@ -345,8 +345,13 @@ fn a_due_time_that_overlaps_the_running_one_is_skipped_with_its_reason() {
 /// A worker with `--schedules` started in `dir` on the SQLite store `st.db`, its standard
 /// output in `worker.out`, its standard error in `worker.err`.
 fn start_worker(dir: &Path, extra_env: &[(&str, &str)]) -> std::process::Child {
-    let state = dir.join("st.db").display().to_string();
-    let host = dir.join("host").display().to_string();
+    start_worker_on(dir, &dir.join("st.db"), extra_env)
+}
+
+/// [`start_worker`] on the SQLite store `state` (the host folder beside it).
+fn start_worker_on(dir: &Path, state: &Path, extra_env: &[(&str, &str)]) -> std::process::Child {
+    let host = state.with_file_name("host").display().to_string();
+    let state = state.display().to_string();
     let mut env = vec![("RUNBOOK_TEST_SCHEDULE_SECONDS", "1"), ("XDG_STATE_HOME", host.as_str())];
     env.extend_from_slice(extra_env);
     ok(&run_in_with_env(dir, &["state", "migrate", "--state", &state], &env), 0);
@@ -625,4 +630,50 @@ fn schedules_are_bounded_per_file_and_in_what_is_listed() {
     let out = run_in(dir.path(), &["schedules", "s.toml", "--next", "10", "--at", at]);
     ok(&out, 0);
     assert_eq!(out.stderr, "");
+}
+
+/// Red team adv17a S4: two schedules files sharing a store and a schedule name, for
+/// different runbooks. A worker whose schedule's name the store already fires for another
+/// runbook refuses to start, naming both; nothing of it is fired or recorded. Failed before:
+/// the second worker started and took due times of the first team's schedule.
+#[test]
+fn a_schedule_name_fired_for_another_runbook_is_refused() {
+    let top = tempfile::tempdir().expect("tempdir");
+    for team in ["team1", "team2"] {
+        let dir = top.path().join(team);
+        std::fs::create_dir_all(dir.join(".git")).expect("git");
+        std::fs::write(
+            dir.join("backup.toml"),
+            format!("[runbook]\nname = \"{team}-backup\"\n[steps.a]\nrun = \"true\"\n"),
+        )
+        .expect("runbook");
+        std::fs::write(
+            dir.join("s.toml"),
+            "[schedule.nightly]\nrunbook = \"backup.toml\"\ncron = \"* * * * * *\"\ntime-zone = \"UTC\"\n",
+        )
+        .expect("schedules");
+    }
+    let state = top.path().join("st.db").display().to_string();
+    let host = top.path().join("host").display().to_string();
+    let env = [("RUNBOOK_TEST_SCHEDULE_SECONDS", "1"), ("XDG_STATE_HOME", host.as_str())];
+    let team1 = top.path().join("team1");
+    let mut worker = start_worker_on(&team1, &top.path().join("st.db"), &[]);
+    wait_log(&team1, "nothing queued", |t| t.contains(": queued run "));
+    crate::support::kill9(worker.id());
+    let _ = worker.wait();
+    let out = crate::support::run_limited(
+        &top.path().join("team2"),
+        &["worker", "--schedules", "s.toml", "--state", &state],
+        &env,
+        std::time::Duration::from_secs(20),
+    );
+    assert_eq!(out.code, 5, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.contains(
+            "schedule `nightly` is already fired in this store for runbook `team1-backup`, not `team2-backup`"
+        ),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stdout.contains("queued run"), "{}", out.stdout);
 }
