@@ -102,6 +102,21 @@ pub fn check_text(path: &Path, text: String) -> (Vec<Schedule>, Vec<Diagnostic>)
                     diags.push(d);
                     continue;
                 }
+                // A params file that the confined reader refuses (a folder, a FIFO...) is a
+                // problem of this line of the schedules file (red team adv17a M2).
+                if let Some(Err(e)) = root.as_deref().map(|r| loader::read_inside(r, &display(&pf_path))) {
+                    diags.push(
+                        Diagnostic::error(
+                            Code::ScheduleRunbook,
+                            &source,
+                            pf.span,
+                            format!("the params file of `schedule.{}` cannot be read: {e}", s.name),
+                        )
+                        .with_label("cannot be read")
+                        .with_help("name a params file (a regular TOML file) relative to the schedules file"),
+                    );
+                    continue;
+                }
                 match load_with_missing_params(&file, &[], Some(&pf_path), false) {
                     Ok((_, _, missing, problems)) => {
                         diags.extend(problems);

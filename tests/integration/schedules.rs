@@ -677,3 +677,18 @@ fn a_schedule_name_fired_for_another_runbook_is_refused() {
     );
     assert!(!out.stdout.contains("queued run"), "{}", out.stdout);
 }
+
+/// Red team adv17a M2: a schedule's window that is not a duration, or out of range, is
+/// RB103 (the book's table: RB100-RB103 for schedules), and a params file that is a folder
+/// (`params-file = "."`) is RB102 at its line of the schedules file. Failed before: RB030,
+/// and `./.:1:1: error[RB000]`.
+#[test]
+fn schedule_windows_and_params_files_are_reported_with_schedule_codes() {
+    let dir = folder(
+        "[schedule.a]\nrunbook = \"backup.toml\"\nparams = { environment = \"staging\" }\nparams-file = \".\"\ncron = \"0 2 * * *\"\ntime-zone = \"UTC\"\nexpect-success-within = \"26\"\nremind-every = \"0s\"\n",
+    );
+    let out = check(dir.path());
+    ok(&out, 3);
+    let lines: Vec<&str> = out.stderr.lines().filter(|l| l.contains(": error[")).collect();
+    insta::assert_snapshot!("schedules_windows_and_params_file", lines.join("\n"));
+}

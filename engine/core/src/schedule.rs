@@ -625,7 +625,7 @@ fn window(
         Ok(_) => {
             err(
                 diags,
-                Code::InvalidDuration,
+                Code::SchedulePolicy,
                 source,
                 s.span,
                 format!("`{key}` of `schedule.{n}` is `{}`, outside 1m..=10y", s.value),
@@ -637,7 +637,7 @@ fn window(
         Err(e) => {
             err(
                 diags,
-                Code::InvalidDuration,
+                Code::SchedulePolicy,
                 source,
                 s.span,
                 format!(
