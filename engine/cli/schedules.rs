@@ -341,61 +341,56 @@ fn fire(t: &DateTime<chrono_tz::Tz>) -> (String, String) {
 
 fn text_view(s: &Schedule, seen: Option<&Seen>, now: DateTime<Utc>, next: usize, color: bool) -> String {
     let mut out = String::new();
-    {
-        out.push_str(&format!("{}\n", s.target.name));
-        out.push_str(&format!("  runbook      {}\n", shown_value(&s.target.runbook.value)));
-        if !s.target.params.is_empty() {
-            let params: Vec<String> = s
-                .target
-                .params
-                .iter()
-                .map(|(k, v)| format!("{k}={}", shown_value(&v.value.to_string())))
-                .collect();
-            out.push_str(&format!("  params       {}\n", params.join(" ")));
+    out.push_str(&format!("{}\n", s.target.name));
+    out.push_str(&format!("  runbook      {}\n", shown_value(&s.target.runbook.value)));
+    if !s.target.params.is_empty() {
+        let params: Vec<String> = s
+            .target
+            .params
+            .iter()
+            .map(|(k, v)| format!("{k}={}", shown_value(&v.value.to_string())))
+            .collect();
+        out.push_str(&format!("  params       {}\n", params.join(" ")));
+    }
+    if let Some(pf) = &s.target.params_file {
+        out.push_str(&format!("  params file  {}\n", shown_value(&pf.value)));
+    }
+    out.push_str(&format!("  cron         {} in {}\n", shown_value(&s.cron_text), s.time_zone.name()));
+    let catch_up = match s.catch_up {
+        schedule::CatchUp::All(n) => format!("all (at most {n})"),
+        other => other.as_str().to_string(),
+    };
+    out.push_str(&format!("  overlap      {}; catch-up {catch_up}\n", s.overlap.as_str()));
+    if let Some(w) = s.expect_success_within {
+        let remind = s.remind_every.map_or(String::from("once"), |r| format!("every {}", span_text(r)));
+        out.push_str(&format!(
+            "  expects      a success within {}; notifies {}\n",
+            span_text(w),
+            if s.notify.is_some() { remind } else { "nobody (no `notify`)".into() }
+        ));
+    }
+    if let Some(seen) = seen {
+        let last = seen
+            .runs
+            .last_run
+            .as_ref()
+            .map_or("none".to_string(), |(id, status, _)| format!("{id} ({status})"));
+        out.push_str(&format!("  last run     {last}\n"));
+        out.push_str(&format!("  last success {}\n", seen.runs.last_success.as_deref().unwrap_or("none")));
+        if seen.overdue {
+            let window = s.expect_success_within.map(span_text).unwrap_or_default();
+            let word = if color { "\x1b[1;31mOVERDUE\x1b[0m" } else { "OVERDUE" };
+            out.push_str(&format!("  {word}      no successful run within {window}\n"));
         }
-        if let Some(pf) = &s.target.params_file {
-            out.push_str(&format!("  params file  {}\n", shown_value(&pf.value)));
-        }
-        out.push_str(&format!("  cron         {} in {}\n", shown_value(&s.cron_text), s.time_zone.name()));
-        let catch_up = match s.catch_up {
-            schedule::CatchUp::All(n) => format!("all (at most {n})"),
-            other => other.as_str().to_string(),
-        };
-        out.push_str(&format!("  overlap      {}; catch-up {catch_up}\n", s.overlap.as_str()));
-        if let Some(w) = s.expect_success_within {
-            let remind = s.remind_every.map_or(String::from("once"), |r| format!("every {}", span_text(r)));
-            out.push_str(&format!(
-                "  expects      a success within {}; notifies {}\n",
-                span_text(w),
-                if s.notify.is_some() { remind } else { "nobody (no `notify`)".into() }
-            ));
-        }
-        if let Some(seen) = seen {
-            let last = seen
-                .runs
-                .last_run
-                .as_ref()
-                .map_or("none".to_string(), |(id, status, _)| format!("{id} ({status})"));
-            out.push_str(&format!("  last run     {last}\n"));
-            out.push_str(&format!(
-                "  last success {}\n",
-                seen.runs.last_success.as_deref().unwrap_or("none")
-            ));
-            if seen.overdue {
-                let window = s.expect_success_within.map(span_text).unwrap_or_default();
-                let word = if color { "\x1b[1;31mOVERDUE\x1b[0m" } else { "OVERDUE" };
-                out.push_str(&format!("  {word}      no successful run within {window}\n"));
-            }
-        }
-        let times = s.next_after(now, next);
-        for (j, t) in times.iter().enumerate() {
-            let (local, utc) = fire(t);
-            let label = if j == 0 { "  next" } else { "      " };
-            out.push_str(&format!("{label}         {local} = {utc}\n"));
-        }
-        if times.is_empty() {
-            out.push_str("  next         never (the expression matches no future time)\n");
-        }
+    }
+    let times = s.next_after(now, next);
+    for (j, t) in times.iter().enumerate() {
+        let (local, utc) = fire(t);
+        let label = if j == 0 { "  next" } else { "      " };
+        out.push_str(&format!("{label}         {local} = {utc}\n"));
+    }
+    if times.is_empty() {
+        out.push_str("  next         never (the expression matches no future time)\n");
     }
     out
 }
@@ -406,46 +401,42 @@ fn shown_value(text: &str) -> String {
 }
 
 fn json_item(s: &Schedule, seen: Option<&Seen>, now: DateTime<Utc>, next: usize) -> serde_json::Value {
-    {
-        {
-            let times: Vec<serde_json::Value> = s
-                .next_after(now, next)
-                .iter()
-                .map(|t| {
-                    serde_json::json!({
-                        "local": t.to_rfc3339(),
-                        "utc": t.with_timezone(&Utc).to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-                    })
-                })
-                .collect();
-            let params: serde_json::Map<String, serde_json::Value> = s
-                .target
-                .params
-                .iter()
-                .map(|(k, v)| (k.clone(), serde_json::to_value(&v.value).unwrap_or(serde_json::Value::Null)))
-                .collect();
+    let times: Vec<serde_json::Value> = s
+        .next_after(now, next)
+        .iter()
+        .map(|t| {
             serde_json::json!({
-                "name": s.target.name,
-                "runbook": s.target.runbook.value,
-                "params": params,
-                "params_file": s.target.params_file.as_ref().map(|p| p.value.clone()),
-                "cron": s.cron_text,
-                "time_zone": s.time_zone.name(),
-                "overlap": s.overlap.as_str(),
-                "catch_up": s.catch_up.as_str(),
-                "catch_up_limit": match s.catch_up { schedule::CatchUp::All(n) => Some(n), _ => None },
-                "expect_success_within": s.expect_success_within.map(span_text),
-                "remind_every": s.remind_every.map(span_text),
-                "notify": s.notify.is_some(),
-                "next": times,
-                "last_run": seen.and_then(|x| x.runs.last_run.as_ref()).map(|(id, status, started)| {
-                    serde_json::json!({ "run_id": id, "status": status, "started_at": started })
-                }),
-                "last_success": seen.and_then(|x| x.runs.last_success.clone()),
-                "overdue": seen.map(|x| x.overdue),
+                "local": t.to_rfc3339(),
+                "utc": t.with_timezone(&Utc).to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             })
-        }
-    }
+        })
+        .collect();
+    let params: serde_json::Map<String, serde_json::Value> = s
+        .target
+        .params
+        .iter()
+        .map(|(k, v)| (k.clone(), serde_json::to_value(&v.value).unwrap_or(serde_json::Value::Null)))
+        .collect();
+    serde_json::json!({
+        "name": s.target.name,
+        "runbook": s.target.runbook.value,
+        "params": params,
+        "params_file": s.target.params_file.as_ref().map(|p| p.value.clone()),
+        "cron": s.cron_text,
+        "time_zone": s.time_zone.name(),
+        "overlap": s.overlap.as_str(),
+        "catch_up": s.catch_up.as_str(),
+        "catch_up_limit": match s.catch_up { schedule::CatchUp::All(n) => Some(n), _ => None },
+        "expect_success_within": s.expect_success_within.map(span_text),
+        "remind_every": s.remind_every.map(span_text),
+        "notify": s.notify.is_some(),
+        "next": times,
+        "last_run": seen.and_then(|x| x.runs.last_run.as_ref()).map(|(id, status, started)| {
+            serde_json::json!({ "run_id": id, "status": status, "started_at": started })
+        }),
+        "last_success": seen.and_then(|x| x.runs.last_success.clone()),
+        "overdue": seen.map(|x| x.overdue),
+    })
 }
 
 /// A window as days, hours and minutes (`31d 2h`): schedules are minute-based.
@@ -636,7 +627,7 @@ impl Firing {
             Ok(p) => p,
             Err(why) => return skip(format!("not queued: {}", first_line(why))).await,
         };
-        if !self.unchanged(pinned) {
+        if !unchanged(self.root.as_deref(), pinned) {
             skip(format!("not queued: {}: {CHANGED}", Code::ScheduleChanged)).await;
             let first = self.changed.lock().map(|mut seen| seen.insert(name.clone())).unwrap_or(false);
             if first {
@@ -684,15 +675,15 @@ impl Firing {
         }
         out
     }
+}
 
-    /// Whether every file of the pinned plan still reads, through the confined reader, as
-    /// it was pinned.
-    fn unchanged(&self, pinned: &Pinned) -> bool {
-        let Some(root) = &self.root else { return false };
-        pinned.digests.iter().all(|(path, sha)| {
-            loader::read_inside(root, path).is_ok_and(|b| runbook_core::plan::sha256_hex_bytes(&b) == *sha)
-        })
-    }
+/// Whether every file of the pinned plan still reads, through the confined reader under
+/// `root`, as it was pinned.
+fn unchanged(root: Option<&Path>, pinned: &Pinned) -> bool {
+    let Some(root) = root else { return false };
+    pinned.digests.iter().all(|(path, sha)| {
+        loader::read_inside(root, path).is_ok_and(|b| runbook_core::plan::sha256_hex_bytes(&b) == *sha)
+    })
 }
 
 /// The plan of schedule `s`, made once from its runbook and params file as the confined
@@ -731,14 +722,7 @@ fn pin(folder: &Path, root: Option<&Path>, s: &Schedule) -> Result<Pinned, Strin
     let pinned = Pinned { runbook, values, file, plan, digests };
     // The plan was made from the bytes the confined reader read, and nothing moved since.
     let has = |sha: &str| pinned.digests.iter().any(|(_, d)| d == sha);
-    let firing = Firing {
-        root: Some(root.to_path_buf()),
-        schedules: Vec::new(),
-        pinned: Vec::new(),
-        since: DateTime::<Utc>::MIN_UTC,
-        changed: std::sync::Mutex::default(),
-    };
-    if !has(&before) || params_before.as_deref().is_some_and(|p| !has(p)) || !firing.unchanged(&pinned) {
+    if !has(&before) || params_before.as_deref().is_some_and(|p| !has(p)) || !unchanged(Some(root), &pinned) {
         return Err(format!("{}: {CHANGED}", Code::ScheduleChanged));
     }
     Ok(pinned)
