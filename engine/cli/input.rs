@@ -223,14 +223,22 @@ fn load_given(
     let mut given = BTreeMap::new();
     let mut problems = Vec::new();
     let mut wrong = Vec::new();
+    let read = match params_file {
+        Some(pf) if secrets_file(pf, &runbook).is_none() => Some(
+            loader::read_params(&display(file), &display(pf))
+                .and_then(|b| String::from_utf8(b).map_err(|_| "the file is not UTF-8 text".to_string())),
+        ),
+        _ => None,
+    };
+    // Before anything can quote a value given (red team adv17a S8, promise 3).
+    let pf_text = params_file.zip(read.as_ref().and_then(|r| r.as_ref().ok()));
+    refuse_secrets_in(&runbook, args, pf_text.map(|(pf, text)| (display(pf), text.as_str())))?;
     if let Some(pf) = params_file
         && let Some(d) = secrets_file(pf, &runbook)
     {
         problems.push(d);
-    } else if let Some(pf) = params_file {
+    } else if let (Some(pf), Some(read)) = (params_file, read) {
         let shown = display(pf);
-        let read = loader::read_params(&display(file), &shown)
-            .and_then(|b| String::from_utf8(b).map_err(|_| "the file is not UTF-8 text".to_string()));
         match read {
             Ok(text) => {
                 let (values, diags, bad) = inputs::from_file(&Source::toml(shown.clone(), text), &runbook);
@@ -252,6 +260,83 @@ fn load_given(
     wrong.extend(bad);
     problems.extend(diags);
     Ok(Given { runbook, values: given, problems, wrong })
+}
+
+/// The one refusal of a secret given as a parameter (red team adv16u F1, adv17a S8; promise
+/// 3), made by [`load_given`], which every command that turns given values into a plan
+/// goes through (`plan`, `run`, `submit`, the console's start, a schedule's check and
+/// fire), before any diagnostic can quote a value: a name or value given on the command
+/// line, or anywhere in the text of the params file, that holds the value of one of the
+/// runbook's secrets (its includes' too) is refused, quoting neither. Only the secrets
+/// that can be read without running anything are looked for (`env` and `file` sources; a
+/// `command` source is run only by a run, which refuses such a value again in `vet` and
+/// `run`); a secret that cannot be read is skipped.
+pub(crate) fn refuse_secrets_in(
+    runbook: &Runbook,
+    args: &[(String, String)],
+    params_file: Option<(String, &str)>,
+) -> Result<(), CliError> {
+    if args.is_empty() && params_file.is_none() {
+        return Ok(());
+    }
+    let known = readable_secrets(runbook);
+    if known.is_empty() {
+        return Ok(());
+    }
+    let mut labels: Vec<(String, &str)> = Vec::new();
+    for (name, value) in args {
+        let of = if known
+            .iter()
+            .any(|s| !runbook_exec::secrets::texts_holding_secrets(s, [("", name.as_str())]).is_empty())
+        {
+            "a parameter given".to_string()
+        } else {
+            format!("parameter `{}`", runbook_core::shown::one_line(name))
+        };
+        labels.push((format!("the name of {of}"), name.as_str()));
+        labels.push((format!("the value of {of}"), value.as_str()));
+    }
+    if let Some((shown, text)) = &params_file {
+        labels.push((format!("the params file `{}`", runbook_core::shown::one_line(shown)), text));
+    }
+    let problems: Vec<String> = known
+        .iter()
+        .flat_map(|s| {
+            runbook_exec::secrets::texts_holding_secrets(s, labels.iter().map(|(l, t)| (l.as_str(), *t)))
+        })
+        .collect();
+    if problems.is_empty() {
+        return Ok(());
+    }
+    Err(CliError::Invalid(Message::all(problems).help(
+        "parameters are journaled and shown as given; pass secret values as `[secrets]`, and keep them out of parameter values; nothing ran",
+    )))
+}
+
+/// The secrets of `runbook` and its includes that can be read without running a command,
+/// one by one (a missing one does not hide the others).
+fn readable_secrets(runbook: &Runbook) -> Vec<runbook_exec::secrets::Secrets> {
+    let base_dir = Path::new(&runbook.source.path)
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .to_path_buf();
+    let mut out = Vec::new();
+    for secret in &runbook.secrets {
+        if matches!(secret.source, runbook_core::model::SecretSource::Command(_)) {
+            continue;
+        }
+        let one = Runbook { secrets: vec![secret.clone()], includes: Vec::new(), ..runbook.clone() };
+        if let Ok(s) =
+            runbook_exec::secrets::resolve(&one, &base_dir, &runbook_exec::secrets::EngineEnv::sqlite())
+        {
+            out.push(s);
+        }
+    }
+    for child in &runbook.includes {
+        out.extend(readable_secrets(child));
+    }
+    out
 }
 
 /// The `reads` of a plan: every other file a run of `runbook` reads, and the params file the

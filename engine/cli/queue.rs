@@ -226,6 +226,14 @@ pub fn worker(args: WorkerArgs<'_>, state: Option<&str>) -> CliResult {
     // spawned the child, and this thread lives as long as the worker.
     crate::runtime::block_on(async {
         let store = crate::state::open(&location, true).await?;
+        if let Some(firing) = &firing {
+            let conflicts = firing.conflicts(&store).await;
+            if !conflicts.is_empty() {
+                return Err(CliError::CannotStart(Message::all(conflicts).help(
+                    "a schedule's name is one schedule in a store: rename one of them (its fires, runs and dead-man's switch are keyed by the name)",
+                )));
+            }
+        }
         // In `db-role` mode the store accepts only this worker's own identity: its engines
         // act as it, not as the submitter (who stays recorded in the queue).
         let as_submitter = !matches!(store.identity().await, Ok((runbook_store::IdentityMode::DbRole, _)));

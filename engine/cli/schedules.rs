@@ -40,6 +40,8 @@ pub fn check_text(path: &Path, text: String) -> (Vec<Schedule>, Vec<Diagnostic>)
     let root = confinement_root(folder);
     // Each runbook is checked once, however many schedules name it.
     let mut runbooks: BTreeMap<PathBuf, Option<Arc<runbook_core::model::Runbook>>> = BTreeMap::new();
+    // The inline values of schedules whose parameters hold a secret.
+    let mut hidden: Vec<runbook_core::Span> = Vec::new();
     for s in &targets {
         // An absolute path is reported by the core already (RB102): nothing of it is read.
         if Path::new(&s.runbook.value).is_absolute()
@@ -75,6 +77,22 @@ pub fn check_text(path: &Path, text: String) -> (Vec<Schedule>, Vec<Diagnostic>)
             );
             continue;
         };
+        // A secret's value in an inline parameter is refused before any check quotes it
+        // (red team adv17a S8); the diagnostic points at the runbook's line, not the value's.
+        if let Err(e) = crate::input::refuse_secrets_in(&runbook, &s.params_as_text(), None) {
+            hidden.extend(s.params.values().map(|v| v.span));
+            diags.push(
+                Diagnostic::error(
+                    Code::SecretExposed,
+                    &source,
+                    s.runbook.span,
+                    format!("the parameters of `schedule.{}` are refused: {}", s.name, refusal_text(&e)),
+                )
+                .with_label("a parameter of this schedule")
+                .with_help("parameters are journaled and shown as given; keep secret values out of them"),
+            );
+            continue;
+        }
         let not_in_file = match &s.params_file {
             None => None,
             Some(pf) => {
@@ -82,6 +100,21 @@ pub fn check_text(path: &Path, text: String) -> (Vec<Schedule>, Vec<Diagnostic>)
                 if let Some(d) = outside(&pf_path, root.as_deref(), &source, pf.span, "params file", &s.name)
                 {
                     diags.push(d);
+                    continue;
+                }
+                // A params file that the confined reader refuses (a folder, a FIFO...) is a
+                // problem of this line of the schedules file (red team adv17a M2).
+                if let Some(Err(e)) = root.as_deref().map(|r| loader::read_inside(r, &display(&pf_path))) {
+                    diags.push(
+                        Diagnostic::error(
+                            Code::ScheduleRunbook,
+                            &source,
+                            pf.span,
+                            format!("the params file of `schedule.{}` cannot be read: {e}", s.name),
+                        )
+                        .with_label("cannot be read")
+                        .with_help("name a params file (a regular TOML file) relative to the schedules file"),
+                    );
                     continue;
                 }
                 match load_with_missing_params(&file, &[], Some(&pf_path), false) {
@@ -105,6 +138,23 @@ pub fn check_text(path: &Path, text: String) -> (Vec<Schedule>, Vec<Diagnostic>)
             }
         };
         diags.extend(schedule::check_params(s, &runbook, &source, not_in_file.as_deref()));
+    }
+    // No diagnostic shows the values refused, even as a line of context.
+    if !hidden.is_empty() {
+        let mut bytes = source.text.clone().into_bytes();
+        for span in &hidden {
+            for b in bytes.iter_mut().take(span.end).skip(span.start) {
+                if *b != b'\n' {
+                    *b = b'*';
+                }
+            }
+        }
+        let redacted = Source::new(source.path.clone(), String::from_utf8_lossy(&bytes).into_owned());
+        for d in &mut diags {
+            if Arc::ptr_eq(&d.source, &source) {
+                d.source = redacted.clone();
+            }
+        }
     }
     runbook_core::diagnostic::sort(&mut diags);
     (schedules, diags)
@@ -202,15 +252,49 @@ pub fn list(args: ListArgs<'_>, color: crate::args::Color) -> CliResult {
         None => None,
         Some(state) => Some(seen(&schedules, state, now)?),
     };
-    let next = next.min(schedule::MAX_NEXT);
+    let asked = next.min(schedule::MAX_NEXT);
+    // A total bound (red team adv17a S10, promise 5): at most MAX_LISTED fire times in all.
+    let next = if schedules.len().saturating_mul(asked) > schedule::MAX_LISTED {
+        let per = (schedule::MAX_LISTED / schedules.len().max(1)).max(1);
+        crate::output::errln!(
+            "note: {} schedules × --next {asked} is more than {} fire times: showing the next {per} of each",
+            schedules.len(),
+            schedule::MAX_LISTED
+        );
+        per
+    } else {
+        asked
+    };
     let color = match color {
         crate::args::Color::Always => true,
         crate::args::Color::Never => false,
         crate::args::Color::Auto => std::env::var_os("NO_COLOR").is_none() && std::io::stdout().is_terminal(),
     };
+    // Streamed: one schedule at a time is computed and written.
     match format {
-        ListFormat::Json => out!("{}\n", json(&schedules, seen.as_deref(), now, next)),
-        ListFormat::Text => out!("{}", text_view(&schedules, seen.as_deref(), now, next, color)),
+        ListFormat::Json => {
+            if schedules.is_empty() {
+                out!("{{\n  \"schedules\": []\n}}\n");
+            } else {
+                out!("{{\n  \"schedules\": [\n");
+                for (i, s) in schedules.iter().enumerate() {
+                    let item = json_item(s, seen.as_deref().and_then(|all| all.get(i)), now, next);
+                    let text = serde_json::to_string_pretty(&item).unwrap_or_default();
+                    let indented: Vec<String> = text.lines().map(|l| format!("    {l}")).collect();
+                    let comma = if i + 1 < schedules.len() { "," } else { "" };
+                    out!("{}{comma}\n", indented.join("\n"));
+                }
+                out!("  ]\n}}\n");
+            }
+        }
+        ListFormat::Text => {
+            for (i, s) in schedules.iter().enumerate() {
+                if i > 0 {
+                    out!("\n");
+                }
+                out!("{}", text_view(s, seen.as_deref().and_then(|all| all.get(i)), now, next, color));
+            }
+        }
     }
     Ok(Exit::Success)
 }
@@ -255,72 +339,58 @@ fn fire(t: &DateTime<chrono_tz::Tz>) -> (String, String) {
     )
 }
 
-fn text_view(
-    schedules: &[Schedule],
-    seen: Option<&[Seen]>,
-    now: DateTime<Utc>,
-    next: usize,
-    color: bool,
-) -> String {
+fn text_view(s: &Schedule, seen: Option<&Seen>, now: DateTime<Utc>, next: usize, color: bool) -> String {
     let mut out = String::new();
-    for (i, s) in schedules.iter().enumerate() {
-        if i > 0 {
-            out.push('\n');
+    out.push_str(&format!("{}\n", s.target.name));
+    out.push_str(&format!("  runbook      {}\n", shown_value(&s.target.runbook.value)));
+    if !s.target.params.is_empty() {
+        let params: Vec<String> = s
+            .target
+            .params
+            .iter()
+            .map(|(k, v)| format!("{k}={}", shown_value(&v.value.to_string())))
+            .collect();
+        out.push_str(&format!("  params       {}\n", params.join(" ")));
+    }
+    if let Some(pf) = &s.target.params_file {
+        out.push_str(&format!("  params file  {}\n", shown_value(&pf.value)));
+    }
+    out.push_str(&format!("  cron         {} in {}\n", shown_value(&s.cron_text), s.time_zone.name()));
+    let catch_up = match s.catch_up {
+        schedule::CatchUp::All(n) => format!("all (at most {n})"),
+        other => other.as_str().to_string(),
+    };
+    out.push_str(&format!("  overlap      {}; catch-up {catch_up}\n", s.overlap.as_str()));
+    if let Some(w) = s.expect_success_within {
+        let remind = s.remind_every.map_or(String::from("once"), |r| format!("every {}", span_text(r)));
+        out.push_str(&format!(
+            "  expects      a success within {}; notifies {}\n",
+            span_text(w),
+            if s.notify.is_some() { remind } else { "nobody (no `notify`)".into() }
+        ));
+    }
+    if let Some(seen) = seen {
+        let last = seen
+            .runs
+            .last_run
+            .as_ref()
+            .map_or("none".to_string(), |(id, status, _)| format!("{id} ({status})"));
+        out.push_str(&format!("  last run     {last}\n"));
+        out.push_str(&format!("  last success {}\n", seen.runs.last_success.as_deref().unwrap_or("none")));
+        if seen.overdue {
+            let window = s.expect_success_within.map(span_text).unwrap_or_default();
+            let word = if color { "\x1b[1;31mOVERDUE\x1b[0m" } else { "OVERDUE" };
+            out.push_str(&format!("  {word}      no successful run within {window}\n"));
         }
-        out.push_str(&format!("{}\n", s.target.name));
-        out.push_str(&format!("  runbook      {}\n", shown_value(&s.target.runbook.value)));
-        if !s.target.params.is_empty() {
-            let params: Vec<String> = s
-                .target
-                .params
-                .iter()
-                .map(|(k, v)| format!("{k}={}", shown_value(&v.value.to_string())))
-                .collect();
-            out.push_str(&format!("  params       {}\n", params.join(" ")));
-        }
-        if let Some(pf) = &s.target.params_file {
-            out.push_str(&format!("  params file  {}\n", shown_value(&pf.value)));
-        }
-        out.push_str(&format!("  cron         {} in {}\n", shown_value(&s.cron_text), s.time_zone.name()));
-        let catch_up = match s.catch_up {
-            schedule::CatchUp::All(n) => format!("all (at most {n})"),
-            other => other.as_str().to_string(),
-        };
-        out.push_str(&format!("  overlap      {}; catch-up {catch_up}\n", s.overlap.as_str()));
-        if let Some(w) = s.expect_success_within {
-            let remind = s.remind_every.map_or(String::from("once"), |r| format!("every {}", span_text(r)));
-            out.push_str(&format!(
-                "  expects      a success within {}; notifies {}\n",
-                span_text(w),
-                if s.notify.is_some() { remind } else { "nobody (no `notify`)".into() }
-            ));
-        }
-        if let Some(seen) = seen.and_then(|all| all.get(i)) {
-            let last = seen
-                .runs
-                .last_run
-                .as_ref()
-                .map_or("none".to_string(), |(id, status, _)| format!("{id} ({status})"));
-            out.push_str(&format!("  last run     {last}\n"));
-            out.push_str(&format!(
-                "  last success {}\n",
-                seen.runs.last_success.as_deref().unwrap_or("none")
-            ));
-            if seen.overdue {
-                let window = s.expect_success_within.map(span_text).unwrap_or_default();
-                let word = if color { "\x1b[1;31mOVERDUE\x1b[0m" } else { "OVERDUE" };
-                out.push_str(&format!("  {word}      no successful run within {window}\n"));
-            }
-        }
-        let times = s.next_after(now, next);
-        for (j, t) in times.iter().enumerate() {
-            let (local, utc) = fire(t);
-            let label = if j == 0 { "  next" } else { "      " };
-            out.push_str(&format!("{label}         {local} = {utc}\n"));
-        }
-        if times.is_empty() {
-            out.push_str("  next         never (the expression matches no future time)\n");
-        }
+    }
+    let times = s.next_after(now, next);
+    for (j, t) in times.iter().enumerate() {
+        let (local, utc) = fire(t);
+        let label = if j == 0 { "  next" } else { "      " };
+        out.push_str(&format!("{label}         {local} = {utc}\n"));
+    }
+    if times.is_empty() {
+        out.push_str("  next         never (the expression matches no future time)\n");
     }
     out
 }
@@ -330,50 +400,43 @@ fn shown_value(text: &str) -> String {
     text.chars().flat_map(char::escape_debug).collect::<String>().replace("\\\"", "\"").replace("\\'", "'")
 }
 
-fn json(schedules: &[Schedule], seen: Option<&[Seen]>, now: DateTime<Utc>, next: usize) -> String {
-    let list: Vec<serde_json::Value> = schedules
+fn json_item(s: &Schedule, seen: Option<&Seen>, now: DateTime<Utc>, next: usize) -> serde_json::Value {
+    let times: Vec<serde_json::Value> = s
+        .next_after(now, next)
         .iter()
-        .enumerate()
-        .map(|(i, s)| {
-            let times: Vec<serde_json::Value> = s
-                .next_after(now, next)
-                .iter()
-                .map(|t| {
-                    serde_json::json!({
-                        "local": t.to_rfc3339(),
-                        "utc": t.with_timezone(&Utc).to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-                    })
-                })
-                .collect();
-            let params: serde_json::Map<String, serde_json::Value> = s
-                .target
-                .params
-                .iter()
-                .map(|(k, v)| (k.clone(), serde_json::to_value(&v.value).unwrap_or(serde_json::Value::Null)))
-                .collect();
+        .map(|t| {
             serde_json::json!({
-                "name": s.target.name,
-                "runbook": s.target.runbook.value,
-                "params": params,
-                "params_file": s.target.params_file.as_ref().map(|p| p.value.clone()),
-                "cron": s.cron_text,
-                "time_zone": s.time_zone.name(),
-                "overlap": s.overlap.as_str(),
-                "catch_up": s.catch_up.as_str(),
-                "catch_up_limit": match s.catch_up { schedule::CatchUp::All(n) => Some(n), _ => None },
-                "expect_success_within": s.expect_success_within.map(span_text),
-                "remind_every": s.remind_every.map(span_text),
-                "notify": s.notify.is_some(),
-                "next": times,
-                "last_run": seen.and_then(|all| all.get(i)).and_then(|x| x.runs.last_run.as_ref()).map(|(id, status, started)| {
-                    serde_json::json!({ "run_id": id, "status": status, "started_at": started })
-                }),
-                "last_success": seen.and_then(|all| all.get(i)).and_then(|x| x.runs.last_success.clone()),
-                "overdue": seen.and_then(|all| all.get(i)).map(|x| x.overdue),
+                "local": t.to_rfc3339(),
+                "utc": t.with_timezone(&Utc).to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             })
         })
         .collect();
-    serde_json::to_string_pretty(&serde_json::json!({ "schedules": list })).unwrap_or_default()
+    let params: serde_json::Map<String, serde_json::Value> = s
+        .target
+        .params
+        .iter()
+        .map(|(k, v)| (k.clone(), serde_json::to_value(&v.value).unwrap_or(serde_json::Value::Null)))
+        .collect();
+    serde_json::json!({
+        "name": s.target.name,
+        "runbook": s.target.runbook.value,
+        "params": params,
+        "params_file": s.target.params_file.as_ref().map(|p| p.value.clone()),
+        "cron": s.cron_text,
+        "time_zone": s.time_zone.name(),
+        "overlap": s.overlap.as_str(),
+        "catch_up": s.catch_up.as_str(),
+        "catch_up_limit": match s.catch_up { schedule::CatchUp::All(n) => Some(n), _ => None },
+        "expect_success_within": s.expect_success_within.map(span_text),
+        "remind_every": s.remind_every.map(span_text),
+        "notify": s.notify.is_some(),
+        "next": times,
+        "last_run": seen.and_then(|x| x.runs.last_run.as_ref()).map(|(id, status, started)| {
+            serde_json::json!({ "run_id": id, "status": status, "started_at": started })
+        }),
+        "last_success": seen.and_then(|x| x.runs.last_success.clone()),
+        "overdue": seen.map(|x| x.overdue),
+    })
 }
 
 /// A window as days, hours and minutes (`31d 2h`): schedules are minute-based.
@@ -393,22 +456,68 @@ fn span_text(d: std::time::Duration) -> String {
 const LATE: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// The schedules a worker fires (`runbook worker --schedules FILE`).
+///
+/// Everything a fire runs is pinned when the worker starts (red team adv17a S1, promise 2):
+/// the schedules file is read once and never reloaded, and each schedule's plan is made once,
+/// from its runbook and params file as the confined reader reads them; every file of that
+/// plan (runbooks, included runbooks, the params file, SQL scripts, CA files) is pinned by
+/// its digest. A fire queues that plan, after reading each pinned file again through the
+/// confined reader ([`loader::read_inside`]): a file that changed, moved out of the
+/// repository or cannot be read refuses the fire (skipped, RB104) and the schedule's
+/// notification is sent once. Restarting the worker (after review) takes the new version.
 #[derive(Debug)]
 pub struct Firing {
-    /// The schedules file's folder: runbooks and params files are relative to it.
-    folder: PathBuf,
+    /// The repository (or folder) the schedules file's runbooks must be read from.
+    root: Option<PathBuf>,
     schedules: Vec<Schedule>,
+    /// For each schedule (same order), its plan pinned at the worker's start, or why none.
+    pinned: Vec<Result<Pinned, String>>,
     /// When this worker started: a schedule that never fired fires its due times after it.
     since: DateTime<Utc>,
+    /// The schedules whose change this worker has already notified.
+    changed: std::sync::Mutex<std::collections::BTreeSet<String>>,
 }
 
+/// A schedule's run as pinned at the worker's start.
+#[derive(Debug)]
+struct Pinned {
+    runbook: Arc<runbook_core::model::Runbook>,
+    values: BTreeMap<String, runbook_core::model::ParamValue>,
+    /// The runbook file as the plan names it.
+    file: PathBuf,
+    /// The pinned plan's JSON text: what every fire queues.
+    plan: String,
+    /// Every file of the plan (path as the plan names it, SHA-256).
+    digests: Vec<(String, String)>,
+}
+
+/// The reason a fire is refused when a pinned file changed (RB104).
+const CHANGED: &str =
+    "the runbook or its params file changed since the worker started: restart the worker after review";
+
 impl Firing {
-    /// The schedules of `file`, refused with every problem if `check` would refuse it.
+    /// The schedules of `file`, refused with every problem if `check` would refuse it, each
+    /// with its plan pinned (or the reason it cannot be, printed once here).
     pub fn load(file: &Path) -> Result<Firing, CliError> {
         let schedules = read_valid(file)?;
         let folder =
             file.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
-        Ok(Firing { folder, schedules, since: DateTime::<Utc>::from(std::time::SystemTime::now()) })
+        let root = confinement_root(&folder);
+        let pinned = schedules
+            .iter()
+            .map(|s| {
+                pin(&folder, root.as_deref(), s).inspect_err(|why| {
+                    crate::output::errln!("warning: schedule `{}` will not fire: {why}", s.target.name);
+                })
+            })
+            .collect();
+        Ok(Firing {
+            root,
+            schedules,
+            pinned,
+            since: DateTime::<Utc>::from(std::time::SystemTime::now()),
+            changed: std::sync::Mutex::default(),
+        })
     }
 
     /// Fire every due time of every schedule that the store has not seen fired: the store
@@ -420,7 +529,7 @@ impl Firing {
         location: &runbook_store::Location,
     ) {
         let now = DateTime::<Utc>::from(std::time::SystemTime::now());
-        for s in &self.schedules {
+        for (s, pinned) in self.schedules.iter().zip(&self.pinned) {
             let runs = match store.schedule_runs(&s.target.name).await {
                 Ok(r) => r,
                 Err(e) => {
@@ -431,9 +540,30 @@ impl Firing {
                     continue;
                 }
             };
+            // Two files sharing a store and a name (started at the same time): this worker
+            // stops firing the schedule, and says so once; nothing is recorded for it.
+            if let Ok(p) = pinned
+                && store
+                    .schedule_runbooks(&s.target.name)
+                    .await
+                    .is_ok_and(|r| r.iter().any(|r| *r != p.runbook.name))
+            {
+                let first = self
+                    .changed
+                    .lock()
+                    .map(|mut seen| seen.insert(format!("{}\0conflict", s.target.name)))
+                    .unwrap_or(false);
+                if first {
+                    crate::output::errln!(
+                        "error: schedule `{}` is also fired in this store for another runbook: this worker no longer fires it; rename one of the schedules",
+                        s.target.name
+                    );
+                }
+                continue;
+            }
             let from = runs.last_due_ms.and_then(schedule::utc_from_millis).unwrap_or(self.since);
             for due in s.due_between(from, now, LATE) {
-                self.fire_one(store, worker, location, s, due).await;
+                self.fire_one(store, worker, location, s, pinned, due).await;
             }
             watch(store, worker, s, &runs, now).await;
         }
@@ -445,6 +575,7 @@ impl Firing {
         worker: &str,
         location: &runbook_store::Location,
         s: &Schedule,
+        pinned: &Result<Pinned, String>,
         due: DateTime<Utc>,
     ) {
         let name = &s.target.name;
@@ -465,6 +596,7 @@ impl Firing {
             }
         };
         let (fire, due_text) = (&fire, due_text.as_str());
+        // A note never holds a parameter's value (red team adv17a S8): fixed reasons, codes.
         let skip = |note: String| async move {
             let fire = fire;
             match store.fire(fire, None, &note).await {
@@ -491,16 +623,29 @@ impl Firing {
             }
             (Some(_), schedule::Overlap::Queue) | (None, _) => {}
         }
-        let (runbook, plan) = match self.plan(s, location) {
+        let pinned = match pinned {
             Ok(p) => p,
-            Err(e) => return skip(format!("not queued: {}", first_line(&e.render(false)))).await,
+            Err(why) => return skip(format!("not queued: {}", first_line(why))).await,
         };
+        if !unchanged(self.root.as_deref(), pinned) {
+            skip(format!("not queued: {}: {CHANGED}", Code::ScheduleChanged)).await;
+            let first = self.changed.lock().map(|mut seen| seen.insert(name.clone())).unwrap_or(false);
+            if first {
+                let text = format!("runbook: schedule `{name}` was not fired: {CHANGED}");
+                notify(s, "change", serde_json::json!({ "text": text, "schedule": name, "changed": true }))
+                    .await;
+            }
+            return;
+        }
+        if let Err(e) = crate::queued::vet(&pinned.runbook, &pinned.values, &pinned.file, false, location) {
+            return skip(format!("not queued: {}", first_line(&note_of(&e)))).await;
+        }
         let run_id = crate::run::new_run_id();
         let operator = crate::identity::operator();
         let job = runbook_store::Submission {
             run_id: &run_id,
-            runbook: &runbook,
-            plan: &plan,
+            runbook: &pinned.runbook.name,
+            plan: &pinned.plan,
             labels: &[],
             submitted_by: &operator,
             submitted_at: &fired_at,
@@ -512,14 +657,91 @@ impl Firing {
         }
     }
 
-    /// The pinned plan of a schedule's run, vetted as `runbook submit` vets one.
-    fn plan(&self, s: &Schedule, location: &runbook_store::Location) -> Result<(String, String), CliError> {
-        let file = self.folder.join(&s.target.runbook.value);
-        let params = s.target.params_as_text();
-        let params_file = s.target.params_file.as_ref().map(|p| self.folder.join(&p.value));
-        let (runbook, values, plan) = crate::queued::plan_of(&file, &params, params_file.as_deref(), false)?;
-        crate::queued::vet(&runbook, &values, &file, false, location)?;
-        Ok((runbook.name.clone(), plan))
+    /// The schedules whose name the store already fires for another runbook (red team
+    /// adv17a S4: a name is one schedule in a store, whatever file defines it), each as a
+    /// sentence naming both runbooks.
+    pub async fn conflicts(&self, store: &runbook_store::Store) -> Vec<String> {
+        let mut out = Vec::new();
+        for (s, pinned) in self.schedules.iter().zip(&self.pinned) {
+            let Ok(pinned) = pinned else { continue };
+            let mine = &pinned.runbook.name;
+            let Ok(theirs) = store.schedule_runbooks(&s.target.name).await else { continue };
+            if let Some(other) = theirs.iter().find(|r| *r != mine) {
+                out.push(format!(
+                    "schedule `{}` is already fired in this store for runbook `{other}`, not `{mine}`: another schedules file uses the name",
+                    s.target.name
+                ));
+            }
+        }
+        out
+    }
+}
+
+/// Whether every file of the pinned plan still reads, through the confined reader under
+/// `root`, as it was pinned.
+fn unchanged(root: Option<&Path>, pinned: &Pinned) -> bool {
+    let Some(root) = root else { return false };
+    pinned.digests.iter().all(|(path, sha)| {
+        loader::read_inside(root, path).is_ok_and(|b| runbook_core::plan::sha256_hex_bytes(&b) == *sha)
+    })
+}
+
+/// The plan of schedule `s`, made once from its runbook and params file as the confined
+/// reader reads them, with the digests of every file it reads; or why it cannot be made
+/// (a fixed reason: no parameter value is quoted).
+fn pin(folder: &Path, root: Option<&Path>, s: &Schedule) -> Result<Pinned, String> {
+    let root = root.ok_or_else(|| {
+        format!("{}: the folder of the schedules file cannot be resolved", Code::ScheduleRunbook)
+    })?;
+    let file = folder.join(&s.target.runbook.value);
+    let params_file = s.target.params_file.as_ref().map(|p| folder.join(&p.value));
+    let confined = |path: &Path| {
+        loader::read_inside(root, &display(path)).map(|b| runbook_core::plan::sha256_hex_bytes(&b)).map_err(
+            |e| {
+                format!(
+                    "{}: `{}` cannot be read inside `{}`: {e}",
+                    Code::ScheduleRunbook,
+                    display(path),
+                    root.display()
+                )
+            },
+        )
+    };
+    let before = confined(&file)?;
+    let params_before = params_file.as_deref().map(confined).transpose()?;
+    let (runbook, values, plan) =
+        crate::queued::plan_of(&file, &s.target.params_as_text(), params_file.as_deref(), false)
+            .map_err(|e| note_of(&e))?;
+    let doc: serde_json::Value =
+        serde_json::from_str(&plan).map_err(|e| format!("cannot read the plan made: {e}"))?;
+    let digests: Vec<(String, String)> = ["files", "reads"]
+        .iter()
+        .flat_map(|k| doc[k].as_array().cloned().unwrap_or_default())
+        .filter_map(|f| Some((f["path"].as_str()?.to_string(), f["sha256"].as_str()?.to_string())))
+        .collect();
+    let pinned = Pinned { runbook, values, file, plan, digests };
+    // The plan was made from the bytes the confined reader read, and nothing moved since.
+    let has = |sha: &str| pinned.digests.iter().any(|(_, d)| d == sha);
+    if !has(&before) || params_before.as_deref().is_some_and(|p| !has(p)) || !unchanged(Some(root), &pinned) {
+        return Err(format!("{}: {CHANGED}", Code::ScheduleChanged));
+    }
+    Ok(pinned)
+}
+
+/// What a refusal says where it is printed and recorded for a schedule: a problem with the
+/// runbook or its values as its code and a fixed reason (diagnostics quote values; a
+/// schedule's note is stored), any other refusal as its message (they quote no value).
+fn note_of(e: &CliError) -> String {
+    match e {
+        CliError::Diagnostics(diags) => {
+            let codes: std::collections::BTreeSet<String> =
+                diags.iter().map(|d| d.code.to_string()).collect();
+            format!(
+                "{}: the runbook or its parameters do not plan (`runbook check` of the schedules file says where)",
+                codes.into_iter().collect::<Vec<_>>().join(", ")
+            )
+        }
+        other => other.render(false),
     }
 }
 
@@ -559,25 +781,32 @@ async fn watch(
         "schedule {name} overdue: no successful run since {since_text} (expected within {})",
         span_text(window)
     );
-    let Some(notify) = &s.notify else { return };
-    let text = notify.text.clone().unwrap_or_else(|| {
+    let text = s.notify.as_ref().and_then(|n| n.text.clone()).unwrap_or_else(|| {
         format!(
             "runbook: schedule `{name}` is overdue: no successful run of `{}` since {since_text} (expected within {})",
             s.target.runbook.value,
             span_text(window)
         )
     });
+    let body = serde_json::json!({
+        "text": text,
+        "schedule": name,
+        "overdue_since": since_text,
+        "reminder": reminder,
+    });
+    notify(s, "overdue", body).await;
+}
+
+/// Sends `body` to the schedule's `notify` webhook, if it has one.
+async fn notify(s: &Schedule, what: &str, body: serde_json::Value) {
+    let Some(notify) = &s.notify else { return };
+    let name = &s.target.name;
     let req = runbook_exec::http::Request {
         method: "POST".into(),
         url: notify.webhook.clone(),
         headers: Vec::new(),
         query: Vec::new(),
-        body: runbook_exec::http::Body::Json(serde_json::json!({
-            "text": text,
-            "schedule": name,
-            "overdue_since": since_text,
-            "reminder": reminder,
-        })),
+        body: runbook_exec::http::Body::Json(body),
         expect_status: Vec::new(),
         max_latency: None,
         ca_file: None,
@@ -587,12 +816,23 @@ async fn watch(
     let redactor = runbook_exec::secrets::Redactor::new(&runbook_exec::secrets::Secrets::default());
     // The webhook's URL is not printed: a chat webhook's URL is its credential.
     match runbook_exec::http::send(&req, &redactor).await.map(|out| runbook_exec::http::judge(&req, &out)) {
-        Ok(runbook_exec::report::Check::Passed(_)) => outln!("schedule {name}: overdue notification sent"),
+        Ok(runbook_exec::report::Check::Passed(_)) => outln!("schedule {name}: {what} notification sent"),
         Ok(runbook_exec::report::Check::Failed(why)) | Err(why) => crate::output::errln!(
-            "warning: the overdue notification of schedule `{name}` was not delivered: {}",
+            "warning: the {what} notification of schedule `{name}` was not delivered: {}",
             why.replace(&notify.webhook, "the webhook")
         ),
     }
+}
+
+/// A refusal's message on one line.
+fn refusal_text(e: &CliError) -> String {
+    let text = e.render(false);
+    let lines: Vec<&str> = text
+        .lines()
+        .map(|l| l.trim().trim_start_matches("error:").trim())
+        .filter(|l| !l.is_empty() && !l.starts_with("help:"))
+        .collect();
+    lines.join("; ")
 }
 
 fn first_line(text: &str) -> String {

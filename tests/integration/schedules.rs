@@ -341,3 +341,354 @@ fn a_due_time_that_overlaps_the_running_one_is_skipped_with_its_reason() {
     assert!(skipped.starts_with("schedule slow due "), "{skipped}");
     assert!(skipped.contains("of the schedule is still queued or running (overlap = \"skip\")"), "{skipped}");
 }
+
+/// A worker with `--schedules` started in `dir` on the SQLite store `st.db`, its standard
+/// output in `worker.out`, its standard error in `worker.err`.
+fn start_worker(dir: &Path, extra_env: &[(&str, &str)]) -> std::process::Child {
+    start_worker_on(dir, &dir.join("st.db"), extra_env)
+}
+
+/// [`start_worker`] on the SQLite store `state` (the host folder beside it).
+fn start_worker_on(dir: &Path, state: &Path, extra_env: &[(&str, &str)]) -> std::process::Child {
+    let host = state.with_file_name("host").display().to_string();
+    let state = state.display().to_string();
+    let mut env = vec![("RUNBOOK_TEST_SCHEDULE_SECONDS", "1"), ("XDG_STATE_HOME", host.as_str())];
+    env.extend_from_slice(extra_env);
+    ok(&run_in_with_env(dir, &["state", "migrate", "--state", &state], &env), 0);
+    std::process::Command::new(crate::support::bin())
+        .args(["worker", "--schedules", "s.toml", "--state", &state])
+        .current_dir(dir)
+        .envs(env)
+        .stdout(std::fs::File::create(dir.join("worker.out")).expect("log"))
+        .stderr(std::fs::File::create(dir.join("worker.err")).expect("log"))
+        .spawn()
+        .expect("worker")
+}
+
+/// Waits until the worker's output (stdout and stderr) satisfies `done`, at most 60 s.
+fn wait_log(dir: &Path, what: &str, done: impl Fn(&str) -> bool) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let text = format!(
+            "{}{}",
+            std::fs::read_to_string(dir.join("worker.out")).unwrap_or_default(),
+            std::fs::read_to_string(dir.join("worker.err")).unwrap_or_default()
+        );
+        if done(&text) {
+            return text;
+        }
+        assert!(std::time::Instant::now() < deadline, "{what}:\n{text}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// Red team adv17a S1 (promise 2): the worker pins, at its start, the runbook and params file
+/// of each schedule as read through the confined reader; each fire queues the plan made
+/// then. A symbolic link swapped after the start to a runbook outside the repository, or the
+/// runbook edited in place, is never run: the fire is skipped with a fixed reason and the
+/// schedule's notification is sent once. Failed before: the worker ran `outside/evil.toml`
+/// and the edited step.
+#[test]
+fn a_runbook_changed_after_the_worker_started_is_never_fired() {
+    for how in ["link swapped out", "edited in place", "params file edited"] {
+        let top = tempfile::tempdir().expect("tempdir");
+        let repo = top.path().join("repo");
+        std::fs::create_dir_all(repo.join(".git")).expect("git");
+        std::fs::create_dir(top.path().join("outside")).expect("outside");
+        let marks = top.path().join("marks");
+        std::fs::create_dir(&marks).expect("marks");
+        let step = |word: &str| {
+            format!(
+                "[runbook]\nname = \"r\"\n[params.kind]\ntype = \"string\"\nenum = [\"a\", \"b\"]\n[steps.s]\nrun = \"touch {}/{word}-{{{{ params.kind }}}}\"\n",
+                marks.display()
+            )
+        };
+        std::fs::write(repo.join("inside.toml"), step("inside")).expect("inside");
+        std::fs::write(top.path().join("outside/evil.toml"), step("EVIL")).expect("evil");
+        std::os::unix::fs::symlink("inside.toml", repo.join("r.toml")).expect("link");
+        std::fs::write(repo.join("p.toml"), "kind = \"a\"\n").expect("params");
+        let hook = runbook_sandbox::peers::HttpPeer::start();
+        std::fs::write(
+            repo.join("s.toml"),
+            format!(
+                "[schedule.tick]\nrunbook = \"r.toml\"\nparams-file = \"p.toml\"\ncron = \"* * * * * *\"\ntime-zone = \"UTC\"\nexpect-success-within = \"1h\"\nnotify = {{ webhook = \"{}\" }}\n",
+                hook.url("/hook")
+            ),
+        )
+        .expect("schedules");
+        let mut worker = start_worker(&repo, &[]);
+        wait_log(&repo, "nothing queued", |t| t.contains(": queued run "));
+        match how {
+            "link swapped out" => {
+                std::fs::remove_file(repo.join("r.toml")).expect("rm");
+                std::os::unix::fs::symlink("../outside/evil.toml", repo.join("r.toml")).expect("link");
+            }
+            "edited in place" => std::fs::write(repo.join("inside.toml"), step("EVIL")).expect("edit"),
+            _ => std::fs::write(repo.join("p.toml"), "kind = \"b\"\n").expect("edit"),
+        }
+        let text = wait_log(&repo, "no fire refused", |t| {
+            t.lines().filter(|l| l.contains("skipped: not queued: RB104")).count() >= 3
+        });
+        while hook.hooks().is_empty() {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        crate::support::kill9(worker.id());
+        let _ = worker.wait();
+        let ran: Vec<String> = std::fs::read_dir(&marks)
+            .expect("marks")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            ran.iter().all(|m| m == "inside-a"),
+            "{how}: only the pinned runbook with the pinned values runs: {ran:?}\n{text}"
+        );
+        let skipped = text.lines().find(|l| l.contains("skipped: not queued: RB104")).unwrap_or_default();
+        assert!(
+            skipped.ends_with(
+                "the runbook or its params file changed since the worker started: restart the worker after review"
+            ),
+            "{how}: {skipped}"
+        );
+        let hooks = hook.hooks();
+        assert_eq!(hooks.len(), 1, "{how}: the change is notified once: {hooks:?}");
+        assert!(hooks[0].contains("changed since the worker started"), "{how}: {hooks:?}");
+    }
+}
+
+/// Red team adv17a S8 (promise 3): a secret's value given as a parameter, inline or in a
+/// params file, to an enum, a pattern (which it fits) and an integer parameter, through every
+/// entry point (`check` of a schedules file, `plan`, `run`, `submit`, a worker firing the
+/// schedule): refused, and quoted by no output and no byte of the store. Failed before:
+/// `check`, `plan --params-file` and the worker quoted it, the store kept it in
+/// `schedule_fires.note`.
+#[test]
+fn a_secret_given_as_a_parameter_is_quoted_by_no_entry_point() {
+    const SECRET: &str = "s3cr3t-T0KEN-4f9a";
+    let runbook = "[runbook]\nname = \"r\"\n[secrets.TOKEN]\nenv = \"TOKEN\"\n[params.kind]\ntype = \"string\"\nenum = [\"daily\", \"weekly\"]\ndefault = \"daily\"\n[params.tag]\ntype = \"string\"\npattern = \"^[a-zA-Z0-9-]+$\"\ndefault = \"t\"\n[params.count]\ntype = \"integer\"\ndefault = 1\n[steps.s]\nrun = \"echo {{ params.kind }} {{ params.tag }} {{ params.count }}\"\n";
+    let mut leaks = Vec::new();
+    let mut cases = 0;
+    for param in ["kind", "tag", "count"] {
+        for how in ["inline", "file"] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            std::fs::create_dir(dir.path().join(".git")).expect("git");
+            std::fs::write(dir.path().join("r.toml"), runbook).expect("runbook");
+            std::fs::write(dir.path().join("p.toml"), format!("{param} = \"{SECRET}\"\n")).expect("params");
+            let given = if how == "inline" {
+                format!("params = {{ {param} = \"{SECRET}\" }}\n")
+            } else {
+                "params-file = \"p.toml\"\n".to_string()
+            };
+            std::fs::write(
+                dir.path().join("s.toml"),
+                format!("[schedule.tick]\nrunbook = \"r.toml\"\n{given}cron = \"* * * * * *\"\ntime-zone = \"UTC\"\n"),
+            )
+            .expect("schedules");
+            let state = dir.path().join("st.db").display().to_string();
+            let host = dir.path().join("host").display().to_string();
+            let env = [
+                ("TOKEN", SECRET),
+                ("RUNBOOK_TEST_SCHEDULE_SECONDS", "1"),
+                ("XDG_STATE_HOME", host.as_str()),
+            ];
+            ok(&run_in_with_env(dir.path(), &["state", "migrate", "--state", &state], &env), 0);
+            let p = format!("{param}={SECRET}");
+            let mut commands: Vec<Vec<&str>> = vec![
+                vec!["check", "s.toml"],
+                vec!["schedules", "s.toml"],
+                vec!["plan", "r.toml"],
+                vec!["run", "r.toml", "--yes", "--state", &state],
+                vec!["submit", "r.toml", "--state", &state],
+            ];
+            for c in commands.iter_mut().skip(2) {
+                if how == "inline" {
+                    c.extend(["-p", p.as_str()]);
+                } else {
+                    c.extend(["--params-file", "p.toml"]);
+                }
+            }
+            for c in &commands {
+                cases += 1;
+                let out = run_in_with_env(dir.path(), c, &env);
+                if out.code == 0 {
+                    leaks.push(format!("{param} {how} {c:?}: not refused: {}{}", out.stdout, out.stderr));
+                }
+                if out.stdout.contains(SECRET) || out.stderr.contains(SECRET) {
+                    leaks.push(format!("{param} {how} {c:?}: {}{}", out.stdout, out.stderr));
+                }
+            }
+            // The worker: started only when `check` is bypassed, as a worker refuses what
+            // check refuses. It must say nothing of the value, at start or at a fire.
+            cases += 1;
+            let mut worker = start_worker(dir.path(), &[("TOKEN", SECRET)]);
+            let status = (0..600).find_map(|_| {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+                worker.try_wait().ok().flatten()
+            });
+            if status.is_none() {
+                crate::support::kill9(worker.id());
+                let _ = worker.wait();
+                leaks.push(format!("{param} {how}: the worker started"));
+            }
+            let log = format!(
+                "{}{}",
+                std::fs::read_to_string(dir.path().join("worker.out")).unwrap_or_default(),
+                std::fs::read_to_string(dir.path().join("worker.err")).unwrap_or_default()
+            );
+            if log.contains(SECRET) {
+                leaks.push(format!("{param} {how} worker: {log}"));
+            }
+            for f in std::fs::read_dir(dir.path()).expect("dir") {
+                let f = f.expect("entry").path();
+                let name = f.file_name().unwrap_or_default().to_string_lossy().into_owned();
+                if name.starts_with("st.db") {
+                    let bytes = std::fs::read(&f).expect("store");
+                    if bytes.windows(SECRET.len()).any(|w| w == SECRET.as_bytes()) {
+                        leaks.push(format!("{param} {how}: the store file {name} holds the secret"));
+                    }
+                }
+            }
+        }
+    }
+    assert_eq!(cases, 36);
+    assert!(leaks.is_empty(), "{} leak(s):\n{}", leaks.len(), leaks.join("\n---\n"));
+}
+
+/// Red team adv17a S6 and M3: a cron that matches no date (February 30, April 31) is
+/// refused with RB100 at its place, decided from a fixed leap-year start (not today); the
+/// croner extensions the book does not list (`L`, `W`, `#`, `?`) are refused; a leap day
+/// and month or day names holding those letters are accepted. Failed before: all passed.
+#[test]
+fn a_cron_that_never_fires_or_uses_an_extension_is_refused() {
+    let mut text = String::new();
+    for (i, cron) in [
+        "0 2 30 2 *",
+        "0 2 31 4,6,9,11 *",
+        "0 2 31 2 *",
+        "0 0 L * *",
+        "0 0 * * 5#5",
+        "0 0 1W * *",
+        "0 0 ? * MON",
+        "0 0 29 2 *",
+        "0 0 * JUL WED",
+        "0 0 1 APR,JUN SAT-SUN",
+    ]
+    .iter()
+    .enumerate()
+    {
+        text.push_str(&format!(
+            "[schedule.s{i}]\nrunbook = \"backup.toml\"\nparams = {{ environment = \"staging\" }}\ncron = \"{cron}\"\ntime-zone = \"UTC\"\n\n"
+        ));
+    }
+    let dir = folder(&text);
+    let out = check(dir.path());
+    ok(&out, 3);
+    let lines: Vec<&str> = out.stderr.lines().filter(|l| l.starts_with("s.toml:")).collect();
+    assert_eq!(lines.len(), 7, "{}", out.stderr);
+    insta::assert_snapshot!("schedules_cron_never_or_extension", lines.join("\n"));
+}
+
+/// Red team adv17a S10 (promise 5): a schedules file holds at most 1000 schedules (RB105 at
+/// the first one beyond), and `runbook schedules` lists at most 10,000 fire times in all
+/// (fewer per schedule, said on standard error), in both formats. Before: no limit on
+/// either; 2000 schedules × `--next 1000` took 3.3 GB.
+#[test]
+fn schedules_are_bounded_per_file_and_in_what_is_listed() {
+    let one = |i: usize| {
+        format!(
+            "[schedule.s{i}]\nrunbook = \"backup.toml\"\nparams = {{ environment = \"staging\" }}\ncron = \"{} * * * *\"\ntime-zone = \"UTC\"\n",
+            i % 60
+        )
+    };
+    let text: String = (0..1001).map(one).collect();
+    let dir = folder(&text);
+    let out = check(dir.path());
+    ok(&out, 3);
+    let line = out.stderr.lines().next().unwrap_or_default();
+    assert_eq!(
+        line,
+        "s.toml:5001:11: error[RB105]: a schedules file holds at most 1000 schedules; this one holds 1001",
+        "{}",
+        out.stderr
+    );
+    let text: String = (0..1000).map(one).collect();
+    std::fs::write(dir.path().join("s.toml"), text).expect("schedules");
+    let at = "2026-01-01T00:00:00Z";
+    let out = run_in(dir.path(), &["schedules", "s.toml", "--next", "1000", "--format", "json", "--at", at]);
+    ok(&out, 0);
+    assert_eq!(
+        out.stderr,
+        "note: 1000 schedules × --next 1000 is more than 10000 fire times: showing the next 10 of each\n"
+    );
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).expect("json");
+    let list = v["schedules"].as_array().expect("list");
+    assert_eq!(list.len(), 1000);
+    assert!(list.iter().all(|s| s["next"].as_array().map(Vec::len) == Some(10)));
+    let out = run_in(dir.path(), &["schedules", "s.toml", "--next", "1000", "--at", at]);
+    ok(&out, 0);
+    assert_eq!(out.stdout.lines().filter(|l| l.contains(" = ") && l.ends_with(" UTC")).count(), 10_000);
+    // Under the bound, nothing is cut and nothing is said.
+    let out = run_in(dir.path(), &["schedules", "s.toml", "--next", "10", "--at", at]);
+    ok(&out, 0);
+    assert_eq!(out.stderr, "");
+}
+
+/// Red team adv17a S4: two schedules files sharing a store and a schedule name, for
+/// different runbooks. A worker whose schedule's name the store already fires for another
+/// runbook refuses to start, naming both; nothing of it is fired or recorded. Failed before:
+/// the second worker started and took due times of the first team's schedule.
+#[test]
+fn a_schedule_name_fired_for_another_runbook_is_refused() {
+    let top = tempfile::tempdir().expect("tempdir");
+    for team in ["team1", "team2"] {
+        let dir = top.path().join(team);
+        std::fs::create_dir_all(dir.join(".git")).expect("git");
+        std::fs::write(
+            dir.join("backup.toml"),
+            format!("[runbook]\nname = \"{team}-backup\"\n[steps.a]\nrun = \"true\"\n"),
+        )
+        .expect("runbook");
+        std::fs::write(
+            dir.join("s.toml"),
+            "[schedule.nightly]\nrunbook = \"backup.toml\"\ncron = \"* * * * * *\"\ntime-zone = \"UTC\"\n",
+        )
+        .expect("schedules");
+    }
+    let state = top.path().join("st.db").display().to_string();
+    let host = top.path().join("host").display().to_string();
+    let env = [("RUNBOOK_TEST_SCHEDULE_SECONDS", "1"), ("XDG_STATE_HOME", host.as_str())];
+    let team1 = top.path().join("team1");
+    let mut worker = start_worker_on(&team1, &top.path().join("st.db"), &[]);
+    wait_log(&team1, "nothing queued", |t| t.contains(": queued run "));
+    crate::support::kill9(worker.id());
+    let _ = worker.wait();
+    let out = crate::support::run_limited(
+        &top.path().join("team2"),
+        &["worker", "--schedules", "s.toml", "--state", &state],
+        &env,
+        std::time::Duration::from_secs(20),
+    );
+    assert_eq!(out.code, 5, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.contains(
+            "schedule `nightly` is already fired in this store for runbook `team1-backup`, not `team2-backup`"
+        ),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stdout.contains("queued run"), "{}", out.stdout);
+}
+
+/// Red team adv17a M2: a schedule's window that is not a duration, or out of range, is
+/// RB103 (the book's table: RB100-RB103 for schedules), and a params file that is a folder
+/// (`params-file = "."`) is RB102 at its line of the schedules file. Failed before: RB030,
+/// and `./.:1:1: error[RB000]`.
+#[test]
+fn schedule_windows_and_params_files_are_reported_with_schedule_codes() {
+    let dir = folder(
+        "[schedule.a]\nrunbook = \"backup.toml\"\nparams = { environment = \"staging\" }\nparams-file = \".\"\ncron = \"0 2 * * *\"\ntime-zone = \"UTC\"\nexpect-success-within = \"26\"\nremind-every = \"0s\"\n",
+    );
+    let out = check(dir.path());
+    ok(&out, 3);
+    let lines: Vec<&str> = out.stderr.lines().filter(|l| l.contains(": error[")).collect();
+    insta::assert_snapshot!("schedules_windows_and_params_file", lines.join("\n"));
+}

@@ -176,6 +176,8 @@ codes! {
     ScheduleTimeZone = "101", "schedule-time-zone", "A schedule's `time-zone` that is not an IANA time zone name.";
     ScheduleRunbook = "102", "schedule-runbook", "A schedule's runbook or params file that is not a relative path inside the schedules file's tree, cannot be read, or is not a valid runbook for its parameters.";
     SchedulePolicy = "103", "schedule-policy", "A schedule's overlap, catch-up or dead-man's switch settings that cannot work.";
+    ScheduleChanged = "104", "schedule-changed", "A file a schedule's pinned plan reads (its runbook, included runbooks, params file, scripts) changed since the worker started: the fire is refused.";
+    ScheduleCount = "105", "schedule-count", "A schedules file holds more schedules than the limit.";
     ForEachNotList = "110", "for-each-not-list", "A step's `for-each` names a parameter that is not a `list`.";
     ForEachMissing = "111", "for-each-missing", "A step's `for-each` names a parameter the runbook does not declare.";
     ForEachParallel = "112", "for-each-parallel", "A step's `max-parallel` below 1 or above the limit, or without `for-each`.";

@@ -216,6 +216,13 @@ pub const DEFAULT_CATCH_UP: u32 = 10;
 /// The largest number of fire times [`Schedule::next_after`] computes.
 pub const MAX_NEXT: usize = 1000;
 
+/// The most schedules one schedules file may hold (RB105).
+pub const MAX_SCHEDULES: usize = 1000;
+
+/// The most fire times `runbook schedules` lists in all (schedules × `--next`): beyond it,
+/// fewer per schedule, and a line on standard error says so.
+pub const MAX_LISTED: usize = 10_000;
+
 /// The longest `expect-success-within` or `remind-every`: 10 years.
 const MAX_WINDOW: Duration = Duration::from_secs(10 * 366 * 24 * 3600);
 
@@ -285,6 +292,24 @@ pub fn check(source: &Arc<Source>, options: CheckOptions) -> Checked {
         };
         let mut entries: Vec<_> = entries.into_iter().collect();
         entries.sort_by_key(|(k, _)| k.span().start);
+        // Bounded (red team adv17a S10, promise 5): what a file lists, `runbook schedules`
+        // computes and a worker polls stays within a fixed size.
+        if let Some((first, _)) = entries.get(MAX_SCHEDULES) {
+            diags.push(
+                Diagnostic::error(
+                    Code::ScheduleCount,
+                    source,
+                    Span::from(first.span()),
+                    format!(
+                        "a schedules file holds at most {MAX_SCHEDULES} schedules; this one holds {}",
+                        entries.len()
+                    ),
+                )
+                .with_label(format!("schedule number {}", MAX_SCHEDULES + 1))
+                .with_help("split the schedules among several files, one per team or host"),
+            );
+            return Checked { schedules: out, targets, diagnostics: diags };
+        }
         for (name, mut value) in entries {
             let name = Spanned::new(name.get_ref().to_string(), Span::from(name.span()));
             if !valid_name(&name.value) {
@@ -600,7 +625,7 @@ fn window(
         Ok(_) => {
             err(
                 diags,
-                Code::InvalidDuration,
+                Code::SchedulePolicy,
                 source,
                 s.span,
                 format!("`{key}` of `schedule.{n}` is `{}`, outside 1m..=10y", s.value),
@@ -612,7 +637,7 @@ fn window(
         Err(e) => {
             err(
                 diags,
-                Code::InvalidDuration,
+                Code::SchedulePolicy,
                 source,
                 s.span,
                 format!(
@@ -660,11 +685,43 @@ fn parse_cron(
         );
         return None;
     }
+    // croner's extensions (`L`, `W`, `#`, `?`) are not part of the documented syntax: what
+    // the book lists is what parses (red team adv17a M3). Month and day names are set
+    // aside first (`JUL`, `WED` hold the letters).
+    let names = [
+        "JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC", "SUN", "MON",
+        "TUE", "WED", "THU", "FRI", "SAT",
+    ];
+    let bare = names.iter().fold(s.value.to_uppercase(), |t, name| t.replace(name, ""));
+    if let Some(c) = bare.chars().find(|c| matches!(c, 'L' | 'W' | '#' | '?')) {
+        err(
+            diags,
+            Code::ScheduleCron,
+            source,
+            s.span,
+            format!("the cron expression of `schedule.{n}` uses `{c}`, which schedules do not support"),
+            "not a supported cron field",
+            "use `*`, `a-b`, `a,b`, `*/n`, numbers and month or day names; for the last day of a month, run daily and check the date in the runbook",
+        );
+        return None;
+    }
     let seconds =
         if fields == 6 { croner::parser::Seconds::Required } else { croner::parser::Seconds::Disallowed };
     let parser =
         croner::parser::CronParser::builder().seconds(seconds).year(croner::parser::Year::Disallowed).build();
     match parser.parse(&s.value) {
+        Ok(c) if !matches_a_date(&c) => {
+            err(
+                diags,
+                Code::ScheduleCron,
+                source,
+                s.span,
+                format!("the cron expression `{}` of `schedule.{n}` matches no date", s.value),
+                "never fires",
+                "a day that no month named has (February 30, April 31) never comes; check the day of month and the month",
+            );
+            None
+        }
         Ok(c) => Some(c),
         Err(e) => {
             err(
@@ -679,6 +736,14 @@ fn parse_cron(
             None
         }
     }
+}
+
+/// Whether `cron` fires at all: an occurrence within 8 years of a fixed leap-year start
+/// (2028-01-01 UTC, so the answer does not depend on today; 8 years hold two leap days).
+fn matches_a_date(cron: &croner::Cron) -> bool {
+    let Some(start) = DateTime::<Utc>::from_timestamp(1_830_297_600, 0) else { return true };
+    let end = start + chrono::Duration::days(8 * 366);
+    cron.find_next_occurrence(&start, true).is_ok_and(|t| t < end)
 }
 
 fn cron_error(e: &croner::errors::CronError) -> String {

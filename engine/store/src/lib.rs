@@ -1969,6 +1969,20 @@ impl Store {
         .await
     }
 
+    /// The runbooks (by name) of the runs schedule `schedule` queued in this store: a
+    /// schedule's name is one schedule across every schedules file that shares the store
+    /// (red team adv17a S4).
+    pub async fn schedule_runbooks(&self, schedule: &str) -> Result<Vec<String>> {
+        let rows = sqlx::query(
+            "SELECT DISTINCT q.runbook FROM schedule_fires f JOIN queue q ON q.run_id = f.run_id \
+             WHERE f.schedule = $1 ORDER BY q.runbook",
+        )
+        .bind(schedule)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| r.try_get(0).map_err(Into::into)).collect()
+    }
+
     /// The schedule and due time (milliseconds) that queued `run_id`, if a schedule did.
     pub async fn fire_of_run(&self, run_id: &str) -> Result<Option<(String, i64)>> {
         let row = sqlx::query("SELECT schedule, due_ms FROM schedule_fires WHERE run_id = $1")
