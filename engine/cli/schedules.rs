@@ -241,7 +241,8 @@ fn seen(schedules: &[Schedule], state: &str, now: DateTime<Utc>) -> Result<Vec<S
             let parse = |t: &Option<String>| {
                 t.as_deref().and_then(|t| DateTime::parse_from_rfc3339(t).ok()).map(|t| t.with_timezone(&Utc))
             };
-            let overdue = s.overdue(parse(&runs.last_success), parse(&runs.first_fired_at), now);
+            let first = runs.first_due_ms.and_then(schedule::utc_from_millis);
+            let overdue = s.overdue(parse(&runs.last_success), first, now);
             out.push(Seen { runs, overdue });
         }
         Ok(out)
@@ -306,6 +307,9 @@ fn text_view(
                 "  last success {}\n",
                 seen.runs.last_success.as_deref().unwrap_or("none")
             ));
+            if let Some((due, why)) = &seen.runs.last_refused {
+                out.push_str(&format!("  last refused {}: {}\n", due_text(*due), shown_value(why)));
+            }
             if seen.overdue {
                 let window = s.expect_success_within.map(span_text).unwrap_or_default();
                 let word = if color { "\x1b[1;31mOVERDUE\x1b[0m" } else { "OVERDUE" };
@@ -370,10 +374,19 @@ fn json(schedules: &[Schedule], seen: Option<&[Seen]>, now: DateTime<Utc>, next:
                 }),
                 "last_success": seen.and_then(|all| all.get(i)).and_then(|x| x.runs.last_success.clone()),
                 "overdue": seen.and_then(|all| all.get(i)).map(|x| x.overdue),
+                "last_refused": seen.and_then(|all| all.get(i)).and_then(|x| x.runs.last_refused.as_ref()).map(|(due, why)| {
+                    serde_json::json!({ "due": due_text(*due), "reason": why })
+                }),
             })
         })
         .collect();
     serde_json::to_string_pretty(&serde_json::json!({ "schedules": list })).unwrap_or_default()
+}
+
+/// A due time in milliseconds as RFC 3339 UTC (seconds).
+fn due_text(ms: i64) -> String {
+    schedule::utc_from_millis(ms)
+        .map_or_else(|| ms.to_string(), |t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
 }
 
 /// A window as days, hours and minutes (`31d 2h`): schedules are minute-based.
@@ -435,7 +448,7 @@ impl Firing {
             for due in s.due_between(from, now, LATE) {
                 self.fire_one(store, worker, location, s, due).await;
             }
-            watch(store, worker, s, &runs, now).await;
+            watch(store, worker, s, &runs, self.since, now).await;
         }
     }
 
@@ -477,7 +490,10 @@ impl Firing {
                 }
             }
         };
-        match (&active, s.overlap) {
+        // Only a run still queued can be taken back (a running one finishes), and only in
+        // the transaction that queues its replacement: a due time that cannot be queued
+        // keeps it (adv17a S11).
+        let replaced = match (&active, s.overlap) {
             (Some(id), schedule::Overlap::Skip) => {
                 return skip(format!(
                     "run {id} of the schedule is still queued or running (overlap = \"skip\")"
@@ -485,15 +501,15 @@ impl Firing {
                 .await;
             }
             (Some(id), schedule::Overlap::Replace) => {
-                // Only a run still queued can be taken back here; a running one finishes.
-                let note = format!("replaced by the run of schedule {name} due {due_text}");
-                let _ = store.cancel_queued(id, &note).await;
+                Some((id.as_str(), format!("replaced by the run of schedule {name} due {due_text}")))
             }
-            (Some(_), schedule::Overlap::Queue) | (None, _) => {}
-        }
+            (Some(_), schedule::Overlap::Queue) | (None, _) => None,
+        };
         let (runbook, plan) = match self.plan(s, location) {
             Ok(p) => p,
-            Err(e) => return skip(format!("not queued: {}", first_line(&e.render(false)))).await,
+            Err(e) => {
+                return skip(format!("{}{}", runbook_store::NOT_QUEUED, first_line(&e.render(false)))).await;
+            }
         };
         let run_id = crate::run::new_run_id();
         let operator = crate::identity::operator();
@@ -505,7 +521,8 @@ impl Firing {
             submitted_by: &operator,
             submitted_at: &fired_at,
         };
-        match store.fire(fire, Some(&job), "").await {
+        let replaced = replaced.as_ref().map(|(id, why)| (*id, why.as_str()));
+        match store.fire_in_place_of(fire, Some(&job), "", replaced).await {
             Ok(runbook_store::Fired::Queued) => outln!("schedule {name} due {due_text}: queued run {run_id}"),
             Ok(_) => {}
             Err(e) => crate::output::errln!("warning: cannot fire schedule `{name}` due {due_text}: {e}"),
@@ -531,12 +548,17 @@ async fn watch(
     worker: &str,
     s: &Schedule,
     runs: &runbook_store::ScheduleRuns,
+    started: DateTime<Utc>,
     now: DateTime<Utc>,
 ) {
     let parse = |t: &Option<String>| {
         t.as_deref().and_then(|t| DateTime::parse_from_rfc3339(t).ok()).map(|t| t.with_timezone(&Utc))
     };
-    let (success, first) = (parse(&runs.last_success), parse(&runs.first_fired_at));
+    // Measured from the last success, else from the first due time the store recorded in
+    // any outcome (a refused fire counts), else from this worker's start: a schedule whose
+    // every fire is refused, or that never fires, still goes overdue (adv17a S2).
+    let success = parse(&runs.last_success);
+    let first = Some(runs.first_due_ms.and_then(schedule::utc_from_millis).unwrap_or(started));
     let (Some(window), Some(since)) = (s.expect_success_within, success.or(first)) else { return };
     if !s.overdue(success, first, now) {
         return;

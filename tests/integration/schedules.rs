@@ -301,15 +301,7 @@ fn a_due_time_that_overlaps_the_running_one_is_skipped_with_its_reason() {
     let dir = folder(
         "[schedule.slow]\nrunbook = \"slow.toml\"\ncron = \"* * * * * *\"\ntime-zone = \"UTC\"\noverlap = \"skip\"\n",
     );
-    let gate = dir.path().join("gate");
-    std::fs::write(
-        dir.path().join("slow.toml"),
-        format!(
-            "[runbook]\nname = \"slow\"\n[steps.wait]\nrun = \"while [ ! -e {} ]; do sleep 0.05; done\"\n",
-            gate.display()
-        ),
-    )
-    .expect("runbook");
+    let gate = gated(dir.path(), "slow");
     let state = dir.path().join("st.db").display().to_string();
     let host = dir.path().join("host").display().to_string();
     let env = [("RUNBOOK_TEST_SCHEDULE_SECONDS", "1"), ("XDG_STATE_HOME", host.as_str())];
@@ -340,4 +332,151 @@ fn a_due_time_that_overlaps_the_running_one_is_skipped_with_its_reason() {
     let skipped = text.lines().find(|l| l.contains(": skipped: ")).unwrap_or_default();
     assert!(skipped.starts_with("schedule slow due "), "{skipped}");
     assert!(skipped.contains("of the schedule is still queued or running (overlap = \"skip\")"), "{skipped}");
+}
+
+/// `NAME.toml` in `dir`: a runbook whose one step waits until the returned gate file exists.
+fn gated(dir: &Path, name: &str) -> std::path::PathBuf {
+    let gate = dir.join("gate");
+    std::fs::write(
+        dir.join(format!("{name}.toml")),
+        format!(
+            "[runbook]\nname = \"{name}\"\n[steps.wait]\nrun = \"while [ ! -e {} ]; do sleep 0.05; done\"\n",
+            gate.display()
+        ),
+    )
+    .expect("runbook");
+    gate
+}
+
+/// Spawn `runbook worker --schedules s.toml` in `dir` on `state`, its stdout in `log`.
+fn spawn_worker(
+    dir: &Path,
+    state: &str,
+    env: &[(&str, &str)],
+    log: &Path,
+    extra: &[&str],
+) -> std::process::Child {
+    std::process::Command::new(crate::support::bin())
+        .args(["worker", "--schedules", "s.toml", "--state", state])
+        .args(extra)
+        .current_dir(dir)
+        .envs(env.iter().copied())
+        .stdout(std::fs::File::create(log).expect("log"))
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("worker")
+}
+
+/// Wait (up to 60 s) until `done` holds of the worker's log, and return the log.
+fn wait_log(log: &Path, what: &str, done: impl Fn(&str) -> bool) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if done(&text) {
+            return text;
+        }
+        assert!(std::time::Instant::now() < deadline, "{what}:\n{text}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// adv17a S2: a schedule whose every fire is refused (its runbook's secret is missing on
+/// the worker's host) never queues a run; the dead-man's switch still measures from the
+/// first due time recorded (any outcome) and sends its notification, and `schedules
+/// --state` shows it OVERDUE with the last refusal and its reason.
+#[test]
+fn a_schedule_whose_every_fire_is_refused_goes_overdue_and_says_why() {
+    let hook = runbook_sandbox::peers::HttpPeer::start();
+    let dir = folder(&format!(
+        "[schedule.guarded]\nrunbook = \"guarded.toml\"\ncron = \"* * * * * *\"\ntime-zone = \"UTC\"\nexpect-success-within = \"3s\"\nnotify = {{ webhook = \"{}\" }}\n",
+        hook.url("/hook")
+    ));
+    std::fs::write(
+        dir.path().join("guarded.toml"),
+        "[runbook]\nname = \"guarded\"\n[secrets.TOKEN_S2]\nenv = \"RUNBOOK_TEST_S2_TOKEN\"\n[steps.a]\nrun = \"echo ok\"\n",
+    )
+    .expect("runbook");
+    let state = dir.path().join("st.db").display().to_string();
+    let host = dir.path().join("host").display().to_string();
+    let env = [("RUNBOOK_TEST_SCHEDULE_SECONDS", "1"), ("XDG_STATE_HOME", host.as_str())];
+    ok(&run_in_with_env(dir.path(), &["state", "migrate", "--state", &state], &env), 0);
+    let log = dir.path().join("worker.out");
+    let mut worker = spawn_worker(dir.path(), &state, &env, &log, &[]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while hook.hooks().is_empty() {
+        if std::time::Instant::now() > deadline {
+            crate::support::kill9(worker.id());
+            let _ = worker.wait();
+            panic!("no notification: {}", std::fs::read_to_string(&log).unwrap_or_default());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    crate::support::kill9(worker.id());
+    let _ = worker.wait();
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(!text.contains(": queued run "), "{text}");
+    assert!(text.contains("schedule guarded overdue: no successful run since "), "{text}");
+    let body: serde_json::Value = serde_json::from_str(&hook.hooks()[0]).expect("json");
+    assert_eq!(body["schedule"], "guarded");
+    let out = run_in_with_env(dir.path(), &["schedules", "s.toml", "--state", &state], &env);
+    ok(&out, 0);
+    assert!(out.stdout.contains("  last run     none\n"), "{}", out.stdout);
+    assert!(out.stdout.contains("  OVERDUE      no successful run within"), "{}", out.stdout);
+    let refused = out.stdout.lines().find(|l| l.starts_with("  last refused ")).unwrap_or_default();
+    assert!(refused.contains("not queued: ") && refused.contains("RUNBOOK_TEST_S2_TOKEN"), "{}", out.stdout);
+    let out =
+        run_in_with_env(dir.path(), &["schedules", "s.toml", "--state", &state, "--format", "json"], &env);
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).expect("json");
+    assert_eq!(v["schedules"][0]["overdue"], true, "{}", out.stdout);
+    assert!(
+        v["schedules"][0]["last_refused"]["reason"].as_str().unwrap_or_default().contains("not queued"),
+        "{}",
+        out.stdout
+    );
+}
+
+/// adv17a S11: `overlap = "replace"` takes the queued run back only when the new due time's
+/// run is queued in its place. The only worker is busy, so the schedule's run waits in the
+/// queue; then the runbook gains a secret the worker's host lacks, and every next due time
+/// is refused: the waiting run is kept, and runs once the worker is free.
+#[test]
+fn replace_keeps_the_queued_run_when_the_new_one_cannot_be_queued() {
+    let dir = folder(
+        "[schedule.rep]\nrunbook = \"r.toml\"\ncron = \"* * * * * *\"\ntime-zone = \"UTC\"\noverlap = \"replace\"\n",
+    );
+    std::fs::write(dir.path().join("r.toml"), "[runbook]\nname = \"r\"\n[steps.a]\nrun = \"echo ok\"\n")
+        .expect("runbook");
+    let gate = gated(dir.path(), "long");
+    let state = dir.path().join("st.db").display().to_string();
+    let host = dir.path().join("host").display().to_string();
+    let env = [("RUNBOOK_TEST_SCHEDULE_SECONDS", "1"), ("XDG_STATE_HOME", host.as_str())];
+    ok(&run_in_with_env(dir.path(), &["state", "migrate", "--state", &state], &env), 0);
+    ok(&run_in_with_env(dir.path(), &["submit", "long.toml", "--state", &state, "--yes"], &env), 0);
+    let log = dir.path().join("worker.out");
+    let mut worker = spawn_worker(dir.path(), &state, &env, &log, &["--concurrency", "1"]);
+    wait_log(&log, "the schedule's run was never queued", |t| t.contains(": queued run "));
+    std::fs::write(
+        dir.path().join("r.toml"),
+        "[runbook]\nname = \"r\"\n[secrets.TOKEN_S11]\nenv = \"RUNBOOK_TEST_S11_TOKEN\"\n[steps.a]\nrun = \"echo ok\"\n",
+    )
+    .expect("runbook");
+    let text = wait_log(&log, "no due time was refused", |t| t.contains(": skipped: not queued: "));
+    let kept = text
+        .lines()
+        .filter_map(|l| l.split_once(": queued run ").map(|(_, id)| id.trim().to_string()))
+        .next_back()
+        .expect("a queued run");
+    std::fs::write(&gate, "").expect("gate");
+    let running = format!("{kept}: running");
+    let done = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let text = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.contains(&running) || std::time::Instant::now() > done {
+            break text;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    crate::support::kill9(worker.id());
+    let _ = worker.wait();
+    assert!(text.contains(&running), "the queued run {kept} was lost:\n{text}");
 }

@@ -742,6 +742,10 @@ pub enum Fired {
     Taken,
 }
 
+/// How the note of a due time whose run could not be queued starts (a refusal, as opposed
+/// to a skip by the overlap policy).
+pub const NOT_QUEUED: &str = "not queued: ";
+
 /// The runs of a schedule, as `runbook schedules --state` shows them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ScheduleRuns {
@@ -756,6 +760,13 @@ pub struct ScheduleRuns {
     pub first_fired_at: Option<String>,
     /// Whether the latest run queued is still queued or running.
     pub active: bool,
+    /// The earliest due time recorded in any outcome (queued or skipped), milliseconds
+    /// since the epoch: the dead-man's switch measures from it when nothing succeeded, so
+    /// a schedule whose every fire is refused still goes overdue.
+    pub first_due_ms: Option<i64>,
+    /// The latest due time refused (recorded as skipped because its run could not be
+    /// queued: its note starts with [`NOT_QUEUED`]), milliseconds, and why.
+    pub last_refused: Option<(i64, String)>,
 }
 
 /// A queue entry a worker claimed.
@@ -1912,6 +1923,21 @@ impl Store {
     /// every other gets [`Fired::Taken`] and queues nothing. Without `job`, the due time is
     /// recorded as skipped with `note`.
     pub async fn fire(&self, fire: &Fire<'_>, job: Option<&Submission<'_>>, note: &str) -> Result<Fired> {
+        self.fire_in_place_of(fire, job, note, None).await
+    }
+
+    /// [`Store::fire`], and when the run is queued, take `replaced` (a run id and the note
+    /// it is closed with) off the queue in the same transaction if it is still queued
+    /// (`overlap = "replace"`): the old run is taken back only when the new one is queued
+    /// in its place (adv17a S11); a due time skipped or taken by another worker changes
+    /// nothing.
+    pub async fn fire_in_place_of(
+        &self,
+        fire: &Fire<'_>,
+        job: Option<&Submission<'_>>,
+        note: &str,
+        replaced: Option<(&str, &str)>,
+    ) -> Result<Fired> {
         retry_busy(self.backend, || async {
             let mut tx = self.pool.begin_with(self.backend.begin()).await?;
             let inserted = sqlx::query(
@@ -1933,6 +1959,15 @@ impl Store {
                 return Ok(Fired::Taken);
             }
             if let Some(job) = job {
+                if let Some((old, why)) = replaced {
+                    sqlx::query(
+                        "UPDATE queue SET state = 'done', note = $1 WHERE run_id = $2 AND state = 'queued'",
+                    )
+                    .bind(why)
+                    .bind(old)
+                    .execute(&mut *tx)
+                    .await?;
+                }
                 queue_insert(job).execute(&mut *tx).await?;
             }
             tx.commit().await?;
@@ -1996,6 +2031,22 @@ impl Store {
         .fetch_one(&self.pool)
         .await?;
         out.first_fired_at = row.try_get::<Option<String>, _>(0)?;
+        let row = sqlx::query("SELECT MIN(due_ms) FROM schedule_fires WHERE schedule = $1")
+            .bind(schedule)
+            .fetch_one(&self.pool)
+            .await?;
+        out.first_due_ms = row.try_get::<Option<i64>, _>(0)?;
+        let refused = sqlx::query(
+            "SELECT due_ms, note FROM schedule_fires WHERE schedule = $1 AND outcome = 'skipped' \
+             AND note LIKE $2 ORDER BY due_ms DESC LIMIT 1",
+        )
+        .bind(schedule)
+        .bind(format!("{NOT_QUEUED}%"))
+        .fetch_optional(&self.pool)
+        .await?;
+        if let Some(row) = refused {
+            out.last_refused = Some((row.try_get(0)?, row.try_get(1)?));
+        }
         let last = sqlx::query(
             "SELECT f.run_id, r.status, r.started_at, q.state FROM schedule_fires f \
              LEFT JOIN runs r ON r.run_id = f.run_id LEFT JOIN queue q ON q.run_id = f.run_id \
