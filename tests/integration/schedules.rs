@@ -480,3 +480,60 @@ fn replace_keeps_the_queued_run_when_the_new_one_cannot_be_queued() {
     let _ = worker.wait();
     assert!(text.contains(&running), "the queued run {kept} was lost:\n{text}");
 }
+
+/// adv17a S7: a schedule's overdue notification goes to a webhook that accepts the
+/// connection and never answers (a real TCP listener on 127.0.0.1: the request waits its
+/// 10 s timeout) while the worker executes a long run. The schedule pass runs off the
+/// heartbeat's path, and a worker never claims a run it is itself executing: the run is
+/// started once and never resumed.
+#[test]
+fn a_hung_webhook_does_not_stall_the_heartbeat_of_a_running_run() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let (held, holder) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            // Held open, never answered, until the test ends.
+            if held.send(conn).is_err() {
+                break;
+            }
+        }
+    });
+    let dir = folder(&format!(
+        "[schedule.guarded]\nrunbook = \"guarded.toml\"\ncron = \"* * * * * *\"\ntime-zone = \"UTC\"\nexpect-success-within = \"1s\"\nnotify = {{ webhook = \"http://127.0.0.1:{port}/hook\" }}\n"
+    ));
+    std::fs::write(
+        dir.path().join("guarded.toml"),
+        "[runbook]\nname = \"guarded\"\n[secrets.TOKEN_S7]\nenv = \"RUNBOOK_TEST_S7_TOKEN\"\n[steps.a]\nrun = \"echo ok\"\n",
+    )
+    .expect("runbook");
+    let gate = gated(dir.path(), "long");
+    let state = dir.path().join("st.db").display().to_string();
+    let host = dir.path().join("host").display().to_string();
+    let env = [("RUNBOOK_TEST_SCHEDULE_SECONDS", "1"), ("XDG_STATE_HOME", host.as_str())];
+    ok(&run_in_with_env(dir.path(), &["state", "migrate", "--state", &state], &env), 0);
+    ok(&run_in_with_env(dir.path(), &["submit", "long.toml", "--state", &state, "--yes"], &env), 0);
+    let log = dir.path().join("worker.out");
+    let errs = dir.path().join("worker.err");
+    let mut worker = std::process::Command::new(crate::support::bin())
+        .args(["worker", "--schedules", "s.toml", "--state", &state, "--concurrency", "2"])
+        .current_dir(dir.path())
+        .envs(env)
+        .stdout(std::fs::File::create(&log).expect("log"))
+        .stderr(std::fs::File::create(&errs).expect("errs"))
+        .spawn()
+        .expect("worker");
+    wait_log(&log, "the long run never started", |t| t.contains(": running (submitted by "));
+    // The notification waited its whole timeout (10 s, twice the time after which a claim
+    // is taken to be dead), and the worker went on polling after it.
+    wait_log(&errs, "the notification never timed out", |t| t.contains("was not delivered"));
+    let fires = std::fs::read_to_string(&log).unwrap_or_default().matches(": skipped: ").count();
+    wait_log(&log, "the worker stopped firing", |t| t.matches(": skipped: ").count() >= fires + 3);
+    std::fs::write(&gate, "").expect("gate");
+    let text = wait_log(&log, "the long run never ended", |t| t.contains(": succeeded (exit 0)"));
+    crate::support::kill9(worker.id());
+    let _ = worker.wait();
+    drop(holder);
+    assert!(!text.contains(": resuming "), "a live run was claimed again:\n{text}");
+    assert_eq!(text.matches(": running (submitted by ").count(), 1, "{text}");
+}

@@ -2090,6 +2090,19 @@ impl Store {
         now_ms: i64,
         stale_before_ms: i64,
     ) -> Result<Option<Claim>> {
+        self.claim_except(worker, labels, now_ms, stale_before_ms, &[]).await
+    }
+
+    /// [`Store::claim`], never of a run in `mine` (the runs the worker executes: a claim of
+    /// its own whose heartbeat looks stale is still alive).
+    pub async fn claim_except(
+        &self,
+        worker: &str,
+        labels: &[String],
+        now_ms: i64,
+        stale_before_ms: i64,
+        mine: &[String],
+    ) -> Result<Option<Claim>> {
         retry_busy(self.backend, || async {
             let mut tx = self.pool.begin_with(self.backend.begin()).await?;
             let rows = sqlx::query(self.backend.claimable())
@@ -2100,6 +2113,10 @@ impl Store {
             let mut chosen = None;
             for row in &rows {
                 let wanted: String = row.try_get(2)?;
+                let run_id: String = row.try_get(0)?;
+                if mine.contains(&run_id) {
+                    continue;
+                }
                 if wanted.split(',').filter(|l| !l.is_empty()).all(|l| labels.iter().any(|have| have == l)) {
                     chosen = Some(Claim {
                         run_id: row.try_get(0)?,
