@@ -445,7 +445,15 @@ impl Firing {
                 }
             };
             let from = runs.last_due_ms.and_then(schedule::utc_from_millis).unwrap_or(self.since);
-            for due in s.due_between(from, now, LATE) {
+            let due = s.due_search(from, now, LATE);
+            if !due.complete {
+                crate::output::errln!(
+                    "warning: schedule `{}`: the search of its due times since {} ran out of steps; the latest may be missing",
+                    s.target.name,
+                    from.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                );
+            }
+            for due in due.times {
                 self.fire_one(store, worker, location, s, due).await;
             }
             watch(store, worker, s, &runs, self.since, now).await;

@@ -537,3 +537,50 @@ fn a_hung_webhook_does_not_stall_the_heartbeat_of_a_running_run() {
     assert!(!text.contains(": resuming "), "a live run was claimed again:\n{text}");
     assert_eq!(text.matches(": running (submitted by ").count(), 1, "{text}");
 }
+
+/// adv17a S5: `catch-up = "latest"` after a long downtime fires the latest due time, once,
+/// never one of the stale ones. The last fire was made 30 days ago (a worker under
+/// `faketime`) by a schedule due every second (2.6 million due times missed); today's
+/// worker's first fire is the due time of its first poll, and every next one is newer.
+#[test]
+fn catch_up_latest_after_a_long_downtime_fires_only_the_latest() {
+    let dir = folder(
+        "[schedule.tick]\nrunbook = \"backup.toml\"\nparams = { environment = \"staging\" }\ncron = \"* * * * * *\"\ntime-zone = \"UTC\"\ncatch-up = \"latest\"\noverlap = \"queue\"\n",
+    );
+    let state = dir.path().join("st.db").display().to_string();
+    let host = dir.path().join("host").display().to_string();
+    let env = [("RUNBOOK_TEST_SCHEDULE_SECONDS", "1"), ("XDG_STATE_HOME", host.as_str())];
+    ok(&run_in_with_env(dir.path(), &["state", "migrate", "--state", &state], &env), 0);
+    let old = dir.path().join("old.out");
+    let mut worker = std::process::Command::new("faketime")
+        .args(["-f", "-30d", &crate::support::bin(), "worker", "--schedules", "s.toml", "--state", &state])
+        .current_dir(dir.path())
+        .envs(env)
+        .stdout(std::fs::File::create(&old).expect("log"))
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("faketime (apt package faketime)");
+    wait_log(&old, "the worker of 30 days ago fired nothing", |t| t.contains(": queued run "));
+    crate::support::kill9(worker.id());
+    let _ = worker.wait();
+    let started = chrono::Utc::now();
+    let log = dir.path().join("worker.out");
+    let mut worker = spawn_worker(dir.path(), &state, &env, &log, &[]);
+    let text = wait_log(&log, "today's worker fired nothing", |t| t.matches(": queued run ").count() >= 3);
+    crate::support::kill9(worker.id());
+    let _ = worker.wait();
+    let dues: Vec<chrono::DateTime<chrono::Utc>> = text
+        .lines()
+        .filter(|l| l.contains(": queued run "))
+        .filter_map(|l| {
+            let due = l.strip_prefix("schedule tick due ")?.split(": ").next()?;
+            chrono::DateTime::parse_from_rfc3339(due).ok().map(|t| t.with_timezone(&chrono::Utc))
+        })
+        .collect();
+    assert!(dues.len() >= 3, "{text}");
+    assert!(
+        dues.iter().all(|d| *d >= started - chrono::Duration::seconds(5)),
+        "a stale due time fired (the worker started at {started}):\n{text}"
+    );
+    assert!(dues.windows(2).all(|w| w[0] < w[1]), "{text}");
+}
