@@ -233,10 +233,13 @@ fn seen(schedules: &[Schedule], state: &str, now: DateTime<Utc>) -> Result<Vec<S
         };
         let mut out = Vec::new();
         for s in schedules {
-            let runs = store.schedule_runs(&s.target.name).await.map_err(|source| CliError::StoreAt {
-                doing: crate::error::StoreAction::Open,
-                location: location.shown(),
-                source,
+            let until = (now + SKEW).timestamp_millis();
+            let runs = store.schedule_runs_until(&s.target.name, until).await.map_err(|source| {
+                CliError::StoreAt {
+                    doing: crate::error::StoreAction::Open,
+                    location: location.shown(),
+                    source,
+                }
             })?;
             let parse = |t: &Option<String>| {
                 t.as_deref().and_then(|t| DateTime::parse_from_rfc3339(t).ok()).map(|t| t.with_timezone(&Utc))
@@ -401,6 +404,10 @@ fn span_text(d: std::time::Duration) -> String {
     if parts.is_empty() { "0m".into() } else { parts.join(" ") }
 }
 
+/// A due time or success recorded more than this after the reader's now was recorded by a
+/// clock that ran ahead: it is not the cursor of the fires, nor a success (adv17a S3).
+const SKEW: chrono::Duration = chrono::Duration::seconds(60);
+
 /// A due time seen less than this late is not missed (a worker polls): `catch-up = "none"`
 /// still fires it.
 const LATE: std::time::Duration = std::time::Duration::from_secs(60);
@@ -413,6 +420,9 @@ pub struct Firing {
     schedules: Vec<Schedule>,
     /// When this worker started: a schedule that never fired fires its due times after it.
     since: DateTime<Utc>,
+    /// The schedules whose due times recorded in the future this worker has warned of
+    /// (once each).
+    warned_future: std::sync::Mutex<std::collections::BTreeSet<String>>,
 }
 
 impl Firing {
@@ -421,7 +431,12 @@ impl Firing {
         let schedules = read_valid(file)?;
         let folder =
             file.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
-        Ok(Firing { folder, schedules, since: DateTime::<Utc>::from(std::time::SystemTime::now()) })
+        Ok(Firing {
+            folder,
+            schedules,
+            since: DateTime::<Utc>::from(std::time::SystemTime::now()),
+            warned_future: std::sync::Mutex::default(),
+        })
     }
 
     /// Fire every due time of every schedule that the store has not seen fired: the store
@@ -434,7 +449,8 @@ impl Firing {
     ) {
         let now = DateTime::<Utc>::from(std::time::SystemTime::now());
         for s in &self.schedules {
-            let runs = match store.schedule_runs(&s.target.name).await {
+            let runs = match store.schedule_runs_until(&s.target.name, (now + SKEW).timestamp_millis()).await
+            {
                 Ok(r) => r,
                 Err(e) => {
                     crate::output::errln!(
@@ -444,6 +460,15 @@ impl Firing {
                     continue;
                 }
             };
+            if let Some(ahead) = runs.future_due_ms
+                && self.warned_future.lock().is_ok_and(|mut w| w.insert(s.target.name.clone()))
+            {
+                crate::output::errln!(
+                    "warning: schedule `{}` has a due time recorded in the future ({}): a clock ran ahead; it fires from now, and the due times it recorded do not fire again",
+                    s.target.name,
+                    due_text(ahead)
+                );
+            }
             let from = runs.last_due_ms.and_then(schedule::utc_from_millis).unwrap_or(self.since);
             let due = s.due_search(from, now, LATE);
             if !due.complete {

@@ -348,6 +348,28 @@ fn gated(dir: &Path, name: &str) -> std::path::PathBuf {
     gate
 }
 
+/// `runbook worker --schedules s.toml` with its clock moved by `offset` (libfaketime,
+/// preloaded into the worker itself, so that killing it kills the worker).
+fn spawn_skewed(
+    dir: &Path,
+    state: &str,
+    env: &[(&str, &str)],
+    log: &Path,
+    offset: &str,
+) -> std::process::Child {
+    std::process::Command::new(crate::support::bin())
+        .args(["worker", "--schedules", "s.toml", "--state", state])
+        .current_dir(dir)
+        .envs(env.iter().copied())
+        .env("LD_PRELOAD", "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
+        .env("FAKETIME", offset)
+        .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
+        .stdout(std::fs::File::create(log).expect("log"))
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("the worker (apt package faketime)")
+}
+
 /// Spawn `runbook worker --schedules s.toml` in `dir` on `state`, its stdout in `log`.
 fn spawn_worker(
     dir: &Path,
@@ -552,14 +574,7 @@ fn catch_up_latest_after_a_long_downtime_fires_only_the_latest() {
     let env = [("RUNBOOK_TEST_SCHEDULE_SECONDS", "1"), ("XDG_STATE_HOME", host.as_str())];
     ok(&run_in_with_env(dir.path(), &["state", "migrate", "--state", &state], &env), 0);
     let old = dir.path().join("old.out");
-    let mut worker = std::process::Command::new("faketime")
-        .args(["-f", "-30d", &crate::support::bin(), "worker", "--schedules", "s.toml", "--state", &state])
-        .current_dir(dir.path())
-        .envs(env)
-        .stdout(std::fs::File::create(&old).expect("log"))
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("faketime (apt package faketime)");
+    let mut worker = spawn_skewed(dir.path(), &state, &env, &old, "-30d");
     wait_log(&old, "the worker of 30 days ago fired nothing", |t| t.contains(": queued run "));
     crate::support::kill9(worker.id());
     let _ = worker.wait();
@@ -583,4 +598,56 @@ fn catch_up_latest_after_a_long_downtime_fires_only_the_latest() {
         "a stale due time fired (the worker started at {started}):\n{text}"
     );
     assert!(dues.windows(2).all(|w| w[0] < w[1]), "{text}");
+}
+
+/// adv17a S3: a worker whose clock was a year ahead (`faketime +365d`) recorded due times
+/// and successes in the future; once the clock is right again, a worker does not resume
+/// from them (it fires today's due times), says so once, and `schedules --state` shows no
+/// success from the future.
+#[test]
+fn fires_recorded_in_the_future_do_not_stop_the_schedule() {
+    let dir = folder(
+        "[schedule.tick]\nrunbook = \"backup.toml\"\nparams = { environment = \"staging\" }\ncron = \"* * * * * *\"\ntime-zone = \"UTC\"\nexpect-success-within = \"1m\"\n",
+    );
+    let state = dir.path().join("st.db").display().to_string();
+    let host = dir.path().join("host").display().to_string();
+    let env = [("RUNBOOK_TEST_SCHEDULE_SECONDS", "1"), ("XDG_STATE_HOME", host.as_str())];
+    ok(&run_in_with_env(dir.path(), &["state", "migrate", "--state", &state], &env), 0);
+    let ahead = dir.path().join("ahead.out");
+    let mut worker = spawn_skewed(dir.path(), &state, &env, &ahead, "+365d");
+    wait_log(&ahead, "the worker a year ahead ran nothing", |t| t.contains(": succeeded (exit 0)"));
+    crate::support::kill9(worker.id());
+    let _ = worker.wait();
+    let started = chrono::Utc::now();
+    let log = dir.path().join("worker.out");
+    let errs = dir.path().join("worker.err");
+    let mut worker = std::process::Command::new(crate::support::bin())
+        .args(["worker", "--schedules", "s.toml", "--state", &state])
+        .current_dir(dir.path())
+        .envs(env)
+        .stdout(std::fs::File::create(&log).expect("log"))
+        .stderr(std::fs::File::create(&errs).expect("errs"))
+        .spawn()
+        .expect("worker");
+    let fired = |t: &str| {
+        t.lines().any(|l| {
+            l.strip_prefix("schedule tick due ")
+                .and_then(|r| r.split(": ").next())
+                .and_then(|d| chrono::DateTime::parse_from_rfc3339(d).ok())
+                .is_some_and(|d| d.with_timezone(&chrono::Utc) < started + chrono::Duration::days(1))
+                && l.contains(": queued run ")
+        }) && t.contains(": succeeded (exit 0)")
+    };
+    let text = wait_log(&log, "no due time of today fired", fired);
+    crate::support::kill9(worker.id());
+    let _ = worker.wait();
+    let warned = std::fs::read_to_string(&errs).unwrap_or_default();
+    assert_eq!(warned.matches("in the future").count(), 1, "{warned}\n{text}");
+    let out =
+        run_in_with_env(dir.path(), &["schedules", "s.toml", "--state", &state, "--format", "json"], &env);
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).expect("json");
+    let success = v["schedules"][0]["last_success"].as_str().unwrap_or_default();
+    let success = chrono::DateTime::parse_from_rfc3339(success).expect("a success");
+    assert!(success < chrono::Utc::now() + chrono::Duration::days(1), "{}", out.stdout);
+    assert_eq!(v["schedules"][0]["overdue"], false, "{}", out.stdout);
 }

@@ -767,6 +767,8 @@ pub struct ScheduleRuns {
     /// The latest due time refused (recorded as skipped because its run could not be
     /// queued: its note starts with [`NOT_QUEUED`]), milliseconds, and why.
     pub last_refused: Option<(i64, String)>,
+    /// The latest due time recorded beyond the reader's limit (a clock ran ahead), if any.
+    pub future_due_ms: Option<i64>,
 }
 
 /// A queue entry a worker claimed.
@@ -2018,12 +2020,27 @@ impl Store {
 
     /// What the store knows of a schedule's runs.
     pub async fn schedule_runs(&self, schedule: &str) -> Result<ScheduleRuns> {
+        self.schedule_runs_until(schedule, i64::MAX).await
+    }
+
+    /// What the store knows of a schedule's runs, of its due times up to `until_ms` (the
+    /// reader's now and a small skew): a due time recorded later than that was recorded by
+    /// a clock that ran ahead, and is neither the cursor nor a success to measure from
+    /// (adv17a S3); the latest of them is [`ScheduleRuns::future_due_ms`].
+    pub async fn schedule_runs_until(&self, schedule: &str, until_ms: i64) -> Result<ScheduleRuns> {
         let mut out = ScheduleRuns::default();
-        let row = sqlx::query("SELECT MAX(due_ms) FROM schedule_fires WHERE schedule = $1")
+        let row = sqlx::query("SELECT MAX(due_ms) FROM schedule_fires WHERE schedule = $1 AND due_ms <= $2")
             .bind(schedule)
+            .bind(until_ms)
             .fetch_one(&self.pool)
             .await?;
         out.last_due_ms = row.try_get::<Option<i64>, _>(0)?;
+        let row = sqlx::query("SELECT MAX(due_ms) FROM schedule_fires WHERE schedule = $1 AND due_ms > $2")
+            .bind(schedule)
+            .bind(until_ms)
+            .fetch_one(&self.pool)
+            .await?;
+        out.future_due_ms = row.try_get::<Option<i64>, _>(0)?;
         let row = sqlx::query(
             "SELECT MIN(fired_at) FROM schedule_fires WHERE schedule = $1 AND outcome = 'queued'",
         )
@@ -2050,9 +2067,10 @@ impl Store {
         let last = sqlx::query(
             "SELECT f.run_id, r.status, r.started_at, q.state FROM schedule_fires f \
              LEFT JOIN runs r ON r.run_id = f.run_id LEFT JOIN queue q ON q.run_id = f.run_id \
-             WHERE f.schedule = $1 AND f.outcome = 'queued' ORDER BY f.due_ms DESC LIMIT 1",
+             WHERE f.schedule = $1 AND f.outcome = 'queued' AND f.due_ms <= $2 ORDER BY f.due_ms DESC LIMIT 1",
         )
         .bind(schedule)
+        .bind(until_ms)
         .fetch_optional(&self.pool)
         .await?;
         if let Some(row) = last {
@@ -2063,13 +2081,15 @@ impl Store {
             out.last_run = Some((run_id, status.unwrap_or_else(|| "queued".into()), row.try_get(2)?));
         }
         let success = sqlx::query(
-            "SELECT MAX(r.finished_at) FROM schedule_fires f JOIN runs r ON r.run_id = f.run_id \
-             WHERE f.schedule = $1 AND r.status = 'succeeded'",
+            "SELECT r.finished_at FROM schedule_fires f JOIN runs r ON r.run_id = f.run_id \
+             WHERE f.schedule = $1 AND r.status = 'succeeded' AND f.due_ms <= $2 \
+             ORDER BY f.due_ms DESC LIMIT 1",
         )
         .bind(schedule)
-        .fetch_one(&self.pool)
+        .bind(until_ms)
+        .fetch_optional(&self.pool)
         .await?;
-        out.last_success = success.try_get::<Option<String>, _>(0)?;
+        out.last_success = success.map(|r| r.try_get::<Option<String>, _>(0)).transpose()?.flatten();
         Ok(out)
     }
 
