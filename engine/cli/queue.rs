@@ -205,7 +205,7 @@ pub fn worker(args: WorkerArgs<'_>, state: Option<&str>) -> CliResult {
     let location = crate::state::location(state);
     // A schedules file with any problem stops the worker before it starts: nothing fires
     // from a file that `check` refuses.
-    let firing = schedules.map(crate::schedules::Firing::load).transpose()?;
+    let firing = schedules.map(crate::schedules::Firing::load).transpose()?.map(|f| f.polling_every(poll));
     let name = format!(
         "worker {} (pid {} on {})",
         crate::identity::operator(),

@@ -313,6 +313,9 @@ fn text_view(
             if let Some((due, why)) = &seen.runs.last_refused {
                 out.push_str(&format!("  last refused {}: {}\n", due_text(*due), shown_value(why)));
             }
+            if let Some((due, why)) = &seen.runs.last_missed {
+                out.push_str(&format!("  last missed  {}: {}\n", due_text(*due), shown_value(why)));
+            }
             if seen.overdue {
                 let window = s.expect_success_within.map(span_text).unwrap_or_default();
                 let word = if color { "\x1b[1;31mOVERDUE\x1b[0m" } else { "OVERDUE" };
@@ -377,6 +380,9 @@ fn json(schedules: &[Schedule], seen: Option<&[Seen]>, now: DateTime<Utc>, next:
                 }),
                 "last_success": seen.and_then(|all| all.get(i)).and_then(|x| x.runs.last_success.clone()),
                 "overdue": seen.and_then(|all| all.get(i)).map(|x| x.overdue),
+                "last_missed": seen.and_then(|all| all.get(i)).and_then(|x| x.runs.last_missed.as_ref()).map(|(due, why)| {
+                    serde_json::json!({ "due": due_text(*due), "reason": why })
+                }),
                 "last_refused": seen.and_then(|all| all.get(i)).and_then(|x| x.runs.last_refused.as_ref()).map(|(due, why)| {
                     serde_json::json!({ "due": due_text(*due), "reason": why })
                 }),
@@ -420,6 +426,9 @@ pub struct Firing {
     schedules: Vec<Schedule>,
     /// When this worker started: a schedule that never fired fires its due times after it.
     since: DateTime<Utc>,
+    /// How late a due time may be seen and still fire with `catch-up = "none"`: at least
+    /// [`LATE`], and twice the worker's poll interval (adv17a S9).
+    late: std::time::Duration,
     /// The schedules whose due times recorded in the future this worker has warned of
     /// (once each).
     warned_future: std::sync::Mutex<std::collections::BTreeSet<String>>,
@@ -435,8 +444,16 @@ impl Firing {
             folder,
             schedules,
             since: DateTime::<Utc>::from(std::time::SystemTime::now()),
+            late: LATE,
             warned_future: std::sync::Mutex::default(),
         })
+    }
+
+    /// The lateness window for a worker polling every `poll`: never shorter than two polls.
+    #[must_use]
+    pub fn polling_every(mut self, poll: std::time::Duration) -> Firing {
+        self.late = LATE.max(poll.saturating_mul(2));
+        self
     }
 
     /// Fire every due time of every schedule that the store has not seen fired: the store
@@ -470,7 +487,15 @@ impl Firing {
                 );
             }
             let from = runs.last_due_ms.and_then(schedule::utc_from_millis).unwrap_or(self.since);
-            let due = s.due_search(from, now, LATE);
+            let due = s.due_search(from, now, self.late);
+            // A due time `latest` or `all` leaves out only because a pass came a moment
+            // late is not missed; one older than the lateness window is.
+            let late = chrono::Duration::from_std(self.late).unwrap_or(chrono::Duration::MAX);
+            if let Some(dropped) = due.dropped
+                && (s.catch_up == schedule::CatchUp::None || now.signed_duration_since(dropped) > late)
+            {
+                self.record_missed(store, worker, s, dropped, due.left_out).await;
+            }
             if !due.complete {
                 crate::output::errln!(
                     "warning: schedule `{}`: the search of its due times since {} ran out of steps; the latest may be missing",
@@ -483,6 +508,41 @@ impl Firing {
             }
             watch(store, worker, s, &runs, self.since, now).await;
         }
+    }
+
+    /// Record the latest due time the catch-up policy does not fire as skipped, with how
+    /// many were left out and why: a dropped due time is never silent (adv17a S9).
+    async fn record_missed(
+        &self,
+        store: &runbook_store::Store,
+        worker: &str,
+        s: &Schedule,
+        due: DateTime<Utc>,
+        left_out: usize,
+    ) {
+        let name = &s.target.name;
+        let why = match s.catch_up {
+            schedule::CatchUp::None => {
+                format!("more than {} late (catch-up = \"none\")", humantime::format_duration(self.late))
+            }
+            schedule::CatchUp::Latest => "a later due time fires instead (catch-up = \"latest\")".to_string(),
+            schedule::CatchUp::All(n) => {
+                format!("beyond the latest {n} (catch-up = \"all\", catch-up-limit)")
+            }
+        };
+        let note = format!(
+            "{}{} due time(s) up to this one not fired: {why}",
+            runbook_store::MISSED,
+            left_out.max(1)
+        );
+        let fired_at = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
+        let fire = runbook_store::Fire {
+            schedule: name,
+            due_ms: due.timestamp_millis(),
+            fired_by: worker,
+            fired_at: &fired_at,
+        };
+        record_skipped(store, &fire, &due.to_rfc3339_opts(chrono::SecondsFormat::Secs, true), note).await;
     }
 
     async fn fire_one(
@@ -502,7 +562,8 @@ impl Firing {
             fired_at: &fired_at,
         };
         let due_text = due.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-        let active = match store.schedule_runs(name).await {
+        let until = (DateTime::<Utc>::from(std::time::SystemTime::now()) + SKEW).timestamp_millis();
+        let active = match store.schedule_runs_until(name, until).await {
             Ok(r) if r.active => r.last_run.map(|(id, ..)| id),
             Ok(_) => None,
             Err(e) => {
@@ -511,18 +572,7 @@ impl Firing {
             }
         };
         let (fire, due_text) = (&fire, due_text.as_str());
-        let skip = |note: String| async move {
-            let fire = fire;
-            match store.fire(fire, None, &note).await {
-                Ok(runbook_store::Fired::Skipped) => {
-                    outln!("schedule {name} due {due_text}: skipped: {note}")
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    crate::output::errln!("warning: cannot record schedule `{name}` due {due_text}: {e}")
-                }
-            }
-        };
+        let skip = |note: String| record_skipped(store, fire, due_text, note);
         // Only a run still queued can be taken back (a running one finishes), and only in
         // the transaction that queues its replacement: a due time that cannot be queued
         // keeps it (adv17a S11).
@@ -570,6 +620,21 @@ impl Firing {
         let (runbook, values, plan) = crate::queued::plan_of(&file, &params, params_file.as_deref(), false)?;
         crate::queued::vet(&runbook, &values, &file, false, location)?;
         Ok((runbook.name.clone(), plan))
+    }
+}
+
+/// Record a due time as skipped with `note`, and print it when this worker recorded it.
+async fn record_skipped(
+    store: &runbook_store::Store,
+    fire: &runbook_store::Fire<'_>,
+    due_text: &str,
+    note: String,
+) {
+    let name = fire.schedule;
+    match store.fire(fire, None, &note).await {
+        Ok(runbook_store::Fired::Skipped) => outln!("schedule {name} due {due_text}: skipped: {note}"),
+        Ok(_) => {}
+        Err(e) => crate::output::errln!("warning: cannot record schedule `{name}` due {due_text}: {e}"),
     }
 }
 

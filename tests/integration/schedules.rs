@@ -651,3 +651,31 @@ fn fires_recorded_in_the_future_do_not_stop_the_schedule() {
     assert!(success < chrono::Utc::now() + chrono::Duration::days(1), "{}", out.stdout);
     assert_eq!(v["schedules"][0]["overdue"], false, "{}", out.stdout);
 }
+
+/// adv17a S9: `catch-up = "none"` drops the due times that are too late, and says so: the
+/// latest dropped one is recorded as skipped with its reason, printed, and shown by
+/// `schedules --state`. The last fire was made 10 minutes ago (a worker under faketime).
+#[test]
+fn catch_up_none_records_the_due_times_it_drops() {
+    let dir = folder(
+        "[schedule.tick]\nrunbook = \"backup.toml\"\nparams = { environment = \"staging\" }\ncron = \"* * * * * *\"\ntime-zone = \"UTC\"\ncatch-up = \"none\"\noverlap = \"queue\"\n",
+    );
+    let state = dir.path().join("st.db").display().to_string();
+    let host = dir.path().join("host").display().to_string();
+    let env = [("RUNBOOK_TEST_SCHEDULE_SECONDS", "1"), ("XDG_STATE_HOME", host.as_str())];
+    ok(&run_in_with_env(dir.path(), &["state", "migrate", "--state", &state], &env), 0);
+    let old = dir.path().join("old.out");
+    let mut worker = spawn_skewed(dir.path(), &state, &env, &old, "-10m");
+    wait_log(&old, "the worker of 10 minutes ago fired nothing", |t| t.contains(": queued run "));
+    crate::support::kill9(worker.id());
+    let _ = worker.wait();
+    let log = dir.path().join("worker.out");
+    let mut worker = spawn_worker(dir.path(), &state, &env, &log, &[]);
+    let text = wait_log(&log, "today's worker fired nothing", |t| t.contains(": queued run "));
+    crate::support::kill9(worker.id());
+    let _ = worker.wait();
+    let missed = text.lines().find(|l| l.contains(": skipped: missed: ")).unwrap_or_default();
+    assert!(missed.starts_with("schedule tick due ") && missed.contains("catch-up = \"none\""), "{text}");
+    let out = run_in_with_env(dir.path(), &["schedules", "s.toml", "--state", &state], &env);
+    assert!(out.stdout.contains("  last missed  "), "{}", out.stdout);
+}

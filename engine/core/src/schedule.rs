@@ -807,7 +807,7 @@ impl Schedule {
             CatchUp::None | CatchUp::Latest => 1,
             CatchUp::All(n) => n as usize,
         };
-        let mut out = Due { times: Vec::new(), left_out: 0, complete: true };
+        let mut out = Due { times: Vec::new(), left_out: 0, complete: true, dropped: None };
         if to <= from {
             return out;
         }
@@ -817,6 +817,7 @@ impl Schedule {
             let start = self.unambiguous(std::cmp::max(from, to - span)).max(from);
             let mut window: std::collections::VecDeque<DateTime<Utc>> = std::collections::VecDeque::new();
             let mut seen = 0usize;
+            let mut dropped = None;
             let mut at = start.with_timezone(&self.time_zone);
             loop {
                 steps += 1;
@@ -832,7 +833,7 @@ impl Schedule {
                 seen += 1;
                 window.push_back(u);
                 if window.len() > keep {
-                    window.pop_front();
+                    dropped = window.pop_front();
                 }
                 at = t;
             }
@@ -840,9 +841,13 @@ impl Schedule {
                 out.left_out = seen - window.len();
                 // Before the window: due times not counted one by one (the window did not
                 // reach `from`), at least one since the window is not the whole interval.
+                if start > from && window.len() >= keep && dropped.is_none() {
+                    dropped = self.latest_due_between(from, start);
+                }
                 if start > from && window.len() >= keep && self.has_due_between(from, start) {
                     out.left_out += 1;
                 }
+                out.dropped = dropped;
                 out.times = window.into();
                 break;
             }
@@ -853,9 +858,19 @@ impl Schedule {
             let kept: Vec<DateTime<Utc>> =
                 out.times.iter().copied().filter(|t| to.signed_duration_since(*t) <= late).collect();
             out.left_out += out.times.len() - kept.len();
+            if let Some(last) = out.times.iter().copied().rfind(|t| !kept.contains(t)) {
+                out.dropped = Some(last);
+            }
             out.times = kept;
         }
         out
+    }
+
+    /// The latest due time in `(from, to]`, searched backwards from `to` (for a record of
+    /// what was dropped, never for what fires).
+    fn latest_due_between(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let t = self.cron.find_previous_occurrence(&to.with_timezone(&self.time_zone), true).ok()?;
+        Some(t.with_timezone(&Utc)).filter(|t| *t > from)
     }
 
     /// Whether some due time lies in `(from, to]`.
@@ -905,6 +920,8 @@ pub struct Due {
     pub left_out: usize,
     /// False when the search ran out of steps: `times` may not be the latest.
     pub complete: bool,
+    /// The latest due time of the interval the policy does not fire (recorded as missed).
+    pub dropped: Option<DateTime<Utc>>,
 }
 
 /// The most cron steps one search of due times takes.

@@ -746,6 +746,9 @@ pub enum Fired {
 /// to a skip by the overlap policy).
 pub const NOT_QUEUED: &str = "not queued: ";
 
+/// How the note of a due time the catch-up policy did not fire starts.
+pub const MISSED: &str = "missed: ";
+
 /// The runs of a schedule, as `runbook schedules --state` shows them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ScheduleRuns {
@@ -769,6 +772,8 @@ pub struct ScheduleRuns {
     pub last_refused: Option<(i64, String)>,
     /// The latest due time recorded beyond the reader's limit (a clock ran ahead), if any.
     pub future_due_ms: Option<i64>,
+    /// The latest due time recorded as missed (its note starts with [`MISSED`]) and why.
+    pub last_missed: Option<(i64, String)>,
 }
 
 /// A queue entry a worker claimed.
@@ -2063,6 +2068,18 @@ impl Store {
         .await?;
         if let Some(row) = refused {
             out.last_refused = Some((row.try_get(0)?, row.try_get(1)?));
+        }
+        let missed = sqlx::query(
+            "SELECT due_ms, note FROM schedule_fires WHERE schedule = $1 AND outcome = 'skipped' \
+             AND note LIKE $2 AND due_ms <= $3 ORDER BY due_ms DESC LIMIT 1",
+        )
+        .bind(schedule)
+        .bind(format!("{MISSED}%"))
+        .bind(until_ms)
+        .fetch_optional(&self.pool)
+        .await?;
+        if let Some(row) = missed {
+            out.last_missed = Some((row.try_get(0)?, row.try_get(1)?));
         }
         let last = sqlx::query(
             "SELECT f.run_id, r.status, r.started_at, q.state FROM schedule_fires f \
