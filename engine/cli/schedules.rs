@@ -494,7 +494,7 @@ impl Firing {
             if let Some(dropped) = due.dropped
                 && (s.catch_up == schedule::CatchUp::None || now.signed_duration_since(dropped) > late)
             {
-                self.record_missed(store, worker, s, dropped, due.left_out).await;
+                self.record_missed(store, worker, s, dropped, from).await;
             }
             if !due.complete {
                 crate::output::errln!(
@@ -518,7 +518,7 @@ impl Firing {
         worker: &str,
         s: &Schedule,
         due: DateTime<Utc>,
-        left_out: usize,
+        from: DateTime<Utc>,
     ) {
         let name = &s.target.name;
         let why = match s.catch_up {
@@ -531,9 +531,9 @@ impl Firing {
             }
         };
         let note = format!(
-            "{}{} due time(s) up to this one not fired: {why}",
+            "{}the due times after {} up to this one were not fired: {why}",
             runbook_store::MISSED,
-            left_out.max(1)
+            from.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
         );
         let fired_at = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
         let fire = runbook_store::Fire {
