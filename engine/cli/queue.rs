@@ -205,7 +205,7 @@ pub fn worker(args: WorkerArgs<'_>, state: Option<&str>) -> CliResult {
     let location = crate::state::location(state);
     // A schedules file with any problem stops the worker before it starts: nothing fires
     // from a file that `check` refuses.
-    let firing = schedules.map(crate::schedules::Firing::load).transpose()?;
+    let firing = schedules.map(crate::schedules::Firing::load).transpose()?.map(|f| f.polling_every(poll));
     let name = format!(
         "worker {} (pid {} on {})",
         crate::identity::operator(),
@@ -245,10 +245,9 @@ pub fn worker(args: WorkerArgs<'_>, state: Option<&str>) -> CliResult {
             dir,
             state: state.map(str::to_string),
             as_submitter,
-            firing,
             location: location.clone(),
         };
-        Ok(w.serve(concurrency, poll, grace).await)
+        Ok(w.serve(concurrency, poll, grace, firing).await)
     })
 }
 
@@ -261,9 +260,22 @@ struct Worker {
     state: Option<String>,
     /// Engines act as the run's submitter (`--as`); false in `db-role` identity mode.
     as_submitter: bool,
-    /// The schedules this worker fires.
-    firing: Option<crate::schedules::Firing>,
     location: runbook_store::Location,
+}
+
+/// A task of the worker that runs beside its loop, stopped when dropped.
+struct Background(tokio::task::JoinHandle<()>);
+
+impl Background {
+    fn spawn(f: impl std::future::Future<Output = ()> + Send + 'static) -> Background {
+        Background(tokio::spawn(f))
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// A claim whose worker has not heartbeaten for this long is taken to be dead.
@@ -271,13 +283,42 @@ const STALE_AFTER: Duration = Duration::from_secs(5);
 const HEARTBEAT: Duration = Duration::from_secs(1);
 
 impl Worker {
-    async fn serve(&self, concurrency: usize, poll: Duration, grace: Duration) -> Exit {
+    async fn serve(
+        &self,
+        concurrency: usize,
+        poll: Duration,
+        grace: Duration,
+        firing: Option<crate::schedules::Firing>,
+    ) -> Exit {
         outln!("{} serving {} run(s) at once", self.name, concurrency);
         let mut term = crate::run::sigterm_handler();
         let mut engines: BTreeMap<String, Engine> = BTreeMap::new();
         let mut draining: Option<tokio::time::Instant> = None;
         let mut interrupted = false;
-        let mut last_beat = tokio::time::Instant::now();
+        // The heartbeat and the schedule pass each run on a timer of their own: a slow pass
+        // (a notification webhook that never answers, a long catch-up) never stalls the
+        // heartbeat of the runs this worker executes, nor their reaping (adv17a S7).
+        let beat = Background::spawn({
+            let (store, name) = (self.store.clone(), self.name.clone());
+            async move {
+                loop {
+                    if let Err(e) = store.heartbeat(&name, crate::state::now_ms()).await {
+                        crate::output::errln!("warning: heartbeat failed: {e}");
+                    }
+                    tokio::time::sleep(HEARTBEAT).await;
+                }
+            }
+        });
+        let mut fires = firing.map(|firing| {
+            let (store, name, location) = (self.store.clone(), self.name.clone(), self.location.clone());
+            Background::spawn(async move {
+                loop {
+                    firing.fire_due(&store, &name, &location).await;
+                    tokio::time::sleep(poll).await;
+                }
+            })
+        });
+        let _beat = beat;
         loop {
             self.reap(&mut engines).await;
             if let Some(since) = draining {
@@ -298,11 +339,9 @@ impl Worker {
                     }
                 }
             } else {
-                if let Some(firing) = &self.firing {
-                    firing.fire_due(&self.store, &self.name, &self.location).await;
-                }
                 while engines.len() < concurrency {
-                    match self.claim_next().await {
+                    let mine: Vec<String> = engines.keys().cloned().collect();
+                    match self.claim_next(&mine).await {
                         Some(engine) => {
                             engines.insert(engine.claim.run_id.clone(), engine);
                         }
@@ -310,31 +349,29 @@ impl Worker {
                     }
                 }
             }
-            if last_beat.elapsed() >= HEARTBEAT {
-                last_beat = tokio::time::Instant::now();
-                if let Err(e) = self.store.heartbeat(&self.name, crate::state::now_ms()).await {
-                    crate::output::errln!("warning: heartbeat failed: {e}");
-                }
-            }
             tokio::select! {
                 () = tokio::time::sleep(poll) => {}
                 () = crate::run::sigterm(&mut term), if draining.is_none() => {
                     outln!("{} finishing its runs (up to {}), then stopping", self.name, humantime::format_duration(grace));
                     draining = Some(tokio::time::Instant::now());
+                    drop(fires.take());
                 }
                 _ = tokio::signal::ctrl_c(), if draining.is_none() => {
                     draining = Some(tokio::time::Instant::now());
+                    drop(fires.take());
                 }
             }
         }
     }
 
     /// Claim the next run and start its engine; `None` when there is nothing to do now.
-    async fn claim_next(&self) -> Option<Engine> {
+    /// `mine`: the runs this worker is executing, never claimed again by it (a claim of its
+    /// own that looks stale is still its own: adv17a S7).
+    async fn claim_next(&self, mine: &[String]) -> Option<Engine> {
         loop {
             let now = crate::state::now_ms();
             let stale = now - i64::try_from(STALE_AFTER.as_millis()).unwrap_or(i64::MAX);
-            let claim = match self.store.claim(&self.name, &self.labels, now, stale).await {
+            let claim = match self.store.claim_except(&self.name, &self.labels, now, stale, mine).await {
                 Ok(c) => c?,
                 Err(e) => {
                     crate::output::errln!("warning: cannot claim from the queue: {e}");

@@ -317,15 +317,19 @@ fn seen(schedules: &[Schedule], state: &str, now: DateTime<Utc>) -> Result<Vec<S
         };
         let mut out = Vec::new();
         for s in schedules {
-            let runs = store.schedule_runs(&s.target.name).await.map_err(|source| CliError::StoreAt {
-                doing: crate::error::StoreAction::Open,
-                location: location.shown(),
-                source,
+            let until = (now + SKEW).timestamp_millis();
+            let runs = store.schedule_runs_until(&s.target.name, until).await.map_err(|source| {
+                CliError::StoreAt {
+                    doing: crate::error::StoreAction::Open,
+                    location: location.shown(),
+                    source,
+                }
             })?;
             let parse = |t: &Option<String>| {
                 t.as_deref().and_then(|t| DateTime::parse_from_rfc3339(t).ok()).map(|t| t.with_timezone(&Utc))
             };
-            let overdue = s.overdue(parse(&runs.last_success), parse(&runs.first_fired_at), now);
+            let first = runs.first_due_ms.and_then(schedule::utc_from_millis);
+            let overdue = s.overdue(parse(&runs.last_success), first, now);
             out.push(Seen { runs, overdue });
         }
         Ok(out)
@@ -377,6 +381,12 @@ fn text_view(s: &Schedule, seen: Option<&Seen>, now: DateTime<Utc>, next: usize,
             .map_or("none".to_string(), |(id, status, _)| format!("{id} ({status})"));
         out.push_str(&format!("  last run     {last}\n"));
         out.push_str(&format!("  last success {}\n", seen.runs.last_success.as_deref().unwrap_or("none")));
+        if let Some((due, why)) = &seen.runs.last_refused {
+            out.push_str(&format!("  last refused {}: {}\n", due_text(*due), shown_value(why)));
+        }
+        if let Some((due, why)) = &seen.runs.last_missed {
+            out.push_str(&format!("  last missed  {}: {}\n", due_text(*due), shown_value(why)));
+        }
         if seen.overdue {
             let window = s.expect_success_within.map(span_text).unwrap_or_default();
             let word = if color { "\x1b[1;31mOVERDUE\x1b[0m" } else { "OVERDUE" };
@@ -436,7 +446,19 @@ fn json_item(s: &Schedule, seen: Option<&Seen>, now: DateTime<Utc>, next: usize)
         }),
         "last_success": seen.and_then(|x| x.runs.last_success.clone()),
         "overdue": seen.map(|x| x.overdue),
+        "last_missed": seen.and_then(|x| x.runs.last_missed.as_ref()).map(|(due, why)| {
+            serde_json::json!({ "due": due_text(*due), "reason": why })
+        }),
+        "last_refused": seen.and_then(|x| x.runs.last_refused.as_ref()).map(|(due, why)| {
+            serde_json::json!({ "due": due_text(*due), "reason": why })
+        }),
     })
+}
+
+/// A due time in milliseconds as RFC 3339 UTC (seconds).
+fn due_text(ms: i64) -> String {
+    schedule::utc_from_millis(ms)
+        .map_or_else(|| ms.to_string(), |t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
 }
 
 /// A window as days, hours and minutes (`31d 2h`): schedules are minute-based.
@@ -450,6 +472,10 @@ fn span_text(d: std::time::Duration) -> String {
         .collect();
     if parts.is_empty() { "0m".into() } else { parts.join(" ") }
 }
+
+/// A due time or success recorded more than this after the reader's now was recorded by a
+/// clock that ran ahead: it is not the cursor of the fires, nor a success (adv17a S3).
+const SKEW: chrono::Duration = chrono::Duration::seconds(60);
 
 /// A due time seen less than this late is not missed (a worker polls): `catch-up = "none"`
 /// still fires it.
@@ -476,6 +502,12 @@ pub struct Firing {
     since: DateTime<Utc>,
     /// The schedules whose change this worker has already notified.
     changed: std::sync::Mutex<std::collections::BTreeSet<String>>,
+    /// How late a due time may be seen and still fire with `catch-up = "none"`: at least
+    /// [`LATE`], and twice the worker's poll interval (adv17a S9).
+    late: std::time::Duration,
+    /// The schedules whose due times recorded in the future this worker has warned of
+    /// (once each).
+    warned_future: std::sync::Mutex<std::collections::BTreeSet<String>>,
 }
 
 /// A schedule's run as pinned at the worker's start.
@@ -517,7 +549,16 @@ impl Firing {
             pinned,
             since: DateTime::<Utc>::from(std::time::SystemTime::now()),
             changed: std::sync::Mutex::default(),
+            late: LATE,
+            warned_future: std::sync::Mutex::default(),
         })
+    }
+
+    /// The lateness window for a worker polling every `poll`: never shorter than two polls.
+    #[must_use]
+    pub fn polling_every(mut self, poll: std::time::Duration) -> Firing {
+        self.late = LATE.max(poll.saturating_mul(2));
+        self
     }
 
     /// Fire every due time of every schedule that the store has not seen fired: the store
@@ -530,7 +571,8 @@ impl Firing {
     ) {
         let now = DateTime::<Utc>::from(std::time::SystemTime::now());
         for (s, pinned) in self.schedules.iter().zip(&self.pinned) {
-            let runs = match store.schedule_runs(&s.target.name).await {
+            let runs = match store.schedule_runs_until(&s.target.name, (now + SKEW).timestamp_millis()).await
+            {
                 Ok(r) => r,
                 Err(e) => {
                     crate::output::errln!(
@@ -561,12 +603,72 @@ impl Firing {
                 }
                 continue;
             }
+            if let Some(ahead) = runs.future_due_ms
+                && self.warned_future.lock().is_ok_and(|mut w| w.insert(s.target.name.clone()))
+            {
+                crate::output::errln!(
+                    "warning: schedule `{}` has a due time recorded in the future ({}): a clock ran ahead; it fires from now, and the due times it recorded do not fire again",
+                    s.target.name,
+                    due_text(ahead)
+                );
+            }
             let from = runs.last_due_ms.and_then(schedule::utc_from_millis).unwrap_or(self.since);
-            for due in s.due_between(from, now, LATE) {
+            let due = s.due_search(from, now, self.late);
+            // A due time `latest` or `all` leaves out only because a pass came a moment
+            // late is not missed; one older than the lateness window is.
+            let late = chrono::Duration::from_std(self.late).unwrap_or(chrono::Duration::MAX);
+            if let Some(dropped) = due.dropped
+                && (s.catch_up == schedule::CatchUp::None || now.signed_duration_since(dropped) > late)
+            {
+                self.record_missed(store, worker, s, dropped, from).await;
+            }
+            if !due.complete {
+                crate::output::errln!(
+                    "warning: schedule `{}`: the search of its due times since {} ran out of steps; the latest may be missing",
+                    s.target.name,
+                    from.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                );
+            }
+            for due in due.times {
                 self.fire_one(store, worker, location, s, pinned, due).await;
             }
-            watch(store, worker, s, &runs, now).await;
+            watch(store, worker, s, &runs, self.since, now).await;
         }
+    }
+
+    /// Record the latest due time the catch-up policy does not fire as skipped, with how
+    /// many were left out and why: a dropped due time is never silent (adv17a S9).
+    async fn record_missed(
+        &self,
+        store: &runbook_store::Store,
+        worker: &str,
+        s: &Schedule,
+        due: DateTime<Utc>,
+        from: DateTime<Utc>,
+    ) {
+        let name = &s.target.name;
+        let why = match s.catch_up {
+            schedule::CatchUp::None => {
+                format!("more than {} late (catch-up = \"none\")", humantime::format_duration(self.late))
+            }
+            schedule::CatchUp::Latest => "a later due time fires instead (catch-up = \"latest\")".to_string(),
+            schedule::CatchUp::All(n) => {
+                format!("beyond the latest {n} (catch-up = \"all\", catch-up-limit)")
+            }
+        };
+        let note = format!(
+            "{}the due times after {} up to this one were not fired: {why}",
+            runbook_store::MISSED,
+            from.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        );
+        let fired_at = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
+        let fire = runbook_store::Fire {
+            schedule: name,
+            due_ms: due.timestamp_millis(),
+            fired_by: worker,
+            fired_at: &fired_at,
+        };
+        record_skipped(store, &fire, &due.to_rfc3339_opts(chrono::SecondsFormat::Secs, true), note).await;
     }
 
     async fn fire_one(
@@ -587,7 +689,8 @@ impl Firing {
             fired_at: &fired_at,
         };
         let due_text = due.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-        let active = match store.schedule_runs(name).await {
+        let until = (DateTime::<Utc>::from(std::time::SystemTime::now()) + SKEW).timestamp_millis();
+        let active = match store.schedule_runs_until(name, until).await {
             Ok(r) if r.active => r.last_run.map(|(id, ..)| id),
             Ok(_) => None,
             Err(e) => {
@@ -596,20 +699,11 @@ impl Firing {
             }
         };
         let (fire, due_text) = (&fire, due_text.as_str());
-        // A note never holds a parameter's value (red team adv17a S8): fixed reasons, codes.
-        let skip = |note: String| async move {
-            let fire = fire;
-            match store.fire(fire, None, &note).await {
-                Ok(runbook_store::Fired::Skipped) => {
-                    outln!("schedule {name} due {due_text}: skipped: {note}")
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    crate::output::errln!("warning: cannot record schedule `{name}` due {due_text}: {e}")
-                }
-            }
-        };
-        match (&active, s.overlap) {
+        let skip = |note: String| record_skipped(store, fire, due_text, note);
+        // Only a run still queued can be taken back (a running one finishes), and only in
+        // the transaction that queues its replacement: a due time that cannot be queued
+        // keeps it (adv17a S11).
+        let replaced = match (&active, s.overlap) {
             (Some(id), schedule::Overlap::Skip) => {
                 return skip(format!(
                     "run {id} of the schedule is still queued or running (overlap = \"skip\")"
@@ -617,15 +711,13 @@ impl Firing {
                 .await;
             }
             (Some(id), schedule::Overlap::Replace) => {
-                // Only a run still queued can be taken back here; a running one finishes.
-                let note = format!("replaced by the run of schedule {name} due {due_text}");
-                let _ = store.cancel_queued(id, &note).await;
+                Some((id.as_str(), format!("replaced by the run of schedule {name} due {due_text}")))
             }
-            (Some(_), schedule::Overlap::Queue) | (None, _) => {}
-        }
+            (Some(_), schedule::Overlap::Queue) | (None, _) => None,
+        };
         let pinned = match pinned {
             Ok(p) => p,
-            Err(why) => return skip(format!("not queued: {}", first_line(why))).await,
+            Err(why) => return skip(format!("{}{}", runbook_store::NOT_QUEUED, first_line(why))).await,
         };
         if !unchanged(self.root.as_deref(), pinned) {
             skip(format!("not queued: {}: {CHANGED}", Code::ScheduleChanged)).await;
@@ -650,7 +742,8 @@ impl Firing {
             submitted_by: &operator,
             submitted_at: &fired_at,
         };
-        match store.fire(fire, Some(&job), "").await {
+        let replaced = replaced.as_ref().map(|(id, why)| (*id, why.as_str()));
+        match store.fire_in_place_of(fire, Some(&job), "", replaced).await {
             Ok(runbook_store::Fired::Queued) => outln!("schedule {name} due {due_text}: queued run {run_id}"),
             Ok(_) => {}
             Err(e) => crate::output::errln!("warning: cannot fire schedule `{name}` due {due_text}: {e}"),
@@ -745,6 +838,21 @@ fn note_of(e: &CliError) -> String {
     }
 }
 
+/// Record a due time as skipped with `note`, and print it when this worker recorded it.
+async fn record_skipped(
+    store: &runbook_store::Store,
+    fire: &runbook_store::Fire<'_>,
+    due_text: &str,
+    note: String,
+) {
+    let name = fire.schedule;
+    match store.fire(fire, None, &note).await {
+        Ok(runbook_store::Fired::Skipped) => outln!("schedule {name} due {due_text}: skipped: {note}"),
+        Ok(_) => {}
+        Err(e) => crate::output::errln!("warning: cannot record schedule `{name}` due {due_text}: {e}"),
+    }
+}
+
 /// The dead-man's switch: when `s` is overdue, the one worker whose claim of this
 /// notification the store accepts sends it (once per overdue period, and once per
 /// `remind-every` after that).
@@ -753,12 +861,17 @@ async fn watch(
     worker: &str,
     s: &Schedule,
     runs: &runbook_store::ScheduleRuns,
+    started: DateTime<Utc>,
     now: DateTime<Utc>,
 ) {
     let parse = |t: &Option<String>| {
         t.as_deref().and_then(|t| DateTime::parse_from_rfc3339(t).ok()).map(|t| t.with_timezone(&Utc))
     };
-    let (success, first) = (parse(&runs.last_success), parse(&runs.first_fired_at));
+    // Measured from the last success, else from the first due time the store recorded in
+    // any outcome (a refused fire counts), else from this worker's start: a schedule whose
+    // every fire is refused, or that never fires, still goes overdue (adv17a S2).
+    let success = parse(&runs.last_success);
+    let first = Some(runs.first_due_ms.and_then(schedule::utc_from_millis).unwrap_or(started));
     let (Some(window), Some(since)) = (s.expect_success_within, success.or(first)) else { return };
     if !s.overdue(success, first, now) {
         return;

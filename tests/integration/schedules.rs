@@ -301,15 +301,7 @@ fn a_due_time_that_overlaps_the_running_one_is_skipped_with_its_reason() {
     let dir = folder(
         "[schedule.slow]\nrunbook = \"slow.toml\"\ncron = \"* * * * * *\"\ntime-zone = \"UTC\"\noverlap = \"skip\"\n",
     );
-    let gate = dir.path().join("gate");
-    std::fs::write(
-        dir.path().join("slow.toml"),
-        format!(
-            "[runbook]\nname = \"slow\"\n[steps.wait]\nrun = \"while [ ! -e {} ]; do sleep 0.05; done\"\n",
-            gate.display()
-        ),
-    )
-    .expect("runbook");
+    let gate = gated(dir.path(), "slow");
     let state = dir.path().join("st.db").display().to_string();
     let host = dir.path().join("host").display().to_string();
     let env = [("RUNBOOK_TEST_SCHEDULE_SECONDS", "1"), ("XDG_STATE_HOME", host.as_str())];
@@ -365,8 +357,63 @@ fn start_worker_on(dir: &Path, state: &Path, extra_env: &[(&str, &str)]) -> std:
         .expect("worker")
 }
 
+/// `NAME.toml` in `dir`: a runbook whose one step waits until the returned gate file exists.
+fn gated(dir: &Path, name: &str) -> std::path::PathBuf {
+    let gate = dir.join("gate");
+    std::fs::write(
+        dir.join(format!("{name}.toml")),
+        format!(
+            "[runbook]\nname = \"{name}\"\n[steps.wait]\nrun = \"while [ ! -e {} ]; do sleep 0.05; done\"\n",
+            gate.display()
+        ),
+    )
+    .expect("runbook");
+    gate
+}
+
+/// `runbook worker --schedules s.toml` with its clock moved by `offset` (libfaketime,
+/// preloaded into the worker itself, so that killing it kills the worker).
+fn spawn_skewed(
+    dir: &Path,
+    state: &str,
+    env: &[(&str, &str)],
+    log: &Path,
+    offset: &str,
+) -> std::process::Child {
+    std::process::Command::new(crate::support::bin())
+        .args(["worker", "--schedules", "s.toml", "--state", state])
+        .current_dir(dir)
+        .envs(env.iter().copied())
+        .env("LD_PRELOAD", "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
+        .env("FAKETIME", offset)
+        .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
+        .stdout(std::fs::File::create(log).expect("log"))
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("the worker (apt package faketime)")
+}
+
+/// Spawn `runbook worker --schedules s.toml` in `dir` on `state`, its stdout in `log`.
+fn spawn_worker(
+    dir: &Path,
+    state: &str,
+    env: &[(&str, &str)],
+    log: &Path,
+    extra: &[&str],
+) -> std::process::Child {
+    std::process::Command::new(crate::support::bin())
+        .args(["worker", "--schedules", "s.toml", "--state", state])
+        .args(extra)
+        .current_dir(dir)
+        .envs(env.iter().copied())
+        .stdout(std::fs::File::create(log).expect("log"))
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("worker")
+}
+
 /// Waits until the worker's output (stdout and stderr) satisfies `done`, at most 60 s.
-fn wait_log(dir: &Path, what: &str, done: impl Fn(&str) -> bool) -> String {
+fn wait_worker(dir: &Path, what: &str, done: impl Fn(&str) -> bool) -> String {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {
         let text = format!(
@@ -374,6 +421,19 @@ fn wait_log(dir: &Path, what: &str, done: impl Fn(&str) -> bool) -> String {
             std::fs::read_to_string(dir.join("worker.out")).unwrap_or_default(),
             std::fs::read_to_string(dir.join("worker.err")).unwrap_or_default()
         );
+        if done(&text) {
+            return text;
+        }
+        assert!(std::time::Instant::now() < deadline, "{what}:\n{text}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// Wait (up to 60 s) until `done` holds of the worker's log, and return the log.
+fn wait_log(log: &Path, what: &str, done: impl Fn(&str) -> bool) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
         if done(&text) {
             return text;
         }
@@ -417,7 +477,7 @@ fn a_runbook_changed_after_the_worker_started_is_never_fired() {
         )
         .expect("schedules");
         let mut worker = start_worker(&repo, &[]);
-        wait_log(&repo, "nothing queued", |t| t.contains(": queued run "));
+        wait_worker(&repo, "nothing queued", |t| t.contains(": queued run "));
         match how {
             "link swapped out" => {
                 std::fs::remove_file(repo.join("r.toml")).expect("rm");
@@ -426,7 +486,7 @@ fn a_runbook_changed_after_the_worker_started_is_never_fired() {
             "edited in place" => std::fs::write(repo.join("inside.toml"), step("EVIL")).expect("edit"),
             _ => std::fs::write(repo.join("p.toml"), "kind = \"b\"\n").expect("edit"),
         }
-        let text = wait_log(&repo, "no fire refused", |t| {
+        let text = wait_worker(&repo, "no fire refused", |t| {
             t.lines().filter(|l| l.contains("skipped: not queued: RB104")).count() >= 3
         });
         while hook.hooks().is_empty() {
@@ -658,7 +718,7 @@ fn a_schedule_name_fired_for_another_runbook_is_refused() {
     let env = [("RUNBOOK_TEST_SCHEDULE_SECONDS", "1"), ("XDG_STATE_HOME", host.as_str())];
     let team1 = top.path().join("team1");
     let mut worker = start_worker_on(&team1, &top.path().join("st.db"), &[]);
-    wait_log(&team1, "nothing queued", |t| t.contains(": queued run "));
+    wait_worker(&team1, "nothing queued", |t| t.contains(": queued run "));
     crate::support::kill9(worker.id());
     let _ = worker.wait();
     let out = crate::support::run_limited(
@@ -691,4 +751,282 @@ fn schedule_windows_and_params_files_are_reported_with_schedule_codes() {
     ok(&out, 3);
     let lines: Vec<&str> = out.stderr.lines().filter(|l| l.contains(": error[")).collect();
     insta::assert_snapshot!("schedules_windows_and_params_file", lines.join("\n"));
+}
+
+/// adv17a S2: a schedule whose every fire is refused (its runbook's secret is missing on
+/// the worker's host) never queues a run; the dead-man's switch still measures from the
+/// first due time recorded (any outcome) and sends its notification, and `schedules
+/// --state` shows it OVERDUE with the last refusal and its reason.
+#[test]
+fn a_schedule_whose_every_fire_is_refused_goes_overdue_and_says_why() {
+    let hook = runbook_sandbox::peers::HttpPeer::start();
+    let dir = folder(&format!(
+        "[schedule.guarded]\nrunbook = \"guarded.toml\"\ncron = \"* * * * * *\"\ntime-zone = \"UTC\"\nexpect-success-within = \"3s\"\nnotify = {{ webhook = \"{}\" }}\n",
+        hook.url("/hook")
+    ));
+    std::fs::write(
+        dir.path().join("guarded.toml"),
+        "[runbook]\nname = \"guarded\"\n[secrets.TOKEN_S2]\nenv = \"RUNBOOK_TEST_S2_TOKEN\"\n[steps.a]\nrun = \"echo ok\"\n",
+    )
+    .expect("runbook");
+    let state = dir.path().join("st.db").display().to_string();
+    let host = dir.path().join("host").display().to_string();
+    let env = [("RUNBOOK_TEST_SCHEDULE_SECONDS", "1"), ("XDG_STATE_HOME", host.as_str())];
+    ok(&run_in_with_env(dir.path(), &["state", "migrate", "--state", &state], &env), 0);
+    let log = dir.path().join("worker.out");
+    let mut worker = spawn_worker(dir.path(), &state, &env, &log, &[]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while hook.hooks().is_empty() {
+        if std::time::Instant::now() > deadline {
+            crate::support::kill9(worker.id());
+            let _ = worker.wait();
+            panic!("no notification: {}", std::fs::read_to_string(&log).unwrap_or_default());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    crate::support::kill9(worker.id());
+    let _ = worker.wait();
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(!text.contains(": queued run "), "{text}");
+    assert!(text.contains("schedule guarded overdue: no successful run since "), "{text}");
+    let body: serde_json::Value = serde_json::from_str(&hook.hooks()[0]).expect("json");
+    assert_eq!(body["schedule"], "guarded");
+    let out = run_in_with_env(dir.path(), &["schedules", "s.toml", "--state", &state], &env);
+    ok(&out, 0);
+    assert!(out.stdout.contains("  last run     none\n"), "{}", out.stdout);
+    assert!(out.stdout.contains("  OVERDUE      no successful run within"), "{}", out.stdout);
+    let refused = out.stdout.lines().find(|l| l.starts_with("  last refused ")).unwrap_or_default();
+    assert!(refused.contains("not queued: ") && refused.contains("RUNBOOK_TEST_S2_TOKEN"), "{}", out.stdout);
+    let out =
+        run_in_with_env(dir.path(), &["schedules", "s.toml", "--state", &state, "--format", "json"], &env);
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).expect("json");
+    assert_eq!(v["schedules"][0]["overdue"], true, "{}", out.stdout);
+    assert!(
+        v["schedules"][0]["last_refused"]["reason"].as_str().unwrap_or_default().contains("not queued"),
+        "{}",
+        out.stdout
+    );
+}
+
+/// adv17a S11: `overlap = "replace"` takes the queued run back only when the new due time's
+/// run is queued in its place. The only worker is busy, so the schedule's run waits in the
+/// queue; then the runbook gains a secret the worker's host lacks, and every next due time
+/// is refused: the waiting run is kept, and runs once the worker is free.
+#[test]
+fn replace_keeps_the_queued_run_when_the_new_one_cannot_be_queued() {
+    let dir = folder(
+        "[schedule.rep]\nrunbook = \"r.toml\"\ncron = \"* * * * * *\"\ntime-zone = \"UTC\"\noverlap = \"replace\"\n",
+    );
+    std::fs::write(dir.path().join("r.toml"), "[runbook]\nname = \"r\"\n[steps.a]\nrun = \"echo ok\"\n")
+        .expect("runbook");
+    let gate = gated(dir.path(), "long");
+    let state = dir.path().join("st.db").display().to_string();
+    let host = dir.path().join("host").display().to_string();
+    let env = [("RUNBOOK_TEST_SCHEDULE_SECONDS", "1"), ("XDG_STATE_HOME", host.as_str())];
+    ok(&run_in_with_env(dir.path(), &["state", "migrate", "--state", &state], &env), 0);
+    ok(&run_in_with_env(dir.path(), &["submit", "long.toml", "--state", &state, "--yes"], &env), 0);
+    let log = dir.path().join("worker.out");
+    let mut worker = spawn_worker(dir.path(), &state, &env, &log, &["--concurrency", "1"]);
+    wait_log(&log, "the schedule's run was never queued", |t| t.contains(": queued run "));
+    std::fs::write(
+        dir.path().join("r.toml"),
+        "[runbook]\nname = \"r\"\n[secrets.TOKEN_S11]\nenv = \"RUNBOOK_TEST_S11_TOKEN\"\n[steps.a]\nrun = \"echo ok\"\n",
+    )
+    .expect("runbook");
+    let text = wait_log(&log, "no due time was refused", |t| t.contains(": skipped: not queued: "));
+    let kept = text
+        .lines()
+        .filter_map(|l| l.split_once(": queued run ").map(|(_, id)| id.trim().to_string()))
+        .next_back()
+        .expect("a queued run");
+    std::fs::write(&gate, "").expect("gate");
+    let running = format!("{kept}: running");
+    let done = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let text = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.contains(&running) || std::time::Instant::now() > done {
+            break text;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    crate::support::kill9(worker.id());
+    let _ = worker.wait();
+    assert!(text.contains(&running), "the queued run {kept} was lost:\n{text}");
+}
+
+/// adv17a S7: a schedule's overdue notification goes to a webhook that accepts the
+/// connection and never answers (a real TCP listener on 127.0.0.1: the request waits its
+/// 10 s timeout) while the worker executes a long run. The schedule pass runs off the
+/// heartbeat's path, and a worker never claims a run it is itself executing: the run is
+/// started once and never resumed.
+#[test]
+fn a_hung_webhook_does_not_stall_the_heartbeat_of_a_running_run() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let (held, holder) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            // Held open, never answered, until the test ends.
+            if held.send(conn).is_err() {
+                break;
+            }
+        }
+    });
+    let dir = folder(&format!(
+        "[schedule.guarded]\nrunbook = \"guarded.toml\"\ncron = \"* * * * * *\"\ntime-zone = \"UTC\"\nexpect-success-within = \"1s\"\nnotify = {{ webhook = \"http://127.0.0.1:{port}/hook\" }}\n"
+    ));
+    std::fs::write(
+        dir.path().join("guarded.toml"),
+        "[runbook]\nname = \"guarded\"\n[secrets.TOKEN_S7]\nenv = \"RUNBOOK_TEST_S7_TOKEN\"\n[steps.a]\nrun = \"echo ok\"\n",
+    )
+    .expect("runbook");
+    let gate = gated(dir.path(), "long");
+    let state = dir.path().join("st.db").display().to_string();
+    let host = dir.path().join("host").display().to_string();
+    let env = [("RUNBOOK_TEST_SCHEDULE_SECONDS", "1"), ("XDG_STATE_HOME", host.as_str())];
+    ok(&run_in_with_env(dir.path(), &["state", "migrate", "--state", &state], &env), 0);
+    ok(&run_in_with_env(dir.path(), &["submit", "long.toml", "--state", &state, "--yes"], &env), 0);
+    let log = dir.path().join("worker.out");
+    let errs = dir.path().join("worker.err");
+    let mut worker = std::process::Command::new(crate::support::bin())
+        .args(["worker", "--schedules", "s.toml", "--state", &state, "--concurrency", "2"])
+        .current_dir(dir.path())
+        .envs(env)
+        .stdout(std::fs::File::create(&log).expect("log"))
+        .stderr(std::fs::File::create(&errs).expect("errs"))
+        .spawn()
+        .expect("worker");
+    wait_log(&log, "the long run never started", |t| t.contains(": running (submitted by "));
+    // The notification waited its whole timeout (10 s, twice the time after which a claim
+    // is taken to be dead), and the worker went on polling after it.
+    wait_log(&errs, "the notification never timed out", |t| t.contains("was not delivered"));
+    let fires = std::fs::read_to_string(&log).unwrap_or_default().matches(": skipped: ").count();
+    wait_log(&log, "the worker stopped firing", |t| t.matches(": skipped: ").count() >= fires + 3);
+    std::fs::write(&gate, "").expect("gate");
+    let text = wait_log(&log, "the long run never ended", |t| t.contains(": succeeded (exit 0)"));
+    crate::support::kill9(worker.id());
+    let _ = worker.wait();
+    drop(holder);
+    assert!(!text.contains(": resuming "), "a live run was claimed again:\n{text}");
+    assert_eq!(text.matches(": running (submitted by ").count(), 1, "{text}");
+}
+
+/// adv17a S5: `catch-up = "latest"` after a long downtime fires the latest due time, once,
+/// never one of the stale ones. The last fire was made 30 days ago (a worker under
+/// `faketime`) by a schedule due every second (2.6 million due times missed); today's
+/// worker's first fire is the due time of its first poll, and every next one is newer.
+#[test]
+fn catch_up_latest_after_a_long_downtime_fires_only_the_latest() {
+    let dir = folder(
+        "[schedule.tick]\nrunbook = \"backup.toml\"\nparams = { environment = \"staging\" }\ncron = \"* * * * * *\"\ntime-zone = \"UTC\"\ncatch-up = \"latest\"\noverlap = \"queue\"\n",
+    );
+    let state = dir.path().join("st.db").display().to_string();
+    let host = dir.path().join("host").display().to_string();
+    let env = [("RUNBOOK_TEST_SCHEDULE_SECONDS", "1"), ("XDG_STATE_HOME", host.as_str())];
+    ok(&run_in_with_env(dir.path(), &["state", "migrate", "--state", &state], &env), 0);
+    let old = dir.path().join("old.out");
+    let mut worker = spawn_skewed(dir.path(), &state, &env, &old, "-30d");
+    wait_log(&old, "the worker of 30 days ago fired nothing", |t| t.contains(": queued run "));
+    crate::support::kill9(worker.id());
+    let _ = worker.wait();
+    let started = chrono::Utc::now();
+    let log = dir.path().join("worker.out");
+    let mut worker = spawn_worker(dir.path(), &state, &env, &log, &[]);
+    let text = wait_log(&log, "today's worker fired nothing", |t| t.matches(": queued run ").count() >= 3);
+    crate::support::kill9(worker.id());
+    let _ = worker.wait();
+    let dues: Vec<chrono::DateTime<chrono::Utc>> = text
+        .lines()
+        .filter(|l| l.contains(": queued run "))
+        .filter_map(|l| {
+            let due = l.strip_prefix("schedule tick due ")?.split(": ").next()?;
+            chrono::DateTime::parse_from_rfc3339(due).ok().map(|t| t.with_timezone(&chrono::Utc))
+        })
+        .collect();
+    assert!(dues.len() >= 3, "{text}");
+    assert!(
+        dues.iter().all(|d| *d >= started - chrono::Duration::seconds(5)),
+        "a stale due time fired (the worker started at {started}):\n{text}"
+    );
+    assert!(dues.windows(2).all(|w| w[0] < w[1]), "{text}");
+}
+
+/// adv17a S3: a worker whose clock was a year ahead (`faketime +365d`) recorded due times
+/// and successes in the future; once the clock is right again, a worker does not resume
+/// from them (it fires today's due times), says so once, and `schedules --state` shows no
+/// success from the future.
+#[test]
+fn fires_recorded_in_the_future_do_not_stop_the_schedule() {
+    let dir = folder(
+        "[schedule.tick]\nrunbook = \"backup.toml\"\nparams = { environment = \"staging\" }\ncron = \"* * * * * *\"\ntime-zone = \"UTC\"\nexpect-success-within = \"1m\"\n",
+    );
+    let state = dir.path().join("st.db").display().to_string();
+    let host = dir.path().join("host").display().to_string();
+    let env = [("RUNBOOK_TEST_SCHEDULE_SECONDS", "1"), ("XDG_STATE_HOME", host.as_str())];
+    ok(&run_in_with_env(dir.path(), &["state", "migrate", "--state", &state], &env), 0);
+    let ahead = dir.path().join("ahead.out");
+    let mut worker = spawn_skewed(dir.path(), &state, &env, &ahead, "+365d");
+    wait_log(&ahead, "the worker a year ahead ran nothing", |t| t.contains(": succeeded (exit 0)"));
+    crate::support::kill9(worker.id());
+    let _ = worker.wait();
+    let started = chrono::Utc::now();
+    let log = dir.path().join("worker.out");
+    let errs = dir.path().join("worker.err");
+    let mut worker = std::process::Command::new(crate::support::bin())
+        .args(["worker", "--schedules", "s.toml", "--state", &state])
+        .current_dir(dir.path())
+        .envs(env)
+        .stdout(std::fs::File::create(&log).expect("log"))
+        .stderr(std::fs::File::create(&errs).expect("errs"))
+        .spawn()
+        .expect("worker");
+    let fired = |t: &str| {
+        t.lines().any(|l| {
+            l.strip_prefix("schedule tick due ")
+                .and_then(|r| r.split(": ").next())
+                .and_then(|d| chrono::DateTime::parse_from_rfc3339(d).ok())
+                .is_some_and(|d| d.with_timezone(&chrono::Utc) < started + chrono::Duration::days(1))
+                && l.contains(": queued run ")
+        }) && t.contains(": succeeded (exit 0)")
+    };
+    let text = wait_log(&log, "no due time of today fired", fired);
+    crate::support::kill9(worker.id());
+    let _ = worker.wait();
+    let warned = std::fs::read_to_string(&errs).unwrap_or_default();
+    assert_eq!(warned.matches("in the future").count(), 1, "{warned}\n{text}");
+    let out =
+        run_in_with_env(dir.path(), &["schedules", "s.toml", "--state", &state, "--format", "json"], &env);
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).expect("json");
+    let success = v["schedules"][0]["last_success"].as_str().unwrap_or_default();
+    let success = chrono::DateTime::parse_from_rfc3339(success).expect("a success");
+    assert!(success < chrono::Utc::now() + chrono::Duration::days(1), "{}", out.stdout);
+    assert_eq!(v["schedules"][0]["overdue"], false, "{}", out.stdout);
+}
+
+/// adv17a S9: `catch-up = "none"` drops the due times that are too late, and says so: the
+/// latest dropped one is recorded as skipped with its reason, printed, and shown by
+/// `schedules --state`. The last fire was made 10 minutes ago (a worker under faketime).
+#[test]
+fn catch_up_none_records_the_due_times_it_drops() {
+    let dir = folder(
+        "[schedule.tick]\nrunbook = \"backup.toml\"\nparams = { environment = \"staging\" }\ncron = \"* * * * * *\"\ntime-zone = \"UTC\"\ncatch-up = \"none\"\noverlap = \"queue\"\n",
+    );
+    let state = dir.path().join("st.db").display().to_string();
+    let host = dir.path().join("host").display().to_string();
+    let env = [("RUNBOOK_TEST_SCHEDULE_SECONDS", "1"), ("XDG_STATE_HOME", host.as_str())];
+    ok(&run_in_with_env(dir.path(), &["state", "migrate", "--state", &state], &env), 0);
+    let old = dir.path().join("old.out");
+    let mut worker = spawn_skewed(dir.path(), &state, &env, &old, "-10m");
+    wait_log(&old, "the worker of 10 minutes ago fired nothing", |t| t.contains(": queued run "));
+    crate::support::kill9(worker.id());
+    let _ = worker.wait();
+    let log = dir.path().join("worker.out");
+    let mut worker = spawn_worker(dir.path(), &state, &env, &log, &[]);
+    let text = wait_log(&log, "today's worker fired nothing", |t| t.contains(": queued run "));
+    crate::support::kill9(worker.id());
+    let _ = worker.wait();
+    let missed = text.lines().find(|l| l.contains(": skipped: missed: ")).unwrap_or_default();
+    assert!(missed.starts_with("schedule tick due ") && missed.contains("catch-up = \"none\""), "{text}");
+    let out = run_in_with_env(dir.path(), &["schedules", "s.toml", "--state", &state], &env);
+    assert!(out.stdout.contains("  last missed  "), "{}", out.stdout);
 }

@@ -854,33 +854,110 @@ impl Schedule {
     /// (they are not missed, only seen a moment late: a worker polls); with `latest`, the
     /// latest; with `all`, the latest [`CatchUp::All`] of them.
     pub fn due_between(&self, from: DateTime<Utc>, to: DateTime<Utc>, late: Duration) -> Vec<DateTime<Utc>> {
-        // Bounded: at most the catch-up limit is kept, so only that many are remembered.
+        self.due_search(from, to, late).times
+    }
+
+    /// [`Schedule::due_between`], with how many due times of `(from, to]` it left out (not
+    /// fired by the catch-up policy) and whether the search covered the whole interval.
+    ///
+    /// The latest due times are found from `to` backwards, never by stepping from `from`
+    /// (adv17a S5: a schedule due every second, a year behind, would take millions of
+    /// steps): a window ending at `to` doubles until it holds as many due times as the
+    /// policy keeps, or reaches `from`. Stepping inside a window goes forward, as the worker
+    /// always steps (DST: a fixed time in a repeated hour fires once), from a start that is
+    /// not inside a repeated hour. The steps are bounded ([`MAX_STEPS`]); a search that
+    /// runs out says so (`complete: false`), it never passes a partial answer as complete.
+    pub fn due_search(&self, from: DateTime<Utc>, to: DateTime<Utc>, late: Duration) -> Due {
         let keep = match self.catch_up {
             CatchUp::None | CatchUp::Latest => 1,
             CatchUp::All(n) => n as usize,
         };
-        let mut window: std::collections::VecDeque<DateTime<Utc>> = std::collections::VecDeque::new();
-        let mut at = from.with_timezone(&self.time_zone);
-        // A schedule firing every second for years would loop long: the search stops at a
-        // bounded number of steps, keeping the latest it saw (`to` is at most what a worker
-        // was away).
-        for _ in 0..1_000_000 {
-            let Ok(t) = self.cron.find_next_occurrence(&at, false) else { break };
-            let u = t.with_timezone(&Utc);
-            if u > to {
+        let mut out = Due { times: Vec::new(), left_out: 0, complete: true, dropped: None };
+        if to <= from {
+            return out;
+        }
+        let mut span = chrono::Duration::seconds(2);
+        let mut steps = 0usize;
+        loop {
+            let start = self.unambiguous(std::cmp::max(from, to - span)).max(from);
+            let mut window: std::collections::VecDeque<DateTime<Utc>> = std::collections::VecDeque::new();
+            let mut seen = 0usize;
+            let mut dropped = None;
+            let mut at = start.with_timezone(&self.time_zone);
+            loop {
+                steps += 1;
+                if steps > MAX_STEPS {
+                    out.complete = false;
+                    break;
+                }
+                let Ok(t) = self.cron.find_next_occurrence(&at, false) else { break };
+                let u = t.with_timezone(&Utc);
+                if u > to {
+                    break;
+                }
+                seen += 1;
+                window.push_back(u);
+                if window.len() > keep {
+                    dropped = window.pop_front();
+                }
+                at = t;
+            }
+            if window.len() >= keep || start <= from || !out.complete {
+                out.left_out = seen - window.len();
+                // Before the window: due times not counted one by one (the window did not
+                // reach `from`), at least one since the window is not the whole interval.
+                if start > from && window.len() >= keep && dropped.is_none() {
+                    dropped = self.latest_due_between(from, start);
+                }
+                if start > from && window.len() >= keep && self.has_due_between(from, start) {
+                    out.left_out += 1;
+                }
+                out.dropped = dropped;
+                out.times = window.into();
                 break;
             }
-            window.push_back(u);
-            if window.len() > keep {
-                window.pop_front();
-            }
-            at = t;
+            span = span * 2;
         }
         if self.catch_up == CatchUp::None {
             let late = chrono::Duration::from_std(late).unwrap_or_default();
-            return window.into_iter().filter(|t| to.signed_duration_since(*t) <= late).collect();
+            let kept: Vec<DateTime<Utc>> =
+                out.times.iter().copied().filter(|t| to.signed_duration_since(*t) <= late).collect();
+            out.left_out += out.times.len() - kept.len();
+            if let Some(last) = out.times.iter().copied().rfind(|t| !kept.contains(t)) {
+                out.dropped = Some(last);
+            }
+            out.times = kept;
         }
-        window.into()
+        out
+    }
+
+    /// The latest due time in `(from, to]`, searched backwards from `to` (for a record of
+    /// what was dropped, never for what fires).
+    fn latest_due_between(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let t = self.cron.find_previous_occurrence(&to.with_timezone(&self.time_zone), true).ok()?;
+        Some(t.with_timezone(&Utc)).filter(|t| *t > from)
+    }
+
+    /// Whether some due time lies in `(from, to]`.
+    fn has_due_between(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> bool {
+        self.cron
+            .find_next_occurrence(&from.with_timezone(&self.time_zone), false)
+            .is_ok_and(|t| t.with_timezone(&Utc) <= to)
+    }
+
+    /// `t`, or a moment before it that is not inside a repeated (fall-back) hour of the time
+    /// zone: stepping forward from inside a repeated hour would meet the second pass of a
+    /// fixed time that stepping from before it fires once.
+    fn unambiguous(&self, t: DateTime<Utc>) -> DateTime<Utc> {
+        let mut at = t;
+        for _ in 0..8 {
+            let local = at.with_timezone(&self.time_zone).naive_local();
+            if self.time_zone.from_local_datetime(&local).single().is_some() {
+                return at;
+            }
+            at -= chrono::Duration::minutes(30);
+        }
+        at
     }
 
     /// Whether the schedule is overdue at `now`: it expects a success within a window, and
@@ -897,6 +974,23 @@ impl Schedule {
         now.signed_duration_since(since) > window
     }
 }
+
+/// What [`Schedule::due_search`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Due {
+    /// The due times to fire, oldest first.
+    pub times: Vec<DateTime<Utc>>,
+    /// How many due times of the interval the policy does not fire (at least: the ones
+    /// before the window searched count as one).
+    pub left_out: usize,
+    /// False when the search ran out of steps: `times` may not be the latest.
+    pub complete: bool,
+    /// The latest due time of the interval the policy does not fire (recorded as missed).
+    pub dropped: Option<DateTime<Utc>>,
+}
+
+/// The most cron steps one search of due times takes.
+pub const MAX_STEPS: usize = 200_000;
 
 /// An instant in UTC from seconds since the epoch (for callers holding store times).
 pub fn utc_from_millis(ms: i64) -> Option<DateTime<Utc>> {
@@ -960,6 +1054,60 @@ mod tests {
 
     /// New York's fall back, 2026-11-01 at 02:00 EDT: 01:30 happens twice. An interval job
     /// (`*/30` minutes) fires in both passes; a fixed 01:30 fires once.
+    /// adv17a S5: the search from `to` backwards gives exactly the latest due times that
+    /// stepping forward from `from` gives, across DST changes (fixed times in repeated
+    /// hours, gaps, Lord Howe's 30-minute change), for every policy; and a schedule a year
+    /// behind is answered in a bounded number of steps, with the latest due time.
+    #[test]
+    fn the_latest_due_times_are_found_from_now_backwards_as_stepping_forward_finds_them() {
+        let exprs = ["30 1 * * *", "*/30 1 * * *", "*/7 * * * *", "0 2 * * 0", "15 2 25 10 *", "0 0 1 * *"];
+        let zones = ["America/New_York", "Europe/Madrid", "Australia/Lord_Howe", "UTC", "Asia/Kathmandu"];
+        let policies =
+            [("latest", 1usize), ("all\"\ncatch-up-limit = \"3", 3), ("all\"\ncatch-up-limit = \"40", 40)];
+        let mut cases = 0;
+        for e in exprs {
+            for z in zones {
+                for (p, keep) in policies {
+                    let text = format!(
+                        "[schedule.x]\nrunbook = \"a.toml\"\ncron = \"{e}\"\ntime-zone = \"{z}\"\ncatch-up = \"{p}\"\n"
+                    )
+                    .replace("catch-up-limit = \"3\"", "catch-up-limit = 3")
+                    .replace("catch-up-limit = \"40\"", "catch-up-limit = 40");
+                    let s = one(&text);
+                    for (from, hours) in [
+                        ("2026-10-24T20:00:00Z", 30),
+                        ("2026-10-31T23:00:00Z", 40),
+                        ("2026-04-04T10:00:00Z", 200),
+                        ("2026-03-01T00:00:00Z", 24 * 120),
+                    ] {
+                        let from = utc(from);
+                        let to = from + chrono::Duration::hours(hours);
+                        let mut all = Vec::new();
+                        let mut at = from.with_timezone(&s.time_zone);
+                        while let Ok(t) = s.cron.find_next_occurrence(&at, false) {
+                            if t.with_timezone(&Utc) > to {
+                                break;
+                            }
+                            all.push(t.with_timezone(&Utc));
+                            at = t;
+                        }
+                        let want: Vec<_> = all[all.len().saturating_sub(keep)..].to_vec();
+                        let got = s.due_search(from, to, Duration::from_secs(60));
+                        assert!(got.complete);
+                        assert_eq!(got.times, want, "{e} in {z}, {p}, from {from} for {hours}h");
+                        assert_eq!(got.left_out > 0, all.len() > want.len(), "{e} in {z}, {p}, from {from}");
+                        cases += 1;
+                    }
+                }
+            }
+        }
+        assert_eq!(cases, 6 * 5 * 3 * 4);
+        let tick = one("[schedule.x]\nrunbook = \"a.toml\"\ncron = \"* * * * *\"\ntime-zone = \"UTC\"\n");
+        let got = tick.due_search(utc("2023-01-01T00:00:00Z"), utc("2026-12-06T22:39:30Z"), Duration::ZERO);
+        assert!(got.complete);
+        assert_eq!(got.times, [utc("2026-12-06T22:39:00Z")]);
+    }
+
     #[test]
     fn a_repeated_hour_fires_an_interval_twice_and_a_fixed_time_once() {
         let fixed = one(

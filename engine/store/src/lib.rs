@@ -742,6 +742,13 @@ pub enum Fired {
     Taken,
 }
 
+/// How the note of a due time whose run could not be queued starts (a refusal, as opposed
+/// to a skip by the overlap policy).
+pub const NOT_QUEUED: &str = "not queued: ";
+
+/// How the note of a due time the catch-up policy did not fire starts.
+pub const MISSED: &str = "missed: ";
+
 /// The runs of a schedule, as `runbook schedules --state` shows them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ScheduleRuns {
@@ -756,6 +763,17 @@ pub struct ScheduleRuns {
     pub first_fired_at: Option<String>,
     /// Whether the latest run queued is still queued or running.
     pub active: bool,
+    /// The earliest due time recorded in any outcome (queued or skipped), milliseconds
+    /// since the epoch: the dead-man's switch measures from it when nothing succeeded, so
+    /// a schedule whose every fire is refused still goes overdue.
+    pub first_due_ms: Option<i64>,
+    /// The latest due time refused (recorded as skipped because its run could not be
+    /// queued: its note starts with [`NOT_QUEUED`]), milliseconds, and why.
+    pub last_refused: Option<(i64, String)>,
+    /// The latest due time recorded beyond the reader's limit (a clock ran ahead), if any.
+    pub future_due_ms: Option<i64>,
+    /// The latest due time recorded as missed (its note starts with [`MISSED`]) and why.
+    pub last_missed: Option<(i64, String)>,
 }
 
 /// A queue entry a worker claimed.
@@ -1912,6 +1930,21 @@ impl Store {
     /// every other gets [`Fired::Taken`] and queues nothing. Without `job`, the due time is
     /// recorded as skipped with `note`.
     pub async fn fire(&self, fire: &Fire<'_>, job: Option<&Submission<'_>>, note: &str) -> Result<Fired> {
+        self.fire_in_place_of(fire, job, note, None).await
+    }
+
+    /// [`Store::fire`], and when the run is queued, take `replaced` (a run id and the note
+    /// it is closed with) off the queue in the same transaction if it is still queued
+    /// (`overlap = "replace"`): the old run is taken back only when the new one is queued
+    /// in its place (adv17a S11); a due time skipped or taken by another worker changes
+    /// nothing.
+    pub async fn fire_in_place_of(
+        &self,
+        fire: &Fire<'_>,
+        job: Option<&Submission<'_>>,
+        note: &str,
+        replaced: Option<(&str, &str)>,
+    ) -> Result<Fired> {
         retry_busy(self.backend, || async {
             let mut tx = self.pool.begin_with(self.backend.begin()).await?;
             let inserted = sqlx::query(
@@ -1933,6 +1966,15 @@ impl Store {
                 return Ok(Fired::Taken);
             }
             if let Some(job) = job {
+                if let Some((old, why)) = replaced {
+                    sqlx::query(
+                        "UPDATE queue SET state = 'done', note = $1 WHERE run_id = $2 AND state = 'queued'",
+                    )
+                    .bind(why)
+                    .bind(old)
+                    .execute(&mut *tx)
+                    .await?;
+                }
                 queue_insert(job).execute(&mut *tx).await?;
             }
             tx.commit().await?;
@@ -1997,12 +2039,27 @@ impl Store {
 
     /// What the store knows of a schedule's runs.
     pub async fn schedule_runs(&self, schedule: &str) -> Result<ScheduleRuns> {
+        self.schedule_runs_until(schedule, i64::MAX).await
+    }
+
+    /// What the store knows of a schedule's runs, of its due times up to `until_ms` (the
+    /// reader's now and a small skew): a due time recorded later than that was recorded by
+    /// a clock that ran ahead, and is neither the cursor nor a success to measure from
+    /// (adv17a S3); the latest of them is [`ScheduleRuns::future_due_ms`].
+    pub async fn schedule_runs_until(&self, schedule: &str, until_ms: i64) -> Result<ScheduleRuns> {
         let mut out = ScheduleRuns::default();
-        let row = sqlx::query("SELECT MAX(due_ms) FROM schedule_fires WHERE schedule = $1")
+        let row = sqlx::query("SELECT MAX(due_ms) FROM schedule_fires WHERE schedule = $1 AND due_ms <= $2")
             .bind(schedule)
+            .bind(until_ms)
             .fetch_one(&self.pool)
             .await?;
         out.last_due_ms = row.try_get::<Option<i64>, _>(0)?;
+        let row = sqlx::query("SELECT MAX(due_ms) FROM schedule_fires WHERE schedule = $1 AND due_ms > $2")
+            .bind(schedule)
+            .bind(until_ms)
+            .fetch_one(&self.pool)
+            .await?;
+        out.future_due_ms = row.try_get::<Option<i64>, _>(0)?;
         let row = sqlx::query(
             "SELECT MIN(fired_at) FROM schedule_fires WHERE schedule = $1 AND outcome = 'queued'",
         )
@@ -2010,12 +2067,41 @@ impl Store {
         .fetch_one(&self.pool)
         .await?;
         out.first_fired_at = row.try_get::<Option<String>, _>(0)?;
+        let row = sqlx::query("SELECT MIN(due_ms) FROM schedule_fires WHERE schedule = $1")
+            .bind(schedule)
+            .fetch_one(&self.pool)
+            .await?;
+        out.first_due_ms = row.try_get::<Option<i64>, _>(0)?;
+        let refused = sqlx::query(
+            "SELECT due_ms, note FROM schedule_fires WHERE schedule = $1 AND outcome = 'skipped' \
+             AND note LIKE $2 ORDER BY due_ms DESC LIMIT 1",
+        )
+        .bind(schedule)
+        .bind(format!("{NOT_QUEUED}%"))
+        .fetch_optional(&self.pool)
+        .await?;
+        if let Some(row) = refused {
+            out.last_refused = Some((row.try_get(0)?, row.try_get(1)?));
+        }
+        let missed = sqlx::query(
+            "SELECT due_ms, note FROM schedule_fires WHERE schedule = $1 AND outcome = 'skipped' \
+             AND note LIKE $2 AND due_ms <= $3 ORDER BY due_ms DESC LIMIT 1",
+        )
+        .bind(schedule)
+        .bind(format!("{MISSED}%"))
+        .bind(until_ms)
+        .fetch_optional(&self.pool)
+        .await?;
+        if let Some(row) = missed {
+            out.last_missed = Some((row.try_get(0)?, row.try_get(1)?));
+        }
         let last = sqlx::query(
             "SELECT f.run_id, r.status, r.started_at, q.state FROM schedule_fires f \
              LEFT JOIN runs r ON r.run_id = f.run_id LEFT JOIN queue q ON q.run_id = f.run_id \
-             WHERE f.schedule = $1 AND f.outcome = 'queued' ORDER BY f.due_ms DESC LIMIT 1",
+             WHERE f.schedule = $1 AND f.outcome = 'queued' AND f.due_ms <= $2 ORDER BY f.due_ms DESC LIMIT 1",
         )
         .bind(schedule)
+        .bind(until_ms)
         .fetch_optional(&self.pool)
         .await?;
         if let Some(row) = last {
@@ -2026,13 +2112,15 @@ impl Store {
             out.last_run = Some((run_id, status.unwrap_or_else(|| "queued".into()), row.try_get(2)?));
         }
         let success = sqlx::query(
-            "SELECT MAX(r.finished_at) FROM schedule_fires f JOIN runs r ON r.run_id = f.run_id \
-             WHERE f.schedule = $1 AND r.status = 'succeeded'",
+            "SELECT r.finished_at FROM schedule_fires f JOIN runs r ON r.run_id = f.run_id \
+             WHERE f.schedule = $1 AND r.status = 'succeeded' AND f.due_ms <= $2 \
+             ORDER BY f.due_ms DESC LIMIT 1",
         )
         .bind(schedule)
-        .fetch_one(&self.pool)
+        .bind(until_ms)
+        .fetch_optional(&self.pool)
         .await?;
-        out.last_success = success.try_get::<Option<String>, _>(0)?;
+        out.last_success = success.map(|r| r.try_get::<Option<String>, _>(0)).transpose()?.flatten();
         Ok(out)
     }
 
@@ -2053,6 +2141,19 @@ impl Store {
         now_ms: i64,
         stale_before_ms: i64,
     ) -> Result<Option<Claim>> {
+        self.claim_except(worker, labels, now_ms, stale_before_ms, &[]).await
+    }
+
+    /// [`Store::claim`], never of a run in `mine` (the runs the worker executes: a claim of
+    /// its own whose heartbeat looks stale is still alive).
+    pub async fn claim_except(
+        &self,
+        worker: &str,
+        labels: &[String],
+        now_ms: i64,
+        stale_before_ms: i64,
+        mine: &[String],
+    ) -> Result<Option<Claim>> {
         retry_busy(self.backend, || async {
             let mut tx = self.pool.begin_with(self.backend.begin()).await?;
             let rows = sqlx::query(self.backend.claimable())
@@ -2063,6 +2164,10 @@ impl Store {
             let mut chosen = None;
             for row in &rows {
                 let wanted: String = row.try_get(2)?;
+                let run_id: String = row.try_get(0)?;
+                if mine.contains(&run_id) {
+                    continue;
+                }
                 if wanted.split(',').filter(|l| !l.is_empty()).all(|l| labels.iter().any(|have| have == l)) {
                     chosen = Some(Claim {
                         run_id: row.try_get(0)?,
