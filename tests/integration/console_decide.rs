@@ -270,3 +270,56 @@ fn a_queued_run_is_cancelled_from_its_page_as_runbook_cancel_does() {
     assert_eq!(queue_row(&scratch, &other), "done||cancelled by bob");
     assert!(!scratch.path().join("effects").exists());
 }
+
+/// The resume choice in a real browser (Chromium): bob signs in, opens the page of a run
+/// whose step `two` is in doubt, picks **skip**, types a reason and records it; the page
+/// comes back, a real worker resumes the run: `two` does not run again, `three` runs. The
+/// page with the form is saved as a screenshot (`target/console-screenshots/console-decision.png`).
+#[test]
+fn an_operator_skips_a_step_in_doubt_in_a_real_browser_and_the_worker_resumes() {
+    use crate::console_auth::{sign_in, wait_page};
+    let scratch = Scratch::new(DOUBT);
+    let (dir, state) = (scratch.path(), scratch.state());
+    let run = submit(&scratch);
+    let mut w = worker(&scratch);
+    wait_until("the run waits for an operator", || queue_row(&scratch, &run).starts_with("done|4|"));
+    let bob = add_token(dir, &state, "bob");
+    let served = serve(dir, &state, &["--auth", "token"]);
+    let browser = crate::browser::Browser::start();
+    sign_in(&browser, &served, &bob);
+    browser.resize(1200, 900);
+    browser.open(&format!("{}/runs/{run}", served.origin()));
+    let steps = browser.eval(
+        "return Array.from(document.querySelectorAll('form.decisions input[type=radio]')).map(e => e.name + '=' + e.value)",
+    );
+    assert_eq!(steps, serde_json::json!(["step.two=rerun", "step.two=skip"]));
+    browser.eval("document.getElementById('in-doubt').scrollIntoView(); return null");
+    let png = browser.screenshot();
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");
+    let shots = crate::support::root().join("target/console-screenshots");
+    std::fs::create_dir_all(&shots).expect("the screenshots' folder");
+    std::fs::write(shots.join("console-decision.png"), png).expect("save the screenshot");
+    browser.eval(
+        "document.querySelector('input[name=\"step.two\"][value=skip]').click(); \
+         document.getElementById('decision-reason').value = 'it ran: the effect is there'; \
+         document.querySelector('button.decide').click(); return null",
+    );
+    wait_page(&browser, "return location.pathname", &serde_json::json!(format!("/runs/{run}")));
+    let decision = scratch.audit(&run);
+    let decision = decision.lines().find(|l| l.contains("operator_decision")).expect("operator_decision");
+    for part in ["\"decision\":\"skip\"", "\"operator\":\"bob\"", "it ran: the effect is there"] {
+        assert!(decision.contains(part), "{part}: {decision}");
+    }
+    wait_until("the resumed run succeeds", || {
+        let out = scratch.cmd(&["runs", "--format", "json"], &[]);
+        let all: serde_json::Value = serde_json::from_str(&out.stdout).unwrap_or_default();
+        all.as_array()
+            .into_iter()
+            .flatten()
+            .any(|r| r["run_id"] == run.as_str() && r["status"] == "succeeded")
+    });
+    crate::support::kill9(w.id());
+    let _ = w.wait();
+    assert_eq!(scratch.read("effects"), "one\ntwo\nthree\n", "a skipped step ran again");
+    ok(&scratch.cmd(&["audit", "verify", &run], &[]), 0);
+}
