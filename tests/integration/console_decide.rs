@@ -323,3 +323,45 @@ fn an_operator_skips_a_step_in_doubt_in_a_real_browser_and_the_worker_resumes() 
     assert_eq!(scratch.read("effects"), "one\ntwo\nthree\n", "a skipped step ran again");
     ok(&scratch.cmd(&["audit", "verify", &run], &[]), 0);
 }
+
+/// `/runs` and `/api/runs` take `since=YYYY-MM-DD` (runs started on or after that day, UTC)
+/// beside `runbook`, `status`, `operator`, `date` and `page`; a bad day is a 400 that says
+/// what is expected, on the page and as JSON; the pages' links keep the filter.
+#[test]
+fn the_runs_can_be_filtered_since_a_day_and_a_bad_day_is_a_400() {
+    let scratch = Scratch::new("[runbook]\nname = \"quick\"\n[steps.a]\nrun = \"true\"\n");
+    for _ in 0..2 {
+        ok(&scratch.run(&["--yes"], &[]), 0);
+    }
+    let out = scratch.cmd(&["runs", "--format", "json"], &[]);
+    let all: serde_json::Value = serde_json::from_str(&out.stdout).expect("JSON");
+    let today = all[0]["started_at"].as_str().expect("a start")[..10].to_string();
+    let served = serve(scratch.path(), &scratch.state(), &[]);
+    let listed = |query: &str| -> usize {
+        let r = served.send("GET", &format!("/api/runs?{query}"), &[], "");
+        assert_eq!(r.status, 200, "{query}: {r:?}");
+        let v: serde_json::Value = serde_json::from_str(&r.body).expect("JSON");
+        v["runs"].as_array().map_or(0, Vec::len)
+    };
+    assert_eq!(listed(&format!("since={today}")), 2);
+    assert_eq!(listed("since=2000-01-01"), 2);
+    assert_eq!(listed("since=9999-12-31"), 0);
+    assert_eq!(listed(&format!("since={today}&runbook=quick&status=succeeded")), 2);
+    assert_eq!(listed(&format!("since={today}&runbook=other")), 0);
+    let page = served.send("GET", &format!("/runs?since={today}"), &[], "");
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(
+        page.body.contains(&format!("name=\"since\" placeholder=\"YYYY-MM-DD\" value=\"{today}\"")),
+        "{}",
+        page.body
+    );
+    for bad in ["yesterday", "2026-13-01", "2026-1-1", "2026-12-06T00:00", "%FF"] {
+        let r = served.send("GET", &format!("/runs?since={bad}"), &[], "");
+        assert_eq!(r.status, 400, "{bad}: {r:?}");
+        let r = served.send("GET", &format!("/api/runs?since={bad}"), &[], "");
+        assert_eq!(r.status, 400, "{bad}: {r:?}");
+        assert!(r.body.starts_with('{'), "{bad}: {}", r.body);
+    }
+    let r = served.send("GET", "/api/runs?since=2026-13-01", &[], "");
+    assert!(r.body.contains("`since` is a day as YYYY-MM-DD (UTC)"), "{}", r.body);
+}
