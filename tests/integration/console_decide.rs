@@ -365,3 +365,54 @@ fn the_runs_can_be_filtered_since_a_day_and_a_bad_day_is_a_400() {
     let r = served.send("GET", "/api/runs?since=2026-13-01", &[], "");
     assert!(r.body.contains("`since` is a day as YYYY-MM-DD (UTC)"), "{}", r.body);
 }
+
+/// The same on PostgreSQL (the team's store): the decision is journaled, the queue entry
+/// handed back (`Store::requeue_to_resume` in PostgreSQL's SQL), and a real worker resumes
+/// the run without running its completed step again.
+#[test]
+fn a_decision_on_postgresql_is_resumed_by_a_worker() {
+    let place = crate::resume::Place::postgres(DOUBT);
+    let out = place.cmd(&["submit", "r.toml", "--yes"]);
+    ok(&out, 0);
+    let run = out.stdout.trim().to_string();
+    let mut w = place.spawn(&["worker", "--poll", "20ms"]);
+    let bob = add_token(place.path(), place.state(), "bob");
+    let served = serve(place.path(), place.state(), &["--auth", "token"]);
+    let session = served.login(&bob);
+    let page_path = format!("/runs/{run}");
+    // The page offers the choice once the worker's second engine stopped for an operator.
+    let mut page = served.get_as(&page_path, &session);
+    wait_until("the decision form", || {
+        page = served.get_as(&page_path, &session);
+        page.body.contains("name=\"step.two\" value=\"skip\"")
+    });
+    let form = page.body.find("class=\"decisions\"").expect("the decision form");
+    let csrf = csrf_of(&page.body[form..]);
+    let good = format!("step.two=skip&reason=it+ran&csrf={csrf}");
+    let mut r = served.post_form(&format!("/runs/{run}/decisions"), Some(&session), &good);
+    // The worker may not have recorded its engine's end yet: refused (nothing recorded), then taken.
+    wait_until("the decision is taken", || {
+        if r.status == 409 && r.body.contains("in the worker queue") {
+            r = served.post_form(&format!("/runs/{run}/decisions"), Some(&session), &good);
+        }
+        r.status != 409 || !r.body.contains("in the worker queue")
+    });
+    assert_eq!(r.status, 303, "{r:?}");
+    wait_until("the resumed run succeeds", || {
+        let all: serde_json::Value =
+            serde_json::from_str(&place.cmd(&["runs", "--format", "json"]).stdout).unwrap_or_default();
+        all.as_array()
+            .into_iter()
+            .flatten()
+            .any(|r| r["run_id"] == run.as_str() && r["status"] == "succeeded")
+    });
+    crate::support::kill9(w.id());
+    let _ = w.wait();
+    assert_eq!(place.lines("effects"), ["one", "two", "three"], "a skipped step ran again");
+    let journal = place.journal(&run);
+    let decided: Vec<&serde_json::Value> =
+        journal.iter().filter(|r| r["event"]["kind"] == "operator_decision").collect();
+    assert_eq!(decided.len(), 1, "{journal:#?}");
+    assert_eq!(decided[0]["event"]["operator"], "bob");
+    place.verify(&run);
+}
