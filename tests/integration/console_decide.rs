@@ -64,6 +64,12 @@ fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
+/// `runbook runs --format json` lists `run` as succeeded.
+fn succeeded(runs: &str, run: &str) -> bool {
+    let all: serde_json::Value = serde_json::from_str(runs).unwrap_or_default();
+    all.as_array().into_iter().flatten().any(|r| r["run_id"] == run && r["status"] == "succeeded")
+}
+
 fn kinds(scratch: &Scratch, run: &str) -> Vec<String> {
     scratch.events(run).into_iter().map(|(k, _)| k).collect()
 }
@@ -150,12 +156,7 @@ fn an_operator_decides_about_a_step_in_doubt_and_a_worker_resumes_the_run() {
         assert!(decision.contains(part), "{part}: {decision}");
     }
     wait_until("the resumed run succeeds", || {
-        let out = scratch.cmd(&["runs", "--format", "json"], &[]);
-        let all: serde_json::Value = serde_json::from_str(&out.stdout).unwrap_or_default();
-        all.as_array()
-            .into_iter()
-            .flatten()
-            .any(|r| r["run_id"] == run.as_str() && r["status"] == "succeeded")
+        succeeded(&scratch.cmd(&["runs", "--format", "json"], &[]).stdout, &run)
     });
     crate::support::kill9(w.id());
     let _ = w.wait();
@@ -311,12 +312,7 @@ fn an_operator_skips_a_step_in_doubt_in_a_real_browser_and_the_worker_resumes() 
         assert!(decision.contains(part), "{part}: {decision}");
     }
     wait_until("the resumed run succeeds", || {
-        let out = scratch.cmd(&["runs", "--format", "json"], &[]);
-        let all: serde_json::Value = serde_json::from_str(&out.stdout).unwrap_or_default();
-        all.as_array()
-            .into_iter()
-            .flatten()
-            .any(|r| r["run_id"] == run.as_str() && r["status"] == "succeeded")
+        succeeded(&scratch.cmd(&["runs", "--format", "json"], &[]).stdout, &run)
     });
     crate::support::kill9(w.id());
     let _ = w.wait();
@@ -399,12 +395,7 @@ fn a_decision_on_postgresql_is_resumed_by_a_worker() {
     });
     assert_eq!(r.status, 303, "{r:?}");
     wait_until("the resumed run succeeds", || {
-        let all: serde_json::Value =
-            serde_json::from_str(&place.cmd(&["runs", "--format", "json"]).stdout).unwrap_or_default();
-        all.as_array()
-            .into_iter()
-            .flatten()
-            .any(|r| r["run_id"] == run.as_str() && r["status"] == "succeeded")
+        succeeded(&place.cmd(&["runs", "--format", "json"]).stdout, &run)
     });
     crate::support::kill9(w.id());
     let _ = w.wait();
@@ -415,4 +406,68 @@ fn a_decision_on_postgresql_is_resumed_by_a_worker() {
     assert_eq!(decided.len(), 1, "{journal:#?}");
     assert_eq!(decided[0]["event"]["operator"], "bob");
     place.verify(&run);
+}
+
+/// Promise 3: a reason pasted with the run's secret is journaled redacted when the console
+/// has the run's secret sources, and refused (nothing recorded) when it has not; no page
+/// or answer shows the secret.
+#[test]
+fn a_secret_pasted_in_a_decision_s_reason_is_redacted_or_refused() {
+    let runbook = format!("{DOUBT}\n[secrets.DB_URL]\nenv = \"SENTINEL_DB_URL\"\n");
+    let secret = crate::secrets::DB_URL;
+    let env = [("SENTINEL_DB_URL", secret)];
+    let scratch = Scratch::new(&runbook);
+    let (dir, state) = (scratch.path(), scratch.state());
+    let out = scratch.cmd(&["submit", "r.toml", "--yes"], &env);
+    ok(&out, 0);
+    let run = out.stdout.trim().to_string();
+    let mut w = Command::new(bin())
+        .args(["worker", "--poll", "20ms", "--state", &state])
+        .current_dir(dir)
+        .env("NO_COLOR", "1")
+        .env_remove("RUNBOOK_STATE")
+        .envs(env)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("worker");
+    wait_until("the run waits for an operator", || queue_row(&scratch, &run).starts_with("done|4|"));
+    let bob = add_token(dir, &state, "bob");
+    let action = format!("/runs/{run}/decisions");
+    let pasted = format!("step.two=skip&reason=pasted+{}", crate::argv_sampler::percent_encode(secret));
+
+    // Without the run's secret sources: refused, nothing recorded.
+    {
+        let without = serve(dir, &state, &["--auth", "token"]);
+        let session = without.login(&bob);
+        let page = without.get_as(&format!("/runs/{run}"), &session);
+        let csrf = csrf_of(&page.body[page.body.find("class=\"decisions\"").expect("the form")..]);
+        let before = kinds(&scratch, &run);
+        let r = without.post_form(&action, Some(&session), &format!("{pasted}&csrf={csrf}"));
+        assert_eq!(r.status, 400, "{r:?}");
+        assert!(r.body.contains("nothing was recorded"), "{}", r.body);
+        crate::secrets::assert_clean("the refusal", &r.body);
+        assert_eq!(kinds(&scratch, &run), before);
+    }
+    // With them: recorded, the secret redacted; the pages stay clean.
+    let with_sources = crate::console_auth::serve_env(dir, &state, &["--auth", "token"], &env);
+    let session = with_sources.login(&bob);
+    let page = with_sources.get_as(&format!("/runs/{run}"), &session);
+    let csrf = csrf_of(&page.body[page.body.find("class=\"decisions\"").expect("the form")..]);
+    let r = with_sources.post_form(&action, Some(&session), &format!("{pasted}&csrf={csrf}"));
+    assert_eq!(r.status, 303, "{r:?}");
+    let journal = scratch.audit(&run);
+    assert!(journal.contains("operator_decision") && journal.contains("pasted"), "{journal}");
+    crate::secrets::assert_clean("the journal", &journal);
+    wait_until("the resumed run succeeds", || {
+        succeeded(&scratch.cmd(&["runs", "--format", "json"], &[]).stdout, &run)
+    });
+    crate::support::kill9(w.id());
+    let _ = w.wait();
+    for path in [format!("/runs/{run}"), format!("/api/runs/{run}"), "/runs".into()] {
+        crate::secrets::assert_clean(&path, &with_sources.get_as(&path, &session).body);
+    }
+    crate::secrets::assert_clean("the journal", &scratch.audit(&run));
+    assert_eq!(scratch.read("effects"), "one\ntwo\nthree\n");
 }
