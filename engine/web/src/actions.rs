@@ -634,13 +634,9 @@ async fn abandon(
     id: Result<Path<String>, PathRejection>,
     request: Request,
 ) -> Response {
-    let api = request.uri().path().starts_with("/api/");
-    let Some(who) = who_of(&request).filter(|w| w.bearer || !api) else {
-        return not_signed_in(&app, api);
-    };
-    let id = match run_id(id) {
-        Ok(id) => id,
-        Err(e) => return app.failure(api, e),
+    let (api, who, id) = match on_run(&app, id, &request) {
+        Ok(w) => w,
+        Err(r) => return *r,
     };
     let fields = form_of(&request);
     let reason = fields.get("reason").map(|r| r.trim().to_string()).unwrap_or_default();
@@ -725,13 +721,9 @@ async fn decide_doubt(
     id: Result<Path<String>, PathRejection>,
     request: Request,
 ) -> Response {
-    let api = request.uri().path().starts_with("/api/");
-    let Some(who) = who_of(&request).filter(|w| w.bearer || !api) else {
-        return not_signed_in(&app, api);
-    };
-    let id = match run_id(id) {
-        Ok(id) => id,
-        Err(e) => return app.failure(api, e),
+    let (api, who, id) = match on_run(&app, id, &request) {
+        Ok(w) => w,
+        Err(r) => return *r,
     };
     let refused = |status, text: String| app.error(api, status, "decision refused", &text);
     let fields = form_of(&request);
@@ -922,13 +914,9 @@ async fn cancel(
     id: Result<Path<String>, PathRejection>,
     request: Request,
 ) -> Response {
-    let api = request.uri().path().starts_with("/api/");
-    let Some(who) = who_of(&request).filter(|w| w.bearer || !api) else {
-        return not_signed_in(&app, api);
-    };
-    let id = match run_id(id) {
-        Ok(id) => id,
-        Err(e) => return app.failure(api, e),
+    let (api, who, id) = match on_run(&app, id, &request) {
+        Ok(w) => w,
+        Err(r) => return *r,
     };
     let refused = |status, text: String| app.error(api, status, "cancel refused", &text);
     let fields = form_of(&request);
@@ -1152,6 +1140,22 @@ async fn start(
             app.error(api, StatusCode::SERVICE_UNAVAILABLE, "state store unavailable", &app.gate.failed(&e))
         }
     }
+}
+
+/// A write on a run (`/runs/{id}/...` and its `/api/` twin): whether it came through the
+/// API, the signed-in identity (the API only with a bearer), and the run id; else the
+/// answer.
+fn on_run(
+    app: &App,
+    id: Result<Path<String>, PathRejection>,
+    request: &Request,
+) -> Result<(bool, Who, String), Box<Response>> {
+    let api = request.uri().path().starts_with("/api/");
+    let Some(who) = who_of(request).filter(|w| w.bearer || !api) else {
+        return Err(Box::new(not_signed_in(app, api)));
+    };
+    let id = run_id(id).map_err(|e| Box::new(app.failure(api, e)))?;
+    Ok((api, who, id))
 }
 
 fn not_signed_in(app: &App, api: bool) -> Response {
