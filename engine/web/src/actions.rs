@@ -204,6 +204,7 @@ pub async fn on_run_page(app: &App, id: &str) -> (Option<(String, String)>, RunA
                     steps: steps.iter().map(|s| one_line(s)).collect(),
                     action: format!("/runs/{id}/decisions"),
                     worker: queued.is_some(),
+                    busy: queued.as_deref().is_some_and(|q| q != "done"),
                     why_not: why_not_write(app, who.is_some()),
                 }),
                 cancel: None,
@@ -243,6 +244,8 @@ pub struct DoubtForm {
     /// A worker ran it: a decision hands it back to the queue. Otherwise the run was
     /// started on a terminal and is resumed with `runbook resume` there.
     worker: bool,
+    /// A worker has it (queued or claimed): it stops for the decision first.
+    busy: bool,
     why_not: Option<String>,
 }
 
@@ -764,7 +767,7 @@ async fn decide_doubt(
             return refused(
                 StatusCode::CONFLICT,
                 format!(
-                    "run {id} is {state} in the worker queue: a worker has it, and decides nothing by itself; nothing was recorded"
+                    "run {id} is {state} in the worker queue: a worker has it; once its engine stops for a decision, the run's page offers the form again; nothing was recorded"
                 ),
             );
         }
