@@ -108,7 +108,7 @@ pub fn cancel(run_id: &str, reason: &str, state: Option<&str>) -> CliResult {
         // The note is kept in the queue as typed: the run's secrets are read (from the plan it
         // was submitted with) and a reason or name holding one is refused (issue 11, promise 3).
         if let Some(plan) = store.queued_plan(run_id).await? {
-            check_cancel_texts(&plan, reason.trim(), &location)?;
+            check_cancel_texts(&plan, reason.trim(), &operator, &location)?;
         }
         match store.cancel_queued(run_id, &note).await {
             // A run that exists but was never queued (started with `runbook run`) is not
@@ -139,9 +139,13 @@ pub fn cancel(run_id: &str, reason: &str, state: Option<&str>) -> CliResult {
 /// Refuse a cancel whose reason or operator name holds one of the queued run's secrets. A
 /// reason that cannot be checked (the plan's files or the secrets' sources are not here) is
 /// refused too; without a reason, only the name is checked, when it can be.
-fn check_cancel_texts(plan: &str, reason: &str, location: &runbook_store::Location) -> Result<(), CliError> {
-    let operator = crate::identity::operator();
-    let texts = [("the operator's name", operator.as_str()), ("the reason", reason)];
+pub(crate) fn check_cancel_texts(
+    plan: &str,
+    reason: &str,
+    operator: &str,
+    location: &runbook_store::Location,
+) -> Result<(), CliError> {
+    let texts = [("the operator's name", operator), ("the reason", reason)];
     let cannot_check = || {
         CliError::Invalid(
             Message::new("the reason cannot be checked for the run's secrets here; nothing was changed")

@@ -97,6 +97,16 @@ impl runbook_web::Files for CliFiles {
         runbook_text(file)?;
         crate::queued::to_start(file, params, confirmed, operator, location).map_err(|e| e.render(false))
     }
+
+    fn cancel_check(
+        &self,
+        plan: &str,
+        reason: &str,
+        operator: &str,
+        location: &runbook_store::Location,
+    ) -> Result<(), String> {
+        crate::queue::check_cancel_texts(plan, reason, operator, location).map_err(|e| e.render(false))
+    }
 }
 
 /// Why the console does not quote `file`: it cannot be read, or it does not parse as a

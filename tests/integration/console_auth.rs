@@ -842,6 +842,8 @@ fn every_write_route_refuses_what_is_not_a_signed_in_form_of_this_console() {
     for path in [
         format!("/runs/{run}/approvals/sign_off"),
         format!("/runs/{run}/abandon"),
+        format!("/runs/{run}/decisions"),
+        format!("/runs/{run}/cancel"),
         "/logout".into(),
         "/runbooks/r/start".into(),
     ] {

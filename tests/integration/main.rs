@@ -24,6 +24,7 @@ mod compensate_doubt;
 mod confined_reads;
 mod console;
 mod console_auth;
+mod console_decide;
 mod console_start;
 mod contexts;
 mod conveniences;

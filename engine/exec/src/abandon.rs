@@ -99,30 +99,8 @@ pub async fn abandon(
     };
     let (redactor, withheld) = reason_redactor(&records, as_started, as_now, engine)?;
     let engine_was_gone = status == RunStatus::Running && dispatch::engine_gone(store, id).await;
-    let lock = match store.lock_of_run(id).await? {
-        Some(h) => h.name,
-        None => dispatch::lock_name(None, id).map_err(Refusal::Exec)?,
-    };
-    let holder = dispatch::holder_name(a.operator);
+    let (lock, lease) = take_lock(store, id, a.operator, summary.last_seq).await?;
     let (now, _) = dispatch::now();
-    let mut acquire = Acquire {
-        name: &lock,
-        run_id: id,
-        holder: &holder,
-        now: &now,
-        now_ms: store.clock_ms().await?,
-        ttl: std::time::Duration::from_secs(60),
-        steal_from: None,
-        head: Head::At(u64::try_from(summary.last_seq).unwrap_or(0)),
-    };
-    let lease = match store.acquire(&acquire).await {
-        Err(StoreError::LockHeld(h)) if dispatch::holder_is_dead(&h.holder) => {
-            acquire.steal_from = Some(&h.holder);
-            store.acquire(&acquire).await?
-        }
-        Err(StoreError::LockHeld(h)) => return Err(Refusal::Live { holder: h.holder, since: h.acquired_at }),
-        other => other?,
-    };
     let reason = match &withheld {
         None => a.reason.to_string(),
         Some(_) => REASON_WITHHELD.to_string(),
@@ -137,6 +115,74 @@ pub async fn abandon(
     appended?;
     let was = if engine_was_gone { dispatch::ENGINE_GONE.to_string() } else { status.as_str().to_string() };
     Ok(Abandoned { lock, was, withheld })
+}
+
+/// Why an operator's record could not take the run's lock.
+#[derive(Debug)]
+pub(crate) enum LockRefusal {
+    Store(StoreError),
+    /// A live engine holds the run: its holder and since when.
+    Live {
+        holder: String,
+        since: String,
+    },
+    Exec(crate::dispatch::ExecError),
+}
+
+impl From<StoreError> for LockRefusal {
+    fn from(e: StoreError) -> LockRefusal {
+        LockRefusal::Store(e)
+    }
+}
+
+impl From<LockRefusal> for Refusal {
+    fn from(e: LockRefusal) -> Refusal {
+        match e {
+            LockRefusal::Store(e) => Refusal::Store(e),
+            LockRefusal::Live { holder, since } => Refusal::Live { holder, since },
+            LockRefusal::Exec(e) => Refusal::Exec(e),
+        }
+    }
+}
+
+/// The run's lock, taken for an operator's record outside an engine (an abandon, the
+/// console's decisions about steps in doubt) as the run itself takes it (`Store::acquire`,
+/// one transaction, at the journal's head `last_seq`): a live engine refuses; a dead or
+/// detached one is replaced; a suspended or parked lock is taken back. The lock's name and
+/// the lease that fences the append.
+pub(crate) async fn take_lock(
+    store: &Store,
+    id: &str,
+    operator: &str,
+    last_seq: i64,
+) -> Result<(String, runbook_store::Lease), LockRefusal> {
+    let lock = match store.lock_of_run(id).await? {
+        Some(h) => h.name,
+        None => dispatch::lock_name(None, id).map_err(LockRefusal::Exec)?,
+    };
+    let holder = dispatch::holder_name(operator);
+    let (now, _) = dispatch::now();
+    let mut acquire = Acquire {
+        name: &lock,
+        run_id: id,
+        holder: &holder,
+        now: &now,
+        now_ms: store.clock_ms().await?,
+        ttl: std::time::Duration::from_secs(60),
+        steal_from: None,
+        head: Head::At(u64::try_from(last_seq).unwrap_or(0)),
+    };
+    let lease = match store.acquire(&acquire).await {
+        Err(StoreError::LockHeld(h)) if dispatch::holder_is_dead(&h.holder) => {
+            acquire.steal_from = Some(&h.holder);
+            store.acquire(&acquire).await?
+        }
+        Err(StoreError::LockHeld(h)) => {
+            return Err(LockRefusal::Live { holder: h.holder, since: h.acquired_at });
+        }
+        other => other?,
+    };
+    Ok((lock, lease))
 }
 
 /// The run's secrets, read from their sources as the run reads them (and as `approve` does):

@@ -11,6 +11,7 @@ pub mod abandon;
 pub mod action;
 pub mod approve;
 pub mod dispatch;
+pub mod doubt;
 pub mod files;
 pub mod http;
 pub mod output;

@@ -718,6 +718,19 @@ fn queue_insert<'q>(job: &'q Submission<'q>) -> sqlx::query::Query<'q, sqlx::Any
     .bind(job.submitted_at)
 }
 
+/// A queue entry that an update did not move (it was not in the state the update asked
+/// for): its state, the transaction rolled back; `NoSuchRun` when there is no entry.
+async fn unmoved(mut tx: sqlx::Transaction<'_, sqlx::Any>, run_id: &str) -> Result<Option<String>> {
+    let state: Option<String> = sqlx::query("SELECT state FROM queue WHERE run_id = $1")
+        .bind(run_id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .map(|r| r.try_get(0))
+        .transpose()?;
+    tx.rollback().await?;
+    state.map(Some).ok_or_else(|| StoreError::NoSuchRun(run_id.to_string()))
+}
+
 /// A due time of a schedule, as the worker that fires it records it.
 #[derive(Debug, Clone)]
 pub struct Fire<'a> {
@@ -2254,16 +2267,45 @@ impl Store {
                 tx.commit().await?;
                 return Ok(None);
             }
-            let state: Option<String> = sqlx::query("SELECT state FROM queue WHERE run_id = $1")
-                .bind(run_id)
-                .fetch_optional(&mut *tx)
-                .await?
-                .map(|r| r.try_get(0))
-                .transpose()?;
-            tx.rollback().await?;
-            state.map(Some).ok_or_else(|| StoreError::NoSuchRun(run_id.to_string()))
+            unmoved(tx, run_id).await
         })
         .await
+    }
+
+    /// Hand a run a worker ran, and whose engine ended (`done`: it needs an operator), back
+    /// to the queue, to be resumed by the next worker that claims it (the console, after an
+    /// operator's decisions about its steps in doubt are journaled). `Ok(None)`: queued
+    /// again; `Ok(Some(state))`: not `done` (`queued` or `claimed`: a worker has it), nothing
+    /// changed; `NoSuchRun`: no worker ever had it (started with `runbook run`).
+    pub async fn requeue_to_resume(&self, run_id: &str, note: &str) -> Result<Option<String>> {
+        retry_busy(self.backend, || async {
+            let mut tx = self.pool.begin_with(self.backend.begin()).await?;
+            let done = sqlx::query(
+                "UPDATE queue SET state = 'queued', not_before_ms = 0, exit_code = NULL, note = $1 \
+                 WHERE run_id = $2 AND state = 'done' AND EXISTS (SELECT 1 FROM runs r WHERE r.run_id = $3)",
+            )
+            .bind(note)
+            .bind(run_id)
+            .bind(run_id)
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() == 1 {
+                tx.commit().await?;
+                return Ok(None);
+            }
+            unmoved(tx, run_id).await
+        })
+        .await
+    }
+
+    /// The state of a run's queue entry (`queued`, `claimed`, `done`), `None` when no
+    /// worker ever had it.
+    pub async fn queue_state(&self, run_id: &str) -> Result<Option<String>> {
+        let row = sqlx::query("SELECT state FROM queue WHERE run_id = $1")
+            .bind(run_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.try_get(0)).transpose()?)
     }
 
     /// The plan a queued run was submitted with (`None` when no such run is queued): what

@@ -59,6 +59,10 @@ pub fn routes() -> Router<Arc<App>> {
         .route("/api/runs/{id}/approvals/{step}", post(decide))
         .route("/runs/{id}/abandon", post(abandon))
         .route("/api/runs/{id}/abandon", post(abandon))
+        .route("/runs/{id}/decisions", post(decide_doubt))
+        .route("/api/runs/{id}/decisions", post(decide_doubt))
+        .route("/runs/{id}/cancel", post(cancel))
+        .route("/api/runs/{id}/cancel", post(cancel))
         .route("/runbooks/{name}/start", post(start))
         .route("/api/runbooks/{name}/start", post(start))
 }
@@ -169,17 +173,87 @@ pub fn with_identity(app: &App, context: impl Serialize) -> minijinja::Value {
 /// run's waiting approvals with their forms.
 pub async fn on_run_page(app: &App, id: &str) -> (Option<(String, String)>, RunActions) {
     let who = crate::auth::signed_in();
-    let actions = match app.read(async |s| s.records(id).await).await {
-        Ok(Some(records)) => RunActions {
-            approvals: waiting_of(app, id, &records, who.as_ref().map(|w| w.0.as_str())),
-            abandon: (who.is_some()
-                && runbook_exec::abandon::check_unfinished(runbook_core::journal::fold(&records).status)
-                    .is_ok())
-            .then(|| format!("/runs/{id}/abandon")),
+    let read = app
+        .read(async |s| {
+            let queued = s.queue_state(id).await?;
+            let records = match s.records(id).await {
+                Ok(r) => r,
+                Err(StoreError::NoSuchRun(_)) => Vec::new(),
+                Err(e) => return Err(e),
+            };
+            let status = journal_status(&records);
+            // Only a run no live engine holds waits for a decision (a live one's steps are
+            // running, not in doubt).
+            let held = status == Some(runbook_core::journal::RunStatus::Running)
+                && !runbook_exec::dispatch::engine_gone(&s, id).await;
+            Ok((queued, records, held))
+        })
+        .await;
+    let actions = match read {
+        Ok(Some((queued, records, held))) if !records.is_empty() => {
+            let as_started =
+                |file: &str, files: &[runbook_core::plan::FileHash]| app.files.as_started(file, files);
+            let doubt = if held { None } else { runbook_exec::doubt::in_doubt(&records, &as_started) };
+            RunActions {
+                approvals: waiting_of(app, id, &records, who.as_ref().map(|w| w.0.as_str())),
+                abandon: (who.is_some()
+                    && runbook_exec::abandon::check_unfinished(runbook_core::journal::fold(&records).status)
+                        .is_ok())
+                .then(|| format!("/runs/{id}/abandon")),
+                doubt: doubt.map(|steps| DoubtForm {
+                    steps: steps.iter().map(|s| one_line(s)).collect(),
+                    action: format!("/runs/{id}/decisions"),
+                    worker: queued.is_some(),
+                    busy: queued.as_deref().is_some_and(|q| q != "done"),
+                    why_not: why_not_write(app, who.is_some()),
+                }),
+                cancel: None,
+            }
+        }
+        Ok(Some((Some(state), _, _))) if state == "queued" => RunActions {
+            cancel: Some(CancelForm {
+                action: format!("/runs/{id}/cancel"),
+                why_not: why_not_write(app, who.is_some()),
+            }),
+            ..RunActions::default()
         },
         _ => RunActions::default(),
     };
     (who, actions)
+}
+
+fn journal_status(records: &[runbook_core::journal::Record]) -> Option<runbook_core::journal::RunStatus> {
+    runbook_core::journal::fold(records).status
+}
+
+/// Why a form is not offered to whoever reads the page (`None`: signed in).
+fn why_not_write(app: &App, signed_in: bool) -> Option<String> {
+    (!signed_in).then(|| match app.gate.auth {
+        Auth::None => "This console is read-only: decide with the CLI.".to_string(),
+        Auth::Token => "Sign in to decide.".to_string(),
+        Auth::Proxy { .. } => "Only a user signed in through the console's proxy can decide.".to_string(),
+    })
+}
+
+/// The decision form of a run with steps in doubt (the core's assessment).
+#[derive(Debug, Serialize)]
+pub struct DoubtForm {
+    /// The steps that wait for a decision (rerun or skip).
+    steps: Vec<String>,
+    action: String,
+    /// A worker ran it: a decision hands it back to the queue. Otherwise the run was
+    /// started on a terminal and is resumed with `runbook resume` there.
+    worker: bool,
+    /// A worker has it (queued or claimed): it stops for the decision first.
+    busy: bool,
+    why_not: Option<String>,
+}
+
+/// The cancel form of a queued run.
+#[derive(Debug, Serialize)]
+pub struct CancelForm {
+    action: String,
+    why_not: Option<String>,
 }
 
 /// The forms of a run page: its waiting approvals, and where to abandon it (an unfinished
@@ -188,6 +262,10 @@ pub async fn on_run_page(app: &App, id: &str) -> (Option<(String, String)>, RunA
 pub struct RunActions {
     approvals: Vec<Waiting>,
     abandon: Option<String>,
+    /// Steps in doubt waiting for an operator's decision.
+    doubt: Option<DoubtForm>,
+    /// A queued run: where to cancel it.
+    cancel: Option<CancelForm>,
 }
 
 /// One input of an approval, as its form shows it.
@@ -559,13 +637,9 @@ async fn abandon(
     id: Result<Path<String>, PathRejection>,
     request: Request,
 ) -> Response {
-    let api = request.uri().path().starts_with("/api/");
-    let Some(who) = who_of(&request).filter(|w| w.bearer || !api) else {
-        return not_signed_in(&app, api);
-    };
-    let id = match run_id(id) {
-        Ok(id) => id,
-        Err(e) => return app.failure(api, e),
+    let (api, who, id) = match on_run(&app, id, &request) {
+        Ok(w) => w,
+        Err(r) => return *r,
     };
     let fields = form_of(&request);
     let reason = fields.get("reason").map(|r| r.trim().to_string()).unwrap_or_default();
@@ -636,6 +710,264 @@ async fn abandon(
             };
             app.error(api, status, "abandon refused", &text)
         }
+    }
+}
+
+/// POST `/runs/{id}/decisions` (a form) and `/api/runs/{id}/decisions` (a bearer):
+/// `step.NAME=rerun|skip` for each step in doubt, `reason`, `csrf`. The decisions are judged
+/// by the core's rules (`runbook resume --rerun/--skip`'s), journaled as `operator_decision`
+/// records with the signed-in identity ([`runbook_exec::doubt::record`]), and the run is
+/// handed back to the queue for a worker to resume. A run no worker ran (started with
+/// `runbook run` on a terminal) is refused: nothing here could resume it.
+async fn decide_doubt(
+    State(app): State<Arc<App>>,
+    id: Result<Path<String>, PathRejection>,
+    request: Request,
+) -> Response {
+    let (api, who, id) = match on_run(&app, id, &request) {
+        Ok(w) => w,
+        Err(r) => return *r,
+    };
+    let refused = |status, text: String| app.error(api, status, "decision refused", &text);
+    let fields = form_of(&request);
+    let reason = fields.get("reason").map(|r| r.trim().to_string()).unwrap_or_default();
+    if reason.is_empty() || reason.chars().count() > MAX_REASON {
+        return refused(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "A decision needs a reason (1 to {MAX_REASON} characters): it is journaled with who made it. Nothing was recorded."
+            ),
+        );
+    }
+    let (mut rerun, mut skip) = (Vec::new(), Vec::new());
+    for (key, value) in &fields {
+        let Some(step) = key.strip_prefix("step.") else { continue };
+        match value.as_str() {
+            "rerun" => rerun.push(step.to_string()),
+            "skip" => skip.push(step.to_string()),
+            "" => {}
+            _ => {
+                return refused(
+                    StatusCode::BAD_REQUEST,
+                    format!("Say `rerun` or `skip` for step `{}`. Nothing was recorded.", one_line(step)),
+                );
+            }
+        }
+    }
+    let store = match app.gate.store().await {
+        Ok(s) => s,
+        Err(why) => return app.error(api, StatusCode::SERVICE_UNAVAILABLE, "state store unavailable", &why),
+    };
+    let resume_here = format!(
+        "decide on the engine's host with `runbook resume {id} --rerun STEP` or `--skip STEP`, with `--reason TEXT`"
+    );
+    match store.queue_state(&id).await {
+        Ok(Some(state)) if state == "done" => {}
+        Ok(Some(state)) => {
+            return refused(
+                StatusCode::CONFLICT,
+                format!(
+                    "run {id} is {state} in the worker queue: a worker has it; once its engine stops for a decision, the run's page offers the form again; nothing was recorded"
+                ),
+            );
+        }
+        Ok(None) => {
+            return refused(
+                StatusCode::CONFLICT,
+                format!(
+                    "run {id} was not started by a worker (`runbook run` on a terminal), so no worker can resume it: {resume_here}; nothing was recorded"
+                ),
+            );
+        }
+        Err(e) => {
+            return app.error(
+                api,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "state store unavailable",
+                &app.gate.failed(&e),
+            );
+        }
+    }
+    let as_started = |file: &str, files: &[runbook_core::plan::FileHash]| app.files.as_started(file, files);
+    let asked = runbook_exec::doubt::Decisions {
+        run_id: &id,
+        operator: &who.name,
+        rerun: &rerun,
+        skip: &skip,
+        reason: &reason,
+    };
+    use runbook_exec::doubt::Refusal as R;
+    let recorded = match runbook_exec::doubt::record(&store, asked, &as_started, &app.gate.engine_env()).await
+    {
+        Ok(r) => r,
+        Err(r) => {
+            let (status, text) = match r {
+                R::Rules(rule) => (StatusCode::CONFLICT, doubt_words(&id, rule)),
+                R::Nothing => (
+                    StatusCode::CONFLICT,
+                    format!("no step of run {id} waits for a decision; nothing was recorded"),
+                ),
+                R::NoRunbook => (
+                    StatusCode::CONFLICT,
+                    format!(
+                        "the runbook of run {id} cannot be read as it was when the run started; nothing was recorded (restore the runbook files, same SHA-256)"
+                    ),
+                ),
+                R::Journal(seq, why) => (
+                    StatusCode::CONFLICT,
+                    format!(
+                        "the journal of run {id} fails verification at record {seq}: {}; a journal that fails verification cannot be resumed; nothing was recorded",
+                        one_line(&why)
+                    ),
+                ),
+                R::Live { holder, since } => (
+                    StatusCode::CONFLICT,
+                    format!(
+                        "run {id} is running in a live engine ({}, since {since}); nothing was recorded",
+                        one_line(&holder)
+                    ),
+                ),
+                R::Secrets(problems) => (
+                    StatusCode::BAD_REQUEST,
+                    format!(
+                        "{}; the console reads the run's secrets as the run does, to keep them out of the reason it journals, and `runbook serve` was not given the same sources: {resume_here}; nothing was recorded",
+                        problems.join("; ")
+                    ),
+                ),
+                R::Interrupted(secret) => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("reading the secret `{secret}` was interrupted; nothing was recorded"),
+                ),
+                R::Exec(e) => (StatusCode::CONFLICT, format!("{e}; nothing was recorded")),
+                R::Store(StoreError::NoSuchRun(_)) => {
+                    (StatusCode::NOT_FOUND, format!("there is no run `{}`", one_line(&id)))
+                }
+                R::Store(StoreError::Refused(why)) => {
+                    (StatusCode::FORBIDDEN, format!("{}; nothing was recorded", one_line(&why)))
+                }
+                R::Store(e) => (StatusCode::SERVICE_UNAVAILABLE, app.gate.failed(&e)),
+            };
+            return refused(status, text);
+        }
+    };
+    // Recorded: a worker resumes it (the decisions are in the journal, so its engine acts
+    // on them and asks nothing).
+    let requeued = store.requeue_to_resume(&id, &format!("resume decided by {}", who.name)).await;
+    let queued = match requeued {
+        Ok(None) => true,
+        Ok(Some(_)) | Err(_) => false,
+    };
+    if api {
+        let decisions: Vec<serde_json::Value> =
+            recorded.iter().map(|(step, d)| serde_json::json!({ "step": step, "decision": d })).collect();
+        return crate::pages::json_response(
+            StatusCode::OK,
+            serde_json::json!({ "recorded": "operator_decision", "operator": who.name, "decisions": decisions, "queued": queued }),
+        );
+    }
+    see_other(&format!("/runs/{id}"))
+}
+
+/// The lifecycle's refusal of a decision, worded as `runbook resume` words it.
+fn doubt_words(id: &str, rule: runbook_core::lifecycle::Refusal) -> String {
+    use runbook_core::lifecycle::Refusal;
+    let text = match rule {
+        Refusal::Finished { status } => {
+            format!("run {id} has finished ({}); there is nothing to resume", status.as_str())
+        }
+        Refusal::Compensated => format!(
+            "run {id} failed under `on-failure = \"compensate\"`: what it did was undone, so it cannot go on"
+        ),
+        Refusal::Compensating { .. } => format!(
+            "run {id} had failed and was compensating when the engine stopped; it cannot go on: `runbook compensate {id}` runs the compensations that are left"
+        ),
+        Refusal::UndoInResume { step }
+        | Refusal::NotUndoable { step }
+        | Refusal::UndoAndRerunOrSkip { step } => {
+            format!("`{}` cannot be undone here: undoing is `runbook compensate`'s decision", one_line(&step))
+        }
+        Refusal::RerunAndSkip { step } => format!("`{}` gets one decision", one_line(&step)),
+        Refusal::NotInDoubt { step, .. } => format!(
+            "`{}` is not in doubt in run {id}; only steps in doubt can be re-run or skipped",
+            one_line(&step)
+        ),
+        Refusal::NoReason => {
+            "a decision needs a reason: it is journaled with who made it and why".to_string()
+        }
+        Refusal::UndoUndecided { steps } => {
+            format!("run {id} has steps in doubt that can be undone: {}", steps.join(", "))
+        }
+        Refusal::Undecided { steps, compensations, .. } => {
+            let all: Vec<String> = steps.into_iter().chain(compensations).map(|s| one_line(&s)).collect();
+            format!(
+                "run {id} has steps in doubt that are not idempotent: {}; each needs a decision (rerun or skip)",
+                all.join(", ")
+            )
+        }
+    };
+    format!("{text}; nothing was recorded")
+}
+
+/// POST `/runs/{id}/cancel` (a form) and `/api/runs/{id}/cancel` (a bearer): `reason`
+/// (optional), `csrf`. `runbook cancel`: the queued run is taken off the queue with the note
+/// `cancelled by NAME: REASON`, the reason and name checked against the run's secrets by
+/// the CLI's own check ([`crate::Files::cancel_check`]).
+async fn cancel(
+    State(app): State<Arc<App>>,
+    id: Result<Path<String>, PathRejection>,
+    request: Request,
+) -> Response {
+    let (api, who, id) = match on_run(&app, id, &request) {
+        Ok(w) => w,
+        Err(r) => return *r,
+    };
+    let refused = |status, text: String| app.error(api, status, "cancel refused", &text);
+    let fields = form_of(&request);
+    let reason = fields.get("reason").map(|r| r.trim().to_string()).unwrap_or_default();
+    if reason.chars().count() > MAX_REASON {
+        return refused(
+            StatusCode::BAD_REQUEST,
+            format!("A reason is at most {MAX_REASON} characters. Nothing was changed."),
+        );
+    }
+    let store = match app.gate.store().await {
+        Ok(s) => s,
+        Err(why) => return app.error(api, StatusCode::SERVICE_UNAVAILABLE, "state store unavailable", &why),
+    };
+    let failed = |e: StoreError| match e {
+        StoreError::NoSuchRun(_) => {
+            refused(StatusCode::NOT_FOUND, format!("there is no queued run `{}`", one_line(&id)))
+        }
+        e => app.error(api, StatusCode::SERVICE_UNAVAILABLE, "state store unavailable", &app.gate.failed(&e)),
+    };
+    let plan = match store.queued_plan(&id).await {
+        Ok(Some(plan)) => plan,
+        Ok(None) => return failed(StoreError::NoSuchRun(id.clone())),
+        Err(e) => return failed(e),
+    };
+    let (files, location, operator, why) =
+        (app.files.clone(), app.location.clone(), who.name.clone(), reason.clone());
+    let checked = tokio::task::spawn_blocking(move || files.cancel_check(&plan, &why, &operator, &location))
+        .await
+        .unwrap_or_else(|_| Err("checking the reason failed".into()));
+    if let Err(problems) = checked {
+        return refused(StatusCode::BAD_REQUEST, format!("{}\nnothing was changed", problems.trim_end()));
+    }
+    let note = match reason.as_str() {
+        "" => format!("cancelled by {}", who.name),
+        why => format!("cancelled by {}: {why}", who.name),
+    };
+    match store.cancel_queued(&id, &note).await {
+        Ok(None) if api => crate::pages::json_response(
+            StatusCode::OK,
+            serde_json::json!({ "cancelled": id, "operator": who.name }),
+        ),
+        Ok(None) => see_other(&format!("/runs/{id}")),
+        Ok(Some(state)) => refused(
+            StatusCode::CONFLICT,
+            format!("run {id} is not queued any more ({state}); nothing was changed"),
+        ),
+        Err(e) => failed(e),
     }
 }
 
@@ -811,6 +1143,22 @@ async fn start(
             app.error(api, StatusCode::SERVICE_UNAVAILABLE, "state store unavailable", &app.gate.failed(&e))
         }
     }
+}
+
+/// A write on a run (`/runs/{id}/...` and its `/api/` twin): whether it came through the
+/// API, the signed-in identity (the API only with a bearer), and the run id; else the
+/// answer.
+fn on_run(
+    app: &App,
+    id: Result<Path<String>, PathRejection>,
+    request: &Request,
+) -> Result<(bool, Who, String), Box<Response>> {
+    let api = request.uri().path().starts_with("/api/");
+    let Some(who) = who_of(request).filter(|w| w.bearer || !api) else {
+        return Err(Box::new(not_signed_in(app, api)));
+    };
+    let id = run_id(id).map_err(|e| Box::new(app.failure(api, e)))?;
+    Ok((api, who, id))
 }
 
 fn not_signed_in(app: &App, api: bool) -> Response {

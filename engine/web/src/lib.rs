@@ -72,6 +72,16 @@ pub trait Files: Send + Sync + 'static {
         operator: &str,
         location: &Location,
     ) -> Result<ToStart, String>;
+    /// `runbook cancel`'s check of what a cancel keeps in the queue (`operator`'s name and
+    /// `reason`) against the secrets of the queued `plan`, read as the run would read them.
+    /// `Err`: the CLI's message; nothing is changed.
+    fn cancel_check(
+        &self,
+        plan: &str,
+        reason: &str,
+        operator: &str,
+        location: &Location,
+    ) -> Result<(), String>;
 }
 
 /// A pinned run ready for the queue ([`Files::to_start`]).

@@ -466,6 +466,8 @@ struct Filters {
     status: Option<String>,
     operator: Option<String>,
     date: Option<String>,
+    /// Runs started on or after this day (UTC).
+    since: Option<String>,
 }
 
 /// The counts at the top of `/runs`.
@@ -504,7 +506,7 @@ struct Listing {
 }
 
 async fn listing(app: &App, raw_query: Option<&str>) -> Result<Listing, PageError> {
-    let q = query::parse(raw_query, &["runbook", "status", "operator", "date", "page"])
+    let q = query::parse(raw_query, &["runbook", "status", "operator", "date", "since", "page"])
         .map_err(PageError::BadRequest)?;
     let page = query::page(q.get("page")).map_err(PageError::BadRequest)?;
     let filters = Filters {
@@ -512,6 +514,7 @@ async fn listing(app: &App, raw_query: Option<&str>) -> Result<Listing, PageErro
         status: q.get("status").cloned(),
         operator: q.get("operator").cloned(),
         date: query::date(q.get("date")).map_err(PageError::BadRequest)?,
+        since: query::day("since", q.get("since")).map_err(PageError::BadRequest)?,
     };
     let today = today();
     let listed = app
@@ -557,6 +560,8 @@ async fn listing(app: &App, raw_query: Option<&str>) -> Result<Listing, PageErro
         .filter(|(r, gone)| filters.status.as_ref().is_none_or(|f| *f == shown(r, *gone)))
         .filter(|(r, _)| filters.operator.as_ref().is_none_or(|f| &r.operator == f))
         .filter(|(r, _)| filters.date.as_ref().is_none_or(|d| r.started_at.starts_with(d.as_str())))
+        // RFC 3339 times of one form order as text: a start on that day or later.
+        .filter(|(r, _)| filters.since.as_ref().is_none_or(|d| r.started_at.as_str() >= d.as_str()))
         .collect();
     let total = kept.len();
     let pages = total.div_ceil(PAGE_SIZE).max(1);
@@ -605,6 +610,7 @@ fn page_link(filters: &Filters, page: usize) -> String {
         ("status", &filters.status),
         ("operator", &filters.operator),
         ("date", &filters.date),
+        ("since", &filters.since),
     ] {
         if let Some(v) = v {
             parts.push(format!("{k}={}", encode(v)));

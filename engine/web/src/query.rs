@@ -74,6 +74,11 @@ pub fn page(value: Option<&String>) -> Result<usize, String> {
 
 /// `date`: `YYYY-MM-DD`.
 pub fn date(value: Option<&String>) -> Result<Option<String>, String> {
+    day("date", value)
+}
+
+/// The value of `key`, a day as `YYYY-MM-DD` (`date`, `since`), or why not.
+pub fn day(key: &str, value: Option<&String>) -> Result<Option<String>, String> {
     let Some(v) = value else { return Ok(None) };
     let b = v.as_bytes();
     let shape = b.len() == 10
@@ -85,7 +90,7 @@ pub fn date(value: Option<&String>) -> Result<Option<String>, String> {
     if shape && (1..=12).contains(&month) && (1..=31).contains(&day) {
         Ok(Some(v.clone()))
     } else {
-        Err("`date` is a day as YYYY-MM-DD (UTC)".into())
+        Err(format!("`{key}` is a day as YYYY-MM-DD (UTC)"))
     }
 }
 
