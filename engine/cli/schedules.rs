@@ -597,7 +597,7 @@ impl Firing {
                     .unwrap_or(false);
                 if first {
                     crate::output::errln!(
-                        "error: schedule `{}` is also fired in this store for another runbook: this worker no longer fires it; rename one of the schedules",
+                        "warning: schedule `{}` is also fired in this store for another runbook: this worker no longer fires it; rename one of the schedules",
                         s.target.name
                     );
                 }
