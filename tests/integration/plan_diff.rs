@@ -229,7 +229,9 @@ fn invalid_input_exits_3_with_a_clear_error() {
         .expect("write");
     std::fs::write(p.join("nested.json"), "[".repeat(4 * 1024 * 1024)).expect("write");
     std::fs::write(p.join("not-a-plan.json"), "{\"hello\": 1}").expect("write");
-    std::fs::write(p.join("ten-mb.json"), "[".repeat(10 * 1024 * 1024)).expect("write");
+    // Beyond the 64 MiB a plan file may hold (sparse: nothing is written).
+    let big = std::fs::File::create(p.join("huge.json")).expect("create");
+    big.set_len(65 * 1024 * 1024).expect("grow");
     let mut twin: serde_json::Value = serde_json::from_str(&good).expect("json");
     let first = twin["steps"][0].clone();
     twin["steps"].as_array_mut().expect("steps").push(first);
@@ -239,7 +241,7 @@ fn invalid_input_exits_3_with_a_clear_error() {
         "truncated.json",
         "v99.json",
         "nested.json",
-        "ten-mb.json",
+        "huge.json",
         "not-a-plan.json",
         "twin.json",
         "missing.json",
