@@ -292,6 +292,19 @@ fn plan_cmd(
     } else {
         String::new()
     };
+    // What `plan -o` writes, `run --plan` reads (red team adv17b F4: a pretty-printed plan
+    // indents each included runbook once more, so deep includes could write a plan past the
+    // bound a plan file is read with).
+    if let Some(out) = out
+        && json.len() as u64 + 1 > crate::loader::MAX_PLAN_BYTES
+    {
+        return Err(CliError::Invalid(Message::new(format!(
+            "the plan is {} MiB, more than the {} MiB a pinned plan may hold (`run --plan` reads no more): nothing was written to `{}`; include fewer levels deep, or split the runbook",
+            json.len() / (1024 * 1024),
+            crate::loader::MAX_PLAN_BYTES / (1024 * 1024),
+            display(out)
+        ))));
+    }
     if let Some(out) = out
         && let Err(e) = std::fs::write(out, format!("{json}\n"))
     {

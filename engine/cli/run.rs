@@ -722,13 +722,17 @@ pub fn compensate(args: ResumeArgs) -> CliResult {
             .map(String::as_str)
             .collect();
         // An engine that died while compensating may have undone everything and still
-        // owe the run its `finally` steps and its end: this command finishes it.
-        let unfinished = resume.state.status == Some(RunStatus::Running)
-            && resume
-                .state
-                .steps
-                .values()
-                .any(|s| s.compensation != runbook_core::journal::CompensationStatus::None);
+        // owe the run its `finally` steps and its end: this command finishes it. "While
+        // compensating" is the core's rule (`undid_itself`: a compensation started, or a step
+        // failed under `compensate`), so a run that failed with nothing to undo and died in
+        // its `finally` step is finished too (CI, holder torture seed 1796603238440715697:
+        // `compensate --rerun f` said "nothing to compensate" and the run never ended).
+        // Unfinished: running (engine gone), interrupted by a signal, or waiting for an
+        // operator; the run must not be stuck because a signal, not a kill, stopped it.
+        let unfinished = matches!(
+            resume.state.status,
+            Some(RunStatus::Running | RunStatus::Interrupted | RunStatus::NeedsOperator)
+        ) && prepared.runbook.undid_itself(&resume.state.scoped(""));
         if undo.is_empty() && !unfinished {
             crate::output::errln!(
                 "nothing to compensate in run {}: no succeeded step with a `compensate` is left to undo",

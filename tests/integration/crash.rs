@@ -619,3 +619,35 @@ run = "echo start f >> trace; while grep -qx f hold; do sleep 0.01; done; echo d
         ran_at_most_as_decided(dir, &id, &NOT_IDEMPOTENT, &reruns, &context);
     }
 }
+
+/// CI failure of `holder::no_unit_is_decided_about_or_run_again_while_a_stalled_or_killed_engine_s_process_lives`
+/// (seed 1796603238440715697): a run failed under `on-failure = "compensate"` with nothing
+/// to undo, its engine died while the `finally` step ran, and `compensate RUN --rerun f`
+/// answered "nothing to compensate" (exit 0): the operator's decision was never carried
+/// out and the run could never finish. `compensate` finishes a run that had failed and was
+/// undoing itself whether or not a compensation was left (the core's `undid_itself`).
+#[test]
+fn compensate_finishes_a_failed_run_whose_finally_step_was_in_doubt() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = dir.path();
+    std::fs::write(
+        dir.join("r.toml"),
+        "[runbook]\nname = \"nothing-to-undo\"\n\n[steps.a]\nrun = \"exit 1\"\non-failure = \"compensate\"\n\n[finally.f]\nrun = \"echo start f >> trace; test -e quick || sleep 30; echo done f >> trace\"\n",
+    )
+    .expect("runbook");
+    assert_eq!(kill_when_traced(dir, &["run", "r.toml", "--yes"], "start f"), None, "killed in f");
+    let id = run_id(dir).expect("a run id");
+    let out = runbook_cmd(dir, &["compensate", &id, "--yes"]).output().expect("compensate");
+    let text = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(4), "{text}");
+    assert!(text.contains("in doubt that are not idempotent: f"), "{text}");
+    std::fs::write(dir.join("quick"), "").expect("quick");
+    let out = runbook_cmd(dir, &["compensate", &id, "--yes", "--rerun", "f", "--reason", "checked"])
+        .output()
+        .expect("compensate --rerun");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(!text.contains("nothing to compensate"), "{text}");
+    let journal = runbook_cmd(dir, &["audit", &id, "--format", "jsonl"]).output().expect("audit");
+    let journal = String::from_utf8_lossy(&journal.stdout).into_owned();
+    assert!(journal.lines().last().is_some_and(|l| l.contains("\"kind\":\"run_finished\"")), "{journal}");
+}

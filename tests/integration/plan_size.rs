@@ -332,3 +332,51 @@ fn a_plan_file_beyond_its_limit_is_refused_clearly() {
 
 /// The limit of a plan file, as the book states it.
 const MAX_PLAN_MIB: u64 = 64;
+
+/// Red team adv17b F10: review documents and diffs keep per-step sets of steps, so a runbook
+/// of its own (not only one that includes others) is bounded to 10,000 steps (RB065 at the
+/// first step past the limit); 10,000 steps still check.
+#[test]
+fn a_runbook_of_more_than_10000_steps_is_refused_and_10000_check() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = dir.path();
+    std::fs::write(p.join("max.toml"), chain(10_000, "start")).expect("write");
+    let out = crate::support::run_in(p, &["check", "max.toml"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    std::fs::write(p.join("over.toml"), chain(10_001, "start")).expect("write");
+    let out = crate::support::run_in(p, &["check", "over.toml"]);
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("error[RB065]: this runbook has 10001 steps, more than the limit of 10000"),
+        "{}",
+        out.stderr
+    );
+    let out = crate::support::run_in(p, &["plan", "over.toml", "--format", "markdown"]);
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert!(out.stdout.is_empty(), "nothing is planned");
+}
+
+/// Red team adv17b F4: what `plan -o` writes, `run --plan` reads. A pretty-printed plan
+/// indents each included runbook once more: 15 levels of includes over a 5,000-step
+/// compensated chain made a 90 MB plan that `run --plan` refused. `plan -o` now refuses it,
+/// writing nothing.
+#[test]
+fn plan_o_never_writes_a_plan_that_run_plan_cannot_read() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = dir.path();
+    std::fs::write(p.join("leaf.toml"), chain(5000, "start").replace("name = \"chain\"", "name = \"leaf\""))
+        .expect("write");
+    let mut prev = "leaf.toml".to_string();
+    for d in 1..=15 {
+        std::fs::write(
+            p.join(format!("c{d}.toml")),
+            format!("[runbook]\nname = \"c{d}\"\n\n[steps.i]\nrunbook = {{ file = \"{prev}\" }}\n"),
+        )
+        .expect("write");
+        prev = format!("c{d}.toml");
+    }
+    let out = crate::support::run_in(p, &["plan", "c15.toml", "-o", "c15.json"]);
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert!(out.stderr.contains("more than the 64 MiB a pinned plan may hold"), "{}", out.stderr);
+    assert!(!p.join("c15.json").exists(), "nothing is written");
+}

@@ -18,10 +18,12 @@ use crate::span::Span;
 /// `i64` of milliseconds with room to spare.
 pub const MAX_DURATION: Duration = Duration::from_secs(100 * 31_557_600);
 
-/// The most steps a runbook that includes others may have once its includes are expanded
-/// (RB065): each `runbook` step counts as itself plus every step of the runbook it includes,
-/// recursively. Plans and runs hold every included instance, so a few files that each include
-/// the next twice would otherwise grow as 2^depth.
+/// The most steps a runbook may have once its includes are expanded (RB065): each `runbook`
+/// step counts as itself plus every step of the runbook it includes, recursively. Plans and
+/// runs hold every included instance, so a few files that each include the next twice would
+/// otherwise grow as 2^depth; and the review documents and diffs keep per-step sets of steps
+/// (n²/64 words), so a runbook of its own is bounded too (red team adv17b F10: a 250,000-step
+/// file under the 8 MiB limit would have needed gigabytes for its markdown review).
 pub const MAX_EXPANDED_STEPS: u64 = 10_000;
 
 /// The most bytes of runbook text a runbook may hold once its includes are expanded (RB065):

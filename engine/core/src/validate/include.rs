@@ -7,7 +7,7 @@ impl Validator<'_> {
     /// `runbook` step adds the expanded size of the file it includes, read from the count
     /// memoised when that file was checked (never by expanding it). A runbook that includes
     /// others and goes past [`MAX_EXPANDED_STEPS`] is refused (RB065) at the include that
-    /// takes it past; a file on its own is bounded by the 8 MiB file limit.
+    /// takes it past; so is a runbook whose own steps go past it, at the first step beyond.
     pub(super) fn expanded_size(&mut self, steps: &[Step], finally: &[Step]) {
         let mut by_index: Vec<u64> = vec![0; self.includes.len()];
         for (path, &i) in &self.include_index {
@@ -29,22 +29,27 @@ impl Validator<'_> {
                 });
             }
         }
-        if total > own
-            && total > MAX_EXPANDED_STEPS
+        // Every runbook, not only one that includes others (red team adv17b F10): plans,
+        // review documents and diffs hold per-step sets of steps, so the number of steps
+        // bounds their time and memory as the file limit bounds their bytes.
+        if total > MAX_EXPANDED_STEPS
             && let Some(span) = first_past
         {
-            self.err(
-                Code::IncludeSize,
-                span,
-                format!(
-                    "this runbook has {total} steps once its includes are expanded, more than the limit of {MAX_EXPANDED_STEPS}"
-                ),
-            )
-            .set_label("past the limit here")
-            .help = Some(
-                "each `runbook` step counts every step of the runbook it includes, once per include; include fewer times, or run the parts as separate runbooks"
-                    .into(),
-            );
+            let (message, help) = if total > own {
+                (
+                    format!(
+                        "this runbook has {total} steps once its includes are expanded, more than the limit of {MAX_EXPANDED_STEPS}"
+                    ),
+                    "each `runbook` step counts every step of the runbook it includes, once per include; include fewer times, or run the parts as separate runbooks",
+                )
+            } else {
+                (
+                    format!("this runbook has {total} steps, more than the limit of {MAX_EXPANDED_STEPS}"),
+                    "split it into runbooks of at most that many steps, run one after the other",
+                )
+            };
+            self.err(Code::IncludeSize, span, message).set_label("past the limit here").help =
+                Some(help.into());
         }
         self.cx.expanded.insert(self.source.path.clone(), total);
         self.expanded_bytes(steps, finally);
