@@ -404,6 +404,22 @@ pub fn plan(runbook: &Runbook, params: &BTreeMap<String, ParamValue>) -> Result<
     }
     let expanded = crate::foreach::expand(runbook, params);
     let runbook: &Runbook = &expanded;
+    // Every need names a step once expanded; one that does not is never "met" (adv17b F1).
+    if let Some((step, need)) = crate::foreach::dangling_need(runbook) {
+        let span = runbook
+            .steps
+            .iter()
+            .chain(&runbook.finally)
+            .find(|s| s.id == *step)
+            .map_or(crate::span::Span::default(), |s| s.span);
+        return Err(vec![Diagnostic::error(
+            crate::diagnostic::Code::UnknownNeed,
+            &runbook.source,
+            span,
+            format!("internal error: once its `for-each` steps are expanded, step `{step}` needs `{need}`, which is no step"),
+        )
+        .with_help("this is a bug in runbook: please report it with the runbook; nothing ran")]);
+    }
     let mut p = Planner {
         runbook,
         diags: Vec::new(),

@@ -1,0 +1,165 @@
+//! `needs` on a `for-each` step hold whatever the order the steps are declared in (red team
+//! adv17b F1): a step that needs a `for-each` step declared later in the file needs every one
+//! of its instances, in the plan and in the run, an approval gate included; and in an
+//! included runbook.
+
+use crate::support::{Scratch, ok, run_in};
+
+fn plan_json(place: &Scratch, file: &str) -> serde_json::Value {
+    let out = run_in(place.path(), &["plan", file, "--format", "json"]);
+    ok(&out, 0);
+    serde_json::from_str(&out.stdout).expect("plan json")
+}
+
+fn started(place: &Scratch) -> Vec<String> {
+    let run = place.latest_run();
+    place.events(&run).into_iter().filter(|(k, _)| k == "step_started").map(|(_, s)| s).collect()
+}
+
+const LATER: &str = r#"[runbook]
+name = "order"
+
+[params.hosts]
+type = "list"
+default = ["h1", "h2"]
+
+[steps.a_verify]
+needs = ["z_drain"]
+run = "echo verify >> trace"
+
+[steps.z_drain]
+needs = []
+for-each = "hosts"
+run = "echo drain {{ item }} >> trace"
+"#;
+
+#[test]
+fn a_need_on_a_later_for_each_step_needs_every_instance() {
+    let place = Scratch::new(LATER);
+    let json = plan_json(&place, "r.toml");
+    let verify =
+        json["steps"].as_array().expect("steps").iter().find(|s| s["id"] == "a_verify").expect("a_verify");
+    assert_eq!(verify["needs"], serde_json::json!(["z_drain[h1]", "z_drain[h2]"]), "{verify}");
+    assert_eq!(json["waves"], serde_json::json!([["z_drain[h1]", "z_drain[h2]"], ["a_verify"]]));
+    ok(&place.run(&["--yes"], &[]), 0);
+    assert_eq!(place.read("trace").lines().last(), Some("verify"), "{}", place.read("trace"));
+    let started = started(&place);
+    assert_eq!(started.last().map(String::as_str), Some("a_verify"), "the journal's order: {started:?}");
+}
+
+#[test]
+fn an_approval_for_each_declared_later_gates_its_dependent() {
+    let place = Scratch::new(
+        r#"[runbook]
+name = "gate"
+
+[params.regions]
+type = "list"
+default = ["eu", "us"]
+
+[steps.deploy]
+needs = ["approve_region"]
+run = "echo DEPLOYED > deployed"
+
+[steps.approve_region]
+needs = []
+for-each = "regions"
+approval = { prompt = "deploy to {{ item }}?" }
+"#,
+    );
+    let out = place.run(&["--yes"], &[]);
+    assert!(
+        !place.path().join("deployed").exists(),
+        "deploy ran without approval: {}{}",
+        out.stdout,
+        out.stderr
+    );
+    assert!(!started(&place).iter().any(|s| s == "deploy"), "{:?}", started(&place));
+    let run = place.latest_run();
+    for id in ["approve_region[eu]", "approve_region[us]"] {
+        ok(&place.cmd(&["approve", &run, id, "--reason", "ok", "--as", "alice"], &[]), 0);
+    }
+    ok(&place.cmd(&["resume", &run, "--yes"], &[]), 0);
+    assert_eq!(place.read("deployed").trim(), "DEPLOYED");
+    assert_eq!(started(&place).last().map(String::as_str), Some("deploy"));
+}
+
+#[test]
+fn in_an_included_runbook_a_later_for_each_is_needed_too() {
+    let place = Scratch::new(
+        r#"[runbook]
+name = "parent"
+
+[steps.child]
+runbook = { file = "child.toml" }
+"#,
+    );
+    std::fs::write(place.path().join("child.toml"), LATER.replace("name = \"order\"", "name = \"child\""))
+        .expect("child");
+    let json = plan_json(&place, "child.toml");
+    assert_eq!(json["waves"], serde_json::json!([["z_drain[h1]", "z_drain[h2]"], ["a_verify"]]));
+    ok(&place.run(&["--yes"], &[]), 0);
+    let trace = place.read("trace");
+    assert_eq!(trace.lines().last(), Some("verify"), "{trace}");
+    assert_eq!(trace.lines().count(), 3, "{trace}");
+}
+
+/// Every permutation of the declaration order of a small DAG with `for-each` steps (one of
+/// them with lanes) plans the same waves.
+#[test]
+fn every_declaration_order_plans_the_same_waves() {
+    let steps = [
+        ("a", "needs = []\nfor-each = \"hosts\"\n"),
+        ("b", "needs = [\"a\"]\n"),
+        ("c", "needs = [\"b\"]\nfor-each = \"hosts\"\nmax-parallel = 1\n"),
+        ("d", "needs = [\"a\", \"c\"]\n"),
+    ];
+    let mut orders: Vec<Vec<usize>> = Vec::new();
+    permutations(&mut (0..steps.len()).collect::<Vec<_>>(), 0, &mut orders);
+    assert_eq!(orders.len(), 24);
+    let place = Scratch::new("");
+    let mut first: Option<serde_json::Value> = None;
+    for order in &orders {
+        let mut text = String::from(
+            "[runbook]\nname = \"perm\"\n\n[params.hosts]\ntype = \"list\"\ndefault = [\"h1\", \"h2\", \"h3\"]\n",
+        );
+        for &i in order {
+            let (id, body) = steps[i];
+            text.push_str(&format!("\n[steps.{id}]\n{body}run = \"true\"\n"));
+        }
+        std::fs::write(place.path().join("r.toml"), &text).expect("runbook");
+        let waves = plan_json(&place, "r.toml")["waves"].clone();
+        let sorted: Vec<Vec<String>> = waves
+            .as_array()
+            .expect("waves")
+            .iter()
+            .map(|w| {
+                let mut w: Vec<String> =
+                    w.as_array().expect("wave").iter().map(|s| s.as_str().expect("id").to_string()).collect();
+                w.sort();
+                w
+            })
+            .collect();
+        let sorted = serde_json::json!(sorted);
+        match &first {
+            None => first = Some(sorted),
+            Some(f) => assert_eq!(&sorted, f, "order {order:?}:\n{text}"),
+        }
+    }
+    assert_eq!(
+        first.expect("waves"),
+        serde_json::json!([["a[h1]", "a[h2]", "a[h3]"], ["b"], ["c[h1]"], ["c[h2]"], ["c[h3]"], ["d"]])
+    );
+}
+
+fn permutations(items: &mut Vec<usize>, k: usize, out: &mut Vec<Vec<usize>>) {
+    if k == items.len() {
+        out.push(items.clone());
+        return;
+    }
+    for i in k..items.len() {
+        items.swap(k, i);
+        permutations(items, k + 1, out);
+        items.swap(k, i);
+    }
+}
