@@ -168,9 +168,32 @@ fn instances(step: &Step, params: &BTreeMap<String, ParamValue>) -> u64 {
     }
 }
 
-/// RB119 when the expansion would be too big ([`size`]); placed at the first `for-each`.
+/// RB119 when a `for-each` step's list is empty (adv17b F12: like an empty GitHub Actions
+/// matrix, refused; skipping the step would let its dependents run without it, an approval
+/// gate included), placed at that step's `for-each`; or when the expansion would be too big
+/// ([`size`]), placed at the first `for-each`.
 pub fn check_size(runbook: &Runbook, params: &BTreeMap<String, ParamValue>) -> Option<crate::Diagnostic> {
     let span = runbook.steps.iter().chain(&runbook.finally).find_map(|s| s.for_each.as_ref())?.span;
+    if let Some((step, fe)) = runbook.steps.iter().chain(&runbook.finally).find_map(|s| {
+        s.for_each
+            .as_ref()
+            .filter(|fe| !matches!(params.get(&fe.param), Some(ParamValue::List(l)) if !l.is_empty()))
+            .map(|fe| (s, fe))
+    }) {
+        return Some(
+            crate::Diagnostic::error(
+                crate::diagnostic::Code::ForEachSize,
+                &runbook.source,
+                fe.span,
+                format!("the list `{}` is empty: step `{}` would have no instance", fe.param, step.id),
+            )
+            .with_label("for each element of this list")
+            .with_help(format!(
+                "give `{}` at least one element (`-p '{}=[\"a\"]'`); a `for-each` step runs once per element and the steps that need it wait for every instance, so an empty list is refused rather than skipped",
+                fe.param, fe.param
+            )),
+        );
+    }
     let (steps, edges, undoable) = size(runbook, params);
     let limit = crate::model::MAX_EXPANDED_STEPS;
     let problem = if steps > limit {
