@@ -163,3 +163,61 @@ fn permutations(items: &mut Vec<usize>, k: usize, out: &mut Vec<Vec<usize>>) {
         items.swap(k, i);
     }
 }
+
+/// `runbook ARGS` in `dir` under `ulimit -v` (1 GiB: far above a bounded plan, far below
+/// a million instances): exit code and standard error.
+fn limited(dir: &std::path::Path, args: &[&str]) -> (i32, String) {
+    let script = format!("ulimit -v 1000000; exec '{}' \"$@\" > /dev/null", crate::support::bin());
+    let mut argv = vec!["-c", script.as_str(), "runbook"];
+    argv.extend_from_slice(args);
+    let out = std::process::Command::new("bash")
+        .args(&argv)
+        .current_dir(dir)
+        .env("NO_COLOR", "1")
+        .env_remove("RUNBOOK_STATE")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("bash runs");
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// Red team adv17b F11: a leaf with one `for-each` step over 1,000 elements, included twice
+/// by each file of a binary tree of depth 10 (1,024 includes: 1,024,000 instances from a few
+/// KB of files). The expanded steps are counted over the whole include tree against one
+/// bound, before any child is expanded past it: refused (RB119) in bounded memory, nothing
+/// runs; a tree of the same leaf within the bound still plans.
+#[test]
+fn for_each_in_included_runbooks_counts_against_one_bound() {
+    let place = Scratch::new("");
+    let hosts: Vec<String> = (0..1000).map(|i| format!("\"h{i}\"")).collect();
+    std::fs::write(
+        place.path().join("leaf.toml"),
+        format!(
+            "[runbook]\nname = \"leaf\"\n\n[params.hosts]\ntype = \"list\"\ndefault = [{}]\n\n[steps.w]\nfor-each = \"hosts\"\nrun = \"echo {{{{ item }}}} >> trace\"\n",
+            hosts.join(", ")
+        ),
+    )
+    .expect("leaf");
+    let mut previous = "leaf.toml".to_string();
+    for depth in 1..=10 {
+        std::fs::write(
+            place.path().join(format!("t{depth}.toml")),
+            format!("[runbook]\nname = \"t{depth}\"\n\n[steps.a]\nrunbook = {{ file = \"{previous}\" }}\n\n[steps.b]\nrunbook = {{ file = \"{previous}\" }}\n"),
+        )
+        .expect("tree");
+        previous = format!("t{depth}.toml");
+    }
+    for file in ["t4.toml", "t10.toml"] {
+        let (code, stderr) = limited(place.path(), &["plan", file]);
+        assert_eq!(code, 3, "{file}: {stderr}");
+        assert!(stderr.contains("error[RB119]"), "{file}: {stderr}");
+        assert!(stderr.contains("included runbooks"), "{file}: {stderr}");
+    }
+    let state = place.state();
+    let (code, stderr) = limited(place.path(), &["run", "t10.toml", "--yes", "--state", &state]);
+    assert_eq!(code, 3, "{stderr}");
+    assert!(!place.path().join("trace").exists(), "nothing runs");
+    // 8 includes of the leaf: 8,000 instances and 15 include steps, within the bound.
+    let (code, stderr) = limited(place.path(), &["plan", "t3.toml"]);
+    assert_eq!(code, 0, "{stderr}");
+}
