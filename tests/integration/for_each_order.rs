@@ -221,3 +221,45 @@ fn for_each_in_included_runbooks_counts_against_one_bound() {
     let (code, stderr) = limited(place.path(), &["plan", "t3.toml"]);
     assert_eq!(code, 0, "{stderr}");
 }
+
+/// Red team adv17b F6: log and outputs files are named after the step's id (with the include
+/// path before it), which had no bound: a 125-character step id over a 128-byte element, a
+/// 300-character plain step id, and the same under an include failed mid-run ("File name
+/// too long") after earlier steps had run. File names are now derived so they always fit:
+/// every step runs, writes its outputs, and its log reads back.
+#[test]
+fn any_step_id_makes_file_names_that_fit() {
+    let long_step = "s".repeat(125);
+    let plain = "p".repeat(300);
+    let element = "e".repeat(128);
+    let child = format!(
+        "[runbook]\nname = \"long\"\n\n[params.hosts]\ntype = \"list\"\n\n[steps.first]\nrun = \"echo side effect >> trace\"\n\n[steps.{long_step}]\nfor-each = \"hosts\"\nrun = \"echo hi {{{{ item }}}}; echo n=1 >> $RUNBOOK_OUTPUT\"\noutputs = [\"n\"]\n\n[steps.{plain}]\nrun = \"echo plain >> trace; echo m=2 >> $RUNBOOK_OUTPUT\"\noutputs = [\"m\"]\ncompensate = {{ run = \"echo undo\" }}\n"
+    );
+    let place = Scratch::new(&child);
+    let hosts = format!("hosts={element}");
+    let out = place.run(&["--yes", "-p", &hosts], &[]);
+    ok(&out, 0);
+    assert_eq!(place.read("trace"), "side effect\nplain\n");
+    let run = place.latest_run();
+    let logs = place.cmd(&["logs", &run], &[]);
+    ok(&logs, 0);
+    assert!(logs.stdout.contains(&format!("hi {element}")), "{}", logs.stdout);
+
+    // The same runbook included two levels deep (the include path is in the file names too).
+    let long_include = "i".repeat(120);
+    std::fs::write(place.path().join("child.toml"), &child).expect("child");
+    std::fs::write(
+        place.path().join("middle.toml"),
+        format!("[runbook]\nname = \"middle\"\n\n[params.hosts]\ntype = \"list\"\n\n[steps.{long_include}]\nrunbook = {{ file = \"child.toml\", params = {{ hosts = [\"{element}\"] }} }}\n"),
+    )
+    .expect("middle");
+    std::fs::write(
+        place.path().join("r.toml"),
+        format!("[runbook]\nname = \"top\"\n\n[steps.{long_include}]\nrunbook = {{ file = \"middle.toml\", params = {{ hosts = [\"x\"] }} }}\n"),
+    )
+    .expect("top");
+    std::fs::remove_file(place.path().join("trace")).expect("trace");
+    let out = place.run(&["--yes"], &[]);
+    ok(&out, 0);
+    assert_eq!(place.read("trace"), "side effect\nplain\n");
+}
