@@ -263,3 +263,19 @@ fn any_step_id_makes_file_names_that_fit() {
     ok(&out, 0);
     assert_eq!(place.read("trace"), "side effect\nplain\n");
 }
+
+/// Red team adv17b F8: `[report]` naming a `for-each` step's output (one set per instance)
+/// is refused at `check` with RB114 at the reference, as a template reading it is; its
+/// compensation's outputs too.
+#[test]
+fn report_naming_a_for_each_step_s_outputs_is_refused() {
+    for fact in ["obs.version", "obs.compensate.undone"] {
+        let place = Scratch::new(&format!(
+            "[runbook]\nname = \"rep\"\n\n[params.hosts]\ntype = \"list\"\ndefault = [\"a\", \"b\"]\n\n[report]\nversion-before = \"{fact}\"\n\n[steps.obs]\nfor-each = \"hosts\"\nrun = \"echo version=1 >> $RUNBOOK_OUTPUT\"\noutputs = [\"version\"]\ncompensate = {{ run = \"echo undone=1 >> $RUNBOOK_OUTPUT\", outputs = [\"undone\"] }}\n"
+        ));
+        let out = run_in(place.path(), &["check", "r.toml"]);
+        ok(&out, 3);
+        assert!(out.stderr.contains("r.toml:9:18: error[RB114]"), "{fact}: {}", out.stderr);
+        assert!(out.stderr.contains("a `for-each` step"), "{fact}: {}", out.stderr);
+    }
+}
