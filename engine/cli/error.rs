@@ -377,7 +377,7 @@ impl CliError {
             CliError::Store(e) => store_code(e),
             CliError::Exec(ExecError::Preconditions(_) | ExecError::LockName(_)) => exit::INVALID,
             CliError::Exec(ExecError::Store(e)) => store_code(e),
-            CliError::Exec(ExecError::RunDir { .. }) => exit::CANNOT_START,
+            CliError::Exec(ExecError::RunDir { .. } | ExecError::UnknownNeed { .. }) => exit::CANNOT_START,
             CliError::WorkerGone | CliError::Interrupted { .. } => exit::INTERRUPTED,
             CliError::StepNotStarted { .. } => exit::STEP_NOT_STARTED,
         }
@@ -599,6 +599,7 @@ mod tests {
                 "run_dir",
                 ExecError::RunDir { path: "/state/runs/r-1".into(), error: "permission denied".into() }.into(),
             ),
+            ("unknown_need", ExecError::UnknownNeed { step: "verify".into(), need: "drain".into() }.into()),
             ("run_changed", StoreError::RunChanged { run_id: "r-1".into(), read: Some(7), found: Some(9) }.into()),
             ("interrupted", CliError::Interrupted { secret: "VAULT".into() }),
         ];

@@ -183,16 +183,33 @@ run = "echo {{ item }} >> ran; if [ {{ item }} = web-2 ] && [ ! -f go ]; then sl
     assert_eq!(place.read("ran").lines().collect::<Vec<_>>(), ["web-1", "web-2", "web-2", "web-3"]);
 }
 
+/// An empty list is refused at `plan` and `run` (adv17b F12; it used to skip the step and
+/// run its dependents, so an empty list turned an approval gate off), for every step kind,
+/// naming the parameter at the step's `for-each`. Nothing runs.
 #[test]
-fn an_empty_list_skips_the_step_with_its_reason() {
-    let place = Scratch::new(&hosts_runbook("", ""));
-    let plan = plan_of(&place, &["-p", "hosts="]);
-    ok(&plan, 0);
-    assert!(plan.stdout.contains("params.hosts | length > 0 (false: skipped)"), "{}", plan.stdout);
-    let out = place.run(&["--yes", "-p", "hosts="], &[]);
-    ok(&out, 0);
-    assert!(out.stdout.contains("skip drain: `when` is false: params.hosts | length > 0"), "{}", out.stdout);
-    assert_eq!(trace(&place), ["after"]);
+fn an_empty_list_is_refused_for_every_step_kind() {
+    let kinds = [
+        "run = \"echo {{ item }} >> trace\"",
+        "cmd = [\"sh\", \"-c\", \"echo x >> trace\", \"{{ item }}\"]",
+        "approval = { prompt = \"go {{ item }}?\" }",
+    ];
+    for kind in kinds {
+        let place = Scratch::new(&format!(
+            "[runbook]\nname = \"empty\"\n\n[params.hosts]\ntype = \"list\"\ndefault = [\"a\"]\n\n[steps.each]\nfor-each = \"hosts\"\n{kind}\n\n[steps.after]\nneeds = [\"each\"]\nrun = \"echo after >> trace\"\n"
+        ));
+        for args in [vec!["plan", "r.toml", "-p", "hosts="], vec!["run", "r.toml", "--yes", "-p", "hosts="]] {
+            let mut args = args;
+            let state = place.state();
+            if args[0] == "run" {
+                args.extend(["--state", state.as_str()]);
+            }
+            let out = run_in(place.path(), &args);
+            ok(&out, 3);
+            assert!(out.stderr.contains("r.toml:9:12: error[RB119]"), "{kind}: {}", out.stderr);
+            assert!(out.stderr.contains("`hosts` is empty"), "{kind}: {}", out.stderr);
+            assert!(!place.path().join("trace").exists(), "{kind}: nothing runs");
+        }
+    }
 }
 
 #[test]
@@ -500,4 +517,24 @@ compensate = { cmd = ["echo", "undo", "{{ item }}"] }
     let out = plan_of(&undo, &["-p", &format!("a={}", hosts(1000)), "-p", &format!("b={}", hosts(1000))]);
     assert_eq!(out.code, 3, "{}", out.stderr);
     assert!(out.stderr.contains("RB119") && out.stderr.contains("4000000 compensations"), "{}", out.stderr);
+}
+
+/// An included runbook given an empty list is refused too (RB119's reason, naming the
+/// child and the list), at `plan` and at `run`, before the child runs.
+#[test]
+fn an_empty_list_given_to_an_included_runbook_is_refused() {
+    let place = Scratch::new(
+        "[runbook]\nname = \"parent\"\n\n[steps.child]\nrunbook = { file = \"child.toml\", params = { hosts = [] } }\n\n[steps.after]\nneeds = [\"child\"]\nrun = \"echo after >> trace\"\n",
+    );
+    std::fs::write(
+        place.path().join("child.toml"),
+        "[runbook]\nname = \"child\"\n\n[params.hosts]\ntype = \"list\"\n\n[steps.gate]\nfor-each = \"hosts\"\napproval = { prompt = \"go {{ item }}?\" }\n",
+    )
+    .expect("child");
+    let plan = plan_of(&place, &[]);
+    assert_ne!(plan.code, 0, "{}", plan.stdout);
+    assert!(plan.stderr.contains("the list `hosts` is empty"), "{}", plan.stderr);
+    let out = place.run(&["--yes"], &[]);
+    assert_ne!(out.code, 0, "{}", out.stdout);
+    assert!(!place.path().join("trace").exists(), "the step after the include ran: {}", out.stdout);
 }

@@ -182,12 +182,12 @@ codes! {
     ForEachMissing = "111", "for-each-missing", "A step's `for-each` names a parameter the runbook does not declare.";
     ForEachParallel = "112", "for-each-parallel", "A step's `max-parallel` below 1 or above the limit, or without `for-each`.";
     ItemOutside = "113", "item-outside", "A template reads `item` or `item_index` outside a `for-each` step.";
-    ForEachOutputs = "114", "for-each-outputs", "A step reads the outputs of a `for-each` step, which has one set per instance.";
+    ForEachOutputs = "114", "for-each-outputs", "A step or a `[report]` fact reads the outputs of a `for-each` step, which has one set per instance.";
     ListInTemplate = "115", "list-in-template", "A template reads a `list` parameter, which only `for-each` reads.";
     ListParam = "116", "list-param", "A `list` parameter's declaration that cannot work: `items` without `type = \"list\"`, a list where only scalars go, or a default whose elements cannot name step instances.";
     ForEachInclude = "117", "for-each-include", "`for-each` on a `runbook` step or in `[finally]` (not yet supported).";
     ForEachContinue = "118", "for-each-continue", "`on-failure = \"continue\"` on a `for-each` step with `max-parallel`.";
-    ForEachSize = "119", "for-each-size", "With the lists given, the expanded runbook would have more steps or `needs` than the limits.";
+    ForEachSize = "119", "for-each-size", "With the lists given, the expanded runbook would have more steps or `needs` than the limits, or a `for-each` list is empty.";
     NewName = "120", "new-name", "`runbook new NAME`: NAME is not a runbook name (it names the runbook and its files).";
     NewExists = "121", "new-exists", "`runbook new NAME`: a file it would write exists already; nothing was written.";
 }

@@ -28,11 +28,42 @@ pub fn expand<'r>(runbook: &'r Runbook, params: &BTreeMap<String, ParamValue>) -
     Cow::Owned(out)
 }
 
-/// The ids a step's id stands for after expansion: itself, or each of its instances, or
-/// (an empty `for-each`) itself, kept as a skipped stand-in.
+/// The ids each step's id stands for after expansion: itself, or each of its instances, or
+/// (an empty `for-each`) itself, kept as a skipped stand-in. Computed for EVERY step of the
+/// list before any `needs` is rewritten, so a step may need a `for-each` step declared later
+/// in the file (red team adv17b F1: a one-pass walk dropped such needs).
+fn instance_ids<'s>(
+    steps: &'s [Step],
+    params: &BTreeMap<String, ParamValue>,
+) -> BTreeMap<&'s str, Vec<StepId>> {
+    steps
+        .iter()
+        .map(|step| {
+            let ids = match &step.for_each {
+                None => vec![step.id.clone()],
+                Some(fe) => match params.get(&fe.param) {
+                    Some(ParamValue::List(items)) if !items.is_empty() => items
+                        .iter()
+                        .enumerate()
+                        // Checked with the parameter's values (`params::check`); never fails here.
+                        .map(|(index, value)| {
+                            let key =
+                                crate::params::instance_key(value).unwrap_or_else(|_| index.to_string());
+                            StepId(format!("{}[{key}]", step.id))
+                        })
+                        .collect(),
+                    _ => vec![step.id.clone()],
+                },
+            };
+            (step.id.as_str(), ids)
+        })
+        .collect()
+}
+
+/// The steps of one list (main or `finally`) expanded: first every step's instance ids
+/// ([`instance_ids`]), then every `needs` rewritten with them.
 fn expand_steps(steps: &[Step], params: &BTreeMap<String, ParamValue>) -> Vec<Step> {
-    // What each `for-each` step's id becomes in the needs of others.
-    let mut instances: BTreeMap<&str, Vec<StepId>> = BTreeMap::new();
+    let instances = instance_ids(steps, params);
     let mut out = Vec::with_capacity(steps.len());
     for step in steps {
         let needs: Vec<StepId> = step
@@ -40,6 +71,7 @@ fn expand_steps(steps: &[Step], params: &BTreeMap<String, ParamValue>) -> Vec<St
             .iter()
             .flat_map(|n| match instances.get(n.as_str()) {
                 Some(ids) => ids.clone(),
+                // Validation refused it already; kept so that `dangling_need` names it.
                 None => vec![n.clone()],
             })
             .collect();
@@ -62,14 +94,10 @@ fn expand_steps(steps: &[Step], params: &BTreeMap<String, ParamValue>) -> Vec<St
                 base: step.id.clone(),
             };
             out.push(Step { needs, when: Some(when), for_each: None, item: Some(item), ..step.clone() });
-            instances.insert(step.id.as_str(), vec![step.id.clone()]);
             continue;
         }
-        let mut ids: Vec<StepId> = Vec::with_capacity(elements.len());
-        for (index, value) in elements.iter().enumerate() {
-            // Checked with the parameter's values (`params::check`); never fails here.
-            let key = crate::params::instance_key(value).unwrap_or_else(|_| index.to_string());
-            let id = StepId(format!("{}[{key}]", step.id));
+        let ids = instances.get(step.id.as_str()).map_or(&[][..], Vec::as_slice);
+        for (index, (value, id)) in elements.iter().zip(ids).enumerate() {
             let mut needs = needs.clone();
             if let Some(lanes) = fe.max_parallel.map(|m| m as usize)
                 && index >= lanes
@@ -78,11 +106,19 @@ fn expand_steps(steps: &[Step], params: &BTreeMap<String, ParamValue>) -> Vec<St
             }
             let item = crate::model::Item { value: value.clone(), index, base: step.id.clone() };
             out.push(Step { id: id.clone(), needs, for_each: None, item: Some(item), ..step.clone() });
-            ids.push(id);
         }
-        instances.insert(step.id.as_str(), ids);
     }
     out
+}
+
+/// The first `needs` of an (expanded) runbook that names no step of its list, as (step,
+/// need). After [`expand`] every need names a step: one that does not is an engine bug,
+/// which `plan` and the dispatcher refuse instead of treating the need as met.
+pub fn dangling_need(runbook: &Runbook) -> Option<(&StepId, &StepId)> {
+    [&runbook.steps, &runbook.finally].into_iter().find_map(|list| {
+        let ids: std::collections::BTreeSet<&str> = list.iter().map(|s| s.id.as_str()).collect();
+        list.iter().find_map(|s| s.needs.iter().find(|n| !ids.contains(n.as_str())).map(|n| (&s.id, n)))
+    })
 }
 
 /// The most `needs` edges the instances of a runbook may have: a `for-each` step that needs
@@ -104,18 +140,13 @@ pub const MAX_COMPENSATION_CHAINS: u64 = 2_000_000;
 pub fn size(runbook: &Runbook, params: &BTreeMap<String, ParamValue>) -> (u64, u64, u64) {
     let (mut steps, mut edges, mut undoable) = (0u64, 0u64, 0u64);
     for list in [&runbook.steps, &runbook.finally] {
-        let mut count: BTreeMap<&str, u64> = BTreeMap::new();
+        // Every step's count first: a step may need a `for-each` step declared after it.
+        let count: BTreeMap<&str, u64> =
+            list.iter().map(|step| (step.id.as_str(), instances(step, params))).collect();
         for step in list.iter() {
-            let n = match &step.for_each {
-                Some(fe) => match params.get(&fe.param) {
-                    Some(ParamValue::List(items)) if !items.is_empty() => items.len() as u64,
-                    _ => 1,
-                },
-                None => 1,
-            };
+            let n = instances(step, params);
             let needs: u64 = step.needs.iter().map(|d| count.get(d.as_str()).copied().unwrap_or(1)).sum();
             let lanes = u64::from(step.for_each.as_ref().is_some_and(|f| f.max_parallel.is_some()));
-            count.insert(step.id.as_str(), n);
             steps = steps.saturating_add(n);
             edges = edges.saturating_add(n.saturating_mul(needs.saturating_add(lanes)));
             if step.compensate.is_some() {
@@ -126,9 +157,43 @@ pub fn size(runbook: &Runbook, params: &BTreeMap<String, ParamValue>) -> (u64, u
     (steps, edges, undoable)
 }
 
-/// RB119 when the expansion would be too big ([`size`]); placed at the first `for-each`.
+/// How many steps `step` stands for once expanded (an empty `for-each` stays one step).
+fn instances(step: &Step, params: &BTreeMap<String, ParamValue>) -> u64 {
+    match &step.for_each {
+        Some(fe) => match params.get(&fe.param) {
+            Some(ParamValue::List(items)) if !items.is_empty() => items.len() as u64,
+            _ => 1,
+        },
+        None => 1,
+    }
+}
+
+/// RB119 when a `for-each` step's list is empty (adv17b F12: like an empty GitHub Actions
+/// matrix, refused; skipping the step would let its dependents run without it, an approval
+/// gate included), placed at that step's `for-each`; or when the expansion would be too big
+/// ([`size`]), placed at the first `for-each`.
 pub fn check_size(runbook: &Runbook, params: &BTreeMap<String, ParamValue>) -> Option<crate::Diagnostic> {
     let span = runbook.steps.iter().chain(&runbook.finally).find_map(|s| s.for_each.as_ref())?.span;
+    if let Some((step, fe)) = runbook.steps.iter().chain(&runbook.finally).find_map(|s| {
+        s.for_each
+            .as_ref()
+            .filter(|fe| !matches!(params.get(&fe.param), Some(ParamValue::List(l)) if !l.is_empty()))
+            .map(|fe| (s, fe))
+    }) {
+        return Some(
+            crate::Diagnostic::error(
+                crate::diagnostic::Code::ForEachSize,
+                &runbook.source,
+                fe.span,
+                format!("the list `{}` is empty: step `{}` would have no instance", fe.param, step.id),
+            )
+            .with_label("for each element of this list")
+            .with_help(format!(
+                "give `{}` at least one element (`-p '{}=[\"a\"]'`); a `for-each` step runs once per element and the steps that need it wait for every instance, so an empty list is refused rather than skipped",
+                fe.param, fe.param
+            )),
+        );
+    }
     let (steps, edges, undoable) = size(runbook, params);
     let limit = crate::model::MAX_EXPANDED_STEPS;
     let problem = if steps > limit {
@@ -210,5 +275,27 @@ mod tests {
             let (steps, _, _) = size(&rb, &hosts(n));
             assert_eq!(steps as usize, expanded.steps.len());
         }
+    }
+
+    const LATER: &str = "[runbook]\nname = \"r\"\n[params.hosts]\ntype = \"list\"\n[steps.b]\nneeds = [\"a\"]\ncmd = [\"echo\"]\n[steps.a]\nneeds = []\nfor-each = \"hosts\"\ncmd = [\"echo\", \"{{ item }}\"]\n";
+
+    /// A need on a `for-each` step declared later names its instances; [`size`] counts the
+    /// edges expansion makes; a need left naming no step is found by [`dangling_need`].
+    #[test]
+    fn needs_on_a_later_for_each_step_name_every_instance() {
+        for n in [0, 1, 3] {
+            let rb = runbook(LATER);
+            let expanded = expand(&rb, &hosts(n));
+            assert_eq!(dangling_need(&expanded), None);
+            let b = expanded.step("b").expect("b");
+            let want: Vec<String> =
+                if n == 0 { vec!["a".into()] } else { (0..n).map(|i| format!("a[h{i}]")).collect() };
+            assert_eq!(b.needs.iter().map(|x| x.to_string()).collect::<Vec<_>>(), want);
+            let (_, edges, _) = size(&rb, &hosts(n));
+            assert_eq!(edges as usize, expanded.steps.iter().map(|s| s.needs.len()).sum::<usize>());
+        }
+        let mut broken = runbook(LATER);
+        broken.steps[0].needs = vec![StepId("gone".into())];
+        assert_eq!(dangling_need(&broken).map(|(s, n)| (s.as_str(), n.as_str())), Some(("b", "gone")));
     }
 }

@@ -307,7 +307,7 @@ pub fn for_include(
     if !wrong.is_empty() {
         return Err(wrong);
     }
-    resolve(&child.params, &given).map_err(|problems| {
+    let values = resolve(&child.params, &given).map_err(|problems| {
         problems
             .into_iter()
             .map(|problem| match problem {
@@ -315,8 +315,14 @@ pub fn for_include(
                 ParamProblem::Unknown(n) => format!("runbook `{file}` has no parameter `{n}`"),
                 ParamProblem::Invalid(n, e) => format!("parameter `{n}` of runbook `{file}`: {e}"),
             })
-            .collect()
-    })
+            .collect::<Vec<String>>()
+    })?;
+    // An included runbook's lists are checked as the top level's are (RB119: empty or too
+    // big), here where the plan and the dispatcher both type them (adv17b F12).
+    if let Some(d) = crate::foreach::check_size(child, &values) {
+        return Err(vec![format!("runbook `{file}`: {}", d.message)]);
+    }
+    Ok(values)
 }
 
 #[cfg(test)]

@@ -397,15 +397,65 @@ pub fn sha256_hex_bytes(bytes: &[u8]) -> String {
 
 /// Build the plan of a validated runbook with already typed parameter values (`resolve`d).
 pub fn plan(runbook: &Runbook, params: &BTreeMap<String, ParamValue>) -> Result<Plan, Vec<Diagnostic>> {
+    plan_within(runbook, params, &std::cell::Cell::new(0))
+}
+
+/// [`plan`], with `budget`: the steps the include tree planned so far (each `for-each`
+/// step counted as its instances, under each include). One bound for the whole tree,
+/// checked with [`crate::foreach::size`] BEFORE a runbook is expanded (adv17b F11: RB119
+/// and RB065 held per runbook, and a tree of includes multiplied them).
+fn plan_within(
+    runbook: &Runbook,
+    params: &BTreeMap<String, ParamValue>,
+    budget: &std::cell::Cell<u64>,
+) -> Result<Plan, Vec<Diagnostic>> {
     // `for-each` steps are planned as their instances, as they run; refused when the
     // instances would make the plan grow faster than the runbook and its values (RB119).
     if let Some(d) = crate::foreach::check_size(runbook, params) {
         return Err(vec![d]);
     }
+    let total = budget.get().saturating_add(crate::foreach::size(runbook, params).0);
+    budget.set(total);
+    if total > crate::model::MAX_EXPANDED_STEPS {
+        let span = runbook
+            .steps
+            .iter()
+            .chain(&runbook.finally)
+            .find_map(|s| s.for_each.as_ref())
+            .map_or(crate::span::Span::default(), |f| f.span);
+        return Err(vec![Diagnostic::error(
+            Code::ForEachSize,
+            &runbook.source,
+            span,
+            format!(
+                "with these lists the runbook and its included runbooks have more than {} steps once expanded (at least {total} when this runbook is planned)",
+                crate::model::MAX_EXPANDED_STEPS
+            ),
+        )
+        .with_label("expanded here")
+        .with_help("each include counts every instance of the runbook it includes, once per include: give shorter lists, include fewer times, or run the parts as separate runbooks")]);
+    }
     let expanded = crate::foreach::expand(runbook, params);
     let runbook: &Runbook = &expanded;
+    // Every need names a step once expanded; one that does not is never "met" (adv17b F1).
+    if let Some((step, need)) = crate::foreach::dangling_need(runbook) {
+        let span = runbook
+            .steps
+            .iter()
+            .chain(&runbook.finally)
+            .find(|s| s.id == *step)
+            .map_or(crate::span::Span::default(), |s| s.span);
+        return Err(vec![Diagnostic::error(
+            crate::diagnostic::Code::UnknownNeed,
+            &runbook.source,
+            span,
+            format!("internal error: once its `for-each` steps are expanded, step `{step}` needs `{need}`, which is no step"),
+        )
+        .with_help("this is a bug in runbook: please report it with the runbook; nothing ran")]);
+    }
     let mut p = Planner {
         runbook,
+        budget,
         diags: Vec::new(),
         ctx: template::Context::new(&context(runbook, params)),
         rendered: FastMap::default(),
@@ -453,6 +503,8 @@ fn context(runbook: &Runbook, params: &BTreeMap<String, ParamValue>) -> Value {
 
 struct Planner<'r> {
     runbook: &'r Runbook,
+    /// The steps the whole include tree planned so far ([`plan_within`]).
+    budget: &'r std::cell::Cell<u64>,
     diags: Vec<Diagnostic>,
     ctx: template::Context,
     /// Renders already done, by (text, shell mode).
@@ -812,7 +864,15 @@ impl Planner<'_> {
                 };
             }
         };
-        let child_plan = match plan(child, &child_params) {
+        // Past the tree's bound already (one error said so): no further child is expanded.
+        if self.budget.get() > crate::model::MAX_EXPANDED_STEPS {
+            return PlanCommand::Runbook {
+                file: inc.file.clone(),
+                params: rendered,
+                plan: Box::new(empty_plan(child)),
+            };
+        }
+        let child_plan = match plan_within(child, &child_params, self.budget) {
             Ok(p) => p,
             Err(mut d) => {
                 self.diags.append(&mut d);

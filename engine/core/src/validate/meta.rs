@@ -50,6 +50,20 @@ impl Validator<'_> {
                 .help = Some("name a step of `[steps]` or `[finally]` of this runbook".into());
                 return None;
             };
+            if info.for_each {
+                // One set of outputs per instance (and per instance's compensation): a fact
+                // names one value (red team adv17b F8).
+                this.err(
+                    Code::ForEachOutputs,
+                    s.span,
+                    format!("`report.{key}` names `{}`, an output of `{step}`, a `for-each` step", s.value),
+                )
+                .set_label("one set of outputs per instance")
+                .help = Some(format!(
+                    "`{step}` runs once per element, each instance with outputs of its own; name the output of a step that observes the fact once"
+                ));
+                return None;
+            }
             if info.approval && !compensate {
                 this.err(
                     Code::ReportReference,

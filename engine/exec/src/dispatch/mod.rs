@@ -249,6 +249,17 @@ pub enum ExecError {
         /// What failed.
         error: String,
     },
+    /// A step of the runbook given needs a step it does not have (an engine bug, e.g. a
+    /// `for-each` expansion that lost a step): never treated as met; nothing ran.
+    #[error(
+        "internal error: step `{step}` needs `{need}`, which is no step of the runbook; nothing ran (this is a bug in runbook: please report it)"
+    )]
+    UnknownNeed {
+        /// The step.
+        step: String,
+        /// What it needs.
+        need: String,
+    },
 }
 
 enum Msg {

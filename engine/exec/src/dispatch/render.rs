@@ -53,9 +53,10 @@ impl Dispatcher<'_> {
     }
 
     /// A step's name in the run folder's file names: its journal path with `/` as `+`
-    /// (`rotate_api+prune.1.log`), so the steps of two includes of one runbook stay apart.
+    /// (`rotate_api+prune.1.log`), so the steps of two includes of one runbook stay apart;
+    /// bounded so that every file name made from it fits ([`file_stem`]).
     pub(super) fn stem(&self, id: &str) -> String {
-        format!("{}{id}", self.opts.prefix).replace('/', "+")
+        file_stem(&format!("{}{id}", self.opts.prefix))
     }
 
     /// The template context with real values (secret values included: they only reach
@@ -303,5 +304,55 @@ impl Dispatcher<'_> {
             ca_sha256: None,
             request_timeout: Some(Duration::from_secs(10)),
         })
+    }
+}
+
+/// The longest stem of a run folder's file name, in bytes: with the longest suffix made
+/// from it (`.compensation.ATTEMPT.outputs`, `precondition-` before it) a name stays far
+/// under the 255 bytes file systems allow.
+pub const MAX_STEM: usize = 160;
+
+/// A journal path as a file name's stem: `/` as `+`; past [`MAX_STEM`] bytes (step ids,
+/// `for-each` elements and include paths have no common bound: red team adv17b F6), its
+/// first 90 bytes, `~`, the SHA-256 of the whole path in hex and `]]`. Real stems never
+/// hold `]]` (an element holds no bracket, a step id none), so a shortened stem is never
+/// another step's; two paths share a stem only if their digests collide.
+pub fn file_stem(path: &str) -> String {
+    let stem = path.replace('/', "+");
+    if stem.len() <= MAX_STEM {
+        return stem;
+    }
+    let mut head = 90;
+    while !stem.is_char_boundary(head) {
+        head -= 1;
+    }
+    format!("{}~{}]]", &stem[..head], runbook_core::plan::sha256_hex_bytes(path.as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_stems_are_bounded_and_distinct() {
+        let long = |c: char, n: usize| c.to_string().repeat(n);
+        let paths = [
+            "deploy".to_string(),
+            format!("{}[{}]", long('s', 125), long('e', 128)),
+            format!("{}[{}]", long('s', 125), long('e', 127)),
+            format!("{}/{}/{}", long('i', 120), long('i', 120), long('p', 300)),
+            format!("{}[{}]", long('s', 10), "é".repeat(100)),
+        ];
+        let stems: Vec<String> = paths.iter().map(|p| file_stem(p)).collect();
+        for (p, s) in paths.iter().zip(&stems) {
+            assert!(s.len() <= MAX_STEM, "{s}");
+            assert!(format!("precondition-{s}.compensation.4294967295.outputs").len() < 255);
+            assert!(!s.contains('/'), "{s}");
+            if p.len() <= MAX_STEM {
+                assert_eq!(s, &p.replace('/', "+"));
+            }
+        }
+        let unique: std::collections::BTreeSet<&String> = stems.iter().collect();
+        assert_eq!(unique.len(), stems.len(), "{stems:?}");
     }
 }

@@ -31,6 +31,11 @@ pub(super) struct Wires<'w> {
 impl Dispatcher<'_> {
     /// Carry out the run. `cancel` turning `true` interrupts it (Ctrl-C, SIGTERM).
     pub async fn run(mut self, mut cancel: watch::Receiver<bool>) -> Result<Outcome, ExecError> {
+        // The machine indexes needs by step id: one naming no step would never be waited for
+        // (adv17b F1). Refused before anything is journaled.
+        if let Some((step, need)) = runbook_core::foreach::dangling_need(self.runbook) {
+            return Err(ExecError::UnknownNeed { step: step.to_string(), need: need.to_string() });
+        }
         crate::output::private_dir(&self.opts.run_dir).map_err(|e| ExecError::RunDir {
             path: self.opts.run_dir.display().to_string(),
             error: e.to_string(),
