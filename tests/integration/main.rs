@@ -39,6 +39,7 @@ mod e2e_report;
 mod engine_env;
 mod engine_gone;
 mod engine_limits;
+mod escaped_secrets;
 mod files_inside;
 mod finished_before_waiting;
 mod fixtures;
