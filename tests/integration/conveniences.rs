@@ -605,3 +605,64 @@ fn bash_completes_queued_run_ids() {
         std::slice::from_ref(&id)
     );
 }
+
+/// Red team adv17b F3 (promise 4): a candidate is inserted into the line as shell text, so a
+/// completer never offers one the shell would interpret: a step instance id holding
+/// `$(touch PWNED)` and a file named `x$(touch PWNED2).toml` are not offered (nor names with
+/// spaces, quotes, `;`, `|`, `&`, backquotes, `*`, `?`, control characters); completing and
+/// then running the line never creates the canary. Failed before: both were offered
+/// verbatim, and the line ran `touch`.
+#[test]
+fn completion_never_offers_a_candidate_the_shell_would_interpret() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir(dir.path().join(".git")).expect("git");
+    let hostile_files = [
+        "x$(touch PWNED2).toml",
+        "x`touch PWNED3`.toml",
+        "x y.toml",
+        "x;touch PWNED4.toml",
+        "x'q.toml",
+        "x\"q.toml",
+        "x|q.toml",
+        "x&q.toml",
+        "x*q.toml",
+        "x?q.toml",
+        "x\tq.toml",
+        "x\u{1b}[2Jq.toml",
+        "x\\q.toml",
+        "x>q.toml",
+        "x{a,b}.toml",
+        "x!q.toml",
+        "x#q.toml",
+    ];
+    for f in hostile_files {
+        std::fs::write(dir.path().join(f), "").expect("write");
+    }
+    std::fs::write(dir.path().join("xok.toml"), "").expect("write");
+    assert_eq!(offered(dir.path(), "runbook check x", &[]), ["xok.toml"]);
+    assert_eq!(offered(dir.path(), "runbook plan xok.toml --params-file x", &[]), ["xok.toml"]);
+
+    let runbook = "[runbook]\nname = \"f\"\n[params.hosts]\ntype = \"list\"\n[steps.drain]\nfor-each = \"hosts\"\nrun = \"echo {{ item }}\"\n";
+    std::fs::write(dir.path().join("f.toml"), runbook).expect("write");
+    let state = dir.path().join("state.db").display().to_string();
+    let hosts = r#"hosts=["ok","$(touch PWNED)","a b","`touch PWNED5`"]"#;
+    ok(&run_in(dir.path(), &["run", "f.toml", "--yes", "-p", hosts, "--state", &state]), 0);
+    let runs = run_in(dir.path(), &["runs", "--format", "json", "--state", &state]);
+    let runs: serde_json::Value = serde_json::from_str(&runs.stdout).expect("json");
+    let id = runs[0]["run_id"].as_str().expect("a run id").to_string();
+    let got = offered(dir.path(), &format!("runbook logs --state {state} {id} dr"), &[]);
+    assert_eq!(got, ["drain[ok]"]);
+
+    // What is offered, put on the line as bash does and run, runs no command of its own.
+    let mut lines: Vec<String> = offered(dir.path(), "runbook check x", &[])
+        .into_iter()
+        .map(|c| format!("\"$RB\" check {c}"))
+        .collect();
+    lines.extend(got.iter().map(|c| format!("\"$RB\" logs --state '{state}' {id} {c}")));
+    for line in &lines {
+        let _ = bash(dir.path(), line, &[]);
+    }
+    for canary in ["PWNED", "PWNED2", "PWNED3", "PWNED4", "PWNED5"] {
+        assert!(!dir.path().join(canary).exists(), "{canary} created by {lines:?}");
+    }
+}
