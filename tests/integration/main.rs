@@ -86,6 +86,7 @@ mod secrets;
 mod shown_values;
 mod side_columns;
 mod smaller;
+mod snippet_escapes;
 mod store_guards;
 mod support;
 mod team;
