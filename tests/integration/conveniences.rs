@@ -666,3 +666,34 @@ fn completion_never_offers_a_candidate_the_shell_would_interpret() {
         assert!(!dir.path().join(canary).exists(), "{canary} created by {lines:?}");
     }
 }
+
+/// Red team adv17b F9: `man --out DIR` never writes through a symbolic link planted in DIR
+/// (a page's name linked to a file elsewhere, or to a missing file): the link itself is
+/// replaced by the page, the file it pointed at is untouched. Failed before: the victim
+/// file was overwritten with the page, and a dangling link created its target.
+#[test]
+fn man_out_replaces_links_and_never_writes_through_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out_dir = dir.path().join("man1");
+    std::fs::create_dir(&out_dir).expect("mkdir");
+    let victim = dir.path().join("victim.txt");
+    std::fs::write(&victim, "precious\n").expect("write");
+    std::os::unix::fs::symlink(&victim, out_dir.join("runbook-run.1")).expect("link");
+    std::os::unix::fs::symlink(dir.path().join("created.txt"), out_dir.join("runbook-plan.1")).expect("link");
+    let out = run(&["man", "--out", out_dir.to_str().expect("utf-8")]);
+    ok(&out, 0);
+    assert_eq!(std::fs::read_to_string(&victim).expect("victim"), "precious\n");
+    assert!(!dir.path().join("created.txt").exists());
+    for page in ["runbook-run.1", "runbook-plan.1"] {
+        let meta = std::fs::symlink_metadata(out_dir.join(page)).expect("page");
+        assert!(meta.file_type().is_file(), "{page} is still a link");
+        assert!(render(&out_dir.join(page)).contains("SYNOPSIS"), "{page}");
+    }
+    // No temporary file is left behind.
+    let left: Vec<String> = std::fs::read_dir(&out_dir)
+        .expect("dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.ends_with(".1"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
