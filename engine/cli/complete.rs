@@ -20,7 +20,7 @@ use std::ffi::{OsStr, OsString};
 use std::path::Path;
 use std::time::Duration;
 
-use clap_complete::engine::{ArgValueCompleter, CompletionCandidate, PathCompleter};
+use clap_complete::engine::{ArgValueCompleter, CompletionCandidate, PathCompleter, ValueCompleter};
 use clap_complete::env::EnvCompleter;
 
 use crate::error::{CliError, CliResult, Exit, Message};
@@ -108,19 +108,45 @@ fn completer_of(id: &str) -> Option<ArgValueCompleter> {
 
 /// Runbook files (`*.toml`) and folders.
 fn runbook_files() -> ArgValueCompleter {
-    ArgValueCompleter::new(PathCompleter::any().filter(|p| p.is_file() && has_extension(p, &["toml"])))
+    paths(PathCompleter::any().filter(|p| p.is_file() && has_extension(p, &["toml"])))
 }
 
 /// Params files (`*.toml`, `*.json`) and folders.
 fn params_files() -> ArgValueCompleter {
-    ArgValueCompleter::new(
-        PathCompleter::any().filter(|p| p.is_file() && has_extension(p, &["toml", "json"])),
-    )
+    paths(PathCompleter::any().filter(|p| p.is_file() && has_extension(p, &["toml", "json"])))
 }
 
 /// Pinned plans (`*.json`) and folders.
 fn json_files() -> ArgValueCompleter {
-    ArgValueCompleter::new(PathCompleter::any().filter(|p| p.is_file() && has_extension(p, &["json"])))
+    paths(PathCompleter::any().filter(|p| p.is_file() && has_extension(p, &["json"])))
+}
+
+/// The file names of `completer`, only those that are plain shell words ([`shell_word`]).
+fn paths(completer: PathCompleter) -> ArgValueCompleter {
+    ArgValueCompleter::new(move |current: &OsStr| plain(completer.complete(current)))
+}
+
+/// Red team adv17b F3 (promise 4): a candidate is inserted into the command line as shell
+/// text (bash's registration puts it in `COMPREPLY` without `-o filenames`, and how zsh,
+/// fish, PowerShell and elvish quote differs, as does what the operator already typed: an
+/// open quote), so a candidate the shell could interpret is left out rather than quoted:
+/// a file or step named `$(touch x)` is still usable, typed by hand and quoted.
+fn plain(candidates: Vec<CompletionCandidate>) -> Vec<CompletionCandidate> {
+    candidates.into_iter().filter(|c| c.get_value().to_str().is_some_and(shell_word)).collect()
+}
+
+/// Whether `text` means itself as an unquoted word in every shell completed: letters and
+/// digits (any script) and `. _ / @ % + = : , - ~` (`~` only after the first character),
+/// and `[` `]` (a step instance's brackets: a glob in bash and zsh that can only match a file
+/// name, never run anything). No whitespace, quote, `$`, backquote, `;|&<>()*?{}!#\^`, or
+/// control or invisible character.
+fn shell_word(text: &str) -> bool {
+    !text.is_empty()
+        && !text.starts_with('~')
+        && text.chars().all(|c| {
+            c.is_alphanumeric() && !c.is_control()
+                || matches!(c, '.' | '_' | '/' | '@' | '%' | '+' | '=' | ':' | ',' | '-' | '~' | '[' | ']')
+        })
 }
 
 fn has_extension(path: &Path, extensions: &[&str]) -> bool {
@@ -148,6 +174,7 @@ fn run_ids() -> ArgValueCompleter {
             .map(|r| (r.run_id.clone(), format!("{} {}", r.runbook, r.status)))
             .chain(queued)
             .filter(|(id, _)| id.starts_with(current.as_ref()))
+            .filter(|(id, _)| shell_word(id))
             .map(|(id, help)| CompletionCandidate::new(id).help(Some(help.into())))
             .collect()
     })
@@ -170,7 +197,7 @@ fn steps() -> ArgValueCompleter {
         steps
             .unwrap_or_default()
             .into_iter()
-            .filter(|s| s.starts_with(current.as_ref()))
+            .filter(|s| s.starts_with(current.as_ref()) && shell_word(s))
             .map(CompletionCandidate::new)
             .collect()
     })

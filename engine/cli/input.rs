@@ -299,12 +299,33 @@ pub(crate) fn refuse_secrets_in(
     if let Some((shown, text)) = &params_file {
         labels.push((format!("the params file `{}`", runbook_core::shown::one_line(shown)), text));
     }
-    let problems: Vec<String> = known
+    // The values as used, decoded (red team adv17b F2): a JSON list on the command line and
+    // a params file decode escapes (`\u0065`, `\/`, a line-ending backslash), so the text
+    // given may hide a secret that the value holds. Every string inside every value, and
+    // every key, is looked at, whatever the parameter's declared type.
+    let mut decoded: Vec<(String, String)> = Vec::new();
+    for (_, value) in args {
+        let of = "the value of a parameter given".to_string();
+        decoded
+            .extend(runbook_core::inputs::decoded_strings_json(value).into_iter().map(|t| (of.clone(), t)));
+    }
+    if let Some((shown, text)) = &params_file {
+        let of = format!("the params file `{}`", runbook_core::shown::one_line(shown));
+        let strings = if shown.ends_with(".json") {
+            runbook_core::inputs::decoded_strings_json(text)
+        } else {
+            runbook_core::inputs::decoded_strings_toml(text)
+        };
+        decoded.extend(strings.into_iter().map(|t| (of.clone(), t)));
+    }
+    labels.extend(decoded.iter().map(|(l, t)| (l.clone(), t.as_str())));
+    let mut problems: Vec<String> = known
         .iter()
         .flat_map(|s| {
             runbook_exec::secrets::texts_holding_secrets(s, labels.iter().map(|(l, t)| (l.as_str(), *t)))
         })
         .collect();
+    problems.dedup();
     if problems.is_empty() {
         return Ok(());
     }

@@ -34,9 +34,32 @@ fn write_pages(cmd: clap::Command, dir: &Path, written: &mut Vec<String>) -> Res
     }
     let page = clap_mangen::Man::new(cmd);
     let name = page.get_filename();
-    page.generate_to(dir).map_err(|e| cannot(&format!("write `{}`", dir.join(&name).display()), &e))?;
+    let target = dir.join(&name);
+    let mut text = Vec::new();
+    page.render(&mut text).map_err(|e| cannot("render the man page", &e))?;
+    replace(&target, &text).map_err(|e| cannot(&format!("write `{}`", target.display()), &e))?;
     written.push(name);
     Ok(())
+}
+
+/// Writes `text` as the file `target`, never through what is there (red team adv17b F9): a
+/// new file is created beside it (`create_new`: an existing name, a symbolic link among
+/// them, is refused, never followed) and renamed over `target`, which replaces a link
+/// planted there rather than the file it points at.
+fn replace(target: &Path, text: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = target.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&tmp)
+        .and_then(|mut f| f.write_all(text).and_then(|()| f.sync_all()))
+        .and_then(|()| std::fs::rename(&tmp, target));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
 }
 
 fn cannot(what: &str, e: &std::io::Error) -> CliError {

@@ -107,17 +107,39 @@ pub fn human(diagnostics: &[Diagnostic], color: bool) -> String {
             ));
         }
         let long = long_line(d);
-        let report = Report {
-            d,
-            source: NamedSource::new(d.source.path.clone(), d.source.text.clone()),
-            snippet: long.is_none() && i < MAX_SNIPPETS,
+        // Every byte of the runbook shown goes through the terminal's escaping (red team
+        // adv17b F7): the snippet's text, and each span moved by the escapes before it.
+        let snippet = long.is_none() && i < MAX_SNIPPETS;
+        // Only a diagnostic with a snippet needs its source (thousands of them stay linear).
+        let shown = if snippet {
+            Shown::of(&d.source.text)
+        } else {
+            Shown { text: String::new(), moved: Vec::new() }
         };
+        let safe = Diagnostic {
+            message: terminal(&d.message),
+            label: d.label.as_deref().map(terminal),
+            help: d.help.as_deref().map(terminal),
+            span: shown.span(d.span),
+            related: d
+                .related
+                .iter()
+                .map(|l| runbook_core::diagnostic::Label {
+                    message: terminal(&l.message),
+                    span: shown.span(l.span),
+                })
+                .collect(),
+            ..d.clone()
+        };
+        let location = terminal(&d.location());
+        let d = &safe;
+        let report = Report { d, source: NamedSource::new(terminal(&d.source.path), shown.text), snippet };
         // The first line is greppable on its own: `path:line:col: error[RB022]: message`.
         let kind = match d.severity {
             Severity::Error => "error",
             Severity::Warning => "warning",
         };
-        out.push_str(&format!("{}: {kind}[{}]: {}\n", d.location(), d.code, d.message));
+        out.push_str(&format!("{}: {kind}[{}]: {}\n", location, d.code, d.message));
         if handler.render_report(&mut out, &report).is_err() {
             out.push_str(&format!("  {}\n", d.message));
         }
@@ -129,6 +151,58 @@ pub fn human(diagnostics: &[Diagnostic], color: bool) -> String {
         out.push('\n');
     }
     out
+}
+
+/// Text as a terminal may receive it: line breaks and tabs kept (a CR only before a line
+/// feed), every other control character (C0, DEL, C1: ESC among them) replaced by its
+/// visible escape (`\u{1b}`), as [`runbook_core::shown::one_line`] shows values.
+fn terminal(text: &str) -> String {
+    Shown::of(text).text
+}
+
+/// A source text with its control characters escaped ([`terminal`]), and where each
+/// escape moved the bytes after it, so a span of the original points at the same
+/// characters in the escaped text.
+struct Shown {
+    text: String,
+    /// (byte offset in the original just after an escaped character, bytes added so far).
+    moved: Vec<(usize, usize)>,
+}
+
+impl Shown {
+    fn of(original: &str) -> Shown {
+        let bad = |c: char, next: Option<char>| {
+            c.is_control() && c != '\n' && c != '\t' && !(c == '\r' && next == Some('\n'))
+        };
+        let mut chars = original.char_indices().peekable();
+        if !original.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+            return Shown { text: original.to_string(), moved: Vec::new() };
+        }
+        let mut text = String::with_capacity(original.len() + 16);
+        let mut moved = Vec::new();
+        let mut added = 0;
+        while let Some((i, c)) = chars.next() {
+            if bad(c, chars.peek().map(|(_, n)| *n)) {
+                let e = runbook_core::shown::escape(c);
+                added += e.len() - c.len_utf8();
+                text.push_str(&e);
+                moved.push((i + c.len_utf8(), added));
+            } else {
+                text.push(c);
+            }
+        }
+        Shown { text, moved }
+    }
+
+    /// Where byte `at` of the original is in the escaped text.
+    fn at(&self, at: usize) -> usize {
+        let n = self.moved.partition_point(|(end, _)| *end <= at);
+        at + n.checked_sub(1).map_or(0, |k| self.moved[k].1)
+    }
+
+    fn span(&self, span: runbook_core::Span) -> runbook_core::Span {
+        runbook_core::Span::new(self.at(span.start), self.at(span.end))
+    }
 }
 
 /// The first line longer than [`MAX_SHOWN_LINE`] among those a diagnostic's snippet would

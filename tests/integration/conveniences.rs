@@ -605,3 +605,95 @@ fn bash_completes_queued_run_ids() {
         std::slice::from_ref(&id)
     );
 }
+
+/// Red team adv17b F3 (promise 4): a candidate is inserted into the line as shell text, so a
+/// completer never offers one the shell would interpret: a step instance id holding
+/// `$(touch PWNED)` and a file named `x$(touch PWNED2).toml` are not offered (nor names with
+/// spaces, quotes, `;`, `|`, `&`, backquotes, `*`, `?`, control characters); completing and
+/// then running the line never creates the canary. Failed before: both were offered
+/// verbatim, and the line ran `touch`.
+#[test]
+fn completion_never_offers_a_candidate_the_shell_would_interpret() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir(dir.path().join(".git")).expect("git");
+    let hostile_files = [
+        "x$(touch PWNED2).toml",
+        "x`touch PWNED3`.toml",
+        "x y.toml",
+        "x;touch PWNED4.toml",
+        "x'q.toml",
+        "x\"q.toml",
+        "x|q.toml",
+        "x&q.toml",
+        "x*q.toml",
+        "x?q.toml",
+        "x\tq.toml",
+        "x\u{1b}[2Jq.toml",
+        "x\\q.toml",
+        "x>q.toml",
+        "x{a,b}.toml",
+        "x!q.toml",
+        "x#q.toml",
+    ];
+    for f in hostile_files {
+        std::fs::write(dir.path().join(f), "").expect("write");
+    }
+    std::fs::write(dir.path().join("xok.toml"), "").expect("write");
+    assert_eq!(offered(dir.path(), "runbook check x", &[]), ["xok.toml"]);
+    assert_eq!(offered(dir.path(), "runbook plan xok.toml --params-file x", &[]), ["xok.toml"]);
+
+    let runbook = "[runbook]\nname = \"f\"\n[params.hosts]\ntype = \"list\"\n[steps.drain]\nfor-each = \"hosts\"\nrun = \"echo {{ item }}\"\n";
+    std::fs::write(dir.path().join("f.toml"), runbook).expect("write");
+    let state = dir.path().join("state.db").display().to_string();
+    let hosts = r#"hosts=["ok","$(touch PWNED)","a b","`touch PWNED5`"]"#;
+    ok(&run_in(dir.path(), &["run", "f.toml", "--yes", "-p", hosts, "--state", &state]), 0);
+    let runs = run_in(dir.path(), &["runs", "--format", "json", "--state", &state]);
+    let runs: serde_json::Value = serde_json::from_str(&runs.stdout).expect("json");
+    let id = runs[0]["run_id"].as_str().expect("a run id").to_string();
+    let got = offered(dir.path(), &format!("runbook logs --state {state} {id} dr"), &[]);
+    assert_eq!(got, ["drain[ok]"]);
+
+    // What is offered, put on the line as bash does and run, runs no command of its own.
+    let mut lines: Vec<String> = offered(dir.path(), "runbook check x", &[])
+        .into_iter()
+        .map(|c| format!("\"$RB\" check {c}"))
+        .collect();
+    lines.extend(got.iter().map(|c| format!("\"$RB\" logs --state '{state}' {id} {c}")));
+    for line in &lines {
+        let _ = bash(dir.path(), line, &[]);
+    }
+    for canary in ["PWNED", "PWNED2", "PWNED3", "PWNED4", "PWNED5"] {
+        assert!(!dir.path().join(canary).exists(), "{canary} created by {lines:?}");
+    }
+}
+
+/// Red team adv17b F9: `man --out DIR` never writes through a symbolic link planted in DIR
+/// (a page's name linked to a file elsewhere, or to a missing file): the link itself is
+/// replaced by the page, the file it pointed at is untouched. Failed before: the victim
+/// file was overwritten with the page, and a dangling link created its target.
+#[test]
+fn man_out_replaces_links_and_never_writes_through_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out_dir = dir.path().join("man1");
+    std::fs::create_dir(&out_dir).expect("mkdir");
+    let victim = dir.path().join("victim.txt");
+    std::fs::write(&victim, "precious\n").expect("write");
+    std::os::unix::fs::symlink(&victim, out_dir.join("runbook-run.1")).expect("link");
+    std::os::unix::fs::symlink(dir.path().join("created.txt"), out_dir.join("runbook-plan.1")).expect("link");
+    let out = run(&["man", "--out", out_dir.to_str().expect("utf-8")]);
+    ok(&out, 0);
+    assert_eq!(std::fs::read_to_string(&victim).expect("victim"), "precious\n");
+    assert!(!dir.path().join("created.txt").exists());
+    for page in ["runbook-run.1", "runbook-plan.1"] {
+        let meta = std::fs::symlink_metadata(out_dir.join(page)).expect("page");
+        assert!(meta.file_type().is_file(), "{page} is still a link");
+        assert!(render(&out_dir.join(page)).contains("SYNOPSIS"), "{page}");
+    }
+    // No temporary file is left behind.
+    let left: Vec<String> = std::fs::read_dir(&out_dir)
+        .expect("dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.ends_with(".1"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}

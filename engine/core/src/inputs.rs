@@ -255,3 +255,49 @@ pub fn resolve(
     }
     if diags.is_empty() { Ok(out) } else { Err(diags) }
 }
+
+/// Every string inside `text` read as JSON, decoded (red team adv17b F2: a secret hidden
+/// by an escape is looked for in what the value holds), object keys too; nothing when it
+/// is not JSON.
+pub fn decoded_strings_json(text: &str) -> Vec<String> {
+    fn walk(v: &serde_json::Value, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::String(s) => out.push(s.clone()),
+            serde_json::Value::Array(items) => items.iter().for_each(|i| walk(i, out)),
+            serde_json::Value::Object(map) => map.iter().for_each(|(k, v)| {
+                out.push(k.clone());
+                walk(v, out);
+            }),
+            serde_json::Value::Null | serde_json::Value::Bool(_) | serde_json::Value::Number(_) => {}
+        }
+    }
+    let mut out = Vec::new();
+    if let Ok(v) = serde_json::from_str::<serde_json::Value>(text) {
+        walk(&v, &mut out);
+    }
+    out
+}
+
+/// Every string inside `text` read as a TOML document (keys too); nothing when it is not
+/// TOML (then the syntax error quotes only the text given, which is looked at as it is).
+pub fn decoded_strings_toml(text: &str) -> Vec<String> {
+    fn walk(v: &toml::Value, out: &mut Vec<String>) {
+        match v {
+            toml::Value::String(s) => out.push(s.clone()),
+            toml::Value::Array(items) => items.iter().for_each(|i| walk(i, out)),
+            toml::Value::Table(map) => map.iter().for_each(|(k, v)| {
+                out.push(k.clone());
+                walk(v, out);
+            }),
+            toml::Value::Integer(_)
+            | toml::Value::Float(_)
+            | toml::Value::Boolean(_)
+            | toml::Value::Datetime(_) => {}
+        }
+    }
+    let mut out = Vec::new();
+    if let Ok(t) = toml::from_str::<toml::Table>(text) {
+        walk(&toml::Value::Table(t), &mut out);
+    }
+    out
+}
