@@ -191,8 +191,10 @@ fn regression_thousands_of_unknown_references_and_keys() {
     write(d, "refs.toml", &text);
     let out = check(d, &["check", "refs.toml"]);
     refused(&out, "32,000 unknown needs");
+    // Every unknown need, and RB065: more than 10,000 steps (adv17b F10).
+    assert!(out.stderr.contains("error[RB065]: this runbook has 32000 steps"), "the step bound is said too");
     assert!(
-        out.stderr.contains(&format!("{n} problems")),
+        out.stderr.contains(&format!("{} problems", n + 1)),
         "{}",
         &out.stderr[out.stderr.len().saturating_sub(500)..]
     );
