@@ -130,12 +130,20 @@ fn every_sink_gets_bytes_only_through_the_redactor() {
     let writers = writers(&engine);
     assert_eq!(
         names(&writers),
-        ["engine/cli/queue.rs:1", "engine/exec/src/files.rs:1", "engine/exec/src/process.rs:1"],
+        [
+            "engine/cli/man.rs:1",
+            "engine/cli/queue.rs:1",
+            "engine/cli/scaffold.rs:1",
+            "engine/exec/src/files.rs:1",
+            "engine/exec/src/process.rs:1"
+        ],
         "a new file writer: route it through output::Sink, or list it here with why it \
-         carries no secret (queue.rs: a worker's file of an engine's own, already redacted, \
-         output; files.rs's private_file: the 0600 files of the run folder, the sink's logs and \
-         the `$RUNBOOK_OUTPUT` files the engine creates empty, reads back and removes; \
-         process.rs: the ledger of process group ids and engine identities)"
+         carries no secret (man.rs: man pages made from the CLI's own definition; queue.rs: a \
+         worker's file of an engine's own, already redacted, output; scaffold.rs: `runbook \
+         new`'s embedded templates and the name given; files.rs's private_file: the 0600 files \
+         of the run folder, the sink's logs and the `$RUNBOOK_OUTPUT` files the engine creates \
+         empty, reads back and removes; process.rs: the ledger of process group ids and engine \
+         identities)"
     );
     // Terminal output of steps: only the sink sends it.
     assert_eq!(names(&places(&engine, "send(Report::Output")), ["engine/exec/src/output.rs:1"]);
