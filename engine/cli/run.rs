@@ -807,27 +807,16 @@ async fn prepare_resume(
     let file = PathBuf::from(file);
     let (runbook, reads) = load_as_started(&display(&file), &files).map_err(|e| as_started_error(id, e))?;
     // Every journaled value is checked again, as a new run would check it: a value that
-    // no longer fits its declaration (its type, enum or pattern) is refused, never run.
-    let mut values = BTreeMap::new();
-    for p in &runbook.params {
-        let Some(json) = params.get(&p.name) else { continue };
-        match runbook_core::params::from_json(p.ty, json)
-            .and_then(|v| runbook_core::params::check(p, &v).map(|()| v))
-        {
-            Ok(v) => {
-                values.insert(p.name.clone(), v);
-            }
-            Err(e) => {
-                return Err(CliError::Invalid(
-                    Message::new(format!("parameter `{}` of run {id}, as journaled: {e}", p.name))
-                        .help("a run resumes with the values it started with; start a new run; nothing ran"),
-                ));
-            }
-        }
-    }
-    // Its `for-each` steps as the instances it started with: the journaled values and the
-    // runbook's files as started (both checked above) give the same instances.
-    let runbook = expanded(runbook, &values);
+    // no longer fits its declaration (its type, enum or pattern) is refused, never run. Its
+    // `for-each` steps as the instances it started with: the journaled values and the
+    // runbook's files as started (both checked) give the same instances. The console judges
+    // a run with the same function.
+    let (runbook, values) = runbook_core::lifecycle::runbook_of_run(runbook, &params).map_err(|e| {
+        CliError::Invalid(
+            Message::new(format!("parameter `{}` of run {id}, as journaled: {}", e.param, e.why))
+                .help("a run resumes with the values it started with; start a new run; nothing ran"),
+        )
+    })?;
     // A run whose lease is alive is running somewhere: said early, before any question.
     // (Only an early word: the store decides who holds the run when the engine takes its
     // lock, in one transaction.)

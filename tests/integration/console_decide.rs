@@ -471,3 +471,119 @@ fn a_secret_pasted_in_a_decision_s_reason_is_redacted_or_refused() {
     crate::secrets::assert_clean("the journal", &scratch.audit(&run));
     assert_eq!(scratch.read("effects"), "one\ntwo\nthree\n");
 }
+
+/// The console judges steps in doubt against the runbook a resume runs: its `for-each`
+/// steps as their instances (issue 16, point 4). The instance `s[b]` kills its engine the
+/// first time: the page shows `s[b]` in doubt (not `s`), and a rerun decided there reruns
+/// exactly that instance; `s[a]` never runs again.
+#[test]
+fn a_for_each_instance_in_doubt_is_decided_from_the_console() {
+    let scratch = Scratch::new(
+        r#"[runbook]
+name = "each"
+
+[params.items]
+type = "list"
+default = ["a", "b", "c"]
+
+[steps.s]
+for-each = "items"
+max-parallel = 1
+run = "echo {{ item }} >> effects; if [ {{ item }} = b ] && [ ! -e killed ]; then touch killed; kill -9 $PPID; sleep 5; fi"
+"#,
+    );
+    let (dir, state) = (scratch.path(), scratch.state());
+    let run = submit(&scratch);
+    let mut w = worker(&scratch);
+    wait_until("the run waits for an operator", || queue_row(&scratch, &run).starts_with("done|4|"));
+    assert_eq!(scratch.read("effects"), "a\nb\n");
+    let bob = add_token(dir, &state, "bob");
+    let served = serve(dir, &state, &["--auth", "token"]);
+    let session = served.login(&bob);
+    let page_path = format!("/runs/{run}");
+    let page = served.get_as(&page_path, &session);
+    assert_eq!(page.status, 200, "{}", page.body);
+    let body = &page.body;
+    assert!(body.contains("Needs an operator's decision"), "{body}");
+    assert!(body.contains("name=\"step.s[b]\" value=\"rerun\""), "{body}");
+    assert!(!body.contains("name=\"step.s\"") && !body.contains("name=\"step.s[a]\""), "{body}");
+    let form = body.find("class=\"decisions\"").expect("the decision form");
+    let csrf = csrf_of(&body[form..]);
+    let action = format!("/runs/{run}/decisions");
+    let r = served.post_form(
+        &action,
+        Some(&session),
+        &format!("step.s%5Bb%5D=rerun&reason=checked+b&csrf={csrf}"),
+    );
+    assert_eq!(r.status, 303, "{r:?}");
+    wait_until("the resumed run succeeds", || {
+        succeeded(&scratch.cmd(&["runs", "--format", "json"], &[]).stdout, &run)
+    });
+    crate::support::kill9(w.id());
+    let _ = w.wait();
+    assert_eq!(scratch.read("effects"), "a\nb\nb\nc\n");
+    let events = scratch.events(&run);
+    let started = |step: &str| events.iter().filter(|(k, s)| k == "step_started" && s == step).count();
+    assert_eq!((started("s[a]"), started("s[b]"), started("s[c]")), (1, 2, 1), "{events:?}");
+    ok(&scratch.cmd(&["audit", "verify", &run], &[]), 0);
+}
+
+/// The class of point 4: the console judged a run against its runbook before the
+/// `for-each` expansion, unlike `runbook resume`. `s[b]` fails under
+/// `on-failure = "compensate"` while `t` runs; `t` then kills its engine: the run was
+/// undoing itself, so `resume` refuses to go on (`runbook compensate` is the way). The
+/// console must agree: no decision form for `t`, and a decision posted anyway is refused
+/// with nothing journaled (it used to offer `t`, record the decision and requeue a run no
+/// worker could resume: `s[b]` was not found in the unexpanded runbook).
+#[test]
+fn the_console_judges_a_for_each_run_as_resume_does() {
+    let scratch = Scratch::new(
+        r#"[runbook]
+name = "each"
+
+[params.items]
+type = "list"
+default = ["a", "b"]
+
+[steps.t]
+needs = []
+run = "touch t-started; while [ ! -e b-done ]; do sleep 0.05; done; sleep 1; kill -9 $PPID; sleep 5"
+
+[steps.s]
+needs = []
+for-each = "items"
+on-failure = "compensate"
+run = "while [ ! -e t-started ]; do sleep 0.05; done; echo {{ item }} >> effects; if [ {{ item }} = b ]; then touch b-done; exit 1; fi"
+"#,
+    );
+    let (dir, state) = (scratch.path(), scratch.state());
+    let run = submit(&scratch);
+    let mut w = worker(&scratch);
+    wait_until("the run waits for an operator", || queue_row(&scratch, &run).starts_with("done|"));
+    crate::support::kill9(w.id());
+    let _ = w.wait();
+    let events = scratch.events(&run);
+    assert!(events.iter().any(|(k, s)| k == "step_failed" && s == "s[b]"), "{events:?}");
+    // `runbook resume` refuses: the run was undoing itself.
+    let resume = scratch.cmd(&["resume", &run, "--yes"], &[]);
+    assert_ne!(resume.code, 0, "{}", resume.stdout);
+    assert!(resume.stderr.contains("was compensating when the engine stopped"), "{}", resume.stderr);
+    let bob = add_token(dir, &state, "bob");
+    let served = serve(dir, &state, &["--auth", "token"]);
+    let session = served.login(&bob);
+    let page_path = format!("/runs/{run}");
+    let page = served.get_as(&page_path, &session);
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(!page.body.contains("name=\"step.t\""), "{}", page.body);
+    let csrf = csrf_of(&page.body);
+    let before = kinds(&scratch, &run);
+    let r = served.post_form(
+        &format!("/runs/{run}/decisions"),
+        Some(&session),
+        &format!("step.t=rerun&reason=checked&csrf={csrf}"),
+    );
+    assert_eq!(r.status, 409, "{r:?}");
+    assert!(r.body.contains("was compensating when the engine stopped"), "{}", r.body);
+    assert_eq!(kinds(&scratch, &run), before);
+    assert!(queue_row(&scratch, &run).starts_with("done|"));
+}

@@ -1743,3 +1743,45 @@ cmd = ["true"]
         }
     }
 }
+
+/// A journaled parameter value of a run that no longer fits its declaration (its type,
+/// enum or pattern): the run cannot go on with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JournaledValue {
+    /// The parameter.
+    pub param: String,
+    /// Why it does not fit.
+    pub why: String,
+}
+
+/// The runbook a run goes on with: the runbook as the run started it (`runbook`, its
+/// files checked by the caller) with its `for-each` steps as their instances, expanded
+/// with the values journaled in `run_started` (`journaled`), each checked again as a new
+/// run checks it. The one function that `runbook resume`, `runbook compensate` and the
+/// console's decisions about steps in doubt judge a run against (class rule: a run is
+/// judged against the steps it runs, never the runbook before its expansion). With the
+/// checked values.
+pub fn runbook_of_run(
+    runbook: std::sync::Arc<Runbook>,
+    journaled: &std::collections::BTreeMap<String, serde_json::Value>,
+) -> Result<RunbookOfRun, JournaledValue> {
+    let mut values = std::collections::BTreeMap::new();
+    for p in &runbook.params {
+        let Some(json) = journaled.get(&p.name) else { continue };
+        match crate::params::from_json(p.ty, json).and_then(|v| crate::params::check(p, &v).map(|()| v)) {
+            Ok(v) => {
+                values.insert(p.name.clone(), v);
+            }
+            Err(why) => return Err(JournaledValue { param: p.name.clone(), why }),
+        }
+    }
+    let expanded = match crate::foreach::expand(&runbook, &values) {
+        std::borrow::Cow::Borrowed(_) => None,
+        std::borrow::Cow::Owned(expanded) => Some(expanded),
+    };
+    Ok((expanded.map(std::sync::Arc::new).unwrap_or(runbook), values))
+}
+
+/// What [`runbook_of_run`] gives: the expanded runbook and the checked values.
+pub type RunbookOfRun =
+    (std::sync::Arc<Runbook>, std::collections::BTreeMap<String, crate::model::ParamValue>);

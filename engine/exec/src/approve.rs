@@ -89,6 +89,16 @@ pub enum Next {
 /// The runbook as the run started it, given by the caller (the CLI's loader pins files).
 pub type AsStarted<'a> = &'a (dyn Fn(&str, &[FileHash]) -> Option<Arc<Runbook>> + Sync);
 
+/// The runbook a run goes on with, from its journal: as the run started it (`as_started`:
+/// its files unchanged), its `for-each` steps as their instances with the journaled values
+/// ([`runbook_core::lifecycle::runbook_of_run`], what `runbook resume` judges against).
+/// `None` when it cannot be had.
+pub fn runbook_of_run(records: &[Record], as_started: AsStarted<'_>) -> Option<Arc<Runbook>> {
+    let RunEvent::RunStarted { file, files, params, .. } = &records.first()?.event else { return None };
+    let runbook = as_started(file, files)?;
+    runbook_core::lifecycle::runbook_of_run(runbook, params).ok().map(|(runbook, _)| runbook)
+}
+
 /// Judge, check, redact and record one decision.
 pub async fn decide(
     store: &Store,
@@ -181,8 +191,7 @@ pub fn approval_spec(
     step: &str,
     as_started: AsStarted<'_>,
 ) -> Option<(Arc<Runbook>, ApprovalSpec)> {
-    let RunEvent::RunStarted { file, files, .. } = &records.first()?.event else { return None };
-    let runbook = as_started(file, files)?;
+    let runbook = runbook_of_run(records, as_started)?;
     let spec = match &runbook.find_step(step)?.action {
         Action::Approval(spec) => (**spec).clone(),
         _ => return None,

@@ -3,7 +3,8 @@
 //!
 //! The rules are the core's, never a copy: [`in_doubt`] and [`record`] ask
 //! [`runbook_core::lifecycle::assess_resume`] (what `runbook resume --rerun/--skip` asks),
-//! with the runbook as the run started. What is recorded is what `runbook resume` records for
+//! with the runbook as the run started, its `for-each` steps expanded as `resume` expands
+//! them ([`crate::approve::runbook_of_run`]). What is recorded is what `runbook resume` records for
 //! a decision, `operator_decision` (step, `rerun` or `skip`, the operator, the reason),
 //! appended under the run's lock taken as the run takes it (a live engine refuses), fenced
 //! by that lease, the reason redacted with the run's secrets. The journal's fold then holds
@@ -23,10 +24,7 @@ use crate::secrets::{EngineEnv, Redactor, Unresolved};
 /// core's [`runbook_core::lifecycle::Refusal::Undecided`]), or `None` when the run needs
 /// none (it resumes as it is, it finished, or its runbook cannot be read as it started).
 pub fn in_doubt(records: &[Record], as_started: AsStarted<'_>) -> Option<Vec<String>> {
-    let Some(RunEvent::RunStarted { file, files, .. }) = records.first().map(|r| &r.event) else {
-        return None;
-    };
-    let runbook = as_started(file, files)?;
+    let runbook = crate::approve::runbook_of_run(records, as_started)?;
     let state = runbook_core::journal::fold(records);
     let ended = runbook_core::lifecycle::last_end(records.iter().map(|r| &r.event));
     let request =
@@ -110,10 +108,7 @@ pub async fn record(
     if let Err(e) = runbook_core::journal::verify(&records, summary.last_hash.as_deref()) {
         return Err(Refusal::Journal(e.seq, e.reason));
     }
-    let Some(RunEvent::RunStarted { file, files, .. }) = records.first().map(|r| &r.event) else {
-        return Err(Refusal::NoRunbook);
-    };
-    let runbook = as_started(file, files).ok_or(Refusal::NoRunbook)?;
+    let runbook = crate::approve::runbook_of_run(&records, as_started).ok_or(Refusal::NoRunbook)?;
     let state: RunState = runbook_core::journal::fold(&records);
     let ended = runbook_core::lifecycle::last_end(records.iter().map(|r| &r.event));
     let request = ResumeRequest {
