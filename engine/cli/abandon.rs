@@ -8,7 +8,7 @@
 //! form calls too; this file runs the compensation first when asked and words the answer.
 
 use runbook_core::journal::RunStatus;
-use runbook_exec::abandon::Refusal;
+use runbook_exec::abandon::{LockRefusal, Refusal};
 
 use crate::error::{CliError, CliResult, Exit, Message};
 use crate::output::outln;
@@ -139,7 +139,7 @@ fn refusal(r: Refusal, id: &str, compensate: bool) -> CliError {
     match r {
         Refusal::Store(e) => e.into(),
         Refusal::Finished(ended) => finished(id, ended, compensate),
-        Refusal::Live { holder, since } => CliError::CannotStart(
+        Refusal::Lock(LockRefusal::Live { holder, since }) => CliError::CannotStart(
             Message::new(format!("run {id} is running in a live engine ({holder}, since {since}); nothing was recorded"))
                 .help("stop it first (Ctrl-C on its terminal, `kill -TERM` its engine, or SIGTERM to its worker), then abandon it"),
         ),
@@ -150,7 +150,7 @@ fn refusal(r: Refusal, id: &str, compensate: bool) -> CliError {
             "`abandon` reads the run's secrets as the run does, to keep them out of the reason it journals; give it the same sources; nothing was recorded",
         )),
         Refusal::Interrupted(secret) => CliError::Interrupted { secret },
-        Refusal::Exec(e) => CliError::Exec(e),
+        Refusal::Lock(LockRefusal::Exec(e)) => CliError::Exec(e),
     }
 }
 

@@ -40,16 +40,14 @@ pub enum Refusal {
     Store(StoreError),
     /// The run has finished (its status): nothing to abandon.
     Finished(RunStatus),
-    /// A live engine holds the run: its holder and since when.
-    Live { holder: String, since: String },
+    /// The run's lock cannot be taken (a live engine holds it).
+    Lock(LockRefusal),
     /// The run has no `run_started` record.
     NoStart,
     /// The run's secrets cannot be read to redact the reason, one line each.
     Secrets(Vec<String>),
     /// Ctrl-C or SIGTERM came while a secret's helper ran.
     Interrupted(String),
-    /// The run's lock name cannot be made.
-    Exec(crate::dispatch::ExecError),
 }
 
 impl From<StoreError> for Refusal {
@@ -99,7 +97,7 @@ pub async fn abandon(
     };
     let (redactor, withheld) = reason_redactor(&records, as_started, as_now, engine)?;
     let engine_was_gone = status == RunStatus::Running && dispatch::engine_gone(store, id).await;
-    let (lock, lease) = take_lock(store, id, a.operator, summary.last_seq).await?;
+    let (lock, lease) = take_lock::<Refusal>(store, id, a.operator, summary.last_seq).await?;
     let (now, _) = dispatch::now();
     let reason = match &withheld {
         None => a.reason.to_string(),
@@ -117,31 +115,25 @@ pub async fn abandon(
     Ok(Abandoned { lock, was, withheld })
 }
 
-/// Why an operator's record could not take the run's lock.
+/// What taking a run's lock for an operator's record can refuse ([`take_lock`]), shared by
+/// every such record (an abandon, the console's decisions about steps in doubt): each
+/// record's refusal wraps it (`Lock`), and its callers word it once.
 #[derive(Debug)]
-pub(crate) enum LockRefusal {
-    Store(StoreError),
+pub enum LockRefusal {
     /// A live engine holds the run: its holder and since when.
     Live {
+        /// The engine holding the lock.
         holder: String,
+        /// Since when (RFC 3339).
         since: String,
     },
+    /// The run's lock name cannot be made.
     Exec(crate::dispatch::ExecError),
-}
-
-impl From<StoreError> for LockRefusal {
-    fn from(e: StoreError) -> LockRefusal {
-        LockRefusal::Store(e)
-    }
 }
 
 impl From<LockRefusal> for Refusal {
     fn from(e: LockRefusal) -> Refusal {
-        match e {
-            LockRefusal::Store(e) => Refusal::Store(e),
-            LockRefusal::Live { holder, since } => Refusal::Live { holder, since },
-            LockRefusal::Exec(e) => Refusal::Exec(e),
-        }
+        Refusal::Lock(e)
     }
 }
 
@@ -150,12 +142,12 @@ impl From<LockRefusal> for Refusal {
 /// one transaction, at the journal's head `last_seq`): a live engine refuses; a dead or
 /// detached one is replaced; a suspended or parked lock is taken back. The lock's name and
 /// the lease that fences the append.
-pub(crate) async fn take_lock(
+pub(crate) async fn take_lock<E: From<StoreError> + From<LockRefusal>>(
     store: &Store,
     id: &str,
     operator: &str,
     last_seq: i64,
-) -> Result<(String, runbook_store::Lease), LockRefusal> {
+) -> Result<(String, runbook_store::Lease), E> {
     let lock = match store.lock_of_run(id).await? {
         Some(h) => h.name,
         None => dispatch::lock_name(None, id).map_err(LockRefusal::Exec)?,
@@ -178,7 +170,7 @@ pub(crate) async fn take_lock(
             store.acquire(&acquire).await?
         }
         Err(StoreError::LockHeld(h)) => {
-            return Err(LockRefusal::Live { holder: h.holder, since: h.acquired_at });
+            return Err(LockRefusal::Live { holder: h.holder, since: h.acquired_at }.into());
         }
         other => other?,
     };

@@ -16,6 +16,7 @@ use runbook_core::journal::{Decision, Record, RunEvent, RunState};
 use runbook_core::lifecycle::{Refusal as Rule, ResumeRequest};
 use runbook_store::{Store, StoreError};
 
+use crate::abandon::LockRefusal;
 use crate::approve::AsStarted;
 use crate::dispatch;
 use crate::secrets::{EngineEnv, Redactor, Unresolved};
@@ -66,14 +67,12 @@ pub enum Refusal {
     Nothing,
     /// The journal fails verification at this record (seq, why).
     Journal(u64, String),
-    /// A live engine holds the run: its holder and since when.
-    Live { holder: String, since: String },
+    /// The run's lock cannot be taken (a live engine holds it).
+    Lock(LockRefusal),
     /// The run's secrets cannot be read to redact the reason, one line each.
     Secrets(Vec<String>),
     /// Ctrl-C or SIGTERM came while a secret's helper ran.
     Interrupted(String),
-    /// The run's lock name cannot be made.
-    Exec(crate::dispatch::ExecError),
 }
 
 impl From<StoreError> for Refusal {
@@ -82,14 +81,9 @@ impl From<StoreError> for Refusal {
     }
 }
 
-impl From<crate::abandon::LockRefusal> for Refusal {
-    fn from(e: crate::abandon::LockRefusal) -> Refusal {
-        use crate::abandon::LockRefusal as L;
-        match e {
-            L::Store(e) => Refusal::Store(e),
-            L::Live { holder, since } => Refusal::Live { holder, since },
-            L::Exec(e) => Refusal::Exec(e),
-        }
+impl From<LockRefusal> for Refusal {
+    fn from(e: LockRefusal) -> Refusal {
+        Refusal::Lock(e)
     }
 }
 
@@ -134,7 +128,7 @@ pub async fn record(
         Err(Unresolved::Interrupted(secret)) => return Err(Refusal::Interrupted(secret)),
         Err(Unresolved::Problems(problems)) => return Err(Refusal::Secrets(problems)),
     };
-    let (_, lease) = crate::abandon::take_lock(store, id, d.operator, summary.last_seq).await?;
+    let (_, lease) = crate::abandon::take_lock::<Refusal>(store, id, d.operator, summary.last_seq).await?;
     let (now, _) = dispatch::now();
     let mut recorded = Vec::new();
     let mut result = Ok(());

@@ -681,13 +681,9 @@ async fn abandon(
                         ended.as_str()
                     ),
                 ),
-                R::Live { holder, since } => (
-                    StatusCode::CONFLICT,
-                    format!(
-                        "run {id} is running in a live engine ({}, since {since}); nothing was recorded: stop it first, then abandon it",
-                        one_line(&holder)
-                    ),
-                ),
+                R::Lock(lock) => {
+                    (StatusCode::CONFLICT, lock_words(&id, lock, ": stop it first, then abandon it"))
+                }
                 R::NoStart => {
                     (StatusCode::CONFLICT, "the run has no `run_started` record; nothing was recorded".into())
                 }
@@ -702,7 +698,6 @@ async fn abandon(
                     StatusCode::SERVICE_UNAVAILABLE,
                     format!("reading the secret `{secret}` was interrupted; nothing was recorded"),
                 ),
-                R::Exec(e) => (StatusCode::CONFLICT, format!("{e}; nothing was recorded")),
                 R::Store(StoreError::NoSuchRun(_)) => {
                     (StatusCode::NOT_FOUND, format!("there is no run `{}`", one_line(&id)))
                 }
@@ -820,13 +815,7 @@ async fn decide_doubt(
                         one_line(&why)
                     ),
                 ),
-                R::Live { holder, since } => (
-                    StatusCode::CONFLICT,
-                    format!(
-                        "run {id} is running in a live engine ({}, since {since}); nothing was recorded",
-                        one_line(&holder)
-                    ),
-                ),
+                R::Lock(lock) => (StatusCode::CONFLICT, lock_words(&id, lock, "")),
                 R::Secrets(problems) => (
                     StatusCode::BAD_REQUEST,
                     format!(
@@ -838,7 +827,6 @@ async fn decide_doubt(
                     StatusCode::SERVICE_UNAVAILABLE,
                     format!("reading the secret `{secret}` was interrupted; nothing was recorded"),
                 ),
-                R::Exec(e) => (StatusCode::CONFLICT, format!("{e}; nothing was recorded")),
                 R::Store(StoreError::NoSuchRun(_)) => {
                     (StatusCode::NOT_FOUND, format!("there is no run `{}`", one_line(&id)))
                 }
@@ -866,6 +854,19 @@ async fn decide_doubt(
         );
     }
     see_other(&format!("/runs/{id}"))
+}
+
+/// A run's lock refused to an operator's record (an abandon, decisions): a live engine
+/// holds it (`then`: what to do, said after) or its name cannot be made.
+fn lock_words(id: &str, lock: runbook_exec::abandon::LockRefusal, then: &str) -> String {
+    use runbook_exec::abandon::LockRefusal as L;
+    match lock {
+        L::Live { holder, since } => format!(
+            "run {id} is running in a live engine ({}, since {since}); nothing was recorded{then}",
+            one_line(&holder)
+        ),
+        L::Exec(e) => format!("{e}; nothing was recorded"),
+    }
 }
 
 /// The lifecycle's refusal of a decision, worded as `runbook resume` words it.
