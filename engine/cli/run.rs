@@ -931,88 +931,30 @@ fn print_notes(id: &str, notes: &[runbook_core::lifecycle::Note]) {
 /// decision needed, or a run that cannot go on.
 fn refusal_error(id: &str, status: &str, refusal: runbook_core::lifecycle::Refusal) -> CliError {
     use runbook_core::lifecycle::Refusal;
+    // The words are the core's, shared with the console (`Refusal::words`); the CLI picks
+    // the exit code.
+    let words = refusal.words(id);
+    let mut message = Message::all(words.errors);
+    for line in words.details {
+        message = message.detail(line);
+    }
+    if let Some(help) = words.help {
+        message = message.help(help);
+    }
     match refusal {
-        Refusal::Finished { .. } => CliError::RunFinished { run_id: id.to_string(), status: status.to_string() },
-        Refusal::Compensated => CliError::Invalid(
-            Message::new(format!(
-                "run {id} failed under `on-failure = \"compensate\"`: what it did was undone, so it cannot go on"
-            ))
-            .help("start a new run"),
-        ),
-        Refusal::Compensating { undoing } => {
-            let what = if undoing.is_empty() {
-                String::new()
-            } else {
-                format!(" (the runbook included by {} was undoing itself)", undoing.join(", "))
-            };
-            CliError::NeedsOperator(
-                Message::new(format!(
-                    "run {id} had failed and was compensating when the engine stopped{what}; it cannot go on"
-                ))
-                .help(format!("`runbook compensate {id}` runs the compensations that are left")),
-            )
+        Refusal::Finished { .. } => {
+            CliError::RunFinished { run_id: id.to_string(), status: status.to_string() }
         }
-        Refusal::UndoInResume { step } => CliError::Usage(Message::new(format!(
-            "`--undo {step}` is a decision for `runbook compensate`; `resume` re-runs or skips; nothing was done"
-        ))),
-        Refusal::NotUndoable { step } => CliError::Usage(Message::new(format!(
-            "`{step}` is not in doubt in run {id} with a compensation; `--undo` names a step that started, has no end record and can be undone"
-        ))),
-        Refusal::UndoAndRerunOrSkip { step } => CliError::Usage(Message::new(format!(
-            "`{step}` is named in `--undo` and in `--rerun` or `--skip`; a unit gets one decision; nothing was done"
-        ))),
-        Refusal::RerunAndSkip { step } => CliError::Usage(
-            Message::new(format!(
-                "`{step}` is named in both `--rerun` and `--skip`; a unit gets one decision; nothing was done"
-            ))
-            .help(format!("name it once: `--rerun {step}` (run it again) or `--skip {step}` (treat it as done)")),
-        ),
-        Refusal::NotInDoubt { step, compensating } => {
-            let what = if compensating { "compensations and `finally` steps" } else { "steps" };
-            CliError::Usage(Message::new(format!(
-                "`{step}` is not in doubt in run {id}; only {what} in doubt can be re-run or skipped"
-            )))
+        Refusal::Compensated => CliError::Invalid(message),
+        Refusal::Compensating { .. } | Refusal::UndoUndecided { .. } | Refusal::Undecided { .. } => {
+            CliError::NeedsOperator(message)
         }
-        Refusal::NoReason => CliError::Usage(Message::new(
-            "`--rerun`, `--skip` and `--undo` need `--reason TEXT`: the decision is journaled with who made it and why",
-        )),
-        Refusal::UndoUndecided { steps } => {
-            let first = steps.first().cloned().unwrap_or_default();
-            CliError::NeedsOperator(
-                Message::new(format!("run {id} has steps in doubt that can be undone: {}", steps.join(", ")))
-                    .detail(
-                        "they started and the engine stopped before their outcome was recorded; they may have taken effect, and undoing the others while leaving them could leave the environment half done",
-                    )
-                    .help(format!(
-                        "check what they did, then `runbook compensate {id} --undo {first}` (it took effect: undo it) or `--skip {first}` (it did not: leave it), with `--reason TEXT`"
-                    )),
-            )
-        }
-        Refusal::Undecided { steps, compensations, ended_mid_work, compensating } => {
-            let command = if compensating { "compensate" } else { "resume" };
-            let mut errors = Vec::new();
-            if !steps.is_empty() {
-                errors.push(format!("run {id} has steps in doubt that are not idempotent: {}", steps.join(", ")));
-            }
-            if !compensations.is_empty() {
-                errors.push(format!(
-                    "run {id} has compensations in doubt that are not idempotent: {}",
-                    compensations.join(", ")
-                ));
-            }
-            let mut message = Message::all(errors).detail(
-                "they started and the engine stopped before their outcome was recorded; they may or may not have run",
-            );
-            if !ended_mid_work.is_empty() {
-                message = message.detail(format!(
-                    "ended by their timeout, a cancellation or a signal, they may have done part of their work: {}",
-                    ended_mid_work.join(", ")
-                ));
-            }
-            CliError::NeedsOperator(message.help(format!(
-                "check what they did, then `runbook {command} {id} --rerun STEP` or `--skip STEP` (treat as done), with `--reason TEXT`"
-            )))
-        }
+        Refusal::UndoInResume { .. }
+        | Refusal::NotUndoable { .. }
+        | Refusal::UndoAndRerunOrSkip { .. }
+        | Refusal::RerunAndSkip { .. }
+        | Refusal::NotInDoubt { .. }
+        | Refusal::NoReason => CliError::Usage(message),
     }
 }
 

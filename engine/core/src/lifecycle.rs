@@ -626,6 +626,122 @@ pub enum Refusal {
     },
 }
 
+/// How a [`Refusal`] is worded: one text for the CLI (`runbook resume`/`compensate`, which
+/// picks the exit code) and the console (which picks the HTTP status), so that neither
+/// holds a copy (review D2).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RefusalWords {
+    /// The error lines.
+    pub errors: Vec<String>,
+    /// Lines under them.
+    pub details: Vec<String>,
+    /// What to do.
+    pub help: Option<String>,
+}
+
+impl RefusalWords {
+    fn new(error: String) -> RefusalWords {
+        RefusalWords { errors: vec![error], ..RefusalWords::default() }
+    }
+
+    fn help(mut self, help: String) -> RefusalWords {
+        self.help = Some(help);
+        self
+    }
+}
+
+impl Refusal {
+    /// This refusal for run `id`, worded (the CLI's words, the console's too).
+    pub fn words(&self, id: &str) -> RefusalWords {
+        match self {
+            Refusal::Finished { status } => RefusalWords::new(format!(
+                "run {id} has finished ({}); there is nothing to resume",
+                status.as_str()
+            )),
+            Refusal::Compensated => RefusalWords::new(format!(
+                "run {id} failed under `on-failure = \"compensate\"`: what it did was undone, so it cannot go on"
+            ))
+            .help("start a new run".to_string()),
+            Refusal::Compensating { undoing } => {
+                let what = if undoing.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (the runbook included by {} was undoing itself)", undoing.join(", "))
+                };
+                RefusalWords::new(format!(
+                    "run {id} had failed and was compensating when the engine stopped{what}; it cannot go on"
+                ))
+                .help(format!("`runbook compensate {id}` runs the compensations that are left"))
+            }
+            Refusal::UndoInResume { step } => RefusalWords::new(format!(
+                "`--undo {step}` is a decision for `runbook compensate`; `resume` re-runs or skips; nothing was done"
+            )),
+            Refusal::NotUndoable { step } => RefusalWords::new(format!(
+                "`{step}` is not in doubt in run {id} with a compensation; `--undo` names a step that started, has no end record and can be undone"
+            )),
+            Refusal::UndoAndRerunOrSkip { step } => RefusalWords::new(format!(
+                "`{step}` is named in `--undo` and in `--rerun` or `--skip`; a unit gets one decision; nothing was done"
+            )),
+            Refusal::RerunAndSkip { step } => RefusalWords::new(format!(
+                "`{step}` is named in both `--rerun` and `--skip`; a unit gets one decision; nothing was done"
+            ))
+            .help(format!("name it once: `--rerun {step}` (run it again) or `--skip {step}` (treat it as done)")),
+            Refusal::NotInDoubt { step, compensating } => {
+                let what = if *compensating { "compensations and `finally` steps" } else { "steps" };
+                RefusalWords::new(format!(
+                    "`{step}` is not in doubt in run {id}; only {what} in doubt can be re-run or skipped"
+                ))
+            }
+            Refusal::NoReason => RefusalWords::new(
+                "`--rerun`, `--skip` and `--undo` need `--reason TEXT`: the decision is journaled with who made it and why"
+                    .to_string(),
+            ),
+            Refusal::UndoUndecided { steps } => {
+                let first = steps.first().cloned().unwrap_or_default();
+                let mut words = RefusalWords::new(format!(
+                    "run {id} has steps in doubt that can be undone: {}",
+                    steps.join(", ")
+                ))
+                .help(format!(
+                    "check what they did, then `runbook compensate {id} --undo {first}` (it took effect: undo it) or `--skip {first}` (it did not: leave it), with `--reason TEXT`"
+                ));
+                words.details.push(
+                    "they started and the engine stopped before their outcome was recorded; they may have taken effect, and undoing the others while leaving them could leave the environment half done".to_string(),
+                );
+                words
+            }
+            Refusal::Undecided { steps, compensations, ended_mid_work, compensating } => {
+                let command = if *compensating { "compensate" } else { "resume" };
+                let mut words = RefusalWords::default();
+                if !steps.is_empty() {
+                    words.errors.push(format!(
+                        "run {id} has steps in doubt that are not idempotent: {}",
+                        steps.join(", ")
+                    ));
+                }
+                if !compensations.is_empty() {
+                    words.errors.push(format!(
+                        "run {id} has compensations in doubt that are not idempotent: {}",
+                        compensations.join(", ")
+                    ));
+                }
+                words.details.push(
+                    "they started and the engine stopped before their outcome was recorded; they may or may not have run".to_string(),
+                );
+                if !ended_mid_work.is_empty() {
+                    words.details.push(format!(
+                        "ended by their timeout, a cancellation or a signal, they may have done part of their work: {}",
+                        ended_mid_work.join(", ")
+                    ));
+                }
+                words.help(format!(
+                    "check what they did, then `runbook {command} {id} --rerun STEP` or `--skip STEP` (treat as done), with `--reason TEXT`"
+                ))
+            }
+        }
+    }
+}
+
 /// A refusal and what the operator was told before it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refused {

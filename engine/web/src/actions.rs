@@ -869,43 +869,14 @@ fn lock_words(id: &str, lock: runbook_exec::abandon::LockRefusal, then: &str) ->
     }
 }
 
-/// The lifecycle's refusal of a decision, worded as `runbook resume` words it.
+/// The lifecycle's refusal of a decision, in `runbook resume`'s words
+/// ([`runbook_core::lifecycle::Refusal::words`], the CLI's too), on one line.
 fn doubt_words(id: &str, rule: runbook_core::lifecycle::Refusal) -> String {
-    use runbook_core::lifecycle::Refusal;
-    let text = match rule {
-        Refusal::Finished { status } => {
-            format!("run {id} has finished ({}); there is nothing to resume", status.as_str())
-        }
-        Refusal::Compensated => format!(
-            "run {id} failed under `on-failure = \"compensate\"`: what it did was undone, so it cannot go on"
-        ),
-        Refusal::Compensating { .. } => format!(
-            "run {id} had failed and was compensating when the engine stopped; it cannot go on: `runbook compensate {id}` runs the compensations that are left"
-        ),
-        Refusal::UndoInResume { step }
-        | Refusal::NotUndoable { step }
-        | Refusal::UndoAndRerunOrSkip { step } => {
-            format!("`{}` cannot be undone here: undoing is `runbook compensate`'s decision", one_line(&step))
-        }
-        Refusal::RerunAndSkip { step } => format!("`{}` gets one decision", one_line(&step)),
-        Refusal::NotInDoubt { step, .. } => format!(
-            "`{}` is not in doubt in run {id}; only steps in doubt can be re-run or skipped",
-            one_line(&step)
-        ),
-        Refusal::NoReason => {
-            "a decision needs a reason: it is journaled with who made it and why".to_string()
-        }
-        Refusal::UndoUndecided { steps } => {
-            format!("run {id} has steps in doubt that can be undone: {}", steps.join(", "))
-        }
-        Refusal::Undecided { steps, compensations, .. } => {
-            let all: Vec<String> = steps.into_iter().chain(compensations).map(|s| one_line(&s)).collect();
-            format!(
-                "run {id} has steps in doubt that are not idempotent: {}; each needs a decision (rerun or skip)",
-                all.join(", ")
-            )
-        }
-    };
+    let words = rule.words(id);
+    let mut text = one_line(&words.errors.join("; "));
+    if let Some(help) = words.help {
+        text = format!("{text}; {}", one_line(&help));
+    }
     format!("{text}; nothing was recorded")
 }
 
