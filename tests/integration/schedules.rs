@@ -1158,3 +1158,41 @@ fn a_schedule_s_decisions_are_journaled_chained_and_verified() {
         .expect("sqlite3");
     assert!(!refused.status.success(), "an update of the schedule journal passed");
 }
+
+/// Issue 17, point 1: a schedule noticed overdue that succeeds again is journaled
+/// `back_in_time` once, after its `overdue` record, by the worker whose claim the store
+/// took; later polls record nothing more. (Written after the feature, with the journal.)
+#[test]
+fn an_overdue_schedule_that_succeeds_again_is_journaled_back_in_time_once() {
+    let dir = folder(
+        "[schedule.slow]\nrunbook = \"slow.toml\"\ncron = \"*/2 * * * * *\"\ntime-zone = \"UTC\"\noverlap = \"skip\"\nexpect-success-within = \"3s\"\n",
+    );
+    let gate = gated(dir.path(), "slow");
+    let mut worker = start_worker(dir.path(), &[]);
+    wait_worker(dir.path(), "no overdue notice", |t| t.contains("schedule slow overdue: "));
+    std::fs::write(&gate, "").expect("gate");
+    wait_worker(dir.path(), "not back in time", |t| {
+        t.contains("schedule slow back in time: ") && t.matches(": queued run ").count() >= 3
+    });
+    crate::support::kill9(worker.id());
+    let _ = worker.wait();
+    let state = dir.path().join("st.db").display().to_string();
+    let host = dir.path().join("host").display().to_string();
+    let out = run_in_with_env(
+        dir.path(),
+        &["audit", "schedule", "slow", "--state", &state, "--format", "jsonl"],
+        &[("XDG_STATE_HOME", host.as_str())],
+    );
+    ok(&out, 0);
+    let kinds: Vec<String> = out
+        .stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .map(|r| r["kind"].as_str().unwrap_or_default().to_string())
+        .collect();
+    let back: Vec<usize> =
+        kinds.iter().enumerate().filter(|(_, k)| *k == "back_in_time").map(|(i, _)| i).collect();
+    assert_eq!(back.len(), 1, "{kinds:?}");
+    let overdue = kinds.iter().position(|k| k == "overdue").expect("an overdue record");
+    assert!(overdue < back[0], "{kinds:?}");
+}

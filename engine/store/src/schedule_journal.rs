@@ -183,18 +183,19 @@ impl Store {
         by: &str,
         at: &str,
     ) -> Result<bool> {
+        const OPEN: &str = "SELECT MAX(a.since_ms) FROM schedule_alerts a WHERE a.schedule = $1 AND a.reminder >= 0 \
+             AND a.since_ms < $2 AND NOT EXISTS (SELECT 1 FROM schedule_alerts b \
+             WHERE b.schedule = a.schedule AND b.since_ms = a.since_ms AND b.reminder = -1)";
+        // Read first, without a write lock: most polls find nothing to record.
+        let open: Option<i64> =
+            sqlx::query(OPEN).bind(schedule).bind(success_ms).fetch_one(&self.pool).await?.try_get(0)?;
+        if open.is_none() {
+            return Ok(false);
+        }
         crate::retry_busy(self.backend, || async {
             let mut tx = self.pool.begin_with(self.backend.begin()).await?;
-            let open: Option<i64> = sqlx::query(
-                "SELECT MAX(a.since_ms) FROM schedule_alerts a WHERE a.schedule = $1 AND a.reminder >= 0 \
-                 AND a.since_ms < $2 AND NOT EXISTS (SELECT 1 FROM schedule_alerts b \
-                 WHERE b.schedule = a.schedule AND b.since_ms = a.since_ms AND b.reminder = -1)",
-            )
-            .bind(schedule)
-            .bind(success_ms)
-            .fetch_one(&mut *tx)
-            .await?
-            .try_get(0)?;
+            let open: Option<i64> =
+                sqlx::query(OPEN).bind(schedule).bind(success_ms).fetch_one(&mut *tx).await?.try_get(0)?;
             let Some(since_ms) = open else {
                 tx.rollback().await?;
                 return Ok(false);
