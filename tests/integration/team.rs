@@ -709,14 +709,37 @@ fn three_workers_fire_each_due_time_exactly_once_and_survive_one_dying() {
         let tried = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| team.pg.psql("postgres", sql)));
         assert!(tried.is_err(), "{sql} passed");
     }
+    // Past them (a superuser disabling the triggers), each tampering is detected: a record
+    // edited, deleted, two swapped, the last one cut; the journal restored between cases.
     team.pg.psql(
         "postgres",
-        "ALTER TABLE schedule_events DISABLE TRIGGER USER; \
-         UPDATE schedule_events SET ts = '2020-01-01T00:00:00Z' WHERE seq = 3",
+        "ALTER TABLE schedule_events DISABLE TRIGGER USER; CREATE TABLE kept AS SELECT * FROM schedule_events",
     );
-    let broken = team.cmd(&["audit", "verify"], "ana");
-    assert_eq!(broken.code, 4, "{}{}", broken.stdout, broken.stderr);
-    assert!(broken.stdout.contains("BROKEN schedule tick: record 3"), "{}", broken.stdout);
+    let restore = "DELETE FROM schedule_events; INSERT INTO schedule_events SELECT * FROM kept";
+    let cases = [
+        ("edited", "UPDATE schedule_events SET ts = '2020-01-01T00:00:00Z' WHERE seq = 3".to_string(), 3),
+        ("deleted", "DELETE FROM schedule_events WHERE seq = 2".to_string(), 2),
+        (
+            "reordered",
+            "UPDATE schedule_events SET seq = -1 WHERE seq = 2; UPDATE schedule_events SET seq = 2 WHERE seq = 3; \
+             UPDATE schedule_events SET seq = 3 WHERE seq = -1"
+                .to_string(),
+            2,
+        ),
+        ("cut", format!("DELETE FROM schedule_events WHERE seq = {fires}"), fires),
+    ];
+    for (what, sql, seq) in cases {
+        team.pg.psql("postgres", &sql);
+        let broken = team.cmd(&["audit", "verify"], "ana");
+        assert_eq!(broken.code, 4, "{what}: {}{}", broken.stdout, broken.stderr);
+        assert!(
+            broken.stdout.contains(&format!("BROKEN schedule tick: record {seq}")),
+            "{what}: {}",
+            broken.stdout
+        );
+        team.pg.psql("postgres", restore);
+        ok(&team.cmd(&["audit", "verify"], "ana"), 0);
+    }
 }
 
 /// Issue 17, the dead-man's switch: a schedule whose runs all fail becomes overdue; of two
