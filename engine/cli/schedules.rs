@@ -963,25 +963,27 @@ async fn notify(
     let redactor = runbook_exec::secrets::Redactor::new(&runbook_exec::secrets::Secrets::default());
     // The webhook's URL is not printed: a chat webhook's URL is its credential.
     let (about, worker) = (what.to_string(), worker.to_string());
-    let event = match runbook_exec::http::send(&req, &redactor)
-        .await
-        .map(|out| runbook_exec::http::judge(&req, &out))
-    {
+    let outcome =
+        runbook_exec::http::send(&req, &redactor).await.map(|out| runbook_exec::http::judge(&req, &out));
+    let (event, failed) = match outcome {
         Ok(runbook_exec::report::Check::Passed(_)) => {
-            outln!("schedule {name}: {what} notification sent");
-            runbook_core::schedule_journal::ScheduleEvent::Notified { about, worker }
+            (runbook_core::schedule_journal::ScheduleEvent::Notified { about, worker }, None)
         }
         Ok(runbook_exec::report::Check::Failed(why)) | Err(why) => {
-            crate::output::errln!(
-                "warning: the {what} notification of schedule `{name}` was not delivered: {}",
-                why.replace(&notify.webhook, "the webhook")
-            );
-            runbook_core::schedule_journal::ScheduleEvent::NotifyFailed { about, worker }
+            (runbook_core::schedule_journal::ScheduleEvent::NotifyFailed { about, worker }, Some(why))
         }
     };
+    // Journaled before it is printed: a line printed is a record kept.
     let at = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
     if let Err(e) = store.record_schedule_event(name, &at, &event).await {
         crate::output::errln!("warning: cannot journal the {what} notification of schedule `{name}`: {e}");
+    }
+    match failed {
+        None => outln!("schedule {name}: {what} notification sent"),
+        Some(why) => crate::output::errln!(
+            "warning: the {what} notification of schedule `{name}` was not delivered: {}",
+            why.replace(&notify.webhook, "the webhook")
+        ),
     }
 }
 

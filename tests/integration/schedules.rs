@@ -1196,3 +1196,48 @@ fn an_overdue_schedule_that_succeeds_again_is_journaled_back_in_time_once() {
     let overdue = kinds.iter().position(|k| k == "overdue").expect("an overdue record");
     assert!(overdue < back[0], "{kinds:?}");
 }
+
+/// Issue 17, point 1: a notification that cannot be delivered is journaled `notify_failed`,
+/// once, after its `overdue` record, and the journal never holds the webhook's address (a
+/// chat webhook's address is its credential). (Written after the feature.)
+#[test]
+fn an_undelivered_notification_is_journaled_without_its_address() {
+    // A port nobody listens on: the connection is refused at once.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("port").port();
+    let hook = format!("http://127.0.0.1:{port}/hook-s3cr3t-path");
+    let dir = folder(&format!(
+        "[schedule.broken]\nrunbook = \"fails.toml\"\ncron = \"* * * * * *\"\ntime-zone = \"UTC\"\nexpect-success-within = \"2s\"\nnotify = {{ webhook = \"{hook}\" }}\n"
+    ));
+    std::fs::write(
+        dir.path().join("fails.toml"),
+        "[runbook]\nname = \"fails\"\n[steps.a]\nrun = \"exit 1\"\n",
+    )
+    .expect("runbook");
+    let mut worker = start_worker(dir.path(), &[]);
+    wait_worker(dir.path(), "no failed notification", |t| {
+        t.contains("notification of schedule `broken` was not delivered")
+    });
+    crate::support::kill9(worker.id());
+    let _ = worker.wait();
+    let state = dir.path().join("st.db").display().to_string();
+    let host = dir.path().join("host").display().to_string();
+    let out = run_in_with_env(
+        dir.path(),
+        &["audit", "schedule", "broken", "--state", &state, "--format", "jsonl"],
+        &[("XDG_STATE_HOME", host.as_str())],
+    );
+    ok(&out, 0);
+    let kinds: Vec<String> = out
+        .stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .map(|r| r["kind"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(kinds.iter().filter(|k| *k == "notify_failed").count(), 1, "{kinds:?}");
+    let overdue = kinds.iter().position(|k| k == "overdue").expect("overdue");
+    let failed = kinds.iter().position(|k| k == "notify_failed").expect("notify_failed");
+    assert!(overdue < failed, "{kinds:?}");
+    assert!(!out.stdout.contains("s3cr3t") && !out.stdout.contains(&port.to_string()), "{}", out.stdout);
+    let bytes = std::fs::read(dir.path().join("st.db")).expect("store");
+    assert!(!String::from_utf8_lossy(&bytes).contains("s3cr3t"), "the webhook's address is in the store");
+}
