@@ -1176,20 +1176,7 @@ fn an_overdue_schedule_that_succeeds_again_is_journaled_back_in_time_once() {
     });
     crate::support::kill9(worker.id());
     let _ = worker.wait();
-    let state = dir.path().join("st.db").display().to_string();
-    let host = dir.path().join("host").display().to_string();
-    let out = run_in_with_env(
-        dir.path(),
-        &["audit", "schedule", "slow", "--state", &state, "--format", "jsonl"],
-        &[("XDG_STATE_HOME", host.as_str())],
-    );
-    ok(&out, 0);
-    let kinds: Vec<String> = out
-        .stdout
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .map(|r| r["kind"].as_str().unwrap_or_default().to_string())
-        .collect();
+    let (kinds, _) = journal_kinds(dir.path(), "slow");
     let back: Vec<usize> =
         kinds.iter().enumerate().filter(|(_, k)| *k == "back_in_time").map(|(i, _)| i).collect();
     assert_eq!(back.len(), 1, "{kinds:?}");
@@ -1219,20 +1206,7 @@ fn an_undelivered_notification_is_journaled_without_its_address() {
     });
     crate::support::kill9(worker.id());
     let _ = worker.wait();
-    let state = dir.path().join("st.db").display().to_string();
-    let host = dir.path().join("host").display().to_string();
-    let out = run_in_with_env(
-        dir.path(),
-        &["audit", "schedule", "broken", "--state", &state, "--format", "jsonl"],
-        &[("XDG_STATE_HOME", host.as_str())],
-    );
-    ok(&out, 0);
-    let kinds: Vec<String> = out
-        .stdout
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .map(|r| r["kind"].as_str().unwrap_or_default().to_string())
-        .collect();
+    let (kinds, out) = journal_kinds(dir.path(), "broken");
     assert_eq!(kinds.iter().filter(|k| *k == "notify_failed").count(), 1, "{kinds:?}");
     let overdue = kinds.iter().position(|k| k == "overdue").expect("overdue");
     let failed = kinds.iter().position(|k| k == "notify_failed").expect("notify_failed");
@@ -1240,4 +1214,24 @@ fn an_undelivered_notification_is_journaled_without_its_address() {
     assert!(!out.stdout.contains("s3cr3t") && !out.stdout.contains(&port.to_string()), "{}", out.stdout);
     let bytes = std::fs::read(dir.path().join("st.db")).expect("store");
     assert!(!String::from_utf8_lossy(&bytes).contains("s3cr3t"), "the webhook's address is in the store");
+}
+
+/// The kinds of schedule `name`'s journal (`runbook audit schedule NAME --format jsonl` on
+/// the SQLite store `st.db` in `dir`), and the command's output.
+fn journal_kinds(dir: &Path, name: &str) -> (Vec<String>, crate::support::Output) {
+    let state = dir.join("st.db").display().to_string();
+    let host = dir.join("host").display().to_string();
+    let out = run_in_with_env(
+        dir,
+        &["audit", "schedule", name, "--state", &state, "--format", "jsonl"],
+        &[("XDG_STATE_HOME", host.as_str())],
+    );
+    ok(&out, 0);
+    let kinds = out
+        .stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .map(|r| r["kind"].as_str().unwrap_or_default().to_string())
+        .collect();
+    (kinds, out)
 }
