@@ -36,6 +36,7 @@ mod e2e_l3;
 mod e2e_others;
 mod e2e_pins;
 mod e2e_report;
+mod e2e_schedules;
 mod engine_env;
 mod engine_gone;
 mod engine_limits;
