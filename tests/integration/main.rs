@@ -64,6 +64,7 @@ mod plan_diff;
 mod plan_diff_faithful;
 mod plan_formats;
 mod plan_html;
+mod plan_params;
 mod plan_size;
 mod plan_views;
 mod preflight;
