@@ -55,6 +55,7 @@ mod include;
 mod include_bytes;
 mod injection;
 mod input_edges;
+mod instance_chars;
 mod kept_logs;
 mod options;
 mod peers;

@@ -108,14 +108,12 @@ fn list(items: impl Iterator<Item = Result<ParamValue, String>>, len: usize) -> 
 /// why it cannot: an instance id is journaled, shown and typed back (`resume --rerun
 /// 'restart[web-1]'`), so it must read as itself. Refused, not escaped: empty text, text
 /// longer than 128 bytes, brackets (the id's own delimiters), `/` (the separator of an
-/// included runbook's steps), control characters and invisible format characters.
+/// included runbook's steps), and every character [`crate::shown::unnameable`] names
+/// (controls, format and invisible characters, spaces but the ASCII one, private-use,
+/// unassigned and default-ignorable code points).
 pub fn instance_key(value: &ParamValue) -> Result<String, String> {
     let text = value.to_string();
-    let bad = |c: char| {
-        c.is_control()
-            || matches!(c, '[' | ']' | '/')
-            || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}')
-    };
+    let bad = |c: char| matches!(c, '[' | ']' | '/') || crate::shown::unnameable(c);
     if text.is_empty() {
         return Err("an empty element cannot name a step instance".into());
     }
@@ -128,6 +126,9 @@ pub fn instance_key(value: &ParamValue) -> Result<String, String> {
             shown(&text),
             match c {
                 '[' | ']' | '/' => format!("`{c}`"),
+                other if crate::shown::unassigned_or_private(other) => {
+                    format!("the private-use or unassigned character U+{:04X}", other as u32)
+                }
                 other => format!("the invisible character U+{:04X}", other as u32),
             }
         ));

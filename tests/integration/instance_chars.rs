@@ -1,0 +1,111 @@
+//! A `for-each` element names a step instance that an operator reads and types back
+//! (`resume --rerun 'drain[web-1]'`), so it must read as itself (promise 5, red team adv17b
+//! L1): an element holding a character that draws nothing, or draws as something else, is
+//! refused with RB071 naming it as `U+XXXX`, by one predicate (`shown::unnameable`): general
+//! categories Cc, Cf, Zl, Zp, Co, Cn, every space but the ASCII one, and the default-ignorable
+//! code points. Letters of many scripts are accepted.
+
+use regex::Regex;
+
+use crate::support::{Scratch, run_in};
+
+const RUNBOOK: &str = r#"[runbook]
+name = "chars"
+
+[params.hosts]
+type = "list"
+
+[steps.drain]
+for-each = "hosts"
+run = "echo {{ item }}"
+"#;
+
+fn plan_with(place: &Scratch, elements: &[String]) -> crate::support::Output {
+    let hosts = format!("hosts={}", serde_json::to_string(elements).expect("json"));
+    run_in(place.path(), &["plan", "r.toml", "--format", "json", "-p", &hosts])
+}
+
+/// Every code point of the refused classes that is assigned (all of Cc, Cf, Zl, Zp, the
+/// default-ignorable ones, the spaces), and a sample of the private-use and unassigned
+/// ones (hundreds of thousands: the unit test `shown::tests` reads every one).
+fn refused_corpus() -> Vec<char> {
+    let class =
+        Regex::new(r"[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Zs}\p{Default_Ignorable_Code_Point}--[\x20]]").expect("re");
+    let unassigned = Regex::new(r"[\p{Co}\p{Cn}]").expect("re");
+    let mut out = Vec::new();
+    let mut sampled = 0usize;
+    for c in (0u32..=0x10FFFF).filter_map(char::from_u32) {
+        if c == '\0' {
+            continue;
+        }
+        let mut b = [0u8; 4];
+        let s: &str = c.encode_utf8(&mut b);
+        if unassigned.is_match(s) {
+            sampled += 1;
+            if sampled % 4999 == 1 && !class.is_match(s) {
+                out.push(c);
+            }
+        } else if class.is_match(s) {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[test]
+fn an_element_with_an_invisible_format_private_or_unassigned_character_is_refused() {
+    let place = Scratch::new(RUNBOOK);
+    let corpus = refused_corpus();
+    assert!(corpus.len() > 400, "{}", corpus.len());
+    let mut accepted = Vec::new();
+    for c in &corpus {
+        let out = plan_with(&place, &["web1".into(), format!("web{c}1")]);
+        let named = format!("U+{:04X}", *c as u32);
+        if out.code != 3 || !out.stderr.contains("RB071") || !out.stderr.contains(&named) {
+            accepted.push(named);
+        }
+    }
+    assert!(
+        accepted.is_empty(),
+        "{} of {} accepted or not named: {:?}",
+        accepted.len(),
+        corpus.len(),
+        accepted
+    );
+}
+
+#[test]
+fn letters_of_many_scripts_name_instances() {
+    let place = Scratch::new(RUNBOOK);
+    let letters: Vec<String> = [
+        "web-1",
+        "café",
+        "straße",
+        "Ωμέγα",
+        "кириллица",
+        "עברית",
+        "العربية",
+        "हिन्दी",
+        "বাংলা",
+        "ไทย",
+        "日本語",
+        "中文",
+        "한국어",
+        "ქართული",
+        "Հայերեն",
+        "ꯃꯤꯇꯩ",
+        "ᏣᎳᎩ",
+        "ᐃᓄᒃᑎᑐᑦ",
+        "🙂",
+        "x y",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let out = plan_with(&place, &letters);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let json: serde_json::Value = serde_json::from_str(&out.stdout).expect("plan json");
+    let ids: Vec<&str> =
+        json["steps"].as_array().expect("steps").iter().filter_map(|s| s["id"].as_str()).collect();
+    assert_eq!(ids.len(), letters.len(), "{ids:?}");
+}
