@@ -109,3 +109,36 @@ fn letters_of_many_scripts_name_instances() {
         json["steps"].as_array().expect("steps").iter().filter_map(|s| s["id"].as_str()).collect();
     assert_eq!(ids.len(), letters.len(), "{ids:?}");
 }
+
+const NUMBERS: &str = r#"[runbook]
+name = "numbers"
+
+[params.xs]
+type = "list"
+items = "number"
+
+[steps.s]
+for-each = "xs"
+run = "echo {{ item }}"
+"#;
+
+/// Red team adv17b L3: a number names one instance per value. `0` and `-0` (and `1`,
+/// `1.0`, `1e0`, `01`) are the same value: one instance key (`s[0]`, `s[1]`), so two of them
+/// in one list are refused as a repeated element, as two equal strings are.
+#[test]
+fn equal_numbers_name_one_instance_and_are_refused_twice() {
+    let place = Scratch::new(NUMBERS);
+    for list in ["0,-0", "-0,0", "1,1.0", "1,1e0", "1,01", "[0, -0]", "[0, -0.0]", "[1, 1.0]", "0.5,5e-1"] {
+        let given = format!("xs={list}");
+        let out = run_in(place.path(), &["plan", "r.toml", "--format", "json", "-p", &given]);
+        assert_eq!(out.code, 3, "{list}: {}", out.stdout);
+        assert!(out.stderr.contains("RB071") && out.stderr.contains("twice"), "{list}: {}", out.stderr);
+    }
+    for (list, id) in [("-0", "s[0]"), ("-0.0", "s[0]"), ("1.0", "s[1]"), ("1e0", "s[1]"), ("[-0]", "s[0]")] {
+        let given = format!("xs={list}");
+        let out = run_in(place.path(), &["plan", "r.toml", "--format", "json", "-p", &given]);
+        assert_eq!(out.code, 0, "{list}: {}", out.stderr);
+        let json: serde_json::Value = serde_json::from_str(&out.stdout).expect("plan json");
+        assert_eq!(json["steps"][0]["id"], id, "{list}");
+    }
+}
