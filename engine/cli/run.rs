@@ -976,7 +976,10 @@ fn refusal_error(id: &str, status: &str, refusal: runbook_core::lifecycle::Refus
             Message::new(format!(
                 "`{step}` is named in both `--rerun` and `--skip`; a unit gets one decision; nothing was done"
             ))
-            .help(format!("name it once: `--rerun {step}` (run it again) or `--skip {step}` (treat it as done)")),
+            .help(format!(
+                "name it once: `--rerun {w}` (run it again) or `--skip {w}` (treat it as done)",
+                w = runbook_core::hint::word(&step)
+            )),
         ),
         Refusal::NotInDoubt { step, compensating } => {
             let what = if compensating { "compensations and `finally` steps" } else { "steps" };
@@ -988,14 +991,15 @@ fn refusal_error(id: &str, status: &str, refusal: runbook_core::lifecycle::Refus
             "`--rerun`, `--skip` and `--undo` need `--reason TEXT`: the decision is journaled with who made it and why",
         )),
         Refusal::UndoUndecided { steps } => {
-            let first = steps.first().cloned().unwrap_or_default();
+            let first = runbook_core::hint::word(&steps.first().cloned().unwrap_or_default());
             CliError::NeedsOperator(
                 Message::new(format!("run {id} has steps in doubt that can be undone: {}", steps.join(", ")))
                     .detail(
                         "they started and the engine stopped before their outcome was recorded; they may have taken effect, and undoing the others while leaving them could leave the environment half done",
                     )
                     .help(format!(
-                        "check what they did, then `runbook compensate {id} --undo {first}` (it took effect: undo it) or `--skip {first}` (it did not: leave it), with `--reason TEXT`"
+                        "check what they did, then `runbook compensate {} --undo {first}` (it took effect: undo it) or `--skip {first}` (it did not: leave it), with `--reason TEXT`",
+                        runbook_core::hint::word(id)
                     )),
             )
         }

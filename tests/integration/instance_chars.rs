@@ -142,3 +142,28 @@ fn equal_numbers_name_one_instance_and_are_refused_twice() {
         assert_eq!(json["steps"][0]["id"], id, "{list}");
     }
 }
+
+/// Issue 15 point 6: every command a message suggests quotes its arguments for a POSIX shell
+/// (`hint::word`), so an instance id with a space or a quote is copied and pasted as one
+/// word: `--rerun 'gate[web 1]'`, never `--rerun gate[web 1]` (two words, a glob).
+#[test]
+fn a_suggested_command_quotes_an_instance_id_as_one_shell_word() {
+    let place = Scratch::new(
+        "[runbook]\nname = \"q\"\n\n[params.hosts]\ntype = \"list\"\ndefault = [\"web 1\", \"it's\"]\n\n[steps.gate]\nfor-each = \"hosts\"\napproval = { approvers = [\"ana\"], prompt = \"ok?\" }\n",
+    );
+    let out = run_in(place.path(), &["run", "r.toml", "--yes", "--state", "s.db"]);
+    assert_eq!(out.code, 4, "{}", out.stderr);
+    let runs = run_in(place.path(), &["runs", "--state", "s.db"]);
+    let id = runs.stdout.lines().nth(1).and_then(|l| l.split_whitespace().next()).expect("a run").to_string();
+    for step in ["gate[web 1]", "gate[it's]"] {
+        let out = run_in(
+            place.path(),
+            &["resume", &id, "--state", "s.db", "--rerun", step, "--skip", step, "--reason", "x"],
+        );
+        assert_eq!(out.code, 2, "{}", out.stderr);
+        insta::assert_snapshot!(
+            format!("rerun_and_skip_{}", if step.contains(' ') { "space" } else { "quote" }),
+            out.stderr
+        );
+    }
+}
