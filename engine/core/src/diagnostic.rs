@@ -190,6 +190,7 @@ codes! {
     ForEachSize = "119", "for-each-size", "With the lists given, the expanded runbook would have more steps or `needs` than the limits, or a `for-each` list is empty.";
     NewName = "120", "new-name", "`runbook new NAME`: NAME is not a runbook name (it names the runbook and its files).";
     NewExists = "121", "new-exists", "`runbook new NAME`: a file it would write exists already; nothing was written.";
+    PlanValues = "122", "plan-values", "A plan file (`run --plan`, `plan --diff`) holds more JSON values than a plan of the largest runbook would.";
 }
 
 impl fmt::Display for Code {

@@ -169,6 +169,22 @@ pub enum ParamValue {
     List(Vec<ParamValue>),
 }
 
+impl ParamValue {
+    /// The value as `-p NAME=VALUE` takes it back, one to one: a scalar as its text, a list
+    /// as a JSON array (`["a,b", "c"]`), never its elements joined with commas, which
+    /// `["a,b", "c"]` and `a,b,c` would print alike (adv17b L2). Every place that shows a
+    /// parameter for an operator to read or type again uses this form.
+    pub fn as_argument(&self) -> String {
+        match self {
+            ParamValue::List(_) => serde_json::to_string(self).unwrap_or_default(),
+            ParamValue::String(_)
+            | ParamValue::Integer(_)
+            | ParamValue::Number(_)
+            | ParamValue::Boolean(_) => self.to_string(),
+        }
+    }
+}
+
 impl fmt::Display for ParamValue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
