@@ -146,7 +146,7 @@ impl Validator<'_> {
             _ => false,
         });
         let outputs = self.steps.get(id).and_then(|s| s.outputs.clone()).unwrap_or_default();
-        let for_each = self.for_each(raw, &what, finally);
+        let for_each = self.for_each(raw, &what);
         Some(Step {
             id: StepId(id.to_string()),
             span: u.id.span,
@@ -175,7 +175,7 @@ impl Validator<'_> {
     }
 
     /// A step's `for-each` and `max-parallel` (RB110-RB112, RB117, RB118).
-    fn for_each(&mut self, raw: &RawStep, what: &str, finally: bool) -> Option<ForEach> {
+    fn for_each(&mut self, raw: &RawStep, what: &str) -> Option<ForEach> {
         let Some(list) = &raw.for_each else {
             if let Some(m) = &raw.max_parallel {
                 self.err(Code::ForEachParallel, m.span, format!("`max-parallel` on {what}, which has no `for-each`"))
@@ -220,9 +220,10 @@ impl Validator<'_> {
                 }
             }
         }
-        if raw.runbook.is_some() || finally {
-            let which = if finally { "`[finally]` steps" } else { "`runbook` steps" };
-            self.err(Code::ForEachInclude, list.span, format!("`for-each` on {what}: not yet supported on {which}"))
+        // A `finally` step's instances run as `finally` steps do: one after the other, in
+        // declaration order, each journaled under its own id (i18-fei).
+        if raw.runbook.is_some() {
+            self.err(Code::ForEachInclude, list.span, format!("`for-each` on {what}: not yet supported on `runbook` steps"))
                 .help = Some("put `for-each` on the `run`/`cmd`/`http`/`sql`/`notify`/`approval` steps themselves (inside the included runbook, over its own list parameter)".into());
             ok = false;
         }
