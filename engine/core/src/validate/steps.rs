@@ -222,9 +222,19 @@ impl Validator<'_> {
         }
         // A `finally` step's instances run as `finally` steps do: one after the other, in
         // declaration order, each journaled under its own id (i18-fei).
-        if raw.runbook.is_some() {
-            self.err(Code::ForEachInclude, list.span, format!("`for-each` on {what}: not yet supported on `runbook` steps"))
-                .help = Some("put `for-each` on the `run`/`cmd`/`http`/`sql`/`notify`/`approval` steps themselves (inside the included runbook, over its own list parameter)".into());
+        // A `for-each` include passes its element through its `params` (`{{ item }}`): one
+        // that never does would run the same nested runbook, with the same values, once per
+        // element (i18-fei).
+        if let Some(inc) = &raw.runbook
+            && !include_reads_item(&inc.value)
+        {
+            self.err(
+                Code::ForEachInclude,
+                list.span,
+                format!("`for-each` on {what}: its `params` never pass the element (`{{{{ item }}}}`)"),
+            )
+            .set_label("each element would run the same included runbook")
+            .help = Some("pass the element as a parameter of the included runbook: `runbook = { file = \"...\", params = { region = \"{{ item }}\" } }`".into());
             ok = false;
         }
         let max_parallel = match &raw.max_parallel {
@@ -399,4 +409,20 @@ impl Validator<'_> {
         }
         out
     }
+}
+
+/// Whether an include's `params` read the `for-each` element (`item` or `item_index`) in any
+/// string, at any depth.
+fn include_reads_item(inc: &RawInclude) -> bool {
+    fn reads(v: &toml::Value) -> bool {
+        match v {
+            toml::Value::String(s) => template::analyse(s, Mode::Plain).is_ok_and(|vars| {
+                vars.iter().any(|v| matches!(v.split('.').next(), Some("item" | "item_index")))
+            }),
+            toml::Value::Array(a) => a.iter().any(reads),
+            toml::Value::Table(t) => t.values().any(reads),
+            _ => false,
+        }
+    }
+    inc.params.iter().flatten().any(|(_, v)| reads(&v.value))
 }
