@@ -266,3 +266,40 @@ fn an_include_that_never_passes_the_element_is_refused_and_secrets_are_no_elemen
     );
     assert!(!place.path().join("trace").exists(), "nothing runs");
 }
+
+/// Without `max-parallel` the nested runs go at once (one lease, one journal): each nested
+/// step runs exactly once and the hash chain verifies.
+#[test]
+fn instances_without_lanes_run_at_once_and_the_journal_verifies() {
+    let regions = (0..6).map(|i| format!("\"r{i}\"")).collect::<Vec<_>>().join(", ");
+    let place = place(&parent("", &regions), &child("none", "none"));
+    ok(&place.run(&["--yes"], &[]), 0);
+    let t = lines(&place);
+    for i in 0..6 {
+        for step in ["a", "b"] {
+            assert_eq!(t.iter().filter(|l| **l == format!("{step} r{i}")).count(), 1, "{t:?}");
+        }
+    }
+    assert_eq!(t.last().map(String::as_str), Some("post"), "{t:?}");
+    let run = place.latest_run();
+    ok(&place.cmd(&["audit", "verify", &run], &[]), 0);
+}
+
+/// An approval inside the included runbook asks once per instance, approved by its path.
+#[test]
+fn an_approval_in_an_included_runbook_is_approved_per_instance() {
+    let gated = "[runbook]\nname = \"gated\"\n\n[params.region]\ntype = \"string\"\n\n[steps.gate]\napproval = { prompt = \"deploy {{ params.region }}?\" }\n\n[steps.go]\nneeds = [\"gate\"]\nrun = \"echo go {{ params.region }} >> trace\"\n";
+    let place = place(&parent("", r#""eu", "us""#), gated);
+    let out = place.run(&["--yes"], &[]);
+    assert!(out.stdout.contains("deploy us?"), "{}", out.stdout);
+    assert!(!place.read("trace").contains("go"), "nothing past the gates ran");
+    let run = place.latest_run();
+    for id in ["deploy[eu]/gate", "deploy[us]/gate"] {
+        ok(&place.cmd(&["approve", &run, id, "--reason", "ok", "--as", "alice"], &[]), 0);
+    }
+    ok(&place.cmd(&["resume", &run, "--yes"], &[]), 0);
+    let mut go: Vec<String> = lines(&place).into_iter().filter(|l| l.starts_with("go")).collect();
+    go.sort();
+    assert_eq!(go, ["go eu", "go us"]);
+    assert_eq!(lines(&place).last().map(String::as_str), Some("post"));
+}
