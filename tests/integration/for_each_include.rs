@@ -303,3 +303,28 @@ fn an_approval_in_an_included_runbook_is_approved_per_instance() {
     assert_eq!(go, ["go eu", "go us"]);
     assert_eq!(lines(&place).last().map(String::as_str), Some("post"));
 }
+
+/// What the plan says a failure undoes is what the run undoes: the instances before it,
+/// whose included runbooks have compensations (the run undoes them: see
+/// `a_failed_instance_compensates_the_completed_instances_most_recent_first`); and a hand
+/// `compensate` of a run that succeeded undoes them too, most recent first.
+#[test]
+fn the_plan_and_a_hand_compensate_undo_the_included_runbooks() {
+    let place = place(&parent("max-parallel = 1", r#""eu", "us""#), &child("none", "none"));
+    let plan = run_in(place.path(), &["plan", "r.toml", "--format", "json"]);
+    ok(&plan, 0);
+    let json: serde_json::Value = serde_json::from_str(&plan.stdout).expect("plan json");
+    assert_eq!(json["steps"][2]["id"], "deploy[us]");
+    assert_eq!(json["steps"][2]["compensation_chain"]["first"], serde_json::json!(["deploy[eu]"]));
+    assert_eq!(
+        json["steps"][3]["compensation_chain"]["first"],
+        serde_json::json!(["deploy[us]", "deploy[eu]"])
+    );
+
+    ok(&place.run(&["--yes"], &[]), 0);
+    let run = place.latest_run();
+    // Exit 1 as for any run undone by hand (its status is `failed`).
+    ok(&place.cmd(&["compensate", &run, "--yes"], &[]), 1);
+    let undo: Vec<String> = lines(&place).into_iter().filter(|l| l.starts_with("undo")).collect();
+    assert_eq!(undo, ["undo us", "undo eu"]);
+}

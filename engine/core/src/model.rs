@@ -645,6 +645,21 @@ impl Runbook {
         }
     }
 
+    /// Whether undoing `step` does anything: it has a `compensate`, or it is a `runbook`
+    /// step whose included runbook (at any depth) has a step that does. The dispatcher
+    /// undoes every completed `runbook` step by undoing its included runbook
+    /// (`machine::compensations`), so the plan's compensation chains and a hand
+    /// `compensate` count such a step as compensable too.
+    pub fn undoes(&self, step: &Step) -> bool {
+        match (&step.compensate, &step.action) {
+            (Some(_), _) => true,
+            (None, Action::Runbook(inc)) => {
+                self.includes.get(inc.child).is_some_and(|child| child.steps.iter().any(|s| child.undoes(s)))
+            }
+            (None, _) => false,
+        }
+    }
+
     /// Step `id`, or the `for-each` step whose instance `id` (`STEP[ELEMENT]`) is, in a
     /// runbook as written.
     fn step_or_for_each(&self, id: &str) -> Option<&Step> {
