@@ -45,6 +45,8 @@ mod files_inside;
 mod finished_before_waiting;
 mod fixtures;
 mod for_each;
+mod for_each_finally;
+mod for_each_include;
 mod for_each_order;
 mod forged_identity;
 mod fxrev2_limits;
