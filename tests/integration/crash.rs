@@ -250,7 +250,7 @@ fn killed_and_resumed_runs_never_repeat_completed_work() {
 }
 
 /// Live (non-zombie) processes whose working directory is `dir`.
-fn processes_in(dir: &Path) -> Vec<i32> {
+pub(crate) fn processes_in(dir: &Path) -> Vec<i32> {
     let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
     let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
     entries
