@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// A small deterministic generator, so a failing trial can be replayed from its seed.
@@ -171,13 +172,46 @@ fn resume_to_end(dir: &Path, id: &str, rng: &mut Lcg, kills_left: &mut u32, reru
     panic!("the run did not finish after 20 resumes");
 }
 
+/// How many trials run at once in the torture tests. Each trial has its own folder, state
+/// store and engines, and mostly waits for its steps' sleeps; running several at once keeps
+/// every trial (and what each asserts) and only shortens the wall time.
+pub(crate) const TRIALS_AT_ONCE: u64 = 4;
+
+/// Runs `trial(index, rng)` for each of `trials` indexes, [`TRIALS_AT_ONCE`] at a time. Each
+/// trial's generator is seeded from `seed` and its index alone, so `RUNBOOK_TORTURE_SEED`
+/// replays any trial whatever ran beside it. A failing trial's panic fails the test.
+pub(crate) fn run_trials(trials: u64, seed: u64, trial: impl Fn(u64, &mut Lcg) + Sync) {
+    let next = std::sync::atomic::AtomicU64::new(0);
+    std::thread::scope(|scope| {
+        for _ in 0..TRIALS_AT_ONCE.min(trials) {
+            scope.spawn(|| {
+                loop {
+                    let index = next.fetch_add(1, Ordering::Relaxed);
+                    if index >= trials {
+                        break;
+                    }
+                    let mut rng = Lcg(seed ^ index.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+                    trial(index, &mut rng);
+                }
+            });
+        }
+    });
+}
+
+/// What the trials of [`killed_and_resumed_runs_never_repeat_completed_work`] saw.
+#[derive(Default)]
+struct Tally {
+    killed: AtomicUsize,
+    decided: AtomicUsize,
+    before_start: AtomicUsize,
+}
+
 #[test]
 fn killed_and_resumed_runs_never_repeat_completed_work() {
     let (trials, seed) = trials_and_seed("RUNBOOK_TORTURE_TRIALS", 100);
-    let mut rng = Lcg(seed);
     let text = runbook();
-    let (mut killed, mut decided, mut before_start) = (0, 0, 0);
-    for trial in 0..trials {
+    let tally = Tally::default();
+    run_trials(trials, seed, |trial, rng| {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("r.toml"), &text).expect("runbook");
         // Kill one trial in five in its first 150 ms, maybe before the run is journaled;
@@ -191,26 +225,28 @@ fn killed_and_resumed_runs_never_repeat_completed_work() {
             Some(0) => {}
             Some(c) => panic!("{context}: the first run exited {c}: {out}"),
             None => {
-                killed += 1;
+                tally.killed.fetch_add(1, Ordering::Relaxed);
                 let Some(id) = run_id(dir.path()) else {
-                    before_start += 1;
+                    tally.before_start.fetch_add(1, Ordering::Relaxed);
                     // Killed before the run was recorded: nothing may have run.
                     assert!(
                         trace(dir.path()).is_empty(),
                         "{context}: steps ran before the run was journaled"
                     );
-                    continue;
+                    return;
                 };
                 let mut kills = 1;
-                match resume_to_end(dir.path(), &id, &mut rng, &mut kills, &mut reruns) {
-                    0 => decided += usize::from(!reruns.is_empty()),
+                match resume_to_end(dir.path(), &id, rng, &mut kills, &mut reruns) {
+                    0 => {
+                        tally.decided.fetch_add(usize::from(!reruns.is_empty()), Ordering::Relaxed);
+                    }
                     _ => {
-                        before_start += 1;
+                        tally.before_start.fetch_add(1, Ordering::Relaxed);
                         assert!(
                             trace(dir.path()).is_empty(),
                             "{context}: steps ran before the run was journaled"
                         );
-                        continue;
+                        return;
                     }
                 }
             }
@@ -240,7 +276,12 @@ fn killed_and_resumed_runs_never_repeat_completed_work() {
         std::thread::sleep(Duration::from_millis(50));
         let left = processes_in(dir.path());
         assert!(left.is_empty(), "{context}: processes left behind: {left:?}");
-    }
+    });
+    let (killed, decided, before_start) = (
+        tally.killed.load(Ordering::Relaxed),
+        tally.decided.load(Ordering::Relaxed),
+        tally.before_start.load(Ordering::Relaxed),
+    );
     eprintln!(
         "crash torture: {trials} trials, {killed} killed mid-run ({before_start} before the run began), \
          {decided} needed an operator re-run; seed {seed}"
