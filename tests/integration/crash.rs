@@ -407,11 +407,10 @@ fn race_drivers(
 #[test]
 fn every_kind_of_unit_in_doubt_waits_for_a_decision_or_is_idempotent() {
     let (trials, seed) = trials_and_seed("RUNBOOK_UNIT_TORTURE_TRIALS", 8);
-    let mut rng = Lcg(seed);
     let text = units_runbook();
-    let (mut decided, mut killed) = (0, 0);
-    let mut doubted: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
-    for trial in 0..trials {
+    let (decided, killed) = (AtomicUsize::new(0), AtomicUsize::new(0));
+    let doubted: std::sync::Mutex<std::collections::BTreeSet<String>> = Default::default();
+    run_trials(trials, seed, |trial, rng| {
         let context = format!("trial {trial} (RUNBOOK_TORTURE_SEED={seed})");
         let dir = tempfile::tempdir().expect("tempdir");
         let dir = dir.path();
@@ -427,13 +426,13 @@ fn every_kind_of_unit_in_doubt_waits_for_a_decision_or_is_idempotent() {
             run_and_kill_at_line(dir, &["run", "r.toml"], at_line, Duration::from_millis(rng.below(30)));
         let Some(id) = run_id(dir) else {
             assert!(trace(dir).is_empty(), "{context}: units ran before the run was journaled: {out}");
-            continue;
+            return;
         };
         let mut reruns: Vec<String> = Vec::new();
         let mut command = "resume";
         let mut decisions: Vec<String> = Vec::new();
         let mut finished = code.is_some_and(|c| c == 0 || c == 1);
-        killed += usize::from(code.is_none());
+        killed.fetch_add(usize::from(code.is_none()), Ordering::Relaxed);
         let mut kills = 2;
         for _ in 0..40 {
             if finished {
@@ -478,7 +477,10 @@ fn every_kind_of_unit_in_doubt_waits_for_a_decision_or_is_idempotent() {
                                 let unit =
                                     if compensation { format!("undo-{step}") } else { step.to_string() };
                                 let ran = done.contains(&format!("done {unit}"));
-                                doubted.insert(unit.clone());
+                                doubted
+                                    .lock()
+                                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                                    .insert(unit.clone());
                                 decisions.push(if ran { "--skip".into() } else { "--rerun".into() });
                                 decisions.push(step.to_string());
                                 if !ran {
@@ -487,7 +489,7 @@ fn every_kind_of_unit_in_doubt_waits_for_a_decision_or_is_idempotent() {
                             }
                         }
                         decisions.extend(["--reason".into(), "checked the trace".into()]);
-                        decided += 1;
+                        decided.fetch_add(1, Ordering::Relaxed);
                     }
                     // `compensate` and a step in doubt that has a compensation: undo it if
                     // it ran (ground truth), leave it if it did not.
@@ -498,13 +500,16 @@ fn every_kind_of_unit_in_doubt_waits_for_a_decision_or_is_idempotent() {
                             let list = line.split("can be undone: ").nth(1).unwrap_or("");
                             for step in list.split(", ").map(str::trim) {
                                 let ran = done.contains(&format!("done {step}"));
-                                doubted.insert(step.to_string());
+                                doubted
+                                    .lock()
+                                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                                    .insert(step.to_string());
                                 decisions.push(if ran { "--undo".into() } else { "--skip".into() });
                                 decisions.push(step.to_string());
                             }
                         }
                         decisions.extend(["--reason".into(), "checked the trace".into()]);
-                        decided += 1;
+                        decided.fetch_add(1, Ordering::Relaxed);
                     }
                     Some(c) => panic!("{context}: `{}` exited {c}: {text}", args.join(" ")),
                 }
@@ -519,7 +524,9 @@ fn every_kind_of_unit_in_doubt_waits_for_a_decision_or_is_idempotent() {
         ran_at_most_as_decided(dir, &id, &NOT_IDEMPOTENT, &reruns, &context);
         std::thread::sleep(Duration::from_millis(50));
         assert!(processes_in(dir).is_empty(), "{context}: processes left behind");
-    }
+    });
+    let (decided, killed) = (decided.load(Ordering::Relaxed), killed.load(Ordering::Relaxed));
+    let doubted = doubted.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
     eprintln!(
         "unit torture: {trials} trials, {killed} killed mid-run, {decided} operator decisions about {doubted:?}; seed {seed}"
     );
