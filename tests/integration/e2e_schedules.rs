@@ -36,7 +36,8 @@ fn repository(e: &E2e, dir: &Path) -> std::path::PathBuf {
     };
     copy("runbooks/backup.toml");
     copy("examples/schedules/inmova.toml");
-    std::fs::write(dir.join("examples/schedules/inmova.params.toml"), e.sb.params_toml("backup", &[]))
+    std::fs::create_dir_all(dir.join("examples/schedules/params")).expect("params folder");
+    std::fs::write(dir.join("examples/schedules/params/inmova.toml"), e.sb.params_toml("backup", &[]))
         .expect("params file");
     dir.join("examples/schedules/inmova.toml")
 }
