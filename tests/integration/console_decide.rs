@@ -26,7 +26,7 @@ run = "echo two >> effects; if [ ! -e killed ]; then touch killed; kill -9 $PPID
 run = "echo three >> effects"
 "#;
 
-fn worker(scratch: &Scratch) -> Child {
+pub(crate) fn worker(scratch: &Scratch) -> Child {
     Command::new(bin())
         .args(["worker", "--poll", "20ms", "--state", &scratch.state()])
         .current_dir(scratch.path())
@@ -56,7 +56,7 @@ fn queue_row(scratch: &Scratch, run: &str) -> String {
 }
 
 /// Waits (at most two minutes: a hang fails, no speed is asserted) until `done` holds.
-fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+pub(crate) fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(120);
     while !done() {
         assert!(Instant::now() < deadline, "never: {what}");
@@ -70,7 +70,7 @@ fn succeeded(runs: &str, run: &str) -> bool {
     all.as_array().into_iter().flatten().any(|r| r["run_id"] == run && r["status"] == "succeeded")
 }
 
-fn kinds(scratch: &Scratch, run: &str) -> Vec<String> {
+pub(crate) fn kinds(scratch: &Scratch, run: &str) -> Vec<String> {
     scratch.events(run).into_iter().map(|(k, _)| k).collect()
 }
 

@@ -1,0 +1,129 @@
+//! Abandon with compensation from the console (issue 16): the console runs no step, so
+//! the run's queue entry is queued again with who asked and why (redacted), and a real
+//! `runbook worker` runs `runbook abandon RUN --compensate` as that operator: the
+//! compensations run once, most recent first, and `run_abandoned` is journaled with the
+//! console's identity. A second request, or a second worker, runs nothing twice. The real
+//! binary on loopback, a temp SQLite store, plain HTTP/1.1 and a real headless chromium.
+
+use std::process::Command;
+
+use crate::console_auth::{add_token, csrf_of, serve};
+use crate::console_decide::{kinds, wait_until, worker};
+use crate::support::{Scratch, ok};
+
+/// `one` and `two` complete, each with an undo; `three` kills its engine the first time
+/// (after its side effect): it is then in doubt, and the run waits for an operator.
+const UNDO: &str = r#"[runbook]
+name = "undo"
+
+[steps.one]
+run = "echo one >> effects"
+compensate = { run = "echo undo-one >> effects" }
+
+[steps.two]
+run = "echo two >> effects"
+compensate = { run = "echo undo-two >> effects" }
+
+[steps.three]
+run = "echo three >> effects; if [ ! -e killed ]; then touch killed; kill -9 $PPID; sleep 5; fi"
+"#;
+
+/// The queue row of `run` as `state|exit_code|abandon_by` (sqlite3, read only).
+fn queue_row(scratch: &Scratch, run: &str) -> String {
+    let out = Command::new("sqlite3")
+        .args([
+            "-readonly",
+            &scratch.state(),
+            &format!(
+                "SELECT state || '|' || IFNULL(exit_code, '') || '|' || IFNULL(abandon_by, '') FROM queue WHERE run_id = '{run}'"
+            ),
+        ])
+        .output()
+        .expect("sqlite3");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A run a worker ran, stopped for an operator (`three` in doubt) after `one` and `two`
+/// completed; the worker is stopped (SIGKILL) so nothing claims it before the test asks.
+fn interrupted(scratch: &Scratch) -> String {
+    let out = scratch.cmd(&["submit", "r.toml", "--yes"], &[]);
+    ok(&out, 0);
+    let run = out.stdout.trim().to_string();
+    let mut w = worker(scratch);
+    wait_until("the run waits for an operator", || queue_row(scratch, &run).starts_with("done|4|"));
+    crate::support::kill9(w.id());
+    let _ = w.wait();
+    assert_eq!(scratch.read("effects"), "one\ntwo\nthree\n");
+    run
+}
+
+#[test]
+fn an_interrupted_run_is_abandoned_with_its_compensations_by_a_worker_as_the_console_operator() {
+    let scratch = Scratch::new(UNDO);
+    let (dir, state) = (scratch.path(), scratch.state());
+    let run = interrupted(&scratch);
+    let bob = add_token(dir, &state, "bob");
+    let page_path = format!("/runs/{run}");
+    let action = format!("/runs/{run}/abandon");
+    let before = kinds(&scratch, &run);
+    let asked = "compensate=yes&reason=rolled+back+after+the+incident";
+    {
+        // A read-only console (no `--auth`) takes no write.
+        let served = serve(dir, &state, &[]);
+        let origin = served.origin();
+        let r = served.send("POST", &action, &[("Origin", &origin)], asked);
+        assert_eq!(r.status, 405, "{r:?}");
+    }
+    let served = serve(dir, &state, &["--auth", "token"]);
+    // Anonymous, a bearer-less API call, no CSRF token, a wrong one: refused.
+    assert_eq!(served.post_form(&action, None, asked).status, 403);
+    assert_eq!(served.send("POST", &format!("/api{action}"), &[], asked).status, 401);
+    let session = served.login(&bob);
+    let page = served.get_as(&page_path, &session);
+    assert!(page.body.contains("name=\"compensate\""), "{}", page.body);
+    let csrf = csrf_of(&page.body);
+    assert_eq!(served.post_form(&action, Some(&session), asked).status, 403);
+    assert_eq!(served.post_form(&action, Some(&session), &format!("{asked}&csrf=nope")).status, 403);
+    assert_eq!(kinds(&scratch, &run), before);
+    assert!(queue_row(&scratch, &run).starts_with("done|4|"));
+
+    // Bob asks: queued for a worker, nothing journaled yet, nothing run by the console.
+    let r = served.post_form(&action, Some(&session), &format!("{asked}&csrf={csrf}"));
+    assert_eq!(r.status, 303, "{r:?}");
+    assert_eq!(queue_row(&scratch, &run), "queued||bob");
+    assert_eq!(kinds(&scratch, &run), before);
+    assert_eq!(scratch.read("effects"), "one\ntwo\nthree\n");
+    let page = served.get_as(&page_path, &session);
+    assert!(page.body.contains("abandoning (compensating), asked by bob"), "{}", page.body);
+    assert!(!page.body.contains("Abandon the run"), "{}", page.body);
+    // A second request: 409, nothing changed.
+    let r = served.post_form(&action, Some(&session), &format!("{asked}&csrf={csrf}"));
+    assert_eq!(r.status, 409, "{r:?}");
+    assert!(r.body.contains("is queued in the queue"), "{}", r.body);
+    assert_eq!(queue_row(&scratch, &run), "queued||bob");
+
+    // Two workers: one claims it and runs both undo commands, most recent first, once.
+    let mut w1 = worker(&scratch);
+    let mut w2 = worker(&scratch);
+    wait_until("a worker abandons it", || queue_row(&scratch, &run).starts_with("done|0|"));
+    for w in [&mut w1, &mut w2] {
+        crate::support::kill9(w.id());
+        let _ = w.wait();
+    }
+    assert_eq!(scratch.read("effects"), "one\ntwo\nthree\nundo-two\nundo-one\n");
+    let journal = scratch.audit(&run);
+    let abandoned = journal.lines().find(|l| l.contains("run_abandoned")).expect("run_abandoned");
+    for part in ["\"operator\":\"bob\"", "\"compensated\":true", "rolled back after the incident"] {
+        assert!(abandoned.contains(part), "{part}: {abandoned}");
+    }
+    ok(&scratch.cmd(&["audit", "verify", &run], &[]), 0);
+    assert!(scratch.cmd(&["show", &run], &[]).stdout.contains("abandoned"));
+    // Abandoned: no form, no status line, and a third request is refused as the CLI's is.
+    let page = served.get_as(&page_path, &session);
+    assert!(!page.body.contains("abandoning (compensating)"), "{}", page.body);
+    let r = served.post_form(&action, Some(&session), &format!("{asked}&csrf={csrf}"));
+    assert_eq!(r.status, 409, "{r:?}");
+    assert!(r.body.contains("has finished (abandoned); there is nothing to abandon"), "{}", r.body);
+    assert_eq!(scratch.read("effects"), "one\ntwo\nthree\nundo-two\nundo-one\n");
+}
