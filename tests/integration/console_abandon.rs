@@ -58,6 +58,25 @@ fn interrupted(scratch: &Scratch) -> String {
     run
 }
 
+/// Two real workers: one claims the run and runs both undo commands, most recent first,
+/// once; `run_abandoned` names bob, compensated; the journal verifies.
+fn abandoned_by_one_of_two_workers(scratch: &Scratch, run: &str) {
+    let mut w1 = worker(scratch);
+    let mut w2 = worker(scratch);
+    wait_until("a worker abandons it", || queue_row(scratch, run).starts_with("done|0|"));
+    for w in [&mut w1, &mut w2] {
+        crate::support::kill9(w.id());
+        let _ = w.wait();
+    }
+    assert_eq!(scratch.read("effects"), "one\ntwo\nthree\nundo-two\nundo-one\n");
+    let journal = scratch.audit(run);
+    let abandoned = journal.lines().find(|l| l.contains("run_abandoned")).expect("run_abandoned");
+    for part in ["\"operator\":\"bob\"", "\"compensated\":true", "rolled back after the incident"] {
+        assert!(abandoned.contains(part), "{part}: {abandoned}");
+    }
+    ok(&scratch.cmd(&["audit", "verify", run], &[]), 0);
+}
+
 #[test]
 fn an_interrupted_run_is_abandoned_with_its_compensations_by_a_worker_as_the_console_operator() {
     let scratch = Scratch::new(UNDO);
@@ -104,20 +123,7 @@ fn an_interrupted_run_is_abandoned_with_its_compensations_by_a_worker_as_the_con
     assert_eq!(queue_row(&scratch, &run), "queued||bob");
 
     // Two workers: one claims it and runs both undo commands, most recent first, once.
-    let mut w1 = worker(&scratch);
-    let mut w2 = worker(&scratch);
-    wait_until("a worker abandons it", || queue_row(&scratch, &run).starts_with("done|0|"));
-    for w in [&mut w1, &mut w2] {
-        crate::support::kill9(w.id());
-        let _ = w.wait();
-    }
-    assert_eq!(scratch.read("effects"), "one\ntwo\nthree\nundo-two\nundo-one\n");
-    let journal = scratch.audit(&run);
-    let abandoned = journal.lines().find(|l| l.contains("run_abandoned")).expect("run_abandoned");
-    for part in ["\"operator\":\"bob\"", "\"compensated\":true", "rolled back after the incident"] {
-        assert!(abandoned.contains(part), "{part}: {abandoned}");
-    }
-    ok(&scratch.cmd(&["audit", "verify", &run], &[]), 0);
+    abandoned_by_one_of_two_workers(&scratch, &run);
     assert!(scratch.cmd(&["show", &run], &[]).stdout.contains("abandoned"));
     // Abandoned: no form, no status line, and a third request is refused as the CLI's is.
     let page = served.get_as(&page_path, &session);
@@ -125,5 +131,55 @@ fn an_interrupted_run_is_abandoned_with_its_compensations_by_a_worker_as_the_con
     let r = served.post_form(&action, Some(&session), &format!("{asked}&csrf={csrf}"));
     assert_eq!(r.status, 409, "{r:?}");
     assert!(r.body.contains("has finished (abandoned); there is nothing to abandon"), "{}", r.body);
+    assert_eq!(scratch.read("effects"), "one\ntwo\nthree\nundo-two\nundo-one\n");
+}
+
+#[test]
+fn an_interrupted_run_is_abandoned_with_its_compensations_from_a_real_browser() {
+    use crate::console_auth::{sign_in, wait_page};
+    let scratch = Scratch::new(UNDO);
+    let (dir, state) = (scratch.path(), scratch.state());
+    let run = interrupted(&scratch);
+    let bob = add_token(dir, &state, "bob");
+    let served = serve(dir, &state, &["--auth", "token"]);
+    let browser = crate::browser::Browser::start();
+    sign_in(&browser, &served, &bob);
+    browser.resize(1200, 900);
+    browser.open(&format!("{}/runs/{run}", served.origin()));
+    browser.eval(
+        "document.querySelector('details.abandon').open = true; \
+         document.getElementById('abandon-reason').value = 'rolled back after the incident'; \
+         document.getElementById('abandon-compensate').click(); \
+         document.querySelector('button.abandon').click(); return null",
+    );
+    wait_page(&browser, "return location.pathname", &serde_json::json!(format!("/runs/{run}")));
+    // Back on the run's page: its status says a worker is to compensate it; no form.
+    wait_page(
+        &browser,
+        "return document.getElementById('abandoning') ? document.getElementById('abandoning').textContent : ''",
+        &serde_json::json!(
+            "abandoning (compensating), asked by bob: a worker runs its compensations, most recent first, then abandons it"
+        ),
+    );
+    assert_eq!(browser.eval("return document.querySelectorAll('form.abandon').length"), serde_json::json!(0));
+    assert_eq!(queue_row(&scratch, &run), "queued||bob");
+    assert_eq!(scratch.read("effects"), "one\ntwo\nthree\n", "the console ran a step");
+    let png = browser.screenshot();
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");
+    let shots = crate::support::root().join("target/console-screenshots");
+    std::fs::create_dir_all(&shots).expect("the screenshots' folder");
+    std::fs::write(shots.join("console-abandoning.png"), png).expect("save the screenshot");
+
+    abandoned_by_one_of_two_workers(&scratch, &run);
+    // A second click (the form posted again from the page, as a double click would): refused.
+    browser.open(&format!("{}/runs/{run}", served.origin()));
+    let status = browser.eval(
+        "const f = new FormData(); f.append('reason', 'again'); f.append('compensate', 'yes'); \
+         f.append('csrf', document.querySelector('input[name=csrf]') ? document.querySelector('input[name=csrf]').value : ''); \
+         const r = new XMLHttpRequest(); r.open('POST', location.pathname + '/abandon', false); \
+         r.setRequestHeader('Content-Type', 'application/x-www-form-urlencoded'); \
+         r.send(new URLSearchParams(f).toString()); return r.status",
+    );
+    assert_eq!(status, serde_json::json!(409));
     assert_eq!(scratch.read("effects"), "one\ntwo\nthree\nundo-two\nundo-one\n");
 }
