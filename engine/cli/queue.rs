@@ -499,16 +499,28 @@ impl Worker {
 
     /// Record the engines that ended.
     async fn reap(&self, engines: &mut BTreeMap<String, Engine>) {
-        let ended: Vec<(String, Option<i32>)> = engines
+        let ended: Vec<(String, Option<i32>, bool)> = engines
             .iter_mut()
             .filter_map(|(id, e)| match e.child.try_wait() {
-                Ok(Some(status)) => Some((id.clone(), status.code())),
+                Ok(Some(status)) => Some((id.clone(), status.code(), e.claim.abandon.is_some())),
                 _ => None,
             })
             .collect();
-        for (id, code) in ended {
+        for (id, code, abandoning) in ended {
             engines.remove(&id);
             match code.map(|c| u8::try_from(c).unwrap_or(u8::MAX)) {
+                // An abandon asked from the console ended (abandoned, or refused: a live
+                // engine, its compensations not settled): done, never retried on its own;
+                // `runbook show` and the worker's output say which.
+                Some(c) if abandoning => {
+                    let what = if c == exit::SUCCESS {
+                        "abandoned after its compensations"
+                    } else {
+                        "abandon refused"
+                    };
+                    outln!("{id}: {what} (exit {c}); `runbook show {id}`");
+                    self.release(&id, Some(i64::from(c)), what).await;
+                }
                 Some(exit::CANNOT_START) => {
                     outln!(
                         "{id}: could not start (its lock is held, or it is still running elsewhere); retrying later"

@@ -183,3 +183,54 @@ fn an_interrupted_run_is_abandoned_with_its_compensations_from_a_real_browser() 
     assert_eq!(status, serde_json::json!(409));
     assert_eq!(scratch.read("effects"), "one\ntwo\nthree\nundo-two\nundo-one\n");
 }
+
+/// A run with nothing to compensate is abandoned by the console itself, as without the
+/// box; a run no worker ran (started with `runbook run` on a terminal) is refused with
+/// where to do it, nothing recorded.
+#[test]
+fn nothing_to_compensate_is_abandoned_directly_and_a_terminal_run_is_refused() {
+    let scratch = Scratch::new(
+        &UNDO
+            .replace("compensate = { run = \"echo undo-one >> effects\" }\n", "")
+            .replace("compensate = { run = \"echo undo-two >> effects\" }\n", ""),
+    );
+    let (dir, state) = (scratch.path(), scratch.state());
+    let run = interrupted(&scratch);
+    let bob = add_token(dir, &state, "bob");
+    let served = serve(dir, &state, &["--auth", "token"]);
+    let session = served.login(&bob);
+    let csrf = csrf_of(&served.get_as(&format!("/runs/{run}"), &session).body);
+    let r = served.post_form(
+        &format!("/runs/{run}/abandon"),
+        Some(&session),
+        &format!("compensate=yes&reason=nothing+to+undo&csrf={csrf}"),
+    );
+    assert_eq!(r.status, 303, "{r:?}");
+    let journal = scratch.audit(&run);
+    let abandoned = journal.lines().find(|l| l.contains("run_abandoned")).expect("run_abandoned");
+    assert!(
+        abandoned.contains("\"operator\":\"bob\"") && abandoned.contains("\"compensated\":false"),
+        "{abandoned}"
+    );
+    assert_eq!(queue_row(&scratch, &run), "done|4|", "queued for nothing");
+
+    let scratch = Scratch::new(UNDO);
+    let (dir, state) = (scratch.path(), scratch.state());
+    assert_ne!(scratch.run(&["--yes"], &[]).code, 0);
+    let run = scratch.latest_run();
+    let before = kinds(&scratch, &run);
+    let bob = add_token(dir, &state, "bob");
+    let served = serve(dir, &state, &["--auth", "token"]);
+    let session = served.login(&bob);
+    let csrf = csrf_of(&served.get_as(&format!("/runs/{run}"), &session).body);
+    let r = served.post_form(
+        &format!("/runs/{run}/abandon"),
+        Some(&session),
+        &format!("compensate=yes&reason=undo+it&csrf={csrf}"),
+    );
+    assert_eq!(r.status, 409, "{r:?}");
+    assert!(r.body.contains("no worker ran run"), "{}", r.body);
+    assert!(r.body.contains("--compensate"), "{}", r.body);
+    assert_eq!(kinds(&scratch, &run), before);
+    assert_eq!(scratch.read("effects"), "one\ntwo\nthree\n");
+}

@@ -147,6 +147,14 @@ pub async fn request_compensated(
     let (_, records) = store.run_and_records(a.run_id).await?;
     let state = runbook_core::journal::fold(&records);
     check_unfinished(state.status).map_err(Refusal::Finished)?;
+    // A live engine (a `runbook resume` on a terminal) refuses it now, as the worker's
+    // abandon would: never an abandon that waits to fire once that engine stops.
+    if state.status == Some(RunStatus::Running)
+        && !dispatch::engine_gone(store, a.run_id).await
+        && let Some(h) = store.lock_of_run(a.run_id).await?
+    {
+        return Err(LockRefusal::Live { holder: h.holder, since: h.acquired_at }.into());
+    }
     let Some(runbook) = crate::approve::runbook_of_run(&records, as_started) else {
         return Err(Refusal::NoRunbook);
     };
