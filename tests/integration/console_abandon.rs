@@ -119,7 +119,7 @@ fn an_interrupted_run_is_abandoned_with_its_compensations_by_a_worker_as_the_con
     // A second request: 409, nothing changed.
     let r = served.post_form(&action, Some(&session), &format!("{asked}&csrf={csrf}"));
     assert_eq!(r.status, 409, "{r:?}");
-    assert!(r.body.contains("is queued in the queue"), "{}", r.body);
+    assert!(r.body.contains("its queue entry is queued: its abandon was asked already"), "{}", r.body);
     assert_eq!(queue_row(&scratch, &run), "queued||bob");
 
     // Two workers: one claims it and runs both undo commands, most recent first, once.

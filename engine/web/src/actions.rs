@@ -700,7 +700,7 @@ async fn abandon(
             Ok(Requested::Busy(state)) => Err((
                 StatusCode::CONFLICT,
                 format!(
-                    "run {id} is {} in the queue (a worker has it, or its abandon was asked already); nothing was recorded",
+                    "a worker has run {id} or is about to (its queue entry is {}: its abandon was asked already, or it is being resumed); nothing was recorded",
                     one_line(&state)
                 ),
             )),
