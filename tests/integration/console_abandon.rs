@@ -58,6 +58,22 @@ fn interrupted(scratch: &Scratch) -> String {
     run
 }
 
+/// A message the console gives, snapshotted with the run's id and times filtered.
+fn said(text: &str, name: &str) {
+    insta::with_settings!({ filters => vec![
+        (r"\d{8}T\d{6}Z-[0-9a-f]{8}", "[RUN]"),
+    ] }, {
+        insta::assert_snapshot!(name, text);
+    });
+}
+
+/// The run page's `Abandon` row, as text.
+fn status_row(page: &str) -> String {
+    let start = page.find("id=\"abandoning\">").map(|i| i + "id=\"abandoning\">".len()).unwrap_or(0);
+    let end = page[start..].find("</td>").map_or(page.len(), |e| start + e);
+    page[start..end].to_string()
+}
+
 /// Two real workers: one claims the run and runs both undo commands, most recent first,
 /// once; `run_abandoned` names bob, compensated; the journal verifies.
 fn abandoned_by_one_of_two_workers(scratch: &Scratch, run: &str) {
@@ -120,7 +136,14 @@ fn an_interrupted_run_is_abandoned_with_its_compensations_by_a_worker_as_the_con
     let r = served.post_form(&action, Some(&session), &format!("{asked}&csrf={csrf}"));
     assert_eq!(r.status, 409, "{r:?}");
     assert!(r.body.contains("its queue entry is queued: its abandon was asked already"), "{}", r.body);
+    let api =
+        served.send("POST", &format!("/api{action}"), &[("Authorization", &format!("Bearer {bob}"))], asked);
+    assert_eq!(api.status, 409, "{api:?}");
     assert_eq!(queue_row(&scratch, &run), "queued||bob");
+    said(
+        &format!("the status row: {}\na second request (API): {}", status_row(&page.body), api.body),
+        "console_abandon_asked",
+    );
 
     // Two workers: one claims it and runs both undo commands, most recent first, once.
     abandoned_by_one_of_two_workers(&scratch, &run);
@@ -231,6 +254,14 @@ fn nothing_to_compensate_is_abandoned_directly_and_a_terminal_run_is_refused() {
     assert_eq!(r.status, 409, "{r:?}");
     assert!(r.body.contains("no worker ran run"), "{}", r.body);
     assert!(r.body.contains("--compensate"), "{}", r.body);
+    let api = served.send(
+        "POST",
+        &format!("/api/runs/{run}/abandon"),
+        &[("Authorization", &format!("Bearer {bob}"))],
+        "compensate=yes&reason=undo+it",
+    );
+    assert_eq!(api.status, 409, "{api:?}");
+    said(&api.body, "console_abandon_no_worker");
     assert_eq!(kinds(&scratch, &run), before);
     assert_eq!(scratch.read("effects"), "one\ntwo\nthree\n");
 }
