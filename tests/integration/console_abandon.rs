@@ -8,7 +8,7 @@
 use std::process::Command;
 
 use crate::console_auth::{add_token, csrf_of, serve};
-use crate::console_decide::{kinds, wait_until, worker};
+use crate::console_decide::{kinds, wait_until, worker, worker_env};
 use crate::support::{Scratch, ok};
 
 /// `one` and `two` complete, each with an undo; `three` kills its engine the first time
@@ -264,4 +264,105 @@ fn nothing_to_compensate_is_abandoned_directly_and_a_terminal_run_is_refused() {
     said(&api.body, "console_abandon_no_worker");
     assert_eq!(kinds(&scratch, &run), before);
     assert_eq!(scratch.read("effects"), "one\ntwo\nthree\n");
+}
+
+/// On PostgreSQL: the request and the claim are the same statements (migration 0009 in
+/// both backends); two workers, the compensations once, the console's identity.
+#[test]
+fn an_abandon_with_compensation_on_postgresql_is_run_once_by_one_of_two_workers() {
+    let place = crate::resume::Place::postgres(UNDO);
+    let out = place.cmd(&["submit", "r.toml", "--yes"]);
+    ok(&out, 0);
+    let run = out.stdout.trim().to_string();
+    let mut w1 = place.spawn(&["worker", "--poll", "20ms"]);
+    let bob = add_token(place.path(), place.state(), "bob");
+    let served = serve(place.path(), place.state(), &["--auth", "token"]);
+    let action = format!("/api/runs/{run}/abandon");
+    let bearer = format!("Bearer {bob}");
+    let ask = || {
+        served.send(
+            "POST",
+            &action,
+            &[("Authorization", &bearer)],
+            "compensate=yes&reason=rolled+back+after+the+incident",
+        )
+    };
+    // Until the worker's engine stopped for an operator (its entry `done`), the request is
+    // refused with nothing recorded; then it is taken, once.
+    let mut r = ask();
+    wait_until("the request is taken", || {
+        if r.status == 409 {
+            r = ask();
+        }
+        r.status != 409
+    });
+    assert_eq!(r.status, 202, "{r:?}");
+    let again = ask();
+    assert_eq!(again.status, 409, "{again:?}");
+    let mut w2 = place.spawn(&["worker", "--poll", "20ms"]);
+    wait_until("the run is abandoned", || {
+        let runs: serde_json::Value =
+            serde_json::from_str(&place.cmd(&["runs", "--format", "json"]).stdout).unwrap_or_default();
+        runs.as_array().into_iter().flatten().any(|r| r["run_id"] == run && r["status"] == "abandoned")
+    });
+    for w in [&mut w1, &mut w2] {
+        crate::support::kill9(w.id());
+        let _ = w.wait();
+    }
+    assert_eq!(place.lines("effects"), ["one", "two", "three", "undo-two", "undo-one"]);
+    let journal = place.journal(&run);
+    let abandoned: Vec<&serde_json::Value> =
+        journal.iter().filter(|r| r["event"]["kind"] == "run_abandoned").collect();
+    assert_eq!(abandoned.len(), 1, "{journal:#?}");
+    assert_eq!(abandoned[0]["event"]["operator"], "bob");
+    assert_eq!(abandoned[0]["event"]["compensated"], true);
+    place.verify(&run);
+}
+
+/// Promise 3: a secret pasted in the reason is redacted before it is stored in the queue
+/// (and so before the worker's command line and the journal have it); without the run's
+/// secret sources the console refuses, nothing stored.
+#[test]
+fn a_secret_pasted_in_the_reason_never_reaches_the_queue_nor_the_journal() {
+    let runbook = format!("{UNDO}\n[secrets.DB_URL]\nenv = \"SENTINEL_DB_URL\"\n");
+    let secret = crate::secrets::DB_URL;
+    let env = [("SENTINEL_DB_URL", secret)];
+    let scratch = Scratch::new(&runbook);
+    let (dir, state) = (scratch.path(), scratch.state());
+    let out = scratch.cmd(&["submit", "r.toml", "--yes"], &env);
+    ok(&out, 0);
+    let run = out.stdout.trim().to_string();
+    let mut w = worker_env(&scratch, &env);
+    wait_until("the run waits for an operator", || queue_row(&scratch, &run).starts_with("done|4|"));
+    crate::support::kill9(w.id());
+    let _ = w.wait();
+    let bob = add_token(dir, &state, "bob");
+    let pasted = format!("compensate=yes&reason=pasted+{}", crate::argv_sampler::percent_encode(secret));
+    let bearer = format!("Bearer {bob}");
+    let action = format!("/api/runs/{run}/abandon");
+    {
+        let without = serve(dir, &state, &["--auth", "token"]);
+        let r = without.send("POST", &action, &[("Authorization", &bearer)], &pasted);
+        assert_eq!(r.status, 400, "{r:?}");
+        crate::secrets::assert_clean("the refusal", &r.body);
+        assert_eq!(queue_row(&scratch, &run), "done|4|");
+    }
+    let with_sources = crate::console_auth::serve_env(dir, &state, &["--auth", "token"], &env);
+    let r = with_sources.send("POST", &action, &[("Authorization", &bearer)], &pasted);
+    assert_eq!(r.status, 202, "{r:?}");
+    let stored = Command::new("sqlite3")
+        .args(["-readonly", &state, &format!("SELECT * FROM queue WHERE run_id = '{run}'")])
+        .output()
+        .expect("sqlite3");
+    let stored = String::from_utf8_lossy(&stored.stdout).to_string();
+    assert!(stored.contains("pasted"), "{stored}");
+    crate::secrets::assert_clean("the queue", &stored);
+    let mut w = worker_env(&scratch, &env);
+    wait_until("a worker abandons it", || queue_row(&scratch, &run).starts_with("done|0|"));
+    crate::support::kill9(w.id());
+    let _ = w.wait();
+    let journal = scratch.audit(&run);
+    assert!(journal.contains("run_abandoned") && journal.contains("pasted"), "{journal}");
+    crate::secrets::assert_clean("the journal", &journal);
+    assert_eq!(scratch.read("effects"), "one\ntwo\nthree\nundo-two\nundo-one\n");
 }
