@@ -366,3 +366,33 @@ fn a_secret_pasted_in_the_reason_never_reaches_the_queue_nor_the_journal() {
     crate::secrets::assert_clean("the journal", &journal);
     assert_eq!(scratch.read("effects"), "one\ntwo\nthree\nundo-two\nundo-one\n");
 }
+
+/// Promise 1 on this path: the worker's engine dies inside `two`'s undo (not idempotent).
+/// The entry goes back to the queue and the next claim runs the same `abandon
+/// --compensate`, which finds that undo in doubt: it runs nothing again (`undo-two` once,
+/// `undo-one` never, the run not abandoned) and the entry is done, `abandon refused`.
+#[test]
+fn an_engine_that_dies_inside_an_undo_never_runs_it_again_by_itself() {
+    let scratch = Scratch::new(&UNDO.replace(
+        "compensate = { run = \"echo undo-two >> effects\" }",
+        "compensate = { run = \"echo undo-two >> effects; if [ ! -e undo-killed ]; then touch undo-killed; kill -9 $PPID; sleep 5; fi\" }",
+    ));
+    let (dir, state) = (scratch.path(), scratch.state());
+    let run = interrupted(&scratch);
+    let bob = add_token(dir, &state, "bob");
+    let served = serve(dir, &state, &["--auth", "token"]);
+    let r = served.send(
+        "POST",
+        &format!("/api/runs/{run}/abandon"),
+        &[("Authorization", &format!("Bearer {bob}"))],
+        "compensate=yes&reason=rolled+back+after+the+incident",
+    );
+    assert_eq!(r.status, 202, "{r:?}");
+    let mut w = worker(&scratch);
+    wait_until("the abandon is refused", || queue_row(&scratch, &run).starts_with("done|4|"));
+    crate::support::kill9(w.id());
+    let _ = w.wait();
+    assert_eq!(scratch.read("effects"), "one\ntwo\nthree\nundo-two\n", "an undo in doubt ran again");
+    assert!(!kinds(&scratch, &run).iter().any(|k| k == "run_abandoned"));
+    ok(&scratch.cmd(&["audit", "verify", &run], &[]), 0);
+}
