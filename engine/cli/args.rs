@@ -571,6 +571,17 @@ pub enum AuditCommand {
         #[command(flatten)]
         state: StateArg,
     },
+    /// Print a schedule's journal: every due time fired, skipped or missed, every overdue
+    /// notice and notification, by name (the store's view of the schedule).
+    Schedule {
+        /// The schedule's name (`[schedule.NAME]` in its schedules file).
+        name: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = AuditFormat::Text)]
+        format: AuditFormat,
+        #[command(flatten)]
+        state: StateArg,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -145,6 +145,9 @@ pub fn run(cli: Cli) -> CliResult {
             Some(AuditCommand::Verify { run_id, expect_hash, state }) => {
                 history::verify(run_id.as_deref(), expect_hash.as_deref(), state.state)
             }
+            Some(AuditCommand::Schedule { name, format, state }) => {
+                history::audit_schedule(&name, format, state.state)
+            }
             None => match a.run_id {
                 Some(run_id) => history::audit(&run_id, a.format, a.state.state),
                 None => Err(CliError::Usage(Message::new(

@@ -476,7 +476,11 @@ fn lines(text: &str) -> String {
 }
 
 fn escaped(text: &str, keep_newlines: bool) -> String {
-    let shown_as_is = |c: char| !c.is_control() || c == '\t' || (keep_newlines && c == '\n');
+    let shown_as_is = |c: char| {
+        (!c.is_control() && (c.is_ascii() || !runbook_core::shown::unnameable(c)))
+            || c == '\t'
+            || (keep_newlines && c == '\n')
+    };
     if text.chars().all(shown_as_is) {
         return text.to_string();
     }

@@ -507,7 +507,7 @@ pub fn verify(run_id: Option<&str>, expect_hash: Option<&str>, state: Option<Str
     }
     // One snapshot: a run being written meanwhile is seen as of one moment, so its row, its
     // records and its logs agree (no false alarm on a live run).
-    let (histories, orphans) = with_store(state, async |s| s.histories(run_id).await)?;
+    let (histories, orphans) = with_store(state.clone(), async |s| s.histories(run_id).await)?;
     let mut broken = 0;
     for h in &histories {
         let id = &h.row.run_id;
@@ -532,6 +532,24 @@ pub fn verify(run_id: Option<&str>, expect_hash: Option<&str>, state: Option<Str
     for o in &orphans {
         broken += 1;
         outln!("BROKEN {o}");
+    }
+    // Every schedule's journal too, with the same verifier (when no one run was asked).
+    if run_id.is_none() {
+        let journals = with_store(state, async |s| s.schedule_journals(None).await)?;
+        for j in &journals {
+            let name = runbook_core::shown::one_line(&j.schedule);
+            let findings = j.findings();
+            if findings.is_empty() {
+                let records = j.records.as_deref().unwrap_or_default();
+                let last = records.last().map_or("-", |r| r.hash.as_str());
+                outln!("ok schedule {name}: {} records, last hash {last}", records.len());
+            } else {
+                broken += 1;
+                for f in findings {
+                    outln!("BROKEN schedule {name}: {f}");
+                }
+            }
+        }
     }
     if broken > 0 { Err(CliError::JournalsBroken { count: broken }) } else { Ok(Exit::Success) }
 }
@@ -576,4 +594,37 @@ pub fn report(run_id: &str, format: ReportFormat, drill: bool, state: Option<Str
         ReportFormat::Html => outln!("{}", report.html().trim_end()),
     }
     if findings.is_empty() { Ok(Exit::Success) } else { Err(flag(run_id, &findings)) }
+}
+
+/// One record of a schedule's journal on one line: seq, time, what was decided, by whom.
+fn schedule_line(r: &runbook_core::schedule_journal::ScheduleRecord) -> String {
+    let hash: String = r.hash.chars().take(12).collect();
+    let line = format!("{:>4} {} {} (by {})", r.seq, r.ts, r.event.summary(), r.event.worker());
+    format!("{}  {hash}", runbook_core::shown::one_line(&line))
+}
+
+/// `runbook audit schedule NAME`: a schedule's journal, as `runbook audit RUN_ID` prints a
+/// run's (text, or one JSON object per line with its chain).
+pub fn audit_schedule(name: &str, format: AuditFormat, state: Option<String>) -> CliResult {
+    let records = with_store(state, async |s| s.schedule_records(name).await)?;
+    if records.is_empty() {
+        return Err(CliError::Invalid(
+            Message::new(format!("schedule `{}` has no journal in this store", runbook_core::shown::one_line(name)))
+                .help("a schedule's journal starts when a worker (`runbook worker --schedules FILE`) first fires, skips or misses one of its due times"),
+        ));
+    }
+    for r in &records {
+        match format {
+            AuditFormat::Jsonl => outln!(
+                "{}",
+                serde_json::json!({
+                    "schedule": r.schedule, "seq": r.seq, "ts": r.ts, "kind": r.event.kind(),
+                    "due": r.event.due(), "event": r.event, "prev_hash": r.prev_hash, "hash": r.hash,
+                    "db_role": r.db_role,
+                })
+            ),
+            AuditFormat::Text => outln!("{}", schedule_line(r)),
+        }
+    }
+    Ok(Exit::Success)
 }

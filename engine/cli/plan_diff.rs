@@ -33,8 +33,11 @@ pub fn files(old: &Path, new: &Path, format: PlanFormat) -> CliResult {
     format_ok(format)?;
     let old_doc = document(old)?;
     let new_doc = document(new)?;
-    let mut d = diff::diff(&old_doc, &new_doc).map_err(|e| CliError::Invalid(Message::new(e.0)))?;
-    d.sources.extend(diff::files_changed(&old_doc, &new_doc, &d));
+    // The documents are compared in place (never copied); the digests are kept apart.
+    let files = |doc: &Value| serde_json::json!({ "files": doc.get("files") });
+    let (old_files, new_files) = (files(&old_doc), files(&new_doc));
+    let mut d = diff::diff_owned(old_doc, new_doc).map_err(|e| CliError::Invalid(Message::new(e.0)))?;
+    d.sources.extend(diff::files_changed(&old_files, &new_files, &d));
     Ok(show(&d, format))
 }
 
@@ -188,7 +191,10 @@ fn show(d: &PlanDiff, format: PlanFormat) -> Exit {
 fn document(path: &Path) -> Result<Value, CliError> {
     let shown = display(path);
     let text = crate::run::read_plan_text(&shown)?;
-    let doc = crate::run::parse_plan_document(&shown, &text)?;
+    let mut doc = crate::run::parse_plan_document(&shown, &text)?;
+    drop(text);
+    // In place: a version 1 document is read as its upgrade, not copied to be upgraded.
+    diff::upgrade(&mut doc);
     diff::read_document(&doc)
         .map_err(|e| CliError::Invalid(Message::new(format!("`{shown}` is not a plan document: {}", e.0))))?;
     Ok(doc)

@@ -154,8 +154,10 @@ pub fn human(diagnostics: &[Diagnostic], color: bool) -> String {
 }
 
 /// Text as a terminal may receive it: line breaks and tabs kept (a CR only before a line
-/// feed), every other control character (C0, DEL, C1: ESC among them) replaced by its
-/// visible escape (`\u{1b}`), as [`runbook_core::shown::one_line`] shows values.
+/// feed), every other control character (C0, DEL, C1: ESC among them) and every character
+/// [`runbook_core::shown::unnameable`] names (bidi controls, zero-width, private-use...)
+/// replaced by its visible escape (`\u{1b}`, `\u{202e}`), as
+/// [`runbook_core::shown::one_line`] shows values.
 fn terminal(text: &str) -> String {
     Shown::of(text).text
 }
@@ -171,11 +173,17 @@ struct Shown {
 
 impl Shown {
     fn of(original: &str) -> Shown {
+        // Controls, and every invisible, format (bidi controls, zero-width: Trojan Source),
+        // private-use, unassigned or default-ignorable character: `shown::unnameable`, the
+        // predicate that refuses them in names.
         let bad = |c: char, next: Option<char>| {
-            c.is_control() && c != '\n' && c != '\t' && !(c == '\r' && next == Some('\n'))
+            c != '\n'
+                && c != '\t'
+                && !(c == '\r' && next == Some('\n'))
+                && (c.is_control() || (!c.is_ascii() && runbook_core::shown::unnameable(c)))
         };
         let mut chars = original.char_indices().peekable();
-        if !original.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+        if original.bytes().all(|b| (0x20..0x7f).contains(&b) || b == b'\n' || b == b'\t') {
             return Shown { text: original.to_string(), moved: Vec::new() };
         }
         let mut text = String::with_capacity(original.len() + 16);

@@ -212,8 +212,8 @@ pub fn read_plan_text(shown: &str) -> Result<String, CliError> {
 
 /// A plan file's text as JSON, or the error `run --plan` and `plan --diff` give.
 pub fn parse_plan_document(shown: &str, text: &str) -> Result<serde_json::Value, CliError> {
-    serde_json::from_str(text)
-        .map_err(|e| CliError::Invalid(Message::new(format!("`{shown}` is not a plan document: {e}"))))
+    runbook_core::render::diff::parse_document(text)
+        .map_err(|e| CliError::Invalid(Message::new(format!("`{shown}` is not a plan document: {}", e.0))))
 }
 
 /// What a pinned plan runs.
@@ -716,7 +716,7 @@ pub fn compensate(args: ResumeArgs) -> CliResult {
             .iter()
             .rev()
             .filter(|id| {
-                prepared.runbook.step(id).is_some_and(|s| s.compensate.is_some())
+                prepared.runbook.step(id).is_some_and(|s| prepared.runbook.undoes(s))
                     && resume.state.steps.get(id.as_str()).is_none_or(|s| !s.compensation.is_done())
             })
             .map(String::as_str)

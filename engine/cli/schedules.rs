@@ -455,11 +455,7 @@ fn json_item(s: &Schedule, seen: Option<&Seen>, now: DateTime<Utc>, next: usize)
     })
 }
 
-/// A due time in milliseconds as RFC 3339 UTC (seconds).
-fn due_text(ms: i64) -> String {
-    schedule::utc_from_millis(ms)
-        .map_or_else(|| ms.to_string(), |t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-}
+use runbook_core::schedule::due_text;
 
 /// A window as days, hours and minutes (`31d 2h`): schedules are minute-based.
 fn span_text(d: std::time::Duration) -> String {
@@ -661,14 +657,8 @@ impl Firing {
             runbook_store::MISSED,
             from.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
         );
-        let fired_at = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
-        let fire = runbook_store::Fire {
-            schedule: name,
-            due_ms: due.timestamp_millis(),
-            fired_by: worker,
-            fired_at: &fired_at,
-        };
-        record_skipped(store, &fire, &due.to_rfc3339_opts(chrono::SecondsFormat::Secs, true), note).await;
+        let due = Due::new(due);
+        record_skipped(store, &due.fire(name, worker), &due.text, note).await;
     }
 
     async fn fire_one(
@@ -681,14 +671,8 @@ impl Firing {
         due: DateTime<Utc>,
     ) {
         let name = &s.target.name;
-        let fired_at = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
-        let fire = runbook_store::Fire {
-            schedule: name,
-            due_ms: due.timestamp_millis(),
-            fired_by: worker,
-            fired_at: &fired_at,
-        };
-        let due_text = due.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let due = Due::new(due);
+        let fire = due.fire(name, worker);
         let until = (DateTime::<Utc>::from(std::time::SystemTime::now()) + SKEW).timestamp_millis();
         let active = match store.schedule_runs_until(name, until).await {
             Ok(r) if r.active => r.last_run.map(|(id, ..)| id),
@@ -698,7 +682,7 @@ impl Firing {
                 return;
             }
         };
-        let (fire, due_text) = (&fire, due_text.as_str());
+        let (fire, due_text) = (&fire, due.text.as_str());
         let skip = |note: String| record_skipped(store, fire, due_text, note);
         // Only a run still queued can be taken back (a running one finishes), and only in
         // the transaction that queues its replacement: a due time that cannot be queued
@@ -724,8 +708,14 @@ impl Firing {
             let first = self.changed.lock().map(|mut seen| seen.insert(name.clone())).unwrap_or(false);
             if first {
                 let text = format!("runbook: schedule `{name}` was not fired: {CHANGED}");
-                notify(s, "change", serde_json::json!({ "text": text, "schedule": name, "changed": true }))
-                    .await;
+                notify(
+                    store,
+                    worker,
+                    s,
+                    "change",
+                    serde_json::json!({ "text": text, "schedule": name, "changed": true }),
+                )
+                .await;
             }
             return;
         }
@@ -740,7 +730,7 @@ impl Firing {
             plan: &pinned.plan,
             labels: &[],
             submitted_by: &operator,
-            submitted_at: &fired_at,
+            submitted_at: &due.fired_at,
         };
         let replaced = replaced.as_ref().map(|(id, why)| (*id, why.as_str()));
         match store.fire_in_place_of(fire, Some(&job), "", replaced).await {
@@ -838,6 +828,30 @@ fn note_of(e: &CliError) -> String {
     }
 }
 
+/// A due time as the worker that takes it records it: the one constructor of every
+/// [`runbook_store::Fire`] and of the due time's text (review finding D7).
+struct Due {
+    ms: i64,
+    /// RFC 3339 UTC, seconds: as printed and journaled.
+    text: String,
+    /// When this worker took it (RFC 3339, milliseconds).
+    fired_at: String,
+}
+
+impl Due {
+    fn new(due: DateTime<Utc>) -> Due {
+        Due {
+            ms: due.timestamp_millis(),
+            text: due_text(due.timestamp_millis()),
+            fired_at: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
+        }
+    }
+
+    fn fire<'a>(&'a self, schedule: &'a str, worker: &'a str) -> runbook_store::Fire<'a> {
+        runbook_store::Fire { schedule, due_ms: self.ms, fired_by: worker, fired_at: &self.fired_at }
+    }
+}
+
 /// Record a due time as skipped with `note`, and print it when this worker recorded it.
 async fn record_skipped(
     store: &runbook_store::Store,
@@ -874,6 +888,19 @@ async fn watch(
     let first = Some(runs.first_due_ms.and_then(schedule::utc_from_millis).unwrap_or(started));
     let (Some(window), Some(since)) = (s.expect_success_within, success.or(first)) else { return };
     if !s.overdue(success, first, now) {
+        // Back in time after an overdue notice: the one worker whose claim the store takes
+        // journals it.
+        if let (Some(ok), Some(text)) = (success, runs.last_success.as_deref()) {
+            let at = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
+            let name = &s.target.name;
+            match store.claim_back_in_time(name, text, ok.timestamp_millis(), worker, &at).await {
+                Ok(true) => outln!("schedule {name} back in time: a run succeeded at {text}"),
+                Ok(false) => {}
+                Err(e) => crate::output::errln!(
+                    "warning: cannot record that schedule `{name}` is back in time: {e}"
+                ),
+            }
+        }
         return;
     }
     let late = now.signed_duration_since(since).to_std().unwrap_or_default().saturating_sub(window);
@@ -907,11 +934,18 @@ async fn watch(
         "overdue_since": since_text,
         "reminder": reminder,
     });
-    notify(s, "overdue", body).await;
+    notify(store, worker, s, "overdue", body).await;
 }
 
-/// Sends `body` to the schedule's `notify` webhook, if it has one.
-async fn notify(s: &Schedule, what: &str, body: serde_json::Value) {
+/// Sends `body` to the schedule's `notify` webhook, if it has one, and journals whether it
+/// was delivered (never why not: a delivery error can quote the webhook's address).
+async fn notify(
+    store: &runbook_store::Store,
+    worker: &str,
+    s: &Schedule,
+    what: &str,
+    body: serde_json::Value,
+) {
     let Some(notify) = &s.notify else { return };
     let name = &s.target.name;
     let req = runbook_exec::http::Request {
@@ -928,9 +962,25 @@ async fn notify(s: &Schedule, what: &str, body: serde_json::Value) {
     };
     let redactor = runbook_exec::secrets::Redactor::new(&runbook_exec::secrets::Secrets::default());
     // The webhook's URL is not printed: a chat webhook's URL is its credential.
-    match runbook_exec::http::send(&req, &redactor).await.map(|out| runbook_exec::http::judge(&req, &out)) {
-        Ok(runbook_exec::report::Check::Passed(_)) => outln!("schedule {name}: {what} notification sent"),
-        Ok(runbook_exec::report::Check::Failed(why)) | Err(why) => crate::output::errln!(
+    let (about, worker) = (what.to_string(), worker.to_string());
+    let outcome =
+        runbook_exec::http::send(&req, &redactor).await.map(|out| runbook_exec::http::judge(&req, &out));
+    let (event, failed) = match outcome {
+        Ok(runbook_exec::report::Check::Passed(_)) => {
+            (runbook_core::schedule_journal::ScheduleEvent::Notified { about, worker }, None)
+        }
+        Ok(runbook_exec::report::Check::Failed(why)) | Err(why) => {
+            (runbook_core::schedule_journal::ScheduleEvent::NotifyFailed { about, worker }, Some(why))
+        }
+    };
+    // Journaled before it is printed: a line printed is a record kept.
+    let at = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
+    if let Err(e) = store.record_schedule_event(name, &at, &event).await {
+        crate::output::errln!("warning: cannot journal the {what} notification of schedule `{name}`: {e}");
+    }
+    match failed {
+        None => outln!("schedule {name}: {what} notification sent"),
+        Some(why) => crate::output::errln!(
             "warning: the {what} notification of schedule `{name}` was not delivered: {}",
             why.replace(&notify.webhook, "the webhook")
         ),

@@ -303,7 +303,8 @@ impl Roles {
             self.pg.psql(
                 "postgres",
                 &format!(
-                    "GRANT SELECT, INSERT, UPDATE ON runs, events, step_logs, locks, queue TO {role}; GRANT SELECT, INSERT ON schedule_fires, schedule_alerts TO {role}; \
+                    "GRANT SELECT, INSERT, UPDATE ON runs, events, step_logs, locks, queue TO {role}; GRANT SELECT, INSERT ON schedule_fires, schedule_alerts, schedule_events TO {role}; \
+                     GRANT SELECT, INSERT, UPDATE ON schedule_heads TO {role}; \
                      GRANT SELECT ON runbook_settings, runbook_identities, _sqlx_migrations TO {role}"
                 ),
             );
@@ -880,6 +881,7 @@ fn a_store_of_the_previous_schema_verifies_clean_after_the_upgrade() {
          DROP TABLE runbook_settings; DROP TABLE runbook_identities; ALTER TABLE events DROP COLUMN db_role; \
          DROP TABLE console_tokens; DROP TABLE schedule_fires; DROP TABLE schedule_alerts; \
          ALTER TABLE queue DROP COLUMN abandon_by; ALTER TABLE queue DROP COLUMN abandon_reason; \
+         DROP TABLE schedule_events; DROP TABLE schedule_heads; \
          DELETE FROM _sqlx_migrations WHERE version >= 4; \
          CREATE TRIGGER events_no_delete BEFORE DELETE ON events BEGIN SELECT RAISE(ABORT, 'journal rows are append-only'); END;",
     );

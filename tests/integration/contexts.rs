@@ -230,7 +230,9 @@ fn hostile_values_are_inert_in_every_shell_context_that_runs() {
         size += v.len();
         batches.last_mut().expect("a batch").push(i);
     }
-    let mut runbook = String::from("[runbook]\nname = \"contexts\"\n");
+    // Its steps are independent and mostly wait on the engine's journal: 8 at a time
+    // (the default is one per CPU) changes no value and no check, only the wall time.
+    let mut runbook = String::from("[runbook]\nname = \"contexts\"\nmax-parallel = 8\n");
     let mut params = String::new();
     for (i, v) in values.iter().enumerate() {
         runbook.push_str(&format!("[params.v{i}]\ntype = \"string\"\n"));
@@ -431,7 +433,9 @@ fn nested_contexts_keep_values_inert() {
     std::fs::create_dir_all(&out).expect("out");
     // Long values are covered by the flat corpus; here they would only make scripts long.
     let values: Vec<String> = hostile(&canaries).into_iter().filter(|v| v.len() < 1_000).collect();
-    let mut runbook = String::from("[runbook]\nname = \"nested\"\n");
+    // Its steps are independent and mostly wait on the engine's journal: 8 at a time
+    // (the default is one per CPU) changes no value and no check, only the wall time.
+    let mut runbook = String::from("[runbook]\nname = \"nested\"\nmax-parallel = 8\n");
     let mut params = String::new();
     for (i, v) in values.iter().enumerate() {
         runbook.push_str(&format!("[params.v{i}]\ntype = \"string\"\n"));

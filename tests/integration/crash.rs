@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// A small deterministic generator, so a failing trial can be replayed from its seed.
@@ -171,13 +172,46 @@ fn resume_to_end(dir: &Path, id: &str, rng: &mut Lcg, kills_left: &mut u32, reru
     panic!("the run did not finish after 20 resumes");
 }
 
+/// How many trials run at once in the torture tests. Each trial has its own folder, state
+/// store and engines, and mostly waits for its steps' sleeps; running several at once keeps
+/// every trial (and what each asserts) and only shortens the wall time.
+pub(crate) const TRIALS_AT_ONCE: u64 = 4;
+
+/// Runs `trial(index, rng)` for each of `trials` indexes, [`TRIALS_AT_ONCE`] at a time. Each
+/// trial's generator is seeded from `seed` and its index alone, so `RUNBOOK_TORTURE_SEED`
+/// replays any trial whatever ran beside it. A failing trial's panic fails the test.
+pub(crate) fn run_trials(trials: u64, seed: u64, trial: impl Fn(u64, &mut Lcg) + Sync) {
+    let next = std::sync::atomic::AtomicU64::new(0);
+    std::thread::scope(|scope| {
+        for _ in 0..TRIALS_AT_ONCE.min(trials) {
+            scope.spawn(|| {
+                loop {
+                    let index = next.fetch_add(1, Ordering::Relaxed);
+                    if index >= trials {
+                        break;
+                    }
+                    let mut rng = Lcg(seed ^ index.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+                    trial(index, &mut rng);
+                }
+            });
+        }
+    });
+}
+
+/// What the trials of [`killed_and_resumed_runs_never_repeat_completed_work`] saw.
+#[derive(Default)]
+struct Tally {
+    killed: AtomicUsize,
+    decided: AtomicUsize,
+    before_start: AtomicUsize,
+}
+
 #[test]
 fn killed_and_resumed_runs_never_repeat_completed_work() {
     let (trials, seed) = trials_and_seed("RUNBOOK_TORTURE_TRIALS", 100);
-    let mut rng = Lcg(seed);
     let text = runbook();
-    let (mut killed, mut decided, mut before_start) = (0, 0, 0);
-    for trial in 0..trials {
+    let tally = Tally::default();
+    run_trials(trials, seed, |trial, rng| {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("r.toml"), &text).expect("runbook");
         // Kill one trial in five in its first 150 ms, maybe before the run is journaled;
@@ -191,26 +225,28 @@ fn killed_and_resumed_runs_never_repeat_completed_work() {
             Some(0) => {}
             Some(c) => panic!("{context}: the first run exited {c}: {out}"),
             None => {
-                killed += 1;
+                tally.killed.fetch_add(1, Ordering::Relaxed);
                 let Some(id) = run_id(dir.path()) else {
-                    before_start += 1;
+                    tally.before_start.fetch_add(1, Ordering::Relaxed);
                     // Killed before the run was recorded: nothing may have run.
                     assert!(
                         trace(dir.path()).is_empty(),
                         "{context}: steps ran before the run was journaled"
                     );
-                    continue;
+                    return;
                 };
                 let mut kills = 1;
-                match resume_to_end(dir.path(), &id, &mut rng, &mut kills, &mut reruns) {
-                    0 => decided += usize::from(!reruns.is_empty()),
+                match resume_to_end(dir.path(), &id, rng, &mut kills, &mut reruns) {
+                    0 => {
+                        tally.decided.fetch_add(usize::from(!reruns.is_empty()), Ordering::Relaxed);
+                    }
                     _ => {
-                        before_start += 1;
+                        tally.before_start.fetch_add(1, Ordering::Relaxed);
                         assert!(
                             trace(dir.path()).is_empty(),
                             "{context}: steps ran before the run was journaled"
                         );
-                        continue;
+                        return;
                     }
                 }
             }
@@ -240,7 +276,12 @@ fn killed_and_resumed_runs_never_repeat_completed_work() {
         std::thread::sleep(Duration::from_millis(50));
         let left = processes_in(dir.path());
         assert!(left.is_empty(), "{context}: processes left behind: {left:?}");
-    }
+    });
+    let (killed, decided, before_start) = (
+        tally.killed.load(Ordering::Relaxed),
+        tally.decided.load(Ordering::Relaxed),
+        tally.before_start.load(Ordering::Relaxed),
+    );
     eprintln!(
         "crash torture: {trials} trials, {killed} killed mid-run ({before_start} before the run began), \
          {decided} needed an operator re-run; seed {seed}"
@@ -250,7 +291,7 @@ fn killed_and_resumed_runs_never_repeat_completed_work() {
 }
 
 /// Live (non-zombie) processes whose working directory is `dir`.
-fn processes_in(dir: &Path) -> Vec<i32> {
+pub(crate) fn processes_in(dir: &Path) -> Vec<i32> {
     let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
     let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
     entries
@@ -366,11 +407,10 @@ fn race_drivers(
 #[test]
 fn every_kind_of_unit_in_doubt_waits_for_a_decision_or_is_idempotent() {
     let (trials, seed) = trials_and_seed("RUNBOOK_UNIT_TORTURE_TRIALS", 8);
-    let mut rng = Lcg(seed);
     let text = units_runbook();
-    let (mut decided, mut killed) = (0, 0);
-    let mut doubted: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
-    for trial in 0..trials {
+    let (decided, killed) = (AtomicUsize::new(0), AtomicUsize::new(0));
+    let doubted: std::sync::Mutex<std::collections::BTreeSet<String>> = Default::default();
+    run_trials(trials, seed, |trial, rng| {
         let context = format!("trial {trial} (RUNBOOK_TORTURE_SEED={seed})");
         let dir = tempfile::tempdir().expect("tempdir");
         let dir = dir.path();
@@ -386,13 +426,13 @@ fn every_kind_of_unit_in_doubt_waits_for_a_decision_or_is_idempotent() {
             run_and_kill_at_line(dir, &["run", "r.toml"], at_line, Duration::from_millis(rng.below(30)));
         let Some(id) = run_id(dir) else {
             assert!(trace(dir).is_empty(), "{context}: units ran before the run was journaled: {out}");
-            continue;
+            return;
         };
         let mut reruns: Vec<String> = Vec::new();
         let mut command = "resume";
         let mut decisions: Vec<String> = Vec::new();
         let mut finished = code.is_some_and(|c| c == 0 || c == 1);
-        killed += usize::from(code.is_none());
+        killed.fetch_add(usize::from(code.is_none()), Ordering::Relaxed);
         let mut kills = 2;
         for _ in 0..40 {
             if finished {
@@ -437,7 +477,10 @@ fn every_kind_of_unit_in_doubt_waits_for_a_decision_or_is_idempotent() {
                                 let unit =
                                     if compensation { format!("undo-{step}") } else { step.to_string() };
                                 let ran = done.contains(&format!("done {unit}"));
-                                doubted.insert(unit.clone());
+                                doubted
+                                    .lock()
+                                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                                    .insert(unit.clone());
                                 decisions.push(if ran { "--skip".into() } else { "--rerun".into() });
                                 decisions.push(step.to_string());
                                 if !ran {
@@ -446,7 +489,7 @@ fn every_kind_of_unit_in_doubt_waits_for_a_decision_or_is_idempotent() {
                             }
                         }
                         decisions.extend(["--reason".into(), "checked the trace".into()]);
-                        decided += 1;
+                        decided.fetch_add(1, Ordering::Relaxed);
                     }
                     // `compensate` and a step in doubt that has a compensation: undo it if
                     // it ran (ground truth), leave it if it did not.
@@ -457,13 +500,16 @@ fn every_kind_of_unit_in_doubt_waits_for_a_decision_or_is_idempotent() {
                             let list = line.split("can be undone: ").nth(1).unwrap_or("");
                             for step in list.split(", ").map(str::trim) {
                                 let ran = done.contains(&format!("done {step}"));
-                                doubted.insert(step.to_string());
+                                doubted
+                                    .lock()
+                                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                                    .insert(step.to_string());
                                 decisions.push(if ran { "--undo".into() } else { "--skip".into() });
                                 decisions.push(step.to_string());
                             }
                         }
                         decisions.extend(["--reason".into(), "checked the trace".into()]);
-                        decided += 1;
+                        decided.fetch_add(1, Ordering::Relaxed);
                     }
                     Some(c) => panic!("{context}: `{}` exited {c}: {text}", args.join(" ")),
                 }
@@ -478,7 +524,9 @@ fn every_kind_of_unit_in_doubt_waits_for_a_decision_or_is_idempotent() {
         ran_at_most_as_decided(dir, &id, &NOT_IDEMPOTENT, &reruns, &context);
         std::thread::sleep(Duration::from_millis(50));
         assert!(processes_in(dir).is_empty(), "{context}: processes left behind");
-    }
+    });
+    let (decided, killed) = (decided.load(Ordering::Relaxed), killed.load(Ordering::Relaxed));
+    let doubted = doubted.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
     eprintln!(
         "unit torture: {trials} trials, {killed} killed mid-run, {decided} operator decisions about {doubted:?}; seed {seed}"
     );

@@ -380,3 +380,67 @@ fn plan_o_never_writes_a_plan_that_run_plan_cannot_read() {
     assert!(out.stderr.contains("more than the 64 MiB a pinned plan may hold"), "{}", out.stderr);
     assert!(!p.join("c15.json").exists(), "nothing is written");
 }
+
+/// The address space (`ulimit -v`, KiB) a plan file of at most [`MAX_PLAN_MIB`] MiB is read
+/// within, whatever it holds: the file, its parse and the comparison, a small multiple of the
+/// file. A parsed `serde_json::Value` costs ~32 bytes per 2-byte value, cloned: the padded
+/// files below took 1.1 GB (16 MiB) and 4.3 GB (64 MiB) of resident memory before.
+const PLAN_FILE_MEMORY_KIB: u64 = 1_200_000;
+
+/// `runbook ARGS` in `dir` under [`PLAN_FILE_MEMORY_KIB`]: its output.
+fn bounded(dir: &Path, args: &[&str]) -> crate::support::Output {
+    let script = format!("ulimit -v {PLAN_FILE_MEMORY_KIB}; exec '{}' \"$@\"", bin());
+    let mut argv = vec!["-c", script.as_str(), "runbook"];
+    argv.extend_from_slice(args);
+    Command::new("bash")
+        .args(&argv)
+        .current_dir(dir)
+        .env("NO_COLOR", "1")
+        .env_remove("RUNBOOK_STATE")
+        .stdin(Stdio::null())
+        .output()
+        .expect("bash runs")
+        .into()
+}
+
+/// Red team adv17b F5: a plan document padded with a long array of small numbers (`"pad":
+/// [0,0,...]`, 2 bytes a value), 16 MiB and at the 64 MiB bound, is refused by `plan --diff`
+/// and `run --plan` with RB122 (too many values), counted while parsing before anything is
+/// built, within a memory bound: never parsed whole into a tree of values. A real plan of
+/// 5,000 compensated steps still reads back (`the_plan_of_a_5000_step_chain_reads_back`).
+#[test]
+fn a_plan_file_padded_with_millions_of_values_is_refused_within_bounded_memory() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = dir.path();
+    std::fs::write(p.join("pin.toml"), "[runbook]\nname = \"pin\"\n\n[steps.a]\nrun = \"echo a\"\n")
+        .expect("write");
+    let out = crate::support::run_in(p, &["plan", "pin.toml", "-o", "small.json"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let small = std::fs::read_to_string(p.join("small.json")).expect("plan");
+    let head = small.trim_end().strip_suffix('}').expect("a JSON object").to_string();
+    for (name, mib) in [("pad16.json", 16u64), ("pad64.json", MAX_PLAN_MIB)] {
+        let budget = (mib * 1024 * 1024) as usize - head.len() - 64;
+        let mut doc = String::with_capacity(budget + head.len() + 64);
+        doc.push_str(&head);
+        doc.push_str(",\n  \"pad\": [0");
+        while doc.len() + 4 < budget + head.len() {
+            doc.push_str(",0");
+        }
+        doc.push_str("]\n}\n");
+        assert!(doc.len() as u64 <= MAX_PLAN_MIB * 1024 * 1024, "under the bound");
+        std::fs::write(p.join(name), &doc).expect("write");
+        drop(doc);
+        for args in [
+            vec!["plan", "--diff", name, name],
+            vec!["plan", "--diff", "small.json", name],
+            vec!["run", "--plan", name, "--yes", "--state", "s.db"],
+        ] {
+            let out = bounded(p, &args);
+            assert_eq!(out.code, 3, "{args:?}: {}", out.stderr);
+            assert!(out.stderr.contains("RB122"), "{args:?}: {}", out.stderr);
+            assert!(out.stderr.contains("more than 4000000 values"), "{args:?}: {}", out.stderr);
+            assert!(!out.stderr.contains("memory allocation"), "{args:?}: {}", out.stderr);
+        }
+        assert!(!p.join("s.db").exists() || !p.join("marks").exists());
+    }
+}

@@ -1030,3 +1030,208 @@ fn catch_up_none_records_the_due_times_it_drops() {
     let out = run_in_with_env(dir.path(), &["schedules", "s.toml", "--state", &state], &env);
     assert!(out.stdout.contains("  last missed  "), "{}", out.stdout);
 }
+
+/// The rows of `sql` in the SQLite store `state` (the sqlite3 program).
+fn sqlite_rows(state: &Path, sql: &str) -> Vec<String> {
+    let out = std::process::Command::new("sqlite3").arg(state).arg(sql).output().expect("sqlite3");
+    assert!(out.status.success(), "sqlite3 {sql}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect()
+}
+
+/// Issue 17, point 1: a schedule's life is a hash-chained journal like a run's. A worker
+/// fires a due time (its run blocks), skips the next ones (`overlap = "skip"`) and notices
+/// the schedule overdue: each decision is one record of `runbook audit schedule NAME`, in
+/// the order the store took them, exactly one per row of `schedule_fires` and
+/// `schedule_alerts`. `runbook audit verify` verifies it, and detects a record edited,
+/// deleted, two swapped and the tail cut. Failed before: there was no schedule journal
+/// (`audit schedule` was not a command).
+#[test]
+fn a_schedule_s_decisions_are_journaled_chained_and_verified() {
+    let dir = folder(
+        "[schedule.slow]\nrunbook = \"slow.toml\"\ncron = \"* * * * * *\"\ntime-zone = \"UTC\"\noverlap = \"skip\"\nexpect-success-within = \"2s\"\n",
+    );
+    let gate = gated(dir.path(), "slow");
+    let mut worker = start_worker(dir.path(), &[]);
+    wait_worker(dir.path(), "no overdue notice and two skips", |t| {
+        t.contains("schedule slow overdue: ") && t.matches(": skipped: ").count() >= 2
+    });
+    crate::support::kill9(worker.id());
+    let _ = worker.wait();
+    std::fs::write(&gate, "").expect("gate");
+    let db = dir.path().join("st.db");
+    let state = db.display().to_string();
+    let host = dir.path().join("host").display().to_string();
+    let env = [("XDG_STATE_HOME", host.as_str())];
+    let rb = |args: &[&str]| run_in_with_env(dir.path(), args, &env);
+
+    let jsonl = rb(&["audit", "schedule", "slow", "--state", &state, "--format", "jsonl"]);
+    ok(&jsonl, 0);
+    let records: Vec<serde_json::Value> =
+        jsonl.stdout.lines().map(|l| serde_json::from_str(l).expect("a JSON line")).collect();
+    let kinds: Vec<&str> = records.iter().map(|r| r["kind"].as_str().unwrap_or_default()).collect();
+    assert_eq!(kinds.first(), Some(&"fired"), "{}", jsonl.stdout);
+    let run = records[0]["event"]["run_id"].as_str().expect("the run it queued").to_string();
+    let queued = sqlite_rows(&db, "SELECT run_id FROM schedule_fires WHERE outcome = 'queued'");
+    assert_eq!(queued, vec![run.clone()], "one run queued, the one the journal names");
+    // One record per decision the store took, in seq order, chained.
+    let count = |sql: &str| sqlite_rows(&db, sql).first().and_then(|c| c.parse::<usize>().ok()).unwrap_or(0);
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "skipped").count(),
+        count("SELECT COUNT(*) FROM schedule_fires WHERE outcome = 'skipped'")
+    );
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "overdue").count(),
+        count("SELECT COUNT(*) FROM schedule_alerts")
+    );
+    assert!(kinds.contains(&"skipped") && kinds.contains(&"overdue"), "{}", jsonl.stdout);
+    for (i, r) in records.iter().enumerate() {
+        assert_eq!(r["seq"], i + 1, "{r}");
+        assert_eq!(r["schedule"], "slow", "{r}");
+    }
+    for pair in records.windows(2) {
+        assert_eq!(pair[1]["prev_hash"], pair[0]["hash"], "{pair:?}");
+    }
+    let skipped = records.iter().find(|r| r["kind"] == "skipped").expect("a skip");
+    assert_eq!(skipped["event"]["reason"], "overlap", "{skipped}");
+
+    // The text view: one line per record.
+    let text = rb(&["audit", "schedule", "slow", "--state", &state]);
+    ok(&text, 0);
+    assert_eq!(text.stdout.lines().count(), records.len(), "{}", text.stdout);
+    assert!(
+        text.stdout.lines().next().unwrap_or_default().contains(&format!("fired: run {run}")),
+        "{}",
+        text.stdout
+    );
+    // A schedule without a journal is an error, not an empty one.
+    let none = rb(&["audit", "schedule", "nope", "--state", &state]);
+    ok(&none, 3);
+    insta::assert_snapshot!("audit_schedule_without_a_journal", none.stderr);
+
+    // `audit verify` checks it beside the runs.
+    let verified = rb(&["audit", "verify", "--state", &state]);
+    ok(&verified, 0);
+    assert!(
+        verified.stdout.contains(&format!("ok schedule slow: {} records", records.len())),
+        "{}",
+        verified.stdout
+    );
+
+    // Tampering past the triggers, each on a fresh copy of the store.
+    let last = records.len();
+    let cases = [
+        ("edited", "DROP TRIGGER schedule_events_no_update; UPDATE schedule_events SET ts = '2020-01-01T00:00:00Z' WHERE seq = 2".to_string(), 2),
+        ("deleted", "DROP TRIGGER schedule_events_no_delete; DELETE FROM schedule_events WHERE seq = 2".to_string(), 2),
+        (
+            "reordered",
+            "DROP TRIGGER schedule_events_no_update; UPDATE schedule_events SET seq = -1 WHERE seq = 2; \
+             UPDATE schedule_events SET seq = 2 WHERE seq = 3; UPDATE schedule_events SET seq = 3 WHERE seq = -1"
+                .to_string(),
+            2,
+        ),
+        ("cut", format!("DROP TRIGGER schedule_events_no_delete; DELETE FROM schedule_events WHERE seq = {last}"), last),
+    ];
+    for (what, sql, seq) in cases {
+        let copy = dir.path().join(format!("{what}.db"));
+        sqlite_rows(&db, &format!("VACUUM INTO '{}'", copy.display()));
+        sqlite_rows(&copy, &sql);
+        let copy = copy.display().to_string();
+        let out = rb(&["audit", "verify", "--state", &copy]);
+        assert_eq!(out.code, 4, "{what}: {}{}", out.stdout, out.stderr);
+        assert!(
+            out.stdout.contains(&format!("BROKEN schedule slow: record {seq}")),
+            "{what}: {}",
+            out.stdout
+        );
+        // The run's own journal is still checked, and still intact.
+        assert!(
+            out.stdout.lines().any(|l| l.starts_with("ok ") && l.contains(&run)),
+            "{what}: {}",
+            out.stdout
+        );
+    }
+    // The database itself refuses to change the journal.
+    let refused = std::process::Command::new("sqlite3")
+        .arg(&db)
+        .arg("UPDATE schedule_events SET ts = 'x'")
+        .output()
+        .expect("sqlite3");
+    assert!(!refused.status.success(), "an update of the schedule journal passed");
+}
+
+/// Issue 17, point 1: a schedule noticed overdue that succeeds again is journaled
+/// `back_in_time` once, after its `overdue` record, by the worker whose claim the store
+/// took; later polls record nothing more. (Written after the feature, with the journal.)
+#[test]
+fn an_overdue_schedule_that_succeeds_again_is_journaled_back_in_time_once() {
+    let dir = folder(
+        "[schedule.slow]\nrunbook = \"slow.toml\"\ncron = \"*/2 * * * * *\"\ntime-zone = \"UTC\"\noverlap = \"skip\"\nexpect-success-within = \"3s\"\n",
+    );
+    let gate = gated(dir.path(), "slow");
+    let mut worker = start_worker(dir.path(), &[]);
+    wait_worker(dir.path(), "no overdue notice", |t| t.contains("schedule slow overdue: "));
+    std::fs::write(&gate, "").expect("gate");
+    wait_worker(dir.path(), "not back in time", |t| {
+        t.contains("schedule slow back in time: ") && t.matches(": queued run ").count() >= 3
+    });
+    crate::support::kill9(worker.id());
+    let _ = worker.wait();
+    let (kinds, _) = journal_kinds(dir.path(), "slow");
+    let back: Vec<usize> =
+        kinds.iter().enumerate().filter(|(_, k)| *k == "back_in_time").map(|(i, _)| i).collect();
+    assert_eq!(back.len(), 1, "{kinds:?}");
+    let overdue = kinds.iter().position(|k| k == "overdue").expect("an overdue record");
+    assert!(overdue < back[0], "{kinds:?}");
+}
+
+/// Issue 17, point 1: a notification that cannot be delivered is journaled `notify_failed`,
+/// once, after its `overdue` record, and the journal never holds the webhook's address (a
+/// chat webhook's address is its credential). (Written after the feature.)
+#[test]
+fn an_undelivered_notification_is_journaled_without_its_address() {
+    // A port nobody listens on: the connection is refused at once.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("port").port();
+    let hook = format!("http://127.0.0.1:{port}/hook-s3cr3t-path");
+    let dir = folder(&format!(
+        "[schedule.broken]\nrunbook = \"fails.toml\"\ncron = \"* * * * * *\"\ntime-zone = \"UTC\"\nexpect-success-within = \"2s\"\nnotify = {{ webhook = \"{hook}\" }}\n"
+    ));
+    std::fs::write(
+        dir.path().join("fails.toml"),
+        "[runbook]\nname = \"fails\"\n[steps.a]\nrun = \"exit 1\"\n",
+    )
+    .expect("runbook");
+    let mut worker = start_worker(dir.path(), &[]);
+    wait_worker(dir.path(), "no failed notification", |t| {
+        t.contains("notification of schedule `broken` was not delivered")
+    });
+    crate::support::kill9(worker.id());
+    let _ = worker.wait();
+    let (kinds, out) = journal_kinds(dir.path(), "broken");
+    assert_eq!(kinds.iter().filter(|k| *k == "notify_failed").count(), 1, "{kinds:?}");
+    let overdue = kinds.iter().position(|k| k == "overdue").expect("overdue");
+    let failed = kinds.iter().position(|k| k == "notify_failed").expect("notify_failed");
+    assert!(overdue < failed, "{kinds:?}");
+    assert!(!out.stdout.contains("s3cr3t") && !out.stdout.contains(&port.to_string()), "{}", out.stdout);
+    let bytes = std::fs::read(dir.path().join("st.db")).expect("store");
+    assert!(!String::from_utf8_lossy(&bytes).contains("s3cr3t"), "the webhook's address is in the store");
+}
+
+/// The kinds of schedule `name`'s journal (`runbook audit schedule NAME --format jsonl` on
+/// the SQLite store `st.db` in `dir`), and the command's output.
+fn journal_kinds(dir: &Path, name: &str) -> (Vec<String>, crate::support::Output) {
+    let state = dir.join("st.db").display().to_string();
+    let host = dir.join("host").display().to_string();
+    let out = run_in_with_env(
+        dir,
+        &["audit", "schedule", name, "--state", &state, "--format", "jsonl"],
+        &[("XDG_STATE_HOME", host.as_str())],
+    );
+    ok(&out, 0);
+    let kinds = out
+        .stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .map(|r| r["kind"].as_str().unwrap_or_default().to_string())
+        .collect();
+    (kinds, out)
+}

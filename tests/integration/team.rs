@@ -678,6 +678,68 @@ fn three_workers_fire_each_due_time_exactly_once_and_survive_one_dying() {
     let body = &journal[1]["event"];
     assert_eq!(body["schedule"], "tick", "{journal:?}");
     assert_eq!(body["due"], due.to_rfc3339_opts(chrono::SecondsFormat::Secs, true), "{journal:?}");
+    // Issue 17, point 1: the schedule's own journal holds exactly one record per decision
+    // the store took (here, per row of `schedule_fires`), whichever of the racing workers
+    // took it, chained without a gap; `audit verify` checks it. Failed before: no journal.
+    assert_eq!(count("SELECT COUNT(*) FROM schedule_events WHERE schedule = 'tick'"), fires);
+    assert_eq!(
+        count(
+            "SELECT COUNT(*) FROM schedule_fires f WHERE (SELECT COUNT(*) FROM schedule_events e \
+             WHERE e.schedule = f.schedule AND e.due_ms = f.due_ms AND e.kind = 'fired' \
+             AND e.body::jsonb ->> 'run_id' = f.run_id) <> 1"
+        ),
+        0,
+        "a fire without exactly one record"
+    );
+    assert_eq!(count("SELECT MAX(seq) FROM schedule_events WHERE schedule = 'tick'"), fires);
+    let verified = team.cmd(&["audit", "verify"], "ana");
+    ok(&verified, 0);
+    assert!(verified.stdout.contains(&format!("ok schedule tick: {fires} records")), "{}", verified.stdout);
+    let shown = team.cmd(&["audit", "schedule", "tick", "--format", "jsonl"], "ana");
+    ok(&shown, 0);
+    assert_eq!(shown.stdout.lines().count() as i64, fires, "{}", shown.stdout);
+    // The same guards as the run journal: no update, delete or truncate; past them (a
+    // superuser disabling the triggers), an edit is detected.
+    for sql in [
+        "UPDATE schedule_events SET ts = 'x'",
+        "DELETE FROM schedule_events",
+        "TRUNCATE schedule_events",
+        "DELETE FROM schedule_heads",
+    ] {
+        let tried = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| team.pg.psql("postgres", sql)));
+        assert!(tried.is_err(), "{sql} passed");
+    }
+    // Past them (a superuser disabling the triggers), each tampering is detected: a record
+    // edited, deleted, two swapped, the last one cut; the journal restored between cases.
+    team.pg.psql(
+        "postgres",
+        "ALTER TABLE schedule_events DISABLE TRIGGER USER; CREATE TABLE kept AS SELECT * FROM schedule_events",
+    );
+    let restore = "DELETE FROM schedule_events; INSERT INTO schedule_events SELECT * FROM kept";
+    let cases = [
+        ("edited", "UPDATE schedule_events SET ts = '2020-01-01T00:00:00Z' WHERE seq = 3".to_string(), 3),
+        ("deleted", "DELETE FROM schedule_events WHERE seq = 2".to_string(), 2),
+        (
+            "reordered",
+            "UPDATE schedule_events SET seq = -1 WHERE seq = 2; UPDATE schedule_events SET seq = 2 WHERE seq = 3; \
+             UPDATE schedule_events SET seq = 3 WHERE seq = -1"
+                .to_string(),
+            2,
+        ),
+        ("cut", format!("DELETE FROM schedule_events WHERE seq = {fires}"), fires),
+    ];
+    for (what, sql, seq) in cases {
+        team.pg.psql("postgres", &sql);
+        let broken = team.cmd(&["audit", "verify"], "ana");
+        assert_eq!(broken.code, 4, "{what}: {}{}", broken.stdout, broken.stderr);
+        assert!(
+            broken.stdout.contains(&format!("BROKEN schedule tick: record {seq}")),
+            "{what}: {}",
+            broken.stdout
+        );
+        team.pg.psql("postgres", restore);
+        ok(&team.cmd(&["audit", "verify"], "ana"), 0);
+    }
 }
 
 /// Issue 17, the dead-man's switch: a schedule whose runs all fail becomes overdue; of two
@@ -723,6 +785,10 @@ fn an_overdue_schedule_is_notified_exactly_once_across_two_workers() {
     assert_eq!(body["schedule"], "nightly");
     assert!(body["text"].as_str().unwrap_or_default().contains("is overdue"), "{body}");
     assert_eq!(count("SELECT COUNT(*) FROM schedule_alerts"), 1);
+    // Issue 17, point 1: the notice and its delivery are one record each in the
+    // schedule's journal, whichever worker took them. Failed before: no journal.
+    assert_eq!(count("SELECT COUNT(*) FROM schedule_events WHERE kind = 'overdue'"), 1);
+    assert_eq!(count("SELECT COUNT(*) FROM schedule_events WHERE kind = 'notified'"), 1);
     let said: usize = outs.iter().map(|o| o.stdout.matches("overdue notification sent").count()).sum();
     assert_eq!(said, 1, "{outs:?}");
     // The webhook's URL (a chat webhook's credential) is printed by no worker.

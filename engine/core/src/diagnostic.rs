@@ -185,11 +185,12 @@ codes! {
     ForEachOutputs = "114", "for-each-outputs", "A step or a `[report]` fact reads the outputs of a `for-each` step, which has one set per instance.";
     ListInTemplate = "115", "list-in-template", "A template reads a `list` parameter, which only `for-each` reads.";
     ListParam = "116", "list-param", "A `list` parameter's declaration that cannot work: `items` without `type = \"list\"`, a list where only scalars go, or a default whose elements cannot name step instances.";
-    ForEachInclude = "117", "for-each-include", "`for-each` on a `runbook` step or in `[finally]` (not yet supported).";
+    ForEachInclude = "117", "for-each-include", "`for-each` on a `runbook` step whose `params` never pass the element.";
     ForEachContinue = "118", "for-each-continue", "`on-failure = \"continue\"` on a `for-each` step with `max-parallel`.";
     ForEachSize = "119", "for-each-size", "With the lists given, the expanded runbook would have more steps or `needs` than the limits, or a `for-each` list is empty.";
     NewName = "120", "new-name", "`runbook new NAME`: NAME is not a runbook name (it names the runbook and its files).";
     NewExists = "121", "new-exists", "`runbook new NAME`: a file it would write exists already; nothing was written.";
+    PlanValues = "122", "plan-values", "A plan file (`run --plan`, `plan --diff`) holds more JSON values than a plan of the largest runbook would.";
 }
 
 impl fmt::Display for Code {

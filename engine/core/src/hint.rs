@@ -25,8 +25,10 @@ pub fn state_flag(state: Option<&str>) -> String {
 }
 
 /// A word as a shell reads it: as is when it holds only plain characters, else in single
-/// quotes (a quote inside written `'\''`).
-fn word(text: &str) -> String {
+/// quotes (a quote inside written `'\''`). The one helper of every command a message
+/// suggests (a run id, a step or instance id, a store): `drain[web 1]` is pasted as one word
+/// (issue 15 point 6).
+pub fn word(text: &str) -> String {
     let plain = |c: char| c.is_ascii_alphanumeric() || "_-./:@%+,".contains(c);
     if !text.is_empty() && text.chars().all(plain) {
         text.to_string()

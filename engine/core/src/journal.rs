@@ -552,11 +552,25 @@ pub fn chain_hash_by(
     prev_hash: &str,
     db_role: Option<&str>,
 ) -> String {
+    chain_hash_of(run_id, seq, ts, event, prev_hash, db_role)
+}
+
+/// The one hash of every chained journal (a run's, a schedule's): [`chain_hash_by`] over any
+/// event that serializes. `chain` is the journal's name (a run id, a schedule's name); it is
+/// hashed under the key `run_id` so that run records hash exactly as they always did.
+pub fn chain_hash_of<E: Serialize + ?Sized>(
+    chain: &str,
+    seq: u64,
+    ts: &str,
+    event: &E,
+    prev_hash: &str,
+    db_role: Option<&str>,
+) -> String {
     // serde_json's map keeps keys sorted, which makes this serialization canonical.
     let mut body = serde_json::json!({
         "event": event,
         "prev_hash": prev_hash,
-        "run_id": run_id,
+        "run_id": chain,
         "seq": seq,
         "ts": ts,
     });
@@ -579,29 +593,61 @@ pub struct ChainError {
     pub reason: String,
 }
 
+/// A record of a hash-chained journal: what [`verify_chain`] needs of it.
+pub trait Linked {
+    /// Its position, from 1.
+    fn seq(&self) -> u64;
+    /// The previous record's hash, as stored.
+    fn prev_hash(&self) -> &str;
+    /// Its hash, as stored.
+    fn hash(&self) -> &str;
+    /// Its hash, recomputed from its content ([`chain_hash_of`]).
+    fn rehash(&self) -> String;
+}
+
+impl Linked for Record {
+    fn seq(&self) -> u64 {
+        self.seq
+    }
+    fn prev_hash(&self) -> &str {
+        &self.prev_hash
+    }
+    fn hash(&self) -> &str {
+        &self.hash
+    }
+    fn rehash(&self) -> String {
+        chain_hash_by(&self.run_id, self.seq, &self.ts, &self.event, &self.prev_hash, self.db_role.as_deref())
+    }
+}
+
 /// Recompute a run's chain. `records` must be one run's, in stored order. With
 /// `expected_last`, also check the final hash (detects a cut tail).
 pub fn verify(records: &[Record], expected_last: Option<&str>) -> Result<(), ChainError> {
+    verify_chain(records, expected_last)
+}
+
+/// Recompute any journal's chain (a run's, a schedule's): the one verifier. `records` in
+/// stored order; with `expected_last`, also the final hash (detects a cut tail).
+pub fn verify_chain<L: Linked>(records: &[L], expected_last: Option<&str>) -> Result<(), ChainError> {
     let mut prev = GENESIS.to_string();
     for (i, r) in records.iter().enumerate() {
         let seq = i as u64 + 1;
-        if r.seq != seq {
+        if r.seq() != seq {
             return Err(ChainError {
                 seq,
-                reason: format!("record {seq} is missing or out of order (found seq {})", r.seq),
+                reason: format!("record {seq} is missing or out of order (found seq {})", r.seq()),
             });
         }
-        if r.prev_hash != prev {
+        if r.prev_hash() != prev {
             return Err(ChainError {
                 seq,
                 reason: "it does not follow the record before it (prev_hash differs)".into(),
             });
         }
-        let hash = chain_hash_by(&r.run_id, r.seq, &r.ts, &r.event, &r.prev_hash, r.db_role.as_deref());
-        if hash != r.hash {
+        if r.rehash() != r.hash() {
             return Err(ChainError { seq, reason: "its content does not match its hash (edited)".into() });
         }
-        prev = r.hash.clone();
+        prev = r.hash().to_string();
     }
     if let Some(last) = expected_last
         && last != prev

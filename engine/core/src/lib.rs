@@ -28,6 +28,7 @@ pub mod render;
 pub mod report;
 pub mod retry;
 pub mod schedule;
+pub mod schedule_journal;
 pub mod schema;
 pub mod shell;
 pub mod shown;

@@ -685,7 +685,10 @@ impl Refusal {
             Refusal::RerunAndSkip { step } => RefusalWords::new(format!(
                 "`{step}` is named in both `--rerun` and `--skip`; a unit gets one decision; nothing was done"
             ))
-            .help(format!("name it once: `--rerun {step}` (run it again) or `--skip {step}` (treat it as done)")),
+            .help(format!(
+                "name it once: `--rerun {w}` (run it again) or `--skip {w}` (treat it as done)",
+                w = crate::hint::word(step)
+            )),
             Refusal::NotInDoubt { step, compensating } => {
                 let what = if *compensating { "compensations and `finally` steps" } else { "steps" };
                 RefusalWords::new(format!(
@@ -697,13 +700,14 @@ impl Refusal {
                     .to_string(),
             ),
             Refusal::UndoUndecided { steps } => {
-                let first = steps.first().cloned().unwrap_or_default();
+                let first = crate::hint::word(&steps.first().cloned().unwrap_or_default());
                 let mut words = RefusalWords::new(format!(
                     "run {id} has steps in doubt that can be undone: {}",
                     steps.join(", ")
                 ))
                 .help(format!(
-                    "check what they did, then `runbook compensate {id} --undo {first}` (it took effect: undo it) or `--skip {first}` (it did not: leave it), with `--reason TEXT`"
+                    "check what they did, then `runbook compensate {} --undo {first}` (it took effect: undo it) or `--skip {first}` (it did not: leave it), with `--reason TEXT`",
+                    crate::hint::word(id)
                 ));
                 words.details.push(
                     "they started and the engine stopped before their outcome was recorded; they may have taken effect, and undoing the others while leaving them could leave the environment half done".to_string(),

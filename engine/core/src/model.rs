@@ -169,6 +169,22 @@ pub enum ParamValue {
     List(Vec<ParamValue>),
 }
 
+impl ParamValue {
+    /// The value as `-p NAME=VALUE` takes it back, one to one: a scalar as its text, a list
+    /// as a JSON array (`["a,b", "c"]`), never its elements joined with commas, which
+    /// `["a,b", "c"]` and `a,b,c` would print alike (adv17b L2). Every place that shows a
+    /// parameter for an operator to read or type again uses this form.
+    pub fn as_argument(&self) -> String {
+        match self {
+            ParamValue::List(_) => serde_json::to_string(self).unwrap_or_default(),
+            ParamValue::String(_)
+            | ParamValue::Integer(_)
+            | ParamValue::Number(_)
+            | ParamValue::Boolean(_) => self.to_string(),
+        }
+    }
+}
+
 impl fmt::Display for ParamValue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -633,17 +649,40 @@ impl Runbook {
     /// An instance of a `for-each` step (`drain[web-1]`) is found as itself in an expanded
     /// runbook, and as its `for-each` step (`drain`) in one as written, which holds what
     /// every instance shares (its kind, approvers, inputs, title template).
+    /// The same for an instance of a `for-each` `runbook` step: `deploy[eu]/gate` is `gate`
+    /// of the runbook that `deploy` includes.
     pub fn find_step(&self, path: &str) -> Option<&Step> {
         match path.split_once('/') {
-            None => self.step(path).or_else(|| {
-                let base = path.strip_suffix(']')?.split_once('[')?.0;
-                self.step(base).filter(|s| s.for_each.is_some())
-            }),
-            Some((outer, rest)) => match &self.step(outer)?.action {
+            None => self.step_or_for_each(path),
+            Some((outer, rest)) => match &self.step_or_for_each(outer)?.action {
                 Action::Runbook(inc) => self.includes.get(inc.child)?.find_step(rest),
                 _ => None,
             },
         }
+    }
+
+    /// Whether undoing `step` does anything: it has a `compensate`, or it is a `runbook`
+    /// step whose included runbook (at any depth) has a step that does. The dispatcher
+    /// undoes every completed `runbook` step by undoing its included runbook
+    /// (`machine::compensations`), so the plan's compensation chains and a hand
+    /// `compensate` count such a step as compensable too.
+    pub fn undoes(&self, step: &Step) -> bool {
+        match (&step.compensate, &step.action) {
+            (Some(_), _) => true,
+            (None, Action::Runbook(inc)) => {
+                self.includes.get(inc.child).is_some_and(|child| child.steps.iter().any(|s| child.undoes(s)))
+            }
+            (None, _) => false,
+        }
+    }
+
+    /// Step `id`, or the `for-each` step whose instance `id` (`STEP[ELEMENT]`) is, in a
+    /// runbook as written.
+    fn step_or_for_each(&self, id: &str) -> Option<&Step> {
+        self.step(id).or_else(|| {
+            let base = id.strip_suffix(']')?.split_once('[')?.0;
+            self.step(base).filter(|s| s.for_each.is_some())
+        })
     }
 
     /// The runbook that the `runbook` step at `path` (as in [`Runbook::find_step`]) runs.
@@ -652,7 +691,7 @@ impl Runbook {
             None => (path, None),
             Some((outer, rest)) => (outer, Some(rest)),
         };
-        let Action::Runbook(inc) = &self.step(outer)?.action else { return None };
+        let Action::Runbook(inc) = &self.step_or_for_each(outer)?.action else { return None };
         let child = self.includes.get(inc.child)?;
         match rest {
             None => Some(child),

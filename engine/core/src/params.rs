@@ -21,14 +21,22 @@ pub fn from_toml(ty: ParamType, value: &toml::Value) -> Result<ParamValue, Strin
     match (ty, value) {
         (ParamType::String, toml::Value::String(s)) => Ok(ParamValue::String(s.clone())),
         (ParamType::Integer, toml::Value::Integer(i)) => Ok(ParamValue::Integer(*i)),
-        (ParamType::Number, toml::Value::Float(f)) if f.is_finite() => Ok(ParamValue::Number(*f)),
+        (ParamType::Number, toml::Value::Float(f)) if f.is_finite() => Ok(number(*f)),
         (ParamType::Number, toml::Value::Float(f)) => {
             Err(format!("expected a finite number, found `{f}` (a plan cannot state it)"))
         }
-        (ParamType::Number, toml::Value::Integer(i)) => Ok(ParamValue::Number(*i as f64)),
+        (ParamType::Number, toml::Value::Integer(i)) => Ok(number(*i as f64)),
         (ParamType::Boolean, toml::Value::Boolean(b)) => Ok(ParamValue::Boolean(*b)),
         (ty, other) => Err(format!("expected {}, found {}", article(ty), toml_type(other))),
     }
+}
+
+/// A number parameter's value, canonical: `-0` is `0` (adv17b L3). Every value has one text
+/// (`f64`'s shortest form: `1`, `1.0`, `1e0` and `01` are all `1`), so an element names one
+/// instance per value, and two equal numbers in a list are refused as repeated.
+fn number(n: f64) -> ParamValue {
+    // IEEE 754: -0 + 0 is +0; every other value is unchanged.
+    ParamValue::Number(n + 0.0)
 }
 
 /// A JSON value (from a `.json` params file) as a typed parameter value.
@@ -43,7 +51,7 @@ pub fn from_json(ty: ParamType, value: &serde_json::Value) -> Result<ParamValue,
     match (ty, value) {
         (ParamType::String, J::String(s)) => Ok(ParamValue::String(s.clone())),
         (ParamType::Integer, J::Number(n)) if n.is_i64() => Ok(ParamValue::Integer(n.as_i64().unwrap_or(0))),
-        (ParamType::Number, J::Number(n)) => Ok(ParamValue::Number(n.as_f64().unwrap_or(0.0))),
+        (ParamType::Number, J::Number(n)) => Ok(number(n.as_f64().unwrap_or(0.0))),
         (ParamType::Boolean, J::Bool(b)) => Ok(ParamValue::Boolean(*b)),
         (ty, other) => Err(format!("expected {}, found {}", article(ty), json_type(other))),
     }
@@ -75,7 +83,7 @@ pub fn from_text(ty: ParamType, text: &str) -> Result<ParamValue, String> {
             .map(ParamValue::Integer)
             .map_err(|_| format!("expected an integer, found `{text}`")),
         ParamType::Number => match text.trim().parse::<f64>() {
-            Ok(n) if n.is_finite() => Ok(ParamValue::Number(n)),
+            Ok(n) if n.is_finite() => Ok(number(n)),
             _ => Err(format!("expected a number, found `{text}`")),
         },
         ParamType::Boolean => match text.trim() {
@@ -108,14 +116,12 @@ fn list(items: impl Iterator<Item = Result<ParamValue, String>>, len: usize) -> 
 /// why it cannot: an instance id is journaled, shown and typed back (`resume --rerun
 /// 'restart[web-1]'`), so it must read as itself. Refused, not escaped: empty text, text
 /// longer than 128 bytes, brackets (the id's own delimiters), `/` (the separator of an
-/// included runbook's steps), control characters and invisible format characters.
+/// included runbook's steps), and every character [`crate::shown::unnameable`] names
+/// (controls, format and invisible characters, spaces but the ASCII one, private-use,
+/// unassigned and default-ignorable code points).
 pub fn instance_key(value: &ParamValue) -> Result<String, String> {
     let text = value.to_string();
-    let bad = |c: char| {
-        c.is_control()
-            || matches!(c, '[' | ']' | '/')
-            || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}')
-    };
+    let bad = |c: char| matches!(c, '[' | ']' | '/') || crate::shown::unnameable(c);
     if text.is_empty() {
         return Err("an empty element cannot name a step instance".into());
     }
@@ -128,6 +134,9 @@ pub fn instance_key(value: &ParamValue) -> Result<String, String> {
             shown(&text),
             match c {
                 '[' | ']' | '/' => format!("`{c}`"),
+                other if crate::shown::unassigned_or_private(other) => {
+                    format!("the private-use or unassigned character U+{:04X}", other as u32)
+                }
                 other => format!("the invisible character U+{:04X}", other as u32),
             }
         ));

@@ -614,7 +614,8 @@ impl Planner<'_> {
         }
         let mut compensable = BitSet::new(rb.steps.len());
         for (i, s) in rb.steps.iter().enumerate() {
-            if s.compensate.is_some() {
+            // A `runbook` step is undone by undoing its included runbook (i18-fei).
+            if rb.undoes(s) {
                 compensable.insert(i);
             }
         }

@@ -185,7 +185,7 @@ fn text_into(out: &mut Text, plan: &Plan, indent: &str) {
     );
     if !plan.params.is_empty() {
         let list: Vec<String> =
-            plan.params.iter().map(|(k, v)| format!("{k}={}", shell_quote(&v.to_string()))).collect();
+            plan.params.iter().map(|(k, v)| format!("{k}={}", shell_quote(&v.as_argument()))).collect();
         out.value(&format!("{indent}  params     "), &list.join(" "));
     }
     if !plan.secrets.is_empty() {

@@ -997,6 +997,13 @@ pub fn utc_from_millis(ms: i64) -> Option<DateTime<Utc>> {
     Utc.timestamp_millis_opt(ms).single()
 }
 
+/// A due time in milliseconds as RFC 3339 UTC (seconds), as every view and the schedule's
+/// journal write it (the number itself when it is no time).
+pub fn due_text(ms: i64) -> String {
+    utc_from_millis(ms)
+        .map_or_else(|| ms.to_string(), |t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -32,6 +32,32 @@ static HIDDEN: LazyLock<Regex> = LazyLock::new(|| {
     .expect("a valid pattern")
 });
 
+/// Characters that cannot be part of a name an operator reads and types back (a `for-each`
+/// element, an instance id), beyond the [`HIDDEN`] ones: private-use (`Co`) and unassigned
+/// (`Cn`) code points, drawn as whatever a font decides or as nothing, and every
+/// default-ignorable code point (Unicode's `Default_Ignorable_Code_Point`: tags U+E0000..,
+/// variation selectors, Hangul fillers, U+180E...), which a renderer may draw as nothing.
+static UNNAMEABLE: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"[\p{Co}\p{Cn}\p{Default_Ignorable_Code_Point}]").expect("a valid pattern"));
+
+/// True for a character a name read and typed back by an operator cannot hold (red team
+/// adv17b L1): every character [`one_line`] escapes ([`is_hidden`]: `Cc`, `Cf`, `Zl`, `Zp`,
+/// every space but the ASCII one, the blank-drawing ones), and the private-use, unassigned
+/// and default-ignorable code points. The one predicate of every identifier-like value
+/// taken from a user: `params::instance_key` (list elements, `for-each` instance ids).
+pub fn unnameable(c: char) -> bool {
+    let mut buf = [0u8; 4];
+    is_hidden(c) || UNNAMEABLE.is_match(c.encode_utf8(&mut buf))
+}
+
+/// True for a private-use or unassigned code point (`Co`, `Cn`): how [`unnameable`]'s
+/// refusals name it.
+pub fn unassigned_or_private(c: char) -> bool {
+    static CO_CN: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"[\p{Co}\p{Cn}]").expect("a valid pattern"));
+    let mut buf = [0u8; 4];
+    CO_CN.is_match(c.encode_utf8(&mut buf))
+}
+
 /// Letters that read as a Latin letter they are not, on a line that holds Latin letters:
 /// a letter of any script other than Latin (Cyrillic `і` in `gіthub.com`, Greek `ο`), and
 /// the Latin-looking letters of the Common script and of the fullwidth forms (`𝐠`, `ｇ`).
@@ -326,6 +352,27 @@ pub fn code(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    /// adv17b L1: every code point of the refused classes, all of them, is unnameable; the
+    /// ASCII letters, digits and `-_.:@ ` and a sample of letters of many scripts are not.
+    #[test]
+    fn unnameable_refuses_every_code_point_of_its_classes() {
+        let class =
+            regex::Regex::new(r"[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Co}\p{Cn}\p{Default_Ignorable_Code_Point}]")
+                .expect("re");
+        let mut n = 0;
+        for c in (0u32..=0x10FFFF).filter_map(char::from_u32) {
+            let mut b = [0u8; 4];
+            if class.is_match(c.encode_utf8(&mut b)) {
+                assert!(super::unnameable(c), "U+{:04X}", c as u32);
+                n += 1;
+            }
+        }
+        assert!(n > 900_000, "{n}");
+        for c in "azAZ09-_.:@ éßΩжעعहবไ日한ქՀ🙂".chars() {
+            assert!(!super::unnameable(c), "U+{:04X}", c as u32);
+        }
+    }
+
     use super::*;
 
     /// Every character a terminal or a document would not draw as itself: all C0/C1

@@ -36,9 +36,11 @@ use sqlx::{ConnectOptions, Executor, Row};
 
 mod append;
 mod listing;
+mod schedule_journal;
 mod tokens;
 use append::{Chained, bind_event, insert_events_sql, update_head_sql};
 pub use listing::{RunFilter, RunList, listed_statuses};
+pub use schedule_journal::ScheduleJournal;
 pub use tokens::ConsoleToken;
 
 /// Events written by one `INSERT` statement at most: 9 bound values each, far below
@@ -432,6 +434,7 @@ impl Backend {
                 (5, "guards", include_str!("../migrations/sqlite/0005_guards.sql")),
                 (6, "tokens", include_str!("../migrations/sqlite/0006_tokens.sql")),
                 (7, "schedules", include_str!("../migrations/sqlite/0007_schedules.sql")),
+                (8, "schedule journal", include_str!("../migrations/sqlite/0008_schedule_journal.sql")),
                 (9, "abandon", include_str!("../migrations/sqlite/0009_abandon.sql")),
             ],
             Backend::Postgres => [
@@ -442,6 +445,7 @@ impl Backend {
                 (5, "guards", include_str!("../migrations/postgres/0005_guards.sql")),
                 (6, "tokens", include_str!("../migrations/postgres/0006_tokens.sql")),
                 (7, "schedules", include_str!("../migrations/postgres/0007_schedules.sql")),
+                (8, "schedule journal", include_str!("../migrations/postgres/0008_schedule_journal.sql")),
                 (9, "abandon", include_str!("../migrations/postgres/0009_abandon.sql")),
             ],
         };
@@ -1333,6 +1337,11 @@ impl Store {
                 (4, "step_logs_no_delete"),
                 (5, "queue_plan_fixed"),
                 (5, "queue_no_delete"),
+                (8, "schedule_events_no_update"),
+                (8, "schedule_events_no_delete"),
+                (8, "schedule_heads_no_delete"),
+                (8, "schedule_heads_are_the_journals"),
+                (8, "schedule_heads_start_empty"),
             ],
             Backend::Postgres => &[
                 (1, "events_no_update"),
@@ -1348,6 +1357,10 @@ impl Store {
                 (4, "step_logs_no_truncate"),
                 (5, "queue_guard"),
                 (5, "queue_no_truncate"),
+                (8, "schedule_events_append_only"),
+                (8, "schedule_events_no_truncate"),
+                (8, "schedule_heads_guard"),
+                (8, "schedule_heads_no_truncate"),
             ],
         };
         let present = match self.backend {
@@ -1993,6 +2006,17 @@ impl Store {
                 tx.rollback().await?;
                 return Ok(Fired::Taken);
             }
+            // The decision's one record in the schedule's journal, in this transaction.
+            let due = runbook_core::schedule::due_text(fire.due_ms);
+            let event = match job {
+                Some(job) => runbook_core::schedule_journal::ScheduleEvent::Fired {
+                    due,
+                    run_id: job.run_id.to_string(),
+                    worker: fire.fired_by.to_string(),
+                },
+                None => schedule_journal::not_fired(due, note, fire.fired_by),
+            };
+            self.append_schedule(&mut tx, fire.schedule, fire.fired_at, event, Some(fire.due_ms)).await?;
             if let Some(job) = job {
                 if let Some((old, why)) = replaced {
                     sqlx::query(
@@ -2022,6 +2046,7 @@ impl Store {
         at: &str,
     ) -> Result<bool> {
         retry_busy(self.backend, || async {
+            let mut tx = self.pool.begin_with(self.backend.begin()).await?;
             let inserted = sqlx::query(
                 "INSERT INTO schedule_alerts (schedule, since_ms, reminder, sent_by, sent_at) \
                  VALUES ($1, $2, $3, $4, $5) ON CONFLICT (schedule, since_ms, reminder) DO NOTHING",
@@ -2031,10 +2056,22 @@ impl Store {
             .bind(reminder)
             .bind(by)
             .bind(at)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?
             .rows_affected();
-            Ok(inserted == 1)
+            if inserted != 1 {
+                tx.rollback().await?;
+                return Ok(false);
+            }
+            // The notice's one record in the schedule's journal, in this transaction.
+            let event = runbook_core::schedule_journal::ScheduleEvent::Overdue {
+                since: runbook_core::schedule::due_text(since_ms),
+                reminder,
+                worker: by.to_string(),
+            };
+            self.append_schedule(&mut tx, schedule, at, event, None).await?;
+            tx.commit().await?;
+            Ok(true)
         })
         .await
     }

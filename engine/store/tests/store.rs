@@ -91,6 +91,7 @@ conformance!(
     queued_runs_are_claimed_once_by_workers_with_the_labels,
     a_cancelled_append_is_all_or_nothing_and_the_next_one_works,
     a_filtered_run_list_reads_only_the_runs_it_lists,
+    schedule_decisions_are_journaled_once_each_and_chained,
 );
 
 /// `run_list_where` filters in the query: a row that is not a run (no journal) is flagged
@@ -822,4 +823,59 @@ async fn a_lock_holder_reads_back_typed() {
     );
     assert!(held.parsed_holder().is_suspended());
     assert_eq!(held.lease_until, runbook_store::SUSPENDED_LEASE);
+}
+
+/// Issue 17: every decision about a schedule (fired, skipped, missed, overdue) is one record
+/// of its journal, written with the row that decides it; a decision taken by another writer
+/// first records nothing; the journal verifies with the run journal's verifier.
+async fn schedule_decisions_are_journaled_once_each_and_chained(f: Fixture) {
+    use runbook_core::schedule_journal::{ScheduleEvent, SkipReason};
+    use runbook_store::{Fire, Fired};
+    let store = f.open().await;
+    let fire =
+        |due_ms| Fire { schedule: "nightly", due_ms, fired_by: "w1", fired_at: "2026-01-01T00:00:00Z" };
+    let job = Submission {
+        run_id: "r1",
+        runbook: "backup",
+        plan: "{}",
+        labels: &[],
+        submitted_by: "w1",
+        submitted_at: "2026-01-01T00:00:00Z",
+    };
+    assert_eq!(store.fire(&fire(1_000), Some(&job), "").await.expect("fire"), Fired::Queued);
+    assert_eq!(store.fire(&fire(1_000), None, "late").await.expect("again"), Fired::Taken);
+    assert_eq!(
+        store.fire(&fire(2_000), None, "run r1 is still running").await.expect("skip"),
+        Fired::Skipped
+    );
+    assert_eq!(
+        store
+            .fire(&fire(3_000), None, &format!("{}RB104: changed", runbook_store::NOT_QUEUED))
+            .await
+            .expect("refuse"),
+        Fired::Skipped
+    );
+    assert_eq!(
+        store.fire(&fire(4_000), None, &format!("{}1 left out", runbook_store::MISSED)).await.expect("miss"),
+        Fired::Skipped
+    );
+    assert!(store.claim_alert("nightly", 1_000, 0, "w2", "2026-01-01T00:00:05Z").await.expect("alert"));
+    assert!(
+        !store.claim_alert("nightly", 1_000, 0, "w1", "2026-01-01T00:00:05Z").await.expect("alert again")
+    );
+    let records = store.schedule_records("nightly").await.expect("records");
+    let kinds: Vec<&str> = records.iter().map(|r| r.event.kind()).collect();
+    assert_eq!(kinds, ["fired", "skipped", "skipped", "missed", "overdue"]);
+    assert_eq!(
+        records[0].event,
+        ScheduleEvent::Fired { due: "1970-01-01T00:00:01Z".into(), run_id: "r1".into(), worker: "w1".into() }
+    );
+    assert!(matches!(records[1].event, ScheduleEvent::Skipped { reason: SkipReason::Overlap, .. }));
+    assert!(
+        matches!(&records[2].event, ScheduleEvent::Skipped { reason: SkipReason::Refused, note, .. } if note == "RB104: changed")
+    );
+    let journals = store.schedule_journals(None).await.expect("journals");
+    assert_eq!(journals.len(), 1);
+    assert_eq!(journals[0].findings(), Vec::<String>::new());
+    assert!(store.schedule_records("weekly").await.expect("none").is_empty());
 }

@@ -202,6 +202,91 @@ pub fn empty_document() -> Value {
 /// saved by the previous release still diffs.
 pub const PREVIOUS_FORMAT_VERSION: u32 = 1;
 
+/// The most JSON values (each scalar, array, object and object key counts one) a plan
+/// document may hold. A plan of 10,000 compensated steps (the most steps a runbook may have)
+/// holds about 920,000 in 21 MB; four times that leaves room for wide `needs` and includes.
+/// Counted while parsing, before any value is built: a plan file of 64 MiB padded with
+/// 2-byte values (`[0,0,...]`) would otherwise cost ~32 bytes of tree per 2 bytes of file.
+pub const MAX_PLAN_VALUES: usize = 4_000_000;
+
+/// A plan file's text as a JSON document, if it holds at most [`MAX_PLAN_VALUES`] values: they
+/// are counted by a first pass that builds nothing (serde's visitor over the borrowed text),
+/// so memory stays a small multiple of the file whatever it holds (adv17b F5). The error says
+/// why in a sentence (with line and column), RB122 for too many values.
+pub fn parse_document(text: &str) -> Result<Value, NotAPlan> {
+    let count = std::cell::Cell::new(0usize);
+    let mut de = serde_json::Deserializer::from_str(text);
+    if let Err(e) = serde::de::DeserializeSeed::deserialize(Count(&count), &mut de).and_then(|()| de.end()) {
+        if count.get() > MAX_PLAN_VALUES {
+            return Err(NotAPlan(format!(
+                "it holds more than {MAX_PLAN_VALUES} values ({}; line {}, column {}): a plan of 10,000 steps holds about 1,000,000",
+                crate::diagnostic::Code::PlanValues,
+                e.line(),
+                e.column()
+            )));
+        }
+        return Err(NotAPlan(e.to_string()));
+    }
+    serde_json::from_str(text).map_err(|e| NotAPlan(e.to_string()))
+}
+
+/// Counts the values of a JSON document without building them, failing past
+/// [`MAX_PLAN_VALUES`].
+struct Count<'a>(&'a std::cell::Cell<usize>);
+
+impl Count<'_> {
+    fn one<E: serde::de::Error>(&self) -> Result<(), E> {
+        let n = self.0.get() + 1;
+        self.0.set(n);
+        if n > MAX_PLAN_VALUES { Err(E::custom("too many values")) } else { Ok(()) }
+    }
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for Count<'_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Count<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<(), E> {
+        self.one()
+    }
+    fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<(), E> {
+        self.one()
+    }
+    fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<(), E> {
+        self.one()
+    }
+    fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<(), E> {
+        self.one()
+    }
+    fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<(), E> {
+        self.one()
+    }
+    fn visit_unit<E: serde::de::Error>(self) -> Result<(), E> {
+        self.one()
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        self.one()?;
+        while seq.next_element_seed(Count(self.0))?.is_some() {}
+        Ok(())
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        self.one()?;
+        while map.next_key::<serde::de::IgnoredAny>()?.is_some() {
+            self.one()?;
+            map.next_value_seed(Count(self.0))?;
+        }
+        Ok(())
+    }
+}
+
 /// Check that a JSON value is a plan document of a version this engine reads (the current
 /// one, or the previous one, [`upgrade`]d), and read the facts the risk section needs from it.
 pub fn read_document(doc: &Value) -> Result<Plan, NotAPlan> {
@@ -282,11 +367,16 @@ fn upgrade_steps(doc: &mut Value) {
 /// The diff of two plan documents, both checked by [`read_document`] (a version 1 document
 /// is compared as its version 2 [`upgrade`]).
 pub fn diff(old: &Value, new: &Value) -> Result<PlanDiff, NotAPlan> {
-    let old_plan = read_document(old)?;
-    let new_plan = read_document(new)?;
-    let (mut old, mut new) = (old.clone(), new.clone());
+    diff_owned(old.clone(), new.clone())
+}
+
+/// [`diff`] of documents the caller gives away: upgraded and compared in place, never copied
+/// (a plan file of tens of MiB is held once, adv17b F5).
+pub fn diff_owned(mut old: Value, mut new: Value) -> Result<PlanDiff, NotAPlan> {
     upgrade(&mut old);
     upgrade(&mut new);
+    let old_plan = read_document(&old)?;
+    let new_plan = read_document(&new)?;
     nested(&mut old);
     nested(&mut new);
     whole_chains(&mut old);

@@ -146,7 +146,7 @@ impl Validator<'_> {
             _ => false,
         });
         let outputs = self.steps.get(id).and_then(|s| s.outputs.clone()).unwrap_or_default();
-        let for_each = self.for_each(raw, &what, finally);
+        let for_each = self.for_each(raw, &what);
         Some(Step {
             id: StepId(id.to_string()),
             span: u.id.span,
@@ -175,7 +175,7 @@ impl Validator<'_> {
     }
 
     /// A step's `for-each` and `max-parallel` (RB110-RB112, RB117, RB118).
-    fn for_each(&mut self, raw: &RawStep, what: &str, finally: bool) -> Option<ForEach> {
+    fn for_each(&mut self, raw: &RawStep, what: &str) -> Option<ForEach> {
         let Some(list) = &raw.for_each else {
             if let Some(m) = &raw.max_parallel {
                 self.err(Code::ForEachParallel, m.span, format!("`max-parallel` on {what}, which has no `for-each`"))
@@ -220,10 +220,21 @@ impl Validator<'_> {
                 }
             }
         }
-        if raw.runbook.is_some() || finally {
-            let which = if finally { "`[finally]` steps" } else { "`runbook` steps" };
-            self.err(Code::ForEachInclude, list.span, format!("`for-each` on {what}: not yet supported on {which}"))
-                .help = Some("put `for-each` on the `run`/`cmd`/`http`/`sql`/`notify`/`approval` steps themselves (inside the included runbook, over its own list parameter)".into());
+        // A `finally` step's instances run as `finally` steps do: one after the other, in
+        // declaration order, each journaled under its own id (i18-fei).
+        // A `for-each` include passes its element through its `params` (`{{ item }}`): one
+        // that never does would run the same nested runbook, with the same values, once per
+        // element (i18-fei).
+        if let Some(inc) = &raw.runbook
+            && !include_reads_item(&inc.value)
+        {
+            self.err(
+                Code::ForEachInclude,
+                list.span,
+                format!("`for-each` on {what}: its `params` never pass the element (`{{{{ item }}}}`)"),
+            )
+            .set_label("each element would run the same included runbook")
+            .help = Some("pass the element as a parameter of the included runbook: `runbook = { file = \"...\", params = { region = \"{{ item }}\" } }`".into());
             ok = false;
         }
         let max_parallel = match &raw.max_parallel {
@@ -398,4 +409,20 @@ impl Validator<'_> {
         }
         out
     }
+}
+
+/// Whether an include's `params` read the `for-each` element (`item` or `item_index`) in any
+/// string, at any depth.
+fn include_reads_item(inc: &RawInclude) -> bool {
+    fn reads(v: &toml::Value) -> bool {
+        match v {
+            toml::Value::String(s) => template::analyse(s, Mode::Plain).is_ok_and(|vars| {
+                vars.iter().any(|v| matches!(v.split('.').next(), Some("item" | "item_index")))
+            }),
+            toml::Value::Array(a) => a.iter().any(reads),
+            toml::Value::Table(t) => t.values().any(reads),
+            _ => false,
+        }
+    }
+    inc.params.iter().flatten().any(|(_, v)| reads(&v.value))
 }

@@ -52,7 +52,7 @@ impl<'a> Dispatcher<'a> {
         let Action::Runbook(inc) = &step.action else { return Ok(false) };
         let id = step.id.to_string();
         let Some(child) = runbook.includes.get(inc.child) else { return Ok(false) };
-        let params = self.include_params(inc, child);
+        let params = self.include_params(&id, inc, child);
         let attempt = self.attempts_of(&id) + 1;
         self.record(RunEvent::StepStarted { step: id.clone(), attempt }).await?;
         let secrets: Option<&'a Secrets> = self.secrets.include(inc.child);
@@ -92,13 +92,15 @@ impl<'a> Dispatcher<'a> {
     }
 
     /// The parameters an include passes, rendered against this run's context and typed by
-    /// the included runbook's declarations.
+    /// the included runbook's declarations. `id` is the `runbook` step's: an instance of a
+    /// `for-each` include renders `{{ item }}` as its element.
     pub(super) fn include_params(
         &self,
+        id: &str,
         inc: &runbook_core::model::IncludeSpec,
         child: &Runbook,
     ) -> Result<BTreeMap<String, ParamValue>, Vec<String>> {
-        let ctx = self.context(None);
+        let ctx = self.context_for(id, None);
         let rendered: BTreeMap<String, serde_json::Value> = inc
             .params
             .iter()
@@ -203,7 +205,7 @@ impl<'a> Dispatcher<'a> {
         let opts = self.child_options(child, &prefix, true).await?;
         // The same values as when it ran: they render from this run's params and the outputs
         // of steps that completed before it, all in the journal.
-        let params = match self.include_params(inc, child) {
+        let params = match self.include_params(step.id.as_str(), inc, child) {
             Ok(p) => p,
             Err(problems) => {
                 let id = step.id.to_string();

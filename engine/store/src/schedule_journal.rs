@@ -1,0 +1,292 @@
+//! Each schedule's journal (issue 17): the hash-chained records of `schedule_events`
+//! (migration 8), written in the transaction of the `schedule_fires` / `schedule_alerts`
+//! row that decides them, so that exactly one record stands for each decision however many
+//! workers race for it; read back for `runbook audit schedule` and `audit verify`.
+
+use runbook_core::journal::GENESIS;
+use runbook_core::schedule_journal::{ScheduleEvent, ScheduleRecord, SkipReason};
+use sqlx::Row;
+
+use crate::{Backend, MISSED, NOT_QUEUED, Result, Store, StoreError};
+
+impl Backend {
+    /// A schedule journal's head, locked for the rest of the transaction (SQLite's
+    /// `BEGIN IMMEDIATE` already holds the one write lock).
+    fn schedule_head(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "SELECT last_seq, last_hash FROM schedule_heads WHERE schedule = $1",
+            Backend::Postgres => {
+                "SELECT last_seq, last_hash FROM schedule_heads WHERE schedule = $1 FOR UPDATE"
+            }
+        }
+    }
+}
+
+/// The record a due time not fired gets, from the note the worker recorded with it: a
+/// refusal (its note starts with [`NOT_QUEUED`]), a miss ([`MISSED`]), else a skip by the
+/// overlap policy. The prefixes are the store's own vocabulary (`schedules --state` reads
+/// the same rows by them).
+pub(crate) fn not_fired(due: String, note: &str, worker: &str) -> ScheduleEvent {
+    let worker = worker.to_string();
+    if let Some(rest) = note.strip_prefix(MISSED) {
+        return ScheduleEvent::Missed { due, note: rest.to_string(), worker };
+    }
+    match note.strip_prefix(NOT_QUEUED) {
+        Some(rest) => {
+            ScheduleEvent::Skipped { due, reason: SkipReason::Refused, note: rest.to_string(), worker }
+        }
+        None => ScheduleEvent::Skipped { due, reason: SkipReason::Overlap, note: note.to_string(), worker },
+    }
+}
+
+/// One schedule's journal as the store holds it, read in one snapshot.
+#[derive(Debug, Clone)]
+pub struct ScheduleJournal {
+    /// The schedule's name.
+    pub schedule: String,
+    /// Its head row: the last record's seq and hash (`None`: no head row).
+    pub head: Option<(i64, Option<String>)>,
+    /// The records, in order; `Err` names a record that does not parse.
+    pub records: std::result::Result<Vec<ScheduleRecord>, String>,
+    /// The `kind` column beside each record's body, in order.
+    pub kinds: Vec<String>,
+}
+
+impl ScheduleJournal {
+    /// Everything that does not fit: the chain (the run journal's verifier), its head, the
+    /// `kind` column beside each body.
+    pub fn findings(&self) -> Vec<String> {
+        let records = match &self.records {
+            Ok(r) => r,
+            Err(e) => return vec![format!("schedule_events.body: a record does not parse ({e})")],
+        };
+        let last = self.head.as_ref().map(|(_, h)| h.clone().unwrap_or_else(|| GENESIS.to_string()));
+        if let Err(e) = runbook_core::journal::verify_chain(records, last.as_deref()) {
+            return vec![format!("record {}: {}", e.seq, e.reason)];
+        }
+        let mut out = Vec::new();
+        match &self.head {
+            None => out.push("schedule_heads: the journal has no head row".to_string()),
+            Some((seq, _)) if u64::try_from(*seq).ok() != records.last().map(|r| r.seq).or(Some(0)) => out
+                .push(format!(
+                    "schedule_heads.last_seq: the head says record {seq}, the journal ends at record {}",
+                    records.len()
+                )),
+            Some(_) => {}
+        }
+        for (r, kind) in records.iter().zip(&self.kinds) {
+            if r.event.kind() != kind {
+                out.push(format!(
+                    "record {}: schedule_events.kind says `{kind}`, its body is `{}`",
+                    r.seq,
+                    r.event.kind()
+                ));
+            }
+        }
+        out
+    }
+}
+
+impl Store {
+    /// Append `event` to the journal of `schedule` inside `tx`: the head locked, the record
+    /// chained to the journal's last one (which the head must name), inserted, the head
+    /// moved. `due_ms` is stored beside the body for queries.
+    pub(crate) async fn append_schedule(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        schedule: &str,
+        ts: &str,
+        event: ScheduleEvent,
+        due_ms: Option<i64>,
+    ) -> Result<ScheduleRecord> {
+        sqlx::query(
+            "INSERT INTO schedule_heads (schedule, last_seq, last_hash) VALUES ($1, 0, NULL) \
+             ON CONFLICT (schedule) DO NOTHING",
+        )
+        .bind(schedule)
+        .execute(&mut **tx)
+        .await?;
+        let head = sqlx::query(self.backend.schedule_head()).bind(schedule).fetch_one(&mut **tx).await?;
+        let (seq, last_hash): (i64, Option<String>) = (head.try_get(0)?, head.try_get(1)?);
+        let tail = sqlx::query(
+            "SELECT seq, hash FROM schedule_events WHERE schedule = $1 ORDER BY seq DESC LIMIT 1",
+        )
+        .bind(schedule)
+        .fetch_optional(&mut **tx)
+        .await?;
+        let tail: (i64, Option<String>) = match tail {
+            Some(row) => (row.try_get(0)?, Some(row.try_get(1)?)),
+            None => (0, None),
+        };
+        if tail != (seq, last_hash.clone()) {
+            return Err(StoreError::Corrupt(format!(
+                "schedule {schedule}: its head (record {seq}) is not its journal's last record (record {}): `runbook audit verify`",
+                tail.0
+            )));
+        }
+        let prev = last_hash.unwrap_or_else(|| GENESIS.to_string());
+        let next = u64::try_from(seq).unwrap_or(0) + 1;
+        let record = ScheduleRecord::new(schedule, next, ts, event, &prev, self.role.as_deref());
+        let body = serde_json::to_string(&record.event).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        sqlx::query(
+            "INSERT INTO schedule_events (schedule, seq, ts, kind, due_ms, body, prev_hash, hash, db_role) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(schedule)
+        .bind(record.seq as i64)
+        .bind(ts)
+        .bind(record.event.kind())
+        .bind(due_ms)
+        .bind(&body)
+        .bind(&record.prev_hash)
+        .bind(&record.hash)
+        .bind(record.db_role.as_deref())
+        .execute(&mut **tx)
+        .await
+        .map_err(crate::identity_refusal)?;
+        sqlx::query("UPDATE schedule_heads SET last_seq = $1, last_hash = $2 WHERE schedule = $3")
+            .bind(record.seq as i64)
+            .bind(&record.hash)
+            .bind(schedule)
+            .execute(&mut **tx)
+            .await?;
+        Ok(record)
+    }
+
+    /// Journal a fact about `schedule` that no other worker could also record: the outcome
+    /// of a notification this worker alone sends (its claim was the store's decision).
+    pub async fn record_schedule_event(
+        &self,
+        schedule: &str,
+        ts: &str,
+        event: &ScheduleEvent,
+    ) -> Result<ScheduleRecord> {
+        crate::retry_busy(self.backend, || async {
+            let mut tx = self.pool.begin_with(self.backend.begin()).await?;
+            let record = self.append_schedule(&mut tx, schedule, ts, event.clone(), None).await?;
+            tx.commit().await?;
+            Ok(record)
+        })
+        .await
+    }
+
+    /// A schedule whose dead-man's switch fired is back in time: the one caller whose claim
+    /// succeeds journals it (`back_in_time`). The claim is a row of `schedule_alerts` with
+    /// reminder -1 for the overdue period (its `since_ms`), taken when a success
+    /// (`success`, at `success_ms`) is later than the period's start. True for the one
+    /// caller that recorded it.
+    pub async fn claim_back_in_time(
+        &self,
+        schedule: &str,
+        success: &str,
+        success_ms: i64,
+        by: &str,
+        at: &str,
+    ) -> Result<bool> {
+        const OPEN: &str = "SELECT MAX(a.since_ms) FROM schedule_alerts a WHERE a.schedule = $1 AND a.reminder >= 0 \
+             AND a.since_ms < $2 AND NOT EXISTS (SELECT 1 FROM schedule_alerts b \
+             WHERE b.schedule = a.schedule AND b.since_ms = a.since_ms AND b.reminder = -1)";
+        // Read first, without a write lock: most polls find nothing to record.
+        let open: Option<i64> =
+            sqlx::query(OPEN).bind(schedule).bind(success_ms).fetch_one(&self.pool).await?.try_get(0)?;
+        if open.is_none() {
+            return Ok(false);
+        }
+        crate::retry_busy(self.backend, || async {
+            let mut tx = self.pool.begin_with(self.backend.begin()).await?;
+            let open: Option<i64> =
+                sqlx::query(OPEN).bind(schedule).bind(success_ms).fetch_one(&mut *tx).await?.try_get(0)?;
+            let Some(since_ms) = open else {
+                tx.rollback().await?;
+                return Ok(false);
+            };
+            let inserted = sqlx::query(
+                "INSERT INTO schedule_alerts (schedule, since_ms, reminder, sent_by, sent_at) \
+                 VALUES ($1, $2, -1, $3, $4) ON CONFLICT (schedule, since_ms, reminder) DO NOTHING",
+            )
+            .bind(schedule)
+            .bind(since_ms)
+            .bind(by)
+            .bind(at)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if inserted == 0 {
+                tx.rollback().await?;
+                return Ok(false);
+            }
+            let event = ScheduleEvent::BackInTime {
+                overdue_since: runbook_core::schedule::due_text(since_ms),
+                success: success.to_string(),
+                worker: by.to_string(),
+            };
+            self.append_schedule(&mut tx, schedule, at, event, None).await?;
+            tx.commit().await?;
+            Ok(true)
+        })
+        .await
+    }
+
+    /// The journal of `schedule`, in order (empty when it has none).
+    pub async fn schedule_records(&self, schedule: &str) -> Result<Vec<ScheduleRecord>> {
+        let mut journals = self.schedule_journals(Some(schedule)).await?;
+        match journals.pop() {
+            Some(j) => j.records.map_err(|e| StoreError::Corrupt(format!("schedule {schedule}: {e}"))),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Every schedule's journal (or only `only`'s), each with its head, read in one snapshot.
+    pub async fn schedule_journals(&self, only: Option<&str>) -> Result<Vec<ScheduleJournal>> {
+        let mut tx = self.pool.begin_with(self.backend.begin_snapshot()).await?;
+        let names = sqlx::query(
+            "SELECT schedule FROM schedule_heads WHERE (CAST($1 AS TEXT) IS NULL OR schedule = $1) \
+             UNION SELECT DISTINCT schedule FROM schedule_events WHERE (CAST($1 AS TEXT) IS NULL OR schedule = $1) \
+             ORDER BY 1",
+        )
+        .bind(only)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut out = Vec::with_capacity(names.len());
+        for row in names {
+            let schedule: String = row.try_get(0)?;
+            let head = sqlx::query("SELECT last_seq, last_hash FROM schedule_heads WHERE schedule = $1")
+                .bind(&schedule)
+                .fetch_optional(&mut *tx)
+                .await?
+                .map(|r| -> Result<(i64, Option<String>)> { Ok((r.try_get(0)?, r.try_get(1)?)) })
+                .transpose()?;
+            let rows = sqlx::query(
+                "SELECT seq, ts, kind, body, prev_hash, hash, db_role FROM schedule_events \
+                 WHERE schedule = $1 ORDER BY seq",
+            )
+            .bind(&schedule)
+            .fetch_all(&mut *tx)
+            .await?;
+            let mut kinds = Vec::with_capacity(rows.len());
+            let mut records = Ok(Vec::with_capacity(rows.len()));
+            for row in &rows {
+                let seq: i64 = row.try_get(0)?;
+                kinds.push(row.try_get::<String, _>(2)?);
+                let body: String = row.try_get(3)?;
+                let event = serde_json::from_str::<ScheduleEvent>(&body);
+                match (&mut records, event) {
+                    (Ok(list), Ok(event)) => list.push(ScheduleRecord {
+                        schedule: schedule.clone(),
+                        seq: u64::try_from(seq).unwrap_or(0),
+                        ts: row.try_get(1)?,
+                        event,
+                        prev_hash: row.try_get(4)?,
+                        hash: row.try_get(5)?,
+                        db_role: row.try_get(6)?,
+                    }),
+                    (Ok(_), Err(e)) => records = Err(format!("record {seq}: {e}")),
+                    (Err(_), _) => {}
+                }
+            }
+            out.push(ScheduleJournal { schedule, head, records, kinds });
+        }
+        tx.rollback().await?;
+        Ok(out)
+    }
+}
