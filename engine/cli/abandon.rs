@@ -151,6 +151,9 @@ fn refusal(r: Refusal, id: &str, compensate: bool) -> CliError {
         )),
         Refusal::Interrupted(secret) => CliError::Interrupted { secret },
         Refusal::Lock(LockRefusal::Exec(e)) => CliError::Exec(e),
+        Refusal::NoRunbook => CliError::Invalid(Message::new(
+            "the run's runbook cannot be read as it was when the run started; nothing was recorded",
+        )),
     }
 }
 

@@ -401,7 +401,11 @@ impl Worker {
             };
             match self.start(&claim, scheduled) {
                 Ok(child) => {
-                    let verb = if claim.started { "resuming" } else { "running" };
+                    let verb = match (&claim.abandon, claim.started) {
+                        (Some(_), true) => "abandoning after its compensations",
+                        (None, true) => "resuming",
+                        (_, false) => "running",
+                    };
                     outln!("{}: {verb} (submitted by {})", claim.run_id, claim.submitted_by);
                     return Some(Engine { child, claim });
                 }
@@ -424,8 +428,26 @@ impl Worker {
             .create(true)
             .append(true)
             .open(self.dir.join(format!("{}.out", claim.run_id)))?;
+        let mut env_remove_operator = false;
         let mut args: Vec<std::ffi::OsString> = Vec::new();
-        if claim.started {
+        if let Some(asked) = claim.abandon.as_ref().filter(|_| claim.started) {
+            // Abandon with compensation, asked from the console: the CLI's own path (a live
+            // engine still refuses; the compensations run by their ordinary rules), as the
+            // operator who asked. One argument each: a value that starts with `-` is never
+            // read as an option.
+            args.extend([
+                "abandon".into(),
+                claim.run_id.clone().into(),
+                format!("--reason={}", asked.reason).into(),
+                "--compensate".into(),
+                "--yes".into(),
+            ]);
+            if self.as_submitter {
+                args.push(format!("--as={}", asked.by).into());
+            } else {
+                env_remove_operator = true;
+            }
+        } else if claim.started {
             args.extend(["resume".into(), claim.run_id.clone().into()]);
         } else {
             let plan = self.dir.join(format!("{}.plan.json", claim.run_id));
@@ -438,15 +460,20 @@ impl Worker {
                 claim.run_id.clone().into(),
             ]);
         }
-        args.extend(["--yes".into(), "--wait".into()]);
-        // Journaled with `run_started`: the submitter may not approve their own run.
         let mut env: Vec<(String, std::ffi::OsString)> =
             vec![("RUNBOOK_SUBMITTED_BY".into(), claim.submitted_by.clone().into())];
         let mut env_remove = Vec::new();
-        if self.as_submitter {
+        if claim.abandon.is_some() && claim.started {
+            if env_remove_operator {
+                env_remove.push("RUNBOOK_OPERATOR".to_string());
+            }
+        } else if self.as_submitter {
+            args.extend(["--yes".into(), "--wait".into()]);
+            // Journaled with `run_started`: the submitter may not approve their own run.
             // One argument: a name that starts with `-` is never read as an option (F4).
             args.push(format!("--as={}", claim.submitted_by).into());
         } else {
+            args.extend(["--yes".into(), "--wait".into()]);
             env_remove.push("RUNBOOK_OPERATOR".to_string());
         }
         // Through the environment, not the command line: a store URL may carry a password,
@@ -472,16 +499,28 @@ impl Worker {
 
     /// Record the engines that ended.
     async fn reap(&self, engines: &mut BTreeMap<String, Engine>) {
-        let ended: Vec<(String, Option<i32>)> = engines
+        let ended: Vec<(String, Option<i32>, bool)> = engines
             .iter_mut()
             .filter_map(|(id, e)| match e.child.try_wait() {
-                Ok(Some(status)) => Some((id.clone(), status.code())),
+                Ok(Some(status)) => Some((id.clone(), status.code(), e.claim.abandon.is_some())),
                 _ => None,
             })
             .collect();
-        for (id, code) in ended {
+        for (id, code, abandoning) in ended {
             engines.remove(&id);
             match code.map(|c| u8::try_from(c).unwrap_or(u8::MAX)) {
+                // An abandon asked from the console ended (abandoned, or refused: a live
+                // engine, its compensations not settled): done, never retried on its own;
+                // `runbook show` and the worker's output say which.
+                Some(c) if abandoning => {
+                    let what = if c == exit::SUCCESS {
+                        "abandoned after its compensations"
+                    } else {
+                        "abandon refused"
+                    };
+                    outln!("{id}: {what} (exit {c}); `runbook show {id}`");
+                    self.release(&id, Some(i64::from(c)), what).await;
+                }
                 Some(exit::CANNOT_START) => {
                     outln!(
                         "{id}: could not start (its lock is held, or it is still running elsewhere); retrying later"

@@ -26,12 +26,18 @@ run = "echo two >> effects; if [ ! -e killed ]; then touch killed; kill -9 $PPID
 run = "echo three >> effects"
 "#;
 
-fn worker(scratch: &Scratch) -> Child {
+pub(crate) fn worker(scratch: &Scratch) -> Child {
+    worker_env(scratch, &[])
+}
+
+/// A real `runbook worker` on the scratch's store, with `env` added (a run's secret sources).
+pub(crate) fn worker_env(scratch: &Scratch, env: &[(&str, &str)]) -> Child {
     Command::new(bin())
         .args(["worker", "--poll", "20ms", "--state", &scratch.state()])
         .current_dir(scratch.path())
         .env("NO_COLOR", "1")
         .env_remove("RUNBOOK_STATE")
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -56,7 +62,7 @@ fn queue_row(scratch: &Scratch, run: &str) -> String {
 }
 
 /// Waits (at most two minutes: a hang fails, no speed is asserted) until `done` holds.
-fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+pub(crate) fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(120);
     while !done() {
         assert!(Instant::now() < deadline, "never: {what}");
@@ -70,7 +76,7 @@ fn succeeded(runs: &str, run: &str) -> bool {
     all.as_array().into_iter().flatten().any(|r| r["run_id"] == run && r["status"] == "succeeded")
 }
 
-fn kinds(scratch: &Scratch, run: &str) -> Vec<String> {
+pub(crate) fn kinds(scratch: &Scratch, run: &str) -> Vec<String> {
     scratch.events(run).into_iter().map(|(k, _)| k).collect()
 }
 
@@ -421,17 +427,7 @@ fn a_secret_pasted_in_a_decision_s_reason_is_redacted_or_refused() {
     let out = scratch.cmd(&["submit", "r.toml", "--yes"], &env);
     ok(&out, 0);
     let run = out.stdout.trim().to_string();
-    let mut w = Command::new(bin())
-        .args(["worker", "--poll", "20ms", "--state", &state])
-        .current_dir(dir)
-        .env("NO_COLOR", "1")
-        .env_remove("RUNBOOK_STATE")
-        .envs(env)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("worker");
+    let mut w = worker_env(&scratch, &env);
     wait_until("the run waits for an operator", || queue_row(&scratch, &run).starts_with("done|4|"));
     let bob = add_token(dir, &state, "bob");
     let action = format!("/runs/{run}/decisions");

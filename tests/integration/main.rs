@@ -23,6 +23,7 @@ mod colour;
 mod compensate_doubt;
 mod confined_reads;
 mod console;
+mod console_abandon;
 mod console_auth;
 mod console_decide;
 mod console_start;

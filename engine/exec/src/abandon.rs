@@ -1,6 +1,7 @@
 //! Abandoning a run: the one implementation behind `runbook abandon` (after its optional
-//! compensation, which the CLI runs) and the console's abandon form (without compensation:
-//! the console runs no step).
+//! compensation, which the CLI runs) and the console's abandon form. The console runs no
+//! step: with compensation it asks a worker ([`request_compensated`]), which runs `runbook
+//! abandon --compensate` (this module again) as the operator who asked.
 //!
 //! The run's lock is taken as the run itself takes it (`Store::acquire`, one transaction):
 //! a live engine holds it and the abandon is refused; a dead or detached one is replaced,
@@ -48,6 +49,9 @@ pub enum Refusal {
     Secrets(Vec<String>),
     /// Ctrl-C or SIGTERM came while a secret's helper ran.
     Interrupted(String),
+    /// The runbook cannot be read as it was when the run started: its compensations cannot
+    /// be known ([`request_compensated`]).
+    NoRunbook,
 }
 
 impl From<StoreError> for Refusal {
@@ -113,6 +117,59 @@ pub async fn abandon(
     appended?;
     let was = if engine_was_gone { dispatch::ENGINE_GONE.to_string() } else { status.as_str().to_string() };
     Ok(Abandoned { lock, was, withheld })
+}
+
+/// What [`request_compensated`] found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Requested {
+    /// The run has nothing to compensate: abandon it directly ([`abandon`]).
+    Nothing,
+    /// Its entry is queued again; a worker abandons it after its compensations.
+    Queued,
+    /// Its queue entry is not done (`queued`, `claimed`: a worker has it, or was asked
+    /// already): nothing changed.
+    Busy(String),
+}
+
+/// The console's abandon with compensation (it runs no step): the run must be unfinished
+/// and have completed steps to undo (judged against the runbook as it started, `for-each`
+/// expanded, by the engine's own [`dispatch::machine::compensations`]); the reason is
+/// redacted with the run's secrets ([`reason_redactor`]) before it is stored; then
+/// [`Store::request_abandon`] queues it for a worker, which runs `runbook abandon
+/// --compensate` as `a.operator`. `NoSuchRun`: no worker ever had it.
+pub async fn request_compensated(
+    store: &Store,
+    a: Abandon<'_>,
+    as_started: AsStarted<'_>,
+    as_now: &(dyn Fn(&str) -> Option<Arc<Runbook>> + Sync),
+    engine: &EngineEnv,
+) -> Result<Requested, Refusal> {
+    let (_, records) = store.run_and_records(a.run_id).await?;
+    let state = runbook_core::journal::fold(&records);
+    check_unfinished(state.status).map_err(Refusal::Finished)?;
+    // A live engine (a `runbook resume` on a terminal) refuses it now, as the worker's
+    // abandon would: never an abandon that waits to fire once that engine stops.
+    if state.status == Some(RunStatus::Running)
+        && !dispatch::engine_gone(store, a.run_id).await
+        && let Some(h) = store.lock_of_run(a.run_id).await?
+    {
+        return Err(LockRefusal::Live { holder: h.holder, since: h.acquired_at }.into());
+    }
+    let Some(runbook) = crate::approve::runbook_of_run(&records, as_started) else {
+        return Err(Refusal::NoRunbook);
+    };
+    if dispatch::machine::compensations(&runbook, &state).is_empty() {
+        return Ok(Requested::Nothing);
+    }
+    let (redactor, withheld) = reason_redactor(&records, as_started, as_now, engine)?;
+    let reason = match withheld {
+        None => redactor.redact(a.reason),
+        Some(_) => REASON_WITHHELD.to_string(),
+    };
+    Ok(match store.request_abandon(a.run_id, a.operator, &reason).await? {
+        None => Requested::Queued,
+        Some(state) => Requested::Busy(state),
+    })
 }
 
 /// What taking a run's lock for an operator's record can refuse ([`take_lock`]), shared by

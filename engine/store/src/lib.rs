@@ -425,7 +425,7 @@ impl Backend {
     }
 
     fn migrations(self) -> Vec<Migration> {
-        let files: [(i64, &str, &'static str); 8] = match self {
+        let files: [(i64, &str, &'static str); 9] = match self {
             Backend::Sqlite => [
                 (1, "journal", include_str!("../migrations/sqlite/0001_journal.sql")),
                 (2, "step logs", include_str!("../migrations/sqlite/0002_step_logs.sql")),
@@ -435,6 +435,7 @@ impl Backend {
                 (6, "tokens", include_str!("../migrations/sqlite/0006_tokens.sql")),
                 (7, "schedules", include_str!("../migrations/sqlite/0007_schedules.sql")),
                 (8, "schedule journal", include_str!("../migrations/sqlite/0008_schedule_journal.sql")),
+                (9, "abandon", include_str!("../migrations/sqlite/0009_abandon.sql")),
             ],
             Backend::Postgres => [
                 (1, "journal", include_str!("../migrations/postgres/0001_journal.sql")),
@@ -445,6 +446,7 @@ impl Backend {
                 (6, "tokens", include_str!("../migrations/postgres/0006_tokens.sql")),
                 (7, "schedules", include_str!("../migrations/postgres/0007_schedules.sql")),
                 (8, "schedule journal", include_str!("../migrations/postgres/0008_schedule_journal.sql")),
+                (9, "abandon", include_str!("../migrations/postgres/0009_abandon.sql")),
             ],
         };
         files
@@ -506,14 +508,14 @@ impl Backend {
         match self {
             Backend::Sqlite => {
                 "SELECT q.run_id, q.plan, q.labels, q.submitted_by, q.claims, \
-                 (SELECT COUNT(*) FROM runs r WHERE r.run_id = q.run_id) \
+                 (SELECT COUNT(*) FROM runs r WHERE r.run_id = q.run_id), q.abandon_by, q.abandon_reason \
                  FROM queue q WHERE ((q.state = 'queued' AND q.not_before_ms <= $1) \
                  OR (q.state = 'claimed' AND q.heartbeat_ms < $2)) \
                  ORDER BY q.submitted_at, q.run_id LIMIT 32"
             }
             Backend::Postgres => {
                 "SELECT q.run_id, q.plan, q.labels, q.submitted_by, q.claims, \
-                 (SELECT COUNT(*) FROM runs r WHERE r.run_id = q.run_id) \
+                 (SELECT COUNT(*) FROM runs r WHERE r.run_id = q.run_id), q.abandon_by, q.abandon_reason \
                  FROM queue q WHERE ((q.state = 'queued' AND q.not_before_ms <= $1) \
                  OR (q.state = 'claimed' AND q.heartbeat_ms < $2)) \
                  ORDER BY q.submitted_at, q.run_id LIMIT 32 FOR UPDATE OF q SKIP LOCKED"
@@ -807,6 +809,19 @@ pub struct Claim {
     pub started: bool,
     /// How many times it was claimed before this one.
     pub earlier_claims: i64,
+    /// An operator asked (from the console) that the run be abandoned after its
+    /// compensations ([`Store::request_abandon`]): who, and why (already redacted). The
+    /// worker runs `runbook abandon --compensate` as them instead of resuming it.
+    pub abandon: Option<AbandonRequest>,
+}
+
+/// Who asked that a run be abandoned with its compensations, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AbandonRequest {
+    /// The operator (the console's signed-in identity).
+    pub by: String,
+    /// The reason, redacted with the run's secrets before it was stored.
+    pub reason: String,
 }
 
 /// A queue entry as `runbook runs` lists it.
@@ -2225,6 +2240,13 @@ impl Store {
                         submitted_by: row.try_get(3)?,
                         earlier_claims: row.try_get(4)?,
                         started: row.try_get::<i64, _>(5)? > 0,
+                        abandon: match (
+                            row.try_get::<Option<String>, _>(6)?,
+                            row.try_get::<Option<String>, _>(7)?,
+                        ) {
+                            (Some(by), Some(reason)) => Some(AbandonRequest { by, reason }),
+                            _ => None,
+                        },
                     });
                     break;
                 }
@@ -2315,13 +2337,37 @@ impl Store {
     /// again; `Ok(Some(state))`: not `done` (`queued` or `claimed`: a worker has it), nothing
     /// changed; `NoSuchRun`: no worker ever had it (started with `runbook run`).
     pub async fn requeue_to_resume(&self, run_id: &str, note: &str) -> Result<Option<String>> {
+        self.requeue(run_id, note, None).await
+    }
+
+    /// Ask that a run a worker ran, and whose engine ended (`done`: interrupted, needing an
+    /// operator), be abandoned after its compensations: its entry is queued again with who
+    /// asked and why (`reason` must already be redacted with the run's secrets), and the
+    /// worker that claims it runs `runbook abandon --compensate` as `by`. One statement
+    /// decides: of two requests, one queues it; the other finds it `queued` or `claimed`
+    /// (`Ok(Some(state))`, nothing changed). `NoSuchRun`: no worker ever had it.
+    pub async fn request_abandon(&self, run_id: &str, by: &str, reason: &str) -> Result<Option<String>> {
+        self.requeue(run_id, &format!("abandon (compensating) asked by {by}"), Some((by, reason))).await
+    }
+
+    /// A `done` entry of a run that exists queued again (to be resumed; or abandoned, with
+    /// who asked and why); `Ok(Some(state))` when it is not `done`, nothing changed.
+    async fn requeue(
+        &self,
+        run_id: &str,
+        note: &str,
+        abandon: Option<(&str, &str)>,
+    ) -> Result<Option<String>> {
         retry_busy(self.backend, || async {
             let mut tx = self.pool.begin_with(self.backend.begin()).await?;
             let done = sqlx::query(
-                "UPDATE queue SET state = 'queued', not_before_ms = 0, exit_code = NULL, note = $1 \
-                 WHERE run_id = $2 AND state = 'done' AND EXISTS (SELECT 1 FROM runs r WHERE r.run_id = $3)",
+                "UPDATE queue SET state = 'queued', not_before_ms = 0, exit_code = NULL, note = $1, \
+                 abandon_by = $2, abandon_reason = $3 \
+                 WHERE run_id = $4 AND state = 'done' AND EXISTS (SELECT 1 FROM runs r WHERE r.run_id = $5)",
             )
             .bind(note)
+            .bind(abandon.map(|a| a.0))
+            .bind(abandon.map(|a| a.1))
             .bind(run_id)
             .bind(run_id)
             .execute(&mut *tx)
@@ -2333,6 +2379,16 @@ impl Store {
             unmoved(tx, run_id).await
         })
         .await
+    }
+
+    /// Who asked that a run be abandoned with its compensations, while its queue entry is
+    /// not done (a worker has yet to claim it, or is compensating it): `None` otherwise.
+    pub async fn abandoning(&self, run_id: &str) -> Result<Option<String>> {
+        let row = sqlx::query("SELECT abandon_by FROM queue WHERE run_id = $1 AND state <> 'done'")
+            .bind(run_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.try_get::<Option<String>, _>(0)).transpose()?.flatten())
     }
 
     /// The state of a run's queue entry (`queued`, `claimed`, `done`), `None` when no

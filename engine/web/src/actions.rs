@@ -176,6 +176,7 @@ pub async fn on_run_page(app: &App, id: &str) -> (Option<(String, String)>, RunA
     let read = app
         .read(async |s| {
             let queued = s.queue_state(id).await?;
+            let abandoning = s.abandoning(id).await?;
             let records = match s.records(id).await {
                 Ok(r) => r,
                 Err(StoreError::NoSuchRun(_)) => Vec::new(),
@@ -186,20 +187,22 @@ pub async fn on_run_page(app: &App, id: &str) -> (Option<(String, String)>, RunA
             // running, not in doubt).
             let held = status == Some(runbook_core::journal::RunStatus::Running)
                 && !runbook_exec::dispatch::engine_gone(&s, id).await;
-            Ok((queued, records, held))
+            Ok((queued, records, held, abandoning))
         })
         .await;
     let actions = match read {
-        Ok(Some((queued, records, held))) if !records.is_empty() => {
+        Ok(Some((queued, records, held, abandoning))) if !records.is_empty() => {
             let as_started =
                 |file: &str, files: &[runbook_core::plan::FileHash]| app.files.as_started(file, files);
             let doubt = if held { None } else { runbook_exec::doubt::in_doubt(&records, &as_started) };
             RunActions {
                 approvals: waiting_of(app, id, &records, who.as_ref().map(|w| w.0.as_str())),
                 abandon: (who.is_some()
+                    && abandoning.is_none()
                     && runbook_exec::abandon::check_unfinished(runbook_core::journal::fold(&records).status)
                         .is_ok())
                 .then(|| format!("/runs/{id}/abandon")),
+                abandoning: abandoning.map(|by| one_line(&by)),
                 doubt: doubt.map(|steps| DoubtForm {
                     steps: steps.iter().map(|s| one_line(s)).collect(),
                     action: format!("/runs/{id}/decisions"),
@@ -210,7 +213,7 @@ pub async fn on_run_page(app: &App, id: &str) -> (Option<(String, String)>, RunA
                 cancel: None,
             }
         }
-        Ok(Some((Some(state), _, _))) if state == "queued" => RunActions {
+        Ok(Some((Some(state), _, _, _))) if state == "queued" => RunActions {
             cancel: Some(CancelForm {
                 action: format!("/runs/{id}/cancel"),
                 why_not: why_not_write(app, who.is_some()),
@@ -266,6 +269,9 @@ pub struct RunActions {
     doubt: Option<DoubtForm>,
     /// A queued run: where to cancel it.
     cancel: Option<CancelForm>,
+    /// Abandoning after its compensations, asked by this operator: a worker has yet to
+    /// claim it or is compensating it (its queue entry is not done).
+    abandoning: Option<String>,
 }
 
 /// One input of an approval, as its form shows it.
@@ -629,9 +635,13 @@ fn refusal(app: &App, r: Refusal, run_id: &str) -> (StatusCode, &'static str, St
 }
 
 /// POST `/runs/{id}/abandon` (a form) and `/api/runs/{id}/abandon` (a bearer): `reason`,
-/// `csrf`. Without compensation (the console runs no step): `runbook abandon RUN
-/// --compensate` on a host with the runbook does that. The same recording as the CLI's
+/// `compensate` (optional), `csrf`. The same recording as the CLI's
 /// (`runbook_exec::abandon::abandon`): a live engine refuses it, the reason is redacted.
+/// With `compensate` the console runs no step: the run's queue entry is queued again with
+/// who asked and why ([`runbook_exec::abandon::request_compensated`]) and a worker runs
+/// `runbook abandon RUN --compensate` as that operator; a second request is a 409; a run
+/// with nothing to compensate is abandoned here; a run no worker ran is a 409 (abandon it
+/// where it ran).
 async fn abandon(
     State(app): State<Arc<App>>,
     id: Result<Path<String>, PathRejection>,
@@ -651,6 +661,7 @@ async fn abandon(
             &format!("A reason says why the run is abandoned (1 to {MAX_REASON} characters); it is journaled. Nothing was recorded."),
         );
     }
+    let compensate = fields.get("compensate").is_some_and(|v| !v.is_empty());
     let store = match app.gate.store().await {
         Ok(s) => s,
         Err(why) => return app.error(api, StatusCode::SERVICE_UNAVAILABLE, "state store unavailable", &why),
@@ -665,6 +676,48 @@ async fn abandon(
         opened: None,
     };
     use runbook_exec::abandon::Refusal as R;
+    // With compensation: the console runs no step; a worker does (`runbook abandon
+    // --compensate` as this operator). A run with nothing to compensate is abandoned here.
+    let requested = if compensate {
+        use runbook_exec::abandon::Requested;
+        match runbook_exec::abandon::request_compensated(
+            &store,
+            request,
+            &as_started,
+            &as_now,
+            &app.gate.engine_env(),
+        )
+        .await
+        {
+            Ok(Requested::Nothing) => Ok(()),
+            Ok(Requested::Queued) if api => {
+                return crate::pages::json_response(
+                    StatusCode::ACCEPTED,
+                    serde_json::json!({ "queued": "abandon_compensated", "operator": who.name }),
+                );
+            }
+            Ok(Requested::Queued) => return see_other(&format!("/runs/{id}")),
+            Ok(Requested::Busy(state)) => Err((
+                StatusCode::CONFLICT,
+                format!(
+                    "a worker has run {id} or is about to (its queue entry is {}: its abandon was asked already, or it is being resumed); nothing was recorded",
+                    one_line(&state)
+                ),
+            )),
+            Err(R::Store(StoreError::NoSuchRun(_))) if store.run(&id).await.is_ok() => Err((
+                StatusCode::CONFLICT,
+                format!(
+                    "no worker ran run {id} (it was started with `runbook run` on a terminal): abandon it with its compensations there, `runbook abandon {id} --compensate`; nothing was recorded"
+                ),
+            )),
+            Err(r) => Err(abandon_refused(&app, &id, r)),
+        }
+    } else {
+        Ok(())
+    };
+    if let Err((status, text)) = requested {
+        return app.error(api, status, "abandon refused", &text);
+    }
     match runbook_exec::abandon::abandon(&store, request, &as_started, &as_now, &app.gate.engine_env()).await
     {
         Ok(done) if api => crate::pages::json_response(
@@ -673,38 +726,48 @@ async fn abandon(
         ),
         Ok(_) => see_other(&format!("/runs/{id}")),
         Err(r) => {
-            let (status, text) = match r {
-                R::Finished(ended) => (
-                    StatusCode::CONFLICT,
-                    format!(
-                        "run {id} has finished ({}); there is nothing to abandon; nothing was recorded",
-                        ended.as_str()
-                    ),
-                ),
-                R::Lock(lock) => {
-                    (StatusCode::CONFLICT, lock_words(&id, lock, ": stop it first, then abandon it"))
-                }
-                R::NoStart => {
-                    (StatusCode::CONFLICT, "the run has no `run_started` record; nothing was recorded".into())
-                }
-                R::Secrets(problems) => (
-                    StatusCode::BAD_REQUEST,
-                    format!(
-                        "{}; the console reads the run's secrets as the run does, to keep them out of the reason it journals, and `runbook serve` was not given the same sources; nothing was recorded",
-                        problems.join("; ")
-                    ),
-                ),
-                R::Interrupted(secret) => (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    format!("reading the secret `{secret}` was interrupted; nothing was recorded"),
-                ),
-                R::Store(StoreError::NoSuchRun(_)) => {
-                    (StatusCode::NOT_FOUND, format!("there is no run `{}`", one_line(&id)))
-                }
-                R::Store(e) => (StatusCode::SERVICE_UNAVAILABLE, app.gate.failed(&e)),
-            };
+            let (status, text) = abandon_refused(&app, &id, r);
             app.error(api, status, "abandon refused", &text)
         }
+    }
+}
+
+/// An abandon refused, in the console's words and status.
+fn abandon_refused(app: &App, id: &str, r: runbook_exec::abandon::Refusal) -> (StatusCode, String) {
+    use runbook_exec::abandon::Refusal as R;
+    match r {
+        R::Finished(ended) => (
+            StatusCode::CONFLICT,
+            format!(
+                "run {id} has finished ({}); there is nothing to abandon; nothing was recorded",
+                ended.as_str()
+            ),
+        ),
+        R::Lock(lock) => (StatusCode::CONFLICT, lock_words(id, lock, ": stop it first, then abandon it")),
+        R::NoStart => {
+            (StatusCode::CONFLICT, "the run has no `run_started` record; nothing was recorded".into())
+        }
+        R::Secrets(problems) => (
+            StatusCode::BAD_REQUEST,
+            format!(
+                "{}; the console reads the run's secrets as the run does, to keep them out of the reason it journals, and `runbook serve` was not given the same sources; nothing was recorded",
+                problems.join("; ")
+            ),
+        ),
+        R::Interrupted(secret) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("reading the secret `{secret}` was interrupted; nothing was recorded"),
+        ),
+        R::Store(StoreError::NoSuchRun(_)) => {
+            (StatusCode::NOT_FOUND, format!("there is no run `{}`", one_line(id)))
+        }
+        R::Store(e) => (StatusCode::SERVICE_UNAVAILABLE, app.gate.failed(&e)),
+        R::NoRunbook => (
+            StatusCode::CONFLICT,
+            format!(
+                "the runbook of run {id} cannot be read as it was when the run started, so its compensations cannot be known; nothing was recorded (restore the runbook files, same SHA-256)"
+            ),
+        ),
     }
 }
 
