@@ -1322,3 +1322,67 @@ fn audit_verify_cross_checks_the_rows_that_decide_a_schedule_with_its_journal() 
         );
     }
 }
+
+/// Red team adv18a S2 (promise 6): a schedule journal has an anchor kept elsewhere, as a
+/// run's has. `runbook audit schedule NAME` and `audit verify` print its last hash;
+/// `audit verify --schedule NAME --expect-hash HASH` is ok while a record of that hash is
+/// still in the chain (the journal grows after it), and BROKEN (exit 4) once the tail is cut
+/// below it with the head moved back and no row left to betray it, or the journal is gone.
+/// Failed before: there was no `--schedule` option (`--expect-hash` required a run id).
+#[test]
+fn a_schedule_journal_cut_below_a_kept_hash_is_detected() {
+    let dir = slow_fired_skipped_and_overdue();
+    let db = dir.path().join("st.db");
+    let state = db.display().to_string();
+    let host = dir.path().join("host").display().to_string();
+    let env = [("XDG_STATE_HOME", host.as_str())];
+    let rb = |args: &[&str]| run_in_with_env(dir.path(), args, &env);
+    let text = rb(&["audit", "schedule", "slow", "--state", &state]);
+    ok(&text, 0);
+    let kept = text
+        .stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("last hash "))
+        .expect("audit schedule prints the last hash")
+        .trim()
+        .to_string();
+    let verified = rb(&["audit", "verify", "--state", &state]);
+    ok(&verified, 0);
+    assert!(verified.stdout.contains(&format!("last hash {kept}")), "{}", verified.stdout);
+    ok(&rb(&["audit", "verify", "--schedule", "slow", "--expect-hash", &kept, "--state", &state]), 0);
+    // Cut the last record, its alert or fire row with it, and move the head back.
+    let copy = dir.path().join("cut.db");
+    sqlite_rows(&db, &format!("VACUUM INTO '{}'", copy.display()));
+    drop_triggers(&copy);
+    let last: Vec<String> =
+        sqlite_rows(&copy, "SELECT kind, due_ms FROM schedule_events ORDER BY seq DESC LIMIT 1");
+    let (kind, due) = last[0].split_once('|').expect("kind|due");
+    let row = match kind {
+        "overdue" => {
+            "DELETE FROM schedule_alerts WHERE reminder = (SELECT MAX(reminder) FROM schedule_alerts)"
+                .to_string()
+        }
+        _ => format!("DELETE FROM schedule_fires WHERE due_ms = {due}"),
+    };
+    sqlite_rows(
+        &copy,
+        &format!(
+            "{row}; DELETE FROM schedule_events WHERE seq = (SELECT MAX(seq) FROM schedule_events); \
+             UPDATE schedule_heads SET last_seq = (SELECT MAX(seq) FROM schedule_events), \
+             last_hash = (SELECT hash FROM schedule_events WHERE seq = (SELECT MAX(seq) FROM schedule_events))"
+        ),
+    );
+    let copy_state = copy.display().to_string();
+    ok(&rb(&["audit", "verify", "--state", &copy_state]), 0);
+    let cut = rb(&["audit", "verify", "--schedule", "slow", "--expect-hash", &kept, "--state", &copy_state]);
+    assert_eq!(cut.code, 4, "{}{}", cut.stdout, cut.stderr);
+    insta::assert_snapshot!("schedule_journal_cut_below_the_kept_hash", cut.stdout.replace(&kept, "HASH"));
+    // The whole journal and its rows gone: the anchor still names the schedule.
+    sqlite_rows(
+        &copy,
+        "DELETE FROM schedule_events; DELETE FROM schedule_heads; DELETE FROM schedule_fires; DELETE FROM schedule_alerts",
+    );
+    let gone = rb(&["audit", "verify", "--schedule", "slow", "--expect-hash", &kept, "--state", &copy_state]);
+    assert_eq!(gone.code, 4, "{}{}", gone.stdout, gone.stderr);
+    assert!(gone.stdout.contains("BROKEN schedule slow: "), "{}", gone.stdout);
+}

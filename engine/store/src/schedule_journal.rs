@@ -289,8 +289,13 @@ impl Store {
         Ok(record)
     }
 
-    /// Journal a fact about `schedule` that no other worker could also record: the outcome
-    /// of a notification this worker alone sends (its claim was the store's decision).
+    /// Journal the outcome of a notification this worker sent (`notified`, `notify_failed`),
+    /// in a transaction of its own, after the send. No claim stands behind it: an overdue
+    /// notice's outcome follows the `overdue` record whose claim the store gave this worker,
+    /// but a change notification (`about = "change"`, RB104) is sent and journaled by every
+    /// worker that finds the schedule's files changed, once per worker (red team adv18a S5;
+    /// the schedules page says so). A SIGKILL between the send and this record leaves the
+    /// outcome unrecorded (adv18a S3, not fixed yet: see ARCHITECTURE.md).
     pub async fn record_schedule_event(
         &self,
         schedule: &str,
