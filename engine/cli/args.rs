@@ -562,12 +562,18 @@ pub enum StateCommand {
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
     /// Recompute hash chains; exit 0 when intact, 4 naming the first bad record.
+    #[command(group(clap::ArgGroup::new("journal").args(["run_id", "schedule"])))]
     Verify {
         /// Only this run (default: every run).
         run_id: Option<String>,
-        /// The last hash printed at the end of the run, kept elsewhere: detects a cut journal.
-        #[arg(long, value_name = "HASH", requires = "run_id")]
+        /// The last hash printed at the end of the run (or by `audit schedule NAME`), kept
+        /// elsewhere: detects a cut journal.
+        #[arg(long, value_name = "HASH", requires = "journal")]
         expect_hash: Option<String>,
+        /// Only this schedule's journal (with `--expect-hash`: a hash `audit schedule NAME`
+        /// printed, which must still be in its chain).
+        #[arg(long, value_name = "NAME", conflicts_with = "run_id")]
+        schedule: Option<String>,
         #[command(flatten)]
         state: StateArg,
     },

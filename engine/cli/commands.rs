@@ -142,7 +142,11 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Show { run_id, follow, state } => history::show(&run_id, follow, state.state),
         Command::Logs { run_id, step, state } => history::logs(&run_id, step.as_deref(), state.state),
         Command::Audit(a) => match a.command {
-            Some(AuditCommand::Verify { run_id, expect_hash, state }) => {
+            Some(AuditCommand::Verify { run_id, expect_hash, schedule: Some(name), state }) => {
+                let _ = run_id; // clap refuses a run id beside `--schedule`
+                history::verify_schedule(&name, expect_hash.as_deref(), state.state)
+            }
+            Some(AuditCommand::Verify { run_id, expect_hash, schedule: None, state }) => {
                 history::verify(run_id.as_deref(), expect_hash.as_deref(), state.state)
             }
             Some(AuditCommand::Schedule { name, format, state }) => {

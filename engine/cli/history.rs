@@ -554,6 +554,44 @@ pub fn verify(run_id: Option<&str>, expect_hash: Option<&str>, state: Option<Str
     if broken > 0 { Err(CliError::JournalsBroken { count: broken }) } else { Ok(Exit::Success) }
 }
 
+/// `runbook audit verify --schedule NAME [--expect-hash HASH]`: one schedule's journal,
+/// cross-checked with its rows, and the hash kept elsewhere (red team adv18a S2): a schedule
+/// journal keeps growing, so the kept hash must still name a record of its chain; a journal
+/// cut below it, or deleted whole, no longer holds it.
+pub fn verify_schedule(name: &str, expect_hash: Option<&str>, state: Option<String>) -> CliResult {
+    let shown = runbook_core::shown::one_line(name);
+    let journals = with_store(state, async |s| s.schedule_journals(Some(name)).await)?;
+    let Some(j) = journals.first() else {
+        if expect_hash.is_some() {
+            outln!(
+                "BROKEN schedule {shown}: no journal in this store, and you kept a hash of one (it was deleted)"
+            );
+            return Err(CliError::JournalsBroken { count: 1 });
+        }
+        return Err(CliError::Invalid(
+            Message::new(format!("schedule `{shown}` has no journal in this store"))
+                .help("a schedule's journal starts when a worker (`runbook worker --schedules FILE`) first fires, skips or misses one of its due times"),
+        ));
+    };
+    let mut findings = j.findings();
+    let records = j.records.as_deref().unwrap_or_default();
+    if let Some(kept) = expect_hash.map(str::trim)
+        && findings.is_empty()
+        && !records.iter().any(|r| r.hash == kept)
+    {
+        findings.push("the hash you kept is not in its journal (records were cut or replaced)".to_string());
+    }
+    if findings.is_empty() {
+        let last = records.last().map_or("-", |r| r.hash.as_str());
+        outln!("ok schedule {shown}: {} records, last hash {last}", records.len());
+        return Ok(Exit::Success);
+    }
+    for f in &findings {
+        outln!("BROKEN schedule {shown}: {f}");
+    }
+    Err(CliError::JournalsBroken { count: 1 })
+}
+
 /// An output value on one line: text as it is, other values as compact JSON, cut at 80
 /// characters (an HTTP body or SQL rows can be long; `runbook audit` has them whole).
 pub fn brief(v: &serde_json::Value) -> String {
@@ -625,6 +663,15 @@ pub fn audit_schedule(name: &str, format: AuditFormat, state: Option<String>) ->
             ),
             AuditFormat::Text => outln!("{}", schedule_line(r)),
         }
+    }
+    if let (AuditFormat::Text, Some(last)) = (format, records.last()) {
+        // The anchor, kept elsewhere, detects a cut journal (red team adv18a S2).
+        crate::output::errln!(
+            "last hash {}\nkeep it elsewhere: `runbook audit verify --schedule {} --expect-hash {}` detects a journal cut below it",
+            last.hash,
+            runbook_core::shown::one_line(name),
+            last.hash
+        );
     }
     Ok(Exit::Success)
 }

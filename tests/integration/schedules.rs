@@ -1038,15 +1038,9 @@ fn sqlite_rows(state: &Path, sql: &str) -> Vec<String> {
     String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect()
 }
 
-/// Issue 17, point 1: a schedule's life is a hash-chained journal like a run's. A worker
-/// fires a due time (its run blocks), skips the next ones (`overlap = "skip"`) and notices
-/// the schedule overdue: each decision is one record of `runbook audit schedule NAME`, in
-/// the order the store took them, exactly one per row of `schedule_fires` and
-/// `schedule_alerts`. `runbook audit verify` verifies it, and detects a record edited,
-/// deleted, two swapped and the tail cut. Failed before: there was no schedule journal
-/// (`audit schedule` was not a command).
-#[test]
-fn a_schedule_s_decisions_are_journaled_chained_and_verified() {
+/// A folder whose store `st.db` holds schedule `slow`'s first fire (its run blocked), two or
+/// more skips and an overdue notice; the worker killed (SIGKILL), the run's gate opened.
+fn slow_fired_skipped_and_overdue() -> tempfile::TempDir {
     let dir = folder(
         "[schedule.slow]\nrunbook = \"slow.toml\"\ncron = \"* * * * * *\"\ntime-zone = \"UTC\"\noverlap = \"skip\"\nexpect-success-within = \"2s\"\n",
     );
@@ -1058,6 +1052,19 @@ fn a_schedule_s_decisions_are_journaled_chained_and_verified() {
     crate::support::kill9(worker.id());
     let _ = worker.wait();
     std::fs::write(&gate, "").expect("gate");
+    dir
+}
+
+/// Issue 17, point 1: a schedule's life is a hash-chained journal like a run's. A worker
+/// fires a due time (its run blocks), skips the next ones (`overlap = "skip"`) and notices
+/// the schedule overdue: each decision is one record of `runbook audit schedule NAME`, in
+/// the order the store took them, exactly one per row of `schedule_fires` and
+/// `schedule_alerts`. `runbook audit verify` verifies it, and detects a record edited,
+/// deleted, two swapped and the tail cut. Failed before: there was no schedule journal
+/// (`audit schedule` was not a command).
+#[test]
+fn a_schedule_s_decisions_are_journaled_chained_and_verified() {
+    let dir = slow_fired_skipped_and_overdue();
     let db = dir.path().join("st.db");
     let state = db.display().to_string();
     let host = dir.path().join("host").display().to_string();
@@ -1234,4 +1241,148 @@ fn journal_kinds(dir: &Path, name: &str) -> (Vec<String>, crate::support::Output
         .map(|r| r["kind"].as_str().unwrap_or_default().to_string())
         .collect();
     (kinds, out)
+}
+
+/// Every trigger of the SQLite store `db` dropped, as the file's owner can.
+fn drop_triggers(db: &Path) {
+    for name in sqlite_rows(db, "SELECT name FROM sqlite_master WHERE type = 'trigger'") {
+        sqlite_rows(db, &format!("DROP TRIGGER \"{name}\""));
+    }
+}
+
+/// Red team adv18a S1 and S2 (promise 6): the rows that decide a schedule
+/// (`schedule_fires`, `schedule_alerts`) are cross-checked by `runbook audit verify`
+/// against the schedule's journal, both ways: a row with no record (inserted by plain SQL, as
+/// a role with the book's grants can), a record whose row says something else (run, due
+/// time, kind), a `due_ms` column that is not the body's due time, a cut tail with its head
+/// moved back (its row remains), and a whole journal deleted (its rows remain) are each
+/// BROKEN, exit 4. Failed before: `audit verify` said `ok schedule slow` and exited 0 for
+/// each of them.
+#[test]
+fn audit_verify_cross_checks_the_rows_that_decide_a_schedule_with_its_journal() {
+    let dir = slow_fired_skipped_and_overdue();
+    let db = dir.path().join("st.db");
+    let host = dir.path().join("host").display().to_string();
+    let env = [("XDG_STATE_HOME", host.as_str())];
+    let rb = |args: &[&str]| run_in_with_env(dir.path(), args, &env);
+    let clean = rb(&["audit", "verify", "--state", &db.display().to_string()]);
+    ok(&clean, 0);
+    assert!(clean.stdout.contains("ok schedule slow: "), "{}", clean.stdout);
+
+    let future = "4102444800000"; // 2100-01-01
+    let cases = [
+        (
+            "a forged skipped fire",
+            format!("INSERT INTO schedule_fires (schedule, due_ms, outcome, run_id, note, fired_by, fired_at) VALUES ('slow', {future}, 'skipped', NULL, '', 'mallory', '2026-01-01T00:00:00Z')"),
+        ),
+        (
+            "a forged queued fire",
+            format!("INSERT INTO schedule_fires (schedule, due_ms, outcome, run_id, note, fired_by, fired_at) VALUES ('slow', {future}, 'queued', 'r-x', '', 'mallory', '2026-01-01T00:00:00Z')"),
+        ),
+        (
+            "a forged alert",
+            format!("INSERT INTO schedule_alerts (schedule, since_ms, reminder, sent_by, sent_at) VALUES ('slow', {future}, 0, 'mallory', '2026-01-01T00:00:00Z')"),
+        ),
+        (
+            "a forged back in time",
+            format!("INSERT INTO schedule_alerts (schedule, since_ms, reminder, sent_by, sent_at) VALUES ('slow', {future}, -1, 'mallory', '2026-01-01T00:00:00Z')"),
+        ),
+        ("a fire's run changed", "UPDATE schedule_fires SET run_id = 'r-other' WHERE outcome = 'queued'".to_string()),
+        (
+            "a skip turned into a queued fire",
+            "UPDATE schedule_fires SET outcome = 'queued', run_id = 'r-other' WHERE due_ms = (SELECT MIN(due_ms) FROM schedule_fires WHERE outcome = 'skipped')".to_string(),
+        ),
+        ("a fire's due time moved", "UPDATE schedule_fires SET due_ms = due_ms + 500 WHERE outcome = 'queued'".to_string()),
+        ("a record's due_ms column moved", "UPDATE schedule_events SET due_ms = due_ms + 1000 WHERE seq = 1".to_string()),
+        ("an alert's reminder changed", "UPDATE schedule_alerts SET reminder = reminder + 1".to_string()),
+        ("a fire moved to another schedule", "UPDATE schedule_fires SET schedule = 'other' WHERE outcome = 'queued'".to_string()),
+        (
+            "the tail cut and the head moved back",
+            "DELETE FROM schedule_events WHERE seq = (SELECT MAX(seq) FROM schedule_events); \
+             UPDATE schedule_heads SET last_seq = (SELECT MAX(seq) FROM schedule_events), \
+             last_hash = (SELECT hash FROM schedule_events WHERE seq = (SELECT MAX(seq) FROM schedule_events))"
+                .to_string(),
+        ),
+        ("the whole journal deleted", "DELETE FROM schedule_events; DELETE FROM schedule_heads".to_string()),
+    ];
+    for (what, sql) in cases {
+        let copy = dir.path().join("copy.db");
+        let _ = std::fs::remove_file(&copy);
+        sqlite_rows(&db, &format!("VACUUM INTO '{}'", copy.display()));
+        drop_triggers(&copy);
+        sqlite_rows(&copy, &sql);
+        let out = rb(&["audit", "verify", "--state", &copy.display().to_string()]);
+        assert_eq!(out.code, 4, "{what}: {}{}", out.stdout, out.stderr);
+        assert!(
+            out.stdout
+                .lines()
+                .any(|l| l.starts_with("BROKEN schedule slow: ") || l.starts_with("BROKEN schedule other: ")),
+            "{what}: {}",
+            out.stdout
+        );
+    }
+}
+
+/// Red team adv18a S2 (promise 6): a schedule journal has an anchor kept elsewhere, as a
+/// run's has. `runbook audit schedule NAME` and `audit verify` print its last hash;
+/// `audit verify --schedule NAME --expect-hash HASH` is ok while a record of that hash is
+/// still in the chain (the journal grows after it), and BROKEN (exit 4) once the tail is cut
+/// below it with the head moved back and no row left to betray it, or the journal is gone.
+/// Failed before: there was no `--schedule` option (`--expect-hash` required a run id).
+#[test]
+fn a_schedule_journal_cut_below_a_kept_hash_is_detected() {
+    let dir = slow_fired_skipped_and_overdue();
+    let db = dir.path().join("st.db");
+    let state = db.display().to_string();
+    let host = dir.path().join("host").display().to_string();
+    let env = [("XDG_STATE_HOME", host.as_str())];
+    let rb = |args: &[&str]| run_in_with_env(dir.path(), args, &env);
+    let text = rb(&["audit", "schedule", "slow", "--state", &state]);
+    ok(&text, 0);
+    let kept = text
+        .stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("last hash "))
+        .expect("audit schedule prints the last hash")
+        .trim()
+        .to_string();
+    let verified = rb(&["audit", "verify", "--state", &state]);
+    ok(&verified, 0);
+    assert!(verified.stdout.contains(&format!("last hash {kept}")), "{}", verified.stdout);
+    ok(&rb(&["audit", "verify", "--schedule", "slow", "--expect-hash", &kept, "--state", &state]), 0);
+    // Cut the last record, its alert or fire row with it, and move the head back.
+    let copy = dir.path().join("cut.db");
+    sqlite_rows(&db, &format!("VACUUM INTO '{}'", copy.display()));
+    drop_triggers(&copy);
+    let last: Vec<String> =
+        sqlite_rows(&copy, "SELECT kind, due_ms FROM schedule_events ORDER BY seq DESC LIMIT 1");
+    let (kind, due) = last[0].split_once('|').expect("kind|due");
+    let row = match kind {
+        "overdue" => {
+            "DELETE FROM schedule_alerts WHERE reminder = (SELECT MAX(reminder) FROM schedule_alerts)"
+                .to_string()
+        }
+        _ => format!("DELETE FROM schedule_fires WHERE due_ms = {due}"),
+    };
+    sqlite_rows(
+        &copy,
+        &format!(
+            "{row}; DELETE FROM schedule_events WHERE seq = (SELECT MAX(seq) FROM schedule_events); \
+             UPDATE schedule_heads SET last_seq = (SELECT MAX(seq) FROM schedule_events), \
+             last_hash = (SELECT hash FROM schedule_events WHERE seq = (SELECT MAX(seq) FROM schedule_events))"
+        ),
+    );
+    let copy_state = copy.display().to_string();
+    ok(&rb(&["audit", "verify", "--state", &copy_state]), 0);
+    let cut = rb(&["audit", "verify", "--schedule", "slow", "--expect-hash", &kept, "--state", &copy_state]);
+    assert_eq!(cut.code, 4, "{}{}", cut.stdout, cut.stderr);
+    insta::assert_snapshot!("schedule_journal_cut_below_the_kept_hash", cut.stdout.replace(&kept, "HASH"));
+    // The whole journal and its rows gone: the anchor still names the schedule.
+    sqlite_rows(
+        &copy,
+        "DELETE FROM schedule_events; DELETE FROM schedule_heads; DELETE FROM schedule_fires; DELETE FROM schedule_alerts",
+    );
+    let gone = rb(&["audit", "verify", "--schedule", "slow", "--expect-hash", &kept, "--state", &copy_state]);
+    assert_eq!(gone.code, 4, "{}{}", gone.stdout, gone.stderr);
+    assert!(gone.stdout.contains("BROKEN schedule slow: "), "{}", gone.stdout);
 }

@@ -796,3 +796,86 @@ fn an_overdue_schedule_is_notified_exactly_once_across_two_workers() {
         assert!(!o.stdout.contains("/hook") && !o.stderr.contains("/hook"), "{o:?}");
     }
 }
+
+/// Red team adv18a S1 and S2 on PostgreSQL (promise 6): a role with exactly the book's
+/// grants (`SELECT, INSERT` on `schedule_fires` and `schedule_alerts`) inserts rows for
+/// future due times and an overdue period, with no journal record: `runbook audit verify`
+/// reports the schedule BROKEN and exits 4. The schema owner then cuts the journal's tail
+/// (its triggers disabled, the head moved back): BROKEN too, the cut record's row remains.
+/// Failed before: `ok schedule tick` and exit 0 for both.
+#[test]
+fn audit_verify_finds_schedule_rows_no_journal_record_stands_for_on_postgres() {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    let team = Team::new("[runbook]\nname = \"tick\"\n[steps.a]\nrun = \"true\"\n");
+    std::fs::create_dir(team.path().join(".git")).expect("repo");
+    std::fs::write(
+        team.path().join("s.toml"),
+        "[schedule.tick]\nrunbook = \"r.toml\"\ncron = \"* * * * * *\"\ntime-zone = \"UTC\"\n",
+    )
+    .expect("schedules");
+    let worker =
+        team.spawn(&["worker", "--schedules", "s.toml"], "runner", &[("RUNBOOK_TEST_SCHEDULE_SECONDS", "1")]);
+    let count = |sql: &str| team.pg.psql("postgres", sql).trim().parse::<i64>().unwrap_or(0);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while count("SELECT COUNT(*) FROM schedule_fires") < 3 {
+        assert!(Instant::now() < deadline, "no schedule fired");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    kill(Pid::from_raw(worker.id() as i32), Signal::SIGTERM).expect("SIGTERM");
+    let _ = wait(worker);
+    let clean = team.cmd(&["audit", "verify"], "ana");
+    ok(&clean, 0);
+    assert!(clean.stdout.contains("ok schedule tick: "), "{}", clean.stdout);
+
+    // The book's grants for an operator's role (book/src/user-guide/team-mode.md).
+    team.pg.psql(
+        "postgres",
+        "CREATE ROLE ben LOGIN; GRANT SELECT, INSERT ON schedule_fires, schedule_alerts, schedule_events TO ben; \
+         GRANT SELECT, INSERT, UPDATE ON schedule_heads TO ben",
+    );
+    team.pg.psql(
+        "postgres",
+        "SET ROLE ben; INSERT INTO schedule_fires (schedule, due_ms, outcome, run_id, note, fired_by, fired_at) \
+         SELECT 'tick', 4102444800000 + g * 1000, 'skipped', NULL, '', 'mallory', '2026-01-01T00:00:00Z' FROM generate_series(1, 5) g",
+    );
+    let forged = team.cmd(&["audit", "verify"], "ana");
+    assert_eq!(forged.code, 4, "{}{}", forged.stdout, forged.stderr);
+    assert_eq!(
+        forged.stdout.lines().filter(|l| l.starts_with("BROKEN schedule tick: schedule_fires: ")).count(),
+        5,
+        "{}",
+        forged.stdout
+    );
+    team.pg.psql(
+        "postgres",
+        "ALTER TABLE schedule_fires DISABLE TRIGGER ALL; DELETE FROM schedule_fires WHERE fired_by = 'mallory'; \
+         ALTER TABLE schedule_fires ENABLE TRIGGER ALL",
+    );
+    team.pg.psql(
+        "postgres",
+        "SET ROLE ben; INSERT INTO schedule_alerts (schedule, since_ms, reminder, sent_by, sent_at) \
+         VALUES ('tick', 4102444800000, 0, 'mallory', '2026-01-01T00:00:00Z')",
+    );
+    let alert = team.cmd(&["audit", "verify"], "ana");
+    assert_eq!(alert.code, 4, "{}{}", alert.stdout, alert.stderr);
+    assert!(alert.stdout.contains("BROKEN schedule tick: schedule_alerts: "), "{}", alert.stdout);
+    team.pg.psql(
+        "postgres",
+        "ALTER TABLE schedule_alerts DISABLE TRIGGER ALL; DELETE FROM schedule_alerts WHERE sent_by = 'mallory'; \
+         ALTER TABLE schedule_alerts ENABLE TRIGGER ALL",
+    );
+    ok(&team.cmd(&["audit", "verify"], "ana"), 0);
+
+    // The schema owner cuts the tail and moves the head back.
+    team.pg.psql(
+        "postgres",
+        "ALTER TABLE schedule_events DISABLE TRIGGER ALL; ALTER TABLE schedule_heads DISABLE TRIGGER ALL; \
+         DELETE FROM schedule_events WHERE seq = (SELECT MAX(seq) FROM schedule_events); \
+         UPDATE schedule_heads SET last_seq = (SELECT MAX(seq) FROM schedule_events), \
+         last_hash = (SELECT hash FROM schedule_events WHERE seq = (SELECT MAX(seq) FROM schedule_events))",
+    );
+    let cut = team.cmd(&["audit", "verify"], "ana");
+    assert_eq!(cut.code, 4, "{}{}", cut.stdout, cut.stderr);
+    assert!(cut.stdout.contains("BROKEN schedule tick: schedule_fires: "), "{}", cut.stdout);
+}

@@ -40,7 +40,7 @@ mod schedule_journal;
 mod tokens;
 use append::{Chained, bind_event, insert_events_sql, update_head_sql};
 pub use listing::{RunFilter, RunList, listed_statuses};
-pub use schedule_journal::ScheduleJournal;
+pub use schedule_journal::{FireRow, ScheduleJournal};
 pub use tokens::ConsoleToken;
 
 /// Events written by one `INSERT` statement at most: 9 bound values each, far below

@@ -50,6 +50,37 @@ pub struct ScheduleJournal {
     pub records: std::result::Result<Vec<ScheduleRecord>, String>,
     /// The `kind` column beside each record's body, in order.
     pub kinds: Vec<String>,
+    /// The `due_ms` column beside each record's body, in order.
+    pub due_ms: Vec<Option<i64>>,
+    /// The schedule's rows of `schedule_fires`, by due time.
+    pub fires: Vec<FireRow>,
+    /// The schedule's rows of `schedule_alerts`: (since_ms, reminder), -1 for back in time.
+    pub alerts: Vec<(i64, i64)>,
+}
+
+/// One row of `schedule_fires`, as `audit verify` compares it with the journal.
+#[derive(Debug, Clone)]
+pub struct FireRow {
+    /// The due time, milliseconds since the epoch.
+    pub due_ms: i64,
+    /// `queued` or `skipped`.
+    pub outcome: String,
+    /// The run queued.
+    pub run_id: Option<String>,
+    /// Why it was skipped.
+    pub note: String,
+}
+
+/// A fire row's decision, as the record it must have: its kind and, for a skip, its reason.
+fn expected_kind(f: &FireRow) -> Option<(&'static str, Option<SkipReason>)> {
+    match (f.outcome.as_str(), &f.run_id) {
+        ("queued", Some(_)) => Some(("fired", None)),
+        ("skipped", None) => match not_fired(String::new(), &f.note, "") {
+            ScheduleEvent::Skipped { reason, .. } => Some(("skipped", Some(reason))),
+            other => Some((other.kind(), None)),
+        },
+        _ => None,
+    }
 }
 
 impl ScheduleJournal {
@@ -74,6 +105,7 @@ impl ScheduleJournal {
                 )),
             Some(_) => {}
         }
+        out.extend(self.cross_check(records));
         for (r, kind) in records.iter().zip(&self.kinds) {
             if r.event.kind() != kind {
                 out.push(format!(
@@ -81,6 +113,110 @@ impl ScheduleJournal {
                     r.seq,
                     r.event.kind()
                 ));
+            }
+        }
+        out
+    }
+}
+
+impl ScheduleJournal {
+    /// The rows that decide the schedule (`schedule_fires`, `schedule_alerts`) against its
+    /// records, both ways (red team adv18a S1, S2): each row has exactly one record of the
+    /// same due time (or overdue period and reminder), kind and run, and each record its row;
+    /// the `due_ms` column beside a record is its body's due time. Findings quote numbers,
+    /// times and kinds only, never a row's free text (a forged row's text is the forger's).
+    fn cross_check(&self, records: &[ScheduleRecord]) -> Vec<String> {
+        use runbook_core::schedule::due_text;
+        use std::collections::BTreeMap;
+        let mut out = Vec::new();
+        let mut fire_records: BTreeMap<i64, Vec<&ScheduleRecord>> = BTreeMap::new();
+        let mut alert_records: BTreeMap<(String, i64), Vec<&ScheduleRecord>> = BTreeMap::new();
+        for (i, r) in records.iter().enumerate() {
+            match &r.event {
+                ScheduleEvent::Fired { due, .. }
+                | ScheduleEvent::Skipped { due, .. }
+                | ScheduleEvent::Missed { due, .. } => match self.due_ms.get(i).copied().flatten() {
+                    Some(ms) if due_text(ms) == *due => fire_records.entry(ms).or_default().push(r),
+                    Some(ms) => out.push(format!(
+                        "record {}: schedule_events.due_ms says due time {}, its body says {}",
+                        r.seq,
+                        due_text(ms),
+                        runbook_core::shown::one_line(due)
+                    )),
+                    None => out
+                        .push(format!("record {}: schedule_events.due_ms is empty beside a due time", r.seq)),
+                },
+                ScheduleEvent::Overdue { since, reminder, .. } => {
+                    alert_records.entry((since.clone(), *reminder)).or_default().push(r);
+                }
+                ScheduleEvent::BackInTime { overdue_since, .. } => {
+                    alert_records.entry((overdue_since.clone(), -1)).or_default().push(r);
+                }
+                ScheduleEvent::Notified { .. } | ScheduleEvent::NotifyFailed { .. } => {}
+            }
+        }
+        for f in &self.fires {
+            let due = due_text(f.due_ms);
+            let Some(found) = fire_records.remove(&f.due_ms) else {
+                out.push(format!(
+                    "schedule_fires: the row of due time {due} ({}) has no journal record",
+                    if f.outcome == "queued" { "queued" } else { "not fired" }
+                ));
+                continue;
+            };
+            if found.len() > 1 {
+                let seqs: Vec<String> = found.iter().map(|r| r.seq.to_string()).collect();
+                out.push(format!(
+                    "schedule_fires: due time {due} has {} journal records ({})",
+                    found.len(),
+                    seqs.join(", ")
+                ));
+            }
+            let r = found[0];
+            let reason = match &r.event {
+                ScheduleEvent::Skipped { reason, .. } => Some(*reason),
+                _ => None,
+            };
+            match expected_kind(f) {
+                None => out.push(format!("schedule_fires: the row of due time {due} is neither queued with a run nor skipped without one")),
+                Some((kind, want)) if kind != r.event.kind() || want != reason => out.push(format!(
+                    "record {}: it says `{}`{}, its schedule_fires row says `{kind}`{}",
+                    r.seq,
+                    r.event.kind(),
+                    reason.map(|x| format!(" ({})", x.as_str())).unwrap_or_default(),
+                    want.map(|x| format!(" ({})", x.as_str())).unwrap_or_default()
+                )),
+                Some(_) => {}
+            }
+            if let ScheduleEvent::Fired { run_id, .. } = &r.event
+                && f.run_id.as_deref() != Some(run_id.as_str())
+            {
+                out.push(format!("record {}: its schedule_fires row names another run", r.seq));
+            }
+        }
+        for rs in fire_records.values() {
+            for r in rs {
+                out.push(format!("record {}: its due time has no row in schedule_fires", r.seq));
+            }
+        }
+        for (since_ms, reminder) in &self.alerts {
+            let since = due_text(*since_ms);
+            let what =
+                if *reminder < 0 { "back in time".to_string() } else { format!("overdue notice {reminder}") };
+            match alert_records.remove(&(since.clone(), *reminder)) {
+                None => out.push(format!(
+                    "schedule_alerts: the row of the {what} since {since} has no journal record"
+                )),
+                Some(rs) if rs.len() > 1 => out.push(format!(
+                    "schedule_alerts: the {what} since {since} has {} journal records",
+                    rs.len()
+                )),
+                Some(_) => {}
+            }
+        }
+        for rs in alert_records.values() {
+            for r in rs {
+                out.push(format!("record {}: it has no row in schedule_alerts", r.seq));
             }
         }
         out
@@ -153,8 +289,13 @@ impl Store {
         Ok(record)
     }
 
-    /// Journal a fact about `schedule` that no other worker could also record: the outcome
-    /// of a notification this worker alone sends (its claim was the store's decision).
+    /// Journal the outcome of a notification this worker sent (`notified`, `notify_failed`),
+    /// in a transaction of its own, after the send. No claim stands behind it: an overdue
+    /// notice's outcome follows the `overdue` record whose claim the store gave this worker,
+    /// but a change notification (`about = "change"`, RB104) is sent and journaled by every
+    /// worker that finds the schedule's files changed, once per worker (red team adv18a S5;
+    /// the schedules page says so). A SIGKILL between the send and this record leaves the
+    /// outcome unrecorded (adv18a S3, not fixed yet: see ARCHITECTURE.md).
     pub async fn record_schedule_event(
         &self,
         schedule: &str,
@@ -242,6 +383,8 @@ impl Store {
         let names = sqlx::query(
             "SELECT schedule FROM schedule_heads WHERE (CAST($1 AS TEXT) IS NULL OR schedule = $1) \
              UNION SELECT DISTINCT schedule FROM schedule_events WHERE (CAST($1 AS TEXT) IS NULL OR schedule = $1) \
+             UNION SELECT DISTINCT schedule FROM schedule_fires WHERE (CAST($1 AS TEXT) IS NULL OR schedule = $1) \
+             UNION SELECT DISTINCT schedule FROM schedule_alerts WHERE (CAST($1 AS TEXT) IS NULL OR schedule = $1) \
              ORDER BY 1",
         )
         .bind(only)
@@ -257,17 +400,19 @@ impl Store {
                 .map(|r| -> Result<(i64, Option<String>)> { Ok((r.try_get(0)?, r.try_get(1)?)) })
                 .transpose()?;
             let rows = sqlx::query(
-                "SELECT seq, ts, kind, body, prev_hash, hash, db_role FROM schedule_events \
+                "SELECT seq, ts, kind, body, prev_hash, hash, db_role, due_ms FROM schedule_events \
                  WHERE schedule = $1 ORDER BY seq",
             )
             .bind(&schedule)
             .fetch_all(&mut *tx)
             .await?;
             let mut kinds = Vec::with_capacity(rows.len());
+            let mut due_ms = Vec::with_capacity(rows.len());
             let mut records = Ok(Vec::with_capacity(rows.len()));
             for row in &rows {
                 let seq: i64 = row.try_get(0)?;
                 kinds.push(row.try_get::<String, _>(2)?);
+                due_ms.push(row.try_get::<Option<i64>, _>(7)?);
                 let body: String = row.try_get(3)?;
                 let event = serde_json::from_str::<ScheduleEvent>(&body);
                 match (&mut records, event) {
@@ -284,7 +429,27 @@ impl Store {
                     (Err(_), _) => {}
                 }
             }
-            out.push(ScheduleJournal { schedule, head, records, kinds });
+            let fires = sqlx::query(
+                "SELECT due_ms, outcome, run_id, note FROM schedule_fires WHERE schedule = $1 ORDER BY due_ms",
+            )
+            .bind(&schedule)
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|r| -> Result<FireRow> {
+                Ok(FireRow { due_ms: r.try_get(0)?, outcome: r.try_get(1)?, run_id: r.try_get(2)?, note: r.try_get(3)? })
+            })
+            .collect::<Result<Vec<_>>>()?;
+            let alerts = sqlx::query(
+                "SELECT since_ms, reminder FROM schedule_alerts WHERE schedule = $1 ORDER BY since_ms, reminder",
+            )
+            .bind(&schedule)
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|r| -> Result<(i64, i64)> { Ok((r.try_get(0)?, r.try_get(1)?)) })
+            .collect::<Result<Vec<_>>>()?;
+            out.push(ScheduleJournal { schedule, head, records, kinds, due_ms, fires, alerts });
         }
         tx.rollback().await?;
         Ok(out)
