@@ -716,7 +716,7 @@ pub fn compensate(args: ResumeArgs) -> CliResult {
             .iter()
             .rev()
             .filter(|id| {
-                prepared.runbook.step(id).is_some_and(|s| prepared.runbook.undoes(s))
+                prepared.runbook.find_step(id).is_some_and(|s| prepared.runbook.undoes(s))
                     && resume.state.steps.get(id.as_str()).is_none_or(|s| !s.compensation.is_done())
             })
             .map(String::as_str)
