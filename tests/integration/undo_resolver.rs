@@ -144,6 +144,21 @@ fn resume_is_refused_after_a_failure_under_compensate_in_an_include_of_any_shape
             out.stderr
         );
         assert_eq!(place.read("trace"), before, "{unit:?} {wrap:?} depth {depth}: nothing ran");
+        // F6: `compensate` undoes everything that completed, most recent first, once each:
+        // the included runbook left in doubt first (its `a`), then the `pre` steps above it.
+        let out = place.cmd(&["compensate", &run, "--yes"], &[]);
+        ok(&out, 1);
+        let again = place.cmd(&["compensate", &run, "--yes"], &[]);
+        let undo: Vec<String> =
+            place.read("trace").lines().filter(|l| l.starts_with("undo")).map(str::to_string).collect();
+        let want: &[&str] =
+            if depth == 1 { &["undo-a", "undo-top"] } else { &["undo-a", "undo-mid", "undo-top"] };
+        assert_eq!(
+            undo, want,
+            "{unit:?} {wrap:?} depth {depth}: {}{}{}",
+            out.stdout, out.stderr, again.stderr
+        );
+        assert!(!place.read("trace").contains("after"));
     }
 }
 
@@ -216,5 +231,37 @@ fn a_failed_for_each_include_instance_one_level_down_is_undone_not_resumed() {
         "{}",
         out.stderr
     );
-    assert!(!place.read("trace").contains("after"));
+    let out = place.cmd(&["compensate", &run, "--yes"], &[]);
+    let trace = place.read("trace");
+    assert_eq!(trace.matches("undo-pre").count(), 1, "{trace}\n{}{}", out.stdout, out.stderr);
+    assert!(!trace.contains("after"), "{trace}");
+}
+
+/// F6: an include (plain, or a for-each instance) left in doubt by SIGKILL after a nested
+/// step with a `compensate` succeeded: `compensate` undoes that nested step, then the
+/// steps before the include, most recent first, once each (a second `compensate` does
+/// nothing more).
+#[test]
+fn compensate_undoes_the_completed_nested_steps_of_an_include_left_in_doubt() {
+    for wrap in [Wrap::Plain, Wrap::Each] {
+        let place = Scratch::new(&wrapper("top", wrap, "leaf.toml"));
+        let leaf = "[runbook]\nname = \"leaf\"\n[params.region]\ntype = \"string\"\ndefault = \"r\"\n\
+                    [steps.a]\nrun = \"echo a >> trace\"\ncompensate = { run = \"echo undo-a >> trace\" }\n\
+                    [steps.slow]\nneeds = [\"a\"]\nrun = \"echo slow >> trace; kill -9 $PPID; sleep 5\"\n";
+        std::fs::write(place.path().join("leaf.toml"), leaf).expect("leaf");
+        assert_ne!(place.run(&["--yes"], &[]).code, 0);
+        let run = place.latest_run();
+        let out = place.cmd(&["compensate", &run, "--yes"], &[]);
+        ok(&out, 1);
+        let again = place.cmd(&["compensate", &run, "--yes"], &[]);
+        let undo: Vec<String> =
+            place.read("trace").lines().filter(|l| l.starts_with("undo")).map(str::to_string).collect();
+        assert_eq!(undo, ["undo-a", "undo-top"], "{wrap:?}: {}{}{}", out.stdout, out.stderr, again.stderr);
+        let inc = if matches!(wrap, Wrap::Plain) { "deploy" } else { "deploy[eu]" };
+        assert!(
+            out.stderr.contains(&format!("left as they are: {inc}/slow\n")),
+            "the include itself is undone, not left: {}",
+            out.stderr
+        );
+    }
 }
