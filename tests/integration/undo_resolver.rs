@@ -265,3 +265,25 @@ fn compensate_undoes_the_completed_nested_steps_of_an_include_left_in_doubt() {
         );
     }
 }
+
+/// F7: an include that failed and stopped (`on-failure = "stop"` inside and on it) leaves
+/// its succeeded nested `pre`; `compensate` does not undo it and says so, naming it (it
+/// said "no succeeded step with a `compensate` is left", which was false).
+#[test]
+fn compensate_names_the_succeeded_steps_left_inside_an_include_that_stopped() {
+    let place = Scratch::new(
+        "[runbook]\nname = \"w\"\n[params.regions]\ntype = \"list\"\ndefault = [\"eu\"]\n\
+         [steps.deploy]\nfor-each = \"regions\"\non-failure = \"stop\"\n\
+         runbook = { file = \"child.toml\", params = { region = \"{{ item }}\" } }\n",
+    );
+    let child = "[runbook]\nname = \"c\"\n[params.region]\ntype = \"string\"\n\
+                 [steps.pre]\nrun = \"echo pre >> trace\"\ncompensate = { run = \"echo undo-pre >> trace\" }\n\
+                 [steps.bad]\nneeds = [\"pre\"]\non-failure = \"stop\"\nrun = \"exit 1\"\n";
+    std::fs::write(place.path().join("child.toml"), child).expect("child");
+    ok(&place.run(&["--yes"], &[]), 1);
+    let run = place.latest_run();
+    let out = place.cmd(&["compensate", &run, "--yes"], &[]);
+    ok(&out, 0);
+    assert!(!out.stderr.contains("no succeeded step with a `compensate` is left"), "{}", out.stderr);
+    insta::assert_snapshot!(out.stderr.replace(&run, "RUN"));
+}
