@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use runbook_core::journal::{RunEvent, RunStatus};
-use runbook_core::model::{ParamValue, Runbook};
+use runbook_core::journal::{RunEvent, RunStatus, StepStatus};
+use runbook_core::model::{Action, ParamValue, Runbook};
 use runbook_exec::dispatch::{self, Dispatcher, ExecError, Outcome, Report, RunOptions};
 use runbook_exec::process::Stream;
 use runbook_exec::secrets;
@@ -710,15 +710,23 @@ fn with_existing_store(args: &ResumeArgs, f: impl AsyncFnOnce(&Store, &Location)
 pub fn compensate(args: ResumeArgs) -> CliResult {
     with_existing_store(&args, async |store, location| {
         let (prepared, resume) = prepare_resume(store, location, &args, true).await?;
-        let undo: Vec<&str> = resume
-            .state
-            .completed
-            .iter()
-            .rev()
-            .filter(|id| {
-                prepared.runbook.step(id).is_some_and(|s| prepared.runbook.undoes(s))
+        // An included runbook left in doubt is undone first (its completed nested steps),
+        // as the dispatcher does (`machine::compensations`); then what completed.
+        let in_doubt_includes = resume.state.order.iter().rev().filter(|id| {
+            !id.contains('/')
+                && resume.state.steps.get(id.as_str()).is_some_and(|s| s.status == StepStatus::Started)
+                && prepared
+                    .runbook
+                    .find_step(id)
+                    .is_some_and(|s| matches!(s.action, Action::Runbook(_)) && prepared.runbook.undoes(s))
+        });
+        let undo: Vec<&str> = in_doubt_includes
+            .chain(resume.state.completed.iter().rev().filter(|id| {
+                // Top-level steps: a nested one is undone through its `runbook` step.
+                !id.contains('/')
+                    && prepared.runbook.find_step(id).is_some_and(|s| prepared.runbook.undoes(s))
                     && resume.state.steps.get(id.as_str()).is_none_or(|s| !s.compensation.is_done())
-            })
+            }))
             .map(String::as_str)
             .collect();
         // An engine that died while compensating may have undone everything and still
@@ -733,6 +741,26 @@ pub fn compensate(args: ResumeArgs) -> CliResult {
             resume.state.status,
             Some(RunStatus::Running | RunStatus::Interrupted | RunStatus::NeedsOperator)
         ) && prepared.runbook.undid_itself(&resume.state.scoped(""));
+        // Succeeded nested steps with a `compensate` of an included runbook that failed
+        // and stopped (it did not undo itself): not undone here (red team adv18b F7), and
+        // named, so "nothing to compensate" is never said of them.
+        let left_inside: Vec<&str> = resume
+            .state
+            .completed
+            .iter()
+            .filter(|id| id.contains('/'))
+            .filter(|id| prepared.runbook.find_step(id).is_some_and(|s| s.compensate.is_some()))
+            .filter(|id| resume.state.steps.get(id.as_str()).is_none_or(|s| !s.compensation.is_done()))
+            .map(String::as_str)
+            .collect();
+        if undo.is_empty() && !unfinished && !left_inside.is_empty() {
+            crate::output::errln!(
+                "nothing to compensate in run {}: the succeeded steps with a `compensate` that are left ({}) are inside included runbooks that failed and stopped without undoing themselves, which `runbook compensate` does not undo",
+                args.run_id,
+                left_inside.join(", ")
+            );
+            return Ok(Exit::Success);
+        }
         if undo.is_empty() && !unfinished {
             crate::output::errln!(
                 "nothing to compensate in run {}: no succeeded step with a `compensate` is left to undo",

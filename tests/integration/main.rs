@@ -99,4 +99,5 @@ mod support;
 mod team;
 mod text_plan_lines;
 mod tie;
+mod undo_resolver;
 mod world;

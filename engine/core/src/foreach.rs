@@ -265,7 +265,7 @@ mod tests {
                 let want: Vec<String> = if i >= 3 { vec![format!("a[h{}]", i - 3)] } else { Vec::new() };
                 assert_eq!(s.needs.iter().map(|x| x.to_string()).collect::<Vec<_>>(), want);
             }
-            let b = expanded.step("b").expect("b");
+            let b = expanded.find_step("b").expect("b");
             let ids: Vec<String> = a.iter().map(|s| s.id.to_string()).collect();
             assert_eq!(
                 b.needs.iter().map(|x| x.to_string()).collect::<Vec<_>>(),
@@ -287,7 +287,7 @@ mod tests {
             let rb = runbook(LATER);
             let expanded = expand(&rb, &hosts(n));
             assert_eq!(dangling_need(&expanded), None);
-            let b = expanded.step("b").expect("b");
+            let b = expanded.find_step("b").expect("b");
             let want: Vec<String> =
                 if n == 0 { vec!["a".into()] } else { (0..n).map(|i| format!("a[h{i}]")).collect() };
             assert_eq!(b.needs.iter().map(|x| x.to_string()).collect::<Vec<_>>(), want);

@@ -961,6 +961,9 @@ pub fn assess_resume(
             .in_doubt()
             .into_iter()
             .filter(|s| !is_finally(s) && !doubt_with_undo.contains(s))
+            // An included runbook in doubt is not left as it is: its completed nested steps
+            // are undone (`machine::compensations`); its own units in doubt are named here.
+            .filter(|s| !runbook.find_step(s).is_some_and(|st| matches!(st.action, Action::Runbook(_))))
             .map(str::to_string)
             .collect();
         if !doubt.is_empty() {

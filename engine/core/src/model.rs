@@ -639,8 +639,11 @@ pub struct Runbook {
 }
 
 impl Runbook {
-    /// A main or finally step by id.
-    pub fn step(&self, id: &str) -> Option<&Step> {
+    /// A main or finally step by its declared id, exactly. Private: a journaled id (an
+    /// instance `x[h2]`, a nested `deploy[eu]/x[h2]`) is resolved by [`Runbook::find_step`]
+    /// alone, which understands instances at every level (ARCHITECTURE.md, "One resolver
+    /// for journaled ids").
+    fn declared(&self, id: &str) -> Option<&Step> {
         self.steps.iter().chain(self.finally.iter()).find(|s| s.id.as_str() == id)
     }
 
@@ -679,9 +682,9 @@ impl Runbook {
     /// Step `id`, or the `for-each` step whose instance `id` (`STEP[ELEMENT]`) is, in a
     /// runbook as written.
     fn step_or_for_each(&self, id: &str) -> Option<&Step> {
-        self.step(id).or_else(|| {
+        self.declared(id).or_else(|| {
             let base = id.strip_suffix(']')?.split_once('[')?.0;
-            self.step(base).filter(|s| s.for_each.is_some())
+            self.declared(base).filter(|s| s.for_each.is_some())
         })
     }
 
@@ -710,7 +713,7 @@ impl Runbook {
         state.steps.iter().any(|(id, s)| {
             s.compensation != CompensationStatus::None
                 || (s.status == StepStatus::Failed
-                    && self.step(id).is_some_and(|st| st.on_failure == OnFailure::Compensate))
+                    && self.find_step(id).is_some_and(|st| st.on_failure == OnFailure::Compensate))
         })
     }
 

@@ -256,7 +256,7 @@ pub fn build(records: &[Record], runbook: Option<&Runbook>, drill: bool) -> Repo
             return md(id);
         }
         runbook
-            .and_then(|rb| rb.step(id))
+            .and_then(|rb| rb.find_step(id))
             .and_then(|s| s.title.as_ref())
             .map(|t| {
                 let uses_outputs = t.text.contains("steps.") || t.text.contains("steps[");

@@ -480,6 +480,18 @@ pub enum Compensate {
 /// compensation is not done (skipping those without one). Up to the first in doubt.
 pub fn compensations(runbook: &Runbook, facts: &RunState) -> Vec<Compensate> {
     let mut out = Vec::new();
+    // An included runbook left in doubt (its step started and has no end record: the
+    // engine died inside it) holds the most recent work: the nested steps its journal
+    // records as completed are undone first, by undoing it (what is in doubt inside it is
+    // decided as any unit in doubt). Red team adv18b F6.
+    for id in facts.order.iter().rev() {
+        if facts.steps.get(id).is_some_and(|s| s.status == StepStatus::Started)
+            && let Some(idx) = runbook.steps.iter().position(|s| s.id.as_str() == id)
+            && matches!(runbook.steps[idx].action, Action::Runbook(_))
+        {
+            out.push(Compensate::Include(idx));
+        }
+    }
     for id in facts.completed.iter().rev() {
         let past = facts.steps.get(id);
         if past.is_some_and(|s| s.compensation.is_done()) {

@@ -113,7 +113,8 @@ impl Dispatcher<'_> {
         with_secrets: bool,
     ) -> serde_json::Value {
         let mut json = self.context_json(status, with_secrets);
-        let Some((item, step)) = self.runbook.step(id).and_then(|s| s.item.as_ref().map(|i| (i, s))) else {
+        let Some((item, step)) = self.runbook.find_step(id).and_then(|s| s.item.as_ref().map(|i| (i, s)))
+        else {
             return json;
         };
         if let Some(map) = json.as_object_mut() {
