@@ -85,6 +85,7 @@ mod run;
 mod run_folder;
 mod runbook_list;
 mod runs_filters;
+mod runtime_lists;
 mod schedules;
 mod schema;
 mod secret_files;
