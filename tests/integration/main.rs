@@ -54,6 +54,7 @@ mod fxrev2_limits;
 mod history;
 mod holder;
 mod hostile;
+mod identity_chars;
 mod identity_help;
 mod include;
 mod include_bytes;
