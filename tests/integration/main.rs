@@ -77,6 +77,7 @@ mod preflight;
 mod prompt_text;
 mod prompts;
 mod pty;
+mod raw_controls;
 mod read_only_preconditions;
 mod report_facts;
 mod resume;

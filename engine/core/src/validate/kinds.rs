@@ -230,14 +230,6 @@ impl Validator<'_> {
             None => 1,
         };
         let approvers = r.approvers.clone().unwrap_or_default();
-        // Approvers are identities: the rule `--as` and the console follow (adv18b F4).
-        for name in &approvers {
-            if let Some(problem) = crate::journal::identity_problem(name) {
-                self.err(Code::InvalidValue, a.span, format!("`approvers` of {what}: {problem}")).help =
-                    Some("an approver is named as `--as NAME` names an operator: visible characters and single spaces".into());
-                ok = false;
-            }
-        }
         if !approvers.is_empty() && (min_approvals as usize) > approvers.len() {
             let span = r.min_approvals.as_ref().map(|m| m.span).unwrap_or(a.span);
             self.err(
