@@ -116,22 +116,26 @@ pub fn human(diagnostics: &[Diagnostic], color: bool) -> String {
         } else {
             Shown { text: String::new(), moved: Vec::new() }
         };
+        // The message, labels and location are one line each (red team adv18a S4: a quoted
+        // TOML key with CR/LF printed a forged "ok" line in the first line of a diagnostic);
+        // the help stays indented under it, its line breaks kept.
+        let one_line = runbook_core::shown::one_line;
         let safe = Diagnostic {
-            message: terminal(&d.message),
-            label: d.label.as_deref().map(terminal),
+            message: one_line(&d.message),
+            label: d.label.as_deref().map(one_line),
             help: d.help.as_deref().map(terminal),
             span: shown.span(d.span),
             related: d
                 .related
                 .iter()
                 .map(|l| runbook_core::diagnostic::Label {
-                    message: terminal(&l.message),
+                    message: one_line(&l.message),
                     span: shown.span(l.span),
                 })
                 .collect(),
             ..d.clone()
         };
-        let location = terminal(&d.location());
+        let location = one_line(&d.location());
         let d = &safe;
         let report = Report { d, source: NamedSource::new(terminal(&d.source.path), shown.text), snippet };
         // The first line is greppable on its own: `path:line:col: error[RB022]: message`.

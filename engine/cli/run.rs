@@ -1105,7 +1105,9 @@ fn print_reports(mut rx: mpsc::UnboundedReceiver<Report>, json: bool, live: bool
                 Stream::Stdout => format!("{step} | {text}"),
                 Stream::Stderr => format!("{step} ! {text}"),
             },
-            Report::Notice(text) => format!("note: {text}"),
+            // A note is one line (red team adv18b F8: an `enum` value's LF in the
+            // "waits for approval" command printed a line of its own).
+            Report::Notice(text) => format!("note: {}", runbook_core::shown::one_line(&text)),
             Report::RetryScheduled { step, delay } => {
                 format!(
                     "  {step}: retrying in {}",

@@ -219,6 +219,101 @@ pub fn check_size(runbook: &Runbook, params: &BTreeMap<String, ParamValue>) -> O
     )
 }
 
+/// The parameters of `runbook` whose values decide how many instances its `for-each` steps
+/// have, at any depth: those a `for-each` step names, and those an include's `params` read
+/// (`params.X`) in the value of such a parameter of the runbook it includes (red team
+/// adv18b F1). Their values must be known when planning ([`run_time_read`]). Memoised per
+/// file, so a tree of includes is walked once per file it holds.
+pub fn list_sources(runbook: &Runbook) -> std::collections::BTreeSet<String> {
+    fn walk(
+        rb: &Runbook,
+        memo: &mut BTreeMap<String, std::collections::BTreeSet<String>>,
+    ) -> std::collections::BTreeSet<String> {
+        if let Some(known) = memo.get(&rb.source.path) {
+            return known.clone();
+        }
+        // A cycle of includes is refused by validation; this entry ends one all the same.
+        memo.insert(rb.source.path.clone(), std::collections::BTreeSet::new());
+        let mut out = std::collections::BTreeSet::new();
+        for step in rb.steps.iter().chain(&rb.finally) {
+            if let Some(fe) = &step.for_each {
+                out.insert(fe.param.clone());
+            }
+            let crate::model::Action::Runbook(inc) = &step.action else { continue };
+            let Some(child) = rb.includes.get(inc.child) else { continue };
+            let below = walk(child, memo);
+            for (k, v) in &inc.params {
+                if below.contains(k) {
+                    out.extend(param_reads(v));
+                }
+            }
+        }
+        memo.insert(rb.source.path.clone(), out.clone());
+        out
+    }
+    walk(runbook, &mut BTreeMap::new())
+}
+
+/// Every template path a JSON value's string leaves read; a template that does not compile
+/// reads `?` (validation refused it already).
+fn reads(value: &serde_json::Value, out: &mut Vec<String>) {
+    match value {
+        serde_json::Value::String(s) => match crate::template::analyse(s, crate::template::Mode::Plain) {
+            Ok(vars) => out.extend(vars),
+            Err(_) => out.push("?".into()),
+        },
+        serde_json::Value::Array(a) => a.iter().for_each(|x| reads(x, out)),
+        serde_json::Value::Object(o) => o.values().for_each(|x| reads(x, out)),
+        _ => {}
+    }
+}
+
+/// The parameters (`params.X`) a value reads.
+fn param_reads(value: &serde_json::Value) -> Vec<String> {
+    let mut all = Vec::new();
+    reads(value, &mut all);
+    all.iter()
+        .filter_map(|path| {
+            path.strip_prefix("params.").map(|rest| rest.split('.').next().unwrap_or(rest).to_string())
+        })
+        .collect()
+}
+
+/// The first thing a value passed to an included runbook's parameter reads that is not
+/// known when planning: anything but the parameters of the runbook that passes it, the
+/// element of a `for-each` include (`item`, `item_index`) and the template functions. A
+/// step output, an approval input, a secret, `run.*` are known only when the run gets there.
+pub fn run_time_read(value: &serde_json::Value) -> Option<String> {
+    let mut all = Vec::new();
+    reads(value, &mut all);
+    all.into_iter().find(|path| {
+        let root = path.split(['.', '[']).next().unwrap_or(path);
+        !matches!(root, "params" | "item" | "item_index" | "range" | "dict" | "namespace")
+    })
+}
+
+/// The first of an include's `params` (name, what it reads) that decides a `for-each` list
+/// of `child` ([`list_sources`]) and reads a run-time value ([`run_time_read`]).
+pub fn run_time_binding(child: &Runbook, params: &[(String, serde_json::Value)]) -> Option<(String, String)> {
+    let lists = list_sources(child);
+    params
+        .iter()
+        .filter(|(k, _)| lists.contains(k))
+        .find_map(|(k, v)| run_time_read(v).map(|r| (k.clone(), r)))
+}
+
+/// RB128's message and hint: the value passed to `param` of `file` reads `read`.
+pub fn run_time_list_problem(param: &str, file: &str, read: &str) -> (String, String) {
+    (
+        format!(
+            "parameter `{param}` of runbook `{file}` decides the instances of a `for-each` step, and this value reads `{read}`, which is known only when the run gets there"
+        ),
+        format!(
+            "a reviewed plan names every instance that will run, so a `for-each` list must be known when planning: pass a literal list (`{param} = [\"a\", \"b\"]`), or a value read from this runbook's own parameters (given with `-p` to the top runbook)"
+        ),
+    )
+}
+
 /// The template context of one instance ([`crate::template::Context::with_item`]).
 pub fn item_context(base: &crate::template::Context, step: &Step) -> Option<crate::template::Context> {
     let item = step.item.as_ref()?;

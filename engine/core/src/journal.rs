@@ -683,9 +683,12 @@ pub fn identity_problem(name: &str) -> Option<String> {
     }
     // Only the plain space separates words: a tab or a line break would let a name print a
     // line of its own on a terminal (red team, issue 13).
+    // The one predicate of identifier-like values (`shown::unnameable`, as for `for-each`
+    // elements) first: it adds unassigned and private-use code points (red team adv18b F4).
     let bad = name.chars().find(|&c| {
         c != ' '
-            && (c.is_control()
+            && (crate::shown::unnameable(c)
+                || c.is_control()
                 || c.is_whitespace()
                 || matches!(u32::from(c),
                     0x00AD | 0x034F | 0x061C | 0x115F..=0x1160 | 0x17B4..=0x17B5 | 0x180B..=0x180F
@@ -695,7 +698,7 @@ pub fn identity_problem(name: &str) -> Option<String> {
                     | 0x1DC0..=0x1DFF | 0x20D0..=0x20FF | 0xFE20..=0xFE2F))
     })?;
     Some(format!(
-        "`{}` is not a valid identity: it holds U+{:04X}, a character that is invisible, a control or a combining mark",
+        "`{}` is not a valid identity: it holds U+{:04X}, a character that is invisible, a control, a combining mark, private-use or unassigned",
         name.escape_default(),
         u32::from(bad)
     ))

@@ -848,6 +848,18 @@ impl Planner<'_> {
         let span = inc.span;
         let rendered: BTreeMap<String, Value> =
             inc.params.iter().map(|(k, v)| (k.clone(), self.render_json(v, span))).collect();
+        // Validation refuses a `for-each` list known only at run time (RB128); planning
+        // one would show instances that never run (red team adv18b F1), so never.
+        if let Some((k, read)) = crate::foreach::run_time_binding(child, &inc.params) {
+            let (message, help) = crate::foreach::run_time_list_problem(&k, &inc.file, &read);
+            self.diags
+                .push(Diagnostic::error(Code::ForEachRunTime, self.source(), span, message).with_help(help));
+            return PlanCommand::Runbook {
+                file: inc.file.clone(),
+                params: rendered,
+                plan: Box::new(empty_plan(child)),
+            };
+        }
         let child_params = match params::for_include(child, &rendered) {
             Ok(p) => p,
             Err(problems) => {

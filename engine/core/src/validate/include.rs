@@ -233,6 +233,7 @@ impl Validator<'_> {
         let mut params = Vec::new();
         let mut ok = true;
         let given = r.params.clone().unwrap_or_default();
+        let lists = crate::foreach::list_sources(&child);
         for (k, v) in &given {
             match child.param(k) {
                 None => {
@@ -267,7 +268,17 @@ impl Validator<'_> {
                             ok = false;
                         }
                     }
-                    params.push((k.clone(), self.json_templates(v, place, base, false)));
+                    let json = self.json_templates(v, place, base, false);
+                    if lists.contains(k)
+                        && let Some(read) = crate::foreach::run_time_read(&json)
+                    {
+                        let (message, help) = crate::foreach::run_time_list_problem(k, &r.file.value, &read);
+                        let d = self.err(Code::ForEachRunTime, v.span, message);
+                        d.set_label("not known when planning");
+                        d.help = Some(help);
+                        ok = false;
+                    }
+                    params.push((k.clone(), json));
                 }
             }
         }

@@ -100,6 +100,13 @@ impl<'a> Dispatcher<'a> {
         inc: &runbook_core::model::IncludeSpec,
         child: &Runbook,
     ) -> Result<BTreeMap<String, ParamValue>, Vec<String>> {
+        // Never a `for-each` expanded from a run-time value: validation refuses one
+        // (RB128), so meeting one here is an engine bug, and the include does not start.
+        if let Some((k, read)) = runbook_core::foreach::run_time_binding(child, &inc.params) {
+            return Err(vec![format!(
+                "internal error: parameter `{k}` of the included runbook decides a `for-each` list and reads `{read}`, known only at run time (RB128 refuses this when checking)"
+            )]);
+        }
         let ctx = self.context_for(id, None);
         let rendered: BTreeMap<String, serde_json::Value> = inc
             .params
