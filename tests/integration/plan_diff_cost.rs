@@ -59,3 +59,98 @@ fn many_wholly_changed_texts_share_one_line_diff_budget() {
         }
     }
 }
+
+/// The plan `runbook plan -o` writes for a one-step runbook, as text without its closing `}`:
+/// a head that more top-level keys can follow.
+fn head(dir: &Path) -> String {
+    std::fs::write(dir.join("r.toml"), "[runbook]\nname = \"p\"\n\n[steps.a]\nrun = \"echo hi\"\n")
+        .expect("write");
+    let out = bounded(dir, &["plan", "r.toml", "-o", "base.json"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let base = std::fs::read_to_string(dir.join("base.json")).expect("plan");
+    base.trim_end().strip_suffix('}').expect("a JSON object").to_string()
+}
+
+/// `head` and `"KEY": {"k0": V, "k1": V, ...}` with `n` one-digit values.
+fn padded(head: &str, key: &str, n: usize, v: u8) -> String {
+    let mut doc = String::with_capacity(head.len() + n * 12 + 32);
+    doc.push_str(head);
+    doc.push_str(&format!(",\n  \"{key}\": {{"));
+    for i in 0..n {
+        if i > 0 {
+            doc.push(',');
+        }
+        doc.push_str(&format!("\"k{i}\":{v}"));
+    }
+    doc.push_str("}\n}\n");
+    doc
+}
+
+/// Red team adv18b F5: a plan file holding a key no plan has (`"x"`, a million tiny values,
+/// 12 MB) was walked leaf by leaf (380 MB resident, 72 MB of output). A plan document holds
+/// only the keys `runbook plan -o` writes: any other top-level key is refused with RB123 by
+/// `plan --diff` and `run --plan`, named, found while the values are counted, before any is
+/// built: within about ten times the files' size in memory.
+#[test]
+fn a_plan_file_with_a_key_no_plan_has_is_refused_before_it_is_built() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = dir.path();
+    let head = head(p);
+    for (name, v) in [("old.json", 0), ("new.json", 1)] {
+        std::fs::write(p.join(name), padded(&head, "x", 1_000_000, v)).expect("write");
+    }
+    let input = std::fs::metadata(p.join("old.json")).expect("old").len();
+    assert!(input > 10_000_000, "the red team's shape: {input} bytes");
+    for args in [
+        vec!["plan", "--diff", "old.json", "new.json"],
+        vec!["plan", "--diff", "base.json", "new.json"],
+        vec!["run", "--plan", "new.json", "--yes", "--state", "s.db"],
+    ] {
+        let out = bounded_kib(p, &args, 10 * 2 * input / 1024 + BASELINE_KIB);
+        assert_eq!(out.code, 3, "{args:?}: {}", out.stderr);
+        assert!(out.stderr.contains("RB123"), "{args:?}: {}", out.stderr);
+        assert!(out.stderr.contains("top-level key `x`"), "{args:?}: {}", out.stderr);
+        assert!(out.stdout.is_empty(), "{args:?}: nothing compared: {}", out.stdout);
+    }
+    assert!(!p.join("s.db").exists(), "nothing ran");
+    // The message, as a user reads it: a key a tool added, named, escaped.
+    let mut doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(p.join("base.json")).expect("plan")).expect("json");
+    doc["reviewed_by\u{202e}"] = "ana".into();
+    std::fs::write(p.join("pinned.json"), serde_json::to_string_pretty(&doc).expect("json")).expect("write");
+    let out = bounded(p, &["run", "--plan", "pinned.json", "--yes", "--state", "s.db"]);
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    insta::assert_snapshot!(out.stderr);
+}
+
+/// The address space (KiB) the binary takes before it reads a plan file (its code, libraries
+/// and threads' stacks): what [`bounded_kib`] adds to a bound proportional to the input.
+const BASELINE_KIB: u64 = 200_000;
+
+/// A plan whose known keys hold a million changed values (`params`, 14 MB) showed 43 MB of
+/// changes. The changes shown have a byte budget: past it they are counted, not built, the
+/// output says how many are not shown, and it stays within a small multiple of the input.
+#[test]
+fn a_million_changed_values_show_a_bounded_diff() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = dir.path();
+    head(p);
+    let base = std::fs::read_to_string(p.join("base.json")).expect("plan");
+    for (name, v) in [("old.json", 0), ("new.json", 1)] {
+        let mut doc: serde_json::Value = serde_json::from_str(&base).expect("json");
+        doc["params"] = (0..1_000_000).map(|i| (format!("k{i}"), serde_json::Value::from(v))).collect();
+        std::fs::write(p.join(name), serde_json::to_string(&doc).expect("json")).expect("write");
+    }
+    let input = std::fs::metadata(p.join("old.json")).expect("old").len();
+    for format in ["text", "json"] {
+        let out = bounded(p, &["plan", "--diff", "old.json", "new.json", "--format", format]);
+        assert_eq!(out.code, 1, "{format}: {}", out.stderr);
+        assert!(out.stdout.contains("more change(s) are not shown"), "{format}: no summary note");
+        assert!(
+            out.stdout.contains("params.k0") || out.stdout.contains("params.k1"),
+            "{format}: the first are shown"
+        );
+        let shown = out.stdout.len() as u64;
+        assert!(shown <= 2 * input, "{format}: {shown} bytes of output for {input} bytes of plan");
+    }
+}

@@ -213,10 +213,16 @@ pub const MAX_PLAN_VALUES: usize = 4_000_000;
 /// are counted by a first pass that builds nothing (serde's visitor over the borrowed text),
 /// so memory stays a small multiple of the file whatever it holds (adv17b F5). The error says
 /// why in a sentence (with line and column), RB122 for too many values.
+///
+/// The same pass checks the top-level keys: a key no plan document has ([`PLAN_KEYS`]) is
+/// refused with RB123 once the values are counted, before any is built (red team adv18b F5:
+/// a million tiny values under an unknown key were walked leaf by leaf, 380 MB for 12 MB).
 pub fn parse_document(text: &str) -> Result<Value, NotAPlan> {
     let count = std::cell::Cell::new(0usize);
+    let unknown = std::cell::RefCell::new(None);
     let mut de = serde_json::Deserializer::from_str(text);
-    if let Err(e) = serde::de::DeserializeSeed::deserialize(Count(&count), &mut de).and_then(|()| de.end()) {
+    let top = Top { count: &count, unknown: &unknown };
+    if let Err(e) = serde::de::DeserializeSeed::deserialize(top, &mut de).and_then(|()| de.end()) {
         if count.get() > MAX_PLAN_VALUES {
             return Err(NotAPlan(format!(
                 "it holds more than {MAX_PLAN_VALUES} values ({}; line {}, column {}): a plan of 10,000 steps holds about 1,000,000",
@@ -227,7 +233,96 @@ pub fn parse_document(text: &str) -> Result<Value, NotAPlan> {
         }
         return Err(NotAPlan(e.to_string()));
     }
+    if let Some(key) = unknown.into_inner() {
+        return Err(NotAPlan(format!(
+            "it has a top-level key {key} that no plan document has ({}): a plan holds only {}; give the file `runbook plan -o` wrote",
+            crate::diagnostic::Code::PlanKeys,
+            PLAN_KEYS.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
+        )));
+    }
     serde_json::from_str(text).map_err(|e| NotAPlan(e.to_string()))
+}
+
+/// The top-level keys of a plan document: the fields of [`Plan`] (a test checks that they
+/// are exactly the keys `plan -o` writes). Within a `format_version` fields are only added,
+/// by the engine that writes and reads them; a plan document with any other key was not
+/// written by `runbook plan -o` and is refused (RB123).
+pub const PLAN_KEYS: &[&str] = &[
+    "format_version",
+    "engine",
+    "runbook",
+    "params",
+    "secrets",
+    "files",
+    "reads",
+    "preconditions",
+    "waves",
+    "steps",
+    "finally",
+    "escalations",
+    "critical_path",
+];
+
+/// The most bytes of an unknown key an RB123 error shows.
+const KEY_SHOWN: usize = 64;
+
+/// [`Count`] for the whole document, which also remembers the first top-level key not in
+/// [`PLAN_KEYS`] (as shown: quoted, escaped, cut to [`KEY_SHOWN`] bytes).
+struct Top<'a> {
+    count: &'a std::cell::Cell<usize>,
+    unknown: &'a std::cell::RefCell<Option<String>>,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for Top<'_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Top<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<(), E> {
+        Count(self.count).one()
+    }
+    fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<(), E> {
+        Count(self.count).one()
+    }
+    fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<(), E> {
+        Count(self.count).one()
+    }
+    fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<(), E> {
+        Count(self.count).one()
+    }
+    fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<(), E> {
+        Count(self.count).one()
+    }
+    fn visit_unit<E: serde::de::Error>(self) -> Result<(), E> {
+        Count(self.count).one()
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<(), A::Error> {
+        serde::de::Visitor::visit_seq(Count(self.count), seq)
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let counter = Count(self.count);
+        counter.one()?;
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            counter.one()?;
+            if !PLAN_KEYS.contains(&key.as_ref()) && self.unknown.borrow().is_none() {
+                let mut cut = KEY_SHOWN.min(key.len());
+                while !key.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                let more = if cut < key.len() { "..." } else { "" };
+                *self.unknown.borrow_mut() = Some(format!("`{}{more}`", crate::shown::one_line(&key[..cut])));
+            }
+            map.next_value_seed(Count(self.count))?;
+        }
+        Ok(())
+    }
 }
 
 /// Counts the values of a JSON document without building them, failing past
@@ -923,7 +1018,10 @@ impl Budget {
 
     /// Keeps `c` if the bytes it shows fit, else counts it.
     fn push(&mut self, out: &mut Vec<FieldChange>, c: FieldChange) {
-        let size = c.field.len()
+        // What any change costs to show besides its path and values (`{"field":...}`, `→`).
+        const EACH: usize = 32;
+        let size = EACH
+            + c.field.len()
             + c.unified.as_ref().map_or(0, String::len)
             + c.old.as_ref().map_or(0, value_bytes)
             + c.new.as_ref().map_or(0, value_bytes);
@@ -2050,6 +2148,21 @@ mod tests {
             unified("a\nb\nc\n", "a\nB\nc\n", &mut Budget::new()),
             "@@ -1,3 +1,3 @@\n a\n-b\n+B\n c\n"
         );
+    }
+
+    /// The keys a plan file may have are exactly the keys `plan -o` writes: a field added to
+    /// [`Plan`] fails here until [`PLAN_KEYS`] names it (else RB123 would refuse new plans).
+    #[test]
+    fn plan_keys_are_the_fields_of_the_plan() {
+        let d = doc(BASE);
+        let written: BTreeSet<&str> = d.as_object().expect("object").keys().map(String::as_str).collect();
+        let known: BTreeSet<&str> = PLAN_KEYS.iter().copied().collect();
+        assert_eq!(written, known);
+        let text = serde_json::to_string(&d).expect("json");
+        assert!(parse_document(&text).is_ok());
+        let extra = format!("{},\"x\\u202e\":{{\"a\":1}}}}", text.strip_suffix('}').expect("an object"));
+        let e = parse_document(&extra).expect_err("refused");
+        assert!(e.0.contains("top-level key `x\\u{202e}` that no plan document has (RB123)"), "{}", e.0);
     }
 
     /// Red team adv18b F2: the line diffs of one document share one budget of differing
