@@ -220,8 +220,9 @@ pub const MAX_PLAN_VALUES: usize = 4_000_000;
 pub fn parse_document(text: &str) -> Result<Value, NotAPlan> {
     let count = std::cell::Cell::new(0usize);
     let unknown = std::cell::RefCell::new(None);
+    let versioned = std::cell::Cell::new(false);
     let mut de = serde_json::Deserializer::from_str(text);
-    let top = Top { count: &count, unknown: &unknown };
+    let top = Top { count: &count, unknown: &unknown, versioned: &versioned };
     if let Err(e) = serde::de::DeserializeSeed::deserialize(top, &mut de).and_then(|()| de.end()) {
         if count.get() > MAX_PLAN_VALUES {
             return Err(NotAPlan(format!(
@@ -234,6 +235,10 @@ pub fn parse_document(text: &str) -> Result<Value, NotAPlan> {
         return Err(NotAPlan(e.to_string()));
     }
     if let Some(key) = unknown.into_inner() {
+        // A JSON object that is no plan at all is said as `read_document` says it.
+        if !versioned.get() {
+            return Err(NotAPlan("it has no `format_version` (not a plan document)".into()));
+        }
         return Err(NotAPlan(format!(
             "it has a top-level key {key} that no plan document has ({}): a plan holds only {}; give the file `runbook plan -o` wrote",
             crate::diagnostic::Code::PlanKeys,
@@ -271,6 +276,8 @@ const KEY_SHOWN: usize = 64;
 struct Top<'a> {
     count: &'a std::cell::Cell<usize>,
     unknown: &'a std::cell::RefCell<Option<String>>,
+    /// Whether the document has a `format_version` key.
+    versioned: &'a std::cell::Cell<bool>,
 }
 
 impl<'de> serde::de::DeserializeSeed<'de> for Top<'_> {
@@ -311,6 +318,9 @@ impl<'de> serde::de::Visitor<'de> for Top<'_> {
         counter.one()?;
         while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
             counter.one()?;
+            if key == "format_version" {
+                self.versioned.set(true);
+            }
             if !PLAN_KEYS.contains(&key.as_ref()) && self.unknown.borrow().is_none() {
                 let mut cut = KEY_SHOWN.min(key.len());
                 while !key.is_char_boundary(cut) {
