@@ -59,9 +59,10 @@ fn there_are_enough_invalid_fixtures_and_every_code_is_covered() {
     // RB104 is a worker's refusal of a changed file, RB105 needs 1,001 schedules:
     // tests/integration/schedules.rs.
     // RB122 refuses a plan file (JSON), not a runbook: tests/integration/plan_size.rs.
+    // RB123 refuses a plan file's unknown top-level key: tests/integration/plan_diff_cost.rs.
     let elsewhere = [
         "RB000", "RB046", "RB070", "RB071", "RB072", "RB081", "RB090", "RB104", "RB105", "RB119", "RB120",
-        "RB121", "RB122",
+        "RB121", "RB122", "RB123",
     ];
     for code in runbook_core::Code::ALL {
         let c = code.as_str();

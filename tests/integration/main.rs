@@ -67,6 +67,7 @@ mod peers;
 mod pinning;
 mod plan;
 mod plan_diff;
+mod plan_diff_cost;
 mod plan_diff_faithful;
 mod plan_formats;
 mod plan_html;

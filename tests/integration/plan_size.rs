@@ -389,7 +389,12 @@ const PLAN_FILE_MEMORY_KIB: u64 = 1_200_000;
 
 /// `runbook ARGS` in `dir` under [`PLAN_FILE_MEMORY_KIB`]: its output.
 fn bounded(dir: &Path, args: &[&str]) -> crate::support::Output {
-    let script = format!("ulimit -v {PLAN_FILE_MEMORY_KIB}; exec '{}' \"$@\"", bin());
+    bounded_kib(dir, args, PLAN_FILE_MEMORY_KIB)
+}
+
+/// `runbook ARGS` in `dir` under `kib` KiB of address space (`ulimit -v`): its output.
+pub(crate) fn bounded_kib(dir: &Path, args: &[&str], kib: u64) -> crate::support::Output {
+    let script = format!("ulimit -v {kib}; exec '{}' \"$@\"", bin());
     let mut argv = vec!["-c", script.as_str(), "runbook"];
     argv.extend_from_slice(args);
     Command::new("bash")

@@ -191,6 +191,7 @@ codes! {
     NewName = "120", "new-name", "`runbook new NAME`: NAME is not a runbook name (it names the runbook and its files).";
     NewExists = "121", "new-exists", "`runbook new NAME`: a file it would write exists already; nothing was written.";
     PlanValues = "122", "plan-values", "A plan file (`run --plan`, `plan --diff`) holds more JSON values than a plan of the largest runbook would.";
+    PlanKeys = "123", "plan-keys", "A plan file (`run --plan`, `plan --diff`) has a top-level key that no plan document has.";
     ForEachRunTime = "128", "for-each-run-time", "An include passes a value known only at run time (a step output, an approval input, a secret) to a parameter that decides the instances of a `for-each` step, at any depth.";
 }
 

@@ -213,10 +213,17 @@ pub const MAX_PLAN_VALUES: usize = 4_000_000;
 /// are counted by a first pass that builds nothing (serde's visitor over the borrowed text),
 /// so memory stays a small multiple of the file whatever it holds (adv17b F5). The error says
 /// why in a sentence (with line and column), RB122 for too many values.
+///
+/// The same pass checks the top-level keys: a key no plan document has ([`PLAN_KEYS`]) is
+/// refused with RB123 once the values are counted, before any is built (red team adv18b F5:
+/// a million tiny values under an unknown key were walked leaf by leaf, 380 MB for 12 MB).
 pub fn parse_document(text: &str) -> Result<Value, NotAPlan> {
     let count = std::cell::Cell::new(0usize);
+    let unknown = std::cell::RefCell::new(None);
+    let versioned = std::cell::Cell::new(false);
     let mut de = serde_json::Deserializer::from_str(text);
-    if let Err(e) = serde::de::DeserializeSeed::deserialize(Count(&count), &mut de).and_then(|()| de.end()) {
+    let top = Top { count: &count, unknown: &unknown, versioned: &versioned };
+    if let Err(e) = serde::de::DeserializeSeed::deserialize(top, &mut de).and_then(|()| de.end()) {
         if count.get() > MAX_PLAN_VALUES {
             return Err(NotAPlan(format!(
                 "it holds more than {MAX_PLAN_VALUES} values ({}; line {}, column {}): a plan of 10,000 steps holds about 1,000,000",
@@ -227,7 +234,105 @@ pub fn parse_document(text: &str) -> Result<Value, NotAPlan> {
         }
         return Err(NotAPlan(e.to_string()));
     }
+    if let Some(key) = unknown.into_inner() {
+        // A JSON object that is no plan at all is said as `read_document` says it.
+        if !versioned.get() {
+            return Err(NotAPlan("it has no `format_version` (not a plan document)".into()));
+        }
+        return Err(NotAPlan(format!(
+            "it has a top-level key {key} that no plan document has ({}): a plan holds only {}; give the file `runbook plan -o` wrote",
+            crate::diagnostic::Code::PlanKeys,
+            PLAN_KEYS.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
+        )));
+    }
     serde_json::from_str(text).map_err(|e| NotAPlan(e.to_string()))
+}
+
+/// The top-level keys of a plan document: the fields of [`Plan`] (a test checks that they
+/// are exactly the keys `plan -o` writes). Within a `format_version` fields are only added,
+/// by the engine that writes and reads them; a plan document with any other key was not
+/// written by `runbook plan -o` and is refused (RB123).
+pub const PLAN_KEYS: &[&str] = &[
+    "format_version",
+    "engine",
+    "runbook",
+    "params",
+    "secrets",
+    "files",
+    "reads",
+    "preconditions",
+    "waves",
+    "steps",
+    "finally",
+    "escalations",
+    "critical_path",
+];
+
+/// The most bytes of an unknown key an RB123 error shows.
+const KEY_SHOWN: usize = 64;
+
+/// [`Count`] for the whole document, which also remembers the first top-level key not in
+/// [`PLAN_KEYS`] (as shown: quoted, escaped, cut to [`KEY_SHOWN`] bytes).
+struct Top<'a> {
+    count: &'a std::cell::Cell<usize>,
+    unknown: &'a std::cell::RefCell<Option<String>>,
+    /// Whether the document has a `format_version` key.
+    versioned: &'a std::cell::Cell<bool>,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for Top<'_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Top<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<(), E> {
+        Count(self.count).one()
+    }
+    fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<(), E> {
+        Count(self.count).one()
+    }
+    fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<(), E> {
+        Count(self.count).one()
+    }
+    fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<(), E> {
+        Count(self.count).one()
+    }
+    fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<(), E> {
+        Count(self.count).one()
+    }
+    fn visit_unit<E: serde::de::Error>(self) -> Result<(), E> {
+        Count(self.count).one()
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<(), A::Error> {
+        serde::de::Visitor::visit_seq(Count(self.count), seq)
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let counter = Count(self.count);
+        counter.one()?;
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            counter.one()?;
+            if key == "format_version" {
+                self.versioned.set(true);
+            }
+            if !PLAN_KEYS.contains(&key.as_ref()) && self.unknown.borrow().is_none() {
+                let mut cut = KEY_SHOWN.min(key.len());
+                while !key.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                let more = if cut < key.len() { "..." } else { "" };
+                *self.unknown.borrow_mut() = Some(format!("`{}{more}`", crate::shown::one_line(&key[..cut])));
+            }
+            map.next_value_seed(Count(self.count))?;
+        }
+        Ok(())
+    }
 }
 
 /// Counts the values of a JSON document without building them, failing past
@@ -384,6 +489,7 @@ pub fn diff_owned(mut old: Value, mut new: Value) -> Result<PlanDiff, NotAPlan> 
     let (old, new) = (&old, &new);
     let name = |v: &Value| v.pointer("/runbook/name").and_then(Value::as_str).map(str::to_string);
     let mut fields = Vec::new();
+    let mut budget = Budget::new();
     let (Some(o), Some(n)) = (old.as_object(), new.as_object()) else {
         return Err(NotAPlan("it is not a JSON object".into()));
     };
@@ -392,17 +498,18 @@ pub fn diff_owned(mut old: Value, mut new: Value) -> Result<PlanDiff, NotAPlan> 
         if IGNORED_TOP.iter().any(|(f, _)| f == k) {
             continue;
         }
-        field(k, o.get(k), n.get(k), &mut fields);
+        field(k, o.get(k), n.get(k), &mut fields, &mut budget);
     }
+    let steps = steps(old, new, &mut budget);
     let risks_markdown = risks(&risk_facts(&old_plan), &risk_facts(&new_plan), &old_plan, &new_plan);
     Ok(PlanDiff {
         diff_version: DIFF_VERSION,
         runbook: Names { old: name(old), new: name(new) },
-        notes: Vec::new(),
+        notes: budget.notes(),
         risks: risks_markdown.iter().map(|m| plain(m)).collect(),
         risks_markdown,
         fields,
-        steps: steps(old, new),
+        steps,
         sources: Vec::new(),
     })
 }
@@ -496,6 +603,7 @@ pub fn procedure_parts(old_text: &str, new_text: &str) -> Vec<(String, String)> 
         }
     }
     let mut out = Vec::new();
+    let mut budget = Budget::new();
     for (part, (o, n)) in parts {
         if o == n {
             continue;
@@ -510,7 +618,7 @@ pub fn procedure_parts(old_text: &str, new_text: &str) -> Vec<(String, String)> 
                 }
             }
         };
-        let u = unified(&as_toml(&o), &as_toml(&n));
+        let u = unified(&as_toml(&o), &as_toml(&n), &mut budget);
         out.push((part, u));
     }
     out
@@ -568,7 +676,7 @@ fn command_text(s: &Value) -> String {
     }
 }
 
-fn steps(old: &Value, new: &Value) -> Vec<StepChange> {
+fn steps(old: &Value, new: &Value, bg: &mut Budget) -> Vec<StepChange> {
     let olds = all_steps(old);
     let news = all_steps(new);
     let old_ids: BTreeMap<&str, usize> = olds.iter().enumerate().map(|(i, (_, s))| (id_of(s), i)).collect();
@@ -590,7 +698,7 @@ fn steps(old: &Value, new: &Value) -> Vec<StepChange> {
     for (section, s) in &news {
         let id = id_of(s);
         if let Some(&i) = old_ids.get(id) {
-            let mut changes = step_fields(olds[i].1, s);
+            let mut changes = step_fields(olds[i].1, s, bg);
             moved(olds[i].0, section, &mut changes);
             if !changes.is_empty() {
                 out.push(StepChange::Changed { step: id.to_string(), changes });
@@ -600,7 +708,7 @@ fn steps(old: &Value, new: &Value) -> Vec<StepChange> {
         let key = (kind_of(s), s.get("command").map(Value::to_string).unwrap_or_default());
         if let Some(i) = gone.get_mut(&key).and_then(Vec::pop) {
             renamed.insert(i);
-            let mut changes = step_fields(olds[i].1, s);
+            let mut changes = step_fields(olds[i].1, s, bg);
             moved(olds[i].0, section, &mut changes);
             out.push(StepChange::Renamed { from: id_of(olds[i].1).to_string(), to: id.to_string(), changes });
             continue;
@@ -610,7 +718,7 @@ fn steps(old: &Value, new: &Value) -> Vec<StepChange> {
             section,
             kind: kind_of(s),
             command: command_text(s),
-            fields: added_fields(s),
+            fields: added_fields(s, bg),
         });
     }
     for (i, (section, s)) in olds.iter().enumerate() {
@@ -645,7 +753,7 @@ fn moved(old: &'static str, new: &'static str, changes: &mut Vec<FieldChange>) {
 /// The fields of an added step besides its id, kind and command (shown on their own); an
 /// object that holds a text of several lines field by field, so that a compensation's script
 /// or a confirmation of several lines is shown as its text.
-fn added_fields(new: &Value) -> Vec<FieldChange> {
+fn added_fields(new: &Value, bg: &mut Budget) -> Vec<FieldChange> {
     fn lines(v: &Value) -> bool {
         match v {
             Value::String(s) => s.contains('\n'),
@@ -654,33 +762,33 @@ fn added_fields(new: &Value) -> Vec<FieldChange> {
             Value::Null | Value::Bool(_) | Value::Number(_) => false,
         }
     }
-    fn leaves(path: &str, v: &Value, out: &mut Vec<FieldChange>) {
+    fn leaves(path: &str, v: &Value, out: &mut Vec<FieldChange>, bg: &mut Budget) {
         match v.as_object() {
             // An object holding a text of several lines (a compensation's script): each
             // field on its own, so that the text is shown as text.
             Some(o) if lines(v) => {
                 for (k, v) in o {
-                    leaves(&key_path(path, k), v, out);
+                    leaves(&key_path(path, k), v, out, bg);
                 }
             }
-            _ => walk(path, None, Some(v), out),
+            _ => walk(path, None, Some(v), out, bg),
         }
     }
     let mut out = Vec::new();
     if let Some(o) = new.as_object() {
         for (k, v) in o.iter().filter(|(k, _)| !matches!(k.as_str(), "id" | "kind" | "command")) {
             if !nothing(v) {
-                leaves(k, v, &mut out);
+                leaves(k, v, &mut out, bg);
             }
         }
     }
     out
 }
 
-fn step_fields(old: &Value, new: &Value) -> Vec<FieldChange> {
+fn step_fields(old: &Value, new: &Value, bg: &mut Budget) -> Vec<FieldChange> {
     let mut out = Vec::new();
     let (Some(o), Some(n)) = (old.as_object(), new.as_object()) else {
-        walk("step", Some(old), Some(new), &mut out);
+        walk("step", Some(old), Some(new), &mut out, bg);
         return out;
     };
     let keys: BTreeSet<&String> = o.keys().chain(n.keys()).collect();
@@ -688,7 +796,7 @@ fn step_fields(old: &Value, new: &Value) -> Vec<FieldChange> {
         if IGNORED_STEP.iter().any(|(f, _)| f == k) {
             continue;
         }
-        field(k, o.get(k), n.get(k), &mut out);
+        field(k, o.get(k), n.get(k), &mut out, bg);
     }
     out
 }
@@ -751,29 +859,35 @@ fn nothing(v: &Value) -> bool {
 /// A field of the plan itself (a top-level field of the document, a field of a step): there
 /// `null`, empty and absent say the same to the engine (no `env`, no `needs`, no
 /// compensation), so they compare equal. Below it, [`walk`] is exact.
-fn field(key: &str, old: Option<&Value>, new: Option<&Value>, out: &mut Vec<FieldChange>) {
-    walk(key, old.filter(|v| !nothing(v)), new.filter(|v| !nothing(v)), out);
+fn field(key: &str, old: Option<&Value>, new: Option<&Value>, out: &mut Vec<FieldChange>, bg: &mut Budget) {
+    walk(key, old.filter(|v| !nothing(v)), new.filter(|v| !nothing(v)), out, bg);
 }
 
 /// Every difference between two values at `path`, leaves first-class. Faithful: it reports
 /// nothing exactly when the two are equal (absent, `null`, `[]` and `{}` are four values).
-fn walk(path: &str, old: Option<&Value>, new: Option<&Value>, out: &mut Vec<FieldChange>) {
+/// Bounded: every change goes through the document's [`Budget`]; past its bytes a change is
+/// counted, never built.
+fn walk(path: &str, old: Option<&Value>, new: Option<&Value>, out: &mut Vec<FieldChange>, bg: &mut Budget) {
     if old == new {
         return;
     }
-    let leaf = |out: &mut Vec<FieldChange>| {
+    if bg.bytes == 0 {
+        bg.unshown += 1;
+        return;
+    }
+    let leaf = |out: &mut Vec<FieldChange>, bg: &mut Budget| {
         let unified = match (old.and_then(Value::as_str), new.and_then(Value::as_str)) {
             (Some(a), Some(b))
                 if TEXTS.contains(&last_segment(path)) || a.contains('\n') || b.contains('\n') =>
             {
-                Some(unified(a, b))
+                Some(unified(a, b, bg))
             }
-            (Some(a), None) if a.contains('\n') && new.is_none() => Some(unified(a, "")),
-            (None, Some(b)) if b.contains('\n') && old.is_none() => Some(unified("", b)),
+            (Some(a), None) if a.contains('\n') && new.is_none() => Some(unified(a, "", bg)),
+            (None, Some(b)) if b.contains('\n') && old.is_none() => Some(unified("", b, bg)),
             _ => None,
         };
         let (old, new) = if unified.is_some() { (None, None) } else { (old.cloned(), new.cloned()) };
-        out.push(FieldChange { field: path.to_string(), old, new, unified });
+        bg.push(out, FieldChange { field: path.to_string(), old, new, unified });
     };
     match (old, new) {
         // An argv: one argument a line (as JSON strings, exact), so a long command's change
@@ -782,17 +896,13 @@ fn walk(path: &str, old: Option<&Value>, new: Option<&Value>, out: &mut Vec<Fiel
             if last_segment(path) == "cmd" && a.iter().chain(b).all(Value::is_string) =>
         {
             let lines = |v: &[Value]| v.iter().map(|x| format!("{x}\n")).collect::<String>();
-            out.push(FieldChange {
-                field: path.to_string(),
-                old: None,
-                new: None,
-                unified: Some(unified(&lines(a), &lines(b))),
-            });
+            let unified = Some(unified(&lines(a), &lines(b), bg));
+            bg.push(out, FieldChange { field: path.to_string(), old: None, new: None, unified });
         }
         (Some(Value::Object(a)), Some(Value::Object(b))) => {
             let keys: BTreeSet<&String> = a.keys().chain(b.keys()).collect();
             for k in keys {
-                walk(&key_path(path, k), a.get(k), b.get(k), out);
+                walk(&key_path(path, k), a.get(k), b.get(k), out, bg);
             }
         }
         (Some(Value::Array(a)), Some(Value::Array(b))) if SETS.contains(&last_segment(path)) => {
@@ -802,24 +912,30 @@ fn walk(path: &str, old: Option<&Value>, new: Option<&Value>, out: &mut Vec<Fiel
             let removed: Vec<Value> = a.iter().filter(|v| !sb.contains(&shown_value(v))).cloned().collect();
             if added.is_empty() && removed.is_empty() {
                 // The same set in another order: shown as it is.
-                leaf(out);
+                leaf(out, bg);
                 return;
             }
             if !removed.is_empty() {
-                out.push(FieldChange {
-                    field: path.to_string(),
-                    old: Some(Value::Array(removed)),
-                    new: None,
-                    unified: None,
-                });
+                bg.push(
+                    out,
+                    FieldChange {
+                        field: path.to_string(),
+                        old: Some(Value::Array(removed)),
+                        new: None,
+                        unified: None,
+                    },
+                );
             }
             if !added.is_empty() {
-                out.push(FieldChange {
-                    field: path.to_string(),
-                    old: None,
-                    new: Some(Value::Array(added)),
-                    unified: None,
-                });
+                bg.push(
+                    out,
+                    FieldChange {
+                        field: path.to_string(),
+                        old: None,
+                        new: Some(Value::Array(added)),
+                        unified: None,
+                    },
+                );
             }
         }
         (Some(Value::Array(a)), Some(Value::Array(b))) => {
@@ -832,32 +948,35 @@ fn walk(path: &str, old: Option<&Value>, new: Option<&Value>, out: &mut Vec<Fiel
                     let order_b: Vec<String> = b.iter().map(name).filter(|n| in_a.contains_key(n)).collect();
                     for v in b {
                         let n = name(v);
-                        walk(&name_path(path, &n), in_a.get(&n).copied(), Some(v), out);
+                        walk(&name_path(path, &n), in_a.get(&n).copied(), Some(v), out, bg);
                     }
                     for v in a {
                         let n = name(v);
                         if !in_b.contains_key(&n) {
-                            walk(&name_path(path, &n), Some(v), None, out);
+                            walk(&name_path(path, &n), Some(v), None, out, bg);
                         }
                     }
                     if order_a != order_b {
-                        out.push(FieldChange {
-                            field: format!("{path} (order)"),
-                            old: Some(order_a.into_iter().map(Value::String).collect()),
-                            new: Some(order_b.into_iter().map(Value::String).collect()),
-                            unified: None,
-                        });
+                        bg.push(
+                            out,
+                            FieldChange {
+                                field: format!("{path} (order)"),
+                                old: Some(order_a.into_iter().map(Value::String).collect()),
+                                new: Some(order_b.into_iter().map(Value::String).collect()),
+                                unified: None,
+                            },
+                        );
                     }
                 }
                 None if a.len() == b.len() && a.iter().any(|v| v.is_object()) => {
                     for (i, (x, y)) in a.iter().zip(b).enumerate() {
-                        walk(&format!("{path}[{i}]"), Some(x), Some(y), out);
+                        walk(&format!("{path}[{i}]"), Some(x), Some(y), out, bg);
                     }
                 }
-                None => leaf(out),
+                None => leaf(out, bg),
             }
         }
-        _ => leaf(out),
+        _ => leaf(out, bg),
     }
 }
 
@@ -874,15 +993,102 @@ fn shown_value(v: &Value) -> String {
 /// never a clock, decides).
 pub const LINE_DIFF_LIMIT: usize = 4000;
 
+/// The differing lines (both sides, as [`LINE_DIFF_LIMIT`] counts them) the line diffs of
+/// one document may compare in all (red team adv18b F2: 100 texts of 2,000 wholly changed
+/// lines each took 44 s, and a plan file holds 10,000 of them). A line diff costs at most
+/// the square of its differing lines, so one document's line diffs cost at most
+/// `LINE_DIFF_LIMIT × LINE_DIFF_BUDGET` steps; past the budget a change is one hunk (linear),
+/// and the diff says how many were.
+pub const LINE_DIFF_BUDGET: usize = 20_000;
+
+/// The bytes of changes (paths, values and unified diffs) one diff shows (red team adv18b
+/// F5: a plan padded with a million tiny values under one key showed 72 MB of changes for a
+/// 12 MB file). Past it, the remaining changes are counted, not built, and the diff says how
+/// many.
+pub const SHOWN_BYTES: usize = 16 * 1024 * 1024;
+
+/// What the diff of one document may still spend: differing lines for [`unified`]'s line
+/// diffs, bytes of shown changes; and what it had to summarise.
+#[derive(Debug)]
+struct Budget {
+    /// Differing lines the line diffs may still compare ([`LINE_DIFF_BUDGET`]).
+    lines: usize,
+    /// Changed texts shown as one hunk because `lines` ran out.
+    whole: usize,
+    /// Bytes of changes still shown ([`SHOWN_BYTES`]).
+    bytes: usize,
+    /// Changes not shown because `bytes` ran out.
+    unshown: usize,
+}
+
+impl Budget {
+    fn new() -> Self {
+        Budget { lines: LINE_DIFF_BUDGET, whole: 0, bytes: SHOWN_BYTES, unshown: 0 }
+    }
+
+    /// Keeps `c` if the bytes it shows fit, else counts it.
+    fn push(&mut self, out: &mut Vec<FieldChange>, c: FieldChange) {
+        // What any change costs to show besides its path and values (`{"field":...}`, `→`).
+        const EACH: usize = 32;
+        let size = EACH
+            + c.field.len()
+            + c.unified.as_ref().map_or(0, String::len)
+            + c.old.as_ref().map_or(0, value_bytes)
+            + c.new.as_ref().map_or(0, value_bytes);
+        if size > self.bytes {
+            self.bytes = 0;
+            self.unshown += 1;
+            return;
+        }
+        self.bytes -= size;
+        out.push(c);
+    }
+
+    /// What the output must say it summarised.
+    fn notes(&self) -> Vec<String> {
+        let mut notes = Vec::new();
+        if self.whole > 0 {
+            notes.push(format!(
+                "the line diffs of this plan compare at most {LINE_DIFF_BUDGET} differing lines in all: {} more changed text(s) are shown as one hunk each (every old line removed, every new line added)",
+                self.whole
+            ));
+        }
+        if self.unshown > 0 {
+            notes.push(format!(
+                "the diff shows at most {} MiB of changes: {} more change(s) are not shown (the rest of the plans differ too; compare them part by part with `jq`)",
+                SHOWN_BYTES / (1024 * 1024),
+                self.unshown
+            ));
+        }
+        notes
+    }
+}
+
+/// About the bytes `v` takes as JSON, without writing it.
+fn value_bytes(v: &Value) -> usize {
+    match v {
+        Value::Null | Value::Bool(_) | Value::Number(_) => 8,
+        Value::String(s) => s.len() + 2,
+        Value::Array(a) => 2 + a.iter().map(|x| value_bytes(x) + 1).sum::<usize>(),
+        Value::Object(o) => 2 + o.iter().map(|(k, x)| k.len() + 4 + value_bytes(x)).sum::<usize>(),
+    }
+}
+
 /// A unified diff of two texts, three lines of context, without file headers. Bounded:
-/// linear past [`LINE_DIFF_LIMIT`] differing lines.
-fn unified(a: &str, b: &str) -> String {
+/// linear past [`LINE_DIFF_LIMIT`] differing lines, or once the document's [`Budget`] of
+/// differing lines is spent.
+fn unified(a: &str, b: &str, bg: &mut Budget) -> String {
     let la: Vec<&str> = a.split_inclusive('\n').collect();
     let lb: Vec<&str> = b.split_inclusive('\n').collect();
     let head = la.iter().zip(&lb).take_while(|(x, y)| x == y).count();
     let tail = la[head..].iter().rev().zip(lb[head..].iter().rev()).take_while(|(x, y)| x == y).count();
     let mut out = String::new();
-    if la.len() + lb.len() - 2 * (head + tail) > LINE_DIFF_LIMIT {
+    let differing = la.len() + lb.len() - 2 * (head + tail);
+    let over_budget = differing > bg.lines;
+    if differing > LINE_DIFF_LIMIT || over_budget {
+        if over_budget && differing <= LINE_DIFF_LIMIT {
+            bg.whole += 1;
+        }
         let from = head.saturating_sub(3);
         let to_a = (la.len() - tail + 3).min(la.len());
         let to_b = (lb.len() - tail + 3).min(lb.len());
@@ -912,6 +1118,7 @@ fn unified(a: &str, b: &str) -> String {
         }
         return out;
     }
+    bg.lines -= differing;
     let diff = similar::TextDiff::from_lines(a, b);
     for hunk in diff.unified_diff().context_radius(3).missing_newline_hint(false).iter_hunks() {
         let _ = write!(out, "{hunk}");
@@ -1901,7 +2108,7 @@ mod tests {
             for a in &values {
                 for b in &values {
                     let mut out = Vec::new();
-                    walk(path, a.as_ref(), b.as_ref(), &mut out);
+                    walk(path, a.as_ref(), b.as_ref(), &mut out, &mut Budget::new());
                     assert_eq!(out.is_empty(), a == b, "{path}: {a:?} vs {b:?}: {out:?}");
                 }
             }
@@ -1941,13 +2148,52 @@ mod tests {
         let old: String = (0..3000).map(|i| format!("echo x{i}\n")).collect();
         let new: String = (0..3000).map(|i| format!("echo y{i}\n")).collect();
         let (old, new) = (format!("same\n{old}tail\n"), format!("same\n{new}tail\n"));
-        let u = unified(&old, &new);
+        let u = unified(&old, &new, &mut Budget::new());
         assert!(u.starts_with("@@ -1,3002 +1,3002 @@\n same\n-echo x0\n"), "{}", &u[..80]);
         assert!(u.ends_with("+echo y2999\n tail\n"));
         assert_eq!(u.lines().filter(|l| l.starts_with('-')).count(), 3000);
         assert_eq!(u.lines().filter(|l| l.starts_with('+')).count(), 3000);
         // Under the limit, the line diff as before.
-        assert_eq!(unified("a\nb\nc\n", "a\nB\nc\n"), "@@ -1,3 +1,3 @@\n a\n-b\n+B\n c\n");
+        assert_eq!(
+            unified("a\nb\nc\n", "a\nB\nc\n", &mut Budget::new()),
+            "@@ -1,3 +1,3 @@\n a\n-b\n+B\n c\n"
+        );
+    }
+
+    /// The keys a plan file may have are exactly the keys `plan -o` writes: a field added to
+    /// [`Plan`] fails here until [`PLAN_KEYS`] names it (else RB123 would refuse new plans).
+    #[test]
+    fn plan_keys_are_the_fields_of_the_plan() {
+        let d = doc(BASE);
+        let written: BTreeSet<&str> = d.as_object().expect("object").keys().map(String::as_str).collect();
+        let known: BTreeSet<&str> = PLAN_KEYS.iter().copied().collect();
+        assert_eq!(written, known);
+        let text = serde_json::to_string(&d).expect("json");
+        assert!(parse_document(&text).is_ok());
+        let extra = format!("{},\"x\\u202e\":{{\"a\":1}}}}", text.strip_suffix('}').expect("an object"));
+        let e = parse_document(&extra).expect_err("refused");
+        assert!(e.0.contains("top-level key `x\\u{202e}` that no plan document has (RB123)"), "{}", e.0);
+    }
+
+    /// Red team adv18b F2: the line diffs of one document share one budget of differing
+    /// lines; past it a changed text is one hunk (still exact), and the diff says how many.
+    #[test]
+    fn line_diffs_share_one_budget_per_document() {
+        let (old, new) = ("a\n".repeat(2000), "b\n".repeat(2000));
+        let mut bg = Budget::new();
+        let per_text = LINE_DIFF_BUDGET / 4000;
+        for i in 0..per_text + 3 {
+            let u = unified(&old, &new, &mut bg);
+            assert_eq!(u.lines().count(), 4001, "text {i}: every line, exactly");
+        }
+        assert_eq!(bg.whole, 3);
+        assert!(
+            bg.notes()[0].contains("3 more changed text(s) are shown as one hunk each"),
+            "{:?}",
+            bg.notes()
+        );
+        // A small change past the budget is still exact, as one hunk.
+        assert_eq!(unified("x\ny\n", "x\nz\n", &mut bg), "@@ -1,2 +1,2 @@\n x\n-y\n+z\n");
     }
 
     /// The procedure compared as written: a template that renders the same for the given
