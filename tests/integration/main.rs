@@ -82,6 +82,7 @@ mod raw_controls;
 mod read_only_preconditions;
 mod report_facts;
 mod resume;
+mod review_includes;
 mod review_marks;
 mod review_shows;
 mod run;

@@ -1140,7 +1140,7 @@ fn risks(old: &RiskFacts, new: &RiskFacts, old_plan: &Plan, new_plan: &Plan) -> 
         plan.steps
             .iter()
             .chain(plan.finally.iter())
-            .map(|s| (s.id.clone(), s.compensation.is_some()))
+            .map(|s| (s.id.clone(), super::review::undoable(s)))
             .collect()
     };
     let (old_steps, new_steps) = (compensable(old_plan), compensable(new_plan));

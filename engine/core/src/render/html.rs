@@ -560,6 +560,9 @@ fn overview(h: &mut Html, plan: &Plan) {
             Some(c) => {
                 h.tag("yes (").text(c.command.kind()).tag(")");
             }
+            None if super::review::undoable(s) => {
+                h.text("yes (its runbook's)");
+            }
             None if changes(&s.command) => {
                 h.tag("<strong>none</strong>");
             }

@@ -302,6 +302,7 @@ fn overview(out: &mut String, plan: &Plan) {
         }
         let undo = match &s.compensation {
             Some(c) => format!("yes ({})", c.command.kind()),
+            None if super::review::undoable(s) => "yes (its runbook's)".to_string(),
             None if changes(&s.command) => "**none**".to_string(),
             None => "not needed".to_string(),
         };

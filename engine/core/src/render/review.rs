@@ -194,11 +194,20 @@ pub fn ancestors(plan: &Plan) -> Vec<BitSet> {
     ancestors
 }
 
-/// The main steps that have a compensation, by plan position.
+/// Whether a failure can undo `s`: it has a compensation, or it is a `runbook` step whose
+/// included runbook (at any depth) has steps that can be undone: the engine undoes an
+/// include by undoing its runbook (`Runbook::undoes`, i18-fei). Every sentence, column and
+/// colour of a review document that says whether a step is undone asks this.
+pub fn undoable(s: &PlanStep) -> bool {
+    s.compensation.is_some()
+        || matches!(&s.command, PlanCommand::Runbook { plan, .. } if plan.steps.iter().any(undoable))
+}
+
+/// The main steps that can be undone ([`undoable`]), by plan position.
 pub fn compensable(plan: &Plan) -> BitSet {
     let mut set = BitSet::new(plan.steps.len());
     for (i, s) in plan.steps.iter().enumerate() {
-        if s.compensation.is_some() {
+        if undoable(s) {
             set.insert(i);
         }
     }
@@ -380,7 +389,7 @@ impl Risks {
                 }
             }
         }
-        let compensable = |j: usize| plan.steps[j].compensation.is_some();
+        let compensable = |j: usize| undoable(&plan.steps[j]);
         let mut no_return = Vec::new();
         let mut kept = BTreeMap::new();
         let mut past = BTreeSet::new();
@@ -428,7 +437,7 @@ impl Risks {
             {
                 not_idempotent.push(Phrase::code(&s.id).l("'s compensation"));
             }
-            if changes(&s.command) && s.compensation.is_none() {
+            if changes(&s.command) && !undoable(s) {
                 irreversible.push(s.id.clone());
             }
         }
@@ -439,7 +448,7 @@ impl Risks {
             kept,
             approvals,
             confirmations,
-            any_compensable: plan.steps.iter().any(|s| s.compensation.is_some()),
+            any_compensable: plan.steps.iter().any(undoable),
         }
     }
 }
@@ -590,10 +599,10 @@ pub fn ids(list: &[String]) -> Phrase {
 
 /// The colour class of a step in a graph, as the mermaid graph and the HTML page draw it.
 pub fn node_class(s: &PlanStep) -> Option<&'static str> {
-    match (&s.command, &s.compensation) {
-        (PlanCommand::Approval { .. }, _) => Some("approval"),
-        (_, Some(_)) => Some("compensable"),
-        (c, None) if changes(c) => Some("irreversible"),
+    match &s.command {
+        PlanCommand::Approval { .. } => Some("approval"),
+        _ if undoable(s) => Some("compensable"),
+        c if changes(c) => Some("irreversible"),
         _ => None,
     }
 }
