@@ -274,7 +274,6 @@ fn an_abandon_with_compensation_on_postgresql_is_run_once_by_one_of_two_workers(
     let out = place.cmd(&["submit", "r.toml", "--yes"]);
     ok(&out, 0);
     let run = out.stdout.trim().to_string();
-    let mut w1 = place.spawn(&["worker", "--poll", "20ms"]);
     let bob = add_token(place.path(), place.state(), "bob");
     let served = serve(place.path(), place.state(), &["--auth", "token"]);
     let action = format!("/api/runs/{run}/abandon");
@@ -287,6 +286,13 @@ fn an_abandon_with_compensation_on_postgresql_is_run_once_by_one_of_two_workers(
             "compensate=yes&reason=rolled+back+after+the+incident",
         )
     };
+    // Queued, no worker has started it: nothing to abandon yet, a 409 that says to cancel it
+    // (it was a 404, "no run", and this test's wait below stopped on it under load).
+    for asked in [ask(), served.send("POST", &action, &[("Authorization", &bearer)], "reason=not+yet")] {
+        assert_eq!(asked.status, 409, "{asked:?}");
+        assert!(asked.body.contains("no worker has started it yet") && asked.body.contains("runbook cancel"), "{asked:?}");
+    }
+    let mut w1 = place.spawn(&["worker", "--poll", "20ms"]);
     // Until the worker's engine stopped for an operator (its entry `done`), the request is
     // refused with nothing recorded; then it is taken, once.
     let mut r = ask();

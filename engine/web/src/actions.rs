@@ -19,7 +19,7 @@ use axum::routing::{get, post};
 use minijinja::Environment;
 use runbook_core::journal::{RunEvent, StepStatus};
 use runbook_exec::approve::{Decision, Next, Refusal};
-use runbook_store::StoreError;
+use runbook_store::{Store, StoreError};
 use serde::Serialize;
 
 use crate::WebError;
@@ -704,6 +704,9 @@ async fn abandon(
                     one_line(&state)
                 ),
             )),
+            Err(R::Store(StoreError::NoSuchRun(_))) if queued_not_started(&store, &id).await => {
+                Err(not_started(&id))
+            }
             Err(R::Store(StoreError::NoSuchRun(_))) if store.run(&id).await.is_ok() => Err((
                 StatusCode::CONFLICT,
                 format!(
@@ -725,11 +728,32 @@ async fn abandon(
             serde_json::json!({ "recorded": "run_abandoned", "operator": who.name, "was": done.was, "lock": done.lock, "reason_withheld": done.withheld }),
         ),
         Ok(_) => see_other(&format!("/runs/{id}")),
+        Err(R::Store(StoreError::NoSuchRun(_))) if queued_not_started(&store, &id).await => {
+            let (status, text) = not_started(&id);
+            app.error(api, status, "abandon refused", &text)
+        }
         Err(r) => {
             let (status, text) = abandon_refused(&app, &id, r);
             app.error(api, status, "abandon refused", &text)
         }
     }
+}
+
+/// Whether `id` is a submitted run no worker has started yet (its queue entry is there, its
+/// journal is not): there is nothing to abandon yet, it can be cancelled.
+async fn queued_not_started(store: &Store, id: &str) -> bool {
+    matches!(store.queue_state(id).await, Ok(Some(_)))
+        && matches!(store.run(id).await, Err(StoreError::NoSuchRun(_)))
+}
+
+/// The refusal for a run that is queued and has not started.
+fn not_started(id: &str) -> (StatusCode, String) {
+    (
+        StatusCode::CONFLICT,
+        format!(
+            "run {id} is queued and no worker has started it yet: there is nothing to abandon; cancel it instead (`runbook cancel {id}`, or the page's cancel button); nothing was recorded"
+        ),
+    )
 }
 
 /// An abandon refused, in the console's words and status.
