@@ -327,6 +327,7 @@ fn store_code(e: &StoreError) -> u8 {
         StoreError::Db(_)
         | StoreError::Migrate(_)
         | StoreError::BadFile { .. }
+        | StoreError::MigrationBusy { .. }
         | StoreError::NeedsMigration { .. }
         | StoreError::NewerSchema { .. }
         | StoreError::Fenced { .. }
@@ -445,6 +446,10 @@ impl CliError {
             _ => return None,
         };
         match store {
+            StoreError::MigrationBusy { path } => Some(format!(
+                "another runbook process on this store is stopped or stuck mid-upgrade: find it (`fuser {}`), let it finish or end it, then run again; nothing was done",
+                runbook_core::hint::word(&format!("{path}.migrating"))
+            )),
             StoreError::NeedsMigration { .. } => Some(
                 "`runbook state migrate --state URL` (once per upgrade, by whoever administers the store)"
                     .into(),
@@ -557,6 +562,14 @@ mod tests {
                     doing: StoreAction::Open,
                     location: "postgres://runbook@db/runbook".into(),
                     source: StoreError::NeedsMigration { applied: 3, known: 5 },
+                },
+            ),
+            (
+                "store_migration_busy",
+                CliError::StoreAt {
+                    doing: StoreAction::Open,
+                    location: "state.db".into(),
+                    source: StoreError::MigrationBusy { path: "state.db".into() },
                 },
             ),
             (

@@ -78,3 +78,40 @@ fn runtime_errors_read_as_the_snapshots_say() {
     .expect("write");
     expect(&s, "precondition_failed", &s.cmd(&["run", "p.toml", "--yes"], &[]), 3);
 }
+
+/// Promise 5: a process stopped mid-upgrade (it holds `state.db.migrating` and never lets
+/// go) makes opening the store an error after `MIGRATION_WAIT`, with what to do, never a
+/// hang and nothing run; once the lock is released the same command upgrades and runs.
+/// Before: `migration_lock` blocked on `File::lock` for as long as the holder lived.
+#[test]
+fn a_schema_upgrade_lock_never_released_is_an_error_not_a_hang() {
+    use std::process::{Command, Stdio};
+    let s = Scratch::new(&RUNBOOK.replace("[\"true\"]", "[\"sh\", \"-c\", \"echo ran >> effects\"]"));
+    std::fs::create_dir_all(s.path().join("state")).expect("the state folder");
+    let lock = s.path().join("state/state.db.migrating");
+    // One process holds it (the shell takes the lock on fd 9, then becomes `sleep`): killed,
+    // the lock goes with it.
+    let mut holder = Command::new("sh")
+        .args(["-c", "exec 9>\"$1\" && flock 9 && exec sleep 600", "sh"])
+        .arg(&lock)
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("sh runs");
+    // Held once `flock -n` on the same file fails.
+    while Command::new("flock").arg("-n").arg(&lock).arg("true").status().expect("flock -n").success() {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let state = s.state();
+    let stuck = crate::support::run_limited(
+        s.path(),
+        &["run", "r.toml", "--yes", "--state", &state],
+        &[],
+        std::time::Duration::from_secs(600),
+    );
+    crate::support::kill9(holder.id());
+    let _ = holder.wait();
+    expect(&s, "store_migration_busy", &stuck, 5);
+    assert!(!s.path().join("effects").exists(), "a step ran");
+    ok(&s.run(&["--yes"], &[]), 0);
+    assert_eq!(s.read("effects"), "ran\n");
+}

@@ -65,6 +65,17 @@ pub enum StoreError {
         /// What is wrong with it.
         reason: String,
     },
+    /// Another process holds the SQLite store's schema-upgrade lock (`PATH.migrating`) and
+    /// did not let go within [`MIGRATION_WAIT`]: a stopped or stuck process (promise 5: a
+    /// wait that cannot end is an error, never a hang).
+    #[error(
+        "its schema is being upgraded by another process, which holds `{path}.migrating` and did not let go within {} s",
+        MIGRATION_WAIT.as_secs()
+    )]
+    MigrationBusy {
+        /// The store's file.
+        path: String,
+    },
     /// A shared store whose schema is older than this binary: `runbook state migrate`.
     #[error(
         "the state store's schema (version {applied}) is older than this runbook needs (version {known}); run `runbook state migrate` against it"
@@ -879,24 +890,46 @@ where
     op().await
 }
 
+/// How long opening a SQLite store waits for another process's schema upgrade: the
+/// busy timeout every connection has. An upgrade takes milliseconds; a holder past this is
+/// stopped or stuck, and the wait ends with [`StoreError::MigrationBusy`].
+pub const MIGRATION_WAIT: Duration = Duration::from_secs(30);
+
 /// An exclusive lock on `PATH.migrating` (beside a SQLite store), held while its schema is
-/// brought up to date; released when the file handle is dropped.
+/// brought up to date; released when the file handle is dropped. Taken with `try_lock`
+/// polled up to [`MIGRATION_WAIT`], never a blocking `lock` (a holder that never lets go
+/// would hang every command on the store).
 async fn migration_lock(path: &Path) -> Result<std::fs::File> {
     let mut name = path.as_os_str().to_owned();
     name.push(".migrating");
     let lock_path = PathBuf::from(name);
     let shown = path.display().to_string();
-    tokio::task::spawn_blocking(move || {
-        let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path)?;
-        file.lock()?;
-        Ok::<_, std::io::Error>(file)
+    let bad = |e: std::io::Error| StoreError::BadFile {
+        path: shown.clone(),
+        reason: format!("cannot take the lock for its schema upgrade: {e}"),
+    };
+    let opened = lock_path.clone();
+    let file = tokio::task::spawn_blocking(move || {
+        std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&opened)
     })
     .await
     .map_err(|e| StoreError::Corrupt(format!("the schema upgrade's lock task failed: {e}")))?
-    .map_err(|e| StoreError::BadFile {
-        path: shown,
-        reason: format!("cannot take the lock for its schema upgrade: {e}"),
-    })
+    .map_err(bad)?;
+    let deadline = tokio::time::Instant::now() + MIGRATION_WAIT;
+    let mut wait = Duration::from_millis(2);
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_millis(100));
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(StoreError::MigrationBusy { path: shown });
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(bad(e)),
+        }
+    }
 }
 
 /// The state store.
