@@ -117,6 +117,18 @@ fn sqlx_outside_the_store(root: &Path) -> Vec<Finding> {
     })
 }
 
+/// A file opened by the store outside `engine/store/src/files.rs`: closing a descriptor of a
+/// SQLite store's file drops the process's SQLite locks on it (red team adv19a-9), so the
+/// store opens files in one module, which keeps the store's descriptors open.
+fn store_opens_files_outside_files_rs(root: &Path) -> Vec<Finding> {
+    find(
+        root,
+        &["engine/store"],
+        &["File::open", "File::create", "OpenOptions", "fs::read", "fs::write"],
+        |f| f == "engine/store/src/files.rs",
+    )
+}
+
 /// A process created outside `engine/exec/src/process.rs`.
 fn spawns_outside_process_rs(root: &Path) -> Vec<Finding> {
     find(root, &["engine"], &["Command::new"], |f| f == "engine/exec/src/process.rs")
@@ -409,6 +421,14 @@ fn sqlx_only_in_the_store_and_the_sql_step_in_this_repository() {
     assert_none(
         "only engine/store/src and the sql step (engine/exec/src/sql.rs) may use `sqlx`",
         &sqlx_outside_the_store(&repository()),
+    );
+}
+
+#[test]
+fn the_store_opens_files_only_in_files_rs_in_this_repository() {
+    assert_none(
+        "only engine/store/src/files.rs may open a file in the store (a descriptor of the store's file closed elsewhere drops the process's SQLite locks)",
+        &store_opens_files_outside_files_rs(&repository()),
     );
 }
 
@@ -762,5 +782,21 @@ fn markup_from_scripts_is_reported() {
             ("engine/web/templates/t.html", 3),
             ("engine/web/templates/t.html", 4),
         ]
+    );
+}
+
+#[test]
+fn a_file_opened_in_the_store_outside_files_rs_is_reported() {
+    let t = tree(&[
+        ("engine/store/src/files.rs", "fn f() { std::fs::File::open(p); }\n"),
+        (
+            "engine/store/src/lib.rs",
+            "fn g() {\n    let h = std::fs::File::open(path);\n}\nfn k() { std::fs::read(p); }\n",
+        ),
+    ]);
+    let found = store_opens_files_outside_files_rs(t.path());
+    assert_eq!(
+        found.iter().map(|f| (f.file.as_str(), f.line)).collect::<Vec<_>>(),
+        [("engine/store/src/lib.rs", 2), ("engine/store/src/lib.rs", 4)]
     );
 }

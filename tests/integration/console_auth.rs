@@ -1059,3 +1059,50 @@ fn an_unspecified_trusted_proxy_and_a_comma_joined_identity_are_refused() {
     assert_eq!(r.status, 200);
     assert!(r.body.contains("bob"));
 }
+
+/// Red team adv19a-9: POSIX record locks belong to the process, and closing any descriptor
+/// of a file drops all of them, those of the process's own SQLite connections included. The
+/// console's read-only store (an anonymous page) and its read-write one (a signed-in act)
+/// each probed the file's header with a `File` it then closed: the next SQLite client that
+/// closed cleanly (the book's `sqlite3 state.db ".backup ..."`) believed it was the last,
+/// checkpointed and deleted the WAL under the console, which from then on lived on its own
+/// deleted log: a revoked token kept working, and what it wrote never reached the store.
+#[test]
+fn a_clean_sqlite_client_beside_the_console_never_splits_it_from_its_store() {
+    let scratch = Scratch::new(GATE);
+    let (dir, state) = (scratch.path(), scratch.state());
+    let bob = add_token(dir, &state, "bob");
+    let carol = add_token(dir, &state, "carol");
+    let served = serve(dir, &state, &["--auth", "token"]);
+    let act = |token: &str| {
+        served
+            .send("POST", "/api/runs/nope/cancel", &[("Authorization", &format!("Bearer {token}"))], "")
+            .status
+    };
+    // Both orders: read-write then read-only, then read-write again.
+    assert_eq!(act(&bob), 404, "bob is signed in, there is no run `nope`");
+    assert_eq!(served.send("GET", "/api/runs", &[], "").status, 200);
+    assert_eq!(act(&carol), 404);
+    let backup = Command::new("sqlite3")
+        .arg(&state)
+        .arg(format!(".backup {}", dir.join("copy.db").display()))
+        .output()
+        .expect("sqlite3 runs");
+    assert!(backup.status.success(), "{backup:?}");
+    let deleted: Vec<String> = std::fs::read_dir(format!("/proc/{}/fd", served.child.id()))
+        .expect("the console's descriptors")
+        .flatten()
+        .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+        .map(|target| target.display().to_string())
+        .filter(|target| target.contains("state.db") && target.ends_with("(deleted)"))
+        .collect();
+    assert_eq!(deleted, Vec::<String>::new(), "the console lives on files its store no longer has");
+    // What another process writes, the console reads: a revocation stops carol at once.
+    ok(&scratch.cmd(&["serve", "token", "revoke", "carol"], &[]), 0);
+    assert_eq!(act(&carol), 401, "a revoked token still acts");
+    // What the console writes, another process reads.
+    ok(&scratch.cmd(&["serve", "token", "add", "dave"], &[]), 0);
+    let listed = scratch.cmd(&["serve", "token", "list"], &[]);
+    ok(&listed, 0);
+    assert!(listed.stdout.contains("carol") && listed.stdout.contains("dave"), "{}", listed.stdout);
+}

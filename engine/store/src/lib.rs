@@ -35,6 +35,7 @@ use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{ConnectOptions, Executor, Row};
 
 mod append;
+mod files;
 mod listing;
 mod schedule_journal;
 mod tokens;
@@ -895,43 +896,6 @@ where
 /// stopped or stuck, and the wait ends with [`StoreError::MigrationBusy`].
 pub const MIGRATION_WAIT: Duration = Duration::from_secs(30);
 
-/// An exclusive lock on `PATH.migrating` (beside a SQLite store), held while its schema is
-/// brought up to date; released when the file handle is dropped. Taken with `try_lock`
-/// polled up to [`MIGRATION_WAIT`], never a blocking `lock` (a holder that never lets go
-/// would hang every command on the store).
-async fn migration_lock(path: &Path) -> Result<std::fs::File> {
-    let mut name = path.as_os_str().to_owned();
-    name.push(".migrating");
-    let lock_path = PathBuf::from(name);
-    let shown = path.display().to_string();
-    let bad = |e: std::io::Error| StoreError::BadFile {
-        path: shown.clone(),
-        reason: format!("cannot take the lock for its schema upgrade: {e}"),
-    };
-    let opened = lock_path.clone();
-    let file = tokio::task::spawn_blocking(move || {
-        std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&opened)
-    })
-    .await
-    .map_err(|e| StoreError::Corrupt(format!("the schema upgrade's lock task failed: {e}")))?
-    .map_err(bad)?;
-    let deadline = tokio::time::Instant::now() + MIGRATION_WAIT;
-    let mut wait = Duration::from_millis(2);
-    loop {
-        match file.try_lock() {
-            Ok(()) => return Ok(file),
-            Err(std::fs::TryLockError::WouldBlock) if tokio::time::Instant::now() < deadline => {
-                tokio::time::sleep(wait).await;
-                wait = (wait * 2).min(Duration::from_millis(100));
-            }
-            Err(std::fs::TryLockError::WouldBlock) => {
-                return Err(StoreError::MigrationBusy { path: shown });
-            }
-            Err(std::fs::TryLockError::Error(e)) => return Err(bad(e)),
-        }
-    }
-}
-
 /// The state store.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -974,45 +938,38 @@ async fn probe_sqlite(path: &Path, read_only: bool) -> Result<Option<sqlx::Sqlit
         return Ok(None);
     }
     let mut head = [0u8; 16];
-    {
-        use std::io::Read as _;
-        let read = std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut head));
-        if read.is_err() || &head != SQLITE_MAGIC {
-            return Err(bad("it is not a SQLite database (its first bytes are not SQLite's header)".into()));
-        }
+    if files::kept_header(path, &mut head).is_err() || &head != SQLITE_MAGIC {
+        return Err(bad("it is not a SQLite database (its first bytes are not SQLite's header)".into()));
     }
     // The header says how big the database is (page size at 16, page count at 28, valid
     // when the change counter at 24 equals the one at 92): a shorter file was cut.
     let mut header = [0u8; 100];
-    if let Ok(mut f) = std::fs::File::open(path) {
-        use std::io::Read as _;
-        if f.read_exact(&mut header).is_ok() {
-            let page_size = match u16::from_be_bytes([header[16], header[17]]) {
-                1 => 65_536,
-                n => u64::from(n),
-            };
-            let pages = u64::from(u32::from_be_bytes([header[28], header[29], header[30], header[31]]));
-            let valid = header[24..28] == header[92..96];
-            // While another process writes, the file is legitimately shorter than its header
-            // says: pages live in the write-ahead log until a checkpoint copies them (and a
-            // checkpoint writes page 1 before the pages that extend the file). Only a file
-            // with no log or journal beside it is judged by its size.
-            let sidecar = |suffix: &str| {
-                let mut name = path.as_os_str().to_owned();
-                name.push(suffix);
-                std::fs::metadata(PathBuf::from(name)).is_ok()
-            };
-            let in_use = sidecar("-wal") || sidecar("-journal");
-            if valid && !in_use && page_size > 0 && meta.len() < pages * page_size {
-                return Err(bad(format!(
-                    "it is truncated ({} bytes, where its header says {} pages of {page_size} bytes)",
-                    meta.len(),
-                    pages
-                )));
-            }
-        } else {
-            return Err(bad("it is truncated (shorter than SQLite's 100-byte header)".into()));
+    if files::kept_header(path, &mut header).is_ok() {
+        let page_size = match u16::from_be_bytes([header[16], header[17]]) {
+            1 => 65_536,
+            n => u64::from(n),
+        };
+        let pages = u64::from(u32::from_be_bytes([header[28], header[29], header[30], header[31]]));
+        let valid = header[24..28] == header[92..96];
+        // While another process writes, the file is legitimately shorter than its header
+        // says: pages live in the write-ahead log until a checkpoint copies them (and a
+        // checkpoint writes page 1 before the pages that extend the file). Only a file
+        // with no log or journal beside it is judged by its size.
+        let sidecar = |suffix: &str| {
+            let mut name = path.as_os_str().to_owned();
+            name.push(suffix);
+            std::fs::metadata(PathBuf::from(name)).is_ok()
+        };
+        let in_use = sidecar("-wal") || sidecar("-journal");
+        if valid && !in_use && page_size > 0 && meta.len() < pages * page_size {
+            return Err(bad(format!(
+                "it is truncated ({} bytes, where its header says {} pages of {page_size} bytes)",
+                meta.len(),
+                pages
+            )));
         }
+    } else {
+        return Err(bad("it is truncated (shorter than SQLite's 100-byte header)".into()));
     }
     // Writers wait for each other as the pool's connections do (a store in use is not a
     // damaged one).
@@ -1098,7 +1055,7 @@ impl Store {
                     let Location::Sqlite(path) = location else {
                         return Err(StoreError::Corrupt("a SQLite store without a path".into()));
                     };
-                    let _lock = migration_lock(path).await?;
+                    let _lock = files::migration_lock(path).await?;
                     store.migrate().await?;
                 }
             }
