@@ -879,3 +879,74 @@ fn audit_verify_finds_schedule_rows_no_journal_record_stands_for_on_postgres() {
     assert_eq!(cut.code, 4, "{}{}", cut.stdout, cut.stderr);
     assert!(cut.stdout.contains("BROKEN schedule tick: schedule_fires: "), "{}", cut.stdout);
 }
+
+/// Issue 17, S3 on PostgreSQL: three workers share an overdue schedule whose webhook
+/// answers 503 three times, then 200. Each delivery attempt is claimed by exactly one
+/// worker (the store's primary key decides): the webhook gets attempts 1, 2, 3, 4 once
+/// each and never two requests at once; the journal has `notify_failed` for attempts 1-3
+/// (`HTTP 503`) and exactly one `notified` (attempt 4). Failed before: one request, never
+/// retried.
+#[test]
+fn three_workers_retry_an_overdue_notice_one_attempt_at_a_time_until_delivered() {
+    use crate::schedule_notices::{Answer, ScriptedHook};
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    let hook = ScriptedHook::start(vec![Answer::Status(503); 3]);
+    let team = Team::new("[runbook]\nname = \"broken\"\n[steps.a]\nrun = \"exit 1\"\n");
+    std::fs::create_dir(team.path().join(".git")).expect("repo");
+    std::fs::write(
+        team.path().join("s.toml"),
+        format!(
+            "[schedule.nightly]\nrunbook = \"r.toml\"\ncron = \"* * * * * *\"\ntime-zone = \"UTC\"\nexpect-success-within = \"2s\"\nnotify = {{ webhook = \"{}\" }}\n",
+            hook.url()
+        ),
+    )
+    .expect("schedules");
+    let test_mode = [("RUNBOOK_TEST_SCHEDULE_SECONDS", "1")];
+    let workers: Vec<_> =
+        (0..3).map(|_| team.spawn(&["worker", "--schedules", "s.toml"], "runner", &test_mode)).collect();
+    let count = |sql: &str| team.pg.psql("postgres", sql).trim().parse::<i64>().unwrap_or(0);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while count("SELECT COUNT(*) FROM schedule_events WHERE kind = 'notified'") < 1 {
+        assert!(Instant::now() < deadline, "never delivered");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Many more passes by every worker: nothing more is sent.
+    let fires = count("SELECT COUNT(*) FROM schedule_fires");
+    while count("SELECT COUNT(*) FROM schedule_fires") < fires + 5 {
+        assert!(Instant::now() < deadline, "the workers stopped firing");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for w in &workers {
+        kill(Pid::from_raw(w.id() as i32), Signal::SIGTERM).expect("SIGTERM");
+    }
+    let outs: Vec<Output> = workers.into_iter().map(wait).collect();
+    let attempts: Vec<i64> = hook.bodies().iter().map(|b| b["attempt"].as_i64().unwrap_or(-1)).collect();
+    assert_eq!(attempts, [1, 2, 3, 4], "{outs:?}");
+    assert_eq!(hook.most_in_flight(), 1);
+    assert_eq!(count("SELECT COUNT(*) FROM schedule_events WHERE kind = 'notified'"), 1);
+    let failed = team.pg.psql(
+        "postgres",
+        "SELECT string_agg((body::json->>'attempt') || ' ' || (body::json->>'failure'), ',' ORDER BY seq) \
+         FROM schedule_events WHERE kind = 'notify_failed'",
+    );
+    assert_eq!(failed.trim(), "1 HTTP 503,2 HTTP 503,3 HTTP 503");
+    assert_eq!(
+        team.pg.psql("postgres", "SELECT body::json->>'attempt' FROM schedule_events WHERE kind = 'notified'").trim(),
+        "4"
+    );
+    // One row per attempt, each claimed once; the outcome is set once (the guard refuses
+    // rewriting it).
+    assert_eq!(count("SELECT COUNT(*) FROM schedule_notices"), 4);
+    let guards = team.cmd(&["state", "check"], "admin");
+    assert_eq!(guards.code, 0, "{}{}", guards.stdout, guards.stderr);
+    let refused = std::process::Command::new(team.pg.bin().join("psql"))
+        .args([&team.pg.url("postgres"), "-v", "ON_ERROR_STOP=1", "-c", "UPDATE schedule_notices SET outcome = 'failed' WHERE outcome = 'delivered'"])
+        .output()
+        .expect("psql");
+    assert!(!refused.status.success(), "an outcome was rewritten");
+    ok(&team.cmd(&["audit", "verify"], "ana"), 0);
+    for o in &outs {
+        assert!(!o.stdout.contains("s3cr3t-path") && !o.stderr.contains("s3cr3t-path"), "{o:?}");
+    }
+}

@@ -40,7 +40,7 @@ mod schedule_journal;
 mod tokens;
 use append::{Chained, bind_event, insert_events_sql, update_head_sql};
 pub use listing::{RunFilter, RunList, listed_statuses};
-pub use schedule_journal::{FireRow, ScheduleJournal};
+pub use schedule_journal::{FireRow, LAPSED, NoticeClaim, NoticeState, ScheduleJournal};
 pub use tokens::ConsoleToken;
 
 /// Events written by one `INSERT` statement at most: 9 bound values each, far below
@@ -425,7 +425,7 @@ impl Backend {
     }
 
     fn migrations(self) -> Vec<Migration> {
-        let files: [(i64, &str, &'static str); 9] = match self {
+        let files: [(i64, &str, &'static str); 10] = match self {
             Backend::Sqlite => [
                 (1, "journal", include_str!("../migrations/sqlite/0001_journal.sql")),
                 (2, "step logs", include_str!("../migrations/sqlite/0002_step_logs.sql")),
@@ -436,6 +436,7 @@ impl Backend {
                 (7, "schedules", include_str!("../migrations/sqlite/0007_schedules.sql")),
                 (8, "schedule journal", include_str!("../migrations/sqlite/0008_schedule_journal.sql")),
                 (9, "abandon", include_str!("../migrations/sqlite/0009_abandon.sql")),
+                (10, "schedule notices", include_str!("../migrations/sqlite/0010_schedule_notices.sql")),
             ],
             Backend::Postgres => [
                 (1, "journal", include_str!("../migrations/postgres/0001_journal.sql")),
@@ -447,6 +448,7 @@ impl Backend {
                 (7, "schedules", include_str!("../migrations/postgres/0007_schedules.sql")),
                 (8, "schedule journal", include_str!("../migrations/postgres/0008_schedule_journal.sql")),
                 (9, "abandon", include_str!("../migrations/postgres/0009_abandon.sql")),
+                (10, "schedule notices", include_str!("../migrations/postgres/0010_schedule_notices.sql")),
             ],
         };
         files
@@ -1342,6 +1344,8 @@ impl Store {
                 (8, "schedule_heads_no_delete"),
                 (8, "schedule_heads_are_the_journals"),
                 (8, "schedule_heads_start_empty"),
+                (10, "schedule_notices_outcome_once"),
+                (10, "schedule_notices_no_delete"),
             ],
             Backend::Postgres => &[
                 (1, "events_no_update"),
@@ -1361,6 +1365,8 @@ impl Store {
                 (8, "schedule_events_no_truncate"),
                 (8, "schedule_heads_guard"),
                 (8, "schedule_heads_no_truncate"),
+                (10, "schedule_notices_guard"),
+                (10, "schedule_notices_no_truncate"),
             ],
         };
         let present = match self.backend {
