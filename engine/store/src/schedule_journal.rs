@@ -522,7 +522,7 @@ impl Store {
     /// Journal the outcome of delivery attempt `claim` of an overdue notice, and set it on
     /// its row, in one transaction. A failure sets when the next attempt may be made
     /// (`retry_at_ms`). An attempt already taken over as lapsed records only a delivery
-    /// (its failure is already journaled).
+    /// (its failure is already journaled): `None` for a failure that came too late.
     pub async fn record_notice_outcome(
         &self,
         schedule: &str,
@@ -531,7 +531,7 @@ impl Store {
         retry_at_ms: i64,
         by: &str,
         at: &str,
-    ) -> Result<ScheduleRecord> {
+    ) -> Result<Option<ScheduleRecord>> {
         crate::retry_busy(self.backend, || async {
             let mut tx = self.pool.begin_with(self.backend.begin()).await?;
             let set = sqlx::query(
@@ -551,10 +551,7 @@ impl Store {
             .rows_affected();
             if set != 1 {
                 tx.rollback().await?;
-                return Err(StoreError::Corrupt(format!(
-                    "schedule {schedule}: notice attempt {} was taken over (its lease expired)",
-                    claim.attempt
-                )));
+                return Ok(None);
             }
             let (about, worker, attempt) = ("overdue".to_string(), by.to_string(), Some(claim.attempt));
             let event = match failure {
@@ -563,7 +560,7 @@ impl Store {
             };
             let record = self.append_schedule(&mut tx, schedule, at, event, None).await?;
             tx.commit().await?;
-            Ok(record)
+            Ok(Some(record))
         })
         .await
     }
