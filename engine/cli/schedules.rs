@@ -653,6 +653,14 @@ impl Firing {
                     due_text(ahead)
                 );
             }
+            // The cursor is the latest due time taken: a row with no journal record (written
+            // past the store's trigger) would stop due times in silence (issue 17, S1).
+            if let Some(last) = runs.last_due_ms
+                && store.due_time_recorded(&s.target.name, last).await.is_ok_and(|r| !r)
+                && self.warned_future.lock().is_ok_and(|mut w| w.insert(format!("{}\0{last}", s.target.name)))
+            {
+                taken(store, &s.target.name, last, &due_text(last)).await;
+            }
             let from = runs.last_due_ms.and_then(schedule::utc_from_millis).unwrap_or(self.since);
             let due = s.due_search(from, now, self.late);
             // A due time `latest` or `all` leaves out only because a pass came a moment
@@ -781,6 +789,7 @@ impl Firing {
         let replaced = replaced.as_ref().map(|(id, why)| (*id, why.as_str()));
         match store.fire_in_place_of(fire, Some(&job), "", replaced).await {
             Ok(runbook_store::Fired::Queued) => outln!("schedule {name} due {due_text}: queued run {run_id}"),
+            Ok(runbook_store::Fired::Taken) => taken(store, name, fire.due_ms, due_text).await,
             Ok(_) => {}
             Err(e) => crate::output::errln!("warning: cannot fire schedule `{name}` due {due_text}: {e}"),
         }
@@ -908,8 +917,22 @@ async fn record_skipped(
     let name = fire.schedule;
     match store.fire(fire, None, &note).await {
         Ok(runbook_store::Fired::Skipped) => outln!("schedule {name} due {due_text}: skipped: {note}"),
+        Ok(runbook_store::Fired::Taken) => taken(store, name, fire.due_ms, due_text).await,
         Ok(_) => {}
         Err(e) => crate::output::errln!("warning: cannot record schedule `{name}` due {due_text}: {e}"),
+    }
+}
+
+/// A due time another writer took: it must have its record in the schedule's journal
+/// (the store's trigger refuses a row without one; only its owner can pass it). One that
+/// has none is said loudly, never skipped in silence (issue 17, S1).
+async fn taken(store: &runbook_store::Store, name: &str, due_ms: i64, due_text: &str) {
+    match store.due_time_recorded(name, due_ms).await {
+        Ok(true) => {}
+        Ok(false) => crate::output::errln!(
+            "warning: schedule `{name}` due {due_text} did not fire: a row of schedule_fires takes it with no record in the schedule's journal (written outside runbook?); `runbook audit verify` names it"
+        ),
+        Err(e) => crate::output::errln!("warning: cannot read the journal of schedule `{name}`: {e}"),
     }
 }
 

@@ -307,3 +307,60 @@ fn a_notice_whose_worker_died_in_flight_is_delivered_by_another_worker() {
     assert_ne!(notified[0]["event"]["worker"], failed[0]["event"]["worker"]);
     ok(&cli(d, &["audit", "verify"]), 0);
 }
+
+/// Issue 17, S1 (red team adv18a): a row of `schedule_fires` inserted by plain SQL stopped
+/// its due time with no journal record, and the worker skipped it in silence. The store now
+/// refuses such a row (its trigger wants the due time's record first); past the trigger
+/// (only the file's owner can drop it), the worker says loudly that a due time was taken
+/// with no record, and `audit verify` is BROKEN. Failed before: the insert succeeded and
+/// the worker said nothing.
+#[test]
+fn a_due_time_taken_without_its_record_is_refused_or_said_loudly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    std::fs::create_dir(d.join(".git")).expect("git");
+    std::fs::write(d.join("r.toml"), "[runbook]\nname = \"tick\"\n[steps.a]\nrun = \"true\"\n").expect("runbook");
+    std::fs::write(d.join("s.toml"), "[schedule.nightly]\nrunbook = \"r.toml\"\ncron = \"* * * * * *\"\ntime-zone = \"UTC\"\n")
+        .expect("schedules");
+    ok(&cli(d, &["state", "migrate"]), 0);
+    let db = d.join("st.db");
+    let sqlite = |sql: &str| std::process::Command::new("sqlite3").arg(&db).arg(sql).output().expect("sqlite3");
+    let now_s = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("time").as_secs();
+    let forge = |from: u64, to: u64| {
+        let rows: Vec<String> = (from..=to)
+            .map(|s| format!("('nightly', {}, 'skipped', NULL, '', 'mallory', '2026-01-01T00:00:00Z')", s * 1000))
+            .collect();
+        format!(
+            "INSERT INTO schedule_fires (schedule, due_ms, outcome, run_id, note, fired_by, fired_at) VALUES {}",
+            rows.join(", ")
+        )
+    };
+    let refused = sqlite(&forge(now_s + 4, now_s + 6));
+    assert!(!refused.status.success(), "a due time was taken with no record");
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("taken only with its journal record"));
+    // The file's owner drops the trigger and takes the next due times.
+    assert!(sqlite("DROP TRIGGER schedule_fires_have_their_record").status.success());
+    assert!(sqlite(&forge(now_s + 4, now_s + 6)).status.success());
+    let mut w = worker(d, "w1");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let said = loop {
+        let err = std::fs::read_to_string(d.join("w1.err")).unwrap_or_default();
+        if err.contains("did not fire: a row of schedule_fires takes it with no record") {
+            break err;
+        }
+        assert!(Instant::now() < deadline, "nothing said: {err}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    crate::support::kill9(w.id());
+    let _ = w.wait();
+    assert!(said.contains(&format!("schedule `nightly` due {}", due_text((now_s + 6) * 1000))), "{said}");
+    let verify = cli(d, &["audit", "verify"]);
+    assert_eq!(verify.code, 4, "{}", verify.stdout);
+    assert!(verify.stdout.contains("BROKEN schedule nightly: schedule_fires: "), "{}", verify.stdout);
+}
+
+fn due_text(ms: u64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms as i64)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .unwrap_or_default()
+}

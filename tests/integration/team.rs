@@ -834,10 +834,27 @@ fn audit_verify_finds_schedule_rows_no_journal_record_stands_for_on_postgres() {
         "CREATE ROLE ben LOGIN; GRANT SELECT, INSERT ON schedule_fires, schedule_alerts, schedule_events TO ben; \
          GRANT SELECT, INSERT, UPDATE ON schedule_heads TO ben",
     );
+    // Issue 17, S1: a row without its journal record is refused by the store (failed
+    // before: the insert succeeded and the worker skipped those due times in silence).
+    let forge = "INSERT INTO schedule_fires (schedule, due_ms, outcome, run_id, note, fired_by, fired_at) \
+         SELECT 'tick', 4102444800000 + g * 1000, 'skipped', NULL, '', 'mallory', '2026-01-01T00:00:00Z' FROM generate_series(1, 5) g";
+    let refused = Command::new(team.pg.bin().join("psql"))
+        .args([&team.pg.url("postgres"), "-v", "ON_ERROR_STOP=1", "-Atc", &format!("SET ROLE ben; {forge}")])
+        .output()
+        .expect("psql");
+    assert!(!refused.status.success(), "a due time was taken with no record");
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("taken only with its journal record"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    // Past that trigger (only the schema's owner can disable it), the rows are found.
     team.pg.psql(
         "postgres",
-        "SET ROLE ben; INSERT INTO schedule_fires (schedule, due_ms, outcome, run_id, note, fired_by, fired_at) \
-         SELECT 'tick', 4102444800000 + g * 1000, 'skipped', NULL, '', 'mallory', '2026-01-01T00:00:00Z' FROM generate_series(1, 5) g",
+        &format!(
+            "ALTER TABLE schedule_fires DISABLE TRIGGER schedule_fires_have_their_record; SET ROLE ben; {forge}; \
+             RESET ROLE; ALTER TABLE schedule_fires ENABLE TRIGGER schedule_fires_have_their_record"
+        ),
     );
     let forged = team.cmd(&["audit", "verify"], "ana");
     assert_eq!(forged.code, 4, "{}{}", forged.stdout, forged.stderr);

@@ -1346,6 +1346,7 @@ impl Store {
                 (8, "schedule_heads_start_empty"),
                 (10, "schedule_notices_outcome_once"),
                 (10, "schedule_notices_no_delete"),
+                (10, "schedule_fires_have_their_record"),
             ],
             Backend::Postgres => &[
                 (1, "events_no_update"),
@@ -1367,6 +1368,7 @@ impl Store {
                 (8, "schedule_heads_no_truncate"),
                 (10, "schedule_notices_guard"),
                 (10, "schedule_notices_no_truncate"),
+                (10, "schedule_fires_have_their_record"),
             ],
         };
         let present = match self.backend {
@@ -1994,6 +1996,20 @@ impl Store {
     ) -> Result<Fired> {
         retry_busy(self.backend, || async {
             let mut tx = self.pool.begin_with(self.backend.begin()).await?;
+            // The decision's one record in the schedule's journal first, then its row, in
+            // this transaction: the row's trigger refuses a row without its record (issue
+            // 17, S1), and the head's lock orders the workers of one schedule. A worker
+            // whose row finds the due time taken rolls its record back with it.
+            let due = runbook_core::schedule::due_text(fire.due_ms);
+            let event = match job {
+                Some(job) => runbook_core::schedule_journal::ScheduleEvent::Fired {
+                    due,
+                    run_id: job.run_id.to_string(),
+                    worker: fire.fired_by.to_string(),
+                },
+                None => schedule_journal::not_fired(due, note, fire.fired_by),
+            };
+            self.append_schedule(&mut tx, fire.schedule, fire.fired_at, event, Some(fire.due_ms)).await?;
             let inserted = sqlx::query(
                 "INSERT INTO schedule_fires (schedule, due_ms, outcome, run_id, note, fired_by, fired_at) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (schedule, due_ms) DO NOTHING",
@@ -2012,17 +2028,6 @@ impl Store {
                 tx.rollback().await?;
                 return Ok(Fired::Taken);
             }
-            // The decision's one record in the schedule's journal, in this transaction.
-            let due = runbook_core::schedule::due_text(fire.due_ms);
-            let event = match job {
-                Some(job) => runbook_core::schedule_journal::ScheduleEvent::Fired {
-                    due,
-                    run_id: job.run_id.to_string(),
-                    worker: fire.fired_by.to_string(),
-                },
-                None => schedule_journal::not_fired(due, note, fire.fired_by),
-            };
-            self.append_schedule(&mut tx, fire.schedule, fire.fired_at, event, Some(fire.due_ms)).await?;
             if let Some(job) = job {
                 if let Some((old, why)) = replaced {
                     sqlx::query(

@@ -602,6 +602,22 @@ impl Store {
         Ok(Some(state))
     }
 
+    /// Whether the journal of `schedule` holds the record of the decision about due time
+    /// `due_ms` (`fired`, `skipped`, `missed`): a worker that finds the due time taken asks,
+    /// and a row without its record (possible only past the store's triggers) is reported
+    /// (issue 17, S1).
+    pub async fn due_time_recorded(&self, schedule: &str, due_ms: i64) -> Result<bool> {
+        let row = sqlx::query(
+            "SELECT 1 FROM schedule_events WHERE schedule = $1 AND due_ms = $2 \
+             AND kind IN ('fired', 'skipped', 'missed') LIMIT 1",
+        )
+        .bind(schedule)
+        .bind(due_ms)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.is_some())
+    }
+
     /// The journal of `schedule`, in order (empty when it has none).
     pub async fn schedule_records(&self, schedule: &str) -> Result<Vec<ScheduleRecord>> {
         let mut journals = self.schedule_journals(Some(schedule)).await?;

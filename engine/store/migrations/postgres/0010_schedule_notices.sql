@@ -43,3 +43,26 @@ $pin$;
 -- Notices sent before this migration were sent at most once: they are not retried.
 INSERT INTO schedule_notices (schedule, since_ms, reminder, attempt, claimed_by, claimed_at, lease_until_ms, outcome)
 SELECT schedule, since_ms, reminder, 0, sent_by, sent_at, 0, 'legacy' FROM schedule_alerts WHERE reminder >= 0;
+
+-- A due time is taken with its record (issue 17, S1): a row of schedule_fires is refused
+-- unless the schedule's journal already holds the record of that due time's decision, of
+-- the kind the row says. A worker appends the record, then inserts the row, in one
+-- transaction; a row inserted by plain SQL (a role with INSERT on the table) is refused
+-- instead of silently stopping that due time.
+CREATE FUNCTION runbook_schedule_fires_record() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM schedule_events e WHERE e.schedule = NEW.schedule AND e.due_ms = NEW.due_ms
+               AND ((NEW.outcome = 'queued' AND e.kind = 'fired')
+                    OR (NEW.outcome = 'skipped' AND e.kind IN ('skipped', 'missed')))) THEN
+        RETURN NEW;
+    END IF;
+    RAISE EXCEPTION 'a schedule''s due time is taken only with its journal record';
+END
+$$;
+CREATE TRIGGER schedule_fires_have_their_record BEFORE INSERT ON schedule_fires
+    FOR EACH ROW EXECUTE FUNCTION runbook_schedule_fires_record();
+DO $pin$
+BEGIN
+    EXECUTE format('ALTER FUNCTION runbook_schedule_fires_record() SET search_path = %I, pg_temp', current_schema());
+END
+$pin$;
