@@ -425,8 +425,12 @@ fn notice_text(n: &runbook_store::NoticeState) -> String {
     }
     let mut text = match (n.failed, &n.last_failure) {
         (0, _) => "overdue, notice not delivered yet".to_string(),
-        (1, Some(why)) => format!("overdue, notice not delivered: 1 attempt failed, last {}", shown_value(why)),
-        (k, Some(why)) => format!("overdue, notice not delivered: {k} attempts failed, last {}", shown_value(why)),
+        (1, Some(why)) => {
+            format!("overdue, notice not delivered: 1 attempt failed, last {}", shown_value(why))
+        }
+        (k, Some(why)) => {
+            format!("overdue, notice not delivered: {k} attempts failed, last {}", shown_value(why))
+        }
         (k, None) => format!("overdue, notice not delivered: {k} attempts failed"),
     };
     if let Some(a) = n.in_flight {
@@ -984,7 +988,9 @@ async fn watch(
             span_text(window)
         ),
         Ok(false) => {}
-        Err(e) => crate::output::errln!("warning: cannot record the overdue notice of schedule `{name}`: {e}"),
+        Err(e) => {
+            crate::output::errln!("warning: cannot record the overdue notice of schedule `{name}`: {e}")
+        }
     }
 }
 
@@ -1123,7 +1129,9 @@ async fn notify(
     match sent {
         Ok(()) => outln!("schedule {name}: {what} notification sent"),
         Err((_, why)) => {
-            crate::output::errln!("warning: the {what} notification of schedule `{name}` was not delivered: {why}")
+            crate::output::errln!(
+                "warning: the {what} notification of schedule `{name}` was not delivered: {why}"
+            )
         }
     }
 }

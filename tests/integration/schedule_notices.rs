@@ -43,12 +43,8 @@ impl ScriptedHook {
             most_in_flight: Arc::default(),
             released: Arc::default(),
         };
-        let (bodies, in_flight, most, released) = (
-            hook.bodies.clone(),
-            hook.in_flight.clone(),
-            hook.most_in_flight.clone(),
-            hook.released.clone(),
-        );
+        let (bodies, in_flight, most, released) =
+            (hook.bodies.clone(), hook.in_flight.clone(), hook.most_in_flight.clone(), hook.released.clone());
         std::thread::spawn(move || {
             for conn in listener.incoming() {
                 let Ok(mut conn) = conn else { continue };
@@ -74,7 +70,8 @@ impl ScriptedHook {
                         }
                     };
                     in_flight.fetch_sub(1, Ordering::SeqCst);
-                    let _ = write!(conn, "HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                    let _ =
+                        write!(conn, "HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
                 });
             }
         });
@@ -87,7 +84,12 @@ impl ScriptedHook {
 
     /// The bodies received, in order, as JSON.
     pub fn bodies(&self) -> Vec<serde_json::Value> {
-        self.bodies.lock().expect("lock").iter().map(|b| serde_json::from_str(b).unwrap_or_default()).collect()
+        self.bodies
+            .lock()
+            .expect("lock")
+            .iter()
+            .map(|b| serde_json::from_str(b).unwrap_or_default())
+            .collect()
     }
 
     pub fn most_in_flight(&self) -> usize {
@@ -102,7 +104,11 @@ impl ScriptedHook {
     pub fn wait_for(&self, n: usize, what: &str) {
         let deadline = Instant::now() + Duration::from_secs(90);
         while self.bodies.lock().expect("lock").len() < n {
-            assert!(Instant::now() < deadline, "{what}: {} requests", self.bodies.lock().expect("lock").len());
+            assert!(
+                Instant::now() < deadline,
+                "{what}: {} requests",
+                self.bodies.lock().expect("lock").len()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -128,7 +134,9 @@ fn read_request(conn: &mut std::net::TcpStream) -> Option<String> {
             let head = String::from_utf8_lossy(&data[..end]).to_lowercase();
             let length = head
                 .lines()
-                .find_map(|l| l.strip_prefix("content-length:").map(|v| v.trim().parse::<usize>().unwrap_or(0)))
+                .find_map(|l| {
+                    l.strip_prefix("content-length:").map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                })
                 .unwrap_or(0);
             while data.len() < end + 4 + length {
                 let n = conn.read(&mut buf).ok()?;
@@ -272,7 +280,11 @@ fn a_notice_the_webhook_refuses_twice_is_retried_until_delivered() {
     );
     assert!(!all.contains("s3cr3t-path"), "{all}");
     let listed = cli(d, &["schedules", "s.toml"]);
-    assert!(listed.stdout.contains("  notice       overdue notice delivered (attempt 3)\n"), "{}", listed.stdout);
+    assert!(
+        listed.stdout.contains("  notice       overdue notice delivered (attempt 3)\n"),
+        "{}",
+        listed.stdout
+    );
     ok(&cli(d, &["audit", "verify"]), 0);
 }
 
@@ -319,16 +331,23 @@ fn a_due_time_taken_without_its_record_is_refused_or_said_loudly() {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
     std::fs::create_dir(d.join(".git")).expect("git");
-    std::fs::write(d.join("r.toml"), "[runbook]\nname = \"tick\"\n[steps.a]\nrun = \"true\"\n").expect("runbook");
-    std::fs::write(d.join("s.toml"), "[schedule.nightly]\nrunbook = \"r.toml\"\ncron = \"* * * * * *\"\ntime-zone = \"UTC\"\n")
-        .expect("schedules");
+    std::fs::write(d.join("r.toml"), "[runbook]\nname = \"tick\"\n[steps.a]\nrun = \"true\"\n")
+        .expect("runbook");
+    std::fs::write(
+        d.join("s.toml"),
+        "[schedule.nightly]\nrunbook = \"r.toml\"\ncron = \"* * * * * *\"\ntime-zone = \"UTC\"\n",
+    )
+    .expect("schedules");
     ok(&cli(d, &["state", "migrate"]), 0);
     let db = d.join("st.db");
-    let sqlite = |sql: &str| std::process::Command::new("sqlite3").arg(&db).arg(sql).output().expect("sqlite3");
+    let sqlite =
+        |sql: &str| std::process::Command::new("sqlite3").arg(&db).arg(sql).output().expect("sqlite3");
     let now_s = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("time").as_secs();
     let forge = |from: u64, to: u64| {
         let rows: Vec<String> = (from..=to)
-            .map(|s| format!("('nightly', {}, 'skipped', NULL, '', 'mallory', '2026-01-01T00:00:00Z')", s * 1000))
+            .map(|s| {
+                format!("('nightly', {}, 'skipped', NULL, '', 'mallory', '2026-01-01T00:00:00Z')", s * 1000)
+            })
             .collect();
         format!(
             "INSERT INTO schedule_fires (schedule, due_ms, outcome, run_id, note, fired_by, fired_at) VALUES {}",

@@ -949,7 +949,9 @@ fn three_workers_retry_an_overdue_notice_one_attempt_at_a_time_until_delivered()
     );
     assert_eq!(failed.trim(), "1 HTTP 503,2 HTTP 503,3 HTTP 503");
     assert_eq!(
-        team.pg.psql("postgres", "SELECT body::json->>'attempt' FROM schedule_events WHERE kind = 'notified'").trim(),
+        team.pg
+            .psql("postgres", "SELECT body::json->>'attempt' FROM schedule_events WHERE kind = 'notified'")
+            .trim(),
         "4"
     );
     // One row per attempt, each claimed once; the outcome is set once (the guard refuses
@@ -958,7 +960,13 @@ fn three_workers_retry_an_overdue_notice_one_attempt_at_a_time_until_delivered()
     let guards = team.cmd(&["state", "check"], "admin");
     assert_eq!(guards.code, 0, "{}{}", guards.stdout, guards.stderr);
     let refused = std::process::Command::new(team.pg.bin().join("psql"))
-        .args([&team.pg.url("postgres"), "-v", "ON_ERROR_STOP=1", "-c", "UPDATE schedule_notices SET outcome = 'failed' WHERE outcome = 'delivered'"])
+        .args([
+            &team.pg.url("postgres"),
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-c",
+            "UPDATE schedule_notices SET outcome = 'failed' WHERE outcome = 'delivered'",
+        ])
         .output()
         .expect("psql");
     assert!(!refused.status.success(), "an outcome was rewritten");

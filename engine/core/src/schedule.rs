@@ -1381,18 +1381,26 @@ mod tests {
         };
         assert_eq!(next_notice(&[], 0), NoticeNext::Try { attempt: 1, lapsed: None });
         assert_eq!(next_notice(&[at(1, None, 100, None)], 50), NoticeNext::Wait);
-        assert_eq!(next_notice(&[at(1, None, 100, None)], 100), NoticeNext::Try { attempt: 2, lapsed: Some(1) });
+        assert_eq!(
+            next_notice(&[at(1, None, 100, None)], 100),
+            NoticeNext::Try { attempt: 2, lapsed: Some(1) }
+        );
         let failed = at(1, Some("failed"), 100, Some(200));
         assert_eq!(next_notice(std::slice::from_ref(&failed), 150), NoticeNext::Wait);
-        assert_eq!(next_notice(std::slice::from_ref(&failed), 200), NoticeNext::Try { attempt: 2, lapsed: None });
+        assert_eq!(
+            next_notice(std::slice::from_ref(&failed), 200),
+            NoticeNext::Try { attempt: 2, lapsed: None }
+        );
         let lapsed = at(1, Some("lapsed"), 100, None);
-        assert_eq!(next_notice(&[lapsed.clone(), at(2, Some("failed"), 0, Some(10))], 20), NoticeNext::Try {
-            attempt: 3,
-            lapsed: None
-        });
+        assert_eq!(
+            next_notice(&[lapsed.clone(), at(2, Some("failed"), 0, Some(10))], 20),
+            NoticeNext::Try { attempt: 3, lapsed: None }
+        );
         // A lapsed attempt that delivered after all settles the notice.
-        assert_eq!(next_notice(&[at(1, Some("delivered"), 0, None), at(2, None, 999, None)], 0), NoticeNext::Settled);
+        assert_eq!(
+            next_notice(&[at(1, Some("delivered"), 0, None), at(2, None, 999, None)], 0),
+            NoticeNext::Settled
+        );
         assert_eq!(next_notice(&[at(0, Some("legacy"), 0, None)], 0), NoticeNext::Settled);
     }
-
 }

@@ -437,7 +437,7 @@ impl Store {
         }
         crate::retry_busy(self.backend, || async {
             let mut tx = self.pool.begin_with(self.backend.begin()).await?;
-            let (alert, next) = self.notice_next(&mut *tx, schedule, now_ms).await?;
+            let (alert, next) = self.notice_next(&mut tx, schedule, now_ms).await?;
             let (Some((since_ms, reminder)), NoticeNext::Try { attempt, lapsed }) = (alert, next) else {
                 tx.rollback().await?;
                 return Ok(None);
@@ -556,7 +556,9 @@ impl Store {
             let (about, worker, attempt) = ("overdue".to_string(), by.to_string(), Some(claim.attempt));
             let event = match failure {
                 None => ScheduleEvent::Notified { about, worker, attempt },
-                Some(why) => ScheduleEvent::NotifyFailed { about, worker, attempt, failure: Some(why.into()) },
+                Some(why) => {
+                    ScheduleEvent::NotifyFailed { about, worker, attempt, failure: Some(why.into()) }
+                }
             };
             let record = self.append_schedule(&mut tx, schedule, at, event, None).await?;
             tx.commit().await?;

@@ -893,23 +893,29 @@ async fn overdue_notices_are_claimed_one_attempt_at_a_time_until_delivered(f: Fi
     let at = "2026-01-01T00:00:05Z";
     assert_eq!(store.claim_notice("nightly", 0, 100, "w1", at).await.expect("no alert"), None);
     assert!(store.claim_alert("nightly", 1_000, 0, "w1", at).await.expect("alert"));
-    let first = store.claim_notice("nightly", 10_000, 100, "w1", at).await.expect("claim").expect("attempt 1");
+    let first =
+        store.claim_notice("nightly", 10_000, 100, "w1", at).await.expect("claim").expect("attempt 1");
     assert_eq!((first.since_ms, first.reminder, first.attempt), (1_000, 0, 1));
     // Held under a live lease: nobody else claims.
     assert_eq!(other.claim_notice("nightly", 10_050, 100, "w2", at).await.expect("held"), None);
     store.record_notice_outcome("nightly", &first, Some("HTTP 503"), 11_000, "w1", at).await.expect("failed");
     // Backing off until 11 000.
     assert_eq!(other.claim_notice("nightly", 10_999, 100, "w2", at).await.expect("backoff"), None);
-    let second = other.claim_notice("nightly", 11_000, 100, "w2", at).await.expect("claim").expect("attempt 2");
+    let second =
+        other.claim_notice("nightly", 11_000, 100, "w2", at).await.expect("claim").expect("attempt 2");
     assert_eq!(second.attempt, 2);
     // w2 dies with attempt 2 in flight: once its lease expired, w1 takes over.
     assert_eq!(store.claim_notice("nightly", 11_099, 100, "w1", at).await.expect("held"), None);
-    let third = store.claim_notice("nightly", 11_100, 100, "w1", at).await.expect("claim").expect("attempt 3");
+    let third =
+        store.claim_notice("nightly", 11_100, 100, "w1", at).await.expect("claim").expect("attempt 3");
     assert_eq!(third.attempt, 3);
     store.record_notice_outcome("nightly", &third, None, 0, "w1", at).await.expect("delivered");
     // w2's delivery, late, is kept too (at least once); a late failure is not.
     other.record_notice_outcome("nightly", &second, None, 0, "w2", at).await.expect("late delivery");
-    assert_eq!(store.record_notice_outcome("nightly", &third, Some("HTTP 500"), 0, "w1", at).await.expect("late"), None);
+    assert_eq!(
+        store.record_notice_outcome("nightly", &third, Some("HTTP 500"), 0, "w1", at).await.expect("late"),
+        None
+    );
     assert_eq!(store.claim_notice("nightly", 99_000, 100, "w1", at).await.expect("settled"), None);
     let state = store.notice_state("nightly").await.expect("state").expect("a notice");
     assert_eq!((state.delivered.is_some(), state.failed, state.in_flight), (true, 1, None));
@@ -918,7 +924,9 @@ async fn overdue_notices_are_claimed_one_attempt_at_a_time_until_delivered(f: Fi
         .iter()
         .map(|r| match &r.event {
             ScheduleEvent::Notified { attempt, worker, .. } => ("notified", *attempt, worker.as_str()),
-            ScheduleEvent::NotifyFailed { attempt, worker, .. } => ("notify_failed", *attempt, worker.as_str()),
+            ScheduleEvent::NotifyFailed { attempt, worker, .. } => {
+                ("notify_failed", *attempt, worker.as_str())
+            }
             other => (other.kind(), None, other.worker()),
         })
         .collect();
@@ -932,10 +940,13 @@ async fn overdue_notices_are_claimed_one_attempt_at_a_time_until_delivered(f: Fi
             ("notified", Some(2), "w2"),
         ]
     );
-    assert!(matches!(&records[2].event, ScheduleEvent::NotifyFailed { failure: Some(f), .. } if f == runbook_store::LAPSED));
+    assert!(
+        matches!(&records[2].event, ScheduleEvent::NotifyFailed { failure: Some(f), .. } if f == runbook_store::LAPSED)
+    );
     // A new reminder is a new notice, claimed from attempt 1.
     assert!(store.claim_alert("nightly", 1_000, 1, "w1", at).await.expect("reminder"));
-    let again = store.claim_notice("nightly", 99_000, 100, "w1", at).await.expect("claim").expect("reminder 1");
+    let again =
+        store.claim_notice("nightly", 99_000, 100, "w1", at).await.expect("claim").expect("reminder 1");
     assert_eq!((again.reminder, again.attempt), (1, 1));
     let rewrite = sqlx::query("UPDATE schedule_notices SET outcome = 'failed' WHERE outcome = 'delivered'")
         .execute(store.pool())
