@@ -232,6 +232,8 @@ pub struct ListArgs<'a> {
 struct Seen {
     runs: runbook_store::ScheduleRuns,
     overdue: bool,
+    /// The notice of its latest overdue alert (issue 17, S3).
+    notice: Option<runbook_store::NoticeState>,
 }
 
 /// `runbook schedules FILE`: each schedule with its next fire times, and with a store its
@@ -330,7 +332,9 @@ fn seen(schedules: &[Schedule], state: &str, now: DateTime<Utc>) -> Result<Vec<S
             };
             let first = runs.first_due_ms.and_then(schedule::utc_from_millis);
             let overdue = s.overdue(parse(&runs.last_success), first, now);
-            out.push(Seen { runs, overdue });
+            // A store older than migration 10 has no attempts to show: nothing is said.
+            let notice = store.notice_state(&s.target.name).await.ok().flatten();
+            out.push(Seen { runs, overdue, notice });
         }
         Ok(out)
     })
@@ -392,6 +396,11 @@ fn text_view(s: &Schedule, seen: Option<&Seen>, now: DateTime<Utc>, next: usize,
             let word = if color { "\x1b[1;31mOVERDUE\x1b[0m" } else { "OVERDUE" };
             out.push_str(&format!("  {word}      no successful run within {window}\n"));
         }
+        if let Some(n) = &seen.notice
+            && s.notify.is_some()
+        {
+            out.push_str(&format!("  notice       {}\n", notice_text(n)));
+        }
     }
     let times = s.next_after(now, next);
     for (j, t) in times.iter().enumerate() {
@@ -403,6 +412,31 @@ fn text_view(s: &Schedule, seen: Option<&Seen>, now: DateTime<Utc>, next: usize,
         out.push_str("  next         never (the expression matches no future time)\n");
     }
     out
+}
+
+/// The delivery of an overdue notice, in one line: delivered, or how many attempts failed,
+/// the last failure (fixed words) and an attempt in flight.
+fn notice_text(n: &runbook_store::NoticeState) -> String {
+    if let Some(attempt) = n.delivered {
+        return match attempt {
+            0 => "overdue notice delivered".to_string(),
+            a => format!("overdue notice delivered (attempt {a})"),
+        };
+    }
+    let mut text = match (n.failed, &n.last_failure) {
+        (0, _) => "overdue, notice not delivered yet".to_string(),
+        (1, Some(why)) => {
+            format!("overdue, notice not delivered: 1 attempt failed, last {}", shown_value(why))
+        }
+        (k, Some(why)) => {
+            format!("overdue, notice not delivered: {k} attempts failed, last {}", shown_value(why))
+        }
+        (k, None) => format!("overdue, notice not delivered: {k} attempts failed"),
+    };
+    if let Some(a) = n.in_flight {
+        text.push_str(&format!("; attempt {a} in flight"));
+    }
+    text
 }
 
 /// A value from the file, on one line whatever it holds (control characters escaped).
@@ -451,6 +485,17 @@ fn json_item(s: &Schedule, seen: Option<&Seen>, now: DateTime<Utc>, next: usize)
         }),
         "last_refused": seen.and_then(|x| x.runs.last_refused.as_ref()).map(|(due, why)| {
             serde_json::json!({ "due": due_text(*due), "reason": why })
+        }),
+        "notice": seen.and_then(|x| x.notice.as_ref()).filter(|_| s.notify.is_some()).map(|n| {
+            serde_json::json!({
+                "overdue_since": due_text(n.since_ms),
+                "reminder": n.reminder,
+                "delivered": n.delivered.is_some(),
+                "delivered_attempt": n.delivered,
+                "failed_attempts": n.failed,
+                "last_failure": n.last_failure,
+                "in_flight_attempt": n.in_flight,
+            })
         }),
     })
 }
@@ -504,6 +549,8 @@ pub struct Firing {
     /// The schedules whose due times recorded in the future this worker has warned of
     /// (once each).
     warned_future: std::sync::Mutex<std::collections::BTreeSet<String>>,
+    /// How often this worker's schedule pass runs: a failed notice is tried again no sooner.
+    poll: std::time::Duration,
 }
 
 /// A schedule's run as pinned at the worker's start.
@@ -547,6 +594,7 @@ impl Firing {
             changed: std::sync::Mutex::default(),
             late: LATE,
             warned_future: std::sync::Mutex::default(),
+            poll: std::time::Duration::from_secs(1),
         })
     }
 
@@ -554,6 +602,7 @@ impl Firing {
     #[must_use]
     pub fn polling_every(mut self, poll: std::time::Duration) -> Firing {
         self.late = LATE.max(poll.saturating_mul(2));
+        self.poll = poll;
         self
     }
 
@@ -608,6 +657,14 @@ impl Firing {
                     due_text(ahead)
                 );
             }
+            // The cursor is the latest due time taken: a row with no journal record (written
+            // past the store's trigger) would stop due times in silence (issue 17, S1).
+            if let Some(last) = runs.last_due_ms
+                && store.due_time_recorded(&s.target.name, last).await.is_ok_and(|r| !r)
+                && self.warned_future.lock().is_ok_and(|mut w| w.insert(format!("{}\0{last}", s.target.name)))
+            {
+                taken(store, &s.target.name, last, &due_text(last)).await;
+            }
             let from = runs.last_due_ms.and_then(schedule::utc_from_millis).unwrap_or(self.since);
             let due = s.due_search(from, now, self.late);
             // A due time `latest` or `all` leaves out only because a pass came a moment
@@ -629,6 +686,7 @@ impl Firing {
                 self.fire_one(store, worker, location, s, pinned, due).await;
             }
             watch(store, worker, s, &runs, self.since, now).await;
+            deliver(store, worker, s, self.poll).await;
         }
     }
 
@@ -735,6 +793,7 @@ impl Firing {
         let replaced = replaced.as_ref().map(|(id, why)| (*id, why.as_str()));
         match store.fire_in_place_of(fire, Some(&job), "", replaced).await {
             Ok(runbook_store::Fired::Queued) => outln!("schedule {name} due {due_text}: queued run {run_id}"),
+            Ok(runbook_store::Fired::Taken) => taken(store, name, fire.due_ms, due_text).await,
             Ok(_) => {}
             Err(e) => crate::output::errln!("warning: cannot fire schedule `{name}` due {due_text}: {e}"),
         }
@@ -862,8 +921,22 @@ async fn record_skipped(
     let name = fire.schedule;
     match store.fire(fire, None, &note).await {
         Ok(runbook_store::Fired::Skipped) => outln!("schedule {name} due {due_text}: skipped: {note}"),
+        Ok(runbook_store::Fired::Taken) => taken(store, name, fire.due_ms, due_text).await,
         Ok(_) => {}
         Err(e) => crate::output::errln!("warning: cannot record schedule `{name}` due {due_text}: {e}"),
+    }
+}
+
+/// A due time another writer took: it must have its record in the schedule's journal
+/// (the store's trigger refuses a row without one; only its owner can pass it). One that
+/// has none is said loudly, never skipped in silence (issue 17, S1).
+async fn taken(store: &runbook_store::Store, name: &str, due_ms: i64, due_text: &str) {
+    match store.due_time_recorded(name, due_ms).await {
+        Ok(true) => {}
+        Ok(false) => crate::output::errln!(
+            "warning: schedule `{name}` due {due_text} did not fire: a row of schedule_fires takes it with no record in the schedule's journal (written outside runbook?); `runbook audit verify` names it"
+        ),
+        Err(e) => crate::output::errln!("warning: cannot read the journal of schedule `{name}`: {e}"),
     }
 }
 
@@ -909,18 +982,36 @@ async fn watch(
     let name = &s.target.name;
     let at = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
     match store.claim_alert(name, since.timestamp_millis(), reminder, worker, &at).await {
-        Ok(true) => {}
-        Ok(false) => return,
+        Ok(true) => outln!(
+            "schedule {name} overdue: no successful run since {} (expected within {})",
+            since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            span_text(window)
+        ),
+        Ok(false) => {}
         Err(e) => {
-            crate::output::errln!("warning: cannot record the overdue notice of schedule `{name}`: {e}");
-            return;
+            crate::output::errln!("warning: cannot record the overdue notice of schedule `{name}`: {e}")
         }
     }
-    let since_text = since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    outln!(
-        "schedule {name} overdue: no successful run since {since_text} (expected within {})",
-        span_text(window)
-    );
+}
+
+/// Delivers the notice of the schedule's latest overdue alert at least once (issue 17, S3):
+/// each pass of each worker asks the store for the next delivery attempt of a notice not
+/// yet delivered ([`runbook_store::Store::claim_notice`]: one worker per attempt, a lease,
+/// a backoff after a failure); the attempt's outcome is journaled with its number.
+async fn deliver(store: &runbook_store::Store, worker: &str, s: &Schedule, pass: std::time::Duration) {
+    let (Some(_), Some(window)) = (&s.notify, s.expect_success_within) else { return };
+    let name = &s.target.name;
+    let at = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
+    let lease = i64::try_from(schedule::NOTICE_LEASE.as_millis()).unwrap_or(i64::MAX);
+    let claim = match store.claim_notice(name, crate::state::now_ms(), lease, worker, &at).await {
+        Ok(Some(claim)) => claim,
+        Ok(None) => return,
+        Err(e) => {
+            crate::output::errln!("warning: cannot claim the overdue notice of schedule `{name}`: {e}");
+            return;
+        }
+    };
+    let since_text = due_text(claim.since_ms);
     let text = s.notify.as_ref().and_then(|n| n.text.clone()).unwrap_or_else(|| {
         format!(
             "runbook: schedule `{name}` is overdue: no successful run of `{}` since {since_text} (expected within {})",
@@ -932,22 +1023,34 @@ async fn watch(
         "text": text,
         "schedule": name,
         "overdue_since": since_text,
-        "reminder": reminder,
+        "reminder": claim.reminder,
+        "attempt": claim.attempt,
     });
-    notify(store, worker, s, "overdue", body).await;
+    let sent = send(s, body).await;
+    let retry = schedule::notice_retry_after(claim.attempt, pass);
+    let retry_at =
+        crate::state::now_ms().saturating_add(i64::try_from(retry.as_millis()).unwrap_or(i64::MAX));
+    let at = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
+    let failure = sent.as_ref().err().map(|(fixed, _)| fixed.as_str());
+    // Journaled before it is printed: a line printed is a record kept.
+    if let Err(e) = store.record_notice_outcome(name, &claim, failure, retry_at, worker, &at).await {
+        crate::output::errln!("warning: cannot journal the overdue notification of schedule `{name}`: {e}");
+    }
+    match sent {
+        Ok(()) => outln!("schedule {name}: overdue notification sent (attempt {})", claim.attempt),
+        Err((_, why)) => crate::output::errln!(
+            "warning: the overdue notification of schedule `{name}` was not delivered (attempt {}): {why}; tried again in {} at the earliest",
+            claim.attempt,
+            humantime::format_duration(retry)
+        ),
+    }
 }
 
-/// Sends `body` to the schedule's `notify` webhook, if it has one, and journals whether it
-/// was delivered (never why not: a delivery error can quote the webhook's address).
-async fn notify(
-    store: &runbook_store::Store,
-    worker: &str,
-    s: &Schedule,
-    what: &str,
-    body: serde_json::Value,
-) {
-    let Some(notify) = &s.notify else { return };
-    let name = &s.target.name;
+/// Posts `body` to the schedule's webhook. An error is the failure in fixed words (for the
+/// journal: `HTTP 503`, `timed out`...) and the error's own words (printed, with the
+/// webhook's address replaced).
+async fn send(s: &Schedule, body: serde_json::Value) -> Result<(), (String, String)> {
+    let Some(notify) = &s.notify else { return Ok(()) };
     let req = runbook_exec::http::Request {
         method: "POST".into(),
         url: notify.webhook.clone(),
@@ -958,32 +1061,78 @@ async fn notify(
         max_latency: None,
         ca_file: None,
         ca_sha256: None,
-        request_timeout: Some(std::time::Duration::from_secs(10)),
+        request_timeout: Some(schedule::NOTICE_TIMEOUT),
     };
     let redactor = runbook_exec::secrets::Redactor::new(&runbook_exec::secrets::Secrets::default());
     // The webhook's URL is not printed: a chat webhook's URL is its credential.
+    let shown = |why: String| why.replace(&notify.webhook, "the webhook");
+    match runbook_exec::http::send(&req, &redactor).await {
+        Ok(out) => match runbook_exec::http::judge(&req, &out) {
+            runbook_exec::report::Check::Passed(_) => Ok(()),
+            runbook_exec::report::Check::Failed(why) => {
+                let status = out.get("status").and_then(serde_json::Value::as_u64).unwrap_or(0);
+                Err((format!("HTTP {status}"), shown(why)))
+            }
+        },
+        Err(why) => Err((failure_words(&why).to_string(), shown(why))),
+    }
+}
+
+/// A delivery error as fixed words: the journal never holds an error's own text, which can
+/// quote the webhook's address (a credential).
+fn failure_words(why: &str) -> &'static str {
+    if why.contains("timed out") {
+        "timed out"
+    } else if why.contains("connection refused") {
+        "connection refused"
+    } else if why.contains("closed the connection") {
+        "the server closed the connection"
+    } else if why.contains("DNS") {
+        "the host name does not resolve"
+    } else if why.contains("TLS") || why.contains("certificate") {
+        "TLS failed"
+    } else {
+        "request failed"
+    }
+}
+
+/// Sends a change notice (`body`) to the schedule's `notify` webhook, if it has one, and
+/// journals whether it was delivered (in fixed words, never the error's own text). Each
+/// worker that finds the change sends its own, once (red team adv18a S5).
+async fn notify(
+    store: &runbook_store::Store,
+    worker: &str,
+    s: &Schedule,
+    what: &str,
+    body: serde_json::Value,
+) {
+    if s.notify.is_none() {
+        return;
+    }
+    let name = &s.target.name;
+    let sent = send(s, body).await;
     let (about, worker) = (what.to_string(), worker.to_string());
-    let outcome =
-        runbook_exec::http::send(&req, &redactor).await.map(|out| runbook_exec::http::judge(&req, &out));
-    let (event, failed) = match outcome {
-        Ok(runbook_exec::report::Check::Passed(_)) => {
-            (runbook_core::schedule_journal::ScheduleEvent::Notified { about, worker }, None)
-        }
-        Ok(runbook_exec::report::Check::Failed(why)) | Err(why) => {
-            (runbook_core::schedule_journal::ScheduleEvent::NotifyFailed { about, worker }, Some(why))
-        }
+    let event = match &sent {
+        Ok(()) => runbook_core::schedule_journal::ScheduleEvent::Notified { about, worker, attempt: None },
+        Err((fixed, _)) => runbook_core::schedule_journal::ScheduleEvent::NotifyFailed {
+            about,
+            worker,
+            attempt: None,
+            failure: Some(fixed.clone()),
+        },
     };
     // Journaled before it is printed: a line printed is a record kept.
     let at = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
     if let Err(e) = store.record_schedule_event(name, &at, &event).await {
         crate::output::errln!("warning: cannot journal the {what} notification of schedule `{name}`: {e}");
     }
-    match failed {
-        None => outln!("schedule {name}: {what} notification sent"),
-        Some(why) => crate::output::errln!(
-            "warning: the {what} notification of schedule `{name}` was not delivered: {}",
-            why.replace(&notify.webhook, "the webhook")
-        ),
+    match sent {
+        Ok(()) => outln!("schedule {name}: {what} notification sent"),
+        Err((_, why)) => {
+            crate::output::errln!(
+                "warning: the {what} notification of schedule `{name}` was not delivered: {why}"
+            )
+        }
     }
 }
 

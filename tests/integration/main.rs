@@ -90,6 +90,7 @@ mod run_folder;
 mod runbook_list;
 mod runs_filters;
 mod runtime_lists;
+mod schedule_notices;
 mod schedules;
 mod schema;
 mod secret_files;

@@ -133,13 +133,13 @@ fn a_shared_store_is_migrated_explicitly_and_checked() {
 
     let migrated = team.cmd(&["state", "migrate"], "admin");
     ok(&migrated, 0);
-    assert!(migrated.stdout.contains("migrated from schema version 0 to 9"), "{}", migrated.stdout);
+    assert!(migrated.stdout.contains("migrated from schema version 0 to 10"), "{}", migrated.stdout);
     let again = team.cmd(&["state", "migrate"], "admin");
-    assert!(again.stdout.contains("up to date (schema version 9)"), "{}", again.stdout);
+    assert!(again.stdout.contains("up to date (schema version 10)"), "{}", again.stdout);
 
     let check = team.cmd(&["state", "check"], "ana");
     ok(&check, 0);
-    assert!(check.stdout.contains("(postgres)") && check.stdout.contains("version 9"), "{}", check.stdout);
+    assert!(check.stdout.contains("(postgres)") && check.stdout.contains("version 10"), "{}", check.stdout);
     assert!(check.stdout.contains("0 run(s), 0 lock(s) held"), "{}", check.stdout);
 }
 
@@ -834,10 +834,27 @@ fn audit_verify_finds_schedule_rows_no_journal_record_stands_for_on_postgres() {
         "CREATE ROLE ben LOGIN; GRANT SELECT, INSERT ON schedule_fires, schedule_alerts, schedule_events TO ben; \
          GRANT SELECT, INSERT, UPDATE ON schedule_heads TO ben",
     );
+    // Issue 17, S1: a row without its journal record is refused by the store (failed
+    // before: the insert succeeded and the worker skipped those due times in silence).
+    let forge = "INSERT INTO schedule_fires (schedule, due_ms, outcome, run_id, note, fired_by, fired_at) \
+         SELECT 'tick', 4102444800000 + g * 1000, 'skipped', NULL, '', 'mallory', '2026-01-01T00:00:00Z' FROM generate_series(1, 5) g";
+    let refused = Command::new(team.pg.bin().join("psql"))
+        .args([&team.pg.url("postgres"), "-v", "ON_ERROR_STOP=1", "-Atc", &format!("SET ROLE ben; {forge}")])
+        .output()
+        .expect("psql");
+    assert!(!refused.status.success(), "a due time was taken with no record");
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("taken only with its journal record"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    // Past that trigger (only the schema's owner can disable it), the rows are found.
     team.pg.psql(
         "postgres",
-        "SET ROLE ben; INSERT INTO schedule_fires (schedule, due_ms, outcome, run_id, note, fired_by, fired_at) \
-         SELECT 'tick', 4102444800000 + g * 1000, 'skipped', NULL, '', 'mallory', '2026-01-01T00:00:00Z' FROM generate_series(1, 5) g",
+        &format!(
+            "ALTER TABLE schedule_fires DISABLE TRIGGER schedule_fires_have_their_record; SET ROLE ben; {forge}; \
+             RESET ROLE; ALTER TABLE schedule_fires ENABLE TRIGGER schedule_fires_have_their_record"
+        ),
     );
     let forged = team.cmd(&["audit", "verify"], "ana");
     assert_eq!(forged.code, 4, "{}{}", forged.stdout, forged.stderr);
@@ -878,4 +895,83 @@ fn audit_verify_finds_schedule_rows_no_journal_record_stands_for_on_postgres() {
     let cut = team.cmd(&["audit", "verify"], "ana");
     assert_eq!(cut.code, 4, "{}{}", cut.stdout, cut.stderr);
     assert!(cut.stdout.contains("BROKEN schedule tick: schedule_fires: "), "{}", cut.stdout);
+}
+
+/// Issue 17, S3 on PostgreSQL: three workers share an overdue schedule whose webhook
+/// answers 503 three times, then 200. Each delivery attempt is claimed by exactly one
+/// worker (the store's primary key decides): the webhook gets attempts 1, 2, 3, 4 once
+/// each and never two requests at once; the journal has `notify_failed` for attempts 1-3
+/// (`HTTP 503`) and exactly one `notified` (attempt 4). Failed before: one request, never
+/// retried.
+#[test]
+fn three_workers_retry_an_overdue_notice_one_attempt_at_a_time_until_delivered() {
+    use crate::schedule_notices::{Answer, ScriptedHook};
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    let hook = ScriptedHook::start(vec![Answer::Status(503); 3]);
+    let team = Team::new("[runbook]\nname = \"broken\"\n[steps.a]\nrun = \"exit 1\"\n");
+    std::fs::create_dir(team.path().join(".git")).expect("repo");
+    std::fs::write(
+        team.path().join("s.toml"),
+        format!(
+            "[schedule.nightly]\nrunbook = \"r.toml\"\ncron = \"* * * * * *\"\ntime-zone = \"UTC\"\nexpect-success-within = \"2s\"\nnotify = {{ webhook = \"{}\" }}\n",
+            hook.url()
+        ),
+    )
+    .expect("schedules");
+    let test_mode = [("RUNBOOK_TEST_SCHEDULE_SECONDS", "1")];
+    let workers: Vec<_> =
+        (0..3).map(|_| team.spawn(&["worker", "--schedules", "s.toml"], "runner", &test_mode)).collect();
+    let count = |sql: &str| team.pg.psql("postgres", sql).trim().parse::<i64>().unwrap_or(0);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while count("SELECT COUNT(*) FROM schedule_events WHERE kind = 'notified'") < 1 {
+        assert!(Instant::now() < deadline, "never delivered");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Many more passes by every worker: nothing more is sent.
+    let fires = count("SELECT COUNT(*) FROM schedule_fires");
+    while count("SELECT COUNT(*) FROM schedule_fires") < fires + 5 {
+        assert!(Instant::now() < deadline, "the workers stopped firing");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for w in &workers {
+        kill(Pid::from_raw(w.id() as i32), Signal::SIGTERM).expect("SIGTERM");
+    }
+    let outs: Vec<Output> = workers.into_iter().map(wait).collect();
+    let attempts: Vec<i64> = hook.bodies().iter().map(|b| b["attempt"].as_i64().unwrap_or(-1)).collect();
+    assert_eq!(attempts, [1, 2, 3, 4], "{outs:?}");
+    assert_eq!(hook.most_in_flight(), 1);
+    assert_eq!(count("SELECT COUNT(*) FROM schedule_events WHERE kind = 'notified'"), 1);
+    let failed = team.pg.psql(
+        "postgres",
+        "SELECT string_agg((body::json->>'attempt') || ' ' || (body::json->>'failure'), ',' ORDER BY seq) \
+         FROM schedule_events WHERE kind = 'notify_failed'",
+    );
+    assert_eq!(failed.trim(), "1 HTTP 503,2 HTTP 503,3 HTTP 503");
+    assert_eq!(
+        team.pg
+            .psql("postgres", "SELECT body::json->>'attempt' FROM schedule_events WHERE kind = 'notified'")
+            .trim(),
+        "4"
+    );
+    // One row per attempt, each claimed once; the outcome is set once (the guard refuses
+    // rewriting it).
+    assert_eq!(count("SELECT COUNT(*) FROM schedule_notices"), 4);
+    let guards = team.cmd(&["state", "check"], "admin");
+    assert_eq!(guards.code, 0, "{}{}", guards.stdout, guards.stderr);
+    let refused = std::process::Command::new(team.pg.bin().join("psql"))
+        .args([
+            &team.pg.url("postgres"),
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-c",
+            "UPDATE schedule_notices SET outcome = 'failed' WHERE outcome = 'delivered'",
+        ])
+        .output()
+        .expect("psql");
+    assert!(!refused.status.success(), "an outcome was rewritten");
+    ok(&team.cmd(&["audit", "verify"], "ana"), 0);
+    for o in &outs {
+        assert!(!o.stdout.contains("s3cr3t-path") && !o.stderr.contains("s3cr3t-path"), "{o:?}");
+    }
 }

@@ -975,6 +975,76 @@ impl Schedule {
     }
 }
 
+/// How long a worker may take to deliver an overdue notice it claimed (the webhook's
+/// request timeout, [`NOTICE_TIMEOUT`], and time to journal the outcome): past it, another
+/// worker takes the notice over (issue 17, S3).
+pub const NOTICE_LEASE: Duration = Duration::from_secs(15);
+
+/// The webhook's request timeout for a notification.
+pub const NOTICE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The longest wait between two delivery attempts of one notice (unless one pass of the
+/// worker is longer).
+pub const NOTICE_RETRY_CAP: Duration = Duration::from_secs(300);
+
+/// How long after its `failed`-th failed attempt (1, 2...) a notice is tried again by a
+/// worker whose pass runs every `pass`: one pass (at least a second), doubled after each
+/// failure, at most [`NOTICE_RETRY_CAP`] (or one pass, if that is longer).
+pub fn notice_retry_after(failed: u32, pass: Duration) -> Duration {
+    let base = pass.max(Duration::from_secs(1));
+    let doubled = base.saturating_mul(1u32 << failed.saturating_sub(1).min(20));
+    doubled.min(NOTICE_RETRY_CAP.max(base))
+}
+
+/// One delivery attempt of an overdue notice, as the store holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NoticeAttempt {
+    /// 1, 2... (0: a notice sent before attempts were recorded, never retried).
+    pub attempt: u32,
+    /// `None` while in flight; `delivered`, `failed`, `lapsed` (its worker's lease expired
+    /// with no outcome) or `legacy`.
+    pub outcome: Option<String>,
+    /// Until when its worker holds it (milliseconds since the epoch).
+    pub lease_until_ms: i64,
+    /// A failed attempt: not tried again before (milliseconds since the epoch).
+    pub retry_at_ms: Option<i64>,
+}
+
+/// What a worker does about a notice, given its attempts so far.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NoticeNext {
+    /// Delivered (or sent before attempts were recorded): nothing more.
+    Settled,
+    /// An attempt is in flight under a live lease, or the backoff has not elapsed.
+    Wait,
+    /// Claim attempt `attempt`; `lapsed` names the attempt whose lease expired with no
+    /// outcome (to be journaled as failed).
+    Try {
+        /// The attempt to claim.
+        attempt: u32,
+        /// The previous attempt, when it lapsed.
+        lapsed: Option<u32>,
+    },
+}
+
+/// The one decision of which attempt of a notice comes next (pure: the store applies it
+/// in a transaction, and its primary key lets one worker claim each attempt).
+pub fn next_notice(attempts: &[NoticeAttempt], now_ms: i64) -> NoticeNext {
+    if attempts.iter().any(|a| matches!(a.outcome.as_deref(), Some("delivered" | "legacy"))) {
+        return NoticeNext::Settled;
+    }
+    let Some(last) = attempts.iter().max_by_key(|a| a.attempt) else {
+        return NoticeNext::Try { attempt: 1, lapsed: None };
+    };
+    let attempt = last.attempt.saturating_add(1);
+    match last.outcome.as_deref() {
+        None if last.lease_until_ms > now_ms => NoticeNext::Wait,
+        None => NoticeNext::Try { attempt, lapsed: Some(last.attempt) },
+        Some(_) if last.retry_at_ms.is_some_and(|t| t > now_ms) => NoticeNext::Wait,
+        Some(_) => NoticeNext::Try { attempt, lapsed: None },
+    }
+}
+
 /// What [`Schedule::due_search`] found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Due {
@@ -1287,5 +1357,50 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn notice_retries_back_off_from_one_pass_to_a_cap() {
+        let pass = Duration::from_millis(100);
+        let waits: Vec<u64> = (1..=12).map(|n| notice_retry_after(n, pass).as_secs()).collect();
+        assert_eq!(waits, [1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300, 300]);
+        assert_eq!(notice_retry_after(u32::MAX, pass), NOTICE_RETRY_CAP);
+        let slow = Duration::from_secs(600);
+        assert_eq!(notice_retry_after(1, slow), slow);
+        assert_eq!(notice_retry_after(9, slow), slow);
+        assert!(NOTICE_LEASE > NOTICE_TIMEOUT);
+    }
+
+    #[test]
+    fn the_next_attempt_of_a_notice_is_decided_by_its_attempts() {
+        let at = |attempt, outcome: Option<&str>, lease, retry| NoticeAttempt {
+            attempt,
+            outcome: outcome.map(str::to_string),
+            lease_until_ms: lease,
+            retry_at_ms: retry,
+        };
+        assert_eq!(next_notice(&[], 0), NoticeNext::Try { attempt: 1, lapsed: None });
+        assert_eq!(next_notice(&[at(1, None, 100, None)], 50), NoticeNext::Wait);
+        assert_eq!(
+            next_notice(&[at(1, None, 100, None)], 100),
+            NoticeNext::Try { attempt: 2, lapsed: Some(1) }
+        );
+        let failed = at(1, Some("failed"), 100, Some(200));
+        assert_eq!(next_notice(std::slice::from_ref(&failed), 150), NoticeNext::Wait);
+        assert_eq!(
+            next_notice(std::slice::from_ref(&failed), 200),
+            NoticeNext::Try { attempt: 2, lapsed: None }
+        );
+        let lapsed = at(1, Some("lapsed"), 100, None);
+        assert_eq!(
+            next_notice(&[lapsed.clone(), at(2, Some("failed"), 0, Some(10))], 20),
+            NoticeNext::Try { attempt: 3, lapsed: None }
+        );
+        // A lapsed attempt that delivered after all settles the notice.
+        assert_eq!(
+            next_notice(&[at(1, Some("delivered"), 0, None), at(2, None, 999, None)], 0),
+            NoticeNext::Settled
+        );
+        assert_eq!(next_notice(&[at(0, Some("legacy"), 0, None)], 0), NoticeNext::Settled);
     }
 }

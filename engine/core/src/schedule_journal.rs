@@ -82,14 +82,27 @@ pub enum ScheduleEvent {
         about: String,
         /// The worker that sent it.
         worker: String,
+        /// The delivery attempt of an overdue notice (1, 2...): overdue notices are retried
+        /// until delivered (issue 17, S3). Absent for a change notice and in records written
+        /// before (so their hash is unchanged).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        attempt: Option<u32>,
     },
-    /// A notification could not be delivered (why is printed by the worker, not recorded:
-    /// a delivery error can quote the webhook's address, a credential).
+    /// A notification could not be delivered. The error's own words are printed by the
+    /// worker, never recorded (they can quote the webhook's address, a credential): only a
+    /// fixed classification is.
     NotifyFailed {
         /// What it was about.
         about: String,
-        /// The worker.
+        /// The worker that made the attempt.
         worker: String,
+        /// The delivery attempt of an overdue notice (1, 2...), as for `notified`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        attempt: Option<u32>,
+        /// Why, in fixed words: `HTTP 503`, `timed out`, `connection refused`, `no outcome
+        /// recorded before its lease expired`...
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        failure: Option<String>,
     },
     /// A schedule that was overdue succeeded again.
     BackInTime {
@@ -156,8 +169,20 @@ impl ScheduleEvent {
             ScheduleEvent::Overdue { since, reminder, .. } => {
                 format!("overdue (reminder {reminder}): no successful run since {since}")
             }
-            ScheduleEvent::Notified { about, .. } => format!("{about} notification sent"),
-            ScheduleEvent::NotifyFailed { about, .. } => format!("{about} notification not delivered"),
+            ScheduleEvent::Notified { about, attempt: None, .. } => format!("{about} notification sent"),
+            ScheduleEvent::Notified { about, attempt: Some(n), .. } => {
+                format!("{about} notification sent (attempt {n})")
+            }
+            ScheduleEvent::NotifyFailed { about, attempt, failure, .. } => {
+                let mut text = format!("{about} notification not delivered");
+                if let Some(n) = attempt {
+                    text.push_str(&format!(" (attempt {n})"));
+                }
+                if let Some(why) = failure {
+                    text.push_str(&format!(": {}", crate::shown::one_line(why)));
+                }
+                text
+            }
             ScheduleEvent::BackInTime { overdue_since, success, .. } => {
                 format!("back in time: a run succeeded at {success} (overdue since {overdue_since})")
             }
@@ -249,7 +274,14 @@ mod tests {
                 worker: "w2".into(),
             },
             ScheduleEvent::Overdue { since: "2026-01-01T02:30:00Z".into(), reminder: 0, worker: "w1".into() },
-            ScheduleEvent::Notified { about: "overdue".into(), worker: "w1".into() },
+            ScheduleEvent::Notified { about: "overdue".into(), worker: "w1".into(), attempt: None },
+            ScheduleEvent::NotifyFailed {
+                about: "overdue".into(),
+                worker: "w2".into(),
+                attempt: Some(1),
+                failure: Some("HTTP 503".into()),
+            },
+            ScheduleEvent::Notified { about: "overdue".into(), worker: "w1".into(), attempt: Some(2) },
         ];
         let mut prev = GENESIS.to_string();
         events
@@ -279,11 +311,23 @@ mod tests {
         assert_eq!(verify_chain(&swapped, None).map_err(|e| e.seq), Err(2));
         let mut cut = records.clone();
         cut.pop();
-        assert_eq!(verify_chain(&cut, Some(&last)).map_err(|e| e.seq), Err(4));
+        assert_eq!(verify_chain(&cut, Some(&last)).map_err(|e| e.seq), Err(6));
         // Another schedule's name makes another chain.
         let mut renamed = records;
         renamed[0].schedule = "weekly".into();
         assert_eq!(verify_chain(&renamed, None).map_err(|e| e.seq), Err(1));
+    }
+
+    /// A record written before attempts were recorded keeps its bytes, hence its hash: the
+    /// new fields are absent when empty, and a body without them reads back.
+    #[test]
+    fn records_without_attempts_keep_their_bytes() {
+        let old = r#"{"kind":"notify_failed","about":"overdue","worker":"w"}"#;
+        let event: ScheduleEvent = serde_json::from_str(old).expect("old body");
+        assert_eq!(serde_json::to_string(&event).expect("json"), old);
+        let old = r#"{"kind":"notified","about":"change","worker":"w"}"#;
+        let event: ScheduleEvent = serde_json::from_str(old).expect("old body");
+        assert_eq!(serde_json::to_string(&event).expect("json"), old);
     }
 
     #[test]

@@ -41,7 +41,7 @@ mod schedule_journal;
 mod tokens;
 use append::{Chained, bind_event, insert_events_sql, update_head_sql};
 pub use listing::{RunFilter, RunList, listed_statuses};
-pub use schedule_journal::{FireRow, ScheduleJournal};
+pub use schedule_journal::{FireRow, LAPSED, NoticeClaim, NoticeState, ScheduleJournal};
 pub use tokens::ConsoleToken;
 
 /// Events written by one `INSERT` statement at most: 9 bound values each, far below
@@ -437,7 +437,7 @@ impl Backend {
     }
 
     fn migrations(self) -> Vec<Migration> {
-        let files: [(i64, &str, &'static str); 9] = match self {
+        let files: [(i64, &str, &'static str); 10] = match self {
             Backend::Sqlite => [
                 (1, "journal", include_str!("../migrations/sqlite/0001_journal.sql")),
                 (2, "step logs", include_str!("../migrations/sqlite/0002_step_logs.sql")),
@@ -448,6 +448,7 @@ impl Backend {
                 (7, "schedules", include_str!("../migrations/sqlite/0007_schedules.sql")),
                 (8, "schedule journal", include_str!("../migrations/sqlite/0008_schedule_journal.sql")),
                 (9, "abandon", include_str!("../migrations/sqlite/0009_abandon.sql")),
+                (10, "schedule notices", include_str!("../migrations/sqlite/0010_schedule_notices.sql")),
             ],
             Backend::Postgres => [
                 (1, "journal", include_str!("../migrations/postgres/0001_journal.sql")),
@@ -459,6 +460,7 @@ impl Backend {
                 (7, "schedules", include_str!("../migrations/postgres/0007_schedules.sql")),
                 (8, "schedule journal", include_str!("../migrations/postgres/0008_schedule_journal.sql")),
                 (9, "abandon", include_str!("../migrations/postgres/0009_abandon.sql")),
+                (10, "schedule notices", include_str!("../migrations/postgres/0010_schedule_notices.sql")),
             ],
         };
         files
@@ -1332,6 +1334,9 @@ impl Store {
                 (8, "schedule_heads_no_delete"),
                 (8, "schedule_heads_are_the_journals"),
                 (8, "schedule_heads_start_empty"),
+                (10, "schedule_notices_outcome_once"),
+                (10, "schedule_notices_no_delete"),
+                (10, "schedule_fires_have_their_record"),
             ],
             Backend::Postgres => &[
                 (1, "events_no_update"),
@@ -1351,6 +1356,9 @@ impl Store {
                 (8, "schedule_events_no_truncate"),
                 (8, "schedule_heads_guard"),
                 (8, "schedule_heads_no_truncate"),
+                (10, "schedule_notices_guard"),
+                (10, "schedule_notices_no_truncate"),
+                (10, "schedule_fires_have_their_record"),
             ],
         };
         let present = match self.backend {
@@ -1978,6 +1986,20 @@ impl Store {
     ) -> Result<Fired> {
         retry_busy(self.backend, || async {
             let mut tx = self.pool.begin_with(self.backend.begin()).await?;
+            // The decision's one record in the schedule's journal first, then its row, in
+            // this transaction: the row's trigger refuses a row without its record (issue
+            // 17, S1), and the head's lock orders the workers of one schedule. A worker
+            // whose row finds the due time taken rolls its record back with it.
+            let due = runbook_core::schedule::due_text(fire.due_ms);
+            let event = match job {
+                Some(job) => runbook_core::schedule_journal::ScheduleEvent::Fired {
+                    due,
+                    run_id: job.run_id.to_string(),
+                    worker: fire.fired_by.to_string(),
+                },
+                None => schedule_journal::not_fired(due, note, fire.fired_by),
+            };
+            self.append_schedule(&mut tx, fire.schedule, fire.fired_at, event, Some(fire.due_ms)).await?;
             let inserted = sqlx::query(
                 "INSERT INTO schedule_fires (schedule, due_ms, outcome, run_id, note, fired_by, fired_at) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (schedule, due_ms) DO NOTHING",
@@ -1996,17 +2018,6 @@ impl Store {
                 tx.rollback().await?;
                 return Ok(Fired::Taken);
             }
-            // The decision's one record in the schedule's journal, in this transaction.
-            let due = runbook_core::schedule::due_text(fire.due_ms);
-            let event = match job {
-                Some(job) => runbook_core::schedule_journal::ScheduleEvent::Fired {
-                    due,
-                    run_id: job.run_id.to_string(),
-                    worker: fire.fired_by.to_string(),
-                },
-                None => schedule_journal::not_fired(due, note, fire.fired_by),
-            };
-            self.append_schedule(&mut tx, fire.schedule, fire.fired_at, event, Some(fire.due_ms)).await?;
             if let Some(job) = job {
                 if let Some((old, why)) = replaced {
                     sqlx::query(

@@ -39,6 +39,50 @@ pub(crate) fn not_fired(due: String, note: &str, worker: &str) -> ScheduleEvent 
     }
 }
 
+/// The failure journaled for a notice attempt whose worker's lease expired with no outcome.
+pub const LAPSED: &str = "no outcome recorded before its lease expired";
+
+/// A delivery attempt of an overdue notice this worker claimed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NoticeClaim {
+    /// The alert's overdue period (milliseconds since the epoch).
+    pub since_ms: i64,
+    /// The alert's reminder number.
+    pub reminder: i64,
+    /// The attempt (1, 2...).
+    pub attempt: u32,
+}
+
+/// The notice of a schedule's latest overdue alert.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NoticeState {
+    /// The alert's overdue period.
+    pub since_ms: i64,
+    /// The alert's reminder number.
+    pub reminder: i64,
+    /// The attempt that delivered it (0: sent before attempts were recorded).
+    pub delivered: Option<u32>,
+    /// Attempts that failed or lapsed.
+    pub failed: u32,
+    /// The last failure, in fixed words.
+    pub last_failure: Option<String>,
+    /// An attempt in flight.
+    pub in_flight: Option<u32>,
+}
+
+fn notice_attempts(rows: &[sqlx::any::AnyRow]) -> Result<Vec<runbook_core::schedule::NoticeAttempt>> {
+    rows.iter()
+        .map(|r| {
+            Ok(runbook_core::schedule::NoticeAttempt {
+                attempt: u32::try_from(r.try_get::<i64, _>(0)?).unwrap_or(0),
+                outcome: r.try_get(1)?,
+                lease_until_ms: r.try_get(2)?,
+                retry_at_ms: r.try_get(3)?,
+            })
+        })
+        .collect()
+}
+
 /// One schedule's journal as the store holds it, read in one snapshot.
 #[derive(Debug, Clone)]
 pub struct ScheduleJournal {
@@ -366,6 +410,214 @@ impl Store {
             Ok(true)
         })
         .await
+    }
+
+    /// Claim the next delivery attempt of the notice of `schedule`'s latest overdue alert
+    /// (issue 17, S3), as [`runbook_core::schedule::next_notice`] decides from its attempts:
+    /// the insert of (schedule, since, reminder, attempt) lets exactly one worker make each
+    /// attempt, holding it until `now_ms + lease_ms`. An attempt whose lease expired with no
+    /// outcome is journaled `notify_failed` (lapsed), under the worker that held it, in the
+    /// transaction of the claim that takes it over. `None`: nothing to send now.
+    pub async fn claim_notice(
+        &self,
+        schedule: &str,
+        now_ms: i64,
+        lease_ms: i64,
+        by: &str,
+        at: &str,
+    ) -> Result<Option<NoticeClaim>> {
+        use runbook_core::schedule::NoticeNext;
+        // Read first, without a write lock: most passes find nothing to send.
+        let (alert, next) = {
+            let mut conn = self.pool.acquire().await?;
+            self.notice_next(&mut conn, schedule, now_ms).await?
+        };
+        if alert.is_none() || !matches!(next, NoticeNext::Try { .. }) {
+            return Ok(None);
+        }
+        crate::retry_busy(self.backend, || async {
+            let mut tx = self.pool.begin_with(self.backend.begin()).await?;
+            let (alert, next) = self.notice_next(&mut tx, schedule, now_ms).await?;
+            let (Some((since_ms, reminder)), NoticeNext::Try { attempt, lapsed }) = (alert, next) else {
+                tx.rollback().await?;
+                return Ok(None);
+            };
+            let inserted = sqlx::query(
+                "INSERT INTO schedule_notices (schedule, since_ms, reminder, attempt, claimed_by, claimed_at, lease_until_ms) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (schedule, since_ms, reminder, attempt) DO NOTHING",
+            )
+            .bind(schedule)
+            .bind(since_ms)
+            .bind(reminder)
+            .bind(i64::from(attempt))
+            .bind(by)
+            .bind(at)
+            .bind(now_ms.saturating_add(lease_ms))
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if inserted != 1 {
+                tx.rollback().await?;
+                return Ok(None);
+            }
+            if let Some(old) = lapsed {
+                let held = sqlx::query(
+                    "UPDATE schedule_notices SET outcome = 'lapsed', failure = $1 \
+                     WHERE schedule = $2 AND since_ms = $3 AND reminder = $4 AND attempt = $5 AND outcome IS NULL \
+                     RETURNING claimed_by",
+                )
+                .bind(LAPSED)
+                .bind(schedule)
+                .bind(since_ms)
+                .bind(reminder)
+                .bind(i64::from(old))
+                .fetch_optional(&mut *tx)
+                .await?;
+                if let Some(row) = held {
+                    let event = ScheduleEvent::NotifyFailed {
+                        about: "overdue".into(),
+                        worker: row.try_get(0)?,
+                        attempt: Some(old),
+                        failure: Some(LAPSED.into()),
+                    };
+                    self.append_schedule(&mut tx, schedule, at, event, None).await?;
+                }
+            }
+            tx.commit().await?;
+            Ok(Some(NoticeClaim { since_ms, reminder, attempt }))
+        })
+        .await
+    }
+
+    /// The latest overdue alert of `schedule` and what its notice's attempts say to do.
+    async fn notice_next(
+        &self,
+        db: &mut sqlx::AnyConnection,
+        schedule: &str,
+        now_ms: i64,
+    ) -> Result<(Option<(i64, i64)>, runbook_core::schedule::NoticeNext)> {
+        let attempts = |since_ms: i64, reminder: i64| {
+            sqlx::query(
+                "SELECT attempt, outcome, lease_until_ms, retry_at_ms FROM schedule_notices \
+                 WHERE schedule = $1 AND since_ms = $2 AND reminder = $3 ORDER BY attempt",
+            )
+            .bind(schedule.to_string())
+            .bind(since_ms)
+            .bind(reminder)
+        };
+        let alert = sqlx::query(
+            "SELECT since_ms, reminder FROM schedule_alerts WHERE schedule = $1 AND reminder >= 0 \
+             ORDER BY since_ms DESC, reminder DESC LIMIT 1",
+        )
+        .bind(schedule)
+        .fetch_optional(&mut *db)
+        .await?;
+        let Some(alert) = alert else { return Ok((None, runbook_core::schedule::NoticeNext::Settled)) };
+        let (since_ms, reminder): (i64, i64) = (alert.try_get(0)?, alert.try_get(1)?);
+        let rows = attempts(since_ms, reminder).fetch_all(&mut *db).await?;
+        let attempts = notice_attempts(&rows)?;
+        Ok((Some((since_ms, reminder)), runbook_core::schedule::next_notice(&attempts, now_ms)))
+    }
+
+    /// Journal the outcome of delivery attempt `claim` of an overdue notice, and set it on
+    /// its row, in one transaction. A failure sets when the next attempt may be made
+    /// (`retry_at_ms`). An attempt already taken over as lapsed records only a delivery
+    /// (its failure is already journaled): `None` for a failure that came too late.
+    pub async fn record_notice_outcome(
+        &self,
+        schedule: &str,
+        claim: &NoticeClaim,
+        failure: Option<&str>,
+        retry_at_ms: i64,
+        by: &str,
+        at: &str,
+    ) -> Result<Option<ScheduleRecord>> {
+        crate::retry_busy(self.backend, || async {
+            let mut tx = self.pool.begin_with(self.backend.begin()).await?;
+            let set = sqlx::query(
+                "UPDATE schedule_notices SET outcome = $1, failure = $2, retry_at_ms = $3 \
+                 WHERE schedule = $4 AND since_ms = $5 AND reminder = $6 AND attempt = $7 \
+                 AND (outcome IS NULL OR (outcome = 'lapsed' AND $1 = 'delivered'))",
+            )
+            .bind(if failure.is_none() { "delivered" } else { "failed" })
+            .bind(failure)
+            .bind(failure.map(|_| retry_at_ms))
+            .bind(schedule)
+            .bind(claim.since_ms)
+            .bind(claim.reminder)
+            .bind(i64::from(claim.attempt))
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if set != 1 {
+                tx.rollback().await?;
+                return Ok(None);
+            }
+            let (about, worker, attempt) = ("overdue".to_string(), by.to_string(), Some(claim.attempt));
+            let event = match failure {
+                None => ScheduleEvent::Notified { about, worker, attempt },
+                Some(why) => {
+                    ScheduleEvent::NotifyFailed { about, worker, attempt, failure: Some(why.into()) }
+                }
+            };
+            let record = self.append_schedule(&mut tx, schedule, at, event, None).await?;
+            tx.commit().await?;
+            Ok(Some(record))
+        })
+        .await
+    }
+
+    /// The notice of `schedule`'s latest overdue alert, as `runbook schedules --state` shows
+    /// it (`None`: no alert, or a store older than migration 10).
+    pub async fn notice_state(&self, schedule: &str) -> Result<Option<NoticeState>> {
+        let alert = sqlx::query(
+            "SELECT since_ms, reminder FROM schedule_alerts WHERE schedule = $1 AND reminder >= 0 \
+             ORDER BY since_ms DESC, reminder DESC LIMIT 1",
+        )
+        .bind(schedule)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(alert) = alert else { return Ok(None) };
+        let (since_ms, reminder): (i64, i64) = (alert.try_get(0)?, alert.try_get(1)?);
+        let rows = sqlx::query(
+            "SELECT attempt, outcome, failure FROM schedule_notices \
+             WHERE schedule = $1 AND since_ms = $2 AND reminder = $3 ORDER BY attempt",
+        )
+        .bind(schedule)
+        .bind(since_ms)
+        .bind(reminder)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut state = NoticeState { since_ms, reminder, ..NoticeState::default() };
+        for row in rows {
+            let attempt = u32::try_from(row.try_get::<i64, _>(0)?).unwrap_or(0);
+            let outcome: Option<String> = row.try_get(1)?;
+            match outcome.as_deref() {
+                Some("delivered") | Some("legacy") => state.delivered = Some(attempt),
+                Some(_) => {
+                    state.failed += 1;
+                    state.last_failure = row.try_get(2)?;
+                }
+                None => state.in_flight = Some(attempt),
+            }
+        }
+        Ok(Some(state))
+    }
+
+    /// Whether the journal of `schedule` holds the record of the decision about due time
+    /// `due_ms` (`fired`, `skipped`, `missed`): a worker that finds the due time taken asks,
+    /// and a row without its record (possible only past the store's triggers) is reported
+    /// (issue 17, S1).
+    pub async fn due_time_recorded(&self, schedule: &str, due_ms: i64) -> Result<bool> {
+        let row = sqlx::query(
+            "SELECT 1 FROM schedule_events WHERE schedule = $1 AND due_ms = $2 \
+             AND kind IN ('fired', 'skipped', 'missed') LIMIT 1",
+        )
+        .bind(schedule)
+        .bind(due_ms)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.is_some())
     }
 
     /// The journal of `schedule`, in order (empty when it has none).

@@ -92,6 +92,7 @@ conformance!(
     a_cancelled_append_is_all_or_nothing_and_the_next_one_works,
     a_filtered_run_list_reads_only_the_runs_it_lists,
     schedule_decisions_are_journaled_once_each_and_chained,
+    overdue_notices_are_claimed_one_attempt_at_a_time_until_delivered,
 );
 
 /// `run_list_where` filters in the query: a row that is not a run (no journal) is flagged
@@ -170,14 +171,14 @@ async fn a_shared_store_is_not_migrated_behind_the_team_s_back() {
     let pg = tokio::task::spawn_blocking(runbook_sandbox::peers::Postgres::start).await.expect("start");
     let location = Location::Postgres(pg.url("postgres"));
     match Store::open(&location).await {
-        Err(e @ StoreError::NeedsMigration { applied: 0, known: 9 }) => {
+        Err(e @ StoreError::NeedsMigration { applied: 0, known: 10 }) => {
             assert!(e.to_string().contains("runbook state migrate"), "{e}");
         }
         other => panic!("expected NeedsMigration, got {other:?}"),
     }
     let store = Store::connect(&location).await.expect("connect");
-    assert_eq!(store.migrate().await.expect("migrate"), (0, 9));
-    assert_eq!(store.migrate().await.expect("migrate again"), (9, 9));
+    assert_eq!(store.migrate().await.expect("migrate"), (0, 10));
+    assert_eq!(store.migrate().await.expect("migrate again"), (10, 10));
     Store::open(&location).await.expect("open after migrate");
 }
 
@@ -419,7 +420,7 @@ async fn a_newer_schema_is_refused(f: Fixture) {
         Err(StoreError::NewerSchema { .. })
     ));
     match Store::open(&f.location).await {
-        Err(e @ StoreError::NewerSchema { found: 99, known: 9 }) => {
+        Err(e @ StoreError::NewerSchema { found: 99, known: 10 }) => {
             assert!(e.to_string().contains("newer than this runbook knows"));
         }
         other => panic!("expected NewerSchema, got {other:?}"),
@@ -568,7 +569,7 @@ async fn the_health_check_reports_versions_and_contents(f: Fixture) {
         .await
         .expect("lock");
     let health = store.check(2_000).await.expect("check");
-    assert_eq!((health.backend, health.applied, health.known), (f.backend(), 9, 9));
+    assert_eq!((health.backend, health.applied, health.known), (f.backend(), 10, 10));
     assert_eq!((health.runs, health.live_locks), (1, 1));
     assert_eq!(store.check(100_000).await.expect("check").live_locks, 0, "the lease ran out");
     let now =
@@ -878,4 +879,81 @@ async fn schedule_decisions_are_journaled_once_each_and_chained(f: Fixture) {
     assert_eq!(journals.len(), 1);
     assert_eq!(journals[0].findings(), Vec::<String>::new());
     assert!(store.schedule_records("weekly").await.expect("none").is_empty());
+}
+
+/// Issue 17, S3: the delivery attempts of an overdue notice are claimed one at a time (a
+/// live lease or a backoff makes every other claim a no-op), each outcome is journaled with
+/// its attempt, a claim whose lease expired is taken over and journaled as lapsed, a lapsed
+/// attempt may still record its delivery, and a delivered notice is never claimed again.
+/// The outcome is set once: the guard refuses rewriting it.
+async fn overdue_notices_are_claimed_one_attempt_at_a_time_until_delivered(f: Fixture) {
+    use runbook_core::schedule_journal::ScheduleEvent;
+    let store = f.open().await;
+    let other = f.open().await;
+    let at = "2026-01-01T00:00:05Z";
+    assert_eq!(store.claim_notice("nightly", 0, 100, "w1", at).await.expect("no alert"), None);
+    assert!(store.claim_alert("nightly", 1_000, 0, "w1", at).await.expect("alert"));
+    let first =
+        store.claim_notice("nightly", 10_000, 100, "w1", at).await.expect("claim").expect("attempt 1");
+    assert_eq!((first.since_ms, first.reminder, first.attempt), (1_000, 0, 1));
+    // Held under a live lease: nobody else claims.
+    assert_eq!(other.claim_notice("nightly", 10_050, 100, "w2", at).await.expect("held"), None);
+    store.record_notice_outcome("nightly", &first, Some("HTTP 503"), 11_000, "w1", at).await.expect("failed");
+    // Backing off until 11 000.
+    assert_eq!(other.claim_notice("nightly", 10_999, 100, "w2", at).await.expect("backoff"), None);
+    let second =
+        other.claim_notice("nightly", 11_000, 100, "w2", at).await.expect("claim").expect("attempt 2");
+    assert_eq!(second.attempt, 2);
+    // w2 dies with attempt 2 in flight: once its lease expired, w1 takes over.
+    assert_eq!(store.claim_notice("nightly", 11_099, 100, "w1", at).await.expect("held"), None);
+    let third =
+        store.claim_notice("nightly", 11_100, 100, "w1", at).await.expect("claim").expect("attempt 3");
+    assert_eq!(third.attempt, 3);
+    store.record_notice_outcome("nightly", &third, None, 0, "w1", at).await.expect("delivered");
+    // w2's delivery, late, is kept too (at least once); a late failure is not.
+    other.record_notice_outcome("nightly", &second, None, 0, "w2", at).await.expect("late delivery");
+    assert_eq!(
+        store.record_notice_outcome("nightly", &third, Some("HTTP 500"), 0, "w1", at).await.expect("late"),
+        None
+    );
+    assert_eq!(store.claim_notice("nightly", 99_000, 100, "w1", at).await.expect("settled"), None);
+    let state = store.notice_state("nightly").await.expect("state").expect("a notice");
+    assert_eq!((state.delivered.is_some(), state.failed, state.in_flight), (true, 1, None));
+    let records = store.schedule_records("nightly").await.expect("records");
+    let attempts: Vec<(&str, Option<u32>, &str)> = records
+        .iter()
+        .map(|r| match &r.event {
+            ScheduleEvent::Notified { attempt, worker, .. } => ("notified", *attempt, worker.as_str()),
+            ScheduleEvent::NotifyFailed { attempt, worker, .. } => {
+                ("notify_failed", *attempt, worker.as_str())
+            }
+            other => (other.kind(), None, other.worker()),
+        })
+        .collect();
+    assert_eq!(
+        attempts,
+        [
+            ("overdue", None, "w1"),
+            ("notify_failed", Some(1), "w1"),
+            ("notify_failed", Some(2), "w2"),
+            ("notified", Some(3), "w1"),
+            ("notified", Some(2), "w2"),
+        ]
+    );
+    assert!(
+        matches!(&records[2].event, ScheduleEvent::NotifyFailed { failure: Some(f), .. } if f == runbook_store::LAPSED)
+    );
+    // A new reminder is a new notice, claimed from attempt 1.
+    assert!(store.claim_alert("nightly", 1_000, 1, "w1", at).await.expect("reminder"));
+    let again =
+        store.claim_notice("nightly", 99_000, 100, "w1", at).await.expect("claim").expect("reminder 1");
+    assert_eq!((again.reminder, again.attempt), (1, 1));
+    let rewrite = sqlx::query("UPDATE schedule_notices SET outcome = 'failed' WHERE outcome = 'delivered'")
+        .execute(store.pool())
+        .await;
+    assert!(rewrite.is_err(), "an outcome was rewritten");
+    let delete = sqlx::query("DELETE FROM schedule_notices").execute(store.pool()).await;
+    assert!(delete.is_err(), "a notice was deleted");
+    let journals = store.schedule_journals(None).await.expect("journals");
+    assert_eq!(journals[0].findings(), Vec::<String>::new());
 }
