@@ -425,7 +425,7 @@ impl Backend {
     }
 
     fn migrations(self) -> Vec<Migration> {
-        let files: [(i64, &str, &'static str); 9] = match self {
+        let files: [(i64, &str, &'static str); 10] = match self {
             Backend::Sqlite => [
                 (1, "journal", include_str!("../migrations/sqlite/0001_journal.sql")),
                 (2, "step logs", include_str!("../migrations/sqlite/0002_step_logs.sql")),
@@ -436,6 +436,7 @@ impl Backend {
                 (7, "schedules", include_str!("../migrations/sqlite/0007_schedules.sql")),
                 (8, "schedule journal", include_str!("../migrations/sqlite/0008_schedule_journal.sql")),
                 (9, "abandon", include_str!("../migrations/sqlite/0009_abandon.sql")),
+                (10, "sessions", include_str!("../migrations/sqlite/0010_sessions.sql")),
             ],
             Backend::Postgres => [
                 (1, "journal", include_str!("../migrations/postgres/0001_journal.sql")),
@@ -447,6 +448,7 @@ impl Backend {
                 (7, "schedules", include_str!("../migrations/postgres/0007_schedules.sql")),
                 (8, "schedule journal", include_str!("../migrations/postgres/0008_schedule_journal.sql")),
                 (9, "abandon", include_str!("../migrations/postgres/0009_abandon.sql")),
+                (10, "sessions", include_str!("../migrations/postgres/0010_sessions.sql")),
             ],
         };
         files

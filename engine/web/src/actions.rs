@@ -505,13 +505,19 @@ async fn login(State(app): State<Arc<App>>, request: Request) -> Response {
             return app.error(false, StatusCode::SERVICE_UNAVAILABLE, "state store unavailable", &why);
         }
     };
-    let Some(id) = app.gate.start_session(&name).await else {
-        return app.error(
-            false,
-            StatusCode::SERVICE_UNAVAILABLE,
-            "too many sessions",
-            "Too many sessions are open: try again later.",
-        );
+    let id = match app.gate.start_session(&name).await {
+        Ok(Some(id)) => id,
+        Ok(None) => {
+            return app.error(
+                false,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too many sessions",
+                "Too many sessions are open: try again later.",
+            );
+        }
+        Err(why) => {
+            return app.error(false, StatusCode::SERVICE_UNAVAILABLE, "state store unavailable", &why);
+        }
     };
     let mut r = see_other("/approvals");
     if let Ok(v) = HeaderValue::from_str(&crate::auth::session_cookie(&id)) {
@@ -522,8 +528,10 @@ async fn login(State(app): State<Arc<App>>, request: Request) -> Response {
 
 async fn logout(State(app): State<Arc<App>>, request: Request) -> Response {
     let Some(who) = who_of(&request) else { return not_signed_in(&app, false) };
-    if let Some(id) = &who.session {
-        app.gate.end_session(id);
+    if let Some(id) = &who.session
+        && let Err(why) = app.gate.end_session(id).await
+    {
+        return app.error(false, StatusCode::SERVICE_UNAVAILABLE, "state store unavailable", &why);
     }
     let mut r = see_other("/runs");
     if let Ok(v) = HeaderValue::from_str(&crate::auth::ended_cookie()) {
