@@ -773,6 +773,56 @@ fn a_run_page_of_a_tampered_journal_shows_the_verdict_only() {
     assert_eq!(api["steps"].as_array().map(Vec::len), Some(0));
 }
 
+/// A finished run's page is kept by its journal's head hash (s19-C), and a kept page is
+/// never the answer once the store is edited: an edited record (same head hash), an edited
+/// output row, the last record deleted (another head hash) each give the verdict, as
+/// `audit verify` does. The header `x-runbook-page: kept` says a page came from the cache.
+#[test]
+fn a_kept_page_of_a_finished_run_gives_way_to_the_verdict_when_its_store_is_edited() {
+    let edits: [(&str, &str); 3] = [
+        (
+            "an edited record (its hash column, the head hash, unchanged)",
+            "DROP TRIGGER events_no_update; UPDATE events SET body = replace(body, '\"succeeded\"', '\"failed\"') WHERE run_id = '{run}' AND kind = 'run_finished';",
+        ),
+        (
+            "an edited output",
+            "UPDATE step_logs SET body = replace(body, 'done', 'DONE') WHERE run_id = '{run}';",
+        ),
+        (
+            "the last record deleted",
+            "DROP TRIGGER events_no_delete; DELETE FROM events WHERE run_id = '{run}' AND seq = (SELECT MAX(seq) FROM events WHERE run_id = '{run}');",
+        ),
+    ];
+    for (what, sql) in edits {
+        let s = Scratch::new(THREE_STEPS);
+        ok(&s.run(&["--yes"], &[]), 0);
+        let run = s.latest_run();
+        let c = Console::start(s.path(), &s.state(), &[]);
+        let path = format!("/runs/{run}");
+        let first = c.get(&path);
+        assert_eq!(first.status, 200);
+        assert!(text_of(&first.body).contains("audit verify: ok"), "{what}: {}", first.body);
+        assert_eq!(first.header("x-runbook-page"), None, "{what}: the first page was kept already");
+        let again = c.get(&path);
+        assert_eq!(
+            again.header("x-runbook-page"),
+            Some("kept"),
+            "{what}: the finished run's page was not kept"
+        );
+        assert_eq!(again.body, first.body, "{what}");
+        let sql = sql.replace("{run}", &run);
+        let out = Command::new("sqlite3").arg(s.state()).arg(&sql).output().expect("sqlite3");
+        assert!(out.status.success(), "{what}: {}", String::from_utf8_lossy(&out.stderr));
+        assert_ne!(s.cmd(&["audit", "verify", &run], &[]).code, 0, "{what}: audit verify saw nothing");
+        let after = c.get(&path);
+        assert_eq!(after.status, 200);
+        let text = text_of(&after.body);
+        assert!(text.contains("audit verify: BROKEN"), "{what}: the kept page was served:\n{text}");
+        assert_eq!(after.header("x-runbook-page"), None, "{what}");
+        assert!(!after.body.contains("class=\"steps\""), "{what}: steps of a broken journal were presented");
+    }
+}
+
 #[test]
 fn a_5000_step_run_page_renders_and_grows_linearly() {
     fn steps_runbook(n: usize) -> String {
@@ -801,6 +851,9 @@ fn a_5000_step_run_page_renders_and_grows_linearly() {
         assert_eq!(page.body.matches("<tr class=\"s-skipped\">").count(), n);
         assert_eq!(page.body.matches("<g class=\"node s-skipped\">").count(), n);
         assert_eq!(page.body.matches("<line class=\"edge\"").count(), n - 1);
+        // A finished run's page is kept (s19-C): the same bytes, from the cache.
+        let again = c.get(&format!("/runs/{run}"));
+        assert_eq!((again.header("x-runbook-page"), again.body.len()), (Some("kept"), page.body.len()));
         sizes.push(page.body.len());
         if n == 500 {
             // More requests at once than pages are built at once (8): each waits its turn,

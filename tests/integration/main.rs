@@ -26,6 +26,7 @@ mod console;
 mod console_abandon;
 mod console_auth;
 mod console_decide;
+mod console_sessions;
 mod console_start;
 mod contexts;
 mod conveniences;

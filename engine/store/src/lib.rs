@@ -437,7 +437,7 @@ impl Backend {
     }
 
     fn migrations(self) -> Vec<Migration> {
-        let files: [(i64, &str, &'static str); 10] = match self {
+        let files: [(i64, &str, &'static str); 11] = match self {
             Backend::Sqlite => [
                 (1, "journal", include_str!("../migrations/sqlite/0001_journal.sql")),
                 (2, "step logs", include_str!("../migrations/sqlite/0002_step_logs.sql")),
@@ -449,6 +449,7 @@ impl Backend {
                 (8, "schedule journal", include_str!("../migrations/sqlite/0008_schedule_journal.sql")),
                 (9, "abandon", include_str!("../migrations/sqlite/0009_abandon.sql")),
                 (10, "schedule notices", include_str!("../migrations/sqlite/0010_schedule_notices.sql")),
+                (11, "sessions", include_str!("../migrations/sqlite/0011_sessions.sql")),
             ],
             Backend::Postgres => [
                 (1, "journal", include_str!("../migrations/postgres/0001_journal.sql")),
@@ -461,6 +462,7 @@ impl Backend {
                 (8, "schedule journal", include_str!("../migrations/postgres/0008_schedule_journal.sql")),
                 (9, "abandon", include_str!("../migrations/postgres/0009_abandon.sql")),
                 (10, "schedule notices", include_str!("../migrations/postgres/0010_schedule_notices.sql")),
+                (11, "sessions", include_str!("../migrations/postgres/0011_sessions.sql")),
             ],
         };
         files

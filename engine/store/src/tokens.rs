@@ -1,6 +1,8 @@
 //! The console's operator tokens (`runbook serve token add|list|revoke`, `--auth token`).
 //! The store keeps a token's SHA-256 (hex), never the token: whoever reads the store cannot
-//! sign in with what it holds.
+//! sign in with what it holds. The console's sessions (`/login`) are kept here too, by the
+//! SHA-256 of their id, so that they survive a restart and every console on the store
+//! shares them.
 
 use sqlx::Row as _;
 
@@ -119,7 +121,8 @@ impl Store {
     }
 
     /// Revoke the token `name`: `false` when there is none; revoking twice keeps the first
-    /// time.
+    /// time. Its sessions are deleted (they are refused anyway: [`Store::session`] reads
+    /// the token's row).
     pub async fn revoke_token(&self, name: &str, now: &str) -> Result<bool> {
         let done =
             sqlx::query("UPDATE console_tokens SET revoked_at = COALESCE(revoked_at, $1) WHERE name = $2")
@@ -127,6 +130,94 @@ impl Store {
                 .bind(name)
                 .execute(&self.pool)
                 .await?;
+        sqlx::query("DELETE FROM console_sessions WHERE token = $1").bind(name).execute(&self.pool).await?;
         Ok(done.rows_affected() > 0)
+    }
+
+    /// Keep a new session of the token `token` by the SHA-256 of its id (`id_hash`), valid
+    /// until `expires_ms`. First the expired sessions and those of revoked (or deleted)
+    /// tokens are deleted, then the token's oldest beyond `per_token - 1`; `false` (nothing
+    /// kept) when `max` sessions remain.
+    pub async fn start_session(
+        &self,
+        id_hash: &str,
+        token: &str,
+        now_ms: i64,
+        expires_ms: i64,
+        per_token: usize,
+        max: usize,
+    ) -> Result<bool> {
+        retry_busy(self.backend, || async {
+            let mut tx = self.pool.begin_with(self.backend.begin()).await?;
+            sqlx::query(
+                "DELETE FROM console_sessions WHERE expires_ms <= $1 OR token NOT IN \
+                 (SELECT name FROM console_tokens WHERE revoked_at IS NULL)",
+            )
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await?;
+            let own = sqlx::query(
+                "SELECT id_hash FROM console_sessions WHERE token = $1 ORDER BY created_ms DESC, id_hash",
+            )
+            .bind(token)
+            .fetch_all(&mut *tx)
+            .await?;
+            for row in own.iter().skip(per_token.saturating_sub(1)) {
+                let old: String = row.try_get(0)?;
+                sqlx::query("DELETE FROM console_sessions WHERE id_hash = $1").bind(old).execute(&mut *tx).await?;
+            }
+            let count: i64 =
+                sqlx::query("SELECT COUNT(*) FROM console_sessions").fetch_one(&mut *tx).await?.try_get(0)?;
+            if usize::try_from(count).unwrap_or(usize::MAX) >= max {
+                tx.rollback().await?;
+                return Ok(false);
+            }
+            sqlx::query(
+                "INSERT INTO console_sessions (id_hash, token, created_ms, expires_ms) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(id_hash)
+            .bind(token)
+            .bind(now_ms)
+            .bind(expires_ms)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok(true)
+        })
+        .await
+    }
+
+    /// The token name of the live session whose id hashes to `id_hash`: `None` when there
+    /// is none, it expired, or its token is revoked (such a row is deleted).
+    pub async fn session(&self, id_hash: &str, now_ms: i64) -> Result<Option<String>> {
+        let row = sqlx::query(
+            "SELECT s.token, s.expires_ms, t.revoked_at, t.name FROM console_sessions s \
+             LEFT JOIN console_tokens t ON t.name = s.token WHERE s.id_hash = $1",
+        )
+        .bind(id_hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let token: String = row.try_get(0)?;
+        let expires: i64 = row.try_get(1)?;
+        let revoked: Option<String> = row.try_get(2)?;
+        let exists: Option<String> = row.try_get(3)?;
+        if expires > now_ms && revoked.is_none() && exists.is_some() {
+            return Ok(Some(token));
+        }
+        self.end_session(id_hash).await?;
+        Ok(None)
+    }
+
+    /// End the session whose id hashes to `id_hash` (`/logout`).
+    pub async fn end_session(&self, id_hash: &str) -> Result<()> {
+        retry_busy(self.backend, || async {
+            sqlx::query("DELETE FROM console_sessions WHERE id_hash = $1")
+                .bind(id_hash)
+                .execute(&self.pool)
+                .await?;
+            Ok(())
+        })
+        .await
     }
 }

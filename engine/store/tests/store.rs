@@ -177,8 +177,8 @@ async fn a_shared_store_is_not_migrated_behind_the_team_s_back() {
         other => panic!("expected NeedsMigration, got {other:?}"),
     }
     let store = Store::connect(&location).await.expect("connect");
-    assert_eq!(store.migrate().await.expect("migrate"), (0, 10));
-    assert_eq!(store.migrate().await.expect("migrate again"), (10, 10));
+    assert_eq!(store.migrate().await.expect("migrate"), (0, 11));
+    assert_eq!(store.migrate().await.expect("migrate again"), (11, 11));
     Store::open(&location).await.expect("open after migrate");
 }
 
@@ -569,7 +569,7 @@ async fn the_health_check_reports_versions_and_contents(f: Fixture) {
         .await
         .expect("lock");
     let health = store.check(2_000).await.expect("check");
-    assert_eq!((health.backend, health.applied, health.known), (f.backend(), 10, 10));
+    assert_eq!((health.backend, health.applied, health.known), (f.backend(), 11, 11));
     assert_eq!((health.runs, health.live_locks), (1, 1));
     assert_eq!(store.check(100_000).await.expect("check").live_locks, 0, "the lease ran out");
     let now =

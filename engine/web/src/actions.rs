@@ -170,17 +170,25 @@ pub fn with_identity(app: &App, context: impl Serialize) -> minijinja::Value {
 }
 
 /// What the run page adds: the identity (for rendering off the runtime's thread) and the
-/// run's waiting approvals with their forms.
-pub async fn on_run_page(app: &App, id: &str) -> (Option<(String, String)>, RunActions) {
+/// run's waiting approvals with their forms. `read` is the run's records when the page has
+/// read them already (read once per page); else they are read here.
+pub async fn on_run_page(
+    app: &App,
+    id: &str,
+    read: Option<&[runbook_core::journal::Record]>,
+) -> (Option<(String, String)>, RunActions) {
     let who = crate::auth::signed_in();
     let read = app
         .read(async |s| {
             let queued = s.queue_state(id).await?;
             let abandoning = s.abandoning(id).await?;
-            let records = match s.records(id).await {
-                Ok(r) => r,
-                Err(StoreError::NoSuchRun(_)) => Vec::new(),
-                Err(e) => return Err(e),
+            let records = match read {
+                Some(r) => std::borrow::Cow::Borrowed(r),
+                None => match s.records(id).await {
+                    Ok(r) => std::borrow::Cow::Owned(r),
+                    Err(StoreError::NoSuchRun(_)) => std::borrow::Cow::Owned(Vec::new()),
+                    Err(e) => return Err(e),
+                },
             };
             let status = journal_status(&records);
             // Only a run no live engine holds waits for a decision (a live one's steps are
@@ -194,13 +202,22 @@ pub async fn on_run_page(app: &App, id: &str) -> (Option<(String, String)>, RunA
         Ok(Some((queued, records, held, abandoning))) if !records.is_empty() => {
             let as_started =
                 |file: &str, files: &[runbook_core::plan::FileHash]| app.files.as_started(file, files);
-            let doubt = if held { None } else { runbook_exec::doubt::in_doubt(&records, &as_started) };
+            let status = journal_status(&records);
+            // A run that ended for good (succeeded, abandoned) has nothing in doubt: its
+            // runbook is not read again (a 5,000-step runbook costs more than its page).
+            let ended = matches!(
+                status,
+                Some(
+                    runbook_core::journal::RunStatus::Succeeded | runbook_core::journal::RunStatus::Abandoned
+                )
+            );
+            let doubt =
+                if held || ended { None } else { runbook_exec::doubt::in_doubt(&records, &as_started) };
             RunActions {
                 approvals: waiting_of(app, id, &records, who.as_ref().map(|w| w.0.as_str())),
                 abandon: (who.is_some()
                     && abandoning.is_none()
-                    && runbook_exec::abandon::check_unfinished(runbook_core::journal::fold(&records).status)
-                        .is_ok())
+                    && runbook_exec::abandon::check_unfinished(status).is_ok())
                 .then(|| format!("/runs/{id}/abandon")),
                 abandoning: abandoning.map(|by| one_line(&by)),
                 doubt: doubt.map(|steps| DoubtForm {
@@ -488,13 +505,19 @@ async fn login(State(app): State<Arc<App>>, request: Request) -> Response {
             return app.error(false, StatusCode::SERVICE_UNAVAILABLE, "state store unavailable", &why);
         }
     };
-    let Some(id) = app.gate.start_session(&name).await else {
-        return app.error(
-            false,
-            StatusCode::SERVICE_UNAVAILABLE,
-            "too many sessions",
-            "Too many sessions are open: try again later.",
-        );
+    let id = match app.gate.start_session(&name).await {
+        Ok(Some(id)) => id,
+        Ok(None) => {
+            return app.error(
+                false,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too many sessions",
+                "Too many sessions are open: try again later.",
+            );
+        }
+        Err(why) => {
+            return app.error(false, StatusCode::SERVICE_UNAVAILABLE, "state store unavailable", &why);
+        }
     };
     let mut r = see_other("/approvals");
     if let Ok(v) = HeaderValue::from_str(&crate::auth::session_cookie(&id)) {
@@ -505,8 +528,10 @@ async fn login(State(app): State<Arc<App>>, request: Request) -> Response {
 
 async fn logout(State(app): State<Arc<App>>, request: Request) -> Response {
     let Some(who) = who_of(&request) else { return not_signed_in(&app, false) };
-    if let Some(id) = &who.session {
-        app.gate.end_session(id);
+    if let Some(id) = &who.session
+        && let Err(why) = app.gate.end_session(id).await
+    {
+        return app.error(false, StatusCode::SERVICE_UNAVAILABLE, "state store unavailable", &why);
     }
     let mut r = see_other("/runs");
     if let Ok(v) = HeaderValue::from_str(&crate::auth::ended_cookie()) {

@@ -4,8 +4,11 @@
 //! - A token is `rbt_` and 64 hex digits (32 bytes from the OS); the store keeps only its
 //!   SHA-256 ([`token_hash`]): a token has 256 bits of entropy, so a fast hash cannot be
 //!   searched backwards and a slow one (argon2, bcrypt) would protect nothing more.
-//! - A browser types its token once on `/login` and gets a session cookie (a random id
-//!   kept here, `HttpOnly; SameSite=Strict; Path=/`, [`SESSION`] long); the API takes
+//! - A browser types its token once on `/login` and gets a session cookie (32 random
+//!   bytes, `HttpOnly; SameSite=Strict; Path=/`, [`SESSION`] long); the store keeps the
+//!   SHA-256 of its id with the token's name and its expiry (`Store::start_session`), so a
+//!   restart signs no one out and every console on the store knows it. Its forms' CSRF
+//!   token is an HMAC of the id ([`csrf_of`]): stored nowhere. The API takes
 //!   `Authorization: Bearer rbt_...`. Each request with a session or a bearer reads the
 //!   token's row: a revoked token stops working at once, its sessions too.
 //! - Behind a proxy, the identity header is read only when the TCP peer is one of the
@@ -13,9 +16,8 @@
 //! - An identity is a bounded single line ([`identity`]): a header with control, bidi or
 //!   zero-width characters, or too long, is refused (400), never recorded.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::http::{HeaderMap, header};
 use runbook_store::{Location, Store, StoreError};
@@ -48,9 +50,9 @@ impl Auth {
 
 /// How long a session lasts from sign-in.
 pub const SESSION: Duration = Duration::from_secs(8 * 3600);
-/// The most sessions kept at once (expired ones, then revoked tokens' ones, are dropped
-/// first).
-const MAX_SESSIONS: usize = 10_000;
+/// The most sessions the store keeps at once (expired ones and revoked tokens' ones are
+/// deleted first, on every sign-in).
+pub const MAX_SESSIONS: usize = 10_000;
 /// The most sessions one token (one identity) keeps: signing in once more ends its oldest,
 /// so no one identity can fill [`MAX_SESSIONS`] (it takes 625 live tokens).
 pub const SESSIONS_PER_IDENTITY: usize = 16;
@@ -75,6 +77,24 @@ pub fn token_hash(token: &str) -> String {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The CSRF token of the forms of the session `id` (64 hex digits): an HMAC-SHA-256 keyed
+/// with the id's bytes, so every console derives it and no store holds it. `None` for an
+/// id that is not 64 hex digits (no session has it).
+pub fn csrf_of(id: &str) -> Option<String> {
+    if id.len() != 64 || !id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return None;
+    }
+    let mut key = [0u8; 32];
+    for (i, byte) in key.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(id.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(hmac(&key, "runbook console session csrf"))
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
 fn random_hex() -> Option<String> {
@@ -154,12 +174,6 @@ pub struct Who {
     pub session: Option<String>,
 }
 
-struct Session {
-    name: String,
-    csrf: String,
-    until: Instant,
-}
-
 /// The console's authentication state.
 pub struct Gate {
     /// The mode.
@@ -167,7 +181,6 @@ pub struct Gate {
     location: Location,
     /// The store opened read-write (tokens, decisions): only when `auth` writes.
     writer: tokio::sync::Mutex<Option<Store>>,
-    sessions: std::sync::Mutex<HashMap<String, Session>>,
     /// The key of the proxy mode's CSRF tokens (random per process).
     key: [u8; 32],
 }
@@ -193,13 +206,7 @@ impl Gate {
         // Without a random source the proxy mode's forms cannot be protected: the key of
         // zeroes is refused below (no form is accepted).
         let _ = getrandom::fill(&mut key);
-        Gate {
-            auth,
-            location,
-            writer: tokio::sync::Mutex::new(None),
-            sessions: std::sync::Mutex::new(HashMap::new()),
-            key,
-        }
+        Gate { auth, location, writer: tokio::sync::Mutex::new(None), key }
     }
 
     /// The store, opened read-write (`Store::open`) once auth is configured; opened again
@@ -291,35 +298,19 @@ impl Gate {
                     }));
                 }
                 let Some(id) = cookie(headers, COOKIE) else { return Ok(None) };
-                let found = {
-                    let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
-                    match sessions.get(id) {
-                        Some(s) if s.until > Instant::now() => Some((s.name.clone(), s.csrf.clone())),
-                        Some(_) => {
-                            sessions.remove(id);
-                            None
-                        }
-                        None => None,
+                let Some(csrf) = csrf_of(id) else { return Ok(None) };
+                // The store's row, joined with its token's: an expired session, or one of a
+                // revoked token, is refused (and deleted) at once, on every console.
+                let store = self.store().await.map_err(Refused::Store)?;
+                let name = match store.session(&token_hash(id), now_ms()).await {
+                    Ok(Some(name)) => name,
+                    Ok(None) => return Ok(None),
+                    Err(e) => {
+                        self.forget().await;
+                        return Err(Refused::Store(self.failed(&e)));
                     }
                 };
-                let Some((name, csrf)) = found else { return Ok(None) };
-                // A revoked token's sessions end at once: its row is read on every request.
-                if !self.live(&name).await? {
-                    self.end_session(id);
-                    return Ok(None);
-                }
                 Ok(Some(Who { name, csrf, bearer: false, session: Some(id.to_string()) }))
-            }
-        }
-    }
-
-    async fn live(&self, name: &str) -> Result<bool, Refused> {
-        let store = self.store().await.map_err(Refused::Store)?;
-        match store.token(name).await {
-            Ok(t) => Ok(t.is_some_and(|t| t.is_live())),
-            Err(e) => {
-                self.forget().await;
-                Err(Refused::Store(self.failed(&e)))
             }
         }
     }
@@ -348,52 +339,37 @@ impl Gate {
         }
     }
 
-    /// A new session for `name`: its id (the cookie's value). `name` keeps at most
-    /// [`SESSIONS_PER_IDENTITY`] sessions (its oldest is ended); when the console holds
-    /// [`MAX_SESSIONS`], expired sessions and those of revoked tokens are dropped first, and
-    /// only then is the sign-in refused (`None`).
-    pub async fn start_session(&self, name: &str) -> Option<String> {
-        let (id, csrf) = (random_hex()?, random_hex()?);
-        let full = {
-            let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
-            let now = Instant::now();
-            sessions.retain(|_, s| s.until > now);
-            sessions.len() >= MAX_SESSIONS
-        };
-        if full {
-            let names: std::collections::BTreeSet<String> = {
-                let sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
-                sessions.values().map(|s| s.name.clone()).collect()
-            };
-            let mut dead = Vec::new();
-            for other in names {
-                // A store that cannot be read drops nothing (the check on use still holds).
-                if let Ok(false) = self.live(&other).await {
-                    dead.push(other);
-                }
+    /// A new session for the token `name`: its id (the cookie's value), kept in the store by
+    /// its SHA-256 (`Store::start_session`). `name` keeps at most [`SESSIONS_PER_IDENTITY`]
+    /// sessions (its oldest is ended); expired sessions and those of revoked tokens are
+    /// deleted first; `Ok(None)` when the store still holds [`MAX_SESSIONS`]; `Err` when
+    /// the store cannot be written (or the system has no random source).
+    pub async fn start_session(&self, name: &str) -> Result<Option<String>, String> {
+        let id = random_hex().ok_or("the system's random source failed")?;
+        let store = self.store().await?;
+        let now = now_ms();
+        let until = now.saturating_add(SESSION.as_millis() as i64);
+        match store
+            .start_session(&token_hash(&id), name, now, until, SESSIONS_PER_IDENTITY, MAX_SESSIONS)
+            .await
+        {
+            Ok(true) => Ok(Some(id)),
+            Ok(false) => Ok(None),
+            Err(e) => {
+                self.forget().await;
+                Err(self.failed(&e))
             }
-            let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
-            sessions.retain(|_, s| !dead.contains(&s.name));
         }
-        let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
-        let mut own: Vec<(Instant, String)> =
-            sessions.iter().filter(|(_, s)| s.name == name).map(|(k, s)| (s.until, k.clone())).collect();
-        own.sort();
-        let over = (own.len() + 1).saturating_sub(SESSIONS_PER_IDENTITY);
-        for (_, oldest) in own.into_iter().take(over) {
-            sessions.remove(&oldest);
-        }
-        if sessions.len() >= MAX_SESSIONS {
-            return None;
-        }
-        let until = Instant::now() + SESSION;
-        sessions.insert(id.clone(), Session { name: name.to_string(), csrf, until });
-        Some(id)
     }
 
-    /// End a session (`/logout`, a revoked token).
-    pub fn end_session(&self, id: &str) {
-        self.sessions.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
+    /// End a session (`/logout`): its row is deleted, so no console knows it any more.
+    pub async fn end_session(&self, id: &str) -> Result<(), String> {
+        let store = self.store().await?;
+        if let Err(e) = store.end_session(&token_hash(id)).await {
+            self.forget().await;
+            return Err(self.failed(&e));
+        }
+        Ok(())
     }
 }
 
@@ -518,6 +494,20 @@ mod tests {
         assert!(same(&token_hash(&a), &token_hash(&a)));
         assert!(!same(&token_hash(&a), &token_hash(&b)));
         assert!(!same("ab", "abc"));
+    }
+
+    #[test]
+    fn a_sessions_csrf_token_is_derived_from_its_id_only() {
+        let a = random_hex().expect("id");
+        let b = random_hex().expect("id");
+        assert_eq!(csrf_of(&a), csrf_of(&a));
+        assert_ne!(csrf_of(&a), csrf_of(&b));
+        let csrf = csrf_of(&a).expect("a CSRF token");
+        // Neither the id nor what the store keeps of it (its SHA-256).
+        assert!(csrf != a && csrf != token_hash(&a) && csrf.len() == 64, "{csrf}");
+        for bad in ["", "x", &a[..63], &a.to_uppercase(), &format!("{a}0"), &"g".repeat(64)] {
+            assert_eq!(csrf_of(bad), None, "{bad}");
+        }
     }
 
     #[test]

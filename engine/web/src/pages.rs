@@ -146,6 +146,8 @@ pub struct App {
     pub turns: tokio::sync::Semaphore,
     /// The runs followed live (`live.rs`).
     pub hub: crate::live::Hub,
+    /// The rendered pages of finished runs ([`Pages`]).
+    pages: std::sync::Mutex<Pages>,
     env: Environment<'static>,
 }
 
@@ -212,21 +214,27 @@ impl App {
             checked: tokio::sync::Notify::new(),
             turns: tokio::sync::Semaphore::new(PAGES_AT_ONCE),
             hub: crate::live::Hub::default(),
+            pages: std::sync::Mutex::new(Pages::default()),
             env,
         })
     }
 
     /// Render `template` with `context` as a page with `status`.
     pub fn render(&self, status: StatusCode, template: &str, context: impl Serialize) -> Response {
-        let context = crate::actions::with_identity(self, context);
-        match self.env.get_template(template).and_then(|t| t.render(context)) {
+        match self.render_html(template, context) {
             Ok(html) => html_response(status, html),
-            Err(e) => {
-                // A bug of the console: said plainly, without the template's data.
-                let text = format!("the page could not be rendered: {}", e.kind());
-                html_response(StatusCode::INTERNAL_SERVER_ERROR, minimal_page(&text))
-            }
+            Err(text) => html_response(StatusCode::INTERNAL_SERVER_ERROR, minimal_page(&text)),
         }
+    }
+
+    /// Render `template` with `context`: the page, or why it could not be rendered (a bug
+    /// of the console: said plainly, without the template's data).
+    pub fn render_html(&self, template: &str, context: impl Serialize) -> Result<String, String> {
+        let context = crate::actions::with_identity(self, context);
+        self.env
+            .get_template(template)
+            .and_then(|t| t.render(context))
+            .map_err(|e| format!("the page could not be rendered: {}", e.kind()))
     }
 
     /// An error page.
@@ -734,7 +742,20 @@ fn queued_view(q: runbook_store::QueueEntry) -> RunView {
     }
 }
 
-async fn run_view(app: &App, id: &str) -> Result<RunView, PageError> {
+/// What a run page draws beyond its head: the records (read and verified once per page),
+/// their fold, the output rows, the runbook's shape, the verdict.
+struct Body {
+    records: Vec<journal::Record>,
+    folded: journal::RunState,
+    verdict: Vec<runbook_core::audit::Finding>,
+    logs: Vec<runbook_core::audit::StoredLog>,
+    shape: Option<Arc<Shape>>,
+}
+
+/// A run's view without its heavy parts (steps, graph, timeline, output, records), and what
+/// they are drawn from: `None` when the journal is not presented (a submitted run, a chain
+/// that does not verify).
+async fn run_head(app: &App, id: &str) -> Result<(RunView, Option<Body>), PageError> {
     let read = app
         .read(async |s| {
             let history = match s.histories(Some(id)).await {
@@ -756,7 +777,7 @@ async fn run_view(app: &App, id: &str) -> Result<RunView, PageError> {
         .await?;
     let (history, gone, holder, list) = match read {
         Some(Ok(found)) => found,
-        Some(Err(queued)) => return Ok(queued_view(queued)),
+        Some(Err(queued)) => return Ok((queued_view(queued), None)),
         None => {
             return Err(PageError::NotFound(format!(
                 "there is no run `{id}`: the state store holds no runs yet"
@@ -766,7 +787,7 @@ async fn run_view(app: &App, id: &str) -> Result<RunView, PageError> {
     // One verifier: `runbook audit verify` says the same of this run.
     let verdict = history.findings(None);
     let findings: Vec<String> = verdict.iter().map(|f| one_line(&f.to_string())).collect();
-    let records = history.records.clone().unwrap_or_default();
+    let records = history.records.unwrap_or_default();
     let head_hash = records.last().map(|r| r.hash.clone());
     let summary = runbook_core::audit::summary(&records);
     let previous = list
@@ -805,7 +826,7 @@ async fn run_view(app: &App, id: &str) -> Result<RunView, PageError> {
         queue_note: None,
     };
     // What does not fit the chain is not presented (as `runbook show`): the verdict only.
-    let Some(summary) = summary.filter(|_| v.intact) else { return Ok(v) };
+    let Some(summary) = summary.filter(|_| v.intact) else { return Ok((v, None)) };
     let summary = RunSummary::from_journal(id.to_string(), summary);
     v.runbook = one_line(&summary.runbook);
     v.operator = one_line(&summary.operator);
@@ -846,6 +867,13 @@ async fn run_view(app: &App, id: &str) -> Result<RunView, PageError> {
             read
         }
     };
+    v.graph_from_journal = shape.is_none();
+    Ok((v, Some(Body { records, folded, verdict, logs: history.logs, shape })))
+}
+
+/// Draw the heavy parts of `v` from `body`: CPU only, each linear in the journal.
+fn fill(v: &mut RunView, body: Body) {
+    let Body { records, folded, verdict, logs, shape } = body;
     let mut titles = HashMap::new();
     let mut needs: HashMap<String, Vec<String>> = HashMap::new();
     if let Some(shape) = &shape {
@@ -869,8 +897,6 @@ async fn run_view(app: &App, id: &str) -> Result<RunView, PageError> {
                 status,
             });
         }
-    } else {
-        v.graph_from_journal = true;
     }
     let known: std::collections::HashSet<String> = drawn.iter().map(|s| s.name.clone()).collect();
     let mut prev: Option<String> = None;
@@ -886,33 +912,138 @@ async fn run_view(app: &App, id: &str) -> Result<RunView, PageError> {
     }
     v.graph = Some(graph::layout(&drawn));
     v.timeline = crate::timeline::of_run(&records, shape.as_deref(), v.finished_at.is_none());
-    // Only an intact chain gets here (above), as `runbook logs` requires of a vouched log.
+    // Only an intact chain gets here (`run_head`), as `runbook logs` requires of a vouched log.
     let verified = runbook_core::audit::Verified::of(&records, &verdict);
-    v.logs = view::log_views(id, runbook_core::audit::vouched_logs(&records, history.logs, verified));
+    v.logs = view::log_views(&v.run_id, runbook_core::audit::vouched_logs(&records, logs, verified));
     v.journal = view::record_rows(&records);
+}
+
+async fn run_view(app: &App, id: &str) -> Result<RunView, PageError> {
+    let (mut v, body) = run_head(app, id).await?;
+    if let Some(body) = body {
+        fill(&mut v, body);
+    }
     Ok(v)
 }
 
+/// The key of a finished run's page in [`Pages`]: a SHA-256 of everything the page shows
+/// that is not drawn from the verified journal (the head of the view, the forms, who asks
+/// and the console's mode), the journal's head hash and record count (in the head), the
+/// output rows as stored, and whether the runbook's shape was read. The journal of a
+/// finished run never changes; if its rows are edited, the chain no longer verifies (the
+/// page is the verdict, never cached) or its head hash is another (another key).
+fn page_key(
+    app: &App,
+    v: &RunView,
+    body: &Body,
+    who: &Option<(String, String)>,
+    actions: &crate::actions::RunActions,
+) -> Option<[u8; 32]> {
+    use sha2::Digest as _;
+    let mut h = sha2::Sha256::new();
+    let mut part = |bytes: &[u8]| {
+        h.update((bytes.len() as u64).to_le_bytes());
+        h.update(bytes);
+    };
+    part(&serde_json::to_vec(v).ok()?);
+    part(&serde_json::to_vec(actions).ok()?);
+    part(&serde_json::to_vec(who).ok()?);
+    part(match &app.gate.auth {
+        crate::auth::Auth::None => "none".as_bytes(),
+        crate::auth::Auth::Token => "token".as_bytes(),
+        crate::auth::Auth::Proxy { .. } => "proxy".as_bytes(),
+    });
+    part(&[u8::from(body.shape.is_some())]);
+    for log in &body.logs {
+        part(log.step.as_bytes());
+        part(&log.attempt.to_le_bytes());
+        part(log.body.as_bytes());
+    }
+    Some(h.finalize().into())
+}
+
+/// The rendered pages of finished runs, by [`page_key`]: at most [`PAGES_KEPT`] pages and
+/// [`PAGE_BYTES_KEPT`] bytes, the oldest dropped first.
+#[derive(Debug, Default)]
+pub struct Pages {
+    kept: HashMap<[u8; 32], Arc<String>>,
+    order: std::collections::VecDeque<[u8; 32]>,
+    bytes: usize,
+}
+
+/// The most pages [`Pages`] keeps.
+const PAGES_KEPT: usize = 32;
+/// The most bytes of pages [`Pages`] keeps (a 5,000-step run's page is about 2.6 MB).
+const PAGE_BYTES_KEPT: usize = 64 << 20;
+
+impl Pages {
+    fn get(&self, key: &[u8; 32]) -> Option<Arc<String>> {
+        self.kept.get(key).cloned()
+    }
+
+    fn keep(&mut self, key: [u8; 32], page: Arc<String>) {
+        if page.len() > PAGE_BYTES_KEPT || self.kept.contains_key(&key) {
+            return;
+        }
+        while self.kept.len() >= PAGES_KEPT || self.bytes + page.len() > PAGE_BYTES_KEPT {
+            let Some(old) = self.order.pop_front() else { break };
+            if let Some(p) = self.kept.remove(&old) {
+                self.bytes -= p.len();
+            }
+        }
+        self.bytes += page.len();
+        self.order.push_back(key);
+        self.kept.insert(key, page);
+    }
+}
+
+/// The header that says a page came from [`Pages`] (tests read it; a browser ignores it).
+const CACHED: &str = "x-runbook-page";
+
 async fn run_page(State(app): State<Arc<App>>, id: Result<Path<String>, PathRejection>) -> Response {
-    let view = match run_id(id) {
-        Ok(id) => run_view(&app, &id).await,
+    let head = match run_id(id) {
+        Ok(id) => run_head(&app, &id).await,
         Err(e) => Err(e),
     };
-    match view {
-        // Rendering a big run takes CPU: off the runtime's thread, so the other requests
-        // (the style sheet, other pages) are not held behind it.
-        Ok(v) => {
-            let on = app.clone();
-            let (who, actions) = crate::actions::on_run_page(&app, &v.run_id).await;
-            tokio::task::spawn_blocking(move || {
-                crate::auth::SIGNED_IN.sync_scope(who, || {
-                    on.render(StatusCode::OK, "run.html", serde_json::json!({ "run": v, "actions": actions }))
-                })
-            })
-            .await
-            .unwrap_or_else(|_| app.page_error(PageError::Unavailable("rendering the page failed".into())))
+    let (mut v, body) = match head {
+        Ok(found) => found,
+        Err(e) => return app.page_error(e),
+    };
+    let (who, actions) =
+        crate::actions::on_run_page(&app, &v.run_id, body.as_ref().map(|b| b.records.as_slice())).await;
+    // A finished run's page is kept: its journal does not change.
+    let key =
+        body.as_ref().filter(|_| v.finished_at.is_some()).and_then(|b| page_key(&app, &v, b, &who, &actions));
+    if let Some(key) = &key
+        && let Some(page) = app.pages.lock().ok().and_then(|p| p.get(key))
+    {
+        let mut r = html_response(StatusCode::OK, page.as_str().to_owned());
+        r.headers_mut().insert(CACHED, HeaderValue::from_static("kept"));
+        return r;
+    }
+    // Drawing and rendering a big run takes CPU: off the runtime's thread, so the other
+    // requests (the style sheet, other pages) are not held behind it.
+    let on = app.clone();
+    let rendered = tokio::task::spawn_blocking(move || {
+        if let Some(body) = body {
+            fill(&mut v, body);
         }
-        Err(e) => app.page_error(e),
+        crate::auth::SIGNED_IN.sync_scope(who, || {
+            on.render_html("run.html", serde_json::json!({ "run": v, "actions": actions }))
+        })
+    })
+    .await;
+    match rendered {
+        Ok(Ok(html)) => {
+            if let (Some(key), Ok(mut pages)) = (key, app.pages.lock()) {
+                let page = Arc::new(html);
+                pages.keep(key, page.clone());
+                return html_response(StatusCode::OK, page.as_str().to_owned());
+            }
+            html_response(StatusCode::OK, html)
+        }
+        Ok(Err(e)) => html_response(StatusCode::INTERNAL_SERVER_ERROR, minimal_page(&e)),
+        Err(_) => app.page_error(PageError::Unavailable("rendering the page failed".into())),
     }
 }
 
