@@ -42,7 +42,9 @@ pub fn read_reason(file: &std::path::Path) -> Result<String, CliError> {
     };
     let shown = file.display();
     let refused = |why: String| {
-        CliError::Usage(Message::new(format!("cannot read the reason from `{shown}`: {why}; nothing was done")))
+        CliError::Usage(Message::new(format!(
+            "cannot read the reason from `{shown}`: {why}; nothing was done"
+        )))
     };
     read.map_err(|e| refused(e.to_string()))?;
     if bytes.len() as u64 > MAX_REASON_FILE {

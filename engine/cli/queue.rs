@@ -644,7 +644,8 @@ impl Worker {
 
 /// What stands in for a reason an earlier engine was handed and did not journal (it died):
 /// the reason left the queue when it was handed over.
-const REASON_HANDED_OVER: &str = "(the reason was handed to an earlier engine, which stopped before journaling it)";
+const REASON_HANDED_OVER: &str =
+    "(the reason was handed to an earlier engine, which stopped before journaling it)";
 
 /// The reason an abandon's engine reads on its stdin, cut (at a character) to what a
 /// worker hands on.

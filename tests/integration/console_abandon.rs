@@ -290,7 +290,10 @@ fn an_abandon_with_compensation_on_postgresql_is_run_once_by_one_of_two_workers(
     // (it was a 404, "no run", and this test's wait below stopped on it under load).
     for asked in [ask(), served.send("POST", &action, &[("Authorization", &bearer)], "reason=not+yet")] {
         assert_eq!(asked.status, 409, "{asked:?}");
-        assert!(asked.body.contains("no worker has started it yet") && asked.body.contains("runbook cancel"), "{asked:?}");
+        assert!(
+            asked.body.contains("no worker has started it yet") && asked.body.contains("runbook cancel"),
+            "{asked:?}"
+        );
     }
     let mut w1 = place.spawn(&["worker", "--poll", "20ms"]);
     // Until the worker's engine stopped for an operator (its entry `done`), the request is
@@ -443,7 +446,8 @@ fn a_cli_decision_after_the_request_drops_it_and_the_json_view_shows_it_while_pe
     assert!(!pending.to_string().contains("private words"), "{pending}");
 
     // Another operator decides on the terminal: the run goes on, and waits at `four`.
-    let resumed = scratch.cmd(&["resume", &run, "--skip", "three", "--reason", "fixed by hand", "--yes"], &[]);
+    let resumed =
+        scratch.cmd(&["resume", &run, "--skip", "three", "--reason", "fixed by hand", "--yes"], &[]);
     assert_ne!(resumed.code, 0, "{resumed:?}");
     let before = kinds(&scratch, &run);
     assert!(!before.iter().any(|k| k == "run_abandoned"), "{before:?}");
@@ -452,7 +456,11 @@ fn a_cli_decision_after_the_request_drops_it_and_the_json_view_shows_it_while_pe
     wait_until("the worker drops the request", || queue_row(&scratch, &run).starts_with("done|"));
     crate::support::kill9(w.id());
     let _ = w.wait();
-    assert_eq!(scratch.read("effects"), "one\ntwo\nthree\n", "a request another decision ended was carried out");
+    assert_eq!(
+        scratch.read("effects"),
+        "one\ntwo\nthree\n",
+        "a request another decision ended was carried out"
+    );
     assert_eq!(kinds(&scratch, &run), before);
     let page = view(&served, &run);
     assert_eq!(page["abandoning"], serde_json::Value::Null, "{page}");
@@ -483,16 +491,24 @@ fn a_cli_decision_after_the_request_drops_it_and_the_json_view_shows_it_while_pe
     crate::support::kill9(w.id());
     let _ = w.wait();
     assert_eq!(scratch.read("effects"), "one\ntwo\nthree\n");
-    let abandoned: Vec<String> = scratch.audit(&run).lines().filter(|l| l.contains("run_abandoned")).map(str::to_string).collect();
+    let abandoned: Vec<String> =
+        scratch.audit(&run).lines().filter(|l| l.contains("run_abandoned")).map(str::to_string).collect();
     assert_eq!(abandoned.len(), 1, "{abandoned:?}");
     assert!(abandoned[0].contains("\"compensated\":false"), "{abandoned:?}");
     assert_eq!(view(&served, &run)["abandoning"], serde_json::Value::Null);
 }
 
-/// Every `/proc/PID/cmdline` of this host, NUL-separated arguments joined with spaces.
-fn all_command_lines() -> String {
+/// The `/proc/PID/cmdline` of every process working in `dir` (the worker, its engine, the
+/// undo's shell), NUL-separated arguments joined with spaces, one line each. Other tests'
+/// processes on the host are not read: a test that puts a sentinel on a command line on
+/// purpose must not fail this one.
+fn command_lines_in(dir: &std::path::Path) -> String {
+    let dir = dir.canonicalize().expect("the scratch folder");
     let mut all = String::new();
     for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        if std::fs::read_link(entry.path().join("cwd")).ok().as_deref() != Some(dir.as_path()) {
+            continue;
+        }
         if let Ok(bytes) = std::fs::read(entry.path().join("cmdline")) {
             all.push_str(&String::from_utf8_lossy(&bytes).replace('\0', " "));
             all.push('\n');
@@ -532,11 +548,18 @@ fn the_reason_is_never_on_a_command_line_nor_left_in_the_queue_when_the_worker_k
         crate::argv_sampler::percent_encode(crate::secrets::DB_URL),
         crate::argv_sampler::percent_encode(worker_secret)
     );
-    let r = served.send("POST", &format!("/api/runs/{run}/abandon"), &[("Authorization", &format!("Bearer {bob}"))], &pasted);
+    let r = served.send(
+        "POST",
+        &format!("/api/runs/{run}/abandon"),
+        &[("Authorization", &format!("Bearer {bob}"))],
+        &pasted,
+    );
     assert_eq!(r.status, 202, "{r:?}");
     let mut w = worker_env(&scratch, &worker_env_);
     wait_until("the compensation runs", || dir.join("undoing").exists());
-    crate::secrets::assert_clean("the command lines of this host", &all_command_lines());
+    let lines = command_lines_in(dir);
+    assert!(lines.contains(&format!("abandon {run} --reason-file")), "the engine is not among:\n{lines}");
+    crate::secrets::assert_clean("the command lines of the worker and its engine", &lines);
     let row = Command::new("sqlite3")
         .args(["-readonly", &state, &format!("SELECT * FROM queue WHERE run_id = '{run}'")])
         .output()
@@ -563,7 +586,10 @@ fn psql_as(roles: &crate::audit::Roles, role: &str, sql: &str) -> (bool, String)
         .args([&roles.url(role), "-v", "ON_ERROR_STOP=1", "-Atc", sql])
         .output()
         .expect("psql");
-    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+    (
+        out.status.success(),
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
+    )
 }
 
 /// A real `runbook worker` connected as database role `role`.
@@ -620,7 +646,9 @@ fn in_db_role_mode_a_compensating_abandon_is_judged_as_a_plain_one_and_journals_
     let web = add_token(roles.dir.path(), &admin, "web");
     let served = serve(roles.dir.path(), &roles.url("web"), &["--auth", "token"]);
     let action = format!("/api/runs/{run}/abandon");
-    let ask = |token: &str, body: &str| served.send("POST", &action, &[("Authorization", &format!("Bearer {token}"))], body);
+    let ask = |token: &str, body: &str| {
+        served.send("POST", &action, &[("Authorization", &format!("Bearer {token}"))], body)
+    };
     let plain = ask(&bob, "reason=undo+it");
     assert_eq!(plain.status, 403, "{plain:?}");
     let compensating = ask(&bob, "compensate=yes&reason=undo+it");
@@ -630,7 +658,8 @@ fn in_db_role_mode_a_compensating_abandon_is_judged_as_a_plain_one_and_journals_
     assert_eq!(effects(), "one\ntwo\nthree\n");
 
     // The CLI: ana's role may not abandon as bob, with or without compensation.
-    let cli = roles.cmd("ana", &["abandon", &run, "--reason", "undo it", "--compensate", "--yes"], Some("bob"));
+    let cli =
+        roles.cmd("ana", &["abandon", &run, "--reason", "undo it", "--compensate", "--yes"], Some("bob"));
     assert_ne!(cli.code, 0, "{cli:?}");
     assert_eq!(effects(), "one\ntwo\nthree\n");
 
@@ -674,7 +703,8 @@ fn in_db_role_mode_a_compensating_abandon_is_judged_as_a_plain_one_and_journals_
     let _ = w.wait();
     assert_eq!(effects(), "one\ntwo\nthree\nundo-two\nundo-one\n");
     let journal = journal();
-    let abandoned: Vec<&serde_json::Value> = journal.iter().filter(|r| r["event"]["kind"] == "run_abandoned").collect();
+    let abandoned: Vec<&serde_json::Value> =
+        journal.iter().filter(|r| r["event"]["kind"] == "run_abandoned").collect();
     assert_eq!(abandoned.len(), 1, "{journal:#?}");
     assert_eq!(abandoned[0]["event"]["operator"], "web");
     assert_eq!(abandoned[0]["db_role"], "web");

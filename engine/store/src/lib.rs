@@ -2249,13 +2249,16 @@ impl Store {
                         submitted_by: row.try_get(3)?,
                         earlier_claims: row.try_get(4)?,
                         started: row.try_get::<i64, _>(5)? > 0,
-                        abandon: row.try_get::<Option<String>, _>(6)?.map(|by| -> Result<AbandonRequest> {
-                            Ok(AbandonRequest {
-                                by,
-                                reason: row.try_get::<Option<String>, _>(7)?,
-                                head: row.try_get::<Option<i64>, _>(8)?.unwrap_or(0),
+                        abandon: row
+                            .try_get::<Option<String>, _>(6)?
+                            .map(|by| -> Result<AbandonRequest> {
+                                Ok(AbandonRequest {
+                                    by,
+                                    reason: row.try_get::<Option<String>, _>(7)?,
+                                    head: row.try_get::<Option<i64>, _>(8)?.unwrap_or(0),
+                                })
                             })
-                        }).transpose()?,
+                            .transpose()?,
                     });
                     break;
                 }
