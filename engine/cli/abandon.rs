@@ -27,6 +27,33 @@ pub struct AbandonArgs {
     pub state: Option<String>,
 }
 
+/// The longest reason read from `--reason-file` (bytes): a reason is a few lines.
+const MAX_REASON_FILE: u64 = 64 * 1024;
+
+/// `--reason-file FILE` (`-`: stdin): the reason, its final line break dropped. A file that
+/// is not UTF-8 or longer than [`MAX_REASON_FILE`] is refused before anything is done.
+pub fn read_reason(file: &std::path::Path) -> Result<String, CliError> {
+    use std::io::Read as _;
+    let mut bytes = Vec::new();
+    let read = if file.as_os_str() == "-" {
+        std::io::stdin().lock().take(MAX_REASON_FILE + 1).read_to_end(&mut bytes)
+    } else {
+        std::fs::File::open(file).and_then(|f| f.take(MAX_REASON_FILE + 1).read_to_end(&mut bytes))
+    };
+    let shown = file.display();
+    let refused = |why: String| {
+        CliError::Usage(Message::new(format!(
+            "cannot read the reason from `{shown}`: {why}; nothing was done"
+        )))
+    };
+    read.map_err(|e| refused(e.to_string()))?;
+    if bytes.len() as u64 > MAX_REASON_FILE {
+        return Err(refused(format!("it is longer than {MAX_REASON_FILE} bytes")));
+    }
+    let text = String::from_utf8(bytes).map_err(|_| refused("it is not UTF-8 text".into()))?;
+    Ok(text.strip_suffix('\n').map(|t| t.strip_suffix('\r').unwrap_or(t)).unwrap_or(&text).to_string())
+}
+
 /// `runbook abandon`.
 pub fn abandon(args: AbandonArgs) -> CliResult {
     if args.reason.trim().is_empty() {

@@ -314,8 +314,12 @@ pub enum Command {
         /// The run.
         run_id: String,
         /// Why (journaled).
-        #[arg(long)]
-        reason: String,
+        #[arg(long, required_unless_present = "reason_file", conflicts_with = "reason_file")]
+        reason: Option<String>,
+        /// Read why from a file, `-` for stdin (a worker hands the console's reason over
+        /// this way: never on a command line, which every user of the host can read).
+        #[arg(long, value_name = "FILE")]
+        reason_file: Option<PathBuf>,
         /// Run its compensations first (most recent first, as `runbook compensate` does).
         #[arg(long)]
         compensate: bool,

@@ -164,7 +164,12 @@ pub fn run(cli: Cli) -> CliResult {
             Ok(Exit::Success)
         }
         Command::Tie { parent, argv } => Err(tie(parent, &argv)),
-        Command::Abandon { run_id, reason, compensate, yes, state } => {
+        Command::Abandon { run_id, reason, reason_file, compensate, yes, state } => {
+            let reason = match (reason, reason_file) {
+                (Some(reason), _) => reason,
+                (None, Some(file)) => crate::abandon::read_reason(&file)?,
+                (None, None) => String::new(),
+            };
             crate::abandon::abandon(crate::abandon::AbandonArgs {
                 run_id,
                 reason,

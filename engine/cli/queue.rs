@@ -391,6 +391,31 @@ impl Worker {
                 self.release(&claim.run_id, Some(code), &format!("{} (found finished)", run.status)).await;
                 continue;
             }
+            // An abandon with compensation asked from the console is judged again from the
+            // journal (red team adv18c): carried out only if nothing was journaled since it
+            // was asked (no other decision came first) and this worker's engine can journal
+            // the requester; otherwise dropped, with a note, and nothing runs.
+            if claim.started
+                && let Some(asked) = &claim.abandon
+            {
+                match self.judge_abandon(&claim.run_id, asked).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(why)) => {
+                        let note = format!(
+                            "abandon (compensating) asked by {} dropped: {why}; nothing was run",
+                            asked.by.escape_default()
+                        );
+                        outln!("{}: {note}", claim.run_id);
+                        self.release(&claim.run_id, Some(i64::from(exit::INVALID)), &note).await;
+                        continue;
+                    }
+                    Err(e) => {
+                        crate::output::errln!("warning: cannot read the journal of {}: {e}", claim.run_id);
+                        self.hand_back(&claim.run_id, Duration::from_secs(1), "journal unreadable").await;
+                        return None;
+                    }
+                }
+            }
             // A run a schedule queued says so in its journal (`schedule_fired`).
             let scheduled = match self.store.fire_of_run(&claim.run_id).await {
                 Ok(s) => s,
@@ -401,6 +426,14 @@ impl Worker {
             };
             match self.start(&claim, scheduled) {
                 Ok(child) => {
+                    // The reason is the engine's now (on its stdin): it leaves the queue, where a
+                    // secret the console could not know would stay in clear (adv18c B2).
+                    if claim.started
+                        && claim.abandon.is_some()
+                        && let Err(e) = self.store.hand_over_reason(&claim.run_id, &self.name).await
+                    {
+                        crate::output::errln!("warning: cannot clear the reason of {}: {e}", claim.run_id);
+                    }
                     let verb = match (&claim.abandon, claim.started) {
                         (Some(_), true) => "abandoning after its compensations",
                         (None, true) => "resuming",
@@ -429,19 +462,23 @@ impl Worker {
             .append(true)
             .open(self.dir.join(format!("{}.out", claim.run_id)))?;
         let mut env_remove_operator = false;
+        let mut stdin = None;
         let mut args: Vec<std::ffi::OsString> = Vec::new();
         if let Some(asked) = claim.abandon.as_ref().filter(|_| claim.started) {
             // Abandon with compensation, asked from the console: the CLI's own path (a live
             // engine still refuses; the compensations run by their ordinary rules), as the
-            // operator who asked. One argument each: a value that starts with `-` is never
-            // read as an option.
+            // operator who asked. The reason goes on the engine's stdin, never on its command
+            // line (any user of the host reads those: adv18c B2); the engine redacts it with
+            // the secrets the run resolves here before it journals it.
             args.extend([
                 "abandon".into(),
                 claim.run_id.clone().into(),
-                format!("--reason={}", asked.reason).into(),
+                "--reason-file".into(),
+                "-".into(),
                 "--compensate".into(),
                 "--yes".into(),
             ]);
+            stdin = Some(engine_reason(asked.reason.as_deref()));
             if self.as_submitter {
                 args.push(format!("--as={}", asked.by).into());
             } else {
@@ -494,6 +531,7 @@ impl Worker {
             env,
             env_remove,
             output: out,
+            stdin,
         })
     }
 
@@ -531,6 +569,27 @@ impl Worker {
                     outln!("{id}: interrupted; handed back to the queue, to be resumed");
                     self.hand_back(&id, Duration::ZERO, "interrupted").await;
                 }
+                // An abandon whose engine was killed: handed back with its request's head
+                // moved past its own engine's records (they are no other's decision); the
+                // next claim runs the same `abandon --compensate`, which finds what is in
+                // doubt and runs nothing again by itself.
+                None if abandoning => {
+                    outln!("{id}: its engine was killed while abandoning; handed back to the queue");
+                    let head = match self.store.run(&id).await {
+                        Ok(run) => run.last_seq,
+                        Err(e) => {
+                            crate::output::errln!("warning: cannot read the journal of {id}: {e}");
+                            self.hand_back(&id, Duration::from_secs(1), "engine killed").await;
+                            continue;
+                        }
+                    };
+                    let not_before = crate::state::now_ms() + 1000;
+                    if let Err(e) =
+                        self.store.hand_back_abandon(&id, &self.name, not_before, "engine killed", head).await
+                    {
+                        crate::output::errln!("warning: cannot hand {id} back: {e}");
+                    }
+                }
                 // Killed by a signal (out of memory, an operator): handed back, but not at
                 // once, so an engine that keeps dying does not spin.
                 None => {
@@ -552,6 +611,23 @@ impl Worker {
         }
     }
 
+    /// Whether an abandon request still stands ([`runbook_core::lifecycle::judge_abandon_request`]):
+    /// this worker's engine acts as the worker's own identity in `db-role` mode.
+    async fn judge_abandon(
+        &self,
+        run_id: &str,
+        asked: &runbook_store::AbandonRequest,
+    ) -> Result<Result<(), runbook_core::lifecycle::StaleAbandon>, runbook_store::StoreError> {
+        let (_, records) = self.store.run_and_records(run_id).await?;
+        let me = (!self.as_submitter).then(crate::identity::operator);
+        Ok(runbook_core::lifecycle::judge_abandon_request(
+            &records,
+            u64::try_from(asked.head).unwrap_or(0),
+            &asked.by,
+            me.as_deref(),
+        ))
+    }
+
     async fn release(&self, run_id: &str, code: Option<i64>, note: &str) {
         if let Err(e) = self.store.release_claim(run_id, &self.name, code, 0, note).await {
             crate::output::errln!("warning: cannot record the end of {run_id}: {e}");
@@ -564,6 +640,22 @@ impl Worker {
             crate::output::errln!("warning: cannot hand {run_id} back: {e}");
         }
     }
+}
+
+/// What stands in for a reason an earlier engine was handed and did not journal (it died):
+/// the reason left the queue when it was handed over.
+const REASON_HANDED_OVER: &str =
+    "(the reason was handed to an earlier engine, which stopped before journaling it)";
+
+/// The reason an abandon's engine reads on its stdin, cut (at a character) to what a
+/// worker hands on.
+fn engine_reason(reason: Option<&str>) -> Vec<u8> {
+    let reason = reason.unwrap_or(REASON_HANDED_OVER);
+    let mut end = reason.len().min(runbook_exec::process::MAX_ENGINE_STDIN);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    reason[..end].as_bytes().to_vec()
 }
 
 /// The exit code of a run that already ended, from its status.

@@ -405,3 +405,308 @@ fn an_engine_that_dies_inside_an_undo_never_runs_it_again_by_itself() {
     assert!(!kinds(&scratch, &run).iter().any(|k| k == "run_abandoned"));
     ok(&scratch.cmd(&["audit", "verify", &run], &[]), 0);
 }
+
+// ------------------------------------------------------------------ red team adv18c
+
+/// `UNDO` with a step `four` after `three` that waits for an approval: a run resumed past
+/// `three` (skipped) is unfinished again, suspended at `four`.
+fn undo_then_approval() -> String {
+    format!("{UNDO}\n[steps.four]\nneeds = [\"three\"]\napproval = {{ prompt = \"Go on?\" }}\n")
+}
+
+/// adv18c C: a decision taken with the CLI after the console asked for an abandon with
+/// compensation (here `runbook resume --skip three`, which leaves the run suspended at an
+/// approval) ends the request: the worker that claims it judges the run again from its
+/// journal, finds records after the request, and drops it with a note; nothing is
+/// compensated, nothing abandoned. The pending request was visible in the JSON run view
+/// (adv18c D: who asked, compensating, never the reason) until then.
+#[test]
+fn a_cli_decision_after_the_request_drops_it_and_the_json_view_shows_it_while_pending() {
+    let scratch = Scratch::new(&undo_then_approval());
+    let (dir, state) = (scratch.path(), scratch.state());
+    let run = interrupted(&scratch);
+    let bob = add_token(dir, &state, "bob");
+    let served = serve(dir, &state, &["--auth", "token"]);
+    let bearer = format!("Bearer {bob}");
+    let view = |served: &crate::console_auth::Served, run: &str| -> serde_json::Value {
+        let r = served.send("GET", &format!("/api/runs/{run}"), &[], "");
+        assert_eq!(r.status, 200, "{r:?}");
+        serde_json::from_str(&r.body).expect("json")
+    };
+    assert_eq!(view(&served, &run)["abandoning"], serde_json::Value::Null);
+    let r = served.send(
+        "POST",
+        &format!("/api/runs/{run}/abandon"),
+        &[("Authorization", &bearer)],
+        "compensate=yes&reason=private+words+of+the+incident",
+    );
+    assert_eq!(r.status, 202, "{r:?}");
+    let pending = view(&served, &run);
+    assert_eq!(pending["abandoning"], serde_json::json!({ "by": "bob", "compensating": true }), "{pending}");
+    assert!(!pending.to_string().contains("private words"), "{pending}");
+
+    // Another operator decides on the terminal: the run goes on, and waits at `four`.
+    let resumed =
+        scratch.cmd(&["resume", &run, "--skip", "three", "--reason", "fixed by hand", "--yes"], &[]);
+    assert_ne!(resumed.code, 0, "{resumed:?}");
+    let before = kinds(&scratch, &run);
+    assert!(!before.iter().any(|k| k == "run_abandoned"), "{before:?}");
+
+    let mut w = worker(&scratch);
+    wait_until("the worker drops the request", || queue_row(&scratch, &run).starts_with("done|"));
+    crate::support::kill9(w.id());
+    let _ = w.wait();
+    assert_eq!(
+        scratch.read("effects"),
+        "one\ntwo\nthree\n",
+        "a request another decision ended was carried out"
+    );
+    assert_eq!(kinds(&scratch, &run), before);
+    let page = view(&served, &run);
+    assert_eq!(page["abandoning"], serde_json::Value::Null, "{page}");
+    let note = Command::new("sqlite3")
+        .args(["-readonly", &state, &format!("SELECT note FROM queue WHERE run_id = '{run}'")])
+        .output()
+        .expect("sqlite3");
+    let note = String::from_utf8_lossy(&note.stdout).trim().to_string();
+    assert!(note.contains("dropped"), "{note}");
+    said(&note, "console_abandon_dropped_after_a_cli_decision");
+
+    // A plain `runbook abandon` after a request ends it all the same.
+    let scratch = Scratch::new(&undo_then_approval());
+    let (dir, state) = (scratch.path(), scratch.state());
+    let run = interrupted(&scratch);
+    let bob = add_token(dir, &state, "bob");
+    let served = serve(dir, &state, &["--auth", "token"]);
+    let r = served.send(
+        "POST",
+        &format!("/api/runs/{run}/abandon"),
+        &[("Authorization", &format!("Bearer {bob}"))],
+        "compensate=yes&reason=undo+it",
+    );
+    assert_eq!(r.status, 202, "{r:?}");
+    ok(&scratch.cmd(&["abandon", &run, "--reason", "plain, on the terminal"], &[]), 0);
+    let mut w = worker(&scratch);
+    wait_until("the worker drops the request", || queue_row(&scratch, &run).starts_with("done|"));
+    crate::support::kill9(w.id());
+    let _ = w.wait();
+    assert_eq!(scratch.read("effects"), "one\ntwo\nthree\n");
+    let abandoned: Vec<String> =
+        scratch.audit(&run).lines().filter(|l| l.contains("run_abandoned")).map(str::to_string).collect();
+    assert_eq!(abandoned.len(), 1, "{abandoned:?}");
+    assert!(abandoned[0].contains("\"compensated\":false"), "{abandoned:?}");
+    assert_eq!(view(&served, &run)["abandoning"], serde_json::Value::Null);
+}
+
+/// The `/proc/PID/cmdline` of every process working in `dir` (the worker, its engine, the
+/// undo's shell), NUL-separated arguments joined with spaces, one line each. Other tests'
+/// processes on the host are not read: a test that puts a sentinel on a command line on
+/// purpose must not fail this one.
+fn command_lines_in(dir: &std::path::Path) -> String {
+    let dir = dir.canonicalize().expect("the scratch folder");
+    let mut all = String::new();
+    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        if std::fs::read_link(entry.path().join("cwd")).ok().as_deref() != Some(dir.as_path()) {
+            continue;
+        }
+        if let Ok(bytes) = std::fs::read(entry.path().join("cmdline")) {
+            all.push_str(&String::from_utf8_lossy(&bytes).replace('\0', " "));
+            all.push('\n');
+        }
+    }
+    all
+}
+
+/// adv18c B2 (promise 3): the console redacts the reason with ITS copy of the run's
+/// secret; the worker's environment resolves the secret to another value, which the
+/// operator pasted. That value is never on a process's command line while the
+/// compensation runs (the engine reads the reason on its stdin), is gone from the queue
+/// row once the worker handed it over, and the engine redacts the journal's copy with the
+/// secret as the RUN resolves it.
+#[test]
+fn the_reason_is_never_on_a_command_line_nor_left_in_the_queue_when_the_worker_knows_another_secret() {
+    let runbook = format!("{UNDO}\n[secrets.DB_URL]\nenv = \"SENTINEL_DB_URL\"\n").replace(
+        "compensate = { run = \"echo undo-two >> effects\" }",
+        "compensate = { run = \"echo undo-two >> effects; touch undoing; while [ ! -e go ]; do sleep 0.05; done\" }",
+    );
+    let console_env = [("SENTINEL_DB_URL", crate::secrets::DB_URL)];
+    let worker_secret = crate::secrets::TOKEN;
+    let worker_env_ = [("SENTINEL_DB_URL", worker_secret)];
+    let scratch = Scratch::new(&runbook);
+    let (dir, state) = (scratch.path(), scratch.state());
+    let out = scratch.cmd(&["submit", "r.toml", "--yes"], &worker_env_);
+    ok(&out, 0);
+    let run = out.stdout.trim().to_string();
+    let mut w = worker_env(&scratch, &worker_env_);
+    wait_until("the run waits for an operator", || queue_row(&scratch, &run).starts_with("done|4|"));
+    crate::support::kill9(w.id());
+    let _ = w.wait();
+    let bob = add_token(dir, &state, "bob");
+    let served = crate::console_auth::serve_env(dir, &state, &["--auth", "token"], &console_env);
+    let pasted = format!(
+        "compensate=yes&reason=pasted+{}+and+{}",
+        crate::argv_sampler::percent_encode(crate::secrets::DB_URL),
+        crate::argv_sampler::percent_encode(worker_secret)
+    );
+    let r = served.send(
+        "POST",
+        &format!("/api/runs/{run}/abandon"),
+        &[("Authorization", &format!("Bearer {bob}"))],
+        &pasted,
+    );
+    assert_eq!(r.status, 202, "{r:?}");
+    let mut w = worker_env(&scratch, &worker_env_);
+    wait_until("the compensation runs", || dir.join("undoing").exists());
+    let lines = command_lines_in(dir);
+    assert!(lines.contains(&format!("abandon {run} --reason-file")), "the engine is not among:\n{lines}");
+    crate::secrets::assert_clean("the command lines of the worker and its engine", &lines);
+    let row = Command::new("sqlite3")
+        .args(["-readonly", &state, &format!("SELECT * FROM queue WHERE run_id = '{run}'")])
+        .output()
+        .expect("sqlite3");
+    crate::secrets::assert_clean("the queue while compensating", &String::from_utf8_lossy(&row.stdout));
+    std::fs::write(dir.join("go"), "").expect("go");
+    wait_until("a worker abandons it", || queue_row(&scratch, &run).starts_with("done|0|"));
+    crate::support::kill9(w.id());
+    let _ = w.wait();
+    let row = Command::new("sqlite3")
+        .args(["-readonly", &state, &format!("SELECT * FROM queue WHERE run_id = '{run}'")])
+        .output()
+        .expect("sqlite3");
+    crate::secrets::assert_clean("the queue after", &String::from_utf8_lossy(&row.stdout));
+    let journal = scratch.audit(&run);
+    assert!(journal.contains("run_abandoned") && journal.contains("pasted"), "{journal}");
+    crate::secrets::assert_clean("the journal", &journal);
+    assert_eq!(scratch.read("effects"), "one\ntwo\nthree\nundo-two\nundo-one\n");
+}
+
+/// psql as `role`: (success, stdout + stderr).
+fn psql_as(roles: &crate::audit::Roles, role: &str, sql: &str) -> (bool, String) {
+    let out = Command::new(roles.pg.bin().join("psql"))
+        .args([&roles.url(role), "-v", "ON_ERROR_STOP=1", "-Atc", sql])
+        .output()
+        .expect("psql");
+    (
+        out.status.success(),
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
+    )
+}
+
+/// A real `runbook worker` connected as database role `role`.
+fn role_worker(roles: &crate::audit::Roles, role: &str) -> std::process::Child {
+    Command::new(crate::support::bin())
+        .args(["worker", "--poll", "20ms", "--state", &roles.url(role)])
+        .current_dir(roles.dir.path())
+        .env("NO_COLOR", "1")
+        .env("XDG_STATE_HOME", roles.dir.path().join(role))
+        .env_remove("RUNBOOK_STATE")
+        .env_remove("RUNBOOK_OPERATOR")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("worker")
+}
+
+/// adv18c B1: on PostgreSQL in `db-role` mode a compensating abandon is refused exactly
+/// where a plain one is (403, as the book says: the console's role cannot record bob's
+/// name); one the console's own identity asks for is queued with that identity, which no
+/// role can change afterwards; a worker whose role cannot record that identity drops it
+/// (nothing runs, nothing is journaled); a worker that can journals the requester. The
+/// CLI's `abandon --compensate --as` someone else is refused before anything runs.
+#[test]
+fn in_db_role_mode_a_compensating_abandon_is_judged_as_a_plain_one_and_journals_the_requester() {
+    let pg = runbook_sandbox::peers::Postgres::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("r.toml"), UNDO).expect("runbook");
+    let roles = crate::audit::Roles { pg, dir };
+    ok(&roles.cmd("postgres", &["state", "migrate", "--identity", "db-role"], None), 0);
+    roles.operators(&["web", "ana", "wkr"]);
+    roles.pg.psql("postgres", "GRANT SELECT, INSERT, UPDATE ON console_tokens TO web");
+    let effects = || std::fs::read_to_string(roles.dir.path().join("effects")).unwrap_or_default();
+    let row = |run: &str| {
+        roles.pg.psql(
+            "postgres",
+            &format!(
+                "SELECT state || '|' || coalesce(exit_code::text, '') || '|' || coalesce(abandon_by, '') || '|' || coalesce(note, '') FROM queue WHERE run_id = '{run}'"
+            ),
+        )
+    };
+    let out = roles.cmd("ana", &["submit", "r.toml", "--yes"], None);
+    ok(&out, 0);
+    let run = out.stdout.trim().to_string();
+    let mut w = role_worker(&roles, "wkr");
+    wait_until("the run waits for an operator", || row(&run).starts_with("done|4|"));
+    crate::support::kill9(w.id());
+    let _ = w.wait();
+    assert_eq!(effects(), "one\ntwo\nthree\n");
+
+    let admin = roles.url("postgres");
+    let bob = add_token(roles.dir.path(), &admin, "bob");
+    let web = add_token(roles.dir.path(), &admin, "web");
+    let served = serve(roles.dir.path(), &roles.url("web"), &["--auth", "token"]);
+    let action = format!("/api/runs/{run}/abandon");
+    let ask = |token: &str, body: &str| {
+        served.send("POST", &action, &[("Authorization", &format!("Bearer {token}"))], body)
+    };
+    let plain = ask(&bob, "reason=undo+it");
+    assert_eq!(plain.status, 403, "{plain:?}");
+    let compensating = ask(&bob, "compensate=yes&reason=undo+it");
+    assert_eq!(compensating.status, 403, "{compensating:?}");
+    said(&compensating.body, "console_abandon_db_role_refused");
+    assert!(row(&run).starts_with("done|4||"), "{}", row(&run));
+    assert_eq!(effects(), "one\ntwo\nthree\n");
+
+    // The CLI: ana's role may not abandon as bob, with or without compensation.
+    let cli =
+        roles.cmd("ana", &["abandon", &run, "--reason", "undo it", "--compensate", "--yes"], Some("bob"));
+    assert_ne!(cli.code, 0, "{cli:?}");
+    assert_eq!(effects(), "one\ntwo\nthree\n");
+
+    // The console's own identity: queued with it, and no role can change who asked.
+    let asked = ask(&web, "compensate=yes&reason=undo+it");
+    assert_eq!(asked.status, 202, "{asked:?}");
+    assert!(row(&run).starts_with("queued||web|"), "{}", row(&run));
+    for attack in [
+        format!("UPDATE queue SET abandon_by = 'ana' WHERE run_id = '{run}'"),
+        format!("UPDATE queue SET abandon_by = NULL WHERE run_id = '{run}'"),
+        format!("UPDATE queue SET abandon_reason = 'another reason' WHERE run_id = '{run}'"),
+    ] {
+        let (passed, text) = psql_as(&roles, "ana", &attack);
+        assert!(!passed, "ana changed the request: {attack}: {text}");
+    }
+    assert!(row(&run).starts_with("queued||web|"), "{}", row(&run));
+
+    // A worker whose role acts as `wkr` cannot journal `web`: it drops the request.
+    let mut w = role_worker(&roles, "wkr");
+    wait_until("the request is dropped", || row(&run).starts_with("done|"));
+    crate::support::kill9(w.id());
+    let _ = w.wait();
+    assert!(row(&run).contains("dropped"), "{}", row(&run));
+    assert_eq!(effects(), "one\ntwo\nthree\n");
+    let journal = || -> Vec<serde_json::Value> {
+        roles
+            .cmd("postgres", &["audit", &run, "--format", "jsonl"], None)
+            .stdout
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    };
+    assert!(!journal().iter().any(|r| r["event"]["kind"] == "run_abandoned"));
+
+    // Asked again, and a worker connected as the console's role carries it out as `web`.
+    let asked = ask(&web, "compensate=yes&reason=undo+it");
+    assert_eq!(asked.status, 202, "{asked:?}");
+    let mut w = role_worker(&roles, "web");
+    wait_until("the run is abandoned", || row(&run).starts_with("done|0|"));
+    crate::support::kill9(w.id());
+    let _ = w.wait();
+    assert_eq!(effects(), "one\ntwo\nthree\nundo-two\nundo-one\n");
+    let journal = journal();
+    let abandoned: Vec<&serde_json::Value> =
+        journal.iter().filter(|r| r["event"]["kind"] == "run_abandoned").collect();
+    assert_eq!(abandoned.len(), 1, "{journal:#?}");
+    assert_eq!(abandoned[0]["event"]["operator"], "web");
+    assert_eq!(abandoned[0]["db_role"], "web");
+    ok(&roles.cmd("postgres", &["audit", "verify", &run], None), 0);
+}

@@ -10,7 +10,7 @@ use crate::peers::HttpPeer;
 use crate::support::{Output, files, run_in_with_env};
 
 pub(crate) const DB_URL: &str = "postgres://app:Pa55-w0rd-Sentinel-7d1c@127.0.0.1:9/app";
-const TOKEN: &str = "tok-Sentinel-b7c1e9d2a4f6";
+pub(crate) const TOKEN: &str = "tok-Sentinel-b7c1e9d2a4f6";
 const PEM: &str = "-----BEGIN PRIVATE KEY-----\n\
 MIIBVQIBADANBgkqhkiG9w0BAQEFAASCAT8wggE7AgEAAkEAsentinelKeyLine1x\n\
 Q2hhbmdlIG1lOiB0aGlzIGlzIGEgc2VudGluZWwga2V5IGxpbmUgdHdvLi4uLi4u\n\

@@ -1908,3 +1908,124 @@ pub fn runbook_of_run(
 /// What [`runbook_of_run`] gives: the expanded runbook and the checked values.
 pub type RunbookOfRun =
     (std::sync::Arc<Runbook>, std::collections::BTreeMap<String, crate::model::ParamValue>);
+
+/// Why a worker drops an abandon with compensation asked from the console, instead of
+/// carrying it out ([`judge_abandon_request`], red team adv18c).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StaleAbandon {
+    /// The run has finished (its status): someone else ended it.
+    Finished(RunStatus),
+    /// Records were journaled after the request (the first one's kind and who it names):
+    /// another decision came first (a `runbook resume`, an approval, a decision).
+    Moved {
+        /// The journal's last record when the request was made.
+        head: u64,
+        /// The first record after it: its kind.
+        kind: &'static str,
+    },
+    /// The store's identity mode records only the worker's own identity, and it is not the
+    /// requester's: the journal would name the wrong operator.
+    NotAttributable {
+        /// Who asked.
+        asked_by: String,
+        /// Who this worker's engine would record.
+        worker_acts_as: String,
+    },
+}
+
+impl fmt::Display for StaleAbandon {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StaleAbandon::Finished(status) => write!(f, "the run has finished ({})", status.as_str()),
+            StaleAbandon::Moved { head, kind } => write!(
+                f,
+                "the run's journal moved on after the request (record {} is `{kind}`): another decision came first",
+                head + 1
+            ),
+            StaleAbandon::NotAttributable { asked_by, worker_acts_as } => write!(
+                f,
+                "the store's identity mode is db-role and this worker records only `{worker_acts_as}`, not `{asked_by}` who asked; `{asked_by}` abandons it under their own role (`runbook abandon RUN --compensate`)"
+            ),
+        }
+    }
+}
+
+/// Whether an abandon with compensation asked from the console still stands when a worker
+/// claims it, judged from the journal alone: the run is unfinished, nothing was journaled
+/// after `head` (the journal's last record when it was asked), and the worker's engine can
+/// journal the requester's identity (`worker_acts_as`: `Some` when the store holds the
+/// engine to its own identity, `db-role` mode). Identities compare by
+/// [`crate::journal::identity_key`].
+pub fn judge_abandon_request(
+    records: &[crate::journal::Record],
+    head: u64,
+    asked_by: &str,
+    worker_acts_as: Option<&str>,
+) -> Result<(), StaleAbandon> {
+    if let Some(me) = worker_acts_as
+        && crate::journal::identity_key(me) != crate::journal::identity_key(asked_by)
+    {
+        return Err(StaleAbandon::NotAttributable {
+            asked_by: asked_by.to_string(),
+            worker_acts_as: me.to_string(),
+        });
+    }
+    let status = crate::journal::fold(records).status;
+    check_open(RunDecision::Abandon, status).map_err(StaleAbandon::Finished)?;
+    if let Some(after) = records.iter().find(|r| r.seq > head) {
+        return Err(StaleAbandon::Moved { head, kind: after.event.kind() });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod abandon_request_tests {
+    use super::*;
+    use crate::journal::Record;
+
+    fn journal(events: Vec<RunEvent>) -> Vec<Record> {
+        let mut prev = crate::journal::GENESIS.to_string();
+        events
+            .into_iter()
+            .enumerate()
+            .map(|(i, e)| {
+                let r = Record::new("r", i as u64 + 1, "2026-01-01T00:00:00Z", e, &prev);
+                prev = r.hash.clone();
+                r
+            })
+            .collect()
+    }
+
+    fn interrupted() -> RunEvent {
+        RunEvent::RunInterrupted { reason: "SIGTERM".into() }
+    }
+
+    #[test]
+    fn a_request_stands_only_on_the_journal_it_judged_and_for_an_identity_the_worker_records() {
+        let asked = journal(vec![interrupted()]);
+        assert_eq!(judge_abandon_request(&asked, 1, "bob", None), Ok(()));
+        assert_eq!(judge_abandon_request(&asked, 1, " Bob ", Some("bob")), Ok(()));
+        assert!(matches!(
+            judge_abandon_request(&asked, 1, "bob", Some("wkr")),
+            Err(StaleAbandon::NotAttributable { .. })
+        ));
+        let resumed = journal(vec![
+            interrupted(),
+            RunEvent::RunResumed { operator: "ana".into(), rerun_idempotent: vec![] },
+        ]);
+        assert_eq!(
+            judge_abandon_request(&resumed, 1, "bob", None),
+            Err(StaleAbandon::Moved { head: 1, kind: "run_resumed" })
+        );
+        // Moved past its own engine's records on a hand-back: it stands.
+        assert_eq!(judge_abandon_request(&resumed, 2, "bob", None), Ok(()));
+        let abandoned = journal(vec![
+            interrupted(),
+            RunEvent::RunAbandoned { operator: "ana".into(), reason: "x".into(), compensated: false },
+        ]);
+        assert_eq!(
+            judge_abandon_request(&abandoned, 2, "bob", None),
+            Err(StaleAbandon::Finished(RunStatus::Abandoned))
+        );
+    }
+}

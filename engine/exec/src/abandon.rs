@@ -91,6 +91,7 @@ pub async fn abandon(
     engine: &EngineEnv,
 ) -> Result<Abandoned, Refusal> {
     let id = a.run_id;
+    attributable(store, a.operator).await?;
     let (summary, records) = store.run_and_records(id).await?;
     let state = runbook_core::journal::fold(&records);
     let status = match (state.status, a.compensated, a.opened) {
@@ -144,7 +145,8 @@ pub async fn request_compensated(
     as_now: &(dyn Fn(&str) -> Option<Arc<Runbook>> + Sync),
     engine: &EngineEnv,
 ) -> Result<Requested, Refusal> {
-    let (_, records) = store.run_and_records(a.run_id).await?;
+    attributable(store, a.operator).await?;
+    let (summary, records) = store.run_and_records(a.run_id).await?;
     let state = runbook_core::journal::fold(&records);
     check_unfinished(state.status).map_err(Refusal::Finished)?;
     // A live engine (a `runbook resume` on a terminal) refuses it now, as the worker's
@@ -166,10 +168,29 @@ pub async fn request_compensated(
         None => redactor.redact(a.reason),
         Some(_) => REASON_WITHHELD.to_string(),
     };
-    Ok(match store.request_abandon(a.run_id, a.operator, &reason).await? {
+    Ok(match store.request_abandon(a.run_id, a.operator, &reason, summary.last_seq).await? {
         None => Requested::Queued,
         Some(state) => Requested::Busy(state),
     })
+}
+
+/// Whether this store session may record `operator` (one predicate for an abandon, with
+/// compensation or without, red team adv18c B1): in `db-role` mode the store records only
+/// the identity of the session's role, so an operator who is not that identity is refused
+/// here, before anything is judged, queued or run ([`StoreError::Refused`], the store's own
+/// words), never queued for a worker that would journal someone else.
+pub async fn attributable(store: &Store, operator: &str) -> Result<(), StoreError> {
+    let (runbook_store::IdentityMode::DbRole, Some(identity)) = store.identity().await? else {
+        return Ok(());
+    };
+    let key = runbook_core::journal::identity_key;
+    if key(&identity) == key(operator) {
+        return Ok(());
+    }
+    Err(StoreError::Refused(format!(
+        "the store's identity mode is db-role: database role {} acts as `{identity}`, not as `{operator}` (connect to the store as your own database role; without `--as`, runbook acts as your role's identity)",
+        store.db_role().unwrap_or("?")
+    )))
 }
 
 /// What taking a run's lock for an operator's record can refuse ([`take_lock`]), shared by

@@ -568,9 +568,16 @@ pub struct EngineCommand {
     pub env_remove: Vec<String>,
     /// Where the engine's stdout and stderr go (the worker's file for the run).
     pub output: std::fs::File,
+    /// What the engine reads on its stdin (`None`: stdin closed): a text that must never be
+    /// on its command line (an abandon's reason, `--reason-file -`). At most
+    /// [`MAX_ENGINE_STDIN`] bytes, written into a pipe by a thread of the worker.
+    pub stdin: Option<Vec<u8>>,
 }
 
-/// Start an engine for a worker: stdin closed, stdout and stderr to `output`, in the
+/// The most an engine is handed on its stdin.
+pub const MAX_ENGINE_STDIN: usize = 32 * 1024;
+
+/// Start an engine for a worker: stdin closed (or a pipe holding `stdin`), stdout and stderr to `output`, in the
 /// worker's process group (a signal to the worker's group reaches its engines too), and not
 /// killed when the handle is dropped: the worker reads how it ended (`try_wait`). An engine
 /// dies with its worker through the parent-death signal it asks for itself when it sees
@@ -581,8 +588,29 @@ pub fn spawn_engine(engine: EngineCommand) -> std::io::Result<tokio::process::Ch
     for k in &engine.env_remove {
         cmd.env_remove(k);
     }
+    let stdin = match &engine.stdin {
+        None => Stdio::null(),
+        Some(bytes) => {
+            use std::io::Write as _;
+            if bytes.len() > MAX_ENGINE_STDIN {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    format!("an engine's stdin holds at most {MAX_ENGINE_STDIN} bytes"),
+                ));
+            }
+            let (reader, mut writer) = std::io::pipe()?;
+            // From a thread: a pipe's buffer can be one page when the user's pipes are over
+            // their quota, and the worker must never wait on its engine reading. It ends when
+            // all is written or the engine is gone (a broken pipe).
+            let bytes = bytes.clone();
+            std::thread::spawn(move || {
+                let _ = writer.write_all(&bytes);
+            });
+            Stdio::from(reader)
+        }
+    };
     cmd.envs(engine.env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::null())
+        .stdin(stdin)
         .stdout(engine.output.try_clone()?)
         .stderr(engine.output)
         .kill_on_drop(false)

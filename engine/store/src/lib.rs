@@ -437,7 +437,7 @@ impl Backend {
     }
 
     fn migrations(self) -> Vec<Migration> {
-        let files: [(i64, &str, &'static str); 11] = match self {
+        let files: [(i64, &str, &'static str); 12] = match self {
             Backend::Sqlite => [
                 (1, "journal", include_str!("../migrations/sqlite/0001_journal.sql")),
                 (2, "step logs", include_str!("../migrations/sqlite/0002_step_logs.sql")),
@@ -450,6 +450,7 @@ impl Backend {
                 (9, "abandon", include_str!("../migrations/sqlite/0009_abandon.sql")),
                 (10, "schedule notices", include_str!("../migrations/sqlite/0010_schedule_notices.sql")),
                 (11, "sessions", include_str!("../migrations/sqlite/0011_sessions.sql")),
+                (12, "abandon request", include_str!("../migrations/sqlite/0012_abandon_request.sql")),
             ],
             Backend::Postgres => [
                 (1, "journal", include_str!("../migrations/postgres/0001_journal.sql")),
@@ -463,6 +464,7 @@ impl Backend {
                 (9, "abandon", include_str!("../migrations/postgres/0009_abandon.sql")),
                 (10, "schedule notices", include_str!("../migrations/postgres/0010_schedule_notices.sql")),
                 (11, "sessions", include_str!("../migrations/postgres/0011_sessions.sql")),
+                (12, "abandon request", include_str!("../migrations/postgres/0012_abandon_request.sql")),
             ],
         };
         files
@@ -524,14 +526,14 @@ impl Backend {
         match self {
             Backend::Sqlite => {
                 "SELECT q.run_id, q.plan, q.labels, q.submitted_by, q.claims, \
-                 (SELECT COUNT(*) FROM runs r WHERE r.run_id = q.run_id), q.abandon_by, q.abandon_reason \
+                 (SELECT COUNT(*) FROM runs r WHERE r.run_id = q.run_id), q.abandon_by, q.abandon_reason, q.abandon_head \
                  FROM queue q WHERE ((q.state = 'queued' AND q.not_before_ms <= $1) \
                  OR (q.state = 'claimed' AND q.heartbeat_ms < $2)) \
                  ORDER BY q.submitted_at, q.run_id LIMIT 32"
             }
             Backend::Postgres => {
                 "SELECT q.run_id, q.plan, q.labels, q.submitted_by, q.claims, \
-                 (SELECT COUNT(*) FROM runs r WHERE r.run_id = q.run_id), q.abandon_by, q.abandon_reason \
+                 (SELECT COUNT(*) FROM runs r WHERE r.run_id = q.run_id), q.abandon_by, q.abandon_reason, q.abandon_head \
                  FROM queue q WHERE ((q.state = 'queued' AND q.not_before_ms <= $1) \
                  OR (q.state = 'claimed' AND q.heartbeat_ms < $2)) \
                  ORDER BY q.submitted_at, q.run_id LIMIT 32 FOR UPDATE OF q SKIP LOCKED"
@@ -831,13 +833,18 @@ pub struct Claim {
     pub abandon: Option<AbandonRequest>,
 }
 
-/// Who asked that a run be abandoned with its compensations, and why.
+/// Who asked that a run be abandoned with its compensations, why, and at which record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AbandonRequest {
     /// The operator (the console's signed-in identity).
     pub by: String,
-    /// The reason, redacted with the run's secrets before it was stored.
-    pub reason: String,
+    /// The reason, redacted with the console's copy of the run's secrets before it was
+    /// stored; `None` once a worker handed it to an engine ([`Store::hand_over_reason`]).
+    pub reason: Option<String>,
+    /// The journal's last record when it was asked (moved past its own engine's records
+    /// when a worker hands it back): a record after it is another's decision, and the
+    /// request is dropped.
+    pub head: i64,
 }
 
 /// A queue entry as `runbook runs` lists it.
@@ -1339,6 +1346,8 @@ impl Store {
                 (10, "schedule_notices_outcome_once"),
                 (10, "schedule_notices_no_delete"),
                 (10, "schedule_fires_have_their_record"),
+                (12, "queue_abandon_request_fixed"),
+                (12, "queue_abandon_not_submitted"),
             ],
             Backend::Postgres => &[
                 (1, "events_no_update"),
@@ -2243,13 +2252,16 @@ impl Store {
                         submitted_by: row.try_get(3)?,
                         earlier_claims: row.try_get(4)?,
                         started: row.try_get::<i64, _>(5)? > 0,
-                        abandon: match (
-                            row.try_get::<Option<String>, _>(6)?,
-                            row.try_get::<Option<String>, _>(7)?,
-                        ) {
-                            (Some(by), Some(reason)) => Some(AbandonRequest { by, reason }),
-                            _ => None,
-                        },
+                        abandon: row
+                            .try_get::<Option<String>, _>(6)?
+                            .map(|by| -> Result<AbandonRequest> {
+                                Ok(AbandonRequest {
+                                    by,
+                                    reason: row.try_get::<Option<String>, _>(7)?,
+                                    head: row.try_get::<Option<i64>, _>(8)?.unwrap_or(0),
+                                })
+                            })
+                            .transpose()?,
                     });
                     break;
                 }
@@ -2297,7 +2309,10 @@ impl Store {
     ) -> Result<()> {
         retry_busy(self.backend, || async {
             sqlx::query(
-                "UPDATE queue SET state = $1, exit_code = $2, not_before_ms = $3, note = $4 \
+                "UPDATE queue SET state = $1, exit_code = $2, not_before_ms = $3, note = $4, \
+                 abandon_by = CASE WHEN $1 = 'done' THEN NULL ELSE abandon_by END, \
+                 abandon_reason = CASE WHEN $1 = 'done' THEN NULL ELSE abandon_reason END, \
+                 abandon_head = CASE WHEN $1 = 'done' THEN NULL ELSE abandon_head END \
                  WHERE run_id = $5 AND worker = $6 AND state = 'claimed'",
             )
             .bind(if exit_code.is_some() { "done" } else { "queued" })
@@ -2349,8 +2364,60 @@ impl Store {
     /// worker that claims it runs `runbook abandon --compensate` as `by`. One statement
     /// decides: of two requests, one queues it; the other finds it `queued` or `claimed`
     /// (`Ok(Some(state))`, nothing changed). `NoSuchRun`: no worker ever had it.
-    pub async fn request_abandon(&self, run_id: &str, by: &str, reason: &str) -> Result<Option<String>> {
-        self.requeue(run_id, &format!("abandon (compensating) asked by {by}"), Some((by, reason))).await
+    /// `head`: the journal's last record as the request judged it; a worker drops the
+    /// request when the journal has moved past it.
+    pub async fn request_abandon(
+        &self,
+        run_id: &str,
+        by: &str,
+        reason: &str,
+        head: i64,
+    ) -> Result<Option<String>> {
+        self.requeue(run_id, &format!("abandon (compensating) asked by {by}"), Some((by, reason, head))).await
+    }
+
+    /// The reason of an abandon request is gone from the queue once the worker that claimed
+    /// it handed it to its engine (on its stdin): a secret the console could not know (the
+    /// worker's environment resolves it otherwise) does not stay there (red team adv18c).
+    pub async fn hand_over_reason(&self, run_id: &str, worker: &str) -> Result<()> {
+        retry_busy(self.backend, || async {
+            sqlx::query(
+                "UPDATE queue SET abandon_reason = NULL WHERE run_id = $1 AND worker = $2 AND state = 'claimed'",
+            )
+            .bind(run_id)
+            .bind(worker)
+            .execute(&self.pool)
+            .await?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// An abandon request whose engine was killed goes back to the queue with its head moved
+    /// to the journal's last record (its own engine's records are not another's decision).
+    pub async fn hand_back_abandon(
+        &self,
+        run_id: &str,
+        worker: &str,
+        not_before_ms: i64,
+        note: &str,
+        head: i64,
+    ) -> Result<()> {
+        retry_busy(self.backend, || async {
+            sqlx::query(
+                "UPDATE queue SET state = 'queued', exit_code = NULL, not_before_ms = $1, note = $2, abandon_head = $3 \
+                 WHERE run_id = $4 AND worker = $5 AND state = 'claimed'",
+            )
+            .bind(not_before_ms)
+            .bind(note)
+            .bind(head)
+            .bind(run_id)
+            .bind(worker)
+            .execute(&self.pool)
+            .await?;
+            Ok(())
+        })
+        .await
     }
 
     /// A `done` entry of a run that exists queued again (to be resumed; or abandoned, with
@@ -2359,13 +2426,13 @@ impl Store {
         &self,
         run_id: &str,
         note: &str,
-        abandon: Option<(&str, &str)>,
+        abandon: Option<(&str, &str, i64)>,
     ) -> Result<Option<String>> {
         retry_busy(self.backend, || async {
             let mut tx = self.pool.begin_with(self.backend.begin()).await?;
             let done = sqlx::query(
                 "UPDATE queue SET state = 'queued', not_before_ms = 0, exit_code = NULL, note = $1, \
-                 abandon_by = $2, abandon_reason = $3 \
+                 abandon_by = $2, abandon_reason = $3, abandon_head = $6 \
                  WHERE run_id = $4 AND state = 'done' AND EXISTS (SELECT 1 FROM runs r WHERE r.run_id = $5)",
             )
             .bind(note)
@@ -2373,6 +2440,7 @@ impl Store {
             .bind(abandon.map(|a| a.1))
             .bind(run_id)
             .bind(run_id)
+            .bind(abandon.map(|a| a.2))
             .execute(&mut *tx)
             .await?;
             if done.rows_affected() == 1 {

@@ -810,6 +810,11 @@ fn abandon_refused(app: &App, id: &str, r: runbook_exec::abandon::Refusal) -> (S
         R::Store(StoreError::NoSuchRun(_)) => {
             (StatusCode::NOT_FOUND, format!("there is no run `{}`", one_line(id)))
         }
+        // A `db-role` store records only its session role's identity: refused as every
+        // decision the console cannot attribute is (`403`, with compensation or without).
+        R::Store(StoreError::Refused(why)) => {
+            (StatusCode::FORBIDDEN, format!("{}; nothing was recorded", one_line(&why)))
+        }
         R::Store(e) => (StatusCode::SERVICE_UNAVAILABLE, app.gate.failed(&e)),
         R::NoRunbook => (
             StatusCode::CONFLICT,

@@ -709,6 +709,8 @@ struct RunView {
     /// A submitted run no worker started: who submitted it, and what its worker last said.
     submitted_by: Option<String>,
     queue_note: Option<String>,
+    /// An abandon with compensation asked and not yet carried out (or dropped): who asked.
+    abandoning: Option<String>,
 }
 
 /// The page of a submitted run that has no journal (queued, claimed, cancelled, refused).
@@ -739,6 +741,7 @@ fn queued_view(q: runbook_store::QueueEntry) -> RunView {
         previous: None,
         submitted_by: Some(one_line(&q.submitted_by)),
         queue_note: q.note.as_deref().map(one_line),
+        abandoning: None,
     }
 }
 
@@ -772,10 +775,11 @@ async fn run_head(app: &App, id: &str) -> Result<(RunView, Option<Body>), PageEr
             let gone = runbook_exec::dispatch::engine_gone(&s, id).await;
             let holder = s.lock_of_run(id).await.ok().flatten().map(|h| one_line(&h.holder));
             let list = s.run_list().await?.runs;
-            Ok(Ok((history, gone, holder, list)))
+            let abandoning = s.abandoning(id).await?;
+            Ok(Ok((history, gone, holder, list, abandoning)))
         })
         .await?;
-    let (history, gone, holder, list) = match read {
+    let (history, gone, holder, list, abandoning) = match read {
         Some(Ok(found)) => found,
         Some(Err(queued)) => return Ok((queued_view(queued), None)),
         None => {
@@ -824,6 +828,7 @@ async fn run_head(app: &App, id: &str) -> Result<(RunView, Option<Body>), PageEr
         previous,
         submitted_by: None,
         queue_note: None,
+        abandoning: abandoning.as_deref().map(one_line),
     };
     // What does not fit the chain is not presented (as `runbook show`): the verdict only.
     let Some(summary) = summary.filter(|_| v.intact) else { return Ok((v, None)) };
@@ -1061,6 +1066,9 @@ async fn run_api(State(app): State<Arc<App>>, id: Result<Path<String>, PathRejec
                 "lock": v.lock, "in_doubt": v.in_doubt,
                 "journal": { "intact": v.intact, "findings": v.findings, "records": v.records, "head_hash": v.head_hash },
                 "steps": v.steps, "previous": v.previous, "submitted_by": v.submitted_by, "queue_note": v.queue_note,
+                // A pending abandon with compensation (red team adv18c D): who asked; never
+                // the reason (it may hold a value only the worker's secrets redact).
+                "abandoning": v.abandoning.as_ref().map(|by| serde_json::json!({ "by": by, "compensating": true })),
             }),
         ),
         Err(e) => app.api_error(e),
