@@ -55,6 +55,7 @@ mod history;
 mod holder;
 mod hostile;
 mod identity_chars;
+mod identity_fold;
 mod identity_help;
 mod include;
 mod include_bytes;
