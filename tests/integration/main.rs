@@ -8,6 +8,7 @@
 
 mod abandon_edges;
 mod adv13a_signals;
+mod approval_input_echo;
 mod approval_rules;
 mod approve_hint_store;
 mod argv_sampler;
