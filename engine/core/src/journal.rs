@@ -679,7 +679,7 @@ pub fn identity_key(name: &str) -> String {
     // Bounded: two rounds reach the fixpoint for every character Unicode maps (`ẞ` → `ß`
     // → `ss` is the longest chain); the others are a margin, never a loop on odd input.
     for _ in 0..4 {
-        let folded: String = key.chars().flat_map(fold).collect::<String>().nfkc().collect();
+        let folded: String = key.chars().flat_map(case_fold).collect::<String>().nfkc().collect();
         if folded == key {
             break;
         }
@@ -692,7 +692,7 @@ pub fn identity_key(name: &str) -> String {
 /// mapping of that. The Turkish dotless `ı` is kept: Unicode's folding keeps it apart from
 /// `i` (its upper case `I` would make `dıana` and `diana` one person, and an approvers list
 /// naming one would let the other approve).
-fn fold(c: char) -> Vec<char> {
+fn case_fold(c: char) -> Vec<char> {
     if c == '\u{131}' {
         return vec![c];
     }
