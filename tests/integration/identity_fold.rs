@@ -114,9 +114,10 @@ fn a_decomposed_accent_is_the_same_person_as_the_precomposed_one() {
 /// approve, and nobody else.
 #[test]
 fn an_approvers_list_names_people_whatever_the_spelling() {
-    let scratch = Scratch::new(
-        &GATE.replace("allow-self-approval = false", "allow-self-approval = false, approvers = [\"Jérôme\", \"ｂob\"]"),
-    );
+    let scratch = Scratch::new(&GATE.replace(
+        "allow-self-approval = false",
+        "allow-self-approval = false, approvers = [\"Jérôme\", \"ｂob\"]",
+    ));
     ok(&scratch.run(&["--yes"], &[("RUNBOOK_OPERATOR", "alice")]), 4);
     let run = scratch.latest_run();
     let out = scratch.cmd(&["approve", &run, "gate", "--as", "jerome"], &[]);

@@ -140,7 +140,8 @@ pub async fn decide(
     // placeholder would be the value that runs, not the value approved (adv19a-1).
     let named: Vec<(String, &str)> =
         d.inputs.iter().map(|(name, text)| (format!("input `{name}`"), text.as_str())).collect();
-    let holding = crate::secrets::texts_holding_secrets(&secrets, named.iter().map(|(w, t)| (w.as_str(), *t)));
+    let holding =
+        crate::secrets::texts_holding_secrets(&secrets, named.iter().map(|(w, t)| (w.as_str(), *t)));
     if !holding.is_empty() {
         return Err(Refusal::Inputs(holding));
     }
@@ -213,12 +214,14 @@ pub fn approval_spec(
 fn unquoted(why: &str, text: &str) -> String {
     let shown = runbook_core::params::shown(text);
     let mut out = why.to_string();
-    for form in [format!("`{shown}`"), format!("`{text}`"), format!("`{}`", runbook_core::params::shown(text.trim()))]
+    for form in
+        [format!("`{shown}`"), format!("`{text}`"), format!("`{}`", runbook_core::params::shown(text.trim()))]
     {
         out = out.replace(&form, "the value given");
     }
     if !text.trim().is_empty() && (out.contains(text.trim()) || out.contains(shown.trim_end_matches('…'))) {
-        return "the value given is refused by the input's rules (its type, pattern or allowed values)".into();
+        return "the value given is refused by the input's rules (its type, pattern or allowed values)"
+            .into();
     }
     out
 }
