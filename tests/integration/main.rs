@@ -8,6 +8,7 @@
 
 mod abandon_edges;
 mod adv13a_signals;
+mod approval_input_echo;
 mod approval_rules;
 mod approve_hint_store;
 mod argv_sampler;
@@ -56,6 +57,7 @@ mod history;
 mod holder;
 mod hostile;
 mod identity_chars;
+mod identity_fold;
 mod identity_help;
 mod include;
 mod include_bytes;

@@ -17,7 +17,7 @@ Q2hhbmdlIG1lOiB0aGlzIGlzIGEgc2VudGluZWwga2V5IGxpbmUgdHdvLi4uLi4u\n\
 c2VudGluZWwga2V5IGxpbmUgdGhyZWUgZm9yIHRoZSByZWRhY3Rpb24gdGVzdA==\n\
 -----END PRIVATE KEY-----";
 
-fn base64(bytes: &[u8]) -> String {
+pub(crate) fn base64(bytes: &[u8]) -> String {
     const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::new();
     for chunk in bytes.chunks(3) {

@@ -445,6 +445,53 @@ mod tests {
         }
     }
 
+    /// Red team adv19a-3: one person whatever the spelling (case, compatibility forms,
+    /// combining or precomposed accents), and different names stay different people.
+    #[test]
+    fn identity_keys_fold_unicode_case_and_compatibility_forms() {
+        let same = [
+            ("jérôme", "JÉrôme"),
+            ("jérôme", "jérÔme"),
+            ("jérôme", "JÉRÔME"),
+            ("jérôme", "je\u{301}ro\u{302}me"),
+            ("JÉRÔME", "JE\u{301}RO\u{302}ME"),
+            ("bob", "ｂob"),
+            ("bob", "bｏb"),
+            ("bob", "ＢＯＢ"),
+            ("straße", "STRASSE"),
+            ("straße", "Straẞe"),
+            ("σοφος", "ΣΟΦΟΣ"),
+            ("σοφοσ", "σοφος"),
+            ("ﬁona", "FIONA"),
+            ("ǆemal", "ǅemal"),
+            ("ǆemal", "DŽEMAL"),
+            ("zoë", "ZOË"),
+            ("ana maria", " Ana\u{3000}MARIA "),
+            ("ꭰꭱ", "ᎠᎡ"),
+        ];
+        for (a, b) in same {
+            assert_eq!(identity_key(a), identity_key(b), "{a:?} and {b:?} are one person");
+            assert_eq!(identity_key(&identity_key(a)), identity_key(a), "{a:?}: the key is stable");
+        }
+        let distinct = [
+            ("jérôme", "jerome"),
+            ("jérôme", "jèrôme"),
+            ("ana", "aná"),
+            ("bob", "bobby"),
+            ("straße", "strase"),
+            ("σοφος", "σοφο"),
+            ("i", "ı"),
+            ("I", "ı"),
+            ("dıana", "DIANA"),
+            ("i", "İ"),
+            ("ana maria", "anamaria"),
+            ("ｂob", "b.ob"),
+        ];
+        for (a, b) in distinct {
+            assert_ne!(identity_key(a), identity_key(b), "{a:?} and {b:?} are two people");
+        }
+    }
+
     fn chain(events: Vec<RunEvent>) -> Vec<Record> {
         let mut prev = GENESIS.to_string();
         events

@@ -201,7 +201,7 @@ pub fn check(param: &Param, value: &ParamValue) -> Result<(), String> {
 }
 
 /// A value as shown in a message: control characters escaped, cut after 80 characters.
-fn shown(s: &str) -> String {
+pub fn shown(s: &str) -> String {
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
         if i == 80 {

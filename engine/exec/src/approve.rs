@@ -136,6 +136,15 @@ pub async fn decide(
         Err(Unresolved::Interrupted(secret)) => return Err(Refusal::Interrupted(secret)),
         Err(Unresolved::Problems(problems)) => return Err(Refusal::Secrets(problems)),
     };
+    // An input that holds a secret is refused, as a parameter is: journaled redacted, the
+    // placeholder would be the value that runs, not the value approved (adv19a-1).
+    let named: Vec<(String, &str)> =
+        d.inputs.iter().map(|(name, text)| (format!("input `{name}`"), text.as_str())).collect();
+    let holding =
+        crate::secrets::texts_holding_secrets(&secrets, named.iter().map(|(w, t)| (w.as_str(), *t)));
+    if !holding.is_empty() {
+        return Err(Refusal::Inputs(holding));
+    }
     let redactor = Redactor::new(&secrets);
     let event =
         redactor.redact_event(dispatch::decision_event(d.step, d.operator, d.approve, d.reason, values));
@@ -199,6 +208,24 @@ pub fn approval_spec(
     Some((runbook, spec))
 }
 
+/// `why` (a refusal of the value `text`) without the value: an approval input refused is
+/// never shown back, in any form the message could quote it (red team adv19a-1: a secret
+/// pasted as an input came back on the terminal and in the console's answer).
+fn unquoted(why: &str, text: &str) -> String {
+    let shown = runbook_core::params::shown(text);
+    let mut out = why.to_string();
+    for form in
+        [format!("`{shown}`"), format!("`{text}`"), format!("`{}`", runbook_core::params::shown(text.trim()))]
+    {
+        out = out.replace(&form, "the value given");
+    }
+    if !text.trim().is_empty() && (out.contains(text.trim()) || out.contains(shown.trim_end_matches('…'))) {
+        return "the value given is refused by the input's rules (its type, pattern or allowed values)"
+            .into();
+    }
+    out
+}
+
 /// `NAME=VALUE` values, typed and checked as the approval declares them; an approval must
 /// give every input that has no default.
 pub fn typed_inputs(
@@ -219,7 +246,9 @@ pub fn typed_inputs(
                     declared.iter().map(|p| format!("`{}`", p.name)).collect::<Vec<_>>().join(", ")
                 )
             };
-            problems.push(format!("the approval has no input `{name}` ({known})"));
+            // The name is not echoed: a name nobody declared may be anything pasted, a
+            // secret's value included (red team adv19a-1).
+            problems.push(format!("a name given is not an input of the approval ({known})"));
             continue;
         };
         match runbook_core::params::from_text(param.ty, text)
@@ -228,7 +257,7 @@ pub fn typed_inputs(
             Ok(v) => {
                 values.insert(name.clone(), serde_json::to_value(v).unwrap_or_default());
             }
-            Err(e) => problems.push(format!("input `{name}`: {e}")),
+            Err(e) => problems.push(format!("input `{name}`: {}", unquoted(&e, text))),
         }
     }
     if approve {

@@ -97,6 +97,25 @@ impl Store {
         }
     }
 
+    /// The other live tokens whose names are `name`'s identity (`journal::identity_key`): a
+    /// store written before identities were folded beyond ASCII case (red team adv19a-3) may
+    /// hold `jérôme` and `JÉRÔME`, two tokens of one person. The console refuses both at use
+    /// until an administrator revokes one of them.
+    pub async fn token_twins(&self, name: &str) -> Result<Vec<String>> {
+        let key = runbook_core::journal::identity_key(name);
+        let rows = sqlx::query("SELECT name FROM console_tokens WHERE revoked_at IS NULL")
+            .fetch_all(&self.pool)
+            .await?;
+        let mut twins = Vec::new();
+        for row in &rows {
+            let other: String = row.try_get(0)?;
+            if other != name && runbook_core::journal::identity_key(&other) == key {
+                twins.push(other);
+            }
+        }
+        Ok(twins)
+    }
+
     /// The token named `name`.
     pub async fn token(&self, name: &str) -> Result<Option<ConsoleToken>> {
         let row =

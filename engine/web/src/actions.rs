@@ -501,7 +501,10 @@ async fn login(State(app): State<Arc<App>>, request: Request) -> Response {
         Ok(None) => {
             return app.render(StatusCode::UNAUTHORIZED, "login.html", serde_json::json!({ "failed": true }));
         }
-        Err(Refused::Store(why) | Refused::BadIdentity(why)) => {
+        Err(Refused::BadIdentity(why)) => {
+            return app.error(false, StatusCode::FORBIDDEN, "identity refused", &why);
+        }
+        Err(Refused::Store(why)) => {
             return app.error(false, StatusCode::SERVICE_UNAVAILABLE, "state store unavailable", &why);
         }
     };
@@ -861,7 +864,9 @@ async fn decide_doubt(
             _ => {
                 return refused(
                     StatusCode::BAD_REQUEST,
-                    format!("Say `rerun` or `skip` for step `{}`. Nothing was recorded.", one_line(step)),
+                    // The step's name is not echoed: nothing checked it yet (adv19a-1).
+                    "Say `rerun` or `skip` for each step in doubt (another answer was given). Nothing was recorded."
+                        .to_string(),
                 );
             }
         }

@@ -161,6 +161,16 @@ pub fn operator_name(name: &str) -> Result<&str, String> {
     Ok(name)
 }
 
+/// Why the token `name` cannot sign in: another token, `twin`, names the same person.
+pub fn twin_refusal(name: &str, twin: &str) -> String {
+    format!(
+        "the token `{}` names the same person as the token `{}` (identities compare case-folded and NFKC-normalised); \
+         neither signs in while both are live: an administrator revokes one with `runbook serve token revoke NAME`",
+        runbook_core::shown::one_line(name),
+        runbook_core::shown::one_line(twin)
+    )
+}
+
 /// Who is asking.
 #[derive(Debug, Clone)]
 pub struct Who {
@@ -332,6 +342,18 @@ impl Gate {
         };
         match found {
             Some((t, stored)) if same(&stored, &hash) && t.is_live() => {
+                // Two tokens of one person (a store from before adv19a-3's folding) are never
+                // merged silently: neither signs in until one is revoked.
+                let twins = match store.token_twins(&t.name).await {
+                    Ok(twins) => twins,
+                    Err(e) => {
+                        self.forget().await;
+                        return Err(Refused::Store(self.failed(&e)));
+                    }
+                };
+                if let Some(twin) = twins.first() {
+                    return Err(Refused::BadIdentity(twin_refusal(&t.name, twin)));
+                }
                 let _ = store.touch_token(&t.name, &runbook_exec::dispatch::now().0).await;
                 Ok(Some(t.name))
             }
