@@ -97,6 +97,7 @@ mod secret_transforms;
 mod secrets;
 mod shown_values;
 mod side_columns;
+mod spread_secrets;
 mod smaller;
 mod snippet_escapes;
 mod store_guards;
