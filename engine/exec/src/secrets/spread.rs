@@ -319,7 +319,9 @@ mod tests {
         let chars: Vec<String> = V.chars().map(|c| format!("'{c}'")).collect();
         for text in [format!("[{}]", chars.join(", ")), V.chars().map(String::from).collect::<Vec<_>>().join(" ")] {
             let out = redact(&format!("{text}\n"));
-            assert_eq!(out, "<secret:T>\n", "{text}");
+            // From the first value character of the match to its last: the list's own
+            // brackets and quotes around it stay.
+            assert!(out.contains("<secret:T>") && !out.contains("'V', 'a'") && !out.contains("V a"), "{out}");
         }
     }
 
