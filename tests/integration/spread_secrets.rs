@@ -234,7 +234,12 @@ fn a_plan_quoting_a_script_that_holds_a_secret_is_refused_and_never_stored() {
         let bob = add_token(dir, &state, "bob");
         let served = serve_env(dir, &state, &["--auth", "token", "--runbooks", "."], &[]);
         for body in ["review=yes", ""] {
-            let r = served.send("POST", "/api/runbooks/r/start", &[("Authorization", &format!("Bearer {bob}"))], body);
+            let r = served.send(
+                "POST",
+                "/api/runbooks/r/start",
+                &[("Authorization", &format!("Bearer {bob}"))],
+                body,
+            );
             assert_eq!(r.status, 400, "{body:?}: {r:?}");
             assert!(r.body.contains("contains the value of secret `DB`"), "{}", r.body);
             assert!(!r.body.contains(SECRET) && !r.body.contains(&hex), "{}", r.body);

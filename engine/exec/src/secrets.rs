@@ -852,7 +852,8 @@ const B32: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
 /// Ascii85 as Adobe and Python's `a85encode` write it (`!` to `u`, `z` for four zero bytes).
 const A85_FIRST: u8 = b'!';
 /// Base85 as RFC 1924, Python's `b85encode` and git write it.
-const B85: &[u8; 85] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz!#$%&()*+-;<=>?@^_`{|}~";
+const B85: &[u8; 85] =
+    b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz!#$%&()*+-;<=>?@^_`{|}~";
 
 /// Base32 (upper and lower case) at each of the five alignments of the value in the
 /// encoded bytes, and ascii85/base85 at each of the four: the characters that come from the
@@ -1290,7 +1291,11 @@ mod tests {
             at = c.max(at);
             // The first pass holds at most three patterns' worth; the second, the line being
             // written (and a dump's lines).
-            assert!(s.pending.len() <= 3 * r.patterns.as_ref().map_or(0, |p| p.longest) + 2, "held {}", s.held());
+            assert!(
+                s.pending.len() <= 3 * r.patterns.as_ref().map_or(0, |p| p.longest) + 2,
+                "held {}",
+                s.held()
+            );
             assert!(s.spread.held() <= spread::SPREAD_LINE_MAX + spread::SPREAD_BLOCK_MAX + text.len());
         }
         s.push(&text[at..], &mut out);
@@ -1358,7 +1363,11 @@ mod tests {
             for _ in 0..10_000 {
                 s.push(&unit.repeat(100), &mut out);
                 // The second pass holds the line being written (at most `SPREAD_LINE_MAX`).
-                assert!(s.held() < bound + spread::SPREAD_LINE_MAX + 100, "{unit:?}: {} bytes held", s.held());
+                assert!(
+                    s.held() < bound + spread::SPREAD_LINE_MAX + 100,
+                    "{unit:?}: {} bytes held",
+                    s.held()
+                );
             }
             s.finish(&mut out);
             assert_eq!(out, unit.repeat(1_000_000));

@@ -317,7 +317,9 @@ mod tests {
     #[test]
     fn a_spread_value_is_found_within_a_line() {
         let chars: Vec<String> = V.chars().map(|c| format!("'{c}'")).collect();
-        for text in [format!("[{}]", chars.join(", ")), V.chars().map(String::from).collect::<Vec<_>>().join(" ")] {
+        for text in
+            [format!("[{}]", chars.join(", ")), V.chars().map(String::from).collect::<Vec<_>>().join(" ")]
+        {
             let out = redact(&format!("{text}\n"));
             // From the first value character of the match to its last: the list's own
             // brackets and quotes around it stay.
