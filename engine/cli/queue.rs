@@ -63,6 +63,7 @@ pub fn submit(args: SubmitArgs<'_>, color: bool) -> CliResult {
     };
     let location = crate::state::location(args.state);
     let secrets = crate::queued::vet(&runbook, &params, &file, args.yes, &location)?;
+    crate::run::check_plan_holds_no_secret(&secrets, &plan)?;
     let run_id = crate::run::new_run_id();
     let submitted_at = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
     crate::runtime::block_on(async {

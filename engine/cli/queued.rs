@@ -82,6 +82,7 @@ pub(crate) fn to_start(
         .map_err(|e| crate::run::refuse_secrets_given(file, params, location).err().unwrap_or(e))?;
     let secrets = vet(&runbook, &values, file, yes, location)?;
     crate::run::check_texts_hold_no_secret(&secrets, &[("the operator's name", operator)])?;
+    crate::run::check_plan_holds_no_secret(&secrets, &plan)?;
     Ok(runbook_web::ToStart {
         run_id: crate::run::new_run_id(),
         runbook: runbook.name.clone(),

@@ -380,6 +380,16 @@ pub(crate) fn check_texts_hold_no_secret(
     )
 }
 
+/// A plan quotes the files it reads (SQL scripts): a plan whose text holds a secret's
+/// value, in any form the redactor knows, is refused before it is shown, queued or written
+/// to a worker's plan file (red team adv19a-2). The message names the secret, never a value.
+pub(crate) fn check_plan_holds_no_secret(secrets: &secrets::Secrets, plan: &str) -> Result<(), CliError> {
+    refuse_if_any(
+        secrets::texts_holding_secrets(secrets, [("the plan (a file it quotes)", plan)]),
+        "a plan quotes the SQL scripts it reads and is kept in the store; keep secret values out of script files; nothing was queued",
+    )
+}
+
 /// Parameters are journaled as given and are not secrets: a value that holds a secret is
 /// refused (it would be written to the journal in clear, or, redacted, be another value on
 /// resume).

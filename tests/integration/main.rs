@@ -103,6 +103,7 @@ mod shown_values;
 mod side_columns;
 mod smaller;
 mod snippet_escapes;
+mod spread_secrets;
 mod store_guards;
 mod support;
 mod team;

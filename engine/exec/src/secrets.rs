@@ -9,6 +9,9 @@ use runbook_core::model::{Runbook, SecretSource};
 use serde_json::Value;
 use std::sync::Arc;
 
+mod spread;
+pub use spread::{SPREAD_MIN, is_separator};
+
 /// The shortest secret value the engine accepts (and the shortest form it redacts).
 pub const MIN_SECRET_LEN: usize = 4;
 
@@ -331,6 +334,8 @@ struct Patterns {
     /// the end of a stream may be the beginning of.
     patterns: Vec<Vec<u8>>,
     by_first: Vec<Vec<usize>>,
+    /// The second pass: forms with separators between their characters, and dumps.
+    spread: Option<spread::Spread>,
 }
 
 impl Patterns {
@@ -342,7 +347,7 @@ impl Patterns {
                 by_first[usize::from(*b)].push(i);
             }
         }
-        Patterns { matcher, marks, longest, patterns, by_first }
+        Patterns { matcher, marks, longest, patterns, by_first, spread: None }
     }
 
     /// Whether `tail` is the beginning of a pattern and more bytes could complete it (or a
@@ -374,8 +379,12 @@ impl Redactor {
         let mut patterns: Vec<Vec<u8>> = Vec::new();
         let mut marks: Vec<Arc<[u8]>> = Vec::new();
         let mut seen = std::collections::HashSet::new();
+        let mut spread_patterns = Vec::new();
         for (name, value) in values {
             let mark: Arc<[u8]> = Arc::from(format!("<secret:{name}>").into_bytes());
+            for form in spread_forms(value) {
+                spread_patterns.push((spread::skeleton(&form), mark.clone()));
+            }
             for form in forms(value) {
                 let (norm, _) = normalise(&form, true);
                 if norm.len() >= MIN_SECRET_LEN && seen.insert(norm.clone()) {
@@ -406,7 +415,9 @@ impl Redactor {
                 Err(_) => return Redactor { patterns: None },
             },
         };
-        Redactor { patterns: Some(Arc::new(Patterns::new(matcher, marks, patterns))) }
+        let mut p = Patterns::new(matcher, marks, patterns);
+        p.spread = spread::Spread::new(spread_patterns);
+        Redactor { patterns: Some(Arc::new(p)) }
     }
 
     /// Whether there is anything to redact.
@@ -419,7 +430,7 @@ impl Redactor {
     /// pattern minus one byte, without line breaks), so memory stays bounded whatever the
     /// stream.
     pub fn stream(&self) -> StreamRedactor {
-        StreamRedactor { patterns: self.patterns.clone(), pending: Vec::new() }
+        StreamRedactor { patterns: self.patterns.clone(), pending: Vec::new(), spread: Default::default() }
     }
 
     /// `text` with every known secret form replaced.
@@ -572,6 +583,8 @@ pub struct StreamRedactor {
     patterns: Option<Arc<Patterns>>,
     /// Bytes seen but not yet written out: a match may still begin in them.
     pending: Vec<u8>,
+    /// The second pass's lines held back (see `spread`).
+    spread: spread::SpreadStream,
 }
 
 impl std::fmt::Debug for StreamRedactor {
@@ -604,17 +617,37 @@ impl StreamRedactor {
             return;
         }
         self.pending.extend_from_slice(chunk);
-        self.drain(false, out);
+        self.drain_both(false, out);
     }
 
     /// The end of the stream: write out everything held back, redacted.
     pub fn finish(&mut self, out: &mut Vec<u8>) {
-        self.drain(true, out);
+        self.drain_both(true, out);
     }
 
-    /// How many bytes are held back (bounded by three times the longest pattern).
+    /// How many bytes are held back: by the first pass, bounded by three times the longest
+    /// pattern; by the second, the line being written (the caller hands on whole lines
+    /// anyway; at most [`spread::SPREAD_LINE_MAX`]) and a dump's lines.
     pub fn held(&self) -> usize {
-        self.pending.len()
+        self.pending.len() + self.spread.held()
+    }
+
+    /// The first pass (forms as they are, line breaks ignored), then the second over its
+    /// output (forms spread with separators, dumps): see `spread`.
+    fn drain_both(&mut self, last: bool, out: &mut Vec<u8>) {
+        let spread = self.patterns.as_ref().and_then(|p| p.spread.as_ref().map(|_| p.clone()));
+        let Some(p) = spread else {
+            self.drain(last, out);
+            return;
+        };
+        let mut first = Vec::new();
+        self.drain(last, &mut first);
+        if let Some(s) = p.spread.as_ref() {
+            self.spread.push(s, &first, out);
+            if last {
+                self.spread.finish(s, out);
+            }
+        }
     }
 
     fn drain(&mut self, last: bool, out: &mut Vec<u8>) {
@@ -786,12 +819,128 @@ pub fn forms(value: &str) -> Vec<Vec<u8>> {
     out.push(hex(bytes, true, ":").into_bytes());
     out.extend(url_forms(value));
     out.extend(escaped_forms(value));
+    // Base32 and ascii85/base85 (red team adv19a-8): long enough pieces only, as these
+    // alphabets are plain letters and digits.
+    out.extend(block_forms(bytes).into_iter().filter(|f| f.len() >= 8));
     // A host name as an HTTP client writes it back (`http://{{ secrets.T }}.example/`).
     out.push(value.to_ascii_lowercase().into_bytes());
     out.retain(|f| !f.is_empty());
     out.sort();
     out.dedup();
     out
+}
+
+/// The forms the second pass looks for with separators between their characters (see
+/// `spread`): the value, its hex in either case, and its base64, base32 and ascii85/base85
+/// forms.
+fn spread_forms(value: &str) -> Vec<Vec<u8>> {
+    let bytes = value.as_bytes();
+    let mut out = vec![bytes.to_vec(), hex(bytes, false, "").into_bytes(), hex(bytes, true, "").into_bytes()];
+    for alphabet in [B64_STD, B64_URL] {
+        for offset in 0..3 {
+            out.extend(base64_forms(bytes, offset, alphabet));
+        }
+    }
+    out.extend(block_forms(bytes));
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// RFC 4648 base32.
+const B32: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+/// Ascii85 as Adobe and Python's `a85encode` write it (`!` to `u`, `z` for four zero bytes).
+const A85_FIRST: u8 = b'!';
+/// Base85 as RFC 1924, Python's `b85encode` and git write it.
+const B85: &[u8; 85] =
+    b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz!#$%&()*+-;<=>?@^_`{|}~";
+
+/// Base32 (upper and lower case) at each of the five alignments of the value in the
+/// encoded bytes, and ascii85/base85 at each of the four: the characters that come from the
+/// value only, and, for a value that ends the data, with its last characters and padding.
+fn block_forms(bytes: &[u8]) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    for offset in 0..5 {
+        let mut data = vec![0u8; offset];
+        data.extend_from_slice(bytes);
+        let chars = bits_encoded(&data, 5, B32);
+        let first = (offset * 8).div_ceil(5);
+        let pure_end = (data.len() * 8) / 5;
+        let mut forms = Vec::new();
+        if pure_end > first {
+            forms.push(chars[first..pure_end].to_vec());
+        }
+        if chars.len() > pure_end && chars.len() > first {
+            forms.push(chars[first..].to_vec());
+            let mut padded = chars[first..].to_vec();
+            padded.extend(std::iter::repeat_n(b'=', chars.len().next_multiple_of(8) - chars.len()));
+            forms.push(padded);
+        }
+        for f in forms {
+            out.push(f.to_ascii_lowercase());
+            out.push(f);
+        }
+    }
+    for offset in 0..4 {
+        let mut data = vec![0u8; offset];
+        data.extend_from_slice(bytes);
+        let first_group = offset.div_ceil(4);
+        for adobe in [true, false] {
+            let mut pure = Vec::new();
+            let mut ended = Vec::new();
+            for chunk in data.chunks(4).skip(first_group) {
+                let enc = base85_group(chunk, adobe);
+                if chunk.len() == 4 {
+                    pure.extend_from_slice(&enc);
+                }
+                ended.extend_from_slice(&enc);
+            }
+            out.push(pure);
+            out.push(ended);
+        }
+    }
+    out.retain(|f| !f.is_empty());
+    out
+}
+
+/// `data` in an alphabet of `bits` bits per character, without padding (the last
+/// character takes zero bits after the data).
+fn bits_encoded(data: &[u8], bits: u32, alphabet: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(data.len() * 8 / bits as usize + 1);
+    let mut acc: u32 = 0;
+    let mut have: u32 = 0;
+    let mask = (1u32 << bits) - 1;
+    for &b in data {
+        acc = (acc << 8) | u32::from(b);
+        have += 8;
+        while have >= bits {
+            have -= bits;
+            out.push(alphabet[((acc >> have) & mask) as usize]);
+        }
+        acc &= (1u32 << have) - 1;
+    }
+    if have > 0 {
+        out.push(alphabet[((acc << (bits - have)) & mask) as usize]);
+    }
+    out
+}
+
+/// One group of up to four bytes in base85: five characters, or one more than the bytes
+/// of a short last group; Adobe's ascii85 writes four zero bytes as `z`.
+fn base85_group(chunk: &[u8], adobe: bool) -> Vec<u8> {
+    let mut word = [0u8; 4];
+    word[..chunk.len()].copy_from_slice(chunk);
+    let mut n = u32::from_be_bytes(word);
+    if adobe && chunk.len() == 4 && n == 0 {
+        return b"z".to_vec();
+    }
+    let mut digits = [0u8; 5];
+    for d in digits.iter_mut().rev() {
+        let r = (n % 85) as u8;
+        *d = if adobe { A85_FIRST + r } else { B85[usize::from(r)] };
+        n /= 85;
+    }
+    digits[..chunk.len() + 1].to_vec()
 }
 
 /// The value inside a JSON string: `ascii` escapes non-ASCII as `\u` (upper-case hex when
@@ -864,6 +1013,10 @@ fn escaped_forms(value: &str) -> Vec<Vec<u8>> {
         }));
     }
     out.push(map(&|c| (!c.is_alphanumeric()).then(|| format!("&#{};", c as u32))));
+    // Every character as an entity (red team adv19a-8: `&#83;&#51;...`).
+    out.push(map(&|c| Some(format!("&#{};", c as u32))));
+    out.push(map(&|c| Some(format!("&#x{:x};", c as u32))));
+    out.push(map(&|c| Some(format!("&#x{:X};", c as u32))));
     out.push(map(&|c| (!c.is_alphanumeric()).then(|| format!("&#x{:x};", c as u32))));
     out.push(map(&|c| (!c.is_alphanumeric()).then(|| format!("&#x{:X};", c as u32))));
     let qp: String = value
@@ -1136,7 +1289,14 @@ mod tests {
         for c in cuts {
             s.push(&text[at..c.max(at)], &mut out);
             at = c.max(at);
-            assert!(s.held() <= 3 * r.patterns.as_ref().map_or(0, |p| p.longest) + 2, "held {}", s.held());
+            // The first pass holds at most three patterns' worth; the second, the line being
+            // written (and a dump's lines).
+            assert!(
+                s.pending.len() <= 3 * r.patterns.as_ref().map_or(0, |p| p.longest) + 2,
+                "held {}",
+                s.held()
+            );
+            assert!(s.spread.held() <= spread::SPREAD_LINE_MAX + spread::SPREAD_BLOCK_MAX + text.len());
         }
         s.push(&text[at..], &mut out);
         s.finish(&mut out);
@@ -1202,7 +1362,12 @@ mod tests {
             let bound = r.patterns.as_ref().map_or(0, |p| p.longest);
             for _ in 0..10_000 {
                 s.push(&unit.repeat(100), &mut out);
-                assert!(s.held() < bound, "{unit:?}: {} bytes held", s.held());
+                // The second pass holds the line being written (at most `SPREAD_LINE_MAX`).
+                assert!(
+                    s.held() < bound + spread::SPREAD_LINE_MAX + 100,
+                    "{unit:?}: {} bytes held",
+                    s.held()
+                );
             }
             s.finish(&mut out);
             assert_eq!(out, unit.repeat(1_000_000));
@@ -1210,15 +1375,17 @@ mod tests {
     }
 
     #[test]
-    fn a_line_is_given_at_once_unless_its_end_could_begin_a_secret() {
+    fn a_line_is_given_at_once_when_it_ends() {
         let r = Redactor::new(&secrets());
         let mut s = r.stream();
         let mut out = Vec::new();
         s.push(b"waiting for the replica...\n", &mut out);
         assert_eq!(out, b"waiting for the replica...\n", "shown before the step prints more");
         out.clear();
+        // The second pass (spread forms) matches whole lines: the caller hands on whole
+        // lines only, so this shows nothing later.
         s.push(b"token tok_3f9", &mut out);
-        assert_eq!(out, b"token ", "the beginning of a secret waits");
+        assert_eq!(out, b"", "an unfinished line waits");
         s.push(b"a8b7c6d\n", &mut out);
         s.finish(&mut out);
         assert_eq!(out, b"token <secret:TOKEN>\n");
