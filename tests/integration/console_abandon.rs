@@ -290,7 +290,10 @@ fn an_abandon_with_compensation_on_postgresql_is_run_once_by_one_of_two_workers(
     // (it was a 404, "no run", and this test's wait below stopped on it under load).
     for asked in [ask(), served.send("POST", &action, &[("Authorization", &bearer)], "reason=not+yet")] {
         assert_eq!(asked.status, 409, "{asked:?}");
-        assert!(asked.body.contains("no worker has started it yet") && asked.body.contains("runbook cancel"), "{asked:?}");
+        assert!(
+            asked.body.contains("no worker has started it yet") && asked.body.contains("runbook cancel"),
+            "{asked:?}"
+        );
     }
     let mut w1 = place.spawn(&["worker", "--poll", "20ms"]);
     // Until the worker's engine stopped for an operator (its entry `done`), the request is

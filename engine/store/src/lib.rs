@@ -425,7 +425,7 @@ impl Backend {
     }
 
     fn migrations(self) -> Vec<Migration> {
-        let files: [(i64, &str, &'static str); 9] = match self {
+        let files: [(i64, &str, &'static str); 10] = match self {
             Backend::Sqlite => [
                 (1, "journal", include_str!("../migrations/sqlite/0001_journal.sql")),
                 (2, "step logs", include_str!("../migrations/sqlite/0002_step_logs.sql")),
@@ -436,6 +436,7 @@ impl Backend {
                 (7, "schedules", include_str!("../migrations/sqlite/0007_schedules.sql")),
                 (8, "schedule journal", include_str!("../migrations/sqlite/0008_schedule_journal.sql")),
                 (9, "abandon", include_str!("../migrations/sqlite/0009_abandon.sql")),
+                (11, "resume by", include_str!("../migrations/sqlite/0011_resume_by.sql")),
             ],
             Backend::Postgres => [
                 (1, "journal", include_str!("../migrations/postgres/0001_journal.sql")),
@@ -447,6 +448,7 @@ impl Backend {
                 (7, "schedules", include_str!("../migrations/postgres/0007_schedules.sql")),
                 (8, "schedule journal", include_str!("../migrations/postgres/0008_schedule_journal.sql")),
                 (9, "abandon", include_str!("../migrations/postgres/0009_abandon.sql")),
+                (11, "resume by", include_str!("../migrations/postgres/0011_resume_by.sql")),
             ],
         };
         files
@@ -508,14 +510,14 @@ impl Backend {
         match self {
             Backend::Sqlite => {
                 "SELECT q.run_id, q.plan, q.labels, q.submitted_by, q.claims, \
-                 (SELECT COUNT(*) FROM runs r WHERE r.run_id = q.run_id), q.abandon_by, q.abandon_reason \
+                 (SELECT COUNT(*) FROM runs r WHERE r.run_id = q.run_id), q.abandon_by, q.abandon_reason, q.resume_by \
                  FROM queue q WHERE ((q.state = 'queued' AND q.not_before_ms <= $1) \
                  OR (q.state = 'claimed' AND q.heartbeat_ms < $2)) \
                  ORDER BY q.submitted_at, q.run_id LIMIT 32"
             }
             Backend::Postgres => {
                 "SELECT q.run_id, q.plan, q.labels, q.submitted_by, q.claims, \
-                 (SELECT COUNT(*) FROM runs r WHERE r.run_id = q.run_id), q.abandon_by, q.abandon_reason \
+                 (SELECT COUNT(*) FROM runs r WHERE r.run_id = q.run_id), q.abandon_by, q.abandon_reason, q.resume_by \
                  FROM queue q WHERE ((q.state = 'queued' AND q.not_before_ms <= $1) \
                  OR (q.state = 'claimed' AND q.heartbeat_ms < $2)) \
                  ORDER BY q.submitted_at, q.run_id LIMIT 32 FOR UPDATE OF q SKIP LOCKED"
@@ -726,6 +728,10 @@ fn queue_insert<'q>(job: &'q Submission<'q>) -> sqlx::query::Query<'q, sqlx::Any
 
 /// A queue entry that an update did not move (it was not in the state the update asked
 /// for): its state, the transaction rolled back; `NoSuchRun` when there is no entry.
+/// What [`Store::cancel_queued`] answers for a queued run that has a journal: it started,
+/// and was handed back to the queue to be resumed or abandoned.
+pub const STARTED: &str = "started";
+
 async fn unmoved(mut tx: sqlx::Transaction<'_, sqlx::Any>, run_id: &str) -> Result<Option<String>> {
     let state: Option<String> = sqlx::query("SELECT state FROM queue WHERE run_id = $1")
         .bind(run_id)
@@ -813,6 +819,10 @@ pub struct Claim {
     /// compensations ([`Store::request_abandon`]): who, and why (already redacted). The
     /// worker runs `runbook abandon --compensate` as them instead of resuming it.
     pub abandon: Option<AbandonRequest>,
+    /// The operator whose decision (on the console) handed the run back to be resumed
+    /// ([`Store::requeue_to_resume`]): the worker resumes it as them, so the journal's
+    /// `run_resumed` names who decided (red team adv19a-5). `None`: the submitter.
+    pub resume_by: Option<String>,
 }
 
 /// Who asked that a run be abandoned with its compensations, and why.
@@ -2247,6 +2257,7 @@ impl Store {
                             (Some(by), Some(reason)) => Some(AbandonRequest { by, reason }),
                             _ => None,
                         },
+                        resume_by: row.try_get::<Option<String>, _>(8)?,
                     });
                     break;
                 }
@@ -2311,14 +2322,19 @@ impl Store {
     }
 
     /// Take a queued run off the queue before any worker claims it. `Ok(None)`: done;
-    /// `Ok(Some(state))`: not queued any more (`claimed` or `done`), nothing changed.
+    /// `Ok(Some(state))`: not queued any more (`claimed` or `done`), or [`STARTED`]: queued
+    /// but it has a journal (a started run handed back to be resumed or abandoned), which a
+    /// cancel would strand unjournaled; nothing changed. One statement decides, with the
+    /// journal's existence in its condition (red team adv19a-6).
     pub async fn cancel_queued(&self, run_id: &str, note: &str) -> Result<Option<String>> {
         retry_busy(self.backend, || async {
             let mut tx = self.pool.begin_with(self.backend.begin()).await?;
             let done = sqlx::query(
-                "UPDATE queue SET state = 'done', note = $1 WHERE run_id = $2 AND state = 'queued'",
+                "UPDATE queue SET state = 'done', note = $1 WHERE run_id = $2 AND state = 'queued' \
+                 AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.run_id = $3)",
             )
             .bind(note)
+            .bind(run_id)
             .bind(run_id)
             .execute(&mut *tx)
             .await?;
@@ -2326,7 +2342,16 @@ impl Store {
                 tx.commit().await?;
                 return Ok(None);
             }
-            unmoved(tx, run_id).await
+            let started: Option<String> = sqlx::query("SELECT run_id FROM runs WHERE run_id = $1")
+                .bind(run_id)
+                .fetch_optional(&mut *tx)
+                .await?
+                .map(|r| r.try_get(0))
+                .transpose()?;
+            match unmoved(tx, run_id).await? {
+                Some(state) if state == "queued" && started.is_some() => Ok(Some(STARTED.to_string())),
+                other => Ok(other),
+            }
         })
         .await
     }
@@ -2336,8 +2361,8 @@ impl Store {
     /// operator's decisions about its steps in doubt are journaled). `Ok(None)`: queued
     /// again; `Ok(Some(state))`: not `done` (`queued` or `claimed`: a worker has it), nothing
     /// changed; `NoSuchRun`: no worker ever had it (started with `runbook run`).
-    pub async fn requeue_to_resume(&self, run_id: &str, note: &str) -> Result<Option<String>> {
-        self.requeue(run_id, note, None).await
+    pub async fn requeue_to_resume(&self, run_id: &str, by: &str, note: &str) -> Result<Option<String>> {
+        self.requeue(run_id, note, None, Some(by)).await
     }
 
     /// Ask that a run a worker ran, and whose engine ended (`done`: interrupted, needing an
@@ -2347,7 +2372,7 @@ impl Store {
     /// decides: of two requests, one queues it; the other finds it `queued` or `claimed`
     /// (`Ok(Some(state))`, nothing changed). `NoSuchRun`: no worker ever had it.
     pub async fn request_abandon(&self, run_id: &str, by: &str, reason: &str) -> Result<Option<String>> {
-        self.requeue(run_id, &format!("abandon (compensating) asked by {by}"), Some((by, reason))).await
+        self.requeue(run_id, &format!("abandon (compensating) asked by {by}"), Some((by, reason)), None).await
     }
 
     /// A `done` entry of a run that exists queued again (to be resumed; or abandoned, with
@@ -2357,17 +2382,19 @@ impl Store {
         run_id: &str,
         note: &str,
         abandon: Option<(&str, &str)>,
+        resume_by: Option<&str>,
     ) -> Result<Option<String>> {
         retry_busy(self.backend, || async {
             let mut tx = self.pool.begin_with(self.backend.begin()).await?;
             let done = sqlx::query(
                 "UPDATE queue SET state = 'queued', not_before_ms = 0, exit_code = NULL, note = $1, \
-                 abandon_by = $2, abandon_reason = $3 \
-                 WHERE run_id = $4 AND state = 'done' AND EXISTS (SELECT 1 FROM runs r WHERE r.run_id = $5)",
+                 abandon_by = $2, abandon_reason = $3, resume_by = $4 \
+                 WHERE run_id = $5 AND state = 'done' AND EXISTS (SELECT 1 FROM runs r WHERE r.run_id = $6)",
             )
             .bind(note)
             .bind(abandon.map(|a| a.0))
             .bind(abandon.map(|a| a.1))
+            .bind(resume_by)
             .bind(run_id)
             .bind(run_id)
             .execute(&mut *tx)
