@@ -129,6 +129,14 @@ pub fn cancel(run_id: &str, reason: &str, state: Option<&str>) -> CliResult {
             crate::output::errln!("run {run_id} taken off the queue; no worker will run it");
             Ok(Exit::Success)
         }
+        Some(state) if state == runbook_store::STARTED => Err(CliError::Invalid(
+            Message::new(format!(
+                "run {run_id} has started (it has a journal) and waits in the queue to go on; nothing was changed"
+            ))
+            .help(format!(
+                "a cancel would strand it, unjournaled; abandon it instead: `runbook abandon {run_id}` (or the run's page on the console)"
+            )),
+        )),
         Some(state) => Err(CliError::Invalid(
             Message::new(format!("run {run_id} is not queued any more ({state}); nothing was changed")).help(
                 "a run a worker started is stopped like any run: on its worker (SIGTERM hands it back), or with `runbook compensate` once it stops",
@@ -509,7 +517,9 @@ impl Worker {
             args.extend(["--yes".into(), "--wait".into()]);
             // Journaled with `run_started`: the submitter may not approve their own run.
             // One argument: a name that starts with `-` is never read as an option (F4).
-            args.push(format!("--as={}", claim.submitted_by).into());
+            // A resume an operator decided is theirs (`run_resumed`), not the submitter's.
+            let by = claim.resume_by.as_deref().filter(|_| claim.started).unwrap_or(&claim.submitted_by);
+            args.push(format!("--as={by}").into());
         } else {
             args.extend(["--yes".into(), "--wait".into()]);
             env_remove.push("RUNBOOK_OPERATOR".to_string());

@@ -9,6 +9,7 @@ use runbook_core::model::ParamValue;
 
 use crate::error::{CliError, Message};
 use crate::input::{load_with_params, pinned_reads};
+use crate::run::Reading;
 
 /// The pinned plan of a runbook with its parameter values, as `runbook plan -o` writes it
 /// (the worker runs it with `run --plan`): the runbook, the values and the plan's text.
@@ -53,7 +54,19 @@ pub(crate) fn vet(
     yes: bool,
     location: &runbook_store::Location,
 ) -> Result<runbook_exec::secrets::Secrets, CliError> {
-    if !yes && runbook.steps.iter().any(|s| s.confirm.is_some()) {
+    vet_as(runbook, params, file, yes, location, Reading::Run)
+}
+
+/// [`vet`], the secrets read as `reading` reads them: a review runs no helper.
+fn vet_as(
+    runbook: &runbook_core::model::Runbook,
+    params: &BTreeMap<String, ParamValue>,
+    file: &Path,
+    yes: bool,
+    location: &runbook_store::Location,
+    reading: Reading,
+) -> Result<runbook_exec::secrets::Secrets, CliError> {
+    if !yes && !runbook.confirming_steps().is_empty() {
         return Err(CliError::Invalid(
             Message::new(
                 "this runbook asks for confirmation before some steps, and a queued run has no terminal",
@@ -62,7 +75,7 @@ pub(crate) fn vet(
         ));
     }
     let base_dir = file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let secrets = crate::run::resolve_secrets(runbook, base_dir, location)?;
+    let secrets = crate::run::resolve_secrets_as(runbook, base_dir, location, reading)?;
     crate::run::check_params_hold_no_secret(&secrets, params)?;
     Ok(secrets)
 }
@@ -71,16 +84,22 @@ pub(crate) fn vet(
 /// same plan and checks as `runbook submit FILE -p NAME=VALUE...` ([`plan_of`], [`vet`], and
 /// the operator's name held to the run's secrets), for `operator`, the signed-in identity.
 /// The console queues what this returns; `Err` is the CLI's message, nothing queued.
+/// A `review` (nothing queued: a dry run) runs no secret's helper, as `runbook plan` runs
+/// none: its values are held to the secrets read without running anything (red team
+/// adv19a-4); the start that queues reads them all.
 pub(crate) fn to_start(
     file: &Path,
     params: &[(String, String)],
     yes: bool,
+    review: bool,
     operator: &str,
     location: &runbook_store::Location,
 ) -> Result<runbook_web::ToStart, CliError> {
-    let ((runbook, values, plan), doc) = plan_doc_of(file, params, None, false)
-        .map_err(|e| crate::run::refuse_secrets_given(file, params, location).err().unwrap_or(e))?;
-    let secrets = vet(&runbook, &values, file, yes, location)?;
+    let reading = if review { Reading::Review } else { Reading::Run };
+    let ((runbook, values, plan), doc) = plan_doc_of(file, params, None, false).map_err(|e| {
+        crate::run::refuse_secrets_given_in(file, params, location, reading).err().unwrap_or(e)
+    })?;
+    let secrets = vet_as(&runbook, &values, file, yes, location, reading)?;
     crate::run::check_texts_hold_no_secret(&secrets, &[("the operator's name", operator)])?;
     crate::run::check_plan_holds_no_secret(&secrets, &plan)?;
     Ok(runbook_web::ToStart {

@@ -334,7 +334,7 @@ struct Prepared {
 
 /// How `confirm` questions are answered: `--yes`, the terminal, or (no terminal) refused.
 fn confirmation(runbook: &Runbook, yes: bool) -> Result<Option<dispatch::Confirm>, CliError> {
-    let needs_confirm = runbook.steps.iter().any(|s| s.confirm.is_some());
+    let needs_confirm = !runbook.confirming_steps().is_empty();
     if yes {
         Ok(None)
     } else if needs_confirm && !std::io::stdin().is_terminal() {
@@ -439,8 +439,7 @@ fn prepare(
     answer.wrong_values(given.wrong);
     answer.missing_params(given.missing);
     let confirm = answer.take("confirmation", confirmation(&runbook, yes));
-    let asking: Vec<String> =
-        runbook.steps.iter().filter(|s| s.confirm.is_some()).map(|s| format!("`{}`", s.id)).collect();
+    let asking: Vec<String> = runbook.confirming_steps().iter().map(|s| format!("`{s}`")).collect();
     answer.note("confirmation", format!("steps that ask: {}", asking.join(", ")));
     let base_dir =
         file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
@@ -1325,6 +1324,45 @@ pub(crate) fn refuse_secrets_given(
     params: &[(String, String)],
     location: &runbook_store::Location,
 ) -> Result<(), CliError> {
+    refuse_secrets_given_in(file, params, location, Reading::Run)
+}
+
+/// How a check reads the run's secrets: as the run will ([`resolve_secrets`]), or for a
+/// review, running no helper ([`secrets::resolve_for_review`], red team adv19a-4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reading {
+    Run,
+    Review,
+}
+
+/// The secrets as `reading` reads them.
+pub(crate) fn resolve_secrets_as(
+    runbook: &Runbook,
+    base_dir: &Path,
+    location: &Location,
+    reading: Reading,
+) -> Result<secrets::Secrets, CliError> {
+    match reading {
+        Reading::Run => resolve_secrets(runbook, base_dir, location),
+        Reading::Review => {
+            secrets::resolve_for_review(runbook, base_dir).map_err(|unresolved| match unresolved {
+                secrets::Unresolved::Problems(problems) => CliError::Invalid(
+                    Message::all(problems)
+                        .help("secrets are read from their declared sources when a run starts; nothing ran"),
+                ),
+                secrets::Unresolved::Interrupted(secret) => CliError::Interrupted { secret },
+            })
+        }
+    }
+}
+
+/// [`refuse_secrets_given`], the secrets read as `reading` reads them.
+pub(crate) fn refuse_secrets_given_in(
+    file: &Path,
+    params: &[(String, String)],
+    location: &runbook_store::Location,
+    reading: Reading,
+) -> Result<(), CliError> {
     if params.is_empty() {
         return Ok(());
     }
@@ -1332,7 +1370,7 @@ pub(crate) fn refuse_secrets_given(
         return Ok(());
     };
     let base_dir = file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let Ok(secrets) = resolve_secrets(&runbook, base_dir, location) else {
+    let Ok(secrets) = resolve_secrets_as(&runbook, base_dir, location, reading) else {
         return Ok(());
     };
     let holds = |text: &str| !runbook_exec::secrets::texts_holding_secrets(&secrets, [("", text)]).is_empty();

@@ -91,11 +91,13 @@ impl runbook_web::Files for CliFiles {
         file: &Path,
         params: &[(String, String)],
         confirmed: bool,
+        review: bool,
         operator: &str,
         location: &runbook_store::Location,
     ) -> Result<runbook_web::ToStart, String> {
         runbook_text(file)?;
-        crate::queued::to_start(file, params, confirmed, operator, location).map_err(|e| e.render(false))
+        crate::queued::to_start(file, params, confirmed, review, operator, location)
+            .map_err(|e| e.render(false))
     }
 
     fn cancel_check(

@@ -886,7 +886,7 @@ fn a_store_of_the_previous_schema_verifies_clean_after_the_upgrade() {
          last_hash = (SELECT hash FROM events e WHERE e.run_id = runs.run_id ORDER BY seq DESC LIMIT 1); \
          DROP TABLE runbook_settings; DROP TABLE runbook_identities; ALTER TABLE events DROP COLUMN db_role; \
          DROP TABLE console_tokens; DROP TABLE schedule_fires; DROP TABLE schedule_alerts; \
-         DROP TRIGGER queue_abandon_request_fixed; DROP TRIGGER queue_abandon_not_submitted; ALTER TABLE queue DROP COLUMN abandon_head; ALTER TABLE queue DROP COLUMN abandon_by; ALTER TABLE queue DROP COLUMN abandon_reason; \
+         DROP TRIGGER queue_abandon_request_fixed; DROP TRIGGER queue_abandon_not_submitted; ALTER TABLE queue DROP COLUMN abandon_head; ALTER TABLE queue DROP COLUMN resume_by; ALTER TABLE queue DROP COLUMN abandon_by; ALTER TABLE queue DROP COLUMN abandon_reason; \
          DROP TABLE schedule_events; DROP TABLE schedule_heads; DROP TABLE schedule_notices; DROP TABLE console_sessions; \
          DELETE FROM _sqlx_migrations WHERE version >= 4; \
          CREATE TRIGGER events_no_delete BEFORE DELETE ON events BEGIN SELECT RAISE(ABORT, 'journal rows are append-only'); END;",

@@ -583,3 +583,64 @@ run = "while [ ! -e t-started ]; do sleep 0.05; done; echo {{ item }} >> effects
     assert_eq!(kinds(&scratch, &run), before);
     assert!(queue_row(&scratch, &run).starts_with("done|"));
 }
+
+/// adv19a-6 and adv19a-5: a started run that an operator's decision handed back to the queue
+/// (queued again, with a journal) is not cancelled: the console's cancel and `runbook
+/// cancel` refuse it (409, "abandon it instead"), in the store's one statement; the queue
+/// row is untouched. Then a worker resumes it as bob, who decided: `run_resumed` names bob,
+/// not the submitter. Before the fix the cancel took it off the queue (stranded, nothing
+/// journaled) and `run_resumed` named the submitter.
+#[test]
+fn a_decided_resume_is_not_cancelled_and_is_journaled_as_the_decider_s() {
+    let scratch = Scratch::new(DOUBT);
+    let (dir, state) = (scratch.path(), scratch.state());
+    let out = scratch.cmd(&["submit", "r.toml", "--yes", "--as", "alice"], &[]);
+    ok(&out, 0);
+    let run = out.stdout.trim().to_string();
+    let mut w = worker(&scratch);
+    wait_until("the run waits for an operator", || queue_row(&scratch, &run).starts_with("done|4|"));
+    crate::support::kill9(w.id());
+    let _ = w.wait();
+    let bob = add_token(dir, &state, "bob");
+    let carol = add_token(dir, &state, "carol");
+    let served = serve(dir, &state, &["--auth", "token"]);
+    let r = served.send(
+        "POST",
+        &format!("/api/runs/{run}/decisions"),
+        &[("Authorization", &format!("Bearer {bob}"))],
+        "step.two=rerun&reason=it+never+reached+the+API",
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    let queued = queue_row(&scratch, &run);
+    assert!(queued.starts_with("queued|"), "{queued}");
+    let before = kinds(&scratch, &run);
+
+    let r = served.send(
+        "POST",
+        &format!("/api/runs/{run}/cancel"),
+        &[("Authorization", &format!("Bearer {carol}"))],
+        "reason=changed+my+mind",
+    );
+    assert_eq!(r.status, 409, "{r:?}");
+    assert!(r.body.contains("has started") && r.body.contains("runbook abandon"), "{}", r.body);
+    let cli = scratch.cmd(&["cancel", &run, "--as", "carol"], &[]);
+    assert_ne!(cli.code, 0, "{cli:?}");
+    assert!(cli.stderr.contains("has started") && cli.stderr.contains("runbook abandon"), "{}", cli.stderr);
+    assert_eq!(queue_row(&scratch, &run), queued);
+    assert_eq!(kinds(&scratch, &run), before);
+
+    let mut w = worker(&scratch);
+    wait_until("the resumed run succeeds", || {
+        succeeded(&scratch.cmd(&["runs", "--format", "json"], &[]).stdout, &run)
+    });
+    crate::support::kill9(w.id());
+    let _ = w.wait();
+    let journal = scratch.audit(&run);
+    let started = journal.lines().find(|l| l.contains("\"run_started\"")).expect("run_started");
+    assert!(started.contains("\"operator\":\"alice\""), "{started}");
+    let resumed: Vec<&str> = journal.lines().filter(|l| l.contains("\"run_resumed\"")).collect();
+    // The worker's first resume (before the decision) is the submitter's; the decided one is bob's.
+    let last = resumed.last().expect("run_resumed");
+    assert!(last.contains("\"operator\":\"bob\""), "{journal}");
+    ok(&scratch.cmd(&["audit", "verify", &run], &[]), 0);
+}

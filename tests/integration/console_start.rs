@@ -365,6 +365,99 @@ fn a_confirmation_is_asked_on_the_form_as_submit_asks_for_yes() {
     assert_eq!(queue(&scratch).len(), 1);
 }
 
+/// adv19a-10: a step that asks, anywhere in the run (an included runbook at any depth, an
+/// included runbook of a `for-each` step), is asked for as a top-level
+/// one is: the start form has the checkbox, the console and `submit` refuse without the
+/// confirmation, nothing is queued. Before the fix only top-level steps counted: every
+/// case here was queued without it and the worker's `--yes` answered the question.
+#[test]
+fn a_confirmation_anywhere_in_the_run_is_asked_before_it_is_queued() {
+    let leaf = "[runbook]\nname = \"drop\"\n\n[params.db]\ntype = \"string\"\ndefault = \"main\"\n\n[steps.drop]\nconfirm = \"Really DROP the production database?\"\nrun = \"echo dropped\"\n";
+    let middle = "[runbook]\nname = \"middle\"\n\n[steps.inner]\nrunbook = { file = \"drop.toml\" }\n";
+    let cases = [
+        ("include", "[steps.cleanup]\nrunbook = { file = \"lib/drop.toml\" }\n"),
+        ("two deep", "[steps.outer]\nrunbook = { file = \"lib/middle.toml\" }\n"),
+        (
+            "for-each include",
+            "[params.dbs]\ntype = \"list\"\ndefault = [\"a\", \"b\"]\n\n[steps.each]\nfor-each = \"dbs\"\nrunbook = { file = \"lib/drop.toml\", params = { db = \"{{ item }}\" } }\n",
+        ),
+    ];
+    for (case, steps) in cases {
+        let scratch = Scratch::new(&format!("[runbook]\nname = \"wrapper\"\n\n{steps}"));
+        let (dir, state) = (scratch.path(), scratch.state());
+        std::fs::create_dir_all(dir.join("lib")).expect("lib");
+        std::fs::write(dir.join("lib/drop.toml"), leaf).expect("leaf");
+        std::fs::write(dir.join("lib/middle.toml"), middle).expect("middle");
+        ok(&run_in_with_env(dir, &["check", "r.toml"], &[]), 0);
+        let cli = scratch.cmd(&["submit", "r.toml"], &[]);
+        assert_ne!(cli.code, 0, "{case}: {cli:?}");
+        assert!(cli.stderr.contains("asks for confirmation"), "{case}: {}", cli.stderr);
+        // A run without a terminal is refused too, and names the step that asks.
+        let run = scratch.cmd(&["run", "r.toml"], &[]);
+        assert_ne!(run.code, 0, "{case}: {run:?}");
+        assert!(!run.stdout.contains("dropped"), "{case}: {}", run.stdout);
+        assert!(run.stderr.contains("drop`"), "{case}: {}", run.stderr);
+        let bob = add_token(dir, &state, "bob");
+        let served = serve_env(dir, &state, &["--auth", "token", "--runbooks", "."], &[]);
+        let session = served.login(&bob);
+        let page = served.get_as("/runbooks/r", &session);
+        assert!(page.body.contains("name=\"confirm\" value=\"yes\""), "{case}: {}", page.body);
+        let auth = format!("Bearer {bob}");
+        let r = served.send("POST", "/api/runbooks/r/start", &[("Authorization", &auth)], "");
+        assert_eq!(r.status, 400, "{case}: {r:?}");
+        assert!(r.body.contains("asks for confirmation"), "{case}: {}", r.body);
+        assert_eq!(queue(&scratch), Vec::<String>::new(), "{case}");
+        let r = served.send("POST", "/api/runbooks/r/start", &[("Authorization", &auth)], "confirm=yes");
+        assert_eq!(r.status, 200, "{case}: {r:?}");
+        assert_eq!(queue(&scratch).len(), 1, "{case}");
+    }
+}
+
+/// adv19a-4: "Review the plan" is a dry run: it runs no secret's helper (a helper may issue
+/// a credential or page someone), as `runbook plan` runs none; a refused review neither.
+/// The start that queues reads the secrets (and runs the helper) once. Before the fix each
+/// review, and each refused one, ran the helper in the console's process.
+#[test]
+fn a_review_runs_no_secret_helper() {
+    let scratch = Scratch::new(
+        "[runbook]\nname = \"helper\"\n\n[params.n]\ntype = \"integer\"\ndefault = 1\n\n[secrets.API]\ncommand = [\"sh\", \"-c\", \"echo ran >> helper-ran.txt; echo Issued-Credential-123456\"]\n\n[secrets.TOKEN]\nenv = \"DEPLOY_TOKEN\"\n\n[steps.call]\nrun = \"echo n={{ params.n }}\"\n",
+    );
+    let (dir, state) = (scratch.path(), scratch.state());
+    let ran = || std::fs::read_to_string(dir.join("helper-ran.txt")).unwrap_or_default().lines().count();
+    ok(&run_in_with_env(dir, &["plan", "r.toml"], &ENV), 0);
+    assert_eq!(ran(), 0);
+    let bob = add_token(dir, &state, "bob");
+    let served = serve_env(dir, &state, &["--auth", "token", "--runbooks", "."], &ENV);
+    let auth = format!("Bearer {bob}");
+    let api = |body: &str| served.send("POST", "/api/runbooks/r/start", &[("Authorization", &auth)], body);
+    for _ in 0..2 {
+        let r = api("review=yes&param.n=3");
+        assert_eq!(r.status, 200, "{r:?}");
+    }
+    // Refused reviews: a bad value, an unknown name, a value holding an `env` secret (still
+    // refused without echoing it: what can be read without running anything is read).
+    for body in ["review=yes&param.n=x", "review=yes&param.nope=1", "review=yes&param.n=s3cr3t-deploy-token"]
+    {
+        let r = api(body);
+        assert_eq!(r.status, 400, "{body}: {r:?}");
+        assert!(!r.body.contains("s3cr3t-deploy-token"), "{body}: {}", r.body);
+    }
+    // The HTML form's review too.
+    let session = served.login(&bob);
+    let page = served.get_as("/runbooks/r", &session);
+    let csrf = csrf_of(&page.body[page.body.find("class=\"start\"").expect("the form")..]);
+    let r =
+        served.post_form("/runbooks/r/start", Some(&session), &format!("review=yes&param.n=2&csrf={csrf}"));
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(ran(), 0, "a review ran the secret's helper");
+    assert_eq!(queue(&scratch), Vec::<String>::new());
+    // The start reads the secrets: the helper runs, the run is queued.
+    let r = api("param.n=3");
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(ran(), 1);
+    assert_eq!(queue(&scratch).len(), 1);
+}
+
 /// In a real browser: bob signs in, fills the start form of a runbook's page, and lands on
 /// the queued run's page; a real worker runs it.
 #[test]

@@ -679,6 +679,27 @@ impl Runbook {
         }
     }
 
+    /// Every unit of a run of this runbook that asks for confirmation, as journal-style
+    /// paths (`drop`, `cleanup/drop`): its main and `finally` steps, and the steps of every
+    /// runbook it includes at any depth (a `for-each` step stands for all its instances).
+    /// The one predicate behind every "does this run ask?" check (`submit`, the console's
+    /// start form and handler, a terminal run's refusal without a terminal): ARCHITECTURE.md,
+    /// "Console and worker write paths (red team adv19a)".
+    pub fn confirming_steps(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for step in self.steps.iter().chain(self.finally.iter()) {
+            if step.confirm.is_some() {
+                out.push(step.id.as_str().to_string());
+            }
+            if let Action::Runbook(inc) = &step.action
+                && let Some(child) = self.includes.get(inc.child)
+            {
+                out.extend(child.confirming_steps().into_iter().map(|p| format!("{}/{p}", step.id.as_str())));
+            }
+        }
+        out
+    }
+
     /// Step `id`, or the `for-each` step whose instance `id` (`STEP[ELEMENT]`) is, in a
     /// runbook as written.
     fn step_or_for_each(&self, id: &str) -> Option<&Step> {

@@ -178,12 +178,33 @@ pub fn resolve(runbook: &Runbook, base_dir: &Path, engine: &EngineEnv) -> Result
     hidden.extend(engine.hidden());
     let limits = crate::process::HelperLimits { max_bytes: MAX_SECRET_BYTES + 2, timeout: helper_timeout() };
     let mut interrupted = None;
-    resolve_hiding(runbook, base_dir, &hidden, &limits, &mut interrupted).map_err(
-        |problems| match interrupted {
+    resolve_hiding(runbook, base_dir, &hidden, &limits, Helpers::Run, &mut interrupted).map_err(|problems| {
+        match interrupted {
             Some(name) => Unresolved::Interrupted(name),
             None => Unresolved::Problems(problems),
-        },
-    )
+        }
+    })
+}
+
+/// Whether a `command` source's helper runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Helpers {
+    /// As a run reads its secrets.
+    Run,
+    /// A review (a dry run) runs nothing: a helper may issue a credential, write an audit
+    /// entry or page someone. Its secret is left out (red team adv19a-4).
+    Skip,
+}
+
+/// The secrets that can be read without running anything (`env` and `file` sources, in
+/// this runbook and the runbooks it includes): what a review (the console's "Review the
+/// plan") holds the values it shows to. A `command` source's helper never runs here
+/// (ARCHITECTURE.md, "Console and worker write paths (red team adv19a)").
+pub fn resolve_for_review(runbook: &Runbook, base_dir: &Path) -> Result<Secrets, Unresolved> {
+    let limits = crate::process::HelperLimits { max_bytes: MAX_SECRET_BYTES + 2, timeout: helper_timeout() };
+    let mut interrupted = None;
+    resolve_hiding(runbook, base_dir, &[], &limits, Helpers::Skip, &mut interrupted)
+        .map_err(Unresolved::Problems)
 }
 
 /// [`resolve`], `command` sources run without the variables in `hidden`. After a Ctrl-C,
@@ -193,6 +214,7 @@ fn resolve_hiding(
     base_dir: &Path,
     hidden: &[String],
     limits: &crate::process::HelperLimits,
+    helpers: Helpers,
     interrupted: &mut Option<String>,
 ) -> Result<Secrets, Vec<String>> {
     let mut values = BTreeMap::new();
@@ -204,7 +226,7 @@ fn resolve_hiding(
             .filter(|d| !d.as_os_str().is_empty())
             .unwrap_or(Path::new("."))
             .to_path_buf();
-        match resolve_hiding(child, &dir, hidden, limits, interrupted) {
+        match resolve_hiding(child, &dir, hidden, limits, helpers, interrupted) {
             Ok(s) => includes.push(s),
             Err(p) => {
                 problems.extend(
@@ -217,6 +239,9 @@ fn resolve_hiding(
     for secret in &runbook.secrets {
         if interrupted.is_some() {
             problems.push(format!("secret `{}`: not read (interrupted)", secret.name));
+            continue;
+        }
+        if helpers == Helpers::Skip && matches!(secret.source, SecretSource::Command(_)) {
             continue;
         }
         let value = match &secret.source {

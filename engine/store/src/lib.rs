@@ -437,7 +437,7 @@ impl Backend {
     }
 
     fn migrations(self) -> Vec<Migration> {
-        let files: [(i64, &str, &'static str); 12] = match self {
+        let files: [(i64, &str, &'static str); 13] = match self {
             Backend::Sqlite => [
                 (1, "journal", include_str!("../migrations/sqlite/0001_journal.sql")),
                 (2, "step logs", include_str!("../migrations/sqlite/0002_step_logs.sql")),
@@ -451,6 +451,7 @@ impl Backend {
                 (10, "schedule notices", include_str!("../migrations/sqlite/0010_schedule_notices.sql")),
                 (11, "sessions", include_str!("../migrations/sqlite/0011_sessions.sql")),
                 (12, "abandon request", include_str!("../migrations/sqlite/0012_abandon_request.sql")),
+                (13, "resume by", include_str!("../migrations/sqlite/0013_resume_by.sql")),
             ],
             Backend::Postgres => [
                 (1, "journal", include_str!("../migrations/postgres/0001_journal.sql")),
@@ -465,6 +466,7 @@ impl Backend {
                 (10, "schedule notices", include_str!("../migrations/postgres/0010_schedule_notices.sql")),
                 (11, "sessions", include_str!("../migrations/postgres/0011_sessions.sql")),
                 (12, "abandon request", include_str!("../migrations/postgres/0012_abandon_request.sql")),
+                (13, "resume by", include_str!("../migrations/postgres/0013_resume_by.sql")),
             ],
         };
         files
@@ -526,14 +528,14 @@ impl Backend {
         match self {
             Backend::Sqlite => {
                 "SELECT q.run_id, q.plan, q.labels, q.submitted_by, q.claims, \
-                 (SELECT COUNT(*) FROM runs r WHERE r.run_id = q.run_id), q.abandon_by, q.abandon_reason, q.abandon_head \
+                 (SELECT COUNT(*) FROM runs r WHERE r.run_id = q.run_id), q.abandon_by, q.abandon_reason, q.abandon_head, q.resume_by \
                  FROM queue q WHERE ((q.state = 'queued' AND q.not_before_ms <= $1) \
                  OR (q.state = 'claimed' AND q.heartbeat_ms < $2)) \
                  ORDER BY q.submitted_at, q.run_id LIMIT 32"
             }
             Backend::Postgres => {
                 "SELECT q.run_id, q.plan, q.labels, q.submitted_by, q.claims, \
-                 (SELECT COUNT(*) FROM runs r WHERE r.run_id = q.run_id), q.abandon_by, q.abandon_reason, q.abandon_head \
+                 (SELECT COUNT(*) FROM runs r WHERE r.run_id = q.run_id), q.abandon_by, q.abandon_reason, q.abandon_head, q.resume_by \
                  FROM queue q WHERE ((q.state = 'queued' AND q.not_before_ms <= $1) \
                  OR (q.state = 'claimed' AND q.heartbeat_ms < $2)) \
                  ORDER BY q.submitted_at, q.run_id LIMIT 32 FOR UPDATE OF q SKIP LOCKED"
@@ -744,6 +746,10 @@ fn queue_insert<'q>(job: &'q Submission<'q>) -> sqlx::query::Query<'q, sqlx::Any
 
 /// A queue entry that an update did not move (it was not in the state the update asked
 /// for): its state, the transaction rolled back; `NoSuchRun` when there is no entry.
+/// What [`Store::cancel_queued`] answers for a queued run that has a journal: it started,
+/// and was handed back to the queue to be resumed or abandoned.
+pub const STARTED: &str = "started";
+
 async fn unmoved(mut tx: sqlx::Transaction<'_, sqlx::Any>, run_id: &str) -> Result<Option<String>> {
     let state: Option<String> = sqlx::query("SELECT state FROM queue WHERE run_id = $1")
         .bind(run_id)
@@ -831,6 +837,10 @@ pub struct Claim {
     /// compensations ([`Store::request_abandon`]): who, and why (already redacted). The
     /// worker runs `runbook abandon --compensate` as them instead of resuming it.
     pub abandon: Option<AbandonRequest>,
+    /// The operator whose decision (on the console) handed the run back to be resumed
+    /// ([`Store::requeue_to_resume`]): the worker resumes it as them, so the journal's
+    /// `run_resumed` names who decided (red team adv19a-5). `None`: the submitter.
+    pub resume_by: Option<String>,
 }
 
 /// Who asked that a run be abandoned with its compensations, why, and at which record.
@@ -2262,6 +2272,7 @@ impl Store {
                                 })
                             })
                             .transpose()?,
+                        resume_by: row.try_get::<Option<String>, _>(9)?,
                     });
                     break;
                 }
@@ -2329,14 +2340,19 @@ impl Store {
     }
 
     /// Take a queued run off the queue before any worker claims it. `Ok(None)`: done;
-    /// `Ok(Some(state))`: not queued any more (`claimed` or `done`), nothing changed.
+    /// `Ok(Some(state))`: not queued any more (`claimed` or `done`), or [`STARTED`]: queued
+    /// but it has a journal (a started run handed back to be resumed or abandoned), which a
+    /// cancel would strand unjournaled; nothing changed. One statement decides, with the
+    /// journal's existence in its condition (red team adv19a-6).
     pub async fn cancel_queued(&self, run_id: &str, note: &str) -> Result<Option<String>> {
         retry_busy(self.backend, || async {
             let mut tx = self.pool.begin_with(self.backend.begin()).await?;
             let done = sqlx::query(
-                "UPDATE queue SET state = 'done', note = $1 WHERE run_id = $2 AND state = 'queued'",
+                "UPDATE queue SET state = 'done', note = $1 WHERE run_id = $2 AND state = 'queued' \
+                 AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.run_id = $3)",
             )
             .bind(note)
+            .bind(run_id)
             .bind(run_id)
             .execute(&mut *tx)
             .await?;
@@ -2344,7 +2360,16 @@ impl Store {
                 tx.commit().await?;
                 return Ok(None);
             }
-            unmoved(tx, run_id).await
+            let started: Option<String> = sqlx::query("SELECT run_id FROM runs WHERE run_id = $1")
+                .bind(run_id)
+                .fetch_optional(&mut *tx)
+                .await?
+                .map(|r| r.try_get(0))
+                .transpose()?;
+            match unmoved(tx, run_id).await? {
+                Some(state) if state == "queued" && started.is_some() => Ok(Some(STARTED.to_string())),
+                other => Ok(other),
+            }
         })
         .await
     }
@@ -2354,8 +2379,8 @@ impl Store {
     /// operator's decisions about its steps in doubt are journaled). `Ok(None)`: queued
     /// again; `Ok(Some(state))`: not `done` (`queued` or `claimed`: a worker has it), nothing
     /// changed; `NoSuchRun`: no worker ever had it (started with `runbook run`).
-    pub async fn requeue_to_resume(&self, run_id: &str, note: &str) -> Result<Option<String>> {
-        self.requeue(run_id, note, None).await
+    pub async fn requeue_to_resume(&self, run_id: &str, by: &str, note: &str) -> Result<Option<String>> {
+        self.requeue(run_id, note, None, Some(by)).await
     }
 
     /// Ask that a run a worker ran, and whose engine ended (`done`: interrupted, needing an
@@ -2373,7 +2398,7 @@ impl Store {
         reason: &str,
         head: i64,
     ) -> Result<Option<String>> {
-        self.requeue(run_id, &format!("abandon (compensating) asked by {by}"), Some((by, reason, head))).await
+        self.requeue(run_id, &format!("abandon (compensating) asked by {by}"), Some((by, reason, head)), None).await
     }
 
     /// The reason of an abandon request is gone from the queue once the worker that claimed
@@ -2427,17 +2452,19 @@ impl Store {
         run_id: &str,
         note: &str,
         abandon: Option<(&str, &str, i64)>,
+        resume_by: Option<&str>,
     ) -> Result<Option<String>> {
         retry_busy(self.backend, || async {
             let mut tx = self.pool.begin_with(self.backend.begin()).await?;
             let done = sqlx::query(
                 "UPDATE queue SET state = 'queued', not_before_ms = 0, exit_code = NULL, note = $1, \
-                 abandon_by = $2, abandon_reason = $3, abandon_head = $6 \
-                 WHERE run_id = $4 AND state = 'done' AND EXISTS (SELECT 1 FROM runs r WHERE r.run_id = $5)",
+                 abandon_by = $2, abandon_reason = $3, resume_by = $4, abandon_head = $7 \
+                 WHERE run_id = $5 AND state = 'done' AND EXISTS (SELECT 1 FROM runs r WHERE r.run_id = $6)",
             )
             .bind(note)
             .bind(abandon.map(|a| a.0))
             .bind(abandon.map(|a| a.1))
+            .bind(resume_by)
             .bind(run_id)
             .bind(run_id)
             .bind(abandon.map(|a| a.2))

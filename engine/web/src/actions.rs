@@ -962,7 +962,7 @@ async fn decide_doubt(
     };
     // Recorded: a worker resumes it (the decisions are in the journal, so its engine acts
     // on them and asks nothing).
-    let requeued = store.requeue_to_resume(&id, &format!("resume decided by {}", who.name)).await;
+    let requeued = store.requeue_to_resume(&id, &who.name, &format!("resume decided by {}", who.name)).await;
     let queued = match requeued {
         Ok(None) => true,
         Ok(Some(_)) | Err(_) => false,
@@ -1057,6 +1057,12 @@ async fn cancel(
             serde_json::json!({ "cancelled": id, "operator": who.name }),
         ),
         Ok(None) => see_other(&format!("/runs/{id}")),
+        Ok(Some(state)) if state == runbook_store::STARTED => refused(
+            StatusCode::CONFLICT,
+            format!(
+                "run {id} has started (it has a journal) and waits in the queue to go on; a cancel would strand it, unjournaled. Abandon it instead (the run's page, or `runbook abandon {id}`); nothing was changed"
+            ),
+        ),
         Ok(Some(state)) => refused(
             StatusCode::CONFLICT,
             format!("run {id} is not queued any more ({state}); nothing was changed"),
@@ -1119,7 +1125,7 @@ pub fn start_form(runbook: &runbook_core::model::Runbook, name: &str) -> StartFo
     StartForm {
         action: format!("/runbooks/{name}/start"),
         fields,
-        confirm: runbook.steps.iter().any(|s| s.confirm.is_some()),
+        confirm: !runbook.confirming_steps().is_empty(),
     }
 }
 
@@ -1151,11 +1157,14 @@ async fn start(
         .filter_map(|(k, v)| k.strip_prefix("param.").map(|n| (n.to_string(), v.clone())))
         .collect();
     let confirmed = fields.get("confirm").is_some_and(|c| c == "yes");
+    // A review is a dry run: it runs no secret's helper (red team adv19a-4).
+    let review = fields.get("review").is_some_and(|r| r == "yes");
     let (files, location, operator) = (app.files.clone(), app.location.clone(), who.name.clone());
-    let to_start =
-        tokio::task::spawn_blocking(move || files.to_start(&file, &params, confirmed, &operator, &location))
-            .await
-            .unwrap_or_else(|_| Err("planning the run failed".into()));
+    let to_start = tokio::task::spawn_blocking(move || {
+        files.to_start(&file, &params, confirmed, review, &operator, &location)
+    })
+    .await
+    .unwrap_or_else(|_| Err("planning the run failed".into()));
     let to_start = match to_start {
         Ok(s) => s,
         Err(problems) => {
@@ -1169,7 +1178,6 @@ async fn start(
     };
     let digest = runbook_core::plan::sha256_hex(&to_start.plan);
     // Review: the plan these values make, and a form that starts exactly it.
-    let review = fields.get("review").is_some_and(|r| r == "yes");
     if review && api {
         // The API's review: the plan (JSON) and its digest; nothing queued.
         return crate::pages::json_response(

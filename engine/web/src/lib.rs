@@ -63,12 +63,13 @@ pub trait Files: Send + Sync + 'static {
     /// A run to start from the console: `file` planned with `params` (`NAME`, `VALUE` as
     /// `runbook submit -p` takes them) and vetted exactly as `runbook submit` vets it
     /// (`confirmed` is its `--yes`), for `operator`. `Err`: the CLI's message; nothing is
-    /// queued.
+    /// queued. A `review` (nothing will be queued) runs no secret's helper.
     fn to_start(
         &self,
         file: &Path,
         params: &[(String, String)],
         confirmed: bool,
+        review: bool,
         operator: &str,
         location: &Location,
     ) -> Result<ToStart, String>;

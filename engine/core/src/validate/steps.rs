@@ -42,10 +42,22 @@ impl Validator<'_> {
             .title
             .as_ref()
             .map(|t| self.template(t, Mode::Plain, Scope { place: Place::Field("title", &what), ..base }));
-        let confirm = raw
-            .confirm
-            .as_ref()
-            .map(|t| self.template(t, Mode::Plain, Scope { place: Place::Field("confirm", &what), ..base }));
+        // A `finally` step runs whatever became of the run, when nobody may be there to
+        // answer: it never asks, so a question written there is refused, not ignored
+        // (ARCHITECTURE.md, "Console and worker write paths (red team adv19a)").
+        let confirm = match &raw.confirm {
+            Some(c) if finally => {
+                self.err(Code::FinallyConfirm, c.span, format!("`confirm` is not allowed on {what}")).help = Some(
+                    "a `finally` step runs however the run ended and never asks; put the question on a main step, or remove `confirm`"
+                        .into(),
+                );
+                None
+            }
+            Some(t) => {
+                Some(self.template(t, Mode::Plain, Scope { place: Place::Field("confirm", &what), ..base }))
+            }
+            None => None,
+        };
         let when =
             raw.when.as_ref().map(|w| self.expr(w, Scope { place: Place::Field("when", &what), ..base }));
 
