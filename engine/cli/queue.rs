@@ -666,7 +666,7 @@ fn engine_reason(reason: Option<&str>) -> Vec<u8> {
     while !reason.is_char_boundary(end) {
         end -= 1;
     }
-    reason[..end].as_bytes().to_vec()
+    reason.as_bytes()[..end].to_vec()
 }
 
 /// The exit code of a run that already ended, from its status.

@@ -275,7 +275,11 @@ fn an_approval_suspends_the_run_until_enough_people_approve() {
     assert!(stranger.stderr.contains("not among the approvers"), "{}", stranger.stderr);
     let bad_input = sb.cmd(&["approve", &run, "go", "--as", "ben", "--input", "tiket=1"], &[]);
     assert_eq!(bad_input.code, 3);
-    assert!(bad_input.stderr.contains("a name given is not an input of the approval"), "{}", bad_input.stderr);
+    assert!(
+        bad_input.stderr.contains("a name given is not an input of the approval"),
+        "{}",
+        bad_input.stderr
+    );
 
     let ben = sb
         .cmd(&["approve", &run, "go", "--as", "ben", "--input", "ticket=OPS-7", "--reason", "checked"], &[]);

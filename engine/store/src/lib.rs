@@ -2398,7 +2398,8 @@ impl Store {
         reason: &str,
         head: i64,
     ) -> Result<Option<String>> {
-        self.requeue(run_id, &format!("abandon (compensating) asked by {by}"), Some((by, reason, head)), None).await
+        self.requeue(run_id, &format!("abandon (compensating) asked by {by}"), Some((by, reason, head)), None)
+            .await
     }
 
     /// The reason of an abandon request is gone from the queue once the worker that claimed

@@ -138,11 +138,14 @@ impl SpreadStream {
     }
 }
 
+/// A byte range `(start, end)` of a line.
+pub type Span = (usize, usize);
+
 /// The columns of a dump line: `None` when `line` does not begin with an offset (six to
 /// sixteen hex or octal digits, an optional `:`, then white space or the end). Else the
 /// byte ranges of its hex column (tokens of 2 to 8 hex digits, an even number, up to the
 /// first other token) and of its character column (the rest).
-pub fn dump_line(line: &[u8]) -> Option<(Vec<(usize, usize)>, (usize, usize))> {
+pub fn dump_line(line: &[u8]) -> Option<(Vec<Span>, Span)> {
     let end = line.iter().rposition(|b| *b != b'\n' && *b != b'\r').map_or(0, |p| p + 1);
     let mut i = line.iter().position(|b| *b != b' ').unwrap_or(end).min(end);
     let start = i;
@@ -177,7 +180,7 @@ pub fn dump_line(line: &[u8]) -> Option<(Vec<(usize, usize)>, (usize, usize))> {
         }
         let token = &line[t..k];
         let n = token.len();
-        if t < end && (2..=8).contains(&n) && n % 2 == 0 && token.iter().all(u8::is_ascii_hexdigit) {
+        if t < end && (2..=8).contains(&n) && n.is_multiple_of(2) && token.iter().all(u8::is_ascii_hexdigit) {
             hex.push((t, k));
             digits += n;
             i = k;
