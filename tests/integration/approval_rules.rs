@@ -323,3 +323,107 @@ fn control_characters_never_reach_the_terminal_raw() {
     let show = scratch.cmd(&["show", &run], &[]);
     assert!(show.stdout.contains("\\u{1b}[2K"), "{}", show.stdout);
 }
+
+/// Red team adv19a-7: with `min-approvals = 2`, the second approver's inputs replaced the
+/// first's (`target=prod-dlq`, `batch=100000` after bob approved `staging-dlq` and the
+/// default batch), so what ran had one approver. The first approval fixes the inputs, given
+/// or defaulted; a later approval approves them as given: a different or added value is
+/// refused by `approve` (the value never echoed) and, written past it, counts for nothing.
+#[test]
+fn a_later_approval_cannot_change_the_inputs_the_first_approval_fixed() {
+    let scratch = Scratch::new(
+        r#"[runbook]
+name = "purge"
+
+[steps.gate]
+approval = { prompt = "Purge the queue?", approvers = ["bob", "carol", "dave"], min-approvals = 2, inputs = { target = { type = "string" }, batch = { type = "integer", default = 10 } } }
+
+[steps.purge]
+needs = ["gate"]
+run = "echo purging {{ steps.gate.outputs.target }} in batches of {{ steps.gate.outputs.batch }} >> effects"
+"#,
+    );
+    ok(&scratch.run(&["--yes"], &[("RUNBOOK_OPERATOR", "ops")]), 4);
+    let run = scratch.latest_run();
+    let approve = |who: &str, inputs: &[&str]| {
+        let mut args = vec!["approve", run.as_str(), "gate", "--as", who];
+        for i in inputs {
+            args.extend(["--input", i]);
+        }
+        scratch.cmd(&args, &[])
+    };
+    ok(&approve("bob", &["target=staging-dlq"]), 0);
+    let before = records(&scratch, &run).len();
+    for (inputs, named) in [
+        (&["target=prod-dlq"][..], "`target`"),
+        (&["batch=100000"][..], "`batch`"),
+        (&["target=staging-dlq", "batch=5"][..], "`batch`"),
+    ] {
+        let out = approve("carol", inputs);
+        assert_eq!(code(&out), 3, "{inputs:?}: {}{}", out.stdout, out.stderr);
+        assert!(out.stderr.contains("fixed the inputs") && out.stderr.contains(named), "{}", out.stderr);
+        assert!(
+            !out.stderr.contains("prod-dlq") && !out.stderr.contains("100000"),
+            "a value echoed: {}",
+            out.stderr
+        );
+        assert_eq!(records(&scratch, &run).len(), before, "{inputs:?}: something was journaled");
+    }
+    // Written past `approve`: carol's changed approval counts for nothing, and says so.
+    forge(
+        &scratch,
+        &run,
+        RunEvent::ApprovalGranted {
+            step: "gate".into(),
+            operator: "carol".into(),
+            reason: String::new(),
+            inputs: [("target".to_string(), serde_json::json!("prod-dlq"))].into_iter().collect(),
+        },
+    );
+    let verify = scratch.cmd(&["audit", "verify", &run], &[]);
+    assert!(
+        verify.stdout.contains("fixed the inputs") || verify.stderr.contains("fixed the inputs"),
+        "{}{}",
+        verify.stdout,
+        verify.stderr
+    );
+    ok(&scratch.cmd(&["resume", &run, "--yes"], &[]), 4);
+    assert!(!deployed_step(&scratch, &run, "purge"), "the purge ran on one approval");
+    // The same values, or none: the second approval counts, and what runs is what both approved.
+    ok(&approve("carol", &["target=staging-dlq"]), 0);
+    ok(&scratch.cmd(&["resume", &run, "--yes"], &[]), 0);
+    assert_eq!(scratch.read("effects"), "purging staging-dlq in batches of 10\n");
+}
+
+fn deployed_step(scratch: &Scratch, run: &str, name: &str) -> bool {
+    records(scratch, run)
+        .iter()
+        .any(|r| matches!(&r.event, RunEvent::StepStarted { step, .. } if step == name))
+}
+
+/// Red team adv19b-8: `check` counted approvers by spelling, so `["bob", "BOB", "ｂｏｂ"]`
+/// with `min-approvals = 2` passed and the gate could never be met (the engine counts one
+/// person); a name that cannot be an identity passed too. Both are refused before anything
+/// runs, with where and why.
+#[test]
+fn check_counts_approvers_as_people_and_refuses_names_that_can_never_approve() {
+    for (name, approvers) in [
+        ("approvers_one_person", r#"["bob", "BOB", "ｂｏｂ"]"#),
+        ("approvers_never_an_identity", "[\"bob\", \"b\\u200Bob\", \"eve\"]"),
+    ] {
+        let scratch = Scratch::new(&format!(
+            "[runbook]\nname = \"gate\"\n\n[steps.sign_off]\napproval = {{ prompt = \"Ship?\", approvers = {approvers}, min-approvals = 2 }}\n\n[steps.deploy]\nneeds = [\"sign_off\"]\nrun = \"echo deployed >> effects\"\n"
+        ));
+        let out = crate::support::run_in(scratch.path(), &["check", "r.toml"]);
+        insta::assert_snapshot!(name, format!("exit {}\n{}", out.code, out.stderr));
+        assert_eq!(out.code, 3, "{}", out.stderr);
+        let ran = scratch.run(&["--yes"], &[]);
+        assert_eq!(ran.code, 3, "{}", ran.stderr);
+        assert!(!scratch.path().join("effects").exists());
+    }
+    // Three people, two needed: fine.
+    let scratch = Scratch::new(
+        "[runbook]\nname = \"gate\"\n\n[steps.sign_off]\napproval = { prompt = \"Ship?\", approvers = [\"bob\", \"BOB\", \"eve\"], min-approvals = 2 }\n",
+    );
+    ok(&crate::support::run_in(scratch.path(), &["check", "r.toml"]), 0);
+}

@@ -396,6 +396,19 @@ fn approvals_from_the_console_are_the_clis_decisions_as_the_signed_in_operator()
     );
     assert_eq!(r.status, 401, "{r:?}");
 
+    // Carol's form shows the ticket bob's approval fixed, as text, not as a field: a later
+    // approval approves the values as given (red team adv19a-7).
+    let carol_session = served.login(&carol);
+    let page = served.get_as("/approvals", &carol_session);
+    assert!(
+        page.body.contains("fixed by the first approval") && page.body.contains("OPS-7"),
+        "{}",
+        page.body
+    );
+    assert!(!page.body.contains("name=\"input.ticket\""), "{}", page.body);
+    let api = served.send("GET", "/api/approvals", &[("Authorization", &format!("Bearer {carol}"))], "");
+    assert!(api.body.contains("\"fixed\":\"OPS-7\""), "{}", api.body);
+
     // Carol approves through the API with her token.
     let r = served.send(
         "POST",

@@ -1199,9 +1199,27 @@ impl RunState {
             // A decision counts only if its request's rules allow it ([`Approval::may_decide`]).
             RunEvent::ApprovalGranted { step: id, operator, inputs, .. } => {
                 match entry(steps, id).approval.as_mut().map(|a| (a.may_decide(operator), a)) {
+                    // The first approval fixes the inputs (given, or their defaults); a later
+                    // one approves them as given: it may repeat a value, never change or add
+                    // one (red team adv19a-7: the second of `min-approvals = 2` replaced the
+                    // first's target, so what ran had one approver).
                     Some((Ok(()), a)) => {
-                        a.granted_by.push(operator.clone());
-                        self.approval_inputs.entry(id.clone()).or_default().extend(inputs.clone());
+                        let given = self.approval_inputs.entry(id.clone()).or_default();
+                        let changed = (!a.granted_by.is_empty())
+                            .then(|| inputs.iter().find(|(name, value)| given.get(*name) != Some(*value)))
+                            .flatten();
+                        match changed {
+                            None => {
+                                a.granted_by.push(operator.clone());
+                                given.extend(inputs.clone());
+                            }
+                            Some((name, _)) => self.refused.push(Refused {
+                                step: id.clone(),
+                                why: format!(
+                                    "the approval by `{operator}` gives input `{name}` after the first approval fixed the inputs; a later approval approves them as given"
+                                ),
+                            }),
+                        }
                     }
                     Some((Err(why), _)) => self.refused.push(Refused { step: id.clone(), why }),
                     None => self.refused.push(Refused {

@@ -1135,6 +1135,91 @@ mod tests {
         }
     }
 
+    /// adv19a-7: the first approval fixes the inputs; a later approval that repeats them
+    /// counts, one that changes or adds a value counts for nothing (a record written past
+    /// `approve`, with SQL, included).
+    #[test]
+    fn a_later_approval_approves_the_inputs_as_the_first_gave_them() {
+        use std::collections::BTreeMap;
+
+        use crate::journal::{Record, fold};
+        let values = |pairs: &[(&str, serde_json::Value)]| -> BTreeMap<String, serde_json::Value> {
+            pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()
+        };
+        let granted = |by: &str, inputs: BTreeMap<String, serde_json::Value>| RunEvent::ApprovalGranted {
+            step: "gate".into(),
+            operator: by.into(),
+            reason: String::new(),
+            inputs,
+        };
+        let fold_of = |later: Vec<RunEvent>| {
+            let mut all = vec![
+                RunEvent::RunStarted {
+                    runbook: "t".into(),
+                    file: "/t.toml".into(),
+                    files: vec![],
+                    params: BTreeMap::new(),
+                    operator: "ops".into(),
+                    engine_version: "0".into(),
+                    submitted_by: None,
+                    log_digests: false,
+                    report: Default::default(),
+                },
+                RunEvent::ApprovalRequested {
+                    step: "gate".into(),
+                    prompt: "purge?".into(),
+                    approvers: vec![],
+                    min_approvals: 2,
+                    allow_self_approval: false,
+                    requested_by: "ops".into(),
+                    inputs: [
+                        ("target".to_string(), "string".to_string()),
+                        ("batch".to_string(), "integer".to_string()),
+                    ]
+                    .into_iter()
+                    .collect(),
+                    deadline_ms: None,
+                    takes: None,
+                },
+                granted("bob", values(&[("target", "staging".into())])),
+            ];
+            all.extend(later);
+            let mut prev = crate::journal::GENESIS.to_string();
+            let records: Vec<Record> = all
+                .into_iter()
+                .enumerate()
+                .map(|(i, e)| {
+                    let r = Record::new("r", i as u64 + 1, "t", e, &prev);
+                    prev = r.hash.clone();
+                    r
+                })
+                .collect();
+            fold(&records)
+        };
+        for (case, inputs, counts) in [
+            ("no inputs", values(&[]), true),
+            ("the same value", values(&[("target", "staging".into())]), true),
+            ("another value", values(&[("target", "prod".into())]), false),
+            ("a value the first left to its default", values(&[("batch", 100000.into())]), false),
+            ("the same and another", values(&[("target", "staging".into()), ("batch", 5.into())]), false),
+        ] {
+            let folded = fold_of(vec![granted("carol", inputs)]);
+            let gate = &folded.steps["gate"];
+            let approval = gate.approval.as_ref().expect("the request");
+            assert_eq!(approval.granted_by.len() == 2, counts, "{case}: {approval:?}");
+            assert_eq!(folded.refused.is_empty(), counts, "{case}: {:?}", folded.refused);
+            assert_eq!(folded.approval_inputs["gate"], values(&[("target", "staging".into())]), "{case}");
+        }
+        // The refusal names who and which input, never the value.
+        let folded = fold_of(vec![granted("carol", values(&[("target", "prod-secret-ish".into())]))]);
+        assert_eq!(
+            folded.refused.iter().map(|r| r.why.as_str()).collect::<Vec<_>>(),
+            [
+                "the approval by `carol` gives input `target` after the first approval fixed the inputs; a later approval approves them as given"
+            ]
+        );
+    }
+
     #[test]
     fn every_decision_case() {
         use std::collections::BTreeMap;

@@ -121,6 +121,27 @@ pub async fn decide(
     let given_before: Vec<String> =
         folded.approval_inputs.get(d.step).map(|m| m.keys().cloned().collect()).unwrap_or_default();
     let values = typed_inputs(d.inputs, d.approve, &spec.inputs, &given_before).map_err(Refusal::Inputs)?;
+    // The first approval fixed the inputs (given, or their defaults): a later one approves
+    // them as given (red team adv19a-7; the fold counts nothing else).
+    if d.approve {
+        let first =
+            folded.steps.get(d.step).and_then(|s| s.approval.as_ref()).and_then(|a| a.granted_by.first());
+        if let Some(first) = first {
+            let given = folded.approval_inputs.get(d.step);
+            let changed: Vec<String> = values
+                .iter()
+                .filter(|(name, value)| given.and_then(|g| g.get(*name)) != Some(*value))
+                .map(|(name, _)| format!("`{name}`"))
+                .collect();
+            if !changed.is_empty() {
+                return Err(Refusal::Inputs(vec![format!(
+                    "the first approval (by {}) fixed the inputs, and this one gives {} otherwise; a later approval approves the values as given: approve without them (or with the same values), or reject the step if they are wrong",
+                    runbook_core::shown::one_line(first),
+                    changed.join(", ")
+                )]));
+            }
+        }
+    }
     // The run's secrets, read from their sources as the run reads them: an input or a
     // reason may hold one (pasted by mistake), and the journal must not.
     let base_dir = Path::new(&runbook.source.path)

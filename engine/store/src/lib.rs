@@ -2323,7 +2323,8 @@ impl Store {
                 "UPDATE queue SET state = $1, exit_code = $2, not_before_ms = $3, note = $4, \
                  abandon_by = CASE WHEN $1 = 'done' THEN NULL ELSE abandon_by END, \
                  abandon_reason = CASE WHEN $1 = 'done' THEN NULL ELSE abandon_reason END, \
-                 abandon_head = CASE WHEN $1 = 'done' THEN NULL ELSE abandon_head END \
+                 abandon_head = CASE WHEN $1 = 'done' THEN NULL ELSE abandon_head END, \
+                 resume_by = NULL \
                  WHERE run_id = $5 AND worker = $6 AND state = 'claimed'",
             )
             .bind(if exit_code.is_some() { "done" } else { "queued" })

@@ -89,6 +89,7 @@ conformance!(
     kept_logs_are_vouched_for_by_log_kept_records,
     the_health_check_reports_versions_and_contents,
     queued_runs_are_claimed_once_by_workers_with_the_labels,
+    a_decided_resume_is_the_decider_s_once,
     a_cancelled_append_is_all_or_nothing_and_the_next_one_works,
     a_filtered_run_list_reads_only_the_runs_it_lists,
     schedule_decisions_are_journaled_once_each_and_chained,
@@ -575,6 +576,34 @@ async fn the_health_check_reports_versions_and_contents(f: Fixture) {
     let now =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as i64;
     assert!((health.db_now_ms - now).abs() < 60_000, "the database clock is read: {}", health.db_now_ms);
+}
+
+/// Red team adv19b-4: a resume decided on the console is run as the decider once; a run
+/// handed back after that resume (its engine died) is resumed as its submitter, not again as
+/// the decider, who decided nothing more.
+async fn a_decided_resume_is_the_decider_s_once(f: Fixture) {
+    let store = f.with_run("r1").await;
+    store
+        .submit(&Submission {
+            run_id: "r1",
+            runbook: "rollback-l3",
+            plan: "{}",
+            labels: &[],
+            submitted_by: "ana",
+            submitted_at: "2026-11-30T10:00:00Z",
+        })
+        .await
+        .expect("submit");
+    let first = store.claim("w1", &[], 1_000, 0).await.expect("claim").expect("r1");
+    assert_eq!(first.resume_by, None);
+    store.release_claim("r1", "w1", Some(4), 0, "needs an operator").await.expect("done");
+    assert_eq!(store.requeue_to_resume("r1", "bob", "resume decided by bob").await.expect("requeue"), None);
+    let decided = store.claim("w1", &[], 2_000, 0).await.expect("claim").expect("r1");
+    assert_eq!(decided.resume_by.as_deref(), Some("bob"));
+    // Its engine died: handed back, then claimed by another worker.
+    store.release_claim("r1", "w1", None, 0, "engine gone").await.expect("hand back");
+    let again = store.claim("w2", &[], 3_000, 0).await.expect("claim").expect("r1");
+    assert_eq!(again.resume_by, None, "a resume nobody decided is not the decider's");
 }
 
 async fn queued_runs_are_claimed_once_by_workers_with_the_labels(f: Fixture) {

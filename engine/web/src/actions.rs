@@ -303,6 +303,9 @@ pub struct InputField {
     default: Option<String>,
     /// No default and not given by an earlier approver.
     required: bool,
+    /// The value the first approval fixed (given, or the default it took), shown instead of
+    /// a field: a later approval approves it as given (red team adv19a-7).
+    fixed: Option<String>,
 }
 
 /// An approval step that waits for decisions.
@@ -371,6 +374,20 @@ fn waiting_of(
                     pattern: p.pattern.as_deref().map(one_line),
                     default: p.default.as_ref().map(|v| one_line(&v.to_string())),
                     required: p.default.is_none() && !given.contains(&p.name),
+                    fixed: (!approval.granted_by.is_empty())
+                        .then(|| {
+                            folded
+                                .approval_inputs
+                                .get(step)
+                                .and_then(|m| m.get(&p.name))
+                                .map(|v| match v {
+                                    serde_json::Value::String(text) => text.clone(),
+                                    other => other.to_string(),
+                                })
+                                .or_else(|| p.default.as_ref().map(|v| format!("{v} (its default)")))
+                        })
+                        .flatten()
+                        .map(|v| one_line(&v)),
                 })
                 .collect(),
             None => Vec::new(),

@@ -230,15 +230,42 @@ impl Validator<'_> {
             None => 1,
         };
         let approvers = r.approvers.clone().unwrap_or_default();
-        if !approvers.is_empty() && (min_approvals as usize) > approvers.len() {
+        // An approver is a person: a name that cannot be an identity can never approve, and
+        // spellings of one person (`bob`, `BOB`, full-width `ｂｏｂ`) count once, by the
+        // key every decision is judged with (red team adv19b-8: such a list passed `check`
+        // and the gate could never be met).
+        for name in &approvers {
+            if let Some(problem) = crate::journal::identity_problem(name) {
+                self.err(
+                    Code::InvalidValue,
+                    a.span,
+                    format!("an approver of {what} can never approve: {problem}"),
+                )
+                .help = Some("name each approver as they sign in (their `--as`, token or proxy name)".into());
+                ok = false;
+            }
+        }
+        let people: std::collections::BTreeSet<String> = approvers
+            .iter()
+            .filter(|n| crate::journal::identity_problem(n).is_none())
+            .map(|n| crate::journal::identity_key(n))
+            .collect();
+        if !approvers.is_empty() && (min_approvals as usize) > people.len() {
             let span = r.min_approvals.as_ref().map(|m| m.span).unwrap_or(a.span);
+            let listed = if people.len() == approvers.len() {
+                format!("lists only {} approvers", approvers.len())
+            } else {
+                format!(
+                    "its {} approvers are {} {} who can approve (names compare without case or width)",
+                    approvers.len(),
+                    people.len(),
+                    if people.len() == 1 { "person" } else { "people" }
+                )
+            };
             self.err(
                 Code::InvalidValue,
                 span,
-                format!(
-                    "{what} needs {min_approvals} approvals but lists only {} approvers",
-                    approvers.len()
-                ),
+                format!("{what} needs {min_approvals} approvals but {listed}"),
             )
             .help = Some("lower `min-approvals` or add approvers".into());
             ok = false;
