@@ -701,12 +701,23 @@ env = { DB_URL = "{{ secrets.DB_URL }}" }
     let bob = add_token(dir, &state, "bob");
     let carol = add_token(dir, &state, "carol");
     let action = format!("/runs/{run}/approvals/sign_off");
-    let pasted = format!("decision=approve&reason=pasted+{}&input.note={}", encode(secret), encode(secret));
+    let pasted = format!("decision=approve&reason=pasted+{}", encode(secret));
 
-    // A console given the run's secret sources redacts what bob pasted.
+    // A console given the run's secret sources refuses an input that holds a secret (it
+    // would run as its placeholder: red team adv19a-1), and redacts a reason bob pasted.
     let with_sources = serve_env(dir, &state, &["--auth", "token"], &env);
     let session = with_sources.login(&bob);
     let csrf = csrf_of(&with_sources.get_as("/approvals", &session).body);
+    let before = kinds(&scratch, &run);
+    let r = with_sources.post_form(
+        &action,
+        Some(&session),
+        &format!("{pasted}&input.note={}&csrf={csrf}", encode(secret)),
+    );
+    assert_eq!(r.status, 400, "{r:?}");
+    assert!(r.body.contains("contains the value of secret"), "{}", r.body);
+    crate::secrets::assert_clean("the refusal", &r.body);
+    assert_eq!(kinds(&scratch, &run), before, "a refused approval journaled something");
     let r = with_sources.post_form(&action, Some(&session), &format!("{pasted}&csrf={csrf}"));
     assert_eq!(r.status, 303, "{r:?}");
     let journal = scratch.audit(&run);

@@ -420,7 +420,7 @@ fn a_confirmation_anywhere_in_the_run_is_asked_before_it_is_queued() {
 #[test]
 fn a_review_runs_no_secret_helper() {
     let scratch = Scratch::new(
-        "[runbook]\nname = \"helper\"\n\n[params.n]\ntype = \"integer\"\ndefault = 1\n\n[secrets.API]\ncommand = [\"sh\", \"-c\", \"echo ran >> helper-ran.txt; echo Issued-Credential-123456\"]\n\n[secrets.TOKEN]\nenv = \"DEPLOY_TOKEN\"\n\n[steps.call]\nrun = \"echo n={{ params.n }}\"\n",
+        "[runbook]\nname = \"helper\"\n\n[params.n]\ntype = \"integer\"\ndefault = 1\n\n[secrets.API]\ncommand = [\"sh\", \"-c\", \"echo ran >> helper-ran.txt; echo Issued-Credential-$((123000 + 456))\"]\n\n[secrets.TOKEN]\nenv = \"DEPLOY_TOKEN\"\n\n[steps.call]\nrun = \"echo n={{ params.n }}\"\n",
     );
     let (dir, state) = (scratch.path(), scratch.state());
     let ran = || std::fs::read_to_string(dir.join("helper-ran.txt")).unwrap_or_default().lines().count();
