@@ -36,7 +36,7 @@ pub fn read_reason(file: &std::path::Path) -> Result<String, CliError> {
     use std::io::Read as _;
     let mut bytes = Vec::new();
     let read = if file.as_os_str() == "-" {
-        std::io::stdin().lock().take(MAX_REASON_FILE + 1).read_to_end(&mut bytes)
+        crate::prompt::read_input(MAX_REASON_FILE + 1, &mut bytes)
     } else {
         std::fs::File::open(file).and_then(|f| f.take(MAX_REASON_FILE + 1).read_to_end(&mut bytes))
     };

@@ -43,6 +43,15 @@ pub enum Reply<T> {
 /// Said when an answer is not UTF-8.
 const NOT_TEXT: &str = "  not UTF-8 text (the terminal sent bytes that are no text); type it again";
 
+/// Standard input read whole as data, at most `limit` bytes (`--reason-file -`: the worker
+/// pipes an abandon's reason to its engine, never on its command line). Not a question: no
+/// prompt is shown and typeahead is not discarded; it lives here because this module alone
+/// reads standard input (`prompt_text::the_terminal_is_asked_only_through_the_prompt_module`).
+pub fn read_input(limit: u64, into: &mut Vec<u8>) -> std::io::Result<usize> {
+    use std::io::Read as _;
+    std::io::stdin().lock().take(limit).read_to_end(into)
+}
+
 /// Writes one line around a question (a heading, a note under it) to standard error, every
 /// control and format character made visible.
 pub fn say(text: &str) {
