@@ -452,11 +452,20 @@ approval = { prompt = "Go?", inputs = { note = { type = "string" } } }
     let id = s.latest_run();
     let note = format!("note=pasted {token} by mistake");
     let reason = format!("ok, {token}");
+    // An input holding the secret is refused, never echoed (it would run as its
+    // placeholder: red team adv19a-1); a reason holding it is redacted.
     let out = s.cmd(&["approve", &id, "gate", "--input", &note, "--reason", &reason], &env);
+    assert_eq!(out.code, 3, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.contains("contains the value of secret `TOKEN`") && !out.stderr.contains(token),
+        "{}",
+        out.stderr
+    );
+    let out = s.cmd(&["approve", &id, "gate", "--input", "note=typed", "--reason", &reason], &env);
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
     let audit = s.audit(&id);
     assert!(!audit.contains(token), "{audit}");
-    assert!(audit.contains("pasted <secret:TOKEN> by mistake"), "{audit}");
+    assert!(audit.contains("ok, <secret:TOKEN>"), "{audit}");
     for args in [vec!["show", id.as_str()], vec!["audit", id.as_str()]] {
         let out = s.cmd(&args, &env);
         assert!(!out.stdout.contains(token), "{args:?}: {}", out.stdout);

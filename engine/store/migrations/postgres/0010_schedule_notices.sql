@@ -49,7 +49,7 @@ SELECT schedule, since_ms, reminder, 0, sent_by, sent_at, 0, 'legacy' FROM sched
 -- the kind the row says. A worker appends the record, then inserts the row, in one
 -- transaction; a row inserted by plain SQL (a role with INSERT on the table) is refused
 -- instead of silently stopping that due time.
-CREATE FUNCTION runbook_schedule_fires_record() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE FUNCTION runbook_schedule_fires_record() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER AS $$
 BEGIN
     IF EXISTS (SELECT 1 FROM schedule_events e WHERE e.schedule = NEW.schedule AND e.due_ms = NEW.due_ms
                AND ((NEW.outcome = 'queued' AND e.kind = 'fired')
