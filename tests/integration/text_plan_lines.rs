@@ -27,7 +27,7 @@ fn toml_string(s: &str) -> String {
 }
 
 /// A runbook whose every prose field (and a few one-line executed values, an approval's
-/// approvers and its inputs' description, pattern, allowed values and default) holds `prose`;
+/// inputs' description, pattern, allowed values and default) holds `prose`;
 /// the step title is also templated from the parameter `tag`.
 fn runbook(prose: &str) -> String {
     let p = toml_string(prose);
@@ -61,7 +61,7 @@ cmd = ["echo", "undo"]
 
 [steps.ap.approval]
 prompt = "ok"
-approvers = [{p}, "alice, bob"]
+approvers = ["alice smith", "alice, bob"]
 
 [steps.ap.approval.inputs.d]
 type = "string"
@@ -105,11 +105,13 @@ fn plan(dir: &Path, format: &str, tag: &str) -> String {
 }
 
 /// F4 (and adv16t A1, A1b, A3: an approval input's description, pattern, allowed values
-/// and default, an approver's name): a title, a description, a precondition's message, a confirm text, an env value or a
+/// and default): a title, a description, a precondition's message, a confirm text, an env value or a
 /// parameter templated into a title, holding any line break or a tab, leaves every document
 /// (text, markdown, HTML) with the lines, the step headings and the fields of the same
 /// runbook with harmless prose. Failed before: the text plan drew a fake `Wave 2` and a step
-/// `a2 [run]` from a title, and the markdown drew `<br>` in a heading.
+/// `a2 [run]` from a title, and the markdown drew `<br>` in a heading. An approver's name
+/// holding a break is no longer drawn at all: it can never be an identity, so `plan` refuses
+/// the runbook (RB033, adv19b-8).
 #[test]
 fn no_value_draws_a_line_of_a_review_document() {
     let dir = tempfile::tempdir().expect("tmp");
@@ -133,6 +135,11 @@ fn no_value_draws_a_line_of_a_review_document() {
                 assert!(!doc.contains(c), "{format} {br:?}: {c:?} raw:\n{doc}");
             }
         }
+        let approver = runbook("harmless words").replace("\"alice smith\"", &toml_string(&forged));
+        std::fs::write(dir.path().join("r.toml"), approver).expect("write");
+        let out = run_in(dir.path(), &["plan", "r.toml", "--format", "markdown"]);
+        ok(&out, 3);
+        assert!(out.stderr.contains("error[RB033]") && out.stdout.is_empty(), "{br:?}: {}", out.stderr);
     }
 }
 
