@@ -151,11 +151,11 @@ fn each_approver_is_quoted_as_one_name() {
     let dir = tempfile::tempdir().expect("tmp");
     std::fs::write(dir.path().join("r.toml"), runbook("harmless words")).expect("write");
     let text = plan(dir.path(), "text", "v1");
-    assert!(text.contains(r#"approval(s) from "harmless words", "alice, bob")"#), "{text}");
+    assert!(text.contains(r#"approval(s) from "alice smith", "alice, bob")"#), "{text}");
     let md = plan(dir.path(), "markdown", "v1");
-    assert!(md.contains("approval(s) from `harmless words`, `alice, bob`"), "{md}");
+    assert!(md.contains("approval(s) from `alice smith`, `alice, bob`"), "{md}");
     let html = plan(dir.path(), "html", "v1");
-    assert!(html.contains("approval(s) from <code>harmless words</code>, <code>alice, bob</code>"), "{html}");
+    assert!(html.contains("approval(s) from <code>alice smith</code>, <code>alice, bob</code>"), "{html}");
 }
 
 /// F8: a script is quoted with every carriage return it holds, in every document (split on
