@@ -1662,6 +1662,11 @@ impl Store {
         .bind(after as i64)
         .fetch_all(executor)
         .await?;
+        Self::records_of_rows(run_id, &rows)
+    }
+
+    /// Records from rows whose first six columns are `seq, ts, body, prev_hash, hash, db_role`.
+    fn records_of_rows(run_id: &str, rows: &[sqlx::any::AnyRow]) -> Result<Vec<Record>> {
         rows.iter()
             .map(|row| {
                 let body: String = row.try_get(2)?;
@@ -2568,26 +2573,29 @@ impl Store {
                 last_hash: r.try_get(8)?,
             };
             let lock_known = r.try_get::<i64, _>(9)? > 0;
-            let records = match Self::read_records(&mut *tx, &row.run_id, 0).await {
+            // The run's events are read once: the records and the columns beside them.
+            let events = sqlx::query(
+                "SELECT seq, ts, body, prev_hash, hash, db_role, kind, step FROM events WHERE run_id = $1 ORDER BY seq",
+            )
+            .bind(&row.run_id)
+            .fetch_all(&mut *tx)
+            .await?;
+            let records = match Self::records_of_rows(&row.run_id, &events) {
                 Ok(records) => Ok(records),
                 Err(StoreError::Corrupt(e)) => Err(e),
                 Err(e) => return Err(e),
             };
-            let columns =
-                sqlx::query("SELECT seq, kind, step, body FROM events WHERE run_id = $1 ORDER BY seq")
-                    .bind(&row.run_id)
-                    .fetch_all(&mut *tx)
-                    .await?
-                    .iter()
-                    .map(|c| {
-                        Ok(runbook_core::audit::StoredColumns {
-                            seq: u64::try_from(c.try_get::<i64, _>(0)?).unwrap_or(0),
-                            kind: c.try_get(1)?,
-                            step: c.try_get(2)?,
-                            body: c.try_get(3)?,
-                        })
+            let columns = events
+                .iter()
+                .map(|c| {
+                    Ok(runbook_core::audit::StoredColumns {
+                        seq: u64::try_from(c.try_get::<i64, _>(0)?).unwrap_or(0),
+                        kind: c.try_get(6)?,
+                        step: c.try_get(7)?,
+                        body: c.try_get(2)?,
                     })
-                    .collect::<Result<Vec<_>>>()?;
+                })
+                .collect::<Result<Vec<_>>>()?;
             let logs = Self::read_logs(&mut *tx, &row.run_id).await?;
             out.push(History { row, records, columns, logs, lock_known });
         }

@@ -774,7 +774,10 @@ async fn run_head(app: &App, id: &str) -> Result<(RunView, Option<Body>), PageEr
             };
             let gone = runbook_exec::dispatch::engine_gone(&s, id).await;
             let holder = s.lock_of_run(id).await.ok().flatten().map(|h| one_line(&h.holder));
-            let list = s.run_list().await?.runs;
+            // The runs of this runbook alone (the filter is the query's): the previous one.
+            let same =
+                runbook_store::RunFilter { runbook: Some(history.row.runbook.clone()), ..Default::default() };
+            let list = s.run_list_where(&same).await?.runs;
             let abandoning = s.abandoning(id).await?;
             Ok(Ok((history, gone, holder, list, abandoning)))
         })
