@@ -270,8 +270,11 @@ pub fn token(command: crate::args::ServeCommand) -> CliResult {
                 match store.add_token(&name, &runbook_web::token_hash(&token), &now).await {
                     Ok(()) => {}
                     Err(runbook_store::StoreError::Refused(why)) => {
+                        // The hint names the token that exists (revoke takes its exact name).
+                        let existing = twin_token(&store, &name).await.unwrap_or_else(|| name.clone());
                         return Err(CliError::Invalid(Message::new(why).help(format!(
-                            "revoke it first (`runbook serve token revoke {name}`) and choose another name: a name's history stays listed"
+                            "revoke it first (`runbook serve token revoke {}`) and choose another name: a name's history stays listed",
+                            shell_word(&existing)
                         ))));
                     }
                     Err(e) => return Err(e.into()),
@@ -309,15 +312,41 @@ pub fn token(command: crate::args::ServeCommand) -> CliResult {
                     );
                     Ok(Exit::Success)
                 } else {
+                    // Revoke takes a token's exact name; a twin of it (the same operator) is named.
+                    let help = match twin_token(&store, &name).await {
+                        Some(twin) => format!(
+                            "`{}` is the same operator: `runbook serve token revoke {}` revokes its token",
+                            runbook_core::shown::one_line(&twin),
+                            shell_word(&twin)
+                        ),
+                        None => "`runbook serve token list` lists them".to_string(),
+                    };
                     Err(CliError::Invalid(
                         Message::new(format!(
                             "there is no token named `{}`",
                             runbook_core::shown::one_line(&name)
                         ))
-                        .help("`runbook serve token list` lists them"),
+                        .help(help),
                     ))
                 }
             }
         }
     })
+}
+
+/// The token whose name is the same operator as `name` (the same identity key), if any.
+async fn twin_token(store: &runbook_store::Store, name: &str) -> Option<String> {
+    let key = runbook_core::journal::identity_key(name);
+    let tokens = store.tokens().await.ok()?;
+    tokens.into_iter().map(|t| t.name).find(|other| runbook_core::journal::identity_key(other) == key)
+}
+
+/// `name` as one shell word in a hint: as it is when it is plain, else single-quoted.
+fn shell_word(name: &str) -> String {
+    let plain = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || "@._+-".contains(c));
+    if plain {
+        name.to_string()
+    } else {
+        format!("'{}'", runbook_core::shown::one_line(name).replace('\'', "'\\''"))
+    }
 }

@@ -138,7 +138,22 @@ fn token_names_are_unique_by_the_identity_key() {
         let out = run_in_with_env(dir, &["serve", "token", "add", twin, "--state", &state], &[]);
         assert_ne!(out.code, 0, "a second token for `{twin}`: {}", out.stdout);
         assert!(out.stderr.contains("exists already"), "{twin}: {}", out.stderr);
+        // The hint names the token that exists, as `revoke` needs it (it named the new one).
+        let existing = if twin == "STRASSE" { "'straße'" } else { "'jérôme'" };
+        assert!(
+            out.stderr.contains(&format!("runbook serve token revoke {existing}")),
+            "{twin}: {}",
+            out.stderr
+        );
     }
+    // `revoke` takes the exact name, and says which name is the same operator.
+    let out = run_in_with_env(dir, &["serve", "token", "revoke", "JÉRÔME", "--state", &state], &[]);
+    assert_ne!(out.code, 0, "{}", out.stdout);
+    assert!(
+        out.stderr.contains("`jérôme` is the same operator: `runbook serve token revoke 'jérôme'`"),
+        "{}",
+        out.stderr
+    );
     crate::console_auth::add_token(dir, &state, "jerome");
 }
 
