@@ -129,6 +129,35 @@ fn store_opens_files_outside_files_rs(root: &Path) -> Vec<Finding> {
     )
 }
 
+/// A file opened by the engine, the CLI or the console past the store's guard
+/// (`runbook_store::open_outside_store` and its `read`/`write` siblings): red team adv20-1.
+/// A process that holds a SQLite store must never close a descriptor of the store's files
+/// (it drops the process's SQLite locks), so every file it opens for a runbook, a step, a
+/// plan or an operator goes through the guard, which refuses the store's files by any path.
+/// Lines that read the kernel's own files (`/proc/...`) are not such files.
+fn files_opened_past_the_store_guard(root: &Path) -> Vec<Finding> {
+    let needles = [
+        "File::open",
+        "File::create",
+        "fs::read(",
+        "fs::read_to_string(",
+        "fs::write(",
+        "tokio::fs::",
+        ".open(",
+    ];
+    let mut out = Vec::new();
+    for dir in ["engine/cli", "engine/exec/src", "engine/web/src"] {
+        for rel in rust_files(root, dir).into_iter().filter(|f| is_engine_code(f)) {
+            for (line, text) in code_lines(root, &rel) {
+                if needles.iter().any(|n| contains_word(&text, n)) && !text.contains("\"/proc/") {
+                    out.push(Finding { file: rel.clone(), line, text });
+                }
+            }
+        }
+    }
+    out
+}
+
 /// A process created outside `engine/exec/src/process.rs`.
 fn spawns_outside_process_rs(root: &Path) -> Vec<Finding> {
     find(root, &["engine"], &["Command::new"], |f| f == "engine/exec/src/process.rs")
@@ -429,6 +458,34 @@ fn the_store_opens_files_only_in_files_rs_in_this_repository() {
     assert_none(
         "only engine/store/src/files.rs may open a file in the store (a descriptor of the store's file closed elsewhere drops the process's SQLite locks)",
         &store_opens_files_outside_files_rs(&repository()),
+    );
+}
+
+#[test]
+fn files_are_opened_only_through_the_store_guard_in_this_repository() {
+    assert_none(
+        "engine/cli, engine/exec and engine/web open files only through `runbook_store::open_outside_store` (or read/write_outside_store): a descriptor of the store's file closed elsewhere drops the process's SQLite locks (adv20-1)",
+        &files_opened_past_the_store_guard(&repository()),
+    );
+}
+
+#[test]
+fn a_file_opened_past_the_store_guard_is_reported() {
+    let t = tree(&[
+        (
+            "engine/cli/a.rs",
+            "fn f() {\n    let x = runbook_store::read_outside_store(p);\n    let y = std::fs::read(p);\n}\n",
+        ),
+        (
+            "engine/exec/src/b.rs",
+            "fn g() {\n    let f = std::fs::OpenOptions::new()\n        .read(true)\n        .open(p);\n    let s = std::fs::read_to_string(\"/proc/self/stat\");\n}\n",
+        ),
+        ("engine/web/src/c.rs", "fn h() { tokio::fs::read(p); std::fs::File::open(p); }\n"),
+    ]);
+    let found = files_opened_past_the_store_guard(t.path());
+    assert_eq!(
+        found.iter().map(|f| (f.file.as_str(), f.line)).collect::<Vec<_>>(),
+        [("engine/cli/a.rs", 3), ("engine/exec/src/b.rs", 4), ("engine/web/src/c.rs", 1)]
     );
 }
 

@@ -33,12 +33,19 @@ const MAX_REASON_FILE: u64 = 64 * 1024;
 /// `--reason-file FILE` (`-`: stdin): the reason, its final line break dropped. A file that
 /// is not UTF-8 or longer than [`MAX_REASON_FILE`] is refused before anything is done.
 pub fn read_reason(file: &std::path::Path) -> Result<String, CliError> {
-    use std::io::Read as _;
     let mut bytes = Vec::new();
     let read = if file.as_os_str() == "-" {
         crate::prompt::read_input(MAX_REASON_FILE + 1, &mut bytes)
     } else {
-        std::fs::File::open(file).and_then(|f| f.take(MAX_REASON_FILE + 1).read_to_end(&mut bytes))
+        // As every file the CLI reads: a regular file opened without blocking (a FIFO is
+        // refused at once: adv20-5), never the store's (adv20-1).
+        match crate::loader::read_bytes(&file.to_string_lossy()) {
+            Ok(read) => {
+                bytes = read;
+                Ok(bytes.len())
+            }
+            Err(why) => Err(std::io::Error::other(why)),
+        }
     };
     let shown = file.display();
     let refused = |why: String| {

@@ -318,7 +318,7 @@ fn plan_cmd(
         ))));
     }
     if let Some(out) = out
-        && let Err(e) = std::fs::write(out, format!("{json}\n"))
+        && let Err(e) = runbook_store::write_outside_store(out, format!("{json}\n").as_bytes())
     {
         return Err(CliError::CannotStart(Message::new(format!(
             "cannot write the plan to `{}`: {e}",

@@ -392,7 +392,9 @@ pub fn logs(run_id: &str, step: Option<&str>, state: Option<String>) -> CliResul
     // died), labelled as such.
     if let Ok(entries) = std::fs::read_dir(crate::state::run_dir(&location, run_id)) {
         for path in entries.flatten().map(|e| e.path()) {
-            let (Some(key), Ok(bytes)) = (crate::state::log_name(&path), std::fs::read(&path)) else {
+            let (Some(key), Ok(bytes)) =
+                (crate::state::log_name(&path), runbook_store::read_outside_store(&path))
+            else {
                 continue;
             };
             let text = String::from_utf8_lossy(&bytes).into_owned();

@@ -224,11 +224,12 @@ fn open_once(path: &Path) -> Result<(std::fs::File, PathBuf), String> {
     use std::os::fd::AsRawFd as _;
     // Non-blocking: if a FIFO took the file's place since the check, opening it returns at
     // once instead of waiting for a writer.
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
-        .open(path)
-        .map_err(|e| reason(&e))?;
+    // Never a file of the store this process holds, by any path (adv20-1).
+    let file = runbook_store::open_outside_store(
+        path,
+        std::fs::OpenOptions::new().read(true).custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits()),
+    )
+    .map_err(|e| reason(&e))?;
     let opened = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd()))
         .map_err(|_| "where the opened file lies cannot be told (/proc is not mounted)".to_string())?;
     Ok((file, opened))
@@ -282,6 +283,8 @@ fn kind_ok(meta: &std::fs::Metadata) -> Result<(), String> {
 fn reason(e: &std::io::Error) -> String {
     match e.kind() {
         ErrorKind::NotFound => "file not found".to_string(),
+        // The store's own file (adv20-1) says so; any other refusal is the system's.
+        ErrorKind::PermissionDenied if e.get_ref().is_some() => e.to_string(),
         ErrorKind::PermissionDenied => "permission denied".to_string(),
         ErrorKind::InvalidData => "the file is not UTF-8 text".to_string(),
         ErrorKind::IsADirectory => "it is a directory".to_string(),

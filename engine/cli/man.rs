@@ -50,12 +50,10 @@ fn replace(target: &Path, text: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let tmp = target.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
-    let written = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&tmp)
-        .and_then(|mut f| f.write_all(text).and_then(|()| f.sync_all()))
-        .and_then(|()| std::fs::rename(&tmp, target));
+    let written =
+        runbook_store::open_outside_store(&tmp, std::fs::OpenOptions::new().write(true).create_new(true))
+            .and_then(|mut f| f.write_all(text).and_then(|()| f.sync_all()))
+            .and_then(|()| std::fs::rename(&tmp, target));
     if written.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }

@@ -466,10 +466,10 @@ impl Worker {
         claim: &Claim,
         scheduled: Option<(String, i64)>,
     ) -> std::io::Result<tokio::process::Child> {
-        let out = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.join(format!("{}.out", claim.run_id)))?;
+        let out = runbook_store::open_outside_store(
+            &self.dir.join(format!("{}.out", claim.run_id)),
+            std::fs::OpenOptions::new().create(true).append(true),
+        )?;
         let mut env_remove_operator = false;
         let mut stdin = None;
         let mut args: Vec<std::ffi::OsString> = Vec::new();
@@ -497,7 +497,7 @@ impl Worker {
             args.extend(["resume".into(), claim.run_id.clone().into()]);
         } else {
             let plan = self.dir.join(format!("{}.plan.json", claim.run_id));
-            std::fs::write(&plan, &claim.plan)?;
+            runbook_store::write_outside_store(&plan, claim.plan.as_bytes())?;
             args.extend([
                 "run".into(),
                 "--plan".into(),

@@ -105,7 +105,9 @@ pub fn new(name: &str, t: NewTemplate, dir: &Path) -> CliResult {
     let params_text = fill(params_text);
 
     // Both files are claimed before either is written: nothing is left half-made.
-    let open = |p: &Path| std::fs::OpenOptions::new().write(true).create_new(true).open(p);
+    let open = |p: &Path| {
+        runbook_store::open_outside_store(p, std::fs::OpenOptions::new().write(true).create_new(true))
+    };
     let mut runbook_file = match open(&runbook_path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {

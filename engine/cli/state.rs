@@ -28,10 +28,17 @@ pub fn default_path() -> PathBuf {
 
 /// `--state` as given, or the default SQLite file.
 pub fn location(state: Option<&str>) -> Location {
-    match state {
+    let location = match state {
         Some(text) => Location::parse(text),
         None => Location::Sqlite(default_path()),
+    };
+    // From the moment a command knows its store, nothing it reads for a runbook, a step or an
+    // operator may be one of the store's files (adv20-1): a run whose script is the store is
+    // refused with the other unreadable files, before anything runs.
+    if let Location::Sqlite(path) = &location {
+        runbook_store::holds_store(path);
     }
+    location
 }
 
 /// The store as an operator names it from another terminal, for the commands a run or

@@ -247,3 +247,33 @@ fn no_decision_reopens_a_run_that_has_ended() {
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
+
+/// Red team adv20-5: `--reason-file` naming a FIFO (nobody writing) blocked in `open(2)` for
+/// ever, with nothing said; every other file option refuses a FIFO at once. Now the reason
+/// file is read as every file the CLI reads: a regular file, opened without blocking.
+#[test]
+fn a_reason_file_that_is_a_fifo_is_refused_at_once() {
+    let s = Scratch::new(LOCKED);
+    let fifo = s.path().join("reason");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status().expect("mkfifo");
+    assert!(made.success());
+    let fifo = fifo.display().to_string();
+    for extra in [&[][..], &["--compensate", "--yes"][..]] {
+        let mut args = vec!["abandon", "20261207T000000Z-00000000", "--reason-file", &fifo];
+        args.extend_from_slice(extra);
+        // `timeout` bounds the old hang; the refusal comes at once.
+        let (bin, state) = (crate::support::bin(), s.state());
+        let mut full = vec!["30", bin.as_str()];
+        full.extend(args.iter().copied());
+        full.extend(["--state", state.as_str()]);
+        let out = std::process::Command::new("timeout")
+            .args(&full)
+            .current_dir(s.path())
+            .output()
+            .expect("timeout");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_ne!(out.status.code(), Some(124), "it hung on the FIFO");
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains("FIFO"), "{stderr}");
+    }
+}

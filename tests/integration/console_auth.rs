@@ -1130,3 +1130,65 @@ fn a_clean_sqlite_client_beside_the_console_never_splits_it_from_its_store() {
     ok(&listed, 0);
     assert!(listed.stdout.contains("carol") && listed.stdout.contains("dave"), "{}", listed.stdout);
 }
+
+/// Red team adv20-1: the store's files reached by a runbook's path. The console (and any
+/// engine or worker) opened and closed every file a runbook names (an SQL script, a CA file,
+/// the runbook itself found in `--runbooks`), and the store kept in that folder is such a
+/// file (`file = "state/state.db"`, a hard link, a symbolic link): each close dropped the
+/// process's SQLite locks, so the next clean client (`sqlite3 .backup`) deleted the log under
+/// the console (approvals answered as done were lost, revoked tokens kept working). Now
+/// every file a process that holds the store opens for a runbook, a step, a plan or an
+/// operator is refused when it is one of the store's files, by any path, before it is opened.
+#[test]
+fn a_runbook_that_names_the_store_never_splits_the_console_from_it() {
+    let scratch = Scratch::new(GATE);
+    let (dir, state) = (scratch.path(), scratch.state());
+    let carol = add_token(dir, &state, "carol");
+    let served = serve(dir, &state, &["--auth", "token", "--runbooks", &dir.display().to_string()]);
+    // Three ways to name the store, pushed while the console runs.
+    std::fs::write(
+        dir.join("x.toml"),
+        "[runbook]\nname = \"x\"\n[steps.a]\nsql = { url = \"postgres://db/x\", file = \"state/state.db\" }\nidempotent = true\n",
+    )
+    .expect("x.toml");
+    std::fs::hard_link(&state, dir.join("evil.toml")).expect("a hard link to the store");
+    std::os::unix::fs::symlink(&state, dir.join("link.sql")).expect("a symbolic link to the store");
+    std::fs::write(
+        dir.join("y.toml"),
+        "[runbook]\nname = \"y\"\n[steps.a]\nsql = { url = \"postgres://db/y\", file = \"link.sql\" }\nidempotent = true\n",
+    )
+    .expect("y.toml");
+    for page in ["/runbooks", "/runbooks/x", "/runbooks/y", "/runbooks/evil"] {
+        let r = served.send("GET", page, &[], "");
+        assert!(r.status < 500, "{page}: {} {}", r.status, r.body);
+    }
+    let x = served.send("GET", "/runbooks/x", &[], "");
+    assert!(
+        x.body.contains("a file of the state store"),
+        "the review says why it cannot read it:\n{}",
+        x.body
+    );
+    let backup = Command::new("sqlite3")
+        .arg(&state)
+        .arg(format!(".backup {}", dir.join("copy.db").display()))
+        .output()
+        .expect("sqlite3 runs");
+    assert!(backup.status.success(), "{backup:?}");
+    let deleted: Vec<String> = std::fs::read_dir(format!("/proc/{}/fd", served.child.id()))
+        .expect("the console's descriptors")
+        .flatten()
+        .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+        .map(|target| target.display().to_string())
+        .filter(|target| target.ends_with("(deleted)"))
+        .collect();
+    assert_eq!(deleted, Vec::<String>::new(), "the console lives on files its store no longer has");
+    ok(&scratch.cmd(&["serve", "token", "revoke", "carol"], &[]), 0);
+    let act =
+        served.send("POST", "/api/runs/nope/cancel", &[("Authorization", &format!("Bearer {carol}"))], "");
+    assert_eq!(act.status, 401, "a revoked token still acts");
+
+    // The engine: a run whose script is the store is refused before anything runs, saying why.
+    let run = scratch.cmd(&["run", "x.toml", "--yes"], &[]);
+    assert_ne!(run.code, 0, "{}", run.stdout);
+    assert!(run.stderr.contains("a file of the state store"), "{}", run.stderr);
+}

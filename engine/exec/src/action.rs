@@ -258,7 +258,8 @@ pub const MAX_OUTPUTS_BYTES: u64 = 1 << 20;
 fn read_bounded(path: &std::path::Path) -> Result<String, String> {
     use std::io::Read as _;
     let mut bytes = Vec::new();
-    let read = std::fs::File::open(path).and_then(|f| f.take(MAX_OUTPUTS_BYTES + 1).read_to_end(&mut bytes));
+    let read = runbook_store::open_outside_store(path, std::fs::OpenOptions::new().read(true))
+        .and_then(|f| f.take(MAX_OUTPUTS_BYTES + 1).read_to_end(&mut bytes));
     let _ = std::fs::remove_file(path);
     if read.is_ok() && bytes.len() as u64 > MAX_OUTPUTS_BYTES {
         return Err(format!(

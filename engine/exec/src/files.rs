@@ -13,11 +13,12 @@ pub fn read_pinned(path: &std::path::Path, expected: Option<&str>) -> Result<Vec
     use std::io::Read as _;
     use std::os::unix::fs::OpenOptionsExt as _;
     let cannot = |e: std::io::Error| format!("cannot read `{}`: {e}", path.display());
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
-        .open(path)
-        .map_err(cannot)?;
+    // Never a file of the store this process holds, by any path (adv20-1).
+    let file = runbook_store::open_outside_store(
+        path,
+        std::fs::OpenOptions::new().read(true).custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits()),
+    )
+    .map_err(cannot)?;
     if !file.metadata().map_err(cannot)?.is_file() {
         return Err(format!("`{}` is not a regular file", path.display()));
     }
@@ -43,13 +44,14 @@ pub fn read_pinned(path: &std::path::Path, expected: Option<&str>) -> Result<Vec
 /// `truncate`, for appending otherwise.
 pub fn private_file(path: &std::path::Path, truncate: bool) -> std::io::Result<std::fs::File> {
     use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .write(true)
-        .append(!truncate)
-        .truncate(truncate)
-        .mode(0o600)
-        .open(path)?;
+    // Emptied only once known not to be a file of the store (adv20-1: no `O_TRUNC`).
+    let file = runbook_store::open_outside_store(
+        path,
+        std::fs::OpenOptions::new().create(true).write(true).append(!truncate).mode(0o600),
+    )?;
     file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    if truncate {
+        file.set_len(0)?;
+    }
     Ok(file)
 }

@@ -51,7 +51,7 @@ pub fn written_log(path: &Path) -> Option<Option<(String, u64)>> {
 /// with bounded memory.
 pub fn read_log(path: &Path, cap: usize) -> Option<(Vec<u8>, u64, String)> {
     use std::io::Read as _;
-    let mut file = std::fs::File::open(path).ok()?;
+    let mut file = runbook_store::open_outside_store(path, std::fs::OpenOptions::new().read(true)).ok()?;
     let (mut head, mut total, mut digest) = (Vec::new(), 0u64, Sha256::new());
     let mut buf = vec![0u8; 64 * 1024];
     loop {

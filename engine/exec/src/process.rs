@@ -188,7 +188,11 @@ impl Reaper {
             if let Some(dir) = path.parent() {
                 let _ = std::fs::create_dir_all(dir);
             }
-            *file = std::fs::OpenOptions::new().create(true).append(true).open(path).ok();
+            *file = runbook_store::open_outside_store(
+                path,
+                std::fs::OpenOptions::new().create(true).append(true),
+            )
+            .ok();
         }
         // One `write` of the whole line to a file opened to append (`O_APPEND`): each line
         // lands whole at the end, as when the file was opened for every line.
@@ -887,7 +891,7 @@ pub fn identity_is_gone(pid: i32, identity: &str) -> bool {
 /// engine are left alone (its reaper's watchdog answers for them). Returns the groups
 /// ended.
 pub fn end_leftover_groups(ledger: &std::path::Path) -> Vec<i32> {
-    let Ok(text) = std::fs::read_to_string(ledger) else { return Vec::new() };
+    let Ok(text) = runbook_store::read_to_string_outside_store(ledger) else { return Vec::new() };
     let mut live: Vec<(i32, u64, i32, String)> = Vec::new();
     for line in text.lines() {
         let mut f = line.split_whitespace();

@@ -84,3 +84,103 @@ pub(crate) fn kept_header(path: &Path, into: &mut [u8]) -> std::io::Result<()> {
 
 /// How many store files a process keeps a header descriptor for in [`kept_header`]'s map.
 const KEPT_FILES: usize = 64;
+
+/// The SQLite stores this process has opened (their paths, made absolute), whose files
+/// ([`STORE_SUFFIXES`]) no other code of the process may open: see [`open_outside_store`].
+static OPENED_STORES: std::sync::LazyLock<std::sync::Mutex<Vec<PathBuf>>> =
+    std::sync::LazyLock::new(Default::default);
+
+/// The files of a SQLite store: the database, its write-ahead log, its shared memory and its
+/// rollback journal.
+const STORE_SUFFIXES: [&str; 4] = ["", "-wal", "-shm", "-journal"];
+
+/// Note that this process holds (or is about to open) the SQLite store at `path`: from now
+/// on [`open_outside_store`] refuses its files.
+pub fn opened_store(path: &Path) {
+    let absolute = match (path.parent(), path.file_name()) {
+        (Some(parent), Some(name)) => {
+            let parent = if parent.as_os_str().is_empty() { Path::new(".") } else { parent };
+            std::fs::canonicalize(parent).map(|p| p.join(name)).unwrap_or_else(|_| path.to_path_buf())
+        }
+        _ => path.to_path_buf(),
+    };
+    let mut stores = OPENED_STORES.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if !stores.contains(&absolute) {
+        stores.push(absolute);
+    }
+}
+
+/// Whether `meta` is a file of a store this process holds (the same device and inode as
+/// the database, its log, its shared memory or its journal, by whatever path).
+fn is_store_file(meta: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt as _;
+    let id = (meta.dev(), meta.ino());
+    let stores = OPENED_STORES.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    stores.iter().any(|store| {
+        STORE_SUFFIXES.iter().any(|suffix| {
+            let mut name = store.as_os_str().to_owned();
+            name.push(suffix);
+            std::fs::metadata(PathBuf::from(name)).is_ok_and(|m| (m.dev(), m.ino()) == id)
+        })
+    })
+}
+
+/// The refusal of a store's file.
+fn store_file_refused() -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::PermissionDenied,
+        "it is a file of the state store this command uses (runbook reaches the store's files only through SQLite)",
+    )
+}
+
+/// Open `path` with `options`, unless it is a file of a SQLite store this process holds,
+/// by any path (a hard link, a symbolic link, the store kept in a runbook's folder).
+///
+/// The rule (red team adv20-1, after adv19a-9): a process that holds a store never opens a
+/// descriptor of the store's files besides SQLite's own, because closing it drops every
+/// POSIX lock the process holds on the file, its SQLite connections' locks included; the
+/// next clean SQLite client (a backup) then deletes the write-ahead log under the process,
+/// whose writes are lost. Every file the engine, the console and the worker read or write
+/// for a runbook, a step, a plan or an operator is opened here (tests/tidy.rs). The file is
+/// looked at before it is opened (refused without a descriptor); one that becomes a store's
+/// file between the look and the open is refused and its descriptor kept, never closed.
+///
+/// `options` never truncate (`O_TRUNC` would cut the store before the check): use
+/// [`write_outside_store`].
+pub fn open_outside_store(path: &Path, options: &std::fs::OpenOptions) -> std::io::Result<std::fs::File> {
+    if std::fs::metadata(path).is_ok_and(|m| is_store_file(&m)) {
+        return Err(store_file_refused());
+    }
+    let file = options.open(path)?;
+    if file.metadata().is_ok_and(|m| is_store_file(&m)) {
+        std::mem::forget(file);
+        return Err(store_file_refused());
+    }
+    Ok(file)
+}
+
+/// The bytes of `path`, read through [`open_outside_store`].
+pub fn read_outside_store(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read as _;
+    let mut file = open_outside_store(path, std::fs::OpenOptions::new().read(true))?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
+/// The text of `path` (UTF-8), read through [`open_outside_store`].
+pub fn read_to_string_outside_store(path: &Path) -> std::io::Result<String> {
+    String::from_utf8(read_outside_store(path)?).map_err(|_| {
+        std::io::Error::new(std::io::ErrorKind::InvalidData, "stream did not contain valid UTF-8")
+    })
+}
+
+/// Write `bytes` to `path` (created, or cut to nothing first) through
+/// [`open_outside_store`]: opened without `O_TRUNC` and cut only once it is known not to be a
+/// store's file (callers of [`open_outside_store`] never pass `truncate`: this function does).
+pub fn write_outside_store(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut file = open_outside_store(path, std::fs::OpenOptions::new().write(true).create(true))?;
+    file.set_len(0)?;
+    file.write_all(bytes)
+}

@@ -36,6 +36,10 @@ use sqlx::{ConnectOptions, Executor, Row};
 
 mod append;
 mod files;
+pub use files::{
+    open_outside_store, opened_store as holds_store, read_outside_store, read_to_string_outside_store,
+    write_outside_store,
+};
 mod listing;
 mod schedule_journal;
 mod tokens;
@@ -942,6 +946,8 @@ const SQLITE_MAGIC: &[u8; 16] = b"SQLite format 3\0";
 async fn probe_sqlite(path: &Path, read_only: bool) -> Result<Option<sqlx::SqliteConnection>> {
     use sqlx::Connection as _;
     let bad = |reason: String| StoreError::BadFile { path: path.display().to_string(), reason };
+    // From now on no other code of this process opens the store's files (adv20-1).
+    files::opened_store(path);
     let meta = match std::fs::metadata(path) {
         Ok(m) => m,
         // Missing: created by the pool (the caller decides whether that is wanted).
