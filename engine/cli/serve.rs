@@ -305,11 +305,14 @@ pub fn token(command: crate::args::ServeCommand) -> CliResult {
             }
             TokenCommand::Revoke { name, .. } => {
                 let store = crate::state::open(&location, false).await?;
-                if store.revoke_token(&name, &now).await? {
-                    outln!(
-                        "revoked the token of `{}`: it and its sessions sign no one in from now on",
-                        runbook_core::shown::one_line(&name)
-                    );
+                let revoked = store.revoke_token(&name, &now).await?;
+                if !revoked.is_empty() {
+                    for token in revoked {
+                        outln!(
+                            "revoked the token of `{}`: it and its sessions sign no one in from now on",
+                            runbook_core::shown::one_line(&token)
+                        );
+                    }
                     Ok(Exit::Success)
                 } else {
                     // Revoke takes a token's exact name; a twin of it (the same operator) is named.

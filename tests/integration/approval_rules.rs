@@ -427,3 +427,55 @@ fn check_counts_approvers_as_people_and_refuses_names_that_can_never_approve() {
     );
     ok(&crate::support::run_in(scratch.path(), &["check", "r.toml"]), 0);
 }
+
+/// Red team adv20-4: `ben` and `ben` with a combining mark (U+0E47, a Thai mark drawn as a
+/// speck), a format character or a skin-tone square were two approvers to `check` and got
+/// two console tokens: a reader sees one name twice. Such a decoration is refused wherever a
+/// name becomes an identity (`check`'s RB033, `serve token add`); marks on the letters of
+/// their own script (Devanagari, Thai names) still spell names.
+#[test]
+fn a_name_decorated_with_a_mark_or_a_format_character_is_not_an_identity() {
+    let decorated = [
+        "ben\u{0E47}",
+        "ben\u{302A}",
+        "ben\u{05C1}",
+        "ben\u{0610}",
+        "ben\u{1CD0}",
+        "ben\u{0F71}",
+        "ben\u{0CBC}",
+        "ben\u{093C}",
+        "ben\u{20DD}",
+        "\u{0301}ben",
+        "ben\u{FFFC}",
+        "ben\u{1F3FB}",
+        "ben\u{2061}",
+        "be\u{00AD}n",
+        "ben\u{E0001}",
+    ];
+    for name in decorated {
+        let scratch = Scratch::new(&format!(
+            "[runbook]\nname = \"gate\"\n\n[steps.sign_off]\napproval = {{ prompt = \"Ship?\", approvers = [\"ben\", \"{}\"], min-approvals = 2 }}\n",
+            name.chars().map(|c| format!("\\U{:08X}", u32::from(c))).collect::<String>()
+        ));
+        let out = crate::support::run_in(scratch.path(), &["check", "r.toml"]);
+        assert_eq!(out.code, 3, "{}: {}", name.escape_unicode(), out.stderr);
+        assert!(out.stderr.contains("error[RB033]"), "{}: {}", name.escape_unicode(), out.stderr);
+        let token = crate::support::run_in(
+            scratch.path(),
+            &["serve", "token", "add", name, "--state", &scratch.state()],
+        );
+        assert_ne!(token.code, 0, "a token for {}: {}", name.escape_unicode(), token.stdout);
+    }
+    // Names of other scripts, marks and all: identities, tokens.
+    for name in ["सुरेश", "สุดา", "שלום", "José"] {
+        let scratch = Scratch::new(&format!(
+            "[runbook]\nname = \"gate\"\n\n[steps.sign_off]\napproval = {{ prompt = \"Ship?\", approvers = [\"ben\", \"{name}\"], min-approvals = 2 }}\n"
+        ));
+        ok(&crate::support::run_in(scratch.path(), &["check", "r.toml"]), 0);
+        let token = crate::support::run_in(
+            scratch.path(),
+            &["serve", "token", "add", name, "--state", &scratch.state()],
+        );
+        assert_eq!(token.code, 0, "{name}: {}", token.stderr);
+    }
+}

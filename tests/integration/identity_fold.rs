@@ -146,15 +146,18 @@ fn token_names_are_unique_by_the_identity_key() {
             out.stderr
         );
     }
-    // `revoke` takes the exact name, and says which name is the same operator.
-    let out = run_in_with_env(dir, &["serve", "token", "revoke", "JÉRÔME", "--state", &state], &[]);
-    assert_ne!(out.code, 0, "{}", out.stdout);
-    assert!(
-        out.stderr.contains("`jérôme` is the same operator: `runbook serve token revoke 'jérôme'`"),
-        "{}",
-        out.stderr
-    );
     crate::console_auth::add_token(dir, &state, "jerome");
+    // `revoke` takes the operator, not the spelling (red team adv20-6: an NFD or upper-case
+    // spelling answered "no token" and left it live), and names the token it revoked.
+    for (given, token) in [("je\u{301}ro\u{302}me", "jérôme"), ("STRASSE", "straße")] {
+        let out = run_in_with_env(dir, &["serve", "token", "revoke", given, "--state", &state], &[]);
+        assert_eq!(out.code, 0, "{given}: {}", out.stderr);
+        assert!(out.stdout.contains(&format!("revoked the token of `{token}`")), "{given}: {}", out.stdout);
+    }
+    let listed = run_in_with_env(dir, &["serve", "token", "list", "--state", &state], &[]);
+    let live: Vec<&str> = listed.stdout.lines().filter(|l| l.trim_end().ends_with(" no")).collect();
+    assert!(live.iter().all(|l| !l.starts_with("jérôme") && !l.starts_with("straße")), "{}", listed.stdout);
+    assert!(live.iter().any(|l| l.starts_with("jerome")), "`jerome` is another operator: {}", listed.stdout);
 }
 
 /// A store written before this folding may hold two live tokens of one person (`jérôme`

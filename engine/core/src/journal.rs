@@ -725,13 +725,41 @@ pub fn identity_problem(name: &str) -> Option<String> {
                     | 0x200B..=0x200F | 0x202A..=0x202E | 0x2060..=0x206F | 0x3164 | 0xFE00..=0xFE0F
                     | 0xFEFF | 0xFFA0 | 0xFFF0..=0xFFFB | 0x1D173..=0x1D17A | 0xE0000..=0xE0FFF
                     | 0x0300..=0x036F | 0x0483..=0x0489 | 0x0591..=0x05BD | 0x1AB0..=0x1AFF
-                    | 0x1DC0..=0x1DFF | 0x20D0..=0x20FF | 0xFE20..=0xFE2F))
-    })?;
+                    | 0x1DC0..=0x1DFF | 0x20D0..=0x20FF | 0xFE20..=0xFE2F
+                    // What stands for a missing object or character, and skin-tone squares.
+                    | 0xFFFC | 0xFFFD | 0x1F3FB..=0x1F3FF))
+    });
+    let bad = bad.or_else(|| decoration(name))?;
     Some(format!(
         "`{}` is not a valid identity: it holds U+{:04X}, a character that is invisible, a control, a combining mark, private-use or unassigned",
         name.escape_default(),
         u32::from(bad)
     ))
+}
+
+/// A character that decorates a name without making it another one (red team adv20-4):
+/// any format character (general category Cf), and a combining mark (Mn, Me) that NFKC
+/// leaves on an ASCII character or at the start (`ben` + U+0E47 draws `ben` with a speck: a
+/// second approver to a reader). Marks on the letters of their own scripts (the vowel signs
+/// of Devanagari, Thai) stay: they spell names.
+fn decoration(name: &str) -> Option<char> {
+    use unicode_general_category::{GeneralCategory, get_general_category};
+    use unicode_normalization::UnicodeNormalization as _;
+    let mut before: Option<char> = None;
+    for c in name.nfkc() {
+        let bad = match get_general_category(c) {
+            GeneralCategory::Format => true,
+            GeneralCategory::NonspacingMark | GeneralCategory::EnclosingMark => {
+                before.is_none_or(|b| b.is_ascii())
+            }
+            _ => false,
+        };
+        if bad {
+            return Some(c);
+        }
+        before = Some(c);
+    }
+    None
 }
 
 /// Where one step stands.

@@ -139,18 +139,43 @@ impl Store {
         .await
     }
 
-    /// Revoke the token `name`: `false` when there is none; revoking twice keeps the first
-    /// time. Its sessions are deleted (they are refused anyway: [`Store::session`] reads
-    /// the token's row).
-    pub async fn revoke_token(&self, name: &str, now: &str) -> Result<bool> {
-        let done =
-            sqlx::query("UPDATE console_tokens SET revoked_at = COALESCE(revoked_at, $1) WHERE name = $2")
-                .bind(now)
-                .bind(name)
+    /// Revoke the token named `name`, else the token of the operator `name` (every token
+    /// whose name is the same identity): the names of the tokens revoked, none when there is none; revoking twice
+    /// keeps the first time. Their sessions are deleted (they are refused anyway:
+    /// [`Store::session`] reads the token's row).
+    pub async fn revoke_token(&self, name: &str, now: &str) -> Result<Vec<String>> {
+        // The operator, not the spelling (red team adv20-6): every token whose name is the
+        // same identity (`journal::identity_key`: NFKC, case folded) as `name`.
+        // A name given exactly revokes that token alone (two live tokens of one person, left
+        // by an older store, are told apart by their exact names).
+        let key = runbook_core::journal::identity_key(name);
+        let mut names = Vec::new();
+        for row in sqlx::query("SELECT name FROM console_tokens").fetch_all(&self.pool).await? {
+            names.push(row.try_get::<String, _>(0)?);
+        }
+        let exact = names.iter().any(|n| n == name);
+        let mut revoked = Vec::new();
+        for token in names {
+            let this = if exact { token == name } else { runbook_core::journal::identity_key(&token) == key };
+            if !this {
+                continue;
+            }
+            let done = sqlx::query(
+                "UPDATE console_tokens SET revoked_at = COALESCE(revoked_at, $1) WHERE name = $2",
+            )
+            .bind(now)
+            .bind(&token)
+            .execute(&self.pool)
+            .await?;
+            sqlx::query("DELETE FROM console_sessions WHERE token = $1")
+                .bind(&token)
                 .execute(&self.pool)
                 .await?;
-        sqlx::query("DELETE FROM console_sessions WHERE token = $1").bind(name).execute(&self.pool).await?;
-        Ok(done.rows_affected() > 0)
+            if done.rows_affected() > 0 {
+                revoked.push(token);
+            }
+        }
+        Ok(revoked)
     }
 
     /// Keep a new session of the token `token` by the SHA-256 of its id (`id_hash`), valid
