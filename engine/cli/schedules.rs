@@ -992,12 +992,14 @@ async fn alert_taken(
         Ok(false) => {
             let first =
                 warned.lock().is_ok_and(|mut w| w.insert(format!("{name}\0alert\0{since_ms}\0{reminder}")));
-            if first {
-                crate::output::errln!(
-                    "warning: schedule `{name}`: the overdue notice {reminder} since {} was not taken by a worker: a row of schedule_alerts takes it with no record in the schedule's journal (written outside runbook?); `runbook audit verify` names it",
-                    due_text(since_ms)
-                );
+            // Once per worker (the store journals it once in all: the first worker's).
+            if !first {
+                return;
             }
+            crate::output::errln!(
+                "warning: schedule `{name}`: the overdue notice {reminder} since {} was not taken by a worker: a row of schedule_alerts takes it with no record in the schedule's journal (written outside runbook?); `runbook audit verify` names it",
+                due_text(since_ms)
+            );
             let at = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
             let table = runbook_core::schedule_journal::ALERTS_TABLE;
             if let Err(e) = store.record_no_record(name, table, since_ms, Some(reminder), worker, &at).await {

@@ -144,6 +144,29 @@ fn the_schedules_page_shows_fires_overdue_warnings_and_the_journal_head() {
     // No webhook address, no parameter value.
     assert!(!body.contains("s3cr3t-path") && !body.contains("127.0.0.1:"), "{body}");
     assert!(!body.contains("eu-hidden-value"), "{body}");
+    // In a real browser: reached from the navigation, the overdue mark and the warning
+    // are red (the console's `.bad`), the run link leads to the run's page.
+    let browser = crate::browser::Browser::start();
+    browser.open(&format!("http://{}/runs", console.host()));
+    browser.eval("document.querySelector('nav a[href=\"/schedules\"]').click(); return null");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while browser.eval("return location.pathname") != "/schedules" {
+        assert!(Instant::now() < deadline, "the navigation link did not lead to /schedules");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let colour = |selector: &str| {
+        browser.eval(&format!(
+            "const e = document.querySelector('{selector}'); return e ? getComputedStyle(e).color : null"
+        ))
+    };
+    assert_eq!(colour("#schedule-late .overdue"), "rgb(164, 14, 38)");
+    assert_eq!(colour("#schedule-gap tr.warning"), "rgb(164, 14, 38)");
+    assert_eq!(
+        browser.eval("return document.querySelector('#schedule-tick a[href^=\"/runs/\"]').textContent"),
+        tick_run.as_str()
+    );
+    assert_eq!(browser.eval("return document.querySelectorAll('script').length"), 0);
+    drop(browser);
     // Read-only: the page queued nothing.
     let before = journal(d, "tick").len();
     let _ = console.get("/schedules");
