@@ -477,7 +477,15 @@ fn a_forged_alert_row_is_refused_or_said_loudly() {
             ok(&cli(d, &["audit", "verify"]), 0);
             continue;
         }
+        ok(&cli(d, &["state", "check"]), 0);
         assert!(sqlite("DROP TRIGGER schedule_alerts_have_their_record").status.success());
+        let check = cli(d, &["state", "check"]);
+        assert_eq!(check.code, 5, "{}{}", check.stdout, check.stderr);
+        assert!(
+            check.stdout.contains("missing or disabled: schedule_alerts_have_their_record"),
+            "{}",
+            check.stdout
+        );
         assert!(sqlite(&forge).status.success());
         let mut w = worker(d, "w1");
         let deadline = Instant::now() + Duration::from_secs(60);

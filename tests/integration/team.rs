@@ -891,7 +891,12 @@ fn audit_verify_finds_schedule_rows_no_journal_record_stands_for_on_postgres() {
         "{}",
         String::from_utf8_lossy(&refused.stderr)
     );
-    // Past that trigger (only the schema's owner can disable it), the row is found.
+    // Past that trigger (only the schema's owner can disable it), the row is found; while
+    // it is disabled, `state check` names it.
+    team.pg.psql("postgres", "ALTER TABLE schedule_alerts DISABLE TRIGGER schedule_alerts_have_their_record");
+    let check = team.cmd(&["state", "check"], "ana");
+    assert_eq!(check.code, 5, "{}{}", check.stdout, check.stderr);
+    assert!(check.stdout.contains("schedule_alerts_have_their_record"), "{}", check.stdout);
     team.pg.psql(
         "postgres",
         &format!(
