@@ -2079,6 +2079,19 @@ impl Store {
         by: &str,
         at: &str,
     ) -> Result<bool> {
+        // Read first, without a write lock: while a schedule stays overdue every pass of
+        // every worker asks, and the notice is taken already.
+        let taken = sqlx::query(
+            "SELECT 1 FROM schedule_alerts WHERE schedule = $1 AND since_ms = $2 AND reminder = $3",
+        )
+        .bind(schedule)
+        .bind(since_ms)
+        .bind(reminder)
+        .fetch_optional(&self.pool)
+        .await?;
+        if taken.is_some() {
+            return Ok(false);
+        }
         retry_busy(self.backend, || async {
             let mut tx = self.pool.begin_with(self.backend.begin()).await?;
             // The notice's one record in the schedule's journal first, then its row, in
