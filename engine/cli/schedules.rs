@@ -234,6 +234,8 @@ struct Seen {
     overdue: bool,
     /// The notice of its latest overdue alert (issue 17, S3).
     notice: Option<runbook_store::NoticeState>,
+    /// Rows found with no journal record since its last fire (`no_record`, issue 17).
+    warnings: Vec<runbook_core::schedule_journal::ScheduleRecord>,
 }
 
 /// `runbook schedules FILE`: each schedule with its next fire times, and with a store its
@@ -334,7 +336,9 @@ fn seen(schedules: &[Schedule], state: &str, now: DateTime<Utc>) -> Result<Vec<S
             let overdue = s.overdue(parse(&runs.last_success), first, now);
             // A store older than migration 10 has no attempts to show: nothing is said.
             let notice = store.notice_state(&s.target.name).await.ok().flatten();
-            out.push(Seen { runs, overdue, notice });
+            // A store older than migration 8 has no journal: nothing to say.
+            let warnings = store.schedule_warnings(&s.target.name).await.unwrap_or_default();
+            out.push(Seen { runs, overdue, notice, warnings });
         }
         Ok(out)
     })
@@ -400,6 +404,10 @@ fn text_view(s: &Schedule, seen: Option<&Seen>, now: DateTime<Utc>, next: usize,
             && s.notify.is_some()
         {
             out.push_str(&format!("  notice       {}\n", notice_text(n)));
+        }
+        for w in &seen.warnings {
+            let word = if color { "\x1b[1;31mWARNING\x1b[0m" } else { "WARNING" };
+            out.push_str(&format!("  {word}      {} (record {}, {})\n", w.event.summary(), w.seq, w.ts));
         }
     }
     let times = s.next_after(now, next);
@@ -486,6 +494,7 @@ fn json_item(s: &Schedule, seen: Option<&Seen>, now: DateTime<Utc>, next: usize)
         "last_refused": seen.and_then(|x| x.runs.last_refused.as_ref()).map(|(due, why)| {
             serde_json::json!({ "due": due_text(*due), "reason": why })
         }),
+        "warnings": seen.map(|x| x.warnings.iter().map(warning_json).collect::<Vec<_>>()),
         "notice": seen.and_then(|x| x.notice.as_ref()).filter(|_| s.notify.is_some()).map(|n| {
             serde_json::json!({
                 "overdue_since": due_text(n.since_ms),
@@ -501,6 +510,25 @@ fn json_item(s: &Schedule, seen: Option<&Seen>, now: DateTime<Utc>, next: usize)
 }
 
 use runbook_core::schedule::due_text;
+
+/// A `no_record` record as `schedules --state --format json` shows it.
+fn warning_json(r: &runbook_core::schedule_journal::ScheduleRecord) -> serde_json::Value {
+    let (table, due, reminder) = match &r.event {
+        runbook_core::schedule_journal::ScheduleEvent::NoRecord { table, due, reminder, .. } => {
+            (Some(table.as_str()), Some(due.as_str()), *reminder)
+        }
+        _ => (None, None, None),
+    };
+    serde_json::json!({
+        "seq": r.seq,
+        "recorded_at": r.ts,
+        "table": table,
+        "due": due,
+        "reminder": reminder,
+        "worker": r.event.worker(),
+        "text": r.event.summary(),
+    })
+}
 
 /// A window as days, hours and minutes (`31d 2h`): schedules are minute-based.
 fn span_text(d: std::time::Duration) -> String {
@@ -663,7 +691,7 @@ impl Firing {
                 && store.due_time_recorded(&s.target.name, last).await.is_ok_and(|r| !r)
                 && self.warned_future.lock().is_ok_and(|mut w| w.insert(format!("{}\0{last}", s.target.name)))
             {
-                taken(store, &s.target.name, last, &due_text(last)).await;
+                taken(store, &s.target.name, worker, last, &due_text(last)).await;
             }
             let from = runs.last_due_ms.and_then(schedule::utc_from_millis).unwrap_or(self.since);
             let due = s.due_search(from, now, self.late);
@@ -685,7 +713,7 @@ impl Firing {
             for due in due.times {
                 self.fire_one(store, worker, location, s, pinned, due).await;
             }
-            watch(store, worker, s, &runs, self.since, now).await;
+            watch(store, worker, s, &runs, self.since, now, &self.warned_future).await;
             deliver(store, worker, s, self.poll).await;
         }
     }
@@ -793,7 +821,7 @@ impl Firing {
         let replaced = replaced.as_ref().map(|(id, why)| (*id, why.as_str()));
         match store.fire_in_place_of(fire, Some(&job), "", replaced).await {
             Ok(runbook_store::Fired::Queued) => outln!("schedule {name} due {due_text}: queued run {run_id}"),
-            Ok(runbook_store::Fired::Taken) => taken(store, name, fire.due_ms, due_text).await,
+            Ok(runbook_store::Fired::Taken) => taken(store, name, fire.fired_by, fire.due_ms, due_text).await,
             Ok(_) => {}
             Err(e) => crate::output::errln!("warning: cannot fire schedule `{name}` due {due_text}: {e}"),
         }
@@ -921,7 +949,7 @@ async fn record_skipped(
     let name = fire.schedule;
     match store.fire(fire, None, &note).await {
         Ok(runbook_store::Fired::Skipped) => outln!("schedule {name} due {due_text}: skipped: {note}"),
-        Ok(runbook_store::Fired::Taken) => taken(store, name, fire.due_ms, due_text).await,
+        Ok(runbook_store::Fired::Taken) => taken(store, name, fire.fired_by, fire.due_ms, due_text).await,
         Ok(_) => {}
         Err(e) => crate::output::errln!("warning: cannot record schedule `{name}` due {due_text}: {e}"),
     }
@@ -929,13 +957,55 @@ async fn record_skipped(
 
 /// A due time another writer took: it must have its record in the schedule's journal
 /// (the store's trigger refuses a row without one; only its owner can pass it). One that
-/// has none is said loudly, never skipped in silence (issue 17, S1).
-async fn taken(store: &runbook_store::Store, name: &str, due_ms: i64, due_text: &str) {
+/// has none is said loudly, never skipped in silence (issue 17, S1), and journaled as a
+/// `no_record` record by the first worker that sees it (`schedules --state` shows it).
+async fn taken(store: &runbook_store::Store, name: &str, worker: &str, due_ms: i64, due_text: &str) {
     match store.due_time_recorded(name, due_ms).await {
         Ok(true) => {}
-        Ok(false) => crate::output::errln!(
-            "warning: schedule `{name}` due {due_text} did not fire: a row of schedule_fires takes it with no record in the schedule's journal (written outside runbook?); `runbook audit verify` names it"
-        ),
+        Ok(false) => {
+            crate::output::errln!(
+                "warning: schedule `{name}` due {due_text} did not fire: a row of schedule_fires takes it with no record in the schedule's journal (written outside runbook?); `runbook audit verify` names it"
+            );
+            let at = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
+            let table = runbook_core::schedule_journal::FIRES_TABLE;
+            if let Err(e) = store.record_no_record(name, table, due_ms, None, worker, &at).await {
+                crate::output::errln!("warning: cannot journal it in the journal of schedule `{name}`: {e}");
+            }
+        }
+        Err(e) => crate::output::errln!("warning: cannot read the journal of schedule `{name}`: {e}"),
+    }
+}
+
+/// An overdue notice another writer took: it must have its `overdue` record (the store's
+/// trigger, migration 14, refuses a row without one). One that has none is said loudly,
+/// once per worker, and journaled once (`no_record`): the notice was silenced.
+async fn alert_taken(
+    store: &runbook_store::Store,
+    name: &str,
+    worker: &str,
+    since_ms: i64,
+    reminder: i64,
+    warned: &std::sync::Mutex<std::collections::BTreeSet<String>>,
+) {
+    match store.alert_recorded(name, since_ms, reminder).await {
+        Ok(true) => {}
+        Ok(false) => {
+            let first =
+                warned.lock().is_ok_and(|mut w| w.insert(format!("{name}\0alert\0{since_ms}\0{reminder}")));
+            // Once per worker (the store journals it once in all: the first worker's).
+            if !first {
+                return;
+            }
+            crate::output::errln!(
+                "warning: schedule `{name}`: the overdue notice {reminder} since {} was not taken by a worker: a row of schedule_alerts takes it with no record in the schedule's journal (written outside runbook?); `runbook audit verify` names it",
+                due_text(since_ms)
+            );
+            let at = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
+            let table = runbook_core::schedule_journal::ALERTS_TABLE;
+            if let Err(e) = store.record_no_record(name, table, since_ms, Some(reminder), worker, &at).await {
+                crate::output::errln!("warning: cannot journal it in the journal of schedule `{name}`: {e}");
+            }
+        }
         Err(e) => crate::output::errln!("warning: cannot read the journal of schedule `{name}`: {e}"),
     }
 }
@@ -950,6 +1020,7 @@ async fn watch(
     runs: &runbook_store::ScheduleRuns,
     started: DateTime<Utc>,
     now: DateTime<Utc>,
+    warned: &std::sync::Mutex<std::collections::BTreeSet<String>>,
 ) {
     let parse = |t: &Option<String>| {
         t.as_deref().and_then(|t| DateTime::parse_from_rfc3339(t).ok()).map(|t| t.with_timezone(&Utc))
@@ -987,7 +1058,7 @@ async fn watch(
             since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             span_text(window)
         ),
-        Ok(false) => {}
+        Ok(false) => alert_taken(store, name, worker, since.timestamp_millis(), reminder, warned).await,
         Err(e) => {
             crate::output::errln!("warning: cannot record the overdue notice of schedule `{name}`: {e}")
         }

@@ -109,6 +109,36 @@ impl runbook_web::Files for CliFiles {
     ) -> Result<(), String> {
         crate::queue::check_cancel_texts(plan, reason, operator, location).map_err(|e| e.render(false))
     }
+
+    fn schedules(&self, dir: &Path) -> Vec<runbook_web::SchedulesFile> {
+        let mut out = Vec::new();
+        for file in self.runbooks(dir) {
+            let Ok(text) = crate::loader::read(&crate::input::display(&file)) else { continue };
+            if !crate::schedules::is_schedules(&text) {
+                continue;
+            }
+            let (schedules, mut diags) = crate::schedules::check_text(&file, text);
+            let schedules = if diags.iter().any(|d| d.severity == runbook_core::Severity::Error) {
+                // Where and which code only: a diagnostic's excerpt and message quote the
+                // file, and a schedules file holds webhook addresses and parameter values.
+                diagnostic::sort(&mut diags);
+                let mut lines: Vec<String> = diags
+                    .iter()
+                    .filter(|d| d.severity == runbook_core::Severity::Error)
+                    .map(|d| runbook_core::shown::one_line(&format!("{}: error[{}]", d.location(), d.code)))
+                    .collect();
+                lines.push(format!(
+                    "`runbook check {}` on this host says what is wrong",
+                    runbook_core::shown::one_line(&crate::input::display(&file))
+                ));
+                Err(lines.join("\n"))
+            } else {
+                Ok(schedules)
+            };
+            out.push(runbook_web::SchedulesFile { file, schedules });
+        }
+        out
+    }
 }
 
 /// Why the console does not quote `file`: it cannot be read, or it does not parse as a

@@ -197,6 +197,12 @@ fn worker(dir: &Path, log: &str) -> std::process::Child {
         .expect("worker")
 }
 
+/// The schedule's journal records, none while it has no journal (a worker is starting).
+fn journal_so_far(dir: &Path) -> Vec<serde_json::Value> {
+    let out = cli(dir, &["audit", "schedule", "nightly", "--format", "jsonl"]);
+    out.stdout.lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()).collect()
+}
+
 /// The schedule's journal records as (kind, body).
 fn journal(dir: &Path) -> Vec<serde_json::Value> {
     let out = cli(dir, &["audit", "schedule", "nightly", "--format", "jsonl"]);
@@ -212,7 +218,7 @@ fn of_kind<'a>(records: &'a [serde_json::Value], kind: &str) -> Vec<&'a serde_js
 fn wait_notified(dir: &Path) -> Vec<serde_json::Value> {
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
-        let records = journal(dir);
+        let records = journal_so_far(dir);
         if !of_kind(&records, "notified").is_empty() {
             return records;
         }
@@ -354,28 +360,172 @@ fn a_due_time_taken_without_its_record_is_refused_or_said_loudly() {
             rows.join(", ")
         )
     };
-    let refused = sqlite(&forge(now_s + 4, now_s + 6));
+    let refused = sqlite(&forge(now_s + 8, now_s + 10));
     assert!(!refused.status.success(), "a due time was taken with no record");
     assert!(String::from_utf8_lossy(&refused.stderr).contains("taken only with its journal record"));
     // The file's owner drops the trigger and takes the next due times.
     assert!(sqlite("DROP TRIGGER schedule_fires_have_their_record").status.success());
-    assert!(sqlite(&forge(now_s + 4, now_s + 6)).status.success());
-    let mut w = worker(d, "w1");
+    assert!(sqlite(&forge(now_s + 8, now_s + 10)).status.success());
+    // Two workers see it: the store journals it once (`no_record`), each says it.
+    let mut w1 = worker(d, "w1");
+    let mut w2 = worker(d, "w2");
     let deadline = Instant::now() + Duration::from_secs(60);
     let said = loop {
-        let err = std::fs::read_to_string(d.join("w1.err")).unwrap_or_default();
-        if err.contains("did not fire: a row of schedule_fires takes it with no record") {
-            break err;
+        let err = |log: &str| std::fs::read_to_string(d.join(format!("{log}.err"))).unwrap_or_default();
+        let (e1, e2) = (err("w1"), err("w2"));
+        let recorded = !of_kind(&journal_so_far(d), "no_record").is_empty();
+        let key = "did not fire: a row of schedule_fires takes it with no record";
+        if recorded && e1.contains(key) && e2.contains(key) {
+            break e1;
         }
-        assert!(Instant::now() < deadline, "nothing said: {err}");
+        assert!(Instant::now() < deadline, "nothing said: {e1}{e2}");
         std::thread::sleep(Duration::from_millis(100));
     };
-    crate::support::kill9(w.id());
-    let _ = w.wait();
-    assert!(said.contains(&format!("schedule `nightly` due {}", due_text((now_s + 6) * 1000))), "{said}");
+    for w in [&mut w1, &mut w2] {
+        crate::support::kill9(w.id());
+        let _ = w.wait();
+    }
+    let last = due_text((now_s + 10) * 1000);
+    assert!(said.contains(&format!("schedule `nightly` due {last}")), "{said}");
+    let records = journal(d);
+    let noted = of_kind(&records, "no_record");
+    assert_eq!(noted.len(), 1, "{records:#?}");
+    assert_eq!(noted[0]["event"]["table"], "schedule_fires", "{records:#?}");
+    assert_eq!(noted[0]["event"]["due"], last.as_str(), "{records:#?}");
+    // `schedules --state` shows it (text and JSON) until a later due time fires.
+    let shown = cli(d, &["schedules", "s.toml"]);
+    ok(&shown, 0);
+    let line = shown.stdout.lines().find(|l| l.starts_with("  WARNING ")).unwrap_or_default().to_string();
+    let seq = noted[0]["seq"].to_string();
+    let ts = noted[0]["ts"].as_str().unwrap_or_default().to_string();
+    insta::assert_snapshot!(
+        "schedules_state_due_time_without_record",
+        line.replace(&last, "<due>")
+            .replace(&ts, "<recorded>")
+            .replace(&format!("record {seq},"), "record <n>,")
+    );
+    let json = cli(d, &["schedules", "s.toml", "--format", "json"]);
+    let json: serde_json::Value = serde_json::from_str(&json.stdout).expect("json");
+    let warnings = &json["schedules"][0]["warnings"];
+    assert_eq!(warnings.as_array().map(Vec::len), Some(1), "{json:#}");
+    assert_eq!(warnings[0]["table"], "schedule_fires", "{json:#}");
+    assert_eq!(warnings[0]["due"], last.as_str(), "{json:#}");
     let verify = cli(d, &["audit", "verify"]);
     assert_eq!(verify.code, 4, "{}", verify.stdout);
     assert!(verify.stdout.contains("BROKEN schedule nightly: schedule_fires: "), "{}", verify.stdout);
+    // A later due time fires: the warning is no longer shown (it stays in the journal).
+    let mut w3 = worker(d, "w3");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !journal(d)
+        .iter()
+        .any(|r| r["event"]["kind"] == "fired" && r["event"]["due"].as_str() > Some(last.as_str()))
+    {
+        assert!(Instant::now() < deadline, "nothing fired after {last}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    crate::support::kill9(w3.id());
+    let _ = w3.wait();
+    let shown = cli(d, &["schedules", "s.toml"]);
+    assert!(!shown.stdout.contains("WARNING"), "{}", shown.stdout);
+    assert_eq!(of_kind(&journal(d), "no_record").len(), 1);
+}
+
+/// Issue 17, S1 for overdue notices: a row of `schedule_alerts` inserted by plain SQL took
+/// the notice with no journal record, and no worker sent it. The store now refuses such a
+/// row (migration 14: its trigger wants the `overdue` record first), so the notice is still
+/// delivered; past the trigger (dropped by the file's owner), a worker says so loudly, the
+/// journal holds one `no_record` record, `schedules --state` shows it, and `audit verify` is
+/// BROKEN. Failed before: the forged rows were inserted and nothing was said.
+#[test]
+fn a_forged_alert_row_is_refused_or_said_loudly() {
+    let hook = ScriptedHook::start(vec![]);
+    for owner_drops_the_trigger in [false, true] {
+        let dir = failing_schedule(&hook.url());
+        let d = dir.path();
+        ok(&cli(d, &["state", "migrate"]), 0);
+        let db = d.join("st.db");
+        let sqlite =
+            |sql: &str| std::process::Command::new("sqlite3").arg(&db).arg(sql).output().expect("sqlite3");
+        // Every overdue period the worker can measure from (its first due time, a second
+        // within the next 30), first notice.
+        let now_s =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("time").as_secs();
+        let rows: Vec<String> = (now_s.saturating_sub(2)..now_s + 30)
+            .map(|s| format!("('nightly', {}, 0, 'mallory', '2026-01-01T00:00:00Z')", s * 1000))
+            .collect();
+        let forge = format!(
+            "INSERT INTO schedule_alerts (schedule, since_ms, reminder, sent_by, sent_at) VALUES {}",
+            rows.join(", ")
+        );
+        let refused = sqlite(&forge);
+        assert!(!refused.status.success(), "an overdue notice was taken with no record");
+        assert!(
+            String::from_utf8_lossy(&refused.stderr)
+                .contains("overdue notice is taken only with its journal record"),
+            "{}",
+            String::from_utf8_lossy(&refused.stderr)
+        );
+        if !owner_drops_the_trigger {
+            let before = hook.bodies().len();
+            let mut w = worker(d, "w1");
+            let records = wait_notified(d);
+            crate::support::kill9(w.id());
+            let _ = w.wait();
+            assert!(hook.bodies().len() > before);
+            assert_eq!(of_kind(&records, "overdue").len(), 1, "{records:#?}");
+            assert!(of_kind(&records, "no_record").is_empty(), "{records:#?}");
+            ok(&cli(d, &["audit", "verify"]), 0);
+            continue;
+        }
+        ok(&cli(d, &["state", "check"]), 0);
+        assert!(sqlite("DROP TRIGGER schedule_alerts_have_their_record").status.success());
+        let check = cli(d, &["state", "check"]);
+        assert_eq!(check.code, 5, "{}{}", check.stdout, check.stderr);
+        assert!(
+            check.stdout.contains("missing or disabled: schedule_alerts_have_their_record"),
+            "{}",
+            check.stdout
+        );
+        assert!(sqlite(&forge).status.success());
+        let mut w = worker(d, "w1");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let noted = loop {
+            let records = journal_so_far(d);
+            let noted: Vec<serde_json::Value> = of_kind(&records, "no_record").into_iter().cloned().collect();
+            if !noted.is_empty() {
+                break noted;
+            }
+            assert!(Instant::now() < deadline, "nothing journaled: {records:#?}");
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        std::thread::sleep(Duration::from_secs(2));
+        crate::support::kill9(w.id());
+        let _ = w.wait();
+        let err = std::fs::read_to_string(d.join("w1.err")).unwrap_or_default();
+        assert_eq!(
+            err.matches("was not taken by a worker: a row of schedule_alerts takes it").count(),
+            1,
+            "{err}"
+        );
+        assert_eq!(of_kind(&journal(d), "no_record").len(), 1);
+        assert_eq!(noted[0]["event"]["table"], "schedule_alerts", "{noted:#?}");
+        assert_eq!(noted[0]["event"]["reminder"], 0, "{noted:#?}");
+        let since = noted[0]["event"]["due"].as_str().unwrap_or_default().to_string();
+        let shown = cli(d, &["schedules", "s.toml"]);
+        let line = shown.stdout.lines().find(|l| l.starts_with("  WARNING ")).unwrap_or_default().to_string();
+        let seq = noted[0]["seq"].to_string();
+        let ts = noted[0]["ts"].as_str().unwrap_or_default().to_string();
+        insta::assert_snapshot!(
+            "schedules_state_alert_without_record",
+            line.replace(&since, "<since>")
+                .replace(&ts, "<recorded>")
+                .replace(&format!("record {seq},"), "record <n>,")
+        );
+        assert!(!shown.stdout.contains("s3cr3t-path"), "{}", shown.stdout);
+        let verify = cli(d, &["audit", "verify"]);
+        assert_eq!(verify.code, 4, "{}", verify.stdout);
+        assert!(verify.stdout.contains("BROKEN schedule nightly: schedule_alerts: "), "{}", verify.stdout);
+    }
 }
 
 fn due_text(ms: u64) -> String {

@@ -133,13 +133,13 @@ fn a_shared_store_is_migrated_explicitly_and_checked() {
 
     let migrated = team.cmd(&["state", "migrate"], "admin");
     ok(&migrated, 0);
-    assert!(migrated.stdout.contains("migrated from schema version 0 to 13"), "{}", migrated.stdout);
+    assert!(migrated.stdout.contains("migrated from schema version 0 to 14"), "{}", migrated.stdout);
     let again = team.cmd(&["state", "migrate"], "admin");
-    assert!(again.stdout.contains("up to date (schema version 13)"), "{}", again.stdout);
+    assert!(again.stdout.contains("up to date (schema version 14)"), "{}", again.stdout);
 
     let check = team.cmd(&["state", "check"], "ana");
     ok(&check, 0);
-    assert!(check.stdout.contains("(postgres)") && check.stdout.contains("version 13"), "{}", check.stdout);
+    assert!(check.stdout.contains("(postgres)") && check.stdout.contains("version 14"), "{}", check.stdout);
     assert!(check.stdout.contains("0 run(s), 0 lock(s) held"), "{}", check.stdout);
 }
 
@@ -869,10 +869,40 @@ fn audit_verify_finds_schedule_rows_no_journal_record_stands_for_on_postgres() {
         "ALTER TABLE schedule_fires DISABLE TRIGGER ALL; DELETE FROM schedule_fires WHERE fired_by = 'mallory'; \
          ALTER TABLE schedule_fires ENABLE TRIGGER ALL",
     );
+    // Issue 17, S1 for alerts (migration 14): an alert row without its `overdue` record is
+    // refused with the book's grants (failed before: it was inserted, and silenced the
+    // notice of that overdue period).
+    let forge_alert = "INSERT INTO schedule_alerts (schedule, since_ms, reminder, sent_by, sent_at) \
+         VALUES ('tick', 4102444800000, 0, 'mallory', '2026-01-01T00:00:00Z')";
+    let refused = Command::new(team.pg.bin().join("psql"))
+        .args([
+            &team.pg.url("postgres"),
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-Atc",
+            &format!("SET ROLE ben; {forge_alert}"),
+        ])
+        .output()
+        .expect("psql");
+    assert!(!refused.status.success(), "an overdue notice was taken with no record");
+    assert!(
+        String::from_utf8_lossy(&refused.stderr)
+            .contains("overdue notice is taken only with its journal record"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    // Past that trigger (only the schema's owner can disable it), the row is found; while
+    // it is disabled, `state check` names it.
+    team.pg.psql("postgres", "ALTER TABLE schedule_alerts DISABLE TRIGGER schedule_alerts_have_their_record");
+    let check = team.cmd(&["state", "check"], "ana");
+    assert_eq!(check.code, 5, "{}{}", check.stdout, check.stderr);
+    assert!(check.stdout.contains("schedule_alerts_have_their_record"), "{}", check.stdout);
     team.pg.psql(
         "postgres",
-        "SET ROLE ben; INSERT INTO schedule_alerts (schedule, since_ms, reminder, sent_by, sent_at) \
-         VALUES ('tick', 4102444800000, 0, 'mallory', '2026-01-01T00:00:00Z')",
+        &format!(
+            "ALTER TABLE schedule_alerts DISABLE TRIGGER schedule_alerts_have_their_record; SET ROLE ben; {forge_alert}; \
+             RESET ROLE; ALTER TABLE schedule_alerts ENABLE TRIGGER schedule_alerts_have_their_record"
+        ),
     );
     let alert = team.cmd(&["audit", "verify"], "ana");
     assert_eq!(alert.code, 4, "{}{}", alert.stdout, alert.stderr);

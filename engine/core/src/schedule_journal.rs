@@ -113,7 +113,29 @@ pub enum ScheduleEvent {
         /// The worker that noticed.
         worker: String,
     },
+    /// A row that decides the schedule was found with no record in this journal (written
+    /// past the store's triggers, by the schema's owner): a due time taken, or an overdue
+    /// notice taken, in silence (issue 17). Recorded once per due time (or overdue notice)
+    /// by the first worker that sees it; `runbook schedules --state` shows it until a later
+    /// due time fires.
+    NoRecord {
+        /// The table whose row it is: `schedule_fires` or `schedule_alerts`.
+        table: String,
+        /// The due time taken (`schedule_fires`), or the overdue period's start
+        /// (`schedule_alerts`), RFC 3339.
+        due: String,
+        /// The overdue notice's reminder number (`schedule_alerts` only).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reminder: Option<i64>,
+        /// The worker that saw it.
+        worker: String,
+    },
 }
+
+/// The table of the rows that take a due time.
+pub const FIRES_TABLE: &str = "schedule_fires";
+/// The table of the rows that take an overdue notice.
+pub const ALERTS_TABLE: &str = "schedule_alerts";
 
 impl ScheduleEvent {
     /// The event's kind, as stored beside its body.
@@ -126,6 +148,7 @@ impl ScheduleEvent {
             ScheduleEvent::Notified { .. } => "notified",
             ScheduleEvent::NotifyFailed { .. } => "notify_failed",
             ScheduleEvent::BackInTime { .. } => "back_in_time",
+            ScheduleEvent::NoRecord { .. } => "no_record",
         }
     }
 
@@ -138,7 +161,8 @@ impl ScheduleEvent {
             ScheduleEvent::Overdue { .. }
             | ScheduleEvent::Notified { .. }
             | ScheduleEvent::NotifyFailed { .. }
-            | ScheduleEvent::BackInTime { .. } => None,
+            | ScheduleEvent::BackInTime { .. }
+            | ScheduleEvent::NoRecord { .. } => None,
         }
     }
 
@@ -151,7 +175,8 @@ impl ScheduleEvent {
             | ScheduleEvent::Overdue { worker, .. }
             | ScheduleEvent::Notified { worker, .. }
             | ScheduleEvent::NotifyFailed { worker, .. }
-            | ScheduleEvent::BackInTime { worker, .. } => worker,
+            | ScheduleEvent::BackInTime { worker, .. }
+            | ScheduleEvent::NoRecord { worker, .. } => worker,
         }
     }
 
@@ -185,6 +210,19 @@ impl ScheduleEvent {
             }
             ScheduleEvent::BackInTime { overdue_since, success, .. } => {
                 format!("back in time: a run succeeded at {success} (overdue since {overdue_since})")
+            }
+            ScheduleEvent::NoRecord { table, due, reminder, .. } => {
+                let due = crate::shown::one_line(due);
+                match reminder {
+                    None => format!(
+                        "due {due} did not fire: a row of {} takes it with no record in this journal (written outside runbook?)",
+                        crate::shown::one_line(table)
+                    ),
+                    Some(n) => format!(
+                        "the overdue notice {n} since {due} was not taken by a worker: a row of {} takes it with no record in this journal (written outside runbook?)",
+                        crate::shown::one_line(table)
+                    ),
+                }
             }
         }
     }
@@ -282,6 +320,18 @@ mod tests {
                 failure: Some("HTTP 503".into()),
             },
             ScheduleEvent::Notified { about: "overdue".into(), worker: "w1".into(), attempt: Some(2) },
+            ScheduleEvent::NoRecord {
+                table: FIRES_TABLE.into(),
+                due: "2026-01-03T02:30:00Z".into(),
+                reminder: None,
+                worker: "w2".into(),
+            },
+            ScheduleEvent::NoRecord {
+                table: ALERTS_TABLE.into(),
+                due: "2026-01-01T02:30:00Z".into(),
+                reminder: Some(0),
+                worker: "w2".into(),
+            },
         ];
         let mut prev = GENESIS.to_string();
         events
@@ -311,7 +361,7 @@ mod tests {
         assert_eq!(verify_chain(&swapped, None).map_err(|e| e.seq), Err(2));
         let mut cut = records.clone();
         cut.pop();
-        assert_eq!(verify_chain(&cut, Some(&last)).map_err(|e| e.seq), Err(6));
+        assert_eq!(verify_chain(&cut, Some(&last)).map_err(|e| e.seq), Err(8));
         // Another schedule's name makes another chain.
         let mut renamed = records;
         renamed[0].schedule = "weekly".into();

@@ -441,7 +441,7 @@ impl Backend {
     }
 
     fn migrations(self) -> Vec<Migration> {
-        let files: [(i64, &str, &'static str); 13] = match self {
+        let files: [(i64, &str, &'static str); 14] = match self {
             Backend::Sqlite => [
                 (1, "journal", include_str!("../migrations/sqlite/0001_journal.sql")),
                 (2, "step logs", include_str!("../migrations/sqlite/0002_step_logs.sql")),
@@ -456,6 +456,11 @@ impl Backend {
                 (11, "sessions", include_str!("../migrations/sqlite/0011_sessions.sql")),
                 (12, "abandon request", include_str!("../migrations/sqlite/0012_abandon_request.sql")),
                 (13, "resume by", include_str!("../migrations/sqlite/0013_resume_by.sql")),
+                (
+                    14,
+                    "schedule alert records",
+                    include_str!("../migrations/sqlite/0014_schedule_alert_records.sql"),
+                ),
             ],
             Backend::Postgres => [
                 (1, "journal", include_str!("../migrations/postgres/0001_journal.sql")),
@@ -471,6 +476,11 @@ impl Backend {
                 (11, "sessions", include_str!("../migrations/postgres/0011_sessions.sql")),
                 (12, "abandon request", include_str!("../migrations/postgres/0012_abandon_request.sql")),
                 (13, "resume by", include_str!("../migrations/postgres/0013_resume_by.sql")),
+                (
+                    14,
+                    "schedule alert records",
+                    include_str!("../migrations/postgres/0014_schedule_alert_records.sql"),
+                ),
             ],
         };
         files
@@ -1364,6 +1374,7 @@ impl Store {
                 (10, "schedule_fires_have_their_record"),
                 (12, "queue_abandon_request_fixed"),
                 (12, "queue_abandon_not_submitted"),
+                (14, "schedule_alerts_have_their_record"),
             ],
             Backend::Postgres => &[
                 (1, "events_no_update"),
@@ -1386,6 +1397,7 @@ impl Store {
                 (10, "schedule_notices_guard"),
                 (10, "schedule_notices_no_truncate"),
                 (10, "schedule_fires_have_their_record"),
+                (14, "schedule_alerts_have_their_record"),
             ],
         };
         let present = match self.backend {
@@ -2078,8 +2090,31 @@ impl Store {
         by: &str,
         at: &str,
     ) -> Result<bool> {
+        // Read first, without a write lock: while a schedule stays overdue every pass of
+        // every worker asks, and the notice is taken already.
+        let taken = sqlx::query(
+            "SELECT 1 FROM schedule_alerts WHERE schedule = $1 AND since_ms = $2 AND reminder = $3",
+        )
+        .bind(schedule)
+        .bind(since_ms)
+        .bind(reminder)
+        .fetch_optional(&self.pool)
+        .await?;
+        if taken.is_some() {
+            return Ok(false);
+        }
         retry_busy(self.backend, || async {
             let mut tx = self.pool.begin_with(self.backend.begin()).await?;
+            // The notice's one record in the schedule's journal first, then its row, in
+            // this transaction: the row's trigger (migration 14) refuses a row without its
+            // record, so a row inserted by plain SQL cannot silence the notice. A worker
+            // whose row finds the notice taken rolls its record back with it.
+            let event = runbook_core::schedule_journal::ScheduleEvent::Overdue {
+                since: runbook_core::schedule::due_text(since_ms),
+                reminder,
+                worker: by.to_string(),
+            };
+            self.append_schedule(&mut tx, schedule, at, event, Some(since_ms)).await?;
             let inserted = sqlx::query(
                 "INSERT INTO schedule_alerts (schedule, since_ms, reminder, sent_by, sent_at) \
                  VALUES ($1, $2, $3, $4, $5) ON CONFLICT (schedule, since_ms, reminder) DO NOTHING",
@@ -2096,13 +2131,6 @@ impl Store {
                 tx.rollback().await?;
                 return Ok(false);
             }
-            // The notice's one record in the schedule's journal, in this transaction.
-            let event = runbook_core::schedule_journal::ScheduleEvent::Overdue {
-                since: runbook_core::schedule::due_text(since_ms),
-                reminder,
-                worker: by.to_string(),
-            };
-            self.append_schedule(&mut tx, schedule, at, event, None).await?;
             tx.commit().await?;
             Ok(true)
         })

@@ -196,7 +196,9 @@ impl ScheduleJournal {
                 ScheduleEvent::BackInTime { overdue_since, .. } => {
                     alert_records.entry((overdue_since.clone(), -1)).or_default().push(r);
                 }
-                ScheduleEvent::Notified { .. } | ScheduleEvent::NotifyFailed { .. } => {}
+                ScheduleEvent::Notified { .. }
+                | ScheduleEvent::NotifyFailed { .. }
+                | ScheduleEvent::NoRecord { .. } => {}
             }
         }
         for f in &self.fires {
@@ -385,6 +387,13 @@ impl Store {
                 tx.rollback().await?;
                 return Ok(false);
             };
+            // The record first, then the row (the row's trigger wants it, migration 14).
+            let event = ScheduleEvent::BackInTime {
+                overdue_since: runbook_core::schedule::due_text(since_ms),
+                success: success.to_string(),
+                worker: by.to_string(),
+            };
+            self.append_schedule(&mut tx, schedule, at, event, Some(since_ms)).await?;
             let inserted = sqlx::query(
                 "INSERT INTO schedule_alerts (schedule, since_ms, reminder, sent_by, sent_at) \
                  VALUES ($1, $2, -1, $3, $4) ON CONFLICT (schedule, since_ms, reminder) DO NOTHING",
@@ -400,12 +409,6 @@ impl Store {
                 tx.rollback().await?;
                 return Ok(false);
             }
-            let event = ScheduleEvent::BackInTime {
-                overdue_since: runbook_core::schedule::due_text(since_ms),
-                success: success.to_string(),
-                worker: by.to_string(),
-            };
-            self.append_schedule(&mut tx, schedule, at, event, None).await?;
             tx.commit().await?;
             Ok(true)
         })
@@ -618,6 +621,133 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?;
         Ok(row.is_some())
+    }
+
+    /// Whether the journal of `schedule` holds the `overdue` record of the notice
+    /// (`since_ms`, `reminder`): a worker whose claim finds the notice taken asks, and a row
+    /// without its record (possible only past the store's trigger) is reported (issue 17).
+    pub async fn alert_recorded(&self, schedule: &str, since_ms: i64, reminder: i64) -> Result<bool> {
+        let since = runbook_core::schedule::due_text(since_ms);
+        let rows = sqlx::query("SELECT body FROM schedule_events WHERE schedule = $1 AND kind = 'overdue'")
+            .bind(schedule)
+            .fetch_all(&self.pool)
+            .await?;
+        for row in rows {
+            let body: String = row.try_get(0)?;
+            if let Ok(ScheduleEvent::Overdue { since: s, reminder: r, .. }) = serde_json::from_str(&body)
+                && s == since
+                && r == reminder
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Journal that a row of `table` (`schedule_fires` or `schedule_alerts`) takes a due
+    /// time (`due_ms`), or an overdue notice (its period's start `due_ms` and `reminder`),
+    /// with no record in the journal of `schedule` (issue 17): once per due time or notice,
+    /// by the first worker that asks; the head's lock orders them. True for the one caller
+    /// that recorded it.
+    pub async fn record_no_record(
+        &self,
+        schedule: &str,
+        table: &str,
+        due_ms: i64,
+        reminder: Option<i64>,
+        by: &str,
+        at: &str,
+    ) -> Result<bool> {
+        let due = runbook_core::schedule::due_text(due_ms);
+        crate::retry_busy(self.backend, || async {
+            let mut tx = self.pool.begin_with(self.backend.begin()).await?;
+            sqlx::query(
+                "INSERT INTO schedule_heads (schedule, last_seq, last_hash) VALUES ($1, 0, NULL) \
+                 ON CONFLICT (schedule) DO NOTHING",
+            )
+            .bind(schedule)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(self.backend.schedule_head()).bind(schedule).fetch_one(&mut *tx).await?;
+            let rows = sqlx::query(
+                "SELECT body FROM schedule_events WHERE schedule = $1 AND kind = 'no_record' AND due_ms = $2",
+            )
+            .bind(schedule)
+            .bind(due_ms)
+            .fetch_all(&mut *tx)
+            .await?;
+            for row in rows {
+                let body: String = row.try_get(0)?;
+                if let Ok(ScheduleEvent::NoRecord { table: t, reminder: r, .. }) = serde_json::from_str(&body)
+                    && t == table
+                    && r == reminder
+                {
+                    tx.rollback().await?;
+                    return Ok(false);
+                }
+            }
+            let event = ScheduleEvent::NoRecord {
+                table: table.to_string(),
+                due: due.clone(),
+                reminder,
+                worker: by.to_string(),
+            };
+            self.append_schedule(&mut tx, schedule, at, event, Some(due_ms)).await?;
+            tx.commit().await?;
+            Ok(true)
+        })
+        .await
+    }
+
+    /// The `no_record` records of `schedule` still to be shown (`runbook schedules --state`,
+    /// the console): one about a due time until a later due time fires (a `fired` record
+    /// after it), one about an overdue notice until a later notice is taken (an `overdue`
+    /// or `back_in_time` record after it).
+    pub async fn schedule_warnings(&self, schedule: &str) -> Result<Vec<ScheduleRecord>> {
+        let last = |q: &'static str| async move {
+            let seq: i64 = sqlx::query(q).bind(schedule).fetch_one(&self.pool).await?.try_get(0)?;
+            Ok::<u64, StoreError>(u64::try_from(seq).unwrap_or(0))
+        };
+        let fired =
+            last("SELECT COALESCE(MAX(seq), 0) FROM schedule_events WHERE schedule = $1 AND kind = 'fired'")
+                .await?;
+        let noticed = last(
+            "SELECT COALESCE(MAX(seq), 0) FROM schedule_events WHERE schedule = $1 \
+             AND kind IN ('overdue', 'back_in_time')",
+        )
+        .await?;
+        let rows = sqlx::query(
+            "SELECT seq, ts, body, prev_hash, hash, db_role FROM schedule_events WHERE schedule = $1 \
+             AND kind = 'no_record' ORDER BY seq",
+        )
+        .bind(schedule)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::new();
+        for row in rows {
+            let seq: i64 = row.try_get(0)?;
+            let body: String = row.try_get(2)?;
+            let event = serde_json::from_str::<ScheduleEvent>(&body)
+                .map_err(|e| StoreError::Corrupt(format!("schedule {schedule}: record {seq}: {e}")))?;
+            let seq = u64::try_from(seq).unwrap_or(0);
+            let after = match &event {
+                ScheduleEvent::NoRecord { reminder: None, .. } => fired,
+                _ => noticed,
+            };
+            if seq <= after {
+                continue;
+            }
+            out.push(ScheduleRecord {
+                schedule: schedule.to_string(),
+                seq,
+                ts: row.try_get(1)?,
+                event,
+                prev_hash: row.try_get(3)?,
+                hash: row.try_get(4)?,
+                db_role: row.try_get(5)?,
+            });
+        }
+        Ok(out)
     }
 
     /// The journal of `schedule`, in order (empty when it has none).

@@ -26,6 +26,7 @@ mod live;
 mod output;
 mod pages;
 mod query;
+mod schedules;
 mod timeline;
 mod view;
 
@@ -83,6 +84,19 @@ pub trait Files: Send + Sync + 'static {
         operator: &str,
         location: &Location,
     ) -> Result<(), String>;
+    /// The schedules files of `dir` (its `*.toml` files holding `[schedule.NAME]` tables
+    /// and no `[runbook]` table, as `runbook check` tells them), each checked as
+    /// `runbook schedules FILE` checks it.
+    fn schedules(&self, dir: &Path) -> Vec<SchedulesFile>;
+}
+
+/// One schedules file of `--runbooks DIR` ([`Files::schedules`]).
+#[derive(Debug, Clone)]
+pub struct SchedulesFile {
+    /// The file (on a page only as [`shown_path`] words it).
+    pub file: PathBuf,
+    /// Its schedules, or its problems as `runbook check` prints them (no colour).
+    pub schedules: Result<Vec<runbook_core::schedule::Schedule>, String>,
 }
 
 /// A pinned run ready for the queue ([`Files::to_start`]).

@@ -106,7 +106,7 @@ fn shape_of(
 }
 
 /// The templates, embedded in the binary.
-const TEMPLATES: [(&str, &str); 7] = [
+const TEMPLATES: [(&str, &str); 8] = [
     ("base.html", include_str!("../templates/base.html")),
     ("runs.html", include_str!("../templates/runs.html")),
     ("run.html", include_str!("../templates/run.html")),
@@ -114,6 +114,7 @@ const TEMPLATES: [(&str, &str); 7] = [
     ("runbook.html", include_str!("../templates/runbook.html")),
     ("error.html", include_str!("../templates/error.html")),
     ("output.html", include_str!("../templates/output.html")),
+    ("schedules.html", include_str!("../templates/schedules.html")),
 ];
 
 /// The style sheet, embedded.
@@ -127,7 +128,7 @@ pub struct App {
     /// Who is asking (`--auth`), and the store opened for writing when someone can be.
     pub gate: crate::auth::Gate,
     pub(crate) location: Location,
-    runbooks: Option<PathBuf>,
+    pub(crate) runbooks: Option<PathBuf>,
     pub(crate) files: Arc<dyn Files>,
     store: tokio::sync::Mutex<Opened>,
     /// How many times opening or reading the store failed.
@@ -418,6 +419,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/runs/{id}", get(run_page))
         .route("/runbooks", get(runbooks_page))
         .route("/runbooks/{name}", get(runbook_page))
+        .route("/schedules", get(crate::schedules::page))
         .route("/api/runs", get(runs_api))
         .route("/api/runs/{id}", get(run_api))
         .route("/assets/console.css", get(css))
