@@ -147,15 +147,10 @@ async fn record(
     let as_started = |file: &str, files: &[runbook_core::plan::FileHash]| {
         crate::as_started::load_as_started(file, files).ok().map(|(runbook, _)| runbook)
     };
-    let done = runbook_exec::abandon::abandon(
-        store,
-        request,
-        &as_started,
-        &runbook_as_now,
-        &crate::state::engine_env(location),
-    )
-    .await
-    .map_err(|r| refusal(r, id, args.compensate))?;
+    let done =
+        runbook_exec::abandon::abandon(store, request, &as_started, &crate::state::engine_env(location))
+            .await
+            .map_err(|r| refusal(r, id, args.compensate))?;
     let what = if args.compensate {
         "after its compensations".to_string()
     } else {
@@ -191,7 +186,8 @@ fn refusal(r: Refusal, id: &str, compensate: bool) -> CliError {
     }
 }
 
-/// The runbook at `file` as it is now (checked, its digests not compared), if it reads.
+/// The runbook at `file` as it is now (checked, its digests not compared), if it reads: the
+/// console's start form. Never the secrets of a run started from another version (adv20-3).
 pub fn runbook_as_now(file: &str) -> Option<std::sync::Arc<runbook_core::model::Runbook>> {
     let text = crate::loader::read(file).ok()?;
     let includes = crate::loader::FsLoader::for_runbook(file);

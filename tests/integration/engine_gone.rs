@@ -275,3 +275,49 @@ approval = { prompt = "Go?", approvers = ["someone-else"] }
     assert!(!journal.contains(token), "the secret reached the journal: {journal}");
     assert!(!done.stdout.contains(token) && !done.stderr.contains(token), "{done:?}");
 }
+
+/// Red team adv20-3: when the runbook changed since the run started, the reason was redacted
+/// with the secrets of the runbook *as it is now*: one edited to rename its secret redacted
+/// nothing, and the run's value was journaled in clear. Only the runbook the run started
+/// with lists its secrets; changed (or deleted), the reason is withheld and the operator told.
+#[test]
+fn an_abandon_reason_is_never_redacted_with_a_runbook_edited_since_the_run_started() {
+    let runbook = r#"[runbook]
+name = "with-secret"
+
+[secrets.S]
+env = "ADV20_S"
+
+[steps.gate.approval]
+prompt = "Go?"
+approvers = ["someone-else"]
+
+[steps.use]
+needs = ["gate"]
+run = "echo using"
+env = { S = "{{ secrets.S }}" }
+"#;
+    let s = Scratch::new(runbook);
+    let secret = "Zq8-very-secret-db-password-77";
+    let env = [("ADV20_S", secret), ("ADV20_T", "another-value")];
+    assert_eq!(s.run(&["--yes"], &env).code, 4);
+    let run = s.latest_run();
+    // Edited after the start: the secret now comes from another variable under another name.
+    let edited = runbook
+        .replace("secrets.S]", "secrets.T]")
+        .replace("secrets.S }}", "secrets.T }}")
+        .replace("ADV20_S", "ADV20_T");
+    std::fs::write(s.path().join("r.toml"), edited).expect("edit");
+    let reason = format!("aborting: the password {secret} was leaked in chat");
+    let done = s.cmd(&["abandon", &run, "--reason", &reason], &env);
+    assert_eq!(done.code, 0, "{done:?}");
+    assert!(done.stderr.contains("the reason was not journaled"), "{}", done.stderr);
+    let journal = s.audit(&run);
+    assert!(journal.contains("run_abandoned"), "{journal}");
+    assert!(!journal.contains(secret), "the secret reached the journal: {journal}");
+    let store = std::fs::read(s.state()).expect("store");
+    assert!(
+        !store.windows(secret.len()).any(|w| w == secret.as_bytes()),
+        "the secret is in the store's file"
+    );
+}

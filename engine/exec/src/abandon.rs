@@ -8,11 +8,8 @@
 //! a suspended or parked lock is taken back. Only then is `run_abandoned` appended, fenced
 //! by that lease, and the lock released. The reason is redacted with the run's secrets.
 
-use std::sync::Arc;
-
 use runbook_core::journal::{Record, RunEvent, RunStatus};
 use runbook_core::lifecycle::RunDecision;
-use runbook_core::model::Runbook;
 use runbook_store::{Acquire, Head, Store, StoreError};
 
 use crate::approve::AsStarted;
@@ -87,7 +84,6 @@ pub async fn abandon(
     store: &Store,
     a: Abandon<'_>,
     as_started: AsStarted<'_>,
-    as_now: &(dyn Fn(&str) -> Option<Arc<Runbook>> + Sync),
     engine: &EngineEnv,
 ) -> Result<Abandoned, Refusal> {
     let id = a.run_id;
@@ -100,7 +96,7 @@ pub async fn abandon(
         (Some(RunStatus::Failed), true, Some(opened)) => opened,
         (now, _, _) => check_unfinished(now).map_err(Refusal::Finished)?,
     };
-    let (redactor, withheld) = reason_redactor(&records, as_started, as_now, engine)?;
+    let (redactor, withheld) = reason_redactor(&records, as_started, engine)?;
     let engine_was_gone = status == RunStatus::Running && dispatch::engine_gone(store, id).await;
     let (lock, lease) = take_lock::<Refusal>(store, id, a.operator, summary.last_seq).await?;
     let (now, _) = dispatch::now();
@@ -142,7 +138,6 @@ pub async fn request_compensated(
     store: &Store,
     a: Abandon<'_>,
     as_started: AsStarted<'_>,
-    as_now: &(dyn Fn(&str) -> Option<Arc<Runbook>> + Sync),
     engine: &EngineEnv,
 ) -> Result<Requested, Refusal> {
     attributable(store, a.operator).await?;
@@ -163,7 +158,7 @@ pub async fn request_compensated(
     if dispatch::machine::compensations(&runbook, &state).is_empty() {
         return Ok(Requested::Nothing);
     }
-    let (redactor, withheld) = reason_redactor(&records, as_started, as_now, engine)?;
+    let (redactor, withheld) = reason_redactor(&records, as_started, engine)?;
     let reason = match withheld {
         None => redactor.redact(a.reason),
         Some(_) => REASON_WITHHELD.to_string(),
@@ -259,28 +254,23 @@ pub(crate) async fn take_lock<E: From<StoreError> + From<LockRefusal>>(
 /// a reason may hold one, pasted by mistake, and the journal must not (promise 3).
 ///
 /// Abandoning is the way out of an incident, so it needs nothing of the runbook (red team
-/// adv14a F2): the runbook the run started with when its files are unchanged; else the
-/// runbook at the same path as it is now (an operator fixed it during the incident; its
-/// secrets are read from their sources, and redacting more is never wrong); else (deleted,
-/// unreadable, invalid, its secrets unreadable) no secret can be known, and the reason is
-/// not journaled at all: a fixed text stands in its place and the operator is told
+/// adv14a F2): the runbook the run started with when its files are unchanged; else (changed
+/// since, deleted, unreadable) the run's secrets cannot be known, and the reason is not
+/// journaled at all: a fixed text stands in its place and the operator is told
 /// (`Some(why)`).
 fn reason_redactor(
     records: &[Record],
     as_started: AsStarted<'_>,
-    as_now: &(dyn Fn(&str) -> Option<Arc<Runbook>> + Sync),
     engine: &EngineEnv,
 ) -> Result<(Redactor, Option<String>), Refusal> {
     let Some(RunEvent::RunStarted { file, files, .. }) = records.first().map(|r| &r.event) else {
         return Err(Refusal::NoStart);
     };
-    let withheld = || Ok((Redactor::from_values([]), Some(unreadable(file))));
-    let (runbook, started) = match as_started(file, files) {
-        Some(runbook) => (runbook, true),
-        None => match as_now(file) {
-            Some(runbook) => (runbook, false),
-            None => return withheld(),
-        },
+    // Only the runbook the run started with lists the run's secrets: a file edited since
+    // may declare fewer (a secret renamed), and its redactor would journal the run's value
+    // in clear (red team adv20-3). Changed, deleted or unreadable: nothing is known.
+    let Some(runbook) = as_started(file, files) else {
+        return Ok((Redactor::from_values([]), Some(unreadable(file))));
     };
     let base_dir = std::path::Path::new(&runbook.source.path)
         .parent()
@@ -290,8 +280,6 @@ fn reason_redactor(
     match crate::secrets::resolve(&runbook, &base_dir, engine) {
         Ok(secrets) => Ok((Redactor::new(&secrets), None)),
         Err(Unresolved::Interrupted(secret)) => Err(Refusal::Interrupted(secret)),
-        // The runbook as it is now may name sources the run never had: nothing is known.
-        Err(Unresolved::Problems(_)) if !started => withheld(),
         Err(Unresolved::Problems(problems)) => Err(Refusal::Secrets(problems)),
     }
 }
@@ -299,6 +287,6 @@ fn reason_redactor(
 /// Why the reason is not journaled: the run's runbook cannot be read to know its secrets.
 fn unreadable(file: &str) -> String {
     format!(
-        "the reason was not journaled: the run's runbook `{file}` cannot be read to keep its secrets out of it"
+        "the reason was not journaled: the run's runbook `{file}` cannot be read as the run started it (changed, moved or deleted since) to keep its secrets out of it"
     )
 }

@@ -712,7 +712,6 @@ async fn abandon(
         Err(why) => return app.error(api, StatusCode::SERVICE_UNAVAILABLE, "state store unavailable", &why),
     };
     let as_started = |file: &str, files: &[runbook_core::plan::FileHash]| app.files.as_started(file, files);
-    let as_now = |file: &str| app.files.as_now(file);
     let request = runbook_exec::abandon::Abandon {
         run_id: &id,
         operator: &who.name,
@@ -725,14 +724,8 @@ async fn abandon(
     // --compensate` as this operator). A run with nothing to compensate is abandoned here.
     let requested = if compensate {
         use runbook_exec::abandon::Requested;
-        match runbook_exec::abandon::request_compensated(
-            &store,
-            request,
-            &as_started,
-            &as_now,
-            &app.gate.engine_env(),
-        )
-        .await
+        match runbook_exec::abandon::request_compensated(&store, request, &as_started, &app.gate.engine_env())
+            .await
         {
             Ok(Requested::Nothing) => Ok(()),
             Ok(Requested::Queued) if api => {
@@ -766,8 +759,7 @@ async fn abandon(
     if let Err((status, text)) = requested {
         return app.error(api, status, "abandon refused", &text);
     }
-    match runbook_exec::abandon::abandon(&store, request, &as_started, &as_now, &app.gate.engine_env()).await
-    {
+    match runbook_exec::abandon::abandon(&store, request, &as_started, &app.gate.engine_env()).await {
         Ok(done) if api => crate::pages::json_response(
             StatusCode::OK,
             serde_json::json!({ "recorded": "run_abandoned", "operator": who.name, "was": done.was, "lock": done.lock, "reason_withheld": done.withheld }),

@@ -58,8 +58,9 @@ pub trait Files: Send + Sync + 'static {
         file: &str,
         files: &[runbook_core::plan::FileHash],
     ) -> Option<Arc<runbook_core::model::Runbook>>;
-    /// The runbook at `file` as it is now (checked, its digests not compared), for knowing
-    /// the secrets to redact from an abandon's reason when the run's files changed.
+    /// The runbook at `file` as it is now (checked, its digests not compared): the form of a
+    /// run to start. Never the secrets of a run that started from another version of it
+    /// (red team adv20-3).
     fn as_now(&self, file: &str) -> Option<Arc<runbook_core::model::Runbook>>;
     /// A run to start from the console: `file` planned with `params` (`NAME`, `VALUE` as
     /// `runbook submit -p` takes them) and vetted exactly as `runbook submit` vets it
