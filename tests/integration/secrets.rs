@@ -623,3 +623,35 @@ run = "echo ran > trace"
     assert!(ended, "the run hung on its precondition's output");
     assert_eq!(s.read("trace"), "ran\n");
 }
+
+/// Red team adv20-2: a new store was created 0644 (the umask's), its log and shared memory
+/// too, while the run folder's logs are 0600: any local user could read the step logs the
+/// store keeps. A store a command creates is its user's alone, whatever the umask.
+#[test]
+fn a_new_store_and_its_log_are_readable_by_their_user_alone() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let s = crate::support::Scratch::new("[runbook]\nname = \"t\"\n[steps.a]\nrun = \"echo hello\"\n");
+    let state = s.state();
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("umask 022; exec \"$0\" run r.toml --yes --state '{state}'"))
+        .arg(crate::support::bin())
+        .current_dir(s.path())
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("runbook");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // A second process holds the store open, so its log and shared memory exist.
+    let mut holder = s.spawn(&["runs", "--watch"]);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    for suffix in ["", "-wal", "-shm"] {
+        let path = format!("{state}{suffix}");
+        if let Ok(meta) = std::fs::metadata(&path) {
+            assert_eq!(meta.permissions().mode() & 0o777, 0o600, "{path}");
+        } else {
+            assert!(!suffix.is_empty(), "no store at {path}");
+        }
+    }
+    let _ = holder.kill();
+    let _ = holder.wait();
+}

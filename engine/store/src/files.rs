@@ -82,6 +82,21 @@ pub(crate) fn kept_header(path: &Path, into: &mut [u8]) -> std::io::Result<()> {
     read
 }
 
+/// Create a new store's file empty and private (0600, whatever the umask), unless it exists
+/// (another process made it first, or it is an empty file given as a store). No descriptor
+/// of an existing file is opened: the new one is closed before any connection holds a lock.
+pub(crate) fn create_private(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    if path.exists() {
+        return Ok(());
+    }
+    match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// How many store files a process keeps a header descriptor for in [`kept_header`]'s map.
 const KEPT_FILES: usize = 64;
 

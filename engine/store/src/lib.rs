@@ -1174,6 +1174,15 @@ impl Store {
         let pool = match location {
             Location::Sqlite(path) => {
                 let probe = probe_sqlite(path, false).await?;
+                // A new store is its user's alone (0600, whatever the umask): SQLite gives its
+                // log and shared memory the database's mode (red team adv20-2: a store made
+                // 0644 let any local user read step logs a form of a secret slipped into).
+                if probe.is_none() {
+                    files::create_private(path).map_err(|e| StoreError::BadFile {
+                        path: path.display().to_string(),
+                        reason: format!("cannot create it: {e}"),
+                    })?;
+                }
                 // Every committed event survives a power loss; writers wait for each other
                 // instead of failing at once.
                 let pool = sqlite_pool(
