@@ -172,14 +172,14 @@ async fn a_shared_store_is_not_migrated_behind_the_team_s_back() {
     let pg = tokio::task::spawn_blocking(runbook_sandbox::peers::Postgres::start).await.expect("start");
     let location = Location::Postgres(pg.url("postgres"));
     match Store::open(&location).await {
-        Err(e @ StoreError::NeedsMigration { applied: 0, known: 13 }) => {
+        Err(e @ StoreError::NeedsMigration { applied: 0, known: 14 }) => {
             assert!(e.to_string().contains("runbook state migrate"), "{e}");
         }
         other => panic!("expected NeedsMigration, got {other:?}"),
     }
     let store = Store::connect(&location).await.expect("connect");
-    assert_eq!(store.migrate().await.expect("migrate"), (0, 13));
-    assert_eq!(store.migrate().await.expect("migrate again"), (13, 13));
+    assert_eq!(store.migrate().await.expect("migrate"), (0, 14));
+    assert_eq!(store.migrate().await.expect("migrate again"), (14, 14));
     Store::open(&location).await.expect("open after migrate");
 }
 
@@ -421,7 +421,7 @@ async fn a_newer_schema_is_refused(f: Fixture) {
         Err(StoreError::NewerSchema { .. })
     ));
     match Store::open(&f.location).await {
-        Err(e @ StoreError::NewerSchema { found: 99, known: 13 }) => {
+        Err(e @ StoreError::NewerSchema { found: 99, known: 14 }) => {
             assert!(e.to_string().contains("newer than this runbook knows"));
         }
         other => panic!("expected NewerSchema, got {other:?}"),
@@ -570,7 +570,7 @@ async fn the_health_check_reports_versions_and_contents(f: Fixture) {
         .await
         .expect("lock");
     let health = store.check(2_000).await.expect("check");
-    assert_eq!((health.backend, health.applied, health.known), (f.backend(), 13, 13));
+    assert_eq!((health.backend, health.applied, health.known), (f.backend(), 14, 14));
     assert_eq!((health.runs, health.live_locks), (1, 1));
     assert_eq!(store.check(100_000).await.expect("check").live_locks, 0, "the lease ran out");
     let now =
