@@ -696,7 +696,8 @@ impl StreamRedactor {
         // with that indentation skipped (a value wrapped by a YAML or JSON printer, a PEM
         // key indented in a config). Each match in either is replaced; what is held back is
         // what either holds back.
-        let indented = self.pending.windows(2).any(|w| w[0] == b'\n' && (w[1] == b' ' || w[1] == b'\t'));
+        let indented =
+            self.pending.split(|b| *b == b'\n').skip(1).any(|l| matches!(l.first(), Some(b' ' | b'\t')));
         let mut byte_boundary = usize::MAX;
         let mut matches: Vec<(usize, usize, usize)> = Vec::new();
         for indent in [false, true] {

@@ -354,7 +354,7 @@ fn is_cell(token: &[u8]) -> bool {
     match token {
         [_] | [b'\\', _] | [b'*', b'*'] => true,
         [a, b, c] if [a, b, c].iter().all(|d| (b'0'..=b'7').contains(d)) => true,
-        t => std::str::from_utf8(t).is_ok_and(|s| s.chars().count() == 1),
+        t => t.len() <= 4 && std::str::from_utf8(t).is_ok_and(|s| s.chars().count() == 1),
     }
 }
 
@@ -388,8 +388,14 @@ fn view(line: &[u8], decode: bool) -> (Vec<u8>, Vec<Span>, bool) {
 
 /// Whether `line` may hold an escape [`escape_at`] decodes.
 fn may_hold_escape(line: &[u8]) -> bool {
-    line.iter().any(|b| matches!(b, b'\\' | b'%' | b'=' | b'&'))
-        || line.windows(2).any(|w| w[0] == b'0' && (w[1] | 0x20) == b'x')
+    let mut zero = false;
+    for &b in line {
+        if matches!(b, b'\\' | b'%' | b'=' | b'&') || (zero && (b | 0x20) == b'x') {
+            return true;
+        }
+        zero = b == b'0';
+    }
+    false
 }
 
 fn hex_value(digits: &[u8]) -> Option<u32> {
