@@ -121,8 +121,10 @@ fn a_secret_written_with_escapes_is_refused_and_quoted_nowhere() {
     assert!(leaks.is_empty(), "{} of {cases}:\n{}", leaks.len(), leaks.join("\n"));
 }
 
-/// A plain value is still refused, and a value that only looks like an escape of the secret
-/// (a literal string, which TOML does not decode) is a different value and is accepted.
+/// A plain value is still refused. A literal string, which TOML does not decode, that
+/// holds an escape of the secret is refused too (s20-R): the redactor reads escapes in
+/// text (`printf` or a JSON reader downstream would decode it), so it is a form of the
+/// secret; a literal string whose escape decodes to another value is accepted.
 #[test]
 fn a_literal_string_is_not_decoded_and_the_control_is_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -132,6 +134,10 @@ fn a_literal_string_is_not_decoded_and_the_control_is_refused() {
     ok(&out, 3);
     assert!(!out.stderr.contains(SECRET), "{}", out.stderr);
     std::fs::write(dir.path().join("p.toml"), "host = 'hunt\\u0065r2/secret'\n").expect("params");
+    let out = run_in_with_env(dir.path(), &["plan", "r.toml", "--params-file", "p.toml"], &env);
+    ok(&out, 3);
+    assert!(!out.stderr.contains(SECRET) && !out.stdout.contains(SECRET), "{}", out.stderr);
+    std::fs::write(dir.path().join("p.toml"), "host = 'hunt\\u0066r2/secret'\n").expect("params");
     let out = run_in_with_env(dir.path(), &["plan", "r.toml", "--params-file", "p.toml"], &env);
     ok(&out, 0);
 }

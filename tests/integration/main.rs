@@ -32,6 +32,7 @@ mod console_start;
 mod contexts;
 mod conveniences;
 mod crash;
+mod decoded_secrets;
 mod diff_paths;
 mod e2e;
 mod e2e_drill;

@@ -9,6 +9,10 @@ use runbook_core::model::{Runbook, SecretSource};
 use serde_json::Value;
 use std::sync::Arc;
 
+/// The generated corpus of the decoding rules (under `tests/`: test code, as `tidy` reads it).
+#[cfg(test)]
+#[path = "secrets/tests/corpus.rs"]
+mod corpus;
 mod spread;
 pub use spread::{SPREAD_MIN, is_separator};
 
@@ -341,9 +345,12 @@ pub fn source_variables(runbook: &Runbook) -> Vec<&str> {
 /// base64url, padded or not, at each of the three alignments the value can take in the
 /// encoded bytes; hex in either case, bare or with spaces; a URL as an HTTP client writes
 /// it back (lower-case host, re-encoded path) and its password; each long line of a
-/// multi-line value. Matching ignores single line breaks (`\n`, `\r\n`) in the text and in
-/// the forms, so a form wrapped at any width (base64 at 64 or 76 columns) or a value split
-/// over two lines is found too.
+/// multi-line value; UTF-16 of a non-ASCII value; uuencode. Matching ignores single line
+/// breaks (`\n`, `\r\n`) in the text and in the forms, so a form wrapped at any width
+/// (base64 at 64 or 76 columns) or a value split over two lines is found too; and, in a
+/// second view, the indentation after such a break (a form folded by a YAML printer).
+/// The second pass (`spread`) reads lines through a decoding view (separators skipped,
+/// escapes decoded) and dumps across their lines.
 #[derive(Clone, Default)]
 pub struct Redactor {
     patterns: Option<Arc<Patterns>>,
@@ -408,13 +415,17 @@ impl Redactor {
         for (name, value) in values {
             let mark: Arc<[u8]> = Arc::from(format!("<secret:{name}>").into_bytes());
             for form in spread_forms(value) {
-                spread_patterns.push((spread::skeleton(&form), mark.clone()));
+                spread_patterns.push((form, mark.clone()));
             }
             for form in forms(value) {
-                let (norm, _) = normalise(&form, true);
-                if norm.len() >= MIN_SECRET_LEN && seen.insert(norm.clone()) {
-                    patterns.push(norm);
-                    marks.push(mark.clone());
+                // As the text's two views read it: with the indentation after its line breaks
+                // and without.
+                for indent in [false, true] {
+                    let (norm, _) = normalise(&form, true, indent);
+                    if norm.len() >= MIN_SECRET_LEN && seen.insert(norm.clone()) {
+                        patterns.push(norm);
+                        marks.push(mark.clone());
+                    }
                 }
             }
         }
@@ -680,7 +691,55 @@ impl StreamRedactor {
             out.append(&mut self.pending);
             return;
         };
-        let (norm, map) = normalise(&self.pending, last);
+        // Two views when a line break is followed by indentation: the text as it is (a
+        // value may itself hold the space a continuation line begins with) and the text
+        // with that indentation skipped (a value wrapped by a YAML or JSON printer, a PEM
+        // key indented in a config). Each match in either is replaced; what is held back is
+        // what either holds back.
+        let indented =
+            self.pending.split(|b| *b == b'\n').skip(1).any(|l| matches!(l.first(), Some(b' ' | b'\t')));
+        let mut byte_boundary = usize::MAX;
+        let mut matches: Vec<(usize, usize, usize)> = Vec::new();
+        for indent in [false, true] {
+            if indent && !indented {
+                continue;
+            }
+            let (norm, map) = normalise(&self.pending, last, indent);
+            let (boundary, bytes) = self.boundary(&p, &norm, &map, last);
+            byte_boundary = byte_boundary.min(bytes);
+            for m in p.matcher.find_iter(&norm) {
+                if m.start() >= boundary {
+                    break;
+                }
+                matches.push((map[m.start()], map[m.end() - 1] + 1, m.pattern().as_usize()));
+            }
+        }
+        matches.sort_unstable();
+        let mut cursor = 0;
+        for (start, end, pattern) in matches {
+            // Overlapping matches of the two views are one replacement.
+            if start < cursor {
+                if end > cursor {
+                    let breaks = self.pending[cursor..end].iter().filter(|b| **b == b'\n').count();
+                    out.extend(std::iter::repeat_n(b'\n', breaks));
+                    cursor = end;
+                }
+                continue;
+            }
+            out.extend_from_slice(&self.pending[cursor..start]);
+            out.extend_from_slice(&p.marks[pattern]);
+            // Line breaks inside the match are kept: the text keeps its lines.
+            let breaks = self.pending[start..end].iter().filter(|b| **b == b'\n').count();
+            out.extend(std::iter::repeat_n(b'\n', breaks));
+            cursor = end;
+        }
+        let stop = byte_boundary.max(cursor);
+        out.extend_from_slice(&self.pending[cursor..stop]);
+        self.pending.drain(..stop);
+    }
+
+    /// Where a view of the pending bytes is held back from: in the view and in the bytes.
+    fn boundary(&self, p: &Patterns, norm: &[u8], map: &[usize], last: bool) -> (usize, usize) {
         // Held back: from the first position whose rest is the beginning of a pattern, which
         // more bytes could complete (at most the longest pattern minus one byte). A match
         // that begins before `boundary` is final: no byte to come can make it longer or move
@@ -708,30 +767,18 @@ impl StreamRedactor {
         } else {
             self.pending.len()
         };
-        let mut cursor = 0;
-        for m in p.matcher.find_iter(&norm) {
-            if m.start() >= boundary {
-                break;
-            }
-            let start = map[m.start()];
-            let end = map[m.end() - 1] + 1;
-            out.extend_from_slice(&self.pending[cursor..start]);
-            out.extend_from_slice(&p.marks[m.pattern().as_usize()]);
-            // Line breaks inside the match are kept: the text keeps its lines.
-            let breaks = self.pending[start..end].iter().filter(|b| **b == b'\n').count();
-            out.extend(std::iter::repeat_n(b'\n', breaks));
-            cursor = end;
-        }
-        let stop = byte_boundary.max(cursor);
-        out.extend_from_slice(&self.pending[cursor..stop]);
-        self.pending.drain(..stop);
+        (boundary, byte_boundary)
     }
 }
+
+/// The most spaces and tabs after a single line break that matching skips as indentation.
+const INDENT_MAX: usize = 64;
 
 /// `bytes` without its single line breaks (`\n` and `\r\n` between two other bytes; longer
 /// runs of breaks, a blank line, stay), and for each byte kept its index in `bytes`. When
 /// `last` is false, one or two breaks at the very end are kept out (the next bytes decide).
-fn normalise(bytes: &[u8], last: bool) -> (Vec<u8>, Vec<usize>) {
+/// With `indent`, the spaces and tabs after a single break are left out too.
+fn normalise(bytes: &[u8], last: bool, indent: bool) -> (Vec<u8>, Vec<usize>) {
     let mut norm = Vec::with_capacity(bytes.len());
     let mut map = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -779,6 +826,21 @@ fn normalise(bytes: &[u8], last: bool) -> (Vec<u8>, Vec<usize>) {
                 for (k, c) in run.iter().enumerate() {
                     norm.push(*c);
                     map.push(i + k);
+                }
+            } else if indent {
+                // The indentation after a single break is skipped too: a value wrapped by a
+                // YAML or JSON printer, or a PEM key indented in a config, has it on each
+                // continuation line. Not before another break (a blank line stays one), and
+                // at most `INDENT_MAX` spaces and tabs (so that nothing unbounded waits).
+                let rest = &bytes[run_end..];
+                match rest.iter().take(INDENT_MAX + 1).position(|c| *c != b' ' && *c != b'\t') {
+                    Some(n) if n > 0 && n <= INDENT_MAX && !matches!(rest[n], b'\n' | b'\r') => {
+                        i = run_end + n;
+                        continue;
+                    }
+                    // Only spaces so far: the next bytes tell.
+                    None if !last && rest.len() <= INDENT_MAX => break,
+                    _ => {}
                 }
             }
             i = run_end;
@@ -831,10 +893,16 @@ pub fn forms(value: &str) -> Vec<Vec<u8>> {
             out.push(pct.into_bytes());
         }
     }
-    for alphabet in [B64_STD, B64_URL] {
+    for alphabet in [B64_STD, B64_URL, &UU_GRAVE, &UU_SPACE] {
         for offset in 0..3 {
             out.extend(base64_forms(bytes, offset, alphabet));
         }
+    }
+    // UTF-16, little- and big-endian: matching skips NUL bytes, which leaves ASCII as it
+    // is; these are the forms of the other characters.
+    if !value.is_ascii() {
+        out.push(value.encode_utf16().flat_map(u16::to_le_bytes).collect());
+        out.push(value.encode_utf16().flat_map(u16::to_be_bytes).collect());
     }
     out.push(hex(bytes, false, "").into_bytes());
     out.push(hex(bytes, true, "").into_bytes());
@@ -867,6 +935,19 @@ fn spread_forms(value: &str) -> Vec<Vec<u8>> {
         }
     }
     out.extend(block_forms(bytes));
+    // Little-endian words (`hexdump`, `od -x`: 16 bits; `od -tx4`: 32 bits): each word's
+    // bytes swapped, at every alignment of the value in the words.
+    for width in [2, 4] {
+        for align in 0..width {
+            let start = (width - align) % width;
+            let words: Vec<u8> = bytes[start.min(bytes.len())..]
+                .chunks_exact(width)
+                .flat_map(|w| w.iter().rev().copied())
+                .collect();
+            out.push(hex(&words, false, "").into_bytes());
+            out.push(hex(&words, true, "").into_bytes());
+        }
+    }
     out.sort();
     out.dedup();
     out
@@ -1091,6 +1172,21 @@ fn percent_encoded(bytes: &[u8], keep: &[u8], upper: bool) -> String {
 
 const B64_STD: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 const B64_URL: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+/// uuencode (`uuencode`, Python's `binascii.b2a_uu`): six bits as the character 32 more,
+/// zero as `` ` `` or as a space.
+const UU_GRAVE: [u8; 64] = uu_alphabet(b'`');
+const UU_SPACE: [u8; 64] = uu_alphabet(b' ');
+
+const fn uu_alphabet(zero: u8) -> [u8; 64] {
+    let mut out = [0u8; 64];
+    let mut i = 1;
+    out[0] = zero;
+    while i < 64 {
+        out[i] = 32 + i as u8;
+        i += 1;
+    }
+    out
+}
 
 /// The base64 forms of `bytes` placed `offset` bytes after a group boundary: the
 /// characters whose six bits all come from the value (the same whatever surrounds it), and,

@@ -13,6 +13,13 @@
 //!
 //! Patterns shorter than [`SPREAD_MIN`] value characters are not looked for: eight letters
 //! and digits with separators allowed between them would match ordinary text.
+//!
+//! Red team s20: a line is also read through a decoding view ([`view`]): every escape the
+//! redactor knows (`\x53`, `\u0053`, `%53`, `=53`, `&#83;`, `0x53`...) read as the bytes it
+//! stands for, with a map back to its bytes, so an escape on every character and any mix
+//! of escapes and separators are one rule. Dump lines are recognised by shape (an offset
+//! after indentation or a logger's prefix, or lines of only hex groups or `od -c` cells),
+//! and a line or a dump cut by a bound keeps the beginning of what may continue.
 
 use std::sync::Arc;
 
@@ -29,9 +36,11 @@ pub const SPREAD_LINE_MAX: usize = 64 * 1024;
 pub const SPREAD_BLOCK_MAX: usize = 1024 * 1024;
 
 /// Bytes that may stand between the characters of a value without hiding it: white space,
-/// quotes, the brackets and commas of a list, the bars and colons of a dump.
+/// quotes, the brackets and commas of a list, the bars and colons of a dump, and the
+/// dashes, dots and slashes people and tools put between characters or bytes
+/// (`53-33-63`, `S.3.c.r`).
 pub fn is_separator(b: u8) -> bool {
-    b.is_ascii_whitespace() || b"'\",[](){}|;:".contains(&b)
+    b.is_ascii_whitespace() || b"'\",[](){}|;:-./".contains(&b)
 }
 
 /// The value characters of `form`.
@@ -43,16 +52,28 @@ pub fn skeleton(form: &[u8]) -> Vec<u8> {
 pub struct Spread {
     matcher: AhoCorasick,
     marks: Vec<Arc<[u8]>>,
+    /// The separators each pattern's form begins and ends with (a value `Key-AB--`): a
+    /// match in a line is extended over them, written as they are or escaped, so that an
+    /// escape on every character leaves none of the value.
+    edges: Vec<(Vec<u8>, Vec<u8>)>,
+    /// The longest pattern, in value characters: what a cut must leave on its far side.
+    longest: usize,
 }
 
 impl Spread {
-    /// Patterns from `(value characters, mark)`; `None` when there are none long enough.
+    /// Patterns from `(form, mark)`, matched on their value characters ([`skeleton`]);
+    /// `None` when there are none long enough.
     pub fn new(patterns: Vec<(Vec<u8>, Arc<[u8]>)>) -> Option<Spread> {
         let mut seen = std::collections::HashSet::new();
         let mut pats = Vec::new();
         let mut marks = Vec::new();
-        for (p, m) in patterns {
+        let mut edges = Vec::new();
+        for (form, m) in patterns {
+            let p = skeleton(&form);
             if p.len() >= SPREAD_MIN && seen.insert(p.clone()) {
+                let head = form.iter().take_while(|b| is_separator(**b)).copied().collect();
+                let tail: Vec<u8> = form.iter().rev().take_while(|b| is_separator(**b)).copied().collect();
+                edges.push((head, tail.into_iter().rev().collect()));
                 pats.push(p);
                 marks.push(m);
             }
@@ -60,20 +81,60 @@ impl Spread {
         if pats.is_empty() {
             return None;
         }
+        let longest = pats.iter().map(Vec::len).max().unwrap_or(SPREAD_MIN);
         let matcher = AhoCorasick::builder()
             .match_kind(MatchKind::LeftmostLongest)
             .kind(Some(aho_corasick::AhoCorasickKind::ContiguousNFA))
             .build(&pats)
             .ok()?;
-        Some(Spread { matcher, marks })
+        Some(Spread { matcher, marks, edges, longest })
     }
 
     /// Matches of the patterns in a view, as `(view start, view end, mark)`.
     fn find(&self, view: &[u8]) -> Vec<(usize, usize, Arc<[u8]>)> {
-        self.matcher
-            .find_iter(view)
-            .map(|m| (m.start(), m.end(), self.marks[m.pattern().as_usize()].clone()))
-            .collect()
+        self.find_patterns(view).into_iter().map(|(s, e, p)| (s, e, self.marks[p].clone())).collect()
+    }
+
+    /// Matches of the patterns in a view, as `(view start, view end, pattern)`.
+    fn find_patterns(&self, view: &[u8]) -> Vec<(usize, usize, usize)> {
+        self.matcher.find_iter(view).map(|m| (m.start(), m.end(), m.pattern().as_usize())).collect()
+    }
+
+    /// The byte range `start..end` of a match of `pattern` in `line`, extended over the
+    /// separators its form begins and ends with, each as it is or escaped, white space
+    /// between them allowed.
+    fn extend(&self, line: &[u8], pattern: usize, start: usize, end: usize) -> (usize, usize) {
+        let (head, tail) = &self.edges[pattern];
+        let mut e = end;
+        for want in tail {
+            let mut q = e;
+            while q < line.len() && line[q].is_ascii_whitespace() && !want.is_ascii_whitespace() {
+                q += 1;
+            }
+            match (line.get(q), escape_at(line, q)) {
+                (_, Some((bytes, n))) if bytes == [*want] => e = q + n,
+                (Some(b), _) if b == want => e = q + 1,
+                _ => break,
+            }
+        }
+        let mut s = start;
+        for want in head.iter().rev() {
+            let mut q = s;
+            while q > 0 && line[q - 1].is_ascii_whitespace() && !want.is_ascii_whitespace() {
+                q -= 1;
+            }
+            if q > 0 && line[q - 1] == *want {
+                s = q - 1;
+                continue;
+            }
+            match (2..=12.min(q))
+                .find(|k| escape_at(line, q - k).is_some_and(|(bytes, n)| n == *k && bytes == [*want]))
+            {
+                Some(k) => s = q - k,
+                None => break,
+            }
+        }
+        (s, e)
     }
 }
 
@@ -103,8 +164,12 @@ impl SpreadStream {
         }
         self.line.extend_from_slice(rest);
         if self.line.len() > SPREAD_LINE_MAX {
+            // A line too long to hold: what is decided goes out, and its end, which may be
+            // the beginning of a form, stays (a form across the cut is not left in two).
+            self.flush_block(spread, out);
             let line = std::mem::take(&mut self.line);
-            self.complete(spread, line, out);
+            let keep = redact_line_before_cut(spread, &line, out);
+            self.line = line[keep..].to_vec();
         }
     }
 
@@ -118,10 +183,13 @@ impl SpreadStream {
     }
 
     fn complete(&mut self, spread: &Spread, line: Vec<u8>, out: &mut Vec<u8>) {
-        if dump_line(&line).is_some() {
+        if dump_line(&line, !self.block.is_empty()).is_some() {
             self.block.extend_from_slice(&line);
             if self.block.len() > SPREAD_BLOCK_MAX {
-                self.flush_block(spread, out);
+                // The block's last lines, which may hold the beginning of a form, stay.
+                let block = std::mem::take(&mut self.block);
+                let keep = redact_dump_before_cut(spread, &block, out);
+                self.block = block[keep..].to_vec();
             }
         } else {
             self.flush_block(spread, out);
@@ -134,21 +202,82 @@ impl SpreadStream {
             return;
         }
         let block = std::mem::take(&mut self.block);
-        out.extend(redact_dump(spread, &block));
+        let (ranges, _) = dump_ranges(spread, &block);
+        out.extend(replace(&block, ranges));
     }
 }
 
 /// A byte range `(start, end)` of a line.
 pub type Span = (usize, usize);
 
-/// The columns of a dump line: `None` when `line` does not begin with an offset (six to
-/// sixteen hex or octal digits, an optional `:`, then white space or the end). Else the
-/// byte ranges of its hex column (tokens of 2 to 8 hex digits, an even number, up to the
-/// first other token) and of its character column (the rest).
-pub fn dump_line(line: &[u8]) -> Option<(Vec<Span>, Span)> {
+/// A byte range to replace, and the mark that replaces it.
+type Marked = (usize, usize, Arc<[u8]>);
+
+/// The most bytes of a line before its offset that may be a prefix (a logger's time stamp,
+/// host and program), and the most words in it.
+const DUMP_PREFIX_MAX: usize = 200;
+const DUMP_PREFIX_WORDS: usize = 8;
+
+/// The fewest groups of a dump line without an offset (`od -An`, `xxd -i`), unless it
+/// continues a dump.
+const BARE_DUMP_MIN: usize = 4;
+
+/// The columns of a dump line: `None` when `line` is no dump line. Else the byte ranges of
+/// its hex digits and of its character column. A dump line is:
+/// - an offset (six to sixteen hex or octal digits, an optional `:`, then white space or
+///   the end), after indentation or after a prefix of a few words (a logger's) when two
+///   hex groups follow it (one when the line continues a dump); then the hex column (groups of 2 to 8 hex digits, an even number,
+///   each perhaps written `0x..` or `\x..` with a `,` after it, up to the first other word)
+///   and the character column (the rest);
+/// - or, without an offset (`od -An`, `xxd -i`), only hex groups, or only the one-character
+///   cells of `od -c` (a character, a backslash escape or three octal digits): at least
+///   [`BARE_DUMP_MIN`] of them, or one when the line continues a dump (`continuing`).
+pub fn dump_line(line: &[u8], continuing: bool) -> Option<(Vec<Span>, Span)> {
     let end = line.iter().rposition(|b| *b != b'\n' && *b != b'\r').map_or(0, |p| p + 1);
-    let mut i = line.iter().position(|b| *b != b' ').unwrap_or(end).min(end);
-    let start = i;
+    let first = line.iter().position(|b| *b != b' ' && *b != b'\t').unwrap_or(end).min(end);
+    if let Some(d) = dump_from(line, first, end, 0) {
+        return Some(d);
+    }
+    // A logger's prefix: the offset is one of the first few words.
+    let mut i = first;
+    for _ in 0..DUMP_PREFIX_WORDS {
+        while i < end && !line[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        while i < end && line[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        if i >= end || i > DUMP_PREFIX_MAX {
+            break;
+        }
+        if line[i].is_ascii_hexdigit()
+            && let Some(d) = dump_from(line, i, end, if continuing { 1 } else { 2 })
+        {
+            return Some(d);
+        }
+    }
+    bare_dump(line, first, end, if continuing { 1 } else { BARE_DUMP_MIN })
+}
+
+/// The hex digits of a dump's group `token` (relative to it): 2 to 8 hex digits, an even
+/// number, perhaps after `0x` or `\x` and before a `,`.
+fn hex_group(token: &[u8]) -> Option<Span> {
+    let mut s = 0;
+    let mut e = token.len();
+    if e > 0 && token[e - 1] == b',' {
+        e -= 1;
+    }
+    if e >= 2 && (token[..2].eq_ignore_ascii_case(b"0x") || &token[..2] == b"\\x") {
+        s = 2;
+    }
+    let n = e.checked_sub(s)?;
+    ((2..=8).contains(&n) && n.is_multiple_of(2) && token[s..e].iter().all(u8::is_ascii_hexdigit))
+        .then_some((s, e))
+}
+
+/// A dump line whose offset begins at `start`, with at least `min_hex` hex groups.
+fn dump_from(line: &[u8], start: usize, end: usize, min_hex: usize) -> Option<(Vec<Span>, Span)> {
+    let mut i = start;
     while i < end && line[i].is_ascii_hexdigit() {
         i += 1;
     }
@@ -172,48 +301,285 @@ pub fn dump_line(line: &[u8]) -> Option<(Vec<Span>, Span)> {
         // `xxd`: the character column follows two spaces and has one character per byte
         // of the hex column, whatever it looks like (`cafe` is characters there).
         if !hex.is_empty() && t - gap >= 2 && end - t == digits / 2 {
-            return Some((hex, (t, end)));
+            break;
         }
         let mut k = i;
         while k < end && !line[k].is_ascii_whitespace() {
             k += 1;
         }
-        let token = &line[t..k];
-        let n = token.len();
-        if t < end && (2..=8).contains(&n) && n.is_multiple_of(2) && token.iter().all(u8::is_ascii_hexdigit) {
-            hex.push((t, k));
-            digits += n;
-            i = k;
-        } else {
-            return Some((hex, (t.min(end), end)));
+        match hex_group(&line[t..k]).filter(|_| t < end) {
+            Some((s, e)) => {
+                hex.push((t + s, t + e));
+                digits += e - s;
+                i = k;
+            }
+            None => break,
         }
+    }
+    (hex.len() >= min_hex).then(|| (hex, (i.min(end), end)))
+}
+
+/// A dump line without an offset: only hex groups, or only `od -c` cells, at least `min`.
+fn bare_dump(line: &[u8], first: usize, end: usize, min: usize) -> Option<(Vec<Span>, Span)> {
+    let mut hex = Vec::new();
+    let mut cells = 0;
+    let mut i = first;
+    while i < end {
+        let t = i;
+        while i < end && !line[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        let token = &line[t..i];
+        match hex_group(token) {
+            Some((s, e)) if cells == 0 => hex.push((t + s, t + e)),
+            _ if hex.is_empty() && is_cell(token) => cells += 1,
+            _ => return None,
+        }
+        while i < end && line[i].is_ascii_whitespace() {
+            i += 1;
+        }
+    }
+    if hex.len() >= min {
+        Some((hex, (end, end)))
+    } else if cells >= min {
+        Some((Vec::new(), (first, end)))
+    } else {
+        None
     }
 }
 
-/// One line (not a dump) with every spread form in its value characters replaced.
-fn redact_line(spread: &Spread, line: &[u8]) -> Vec<u8> {
-    let mut view = Vec::new();
-    let mut map = Vec::new();
-    for (i, b) in line.iter().enumerate() {
-        if !is_separator(*b) {
-            view.push(*b);
-            map.push(i);
+/// A cell of `od -c`: one character (perhaps several bytes of UTF-8), a backslash escape,
+/// three octal digits, or `**` (the rest of a character).
+fn is_cell(token: &[u8]) -> bool {
+    match token {
+        [_] | [b'\\', _] | [b'*', b'*'] => true,
+        [a, b, c] if [a, b, c].iter().all(|d| (b'0'..=b'7').contains(d)) => true,
+        t => t.len() <= 4 && std::str::from_utf8(t).is_ok_and(|s| s.chars().count() == 1),
+    }
+}
+
+/// A view of a line: its value characters, each with the byte range of the line it comes
+/// from. With `decode`, each escape the redactor knows is read as the bytes it stands for
+/// (see [`escape_at`]); what it decodes to is a value character unless a separator. The
+/// second value says whether any escape was decoded.
+fn view(line: &[u8], decode: bool) -> (Vec<u8>, Vec<Span>, bool) {
+    let mut view = Vec::with_capacity(line.len());
+    let mut map = Vec::with_capacity(line.len());
+    let mut decoded = false;
+    let mut i = 0;
+    while i < line.len() {
+        if decode && let Some((bytes, n)) = escape_at(line, i) {
+            for b in bytes.iter().filter(|b| !is_separator(**b)) {
+                view.push(*b);
+                map.push((i, i + n));
+            }
+            decoded = true;
+            i += n;
+            continue;
+        }
+        if !is_separator(line[i]) {
+            view.push(line[i]);
+            map.push((i, i + 1));
+        }
+        i += 1;
+    }
+    (view, map, decoded)
+}
+
+/// Whether `line` may hold an escape [`escape_at`] decodes.
+fn may_hold_escape(line: &[u8]) -> bool {
+    let mut zero = false;
+    for &b in line {
+        if matches!(b, b'\\' | b'%' | b'=' | b'&') || (zero && (b | 0x20) == b'x') {
+            return true;
+        }
+        zero = b == b'0';
+    }
+    false
+}
+
+fn hex_value(digits: &[u8]) -> Option<u32> {
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_hexdigit) {
+        return None;
+    }
+    u32::from_str_radix(std::str::from_utf8(digits).ok()?, 16).ok()
+}
+
+/// The escape at `line[i]`, as the bytes it stands for and its length in `line`:
+/// `\xHH`, `\uHHHH` (a surrogate pair as one character), `\UHHHHHHHH`, `\NNN` (octal),
+/// `%HH`, `=HH` (quoted-printable, upper-case hex), `&#N;` and `&#xH;` (zero-padded or
+/// not, `;` or not), `&amp;`, `&lt;`, `&gt;`, `&quot;`, `&apos;` (`;` or not), and `0xHH`
+/// standing alone (`xxd -i`).
+fn escape_at(line: &[u8], i: usize) -> Option<(Vec<u8>, usize)> {
+    let rest = &line[i..];
+    let byte = |v: u32| Some(vec![u8::try_from(v).ok()?]);
+    let char_bytes = |v: u32| char::from_u32(v).map(|c| c.to_string().into_bytes());
+    match rest.first()? {
+        b'\\' => match rest.get(1)? {
+            b'x' => Some((byte(hex_value(rest.get(2..4)?)?)?, 4)),
+            b'u' => {
+                let unit = hex_value(rest.get(2..6)?)?;
+                if (0xD800..0xDC00).contains(&unit) {
+                    let low =
+                        rest.get(6..8).filter(|p| *p == b"\\u").and_then(|_| hex_value(rest.get(8..12)?))?;
+                    if !(0xDC00..0xE000).contains(&low) {
+                        return None;
+                    }
+                    let c = 0x10000 + ((unit - 0xD800) << 10) + (low - 0xDC00);
+                    return Some((char_bytes(c)?, 12));
+                }
+                Some((char_bytes(unit)?, 6))
+            }
+            b'U' => Some((char_bytes(hex_value(rest.get(2..10)?)?)?, 10)),
+            b'0'..=b'3' => {
+                let d = rest.get(1..4)?;
+                if !d.iter().all(|c| (b'0'..=b'7').contains(c)) {
+                    return None;
+                }
+                let v = d.iter().fold(0u32, |v, c| v * 8 + u32::from(c - b'0'));
+                Some((byte(v)?, 4))
+            }
+            _ => None,
+        },
+        b'%' => Some((byte(hex_value(rest.get(1..3)?)?)?, 3)),
+        b'=' => {
+            let d = rest.get(1..3)?;
+            if d.iter().any(u8::is_ascii_lowercase) {
+                return None;
+            }
+            Some((byte(hex_value(d)?)?, 3))
+        }
+        b'&' => {
+            if rest.get(1) == Some(&b'#') {
+                let (start, radix) = if matches!(rest.get(2), Some(b'x' | b'X')) { (3, 16) } else { (2, 10) };
+                let digits = rest[start..].iter().take(8).take_while(|c| match radix {
+                    16 => c.is_ascii_hexdigit(),
+                    _ => c.is_ascii_digit(),
+                });
+                let n = digits.count();
+                if n == 0 || n > 7 {
+                    return None;
+                }
+                let text = std::str::from_utf8(&rest[start..start + n]).ok()?;
+                let v = u32::from_str_radix(text, radix).ok()?;
+                let semi = usize::from(rest.get(start + n) == Some(&b';'));
+                return Some((char_bytes(v)?, start + n + semi));
+            }
+            for (name, c) in
+                [(&b"amp"[..], b'&'), (b"lt", b'<'), (b"gt", b'>'), (b"quot", b'"'), (b"apos", b'\'')]
+            {
+                if rest[1..].starts_with(name) {
+                    let semi = usize::from(rest.get(1 + name.len()) == Some(&b';'));
+                    return Some((vec![c], 1 + name.len() + semi));
+                }
+            }
+            None
+        }
+        b'0' => {
+            let alone = i == 0 || !line[i - 1].is_ascii_alphanumeric();
+            let d = rest.get(2..4)?;
+            let after = rest.get(4).is_none_or(|c| !c.is_ascii_alphanumeric());
+            (alone && after && (rest[1] | 0x20) == b'x').then_some(())?;
+            Some((byte(hex_value(d)?)?, 4))
+        }
+        _ => None,
+    }
+}
+
+/// The matches in `line`'s views: its value characters as they are, and, when the line
+/// may hold escapes, as decoded ([`view`]). As byte ranges of the line.
+fn line_ranges(spread: &Spread, line: &[u8]) -> (Vec<Marked>, Vec<Span>) {
+    let mut ranges = Vec::new();
+    let (plain, map, _) = view(line, false);
+    for (s, e, p) in spread.find_patterns(&plain) {
+        let (s, e) = spread.extend(line, p, map[s].0, map[e - 1].1);
+        ranges.push((s, e, spread.marks[p].clone()));
+    }
+    if may_hold_escape(line) {
+        let (decoded, dmap, changed) = view(line, true);
+        if changed {
+            for (s, e, p) in spread.find_patterns(&decoded) {
+                let (s, e) = spread.extend(line, p, dmap[s].0, dmap[e - 1].1);
+                ranges.push((s, e, spread.marks[p].clone()));
+            }
         }
     }
-    let mut ranges = Vec::new();
-    for (s, e, mark) in spread.find(&view) {
-        ranges.push((map[s], map[e - 1] + 1, mark));
-    }
+    (ranges, map)
+}
+
+/// One line (not a dump) with every spread form in its views replaced.
+fn redact_line(spread: &Spread, line: &[u8]) -> Vec<u8> {
+    let (ranges, _) = line_ranges(spread, line);
     replace(line, ranges)
 }
 
-/// A dump (complete lines that begin with offsets): its hex columns and its character
-/// columns are each one sequence across the lines; a match is replaced line by line.
-fn redact_dump(spread: &Spread, block: &[u8]) -> Vec<u8> {
+/// A line cut because it is too long: appends to `out` its part that is decided,
+/// redacted, and returns where the rest begins. The rest holds the last value characters a
+/// form could begin in (the longest pattern's worth, at most half the line's bound) and
+/// never the end of a match whose beginning went out.
+fn redact_line_before_cut(spread: &Spread, line: &[u8], out: &mut Vec<u8>) -> usize {
+    let (mut ranges, map) = line_ranges(spread, line);
+    let by_view = map.len().checked_sub(spread.longest).map_or(0, |k| map[k].0);
+    let mut cut = by_view.max(line.len().saturating_sub(SPREAD_LINE_MAX / 2));
+    ranges.sort_by_key(|r| (r.0, r.1));
+    for r in &ranges {
+        if r.0 < cut && r.1 > cut {
+            cut = r.1;
+        }
+    }
+    ranges.retain(|r| r.1 <= cut);
+    out.extend(replace(&line[..cut], ranges));
+    cut
+}
+
+/// A dump block cut because it is too large: appends to `out` its lines that are decided,
+/// redacted, and returns where the rest begins: the last lines, which hold the longest
+/// pattern's worth of hex digits and of characters (at most half the block's bound), and
+/// never the end of a match whose beginning went out.
+fn redact_dump_before_cut(spread: &Spread, block: &[u8], out: &mut Vec<u8>) -> usize {
+    let (ranges, matches) = dump_ranges(spread, block);
+    let starts: Vec<usize> = std::iter::once(0)
+        .chain(block.iter().enumerate().filter(|(_, b)| **b == b'\n').map(|(i, _)| i + 1))
+        .filter(|s| *s < block.len())
+        .collect();
+    let (mut hex, mut chars) = (0, 0);
+    let mut cut = block.len();
+    for &s in starts.iter().rev() {
+        if (hex >= spread.longest && chars >= spread.longest) || block.len() - s > SPREAD_BLOCK_MAX / 2 {
+            break;
+        }
+        let end = block[s..].iter().position(|b| *b == b'\n').map_or(block.len(), |p| s + p + 1);
+        if let Some((h, (cs, ce))) = dump_line(&block[s..end], true) {
+            hex += h.iter().map(|(a, b)| b - a).sum::<usize>();
+            chars += block[s + cs..s + ce].iter().filter(|b| !is_separator(**b)).count();
+        }
+        cut = s;
+    }
+    // A match across the cut goes out whole: the cut moves to the line after it.
+    let mut moved = true;
+    while moved {
+        moved = false;
+        for &(ms, me) in &matches {
+            if ms < cut && me > cut {
+                cut = block[me - 1..].iter().position(|b| *b == b'\n').map_or(block.len(), |p| me + p);
+                moved = true;
+            }
+        }
+    }
+    let ranges = ranges.into_iter().filter(|r| r.1 <= cut).collect();
+    out.extend(replace(&block[..cut], ranges));
+    cut
+}
+
+/// The matches in a dump (complete lines that begin with offsets): its hex columns and its
+/// character columns are each one sequence across the lines; a match is replaced line by
+/// line. Returns the ranges to replace and each match's extent in the block.
+fn dump_ranges(spread: &Spread, block: &[u8]) -> (Vec<Marked>, Vec<Span>) {
     let mut hex_view = Vec::new();
     let mut hex_map = Vec::new();
     let mut char_view = Vec::new();
     let mut char_map = Vec::new();
+    let mut hex_col: Vec<Option<usize>> = Vec::new();
     let mut at = 0;
     let mut line_no = 0usize;
     let mut line_ids = vec![0usize; block.len()];
@@ -223,47 +589,105 @@ fn redact_dump(spread: &Spread, block: &[u8]) -> Vec<u8> {
         for id in &mut line_ids[at..end] {
             *id = line_no;
         }
-        if let Some((hex, (cs, ce))) = dump_line(line) {
+        if let Some((hex, (cs, ce))) = dump_line(line, true) {
+            // A character column with one character a byte of the hex column (`xxd`,
+            // `hexdump -C` within its bars): the characters of the bytes a hex match covers
+            // are replaced too, whatever they show (`.` for a byte it cannot print).
+            let digits: usize = hex.iter().map(|(s, e)| e - s).sum();
+            let (mut bs, mut be) = (cs, ce);
+            if be > bs + 1 && line[bs] == b'|' && line[be - 1] == b'|' {
+                bs += 1;
+                be -= 1;
+            }
+            let column = (digits > 0 && be - bs == digits / 2).then_some(at + bs);
+            let mut d = 0;
             for (s, e) in hex {
                 hex_view.extend_from_slice(&line[s..e]);
                 hex_map.extend((s..e).map(|k| at + k));
+                hex_col.extend((d..d + e - s).map(|k| column.map(|c| c + k / 2)));
+                d += e - s;
             }
-            for (k, b) in line.iter().enumerate().take(ce).skip(cs) {
-                if !is_separator(*b) {
-                    char_view.push(*b);
+            let column = &line[cs..ce];
+            let cells = column.split(u8::is_ascii_whitespace).filter(|t| !t.is_empty()).all(is_cell);
+            let mut k = cs;
+            while k < ce {
+                // `od -c` cells: three octal digits are the byte they stand for, `\\` a
+                // backslash; another backslash escape (`\n`) and `**` stand for nothing.
+                if cells && !line[k].is_ascii_whitespace() {
+                    let t = k;
+                    while k < ce && !line[k].is_ascii_whitespace() {
+                        k += 1;
+                    }
+                    let token = &line[t..k];
+                    let byte = match token {
+                        [b'\\', b'\\'] => Some(b'\\'),
+                        [b'\\', _] | [b'*', b'*'] => None,
+                        [a, b, c] if token.iter().all(|d| (b'0'..=b'7').contains(d)) => u8::try_from(
+                            (u32::from(a - b'0') << 6) | (u32::from(b - b'0') << 3) | u32::from(c - b'0'),
+                        )
+                        .ok(),
+                        _ => {
+                            for (j, b) in token.iter().enumerate() {
+                                if !is_separator(*b) {
+                                    char_view.push(*b);
+                                    char_map.push(at + t + j);
+                                }
+                            }
+                            None
+                        }
+                    };
+                    if let Some(b) = byte.filter(|b| !is_separator(*b)) {
+                        char_view.push(b);
+                        char_map.push(at + k - 1);
+                    }
+                    continue;
+                }
+                if !is_separator(line[k]) {
+                    char_view.push(line[k]);
                     char_map.push(at + k);
                 }
+                k += 1;
             }
         }
         at = end;
         line_no += 1;
     }
     let mut ranges = Vec::new();
-    for (view, map) in [(&hex_view, &hex_map), (&char_view, &char_map)] {
+    let mut extents = Vec::new();
+    for (is_hex, view, map) in [(true, &hex_view, &hex_map), (false, &char_view, &char_map)] {
         for (s, e, mark) in spread.find(view) {
-            // One range per line the match covers.
-            let mut piece: Option<(usize, usize)> = None;
-            for &b in &map[s..e] {
-                piece = match piece {
-                    Some((ps, pe)) if line_ids[ps] == line_ids[b] => Some((ps, pe.max(b + 1))),
-                    Some((ps, pe)) => {
-                        ranges.push((ps, pe, mark.clone()));
-                        Some((b, b + 1))
-                    }
-                    None => Some((b, b + 1)),
-                };
-            }
-            if let Some((ps, pe)) = piece {
-                ranges.push((ps, pe, mark.clone()));
+            extents.push((map[s], map[e - 1] + 1));
+            pieces(&map[s..e], &line_ids, &mark, &mut ranges);
+            if is_hex {
+                let column: Vec<usize> = hex_col[s..e].iter().flatten().copied().collect();
+                pieces(&column, &line_ids, &mark, &mut ranges);
             }
         }
     }
-    replace(block, ranges)
+    (ranges, extents)
+}
+
+/// The ranges of a match at block positions `positions`: one a line it covers.
+fn pieces(positions: &[usize], line_ids: &[usize], mark: &Arc<[u8]>, ranges: &mut Vec<Marked>) {
+    let mut piece: Option<(usize, usize)> = None;
+    for &b in positions {
+        piece = match piece {
+            Some((ps, pe)) if line_ids[ps] == line_ids[b] => Some((ps, pe.max(b + 1))),
+            Some((ps, pe)) => {
+                ranges.push((ps, pe, mark.clone()));
+                Some((b, b + 1))
+            }
+            None => Some((b, b + 1)),
+        };
+    }
+    if let Some((ps, pe)) = piece {
+        ranges.push((ps, pe, mark.clone()));
+    }
 }
 
 /// `bytes` with each range replaced by its mark (overlapping ranges merged, the first
 /// one's mark kept).
-fn replace(bytes: &[u8], mut ranges: Vec<(usize, usize, Arc<[u8]>)>) -> Vec<u8> {
+fn replace(bytes: &[u8], mut ranges: Vec<Marked>) -> Vec<u8> {
     if ranges.is_empty() {
         return bytes.to_vec();
     }

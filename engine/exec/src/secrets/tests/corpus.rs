@@ -1,0 +1,316 @@
+//! A generated corpus for the redactor's decoding rules (red team s20, promise 3): many
+//! secrets × every form of the class (separators, `0x`/`\x` bytes, an escape for every
+//! character, little-endian words, dumps without offsets or with prefixes, indented
+//! wrapping, UTF-16, uuencode) × wrapping and indentation × chunk cuts; and ordinary text
+//! with the same punctuation, escapes and indentation, which must come out byte for byte.
+//! The forms are written here, independently of the redactor's code.
+
+use proptest::prelude::*;
+
+use super::Redactor;
+
+/// A secret of 12 to 40 letters, digits and punctuation, sometimes a non-ASCII letter.
+fn secret_strategy() -> impl Strategy<Value = String> {
+    proptest::collection::vec(
+        prop_oneof![
+            8 => proptest::char::range('A', 'Z'),
+            6 => proptest::char::range('a', 'z'),
+            4 => proptest::char::range('0', '9'),
+            3 => proptest::sample::select(vec!['-', '.', '/', '_', '@', '!', '%', '=', '&', '#', '+', ':', '\\']),
+            1 => proptest::sample::select(vec!['é', 'ü', '日', '€']),
+        ],
+        12..40,
+    )
+    .prop_map(|c| c.into_iter().collect())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn base64(bytes: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk.iter().enumerate().fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
+        for i in 0..4 {
+            out.push(if i <= chunk.len() { T[((n >> (18 - 6 * i)) & 63) as usize] as char } else { '=' });
+        }
+    }
+    out
+}
+
+/// Lines of `per` items each, the first after `first`, the others after `indent`.
+fn lines(items: &[String], per: usize, first: &str, indent: &str, sep: &str) -> String {
+    items
+        .chunks(per.max(1))
+        .enumerate()
+        .map(|(i, c)| format!("{}{}", if i == 0 { first } else { indent }, c.join(sep)))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// A dump of `data` with an offset column: `words` bytes a group, swapped (little-endian)
+/// or not, 16 bytes a line, each line after `prefix`.
+fn dump(data: &[u8], words: usize, swap: bool, prefix: &str, chars: bool) -> String {
+    let mut out = Vec::new();
+    for (n, line) in data.chunks(16).enumerate() {
+        let groups: Vec<String> = line
+            .chunks(words)
+            .map(|w| {
+                let mut w = w.to_vec();
+                // `od` and `hexdump` fill a last word with zeros; `xxd` prints what it has.
+                if swap {
+                    w.resize(words, 0);
+                    w.reverse();
+                }
+                hex(&w)
+            })
+            .collect();
+        let text: String =
+            line.iter().map(|b| if (32..127).contains(b) { *b as char } else { '.' }).collect();
+        let column = if chars { format!("  {text}") } else { String::new() };
+        out.push(format!("{prefix}{:08x}: {}{column}", n * 16, groups.join(" ")));
+    }
+    out.join("\n")
+}
+
+/// The ways a program prints `secret` (the text printed): form `which`, after `prefix`
+/// bytes of other data, `per` items a line, continuation lines after `indent`.
+fn printed(secret: &str, which: usize, prefix: &[u8], per: usize, indent: &str) -> String {
+    let b = secret.as_bytes();
+    let mut data = prefix.to_vec();
+    data.extend_from_slice(b);
+    let bytes = |f: &dyn Fn(u8) -> String| b.iter().map(|x| f(*x)).collect::<Vec<String>>();
+    let chars = |f: &dyn Fn(char) -> String| secret.chars().map(f).collect::<Vec<String>>();
+    match which {
+        0 => bytes(&|x| format!("{x:02x}")).join("-"),
+        1 => chars(&|c| c.to_string()).join("."),
+        2 => chars(&|c| c.to_string()).join("/"),
+        3 => bytes(&|x| format!("{x:02X}")).join("."),
+        4 => lines(&bytes(&|x| format!("0x{x:02x}")), per.max(4), indent, indent, ", "),
+        5 => format!("b'{}'", bytes(&|x| format!("\\x{x:02x}")).concat()),
+        6 => {
+            let mut out = String::new();
+            for c in secret.chars() {
+                let mut units = [0u16; 2];
+                for u in c.encode_utf16(&mut units) {
+                    out.push_str(&format!("\\u{u:04x}"));
+                }
+            }
+            out
+        }
+        7 => bytes(&|x| format!("%{x:02X}")).concat(),
+        8 => bytes(&|x| format!("={x:02X}")).concat(),
+        9 => chars(&|c| format!("&#{:04};", c as u32)).concat(),
+        10 => chars(&|c| format!("&#x{:04x};", c as u32)).concat(),
+        11 => chars(&|c| format!("&#{}", c as u32)).concat(),
+        12 => b
+            .iter()
+            .enumerate()
+            .map(|(i, x)| match i % 5 {
+                0 => format!("\\x{x:02x}"),
+                1 => format!("%{x:02x}"),
+                2 => format!("={x:02X}"),
+                3 if x.is_ascii() => format!("&#{x};"),
+                4 if x.is_ascii() => format!("&#X{x:X}"),
+                _ => format!("\\x{x:02X}"),
+            })
+            .collect(),
+        13 => dump(&data, 2, true, indent, false),
+        14 => dump(&data, 4, true, "", false),
+        15 => lines(&data.iter().map(|x| format!("{x:02x}")).collect::<Vec<_>>(), per.max(4), " ", " ", " "),
+        16 => lines(
+            &data
+                .iter()
+                .map(|x| if x.is_ascii_graphic() { format!("{:>3}", *x as char) } else { format!("{x:03o}") })
+                .collect::<Vec<_>>(),
+            per.max(4),
+            " ",
+            " ",
+            " ",
+        ),
+        17 => dump(&data, 2, false, "2026-12-07T08:00:00Z host app[12]: ", true),
+        18 => dump(&data, 2, false, indent, true),
+        19 => {
+            let enc = base64(&data);
+            let cut: Vec<String> =
+                enc.as_bytes().chunks(per.max(4)).map(|c| String::from_utf8_lossy(c).into()).collect();
+            lines(&cut, 1, "  token: ", &format!("{indent}  "), "")
+        }
+        _ => {
+            let enc = hex(&data);
+            let cut: Vec<String> =
+                enc.as_bytes().chunks(per.max(4)).map(|c| String::from_utf8_lossy(c).into()).collect();
+            lines(&cut, 1, indent, &format!("{indent} "), "")
+        }
+    }
+}
+
+/// The letters and digits of a text.
+fn alnum(text: &str) -> String {
+    text.chars().filter(char::is_ascii_alphanumeric).collect()
+}
+
+/// Every window of 8 letters and digits of the forms a leak of `secret` in `printed` form
+/// `which` would leave.
+fn windows(secret: &str, which: usize, printed_form: &str, prefix: &[u8]) -> Vec<String> {
+    let b = secret.as_bytes();
+    let mut forms = vec![secret.to_string(), hex(b)];
+    let mut out = Vec::new();
+    if which <= 4 {
+        forms.push(printed_form.to_string());
+    } else if which <= 12 {
+        // An escape on every character: three escapes together (eight letters and digits
+        // of `&#0045;&#0058;` are two characters of the value, which a match that ends at the
+        // last value character may leave when they are separators).
+        let mut units: Vec<String> = Vec::new();
+        for c in printed_form.chars() {
+            match units.last_mut() {
+                Some(u) if !"\\%=&".contains(c) => u.push(c),
+                _ => units.push(c.to_string()),
+            }
+        }
+        for w in units.windows(3) {
+            out.push(alnum(&w.concat()));
+        }
+    }
+    if which == 13 || which == 14 {
+        let width = if which == 13 { 2 } else { 4 };
+        let start = (width - prefix.len() % width) % width;
+        let words: Vec<u8> =
+            b[start.min(b.len())..].chunks_exact(width).flat_map(|w| w.iter().rev().copied()).collect();
+        forms.push(hex(&words));
+    }
+    if which == 19 {
+        let mut data = prefix.to_vec();
+        data.extend_from_slice(b);
+        let enc = base64(&data);
+        forms.push(enc[(prefix.len() * 8).div_ceil(6)..(data.len() * 8) / 6].to_string());
+    }
+    for f in forms {
+        let chars: Vec<char> = alnum(&f).chars().collect();
+        for w in chars.windows(8.min(chars.len())) {
+            out.push(w.iter().collect());
+        }
+    }
+    out
+}
+
+fn stream(r: &Redactor, text: &[u8], cuts: &[usize]) -> Vec<u8> {
+    let mut cuts: Vec<usize> = cuts.iter().map(|c| c % (text.len() + 1)).collect();
+    cuts.sort_unstable();
+    let mut s = r.stream();
+    let mut out = Vec::new();
+    let mut at = 0;
+    for c in cuts {
+        s.push(&text[at..c], &mut out);
+        at = c;
+    }
+    s.push(&text[at..], &mut out);
+    s.finish(&mut out);
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 1500, ..ProptestConfig::default() })]
+
+    /// No window of 8 letters and digits of a form survives on any line, whatever the form
+    /// of the class, the alignment, the wrapping, the indentation and the chunk cuts.
+    #[test]
+    fn no_decoded_form_survives(
+        secret in secret_strategy(),
+        which in 0usize..21,
+        prefix in proptest::collection::vec(any::<u8>(), 0..4),
+        per in 2usize..24,
+        indent in proptest::sample::select(vec!["", "  ", "    ", "\t", "        "]),
+        before in "[a-z ]{0,8}",
+        cuts in proptest::collection::vec(0usize..2000, 0..6),
+    ) {
+        // A separator form needs 8 value characters besides its separators to be looked
+        // for; `%`, `&` and `\` in the value are themselves escape introducers.
+        prop_assume!(secret.chars().filter(char::is_ascii_alphanumeric).count() >= 10);
+        let form = printed(&secret, which, &prefix, per, indent);
+        let text = format!("{before}\n{form}\nafter the form\n");
+        let r = Redactor::from_values([("S", secret.as_str())]);
+        let out = stream(&r, text.as_bytes(), &cuts);
+        let out = String::from_utf8_lossy(&out).into_owned();
+        prop_assert!(out.contains("<secret:S>"), "{text:?} -> {out:?}");
+        let bad = windows(&secret, which, &form, &prefix);
+        for line in out.lines() {
+            let seen = alnum(line);
+            for w in &bad {
+                prop_assert!(!seen.contains(w.as_str()), "{w:?} survives in {line:?}: {text:?} -> {out:?}");
+            }
+        }
+        prop_assert!(out.ends_with("after the form\n"), "{out:?}");
+    }
+
+    /// Ordinary text with the punctuation, escapes, indentation and dump shapes the rules
+    /// read (`-`, `.`, `/`, `0x`, `\x`, `%`, `=`, `&#`, offsets, hex groups) comes out byte
+    /// for byte, however it is cut.
+    #[test]
+    fn ordinary_text_with_escapes_and_indentation_is_unchanged(
+        secrets in proptest::collection::vec(secret_strategy(), 1..3),
+        parts in proptest::collection::vec(
+            prop_oneof![
+                "[a-z]{1,8}",
+                "[ \t]{1,6}",
+                "\n[ \t]{0,8}",
+                Just("-".to_string()), Just(".".to_string()), Just("/".to_string()),
+                "0x[0-9a-f]{2}, ",
+                "\\\\x[0-9a-f]{2}",
+                "\\\\u00[0-9a-f]{2}",
+                "%[0-9A-F]{2}",
+                "=[0-9A-F]{2}",
+                "&#0?[0-9]{2,3};?",
+                "&#x[0-9a-f]{2,4};?",
+                "&(amp|lt|gt|quot);",
+                "\n[0-9a-f]{8}: ([0-9a-f]{4} ){1,8} ",
+                "\n ([0-9a-f]{2} ){1,16}",
+                "\n(   [a-z.\\\\]){1,16}",
+                "[A-Za-z0-9+/]{4,40}={0,2}",
+            ],
+            0..40,
+        ),
+        cuts in proptest::collection::vec(0usize..1500, 0..8),
+    ) {
+        let text: String = parts.concat();
+        let named: Vec<(String, String)> =
+            secrets.iter().enumerate().map(|(i, s)| (format!("S{i}"), s.clone())).collect();
+        let r = Redactor::from_values(named.iter().map(|(n, v)| (n.as_str(), v.as_str())));
+        prop_assert_eq!(String::from_utf8_lossy(&stream(&r, text.as_bytes(), &cuts)).into_owned(), text.clone());
+    }
+}
+
+/// Real-world lines with the same punctuation: logs, URLs, C arrays, dumps of other data,
+/// YAML, code. None changes.
+#[test]
+fn real_world_text_is_unchanged() {
+    let texts = [
+        "2026-12-07T08:00:00Z host app[12]: GET /api/v1/users?id=42&sort=asc%20desc done in 0.35s\n",
+        "static const unsigned char key[] = {\n  0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07,\n  0x08, 0x09\n};\n",
+        "printf(\"\\x1b[1;31merror\\x1b[0m: %s=%d\\n\", name, value);\n",
+        "Content-Type: text/plain; charset=UTF-8\nSubject: =?UTF-8?Q?caf=C3=A9?=\nsoft=\n break\n",
+        "<p>caf&eacute; &amp; cr&#232;me &#x2014; 5 &lt; 6</p>\n",
+        "data:\n  tls.crt: LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCk1JSUJrVENDQVRlZ0F3SUJB\n    Z0lVZmFrZQ==\n",
+        "0000000 6564 6c70 796f 7620 2e31 3234 000a\n0000016\n",
+        "   d   e   p   l   o   y       v   1   .   4   2  \\n\n",
+        " 64 65 70 6c 6f 79 20 76 31 2e 34 32 0a\n",
+        "00000000: 6465 706c 6f79 2076 312e 3432 2e30 0a    deploy v1.42.0.\n",
+        "10.0.0.1 - - [07/Dec/2026:08:00:00 +0000] \"GET /a/b.c-d HTTP/1.1\" 200 512 \"-\" \"curl/8.5.0\"\n",
+        "    fn main() {\n        let x = a.b().c(d - e) / f;\n    }\n",
+        "version=1.2.3-rc.4+build.5 sha=3b1f0e8a9c7d6e5f4a3b2c1d0e9f8a7b\n",
+    ];
+    let r = Redactor::from_values([
+        ("A", "S3cr3tValue-Zq9xW7"),
+        ("B", "p@ss.w0rd/Kx-y_z!Q9"),
+        ("C", "Sécrét-Välue-42"),
+    ]);
+    for text in texts {
+        for cut in [0, 1, 7, text.len() / 2, text.len()] {
+            let out = stream(&r, text.as_bytes(), &[cut]);
+            assert_eq!(String::from_utf8_lossy(&out), text, "cut at {cut}");
+        }
+    }
+}

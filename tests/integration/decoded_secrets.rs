@@ -1,0 +1,381 @@
+//! Red team s20 (promise 3): forms of a secret that passed through step output unredacted
+//! (the terminal, `runbook logs`, the store's kept logs), one test per gap, each made by the
+//! real tools (`xxd`, `od`, `hexdump`) or by Python, independently of the engine's code:
+//!
+//! 1. separators `-`, `.`, `/` between characters or hex bytes, and hex bytes each with a
+//!    `0x` or `\x` prefix (`xxd -i` over lines, `b'\x53\x33'`);
+//! 2. dumps without an offset (`od -An -c`, `od -An -tx1`), dumps whose lines carry a
+//!    logger's prefix before the offset, indented dumps;
+//! 3. little-endian words: `hexdump`, `od -x` (16-bit words), `od -tx4` (32-bit);
+//! 4. base64 or hex wrapped with indentation on each continuation line (YAML, PEM in a
+//!    config);
+//! 5. an escape for every character: `\u0053`, `\x53`, `%53`, `=53`, zero-padded entities,
+//!    entities without `;`, mixed;
+//! 6. UTF-16 (LE, BE) of a value with non-ASCII characters; uuencode;
+//! 7. a value across the second pass's line cut (64 KiB) or dump block cut (1 MiB).
+//!
+//! Each test fails before the fix (RUNBOOK_TEST_BIN of the older build, or the commit
+//! before). The check: no window of eight letters and digits of any form survives in the
+//! letters and digits of any line of any place (a form cut by separators or over a dump's
+//! lines is a leak if eight of its characters stay together), and ordinary lines with the
+//! same punctuation come out byte for byte.
+
+use std::collections::HashSet;
+
+use crate::support::Scratch;
+
+const RUNBOOK: &str = r#"[runbook]
+name = "decoded"
+
+[secrets.TOKEN]
+env = "RB_SECRET"
+
+[steps.debug]
+run = "python3 forms.py"
+env = { SECRET = "{{ secrets.TOKEN }}" }
+"#;
+
+/// Python helpers every script starts with.
+const PRELUDE: &str = r#"
+import base64, binascii, os, subprocess, sys
+s = os.environ["SECRET"].encode()
+t = s.decode()
+def tool(args, data):
+    try:
+        return subprocess.run(args, input=data, capture_output=True).stdout.decode("latin-1")
+    except OSError:
+        return ""
+def out(text):
+    sys.stdout.write(text)
+    if not text.endswith("\n"):
+        sys.stdout.write("\n")
+    sys.stdout.flush()
+"#;
+
+/// Ordinary output with the punctuation, escapes and indentation the new rules read: it
+/// must come out byte for byte.
+const ORDINARY: &[&str] = &[
+    "2026-12-07T08:00:00Z host app[12]: GET /api/v1/users?id=42&sort=asc%20desc done in 0.35s",
+    "  indented: config.value = 0x7f3a2b1c; mask=0xFF flags=\\x1b[0m",
+    "url=https://example.com/a%2Fb%3Fc=d&e=f q=a=3D=20b",
+    "    continuation line with - dashes - and . dots . and / slashes /",
+    "&#83;&#x33;&amp;&lt;tag&gt; \\u0041\\u0042 %41%42 =41=42 &#0083 &#x0053",
+    "1.2.3.4 - - [07/Dec/2026:08:00:00 +0000] \"GET /index.html HTTP/1.1\" 200 512",
+    "0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07,",
+    " 64 65 70 6c 6f 79 20 76 31 2e 34 32 0a",
+    "0000000 6564 6c70 796f 7620 2e31 3234 000a",
+    "\ttab-indented: key.sub-key/path = value",
+    "data:",
+    "  token: ZGVwbG95IHYxLjQyLjAgdG8gZXUtd2VzdC0xOiAxMiBwb2RzIHJlYWR5",
+    "    Cg==",
+    "2026-12-07T08:00:01Z host app[12]: 00000000: 6465 706c 6f79 2076 312e 3432  deploy v1.42",
+    "   d   e   p   l   o   y       v   1   .   4   2  \\n",
+];
+
+/// Secrets of 12 to 40 letters, digits and punctuation, and one random one.
+fn secrets() -> Vec<String> {
+    let mut seed = crate::secrets::seed();
+    let mut out: Vec<String> =
+        ["S3cr3tValue-Zq9xW7", "p@ss.w0rd/Kx-y_z!Q9", "y7Hq2LmN9pRsT4vWxZ1aBcDeFgHiJkLmNoPqRsTu"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+    let n = 12 + (seed % 29) as usize;
+    let mut random = crate::secrets::random_alnum(&mut seed, n);
+    random.insert(n / 2, '.');
+    random.insert(n / 3, '-');
+    out.push(random);
+    out
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The ASCII letters and digits of a text.
+fn alnum(text: &str) -> String {
+    text.chars().filter(char::is_ascii_alphanumeric).collect()
+}
+
+/// The base64 characters that come from `secret` alone, after a prefix of 0 to 2 bytes.
+fn base64_cores(secret: &[u8]) -> Vec<String> {
+    (0..3)
+        .map(|p| {
+            let mut data = vec![b'k'; p];
+            data.extend_from_slice(secret);
+            let enc = crate::secrets::base64(&data);
+            enc[(p * 8).div_ceil(6)..(data.len() * 8) / 6].to_string()
+        })
+        .collect()
+}
+
+/// Hex of `secret` in words of `width` bytes, each word's bytes swapped (little-endian),
+/// at each alignment: the complete words only.
+fn swapped(secret: &[u8], width: usize) -> Vec<String> {
+    (0..width)
+        .map(|align| {
+            let mut out = String::new();
+            let start = (width - align) % width;
+            for w in secret[start..].chunks_exact(width) {
+                out.push_str(&hex(&w.iter().rev().copied().collect::<Vec<u8>>()));
+            }
+            out
+        })
+        .collect()
+}
+
+/// Runs `script` with each secret; asserts no 8-window of the letters and digits of any
+/// of `forms(secret)` in any line of any place, and the ordinary lines unchanged.
+fn check(script: &str, forms: &dyn Fn(&str) -> Vec<String>) {
+    for secret in secrets() {
+        check_one(&secret, script, forms);
+    }
+}
+
+fn check_one(secret: &str, script: &str, forms: &dyn Fn(&str) -> Vec<String>) {
+    let s = Scratch::new(RUNBOOK);
+    let ordinary = format!("ORDINARY = {ORDINARY:?}\n");
+    let tail = "\nout(\"ORDINARY-START\")\nfor line in ORDINARY:\n    out(line)\n";
+    std::fs::write(s.path().join("forms.py"), format!("{ordinary}{PRELUDE}{script}{tail}")).expect("script");
+    // The store keeps the whole log (gap 7 prints over 1 MiB).
+    let env = [("RB_SECRET", secret), ("RUNBOOK_STORE_LOG_CAP", "16777216")];
+    let run = s.command(&["run", "r.toml"], &env).output().expect("run");
+    assert_eq!(run.status.code(), Some(0), "{secret:?}: {}", String::from_utf8_lossy(&run.stderr));
+    let id = s.latest_run();
+    let logs = s.command(&["logs", &id], &env).output().expect("logs");
+    let logs_text = String::from_utf8_lossy(&logs.stdout).into_owned();
+    assert!(logs_text.contains("<secret:TOKEN>"), "{secret:?}: nothing redacted:\n{logs_text}");
+    let after = logs_text.split("ORDINARY-START").nth(1).unwrap_or_default().to_string();
+    for line in ORDINARY {
+        // `runbook logs` shows a tab as `\t`.
+        let shown = line.replace('\t', "\\t");
+        assert!(after.contains(&shown), "{secret:?}: {line:?} was changed:\n{after}");
+    }
+    assert!(!after.contains("<secret:"), "{secret:?}: ordinary output redacted:\n{after}");
+    let mut places = vec![
+        ("run".to_string(), [run.stdout, run.stderr].concat()),
+        ("runbook logs".to_string(), logs.stdout),
+    ];
+    for file in crate::support::files(&s.path().join("state"), "") {
+        places.push((file.display().to_string(), std::fs::read(&file).unwrap_or_default()));
+    }
+    let mut windows = HashSet::new();
+    for form in forms(secret) {
+        let chars: Vec<char> = alnum(&form).chars().collect();
+        for w in chars.windows(8.min(chars.len())) {
+            windows.insert(w.iter().collect::<String>());
+        }
+    }
+    for (what, bytes) in &places {
+        // The ordinary lines are checked above, byte for byte; an escape of a letter in
+        // them (`\u0041`) may be eight characters of a form of a secret holding that letter.
+        let mut text = String::from_utf8_lossy(bytes).into_owned();
+        for line in ORDINARY {
+            text = text.replace(line, "").replace(&line.replace('\t', "\\t"), "");
+        }
+        for line in text.lines() {
+            let seen: Vec<char> = alnum(line).chars().collect();
+            for w in seen.windows(8) {
+                let w: String = w.iter().collect();
+                assert!(
+                    !windows.contains(&w),
+                    "{secret:?} in {what}: {w:?} survives in {:?}",
+                    short(line, &w)
+                );
+            }
+        }
+    }
+}
+
+/// The part of a long line around `w`.
+fn short(line: &str, w: &str) -> String {
+    let chars: Vec<char> = line.chars().collect();
+    if chars.len() < 400 {
+        return line.to_string();
+    }
+    let at = alnum_position(line, w).unwrap_or(0);
+    chars[at.saturating_sub(150)..(at + 150).min(chars.len())].iter().collect()
+}
+
+fn alnum_position(line: &str, w: &str) -> Option<usize> {
+    let first = w.chars().next()?;
+    line.chars().enumerate().filter(|(_, c)| *c == first).map(|(i, _)| i).find(|i| {
+        let rest: String = line.chars().skip(*i).filter(char::is_ascii_alphanumeric).take(8).collect();
+        rest == w
+    })
+}
+
+/// Gap 4: base64 and hex wrapped at narrow widths, each continuation line indented.
+#[test]
+fn wrapped_base64_and_hex_with_indented_continuation_lines_are_redacted() {
+    let script = r#"
+for prefix in [b"", b"k", b"ke"]:
+    d = prefix + s
+    b = base64.b64encode(d).decode()
+    h = d.hex()
+    for width, indent in [(8, "  "), (12, "    "), (20, "\t"), (16, "      ")]:
+        parts = [b[i:i+width] for i in range(0, len(b), width)]
+        out("  token: " + ("\n" + indent).join(parts))
+        hp = [h[i:i+width] for i in range(0, len(h), width)]
+        out(indent + ("\n" + indent).join(hp))
+pem = base64.b64encode(s * 3).decode()
+out("key: |\n" + "\n".join("    " + pem[i:i+16] for i in range(0, len(pem), 16)))
+"#;
+    check(script, &|secret| {
+        let mut f = base64_cores(secret.as_bytes());
+        f.push(hex(secret.as_bytes()));
+        f
+    });
+}
+
+/// Gap 1: `-`, `.`, `/` between characters or hex bytes; hex bytes with `0x` or `\x`.
+#[test]
+fn separators_and_prefixed_hex_bytes_are_redacted() {
+    let script = r#"
+h = s.hex()
+for sep in "-./":
+    out(sep.join(h[i:i+2] for i in range(0, len(h), 2)))
+    out(sep.join(t))
+out(", ".join("0x%02x" % x for x in s))
+out("b'" + "".join("\\x%02x" % x for x in s) + "'")
+out(tool(["xxd", "-i"], s))
+out(tool(["xxd", "-i"], b"key:" + s))
+"#;
+    check(script, &|secret| {
+        let b = secret.as_bytes();
+        vec![
+            secret.to_string(),
+            hex(b),
+            b.iter().map(|x| format!("0x{x:02x}, ")).collect(),
+            b.iter().map(|x| format!("\\x{x:02x}")).collect(),
+        ]
+    });
+}
+
+/// Gap 5: an escape for every character.
+#[test]
+fn an_escape_for_every_character_is_redacted() {
+    let script = r#"
+out("".join("\\u%04x" % ord(c) for c in t))
+out("".join("\\u%04X" % ord(c) for c in t))
+out("".join("\\x%02x" % x for x in s))
+out("".join("%%%02X" % x for x in s))
+out("".join("%%%02x" % x for x in s))
+out("".join("=%02X" % x for x in s))
+out("".join("&#%04d;" % ord(c) for c in t))
+out("".join("&#x%04x;" % ord(c) for c in t))
+out("".join("&#%d" % ord(c) for c in t))
+named = {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&apos;"}
+out("".join(named.get(c, ["&#%d;", "&#x%x;", "&#X%X;"][i % 3] % (ord(c),)) for i, c in enumerate(t)))
+out("".join(["\\x%02x", "%%%02X", "=%02X", "&#%d;"][i % 4] % x for i, x in enumerate(s)))
+"#;
+    check(script, &|secret| {
+        let b = secret.as_bytes();
+        vec![
+            secret.chars().map(|c| format!("\\u{:04x}", c as u32)).collect(),
+            secret.chars().map(|c| format!("\\u{:04X}", c as u32)).collect(),
+            b.iter().map(|x| format!("\\x{x:02x}")).collect(),
+            b.iter().map(|x| format!("%{x:02X}")).collect(),
+            b.iter().map(|x| format!("={x:02X}")).collect(),
+            secret.chars().map(|c| format!("&#{:04};", c as u32)).collect(),
+            secret.chars().map(|c| format!("&#x{:04x};", c as u32)).collect(),
+            secret.chars().map(|c| format!("&#{}", c as u32)).collect(),
+        ]
+    });
+}
+
+/// Gap 3: little-endian words (`hexdump`, `od -x`, `od -tx4`), at every alignment.
+#[test]
+fn byte_swapped_words_of_hexdump_and_od_are_redacted() {
+    let script = r#"
+for prefix in [b"", b"k", b"ke", b"key"]:
+    d = prefix + s
+    out(tool(["hexdump"], d))
+    out(tool(["od", "-x"], d))
+    out(tool(["od", "-An", "-x"], d))
+    out(tool(["od", "-tx4"], d))
+"#;
+    check(script, &|secret| {
+        let b = secret.as_bytes();
+        let mut f = swapped(b, 2);
+        f.extend(swapped(b, 4));
+        f
+    });
+}
+
+/// Gap 2: dumps without offsets, with a logger's prefix, indented.
+#[test]
+fn dumps_without_offsets_with_prefixes_or_indented_are_redacted() {
+    let script = r#"
+for prefix in [b"", b"k", b"ke"]:
+    d = prefix + s
+    out(tool(["od", "-An", "-c"], d))
+    out(tool(["od", "-An", "-tx1"], d))
+    x = tool(["xxd"], d).splitlines()
+    out("\n".join("2026-12-07T08:00:00Z host app[12]: " + l for l in x))
+    out("\n".join("\t" + l for l in x))
+    out("\n".join("    " + l for l in tool(["hexdump", "-C"], d).splitlines()))
+"#;
+    check(script, &|secret| vec![secret.to_string(), hex(secret.as_bytes())]);
+}
+
+/// Gap 7: a spread form across the second pass's line cut, a dump across its block cut.
+#[test]
+fn a_form_across_the_line_or_dump_block_cut_is_redacted() {
+    let script = r#"
+spaced = " ".join(t)
+hexed = " ".join("%02x" % x for x in s)
+out("".join((spaced if i % 2 else hexed) + " | " for i in range(12000)))
+# xxd prints 68 bytes a line: the block is cut after its 15421st line; the secret starts
+# 8 bytes before that line's end.
+data = b"\0" * (16 * 15421 - 8) + s + b"\0" * 64
+out(tool(["xxd"], data))
+"#;
+    check(script, &|secret| vec![secret.to_string(), hex(secret.as_bytes())]);
+}
+
+/// Gap 6: UTF-16 (LE and BE) of a value with non-ASCII characters; uuencode.
+#[test]
+fn utf16_of_non_ascii_values_and_uuencode_are_redacted() {
+    let script = r#"
+sys.stdout.buffer.write(b"le: " + t.encode("utf-16-le") + b"\n")
+sys.stdout.buffer.write(b"be: " + t.encode("utf-16-be") + b"\n")
+sys.stdout.buffer.write(b"bom: " + t.encode("utf-16") + b"\n")
+sys.stdout.flush()
+out(binascii.b2a_uu(s).decode())
+out(binascii.b2a_uu(s, backtick=True).decode())
+out("begin 644 token\n" + binascii.b2a_uu(s).decode() + "`\nend")
+"#;
+    for secret in ["Sécrét-Välue-Zq9xW7", "日本語のトークン-Zq9xW7ab", "p@ss.wörd/Kx-y_z!Q9€"] {
+        check_one(secret, script, &|secret| {
+            let mut f = vec![secret.to_string()];
+            // UTF-16 as the text's letters and digits show it: read lossily, the units
+            // of non-ASCII characters are replacement characters, the ASCII ones stay.
+            for le in [true, false] {
+                let units: Vec<u8> = secret
+                    .encode_utf16()
+                    .flat_map(|u| if le { u.to_le_bytes() } else { u.to_be_bytes() })
+                    .collect();
+                f.push(String::from_utf8_lossy(&units).replace('\0', ""));
+            }
+            f.push(uu(secret.as_bytes(), b' '));
+            f.push(uu(secret.as_bytes(), b'`'));
+            f
+        });
+    }
+}
+
+/// uuencode of one line's data (without its length character).
+fn uu(bytes: &[u8], zero: u8) -> String {
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let mut g = [0u8; 3];
+        g[..chunk.len()].copy_from_slice(chunk);
+        let n = u32::from(g[0]) << 16 | u32::from(g[1]) << 8 | u32::from(g[2]);
+        for i in 0..4 {
+            let v = ((n >> (18 - 6 * i)) & 63) as u8;
+            out.push(if v == 0 { zero as char } else { (32 + v) as char });
+        }
+    }
+    out
+}
