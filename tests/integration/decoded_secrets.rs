@@ -365,6 +365,32 @@ out("begin 644 token\n" + binascii.b2a_uu(s).decode() + "`\nend")
     }
 }
 
+/// Red team adv20-2, after the decoding views: the bytes as decimal numbers over lines
+/// (`od -An -tu1`, a byte list printed by Python), as octal (`od -b`), the value in the
+/// other case (a hex token through `tr a-f A-F`), base32 with the hex alphabet, and base64
+/// of its base64.
+#[test]
+fn byte_numbers_the_other_case_base32hex_and_base64_twice_are_redacted() {
+    let script = r#"
+out(tool(["od", "-An", "-tu1"], s))
+out(tool(["od", "-b"], s))
+out(str(list(s)))
+out(str(list(b"k" + s)))
+out(t.upper())
+out(base64.b32hexencode(s).decode())
+out(base64.b64encode(base64.b64encode(s) + b"\n").decode())
+out(base64.b64encode(base64.b64encode(s)).decode())
+"#;
+    check(script, &|secret| {
+        let b = secret.as_bytes();
+        vec![
+            b.iter().map(u8::to_string).collect(),
+            b.iter().map(|x| format!("{x:03o}")).collect(),
+            secret.to_ascii_uppercase(),
+        ]
+    });
+}
+
 /// uuencode of one line's data (without its length character).
 fn uu(bytes: &[u8], zero: u8) -> String {
     let mut out = String::new();

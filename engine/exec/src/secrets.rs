@@ -915,8 +915,15 @@ pub fn forms(value: &str) -> Vec<Vec<u8>> {
     // Base32 and ascii85/base85 (red team adv19a-8): long enough pieces only, as these
     // alphabets are plain letters and digits.
     out.extend(block_forms(bytes).into_iter().filter(|f| f.len() >= 8));
-    // A host name as an HTTP client writes it back (`http://{{ secrets.T }}.example/`).
+    // A host name as an HTTP client writes it back (`http://{{ secrets.T }}.example/`), and
+    // a token of hex digits in the other case (`tr a-f A-F`, `xxd -u`: red team adv20-2).
     out.push(value.to_ascii_lowercase().into_bytes());
+    out.push(value.to_ascii_uppercase().into_bytes());
+    // Base64 of the value's base64 (a value encoded twice: Kubernetes secrets of an
+    // already-encoded token): the standard form, padded or not, encoded again.
+    for inner in base64_forms(bytes, 0, B64_STD) {
+        out.extend(base64_forms(&inner, 0, B64_STD));
+    }
     out.retain(|f| !f.is_empty());
     out.sort();
     out.dedup();
@@ -935,6 +942,11 @@ fn spread_forms(value: &str) -> Vec<Vec<u8>> {
         }
     }
     out.extend(block_forms(bytes));
+    // The bytes as numbers (red team adv20-2): decimal (`od -An -tu1`, Python's
+    // `list(b"...")`, a JSON array of bytes) and octal as `od -b` pads it; the separators
+    // between the numbers are the spread's own.
+    out.push(bytes.iter().map(u8::to_string).collect::<String>().into_bytes());
+    out.push(bytes.iter().map(|b| format!("{b:03o}")).collect::<String>().into_bytes());
     // Little-endian words (`hexdump`, `od -x`: 16 bits; `od -tx4`: 32 bits): each word's
     // bytes swapped, at every alignment of the value in the words.
     for width in [2, 4] {
@@ -955,6 +967,8 @@ fn spread_forms(value: &str) -> Vec<Vec<u8>> {
 
 /// RFC 4648 base32.
 const B32: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+/// RFC 4648 base32 with the extended hex alphabet (Python's `b32hexencode`, DNSSEC).
+const B32_HEX: &[u8; 32] = b"0123456789ABCDEFGHIJKLMNOPQRSTUV";
 /// Ascii85 as Adobe and Python's `a85encode` write it (`!` to `u`, `z` for four zero bytes).
 const A85_FIRST: u8 = b'!';
 /// Base85 as RFC 1924, Python's `b85encode` and git write it.
@@ -966,10 +980,10 @@ const B85: &[u8; 85] =
 /// value only, and, for a value that ends the data, with its last characters and padding.
 fn block_forms(bytes: &[u8]) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
-    for offset in 0..5 {
+    for (offset, alphabet) in (0..5).flat_map(|o| [(o, B32), (o, B32_HEX)]) {
         let mut data = vec![0u8; offset];
         data.extend_from_slice(bytes);
-        let chars = bits_encoded(&data, 5, B32);
+        let chars = bits_encoded(&data, 5, alphabet);
         let first = (offset * 8).div_ceil(5);
         let pure_end = (data.len() * 8) / 5;
         let mut forms = Vec::new();

@@ -61,8 +61,8 @@ fn places(files: &[(String, String)], needle: &str) -> Vec<(String, usize)> {
     out
 }
 
-/// Where `OpenOptions::new()` opens a file for writing (the options up to `.open(` name
-/// `write`, `append` or `create`), per file.
+/// Where `OpenOptions::new()` opens a file for writing (the options up to `.open(`, or to
+/// the end of the statement that hands them on, name `write`, `append` or `create`), per file.
 fn writers(files: &[(String, String)]) -> Vec<(String, usize)> {
     let mut out = Vec::new();
     for (path, text) in files {
@@ -74,7 +74,11 @@ fn writers(files: &[(String, String)]) -> Vec<(String, usize)> {
             })
             .filter(|(i, _)| {
                 let rest = &text[*i..];
-                let options = &rest[..rest.find(".open(").unwrap_or(rest.len())];
+                // The options end where they are used: `.open(`, or the statement's end
+                // (options handed to `runbook_store::open_outside_store`).
+                let end =
+                    [rest.find(".open("), rest.find(';')].into_iter().flatten().min().unwrap_or(rest.len());
+                let options = &rest[..end];
                 [".write(", ".append(", ".create("].iter().any(|o| options.contains(o))
             })
             .count();

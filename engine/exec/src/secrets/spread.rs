@@ -321,6 +321,14 @@ fn dump_from(line: &[u8], start: usize, end: usize, min_hex: usize) -> Option<(V
 
 /// A dump line without an offset: only hex groups, or only `od -c` cells, at least `min`.
 fn bare_dump(line: &[u8], first: usize, end: usize, min: usize) -> Option<(Vec<Span>, Span)> {
+    // Hex groups and `od -c` cells first (a line of digits alone is cells: `od -c` of `0`);
+    // else bytes as decimal numbers.
+    hex_or_cells(line, first, end, min)
+        .or_else(|| byte_numbers(line, first, end).filter(|n| n.len() >= min).map(|n| (n, (end, end))))
+}
+
+/// [`bare_dump`]'s hex groups (`od -An -tx1`, `xxd -p -c1`) or `od -c` cells.
+fn hex_or_cells(line: &[u8], first: usize, end: usize, min: usize) -> Option<(Vec<Span>, Span)> {
     let mut hex = Vec::new();
     let mut cells = 0;
     let mut i = first;
@@ -346,6 +354,37 @@ fn bare_dump(line: &[u8], first: usize, end: usize, min: usize) -> Option<(Vec<S
     } else {
         None
     }
+}
+
+/// A line of bytes written as decimal numbers (`od -An -tu1`, a list of bytes printed over
+/// lines; red team adv20-2): every token 1 to 3 digits, at most 377 (octal `od -b` too),
+/// perhaps before a `,`. Their digits are read as one sequence across the lines, as hex
+/// groups are; the decimal and octal forms of a value are spread forms.
+fn byte_numbers(line: &[u8], first: usize, end: usize) -> Option<Vec<Span>> {
+    let mut spans = Vec::new();
+    let mut i = first;
+    while i < end {
+        let t = i;
+        while i < end && !line[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        let mut e = i;
+        if e > t && line[e - 1] == b',' {
+            e -= 1;
+        }
+        let digits = &line[t..e];
+        let small = (1..=3).contains(&digits.len())
+            && digits.iter().all(u8::is_ascii_digit)
+            && std::str::from_utf8(digits).ok()?.parse::<u16>().ok()? <= 377;
+        if !small {
+            return None;
+        }
+        spans.push((t, e));
+        while i < end && line[i].is_ascii_whitespace() {
+            i += 1;
+        }
+    }
+    Some(spans)
 }
 
 /// A cell of `od -c`: one character (perhaps several bytes of UTF-8), a backslash escape,
