@@ -305,7 +305,8 @@ impl Roles {
                 &format!(
                     "GRANT SELECT, INSERT, UPDATE ON runs, events, step_logs, locks, queue TO {role}; GRANT SELECT, INSERT ON schedule_fires, schedule_alerts, schedule_events TO {role}; \
                      GRANT SELECT, INSERT, UPDATE ON schedule_heads, schedule_notices TO {role}; \
-                     GRANT SELECT ON runbook_settings, runbook_identities, _sqlx_migrations TO {role}"
+                     GRANT SELECT ON runbook_settings, runbook_identities, _sqlx_migrations TO {role}; \
+                     GRANT SELECT, INSERT, UPDATE, DELETE ON live_output TO {role}"
                 ),
             );
         }
@@ -896,7 +897,7 @@ fn a_store_of_the_previous_schema_verifies_clean_after_the_upgrade() {
     assert!(verify.stdout.contains(&format!("ok {id}")), "{}", verify.stdout);
     assert!(verify.stdout.contains("the chain does not vouch for them"), "{}", verify.stdout);
     ok(&scratch.cmd(&["show", &id], &[]), 0);
-    assert_eq!(sqlite_rows(&state, "SELECT MAX(version) FROM _sqlx_migrations"), ["13"]);
+    assert_eq!(sqlite_rows(&state, "SELECT MAX(version) FROM _sqlx_migrations"), ["15"]);
 }
 
 /// In db-role mode a worker's engines act as the worker's role (the store would refuse the

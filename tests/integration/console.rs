@@ -1557,6 +1557,9 @@ mod limits;
 // The console followed live (p16-live).
 mod live;
 
+// Live output through the store (issue 16).
+mod live_output;
+
 /// A `for-each` run's page names each instance by its id and its rendered title, in the
 /// graph too (issue 17).
 #[test]

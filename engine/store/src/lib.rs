@@ -37,10 +37,12 @@ use sqlx::{ConnectOptions, Executor, Row};
 mod append;
 mod files;
 mod listing;
+mod live;
 mod schedule_journal;
 mod tokens;
 use append::{Chained, bind_event, insert_events_sql, update_head_sql};
 pub use listing::{RunFilter, RunList, listed_statuses};
+pub use live::{LIVE_TAIL_BYTES, LiveOutput};
 pub use schedule_journal::{FireRow, LAPSED, NoticeClaim, NoticeState, ScheduleJournal};
 pub use tokens::ConsoleToken;
 
@@ -437,7 +439,7 @@ impl Backend {
     }
 
     fn migrations(self) -> Vec<Migration> {
-        let files: [(i64, &str, &'static str); 13] = match self {
+        let files: [(i64, &str, &'static str); 14] = match self {
             Backend::Sqlite => [
                 (1, "journal", include_str!("../migrations/sqlite/0001_journal.sql")),
                 (2, "step logs", include_str!("../migrations/sqlite/0002_step_logs.sql")),
@@ -452,6 +454,7 @@ impl Backend {
                 (11, "sessions", include_str!("../migrations/sqlite/0011_sessions.sql")),
                 (12, "abandon request", include_str!("../migrations/sqlite/0012_abandon_request.sql")),
                 (13, "resume by", include_str!("../migrations/sqlite/0013_resume_by.sql")),
+                (15, "live output", include_str!("../migrations/sqlite/0015_live_output.sql")),
             ],
             Backend::Postgres => [
                 (1, "journal", include_str!("../migrations/postgres/0001_journal.sql")),
@@ -467,6 +470,7 @@ impl Backend {
                 (11, "sessions", include_str!("../migrations/postgres/0011_sessions.sql")),
                 (12, "abandon request", include_str!("../migrations/postgres/0012_abandon_request.sql")),
                 (13, "resume by", include_str!("../migrations/postgres/0013_resume_by.sql")),
+                (15, "live output", include_str!("../migrations/postgres/0015_live_output.sql")),
             ],
         };
         files
