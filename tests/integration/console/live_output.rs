@@ -234,3 +234,113 @@ fn six_followers_of_a_run_share_one_poller() {
     std::fs::write(s.path().join("go"), "").expect("go");
     assert!(engine.wait().expect("the engine ends").success());
 }
+
+/// The browser sees a running step's new line appear under the step without a reload, as
+/// text, labelled "live, not yet kept"; the search box filters it; the kept output then
+/// replaces it.
+#[test]
+fn a_browser_sees_a_live_line_appear_without_a_reload_then_the_kept_output() {
+    let rb = "[runbook]\nname = \"slow\"\n[steps.migrate]\nrun = \"echo 'progress 1'; while [ ! -f more ]; do sleep 0.05; done; echo 'progress 2 <b>bold</b>'; while [ ! -f go ]; do sleep 0.05; done\"\n";
+    let s = Scratch::new(rb);
+    let mut engine = s.spawn(&["run", "r.toml", "--yes"]);
+    let run = started(&s, "migrate");
+    let c = Console::start(s.path(), &s.state(), &[]);
+    // The first line is in the store (the page, served, shows it).
+    let t0 = Instant::now();
+    while !text_of(&c.get(&format!("/runs/{run}")).body).contains("progress 1") {
+        assert!(t0.elapsed() < Duration::from_secs(60), "the live line never reached the page");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let browser = crate::browser::Browser::start();
+    browser.open(&format!("http://{}/runs/{run}", c.host()));
+    browser.eval("window.notReloaded = 'yes'; return null;");
+    let t0 = Instant::now();
+    loop {
+        let note = browser.eval("return document.getElementById('live').textContent");
+        if note.as_str().is_some_and(|n| n.starts_with("Following the run live")) {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(60), "the page never followed the run: {note}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::fs::write(s.path().join("more"), "").expect("more");
+    let live = "var sec = document.querySelector('section.log.live'); \
+                return sec ? [sec.querySelector('p.label').textContent, \
+                  Array.prototype.map.call(sec.querySelectorAll('pre span'), function (s) { return s.textContent; }), \
+                  sec.querySelectorAll('b').length, window.notReloaded || 'reloaded'] : null;";
+    let t0 = Instant::now();
+    let seen = loop {
+        let seen = browser.eval(live);
+        if seen[1].as_array().is_some_and(|l| l.iter().any(|x| x == "progress 2 <b>bold</b>")) {
+            break seen;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(60), "the live line never appeared: {seen}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(seen[0].as_str().is_some_and(|l| l.starts_with("live, not yet kept")), "{seen}");
+    assert_eq!(
+        seen[1],
+        serde_json::json!(["progress 1", "progress 2 <b>bold</b>"]),
+        "each line once: {seen}"
+    );
+    assert_eq!(seen[2], 0, "the output's markup is text: {seen}");
+    assert_eq!(seen[3], "yes", "no reload: {seen}");
+    // The search box filters live lines too.
+    let shown = "var box = document.getElementById('output-search'); box.value = 'progress 2'; \
+                 box.dispatchEvent(new Event('input')); \
+                 return Array.prototype.filter.call(document.querySelectorAll('section.log.live pre span'), function (s) { return !s.hidden; }).map(function (s) { return s.textContent; });";
+    assert_eq!(browser.eval(shown), serde_json::json!(["progress 2 <b>bold</b>"]));
+    browser.eval("var box = document.getElementById('output-search'); box.value = ''; box.dispatchEvent(new Event('input')); return null;");
+    std::fs::write(s.path().join("go"), "").expect("go");
+    assert!(engine.wait().expect("the engine").success());
+    let kept = "return [document.querySelectorAll('section.log.live').length, document.getElementById('live-output').textContent.indexOf('kept in the store') >= 0, \
+                document.getElementById('live-output').textContent.indexOf('progress 2 <b>bold</b>') >= 0];";
+    let t0 = Instant::now();
+    loop {
+        let seen = browser.eval(kept);
+        if seen == serde_json::json!([0, true, true]) {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "the kept output never replaced the live one: {seen}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A running run whose journal does not verify gets no live output: not on its stream (only
+/// the `end` that says why), not on its page. (A regression guard: before live output
+/// existed there was none to send.)
+#[test]
+fn a_running_run_whose_journal_does_not_verify_gets_no_live_output() {
+    let s = Scratch::new(PRINTS_THEN_WAITS);
+    let mut engine = s.spawn(&["run", "r.toml", "--yes"]);
+    let run = started(&s, "migrate");
+    let t0 = Instant::now();
+    loop {
+        let out = std::process::Command::new("sqlite3")
+            .arg(s.state())
+            .arg("SELECT count(*) FROM live_output")
+            .output()
+            .expect("sqlite3");
+        if String::from_utf8_lossy(&out.stdout).trim() == "1" {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(60), "no live row");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let sql = "DROP TRIGGER IF EXISTS events_no_update; UPDATE events SET body = body || ' ' WHERE seq = 1;";
+    let out = std::process::Command::new("sqlite3").arg(s.state()).arg(sql).output().expect("sqlite3");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let c = Console::start(s.path(), &s.state(), &[]);
+    let mut stream = Stream::open(&c, &format!("/runs/{run}/events"), None);
+    stream.timeout(Duration::from_secs(10));
+    let seen = stream.rest();
+    assert!(seen.iter().all(|e| e.event != "live" && !e.data.contains("progress")), "{seen:?}");
+    assert!(seen.iter().any(|e| e.event == "end" && e.data.contains("does not verify")), "{seen:?}");
+    let page = text_of(&c.get(&format!("/runs/{run}")).body);
+    assert!(!page.contains("progress: 1 of 3") && !page.contains("live, not yet kept"), "{page}");
+    std::fs::write(s.path().join("go"), "").expect("go");
+    let _ = engine.wait();
+}
