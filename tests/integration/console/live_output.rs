@@ -330,7 +330,7 @@ fn a_running_run_whose_journal_does_not_verify_gets_no_live_output() {
         assert!(t0.elapsed() < Duration::from_secs(60), "no live row");
         std::thread::sleep(Duration::from_millis(100));
     }
-    let sql = "DROP TRIGGER IF EXISTS events_no_update; UPDATE events SET body = body || ' ' WHERE seq = 1;";
+    let sql = "DROP TRIGGER IF EXISTS events_no_update; UPDATE events SET body = replace(body, 'migrate-slowly', 'migrate-quickly') WHERE seq = 1;";
     let out = std::process::Command::new("sqlite3").arg(s.state()).arg(sql).output().expect("sqlite3");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let c = Console::start(s.path(), &s.state(), &[]);
