@@ -241,13 +241,14 @@ impl Live {
     }
 
     /// Publish the tail if something new came and the last publication is old enough;
-    /// `force` ignores the interval (the attempt's end).
+    /// `force` (the attempt's end) ignores the interval and follows a write still running.
     fn publish(&mut self, force: bool) {
         let now = tokio::time::Instant::now();
         if self.seen == self.published || (!force && self.last.is_some_and(|l| now < l + LIVE_EVERY)) {
             return;
         }
-        if self.busy.swap(true, std::sync::atomic::Ordering::AcqRel) {
+        let waits = self.busy.swap(true, std::sync::atomic::Ordering::AcqRel);
+        if waits && !force {
             // The last write still runs: this one waits for a later tick.
             self.last = Some(now);
             return;
@@ -266,7 +267,15 @@ impl Live {
         };
         let (store, run_id, busy) = (self.store.clone(), self.run_id.clone(), self.busy.clone());
         tokio::spawn(async move {
-            let _ = tokio::time::timeout(LIVE_WRITE_WAIT, store.publish_live(&run_id, &row)).await;
+            let write = async {
+                // The attempt's end while a write still runs: this one follows it (off the
+                // step's path), both within the bound.
+                while waits && busy.swap(true, std::sync::atomic::Ordering::AcqRel) {
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+                let _ = store.publish_live(&run_id, &row).await;
+            };
+            let _ = tokio::time::timeout(LIVE_WRITE_WAIT, write).await;
             busy.store(false, std::sync::atomic::Ordering::Release);
         });
     }

@@ -317,6 +317,8 @@ async fn read_all(
 async fn poll(app: Arc<App>, id: String, tx: broadcast::Sender<Msg>) {
     let mut records: Vec<Record> = Vec::new();
     let mut after_end = 0u32;
+    // The engine was gone at the previous poll already (see the end below).
+    let mut was_gone = false;
     // Live output sent, by attempt: bytes seen (issue 16).
     let mut sent: HashMap<(String, i64), i64> = HashMap::new();
     loop {
@@ -341,6 +343,7 @@ async fn poll(app: Arc<App>, id: String, tx: broadcast::Sender<Msg>) {
             // The store is away for now: the next poll tries again (the streams wait).
             Ok(None) | Err(_) => continue,
         };
+        let quiet = fresh.is_empty();
         if !fresh.is_empty() {
             // A record that does not follow the last one seen: the chain is broken, and
             // the page (which verifies the whole journal) says what.
@@ -378,11 +381,15 @@ async fn poll(app: Arc<App>, id: String, tx: broadcast::Sender<Msg>) {
         }
         if let Some(why) = finished(&records) {
             after_end += 1;
-            if gone || after_end > AFTER_END {
+            // The engine lets go of the run before it keeps its logs (`log_kept` follows
+            // `run_finished` and the lock's release): the stream ends at a poll that read
+            // nothing new while the engine was already gone at the one before.
+            if (gone && was_gone && quiet) || after_end > AFTER_END {
                 let _ = tx.send(Msg::End(Arc::new(why)));
                 break;
             }
         }
+        was_gone = gone;
     }
     if let Ok(mut runs) = app.hub.runs.lock() {
         runs.remove(&id);
