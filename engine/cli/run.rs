@@ -586,6 +586,9 @@ async fn execute(
     };
     // The logs' `log_kept` records follow the run's end: the hash to keep is the one after them.
     let kept = crate::state::keep_logs(store, &run_id, &run_dir).await;
+    // The engine stopped: its live output is kept now, or stays on this host (best effort;
+    // a reader skips a row whose attempt's log is kept in any case).
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), store.drop_live(&run_id)).await;
     let result = result.map(|mut outcome| {
         if let Some(hash) = kept {
             outcome.last_hash = hash;

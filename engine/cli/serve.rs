@@ -226,8 +226,13 @@ pub fn serve(
             .await
             .map_err(|e| CliError::CannotStart(Message::new(e.to_string())))?;
         outln!("listening on http://{}", server.local_addr());
+        let reads = server.poller_reads();
         server.run(stop_signal()).await.map_err(|e| CliError::CannotStart(Message::new(e.to_string())))?;
         errln!("stopped");
+        let reads = reads();
+        if reads > 0 {
+            errln!("followed runs: their pollers read the store {reads} time(s)");
+        }
         Ok(Exit::Success)
     })
 }

@@ -262,13 +262,7 @@ pub async fn keep_logs(store: &Store, run_id: &str, run_dir: &Path) -> Option<St
 
 /// A log file's step path and attempt: `inc+step.2.log` is attempt 2 of `inc/step`.
 pub fn log_name(path: &Path) -> Option<(String, i64)> {
-    if path.extension().is_none_or(|e| e != "log") {
-        return None;
-    }
-    let stem = path.file_stem()?.to_str()?;
-    let (step, attempt) = stem.rsplit_once('.').unwrap_or((stem, "1"));
-    // Steps of included runbooks are `include+step` in file names, `include/step` in the journal.
-    Some((step.replace('+', "/"), attempt.parse().unwrap_or(1)))
+    runbook_exec::output::log_key(path)
 }
 
 /// `runbook state migrate`: bring a store's schema up to date, and (`--identity`,

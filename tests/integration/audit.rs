@@ -305,7 +305,8 @@ impl Roles {
                 &format!(
                     "GRANT SELECT, INSERT, UPDATE ON runs, events, step_logs, locks, queue TO {role}; GRANT SELECT, INSERT ON schedule_fires, schedule_alerts, schedule_events TO {role}; \
                      GRANT SELECT, INSERT, UPDATE ON schedule_heads, schedule_notices TO {role}; \
-                     GRANT SELECT ON runbook_settings, runbook_identities, _sqlx_migrations TO {role}"
+                     GRANT SELECT ON runbook_settings, runbook_identities, _sqlx_migrations TO {role}; \
+                     GRANT SELECT, INSERT, UPDATE, DELETE ON live_output TO {role}"
                 ),
             );
         }
@@ -874,7 +875,7 @@ fn a_store_of_the_previous_schema_verifies_clean_after_the_upgrade() {
     let id = scratch.latest_run();
     let state = scratch.state();
     // Back to what schema 3 held: no log digests, a start time written before the first
-    // record, and none of the objects of migrations 4 to 10.
+    // record, and none of the objects of migrations 4 and later.
     as_before_log_digests(&scratch, &id);
     sqlite(
         &state,
@@ -887,7 +888,7 @@ fn a_store_of_the_previous_schema_verifies_clean_after_the_upgrade() {
          DROP TABLE runbook_settings; DROP TABLE runbook_identities; ALTER TABLE events DROP COLUMN db_role; \
          DROP TABLE console_tokens; DROP TABLE schedule_fires; DROP TABLE schedule_alerts; \
          DROP TRIGGER queue_abandon_request_fixed; DROP TRIGGER queue_abandon_not_submitted; ALTER TABLE queue DROP COLUMN abandon_head; ALTER TABLE queue DROP COLUMN resume_by; ALTER TABLE queue DROP COLUMN abandon_by; ALTER TABLE queue DROP COLUMN abandon_reason; \
-         DROP TABLE schedule_events; DROP TABLE schedule_heads; DROP TABLE schedule_notices; DROP TABLE console_sessions; \
+         DROP TABLE schedule_events; DROP TABLE schedule_heads; DROP TABLE schedule_notices; DROP TABLE console_sessions; DROP TABLE live_output; \
          DELETE FROM _sqlx_migrations WHERE version >= 4; \
          CREATE TRIGGER events_no_delete BEFORE DELETE ON events BEGIN SELECT RAISE(ABORT, 'journal rows are append-only'); END;",
     );
@@ -896,7 +897,7 @@ fn a_store_of_the_previous_schema_verifies_clean_after_the_upgrade() {
     assert!(verify.stdout.contains(&format!("ok {id}")), "{}", verify.stdout);
     assert!(verify.stdout.contains("the chain does not vouch for them"), "{}", verify.stdout);
     ok(&scratch.cmd(&["show", &id], &[]), 0);
-    assert_eq!(sqlite_rows(&state, "SELECT MAX(version) FROM _sqlx_migrations"), ["14"]);
+    assert_eq!(sqlite_rows(&state, "SELECT MAX(version) FROM _sqlx_migrations"), ["15"]);
 }
 
 /// In db-role mode a worker's engines act as the worker's role (the store would refuse the

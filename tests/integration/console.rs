@@ -1559,6 +1559,8 @@ mod live;
 
 // The schedules page (issue 17).
 mod schedules;
+// Live output through the store (issue 16).
+mod live_output;
 
 /// A `for-each` run's page names each instance by its id and its rendered title, in the
 /// graph too (issue 17).

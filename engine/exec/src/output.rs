@@ -164,6 +164,121 @@ pub struct Sink {
     bytes: u64,
     /// The last lines, for the failure record.
     tail: Tail,
+    /// The live tail published to the store, when the engine has one to publish to.
+    live: Option<Live>,
+}
+
+/// How often at most an attempt's live tail is written to the store.
+pub const LIVE_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// How long one live write may take before it is given up (the next one carries its bytes).
+const LIVE_WRITE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// An attempt's live output (issue 16): the tail of the redacted lines the log gets, in
+/// the log's own format, published to the store's `live_output` table at most every
+/// [`LIVE_EVERY`], only when something new came, by a task of its own: the step's path never
+/// waits for the store, a write still running makes the next one wait for a later tick, and
+/// a failed write is dropped (never retried: the next tick publishes the newer tail).
+#[derive(Debug)]
+pub struct Live {
+    store: runbook_store::Store,
+    run_id: String,
+    step: String,
+    attempt: i64,
+    /// The last lines (`out TEXT\n`), at most twice [`runbook_store::LIVE_TAIL_BYTES`] between
+    /// publications (cut to the bound when published).
+    tail: String,
+    /// Bytes of output so far, and when the last publication was.
+    seen: u64,
+    published: u64,
+    last: Option<tokio::time::Instant>,
+    /// A write in flight.
+    busy: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Live {
+    /// The live output of attempt `attempt` of `step` (its journal path) of run `run_id`.
+    pub fn new(store: runbook_store::Store, run_id: &str, step: &str, attempt: u32) -> Live {
+        Live {
+            store,
+            run_id: run_id.to_string(),
+            step: step.to_string(),
+            attempt: i64::from(attempt),
+            tail: String::new(),
+            seen: 0,
+            published: 0,
+            last: None,
+            busy: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        }
+    }
+
+    /// One redacted line, as the log gets it.
+    fn push(&mut self, line: &Line) {
+        let tag = match line.stream {
+            Stream::Stdout => "out ",
+            Stream::Stderr => "err ",
+        };
+        self.tail.push_str(tag);
+        self.tail.push_str(&line.text);
+        self.tail.push('\n');
+        self.seen += (tag.len() + line.text.len() + 1) as u64;
+        if self.tail.len() > 2 * runbook_store::LIVE_TAIL_BYTES {
+            self.trim();
+        }
+    }
+
+    /// Keep the last whole lines within the bound (one longer line: its end).
+    fn trim(&mut self) {
+        trim_tail(&mut self.tail, runbook_store::LIVE_TAIL_BYTES);
+    }
+
+    /// When the next publication is due: `None` when nothing new waits.
+    fn due(&self) -> Option<tokio::time::Instant> {
+        if self.seen == self.published {
+            return None;
+        }
+        Some(self.last.map_or_else(tokio::time::Instant::now, |l| l + LIVE_EVERY))
+    }
+
+    /// Publish the tail if something new came and the last publication is old enough;
+    /// `force` (the attempt's end) ignores the interval and follows a write still running.
+    fn publish(&mut self, force: bool) {
+        let now = tokio::time::Instant::now();
+        if self.seen == self.published || (!force && self.last.is_some_and(|l| now < l + LIVE_EVERY)) {
+            return;
+        }
+        let waits = self.busy.swap(true, std::sync::atomic::Ordering::AcqRel);
+        if waits && !force {
+            // The last write still runs: this one waits for a later tick.
+            self.last = Some(now);
+            return;
+        }
+        self.trim();
+        self.last = Some(now);
+        self.published = self.seen;
+        let row = runbook_store::LiveOutput {
+            step: self.step.clone(),
+            attempt: self.attempt,
+            bytes_seen: i64::try_from(self.seen).unwrap_or(i64::MAX),
+            tail: self.tail.clone(),
+            updated_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+        };
+        let (store, run_id, busy) = (self.store.clone(), self.run_id.clone(), self.busy.clone());
+        tokio::spawn(async move {
+            let write = async {
+                // The attempt's end while a write still runs: this one follows it (off the
+                // step's path), both within the bound.
+                while waits && busy.swap(true, std::sync::atomic::Ordering::AcqRel) {
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+                let _ = store.publish_live(&run_id, &row).await;
+            };
+            let _ = tokio::time::timeout(LIVE_WRITE_WAIT, write).await;
+            busy.store(false, std::sync::atomic::Ordering::Release);
+        });
+    }
 }
 
 impl Sink {
@@ -182,13 +297,23 @@ impl Sink {
             digest: Sha256::new(),
             bytes: 0,
             tail: Tail::default(),
+            live: None,
         }
+    }
+
+    /// Publish the attempt's live tail to the store as well (see [`Live`]).
+    pub fn with_live(mut self, live: Live) -> Sink {
+        self.live = Some(live);
+        self
     }
 
     /// One redacted line.
     pub fn line(&mut self, line: Line) {
         self.write_log(&line);
         self.tail.push(&line);
+        if let Some(live) = self.live.as_mut() {
+            live.push(&line);
+        }
         let len = line.text.len();
         if TERMINAL_BACKLOG.load(Ordering::Acquire) > TERMINAL_BUDGET {
             self.elided += 1;
@@ -289,21 +414,28 @@ impl Sink {
         let every = heartbeat();
         let mut beat = every.map(|e| started + e);
         loop {
-            let next = match beat {
-                None => lines.recv().await,
-                Some(at) => tokio::select! {
-                    line = lines.recv() => line,
-                    () = tokio::time::sleep_until(at) => {
-                        let _ = self.report.send(Report::Heartbeat { step: self.step.clone(), running: started.elapsed() });
-                        beat = every.map(|e| at + e);
-                        continue;
+            let live_at = self.live.as_ref().and_then(Live::due);
+            let next = tokio::select! {
+                line = lines.recv() => line,
+                () = until(beat) => {
+                    let _ = self.report.send(Report::Heartbeat { step: self.step.clone(), running: started.elapsed() });
+                    beat = every.zip(beat).map(|(e, at)| at + e);
+                    continue;
+                }
+                () = until(live_at) => {
+                    if let Some(live) = self.live.as_mut() {
+                        live.publish(false);
                     }
-                },
+                    continue;
+                }
             };
             let Some(line) = next else { break };
             self.line(line);
             if lines.is_empty() {
                 self.flush();
+                if let Some(live) = self.live.as_mut() {
+                    live.publish(false);
+                }
             }
             // A line was shown: the next heartbeat is an interval of quiet away.
             beat = every.map(|e| tokio::time::Instant::now() + e);
@@ -315,6 +447,9 @@ impl Sink {
     /// the last lines.
     pub fn finish(mut self) -> Tail {
         self.flush();
+        if let Some(live) = self.live.as_mut() {
+            live.publish(true);
+        }
         if let Some(error) = &self.cut {
             let _ = self.report.send(Report::Notice(format!(
                 "the log of {} is cut: {error}; the rest of its output is not in the log ({})",
@@ -329,6 +464,46 @@ impl Sink {
             )));
         }
         std::mem::take(&mut self.tail)
+    }
+}
+
+/// Keep the end of `tail` within `max` bytes: from a line's start, or (one line longer than
+/// `max`) from a character's.
+fn trim_tail(tail: &mut String, max: usize) {
+    if tail.len() <= max {
+        return;
+    }
+    let from = tail.len() - max;
+    let cut = match tail[from..].find('\n') {
+        Some(n) if from + n + 1 < tail.len() => from + n + 1,
+        _ => {
+            let mut at = from;
+            while !tail.is_char_boundary(at) {
+                at += 1;
+            }
+            at
+        }
+    };
+    tail.drain(..cut);
+}
+
+/// A log file's step path and attempt, as `log_kept` records name them: `inc+step.2.log`
+/// is attempt 2 of `inc/step`.
+pub fn log_key(path: &Path) -> Option<(String, i64)> {
+    if path.extension().is_none_or(|e| e != "log") {
+        return None;
+    }
+    let stem = path.file_stem()?.to_str()?;
+    let (step, attempt) = stem.rsplit_once('.').unwrap_or((stem, "1"));
+    // Steps of included runbooks are `include+step` in file names, `include/step` in the journal.
+    Some((step.replace('+', "/"), attempt.parse().unwrap_or(1)))
+}
+
+/// Sleep until `at`; forever without one.
+async fn until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -360,6 +535,25 @@ mod tests {
     // remote actions make lines in the engine: `engine/exec/tests/sinks.rs`).
     fn line(stream: Stream, text: &str) -> Line {
         Line { text: text.to_string(), stream }
+    }
+
+    #[test]
+    fn the_live_tail_keeps_whole_lines_within_its_bound() {
+        let mut tail: String = (0..100).map(|i| format!("out line {i}\n")).collect();
+        trim_tail(&mut tail, 40);
+        assert!(
+            tail.len() <= 40 && tail.starts_with("out line") && tail.ends_with("out line 99\n"),
+            "{tail}"
+        );
+        // One line longer than the bound: its end, from a character's start.
+        let mut tail = format!("out {}\n", "é".repeat(50));
+        trim_tail(&mut tail, 41);
+        assert!(tail.len() <= 41 && tail.ends_with("é\n") && tail.starts_with('é'), "{tail}");
+        let mut short = "out a\n".to_string();
+        trim_tail(&mut short, 40);
+        assert_eq!(short, "out a\n");
+        assert_eq!(log_key(Path::new("/r/inc+step.2.log")), Some(("inc/step".to_string(), 2)));
+        assert_eq!(log_key(Path::new("/r/step.1.outputs")), None);
     }
 
     #[test]

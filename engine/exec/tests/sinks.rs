@@ -11,7 +11,9 @@
 //!   written by the dispatcher only from `deferred`, which only `defer` fills, after
 //!   `redact_event`; by the dispatcher's `decide` and by `runbook approve` after
 //!   `redact_event`;
-//! - the store's `step_logs`: copies of the local logs (`put_log` in `cli/state.rs`).
+//! - the store's `step_logs`: copies of the local logs (`put_log` in `cli/state.rs`);
+//! - the store's `live_output` (issue 16): written only by `output::Live::publish`, whose
+//!   tail only `Live::push` fills, called only by `Sink::line` with the log's lines.
 //!
 //! The run-time half of the rule (no secret form in any of those places) is
 //! `tests/integration/secrets.rs`.
@@ -198,4 +200,11 @@ fn every_sink_gets_bytes_only_through_the_redactor() {
     // The store's copy of the logs: the local log files, already redacted (with the
     // `log_kept` records that vouch for them, which carry only sizes and digests).
     assert_eq!(names(&places(&engine, ".keep_logs(")), ["engine/cli/state.rs:1"]);
+
+    // The live tail: the log's own lines, from the sink only.
+    assert_eq!(names(&places(&engine, ".publish_live(")), ["engine/exec/src/output.rs:1"]);
+    let output = source("engine/exec/src/output.rs");
+    assert_eq!(places(&[("o".into(), output.clone())], "live.push(").len(), 1);
+    let line = body(&output, "pub fn line(");
+    assert!(before(line, "self.write_log(&line)", "live.push(&line)"), "{line}");
 }

@@ -41,10 +41,12 @@ pub use files::{
     write_outside_store,
 };
 mod listing;
+mod live;
 mod schedule_journal;
 mod tokens;
 use append::{Chained, bind_event, insert_events_sql, update_head_sql};
 pub use listing::{RunFilter, RunList, listed_statuses};
+pub use live::{LIVE_TAIL_BYTES, LiveOutput};
 pub use schedule_journal::{FireRow, LAPSED, NoticeClaim, NoticeState, ScheduleJournal};
 pub use tokens::ConsoleToken;
 
@@ -461,6 +463,7 @@ impl Backend {
                     "schedule alert records",
                     include_str!("../migrations/sqlite/0014_schedule_alert_records.sql"),
                 ),
+                (15, "live output", include_str!("../migrations/sqlite/0015_live_output.sql")),
             ],
             Backend::Postgres => [
                 (1, "journal", include_str!("../migrations/postgres/0001_journal.sql")),
@@ -481,6 +484,7 @@ impl Backend {
                     "schedule alert records",
                     include_str!("../migrations/postgres/0014_schedule_alert_records.sql"),
                 ),
+                (15, "live output", include_str!("../migrations/postgres/0015_live_output.sql")),
             ],
         };
         files

@@ -86,6 +86,7 @@ conformance!(
     a_newer_schema_is_refused,
     decisions_are_checked_against_the_journal_in_the_same_transaction,
     step_logs_are_kept_per_attempt,
+    live_output_is_one_row_per_attempt_cut_to_its_bound_and_dropped_with_the_run,
     kept_logs_are_vouched_for_by_log_kept_records,
     the_health_check_reports_versions_and_contents,
     queued_runs_are_claimed_once_by_workers_with_the_labels,
@@ -172,14 +173,14 @@ async fn a_shared_store_is_not_migrated_behind_the_team_s_back() {
     let pg = tokio::task::spawn_blocking(runbook_sandbox::peers::Postgres::start).await.expect("start");
     let location = Location::Postgres(pg.url("postgres"));
     match Store::open(&location).await {
-        Err(e @ StoreError::NeedsMigration { applied: 0, known: 14 }) => {
+        Err(e @ StoreError::NeedsMigration { applied: 0, known: 15 }) => {
             assert!(e.to_string().contains("runbook state migrate"), "{e}");
         }
         other => panic!("expected NeedsMigration, got {other:?}"),
     }
     let store = Store::connect(&location).await.expect("connect");
-    assert_eq!(store.migrate().await.expect("migrate"), (0, 14));
-    assert_eq!(store.migrate().await.expect("migrate again"), (14, 14));
+    assert_eq!(store.migrate().await.expect("migrate"), (0, 15));
+    assert_eq!(store.migrate().await.expect("migrate again"), (15, 15));
     Store::open(&location).await.expect("open after migrate");
 }
 
@@ -421,7 +422,7 @@ async fn a_newer_schema_is_refused(f: Fixture) {
         Err(StoreError::NewerSchema { .. })
     ));
     match Store::open(&f.location).await {
-        Err(e @ StoreError::NewerSchema { found: 99, known: 14 }) => {
+        Err(e @ StoreError::NewerSchema { found: 99, known: 15 }) => {
             assert!(e.to_string().contains("newer than this runbook knows"));
         }
         other => panic!("expected NewerSchema, got {other:?}"),
@@ -516,6 +517,34 @@ async fn step_logs_are_kept_per_attempt(f: Fixture) {
     assert!(store.put_log("no-such-run", "s", 1, "x").await.is_err(), "logs belong to a run");
 }
 
+async fn live_output_is_one_row_per_attempt_cut_to_its_bound_and_dropped_with_the_run(f: Fixture) {
+    use runbook_store::{LIVE_TAIL_BYTES, LiveOutput};
+    let store = f.with_run("r1").await;
+    let row = |step: &str, attempt, seen, tail: &str| LiveOutput {
+        step: step.into(),
+        attempt,
+        bytes_seen: seen,
+        tail: tail.into(),
+        updated_ms: 1,
+    };
+    store.publish_live("r1", &row("migrate", 1, 9, "out one\n")).await.expect("publish");
+    store.publish_live("r1", &row("migrate", 1, 18, "out one\nout two\n")).await.expect("replace");
+    store.publish_live("r1", &row("inc/step", 2, 5, "err x\n")).await.expect("publish");
+    // A writer that ignored the bound: the reader cuts the tail to its end.
+    let huge = format!("out {}\n", "é".repeat(LIVE_TAIL_BYTES));
+    store.publish_live("r2", &row("big", 1, huge.len() as i64, &huge)).await.expect("publish");
+    let rows = store.live_output("r1").await.expect("read");
+    let keys: Vec<(&str, i64, i64)> =
+        rows.iter().map(|r| (r.step.as_str(), r.attempt, r.bytes_seen)).collect();
+    assert_eq!(keys, [("inc/step", 2, 5), ("migrate", 1, 18)]);
+    assert_eq!(rows[1].tail, "out one\nout two\n");
+    let big = store.live_output("r2").await.expect("read");
+    assert!(big[0].tail.len() <= LIVE_TAIL_BYTES && big[0].tail.ends_with("é\n"), "{}", big[0].tail.len());
+    assert_eq!(store.drop_live("r1").await.expect("drop"), 2);
+    assert!(store.live_output("r1").await.expect("read").is_empty());
+    assert_eq!(store.live_output("r2").await.expect("read").len(), 1, "another run's rows stay");
+}
+
 async fn kept_logs_are_vouched_for_by_log_kept_records(f: Fixture) {
     let store = f.open().await;
     // As the engine does it: every run holds a lock, named in its row.
@@ -570,7 +599,7 @@ async fn the_health_check_reports_versions_and_contents(f: Fixture) {
         .await
         .expect("lock");
     let health = store.check(2_000).await.expect("check");
-    assert_eq!((health.backend, health.applied, health.known), (f.backend(), 14, 14));
+    assert_eq!((health.backend, health.applied, health.known), (f.backend(), 15, 15));
     assert_eq!((health.runs, health.live_locks), (1, 1));
     assert_eq!(store.check(100_000).await.expect("check").live_locks, 0, "the lease ran out");
     let now =

@@ -88,9 +88,54 @@
     body.appendChild(row);
   }
 
+  // Live output (issue 16): by attempt, the bytes seen; attempts whose log is kept.
+  var liveSeen = {};
+  var keptSet = {};
+  function liveKey(step, attempt) { return step + "\u0000" + attempt; }
+  function liveSection(step, attempt) {
+    var secs = document.querySelectorAll("section.log.live");
+    for (var i = 0; i < secs.length; i++) {
+      if (secs[i].getAttribute("data-step") === step && secs[i].getAttribute("data-attempt") === String(attempt)) { return secs[i]; }
+    }
+    return null;
+  }
+
+  // A `live` event: new lines of an attempt's output, not vouched for by the journal.
+  function addLive(d) {
+    var key = liveKey(d.step, d.attempt);
+    if (keptSet[key]) { return; }
+    var known = liveSeen[key];
+    if (known !== undefined && d.seen <= known) { return; }
+    var sec = liveSection(d.step, d.attempt);
+    var into = document.getElementById("live-output");
+    if (!sec) {
+      if (!into) { return; }
+      sec = el("section", "log live");
+      sec.setAttribute("data-step", d.step);
+      sec.setAttribute("data-attempt", String(d.attempt));
+      sec.appendChild(el("h3", null, d.step + " (attempt " + d.attempt + ")"));
+      sec.appendChild(el("p", "label", d.label));
+      sec.appendChild(el("pre", "lines"));
+      into.appendChild(sec);
+    }
+    var pre = sec.querySelector("pre");
+    if (!pre) { return; }
+    if (d.from === 0 || known === undefined) {
+      while (pre.firstChild) { pre.removeChild(pre.firstChild); }
+    }
+    if (d.omitted > 0) { pre.appendChild(el("span", "more", "[" + d.omitted + " more bytes not shown]")); }
+    (d.lines || []).forEach(function (l) { pre.appendChild(el("span", l[0] === "err" ? "err" : "out", l[1])); });
+    liveSeen[key] = d.seen;
+    filter();
+  }
+
   function addOutput(o) {
     var into = document.getElementById("live-output");
     if (!into) { return; }
+    var key = liveKey(o.step, o.attempt);
+    keptSet[key] = true;
+    var old = liveSection(o.step, o.attempt);
+    if (old) { old.parentNode.removeChild(old); }
     var none = document.getElementById("no-output");
     if (none) { none.hidden = true; }
     var sec = el("section", "log");
@@ -133,6 +178,7 @@
       if (d.output) { addOutput(d.output); }
       live.textContent = "Following the run live: record " + d.seq + ".";
     });
+    source.addEventListener("live", function (m) { addLive(JSON.parse(m.data)); });
     source.addEventListener("end", function (m) {
       var d = JSON.parse(m.data);
       live.textContent = d.reason + ". Reload for the whole page.";

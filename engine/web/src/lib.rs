@@ -241,6 +241,13 @@ impl Server {
         self.addr
     }
 
+    /// How many times the pollers of followed runs read the store so far (one poller per
+    /// followed run, whatever its followers: `runbook serve` says it when it stops).
+    pub fn poller_reads(&self) -> impl Fn() -> u64 + Send + 'static {
+        let app = self.app.clone();
+        move || app.hub.polls.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Serve until `shutdown` completes; then give the requests in flight [`GRACE`] to
     /// finish and return. A connection that would hold the stop longer (a client that sent
     /// half a request and nothing more) is dropped with the runtime.

@@ -60,6 +60,8 @@ const AFTER_END: u32 = 60;
 enum Msg {
     /// New events, in journal order.
     Events(Arc<Vec<Event>>),
+    /// New live output (issue 16): `live` events, no journal sequence.
+    Live(Arc<Vec<LiveSent>>),
     /// The run has finished (or its journal cannot be followed): the streams end.
     End(Arc<String>),
 }
@@ -212,6 +214,61 @@ fn output(step: &str, attempt: i64, label: &str, body: &str) -> serde_json::Valu
     })
 }
 
+/// A `live` event (issue 16): the lines of an attempt's live row after the `from` bytes a
+/// follower already has (all its tail when `from` is 0), cut to fit [`MAX_EVENT`]; no `id`
+/// (it is no journal record: `Last-Event-ID` stays the last record's). Its label says the
+/// journal does not vouch for it.
+fn live_event(row: &runbook_store::LiveOutput, from: i64) -> String {
+    let seen = row.bytes_seen.max(0);
+    let new = usize::try_from(seen.saturating_sub(from)).unwrap_or(usize::MAX);
+    // The tail's last `new` bytes are the lines after `from` (rows hold whole lines).
+    let body = if from > 0 && new < row.tail.len() {
+        let mut at = row.tail.len() - new;
+        while !row.tail.is_char_boundary(at) {
+            at += 1;
+        }
+        &row.tail[at..]
+    } else {
+        row.tail.as_str()
+    };
+    let mut data = output(&row.step, row.attempt, crate::view::LIVE_LABEL, body);
+    // Bytes after `from` not in these lines: before the tail, and what `output` cut.
+    let cut = data["omitted"].as_u64().unwrap_or(0);
+    data["omitted"] = serde_json::json!((new.saturating_sub(body.len()) as u64).saturating_add(cut));
+    data["from"] = serde_json::json!(from.max(0));
+    data["seen"] = serde_json::json!(seen);
+    let json = data.to_string().replace('<', "\\u003c").replace('>', "\\u003e").replace('&', "\\u0026");
+    format!("event: live\ndata: {json}\n\n")
+}
+
+/// The `live` events of `rows` that are new against `sent` (bytes already sent, by attempt),
+/// skipping attempts whose log the journal keeps; `sent` is updated.
+fn live_events(
+    records: &[Record],
+    rows: Vec<runbook_store::LiveOutput>,
+    sent: &mut HashMap<(String, i64), i64>,
+) -> Vec<LiveSent> {
+    let mut out = Vec::new();
+    for row in crate::view::live_not_kept(records, rows) {
+        let key = (row.step.clone(), row.attempt);
+        let from = sent.get(&key).copied().unwrap_or(0);
+        if row.bytes_seen <= from {
+            continue;
+        }
+        sent.insert(key, row.bytes_seen);
+        out.push(LiveSent { text: live_event(&row, from), row, from });
+    }
+    out
+}
+
+/// A `live` event as the poller sent it: the row, the bytes it starts after, its text.
+#[derive(Debug)]
+struct LiveSent {
+    row: runbook_store::LiveOutput,
+    from: i64,
+    text: String,
+}
+
 /// An event's text: `id`, `event`, and its data as one line of JSON (with `<`, `>`, `&`
 /// escaped as the JSON twins have them).
 fn frame(seq: u64, kind: &str, data: &serde_json::Value) -> String {
@@ -260,6 +317,10 @@ async fn read_all(
 async fn poll(app: Arc<App>, id: String, tx: broadcast::Sender<Msg>) {
     let mut records: Vec<Record> = Vec::new();
     let mut after_end = 0u32;
+    // The engine was gone at the previous poll already (see the end below).
+    let mut was_gone = false;
+    // Live output sent, by attempt: bytes seen (issue 16).
+    let mut sent: HashMap<(String, i64), i64> = HashMap::new();
     loop {
         tokio::time::sleep(POLL).await;
         if tx.receiver_count() == 0 {
@@ -271,14 +332,18 @@ async fn poll(app: Arc<App>, id: String, tx: broadcast::Sender<Msg>) {
             .read(async |s| {
                 let fresh = s.records_after(&id, last).await?;
                 let gone = runbook_exec::dispatch::engine_gone(&s, &id).await;
-                Ok((fresh, gone))
+                // Live output, in the same read (best effort: a store without the table
+                // or a role without the grant has none).
+                let live = s.live_output(&id).await.unwrap_or_default();
+                Ok((fresh, gone, live))
             })
             .await;
-        let (fresh, gone) = match read {
+        let (fresh, gone, live) = match read {
             Ok(Some(read)) => read,
             // The store is away for now: the next poll tries again (the streams wait).
             Ok(None) | Err(_) => continue,
         };
+        let quiet = fresh.is_empty();
         if !fresh.is_empty() {
             // A record that does not follow the last one seen: the chain is broken, and
             // the page (which verifies the whole journal) says what.
@@ -310,13 +375,21 @@ async fn poll(app: Arc<App>, id: String, tx: broadcast::Sender<Msg>) {
             let batch = events(&records, last, &logs);
             let _ = tx.send(Msg::Events(Arc::new(batch)));
         }
+        let live = live_events(&records, live, &mut sent);
+        if !live.is_empty() {
+            let _ = tx.send(Msg::Live(Arc::new(live)));
+        }
         if let Some(why) = finished(&records) {
             after_end += 1;
-            if gone || after_end > AFTER_END {
+            // The engine lets go of the run before it keeps its logs (`log_kept` follows
+            // `run_finished` and the lock's release): the stream ends at a poll that read
+            // nothing new while the engine was already gone at the one before.
+            if (gone && was_gone && quiet) || after_end > AFTER_END {
                 let _ = tx.send(Msg::End(Arc::new(why)));
                 break;
             }
         }
+        was_gone = gone;
     }
     if let Ok(mut runs) = app.hub.runs.lock() {
         runs.remove(&id);
@@ -379,13 +452,19 @@ pub async fn follow(
         let permit = app.hub.slot(who).map_err(PageError::Unavailable)?;
         // Subscribed before reading: a record is either in what is read or broadcast after.
         let rx = subscribe(&app, &id);
-        let read = app.read(async |s| read_all(&s, &id).await).await?;
-        let Some((records, logs, intact)) = read.filter(|(r, _, _)| !r.is_empty()) else {
+        let read = app
+            .read(async |s| {
+                let all = read_all(&s, &id).await?;
+                let live = s.live_output(&id).await.unwrap_or_default();
+                Ok((all, live))
+            })
+            .await?;
+        let Some(((records, logs, intact), live)) = read.filter(|((r, _, _), _)| !r.is_empty()) else {
             return Err(PageError::NotFound(format!("run `{id}` has no journal to follow")));
         };
-        Ok((id, after, permit, records, logs, intact, rx))
+        Ok((id, after, permit, records, logs, intact, live, rx))
     };
-    let (id, after, permit, records, logs, intact, rx) = match started.await {
+    let (id, after, permit, records, logs, intact, live, rx) = match started.await {
         Ok(s) => s,
         Err(e) => return app.error(false, status_of(&e), "cannot follow the run", &message_of(&e)),
     };
@@ -395,13 +474,22 @@ pub async fn follow(
     }
     let (out, body) = mpsc::channel::<Bytes>(8);
     // A journal that does not verify: none of its records, only why.
-    let (done, backlog) = if intact {
+    let (done, mut backlog) = if intact {
         (finished(&records), events(&records, after, &logs))
     } else {
         (Some(NOT_VERIFIED.to_string()), Vec::new())
     };
+    // The live output as it is now (whole tails), after the records; none of a journal that
+    // does not verify, none of a finished run. `known`: the bytes this follower has of each
+    // attempt (the poller's events repeat nothing it has).
+    let mut known: HashMap<(String, i64), i64> = HashMap::new();
+    if intact && done.is_none() {
+        let seq = records.last().map_or(0, |r| r.seq);
+        backlog
+            .extend(live_events(&records, live, &mut known).into_iter().map(|l| Event { seq, text: l.text }));
+    }
     let last = records.last().map_or(0, |r| r.seq).max(after);
-    tokio::spawn(send(app.clone(), id, rx, backlog, last, done, out, permit));
+    tokio::spawn(send(app.clone(), id, rx, (backlog, known), last, done, out, permit));
     let mut r = Body::from_stream(Stream(body)).into_response();
     r.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream; charset=utf-8"));
@@ -429,7 +517,7 @@ async fn send(
     app: Arc<App>,
     id: String,
     mut rx: Option<broadcast::Receiver<Msg>>,
-    backlog: Vec<Event>,
+    (backlog, mut known): (Vec<Event>, HashMap<(String, i64), i64>),
     mut last: u64,
     done: Option<String>,
     out: mpsc::Sender<Bytes>,
@@ -461,6 +549,22 @@ async fn send(
                         }
                         last = e.seq;
                         if out.send(Bytes::from(e.text.clone())).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+                Ok(Msg::Live(sent)) => {
+                    for l in sent.iter() {
+                        let key = (l.row.step.clone(), l.row.attempt);
+                        let have = known.get(&key).copied().unwrap_or(0);
+                        if l.row.bytes_seen <= have {
+                            continue;
+                        }
+                        // The poller's text when it starts where this follower is; else
+                        // the lines after what this follower has.
+                        let text = if l.from == have { l.text.clone() } else { live_event(&l.row, have) };
+                        known.insert(key, l.row.bytes_seen);
+                        if out.send(Bytes::from(text)).await.is_err() {
                             return;
                         }
                     }

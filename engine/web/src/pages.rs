@@ -706,6 +706,8 @@ struct RunView {
     /// The attempts in time (p16-live's `timeline.rs`).
     timeline: Option<crate::timeline::Timeline>,
     logs: Vec<view::LogView>,
+    /// Live output (issue 16): attempts whose log is not kept yet, not vouched for.
+    live: Vec<view::LogView>,
     journal: Vec<view::RecordRow>,
     previous: Option<String>,
     /// A submitted run no worker started: who submitted it, and what its worker last said.
@@ -739,6 +741,7 @@ fn queued_view(q: runbook_store::QueueEntry) -> RunView {
         graph_from_journal: false,
         timeline: None,
         logs: Vec::new(),
+        live: Vec::new(),
         journal: Vec::new(),
         previous: None,
         submitted_by: Some(one_line(&q.submitted_by)),
@@ -754,6 +757,8 @@ struct Body {
     folded: journal::RunState,
     verdict: Vec<runbook_core::audit::Finding>,
     logs: Vec<runbook_core::audit::StoredLog>,
+    /// The live rows of a run not finished (issue 16), as the store has them.
+    live: Vec<runbook_store::LiveOutput>,
     shape: Option<Arc<Shape>>,
 }
 
@@ -781,10 +786,16 @@ async fn run_head(app: &App, id: &str) -> Result<(RunView, Option<Body>), PageEr
                 runbook_store::RunFilter { runbook: Some(history.row.runbook.clone()), ..Default::default() };
             let list = s.run_list_where(&same).await?.runs;
             let abandoning = s.abandoning(id).await?;
-            Ok(Ok((history, gone, holder, list, abandoning)))
+            // Live output (issue 16) of a run not finished: best effort, never the page's failure.
+            let live = if history.row.finished_at.is_none() {
+                s.live_output(id).await.unwrap_or_default()
+            } else {
+                Vec::new()
+            };
+            Ok(Ok((history, gone, holder, list, abandoning, live)))
         })
         .await?;
-    let (history, gone, holder, list, abandoning) = match read {
+    let (history, gone, holder, list, abandoning, live) = match read {
         Some(Ok(found)) => found,
         Some(Err(queued)) => return Ok((queued_view(queued), None)),
         None => {
@@ -829,6 +840,7 @@ async fn run_head(app: &App, id: &str) -> Result<(RunView, Option<Body>), PageEr
         graph_from_journal: false,
         timeline: None,
         logs: Vec::new(),
+        live: Vec::new(),
         journal: Vec::new(),
         previous,
         submitted_by: None,
@@ -878,12 +890,12 @@ async fn run_head(app: &App, id: &str) -> Result<(RunView, Option<Body>), PageEr
         }
     };
     v.graph_from_journal = shape.is_none();
-    Ok((v, Some(Body { records, folded, verdict, logs: history.logs, shape })))
+    Ok((v, Some(Body { records, folded, verdict, logs: history.logs, live, shape })))
 }
 
 /// Draw the heavy parts of `v` from `body`: CPU only, each linear in the journal.
 fn fill(v: &mut RunView, body: Body) {
-    let Body { records, folded, verdict, logs, shape } = body;
+    let Body { records, folded, verdict, logs, live, shape } = body;
     let mut titles = HashMap::new();
     let mut needs: HashMap<String, Vec<String>> = HashMap::new();
     if let Some(shape) = &shape {
@@ -925,6 +937,9 @@ fn fill(v: &mut RunView, body: Body) {
     // Only an intact chain gets here (`run_head`), as `runbook logs` requires of a vouched log.
     let verified = runbook_core::audit::Verified::of(&records, &verdict);
     v.logs = view::log_views(&v.run_id, runbook_core::audit::vouched_logs(&records, logs, verified));
+    // Live output only beside an intact chain (as the kept output), of attempts not kept.
+    v.live =
+        if v.intact { view::live_views(&v.run_id, view::live_not_kept(&records, live)) } else { Vec::new() };
     v.journal = view::record_rows(&records);
 }
 

@@ -195,6 +195,37 @@ pub fn log_views(run: &str, logs: BTreeMap<(String, i64), (String, String)>) -> 
         .collect()
 }
 
+/// What labels live output (issue 16): not vouched for by the journal.
+pub const LIVE_LABEL: &str = "live, not yet kept: the engine publishes this output as the step runs; the journal does not vouch for it, and the kept output replaces it once the step's log is kept";
+
+/// The live rows of the attempts whose log the journal does not keep yet (a row of a kept
+/// attempt is worth nothing: the kept, verified output replaces it).
+pub fn live_not_kept(
+    records: &[Record],
+    rows: Vec<runbook_store::LiveOutput>,
+) -> Vec<runbook_store::LiveOutput> {
+    let kept = runbook_core::audit::kept_logs(records);
+    rows.into_iter().filter(|r| !kept.contains_key(&(r.step.clone(), r.attempt))).collect()
+}
+
+/// Live rows as the page shows them: as [`log_views`], labelled [`LIVE_LABEL`], the bytes
+/// the tail does not hold counted as omitted.
+pub fn live_views(run: &str, rows: Vec<runbook_store::LiveOutput>) -> Vec<LogView> {
+    let mut before = BTreeMap::new();
+    let mut logs = BTreeMap::new();
+    for r in rows {
+        let gone = usize::try_from(r.bytes_seen).unwrap_or(0).saturating_sub(r.tail.len());
+        before.insert((one_line(&r.step), r.attempt), gone);
+        logs.insert((r.step, r.attempt), (LIVE_LABEL.to_string(), r.tail));
+    }
+    let mut views = log_views(run, logs);
+    for v in &mut views {
+        v.omitted += before.get(&(v.step.clone(), v.attempt)).copied().unwrap_or(0);
+        v.more = None;
+    }
+    views
+}
+
 /// The parameters `run_started` journaled (never a secret: secrets are not parameters).
 pub fn params(records: &[Record]) -> Vec<(String, String)> {
     let Some(RunEvent::RunStarted { params, .. }) = records.first().map(|r| &r.event) else {

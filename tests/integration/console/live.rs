@@ -69,6 +69,12 @@ impl Stream {
         Stream { reader, status, headers }
     }
 
+    /// Fail a read that waits longer than `d` (heartbeats come every 15 s: under that, a
+    /// stream that sends nothing new fails the test instead of waiting for its 30 minutes).
+    pub fn timeout(&mut self, d: Duration) {
+        self.reader.get_ref().set_read_timeout(Some(d)).expect("timeout");
+    }
+
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
     }

@@ -225,7 +225,13 @@ impl Dispatcher<'_> {
         );
         let timeout = step.timeout;
         let log = self.opts.run_dir.join(format!("{}.{attempt}.log", self.stem(step.id.as_str())));
+        let live = crate::output::log_key(&log)
+            .map(|(key, _)| crate::output::Live::new(self.store.clone(), &self.opts.run_id, &key, attempt));
         let sink = Sink::new(log, format!("{}{}", self.opts.prefix, step.id), attempt, self.report.clone());
+        let sink = match live {
+            Some(live) => sink.with_live(live),
+            None => sink,
+        };
         self.record(RunEvent::StepStarted { step: step.id.to_string(), attempt }).await?;
         let tx = tx.clone();
         let cancel = attempt_cancel.clone();

@@ -32,7 +32,13 @@ impl Dispatcher<'_> {
         let (tx, rx) = mpsc::channel::<Line>(LINES_IN_FLIGHT);
         let step = format!("{}{label}", self.opts.prefix);
         let log = self.opts.run_dir.join(format!("{}.{attempt}.log", self.stem(&label.replace(' ', "-"))));
+        let live = crate::output::log_key(&log)
+            .map(|(key, _)| crate::output::Live::new(self.store.clone(), &self.opts.run_id, &key, attempt));
         let sink = Sink::new(log, step, attempt, self.report.clone());
+        let sink = match live {
+            Some(live) => sink.with_live(live),
+            None => sink,
+        };
         let forward = tokio::spawn(sink.drain(rx));
         let done =
             action::perform(work, timeout, &self.redactor, tx, cancel.clone(), self.opts.reaper.as_deref())
