@@ -299,8 +299,11 @@ fn dump_from(line: &[u8], start: usize, end: usize, min_hex: usize) -> Option<(V
         }
         let t = i;
         // `xxd`: the character column follows two spaces and has one character per byte
-        // of the hex column, whatever it looks like (`cafe` is characters there).
-        if !hex.is_empty() && t - gap >= 2 && end - t == digits / 2 {
+        // of the hex column, whatever it looks like (`cafe` is characters there), spaces
+        // too: a column that begins with a space byte begins inside this gap.
+        let column = end.saturating_sub(digits / 2);
+        if !hex.is_empty() && digits > 0 && column >= gap + 2 && column <= t {
+            i = column;
             break;
         }
         let mut k = i;
