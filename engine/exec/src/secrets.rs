@@ -997,7 +997,11 @@ fn block_forms(bytes: &[u8]) -> Vec<Vec<u8>> {
             forms.push(padded);
         }
         for f in forms {
-            out.push(f.to_ascii_lowercase());
+            // Base32hex is written in upper case (Python, DNSSEC): its lower case would only
+            // add letters a stream must hold back at a line's end (`e` ends many lines).
+            if alphabet == B32 {
+                out.push(f.to_ascii_lowercase());
+            }
             out.push(f);
         }
     }

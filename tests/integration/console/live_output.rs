@@ -77,12 +77,14 @@ fn a_running_steps_output_is_streamed_live_then_the_kept_output_replaces_it() {
 }
 
 /// Promise 3: a step prints a secret and its base64 while it runs; the live table (every
-/// file of the store, rows included) and the stream never hold either.
+/// file of the store, rows included) and the stream never hold either. (The visible line
+/// ends with `.`: a line that ends with what could begin a form of the secret is held back
+/// until the step prints more, as the book's secrets chapter says.)
 #[test]
 fn a_secret_printed_by_a_running_step_reaches_neither_the_live_table_nor_the_stream() {
     let secret = format!("s3cr3t-{}", std::process::id());
     let b64 = base64(secret.as_bytes());
-    let rb = "[runbook]\nname = \"leaky\"\n[secrets.TOKEN]\nenv = \"MY_TOKEN\"\n[steps.leak]\nrun = \"echo \\\"token=$T\\\"; echo \\\"b64=$(printf %s \\\"$T\\\" | base64)\\\"; echo visible-line; while [ ! -f go ]; do sleep 0.05; done\"\nenv = { T = \"{{ secrets.TOKEN }}\" }\n";
+    let rb = "[runbook]\nname = \"leaky\"\n[secrets.TOKEN]\nenv = \"MY_TOKEN\"\n[steps.leak]\nrun = \"echo \\\"token=$T\\\"; echo \\\"b64=$(printf %s \\\"$T\\\" | base64)\\\"; echo visible-line.; while [ ! -f go ]; do sleep 0.05; done\"\nenv = { T = \"{{ secrets.TOKEN }}\" }\n";
     let s = Scratch::new(rb);
     let mut engine = s
         .command(&["run", "r.toml", "--yes"], &[("MY_TOKEN", secret.as_str())])
