@@ -451,6 +451,11 @@ fn a_name_decorated_with_a_mark_or_a_format_character_is_not_an_identity() {
         "ben\u{2061}",
         "be\u{00AD}n",
         "ben\u{E0001}",
+        // adv21-9: on a non-ASCII Latin letter, and a spacing mark (Mc).
+        "jos\u{E9}\u{0E47}",
+        "jos\u{E9}\u{0E48}",
+        "be\u{F1}\u{0E47}",
+        "ben\u{0903}",
     ];
     for name in decorated {
         let scratch = Scratch::new(&format!(

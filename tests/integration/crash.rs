@@ -699,3 +699,33 @@ fn compensate_finishes_a_failed_run_whose_finally_step_was_in_doubt() {
     let journal = String::from_utf8_lossy(&journal.stdout).into_owned();
     assert!(journal.lines().last().is_some_and(|l| l.contains("\"kind\":\"run_finished\"")), "{journal}");
 }
+
+/// Red team adv21-1 (promise 1): a `sql` step whose SQLite database is the engine's own
+/// store, opened with a VFS that closes its own descriptor (`vfs=unix-none`), dropped the
+/// engine's locks; a backup then deleted the log under the run, and a step the journal had
+/// recorded ran again after a crash. A SQLite step never opens the store (any path, any
+/// VFS), nor attaches a database; the store keeps its log and the run its records.
+#[test]
+fn a_sql_step_never_opens_the_engines_store() {
+    let s = crate::support::Scratch::new("[runbook]\nname = \"x\"\n");
+    let state = s.state();
+    let runbook = format!(
+        "[runbook]\nname = \"guard\"\nmax-parallel = 1\n\n[steps.peek]\nsql = {{ url = \"sqlite://{state}?mode=ro&vfs=unix-none\", query = \"SELECT count(*) AS n FROM sqlite_master\", read-only = true }}\non-failure = \"continue\"\n\n[steps.attach]\nneeds = []\nsql = {{ url = \"sqlite:other.db\", query = \"ATTACH DATABASE 'file:{state}?vfs=unix-none' AS s\" }}\non-failure = \"continue\"\n\n[steps.backup]\nneeds = []\nrun = \"sqlite3 '{state}' '.backup copy.db'\"\n\n[steps.pay]\nneeds = []\nrun = \"echo paid >> side-effects\"\n"
+    );
+    std::fs::write(s.path().join("r.toml"), runbook).expect("runbook");
+    let out = s.run(&["--yes"], &[]);
+    assert!(
+        out.stdout.contains("is the state store this engine journals to"),
+        "{}\n{}",
+        out.stdout,
+        out.stderr
+    );
+    assert!(out.stdout.contains("attaches a database"), "{}", out.stdout);
+    assert_eq!(s.read("side-effects"), "paid\n");
+    // The engine kept its locks: the backup beside it left the store whole, and a fresh
+    // process reads every record the run wrote, its end included.
+    let run = s.latest_run();
+    let show = s.cmd(&["show", &run], &[]);
+    assert!(show.stdout.contains("pay") && show.stdout.contains("succeeded"), "{}", show.stdout);
+    crate::support::ok(&s.cmd(&["audit", "verify", &run], &[]), 0);
+}

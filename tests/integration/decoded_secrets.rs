@@ -391,6 +391,29 @@ out(base64.b64encode(base64.b64encode(s)).decode())
     });
 }
 
+/// Red team adv21-3: the UTF-16 of an ASCII value in base64 (PowerShell's
+/// `-EncodedCommand`), in hex, in a dump, and as Python's `repr` of its bytes.
+#[test]
+fn encodings_of_the_utf16_of_an_ascii_value_are_redacted() {
+    let script = r#"
+for enc in ["utf-16-le", "utf-16-be"]:
+    u = t.encode(enc)
+    out(base64.b64encode(u).decode())
+    out(u.hex())
+    out(tool(["xxd"], u))
+    out(repr(u))
+"#;
+    check(script, &|secret| {
+        let le: Vec<u8> = secret.encode_utf16().flat_map(u16::to_le_bytes).collect();
+        let be: Vec<u8> = secret.encode_utf16().flat_map(u16::to_be_bytes).collect();
+        let mut f = base64_cores(&le);
+        f.extend(base64_cores(&be));
+        f.push(hex(&le));
+        f.push(hex(&be));
+        f
+    });
+}
+
 /// uuencode of one line's data (without its length character).
 fn uu(bytes: &[u8], zero: u8) -> String {
     let mut out = String::new();

@@ -654,4 +654,13 @@ fn a_new_store_and_its_log_are_readable_by_their_user_alone() {
     }
     let _ = holder.kill();
     let _ = holder.wait();
+    // adv21-10: an empty file made first (`touch state.db`, umask 022) becomes the store
+    // with the same mode.
+    let touched = s.path().join("touched.db");
+    std::fs::write(&touched, "").expect("touch");
+    std::fs::set_permissions(&touched, std::fs::Permissions::from_mode(0o644)).expect("0644");
+    let touched = touched.display().to_string();
+    crate::support::ok(&crate::support::run_in(s.path(), &["state", "migrate", "--state", &touched]), 0);
+    let mode = std::fs::metadata(&touched).expect("the store").permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "{touched}");
 }

@@ -738,8 +738,8 @@ pub fn identity_problem(name: &str) -> Option<String> {
 }
 
 /// A character that decorates a name without making it another one (red team adv20-4):
-/// any format character (general category Cf), and a combining mark (Mn, Me) that NFKC
-/// leaves on an ASCII character or at the start (`ben` + U+0E47 draws `ben` with a speck: a
+/// any format character (general category Cf), and a combining mark (Mn, Me, Mc) that NFKC
+/// leaves on a Latin letter or at the start (`ben` + U+0E47 draws `ben` with a speck: a
 /// second approver to a reader). Marks on the letters of their own scripts (the vowel signs
 /// of Devanagari, Thai) stay: they spell names.
 fn decoration(name: &str) -> Option<char> {
@@ -749,9 +749,12 @@ fn decoration(name: &str) -> Option<char> {
     for c in name.nfkc() {
         let bad = match get_general_category(c) {
             GeneralCategory::Format => true,
-            GeneralCategory::NonspacingMark | GeneralCategory::EnclosingMark => {
-                before.is_none_or(|b| b.is_ascii())
-            }
+            // A mark on a Latin letter (NFKC composed every Latin letter a mark can make)
+            // or at the start; spacing marks (Mc) too (red team adv21-9: `josé` + U+0E47,
+            // `ben` + U+0903).
+            GeneralCategory::NonspacingMark
+            | GeneralCategory::EnclosingMark
+            | GeneralCategory::SpacingMark => before.is_none_or(is_latin),
             _ => false,
         };
         if bad {
@@ -760,6 +763,12 @@ fn decoration(name: &str) -> Option<char> {
         before = Some(c);
     }
     None
+}
+
+/// A letter of the Latin script's blocks (ASCII, Latin-1, Latin Extended A to D and
+/// Additional, IPA), or any other ASCII character.
+fn is_latin(c: char) -> bool {
+    matches!(u32::from(c), 0x0000..=0x024F | 0x0250..=0x02AF | 0x1D00..=0x1DBF | 0x1E00..=0x1EFF | 0x2C60..=0x2C7F | 0xA720..=0xA7FF | 0xAB30..=0xAB6F)
 }
 
 /// Where one step stands.

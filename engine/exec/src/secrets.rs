@@ -904,6 +904,15 @@ pub fn forms(value: &str) -> Vec<Vec<u8>> {
         out.push(value.encode_utf16().flat_map(u16::to_le_bytes).collect());
         out.push(value.encode_utf16().flat_map(u16::to_be_bytes).collect());
     }
+    // Encodings of its UTF-16, ASCII values too (red team adv21-3): PowerShell's
+    // `-EncodedCommand` is base64 of UTF-16LE; a hex dump of UTF-16 text.
+    for utf16 in utf16_forms(value) {
+        for offset in 0..3 {
+            out.extend(base64_forms(&utf16, offset, B64_STD));
+        }
+        out.push(hex(&utf16, false, "").into_bytes());
+        out.push(hex(&utf16, true, "").into_bytes());
+    }
     out.push(hex(bytes, false, "").into_bytes());
     out.push(hex(bytes, true, "").into_bytes());
     out.push(hex(bytes, false, " ").into_bytes());
@@ -942,6 +951,16 @@ fn spread_forms(value: &str) -> Vec<Vec<u8>> {
         }
     }
     out.extend(block_forms(bytes));
+    // UTF-16 (LE, BE) of any value, NUL bytes and all (a decoded `b'S\x003\x00'` keeps
+    // its NULs), its hex and base64 (adv21-3).
+    for utf16 in utf16_forms(value) {
+        out.push(hex(&utf16, false, "").into_bytes());
+        out.push(hex(&utf16, true, "").into_bytes());
+        for offset in 0..3 {
+            out.extend(base64_forms(&utf16, offset, B64_STD));
+        }
+        out.push(utf16);
+    }
     // The bytes as numbers (red team adv20-2): decimal (`od -An -tu1`, Python's
     // `list(b"...")`, a JSON array of bytes) and octal as `od -b` pads it; the separators
     // between the numbers are the spread's own.
@@ -963,6 +982,14 @@ fn spread_forms(value: &str) -> Vec<Vec<u8>> {
     out.sort();
     out.dedup();
     out
+}
+
+/// The value in UTF-16, little- and big-endian.
+fn utf16_forms(value: &str) -> [Vec<u8>; 2] {
+    [
+        value.encode_utf16().flat_map(u16::to_le_bytes).collect(),
+        value.encode_utf16().flat_map(u16::to_be_bytes).collect(),
+    ]
 }
 
 /// RFC 4648 base32.

@@ -424,6 +424,26 @@ fn sqlite_options(req: &Request) -> Result<SqliteConnectOptions, String> {
 
 async fn sqlite(req: &Request) -> Result<RowsAndCount, String> {
     let opts = sqlite_options(req)?;
+    // The engine's own store is never a step's database, by any path or VFS: a connection
+    // that closes its own descriptor of the file (`vfs=unix-none`, `unix-dotfile`) drops
+    // the engine's SQLite locks on it, and a backup then deletes the log under the run
+    // (red team adv21-1). Nor may the SQL attach another database (it could be the store).
+    if runbook_store::is_store_file_path(opts.get_filename()) {
+        return Err(format!(
+            "`{}` is the state store this engine journals to: a step never opens it; nothing was executed",
+            display_url(&req.url)
+        ));
+    }
+    let text = match &req.statement {
+        Statement::Query(text) => text.clone(),
+        Statement::File(file) => script(req, file)?,
+    };
+    if attaches(&text) {
+        return Err(
+            "the SQL attaches a database (`ATTACH`): a SQLite step works on the one database its URL names; nothing was executed"
+                .to_string(),
+        );
+    }
     let mut conn = SqliteConnection::connect_with(&opts)
         .await
         .map_err(|e| db_error(&format!("cannot open `{}`", req.url), &e))?;
@@ -440,6 +460,18 @@ async fn sqlite(req: &Request) -> Result<RowsAndCount, String> {
     .await;
     let _ = conn.close().await;
     result
+}
+
+/// Whether SQLite text holds `ATTACH` as a word (any case): the one way a statement opens
+/// another file.
+fn attaches(text: &str) -> bool {
+    let lower = text.to_ascii_lowercase();
+    lower.match_indices("attach").any(|(at, w)| {
+        let before = lower[..at].chars().next_back();
+        let after = lower[at + w.len()..].chars().next();
+        let word = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '_');
+        !word(before) && !word(after)
+    })
 }
 
 fn sqlite_row(row: &SqliteRow) -> Result<Object, String> {

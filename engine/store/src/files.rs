@@ -87,7 +87,13 @@ pub(crate) fn kept_header(path: &Path, into: &mut [u8]) -> std::io::Result<()> {
 /// of an existing file is opened: the new one is closed before any connection holds a lock.
 pub(crate) fn create_private(path: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt as _;
-    if path.exists() {
+    if let Ok(meta) = std::fs::metadata(path) {
+        // An empty file given as a new store (`touch state.db`): made private too (a mode
+        // change opens no descriptor; red team adv21-10).
+        if meta.is_file() && meta.len() == 0 {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+        }
         return Ok(());
     }
     match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
@@ -138,6 +144,13 @@ fn is_store_file(meta: &std::fs::Metadata) -> bool {
             std::fs::metadata(PathBuf::from(name)).is_ok_and(|m| (m.dev(), m.ino()) == id)
         })
     })
+}
+
+/// Whether `path` names a file of a SQLite store this process holds (by device and inode,
+/// whatever the path): for what opens files without [`open_outside_store`] (a step's own
+/// SQLite connection).
+pub fn is_store_file_path(path: &Path) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| is_store_file(&m))
 }
 
 /// The refusal of a store's file.

@@ -37,8 +37,8 @@ use sqlx::{ConnectOptions, Executor, Row};
 mod append;
 mod files;
 pub use files::{
-    open_outside_store, opened_store as holds_store, read_outside_store, read_to_string_outside_store,
-    write_outside_store,
+    is_store_file_path, open_outside_store, opened_store as holds_store, read_outside_store,
+    read_to_string_outside_store, write_outside_store,
 };
 mod listing;
 mod live;
