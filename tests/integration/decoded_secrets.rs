@@ -414,6 +414,31 @@ for enc in ["utf-16-le", "utf-16-be"]:
     });
 }
 
+/// Red team adv21-2: dump layouts whose offset is not 6 to 16 bare hex digits: `tcpdump -X`
+/// (`\t0x0010:  6561 ...`), `tshark -x` (`0010  65 61 ...`), Netty's `|00000010|`, and an
+/// `xxd` behind a nine-word logging prefix.
+#[test]
+fn dumps_with_short_prefixed_or_barred_offsets_are_redacted() {
+    let script = r#"
+d = b"Authorization: Bearer " + s + b"\r\n"
+rows = [d[i:i + 16] for i in range(0, len(d), 16)]
+def hx(r, n):
+    h = r.hex()
+    return " ".join(h[i:i + 2 * n] for i in range(0, len(h), 2 * n))
+def ch(r):
+    return "".join(chr(b) if 32 <= b < 127 else "." for b in r)
+for k, r in enumerate(rows):
+    out("\t0x%04x:  %-40s  %s" % (16 * k, hx(r, 2), ch(r)))
+for k, r in enumerate(rows):
+    out("%04x  %-47s  %s" % (16 * k, hx(r, 1), ch(r)))
+for k, r in enumerate(rows):
+    out("|%08x| %-47s |%s|" % (16 * k, hx(r, 1), ch(r)))
+for k, r in enumerate(rows):
+    out("2026-12-07 09:22:01,123 - myapp.http - DEBUG - request dump: %08x: %-39s  %s" % (16 * k, hx(r, 2), ch(r)))
+"#;
+    check(script, &|secret| vec![secret.to_string(), hex(secret.as_bytes())]);
+}
+
 /// uuencode of one line's data (without its length character).
 fn uu(bytes: &[u8], zero: u8) -> String {
     let mut out = String::new();

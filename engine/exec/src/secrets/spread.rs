@@ -216,7 +216,7 @@ type Marked = (usize, usize, Arc<[u8]>);
 /// The most bytes of a line before its offset that may be a prefix (a logger's time stamp,
 /// host and program), and the most words in it.
 const DUMP_PREFIX_MAX: usize = 200;
-const DUMP_PREFIX_WORDS: usize = 8;
+const DUMP_PREFIX_WORDS: usize = 12;
 
 /// The fewest groups of a dump line without an offset (`od -An`, `xxd -i`), unless it
 /// continues a dump.
@@ -250,7 +250,7 @@ pub fn dump_line(line: &[u8], continuing: bool) -> Option<(Vec<Span>, Span)> {
         if i >= end || i > DUMP_PREFIX_MAX {
             break;
         }
-        if line[i].is_ascii_hexdigit()
+        if (line[i].is_ascii_hexdigit() || bar_at(line, i, end) > 0)
             && let Some(d) = dump_from(line, i, end, if continuing { 1 } else { 2 })
         {
             return Some(d);
@@ -275,17 +275,50 @@ fn hex_group(token: &[u8]) -> Option<Span> {
         .then_some((s, e))
 }
 
+/// The length of a bar at `at` (`|`, or the box-drawing `│`), 0 when there is none.
+fn bar_at(line: &[u8], at: usize, end: usize) -> usize {
+    if at < end && line[at] == b'|' {
+        1
+    } else if at + 3 <= end && &line[at..at + 3] == "│".as_bytes() {
+        3
+    } else {
+        0
+    }
+}
+
 /// A dump line whose offset begins at `start`, with at least `min_hex` hex groups.
 fn dump_from(line: &[u8], start: usize, end: usize, min_hex: usize) -> Option<(Vec<Span>, Span)> {
-    let mut i = start;
+    // The offset: 4 to 16 hex digits, perhaps after `0x` (`tcpdump -X`: `0x0010:`), perhaps
+    // between bars (Netty's `|00000010|`, hexyl's `│00000010│`), then `:`, a bar or blanks
+    // (`tshark -x`: `0010  65 61`). Red team adv21-2.
+    let barred = bar_at(line, start, end);
+    let mut i = start + barred;
+    let prefixed = i + 2 <= end && line[i..i + 2].eq_ignore_ascii_case(b"0x");
+    if prefixed {
+        i += 2;
+    }
+    let digits_start = i;
     while i < end && line[i].is_ascii_hexdigit() {
         i += 1;
     }
-    if !(6..=16).contains(&(i - start)) {
+    let digits = i - digits_start;
+    if !(4..=16).contains(&digits) {
+        return None;
+    }
+    // A short offset is marked as one (`0x`, a bar, `:`, or two blanks after it); else it
+    // is a word of a dump without offsets (`od -An -x`: `3353 7263 ...`).
+    let marked = |at: usize| {
+        (at < end && line[at] == b':')
+            || bar_at(line, at, end) > 0
+            || (at + 2 <= end && line[at].is_ascii_whitespace() && line[at + 1].is_ascii_whitespace())
+    };
+    if digits < 6 && !prefixed && barred == 0 && !marked(i) {
         return None;
     }
     if i < end && line[i] == b':' {
         i += 1;
+    } else {
+        i += bar_at(line, i, end);
     }
     if i < end && !line[i].is_ascii_whitespace() {
         return None;
