@@ -439,6 +439,22 @@ for k, r in enumerate(rows):
     check(script, &|secret| vec![secret.to_string(), hex(secret.as_bytes())]);
 }
 
+/// Red team adv21-4: a secret holding `"` and `\` printed as JSON inside JSON (Docker's
+/// json-file log of an application that logs JSON), three levels deep, and Python's `repr`.
+#[test]
+fn json_inside_json_of_a_secret_with_quotes_and_backslashes_is_redacted() {
+    let script = r#"
+import json
+inner = json.dumps({"password": t})
+out(json.dumps({"log": inner + "\n", "stream": "stdout"}))
+out(json.dumps(json.dumps(inner)))
+out(repr(inner.encode()))
+"#;
+    for secret in ["Pa\"ss\\w0rd!Zq9", "q\\\"x7Lm2-Kp9\"Rt"] {
+        check_one(secret, script, &|secret| vec![secret.to_string()]);
+    }
+}
+
 /// uuencode of one line's data (without its length character).
 fn uu(bytes: &[u8], zero: u8) -> String {
     let mut out = String::new();

@@ -885,6 +885,14 @@ pub fn forms(value: &str) -> Vec<Vec<u8>> {
             }
         }
     }
+    // JSON inside JSON (a log line of a JSON document: Docker's json-file), two and three
+    // levels, and Python's `repr` of such text (red team adv21-4).
+    let mut nested = value.to_string();
+    for _ in 0..3 {
+        nested = json_escaped(&nested, None, false, false);
+        out.push(nested.clone().into_bytes());
+        out.push(nested.replace('\\', "\\\\").into_bytes());
+    }
     for keep in [PCT_UNRESERVED, PCT_PATH, PCT_COMPONENT, PCT_URI, PCT_MINIJINJA] {
         for upper in [true, false] {
             let pct = percent_encoded(bytes, keep, upper);
