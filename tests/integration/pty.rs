@@ -41,13 +41,14 @@ impl Terminal {
         let (master, slave) = open_pty().expect("a pseudo-terminal");
         // util-linux's `setsid --ctty` makes the process a session leader with the terminal
         // on its stdin as the controlling one, then executes it (same process, same pid).
-        // `env --default-signal=INT,QUIT` first: a suite started in the background of a
-        // non-interactive shell (`cmd &`, as CI scripts do) inherits SIGINT ignored, and an
-        // ignored signal stays ignored across `exec`, so `^C` would reach no one; a terminal's
-        // foreground job always starts with the default action, as a shell gives it.
+        // `env --default-signal=...` first: a suite started in the background of a
+        // non-interactive shell (`cmd &`, as CI scripts do) inherits SIGINT ignored, under
+        // `nohup` SIGHUP too, and an ignored signal stays ignored across `exec`, so `^C` or a
+        // closed terminal would reach no one; a terminal's foreground job starts with the
+        // default actions, as a shell gives them.
         let mut on_tty = Command::new("env");
         on_tty
-            .args(["--default-signal=INT,QUIT", "setsid", "--ctty"])
+            .args(["--default-signal=INT,QUIT,HUP,TERM", "setsid", "--ctty"])
             .arg(cmd.get_program())
             .args(cmd.get_args());
         for (key, value) in cmd.get_envs() {
