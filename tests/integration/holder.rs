@@ -659,8 +659,11 @@ run = "echo start-a >> effects; (echo bg >> effects; while [ ! -e release ]; do 
     let reaper = reaper_of(engine.id());
     // Both stopped first: killed one after the other, the reaper could see the engine die
     // and end the groups before its own SIGKILL lands (its job, but not this test's case).
-    signal(engine.id(), "-STOP");
+    // The reaper first: it is also the engine's watchdog (`Reaper::watch`), and a stopped
+    // engine renews no deadline, so on a loaded machine the deadline could pass and the
+    // reaper end the groups before its own SIGSTOP landed (failed twice in local CI runs).
     signal(reaper, "-STOP");
+    signal(engine.id(), "-STOP");
     signal(engine.id(), "-KILL");
     signal(reaper, "-KILL");
     let _ = wait(engine);
