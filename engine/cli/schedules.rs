@@ -530,17 +530,7 @@ fn warning_json(r: &runbook_core::schedule_journal::ScheduleRecord) -> serde_jso
     })
 }
 
-/// A window as days, hours and minutes (`31d 2h`): schedules are minute-based.
-fn span_text(d: std::time::Duration) -> String {
-    let m = d.as_secs() / 60;
-    let (days, hours, minutes) = (m / 1440, (m / 60) % 24, m % 60);
-    let parts: Vec<String> = [(days, "d"), (hours, "h"), (minutes, "m")]
-        .iter()
-        .filter(|(n, _)| *n > 0)
-        .map(|(n, u)| format!("{n}{u}"))
-        .collect();
-    if parts.is_empty() { "0m".into() } else { parts.join(" ") }
-}
+use runbook_core::schedule::span_text;
 
 /// A due time or success recorded more than this after the reader's now was recorded by a
 /// clock that ran ahead: it is not the cursor of the fires, nor a success (adv17a S3).

@@ -1074,6 +1074,19 @@ pub fn due_text(ms: i64) -> String {
         .map_or_else(|| ms.to_string(), |t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
 }
 
+/// A window as days, hours and minutes (`31d 2h`), as `runbook schedules` and the console
+/// word it: schedules are minute-based.
+pub fn span_text(d: std::time::Duration) -> String {
+    let m = d.as_secs() / 60;
+    let (days, hours, minutes) = (m / 1440, (m / 60) % 24, m % 60);
+    let parts: Vec<String> = [(days, "d"), (hours, "h"), (minutes, "m")]
+        .iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, u)| format!("{n}{u}"))
+        .collect();
+    if parts.is_empty() { "0m".into() } else { parts.join(" ") }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -79,17 +79,7 @@ async fn seen_of(store: &Store, s: &Schedule, now: DateTime<Utc>) -> Result<Seen
     Ok(seen)
 }
 
-/// A window as days, hours and minutes (`31d 2h`), as `runbook schedules` words it.
-fn span_text(d: std::time::Duration) -> String {
-    let m = d.as_secs() / 60;
-    let (days, hours, minutes) = (m / 1440, (m / 60) % 24, m % 60);
-    let parts: Vec<String> = [(days, "d"), (hours, "h"), (minutes, "m")]
-        .iter()
-        .filter(|(n, _)| *n > 0)
-        .map(|(n, u)| format!("{n}{u}"))
-        .collect();
-    if parts.is_empty() { "0m".into() } else { parts.join(" ") }
-}
+use runbook_core::schedule::span_text;
 
 fn notice_text(n: &runbook_store::NoticeState) -> String {
     match (n.delivered, n.failed, &n.last_failure) {
