@@ -313,7 +313,19 @@ impl Verified {
     /// The chain of `records` verifies (`journal::verify`) and `audit verify`'s findings
     /// (`History::findings`) name nothing; `None` otherwise.
     pub fn of(records: &[Record], findings: &[Finding]) -> Option<Verified> {
-        (findings.is_empty() && crate::journal::verify(records, None).is_ok()).then_some(Verified(()))
+        Verified::chain(records).ok()?.unless(findings)
+    }
+
+    /// The chain of `records` verified (`journal::verify`): the token, or where it breaks.
+    /// For a reader that also needs the break (`History::verdict`): the chain is hashed
+    /// once, where [`Verified::of`] after the findings would hash it a second time.
+    pub fn chain(records: &[Record]) -> Result<Verified, crate::journal::ChainError> {
+        crate::journal::verify(records, None).map(|()| Verified(()))
+    }
+
+    /// This token, kept only when `findings` name nothing.
+    pub fn unless(self, findings: &[Finding]) -> Option<Verified> {
+        findings.is_empty().then_some(self)
     }
 
     /// As [`Verified::of`], ignoring findings outside the journal (`events*`): `runbook

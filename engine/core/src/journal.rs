@@ -580,8 +580,35 @@ pub fn chain_hash_of<E: Serialize + ?Sized>(
     let mut hasher = Sha256::new();
     hasher.update(prev_hash.as_bytes());
     hasher.update(b"\n");
-    hasher.update(body.to_string().as_bytes());
-    hasher.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    // The compact text of `body` (what `body.to_string()` is), written into the hash as it
+    // is produced: no copy of the record's text per record verified.
+    let _ = serde_json::to_writer(HashWriter(&mut hasher), &body);
+    hex(&hasher.finalize())
+}
+
+/// Feeds what is written into a hash.
+struct HashWriter<'a>(&'a mut Sha256);
+
+impl std::io::Write for HashWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Lower-case hex of `bytes`, as `format!("{b:02x}")` of each (without a string a byte).
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
+    }
+    out
 }
 
 /// Where a journal's chain breaks.
@@ -1399,6 +1426,41 @@ mod tests {
         for s in [Pending, Started, Retrying, Succeeded, Failed, Skipped, AwaitingApproval] {
             assert_eq!(serde_json::to_value(&s).ok(), Some(serde_json::Value::from(s.as_str())));
         }
+    }
+
+    /// The hash written straight into the hasher is the hash of the record's compact text,
+    /// hex by `format!` (how it was computed before, and how every journal kept so far was
+    /// chained): any text, any role.
+    #[test]
+    fn the_chain_hash_is_the_hash_of_the_records_compact_text() {
+        fn before(
+            chain: &str,
+            seq: u64,
+            ts: &str,
+            event: &serde_json::Value,
+            prev: &str,
+            role: Option<&str>,
+        ) -> String {
+            let mut body = serde_json::json!({ "event": event, "prev_hash": prev, "run_id": chain, "seq": seq, "ts": ts });
+            if let (Some(role), Some(map)) = (role, body.as_object_mut()) {
+                map.insert("db_role".into(), serde_json::Value::String(role.to_string()));
+            }
+            let mut hasher = Sha256::new();
+            hasher.update(prev.as_bytes());
+            hasher.update(b"\n");
+            hasher.update(body.to_string().as_bytes());
+            hasher.finalize().iter().map(|b| format!("{b:02x}")).collect()
+        }
+        proptest::proptest!(proptest::prelude::ProptestConfig::with_cases(300), |(
+            chain in ".{0,12}", seq in 0u64.., ts in ".{0,30}", text in "(?s).{0,80}", n in proptest::option::of(-1e9f64..1e9),
+            prev in "[0-9a-f]{0,64}", role in proptest::option::of(".{0,10}"),
+        )| {
+            let event = serde_json::json!({ "kind": "step_output", "text": text, "z": [n, null, true], "a": { "é\u{0}": text } });
+            proptest::prop_assert_eq!(
+                chain_hash_of(&chain, seq, &ts, &event, &prev, role.as_deref()),
+                before(&chain, seq, &ts, &event, &prev, role.as_deref())
+            );
+        });
     }
 
     fn journal(events: Vec<RunEvent>) -> Vec<Record> {

@@ -667,28 +667,41 @@ impl History {
     /// Everything that does not fit the chain: the chain itself (against `expect_hash`, else
     /// the row's own `last_hash`), the row, the columns, the logs, the lock.
     pub fn findings(&self, expect_hash: Option<&str>) -> Vec<runbook_core::audit::Finding> {
-        use runbook_core::audit::{self, Finding};
+        self.verdict(expect_hash).0
+    }
+
+    /// [`History::findings`], and the verifier's token when they name nothing
+    /// ([`runbook_core::audit::Verified`]): the chain hashed once for both.
+    pub fn verdict(
+        &self,
+        expect_hash: Option<&str>,
+    ) -> (Vec<runbook_core::audit::Finding>, Option<runbook_core::audit::Verified>) {
+        use runbook_core::audit::{self, Finding, Verified};
         let records = match &self.records {
             Ok(r) => r,
             Err(e) => {
-                return vec![Finding {
+                let finding = Finding {
                     place: "events.body".into(),
                     message: format!("a record does not parse ({e})"),
-                }];
+                };
+                return (vec![finding], None);
             }
         };
         let mut out = Vec::new();
-        if let Err(e) = runbook_core::journal::verify(records, None) {
-            let place = if e.reason.contains("missing or out of order") {
-                "events.seq or events.run_id"
-            } else if e.reason.contains("prev_hash") {
-                "events.prev_hash (or events.hash of the record before)"
-            } else {
-                "events.ts, events.body, events.db_role or events.hash"
-            };
-            out.push(Finding { place: place.into(), message: format!("record {}: {}", e.seq, e.reason) });
-            return out;
-        }
+        let token = match Verified::chain(records) {
+            Ok(token) => token,
+            Err(e) => {
+                let place = if e.reason.contains("missing or out of order") {
+                    "events.seq or events.run_id"
+                } else if e.reason.contains("prev_hash") {
+                    "events.prev_hash (or events.hash of the record before)"
+                } else {
+                    "events.ts, events.body, events.db_role or events.hash"
+                };
+                out.push(Finding { place: place.into(), message: format!("record {}: {}", e.seq, e.reason) });
+                return (out, None);
+            }
+        };
         if let Some(expected) = expect_hash
             && records.last().map(|r| r.hash.as_str()) != Some(expected)
         {
@@ -713,7 +726,8 @@ impl History {
                 ),
             });
         }
-        out
+        let verified = token.unless(&out);
+        (out, verified)
     }
 }
 

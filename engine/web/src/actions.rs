@@ -170,39 +170,43 @@ pub fn with_identity(app: &App, context: impl Serialize) -> minijinja::Value {
 }
 
 /// What the run page adds: the identity (for rendering off the runtime's thread) and the
-/// run's waiting approvals with their forms. `read` is the run's records when the page has
-/// read them already (read once per page); else they are read here.
+/// run's waiting approvals with their forms. `read` is the run's records and their fold when
+/// the page has them already (read and folded once per page); else they are read here.
 pub async fn on_run_page(
     app: &App,
     id: &str,
-    read: Option<&[runbook_core::journal::Record]>,
+    read: Option<(&[runbook_core::journal::Record], &runbook_core::journal::RunState)>,
 ) -> (Option<(String, String)>, RunActions) {
     let who = crate::auth::signed_in();
     let read = app
         .read(async |s| {
             let queued = s.queue_state(id).await?;
             let abandoning = s.abandoning(id).await?;
-            let records = match read {
-                Some(r) => std::borrow::Cow::Borrowed(r),
-                None => match s.records(id).await {
-                    Ok(r) => std::borrow::Cow::Owned(r),
-                    Err(StoreError::NoSuchRun(_)) => std::borrow::Cow::Owned(Vec::new()),
-                    Err(e) => return Err(e),
-                },
+            let (records, folded) = match read {
+                Some((r, f)) => (std::borrow::Cow::Borrowed(r), std::borrow::Cow::Borrowed(f)),
+                None => {
+                    let r = match s.records(id).await {
+                        Ok(r) => r,
+                        Err(StoreError::NoSuchRun(_)) => Vec::new(),
+                        Err(e) => return Err(e),
+                    };
+                    let f = runbook_core::journal::fold(&r);
+                    (std::borrow::Cow::Owned(r), std::borrow::Cow::Owned(f))
+                }
             };
-            let status = journal_status(&records);
+            let status = folded.status;
             // Only a run no live engine holds waits for a decision (a live one's steps are
             // running, not in doubt).
             let held = status == Some(runbook_core::journal::RunStatus::Running)
                 && !runbook_exec::dispatch::engine_gone(&s, id).await;
-            Ok((queued, records, held, abandoning))
+            Ok((queued, records, folded, held, abandoning))
         })
         .await;
     let actions = match read {
-        Ok(Some((queued, records, held, abandoning))) if !records.is_empty() => {
+        Ok(Some((queued, records, folded, held, abandoning))) if !records.is_empty() => {
             let as_started =
                 |file: &str, files: &[runbook_core::plan::FileHash]| app.files.as_started(file, files);
-            let status = journal_status(&records);
+            let status = folded.status;
             // A run that ended for good (succeeded, abandoned) has nothing in doubt: its
             // runbook is not read again (a 5,000-step runbook costs more than its page).
             let ended = matches!(
@@ -214,7 +218,7 @@ pub async fn on_run_page(
             let doubt =
                 if held || ended { None } else { runbook_exec::doubt::in_doubt(&records, &as_started) };
             RunActions {
-                approvals: waiting_of(app, id, &records, who.as_ref().map(|w| w.0.as_str())),
+                approvals: waiting_of(app, id, &records, &folded, who.as_ref().map(|w| w.0.as_str())),
                 abandon: (who.is_some()
                     && abandoning.is_none()
                     && runbook_exec::abandon::check_unfinished(status).is_ok())
@@ -230,7 +234,7 @@ pub async fn on_run_page(
                 cancel: None,
             }
         }
-        Ok(Some((Some(state), _, _, _))) if state == "queued" => RunActions {
+        Ok(Some((Some(state), _, _, _, _))) if state == "queued" => RunActions {
             cancel: Some(CancelForm {
                 action: format!("/runs/{id}/cancel"),
                 why_not: why_not_write(app, who.is_some()),
@@ -240,10 +244,6 @@ pub async fn on_run_page(
         _ => RunActions::default(),
     };
     (who, actions)
-}
-
-fn journal_status(records: &[runbook_core::journal::Record]) -> Option<runbook_core::journal::RunStatus> {
-    runbook_core::journal::fold(records).status
 }
 
 /// Why a form is not offered to whoever reads the page (`None`: signed in).
@@ -336,9 +336,9 @@ fn waiting_of(
     app: &App,
     run_id: &str,
     records: &[runbook_core::journal::Record],
+    folded: &runbook_core::journal::RunState,
     who: Option<&str>,
 ) -> Vec<Waiting> {
-    let folded = runbook_core::journal::fold(records);
     let runbook = match records.first().map(|r| &r.event) {
         Some(RunEvent::RunStarted { runbook, .. }) => runbook.clone(),
         _ => String::new(),
@@ -401,7 +401,7 @@ fn waiting_of(
                     "Only a user signed in through the console's proxy can decide.".to_string()
                 }
             }),
-            Some(who) => match runbook_core::lifecycle::judge_decision(&folded, step, who, now) {
+            Some(who) => match runbook_core::lifecycle::judge_decision(folded, step, who, now) {
                 Err(why) => Some(format!("{why}.")),
                 Ok(()) if spec.is_none() => Some(format!(
                     "The runbook of run {run_id} cannot be read as it was when the run started: restore its files (same SHA-256) to decide."
@@ -445,7 +445,12 @@ async fn all_waiting(app: &App) -> Result<Vec<Waiting>, PageError> {
         })
         .await?
         .unwrap_or_default();
-    Ok(found.iter().flat_map(|(id, records)| waiting_of(app, id, records, who.as_deref())).collect())
+    Ok(found
+        .iter()
+        .flat_map(|(id, records)| {
+            waiting_of(app, id, records, &runbook_core::journal::fold(records), who.as_deref())
+        })
+        .collect())
 }
 
 async fn approvals_page(State(app): State<Arc<App>>) -> Response {

@@ -304,9 +304,8 @@ async fn read_all(
 ) -> Result<(Vec<Record>, BTreeMap<(String, i64), (String, String)>, bool), runbook_store::StoreError> {
     let (mut histories, _) = store.histories(Some(id)).await?;
     let Some(history) = histories.pop() else { return Ok((Vec::new(), BTreeMap::new(), true)) };
-    let findings = history.findings(None);
+    let (_, verified) = history.verdict(None);
     let records = history.records.clone().unwrap_or_default();
-    let verified = runbook_core::audit::Verified::of(&records, &findings);
     let intact = verified.is_some();
     let logs = runbook_core::audit::vouched_logs(&records, history.logs, verified);
     Ok((records, logs, intact))

@@ -111,10 +111,9 @@ pub async fn page(
                 "there is no run `{id}`: the state store holds no runs yet"
             )));
         };
-        let findings = history.findings(None);
+        let (_, verified) = history.verdict(None);
         let records = history.records.clone().unwrap_or_default();
         // Only an intact chain vouches for a log (as `runbook logs` requires).
-        let verified = runbook_core::audit::Verified::of(&records, &findings);
         let intact = verified.is_some();
         let logs = runbook_core::audit::vouched_logs(&records, history.logs, verified);
         let (q2, step2) = (q.clone(), step.clone());

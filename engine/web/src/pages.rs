@@ -755,11 +755,19 @@ fn queued_view(q: runbook_store::QueueEntry) -> RunView {
 struct Body {
     records: Vec<journal::Record>,
     folded: journal::RunState,
-    verdict: Vec<runbook_core::audit::Finding>,
+    /// The verifier's token, from the one verification of `run_head`.
+    verified: Option<runbook_core::audit::Verified>,
     logs: Vec<runbook_core::audit::StoredLog>,
     /// The live rows of a run not finished (issue 16), as the store has them.
     live: Vec<runbook_store::LiveOutput>,
     shape: Option<Arc<Shape>>,
+}
+
+/// The run page's context.
+#[derive(Serialize)]
+struct RunPage<'a> {
+    run: &'a RunView,
+    actions: &'a crate::actions::RunActions,
 }
 
 /// A run's view without its heavy parts (steps, graph, timeline, output, records), and what
@@ -805,7 +813,7 @@ async fn run_head(app: &App, id: &str) -> Result<(RunView, Option<Body>), PageEr
         }
     };
     // One verifier: `runbook audit verify` says the same of this run.
-    let verdict = history.findings(None);
+    let (verdict, verified) = history.verdict(None);
     let findings: Vec<String> = verdict.iter().map(|f| one_line(&f.to_string())).collect();
     let records = history.records.unwrap_or_default();
     let head_hash = records.last().map(|r| r.hash.clone());
@@ -890,12 +898,12 @@ async fn run_head(app: &App, id: &str) -> Result<(RunView, Option<Body>), PageEr
         }
     };
     v.graph_from_journal = shape.is_none();
-    Ok((v, Some(Body { records, folded, verdict, logs: history.logs, live, shape })))
+    Ok((v, Some(Body { records, folded, verified, logs: history.logs, live, shape })))
 }
 
 /// Draw the heavy parts of `v` from `body`: CPU only, each linear in the journal.
 fn fill(v: &mut RunView, body: Body) {
-    let Body { records, folded, verdict, logs, live, shape } = body;
+    let Body { records, folded, verified, logs, live, shape } = body;
     let mut titles = HashMap::new();
     let mut needs: HashMap<String, Vec<String>> = HashMap::new();
     if let Some(shape) = &shape {
@@ -935,7 +943,6 @@ fn fill(v: &mut RunView, body: Body) {
     v.graph = Some(graph::layout(&drawn));
     v.timeline = crate::timeline::of_run(&records, shape.as_deref(), v.finished_at.is_none());
     // Only an intact chain gets here (`run_head`), as `runbook logs` requires of a vouched log.
-    let verified = runbook_core::audit::Verified::of(&records, &verdict);
     v.logs = view::log_views(&v.run_id, runbook_core::audit::vouched_logs(&records, logs, verified));
     // Live output only beside an intact chain (as the kept output), of attempts not kept.
     v.live =
@@ -1034,8 +1041,12 @@ async fn run_page(State(app): State<Arc<App>>, id: Result<Path<String>, PathReje
         Ok(found) => found,
         Err(e) => return app.page_error(e),
     };
-    let (who, actions) =
-        crate::actions::on_run_page(&app, &v.run_id, body.as_ref().map(|b| b.records.as_slice())).await;
+    let (who, actions) = crate::actions::on_run_page(
+        &app,
+        &v.run_id,
+        body.as_ref().map(|b| (b.records.as_slice(), &b.folded)),
+    )
+    .await;
     // A finished run's page is kept: its journal does not change.
     let key =
         body.as_ref().filter(|_| v.finished_at.is_some()).and_then(|b| page_key(&app, &v, b, &who, &actions));
@@ -1054,7 +1065,9 @@ async fn run_page(State(app): State<Arc<App>>, id: Result<Path<String>, PathReje
             fill(&mut v, body);
         }
         crate::auth::SIGNED_IN.sync_scope(who, || {
-            on.render_html("run.html", serde_json::json!({ "run": v, "actions": actions }))
+            // Borrowed, not a `serde_json::Value` first: a 5,000-step run's view is
+            // converted once, into the template's values.
+            on.render_html("run.html", RunPage { run: &v, actions: &actions })
         })
     })
     .await;
