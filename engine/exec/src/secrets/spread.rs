@@ -228,25 +228,16 @@ impl SpreadStream {
     }
 
     fn complete(&mut self, spread: &Spread, line: Vec<u8>, out: &mut Vec<u8>) {
-        // A blank line inside a dump or a wrapped form waits with it (a dump printed with
-        // blank lines between its lines: red team adv21-6).
-        if line.iter().all(u8::is_ascii_whitespace) && !(self.block.is_empty() && self.wrap.is_empty()) {
-            if self.block.is_empty() {
-                self.wrap.extend_from_slice(&line);
-                if self.wrap.len() > SPREAD_BLOCK_MAX {
-                    self.settle_wrap(spread, true, out);
-                }
-            } else {
-                self.block.extend_from_slice(&line);
-            }
-            return;
-        }
+        // A blank line inside a dump waits with it (a dump printed with blank lines between
+        // its lines: red team adv21-6). It ends a wrapped form: pieces of a value with a
+        // blank line between them are two texts (the first pass's rule too).
+        let blank_in_dump = line.iter().all(u8::is_ascii_whitespace) && !self.block.is_empty();
         // An offset alone (`od`'s last line) continues a dump and never begins one: alone
         // it is a piece of a wrapped form as likely (`xxd -p -c 8`, indented).
         let dump = dump_line(&line, !self.block.is_empty()).filter(|(hex, (cs, ce))| {
             !(self.block.is_empty() && hex.is_empty() && line[*cs..*ce].trim_ascii().is_empty())
         });
-        if dump.is_some() {
+        if blank_in_dump || dump.is_some() {
             self.settle_wrap(spread, true, out);
             self.carry.clear();
             self.block.extend_from_slice(&line);
@@ -877,6 +868,8 @@ fn dump_ranges(spread: &Spread, block: &[u8]) -> (Vec<Marked>, Vec<Span>) {
     let mut char_view = Vec::new();
     let mut char_map = Vec::new();
     let mut hex_col: Vec<Option<usize>> = Vec::new();
+    let mut both_view = Vec::new();
+    let mut both_map = Vec::new();
     let mut at = 0;
     let mut line_no = 0usize;
     let mut line_ids = vec![0usize; block.len()];
@@ -887,12 +880,21 @@ fn dump_ranges(spread: &Spread, block: &[u8]) -> (Vec<Marked>, Vec<Span>) {
             *id = line_no;
         }
         if let Some((hex, (cs, ce))) = dump_line(line, true) {
+            // Both columns as one sequence too: numbers that the split read partly as hex
+            // groups (`od -td2`'s `8513`: red team adv21-6) are whole again.
+            let from = hex.first().map_or(cs, |h| h.0.min(cs));
+            for k in from..ce {
+                if !is_separator(line[k]) {
+                    both_view.push(line[k]);
+                    both_map.push(at + k);
+                }
+            }
             // A character column with one character a byte of the hex column (`xxd`,
-            // `hexdump -C` within its bars): the characters of the bytes a hex match covers
-            // are replaced too, whatever they show (`.` for a byte it cannot print).
+            // `hexdump -C` within its bars, `od -tx1z` within `>...<`): the characters of
+            // the bytes a hex match covers are replaced too, whatever they show (`.` for a byte it cannot print).
             let digits: usize = hex.iter().map(|(s, e)| e - s).sum();
             let (mut bs, mut be) = (cs, ce);
-            if be > bs + 1 && line[bs] == b'|' && line[be - 1] == b'|' {
+            if be > bs + 1 && matches!((line[bs], line[be - 1]), (b'|', b'|') | (b'>', b'<')) {
                 bs += 1;
                 be -= 1;
             }
@@ -951,7 +953,9 @@ fn dump_ranges(spread: &Spread, block: &[u8]) -> (Vec<Marked>, Vec<Span>) {
     }
     let mut ranges = Vec::new();
     let mut extents = Vec::new();
-    for (is_hex, view, map) in [(true, &hex_view, &hex_map), (false, &char_view, &char_map)] {
+    for (is_hex, view, map) in
+        [(true, &hex_view, &hex_map), (false, &char_view, &char_map), (false, &both_view, &both_map)]
+    {
         for (s, e, mark) in spread.find(view) {
             extents.push((map[s], map[e - 1] + 1));
             pieces(&map[s..e], &line_ids, &mark, &mut ranges);
