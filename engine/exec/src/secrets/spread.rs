@@ -63,6 +63,9 @@ pub struct Spread {
     /// the beginning of.
     patterns: Vec<Vec<u8>>,
     by_first: Vec<Vec<usize>>,
+    /// Every run of [`WRAP_CARRY`] value characters in a pattern: a view whose end is none
+    /// is no beginning of a pattern (one look-up a line, not one a position).
+    grams: std::collections::HashSet<[u8; WRAP_CARRY]>,
 }
 
 impl Spread {
@@ -98,7 +101,11 @@ impl Spread {
                 by_first[usize::from(*b)].push(i);
             }
         }
-        Some(Spread { matcher, marks, edges, longest, patterns: pats, by_first })
+        let grams = pats
+            .iter()
+            .flat_map(|p| p.windows(WRAP_CARRY).filter_map(|w| <[u8; WRAP_CARRY]>::try_from(w).ok()))
+            .collect();
+        Some(Spread { matcher, marks, edges, longest, patterns: pats, by_first, grams })
     }
 
     /// The longest line held before it is cut: [`SPREAD_LINE_MAX`], or eight bytes a value
@@ -109,10 +116,28 @@ impl Spread {
         SPREAD_LINE_MAX.max(self.longest.saturating_mul(8))
     }
 
+    /// Whether a pattern begins at `view[i]`: the rest of the view is the beginning of one,
+    /// or begins with one.
+    fn begins_at(&self, view: &[u8], i: usize) -> bool {
+        let rest = &view[i..];
+        rest.first().is_some_and(|b| {
+            self.by_first[usize::from(*b)].iter().any(|&p| {
+                let p = &self.patterns[p];
+                let k = p.len().min(rest.len());
+                p[..k] == rest[..k]
+            })
+        })
+    }
+
     /// The first position of `view` from which at least `min` value characters to its end
     /// are the beginning of a pattern (which more characters could complete).
     fn under_way(&self, view: &[u8], min: usize) -> Option<usize> {
         let n = view.len();
+        let last =
+            view.get(n.checked_sub(WRAP_CARRY)?..).and_then(|w| <[u8; WRAP_CARRY]>::try_from(w).ok())?;
+        if min >= WRAP_CARRY && !self.grams.contains(&last) {
+            return None;
+        }
         (n.saturating_sub(self.longest)..=n.saturating_sub(min)).filter(|i| *i < n).find(|&i| {
             let tail = &view[i..];
             self.by_first[usize::from(tail[0])].iter().any(|&p| {
@@ -247,8 +272,25 @@ impl SpreadStream {
                 let keep = redact_dump_before_cut(spread, &block, out);
                 self.block = block[keep..].to_vec();
             }
-        } else if wrap_token(&line).is_some() {
+        } else if let Some((ts, te)) = wrap_token(&line) {
             self.flush_block(spread, out);
+            if self.wrap.is_empty() {
+                // The common case, a line alone (base64 at 76 columns, a word at a line's
+                // end): when no form may be under way at its end and none begins in the
+                // carry, it is a line like any other, and its piece is the next carry.
+                let mut view = std::mem::take(&mut self.carry);
+                let carried = view.len();
+                view.extend(line[ts..te].iter().filter(|b| !is_separator(**b)));
+                if spread.under_way(&view, WRAP_CARRY).is_none()
+                    && !(0..carried).any(|i| spread.begins_at(&view, i))
+                {
+                    out.extend(redact_line(spread, &line));
+                    self.carry = view[view.len().saturating_sub(WRAP_CARRY - 1)..].to_vec();
+                    return;
+                }
+                view.truncate(carried);
+                self.carry = view;
+            }
             self.wrap.extend_from_slice(&line);
             let last = self.wrap.len() > SPREAD_BLOCK_MAX;
             self.settle_wrap(spread, last, out);
@@ -883,9 +925,9 @@ fn dump_ranges(spread: &Spread, block: &[u8]) -> (Vec<Marked>, Vec<Span>) {
             // Both columns as one sequence too: numbers that the split read partly as hex
             // groups (`od -td2`'s `8513`: red team adv21-6) are whole again.
             let from = hex.first().map_or(cs, |h| h.0.min(cs));
-            for k in from..ce {
-                if !is_separator(line[k]) {
-                    both_view.push(line[k]);
+            for (k, b) in line.iter().enumerate().take(ce).skip(from) {
+                if !is_separator(*b) {
+                    both_view.push(*b);
                     both_map.push(at + k);
                 }
             }
