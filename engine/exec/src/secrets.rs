@@ -663,7 +663,8 @@ impl StreamRedactor {
 
     /// How many bytes are held back: by the first pass, bounded by three times the longest
     /// pattern; by the second, the line being written (the caller hands on whole lines
-    /// anyway; at most [`spread::SPREAD_LINE_MAX`]) and a dump's lines.
+    /// anyway; at most `Spread::line_max`: [`spread::SPREAD_LINE_MAX`], more for a secret
+    /// whose longest spread form is over 8 KiB), a dump's lines and wrapped lines.
     pub fn held(&self) -> usize {
         self.pending.len() + self.spread.held()
     }

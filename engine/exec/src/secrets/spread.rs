@@ -20,6 +20,13 @@
 //! of escapes and separators are one rule. Dump lines are recognised by shape (an offset
 //! after indentation or a logger's prefix, or lines of only hex groups or `od -c` cells),
 //! and a line or a dump cut by a bound keeps the beginning of what may continue.
+//!
+//! Red team adv21: the piece of base64 or hex a line ends in ([`wrap_token`]), whatever is
+//! before it (a time stamp, quotes, deep indentation), is read together with the next
+//! line's while a form may be under way at its end, so a wrapped form behind a prefix on
+//! each line is one sequence; uuencoded lines too. More separators (`_`, `+`, `<`, `>`),
+//! braced and CSS escapes, 64-bit and decimal words, bits, and a line bound that grows with
+//! the longest pattern.
 
 use std::sync::Arc;
 
