@@ -14,6 +14,10 @@
 //! 6. UTF-16 (LE, BE) of a value with non-ASCII characters; uuencode;
 //! 7. a value across the second pass's line cut (64 KiB) or dump block cut (1 MiB).
 //!
+//! Red team adv21 after them: wrapped forms behind a prefix on each line (adv21-5), `_`
+//! and `+` separators, braced and CSS escapes, `od -tx8`/`-td2`, bits, uuencode across
+//! lines, `od -tx1z`, blank lines in a dump (adv21-6), a spread form over 32 KiB (adv21-7).
+//!
 //! Each test fails before the fix (RUNBOOK_TEST_BIN of the older build, or the commit
 //! before). The check: no window of eight letters and digits of any form survives in the
 //! letters and digits of any line of any place (a form cut by separators or over a dump's
@@ -474,6 +478,110 @@ out(repr(inner.encode()))
     for secret in ["Pa\"ss\\w0rd!Zq9", "q\\\"x7Lm2-Kp9\"Rt"] {
         check_one(secret, script, &|secret| vec![secret.to_string()]);
     }
+}
+
+/// Red team adv21-5: base64 and hex wrapped by the real `base64 -w 20` and `xxd -p`, each
+/// line behind a prefix the first pass does not skip: `ts`'s time stamp, `docker logs -t`'s,
+/// a CRI log's `stdout F`, `> ` quotes (one and three levels), indentation of 80 and 200
+/// blanks; and wrapped at narrow widths behind a logger's prefix with several words.
+#[test]
+fn wrapped_forms_behind_line_prefixes_are_redacted() {
+    let script = r#"
+prefixes = ["Dec 07 10:00:00 ", "2026-12-07T10:00:00.123456789Z ", "2026-12-07T10:00:00.1Z stdout F ",
+            "> ", "> > > ", " " * 80, " " * 200, "2026-12-07 10:00:00,123 INFO app.auth - "]
+for prefix in [b"", b"k", b"ke"]:
+    d = prefix + s
+    for p in prefixes:
+        for args in [["base64", "-w", "20"], ["base64", "-w", "16"], ["xxd", "-p", "-c", "10"], ["xxd", "-p"]]:
+            text = tool(args, d)
+            out("".join(p + line + "\n" for line in text.splitlines()))
+"#;
+    check(script, &|secret| {
+        let mut f = base64_cores(secret.as_bytes());
+        f.push(hex(secret.as_bytes()));
+        f
+    });
+}
+
+/// Red team adv21-6: `_` or `+` between characters, Perl's `\x{53}` and Rust's `\u{53}`,
+/// CSS escapes (`\53 `, `\000053`), in any mix with the escapes known before.
+#[test]
+fn underscores_pluses_and_braced_or_css_escapes_are_redacted() {
+    let script = r#"
+h = s.hex()
+out("_".join(t))
+out("+".join(t))
+out("+".join(h[i:i+2] for i in range(0, len(h), 2)))
+out("_".join(h[i:i+2] for i in range(0, len(h), 2)))
+out("".join("\\x{%x}" % ord(c) for c in t))
+out("".join("\\u{%x}" % ord(c) for c in t))
+out("".join("\\x{%04X}" % ord(c) for c in t))
+out("".join("\\%x " % ord(c) for c in t))
+out("".join("\\%06x" % ord(c) for c in t))
+out("".join(("\\%x " % ord(c)) if i % 2 else ("\\u{%x}" % ord(c)) for i, c in enumerate(t)))
+out("content: \"" + "".join("\\%06X" % ord(c) for c in t) + "\";")
+"#;
+    check(script, &|secret| vec![secret.to_string(), hex(secret.as_bytes())]);
+}
+
+/// Red team adv21-6: dumps in 64-bit words (`od -tx8`), in decimal 16-bit words (`od -td2`,
+/// `od -tu2`), octal bytes without offsets (`od -An -to1`), bits (`xxd -b`), `od -tx1z`'s
+/// `>...<` column, a dump with a blank line between its lines, and uuencode across its
+/// lines (the value across the 45-byte boundary of the first line).
+#[test]
+fn dumps_of_words_bits_and_uuencode_across_lines_are_redacted() {
+    let script = r#"
+d = b"password=" + s + b"\n"
+for args in [["od", "-tx8"], ["od", "-td2"], ["od", "-tu2"], ["od", "-An", "-to1"], ["xxd", "-b"],
+             ["od", "-tx1z"], ["od", "-An", "-tx1z"]]:
+    out(tool(args, d))
+    out(tool(args, b"k" + d))
+out(tool(["xxd"], d).replace("\n", "\n\n"))
+out(tool(["od", "-tx1", "-c"], d).replace("\n", "\n\n"))
+data = b"x" * 33 + d
+lines = [binascii.b2a_uu(data[i:i + 45], backtick=True).decode() for i in range(0, len(data), 45)]
+out("begin 600 token.txt\n" + "".join(lines) + "`\nend")
+lines = [binascii.b2a_uu(data[i:i + 45]).decode() for i in range(0, len(data), 45)]
+out("begin 600 token.txt\n" + "".join(lines) + " \nend")
+"#;
+    check(script, &|secret| {
+        let b = secret.as_bytes();
+        let mut f = vec![secret.to_string(), hex(b)];
+        f.extend(swapped(b, 8));
+        f.extend(swapped(b, 2));
+        for align in 0..2 {
+            let words: Vec<u16> =
+                b[align..].chunks_exact(2).map(|w| u16::from_le_bytes([w[0], w[1]])).collect();
+            f.push(words.iter().map(u16::to_string).collect());
+            f.push(words.iter().map(|w| i16::from_le_bytes(w.to_le_bytes()).to_string()).collect());
+        }
+        // The value stands at byte 42 of the uuencoded data, a multiple of three.
+        f.push(uu(b, b'`'));
+        f.push(uu(b, b' '));
+        f
+    });
+    // Bits alone: eight binary digits of the value are eight of any other bytes too, so
+    // they are looked for where nothing else is printed in bits.
+    let bits = r#"
+out(tool(["xxd", "-b"], s))
+out(tool(["xxd", "-b", "-c", "4"], s))
+"#;
+    check(bits, &|secret| vec![secret.as_bytes().iter().map(|x| format!("{x:08b}")).collect()]);
+}
+
+/// Red team adv21-7: a 25,000-character secret printed with a separator between its
+/// characters (a form of 50,000 bytes) on a line of over 64 KiB, and its hex spaced (75,000
+/// bytes).
+#[test]
+fn a_spread_form_longer_than_half_the_line_bound_is_redacted() {
+    let script = r#"
+out("x" * 20000 + " " + " ".join(t) + " " + "y" * 20000)
+out("a" * 70000 + "," + ",".join(t))
+out(" ".join("%02x" % x for x in s))
+"#;
+    let mut seed = crate::secrets::seed();
+    let secret = crate::secrets::random_alnum(&mut seed, 25_000);
+    check_one(&secret, script, &|secret| vec![secret.to_string(), hex(secret.as_bytes())]);
 }
 
 /// uuencode of one line's data (without its length character).

@@ -663,7 +663,8 @@ impl StreamRedactor {
 
     /// How many bytes are held back: by the first pass, bounded by three times the longest
     /// pattern; by the second, the line being written (the caller hands on whole lines
-    /// anyway; at most [`spread::SPREAD_LINE_MAX`]) and a dump's lines.
+    /// anyway; at most `Spread::line_max`: [`spread::SPREAD_LINE_MAX`], more for a secret
+    /// whose longest spread form is over 8 KiB), a dump's lines and wrapped lines.
     pub fn held(&self) -> usize {
         self.pending.len() + self.spread.held()
     }
@@ -974,9 +975,42 @@ fn spread_forms(value: &str) -> Vec<Vec<u8>> {
     // between the numbers are the spread's own.
     out.push(bytes.iter().map(u8::to_string).collect::<String>().into_bytes());
     out.push(bytes.iter().map(|b| format!("{b:03o}")).collect::<String>().into_bytes());
-    // Little-endian words (`hexdump`, `od -x`: 16 bits; `od -tx4`: 32 bits): each word's
-    // bytes swapped, at every alignment of the value in the words.
-    for width in [2, 4] {
+    // Its bits, eight digits a byte (`xxd -b`: red team adv21-6).
+    out.push(bytes.iter().map(|b| format!("{b:08b}")).collect::<String>().into_bytes());
+    // Uuencode (its lines read as one sequence by the second pass: adv21-6).
+    for alphabet in [&UU_GRAVE, &UU_SPACE] {
+        for offset in 0..3 {
+            out.extend(base64_forms(bytes, offset, alphabet));
+        }
+    }
+    // Little-endian words (`hexdump`, `od -x`: 16 bits; `od -tx4`: 32 bits; `od -tx8`: 64
+    // bits, adv21-6): each word's bytes swapped, at every alignment of the value in the
+    // words; 16-bit words as decimal numbers too, signed and not (`od -td2`, `od -tu2`).
+    for align in 0..2 {
+        let words: Vec<u16> = bytes[align.min(bytes.len())..]
+            .chunks_exact(2)
+            .map(|w| u16::from_le_bytes([w[0], w[1]]))
+            .collect();
+        out.push(words.iter().map(u16::to_string).collect::<String>().into_bytes());
+        out.push(
+            words
+                .iter()
+                .map(|w| i16::from_le_bytes(w.to_le_bytes()).to_string())
+                .collect::<String>()
+                .into_bytes(),
+        );
+    }
+    // A 64-bit word shared with other data holds up to seven bytes of the value: the bytes
+    // of the value it holds, swapped, are a form when they are four or more (eight hex
+    // digits), at the value's beginning and at its end.
+    for k in 4..8.min(bytes.len()) {
+        for piece in [&bytes[..k], &bytes[bytes.len() - k..]] {
+            let swapped: Vec<u8> = piece.iter().rev().copied().collect();
+            out.push(hex(&swapped, false, "").into_bytes());
+            out.push(hex(&swapped, true, "").into_bytes());
+        }
+    }
+    for width in [2, 4, 8] {
         for align in 0..width {
             let start = (width - align) % width;
             let words: Vec<u8> = bytes[start.min(bytes.len())..]

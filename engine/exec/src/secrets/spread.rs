@@ -20,6 +20,13 @@
 //! of escapes and separators are one rule. Dump lines are recognised by shape (an offset
 //! after indentation or a logger's prefix, or lines of only hex groups or `od -c` cells),
 //! and a line or a dump cut by a bound keeps the beginning of what may continue.
+//!
+//! Red team adv21: the piece of base64 or hex a line ends in ([`wrap_token`]), whatever is
+//! before it (a time stamp, quotes, deep indentation), is read together with the next
+//! line's while a form may be under way at its end, so a wrapped form behind a prefix on
+//! each line is one sequence; uuencoded lines too. More separators (`_`, `+`, `<`, `>`),
+//! braced and CSS escapes, 64-bit and decimal words, bits, and a line bound that grows with
+//! the longest pattern.
 
 use std::sync::Arc;
 
@@ -36,11 +43,12 @@ pub const SPREAD_LINE_MAX: usize = 64 * 1024;
 pub const SPREAD_BLOCK_MAX: usize = 1024 * 1024;
 
 /// Bytes that may stand between the characters of a value without hiding it: white space,
-/// quotes, the brackets and commas of a list, the bars and colons of a dump, and the
-/// dashes, dots and slashes people and tools put between characters or bytes
-/// (`53-33-63`, `S.3.c.r`).
+/// quotes, the brackets (angle brackets too: `od -tx1z`'s `>S3cr<`) and commas of a list,
+/// the bars and colons of a dump, and the dashes, dots, slashes, underscores and pluses
+/// people and tools put between characters or bytes (`53-33-63`, `S.3.c.r`, `S_3_c_r`,
+/// `S+3+c+r`: red team adv21-6).
 pub fn is_separator(b: u8) -> bool {
-    b.is_ascii_whitespace() || b"'\",[](){}|;:-./".contains(&b)
+    b.is_ascii_whitespace() || b"'\",[](){}<>|;:-./_+".contains(&b)
 }
 
 /// The value characters of `form`.
@@ -58,6 +66,13 @@ pub struct Spread {
     edges: Vec<(Vec<u8>, Vec<u8>)>,
     /// The longest pattern, in value characters: what a cut must leave on its far side.
     longest: usize,
+    /// The patterns, and their indices by first byte: what the end of wrapped lines may be
+    /// the beginning of.
+    patterns: Vec<Vec<u8>>,
+    by_first: Vec<Vec<usize>>,
+    /// Every run of [`WRAP_CARRY`] value characters in a pattern: a view whose end is none
+    /// is no beginning of a pattern (one look-up a line, not one a position).
+    grams: std::collections::HashSet<[u8; WRAP_CARRY]>,
 }
 
 impl Spread {
@@ -87,7 +102,56 @@ impl Spread {
             .kind(Some(aho_corasick::AhoCorasickKind::ContiguousNFA))
             .build(&pats)
             .ok()?;
-        Some(Spread { matcher, marks, edges, longest })
+        let mut by_first = vec![Vec::new(); 256];
+        for (i, p) in pats.iter().enumerate() {
+            if let Some(b) = p.first() {
+                by_first[usize::from(*b)].push(i);
+            }
+        }
+        let grams = pats
+            .iter()
+            .flat_map(|p| p.windows(WRAP_CARRY).filter_map(|w| <[u8; WRAP_CARRY]>::try_from(w).ok()))
+            .collect();
+        Some(Spread { matcher, marks, edges, longest, patterns: pats, by_first, grams })
+    }
+
+    /// The longest line held before it is cut: [`SPREAD_LINE_MAX`], or eight bytes a value
+    /// character of the longest pattern when that is more (a 25,000-character secret with a
+    /// separator between its characters is a form of 50,000 bytes, and a cut keeps the far
+    /// side's beginning only within half the bound: red team adv21-7).
+    pub fn line_max(&self) -> usize {
+        SPREAD_LINE_MAX.max(self.longest.saturating_mul(8))
+    }
+
+    /// Whether a pattern begins at `view[i]`: the rest of the view is the beginning of one,
+    /// or begins with one.
+    fn begins_at(&self, view: &[u8], i: usize) -> bool {
+        let rest = &view[i..];
+        rest.first().is_some_and(|b| {
+            self.by_first[usize::from(*b)].iter().any(|&p| {
+                let p = &self.patterns[p];
+                let k = p.len().min(rest.len());
+                p[..k] == rest[..k]
+            })
+        })
+    }
+
+    /// The first position of `view` from which at least `min` value characters to its end
+    /// are the beginning of a pattern (which more characters could complete).
+    fn under_way(&self, view: &[u8], min: usize) -> Option<usize> {
+        let n = view.len();
+        let last =
+            view.get(n.checked_sub(WRAP_CARRY)?..).and_then(|w| <[u8; WRAP_CARRY]>::try_from(w).ok())?;
+        if min >= WRAP_CARRY && !self.grams.contains(&last) {
+            return None;
+        }
+        (n.saturating_sub(self.longest)..=n.saturating_sub(min)).filter(|i| *i < n).find(|&i| {
+            let tail = &view[i..];
+            self.by_first[usize::from(tail[0])].iter().any(|&p| {
+                let p = &self.patterns[p];
+                p.len() > tail.len() && p.starts_with(tail)
+            })
+        })
     }
 
     /// Matches of the patterns in a view, as `(view start, view end, mark)`.
@@ -145,12 +209,22 @@ pub struct SpreadStream {
     line: Vec<u8>,
     /// Complete dump lines, held until the dump ends.
     block: Vec<u8>,
+    /// Complete lines that end in a piece of an encoding (see [`wrap_token`]) which a form
+    /// may continue from on the next line, held until none can.
+    wrap: Vec<u8>,
+    /// The last value characters (fewer than [`WRAP_CARRY`]) of the wrapped pieces that
+    /// went out: a form that begins in them is found, and replaced from the next line on.
+    carry: Vec<u8>,
 }
+
+/// A form is followed from one line's end into the next when at least this many of its
+/// value characters end the line (fewer go out, and are the carry).
+const WRAP_CARRY: usize = 4;
 
 impl SpreadStream {
     /// Bytes held back.
     pub fn held(&self) -> usize {
-        self.line.len() + self.block.len()
+        self.line.len() + self.block.len() + self.wrap.len()
     }
 
     /// Take `bytes` (already through the first pass), appending what is decided to `out`.
@@ -163,10 +237,12 @@ impl SpreadStream {
             self.complete(spread, line, out);
         }
         self.line.extend_from_slice(rest);
-        if self.line.len() > SPREAD_LINE_MAX {
+        if self.line.len() > spread.line_max() {
             // A line too long to hold: what is decided goes out, and its end, which may be
             // the beginning of a form, stays (a form across the cut is not left in two).
             self.flush_block(spread, out);
+            self.settle_wrap(spread, true, out);
+            self.carry.clear();
             let line = std::mem::take(&mut self.line);
             let keep = redact_line_before_cut(spread, &line, out);
             self.line = line[keep..].to_vec();
@@ -180,10 +256,22 @@ impl SpreadStream {
             self.complete(spread, line, out);
         }
         self.flush_block(spread, out);
+        self.settle_wrap(spread, true, out);
     }
 
     fn complete(&mut self, spread: &Spread, line: Vec<u8>, out: &mut Vec<u8>) {
-        if dump_line(&line, !self.block.is_empty()).is_some() {
+        // A blank line inside a dump waits with it (a dump printed with blank lines between
+        // its lines: red team adv21-6). It ends a wrapped form: pieces of a value with a
+        // blank line between them are two texts (the first pass's rule too).
+        let blank_in_dump = line.iter().all(u8::is_ascii_whitespace) && !self.block.is_empty();
+        // An offset alone (`od`'s last line) continues a dump and never begins one: alone
+        // it is a piece of a wrapped form as likely (`xxd -p -c 8`, indented).
+        let dump = dump_line(&line, !self.block.is_empty()).filter(|(hex, (cs, ce))| {
+            !(self.block.is_empty() && hex.is_empty() && line[*cs..*ce].trim_ascii().is_empty())
+        });
+        if blank_in_dump || dump.is_some() {
+            self.settle_wrap(spread, true, out);
+            self.carry.clear();
             self.block.extend_from_slice(&line);
             if self.block.len() > SPREAD_BLOCK_MAX {
                 // The block's last lines, which may hold the beginning of a form, stay.
@@ -191,8 +279,32 @@ impl SpreadStream {
                 let keep = redact_dump_before_cut(spread, &block, out);
                 self.block = block[keep..].to_vec();
             }
+        } else if let Some((ts, te)) = wrap_token(&line) {
+            self.flush_block(spread, out);
+            if self.wrap.is_empty() {
+                // The common case, a line alone (base64 at 76 columns, a word at a line's
+                // end): when no form may be under way at its end and none begins in the
+                // carry, it is a line like any other, and its piece is the next carry.
+                let mut view = std::mem::take(&mut self.carry);
+                let carried = view.len();
+                view.extend(line[ts..te].iter().filter(|b| !is_separator(**b)));
+                if spread.under_way(&view, WRAP_CARRY).is_none()
+                    && !(0..carried).any(|i| spread.begins_at(&view, i))
+                {
+                    out.extend(redact_line(spread, &line));
+                    self.carry = view[view.len().saturating_sub(WRAP_CARRY - 1)..].to_vec();
+                    return;
+                }
+                view.truncate(carried);
+                self.carry = view;
+            }
+            self.wrap.extend_from_slice(&line);
+            let last = self.wrap.len() > SPREAD_BLOCK_MAX;
+            self.settle_wrap(spread, last, out);
         } else {
             self.flush_block(spread, out);
+            self.settle_wrap(spread, true, out);
+            self.carry.clear();
             out.extend(redact_line(spread, &line));
         }
     }
@@ -205,6 +317,111 @@ impl SpreadStream {
         let (ranges, _) = dump_ranges(spread, &block);
         out.extend(replace(&block, ranges));
     }
+
+    /// The wrapped lines held: their pieces (each line's [`wrap_token`]) are read as one
+    /// sequence after the carry, and the lines go out, redacted, up to the line where a
+    /// form may be under way at the end (at least [`WRAP_CARRY`] value characters that
+    /// begin a pattern); with `last`, all of them.
+    fn settle_wrap(&mut self, spread: &Spread, last: bool, out: &mut Vec<u8>) {
+        if self.wrap.is_empty() {
+            return;
+        }
+        let mut view = self.carry.clone();
+        let mut map: Vec<Option<usize>> = vec![None; view.len()];
+        let mut starts = Vec::new();
+        let mut at = 0;
+        while at < self.wrap.len() {
+            let end =
+                self.wrap[at..].iter().position(|b| *b == b'\n').map_or(self.wrap.len(), |p| at + p + 1);
+            starts.push(at);
+            if let Some((s, e)) = wrap_token(&self.wrap[at..end]) {
+                for k in at + s..at + e {
+                    if !is_separator(self.wrap[k]) {
+                        view.push(self.wrap[k]);
+                        map.push(Some(k));
+                    }
+                }
+            }
+            at = end;
+        }
+        let matches = spread.find_patterns(&view);
+        // The view position from which a form may still be under way.
+        let pending = if last { None } else { spread.under_way(&view, WRAP_CARRY) };
+        // The lines before the one it is in go out, unless a match that reaches a kept line
+        // begins in them (it is replaced whole, later).
+        let release = match pending {
+            None => self.wrap.len(),
+            Some(mut from) => {
+                let line_of =
+                    |pos: Option<usize>| pos.map(|b| starts.iter().rposition(|s| *s <= b).unwrap_or(0));
+                let mut moved = true;
+                while moved {
+                    moved = false;
+                    let first_kept = map[from..].iter().flatten().next().copied();
+                    let kept_line = line_of(first_kept);
+                    for &(s, e, _) in &matches {
+                        let reaches = map[s..e].iter().flatten().any(|b| line_of(Some(*b)) >= kept_line);
+                        if s < from && reaches {
+                            from = s;
+                            moved = true;
+                        }
+                    }
+                }
+                // A form under way from the carry keeps every line.
+                match map.get(from).copied().flatten() {
+                    Some(b) => starts[starts.iter().rposition(|s| *s <= b).unwrap_or(0)],
+                    None => 0,
+                }
+            }
+        };
+        if release == 0 {
+            return;
+        }
+        let mut ranges = Vec::new();
+        let mut line_ids = vec![0usize; release];
+        for (n, &s) in starts.iter().enumerate().filter(|(_, s)| **s < release) {
+            let e = self.wrap[s..release].iter().position(|b| *b == b'\n').map_or(release, |p| s + p + 1);
+            for id in &mut line_ids[s..e] {
+                *id = n;
+            }
+            let (r, _) = line_ranges(spread, &self.wrap[s..e]);
+            ranges.extend(r.into_iter().map(|(a, b, m)| (a + s, b + s, m)));
+        }
+        for (s, e, p) in matches {
+            let positions: Vec<usize> =
+                map[s..e].iter().flatten().copied().filter(|b| *b < release).collect();
+            pieces(&positions, &line_ids, &spread.marks[p], &mut ranges);
+        }
+        let wrap = std::mem::take(&mut self.wrap);
+        out.extend(replace(&wrap[..release], ranges));
+        self.wrap = wrap[release..].to_vec();
+        // What went out may hold the beginning of a form continued on the next line.
+        self.carry = if self.wrap.is_empty() {
+            view[view.len().saturating_sub(WRAP_CARRY - 1)..].to_vec()
+        } else {
+            Vec::new()
+        };
+    }
+}
+
+/// The piece of an encoding a line ends in, which a wrapped form may continue from or into
+/// (`base64 -w 20`, `xxd -p`, each line behind a time stamp, `> ` quotes, a CRI log's
+/// `stdout F`, any indentation: red team adv21-5): the characters of base64, base64url and
+/// hex at the line's end, after whatever comes before them; or a uuencoded line, whose
+/// first character counts the bytes of the rest (`M` and 60 characters: adv21-6). `None`
+/// when the line ends in anything else.
+pub fn wrap_token(line: &[u8]) -> Option<Span> {
+    let end = line.iter().rposition(|b| *b != b'\n' && *b != b'\r').map_or(0, |p| p + 1);
+    let uu = |c: &u8| (0x20..=0x60).contains(c);
+    if end >= 5 && uu(&line[0]) {
+        let n = usize::from((line[0] - 0x20) & 63);
+        if n > 0 && end - 1 == n.div_ceil(3) * 4 && line[1..end].iter().all(uu) {
+            return Some((1, end));
+        }
+    }
+    let encoding = |b: &u8| b.is_ascii_alphanumeric() || b"+/=_-".contains(b);
+    let start = line[..end].iter().rposition(|b| !encoding(b)).map_or(0, |p| p + 1);
+    (end > start).then_some((start, end))
 }
 
 /// A byte range `(start, end)` of a line.
@@ -226,7 +443,7 @@ const BARE_DUMP_MIN: usize = 4;
 /// its hex digits and of its character column. A dump line is:
 /// - an offset (six to sixteen hex or octal digits, an optional `:`, then white space or
 ///   the end), after indentation or after a prefix of a few words (a logger's) when two
-///   hex groups follow it (one when the line continues a dump); then the hex column (groups of 2 to 8 hex digits, an even number,
+///   hex groups follow it (one when the line continues a dump); then the hex column (groups of 2 to 16 hex digits, an even number,
 ///   each perhaps written `0x..` or `\x..` with a `,` after it, up to the first other word)
 ///   and the character column (the rest);
 /// - or, without an offset (`od -An`, `xxd -i`), only hex groups, or only the one-character
@@ -259,8 +476,8 @@ pub fn dump_line(line: &[u8], continuing: bool) -> Option<(Vec<Span>, Span)> {
     bare_dump(line, first, end, if continuing { 1 } else { BARE_DUMP_MIN })
 }
 
-/// The hex digits of a dump's group `token` (relative to it): 2 to 8 hex digits, an even
-/// number, perhaps after `0x` or `\x` and before a `,`.
+/// The hex digits of a dump's group `token` (relative to it): 2 to 16 hex digits (`od -tx8`:
+/// red team adv21-6), an even number, perhaps after `0x` or `\x` and before a `,`.
 fn hex_group(token: &[u8]) -> Option<Span> {
     let mut s = 0;
     let mut e = token.len();
@@ -271,7 +488,7 @@ fn hex_group(token: &[u8]) -> Option<Span> {
         s = 2;
     }
     let n = e.checked_sub(s)?;
-    ((2..=8).contains(&n) && n.is_multiple_of(2) && token[s..e].iter().all(u8::is_ascii_hexdigit))
+    ((2..=16).contains(&n) && n.is_multiple_of(2) && token[s..e].iter().all(u8::is_ascii_hexdigit))
         .then_some((s, e))
 }
 
@@ -325,6 +542,8 @@ fn dump_from(line: &[u8], start: usize, end: usize, min_hex: usize) -> Option<(V
     }
     let mut hex = Vec::new();
     let mut digits = 0;
+    let mut narrowest: Option<usize> = None;
+    let mut binary = true;
     loop {
         let gap = i;
         while i < end && line[i].is_ascii_whitespace() {
@@ -334,8 +553,17 @@ fn dump_from(line: &[u8], start: usize, end: usize, min_hex: usize) -> Option<(V
         // `xxd`: the character column follows two spaces and has one character per byte
         // of the hex column, whatever it looks like (`cafe` is characters there), spaces
         // too: a column that begins with a space byte begins inside this gap.
-        let column = end.saturating_sub(digits / 2);
-        if !hex.is_empty() && digits > 0 && column >= gap + 2 && column <= t {
+        // The column's gap is wider than the gaps between the groups: `od -tx1 -c`'s
+        // groups, two blanks apart, are no column of the last few (adv21-6).
+        // In bits (`xxd -b`: eight binary digits a group) a byte is a character too.
+        let bytes = if binary { digits / 8 } else { digits / 2 };
+        let column = end.saturating_sub(bytes);
+        if !hex.is_empty()
+            && digits > 0
+            && column >= gap + 2
+            && column <= t
+            && narrowest.is_none_or(|n| t - gap > n)
+        {
             i = column;
             break;
         }
@@ -345,6 +573,10 @@ fn dump_from(line: &[u8], start: usize, end: usize, min_hex: usize) -> Option<(V
         }
         match hex_group(&line[t..k]).filter(|_| t < end) {
             Some((s, e)) => {
+                if !hex.is_empty() {
+                    narrowest = Some(narrowest.map_or(t - gap, |n: usize| n.min(t - gap)));
+                }
+                binary &= e - s == 8 && line[t + s..t + e].iter().all(|c| matches!(c, b'0' | b'1'));
                 hex.push((t + s, t + e));
                 digits += e - s;
                 i = k;
@@ -363,7 +595,8 @@ fn bare_dump(line: &[u8], first: usize, end: usize, min: usize) -> Option<(Vec<S
         .or_else(|| byte_numbers(line, first, end).filter(|n| n.len() >= min).map(|n| (n, (end, end))))
 }
 
-/// [`bare_dump`]'s hex groups (`od -An -tx1`, `xxd -p -c1`) or `od -c` cells.
+/// [`bare_dump`]'s hex groups (`od -An -tx1`, `xxd -p -c1`), perhaps followed by two blanks
+/// and a character column, or `od -c` cells.
 fn hex_or_cells(line: &[u8], first: usize, end: usize, min: usize) -> Option<(Vec<Span>, Span)> {
     let mut hex = Vec::new();
     let mut cells = 0;
@@ -377,6 +610,11 @@ fn hex_or_cells(line: &[u8], first: usize, end: usize, min: usize) -> Option<(Ve
         match hex_group(token) {
             Some((s, e)) if cells == 0 => hex.push((t + s, t + e)),
             _ if hex.is_empty() && is_cell(token) => cells += 1,
+            // Hex groups, then two blanks and a character column (`od -An -tx1z`'s
+            // `>...<`: red team adv21-6).
+            _ if hex.len() >= min && t >= 2 && line[t - 2..t].iter().all(u8::is_ascii_whitespace) => {
+                return Some((hex, (t, end)));
+            }
             _ => return None,
         }
         while i < end && line[i].is_ascii_whitespace() {
@@ -490,6 +728,16 @@ fn escape_at(line: &[u8], i: usize) -> Option<(Vec<u8>, usize)> {
     let byte = |v: u32| Some(vec![u8::try_from(v).ok()?]);
     let char_bytes = |v: u32| char::from_u32(v).map(|c| c.to_string().into_bytes());
     match rest.first()? {
+        // Perl's `\x{53}`, Rust's `\u{53}`: a code point in braces (red team adv21-6).
+        b'\\' if matches!(rest.get(1), Some(b'x' | b'u')) && rest.get(2) == Some(&b'{') => {
+            let close = rest.iter().skip(3).take(9).position(|c| *c == b'}')?;
+            Some((char_bytes(hex_value(&rest[3..3 + close])?)?, close + 4))
+        }
+        // CSS: six hex digits (`\000053`) before `\NNN` octal reads `\000` of them.
+        b'\\' if rest.len() >= 7 && rest[1..7].iter().all(u8::is_ascii_hexdigit) => {
+            let n = 7 + usize::from(matches!(rest.get(7), Some(b' ' | b'\t')));
+            Some((char_bytes(hex_value(&rest[1..7])?)?, n))
+        }
         b'\\' => match rest.get(1)? {
             b'x' => Some((byte(hex_value(rest.get(2..4)?)?)?, 4)),
             b'u' => {
@@ -506,15 +754,13 @@ fn escape_at(line: &[u8], i: usize) -> Option<(Vec<u8>, usize)> {
                 Some((char_bytes(unit)?, 6))
             }
             b'U' => Some((char_bytes(hex_value(rest.get(2..10)?)?)?, 10)),
-            b'0'..=b'3' => {
+            b'0'..=b'3' if rest.get(1..4).is_some_and(|d| d.iter().all(|c| (b'0'..=b'7').contains(c))) => {
                 let d = rest.get(1..4)?;
-                if !d.iter().all(|c| (b'0'..=b'7').contains(c)) {
-                    return None;
-                }
                 let v = d.iter().fold(0u32, |v, c| v * 8 + u32::from(c - b'0'));
                 Some((byte(v)?, 4))
             }
-            _ => None,
+            // CSS: one to five hex digits and the one blank that ends them (`\53 `).
+            _ => css_escape(rest),
         },
         b'%' => Some((byte(hex_value(rest.get(1..3)?)?)?, 3)),
         b'=' => {
@@ -561,6 +807,22 @@ fn escape_at(line: &[u8], i: usize) -> Option<(Vec<u8>, usize)> {
     }
 }
 
+/// A CSS escape at the start of `rest` (a backslash): one to six hex digits, the code point,
+/// and one space or tab after them that belongs to the escape (`\53 \33 `; a line break
+/// stays the line's). The blank is what
+/// marks the escape's end, so fewer than six digits need it or a byte that is no hex
+/// digit after them; a backslash before a letter that is no hex digit (`\n`) is none.
+fn css_escape(rest: &[u8]) -> Option<(Vec<u8>, usize)> {
+    let n = rest.iter().skip(1).take(6).take_while(|c| c.is_ascii_hexdigit()).count();
+    if n == 0 {
+        return None;
+    }
+    let v = hex_value(&rest[1..1 + n])?;
+    let c = char::from_u32(v)?;
+    let blank = usize::from(matches!(rest.get(1 + n), Some(b' ' | b'\t')));
+    Some((c.to_string().into_bytes(), 1 + n + blank))
+}
+
 /// The matches in `line`'s views: its value characters as they are, and, when the line
 /// may hold escapes, as decoded ([`view`]). As byte ranges of the line.
 fn line_ranges(spread: &Spread, line: &[u8]) -> (Vec<Marked>, Vec<Span>) {
@@ -595,7 +857,7 @@ fn redact_line(spread: &Spread, line: &[u8]) -> Vec<u8> {
 fn redact_line_before_cut(spread: &Spread, line: &[u8], out: &mut Vec<u8>) -> usize {
     let (mut ranges, map) = line_ranges(spread, line);
     let by_view = map.len().checked_sub(spread.longest).map_or(0, |k| map[k].0);
-    let mut cut = by_view.max(line.len().saturating_sub(SPREAD_LINE_MAX / 2));
+    let mut cut = by_view.max(line.len().saturating_sub(spread.line_max() / 2));
     ranges.sort_by_key(|r| (r.0, r.1));
     for r in &ranges {
         if r.0 < cut && r.1 > cut {
@@ -655,6 +917,8 @@ fn dump_ranges(spread: &Spread, block: &[u8]) -> (Vec<Marked>, Vec<Span>) {
     let mut char_view = Vec::new();
     let mut char_map = Vec::new();
     let mut hex_col: Vec<Option<usize>> = Vec::new();
+    let mut both_view = Vec::new();
+    let mut both_map = Vec::new();
     let mut at = 0;
     let mut line_no = 0usize;
     let mut line_ids = vec![0usize; block.len()];
@@ -665,12 +929,21 @@ fn dump_ranges(spread: &Spread, block: &[u8]) -> (Vec<Marked>, Vec<Span>) {
             *id = line_no;
         }
         if let Some((hex, (cs, ce))) = dump_line(line, true) {
+            // Both columns as one sequence too: numbers that the split read partly as hex
+            // groups (`od -td2`'s `8513`: red team adv21-6) are whole again.
+            let from = hex.first().map_or(cs, |h| h.0.min(cs));
+            for (k, b) in line.iter().enumerate().take(ce).skip(from) {
+                if !is_separator(*b) {
+                    both_view.push(*b);
+                    both_map.push(at + k);
+                }
+            }
             // A character column with one character a byte of the hex column (`xxd`,
-            // `hexdump -C` within its bars): the characters of the bytes a hex match covers
-            // are replaced too, whatever they show (`.` for a byte it cannot print).
+            // `hexdump -C` within its bars, `od -tx1z` within `>...<`): the characters of
+            // the bytes a hex match covers are replaced too, whatever they show (`.` for a byte it cannot print).
             let digits: usize = hex.iter().map(|(s, e)| e - s).sum();
             let (mut bs, mut be) = (cs, ce);
-            if be > bs + 1 && line[bs] == b'|' && line[be - 1] == b'|' {
+            if be > bs + 1 && matches!((line[bs], line[be - 1]), (b'|', b'|') | (b'>', b'<')) {
                 bs += 1;
                 be -= 1;
             }
@@ -729,7 +1002,9 @@ fn dump_ranges(spread: &Spread, block: &[u8]) -> (Vec<Marked>, Vec<Span>) {
     }
     let mut ranges = Vec::new();
     let mut extents = Vec::new();
-    for (is_hex, view, map) in [(true, &hex_view, &hex_map), (false, &char_view, &char_map)] {
+    for (is_hex, view, map) in
+        [(true, &hex_view, &hex_map), (false, &char_view, &char_map), (false, &both_view, &both_map)]
+    {
         for (s, e, mark) in spread.find(view) {
             extents.push((map[s], map[e - 1] + 1));
             pieces(&map[s..e], &line_ids, &mark, &mut ranges);

@@ -1,7 +1,9 @@
 //! A generated corpus for the redactor's decoding rules (red team s20, promise 3): many
 //! secrets × every form of the class (separators, `0x`/`\x` bytes, an escape for every
 //! character, little-endian words, dumps without offsets or with prefixes, indented
-//! wrapping, UTF-16, uuencode) × wrapping and indentation × chunk cuts; and ordinary text
+//! wrapping, UTF-16, uuencode; red team adv21: `_`/`+`, braced and CSS escapes, wrapped
+//! forms behind line prefixes, `od -tx8`/`-td2`, bits, uuencode lines, `>...<` columns,
+//! blank lines in a dump) × wrapping and indentation × chunk cuts; and ordinary text
 //! with the same punctuation, escapes and indentation, which must come out byte for byte.
 //! The forms are written here, independently of the redactor's code.
 
@@ -118,6 +120,49 @@ fn printed(secret: &str, which: usize, prefix: &[u8], per: usize, indent: &str) 
             })
             .collect(),
         13 => dump(&data, 2, true, indent, false),
+        // Red team adv21-6: `_` and `+` between characters or bytes, braced escapes (Perl,
+        // Rust), CSS escapes with a blank or six digits.
+        21 => chars(&|c| c.to_string()).join("_"),
+        22 => bytes(&|x| format!("{x:02x}")).join("+"),
+        23 => chars(&|c| format!("\\x{{{:x}}}", c as u32)).concat(),
+        24 => chars(&|c| format!("\\u{{{:X}}}", c as u32)).concat(),
+        25 => chars(&|c| format!("\\{:x} ", c as u32)).concat(),
+        26 => chars(&|c| format!("\\{:06X}", c as u32)).concat(),
+        // adv21-5: base64 or hex wrapped, each line behind a prefix.
+        27 | 28 => {
+            let enc = if which == 27 { base64(&data) } else { hex(&data) };
+            let line_prefix = LINE_PREFIXES[per % LINE_PREFIXES.len()];
+            enc.as_bytes()
+                .chunks(per.max(4) * 2)
+                .map(|c| format!("{line_prefix}{indent}{}", String::from_utf8_lossy(c)))
+                .collect::<Vec<_>>()
+                .join("\n")
+        }
+        29 => dump(&data, 8, true, "", false),
+        30 => bits_dump(&data, 2 + per % 5),
+        31 => uuencoded(&data, per),
+        32 => data
+            .chunks(16)
+            .map(|l| {
+                let text: String =
+                    l.iter().map(|b| if (32..127).contains(b) { *b as char } else { '.' }).collect();
+                format!("{:<48}  >{text}<", l.iter().map(|x| format!(" {x:02x}")).collect::<String>())
+            })
+            .collect::<Vec<_>>()
+            .join("\n"),
+        33 => dump(&data, 2, false, indent, true).replace('\n', "\n\n"),
+        34 => data
+            .chunks(16)
+            .enumerate()
+            .map(|(n, l)| {
+                let words: String = l
+                    .chunks(2)
+                    .map(|w| format!("{:>7}", i16::from_le_bytes([w[0], w.get(1).copied().unwrap_or(0)])))
+                    .collect();
+                format!("{:07o}{words}", n * 16)
+            })
+            .collect::<Vec<_>>()
+            .join("\n"),
         14 => dump(&data, 4, true, "", false),
         15 => lines(&data.iter().map(|x| format!("{x:02x}")).collect::<Vec<_>>(), per.max(4), " ", " ", " "),
         16 => lines(
@@ -147,6 +192,68 @@ fn printed(secret: &str, which: usize, prefix: &[u8], per: usize, indent: &str) 
     }
 }
 
+/// Prefixes a program or a log collector writes before each line (adv21-5): a time stamp
+/// (`ts`, `docker logs -t`), a CRI log line's, quotes, indentation beyond 64 blanks, a
+/// logger's words.
+const LINE_PREFIXES: &[&str] = &[
+    "Dec 07 10:00:00 ",
+    "2026-12-07T10:00:00.123456789Z ",
+    "2026-12-07T10:00:00.1Z stdout F ",
+    "> ",
+    "> > > ",
+    "                                                                                 ",
+    "2026-12-07 10:00:00,123 INFO app.auth - ",
+    "[pod/web-1/app] ",
+];
+
+/// `xxd -b`: an offset, `per` bytes a line in bits, the character column.
+fn bits_dump(data: &[u8], per: usize) -> String {
+    data.chunks(per)
+        .enumerate()
+        .map(|(n, l)| {
+            let bits: Vec<String> = l.iter().map(|b| format!("{b:08b}")).collect();
+            let text: String =
+                l.iter().map(|b| if (32..127).contains(b) { *b as char } else { '.' }).collect();
+            format!("{:08x}: {:<w$}  {text}", n * per, bits.join(" "), w = per * 9 - 1)
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The uuencode alphabet with `` ` `` for zero.
+fn uu_char(v: u32) -> char {
+    if v == 0 { '`' } else { char::from(32 + (v & 63) as u8) }
+}
+
+/// Uuencoded lines of `data` after `33 + per` bytes of other data (the value's place in the
+/// lines changes): 45 bytes a line, each after its length character.
+fn uuencoded(data: &[u8], per: usize) -> String {
+    let mut all = vec![b'x'; 33 + per];
+    all.extend_from_slice(data);
+    let mut out = vec!["begin 600 token.txt".to_string()];
+    for line in all.chunks(45) {
+        let mut text = String::new();
+        text.push(uu_char(u32::try_from(line.len()).unwrap_or(0)));
+        text.push_str(&uu_body(line));
+        out.push(text);
+    }
+    out.push("`".to_string());
+    out.push("end".to_string());
+    out.join("\n")
+}
+
+/// The uuencode of `data` without length characters.
+fn uu_body(data: &[u8]) -> String {
+    let mut text = String::new();
+    for g in data.chunks(3) {
+        let n = g.iter().enumerate().fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
+        for i in 0..4 {
+            text.push(uu_char((n >> (18 - 6 * i)) & 63));
+        }
+    }
+    text
+}
+
 /// The letters and digits of a text.
 fn alnum(text: &str) -> String {
     text.chars().filter(char::is_ascii_alphanumeric).collect()
@@ -154,13 +261,19 @@ fn alnum(text: &str) -> String {
 
 /// Every window of 8 letters and digits of the forms a leak of `secret` in `printed` form
 /// `which` would leave.
-fn windows(secret: &str, which: usize, printed_form: &str, prefix: &[u8]) -> Vec<String> {
+fn windows(secret: &str, which: usize, printed_form: &str, prefix: &[u8], per: usize) -> Vec<String> {
     let b = secret.as_bytes();
     let mut forms = vec![secret.to_string(), hex(b)];
+    // The documented limit: a non-ASCII value in `od -An -tx1z`, its bytes on one line, is
+    // found by the first pass in the hex (spaced hex is a form), which leaves no dump line;
+    // the column shows its other characters as `.`, and the rest of them stays.
+    if which == 32 && !secret.is_ascii() {
+        forms.remove(0);
+    }
     let mut out = Vec::new();
-    if which <= 4 {
+    if which <= 4 || which == 21 || which == 22 {
         forms.push(printed_form.to_string());
-    } else if which <= 12 {
+    } else if which <= 12 || (23..=26).contains(&which) {
         // An escape on every character: three escapes together (eight letters and digits
         // of `&#0045;&#0058;` are two characters of the value, which a match that ends at the
         // last value character may leave when they are separators).
@@ -175,21 +288,52 @@ fn windows(secret: &str, which: usize, printed_form: &str, prefix: &[u8]) -> Vec
             out.push(alnum(&w.concat()));
         }
     }
-    if which == 13 || which == 14 {
-        let width = if which == 13 { 2 } else { 4 };
+    if which == 13 || which == 14 || which == 29 {
+        let width = match which {
+            13 => 2,
+            14 => 4,
+            _ => 8,
+        };
         let start = (width - prefix.len() % width) % width;
         let words: Vec<u8> =
             b[start.min(b.len())..].chunks_exact(width).flat_map(|w| w.iter().rev().copied()).collect();
         forms.push(hex(&words));
     }
-    if which == 19 {
+    if which == 19 || which == 27 {
         let mut data = prefix.to_vec();
         data.extend_from_slice(b);
         let enc = base64(&data);
         forms.push(enc[(prefix.len() * 8).div_ceil(6)..(data.len() * 8) / 6].to_string());
     }
+    if which == 31 {
+        // The uuencode of the whole data; the characters that come from the value alone.
+        let skip = 33 + per + prefix.len();
+        let mut data = vec![b'x'; skip];
+        data.extend_from_slice(b);
+        let enc = uu_body(&data);
+        forms.push(enc[(skip * 8).div_ceil(6)..(data.len() * 8) / 6].to_string());
+    }
+    if which == 30 {
+        // Bits: eight of them are one byte, which any data may hold; three bytes together.
+        let bits: Vec<char> = b.iter().map(|x| format!("{x:08b}")).collect::<String>().chars().collect();
+        for w in bits.windows(24.min(bits.len())) {
+            out.push(w.iter().collect());
+        }
+    }
+    if which == 34 {
+        let start = prefix.len() % 2;
+        let words: String = b[start.min(b.len())..]
+            .chunks_exact(2)
+            .map(|w| i16::from_le_bytes([w[0], w[1]]).to_string())
+            .collect();
+        forms.push(words);
+    }
     for f in forms {
         let chars: Vec<char> = alnum(&f).chars().collect();
+        // No complete word of the value (a short one in 64-bit words): no form.
+        if chars.is_empty() {
+            continue;
+        }
         for w in chars.windows(8.min(chars.len())) {
             out.push(w.iter().collect());
         }
@@ -220,7 +364,7 @@ proptest! {
     #[test]
     fn no_decoded_form_survives(
         secret in secret_strategy(),
-        which in 0usize..21,
+        which in 0usize..35,
         prefix in proptest::collection::vec(any::<u8>(), 0..4),
         per in 2usize..24,
         indent in proptest::sample::select(vec!["", "  ", "    ", "\t", "        "]),
@@ -236,7 +380,7 @@ proptest! {
         let out = stream(&r, text.as_bytes(), &cuts);
         let out = String::from_utf8_lossy(&out).into_owned();
         prop_assert!(out.contains("<secret:S>"), "{text:?} -> {out:?}");
-        let bad = windows(&secret, which, &form, &prefix);
+        let bad = windows(&secret, which, &form, &prefix, per);
         for line in out.lines() {
             let seen = alnum(line);
             for w in &bad {
@@ -270,6 +414,16 @@ proptest! {
                 "\n ([0-9a-f]{2} ){1,16}",
                 "\n(   [a-z.\\\\]){1,16}",
                 "[A-Za-z0-9+/]{4,40}={0,2}",
+                Just("_".to_string()), Just("+".to_string()), Just("<".to_string()), Just(">".to_string()),
+                "\\\\x\\{[0-9a-f]{2,4}\\}",
+                "\\\\u\\{[0-9A-F]{2,5}\\}",
+                "\\\\[0-9a-f]{1,6} ?",
+                "\n(Dec 07 10:00:0[0-9] |2026-12-07T10:00:00\\.[0-9]{1,9}Z (stdout F )?|(> ){1,3}| {65,90})[A-Za-z0-9+/]{8,76}={0,2}",
+                "\n[0-9a-f]{8}: ([01]{8} ){1,6} ",
+                "\n ([0-9a-f]{2} ){1,16} >[a-z.]{1,16}<",
+                "\n[0-7]{7}( {1,2}-?[0-9]{1,5}){1,8}",
+                "\nM[!-_`]{60}",
+                "\n\n",
             ],
             0..40,
         ),
@@ -301,6 +455,18 @@ fn real_world_text_is_unchanged() {
         "10.0.0.1 - - [07/Dec/2026:08:00:00 +0000] \"GET /a/b.c-d HTTP/1.1\" 200 512 \"-\" \"curl/8.5.0\"\n",
         "    fn main() {\n        let x = a.b().c(d - e) / f;\n    }\n",
         "version=1.2.3-rc.4+build.5 sha=3b1f0e8a9c7d6e5f4a3b2c1d0e9f8a7b\n",
+        // adv21: the shapes the new rules read, of other data.
+        "2026-12-07T10:00:00.123456789Z GET /healthz 200 trace=4bf92f3577b34da6a3ce929d0e0e4736\n\
+         2026-12-07T10:00:00.223456789Z GET /healthz 200 trace=00f067aa0ba902b7a3ce929d0e0e4736\n",
+        "2026-12-07T10:00:00.1Z stdout F Starting worker pid=42 queue=default_high_priority\n",
+        "> On Mon, Dec 7, Alice wrote:\n> > the key_rotation_job ran at 10:00 + 5m\n",
+        "a::before { content: \"\\201C\"; } .x { font: 12px/1.5 \\5FAE\\8F6F; }\n",
+        "let c = '\\u{1F600}'; my $s = \"\\x{263A}\";\n",
+        " 64 65 70 6c 6f 79 20 76 31 2e 34 32 0a           >deploy v1.42.<\n",
+        "00000000: 01100100 01100101 01110000 01101100 01101111 01111001  deploy\n",
+        "0000000  25956  27760  31087  30240  11825  12852     10\n0000016\n",
+        "begin 644 notes.txt\nM9&5P;&]Y('8Q+C0R(&]N(&5U+7=E<W0M,2P@,3(@<&]D<R!R96%D>2!A;F0@\n`\nend\n",
+        "snake_case_name + other_name_here + CONSTANT_VALUE_42\n",
     ];
     let r = Redactor::from_values([
         ("A", "S3cr3tValue-Zq9xW7"),
