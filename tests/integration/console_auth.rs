@@ -1192,3 +1192,65 @@ fn a_runbook_that_names_the_store_never_splits_the_console_from_it() {
     assert_ne!(run.code, 0, "{}", run.stdout);
     assert!(run.stderr.contains("a file of the state store"), "{}", run.stderr);
 }
+
+/// The records of `run` in the store, counted with SQL (what `audit` reads would not count a
+/// journal that fails verification the same way).
+fn stored_records(state: &str, run: &str) -> String {
+    let out = Command::new("sqlite3")
+        .arg(state)
+        .arg(format!("SELECT count(*) FROM events WHERE run_id = '{run}'"))
+        .output()
+        .expect("sqlite3");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Red team adv22 F3 (promise 6): a decision is judged against the run's journal, so never
+/// against one that fails verification. An edited request named an outsider as an approver:
+/// the CLI's `approve` then accepted him, and the console's approvals page offered him a
+/// form for a run whose own page said BROKEN. Both now refuse, and nothing is added.
+#[test]
+fn no_decision_is_judged_against_or_added_to_a_journal_that_fails_verification() {
+    let scratch = Scratch::new(GATE);
+    ok(&scratch.run(&["--yes"], &[("RUNBOOK_OPERATOR", "alice")]), 4);
+    let run = scratch.latest_run();
+    let (dir, state) = (scratch.path(), scratch.state());
+    let approve = ["approve", &run, "sign_off", "--input", "ticket=OPS-1", "--as", "mallory"];
+    let outsider = scratch.cmd(&approve, &[]);
+    assert_ne!(outsider.code, 0, "an outsider approved: {outsider:?}");
+    let mallory = add_token(dir, &state, "mallory");
+    // The request, edited: mallory where dave was.
+    let edit = format!(
+        "DROP TRIGGER events_no_update; UPDATE events SET body = replace(body, '\"dave\"', '\"mallory\"') \
+         WHERE run_id = '{run}' AND kind = 'approval_requested';"
+    );
+    let out = Command::new("sqlite3").arg(&state).arg(&edit).output().expect("sqlite3");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_ne!(scratch.cmd(&["audit", "verify", &run], &[]).code, 0, "the edit is not detected");
+    let before = stored_records(&state, &run);
+
+    let cli = scratch.cmd(&approve, &[]);
+    assert_ne!(cli.code, 0, "approved against an edited journal: {cli:?}");
+    assert!(cli.stderr.contains("fails verification"), "{}", cli.stderr);
+    insta::assert_snapshot!("approve_broken_journal", cli.stderr.replace(&run, "[run]"));
+    assert_eq!(stored_records(&state, &run), before, "a record was added to a broken journal");
+
+    let served = serve(dir, &state, &["--auth", "token"]);
+    let session = served.login(&mallory);
+    let page = served.get_as("/approvals", &session);
+    assert_eq!(page.status, 200);
+    assert!(
+        !page.body.contains("Ship release 42?"),
+        "a broken run waits on the approvals page: {}",
+        page.body
+    );
+    assert!(!page.body.contains("name=\"decision\""), "a form for a broken run: {}", page.body);
+    // The form as it would be posted (the CSRF token of the sign-out form): refused.
+    let csrf = csrf_of(&page.body);
+    let r = served.post_form(
+        &format!("/runs/{run}/approvals/sign_off"),
+        Some(&session),
+        &format!("decision=approve&input.ticket=OPS-1&csrf={csrf}"),
+    );
+    assert_ne!(r.status, 303, "the console recorded a decision against a broken journal: {r:?}");
+    assert_eq!(stored_records(&state, &run), before, "a record was added to a broken journal");
+}

@@ -1666,6 +1666,15 @@ impl Store {
             return Err(StoreError::NoSuchRun(run_id.to_string()));
         }
         let records = Self::read_records(&mut *tx, run_id, 0).await?;
+        // A decision is judged against the journal, so only against one that verifies: an
+        // edited record could change who may decide, and nothing is added to a broken chain
+        // (red team adv22 F3; `resume` refuses such a journal too).
+        if let Err(e) = runbook_core::journal::verify(&records, None) {
+            return Err(StoreError::Refused(format!(
+                "the journal of run {run_id} fails verification at record {}: {}; a decision is neither judged against it nor added to it (`runbook audit verify {run_id}`)",
+                e.seq, e.reason
+            )));
+        }
         check(&runbook_core::journal::fold(&records)).map_err(StoreError::Refused)?;
         let mut records = self.insert(&mut tx, run_id, ts, std::slice::from_ref(event), None).await?;
         tx.commit().await?;
