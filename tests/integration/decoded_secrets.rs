@@ -17,6 +17,8 @@
 //! Red team adv21 after them: wrapped forms behind a prefix on each line (adv21-5), `_`
 //! and `+` separators, braced and CSS escapes, `od -tx8`/`-td2`, bits, uuencode across
 //! lines, `od -tx1z`, blank lines in a dump (adv21-6), a spread form over 32 KiB (adv21-7).
+//! Red team adv22 (F1, F2): `od`'s default octal words, `hexdump -o`, and od's octal and
+//! decimal 32-bit and 64-bit words.
 //!
 //! Each test fails before the fix (RUNBOOK_TEST_BIN of the older build, or the commit
 //! before). The check: no window of eight letters and digits of any form survives in the
@@ -567,6 +569,49 @@ out(tool(["xxd", "-b"], s))
 out(tool(["xxd", "-b", "-c", "4"], s))
 "#;
     check(bits, &|secret| vec![secret.as_bytes().iter().map(|x| format!("{x:08b}")).collect()]);
+}
+
+/// Red team adv22 F1, F2: `od`'s default output and `hexdump -o` (octal 16-bit words),
+/// octal 32-bit and 64-bit words (`od -to4`, `od -to8`), and decimal 32-bit and 64-bit
+/// words, signed and not (`od -i`, `od -td4`, `od -tu4`, `od -l`, `od -td8`, `od -tu8`),
+/// with offsets and without, the value at every alignment in the words, alone (its last
+/// word padded with zero bytes by `od`) or between other data.
+#[test]
+fn octal_and_decimal_words_of_od_and_hexdump_are_redacted() {
+    let script = r#"
+for prefix in [b"", b"k", b"ke", b"key", b"pass", b"passw", b"passwo", b"passwor"]:
+    for d in [prefix + s, prefix + s + b"\n"]:
+        for args in [["od"], ["od", "-o"], ["od", "-An", "-o"], ["hexdump", "-o"], ["od", "-to4"],
+                     ["od", "-Ax", "-to4"], ["od", "-An", "-to8"], ["od", "-i"], ["od", "-An", "-td4"],
+                     ["od", "-tu4"], ["od", "-An", "-tu4"], ["od", "-l"], ["od", "-An", "-td8"],
+                     ["od", "-tu8"], ["od", "-An", "-tu8"]]:
+            out(tool(args, d))
+"#;
+    check(script, &|secret| {
+        let b = secret.as_bytes();
+        let mut f = Vec::new();
+        for width in [2usize, 4, 8] {
+            for start in 0..width.min(b.len()) {
+                let words: Vec<u64> = b[start..]
+                    .chunks_exact(width)
+                    .map(|w| w.iter().rev().fold(0u64, |v, x| v << 8 | u64::from(*x)))
+                    .collect();
+                let digits = (width * 8).div_ceil(3);
+                f.push(words.iter().map(|w| format!("{w:0digits$o}")).collect());
+                f.push(words.iter().map(u64::to_string).collect());
+                let shift = 64 - 8 * width as u32;
+                f.push(words.iter().map(|w| (((*w << shift) as i64) >> shift).to_string()).collect());
+            }
+            // The value's last four or more bytes in a word of their own, which `od` pads
+            // with zero bytes when the value ends the data.
+            for k in 4..width.min(b.len()) {
+                let w = b[b.len() - k..].iter().rev().fold(0u64, |v, x| v << 8 | u64::from(*x));
+                f.push(format!("{w:0digits$o}", digits = (width * 8).div_ceil(3)));
+                f.push(w.to_string());
+            }
+        }
+        f
+    });
 }
 
 /// Red team adv21-7: a 25,000-character secret printed with a separator between its
