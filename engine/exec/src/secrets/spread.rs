@@ -27,6 +27,11 @@
 //! each line is one sequence; uuencoded lines too. More separators (`_`, `+`, `<`, `>`),
 //! braced and CSS escapes, 64-bit and decimal words, bits, and a line bound that grows with
 //! the longest pattern.
+//!
+//! Red team adv22: a dump's numbers are words of 2, 4 or 8 bytes in octal, decimal or hex
+//! (the forms are the caller's); a bare line of numbers in columns of one width is a dump
+//! line ([`numbers`]), and a dump's whole lines are read too, as `od -An`'s first word reads
+//! as an offset.
 
 use std::sync::Arc;
 
