@@ -17,6 +17,8 @@
 //! Red team adv21 after them: wrapped forms behind a prefix on each line (adv21-5), `_`
 //! and `+` separators, braced and CSS escapes, `od -tx8`/`-td2`, bits, uuencode across
 //! lines, `od -tx1z`, blank lines in a dump (adv21-6), a spread form over 32 KiB (adv21-7).
+//! Red team adv22 (F1, F2): `od`'s default octal words, `hexdump -o`, and od's octal and
+//! decimal 32-bit and 64-bit words.
 //!
 //! Each test fails before the fix (RUNBOOK_TEST_BIN of the older build, or the commit
 //! before). The check: no window of eight letters and digits of any form survives in the
@@ -137,6 +139,11 @@ fn check(script: &str, forms: &dyn Fn(&str) -> Vec<String>) {
 }
 
 fn check_one(secret: &str, script: &str, forms: &dyn Fn(&str) -> Vec<String>) {
+    check_one_window(secret, script, forms, 8);
+}
+
+/// [`check_one`] with windows of `window` letters and digits.
+fn check_one_window(secret: &str, script: &str, forms: &dyn Fn(&str) -> Vec<String>, window: usize) {
     let s = Scratch::new(RUNBOOK);
     let ordinary = format!("ORDINARY = {ORDINARY:?}\n");
     let tail = "\nout(\"ORDINARY-START\")\nfor line in ORDINARY:\n    out(line)\n";
@@ -166,7 +173,8 @@ fn check_one(secret: &str, script: &str, forms: &dyn Fn(&str) -> Vec<String>) {
     let mut windows = HashSet::new();
     for form in forms(secret) {
         let chars: Vec<char> = alnum(&form).chars().collect();
-        for w in chars.windows(8.min(chars.len())) {
+        // Eight zeros are no data (an octal word's padding: `od -to8`'s `0000000000000002433527`).
+        for w in chars.windows(window.min(chars.len())).filter(|w| w.iter().any(|c| *c != '0')) {
             windows.insert(w.iter().collect::<String>());
         }
     }
@@ -183,7 +191,7 @@ fn check_one(secret: &str, script: &str, forms: &dyn Fn(&str) -> Vec<String>) {
             // random secret: `0000000 6432636b`, three bytes of the value in a word shared
             // with other data, the documented limit, and the offset's `0` before them).
             let seen: Vec<char> = alnum(without_offset(line)).chars().collect();
-            for w in seen.windows(8) {
+            for w in seen.windows(window) {
                 let w: String = w.iter().collect();
                 assert!(
                     !windows.contains(&w),
@@ -567,6 +575,63 @@ out(tool(["xxd", "-b"], s))
 out(tool(["xxd", "-b", "-c", "4"], s))
 "#;
     check(bits, &|secret| vec![secret.as_bytes().iter().map(|x| format!("{x:08b}")).collect()]);
+}
+
+/// Red team adv22 F1, F2: `od`'s default output and `hexdump -o` (octal 16-bit words),
+/// octal 32-bit and 64-bit words (`od -to4`, `od -to8`), and decimal 32-bit and 64-bit
+/// words, signed and not (`od -i`, `od -td4`, `od -tu4`, `od -l`, `od -td8`, `od -tu8`),
+/// with offsets and without.
+///
+/// The value at a word's beginning and ending the data (`od` pads its last word with zero
+/// bytes): no twelve digits of any of its words survive (a last word with one to three
+/// bytes of it is eight octal digits or fewer). The value at every alignment between other
+/// data: no twenty-four (a word shared with other data shows up to seven bytes of the value,
+/// nineteen digits at most: the documented limit; twenty-four digits are two words).
+#[test]
+fn octal_and_decimal_words_of_od_and_hexdump_are_redacted() {
+    let tools = r#"
+TOOLS = [["od"], ["od", "-o"], ["od", "-An", "-o"], ["hexdump", "-o"], ["od", "-to4"],
+         ["od", "-Ax", "-to4"], ["od", "-An", "-to8"], ["od", "-i"], ["od", "-An", "-td4"],
+         ["od", "-tu4"], ["od", "-An", "-tu4"], ["od", "-l"], ["od", "-An", "-td8"],
+         ["od", "-tu8"], ["od", "-An", "-tu8"]]
+"#;
+    let aligned = format!(
+        "{tools}\nfor d in [s, b\"password\" + s, b\"passwordpassword\" + s]:\n    for args in TOOLS:\n        out(tool(args, d))\n"
+    );
+    let between = format!(
+        "{tools}\nfor prefix in [b\"k\", b\"ke\", b\"key\", b\"pass\", b\"passw\", b\"passwo\", b\"passwor\"]:\n    for d in [prefix + s, prefix + s + b\"\\n\"]:\n        for args in TOOLS:\n            out(tool(args, d))\n"
+    );
+    for secret in secrets() {
+        check_one_window(&secret, &aligned, &words, 12);
+        check_one_window(&secret, &between, &words, 24);
+    }
+}
+
+/// The value's words of 2, 4 and 8 bytes (little-endian) at every alignment, in octal as
+/// `od` pads it and in decimal, unsigned and signed; and its last four or more bytes in a
+/// word of their own, padded with zero bytes.
+fn words(secret: &str) -> Vec<String> {
+    let b = secret.as_bytes();
+    let mut f = Vec::new();
+    for width in [2usize, 4, 8] {
+        let digits = (width * 8).div_ceil(3);
+        for start in 0..width.min(b.len()) {
+            let words: Vec<u64> = b[start..]
+                .chunks_exact(width)
+                .map(|w| w.iter().rev().fold(0u64, |v, x| v << 8 | u64::from(*x)))
+                .collect();
+            f.push(words.iter().map(|w| format!("{w:0digits$o}")).collect());
+            f.push(words.iter().map(u64::to_string).collect());
+            let shift = 64 - 8 * width as u32;
+            f.push(words.iter().map(|w| (((*w << shift) as i64) >> shift).to_string()).collect());
+        }
+        for k in 4..width.min(b.len()) {
+            let w = b[b.len() - k..].iter().rev().fold(0u64, |v, x| v << 8 | u64::from(*x));
+            f.push(format!("{w:o}"));
+            f.push(w.to_string());
+        }
+    }
+    f
 }
 
 /// Red team adv21-7: a 25,000-character secret printed with a separator between its

@@ -983,22 +983,43 @@ fn spread_forms(value: &str) -> Vec<Vec<u8>> {
             out.extend(base64_forms(bytes, offset, alphabet));
         }
     }
-    // Little-endian words (`hexdump`, `od -x`: 16 bits; `od -tx4`: 32 bits; `od -tx8`: 64
-    // bits, adv21-6): each word's bytes swapped, at every alignment of the value in the
-    // words; 16-bit words as decimal numbers too, signed and not (`od -td2`, `od -tu2`).
-    for align in 0..2 {
-        let words: Vec<u16> = bytes[align.min(bytes.len())..]
-            .chunks_exact(2)
-            .map(|w| u16::from_le_bytes([w[0], w[1]]))
-            .collect();
-        out.push(words.iter().map(u16::to_string).collect::<String>().into_bytes());
-        out.push(
-            words
-                .iter()
-                .map(|w| i16::from_le_bytes(w.to_le_bytes()).to_string())
-                .collect::<String>()
-                .into_bytes(),
-        );
+    // A dump's numbers are words of 2, 4 or 8 bytes, little-endian, in base 8, 10 or 16
+    // (one rule, not one pattern per tool: red team adv21-6, adv22 F1, F2): the value's
+    // whole words at every alignment, in octal as `od` pads it (`od`, `od -o`, `hexdump -o`:
+    // six digits; `od -to4`: eleven; `od -to8`: twenty-two) and in decimal, unsigned and
+    // signed (`od -td2`, `-tu2`, `od -i`, `-tu4`, `od -l`, `-tu8`); the hex forms follow.
+    // A value that ends the data ends in a word `od` pads with zero bytes: the whole words
+    // with that word after them, and that word alone when it holds four or more bytes of
+    // the value, are forms too.
+    for width in [2usize, 4, 8] {
+        let numbers = |words: &[u64]| -> [Vec<u8>; 3] {
+            let digits = (width * 8).div_ceil(3);
+            let shift = 64 - 8 * u32::try_from(width).unwrap_or(8);
+            [
+                words.iter().map(|w| format!("{w:0digits$o}")).collect::<String>().into_bytes(),
+                words.iter().map(u64::to_string).collect::<String>().into_bytes(),
+                // Signed: the word's top bit is its sign (the `-` is a separator).
+                words
+                    .iter()
+                    .map(|w| (i64::from_ne_bytes((w << shift).to_ne_bytes()) >> shift).to_string())
+                    .collect::<String>()
+                    .into_bytes(),
+            ]
+        };
+        let word = |w: &[u8]| w.iter().rev().fold(0u64, |v, b| v << 8 | u64::from(*b));
+        for start in 0..width.min(bytes.len()) {
+            let chunks = bytes[start..].chunks_exact(width);
+            let rest = chunks.remainder();
+            let mut words: Vec<u64> = chunks.map(word).collect();
+            out.extend(numbers(&words));
+            if !rest.is_empty() && !words.is_empty() {
+                words.push(word(rest));
+                out.extend(numbers(&words));
+            }
+        }
+        for k in 4..width.min(bytes.len()) {
+            out.extend(numbers(&[word(&bytes[bytes.len() - k..])]));
+        }
     }
     // A 64-bit word shared with other data holds up to seven bytes of the value: the bytes
     // of the value it holds, swapped, are a form when they are four or more (eight hex

@@ -27,6 +27,11 @@
 //! each line is one sequence; uuencoded lines too. More separators (`_`, `+`, `<`, `>`),
 //! braced and CSS escapes, 64-bit and decimal words, bits, and a line bound that grows with
 //! the longest pattern.
+//!
+//! Red team adv22: a dump's numbers are words of 2, 4 or 8 bytes in octal, decimal or hex
+//! (the forms are the caller's); a bare line of numbers in columns of one width is a dump
+//! line ([`numbers`]), and a dump's whole lines are read too, as `od -An`'s first word reads
+//! as an offset.
 
 use std::sync::Arc;
 
@@ -591,8 +596,13 @@ fn dump_from(line: &[u8], start: usize, end: usize, min_hex: usize) -> Option<(V
 fn bare_dump(line: &[u8], first: usize, end: usize, min: usize) -> Option<(Vec<Span>, Span)> {
     // Hex groups and `od -c` cells first (a line of digits alone is cells: `od -c` of `0`);
     // else bytes as decimal numbers.
-    hex_or_cells(line, first, end, min)
-        .or_else(|| byte_numbers(line, first, end).filter(|n| n.len() >= min).map(|n| (n, (end, end))))
+    hex_or_cells(line, first, end, min).or_else(|| {
+        let (numbers, bytes) = numbers(line, first, end)?;
+        // Bytes (`od -An -tu1`) begin a dump as hex groups do; words in `od`'s columns of
+        // one width (`od -An -tu8`: two a line) begin one from two.
+        let min = if bytes { min } else { min.min(2) };
+        (numbers.len() >= min).then_some((numbers, (end, end)))
+    })
 }
 
 /// [`bare_dump`]'s hex groups (`od -An -tx1`, `xxd -p -c1`), perhaps followed by two blanks
@@ -630,12 +640,20 @@ fn hex_or_cells(line: &[u8], first: usize, end: usize, min: usize) -> Option<(Ve
     }
 }
 
-/// A line of bytes written as decimal numbers (`od -An -tu1`, a list of bytes printed over
-/// lines; red team adv20-2): every token 1 to 3 digits, at most 377 (octal `od -b` too),
-/// perhaps before a `,`. Their digits are read as one sequence across the lines, as hex
-/// groups are; the decimal and octal forms of a value are spread forms.
-fn byte_numbers(line: &[u8], first: usize, end: usize) -> Option<Vec<Span>> {
+/// A line of numbers without offsets (red team adv20-2, adv22 F1, F2), each perhaps before
+/// a `,`: bytes (`od -An -tu1`, a list of bytes printed over lines: every token 1 to 3
+/// digits, at most 377, octal `od -b` too; the second value is true), or words (`od -An`
+/// with `-o`, `-td4`, `-tu8`...: up to 22 digits, perhaps after a `-`, right-aligned in
+/// columns of one width, as `od` prints them; a table of counts is not). Their digits are
+/// read as one sequence across the lines, as hex groups are; a value's numbers are spread
+/// forms.
+fn numbers(line: &[u8], first: usize, end: usize) -> Option<(Vec<Span>, bool)> {
     let mut spans = Vec::new();
+    let mut bytes = true;
+    let mut width = None;
+    // The first column begins at the line's beginning (`od` pads it as the others).
+    let mut last_end = 0;
+    let mut even = true;
     let mut i = first;
     while i < end {
         let t = i;
@@ -646,19 +664,23 @@ fn byte_numbers(line: &[u8], first: usize, end: usize) -> Option<Vec<Span>> {
         if e > t && line[e - 1] == b',' {
             e -= 1;
         }
-        let digits = &line[t..e];
-        let small = (1..=3).contains(&digits.len())
-            && digits.iter().all(u8::is_ascii_digit)
-            && std::str::from_utf8(digits).ok()?.parse::<u16>().ok()? <= 377;
-        if !small {
+        let s = t + usize::from(line[t] == b'-');
+        let digits = &line[s..e];
+        if !(1..=22).contains(&digits.len()) || !digits.iter().all(u8::is_ascii_digit) {
             return None;
         }
-        spans.push((t, e));
+        bytes &= s == t && digits.len() <= 3 && std::str::from_utf8(digits).ok()?.parse::<u16>().ok()? <= 377;
+        // The columns: each number ends one width after the one before it.
+        let w = i - last_end;
+        even &= width.is_none_or(|x| x == w);
+        width = Some(w);
+        last_end = i;
+        spans.push((s, e));
         while i < end && line[i].is_ascii_whitespace() {
             i += 1;
         }
     }
-    Some(spans)
+    (bytes || even).then_some((spans, bytes))
 }
 
 /// A cell of `od -c`: one character (perhaps several bytes of UTF-8), a backslash escape,
@@ -919,6 +941,8 @@ fn dump_ranges(spread: &Spread, block: &[u8]) -> (Vec<Marked>, Vec<Span>) {
     let mut hex_col: Vec<Option<usize>> = Vec::new();
     let mut both_view = Vec::new();
     let mut both_map = Vec::new();
+    let mut line_view = Vec::new();
+    let mut line_map = Vec::new();
     let mut at = 0;
     let mut line_no = 0usize;
     let mut line_ids = vec![0usize; block.len()];
@@ -936,6 +960,15 @@ fn dump_ranges(spread: &Spread, block: &[u8]) -> (Vec<Marked>, Vec<Span>) {
                 if !is_separator(*b) {
                     both_view.push(*b);
                     both_map.push(at + k);
+                }
+            }
+            // And whole lines, what reads as an offset too: in a dump without offsets a
+            // first number of six or more digits is a word (`od -An -o`'s `072523`,
+            // `od -An -tu4`'s `863008083`: red team adv22 F1, F2).
+            for (k, b) in line.iter().enumerate().take(ce) {
+                if !is_separator(*b) {
+                    line_view.push(*b);
+                    line_map.push(at + k);
                 }
             }
             // A character column with one character a byte of the hex column (`xxd`,
@@ -1002,9 +1035,12 @@ fn dump_ranges(spread: &Spread, block: &[u8]) -> (Vec<Marked>, Vec<Span>) {
     }
     let mut ranges = Vec::new();
     let mut extents = Vec::new();
-    for (is_hex, view, map) in
-        [(true, &hex_view, &hex_map), (false, &char_view, &char_map), (false, &both_view, &both_map)]
-    {
+    for (is_hex, view, map) in [
+        (true, &hex_view, &hex_map),
+        (false, &char_view, &char_map),
+        (false, &both_view, &both_map),
+        (false, &line_view, &line_map),
+    ] {
         for (s, e, mark) in spread.find(view) {
             extents.push((map[s], map[e - 1] + 1));
             pieces(&map[s..e], &line_ids, &mark, &mut ranges);

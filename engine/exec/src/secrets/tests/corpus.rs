@@ -3,7 +3,8 @@
 //! character, little-endian words, dumps without offsets or with prefixes, indented
 //! wrapping, UTF-16, uuencode; red team adv21: `_`/`+`, braced and CSS escapes, wrapped
 //! forms behind line prefixes, `od -tx8`/`-td2`, bits, uuencode lines, `>...<` columns,
-//! blank lines in a dump) × wrapping and indentation × chunk cuts; and ordinary text
+//! blank lines in a dump; red team adv22: `od`'s octal and decimal words of 2, 4 and 8 bytes)
+//! × wrapping and indentation × chunk cuts; and ordinary text
 //! with the same punctuation, escapes and indentation, which must come out byte for byte.
 //! The forms are written here, independently of the redactor's code.
 
@@ -163,6 +164,9 @@ fn printed(secret: &str, which: usize, prefix: &[u8], per: usize, indent: &str) 
             })
             .collect::<Vec<_>>()
             .join("\n"),
+        // Red team adv22 F1, F2: `od`'s words in octal (its default), unsigned and signed
+        // decimal, of 2, 4 or 8 bytes, with an offset column or without (`od -An`).
+        35..=37 => od_words(&data, WIDTHS[per % 3], which - 35, (per / 3).is_multiple_of(2)),
         14 => dump(&data, 4, true, "", false),
         15 => lines(&data.iter().map(|x| format!("{x:02x}")).collect::<Vec<_>>(), per.max(4), " ", " ", " "),
         16 => lines(
@@ -190,6 +194,46 @@ fn printed(secret: &str, which: usize, prefix: &[u8], per: usize, indent: &str) 
             lines(&cut, 1, indent, &format!("{indent} "), "")
         }
     }
+}
+
+/// The widths of `od`'s words, in bytes.
+const WIDTHS: [usize; 3] = [2, 4, 8];
+
+/// A word of `width` bytes, little-endian, as `od` writes it: `base` 0 octal padded with
+/// zeros, 1 unsigned decimal, 2 signed decimal.
+fn od_word(w: &[u8], width: usize, base: usize) -> String {
+    let mut bytes = [0u8; 8];
+    bytes[..w.len()].copy_from_slice(w);
+    let v = u64::from_le_bytes(bytes);
+    let shift = 64 - 8 * width as u32;
+    match base {
+        0 => format!("{v:0digits$o}", digits = (width * 8).div_ceil(3)),
+        1 => v.to_string(),
+        _ => ((i64::from_le_bytes(bytes) << shift) >> shift).to_string(),
+    }
+}
+
+/// `od -t{o,u,d}{width}` of `data`: 16 bytes a line, each word right-aligned in a column of
+/// one width, the last word padded with zero bytes, an octal offset column or none.
+fn od_words(data: &[u8], width: usize, base: usize, offsets: bool) -> String {
+    let column = match base {
+        0 => (width * 8).div_ceil(3) + 1,
+        1 => [6, 11, 21][width.trailing_zeros() as usize - 1],
+        _ => [7, 12, 21][width.trailing_zeros() as usize - 1],
+    };
+    let mut out: Vec<String> = data
+        .chunks(16)
+        .enumerate()
+        .map(|(n, l)| {
+            let words: String =
+                l.chunks(width).map(|w| format!("{:>column$}", od_word(w, width, base))).collect();
+            if offsets { format!("{:07o}{words}", n * 16) } else { words }
+        })
+        .collect();
+    if offsets {
+        out.push(format!("{:07o}", data.len()));
+    }
+    out.join("\n")
 }
 
 /// Prefixes a program or a log collector writes before each line (adv21-5): a time stamp
@@ -328,6 +372,26 @@ fn windows(secret: &str, which: usize, printed_form: &str, prefix: &[u8], per: u
             .collect();
         forms.push(words);
     }
+    if (35..=37).contains(&which) {
+        // The value's whole words, and its last word padded with zero bytes. A word shared
+        // with the prefix shows up to seven bytes of the value (the documented limit), and
+        // its digits may be those of the value's words at another alignment (octal repeats
+        // every three bytes): windows then span two numbers. A last word with three bytes
+        // of the value or fewer is up to eight digits: windows of twelve.
+        let width = WIDTHS[per % 3];
+        let base = which - 35;
+        let start = (width - prefix.len() % width) % width;
+        let mut form = String::new();
+        for w in b[start.min(b.len())..].chunks(width) {
+            form.push_str(&od_word(w, width, base));
+        }
+        let digits = [[6, 5, 5], [11, 10, 10], [22, 20, 20]][per % 3][base];
+        let window = if start == 0 { 12 } else { digits + 2 };
+        let chars: Vec<char> = form.chars().filter(char::is_ascii_digit).collect();
+        for w in chars.windows(window.min(chars.len())).filter(|w| w.iter().any(|c| *c != '0')) {
+            out.push(w.iter().collect());
+        }
+    }
     for f in forms {
         let chars: Vec<char> = alnum(&f).chars().collect();
         // No complete word of the value (a short one in 64-bit words): no form.
@@ -364,7 +428,7 @@ proptest! {
     #[test]
     fn no_decoded_form_survives(
         secret in secret_strategy(),
-        which in 0usize..35,
+        which in 0usize..38,
         prefix in proptest::collection::vec(any::<u8>(), 0..4),
         per in 2usize..24,
         indent in proptest::sample::select(vec!["", "  ", "    ", "\t", "        "]),
@@ -422,6 +486,8 @@ proptest! {
                 "\n[0-9a-f]{8}: ([01]{8} ){1,6} ",
                 "\n ([0-9a-f]{2} ){1,16} >[a-z.]{1,16}<",
                 "\n[0-7]{7}( {1,2}-?[0-9]{1,5}){1,8}",
+                "\n([0-7]{7})?( {1,12}-?[0-9]{1,22}){1,8}",
+                "\n( {1,12}-?[0-9]{1,22}){1,8}",
                 "\nM[!-_`]{60}",
                 "\n\n",
             ],
@@ -465,6 +531,11 @@ fn real_world_text_is_unchanged() {
         " 64 65 70 6c 6f 79 20 76 31 2e 34 32 0a           >deploy v1.42.<\n",
         "00000000: 01100100 01100101 01110000 01101100 01101111 01111001  deploy\n",
         "0000000  25956  27760  31087  30240  11825  12852     10\n0000016\n",
+        // adv22: od's words of other data, and tables of numbers.
+        "0000000 062544 066160 074557 073040 027061 031064 000012\n0000016\n",
+        "  1819305316  1981971823   875900465          10\n",
+        "  8511922839498475876                  680497\n",
+        " 1  0      0 812344  20480 403124    0    0     3    12  101  202  2  1 97  0  0\n",
         "begin 644 notes.txt\nM9&5P;&]Y('8Q+C0R(&]N(&5U+7=E<W0M,2P@,3(@<&]D<R!R96%D>2!A;F0@\n`\nend\n",
         "snake_case_name + other_name_here + CONSTANT_VALUE_42\n",
     ];
