@@ -214,11 +214,17 @@ pub struct WorkerArgs<'a> {
 }
 
 pub fn worker(args: WorkerArgs<'_>, state: Option<&str>) -> CliResult {
+    // Taken first: pinning the schedules' plans takes a moment (seconds on a loaded host), and
+    // a due time in it must still fire.
+    let started = std::time::SystemTime::now();
     let WorkerArgs { concurrency, labels, poll, grace, schedules } = args;
     let location = crate::state::location(state);
     // A schedules file with any problem stops the worker before it starts: nothing fires
     // from a file that `check` refuses.
-    let firing = schedules.map(crate::schedules::Firing::load).transpose()?.map(|f| f.polling_every(poll));
+    let firing = schedules
+        .map(|f| crate::schedules::Firing::load(f, started))
+        .transpose()?
+        .map(|f| f.polling_every(poll));
     let name = format!(
         "worker {} (pid {} on {})",
         crate::identity::operator(),

@@ -557,7 +557,8 @@ pub struct Firing {
     schedules: Vec<Schedule>,
     /// For each schedule (same order), its plan pinned at the worker's start, or why none.
     pinned: Vec<Result<Pinned, String>>,
-    /// When this worker started: a schedule that never fired fires its due times after it.
+    /// When this worker started (before its schedules were read and pinned, which takes a
+    /// moment): a schedule that never fired fires its due times after it.
     since: DateTime<Utc>,
     /// The schedules whose change this worker has already notified.
     changed: std::sync::Mutex<std::collections::BTreeSet<String>>,
@@ -590,8 +591,9 @@ const CHANGED: &str =
 
 impl Firing {
     /// The schedules of `file`, refused with every problem if `check` would refuse it, each
-    /// with its plan pinned (or the reason it cannot be, printed once here).
-    pub fn load(file: &Path) -> Result<Firing, CliError> {
+    /// with its plan pinned (or the reason it cannot be, printed once here), for a worker
+    /// that started at `since`: a due time that passes while the plans are pinned still fires.
+    pub fn load(file: &Path, since: std::time::SystemTime) -> Result<Firing, CliError> {
         let schedules = read_valid(file)?;
         let folder =
             file.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
@@ -608,7 +610,7 @@ impl Firing {
             root,
             schedules,
             pinned,
-            since: DateTime::<Utc>::from(std::time::SystemTime::now()),
+            since: DateTime::<Utc>::from(since),
             changed: std::sync::Mutex::default(),
             late: LATE,
             warned_future: std::sync::Mutex::default(),

@@ -102,7 +102,7 @@ fn the_inmova_daily_backup_fires_once_through_the_queue(shape: Shape) {
     // An offset (not a start time) so that the engines it starts keep the same clock.
     let offset = format!("{:+}", (due - chrono::Duration::seconds(3) - chrono::Utc::now()).num_seconds());
     let log = dir.join("worker.out");
-    let mut worker = std::process::Command::new(crate::support::bin())
+    let worker = std::process::Command::new(crate::support::bin())
         .args([
             "worker",
             "--schedules",
@@ -122,6 +122,7 @@ fn the_inmova_daily_backup_fires_once_through_the_queue(shape: Shape) {
         .stderr(std::fs::File::create(dir.join("worker.err")).expect("log"))
         .spawn()
         .expect("the worker (apt package faketime)");
+    let worker = crate::support::KillOnDrop(worker);
     let rb = |args: &[&str]| -> Output {
         let mut all = args.to_vec();
         all.extend(["--state", &state]);
@@ -142,8 +143,7 @@ fn the_inmova_daily_backup_fires_once_through_the_queue(shape: Shape) {
         assert!(Instant::now() < deadline, "the fired run did not end:\n{text}\n{err}");
         std::thread::sleep(Duration::from_millis(200));
     };
-    crate::support::kill9(worker.id());
-    let _ = worker.wait();
+    drop(worker);
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     assert_eq!(run["status"], "succeeded", "{run}\n{text}");
     let run_id = run["run_id"].as_str().expect("run id").to_string();

@@ -951,6 +951,60 @@ fn catch_up_latest_after_a_long_downtime_fires_only_the_latest() {
     assert!(dues.windows(2).all(|w| w[0] < w[1]), "{text}");
 }
 
+/// CI stop 25: a due time that passes while a starting worker reads its schedules and pins
+/// their plans still fires. Pinning takes a moment (here: schedules whose runbook has 2,000
+/// steps; seconds on a loaded host), and the worker took "its start" after it, so a due
+/// time in that moment never fired, in silence. The worker's clock starts about a second
+/// before a whole minute (libfaketime); `tick` is due at every whole minute.
+#[test]
+fn a_due_time_that_passes_while_the_worker_pins_its_plans_fires() {
+    use std::fmt::Write as _;
+    let mut text =
+        "[schedule.tick]\nrunbook = \"backup.toml\"\nparams = { environment = \"staging\" }\ncron = \"0 * * * * *\"\ntime-zone = \"UTC\"\n"
+            .to_string();
+    for i in 0..6 {
+        let _ = write!(
+            text,
+            "[schedule.slow{i}]\nrunbook = \"big.toml\"\nparams = {{ environment = \"staging\" }}\ncron = \"0 0 1 1 *\"\ntime-zone = \"UTC\"\n"
+        );
+    }
+    let dir = folder(&text);
+    let mut big = "[runbook]\nname = \"big\"\n[params.environment]\ntype = \"string\"\n".to_string();
+    for i in 0..2000 {
+        let _ = write!(big, "[steps.s{i}]\nrun = \"echo {{{{ params.environment }}}} {i}\"\n");
+    }
+    std::fs::write(dir.path().join("big.toml"), big).expect("big runbook");
+    let state = dir.path().join("st.db").display().to_string();
+    let host = dir.path().join("host").display().to_string();
+    let env = [("RUNBOOK_TEST_SCHEDULE_SECONDS", "1"), ("XDG_STATE_HOME", host.as_str())];
+    ok(&run_in_with_env(dir.path(), &["state", "migrate", "--state", &state], &env), 0);
+    // Start at the beginning of a second of the real clock (the offset is whole seconds, so
+    // the worker's clock then starts 0.9 to 1 second before its next whole minute).
+    let now = loop {
+        let now = chrono::Utc::now();
+        if now.timestamp_subsec_millis() < 100 {
+            break now;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    let minute = now.timestamp() - now.timestamp() % 60 + 120;
+    let offset = format!("{:+}", minute - 1 - now.timestamp());
+    let due = chrono::DateTime::from_timestamp(minute, 0)
+        .expect("due")
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let log = dir.path().join("worker.out");
+    let spawned = std::time::Instant::now();
+    let worker = crate::support::KillOnDrop(spawn_skewed(dir.path(), &state, &env, &log, &offset));
+    let serving = wait_log(&log, "the worker never started", |t| t.contains(" serving "));
+    let loading = spawned.elapsed();
+    let text = wait_log(&log, "the due time fired nothing", |t| t.contains(": queued run "));
+    drop(worker);
+    // The premise: the worker took longer to start than the second before the due time.
+    assert!(loading > std::time::Duration::from_millis(1500), "the worker started in {loading:?}: {serving}");
+    let first = text.lines().find(|l| l.contains(": queued run ")).unwrap_or_default();
+    assert!(first.starts_with(&format!("schedule tick due {due}: queued run ")), "{text}");
+}
+
 /// adv17a S3: a worker whose clock was a year ahead (`faketime +365d`) recorded due times
 /// and successes in the future; once the clock is right again, a worker does not resume
 /// from them (it fires today's due times), says so once, and `schedules --state` shows no

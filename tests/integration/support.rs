@@ -276,6 +276,17 @@ pub fn kill9(pid: u32) {
         .expect("SIGKILL");
 }
 
+/// A child process killed (SIGKILL) and reaped when dropped, so that a failing test leaves
+/// no worker behind polling a deleted store.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// `runbook plan FILE --params-file PARAMS` from the repository root, as the review page and
 /// as the JSON plan.
 pub fn with_params(file: &str, params: &str) -> (String, serde_json::Value) {
