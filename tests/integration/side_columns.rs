@@ -408,6 +408,54 @@ run = "true"
     assert_eq!(s.read("seen.txt"), "value-unset-end");
 }
 
+/// Red team adv22 F4 (promise 5): the bound is the run's, not each secret's. Secrets under
+/// 32 KiB each but over it together (here two of 20 KiB, and one of them in an included
+/// runbook) are refused before anything runs, naming the secret that goes past; before,
+/// each was accepted and every one cost about 0.45 GB (three: 1.26 GB for `echo hi`).
+#[test]
+fn secrets_over_the_limit_together_are_refused_before_anything_runs() {
+    let s = Scratch::new(
+        r#"[runbook]
+name = "many-secrets"
+
+[secrets.FIRST]
+env = "FIRST_SRC"
+
+[secrets.SECOND]
+env = "SECOND_SRC"
+
+[steps.s]
+run = "touch ran"
+
+[steps.inner]
+runbook = { file = "child.toml" }
+"#,
+    );
+    std::fs::write(
+        s.path().join("child.toml"),
+        "[runbook]\nname = \"child\"\n[secrets.THIRD]\nenv = \"THIRD_SRC\"\n[steps.c]\nrun = \"touch ran-child\"\n",
+    )
+    .expect("child");
+    let value = |seed: &str| seed.repeat(20 * 1024 / 16);
+    let (a, b, c) = (value("Zq7vB2Xq4wP9kLm2"), value("Hn3kW8pR5tY1uJ6e"), value("Lm4cV9bN2xZ7qA5s"));
+    let small = "Pt8sK3dF6gH1jW4e";
+    for (case, env) in [
+        (
+            "secrets_too_large_together",
+            [("FIRST_SRC", a.as_str()), ("SECOND_SRC", b.as_str()), ("THIRD_SRC", small)],
+        ),
+        (
+            "secrets_too_large_with_an_include",
+            [("FIRST_SRC", a.as_str()), ("SECOND_SRC", small), ("THIRD_SRC", c.as_str())],
+        ),
+    ] {
+        let out = s.run(&[], &env);
+        assert_eq!(out.code, 3, "{case}: {}{}", out.stdout, out.stderr);
+        assert!(!s.path().join("ran").exists() && !s.path().join("ran-child").exists(), "{case}");
+        insta::assert_snapshot!(case, out.stderr);
+    }
+}
+
 /// F10 (promise 5): a secret larger than the redactor can hold in bounded memory is refused
 /// before anything runs, with a clear message (its matcher grows with every byte).
 #[test]

@@ -19,10 +19,18 @@ pub use spread::{SPREAD_MIN, is_separator};
 /// The shortest secret value the engine accepts (and the shortest form it redacts).
 pub const MIN_SECRET_LEN: usize = 4;
 
-/// The largest secret value the engine accepts: its redactor grows with every byte of it
-/// (tens of forms, each a few times as long), so a larger value is refused rather than let
-/// memory grow without bound (issue 11, promise 5).
+/// The largest secret value the engine accepts, and the most bytes a run's secrets (its
+/// runbook's and its includes', each distinct value once) may hold in all: the redactor
+/// grows with every byte (a hundred forms, some many times as long; about 0.45 GB at its
+/// peak for 32 KiB), so more is refused rather than let memory grow with the number of
+/// secrets (issue 11, red team adv22 F4; promise 5).
 pub const MAX_SECRET_BYTES: usize = 32 * 1024;
+
+/// The most bytes of distinct values one redactor is built for: a run's secrets
+/// ([`MAX_SECRET_BYTES`]) and the engine's own (a state store's password). Past it the
+/// redactor fails closed (every byte is redacted) rather than grow: no caller can make it
+/// take more memory than this bound costs.
+pub const MAX_REDACTED_BYTES: usize = MAX_SECRET_BYTES + 4 * 1024;
 
 /// Secret values by name. Never serialized, never journaled; resolved anew by every run.
 #[derive(Clone, Default)]
@@ -182,12 +190,44 @@ pub fn resolve(runbook: &Runbook, base_dir: &Path, engine: &EngineEnv) -> Result
     hidden.extend(engine.hidden());
     let limits = crate::process::HelperLimits { max_bytes: MAX_SECRET_BYTES + 2, timeout: helper_timeout() };
     let mut interrupted = None;
-    resolve_hiding(runbook, base_dir, &hidden, &limits, Helpers::Run, &mut interrupted).map_err(|problems| {
-        match interrupted {
+    resolve_hiding(runbook, base_dir, &hidden, &limits, Helpers::Run, &mut interrupted)
+        .and_then(|s| bounded(runbook, s))
+        .map_err(|problems| match interrupted {
             Some(name) => Unresolved::Interrupted(name),
             None => Unresolved::Problems(problems),
+        })
+}
+
+/// The secrets, if their distinct values hold at most [`MAX_SECRET_BYTES`] in all; else
+/// the problem, naming the secret that goes past and the included runbook it is in (red
+/// team adv22 F4: the bound was per secret, and three secrets at it took 1.26 GB for
+/// `echo hi`).
+fn bounded(runbook: &Runbook, secrets: Secrets) -> Result<Secrets, Vec<String>> {
+    fn walk<'s>(
+        runbook: &Runbook,
+        secrets: &'s Secrets,
+        seen: &mut std::collections::HashSet<&'s str>,
+        total: &mut usize,
+    ) -> Option<String> {
+        for (name, value) in secrets.iter() {
+            if seen.insert(value) {
+                *total += value.len();
+                if *total > MAX_SECRET_BYTES {
+                    return Some(format!(
+                        "secret `{name}` brings the run's secrets to more than {} KiB in all; they could not be redacted with bounded memory",
+                        MAX_SECRET_BYTES / 1024
+                    ));
+                }
+            }
         }
-    })
+        runbook.includes.iter().zip(&secrets.includes).find_map(|(child, s)| {
+            walk(child, s, seen, total).map(|p| format!("{p} (in included runbook `{}`)", child.source.path))
+        })
+    }
+    match walk(runbook, &secrets, &mut std::collections::HashSet::new(), &mut 0) {
+        Some(problem) => Err(vec![problem]),
+        None => Ok(secrets),
+    }
 }
 
 /// Whether a `command` source's helper runs.
@@ -208,6 +248,7 @@ pub fn resolve_for_review(runbook: &Runbook, base_dir: &Path) -> Result<Secrets,
     let limits = crate::process::HelperLimits { max_bytes: MAX_SECRET_BYTES + 2, timeout: helper_timeout() };
     let mut interrupted = None;
     resolve_hiding(runbook, base_dir, &[], &limits, Helpers::Skip, &mut interrupted)
+        .and_then(|s| bounded(runbook, s))
         .map_err(Unresolved::Problems)
 }
 
@@ -412,6 +453,12 @@ impl Redactor {
         let mut marks: Vec<Arc<[u8]>> = Vec::new();
         let mut seen = std::collections::HashSet::new();
         let mut spread_patterns = Vec::new();
+        let values: Vec<(&str, &str)> = values.into_iter().collect();
+        let mut distinct = std::collections::HashSet::new();
+        let bytes: usize = values.iter().filter(|(_, v)| distinct.insert(*v)).map(|(_, v)| v.len()).sum();
+        if bytes > MAX_REDACTED_BYTES {
+            return Redactor::fail_closed();
+        }
         for (name, value) in values {
             let mark: Arc<[u8]> = Arc::from(format!("<secret:{name}>").into_bytes());
             for form in spread_forms(value) {
@@ -440,20 +487,25 @@ impl Redactor {
             .build(&patterns);
         let matcher = match matcher {
             Ok(m) => m,
-            // Fail closed: a matcher that cannot be built matches every byte, so nothing
-            // is shown rather than something leaking.
-            Err(_) => match AhoCorasick::builder().build((0..=255u8).map(|b| [b])) {
-                Ok(m) => {
-                    let mark: Arc<[u8]> = Arc::from(&b"<redacted>"[..]);
-                    let every: Vec<Vec<u8>> = (0..=255u8).map(|b| vec![b]).collect();
-                    return Redactor { patterns: Some(Arc::new(Patterns::new(m, vec![mark; 256], every))) };
-                }
-                Err(_) => return Redactor { patterns: None },
-            },
+            Err(_) => return Redactor::fail_closed(),
         };
         let mut p = Patterns::new(matcher, marks, patterns);
         p.spread = spread::Spread::new(spread_patterns);
         Redactor { patterns: Some(Arc::new(p)) }
+    }
+
+    /// A redactor that matches every byte, so that nothing is shown rather than something
+    /// leaking: what is left when a matcher cannot be built, or would pass
+    /// [`MAX_REDACTED_BYTES`].
+    fn fail_closed() -> Redactor {
+        match AhoCorasick::builder().build((0..=255u8).map(|b| [b])) {
+            Ok(m) => {
+                let mark: Arc<[u8]> = Arc::from(&b"<redacted>"[..]);
+                let every: Vec<Vec<u8>> = (0..=255u8).map(|b| vec![b]).collect();
+                Redactor { patterns: Some(Arc::new(Patterns::new(m, vec![mark; 256], every))) }
+            }
+            Err(_) => Redactor { patterns: None },
+        }
     }
 
     /// Whether there is anything to redact.
@@ -1456,6 +1508,45 @@ pub fn texts_holding_secrets<'t>(
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// Red team adv22 F4: the run's secrets are bounded in all, each distinct value once
+    /// (one token under two names costs one redactor's worth), the one past named.
+    #[test]
+    fn the_run_s_secrets_are_bounded_in_all_each_value_once() {
+        let checked = runbook_core::validate::check(
+            runbook_core::Source::new(
+                "t.toml",
+                "[runbook]\nname = \"t\"\n[steps.a]\nrun = \"true\"\n".to_string(),
+            ),
+            &runbook_core::validate::NoIncludes,
+        );
+        let Some(rb) = checked.runbook else { panic!("{:?}", checked.diagnostics) };
+        let big = "k".repeat(MAX_SECRET_BYTES / 2 + 1);
+        let same = Secrets::from_map(BTreeMap::from([("A".into(), big.clone()), ("B".into(), big.clone())]));
+        assert!(bounded(&rb, same).is_ok());
+        let other = big.replace('k', "j");
+        let two = Secrets::from_map(BTreeMap::from([("A".into(), big), ("B".into(), other)]));
+        let problems = bounded(&rb, two).err().unwrap_or_default();
+        assert_eq!(
+            problems,
+            [
+                "secret `B` brings the run's secrets to more than 32 KiB in all; they could not be redacted with bounded memory"
+            ]
+        );
+    }
+
+    /// No caller can build a redactor past [`MAX_REDACTED_BYTES`]: past it, every byte is
+    /// redacted (fail closed), and building it costs nothing.
+    #[test]
+    fn a_redactor_past_its_bound_fails_closed() {
+        let a = "a".repeat(MAX_REDACTED_BYTES / 2 + 1);
+        let b = "b".repeat(MAX_REDACTED_BYTES / 2 + 1);
+        let r = Redactor::from_values([("A", a.as_str()), ("B", b.as_str())]);
+        assert!(!r.redact("an ordinary line").contains("ordinary"));
+        // The same value twice is within it.
+        let r = Redactor::from_values([("A", "tok_3f9a8b7c6d"), ("B", "tok_3f9a8b7c6d")]);
+        assert_eq!(r.redact("x tok_3f9a8b7c6d y"), "x <secret:A> y");
+    }
 
     /// Red team adv14c F2: `{{ secrets.PW | urlencode }}` (allowed by RB057) keeps `/` and
     /// encodes `~`; the redactor looks for that form too. The expected text is minijinja's
