@@ -42,6 +42,7 @@ mod e2e_pins;
 mod e2e_report;
 mod e2e_schedules;
 mod engine_env;
+mod engine_footprint;
 mod engine_gone;
 mod engine_limits;
 mod escaped_secrets;

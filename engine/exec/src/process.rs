@@ -142,12 +142,29 @@ impl Reaper {
         let mut out = child.stdout.take().ok_or_else(|| std::io::Error::other("no pipe from the reaper"))?;
         // The helper never writes: its end of this pipe closes when (and only when) it dies.
         let (tx, gone) = watch::channel(false);
-        std::thread::spawn(move || {
-            use std::io::Read as _;
-            let mut buf = [0u8; 64];
-            while matches!(out.read(&mut buf), Ok(n) if n > 0) {}
-            let _ = tx.send(true);
-        });
+        // Watched by the engine's runtime (a task, no thread of its own: a thread costs a
+        // one-step run about half a millisecond of CPU, issue 13); by a thread without one.
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                let _entered = runtime.enter();
+                let mut pipe =
+                    tokio::net::unix::pipe::Receiver::from_owned_fd(std::os::fd::OwnedFd::from(out))?;
+                runtime.spawn(async move {
+                    use tokio::io::AsyncReadExt as _;
+                    let mut buf = [0u8; 64];
+                    while matches!(pipe.read(&mut buf).await, Ok(n) if n > 0) {}
+                    let _ = tx.send(true);
+                });
+            }
+            Err(_) => {
+                std::thread::spawn(move || {
+                    use std::io::Read as _;
+                    let mut buf = [0u8; 64];
+                    while matches!(out.read(&mut buf), Ok(n) if n > 0) {}
+                    let _ = tx.send(true);
+                });
+            }
+        }
         Ok(Reaper {
             pipe: std::sync::Mutex::new(pipe),
             gone,

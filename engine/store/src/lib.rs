@@ -963,23 +963,17 @@ pub struct Store {
 /// The header every SQLite database file starts with.
 const SQLITE_MAGIC: &[u8; 16] = b"SQLite format 3\0";
 
-/// Look at a SQLite state file before the pool does: the pool retries a connection that
-/// fails (a file that is not a database fails every time) until its timeout, 30 s later,
-/// with "pool timed out". One connection here says what is wrong at once.
-///
-/// The probe's connection is returned (`None` when there is no file yet): the caller closes it
-/// once the pool has a connection of its own. Closed first, it would be the file's last
-/// connection, whose close checkpoints and deletes the write-ahead log (three syncs to disk),
-/// which the pool's first connection then creates again (one more).
-async fn probe_sqlite(path: &Path, read_only: bool) -> Result<Option<sqlx::SqliteConnection>> {
-    use sqlx::Connection as _;
+/// Look at a SQLite state file before any connection does: what its size and header say,
+/// without SQLite. `Ok(false)` when there is no file yet, or an empty one (SQLite treats an
+/// empty file as an empty database: the schema is created in it).
+fn look_at_sqlite_file(path: &Path) -> Result<bool> {
     let bad = |reason: String| StoreError::BadFile { path: path.display().to_string(), reason };
     // From now on no other code of this process opens the store's files (adv20-1).
     files::opened_store(path);
     let meta = match std::fs::metadata(path) {
         Ok(m) => m,
         // Missing: created by the pool (the caller decides whether that is wanted).
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
         Err(e) => return Err(bad(format!("cannot look at it: {e}"))),
     };
     if meta.is_dir() {
@@ -989,8 +983,7 @@ async fn probe_sqlite(path: &Path, read_only: bool) -> Result<Option<sqlx::Sqlit
         return Err(bad("it is not a regular file (a FIFO, a device or a socket)".into()));
     }
     if meta.len() == 0 {
-        // SQLite treats an empty file as an empty database: the schema is created in it.
-        return Ok(None);
+        return Ok(false);
     }
     let mut head = [0u8; 16];
     if files::kept_header(path, &mut head).is_err() || &head != SQLITE_MAGIC {
@@ -1026,6 +1019,24 @@ async fn probe_sqlite(path: &Path, read_only: bool) -> Result<Option<sqlx::Sqlit
     } else {
         return Err(bad("it is truncated (shorter than SQLite's 100-byte header)".into()));
     }
+    Ok(true)
+}
+
+/// Look at a SQLite state file before the pool does (the read-only store): the pool retries
+/// a connection that fails (a file that is not a database fails every time) until its
+/// timeout, 30 s later, with "pool timed out". One connection here says what is wrong at once.
+///
+/// The probe's connection is returned (`None` when there is no file yet): the caller closes it
+/// once the pool has a connection of its own. Closed first, it would be the file's last
+/// connection, whose close checkpoints and deletes the write-ahead log (three syncs to disk),
+/// which the pool's first connection then creates again (one more). A store opened to write
+/// has no probe: its pool's first connection is the probe ([`sqlite_pool_checked`]).
+async fn probe_sqlite(path: &Path, read_only: bool) -> Result<Option<sqlx::SqliteConnection>> {
+    use sqlx::Connection as _;
+    let bad = |reason: String| StoreError::BadFile { path: path.display().to_string(), reason };
+    if !look_at_sqlite_file(path)? {
+        return Ok(None);
+    }
     // Writers wait for each other as the pool's connections do (a store in use is not a
     // damaged one).
     let options = sqlx::sqlite::SqliteConnectOptions::new()
@@ -1039,7 +1050,7 @@ async fn probe_sqlite(path: &Path, read_only: bool) -> Result<Option<sqlx::Sqlit
     // Reads the schema (the first page and the catalogue): a truncated or damaged file
     // fails here. `quick_check` would read every page; the journal's hash chain covers
     // the rows themselves.
-    let probe = sqlx::query("SELECT count(*) FROM sqlite_master").execute(&mut conn).await;
+    let probe = sqlx::query(SCHEMA_PROBE).execute(&mut conn).await;
     match probe {
         Ok(_) => Ok(Some(conn)),
         // Busy or locked: in use, not damaged; the pool waits for it as usual.
@@ -1050,6 +1061,10 @@ async fn probe_sqlite(path: &Path, read_only: bool) -> Result<Option<sqlx::Sqlit
         }
     }
 }
+
+/// Reads the schema (the first page and the catalogue): a truncated or damaged file fails
+/// here. `quick_check` would read every page; the journal's hash chain covers the rows.
+const SCHEMA_PROBE: &str = "SELECT count(*) FROM sqlite_master";
 
 /// The pool of a SQLite store: created when missing unless `read_only` (then `mode=ro`),
 /// `pragmas` run on every connection.
@@ -1074,6 +1089,70 @@ async fn sqlite_pool(path: &Path, read_only: bool, pragmas: &'static str) -> Res
         })
         .connect(&url)
         .await?;
+    Ok(pool)
+}
+
+/// The pool of a SQLite store opened to write: one connection, created when missing,
+/// `pragmas` run on it. Its first connection is also the probe of the file (no connection
+/// of its own, no thread of its own: issue 13): a connection whose pragmas or read of the
+/// schema fail says so at once, where the pool would try again until its timeout.
+///
+/// One pooled connection, not four: sqlx gives a connection back to its pool only after a
+/// ping on its thread, so with room for more, a query that follows another at once opened a
+/// connection of its own (a thread, an open, a parse of the schema: three to four per
+/// `runbook run`). The journal's writes have their own connection besides this one
+/// ([`append::Writer`], detached from the pool); the rest of the store's calls take turns.
+/// No code of the store takes a second pooled connection while it holds one.
+async fn sqlite_pool_checked(path: &Path, pragmas: &'static str) -> Result<AnyPool> {
+    let bad = |reason: String| StoreError::BadFile { path: path.display().to_string(), reason };
+    let url = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(true)
+        .to_url_lossy()
+        .to_string();
+    // What failed on a connection that is not busy: the file, not the moment.
+    let (damaged, mut damage) = tokio::sync::watch::channel(None::<String>);
+    let pool = AnyPoolOptions::new()
+        .max_connections(1)
+        .test_before_acquire(false)
+        .after_connect(move |conn, _| {
+            let damaged = damaged.clone();
+            Box::pin(async move {
+                let checked = match conn.execute(pragmas).await {
+                    Ok(_) => sqlx::query(SCHEMA_PROBE).execute(&mut *conn).await.map(|_| ()),
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = &checked
+                    && !is_busy(e)
+                {
+                    damaged.send_replace(Some(db_message(e)));
+                }
+                checked
+            })
+        })
+        .connect_lazy(&url)?;
+    let damage = async move {
+        let seen = damage.wait_for(Option::is_some).await.map(|seen| (*seen).clone().unwrap_or_default());
+        match seen {
+            Ok(message) => message,
+            // The pool (and its `after_connect`) is gone: nothing more to wait for.
+            Err(_) => std::future::pending().await,
+        }
+    };
+    let first = tokio::select! {
+        first = pool.acquire() => first,
+        message = damage => {
+            pool.close().await;
+            return Err(bad(format!("the database is damaged: {message}")));
+        }
+    };
+    match first {
+        Ok(first) => drop(first),
+        Err(e) if e.as_database_error().is_some() => {
+            return Err(bad(format!("it cannot be opened: {}", db_message(&e))));
+        }
+        Err(e) => return Err(e.into()),
+    }
     Ok(pool)
 }
 
@@ -1191,11 +1270,10 @@ impl Store {
         let backend = location.backend();
         let pool = match location {
             Location::Sqlite(path) => {
-                let probe = probe_sqlite(path, false).await?;
                 // A new store is its user's alone (0600, whatever the umask): SQLite gives its
                 // log and shared memory the database's mode (red team adv20-2: a store made
                 // 0644 let any local user read step logs a form of a secret slipped into).
-                if probe.is_none() {
+                if !look_at_sqlite_file(path)? {
                     files::create_private(path).map_err(|e| StoreError::BadFile {
                         path: path.display().to_string(),
                         reason: format!("cannot create it: {e}"),
@@ -1203,18 +1281,12 @@ impl Store {
                 }
                 // Every committed event survives a power loss; writers wait for each other
                 // instead of failing at once.
-                let pool = sqlite_pool(
+                sqlite_pool_checked(
                     path,
-                    false,
                     "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
                      PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 30000;",
                 )
-                .await?;
-                // The pool holds a connection now: closing the probe's checkpoints nothing.
-                if let Some(probe) = probe {
-                    let _ = sqlx::Connection::close(probe).await;
-                }
-                pool
+                .await?
             }
             Location::Postgres(url) => {
                 AnyPoolOptions::new()

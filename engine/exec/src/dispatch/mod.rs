@@ -119,7 +119,7 @@ pub struct RunOptions {
     pub state_arg: Option<String>,
     /// Called once, when the run's first records are written and before any step starts:
     /// the CLI prints the run's id there, so that an engine killed by its first step has
-    /// still said which run to resume (run off the async threads; a moment at most).
+    /// still said which run to resume (awaited on the engine's thread; a moment at most).
     pub announce: Option<Announce>,
 }
 
@@ -208,7 +208,8 @@ pub struct Resume {
 pub type Confirm = Arc<dyn Fn(&str, &Withdrawn) -> Answer + Send + Sync>;
 
 /// See [`RunOptions::announce`].
-pub type Announce = Arc<dyn Fn() + Send + Sync>;
+pub type Announce =
+    Arc<dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> + Send + Sync>;
 
 impl std::fmt::Debug for RunOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -77,7 +77,7 @@ impl<'a> Dispatcher<'a> {
             let _ = self.report.send(Report::Recorded(Box::new(record)));
         }
         if let Some(announce) = self.opts.announce.take() {
-            let _ = tokio::task::spawn_blocking(move || announce()).await;
+            announce().await;
         }
         Ok(())
     }
