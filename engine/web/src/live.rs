@@ -50,6 +50,10 @@ pub const MAX_EVENT: usize = 64 * 1024;
 pub const HEARTBEAT: Duration = Duration::from_secs(15);
 /// The longest one stream lasts; the browser reconnects with `Last-Event-ID`.
 pub const STREAM_MAX: Duration = Duration::from_secs(30 * 60);
+/// How often a poller that sends something verifies the run's whole journal again: a
+/// record edited behind the last one it read is seen within this (red team adv22 L1: live
+/// output went on until the engine's next record).
+const REVERIFY: Duration = Duration::from_secs(2);
 /// Batches a follower may be behind the poller before it reads the store itself.
 const BACKLOG: usize = 64;
 /// Polls after `run_finished` while the engine still holds the run (keeping its logs).
@@ -320,6 +324,8 @@ async fn poll(app: Arc<App>, id: String, tx: broadcast::Sender<Msg>) {
     let mut was_gone = false;
     // Live output sent, by attempt: bytes seen (issue 16).
     let mut sent: HashMap<(String, i64), i64> = HashMap::new();
+    // When the whole journal last verified (its followers verified it as they joined).
+    let mut verified_at = tokio::time::Instant::now();
     loop {
         tokio::time::sleep(POLL).await;
         if tx.receiver_count() == 0 {
@@ -343,6 +349,19 @@ async fn poll(app: Arc<App>, id: String, tx: broadcast::Sender<Msg>) {
             Ok(None) | Err(_) => continue,
         };
         let quiet = fresh.is_empty();
+        // About to send something: the journal read so far must still verify as a whole,
+        // not only where it goes on (a record edited behind the last one read).
+        if (!fresh.is_empty() || !live.is_empty()) && verified_at.elapsed() >= REVERIFY {
+            match app.read(async |s| read_all(&s, &id).await).await {
+                Ok(Some((_, _, false))) => {
+                    let _ = tx.send(Msg::End(Arc::new(NOT_VERIFIED.into())));
+                    break;
+                }
+                Ok(Some((_, _, true))) => verified_at = tokio::time::Instant::now(),
+                // The store is away for now: the next poll tries again, sending nothing.
+                Ok(None) | Err(_) => continue,
+            }
+        }
         if !fresh.is_empty() {
             // A record that does not follow the last one seen: the chain is broken, and
             // the page (which verifies the whole journal) says what.

@@ -346,3 +346,49 @@ fn a_running_run_whose_journal_does_not_verify_gets_no_live_output() {
     std::fs::write(s.path().join("go"), "").expect("go");
     let _ = engine.wait();
 }
+
+/// Red team adv22 L1 (promise 6): a stream opened while the journal verified ends, saying
+/// why, once a record behind the last one it sent is edited, while the step still prints
+/// (no new record comes to show the break where the journal goes on). Before, the stream
+/// went on sending the step's live output until the engine's next record.
+#[test]
+fn a_stream_ends_when_a_record_it_already_sent_is_edited_while_output_flows() {
+    let s = Scratch::new(
+        r#"[runbook]
+name = "prints-steadily"
+
+[steps.migrate]
+run = "while [ ! -f go ]; do echo progress; sleep 0.1; done"
+"#,
+    );
+    let mut engine = s.spawn(&["run", "r.toml", "--yes"]);
+    let run = started(&s, "migrate");
+    let c = Console::start(s.path(), &s.state(), &[]);
+    let mut stream = Stream::open(&c, &format!("/runs/{run}/events"), None);
+    assert_eq!(stream.status, 200);
+    stream.timeout(Duration::from_secs(20));
+    stream.until(|e| e.event == "live");
+    let sql = "DROP TRIGGER IF EXISTS events_no_update; UPDATE events SET body = replace(body, 'prints-steadily', 'prints-quietly') WHERE seq = 1;";
+    let out = std::process::Command::new("sqlite3").arg(s.state()).arg(sql).output().expect("sqlite3");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // Bounded: the step prints ten lines a second, so events keep coming until the end.
+    let t0 = Instant::now();
+    let mut after = Vec::new();
+    let ended = loop {
+        match stream.next() {
+            Some(e) if e.event == "end" => break Some(e),
+            Some(e) => after.push(e),
+            None => break None,
+        }
+        if t0.elapsed() > Duration::from_secs(60) {
+            break None;
+        }
+    };
+    std::fs::write(s.path().join("go"), "").expect("go");
+    let _ = engine.wait();
+    let ended =
+        ended.unwrap_or_else(|| panic!("no end after the edit; {} events sent after it", after.len()));
+    assert!(ended.data.contains("does not verify"), "{ended:?}");
+    // Nothing of the journal's records was sent after the edit (the step never ended).
+    assert!(after.iter().all(|e| e.event == "live"), "{after:?}");
+}
