@@ -424,6 +424,33 @@ out(base64.b64encode(base64.b64encode(s)).decode())
     });
 }
 
+/// Red team adv22 L2: two encodings in a row, by the real tools: the hex of the base64
+/// (`base64 | xxd -p`, `base64 -w0 | od -An -tx1`) and the base64 of the hex
+/// (`xxd -p -c 256 | base64`: one line of hex; the base64 of hex wrapped every 60 digits
+/// is the book's documented limit), the value alone or after other data.
+#[test]
+fn the_hex_of_the_base64_and_the_base64_of_the_hex_are_redacted() {
+    let script = r#"
+for d in [s, b"k" + s, b"ke" + s, b"key=" + s]:
+    b64 = tool(["base64"], d).encode()
+    out(tool(["xxd", "-p"], b64))
+    out(tool(["xxd", "-p"], base64.b64encode(d)))
+    out(binascii.hexlify(base64.b64encode(d)).decode().upper())
+    out(tool(["base64"], tool(["xxd", "-p", "-c", "256"], d).encode()))
+    out(base64.b64encode(binascii.hexlify(d)).decode())
+    out(base64.b64encode(binascii.hexlify(d).upper()).decode())
+"#;
+    check(script, &|secret| {
+        let b = secret.as_bytes();
+        let mut f: Vec<String> = base64_cores(b).iter().map(|c| hex(c.as_bytes())).collect();
+        for upper in [false, true] {
+            let digits = if upper { hex(b).to_uppercase() } else { hex(b) };
+            f.extend(base64_cores(digits.as_bytes()));
+        }
+        f
+    });
+}
+
 /// Red team adv21-3: the UTF-16 of an ASCII value in base64 (PowerShell's
 /// `-EncodedCommand`), in hex, in a dump, and as Python's `repr` of its bytes.
 #[test]

@@ -994,6 +994,20 @@ pub fn forms(value: &str) -> Vec<Vec<u8>> {
     for inner in base64_forms(bytes, 0, B64_STD) {
         out.extend(base64_forms(&inner, 0, B64_STD));
     }
+    // Two encodings in a row (red team adv22 L2): the hex of its base64 (`base64 | xxd -p`)
+    // and the base64 of its hex (`xxd -p | base64`), the value anywhere in the data.
+    for offset in 0..3 {
+        for inner in base64_forms(bytes, offset, B64_STD) {
+            out.push(hex(&inner, false, "").into_bytes());
+            out.push(hex(&inner, true, "").into_bytes());
+        }
+    }
+    for upper in [false, true] {
+        let digits = hex(bytes, upper, "");
+        for offset in 0..3 {
+            out.extend(base64_forms(digits.as_bytes(), offset, B64_STD));
+        }
+    }
     out.retain(|f| !f.is_empty());
     out.sort();
     out.dedup();

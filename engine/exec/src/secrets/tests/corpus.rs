@@ -3,7 +3,8 @@
 //! character, little-endian words, dumps without offsets or with prefixes, indented
 //! wrapping, UTF-16, uuencode; red team adv21: `_`/`+`, braced and CSS escapes, wrapped
 //! forms behind line prefixes, `od -tx8`/`-td2`, bits, uuencode lines, `>...<` columns,
-//! blank lines in a dump; red team adv22: `od`'s octal and decimal words of 2, 4 and 8 bytes)
+//! blank lines in a dump; red team adv22: `od`'s octal and decimal words of 2, 4 and 8 bytes,
+//! the hex of the base64 and the base64 of the hex)
 //! × wrapping and indentation × chunk cuts; and ordinary text
 //! with the same punctuation, escapes and indentation, which must come out byte for byte.
 //! The forms are written here, independently of the redactor's code.
@@ -167,6 +168,10 @@ fn printed(secret: &str, which: usize, prefix: &[u8], per: usize, indent: &str) 
         // Red team adv22 F1, F2: `od`'s words in octal (its default), unsigned and signed
         // decimal, of 2, 4 or 8 bytes, with an offset column or without (`od -An`).
         35..=37 => od_words(&data, WIDTHS[per % 3], which - 35, (per / 3).is_multiple_of(2)),
+        // Red team adv22 L2: the hex of the base64, as `base64 | xxd -p` wraps it (60
+        // digits a line), and the base64 of the hex, as `xxd -p | base64` does (76).
+        38 => wrapped(&hex(base64(&data).as_bytes()), 60),
+        39 => wrapped(&base64(hex(&data).as_bytes()), 76),
         14 => dump(&data, 4, true, "", false),
         15 => lines(&data.iter().map(|x| format!("{x:02x}")).collect::<Vec<_>>(), per.max(4), " ", " ", " "),
         16 => lines(
@@ -194,6 +199,15 @@ fn printed(secret: &str, which: usize, prefix: &[u8], per: usize, indent: &str) 
             lines(&cut, 1, indent, &format!("{indent} "), "")
         }
     }
+}
+
+/// `text` in lines of `width` characters.
+fn wrapped(text: &str, width: usize) -> String {
+    text.as_bytes()
+        .chunks(width)
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// The widths of `od`'s words, in bytes.
@@ -349,6 +363,20 @@ fn windows(secret: &str, which: usize, printed_form: &str, prefix: &[u8], per: u
         let enc = base64(&data);
         forms.push(enc[(prefix.len() * 8).div_ceil(6)..(data.len() * 8) / 6].to_string());
     }
+    if which == 38 || which == 39 {
+        let mut data = prefix.to_vec();
+        data.extend_from_slice(b);
+        // The base64 characters that come from the value alone, then their hex; or the
+        // base64 characters that come from the value's hex digits alone.
+        let (inner, skip) = if which == 38 {
+            (data.clone(), prefix.len())
+        } else {
+            (hex(&data).into_bytes(), 2 * prefix.len())
+        };
+        let enc = base64(&inner);
+        let own = &enc[(skip * 8).div_ceil(6)..(inner.len() * 8) / 6];
+        forms.push(if which == 38 { hex(own.as_bytes()) } else { own.to_string() });
+    }
     if which == 31 {
         // The uuencode of the whole data; the characters that come from the value alone.
         let skip = 33 + per + prefix.len();
@@ -428,7 +456,7 @@ proptest! {
     #[test]
     fn no_decoded_form_survives(
         secret in secret_strategy(),
-        which in 0usize..38,
+        which in 0usize..40,
         prefix in proptest::collection::vec(any::<u8>(), 0..4),
         per in 2usize..24,
         indent in proptest::sample::select(vec!["", "  ", "    ", "\t", "        "]),
