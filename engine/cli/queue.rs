@@ -216,13 +216,13 @@ pub struct WorkerArgs<'a> {
 pub fn worker(args: WorkerArgs<'_>, state: Option<&str>) -> CliResult {
     // Taken first: pinning the schedules' plans takes a moment (seconds on a loaded host), and
     // a due time in it must still fire.
-    let started = std::time::SystemTime::now();
+    let started = (std::time::SystemTime::now(), std::time::Instant::now());
     let WorkerArgs { concurrency, labels, poll, grace, schedules } = args;
     let location = crate::state::location(state);
     // A schedules file with any problem stops the worker before it starts: nothing fires
     // from a file that `check` refuses.
     let firing = schedules
-        .map(|f| crate::schedules::Firing::load(f, started))
+        .map(|f| crate::schedules::Firing::load(f, started.0, started.1))
         .transpose()?
         .map(|f| f.polling_every(poll));
     let name = format!(

@@ -560,6 +560,10 @@ pub struct Firing {
     /// When this worker started (before its schedules were read and pinned, which takes a
     /// moment): a schedule that never fired fires its due times after it.
     since: DateTime<Utc>,
+    /// The same instant on the monotonic clock: a wall clock stepped back after the start
+    /// (NTP's first step at boot, a VM restored from a snapshot) must not put the start in
+    /// the future, where no due time would come before it (red team adv23 F3).
+    started: std::time::Instant,
     /// The schedules whose change this worker has already notified.
     changed: std::sync::Mutex<std::collections::BTreeSet<String>>,
     /// How late a due time may be seen and still fire with `catch-up = "none"`: at least
@@ -593,7 +597,11 @@ impl Firing {
     /// The schedules of `file`, refused with every problem if `check` would refuse it, each
     /// with its plan pinned (or the reason it cannot be, printed once here), for a worker
     /// that started at `since`: a due time that passes while the plans are pinned still fires.
-    pub fn load(file: &Path, since: std::time::SystemTime) -> Result<Firing, CliError> {
+    pub fn load(
+        file: &Path,
+        since: std::time::SystemTime,
+        started: std::time::Instant,
+    ) -> Result<Firing, CliError> {
         let schedules = read_valid(file)?;
         let folder =
             file.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
@@ -611,6 +619,7 @@ impl Firing {
             schedules,
             pinned,
             since: DateTime::<Utc>::from(since),
+            started,
             changed: std::sync::Mutex::default(),
             late: LATE,
             warned_future: std::sync::Mutex::default(),
@@ -635,6 +644,12 @@ impl Firing {
         location: &runbook_store::Location,
     ) {
         let now = DateTime::<Utc>::from(std::time::SystemTime::now());
+        // The worker's start on today's wall clock: the earlier of the start read then and
+        // now less the time the monotonic clock says has passed since.
+        let since = chrono::Duration::from_std(self.started.elapsed())
+            .ok()
+            .and_then(|passed| now.checked_sub_signed(passed))
+            .map_or(self.since, |start| start.min(self.since));
         for (s, pinned) in self.schedules.iter().zip(&self.pinned) {
             let runs = match store.schedule_runs_until(&s.target.name, (now + SKEW).timestamp_millis()).await
             {
@@ -685,7 +700,7 @@ impl Firing {
             {
                 taken(store, &s.target.name, worker, last, &due_text(last)).await;
             }
-            let from = runs.last_due_ms.and_then(schedule::utc_from_millis).unwrap_or(self.since);
+            let from = runs.last_due_ms.and_then(schedule::utc_from_millis).unwrap_or(since);
             let due = s.due_search(from, now, self.late);
             // A due time `latest` or `all` leaves out only because a pass came a moment
             // late is not missed; one older than the lateness window is.
@@ -705,7 +720,7 @@ impl Firing {
             for due in due.times {
                 self.fire_one(store, worker, location, s, pinned, due).await;
             }
-            watch(store, worker, s, &runs, self.since, now, &self.warned_future).await;
+            watch(store, worker, s, &runs, since, now, &self.warned_future).await;
             deliver(store, worker, s, self.poll).await;
         }
     }
@@ -797,8 +812,20 @@ impl Firing {
             }
             return;
         }
-        if let Err(e) = crate::queued::vet(&pinned.runbook, &pinned.values, &pinned.file, false, location) {
-            return skip(format!("not queued: {}", first_line(&note_of(&e)))).await;
+        // Off the worker's one thread: reading the secrets may run a helper (up to its
+        // timeout) and holding the parameters to them builds a redactor (seconds for a large
+        // secret); the heartbeat and the claims go on meanwhile (red team adv23 F4: another
+        // worker took the running run for a dead worker's).
+        let (runbook, values, file, at) =
+            (pinned.runbook.clone(), pinned.values.clone(), pinned.file.clone(), location.clone());
+        let vetted = tokio::task::spawn_blocking(move || {
+            crate::queued::vet(&runbook, &values, &file, false, &at).map(drop)
+        })
+        .await;
+        match vetted {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return skip(format!("not queued: {}", first_line(&note_of(&e)))).await,
+            Err(_) => return skip("not queued: the check of its secrets stopped".to_string()).await,
         }
         let run_id = crate::run::new_run_id();
         let operator = crate::identity::operator();

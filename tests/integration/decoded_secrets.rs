@@ -451,6 +451,23 @@ for d in [s, b"k" + s, b"ke" + s, b"key=" + s]:
     });
 }
 
+/// Red team adv22 L2: big-endian words written with `0x` (a C array of `uint16_t` or
+/// `uint32_t`, a debugger's `x/8xh`), a blank or a comma between them, eight a line.
+#[test]
+fn big_endian_words_with_0x_are_redacted() {
+    let script = r#"
+import struct
+for d in [s, b"k" + s]:
+    for width, fmt in [(2, "H"), (4, "I")]:
+        p = d + b"\0" * (-len(d) % width)
+        words = struct.unpack(">%d%s" % (len(p) // width, fmt), p)
+        text = ["0x%0*x" % (2 * width, w) for w in words]
+        for sep in [" ", ", "]:
+            out("\n".join(sep.join(text[i:i + 8]) for i in range(0, len(text), 8)))
+"#;
+    check(script, &|secret| vec![hex(secret.as_bytes())]);
+}
+
 /// Red team adv21-3: the UTF-16 of an ASCII value in base64 (PowerShell's
 /// `-EncodedCommand`), in hex, in a dump, and as Python's `repr` of its bytes.
 #[test]

@@ -553,9 +553,25 @@ run = "{f}"
             let mut args = vec![command.to_string(), id.clone(), "--yes".into()];
             args.append(&mut decisions);
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            let drivers: Vec<_> = (0..1 + rng.below(3))
+            let mut drivers: Vec<_> = (0..1 + rng.below(3))
                 .map(|_| runbook_cmd(dir, &args).envs(lease).spawn().expect("driver"))
                 .collect();
+            // A driver that took the expired lease waits for the store while the frozen
+            // engine holds SQLite's write lock (frozen inside a transaction): an operator
+            // lets the engine go on, as this test does at random, and the driver goes on.
+            let since = Instant::now();
+            while drivers.iter_mut().any(|d| d.try_wait().ok().flatten().is_none()) {
+                if stopped && since.elapsed() > Duration::from_secs(20) {
+                    signal(engine.id(), "-CONT");
+                    stopped = false;
+                }
+                assert!(
+                    since.elapsed() < Duration::from_secs(600),
+                    "{context}: `{}` never ended",
+                    args.join(" ")
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
             let outs: Vec<_> = drivers.into_iter().map(wait).collect();
             for out in &outs {
                 let text = format!("{}{}", out.stdout, out.stderr);

@@ -911,6 +911,53 @@ fn a_hung_webhook_does_not_stall_the_heartbeat_of_a_running_run() {
     assert_eq!(text.matches(": running (submitted by ").count(), 1, "{text}");
 }
 
+/// Red team adv23 F4: the checks of a fire (the runbook's secrets read, here by a helper
+/// that takes 8 s; the parameters held to them, seconds of CPU for a large secret) run off
+/// the worker's one thread: its heartbeat goes on, and another worker never takes the run
+/// it is executing for a dead worker's. Failed before: the second worker printed
+/// "resuming" (its lock held, so the step still ran once).
+#[test]
+fn a_slow_check_of_a_fire_does_not_stall_the_heartbeat() {
+    let dir =
+        folder("[schedule.slow]\nrunbook = \"slow.toml\"\ncron = \"* * * * * *\"\ntime-zone = \"UTC\"\n");
+    std::fs::write(
+        dir.path().join("slow.toml"),
+        "[runbook]\nname = \"slow\"\n[secrets.TOKEN]\ncommand = [\"sh\", \"-c\", \"sleep 8; echo s3cr3t-value-xyz\"]\n[steps.a]\nrun = \"echo ok\"\n",
+    )
+    .expect("runbook");
+    let gate = gated(dir.path(), "long");
+    let state = dir.path().join("st.db").display().to_string();
+    let host = dir.path().join("host").display().to_string();
+    let env = [("RUNBOOK_TEST_SCHEDULE_SECONDS", "1"), ("XDG_STATE_HOME", host.as_str())];
+    ok(&run_in_with_env(dir.path(), &["state", "migrate", "--state", &state], &env), 0);
+    ok(&run_in_with_env(dir.path(), &["submit", "long.toml", "--state", &state, "--yes"], &env), 0);
+    let log = dir.path().join("worker.out");
+    let firing =
+        crate::support::KillOnDrop(spawn_worker(dir.path(), &state, &env, &log, &["--concurrency", "2"]));
+    wait_log(&log, "the long run never started", |t| t.contains(": running (submitted by "));
+    let other_log = dir.path().join("other.out");
+    let other = crate::support::KillOnDrop(
+        std::process::Command::new(crate::support::bin())
+            .args(["worker", "--state", &state])
+            .current_dir(dir.path())
+            .envs(env)
+            .stdout(std::fs::File::create(&other_log).expect("log"))
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("the other worker"),
+    );
+    // Two fires checked (16 s of helpers, three times the 5 s after which a claim whose
+    // worker is silent is taken to be dead).
+    wait_log(&log, "the schedule never fired twice", |t| t.matches("schedule slow due ").count() >= 2);
+    std::fs::write(&gate, "").expect("gate");
+    let text = wait_log(&log, "the long run never ended", |t| t.contains(": succeeded (exit 0)"));
+    drop(other);
+    drop(firing);
+    let seen = std::fs::read_to_string(&other_log).unwrap_or_default();
+    assert!(!seen.contains(": resuming "), "the other worker took the live run:\n{seen}\n{text}");
+    assert_eq!(text.matches(": running (submitted by ").count(), 1, "{text}");
+}
+
 /// adv17a S5: `catch-up = "latest"` after a long downtime fires the latest due time, once,
 /// never one of the stale ones. The last fire was made 30 days ago (a worker under
 /// `faketime`) by a schedule due every second (2.6 million due times missed); today's
@@ -1003,6 +1050,51 @@ fn a_due_time_that_passes_while_the_worker_pins_its_plans_fires() {
     assert!(loading > std::time::Duration::from_millis(1500), "the worker started in {loading:?}: {serving}");
     let first = text.lines().find(|l| l.contains(": queued run ")).unwrap_or_default();
     assert!(first.starts_with(&format!("schedule tick due {due}: queued run ")), "{text}");
+}
+
+/// Red team adv23 F3: a wall clock stepped back after a worker started (NTP's first step at
+/// boot, a VM restored) does not put the worker's start in the future, where a schedule
+/// that never fired would have no due time until the clock came back to it, in silence.
+/// The worker starts 300 s ahead (libfaketime reading its offset from a file), then the
+/// offset goes back to 0 once it serves; a schedule due every 2 s still fires.
+#[test]
+fn a_clock_stepped_back_after_the_start_does_not_silence_a_new_schedule() {
+    let dir = folder(
+        "[schedule.tick]\nrunbook = \"backup.toml\"\nparams = { environment = \"staging\" }\ncron = \"*/2 * * * * *\"\ntime-zone = \"UTC\"\n",
+    );
+    let state = dir.path().join("st.db").display().to_string();
+    let host = dir.path().join("host").display().to_string();
+    let env = [("RUNBOOK_TEST_SCHEDULE_SECONDS", "1"), ("XDG_STATE_HOME", host.as_str())];
+    ok(&run_in_with_env(dir.path(), &["state", "migrate", "--state", &state], &env), 0);
+    let offset = dir.path().join("offset");
+    std::fs::write(&offset, "+300\n").expect("offset");
+    let log = dir.path().join("worker.out");
+    let worker = std::process::Command::new(crate::support::bin())
+        .args(["worker", "--schedules", "s.toml", "--state", &state])
+        .current_dir(dir.path())
+        .envs(env)
+        .env("LD_PRELOAD", "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
+        .env("FAKETIME_TIMESTAMP_FILE", &offset)
+        .env("FAKETIME_NO_CACHE", "1")
+        .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
+        .stdout(std::fs::File::create(&log).expect("log"))
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("the worker (apt package faketime)");
+    let worker = crate::support::KillOnDrop(worker);
+    wait_log(&log, "the worker never started", |t| t.contains(" serving "));
+    std::fs::write(&offset, "+0\n").expect("offset");
+    let stepped = chrono::Utc::now();
+    let text =
+        wait_log(&log, "no due time fired after the clock stepped back", |t| t.contains(": queued run "));
+    drop(worker);
+    let due = text
+        .lines()
+        .find_map(|l| l.strip_prefix("schedule tick due ")?.split(": ").next())
+        .and_then(|d| chrono::DateTime::parse_from_rfc3339(d).ok())
+        .expect("a due time");
+    // A due time of today's clock, not of the clock 300 s ahead.
+    assert!(due.with_timezone(&chrono::Utc) < stepped + chrono::Duration::seconds(60), "{text}");
 }
 
 /// adv17a S3: a worker whose clock was a year ahead (`faketime +365d`) recorded due times

@@ -38,7 +38,14 @@ pub struct Secrets {
     values: BTreeMap<String, String>,
     /// The secrets of each included runbook, indexed like `Runbook::includes`.
     includes: Vec<Secrets>,
+    /// One redactor per distinct value (this runbook's and its includes'), with the names
+    /// that hold it, built once for every check of this set of secrets (red team adv23 F1:
+    /// one build per name and per check made one value under many names cost without bound).
+    per_value: Arc<std::sync::OnceLock<Vec<ValueCheck>>>,
 }
+
+/// A distinct secret value's names and a redactor of it alone.
+type ValueCheck = (Vec<String>, Redactor);
 
 impl std::fmt::Debug for Secrets {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -49,7 +56,28 @@ impl std::fmt::Debug for Secrets {
 impl Secrets {
     /// Values from a map (tests, resume).
     pub fn from_map(values: BTreeMap<String, String>) -> Self {
-        Secrets { values, includes: Vec::new() }
+        Secrets { values, ..Secrets::default() }
+    }
+
+    /// Each distinct value's names (in the order of [`Secrets::all`]) and a redactor of it
+    /// alone, built at the first call.
+    fn per_value(&self) -> &[ValueCheck] {
+        self.per_value.get_or_init(|| {
+            let mut order: Vec<(&str, Vec<String>)> = Vec::new();
+            for (name, value) in self.all() {
+                match order.iter_mut().find(|(v, _)| *v == value) {
+                    Some((_, names)) => names.push(name.to_string()),
+                    None => order.push((value, vec![name.to_string()])),
+                }
+            }
+            order
+                .into_iter()
+                .map(|(value, names)| {
+                    let redactor = Redactor::from_values([(names[0].as_str(), value)]);
+                    (names, redactor)
+                })
+                .collect()
+        })
     }
 
     /// The secrets of included runbook `index`.
@@ -356,7 +384,7 @@ fn resolve_hiding(
             Err(e) => problems.push(e),
         }
     }
-    if problems.is_empty() { Ok(Secrets { values, includes }) } else { Err(problems) }
+    if problems.is_empty() { Ok(Secrets { values, includes, ..Secrets::default() }) } else { Err(problems) }
 }
 
 /// The environment variables the secrets of `runbook` and of its includes are read from.
@@ -459,7 +487,13 @@ impl Redactor {
         if bytes > MAX_REDACTED_BYTES {
             return Redactor::fail_closed();
         }
+        let mut built = std::collections::HashSet::new();
         for (name, value) in values {
+            // A value under several names: its forms once, marked with its first name
+            // (red team adv23 F1).
+            if !built.insert(value) {
+                continue;
+            }
             let mark: Arc<[u8]> = Arc::from(format!("<secret:{name}>").into_bytes());
             for form in spread_forms(value) {
                 spread_patterns.push((form, mark.clone()));
@@ -1479,17 +1513,19 @@ pub fn params_holding_secrets(
     params: &BTreeMap<String, runbook_core::model::ParamValue>,
 ) -> Vec<String> {
     let mut problems = Vec::new();
-    for (secret, value) in secrets.all() {
-        let redactor = Redactor::from_values([(secret, value)]);
-        for (name, v) in params {
-            let text = match serde_json::to_value(v) {
-                Ok(Value::String(s)) => s,
-                Ok(other) => other.to_string(),
-                Err(_) => continue,
-            };
-            if redactor.redact(&text) != text {
-                problems
-                    .push(format!("the value of parameter `{name}` contains the value of secret `{secret}`"));
+    for (names, redactor) in secrets.per_value() {
+        for secret in names {
+            for (name, v) in params {
+                let text = match serde_json::to_value(v) {
+                    Ok(Value::String(s)) => s,
+                    Ok(other) => other.to_string(),
+                    Err(_) => continue,
+                };
+                if redactor.redact(&text) != text {
+                    problems.push(format!(
+                        "the value of parameter `{name}` contains the value of secret `{secret}`"
+                    ));
+                }
             }
         }
     }
@@ -1507,11 +1543,12 @@ pub fn texts_holding_secrets<'t>(
 ) -> Vec<String> {
     let texts: Vec<(&str, &str)> = texts.into_iter().collect();
     let mut problems = Vec::new();
-    for (secret, value) in secrets.all() {
-        let redactor = Redactor::from_values([(secret, value)]);
-        for (what, text) in &texts {
-            if redactor.redact(text) != *text {
-                problems.push(format!("{what} contains the value of secret `{secret}`"));
+    for (names, redactor) in secrets.per_value() {
+        for secret in names {
+            for (what, text) in &texts {
+                if redactor.redact(text) != *text {
+                    problems.push(format!("{what} contains the value of secret `{secret}`"));
+                }
             }
         }
     }
@@ -1547,6 +1584,36 @@ mod tests {
                 "secret `B` brings the run's secrets to more than 32 KiB in all; they could not be redacted with bounded memory"
             ]
         );
+    }
+
+    /// Red team adv23 F1: one value under many names is one redactor for the checks, built
+    /// once for every check of the set; every name is still reported.
+    #[test]
+    fn the_checks_build_one_redactor_per_value_whatever_the_names() {
+        let value = "tok_3f9a8b7c6d-shared";
+        let names: BTreeMap<String, String> =
+            (0..200).map(|i| (format!("S{i:03}"), value.to_string())).collect();
+        let mut all = names.clone();
+        all.insert("OTHER".into(), "another-secret-value".into());
+        let secrets = Secrets::from_map(all);
+        let per_value = secrets.per_value();
+        assert_eq!(per_value.len(), 2);
+        assert_eq!(per_value.iter().map(|(n, _)| n.len()).sum::<usize>(), 201);
+        let first = secrets.per_value().as_ptr();
+        let params = BTreeMap::from([(
+            "note".to_string(),
+            runbook_core::model::ParamValue::String(format!("x {value} y")),
+        )]);
+        let problems = params_holding_secrets(&secrets, &params);
+        assert_eq!(problems.len(), 200, "{problems:?}");
+        assert!(problems[0].ends_with("contains the value of secret `S000`"), "{problems:?}");
+        let texts = texts_holding_secrets(&secrets, [("the operator's name", "another-secret-value")]);
+        assert_eq!(texts, ["the operator's name contains the value of secret `OTHER`"]);
+        // Built once: the checks above used the same redactors.
+        assert_eq!(secrets.per_value().as_ptr(), first);
+        // The run's redactor: the forms of a value once, marked with its first name.
+        let r = Redactor::from_values(secrets.all());
+        assert_eq!(r.redact(value), "<secret:S000>");
     }
 
     /// No caller can build a redactor past [`MAX_REDACTED_BYTES`]: past it, every byte is

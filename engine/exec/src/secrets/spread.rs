@@ -744,7 +744,7 @@ fn hex_value(digits: &[u8]) -> Option<u32> {
 /// `\xHH`, `\uHHHH` (a surrogate pair as one character), `\UHHHHHHHH`, `\NNN` (octal),
 /// `%HH`, `=HH` (quoted-printable, upper-case hex), `&#N;` and `&#xH;` (zero-padded or
 /// not, `;` or not), `&amp;`, `&lt;`, `&gt;`, `&quot;`, `&apos;` (`;` or not), and `0xHH`
-/// standing alone (`xxd -i`).
+/// standing alone (`xxd -i`), or a big-endian word of 2 to 8 bytes (`0xHHHH`).
 fn escape_at(line: &[u8], i: usize) -> Option<(Vec<u8>, usize)> {
     let rest = &line[i..];
     let byte = |v: u32| Some(vec![u8::try_from(v).ok()?]);
@@ -818,12 +818,16 @@ fn escape_at(line: &[u8], i: usize) -> Option<(Vec<u8>, usize)> {
             }
             None
         }
+        // `0xHH`, and big-endian words `0xHHHH`, `0xHHHHHHHH`... up to 8 bytes (red team
+        // adv22 L2: `0x5333 0x6372`), standing alone: their bytes in order.
         b'0' => {
             let alone = i == 0 || !line[i - 1].is_ascii_alphanumeric();
-            let d = rest.get(2..4)?;
-            let after = rest.get(4).is_none_or(|c| !c.is_ascii_alphanumeric());
-            (alone && after && (rest[1] | 0x20) == b'x').then_some(())?;
-            Some((byte(hex_value(d)?)?, 4))
+            let n = rest.iter().skip(2).take(17).take_while(|c| c.is_ascii_hexdigit()).count();
+            let after = rest.get(2 + n).is_none_or(|c| !c.is_ascii_alphanumeric());
+            (alone && after && (rest.get(1)? | 0x20) == b'x' && (2..=16).contains(&n) && n % 2 == 0)
+                .then_some(())?;
+            let bytes = rest[2..2 + n].chunks(2).map(|d| hex_value(d).and_then(|v| u8::try_from(v).ok()));
+            Some((bytes.collect::<Option<Vec<u8>>>()?, 2 + n))
         }
         _ => None,
     }
@@ -965,11 +969,26 @@ fn dump_ranges(spread: &Spread, block: &[u8]) -> (Vec<Marked>, Vec<Span>) {
             // And whole lines, what reads as an offset too: in a dump without offsets a
             // first number of six or more digits is a word (`od -An -o`'s `072523`,
             // `od -An -tu4`'s `863008083`: red team adv22 F1, F2).
-            for (k, b) in line.iter().enumerate().take(ce) {
-                if !is_separator(*b) {
-                    line_view.push(*b);
+            // A word's `0x` is no digit of it: `0x5333 0x6372` (big-endian words, red team
+            // adv22 L2) reads its first word as an offset, and is the value's hex whole
+            // only without the prefixes.
+            let mut k = 0;
+            while k < ce {
+                let b = line[k];
+                let word_start = k == 0 || line[k - 1].is_ascii_whitespace() || is_separator(line[k - 1]);
+                if word_start
+                    && k + 2 < ce
+                    && line[k..k + 2].eq_ignore_ascii_case(b"0x")
+                    && line[k + 2].is_ascii_hexdigit()
+                {
+                    k += 2;
+                    continue;
+                }
+                if !is_separator(b) {
+                    line_view.push(b);
                     line_map.push(at + k);
                 }
+                k += 1;
             }
             // A character column with one character a byte of the hex column (`xxd`,
             // `hexdump -C` within its bars, `od -tx1z` within `>...<`): the characters of

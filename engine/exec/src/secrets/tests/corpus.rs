@@ -4,7 +4,7 @@
 //! wrapping, UTF-16, uuencode; red team adv21: `_`/`+`, braced and CSS escapes, wrapped
 //! forms behind line prefixes, `od -tx8`/`-td2`, bits, uuencode lines, `>...<` columns,
 //! blank lines in a dump; red team adv22: `od`'s octal and decimal words of 2, 4 and 8 bytes,
-//! the hex of the base64 and the base64 of the hex)
+//! the hex of the base64 and the base64 of the hex, big-endian words with `0x`)
 //! × wrapping and indentation × chunk cuts; and ordinary text
 //! with the same punctuation, escapes and indentation, which must come out byte for byte.
 //! The forms are written here, independently of the redactor's code.
@@ -172,6 +172,20 @@ fn printed(secret: &str, which: usize, prefix: &[u8], per: usize, indent: &str) 
         // digits a line), and the base64 of the hex, as `xxd -p | base64` does (76).
         38 => wrapped(&hex(base64(&data).as_bytes()), 60),
         39 => wrapped(&base64(hex(&data).as_bytes()), 76),
+        // adv22 L2: big-endian words with `0x` (2 or 4 bytes, the last padded with zeros),
+        // eight a line, after a blank or a comma.
+        40 => {
+            let width = if per.is_multiple_of(2) { 2 } else { 4 };
+            let words: Vec<String> = data
+                .chunks(width)
+                .map(|w| {
+                    let mut w = w.to_vec();
+                    w.resize(width, 0);
+                    format!("0x{}", hex(&w))
+                })
+                .collect();
+            lines(&words, 8, "", indent, if per.is_multiple_of(3) { ", " } else { " " })
+        }
         14 => dump(&data, 4, true, "", false),
         15 => lines(&data.iter().map(|x| format!("{x:02x}")).collect::<Vec<_>>(), per.max(4), " ", " ", " "),
         16 => lines(
@@ -199,6 +213,25 @@ fn printed(secret: &str, which: usize, prefix: &[u8], per: usize, indent: &str) 
             lines(&cut, 1, indent, &format!("{indent} "), "")
         }
     }
+}
+
+/// The book's documented limit for big-endian words with `0x` (form 40): the value's first
+/// or last four to seven bytes swapped (a form, for a little-endian word shared with other
+/// data) written by the data just before the value and across its beginning; the match of
+/// that piece, which begins first, hides the value's own hex.
+fn piece_before(secret: &str, prefix: &[u8]) -> bool {
+    let b = secret.as_bytes();
+    let mut data = prefix.to_vec();
+    data.extend_from_slice(b);
+    let digits = hex(&data);
+    let start = 2 * prefix.len();
+    (4..8.min(b.len())).any(|k| {
+        [&b[..k], &b[b.len() - k..]].iter().any(|piece| {
+            let swapped: Vec<u8> = piece.iter().rev().copied().collect();
+            let form = hex(&swapped);
+            (0..start).any(|p| digits[p..].starts_with(&form) && p + form.len() > start)
+        })
+    })
 }
 
 /// `text` in lines of `width` characters.
@@ -363,6 +396,9 @@ fn windows(secret: &str, which: usize, printed_form: &str, prefix: &[u8], per: u
         let enc = base64(&data);
         forms.push(enc[(prefix.len() * 8).div_ceil(6)..(data.len() * 8) / 6].to_string());
     }
+    if which == 40 {
+        forms.push(hex(b));
+    }
     if which == 38 || which == 39 {
         let mut data = prefix.to_vec();
         data.extend_from_slice(b);
@@ -456,7 +492,7 @@ proptest! {
     #[test]
     fn no_decoded_form_survives(
         secret in secret_strategy(),
-        which in 0usize..40,
+        which in 0usize..41,
         prefix in proptest::collection::vec(any::<u8>(), 0..4),
         per in 2usize..24,
         indent in proptest::sample::select(vec!["", "  ", "    ", "\t", "        "]),
@@ -466,6 +502,7 @@ proptest! {
         // A separator form needs 8 value characters besides its separators to be looked
         // for; `%`, `&` and `\` in the value are themselves escape introducers.
         prop_assume!(secret.chars().filter(char::is_ascii_alphanumeric).count() >= 10);
+        prop_assume!(which != 40 || !piece_before(&secret, &prefix));
         let form = printed(&secret, which, &prefix, per, indent);
         let text = format!("{before}\n{form}\nafter the form\n");
         let r = Redactor::from_values([("S", secret.as_str())]);
