@@ -1074,6 +1074,25 @@ pub fn due_text(ms: i64) -> String {
         .map_or_else(|| ms.to_string(), |t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
 }
 
+/// Where a worker counts a schedule's due times from (the `from` of
+/// [`Schedule::due_search`]): after the latest due time the store took, whoever took it;
+/// for a schedule none was taken of, from the first time a worker watched it in this store
+/// (its journal's first record, [`crate::schedule_journal::watched_from`]), so that a due
+/// time passing between one worker's stop and the next one's start is fired or recorded as
+/// missed by the catch-up policy, as after any downtime (red team adv23 F2). `start`, this
+/// worker's own start, bounds it: a first watch recorded by a clock that ran ahead does not
+/// put the count in the future.
+pub fn count_from(
+    last_due: Option<DateTime<Utc>>,
+    first_watch: Option<DateTime<Utc>>,
+    start: DateTime<Utc>,
+) -> DateTime<Utc> {
+    match last_due {
+        Some(last) => last,
+        None => first_watch.map_or(start, |w| w.min(start)),
+    }
+}
+
 /// A window as days, hours and minutes (`31d 2h`), as `runbook schedules` and the console
 /// word it: schedules are minute-based.
 pub fn span_text(d: std::time::Duration) -> String {
