@@ -1293,8 +1293,11 @@ fn a_schedule_s_decisions_are_journaled_chained_and_verified() {
     let records: Vec<serde_json::Value> =
         jsonl.stdout.lines().map(|l| serde_json::from_str(l).expect("a JSON line")).collect();
     let kinds: Vec<&str> = records.iter().map(|r| r["kind"].as_str().unwrap_or_default()).collect();
-    assert_eq!(kinds.first(), Some(&"fired"), "{}", jsonl.stdout);
-    let run = records[0]["event"]["run_id"].as_str().expect("the run it queued").to_string();
+    // The first worker's watch opens the journal (red team adv23 F2), then its first fire.
+    assert_eq!(kinds.first(), Some(&"watched"), "{}", jsonl.stdout);
+    assert_eq!(kinds.iter().filter(|k| **k == "watched").count(), 1, "{}", jsonl.stdout);
+    assert_eq!(kinds.get(1), Some(&"fired"), "{}", jsonl.stdout);
+    let run = records[1]["event"]["run_id"].as_str().expect("the run it queued").to_string();
     let queued = sqlite_rows(&db, "SELECT run_id FROM schedule_fires WHERE outcome = 'queued'");
     assert_eq!(queued, vec![run.clone()], "one run queued, the one the journal names");
     // One record per decision the store took, in seq order, chained.
@@ -1322,8 +1325,9 @@ fn a_schedule_s_decisions_are_journaled_chained_and_verified() {
     let text = rb(&["audit", "schedule", "slow", "--state", &state]);
     ok(&text, 0);
     assert_eq!(text.stdout.lines().count(), records.len(), "{}", text.stdout);
+    assert!(text.stdout.lines().next().unwrap_or_default().contains(" watched from "), "{}", text.stdout);
     assert!(
-        text.stdout.lines().next().unwrap_or_default().contains(&format!("fired: run {run}")),
+        text.stdout.lines().nth(1).unwrap_or_default().contains(&format!("fired: run {run}")),
         "{}",
         text.stdout
     );
@@ -1510,7 +1514,8 @@ fn audit_verify_cross_checks_the_rows_that_decide_a_schedule_with_its_journal() 
             "UPDATE schedule_fires SET outcome = 'queued', run_id = 'r-other' WHERE due_ms = (SELECT MIN(due_ms) FROM schedule_fires WHERE outcome = 'skipped')".to_string(),
         ),
         ("a fire's due time moved", "UPDATE schedule_fires SET due_ms = due_ms + 500 WHERE outcome = 'queued'".to_string()),
-        ("a record's due_ms column moved", "UPDATE schedule_events SET due_ms = due_ms + 1000 WHERE seq = 1".to_string()),
+        ("a record's due_ms column moved", "UPDATE schedule_events SET due_ms = due_ms + 1000 WHERE kind = 'fired'".to_string()),
+        ("a due time set beside the watch", "UPDATE schedule_events SET due_ms = 1000 WHERE kind = 'watched'".to_string()),
         ("an alert's reminder changed", "UPDATE schedule_alerts SET reminder = reminder + 1".to_string()),
         ("a fire moved to another schedule", "UPDATE schedule_fires SET schedule = 'other' WHERE outcome = 'queued'".to_string()),
         (
