@@ -572,7 +572,7 @@ pub fn verify_schedule(name: &str, expect_hash: Option<&str>, state: Option<Stri
         }
         return Err(CliError::Invalid(
             Message::new(format!("schedule `{shown}` has no journal in this store"))
-                .help("a schedule's journal starts when a worker (`runbook worker --schedules FILE`) first fires, skips or misses one of its due times"),
+                .help("a schedule's journal starts when a worker (`runbook worker --schedules FILE`) first watches it"),
         ));
     };
     let mut findings = j.findings();
@@ -650,7 +650,7 @@ pub fn audit_schedule(name: &str, format: AuditFormat, state: Option<String>) ->
     if records.is_empty() {
         return Err(CliError::Invalid(
             Message::new(format!("schedule `{}` has no journal in this store", runbook_core::shown::one_line(name)))
-                .help("a schedule's journal starts when a worker (`runbook worker --schedules FILE`) first fires, skips or misses one of its due times"),
+                .help("a schedule's journal starts when a worker (`runbook worker --schedules FILE`) first watches it"),
         ));
     }
     for r in &records {

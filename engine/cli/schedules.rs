@@ -558,7 +558,8 @@ pub struct Firing {
     /// For each schedule (same order), its plan pinned at the worker's start, or why none.
     pinned: Vec<Result<Pinned, String>>,
     /// When this worker started (before its schedules were read and pinned, which takes a
-    /// moment): a schedule that never fired fires its due times after it.
+    /// moment): a schedule that never fired fires its due times after it, or after the
+    /// first time a worker watched it when that was earlier ([`schedule::count_from`]).
     since: DateTime<Utc>,
     /// The same instant on the monotonic clock: a wall clock stepped back after the start
     /// (NTP's first step at boot, a VM restored from a snapshot) must not put the start in
@@ -574,6 +575,9 @@ pub struct Firing {
     warned_future: std::sync::Mutex<std::collections::BTreeSet<String>>,
     /// How often this worker's schedule pass runs: a failed notice is tried again no sooner.
     poll: std::time::Duration,
+    /// When a worker first watched each schedule none of whose due times was taken yet, as
+    /// the journal's first record says (red team adv23 F2): read once, it never changes.
+    watched: std::sync::Mutex<BTreeMap<String, DateTime<Utc>>>,
 }
 
 /// A schedule's run as pinned at the worker's start.
@@ -624,6 +628,7 @@ impl Firing {
             late: LATE,
             warned_future: std::sync::Mutex::default(),
             poll: std::time::Duration::from_secs(1),
+            watched: std::sync::Mutex::default(),
         })
     }
 
@@ -700,7 +705,15 @@ impl Firing {
             {
                 taken(store, &s.target.name, worker, last, &due_text(last)).await;
             }
-            let from = runs.last_due_ms.and_then(schedule::utc_from_millis).unwrap_or(since);
+            // A schedule none of whose due times was taken counts from the first time a
+            // worker watched it, not from this worker's start: a due time between one
+            // worker's stop and the next one's start is caught up (red team adv23 F2).
+            let last = runs.last_due_ms.and_then(schedule::utc_from_millis);
+            let first_watch = match last {
+                Some(_) => None,
+                None => self.first_watch(store, worker, &s.target.name, since).await,
+            };
+            let from = schedule::count_from(last, first_watch, since);
             let due = s.due_search(from, now, self.late);
             // A due time `latest` or `all` leaves out only because a pass came a moment
             // late is not missed; one older than the lateness window is.
@@ -720,8 +733,45 @@ impl Firing {
             for due in due.times {
                 self.fire_one(store, worker, location, s, pinned, due).await;
             }
-            watch(store, worker, s, &runs, since, now, &self.warned_future).await;
+            // The dead-man's switch of a schedule that never fired is measured from the same
+            // first watch: every worker agrees on it, and a restart does not postpone it.
+            let start = first_watch.map_or(since, |w| w.min(since));
+            watch(store, worker, s, &runs, start, now, &self.warned_future).await;
             deliver(store, worker, s, self.poll).await;
+        }
+    }
+
+    /// When a worker first watched schedule `name` in this store: the journal's first
+    /// record, a `watched` record this worker appends (its start `since`) when the journal
+    /// is empty (red team adv23 F2). `None` when the store cannot say (printed).
+    async fn first_watch(
+        &self,
+        store: &runbook_store::Store,
+        worker: &str,
+        name: &str,
+        since: DateTime<Utc>,
+    ) -> Option<DateTime<Utc>> {
+        if let Some(t) = self.watched.lock().ok().and_then(|w| w.get(name).copied()) {
+            return Some(t);
+        }
+        let since_text = since.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let at = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
+        match store.watch_schedule(name, &since_text, worker, &at).await {
+            Ok(first) => {
+                let t = runbook_core::schedule_journal::watched_from(&first)
+                    .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+                    .map(|t| t.with_timezone(&Utc));
+                if let (Some(t), Ok(mut w)) = (t, self.watched.lock()) {
+                    w.insert(name.to_string(), t);
+                }
+                t
+            }
+            Err(e) => {
+                crate::output::errln!(
+                    "warning: cannot record that this worker watches schedule `{name}`: {e}"
+                );
+                None
+            }
         }
     }
 

@@ -3,7 +3,7 @@
 //! three seconds before a due time of `backup_daily` (libfaketime, preloaded into the worker
 //! itself) fires exactly that due time; the run goes through the queue and completes against
 //! the sandbox's database (a verified dump written, retention applied); the fire is the
-//! schedule's journal; and `runbook schedules` shows the last success, not OVERDUE.
+//! schedule's journal (after the worker's first watch); and `runbook schedules` shows the last success, not OVERDUE.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -186,15 +186,27 @@ fn the_inmova_daily_backup_fires_once_through_the_queue(shape: Shape) {
         .lines()
         .filter_map(|l| serde_json::from_str(l).ok())
         .collect();
-    assert_eq!(records.len(), 1, "{records:?}");
-    assert_eq!(records[0]["kind"], "fired");
-    assert_eq!(records[0]["event"]["run_id"], run_id.as_str());
-    assert_eq!(records[0]["due"], due_text.as_str());
+    // The worker's first watch (red team adv23 F2), then exactly one fire.
+    assert_eq!(records.len(), 2, "{records:?}");
+    assert_eq!(records[0]["kind"], "watched");
+    assert_eq!(records[1]["kind"], "fired");
+    assert_eq!(records[1]["event"]["run_id"], run_id.as_str());
+    assert_eq!(records[1]["due"], due_text.as_str());
     let verified = rb(&["audit", "verify"]);
     ok(&verified, 0);
-    assert!(verified.stdout.contains("ok schedule backup_daily: 1 records"), "{}", verified.stdout);
-    // Nothing else fired (the weekly and monthly backups were not due).
-    assert!(!verified.stdout.contains("schedule backup_weekly"), "{}", verified.stdout);
+    assert!(verified.stdout.contains("ok schedule backup_daily: 2 records"), "{}", verified.stdout);
+    // Nothing else fired (the weekly and monthly backups were not due): their journals
+    // hold the worker's watch only.
+    for other in ["backup_weekly", "backup_monthly"] {
+        assert!(verified.stdout.contains(&format!("ok schedule {other}: 1 records")), "{}", verified.stdout);
+        let kinds: Vec<String> = rb(&["audit", "schedule", other, "--format", "jsonl"])
+            .stdout
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .map(|r| r["kind"].as_str().unwrap_or_default().to_string())
+            .collect();
+        assert_eq!(kinds, ["watched"], "{other}");
+    }
     // `runbook schedules` shows its last success, and it is not overdue.
     let shown = rb(&["schedules", "examples/schedules/inmova.toml"]);
     ok(&shown, 0);

@@ -1181,6 +1181,77 @@ fn catch_up_none_records_the_due_times_it_drops() {
     assert!(out.stdout.contains("  last missed  "), "{}", out.stdout);
 }
 
+/// Red team adv23 F2: a due time of a schedule that never fired, passing between one
+/// worker's stop and the next one's start, is caught up as after any downtime: fired with
+/// `catch-up = "latest"` or `"all"`, recorded as missed with `"none"` (it is 30 minutes
+/// late). The first worker to watch the schedule journals it (`watched`, once), and every
+/// later worker counts the never-fired schedule's due times from there. Worker 1 runs with
+/// its clock an hour behind (libfaketime): it watches `daily`, due once a day at a time 30
+/// minutes in its own future, and stops (SIGTERM) before that; worker 2, on the real clock,
+/// starts after it. `pulse` (due every second, after `daily` in the file) shows that a
+/// worker's pass went over `daily`. Failed before: worker 2 neither fired nor recorded the
+/// due time, under every policy (`/work/adv23/repro-restart-gap.sh`).
+#[test]
+fn a_due_time_between_two_workers_of_a_schedule_that_never_fired_is_caught_up() {
+    use chrono::Timelike as _;
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    let due =
+        (chrono::Utc::now() - chrono::Duration::minutes(30)).with_nanosecond(0).expect("a whole second");
+    let due_text = due.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let cron = format!("{} {} {} * * *", due.second(), due.minute(), due.hour());
+    for catch_up in ["latest", "all", "none"] {
+        let dir = folder(&format!(
+            "[schedule.daily]\nrunbook = \"backup.toml\"\nparams = {{ environment = \"staging\" }}\ncron = \"{cron}\"\ntime-zone = \"UTC\"\ncatch-up = \"{catch_up}\"\n\n\
+             [schedule.pulse]\nrunbook = \"backup.toml\"\nparams = {{ environment = \"staging\" }}\ncron = \"* * * * * *\"\ntime-zone = \"UTC\"\noverlap = \"queue\"\n"
+        ));
+        let db = dir.path().join("st.db");
+        let state = db.display().to_string();
+        let host = dir.path().join("host").display().to_string();
+        let env = [("RUNBOOK_TEST_SCHEDULE_SECONDS", "1"), ("XDG_STATE_HOME", host.as_str())];
+        ok(&run_in_with_env(dir.path(), &["state", "migrate", "--state", &state], &env), 0);
+        let first = dir.path().join("w1.out");
+        let mut w1 = spawn_skewed(dir.path(), &state, &env, &first, "-1h");
+        let w1_pid = w1.id();
+        wait_log(&first, "worker 1 made no pass", |t| t.contains("schedule pulse due "));
+        kill(Pid::from_raw(w1_pid as i32), Signal::SIGTERM).expect("SIGTERM");
+        let _ = w1.wait();
+        let text = std::fs::read_to_string(&first).unwrap_or_default();
+        assert!(!text.contains("schedule daily due "), "{catch_up}: worker 1 decided on `daily`:\n{text}");
+        let second = dir.path().join("w2.out");
+        let w2 = crate::support::KillOnDrop(spawn_worker(dir.path(), &state, &env, &second, &[]));
+        let text = wait_log(&second, "worker 2 made no pass", |t| t.contains("schedule pulse due "));
+        drop(w2);
+        let line = text.lines().find(|l| l.starts_with("schedule daily due ")).unwrap_or_default();
+        let expected = match catch_up {
+            "none" => ": skipped: missed: ",
+            _ => ": queued run ",
+        };
+        assert!(
+            line.starts_with(&format!("schedule daily due {due_text}{expected}")),
+            "{catch_up}: the due time {due_text} between the workers was neither fired nor recorded:\n{text}"
+        );
+        // The journal: worker 1's first watch (its start, an hour behind), then the decision.
+        let (kinds, out) = journal_kinds(dir.path(), "daily");
+        let decided = if catch_up == "none" { "missed" } else { "fired" };
+        assert_eq!(kinds, ["watched", decided], "{catch_up}: {}", out.stdout);
+        let watched: serde_json::Value =
+            serde_json::from_str(out.stdout.lines().next().unwrap_or_default()).expect("a JSON line");
+        let worker = watched["event"]["worker"].as_str().unwrap_or_default();
+        assert!(worker.contains(&format!("(pid {w1_pid} ")), "{catch_up}: {watched}");
+        let since =
+            watched["event"]["since"].as_str().and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
+        assert!(since.is_some_and(|t| t < due), "{catch_up}: {watched}");
+        // Exactly one `watched` record however many workers watched, and it verifies.
+        let (pulse, _) = journal_kinds(dir.path(), "pulse");
+        assert_eq!(pulse.iter().filter(|k| *k == "watched").count(), 1, "{pulse:?}");
+        assert_eq!(pulse.first().map(String::as_str), Some("watched"), "{pulse:?}");
+        let verified = run_in_with_env(dir.path(), &["audit", "verify", "--state", &state], &env);
+        ok(&verified, 0);
+        assert!(verified.stdout.contains("ok schedule daily: 2 records"), "{}", verified.stdout);
+    }
+}
+
 /// The rows of `sql` in the SQLite store `state` (the sqlite3 program).
 fn sqlite_rows(state: &Path, sql: &str) -> Vec<String> {
     let out = std::process::Command::new("sqlite3").arg(state).arg(sql).output().expect("sqlite3");
@@ -1226,8 +1297,11 @@ fn a_schedule_s_decisions_are_journaled_chained_and_verified() {
     let records: Vec<serde_json::Value> =
         jsonl.stdout.lines().map(|l| serde_json::from_str(l).expect("a JSON line")).collect();
     let kinds: Vec<&str> = records.iter().map(|r| r["kind"].as_str().unwrap_or_default()).collect();
-    assert_eq!(kinds.first(), Some(&"fired"), "{}", jsonl.stdout);
-    let run = records[0]["event"]["run_id"].as_str().expect("the run it queued").to_string();
+    // The first worker's watch opens the journal (red team adv23 F2), then its first fire.
+    assert_eq!(kinds.first(), Some(&"watched"), "{}", jsonl.stdout);
+    assert_eq!(kinds.iter().filter(|k| **k == "watched").count(), 1, "{}", jsonl.stdout);
+    assert_eq!(kinds.get(1), Some(&"fired"), "{}", jsonl.stdout);
+    let run = records[1]["event"]["run_id"].as_str().expect("the run it queued").to_string();
     let queued = sqlite_rows(&db, "SELECT run_id FROM schedule_fires WHERE outcome = 'queued'");
     assert_eq!(queued, vec![run.clone()], "one run queued, the one the journal names");
     // One record per decision the store took, in seq order, chained.
@@ -1255,8 +1329,9 @@ fn a_schedule_s_decisions_are_journaled_chained_and_verified() {
     let text = rb(&["audit", "schedule", "slow", "--state", &state]);
     ok(&text, 0);
     assert_eq!(text.stdout.lines().count(), records.len(), "{}", text.stdout);
+    assert!(text.stdout.lines().next().unwrap_or_default().contains(" watched from "), "{}", text.stdout);
     assert!(
-        text.stdout.lines().next().unwrap_or_default().contains(&format!("fired: run {run}")),
+        text.stdout.lines().nth(1).unwrap_or_default().contains(&format!("fired: run {run}")),
         "{}",
         text.stdout
     );
@@ -1443,7 +1518,8 @@ fn audit_verify_cross_checks_the_rows_that_decide_a_schedule_with_its_journal() 
             "UPDATE schedule_fires SET outcome = 'queued', run_id = 'r-other' WHERE due_ms = (SELECT MIN(due_ms) FROM schedule_fires WHERE outcome = 'skipped')".to_string(),
         ),
         ("a fire's due time moved", "UPDATE schedule_fires SET due_ms = due_ms + 500 WHERE outcome = 'queued'".to_string()),
-        ("a record's due_ms column moved", "UPDATE schedule_events SET due_ms = due_ms + 1000 WHERE seq = 1".to_string()),
+        ("a record's due_ms column moved", "UPDATE schedule_events SET due_ms = due_ms + 1000 WHERE kind = 'fired'".to_string()),
+        ("a due time set beside the watch", "UPDATE schedule_events SET due_ms = 1000 WHERE kind = 'watched'".to_string()),
         ("an alert's reminder changed", "UPDATE schedule_alerts SET reminder = reminder + 1".to_string()),
         ("a fire moved to another schedule", "UPDATE schedule_fires SET schedule = 'other' WHERE outcome = 'queued'".to_string()),
         (

@@ -681,7 +681,15 @@ fn three_workers_fire_each_due_time_exactly_once_and_survive_one_dying() {
     // Issue 17, point 1: the schedule's own journal holds exactly one record per decision
     // the store took (here, per row of `schedule_fires`), whichever of the racing workers
     // took it, chained without a gap; `audit verify` checks it. Failed before: no journal.
-    assert_eq!(count("SELECT COUNT(*) FROM schedule_events WHERE schedule = 'tick'"), fires);
+    // Plus the one `watched` record of the first worker to watch it, however many raced
+    // (red team adv23 F2).
+    assert_eq!(count("SELECT COUNT(*) FROM schedule_events WHERE schedule = 'tick'"), fires + 1);
+    assert_eq!(
+        count(
+            "SELECT COUNT(*) FROM schedule_events WHERE schedule = 'tick' AND kind = 'watched' AND seq = 1"
+        ),
+        1
+    );
     assert_eq!(
         count(
             "SELECT COUNT(*) FROM schedule_fires f WHERE (SELECT COUNT(*) FROM schedule_events e \
@@ -691,13 +699,14 @@ fn three_workers_fire_each_due_time_exactly_once_and_survive_one_dying() {
         0,
         "a fire without exactly one record"
     );
-    assert_eq!(count("SELECT MAX(seq) FROM schedule_events WHERE schedule = 'tick'"), fires);
+    let records = fires + 1;
+    assert_eq!(count("SELECT MAX(seq) FROM schedule_events WHERE schedule = 'tick'"), records);
     let verified = team.cmd(&["audit", "verify"], "ana");
     ok(&verified, 0);
-    assert!(verified.stdout.contains(&format!("ok schedule tick: {fires} records")), "{}", verified.stdout);
+    assert!(verified.stdout.contains(&format!("ok schedule tick: {records} records")), "{}", verified.stdout);
     let shown = team.cmd(&["audit", "schedule", "tick", "--format", "jsonl"], "ana");
     ok(&shown, 0);
-    assert_eq!(shown.stdout.lines().count() as i64, fires, "{}", shown.stdout);
+    assert_eq!(shown.stdout.lines().count() as i64, records, "{}", shown.stdout);
     // The same guards as the run journal: no update, delete or truncate; past them (a
     // superuser disabling the triggers), an edit is detected.
     for sql in [
@@ -726,7 +735,7 @@ fn three_workers_fire_each_due_time_exactly_once_and_survive_one_dying() {
                 .to_string(),
             2,
         ),
-        ("cut", format!("DELETE FROM schedule_events WHERE seq = {fires}"), fires),
+        ("cut", format!("DELETE FROM schedule_events WHERE seq = {records}"), records),
     ];
     for (what, sql, seq) in cases {
         team.pg.psql("postgres", &sql);

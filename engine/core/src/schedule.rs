@@ -1074,6 +1074,25 @@ pub fn due_text(ms: i64) -> String {
         .map_or_else(|| ms.to_string(), |t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
 }
 
+/// Where a worker counts a schedule's due times from (the `from` of
+/// [`Schedule::due_search`]): after the latest due time the store took, whoever took it;
+/// for a schedule none was taken of, from the first time a worker watched it in this store
+/// (its journal's first record, [`crate::schedule_journal::watched_from`]), so that a due
+/// time passing between one worker's stop and the next one's start is fired or recorded as
+/// missed by the catch-up policy, as after any downtime (red team adv23 F2). `start`, this
+/// worker's own start, bounds it: a first watch recorded by a clock that ran ahead does not
+/// put the count in the future.
+pub fn count_from(
+    last_due: Option<DateTime<Utc>>,
+    first_watch: Option<DateTime<Utc>>,
+    start: DateTime<Utc>,
+) -> DateTime<Utc> {
+    match last_due {
+        Some(last) => last,
+        None => first_watch.map_or(start, |w| w.min(start)),
+    }
+}
+
 /// A window as days, hours and minutes (`31d 2h`), as `runbook schedules` and the console
 /// word it: schedules are minute-based.
 pub fn span_text(d: std::time::Duration) -> String {
@@ -1415,5 +1434,151 @@ mod tests {
             NoticeNext::Settled
         );
         assert_eq!(next_notice(&[at(0, Some("legacy"), 0, None)], 0), NoticeNext::Settled);
+    }
+}
+
+/// Red team adv23 F2, the class: workers that start and stop (SIGTERM, restarts, outages)
+/// around the due times of a schedule never lose one in silence, whether or not it ever
+/// fired. Each worker's passes are simulated as `runbook worker` makes them (the cursor of
+/// [`count_from`], the catch-up of [`Schedule::due_search`], a dropped due time recorded as
+/// missed), over random crons, time zones, policies, downtimes and polls; after every
+/// worker, the latest due time since the first watch is recorded (fired or missed), and
+/// nothing before the first watch is.
+#[cfg(test)]
+mod restart_gaps {
+    use super::*;
+    use proptest::prelude::*;
+
+    type Cursor = fn(Option<DateTime<Utc>>, Option<DateTime<Utc>>, DateTime<Utc>) -> DateTime<Utc>;
+
+    const CRONS: [&str; 8] = [
+        "0 * * * * *",
+        "*/7 * * * * *",
+        "0 0 * * * *",
+        "30 15 2 * * *",
+        "0 30 2 * * SUN",
+        "0 0 0 1 * *",
+        "0 0 3 * * *",
+        "0 0 9-17 * * MON-FRI",
+    ];
+    const ZONES: [&str; 3] = ["UTC", "Europe/Madrid", "America/New_York"];
+    const POLICIES: [&str; 4] = [
+        "catch-up = \"latest\"",
+        "catch-up = \"none\"",
+        "catch-up = \"all\"",
+        "catch-up = \"all\"\ncatch-up-limit = 2",
+    ];
+    const LATE: Duration = Duration::from_secs(60);
+
+    fn schedule(cron: &str, zone: &str, policy: &str) -> Schedule {
+        let text = format!(
+            "[schedule.x]\nrunbook = \"a.toml\"\ncron = \"{cron}\"\ntime-zone = \"{zone}\"\n{policy}\n"
+        );
+        let mut c = check(&Source::new("s.toml", text), CheckOptions { seconds: true });
+        assert!(c.diagnostics.is_empty(), "{:?}", c.diagnostics);
+        c.schedules.remove(0)
+    }
+
+    /// One worker: it starts `gap` seconds after the previous one stopped, polls every
+    /// `poll` seconds, and stops after `len` seconds (or its 12th pass).
+    #[derive(Debug, Clone)]
+    struct Worker {
+        gap: i64,
+        len: i64,
+        poll: i64,
+    }
+
+    /// What the store holds: the first watch, and each due time taken (fired or missed).
+    #[derive(Debug, Default)]
+    struct Store {
+        first_watch: Option<DateTime<Utc>>,
+        taken: BTreeMap<DateTime<Utc>, &'static str>,
+    }
+
+    /// One pass of a worker started at `start`, at `now`, as `Firing::fire_due` makes it.
+    fn pass(s: &Schedule, store: &mut Store, start: DateTime<Utc>, now: DateTime<Utc>, cursor: Cursor) {
+        let last = store.taken.keys().next_back().copied();
+        // The first worker to find the journal empty records its watch.
+        let watch = match last {
+            Some(_) => None,
+            None => Some(*store.first_watch.get_or_insert(start)),
+        };
+        let from = cursor(last, watch, start);
+        let due = s.due_search(from, now, LATE);
+        let late = chrono::Duration::from_std(LATE).unwrap_or_default();
+        if let Some(dropped) = due.dropped
+            && (s.catch_up == CatchUp::None || now.signed_duration_since(dropped) > late)
+        {
+            store.taken.entry(dropped).or_insert("missed");
+        }
+        for t in due.times {
+            store.taken.entry(t).or_insert("fired");
+        }
+    }
+
+    /// Runs `workers` one after the other from `t0`; after each, the problem with the
+    /// store's record, if any.
+    fn run(s: &Schedule, t0: DateTime<Utc>, workers: &[Worker], cursor: Cursor) -> Result<(), String> {
+        let oracle = Schedule { catch_up: CatchUp::Latest, ..s.clone() };
+        let mut store = Store::default();
+        let mut at = t0;
+        for (i, w) in workers.iter().enumerate() {
+            let start = at + chrono::Duration::seconds(w.gap);
+            let passes = (w.len / w.poll).min(12);
+            let mut now = start;
+            for k in 0..=passes {
+                now = start + chrono::Duration::seconds(k * w.poll);
+                pass(s, &mut store, start, now, cursor);
+            }
+            at = now;
+            let Some(first) = store.first_watch else { return Err("no first watch".into()) };
+            if let Some((early, _)) = store.taken.iter().find(|(t, _)| **t <= first) {
+                return Err(format!("worker {i}: due time {early} before the first watch {first} was taken"));
+            }
+            let latest = oracle.due_search(first, now, Duration::ZERO).times.last().copied();
+            let taken = store.taken.keys().next_back().copied();
+            if latest.is_some() && taken < latest {
+                return Err(format!(
+                    "worker {i} (stopped at {now}): the due time {latest:?} since the first watch {first} was neither fired nor recorded (latest taken: {taken:?})"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn worker() -> impl Strategy<Value = Worker> {
+        (prop_oneof![0i64..120, 0i64..7_200, 0i64..400_000], 0i64..7_200, 1i64..900)
+            .prop_map(|(gap, len, poll)| Worker { gap, len, poll })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(400))]
+        #[test]
+        fn no_due_time_is_lost_in_silence_across_worker_restarts(
+            cron in 0..CRONS.len(),
+            zone in 0..ZONES.len(),
+            policy in 0..POLICIES.len(),
+            t0 in 1_767_225_600i64..1_798_761_600, // 2026
+            workers in proptest::collection::vec(worker(), 1..7),
+        ) {
+            let s = schedule(CRONS[cron], ZONES[zone], POLICIES[policy]);
+            let t0 = Utc.timestamp_opt(t0, 0).single().unwrap_or_default();
+            prop_assert_eq!(run(&s, t0, &workers, count_from), Ok(()));
+        }
+    }
+
+    /// The property fails for the cursor before the fix (a never-fired schedule counted from
+    /// each worker's own start): the adv23 reproduction, a worker from :45 to :55 and the
+    /// next from :05, a schedule due at :00, lost under every policy.
+    #[test]
+    fn the_property_fails_for_the_cursor_of_each_worker_s_own_start() {
+        let before: Cursor = |last, _, start| last.unwrap_or(start);
+        let t0 = Utc.timestamp_opt(1_796_650_000 - 1_796_650_000 % 60 + 45, 0).single().unwrap_or_default();
+        let workers = [Worker { gap: 0, len: 10, poll: 1 }, Worker { gap: 10, len: 35, poll: 1 }];
+        for policy in POLICIES {
+            let s = schedule("0 * * * * *", "UTC", policy);
+            assert!(run(&s, t0, &workers, before).is_err(), "{policy}");
+            assert_eq!(run(&s, t0, &workers, count_from), Ok(()), "{policy}");
+        }
     }
 }

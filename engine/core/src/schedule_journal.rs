@@ -130,6 +130,17 @@ pub enum ScheduleEvent {
         /// The worker that saw it.
         worker: String,
     },
+    /// A worker watched the schedule for the first time in this store: the journal's first
+    /// record, appended once per name by the first worker that finds the journal empty
+    /// (red team adv23 F2). Until the schedule's first due time is taken, every worker
+    /// counts its due times from `since`, so a due time that passes while no worker runs
+    /// is caught up (or recorded as missed) as after any downtime.
+    Watched {
+        /// When that worker started (RFC 3339, UTC, milliseconds).
+        since: String,
+        /// The worker.
+        worker: String,
+    },
 }
 
 /// The table of the rows that take a due time.
@@ -149,6 +160,7 @@ impl ScheduleEvent {
             ScheduleEvent::NotifyFailed { .. } => "notify_failed",
             ScheduleEvent::BackInTime { .. } => "back_in_time",
             ScheduleEvent::NoRecord { .. } => "no_record",
+            ScheduleEvent::Watched { .. } => "watched",
         }
     }
 
@@ -162,7 +174,8 @@ impl ScheduleEvent {
             | ScheduleEvent::Notified { .. }
             | ScheduleEvent::NotifyFailed { .. }
             | ScheduleEvent::BackInTime { .. }
-            | ScheduleEvent::NoRecord { .. } => None,
+            | ScheduleEvent::NoRecord { .. }
+            | ScheduleEvent::Watched { .. } => None,
         }
     }
 
@@ -176,7 +189,8 @@ impl ScheduleEvent {
             | ScheduleEvent::Notified { worker, .. }
             | ScheduleEvent::NotifyFailed { worker, .. }
             | ScheduleEvent::BackInTime { worker, .. }
-            | ScheduleEvent::NoRecord { worker, .. } => worker,
+            | ScheduleEvent::NoRecord { worker, .. }
+            | ScheduleEvent::Watched { worker, .. } => worker,
         }
     }
 
@@ -224,7 +238,25 @@ impl ScheduleEvent {
                     ),
                 }
             }
+            ScheduleEvent::Watched { since, .. } => format!(
+                "watched from {}: due times count from here until one is taken",
+                crate::shown::one_line(since)
+            ),
         }
+    }
+}
+
+/// When a worker first watched the schedule whose journal begins with `first` (its record
+/// 1), as RFC 3339 text: a `watched` record's `since`; for a journal begun before `watched`
+/// records existed, its first record's time (a worker was watching then). `None` for a
+/// record that is not the first.
+pub fn watched_from(first: &ScheduleRecord) -> Option<&str> {
+    if first.seq != 1 {
+        return None;
+    }
+    match &first.event {
+        ScheduleEvent::Watched { since, .. } => Some(since),
+        _ => Some(&first.ts),
     }
 }
 
@@ -300,6 +332,7 @@ mod tests {
 
     fn sample() -> Vec<ScheduleRecord> {
         let events = [
+            ScheduleEvent::Watched { since: "2026-01-01T02:29:58.120Z".into(), worker: "w1".into() },
             ScheduleEvent::Fired {
                 due: "2026-01-01T02:30:00Z".into(),
                 run_id: "r1".into(),
@@ -361,7 +394,7 @@ mod tests {
         assert_eq!(verify_chain(&swapped, None).map_err(|e| e.seq), Err(2));
         let mut cut = records.clone();
         cut.pop();
-        assert_eq!(verify_chain(&cut, Some(&last)).map_err(|e| e.seq), Err(8));
+        assert_eq!(verify_chain(&cut, Some(&last)).map_err(|e| e.seq), Err(9));
         // Another schedule's name makes another chain.
         let mut renamed = records;
         renamed[0].schedule = "weekly".into();
@@ -378,6 +411,18 @@ mod tests {
         let old = r#"{"kind":"notified","about":"change","worker":"w"}"#;
         let event: ScheduleEvent = serde_json::from_str(old).expect("old body");
         assert_eq!(serde_json::to_string(&event).expect("json"), old);
+    }
+
+    /// Red team adv23 F2: the first watch is the `watched` record's start, or a legacy
+    /// journal's first record's time; a later record says nothing of it.
+    #[test]
+    fn the_first_watch_is_the_journal_s_first_record() {
+        let records = sample();
+        assert_eq!(watched_from(&records[0]), Some("2026-01-01T02:29:58.120Z"));
+        assert_eq!(watched_from(&records[1]), None);
+        let mut legacy = records[1].clone();
+        legacy.seq = 1;
+        assert_eq!(watched_from(&legacy), Some("2026-01-01T02:30:01Z"));
     }
 
     #[test]

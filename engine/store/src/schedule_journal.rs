@@ -83,6 +83,27 @@ fn notice_attempts(rows: &[sqlx::any::AnyRow]) -> Result<Vec<runbook_core::sched
         .collect()
 }
 
+/// The first record of a schedule's journal.
+const FIRST_RECORD: &str =
+    "SELECT seq, ts, body, prev_hash, hash, db_role FROM schedule_events WHERE schedule = $1 AND seq = 1";
+
+/// A row of [`FIRST_RECORD`] as a record of `schedule`.
+fn first_record(schedule: &str, row: &sqlx::any::AnyRow) -> Result<ScheduleRecord> {
+    let seq: i64 = row.try_get(0)?;
+    let body: String = row.try_get(2)?;
+    let event = serde_json::from_str::<ScheduleEvent>(&body)
+        .map_err(|e| StoreError::Corrupt(format!("schedule {schedule}: record {seq}: {e}")))?;
+    Ok(ScheduleRecord {
+        schedule: schedule.to_string(),
+        seq: u64::try_from(seq).unwrap_or(0),
+        ts: row.try_get(1)?,
+        event,
+        prev_hash: row.try_get(3)?,
+        hash: row.try_get(4)?,
+        db_role: row.try_get(5)?,
+    })
+}
+
 /// One schedule's journal as the store holds it, read in one snapshot.
 #[derive(Debug, Clone)]
 pub struct ScheduleJournal {
@@ -195,6 +216,21 @@ impl ScheduleJournal {
                 }
                 ScheduleEvent::BackInTime { overdue_since, .. } => {
                     alert_records.entry((overdue_since.clone(), -1)).or_default().push(r);
+                }
+                ScheduleEvent::Watched { .. } => {
+                    // Appended only to an empty journal, with no due time (red team adv23 F2).
+                    if r.seq != 1 {
+                        out.push(format!(
+                            "record {}: a `watched` record is only ever a journal's first",
+                            r.seq
+                        ));
+                    }
+                    if self.due_ms.get(i).copied().flatten().is_some() {
+                        out.push(format!(
+                            "record {}: schedule_events.due_ms is set beside a `watched` record",
+                            r.seq
+                        ));
+                    }
                 }
                 ScheduleEvent::Notified { .. }
                 | ScheduleEvent::NotifyFailed { .. }
@@ -748,6 +784,53 @@ impl Store {
             });
         }
         Ok(out)
+    }
+
+    /// A worker watches `schedule` (red team adv23 F2): the first worker that finds its
+    /// journal empty appends a `watched` record (the worker, its start `since`, no due
+    /// time), in one transaction that holds the journal's head lock and appends only while
+    /// the journal is empty, so that exactly one stands per name however many workers race.
+    /// Every caller gets the journal's first record back: that `watched` record, or the
+    /// first record of a journal begun before them.
+    pub async fn watch_schedule(
+        &self,
+        schedule: &str,
+        since: &str,
+        by: &str,
+        at: &str,
+    ) -> Result<ScheduleRecord> {
+        // Read first, without a write lock: every pass but the first finds the record.
+        let row = sqlx::query(FIRST_RECORD).bind(schedule).fetch_optional(&self.pool).await?;
+        if let Some(row) = row {
+            return first_record(schedule, &row);
+        }
+        crate::retry_busy(self.backend, || async {
+            let mut tx = self.pool.begin_with(self.backend.begin()).await?;
+            sqlx::query(
+                "INSERT INTO schedule_heads (schedule, last_seq, last_hash) VALUES ($1, 0, NULL) \
+                 ON CONFLICT (schedule) DO NOTHING",
+            )
+            .bind(schedule)
+            .execute(&mut *tx)
+            .await?;
+            let head = sqlx::query(self.backend.schedule_head()).bind(schedule).fetch_one(&mut *tx).await?;
+            if head.try_get::<i64, _>(0)? == 0 {
+                let event = ScheduleEvent::Watched { since: since.to_string(), worker: by.to_string() };
+                self.append_schedule(&mut tx, schedule, at, event, None).await?;
+            }
+            let row = sqlx::query(FIRST_RECORD).bind(schedule).fetch_optional(&mut *tx).await?;
+            let first = match row {
+                Some(row) => first_record(schedule, &row)?,
+                None => {
+                    return Err(StoreError::Corrupt(format!(
+                        "schedule {schedule}: its head names records its journal does not hold: `runbook audit verify`"
+                    )));
+                }
+            };
+            tx.commit().await?;
+            Ok(first)
+        })
+        .await
     }
 
     /// The journal of `schedule`, in order (empty when it has none).

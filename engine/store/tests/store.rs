@@ -94,6 +94,7 @@ conformance!(
     a_cancelled_append_is_all_or_nothing_and_the_next_one_works,
     a_filtered_run_list_reads_only_the_runs_it_lists,
     schedule_decisions_are_journaled_once_each_and_chained,
+    a_schedule_is_watched_once_however_many_workers_race,
     overdue_notices_are_claimed_one_attempt_at_a_time_until_delivered,
 );
 
@@ -937,6 +938,75 @@ async fn schedule_decisions_are_journaled_once_each_and_chained(f: Fixture) {
     assert_eq!(journals.len(), 1);
     assert_eq!(journals[0].findings(), Vec::<String>::new());
     assert!(store.schedule_records("weekly").await.expect("none").is_empty());
+}
+
+/// Red team adv23 F2: the first worker to watch a schedule whose journal is empty appends
+/// its `watched` record; of 16 workers racing on two pools exactly one does, and every one
+/// gets that record back. A schedule whose journal began before (a fire) gets no `watched`
+/// record: its first record answers. A `watched` record anywhere but first is a finding.
+async fn a_schedule_is_watched_once_however_many_workers_race(f: Fixture) {
+    use runbook_core::schedule_journal::{ScheduleEvent, watched_from};
+    use runbook_store::{Fire, Fired};
+    let first = f.open().await;
+    let second = f.open().await;
+    let mut tasks = Vec::new();
+    for w in 0..16 {
+        let store = if w % 2 == 0 { first.clone() } else { second.clone() };
+        tasks.push(tokio::spawn(async move {
+            let since = format!("2026-01-01T00:00:{w:02}.000Z");
+            store
+                .watch_schedule("nightly", &since, &format!("w{w}"), "2026-01-01T00:01:00Z")
+                .await
+                .expect("watch")
+        }));
+    }
+    let mut got = Vec::new();
+    for t in tasks {
+        got.push(t.await.expect("task"));
+    }
+    let records = first.schedule_records("nightly").await.expect("records");
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(records[0].event.kind(), "watched");
+    assert!(got.iter().all(|r| *r == records[0]), "every worker gets the one record back");
+    // The since of the worker whose record it is.
+    let ScheduleEvent::Watched { since, worker } = &records[0].event else { panic!("{records:?}") };
+    let w: u32 = worker.trim_start_matches('w').parse().expect("a worker of the race");
+    assert_eq!(since, &format!("2026-01-01T00:00:{w:02}.000Z"));
+    assert_eq!(watched_from(&records[0]), Some(since.as_str()));
+    // Later decisions follow it; watching again appends nothing.
+    let fire = Fire { schedule: "nightly", due_ms: 1_000, fired_by: "w1", fired_at: "2026-01-01T00:02:00Z" };
+    assert_eq!(
+        first.fire(&fire, None, &format!("{}1 left out", runbook_store::MISSED)).await.expect("miss"),
+        Fired::Skipped
+    );
+    let again =
+        second.watch_schedule("nightly", "2026-02-01T00:00:00.000Z", "w99", "2026-02-01T00:00:01Z").await;
+    assert_eq!(again.expect("watch again"), records[0]);
+    let records = first.schedule_records("nightly").await.expect("records");
+    let kinds: Vec<&str> = records.iter().map(|r| r.event.kind()).collect();
+    assert_eq!(kinds, ["watched", "missed"]);
+    // A journal begun before `watched` records: its first record answers, nothing is added.
+    let fire = Fire { schedule: "weekly", due_ms: 2_000, fired_by: "w1", fired_at: "2026-01-01T00:03:00Z" };
+    assert_eq!(
+        first.fire(&fire, None, &format!("{}1 left out", runbook_store::MISSED)).await.expect("miss"),
+        Fired::Skipped
+    );
+    let old = first.watch_schedule("weekly", "2026-02-01T00:00:00.000Z", "w2", "2026-02-01T00:00:01Z").await;
+    let old = old.expect("watch");
+    assert_eq!((old.seq, old.event.kind()), (1, "missed"));
+    assert_eq!(watched_from(&old), Some(old.ts.as_str()));
+    assert_eq!(first.schedule_records("weekly").await.expect("records").len(), 1);
+    let journals = first.schedule_journals(None).await.expect("journals");
+    assert!(
+        journals.iter().all(|j| j.findings().is_empty()),
+        "{:?}",
+        journals.iter().map(|j| j.findings()).collect::<Vec<_>>()
+    );
+    // A `watched` record that is not the journal's first (no worker writes one) is named.
+    let late = ScheduleEvent::Watched { since: "2026-01-01T00:00:00.000Z".into(), worker: "mallory".into() };
+    first.record_schedule_event("nightly", "2026-03-01T00:00:00Z", &late).await.expect("append");
+    let journal = first.schedule_journals(Some("nightly")).await.expect("journal").pop().expect("one");
+    assert_eq!(journal.findings(), ["record 3: a `watched` record is only ever a journal's first"]);
 }
 
 /// Issue 17, S3: the delivery attempts of an overdue notice are claimed one at a time (a
