@@ -456,6 +456,30 @@ runbook = { file = "child.toml" }
     }
 }
 
+/// Red team adv24 P5 (promise 5): short secrets are bounded in number too (8,000 values of
+/// 4 bytes, 32,000 bytes in all, took 1.25 GB before `echo hi`): the 257th distinct value
+/// is refused before anything runs; one value under many names is one.
+#[test]
+fn more_distinct_secret_values_than_the_limit_are_refused_before_anything_runs() {
+    use std::fmt::Write as _;
+    let mut text = "[runbook]\nname = \"many-values\"\n".to_string();
+    for i in 0..257 {
+        let _ = write!(text, "[secrets.S{i:03}]\nenv = \"SRC_{i:03}\"\n");
+    }
+    text.push_str("[steps.s]\nrun = \"touch ran\"\n");
+    let s = Scratch::new(&text);
+    let names: Vec<String> = (0..257).map(|i| format!("SRC_{i:03}")).collect();
+    let distinct: Vec<String> = (0..257).map(|i| format!("value-{i:03}-Zq7v")).collect();
+    let env: Vec<(&str, &str)> = names.iter().zip(&distinct).map(|(n, v)| (n.as_str(), v.as_str())).collect();
+    let out = s.run(&[], &env);
+    assert_eq!(out.code, 3, "{}{}", out.stdout, out.stderr);
+    assert!(!s.path().join("ran").exists());
+    insta::assert_snapshot!("too_many_secret_values", out.stderr);
+    let env: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "one-shared-value-Zq7v")).collect();
+    let out = s.run(&[], &env);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+}
+
 /// F10 (promise 5): a secret larger than the redactor can hold in bounded memory is refused
 /// before anything runs, with a clear message (its matcher grows with every byte).
 #[test]

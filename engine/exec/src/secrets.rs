@@ -26,6 +26,12 @@ pub const MIN_SECRET_LEN: usize = 4;
 /// secrets (issue 11, red team adv22 F4; promise 5).
 pub const MAX_SECRET_BYTES: usize = 32 * 1024;
 
+/// The most distinct secret values a run may hold: each has a redactor of its own for the
+/// checks (and its patterns in the run's), whose fixed part costs about 150 KB however
+/// short the value (red team adv24 P5: 8,000 values of 4 bytes, 32,000 bytes in all, took
+/// 1.25 GB before `echo hi`).
+pub const MAX_SECRET_VALUES: usize = 256;
+
 /// The most bytes of distinct values one redactor is built for: a run's secrets
 /// ([`MAX_SECRET_BYTES`]) and the engine's own (a state store's password). Past it the
 /// redactor fails closed (every byte is redacted) rather than grow: no caller can make it
@@ -239,6 +245,12 @@ fn bounded(runbook: &Runbook, secrets: Secrets) -> Result<Secrets, Vec<String>> 
     ) -> Option<String> {
         for (name, value) in secrets.iter() {
             if seen.insert(value) {
+                if seen.len() > MAX_SECRET_VALUES {
+                    return Some(format!(
+                        "secret `{name}` is the run's secret value number {}; at most {MAX_SECRET_VALUES} distinct values can be redacted with bounded memory",
+                        seen.len()
+                    ));
+                }
                 *total += value.len();
                 if *total > MAX_SECRET_BYTES {
                     return Some(format!(
@@ -484,7 +496,8 @@ impl Redactor {
         let values: Vec<(&str, &str)> = values.into_iter().collect();
         let mut distinct = std::collections::HashSet::new();
         let bytes: usize = values.iter().filter(|(_, v)| distinct.insert(*v)).map(|(_, v)| v.len()).sum();
-        if bytes > MAX_REDACTED_BYTES {
+        // The run's values and the engine's own (a state store's password).
+        if bytes > MAX_REDACTED_BYTES || distinct.len() > MAX_SECRET_VALUES + 4 {
             return Redactor::fail_closed();
         }
         let mut built = std::collections::HashSet::new();
@@ -1614,6 +1627,39 @@ mod tests {
         // The run's redactor: the forms of a value once, marked with its first name.
         let r = Redactor::from_values(secrets.all());
         assert_eq!(r.redact(value), "<secret:S000>");
+    }
+
+    /// Red team adv24 P5: the run's distinct values are bounded in number too (each costs
+    /// a redactor's fixed part however short it is); the redactor fails closed past it.
+    #[test]
+    fn the_run_s_secret_values_are_bounded_in_number() {
+        let checked = runbook_core::validate::check(
+            runbook_core::Source::new(
+                "t.toml",
+                "[runbook]\nname = \"t\"\n[steps.a]\nrun = \"true\"\n".to_string(),
+            ),
+            &runbook_core::validate::NoIncludes,
+        );
+        let Some(rb) = checked.runbook else { panic!("{:?}", checked.diagnostics) };
+        let values = |n: usize| -> BTreeMap<String, String> {
+            (0..n).map(|i| (format!("S{i:04}"), format!("v{i:04}x"))).collect()
+        };
+        assert!(bounded(&rb, Secrets::from_map(values(MAX_SECRET_VALUES))).is_ok());
+        let problems =
+            bounded(&rb, Secrets::from_map(values(MAX_SECRET_VALUES + 1))).err().unwrap_or_default();
+        assert_eq!(
+            problems,
+            [
+                "secret `S0256` is the run's secret value number 257; at most 256 distinct values can be redacted with bounded memory"
+            ]
+        );
+        // The same value under more names than that is one value.
+        let same: BTreeMap<String, String> =
+            (0..1000).map(|i| (format!("S{i:04}"), "v-shared-x".to_string())).collect();
+        assert!(bounded(&rb, Secrets::from_map(same)).is_ok());
+        let many = values(MAX_SECRET_VALUES + 5);
+        let r = Redactor::from_values(many.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        assert!(!r.redact("an ordinary line").contains("ordinary"));
     }
 
     /// No caller can build a redactor past [`MAX_REDACTED_BYTES`]: past it, every byte is
