@@ -1573,10 +1573,8 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    /// Red team adv22 F4: the run's secrets are bounded in all, each distinct value once
-    /// (one token under two names costs one redactor's worth), the one past named.
-    #[test]
-    fn the_run_s_secrets_are_bounded_in_all_each_value_once() {
+    /// A runbook of one step and no include (what `bounded` walks).
+    fn one_step_runbook() -> Arc<Runbook> {
         let checked = runbook_core::validate::check(
             runbook_core::Source::new(
                 "t.toml",
@@ -1584,7 +1582,17 @@ mod tests {
             ),
             &runbook_core::validate::NoIncludes,
         );
-        let Some(rb) = checked.runbook else { panic!("{:?}", checked.diagnostics) };
+        match checked.runbook {
+            Some(rb) => rb,
+            None => panic!("{:?}", checked.diagnostics),
+        }
+    }
+
+    /// Red team adv22 F4: the run's secrets are bounded in all, each distinct value once
+    /// (one token under two names costs one redactor's worth), the one past named.
+    #[test]
+    fn the_run_s_secrets_are_bounded_in_all_each_value_once() {
+        let rb = one_step_runbook();
         let big = "k".repeat(MAX_SECRET_BYTES / 2 + 1);
         let same = Secrets::from_map(BTreeMap::from([("A".into(), big.clone()), ("B".into(), big.clone())]));
         assert!(bounded(&rb, same).is_ok());
@@ -1633,14 +1641,7 @@ mod tests {
     /// a redactor's fixed part however short it is); the redactor fails closed past it.
     #[test]
     fn the_run_s_secret_values_are_bounded_in_number() {
-        let checked = runbook_core::validate::check(
-            runbook_core::Source::new(
-                "t.toml",
-                "[runbook]\nname = \"t\"\n[steps.a]\nrun = \"true\"\n".to_string(),
-            ),
-            &runbook_core::validate::NoIncludes,
-        );
-        let Some(rb) = checked.runbook else { panic!("{:?}", checked.diagnostics) };
+        let rb = one_step_runbook();
         let values = |n: usize| -> BTreeMap<String, String> {
             (0..n).map(|i| (format!("S{i:04}"), format!("v{i:04}x"))).collect()
         };
