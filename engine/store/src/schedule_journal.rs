@@ -306,6 +306,23 @@ impl ScheduleJournal {
 }
 
 impl Store {
+    /// The head of `schedule`'s journal, locked inside `tx` (its row made first if the
+    /// schedule has none): every writer of the journal takes it before reading the tail.
+    async fn lock_schedule_head(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        schedule: &str,
+    ) -> Result<sqlx::any::AnyRow> {
+        sqlx::query(
+            "INSERT INTO schedule_heads (schedule, last_seq, last_hash) VALUES ($1, 0, NULL) \
+             ON CONFLICT (schedule) DO NOTHING",
+        )
+        .bind(schedule)
+        .execute(&mut **tx)
+        .await?;
+        Ok(sqlx::query(self.backend.schedule_head()).bind(schedule).fetch_one(&mut **tx).await?)
+    }
+
     /// Append `event` to the journal of `schedule` inside `tx`: the head locked, the record
     /// chained to the journal's last one (which the head must name), inserted, the head
     /// moved. `due_ms` is stored beside the body for queries.
@@ -317,14 +334,7 @@ impl Store {
         event: ScheduleEvent,
         due_ms: Option<i64>,
     ) -> Result<ScheduleRecord> {
-        sqlx::query(
-            "INSERT INTO schedule_heads (schedule, last_seq, last_hash) VALUES ($1, 0, NULL) \
-             ON CONFLICT (schedule) DO NOTHING",
-        )
-        .bind(schedule)
-        .execute(&mut **tx)
-        .await?;
-        let head = sqlx::query(self.backend.schedule_head()).bind(schedule).fetch_one(&mut **tx).await?;
+        let head = self.lock_schedule_head(tx, schedule).await?;
         let (seq, last_hash): (i64, Option<String>) = (head.try_get(0)?, head.try_get(1)?);
         let tail = sqlx::query(
             "SELECT seq, hash FROM schedule_events WHERE schedule = $1 ORDER BY seq DESC LIMIT 1",
@@ -697,14 +707,7 @@ impl Store {
         let due = runbook_core::schedule::due_text(due_ms);
         crate::retry_busy(self.backend, || async {
             let mut tx = self.pool.begin_with(self.backend.begin()).await?;
-            sqlx::query(
-                "INSERT INTO schedule_heads (schedule, last_seq, last_hash) VALUES ($1, 0, NULL) \
-                 ON CONFLICT (schedule) DO NOTHING",
-            )
-            .bind(schedule)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query(self.backend.schedule_head()).bind(schedule).fetch_one(&mut *tx).await?;
+            self.lock_schedule_head(&mut tx, schedule).await?;
             let rows = sqlx::query(
                 "SELECT body FROM schedule_events WHERE schedule = $1 AND kind = 'no_record' AND due_ms = $2",
             )
@@ -806,14 +809,7 @@ impl Store {
         }
         crate::retry_busy(self.backend, || async {
             let mut tx = self.pool.begin_with(self.backend.begin()).await?;
-            sqlx::query(
-                "INSERT INTO schedule_heads (schedule, last_seq, last_hash) VALUES ($1, 0, NULL) \
-                 ON CONFLICT (schedule) DO NOTHING",
-            )
-            .bind(schedule)
-            .execute(&mut *tx)
-            .await?;
-            let head = sqlx::query(self.backend.schedule_head()).bind(schedule).fetch_one(&mut *tx).await?;
+            let head = self.lock_schedule_head(&mut tx, schedule).await?;
             if head.try_get::<i64, _>(0)? == 0 {
                 let event = ScheduleEvent::Watched { since: since.to_string(), worker: by.to_string() };
                 self.append_schedule(&mut tx, schedule, at, event, None).await?;
