@@ -40,7 +40,7 @@ fn assert_answer(records: &[serde_json::Value], step: &str, want: (&str, bool, b
 /// expects the run to end interrupted (exit 130); the run and its journal.
 fn interrupted_at(s: &Scratch, question: &str, keys: &str) -> (String, Vec<serde_json::Value>) {
     let mut t = s.terminal(&["run", "r.toml"], &[]);
-    t.expect(question);
+    t.expect_prompt(question);
     t.send(keys);
     let status = t.wait_within(Duration::from_secs(20));
     assert_eq!(status.code(), Some(130), "{}", t.screen());
@@ -77,7 +77,7 @@ cmd = ["echo", "c ran"]
 fn a_step_that_ends_while_a_prompt_waits_is_journaled_when_it_ends() {
     let s = Scratch::new(A_THEN_CONFIRM_B);
     let mut t = s.terminal(&["run", "r.toml"], &[("RUNBOOK_OPERATOR", "alice")]);
-    let before = t.expect("Go on with b?");
+    let before = t.expect_prompt("Go on with b?");
     // What was reported before the question is on the screen before the prompt.
     assert!(before.contains("ok a in"), "{before}");
     std::thread::sleep(Duration::from_secs(3));
@@ -128,7 +128,7 @@ run = "sleep 1; echo free-done"
 "#,
     );
     let mut t = s.terminal(&["run", "r.toml"], &[]);
-    t.expect("Proceed?");
+    t.expect_prompt("Proceed?");
     // The screen keeps step output back while the prompt is open (it follows the answer);
     // the journal does not wait.
     let run = s.latest_run();
@@ -173,7 +173,7 @@ fn ctrl_c_at_a_prompt_interrupts_and_resume_asks_again() {
     insta::assert_snapshot!("show_a_question_without_an_answer", stamps()(block));
 
     let mut t = s.terminal(&["resume", &run], &[]);
-    t.expect("Go on with b?");
+    t.expect_prompt("Go on with b?");
     t.send_line("yes");
     let status = t.wait();
     assert_eq!(status.code(), Some(0), "{}", t.screen());
@@ -206,7 +206,7 @@ fn end_of_input_at_a_prompt_interrupts_with_its_cause() {
 fn a_session_dropped_at_a_prompt_leaves_the_finished_step_finished() {
     let s = Scratch::new(A_THEN_CONFIRM_B);
     let mut t = s.terminal(&["run", "r.toml"], &[]);
-    t.expect("Go on with b?");
+    t.expect_prompt("Go on with b?");
     t.hang_up();
     let _ = t.wait_within(Duration::from_secs(20));
     let run = s.latest_run();
@@ -337,7 +337,7 @@ confirm = "Child two?"
     assert_eq!(s.read("lib/trace"), "one\n");
 
     let mut t = s.terminal(&["resume", &run], &[("RUNBOOK_OPERATOR", "carol")]);
-    t.expect("Child two?");
+    t.expect_prompt("Child two?");
     t.send_line("y");
     let status = t.wait();
     assert_eq!(status.code(), Some(0), "{}", t.screen());

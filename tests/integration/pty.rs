@@ -138,6 +138,15 @@ impl Terminal {
         }
     }
 
+    /// Waits until the prompt that asks `question` is on the screen: `? {question} [`, the
+    /// prompt itself, not a line that only names the question (an approval's `wait gate:
+    /// Ship it?` comes first). Keys typed before a prompt is shown are no answer to it: the
+    /// prompt discards them, and the kernel's discard also drops a Ctrl-C whose byte its line
+    /// discipline has not read yet (CI stop 26: a Ctrl-C typed on `wait gate:` was lost).
+    pub fn expect_prompt(&mut self, question: &str) -> String {
+        self.expect(&format!("? {question} ["))
+    }
+
     /// Types `text` (no newline added).
     pub fn send(&mut self, text: &str) {
         if let Some(master) = self.master.as_mut() {
