@@ -279,16 +279,20 @@ pub(crate) fn refuse_secrets_in(
     if args.is_empty() && params_file.is_none() {
         return Ok(());
     }
-    let known = readable_secrets(runbook);
-    if known.is_empty() {
+    let known = runbook_exec::secrets::readable(runbook, &runbook_exec::secrets::EngineEnv::sqlite())
+        .map_err(|problems| {
+            CliError::Invalid(
+                Message::all(problems).help(
+                    "secrets are read from their declared sources to check the parameters; nothing ran",
+                ),
+            )
+        })?;
+    if known.all().is_empty() {
         return Ok(());
     }
     let mut labels: Vec<(String, &str)> = Vec::new();
     for (name, value) in args {
-        let of = if known
-            .iter()
-            .any(|s| !runbook_exec::secrets::texts_holding_secrets(s, [("", name.as_str())]).is_empty())
-        {
+        let of = if !runbook_exec::secrets::texts_holding_secrets(&known, [("", name.as_str())]).is_empty() {
             "a parameter given".to_string()
         } else {
             format!("parameter `{}`", runbook_core::shown::one_line(name))
@@ -319,12 +323,8 @@ pub(crate) fn refuse_secrets_in(
         decoded.extend(strings.into_iter().map(|t| (of.clone(), t)));
     }
     labels.extend(decoded.iter().map(|(l, t)| (l.clone(), t.as_str())));
-    let mut problems: Vec<String> = known
-        .iter()
-        .flat_map(|s| {
-            runbook_exec::secrets::texts_holding_secrets(s, labels.iter().map(|(l, t)| (l.as_str(), *t)))
-        })
-        .collect();
+    let mut problems: Vec<String> =
+        runbook_exec::secrets::texts_holding_secrets(&known, labels.iter().map(|(l, t)| (l.as_str(), *t)));
     problems.dedup();
     if problems.is_empty() {
         return Ok(());
@@ -332,32 +332,6 @@ pub(crate) fn refuse_secrets_in(
     Err(CliError::Invalid(Message::all(problems).help(
         "parameters are journaled and shown as given; pass secret values as `[secrets]`, and keep them out of parameter values; nothing ran",
     )))
-}
-
-/// The secrets of `runbook` and its includes that can be read without running a command,
-/// one by one (a missing one does not hide the others).
-fn readable_secrets(runbook: &Runbook) -> Vec<runbook_exec::secrets::Secrets> {
-    let base_dir = Path::new(&runbook.source.path)
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."))
-        .to_path_buf();
-    let mut out = Vec::new();
-    for secret in &runbook.secrets {
-        if matches!(secret.source, runbook_core::model::SecretSource::Command(_)) {
-            continue;
-        }
-        let one = Runbook { secrets: vec![secret.clone()], includes: Vec::new(), ..runbook.clone() };
-        if let Ok(s) =
-            runbook_exec::secrets::resolve(&one, &base_dir, &runbook_exec::secrets::EngineEnv::sqlite())
-        {
-            out.push(s);
-        }
-    }
-    for child in &runbook.includes {
-        out.extend(readable_secrets(child));
-    }
-    out
 }
 
 /// The `reads` of a plan: every other file a run of `runbook` reads, and the params file the

@@ -3,7 +3,7 @@
 //! `queue.plan`, `queue.submitted_by`, `queue.labels`, `queue.note`). Each command that
 //! writes one of them reads the run's secrets first and refuses a text that holds one.
 
-use crate::support::{Scratch, files};
+use crate::support::{Scratch, files, run_in_with_env};
 
 const RUNBOOK: &str = r#"[runbook]
 name = "side-columns"
@@ -456,20 +456,26 @@ runbook = { file = "child.toml" }
     }
 }
 
+/// A runbook of 257 secrets `S000`.. read from `SRC_000`.. (`extra` after its header) and a
+/// step that touches `ran`; the variables' names, and 257 distinct values for them.
+fn many_secret_values(extra: &str) -> (Scratch, Vec<String>, Vec<String>) {
+    use std::fmt::Write as _;
+    let mut text = format!("[runbook]\nname = \"many-values\"\n{extra}");
+    for i in 0..257 {
+        let _ = write!(text, "[secrets.S{i:03}]\nenv = \"SRC_{i:03}\"\n");
+    }
+    text.push_str("[steps.s]\nrun = \"touch ran\"\n");
+    let names = (0..257).map(|i| format!("SRC_{i:03}")).collect();
+    let distinct = (0..257).map(|i| format!("value-{i:03}-Zq7v")).collect();
+    (Scratch::new(&text), names, distinct)
+}
+
 /// Red team adv24 P5 (promise 5): short secrets are bounded in number too (8,000 values of
 /// 4 bytes, 32,000 bytes in all, took 1.25 GB before `echo hi`): the 257th distinct value
 /// is refused before anything runs; one value under many names is one.
 #[test]
 fn more_distinct_secret_values_than_the_limit_are_refused_before_anything_runs() {
-    use std::fmt::Write as _;
-    let mut text = "[runbook]\nname = \"many-values\"\n".to_string();
-    for i in 0..257 {
-        let _ = write!(text, "[secrets.S{i:03}]\nenv = \"SRC_{i:03}\"\n");
-    }
-    text.push_str("[steps.s]\nrun = \"touch ran\"\n");
-    let s = Scratch::new(&text);
-    let names: Vec<String> = (0..257).map(|i| format!("SRC_{i:03}")).collect();
-    let distinct: Vec<String> = (0..257).map(|i| format!("value-{i:03}-Zq7v")).collect();
+    let (s, names, distinct) = many_secret_values("");
     let env: Vec<(&str, &str)> = names.iter().zip(&distinct).map(|(n, v)| (n.as_str(), v.as_str())).collect();
     let out = s.run(&[], &env);
     assert_eq!(out.code, 3, "{}{}", out.stdout, out.stderr);
@@ -478,6 +484,29 @@ fn more_distinct_secret_values_than_the_limit_are_refused_before_anything_runs()
     let env: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "one-shared-value-Zq7v")).collect();
     let out = s.run(&[], &env);
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+}
+
+/// Red team adv25 F1 (promise 5): the check that no parameter holds a secret (`plan -p`, a
+/// dry run, as `run`, `submit` and a schedules file's `check` do) reads the secrets as one
+/// set bounded as a run's: the 257th distinct value is refused before a redactor is built.
+/// Before, each name was a set of its own: no bound applied, and one value under many names
+/// was built and looked for once per name (a 32 KiB value under 3 names: 135 s, 908 MB).
+#[test]
+fn the_parameters_check_bounds_the_secrets_as_a_run_does() {
+    let (s, names, distinct) = many_secret_values("[params.p]\ntype = \"string\"\n");
+    let env: Vec<(&str, &str)> = names.iter().zip(&distinct).map(|(n, v)| (n.as_str(), v.as_str())).collect();
+    let out = run_in_with_env(s.path(), &["plan", "r.toml", "-p", "p=y"], &env);
+    assert_eq!(out.code, 3, "{}{}", out.stdout, out.stderr);
+    assert!(out.stderr.contains("value number 257"), "{}", out.stderr);
+    // One value under every name is one value: the check runs and finds it in `p`.
+    let env: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "one-shared-value-Zq7v")).collect();
+    let out = run_in_with_env(s.path(), &["plan", "r.toml", "-p", "p=x-one-shared-value-Zq7v"], &env);
+    assert_eq!(out.code, 3, "{}{}", out.stdout, out.stderr);
+    assert!(out.stderr.contains("contains the value of secret `S256`"), "{}", out.stderr);
+    assert!(!out.stderr.contains("one-shared-value"), "{}", out.stderr);
+    let out = run_in_with_env(s.path(), &["plan", "r.toml", "-p", "p=y"], &env);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert!(!s.path().join("ran").exists());
 }
 
 /// F10 (promise 5): a secret larger than the redactor can hold in bounded memory is refused

@@ -232,6 +232,37 @@ pub fn resolve(runbook: &Runbook, base_dir: &Path, engine: &EngineEnv) -> Result
         })
 }
 
+/// The secrets a check can read without running anything (is a parameter, a reason, an
+/// input a secret?): every `env` and `file` secret of `runbook` and its includes that
+/// resolves, as one set bounded as a run's is ([`bounded`]). A `command` secret is never run
+/// for a check, and one that does not resolve is left out. One set, so that each distinct
+/// value is built and looked for once, however many names and include paths hold it (red
+/// team adv25 F1: one set per name made a 32 KiB value under three names cost 908 MB and
+/// 135 s for `plan -p`, and the 256-value bound never applied).
+pub fn readable(runbook: &Runbook, engine: &EngineEnv) -> Result<Secrets, Vec<String>> {
+    fn tree(runbook: &Runbook, engine: &EngineEnv) -> Secrets {
+        let base_dir = Path::new(&runbook.source.path)
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .to_path_buf();
+        let mut one = Runbook { secrets: Vec::new(), includes: Vec::new(), ..runbook.clone() };
+        let mut values = BTreeMap::new();
+        for secret in &runbook.secrets {
+            if matches!(secret.source, runbook_core::model::SecretSource::Command(_)) {
+                continue;
+            }
+            one.secrets = vec![secret.clone()];
+            if let Ok(s) = resolve(&one, &base_dir, engine) {
+                values.extend(s.values);
+            }
+        }
+        let includes = runbook.includes.iter().map(|child| tree(child, engine)).collect();
+        Secrets { values, includes, ..Secrets::default() }
+    }
+    bounded(runbook, tree(runbook, engine))
+}
+
 /// The secrets, if their distinct values hold at most [`MAX_SECRET_BYTES`] in all; else
 /// the problem, naming the secret that goes past and the included runbook it is in (red
 /// team adv22 F4: the bound was per secret, and three secrets at it took 1.26 GB for
@@ -1525,20 +1556,19 @@ pub fn params_holding_secrets(
     secrets: &Secrets,
     params: &BTreeMap<String, runbook_core::model::ParamValue>,
 ) -> Vec<String> {
+    // Each text is looked at once per distinct value; the names only word the message.
     let mut problems = Vec::new();
     for (names, redactor) in secrets.per_value() {
-        for secret in names {
-            for (name, v) in params {
-                let text = match serde_json::to_value(v) {
-                    Ok(Value::String(s)) => s,
-                    Ok(other) => other.to_string(),
-                    Err(_) => continue,
-                };
-                if redactor.redact(&text) != text {
-                    problems.push(format!(
-                        "the value of parameter `{name}` contains the value of secret `{secret}`"
-                    ));
-                }
+        for (name, v) in params {
+            let text = match serde_json::to_value(v) {
+                Ok(Value::String(s)) => s,
+                Ok(other) => other.to_string(),
+                Err(_) => continue,
+            };
+            if redactor.redact(&text) != text {
+                problems.extend(names.iter().map(|secret| {
+                    format!("the value of parameter `{name}` contains the value of secret `{secret}`")
+                }));
             }
         }
     }
@@ -1555,13 +1585,14 @@ pub fn texts_holding_secrets<'t>(
     texts: impl IntoIterator<Item = (&'t str, &'t str)>,
 ) -> Vec<String> {
     let texts: Vec<(&str, &str)> = texts.into_iter().collect();
+    // Each text is looked at once per distinct value; the names only word the message.
     let mut problems = Vec::new();
     for (names, redactor) in secrets.per_value() {
-        for secret in names {
-            for (what, text) in &texts {
-                if redactor.redact(text) != *text {
-                    problems.push(format!("{what} contains the value of secret `{secret}`"));
-                }
+        for (what, text) in &texts {
+            if redactor.redact(text) != *text {
+                problems.extend(
+                    names.iter().map(|secret| format!("{what} contains the value of secret `{secret}`")),
+                );
             }
         }
     }
