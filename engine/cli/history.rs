@@ -537,6 +537,13 @@ pub fn verify(run_id: Option<&str>, expect_hash: Option<&str>, state: Option<Str
     }
     // Every schedule's journal too, with the same verifier (when no one run was asked).
     if run_id.is_none() {
+        // The guards first: with them dropped, a journal may have been deleted whole, which
+        // no chain shows (red team adv24).
+        let guards = with_store(state.clone(), async |s| s.guard_findings().await)?;
+        for g in &guards {
+            broken += 1;
+            outln!("BROKEN store: {g}");
+        }
         let journals = with_store(state, async |s| s.schedule_journals(None).await)?;
         for j in &journals {
             let name = runbook_core::shown::one_line(&j.schedule);
