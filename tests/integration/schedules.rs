@@ -1600,7 +1600,20 @@ fn a_schedule_journal_cut_below_a_kept_hash_is_detected() {
         ),
     );
     let copy_state = copy.display().to_string();
-    ok(&rb(&["audit", "verify", "--state", &copy_state]), 0);
+    // The chain alone cannot tell (the head moved back with the tail); the dropped guard
+    // triggers can (red team adv24): every BROKEN line is the store's, none the journal's.
+    let plain = rb(&["audit", "verify", "--state", &copy_state]);
+    ok(&plain, 4);
+    assert!(plain.stdout.contains("ok schedule slow: "), "{}", plain.stdout);
+    assert!(
+        plain
+            .stdout
+            .lines()
+            .filter(|l| l.starts_with("BROKEN"))
+            .all(|l| l.starts_with("BROKEN store: guard trigger `")),
+        "{}",
+        plain.stdout
+    );
     let cut = rb(&["audit", "verify", "--schedule", "slow", "--expect-hash", &kept, "--state", &copy_state]);
     assert_eq!(cut.code, 4, "{}{}", cut.stdout, cut.stderr);
     insta::assert_snapshot!("schedule_journal_cut_below_the_kept_hash", cut.stdout.replace(&kept, "HASH"));
