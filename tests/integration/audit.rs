@@ -1057,6 +1057,16 @@ fn a_dropped_guard_trigger_is_reported_by_verify_and_put_back_by_migrate_sqlite(
         let again = rb(&["state", "migrate"]);
         assert!(!again.stdout.contains("put back"), "{}", again.stdout);
     }
+    // What the operator reads: every guard named, then each put back.
+    for t in &all {
+        sqlite(&state, &format!("DROP TRIGGER \"{t}\""));
+    }
+    let verified = rb(&["audit", "verify"]);
+    ok(&verified, 4);
+    insta::assert_snapshot!("guards_dropped_verify", format!("{}{}", verified.stdout, verified.stderr));
+    let migrated = rb(&["state", "migrate"]);
+    ok(&migrated, 0);
+    insta::assert_snapshot!("guards_dropped_migrate", migrated.stdout.replace(&state, "[state]"));
     // The red team's case: a schedule's journal deleted whole, its guards dropped first.
     for sql in [
         "INSERT INTO schedule_heads (schedule, last_seq, last_hash) VALUES ('nightly', 0, NULL)",

@@ -1820,6 +1820,21 @@ fn a_watch_from_a_clock_behind_does_not_catch_up_days_before_the_store() {
             out.stdout
         );
         assert!(out.stdout.contains("WARNING      watched again from "), "{}", out.stdout);
+        // What the operator reads, worker and view (times and the worker redacted).
+        if behind == "-30d" && catch_up == "all" {
+            let warnings: String = text
+                .lines()
+                .chain(out.stdout.lines())
+                .filter(|l| l.contains("warning: schedule `nightly`") || l.contains("WARNING"))
+                .map(|l| format!("{l}\n"))
+                .collect();
+            insta::with_settings!({ filters => vec![
+                (r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z", "[time]"),
+                (r"\(pid \d+ on [^)]+\)", "(pid [pid] on [host])"),
+            ] }, {
+                insta::assert_snapshot!("watch_from_a_clock_behind_warnings", warnings);
+            });
+        }
         let verified = run_in_with_env(dir.path(), &["audit", "verify", "--state", &state], &env);
         ok(&verified, 0);
         assert!(verified.stdout.contains("ok schedule nightly: 2 records"), "{}", verified.stdout);
