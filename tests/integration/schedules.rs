@@ -1840,3 +1840,61 @@ fn a_watch_from_a_clock_behind_does_not_catch_up_days_before_the_store() {
         assert!(verified.stdout.contains("ok schedule nightly: 2 records"), "{}", verified.stdout);
     }
 }
+
+/// Red team adv24 S2, inside one worker: a worker started with its clock 30 days behind (a
+/// VM restored from a snapshot; libfaketime reading its offset from a file) watches a
+/// never-fired daily schedule, then its clock is stepped forward to the right time. The
+/// watch record it wrote is its own, and its monotonic clock now says its start was 30 days
+/// later: not believed, the worker appends a `rewatched` record with its start on today's
+/// clock, and fires nothing for the month it never ran in. (The store began 40 days ago, so
+/// that the record is not refused as earlier than the store.) Failed before: the worker kept
+/// the earlier start (`start.min(since)`) and caught the month up at once (a fire, a
+/// `missed` and overlap skips).
+#[test]
+fn a_clock_stepped_forward_after_the_start_does_not_catch_up_the_month_before() {
+    let dir = folder(
+        "[schedule.nightly]\nrunbook = \"backup.toml\"\nparams = { environment = \"staging\" }\ncron = \"0 2 * * *\"\ntime-zone = \"UTC\"\ncatch-up = \"all\"\n\n\
+         [schedule.pulse]\nrunbook = \"backup.toml\"\nparams = { environment = \"staging\" }\ncron = \"* * * * * *\"\ntime-zone = \"UTC\"\noverlap = \"queue\"\n",
+    );
+    let state = dir.path().join("st.db").display().to_string();
+    let host = dir.path().join("host").display().to_string();
+    let env = [("RUNBOOK_TEST_SCHEDULE_SECONDS", "1"), ("XDG_STATE_HOME", host.as_str())];
+    migrate_skewed(dir.path(), &state, &env, "-40d");
+    let offset = dir.path().join("offset");
+    std::fs::write(&offset, "-2592000\n").expect("offset");
+    let log = dir.path().join("worker.out");
+    let file = std::fs::File::create(&log).expect("log");
+    let worker = std::process::Command::new(crate::support::bin())
+        .args(["worker", "--schedules", "s.toml", "--state", &state])
+        .current_dir(dir.path())
+        .envs(env)
+        .env("LD_PRELOAD", "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
+        .env("FAKETIME_TIMESTAMP_FILE", &offset)
+        .env("FAKETIME_NO_CACHE", "1")
+        .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
+        .stdout(file.try_clone().expect("log"))
+        .stderr(file)
+        .spawn()
+        .expect("the worker (apt package faketime)");
+    let worker = crate::support::KillOnDrop(worker);
+    wait_log(&log, "the worker made no pass", |t| t.contains("schedule pulse due "));
+    std::fs::write(&offset, "+0\n").expect("offset");
+    let before = std::fs::read_to_string(&log).unwrap_or_default().matches("schedule pulse due ").count();
+    let text = wait_log(&log, "the worker made no pass after the step", |t| {
+        t.matches("schedule pulse due ").count() >= before + 4
+    });
+    drop(worker);
+    assert!(
+        !text.contains("schedule nightly due "),
+        "a daily schedule caught up the month its worker's clock was behind:\n{text}"
+    );
+    assert!(
+        text.contains("warning: schedule `nightly`: its watch record 1 says a worker watched it from ")
+            && text.contains("this worker's clock was stepped since it read its start"),
+        "{text}"
+    );
+    let watches = watch_records(dir.path(), "nightly");
+    let kinds: Vec<&str> = watches.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(kinds, ["watched", "rewatched"], "{watches:?}");
+    assert!(watches[1].1 > chrono::Utc::now() - chrono::Duration::minutes(5), "{watches:?}");
+}
