@@ -1156,7 +1156,9 @@ pub fn watch_doubt(
     if claim.since > latest || claim.recorded > latest {
         return Some(WatchDoubt::Ahead);
     }
-    if let Some(began) = began
+    // A beginning later than now was read by a clock that ran ahead when the store was
+    // made: it bounds nothing (else every watch, the reader's own too, would be refused).
+    if let Some(began) = began.filter(|b| *b <= latest)
         && claim.since < began.checked_sub_signed(CLOCK_SKEW).unwrap_or(began)
     {
         return Some(WatchDoubt::BeforeTheStore);
@@ -1813,6 +1815,20 @@ mod restart_gaps {
             // Every claim is either believed (counted in `from`) or doubted with a reason.
             prop_assert_eq!(fw.from.is_none(), fw.doubted.len() == claims.len());
         }
+    }
+
+    /// A store made by a clock that ran ahead (its beginning after the reader's now) bounds
+    /// nothing: a right worker's watch and its own start are still believed.
+    #[test]
+    fn a_beginning_in_the_future_bounds_nothing() {
+        let at = |s: i64| Utc.timestamp_opt(s, 0).single().unwrap_or_default();
+        let (now, began) = (1_796_650_000, 1_796_650_000 + 86_400);
+        let right = WatchClaim { since: at(now - 600), recorded: at(now - 600), mine: false };
+        let fw = first_watch(&[right], Some(at(began)), at(now - 10), at(now));
+        assert_eq!(fw.from, Some(at(now - 600)));
+        let ahead = WatchClaim { since: at(now + 3_600), recorded: at(now + 3_600), mine: false };
+        let fw = first_watch(&[ahead], Some(at(began)), at(now - 10), at(now));
+        assert_eq!((fw.from, fw.rewatch), (None, true));
     }
 
     /// The red team's cases, and the property failing for the cursor before the fix (every
