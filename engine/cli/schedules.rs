@@ -352,6 +352,15 @@ fn seen(schedules: &[Schedule], state: &str, now: DateTime<Utc>) -> Result<Vec<S
     })
 }
 
+/// The boot clock's reading (Linux `CLOCK_BOOTTIME`: time since boot, suspends included,
+/// never stepped), if the system has one.
+fn boot_clock() -> Option<std::time::Duration> {
+    let t = nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME).ok()?;
+    let secs = u64::try_from(t.tv_sec()).ok()?;
+    let nanos = u32::try_from(t.tv_nsec()).ok()?;
+    Some(std::time::Duration::new(secs, nanos))
+}
+
 /// The watch records of never-fired schedule `name` a worker reading at `now` would not
 /// believe (`schedule::first_watch`, red team adv24 S1, S2). Nothing for a store that cannot
 /// say (older than the journal).
@@ -610,6 +619,9 @@ pub struct Firing {
     /// (NTP's first step at boot, a VM restored from a snapshot) must not put the start in
     /// the future, where no due time would come before it (red team adv23 F3).
     started: std::time::Instant,
+    /// The same instant on the boot clock (Linux `CLOCK_BOOTTIME`: it counts a suspended
+    /// machine's time, and no step of the wall clock), when the system has one.
+    boot_start: Option<std::time::Duration>,
     /// The schedules whose change this worker has already notified.
     changed: std::sync::Mutex<std::collections::BTreeSet<String>>,
     /// How late a due time may be seen and still fire with `catch-up = "none"`: at least
@@ -671,6 +683,7 @@ impl Firing {
             schedules,
             pinned,
             since: DateTime::<Utc>::from(since),
+            boot_start: boot_clock().and_then(|b| b.checked_sub(started.elapsed())),
             started,
             changed: std::sync::Mutex::default(),
             late: LATE,
@@ -698,15 +711,23 @@ impl Firing {
         location: &runbook_store::Location,
     ) {
         let now = DateTime::<Utc>::from(std::time::SystemTime::now());
-        // The worker's start on today's wall clock: the earlier of the start read then and
-        // now less the time the monotonic clock says has passed since.
-        // A start read from a clock stepped forward since (a VM restored, NTP's first step
-        // on a host that booted behind) is as wrong as one read from a clock stepped back:
-        // today's clock less the monotonic time is the start either way (red team adv24 S2).
-        let since = chrono::Duration::from_std(self.started.elapsed())
-            .ok()
-            .and_then(|passed| now.checked_sub_signed(passed))
-            .unwrap_or(self.since);
+        // The worker's start on today's wall clock: now less the time passed since, as the
+        // boot clock counts it. A start read from a clock stepped back since (adv23 F3) or
+        // forward since (a host that booted behind, then NTP's step; red team adv24 S2) is
+        // wrong either way. The boot clock counts a suspended or paused machine's time
+        // (the monotonic clock does not: its start would move later by the pause, and a due
+        // time in the pause would be skipped); without it, the earlier of the start read
+        // then and now less the monotonic time, as before.
+        let since = match self.boot_start.and_then(|b| boot_clock().and_then(|n| n.checked_sub(b))) {
+            Some(passed) => chrono::Duration::from_std(passed)
+                .ok()
+                .and_then(|passed| now.checked_sub_signed(passed))
+                .unwrap_or(self.since),
+            None => chrono::Duration::from_std(self.started.elapsed())
+                .ok()
+                .and_then(|passed| now.checked_sub_signed(passed))
+                .map_or(self.since, |start| start.min(self.since)),
+        };
         for (s, pinned) in self.schedules.iter().zip(&self.pinned) {
             let runs = match store.schedule_runs_until(&s.target.name, (now + SKEW).timestamp_millis()).await
             {

@@ -1122,7 +1122,7 @@ pub enum WatchDoubt {
     /// watching worker's clock was behind. Believed, a new schedule would catch up days it
     /// never existed for (S2).
     BeforeTheStore,
-    /// The reader wrote it, and its monotonic clock says its start was another instant
+    /// The reader wrote it, and its boot clock says its start was another instant
     /// (beyond [`CLOCK_SKEW`]): the wall clock was stepped since it read its start.
     NotMyStart,
 }
@@ -1134,7 +1134,7 @@ impl WatchDoubt {
             WatchDoubt::Ahead => "it is later than the reader's clock: a clock ran ahead",
             WatchDoubt::BeforeTheStore => "it is earlier than the state store's creation: a clock was behind",
             WatchDoubt::NotMyStart => {
-                "this worker's clock was stepped since it read its start (its monotonic clock disagrees)"
+                "this worker's clock was stepped since it read its start (its boot clock disagrees)"
             }
         }
     }
@@ -1144,7 +1144,7 @@ impl WatchDoubt {
 /// migration; `None` when it cannot say), the reader having started at `start` (its start on
 /// its clock of now: now less the monotonic time since) and reading at `now`. A claim is a
 /// start only between the store's beginning and the reader's now, and a worker's own claim
-/// only if its monotonic clock agrees (the rule of ARCHITECTURE.md, "a first watch is
+/// only if its boot clock agrees (the rule of ARCHITECTURE.md, "a first watch is
 /// believed between the store's beginning and the reader's now").
 pub fn watch_doubt(
     claim: &WatchClaim,
