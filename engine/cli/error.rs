@@ -154,11 +154,13 @@ pub enum CliError {
         findings: Vec<String>,
     },
     /// `audit verify` found journals that fail verification (listed on standard output).
-    #[error("{count} journal(s) fail verification")]
+    #[error("{}", broken_text(*count, *guards))]
     #[diagnostic(code(runbook::journals_broken))]
     JournalsBroken {
-        /// How many.
+        /// How many journals.
         count: usize,
+        /// How many guard triggers of the store are missing or disabled (red team adv24).
+        guards: usize,
     },
     /// No SQLite state store where one must already be.
     #[error("no state store at `{path}`")]
@@ -494,6 +496,17 @@ fn escaped(text: &str, keep_newlines: bool) -> String {
         .collect()
 }
 
+/// What `audit verify` found broken, in one line: journals, and the store's guards.
+fn broken_text(journals: usize, guards: usize) -> String {
+    match (journals, guards) {
+        (j, 0) => format!("{j} journal(s) fail verification"),
+        (0, g) => format!("{g} guard trigger(s) of the store are missing or disabled: it was tampered with"),
+        (j, g) => format!(
+            "{j} journal(s) fail verification, and {g} guard trigger(s) of the store are missing or disabled: it was tampered with"
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -555,7 +568,7 @@ mod tests {
                     findings: vec!["runs.operator: the row says `mallory`, the journal says `ana`".into()],
                 },
             ),
-            ("journals_broken", CliError::JournalsBroken { count: 2 }),
+            ("journals_broken", CliError::JournalsBroken { count: 2, guards: 0 }),
             (
                 "store_needs_migration",
                 CliError::StoreAt {

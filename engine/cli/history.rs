@@ -511,6 +511,7 @@ pub fn verify(run_id: Option<&str>, expect_hash: Option<&str>, state: Option<Str
     // records and its logs agree (no false alarm on a live run).
     let (histories, orphans) = with_store(state.clone(), async |s| s.histories(run_id).await)?;
     let mut broken = 0;
+    let mut guards_broken = 0;
     for h in &histories {
         let id = &h.row.run_id;
         let findings = h.findings(expect_hash);
@@ -537,6 +538,13 @@ pub fn verify(run_id: Option<&str>, expect_hash: Option<&str>, state: Option<Str
     }
     // Every schedule's journal too, with the same verifier (when no one run was asked).
     if run_id.is_none() {
+        // The guards first: with them dropped, a journal may have been deleted whole, which
+        // no chain shows (red team adv24).
+        let guards = with_store(state.clone(), async |s| s.guard_findings().await)?;
+        for g in &guards {
+            outln!("BROKEN store: {g}");
+        }
+        guards_broken = guards.len();
         let journals = with_store(state, async |s| s.schedule_journals(None).await)?;
         for j in &journals {
             let name = runbook_core::shown::one_line(&j.schedule);
@@ -553,7 +561,11 @@ pub fn verify(run_id: Option<&str>, expect_hash: Option<&str>, state: Option<Str
             }
         }
     }
-    if broken > 0 { Err(CliError::JournalsBroken { count: broken }) } else { Ok(Exit::Success) }
+    if broken > 0 || guards_broken > 0 {
+        Err(CliError::JournalsBroken { count: broken, guards: guards_broken })
+    } else {
+        Ok(Exit::Success)
+    }
 }
 
 /// `runbook audit verify --schedule NAME [--expect-hash HASH]`: one schedule's journal,
@@ -568,7 +580,7 @@ pub fn verify_schedule(name: &str, expect_hash: Option<&str>, state: Option<Stri
             outln!(
                 "BROKEN schedule {shown}: no journal in this store, and you kept a hash of one (it was deleted)"
             );
-            return Err(CliError::JournalsBroken { count: 1 });
+            return Err(CliError::JournalsBroken { count: 1, guards: 0 });
         }
         return Err(CliError::Invalid(
             Message::new(format!("schedule `{shown}` has no journal in this store"))
@@ -591,7 +603,7 @@ pub fn verify_schedule(name: &str, expect_hash: Option<&str>, state: Option<Stri
     for f in &findings {
         outln!("BROKEN schedule {shown}: {f}");
     }
-    Err(CliError::JournalsBroken { count: 1 })
+    Err(CliError::JournalsBroken { count: 1, guards: 0 })
 }
 
 /// An output value on one line: text as it is, other values as compact JSON, cut at 80

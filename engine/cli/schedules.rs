@@ -234,8 +234,12 @@ struct Seen {
     overdue: bool,
     /// The notice of its latest overdue alert (issue 17, S3).
     notice: Option<runbook_store::NoticeState>,
-    /// Rows found with no journal record since its last fire (`no_record`, issue 17).
+    /// Rows found with no journal record since its last fire (`no_record`, issue 17), and
+    /// the `rewatched` records of a schedule that never fired (red team adv24 S1, S2).
     warnings: Vec<runbook_core::schedule_journal::ScheduleRecord>,
+    /// The watch records of a never-fired schedule that are not believed (adv24 S1, S2):
+    /// (record, the start it claims, why).
+    watch_doubts: Vec<(u64, String, &'static str)>,
 }
 
 /// `runbook schedules FILE`: each schedule with its next fire times, and with a store its
@@ -338,10 +342,51 @@ fn seen(schedules: &[Schedule], state: &str, now: DateTime<Utc>) -> Result<Vec<S
             let notice = store.notice_state(&s.target.name).await.ok().flatten();
             // A store older than migration 8 has no journal: nothing to say.
             let warnings = store.schedule_warnings(&s.target.name).await.unwrap_or_default();
-            out.push(Seen { runs, overdue, notice, warnings });
+            let watch_doubts = match runs.last_due_ms {
+                Some(_) => Vec::new(),
+                None => watch_doubts(&store, &s.target.name, now).await,
+            };
+            out.push(Seen { runs, overdue, notice, warnings, watch_doubts });
         }
         Ok(out)
     })
+}
+
+/// The boot clock's reading (Linux `CLOCK_BOOTTIME`: time since boot, suspends included,
+/// never stepped), if the system has one.
+fn boot_clock() -> Option<std::time::Duration> {
+    let t = nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME).ok()?;
+    let secs = u64::try_from(t.tv_sec()).ok()?;
+    let nanos = u32::try_from(t.tv_nsec()).ok()?;
+    Some(std::time::Duration::new(secs, nanos))
+}
+
+/// The watch records of never-fired schedule `name` a worker reading at `now` would not
+/// believe (`schedule::first_watch`, red team adv24 S1, S2). Nothing for a store that cannot
+/// say (older than the journal).
+async fn watch_doubts(
+    store: &runbook_store::Store,
+    name: &str,
+    now: DateTime<Utc>,
+) -> Vec<(u64, String, &'static str)> {
+    let parse = |t: &str| DateTime::parse_from_rfc3339(t).ok().map(|t| t.with_timezone(&Utc));
+    let records = store.watch_records(name).await.unwrap_or_default();
+    let claims: Vec<(u64, schedule::WatchClaim)> = records
+        .iter()
+        .filter_map(|r| {
+            let since = runbook_core::schedule_journal::watch_claimed(r).and_then(parse)?;
+            let recorded = parse(&r.ts).unwrap_or(since);
+            Some((r.seq, schedule::WatchClaim { since, recorded, mine: false }))
+        })
+        .collect();
+    let began = store.began_ms().await.ok().flatten().and_then(schedule::utc_from_millis);
+    claims
+        .iter()
+        .filter_map(|(seq, c)| {
+            let doubt = schedule::watch_doubt(c, began, now, now)?;
+            Some((*seq, c.since.to_rfc3339_opts(chrono::SecondsFormat::Millis, true), doubt.reason()))
+        })
+        .collect()
 }
 
 fn fire(t: &DateTime<chrono_tz::Tz>) -> (String, String) {
@@ -408,6 +453,12 @@ fn text_view(s: &Schedule, seen: Option<&Seen>, now: DateTime<Utc>, next: usize,
         for w in &seen.warnings {
             let word = if color { "\x1b[1;31mWARNING\x1b[0m" } else { "WARNING" };
             out.push_str(&format!("  {word}      {} (record {}, {})\n", w.event.summary(), w.seq, w.ts));
+        }
+        for (seq, since, why) in &seen.watch_doubts {
+            let word = if color { "\x1b[1;31mWARNING\x1b[0m" } else { "WARNING" };
+            out.push_str(&format!(
+                "  {word}      watch record {seq} says a worker watched it from {since}: not believed, {why}\n"
+            ));
         }
     }
     let times = s.next_after(now, next);
@@ -495,6 +546,9 @@ fn json_item(s: &Schedule, seen: Option<&Seen>, now: DateTime<Utc>, next: usize)
             serde_json::json!({ "due": due_text(*due), "reason": why })
         }),
         "warnings": seen.map(|x| x.warnings.iter().map(warning_json).collect::<Vec<_>>()),
+        "watch_doubts": seen.map(|x| x.watch_doubts.iter().map(|(seq, since, why)| {
+            serde_json::json!({ "record": seq, "since": since, "reason": why })
+        }).collect::<Vec<_>>()),
         "notice": seen.and_then(|x| x.notice.as_ref()).filter(|_| s.notify.is_some()).map(|n| {
             serde_json::json!({
                 "overdue_since": due_text(n.since_ms),
@@ -565,6 +619,9 @@ pub struct Firing {
     /// (NTP's first step at boot, a VM restored from a snapshot) must not put the start in
     /// the future, where no due time would come before it (red team adv23 F3).
     started: std::time::Instant,
+    /// The same instant on the boot clock (Linux `CLOCK_BOOTTIME`: it counts a suspended
+    /// machine's time, and no step of the wall clock), when the system has one.
+    boot_start: Option<std::time::Duration>,
     /// The schedules whose change this worker has already notified.
     changed: std::sync::Mutex<std::collections::BTreeSet<String>>,
     /// How late a due time may be seen and still fire with `catch-up = "none"`: at least
@@ -575,9 +632,12 @@ pub struct Firing {
     warned_future: std::sync::Mutex<std::collections::BTreeSet<String>>,
     /// How often this worker's schedule pass runs: a failed notice is tried again no sooner.
     poll: std::time::Duration,
-    /// When a worker first watched each schedule none of whose due times was taken yet, as
-    /// the journal's first record says (red team adv23 F2): read once, it never changes.
-    watched: std::sync::Mutex<BTreeMap<String, DateTime<Utc>>>,
+    /// The watch records of each schedule none of whose due times was taken yet (red team
+    /// adv23 F2, adv24 S1/S2): read once, then judged at every pass (a record from the
+    /// future is believed once its time came); read again after a `rewatched` attempt.
+    watched: std::sync::Mutex<BTreeMap<String, Vec<runbook_core::schedule_journal::ScheduleRecord>>>,
+    /// When the store began (its first migration), once read.
+    began: std::sync::Mutex<Option<Option<DateTime<Utc>>>>,
 }
 
 /// A schedule's run as pinned at the worker's start.
@@ -623,12 +683,14 @@ impl Firing {
             schedules,
             pinned,
             since: DateTime::<Utc>::from(since),
+            boot_start: boot_clock().and_then(|b| b.checked_sub(started.elapsed())),
             started,
             changed: std::sync::Mutex::default(),
             late: LATE,
             warned_future: std::sync::Mutex::default(),
             poll: std::time::Duration::from_secs(1),
             watched: std::sync::Mutex::default(),
+            began: std::sync::Mutex::default(),
         })
     }
 
@@ -649,12 +711,23 @@ impl Firing {
         location: &runbook_store::Location,
     ) {
         let now = DateTime::<Utc>::from(std::time::SystemTime::now());
-        // The worker's start on today's wall clock: the earlier of the start read then and
-        // now less the time the monotonic clock says has passed since.
-        let since = chrono::Duration::from_std(self.started.elapsed())
-            .ok()
-            .and_then(|passed| now.checked_sub_signed(passed))
-            .map_or(self.since, |start| start.min(self.since));
+        // The worker's start on today's wall clock: now less the time passed since, as the
+        // boot clock counts it. A start read from a clock stepped back since (adv23 F3) or
+        // forward since (a host that booted behind, then NTP's step; red team adv24 S2) is
+        // wrong either way. The boot clock counts a suspended or paused machine's time
+        // (the monotonic clock does not: its start would move later by the pause, and a due
+        // time in the pause would be skipped); without it, the earlier of the start read
+        // then and now less the monotonic time, as before.
+        let since = match self.boot_start.and_then(|b| boot_clock().and_then(|n| n.checked_sub(b))) {
+            Some(passed) => chrono::Duration::from_std(passed)
+                .ok()
+                .and_then(|passed| now.checked_sub_signed(passed))
+                .unwrap_or(self.since),
+            None => chrono::Duration::from_std(self.started.elapsed())
+                .ok()
+                .and_then(|passed| now.checked_sub_signed(passed))
+                .map_or(self.since, |start| start.min(self.since)),
+        };
         for (s, pinned) in self.schedules.iter().zip(&self.pinned) {
             let runs = match store.schedule_runs_until(&s.target.name, (now + SKEW).timestamp_millis()).await
             {
@@ -711,7 +784,7 @@ impl Firing {
             let last = runs.last_due_ms.and_then(schedule::utc_from_millis);
             let first_watch = match last {
                 Some(_) => None,
-                None => self.first_watch(store, worker, &s.target.name, since).await,
+                None => self.first_watch(store, worker, &s.target.name, since, now).await,
             };
             let from = schedule::count_from(last, first_watch, since);
             let due = s.due_search(from, now, self.late);
@@ -741,38 +814,117 @@ impl Firing {
         }
     }
 
-    /// When a worker first watched schedule `name` in this store: the journal's first
-    /// record, a `watched` record this worker appends (its start `since`) when the journal
-    /// is empty (red team adv23 F2). `None` when the store cannot say (printed).
+    /// When a worker first watched schedule `name` in this store, as far as this worker
+    /// believes it: the earliest of the journal's watch records (its first record, a
+    /// `watched` record this worker appends with its start `since` when the journal is
+    /// empty, red team adv23 F2; and any `rewatched` record) that is neither later than now
+    /// nor earlier than the store's beginning (`schedule::first_watch`, red team adv24 S1,
+    /// S2). When none is believed, this worker says so (once per record) and appends a
+    /// `rewatched` record with its own start, so that every later worker counts from an
+    /// instant believed. `None` when none is believed or the store cannot say (printed).
     async fn first_watch(
         &self,
         store: &runbook_store::Store,
         worker: &str,
         name: &str,
         since: DateTime<Utc>,
+        now: DateTime<Utc>,
     ) -> Option<DateTime<Utc>> {
-        if let Some(t) = self.watched.lock().ok().and_then(|w| w.get(name).copied()) {
-            return Some(t);
-        }
+        let parse = |t: &str| DateTime::parse_from_rfc3339(t).ok().map(|t| t.with_timezone(&Utc));
         let since_text = since.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
         let at = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
-        match store.watch_schedule(name, &since_text, worker, &at).await {
-            Ok(first) => {
-                let t = runbook_core::schedule_journal::watched_from(&first)
-                    .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-                    .map(|t| t.with_timezone(&Utc));
-                if let (Some(t), Ok(mut w)) = (t, self.watched.lock()) {
-                    w.insert(name.to_string(), t);
+        let cached = self.watched.lock().ok().and_then(|w| w.get(name).cloned());
+        let records = match cached {
+            Some(r) => r,
+            None => {
+                let read = match store.watch_schedule(name, &since_text, worker, &at).await {
+                    Ok(_) => store.watch_records(name).await,
+                    Err(e) => Err(e),
+                };
+                match read {
+                    Ok(r) => r,
+                    Err(e) => {
+                        crate::output::errln!(
+                            "warning: cannot record that this worker watches schedule `{name}`: {e}"
+                        );
+                        return None;
+                    }
                 }
-                t
             }
-            Err(e) => {
+        };
+        let claims: Vec<schedule::WatchClaim> = records
+            .iter()
+            .filter_map(|r| {
+                let claimed = runbook_core::schedule_journal::watch_claimed(r).and_then(parse)?;
+                Some(schedule::WatchClaim {
+                    since: claimed,
+                    recorded: parse(&r.ts).unwrap_or(claimed),
+                    mine: r.event.worker() == worker,
+                })
+            })
+            .collect();
+        let began = self.began(store).await;
+        let judged = schedule::first_watch(&claims, began, since, now);
+        let mut doubts = Vec::new();
+        for &(i, doubt) in &judged.doubted {
+            let (Some(r), Some(c)) = (records.get(i), claims.get(i)) else { continue };
+            let shown = c.since.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+            doubts.push(format!("record {} ({shown}): {}", r.seq, doubt.reason()));
+            if self.warned_future.lock().is_ok_and(|mut w| w.insert(format!("{name}\0watch\0{}", r.seq))) {
                 crate::output::errln!(
-                    "warning: cannot record that this worker watches schedule `{name}`: {e}"
+                    "warning: schedule `{name}`: its watch record {} says a worker watched it from {shown}, which is not believed: {}; its due times count from the earliest watch believed, else from this worker's start",
+                    r.seq,
+                    doubt.reason()
                 );
-                None
             }
         }
+        if judged.from.is_none()
+            && !judged.rewatch
+            && self.warned_future.lock().is_ok_and(|mut w| w.insert(format!("{name}\0own-start")))
+        {
+            crate::output::errln!(
+                "warning: schedule `{name}`: this worker's own start ({since_text}) is earlier than the state store's creation or later than its clock: its clock is wrong; it counts from its own start and records no watch"
+            );
+        }
+        if judged.rewatch {
+            let after = records.last().map_or(0, |r| r.seq);
+            let doubt = format!("no watch record before is believed: {}", doubts.join("; "));
+            match store.rewatch_schedule(name, after, &since_text, &doubt, worker, &at).await {
+                Ok(Some(r)) => {
+                    crate::output::errln!(
+                        "warning: schedule `{name}`: watched again from {since_text} (record {}): its due times count from here until one is taken",
+                        r.seq
+                    );
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    crate::output::errln!(
+                        "warning: cannot record that this worker watches schedule `{name}` again: {e}"
+                    );
+                }
+            }
+            // Read again at the next pass: this record, or another worker's.
+            if let Ok(mut w) = self.watched.lock() {
+                w.remove(name);
+            }
+            return None;
+        }
+        if let Ok(mut w) = self.watched.lock() {
+            w.insert(name.to_string(), records);
+        }
+        judged.from
+    }
+
+    /// When the store began (its first migration), read once: no watch is believed earlier.
+    async fn began(&self, store: &runbook_store::Store) -> Option<DateTime<Utc>> {
+        if let Some(b) = self.began.lock().ok().and_then(|b| *b) {
+            return b;
+        }
+        let read = store.began_ms().await.ok().map(|ms| ms.and_then(schedule::utc_from_millis));
+        if let (Some(b), Ok(mut cell)) = (read, self.began.lock()) {
+            *cell = Some(b);
+        }
+        read.flatten()
     }
 
     /// Record the latest due time the catch-up policy does not fire as skipped, with how

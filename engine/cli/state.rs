@@ -276,6 +276,18 @@ pub fn migrate(state: Option<&str>, identity: Option<&str>, map: &[(String, Stri
             location: location.shown(),
             source,
         })?;
+        // The migrations never run twice: guard triggers dropped since (tampering, red
+        // team adv24) are put back here, and said so.
+        let restored = store.restore_guards().await.map_err(|source| CliError::StoreAt {
+            doing: StoreAction::Migrate,
+            location: location.shown(),
+            source,
+        })?;
+        for name in &restored {
+            outln!(
+                "put back guard trigger `{name}`: it was missing or disabled (tampering: `runbook audit verify`)"
+            );
+        }
         if identity.is_some() || !map.is_empty() {
             let mode = match identity.and_then(IdentityMode::parse) {
                 Some(m) => m,

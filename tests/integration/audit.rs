@@ -1001,3 +1001,156 @@ fn in_db_role_identity_mode_the_submitter_cannot_approve_a_queued_run() {
     ok(&ben, 0);
     assert!(done, "ben's approval did not settle it");
 }
+
+/// Red team adv24, "a never-fired schedule's whole journal deleted" (promise 6): with the
+/// guard triggers dropped, rows can be deleted whole and no chain shows it, so a store
+/// missing a guard is itself tampering. `runbook audit verify` names every guard trigger
+/// the schema has and the store lacks (exit 4), and `runbook state migrate`, which said "up
+/// to date" and left them dropped, puts each back and says so; the store verifies again and
+/// the guard refuses again. The corpus: every guard trigger of a fresh SQLite store dropped
+/// alone, then all at once, then the red team's case (a schedule's `watched` record and head
+/// deleted). Failed before: `audit verify` said nothing (exit 0) and `state migrate` put
+/// nothing back.
+#[test]
+fn a_dropped_guard_trigger_is_reported_by_verify_and_put_back_by_migrate_sqlite() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir(dir.path().join(".git")).expect("git");
+    let state = dir.path().join("st.db").display().to_string();
+    let host = dir.path().join("host").display().to_string();
+    let env = [("XDG_STATE_HOME", host.as_str())];
+    let rb = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["--state", &state]);
+        run_in_with_env(dir.path(), &all, &env)
+    };
+    ok(&rb(&["state", "migrate"]), 0);
+    let all = sqlite_rows(&state, "SELECT name FROM sqlite_master WHERE type = 'trigger' ORDER BY name");
+    assert!(all.len() >= 21, "{all:?}");
+    let mut cases: Vec<Vec<String>> = all.iter().map(|t| vec![t.clone()]).collect();
+    cases.push(all.clone());
+    for dropped in &cases {
+        for t in dropped {
+            sqlite(&state, &format!("DROP TRIGGER \"{t}\""));
+        }
+        let verified = rb(&["audit", "verify"]);
+        ok(&verified, 4);
+        for t in dropped {
+            assert!(
+                verified.stdout.contains(&format!("BROKEN store: guard trigger `{t}` is missing")),
+                "{t}: {}",
+                verified.stdout
+            );
+        }
+        assert_eq!(verified.stdout.matches("BROKEN store: ").count(), dropped.len(), "{}", verified.stdout);
+        let migrated = rb(&["state", "migrate"]);
+        ok(&migrated, 0);
+        for t in dropped {
+            assert!(
+                migrated.stdout.contains(&format!("put back guard trigger `{t}`")),
+                "{t}: {}",
+                migrated.stdout
+            );
+        }
+        let now = sqlite_rows(&state, "SELECT name FROM sqlite_master WHERE type = 'trigger' ORDER BY name");
+        assert_eq!(now, all);
+        ok(&rb(&["audit", "verify"]), 0);
+        let again = rb(&["state", "migrate"]);
+        assert!(!again.stdout.contains("put back"), "{}", again.stdout);
+    }
+    // What the operator reads: every guard named, then each put back.
+    for t in &all {
+        sqlite(&state, &format!("DROP TRIGGER \"{t}\""));
+    }
+    let verified = rb(&["audit", "verify"]);
+    ok(&verified, 4);
+    insta::assert_snapshot!("guards_dropped_verify", format!("{}{}", verified.stdout, verified.stderr));
+    let migrated = rb(&["state", "migrate"]);
+    ok(&migrated, 0);
+    insta::assert_snapshot!("guards_dropped_migrate", migrated.stdout.replace(&state, "[state]"));
+    // The red team's case: a schedule's journal deleted whole, its guards dropped first.
+    for sql in [
+        "INSERT INTO schedule_heads (schedule, last_seq, last_hash) VALUES ('nightly', 0, NULL)",
+        "DROP TRIGGER schedule_heads_no_delete",
+        "DELETE FROM schedule_heads WHERE schedule = 'nightly'",
+    ] {
+        sqlite(&state, sql);
+    }
+    let verified = rb(&["audit", "verify"]);
+    ok(&verified, 4);
+    assert!(
+        verified.stdout.contains("BROKEN store: guard trigger `schedule_heads_no_delete` is missing"),
+        "{}",
+        verified.stdout
+    );
+    ok(&rb(&["state", "migrate"]), 0);
+    // The guard is back: a head is refused its deletion again.
+    sqlite(&state, "INSERT INTO schedule_heads (schedule, last_seq, last_hash) VALUES ('weekly', 0, NULL)");
+    let refused = Command::new("sqlite3")
+        .arg(&state)
+        .arg("DELETE FROM schedule_heads WHERE schedule = 'weekly'")
+        .output()
+        .expect("sqlite3");
+    assert!(!refused.status.success(), "the guard did not refuse the delete");
+}
+
+/// The same on PostgreSQL: every guard trigger dropped at once and one disabled (`ALTER
+/// TABLE ... DISABLE TRIGGER`, which SQLite has not): each named by `audit verify`, each
+/// put back (or switched on) by `state migrate`. Failed before as on SQLite.
+#[test]
+fn a_dropped_guard_trigger_is_reported_by_verify_and_put_back_by_migrate_postgres() {
+    let pg = Postgres::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir(dir.path().join(".git")).expect("git");
+    let state = pg.url("postgres");
+    let host = dir.path().join("host").display().to_string();
+    let env = [("XDG_STATE_HOME", host.as_str())];
+    let rb = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["--state", &state]);
+        run_in_with_env(dir.path(), &all, &env)
+    };
+    ok(&rb(&["state", "migrate"]), 0);
+    let list = "SELECT t.tgname || ' ' || c.relname || ' ' || CAST(t.tgenabled AS TEXT) FROM pg_trigger t \
+                JOIN pg_class c ON c.oid = t.tgrelid WHERE NOT t.tgisinternal ORDER BY 1";
+    let all = pg.psql("postgres", list);
+    let guards: Vec<(String, String)> = all
+        .lines()
+        .filter_map(|l| {
+            let mut w = l.split(' ');
+            Some((w.next()?.to_string(), w.next()?.to_string()))
+        })
+        .collect();
+    assert!(guards.len() >= 20, "{all}");
+    let (kept, table) = guards.last().cloned().expect("a guard");
+    let mut sql = String::new();
+    for (t, table) in &guards[..guards.len() - 1] {
+        sql.push_str(&format!("DROP TRIGGER {t} ON {table}; "));
+    }
+    sql.push_str(&format!("ALTER TABLE {table} DISABLE TRIGGER {kept};"));
+    pg.psql("postgres", &sql);
+    let verified = rb(&["audit", "verify"]);
+    ok(&verified, 4);
+    for (t, _) in &guards[..guards.len() - 1] {
+        assert!(
+            verified.stdout.contains(&format!("BROKEN store: guard trigger `{t}` is missing")),
+            "{t}: {}",
+            verified.stdout
+        );
+    }
+    assert!(
+        verified.stdout.contains(&format!("BROKEN store: guard trigger `{kept}` is disabled")),
+        "{}",
+        verified.stdout
+    );
+    let migrated = rb(&["state", "migrate"]);
+    ok(&migrated, 0);
+    for (t, _) in &guards {
+        assert!(
+            migrated.stdout.contains(&format!("put back guard trigger `{t}`")),
+            "{t}: {}",
+            migrated.stdout
+        );
+    }
+    assert_eq!(pg.psql("postgres", list), all);
+    ok(&rb(&["audit", "verify"]), 0);
+}

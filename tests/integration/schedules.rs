@@ -1209,7 +1209,8 @@ fn a_due_time_between_two_workers_of_a_schedule_that_never_fired_is_caught_up() 
         let state = db.display().to_string();
         let host = dir.path().join("host").display().to_string();
         let env = [("RUNBOOK_TEST_SCHEDULE_SECONDS", "1"), ("XDG_STATE_HOME", host.as_str())];
-        ok(&run_in_with_env(dir.path(), &["state", "migrate", "--state", &state], &env), 0);
+        // The store began before worker 1's watch (adv24 S2: no watch is believed earlier).
+        migrate_skewed(dir.path(), &state, &env, "-2h");
         let first = dir.path().join("w1.out");
         let mut w1 = spawn_skewed(dir.path(), &state, &env, &first, "-1h");
         let w1_pid = w1.id();
@@ -1599,7 +1600,20 @@ fn a_schedule_journal_cut_below_a_kept_hash_is_detected() {
         ),
     );
     let copy_state = copy.display().to_string();
-    ok(&rb(&["audit", "verify", "--state", &copy_state]), 0);
+    // The chain alone cannot tell (the head moved back with the tail); the dropped guard
+    // triggers can (red team adv24): every BROKEN line is the store's, none the journal's.
+    let plain = rb(&["audit", "verify", "--state", &copy_state]);
+    ok(&plain, 4);
+    assert!(plain.stdout.contains("ok schedule slow: "), "{}", plain.stdout);
+    assert!(
+        plain
+            .stdout
+            .lines()
+            .filter(|l| l.starts_with("BROKEN"))
+            .all(|l| l.starts_with("BROKEN store: guard trigger `")),
+        "{}",
+        plain.stdout
+    );
     let cut = rb(&["audit", "verify", "--schedule", "slow", "--expect-hash", &kept, "--state", &copy_state]);
     assert_eq!(cut.code, 4, "{}{}", cut.stdout, cut.stderr);
     insta::assert_snapshot!("schedule_journal_cut_below_the_kept_hash", cut.stdout.replace(&kept, "HASH"));
@@ -1611,4 +1625,276 @@ fn a_schedule_journal_cut_below_a_kept_hash_is_detected() {
     let gone = rb(&["audit", "verify", "--schedule", "slow", "--expect-hash", &kept, "--state", &copy_state]);
     assert_eq!(gone.code, 4, "{}{}", gone.stdout, gone.stderr);
     assert!(gone.stdout.contains("BROKEN schedule slow: "), "{}", gone.stdout);
+}
+
+/// `runbook state migrate` on `state` with the clock moved by `offset` (libfaketime): the
+/// store begins then (its first migration's time is the migrating process's clock).
+fn migrate_skewed(dir: &Path, state: &str, env: &[(&str, &str)], offset: &str) {
+    let out = std::process::Command::new(crate::support::bin())
+        .args(["state", "migrate", "--state", state])
+        .current_dir(dir)
+        .envs(env.iter().copied())
+        .env("LD_PRELOAD", "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
+        .env("FAKETIME", offset)
+        .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
+        .output()
+        .expect("runbook state migrate (apt package faketime)");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// `runbook worker --schedules s.toml` with its clock moved by `offset`, stdout and stderr
+/// both in `log`.
+fn spawn_skewed_logged(
+    dir: &Path,
+    state: &str,
+    env: &[(&str, &str)],
+    log: &Path,
+    offset: Option<&str>,
+) -> std::process::Child {
+    let file = std::fs::File::create(log).expect("log");
+    let mut cmd = std::process::Command::new(crate::support::bin());
+    cmd.args(["worker", "--schedules", "s.toml", "--state", state])
+        .current_dir(dir)
+        .envs(env.iter().copied())
+        .stdout(file.try_clone().expect("log"))
+        .stderr(file);
+    if let Some(offset) = offset {
+        cmd.env("LD_PRELOAD", "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
+            .env("FAKETIME", offset)
+            .env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
+    }
+    cmd.spawn().expect("the worker (apt package faketime)")
+}
+
+/// The `since` of each watch record (`watched`, `rewatched`) of schedule `name`, in order,
+/// with its kind.
+fn watch_records(dir: &Path, name: &str) -> Vec<(String, chrono::DateTime<chrono::Utc>)> {
+    let (_, out) = journal_kinds(dir, name);
+    out.stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|r| {
+            let kind = r["event"]["kind"].as_str()?.to_string();
+            let since = chrono::DateTime::parse_from_rfc3339(r["event"]["since"].as_str()?).ok()?;
+            Some((kind, since.with_timezone(&chrono::Utc)))
+        })
+        .collect()
+}
+
+/// Red team adv24 S1: a `watched` record written by a worker whose clock ran far AHEAD
+/// (here a day, libfaketime) no longer switches the adv23 F2 catch-up off. It is not
+/// believed (its start is later than the reader's now); the first worker with a believable
+/// clock says so (a warning) and appends a `rewatched` record with its own start, and every
+/// later worker counts from there: a due time between that worker's stop and the next
+/// one's start is fired (`latest`, `all`) or recorded as missed (`none`). `runbook
+/// schedules --state` shows the record not believed. The store began two hours ago and
+/// worker 1 runs an hour behind (both under libfaketime) so that the due time, 30 minutes
+/// ago, falls between worker 1 and worker 2. Failed before: worker 2 counted from its own
+/// start, and the due time was neither fired nor recorded (nothing printed).
+#[test]
+fn a_watch_from_a_clock_ahead_does_not_silence_a_restart_gap() {
+    use chrono::Timelike as _;
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    let due =
+        (chrono::Utc::now() - chrono::Duration::minutes(30)).with_nanosecond(0).expect("a whole second");
+    let due_text = due.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let cron = format!("{} {} {} * * *", due.second(), due.minute(), due.hour());
+    for (catch_up, ahead) in [("latest", "+1d"), ("all", "+3650d"), ("none", "+2h")] {
+        let dir = folder(&format!(
+            "[schedule.daily]\nrunbook = \"backup.toml\"\nparams = {{ environment = \"staging\" }}\ncron = \"{cron}\"\ntime-zone = \"UTC\"\ncatch-up = \"{catch_up}\"\n\n\
+             [schedule.pulse]\nrunbook = \"backup.toml\"\nparams = {{ environment = \"staging\" }}\ncron = \"* * * * * *\"\ntime-zone = \"UTC\"\noverlap = \"queue\"\n"
+        ));
+        let db = dir.path().join("st.db");
+        let state = db.display().to_string();
+        let host = dir.path().join("host").display().to_string();
+        let env = [("RUNBOOK_TEST_SCHEDULE_SECONDS", "1"), ("XDG_STATE_HOME", host.as_str())];
+        migrate_skewed(dir.path(), &state, &env, "-2h");
+        // Worker A, its clock ahead: the first watch, from the future.
+        let a_log = dir.path().join("wa.out");
+        let mut a = spawn_skewed_logged(dir.path(), &state, &env, &a_log, Some(ahead));
+        let a_pid = a.id();
+        wait_log(&a_log, "worker A made no pass", |t| t.contains("schedule pulse due "));
+        kill(Pid::from_raw(a_pid as i32), Signal::SIGTERM).expect("SIGTERM");
+        let _ = a.wait();
+        // Worker 1, an hour behind (after the store's beginning): stopped before the due time.
+        let first = dir.path().join("w1.out");
+        let mut w1 = spawn_skewed_logged(dir.path(), &state, &env, &first, Some("-1h"));
+        let w1_pid = w1.id();
+        wait_log(&first, "worker 1 made no pass", |t| t.matches("schedule pulse due ").count() >= 2);
+        kill(Pid::from_raw(w1_pid as i32), Signal::SIGTERM).expect("SIGTERM");
+        let _ = w1.wait();
+        let w1_text = std::fs::read_to_string(&first).unwrap_or_default();
+        assert!(
+            !w1_text.contains("schedule daily due "),
+            "{catch_up}: worker 1 decided on `daily`:\n{w1_text}"
+        );
+        // Worker 2, on the real clock.
+        let second = dir.path().join("w2.out");
+        let w2 = crate::support::KillOnDrop(spawn_skewed_logged(dir.path(), &state, &env, &second, None));
+        let text = wait_log(&second, "worker 2 made no pass", |t| t.contains("schedule pulse due "));
+        drop(w2);
+        let line = text.lines().find(|l| l.starts_with("schedule daily due ")).unwrap_or_default();
+        let expected = if catch_up == "none" { ": skipped: missed: " } else { ": queued run " };
+        assert!(
+            line.starts_with(&format!("schedule daily due {due_text}{expected}")),
+            "{catch_up}: the due time {due_text} between the workers was neither fired nor recorded:\n{text}"
+        );
+        assert!(
+            w1_text.contains("warning: schedule `daily`: its watch record 1 says a worker watched it from ")
+                && w1_text.contains("a clock ran ahead"),
+            "{catch_up}: worker 1 did not say the first watch is not believed:\n{w1_text}"
+        );
+        // The journal: A's watch (tomorrow), worker 1's `rewatched` (before the due time).
+        let watches = watch_records(dir.path(), "daily");
+        assert_eq!(watches.len(), 2, "{catch_up}: {watches:?}");
+        assert_eq!(watches[0].0, "watched", "{catch_up}: {watches:?}");
+        assert!(watches[0].1 > chrono::Utc::now() + chrono::Duration::minutes(30), "{catch_up}: {watches:?}");
+        assert_eq!(watches[1].0, "rewatched", "{catch_up}: {watches:?}");
+        assert!(watches[1].1 < due, "{catch_up}: {watches:?}");
+        let verified = run_in_with_env(dir.path(), &["audit", "verify", "--state", &state], &env);
+        ok(&verified, 0);
+        assert!(verified.stdout.contains("ok schedule daily: 3 records"), "{}", verified.stdout);
+    }
+}
+
+/// Red team adv24 S2: a `watched` record written by a worker whose clock was far BEHIND
+/// (30 days; 1970, an RTC-less host before NTP) no longer makes a brand-new schedule catch
+/// up days it never existed for. Its start is earlier than the store's own beginning (the
+/// first migration, on a right clock): not believed, said (a warning) and shown by
+/// `runbook schedules --state`; the first worker with a right clock appends a `rewatched`
+/// record with its start and fires nothing until the next due time. Failed before: the
+/// right worker at once recorded a `missed`, fired a run for a due time of last month and
+/// recorded overlap skips for the others.
+#[test]
+fn a_watch_from_a_clock_behind_does_not_catch_up_days_before_the_store() {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    for (catch_up, behind) in
+        [("all", "-30d"), ("latest", "-30d"), ("all", "@1970-01-08 15:35:36"), ("none", "-400d")]
+    {
+        let dir = folder(&format!(
+            "[schedule.nightly]\nrunbook = \"backup.toml\"\nparams = {{ environment = \"staging\" }}\ncron = \"0 2 * * *\"\ntime-zone = \"UTC\"\ncatch-up = \"{catch_up}\"\n\n\
+             [schedule.pulse]\nrunbook = \"backup.toml\"\nparams = {{ environment = \"staging\" }}\ncron = \"* * * * * *\"\ntime-zone = \"UTC\"\noverlap = \"queue\"\n"
+        ));
+        let db = dir.path().join("st.db");
+        let state = db.display().to_string();
+        let host = dir.path().join("host").display().to_string();
+        let env = [("RUNBOOK_TEST_SCHEDULE_SECONDS", "1"), ("XDG_STATE_HOME", host.as_str())];
+        ok(&run_in_with_env(dir.path(), &["state", "migrate", "--state", &state], &env), 0);
+        let a_log = dir.path().join("wa.out");
+        let mut a = spawn_skewed_logged(dir.path(), &state, &env, &a_log, Some(behind));
+        let a_pid = a.id();
+        wait_log(&a_log, "worker A made no pass", |t| t.contains("schedule pulse due "));
+        kill(Pid::from_raw(a_pid as i32), Signal::SIGTERM).expect("SIGTERM");
+        let _ = a.wait();
+        let log = dir.path().join("wb.out");
+        let mut b = spawn_skewed_logged(dir.path(), &state, &env, &log, None);
+        let b_pid = b.id();
+        let text = wait_log(&log, "worker B made no pass", |t| t.matches("schedule pulse due ").count() >= 3);
+        kill(Pid::from_raw(b_pid as i32), Signal::SIGTERM).expect("SIGTERM");
+        let _ = b.wait();
+        let text = format!("{text}{}", std::fs::read_to_string(&log).unwrap_or_default());
+        assert!(
+            !text.contains("schedule nightly due "),
+            "{catch_up} {behind}: a schedule made seconds ago caught up due times from before the store:\n{text}"
+        );
+        assert!(
+            text.contains("warning: schedule `nightly`: its watch record 1 says a worker watched it from ")
+                && text.contains("earlier than the state store's creation"),
+            "{catch_up} {behind}: worker B did not say the first watch is not believed:\n{text}"
+        );
+        let fires = sqlite_rows(&db, "SELECT COUNT(*) FROM schedule_fires WHERE schedule = 'nightly'");
+        assert_eq!(fires, ["0"], "{catch_up} {behind}");
+        let watches = watch_records(dir.path(), "nightly");
+        let kinds: Vec<&str> = watches.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(kinds, ["watched", "rewatched"], "{catch_up} {behind}: {watches:?}");
+        assert!(watches[1].1 > chrono::Utc::now() - chrono::Duration::minutes(5), "{watches:?}");
+        // `schedules --state` shows the watch not believed, and the watch again.
+        let out = run_in_with_env(dir.path(), &["schedules", "s.toml", "--state", &state], &env);
+        ok(&out, 0);
+        assert!(
+            out.stdout.contains("WARNING      watch record 1 says a worker watched it from ")
+                && out.stdout.contains("not believed, it is earlier than the state store's creation"),
+            "{}",
+            out.stdout
+        );
+        assert!(out.stdout.contains("WARNING      watched again from "), "{}", out.stdout);
+        // What the operator reads, worker and view (times and the worker redacted).
+        if behind == "-30d" && catch_up == "all" {
+            let warnings: String = text
+                .lines()
+                .chain(out.stdout.lines())
+                .filter(|l| l.contains("warning: schedule `nightly`") || l.contains("WARNING"))
+                .map(|l| format!("{l}\n"))
+                .collect();
+            insta::with_settings!({ filters => vec![
+                (r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z", "[time]"),
+                (r"\(pid \d+ on [^)]+\)", "(pid [pid] on [host])"),
+            ] }, {
+                insta::assert_snapshot!("watch_from_a_clock_behind_warnings", warnings);
+            });
+        }
+        let verified = run_in_with_env(dir.path(), &["audit", "verify", "--state", &state], &env);
+        ok(&verified, 0);
+        assert!(verified.stdout.contains("ok schedule nightly: 2 records"), "{}", verified.stdout);
+    }
+}
+
+/// Red team adv24 S2, inside one worker: a worker started with its clock 30 days behind (a
+/// VM restored from a snapshot; libfaketime reading its offset from a file) watches a
+/// never-fired daily schedule, then its clock is stepped forward to the right time. The
+/// watch record it wrote is its own, and its monotonic clock now says its start was 30 days
+/// later: not believed, the worker appends a `rewatched` record with its start on today's
+/// clock, and fires nothing for the month it never ran in. (The store began 40 days ago, so
+/// that the record is not refused as earlier than the store.) Failed before: the worker kept
+/// the earlier start (`start.min(since)`) and caught the month up at once (a fire, a
+/// `missed` and overlap skips).
+#[test]
+fn a_clock_stepped_forward_after_the_start_does_not_catch_up_the_month_before() {
+    let dir = folder(
+        "[schedule.nightly]\nrunbook = \"backup.toml\"\nparams = { environment = \"staging\" }\ncron = \"0 2 * * *\"\ntime-zone = \"UTC\"\ncatch-up = \"all\"\n\n\
+         [schedule.pulse]\nrunbook = \"backup.toml\"\nparams = { environment = \"staging\" }\ncron = \"* * * * * *\"\ntime-zone = \"UTC\"\noverlap = \"queue\"\n",
+    );
+    let state = dir.path().join("st.db").display().to_string();
+    let host = dir.path().join("host").display().to_string();
+    let env = [("RUNBOOK_TEST_SCHEDULE_SECONDS", "1"), ("XDG_STATE_HOME", host.as_str())];
+    migrate_skewed(dir.path(), &state, &env, "-40d");
+    let offset = dir.path().join("offset");
+    std::fs::write(&offset, "-2592000\n").expect("offset");
+    let log = dir.path().join("worker.out");
+    let file = std::fs::File::create(&log).expect("log");
+    let worker = std::process::Command::new(crate::support::bin())
+        .args(["worker", "--schedules", "s.toml", "--state", &state])
+        .current_dir(dir.path())
+        .envs(env)
+        .env("LD_PRELOAD", "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
+        .env("FAKETIME_TIMESTAMP_FILE", &offset)
+        .env("FAKETIME_NO_CACHE", "1")
+        .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
+        .stdout(file.try_clone().expect("log"))
+        .stderr(file)
+        .spawn()
+        .expect("the worker (apt package faketime)");
+    let worker = crate::support::KillOnDrop(worker);
+    wait_log(&log, "the worker made no pass", |t| t.contains("schedule pulse due "));
+    std::fs::write(&offset, "+0\n").expect("offset");
+    let before = std::fs::read_to_string(&log).unwrap_or_default().matches("schedule pulse due ").count();
+    let text = wait_log(&log, "the worker made no pass after the step", |t| {
+        t.matches("schedule pulse due ").count() >= before + 4
+    });
+    drop(worker);
+    assert!(
+        !text.contains("schedule nightly due "),
+        "a daily schedule caught up the month its worker's clock was behind:\n{text}"
+    );
+    assert!(
+        text.contains("warning: schedule `nightly`: its watch record 1 says a worker watched it from ")
+            && text.contains("this worker's clock was stepped since it read its start"),
+        "{text}"
+    );
+    let watches = watch_records(dir.path(), "nightly");
+    let kinds: Vec<&str> = watches.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(kinds, ["watched", "rewatched"], "{watches:?}");
+    assert!(watches[1].1 > chrono::Utc::now() - chrono::Duration::minutes(5), "{watches:?}");
 }

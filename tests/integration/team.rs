@@ -747,8 +747,24 @@ fn three_workers_fire_each_due_time_exactly_once_and_survive_one_dying() {
             broken.stdout
         );
         team.pg.psql("postgres", restore);
-        ok(&team.cmd(&["audit", "verify"], "ana"), 0);
+        // The journal verifies again; the guards still disabled are themselves tampering
+        // (red team adv24), and the only BROKEN lines.
+        let restored = team.cmd(&["audit", "verify"], "ana");
+        assert_eq!(restored.code, 4, "{what}: {}{}", restored.stdout, restored.stderr);
+        assert!(restored.stdout.contains("ok schedule tick: "), "{what}: {}", restored.stdout);
+        assert!(
+            restored
+                .stdout
+                .lines()
+                .filter(|l| l.starts_with("BROKEN"))
+                .all(|l| l.starts_with("BROKEN store: guard trigger `schedule_events_")
+                    && l.contains("` is disabled")),
+            "{what}: {}",
+            restored.stdout
+        );
     }
+    team.pg.psql("postgres", "ALTER TABLE schedule_events ENABLE TRIGGER USER");
+    ok(&team.cmd(&["audit", "verify"], "ana"), 0);
 }
 
 /// Issue 17, the dead-man's switch: a schedule whose runs all fail becomes overdue; of two

@@ -1093,6 +1093,117 @@ pub fn count_from(
     }
 }
 
+/// How far a time recorded by another clock may be after the reader's now and still be
+/// believed: clocks of hosts kept by NTP agree far closer; a time beyond it was recorded by a
+/// clock that ran ahead (adv17a S3, red team adv24 S1).
+pub const CLOCK_SKEW: chrono::Duration = chrono::Duration::seconds(60);
+
+/// A record of the first watch of a never-fired schedule (`watched`, or a later
+/// `rewatched`) as a worker reads it: one clock's claim of when a worker watched it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WatchClaim {
+    /// The start the watching worker read from its clock.
+    pub since: DateTime<Utc>,
+    /// When the record was written (the same worker's clock).
+    pub recorded: DateTime<Utc>,
+    /// Written by the reading worker itself (same worker, same process).
+    pub mine: bool,
+}
+
+/// Why a watch claim is not believed (red team adv24 S1, S2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WatchDoubt {
+    /// Its start or its record is later than the reader's now (beyond [`CLOCK_SKEW`]): the
+    /// watching worker's clock ran ahead. Believed, it would put the count in the future
+    /// and the catch-up of a restart gap would be off in silence (S1).
+    Ahead,
+    /// Its start is earlier than the store's own beginning (its first migration, beyond
+    /// [`CLOCK_SKEW`]): no worker watched a schedule in a store that did not exist, so the
+    /// watching worker's clock was behind. Believed, a new schedule would catch up days it
+    /// never existed for (S2).
+    BeforeTheStore,
+    /// The reader wrote it, and its boot clock says its start was another instant
+    /// (beyond [`CLOCK_SKEW`]): the wall clock was stepped since it read its start.
+    NotMyStart,
+}
+
+impl WatchDoubt {
+    /// Why, in words, for a warning and a `rewatched` record.
+    pub fn reason(self) -> &'static str {
+        match self {
+            WatchDoubt::Ahead => "it is later than the reader's clock: a clock ran ahead",
+            WatchDoubt::BeforeTheStore => "it is earlier than the state store's creation: a clock was behind",
+            WatchDoubt::NotMyStart => {
+                "this worker's clock was stepped since it read its start (its boot clock disagrees)"
+            }
+        }
+    }
+}
+
+/// Whether a reader believes `claim`, the store having begun at `began` (its first
+/// migration; `None` when it cannot say), the reader having started at `start` (its start on
+/// its clock of now: now less the monotonic time since) and reading at `now`. A claim is a
+/// start only between the store's beginning and the reader's now, and a worker's own claim
+/// only if its boot clock agrees (the rule of ARCHITECTURE.md, "a first watch is
+/// believed between the store's beginning and the reader's now").
+pub fn watch_doubt(
+    claim: &WatchClaim,
+    began: Option<DateTime<Utc>>,
+    start: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Option<WatchDoubt> {
+    let latest = now.checked_add_signed(CLOCK_SKEW).unwrap_or(now);
+    if claim.since > latest || claim.recorded > latest {
+        return Some(WatchDoubt::Ahead);
+    }
+    // A beginning later than now was read by a clock that ran ahead when the store was
+    // made: it bounds nothing (else every watch, the reader's own too, would be refused).
+    if let Some(began) = began.filter(|b| *b <= latest)
+        && claim.since < began.checked_sub_signed(CLOCK_SKEW).unwrap_or(began)
+    {
+        return Some(WatchDoubt::BeforeTheStore);
+    }
+    if claim.mine && (claim.since - start).abs() > CLOCK_SKEW {
+        return Some(WatchDoubt::NotMyStart);
+    }
+    None
+}
+
+/// What a worker makes of a never-fired schedule's watch records (see [`first_watch`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FirstWatch {
+    /// The earliest believed start: due times count from it ([`count_from`]). `None` when
+    /// none is believed: the worker counts from its own start.
+    pub from: Option<DateTime<Utc>>,
+    /// The claims not believed (their index in the records given) and why.
+    pub doubted: Vec<(usize, WatchDoubt)>,
+    /// No claim is believed, and the reader's own start would be: the reader appends a
+    /// `rewatched` record with it, so that every later worker counts from an instant
+    /// believed, not from its own start (which would skip a restart gap in silence).
+    pub rewatch: bool,
+}
+
+/// The earliest believable instant a never-fired schedule was watched from, given its
+/// watch records in journal order ([`watch_doubt`] for each).
+pub fn first_watch(
+    claims: &[WatchClaim],
+    began: Option<DateTime<Utc>>,
+    start: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> FirstWatch {
+    let mut from: Option<DateTime<Utc>> = None;
+    let mut doubted = Vec::new();
+    for (i, c) in claims.iter().enumerate() {
+        match watch_doubt(c, began, start, now) {
+            Some(d) => doubted.push((i, d)),
+            None => from = Some(from.map_or(c.since, |f| f.min(c.since))),
+        }
+    }
+    let own = WatchClaim { since: start, recorded: now, mine: true };
+    let rewatch = from.is_none() && watch_doubt(&own, began, start, now).is_none();
+    FirstWatch { from, doubted, rewatch }
+}
+
 /// A window as days, hours and minutes (`31d 2h`), as `runbook schedules` and the console
 /// word it: schedules are minute-based.
 pub fn span_text(d: std::time::Duration) -> String {
@@ -1564,6 +1675,180 @@ mod restart_gaps {
             let s = schedule(CRONS[cron], ZONES[zone], POLICIES[policy]);
             let t0 = Utc.timestamp_opt(t0, 0).single().unwrap_or_default();
             prop_assert_eq!(run(&s, t0, &workers, count_from), Ok(()));
+        }
+    }
+
+    /// Red team adv24 S1, S2, the class: one worker whose wall clock is wrong (ahead by up
+    /// to years, or behind by up to decades) watches a never-fired schedule first, then
+    /// workers with right clocks start and stop. The watch record it leaves must neither
+    /// switch the restart-gap catch-up off (a start in the future) nor make the schedule
+    /// catch up due times from before the store existed (a start in the past). After every
+    /// right worker, the latest due time since the first right worker's start is taken, and
+    /// no due time before the store's beginning ever is.
+    fn run_with_a_wrong_clock(
+        s: &Schedule,
+        t0: DateTime<Utc>,
+        skew: i64,
+        workers: &[Worker],
+        believe_all: bool,
+    ) -> Result<(), String> {
+        let oracle = Schedule { catch_up: CatchUp::Latest, ..s.clone() };
+        // The store is made at t0 (on a right clock); the wrong worker watches first.
+        let began = t0;
+        let wrong = t0 + chrono::Duration::seconds(5);
+        let liar = wrong + chrono::Duration::seconds(skew);
+        let mut claims = vec![WatchClaim { since: liar, recorded: liar, mine: false }];
+        let mut taken: BTreeMap<DateTime<Utc>, &'static str> = BTreeMap::new();
+        let mut at = wrong + chrono::Duration::seconds(10);
+        let mut first_right: Option<DateTime<Utc>> = None;
+        for (i, w) in workers.iter().enumerate() {
+            let start = at + chrono::Duration::seconds(w.gap);
+            first_right.get_or_insert(start);
+            let passes = (w.len / w.poll).min(12);
+            let mut now = start;
+            for k in 0..=passes {
+                now = start + chrono::Duration::seconds(k * w.poll);
+                let last = taken.keys().next_back().copied();
+                let watch = match last {
+                    Some(_) => None,
+                    None if believe_all => claims.iter().map(|c| c.since).min(),
+                    None => {
+                        let fw = first_watch(&claims, Some(began), start, now);
+                        if fw.rewatch {
+                            claims.push(WatchClaim { since: start, recorded: now, mine: false });
+                        }
+                        fw.from
+                    }
+                };
+                let from = count_from(last, watch, start);
+                if from > now + CLOCK_SKEW {
+                    return Err(format!("worker {i}: counts from {from}, after its now {now}"));
+                }
+                let due = s.due_search(from, now, LATE);
+                let late = chrono::Duration::from_std(LATE).unwrap_or_default();
+                if let Some(dropped) = due.dropped
+                    && (s.catch_up == CatchUp::None || now.signed_duration_since(dropped) > late)
+                {
+                    taken.entry(dropped).or_insert("missed");
+                }
+                for t in due.times {
+                    taken.entry(t).or_insert("fired");
+                }
+            }
+            at = now;
+            if let Some((early, _)) = taken.iter().find(|(t, _)| **t < began) {
+                return Err(format!(
+                    "worker {i}: due time {early} before the store began ({began}) was taken"
+                ));
+            }
+            let Some(first) = first_right else { return Err("no worker".into()) };
+            let latest = oracle.due_search(first, now, Duration::ZERO).times.last().copied();
+            let last = taken.keys().next_back().copied();
+            if latest.is_some() && last < latest {
+                return Err(format!(
+                    "worker {i} (stopped at {now}): the due time {latest:?} since the first right watch {first} was neither fired nor recorded (latest taken: {last:?}; the wrong clock's watch {liar})"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(400))]
+        #[test]
+        fn a_watch_from_a_wrong_clock_neither_silences_nor_invents_due_times(
+            cron in 0..CRONS.len(),
+            zone in 0..ZONES.len(),
+            policy in 0..POLICIES.len(),
+            t0 in 1_767_225_600i64..1_798_761_600, // 2026
+            skew in prop_oneof![
+                120i64..86_400,                 // ahead, up to a day
+                86_400i64..20 * 31_536_000,     // ahead, up to 20 years
+                -2_592_000i64..-120,            // behind, up to 30 days
+                -1_790_000_000i64..-2_592_000,  // behind, down to 1970
+            ],
+            workers in proptest::collection::vec(worker(), 1..6),
+        ) {
+            let s = schedule(CRONS[cron], ZONES[zone], POLICIES[policy]);
+            let t0 = Utc.timestamp_opt(t0, 0).single().unwrap_or_default();
+            prop_assert_eq!(run_with_a_wrong_clock(&s, t0, skew, &workers, false), Ok(()));
+        }
+
+        /// Whatever the claims, the start counted from is never after the reader's now,
+        /// never before the store's beginning, and never after a claim of a right clock.
+        #[test]
+        fn the_first_watch_is_between_the_store_s_beginning_and_now(
+            began in 1_700_000_000i64..1_800_000_000,
+            age in 0i64..100_000_000,
+            up in 0i64..1_000_000,
+            claims in proptest::collection::vec(
+                (-2_000_000_000i64..2_000_000_000, 0i64..1_000, any::<bool>()), 0..6),
+            honest in proptest::option::of((0u32..=1000, 0i64..1_000)),
+        ) {
+            let at = |s: i64| Utc.timestamp_opt(s, 0).single().unwrap_or_default();
+            let now = began + age;
+            let start = now - up.min(age);
+            let mut claims: Vec<WatchClaim> = claims
+                .iter()
+                .map(|&(off, late, mine)| WatchClaim {
+                    since: at(now + off),
+                    recorded: at(now + off + late),
+                    mine,
+                })
+                .collect();
+            // A claim of a right clock: written between the store's beginning and now.
+            let honest = honest.map(|(frac, late)| {
+                let since = began + (age * i64::from(frac)) / 1000;
+                let c = WatchClaim { since: at(since), recorded: at((since + late).min(now)), mine: false };
+                claims.push(c);
+                c
+            });
+            let fw = first_watch(&claims, Some(at(began)), at(start), at(now));
+            if let Some(from) = fw.from {
+                prop_assert!(from <= at(now) + CLOCK_SKEW, "{from} after now {}", at(now));
+                prop_assert!(from >= at(began) - CLOCK_SKEW, "{from} before the store {}", at(began));
+                prop_assert!(!fw.rewatch);
+            }
+            if let Some(h) = honest {
+                prop_assert!(fw.from.is_some_and(|f| f <= h.since), "{:?} not before {}", fw.from, h.since);
+            }
+            // Every claim is either believed (counted in `from`) or doubted with a reason.
+            prop_assert_eq!(fw.from.is_none(), fw.doubted.len() == claims.len());
+        }
+    }
+
+    /// A store made by a clock that ran ahead (its beginning after the reader's now) bounds
+    /// nothing: a right worker's watch and its own start are still believed.
+    #[test]
+    fn a_beginning_in_the_future_bounds_nothing() {
+        let at = |s: i64| Utc.timestamp_opt(s, 0).single().unwrap_or_default();
+        let (now, began) = (1_796_650_000, 1_796_650_000 + 86_400);
+        let right = WatchClaim { since: at(now - 600), recorded: at(now - 600), mine: false };
+        let fw = first_watch(&[right], Some(at(began)), at(now - 10), at(now));
+        assert_eq!(fw.from, Some(at(now - 600)));
+        let ahead = WatchClaim { since: at(now + 3_600), recorded: at(now + 3_600), mine: false };
+        let fw = first_watch(&[ahead], Some(at(began)), at(now - 10), at(now));
+        assert_eq!((fw.from, fw.rewatch), (None, true));
+    }
+
+    /// The red team's cases, and the property failing for the cursor before the fix (every
+    /// claim believed, the earliest taken): the adv24 repro of S1 (a day ahead, workers
+    /// :45-:55 and :05-:40, due every minute) and of S2 (30 days behind, daily at 02:00).
+    #[test]
+    fn the_wrong_clock_property_fails_when_every_watch_is_believed() {
+        let minute = 1_796_650_000 - 1_796_650_000 % 60;
+        let t0 = Utc.timestamp_opt(minute, 0).single().unwrap_or_default();
+        let ahead = [Worker { gap: 30, len: 10, poll: 1 }, Worker { gap: 10, len: 35, poll: 1 }];
+        let daily = [Worker { gap: 5, len: 25, poll: 1 }];
+        for policy in POLICIES {
+            let s = schedule("0 * * * * *", "UTC", policy);
+            assert!(run_with_a_wrong_clock(&s, t0, 86_400, &ahead, true).is_err(), "{policy}");
+            assert_eq!(run_with_a_wrong_clock(&s, t0, 86_400, &ahead, false), Ok(()), "{policy}");
+            let s = schedule("0 0 2 * * *", "UTC", policy);
+            for skew in [-2_592_000, -1_796_000_000] {
+                assert!(run_with_a_wrong_clock(&s, t0, skew, &daily, true).is_err(), "{policy} {skew}");
+                assert_eq!(run_with_a_wrong_clock(&s, t0, skew, &daily, false), Ok(()), "{policy} {skew}");
+            }
         }
     }
 

@@ -141,6 +141,20 @@ pub enum ScheduleEvent {
         /// The worker.
         worker: String,
     },
+    /// A worker watched the never-fired schedule again because no watch record before it
+    /// is believed (red team adv24 S1, S2: a record from a clock that ran ahead, or one
+    /// earlier than the store itself; `schedule::watch_doubt`). Appended once per such
+    /// state, by the first worker whose own start is believable; every worker then counts
+    /// from the earliest watch record it believes.
+    Rewatched {
+        /// When that worker started (RFC 3339, UTC, milliseconds).
+        since: String,
+        /// Why the watch records before it are not believed (a fixed sentence with their
+        /// record numbers and times).
+        doubt: String,
+        /// The worker.
+        worker: String,
+    },
 }
 
 /// The table of the rows that take a due time.
@@ -161,6 +175,7 @@ impl ScheduleEvent {
             ScheduleEvent::BackInTime { .. } => "back_in_time",
             ScheduleEvent::NoRecord { .. } => "no_record",
             ScheduleEvent::Watched { .. } => "watched",
+            ScheduleEvent::Rewatched { .. } => "rewatched",
         }
     }
 
@@ -175,7 +190,8 @@ impl ScheduleEvent {
             | ScheduleEvent::NotifyFailed { .. }
             | ScheduleEvent::BackInTime { .. }
             | ScheduleEvent::NoRecord { .. }
-            | ScheduleEvent::Watched { .. } => None,
+            | ScheduleEvent::Watched { .. }
+            | ScheduleEvent::Rewatched { .. } => None,
         }
     }
 
@@ -190,7 +206,8 @@ impl ScheduleEvent {
             | ScheduleEvent::NotifyFailed { worker, .. }
             | ScheduleEvent::BackInTime { worker, .. }
             | ScheduleEvent::NoRecord { worker, .. }
-            | ScheduleEvent::Watched { worker, .. } => worker,
+            | ScheduleEvent::Watched { worker, .. }
+            | ScheduleEvent::Rewatched { worker, .. } => worker,
         }
     }
 
@@ -242,6 +259,11 @@ impl ScheduleEvent {
                 "watched from {}: due times count from here until one is taken",
                 crate::shown::one_line(since)
             ),
+            ScheduleEvent::Rewatched { since, doubt, .. } => format!(
+                "watched again from {}: due times count from here until one is taken ({})",
+                crate::shown::one_line(since),
+                crate::shown::one_line(doubt)
+            ),
         }
     }
 }
@@ -257,6 +279,16 @@ pub fn watched_from(first: &ScheduleRecord) -> Option<&str> {
     match &first.event {
         ScheduleEvent::Watched { since, .. } => Some(since),
         _ => Some(&first.ts),
+    }
+}
+
+/// The start a watch record claims (RFC 3339): a `watched` or `rewatched` record's
+/// `since`; for a journal's first record of another kind, its time (see [`watched_from`]).
+/// `None` for any other record.
+pub fn watch_claimed(record: &ScheduleRecord) -> Option<&str> {
+    match &record.event {
+        ScheduleEvent::Rewatched { since, .. } => Some(since),
+        _ => watched_from(record),
     }
 }
 

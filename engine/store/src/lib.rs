@@ -443,7 +443,56 @@ impl Backend {
     }
 
     fn migrations(self) -> Vec<Migration> {
-        let files: [(i64, &str, &'static str); 15] = match self {
+        let files = self.migration_files();
+        files
+            .into_iter()
+            .map(|(version, name, sql)| {
+                Migration::new(
+                    version,
+                    name.into(),
+                    MigrationType::Simple,
+                    sqlx::SqlStr::from_static(sql),
+                    false,
+                )
+            })
+            .collect()
+    }
+
+    /// The guard triggers the migrations create (none is ever dropped by a later one), each
+    /// with the migration that creates it and the statement that does, in order: the
+    /// store's append-only and hash-chain guards. Read from the migrations themselves, so
+    /// that no list kept by hand forgets one (the list `state check` kept lacked the two of
+    /// `schedule_fires`). A store missing one is tampered with (red team adv24: a
+    /// never-fired schedule's journal deleted whole after its guards were dropped went
+    /// unseen), and `state migrate` puts it back.
+    pub fn guards(self) -> Vec<(i64, String, String)> {
+        let mut out: Vec<(i64, String, String)> = Vec::new();
+        for (version, _, sql) in self.migration_files() {
+            let mut rest = sql;
+            while let Some(at) = rest.find("CREATE TRIGGER ") {
+                let text = &rest[at..];
+                // SQLite: `... BEGIN ... END;`; PostgreSQL: `... EXECUTE FUNCTION f();`.
+                let end = match self {
+                    Backend::Sqlite => text.find("END;").map(|e| e + "END".len()),
+                    Backend::Postgres => text.find(';'),
+                };
+                let Some(end) = end else { break };
+                let statement = &text[..end];
+                let mut words = statement["CREATE TRIGGER ".len()..].split_whitespace().peekable();
+                if words.peek() == Some(&"IF") {
+                    words.nth(2); // IF NOT EXISTS
+                }
+                let name = words.next().unwrap_or_default().to_string();
+                out.retain(|(_, n, _)| *n != name);
+                out.push((version, name, statement.to_string()));
+                rest = &text[end..];
+            }
+        }
+        out
+    }
+
+    fn migration_files(self) -> [(i64, &'static str, &'static str); 15] {
+        match self {
             Backend::Sqlite => [
                 (1, "journal", include_str!("../migrations/sqlite/0001_journal.sql")),
                 (2, "step logs", include_str!("../migrations/sqlite/0002_step_logs.sql")),
@@ -486,19 +535,7 @@ impl Backend {
                 ),
                 (15, "live output", include_str!("../migrations/postgres/0015_live_output.sql")),
             ],
-        };
-        files
-            .into_iter()
-            .map(|(version, name, sql)| {
-                Migration::new(
-                    version,
-                    name.into(),
-                    MigrationType::Simple,
-                    sqlx::SqlStr::from_static(sql),
-                    false,
-                )
-            })
-            .collect()
+        }
     }
 
     /// The statement that opens a write transaction. SQLite takes its one write lock at
@@ -1322,6 +1359,80 @@ impl Store {
         Ok((applied, known))
     }
 
+    /// The store's guard triggers as they stand: (name, enabled), PostgreSQL's and SQLite's
+    /// own triggers on the store's tables.
+    async fn guards_held(&self) -> Result<Vec<(String, bool)>> {
+        let sql = match self.backend {
+            Backend::Sqlite => "SELECT name, 1 FROM sqlite_master WHERE type = 'trigger'",
+            Backend::Postgres => {
+                "SELECT CAST(t.tgname AS TEXT), CAST(CASE WHEN t.tgenabled = 'D' THEN 0 ELSE 1 END AS BIGINT) \
+                 FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid \
+                 JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE NOT t.tgisinternal AND n.nspname = current_schema()"
+            }
+        };
+        let rows = sqlx::query(sql).fetch_all(&self.pool).await?;
+        rows.iter().map(|r| Ok((r.try_get::<String, _>(0)?, r.try_get::<i64, _>(1)? != 0))).collect()
+    }
+
+    /// The guard triggers of the store's schema that it does not hold, or holds disabled
+    /// (PostgreSQL's `ALTER TABLE ... DISABLE TRIGGER`): each one a finding of tampering,
+    /// since no runbook command drops or disables one (red team adv24: a never-fired
+    /// schedule's journal deleted whole after its guards were dropped went unseen). Nothing
+    /// for a store never migrated.
+    pub async fn guard_findings(&self) -> Result<Vec<String>> {
+        let (applied, _) = self.versions().await?;
+        if applied == 0 {
+            return Ok(Vec::new());
+        }
+        let held = self.guards_held().await?;
+        let mut out = Vec::new();
+        for (_, name, _) in self.backend.guards().into_iter().filter(|(v, _, _)| *v <= applied) {
+            match held.iter().find(|(n, _)| *n == name) {
+                None => out.push(format!(
+                    "guard trigger `{name}` is missing: the store's append-only guards were dropped (tampering); `runbook state migrate` puts them back"
+                )),
+                Some((_, false)) => out.push(format!(
+                    "guard trigger `{name}` is disabled: the store's append-only guards were switched off (tampering); `runbook state migrate` switches them on"
+                )),
+                Some((_, true)) => {}
+            }
+        }
+        Ok(out)
+    }
+
+    /// Put back the guard triggers the store lacks, and switch on disabled ones, in one
+    /// transaction: the names put back. Called by `runbook state migrate` after the
+    /// migrations (which never run again, so they would not).
+    pub async fn restore_guards(&self) -> Result<Vec<String>> {
+        let (applied, _) = self.versions().await?;
+        let held = self.guards_held().await?;
+        let mut tx = self.pool.begin_with(self.backend.begin()).await?;
+        let mut restored = Vec::new();
+        for (_, name, statement) in self.backend.guards().into_iter().filter(|(v, _, _)| *v <= applied) {
+            match held.iter().find(|(n, _)| *n == name) {
+                None => {
+                    sqlx::query(sqlx::AssertSqlSafe(statement)).execute(&mut *tx).await?;
+                    restored.push(name);
+                }
+                Some((_, false)) => {
+                    let table = statement
+                        .split_whitespace()
+                        .skip_while(|w| *w != "ON")
+                        .nth(1)
+                        .unwrap_or_default()
+                        .to_string();
+                    let sql = format!("ALTER TABLE {table} ENABLE TRIGGER {name}");
+                    sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut *tx).await?;
+                    restored.push(name);
+                }
+                Some((_, true)) => {}
+            }
+        }
+        tx.commit().await?;
+        Ok(restored)
+    }
+
     /// Set how identities are established, and map database roles to identities
     /// (`(role, identity)`; mapping a role to an empty identity removes its mapping). Only
     /// PostgreSQL has roles: `db-role` on SQLite is refused.
@@ -1453,70 +1564,13 @@ impl Store {
     /// The triggers the applied migrations install that the database does not have, or has
     /// disabled.
     async fn missing_guards(&self, applied: i64) -> Result<Vec<String>> {
-        let expected: &[(i64, &str)] = match self.backend {
-            Backend::Sqlite => &[
-                (1, "events_no_update"),
-                (1, "events_no_delete"),
-                (4, "runs_identity_fixed"),
-                (4, "runs_head_is_the_journals"),
-                (4, "runs_no_delete"),
-                (4, "step_logs_no_delete"),
-                (5, "queue_plan_fixed"),
-                (5, "queue_no_delete"),
-                (8, "schedule_events_no_update"),
-                (8, "schedule_events_no_delete"),
-                (8, "schedule_heads_no_delete"),
-                (8, "schedule_heads_are_the_journals"),
-                (8, "schedule_heads_start_empty"),
-                (10, "schedule_notices_outcome_once"),
-                (10, "schedule_notices_no_delete"),
-                (10, "schedule_fires_have_their_record"),
-                (12, "queue_abandon_request_fixed"),
-                (12, "queue_abandon_not_submitted"),
-                (14, "schedule_alerts_have_their_record"),
-            ],
-            Backend::Postgres => &[
-                (1, "events_no_update"),
-                (1, "events_no_delete"),
-                (1, "events_no_truncate"),
-                (4, "events_identity"),
-                (4, "runs_identity"),
-                (4, "runs_identity_fixed"),
-                (4, "runs_head_is_the_journals"),
-                (4, "runs_no_delete"),
-                (4, "runs_no_truncate"),
-                (4, "step_logs_no_delete"),
-                (4, "step_logs_no_truncate"),
-                (5, "queue_guard"),
-                (5, "queue_no_truncate"),
-                (8, "schedule_events_append_only"),
-                (8, "schedule_events_no_truncate"),
-                (8, "schedule_heads_guard"),
-                (8, "schedule_heads_no_truncate"),
-                (10, "schedule_notices_guard"),
-                (10, "schedule_notices_no_truncate"),
-                (10, "schedule_fires_have_their_record"),
-                (14, "schedule_alerts_have_their_record"),
-            ],
-        };
-        let present = match self.backend {
-            Backend::Sqlite => "SELECT name FROM sqlite_master WHERE type = 'trigger'",
-            Backend::Postgres => {
-                "SELECT t.tgname::text FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid \
-                 JOIN pg_namespace n ON n.oid = c.relnamespace \
-                 WHERE n.nspname = current_schema() AND NOT t.tgisinternal AND t.tgenabled <> 'D'"
-            }
-        };
-        let present: Vec<String> = sqlx::query(present)
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(|r| r.try_get::<String, _>(0))
-            .collect::<std::result::Result<_, _>>()?;
-        Ok(expected
-            .iter()
-            .filter(|(version, name)| *version <= applied && !present.iter().any(|p| p == name))
-            .map(|(_, name)| name.to_string())
+        let held = self.guards_held().await?;
+        Ok(self
+            .backend
+            .guards()
+            .into_iter()
+            .filter(|(version, name, _)| *version <= applied && !held.iter().any(|(n, on)| n == name && *on))
+            .map(|(_, name, _)| name)
             .collect())
     }
 

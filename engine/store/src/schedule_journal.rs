@@ -87,7 +87,11 @@ fn notice_attempts(rows: &[sqlx::any::AnyRow]) -> Result<Vec<runbook_core::sched
 const FIRST_RECORD: &str =
     "SELECT seq, ts, body, prev_hash, hash, db_role FROM schedule_events WHERE schedule = $1 AND seq = 1";
 
-/// A row of [`FIRST_RECORD`] as a record of `schedule`.
+/// A schedule's watch records: its first record and every `rewatched` record.
+const WATCH_RECORDS: &str = "SELECT seq, ts, body, prev_hash, hash, db_role FROM schedule_events \
+     WHERE schedule = $1 AND (seq = 1 OR kind = 'rewatched') ORDER BY seq";
+
+/// A row of [`FIRST_RECORD`] (or [`WATCH_RECORDS`]) as a record of `schedule`.
 fn first_record(schedule: &str, row: &sqlx::any::AnyRow) -> Result<ScheduleRecord> {
     let seq: i64 = row.try_get(0)?;
     let body: String = row.try_get(2)?;
@@ -228,6 +232,22 @@ impl ScheduleJournal {
                     if self.due_ms.get(i).copied().flatten().is_some() {
                         out.push(format!(
                             "record {}: schedule_events.due_ms is set beside a `watched` record",
+                            r.seq
+                        ));
+                    }
+                }
+                ScheduleEvent::Rewatched { .. } => {
+                    // Appended after record 1, before any due time was taken, with no due
+                    // time (red team adv24 S1, S2).
+                    if r.seq == 1 {
+                        out.push(format!(
+                            "record {}: a `rewatched` record is never a journal's first",
+                            r.seq
+                        ));
+                    }
+                    if self.due_ms.get(i).copied().flatten().is_some() {
+                        out.push(format!(
+                            "record {}: schedule_events.due_ms is set beside a `rewatched` record",
                             r.seq
                         ));
                     }
@@ -757,7 +777,7 @@ impl Store {
         .await?;
         let rows = sqlx::query(
             "SELECT seq, ts, body, prev_hash, hash, db_role FROM schedule_events WHERE schedule = $1 \
-             AND kind = 'no_record' ORDER BY seq",
+             AND kind IN ('no_record', 'rewatched') ORDER BY seq",
         )
         .bind(schedule)
         .fetch_all(&self.pool)
@@ -770,7 +790,7 @@ impl Store {
                 .map_err(|e| StoreError::Corrupt(format!("schedule {schedule}: record {seq}: {e}")))?;
             let seq = u64::try_from(seq).unwrap_or(0);
             let after = match &event {
-                ScheduleEvent::NoRecord { reminder: None, .. } => fired,
+                ScheduleEvent::NoRecord { reminder: None, .. } | ScheduleEvent::Rewatched { .. } => fired,
                 _ => noticed,
             };
             if seq <= after {
@@ -827,6 +847,73 @@ impl Store {
             Ok(first)
         })
         .await
+    }
+
+    /// The watch records of `schedule`'s journal, in order: its first record (a `watched`
+    /// record, or the first of a journal begun before them) and every `rewatched` record.
+    pub async fn watch_records(&self, schedule: &str) -> Result<Vec<ScheduleRecord>> {
+        let rows = sqlx::query(WATCH_RECORDS).bind(schedule).fetch_all(&self.pool).await?;
+        rows.iter().map(|row| first_record(schedule, row)).collect()
+    }
+
+    /// A worker watches never-fired `schedule` again (red team adv24 S1, S2): a `rewatched`
+    /// record with its start `since` and why the watch records before it are not believed,
+    /// appended in one transaction holding the journal's head lock, only while the journal's
+    /// last watch record is still record `after` (so that one worker appends it for one
+    /// state of the journal however many race) and no due time of the schedule was taken.
+    /// The record appended, or `None` when another worker was first or a due time was taken.
+    pub async fn rewatch_schedule(
+        &self,
+        schedule: &str,
+        after: u64,
+        since: &str,
+        doubt: &str,
+        by: &str,
+        at: &str,
+    ) -> Result<Option<ScheduleRecord>> {
+        crate::retry_busy(self.backend, || async {
+            let mut tx = self.pool.begin_with(self.backend.begin()).await?;
+            let _head = self.lock_schedule_head(&mut tx, schedule).await?;
+            let last: Option<i64> = sqlx::query(
+                "SELECT MAX(seq) FROM schedule_events WHERE schedule = $1 AND (seq = 1 OR kind = 'rewatched')",
+            )
+            .bind(schedule)
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get(0)?;
+            let taken: i64 = sqlx::query("SELECT COUNT(*) FROM schedule_fires WHERE schedule = $1")
+                .bind(schedule)
+                .fetch_one(&mut *tx)
+                .await?
+                .try_get(0)?;
+            if last.and_then(|l| u64::try_from(l).ok()) != Some(after) || taken > 0 {
+                return Ok(None);
+            }
+            let event = ScheduleEvent::Rewatched {
+                since: since.to_string(),
+                doubt: doubt.to_string(),
+                worker: by.to_string(),
+            };
+            let record = self.append_schedule(&mut tx, schedule, at, event, None).await?;
+            tx.commit().await?;
+            Ok(Some(record))
+        })
+        .await
+    }
+
+    /// When the store began: its first migration, on the database's clock (PostgreSQL) or
+    /// the migrating process's (SQLite), in milliseconds since the epoch. `None` for a store
+    /// that does not say. No watch of a schedule in it is believed earlier (adv24 S2).
+    pub async fn began_ms(&self) -> Result<Option<i64>> {
+        let sql = match self.backend {
+            crate::Backend::Sqlite => {
+                "SELECT CAST(ROUND((julianday(MIN(installed_on)) - 2440587.5) * 86400000.0) AS INTEGER) FROM _sqlx_migrations"
+            }
+            crate::Backend::Postgres => {
+                "SELECT CAST(FLOOR(EXTRACT(EPOCH FROM MIN(installed_on)) * 1000) AS BIGINT) FROM _sqlx_migrations"
+            }
+        };
+        Ok(sqlx::query(sql).fetch_one(&self.pool).await?.try_get::<Option<i64>, _>(0)?)
     }
 
     /// The journal of `schedule`, in order (empty when it has none).

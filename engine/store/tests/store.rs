@@ -95,6 +95,8 @@ conformance!(
     a_filtered_run_list_reads_only_the_runs_it_lists,
     schedule_decisions_are_journaled_once_each_and_chained,
     a_schedule_is_watched_once_however_many_workers_race,
+    a_first_watch_not_believed_is_rewatched_once_however_many_workers_race,
+    dropped_guards_are_found_and_put_back,
     overdue_notices_are_claimed_one_attempt_at_a_time_until_delivered,
 );
 
@@ -1007,6 +1009,99 @@ async fn a_schedule_is_watched_once_however_many_workers_race(f: Fixture) {
     first.record_schedule_event("nightly", "2026-03-01T00:00:00Z", &late).await.expect("append");
     let journal = first.schedule_journals(Some("nightly")).await.expect("journal").pop().expect("one");
     assert_eq!(journal.findings(), ["record 3: a `watched` record is only ever a journal's first"]);
+}
+
+/// Red team adv24 S1, S2: of 16 workers racing to append a `rewatched` record after the
+/// same watch record, exactly one does; a rewatch after a record that is no longer the last
+/// watch record, or once a due time was taken, appends nothing. `watch_records` lists the
+/// first record and every `rewatched` one; a `rewatched` record first is a finding. The
+/// store says when it began (its first migration): not in the future, not before 2020.
+async fn a_first_watch_not_believed_is_rewatched_once_however_many_workers_race(f: Fixture) {
+    use runbook_core::schedule_journal::ScheduleEvent;
+    use runbook_store::{Fire, Fired};
+    let first = f.open().await;
+    let second = f.open().await;
+    let began = first.began_ms().await.expect("began").expect("a migrated store says when it began");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or_default();
+    assert!(began <= now + 2_000 && began > 1_577_836_800_000, "{began} vs {now}");
+    let ahead = first
+        .watch_schedule("nightly", "2099-01-01T00:00:00.000Z", "ahead", "2099-01-01T00:00:00.010Z")
+        .await
+        .expect("watch");
+    assert_eq!(ahead.seq, 1);
+    let mut tasks = Vec::new();
+    for w in 0..16 {
+        let store = if w % 2 == 0 { first.clone() } else { second.clone() };
+        tasks.push(tokio::spawn(async move {
+            let since = format!("2026-01-01T00:00:{w:02}.000Z");
+            store
+                .rewatch_schedule(
+                    "nightly",
+                    1,
+                    &since,
+                    "record 1 is ahead",
+                    &format!("w{w}"),
+                    "2026-01-01T00:01:00Z",
+                )
+                .await
+                .expect("rewatch")
+        }));
+    }
+    let mut appended = Vec::new();
+    for t in tasks {
+        if let Some(r) = t.await.expect("task") {
+            appended.push(r);
+        }
+    }
+    assert_eq!(appended.len(), 1, "{appended:?}");
+    let watches = first.watch_records("nightly").await.expect("watches");
+    let kinds: Vec<(u64, &str)> = watches.iter().map(|r| (r.seq, r.event.kind())).collect();
+    assert_eq!(kinds, [(1, "watched"), (2, "rewatched")]);
+    assert_eq!(watches[1], appended[0]);
+    // Judged against record 1 again: nothing (another worker was first).
+    let late =
+        second.rewatch_schedule("nightly", 1, "2026-01-02T00:00:00.000Z", "x", "w99", "2026-01-02T00:00:01Z");
+    assert_eq!(late.await.expect("rewatch"), None);
+    // A due time taken: no rewatch however judged.
+    let fire = Fire { schedule: "nightly", due_ms: 1_000, fired_by: "w1", fired_at: "2026-01-01T00:02:00Z" };
+    assert_eq!(
+        first.fire(&fire, None, &format!("{}1 left out", runbook_store::MISSED)).await.expect("miss"),
+        Fired::Skipped
+    );
+    let taken =
+        second.rewatch_schedule("nightly", 2, "2026-01-02T00:00:00.000Z", "x", "w99", "2026-01-02T00:00:01Z");
+    assert_eq!(taken.await.expect("rewatch"), None);
+    let journals = first.schedule_journals(Some("nightly")).await.expect("journals");
+    assert!(journals.iter().all(|j| j.findings().is_empty()), "{:?}", journals[0].findings());
+    // A `rewatched` record as a journal's first (no worker writes one) is named.
+    let forged = ScheduleEvent::Rewatched {
+        since: "2026-01-01T00:00:00.000Z".into(),
+        doubt: "x".into(),
+        worker: "mallory".into(),
+    };
+    first.record_schedule_event("weekly", "2026-03-01T00:00:00Z", &forged).await.expect("append");
+    let journal = first.schedule_journals(Some("weekly")).await.expect("journal").pop().expect("one");
+    assert_eq!(journal.findings(), ["record 1: a `rewatched` record is never a journal's first"]);
+}
+
+/// Red team adv24 (deleted history): the guard triggers are read from the migrations; a
+/// migrated store holds every one (no finding, nothing to put back); the health check
+/// agrees.
+async fn dropped_guards_are_found_and_put_back(f: Fixture) {
+    let store = f.open().await;
+    let guards = store.backend().guards();
+    assert!(guards.len() >= 21, "{guards:?}");
+    assert!(
+        guards.iter().any(|(_, n, _)| n == "schedule_fires_no_update" || n == "schedule_fires_append_only")
+    );
+    assert!(guards.iter().all(|(_, n, s)| s.starts_with("CREATE TRIGGER ") && s.contains(n.as_str())));
+    assert_eq!(store.guard_findings().await.expect("findings"), Vec::<String>::new());
+    assert_eq!(store.restore_guards().await.expect("restore"), Vec::<String>::new());
+    let health = store.check(0).await.expect("health");
+    assert_eq!(health.missing_guards, Vec::<String>::new());
 }
 
 /// Issue 17, S3: the delivery attempts of an overdue notice are claimed one at a time (a
