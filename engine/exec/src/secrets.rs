@@ -128,8 +128,9 @@ pub const STEP_VARIABLES: &[&str] = &["RUNBOOK_OUTPUT", "RUNBOOK_RUN_ID", "RUNBO
 pub struct EngineEnv {
     /// The store is PostgreSQL: the libpq credential variables are the engine's.
     postgres: bool,
-    /// The store's password (from its URL, or `PGPASSWORD`), for the redactor.
-    password: Option<String>,
+    /// The store's passwords (from its URL's userinfo and `password` parameters, and
+    /// `PGPASSWORD`), for the redactor.
+    passwords: Vec<String>,
 }
 
 impl std::fmt::Debug for EngineEnv {
@@ -144,12 +145,16 @@ impl EngineEnv {
         EngineEnv::default()
     }
 
-    /// A PostgreSQL store opened with this URL: its password is the one in the URL
-    /// (percent-decoded), else `$PGPASSWORD`.
+    /// A PostgreSQL store opened with this URL: its passwords are every one the URL holds
+    /// (the userinfo's and each `password=` parameter's, percent-decoded, as libpq and sqlx
+    /// read them: red team adv25 F6 printed a `?password=` one in clear), and `$PGPASSWORD`.
     pub fn postgres(url: &str) -> Self {
-        let password =
-            url_password(url).or_else(|| std::env::var("PGPASSWORD").ok()).filter(|p| !p.is_empty());
-        EngineEnv { postgres: true, password }
+        let mut passwords = url_passwords(url);
+        passwords.extend(std::env::var("PGPASSWORD").ok());
+        passwords.retain(|p| !p.is_empty());
+        passwords.sort();
+        passwords.dedup();
+        EngineEnv { postgres: true, passwords }
     }
 
     /// The variables of the engine's environment a process it starts does not get: every
@@ -168,17 +173,38 @@ impl EngineEnv {
 
     /// `(name, value)` pairs the redactor must know besides the runbook's secrets.
     pub fn redacted(&self) -> Vec<(&str, &str)> {
-        self.password.iter().map(|p| ("state-store-password", p.as_str())).collect()
+        self.passwords.iter().map(|p| ("state-store-password", p.as_str())).collect()
     }
 }
 
-/// The password of a `scheme://user:password@host/...` URL, percent-decoded.
-fn url_password(url: &str) -> Option<String> {
-    let (_, rest) = url.split_once("://")?;
+/// The passwords of a `scheme://user:password@host/...?password=...` URL: the userinfo's
+/// and every `password` query parameter's, each percent-decoded (and a parameter's also
+/// with `+` read as a space, as a form decoder reads it).
+fn url_passwords(url: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let Some((_, rest)) = url.split_once("://") else { return out };
     let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    let (userinfo, _) = authority.rsplit_once('@')?;
-    let (_, password) = userinfo.split_once(':')?;
-    let bytes = password.as_bytes();
+    if let Some((userinfo, _)) = authority.rsplit_once('@')
+        && let Some((_, password)) = userinfo.split_once(':')
+    {
+        out.push(percent_decode_lossy(password));
+    }
+    let query =
+        rest.split_once('?').map(|(_, q)| q.split('#').next().unwrap_or_default()).unwrap_or_default();
+    for pair in query.split('&') {
+        if let Some(("password", value)) = pair.split_once('=') {
+            out.push(percent_decode_lossy(value));
+            if value.contains('+') {
+                out.push(percent_decode_lossy(&value.replace('+', " ")));
+            }
+        }
+    }
+    out
+}
+
+/// `text` with its `%XX` escapes decoded (invalid UTF-8 replaced).
+fn percent_decode_lossy(text: &str) -> String {
+    let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
@@ -194,7 +220,7 @@ fn url_password(url: &str) -> Option<String> {
             }
         }
     }
-    Some(String::from_utf8_lossy(&out).into_owned())
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// How long a secret's `command` may run: `$RUNBOOK_SECRET_TIMEOUT` (a duration), else 30s.
