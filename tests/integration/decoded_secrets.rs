@@ -783,12 +783,16 @@ out(", ".join("0x%s_%s" % (("%08x" % w)[:4], ("%08x" % w)[4:]) for w in words(s,
     for secret in secrets() {
         let places = places_after(&secret, script);
         let value = secret.as_bytes();
-        let digits: Vec<String> = alnum(&hex(value)).as_bytes().windows(8).map(|w| String::from_utf8_lossy(w).into()).collect();
+        let digits: Vec<String> =
+            alnum(&hex(value)).as_bytes().windows(8).map(|w| String::from_utf8_lossy(w).into()).collect();
         for (what, text) in &places {
             for little in [false, true] {
                 let bytes = hex_numbers(text, little);
                 if let Some(w) = value.windows(4).find(|w| bytes.windows(4).any(|b| b == *w)) {
-                    panic!("{secret:?} in {what}: {:?} readable from its hex numbers (little-endian: {little}):\n{text}", String::from_utf8_lossy(w));
+                    panic!(
+                        "{secret:?} in {what}: {:?} readable from its hex numbers (little-endian: {little}):\n{text}",
+                        String::from_utf8_lossy(w)
+                    );
                 }
             }
             let seen = alnum(text);
@@ -826,8 +830,10 @@ fn hex_numbers(text: &str, little: bool) -> Vec<u8> {
             continue;
         }
         let padded = if digits.len() % 2 == 1 { format!("0{digits}") } else { digits.clone() };
-        let mut word: Vec<u8> =
-            (0..padded.len()).step_by(2).filter_map(|k| u8::from_str_radix(&padded[k..k + 2], 16).ok()).collect();
+        let mut word: Vec<u8> = (0..padded.len())
+            .step_by(2)
+            .filter_map(|k| u8::from_str_radix(&padded[k..k + 2], 16).ok())
+            .collect();
         if little {
             word.reverse();
         }

@@ -432,7 +432,8 @@ pub fn source_variables(runbook: &Runbook) -> Vec<&str> {
 /// (base64 at 64 or 76 columns) or a value split over two lines is found too; and, in a
 /// second view, the indentation after such a break (a form folded by a YAML printer).
 /// The second pass (`spread`) reads lines through a decoding view (separators skipped,
-/// escapes decoded) and dumps across their lines.
+/// escapes decoded) and dumps across their lines. Before both, hex numbers (`0x5375`,
+/// `\x53`) are read in runs across lines as one byte sequence in both byte orders (`words`).
 #[derive(Clone, Default)]
 pub struct Redactor {
     patterns: Option<Arc<Patterns>>,
@@ -778,7 +779,9 @@ impl StreamRedactor {
     /// How many bytes are held back: by the first pass, bounded by three times the longest
     /// pattern; by the second, the line being written (the caller hands on whole lines
     /// anyway; at most `Spread::line_max`: [`spread::SPREAD_LINE_MAX`], more for a secret
-    /// whose longest spread form is over 8 KiB), a dump's lines and wrapped lines.
+    /// whose longest spread form is over 8 KiB), a dump's lines and wrapped lines; by the
+    /// hex-number view, a line being written that may hold a number (at most as much) and
+    /// the lines from the number where a form may be under way.
     pub fn held(&self) -> usize {
         self.pending.len() + self.spread.held() + self.words.held()
     }

@@ -85,8 +85,20 @@ fn suffix_len(rest: &[u8]) -> usize {
     if c > 0 && !body.get(c).is_some_and(u8::is_ascii_alphanumeric) {
         return skip + c;
     }
-    for s in [&b"usize"[..], b"isize", b"u128", b"i128", b"u64", b"i64", b"u32", b"i32", b"u16", b"i16", b"u8", b"i8"]
-    {
+    for s in [
+        &b"usize"[..],
+        b"isize",
+        b"u128",
+        b"i128",
+        b"u64",
+        b"i64",
+        b"u32",
+        b"i32",
+        b"u16",
+        b"i16",
+        b"u8",
+        b"i8",
+    ] {
         if body.starts_with(s) {
             return skip + s.len();
         }
@@ -94,11 +106,13 @@ fn suffix_len(rest: &[u8]) -> usize {
     0
 }
 
+/// The value of a hex digit (0 for any other byte: callers pass hex digits only).
 fn nibble(c: u8) -> u8 {
     match c {
         b'0'..=b'9' => c - b'0',
         b'a'..=b'f' => c - b'a' + 10,
-        _ => c.to_ascii_lowercase().wrapping_sub(b'a').wrapping_add(10) & 15,
+        b'A'..=b'F' => c - b'A' + 10,
+        _ => 0,
     }
 }
 
