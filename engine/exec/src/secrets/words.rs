@@ -48,7 +48,11 @@ fn token_at(text: &[u8], i: usize) -> Option<(Vec<u8>, usize)> {
             Some((vec![nibble(*a) << 4 | nibble(*b)], i + 4))
         }
         [b'0', b'x' | b'X', first, ..] if first.is_ascii_hexdigit() => {
-            if i > 0 && text[i - 1].is_ascii_alphanumeric() {
+            // Standing alone: after no letter or digit, unless that ends a colour.
+            let after_escape = || {
+                (2..=34.min(i)).any(|k| text[i - k] == 0x1b && super::escape_len(&text[i - k..]) == Some(k))
+            };
+            if i > 0 && text[i - 1].is_ascii_alphanumeric() && !after_escape() {
                 return None;
             }
             let mut digits = Vec::new();
@@ -144,11 +148,25 @@ fn tokens(text: &[u8]) -> Vec<Token> {
     out
 }
 
-/// Whether the text between two tokens keeps them in one run: only separators on one line,
-/// or anything around a single line break.
+/// Whether the text between two tokens keeps them in one run: only separators on one line
+/// (and the escape sequences a terminal does not show as characters: a highlighter's
+/// colours), or anything around a single line break.
 fn joins(gap: &[u8]) -> bool {
     match gap.iter().filter(|b| **b == b'\n').count() {
-        0 => gap.iter().all(|b| is_separator(*b)),
+        0 => {
+            let mut i = 0;
+            while i < gap.len() {
+                match gap[i] {
+                    0x1b => match super::escape_len(&gap[i..]) {
+                        Some(n) => i += n,
+                        None => return false,
+                    },
+                    b if is_separator(b) => i += 1,
+                    _ => return false,
+                }
+            }
+            true
+        }
         1 => true,
         _ => false,
     }
@@ -365,6 +383,14 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn colours_between_the_numbers_do_not_hide_them() {
+        let r = Redactor::from_values([("T", V)]);
+        let text: Vec<String> = words(4, true).iter().map(|w| format!("\x1b[33m{w}\x1b[0m")).collect();
+        let out = r.redact(&format!("{}\n", text.join(", ")));
+        assert!(!out.contains("0x"), "{out:?}");
     }
 
     #[test]

@@ -204,8 +204,8 @@ fn printed(secret: &str, which: usize, prefix: &[u8], per: usize, indent: &str) 
         // Numbers of mixed widths (1 to 8 bytes), either byte order, one a line or all on one.
         42 => {
             let widths: Vec<usize> = (0..8).map(|i| 1 + (i * per + prefix.len()) % 8).collect();
-            let words = hex_words(&data, &widths, per % 2 == 0, "0x");
-            lines(&words, if per % 3 == 0 { words.len() } else { 1 }, indent, indent, ", ")
+            let words = hex_words(&data, &widths, per.is_multiple_of(2), "0x");
+            lines(&words, if per.is_multiple_of(3) { words.len() } else { 1 }, indent, indent, ", ")
         }
         // `\x` escapes in string literals continued over lines, one to six a line.
         43 => {
