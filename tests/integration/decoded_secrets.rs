@@ -776,6 +776,9 @@ esc = ["\\x%02x" % b for b in s]
 out("\n".join('    "' + "".join(esc[i:i + 3]) + '"' for i in range(0, len(esc), 3)))
 out("\n".join("    b'" + "".join(esc[i:i + 5]) + "'" for i in range(0, len(esc), 5)))
 out("[\n" + "".join("    0x%x,\n" % b for b in s) + "]")
+for f in ["%%%02X", "\\%03o", "\\u%04x"]:
+    e = [f % b for b in s]
+    out("\n".join('    "' + "".join(e[i:i + 4]) + '"' for i in range(0, len(e), 4)))
 out("[" + ", ".join("0x%04xu16" % w for w in words(s, 2, "little")) + "]")
 out("{" + ",\n ".join("0x%08xUL" % w for w in words(s, 4, "big")) + "}")
 out(", ".join("0x%s_%s" % (("%08x" % w)[:4], ("%08x" % w)[4:]) for w in words(s, 4, "little")))

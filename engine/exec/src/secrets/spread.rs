@@ -172,6 +172,11 @@ impl Spread {
             .or_else(|| (n.saturating_sub(WRAP_CARRY - 1)..n).find(|&i| self.heads.contains(&view[i..])))
     }
 
+    /// The separators pattern `p`'s form begins and ends with.
+    pub(super) fn edges(&self, p: usize) -> (&[u8], &[u8]) {
+        (&self.edges[p].0, &self.edges[p].1)
+    }
+
     /// The mark of pattern `p`.
     pub(super) fn mark(&self, p: usize) -> &Arc<[u8]> {
         &self.marks[p]

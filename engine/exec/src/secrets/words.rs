@@ -1,7 +1,8 @@
 //! The redactor's view of hex numbers (red team adv24 P3-a, P3-b, P3-c): a value's bytes
 //! written as numbers with `0x` (`0x5375, 0x7033,` a C array of `uint16_t`; `0x7553` the
-//! same word little-endian; `0x537570337253336372657456346c7565` a `uint128`) or as `\x`
-//! escapes (`b'\x53\x75'`), however many a line, wrapped, indented or separated.
+//! same word little-endian; `0x537570337253336372657456346c7565` a `uint128`) or as an
+//! escape of every byte (`b'\x53\x75'`, `%53%75`, `\123\165`, `\u0053`), however many a
+//! line, wrapped, indented or separated.
 //!
 //! One rule, not one pattern per word width, byte order or layout: a *run* is a sequence of
 //! such tokens ([`token_at`]) with only separators ([`is_separator`]) between two of them on
@@ -38,7 +39,9 @@ struct Token {
 ///   `_` allowed between them (Rust, Go), perhaps with an integer suffix (`u`, `UL`, `u16`,
 ///   `_u8`, `usize`), and no letter or digit after it: the digits' bytes, an odd count
 ///   read with a leading zero;
-/// - `\x` and two hex digits: one byte.
+/// - `\x` and two hex digits, `%` and two hex digits, `\` and three octal digits (the
+///   first 0 to 3): one byte; `\u` and four hex digits: the character's UTF-8 bytes (a
+///   surrogate is none).
 ///
 /// The second value is where the token ends.
 fn token_at(text: &[u8], i: usize) -> Option<(Vec<u8>, usize)> {
@@ -46,6 +49,17 @@ fn token_at(text: &[u8], i: usize) -> Option<(Vec<u8>, usize)> {
     match rest {
         [b'\\', b'x', a, b, ..] if a.is_ascii_hexdigit() && b.is_ascii_hexdigit() => {
             Some((vec![nibble(*a) << 4 | nibble(*b)], i + 4))
+        }
+        [b'%', a, b, ..] if a.is_ascii_hexdigit() && b.is_ascii_hexdigit() => {
+            Some((vec![nibble(*a) << 4 | nibble(*b)], i + 3))
+        }
+        [b'\\', b'u', a, b, c, d, ..] if [a, b, c, d].iter().all(|h| h.is_ascii_hexdigit()) => {
+            let v = [a, b, c, d].iter().fold(0u32, |v, h| v << 4 | u32::from(nibble(**h)));
+            let c = char::from_u32(v)?;
+            Some((c.to_string().into_bytes(), i + 6))
+        }
+        [b'\\', a @ b'0'..=b'3', b @ b'0'..=b'7', c @ b'0'..=b'7', ..] => {
+            Some((vec![(a - b'0') << 6 | (b - b'0') << 3 | (c - b'0')], i + 4))
         }
         [b'0', b'x' | b'X', first, ..] if first.is_ascii_hexdigit() => {
             // Standing alone: after no letter or digit, unless that ends a colour.
@@ -122,8 +136,10 @@ fn nibble(c: u8) -> u8 {
 
 /// Whether a token may begin in `text` (or at its very end, with more bytes to come).
 fn may_hold_token(text: &[u8]) -> bool {
-    text.windows(2).any(|w| matches!(w, [b'0', b'x' | b'X'] | [b'\\', b'x']))
-        || matches!(text.last(), Some(b'0' | b'\\'))
+    text.windows(2).any(|w| {
+        matches!(w, [b'0', b'x' | b'X'] | [b'\\', b'x' | b'u' | b'0'..=b'3'])
+            || (w[0] == b'%' && w[1].is_ascii_hexdigit())
+    }) || matches!(text.last(), Some(b'0' | b'\\' | b'%'))
 }
 
 /// The tokens of `text`, in order.
@@ -134,7 +150,7 @@ fn tokens(text: &[u8]) -> Vec<Token> {
     while i < text.len() {
         match text[i] {
             b'\n' => line += 1,
-            b'0' | b'\\' => {
+            b'0' | b'\\' | b'%' => {
                 if let Some((bytes, end)) = token_at(text, i) {
                     out.push(Token { start: i, end, bytes, line });
                     i = end;
@@ -276,7 +292,7 @@ impl WordsStream {
             for little in [false, true] {
                 let (view, map) = sequence(&tokens, run, little);
                 for (s, e, p) in spread.find_patterns(&view) {
-                    let (first, last_token) = (map[s], map[e - 1]);
+                    let (first, last_token) = edged(&tokens, run, spread.edges(p), map[s], map[e - 1]);
                     matched.push((first, last_token));
                     pieces(&tokens[first..=last_token], spread.mark(p), &mut ranges);
                 }
@@ -325,6 +341,30 @@ impl WordsStream {
         out.extend(replace(&text[..keep_from], ranges));
         self.held = text[keep_from..].to_vec();
     }
+}
+
+/// A match's tokens `first..=last` in `run`, extended over the tokens next to them that
+/// stand for the separators its form begins and ends with (a value `--Key`: its skeleton
+/// leaves them out), as many bytes as the form has.
+fn edged(
+    tokens: &[Token],
+    run: &std::ops::Range<usize>,
+    (head, tail): (&[u8], &[u8]),
+    mut first: usize,
+    mut last: usize,
+) -> (usize, usize) {
+    let separators = |t: &Token| t.bytes.iter().all(|b| is_separator(*b));
+    let mut n = 0;
+    while first > run.start && n < head.len() && separators(&tokens[first - 1]) {
+        first -= 1;
+        n += tokens[first].bytes.len();
+    }
+    n = 0;
+    while last + 1 < run.end && n < tail.len() && separators(&tokens[last + 1]) {
+        last += 1;
+        n += tokens[last].bytes.len();
+    }
+    (first, last)
 }
 
 /// The ranges that replace `tokens` (a match's): one a line, from its first token to its
@@ -391,6 +431,23 @@ mod tests {
         let text: Vec<String> = words(4, true).iter().map(|w| format!("\x1b[33m{w}\x1b[0m")).collect();
         let out = r.redact(&format!("{}\n", text.join(", ")));
         assert!(!out.contains("0x"), "{out:?}");
+    }
+
+    #[test]
+    fn escapes_of_every_byte_wrapped_over_lines_are_redacted() {
+        let r = Redactor::from_values([("T", V)]);
+        let escapes: [fn(u8) -> String; 4] = [
+            |b| format!("\\x{b:02x}"),
+            |b| format!("%{b:02X}"),
+            |b| format!("\\{b:03o}"),
+            |b| format!("\\u{b:04x}"),
+        ];
+        for f in escapes {
+            let escaped: Vec<String> = V.bytes().map(f).collect();
+            let text: Vec<String> = escaped.chunks(3).map(|c| format!("  \"{}\"", c.concat())).collect();
+            let out = r.redact(&format!("{}\n", text.join("\n")));
+            assert!(out.lines().all(|l| l.contains("<secret:T>")), "{out}");
+        }
     }
 
     #[test]

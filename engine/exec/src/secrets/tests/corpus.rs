@@ -207,9 +207,17 @@ fn printed(secret: &str, which: usize, prefix: &[u8], per: usize, indent: &str) 
             let words = hex_words(&data, &widths, per.is_multiple_of(2), "0x");
             lines(&words, if per.is_multiple_of(3) { words.len() } else { 1 }, indent, indent, ", ")
         }
-        // `\x` escapes in string literals continued over lines, one to six a line.
+        // Escapes of every byte (`\x`, `%`, octal) in string literals continued over lines,
+        // one to six a line.
         43 => {
-            let escapes: Vec<String> = data.iter().map(|x| format!("\\x{x:02x}")).collect();
+            let escapes: Vec<String> = data
+                .iter()
+                .map(|x| match per % 3 {
+                    0 => format!("\\x{x:02x}"),
+                    1 => format!("%{x:02X}"),
+                    _ => format!("\\{x:03o}"),
+                })
+                .collect();
             escapes
                 .chunks(1 + per % 6)
                 .map(|c| format!("{indent}\"{}\"", c.concat()))
@@ -462,6 +470,9 @@ fn windows(secret: &str, which: usize, printed_form: &str, prefix: &[u8], per: u
     }
     if which == 40 {
         forms.push(hex(b));
+    }
+    if which == 43 {
+        forms.push(b.iter().map(|x| format!("{x:03o}")).collect());
     }
     if which == 38 || which == 39 {
         let mut data = prefix.to_vec();
