@@ -76,6 +76,8 @@ const ORDINARY: &[&str] = &[
     "    Cg==",
     "2026-12-07T08:00:01Z host app[12]: 00000000: 6465 706c 6f79 2076 312e 3432  deploy v1.42",
     "   d   e   p   l   o   y       v   1   .   4   2  \\n",
+    "    0xdeadbeef, 0x00000001, 0x7ffe5375u, 0x1234_5678,",
+    "uint128 id = 0x0123456789abcdef0123456789abcdef; b'\\x00\\x01\\x7f'",
 ];
 
 /// Secrets of 12 to 40 letters, digits and punctuation, and one random one.
@@ -144,6 +146,43 @@ fn check_one(secret: &str, script: &str, forms: &dyn Fn(&str) -> Vec<String>) {
 
 /// [`check_one`] with windows of `window` letters and digits.
 fn check_one_window(secret: &str, script: &str, forms: &dyn Fn(&str) -> Vec<String>, window: usize) {
+    let places = places_after(secret, script);
+    let mut windows = HashSet::new();
+    for form in forms(secret) {
+        let chars: Vec<char> = alnum(&form).chars().collect();
+        // No complete word of the value (a 14-byte random secret in 64-bit words at the
+        // seventh byte): no form.
+        if chars.is_empty() {
+            continue;
+        }
+        // Eight zeros are no data (an octal word's padding: `od -to8`'s `0000000000000002433527`).
+        for w in chars.windows(window.min(chars.len())).filter(|w| w.iter().any(|c| *c != '0')) {
+            windows.insert(w.iter().collect::<String>());
+        }
+    }
+    for (what, text) in &places {
+        for line in text.lines() {
+            // A dump's offset is a position, not data: its last digits next to the first
+            // hex of a line could make a window of a form that no data holds (seen with a
+            // random secret: `0000000 6432636b`, three bytes of the value in a word shared
+            // with other data, the documented limit, and the offset's `0` before them).
+            let seen: Vec<char> = alnum(without_offset(line)).chars().collect();
+            for w in seen.windows(window) {
+                let w: String = w.iter().collect();
+                assert!(
+                    !windows.contains(&w),
+                    "{secret:?} in {what}: {w:?} survives in {:?}",
+                    short(line, &w)
+                );
+            }
+        }
+    }
+}
+
+/// Runs `script` with `secret`; asserts that something was redacted and that the ordinary
+/// lines came out unchanged. Returns every place the output went (the run's terminal,
+/// `runbook logs`, each file of the state folder) as text, the ordinary lines taken out.
+fn places_after(secret: &str, script: &str) -> Vec<(String, String)> {
     let s = Scratch::new(RUNBOOK);
     let ordinary = format!("ORDINARY = {ORDINARY:?}\n");
     let tail = "\nout(\"ORDINARY-START\")\nfor line in ORDINARY:\n    out(line)\n";
@@ -170,37 +209,18 @@ fn check_one_window(secret: &str, script: &str, forms: &dyn Fn(&str) -> Vec<Stri
     for file in crate::support::files(&s.path().join("state"), "") {
         places.push((file.display().to_string(), std::fs::read(&file).unwrap_or_default()));
     }
-    let mut windows = HashSet::new();
-    for form in forms(secret) {
-        let chars: Vec<char> = alnum(&form).chars().collect();
-        // Eight zeros are no data (an octal word's padding: `od -to8`'s `0000000000000002433527`).
-        for w in chars.windows(window.min(chars.len())).filter(|w| w.iter().any(|c| *c != '0')) {
-            windows.insert(w.iter().collect::<String>());
-        }
-    }
-    for (what, bytes) in &places {
-        // The ordinary lines are checked above, byte for byte; an escape of a letter in
-        // them (`\u0041`) may be eight characters of a form of a secret holding that letter.
-        let mut text = String::from_utf8_lossy(bytes).into_owned();
-        for line in ORDINARY {
-            text = text.replace(line, "").replace(&line.replace('\t', "\\t"), "");
-        }
-        for line in text.lines() {
-            // A dump's offset is a position, not data: its last digits next to the first
-            // hex of a line could make a window of a form that no data holds (seen with a
-            // random secret: `0000000 6432636b`, three bytes of the value in a word shared
-            // with other data, the documented limit, and the offset's `0` before them).
-            let seen: Vec<char> = alnum(without_offset(line)).chars().collect();
-            for w in seen.windows(window) {
-                let w: String = w.iter().collect();
-                assert!(
-                    !windows.contains(&w),
-                    "{secret:?} in {what}: {w:?} survives in {:?}",
-                    short(line, &w)
-                );
+    places
+        .into_iter()
+        .map(|(what, bytes)| {
+            // The ordinary lines are checked above, byte for byte; an escape of a letter in
+            // them (`\u0041`) may be eight characters of a form of a secret holding that letter.
+            let mut text = String::from_utf8_lossy(&bytes).into_owned();
+            for line in ORDINARY {
+                text = text.replace(line, "").replace(&line.replace('\t', "\\t"), "");
             }
-        }
-    }
+            (what, text)
+        })
+        .collect()
 }
 
 /// `line` without a dump's offset in front (`runbook logs`' `step | ` prefix kept apart):
@@ -613,12 +633,21 @@ out("begin 600 token.txt\n" + "".join(lines) + " \nend")
         f
     });
     // Bits alone: eight binary digits of the value are eight of any other bytes too, so
-    // they are looked for where nothing else is printed in bits.
+    // they are looked for where nothing else is printed in bits, two bytes' worth (eight
+    // were met by chance in the store: the audit chain's genesis hash, 64 zeros, then a
+    // hash beginning with `1` is `00000001`, a window of `@s`).
     let bits = r#"
 out(tool(["xxd", "-b"], s))
 out(tool(["xxd", "-b", "-c", "4"], s))
 "#;
-    check(bits, &|secret| vec![secret.as_bytes().iter().map(|x| format!("{x:08b}")).collect()]);
+    for secret in secrets() {
+        check_one_window(
+            &secret,
+            bits,
+            &|secret| vec![secret.as_bytes().iter().map(|x| format!("{x:08b}")).collect()],
+            16,
+        );
+    }
 }
 
 /// Red team adv22 F1, F2: `od`'s default output and `hexdump -o` (octal 16-bit words),
@@ -707,6 +736,126 @@ fn uu(bytes: &[u8], zero: u8) -> String {
             let v = ((n >> (18 - 6 * i)) & 63) as u8;
             out.push(if v == 0 { zero as char } else { (32 + v) as char });
         }
+    }
+    out
+}
+
+/// Red team adv24 P3-a, P3-b, P3-c: a value's bytes as hex numbers with `0x` (or `\x`), in
+/// any layout: C arrays of words of 1 to 16 bytes, big- and little-endian, one to three a
+/// line, indented, `,` at the line ends, or after the brace and before `};`
+/// (clang-format); on one line separated by ` `, `, `, `,` with `0x` or `0X`; words of 9 to
+/// 16 bytes (`%#034x`) and of mixed lengths; `\x` escapes in string literals continued over
+/// lines; Rust's `{:#x?}` (one a line); integer suffixes and `_` digit separators; a
+/// logger's prefix on each line. The value after 0, 1 and 3 other bytes.
+///
+/// The check, independent of the engine's rules: every `0x` number and `\x` escape left in
+/// a place, read as one byte sequence in either byte order, holds no four bytes of the value
+/// together; and no eight hex digits of the value survive.
+#[test]
+fn hex_numbers_with_0x_in_any_layout_are_redacted() {
+    let script = r#"
+import random
+rng = random.Random(len(s))
+def words(d, n, order):
+    d = d + b"\0" * (-len(d) % n)
+    return [int.from_bytes(d[i:i + n], order) for i in range(0, len(d), n)]
+def fmt(ws, n, x="0x"):
+    return [x + "%0*x" % (2 * n, w) for w in ws]
+for d in [s, b"k" + s, b"abc" + s]:
+    for order in ["big", "little"]:
+        for n in [1, 2, 4, 8, 16]:
+            ws = fmt(words(d, n, order), n)
+            for per in [1, 2, 3]:
+                out("static const uint%d_t k[] = {" % (8 * n))
+                out("\n".join("    " + ", ".join(ws[i:i + per]) + "," for i in range(0, len(ws), per)))
+                out("};")
+            out("static const uint%d_t k[] = {%s};" % (8 * n, ",\n    ".join(ws)))
+            out("k = {" + ", ".join(ws[:1]) + ",\n    " + ", ".join(ws[1:]) + "};  // key")
+            for sep in [" ", ", ", ","]:
+                for x in ["0x", "0X"]:
+                    out(sep.join(fmt(words(d, n, order), n, x)))
+            out("\n".join("2026-12-07 10:00:00 DEBUG key: " + " ".join(ws[i:i + 2]) for i in range(0, len(ws), 2)))
+for n in range(9, 17):
+    out(" ".join("%#0*x" % (2 * n + 2, w) for w in words(s, n, "big")))
+    out(", ".join("%#0*x" % (2 * n + 2, w) for w in words(s, n, "little")))
+for _ in range(3):
+    cuts, i = [], 0
+    while i < len(s):
+        k = rng.randint(1, 16)
+        cuts.append(s[i:i + k])
+        i += k
+    out(", ".join("0x" + c.hex() for c in cuts))
+    out(",\n".join("0x" + c[::-1].hex() for c in cuts))
+esc = ["\\x%02x" % b for b in s]
+out("\n".join('    "' + "".join(esc[i:i + 3]) + '"' for i in range(0, len(esc), 3)))
+out("\n".join("    b'" + "".join(esc[i:i + 5]) + "'" for i in range(0, len(esc), 5)))
+out("[\n" + "".join("    0x%x,\n" % b for b in s) + "]")
+for f in ["%%%02X", "\\%03o", "\\u%04x"]:
+    e = [f % b for b in s]
+    out("\n".join('    "' + "".join(e[i:i + 4]) + '"' for i in range(0, len(e), 4)))
+out("[" + ", ".join("0x%04xu16" % w for w in words(s, 2, "little")) + "]")
+out("{" + ",\n ".join("0x%08xUL" % w for w in words(s, 4, "big")) + "}")
+out(", ".join("0x%s_%s" % (("%08x" % w)[:4], ("%08x" % w)[4:]) for w in words(s, 4, "little")))
+"#;
+    for secret in secrets() {
+        let places = places_after(&secret, script);
+        let value = secret.as_bytes();
+        let digits: Vec<String> =
+            alnum(&hex(value)).as_bytes().windows(8).map(|w| String::from_utf8_lossy(w).into()).collect();
+        for (what, text) in &places {
+            for little in [false, true] {
+                let bytes = hex_numbers(text, little);
+                if let Some(w) = value.windows(4).find(|w| bytes.windows(4).any(|b| b == *w)) {
+                    panic!(
+                        "{secret:?} in {what}: {:?} readable from its hex numbers (little-endian: {little}):\n{text}",
+                        String::from_utf8_lossy(w)
+                    );
+                }
+            }
+            let seen = alnum(text);
+            for w in &digits {
+                assert!(!seen.contains(w.as_str()), "{secret:?} in {what}: {w:?} survives");
+            }
+        }
+    }
+}
+
+/// Every `0x` number (hex digits, `_` between them) and `\x` escape of `text`, in order, as
+/// one byte sequence: each number's bytes as its digits give them, or reversed.
+fn hex_numbers(text: &str, little: bool) -> Vec<u8> {
+    let b = text.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i + 2 < b.len() {
+        let (prefix, most) = match &b[i..i + 2] {
+            [b'0', b'x' | b'X'] => (2, usize::MAX),
+            [b'\\', b'x'] => (2, 2),
+            _ => {
+                i += 1;
+                continue;
+            }
+        };
+        let digits: String = b[i + prefix..]
+            .iter()
+            .take_while(|c| c.is_ascii_hexdigit() || **c == b'_')
+            .filter(|c| **c != b'_')
+            .take(most)
+            .map(|c| *c as char)
+            .collect();
+        if digits.is_empty() {
+            i += 1;
+            continue;
+        }
+        let padded = if digits.len() % 2 == 1 { format!("0{digits}") } else { digits.clone() };
+        let mut word: Vec<u8> = (0..padded.len())
+            .step_by(2)
+            .filter_map(|k| u8::from_str_radix(&padded[k..k + 2], 16).ok())
+            .collect();
+        if little {
+            word.reverse();
+        }
+        out.extend(word);
+        i += prefix + digits.len();
     }
     out
 }

@@ -14,6 +14,7 @@ use std::sync::Arc;
 #[path = "secrets/tests/corpus.rs"]
 mod corpus;
 mod spread;
+mod words;
 pub use spread::{SPREAD_MIN, is_separator};
 
 /// The shortest secret value the engine accepts (and the shortest form it redacts).
@@ -488,7 +489,8 @@ pub fn source_variables(runbook: &Runbook) -> Vec<&str> {
 /// (base64 at 64 or 76 columns) or a value split over two lines is found too; and, in a
 /// second view, the indentation after such a break (a form folded by a YAML printer).
 /// The second pass (`spread`) reads lines through a decoding view (separators skipped,
-/// escapes decoded) and dumps across their lines.
+/// escapes decoded) and dumps across their lines. Before both, hex numbers (`0x5375`,
+/// `\x53`) are read in runs across lines as one byte sequence in both byte orders (`words`).
 #[derive(Clone, Default)]
 pub struct Redactor {
     patterns: Option<Arc<Patterns>>,
@@ -622,7 +624,12 @@ impl Redactor {
     /// pattern minus one byte, without line breaks), so memory stays bounded whatever the
     /// stream.
     pub fn stream(&self) -> StreamRedactor {
-        StreamRedactor { patterns: self.patterns.clone(), pending: Vec::new(), spread: Default::default() }
+        StreamRedactor {
+            patterns: self.patterns.clone(),
+            pending: Vec::new(),
+            spread: Default::default(),
+            words: Default::default(),
+        }
     }
 
     /// `text` with every known secret form replaced.
@@ -777,6 +784,8 @@ pub struct StreamRedactor {
     pending: Vec<u8>,
     /// The second pass's lines held back (see `spread`).
     spread: spread::SpreadStream,
+    /// The hex-number view's lines held back (see `words`), before the first pass.
+    words: words::WordsStream,
 }
 
 impl std::fmt::Debug for StreamRedactor {
@@ -808,21 +817,30 @@ impl StreamRedactor {
             out.extend_from_slice(chunk);
             return;
         }
-        self.pending.extend_from_slice(chunk);
+        match self.patterns.as_ref().and_then(|p| p.spread.as_ref()) {
+            // Hex numbers first: a pass that replaced a piece of a word would leave a hole.
+            Some(s) => self.words.push(s, chunk, &mut self.pending),
+            None => self.pending.extend_from_slice(chunk),
+        }
         self.drain_both(false, out);
     }
 
     /// The end of the stream: write out everything held back, redacted.
     pub fn finish(&mut self, out: &mut Vec<u8>) {
+        if let Some(s) = self.patterns.as_ref().and_then(|p| p.spread.as_ref()) {
+            self.words.finish(s, &mut self.pending);
+        }
         self.drain_both(true, out);
     }
 
     /// How many bytes are held back: by the first pass, bounded by three times the longest
     /// pattern; by the second, the line being written (the caller hands on whole lines
     /// anyway; at most `Spread::line_max`: [`spread::SPREAD_LINE_MAX`], more for a secret
-    /// whose longest spread form is over 8 KiB), a dump's lines and wrapped lines.
+    /// whose longest spread form is over 8 KiB), a dump's lines and wrapped lines; by the
+    /// hex-number view, a line being written that may hold a number (at most as much) and
+    /// the lines from the number where a form may be under way.
     pub fn held(&self) -> usize {
-        self.pending.len() + self.spread.held()
+        self.pending.len() + self.spread.held() + self.words.held()
     }
 
     /// The first pass (forms as they are, line breaks ignored), then the second over its

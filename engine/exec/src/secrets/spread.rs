@@ -78,6 +78,9 @@ pub struct Spread {
     /// Every run of [`WRAP_CARRY`] value characters in a pattern: a view whose end is none
     /// is no beginning of a pattern (one look-up a line, not one a position).
     grams: std::collections::HashSet<[u8; WRAP_CARRY]>,
+    /// The first one to three value characters of every pattern: what a view's last few
+    /// characters may be the beginning of, when [`Spread::grams`] rules out more.
+    heads: std::collections::HashSet<Vec<u8>>,
 }
 
 impl Spread {
@@ -117,7 +120,8 @@ impl Spread {
             .iter()
             .flat_map(|p| p.windows(WRAP_CARRY).filter_map(|w| <[u8; WRAP_CARRY]>::try_from(w).ok()))
             .collect();
-        Some(Spread { matcher, marks, edges, longest, patterns: pats, by_first, grams })
+        let heads = pats.iter().flat_map(|p| (1..WRAP_CARRY).map(|k| p[..k].to_vec())).collect();
+        Some(Spread { matcher, marks, edges, longest, patterns: pats, by_first, grams, heads })
     }
 
     /// The longest line held before it is cut: [`SPREAD_LINE_MAX`], or eight bytes a value
@@ -159,13 +163,32 @@ impl Spread {
         })
     }
 
+    /// The first position of `view` from which its rest, one value character or more, is
+    /// the beginning of a pattern that more characters could complete: [`Spread::under_way`]
+    /// for four or more, then its last three, two, one (a look-up each).
+    pub(super) fn under_way_from(&self, view: &[u8]) -> Option<usize> {
+        let n = view.len();
+        self.under_way(view, WRAP_CARRY)
+            .or_else(|| (n.saturating_sub(WRAP_CARRY - 1)..n).find(|&i| self.heads.contains(&view[i..])))
+    }
+
+    /// The separators pattern `p`'s form begins and ends with.
+    pub(super) fn edges(&self, p: usize) -> (&[u8], &[u8]) {
+        (&self.edges[p].0, &self.edges[p].1)
+    }
+
+    /// The mark of pattern `p`.
+    pub(super) fn mark(&self, p: usize) -> &Arc<[u8]> {
+        &self.marks[p]
+    }
+
     /// Matches of the patterns in a view, as `(view start, view end, mark)`.
     fn find(&self, view: &[u8]) -> Vec<(usize, usize, Arc<[u8]>)> {
         self.find_patterns(view).into_iter().map(|(s, e, p)| (s, e, self.marks[p].clone())).collect()
     }
 
     /// Matches of the patterns in a view, as `(view start, view end, pattern)`.
-    fn find_patterns(&self, view: &[u8]) -> Vec<(usize, usize, usize)> {
+    pub(super) fn find_patterns(&self, view: &[u8]) -> Vec<(usize, usize, usize)> {
         self.matcher.find_iter(view).map(|m| (m.start(), m.end(), m.pattern().as_usize())).collect()
     }
 
@@ -433,7 +456,7 @@ pub fn wrap_token(line: &[u8]) -> Option<Span> {
 pub type Span = (usize, usize);
 
 /// A byte range to replace, and the mark that replaces it.
-type Marked = (usize, usize, Arc<[u8]>);
+pub(super) type Marked = (usize, usize, Arc<[u8]>);
 
 /// The most bytes of a line before its offset that may be a prefix (a logger's time stamp,
 /// host and program), and the most words in it.
@@ -1092,7 +1115,7 @@ fn pieces(positions: &[usize], line_ids: &[usize], mark: &Arc<[u8]>, ranges: &mu
 
 /// `bytes` with each range replaced by its mark (overlapping ranges merged, the first
 /// one's mark kept).
-fn replace(bytes: &[u8], mut ranges: Vec<Marked>) -> Vec<u8> {
+pub(super) fn replace(bytes: &[u8], mut ranges: Vec<Marked>) -> Vec<u8> {
     if ranges.is_empty() {
         return bytes.to_vec();
     }

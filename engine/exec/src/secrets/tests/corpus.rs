@@ -186,6 +186,44 @@ fn printed(secret: &str, which: usize, prefix: &[u8], per: usize, indent: &str) 
                 .collect();
             lines(&words, 8, "", indent, if per.is_multiple_of(3) { ", " } else { " " })
         }
+        // Red team adv24 P3: `0x` numbers of 1 to 16 bytes, either byte order, one to three a
+        // line (a C array wrapped, indented, `,` at the line ends), or all on one line
+        // separated by ` `, `, ` or `,`, with `0x` or `0X`.
+        41 => {
+            let width = [1, 2, 3, 4, 8, 9, 16][per % 7];
+            let x = if per.is_multiple_of(5) { "0X" } else { "0x" };
+            let words = hex_words(&data, &[width], per % 2 == 1, x);
+            match per % 4 {
+                3 => words.join([" ", ", ", ","][per % 3]),
+                n => format!(
+                    "static const uint8_t k[] = {{\n{},\n}};",
+                    lines(&words, n + 1, indent, indent, ", ").replace('\n', ",\n")
+                ),
+            }
+        }
+        // Numbers of mixed widths (1 to 8 bytes), either byte order, one a line or all on one.
+        42 => {
+            let widths: Vec<usize> = (0..8).map(|i| 1 + (i * per + prefix.len()) % 8).collect();
+            let words = hex_words(&data, &widths, per.is_multiple_of(2), "0x");
+            lines(&words, if per.is_multiple_of(3) { words.len() } else { 1 }, indent, indent, ", ")
+        }
+        // Escapes of every byte (`\x`, `%`, octal) in string literals continued over lines,
+        // one to six a line.
+        43 => {
+            let escapes: Vec<String> = data
+                .iter()
+                .map(|x| match per % 3 {
+                    0 => format!("\\x{x:02x}"),
+                    1 => format!("%{x:02X}"),
+                    _ => format!("\\{x:03o}"),
+                })
+                .collect();
+            escapes
+                .chunks(1 + per % 6)
+                .map(|c| format!("{indent}\"{}\"", c.concat()))
+                .collect::<Vec<_>>()
+                .join("\n")
+        }
         14 => dump(&data, 4, true, "", false),
         15 => lines(&data.iter().map(|x| format!("{x:02x}")).collect::<Vec<_>>(), per.max(4), " ", " ", " "),
         16 => lines(
@@ -215,23 +253,57 @@ fn printed(secret: &str, which: usize, prefix: &[u8], per: usize, indent: &str) 
     }
 }
 
-/// The book's documented limit for big-endian words with `0x` (form 40): the value's first
-/// or last four to seven bytes swapped (a form, for a little-endian word shared with other
-/// data) written by the data just before the value and across its beginning; the match of
-/// that piece, which begins first, hides the value's own hex.
-fn piece_before(secret: &str, prefix: &[u8]) -> bool {
-    let b = secret.as_bytes();
-    let mut data = prefix.to_vec();
-    data.extend_from_slice(b);
-    let digits = hex(&data);
-    let start = 2 * prefix.len();
-    (4..8.min(b.len())).any(|k| {
-        [&b[..k], &b[b.len() - k..]].iter().any(|piece| {
-            let swapped: Vec<u8> = piece.iter().rev().copied().collect();
-            let form = hex(&swapped);
-            (0..start).any(|p| digits[p..].starts_with(&form) && p + form.len() > start)
-        })
-    })
+/// `data` as `0x` numbers whose widths in bytes follow `widths` round (the last padded
+/// with zero bytes), each number's bytes reversed when `little`.
+fn hex_words(data: &[u8], widths: &[usize], little: bool, x: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    for k in 0.. {
+        if at >= data.len() {
+            break;
+        }
+        let width = widths[k % widths.len()];
+        let mut w = data[at..(at + width).min(data.len())].to_vec();
+        w.resize(width, 0);
+        if little {
+            w.reverse();
+        }
+        out.push(format!("{x}{}", hex(&w)));
+        at += width;
+    }
+    out
+}
+
+/// Every `0x` number and `\x` escape of `text` read as one byte sequence, each number's
+/// bytes as its digits give them or reversed (an independent reading for the check).
+fn hex_numbers(text: &str, little: bool) -> Vec<u8> {
+    let b = text.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i + 2 < b.len() {
+        let most = match &b[i..i + 2] {
+            [b'0', b'x' | b'X'] => usize::MAX,
+            [b'\\', b'x'] => 2,
+            _ => {
+                i += 1;
+                continue;
+            }
+        };
+        let digits: Vec<u8> =
+            b[i + 2..].iter().take_while(|c| c.is_ascii_hexdigit()).take(most).copied().collect();
+        let mut padded = if digits.len() % 2 == 1 { vec![b'0'] } else { Vec::new() };
+        padded.extend_from_slice(&digits);
+        let mut word: Vec<u8> = padded
+            .chunks(2)
+            .filter_map(|d| u8::from_str_radix(std::str::from_utf8(d).ok()?, 16).ok())
+            .collect();
+        if little {
+            word.reverse();
+        }
+        out.extend(word);
+        i += 2 + digits.len();
+    }
+    out
 }
 
 /// `text` in lines of `width` characters.
@@ -399,6 +471,9 @@ fn windows(secret: &str, which: usize, printed_form: &str, prefix: &[u8], per: u
     if which == 40 {
         forms.push(hex(b));
     }
+    if which == 43 {
+        forms.push(b.iter().map(|x| format!("{x:03o}")).collect());
+    }
     if which == 38 || which == 39 {
         let mut data = prefix.to_vec();
         data.extend_from_slice(b);
@@ -492,7 +567,7 @@ proptest! {
     #[test]
     fn no_decoded_form_survives(
         secret in secret_strategy(),
-        which in 0usize..41,
+        which in 0usize..44,
         prefix in proptest::collection::vec(any::<u8>(), 0..4),
         per in 2usize..24,
         indent in proptest::sample::select(vec!["", "  ", "    ", "\t", "        "]),
@@ -502,7 +577,6 @@ proptest! {
         // A separator form needs 8 value characters besides its separators to be looked
         // for; `%`, `&` and `\` in the value are themselves escape introducers.
         prop_assume!(secret.chars().filter(char::is_ascii_alphanumeric).count() >= 10);
-        prop_assume!(which != 40 || !piece_before(&secret, &prefix));
         let form = printed(&secret, which, &prefix, per, indent);
         let text = format!("{before}\n{form}\nafter the form\n");
         let r = Redactor::from_values([("S", secret.as_str())]);
@@ -517,6 +591,15 @@ proptest! {
             }
         }
         prop_assert!(out.ends_with("after the form\n"), "{out:?}");
+        // Hex numbers (adv24 P3): read in either byte order, what is left holds no four
+        // bytes of the value together.
+        if which >= 41 || which == 4 || which == 5 || which == 40 {
+            for little in [false, true] {
+                let left = hex_numbers(&out, little);
+                let found = secret.as_bytes().windows(4).find(|w| left.windows(4).any(|l| l == *w));
+                prop_assert!(found.is_none(), "{found:?} readable ({little}): {text:?} -> {out:?}");
+            }
+        }
     }
 
     /// Ordinary text with the punctuation, escapes, indentation and dump shapes the rules
@@ -532,6 +615,8 @@ proptest! {
                 "\n[ \t]{0,8}",
                 Just("-".to_string()), Just(".".to_string()), Just("/".to_string()),
                 "0x[0-9a-f]{2}, ",
+                "0[xX][0-9a-fA-F]{1,34}(u|UL|_u16)?(, |,|,\n[ \t]{0,8}| )",
+                "\n[ \t]{0,8}\"(\\\\x[0-9a-f]{2}){1,6}\"",
                 "\\\\x[0-9a-f]{2}",
                 "\\\\u00[0-9a-f]{2}",
                 "%[0-9A-F]{2}",
