@@ -509,6 +509,43 @@ fn the_parameters_check_bounds_the_secrets_as_a_run_does() {
     assert!(!s.path().join("ran").exists());
 }
 
+/// Red team adv25 F5 (promise 5): a file's secrets are read once a run, however many
+/// include paths reach it: a `command` secret of a runbook included twice at each of three
+/// levels (8 paths) runs once. Before, once per path: 128 times at depth 8, and a helper
+/// minting a value per read went past the 256-value bound from one declared secret.
+#[test]
+fn a_secret_of_a_runbook_reached_by_many_include_paths_is_read_once() {
+    // Two files a level, each including both files of the next; the last level includes `d`.
+    let includes = |next: &str| {
+        format!(
+            "[steps.a]\nrunbook = {{ file = \"{next}a.toml\" }}\n[steps.b]\nrunbook = {{ file = \"{next}b.toml\" }}\n"
+        )
+    };
+    let s = Scratch::new(&format!("[runbook]\nname = \"top\"\n{}", includes("l1")));
+    for level in 1..=3 {
+        for side in ["a", "b"] {
+            let body = match level {
+                3 => "[steps.d]\nrunbook = { file = \"d.toml\" }\n".to_string(),
+                _ => includes(&format!("l{}", level + 1)),
+            };
+            let text = format!("[runbook]\nname = \"l{level}{side}\"\n{body}");
+            std::fs::write(s.path().join(format!("l{level}{side}.toml")), text).expect("level");
+        }
+    }
+    let count = s.path().join("reads");
+    std::fs::write(
+        s.path().join("d.toml"),
+        format!(
+            "[runbook]\nname = \"leaf\"\n[secrets.K]\ncommand = [\"sh\", \"-c\", \"echo read >> '{}'; echo minted-value-Zq7v\"]\n[steps.s]\nrun = \"true\"\n",
+            count.display()
+        ),
+    )
+    .expect("leaf");
+    let out = s.run(&[], &[]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert_eq!(s.read("reads"), "read\n", "the helper ran once for 8 include paths");
+}
+
 /// F10 (promise 5): a secret larger than the redactor can hold in bounded memory is refused
 /// before anything runs, with a clear message (its matcher grows with every byte).
 #[test]

@@ -251,12 +251,20 @@ pub fn resolve(runbook: &Runbook, base_dir: &Path, engine: &EngineEnv) -> Result
     hidden.extend(engine.hidden());
     let limits = crate::process::HelperLimits { max_bytes: MAX_SECRET_BYTES + 2, timeout: helper_timeout() };
     let mut interrupted = None;
-    resolve_hiding(runbook, base_dir, &hidden, &limits, Helpers::Run, &mut interrupted)
-        .and_then(|s| bounded(runbook, s))
-        .map_err(|problems| match interrupted {
-            Some(name) => Unresolved::Interrupted(name),
-            None => Unresolved::Problems(problems),
-        })
+    resolve_hiding(
+        runbook,
+        base_dir,
+        &hidden,
+        &limits,
+        Helpers::Run,
+        &mut interrupted,
+        &mut Default::default(),
+    )
+    .and_then(|s| bounded(runbook, s))
+    .map_err(|problems| match interrupted {
+        Some(name) => Unresolved::Interrupted(name),
+        None => Unresolved::Problems(problems),
+    })
 }
 
 /// The secrets a check can read without running anything (is a parameter, a reason, an
@@ -345,7 +353,7 @@ enum Helpers {
 pub fn resolve_for_review(runbook: &Runbook, base_dir: &Path) -> Result<Secrets, Unresolved> {
     let limits = crate::process::HelperLimits { max_bytes: MAX_SECRET_BYTES + 2, timeout: helper_timeout() };
     let mut interrupted = None;
-    resolve_hiding(runbook, base_dir, &[], &limits, Helpers::Skip, &mut interrupted)
+    resolve_hiding(runbook, base_dir, &[], &limits, Helpers::Skip, &mut interrupted, &mut Default::default())
         .and_then(|s| bounded(runbook, s))
         .map_err(Unresolved::Problems)
 }
@@ -359,6 +367,7 @@ fn resolve_hiding(
     limits: &crate::process::HelperLimits,
     helpers: Helpers,
     interrupted: &mut Option<String>,
+    read: &mut std::collections::HashMap<String, Result<Secrets, Vec<String>>>,
 ) -> Result<Secrets, Vec<String>> {
     let mut values = BTreeMap::new();
     let mut problems = Vec::new();
@@ -369,7 +378,18 @@ fn resolve_hiding(
             .filter(|d| !d.as_os_str().is_empty())
             .unwrap_or(Path::new("."))
             .to_path_buf();
-        match resolve_hiding(child, &dir, hidden, limits, helpers, interrupted) {
+        // A file's secrets are read once a run, however many include paths reach it (red
+        // team adv25 F5: a `command` secret ran once per path, 128 times at depth 8, and a
+        // helper minting a value per read went past the 256-value bound from one secret).
+        let resolved = match read.get(&child.source.path) {
+            Some(done) => done.clone(),
+            None => {
+                let done = resolve_hiding(child, &dir, hidden, limits, helpers, interrupted, read);
+                read.insert(child.source.path.clone(), done.clone());
+                done
+            }
+        };
+        match resolved {
             Ok(s) => includes.push(s),
             Err(p) => {
                 problems.extend(
