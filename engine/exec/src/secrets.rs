@@ -179,8 +179,9 @@ impl EngineEnv {
 }
 
 /// The passwords of a `scheme://user:password@host/...?password=...` URL: the userinfo's
-/// and every `password` query parameter's, each percent-decoded (and a parameter's also
-/// with `+` read as a space, as a form decoder reads it).
+/// and every `password` (and `sslpassword`, the client key's) query parameter's, each
+/// percent-decoded (and a parameter's also with `+` read as a space, as a form decoder
+/// reads it).
 fn url_passwords(url: &str) -> Vec<String> {
     let mut out = Vec::new();
     let Some((_, rest)) = url.split_once("://") else { return out };
@@ -193,7 +194,7 @@ fn url_passwords(url: &str) -> Vec<String> {
     let query =
         rest.split_once('?').map(|(_, q)| q.split('#').next().unwrap_or_default()).unwrap_or_default();
     for pair in query.split('&') {
-        if let Some(("password", value)) = pair.split_once('=') {
+        if let Some(("password" | "sslpassword", value)) = pair.split_once('=') {
             out.push(percent_decode_lossy(value));
             if value.contains('+') {
                 out.push(percent_decode_lossy(&value.replace('+', " ")));

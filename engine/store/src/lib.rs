@@ -1099,6 +1099,15 @@ async fn probe_sqlite(path: &Path, read_only: bool) -> Result<Option<sqlx::Sqlit
     }
 }
 
+/// Every PostgreSQL session of the store: a transaction left idle for a minute is ended by
+/// the server, and its row locks with it. Every transaction of the store begins and ends
+/// inside one store call (no other code runs inside one), so a transaction idle that long
+/// belongs to a process that stopped (SIGSTOP, a paused VM, a frozen container) while it
+/// held a schedule's head or a run's lock row: before (red team adv25 F2, F2b), every
+/// other worker's schedule passes and a run waiting on that lock froze until it was killed.
+/// A minute is the default lease: a holder stalled that long has lost its lease anyway.
+pub const PG_SESSION: &str = "SET idle_in_transaction_session_timeout = '60s'";
+
 /// Reads the schema (the first page and the catalogue): a truncated or damaged file fails
 /// here. `quick_check` would read every page; the journal's hash chain covers the rows.
 const SCHEMA_PROBE: &str = "SELECT count(*) FROM sqlite_master";
@@ -1275,6 +1284,7 @@ impl Store {
                     .after_connect(|conn, _| {
                         Box::pin(async move {
                             conn.execute("SET default_transaction_read_only = on").await?;
+                            conn.execute(PG_SESSION).await?;
                             Ok(())
                         })
                     })
@@ -1329,6 +1339,12 @@ impl Store {
                 AnyPoolOptions::new()
                     .max_connections(4)
                     .acquire_timeout(Duration::from_secs(30))
+                    .after_connect(|conn, _| {
+                        Box::pin(async move {
+                            conn.execute(PG_SESSION).await?;
+                            Ok(())
+                        })
+                    })
                     .connect(url)
                     .await?
             }

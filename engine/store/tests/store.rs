@@ -58,6 +58,28 @@ impl Fixture {
     }
 }
 
+/// Red team adv25 F2/F2b: every session of a PostgreSQL store, the writer's and the
+/// reader's, has a transaction left idle ended by the server (a stopped worker held a
+/// schedule's head and froze every other worker's passes until it was killed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_postgres_session_ends_a_transaction_left_idle() {
+    let fixture = Fixture::new(Backend::Postgres).await;
+    let writer = Store::connect(&fixture.location).await.expect("connect");
+    let reader = fixture.open().await;
+    for store in [&writer, &reader] {
+        for _ in 0..3 {
+            let mut conn = store.pool().acquire().await.expect("a connection");
+            let shown: String = sqlx::query("SHOW idle_in_transaction_session_timeout")
+                .fetch_one(&mut *conn)
+                .await
+                .expect("show")
+                .try_get(0)
+                .expect("text");
+            assert_eq!(shown, "1min");
+        }
+    }
+}
+
 /// One test per backend for each case: `mod case { sqlite, postgres }`.
 macro_rules! conformance {
     ($($case:ident),* $(,)?) => {$(
