@@ -96,26 +96,31 @@ env = { PGPASSWORD = "mine-1234" }
 /// step's log; before, only the userinfo's password and `$PGPASSWORD` were known.
 #[test]
 fn a_store_password_given_as_a_url_parameter_is_redacted() {
-    const PASSWORD: &str = "pgQuery/Pw-f6 never";
     let pg = runbook_sandbox::peers::Postgres::start();
-    let url = format!("{}&password=pgQuery%2FPw-f6%20never", pg.url("postgres"));
-    let s = Scratch::new("[runbook]\nname = \"pgq\"\n[steps.diag]\nrun = \"cat pw.txt\"\n");
-    std::fs::write(s.path().join("pw.txt"), format!("{PASSWORD}\n")).expect("pw");
-    let local = s.path().join("host").display().to_string();
-    let env = [("XDG_STATE_HOME", local.as_str()), ("RUNBOOK_STATE", url.as_str())];
-    let migrate = crate::support::run_in_with_env(s.path(), &["state", "migrate"], &env);
-    assert_eq!(migrate.code, 0, "{}{}", migrate.stdout, migrate.stderr);
-    let out = crate::support::run_in_with_env(s.path(), &["run", "r.toml"], &env);
-    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
-    let mut seen = format!("{}{}", out.stdout, out.stderr);
-    let run_id = pg.psql("postgres", "SELECT run_id FROM runs");
-    let logs = crate::support::run_in_with_env(s.path(), &["logs", &run_id], &env);
-    seen.push_str(&logs.stdout);
-    seen.push_str(
-        &pg.psql("postgres", "SELECT string_agg(encode(body::bytea, 'escape'), ' ') FROM step_logs"),
-    );
-    assert!(!seen.contains("pgQuery/Pw-f6"), "the store's password leaked:\n{seen}");
-    assert!(seen.contains("<secret:state-store-password>"), "{seen}");
+    // The parameter as written, and its key percent-encoded as the driver decodes it (red
+    // team adv26 S1: `pass%77ord` logged in and was printed in clear).
+    for (key, password) in [("password", "pgQuery/Pw-f6 never"), ("pass%77ord", "pgKey/Pw-s1 never")] {
+        let encoded = password.replace('/', "%2F").replace(' ', "%20");
+        let url = format!("{}&{key}={encoded}", pg.url("postgres"));
+        let s = Scratch::new("[runbook]\nname = \"pgq\"\n[steps.diag]\nrun = \"cat pw.txt\"\n");
+        std::fs::write(s.path().join("pw.txt"), format!("{password}\n")).expect("pw");
+        let local = s.path().join("host").display().to_string();
+        let env = [("XDG_STATE_HOME", local.as_str()), ("RUNBOOK_STATE", url.as_str())];
+        let migrate = crate::support::run_in_with_env(s.path(), &["state", "migrate"], &env);
+        assert_eq!(migrate.code, 0, "{}{}", migrate.stdout, migrate.stderr);
+        let out = crate::support::run_in_with_env(s.path(), &["run", "r.toml"], &env);
+        assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+        let mut seen = format!("{}{}", out.stdout, out.stderr);
+        let run_id = out.stdout.split_whitespace().nth(1).unwrap_or_default().to_string();
+        let logs = crate::support::run_in_with_env(s.path(), &["logs", &run_id], &env);
+        seen.push_str(&logs.stdout);
+        seen.push_str(
+            &pg.psql("postgres", "SELECT string_agg(encode(body::bytea, 'escape'), ' ') FROM step_logs"),
+        );
+        let core = &password[..10];
+        assert!(!seen.contains(core), "the store's password leaked ({key}):\n{seen}");
+        assert!(seen.contains("<secret:state-store-password>"), "{seen}");
+    }
 }
 
 /// F6: a secret helper that never stops writing is cut at a bound, with a clear error naming

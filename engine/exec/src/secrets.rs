@@ -194,7 +194,9 @@ fn url_passwords(url: &str) -> Vec<String> {
     let query =
         rest.split_once('?').map(|(_, q)| q.split('#').next().unwrap_or_default()).unwrap_or_default();
     for pair in query.split('&') {
-        if let Some(("password" | "sslpassword", value)) = pair.split_once('=') {
+        // The key as the driver reads it: `pass%77ord` is `password` (red team adv26 S1).
+        let Some((key, value)) = pair.split_once('=') else { continue };
+        if matches!(percent_decode_lossy(key).as_str(), "password" | "sslpassword") {
             out.push(percent_decode_lossy(value));
             if value.contains('+') {
                 out.push(percent_decode_lossy(&value.replace('+', " ")));
