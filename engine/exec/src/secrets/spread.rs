@@ -81,6 +81,9 @@ pub struct Spread {
     /// The first one to three value characters of every pattern: what a view's last few
     /// characters may be the beginning of, when [`Spread::grams`] rules out more.
     heads: std::collections::HashSet<Vec<u8>>,
+    /// The most separators in a row in any form: how many a run of numbers may carry
+    /// between two of a value's characters.
+    separators: usize,
 }
 
 impl Spread {
@@ -91,9 +94,15 @@ impl Spread {
         let mut pats = Vec::new();
         let mut marks = Vec::new();
         let mut edges = Vec::new();
+        let mut separators = 0;
         for (form, m) in patterns {
             let p = skeleton(&form);
             if p.len() >= SPREAD_MIN && seen.insert(p.clone()) {
+                let mut in_row = 0;
+                for b in &form {
+                    in_row = if is_separator(*b) { in_row + 1 } else { 0 };
+                    separators = separators.max(in_row);
+                }
                 let head = form.iter().take_while(|b| is_separator(**b)).copied().collect();
                 let tail: Vec<u8> = form.iter().rev().take_while(|b| is_separator(**b)).copied().collect();
                 edges.push((head, tail.into_iter().rev().collect()));
@@ -121,7 +130,12 @@ impl Spread {
             .flat_map(|p| p.windows(WRAP_CARRY).filter_map(|w| <[u8; WRAP_CARRY]>::try_from(w).ok()))
             .collect();
         let heads = pats.iter().flat_map(|p| (1..WRAP_CARRY).map(|k| p[..k].to_vec())).collect();
-        Some(Spread { matcher, marks, edges, longest, patterns: pats, by_first, grams, heads })
+        Some(Spread { matcher, marks, edges, longest, patterns: pats, by_first, grams, heads, separators })
+    }
+
+    /// The most separators in a row in any pattern's form.
+    pub fn separators(&self) -> usize {
+        self.separators
     }
 
     /// The longest line held before it is cut: [`SPREAD_LINE_MAX`], or eight bytes a value

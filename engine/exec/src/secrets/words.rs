@@ -188,31 +188,34 @@ fn joins(gap: &[u8]) -> bool {
     }
 }
 
-/// The runs of `tokens` in `text`, as ranges of token indices. Two lines in a row whose
-/// tokens all stand for separators (`%20`, `0x2f`: none adds a character to a sequence) end
-/// a run: a value's bytes never need them, and without the cut one number near the
-/// beginning of a pattern followed by URL-encoded lines (`a%20b` on each) held every later
-/// line and read it again at each line, without end (red team adv26 W1: 8,000 such lines
-/// took 24 s of CPU, and nothing was shown until the step ended).
-fn runs(text: &[u8], tokens: &[Token]) -> Vec<std::ops::Range<usize>> {
-    let mut valued = std::collections::HashSet::new();
-    for t in tokens {
-        if t.bytes.iter().any(|b| !is_separator(*b)) {
-            valued.insert(t.line);
-        }
-    }
-    let blank = |line: usize| !valued.contains(&line);
+/// The runs of `tokens` in `text`, as ranges of token indices. A line break after more
+/// separators in a row than any form holds (`separators`; counted over the tokens that
+/// stand only for separators, `%20`, `0x2f`, since the last that stands for a value
+/// character) ends a run: no value's bytes carry more. Without the bound, one number near
+/// the beginning of a pattern followed by URL-encoded lines (`a%20b` on each) held every
+/// later line and read it again at each line, without end (red team adv26 W1: 8,000 such
+/// lines took 24 s of CPU, and nothing was shown until the step ended).
+fn runs(text: &[u8], tokens: &[Token], separators: usize) -> Vec<std::ops::Range<usize>> {
+    // Separator bytes since the last token that stands for a value character.
+    let blank = |t: &Token, before: usize| {
+        if t.bytes.iter().any(|b| !is_separator(*b)) { 0 } else { before + t.bytes.len() }
+    };
     let mut out = Vec::new();
     let mut start = 0;
+    let mut seps = tokens.first().map_or(0, |t| blank(t, 0));
     for k in 1..=tokens.len() {
+        let next = tokens.get(k).map(|t| blank(t, seps));
         if k == tokens.len()
             || !joins(&text[tokens[k - 1].end..tokens[k].start])
-            || (tokens[k].line != tokens[k - 1].line && blank(tokens[k - 1].line) && blank(tokens[k].line))
+            || (tokens[k].line != tokens[k - 1].line && next.is_some_and(|n| n > separators))
         {
             if k > start {
                 out.push(start..k);
             }
             start = k;
+            seps = tokens.get(k).map_or(0, |t| blank(t, 0));
+        } else {
+            seps = next.unwrap_or(0);
         }
     }
     out
@@ -296,7 +299,7 @@ impl WordsStream {
     fn settle(&mut self, spread: &Spread, last: bool, cut: bool, out: &mut Vec<u8>) {
         let text = std::mem::take(&mut self.held);
         let tokens = tokens(&text);
-        let runs = runs(&text, &tokens);
+        let runs = runs(&text, &tokens, spread.separators());
         let mut ranges: Vec<Marked> = Vec::new();
         // Each match as the range of tokens it touches.
         let mut matched: Vec<(usize, usize)> = Vec::new();
