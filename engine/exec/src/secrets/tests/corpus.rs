@@ -626,12 +626,17 @@ proptest! {
         let b = secret.as_bytes();
         let mut data = first_prefix.clone();
         data.extend_from_slice(b);
-        // Then up to two of the value's bytes again (fewer than any window checked), from its fifth (`od -An -x`'s last word
-        // `0031` of `Veue1...`).
+        // Then up to two of the value's bytes again (fewer than any window checked), from
+        // its fifth (`od -An -x`'s last word `0031` of `Veue1...`).
         data.extend_from_slice(&b[4.min(b.len())..(4 + tail).min(b.len())]);
         let mut first = dump(&data, width, swap && width > 1, "", false);
         if !offsets {
-            first = first.lines().map(|l| format!(" {}", l.split_once(": ").map_or(l, |x| x.1))).collect::<Vec<_>>().join("\n");
+            // `od -An`: the groups alone, after a blank.
+            first = first
+                .lines()
+                .map(|l| format!(" {}", l.split_once(": ").map_or(l, |x| x.1)))
+                .collect::<Vec<_>>()
+                .join("\n");
         }
         let form = printed(&secret, which, &prefix, per, indent);
         let text = format!("{first}\n{form}\nafter the form\n");
