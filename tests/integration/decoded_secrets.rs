@@ -356,6 +356,39 @@ for prefix in [b"", b"k", b"ke", b"key"]:
     });
 }
 
+/// Red team OD25: a dump right after a dump of another shape (`od -An -x`, then `od -tx4`):
+/// the end of the first and the beginning of the second read together were a form (the
+/// value's first five bytes swapped), which took the word the second's whole-value match
+/// begins with, and the rest of the second stayed readable as swapped hex. Every ordered
+/// pair of the dump shapes the redactor knows, little- and big-endian, with offsets and
+/// without, and the value after data whose last byte is the value's fifth (the same leak
+/// inside one dump).
+#[test]
+fn a_dump_after_a_dump_of_another_shape_is_redacted() {
+    let script = r#"
+SHAPES = [["hexdump"], ["hexdump", "-C"], ["xxd"], ["od", "-x"], ["od", "-An", "-x"],
+          ["od", "-tx4"], ["od", "-An", "-tx4"], ["od", "-tx8"], ["od", "-An", "-tx8"],
+          ["od", "-tx1"], ["od", "-An", "-tx1"], ["od", "-tx2", "--endian=big"],
+          ["od", "-An", "-tx4", "--endian=big"], ["od", "-c"]]
+for a in SHAPES:
+    for b in SHAPES:
+        out(tool(a, s) + tool(b, s))
+for a in SHAPES:
+    for other in [b"a", b"abc", b"abcdefg"]:
+        out(tool(a, s[4:5] + other + s))
+"#;
+    let forms = |secret: &str| {
+        let b = secret.as_bytes();
+        let mut f = vec![secret.to_string(), hex(b)];
+        f.extend(swapped(b, 2));
+        f.extend(swapped(b, 4));
+        f.extend(swapped(b, 8));
+        f
+    };
+    check_one("Veue1RU-hH3.1Y4sTOjFvN1", script, &forms);
+    check(script, &forms);
+}
+
 /// Gap 2: dumps without offsets, with a logger's prefix, indented.
 #[test]
 fn dumps_without_offsets_with_prefixes_or_indented_are_redacted() {

@@ -64,6 +64,10 @@ pub fn skeleton(form: &[u8]) -> Vec<u8> {
 /// The spread patterns of a redactor: an Aho-Corasick automaton over value characters.
 pub struct Spread {
     matcher: AhoCorasick,
+    /// The same patterns with every match reported ([`Spread::find_patterns`] reads it
+    /// state by state): a leftmost-longest search alone skips a match that begins inside
+    /// the one it reports.
+    every: aho_corasick::nfa::contiguous::NFA,
     marks: Vec<Arc<[u8]>>,
     /// The separators each pattern's form begins and ends with (a value `Key-AB--`): a
     /// match in a line is extended over them, written as they are or escaped, so that an
@@ -119,6 +123,10 @@ impl Spread {
             .kind(Some(aho_corasick::AhoCorasickKind::ContiguousNFA))
             .build(&pats)
             .ok()?;
+        let every = aho_corasick::nfa::contiguous::Builder::new()
+            .match_kind(MatchKind::Standard)
+            .build(&pats)
+            .ok()?;
         let mut by_first = vec![Vec::new(); 256];
         for (i, p) in pats.iter().enumerate() {
             if let Some(b) = p.first() {
@@ -130,7 +138,7 @@ impl Spread {
             .flat_map(|p| p.windows(WRAP_CARRY).filter_map(|w| <[u8; WRAP_CARRY]>::try_from(w).ok()))
             .collect();
         let heads = pats.iter().flat_map(|p| (1..WRAP_CARRY).map(|k| p[..k].to_vec())).collect();
-        Some(Spread { matcher, marks, edges, longest, patterns: pats, by_first, grams, heads, separators })
+        Some(Spread { matcher, every, marks, edges, longest, patterns: pats, by_first, grams, heads, separators })
     }
 
     /// The most separators in a row in any pattern's form.
@@ -201,9 +209,68 @@ impl Spread {
         self.find_patterns(view).into_iter().map(|(s, e, p)| (s, e, self.marks[p].clone())).collect()
     }
 
-    /// Matches of the patterns in a view, as `(view start, view end, pattern)`.
+    /// Every stretch of a view that a pattern matches, as `(view start, view end, pattern)`:
+    /// matches that overlap are one stretch, with the pattern of the one that begins first.
+    ///
+    /// Not the leftmost-longest matches alone: one of them may begin before a longer match
+    /// and end inside it, and the longer one's rest would be left (red team OD25: `od -tx4`
+    /// after `od -An -x`, whose last word `0031` and the next dump's first word are the
+    /// value's first five bytes swapped, a form, which took the word that begins the whole
+    /// value's words; the value's other words stayed readable). A view read across lines
+    /// (a dump, wrapped pieces, a run of numbers) puts the end of one text before the
+    /// beginning of the next, so what a form's beginning may follow is anything.
+    ///
+    /// Linear: the leftmost-longest search (with its prefilter) first, and only when it
+    /// finds a match (every match meets one of its matches) one walk of the automaton,
+    /// taking at each position the longest pattern that ends there.
     pub(super) fn find_patterns(&self, view: &[u8]) -> Vec<(usize, usize, usize)> {
-        self.matcher.find_iter(view).map(|m| (m.start(), m.end(), m.pattern().as_usize())).collect()
+        use aho_corasick::automaton::Automaton;
+        if self.matcher.find(view).is_none() {
+            return Vec::new();
+        }
+        let nfa = &self.every;
+        let Ok(mut sid) = nfa.start_state(aho_corasick::Anchored::No) else {
+            return self
+                .matcher
+                .find_iter(view)
+                .map(|m| (m.start(), m.end(), m.pattern().as_usize()))
+                .collect();
+        };
+        // The longest pattern of each match state (the first in order on a tie), looked up once.
+        let mut longest: std::collections::HashMap<aho_corasick::automaton::StateID, (usize, usize)> =
+            std::collections::HashMap::new();
+        let mut out: Vec<(usize, usize, usize)> = Vec::new();
+        for (i, &b) in view.iter().enumerate() {
+            sid = nfa.next_state(aho_corasick::Anchored::No, sid, b);
+            if !nfa.is_match(sid) {
+                continue;
+            }
+            let (len, pattern) = *longest.entry(sid).or_insert_with(|| {
+                (0..nfa.match_len(sid))
+                    .map(|k| {
+                        let p = nfa.match_pattern(sid, k);
+                        (nfa.pattern_len(p), p.as_usize())
+                    })
+                    .max_by_key(|(len, p)| (*len, std::cmp::Reverse(*p)))
+                    .unwrap_or((0, 0))
+            });
+            if len == 0 || len > i + 1 {
+                continue;
+            }
+            let (mut s, e, mut p) = (i + 1 - len, i + 1, pattern);
+            // Stretches it overlaps are one with it (each is popped once: linear).
+            while let Some(&(ls, le, lp)) = out.last() {
+                if s >= le {
+                    break;
+                }
+                if ls < s {
+                    (s, p) = (ls, lp);
+                }
+                out.pop();
+            }
+            out.push((s, e, p));
+        }
+        out
     }
 
     /// The byte range `start..end` of a match of `pattern` in `line`, extended over the
