@@ -159,7 +159,7 @@ pub enum CliError {
     JournalsBroken {
         /// How many journals.
         count: usize,
-        /// How many guard triggers of the store are missing or disabled (red team adv24).
+        /// How many guards of the store are missing, disabled or altered (red teams adv24, adv26).
         guards: usize,
     },
     /// No SQLite state store where one must already be.
@@ -500,9 +500,9 @@ fn escaped(text: &str, keep_newlines: bool) -> String {
 fn broken_text(journals: usize, guards: usize) -> String {
     match (journals, guards) {
         (j, 0) => format!("{j} journal(s) fail verification"),
-        (0, g) => format!("{g} guard trigger(s) of the store are missing or disabled: it was tampered with"),
+        (0, g) => format!("{g} guard(s) of the store are missing, disabled or altered: it was tampered with"),
         (j, g) => format!(
-            "{j} journal(s) fail verification, and {g} guard trigger(s) of the store are missing or disabled: it was tampered with"
+            "{j} journal(s) fail verification, and {g} guard(s) of the store are missing, disabled or altered: it was tampered with"
         ),
     }
 }

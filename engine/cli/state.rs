@@ -283,9 +283,9 @@ pub fn migrate(state: Option<&str>, identity: Option<&str>, map: &[(String, Stri
             location: location.shown(),
             source,
         })?;
-        for name in &restored {
+        for guard in &restored {
             outln!(
-                "put back guard trigger `{name}`: it was missing or disabled (tampering: `runbook audit verify`)"
+                "put back {guard}: it was missing, disabled or not the migrations' own (tampering: `runbook audit verify`)"
             );
         }
         if identity.is_some() || !map.is_empty() {
@@ -359,7 +359,7 @@ pub fn check(state: Option<&str>) -> CliResult {
     if health.missing_guards.is_empty() {
         outln!("guards:   every trigger of the schema is present and enabled");
     } else {
-        outln!("guards:   missing or disabled: {}", health.missing_guards.join(", "));
+        outln!("guards:   missing, disabled or altered: {}", health.missing_guards.join(", "));
         unheld.push(format!("the triggers {}", health.missing_guards.join(", ")));
     }
     outln!(

@@ -1057,6 +1057,68 @@ fn a_dropped_guard_trigger_is_reported_by_verify_and_put_back_by_migrate_sqlite(
         let again = rb(&["state", "migrate"]);
         assert!(!again.stdout.contains("put back"), "{}", again.stdout);
     }
+    // Red team adv26 G1, G3: a guard is its definition, not its name. Every guard trigger
+    // replaced by a do-nothing trigger of its table under the same name, then under the
+    // name in capitals (SQLite's names are case-insensitive), alone and all at once: each
+    // named by `audit verify` as not the migrations' own, each dropped and created again by
+    // `state migrate`, the definitions exactly as before. Failed before: verify said ok
+    // (exit 0), and migrate either left the impostor or failed on "already exists".
+    let defs = sqlite_rows(
+        &state,
+        "SELECT name || '|' || tbl_name FROM sqlite_master WHERE type = 'trigger' ORDER BY name",
+    );
+    let sql_before =
+        sqlite_rows(&state, "SELECT sql FROM sqlite_master WHERE type = 'trigger' ORDER BY name");
+    let pairs: Vec<(String, String)> =
+        defs.iter().filter_map(|l| l.split_once('|').map(|(a, b)| (a.to_string(), b.to_string()))).collect();
+    let mut impostors: Vec<Vec<(String, String, bool)>> = Vec::new();
+    for upper in [false, true] {
+        for (t, table) in &pairs {
+            impostors.push(vec![(t.clone(), table.clone(), upper)]);
+        }
+        impostors.push(pairs.iter().map(|(t, table)| (t.clone(), table.clone(), upper)).collect());
+    }
+    for case in &impostors {
+        for (t, table, upper) in case {
+            let named = if *upper { t.to_ascii_uppercase() } else { t.clone() };
+            sqlite(
+                &state,
+                &format!(
+                    "DROP TRIGGER \"{t}\"; CREATE TRIGGER \"{named}\" BEFORE DELETE ON \"{table}\" BEGIN SELECT 1; END;"
+                ),
+            );
+        }
+        let verified = rb(&["audit", "verify"]);
+        ok(&verified, 4);
+        for (t, _, _) in case {
+            assert!(
+                verified.stdout.contains(&format!(
+                    "BROKEN store: guard trigger `{t}` is not the one the migrations create"
+                )),
+                "{t}: {}",
+                verified.stdout
+            );
+        }
+        assert_eq!(verified.stdout.matches("BROKEN store: ").count(), case.len(), "{}", verified.stdout);
+        let migrated = rb(&["state", "migrate"]);
+        ok(&migrated, 0);
+        for (t, _, _) in case {
+            assert!(
+                migrated.stdout.contains(&format!("put back guard trigger `{t}`")),
+                "{t}: {}",
+                migrated.stdout
+            );
+        }
+        assert_eq!(
+            sqlite_rows(&state, "SELECT sql FROM sqlite_master WHERE type = 'trigger' ORDER BY name"),
+            sql_before
+        );
+        assert_eq!(
+            sqlite_rows(&state, "SELECT name FROM sqlite_master WHERE type = 'trigger' ORDER BY name"),
+            all
+        );
+        ok(&rb(&["audit", "verify"]), 0);
+    }
     // What the operator reads: every guard named, then each put back.
     for t in &all {
         sqlite(&state, &format!("DROP TRIGGER \"{t}\""));
@@ -1153,4 +1215,77 @@ fn a_dropped_guard_trigger_is_reported_by_verify_and_put_back_by_migrate_postgre
     }
     assert_eq!(pg.psql("postgres", list), all);
     ok(&rb(&["audit", "verify"]), 0);
+    // Red team adv26 G1: every guard switched to fire only in replica sessions (`tgenabled`
+    // 'R', off for every ordinary session) is named disabled and switched on; every guard
+    // function's body replaced by one that lets all through is named and put back, with the
+    // settings the migrations pin on it. G3: a guard function dropped with its triggers
+    // (CASCADE) comes back before them. Failed before: verify said ok to the first two and
+    // migrate "up to date"; to the third, migrate failed on "function ... does not exist".
+    let mut sql = String::new();
+    for (t, table) in &guards {
+        sql.push_str(&format!("ALTER TABLE {table} ENABLE REPLICA TRIGGER {t}; "));
+    }
+    pg.psql("postgres", &sql);
+    let verified = rb(&["audit", "verify"]);
+    ok(&verified, 4);
+    for (t, _) in &guards {
+        assert!(
+            verified.stdout.contains(&format!("BROKEN store: guard trigger `{t}` is disabled")),
+            "{t}: {}",
+            verified.stdout
+        );
+    }
+    ok(&rb(&["state", "migrate"]), 0);
+    assert_eq!(pg.psql("postgres", list), all);
+    ok(&rb(&["audit", "verify"]), 0);
+    let functions_list = "SELECT DISTINCT p.proname || ' ' || CAST(p.prosecdef AS TEXT) || ' ' || \
+                          COALESCE(array_to_string(p.proconfig, ';'), '') || ' ' || md5(p.prosrc) \
+                          FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid WHERE NOT t.tgisinternal ORDER BY 1";
+    let functions_before = pg.psql("postgres", functions_list);
+    let functions: Vec<String> =
+        functions_before.lines().filter_map(|l| l.split(' ').next().map(str::to_string)).collect();
+    assert!(functions.len() >= 8, "{functions_before}");
+    let mut sql = String::new();
+    for f in &functions {
+        sql.push_str(&format!(
+            "CREATE OR REPLACE FUNCTION {f}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN IF TG_OP = 'DELETE' THEN RETURN OLD; END IF; RETURN NEW; END $$; "
+        ));
+    }
+    pg.psql("postgres", &sql);
+    let verified = rb(&["audit", "verify"]);
+    ok(&verified, 4);
+    for f in &functions {
+        assert!(
+            verified.stdout.contains(&format!(
+                "BROKEN store: guard function `{f}` is not the one the migrations create"
+            )),
+            "{f}: {}",
+            verified.stdout
+        );
+    }
+    let migrated = rb(&["state", "migrate"]);
+    ok(&migrated, 0);
+    for f in &functions {
+        assert!(
+            migrated.stdout.contains(&format!("put back guard function `{f}`")),
+            "{f}: {}",
+            migrated.stdout
+        );
+    }
+    assert_eq!(pg.psql("postgres", functions_list), functions_before);
+    ok(&rb(&["audit", "verify"]), 0);
+    for f in &functions {
+        pg.psql("postgres", &format!("DROP FUNCTION {f}() CASCADE"));
+        let verified = rb(&["audit", "verify"]);
+        ok(&verified, 4);
+        assert!(
+            verified.stdout.contains(&format!("BROKEN store: guard function `{f}` is missing")),
+            "{}",
+            verified.stdout
+        );
+        ok(&rb(&["state", "migrate"]), 0);
+        assert_eq!(pg.psql("postgres", list), all);
+        assert_eq!(pg.psql("postgres", functions_list), functions_before);
+        ok(&rb(&["audit", "verify"]), 0);
+    }
 }

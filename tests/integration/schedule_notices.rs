@@ -482,7 +482,7 @@ fn a_forged_alert_row_is_refused_or_said_loudly() {
         let check = cli(d, &["state", "check"]);
         assert_eq!(check.code, 5, "{}{}", check.stdout, check.stderr);
         assert!(
-            check.stdout.contains("missing or disabled: schedule_alerts_have_their_record"),
+            check.stdout.contains("missing, disabled or altered: schedule_alerts_have_their_record"),
             "{}",
             check.stdout
         );

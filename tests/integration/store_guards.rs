@@ -239,7 +239,11 @@ fn state_check_names_guards_that_do_not_hold() {
     sqlite("DROP TRIGGER runs_head_is_the_journals");
     let dropped = scratch.cmd(&["state", "check"], &[]);
     assert_eq!(dropped.code, 5, "{}{}", dropped.stdout, dropped.stderr);
-    assert!(dropped.stdout.contains("missing or disabled: runs_head_is_the_journals"), "{}", dropped.stdout);
+    assert!(
+        dropped.stdout.contains("missing, disabled or altered: runs_head_is_the_journals"),
+        "{}",
+        dropped.stdout
+    );
     sqlite("INSERT OR REPLACE INTO runbook_settings VALUES ('identity', 'db-role')");
     let claimed = scratch.cmd(&["state", "check"], &[]);
     assert_eq!(claimed.code, 5, "{}{}", claimed.stdout, claimed.stderr);

@@ -433,6 +433,72 @@ pub enum Backend {
     Postgres,
 }
 
+/// A trigger as the store holds it (see `Store::guards_held`).
+struct HeldTrigger {
+    name: String,
+    table: String,
+    definition: String,
+    firing: bool,
+}
+
+/// How a guard differs from the one the migrations create.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum GuardFault {
+    Missing,
+    Disabled,
+    Altered,
+}
+
+/// One guard of the applied migrations and its fault, if any: a PostgreSQL guard function
+/// (with the statement that creates it), or a trigger (with its statement, and the name and
+/// table of the trigger the store holds under its name, in any case on SQLite).
+enum GuardState {
+    Function { name: String, create: String, fault: Option<GuardFault> },
+    Trigger { name: String, statement: String, held: Option<(String, String)>, fault: Option<GuardFault> },
+}
+
+/// The function a PostgreSQL trigger statement executes (`EXECUTE FUNCTION f()`).
+fn trigger_function(statement: &str) -> Option<String> {
+    let mut words = statement.split_whitespace();
+    words.find(|w| w.eq_ignore_ascii_case("FUNCTION") || w.eq_ignore_ascii_case("PROCEDURE"))?;
+    let f = words.next()?;
+    Some(f.split('(').next().unwrap_or(f).to_string())
+}
+
+/// A trigger's definition in a form that compares: whitespace collapsed, a trailing `;`
+/// dropped, `IF NOT EXISTS` left out (SQLite does not keep it), and the trigger's name
+/// unquoted and, on SQLite (whose names are case-insensitive), lower-cased. Everything else,
+/// string literals included, must be the same.
+fn canonical_trigger(backend: Backend, sql: &str) -> String {
+    let sql = sql.trim().trim_end_matches(';');
+    let mut words: Vec<String> = sql.split_whitespace().map(str::to_string).collect();
+    if words.len() > 5 && words[2].eq_ignore_ascii_case("IF") && words[3].eq_ignore_ascii_case("NOT") {
+        words.drain(2..5);
+    }
+    if let Some(name) = words.get_mut(2) {
+        let bare = name.trim_matches(|c| c == '"' || c == '`' || c == '[' || c == ']');
+        *name = match backend {
+            Backend::Sqlite => bare.to_ascii_lowercase(),
+            Backend::Postgres => bare.to_string(),
+        };
+    }
+    let mut text = words.join(" ");
+    // PostgreSQL prints a trigger's events in its own order (`INSERT OR DELETE OR UPDATE`):
+    // the events between the timing and `ON` compare as a set there.
+    if backend == Backend::Postgres {
+        let timing =
+            [" BEFORE ", " AFTER ", " INSTEAD OF "].iter().find_map(|t| text.find(t).map(|at| at + t.len()));
+        if let Some(from) = timing
+            && let Some(on) = text[from..].find(" ON ").map(|e| from + e)
+        {
+            let mut events: Vec<&str> = text[from..on].split(" OR ").collect();
+            events.sort_unstable();
+            text = format!("{}{}{}", &text[..from], events.join(" OR "), &text[on..]);
+        }
+    }
+    text
+}
+
 impl Backend {
     /// Lower-case name.
     pub fn name(self) -> &'static str {
@@ -486,6 +552,58 @@ impl Backend {
                 out.retain(|(_, n, _)| *n != name);
                 out.push((version, name, statement.to_string()));
                 rest = &text[end..];
+            }
+        }
+        out
+    }
+
+    /// A PostgreSQL guard function as the last migration up to `applied` that creates or
+    /// replaces it does: (the statement, the body between its dollar quotes, which
+    /// `pg_proc.prosrc` holds). None on SQLite or for a name no migration creates.
+    fn guard_function(self, name: &str, applied: i64) -> Option<(String, String)> {
+        if self == Backend::Sqlite {
+            return None;
+        }
+        let mut found = None;
+        for (version, _, sql) in self.migration_files() {
+            if version > applied {
+                continue;
+            }
+            for head in [format!("CREATE FUNCTION {name}("), format!("CREATE OR REPLACE FUNCTION {name}(")] {
+                let mut rest = sql;
+                while let Some(at) = rest.find(&head) {
+                    let text = &rest[at..];
+                    let Some(open) = text.find("AS $") else { break };
+                    let after = &text[open + "AS ".len()..];
+                    let Some(tag_len) = after[1..].find('$').map(|e| e + 2) else { break };
+                    let tag = &after[..tag_len];
+                    let body_from = open + "AS ".len() + tag_len;
+                    let Some(body_len) = text[body_from..].find(tag) else { break };
+                    let body = &text[body_from..body_from + body_len];
+                    let close = body_from + body_len + tag.len();
+                    let end = text[close..].find(';').map_or(text.len(), |e| close + e);
+                    found = Some(((version, at), text[..end].to_string(), body.to_string()));
+                    rest = &text[end..];
+                }
+            }
+        }
+        // The latest statement wins: a later migration's, or a later one in the same file.
+        found.map(|(_, create, body)| (create, body))
+    }
+
+    /// The `EXECUTE format('ALTER FUNCTION name() ...', current_schema());` statements the
+    /// migrations run on a guard function (its `search_path` and `SECURITY DEFINER`), in
+    /// order: run again after the function is put back, since a re-created function has
+    /// none of them.
+    fn guard_function_pins(self, name: &str) -> Vec<String> {
+        let head = format!("EXECUTE format('ALTER FUNCTION {name}(");
+        let mut out = Vec::new();
+        for (_, _, sql) in self.migration_files() {
+            for line in sql.lines() {
+                let line = line.trim();
+                if line.starts_with(&head) && line.ends_with(';') {
+                    out.push(line.to_string());
+                }
             }
         }
         out
@@ -1375,74 +1493,179 @@ impl Store {
         Ok((applied, known))
     }
 
-    /// The store's guard triggers as they stand: (name, enabled), PostgreSQL's and SQLite's
-    /// own triggers on the store's tables.
-    async fn guards_held(&self) -> Result<Vec<(String, bool)>> {
+    /// The store's triggers as they stand, each as (name, table, definition, firing):
+    /// SQLite's `sqlite_master.sql`; PostgreSQL's `pg_get_triggerdef` with the store's
+    /// schema left out, and `firing` only when `tgenabled` is `O` or `A` (a trigger switched
+    /// to `R`, replica, or `D` fires in no ordinary session: red team adv26 G1).
+    async fn guards_held(&self) -> Result<Vec<HeldTrigger>> {
         let sql = match self.backend {
-            Backend::Sqlite => "SELECT name, 1 FROM sqlite_master WHERE type = 'trigger'",
+            Backend::Sqlite => {
+                "SELECT name, tbl_name, COALESCE(sql, ''), 1 FROM sqlite_master WHERE type = 'trigger'"
+            }
             Backend::Postgres => {
-                "SELECT CAST(t.tgname AS TEXT), CAST(CASE WHEN t.tgenabled = 'D' THEN 0 ELSE 1 END AS BIGINT) \
+                "SELECT CAST(t.tgname AS TEXT), CAST(c.relname AS TEXT), \
+                 replace(replace(pg_get_triggerdef(t.oid), quote_ident(current_schema()) || '.', ''), current_schema() || '.', ''), \
+                 CAST(CASE WHEN t.tgenabled IN ('O', 'A') THEN 1 ELSE 0 END AS BIGINT) \
                  FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid \
                  JOIN pg_namespace n ON n.oid = c.relnamespace \
                  WHERE NOT t.tgisinternal AND n.nspname = current_schema()"
             }
         };
         let rows = sqlx::query(sql).fetch_all(&self.pool).await?;
-        rows.iter().map(|r| Ok((r.try_get::<String, _>(0)?, r.try_get::<i64, _>(1)? != 0))).collect()
+        rows.iter()
+            .map(|r| {
+                Ok(HeldTrigger {
+                    name: r.try_get::<String, _>(0)?,
+                    table: r.try_get::<String, _>(1)?,
+                    definition: r.try_get::<String, _>(2)?,
+                    firing: r.try_get::<i64, _>(3)? != 0,
+                })
+            })
+            .collect()
     }
 
-    /// The guard triggers of the store's schema that it does not hold, or holds disabled
-    /// (PostgreSQL's `ALTER TABLE ... DISABLE TRIGGER`): each one a finding of tampering,
-    /// since no runbook command drops or disables one (red team adv24: a never-fired
-    /// schedule's journal deleted whole after its guards were dropped went unseen). Nothing
-    /// for a store never migrated.
+    /// PostgreSQL's guard functions as they stand: (name, body), the store schema's
+    /// functions without arguments. Nothing on SQLite, whose triggers hold their bodies.
+    async fn guard_functions_held(&self) -> Result<Vec<(String, String)>> {
+        if self.backend == Backend::Sqlite {
+            return Ok(Vec::new());
+        }
+        let sql = "SELECT CAST(p.proname AS TEXT), p.prosrc FROM pg_proc p \
+                   JOIN pg_namespace n ON n.oid = p.pronamespace \
+                   WHERE n.nspname = current_schema() AND p.pronargs = 0";
+        let rows = sqlx::query(sql).fetch_all(&self.pool).await?;
+        rows.iter().map(|r| Ok((r.try_get::<String, _>(0)?, r.try_get::<String, _>(1)?))).collect()
+    }
+
+    /// Each guard of the applied migrations held as they create it, or not, and why: the
+    /// guard functions first (PostgreSQL), then the triggers. A guard is known by its whole
+    /// definition, never by its name alone (red team adv26 G1: a same-named trigger that
+    /// does nothing, a trigger switched to replica, a function whose body was replaced all
+    /// passed).
+    async fn guard_states(&self, applied: i64) -> Result<Vec<GuardState>> {
+        let held = self.guards_held().await?;
+        let functions = self.guard_functions_held().await?;
+        let guards: Vec<(i64, String, String)> =
+            self.backend.guards().into_iter().filter(|(v, _, _)| *v <= applied).collect();
+        let mut out = Vec::new();
+        let mut seen: Vec<String> = Vec::new();
+        for (_, _, statement) in &guards {
+            let Some(function) = trigger_function(statement) else { continue };
+            if seen.contains(&function) {
+                continue;
+            }
+            seen.push(function.clone());
+            let Some((create, body)) = self.backend.guard_function(&function, applied) else { continue };
+            let fault = match functions.iter().find(|(n, _)| *n == function) {
+                None => Some(GuardFault::Missing),
+                Some((_, b)) if *b != body => Some(GuardFault::Altered),
+                Some(_) => None,
+            };
+            out.push(GuardState::Function { name: function, create, fault });
+        }
+        for (_, name, statement) in guards {
+            let want = canonical_trigger(self.backend, &statement);
+            // SQLite's names are case-insensitive: `EVENTS_NO_DELETE` takes the guard's name.
+            let found = held.iter().find(|h| match self.backend {
+                Backend::Sqlite => h.name.eq_ignore_ascii_case(&name),
+                Backend::Postgres => h.name == name,
+            });
+            let fault = match found {
+                None => Some(GuardFault::Missing),
+                Some(h) if canonical_trigger(self.backend, &h.definition) != want => {
+                    Some(GuardFault::Altered)
+                }
+                Some(h) if !h.firing => Some(GuardFault::Disabled),
+                Some(_) => None,
+            };
+            out.push(GuardState::Trigger {
+                held: found.map(|h| (h.name.clone(), h.table.clone())),
+                name,
+                statement,
+                fault,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The guards of the store's schema that it does not hold as the migrations create
+    /// them: missing, disabled (PostgreSQL's `DISABLE TRIGGER` or `ENABLE REPLICA TRIGGER`),
+    /// or altered (a same-named trigger of another definition, a guard function of another
+    /// body). Each one a finding of tampering, since no runbook command drops, disables or
+    /// alters one (red teams adv24, adv26 G1). Nothing for a store never migrated.
     pub async fn guard_findings(&self) -> Result<Vec<String>> {
         let (applied, _) = self.versions().await?;
         if applied == 0 {
             return Ok(Vec::new());
         }
-        let held = self.guards_held().await?;
         let mut out = Vec::new();
-        for (_, name, _) in self.backend.guards().into_iter().filter(|(v, _, _)| *v <= applied) {
-            match held.iter().find(|(n, _)| *n == name) {
-                None => out.push(format!(
-                    "guard trigger `{name}` is missing: the store's append-only guards were dropped (tampering); `runbook state migrate` puts them back"
-                )),
-                Some((_, false)) => out.push(format!(
-                    "guard trigger `{name}` is disabled: the store's append-only guards were switched off (tampering); `runbook state migrate` switches them on"
-                )),
-                Some((_, true)) => {}
-            }
+        for state in self.guard_states(applied).await? {
+            let (what, fault) = match &state {
+                GuardState::Function { name, fault: Some(f), .. } => (format!("guard function `{name}`"), *f),
+                GuardState::Trigger { name, fault: Some(f), .. } => (format!("guard trigger `{name}`"), *f),
+                _ => continue,
+            };
+            out.push(match fault {
+                GuardFault::Missing => format!(
+                    "{what} is missing: the store's append-only guards were dropped (tampering); `runbook state migrate` puts them back"
+                ),
+                GuardFault::Disabled => format!(
+                    "{what} is disabled: the store's append-only guards were switched off (tampering); `runbook state migrate` switches them on"
+                ),
+                GuardFault::Altered => format!(
+                    "{what} is not the one the migrations create: the store's append-only guards were replaced (tampering); `runbook state migrate` puts them back"
+                ),
+            });
         }
         Ok(out)
     }
 
-    /// Put back the guard triggers the store lacks, and switch on disabled ones, in one
-    /// transaction: the names put back. Called by `runbook state migrate` after the
-    /// migrations (which never run again, so they would not).
+    /// Put back the guards the store lacks or holds altered, and switch on disabled ones,
+    /// in one transaction: the guards put back, each as `guard trigger `name`` or `guard
+    /// function `name``. Called by `runbook state migrate` after the migrations (which never
+    /// run again, so they would not). A guard function comes back before its triggers (a
+    /// `DROP FUNCTION ... CASCADE` took them with it: red team adv26 G3), with the settings
+    /// the migrations pin on it; an altered trigger (any case of its name on SQLite) is
+    /// dropped and created from the migration.
     pub async fn restore_guards(&self) -> Result<Vec<String>> {
         let (applied, _) = self.versions().await?;
-        let held = self.guards_held().await?;
+        let states = self.guard_states(applied).await?;
         let mut tx = self.pool.begin_with(self.backend.begin()).await?;
         let mut restored = Vec::new();
-        for (_, name, statement) in self.backend.guards().into_iter().filter(|(v, _, _)| *v <= applied) {
-            match held.iter().find(|(n, _)| *n == name) {
-                None => {
-                    sqlx::query(sqlx::AssertSqlSafe(statement)).execute(&mut *tx).await?;
-                    restored.push(name);
+        for state in states {
+            match state {
+                GuardState::Function { name, create, fault: Some(_) } => {
+                    let create = match create.strip_prefix("CREATE FUNCTION ") {
+                        Some(rest) => format!("CREATE OR REPLACE FUNCTION {rest}"),
+                        None => create,
+                    };
+                    sqlx::query(sqlx::AssertSqlSafe(create)).execute(&mut *tx).await?;
+                    for pin in self.backend.guard_function_pins(&name) {
+                        let sql = format!("DO $restore$ BEGIN {pin} END $restore$");
+                        sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut *tx).await?;
+                    }
+                    restored.push(format!("guard function `{name}`"));
                 }
-                Some((_, false)) => {
-                    let table = statement
-                        .split_whitespace()
-                        .skip_while(|w| *w != "ON")
-                        .nth(1)
-                        .unwrap_or_default()
-                        .to_string();
-                    let sql = format!("ALTER TABLE {table} ENABLE TRIGGER {name}");
-                    sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut *tx).await?;
-                    restored.push(name);
+                GuardState::Trigger { name, statement, held, fault: Some(fault) } => {
+                    match (fault, held) {
+                        (GuardFault::Disabled, Some((held, table))) => {
+                            let sql = format!("ALTER TABLE \"{table}\" ENABLE TRIGGER \"{held}\"");
+                            sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut *tx).await?;
+                        }
+                        (_, held) => {
+                            if let Some((held, table)) = held {
+                                let sql = match self.backend {
+                                    Backend::Sqlite => format!("DROP TRIGGER \"{held}\""),
+                                    Backend::Postgres => format!("DROP TRIGGER \"{held}\" ON \"{table}\""),
+                                };
+                                sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut *tx).await?;
+                            }
+                            sqlx::query(sqlx::AssertSqlSafe(statement)).execute(&mut *tx).await?;
+                        }
+                    }
+                    restored.push(format!("guard trigger `{name}`"));
                 }
-                Some((_, true)) => {}
+                _ => {}
             }
         }
         tx.commit().await?;
@@ -1577,16 +1800,18 @@ impl Store {
         })
     }
 
-    /// The triggers the applied migrations install that the database does not have, or has
-    /// disabled.
+    /// The guards the applied migrations install that the database does not hold as they
+    /// create them (missing, disabled or altered).
     async fn missing_guards(&self, applied: i64) -> Result<Vec<String>> {
-        let held = self.guards_held().await?;
         Ok(self
-            .backend
-            .guards()
+            .guard_states(applied)
+            .await?
             .into_iter()
-            .filter(|(version, name, _)| *version <= applied && !held.iter().any(|(n, on)| n == name && *on))
-            .map(|(_, name, _)| name)
+            .filter_map(|state| match state {
+                GuardState::Function { name, fault: Some(_), .. } => Some(format!("{name}()")),
+                GuardState::Trigger { name, fault: Some(_), .. } => Some(name),
+                _ => None,
+            })
             .collect())
     }
 
