@@ -138,7 +138,18 @@ impl Spread {
             .flat_map(|p| p.windows(WRAP_CARRY).filter_map(|w| <[u8; WRAP_CARRY]>::try_from(w).ok()))
             .collect();
         let heads = pats.iter().flat_map(|p| (1..WRAP_CARRY).map(|k| p[..k].to_vec())).collect();
-        Some(Spread { matcher, every, marks, edges, longest, patterns: pats, by_first, grams, heads, separators })
+        Some(Spread {
+            matcher,
+            every,
+            marks,
+            edges,
+            longest,
+            patterns: pats,
+            by_first,
+            grams,
+            heads,
+            separators,
+        })
     }
 
     /// The most separators in a row in any pattern's form.
