@@ -146,11 +146,12 @@ impl EngineEnv {
         EngineEnv::default()
     }
 
-    /// A PostgreSQL store opened with this URL: its passwords are every one the URL holds
-    /// (the userinfo's and each `password=` parameter's, percent-decoded, as libpq and sqlx
-    /// read them: red team adv25 F6 printed a `?password=` one in clear), and `$PGPASSWORD`.
+    /// A PostgreSQL store opened with this URL: its passwords are every form the store's
+    /// own messages mask (`Location::passwords`: the user info's, each `password=` and
+    /// `sslpassword=` value, key and value read decoded; red team adv25 F6 printed a
+    /// `?password=` one in clear), and `$PGPASSWORD`.
     pub fn postgres(url: &str) -> Self {
-        let mut passwords = url_passwords(url);
+        let mut passwords = runbook_store::Location::Postgres(url.to_string()).passwords();
         passwords.extend(std::env::var("PGPASSWORD").ok());
         passwords.retain(|p| !p.is_empty());
         passwords.sort();
@@ -176,55 +177,6 @@ impl EngineEnv {
     pub fn redacted(&self) -> Vec<(&str, &str)> {
         self.passwords.iter().map(|p| ("state-store-password", p.as_str())).collect()
     }
-}
-
-/// The passwords of a `scheme://user:password@host/...?password=...` URL: the userinfo's
-/// and every `password` (and `sslpassword`, the client key's) query parameter's, each
-/// percent-decoded (and a parameter's also with `+` read as a space, as a form decoder
-/// reads it).
-fn url_passwords(url: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let Some((_, rest)) = url.split_once("://") else { return out };
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    if let Some((userinfo, _)) = authority.rsplit_once('@')
-        && let Some((_, password)) = userinfo.split_once(':')
-    {
-        out.push(percent_decode_lossy(password));
-    }
-    let query =
-        rest.split_once('?').map(|(_, q)| q.split('#').next().unwrap_or_default()).unwrap_or_default();
-    for pair in query.split('&') {
-        // The key as the driver reads it: `pass%77ord` is `password` (red team adv26 S1).
-        let Some((key, value)) = pair.split_once('=') else { continue };
-        if matches!(percent_decode_lossy(key).as_str(), "password" | "sslpassword") {
-            out.push(percent_decode_lossy(value));
-            if value.contains('+') {
-                out.push(percent_decode_lossy(&value.replace('+', " ")));
-            }
-        }
-    }
-    out
-}
-
-/// `text` with its `%XX` escapes decoded (invalid UTF-8 replaced).
-fn percent_decode_lossy(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| (b as char).to_digit(16);
-        match (bytes[i], bytes.get(i + 1).copied().and_then(hex), bytes.get(i + 2).copied().and_then(hex)) {
-            (b'%', Some(h), Some(l)) => {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-            }
-            (b, _, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// How long a secret's `command` may run: `$RUNBOOK_SECRET_TIMEOUT` (a duration), else 30s.

@@ -333,7 +333,30 @@ impl Location {
     /// written and percent-decoded. A password shorter than 4 bytes cannot be told from the
     /// message's own words: a message that contains it is withheld whole.
     pub fn masked(&self, text: &str) -> String {
-        let Location::Postgres(url) = self else { return text.to_string() };
+        let secrets = self.passwords();
+        let mut out = text.to_string();
+        for secret in &secrets {
+            if secret.len() < 4 {
+                if out.contains(secret.as_str()) {
+                    return "(the database's message is withheld: it could contain the store's password)"
+                        .into();
+                }
+            } else {
+                out = out.replace(secret.as_str(), "***");
+            }
+        }
+        out
+    }
+
+    /// Every form of this location's passwords, the longest first: the URL's user info
+    /// (`scheme://user:PASSWORD@host`, running to the last `@` before the path or query, and
+    /// to the last `@` of the whole URL, cut at a raw `#` or `?`), and each `password` or
+    /// `sslpassword` query value (its key read decoded, `pass%77ord`); each as written and
+    /// percent-decoded (a query value also with `+` read as a space, as sqlx's URL parser
+    /// reads it). None for SQLite. The redactor of steps' output knows them too
+    /// (`runbook_exec::secrets::EngineEnv::postgres`).
+    pub fn passwords(&self) -> Vec<String> {
+        let Location::Postgres(url) = self else { return Vec::new() };
         let mut secrets: Vec<String> = Vec::new();
         if let Some((_, rest)) = url.split_once("://") {
             let (before_query, query) = match rest.split_once('?') {
@@ -362,6 +385,9 @@ impl Location {
                     && matches!(percent_decoded(key).as_str(), "password" | "sslpassword")
                 {
                     secrets.push(value.to_string());
+                    if value.contains('+') {
+                        secrets.push(value.replace('+', " "));
+                    }
                 }
             }
         }
@@ -371,18 +397,7 @@ impl Location {
         // The longest first: a decoded form may contain the written one or the reverse.
         secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
         secrets.dedup();
-        let mut out = text.to_string();
-        for secret in &secrets {
-            if secret.len() < 4 {
-                if out.contains(secret.as_str()) {
-                    return "(the database's message is withheld: it could contain the store's password)"
-                        .into();
-                }
-            } else {
-                out = out.replace(secret.as_str(), "***");
-            }
-        }
-        out
+        secrets
     }
 }
 
@@ -1224,7 +1239,7 @@ async fn probe_sqlite(path: &Path, read_only: bool) -> Result<Option<sqlx::Sqlit
 /// held a schedule's head or a run's lock row: before (red team adv25 F2, F2b), every
 /// other worker's schedule passes and a run waiting on that lock froze until it was killed.
 /// A minute is the default lease: a holder stalled that long has lost its lease anyway.
-pub const PG_SESSION: &str = "SET idle_in_transaction_session_timeout = '60s'";
+const PG_SESSION: &str = "SET idle_in_transaction_session_timeout = '60s'";
 
 /// Reads the schema (the first page and the catalogue): a truncated or damaged file fails
 /// here. `quick_check` would read every page; the journal's hash chain covers the rows.
