@@ -108,7 +108,10 @@ pub fn cancel(run_id: &str, reason: &str, state: Option<&str>) -> CliResult {
         let store = crate::state::open(&location, false).await?;
         // The note is kept in the queue as typed: the run's secrets are read (from the plan it
         // was submitted with) and a reason or name holding one is refused (issue 11, promise 3).
-        if let Some(plan) = store.queued_plan(run_id).await? {
+        // An erased plan (a run its engine refused) is done: the cancel below says so.
+        if let Some(plan) = store.queued_plan(run_id).await?
+            && !plan.is_empty()
+        {
             check_cancel_texts(&plan, reason.trim(), &operator, &location)?;
         }
         match store.cancel_queued(run_id, &note).await {
@@ -554,16 +557,38 @@ impl Worker {
 
     /// Record the engines that ended.
     async fn reap(&self, engines: &mut BTreeMap<String, Engine>) {
-        let ended: Vec<(String, Option<i32>, bool)> = engines
+        let ended: Vec<(String, Option<i32>, bool, bool)> = engines
             .iter_mut()
             .filter_map(|(id, e)| match e.child.try_wait() {
-                Ok(Some(status)) => Some((id.clone(), status.code(), e.claim.abandon.is_some())),
+                Ok(Some(status)) => {
+                    let fresh = e.claim.abandon.is_none() && !e.claim.started;
+                    Some((id.clone(), status.code(), e.claim.abandon.is_some(), fresh))
+                }
                 _ => None,
             })
             .collect();
-        for (id, code, abandoning) in ended {
+        for (id, code, abandoning, fresh) in ended {
             engines.remove(&id);
+            // The plan file was the engine's input (`run --plan`): once it ended, the run's
+            // journal holds what it started with, and a plan its engine refused may hold a
+            // secret's value (below). A claim handed back writes it again.
+            if fresh {
+                let _ = std::fs::remove_file(self.dir.join(format!("{id}.plan.json")));
+            }
             match code.map(|c| u8::try_from(c).unwrap_or(u8::MAX)) {
+                // Refused before anything ran (a plan that no longer matches, secrets that
+                // cannot be read, a parameter that holds a secret's value): the engine read
+                // the run's own secrets, which the submitter's check may not have (another
+                // value under the same variable), so the plan is erased from the queue
+                // (red team adv25 F3b). The submitter still has it; nothing ran.
+                Some(exit::INVALID) if fresh => {
+                    outln!("{id}: refused: nothing ran (exit 3), its plan erased; `runbook show {id}`");
+                    let note =
+                        "refused: nothing ran; its plan was erased (it may hold what the engine refused)";
+                    if let Err(e) = self.store.release_refused(&id, &self.name, note).await {
+                        crate::output::errln!("warning: cannot record the end of {id}: {e}");
+                    }
+                }
                 // An abandon asked from the console ended (abandoned, or refused: a live
                 // engine, its compensations not settled): done, never retried on its own;
                 // `runbook show` and the worker's output say which.

@@ -897,7 +897,7 @@ fn a_store_of_the_previous_schema_verifies_clean_after_the_upgrade() {
     assert!(verify.stdout.contains(&format!("ok {id}")), "{}", verify.stdout);
     assert!(verify.stdout.contains("the chain does not vouch for them"), "{}", verify.stdout);
     ok(&scratch.cmd(&["show", &id], &[]), 0);
-    assert_eq!(sqlite_rows(&state, "SELECT MAX(version) FROM _sqlx_migrations"), ["15"]);
+    assert_eq!(sqlite_rows(&state, "SELECT MAX(version) FROM _sqlx_migrations"), ["16"]);
 }
 
 /// In db-role mode a worker's engines act as the worker's role (the store would refuse the

@@ -570,3 +570,76 @@ run = "touch ran"
     let out = s.run(&[], &[("BIG_SRC", fits.as_str())]);
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
 }
+
+/// Red team adv25 F3b: `submit` checks the parameters against the secrets as the
+/// submitter's host reads them. With another value under the same variable the check
+/// passes, and the plan (the run's real secret in a parameter, in clear) was queued and kept
+/// after the worker's engine, which reads the run's own value, refused the run: in the
+/// queue's `plan` and in the worker's plan file. A plan its engine refuses before anything
+/// ran is now erased from both; the queue keeps how it ended.
+#[test]
+fn a_plan_its_engine_refuses_is_erased_from_the_queue_and_the_worker_s_folder() {
+    let token = "Pr0d-Passw0rd-9f3kQ2";
+    let s = Scratch::new(RUNBOOK);
+    let xdg = s.path().join("xdg");
+    let xdg = xdg.to_str().expect("utf-8 path");
+    let note = format!("note={token}");
+    let submitter = [("DB_USER_SRC", "st4ging-us3r"), ("XDG_STATE_HOME", xdg)];
+    let out = s.cmd(&["submit", "r.toml", "-p", &note, "--yes"], &submitter);
+    assert_eq!(out.code, 0, "the submitter's own value passes its check: {}{}", out.stdout, out.stderr);
+    let run = out.stdout.trim().to_string();
+
+    let worker = crate::support::KillOnDrop(crate::console_decide::worker_env(
+        &s,
+        &[("DB_USER_SRC", token), ("XDG_STATE_HOME", xdg)],
+    ));
+    let row = |run: &str| {
+        let out = std::process::Command::new("sqlite3")
+            .args([
+                "-readonly",
+                &s.state(),
+                &format!(
+                    "SELECT state || '|' || IFNULL(exit_code, '') || '|' || IFNULL(note, '') || '|' || length(plan) FROM queue WHERE run_id = '{run}'"
+                ),
+            ])
+            .output()
+            .expect("sqlite3");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !row(&run).starts_with("done|") && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    drop(worker);
+    assert_eq!(
+        row(&run),
+        "done|3|refused: nothing ran; its plan was erased (it may hold what the engine refused)|0",
+        "the engine refused the run, and its plan is gone from the queue"
+    );
+    // Nothing under the scratch folder holds the value: the store (database and its log),
+    // the worker's folder (its plan files and its engines' output), the run folders.
+    for file in files(s.path(), "") {
+        if file.ends_with("r.toml") {
+            continue;
+        }
+        let text = String::from_utf8_lossy(&std::fs::read(&file).unwrap_or_default()).into_owned();
+        for form in crate::secrets::encoded_forms(token) {
+            assert!(!text.contains(&form), "{} holds the secret (form {form:?})", file.display());
+        }
+    }
+    // The same plan with a value that holds no secret runs.
+    let out = s.cmd(&["submit", "r.toml", "-p", "note=fine", "--yes"], &submitter);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    let fine = out.stdout.trim().to_string();
+    let worker = crate::support::KillOnDrop(crate::console_decide::worker_env(
+        &s,
+        &[("DB_USER_SRC", token), ("XDG_STATE_HOME", xdg)],
+    ));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !row(&fine).starts_with("done|") && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    drop(worker);
+    let ended = row(&fine);
+    assert!(ended.starts_with("done|0|") && !ended.ends_with("|0"), "kept with its plan: {ended}");
+}

@@ -133,13 +133,13 @@ fn a_shared_store_is_migrated_explicitly_and_checked() {
 
     let migrated = team.cmd(&["state", "migrate"], "admin");
     ok(&migrated, 0);
-    assert!(migrated.stdout.contains("migrated from schema version 0 to 15"), "{}", migrated.stdout);
+    assert!(migrated.stdout.contains("migrated from schema version 0 to 16"), "{}", migrated.stdout);
     let again = team.cmd(&["state", "migrate"], "admin");
-    assert!(again.stdout.contains("up to date (schema version 15)"), "{}", again.stdout);
+    assert!(again.stdout.contains("up to date (schema version 16)"), "{}", again.stdout);
 
     let check = team.cmd(&["state", "check"], "ana");
     ok(&check, 0);
-    assert!(check.stdout.contains("(postgres)") && check.stdout.contains("version 15"), "{}", check.stdout);
+    assert!(check.stdout.contains("(postgres)") && check.stdout.contains("version 16"), "{}", check.stdout);
     assert!(check.stdout.contains("0 run(s), 0 lock(s) held"), "{}", check.stdout);
 }
 

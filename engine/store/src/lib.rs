@@ -547,8 +547,15 @@ impl Backend {
     /// never-fired schedule's journal deleted whole after its guards were dropped went
     /// unseen), and `state migrate` puts it back.
     pub fn guards(self) -> Vec<(i64, String, String)> {
+        self.guards_up_to(i64::MAX)
+    }
+
+    /// [`Backend::guards`] as the migrations up to `applied` leave them: a trigger a later
+    /// migration defines again (migration 16's `queue_plan_fixed`) is checked on an older
+    /// store as the older migration made it.
+    fn guards_up_to(self, applied: i64) -> Vec<(i64, String, String)> {
         let mut out: Vec<(i64, String, String)> = Vec::new();
-        for (version, _, sql) in self.migration_files() {
+        for (version, _, sql) in self.migration_files().into_iter().filter(|(v, _, _)| *v <= applied) {
             let mut rest = sql;
             while let Some(at) = rest.find("CREATE TRIGGER ") {
                 let text = &rest[at..];
@@ -624,7 +631,7 @@ impl Backend {
         out
     }
 
-    fn migration_files(self) -> [(i64, &'static str, &'static str); 15] {
+    fn migration_files(self) -> [(i64, &'static str, &'static str); 16] {
         match self {
             Backend::Sqlite => [
                 (1, "journal", include_str!("../migrations/sqlite/0001_journal.sql")),
@@ -646,6 +653,11 @@ impl Backend {
                     include_str!("../migrations/sqlite/0014_schedule_alert_records.sql"),
                 ),
                 (15, "live output", include_str!("../migrations/sqlite/0015_live_output.sql")),
+                (
+                    16,
+                    "refused plan erased",
+                    include_str!("../migrations/sqlite/0016_refused_plan_erased.sql"),
+                ),
             ],
             Backend::Postgres => [
                 (1, "journal", include_str!("../migrations/postgres/0001_journal.sql")),
@@ -667,6 +679,11 @@ impl Backend {
                     include_str!("../migrations/postgres/0014_schedule_alert_records.sql"),
                 ),
                 (15, "live output", include_str!("../migrations/postgres/0015_live_output.sql")),
+                (
+                    16,
+                    "refused plan erased",
+                    include_str!("../migrations/postgres/0016_refused_plan_erased.sql"),
+                ),
             ],
         }
     }
@@ -1461,11 +1478,13 @@ impl Store {
                     })?;
                 }
                 // Every committed event survives a power loss; writers wait for each other
-                // instead of failing at once.
+                // instead of failing at once. What a write frees (a row's old version, moved
+                // when it grows or shrinks, or erased) is overwritten with zeros, not left in
+                // the file's free space: an erased plan leaves no copy (`release_refused`).
                 sqlite_pool_checked(
                     path,
                     "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
-                     PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 30000;",
+                     PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 30000; PRAGMA secure_delete = ON;",
                 )
                 .await?
             }
@@ -1561,8 +1580,7 @@ impl Store {
     async fn guard_states(&self, applied: i64) -> Result<Vec<GuardState>> {
         let held = self.guards_held().await?;
         let functions = self.guard_functions_held().await?;
-        let guards: Vec<(i64, String, String)> =
-            self.backend.guards().into_iter().filter(|(v, _, _)| *v <= applied).collect();
+        let guards: Vec<(i64, String, String)> = self.backend.guards_up_to(applied);
         let mut out = Vec::new();
         let mut seen: Vec<String> = Vec::new();
         for (_, _, statement) in &guards {
@@ -2765,6 +2783,24 @@ impl Store {
         .await
     }
 
+    /// The engine of a claimed run that had not started refused it before anything ran
+    /// (`runbook run --plan` exited 3): done with that code and `note`, and its plan erased
+    /// (to ''), the one change of a queued run's plan its guard allows (migration 16). The
+    /// engine reads the run's own secrets; the submitter's check may have read other values,
+    /// so a refused plan may hold a secret's value in clear (red team adv25 F3b). Only the
+    /// worker holding the claim may do it.
+    pub async fn release_refused(&self, run_id: &str, worker: &str, note: &str) -> Result<()> {
+        self.release(run_id, worker, Some(3), 0, note, true).await?;
+        // SQLite: the write-ahead log still holds the pages as they were (the plan in clear)
+        // until a checkpoint copies the new ones and empties it. Best effort: a reader still
+        // in the log keeps it until the next checkpoint. PostgreSQL keeps a row's old version
+        // in the table until VACUUM, and in its own WAL: the book says so.
+        if self.backend == Backend::Sqlite {
+            let _ = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&self.pool).await;
+        }
+        Ok(())
+    }
+
     /// The engine of a claimed run ended: `Some(code)` marks it done; `None` hands it back
     /// to the queue (not before `not_before_ms`), to be resumed by whichever worker claims
     /// it. Only the worker holding the claim may do either.
@@ -2776,13 +2812,26 @@ impl Store {
         not_before_ms: i64,
         note: &str,
     ) -> Result<()> {
+        self.release(run_id, worker, exit_code, not_before_ms, note, false).await
+    }
+
+    /// [`Store::release_claim`], the plan erased with it when `erase_plan`.
+    async fn release(
+        &self,
+        run_id: &str,
+        worker: &str,
+        exit_code: Option<i64>,
+        not_before_ms: i64,
+        note: &str,
+        erase_plan: bool,
+    ) -> Result<()> {
         retry_busy(self.backend, || async {
             sqlx::query(
                 "UPDATE queue SET state = $1, exit_code = $2, not_before_ms = $3, note = $4, \
                  abandon_by = CASE WHEN $1 = 'done' THEN NULL ELSE abandon_by END, \
                  abandon_reason = CASE WHEN $1 = 'done' THEN NULL ELSE abandon_reason END, \
                  abandon_head = CASE WHEN $1 = 'done' THEN NULL ELSE abandon_head END, \
-                 resume_by = NULL \
+                 resume_by = NULL, plan = CASE WHEN $7 = 1 THEN '' ELSE plan END \
                  WHERE run_id = $5 AND worker = $6 AND state = 'claimed'",
             )
             .bind(if exit_code.is_some() { "done" } else { "queued" })
@@ -2791,6 +2840,7 @@ impl Store {
             .bind(note)
             .bind(run_id)
             .bind(worker)
+            .bind(i64::from(erase_plan))
             .execute(&self.pool)
             .await?;
             Ok(())

@@ -113,6 +113,7 @@ conformance!(
     the_health_check_reports_versions_and_contents,
     queued_runs_are_claimed_once_by_workers_with_the_labels,
     a_decided_resume_is_the_decider_s_once,
+    a_queued_plan_is_erased_only_when_its_engine_refused_the_run,
     a_cancelled_append_is_all_or_nothing_and_the_next_one_works,
     a_filtered_run_list_reads_only_the_runs_it_lists,
     schedule_decisions_are_journaled_once_each_and_chained,
@@ -198,14 +199,14 @@ async fn a_shared_store_is_not_migrated_behind_the_team_s_back() {
     let pg = tokio::task::spawn_blocking(runbook_sandbox::peers::Postgres::start).await.expect("start");
     let location = Location::Postgres(pg.url("postgres"));
     match Store::open(&location).await {
-        Err(e @ StoreError::NeedsMigration { applied: 0, known: 15 }) => {
+        Err(e @ StoreError::NeedsMigration { applied: 0, known: 16 }) => {
             assert!(e.to_string().contains("runbook state migrate"), "{e}");
         }
         other => panic!("expected NeedsMigration, got {other:?}"),
     }
     let store = Store::connect(&location).await.expect("connect");
-    assert_eq!(store.migrate().await.expect("migrate"), (0, 15));
-    assert_eq!(store.migrate().await.expect("migrate again"), (15, 15));
+    assert_eq!(store.migrate().await.expect("migrate"), (0, 16));
+    assert_eq!(store.migrate().await.expect("migrate again"), (16, 16));
     Store::open(&location).await.expect("open after migrate");
 }
 
@@ -447,7 +448,7 @@ async fn a_newer_schema_is_refused(f: Fixture) {
         Err(StoreError::NewerSchema { .. })
     ));
     match Store::open(&f.location).await {
-        Err(e @ StoreError::NewerSchema { found: 99, known: 15 }) => {
+        Err(e @ StoreError::NewerSchema { found: 99, known: 16 }) => {
             assert!(e.to_string().contains("newer than this runbook knows"));
         }
         other => panic!("expected NewerSchema, got {other:?}"),
@@ -624,7 +625,7 @@ async fn the_health_check_reports_versions_and_contents(f: Fixture) {
         .await
         .expect("lock");
     let health = store.check(2_000).await.expect("check");
-    assert_eq!((health.backend, health.applied, health.known), (f.backend(), 15, 15));
+    assert_eq!((health.backend, health.applied, health.known), (f.backend(), 16, 16));
     assert_eq!((health.runs, health.live_locks), (1, 1));
     assert_eq!(store.check(100_000).await.expect("check").live_locks, 0, "the lease ran out");
     let now =
@@ -658,6 +659,63 @@ async fn a_decided_resume_is_the_decider_s_once(f: Fixture) {
     store.release_claim("r1", "w1", None, 0, "engine gone").await.expect("hand back");
     let again = store.claim("w2", &[], 3_000, 0).await.expect("claim").expect("r1");
     assert_eq!(again.resume_by, None, "a resume nobody decided is not the decider's");
+}
+
+/// Red team adv25 F3b: a queued run's plan never changes but in one way, its erasure (to
+/// '') as its worker records that the engine refused the run before anything ran (exit 3).
+/// Any other change of the plan, an erasure of a queued, claimed or otherwise ended run
+/// included, is refused by the guard, on both backends (migration 16).
+async fn a_queued_plan_is_erased_only_when_its_engine_refused_the_run(f: Fixture) {
+    let store = f.open().await;
+    for id in ["r1", "r2"] {
+        store
+            .submit(&Submission {
+                run_id: id,
+                runbook: "deploy",
+                plan: "{\"params\":{\"note\":\"Pr0d-Passw0rd-9f3kQ2\"}}",
+                labels: &[],
+                submitted_by: "ana",
+                submitted_at: "2026-11-30T10:00:00Z",
+            })
+            .await
+            .expect("submit");
+    }
+    let refused_by_the_guard = |sql: &'static str| {
+        let pool = store.pool().clone();
+        async move { sqlx::query(sql).execute(&pool).await.is_err_and(|e| e.to_string().contains("never change")) }
+    };
+    // Queued: neither erased nor changed.
+    assert!(refused_by_the_guard("UPDATE queue SET plan = '' WHERE run_id = 'r1'").await);
+    assert!(
+        refused_by_the_guard("UPDATE queue SET plan = '', state = 'done', exit_code = 3 WHERE run_id = 'r1'")
+            .await
+    );
+    let claimed = store.claim("w1", &[], 1_000, 0).await.expect("claim").expect("a run");
+    let other = if claimed.run_id == "r1" { "r2" } else { "r1" };
+    // Claimed: not erased while it runs, nor with another end than a refusal.
+    assert!(refused_by_the_guard("UPDATE queue SET plan = 'x' WHERE state = 'claimed'").await);
+    assert!(
+        refused_by_the_guard(
+            "UPDATE queue SET plan = '', state = 'done', exit_code = 1 WHERE state = 'claimed'"
+        )
+        .await
+    );
+    // Another worker's refusal changes nothing.
+    store.release_refused(&claimed.run_id, "w2", "refused").await.expect("no row of w2's");
+    assert!(store.queued_plan(&claimed.run_id).await.expect("plan").is_some_and(|p| p.contains("Pr0d")));
+    store.release_refused(&claimed.run_id, "w1", "refused: nothing ran").await.expect("refused");
+    assert_eq!(store.queued_plan(&claimed.run_id).await.expect("plan").as_deref(), Some(""));
+    assert_eq!(store.queued_plan(other).await.expect("plan").map(|p| p.contains("Pr0d")), Some(true));
+    // Done: what is erased stays erased, and an ended run's plan is not erased either.
+    assert!(refused_by_the_guard("UPDATE queue SET plan = 'back' WHERE plan = ''").await);
+    let second = store.claim("w1", &[], 2_000, 0).await.expect("claim").expect("the other run");
+    store.release_claim(&second.run_id, "w1", Some(0), 0, "succeeded").await.expect("done");
+    assert!(
+        refused_by_the_guard(
+            "UPDATE queue SET plan = '' WHERE run_id <> (SELECT run_id FROM queue WHERE plan = '')"
+        )
+        .await
+    );
 }
 
 async fn queued_runs_are_claimed_once_by_workers_with_the_labels(f: Fixture) {
