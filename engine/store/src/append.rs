@@ -2,16 +2,13 @@
 //! short path.
 //!
 //! sqlx runs each SQLite connection on a thread of its own; every statement is a round trip
-//! to that thread and back (two thread wake-ups), and a connection taken from the pool was
+//! to that thread and back (two thread wake-ups), and a connection taken from the pool is
 //! pinged when taken and again when given back. Through the pool, an append cost eight such
 //! round trips (ping, `BEGIN IMMEDIATE`, the head, the tail, the insert, the head's update,
-//! `COMMIT`, ping). On SQLite an append now takes two: `BEGIN IMMEDIATE` with the read of
-//! the run's head, fence and last record; then the inserts, the head's update and `COMMIT`
-//! (the SQLite pool pings no connection when it is taken; sqlx pings it when it is given
-//! back, after the append). It writes on the connection of the store's pool, which a store
-//! opened to write on SQLite holds one of (`sqlite_pool_checked`): a run opens one
-//! connection, not two (issue 13). The transaction, its checks and its one sync to disk are
-//! the same as before.
+//! `COMMIT`, ping). On SQLite an append therefore goes through one connection kept for the
+//! journal's writes ([`Writer`]) in two round trips: `BEGIN IMMEDIATE` with the read of the
+//! run's head, fence and last record; then the inserts, the head's update and `COMMIT`.
+//! The transaction, its checks and its one sync to disk are the same as before.
 
 use std::sync::Arc;
 
@@ -123,32 +120,18 @@ pub(crate) struct Append<'a> {
     pub(crate) new: Option<&'a NewRun<'a>>,
 }
 
-/// One append at a time in a process, shared by every clone of the [`Store`] (SQLite allows
-/// one writer, and `BEGIN IMMEDIATE` would make the others wait anyway).
+/// The one SQLite connection a process writes its journal with, shared by every clone of
+/// the [`Store`] (one writer at a time: SQLite allows no more, and `BEGIN IMMEDIATE` would
+/// make the others wait anyway). Taken from the pool at the first append.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct Writer(Arc<tokio::sync::Mutex<()>>);
+pub(crate) struct Writer(Arc<tokio::sync::Mutex<WriterState>>);
 
-/// The pool's connection while an append's transaction may be open on it: dropped before
-/// [`Appending::done`] (the append's future was dropped mid-way), the connection is closed,
-/// never given back with the transaction open (closing it rolls the transaction back; the
-/// pool opens another).
-struct Appending {
-    conn: sqlx::pool::PoolConnection<sqlx::Any>,
+#[derive(Debug, Default)]
+struct WriterState {
+    conn: Option<sqlx::AnyConnection>,
+    /// A transaction was begun and neither committed nor rolled back: the append that began
+    /// it was cancelled (its future dropped). The next append rolls it back first.
     open: bool,
-}
-
-impl Appending {
-    fn done(mut self) {
-        self.open = false;
-    }
-}
-
-impl Drop for Appending {
-    fn drop(&mut self) {
-        if self.open {
-            self.conn.close_on_drop();
-        }
-    }
 }
 
 /// `BEGIN IMMEDIATE` and the read of the run's head (`$1` the run, `$2` the lease's lock
@@ -165,19 +148,32 @@ const BEGIN_NEW_RUN_AND_HEAD: &str = "BEGIN IMMEDIATE; \
     WHERE r.run_id = $1";
 
 impl Store {
-    /// [`Store::append_all`] (and [`Store::start_run`], with `new`) on SQLite, on the pool's
-    /// connection: the same transaction as the pool's path, in two round trips.
+    /// [`Store::append_all`] (and [`Store::start_run`], with `new`) on SQLite, through the
+    /// journal's own connection: the same transaction as the pool's path, in two round trips.
     pub(crate) async fn append_sqlite(&self, append: &Append<'_>) -> Result<Vec<Record>> {
-        let _turn = self.writer.0.lock().await;
-        let mut appending = Appending { conn: self.pool.acquire().await?, open: true };
-        let result = self.append_on(&mut appending.conn, append).await;
-        // Ends the transaction if one is open. It fails when none is (`BEGIN` failed, or
-        // `COMMIT` ended it), and then nothing says the connection is clean: it is closed,
-        // not given back (the pool opens another; errors are rare: a lost lock, a busy file).
-        if result.is_err() && appending.conn.execute("ROLLBACK").await.is_err() {
-            return result;
+        let mut state = self.writer.0.lock().await;
+        let state = &mut *state;
+        let conn = match &mut state.conn {
+            Some(conn) => conn,
+            empty => empty.insert(self.pool.acquire().await?.detach()),
+        };
+        if state.open {
+            // Nothing of a cancelled append was committed (or all of it was, and this
+            // finds no transaction): either way the connection starts clean.
+            let _ = conn.execute("ROLLBACK").await;
+            state.open = false;
         }
-        appending.done();
+        state.open = true;
+        let result = self.append_on(conn, append).await;
+        if result.is_err() {
+            // Ends the transaction if one is open (none is when `BEGIN` failed or `COMMIT`
+            // ended it). A connection that no longer answers is replaced at the next append.
+            let _ = conn.execute("ROLLBACK").await;
+            if sqlx::Connection::ping(conn).await.is_err() {
+                state.conn = None;
+            }
+        }
+        state.open = false;
         result
     }
 

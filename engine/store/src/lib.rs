@@ -1293,13 +1293,12 @@ async fn sqlite_pool(path: &Path, read_only: bool, pragmas: &'static str) -> Res
 /// of its own, no thread of its own: issue 13): a connection whose pragmas or read of the
 /// schema fail says so at once, where the pool would try again until its timeout.
 ///
-/// One connection, not four: sqlx gives a connection back to its pool only after a ping on
-/// its thread, so with room for more, a query that follows another at once opened a
+/// One pooled connection, not four: sqlx gives a connection back to its pool only after a
+/// ping on its thread, so with room for more, a query that follows another at once opened a
 /// connection of its own (a thread, an open, a parse of the schema: three to four per
-/// `runbook run`, each about a millisecond of CPU). Every call of the store takes turns on
-/// it, the journal's appends too (`append.rs`): SQLite writes one transaction at a time in
-/// any case. No code of the store takes a second connection while it holds one (that would
-/// wait for itself until the pool's timeout).
+/// `runbook run`). The journal's writes have their own connection besides this one
+/// ([`append::Writer`], detached from the pool); the rest of the store's calls take turns.
+/// No code of the store takes a second pooled connection while it holds one.
 async fn sqlite_pool_checked(path: &Path, pragmas: &'static str) -> Result<AnyPool> {
     let bad = |reason: String| StoreError::BadFile { path: path.display().to_string(), reason };
     let url = sqlx::sqlite::SqliteConnectOptions::new()
