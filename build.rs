@@ -10,12 +10,19 @@
 //! A binary linked so needs the C library's `GLIBC_ABI_DT_RELR` version (an older glibc
 //! refuses to start it), so the option is given only when the C library the binary will
 //! load defines it, as LLVM's own build decides. A linker older than the option (GNU ld
-//! before 2.38) ignores it with a warning. Cross builds are left as they are.
+//! before 2.38) ignores it with a warning. Cross builds are left as they are. The build
+//! host's glibc decides, so a binary to copy to a host with an older glibc (before 2.36) is
+//! built with `RUNBOOK_NO_PACKED_RELOCS=1` (book: installation).
 
 use std::path::Path;
 
 fn main() {
     println!("cargo::rerun-if-changed=build.rs");
+    println!("cargo::rerun-if-env-changed=RUNBOOK_NO_PACKED_RELOCS");
+    // Binaries to copy to hosts with an older glibc than the build's (red team adv27 R1).
+    if std::env::var_os("RUNBOOK_NO_PACKED_RELOCS").is_some_and(|v| !v.is_empty()) {
+        return;
+    }
     let var = |name: &str| std::env::var(name).unwrap_or_default();
     let native = var("HOST") == var("TARGET");
     if !(native && var("CARGO_CFG_TARGET_OS") == "linux" && var("CARGO_CFG_TARGET_ENV") == "gnu") {

@@ -333,6 +333,7 @@ fn store_code(e: &StoreError) -> u8 {
         | StoreError::NeedsMigration { .. }
         | StoreError::NewerSchema { .. }
         | StoreError::Fenced { .. }
+        | StoreError::Stalled { .. }
         | StoreError::LockHeld(_)
         | StoreError::LockKept { .. }
         | StoreError::RunChanged { .. }
@@ -436,6 +437,7 @@ impl CliError {
         }
         let store = match self {
             CliError::StoreAt { doing: StoreAction::Open | StoreAction::Connect, source, .. } => source,
+            CliError::Store(source @ StoreError::Stalled { .. }) => source,
             // A run suspended at an approval keeps its lock until it is finished or
             // abandoned (issue 14, point 4): say how to end it.
             CliError::LockHeld { run_id, holder, still_running: false, .. }
@@ -452,6 +454,10 @@ impl CliError {
                 "another runbook process on this store is stopped or stuck mid-upgrade: find it (`fuser {}`), let it finish or end it, then run again; nothing was done",
                 runbook_core::hint::word(&format!("{path}.migrating"))
             )),
+            StoreError::Stalled { .. } => Some(
+                "another process may hold the store's write lock (a stopped `runbook`, a long migration); once the store answers, `runbook show RUN_ID` names the steps in doubt and `runbook resume RUN_ID` decides them"
+                    .into(),
+            ),
             StoreError::NeedsMigration { .. } => Some(
                 "`runbook state migrate --state URL` (once per upgrade, by whoever administers the store)"
                     .into(),

@@ -55,6 +55,7 @@ mod for_each_include;
 mod for_each_order;
 mod forged_identity;
 mod fxrev2_limits;
+mod held_store;
 mod history;
 mod holder;
 mod hostile;

@@ -146,3 +146,41 @@ fn the_reaper_runs_from_runbook_tie_when_it_is_there_and_from_runbook_without_it
     let without = Scratch::new(REAPER_PROGRAM);
     assert_eq!(reaper_program(&engine.display().to_string(), &without), "runbook\n");
 }
+
+/// A step that writes down which signals its shell started with ignored (`SigIgn` of
+/// `/proc/self/status`, checked for SIGPIPE, bit 12) and how `yes | head -n1` ends under
+/// `pipefail`: 141 when the producer dies of SIGPIPE, as in a shell.
+const SIGNALS: &str = r#"
+[runbook]
+name = "signals"
+
+[steps.probe]
+run = '''
+ign=$(awk '/^SigIgn:/ { print $2 }' /proc/self/status)
+if [ $(( 0x$ign & 0x1000 )) -ne 0 ]; then pipe=ignored; else pipe=default; fi
+set +e
+yes | head -n1 > /dev/null 2> yes.err
+code=$?
+printf 'SIGPIPE %s, yes|head %s, %s\n' "$pipe" "$code" "$(wc -c < yes.err)" > signals.txt
+'''
+"#;
+
+/// Red team adv27 T1: a step starts with default signal dispositions whatever starts it.
+/// Rust's runtime ignores SIGPIPE in `runbook-tie`, and its bare `execvp` kept that for the
+/// step: `yes | head -n1` failed with "Broken pipe" and code 1 (through `runbook __tie`, 141).
+#[test]
+fn a_step_starts_with_sigpipe_at_its_default_through_runbook_tie_and_without_it() {
+    let expected = "SIGPIPE default, yes|head 141, 0\n";
+    let with = Scratch::new(SIGNALS);
+    assert_eq!(what_a_step_wrote(&bin(), &with, "signals.txt"), expected, "through runbook-tie");
+
+    let alone = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
+    let engine = alone.path().join("runbook");
+    std::fs::hard_link(bin(), &engine).expect("link runbook");
+    let without = Scratch::new(SIGNALS);
+    assert_eq!(
+        what_a_step_wrote(&engine.display().to_string(), &without, "signals.txt"),
+        expected,
+        "through runbook __tie"
+    );
+}

@@ -20,8 +20,7 @@
 //! `process.rs` spawns). A program that cannot be started is reported as `runbook __tie`
 //! reports it (`CliError::StepNotStarted`, exit code 127, `exit::STEP_NOT_STARTED`).
 
-use std::ffi::{CString, OsString};
-use std::os::unix::ffi::OsStringExt as _;
+use std::ffi::OsString;
 use std::process::ExitCode;
 
 /// `exit::STEP_NOT_STARTED`: the program could not be started (as a shell says it).
@@ -53,39 +52,8 @@ fn main() -> ExitCode {
     ExitCode::from(STEP_NOT_STARTED)
 }
 
-/// Become the program; returns only on failure.
+/// Become the program; returns only on failure ([`runbook_exec::process::tie_exec`], as
+/// `runbook __tie` does: default signal dispositions for the program, red team adv27 T1).
 fn tie(parent: i32, executable: OsString, argv: Vec<OsString>) -> std::io::Error {
-    if let Err(e) = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL) {
-        return e.into();
-    }
-    // The engine may have died before the signal was asked for.
-    if nix::unistd::getppid().as_raw() != parent {
-        return std::io::Error::other("the engine is gone");
-    }
-    let c_string = |s: OsString| {
-        CString::new(s.into_vec()).map_err(|_| std::io::Error::other("a NUL byte in the step's command"))
-    };
-    let program = argv.first().cloned().unwrap_or_default();
-    let args = match argv.into_iter().map(c_string).collect::<Result<Vec<_>, _>>() {
-        Ok(args) => args,
-        Err(e) => return e,
-    };
-    let found = executable != program;
-    let executable = match c_string(executable) {
-        Ok(e) => e,
-        Err(e) => return e,
-    };
-    let error = match nix::unistd::execvp(&executable, &args) {
-        Err(e) => e,
-        Ok(never) => match never {},
-    };
-    // What the engine found is gone or refused (a race, a `noexec` mount): search as
-    // `execvp` does, which tries the next folder of `PATH` too.
-    if found && let Some(name) = args.first() {
-        match nix::unistd::execvp(name, &args) {
-            Err(e) => return e.into(),
-            Ok(never) => match never {},
-        }
-    }
-    error.into()
+    runbook_exec::process::tie_exec(parent, Some(&executable), &argv)
 }

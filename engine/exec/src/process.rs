@@ -321,6 +321,21 @@ pub fn reaper_main() {
 /// which keeps that signal. So the step's main process dies with the engine even when the
 /// reaper is killed too. Returns only on failure.
 pub fn tie_main(parent: i32, argv: &[std::ffi::OsString]) -> std::io::Error {
+    tie_exec(parent, None, argv)
+}
+
+/// [`tie_main`], for `runbook-tie` too: `executable` is where the engine found the program
+/// (`argv[0]`) on the step's `PATH`, executed first, with `argv[0]` as the program's name;
+/// if that fails (a race, a `noexec` mount), the program is searched as `execvp` does.
+/// Through std's `Command::exec`, which gives the program default signal dispositions and
+/// an empty signal mask before `execvp`: Rust's runtime ignores SIGPIPE in the tie, and an
+/// ignored signal stays ignored across `execve` (red team adv27 T1: through a bare `execvp`
+/// in `runbook-tie`, `yes | head -n1` failed with "Broken pipe" and code 1, not 141).
+pub fn tie_exec(
+    parent: i32,
+    executable: Option<&std::ffi::OsStr>,
+    argv: &[std::ffi::OsString],
+) -> std::io::Error {
     use std::os::unix::process::CommandExt as _;
     if let Err(e) = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL) {
         return std::io::Error::from(e);
@@ -330,6 +345,10 @@ pub fn tie_main(parent: i32, argv: &[std::ffi::OsString]) -> std::io::Error {
         return std::io::Error::other("the engine is gone");
     }
     let Some((program, args)) = argv.split_first() else { return std::io::Error::other("no program") };
+    let Some(found) = executable.filter(|e| *e != program.as_os_str()) else {
+        return std::process::Command::new(program).args(args).exec();
+    };
+    let _ = std::process::Command::new(found).arg0(program).args(args).exec();
     std::process::Command::new(program).args(args).exec()
 }
 

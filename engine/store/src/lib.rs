@@ -117,6 +117,17 @@ pub enum StoreError {
         /// The lock's current fence.
         current: i64,
     },
+    /// The store did not answer a lease's renewal in time: the engine ended its steps, as
+    /// when the lock is lost, before the reaper's watchdog would have (red team adv27 S2).
+    #[error(
+        "the state store did not renew lock `{lock}` within {secs} s; the run's steps were ended, as when its lock is lost"
+    )]
+    Stalled {
+        /// The lock.
+        lock: String,
+        /// How long the renewal was given.
+        secs: u64,
+    },
     /// The lock is held by a live run.
     #[error("lock `{}` is held by run {} ({}, since {})", .0.name, .0.run_id, .0.holder, .0.acquired_at)]
     LockHeld(Box<LockHolder>),

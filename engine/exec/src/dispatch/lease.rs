@@ -58,25 +58,40 @@ impl Dispatcher<'_> {
         let kept = error.clone();
         let task = tokio::spawn(async move {
             let (period, watchdog) = renewal_times(ttl);
+            // Before the watchdog's deadline (armed just before the renewal), by an eighth of
+            // the lease: the loss is known before the reaper's own kill can land.
+            let bound = watchdog.saturating_sub(period / 2);
             loop {
                 tokio::time::sleep(period).await;
                 if let Some(r) = &reaper {
                     // A dead reaper is seen by the dispatcher through `Reaper::gone`.
                     let _ = r.watch(watchdog);
                 }
-                // The store's clock, not this host's: every engine judges leases by it.
-                let renewed = match store.clock_ms().await {
-                    Ok(ms) => store.renew_lock(&lease, ms, ttl).await,
-                    Err(e) => Err(e),
-                };
-                if let Err(e) = renewed {
-                    if let Some(r) = &reaper {
-                        let _ = r.kill_all();
+                // The store's clock, not this host's: every engine judges leases by it. A
+                // renewal the store does not answer before `bound` is a lost lease (red team
+                // adv27 S2): the reaper's watchdog would kill the steps a quarter of a lease
+                // later, with nothing telling the dispatcher, which took the kill for a
+                // failure of the step and ran it again. The engine ends them itself and says
+                // why.
+                let renewal = async {
+                    match store.clock_ms().await {
+                        Ok(ms) => store.renew_lock(&lease, ms, ttl).await,
+                        Err(e) => Err(e),
                     }
+                };
+                let renewed = tokio::time::timeout(bound, renewal).await.unwrap_or_else(|_| {
+                    Err(StoreError::Stalled { lock: lease.name.clone(), secs: bound.as_secs() })
+                });
+                if let Err(e) = renewed {
                     if let Ok(mut slot) = kept.lock() {
                         *slot = Some(e);
                     }
+                    // Lost before the kill: an attempt the kill ends is read as the lease's
+                    // loss, never as the step's failure (`run_loop`).
                     let _ = tx.send(true);
+                    if let Some(r) = &reaper {
+                        let _ = r.kill_all();
+                    }
                     return;
                 }
             }
