@@ -1254,3 +1254,41 @@ fn no_decision_is_judged_against_or_added_to_a_journal_that_fails_verification()
     assert_ne!(r.status, 303, "the console recorded a decision against a broken journal: {r:?}");
     assert_eq!(stored_records(&state, &run), before, "a record was added to a broken journal");
 }
+
+/// Red team adv27 C1: a signed-in act whose answer takes longer than a request's head may
+/// (10 s) gets its answer. The act's body (its form) was taken for the next request's head,
+/// so the act was prepared under the head's deadline and cut at 10 s with no response at
+/// all, dropped wherever it was. Here another process holds the store's write lock for 14 s
+/// while bob approves through the API.
+#[test]
+fn a_signed_in_act_that_waits_longer_than_a_head_gets_its_answer() {
+    let scratch = Scratch::new(GATE);
+    ok(&scratch.run(&["--yes"], &[("RUNBOOK_OPERATOR", "alice")]), 4);
+    let run = scratch.latest_run();
+    let (dir, state) = (scratch.path(), scratch.state());
+    let bob = add_token(dir, &state, "bob");
+    let served = serve(dir, &state, &["--auth", "token"]);
+    let mut holder = Command::new("python3")
+        .args([
+            "-c",
+            "import sqlite3, sys, time\nc = sqlite3.connect(sys.argv[1], timeout=60, isolation_level=None)\nc.execute('BEGIN IMMEDIATE')\nprint('held', flush=True)\ntime.sleep(14)\nc.execute('ROLLBACK')\n",
+            &state,
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let mut line = String::new();
+    std::io::BufReader::new(holder.stdout.take().expect("stdout")).read_line(&mut line).expect("held");
+    assert_eq!(line, "held\n");
+    let r = served.send(
+        "POST",
+        &format!("/api/runs/{run}/approvals/sign_off"),
+        &[("Authorization", &format!("Bearer {bob}"))],
+        "decision=approve&input.ticket=OPS-7&reason=looks+good",
+    );
+    let _ = holder.wait();
+    assert_eq!(r.status, 200, "an answer, not a closed connection: {r:?}");
+    assert!(r.body.contains("\"operator\":\"bob\""), "{}", r.body);
+    let d = decisions(&scratch, &run);
+    assert_eq!(d.len(), 1, "{d:?}");
+}

@@ -194,6 +194,7 @@ codes! {
     PlanKeys = "123", "plan-keys", "A plan file (`run --plan`, `plan --diff`) has a top-level key that no plan document has.";
     ForEachRunTime = "128", "for-each-run-time", "An include passes a value known only at run time (a step output, an approval input, a secret) to a parameter that decides the instances of a `for-each` step, at any depth.";
     FinallyConfirm = "129", "finally-confirm", "A `finally` step has `confirm`: it runs however the run ended, when nobody may be there to answer, and never asks.";
+    NulInText = "130", "nul-in-text", "A key or string of the runbook holds a NUL character (`\\u0000`), which no command argument, environment value, header or terminal line can carry.";
 }
 
 impl fmt::Display for Code {

@@ -98,6 +98,11 @@ pub fn parse(source: &Arc<Source>) -> (Document, Vec<Diagnostic>) {
 /// The fast path (`quick.rs`): a valid runbook in one pass, or `None` and the whole
 /// parse with `toml` decides.
 fn parse_quick(source: &Arc<Source>) -> Option<Document> {
+    // A NUL character is written only as an escape (TOML refuses the raw byte): the full
+    // pass reports it (`nul_in_text`).
+    if source.text.contains("\\u0000") || source.text.contains("\\U00000000") {
+        return None;
+    }
     let root = quick::document(&source.text)?;
     let mut doc = Document::empty(source);
     for (key, node) in root.entries {
@@ -152,6 +157,7 @@ fn parse_with(source: &Arc<Source>, report_unknown_keys: bool) -> (Document, Vec
     }
     let root_span = Span::from(root.span());
     let mut root = TomlSpanned::new(root.span(), DeValue::Table(root.into_inner()));
+    nul_in_text(&root, source, &mut diags);
 
     if report_unknown_keys {
         prune_unknown_keys(&mut root, schema::shapes().root, &String::new, source, &mut diags);
@@ -348,6 +354,38 @@ fn shapes_unit(path: &str, at: &[Seg]) -> bool {
             KIND_KEYS.contains(&last.as_str()) && !parent_is_map
         }
         _ => false,
+    }
+}
+
+/// Every key and string of the file that holds a NUL character (written `\u0000`), as
+/// RB130 at its place (red team adv27 V1): no command argument, environment value, header
+/// or terminal line can carry one, and a step that had one failed only when it started,
+/// after the steps before it had run. Every string is looked at, wherever it is, so a field
+/// added to the format later is covered too.
+fn nul_in_text(value: &TomlSpanned<DeValue<'_>>, source: &Arc<Source>, diags: &mut Vec<Diagnostic>) {
+    let refuse = |span: std::ops::Range<usize>, what: &str, diags: &mut Vec<Diagnostic>| {
+        diags.push(
+            Diagnostic::error(Code::NulInText, source, Span::from(span), format!("{what} holds a NUL character"))
+                .with_label("`\\u0000` here")
+                .with_help("no command argument, environment value, header or terminal line can carry a NUL character; remove it"),
+        );
+    };
+    match value.get_ref() {
+        DeValue::String(text) if text.contains('\0') => refuse(value.span(), "this text", diags),
+        DeValue::Table(t) => {
+            for (k, v) in t.iter() {
+                if k.get_ref().contains('\0') {
+                    refuse(k.span(), "this key", diags);
+                }
+                nul_in_text(v, source, diags);
+            }
+        }
+        DeValue::Array(a) => {
+            for v in a.iter() {
+                nul_in_text(v, source, diags);
+            }
+        }
+        _ => {}
     }
 }
 

@@ -6,9 +6,14 @@
 //! - A request's head (its request line and headers) must arrive within [`HEAD`] of its
 //!   first wait, in total: a client that trickles a byte now and then is cut at the same
 //!   time as a silent one (activity is not progress).
-//! - While a response is prepared (the head has arrived, nothing is written yet) no timer
-//!   runs: the page itself is bounded (the store's timeouts, the check's wait), so a request
-//!   being answered is never cut.
+//! - A request's body (its `Content-Length` bytes: a signed-in act's form or JSON) must
+//!   arrive within the same [`HEAD`] deadline, and is the same request: bytes after a head
+//!   are a new head only once the body announced is in (red team adv27 C1: a body's bytes
+//!   were taken for the next head, so an act was prepared under the head's 10 s and cut with
+//!   no response at all, dropped wherever it was).
+//! - While a response is prepared (the head and its body have arrived, nothing is written
+//!   yet) no timer runs: the page itself is bounded (the store's timeouts, the check's
+//!   wait), so a request being answered is never cut.
 //! - While a response is written, a client that stops reading is cut after [`IDLE`] without
 //!   progress, and a response not written in [`TOTAL`] from its first byte is cut whatever
 //!   its progress (a client reading a few bytes now and then held a slot for ever), except
@@ -40,6 +45,16 @@ pub const MAX_CONNECTIONS: usize = 256;
 /// The longest a response may take to be written, from its first byte (a 5,000-step run's
 /// page is a few MB: two minutes is 25 kB/s).
 pub const TOTAL: Duration = Duration::from_secs(120);
+
+/// The value of a `Content-Length` header line (any case, spaces around the value), or
+/// `None` for any other line.
+fn content_length(line: &[u8]) -> Option<u64> {
+    let (name, value) = line.split_at(line.iter().position(|b| *b == b':')?);
+    if !name.eq_ignore_ascii_case(b"content-length") {
+        return None;
+    }
+    std::str::from_utf8(&value[1..]).ok()?.trim().parse().ok()
+}
 
 /// What a request knows of its connection (axum's `ConnectInfo`): the peer's address, and
 /// a way to say that its response is a stream of events with its own bounds.
@@ -90,6 +105,8 @@ impl axum::serve::Listener for IdleListener {
             head: Head::Waiting,
             deadline: Box::pin(tokio::time::sleep(HEAD)),
             crlf: 0,
+            line: Vec::new(),
+            body: 0,
             began: None,
             streaming: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             _permit: permit,
@@ -107,6 +124,8 @@ impl axum::serve::Listener for IdleListener {
 enum Head {
     /// Waiting for (the rest of) a head: the deadline is the head's.
     Waiting,
+    /// The head announced a body (`Content-Length`), still arriving: the head's deadline.
+    Body,
     /// The head has arrived and nothing is written yet: the response is being prepared.
     Preparing,
     /// A response is being written: the deadline is [`IDLE`] from the last progress.
@@ -121,6 +140,10 @@ pub struct IdleStream {
     deadline: Pin<Box<Sleep>>,
     /// 1 when the last bytes read (`\r` aside) end a line: a line break next ends the head.
     crlf: u8,
+    /// The head's line being read (its first bytes: enough to know a `Content-Length`).
+    line: Vec<u8>,
+    /// The `Content-Length` the head gave, then the body's bytes still to come.
+    body: u64,
     /// When the response being written wrote its first byte.
     began: Option<Instant>,
     /// The response is a stream of events (no [`TOTAL`]).
@@ -130,26 +153,46 @@ pub struct IdleStream {
 
 impl IdleStream {
     /// Bytes read: a head starts (its deadline runs from the first wait, not reset by more
-    /// bytes) or ends at an empty line.
+    /// bytes) or ends at an empty line; the body its `Content-Length` announces follows under
+    /// the same deadline, and the request is prepared once it is in.
     fn read_bytes(&mut self, bytes: &[u8]) {
         for &b in bytes {
+            if self.head == Head::Body {
+                self.body = self.body.saturating_sub(1);
+                if self.body == 0 {
+                    self.head = Head::Preparing;
+                }
+                continue;
+            }
             if self.head != Head::Waiting {
-                // More bytes: the next request's head (or a body, which a read-only console
-                // does not wait for longer than a head).
+                // More bytes: the next request's head.
                 self.head = Head::Waiting;
                 self.began = None;
                 self.deadline.as_mut().reset(Instant::now() + HEAD);
                 self.crlf = 0;
+                self.line.clear();
+                self.body = 0;
             }
             // An empty line ends the head: `\r\n\r\n`, or `\n\n` (which hyper accepts too).
             match b {
                 b'\n' if self.crlf == 1 => {
-                    self.head = Head::Preparing;
+                    self.head = if self.body > 0 { Head::Body } else { Head::Preparing };
                     self.crlf = 0;
                 }
-                b'\n' => self.crlf = 1,
+                b'\n' => {
+                    self.crlf = 1;
+                    if let Some(length) = content_length(&self.line) {
+                        self.body = length;
+                    }
+                    self.line.clear();
+                }
                 b'\r' => {}
-                _ => self.crlf = 0,
+                _ => {
+                    self.crlf = 0;
+                    if self.line.len() < 64 {
+                        self.line.push(b);
+                    }
+                }
             }
         }
     }
@@ -168,6 +211,8 @@ impl IdleStream {
     /// What a write did: bytes written push the write deadline back; `Pending` waits for it.
     fn wrote(&mut self, written: Poll<io::Result<usize>>, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
         match written {
+            // An interim response (`100 Continue`) while the body is awaited starts nothing.
+            Poll::Ready(Ok(n)) if self.head == Head::Body => Poll::Ready(Ok(n)),
             Poll::Ready(Ok(n)) => {
                 if n > 0 {
                     let now = Instant::now();
