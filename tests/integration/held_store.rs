@@ -109,3 +109,31 @@ fn a_renewal_the_store_does_not_answer_stops_the_run_without_retrying_the_step()
     let count = std::fs::read_to_string(s.path().join("migrate.count")).expect("migrate started");
     assert_eq!(count, "started\n", "the step was not run again: {stdout}{stderr}");
 }
+
+const LONG_FINALLY: &str = r#"[runbook]
+name = "watchdog-finally"
+
+[steps.quick]
+run = "true"
+
+[finally.cleanup]
+retry = { attempts = 2, delay = "1s" }
+run = '''
+echo started >> cleanup.count
+for i in $(seq 1 150); do echo "cleaning $i"; sleep 0.2; done
+'''
+"#;
+
+/// The same for a `finally` step (and a compensation: one loop runs both): an attempt the
+/// lease's loss ended is in doubt, never the unit's failure, and is not retried.
+#[test]
+fn a_renewal_the_store_does_not_answer_does_not_retry_a_finally_step() {
+    let s = Scratch::new(LONG_FINALLY);
+    let lease = [("RUNBOOK_LEASE_TTL", "8s")];
+    let (code, stdout, stderr) =
+        run_with_the_lock_held(&s, &lease, Duration::from_secs(3), Duration::from_secs(12));
+    assert_eq!(code, Some(5), "{stdout}{stderr}");
+    assert!(stderr.contains("did not renew lock"), "{stdout}{stderr}");
+    let count = std::fs::read_to_string(s.path().join("cleanup.count")).expect("cleanup started");
+    assert_eq!(count, "started\n", "the finally step was not run again: {stdout}{stderr}");
+}

@@ -99,6 +99,11 @@ impl Dispatcher<'_> {
         self.renewal = Some(Renewal { task, lost, error });
     }
 
+    /// The lease was lost (or its renewal stalled): every step group is being killed.
+    pub(super) fn lease_lost(&self) -> bool {
+        self.renewal.as_ref().is_some_and(|r| *r.lost.borrow())
+    }
+
     /// Why the renewal stopped.
     pub(super) fn lost_lease(&mut self) -> ExecError {
         let kept = self.renewal.take().and_then(|r| r.error.lock().ok().and_then(|mut e| e.take()));

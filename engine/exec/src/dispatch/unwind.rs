@@ -189,6 +189,11 @@ impl Dispatcher<'_> {
             let label = if unit.undo { format!("{id} (undo)") } else { id.clone() };
             let (result, output) = self.run_action(&label, attempt, work, unit.timeout, cancel).await;
             let _ = std::fs::remove_file(&scratch);
+            if self.lease_lost() {
+                // Ended by the lease's loss (the renewal says so before it kills the groups):
+                // never the unit's failure, no end record: in doubt (red team adv27 S2).
+                return Err(self.lost_lease());
+            }
             if result.exit == Exit::Cancelled {
                 // Ended by the interruption: no end record, in doubt, like a main step's.
                 return Ok(UnitEnd::Interrupted);
