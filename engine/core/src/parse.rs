@@ -362,7 +362,11 @@ fn shapes_unit(path: &str, at: &[Seg]) -> bool {
 /// or terminal line can carry one, and a step that had one failed only when it started,
 /// after the steps before it had run. Every string is looked at, wherever it is, so a field
 /// added to the format later is covered too.
-fn nul_in_text(value: &TomlSpanned<DeValue<'_>>, source: &Arc<Source>, diags: &mut Vec<Diagnostic>) {
+pub(crate) fn nul_in_text(
+    value: &TomlSpanned<DeValue<'_>>,
+    source: &Arc<Source>,
+    diags: &mut Vec<Diagnostic>,
+) {
     let refuse = |span: std::ops::Range<usize>, what: &str, diags: &mut Vec<Diagnostic>| {
         diags.push(
             Diagnostic::error(Code::NulInText, source, Span::from(span), format!("{what} holds a NUL character"))

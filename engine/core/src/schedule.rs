@@ -260,7 +260,13 @@ pub fn check(source: &Arc<Source>, options: CheckOptions) -> Checked {
         return Checked { schedules: out, targets, diagnostics: diags };
     }
     let root_span = Span::from(root.span());
-    let table = root.into_inner();
+    // A NUL character anywhere (a runbook path, a webhook, a parameter): RB130, as in a
+    // runbook (red team adv27 V1).
+    let root = toml::Spanned::new(root.span(), DeValue::Table(root.into_inner()));
+    crate::parse::nul_in_text(&root, source, &mut diags);
+    let DeValue::Table(table) = root.into_inner() else {
+        return Checked { schedules: out, targets, diagnostics: diags };
+    };
     let mut sections: Vec<_> = table.into_iter().collect();
     sections.sort_by_key(|(k, _)| k.span().start);
     let mut found = false;
@@ -1378,6 +1384,28 @@ mod tests {
         assert!(s.overdue(Some(utc("2026-01-02T01:59:00Z")), None, now));
         assert!(!s.overdue(None, None, now), "nothing ran yet: no reference");
         assert!(s.overdue(None, Some(utc("2026-01-01T02:00:00Z")), now));
+    }
+
+    /// RB130 in a schedules file too: a NUL in any string or key, at its place.
+    #[test]
+    fn a_nul_in_a_schedules_file_is_refused_at_its_place() {
+        let fine = "[schedule.x]\nrunbook = \"a.toml\"\ncron = \"0 2 * * *\"\ntime-zone = \"UTC\"\nparams = { note = \"n\" }\nexpect-success-within = \"26h\"\nnotify = { webhook = \"https://h.example/x\" }\n";
+        assert!(check(&Source::new("s.toml", fine), CheckOptions::default()).diagnostics.is_empty());
+        for (from, to) in [
+            ("\"a.toml\"", "\"a\\u0000.toml\""),
+            ("\"UTC\"", "\"UTC\\u0000\""),
+            ("\"n\"", "\"n\\U00000000\""),
+            ("/x\"", "/x\\u0000\""),
+            ("note", "\"no\\u0000te\""),
+        ] {
+            let text = fine.replacen(from, to, 1);
+            let d = check(&Source::new("s.toml", text.clone()), CheckOptions::default()).diagnostics;
+            let nul = d.iter().find(|d| d.code == Code::NulInText);
+            assert!(
+                nul.is_some_and(|d| d.source.slice(d.span).is_some_and(|t| t.contains("0000"))),
+                "{text}: {d:?}"
+            );
+        }
     }
 
     #[test]
