@@ -56,6 +56,14 @@ fn main() -> ExitCode {
             return ExitCode::from(error.code());
         }
     }
+    // Signals a launcher left blocked (a supervisor that blocks SIGTERM) would never reach
+    // the engine's handlers: it could not be stopped cleanly, nor reap its steps (red team
+    // adv28 T2). No thread exists yet, so this mask is every later thread's.
+    let _ = nix::sys::signal::sigprocmask(
+        nix::sys::signal::SigmaskHow::SIG_SETMASK,
+        Some(&nix::sys::signal::SigSet::empty()),
+        None,
+    );
     // A shell asking for completions (`RUNBOOK_COMPLETE=bash runbook -- WORDS...`, from the
     // script of `runbook completions`): answered here, before anything is parsed or opened,
     // and the process exits. Only the protocol's shapes ask (`runbook` alone for the script,

@@ -48,6 +48,9 @@ fn queue(scratch: &Scratch) -> Vec<String> {
     let out = Command::new("sqlite3")
         .args([
             "-readonly",
+            // A writer's last close checkpoints the log under a lock for a moment: wait for it.
+            "-cmd",
+            ".timeout 10000",
             &scratch.state(),
             "SELECT run_id || '|' || submitted_by || '|' || plan FROM queue",
         ])

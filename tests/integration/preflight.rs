@@ -577,3 +577,40 @@ fn every_combination_of_wrong_and_missing_values_gets_one_answer() {
     }
     assert_eq!(sb.read("trace"), "");
 }
+
+/// Red team adv28 N3: a secret whose value holds a NUL character (a `file` secret, a
+/// `command`'s output) is refused in the run's one answer before anything runs; the step
+/// that used it failed at its start, after the steps before it had run.
+#[test]
+fn a_secret_holding_a_nul_character_is_refused_before_anything_runs() {
+    let s = crate::support::Scratch::new(
+        r#"[runbook]
+name = "nul-secret"
+
+[secrets.TOKEN]
+file = "token.txt"
+
+[secrets.CMDTOK]
+command = ["printf", "abcd\\000efgh"]
+
+[steps.backup]
+run = "touch backed-up"
+
+[steps.use]
+needs = ["backup"]
+run = 'test -n "$TOKEN$CMD"'
+env = { TOKEN = "{{ secrets.TOKEN }}", CMD = "{{ secrets.CMDTOK }}" }
+"#,
+    );
+    std::fs::write(s.path().join("token.txt"), b"tok\0en-value").expect("token");
+    let out = s.run(&["--yes"], &[]);
+    assert_eq!(out.code, 3, "{}{}", out.stdout, out.stderr);
+    for name in ["TOKEN", "CMDTOK"] {
+        assert!(
+            out.stderr.contains(&format!("secret `{name}` holds a NUL character")),
+            "{name}: {}",
+            out.stderr
+        );
+    }
+    assert!(!s.path().join("backed-up").exists(), "nothing ran");
+}

@@ -184,3 +184,38 @@ fn a_step_starts_with_sigpipe_at_its_default_through_runbook_tie_and_without_it(
         "through runbook __tie"
     );
 }
+
+/// A step that writes down the signals blocked in its shell (`SigBlk`).
+const MASK: &str = r#"
+[runbook]
+name = "mask"
+
+[steps.probe]
+run = "awk '/^SigBlk:/ { print $2 }' /proc/self/status > mask.txt"
+"#;
+
+/// Red team adv28 T2: a step starts with an empty signal mask whatever started the engine.
+/// A launcher that blocks SIGTERM (a supervisor, a CI agent) passed its mask to every step
+/// through the tie: a step's `trap ... TERM` cleanup never ran on a timeout.
+#[test]
+fn a_step_starts_with_no_signal_blocked_when_the_engine_was_started_with_some() {
+    let blocking = "import os, signal, sys\nsignal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGUSR1, signal.SIGHUP})\nos.execv(sys.argv[1], sys.argv[1:])\n";
+    // `runbook` alone in a folder: steps start through `runbook __tie`.
+    let alone = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
+    let lone = alone.path().join("runbook");
+    std::fs::hard_link(bin(), &lone).expect("link runbook");
+    for engine in [bin(), lone.display().to_string()] {
+        let s = Scratch::new(MASK);
+        let state = s.state();
+        let out = Command::new("python3")
+            .args(["-c", blocking, &engine, "run", "r.toml", "--yes", "--state", &state])
+            .current_dir(s.path())
+            .env("NO_COLOR", "1")
+            .env_remove("RUNBOOK_STATE")
+            .output()
+            .expect("python3 runs the engine");
+        ok(&Output::from(out), 0);
+        let mask = std::fs::read_to_string(s.path().join("mask.txt")).expect("the step wrote its mask");
+        assert_eq!(mask, "0000000000000000\n", "{engine}: the step's blocked signals");
+    }
+}

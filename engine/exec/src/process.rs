@@ -327,10 +327,11 @@ pub fn tie_main(parent: i32, argv: &[std::ffi::OsString]) -> std::io::Error {
 /// [`tie_main`], for `runbook-tie` too: `executable` is where the engine found the program
 /// (`argv[0]`) on the step's `PATH`, executed first, with `argv[0]` as the program's name;
 /// if that fails (a race, a `noexec` mount), the program is searched as `execvp` does.
-/// Through std's `Command::exec`, which gives the program default signal dispositions and
-/// an empty signal mask before `execvp`: Rust's runtime ignores SIGPIPE in the tie, and an
-/// ignored signal stays ignored across `execve` (red team adv27 T1: through a bare `execvp`
-/// in `runbook-tie`, `yes | head -n1` failed with "Broken pipe" and code 1, not 141).
+/// Through std's `Command::exec`, which gives SIGPIPE its default disposition before
+/// `execvp` (Rust's runtime ignores SIGPIPE in the tie, and an ignored signal stays ignored
+/// across `execve`: red team adv27 T1, through a bare `execvp` in `runbook-tie`,
+/// `yes | head -n1` failed with "Broken pipe" and code 1, not 141), with an empty signal
+/// mask (red team adv28 T2).
 pub fn tie_exec(
     parent: i32,
     executable: Option<&std::ffi::OsStr>,
@@ -345,6 +346,14 @@ pub fn tie_exec(
         return std::io::Error::other("the engine is gone");
     }
     let Some((program, args)) = argv.split_first() else { return std::io::Error::other("no program") };
+    // std's `exec` resets SIGPIPE only: a signal mask the engine inherited (a launcher that
+    // blocks SIGTERM) would block the step's SIGTERM on a timeout (red team adv28 T2). Signals
+    // ignored when the engine started stay ignored, as a shell leaves them (`nohup`).
+    let _ = nix::sys::signal::sigprocmask(
+        nix::sys::signal::SigmaskHow::SIG_SETMASK,
+        Some(&nix::sys::signal::SigSet::empty()),
+        None,
+    );
     let Some(found) = executable.filter(|e| *e != program.as_os_str()) else {
         return std::process::Command::new(program).args(args).exec();
     };

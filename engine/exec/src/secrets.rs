@@ -418,6 +418,12 @@ fn resolve_hiding(
                 "secret `{}` is shorter than {MIN_SECRET_LEN} characters; it could not be redacted reliably",
                 secret.name
             )),
+            // No environment value or argument can carry one: the step that used it failed
+            // at its start, after the steps before it had run (red team adv28 N3).
+            Ok(v) if v.contains('\0') => problems.push(format!(
+                "secret `{}` holds a NUL character, which no environment value or argument can carry",
+                secret.name
+            )),
             Ok(v) if v.len() > MAX_SECRET_BYTES => problems.push(format!(
                 "secret `{}` is larger than {} KiB; it could not be redacted with bounded memory",
                 secret.name,

@@ -709,6 +709,26 @@ async fn a_queued_plan_is_erased_only_when_its_engine_refused_the_run(f: Fixture
     // Done: what is erased stays erased, and an ended run's plan is not erased either.
     assert!(refused_by_the_guard("UPDATE queue SET plan = 'back' WHERE plan = ''").await);
     let second = store.claim("w1", &[], 2_000, 0).await.expect("claim").expect("the other run");
+    // A claimed run whose engine journaled anything ran: its plan is never erased (red team
+    // adv28 A1), not even with the transition a refusal makes.
+    store
+        .create_run(&NewRun {
+            run_id: &second.run_id,
+            runbook: "deploy",
+            operator: "ana",
+            started_at: "2026-11-30T10:00:00Z",
+            lock_name: None,
+        })
+        .await
+        .expect("create run");
+    store.append(&second.run_id, "2026-11-30T10:00:00Z", &started(), None).await.expect("append");
+    let erase_ran =
+        sqlx::query("UPDATE queue SET plan = '', state = 'done', exit_code = 3 WHERE run_id = $1")
+            .bind(second.run_id.clone())
+            .execute(store.pool())
+            .await;
+    assert!(erase_ran.is_err_and(|e| e.to_string().contains("never change")), "a run that ran lost its plan");
+    store.release_refused(&second.run_id, "w1", "refused").await.expect_err("refused by the guard");
     store.release_claim(&second.run_id, "w1", Some(0), 0, "succeeded").await.expect("done");
     assert!(
         refused_by_the_guard(

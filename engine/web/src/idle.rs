@@ -46,14 +46,29 @@ pub const MAX_CONNECTIONS: usize = 256;
 /// page is a few MB: two minutes is 25 kB/s).
 pub const TOTAL: Duration = Duration::from_secs(120);
 
-/// The value of a `Content-Length` header line (any case, spaces around the value), or
-/// `None` for any other line.
-fn content_length(line: &[u8]) -> Option<u64> {
+/// The bytes of a head's line kept to read a body's length: longer lines are cut.
+const LINE: usize = 256;
+
+/// A body whose end these bytes cannot tell: it lasts until the response starts.
+const UNTIL_ANSWERED: u64 = u64::MAX;
+
+/// What a head's line says of the request's body: its `Content-Length` (any case, spaces
+/// around the value), [`UNTIL_ANSWERED`] for a `Transfer-Encoding` or a length that cannot
+/// be read (cut, not a number), `None` for any other line.
+fn body_length(line: &[u8], cut: bool) -> Option<u64> {
     let (name, value) = line.split_at(line.iter().position(|b| *b == b':')?);
+    let name = name.trim_ascii();
+    if name.eq_ignore_ascii_case(b"transfer-encoding") {
+        return Some(UNTIL_ANSWERED);
+    }
     if !name.eq_ignore_ascii_case(b"content-length") {
         return None;
     }
-    std::str::from_utf8(&value[1..]).ok()?.trim().parse().ok()
+    let length = std::str::from_utf8(&value[1..]).ok().and_then(|v| v.trim().parse::<u64>().ok());
+    match length {
+        Some(n) if !cut => Some(n),
+        _ => Some(UNTIL_ANSWERED),
+    }
 }
 
 /// What a request knows of its connection (axum's `ConnectInfo`): the peer's address, and
@@ -106,6 +121,8 @@ impl axum::serve::Listener for IdleListener {
             deadline: Box::pin(tokio::time::sleep(HEAD)),
             crlf: 0,
             line: Vec::new(),
+            cut: false,
+            seen: false,
             body: 0,
             began: None,
             streaming: Arc::new(std::sync::atomic::AtomicBool::new(false)),
@@ -140,9 +157,13 @@ pub struct IdleStream {
     deadline: Pin<Box<Sleep>>,
     /// 1 when the last bytes read (`\r` aside) end a line: a line break next ends the head.
     crlf: u8,
-    /// The head's line being read (its first bytes: enough to know a `Content-Length`).
+    /// The head's line being read (its first [`LINE`] bytes), and whether it was longer.
     line: Vec<u8>,
-    /// The `Content-Length` the head gave, then the body's bytes still to come.
+    cut: bool,
+    /// A byte of the head other than a line break came (empty lines before it are skipped).
+    seen: bool,
+    /// The `Content-Length` the head gave, then the body's bytes still to come
+    /// ([`UNTIL_ANSWERED`]: until the response starts).
     body: u64,
     /// When the response being written wrote its first byte.
     began: Option<Instant>,
@@ -154,13 +175,20 @@ pub struct IdleStream {
 impl IdleStream {
     /// Bytes read: a head starts (its deadline runs from the first wait, not reset by more
     /// bytes) or ends at an empty line; the body its `Content-Length` announces follows under
-    /// the same deadline, and the request is prepared once it is in.
+    /// the same deadline, and the request is prepared once it is in. Empty lines before a
+    /// request line are skipped, as hyper skips them (red team adv28 W2: `\r\n\r\n` alone
+    /// ended a "head" and left the connection with no timer while hyper waited for one). A
+    /// body whose length these bytes do not tell (`Transfer-Encoding`, a `Content-Length`
+    /// longer than [`LINE`] or not a number) stays under the head's deadline until the
+    /// response starts (red team adv28 W1: such a body was never timed).
     fn read_bytes(&mut self, bytes: &[u8]) {
         for &b in bytes {
             if self.head == Head::Body {
-                self.body = self.body.saturating_sub(1);
-                if self.body == 0 {
-                    self.head = Head::Preparing;
+                if self.body != UNTIL_ANSWERED {
+                    self.body = self.body.saturating_sub(1);
+                    if self.body == 0 {
+                        self.head = Head::Preparing;
+                    }
                 }
                 continue;
             }
@@ -171,26 +199,32 @@ impl IdleStream {
                 self.deadline.as_mut().reset(Instant::now() + HEAD);
                 self.crlf = 0;
                 self.line.clear();
+                self.cut = false;
+                self.seen = false;
                 self.body = 0;
             }
             // An empty line ends the head: `\r\n\r\n`, or `\n\n` (which hyper accepts too).
             match b {
-                b'\n' if self.crlf == 1 => {
+                b'\n' if self.crlf == 1 && self.seen => {
                     self.head = if self.body > 0 { Head::Body } else { Head::Preparing };
                     self.crlf = 0;
                 }
                 b'\n' => {
-                    self.crlf = 1;
-                    if let Some(length) = content_length(&self.line) {
+                    self.crlf = u8::from(self.seen);
+                    if let Some(length) = body_length(&self.line, self.cut) {
                         self.body = length;
                     }
                     self.line.clear();
+                    self.cut = false;
                 }
                 b'\r' => {}
                 _ => {
                     self.crlf = 0;
-                    if self.line.len() < 64 {
+                    self.seen = true;
+                    if self.line.len() < LINE {
                         self.line.push(b);
+                    } else {
+                        self.cut = true;
                     }
                 }
             }
@@ -211,8 +245,11 @@ impl IdleStream {
     /// What a write did: bytes written push the write deadline back; `Pending` waits for it.
     fn wrote(&mut self, written: Poll<io::Result<usize>>, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
         match written {
-            // An interim response (`100 Continue`) while the body is awaited starts nothing.
-            Poll::Ready(Ok(n)) if self.head == Head::Body => Poll::Ready(Ok(n)),
+            // An interim response (`100 Continue`) while a body of known length is awaited
+            // starts nothing; any write ends a body of unknown length.
+            Poll::Ready(Ok(n)) if self.head == Head::Body && self.body != UNTIL_ANSWERED => {
+                Poll::Ready(Ok(n))
+            }
             Poll::Ready(Ok(n)) => {
                 if n > 0 {
                     let now = Instant::now();

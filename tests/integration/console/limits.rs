@@ -149,6 +149,60 @@ fn a_client_that_trickles_its_head_is_cut_off() {
     assert_eq!(c.get("/runs").status, 200);
 }
 
+/// Red team adv28 W1, W2: a request whose head or body never ends, in the ways the
+/// console's byte counter could not follow, is cut like a trickling head. Empty lines
+/// before a request line ended a "head" (hyper skips them and waits for one), and a body
+/// of unknown length (`Transfer-Encoding`, a `Content-Length` too long or not a number) was
+/// never timed: each held a connection for ever, and 256 held the console.
+#[test]
+fn requests_whose_head_or_body_never_ends_are_cut_off() {
+    let s = Scratch::new(THREE_STEPS);
+    let c = Console::start(s.path(), &s.state(), &["--auth", "token"]);
+    let host = c.host();
+    let post = |length_header: &str| {
+        format!(
+            "POST /login HTTP/1.1\r\nHost: {host}\r\nOrigin: http://{host}\r\nContent-Type: application/x-www-form-urlencoded\r\n{length_header}\r\n\r\n"
+        )
+    };
+    let attacks = [
+        "\r\n\r\n".to_string(),
+        "\n\n\r\n\r\n".to_string(),
+        post("Transfer-Encoding: chunked"),
+        post(&format!("Content-Length: {}1", "0".repeat(300))),
+        post(&format!("Content-Length:{}1", " ".repeat(300))),
+        post("Content-Length: 5"),
+    ];
+    let mut open: Vec<(String, TcpStream)> = attacks
+        .iter()
+        .map(|a| {
+            let mut t = TcpStream::connect(("127.0.0.1", c.port)).expect("connect");
+            t.write_all(a.as_bytes()).expect("write");
+            t.set_read_timeout(Some(Duration::from_secs(2))).expect("timeout");
+            (a.clone(), t)
+        })
+        .collect();
+    let t0 = Instant::now();
+    let mut buf = [0u8; 4096];
+    while !open.is_empty() {
+        // Generous: only "never cut" fails.
+        assert!(
+            t0.elapsed() < Duration::from_secs(100),
+            "held for 100 s: {:?}",
+            open.iter().map(|(a, _)| a.escape_debug().to_string()).collect::<Vec<_>>()
+        );
+        open.retain_mut(|(_, t)| match t.read(&mut buf) {
+            Ok(0) => false,
+            // An answer (a 400, a 408) is an end too; read on to the close.
+            Ok(_) => true,
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                true
+            }
+            Err(_) => false,
+        });
+    }
+    assert_eq!(c.get("/runs").status, 200);
+}
+
 /// adv16 f4: connections are capped. Many silent clients take at most the cap of the
 /// console's descriptors; the others wait in the kernel's queue, and a normal request is
 /// answered once the head deadline cuts the silent ones.

@@ -164,6 +164,10 @@ impl Dispatcher<'_> {
             if *cancel.borrow() {
                 return Ok(UnitEnd::Interrupted);
             }
+            if self.lease_lost() {
+                // No attempt starts without the lease (red team adv28 L1).
+                return Err(self.lost_lease());
+            }
             attempt += 1;
             let scratch = if unit.undo {
                 self.opts.run_dir.join(format!("{}.compensation.{attempt}.outputs", self.stem(&id)))

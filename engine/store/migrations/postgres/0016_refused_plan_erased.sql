@@ -3,7 +3,8 @@
 -- is queued; the worker's engine, which reads the run's values, refuses it (exit 3,
 -- nothing ran), and its plan, the value in clear, was kept. A queued run's plan still never
 -- changes but in one way: the worker that claimed it erases it (to '') as it records that
--- its engine refused the run before anything ran. The guard of 0012 otherwise; the same
+-- its engine refused the run before anything ran: only a run with no journal (red team
+-- adv28 A1: a running run's plan could be erased and the run called refused). The guard of 0012 otherwise; the same
 -- version as migrations/sqlite/0016_refused_plan_erased.sql.
 CREATE OR REPLACE FUNCTION runbook_queue_guard() RETURNS trigger LANGUAGE plpgsql
 SECURITY DEFINER AS $$
@@ -21,7 +22,8 @@ BEGIN
         IF (NEW.run_id, NEW.runbook, NEW.labels, NEW.submitted_by, NEW.submitted_at)
            IS DISTINCT FROM (OLD.run_id, OLD.runbook, OLD.labels, OLD.submitted_by, OLD.submitted_at)
            OR (NEW.plan IS DISTINCT FROM OLD.plan
-               AND NOT (NEW.plan = '' AND OLD.state = 'claimed' AND NEW.state = 'done' AND NEW.exit_code = 3)) THEN
+               AND NOT (NEW.plan = '' AND OLD.state = 'claimed' AND NEW.state = 'done' AND NEW.exit_code = 3
+                        AND NOT EXISTS (SELECT 1 FROM events WHERE events.run_id = OLD.run_id))) THEN
             RAISE EXCEPTION 'a queued run''s plan, labels and submitter never change (a refused run''s plan is only erased), and no queued run is deleted';
         END IF;
         IF (NEW.abandon_by, NEW.abandon_reason, NEW.abandon_head)
