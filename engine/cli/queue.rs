@@ -585,8 +585,10 @@ impl Worker {
                     outln!("{id}: refused: nothing ran (exit 3), its plan erased; `runbook show {id}`");
                     let note =
                         "refused: nothing ran; its plan was erased (it may hold what the engine refused)";
-                    if let Err(e) = self.store.release_refused(&id, &self.name, note).await {
-                        crate::output::errln!("warning: cannot record the end of {id}: {e}");
+                    // The guard erases only the plan of a run with no journal; one whose engine
+                    // journaled anything ends as any refused run (red team adv28 A1, L4).
+                    if self.store.release_refused(&id, &self.name, note).await.is_err() {
+                        self.release(&id, Some(i64::from(exit::INVALID)), "refused").await;
                     }
                 }
                 // An abandon asked from the console ended (abandoned, or refused: a live

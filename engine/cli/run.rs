@@ -665,11 +665,13 @@ fn heartbeat() -> Option<Duration> {
 fn lease_ttl() -> Duration {
     let default = Duration::from_secs(60);
     match std::env::var("RUNBOOK_LEASE_TTL") {
+        // At most a day: a lease is a few store round trips, and a huge one overflowed the
+        // engine's arithmetic (red team adv28 E1).
         Ok(text) => match humantime::parse_duration(text.trim()) {
-            Ok(d) if d >= Duration::from_secs(1) => d,
+            Ok(d) if d >= Duration::from_secs(1) && d <= Duration::from_secs(86_400) => d,
             _ => {
                 crate::output::errln!(
-                    "warning: RUNBOOK_LEASE_TTL=`{text}` is not a duration of at least 1s; using 60s"
+                    "warning: RUNBOOK_LEASE_TTL=`{text}` is not a duration from 1s to 1 day; using 60s"
                 );
                 default
             }

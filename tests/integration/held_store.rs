@@ -137,3 +137,43 @@ fn a_renewal_the_store_does_not_answer_does_not_retry_a_finally_step() {
     let count = std::fs::read_to_string(s.path().join("cleanup.count")).expect("cleanup started");
     assert_eq!(count, "started\n", "the finally step was not run again: {stdout}{stderr}");
 }
+
+const SLOW_CHECK: &str = r#"[runbook]
+name = "slow-check"
+
+[preconditions.healthy]
+run = "sleep 8"
+
+[steps.deploy]
+run = "echo deployed >> deploy.count"
+"#;
+
+/// Red team adv28 L4: a precondition the lease's loss ended is no failure of what it
+/// checks ("the service is not healthy", exit 3, and under a worker a run marked refused):
+/// the run stops as for a lost lease (exit 5), and its resume checks again.
+#[test]
+fn a_renewal_the_store_does_not_answer_is_no_failed_precondition() {
+    let s = Scratch::new(SLOW_CHECK);
+    let lease = [("RUNBOOK_LEASE_TTL", "8s")];
+    let (code, stdout, stderr) =
+        run_with_the_lock_held(&s, &lease, Duration::from_secs(2), Duration::from_secs(12));
+    assert_eq!(code, Some(5), "{stdout}{stderr}");
+    assert!(stderr.contains("did not renew lock"), "{stdout}{stderr}");
+    assert!(!s.path().join("deploy.count").exists(), "nothing ran");
+}
+
+/// Red team adv28 E1: a lease too long for the engine's arithmetic panicked it, and it
+/// then hung deaf to SIGTERM. A lease is from 1 s to a day; another is warned of.
+#[test]
+fn a_lease_length_out_of_range_is_warned_of_and_the_default_used() {
+    let s = Scratch::new(CHAIN.replace("sleep 3; ", "").as_str());
+    for ttl in ["300000000000years", "2days", "0s"] {
+        let out = s.run(&["--yes"], &[("RUNBOOK_LEASE_TTL", ttl)]);
+        assert_eq!(out.code, 0, "{ttl}: {}{}", out.stdout, out.stderr);
+        assert!(
+            out.stderr.contains("is not a duration from 1s to 1 day; using 60s"),
+            "{ttl}: {}",
+            out.stderr
+        );
+    }
+}

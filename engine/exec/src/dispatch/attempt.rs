@@ -233,6 +233,12 @@ impl Dispatcher<'_> {
             None => sink,
         };
         self.record(RunEvent::StepStarted { step: step.id.to_string(), attempt }).await?;
+        // The lease may have been lost while the start was being made durable (a store that
+        // held the write lock): no process starts without it (red team adv28 L5). The step
+        // stays in doubt, as when its engine dies at this point.
+        if self.lease_lost() {
+            return Err(self.lost_lease());
+        }
         let tx = tx.clone();
         let cancel = attempt_cancel.clone();
         let reaper = self.opts.reaper.clone();

@@ -112,6 +112,11 @@ impl Dispatcher<'_> {
             // The machine learns of a signal before it decides anything more (a signal that
             // came while a precondition ran, or while nothing ran).
             self.signalled(&wires).await?;
+            // Nothing starts without the lease (red team adv28 L5: a step was spawned after
+            // the renewal had said it was lost).
+            if self.lease_lost() {
+                return Err(self.lost_lease());
+            }
             // Start what is ready, in declaration order, up to the parallel limit.
             self.handle(Event::Schedule, &wires).await?;
             // Approvals: fold decisions made anywhere, then settle what they decide. Reading

@@ -151,6 +151,9 @@ impl Dispatcher<'_> {
                 return Ok(Gate::Interrupted);
             }
             Gate::Passed => return Ok(Gate::Passed),
+            // Checks the lease's loss ended are no failures of the system they read (red
+            // team adv28 L4): the run stops as for a lost lease, and its resume checks again.
+            Gate::Failed(_) if self.lease_lost() => return Err(self.lost_lease()),
             Gate::Failed(failures) => failures,
         };
         let preconditions = self.journal_failed(&failures, None).await?;

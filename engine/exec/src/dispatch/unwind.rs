@@ -190,6 +190,10 @@ impl Dispatcher<'_> {
                 RunEvent::StepStarted { step: id.clone(), attempt }
             })
             .await?;
+            if self.lease_lost() {
+                // Lost while the start was made durable: nothing starts (red team adv28 L5).
+                return Err(self.lost_lease());
+            }
             let label = if unit.undo { format!("{id} (undo)") } else { id.clone() };
             let (result, output) = self.run_action(&label, attempt, work, unit.timeout, cancel).await;
             let _ = std::fs::remove_file(&scratch);
