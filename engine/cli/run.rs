@@ -545,6 +545,7 @@ async fn execute(
         poll: Duration::from_millis(250),
         prefix: String::new(),
         parent_lease: None,
+        parent_lost: None,
         inherited: None,
         reads: prepared.reads,
         runbook_file: prepared.file,

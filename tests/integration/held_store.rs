@@ -177,3 +177,25 @@ fn a_lease_length_out_of_range_is_warned_of_and_the_default_used() {
         );
     }
 }
+
+/// The same for a step of an included runbook: the included run takes no lease of its own
+/// and reads the including run's, so an attempt the loss ended is not retried there either.
+#[test]
+fn a_renewal_the_store_does_not_answer_does_not_retry_an_included_step() {
+    let s = Scratch::new(
+        r#"[runbook]
+name = "outer"
+
+[steps.inner]
+runbook = { file = "inner.toml" }
+"#,
+    );
+    std::fs::write(s.path().join("inner.toml"), LONG_STEP.replace("name = \"watchdog\"", "name = \"inner\""))
+        .expect("inner");
+    let lease = [("RUNBOOK_LEASE_TTL", "8s")];
+    let (code, stdout, stderr) =
+        run_with_the_lock_held(&s, &lease, Duration::from_secs(3), Duration::from_secs(12));
+    assert_eq!(code, Some(5), "{stdout}{stderr}");
+    let count = std::fs::read_to_string(s.path().join("migrate.count")).expect("migrate started");
+    assert_eq!(count, "started\n", "the included step was not run again: {stdout}{stderr}");
+}

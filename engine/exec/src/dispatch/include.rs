@@ -138,6 +138,11 @@ impl<'a> Dispatcher<'a> {
         Ok(RunOptions {
             prefix: prefix.to_string(),
             parent_lease: self.lease.clone(),
+            parent_lost: self
+                .renewal
+                .as_ref()
+                .map(|r| r.lost.clone())
+                .or_else(|| self.opts.parent_lost.clone()),
             resume,
             base_dir: file.parent().map(std::path::Path::to_path_buf).unwrap_or_else(|| PathBuf::from(".")),
             runbook_file: file,

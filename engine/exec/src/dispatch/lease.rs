@@ -101,8 +101,10 @@ impl Dispatcher<'_> {
     }
 
     /// The lease was lost (or its renewal stalled): every step group is being killed.
+    /// An included run asks the including run's renewal.
     pub(super) fn lease_lost(&self) -> bool {
         self.renewal.as_ref().is_some_and(|r| *r.lost.borrow())
+            || self.opts.parent_lost.as_ref().is_some_and(|l| *l.borrow())
     }
 
     /// Why the renewal stopped.

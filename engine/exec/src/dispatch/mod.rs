@@ -98,6 +98,10 @@ pub struct RunOptions {
     /// For an included runbook: the lease of the run that includes it. Its events go into
     /// that run's journal, under `prefix`; it takes no lock and starts no run of its own.
     pub parent_lease: Option<Lease>,
+    /// For an included runbook: the including run's word that its lease is lost (its
+    /// renewal's `lost`): an included run takes no lease of its own, and must start and
+    /// retry nothing once the run's is gone (red team adv28 L1, the class).
+    pub parent_lost: Option<tokio::sync::watch::Receiver<bool>>,
     /// For an included runbook: the including run's redactor (it knows every secret of the
     /// run, the including runbook's too) and the secret variables to keep from its steps.
     pub inherited: Option<(Redactor, Vec<String>)>,

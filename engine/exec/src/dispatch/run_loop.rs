@@ -156,7 +156,7 @@ impl Dispatcher<'_> {
                     // The lease was lost (the renewal says so before it kills the steps): an
                     // attempt that ended now was ended by that kill, not by itself; it stays
                     // in doubt for `resume` (red team adv27 S2).
-                    Msg::Done { .. } if self.lease_lost() => {
+                    Msg::Done { .. } | Msg::Included { .. } if self.lease_lost() => {
                         Some(Event::Stop(StopCause::LeaseLost))
                     }
                     Msg::Done { idx, attempt, done, tail } => Some(Event::AttemptEnded {
